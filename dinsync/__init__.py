@@ -1,0 +1,3 @@
+"""dinsync: warehouse-native reverse ETL."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""Exceptions and the CLI's documented exit codes.
+
+Nothing below the CLI prints; layers raise these and the CLI maps them to exit codes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ExitCode:
+    OK = 0
+    RUN_FAILED = 1
+    USAGE = 2  # typer / click usage errors
+    CONFIG_ERROR = 3
+    WARNINGS = 4
+    LOCKED = 5
+
+
+class DinsyncError(Exception):
+    """Base class. `hint` is a short suggestion shown to the user."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class ConfigIssue:
+    """One configuration problem, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        text = where + self.message
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "message": self.message, "hint": self.hint}
+
+
+class ConfigError(DinsyncError):
+    """All configuration problems found in one pass."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__(
+            f"{len(issues)} configuration error(s):\n" + "\n".join("  - " + i.format() for i in issues)
+        )
+
+
+class LockBusyError(DinsyncError):
+    exit_code = ExitCode.LOCKED
+
+
+class DestinationAuthError(DinsyncError):
+    """Credentials rejected (401/403): the run fails, nothing more is sent."""
+
+
+class DuplicateKeysError(DinsyncError):
+    """Too many duplicated matching keys in the segment: fail before sending."""
+
+
+@dataclass
+class RunSummary:
+    sync: str
+    run_id: str
+    status: str = "running"  # running | success | warning | failed
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    null_keys: int = 0
+    duplicate_keys: int = 0
+    sent: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    not_found: int = 0
+    failed: int = 0
+    requests: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,85 @@
+"""DuckDB: the embedded default warehouse."""
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import DinsyncError, LockBusyError
+from .base import Capabilities, Warehouse, quote_ident
+
+
+class DuckDBWarehouse(Warehouse):
+    capabilities = Capabilities(dialect="duckdb", transactional_ddl=True, hash_type="UBIGINT")
+
+    def __init__(self, path: str = ":memory:", threads: int | None = None, read_only: bool = False):
+        self.path = path
+        try:
+            self._con = duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise LockBusyError(
+                    f"the DuckDB file {path} is in use by another process",
+                    hint="another dinsync run (or a tool such as dbt) holds it; wait for it to finish",
+                ) from None
+            raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        # One connection object per thread: a DuckDB connection must not run two statements at
+        # once, and the engine streams the plan while it commits acknowledged rows.
+        self._local = threading.local()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def execute(self, sql: str) -> None:
+        self.con.execute(sql)
+
+    def query(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+    def stream(self, sql: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        cur = self._con.cursor()  # its own cursor: other statements may run while we stream
+        try:
+            reader = cur.sql(sql).to_arrow_reader(batch_rows)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
+        finally:
+            cur.close()
+
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
+        con = self.con
+        name = f"__dinsync_arrow_{id(data)}"
+        con.register(name, data)
+        try:
+            target = f"{quote_ident(schema)}.{quote_ident(table)}"
+            if mode == "replace":
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_ident(name)}")
+            else:
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {quote_ident(name)}")
+        finally:
+            con.unregister(name)
+
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        rel = self.con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0")
+        return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
+
+    def table_columns(self, schema: str, table: str) -> list[str] | None:
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def close(self) -> None:
+        self._con.close()
