@@ -1,0 +1,33 @@
+"""Project configuration: dinsync.yml, models/*.sql and syncs/*.yml -> validated pydantic models.
+
+`load_project` raises `dinsync.errors.ConfigError` holding every issue found (file, line, hint).
+In dinsync.yml, `${env:NAME}` in a string value is replaced by the environment variable NAME
+(a missing one is an issue); `$${env:NAME}` stands for the literal text `${env:NAME}`.
+"""
+from .loader import check_columns, load_project
+from .models import (
+    DestinationConfig,
+    DuckDBConfig,
+    FieldMap,
+    Model,
+    Project,
+    SyncConfig,
+    Thresholds,
+    WarehouseConfig,
+)
+from .scaffold import ScaffoldExistsError, scaffold
+
+__all__ = [
+    "DestinationConfig",
+    "DuckDBConfig",
+    "FieldMap",
+    "Model",
+    "Project",
+    "ScaffoldExistsError",
+    "SyncConfig",
+    "Thresholds",
+    "WarehouseConfig",
+    "check_columns",
+    "load_project",
+    "scaffold",
+]

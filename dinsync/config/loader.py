@@ -1,0 +1,461 @@
+"""Load a project folder into validated models, reporting every problem in one pass.
+
+`load_project` reads dinsync.yml, models/**/*.sql and syncs/**/*.yml, validates each file on its
+own, then checks the references between them (a sync's model, destination, service, mode and
+matching field). All issues are collected, sorted by file then line, and raised together as one
+`ConfigError`. `check_columns` is the second, warehouse-backed pass: the columns a sync uses must
+exist in its model's output.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pydantic import ValidationError
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.tokens import TokenType
+
+from ..destinations import registry
+from ..destinations.base import Destination
+from ..errors import ConfigError, ConfigIssue
+from .models import (
+    DESTINATION_KEYS,
+    NAME_PATTERN,
+    WAREHOUSE_TYPES,
+    DestinationConfig,
+    DestinationOptions,
+    FieldMap,
+    Model,
+    Project,
+    ProjectFile,
+    SyncConfig,
+    SyncFile,
+)
+from .yamlfile import (
+    YamlDoc,
+    choice_hint,
+    did_you_mean,
+    environ,
+    load_yaml,
+    read_text,
+    scrub,
+    substitute_env,
+    validation_issues,
+)
+
+PROJECT_FILE = "dinsync.yml"
+HEADER_KEYS = ("primary_key", "model_type")
+MODEL_TYPES = ("user", "custom")
+_HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
+_NAME = re.compile(NAME_PATTERN)
+
+
+class _Loader:
+    """State of one load: the issues found so far and what each file declared."""
+
+    def __init__(self, root: Path, env: Mapping[str, str]):
+        self.root = root
+        self.env = env
+        self.issues: list[ConfigIssue] = []
+        self.secrets: list[str] = []
+        self.project_data: dict[str, Any] | None = None
+        self.warehouse: Any = None
+        self.destinations: dict[str, DestinationConfig] = {}
+        self.destination_types: dict[str, type[Destination] | None] | None = None  # None: unknown
+        self.models: dict[str, Model] = {}
+        self.model_names: set[str] = set()
+        self.syncs: dict[str, SyncConfig] = {}
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # --- dinsync.yml ---------------------------------------------------------------------
+    def load_project_file(self) -> None:
+        path = self.root / PROJECT_FILE
+        if not path.is_file():
+            hint = "rename dinsync.yaml to dinsync.yml" if (self.root / "dinsync.yaml").is_file() \
+                else "run `dinsync init` to create a project, or pass the project folder"
+            self.issues.append(ConfigIssue(f"{PROJECT_FILE} not found in {self.root}", PROJECT_FILE, None, hint))
+            return
+        doc = self._read_yaml(path, env=True)
+        if doc is None:
+            return
+        data = doc.data
+        try:
+            ProjectFile.model_validate(data)
+        except ValidationError as exc:
+            self.issues += validation_issues(exc, doc, (), ProjectFile)
+        self.project_data = data
+        if isinstance(data.get("warehouse"), dict):
+            self.load_warehouse(doc, data["warehouse"])
+        destinations = data.get("destinations", {})
+        if isinstance(destinations, dict):  # else: reported; skip sync checks against it
+            self.destination_types = {}
+            for name, raw in destinations.items():
+                if isinstance(raw, dict):
+                    self.load_destination(doc, str(name), raw)
+                else:
+                    self.destination_types[str(name)] = None
+
+    def load_warehouse(self, doc: YamlDoc, raw: dict) -> None:
+        kind = raw.get("type")
+        if kind is None:
+            self.issues.append(doc.issue(("warehouse",), "missing required key warehouse.type",
+                                         choice_hint("", WAREHOUSE_TYPES, "supported types")))
+            return
+        cls = WAREHOUSE_TYPES.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            self.issues.append(doc.issue(("warehouse", "type"), f"unknown warehouse type {kind!r}",
+                                         choice_hint(kind, WAREHOUSE_TYPES, "supported types")))
+            return
+        try:
+            self.warehouse = cls.model_validate(raw)
+        except ValidationError as exc:
+            self.issues += validation_issues(exc, doc, ("warehouse",), cls)
+
+    def load_destination(self, doc: YamlDoc, name: str, raw: dict) -> None:
+        at = ("destinations", name)
+        self.destination_types[name] = None
+        kind = raw.get("type")
+        types = registry()
+        if kind is None:
+            self.issues.append(doc.issue(at, f"missing required key destinations.{name}.type",
+                                         choice_hint("", types, "supported types")))
+            return
+        cls = types.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            self.issues.append(doc.issue(at + ("type",), f"unknown destination type {kind!r}",
+                                         choice_hint(kind, types, "supported types")))
+            return
+        self.destination_types[name] = cls
+        settings_model = cls.settings_model
+        setting_keys = tuple(settings_model.model_fields) if settings_model else ()
+        ok = True
+        for key in raw:
+            if key not in DESTINATION_KEYS and key not in setting_keys:
+                ok = False
+                self.issues.append(doc.issue(at + (key,), f"unknown key destinations.{name}.{key}",
+                                             choice_hint(key, DESTINATION_KEYS + setting_keys, "allowed keys")))
+        settings = None
+        if settings_model is not None:
+            try:
+                settings = settings_model.model_validate({k: v for k, v in raw.items() if k in setting_keys})
+            except ValidationError as exc:
+                ok = False
+                self.issues += validation_issues(exc, doc, at, settings_model)
+        rate_limits = raw.get("rate_limits")
+        for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
+            if endpoint not in cls.limits:
+                ok = False
+                self.issues.append(doc.issue(
+                    at + ("rate_limits", endpoint), f"{kind} has no endpoint {endpoint!r} (in rate_limits)",
+                    choice_hint(endpoint, cls.limits, "endpoints")))
+        generic = {k: v for k, v in raw.items() if k in DESTINATION_KEYS and k != "type"}
+        try:
+            options = DestinationOptions.model_validate(generic)
+        except ValidationError as exc:
+            self.issues += validation_issues(exc, doc, at, DestinationOptions)
+            return
+        if not ok or (settings is None and settings_model is not None):
+            return
+        config = DestinationConfig(name=name, type=kind, settings=settings, destination_class=cls,
+                                   **options.model_dump())
+        try:
+            config.resolved_base_url()
+        except ValueError as exc:
+            self.issues.append(doc.issue(at, str(exc), "set base_url"))
+            return
+        self.destinations[name] = config
+
+    # --- models --------------------------------------------------------------------------
+    def load_models(self) -> None:
+        folder = self.root / "models"
+        first: dict[str, str] = {}
+        for path in sorted(folder.rglob("*.sql")) if folder.is_dir() else []:
+            file, name = self.rel(path), path.stem
+            if not self._check_name(name, file, "model"):
+                continue
+            if name.lower() in first:
+                self.issues.append(ConfigIssue(f"duplicate model name {name!r} (also {first[name.lower()]})",
+                                               file, 1, "model names must be unique; rename one of the files"))
+                continue
+            first[name.lower()] = file
+            self.model_names.add(name)
+            text, problem = read_text(path, file)
+            if problem:
+                self.issues.append(problem)
+                continue
+            model = self._parse_model(name, path, file, text)
+            if model is not None:
+                self.models[name] = model
+
+    def _parse_model(self, name: str, path: Path, file: str, text: str) -> Model | None:
+        issues: list[ConfigIssue] = []
+        header: dict[str, tuple[str, int]] = {}
+        lines = text.splitlines()
+        body_line = len(lines) + 1
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if not line.strip().startswith("--"):
+                body_line = number
+                break
+            match = _HEADER_LINE.match(line)
+            if not match:
+                continue
+            key, value = match.groups()
+            if key in HEADER_KEYS:
+                if key in header:
+                    issues.append(ConfigIssue(f"{key} declared twice (first on line {header[key][1]})", file, number,
+                                              "keep one header line per key"))
+                else:
+                    header[key] = (value, number)
+            elif did_you_mean(key, HEADER_KEYS):
+                issues.append(ConfigIssue(f"unknown header key {key!r}", file, number,
+                                          choice_hint(key, HEADER_KEYS, "header keys")))
+
+        primary_key, model_type = None, "custom"
+        if "primary_key" not in header:
+            issues.append(ConfigIssue("missing primary key header", file, 1,
+                                      "start the file with `-- primary_key: <column>`"))
+        else:
+            value, number = header["primary_key"]
+            primary_key = value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else value
+            if not primary_key or re.search(r"[\s,]", primary_key):
+                issues.append(ConfigIssue(f"primary_key must name one column, got {value!r}", file, number,
+                                          "write `-- primary_key: <column>` (composite keys are not supported)"))
+                primary_key = None
+        if "model_type" in header:
+            value, number = header["model_type"]
+            if value not in MODEL_TYPES:
+                issues.append(ConfigIssue(f"invalid model_type {value!r}", file, number,
+                                          choice_hint(value, MODEL_TYPES, "expected one of")))
+            model_type = value
+
+        sql, sql_line = self._model_sql(text, file, issues)
+        self.issues += issues
+        if issues:
+            return None
+        model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type)
+        model._lines.update({"sql": sql_line or body_line, "primary_key": header["primary_key"][1]})
+        if "model_type" in header:
+            model._lines["model_type"] = header["model_type"][1]
+        return model
+
+    @staticmethod
+    def _model_sql(text: str, file: str, issues: list[ConfigIssue]) -> tuple[str, int | None]:
+        """The single statement of a model (without its trailing semicolon) and its first line."""
+        try:
+            tokens = Dialect.get_or_raise("duckdb").tokenize(text)
+        except Exception:  # unterminated string, ...: the warehouse reports it (check_columns)
+            return text.strip().rstrip(";").strip(), None
+        statements: list[list] = [[]]
+        for token in tokens:
+            if token.token_type == TokenType.SEMICOLON:
+                statements.append([])
+            else:
+                statements[-1].append(token)
+        statements = [s for s in statements if s]
+        if not statements:
+            issues.append(ConfigIssue("model SQL is empty", file, len(text.splitlines()) or 1,
+                                      "write one SELECT after the header comments"))
+            return "", None
+        if len(statements) > 1:
+            issues.append(ConfigIssue("more than one SQL statement in a model", file, statements[1][0].line,
+                                      "a model is a single SELECT; remove the extra statement"))
+        first = statements[0]
+        start = text.rfind("\n", 0, first[0].start) + 1  # keep comments on the statement's first line
+        return text[start:first[-1].end + 1].strip(), first[0].line
+
+    # --- syncs ---------------------------------------------------------------------------
+    def load_syncs(self) -> None:
+        folder = self.root / "syncs"
+        paths = sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]) if folder.is_dir() else []
+        first: dict[str, str] = {}
+        for path in paths:
+            file, name = self.rel(path), path.stem
+            if not self._check_name(name, file, "sync"):
+                continue
+            if name.lower() in first:
+                self.issues.append(ConfigIssue(f"duplicate sync name {name!r} (also {first[name.lower()]})",
+                                               file, 1, "sync names must be unique; rename one of the files"))
+                continue
+            first[name.lower()] = file
+            doc = self._read_yaml(path, env=False)
+            if doc is not None:
+                self._load_sync(name, path, doc)
+
+    def _load_sync(self, name: str, path: Path, doc: YamlDoc) -> None:
+        data = doc.data
+        if isinstance(data.get("fields"), dict):  # mapping form: item i is the i-th key
+            for index, column in enumerate(data["fields"]):
+                doc.lines[("fields", index)] = doc.line(("fields", column))
+        self._check_references(doc)
+        try:
+            raw = SyncFile.model_validate(data)
+        except ValidationError as exc:
+            self.issues += validation_issues(exc, doc, (), SyncFile)
+            return
+        fields = []
+        for index, item in enumerate(raw.fields):
+            field = FieldMap(column=item.column, field=item.field, type=item.type)
+            field._lines["field"] = doc.line(("fields", index))
+            fields.append(field)
+        sync = SyncConfig(name=name, path=path, model=raw.model, destination=raw.destination,
+                          service=raw.service, mode=raw.mode, match_column=raw.match.column,
+                          match_field=raw.match.field, fields=fields, schedule=raw.schedule,
+                          thresholds=raw.thresholds, enabled=raw.enabled)
+        for key in ("model", "destination", "service", "mode", "match", "match.column", "match.field",
+                    "fields", "schedule", "thresholds", "enabled"):
+            sync._lines[key] = doc.line(tuple(key.split(".")))
+        self.syncs[name] = sync
+
+    def _check_references(self, doc: YamlDoc) -> None:
+        """Cross-file checks on the raw sync data (so they run even when other keys are invalid)."""
+        data = doc.data
+        model = data.get("model")
+        if isinstance(model, str) and model not in self.model_names:
+            self.issues.append(doc.issue(("model",), f"unknown model {model!r}",
+                                         choice_hint(model, self.model_names, "models")))
+        destination = data.get("destination")
+        cls = None
+        if isinstance(destination, str) and self.destination_types is not None:
+            if destination not in self.destination_types:
+                self.issues.append(doc.issue(("destination",), f"unknown destination {destination!r}",
+                                             choice_hint(destination, self.destination_types,
+                                                         f"destinations in {PROJECT_FILE}")))
+            cls = self.destination_types.get(destination)
+        match = data.get("match") if isinstance(data.get("match"), dict) else {}
+        if cls is not None:
+            service, mode, key = data.get("service"), data.get("mode"), match.get("field")
+            if isinstance(service, str) and service not in cls.services:
+                self.issues.append(doc.issue(("service",), f"{cls.type_name} has no service {service!r}",
+                                             choice_hint(service, cls.services, "services")))
+            if mode in ("upsert", "update") and mode not in cls.modes:
+                self.issues.append(doc.issue(("mode",), f"{cls.type_name} does not support mode {mode!r}",
+                                             choice_hint(mode, cls.modes, "supported modes")))
+            if isinstance(key, str) and key not in cls.key_fields:
+                self.issues.append(doc.issue(("match", "field"), f"{cls.type_name} cannot match on {key!r}",
+                                             choice_hint(key, cls.key_fields, "matching fields")))
+        self._check_field_targets(doc, match)
+
+    def _check_field_targets(self, doc: YamlDoc, match: dict) -> None:
+        raw = doc.data.get("fields")
+        if isinstance(raw, dict):
+            items = [(i, {"column": c, "field": f}) for i, (c, f) in enumerate(raw.items())]
+        elif isinstance(raw, list):
+            items = [(i, item) for i, item in enumerate(raw) if isinstance(item, dict)]
+        else:
+            return
+        seen: dict[str, tuple[Any, int]] = {}
+        for index, item in items:
+            column, field = item.get("column"), item.get("field")
+            if not isinstance(field, str):
+                continue
+            line = doc.line(("fields", index))
+            if field in seen:
+                self.issues.append(doc.issue(("fields", index), f"destination field {field!r} is mapped twice "
+                                             f"(from {seen[field][0]!r} on line {seen[field][1]} and {column!r})",
+                                             "map each destination field from one column"))
+                continue
+            seen[field] = (column, line)
+            if field == match.get("field") and column != match.get("column"):
+                self.issues.append(doc.issue(("fields", index), f"field {field!r} is the matching key, set from "
+                                             f"match.column {match.get('column')!r}, not from {column!r}",
+                                             "remove this mapping or match on another field"))
+
+    # --- helpers -------------------------------------------------------------------------
+    def _read_yaml(self, path: Path, env: bool) -> YamlDoc | None:
+        file = self.rel(path)
+        text, problem = read_text(path, file)
+        if problem:
+            self.issues.append(problem)
+            return None
+        doc, issues = load_yaml(text, file)
+        self.issues += issues
+        if doc is None:
+            return None
+        if env:
+            self.issues += substitute_env(doc, self.env)
+            self.secrets += doc.env_values
+        if not isinstance(doc.data, dict):
+            kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}, not a mapping"
+            self.issues.append(ConfigIssue(f"file is {kind}", file, doc.line(()),
+                                           "write `key: value` lines at the top level"))
+            return None
+        return doc
+
+    def _check_name(self, name: str, file: str, what: str) -> bool:
+        if _NAME.match(name):
+            return True
+        self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
+                                       "rename the file: letters, digits and underscores only"))
+        return False
+
+
+def load_project(root: str | Path, env: Mapping[str, str] | None = None) -> Project:
+    """Load and validate the project in `root`; raise ConfigError with every issue found.
+
+    `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
+                                       "pass the folder that holds dinsync.yml")])
+    loader = _Loader(root, environ() if env is None else env)
+    loader.load_project_file()
+    loader.load_models()
+    loader.load_syncs()
+    if loader.issues:
+        scrub(loader.issues, loader.secrets)
+        raise ConfigError(sort_issues(loader.issues))
+    data = loader.project_data
+    return Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
+                   state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
+                   models=loader.models, syncs=loader.syncs)
+
+
+def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(issues, key=lambda i: (i.file or "", i.line or 0))
+
+
+def check_columns(project: Project, columns_of: Callable[[Model], list[str]]) -> list[ConfigIssue]:
+    """Check that primary keys, match columns and mapped columns exist in each model's output.
+
+    `columns_of(model)` returns the model's column names (e.g. from the warehouse); when it
+    raises, the model gets one issue carrying the exception's message.
+    """
+    issues: list[ConfigIssue] = []
+    columns: dict[str, list[str] | None] = {}
+    for name, model in project.models.items():
+        file = project.relative(model.path)
+        try:
+            columns[name] = [str(c) for c in columns_of(model)]
+        except Exception as exc:  # the warehouse's message is what the user needs
+            columns[name] = None
+            message = str(exc).strip() or type(exc).__name__
+            issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
+                                      model.line("sql"), "run the model's SQL in the warehouse to debug it"))
+            continue
+        if model.primary_key not in columns[name]:
+            issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
+                                      model.line("primary_key"), _column_hint(model.primary_key, columns[name])))
+    for sync in project.syncs.values():
+        available = columns.get(sync.model)
+        if available is None:
+            continue
+        file = project.relative(sync.path)
+        used = [("match column", sync.match_column, sync.line("match.column"))]
+        used += [("column", f.column, f.line("field")) for f in sync.fields]
+        for what, column, line in used:
+            if column not in available:
+                issues.append(ConfigIssue(f"{what} {column!r} is not a column of model {sync.model}", file, line,
+                                          _column_hint(column, available)))
+    return sort_issues(issues)
+
+
+def _column_hint(column: str, available: list[str]) -> str:
+    shown = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
+    close = did_you_mean(column, available)
+    return f"{close + ' ' if close else ''}columns: {shown}"

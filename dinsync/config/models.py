@@ -1,0 +1,278 @@
+"""Validated configuration: the project, its warehouse, destinations, models and syncs.
+
+Every model forbids unknown keys and is frozen. Secrets are pydantic `SecretStr` (inside a
+destination's `settings`), so neither `repr()` nor `str()` of any of these objects shows them.
+Line numbers of the source files are kept in private attributes for later checks
+(`check_columns`) and are read through `line()`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Union
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    SerializeAsAny,
+    field_validator,
+)
+
+from ..destinations.base import Destination, EndpointLimit, SyncSpec
+
+NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
+
+
+
+def _check_name(value: str) -> str:
+    if not re.match(NAME_PATTERN, value):
+        raise ValueError(f"invalid name {value!r}: use letters, digits and underscores only")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+FieldType = Literal["auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json"]
+SyncMode = Literal["upsert", "update"]
+ModelType = Literal["user", "custom"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Located(_Config):
+    """A config object that remembers the source lines of its keys."""
+
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def line(self, key: str) -> int | None:
+        """1-based line of `key` (e.g. "match.column") in the object's file, if known."""
+        return self._lines.get(key)
+
+
+# --- warehouses ------------------------------------------------------------------------------
+
+class DuckDBConfig(_Config):
+    """`warehouse:` of type duckdb. `path` is relative to the project folder, or ":memory:"."""
+
+    type: Literal["duckdb"]
+    path: str = Field(min_length=1)
+    threads: int | None = Field(default=None, ge=1)
+
+    def resolved_path(self, root: Path) -> str:
+        if self.path == ":memory:":
+            return self.path
+        return str((Path(root) / self.path).resolve())
+
+
+# Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
+# the union below.
+WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {"duckdb": DuckDBConfig}
+WarehouseConfig = Annotated[Union[DuckDBConfig], Field(discriminator="type")]
+
+
+# --- destinations ----------------------------------------------------------------------------
+
+class DestinationOptions(_Config):
+    """Keys every destination accepts besides `type` and its platform-specific settings."""
+
+    base_url: str | None = None  # overrides base_urls[region] (e.g. a local sandbox)
+    rate_limits: dict[str, Annotated[float, Field(gt=0)] | None] = Field(default_factory=dict)
+    limits_enabled: bool = True
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value
+
+
+DESTINATION_KEYS = ("type",) + tuple(DestinationOptions.model_fields)
+
+
+class DestinationConfig(DestinationOptions):
+    """A configured destination: generic options plus the platform's validated settings."""
+
+    name: str
+    type: str
+    settings: SerializeAsAny[BaseModel]  # an instance of destination_class.settings_model
+    destination_class: type[Destination] = Field(exclude=True)
+
+    def resolved_base_url(self) -> str:
+        """`base_url` if set, else the platform's URL for the configured region."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        urls = self.destination_class.base_urls
+        region = getattr(self.settings, "region", None)
+        if region in urls:
+            return urls[region].rstrip("/")
+        if len(urls) == 1:
+            return next(iter(urls.values())).rstrip("/")
+        raise ValueError(f"destination {self.name}: no base URL for region {region!r}; set base_url")
+
+    def effective_limits(self) -> dict[str, EndpointLimit]:
+        """The class's documented limits with `rate_limits` overrides (all off if not limits_enabled)."""
+        limits = {}
+        for name, limit in self.destination_class.limits.items():
+            rate = self.rate_limits.get(name, limit.rate) if self.limits_enabled else None
+            limits[name] = dataclasses.replace(limit, rate=rate)
+        return limits
+
+    def credentials(self) -> dict[str, str]:
+        """Plain values of the secret settings (pass them to the destination, never log them)."""
+        return {k: v.get_secret_value() for k, v in self.settings if isinstance(v, SecretStr)}
+
+    def options(self) -> dict[str, Any]:
+        """The non-secret settings."""
+        return {k: v for k, v in self.settings if not isinstance(v, SecretStr)}
+
+    def make_destination(self) -> Destination:
+        return self.destination_class(self.resolved_base_url(), self.credentials(), self.options())
+
+
+# --- models ----------------------------------------------------------------------------------
+
+class Model(_Located):
+    """models/<name>.sql: one SELECT (header comments removed, no trailing semicolon)."""
+
+    name: str
+    path: Path
+    sql: str
+    primary_key: str
+    model_type: ModelType = "custom"
+
+
+# --- syncs -----------------------------------------------------------------------------------
+
+class FieldMap(_Located):
+    """One mapped field: model column -> destination field, with an optional type."""
+
+    column: str = Field(min_length=1)
+    field: str = Field(min_length=1)
+    type: FieldType = "auto"
+
+
+class Thresholds(_Config):
+    max_rejected_pct: float = Field(default=5.0, ge=0, le=100)  # above: the run is a "warning"
+    max_duplicate_pct: float = Field(default=5.0, ge=0, le=100)  # above: fail before sending
+    fail_on_warning: bool = True  # a warning run exits non-zero
+
+
+class MatchSpec(_Config):
+    column: str = Field(min_length=1)
+    field: str = Field(min_length=1)
+
+
+def _fields_as_list(value: Any) -> Any:
+    """`fields` as a mapping {column: field} or a list of {column, field, type} -> list."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [{"column": column, "field": field} for column, field in value.items()]
+    return value
+
+
+def _valid_cron(value: str | None) -> str | None:
+    if value is not None and not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r} "
+                         "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
+    return value
+
+
+class SyncFile(_Config):
+    """The schema of a syncs/<name>.yml file (turned into a SyncConfig by the loader)."""
+
+    model: str = Field(min_length=1)
+    destination: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    mode: SyncMode
+    match: MatchSpec
+    fields: list[FieldMap] = Field(default_factory=list)
+    schedule: str | None = None
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    enabled: bool = True
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _list_fields(cls, value: Any) -> Any:
+        return _fields_as_list(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        return _valid_cron(value)
+
+
+class SyncConfig(_Located):
+    """A validated sync. `name` is the file stem."""
+
+    name: str
+    path: Path
+    model: str
+    destination: str
+    service: str
+    mode: SyncMode
+    match_column: str
+    match_field: str
+    fields: list[FieldMap]
+    schedule: str | None = None
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    enabled: bool = True
+
+    def spec(self) -> SyncSpec:
+        """What the destination needs to know of this sync."""
+        return SyncSpec(name=self.name, service=self.service, mode=self.mode,
+                        key_field=self.match_field, fields=[f.field for f in self.fields])
+
+
+# --- project ---------------------------------------------------------------------------------
+
+class ProjectFile(_Config):
+    """Top-level schema of dinsync.yml (warehouse and destinations are validated per type)."""
+
+    version: Literal[1]
+    warehouse: dict[str, Any]
+    state_schema: str = "dinsync"
+    destinations: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("state_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not re.match(IDENTIFIER_PATTERN, value):
+            raise ValueError("must be a plain identifier "
+                             "(letters, digits and underscores, not starting with a digit)")
+        return value
+
+
+class Project(_Config):
+    root: Path  # the project folder (absolute)
+    path: Path  # its dinsync.yml
+    version: Literal[1]
+    warehouse: WarehouseConfig
+    state_schema: str = "dinsync"
+    destinations: dict[str, DestinationConfig]
+    models: dict[str, Model]
+    syncs: dict[str, SyncConfig]
+
+    def model_of(self, sync: SyncConfig) -> Model:
+        return self.models[sync.model]
+
+    def destination_of(self, sync: SyncConfig) -> DestinationConfig:
+        return self.destinations[sync.destination]
+
+    def relative(self, path: Path) -> str:
+        """`path` as shown in messages: relative to the project folder, with / separators."""
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)

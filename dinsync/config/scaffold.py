@@ -1,0 +1,136 @@
+"""`dinsync init`: write a small working example project."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DinsyncError, ExitCode
+
+PROJECT_YML = """\
+# dinsync project: see README.md. Paths are relative to this folder; run dinsync from here.
+version: 1
+
+warehouse:
+  type: duckdb
+  path: warehouse.duckdb      # created on first run; ":memory:" keeps nothing between runs
+  threads: 2
+
+state_schema: dinsync         # schema holding snapshots, run log, rejections and locks
+
+destinations:
+  iterable:
+    type: iterable
+    api_key: ${env:ITERABLE_API_KEY}   # read from the environment, never stored here
+    region: us                         # us | eu
+    # base_url: http://127.0.0.1:8765  # uncomment to send to the local sandbox (`dinsync sandbox`)
+    # rate_limits: {bulk_update: 5}    # requests per second per endpoint; null = unlimited
+    concurrency: 8
+    timeout_seconds: 30
+"""
+
+CUSTOMERS_CSV = """\
+customer_id,email,first_name,last_name,plan,lifetime_value,signed_up_at,active
+1,ada@example.com,Ada,Lovelace,pro,1250.50,2024-01-15,true
+2,grace@example.com,Grace,Hopper,team,980.00,2024-02-03,true
+3,alan@example.com,Alan,Turing,free,0.00,2024-03-21,false
+4,katherine@example.com,Katherine,Johnson,pro,2310.75,2024-04-09,true
+5,edsger@example.com,Edsger,Dijkstra,free,15.00,2024-05-30,true
+"""
+
+MODEL_SQL = """\
+-- primary_key: customer_id
+-- model_type: user
+-- Active customers to keep in sync with Iterable. The CSV path is relative to the project
+-- folder: dinsync runs with the project folder as its working directory.
+select
+    customer_id,
+    lower(trim(email)) as email,
+    first_name,
+    last_name,
+    plan,
+    lifetime_value,
+    signed_up_at
+from read_csv('seeds/customers.csv')
+where active
+"""
+
+SYNC_YML = """\
+# Keep Iterable user profiles up to date with models/active_customers.sql.
+model: active_customers
+destination: iterable
+service: users
+mode: upsert                  # upsert: create or update | update: only existing users
+match:
+  column: email               # model column
+  field: email                # Iterable identifier (email or userId)
+fields:                       # model column -> Iterable field (or a mapping `column: field`)
+  - {column: first_name, field: firstName}
+  - {column: last_name, field: lastName}
+  - {column: plan, field: plan}
+  - {column: lifetime_value, field: lifetimeValue, type: number}
+  - {column: signed_up_at, field: signedUpAt, type: date}
+# schedule: "0 6 * * *"       # cron, for a scheduler
+thresholds:
+  max_rejected_pct: 5         # more rejected rows than this share: the run is a warning
+  max_duplicate_pct: 5        # more duplicated keys than this share: the run fails before sending
+  fail_on_warning: true
+enabled: true
+"""
+
+GITIGNORE = """\
+*.duckdb
+*.duckdb.wal
+"""
+
+README = """\
+# dinsync project
+
+An example reverse-ETL project: `models/active_customers.sql` selects active customers from
+`seeds/customers.csv` (read by DuckDB), and `syncs/iterable_customers.yml` keeps their Iterable
+profiles up to date.
+
+Run dinsync from this folder: paths in `dinsync.yml` and in model SQL (such as
+`read_csv('seeds/customers.csv')`) are relative to it.
+
+```sh
+export ITERABLE_API_KEY=...   # or start the local sandbox and uncomment base_url in dinsync.yml
+dinsync sync iterable_customers
+```
+
+- `dinsync.yml`: the warehouse, where dinsync keeps its state, and the destinations.
+  `${env:NAME}` takes a value from the environment (write `$${env:NAME}` for the literal text).
+- `models/*.sql`: one SELECT each, headed by `-- primary_key: <column>` and optionally
+  `-- model_type: user|custom`.
+- `syncs/*.yml`: which model goes to which destination, the matching key and the field mapping.
+"""
+
+FILES: dict[str, str] = {
+    "dinsync.yml": PROJECT_YML,
+    "seeds/customers.csv": CUSTOMERS_CSV,
+    "models/active_customers.sql": MODEL_SQL,
+    "syncs/iterable_customers.yml": SYNC_YML,
+    ".gitignore": GITIGNORE,
+    "README.md": README,
+}
+
+
+class ScaffoldExistsError(DinsyncError):
+    """`dinsync init` would overwrite files."""
+
+    exit_code = ExitCode.USAGE
+
+
+def scaffold(root: Path, *, force: bool = False) -> list[Path]:
+    """Write the example project into `root` (created if needed); return the files written.
+
+    Refuses (ScaffoldExistsError, nothing written) when any of the files exists, unless `force`.
+    """
+    root = Path(root)
+    targets = [root / name for name in FILES]
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        names = ", ".join(p.relative_to(root).as_posix() for p in existing)
+        raise ScaffoldExistsError(f"{root} already has {names}", hint="use --force to overwrite them")
+    for path, text in zip(targets, FILES.values()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return targets

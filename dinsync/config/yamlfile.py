@@ -1,0 +1,289 @@
+"""YAML documents with line numbers, `${env:NAME}` substitution and pydantic error mapping.
+
+PyYAML composes the node tree (which carries line marks); we construct the Python data from
+that same tree and record, for every path of keys / list indices, the 1-based line of the key
+(for mapping entries) or of the item (for list entries). Validation errors, whose `loc` is such a
+path, are then reported at the line of the offending key.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigIssue
+
+KeyPath = tuple  # a path of mapping keys (str) and list indices (int)
+
+# `${env:NAME}` is replaced by the variable's value; `$${env:NAME}` is the literal `${env:NAME}`.
+ENV_REF = re.compile(r"(\$?)\$\{env:([^}]*)\}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML file: its data, where each path is, and what came from the environment."""
+
+    file: str  # path shown in issues (relative to the project folder)
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    env_paths: set[KeyPath] = field(default_factory=set)  # values that came from ${env:...}
+    missing_env_paths: set[KeyPath] = field(default_factory=set)
+    env_values: list[str] = field(default_factory=list)  # substituted values, to scrub from messages
+
+    def line(self, path: Iterable[Any]) -> int:
+        """Line of `path`, or of its closest recorded ancestor (1 for the document itself)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+    def issue(self, path: Iterable[Any], message: str, hint: str | None = None) -> ConfigIssue:
+        return ConfigIssue(message=message, file=self.file, line=self.line(path), hint=hint)
+
+
+def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
+    """Parse YAML text. Returns (doc, issues); doc is None when the text cannot be parsed."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        # Only problem/context, never the snippet of the line (it may hold a secret).
+        message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
+        return None, [ConfigIssue(message, file, mark.line + 1 if mark else None,
+                                  "check indentation, quoting and that `key: value` pairs use a space after the colon")]
+    except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
+        return None, [ConfigIssue(f"invalid YAML: {exc.__class__.__name__}", file, None, None)]
+    finally:
+        loader.dispose()
+    doc = YamlDoc(file=file, data=data)
+    issues: list[ConfigIssue] = []
+    if node is not None:
+        doc.lines[()] = node.start_mark.line + 1
+        _record_lines(node, (), doc, issues)
+    return doc, issues
+
+
+def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        constructor = yaml.constructor.SafeConstructor()
+        for key_node, value_node in node.value:
+            try:
+                key = constructor.construct_object(key_node, deep=True)
+            except Exception:  # unhashable / odd keys: the constructor already rejected them
+                continue
+            line = key_node.start_mark.line + 1
+            if _hashable(key) and key in seen:
+                issues.append(ConfigIssue(
+                    f"duplicate key {_show_path(path + (key,))!s} (first defined on line {seen[key]})",
+                    doc.file, line, "remove one of them; YAML keeps only the last value"))
+            elif _hashable(key):
+                seen[key] = line
+                doc.lines[path + (key,)] = line
+                _record_lines(value_node, path + (key,), doc, issues)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            doc.lines[path + (index,)] = item.start_mark.line + 1
+            _record_lines(item, path + (index,), doc, issues)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def substitute_env(doc: YamlDoc, env: Mapping[str, str]) -> list[ConfigIssue]:
+    """Replace `${env:NAME}` in every string value of `doc` (in place). Keys are left alone."""
+    issues: list[ConfigIssue] = []
+
+    def walk(value: Any, path: KeyPath) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return substitute(value, path)
+        return value
+
+    def substitute(text: str, path: KeyPath) -> str:
+        def replace(match: re.Match) -> str:
+            escaped, name = match.group(1), match.group(2)
+            if escaped:
+                return match.group(0)[1:]
+            if not ENV_NAME.match(name):
+                issues.append(doc.issue(path, f"invalid environment reference in {_show_path(path)}",
+                                        "write ${env:NAME} with NAME made of letters, digits and _"))
+                return match.group(0)
+            doc.env_paths.add(path)
+            if name not in env:
+                doc.missing_env_paths.add(path)
+                issues.append(doc.issue(path, f"environment variable {name} is not set "
+                                        f"(used by {_show_path(path)})", f"export {name}=..."))
+                return ""
+            doc.env_values.append(env[name])
+            return env[name]
+
+        return ENV_REF.sub(replace, text)
+
+    doc.data = walk(doc.data, ())
+    return issues
+
+
+def _show_path(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (("." if text else "") + str(part))
+    return text or "(document)"
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str | None:
+    """'did you mean X?' for the closest choice, or None."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def choice_hint(word: Any, choices: Iterable[str], what: str = "valid values") -> str:
+    """A did-you-mean when there is a close choice, plus the list of choices."""
+    choices = sorted(choices)
+    listing = f"{what}: {', '.join(choices)}" if choices else f"no {what} defined"
+    close = did_you_mean(word, choices)
+    return f"{close} {listing}" if close else listing
+
+
+# --- pydantic errors -> issues ---------------------------------------------------------------
+
+def validation_issues(
+    exc: ValidationError,
+    doc: YamlDoc,
+    prefix: KeyPath,
+    model: type[BaseModel],
+    extra_keys: Iterable[str] = (),
+) -> list[ConfigIssue]:
+    """Turn a pydantic error for the data at `prefix` of `doc` into located issues.
+
+    `model` is the model that was validated (to list allowed keys for unknown ones);
+    `extra_keys` are keys accepted at its top level besides its fields.
+    """
+    issues = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if p != "[key]")
+        path = prefix + loc
+        if any(path[: len(m)] == m for m in doc.missing_env_paths):
+            continue  # already reported as a missing environment variable
+        issues.append(_issue_for(error, doc, path, loc, model, tuple(extra_keys)))
+    return issues
+
+
+def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, extra_keys) -> ConfigIssue:
+    kind = error["type"]
+    where = _show_path(path)
+    from_env = any(path[: len(p)] == p for p in doc.env_paths)
+    if kind == "missing":
+        return doc.issue(path[:-1], f"missing required key {where}", f"add `{path[-1]}:` here")
+    if kind == "extra_forbidden":
+        allowed = set(_fields_at(model, loc[:-1]))
+        if len(loc) == 1:
+            allowed |= set(extra_keys)
+        return doc.issue(path, f"unknown key {where}", choice_hint(path[-1], allowed, "allowed keys"))
+    if kind in ("literal_error", "enum"):
+        shown = "" if from_env else f" {_short(error.get('input'))}"
+        expected = error.get("ctx", {}).get("expected", "")
+        return doc.issue(path, f"{where}: invalid value{shown}", f"expected {expected}")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return doc.issue(path, f"{where}: {message}", _HINTS.get(kind))
+
+
+_HINTS = {
+    "string_type": "quote the value",
+    "dict_type": "expected a mapping of `key: value` lines",
+    "model_type": "expected a mapping of `key: value` lines",
+    "list_type": "expected a list of `- item` lines",
+    "int_parsing": "expected a whole number",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false",
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fields_at(model: Any, loc: KeyPath) -> list[str]:
+    """Field names of the pydantic model reached from `model` by following `loc`."""
+    tp = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return []
+            tp = info.annotation
+        else:
+            args = typing.get_args(tp)
+            tp = args[-1] if args else None
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated and Optional / unions of one model (`X | None` -> X)."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            if len(members) == 1:
+                tp = members[0]
+            elif len(models) == 1:
+                tp = models[0]
+            else:
+                return tp
+        else:
+            return tp
+
+
+def scrub(issues: list[ConfigIssue], secrets: Iterable[str]) -> None:
+    """Defence in depth: mask any substituted environment value left in a message or hint."""
+    values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+    for issue in issues:
+        for value in values:
+            issue.message = issue.message.replace(value, "***")
+            if issue.hint:
+                issue.hint = issue.hint.replace(value, "***")
+
+
+def read_text(path: Path, file: str) -> tuple[str | None, ConfigIssue | None]:
+    """Read a UTF-8 file, or an issue saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError:
+        return None, ConfigIssue("file is not valid UTF-8", file, None, "save it as UTF-8")
+    except OSError as exc:
+        return None, ConfigIssue(f"cannot read file: {exc.strerror or exc}", file, None, None)
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

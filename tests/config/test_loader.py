@@ -1,0 +1,485 @@
+"""load_project / check_columns: valid projects, and each kind of issue at its file and line."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dinsync.config import check_columns, load_project
+from dinsync.config import loader as loader_module
+from dinsync.destinations.iterable import IterableDestination
+from dinsync.errors import ConfigError, ConfigIssue
+
+SECRET = "sk-test-0123456789abcdef"
+ENV = {"ITERABLE_API_KEY": SECRET}
+
+PROJECT_YML = """\
+version: 1
+warehouse:
+  type: duckdb
+  path: warehouse.duckdb
+destinations:
+  iterable:
+    type: iterable
+    api_key: ${env:ITERABLE_API_KEY}
+    region: us
+"""
+
+MODEL_SQL = """\
+-- primary_key: user_id
+-- model_type: user
+select user_id, email, first_name, plan from customers where active
+"""
+
+SYNC_YML = """\
+model: active_users
+destination: iterable
+service: users
+mode: upsert
+match:
+  column: email
+  field: email
+fields:
+  first_name: firstName
+  plan: plan
+"""
+
+BASE = {"dinsync.yml": PROJECT_YML, "models/active_users.sql": MODEL_SQL, "syncs/users.yml": SYNC_YML}
+
+
+def make(root: Path, **files: str | None) -> Path:
+    """Write the base project plus `files` (keys use __ for / and _dot_ for .; None removes)."""
+    contents = dict(BASE)
+    for key, text in files.items():
+        name = key.replace("__", "/").replace("_dot_", ".")
+        if text is None:
+            contents.pop(name, None)
+        else:
+            contents[name] = text
+    for name, text in contents.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def issues_of(root: Path, env: dict | None = None) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as info:
+        load_project(root, env=ENV if env is None else env)
+    return info.value.issues
+
+
+def only_issue(root: Path, env: dict | None = None) -> ConfigIssue:
+    issues = issues_of(root, env)
+    assert len(issues) == 1, [i.format() for i in issues]
+    return issues[0]
+
+
+def where(issues: list[ConfigIssue]) -> list[tuple[str, int | None]]:
+    return [(i.file, i.line) for i in issues]
+
+
+# --- valid projects --------------------------------------------------------------------------
+
+def test_valid_project_loads_with_expected_values(tmp_path):
+    project_yml = PROJECT_YML + """\
+    base_url: http://127.0.0.1:8765/
+    rate_limits: {bulk_update: 2, get_user: null}
+    concurrency: 4
+    timeout_seconds: 12.5
+"""
+    sync = SYNC_YML + 'schedule: "0 6 * * *"\nthresholds: {max_rejected_pct: 10}\nenabled: false\n'
+    project = load_project(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync), env=ENV)
+
+    assert project.root == tmp_path.resolve()
+    assert project.path == tmp_path.resolve() / "dinsync.yml"
+    assert project.version == 1 and project.state_schema == "dinsync"
+    assert project.warehouse.type == "duckdb" and project.warehouse.threads is None
+    assert project.warehouse.resolved_path(project.root) == str(tmp_path.resolve() / "warehouse.duckdb")
+
+    dest = project.destinations["iterable"]
+    assert dest.name == "iterable" and dest.type == "iterable"
+    assert dest.destination_class is IterableDestination
+    assert dest.settings.region == "us"
+    assert dest.credentials() == {"api_key": SECRET}
+    assert "api_key" not in dest.options()
+    assert dest.resolved_base_url() == "http://127.0.0.1:8765"
+    assert dest.rate_limits == {"bulk_update": 2.0, "get_user": None}
+    assert (dest.concurrency, dest.timeout_seconds, dest.limits_enabled) == (4, 12.5, True)
+    limits = dest.effective_limits()
+    assert limits["bulk_update"].rate == 2.0 and limits["get_user"].rate is None
+
+    model = project.models["active_users"]
+    assert (model.name, model.primary_key, model.model_type) == ("active_users", "user_id", "user")
+    assert model.sql == "select user_id, email, first_name, plan from customers where active"
+    assert model.path == tmp_path.resolve() / "models" / "active_users.sql"
+
+    s = project.syncs["users"]
+    assert (s.name, s.model, s.destination, s.service, s.mode) == ("users", "active_users", "iterable", "users", "upsert")
+    assert (s.match_column, s.match_field) == ("email", "email")
+    assert [(f.column, f.field, f.type) for f in s.fields] == [("first_name", "firstName", "auto"), ("plan", "plan", "auto")]
+    assert s.schedule == "0 6 * * *" and s.enabled is False
+    assert s.thresholds.max_rejected_pct == 10 and s.thresholds.max_duplicate_pct == 5
+    assert s.thresholds.fail_on_warning is True
+    assert project.model_of(s) is model and project.destination_of(s) is dest
+    assert s.spec().key_field == "email" and s.spec().fields == ["firstName", "plan"]
+
+
+def test_defaults_state_schema_region_url_and_memory_warehouse(tmp_path):
+    yml = PROJECT_YML.replace("path: warehouse.duckdb", 'path: ":memory:"\n  threads: 2').replace("region: us", "region: eu")
+    project = load_project(make(tmp_path, dinsync_dot_yml=yml + "state_schema: sync_state\n"), env=ENV)
+    assert project.warehouse.resolved_path(project.root) == ":memory:" and project.warehouse.threads == 2
+    assert project.state_schema == "sync_state"
+    assert project.destinations["iterable"].resolved_base_url() == IterableDestination.base_urls["eu"]
+    assert project.destinations["iterable"].rate_limits == {}
+
+
+def test_fields_list_form_with_types(tmp_path):
+    sync = SYNC_YML.split("fields:")[0] + """\
+fields:
+  - {column: first_name, field: firstName}
+  - column: plan
+    field: plan
+    type: string
+  - {column: email, field: email}
+"""
+    project = load_project(make(tmp_path, syncs__users_dot_yml=sync), env=ENV)
+    fields = project.syncs["users"].fields
+    assert [(f.column, f.field, f.type) for f in fields] == [
+        ("first_name", "firstName", "auto"), ("plan", "plan", "string"), ("email", "email", "auto")]
+    # the match column mapped onto the key field itself is redundant but accepted
+    assert project.syncs["users"].match_field == "email"
+
+
+def test_mapping_and_list_forms_are_equivalent(tmp_path):
+    a = load_project(make(tmp_path / "a"), env=ENV).syncs["users"].fields
+    listed = SYNC_YML.split("fields:")[0] + "fields:\n  - {column: first_name, field: firstName}\n  - {column: plan, field: plan}\n"
+    b = load_project(make(tmp_path / "b", syncs__users_dot_yml=listed), env=ENV).syncs["users"].fields
+    assert a == b
+
+
+def test_empty_fields_and_no_syncs_are_allowed(tmp_path):
+    sync = SYNC_YML.split("fields:")[0] + "fields:\n"
+    assert load_project(make(tmp_path / "a", syncs__users_dot_yml=sync), env=ENV).syncs["users"].fields == []
+    assert load_project(make(tmp_path / "b", syncs__users_dot_yml=None), env=ENV).syncs == {}
+
+
+# --- secrets and ${env:...} ------------------------------------------------------------------
+
+def test_secret_never_in_repr_or_str_of_project(tmp_path):
+    project = load_project(make(tmp_path), env=ENV)
+    dest = project.destinations["iterable"]
+    for text in (repr(project), str(project), repr(dest), str(dest), repr(dest.settings),
+                 project.model_dump_json(), str(project.model_dump())):
+        assert SECRET not in text
+    assert dest.settings.api_key.get_secret_value() == SECRET
+
+
+def test_missing_env_variable(tmp_path):
+    issue = only_issue(make(tmp_path), env={})
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert "ITERABLE_API_KEY" in issue.message
+    assert issue.hint == "export ITERABLE_API_KEY=..."
+
+
+def test_secret_not_in_config_error_message(tmp_path):
+    yml = PROJECT_YML.replace("region: us", "region: ${env:REGION}") + "    bad_key: 1\n"
+    env = {**ENV, "REGION": "secret-region-value"}
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml), env=env)
+    assert where(issues) == [("dinsync.yml", 9), ("dinsync.yml", 10)]
+    assert "region" in issues[0].message
+    text = str(ConfigError(issues))
+    assert SECRET not in text and "secret-region-value" not in text
+
+
+def test_env_substitution_inside_strings_and_escape(tmp_path):
+    yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "key-${env:ITERABLE_API_KEY}-$${env:LITERAL}")
+    yml = yml.replace("path: warehouse.duckdb", "path: ${env:DATA_DIR}/wh.duckdb")
+    project = load_project(make(tmp_path, dinsync_dot_yml=yml), env={**ENV, "DATA_DIR": "data"})
+    assert project.destinations["iterable"].credentials()["api_key"] == f"key-{SECRET}-${{env:LITERAL}}"
+    assert project.warehouse.path == "data/wh.duckdb"
+
+
+def test_malformed_env_reference(tmp_path):
+    yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "${env:ITERABLE-KEY}")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert "invalid environment reference" in issue.message
+
+
+# --- YAML structure --------------------------------------------------------------------------
+
+def test_yaml_syntax_error_line(tmp_path):
+    yml = PROJECT_YML.replace("region: us", "region: [us")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert issue.file == "dinsync.yml" and issue.line == 10  # where the parser gave up (end of file)
+    assert issue.message.startswith("invalid YAML")
+
+    bad_sync = "model: active_users\ndestination: iterable\n  service: users\n"
+    issue = only_issue(make(tmp_path / "b", syncs__users_dot_yml=bad_sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 3)
+
+
+def test_yaml_error_does_not_echo_the_line(tmp_path):
+    yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "sk_literal_key_abc: oops")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert issue.line == 8 and "sk_literal_key_abc" not in issue.format()
+
+
+def test_file_not_a_mapping(tmp_path):
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml="- a\n- b\n", syncs__empty_dot_yml="# nothing\n"))
+    assert where(issues) == [("syncs/empty.yml", 1), ("syncs/users.yml", 1)]
+    assert "empty" in issues[0].message and "not a mapping" in issues[1].message
+
+
+def test_duplicate_yaml_key(tmp_path):
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + "mode: update\n"))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 11)
+    assert "duplicate key mode" in issue.message and "line 4" in issue.message
+
+
+def test_missing_project_file(tmp_path):
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=None))
+    assert issue.file == "dinsync.yml" and issue.line is None and "dinsync init" in issue.hint
+
+
+# --- keys, types and values ------------------------------------------------------------------
+
+def test_unknown_keys_with_did_you_mean(tmp_path):
+    yml = PROJECT_YML.replace("  path:", "  pth:").replace("region: us", "regoin: us") + "state_shema: x\n"
+    sync = SYNC_YML.replace("  field: email", "  feild: email") + "thresholds: {max_rejected: 3}\nenabeld: true\n"
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    got = [(i.file, i.line, i.message, i.hint.split("?")[0]) for i in issues]
+    assert got == [
+        ("dinsync.yml", 2, "missing required key warehouse.path", "add `path:` here"),
+        ("dinsync.yml", 4, "unknown key warehouse.pth", "did you mean 'path'"),
+        ("dinsync.yml", 9, "unknown key destinations.iterable.regoin", "did you mean 'region'"),
+        ("dinsync.yml", 10, "unknown key state_shema", "did you mean 'state_schema'"),
+        ("syncs/users.yml", 5, "missing required key match.field", "add `field:` here"),
+        ("syncs/users.yml", 7, "unknown key match.feild", "did you mean 'field'"),
+        ("syncs/users.yml", 11, "unknown key thresholds.max_rejected", "did you mean 'max_rejected_pct'"),
+        ("syncs/users.yml", 12, "unknown key enabeld", "did you mean 'enabled'"),
+    ]
+    assert "allowed keys:" in issues[1].hint and "threads" in issues[1].hint
+
+
+def test_missing_required_top_level_key(tmp_path):
+    sync = "\n".join(line for line in SYNC_YML.splitlines() if not line.startswith("mode:"))
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line, issue.message) == ("syncs/users.yml", 1, "missing required key mode")
+
+
+def test_wrong_types(tmp_path):
+    yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: warehouse.duckdb\n  threads: many")
+    yml += "    concurrency: [1]\n"
+    sync = SYNC_YML + "enabled: maybe\n"
+    sync = sync.replace("match:\n  column: email\n  field: email", "match: email")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    assert where(issues) == [("dinsync.yml", 5), ("dinsync.yml", 11), ("syncs/users.yml", 5), ("syncs/users.yml", 9)]
+    assert issues[0].message.startswith("warehouse.threads: Input should be a valid integer")
+    assert issues[1].message.startswith("destinations.iterable.concurrency")
+    assert issues[2].message.startswith("match: Input should be a valid dictionary")
+    assert issues[3].message.startswith("enabled: Input should be a valid boolean")
+
+
+def test_bad_enum_values_list_allowed_values(tmp_path):
+    yml = PROJECT_YML.replace("region: us", "region: mars")
+    sync = SYNC_YML.replace("mode: upsert", "mode: upsrt").split("fields:")[0]
+    sync += "fields:\n  - {column: plan, field: plan, type: strng}\n"
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    assert where(issues) == [("dinsync.yml", 9), ("syncs/users.yml", 4), ("syncs/users.yml", 9)]
+    assert "'mars'" in issues[0].message and "'us' or 'eu'" in issues[0].hint
+    assert "'upsrt'" in issues[1].message and "'upsert' or 'update'" in issues[1].hint
+    assert issues[2].message.startswith("fields[0].type") and "'number'" in issues[2].hint
+
+
+def test_unknown_warehouse_and_destination_types(tmp_path):
+    yml = PROJECT_YML.replace("type: duckdb", "type: duckbd").replace("type: iterable", "type: iterabel")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml))
+    assert where(issues) == [("dinsync.yml", 3), ("dinsync.yml", 7)]
+    assert "unknown warehouse type 'duckbd'" in issues[0].message and "did you mean 'duckdb'" in issues[0].hint
+    assert "unknown destination type 'iterabel'" in issues[1].message and "did you mean 'iterable'" in issues[1].hint
+
+
+def test_invalid_state_schema_version_and_names(tmp_path):
+    yml = PROJECT_YML.replace("version: 1", "version: 2") + "state_schema: my-state\n"
+    yml = yml.replace("destinations:\n", "destinations:\n  bad-name:\n    type: iterable\n    api_key: x\n")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, **{"syncs__bad-sync_dot_yml": SYNC_YML}))
+    assert where(issues) == [("dinsync.yml", 1), ("dinsync.yml", 6), ("dinsync.yml", 13), ("syncs/bad-sync.yml", None)]
+    assert "invalid value 2" in issues[0].message and issues[0].hint == "expected 1"
+    assert "invalid name 'bad-name'" in issues[1].message
+    assert "plain identifier" in issues[2].message
+    assert "invalid sync name" in issues[3].message
+
+
+def test_base_url_must_be_http(tmp_path):
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + "    base_url: 127.0.0.1:8765\n"))
+    assert (issue.line, issue.message) == (10, "destinations.iterable.base_url: base_url must start with http:// or https://")
+
+
+def test_rate_limits_endpoint_names(tmp_path):
+    endpoints = sorted(IterableDestination.limits)
+    yml = PROJECT_YML + f"    rate_limits:\n      {endpoints[0]}: 1\n      bulk_updat: 3\n"
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 12)
+    assert "bulk_updat" in issue.message
+    assert issue.hint.startswith("did you mean 'bulk_update'?") and ", ".join(endpoints) in issue.hint
+
+
+def test_rate_limits_disabled_and_bad_values(tmp_path):
+    project = load_project(make(tmp_path / "a", dinsync_dot_yml=PROJECT_YML + "    limits_enabled: false\n"), env=ENV)
+    assert all(limit.rate is None for limit in project.destinations["iterable"].effective_limits().values())
+    issue = only_issue(make(tmp_path / "b", dinsync_dot_yml=PROJECT_YML + "    rate_limits: {bulk_update: 0}\n"))
+    assert issue.line == 10 and "greater than 0" in issue.message
+
+
+# --- sync references -------------------------------------------------------------------------
+
+def test_unknown_model_and_destination(tmp_path):
+    sync = SYNC_YML.replace("model: active_users", "model: active_user").replace("destination: iterable", "destination: iterabl")
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
+    assert where(issues) == [("syncs/users.yml", 1), ("syncs/users.yml", 2)]
+    assert issues[0].message == "unknown model 'active_user'" and "did you mean 'active_users'" in issues[0].hint
+    assert issues[1].message == "unknown destination 'iterabl'" and "did you mean 'iterable'" in issues[1].hint
+
+
+def test_service_and_match_field_of_the_destination_type(tmp_path):
+    sync = SYNC_YML.replace("service: users", "service: events").replace("  field: email", "  field: phone")
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
+    assert where(issues) == [("syncs/users.yml", 3), ("syncs/users.yml", 7)]
+    assert "no service 'events'" in issues[0].message and "users" in issues[0].hint
+    assert "cannot match on 'phone'" in issues[1].message and "email, userId" in issues[1].hint
+
+
+def test_mode_not_supported_by_destination_type(tmp_path, monkeypatch):
+    class UpdateOnly(IterableDestination):
+        type_name = "update_only"
+        modes = ("update",)
+
+    monkeypatch.setattr(loader_module, "registry", lambda: {"iterable": IterableDestination, "update_only": UpdateOnly})
+    yml = PROJECT_YML + "  attentive:\n    type: update_only\n    api_key: x\n"
+    sync = SYNC_YML.replace("destination: iterable", "destination: attentive")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 4)
+    assert issue.message == "update_only does not support mode 'upsert'" and "update" in issue.hint
+    ok = sync.replace("mode: upsert", "mode: update")
+    project = load_project(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=ok), env=ENV)
+    assert project.syncs["users"].mode == "update"
+
+
+def test_destination_field_mapped_twice(tmp_path):
+    sync = SYNC_YML + "  email: plan\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 11)
+    assert "'plan' is mapped twice" in issue.message and "line 10" in issue.message
+
+
+def test_other_column_mapped_onto_the_key_field(tmp_path):
+    sync = SYNC_YML.split("fields:")[0] + "fields:\n  - {column: first_name, field: firstName}\n  - {column: plan, field: email}\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 10)
+    assert "matching key" in issue.message
+
+
+# --- models ----------------------------------------------------------------------------------
+
+def test_model_header_problems(tmp_path):
+    issues = issues_of(make(
+        tmp_path,
+        models__active_users_dot_sql="-- model_type: user\nselect 1 as user_id\n",
+        models__composite_dot_sql="-- a comment\n-- primary_key: a, b\nselect 1 as a, 2 as b\n",
+        models__typo_dot_sql="-- primary_key: id\n-- modeltype: user\n-- model_type: person\nselect 1 as id\n",
+    ))
+    assert where(issues) == [("models/active_users.sql", 1), ("models/composite.sql", 2),
+                             ("models/typo.sql", 2), ("models/typo.sql", 3)]
+    assert issues[0].message == "missing primary key header" and "-- primary_key:" in issues[0].hint
+    assert "one column" in issues[1].message
+    assert "unknown header key 'modeltype'" in issues[2].message and "model_type" in issues[2].hint
+    assert "invalid model_type 'person'" in issues[3].message and "custom, user" in issues[3].hint
+
+
+def test_model_prose_comments_are_not_header_keys(tmp_path):
+    sql = "-- primary_key: user_id\n-- note: refreshed nightly by dbt\n\nselect 1 as user_id, 'a' as email, 'b' as first_name, 'c' as plan;\n"
+    project = load_project(make(tmp_path, models__active_users_dot_sql=sql), env=ENV)
+    model = project.models["active_users"]
+    assert model.model_type == "custom" and model.sql.endswith("'c' as plan")
+    assert model.line("sql") == 4 and model.line("primary_key") == 1
+
+
+def test_empty_and_multi_statement_models(tmp_path):
+    issues = issues_of(make(
+        tmp_path,
+        models__empty_dot_sql="-- primary_key: id\n\n-- TODO\n",
+        models__two_dot_sql="-- primary_key: id\nselect 1 as id;\n\nselect 2 as id;\n",
+    ))
+    assert where(issues) == [("models/empty.sql", 3), ("models/two.sql", 4)]
+    assert issues[0].message == "model SQL is empty"
+    assert issues[1].message == "more than one SQL statement in a model"
+
+
+def test_duplicate_model_names(tmp_path):
+    issue = only_issue(make(tmp_path, models__marketing__active_users_dot_sql=MODEL_SQL))
+    assert (issue.file, issue.line) == ("models/marketing/active_users.sql", 1)
+    assert "duplicate model name 'active_users'" in issue.message and "models/active_users.sql" in issue.message
+
+
+# --- schedules and thresholds ----------------------------------------------------------------
+
+def test_invalid_schedule_and_thresholds(tmp_path):
+    sync = SYNC_YML + 'schedule: "61 * * * *"\nthresholds:\n  max_rejected_pct: 101\n  max_duplicate_pct: -1\n'
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
+    assert where(issues) == [("syncs/users.yml", 11), ("syncs/users.yml", 13), ("syncs/users.yml", 14)]
+    assert "invalid cron expression" in issues[0].message
+    assert issues[1].message == "thresholds.max_rejected_pct: Input should be less than or equal to 100"
+    assert issues[2].message == "thresholds.max_duplicate_pct: Input should be greater than or equal to 0"
+
+
+# --- everything at once ----------------------------------------------------------------------
+
+def test_many_errors_in_many_files_sorted(tmp_path):
+    yml = PROJECT_YML.replace("region: us", "region: mars")
+    issues = issues_of(make(
+        tmp_path,
+        dinsync_dot_yml=yml,
+        syncs__b_dot_yml=SYNC_YML.replace("mode: upsert", "mode: sometimes"),
+        syncs__a_dot_yml=SYNC_YML.replace("model: active_users", "model: nope") + "colour: red\n",
+        models__broken_dot_sql="select 1\n",
+    ), env={})
+    assert where(issues) == [
+        ("dinsync.yml", 8), ("dinsync.yml", 9),
+        ("models/broken.sql", 1),
+        ("syncs/a.yml", 1), ("syncs/a.yml", 11),
+        ("syncs/b.yml", 4),
+    ]
+    text = str(ConfigError(issues))
+    assert text.startswith("6 configuration error(s)") and "syncs/a.yml:11: unknown key colour" in text
+
+
+# --- check_columns ---------------------------------------------------------------------------
+
+def test_check_columns_reports_missing_columns(tmp_path):
+    sync = SYNC_YML.replace("  column: email", "  column: mail")
+    project = load_project(make(tmp_path, syncs__users_dot_yml=sync), env=ENV)
+    issues = check_columns(project, lambda model: ["id", "email", "first_name"])
+    assert where(issues) == [("models/active_users.sql", 1), ("syncs/users.yml", 6), ("syncs/users.yml", 10)]
+    assert "primary key 'user_id'" in issues[0].message
+    assert "match column 'mail'" in issues[1].message and "did you mean 'email'" in issues[1].hint
+    assert "column 'plan'" in issues[2].message
+
+
+def test_check_columns_accepts_matching_columns(tmp_path):
+    project = load_project(make(tmp_path), env=ENV)
+    assert check_columns(project, lambda model: ["user_id", "email", "first_name", "plan"]) == []
+
+
+def test_check_columns_model_error_is_one_issue(tmp_path):
+    project = load_project(make(tmp_path), env=ENV)
+
+    def columns_of(model):
+        raise RuntimeError("Catalog Error: Table with name customers does not exist!")
+
+    issues = check_columns(project, columns_of)
+    assert len(issues) == 1
+    assert (issues[0].file, issues[0].line) == ("models/active_users.sql", 3)
+    assert "Table with name customers does not exist" in issues[0].message

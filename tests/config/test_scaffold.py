@@ -1,0 +1,68 @@
+"""`dinsync init`: the example project loads and its model columns check out on DuckDB."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from dinsync.config import ScaffoldExistsError, check_columns, load_project, scaffold
+from dinsync.destinations.iterable import IterableDestination
+from dinsync.errors import ConfigError
+
+EXPECTED = ["dinsync.yml", "seeds/customers.csv", "models/active_customers.sql",
+            "syncs/iterable_customers.yml", ".gitignore", "README.md"]
+
+
+def test_scaffold_writes_the_example_project(tmp_path):
+    written = scaffold(tmp_path / "project")
+    assert [p.relative_to(tmp_path / "project").as_posix() for p in written] == EXPECTED
+    root = tmp_path / "project"
+    yml = (root / "dinsync.yml").read_text()
+    assert "api_key: ${env:ITERABLE_API_KEY}" in yml
+    assert "# base_url: http://127.0.0.1" in yml
+    assert "read_csv('seeds/customers.csv')" in (root / "models/active_customers.sql").read_text()
+    assert "*.duckdb" in (root / ".gitignore").read_text().splitlines()
+    assert "working directory" in (root / "models/active_customers.sql").read_text()
+
+
+def test_scaffolded_project_loads_and_its_columns_exist(tmp_path, monkeypatch):
+    scaffold(tmp_path)
+    project = load_project(tmp_path, env={"ITERABLE_API_KEY": "sk-scaffold-secret"})
+    assert list(project.syncs) == ["iterable_customers"]
+    sync = project.syncs["iterable_customers"]
+    assert (sync.model, sync.destination, sync.match_column, sync.match_field) == (
+        "active_customers", "iterable", "email", "email")
+    destination = project.destinations["iterable"]
+    assert destination.resolved_base_url() == IterableDestination.base_urls["us"]
+    assert project.models["active_customers"].primary_key == "customer_id"
+
+    monkeypatch.chdir(tmp_path)  # the CLI runs with the project folder as working directory
+    con = duckdb.connect()
+
+    def columns_of(model):
+        return [row[0] for row in con.execute(f"DESCRIBE {model.sql}").fetchall()]
+
+    assert check_columns(project, columns_of) == []
+    assert con.execute(f"select count(*) from ({project.models['active_customers'].sql})").fetchone()[0] == 4
+
+
+def test_scaffolded_project_needs_the_api_key(tmp_path):
+    scaffold(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path, env={})
+    assert [(i.file, i.hint) for i in info.value.issues] == [("dinsync.yml", "export ITERABLE_API_KEY=...")]
+
+
+def test_scaffold_refuses_to_overwrite(tmp_path):
+    (tmp_path / "README.md").write_text("mine\n")
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(tmp_path)
+    assert "README.md" in info.value.message and "--force" in info.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # nothing written
+    assert (tmp_path / "README.md").read_text() == "mine\n"
+
+
+def test_scaffold_force_overwrites(tmp_path):
+    (tmp_path / "README.md").write_text("mine\n")
+    written = scaffold(tmp_path, force=True)
+    assert len(written) == len(EXPECTED)
+    assert (tmp_path / "README.md").read_text().startswith("# dinsync project")
