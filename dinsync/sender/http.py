@@ -1,0 +1,355 @@
+"""Send a destination's requests over HTTP and turn every response into per-record results.
+
+The destination says what its endpoints, limits and responses mean; this module does the generic
+part: one aiohttp session per destination, one rate limiter and one concurrency cap per endpoint,
+retries with backoff (Retry-After aware, 429s pause the whole endpoint), split-batch retries, and
+secret redaction of every message built from a response, an exception or a URL.
+
+`send()` never raises for transient failures: records that could not be delivered come back as
+`failed`. It raises `DestinationAuthError` when the destination says credentials are rejected.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+from urllib.parse import quote, quote_plus
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from dinsync.destinations.base import Destination, EndpointLimit, Outcome, RecordResult, Request
+from dinsync.errors import DestinationAuthError, DinsyncError
+
+from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
+from .retry import RetryPolicy, parse_retry_after
+
+MAX_REASON_CHARS = 500
+DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
+USER_AGENT = "dinsync/0.1"
+_BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
+    (aiohttp.NonHttpUrlClientError,) if hasattr(aiohttp, "NonHttpUrlClientError") else ()
+)
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0  # HTTP attempts made (retries included)
+    retries: int = 0
+    throttled: int = 0  # 429s received
+    failed_requests: int = 0  # requests given up on: their records came back `failed`
+    splits: int = 0  # batch requests split in two
+    bytes_sent: int = 0
+
+
+@dataclass
+class SenderStats(EndpointStats):
+    endpoints: dict[str, EndpointStats] = field(default_factory=dict)
+
+
+class _GiveUp(Exception):
+    """A request that cannot succeed by retrying: all its records fail with `reason`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Endpoint:
+    limit: EndpointLimit
+    limiter: RateLimiter
+    semaphore: asyncio.Semaphore
+    stats: EndpointStats
+
+
+class HttpSender:
+    """`async with HttpSender(destination) as s: results = await s.send(request)`.
+
+    Safe to call `send` from many tasks at once; back-pressure is the caller's job.
+
+    rate_overrides: endpoint name -> requests/s (None = unlimited), e.g. from dinsync.yml.
+    limits_enabled: False turns every rate limit off (concurrency caps stay).
+    timeout: seconds for one attempt (connect, send, read); connect_timeout: for the connect.
+    connections: connector cap; None = no cap beyond the per-endpoint concurrency caps.
+        Keep it >= the number of concurrent senders, or requests queue for a socket after taking
+        their rate slot and then leave together.
+    """
+
+    def __init__(
+        self,
+        destination: Destination,
+        *,
+        rate_overrides: Mapping[str, float | None] | None = None,
+        limits_enabled: bool = True,
+        headroom: float = DEFAULT_HEADROOM,
+        retry_policy: RetryPolicy | None = None,
+        connections: int | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        clock: Clock | None = None,
+        user_agent: str = USER_AGENT,
+    ):
+        self.destination = destination
+        self.rate_overrides = dict(rate_overrides or {})
+        self.limits_enabled = limits_enabled
+        self.headroom = headroom
+        self.policy = retry_policy or RetryPolicy()
+        self.connections = connections
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self.clock: Clock = clock or MonotonicClock()
+        self.user_agent = user_agent
+        self.stats = SenderStats()
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
+        self._secrets_seen: tuple[str, ...] | None = None
+        self._secret_forms: list[str] = []
+        for name in destination.limits:
+            self._endpoint(name)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> "HttpSender":
+        connector = aiohttp.TCPConnector(limit=self.connections or 0, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            auto_decompress=True,
+            headers={"User-Agent": self.user_agent},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- endpoints ----------------------------------------------------------------------------
+    def _endpoint(self, name: str) -> _Endpoint:
+        ep = self._endpoints.get(name)
+        if ep is not None:
+            return ep
+        limit = self.destination.limits.get(name) or EndpointLimit(
+            name, rate=None, max_concurrency=DEFAULT_MAX_CONCURRENCY, documented=False
+        )
+        rate = self.rate_overrides.get(name, limit.rate)
+        if not self.limits_enabled:
+            rate = None
+        limiter = RateLimiter(rate, limit.burst, headroom=self.headroom, clock=self.clock)
+        stats = self.stats.endpoints.setdefault(name, EndpointStats())
+        ep = _Endpoint(limit, limiter, asyncio.Semaphore(max(1, limit.max_concurrency)), stats)
+        self._endpoints[name] = ep
+        return ep
+
+    def limiter(self, endpoint: str) -> RateLimiter:
+        return self._endpoint(endpoint).limiter
+
+    def _count(self, ep: _Endpoint, name: str, n: int = 1) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + n)
+        setattr(ep.stats, name, getattr(ep.stats, name) + n)
+
+    # --- redaction ----------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        """Every secret in every form it may take in a URL, longest first.
+
+        Asked of the destination each time (cached while unchanged): a token fetched during the
+        run (e.g. a JWT) is a secret too.
+        """
+        current = tuple(self.destination.secrets())
+        if current != self._secrets_seen:
+            forms: set[str] = set()
+            for s in current:
+                if s:
+                    forms.update({s, quote(s), quote(s, safe=""), quote_plus(s)})
+            self._secret_forms = sorted(forms, key=len, reverse=True)
+            self._secrets_seen = current
+        return self._secret_forms
+
+    def redact(self, text: object) -> str:
+        """`text` with every secret (also URL-escaped) replaced by `***`, cut to ~500 chars."""
+        out = str(text)
+        for s in self._secrets():
+            out = out.replace(s, "***")
+        if len(out) > MAX_REASON_CHARS:
+            out = out[: MAX_REASON_CHARS - 3] + "..."
+        return out
+
+    # --- sending ------------------------------------------------------------------------------
+    async def send(self, request: Request) -> list[RecordResult]:
+        """Deliver `request`; exactly one result per key of the request, in key order."""
+        ep = self._endpoint(request.endpoint)
+        reason = "not sent"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome = await self._attempt(request, ep)
+            except _GiveUp as exc:
+                reason = exc.reason
+                break
+            if outcome.kind == "done":
+                return self._results(request, outcome)
+            if outcome.kind == "fatal":
+                self._fatal = self._fatal or self.redact(outcome.reason or "credentials rejected")
+                raise self._auth_error()
+            if outcome.kind == "split":
+                return await self._split(request, ep, outcome)
+            # retry
+            reason = outcome.reason or "transient failure"
+            if outcome.throttled:
+                # Shared backoff: everyone waiting on this endpoint waits, not only us.
+                self._count(ep, "throttled")
+                hint = outcome.retry_after
+                ep.limiter.penalize(hint if hint is not None else self.policy.delay(attempt))
+            if not self.policy.should_retry(attempt):
+                break
+            delay = self.policy.delay(attempt, outcome.retry_after)
+            self._count(ep, "retries")
+            await self.clock.sleep(delay)
+        self._count(ep, "failed_requests")
+        why = self.redact(f"failed after {attempt} attempt(s): {reason}")
+        return [RecordResult(k, "failed", why) for k in request.keys]
+
+    async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> list[RecordResult]:
+        if not request.splittable:
+            why = self.redact(outcome.reason or "rejected by the destination")
+            return [RecordResult(k, "rejected", why) for k in request.keys]
+        self._count(ep, "splits")
+        tasks = [asyncio.ensure_future(self.send(half)) for half in request.split()]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return [r for part in parts for r in part]
+
+    def _auth_error(self) -> DestinationAuthError:
+        name = self.destination.type_name or type(self.destination).__name__
+        return DestinationAuthError(
+            f"{name}: {self._fatal}", hint="check the destination's credentials and their scopes"
+        )
+
+    async def _headers(self, request: Request) -> CIMultiDict[str]:
+        auth = self.destination.auth_headers()
+        if inspect.isawaitable(auth):  # a destination may need to fetch a token first
+            auth = await auth
+        headers: CIMultiDict[str] = CIMultiDict(auth)
+        headers.update(request.headers)
+        if request.body is not None and "Content-Type" not in headers:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def _attempt(self, request: Request, ep: _Endpoint) -> Outcome:
+        """One HTTP exchange, classified. Transport failures become `retry` outcomes."""
+        if self._session is None:
+            raise RuntimeError("HttpSender used outside `async with`")
+        if self._fatal is not None:
+            raise self._auth_error()
+        async with ep.semaphore:  # concurrency first: a rate slot is only taken to be used now
+            await ep.limiter.acquire()
+            if self._fatal is not None:
+                raise self._auth_error()
+            self._count(ep, "requests")
+            self._count(ep, "bytes_sent", len(request.body or b""))
+            try:
+                # The destination escaped the path and query already: send them byte for byte
+                # (yarl would otherwise re-quote, e.g. turn `%40` back into `@`).
+                url = URL(self.destination.base_url + request.path, encoded=True)
+                headers = await self._headers(request)
+                async with self._session.request(
+                    request.method, url, data=request.body, headers=headers
+                ) as resp:
+                    body = await resp.read()
+                    status, resp_headers = resp.status, resp.headers
+            except _BAD_URL as exc:  # a configuration problem: retrying won't help
+                raise _GiveUp(f"invalid URL: {exc}") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                return self.exception_outcome(request, exc)
+            except ValueError as exc:  # e.g. a header value aiohttp refuses to send
+                raise _GiveUp(f"invalid request: {exc}") from None
+        return self.classify(request, status, resp_headers, body)
+
+    # --- classification (override points) -----------------------------------------------------
+    def exception_outcome(self, request: Request, exc: BaseException) -> Outcome:
+        """Connection errors, resets, disconnects and timeouts are transient."""
+        if isinstance(exc, asyncio.TimeoutError):
+            text = f"timeout after {self.timeout.total}s"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return Outcome("retry", reason=text)
+
+    def retry_after(self, headers: Mapping[str, str]) -> float | None:
+        """The server's wait hint: `Retry-After`, else `RateLimit-Reset` if given in seconds."""
+        hint = parse_retry_after(headers.get("Retry-After"), cap=self.policy.max_retry_after)
+        if hint is None:
+            reset = headers.get("RateLimit-Reset")
+            try:
+                value = float(reset) if reset is not None else None
+            except ValueError:
+                value = None
+            # Some APIs send an epoch timestamp here; only a small delta is a usable hint.
+            if value is not None and 0 <= value <= self.policy.max_retry_after:
+                hint = value
+        return hint
+
+    def default_outcome(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome | None:
+        """The sender's own reading of a response, before the destination's; None defers to it.
+
+        429 is throttling and 408/5xx are transient on every platform. A destination that wants
+        to read such responses itself lists the statuses in a `handles_statuses` attribute.
+        """
+        if status in getattr(self.destination, "handles_statuses", ()):
+            return None
+        if status == 429:
+            return Outcome("retry", reason=f"HTTP 429 (rate limited): {_snippet(body)}", throttled=True)
+        if status == 408 or status >= 500:
+            return Outcome("retry", reason=f"HTTP {status}: {_snippet(body)}")
+        return None
+
+    def classify(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        outcome = self.default_outcome(request, status, headers, body)
+        if outcome is None:
+            try:
+                outcome = self.destination.parse(request, status, headers, body)
+            except DestinationAuthError as exc:
+                self._fatal = self._fatal or self.redact(exc.message)
+                raise self._auth_error() from None
+            except DinsyncError:
+                raise
+            except Exception as exc:  # a body the destination could not read: not transient
+                raise _GiveUp(f"unreadable response (HTTP {status}): {type(exc).__name__}: {exc}") from None
+        if outcome.kind == "retry" and outcome.retry_after is None:
+            hint = self.retry_after(headers)
+            if hint is not None:
+                outcome = replace(outcome, retry_after=hint)
+        return outcome
+
+    def _results(self, request: Request, outcome: Outcome) -> list[RecordResult]:
+        """One result per key: the destination's where given (first wins), `ok` otherwise."""
+        given: dict[str, RecordResult] = {}
+        for r in outcome.results:
+            given.setdefault(r.key, r)
+        out = []
+        for key in request.keys:
+            r = given.get(key)
+            if r is None:
+                out.append(RecordResult(key, "ok"))
+            else:
+                reason = None if r.reason is None else self.redact(r.reason)
+                out.append(RecordResult(key, r.status, reason))
+        return out
+
+
+def _snippet(body: bytes, limit: int = 1000) -> str:
+    return body[:limit].decode("utf-8", "replace").strip() or "(empty body)"

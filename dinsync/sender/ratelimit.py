@@ -1,0 +1,203 @@
+"""Client-side rate limiting: evenly spaced request starts (GCRA) with a shared 429 pause.
+
+We pace ourselves just under each endpoint's documented rate (`headroom`) so the platform never
+has to throttle us, while still using >= 97% of what it allows. When it does throttle (429 +
+Retry-After), the whole limiter pauses: every waiter waits, not only the request that got the 429.
+
+The clock is injectable so tests run on virtual time (`FakeClock`).
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from typing import Protocol
+
+DEFAULT_HEADROOM = 0.985
+_EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """Real time: `time.monotonic` (the clock asyncio's loop uses) and `asyncio.sleep`."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """Virtual time for tests.
+
+    `auto_advance=True` (default): `sleep(s)` yields to the loop once, then moves time forward to
+    the sleeper's deadline (never backwards), so code that sleeps runs instantly yet sees the time
+    it would have seen. `auto_advance=False`: sleepers block until the test calls `advance()`,
+    which lets a test stop the world in the middle of a wait (e.g. to cancel a waiter).
+    """
+
+    def __init__(self, start: float = 0.0, auto_advance: bool = True):
+        self._now = float(start)
+        self.auto_advance = auto_advance
+        self.sleeps: list[float] = []  # every requested sleep, for inspection
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        deadline = self._now + seconds
+        if self.auto_advance:
+            await asyncio.sleep(0)  # a cancellation point, as a real sleep would be
+            self._now = max(self._now, deadline)
+            return
+        if deadline <= self._now:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        await fut
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake the sleepers whose deadline has come (manual mode)."""
+        self._now += max(0.0, seconds)
+        while self._sleepers and self._sleepers[0][0] <= self._now + _EPS:
+            _, _, fut = heapq.heappop(self._sleepers)
+            if not fut.done():
+                fut.set_result(None)
+
+    @property
+    def sleeping(self) -> int:
+        return sum(1 for _, _, f in self._sleepers if not f.done())
+
+
+class RateLimiter:
+    """At most `rate` request starts per second, `burst` of them back to back, FIFO among waiters.
+
+    Pacing is GCRA (a virtual-scheduling token bucket): one start every `1 / (rate * headroom)`
+    seconds, up to `burst - 1` of them early. A bucket alone would let `burst` extra starts into
+    a one-second window (the initial burst plus a full second of refills), which a server counting
+    per second would throttle; so we also require that any `max(burst, ceil(rate))` consecutive
+    starts span at least that many intervals. With `burst=1` this is plain even spacing.
+
+    `rate=None` means unlimited, but the limiter still honours pauses (a 429 can come anyway).
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: int = 1,
+        *,
+        headroom: float = DEFAULT_HEADROOM,
+        clock: Clock | None = None,
+    ):
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate must be > 0 or None, got {rate!r}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst!r}")
+        if not 0 < headroom <= 1:
+            raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
+        self.rate = rate
+        self.burst = int(burst)
+        self.headroom = headroom
+        self.clock: Clock = clock or MonotonicClock()
+        if rate is None:
+            self._interval = 0.0
+            self._window: deque[float] | None = None
+        else:
+            self._interval = 1.0 / (rate * headroom)
+            self._window = deque(maxlen=max(self.burst, math.ceil(rate)))
+        self._tolerance = (self.burst - 1) * self._interval
+        self._tat = -math.inf  # theoretical arrival time of the next start (GCRA)
+        self._paused_until = -math.inf
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    # --- state ------------------------------------------------------------------------------
+    @property
+    def effective_rate(self) -> float | None:
+        """The rate we actually aim at (documented rate x headroom)."""
+        return None if self.rate is None else self.rate * self.headroom
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    def pause_until(self, t: float) -> None:
+        """No start before clock time `t` for anyone (pauses only ever get longer)."""
+        if t > self._paused_until:
+            self._paused_until = t
+
+    def penalize(self, seconds: float) -> None:
+        """The server asked us to wait `seconds` (429 + Retry-After): pause the whole limiter."""
+        self.pause_until(self.clock.now() + max(0.0, seconds))
+
+    # --- acquiring --------------------------------------------------------------------------
+    def _ready_at(self) -> float:
+        t = max(self._tat - self._tolerance, self._paused_until)
+        w = self._window
+        if w is not None and len(w) == w.maxlen:
+            t = max(t, w[0] + w.maxlen * self._interval)
+        return t
+
+    def _take(self, now: float) -> None:
+        self._tat = max(self._tat, now) + self._interval
+        if self._window is not None:
+            self._window.append(now)
+
+    async def acquire(self) -> None:
+        """Wait for the next start slot.
+
+        Cancel-safe: the slot is taken synchronously right before returning, so a waiter that is
+        cancelled never holds one, and the next waiter in line is woken in its place.
+        """
+        now = self.clock.now()
+        if not self._waiters and self._ready_at() <= now + _EPS:
+            self._take(now)
+            return
+        me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(me)
+        try:
+            while True:
+                if self._waiters[0] is not me:
+                    await me  # resolved when we reach the head of the line
+                    continue
+                now = self.clock.now()
+                wait = self._ready_at() - now
+                if wait <= _EPS:
+                    self._take(now)
+                    return
+                # Re-checked after waking: a pause may have been extended meanwhile.
+                await self.clock.sleep(wait)
+        finally:
+            was_head = bool(self._waiters) and self._waiters[0] is me
+            self._waiters.remove(me)
+            if was_head and self._waiters:
+                head = self._waiters[0]
+                if not head.done():
+                    head.set_result(None)
+
+    async def __aenter__(self) -> "RateLimiter":
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate!r}, burst={self.burst}, headroom={self.headroom})"

@@ -1,0 +1,90 @@
+"""When to try again: Retry-After parsing and exponential backoff with full jitter."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+MAX_RETRY_AFTER = 120.0  # seconds; a server asking for more is capped (the run must go on)
+
+
+def parse_retry_after(
+    value: str | None,
+    now: datetime | None = None,
+    *,
+    cap: float = MAX_RETRY_AFTER,
+) -> float | None:
+    """Seconds to wait from a `Retry-After` value, or None when absent or unreadable.
+
+    Accepts delta-seconds ("1", leniently "1.5") and HTTP dates in the three RFC 9110 formats
+    (IMF-fixdate, RFC 850, asctime; Attio sends IMF-fixdate). A date in the past means "now" (0).
+    The result is capped at `cap`. `now` (aware datetime) defaults to the current UTC time.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds):
+            return None
+        return min(max(0.0, seconds), cap)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # older Pythons return None for garbage
+        return None
+    if when.tzinfo is None:  # "-0000" / asctime: UTC per RFC 9110
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return min(max(0.0, (when - now).total_seconds()), cap)
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how long to back off on transient failures.
+
+    Without a server hint: full jitter (a uniform delay in [0, min(cap, base * factor^(n-1))]),
+    which spreads concurrent retriers best. With one (Retry-After): exactly that long plus a
+    small jitter, never less, so we never come back before the server said we may.
+    """
+
+    max_attempts: int = 8  # attempts in total, the first one included
+    base: float = 0.5
+    factor: float = 2.0
+    cap: float = 30.0
+    retry_after_jitter: float = 0.25  # extra seconds, at most, added to a Retry-After
+    max_retry_after: float = MAX_RETRY_AFTER
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+
+    def backoff_ceiling(self, attempt: int) -> float:
+        """Upper bound of the jittered delay after failed attempt number `attempt` (1-based)."""
+        exponent = max(0, attempt - 1)
+        try:
+            return min(self.cap, self.base * self.factor**exponent)
+        except OverflowError:
+            return self.cap
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if retry_after is not None:
+            hint = min(max(0.0, retry_after), self.max_retry_after)
+            return hint + self.rng.uniform(0.0, self.retry_after_jitter)
+        return self.rng.uniform(0.0, self.backoff_ceiling(attempt))
+
+    def should_retry(self, attempt: int) -> bool:
+        """True when another attempt may follow failed attempt number `attempt`."""
+        return attempt < self.max_attempts

@@ -1,0 +1,517 @@
+"""HttpSender against a scripted aiohttp.web server on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote
+
+import orjson
+import pytest
+from aiohttp import web
+
+from dinsync.destinations.base import Destination, EndpointLimit, Outcome, RecordResult, Request
+from dinsync.errors import DestinationAuthError
+from dinsync.sender import HttpSender, RetryPolicy
+
+SECRET = "sk_live_T0P/SECRET+key"
+FAST = RetryPolicy(base=0.01, cap=0.05)
+
+
+# --- a scripted server ------------------------------------------------------------------------
+@dataclass
+class Hit:
+    n: int  # 0-based arrival number
+    at: float  # time.monotonic() on arrival
+    wall: float  # time.time() on arrival
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    keys: list[str]
+
+
+Handler = Callable[[web.Request, Hit], Awaitable[web.StreamResponse]]
+
+
+async def ok(request: web.Request, hit: Hit) -> web.Response:
+    return web.json_response({})
+
+
+class Server:
+    def __init__(self, handler: Handler = ok):
+        self.handler = handler
+        self.hits: list[Hit] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else None
+        keys = [i["key"] for i in body["items"]] if isinstance(body, dict) and "items" in body else []
+        hit = Hit(len(self.hits), time.monotonic(), time.time(), request.method, request.raw_path,
+                  dict(request.headers), body, keys)
+        self.hits.append(hit)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self.handler(request, hit)
+        finally:
+            self.in_flight -= 1
+
+    async def __aenter__(self) -> "Server":
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+# --- a minimal destination --------------------------------------------------------------------
+class FakeDestination(Destination):
+    type_name = "fake"
+    limits = {"write": EndpointLimit("write", rate=None, max_concurrency=4)}
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials['api_key']}"}
+
+    def parse(self, request: Request, status: int, headers, body: bytes) -> Outcome:
+        data = orjson.loads(body) if body else {}
+        if status == 200:
+            results = [RecordResult(k, "rejected", why) for k, why in data.get("failed", {}).items()]
+            results += [RecordResult(k, "not_found") for k in data.get("not_found", [])]
+            return Outcome("done", results)
+        if status == 400 and data.get("split"):
+            return Outcome("split", reason=data.get("error", "batch rejected"))
+        if status in (401, 403):
+            return Outcome("fatal", reason=f"HTTP {status}: {body.decode()}")
+        return Outcome("done", [RecordResult(k, "rejected", f"HTTP {status}") for k in request.keys])
+
+
+def destination(server: Server, cls: type[Destination] = FakeDestination) -> Destination:
+    return cls(server.url, {"api_key": SECRET})
+
+
+def batch(keys: list[str], endpoint: str = "write", path: str = "/batch") -> Request:
+    items = [orjson.dumps({"key": k}) for k in keys]
+
+    def rebuild(ks: list[str], its: list[bytes]) -> Request:
+        body = b'{"items":[' + b",".join(its) + b"]}"
+        return Request(endpoint, "POST", path, body, list(ks), list(its), rebuild)
+
+    return rebuild(keys, items)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def statuses(results: list[RecordResult]) -> dict[str, str]:
+    return {r.key: r.status for r in results}
+
+
+# --- tests ------------------------------------------------------------------------------------
+def test_success_sends_the_request_as_built():
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv), retry_policy=FAST) as s:
+            req = batch(["a", "b", "c"])
+            results = await s.send(req)
+            return srv, s, req, results
+
+    srv, s, req, results = run(main())
+    assert results == [RecordResult("a", "ok"), RecordResult("b", "ok"), RecordResult("c", "ok")]
+    (hit,) = srv.hits
+    assert (hit.method, hit.path) == ("POST", "/batch")
+    assert hit.headers["Authorization"] == f"Bearer {SECRET}"
+    assert hit.headers["Content-Type"] == "application/json"
+    assert hit.keys == ["a", "b", "c"]
+    assert (s.stats.requests, s.stats.retries, s.stats.bytes_sent) == (1, 0, len(req.body))
+    assert s.stats.endpoints["write"].requests == 1
+
+
+def test_get_path_sent_as_escaped_without_content_type():
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv)) as s:
+            path = "/users?email=a%2Bb%40c.d&x=%2F"
+            results = await s.send(Request("write", "GET", path, None, ["a+b@c.d"]))
+            return srv, results
+
+    srv, results = run(main())
+    assert results == [RecordResult("a+b@c.d", "ok")]
+    assert srv.hits[0].path == "/users?email=a%2Bb%40c.d&x=%2F"  # sent exactly as escaped
+    assert "Content-Type" not in srv.hits[0].headers
+
+
+def test_per_record_results_one_per_key_in_order():
+    async def handler(request, hit):
+        return web.json_response({"failed": {"b": "invalid email", "zzz": "unknown key"}, "not_found": ["d"]})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            return await s.send(batch(["a", "b", "c", "d"]))
+
+    results = run(main())
+    assert results == [
+        RecordResult("a", "ok"),
+        RecordResult("b", "rejected", "invalid email"),
+        RecordResult("c", "ok"),
+        RecordResult("d", "not_found"),
+    ]
+
+
+def test_429_retry_after_seconds_pauses_every_sender_of_the_endpoint():
+    async def handler(request, hit):
+        if hit.n == 0:
+            return web.json_response({"error": "rate_limit_exceeded"}, status=429, headers={"Retry-After": "1"})
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            first = asyncio.ensure_future(s.send(batch(["a"])))
+            while s.stats.throttled == 0:  # the 429 is back: the endpoint is paused
+                await asyncio.sleep(0.005)
+            second = await s.send(batch(["b"]))  # never throttled itself, yet must wait too
+            return srv, s, await first, second
+
+    srv, s, first, second = run(main())
+    assert first == [RecordResult("a", "ok")] and second == [RecordResult("b", "ok")]
+    throttled_at = srv.hits[0].at
+    assert len(srv.hits) == 3
+    assert all(h.at - throttled_at >= 1.0 for h in srv.hits[1:])
+    assert (s.stats.throttled, s.stats.retries, s.stats.requests) == (1, 1, 3)
+    assert s.stats.endpoints["write"].throttled == 1
+
+
+def test_429_retry_after_http_date_is_honoured():
+    reset = {}
+
+    async def handler(request, hit):
+        if hit.n == 0:
+            reset["at"] = math.ceil(time.time() + 0.5)  # Attio style: a whole-second HTTP date
+            headers = {"Retry-After": formatdate(reset["at"], usegmt=True)}
+            return web.json_response({"error": "rate_limit_exceeded"}, status=429, headers=headers)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            return srv, await s.send(batch(["a", "b"]))
+
+    srv, results = run(main())
+    assert statuses(results) == {"a": "ok", "b": "ok"}
+    assert len(srv.hits) == 2
+    assert srv.hits[1].wall >= reset["at"]  # not one moment before the date the server gave
+
+
+def test_5xx_then_success():
+    async def handler(request, hit):
+        if hit.n < 2:
+            return web.Response(status=503 if hit.n == 0 else 500, text="upstream unavailable")
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=FAST) as s:
+            return s, await s.send(batch(["a", "b"]))
+
+    s, results = run(main())
+    assert statuses(results) == {"a": "ok", "b": "ok"}
+    assert (s.stats.requests, s.stats.retries, s.stats.throttled) == (3, 2, 0)
+
+
+def test_connection_reset_then_success():
+    async def handler(request, hit):
+        if hit.n == 0:
+            request.transport.abort()  # the server drops the connection without answering
+            await asyncio.sleep(0.01)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=FAST) as s:
+            return srv, s, await s.send(batch(["a"]))
+
+    srv, s, results = run(main())
+    assert results == [RecordResult("a", "ok")]
+    assert len(srv.hits) == 2 and s.stats.retries == 1
+
+
+def test_timeout_then_success():
+    async def handler(request, hit):
+        if hit.n == 0:
+            await asyncio.sleep(0.5)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv:
+            async with HttpSender(destination(srv), retry_policy=FAST, timeout=0.1) as s:
+                return s, await s.send(batch(["a"]))
+
+    s, results = run(main())
+    assert results == [RecordResult("a", "ok")]
+    assert s.stats.retries == 1
+
+
+def test_retries_exhausted_give_failed_results_not_an_exception():
+    async def handler(request, hit):
+        return web.Response(status=500, text=f"boom, key {SECRET} is fine but we are not")
+
+    policy = RetryPolicy(max_attempts=3, base=0.01, cap=0.02)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            return srv, s, await s.send(batch(["a", "b"]))
+
+    srv, s, results = run(main())
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert "3 attempt" in results[0].reason and "HTTP 500" in results[0].reason
+    assert SECRET not in results[0].reason and "***" in results[0].reason
+    assert len(srv.hits) == 3
+    assert (s.stats.retries, s.stats.failed_requests) == (2, 1)
+
+
+def test_unreachable_server_fails_records_after_retries():
+    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
+
+    async def main():
+        async with Server() as srv:
+            url = srv.url
+        dest = FakeDestination(url, {"api_key": SECRET})  # the port is closed now
+        async with HttpSender(dest, retry_policy=policy) as s:
+            return await s.send(batch(["a"]))
+
+    (result,) = run(main())
+    assert result.status == "failed" and "2 attempt" in result.reason
+
+
+def test_split_batch_isolates_the_bad_record():
+    async def handler(request, hit):
+        if "k5" in hit.keys:
+            return web.json_response({"split": True, "error": "k5: invalid phone"}, status=400)
+        return web.json_response({})
+
+    keys = [f"k{i}" for i in range(8)]
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            return srv, s, await s.send(batch(keys))
+
+    srv, s, results = run(main())
+    assert [r.key for r in results] == keys
+    assert {r.key: (r.status, r.reason) for r in results if r.status != "ok"} == {
+        "k5": ("rejected", "k5: invalid phone")
+    }
+    assert sorted(len(h.keys) for h in srv.hits) == [1, 1, 2, 2, 4, 4, 8]
+    assert s.stats.splits == 3
+
+
+def test_split_of_an_unsplittable_request_rejects_its_records():
+    async def handler(request, hit):
+        return web.json_response({"split": True, "error": "bad batch"}, status=400)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            req = Request("write", "POST", "/batch", b'{"items":[]}', ["x", "y"])  # no rebuild
+            return await s.send(req)
+
+    assert run(main()) == [RecordResult("x", "rejected", "bad batch"), RecordResult("y", "rejected", "bad batch")]
+
+
+def test_401_raises_auth_error_without_the_secret_and_stops_sending():
+    async def handler(request, hit):
+        return web.json_response({"error": f"invalid token {request.headers['Authorization']}"}, status=401)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            with pytest.raises(DestinationAuthError) as first:
+                await s.send(batch(["a", "b"]))
+            with pytest.raises(DestinationAuthError):
+                await s.send(batch(["c"]))  # nothing more is sent once credentials are rejected
+            return srv, first.value
+
+    srv, err = run(main())
+    assert SECRET not in str(err) and SECRET not in err.message
+    assert "***" in err.message and "401" in err.message
+    assert len(srv.hits) == 1
+
+
+def test_rejection_reason_echoing_the_secret_is_redacted_and_truncated():
+    async def handler(request, hit):
+        return web.json_response({"failed": {
+            "a": f"field api_key={SECRET} not allowed",
+            "b": f"url https://x.test/?key={quote(SECRET, safe='')} " + "x" * 2000,
+        }})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            return await s.send(batch(["a", "b"]))
+
+    a, b = run(main())
+    assert a.status == "rejected" and a.reason == "field api_key=*** not allowed"
+    assert b.reason.startswith("url https://x.test/?key=*** ") and len(b.reason) <= 500
+    assert SECRET not in b.reason and quote(SECRET, safe="") not in b.reason
+
+
+def test_invalid_url_fails_at_once_without_leaking_the_secret():
+    dest = FakeDestination("http://", {"api_key": SECRET})  # no host: aiohttp refuses the URL
+
+    async def main():
+        async with HttpSender(dest, retry_policy=FAST) as s:
+            return s, await s.send(Request("write", "GET", f"/users?api_key={quote(SECRET)}", None, ["a"]))
+
+    s, (result,) = run(main())
+    assert result.status == "failed" and "invalid URL" in result.reason
+    assert SECRET not in result.reason and quote(SECRET) not in result.reason
+    assert (s.stats.requests, s.stats.retries, s.stats.failed_requests) == (1, 0, 1)
+
+
+class LimitedDestination(FakeDestination):
+    limits = {"write": EndpointLimit("write", rate=20, max_concurrency=8)}
+
+
+def test_rate_limit_respected_by_the_servers_sliding_window():
+    """The server answers 429 whenever more than 20 requests arrived within the last second."""
+    arrivals: list[float] = []
+
+    async def handler(request, hit):
+        arrivals.append(hit.at)
+        in_window = len(arrivals) - bisect.bisect_left(arrivals, hit.at - 1.0)
+        if in_window > 20:
+            return web.json_response({"error": "too many"}, status=429, headers={"Retry-After": "1"})
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv, LimitedDestination)) as s:
+            results = await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(24)))
+            return srv, s, results
+
+    srv, s, results = run(main())
+    assert all(r.status == "ok" for rs in results for r in rs)
+    assert s.stats.throttled == 0 and len(srv.hits) == 24
+    start = srv.hits[0].at
+    per_second: dict[int, int] = {}
+    for h in srv.hits:
+        per_second[int(h.at - start)] = per_second.get(int(h.at - start), 0) + 1
+    assert max(per_second.values()) <= 20
+
+
+def test_concurrency_cap_per_endpoint():
+    class Narrow(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=None, max_concurrency=2)}
+
+    async def handler(request, hit):
+        await asyncio.sleep(0.02)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv, Narrow)) as s:
+            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(10)))
+            return srv
+
+    srv = run(main())
+    assert len(srv.hits) == 10 and srv.max_in_flight == 2
+
+
+def test_limits_from_destination_overrides_and_switch():
+    class Dest(FakeDestination):
+        limits = {
+            "write": EndpointLimit("write", rate=25, burst=2),
+            "read": EndpointLimit("read", rate=100),
+        }
+
+    dest = Dest("http://127.0.0.1:9", {"api_key": SECRET})
+    s = HttpSender(dest, rate_overrides={"read": 50, "bulk": 5})
+    assert (s.limiter("write").rate, s.limiter("write").burst) == (25, 2)
+    assert s.limiter("read").rate == 50
+    assert s.limiter("bulk").rate == 5  # an endpoint the destination did not declare
+    assert s.limiter("other").rate is None
+    assert s.limiter("write").effective_rate == pytest.approx(25 * 0.985)
+    off = HttpSender(dest, limits_enabled=False)
+    assert off.limiter("write").rate is None and off.limiter("read").rate is None
+
+
+def test_redact_handles_every_form_of_every_secret():
+    dest = FakeDestination("http://127.0.0.1:9", {"api_key": SECRET, "empty": ""})
+    s = HttpSender(dest)
+    text = f"a {SECRET} b {quote(SECRET, safe='')} c {quote(SECRET, safe='').replace('%2F', '/')}"
+    out = s.redact(text)
+    assert SECRET not in out and quote(SECRET, safe="") not in out
+    assert out == "a *** b *** c ***"
+    assert s.redact("nothing secret") == "nothing secret"
+
+
+def test_destination_may_read_429_bodies_itself():
+    class Reads429(FakeDestination):
+        handles_statuses = frozenset({429})
+
+        def parse(self, request, status, headers, body):
+            if status == 429:
+                return Outcome("retry", reason=f"quota: {orjson.loads(body)['quota']}", throttled=True)
+            return super().parse(request, status, headers, body)
+
+    async def handler(request, hit):
+        return web.json_response({"quota": "daily"}, status=429, headers={"Retry-After": "0"})
+
+    policy = RetryPolicy(max_attempts=2, retry_after_jitter=0.01)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv, Reads429), retry_policy=policy) as s:
+            return s, await s.send(batch(["a"]))
+
+    s, (result,) = run(main())
+    assert result.status == "failed" and "quota: daily" in result.reason
+    assert s.stats.throttled == 2  # counted from the destination's outcome
+
+
+def test_unreadable_response_fails_the_records_without_retrying():
+    async def handler(request, hit):
+        return web.Response(status=200, text="<html>not json</html>")
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=FAST) as s:
+            return srv, await s.send(batch(["a", "b"]))
+
+    srv, results = run(main())
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert "unreadable response (HTTP 200)" in results[0].reason
+    assert len(srv.hits) == 1
+
+
+def test_auth_error_raised_by_parse_is_redacted_too():
+    class Raises(FakeDestination):
+        def parse(self, request, status, headers, body):
+            raise DestinationAuthError(f"key {SECRET} revoked")
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, Raises)) as s:
+            with pytest.raises(DestinationAuthError) as err:
+                await s.send(batch(["a"]))
+            return err.value
+
+    err = run(main())
+    assert SECRET not in str(err) and "key *** revoked" in err.message
+
+
+@pytest.mark.parametrize(
+    "headers,expected",
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"Retry-After": "2", "RateLimit-Reset": "5"}, 2.0),
+        ({"RateLimit-Reset": "5"}, 5.0),  # Splio: seconds until the window resets
+        ({"RateLimit-Reset": "1700000000"}, None),  # an epoch timestamp: not a delay
+        ({"Retry-After": "later"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_hint_from_headers(headers, expected):
+    from multidict import CIMultiDict
+
+    s = HttpSender(FakeDestination("http://127.0.0.1:9", {"api_key": SECRET}))
+    assert s.retry_after(CIMultiDict(headers)) == expected

@@ -1,0 +1,252 @@
+"""RateLimiter on virtual time: rate, burst, shared pause, FIFO order, cancellation."""
+from __future__ import annotations
+
+import asyncio
+import bisect
+
+import pytest
+
+from dinsync.sender import FakeClock, RateLimiter
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def settle(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def acquire_times(limiter: RateLimiter, clock: FakeClock, n: int, concurrent: bool = True) -> list[float]:
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(clock.now())
+
+    if concurrent:
+        await asyncio.gather(*(one() for _ in range(n)))
+    else:
+        for _ in range(n):
+            await one()
+    return times
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """Most starts in any closed window [t, t + window]."""
+    times = sorted(times)
+    return max(bisect.bisect_right(times, t + window) - i for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize("rate", [1, 5, 20, 25, 150, 500])
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_achieved_rate_close_to_but_under_the_limit(rate, concurrent):
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock)
+    n = max(60, rate * 4)
+    times = run(acquire_times(limiter, clock, n, concurrent))
+    assert times == sorted(times)
+    achieved = (n - 1) / (times[-1] - times[0])
+    assert 0.97 * rate <= achieved <= rate
+    assert max_in_window(times) <= rate
+
+
+@pytest.mark.parametrize("rate,burst", [(10, 5), (20, 20), (25, 3), (4, 2), (0.5, 2)])
+def test_burst_starts_back_to_back_but_never_exceeds_the_rate_in_a_window(rate, burst):
+    clock = FakeClock()
+    limiter = RateLimiter(rate, burst, clock=clock)
+    n = int(max(40, rate * 6))
+    times = run(acquire_times(limiter, clock, n))
+    assert times[:burst] == [0.0] * burst  # the burst goes at once
+    assert times[burst] > 0.0  # ... and only the burst
+    if rate >= 1:
+        assert max_in_window(times) <= rate
+    achieved = (n - burst) / times[-1]  # sustained rate once the first burst is spent
+    assert 0.97 * rate <= achieved <= rate
+
+
+def test_idle_limiter_lets_the_next_request_through_at_once():
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock)
+
+    async def main():
+        await limiter.acquire()
+        clock.advance(10)  # idle for a while (virtual)
+        t = clock.now()
+        await limiter.acquire()
+        assert clock.now() == t
+        await limiter.acquire()  # but idleness is not banked beyond the burst
+        assert clock.now() == pytest.approx(t + 1 / (2 * limiter.headroom))
+
+    run(main())
+
+
+def test_unlimited_never_waits():
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock)
+    times = run(acquire_times(limiter, clock, 1000))
+    assert times == [0.0] * 1000
+    assert clock.sleeps == []
+
+
+def test_pause_holds_every_waiter_then_pacing_resumes():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+
+    async def main():
+        await limiter.acquire()  # t=0
+        limiter.penalize(2.0)  # the server said 429, Retry-After: 2
+        times = await acquire_times(limiter, clock, 5)
+        return times
+
+    times = run(main())
+    assert times[0] == pytest.approx(2.0)
+    assert all(t >= 2.0 for t in times)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(g == pytest.approx(1 / (10 * 0.985)) for g in gaps)
+
+
+def test_pause_applies_to_unlimited_limiters_and_only_extends():
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock)
+
+    async def main():
+        limiter.pause_until(3.0)
+        limiter.pause_until(1.0)  # shorter: ignored
+        assert limiter.paused_until == 3.0
+        await limiter.acquire()
+        return clock.now()
+
+    assert run(main()) == pytest.approx(3.0)
+
+
+def test_pause_extended_while_the_head_waiter_sleeps():
+    clock = FakeClock(auto_advance=False)
+    limiter = RateLimiter(1, clock=clock)
+
+    async def main():
+        await limiter.acquire()  # t=0
+        task = asyncio.ensure_future(limiter.acquire())
+        await settle()
+        clock.advance(0.5)
+        limiter.penalize(2.0)  # paused until t=2.5
+        clock.advance(0.6)  # t=1.1: the head wakes, sees the pause, sleeps again
+        await settle()
+        assert not task.done()
+        clock.advance(1.4)  # t=2.5
+        await settle()
+        assert task.done()
+        assert clock.now() == pytest.approx(2.5)
+
+    run(main())
+
+
+def test_fifo_order_among_waiters():
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+
+    async def main():
+        tasks = []
+        for i in range(30):
+            tasks.append(asyncio.ensure_future(one(i)))
+            await asyncio.sleep(0)  # each enters the queue in turn
+        await asyncio.gather(*tasks)
+
+    run(main())
+    assert order == list(range(30))
+
+
+def test_cancelled_head_waiter_does_not_consume_a_slot():
+    clock = FakeClock(auto_advance=False)
+    limiter = RateLimiter(1, headroom=1.0, clock=clock)
+
+    async def main():
+        await limiter.acquire()  # t=0, next slot at t=1
+        a = asyncio.ensure_future(limiter.acquire())
+        b = asyncio.ensure_future(limiter.acquire())
+        await settle()
+        assert limiter.waiting == 2
+        a.cancel()
+        await settle()
+        assert a.cancelled()
+        clock.advance(1.0)
+        await settle()
+        assert b.done() and clock.now() == 1.0  # b took a's slot, not the one after
+        c = asyncio.ensure_future(limiter.acquire())
+        await settle()
+        clock.advance(1.0)
+        await settle()
+        assert c.done() and clock.now() == 2.0
+        assert limiter.waiting == 0
+
+    run(main())
+
+
+def test_cancelled_queued_waiter_leaves_the_line_without_a_trace():
+    clock = FakeClock(auto_advance=False)
+    limiter = RateLimiter(1, headroom=1.0, clock=clock)
+
+    async def main():
+        await limiter.acquire()
+        a, b, c = (asyncio.ensure_future(limiter.acquire()) for _ in range(3))
+        await settle()
+        b.cancel()
+        await settle()
+        assert limiter.waiting == 2
+        clock.advance(1.0)
+        await settle()
+        assert a.done() and not c.done()
+        clock.advance(1.0)
+        await settle()
+        assert c.done()
+        assert limiter.waiting == 0
+        # the limiter still works normally afterwards
+        d = asyncio.ensure_future(limiter.acquire())
+        await settle()
+        assert not d.done()
+        clock.advance(1.0)
+        await settle()
+        assert d.done()
+
+    run(main())
+
+
+def test_cancel_every_waiter_then_reuse():
+    clock = FakeClock(auto_advance=False)
+    limiter = RateLimiter(1, clock=clock)
+
+    async def main():
+        await limiter.acquire()
+        tasks = [asyncio.ensure_future(limiter.acquire()) for _ in range(5)]
+        await settle()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert limiter.waiting == 0
+        clock.advance(5.0)
+        await limiter.acquire()  # immediate: nothing was consumed by the cancelled ones
+        assert clock.now() == 5.0
+
+    run(main())
+
+
+def test_real_clock_smoke():
+    limiter = RateLimiter(200)
+
+    async def main():
+        for _ in range(5):
+            await limiter.acquire()
+
+    run(main())
+
+
+@pytest.mark.parametrize("kwargs", [{"rate": 0}, {"rate": -1}, {"rate": 1, "burst": 0}, {"rate": 1, "headroom": 1.5}])
+def test_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        RateLimiter(**kwargs)
