@@ -119,6 +119,10 @@ class Destination:
     key_fields: tuple[str, ...] = ()  # destination identifiers a sync may match on
     limits: Mapping[str, EndpointLimit] = {}
     creates_unknown_fields: bool = False  # True: mapping to a new field is allowed
+    settings_model: type | None = None  # pydantic model of the platform-specific keys in dinsync.yml
+    base_urls: Mapping[str, str] = {}  # region -> base URL
+    update_needs_lookup: bool = False  # update mode: look up rows new to the sync before writing
+    handles_statuses: frozenset[int] = frozenset()  # statuses parse() sees before the sender's defaults
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")
@@ -134,13 +138,14 @@ class Destination:
         return [v for v in self.credentials.values() if v]
 
     def prepare(self, frame: pl.DataFrame, sync: "SyncSpec") -> Prepared:
-        """Build requests for a frame of mapped rows (columns: `_key`, fields, `_chg_<field>`)."""
+        """Build requests for mapped rows: `_key` (plan key), `_op`, `_id` (identifier as sent),
+        `_json` (JSON object of the fields to send for the row), `_bytes` (its size)."""
         raise NotImplementedError
 
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         raise NotImplementedError
 
-    def lookup_requests(self, keys: Sequence[str], sync: "SyncSpec") -> list[Request]:
+    def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: "SyncSpec") -> list[Request]:
         """Update-only destinations without an update-only write: requests that find existing keys."""
         return []
 

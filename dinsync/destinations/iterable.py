@@ -1,0 +1,207 @@
+"""Iterable: "Synchronize user attributes" through the bulk user update endpoint.
+
+Built from Iterable's Swagger file (tests/specs/iterable-swagger.json) and the documented limits:
+- `POST /api/users/bulkUpdate`: 5 requests/s per project, 4 MB body; the number of users per request
+  is not documented: we send at most 1,000 (what RudderStack uses), configurable.
+- `GET /api/users/getByEmail` / `byUserId`: 100 requests/s; an unknown user answers 200 without `user`.
+- Unknown fields are created by Iterable when the request says `"createNewFields": true` (the
+  default here; with false, the project's setting decides and dropped fields come back in
+  `filteredOutFields`).
+- Update-only: Iterable has no update-only write. Rows the snapshot already holds were acknowledged
+  before, so they are known to exist; rows new to the sync are first looked up (GET, 100/s) and
+  only the users found are updated. Unknown ones are reported as "not found", never created.
+"""
+from __future__ import annotations
+
+import urllib.parse
+from typing import Literal, Mapping, Sequence
+
+import orjson
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ..mapping.json import batches_by_size
+from .base import Destination, EndpointLimit, Outcome, Prepared, RecordResult, Request, SyncSpec
+
+BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
+LOOKUP = "lookup"  # Request.context of update-mode lookups
+
+# failedUpdates list -> (record status, reason). Iterable identifies failures by email or userId.
+FAILED_LISTS: dict[str, tuple[str, str]] = {
+    "invalidEmails": ("rejected", "Iterable: invalid email address"),
+    "invalidUserIds": ("rejected", "Iterable: invalid userId (empty, too long, non-ASCII or trailing space)"),
+    "conflictEmails": ("rejected", "Iterable: email conflicts with an existing user"),
+    "conflictUserIds": ("rejected", "Iterable: userId conflicts with an existing user"),
+    "forgottenEmails": ("rejected", "Iterable: user is GDPR-forgotten"),
+    "forgottenUserIds": ("rejected", "Iterable: user is GDPR-forgotten"),
+    "invalidDataEmails": ("rejected", "Iterable: invalid dataFields for this user"),
+    "invalidDataUserIds": ("rejected", "Iterable: invalid dataFields for this user"),
+    "notFoundEmails": ("not_found", "Iterable: user not found"),
+    "notFoundUserIds": ("not_found", "Iterable: user not found"),
+}
+
+# Whole-request 400 codes that may be caused by a single user of the batch: split and retry.
+SPLIT_CODES = {"RequestFieldsTypesMismatched", "BatchTooLarge", "BadJsonBody", "BadParams", "InvalidEmailAddressError"}
+
+
+class IterableSettings(BaseModel):
+    """Iterable-specific keys of a destination in dinsync.yml."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key: SecretStr
+    region: Literal["us", "eu"] = "us"
+    project_type: Literal["email", "userid", "hybrid"] = "email"
+    create_new_fields: bool = True
+    merge_nested_objects: bool = False
+    bulk_max_users: int = Field(1000, ge=1, le=10_000)
+
+
+class IterableDestination(Destination):
+    type_name = "iterable"
+    services = ("users",)
+    modes = ("upsert", "update")
+    key_fields = ("email", "userId")
+    settings_model = IterableSettings
+    creates_unknown_fields = True
+    update_needs_lookup = True
+    base_urls = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}
+    limits = {
+        "bulk_update": EndpointLimit("bulk_update", rate=5.0, max_concurrency=4),
+        "get_user": EndpointLimit("get_user", rate=100.0, max_concurrency=16),
+    }
+    key_limits = {"email": dict(kind="email"), "userId": dict(kind="string", max_length=52, ascii_printable=True)}
+    max_row_bytes = BULK_MAX_BYTES - 1024
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Api-Key": self.credentials["api_key"]}
+
+    # --- writes ----------------------------------------------------------------------
+    def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
+        """Turn mapped rows (`_key`, `_json`, `_bytes`) into bulkUpdate requests."""
+        if frame.height == 0:
+            return Prepared([])
+        prefer_user_id = sync.key_field == "userId" and sync.mode == "upsert"
+        tail = ""
+        if prefer_user_id:
+            tail += ',"preferUserId":true'
+        if self.options.get("merge_nested_objects"):
+            tail += ',"mergeNestedObjects":true'
+        # `_id` is the identifier as sent (normalised by the mapping); `_key` the plan's key.
+        key_json = pl.struct(pl.col("_id").alias("k")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+        users = frame.select(
+            pl.col("_key"),
+            pl.col("_id"),
+            pl.concat_str(
+                [pl.lit('{"' + sync.key_field + '":'), key_json, pl.lit(',"dataFields":'), pl.col("_json"),
+                 pl.lit(tail + "}")]
+            ).alias("_user"),
+        ).with_columns(pl.col("_user").str.len_bytes().alias("_bytes"))
+        max_users = int(self.options.get("bulk_max_users", 1000))
+        envelope = len(self._envelope(b"")) + 16
+        requests = []
+        keys_all = users["_key"].to_list()
+        items_all = users["_user"].to_list()
+        # Iterable reports failures by the identifier it received: map those back to plan keys.
+        id_to_key = {i: k for i, k in zip(users["_id"].to_list(), keys_all) if i != k}
+        for offset, length in batches_by_size(users, max_users, BULK_MAX_BYTES - envelope, 1):
+            keys = keys_all[offset : offset + length]
+            items = [s.encode() for s in items_all[offset : offset + length]]
+            requests.append(self._bulk_request(keys, items, id_to_key))
+        return Prepared(requests)
+
+    def _envelope(self, users: bytes) -> bytes:
+        create = b"true" if self.options.get("create_new_fields", True) else b"false"
+        return b'{"users":[' + users + b'],"createNewFields":' + create + b"}"
+
+    def _bulk_request(self, keys: list[str], items: list[bytes], id_to_key: dict[str, str]) -> Request:
+        return Request(
+            endpoint="bulk_update",
+            method="POST",
+            path="/api/users/bulkUpdate",
+            body=self._envelope(b",".join(items)),
+            keys=keys,
+            items=items,
+            rebuild=lambda k, i: self._bulk_request(k, i, id_to_key),
+            context=id_to_key,
+        )
+
+    # --- update-only lookups ----------------------------------------------------------
+    def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
+        if sync.key_field == "email":
+            path = "/api/users/getByEmail?email="
+        else:
+            path = "/api/users/byUserId?userId="
+        return [
+            Request(endpoint="get_user", method="GET", path=path + urllib.parse.quote(i, safe=""), body=None,
+                    keys=[k], context=LOOKUP)
+            for k, i in zip(keys, ids)
+        ]
+
+    # --- responses -------------------------------------------------------------------
+    def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        data = _json_or_none(body)
+        code = data.get("code") if isinstance(data, dict) else None
+        msg = data.get("msg") if isinstance(data, dict) else None
+        if status in (401, 403):
+            return Outcome(
+                "fatal",
+                reason=f"Iterable refused the API key (HTTP {status}{', ' + code if code else ''}): check that "
+                "the key is a server-side key of this project and data centre (region)",
+            )
+        if status == 429 or status >= 500 or status == 408:
+            return Outcome("retry", reason=f"Iterable answered HTTP {status}", throttled=status == 429)
+        if request.context is LOOKUP:
+            if status == 200 and isinstance(data, dict):
+                found = isinstance(data.get("user"), dict)
+                return Outcome("done", [RecordResult(request.keys[0], "ok" if found else "not_found",
+                                                     None if found else "Iterable: user not found (update mode)")])
+            return Outcome("done", [RecordResult(request.keys[0], "failed", _describe(status, code, msg))])
+        if status == 200 and isinstance(data, dict) and "successCount" in data:
+            return Outcome("done", self._failed_updates(request, data))
+        if status in (400, 413) and (code in SPLIT_CODES or status == 413 or code is None):
+            return Outcome("split", reason=_describe(status, code, msg))
+        return Outcome("done", [RecordResult(k, "rejected", _describe(status, code, msg)) for k in request.keys])
+
+    def _failed_updates(self, request: Request, data: dict) -> list[RecordResult]:
+        lists = dict(data.get("failedUpdates") or {})
+        for deprecated in ("invalidEmails", "invalidUserIds"):  # top-level copies, deprecated
+            if data.get(deprecated):
+                lists.setdefault(deprecated, data[deprecated])
+        wanted = set(request.keys)
+        id_to_key = request.context or {}
+        results: dict[str, RecordResult] = {}
+        for name, members in lists.items():
+            status, reason = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}"))
+            for member in members or ():
+                if not isinstance(member, str):
+                    continue
+                key = id_to_key.get(member, member)
+                if key not in wanted:
+                    key = id_to_key.get(member.lower(), member.lower())
+                if key in wanted and key not in results:
+                    results[key] = RecordResult(key, status, reason)  # type: ignore[arg-type]
+        fail_count = data.get("failCount") or 0
+        if fail_count > len(results):
+            # Iterable counted failures it did not list: we cannot tell which users they were.
+            # Report nothing as acknowledged rather than guess: mark the rest failed (sent again next run).
+            return list(results.values()) + [
+                RecordResult(k, "failed", f"Iterable reported {fail_count} failures but listed {len(results)}")
+                for k in request.keys if k not in results
+            ]
+        return list(results.values())
+
+
+def _json_or_none(body: bytes):
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _describe(status: int, code: str | None, msg: str | None) -> str:
+    text = f"Iterable HTTP {status}"
+    if code:
+        text += f" {code}"
+    if msg:
+        text += f": {msg}"
+    return text

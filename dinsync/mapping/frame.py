@@ -1,0 +1,390 @@
+"""Map a batch of plan rows to validated JSON objects, column-wise in Polars.
+
+Input columns: ``_key`` (matching key, normalised in SQL), ``_op`` ('added' | 'changed') and per
+mapped field i: ``v{i}`` (value) and ``x{i}`` (bool: send this field for this row).
+
+Output (`MappedBatch.frame`): ``_key`` (unchanged: the plan's identity, used to commit),
+``_op``, ``_id`` (the identifier to send: email trimmed and lowercased, phone in E.164, string
+key as is), ``_json`` (a JSON object of the flagged fields in mapping order, without the key:
+destinations add it in their own shape) and ``_bytes`` (UTF-8 size of ``_json``).
+
+Every problem becomes a row of `MappedBatch.rejections` (``_key``, ``field``, ``reason``) and
+takes the row out of the frame. Values of fields that are not sent for a row are not checked.
+Only phone parsing and ``json``-kind validation call Python, once per distinct value.
+
+Kind coercions (strict: a value that does not convert is a rejection naming field and value):
+  - ``string``: numbers, booleans, dates (ISO) as text; lists/structs as their JSON text.
+  - ``integer``: integers; booleans as 0/1; integral floats/decimals; strings of digits
+    (optional sign, surrounding spaces allowed) within 128-bit range.
+  - ``number``: integers, floats, decimals; booleans as 0/1; numeric strings (a string already
+    in JSON number syntax is sent digit for digit, others through a float).
+  - ``boolean``: booleans; 0/1; strings true/false, t/f, yes/no, y/n, 1/0 (any case).
+  - ``date``: dates; datetimes (tz-aware ones in UTC) truncated; strings ``YYYY-MM-DD``.
+  - ``datetime``: datetimes; dates at midnight; ISO strings ``YYYY-MM-DD[(T| )HH:MM[:SS[.f]]]``
+    with optional ``Z`` / ``±HH[:MM]`` (those are converted to UTC and written with ``Z``).
+  - ``email``: trimmed, lowercased, validated (see dinsync.mapping.normalize); blank → NULL.
+  - ``phone``: E.164 via phonenumbers with `phone_region` as default region; blank → NULL.
+  - ``json``: a string column is embedded as raw JSON after checking it parses; other types
+    are encoded as for ``auto``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from dinsync.mapping.json import Encoded, json_values_valid, quote, string_json, value_json
+from dinsync.mapping.normalize import email_is_valid, email_problem, normalize_email, normalize_phones, preview
+
+FIELD_KINDS = ("auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json")
+KEY_KINDS = ("email", "phone", "string")
+
+FRAME_SCHEMA = {"_key": pl.String, "_op": pl.String, "_id": pl.String, "_json": pl.String, "_bytes": pl.Int64}
+REJECTION_SCHEMA = {"_key": pl.String, "field": pl.String, "reason": pl.String}
+
+_NULL = pl.lit(None, pl.String)
+_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_TRUE = ["true", "t", "yes", "y", "1"]
+_FALSE = ["false", "f", "no", "n", "0"]
+_DATETIME_RE = (
+    r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?"
+    r"(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    index: int  # i of v{i} / x{i}
+    field: str  # destination field name (JSON key)
+    kind: str = "auto"
+    required: bool = False  # a NULL value (after coercion) rejects the row
+
+
+@dataclass(frozen=True)
+class KeyMapping:
+    field: str  # destination identifier name, e.g. "email" or "userId"
+    kind: str  # "email" | "phone" | "string"
+    max_length: int | None = None
+    ascii_printable: bool = False  # no non-ASCII, no non-printable, no trailing space
+
+
+@dataclass
+class MappedBatch:
+    frame: pl.DataFrame  # _key, _op, _id, _json, _bytes
+    rejections: pl.DataFrame  # _key, field, reason
+
+
+def _why(v: pl.Expr, text: str, after: str = "") -> pl.Expr:
+    """A reason quoting the value: '<text> '<value>'<after>'."""
+    return pl.concat_str([pl.lit(text), preview(v), pl.lit(after)])
+
+
+def _cannot(v: pl.Expr, bad: pl.Expr, label: str, what: str) -> tuple[pl.Expr, pl.Expr]:
+    return bad, _why(v, f"{label}: cannot convert ", f" to {what}")
+
+
+def _wrong_type(v: pl.Expr, dtype: pl.DataType, label: str, kind: str) -> Encoded:
+    return Encoded(_NULL, [(v.is_not_null(), pl.lit(f"{label}: cannot convert values of type {dtype} to {kind}"))])
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum))
+
+
+# --- field kinds ----------------------------------------------------------------------------
+
+def _as_string(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    inner = value_json(v, dtype, label)
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return Encoded(quote(inner.text), inner.problems)  # digits and true/false need no escaping
+    if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
+        return Encoded(string_json(inner.text), inner.problems, size_of_text=True)  # the JSON as text
+    return inner  # already a JSON string (text, temporal, binary) or null
+
+
+def _as_integer(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    if dtype.is_integer() or dtype == pl.Null:
+        return value_json(v, dtype, label)
+    if dtype == pl.Boolean:
+        return Encoded(v.cast(pl.Int8).cast(pl.String))
+    if dtype.is_float():
+        ok = (v.is_finite() & (v == v.floor()) & (v.abs() < 2.0**63)).fill_null(False)
+        text = pl.when(ok).then(v.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(_NULL)
+        return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "an integer")])
+    if isinstance(dtype, pl.Decimal):
+        s = v.cast(pl.String)
+        ok = s.str.contains(r"^-?\d+(?:\.0*)?$").fill_null(False)
+        text = pl.when(ok).then(s.str.replace(r"\.0*$", "")).otherwise(_NULL)
+        return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "an integer")])
+    if _is_text(dtype):
+        t = v.cast(pl.String).str.strip_chars()
+        n = pl.when(t.str.contains(r"^[+-]?\d+$")).then(t.cast(pl.Int128, strict=False))
+        return Encoded(n.cast(pl.String), [_cannot(v, v.is_not_null() & n.is_null(), label, "an integer")])
+    return _wrong_type(v, dtype, label, "integer")
+
+
+def _as_number(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    if dtype.is_numeric() or dtype == pl.Null:
+        return value_json(v, dtype, label)
+    if dtype == pl.Boolean:
+        return Encoded(v.cast(pl.Int8).cast(pl.String))
+    if _is_text(dtype):
+        t = v.cast(pl.String).str.strip_chars()
+        f = t.cast(pl.Float64, strict=False)
+        ok = f.is_finite().fill_null(False)
+        text = pl.when(~ok).then(_NULL).when(t.str.contains(_JSON_NUMBER)).then(t).otherwise(f.cast(pl.String))
+        return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "a number")])
+    return _wrong_type(v, dtype, label, "number")
+
+
+def _as_boolean(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    if dtype in (pl.Boolean, pl.Null):
+        return value_json(v, dtype, label)
+    if dtype.is_numeric() and not isinstance(dtype, pl.Decimal):
+        b = pl.when(v == 1).then(pl.lit("true")).when(v == 0).then(pl.lit("false")).otherwise(_NULL)
+    elif _is_text(dtype):
+        t = v.cast(pl.String).str.strip_chars().str.to_lowercase()
+        b = pl.when(t.is_in(_TRUE)).then(pl.lit("true")).when(t.is_in(_FALSE)).then(pl.lit("false")).otherwise(_NULL)
+    else:
+        return _wrong_type(v, dtype, label, "boolean")
+    return Encoded(b, [_cannot(v, v.is_not_null() & b.is_null(), label, "a boolean")])
+
+
+def _as_date(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    if dtype in (pl.Date, pl.Null):
+        return value_json(v, dtype, label)
+    if isinstance(dtype, pl.Datetime):
+        utc = v.dt.convert_time_zone("UTC") if dtype.time_zone else v
+        return value_json(utc.dt.date(), pl.Date, label)
+    if _is_text(dtype):
+        t = v.cast(pl.String).str.strip_chars()
+        d = pl.when(t.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(t.str.to_date("%Y-%m-%d", strict=False))
+        bad = v.is_not_null() & d.is_null()
+        return Encoded(value_json(d, pl.Date, label).text, [_cannot(v, bad, label, "a date (YYYY-MM-DD)")])
+    return _wrong_type(v, dtype, label, "date")
+
+
+def _as_datetime(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    if isinstance(dtype, pl.Datetime) or dtype == pl.Null:
+        return value_json(v, dtype, label)
+    if dtype == pl.Date:
+        return value_json(v.cast(pl.Datetime("us")), pl.Datetime("us"), label)
+    if not _is_text(dtype):
+        return _wrong_type(v, dtype, label, "datetime")
+    parts = v.cast(pl.String).str.strip_chars().str.extract_groups(_DATETIME_RE)
+    day, clock, zone = (parts.struct.field(n) for n in ("1", "2", "3"))
+    clock = (
+        pl.when(clock.is_null()).then(pl.lit("00:00:00"))
+        .when(clock.str.len_bytes() == 5).then(pl.concat_str([clock, pl.lit(":00")]))
+        .otherwise(clock)
+    )
+    naive = pl.concat_str([day, pl.lit("T"), clock]).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
+    digits = zone.str.replace(":", "", literal=True)
+    hours = digits.str.slice(1, 2).cast(pl.Int64, strict=False).fill_null(0)
+    minutes = hours * 60 + digits.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+    signed = pl.when(zone.str.starts_with("-")).then(-minutes).otherwise(minutes)
+    utc = (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
+    text = (
+        pl.when(zone.is_null())
+        .then(value_json(naive, pl.Datetime("us"), label).text)
+        .otherwise(value_json(utc, pl.Datetime("us", "UTC"), label).text)
+    )
+    return Encoded(text, [_cannot(v, v.is_not_null() & naive.is_null(), label, "a datetime (ISO 8601)")])
+
+
+def _as_email(v: pl.Expr, s: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    """`s` is the normalised column (see _normalised_email), materialised once."""
+    if dtype == pl.Null:
+        return Encoded(v.cast(pl.String))
+    if not _is_text(dtype):
+        return _wrong_type(v, dtype, label, "email")
+    bad = s.is_not_null() & ~email_is_valid(s)
+    reason = pl.concat_str([_why(v, f"{label}: invalid email ", " ("), email_problem(s), pl.lit(")")])
+    return Encoded(string_json(s), [(bad, reason)], s.str.len_bytes())
+
+
+def _normalised_email(v: pl.Expr) -> pl.Expr:
+    s = normalize_email(v)
+    return pl.when(s == "").then(_NULL).otherwise(s)
+
+
+def _phone_note(region: str | None) -> str:
+    return f" (default region {region})" if region else " (no default region: write it in international form, +...)"
+
+
+def _as_phone(v: pl.Expr, e164: pl.Expr, label: str, region: str | None) -> Encoded:
+    blank = v.cast(pl.String).str.strip_chars() == ""
+    bad = v.is_not_null() & ~blank & e164.is_null()
+    return Encoded(string_json(e164), [(bad, _why(v, f"{label}: invalid phone number ", _phone_note(region)))])
+
+
+def _as_json(v: pl.Expr, dtype: pl.DataType, ok: pl.Expr | None, label: str) -> Encoded:
+    if ok is None:
+        return value_json(v, dtype, label)
+    s = v.cast(pl.String)
+    bad = v.is_not_null() & ~ok.fill_null(False)
+    return Encoded(s.str.strip_chars(), [(bad, _why(v, f"{label}: invalid JSON "))], s.str.len_bytes())
+
+
+_COERCE = {
+    "auto": value_json,
+    "string": _as_string,
+    "integer": _as_integer,
+    "number": _as_number,
+    "boolean": _as_boolean,
+    "date": _as_date,
+    "datetime": _as_datetime,
+}
+
+
+# --- key ------------------------------------------------------------------------------------
+
+def _key_ident(key: KeyMapping) -> pl.Expr:
+    """The identifier to send (materialised as `_id` before it is checked)."""
+    raw = pl.col("_key").cast(pl.String)
+    if key.kind == "email":
+        return normalize_email(raw)
+    if key.kind == "phone":
+        return pl.col("_key_e164")
+    return raw
+
+
+def _key_checks(key: KeyMapping, region: str | None) -> tuple[pl.Expr, pl.Expr]:
+    """Whether the key is bad, and why (evaluated on bad rows only)."""
+    raw, ident = pl.col("_key"), pl.col("_id")
+    if key.kind == "email":
+        checks = [(~email_is_valid(ident), pl.concat_str([pl.lit("is not a valid email: "), email_problem(ident)]))]
+    elif key.kind == "phone":
+        checks = [(ident.is_null(), pl.lit("is not a valid phone number" + _phone_note(region)))]
+    else:
+        checks = [(raw == "", pl.lit("is empty")), (raw.str.strip_chars() == "", pl.lit("is blank"))]
+        if key.ascii_printable:
+            checks += [
+                (raw.str.contains(r"[^\x20-\x7e]"), pl.lit("contains non-ASCII or non-printable characters")),
+                (raw.str.ends_with(" "), pl.lit("ends with a space")),
+            ]
+    if key.max_length is not None:
+        checks.append((ident.str.len_chars() > key.max_length, pl.lit(f"is longer than {key.max_length} characters")))
+    label = f'key "{key.field}"'
+    bad = raw.is_null() | pl.any_horizontal([c for c, _ in checks]).fill_null(True)
+    reason = pl.when(raw.is_null()).then(pl.lit(f"{label}: value is null"))
+    for cond, phrase in checks:
+        reason = reason.when(cond).then(pl.concat_str([_why(raw, f"{label}: ", " "), phrase]))
+    return bad, reason.otherwise(_NULL)
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+def _check(frame: pl.DataFrame, key: KeyMapping, fields: list[FieldMapping]) -> None:
+    if key.kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {key.kind!r} (expected one of {', '.join(KEY_KINDS)})")
+    missing = [c for c in ("_key", "_op") if c not in frame.columns]
+    seen: set[str] = set()
+    for f in fields:
+        if f.kind not in FIELD_KINDS:
+            raise ValueError(f"field {f.field!r}: unknown kind {f.kind!r} (expected one of {', '.join(FIELD_KINDS)})")
+        if f.field in seen:
+            raise ValueError(f"field {f.field!r} is mapped twice")
+        seen.add(f.field)
+        missing += [c for c in (f"v{f.index}", f"x{f.index}") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"plan batch lacks columns: {', '.join(missing)}")
+
+
+def map_batch(
+    frame: pl.DataFrame,
+    key: KeyMapping,
+    fields: list[FieldMapping],
+    *,
+    phone_region: str | None = None,
+    max_value_bytes: int | None = None,
+    max_row_bytes: int | None = None,
+) -> MappedBatch:
+    """Validate and encode one batch of plan rows (see module docstring)."""
+    _check(frame, key, fields)
+    frame = frame.with_columns(pl.col("_key").cast(pl.String), pl.col("_op").cast(pl.String))
+    # Stage 1: intermediate columns, materialised once (eager expressions are not deduplicated).
+    # Phones and JSON validity call Python once per distinct value.
+    extra: list[pl.Series | pl.Expr] = []
+    if key.kind == "phone":
+        extra.append(normalize_phones(frame.get_column("_key"), phone_region).alias("_key_e164"))
+    for f in fields:
+        col = frame.get_column(f"v{f.index}")
+        if f.kind == "phone" and (_is_text(col.dtype) or col.dtype.is_integer()):
+            extra.append(normalize_phones(col, phone_region).alias(f"_e164_{f.index}"))
+        elif f.kind == "json" and _is_text(col.dtype):
+            extra.append(json_values_valid(col).alias(f"_jsonok_{f.index}"))
+        elif f.kind == "email" and _is_text(col.dtype):
+            extra.append(_normalised_email(pl.col(f"v{f.index}")).alias(f"_email_{f.index}"))
+    if extra:
+        frame = frame.with_columns(extra)
+    frame = frame.with_columns(_key_ident(key).cast(pl.String).alias("_id"))
+
+    # Stage 2: the JSON text of every field.
+    encoded: list[Encoded] = []
+    for f in fields:
+        label = f'field "{f.field}"'
+        v, dtype = pl.col(f"v{f.index}"), frame.schema[f"v{f.index}"]
+        if f.kind == "phone":
+            if f"_e164_{f.index}" in frame.columns:
+                enc = _as_phone(v, pl.col(f"_e164_{f.index}"), label, phone_region)
+            else:
+                enc = Encoded(v.cast(pl.String)) if dtype == pl.Null else _wrong_type(v, dtype, label, "phone")
+        elif f.kind == "json":
+            ok = pl.col(f"_jsonok_{f.index}") if f"_jsonok_{f.index}" in frame.columns else None
+            enc = _as_json(v, dtype, ok, label)
+        elif f.kind == "email":
+            enc = _as_email(v, pl.col(f"_email_{f.index}"), dtype, label)
+        else:
+            enc = _COERCE[f.kind](v, dtype, label)
+        encoded.append(enc)
+    frame = frame.with_columns([enc.text.cast(pl.String).alias(f"_text_{n}") for n, enc in enumerate(encoded)])
+
+    # Stage 3: problems, fragments, the row object.
+    key_bad, key_reason = _key_checks(key, phone_region)
+    checks = {"_bad_key": (key.field, key_bad, key_reason)}  # column -> (field, bad, reason)
+    fragments = []
+    for n, (f, enc) in enumerate(zip(fields, encoded)):
+        label = f'field "{f.field}"'
+        text = pl.col(f"_text_{n}")
+        problems = list(enc.problems)
+        if f.required:
+            problems.append((text.is_null() | (text == "null"), pl.lit(f"{label}: required value is null")))
+        size = text.str.len_bytes() if enc.size_of_text else enc.size
+        if max_value_bytes is not None and size is not None:
+            size_reason = pl.concat_str([pl.lit(f"{label}: value is "), size.cast(pl.String),
+                                         pl.lit(f" bytes, over the limit of {max_value_bytes} bytes")])
+            problems.append((size > max_value_bytes, size_reason))
+        sent = pl.col(f"x{f.index}").cast(pl.Boolean).fill_null(False)
+        # `,"field":` then the value; NULL (dropped by concat_str) when the field is not sent.
+        fragments.append(pl.when(sent).then(pl.lit("," + orjson.dumps(f.field).decode() + ":")))
+        fragments.append(pl.when(sent).then(text.fill_null("null")))
+        if problems:
+            bad = sent & pl.any_horizontal([b for b, _ in problems]).fill_null(False)
+            reason = pl.when(problems[0][0]).then(problems[0][1])
+            for b, r in problems[1:]:
+                reason = reason.when(b).then(r)
+            checks[f"_bad_{n}"] = (f.field, bad, reason.otherwise(_NULL))
+
+    # One concatenation per row; the comma before the first sent field is then dropped.
+    obj = pl.concat_str([pl.lit("{"), *fragments, pl.lit("}")], ignore_nulls=True).str.replace("{,", "{", literal=True)
+    work = frame.with_columns(
+        obj.alias("_json"),
+        *[bad.alias(name) for name, (_, bad, _) in checks.items()],
+    ).with_columns(pl.col("_json").str.len_bytes().cast(pl.Int64).alias("_bytes"))
+    if max_row_bytes is not None:
+        row_reason = pl.concat_str([pl.lit("row is "), pl.col("_bytes").cast(pl.String),
+                                    pl.lit(f" bytes of JSON, over the limit of {max_row_bytes} bytes")])
+        checks["_bad_row"] = (None, pl.col("_bytes") > max_row_bytes, row_reason)
+        work = work.with_columns((pl.col("_bytes") > max_row_bytes).alias("_bad_row"))
+
+    any_bad = pl.any_horizontal([pl.col(name) for name in checks])
+    valid = work.lazy().filter(~any_bad).select(list(FRAME_SCHEMA)).collect()
+    bad_rows = work.filter(any_bad)  # usually few: reasons are only computed here
+    rejections = pl.concat([
+        bad_rows.filter(pl.col(name)).select(
+            "_key", pl.lit(field_name, pl.String).alias("field"), reason.cast(pl.String).alias("reason"))
+        for name, (field_name, _, reason) in checks.items()
+    ])
+    return MappedBatch(valid, rejections)

@@ -1,0 +1,225 @@
+"""JSON text of Polars values, built column-wise, and request bodies built from row fragments.
+
+`value_json` turns a column of any type into the JSON text of each value. It leans on
+`struct.json_encode` (correct string escaping) and compensates for what it does not do the way
+an API expects, in this Polars version:
+
+  - NaN / ±inf become ``null`` there: we report them as errors instead (rows are rejected);
+  - naive datetimes come out as ``"YYYY-MM-DD HH:MM:SS"``: we write ISO 8601 with a ``T``;
+  - tz-aware datetimes keep their offset: we convert to UTC and write ``Z``;
+  - decimals come out as JSON strings: we write them as JSON numbers (exact digits);
+  - binary panics: we write base64 strings.
+
+Datetime format (everywhere, also nested): ``YYYY-MM-DDTHH:MM:SS`` plus ``.ffffff`` when the
+sub-second part is not zero (microseconds; nanoseconds are truncated), plus ``Z`` for tz-aware
+values, which are converted to UTC first. Naive datetimes are written as they are, without
+offset. This is what ``orjson.dumps(dt, option=OPT_UTC_Z)`` and ``datetime.isoformat`` write.
+Decimals nested in lists or structs are written as floats (top-level ones keep every digit).
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import orjson
+import polars as pl
+
+_NULL = pl.lit(None, pl.String)
+
+
+@dataclass
+class Encoded:
+    """How one column goes to JSON.
+
+    `text`: JSON text of each value (NULL or ``null`` for a NULL value). `problems`: pairs of
+    (bad, reason): `bad` is a boolean expression evaluated on every row, `reason` a string
+    expression evaluated only on the (few) bad rows, so that error messages cost nothing on the
+    happy path. `size`: bytes checked against max_value_bytes (strings, raw JSON); with
+    `size_of_text` the size of `text` itself is checked instead (nested values).
+    """
+
+    text: pl.Expr
+    problems: list[tuple[pl.Expr, pl.Expr]] = field(default_factory=list)
+    size: pl.Expr | None = None
+    size_of_text: bool = False
+
+
+def quote(expr: pl.Expr) -> pl.Expr:
+    """Wrap text that needs no escaping (dates, numbers, base64) in double quotes."""
+    return pl.concat_str([pl.lit('"'), expr, pl.lit('"')])
+
+
+def string_json(expr: pl.Expr) -> pl.Expr:
+    """JSON string literal of each value (escaped); ``null`` for NULL.
+
+    json_encode of a one-field struct gives ``{"a":<literal>}``: drop the 5 leading and the
+    last characters.
+    """
+    return pl.struct(expr.cast(pl.String).alias("a")).struct.json_encode().str.slice(5).str.head(-1)
+
+
+def iso_datetime(expr: pl.Expr, dtype: pl.Datetime, quoted: bool = False) -> pl.Expr:
+    """ISO 8601 text of datetimes (see module docstring), optionally as a JSON string."""
+    suffix = ""
+    if dtype.time_zone is not None:
+        expr = expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        suffix = "Z"
+    q = '"' if quoted else ""
+    text = expr.dt.strftime(f"{q}%Y-%m-%dT%H:%M:%S%.6f{suffix}{q}")
+    return text.str.replace(f".000000{suffix}{q}", f"{suffix}{q}", literal=True)  # one strftime pass
+
+
+def iso_time(expr: pl.Expr, quoted: bool = False) -> pl.Expr:
+    q = '"' if quoted else ""
+    return expr.dt.strftime(f"{q}%H:%M:%S%.6f{q}").str.replace(f".000000{q}", q, literal=True)
+
+
+def nonfinite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """Boolean: the value is, or contains, a NaN or an infinity. None when the type can't hold one."""
+    if dtype.is_float():
+        return (expr.is_nan() | expr.is_infinite()).fill_null(False)
+    if isinstance(dtype, pl.Array):
+        return nonfinite(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner))
+    if isinstance(dtype, pl.List):
+        inner = nonfinite(pl.element(), dtype.inner)
+        return None if inner is None else expr.list.eval(inner).list.any().fill_null(False)
+    if isinstance(dtype, pl.Struct):
+        parts = [nonfinite(expr.struct.field(f.name), f.dtype) for f in dtype.fields]
+        parts = [p for p in parts if p is not None]
+        return pl.any_horizontal(parts).fill_null(False) if parts else None
+    return None
+
+
+def _needs_prep(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, (pl.Datetime, pl.Decimal, pl.Binary, pl.Time, pl.Categorical, pl.Enum, pl.Array)):
+        return True
+    if isinstance(dtype, pl.List):
+        return _needs_prep(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_needs_prep(f.dtype) for f in dtype.fields)
+    return False
+
+
+def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Rewrite values nested in lists/structs into types json_encode writes the way we want."""
+    if not _needs_prep(dtype):
+        return expr
+    if isinstance(dtype, pl.Datetime):
+        return iso_datetime(expr, dtype)
+    if isinstance(dtype, pl.Time):
+        return iso_time(expr)
+    if isinstance(dtype, pl.Decimal):
+        return expr.cast(pl.Float64)
+    if isinstance(dtype, pl.Binary):
+        return expr.bin.encode("base64")
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return expr.cast(pl.String)
+    if isinstance(dtype, pl.Array):
+        return _prep_nested(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner))
+    if isinstance(dtype, pl.List):
+        return expr.list.eval(_prep_nested(pl.element(), dtype.inner))
+    assert isinstance(dtype, pl.Struct)
+    rebuilt = pl.struct([_prep_nested(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields])
+    return pl.when(expr.is_null()).then(None).otherwise(rebuilt)
+
+
+def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
+    """JSON text of the values of a column of type `dtype`; `label` names it in error messages."""
+    if dtype == pl.Null:
+        return Encoded(expr.cast(pl.String))
+    if dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return Encoded(string_json(expr), size=expr.cast(pl.String).str.len_bytes())
+    if dtype.is_integer() or dtype == pl.Boolean or isinstance(dtype, pl.Decimal):
+        return Encoded(expr.cast(pl.String))
+    if dtype.is_float():
+        bad = nonfinite(expr, dtype)
+        return Encoded(expr.cast(pl.String), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
+    if dtype == pl.Date:
+        return Encoded(expr.dt.strftime('"%Y-%m-%d"'))
+    if isinstance(dtype, pl.Datetime):
+        return Encoded(iso_datetime(expr, dtype, quoted=True))
+    if dtype == pl.Time:
+        return Encoded(iso_time(expr, quoted=True))
+    if isinstance(dtype, pl.Duration):
+        return Encoded(pl.struct(expr.alias("a")).struct.json_encode().str.slice(5).str.head(-1))
+    if dtype == pl.Binary:
+        return Encoded(quote(expr.bin.encode("base64")), size=expr.bin.size())
+    if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
+        text = pl.struct(_prep_nested(expr, dtype).alias("a")).struct.json_encode().str.slice(5).str.head(-1)
+        text = pl.when(expr.is_null()).then(_NULL).otherwise(text)
+        bad = nonfinite(expr, dtype)
+        problems = [] if bad is None else [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))]
+        return Encoded(text, problems, size_of_text=True)
+    return Encoded(_NULL, [(expr.is_not_null(), pl.lit(f"{label}: values of type {dtype} cannot be sent as JSON"))])
+
+
+def json_values_valid(series: pl.Series) -> pl.Series:
+    """Whether each string parses as JSON (NULL stays NULL). Parsed once per distinct value."""
+    s = series.cast(pl.String)
+    distinct = s.drop_nulls().unique()
+    if distinct.len() == 0:
+        return pl.Series(series.name, [None] * s.len(), dtype=pl.Boolean)
+    ok = []
+    for text in distinct.to_list():
+        try:
+            orjson.loads(text)
+            ok.append(True)
+        except orjson.JSONDecodeError:
+            ok.append(False)
+    return s.replace_strict(distinct, pl.Series(ok, dtype=pl.Boolean), default=None, return_dtype=pl.Boolean)
+
+
+# --- request bodies -----------------------------------------------------------------------
+
+def join_json_array(rows: pl.Series | list[str]) -> bytes:
+    """``[row,row,...]`` as bytes, rows being JSON texts."""
+    return bulk_body(b"[", rows, b"]")
+
+
+def bulk_body(prefix: bytes, rows: pl.Series | list[str], suffix: bytes) -> bytes:
+    """`prefix` + rows joined by commas + `suffix`, e.g. ``{"users":[`` ... ``]}``.
+
+    The join happens in Polars (one allocation) rather than through a list of Python strings.
+    """
+    if isinstance(rows, pl.Series):
+        if rows.len() == 0:
+            return prefix + suffix
+        if rows.dtype != pl.String:
+            rows = rows.cast(pl.String)
+        joined = rows.fill_null("null").str.join(",").item()
+        return prefix + joined.encode() + suffix
+    return prefix + ",".join(rows).encode() + suffix
+
+
+def batches_by_size(
+    frame: pl.DataFrame | pl.Series,
+    max_rows: int,
+    max_bytes: int | None,
+    overhead_per_row: int = 0,
+) -> list[tuple[int, int]]:
+    """(offset, length) slices of consecutive rows, each with at most `max_rows` rows and at most
+    `max_bytes` of `_bytes` + `overhead_per_row` per row.
+
+    `max_bytes` is what the rows may take: the caller subtracts its fixed envelope (prefix,
+    suffix) first. A row that alone exceeds `max_bytes` gets a slice of its own (it should have
+    been rejected by `max_row_bytes` already). Greedy: one binary search per slice over the
+    cumulative sums, no per-row Python.
+    """
+    if max_rows < 1:
+        raise ValueError("max_rows must be at least 1")
+    sizes = frame if isinstance(frame, pl.Series) else frame.get_column("_bytes")
+    n = sizes.len()
+    if n == 0:
+        return []
+    if max_bytes is None:
+        return [(start, min(max_rows, n - start)) for start in range(0, n, max_rows)]
+    cumulative = (sizes.cast(pl.Int64).fill_null(0) + overhead_per_row).cum_sum().to_list()
+    slices = []
+    start = 0
+    while start < n:
+        base = cumulative[start - 1] if start else 0
+        end = bisect.bisect_right(cumulative, base + max_bytes, lo=start, hi=min(n, start + max_rows))
+        end = max(end, start + 1)
+        slices.append((start, end - start))
+        start = end
+    return slices

@@ -1,0 +1,128 @@
+"""Identifier normalisation and validation as Polars expressions.
+
+Emails are validated the way strict platforms do (Iterable, Attio, Attentive reject anything
+fancier than a dot-atom address on an ASCII host name), so that a bad address becomes a
+rejection with a precise reason here instead of a whole batch failing at the destination.
+
+Email rules (applied to the normalised value: trimmed and lowercased):
+  - at most 254 characters, ASCII only, no whitespace or control characters;
+  - exactly one ``@``;
+  - local part: 1..64 characters of ``a-z 0-9 ! # $ % & ' * + / = ? ^ _ ` { | } ~ -`` and dots,
+    no leading, trailing or doubled dot (no quoted local parts, no comments);
+  - domain: at least two dot-separated labels, each 1..63 characters of ``a-z 0-9 -`` not
+    starting or ending with ``-``, no trailing dot, no IP literal; the top-level label is
+    alphabetic (2..63 letters) or an IDNA ``xn--`` label.
+Internationalised addresses (non-ASCII local part or domain) are rejected: give the domain in
+its punycode (``xn--``) form. Plus addressing (``a+tag@x.com``) and subdomains are accepted.
+
+Phones are parsed with ``phonenumbers`` (the only per-value Python here), once per distinct
+value, and joined back.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import phonenumbers
+import polars as pl
+
+EMAIL_MAX = 254
+LOCAL_MAX = 64
+PREVIEW_CHARS = 100
+
+_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LOCAL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+_DOMAIN = rf"(?:{_LABEL}\.)+{_TLD}"
+EMAIL_RE = rf"(?i)^{_LOCAL}@{_DOMAIN}$"
+_LOCAL_RE = rf"(?i)^{_LOCAL}$"
+_DOMAIN_RE = rf"(?i)^{_DOMAIN}$"
+
+
+def utf8_len(expr: pl.Expr) -> pl.Expr:
+    """Length of a string in UTF-8 bytes (what payload limits count)."""
+    return expr.str.len_bytes()
+
+
+def preview(expr: pl.Expr, limit: int = PREVIEW_CHARS) -> pl.Expr:
+    """A value quoted for an error message, cut to `limit` characters (rows may hold megabytes)."""
+    s = expr.cast(pl.String)
+    cut = pl.when(s.str.len_chars() > limit).then(pl.concat_str([s.str.slice(0, limit), pl.lit("…")])).otherwise(s)
+    return pl.concat_str([pl.lit("'"), cut, pl.lit("'")])
+
+
+def normalize_email(expr: pl.Expr) -> pl.Expr:
+    """Trim surrounding whitespace and lowercase."""
+    return expr.cast(pl.String).str.strip_chars().str.to_lowercase()
+
+
+def email_is_valid(expr: pl.Expr) -> pl.Expr:
+    """True when the value is a syntactically acceptable email (see module docstring); False for NULL."""
+    s = expr.cast(pl.String)
+    return (
+        s.is_not_null()
+        & (s.str.len_bytes() <= EMAIL_MAX)
+        & s.str.contains(EMAIL_RE)
+        & (s.str.find("@", literal=True) <= LOCAL_MAX)  # local part length, in bytes (ASCII)
+    ).fill_null(False)
+
+
+def email_problem(expr: pl.Expr) -> pl.Expr:
+    """Why a value is not an acceptable email (a short phrase), NULL when it is valid or NULL."""
+    s = expr.cast(pl.String)
+    at_count = s.str.count_matches("@", literal=True)
+    local = s.str.extract(r"^([^@]*)@", 1)
+    domain = s.str.extract(r"@([^@]*)$", 1)
+    checks = [
+        (s == "", "is empty"),
+        (s.str.len_bytes() > EMAIL_MAX, f"is longer than {EMAIL_MAX} characters"),
+        (s.str.contains(r"[\s\x00-\x1f\x7f]"), "contains whitespace or control characters"),
+        (
+            s.str.contains(r"[^\x00-\x7f]"),
+            "contains non-ASCII characters (internationalised addresses are not accepted; "
+            "write the domain in punycode)",
+        ),
+        (at_count == 0, "has no @"),
+        (at_count > 1, "has more than one @"),
+        (local.str.len_bytes() == 0, "has an empty local part"),
+        (local.str.len_bytes() > LOCAL_MAX, f"has a local part longer than {LOCAL_MAX} characters"),
+        (~local.str.contains(_LOCAL_RE), "has a local part with invalid characters or dots"),
+        (domain.str.len_bytes() == 0, "has an empty domain"),
+        (~domain.str.contains(r"\."), "has a domain without a dot"),
+        (domain.str.ends_with("."), "has a domain ending with a dot"),
+        (~domain.str.contains(_DOMAIN_RE), "has a domain that is not a valid host name"),
+    ]
+    chain = pl.when(s.is_null()).then(pl.lit(None, pl.String))
+    for cond, phrase in checks:
+        chain = chain.when(cond).then(pl.lit(phrase))
+    return chain.otherwise(pl.lit(None, pl.String))
+
+
+@lru_cache(maxsize=200_000)
+def _e164(value: str, region: str | None) -> str | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_phones(series: pl.Series, region: str | None = None) -> pl.Series:
+    """E.164 form of each phone number, NULL when it is missing or not a valid number.
+
+    National numbers need `region` (ISO 3166 alpha-2, e.g. "US", "FR"); without it only
+    numbers written in international form (starting with "+") parse.
+    Parsing runs once per distinct value (cached across batches), then maps back vectorised.
+    """
+    s = series if series.dtype == pl.String else series.cast(pl.String)
+    region = region.upper() if region else None
+    distinct = s.drop_nulls().unique()
+    if distinct.len() == 0:
+        return pl.Series(series.name, [None] * s.len(), dtype=pl.String)
+    parsed = pl.Series([_e164(v, region) for v in distinct.to_list()], dtype=pl.String)
+    return s.replace_strict(distinct, parsed, default=None, return_dtype=pl.String).alias(series.name)

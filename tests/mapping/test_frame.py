@@ -1,0 +1,556 @@
+"""map_batch: keys, kinds, limits, flags, and agreement with a per-row reference."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import random
+import re
+
+import orjson
+import polars as pl
+import pytest
+
+from dinsync.mapping.frame import FRAME_SCHEMA, REJECTION_SCHEMA, FieldMapping, KeyMapping, MappedBatch, map_batch
+
+EMAIL = KeyMapping("email", "email")
+
+
+def plan(keys: list, *columns, ops: list | None = None) -> pl.DataFrame:
+    """A plan batch: each column is a Series/list of values, or (values, flags)."""
+    data: dict[str, pl.Series] = {
+        "_key": pl.Series(keys, dtype=pl.String),
+        "_op": pl.Series(ops or ["added"] * len(keys), dtype=pl.String),
+    }
+    for i, col in enumerate(columns):
+        values, flags = col if isinstance(col, tuple) else (col, [True] * len(keys))
+        data[f"v{i}"] = values if isinstance(values, pl.Series) else pl.Series(values, strict=False)
+        data[f"x{i}"] = pl.Series(flags, dtype=pl.Boolean)
+    return pl.DataFrame(data)
+
+
+def fields(*names: str, kind: str = "auto", required: bool = False) -> list[FieldMapping]:
+    return [FieldMapping(i, n, kind, required) for i, n in enumerate(names)]
+
+
+def objects(batch: MappedBatch) -> list[dict]:
+    return [orjson.loads(j) for j in batch.frame["_json"]]
+
+
+def reasons(batch: MappedBatch) -> list[str]:
+    return batch.rejections["reason"].to_list()
+
+
+def one(values: list, kind: str = "auto", dtype=None, **kw) -> MappedBatch:
+    keys = [f"u{i}@example.com" for i in range(len(values))]
+    series = pl.Series(values, dtype=dtype, strict=False)
+    return map_batch(plan(keys, series), EMAIL, fields("f", kind=kind), **kw)
+
+
+def check_shape(batch: MappedBatch) -> None:
+    assert dict(batch.frame.schema) == FRAME_SCHEMA
+    assert dict(batch.rejections.schema) == REJECTION_SCHEMA
+    for text, size in zip(batch.frame["_json"], batch.frame["_bytes"]):
+        assert len(text.encode()) == size
+        assert isinstance(orjson.loads(text), dict)
+    assert not set(batch.frame["_key"].drop_nulls()) & set(batch.rejections["_key"].drop_nulls())
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+def test_null_key_is_rejected():
+    b = map_batch(plan([None, "a@b.co"], ["x", "y"]), EMAIL, fields("name"))
+    check_shape(b)
+    assert b.frame["_key"].to_list() == ["a@b.co"]
+    assert b.rejections.to_dicts() == [{"_key": None, "field": "email", "reason": 'key "email": value is null'}]
+
+
+@pytest.mark.parametrize(
+    ("key", "phrase"),
+    [
+        ("no-at-sign", "has no @"),
+        ("two@@example.com", "more than one @"),
+        ("sp ace@example.com", "whitespace"),
+        ("a@example.com.", "ending with a dot"),
+        ("a@münchen.de", "non-ASCII"),
+        ("a@example", "without a dot"),
+        ("", "is empty"),
+        ("a..b@example.com", "local part"),
+    ],
+)
+def test_malformed_email_keys(key, phrase):
+    b = map_batch(plan([key, "ok@example.com"], [1, 2]), EMAIL, fields("n"))
+    check_shape(b)
+    assert b.frame["_key"].to_list() == ["ok@example.com"]
+    [reason] = reasons(b)
+    assert reason.startswith('key "email": ') and "is not a valid email" in reason and phrase in reason
+
+
+def test_valid_edge_email_keys_are_normalised_in_id_not_key():
+    keys = ["a+tag@sub.example.co.uk", "  Mixed.Case@Example.COM ", "x@xn--mnchen-3ya.de"]
+    b = map_batch(plan(keys, [1, 2, 3]), EMAIL, fields("n"))
+    check_shape(b)
+    assert b.rejections.height == 0
+    assert b.frame["_key"].to_list() == keys
+    assert b.frame["_id"].to_list() == ["a+tag@sub.example.co.uk", "mixed.case@example.com", "x@xn--mnchen-3ya.de"]
+
+
+def test_huge_key_is_truncated_in_reason():
+    b = map_batch(plan(["x" * 100_000], [1]), EMAIL, fields("n"))
+    [reason] = reasons(b)
+    assert len(reason) < 300 and "…" in reason
+
+
+def test_phone_keys():
+    keys = ["(415) 555-0100", "+33 6 12 34 56 78", "12", None, "0612345678"]
+    b = map_batch(plan(keys, [1, 2, 3, 4, 5]), KeyMapping("phone", "phone"), fields("n"), phone_region="US")
+    check_shape(b)
+    assert b.frame["_id"].to_list() == ["+14155550100", "+33612345678"]
+    assert b.frame["_key"].to_list() == ["(415) 555-0100", "+33 6 12 34 56 78"]  # identity kept for commit
+    rej = dict(zip(b.rejections["_key"].to_list(), reasons(b)))
+    assert "not a valid phone number (default region US)" in rej["12"]
+    assert "not a valid phone number" in rej["0612345678"]  # a French national number is not a US one
+    assert rej[None] == 'key "phone": value is null'
+
+
+def test_phone_keys_without_region_need_international_form():
+    b = map_batch(plan(["(415) 555-0100", "+14155550100"], [1, 2]), KeyMapping("phone", "phone"), fields("n"))
+    assert b.frame["_id"].to_list() == ["+14155550100"]
+    assert "international form" in reasons(b)[0]
+
+
+def test_string_keys():
+    key = KeyMapping("userId", "string", max_length=10, ascii_printable=True)
+    keys = ["u1", "", "   ", "héllo", "tab\there", "trailing ", "x" * 11, " lead", None]
+    b = map_batch(plan(keys, list(range(len(keys)))), key, fields("n"))
+    check_shape(b)
+    assert b.frame["_id"].to_list() == ["u1", " lead"]
+    rej = dict(zip(b.rejections["_key"].to_list(), reasons(b)))
+    assert rej[""].endswith("is empty")
+    assert rej["   "].endswith("is blank")
+    assert "non-ASCII or non-printable" in rej["héllo"]
+    assert "non-ASCII or non-printable" in rej["tab\there"]
+    assert rej["trailing "].endswith("ends with a space")
+    assert rej["x" * 11].endswith("is longer than 10 characters")
+    assert rej[None] == 'key "userId": value is null'
+
+
+def test_string_key_without_restrictions_accepts_unicode():
+    b = map_batch(plan(["héllo wörld 😀 ", "x" * 5000], [1, 2]), KeyMapping("id", "string"), fields("n"))
+    assert b.rejections.height == 0 and b.frame.height == 2
+
+
+def test_key_is_not_in_json():
+    b = map_batch(plan(["a@b.co"], ["v"]), EMAIL, fields("name"))
+    assert objects(b) == [{"name": "v"}]
+
+
+# --- JSON content ----------------------------------------------------------------------------
+
+def test_changed_rows_send_only_flagged_fields_in_mapping_order():
+    b = map_batch(
+        plan(
+            ["a@b.co", "c@d.co", "e@f.co", "g@h.co"],
+            (["A", "C", "E", "G"], [True, False, True, False]),
+            ([1, 2, 3, 4], [True, True, False, False]),
+            ([True, False, None, True], [True, False, True, False]),
+            ops=["added", "changed", "changed", "changed"],
+        ),
+        EMAIL,
+        fields("name", "n", "flag"),
+    )
+    check_shape(b)
+    assert b.frame["_json"].to_list() == [
+        '{"name":"A","n":1,"flag":true}',
+        '{"n":2}',
+        '{"name":"E","flag":null}',
+        "{}",
+    ]
+    assert b.frame["_op"].to_list() == ["added", "changed", "changed", "changed"]
+
+
+def test_null_flag_means_not_sent():
+    b = map_batch(plan(["a@b.co"], (["x"], [None])), EMAIL, fields("name"))
+    assert b.frame["_json"].to_list() == ["{}"]
+
+
+def test_field_names_are_escaped():
+    b = map_batch(plan(["a@b.co"], ["v"], [1]), EMAIL, [FieldMapping(0, 'we"ird\\name'), FieldMapping(1, "ünï 😀")])
+    assert objects(b) == [{'we"ird\\name': "v", "ünï 😀": 1}]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'quotes "x" and \'y\'',
+        "back\\slash",
+        "new\nline\r\n",
+        "ctrl \x00\x01\x1f\x7f",
+        "emoji 😀 and non-BMP 𝄞",
+        "\u2028\u2029",
+        "",
+    ],
+)
+def test_strings_round_trip(value):
+    b = one([value])
+    assert objects(b) == [{"f": value}]
+
+
+def test_big_ints_decimals_dates():
+    keys = ["a@b.co"]
+    b = map_batch(
+        plan(
+            keys,
+            pl.Series([2**63 - 1]),
+            pl.Series([2**64 - 1], dtype=pl.UInt64),
+            pl.Series([decimal.Decimal("1234567890123456789.50")], dtype=pl.Decimal(38, 2)),
+            [dt.date(2024, 2, 29)],
+            [dt.datetime(2024, 1, 2, 3, 4, 5, 6)],
+            pl.Series([dt.datetime(2024, 7, 1, 12)]).dt.replace_time_zone("America/New_York"),
+        ),
+        EMAIL,
+        fields("i64", "u64", "dec", "d", "naive", "tz"),
+    )
+    [text] = b.frame["_json"].to_list()
+    assert '"i64":9223372036854775807' in text
+    assert '"u64":18446744073709551615' in text
+    assert '"dec":1234567890123456789.50' in text
+    assert orjson.loads(text) == {
+        "i64": 2**63 - 1,
+        "u64": 2**64 - 1,
+        "dec": 1234567890123456789.5,
+        "d": "2024-02-29",
+        "naive": "2024-01-02T03:04:05.000006",
+        "tz": "2024-07-01T16:00:00Z",
+    }
+
+
+def test_nested_lists_and_structs():
+    values = [[{"a": 1, "b": ["x", 'y"'], "c": {"d": None}}], [], None]
+    b = one(values)
+    assert objects(b) == [{"f": v} for v in values]
+
+
+def test_null_dtype_column():
+    b = map_batch(plan(["a@b.co", "c@d.co"], pl.Series([None, None])), EMAIL, fields("n"))
+    assert objects(b) == [{"n": None}, {"n": None}]
+    b = map_batch(plan(["a@b.co"], pl.Series([None])), EMAIL, fields("n", required=True))
+    assert b.frame.height == 0 and reasons(b) == ['field "n": required value is null']
+
+
+def test_empty_frame():
+    frame = plan([], pl.Series([], dtype=pl.Int64), pl.Series([], dtype=pl.String))
+    b = map_batch(frame, EMAIL, fields("a", "b"))
+    check_shape(b)
+    assert b.frame.height == 0 and b.rejections.height == 0
+
+
+def test_no_fields_mapped():
+    b = map_batch(plan(["a@b.co"]), EMAIL, [])
+    assert b.frame["_json"].to_list() == ["{}"]
+
+
+def test_all_rows_rejected():
+    b = map_batch(plan(["bad", None, "a@b"], [1.0, 2.0, float("nan")]), EMAIL, fields("n"))
+    check_shape(b)
+    assert b.frame.height == 0
+    assert b.rejections.height == 4  # third row: bad key and NaN
+
+
+def test_several_problems_several_rejections_row_not_in_frame():
+    frame = plan(["a@b", "ok@b.co"], [float("inf"), 1.0], [None, "x"])
+    b = map_batch(frame, EMAIL, [FieldMapping(0, "score"), FieldMapping(1, "name", required=True)])
+    check_shape(b)
+    assert b.frame["_key"].to_list() == ["ok@b.co"]
+    assert sorted(b.rejections["field"].to_list()) == ["email", "name", "score"]
+    assert set(b.rejections["_key"]) == {"a@b"}
+
+
+# --- floats, limits --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_floats_reject_the_row(bad):
+    b = one([bad, 1.5])
+    assert objects(b) == [{"f": 1.5}]
+    assert reasons(b) == ['field "f": NaN/infinite is not valid JSON']
+    assert b.rejections["field"].to_list() == ["f"]
+
+
+def test_non_finite_float_in_unsent_field_is_fine():
+    b = map_batch(plan(["a@b.co"], ([float("nan")], [False]), [1]), EMAIL, fields("score", "n"))
+    assert objects(b) == [{"n": 1}]
+
+
+def test_max_value_bytes_on_one_megabyte_string():
+    big = "é" * 500_000 + "x" * 24_288  # 1 MiB of UTF-8
+    b = one([big, "short"], max_value_bytes=1000)
+    assert objects(b) == [{"f": "short"}]
+    [reason] = reasons(b)
+    assert reason == 'field "f": value is 1024288 bytes, over the limit of 1000 bytes'
+    b = one([big])
+    assert objects(b) == [{"f": big}]
+
+
+def test_max_value_bytes_counts_utf8_bytes():
+    b = one(["😀" * 3, "😀" * 2 + "a"], max_value_bytes=9)  # 12 bytes, 9 bytes
+    assert objects(b) == [{"f": "😀😀a"}]
+
+
+def test_max_row_bytes():
+    b = map_batch(plan(["a@b.co", "c@d.co"], ["x" * 50, "y"]), EMAIL, fields("name"), max_row_bytes=30)
+    assert b.frame["_key"].to_list() == ["c@d.co"]
+    assert b.rejections.to_dicts() == [
+        {"_key": "a@b.co", "field": None, "reason": "row is 61 bytes of JSON, over the limit of 30 bytes"}
+    ]
+
+
+# --- kinds -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("values", "kind", "expected", "bad"),
+    [
+        (["1", " 42 ", "-7", "+3", "007", "9223372036854775808"], "integer", [1, 42, -7, 3, 7, 2**63], []),
+        (["1.5", "abc", "", "1e3", "0x10"], "integer", [], ["1.5", "abc", "", "1e3", "0x10"]),
+        ([1.0, -3.0, 1.5, float("nan")], "integer", [1, -3], ["1.5", "NaN"]),
+        ([True, False], "integer", [1, 0], []),
+        (["1.25", " -0.5 ", "1e3", "12345678901234567890123", ".5", "+2"], "number",
+         [1.25, -0.5, 1000.0, 1.2345678901234568e22, 0.5, 2.0], []),  # orjson reads big ints as floats
+        (["nan", "inf", "1e400", "one"], "number", [], ["nan", "inf", "1e400", "one"]),
+        (["true", "FALSE", " yes ", "n", "1", "0", "T"], "boolean", [True, False, True, False, True, False, True], []),
+        (["maybe", "2"], "boolean", [], ["maybe", "2"]),
+        ([0, 1, 2], "boolean", [False, True], ["2"]),
+        (["2024-02-29", " 1999-12-31 "], "date", ["2024-02-29", "1999-12-31"], []),
+        (["2023-02-29", "2024-1-2", "20240102", "2024-01-02T00:00:00", "x"], "date", [],
+         ["2023-02-29", "2024-1-2", "20240102", "2024-01-02T00:00:00", "x"]),
+        (
+            ["2024-01-02T03:04:05", "2024-01-02 03:04", "2024-01-02", "2024-01-02T03:04:05.123Z",
+             "2024-01-02T03:04:05+02:00", "2024-01-02T03:04:05-0530", "2024-01-02T23:30:00-01"],
+            "datetime",
+            ["2024-01-02T03:04:05", "2024-01-02T03:04:00", "2024-01-02T00:00:00", "2024-01-02T03:04:05.123000Z",
+             "2024-01-02T01:04:05Z", "2024-01-02T08:34:05Z", "2024-01-03T00:30:00Z"],
+            [],
+        ),
+        (["2024-13-01T00:00:00", "yesterday", "2024-01-02T25:00:00", "2024-01-02T03:04:05 PST"], "datetime", [],
+         ["2024-13-01T00:00:00", "yesterday", "2024-01-02T25:00:00", "2024-01-02T03:04:05 PST"]),
+        ([1, -2], "string", ["1", "-2"], []),
+        ([2.5, float("nan")], "string", ["2.5"], ["NaN/infinite is not valid JSON"]),
+        ([True, False], "string", ["true", "false"], []),
+        (["  Ann@Example.COM ", "", None], "email", ["ann@example.com", None, None], []),
+        (["not-an-email", "a@b"], "email", [], ["not-an-email", "a@b"]),
+        (['{"a": [1, 2]}', "[]", "3", "null"], "json", [{"a": [1, 2]}, [], 3, None], []),
+        (["{bad", "NaN", "", "[1,]"], "json", [], ["{bad", "NaN", "", "[1,]"]),
+    ],
+)
+def test_kinds(values, kind, expected, bad):
+    b = one(values, kind=kind)
+    check_shape(b)
+    assert [o["f"] for o in objects(b)] == expected
+    assert len(reasons(b)) == len(bad)
+    for reason, value in zip(reasons(b), bad):
+        assert reason.startswith('field "f": '), reason
+        assert (value if value.startswith("NaN/") else f"'{value}'") in reason, reason
+
+
+def test_number_kind_keeps_digits_of_numeric_strings():
+    b = one(["12345678901234567890123.000001"], kind="number")
+    assert b.frame["_json"].to_list() == ['{"f":12345678901234567890123.000001}']
+
+
+def test_string_kind_of_dates_and_lists():
+    b = one([dt.date(2024, 1, 2)], kind="string")
+    assert objects(b) == [{"f": "2024-01-02"}]
+    b = one([["a", "b"]], kind="string")
+    assert objects(b) == [{"f": '["a","b"]'}]
+
+
+def test_date_and_datetime_kinds_from_temporal_columns():
+    tz = pl.Series([dt.datetime(2024, 1, 1, 23, 30)]).dt.replace_time_zone("America/New_York")
+    assert objects(one(tz, kind="date")) == [{"f": "2024-01-02"}]  # UTC date
+    assert objects(one([dt.date(2024, 5, 6)], kind="datetime")) == [{"f": "2024-05-06T00:00:00"}]
+
+
+def test_wrong_source_types_are_rejected_not_crashing():
+    b = one([dt.date(2024, 1, 1)], kind="integer")
+    assert reasons(b) == ['field "f": cannot convert values of type Date to integer']
+    b = one([[1]], kind="email")
+    assert "cannot convert values of type" in reasons(b)[0]
+
+
+def test_phone_field_kind():
+    values = ["(415) 555-0100", "+44 20 7946 0958", "555", "", None]
+    b = one(values, kind="phone", phone_region="US")
+    check_shape(b)
+    assert [o["f"] for o in objects(b)] == ["+14155550100", "+442079460958", None, None]
+    assert reasons(b) == ["field \"f\": invalid phone number '555' (default region US)"]
+
+
+def test_phone_field_kind_integers():
+    b = one([14155550100], kind="phone", phone_region="US")
+    assert objects(b) == [{"f": "+14155550100"}]
+
+
+def test_required_after_coercion():
+    frame = plan(["a@b.co", "c@d.co", "e@f.co"], ["", "  ", "x@y.co"])
+    b = map_batch(frame, EMAIL, fields("work", kind="email", required=True))
+    assert objects(b) == [{"work": "x@y.co"}]
+    assert reasons(b) == ['field "work": required value is null'] * 2
+
+
+def test_json_kind_raw_embedding_rejects_oversize():
+    b = one(['{"k": "' + "v" * 100 + '"}'], kind="json", max_value_bytes=50)
+    assert "over the limit of 50 bytes" in reasons(b)[0]
+
+
+def test_invalid_mappings_raise():
+    frame = plan(["a@b.co"], [1])
+    with pytest.raises(ValueError, match="unknown kind"):
+        map_batch(frame, EMAIL, [FieldMapping(0, "n", "money")])
+    with pytest.raises(ValueError, match="unknown key kind"):
+        map_batch(frame, KeyMapping("k", "uuid"), fields("n"))
+    with pytest.raises(ValueError, match="lacks columns: v1, x1"):
+        map_batch(frame, EMAIL, [FieldMapping(1, "n")])
+    with pytest.raises(ValueError, match="mapped twice"):
+        map_batch(frame, EMAIL, [FieldMapping(0, "n"), FieldMapping(0, "n")])
+
+
+# --- agreement with a per-row reference -------------------------------------------------------
+
+_ATEXT = re.escape("!#$%&'*+/=?^_`{|}~-")
+_LOCAL = re.compile(rf"[a-z0-9{_ATEXT}]+(\.[a-z0-9{_ATEXT}]+)*")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+def ref_email_ok(key: str | None) -> bool:
+    """Written independently of the Polars regex: split and check piece by piece."""
+    if key is None:
+        return False
+    e = key.strip().lower()
+    if len(e) > 254 or not e.isascii() or e.count("@") != 1:
+        return False
+    local, domain = e.split("@")
+    if not (1 <= len(local) <= 64) or not _LOCAL.fullmatch(local):
+        return False
+    labels = domain.split(".")
+    if len(labels) < 2 or any(not (1 <= len(lb) <= 63) or not _LABEL.fullmatch(lb) for lb in labels):
+        return False
+    tld = labels[-1]
+    return (tld.isalpha() and len(tld) >= 2) or tld.startswith("xn--")
+
+
+def ref_value(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.timezone.utc)
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    return v
+
+
+def reference(frame: pl.DataFrame, mappings: list[FieldMapping]) -> tuple[list[tuple[str, dict]], set]:
+    accepted, rejected = [], set()
+    for row in frame.iter_rows(named=True):
+        ok = ref_email_ok(row["_key"])
+        obj = {}
+        for m in mappings:
+            if row[f"x{m.index}"]:
+                try:
+                    obj[m.field] = ref_value(row[f"v{m.index}"])
+                except ValueError:
+                    ok = False
+        if ok:
+            accepted.append((row["_key"], orjson.loads(orjson.dumps(obj, option=orjson.OPT_UTC_Z))))
+        else:
+            rejected.add(row["_key"])
+    return accepted, rejected
+
+
+def _rand_string(rng: random.Random) -> str:
+    alphabet = ['"', "\\", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "é", "😀", "𝄞", "\u2028", "/", "'", " "]
+    alphabet += list("abcXYZ019{}[]:,")
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
+
+
+def _rand_key(rng: random.Random, i: int) -> str | None:
+    good = [f"user{i}@example.com", f"First.Last+{i}@Sub.Example.CO.uk", f"  u{i}@x.io ", f"U{i}@EXAMPLE.ORG"]
+    bad = [f"user{i}", f"u{i}@@x.com", f"u {i}@x.com", f"u{i}@x.com.", f"u{i}@münchen.de", f"u{i}@x", f".u{i}@x.com"]
+    r = rng.random()
+    if r < 0.02:
+        return None
+    return rng.choice(bad) if r < 0.12 else rng.choice(good)
+
+
+def random_plan(rows: int, seed: int) -> tuple[pl.DataFrame, list[FieldMapping]]:
+    rng = random.Random(seed)
+
+    def maybe(v):
+        return None if rng.random() < 0.1 else v
+
+    base = dt.datetime(2000, 1, 1)
+    columns = [
+        ("text", pl.String, lambda: maybe(_rand_string(rng))),
+        ("count", pl.Int64, lambda: maybe(rng.choice([0, -1, 2**63 - 1, -(2**63), 2**53 + 1, rng.randint(-1000, 1000)]))),
+        ("score", pl.Float64, lambda: maybe(rng.choice(
+            [0.0, -0.0, 0.1, 1e300, 5e-324, rng.uniform(-1e6, 1e6), float("nan") if rng.random() < 0.1 else 1.5]))),
+        ("flag", pl.Boolean, lambda: maybe(rng.random() < 0.5)),
+        ("day", pl.Date, lambda: maybe(dt.date(1970, 1, 1) + dt.timedelta(days=rng.randint(-700000, 2900000)))),
+        ("at", pl.Datetime("us"), lambda: maybe(base + dt.timedelta(seconds=rng.randint(0, 10**9), microseconds=rng.choice([0, rng.randint(0, 999999)])))),
+        ("at_tz", pl.Datetime("us", "Europe/Paris"), lambda: maybe((base + dt.timedelta(seconds=rng.randint(0, 10**9))).replace(tzinfo=dt.timezone.utc))),
+        ("amount", pl.Decimal(20, 4), lambda: maybe(decimal.Decimal(rng.randint(-10**12, 10**12)) / 10000)),
+        ("tags", pl.List(pl.String), lambda: maybe([_rand_string(rng) for _ in range(rng.randint(0, 3))])),
+        ("meta", pl.Struct({"a": pl.Int64, "b": pl.String}), lambda: maybe({"a": rng.randint(0, 9), "b": _rand_string(rng)})),
+        ("nothing", pl.Null, lambda: None),
+    ]
+    ops = ["added" if rng.random() < 0.5 else "changed" for _ in range(rows)]
+    data = {"_key": pl.Series([_rand_key(rng, i) for i in range(rows)], dtype=pl.String), "_op": pl.Series(ops)}
+    for i, (_, dtype, gen) in enumerate(columns):
+        data[f"v{i}"] = pl.Series([gen() for _ in range(rows)], dtype=dtype)
+        data[f"x{i}"] = pl.Series([op == "added" or rng.random() < 0.4 for op in ops])
+    mappings = [FieldMapping(i, name) for i, (name, _, _) in enumerate(columns)]
+    rng.shuffle(mappings)  # mapping order differs from column order
+    return pl.DataFrame(data), mappings
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_agrees_with_per_row_reference(seed):
+    frame, mappings = random_plan(3000, seed)
+    batch = map_batch(frame, EMAIL, mappings)
+    check_shape(batch)
+    expected, rejected = reference(frame, mappings)
+    got = list(zip(batch.frame["_key"].to_list(), objects(batch)))
+    assert len(got) == len(expected)
+    for (gk, gobj), (ek, eobj) in zip(got, expected):
+        assert gk == ek
+        assert list(gobj) == list(eobj), "keys and their order"
+        assert gobj == eobj
+    assert set(batch.rejections["_key"].to_list()) == rejected
+    assert 0 < len(rejected) < len(frame)
+
+
+def test_string_kind_of_temporal_and_duration():
+    b = one([dt.timedelta(seconds=5)], kind="string")
+    assert objects(b) == [{"f": "PT5S"}]
+    b = one([dt.time(1, 2, 3)], kind="string")
+    assert objects(b) == [{"f": "01:02:03"}]
+    b = one([dt.datetime(2024, 1, 2, 3, 4, 5)], kind="string")
+    assert objects(b) == [{"f": "2024-01-02T03:04:05"}]
+
+
+def test_null_typed_key_and_flag_columns():
+    frame = pl.DataFrame({"_key": [None, None], "_op": ["added", "added"], "v0": [1, 2], "x0": [None, None]})
+    b = map_batch(frame, EMAIL, fields("n"))
+    check_shape(b)
+    assert b.frame.height == 0 and reasons(b) == ['key "email": value is null'] * 2
+
+
+def test_integer_flag_columns_are_accepted():
+    frame = pl.DataFrame({"_key": ["a@b.co", "c@d.co"], "_op": ["added", "changed"], "v0": [1, 2], "x0": [1, 0]})
+    b = map_batch(frame, EMAIL, fields("n"))
+    assert b.frame["_json"].to_list() == ['{"n":1}', "{}"]
+
+
+def test_categorical_key_and_values():
+    frame = pl.DataFrame({"_key": ["a@b.co"], "_op": ["added"], "v0": ["pro"], "x0": [True]}).with_columns(
+        pl.col("_key").cast(pl.Categorical), pl.col("v0").cast(pl.Categorical))
+    b = map_batch(frame, EMAIL, fields("plan"))
+    assert b.frame["_key"].to_list() == ["a@b.co"] and objects(b) == [{"plan": "pro"}]
