@@ -1,0 +1,137 @@
+"""Iterable client: request building and response parsing, checked against the Swagger file."""
+import orjson
+import polars as pl
+import pytest
+
+from dinsync.destinations.base import SyncSpec
+from dinsync.destinations.iterable import BULK_MAX_BYTES, IterableDestination
+from dinsync.mapping import FieldMapping, KeyMapping, map_batch
+from tests.spec_validation import validate_iterable_request
+
+KEY = "secret-api-key-123"
+
+
+def destination(**options):
+    return IterableDestination("http://127.0.0.1:1", {"api_key": KEY}, {"bulk_max_users": 1000, **options})
+
+
+def spec(mode="upsert", key_field="email"):
+    return SyncSpec(name="s", service="users", mode=mode, key_field=key_field, fields=["plan", "ltv"])
+
+
+def mapped(keys, ops=None, plans=None, ltvs=None, sent=(True, True), key_kind="email"):
+    n = len(keys)
+    frame = pl.DataFrame({
+        "_key": keys, "_op": ops or ["added"] * n,
+        "v0": plans or ["pro"] * n, "v1": ltvs or [1.5] * n,
+        "x0": [sent[0]] * n, "x1": [sent[1]] * n,
+    })
+    key = KeyMapping(field="email", kind="email") if key_kind == "email" else KeyMapping(
+        field="userId", kind="string", max_length=52, ascii_printable=True)
+    out = map_batch(frame, key, [FieldMapping(0, "plan"), FieldMapping(1, "ltv")])
+    return out.frame
+
+
+def test_bulk_body_follows_the_spec_and_carries_only_flagged_fields():
+    frame = mapped(["a@x.com", "b@x.com"], ops=["added", "changed"], sent=(True, False))
+    [req] = destination().prepare(frame, spec()).requests
+    validate_iterable_request(req.method, req.path, req.body)
+    body = orjson.loads(req.body)
+    assert body["createNewFields"] is True
+    assert body["users"] == [{"email": "a@x.com", "dataFields": {"plan": "pro"}},
+                             {"email": "b@x.com", "dataFields": {"plan": "pro"}}]
+    assert req.keys == ["a@x.com", "b@x.com"]
+
+
+def test_userid_upsert_sets_prefer_user_id_and_update_does_not():
+    frame = mapped(["u-1"], key_kind="userId")
+    [up] = destination().prepare(frame, spec("upsert", "userId")).requests
+    [upd] = destination().prepare(frame, spec("update", "userId")).requests
+    for req in (up, upd):
+        validate_iterable_request(req.method, req.path, req.body)
+    assert orjson.loads(up.body)["users"][0]["preferUserId"] is True
+    assert "preferUserId" not in orjson.loads(upd.body)["users"][0]
+
+
+def test_batches_respect_user_cap_and_body_cap():
+    keys = [f"user{i}@x.com" for i in range(2500)]
+    reqs = destination().prepare(mapped(keys), spec()).requests
+    assert [len(r.keys) for r in reqs] == [1000, 1000, 500]
+    big = "x" * 1_000_000
+    reqs = destination().prepare(mapped(keys[:10], plans=[big] * 10), spec()).requests
+    assert all(len(r.body) <= BULK_MAX_BYTES for r in reqs)
+    assert sum(len(r.keys) for r in reqs) == 10 and len(reqs) >= 3
+    for r in reqs:
+        validate_iterable_request(r.method, r.path, r.body)
+
+
+def test_split_halves_are_valid_requests_with_the_right_users():
+    req = destination().prepare(mapped([f"u{i}@x.com" for i in range(5)]), spec()).requests[0]
+    left, right = req.split()
+    assert left.keys + right.keys == req.keys
+    for part in (left, right):
+        validate_iterable_request(part.method, part.path, part.body)
+        assert [u["email"] for u in orjson.loads(part.body)["users"]] == part.keys
+
+
+def test_hostile_values_survive_as_valid_json():
+    values = ['quote " backslash \\ newline \n', "emoji 🎉 and é", "tab\tnull\x00byte"]
+    frame = mapped(["a@x.com", "b@x.com", "c@x.com"], plans=values)
+    [req] = destination().prepare(frame, spec()).requests
+    validate_iterable_request(req.method, req.path, req.body)
+    assert [u["dataFields"]["plan"] for u in orjson.loads(req.body)["users"]] == values
+
+
+def response(success, fail, **lists):
+    failed = {name: [] for name in ("invalidEmails", "invalidUserIds", "conflictEmails", "conflictUserIds",
+                                    "forgottenEmails", "forgottenUserIds", "invalidDataEmails",
+                                    "invalidDataUserIds", "notFoundEmails", "notFoundUserIds")}
+    failed.update(lists)
+    return orjson.dumps({"successCount": success, "failCount": fail, "createdFields": [],
+                         "filteredOutFields": [], "failedUpdates": failed})
+
+
+def test_failed_updates_become_per_record_results():
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
+    out = d.parse(req, 200, {}, response(1, 2, invalidEmails=["b@x.com"], forgottenEmails=["C@X.COM"]))
+    assert out.kind == "done"
+    got = {r.key: (r.status, r.reason) for r in out.results}
+    assert got["b@x.com"][0] == "rejected" and "invalid email" in got["b@x.com"][1]
+    assert got["c@x.com"][0] == "rejected" and "forgotten" in got["c@x.com"][1]
+    assert "a@x.com" not in got  # acknowledged
+
+
+def test_unlisted_failures_are_not_acknowledged():
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    out = d.parse(req, 200, {}, response(1, 1))
+    assert {r.key: r.status for r in out.results} == {"a@x.com": "failed", "b@x.com": "failed"}
+
+
+def test_type_mismatch_splits_and_bad_key_is_fatal():
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    body = orjson.dumps({"msg": "The request does not have the same data types", "code":
+                         "RequestFieldsTypesMismatched", "params": {"validationErrors": {}}})
+    out = d.parse(req, 400, {}, body)
+    assert out.kind == "split" and "RequestFieldsTypesMismatched" in out.reason
+    out = d.parse(req, 401, {}, orjson.dumps({"msg": f"Invalid API key {KEY}", "code": "BadApiKey"}))
+    assert out.kind == "fatal" and KEY not in out.reason
+
+
+@pytest.mark.parametrize("key_field,path", [("email", "/api/users/getByEmail?email="),
+                                            ("userId", "/api/users/byUserId?userId=")])
+def test_lookups_escape_keys_and_follow_the_spec(key_field, path):
+    d = destination()
+    [req] = d.lookup_requests(["a+b/c?&=d@x.com"], ["a+b/c?&=d@x.com"], spec("update", key_field))
+    assert req.path == path + "a%2Bb%2Fc%3F%26%3Dd%40x.com"
+    validate_iterable_request(req.method, req.path, req.body)
+    assert d.parse(req, 200, {}, b'{"user": {"email": "x"}}').results[0].status == "ok"
+    assert d.parse(req, 200, {}, b"{}").results[0].status == "not_found"
+
+
+def test_auth_header_and_secrets():
+    d = destination()
+    assert d.auth_headers() == {"Api-Key": KEY}
+    assert KEY in d.secrets()
