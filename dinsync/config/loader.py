@@ -2,15 +2,17 @@
 
 `load_project` reads dinsync.yml, models/**/*.sql and syncs/**/*.yml, validates each file on its
 own, then checks the references between them (a sync's model, destination, service, mode and
-matching field). All issues are collected, sorted by file then line, and raised together as one
-`ConfigError`. `check_columns` is the second, warehouse-backed pass: the columns a sync uses must
-exist in its model's output.
+matching field). Given `columns_of`, it also checks in the same pass that the columns each sync
+uses (and each model's primary key) exist in the model's output. All issues are collected, sorted
+by file then line, and raised together as one `ConfigError`. `check_columns` runs that column
+check alone on an already loaded `Project` (same implementation).
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 from sqlglot.dialects.dialect import Dialect
@@ -50,6 +52,17 @@ MODEL_TYPES = ("user", "custom")
 _HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(NAME_PATTERN)
 
+ColumnsOf = Callable[[Model], list[str]]
+
+
+@dataclass
+class _ColumnUse:
+    """The model columns one sync uses: (what, column, line) items, located in `file`."""
+
+    file: str
+    model: str
+    uses: list[tuple[str, str, int | None]]
+
 
 class _Loader:
     """State of one load: the issues found so far and what each file declared."""
@@ -66,6 +79,7 @@ class _Loader:
         self.models: dict[str, Model] = {}
         self.model_names: set[str] = set()
         self.syncs: dict[str, SyncConfig] = {}
+        self.column_uses: list[_ColumnUse] = []  # from the raw data of every sync that parsed as YAML
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -339,18 +353,26 @@ class _Loader:
                 self.issues.append(doc.issue(("match", "field"), f"{cls.type_name} cannot match on {key!r}",
                                              choice_hint(key, cls.key_fields, "matching fields")))
         self._check_field_targets(doc, match)
+        if isinstance(model, str) and model in self.model_names:  # unknown model: reported above
+            self._record_column_uses(doc, model, match)
+
+    def _record_column_uses(self, doc: YamlDoc, model: str, match: dict) -> None:
+        """Remember the columns this sync uses, for the column check (`columns_of`)."""
+        uses: list[tuple[str, str, int | None]] = []
+        column = match.get("column")
+        if isinstance(column, str) and column:  # else: the schema check reports it
+            uses.append(("match column", column, doc.line(("match", "column"))))
+        for index, column, _ in _raw_fields(doc.data):
+            if isinstance(column, str) and column:
+                uses.append(("column", column, doc.line(("fields", index))))
+        self.column_uses.append(_ColumnUse(doc.file, model, uses))
+
+    def check_columns(self, columns_of: ColumnsOf) -> None:
+        self.issues += _column_issues(self.models, self.rel, self.column_uses, columns_of)
 
     def _check_field_targets(self, doc: YamlDoc, match: dict) -> None:
-        raw = doc.data.get("fields")
-        if isinstance(raw, dict):
-            items = [(i, {"column": c, "field": f}) for i, (c, f) in enumerate(raw.items())]
-        elif isinstance(raw, list):
-            items = [(i, item) for i, item in enumerate(raw) if isinstance(item, dict)]
-        else:
-            return
         seen: dict[str, tuple[Any, int]] = {}
-        for index, item in items:
-            column, field = item.get("column"), item.get("field")
+        for index, column, field in _raw_fields(doc.data):
             if not isinstance(field, str):
                 continue
             line = doc.line(("fields", index))
@@ -394,10 +416,25 @@ class _Loader:
         return False
 
 
-def load_project(root: str | Path, env: Mapping[str, str] | None = None) -> Project:
+def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
+    """(index, column, field) of each entry of a sync's raw `fields` (mapping or list form)."""
+    raw = data.get("fields")
+    if isinstance(raw, dict):
+        return [(i, column, field) for i, (column, field) in enumerate(raw.items())]
+    if isinstance(raw, list):
+        return [(i, item.get("column"), item.get("field")) for i, item in enumerate(raw) if isinstance(item, dict)]
+    return []
+
+
+def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
+                 columns_of: ColumnsOf | None = None) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
+    `columns_of(model)`, when given, returns a model's column names (e.g. from the warehouse); it
+    is called once for every model that parsed, even when other files have issues, and the match
+    column, mapped columns and primary key of each sync / model must then be among them (see
+    `check_columns`). Those issues are reported together with all the others.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -407,6 +444,8 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None) -> Proj
     loader.load_project_file()
     loader.load_models()
     loader.load_syncs()
+    if columns_of is not None:
+        loader.check_columns(columns_of)
     if loader.issues:
         scrub(loader.issues, loader.secrets)
         raise ConfigError(sort_issues(loader.issues))
@@ -420,16 +459,27 @@ def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda i: (i.file or "", i.line or 0))
 
 
-def check_columns(project: Project, columns_of: Callable[[Model], list[str]]) -> list[ConfigIssue]:
+def check_columns(project: Project, columns_of: ColumnsOf) -> list[ConfigIssue]:
     """Check that primary keys, match columns and mapped columns exist in each model's output.
 
     `columns_of(model)` returns the model's column names (e.g. from the warehouse); when it
-    raises, the model gets one issue carrying the exception's message.
+    raises, the model gets one issue carrying the exception's message. This is the check
+    `load_project(..., columns_of=...)` runs; use it on a project that is already loaded.
     """
+    uses = [_ColumnUse(project.relative(sync.path), sync.model,
+                       [("match column", sync.match_column, sync.line("match.column"))]
+                       + [("column", f.column, f.line("field")) for f in sync.fields])
+            for sync in project.syncs.values()]
+    return sort_issues(_column_issues(project.models, project.relative, uses, columns_of))
+
+
+def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], uses: Iterable[_ColumnUse],
+                   columns_of: ColumnsOf) -> list[ConfigIssue]:
+    """Call `columns_of` once per model; report failing models, missing primary keys and columns."""
     issues: list[ConfigIssue] = []
     columns: dict[str, list[str] | None] = {}
-    for name, model in project.models.items():
-        file = project.relative(model.path)
+    for name, model in models.items():
+        file = relative(model.path)
         try:
             columns[name] = [str(c) for c in columns_of(model)]
         except Exception as exc:  # the warehouse's message is what the user needs
@@ -441,18 +491,18 @@ def check_columns(project: Project, columns_of: Callable[[Model], list[str]]) ->
         if model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
                                       model.line("primary_key"), _column_hint(model.primary_key, columns[name])))
-    for sync in project.syncs.values():
-        available = columns.get(sync.model)
-        if available is None:
+    seen: set[tuple[str, int | None, str]] = set()
+    for use in uses:
+        available = columns.get(use.model)
+        if available is None:  # unknown or unparsed model, or it failed: reported elsewhere
             continue
-        file = project.relative(sync.path)
-        used = [("match column", sync.match_column, sync.line("match.column"))]
-        used += [("column", f.column, f.line("field")) for f in sync.fields]
-        for what, column, line in used:
-            if column not in available:
-                issues.append(ConfigIssue(f"{what} {column!r} is not a column of model {sync.model}", file, line,
-                                          _column_hint(column, available)))
-    return sort_issues(issues)
+        for what, column, line in use.uses:
+            message = f"{what} {column!r} is not a column of model {use.model}"
+            if column in available or (use.file, line, message) in seen:
+                continue
+            seen.add((use.file, line, message))
+            issues.append(ConfigIssue(message, use.file, line, _column_hint(column, available)))
+    return issues
 
 
 def _column_hint(column: str, available: list[str]) -> str:

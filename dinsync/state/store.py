@@ -70,6 +70,21 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def _holder_is_dead(holder: str) -> bool:
+    """True when the lock's holder was a process on this host that no longer exists
+    (e.g. a run killed with SIGKILL): its lock need not wait for the expiry."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @dataclass
 class LockInfo:
     sync: str
@@ -121,6 +136,9 @@ class StateStore:
             held = self.wh.query(
                 f"SELECT run_id, holder, expires_at FROM {self.s}.locks WHERE sync = {literal(sync)}"
             ).to_pylist()
+            if held and _holder_is_dead(held[0]["holder"]):
+                self.wh.execute(f"DELETE FROM {self.s}.locks WHERE sync = {literal(sync)}")
+                held = []
             if held:
                 h = held[0]
                 raise LockBusyError(

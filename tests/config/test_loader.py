@@ -483,3 +483,113 @@ def test_check_columns_model_error_is_one_issue(tmp_path):
     assert len(issues) == 1
     assert (issues[0].file, issues[0].line) == ("models/active_users.sql", 3)
     assert "Table with name customers does not exist" in issues[0].message
+
+
+# --- load_project(columns_of=...): column checks in the same pass ----------------------------
+
+def issues_with_columns(root: Path, columns_of, env: dict | None = None) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as info:
+        load_project(root, env=ENV if env is None else env, columns_of=columns_of)
+    return info.value.issues
+
+
+def test_unknown_key_and_missing_column_reported_together(tmp_path):
+    sync = SYNC_YML.replace("  column: email", "  column: mail") + "colour: red\n"
+    issues = issues_with_columns(make(tmp_path, syncs__users_dot_yml=sync),
+                                 lambda model: ["user_id", "email", "first_name"])
+    assert where(issues) == [("syncs/users.yml", 6), ("syncs/users.yml", 10), ("syncs/users.yml", 11)]
+    assert issues[0].message == "match column 'mail' is not a column of model active_users"
+    assert issues[0].hint == "did you mean 'email'? columns: user_id, email, first_name"
+    assert issues[1].message == "column 'plan' is not a column of model active_users"
+    assert "unknown key colour" in issues[2].message
+    assert str(ConfigError(issues)).startswith("3 configuration error(s)")
+
+
+def test_columns_checked_on_raw_list_form_when_validation_fails(tmp_path):
+    sync = SYNC_YML.split("fields:")[0].replace("mode: upsert", "mode: sometimes") + """\
+fields:
+  - {column: first_nam, field: firstName}
+  - column: plan
+    field: plan
+    type: strng
+"""
+    issues = issues_with_columns(make(tmp_path, syncs__users_dot_yml=sync),
+                                 lambda model: ["user_id", "email", "first_name"])
+    assert where(issues) == [("syncs/users.yml", 4), ("syncs/users.yml", 9), ("syncs/users.yml", 10),
+                             ("syncs/users.yml", 12)]
+    assert "mode" in issues[0].message
+    assert "column 'first_nam'" in issues[1].message and "did you mean 'first_name'" in issues[1].hint
+    assert "column 'plan'" in issues[2].message
+    assert "type" in issues[3].message
+
+
+def test_model_failing_in_columns_of_plus_yaml_error_elsewhere(tmp_path):
+    calls = []
+
+    def columns_of(model):
+        calls.append(model.name)
+        if model.name == "broken":
+            raise RuntimeError("Catalog Error: Table with name nope does not exist!")
+        return ["user_id", "email", "first_name", "plan"]
+
+    issues = issues_with_columns(make(
+        tmp_path,
+        models__broken_dot_sql="-- primary_key: id\n\nselect id from nope\n",
+        syncs__bad_dot_yml="model: active_users\nmatch: [unclosed\n",
+        syncs__uses_broken_dot_yml=SYNC_YML.replace("model: active_users", "model: broken")
+        .replace("  column: email", "  column: whatever"),
+    ), columns_of)
+    assert sorted(calls) == ["active_users", "broken"]  # once per model
+    assert where(issues) == [("models/broken.sql", 3), ("syncs/bad.yml", 3)]
+    assert issues[0].message == "model broken failed in the warehouse: Catalog Error: Table with name nope does not exist!"
+    assert issues[0].hint == "run the model's SQL in the warehouse to debug it"
+    assert issues[1].message.startswith("invalid YAML")
+
+
+def test_primary_key_checked_and_unknown_or_broken_models_skipped(tmp_path):
+    issues = issues_with_columns(make(
+        tmp_path,
+        models__headerless_dot_sql="select 1 as id\n",
+        syncs__unknown_dot_yml=SYNC_YML.replace("model: active_users", "model: nope"),
+        syncs__headerless_dot_yml=SYNC_YML.replace("model: active_users", "model: headerless"),
+    ), lambda model: ["id", "email", "first_name", "plan"])
+    assert where(issues) == [("models/active_users.sql", 1), ("models/headerless.sql", 1), ("syncs/unknown.yml", 1)]
+    assert issues[0].message == "primary key 'user_id' is not a column of model active_users"
+    assert issues[1].message == "missing primary key header"
+    assert issues[2].message == "unknown model 'nope'"
+
+
+def test_same_column_issue_on_one_line_is_reported_once(tmp_path):
+    sync = SYNC_YML.split("fields:")[0] + "fields: [{column: plna, field: a}, {column: plna, field: b}]\n"
+    issues = issues_with_columns(make(tmp_path, syncs__users_dot_yml=sync),
+                                 lambda model: ["user_id", "email", "first_name", "plan"])
+    assert where(issues) == [("syncs/users.yml", 8)]
+    assert issues[0].message == "column 'plna' is not a column of model active_users"
+
+
+def test_columns_of_matches_check_columns(tmp_path):
+    sync = SYNC_YML.replace("  column: email", "  column: mail")
+    root = make(tmp_path, syncs__users_dot_yml=sync)
+    columns = lambda model: ["id", "email", "first_name"]  # noqa: E731
+    assert issues_with_columns(root, columns) == check_columns(load_project(root, env=ENV), columns)
+
+
+def test_valid_project_with_columns_of(tmp_path):
+    calls = []
+
+    def columns_of(model):
+        calls.append(model.name)
+        return ["user_id", "email", "first_name", "plan"]
+
+    project = load_project(make(tmp_path), env=ENV, columns_of=columns_of)
+    assert calls == ["active_users"]
+    assert project == load_project(make(tmp_path), env=ENV)
+
+
+def test_without_columns_of_columns_are_not_checked(tmp_path):
+    sync = SYNC_YML.replace("  column: email", "  column: mail")
+    project = load_project(make(tmp_path / "a", syncs__users_dot_yml=sync), env=ENV)
+    assert project.syncs["users"].match_column == "mail"
+    issues = issues_of(make(tmp_path / "b", syncs__users_dot_yml=sync + "colour: red\n"))
+    assert where(issues) == [("syncs/users.yml", 11)]
+    assert "unknown key colour" in issues[0].message

@@ -86,3 +86,17 @@ def test_last_runs_limits_per_sync(store):
 def test_literal_escapes_quotes_and_nul():
     assert literal("a'b\x00") == "'a''b'"
     assert literal(None) == "NULL" and literal(True) == "TRUE" and literal(3) == "3"
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_over(store):
+    import socket
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that no longer runs
+    store.wh.execute(
+        f"insert into dinsync.locks values ('users', 'killed', '{socket.gethostname()}:{proc.pid}', now(), "
+        "now() + interval 1 hour)")
+    store.acquire_lock("users", "run-2")
+    assert store.wh.query("select run_id from dinsync.locks").to_pylist() == [{"run_id": "run-2"}]
