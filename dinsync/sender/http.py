@@ -182,6 +182,14 @@ class HttpSender:
     # --- sending ------------------------------------------------------------------------------
     async def send(self, request: Request) -> list[RecordResult]:
         """Deliver `request`; exactly one result per key of the request, in key order."""
+        delivered = await self.deliver(request)
+        problems = {r.key: r for r in delivered.problems}
+        return [problems.get(k) or RecordResult(k, "ok") for k in request.keys]
+
+    async def deliver(self, request: Request) -> "Delivered":
+        """Deliver `request`: the acknowledged keys, and a result for every other key.
+
+        The hot path of the engine: no per-record objects for acknowledged records."""
         ep = self._endpoint(request.endpoint)
         reason = "not sent"
         attempt = 0
@@ -213,14 +221,14 @@ class HttpSender:
             await self.clock.sleep(delay)
         self._count(ep, "failed_requests")
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
-        return [RecordResult(k, "failed", why) for k in request.keys]
+        return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
-    async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> list[RecordResult]:
+    async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> "Delivered":
         if not request.splittable:
             why = self.redact(outcome.reason or "rejected by the destination")
-            return [RecordResult(k, "rejected", why) for k in request.keys]
+            return Delivered([], [RecordResult(k, "rejected", why) for k in request.keys])
         self._count(ep, "splits")
-        tasks = [asyncio.ensure_future(self.send(half)) for half in request.split()]
+        tasks = [asyncio.ensure_future(self.deliver(half)) for half in request.split()]
         try:
             parts = await asyncio.gather(*tasks)
         except BaseException:
@@ -228,7 +236,7 @@ class HttpSender:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return [r for part in parts for r in part]
+        return Delivered([k for part in parts for k in part.ok], [r for part in parts for r in part.problems])
 
     def _auth_error(self) -> DestinationAuthError:
         name = self.destination.type_name or type(self.destination).__name__
@@ -335,20 +343,27 @@ class HttpSender:
                 outcome = replace(outcome, retry_after=hint)
         return outcome
 
-    def _results(self, request: Request, outcome: Outcome) -> list[RecordResult]:
-        """One result per key: the destination's where given (first wins), `ok` otherwise."""
-        given: dict[str, RecordResult] = {}
+    def _results(self, request: Request, outcome: Outcome) -> "Delivered":
+        """The destination's result where given (first wins, unknown keys ignored), `ok` otherwise."""
+        if not outcome.results:
+            return Delivered(request.keys, [])
+        wanted = set(request.keys)
+        first: dict[str, RecordResult] = {}
         for r in outcome.results:
-            given.setdefault(r.key, r)
-        out = []
-        for key in request.keys:
-            r = given.get(key)
-            if r is None:
-                out.append(RecordResult(key, "ok"))
-            else:
-                reason = None if r.reason is None else self.redact(r.reason)
-                out.append(RecordResult(key, r.status, reason))
-        return out
+            if r.key in wanted:
+                first.setdefault(r.key, r)
+        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason))
+                    for k, r in first.items() if r.status != "ok"]
+        bad = {p.key for p in problems}
+        return Delivered([k for k in request.keys if k not in bad], problems)
+
+
+@dataclass
+class Delivered:
+    """What became of a request's records: acknowledged keys, and every other record's result."""
+
+    ok: list[str]
+    problems: list[RecordResult]
 
 
 def _snippet(body: bytes, limit: int = 1000) -> str:

@@ -1,0 +1,230 @@
+"""End to end through the CLI: DuckDB model -> plan -> Iterable sandbox over loopback -> snapshot."""
+from __future__ import annotations
+
+import json
+
+import orjson
+
+from dinsync.errors import ExitCode
+from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
+from tests.conftest import TEST_KEY
+
+
+def users_sent(project) -> list[dict]:
+    return [u for body in project.requests.bodies("/api/users/bulkUpdate") for u in orjson.loads(body)["users"]]
+
+
+def sandbox_user(project, email):
+    return project.thread.call(project.sandbox.get_user, email=email)
+
+
+def test_first_sync_sends_everything_second_nothing_then_only_changes(project):
+    first = project.sync()
+    assert first["exit_code"] == 0, first
+    [run] = first["runs"]
+    assert (run["status"], run["added"], run["acknowledged"]) == ("success", 20, 20)
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 20
+    assert sandbox_user(project, "user7@example.com")["dataFields"] == {"firstName": "Name 7", "plan": "free",
+                                                                         "ltv": 10.5}
+    assert len(project.snapshot_keys()) == 20
+
+    project.requests.clear()
+    second = project.sync()["runs"][0]
+    assert (second["added"], second["changed"], second["removed"], second["sent"]) == (0, 0, 0, 0)
+    assert users_sent(project) == []
+
+    project.sql("update main.customers set plan = 'pro' where id in (1, 2)")
+    project.sql("update main.customers set first_name = 'Renamed' where id = 3")
+    project.sql("delete from main.customers where id in (19, 20)")
+    project.requests.clear()
+    third = project.sync()["runs"][0]
+    assert (third["added"], third["changed"], third["removed"], third["sent"]) == (0, 3, 2, 3)
+    sent = {u["email"]: u["dataFields"] for u in users_sent(project)}
+    assert sent == {"user1@example.com": {"plan": "pro"}, "user2@example.com": {"plan": "pro"},
+                    "user3@example.com": {"firstName": "Renamed"}}
+    keys = project.snapshot_keys()
+    assert "user19@example.com" not in keys and "user20@example.com" not in keys and len(keys) == 18
+    assert sandbox_user(project, "user3@example.com")["dataFields"]["firstName"] == "Renamed"
+
+    # a removed row that re-enters the segment is added again
+    project.sql("insert into main.customers values (19, 'user19@example.com', 'u-19', 'Back', 'free', 1)")
+    fourth = project.sync()["runs"][0]
+    assert (fourth["added"], fourth["changed"]) == (1, 0)
+
+
+def test_plan_is_a_dry_run(project):
+    result = project.cli("plan")
+    assert result.exit_code == 0
+    [plan] = json.loads(result.stdout)["plans"]
+    assert plan["added"] == 20 and plan["samples"]["added"]
+    assert project.thread.call(project.sandbox.stats)["requests"] == 0
+    assert project.sync()["runs"][0]["added"] == 20  # nothing was committed by plan
+
+
+def test_newly_mapped_field_is_sent_for_every_row(project):
+    project.sync()
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert run["changed"] == 20 and run["acknowledged"] == 20
+    assert all(set(u["dataFields"]) == {"externalId"} for u in users_sent(project))
+
+
+def test_update_mode_never_creates_users(project):
+    project.write(mode="update")
+    project.sql("update main.customers set plan = 'pro'")
+    # users 1..5 already exist in Iterable
+    project.thread.call(lambda: [project.sandbox.users.create(f"user{i}@example.com", None) for i in range(1, 6)])
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["not_found"]) == (5, 15)
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 5
+    assert sandbox_user(project, "user3@example.com")["dataFields"]["plan"] == "pro"
+    rejections = project.sql("select status, count(*) from dinsync.rejections group by status")
+    assert rejections == [("not_found", 15)]
+    assert len(project.snapshot_keys()) == 5
+    # next run: the 5 known users are unchanged, the 15 unknown are looked up again (still absent)
+    again = project.sync()["runs"][0]
+    assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
+
+
+def test_match_by_user_id(project):
+    project.write(match_column="user_id", match_field="userId", fields=("email: email_copy", "plan: plan"))
+    run = project.sync()["runs"][0]
+    assert run["acknowledged"] == 20
+    user = project.thread.call(project.sandbox.get_user, user_id="u-4")
+    assert user["dataFields"] == {"email_copy": "user4@example.com", "plan": "free"}
+
+
+def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project):
+    project.seed(60)  # 2 duplicated rows in 66: under the 5% that would fail the run
+    project.sql("insert into main.customers values "
+                "(101, 'not an email', 'u-101', 'x', 'free', 1), "
+                "(102, NULL, 'u-102', 'null key', 'free', 1), "
+                "(103, 'dup@example.com', 'u-103', 'a', 'free', 1), "
+                "(104, 'DUP@example.com ', 'u-104', 'b', 'free', 1), "
+                "(105, 'nan@example.com', 'u-105', 'nan', 'free', 'NaN'::double), "
+                "(106, 'quote''s+tag@example.com', 'u-106', ?, 'free', 2)",
+                'emoji 🎉 "quotes" \\ back\nslash ' + "x" * 1_000_000)
+    result = project.sync()
+    run = result["runs"][0]
+    assert run["null_keys"] == 1 and run["duplicate_keys"] == 1
+    assert run["acknowledged"] == 61 and run["rejected"] == 2
+    reasons = dict(project.sql("select key, reason from dinsync.rejections"))
+    assert "not a valid email" in reasons["not an email"]
+    assert "NaN" in reasons["nan@example.com"]
+    big = sandbox_user(project, "quote's+tag@example.com")["dataFields"]["firstName"]
+    assert big.startswith('emoji 🎉 "quotes" \\ back\nslash ') and len(big) > 1_000_000
+    assert any("duplicated" in w for w in run["warnings"])
+    assert result["exit_code"] == ExitCode.WARNINGS
+
+
+def test_too_many_duplicates_fail_before_sending(project):
+    project.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
+                "from range(5) t(i)")
+    result = project.cli("sync")
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert "duplicated matching keys" in json.loads(result.stdout)["error"]
+    assert project.thread.call(project.sandbox.stats)["requests"] == 0
+    [run] = project.sql("select status, error from dinsync.runs")
+    assert run[0] == "failed" and "nothing was sent" in run[1]
+
+
+def test_throttling_5xx_and_resets_are_retried_until_delivered(project):
+    project.write(destination_extra="    rate_limits: {bulk_update: null}\n")
+    project.seed(200)
+    project.write(destination_extra="    rate_limits: {bulk_update: null}\n")
+    project.thread.script("bulkUpdate", throttle(1), error(503), reset(), reset_after_apply(), error(502))
+    project.thread.call(lambda: setattr(project.sandbox.options, "max_users_per_bulk", 1000))
+    run = project.sync()["runs"][0]
+    assert run["status"] == "success" and run["acknowledged"] == 200 and run["failed"] == 0
+    assert run["throttled"] == 1
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 200
+    assert len(project.snapshot_keys()) == 200
+
+
+def test_retry_after_as_http_date_is_honoured(project):
+    project.thread.call(lambda: setattr(project.sandbox.options, "retry_after", "http-date"))
+    project.thread.script("bulkUpdate", throttle(1), times=2)
+    run = project.sync()["runs"][0]
+    assert run["throttled"] == 2 and run["acknowledged"] == 20
+
+
+def test_type_mismatch_isolates_the_bad_user(project):
+    project.sync()
+    # Iterable now holds ltv as a double; make one user's ltv a string via a mapping with type string
+    project.sql("alter table main.customers add column ltv_text varchar")
+    project.sql("update main.customers set ltv_text = 'lots' where id = 5")
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "ltv_text: ltv_note"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.sql("update main.customers set ltv_text = NULL where id != 5")
+    project.thread.call(lambda: project.sandbox.fields.__setitem__("ltv_note", "double"))
+    result = project.sync()
+    assert "runs" in result, result
+    run = result["runs"][0]
+    assert run["rejected"] == 1 and run["acknowledged"] == 19
+    [(key, reason)] = project.sql("select key, reason from dinsync.rejections")
+    assert key == "user5@example.com" and "RequestFieldsTypesMismatched" in reason
+
+
+def test_validation_errors_stop_everything(project):
+    (project.root / "syncs" / "iterable_users.yml").write_text(
+        "model: customers\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n"
+        "fields:\n  no_such_column: x\nextra_key: 1\n")
+    result = project.cli("sync")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issues = json.loads(result.stdout)["issues"]
+    texts = " | ".join(f"{i['file']}:{i['line']} {i['message']}" for i in issues)
+    assert "syncs/iterable_users.yml:8" in texts and "extra_key" in texts
+    assert "no_such_column" in texts
+    assert project.thread.call(project.sandbox.stats)["requests"] == 0
+
+
+def test_missing_env_variable_is_a_config_error(project, monkeypatch):
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    result = project.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "ITERABLE_TEST_KEY" in result.stdout
+
+
+def test_secret_never_leaks(project, monkeypatch, caplog):
+    caplog.set_level("DEBUG")
+    outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
+               project.cli("sync", json_output=False).output]
+    # a wrong key: Iterable answers 401; the error must not show the key we sent
+    wrong = "wrong-key-5d1c7e0b9a"
+    monkeypatch.setenv("ITERABLE_TEST_KEY", wrong)
+    project.sql("update main.customers set plan = 'x'")
+    result = project.cli("sync")
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert "API key" in json.loads(result.stdout)["error"]
+    outputs += [result.stdout, project.cli("sync", json_output=False).output]
+    state = project.sql("select * from dinsync.runs") + project.sql("select * from dinsync.rejections")
+    for text in outputs + [caplog.text, repr(state)]:
+        assert TEST_KEY not in text and wrong not in text
+
+
+def test_lock_held_by_another_run_refuses(project):
+    project.sync()
+    project.sql("insert into dinsync.locks values ('iterable_users', 'other-run', 'host:1', now(), "
+                "now() + interval 1 hour)")
+    result = project.cli("sync")
+    assert result.exit_code == ExitCode.LOCKED
+    assert "already running" in json.loads(result.stdout)["error"]
+    project.sql("update dinsync.locks set expires_at = now() - interval 1 hour")
+    assert project.cli("sync").exit_code == 0  # a stale lock expires
+
+
+def test_status_lists_runs(project):
+    project.sync()
+    result = project.cli("status")
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["sync"] == "iterable_users" and run["status"] == "success" and run["acknowledged"] == 20
+    human = project.cli("status", json_output=False)
+    assert "iterable_users" in human.output
+
+
+def test_full_refresh_resends_everything(project):
+    project.sync()
+    project.requests.clear()
+    run = project.sync("--full-refresh")["runs"][0]
+    assert run["added"] == 20 and run["acknowledged"] == 20 and len(users_sent(project)) == 20
