@@ -130,14 +130,18 @@ class StateStore:
         holder = f"{socket.gethostname()}:{os.getpid()}"
         expires = now + dt.timedelta(seconds=ttl_seconds)
         with self.wh.transaction():
-            self.wh.execute(
-                f"DELETE FROM {self.s}.locks WHERE sync = {literal(sync)} AND expires_at < {literal(now)}"
-            )
+            expired = self.wh.query(
+                f"SELECT run_id FROM {self.s}.locks WHERE sync = {literal(sync)} AND expires_at < {literal(now)}"
+            ).to_pylist()
+            if expired:
+                self.wh.execute(f"DELETE FROM {self.s}.locks WHERE sync = {literal(sync)}")
+                self._abandon(expired[0]["run_id"])
             held = self.wh.query(
                 f"SELECT run_id, holder, expires_at FROM {self.s}.locks WHERE sync = {literal(sync)}"
             ).to_pylist()
             if held and _holder_is_dead(held[0]["holder"]):
                 self.wh.execute(f"DELETE FROM {self.s}.locks WHERE sync = {literal(sync)}")
+                self._abandon(held[0]["run_id"])
                 held = []
             if held:
                 h = held[0]
@@ -150,6 +154,14 @@ class StateStore:
                 f"INSERT INTO {self.s}.locks VALUES ({literal(sync)}, {literal(run_id)}, {literal(holder)}, "
                 f"{literal(now)}, {literal(expires)})"
             )
+
+    def _abandon(self, run_id: str) -> None:
+        """The run that held a lock died without finishing: say so in the run log."""
+        self.wh.execute(
+            f"UPDATE {self.s}.runs SET status = 'abandoned', error = 'the run ended without finishing "
+            f"(killed or crashed); its acknowledged rows up to the last checkpoint were kept' "
+            f"WHERE run_id = {literal(run_id)} AND status = 'running'"
+        )
 
     def refresh_lock(self, sync: str, run_id: str, ttl_seconds: float = 900) -> None:
         expires = utcnow() + dt.timedelta(seconds=ttl_seconds)

@@ -73,4 +73,4 @@ def test_sigkill_mid_send_then_rerun_converges(project, kill_after_requests):
     assert sandbox_users(project) == expected
     assert project.snapshot_keys() == set(expected)
     statuses = [r[0] for r in project.sql("select status from dinsync.runs order by started_at")]
-    assert statuses == ["running", "success"]  # the killed run stays visible as never finished
+    assert statuses == ["abandoned", "success"]  # the killed run is marked when its lock is taken over

@@ -44,8 +44,11 @@ def test_second_run_of_a_sync_is_refused_while_lock_held(store):
 
 
 def test_stale_lock_expires(store):
+    store.start_run(RunSummary(sync="users", run_id="crashed-run"), dt.datetime(2026, 1, 1), False, "0")
     store.acquire_lock("users", "crashed-run", ttl_seconds=-5)  # as if its run died long ago
     store.acquire_lock("users", "run-2")
+    [run] = store.last_runs("users")
+    assert run["status"] == "abandoned" and "without finishing" in run["error"]
     holders = store.wh.query("select run_id from dinsync.locks").to_pylist()
     assert holders == [{"run_id": "run-2"}]
 

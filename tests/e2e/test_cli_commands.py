@@ -1,0 +1,64 @@
+"""The CLI commands a new user meets first: demo, init, validate, sandbox, usage errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from typer.testing import CliRunner
+
+from dinsync.cli import app
+from dinsync.errors import ExitCode
+
+
+def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["--json", "demo", "--path", "demo", "--rows", "400"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    first, second = report["runs"]
+    assert first["added"] == 401 and first["acknowledged"] == 400 and first["rejected"] == 1  # 1 bad email
+    assert second["changed"] == 8 and second["removed"] == 2 and second["acknowledged"] == 33
+    assert report["sandbox_users"] == 425
+
+
+def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(tmp_path / "proj")], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert (tmp_path / "proj" / "dinsync.yml").is_file()
+    monkeypatch.setenv("ITERABLE_API_KEY", "k-123456")
+    result = runner.invoke(app, ["--project-dir", str(tmp_path / "proj"), "validate"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(app, ["init", str(tmp_path / "proj")], catch_exceptions=False)
+    assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_missing_project_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(app, ["--project-dir", str(tmp_path), "sync"], catch_exceptions=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "dinsync.yml" in result.output
+
+
+def test_unknown_option_is_a_usage_error():
+    result = CliRunner().invoke(app, ["sync", "--no-such-flag"])
+    assert result.exit_code == ExitCode.USAGE
+
+
+def test_sandbox_command_serves_on_loopback_and_stops_on_sigterm():
+    env = dict(os.environ, DINSYNC_SANDBOX_API_KEY="manual-key")
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "sandbox", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening http://127.0.0.1:"), line
+        url = line.split()[1]
+        request = urllib.request.Request(url + "/api/users/getByEmail?email=a%40b.co", headers={"Api-Key": "manual-key"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read()) == {}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
