@@ -110,9 +110,16 @@ class SyncRun:
 
     # --- planning ----------------------------------------------------------------------
     def plan(self) -> PlanStats:
+        """Materialise the plan only (dry run). Takes the sync's lock: the plan table is shared
+        with a run of the same sync."""
         self.state.migrate()
-        self.planner.ensure_state()
-        return self.planner.plan(full_refresh=self.full_refresh)
+        run_id = "plan-" + self.state.new_run_id()
+        self.state.acquire_lock(self.cfg.name, run_id, self.opts.lock_ttl_seconds)
+        try:
+            self.planner.ensure_state()
+            return self.planner.plan(full_refresh=self.full_refresh)
+        finally:
+            self.state.release_lock(self.cfg.name, run_id)
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -219,6 +226,10 @@ class SyncRun:
                         raise
                 s.requests = sender.stats.requests
                 s.throttled = sender.stats.throttled
+                for name, ep_stats in sender.stats.endpoints.items():
+                    rate = ep_stats.achieved_rate()
+                    if rate is not None:
+                        s.request_rates[name] = round(rate, 3)
         finally:
             await self._checkpoint(force=True)
             read_ex.shutdown(wait=True, cancel_futures=True)

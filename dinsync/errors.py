@@ -94,3 +94,4 @@ class RunSummary:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    request_rates: dict[str, float] = field(default_factory=dict)  # achieved req/s per endpoint

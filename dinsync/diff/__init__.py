@@ -1,0 +1,4 @@
+"""The diff: canonical SQL in sql/, rendered per dialect, run in the warehouse (see planner.py)."""
+from .planner import DiffSpec, Planner, PlanStats
+
+__all__ = ["DiffSpec", "PlanStats", "Planner"]

@@ -42,6 +42,15 @@ class EndpointStats:
     failed_requests: int = 0  # requests given up on: their records came back `failed`
     splits: int = 0  # batch requests split in two
     bytes_sent: int = 0
+    first_request_at: float | None = None  # clock time of the first / last attempt started
+    last_request_at: float | None = None
+
+    def achieved_rate(self) -> float | None:
+        """Requests per second between the first and the last attempt (None under 2 attempts)."""
+        if self.requests < 2 or self.first_request_at is None or self.last_request_at is None:
+            return None
+        span = self.last_request_at - self.first_request_at
+        return (self.requests - 1) / span if span > 0 else None
 
 
 @dataclass
@@ -266,6 +275,10 @@ class HttpSender:
                 raise self._auth_error()
             self._count(ep, "requests")
             self._count(ep, "bytes_sent", len(request.body or b""))
+            now = self.clock.now()
+            if ep.stats.first_request_at is None:
+                ep.stats.first_request_at = now
+            ep.stats.last_request_at = now
             try:
                 # The destination escaped the path and query already: send them byte for byte
                 # (yarl would otherwise re-quote, e.g. turn `%40` back into `@`).

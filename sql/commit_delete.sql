@@ -1,0 +1,3 @@
+-- Commit, step 1 of 2 (one transaction): drop the snapshot rows of the acknowledged keys...
+DELETE FROM {{ snapshot }}
+WHERE _key IN (SELECT k._key FROM {{ acked }} AS k)

@@ -1,0 +1,3 @@
+SELECT
+  COUNT(*) AS "acknowledged"
+FROM "temp"."main"."acked_people_to_crm"

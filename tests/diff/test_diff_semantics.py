@@ -1,0 +1,415 @@
+"""What a plan contains and what a commit records, run on DuckDB."""
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.errors import DinsyncError
+from dinsync.warehouses import connect
+
+FIELDS = [("email", "email"), ("name", "first_name"), ("score", "score")]
+
+
+class Sync:
+    """A model table `people` in an in-memory DuckDB, and a planner for it."""
+
+    def __init__(self, tmp_path, columns="email VARCHAR, name VARCHAR, score INTEGER", fields=FIELDS,
+                 key="email", normalization="email", model_sql="SELECT * FROM people"):
+        self.w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+        self.w.execute(f"CREATE TABLE people ({columns})")
+        self.spec = DiffSpec(sync="s1", model_sql=model_sql, key_column=key,
+                             key_normalization=normalization, fields=list(fields))
+        self.p = Planner(self.w, self.spec)
+        self.p.ensure_state()
+
+    def set_rows(self, rows):
+        self.w.execute("DELETE FROM people")
+        if rows:
+            marks = ", ".join("?" for _ in rows[0])
+            self.w.con.executemany(f"INSERT INTO people VALUES ({marks})", rows)
+
+    def replanner(self, fields):
+        self.spec = DiffSpec(sync="s1", model_sql=self.spec.model_sql, key_column=self.spec.key_column,
+                             key_normalization=self.spec.key_normalization, fields=list(fields))
+        self.p = Planner(self.w, self.spec)
+        self.p.ensure_state()
+
+    def plan(self, **kw):
+        self.stats = self.p.plan(**kw)
+        rows = self.w.query(f'SELECT * FROM dinsync."{self.p.plan_table}"').to_pylist()
+        self.rows = {r["_key"]: r for r in rows}
+        assert len(self.rows) == len(rows), "one plan row per key"
+        return self.rows
+
+    def flags(self, key):
+        r = self.rows[key]
+        return [f for i, (_, f) in enumerate(self.spec.fields) if r[f"x{i}"]]
+
+    def sendable_keys(self):
+        return [k for b in self.p.stream_sendable() for k in b.column("_key").to_pylist()]
+
+    def ack_all(self):
+        n = self.p.commit_acknowledged(self.sendable_keys())
+        self.p.commit_removed()
+        return n
+
+    def snapshot_keys(self):
+        return sorted(r["_key"] for r in self.w.query(f'SELECT _key FROM dinsync."{self.p.snapshot_table}"').to_pylist())
+
+    def ops(self):
+        return {k: r["_op"] for k, r in self.rows.items()}
+
+
+@pytest.fixture
+def s(tmp_path):
+    sync = Sync(tmp_path)
+    yield sync
+    sync.w.close()
+
+
+def test_first_run_all_added_then_nothing(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "added", "b@x.com": "added", "c@x.com": "added"}
+    assert all(s.flags(k) == ["email", "first_name", "score"] for k in s.rows)
+    assert s.stats.added == 3 and s.stats.segment_rows == 3 and s.stats.unchanged == 0
+    assert s.ack_all() == 3
+    assert s.snapshot_keys() == ["a@x.com", "b@x.com", "c@x.com"]
+    assert s.plan() == {}
+    st = s.stats
+    assert (st.added, st.changed, st.removed, st.unchanged, st.segment_rows) == (0, 0, 0, 3, 3)
+    assert list(s.p.stream_sendable()) == []
+
+
+def test_value_change_flags_only_that_field(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 5), ("b@x.com", "Bob", 2)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed"}
+    assert s.flags("a@x.com") == ["score"]
+    r = s.rows["a@x.com"]
+    assert (r["v0"], r["v1"], r["v2"]) == ("a@x.com", "Ada", 5)  # values of every field are there
+    assert (s.stats.changed, s.stats.unchanged) == (1, 1)
+    batch = next(iter(s.p.stream_sendable()))
+    assert batch.schema.names == ["_key", "_op", "v0", "v1", "v2", "x0", "x1", "x2"]
+    assert batch.to_pylist() == [{"_key": "a@x.com", "_op": "changed", "v0": "a@x.com", "v1": "Ada", "v2": 5,
+                                  "x0": False, "x1": False, "x2": True}]
+    assert s.p.sample("changed") == [{"key": "a@x.com", "op": "changed",
+                                      "fields": {"email": "a@x.com", "first_name": "Ada", "score": 5},
+                                      "changed_fields": ["score"]}]
+    s.ack_all()
+    assert s.plan() == {}
+
+
+def test_null_transitions(s):
+    s.set_rows([("a@x.com", None, 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", None, 2), ("c@x.com", None, None)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "b@x.com": "changed"}  # NULL -> NULL is unchanged
+    assert s.flags("a@x.com") == ["first_name"] and s.flags("b@x.com") == ["first_name"]
+    assert s.rows["b@x.com"]["v1"] is None
+
+
+def test_null_is_not_empty_string_nor_the_text_null(s):
+    s.set_rows([("a@x.com", None, 1), ("b@x.com", None, 1)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "", 1), ("b@x.com", "NULL", 1)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "b@x.com": "changed"}
+
+
+def test_null_and_empty_keys_are_withheld_and_counted(s):
+    s.set_rows([("a@x.com", "Ada", 1), (None, "Nobody", 2), ("   ", "Blank", 3), ("", "Empty", 4)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "added"}
+    assert (s.stats.segment_rows, s.stats.null_keys, s.stats.added, s.stats.unchanged) == (4, 3, 1, 0)
+    s.ack_all()
+    s.plan()
+    assert (s.stats.null_keys, s.stats.unchanged) == (3, 1)
+
+
+def test_duplicate_keys_are_withheld_and_counted(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("b@x.com", "Bobby", 3),
+                ("c@x.com", "C", 1), ("c@x.com", "C", 1), ("c@x.com", "C2", 1)])
+    s.plan()
+    assert s.ops() == {"b@x.com": "duplicate", "c@x.com": "duplicate"}
+    st = s.stats
+    assert (st.duplicate_keys, st.duplicate_rows, st.added, st.changed, st.removed, st.unchanged) == (2, 5, 0, 0, 0, 1)
+    dup = s.rows["b@x.com"]
+    assert dup["_n"] == 2 and dup["v0"] is None and dup["h0"] is None and dup["x0"] is None
+    assert s.p.duplicates_sample() == [("c@x.com", 3), ("b@x.com", 2)]
+    assert s.p.duplicates_sample(limit=1) == [("c@x.com", 3)]
+    assert s.sendable_keys() == []
+    assert s.p.commit_acknowledged(["b@x.com", "c@x.com"]) == 0  # not sendable: ignored
+    assert s.p.commit_removed() == 0
+    assert s.snapshot_keys() == ["a@x.com", "b@x.com"]  # the duplicated key stays in the snapshot
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    assert s.plan() == {}
+
+
+def test_identical_duplicate_rows_of_a_delivered_key(s):
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 1), ("a@x.com", "Ada", 1)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "duplicate"}
+    assert (s.stats.duplicate_rows, s.stats.unchanged) == (2, 0)
+
+
+def test_empty_segment_removes_everything(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan(); s.ack_all()
+    s.set_rows([])
+    s.plan()
+    assert s.ops() == {"a@x.com": "removed", "b@x.com": "removed"}
+    r = s.rows["a@x.com"]
+    assert r["v0"] is None and r["x0"] is None and r["_n"] == 0
+    assert (s.stats.segment_rows, s.stats.removed) == (0, 2)
+    assert [x["key"] for x in s.p.sample("removed")] == ["a@x.com", "b@x.com"]
+    assert s.sendable_keys() == []
+    assert s.p.commit_removed() == 2
+    assert s.p.commit_removed() == 0
+    assert s.snapshot_keys() == []
+
+
+def test_empty_segment_and_empty_snapshot(s):
+    assert s.plan() == {}
+    st = s.stats
+    assert (st.segment_rows, st.added, st.removed, st.unchanged) == (0, 0, 0, 0)
+
+
+def test_removed_rows_leave_the_snapshot_and_come_back_as_added(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan()
+    assert s.ops() == {"b@x.com": "removed"}
+    assert s.snapshot_keys() == ["a@x.com", "b@x.com"]  # nothing leaves before the commit
+    assert s.p.commit_removed() == 1
+    assert s.snapshot_keys() == ["a@x.com"]
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan()
+    assert s.ops() == {"b@x.com": "added"}
+    assert s.flags("b@x.com") == ["email", "first_name", "score"]
+
+
+def test_only_acknowledged_keys_are_committed(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    s.plan()
+    assert s.p.commit_acknowledged(pa.array(["a@x.com", "zz@x.com"])) == 1
+    assert s.snapshot_keys() == ["a@x.com"]
+    s.plan()
+    assert s.ops() == {"b@x.com": "added", "c@x.com": "added"}
+    s.set_rows([("a@x.com", "Ada", 9), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "b@x.com": "added", "c@x.com": "added"}
+    # a rejected change leaves the delivered hashes alone: still changed next time
+    assert s.p.commit_acknowledged(["b@x.com"]) == 1
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "c@x.com": "added"}
+    assert s.flags("a@x.com") == ["score"]
+
+
+def test_commit_is_idempotent(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan()
+    keys = pa.chunked_array([pa.array(["a@x.com"]), pa.array(["a@x.com", "b@x.com"])])
+    assert s.p.commit_acknowledged(keys) == 2
+    assert s.p.commit_acknowledged(keys) == 2
+    assert s.p.commit_acknowledged(["a@x.com", "a@x.com"]) == 1
+    assert s.p.commit_acknowledged([]) == 0
+    snap = s.w.query(f'SELECT _key, COUNT(*) AS n FROM dinsync."{s.p.snapshot_table}" GROUP BY 1').to_pylist()
+    assert sorted((r["_key"], r["n"]) for r in snap) == [("a@x.com", 1), ("b@x.com", 1)]
+    assert s.plan() == {}
+
+
+def test_commit_records_the_planned_hashes(s):
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan()
+    s.set_rows([("a@x.com", "Ada", 2)])  # changes after planning, before the acknowledgement
+    s.p.commit_acknowledged(["a@x.com"])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed"} and s.flags("a@x.com") == ["score"]
+
+
+def test_full_refresh(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("d@x.com", "Dee", 4)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 1), ("c@x.com", "Cy", 3), ("d@x.com", "Dee", 4), ("d@x.com", "Dee", 5)])
+    with pytest.raises(DinsyncError):
+        s.plan()
+        s.p.commit_full_refresh_cleanup()  # only after a full-refresh plan
+    s.plan(full_refresh=True)
+    assert s.ops() == {"a@x.com": "added", "c@x.com": "added", "d@x.com": "duplicate"}
+    assert all(s.flags(k) == ["email", "first_name", "score"] for k in ("a@x.com", "c@x.com"))
+    st = s.stats
+    assert st.full_refresh and (st.added, st.changed, st.removed, st.unchanged, st.duplicate_keys) == (2, 0, 0, 0, 1)
+    assert s.snapshot_keys() == ["a@x.com", "b@x.com", "d@x.com"]  # untouched until the run succeeds
+    assert s.p.commit_acknowledged(s.sendable_keys()) == 2
+    assert s.p.commit_full_refresh_cleanup() == 1  # b left the segment; d (duplicated) stays
+    assert s.snapshot_keys() == ["a@x.com", "c@x.com", "d@x.com"]
+    s.set_rows([("a@x.com", "Ada", 1), ("c@x.com", "Cy", 3), ("d@x.com", "Dee", 4)])
+    assert s.plan() == {}
+
+
+def test_email_key_normalisation(s):
+    s.set_rows([(" Ada@X.com ", "Ada", 1), ("ada@x.com", "Ada", 1), ("BOB@x.com", "Bob", 2)])
+    s.plan()
+    assert s.ops() == {"ada@x.com": "duplicate", "bob@x.com": "added"}
+    assert s.rows["bob@x.com"]["v0"] == "BOB@x.com"  # the value itself is sent as it is
+    s.ack_all()
+    s.set_rows([("Bob@X.COM\u00a0", "Bob", 2)])  # same key (NBSP is trimmed), new email text
+    s.plan()
+    assert s.ops() == {"bob@x.com": "changed"} and s.flags("bob@x.com") == ["email"]
+
+
+@pytest.mark.parametrize("normalization,expected", [
+    ("trim", {"Ada@X.com", "ada@x.com"}),
+    ("none", {" Ada@X.com ", "ada@x.com"}),
+])
+def test_other_key_normalisations(tmp_path, normalization, expected):
+    s = Sync(tmp_path, normalization=normalization)
+    s.set_rows([(" Ada@X.com ", "Ada", 1), ("ada@x.com", "Ada", 1)])
+    s.plan()
+    assert set(s.rows) == expected and set(s.ops().values()) == {"added"}
+
+
+def test_awkward_keys(s):
+    keys = ["o'brien@x.com", 'quote"d@x.com', "new\nline@x.com", "tab\t@x.com", "emoji\U0001F600@x.com",
+            "x" * 10_000 + "@x.com", "back\\slash@x.com", "ünïcödé@x.com", "semi;colon --@x.com"]
+    s.set_rows([(k, "n", i) for i, k in enumerate(keys)])
+    s.plan()
+    assert set(s.rows) == {k.lower() for k in keys}
+    assert s.ack_all() == len(keys)
+    assert s.plan() == {}
+    s.set_rows([(k, "n", i + 1) for i, k in enumerate(keys)])
+    s.plan()
+    assert set(s.ops().values()) == {"changed"} and len(s.rows) == len(keys)
+
+
+def test_floats_and_nan(tmp_path):
+    s = Sync(tmp_path, columns="email VARCHAR, name VARCHAR, score DOUBLE")
+    s.set_rows([("a@x.com", "A", float("nan")), ("b@x.com", "B", 1.5), ("c@x.com", "C", float("inf")),
+                ("d@x.com", "D", 0.1)])
+    s.plan(); s.ack_all()
+    s.set_rows([("a@x.com", "A", float("nan")), ("b@x.com", "B", 1.5), ("c@x.com", "C", float("inf")),
+                ("d@x.com", "D", 0.1 + 1e-15)])
+    s.plan()
+    assert s.ops() == {"d@x.com": "changed"} and s.flags("d@x.com") == ["score"]
+    s.ack_all()
+    s.set_rows([("a@x.com", "A", 1.0), ("b@x.com", "B", float("nan")), ("c@x.com", "C", float("inf")),
+                ("d@x.com", "D", 0.1 + 1e-15)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "b@x.com": "changed"}
+    assert math.isnan(s.rows["b@x.com"]["v2"])
+
+
+def test_type_changes_compare_the_text_form(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    s.plan(); s.ack_all()
+    s.w.execute("ALTER TABLE people ALTER score TYPE BIGINT")
+    assert s.plan() == {}
+    s.w.execute("ALTER TABLE people ALTER score TYPE VARCHAR")
+    s.w.execute("UPDATE people SET score = '3.0' WHERE email = 'c@x.com'")  # a real change, too
+    s.plan()
+    assert s.ops() == {"c@x.com": "changed"} and s.flags("c@x.com") == ["score"]
+    # the rows found unchanged got the new fingerprint: the next plan does not look at them again
+    fps = s.w.query(f'SELECT _key, _fp FROM dinsync."{s.p.snapshot_table}" ORDER BY _key').to_pylist()
+    s.plan()
+    assert s.ops() == {"c@x.com": "changed"}
+    fps2 = s.w.query(f'SELECT _key, _fp FROM dinsync."{s.p.snapshot_table}" ORDER BY _key').to_pylist()
+    assert fps == fps2
+
+
+def test_fingerprint_refresh_after_type_change(s):
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan(); s.ack_all()
+    before = s.w.query(f'SELECT _fp FROM dinsync."{s.p.snapshot_table}"').column(0)[0].as_py()
+    s.w.execute("ALTER TABLE people ALTER score TYPE VARCHAR")
+    assert s.plan() == {} and s.stats.unchanged == 1
+    after = s.w.query(f'SELECT _fp FROM dinsync."{s.p.snapshot_table}"').column(0)[0].as_py()
+    assert after != before  # refreshed, hashes of delivered values untouched
+    assert s.plan() == {}
+
+
+def test_newly_mapped_field_is_sent_for_every_row(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.replanner([("email", "email"), ("name", "first_name")])
+    s.plan(); s.ack_all()
+    assert s.plan() == {}
+    s.replanner(FIELDS)  # score mapped now
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed", "b@x.com": "changed"}
+    assert s.flags("a@x.com") == ["score"] and s.flags("b@x.com") == ["score"]
+    s.ack_all()
+    assert s.plan() == {}
+    # a field removed from the mapping stops being compared; its column is kept
+    s.replanner([("score", "score"), ("email", "email")])  # reordered, first_name unmapped
+    s.set_rows([("a@x.com", "Changed", 1), ("b@x.com", "Bob", 2)])
+    assert s.plan() == {}
+    cols = s.w.table_columns("dinsync", s.p.snapshot_table)
+    assert len(cols) == 4 + 3
+    s.replanner(FIELDS)  # first_name mapped again: compared with what was delivered
+    s.plan()
+    assert s.ops() == {"a@x.com": "changed"} and s.flags("a@x.com") == ["first_name"]
+
+
+def test_key_mapped_as_a_field_and_hostile_identifiers(tmp_path):
+    cols = '"we""ird; DROP TABLE people; --" VARCHAR, "sp ace" INTEGER, "Ünï" VARCHAR'
+    fields = [('we"ird; DROP TABLE people; --', "email"), ("sp ace", 'Field "with" quotes'), ("Ünï", "x\ny")]
+    s = Sync(tmp_path, columns=cols, fields=fields, key='we"ird; DROP TABLE people; --')
+    s.set_rows([("a@x.com", 1, "u"), ("b@x.com", 2, "v")])
+    s.plan()
+    assert set(s.rows) == {"a@x.com", "b@x.com"}
+    s.ack_all()
+    s.set_rows([("a@x.com", 1, "u"), ("b@x.com", 3, "v")])
+    s.plan()
+    assert s.ops() == {"b@x.com": "changed"} and s.flags("b@x.com") == ['Field "with" quotes']
+    assert s.w.table_columns("main", "people") is not None
+
+
+def test_model_sql_with_comments_and_semicolon(tmp_path):
+    s = Sync(tmp_path, model_sql="-- the people\nSELECT * FROM people -- all of them\n;\n-- end")
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "added"}
+
+
+def test_integer_keys_and_batches(tmp_path):
+    s = Sync(tmp_path, columns="id INTEGER, name VARCHAR", fields=[("name", "name")], key="id", normalization="none")
+    s.set_rows([(i, f"n{i}") for i in range(2500)] + [(None, "none")])
+    s.plan()
+    assert s.stats.added == 2500 and s.stats.null_keys == 1
+    batches = list(s.p.stream_sendable(batch_rows=1000))
+    assert all(b.num_rows <= 1000 for b in batches) and sum(b.num_rows for b in batches) == 2500
+    assert batches[0].schema.field("_key").type == pa.string()
+    assert s.p.commit_acknowledged(pa.array([str(i) for i in range(1000)], pa.large_string())) == 1000
+    s.plan()
+    assert s.stats.added == 1500 and s.stats.unchanged == 1000
+
+
+def test_sample_rows(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan()
+    assert s.p.sample("added", limit=1) == [{"key": "a@x.com", "op": "added",
+                                             "fields": {"email": "a@x.com", "first_name": "Ada", "score": 1},
+                                             "changed_fields": ["email", "first_name", "score"]}]
+    assert s.p.sample("changed") == []
+    with pytest.raises(ValueError):
+        s.p.sample("everything")
+
+
+def test_ensure_state_is_repeatable_and_keeps_data(s):
+    s.set_rows([("a@x.com", "Ada", 1)])
+    s.plan(); s.ack_all()
+    s.p.ensure_state()
+    Planner(s.w, s.spec).ensure_state()
+    assert s.snapshot_keys() == ["a@x.com"]
+    assert s.plan() == {}

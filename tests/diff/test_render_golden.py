@@ -1,0 +1,154 @@
+"""The SQL of every statement, per dialect, pinned in golden files.
+
+Regenerate after an intended change with: DINSYNC_UPDATE_GOLDEN=1 python -m pytest tests/diff
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.diff.planner import STATEMENTS
+from dinsync.diff.render import DEFAULT_HASH_TYPES, DIALECTS, ModelSqlError, SqlError, check_model_sql, snapshot_column
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("DINSYNC_UPDATE_GOLDEN") == "1"
+MODEL = "SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people"
+SPEC = DiffSpec(
+    sync="people_to_crm",
+    model_sql=MODEL,
+    key_column="email",
+    key_normalization="email",
+    fields=[("email", "email"), ("first name", "First Name"), ('score "x"', 'lead "score"'), ("id", "external_id")],
+    state_schema="dinsync_state",
+)
+
+
+def fake_warehouse(dialect: str, hash_type: str | None = None):
+    return SimpleNamespace(dialect=dialect, capabilities=SimpleNamespace(hash_type=hash_type or DEFAULT_HASH_TYPES[dialect]))
+
+
+def planner(dialect: str, spec: DiffSpec = SPEC) -> Planner:
+    return Planner(fake_warehouse(dialect), spec)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("statement", sorted(STATEMENTS))
+def test_golden(dialect, statement):
+    sql = planner(dialect).render(statement)
+    path = GOLDEN / dialect / f"{statement}.sql"
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sql + "\n", encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}; run with DINSYNC_UPDATE_GOLDEN=1"
+    assert sql + "\n" == path.read_text(encoding="utf-8")
+
+
+def test_no_stale_golden_files():
+    expected = {f"{d}/{s}.sql" for d in DIALECTS for s in STATEMENTS}
+    found = {str(p.relative_to(GOLDEN)) for p in GOLDEN.glob("*/*.sql")}
+    assert found == expected
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("statement", sorted(STATEMENTS))
+def test_rendered_sql_parses_back(dialect, statement):
+    sql = planner(dialect).render(statement)
+    statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    assert len(statements) == 1
+    tree = statements[0]
+    assert not any(n.name.upper().startswith("DINSYNC_") for n in tree.find_all(exp.Anonymous))
+    assert "__DINSYNC_MODEL__" not in sql.upper()
+    reads_model = {"keys": 1, "plan": 2, "plan_full_refresh": 2, "refresh_fingerprints": 1}
+    assert sql.count("(\n" + MODEL + "\n)") == reads_model.get(statement, 0)  # embedded as written
+
+
+def test_dialect_functions():
+    duck, pg, snow, bq = (planner(d).render("plan") for d in DIALECTS)
+    assert 'HASH(CAST("m"."first name" AS TEXT))' in duck
+    assert 'COALESCE(HASHTEXTEXTENDED(CAST("m"."first name" AS TEXT), 0), 0)' in pg
+    assert 'COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0)' in snow
+    assert "COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0)" in bq
+    assert "UBIGINT" in planner("duckdb").render("create_snapshot")
+    assert "INT64" in planner("bigquery").render("create_snapshot")
+    assert planner("snowflake").render("create_snapshot").count("BIGINT") == 6
+
+
+def test_identifiers_are_quoted():
+    hostile = 'x"; DROP TABLE users; --'
+    spec = DiffSpec(sync="s", model_sql="SELECT 1", key_column=hostile, key_normalization="none",
+                    fields=[(hostile, "a`b"), ("ok", hostile)], state_schema='sch"ema')
+    for dialect in DIALECTS:
+        p = planner(dialect, spec)
+        for statement in STATEMENTS:
+            sql = p.render(statement)
+            trees = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+            assert len(trees) == 1, (dialect, statement)
+            drops = [n for n in trees[0].walk() if isinstance(n, exp.Drop)]
+            assert drops == ([trees[0]] if statement.startswith("drop_") else [])
+            names = {i.this for i in trees[0].find_all(exp.Identifier)}
+            if statement in ("plan", "keys"):
+                assert hostile in names
+            schemas = {t.db for t in trees[0].find_all(exp.Table) if t.db}
+            assert schemas <= {'sch"ema', "main"}  # state schema; DuckDB scratch tables: temp.main
+            if statement.startswith(("create_", "commit_", "plan")):
+                assert 'sch"ema' in schemas
+    assert snapshot_column(hostile) == snapshot_column(hostile) and snapshot_column(hostile).startswith("f_")
+
+
+@pytest.mark.parametrize("bad", [
+    dict(sync="a-b"), dict(sync="a b"), dict(sync=""), dict(sync="x;drop"),
+    dict(key_column="e\x00mail"), dict(state_schema="s\x00"), dict(fields=[("a\x00", "a")]),
+    dict(fields=[("a", "b\x00")]), dict(fields=[]), dict(fields=[("a", "x"), ("b", "x")]),
+    dict(key_normalization="lower"), dict(key_column="__dinsync_model__"),
+])
+def test_bad_specs_are_rejected(bad):
+    args = dict(sync="s", model_sql="SELECT 1", key_column="k", key_normalization="none", fields=[("a", "a")])
+    with pytest.raises(SqlError):
+        DiffSpec(**{**args, **bad})
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("sql", [
+    "SELECT 1; SELECT 2",
+    "CREATE TABLE x AS SELECT 1",
+    "DROP TABLE people",
+    "INSERT INTO people VALUES (1)",
+    "DELETE FROM people",
+    "UPDATE people SET a = 1",
+    "SELECT 1; DROP TABLE people",
+    "",
+    "  ;  ",
+    "-- nothing but a comment",
+])
+def test_bad_models_are_rejected(dialect, sql):
+    with pytest.raises(ModelSqlError):
+        check_model_sql(sql, dialect)
+    with pytest.raises(ModelSqlError):
+        planner(dialect, DiffSpec(sync="s", model_sql=sql, key_column="k", key_normalization="none", fields=[("a", "a")]))
+
+
+def test_data_modifying_cte_is_rejected():
+    with pytest.raises(ModelSqlError):
+        check_model_sql("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "postgres")
+
+
+@pytest.mark.parametrize("dialect,sql,kept", [
+    ("duckdb", "SELECT * FROM people;", "SELECT * FROM people"),
+    ("duckdb", "SELECT * FROM people; -- trailing", "SELECT * FROM people"),
+    ("duckdb", "FROM people SELECT * EXCLUDE (secret)", "FROM people SELECT * EXCLUDE (secret)"),
+    ("duckdb", "WITH a AS (SELECT 1 AS k) SELECT * FROM a", "WITH a AS (SELECT 1 AS k) SELECT * FROM a"),
+    ("postgres", "SELECT 'a;b' AS k -- x;\n", "SELECT 'a;b' AS k -- x;"),
+    ("snowflake", "SELECT * FROM t QUALIFY ROW_NUMBER() OVER (PARTITION BY k ORDER BY u DESC) = 1", None),
+    ("bigquery", "SELECT * FROM `proj.ds.people` WHERE x IS NOT NULL", None),
+])
+def test_good_models_are_embedded_as_written(dialect, sql, kept):
+    assert check_model_sql(sql, dialect) == (kept if kept is not None else sql)
+    spec = DiffSpec(sync="s", model_sql=sql, key_column="k", key_normalization="none", fields=[("a", "a")])
+    rendered = planner(dialect, spec).render("keys")
+    assert "(\n" + (kept if kept is not None else sql) + "\n)" in rendered
