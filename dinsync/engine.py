@@ -34,7 +34,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 @dataclass
 class EngineOptions:
-    batch_rows: int = 50_000  # rows per Arrow batch read from the plan
+    batch_rows: int = 20_000  # rows per Arrow batch read from the plan
     checkpoint_rows: int = 50_000  # commit acknowledged rows at least this often ...
     checkpoint_seconds: float = 5.0  # ... or this often
     queue_requests: int | None = None  # bounded request queue (default 4 x concurrency)
@@ -169,7 +169,8 @@ class SyncRun:
         if stats.null_keys:
             self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
         self.progress("send", {"total": stats.added + stats.changed})
-        asyncio.run(self._pipeline(s))
+        with self.wh.streaming():
+            asyncio.run(self._pipeline(s))
         self.progress("finish", {})
         s.removed = self.planner.commit_removed()
         if self.full_refresh and not self._fatal:

@@ -66,6 +66,8 @@ class DuckDBConfig(_Config):
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = Field(default="256MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    streaming_memory_limit: str | None = Field(default="100MB",
+                                               pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
     def resolved_path(self, root: Path) -> str:
         if self.path == ":memory:":

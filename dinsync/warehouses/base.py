@@ -60,6 +60,12 @@ class Warehouse:
         else:
             self.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Around the send phase of a run (plan built, rows streaming out, small commits coming
+        back): an adapter may lower its memory use meanwhile."""
+        yield
+
     def close(self) -> None:
         pass
 
