@@ -65,7 +65,7 @@ class DuckDBConfig(_Config):
     type: Literal["duckdb"]
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
-    memory_limit: str | None = Field(default="256MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    memory_limit: str | None = Field(default="192MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
     streaming_memory_limit: str | None = Field(default="100MB",
                                                pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
