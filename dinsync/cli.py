@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import ConfigError, DinsyncError, ExitCode
+from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.")
 out = Console()
@@ -91,19 +91,13 @@ def in_project() -> Iterator[Path]:
     """Run with the project folder as working directory (model SQL may read relative files)."""
     root = state.project_dir.resolve()
     if not (root / "dinsync.yml").is_file():
-        fail(ConfigError([_issue(f"no dinsync.yml in {root}", "run `dinsync init` or pass --project-dir")]))
+        fail(ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass --project-dir")]))
     previous = os.getcwd()
     os.chdir(root)
     try:
         yield root
     finally:
         os.chdir(previous)
-
-
-def _issue(message: str, hint: str | None = None):
-    from .errors import ConfigIssue
-
-    return ConfigIssue(message=message, hint=hint)
 
 
 def load(check_models: bool = True):
@@ -169,8 +163,8 @@ def select_syncs(project, select: list[str] | None) -> list[str]:
     patterns = [p.strip() for item in select for p in item.split(",") if p.strip()]
     chosen = [n for n in sorted(project.syncs) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if not chosen:
-        raise ConfigError([_issue(f"--select {' '.join(patterns)} matches no sync",
-                                  f"syncs: {', '.join(sorted(project.syncs)) or 'none'}")])
+        raise ConfigError([ConfigIssue(f"--select {' '.join(patterns)} matches no sync",
+                                       hint=f"syncs: {', '.join(sorted(project.syncs)) or 'none'}")])
     return chosen
 
 

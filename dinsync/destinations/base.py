@@ -101,15 +101,6 @@ class Prepared:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """A destination field the platform knows, for validation of mappings."""
-
-    name: str
-    type: str = "any"
-    writable: bool = True
-
-
 class Destination:
     """Base class. Subclasses fill in the class-level data and implement the hooks."""
 

@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import socket
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import pyarrow as pa
 
@@ -83,14 +83,6 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-@dataclass
-class LockInfo:
-    sync: str
-    run_id: str
-    holder: str
-    expires_at: dt.datetime
 
 
 class StateStore:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 
 from tests.conftest import TEST_KEY
