@@ -133,26 +133,25 @@ def _warehouse_from_raw_config():
     import yaml
 
     from .config.models import WAREHOUSE_TYPES
-    from .warehouses import connect
 
     try:
         raw = yaml.safe_load(Path("dinsync.yml").read_text())["warehouse"]
-        cfg = WAREHOUSE_TYPES[raw["type"]](**raw)
-        options = cfg.model_dump(exclude={"type"})
-        if hasattr(cfg, "resolved_path"):
-            options["path"] = cfg.resolved_path(Path(".").resolve())
-        return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
+        return connect_warehouse(WAREHOUSE_TYPES[raw["type"]](**raw), Path(".").resolve())
     except Exception:
         return None
 
 
 def open_warehouse(project):
+    return connect_warehouse(project.warehouse, project.root)
+
+
+def connect_warehouse(cfg, root: Path):
+    """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root)."""
     from .warehouses import connect
 
-    cfg = project.warehouse
     options = cfg.model_dump(exclude={"type"})
     if hasattr(cfg, "resolved_path"):
-        options["path"] = cfg.resolved_path(project.root)
+        options["path"] = cfg.resolved_path(root)
     return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
 
 
