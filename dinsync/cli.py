@@ -220,18 +220,28 @@ def plan(select: Optional[list[str]] = SelectOpt,
 
 @app.command()
 def sync(select: Optional[list[str]] = SelectOpt,
-         full_refresh: bool = typer.Option(False, "--full-refresh", help="Send every row again.")) -> None:
+         full_refresh: bool = typer.Option(False, "--full-refresh", help="Send every row again."),
+         retry_rejected: bool = typer.Option(False, "--retry-rejected",
+                                             help="Send rows parked as rejected again, even if unchanged.")) -> None:
     """Bring each selected destination up to date with its model."""
-    from .engine import SyncRun
+    from .engine import StopToken, SyncRun, stop_on_signals
 
-    with handled(), in_project():
+    stop = StopToken()
+
+    def on_signal(name: str) -> None:
+        err.print(f"{name}: stopping after the requests in flight (send it again to exit at once)")
+
+    with handled(), in_project(), stop_on_signals(stop, on_signal):
         project, wh = load()
         summaries, exit_code = [], ExitCode.OK
         try:
             for name in select_syncs(project, select):
+                if stop.requested:
+                    break
                 try:
                     with progress_bar(name) as progress:
-                        summary = SyncRun(project, name, wh, full_refresh=full_refresh, progress=progress).run()
+                        summary = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
+                                          progress=progress, stop=stop).run()
                 except DinsyncError as exc:
                     if len(select_syncs(project, select)) == 1:
                         raise
@@ -239,7 +249,9 @@ def sync(select: Optional[list[str]] = SelectOpt,
                     exit_code = max(exit_code, exc.exit_code)
                     continue
                 summaries.append(asdict(summary))
-                if summary.status == "failed":
+                if summary.status == "cancelled":
+                    exit_code = stop.exit_code
+                elif summary.status == "failed":
                     exit_code = ExitCode.RUN_FAILED
                 elif summary.status == "warning" and project.syncs[name].thresholds.fail_on_warning:
                     exit_code = max(exit_code, ExitCode.WARNINGS) if exit_code != ExitCode.RUN_FAILED else exit_code

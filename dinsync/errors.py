@@ -77,7 +77,7 @@ class DuplicateKeysError(DinsyncError):
 class RunSummary:
     sync: str
     run_id: str
-    status: str = "running"  # running | success | warning | failed
+    status: str = "running"  # running | success | warning | failed | cancelled (| abandoned, in the run log)
     added: int = 0
     changed: int = 0
     removed: int = 0
@@ -89,6 +89,8 @@ class RunSummary:
     rejected: int = 0
     not_found: int = 0
     failed: int = 0
+    pending: int = 0  # outcome not known by the end of the run (an import or bulk job still running)
+    parked: int = 0  # rows rejected earlier for their content, not planned again until they change
     requests: int = 0
     throttled: int = 0
     seconds: float = 0.0

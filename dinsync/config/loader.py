@@ -313,7 +313,7 @@ class _Loader:
             return
         fields = []
         for index, item in enumerate(raw.fields):
-            field = FieldMap(column=item.column, field=item.field, type=item.type)
+            field = FieldMap(column=item.column, field=item.field, type=item.type, custom=item.custom)
             field._lines["field"] = doc.line(("fields", index))
             fields.append(field)
         sync = SyncConfig(name=name, path=path, model=raw.model, destination=raw.destination,
@@ -342,19 +342,54 @@ class _Loader:
             cls = self.destination_types.get(destination)
         match = data.get("match") if isinstance(data.get("match"), dict) else {}
         if cls is not None:
-            service, mode, key = data.get("service"), data.get("mode"), match.get("field")
-            if isinstance(service, str) and service not in cls.services:
-                self.issues.append(doc.issue(("service",), f"{cls.type_name} has no service {service!r}",
-                                             choice_hint(service, cls.services, "services")))
-            if mode in ("upsert", "update") and mode not in cls.modes:
-                self.issues.append(doc.issue(("mode",), f"{cls.type_name} does not support mode {mode!r}",
-                                             choice_hint(mode, cls.modes, "supported modes")))
-            if isinstance(key, str) and key not in cls.key_fields:
-                self.issues.append(doc.issue(("match", "field"), f"{cls.type_name} cannot match on {key!r}",
-                                             choice_hint(key, cls.key_fields, "matching fields")))
+            self._check_service(doc, cls, model, match)
         self._check_field_targets(doc, match)
         if isinstance(model, str) and model in self.model_names:  # unknown model: reported above
             self._record_column_uses(doc, model, match)
+
+    def _check_service(self, doc: YamlDoc, cls: type[Destination], model: Any, match: dict) -> None:
+        """What the destination's service declares: modes, matching fields, model types, fields."""
+        data = doc.data
+        service_name, mode, key = data.get("service"), data.get("mode"), match.get("field")
+        if not isinstance(service_name, str):
+            return  # the schema check reports it
+        service = cls.services.get(service_name)
+        if service is None:
+            self.issues.append(doc.issue(("service",), f"{cls.type_name} has no service {service_name!r}",
+                                         choice_hint(service_name, cls.services, "services")))
+            return
+        if mode in ("upsert", "update", "insert") and mode not in service.modes:  # else: schema error
+            why = service.mode_notes.get(mode)
+            self.issues.append(doc.issue(("mode",), f"{cls.type_name} {service_name} does not support mode {mode!r}"
+                                         + (f": {why}" if why else ""),
+                                         choice_hint(mode, service.modes, "supported modes")))
+        if isinstance(key, str) and key not in service.key_fields:
+            self.issues.append(doc.issue(("match", "field"), f"{cls.type_name} {service_name} cannot match on {key!r}",
+                                         choice_hint(key, service.key_fields, "matching fields")))
+        model_obj = self.models.get(model) if isinstance(model, str) else None
+        if model_obj is not None and model_obj.model_type not in service.model_types:
+            self.issues.append(doc.issue(
+                ("model",), f"{cls.type_name} {service_name} takes models of type "
+                f"{' or '.join(service.model_types)}, and model {model} is {model_obj.model_type!r}",
+                f"set `-- model_type: {service.model_types[0]}` in models/{model}.sql if its rows are "
+                f"{service.model_types[0]}s"))
+        for index, _column, field, custom in _raw_field_items(data):
+            if not isinstance(field, str):
+                continue
+            if custom is True and not service.custom_fields:
+                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} {service_name} has no custom "
+                                             f"attributes: {field!r} cannot be marked custom",
+                                             "remove `custom: true`"))
+            elif custom is not True and not service.open_fields and field not in service.fields \
+                    and field != key:
+                hint = choice_hint(field, service.fields, "fields")
+                if service.custom_fields:
+                    hint += "; or mark it `custom: true` to send it as a custom attribute"
+                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} {service_name} has no field "
+                                             f"{field!r}", hint))
+            elif custom is not True and field in service.fields and not service.fields[field].writable:
+                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} field {field!r} is read-only",
+                                             "remove it from the mapping"))
 
     def _record_column_uses(self, doc: YamlDoc, model: str, match: dict) -> None:
         """Remember the columns this sync uses, for the column check (`columns_of`)."""
@@ -416,14 +451,25 @@ class _Loader:
         return False
 
 
+def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:
+    """(index, column, field, custom) of each entry of a sync's raw `fields`."""
+    raw = data.get("fields")
+    items = []
+    if isinstance(raw, dict):
+        for i, (column, value) in enumerate(raw.items()):
+            if isinstance(value, dict):
+                items.append((i, column, value.get("field"), value.get("custom")))
+            else:
+                items.append((i, column, value, None))
+    elif isinstance(raw, list):
+        items = [(i, item.get("column"), item.get("field"), item.get("custom"))
+                 for i, item in enumerate(raw) if isinstance(item, dict)]
+    return items
+
+
 def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
     """(index, column, field) of each entry of a sync's raw `fields` (mapping or list form)."""
-    raw = data.get("fields")
-    if isinstance(raw, dict):
-        return [(i, column, field) for i, (column, field) in enumerate(raw.items())]
-    if isinstance(raw, list):
-        return [(i, item.get("column"), item.get("field")) for i, item in enumerate(raw) if isinstance(item, dict)]
-    return []
+    return [(i, column, field) for i, column, field, _ in _raw_field_items(data)]
 
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,

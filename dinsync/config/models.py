@@ -7,7 +7,6 @@ Line numbers of the source files are kept in private attributes for later checks
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -24,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from ..destinations.base import Destination, EndpointLimit, SyncSpec
+from ..destinations.base import Destination, SyncSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -39,7 +38,7 @@ def _check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 FieldType = Literal["auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json"]
-SyncMode = Literal["upsert", "update"]
+SyncMode = Literal["upsert", "update", "insert"]  # each destination service declares which it supports
 ModelType = Literal["user", "custom"]
 
 
@@ -91,6 +90,18 @@ class DestinationOptions(_Config):
     limits_enabled: bool = True
     concurrency: int = Field(default=8, ge=1, le=1024)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    phone_region: str | None = None  # ISO 3166 region of phone numbers written in national form
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import phonenumbers
+
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r} (an ISO 3166 alpha-2 code such as US, FR, GB)")
+        return value.upper()
 
     @field_validator("base_url")
     @classmethod
@@ -123,14 +134,6 @@ class DestinationConfig(DestinationOptions):
             return next(iter(urls.values())).rstrip("/")
         raise ValueError(f"destination {self.name}: no base URL for region {region!r}; set base_url")
 
-    def effective_limits(self) -> dict[str, EndpointLimit]:
-        """The class's documented limits with `rate_limits` overrides (all off if not limits_enabled)."""
-        limits = {}
-        for name, limit in self.destination_class.limits.items():
-            rate = self.rate_limits.get(name, limit.rate) if self.limits_enabled else None
-            limits[name] = dataclasses.replace(limit, rate=rate)
-        return limits
-
     def credentials(self) -> dict[str, str]:
         """Plain values of the secret settings (pass them to the destination, never log them)."""
         return {k: v.get_secret_value() for k, v in self.settings if isinstance(v, SecretStr)}
@@ -140,7 +143,10 @@ class DestinationConfig(DestinationOptions):
         return {k: v for k, v in self.settings if not isinstance(v, SecretStr)}
 
     def make_destination(self) -> Destination:
-        return self.destination_class(self.resolved_base_url(), self.credentials(), self.options())
+        options = self.options()
+        if self.phone_region:
+            options["phone_region"] = self.phone_region
+        return self.destination_class(self.resolved_base_url(), self.credentials(), options)
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -158,11 +164,13 @@ class Model(_Located):
 # --- syncs -----------------------------------------------------------------------------------
 
 class FieldMap(_Located):
-    """One mapped field: model column -> destination field, with an optional type."""
+    """One mapped field: model column -> destination field, with an optional type; `custom`
+    maps to a custom attribute of platforms that keep those apart (Attentive, Splio)."""
 
     column: str = Field(min_length=1)
     field: str = Field(min_length=1)
     type: FieldType = "auto"
+    custom: bool = False
 
 
 class Thresholds(_Config):
@@ -177,11 +185,13 @@ class MatchSpec(_Config):
 
 
 def _fields_as_list(value: Any) -> Any:
-    """`fields` as a mapping {column: field} or a list of {column, field, type} -> list."""
+    """`fields` as a mapping {column: field or {field, type, custom}} or a list of
+    {column, field, type, custom} -> list."""
     if value is None:
         return []
     if isinstance(value, Mapping):
-        return [{"column": column, "field": field} for column, field in value.items()]
+        return [{"column": column, **field} if isinstance(field, Mapping) else {"column": column, "field": field}
+                for column, field in value.items()]
     return value
 
 
@@ -234,8 +244,8 @@ class SyncConfig(_Located):
 
     def spec(self) -> SyncSpec:
         """What the destination needs to know of this sync."""
-        return SyncSpec(name=self.name, service=self.service, mode=self.mode,
-                        key_field=self.match_field, fields=[f.field for f in self.fields])
+        return SyncSpec(name=self.name, service=self.service, mode=self.mode, key_field=self.match_field,
+                        fields=[f.field for f in self.fields], custom=[f.custom for f in self.fields])
 
 
 # --- project ---------------------------------------------------------------------------------
@@ -266,12 +276,6 @@ class Project(_Config):
     destinations: dict[str, DestinationConfig]
     models: dict[str, Model]
     syncs: dict[str, SyncConfig]
-
-    def model_of(self, sync: SyncConfig) -> Model:
-        return self.models[sync.model]
-
-    def destination_of(self, sync: SyncConfig) -> DestinationConfig:
-        return self.destinations[sync.destination]
 
     def relative(self, path: Path) -> str:
         """`path` as shown in messages: relative to the project folder, with / separators."""

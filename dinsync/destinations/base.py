@@ -1,18 +1,30 @@
 """What a destination declares (data) and the few hooks it implements.
 
-The sender (dinsync.sender) does everything generic: rate limits, concurrency, retries with
-backoff honouring Retry-After, split-batch retries and turning outcomes into per-record results.
-A destination only says what its endpoints and limits are, how to turn a Polars frame of mapped
-rows into requests, and how to read a response into per-record results.
+A destination says, as data: its services (what each can match on, with which key kind, which
+modes and model types it accepts, which fields it knows and their kinds), its endpoints' limits
+and its base URLs. As hooks: how to turn a Polars frame of mapped rows into requests, how to read
+a response into per-record results, and optionally a pre-flight check of the mapping against the
+platform's schema and run-level begin / finish steps.
+
+Delivery is chosen by the destination (`make_transport`): HTTP requests through the shared sender
+(`dinsync.sender.HttpSender`, the default), or anything else that implements `Transport`, such as
+files uploaded over SFTP whose outcome arrives later. An outcome may be *pending*: the records are
+neither acknowledged nor rejected yet; the transport resolves them later in the run (`settle`) or,
+from the token it gave, in a later run (`resolve`).
+
+The engine never branches on a platform's name: everything it needs is declared here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Sequence
 
-import polars as pl
+if TYPE_CHECKING:  # polars is imported only when rows are mapped
+    import polars as pl
 
-RecordStatus = Literal["ok", "rejected", "not_found", "failed"]
+RecordStatus = Literal["ok", "rejected", "not_found", "failed", "pending"]
+KeyKind = Literal["email", "phone", "string"]
+Mode = Literal["upsert", "update", "insert"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +38,52 @@ class EndpointLimit:
     documented: bool = True  # False: a default we chose, not a documented number
 
 
+@dataclass(frozen=True)
+class KeySpec:
+    """How a matching field's values are normalised, in the warehouse diff and in the mapping alike.
+
+    kind: `email` (trimmed, lowercased), `phone` (E.164, with the destination's default region for
+    national numbers) or `string` (as is). Only what no platform can accept is rejected before
+    sending (NULL or blank keys, over `max_length`); the platform's per-record answer decides the rest.
+    """
+
+    kind: KeyKind = "string"
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A destination field the platform documents, with the mapping kind its values take."""
+
+    name: str
+    kind: str = "auto"  # a mapping kind: auto, string, integer, number, boolean, date, datetime, email, phone, json
+    writable: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of a destination (e.g. Iterable "users", Attio "people")."""
+
+    name: str
+    key_fields: Mapping[str, KeySpec]  # destination identifiers a sync may match on
+    modes: tuple[str, ...] = ("upsert", "update")
+    mode_notes: Mapping[str, str] = field(default_factory=dict)  # unsupported mode -> why (shown to users)
+    model_types: tuple[str, ...] = ("user", "custom")  # model types that may feed the service
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)  # documented fields
+    open_fields: bool = True  # other field names may be mapped (False: only `fields`, plus custom ones)
+    custom_fields: bool = False  # `{field: name, custom: true}` maps to a custom attribute
+    update_needs_lookup: bool = False  # update mode: look up rows new to the sync before writing
+    max_row_bytes: int | None = None  # a row whose JSON is larger can never be accepted
+
+    def field_kind(self, name: str, custom: bool = False) -> str:
+        spec = None if custom else self.fields.get(name)
+        return spec.kind if spec else "auto"
+
+
 @dataclass
 class Request:
-    """One HTTP request carrying one or more records.
+    """One request (an HTTP exchange, or a unit a non-HTTP transport delivers) carrying records.
 
     `keys` are the matching keys of the records in this request (unique within a run).
     `items` are the per-record payload fragments of a batch request, so that the request can be
@@ -64,6 +119,7 @@ class RecordResult:
     key: str
     status: RecordStatus
     reason: str | None = None
+    token: str | None = None  # pending: what identifies the outcome to wait for (kept across runs)
 
 
 @dataclass
@@ -87,6 +143,15 @@ class Outcome:
 
 
 @dataclass
+class Delivered:
+    """What became of a request's records: acknowledged keys, and every other record's result
+    (including `pending` ones, whose outcome arrives later)."""
+
+    ok: list[str]
+    problems: list[RecordResult]
+
+
+@dataclass
 class Rejection:
     key: str | None
     reason: str
@@ -101,26 +166,96 @@ class Prepared:
     rejections: list[Rejection] = field(default_factory=list)
 
 
+@dataclass
+class FieldIssue:
+    """A problem the pre-flight check found with one mapped field (or the match, field=None)."""
+
+    field: str | None
+    message: str
+    hint: str | None = None
+
+
+@dataclass
+class Preflight:
+    """What the pre-flight check learned: mapping problems, and the mapping kind of fields whose
+    type only the platform's schema tells (e.g. an Attio attribute's type)."""
+
+    issues: list[FieldIssue] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TransportStats:
+    requests: int = 0
+    throttled: int = 0
+    rates: dict[str, float] = field(default_factory=dict)  # achieved requests/s per endpoint
+
+
+class Transport(Protocol):
+    """How requests reach the platform. `HttpSender` is the HTTP one.
+
+    `deliver` never raises for a transient failure: records that could not be delivered come back
+    `failed`. It raises `DestinationAuthError` when credentials are refused. Records whose outcome
+    comes later come back `pending` with a token. `settle` waits (at most `timeout` seconds) for the
+    outcomes of this run's pending records and returns their results (still-pending ones keep
+    status `pending`). `resolve` reads the outcomes of earlier runs' pending tokens (results for
+    the keys it can tell about; keys it cannot tell about yet are left out).
+    """
+
+    async def __aenter__(self) -> "Transport": ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def deliver(self, request: Request) -> Delivered: ...
+
+    async def settle(self, timeout: float) -> list[RecordResult]: ...
+
+    async def resolve(self, tokens: Sequence[str]) -> list[RecordResult]: ...
+
+    def transport_stats(self) -> TransportStats: ...
+
+
+@dataclass
+class TransportOptions:
+    """Generic delivery settings from dinsync.yml (`DestinationOptions`)."""
+
+    rate_overrides: dict[str, float | None] = field(default_factory=dict)
+    limits_enabled: bool = True
+    concurrency: int = 8
+    timeout: float = 30.0
+
+
 class Destination:
     """Base class. Subclasses fill in the class-level data and implement the hooks."""
 
     type_name: str = ""
-    services: tuple[str, ...] = ()
-    modes: tuple[str, ...] = ("upsert", "update")
-    key_fields: tuple[str, ...] = ()  # destination identifiers a sync may match on
+    services: Mapping[str, ServiceSpec] = {}
     limits: Mapping[str, EndpointLimit] = {}
-    creates_unknown_fields: bool = False  # True: mapping to a new field is allowed
     settings_model: type | None = None  # pydantic model of the platform-specific keys in dinsync.yml
     base_urls: Mapping[str, str] = {}  # region -> base URL
-    update_needs_lookup: bool = False  # update mode: look up rows new to the sync before writing
     handles_statuses: frozenset[int] = frozenset()  # statuses parse() sees before the sender's defaults
+    phone_region: str | None = None  # default region of national phone numbers (settings may override)
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")
         self.credentials = dict(credentials)
         self.options = dict(options or {})
 
+    # --- declared data, resolved for one sync ---------------------------------------------
+    def service(self, name: str) -> ServiceSpec:
+        return self.services[name]
+
+    def default_region(self) -> str | None:
+        return self.options.get("phone_region") or self.phone_region
+
     # --- hooks --------------------------------------------------------------------------
+    def make_transport(self, options: TransportOptions) -> Transport:
+        """The delivery path (default: HTTP through the shared sender)."""
+        from ..sender import HttpSender
+
+        return HttpSender(self, rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
+                          timeout=options.timeout, connections=options.concurrency)
+
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError
 
@@ -128,16 +263,29 @@ class Destination:
         """Values that must never appear in logs, errors or state tables."""
         return [v for v in self.credentials.values() if v]
 
-    def prepare(self, frame: pl.DataFrame, sync: "SyncSpec") -> Prepared:
+    async def preflight(self, transport: Transport, sync: "SyncSpec") -> Preflight:
+        """Check the mapping against the platform's schema before anything is sent (and in
+        `dinsync validate`). Default: nothing to check."""
+        return Preflight()
+
+    async def begin_run(self, transport: Transport, sync: "SyncSpec") -> None:
+        """Before the first request of a run (e.g. open a file, create a job)."""
+
+    async def finish_run(self, transport: Transport, sync: "SyncSpec") -> None:
+        """After the last request of a run, before pending outcomes are settled (e.g. close and
+        upload a file, close a job)."""
+
+    def prepare(self, frame: "pl.DataFrame", sync: "SyncSpec") -> Prepared:
         """Build requests for mapped rows: `_key` (plan key), `_op`, `_id` (identifier as sent),
-        `_json` (JSON object of the fields to send for the row), `_bytes` (its size)."""
+        `_json` (JSON object of the fields to send for the row), `_bytes` (its size), and per
+        mapped field i `_t{i}` (the value's JSON text, NULL when not sent)."""
         raise NotImplementedError
 
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         raise NotImplementedError
 
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: "SyncSpec") -> list[Request]:
-        """Update-only destinations without an update-only write: requests that find existing keys."""
+        """Update mode without an update-only write: requests that find which keys exist."""
         return []
 
 
@@ -147,7 +295,9 @@ class SyncSpec:
 
     name: str
     service: str
-    mode: str  # upsert | update
+    mode: str  # upsert | update | insert
     key_field: str  # destination identifier, e.g. "email" or "userId"
     fields: list[str]  # destination field names, in mapping order
+    custom: list[bool] = field(default_factory=list)  # per field: a custom attribute
     options: dict[str, Any] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # field -> mapping kind, as declared or learned

@@ -21,7 +21,18 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ..mapping.json import batches_by_size
-from .base import Destination, EndpointLimit, Outcome, Prepared, RecordResult, Request, SyncSpec
+from .base import (
+    Destination,
+    EndpointLimit,
+    FieldSpec,
+    KeySpec,
+    Outcome,
+    Prepared,
+    RecordResult,
+    Request,
+    ServiceSpec,
+    SyncSpec,
+)
 
 BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
 LOOKUP = "lookup"  # Request.context of update-mode lookups
@@ -56,21 +67,34 @@ class IterableSettings(BaseModel):
     bulk_max_users: int = Field(1000, ge=1, le=10_000)
 
 
+# Reserved user fields with a documented format (Iterable "user profile fields"). Others are free
+# dataFields that Iterable types by their first value.
+RESERVED_FIELDS = {
+    "phoneNumber": FieldSpec("phoneNumber", kind="phone", description="SMS number, E.164"),
+}
+
+USERS = ServiceSpec(
+    name="users",
+    # Iterable answers malformed identifiers per user (failedUpdates.invalidEmails / invalidUserIds):
+    # only a NULL or blank key is refused before sending.
+    key_fields={"email": KeySpec("email"), "userId": KeySpec("string")},
+    modes=("upsert", "update"),
+    fields=RESERVED_FIELDS,
+    open_fields=True,  # "createNewFields": unknown dataFields are created by Iterable
+    update_needs_lookup=True,
+    max_row_bytes=BULK_MAX_BYTES - 1024,
+)
+
+
 class IterableDestination(Destination):
     type_name = "iterable"
-    services = ("users",)
-    modes = ("upsert", "update")
-    key_fields = ("email", "userId")
+    services = {"users": USERS}
     settings_model = IterableSettings
-    creates_unknown_fields = True
-    update_needs_lookup = True
     base_urls = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}
     limits = {
         "bulk_update": EndpointLimit("bulk_update", rate=5.0, max_concurrency=4),
         "get_user": EndpointLimit("get_user", rate=100.0, max_concurrency=16),
     }
-    key_limits = {"email": dict(kind="email"), "userId": dict(kind="string", max_length=52, ascii_printable=True)}
-    max_row_bytes = BULK_MAX_BYTES - 1024
 
     def auth_headers(self) -> dict[str, str]:
         return {"Api-Key": self.credentials["api_key"]}

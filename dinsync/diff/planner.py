@@ -224,7 +224,7 @@ class Planner:
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self, full_refresh: bool = False) -> PlanStats:
+    def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:
         """Build the plan table of this run. A full refresh plans as if the snapshot were empty
         (it is left untouched until `commit_full_refresh_cleanup`)."""
         with self._lock:
@@ -314,6 +314,13 @@ class Planner:
                 self._execute("drop_ack")
                 self._execute("drop_acked")
             return n
+
+    # TODO(merge): interim no-ops until the diff branch's parked rejections land.
+    def commit_rejected(self, keys) -> int:
+        return 0
+
+    def parked_count(self) -> int:
+        return 0
 
     def commit_removed(self) -> int:
         """Delete the plan's removed keys from the snapshot; returns how many left it."""

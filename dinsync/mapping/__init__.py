@@ -1,7 +1,7 @@
 """Step 3 of the data path: plan rows -> validated JSON objects, vectorised in Polars."""
 from dinsync.mapping.frame import FieldMapping, KeyMapping, MappedBatch, map_batch
-from dinsync.mapping.json import batches_by_size, bulk_body, join_json_array
-from dinsync.mapping.normalize import email_is_valid, normalize_email, normalize_phones, utf8_len
+from dinsync.mapping.json import batches_by_size
+from dinsync.mapping.normalize import email_is_valid, normalize_email, normalize_phones
 
 __all__ = [
     "FieldMapping",
@@ -9,10 +9,7 @@ __all__ = [
     "MappedBatch",
     "map_batch",
     "batches_by_size",
-    "bulk_body",
-    "join_json_array",
     "email_is_valid",
     "normalize_email",
     "normalize_phones",
-    "utf8_len",
 ]

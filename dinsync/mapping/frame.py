@@ -58,7 +58,6 @@ class FieldMapping:
     index: int  # i of v{i} / x{i}
     field: str  # destination field name (JSON key)
     kind: str = "auto"
-    required: bool = False  # a NULL value (after coercion) rejects the row
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,6 @@ class KeyMapping:
     field: str  # destination identifier name, e.g. "email" or "userId"
     kind: str  # "email" | "phone" | "string"
     max_length: int | None = None
-    ascii_printable: bool = False  # no non-ASCII, no non-printable, no trailing space
 
 
 @dataclass
@@ -259,11 +257,6 @@ def _key_checks(key: KeyMapping, region: str | None) -> tuple[pl.Expr, pl.Expr]:
         checks = [(ident.is_null(), pl.lit("is not a valid phone number" + _phone_note(region)))]
     else:
         checks = [(raw == "", pl.lit("is empty")), (raw.str.strip_chars() == "", pl.lit("is blank"))]
-        if key.ascii_printable:
-            checks += [
-                (raw.str.contains(r"[^\x20-\x7e]"), pl.lit("contains non-ASCII or non-printable characters")),
-                (raw.str.ends_with(" "), pl.lit("ends with a space")),
-            ]
     if key.max_length is not None:
         checks.append((ident.str.len_chars() > key.max_length, pl.lit(f"is longer than {key.max_length} characters")))
     label = f'key "{key.field}"'
@@ -300,8 +293,14 @@ def map_batch(
     phone_region: str | None = None,
     max_value_bytes: int | None = None,
     max_row_bytes: int | None = None,
+    keep_field_text: bool = False,
 ) -> MappedBatch:
-    """Validate and encode one batch of plan rows (see module docstring)."""
+    """Validate and encode one batch of plan rows (see module docstring).
+
+    With `keep_field_text`, the output also has per mapped field n (position in `fields`) a
+    column `_t{n}`: the JSON text of the value when the field is sent for the row (``null`` for a
+    NULL value), NULL when it is not sent; destinations with their own payload shape build from it.
+    """
     _check(frame, key, fields)
     frame = frame.with_columns(pl.col("_key").cast(pl.String), pl.col("_op").cast(pl.String))
     # Stage 1: intermediate columns, materialised once (eager expressions are not deduplicated).
@@ -345,12 +344,11 @@ def map_batch(
     key_bad, key_reason = _key_checks(key, phone_region)
     checks = {"_bad_key": (key.field, key_bad, key_reason)}  # column -> (field, bad, reason)
     fragments = []
+    field_text: list[pl.Expr] = []
     for n, (f, enc) in enumerate(zip(fields, encoded)):
         label = f'field "{f.field}"'
         text = pl.col(f"_text_{n}")
         problems = list(enc.problems)
-        if f.required:
-            problems.append((text.is_null() | (text == "null"), pl.lit(f"{label}: required value is null")))
         size = text.str.len_bytes() if enc.size_of_text else enc.size
         if max_value_bytes is not None and size is not None:
             size_reason = pl.concat_str([pl.lit(f"{label}: value is "), size.cast(pl.String),
@@ -360,6 +358,8 @@ def map_batch(
         # `,"field":` then the value; NULL (dropped by concat_str) when the field is not sent.
         fragments.append(pl.when(sent).then(pl.lit("," + orjson.dumps(f.field).decode() + ":")))
         fragments.append(pl.when(sent).then(text.fill_null("null")))
+        if keep_field_text:
+            field_text.append(pl.when(sent).then(text.fill_null("null")).alias(f"_t{n}"))
         if problems:
             bad = sent & pl.any_horizontal([b for b, _ in problems]).fill_null(False)
             reason = pl.when(problems[0][0]).then(problems[0][1])
@@ -371,6 +371,7 @@ def map_batch(
     obj = pl.concat_str([pl.lit("{"), *fragments, pl.lit("}")], ignore_nulls=True).str.replace("{,", "{", literal=True)
     work = frame.with_columns(
         obj.alias("_json"),
+        *field_text,
         *[bad.alias(name) for name, (_, bad, _) in checks.items()],
     ).with_columns(pl.col("_json").str.len_bytes().cast(pl.Int64).alias("_bytes"))
     if max_row_bytes is not None:
@@ -380,7 +381,8 @@ def map_batch(
         work = work.with_columns((pl.col("_bytes") > max_row_bytes).alias("_bad_row"))
 
     any_bad = pl.any_horizontal([pl.col(name) for name in checks])
-    valid = work.lazy().filter(~any_bad).select(list(FRAME_SCHEMA)).collect()
+    out_columns = list(FRAME_SCHEMA) + [f"_t{n}" for n in range(len(fields)) if keep_field_text]
+    valid = work.lazy().filter(~any_bad).select(out_columns).collect()
     bad_rows = work.filter(any_bad)  # usually few: reasons are only computed here
     rejections = pl.concat([
         bad_rows.filter(pl.col(name)).select(

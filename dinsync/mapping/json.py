@@ -169,27 +169,7 @@ def json_values_valid(series: pl.Series) -> pl.Series:
     return s.replace_strict(distinct, pl.Series(ok, dtype=pl.Boolean), default=None, return_dtype=pl.Boolean)
 
 
-# --- request bodies -----------------------------------------------------------------------
-
-def join_json_array(rows: pl.Series | list[str]) -> bytes:
-    """``[row,row,...]`` as bytes, rows being JSON texts."""
-    return bulk_body(b"[", rows, b"]")
-
-
-def bulk_body(prefix: bytes, rows: pl.Series | list[str], suffix: bytes) -> bytes:
-    """`prefix` + rows joined by commas + `suffix`, e.g. ``{"users":[`` ... ``]}``.
-
-    The join happens in Polars (one allocation) rather than through a list of Python strings.
-    """
-    if isinstance(rows, pl.Series):
-        if rows.len() == 0:
-            return prefix + suffix
-        if rows.dtype != pl.String:
-            rows = rows.cast(pl.String)
-        joined = rows.fill_null("null").str.join(",").item()
-        return prefix + joined.encode() + suffix
-    return prefix + ",".join(rows).encode() + suffix
-
+# --- request slicing ----------------------------------------------------------------------
 
 def batches_by_size(
     frame: pl.DataFrame | pl.Series,

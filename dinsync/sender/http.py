@@ -20,7 +20,15 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from dinsync.destinations.base import Destination, EndpointLimit, Outcome, RecordResult, Request
+from dinsync.destinations.base import (
+    Delivered,
+    Destination,
+    EndpointLimit,
+    Outcome,
+    RecordResult,
+    Request,
+    TransportStats,
+)
 from dinsync.errors import DestinationAuthError, DinsyncError
 
 from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
@@ -195,7 +203,7 @@ class HttpSender:
         problems = {r.key: r for r in delivered.problems}
         return [problems.get(k) or RecordResult(k, "ok") for k in request.keys]
 
-    async def deliver(self, request: Request) -> "Delivered":
+    async def deliver(self, request: Request) -> Delivered:
         """Deliver `request`: the acknowledged keys, and a result for every other key.
 
         The hot path of the engine: no per-record objects for acknowledged records."""
@@ -232,7 +240,7 @@ class HttpSender:
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
-    async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> "Delivered":
+    async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
         if not request.splittable:
             why = self.redact(outcome.reason or "rejected by the destination")
             return Delivered([], [RecordResult(k, "rejected", why) for k in request.keys])
@@ -297,6 +305,21 @@ class HttpSender:
                 raise _GiveUp(f"invalid request: {exc}") from None
         return self.classify(request, status, resp_headers, body)
 
+    # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
+    async def settle(self, timeout: float) -> list[RecordResult]:
+        return []
+
+    async def resolve(self, tokens) -> list[RecordResult]:
+        return []
+
+    def transport_stats(self) -> TransportStats:
+        rates = {}
+        for name, ep in self.stats.endpoints.items():
+            rate = ep.achieved_rate()
+            if rate is not None:
+                rates[name] = round(rate, 3)
+        return TransportStats(requests=self.stats.requests, throttled=self.stats.throttled, rates=rates)
+
     # --- classification (override points) -----------------------------------------------------
     def exception_outcome(self, request: Request, exc: BaseException) -> Outcome:
         """Connection errors, resets, disconnects and timeouts are transient."""
@@ -356,7 +379,7 @@ class HttpSender:
                 outcome = replace(outcome, retry_after=hint)
         return outcome
 
-    def _results(self, request: Request, outcome: Outcome) -> "Delivered":
+    def _results(self, request: Request, outcome: Outcome) -> Delivered:
         """The destination's result where given (first wins, unknown keys ignored), `ok` otherwise."""
         if not outcome.results:
             return Delivered(request.keys, [])
@@ -369,14 +392,6 @@ class HttpSender:
                     for k, r in first.items() if r.status != "ok"]
         bad = {p.key for p in problems}
         return Delivered([k for k in request.keys if k not in bad], problems)
-
-
-@dataclass
-class Delivered:
-    """What became of a request's records: acknowledged keys, and every other record's result."""
-
-    ok: list[str]
-    problems: list[RecordResult]
 
 
 def _snippet(body: bytes, limit: int = 1000) -> str:

@@ -1,11 +1,14 @@
 """load_project / check_columns: valid projects, and each kind of issue at its file and line."""
 from __future__ import annotations
 
+import dataclasses
+
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from dinsync.engine.run import transport_options
 from dinsync.config import check_columns, load_project
 from dinsync.config import loader as loader_module
 from dinsync.destinations.iterable import IterableDestination
@@ -107,8 +110,8 @@ def test_valid_project_loads_with_expected_values(tmp_path):
     assert dest.resolved_base_url() == "http://127.0.0.1:8765"
     assert dest.rate_limits == {"bulk_update": 2.0, "get_user": None}
     assert (dest.concurrency, dest.timeout_seconds, dest.limits_enabled) == (4, 12.5, True)
-    limits = dest.effective_limits()
-    assert limits["bulk_update"].rate == 2.0 and limits["get_user"].rate is None
+    sender = dest.make_destination().make_transport(transport_options(dest))
+    assert sender.limiter("bulk_update").rate == 2.0 and sender.limiter("get_user").rate is None
 
     model = project.models["active_users"]
     assert (model.name, model.primary_key, model.model_type) == ("active_users", "user_id", "user")
@@ -122,7 +125,6 @@ def test_valid_project_loads_with_expected_values(tmp_path):
     assert s.schedule == "0 6 * * *" and s.enabled is False
     assert s.thresholds.max_rejected_pct == 10 and s.thresholds.max_duplicate_pct == 5
     assert s.thresholds.fail_on_warning is True
-    assert project.model_of(s) is model and project.destination_of(s) is dest
     assert s.spec().key_field == "email" and s.spec().fields == ["firstName", "plan"]
 
 
@@ -290,7 +292,7 @@ def test_bad_enum_values_list_allowed_values(tmp_path):
     issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
     assert where(issues) == [("dinsync.yml", 9), ("syncs/users.yml", 4), ("syncs/users.yml", 9)]
     assert "'mars'" in issues[0].message and "'us' or 'eu'" in issues[0].hint
-    assert "'upsrt'" in issues[1].message and "'upsert' or 'update'" in issues[1].hint
+    assert "'upsrt'" in issues[1].message and "'upsert', 'update' or 'insert'" in issues[1].hint
     assert issues[2].message.startswith("fields[0].type") and "'number'" in issues[2].hint
 
 
@@ -329,7 +331,9 @@ def test_rate_limits_endpoint_names(tmp_path):
 
 def test_rate_limits_disabled_and_bad_values(tmp_path):
     project = load_project(make(tmp_path / "a", dinsync_dot_yml=PROJECT_YML + "    limits_enabled: false\n"), env=ENV)
-    assert all(limit.rate is None for limit in project.destinations["iterable"].effective_limits().values())
+    dest = project.destinations["iterable"]
+    sender = dest.make_destination().make_transport(transport_options(dest))
+    assert sender.limiter("bulk_update").rate is None and sender.limiter("get_user").rate is None
     issue = only_issue(make(tmp_path / "b", dinsync_dot_yml=PROJECT_YML + "    rate_limits: {bulk_update: 0}\n"))
     assert issue.line == 10 and "greater than 0" in issue.message
 
@@ -346,23 +350,28 @@ def test_unknown_model_and_destination(tmp_path):
 
 def test_service_and_match_field_of_the_destination_type(tmp_path):
     sync = SYNC_YML.replace("service: users", "service: events").replace("  field: email", "  field: phone")
-    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
-    assert where(issues) == [("syncs/users.yml", 3), ("syncs/users.yml", 7)]
+    issues = issues_of(make(tmp_path / "a", syncs__users_dot_yml=sync))
+    assert where(issues) == [("syncs/users.yml", 3)]  # the matching fields are the service's
     assert "no service 'events'" in issues[0].message and "users" in issues[0].hint
-    assert "cannot match on 'phone'" in issues[1].message and "email, userId" in issues[1].hint
+    sync = SYNC_YML.replace("  field: email", "  field: phone")
+    issues = issues_of(make(tmp_path / "b", syncs__users_dot_yml=sync))
+    assert where(issues) == [("syncs/users.yml", 7)]
+    assert "cannot match on 'phone'" in issues[0].message and "email, userId" in issues[0].hint
 
 
 def test_mode_not_supported_by_destination_type(tmp_path, monkeypatch):
     class UpdateOnly(IterableDestination):
         type_name = "update_only"
-        modes = ("update",)
+        services = {"users": dataclasses.replace(IterableDestination.services["users"], modes=("update",),
+                                                 mode_notes={"upsert": "it never creates records"})}
 
     monkeypatch.setattr(loader_module, "registry", lambda: {"iterable": IterableDestination, "update_only": UpdateOnly})
     yml = PROJECT_YML + "  attentive:\n    type: update_only\n    api_key: x\n"
     sync = SYNC_YML.replace("destination: iterable", "destination: attentive")
     issue = only_issue(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
     assert (issue.file, issue.line) == ("syncs/users.yml", 4)
-    assert issue.message == "update_only does not support mode 'upsert'" and "update" in issue.hint
+    assert issue.message == "update_only users does not support mode 'upsert': it never creates records"
+    assert "update" in issue.hint
     ok = sync.replace("mode: upsert", "mode: update")
     project = load_project(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=ok), env=ENV)
     assert project.syncs["users"].mode == "update"

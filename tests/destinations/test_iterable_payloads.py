@@ -26,8 +26,7 @@ def mapped(keys, ops=None, plans=None, ltvs=None, sent=(True, True), key_kind="e
         "v0": plans or ["pro"] * n, "v1": ltvs or [1.5] * n,
         "x0": [sent[0]] * n, "x1": [sent[1]] * n,
     })
-    key = KeyMapping(field="email", kind="email") if key_kind == "email" else KeyMapping(
-        field="userId", kind="string", max_length=52, ascii_printable=True)
+    key = KeyMapping(field="email", kind="email") if key_kind == "email" else KeyMapping(field="userId", kind="string")
     out = map_batch(frame, key, [FieldMapping(0, "plan"), FieldMapping(1, "ltv")])
     return out.frame
 

@@ -29,8 +29,8 @@ def plan(keys: list, *columns, ops: list | None = None) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
-def fields(*names: str, kind: str = "auto", required: bool = False) -> list[FieldMapping]:
-    return [FieldMapping(i, n, kind, required) for i, n in enumerate(names)]
+def fields(*names: str, kind: str = "auto") -> list[FieldMapping]:
+    return [FieldMapping(i, n, kind) for i, n in enumerate(names)]
 
 
 def objects(batch: MappedBatch) -> list[dict]:
@@ -71,11 +71,9 @@ def test_null_key_is_rejected():
         ("no-at-sign", "has no @"),
         ("two@@example.com", "more than one @"),
         ("sp ace@example.com", "whitespace"),
-        ("a@example.com.", "ending with a dot"),
-        ("a@münchen.de", "non-ASCII"),
-        ("a@example", "without a dot"),
         ("", "is empty"),
-        ("a..b@example.com", "local part"),
+        ("@example.com", "empty local part"),
+        ("x" * 65 + "@example.com", "longer than 64"),
     ],
 )
 def test_malformed_email_keys(key, phrase):
@@ -120,17 +118,15 @@ def test_phone_keys_without_region_need_international_form():
 
 
 def test_string_keys():
-    key = KeyMapping("userId", "string", max_length=10, ascii_printable=True)
+    key = KeyMapping("userId", "string", max_length=10)
     keys = ["u1", "", "   ", "héllo", "tab\there", "trailing ", "x" * 11, " lead", None]
     b = map_batch(plan(keys, list(range(len(keys)))), key, fields("n"))
     check_shape(b)
-    assert b.frame["_id"].to_list() == ["u1", " lead"]
+    # Only what no platform accepts is refused here; the platform answers the rest per record.
+    assert b.frame["_id"].to_list() == ["u1", "héllo", "tab\there", "trailing ", " lead"]
     rej = dict(zip(b.rejections["_key"].to_list(), reasons(b)))
     assert rej[""].endswith("is empty")
     assert rej["   "].endswith("is blank")
-    assert "non-ASCII or non-printable" in rej["héllo"]
-    assert "non-ASCII or non-printable" in rej["tab\there"]
-    assert rej["trailing "].endswith("ends with a space")
     assert rej["x" * 11].endswith("is longer than 10 characters")
     assert rej[None] == 'key "userId": value is null'
 
@@ -234,8 +230,6 @@ def test_nested_lists_and_structs():
 def test_null_dtype_column():
     b = map_batch(plan(["a@b.co", "c@d.co"], pl.Series([None, None])), EMAIL, fields("n"))
     assert objects(b) == [{"n": None}, {"n": None}]
-    b = map_batch(plan(["a@b.co"], pl.Series([None])), EMAIL, fields("n", required=True))
-    assert b.frame.height == 0 and reasons(b) == ['field "n": required value is null']
 
 
 def test_empty_frame():
@@ -251,19 +245,19 @@ def test_no_fields_mapped():
 
 
 def test_all_rows_rejected():
-    b = map_batch(plan(["bad", None, "a@b"], [1.0, 2.0, float("nan")]), EMAIL, fields("n"))
+    b = map_batch(plan(["bad", None, "a b@c"], [1.0, 2.0, float("nan")]), EMAIL, fields("n"))
     check_shape(b)
     assert b.frame.height == 0
     assert b.rejections.height == 4  # third row: bad key and NaN
 
 
 def test_several_problems_several_rejections_row_not_in_frame():
-    frame = plan(["a@b", "ok@b.co"], [float("inf"), 1.0], [None, "x"])
-    b = map_batch(frame, EMAIL, [FieldMapping(0, "score"), FieldMapping(1, "name", required=True)])
+    frame = plan(["a@@b", "ok@b.co"], [float("inf"), 1.0], [None, "x"])
+    b = map_batch(frame, EMAIL, [FieldMapping(0, "score"), FieldMapping(1, "name")])
     check_shape(b)
     assert b.frame["_key"].to_list() == ["ok@b.co"]
-    assert sorted(b.rejections["field"].to_list()) == ["email", "name", "score"]
-    assert set(b.rejections["_key"]) == {"a@b"}
+    assert sorted(b.rejections["field"].to_list()) == ["email", "score"]
+    assert set(b.rejections["_key"]) == {"a@@b"}
 
 
 # --- floats, limits --------------------------------------------------------------------------
@@ -336,7 +330,7 @@ def test_max_row_bytes():
         ([2.5, float("nan")], "string", ["2.5"], ["NaN/infinite is not valid JSON"]),
         ([True, False], "string", ["true", "false"], []),
         (["  Ann@Example.COM ", "", None], "email", ["ann@example.com", None, None], []),
-        (["not-an-email", "a@b"], "email", [], ["not-an-email", "a@b"]),
+        (["not-an-email", "a@b@c", "josé@b"], "email", ["josé@b"], ["not-an-email", "a@b@c"]),
         (['{"a": [1, 2]}', "[]", "3", "null"], "json", [{"a": [1, 2]}, [], 3, None], []),
         (["{bad", "NaN", "", "[1,]"], "json", [], ["{bad", "NaN", "", "[1,]"]),
     ],
@@ -389,13 +383,6 @@ def test_phone_field_kind_integers():
     assert objects(b) == [{"f": "+14155550100"}]
 
 
-def test_required_after_coercion():
-    frame = plan(["a@b.co", "c@d.co", "e@f.co"], ["", "  ", "x@y.co"])
-    b = map_batch(frame, EMAIL, fields("work", kind="email", required=True))
-    assert objects(b) == [{"work": "x@y.co"}]
-    assert reasons(b) == ['field "work": required value is null'] * 2
-
-
 def test_json_kind_raw_embedding_rejects_oversize():
     b = one(['{"k": "' + "v" * 100 + '"}'], kind="json", max_value_bytes=50)
     assert "over the limit of 50 bytes" in reasons(b)[0]
@@ -415,26 +402,17 @@ def test_invalid_mappings_raise():
 
 # --- agreement with a per-row reference -------------------------------------------------------
 
-_ATEXT = re.escape("!#$%&'*+/=?^_`{|}~-")
-_LOCAL = re.compile(rf"[a-z0-9{_ATEXT}]+(\.[a-z0-9{_ATEXT}]+)*")
-_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
-
-
 def ref_email_ok(key: str | None) -> bool:
-    """Written independently of the Polars regex: split and check piece by piece."""
+    """Written independently of the Polars expressions: split and check piece by piece."""
     if key is None:
         return False
     e = key.strip().lower()
-    if len(e) > 254 or not e.isascii() or e.count("@") != 1:
+    if len(e.encode()) > 254 or e.count("@") != 1:
+        return False
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in e):
         return False
     local, domain = e.split("@")
-    if not (1 <= len(local) <= 64) or not _LOCAL.fullmatch(local):
-        return False
-    labels = domain.split(".")
-    if len(labels) < 2 or any(not (1 <= len(lb) <= 63) or not _LABEL.fullmatch(lb) for lb in labels):
-        return False
-    tld = labels[-1]
-    return (tld.isalpha() and len(tld) >= 2) or tld.startswith("xn--")
+    return 1 <= len(local.encode()) <= 64 and len(domain) >= 1
 
 
 def ref_value(v):

@@ -10,9 +10,7 @@ import pytest
 
 from dinsync.mapping.json import (
     batches_by_size,
-    bulk_body,
     json_values_valid,
-    join_json_array,
     value_json,
 )
 
@@ -176,23 +174,6 @@ def test_json_values_valid():
 
 
 # --- bodies --------------------------------------------------------------------------------
-
-def test_join_json_array():
-    rows = ['{"a":1}', '{"b":"é😀"}', "{}"]
-    assert join_json_array(rows) == '[{"a":1},{"b":"é😀"},{}]'.encode()
-    assert join_json_array(pl.Series(rows)) == '[{"a":1},{"b":"é😀"},{}]'.encode()
-    assert orjson.loads(join_json_array(pl.Series(rows))) == [{"a": 1}, {"b": "é😀"}, {}]
-    assert join_json_array([]) == b"[]"
-    assert join_json_array(pl.Series([], dtype=pl.String)) == b"[]"
-    assert join_json_array(pl.Series(["1"])) == b"[1]"
-    assert join_json_array(pl.Series(["1", None])) == b"[1,null]"
-
-
-def test_bulk_body():
-    body = bulk_body(b'{"users":[', pl.Series(['{"email":"a@b.co"}', '{"email":"c@d.co"}']), b"]}")
-    assert orjson.loads(body) == {"users": [{"email": "a@b.co"}, {"email": "c@d.co"}]}
-    assert bulk_body(b'{"users":[', [], b"]}") == b'{"users":[]}'
-
 
 # --- slicing -------------------------------------------------------------------------------
 

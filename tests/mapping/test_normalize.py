@@ -10,7 +10,6 @@ from dinsync.mapping.normalize import (
     normalize_email,
     normalize_phones,
     preview,
-    utf8_len,
 )
 
 
@@ -21,18 +20,23 @@ def _eval(expr: pl.Expr, values: list) -> list:
 VALID = [
     "a@b.co",
     "first.last@example.com",
-    "user+tag@example.com",
     "user+tag+more@sub.domain.example.co.uk",
     "o'hara@example.ie",
-    "x_y-z@my-domain.io",
     "!#$%&'*+/=?^_`{|}~-@example.com",
-    "1234@example.com",
-    "a@123.example.com",
-    "a@xn--mnchen-3ya.de",  # IDN domain, punycode form
-    "a@example.xn--p1ai",  # IDN top-level domain
-    "UPPER@EXAMPLE.COM",  # case does not make it invalid
+    "a@xn--mnchen-3ya.de",
     "l" * 64 + "@example.com",
-    "a@" + "d" * 63 + ".com",
+    # International addresses (RFC 6531): the platform decides, not us.
+    "amélie.457@example.net",
+    "josé@example.com",
+    "a@münchen.de",
+    "用户@例子.广告",
+    # Odd but not impossible everywhere: sent, and the platform's per-record answer decides.
+    "a@localhost",
+    "a.@example.com",
+    "a@example.com.",
+    '"quoted"@example.com',
+    "a@[1.2.3.4]",
+    "a@example.com\u200b",
 ]
 
 INVALID = [
@@ -44,30 +48,12 @@ INVALID = [
     ("a b@example.com", "whitespace"),
     ("ab@exa mple.com", "whitespace"),
     ("a\t@example.com", "whitespace"),
+    ("a\u3000b@example.com", "whitespace"),
     ("a\x00b@example.com", "control"),
-    ("a@example.com.", "ending with a dot"),
-    ("a@example", "without a dot"),
-    ("a@localhost", "without a dot"),
-    (".a@example.com", "local part with invalid"),
-    ("a.@example.com", "local part with invalid"),
-    ("a..b@example.com", "local part with invalid"),
-    ('"quoted"@example.com', "local part with invalid"),
-    ("a(comment)@example.com", "local part with invalid"),
-    ("a@-example.com", "not a valid host name"),
-    ("a@example-.com", "not a valid host name"),
-    ("a@exa_mple.com", "not a valid host name"),
-    ("a@example..com", "not a valid host name"),
-    ("a@.example.com", "not a valid host name"),
-    ("a@example.c", "not a valid host name"),
-    ("a@example.c0m", "not a valid host name"),
-    ("a@1.2.3.4", "not a valid host name"),
-    ("a@[1.2.3.4]", "not a valid host name"),
-    ("a@" + "d" * 64 + ".com", "not a valid host name"),
+    ("a\x7f@example.com", "control"),
     ("l" * 65 + "@example.com", "longer than 64"),
+    ("é" * 33 + "@example.com", "longer than 64"),
     ("a@" + ".".join(["d" * 60] * 5) + ".com", "longer than 254"),
-    ("a@münchen.de", "non-ASCII"),
-    ("jörg@example.com", "non-ASCII"),
-    ("a@example.com\u200b", "non-ASCII"),
     ("", "is empty"),
 ]
 
@@ -93,10 +79,6 @@ def test_null_email_is_not_valid_and_has_no_problem_phrase():
 def test_normalize_email_trims_and_lowercases():
     got = _eval(normalize_email(pl.col("s")), ["  Ann.Lee+X@Example.COM \n", "a@b.co", None, "\tB@C.IO"])
     assert got == ["ann.lee+x@example.com", "a@b.co", None, "b@c.io"]
-
-
-def test_utf8_len_counts_bytes():
-    assert _eval(utf8_len(pl.col("s")), ["abc", "é", "😀", "", None]) == [3, 2, 4, 0, None]
 
 
 def test_preview_cuts_long_values():

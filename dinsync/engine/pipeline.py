@@ -1,0 +1,229 @@
+"""The send phase of a run: plan rows -> Polars mapping -> requests -> transport -> checkpoints.
+
+Threads and tasks:
+- the plan is read from the warehouse in one worker thread (Arrow batches of bounded size) and
+  mapped with Polars in another, then turned into requests by the destination;
+- requests go through a bounded asyncio queue (back-pressure to the reader) to N sender tasks;
+- answers are handed to the `Checkpointer`, which commits them on its own thread.
+
+A stop request (SIGTERM/SIGINT) or a lost lock stops the reader; requests already queued are
+dropped (their rows are simply planned again next run) and those in flight get `grace_seconds`
+to finish.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import polars as pl
+
+from ..destinations.base import Destination, RecordResult, ServiceSpec, SyncSpec, Transport
+from ..errors import DestinationAuthError, RunSummary
+from ..mapping import FieldMapping, KeyMapping, map_batch
+from .commits import Checkpointer
+
+
+@dataclass
+class MappingPlan:
+    """How plan rows become mapped rows for this sync (all declared, nothing guessed)."""
+
+    key: KeyMapping
+    fields: list[FieldMapping]
+    region: str | None
+    max_row_bytes: int | None
+
+
+class Pipeline:
+    def __init__(self, *, planner, destination: Destination, service: ServiceSpec, spec: SyncSpec,
+                 mapping: MappingPlan, transport: Transport, checkpointer: Checkpointer, summary: RunSummary,
+                 options, stop, lock, progress: Callable[[str, dict[str, Any]], None],
+                 redact: Callable[[str | None], str | None], concurrency: int):
+        self.planner = planner
+        self.destination = destination
+        self.service = service
+        self.spec = spec
+        self.mapping = mapping
+        self.transport = transport
+        self.commits = checkpointer
+        self.s = summary
+        self.opts = options
+        self.stop = stop
+        self.lock = lock
+        self.progress = progress
+        self.redact = redact
+        self.concurrency = concurrency
+        self.fatal: BaseException | None = None
+        self.pending: dict[str, RecordResult] = {}
+
+    # --- the phase --------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        read_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-read")
+        work_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-map")
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.opts.queue_requests or 4 * self.concurrency)
+        try:
+            if True:  # the transport is open (entered by the caller, around the pre-flight check too)
+                await self.destination.begin_run(self.transport, self.spec)
+                workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
+                producer = asyncio.create_task(self._produce(queue, loop, read_ex, work_ex))
+                try:
+                    await producer
+                    for _ in workers:
+                        await queue.put(None)
+                    await self._join(workers)
+                except BaseException:
+                    producer.cancel()
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(producer, *workers, return_exceptions=True)
+                    if self.fatal is None:
+                        raise
+                if self.fatal is None:
+                    await self.destination.finish_run(self.transport, self.spec)
+                    if self.pending and not self._stopping():
+                        for r in await self.transport.settle(self.opts.outcome_timeout_seconds):
+                            self._settled(r)
+                stats = self.transport.transport_stats()
+                self.s.requests, self.s.throttled = stats.requests, stats.throttled
+                self.s.request_rates.update(stats.rates)
+        finally:
+            try:
+                if not self.lock.lost.is_set():
+                    await self.commits.checkpoint(force=True)
+            finally:
+                read_ex.shutdown(wait=True, cancel_futures=True)
+                work_ex.shutdown(wait=True, cancel_futures=True)
+                self.commits.close()
+        self.s.pending = len(self.pending)
+
+    def _stopping(self) -> bool:
+        return self.stop.requested or self.lock.lost.is_set()
+
+    async def _join(self, workers: list[asyncio.Task]) -> None:
+        """Wait for the workers; once a stop is requested, give requests in flight a grace period."""
+        pending = set(workers)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=0.2)
+            for task in done:
+                task.result()  # re-raise a worker's error
+            if pending and self._stopping():
+                done, pending = await asyncio.wait(pending, timeout=self.opts.grace_seconds)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for task in done:
+                    task.result()
+                return
+
+    # --- reading and mapping -------------------------------------------------------------
+    async def _produce(self, queue: asyncio.Queue, loop, read_ex, work_ex) -> None:
+        batches = self.planner.stream_sendable(self.opts.batch_rows)
+        try:
+            while not self._stopping() and self.fatal is None:
+                batch = await loop.run_in_executor(read_ex, next, batches, None)
+                if batch is None:
+                    break
+                frame = pl.from_arrow(batch)
+                mapped, rejections = await loop.run_in_executor(work_ex, self._map, frame)
+                self._record_rejections(rejections)
+                if self.spec.mode == "update" and self.service.update_needs_lookup:
+                    mapped = await self._only_existing(mapped)
+                prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
+                for rej in prepared.rejections:
+                    self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
+                    self.s.rejected += 1
+                for request in prepared.requests:
+                    if self._stopping() or self.fatal is not None:
+                        break
+                    await queue.put(request)
+        finally:
+            await loop.run_in_executor(read_ex, batches.close)
+        if self._stopping():  # requests not started yet are dropped: planned again next run
+            while not queue.empty():
+                queue.get_nowait()
+
+    def _map(self, frame: pl.DataFrame):
+        out = map_batch(frame, self.mapping.key, self.mapping.fields, max_row_bytes=self.mapping.max_row_bytes,
+                        phone_region=self.mapping.region, keep_field_text=True)
+        return out.frame, out.rejections
+
+    def _record_rejections(self, rejections: pl.DataFrame) -> None:
+        if rejections.height == 0:
+            return
+        self.s.rejected += rejections["_key"].n_unique()
+        for key, field, reason in rejections.select("_key", "field", "reason").iter_rows():
+            self.commits.rejected(key, field, self.redact(reason))
+
+    async def _only_existing(self, mapped: pl.DataFrame) -> pl.DataFrame:
+        """Update mode without an update-only write: rows new to the sync are looked up first;
+        only records that exist are kept (rows already in the snapshot are known to exist)."""
+        added = mapped.filter(pl.col("_op") == "added")
+        if added.height == 0:
+            return mapped
+        lookups = self.destination.lookup_requests(added["_key"].to_list(), added["_id"].to_list(), self.spec)
+        missing: set[str] = set()
+        for start in range(0, len(lookups), 1000):
+            if self._stopping():
+                missing.update(k for r in lookups[start:] for k in r.keys)  # not looked up: not sent
+                break
+            chunk = lookups[start:start + 1000]
+            for delivered in await asyncio.gather(*(self._deliver(r) for r in chunk)):
+                for r in delivered.problems:
+                    missing.add(r.key)
+                    self._note(r)
+        return mapped.filter(~pl.col("_key").is_in(list(missing))) if missing else mapped
+
+    # --- sending -----------------------------------------------------------------------
+    async def _deliver(self, request):
+        try:
+            return await self.transport.deliver(request)
+        except DestinationAuthError as exc:
+            self.fatal = self.fatal or DestinationAuthError(self.redact(exc.message), exc.hint)
+            raise
+
+    async def _worker(self, queue: asyncio.Queue) -> None:
+        while True:
+            request = await queue.get()
+            if request is None:
+                return
+            if self._stopping():
+                continue
+            self.s.sent += len(request.keys)
+            delivered = await self._deliver(request)
+            if delivered.ok:
+                self.commits.acknowledged(delivered.ok)
+                self.s.acknowledged += len(delivered.ok)
+            for r in delivered.problems:
+                self._note(r)
+            self.progress("sent", {"rows": len(request.keys)})
+            if not self.lock.lost.is_set():
+                await self.commits.checkpoint()
+
+    def _note(self, r: RecordResult) -> None:
+        """Count and record a record that was not acknowledged on the spot."""
+        if r.status == "pending":
+            self.pending[r.key] = r
+        elif r.status == "rejected":
+            self.s.rejected += 1
+            self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
+        elif r.status == "ok":  # e.g. a lookup that found the record
+            return
+        else:
+            if r.status == "not_found":
+                self.s.not_found += 1
+            else:
+                self.s.failed += 1
+            self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+
+    def _settled(self, r: RecordResult) -> None:
+        """The outcome of a record that was pending earlier in this run."""
+        if r.key not in self.pending or r.status == "pending":
+            return
+        del self.pending[r.key]
+        if r.status == "ok":
+            self.commits.acknowledged([r.key])
+            self.s.acknowledged += 1
+        else:
+            self._note(r)

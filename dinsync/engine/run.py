@@ -1,0 +1,254 @@
+"""One run of one sync: lock -> plan -> (pre-flight, send, settle) -> commit -> run log.
+
+Roles live in their own modules: `lock` (the sync's lock and its heartbeat), `pipeline` (the
+send phase), `commits` (checkpoints), `stop` (SIGTERM/SIGINT). This module wires them together
+and records the run. Nothing here prints: progress goes through the `progress` callback.
+
+A run whose plan has nothing to send never imports polars or aiohttp: the everyday no-op run
+after `dbt build` costs one diff in the warehouse and a few small state writes.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any, Callable
+
+from .. import __version__
+from ..destinations.base import Preflight, TransportOptions
+from ..diff.planner import DiffSpec, Planner, PlanStats
+from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
+from ..state import StateStore
+from ..warehouses.base import Warehouse
+from .lock import LockKeeper, LockLostError
+from .options import EngineOptions
+from .stop import StopToken
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class Redactor:
+    """Replaces every secret value by *** in texts that may reach logs, errors or state tables."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class SyncRun:
+    def __init__(
+        self,
+        project,
+        sync_name: str,
+        warehouse: Warehouse,
+        *,
+        full_refresh: bool = False,
+        retry_rejected: bool = False,
+        progress: Progress | None = None,
+        options: EngineOptions | None = None,
+        stop: StopToken | None = None,
+    ):
+        self.project = project
+        self.cfg = project.syncs[sync_name]
+        self.model = project.models[self.cfg.model]
+        self.dest_cfg = project.destinations[self.cfg.destination]
+        self.wh = warehouse
+        self.full_refresh = full_refresh
+        self.retry_rejected = retry_rejected
+        self.progress = progress or (lambda event, data: None)
+        self.opts = options or EngineOptions.from_env()
+        self.stop = stop or StopToken()
+        self.destination = self.dest_cfg.make_destination()
+        self.service = self.destination.service(self.cfg.service)
+        self.key_spec = self.service.key_fields[self.cfg.match_field]
+        self.redact = Redactor(self.destination.secrets())
+        self.state = StateStore(warehouse, project.state_schema)
+        self.spec = self.cfg.spec()
+        self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
+                           for f in self.cfg.fields}
+        self.planner = Planner(
+            warehouse,
+            DiffSpec(
+                sync=self.cfg.name,
+                model_sql=self.model.sql,
+                key_column=self.cfg.match_column,
+                key_normalization=self._key_normalization(),
+                fields=[(f.column, f.field) for f in self.cfg.fields],
+                state_schema=project.state_schema,
+            ),
+        )
+
+    def _key_normalization(self) -> str:
+        """The diff normalises keys the way the mapping does: declared by the destination."""
+        return {"email": "email", "phone": "phone", "string": "none"}[self.key_spec.kind]
+
+    # --- planning ----------------------------------------------------------------------
+    def plan(self) -> PlanStats:
+        """Materialise the plan only (dry run). Takes the sync's lock: the plan table is shared
+        with a run of the same sync."""
+        self.state.migrate()
+        run_id = "plan-" + self.state.new_run_id()
+        lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
+        lock.acquire()
+        try:
+            self.planner.ensure_state()
+            return self.planner.plan(full_refresh=self.full_refresh)
+        finally:
+            lock.release()
+
+    # --- a full run --------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        started = time.monotonic()
+        self.state.migrate()
+        run_id = self.state.new_run_id()
+        s = RunSummary(sync=self.cfg.name, run_id=run_id)
+        self.summary = s
+        lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
+        lock.acquire()
+        try:
+            self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
+                                 __version__)
+            try:
+                self._run(s, lock)
+            except ConfigError as exc:  # e.g. the pre-flight check: already located and redacted
+                s.status, s.error = "failed", exc.message
+                raise
+            except DinsyncError as exc:  # the run log records every failure, then the CLI reports it
+                s.status, s.error = "failed", self.redact(exc.message)
+                raise type(exc)(s.error, exc.hint) from None
+            except Exception as exc:
+                s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
+                raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from None
+            finally:
+                s.seconds = time.monotonic() - started
+                self.state.finish_run(s)
+        finally:
+            lock.release()
+        return s
+
+    def _run(self, s: RunSummary, lock: LockKeeper) -> None:
+        self.progress("plan", {"sync": self.cfg.name})
+        self.planner.ensure_state()
+        stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
+        s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
+        s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
+        s.parked = self.planner.parked_count()
+        th = self.cfg.thresholds
+        if stats.segment_rows and stats.duplicate_rows:
+            share = 100.0 * stats.duplicate_rows / stats.segment_rows
+            sample = ", ".join(repr(k)[:60] for k, _ in self.planner.duplicates_sample(5))
+            text = (f"{stats.duplicate_rows} rows ({share:.1f}%) share {stats.duplicate_keys} duplicated matching "
+                    f"keys and were withheld (e.g. {sample})")
+            if share > th.max_duplicate_pct:
+                raise DuplicateKeysError(
+                    self.redact(text) + f"; over the {th.max_duplicate_pct}% limit, nothing was sent",
+                    hint="make the model's matching column unique",
+                )
+            s.warnings.append(self.redact(text))
+        if stats.null_keys:
+            self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
+        if s.parked and not self.retry_rejected:
+            self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
+                                              "(--retry-rejected sends them again)"})
+        sendable = stats.added + stats.changed
+        self.progress("send", {"total": sendable})
+        if sendable and not self.stop.requested:
+            with self.wh.streaming():
+                asyncio.run(self._send(s, lock))
+        self.progress("finish", {})
+        if self.stop.requested:
+            s.status = "cancelled"
+            s.error = (f"stopped by {self.stop.signal_name}: acknowledged rows were committed; the rest is sent "
+                       "by the next run")
+            return
+        lock.check()
+        s.removed = self.planner.commit_removed()
+        if self.full_refresh:
+            self.planner.commit_full_refresh_cleanup()
+        if s.failed or s.pending:
+            s.status = "failed"
+            parts = []
+            if s.failed:
+                parts.append(f"{s.failed} rows could not be delivered (after retries)")
+            if s.pending:
+                parts.append(f"the outcome of {s.pending} rows did not arrive in time")
+            s.error = "; ".join(parts) + ": they stay out of the snapshot and are sent again by the next run"
+            return
+        bad = s.rejected + s.not_found
+        if sendable and bad and 100.0 * bad / sendable > th.max_rejected_pct:
+            s.warnings.append(f"{bad} of {sendable} rows ({100.0 * bad / sendable:.1f}%) were rejected or not found "
+                              f"(threshold {th.max_rejected_pct}%)")
+        s.status = "warning" if s.warnings else "success"
+
+    async def _send(self, s: RunSummary, lock: LockKeeper) -> None:
+        # Imported here: a run with nothing to send never loads polars or aiohttp.
+        from ..mapping import FieldMapping, KeyMapping
+        from .commits import Checkpointer
+        from .pipeline import MappingPlan, Pipeline
+
+        transport = self.destination.make_transport(transport_options(self.dest_cfg))
+        commits = Checkpointer(self.planner, self.state, lock, s.run_id, self.cfg.name,
+                               rows=self.opts.checkpoint_rows, seconds=self.opts.checkpoint_seconds,
+                               progress=self.progress)
+        mapping = MappingPlan(
+            key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind, max_length=self.key_spec.max_length),
+            fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
+                    for i, f in enumerate(self.cfg.fields)],
+            region=self.destination.default_region(),
+            max_row_bytes=self.service.max_row_bytes,
+        )
+        pipeline = Pipeline(planner=self.planner, destination=self.destination, service=self.service,
+                            spec=self.spec, mapping=mapping, transport=transport, checkpointer=commits,
+                            summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
+                            redact=self.redact, concurrency=self.dest_cfg.concurrency)
+        async with transport:
+            await self._preflight(transport)
+            await pipeline.run()
+        if pipeline.fatal is not None:
+            raise pipeline.fatal
+        if lock.lost.is_set():
+            raise LockLostError(f"sync {self.cfg.name!r}: another run took the lock over; this run stopped")
+
+    async def _preflight(self, transport) -> None:
+        """The destination checks the mapping against the platform's schema before anything is sent."""
+        result: Preflight = await self.destination.preflight(transport, self.spec)
+        for field, kind in result.kinds.items():
+            if self.spec.kinds.get(field, "auto") == "auto":
+                self.spec.kinds[field] = kind
+        if result.issues:
+            raise ConfigError(config_issues(self.project, self.cfg, result, self.redact))
+
+
+def transport_options(dest_cfg) -> TransportOptions:
+    """The generic delivery settings of a configured destination."""
+    return TransportOptions(rate_overrides=dict(dest_cfg.rate_limits), limits_enabled=dest_cfg.limits_enabled,
+                            concurrency=dest_cfg.concurrency, timeout=dest_cfg.timeout_seconds)
+
+
+def config_issues(project, cfg, result: Preflight, redact: Callable[[str | None], str | None]) -> list[ConfigIssue]:
+    """Pre-flight findings as configuration issues located in the sync file."""
+    issues = []
+    for i in result.issues:
+        line = cfg.line("match.field") if i.field is None else next(
+            (f.line("field") for f in cfg.fields if f.field == i.field), None)
+        issues.append(ConfigIssue(redact(i.message), project.relative(cfg.path), line, i.hint))
+    return issues
+
+
+def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
+    """`dinsync validate`: run a sync's pre-flight check against the platform (no warehouse needed)."""
+    cfg = project.syncs[sync_name]
+    dest_cfg = project.destinations[cfg.destination]
+    destination = dest_cfg.make_destination()
+
+    async def check() -> Preflight:
+        async with destination.make_transport(transport_options(dest_cfg)) as transport:
+            return await destination.preflight(transport, cfg.spec())
+
+    return config_issues(project, cfg, asyncio.run(check()), Redactor(destination.secrets()))

@@ -1,0 +1,68 @@
+"""Graceful stop on SIGTERM / SIGINT (what Airflow, Kubernetes and Ctrl-C send).
+
+The first signal asks the running sync to stop: it reads no new batch, lets requests in flight
+finish within a grace period, commits what was acknowledged and records the run as `cancelled`.
+A second signal exits at once with the same code: still safe, as after a `kill -9` (the snapshot
+only ever holds acknowledged rows).
+
+Exit codes follow the shell convention: 128 + signal number (130 for SIGINT, 143 for SIGTERM).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Iterator
+
+
+class StopToken:
+    """Set once a stop was requested; carries the signal that asked for it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum: int | None = None
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGTERM)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum or signal.SIGTERM).name
+
+
+@contextlib.contextmanager
+def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = None) -> Iterator[StopToken]:
+    """Route SIGTERM and SIGINT to `token` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+    previous = {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        if token.requested:
+            sys.stderr.write(f"second {signal.Signals(signum).name}: exiting now\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        token.request(signum)
+        if on_first is not None:
+            on_first(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield token
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
