@@ -1,0 +1,125 @@
+"""What orchestrators do to a run: SIGTERM / SIGINT mid-sync, and runs that stay silent longer
+than the lock's expiry."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from dinsync.cli import connect_warehouse
+from dinsync.config import load_project
+from dinsync.engine import SyncRun
+from tests.e2e.test_crash import run_sync_process, sandbox_users, segment
+from tests.e2e.test_toy_destination import OutboxProject
+from tests.toy_destination import OutboxProcessor
+
+ROWS = 6000
+
+
+def _start_slow_sync(project, latency: float = 0.05) -> subprocess.Popen:
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    project.seed(ROWS)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.thread.set_faults(latency=latency, jitter=0.02)
+    proc = run_sync_process(project)
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < 10 * min(1.0, 0.05 / latency):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(project, signum):
+    proc = _start_slow_sync(project)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "cancelled" and signal.Signals(signum).name in run["error"]
+    assert 0 < run["acknowledged"] < ROWS
+
+    delivered, committed = sandbox_users(project), project.snapshot_keys()
+    expected = segment(project)
+    assert committed <= set(delivered)
+    assert all(delivered[k] == expected[k] for k in committed)
+    # what was acknowledged before the stop was committed, not thrown away
+    assert len(committed) == run["acknowledged"]
+    statuses = [r[0] for r in project.sql("select status from dinsync.runs order by started_at")]
+    assert statuses == ["cancelled"]
+    assert project.sql("select count(*) from dinsync.locks")[0][0] == 0  # released on the way out
+
+    project.thread.set_faults(latency=0.0, jitter=0.0)
+    rerun = run_sync_process(project)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, (out, err)
+    [again] = json.loads(out)["runs"]
+    assert again["added"] == ROWS - len(committed)
+    assert sandbox_users(project) == expected and project.snapshot_keys() == set(expected)
+
+
+@pytest.mark.slow
+def test_second_signal_exits_at_once_and_stays_safe(project):
+    proc = _start_slow_sync(project, latency=3.0)  # requests in flight keep a graceful stop waiting
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 1.5
+    delivered, committed = sandbox_users(project), project.snapshot_keys()
+    assert committed <= set(delivered)
+    project.thread.set_faults(latency=0.0, jitter=0.0)
+    rerun = run_sync_process(project)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, (out, err)
+    assert sandbox_users(project) == segment(project)
+
+
+@pytest.mark.slow
+def test_run_silent_past_the_lock_expiry_keeps_its_lock(tmp_path, monkeypatch):
+    """A run waiting on a slow platform (no acknowledgement, so no checkpoint) for longer than
+    the lock's expiry still holds its lock: its heartbeat refreshes it. (Both runs share one
+    process here, because DuckDB itself lets one process at a time open the file.)"""
+    p = OutboxProject(tmp_path / "proj", monkeypatch)
+    p.seed(50)
+    monkeypatch.setenv("DINSYNC_LOCK_TTL_SECONDS", "1")
+    monkeypatch.setenv("DINSYNC_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "30")
+    project = load_project(p.root)
+    result: dict = {}
+
+    def first_run() -> None:
+        wh = connect_warehouse(project.warehouse, project.root)
+        try:
+            result["summary"] = SyncRun(project, "people", wh).run()
+        except Exception as exc:  # reported by the assertions below
+            result["error"] = exc
+        finally:
+            wh.close()
+
+    with OutboxProcessor(p.outbox) as platform:
+        platform.paused.set()
+        thread = threading.Thread(target=first_run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not list(p.outbox.glob("*.jsonl")):  # the first run handed its file over and waits
+            assert thread.is_alive() and time.monotonic() < deadline, result
+            time.sleep(0.02)
+        time.sleep(2.5)  # well past the 1 s expiry
+        second = p.sync()
+        assert second["exit_code"] == 5, second
+        assert "already running" in second["error"]
+        platform.paused.clear()
+        thread.join(60)
+    assert "error" not in result, result
+    summary = result["summary"]
+    assert summary.status == "success" and summary.acknowledged == 50
+    assert len(p.snapshot()) == 50
