@@ -228,3 +228,35 @@ def test_full_refresh_resends_everything(project):
     project.requests.clear()
     run = project.sync("--full-refresh")["runs"][0]
     assert run["added"] == 20 and run["acknowledged"] == 20 and len(users_sent(project)) == 20
+
+
+def test_international_addresses_reach_iterable_and_its_answer_decides(project):
+    project.sql("insert into main.customers values "
+                "(201, 'amélie.457@example.net', 'u-201', 'Amélie', 'free', 1), "
+                "(202, 'JOSÉ@Example.com', 'u-202', 'José', 'free', 1), "
+                "(203, 'a@localhost', 'u-203', 'Local', 'free', 1)")
+    run = project.sync()["runs"][0]
+    sent = {u["email"] for u in users_sent(project)}
+    assert {"amélie.457@example.net", "josé@example.com", "a@localhost"} <= sent  # nothing refused client-side
+    assert sandbox_user(project, "amélie.457@example.net")["dataFields"]["firstName"] == "Amélie"
+    assert (run["acknowledged"], run["rejected"]) == (22, 1)
+    [(status, reason)] = project.sql("select status, reason from dinsync.rejections where key = 'a@localhost'")
+    assert status == "rejected" and reason == "Iterable: invalid email address"
+    assert "a@localhost" not in project.snapshot_keys()
+
+
+def test_reserved_phone_number_field_is_sent_in_e164_or_rejected(project):
+    project.sql("alter table main.customers add column phone varchar")
+    project.sql("update main.customers set phone = '(415) 555-01' || lpad(cast(id as varchar), 2, '0')")
+    project.sql("update main.customers set phone = 'call me' where id = 4")
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, phone from main.customers\n")
+    project.write(fields=("first_name: firstName", "phone: phoneNumber"),
+                  destination_extra="    phone_region: US\n")
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, phone from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (19, 1)
+    assert sandbox_user(project, "user7@example.com")["dataFields"]["phoneNumber"] == "+14155550107"
+    [reason] = [r[0] for r in project.sql("select reason from dinsync.rejections where key = 'user4@example.com'")]
+    assert "phoneNumber" in reason and "invalid phone number" in reason and "'call me'" in reason
