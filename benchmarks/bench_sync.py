@@ -1,13 +1,20 @@
-"""End-to-end sync benchmark: DuckDB model -> dinsync -> Iterable sandbox in its own process.
+"""End-to-end sync benchmark: DuckDB model -> `dinsync sync` (the whole command) -> a sink in its own process.
+
+Dataset (deterministic): N customers x 9 mapped fields (text, numbers, a date, a timestamp held as
+text, a boolean), ~7.5% of emails with a non-ASCII local part (`amélie.40@example.net`).
 
 Scenarios (each prints a line; nothing is asserted):
-  first   first sync of N rows, limits off (dinsync CLI in a subprocess, wall clock, peak RSS)
-  churn   2% of rows changed, no updated_at column: only those rows travel
+  first   first sync of N rows, no rate limit: wall clock as a user times it, rows/s, every row
+          delivered (distinct emails at the sink), peak RSS of the dinsync process
+  churn   2% of rows changed (no updated_at column): only those rows travel
   noop    nothing changed
-  rate    a sync under Iterable's documented bulkUpdate limit (5 req/s): achieved rate, 429s
-Baseline, in the same process run: a naive row-by-row sender in the style of peer tools
-(fetch rows as Python tuples, build dicts, orjson per batch, one request at a time, resend all
-rows when no cursor column exists).
+  rate    a sync under Iterable's documented bulkUpdate limit (5 req/s) against the full sandbox:
+          achieved rate and 429s
+The sink (`--sink fast`, default) is `benchmarks/bulk_sink.py`, an Iterable-shaped bulk endpoint
+that does not store profiles; `--sink sandbox` uses the full Iterable sandbox (which answers
+~150-200 bulk requests/s and then bounds the first sync). Baseline, in the same run: a naive
+row-by-row sender in the style of peer tools (rows fetched as Python tuples, dicts, orjson per
+batch, one request at a time, everything resent when there is no cursor column).
 
     python benchmarks/bench_sync.py --rows 1000000
 """
@@ -17,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,23 +55,30 @@ service: users
 mode: upsert
 match: {column: email, field: email}
 fields: {first_name: firstName, last_name: lastName, plan: plan, city: city, ltv: ltv,
-         signup_date: signupDate, score: score, is_active: isActive}
+         signup_date: signupDate, last_seen: lastSeen, score: score, is_active: isActive}
 """
 SEED = """
 create or replace table main.customers as
-select i as id, 'user' || i || '@example.com' as email, 'First' || (i % 5000) as first_name,
-       'Last' || (i % 7919) as last_name, ['free','pro','team'][1 + i % 3] as plan,
-       ['Paris','Lyon','Berlin','Oslo'][1 + i % 4] as city, (i % 10007) / 3.0 as ltv,
-       date '2020-01-01' + cast(i % 2000 as integer) as signup_date, i % 100 as score,
-       i % 2 = 0 as is_active
+select i as id,
+       case when i % 40 < 3 then ['amélie', 'josé', 'zoë'][1 + i % 3] || '.' || i || '@example.net'
+            else 'user' || i || '@example.com' end as email,
+       'First' || (i % 5000) as first_name, 'Last' || (i % 7919) as last_name,
+       ['free','pro','team'][1 + i % 3] as plan, ['Paris','Lyon','Berlin','Oslo'][1 + i % 4] as city,
+       (i % 10007) / 3.0 as ltv, date '2020-01-01' + cast(i % 2000 as integer) as signup_date,
+       strftime(timestamp '2024-01-01' + to_seconds(i * 37 % 31536000), '%Y-%m-%dT%H:%M:%SZ') as last_seen,
+       i % 100 as score, i % 2 = 0 as is_active
 from range(1, {rows} + 1) t(i)
 """
+SINK = Path(__file__).with_name("bulk_sink.py")
 
 
-def start_sandbox(limits: bool) -> tuple[subprocess.Popen, str]:
-    args = [sys.executable, "-m", "dinsync.sandbox", "iterable", "--port", "0", "--api-key", KEY]
-    if not limits:
-        args.append("--no-limits")
+def start_sink(kind: str, limits: bool) -> tuple[subprocess.Popen, str]:
+    if kind == "fast":
+        args = [sys.executable, str(SINK), "--port", "0"]
+    else:
+        args = [sys.executable, "-m", "dinsync.sandbox", "iterable", "--port", "0", "--api-key", KEY]
+        if not limits:
+            args.append("--no-limits")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     assert line.startswith("listening "), line
@@ -84,19 +97,30 @@ def make_project(root: Path, url: str, rows: int, limits: bool, concurrency: int
     con.close()
 
 
-def cli_sync(root: Path) -> tuple[dict, float]:
+def cli_sync(root: Path) -> tuple[dict, float, float]:
+    """One `dinsync sync` as a user runs it: (run summary, wall seconds, peak RSS MB of that process)."""
     env = dict(os.environ, BENCH_ITERABLE_KEY=KEY)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "-p", str(root), "--json", "sync"],
-                          env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "-p", str(root), "--json", "sync"],
+                                env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode not in (0, 4):
-        raise SystemExit(f"sync failed ({proc.returncode}): {proc.stdout}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)["runs"][0], wall
+        raise SystemExit(f"sync failed ({proc.returncode}): {stdout}\n{stderr[-3000:]}")
+    return json.loads(stdout)["runs"][0], wall, usage.ru_maxrss / 1024
 
 
-def peak_child_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def sink_stats(url: str) -> dict:
+    async def get() -> dict:
+        async with aiohttp.ClientSession() as session, session.get(url + "/stats") as resp:
+            return await resp.json()
+
+    return asyncio.run(get())
 
 
 async def naive_send(url: str, rows: list[tuple], columns: list[str], batch: int = 1000) -> int:
@@ -134,54 +158,60 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.02)
     ap.add_argument("--rate-rows", type=int, default=50_000, help="rows for the rate-limit scenario (0: skip)")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--sink", choices=("fast", "sandbox"), default="fast")
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
     results = []
+    delivered = None
     with tempfile.TemporaryDirectory(prefix="dinsync-bench-") as tmp:
         root = Path(tmp) / "fast"
-        sandbox, url = start_sandbox(limits=False)
+        sink, url = start_sink(args.sink, limits=False)
         try:
             make_project(root, url, args.rows, limits=False, concurrency=args.concurrency)
-            run, wall = cli_sync(root)
-            rss = peak_child_rss_mb()
-            results.append(("first sync", args.rows, wall, run["seconds"], run["acknowledged"] / wall, rss,
+            run, wall, rss = cli_sync(root)
+            results.append(("first sync", run["acknowledged"], wall, run["seconds"], run["acknowledged"] / wall, rss,
                             run["requests"], run["throttled"]))
+            if args.sink == "fast":
+                delivered = sink_stats(url)["distinct"]
             con = duckdb.connect(str(root / "warehouse.duckdb"))
             step = max(1, round(1 / args.churn))
             con.execute(f"update main.customers set plan = 'enterprise', score = score + 1 where id % {step} = 0")
             con.close()
-            run, wall = cli_sync(root)
+            run, wall, rss = cli_sync(root)
             results.append((f"{args.churn:.0%} churn", run["changed"], wall, run["seconds"], run["acknowledged"] / wall,
-                            peak_child_rss_mb(), run["requests"], run["throttled"]))
-            run, wall = cli_sync(root)
-            results.append(("no-op", 0, wall, run["seconds"], 0.0, peak_child_rss_mb(), run["requests"],
-                            run["throttled"]))
+                            rss, run["requests"], run["throttled"]))
+            run, wall, rss = cli_sync(root)
+            results.append(("no-op", 0, wall, run["seconds"], 0.0, rss, run["requests"], run["throttled"]))
             baseline = None if args.no_baseline else naive_baseline(root, url)
         finally:
-            sandbox.terminate()
-            sandbox.wait()
+            sink.terminate()
+            sink.wait()
         if args.rate_rows:
-            sandbox, url = start_sandbox(limits=True)
+            sink, url = start_sink("sandbox", limits=True)
             try:
                 rroot = Path(tmp) / "rate"
                 make_project(rroot, url, args.rate_rows, limits=True, concurrency=args.concurrency)
-                run, wall = cli_sync(rroot)
+                run, wall, rss = cli_sync(rroot)
                 # achieved bulkUpdate rate between the first and the last request the sender started
                 rate = run["request_rates"].get("bulk_update", 0.0)
-                results.append(("rate 5/s", run["acknowledged"], wall, run["seconds"], run["acknowledged"] / wall,
-                                peak_child_rss_mb(), run["requests"], run["throttled"]))
+                results.append(("rate 5/s (sandbox)", run["acknowledged"], wall, run["seconds"],
+                                run["acknowledged"] / wall, rss, run["requests"], run["throttled"]))
                 results.append((f"  -> req/s {rate / 5.0:.1%} of 5", None, None, None, rate, None, None, None))
             finally:
-                sandbox.terminate()
-                sandbox.wait()
+                sink.terminate()
+                sink.wait()
     print(f"{'scenario':<22}{'rows':>10}{'wall s':>9}{'engine s':>10}{'rows/s':>12}{'peak RSS MB':>13}"
           f"{'requests':>10}{'429s':>6}")
     for name, rows, wall, eng, rps, rss, reqs, thr in results:
         def fmt(v, f):
             return "" if v is None else format(v, f)
 
-        print(f"{name:<22}{fmt(rows, ',d'):>10}{fmt(wall, '.2f'):>9}{fmt(eng, '.2f'):>10}{fmt(rps, ',.2f' if rps and rps < 100 else ',.0f'):>12}"
+        print(f"{name:<22}{fmt(rows, ',d'):>10}{fmt(wall, '.2f'):>9}{fmt(eng, '.2f'):>10}"
+              f"{fmt(rps, ',.2f' if rps and rps < 100 else ',.0f'):>12}"
               f"{fmt(rss, '.0f'):>13}{fmt(reqs, 'd'):>10}{fmt(thr, 'd'):>6}")
+    if delivered is not None:
+        print(f"delivered: {delivered:,} distinct users at the sink of {args.rows:,} rows "
+              f"({'all' if delivered == args.rows else 'NOT all'})")
     if baseline:
         first = results[0][4]
         print(f"naive row-by-row baseline (full resend, 1 request at a time): {baseline:,.0f} rows/s; "
