@@ -586,6 +586,19 @@ def test_fields_and_unique_key(make):
     assert status == 400
 
 
+def test_email_case_option_and_field_types_option(make):
+    runner, sandbox = make(lowercase_emails=False, fields_data_type=True)
+    token = auth(runner.url)
+    status, _, body = http("POST", runner.url, "/data/contacts", {"email": "Mixed@Example.com"}, token=token)
+    assert status == 201 and body["email"] == "Mixed@Example.com"
+    assert http("GET", runner.url, "/data/contacts/Mixed@Example.com", token=token)[0] == 200
+    assert http("GET", runner.url, "/data/contacts/mixed@example.com", token=token)[0] == 404
+    _, _, fields = http("GET", runner.url, "/data/fields/contacts?per_page=5&page_number=2", token=token)
+    assert fields["count_element"] == 10 and len(fields["elements"]) == 5
+    assert [(e["name"], e["data_type"]) for e in fields["elements"][1:]] == [
+        ("plan", "text"), ("visits", "int"), ("ltv", "double"), ("birthday", "date")]
+
+
 # ---------------------------------------------------------------- REST: limits and faults
 class FrozenClock:
     def __init__(self, now: float = 1000.25):

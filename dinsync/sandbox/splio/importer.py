@@ -10,8 +10,14 @@ then renamed, so a reader never sees half a report):
      "reason": null | {"code", "message"}, "insert_allowed": bool, "separator": ";",
      "columns": [...], "counts": {"lines", "inserted", "updated", "not_found", "rejected"},
      "rows": [{"line", "email", "status", "code", "message"}], "received_at", "processed_at"}
-`line` is the physical line number (the header is line 1). A processed file has one row per data
-line, in file order; a rejected file has none (nothing of it was imported).
+`line` is the physical line number (the header is line 1); `email` is the cell as written in the
+file (the contact is stored lowercased). A processed file has one row per data line, in file
+order; a rejected file has none (nothing of it was imported).
+* row `status` / `code`: inserted / "", updated / "", not_found / "not_found" (insert not allowed),
+  rejected / one of wrong_email, wrong_value, wrong_type, is_blank (no email), field_count,
+  empty_line, malformed_line (a broken quote that does not run onto another line);
+* file `reason.code`: file_name, bom, not_utf8, empty_file, bad_header (empty or repeated column),
+  unknown_column, missing_column, multi_line_value, too_many_lines, injected (a fault).
 """
 from __future__ import annotations
 
