@@ -2,5 +2,7 @@
 from .faults import Faults
 from .iterable import IterableOptions, IterableSandbox
 from .runner import SandboxThread, build_sandbox, serve
+from .splio import SftpFaults, SplioOptions, SplioSandbox
 
-__all__ = ["Faults", "IterableOptions", "IterableSandbox", "SandboxThread", "build_sandbox", "serve"]
+__all__ = ["Faults", "IterableOptions", "IterableSandbox", "SandboxThread", "SftpFaults", "SplioOptions",
+           "SplioSandbox", "build_sandbox", "serve"]

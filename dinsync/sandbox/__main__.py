@@ -1,7 +1,10 @@
 """`python -m dinsync.sandbox iterable --port 8765 --api-key KEY [--no-limits] [--project-type email]`
+`python -m dinsync.sandbox splio --sftp-port P --http-port Q --api-key K --sftp-user U --sftp-password-env VAR`
 
-Prints `listening http://127.0.0.1:PORT` as its first line, serves until SIGINT/SIGTERM, exits 0.
-The key may come from DINSYNC_SANDBOX_API_KEY instead of the command line (keeps it out of `ps`).
+Prints `listening http://127.0.0.1:PORT` as its first line (Splio: `listening sftp://127.0.0.1:P
+http://127.0.0.1:Q`, then `known_hosts [127.0.0.1]:P ssh-ed25519 AAAA...`), serves until
+SIGINT/SIGTERM, exits 0. The key may come from DINSYNC_SANDBOX_API_KEY instead of the command line
+(keeps it out of `ps`); the SFTP password only ever comes from an environment variable.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import sys
 from .faults import Faults
 from .iterable import FAILURE_LISTS
 from .runner import build_sandbox, serve
+from .splio import SplioOptions
 
 KEY_ENV = "DINSYNC_SANDBOX_API_KEY"
 
@@ -37,7 +41,80 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     it.add_argument("--jitter", type=float, default=0.0, help="random extra seconds, up to this")
     it.add_argument("--seed", type=int, default=0)
+    _splio_parser(platforms)
     return parser
+
+
+def _splio_parser(platforms: argparse._SubParsersAction) -> None:
+    sp = platforms.add_parser("splio", help="Splio's SFTP contact imports and contacts API")
+    d = SplioOptions()
+    sp.add_argument("--http-port", type=int, default=8766, help="API port on 127.0.0.1 (0: any free port)")
+    sp.add_argument("--sftp-port", type=int, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
+    sp.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
+    sp.add_argument("--sftp-user", default="dinsync")
+    sp.add_argument("--sftp-password-env", metavar="VAR", help="environment variable holding the SFTP password")
+    sp.add_argument("--sftp-authorized-key", action="append", default=[], metavar="FILE",
+                    help="OpenSSH public key file accepted for the user (repeatable)")
+    sp.add_argument("--host-key", metavar="FILE", help="OpenSSH private host key (default: a new ed25519 key)")
+    sp.add_argument("--root", metavar="DIR", help="SFTP root folder (default: a temporary folder)")
+    sp.add_argument("--universe", default=d.universe)
+    sp.add_argument("--insert-allowed", action="store_true", help="imports create unknown contacts")
+    sp.add_argument("--custom-field", action="append", default=[], metavar="NAME:TYPE",
+                    help="custom contact field, type text|int|double|date (repeatable; ids from 0)")
+    sp.add_argument("--separator", default=d.separator)
+    sp.add_argument("--file-name-pattern", default=d.file_name_pattern)
+    sp.add_argument("--empty-cells", choices=("clear", "keep"), default=d.empty_cells)
+    sp.add_argument("--custom-field-columns", choices=("name", "id", "both"), default=d.custom_field_columns)
+    sp.add_argument("--poll-interval", type=float, default=d.poll_interval)
+    sp.add_argument("--max-lines", type=int, default=d.max_lines)
+    sp.add_argument("--token-lifetime", type=float, default=d.token_lifetime, help="seconds")
+    sp.add_argument("--no-limits", action="store_true", help="turn rate limits off")
+    sp.add_argument("--bulk-own-limit", action="store_true", help="bulk gets its own bucket instead of sharing "
+                    "the contacts one")
+    sp.add_argument("--custom-fields-by-name", action="store_true")
+    sp.add_argument("--error-rate", type=float, default=0.0)
+    sp.add_argument("--reset-rate", type=float, default=0.0)
+    sp.add_argument("--throttle-rate", type=float, default=0.0)
+    sp.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    sp.add_argument("--seed", type=int, default=0)
+
+
+def _splio(parser: argparse.ArgumentParser, args: argparse.Namespace, keys: list[str]) -> int:
+    users = {}
+    if args.sftp_user:
+        password = os.environ.get(args.sftp_password_env) if args.sftp_password_env else None
+        if args.sftp_password_env and not password:
+            parser.error(f"environment variable {args.sftp_password_env} is empty or unset")
+        try:
+            public_keys = [open(path, encoding="utf-8").read() for path in args.sftp_authorized_key]
+        except OSError as exc:
+            parser.error(f"cannot read an authorized key: {exc}")
+        if not (password or public_keys):
+            parser.error("give --sftp-password-env or --sftp-authorized-key for the SFTP user")
+        users[args.sftp_user] = {"password": password, "public_keys": public_keys}
+    fields = []
+    for spec in args.custom_field:
+        name, _, kind = spec.partition(":")
+        fields.append({"name": name, "type": kind or "text"})
+    try:
+        faults = Faults(error_rate=args.error_rate, reset_rate=args.reset_rate, throttle_rate=args.throttle_rate,
+                        latency=args.latency, seed=args.seed)
+        sandbox = build_sandbox(
+            "splio", api_keys=keys, faults=faults, sftp_port=args.sftp_port, sftp_users=users,
+            host_key=args.host_key, root=args.root, universe=args.universe, insert_allowed=args.insert_allowed,
+            custom_fields=fields, separator=args.separator, file_name_pattern=args.file_name_pattern,
+            empty_cells=args.empty_cells, custom_field_columns=args.custom_field_columns,
+            poll_interval=args.poll_interval, max_lines=args.max_lines, token_lifetime=args.token_lifetime,
+            limits=not args.no_limits, bulk_shares_contacts_limit=not args.bulk_own_limit,
+            custom_fields_by_name=args.custom_fields_by_name)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    try:
+        serve(sandbox, args.http_port)
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])
     if not keys:
         parser.error(f"give --api-key or set {KEY_ENV}")
+    if args.platform == "splio":
+        return _splio(parser, args, keys)
     try:
         faults = Faults(error_rate=args.error_rate, reset_rate=args.reset_rate, throttle_rate=args.throttle_rate,
                         latency=args.latency, jitter=args.jitter, seed=args.seed)

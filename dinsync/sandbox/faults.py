@@ -277,6 +277,18 @@ class RateLimiter:
         hits.append(now)
         return None
 
+    def usage(self, key: str, limit: float) -> tuple[int, float]:
+        """(requests left in the current window, seconds until a slot frees up), for rate-limit headers."""
+        now = self.clock()
+        if self.window == "fixed":
+            start = math.floor(now / self.period) * self.period
+            seen_start, count = self._fixed.get(key, (start, 0))
+            used = count if seen_start == start else 0
+            return max(0, int(limit) - used), start + self.period - now
+        hits = self._hits.get(key, ())
+        live = [t for t in hits if t > now - self.period]
+        return max(0, int(limit) - len(live)), (live[0] + self.period - now) if live else self.period
+
     def clear(self) -> None:
         self._hits.clear()
         self._fixed.clear()

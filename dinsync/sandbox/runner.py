@@ -1,6 +1,7 @@
 """Running a sandbox: in a background thread (tests, demo) or in the foreground (CLI, benchmarks).
 
-A sandbox is any object with `async start(port) -> url` and `async stop()`. Its state lives on
+A sandbox is any object with `async start(port) -> url` and `async stop()`; one serving several
+URLs (Splio: SFTP and HTTP) also has `urls` and `banner_lines()`, which `serve` prints. Its state lives on
 its own event loop; from other threads, go through `SandboxThread.call`, which runs a function
 on that loop and hands back the result.
 """
@@ -16,8 +17,9 @@ from typing import Any, Callable, TextIO
 
 from .faults import Fault
 from .iterable import IterableSandbox
+from .splio import SplioSandbox
 
-PLATFORMS = {"iterable": IterableSandbox}
+PLATFORMS = {"iterable": IterableSandbox, "splio": SplioSandbox}
 
 
 def build_sandbox(platform: str, api_key: str | None = None, *, api_keys: list[str] | None = None,
@@ -139,8 +141,9 @@ def serve(sandbox: Any, port: int = 0, out: TextIO | None = None, freeze_gc: boo
     `sandbox` is a sandbox object, or a platform name built with `build_sandbox(name, **build)`
     (e.g. `serve("iterable", port=8765, api_key="k", limits=False)`).
 
-    The first line written to `out` (stdout) is `listening http://127.0.0.1:PORT`; benchmarks
-    and scripts wait for it. `freeze_gc` (for a process of its own): every second, move the
+    The first line written to `out` (stdout) is `listening http://127.0.0.1:PORT` (all of the
+    sandbox's `urls`, space-separated, when it has several), then its `banner_lines()` if any;
+    benchmarks and scripts wait for it. `freeze_gc` (for a process of its own): every second, move the
     objects alive so far out of the garbage collector's reach (`gc.freeze`). A million stored
     users otherwise make each full collection walk them all, which cost ~40% of the CPU of a
     bulk load; the price is that cyclic garbage alive at a freeze is never reclaimed.
@@ -165,7 +168,9 @@ async def _serve(sandbox: Any, port: int, out: TextIO, freeze_gc: bool) -> None:
         loop.add_signal_handler(sig, stopping.set)
     try:
         url = await sandbox.start(port)
-        print(f"listening {url}", file=out, flush=True)
+        print(f"listening {' '.join(getattr(sandbox, 'urls', None) or [url])}", file=out, flush=True)
+        for line in getattr(sandbox, "banner_lines", list)():
+            print(line, file=out, flush=True)
         freezer = asyncio.create_task(_freeze_gc_forever()) if freeze_gc else None
         await stopping.wait()
         if freezer is not None:
