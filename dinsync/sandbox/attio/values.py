@@ -33,6 +33,7 @@ _ISO = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _PSL = PublicSuffixList(only_icann=True)
+_META = frozenset({"active_from", "active_until", "created_by_actor", "attribute_type"})
 
 
 class RecordLookup(Protocol):
@@ -143,7 +144,7 @@ def value_key(attr_type: str, props: dict) -> Any:
         return props["status"]["id"]["status_id"]
     if attr_type == "record-reference":
         return props["target_record_id"]
-    return orjson.dumps({k: v for k, v in props.items() if k != "attribute_type"}, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps({k: v for k, v in props.items() if k not in _META}, option=orjson.OPT_SORT_KEYS)
 
 
 # ---------------------------------------------------------------- write forms
