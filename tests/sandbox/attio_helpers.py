@@ -12,7 +12,7 @@ import jsonschema
 import orjson
 
 from dinsync.sandbox import AttioSandbox, SandboxThread
-from tests.spec_validation import _ATTIO_URI, _attio_registry, _attio_templates, _pointer, attio_spec
+from tests.spec_validation import _ATTIO_URI, _attio_templates, _pointer, attio_spec
 
 KEY = "attio-test-token-4e2b9c"
 PEOPLE = "/v2/objects/people/records"

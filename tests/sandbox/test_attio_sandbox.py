@@ -9,7 +9,7 @@ import pytest
 from dinsync.sandbox import AttioSandbox, CustomAttribute, SandboxThread
 from dinsync.sandbox.attio import parse_custom_attribute
 
-from .attio_helpers import ASSERT_COMPANY, ASSERT_PERSON, COMPANIES, KEY, PEOPLE, Client, start, values_body
+from .attio_helpers import ASSERT_PERSON, COMPANIES, KEY, PEOPLE, start, values_body
 
 CUSTOM = ["people:plan:select:free,pro,team", "people:customer_id:text:unique", "people:score:rating",
           "people:ltv:currency:currency=EUR", "people:birthday:date", "people:last_seen:timestamp",
