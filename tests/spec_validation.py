@@ -179,10 +179,11 @@ def validate_attio_request(method: str, path_with_query: str, body: bytes | str 
         errors = _errors(jsonschema.Draft202012Validator(param["schema"]), _coerce(query[name][0], param["schema"]))
         assert not errors, f"{method} {template}: query parameter {name}: {errors}"
     request_body = operation.get("requestBody")
+    absent = body is None or body in (b"", "")
     if request_body is None:
-        assert not body, f"{method} {template} takes no body"
+        assert absent, f"{method} {template} takes no body"
         return
-    if not body:
+    if absent:
         assert not request_body.get("required"), f"{method} {template} needs a body"
         return
     document = body if isinstance(body, dict) else json.loads(body)

@@ -437,3 +437,18 @@ def test_custom_attribute_specs():
     sandbox = AttioSandbox("k")
     declared = sandbox.declare_attribute(CustomAttribute("companies", "tier", "select", options=("gold",)))
     assert declared["api_slug"] == "tier" and declared["type"] == "select"
+
+
+def test_undocumented_behaviours_are_options(make):
+    thread, client = make(custom_attributes=["people:visits:number", "people:ltv:currency"],
+                          excess_decimals="reject", phone_validation="valid", lenient_filters=True)
+    assert client.assert_person("o@acme.com", visits=1.23456).code == "validation_type"
+    assert client.assert_person("o@acme.com", ltv="1.00001").code == "validation_type"
+    assert client.assert_person("o@acme.com", visits=1.2345, ltv=2).status == 200
+    # +1 555 numbers are "possible" but not "valid" for libphonenumber
+    assert client.assert_person("o@acme.com", phone_numbers=["+15558675309"]).code == "validation_type"
+    assert client.assert_person("o@acme.com", phone_numbers=["+14155550100"]).status == 200
+    flt = {"filter": {"email_addresses": {"$in": ["o@acme.com"]}}}  # $in on emails: not documented
+    assert len(client.post(PEOPLE + "/query", flt).body["data"]) == 1
+    thread2, client2 = make()
+    assert client2.post(PEOPLE + "/query", flt).code == "filter_error"

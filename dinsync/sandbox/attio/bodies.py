@@ -56,9 +56,7 @@ def record_values(doc: Any, strict_data: bool, strict: bool) -> dict:
 
 
 def query_body(doc: Any, strict: bool) -> dict:
-    """filter, sorts, limit, offset of a records query (an absent body is an empty query)."""
-    if doc is MISSING:
-        return {}
+    """filter, sorts, limit, offset of a records query (the spec requires a body: `{}` at least)."""
     issues: list[dict] = []
     root = _object(doc, [], issues)
     if root is None:
