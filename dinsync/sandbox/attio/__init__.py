@@ -48,7 +48,8 @@ Undocumented behaviour: our choices, all `AttioOptions` fields (default in brack
   "x".`, `validation_errors` with the sandbox's reason. Body errors: `Body payload validation error.`,
   query errors `Query params validation error.`, both with zod-style `validation_errors`.
 * Unknown keys at the body root, in POST's `data` and in query bodies [`reject_unknown_body_keys=True`]
-  (the spec forbids them only in `data` of assert/PATCH/PUT).
+  (the spec forbids them only in `data` of assert/PATCH/PUT). A records query needs a JSON body (`{}`
+  at least: the spec marks it required); unknown query parameters are ignored.
 * Assert without a value for the matching attribute: 400 `missing_value`.
 * Numbers/currency with more than 4 decimals [`excess_decimals="round"`, or "reject"]; phone numbers must
   be possible [`phone_validation="possible"`, or "valid"] (Attio's own example +15558675309 is not a
