@@ -1,12 +1,12 @@
-"""Shared fixtures: an Iterable sandbox on loopback, and a recorder that checks every request the
-client sends to it against Iterable's Swagger file."""
+"""Shared fixtures: Iterable and Attio sandboxes on loopback, and recorders that check every request
+the client sends to them against the platform's specification file."""
 from __future__ import annotations
 
 import aiohttp
 import pytest
 
-from dinsync.sandbox import IterableSandbox, SandboxThread
-from tests.spec_validation import validate_iterable_request
+from dinsync.sandbox import AttioSandbox, IterableSandbox, SandboxThread
+from tests.spec_validation import validate_attio_request, validate_iterable_request
 
 TEST_KEY = "itbl-test-key-7f3a9c2e51d04b"
 
@@ -45,6 +45,44 @@ def iterable_requests(monkeypatch):
 def iterable_sandbox():
     """(sandbox, runner): an Iterable sandbox served from a thread on 127.0.0.1."""
     sandbox = IterableSandbox([TEST_KEY])
+    runner = SandboxThread(sandbox)
+    runner.start()
+    yield sandbox, runner
+    runner.stop()
+
+
+ATTIO_TEST_TOKEN = "attio-test-token-3c9d1e"
+
+
+@pytest.fixture
+def attio_requests(monkeypatch):
+    """Records (method, path+query, body) of every `aiohttp.ClientSession.request` call (`data=` or `json=`,
+    `params=` folded into the query) and validates the Attio ones (`/v2/...`) at teardown."""
+    import urllib.parse
+
+    recorder = RequestRecorder()
+    original = aiohttp.ClientSession.request
+
+    def request(self, method, url, **kwargs):
+        u = url if isinstance(url, str) else str(url)
+        path = "/" + u.split("/", 3)[3] if u.count("/") >= 3 else u
+        if kwargs.get("params"):
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(kwargs["params"])
+        body = kwargs["data"] if "data" in kwargs else kwargs.get("json")
+        recorder.requests.append((method, path, body))
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "request", request)
+    yield recorder
+    for method, path, body in recorder.requests:
+        if path.startswith("/v2/"):
+            validate_attio_request(method, path, body)
+
+
+@pytest.fixture
+def attio_sandbox():
+    """(sandbox, runner): an Attio sandbox (default limits, default token scopes) served on 127.0.0.1."""
+    sandbox = AttioSandbox([ATTIO_TEST_TOKEN])
     runner = SandboxThread(sandbox)
     runner.start()
     yield sandbox, runner

@@ -1,16 +1,20 @@
-"""`python -m dinsync.sandbox iterable --port 8765 --api-key KEY [--no-limits] [--project-type email]`
+"""`python -m dinsync.sandbox {iterable,attio} --port P --api-key KEY [--no-limits] [...]`
 `python -m dinsync.sandbox splio --sftp-port P --http-port Q --api-key K --sftp-user U --sftp-password-env VAR`
 
 Prints `listening http://127.0.0.1:PORT` as its first line (Splio: `listening sftp://127.0.0.1:P
 http://127.0.0.1:Q`, then `known_hosts [127.0.0.1]:P ssh-ed25519 AAAA...`), serves until
 SIGINT/SIGTERM, exits 0. The key may come from DINSYNC_SANDBOX_API_KEY instead of the command line
 (keeps it out of `ps`); the SFTP password only ever comes from an environment variable.
+
+    python -m dinsync.sandbox iterable --port 8765 --api-key KEY --project-type email
+    python -m dinsync.sandbox attio --port 8766 --api-key KEY --custom-attribute people:plan:select:free,pro,team
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from typing import Any
 
 from .faults import Faults
 from .iterable import FAILURE_LISTS
@@ -20,29 +24,69 @@ from .splio import SplioOptions
 KEY_ENV = "DINSYNC_SANDBOX_API_KEY"
 
 
+def _common(sub: argparse.ArgumentParser, port: int) -> None:
+    sub.add_argument("--port", type=int, default=port, help="port on 127.0.0.1 (0: any free port)")
+    sub.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
+    sub.add_argument("--no-limits", action="store_true", help="turn rate limits off")
+    sub.add_argument("--window", choices=("sliding", "fixed"), default="sliding")
+    sub.add_argument("--error-rate", type=float, default=0.0)
+    sub.add_argument("--reset-rate", type=float, default=0.0, help="resets before the request is applied")
+    sub.add_argument("--reset-after-apply-rate", type=float, default=0.0, help="resets after applying it")
+    sub.add_argument("--throttle-rate", type=float, default=0.0)
+    sub.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    sub.add_argument("--jitter", type=float, default=0.0, help="random extra seconds, up to this")
+    sub.add_argument("--seed", type=int, default=0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dinsync.sandbox", description=__doc__.split("\n")[0])
     platforms = parser.add_subparsers(dest="platform", required=True)
     it = platforms.add_parser("iterable", help="Iterable's user API")
-    it.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
-    it.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
-    it.add_argument("--no-limits", action="store_true", help="turn rate limits off")
+    _common(it, 8765)
     it.add_argument("--project-type", choices=("email", "userid", "hybrid"), default="email")
     it.add_argument("--drop-new-fields", action="store_true", help="project drops unknown fields by default")
     it.add_argument("--max-users-per-bulk", type=int, default=1000)
     it.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
     it.add_argument("--unknown-user-id-list", choices=FAILURE_LISTS, default="notFoundUserIds")
     it.add_argument("--retry-after", choices=("seconds", "http-date", "none"), default="seconds")
-    it.add_argument("--window", choices=("sliding", "fixed"), default="sliding")
     it.add_argument("--detect-dates", action="store_true")
-    it.add_argument("--error-rate", type=float, default=0.0)
-    it.add_argument("--reset-rate", type=float, default=0.0)
-    it.add_argument("--throttle-rate", type=float, default=0.0)
-    it.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
-    it.add_argument("--jitter", type=float, default=0.0, help="random extra seconds, up to this")
-    it.add_argument("--seed", type=int, default=0)
+
+    at = platforms.add_parser("attio", help="Attio's REST API v2 (people and companies)")
+    _common(at, 8766)
+    at.add_argument("--custom-attribute", action="append", default=[], metavar="OBJECT:SLUG:TYPE[:OPTIONS][:FLAGS]",
+                    help="declare a custom attribute, e.g. people:plan:select:free,pro,team or "
+                         "people:customer_id:text:unique (repeatable)")
+    at.add_argument("--scopes", help="comma-separated scopes of every key (default: record_permission:read-write,"
+                                     "object_configuration:read)")
+    at.add_argument("--read-rate", type=float, default=100.0, help="read requests/s per token")
+    at.add_argument("--write-rate", type=float, default=25.0, help="write requests/s per token")
+    at.add_argument("--query-is-write", action="store_true", help="count records queries as writes")
+    at.add_argument("--auto-create-companies", action="store_true",
+                    help="a new person gets a company from their email domain")
+    at.add_argument("--status-attributes", action="store_true",
+                    help="allow custom status attributes on people/companies")
+    at.add_argument("--unknown-attribute-status", type=int, choices=(400, 404), default=400)
+    at.add_argument("--uniqueness-conflict-status", type=int, choices=(400, 409), default=400)
+    at.add_argument("--lenient-filters", action="store_true", help="accept any filter operator on any property")
     _splio_parser(platforms)
     return parser
+
+
+def _platform_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.platform == "iterable":
+        return dict(project_type=args.project_type, allow_new_fields=not args.drop_new_fields,
+                    max_users_per_bulk=args.max_users_per_bulk, max_body_bytes=args.max_body_bytes,
+                    unknown_user_id_list=args.unknown_user_id_list, retry_after=args.retry_after,
+                    detect_dates=args.detect_dates)
+    options: dict[str, Any] = dict(
+        custom_attributes=list(args.custom_attribute), rate_limits={"read": args.read_rate, "write": args.write_rate},
+        query_is_read=not args.query_is_write, auto_create_companies=args.auto_create_companies,
+        status_attributes_on_standard_objects=args.status_attributes,
+        unknown_attribute_status=args.unknown_attribute_status,
+        uniqueness_conflict_status=args.uniqueness_conflict_status, lenient_filters=args.lenient_filters)
+    if args.scopes:
+        options["default_scopes"] = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
+    return options
 
 
 def _splio_parser(platforms: argparse._SubParsersAction) -> None:
@@ -126,13 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.platform == "splio":
         return _splio(parser, args, keys)
     try:
-        faults = Faults(error_rate=args.error_rate, reset_rate=args.reset_rate, throttle_rate=args.throttle_rate,
+        faults = Faults(error_rate=args.error_rate, reset_rate=args.reset_rate,
+                        reset_after_apply_rate=args.reset_after_apply_rate, throttle_rate=args.throttle_rate,
                         latency=args.latency, jitter=args.jitter, seed=args.seed)
-        sandbox = build_sandbox(
-            args.platform, api_keys=keys, faults=faults, project_type=args.project_type, limits=not args.no_limits,
-            allow_new_fields=not args.drop_new_fields, max_users_per_bulk=args.max_users_per_bulk,
-            max_body_bytes=args.max_body_bytes, unknown_user_id_list=args.unknown_user_id_list,
-            retry_after=args.retry_after, window=args.window, detect_dates=args.detect_dates)
+        sandbox = build_sandbox(args.platform, api_keys=keys, faults=faults, limits=not args.no_limits,
+                                window=args.window, **_platform_options(args))
     except ValueError as exc:
         parser.error(str(exc))
     try:

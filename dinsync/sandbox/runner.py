@@ -15,11 +15,12 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
+from .attio import AttioSandbox
 from .faults import Fault
 from .iterable import IterableSandbox
 from .splio import SplioSandbox
 
-PLATFORMS = {"iterable": IterableSandbox, "splio": SplioSandbox}
+PLATFORMS = {"iterable": IterableSandbox, "attio": AttioSandbox, "splio": SplioSandbox}
 
 
 def build_sandbox(platform: str, api_key: str | None = None, *, api_keys: list[str] | None = None,
