@@ -73,7 +73,9 @@ class ServiceSpec:
     fields: Mapping[str, FieldSpec] = field(default_factory=dict)  # documented fields
     open_fields: bool = True  # other field names may be mapped (False: only `fields`, plus custom ones)
     custom_fields: bool = False  # `{field: name, custom: true}` maps to a custom attribute
-    update_needs_lookup: bool = False  # update mode: look up rows new to the sync before writing
+    update_needs_lookup: bool = False  # update mode: look up records before writing (unknown: not_found)
+    lookup_rows: Literal["added", "all"] = "added"  # which rows: new to the sync (the snapshot vouches for
+    #   the others), or all (e.g. the write needs the record's id, which the lookup's parse() keeps)
     max_row_bytes: int | None = None  # a row whose JSON is larger can never be accepted
 
     def field_kind(self, name: str, custom: bool = False) -> str:

@@ -157,9 +157,10 @@ class Pipeline:
             self.commits.rejected(key, field, self.redact(reason))
 
     async def _only_existing(self, mapped: pl.DataFrame) -> pl.DataFrame:
-        """Update mode without an update-only write: rows new to the sync are looked up first;
-        only records that exist are kept (rows already in the snapshot are known to exist)."""
-        added = mapped.filter(pl.col("_op") == "added")
+        """Update mode without an update-only write: rows are looked up first and only records that
+        exist are kept. Rows already in the snapshot are known to exist, so by default only rows
+        new to the sync are looked up (`ServiceSpec.lookup_rows`)."""
+        added = mapped if self.service.lookup_rows == "all" else mapped.filter(pl.col("_op") == "added")
         if added.height == 0:
             return mapped
         lookups = self.destination.lookup_requests(added["_key"].to_list(), added["_id"].to_list(), self.spec)
