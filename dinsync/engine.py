@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from . import __version__
+from . import __version__, redaction
 from .destinations.base import RecordResult
 from .diff.planner import DiffSpec, Planner, PlanStats
 from .errors import DestinationAuthError, DinsyncError, DuplicateKeysError, RunSummary
@@ -53,20 +53,6 @@ class EngineOptions:
         return opts
 
 
-class Redactor:
-    """Replaces every secret value by *** in texts that may reach logs, errors or state tables."""
-
-    def __init__(self, secrets: list[str]):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str | None) -> str | None:
-        if text is None:
-            return None
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 class SyncRun:
     def __init__(
         self,
@@ -87,7 +73,8 @@ class SyncRun:
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
         self.destination = self.dest_cfg.make_destination()
-        self.redact = Redactor(self.destination.secrets())
+        redaction.register(*self.destination.secrets())
+        self.redact = redaction.redact
         self.state = StateStore(warehouse, project.state_schema)
         key_kind = "email" if self.cfg.match_field == "email" else "none"
         self.planner = Planner(
