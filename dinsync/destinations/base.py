@@ -8,9 +8,10 @@ rows into requests, and how to read a response into per-record results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
-import polars as pl
+if TYPE_CHECKING:  # the config layer imports destinations: keep polars out of start-up
+    import polars as pl
 
 RecordStatus = Literal["ok", "rejected", "not_found", "failed"]
 

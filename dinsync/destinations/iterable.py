@@ -14,14 +14,15 @@ Built from Iterable's Swagger file (tests/specs/iterable-swagger.json) and the d
 from __future__ import annotations
 
 import urllib.parse
-from typing import Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Mapping, Sequence
 
 import orjson
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ..mapping.json import batches_by_size
 from .base import Destination, EndpointLimit, Outcome, Prepared, RecordResult, Request, SyncSpec
+
+if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only
+    import polars as pl
 
 BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
 LOOKUP = "lookup"  # Request.context of update-mode lookups
@@ -78,6 +79,10 @@ class IterableDestination(Destination):
     # --- writes ----------------------------------------------------------------------
     def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
         """Turn mapped rows (`_key`, `_json`, `_bytes`) into bulkUpdate requests."""
+        import polars as pl
+
+        from ..mapping.json import batches_by_size
+
         if frame.height == 0:
             return Prepared([])
         prefer_user_id = sync.key_field == "userId" and sync.mode == "upsert"
