@@ -1,31 +1,30 @@
 """The `dinsync` command: thin typer commands, one error handler, rich output or --json.
 
-Exit codes: 0 ok · 1 a run failed · 2 usage error · 3 configuration error ·
-4 a run finished with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock.
+Exit codes: 0 ok · 1 a run failed · 2 usage error · 3 configuration error · 4 a run finished
+with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock.
+When several syncs run, the worst outcome wins: 3 > 1 > 5 > 4 > 0 (see `dinsync.report`).
+
+Every text written to stdout or stderr goes through `dinsync.redaction` (the consoles write to
+redacting streams; tracebacks are formatted, redacted, then printed). Heavy libraries (polars,
+aiohttp, sqlglot, the warehouse drivers) are imported only by the commands that need them.
 """
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from . import __version__, redaction, terminal
 from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
+from .terminal import RedactingStream, emit, err, note, out, print_plan, print_run, print_status, print_traceback
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.")
-out = Console()
-err = Console(stderr=True)
-if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
-    out = Console(width=200)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.",
+                  pretty_exceptions_enable=False)
+DEBUG_ENV = "DINSYNC_DEBUG"
 
 
 class State:
@@ -36,18 +35,8 @@ class State:
 state = State()
 
 
-@app.callback()
-def _main(
-    project_dir: Path = typer.Option(Path("."), "--project-dir", "-p", help="Folder holding dinsync.yml."),
-    json_output: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
-) -> None:
-    state.project_dir = project_dir
-    state.json = json_output
-
-
-def emit(data: Any) -> None:
-    out.file.write(json.dumps(data, default=str, indent=2) + "\n")
-    out.file.flush()
+def debug() -> bool:
+    return bool(os.environ.get(DEBUG_ENV))
 
 
 def fail(exc: DinsyncError) -> None:
@@ -59,13 +48,13 @@ def fail(exc: DinsyncError) -> None:
         emit(payload)
     else:
         if isinstance(exc, ConfigError):
-            err.print(f"[bold red]{len(exc.issues)} configuration error(s)[/]")
+            err().print(f"[bold red]{len(exc.issues)} configuration error(s)[/]")
             for issue in exc.issues:
-                err.print("  " + issue.format(), markup=False, highlight=False)
+                err().print("  " + issue.format(), markup=False, highlight=False)
         else:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            err().print("[bold red]error:[/] " + terminal.escape(exc.message), highlight=False)
             if exc.hint:
-                err.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
+                err().print("[dim]hint: " + terminal.escape(exc.hint) + "[/]", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -73,18 +62,55 @@ def fail(exc: DinsyncError) -> None:
 def handled() -> Iterator[None]:
     try:
         yield
-    except DinsyncError as exc:
-        if os.environ.get("DINSYNC_DEBUG") and exc.__cause__ is not None:
-            err.print_exception()
-        fail(exc)
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except DinsyncError as exc:
+        if debug() and exc.__cause__ is not None:
+            print_traceback(exc)
+        fail(exc)
     except Exception as exc:  # a bug or an environment problem: one clean line, traceback on demand
-        if os.environ.get("DINSYNC_DEBUG"):
-            raise
+        if debug():
+            print_traceback(exc)
         fail(DinsyncError(f"unexpected error: {type(exc).__name__}: {exc}",
-                          "set DINSYNC_DEBUG=1 for a traceback"))
+                          f"set {DEBUG_ENV}=1 for a traceback"))
 
+
+# --- options shared by the commands ------------------------------------------------------------
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dinsync {__version__}")
+        raise typer.Exit()
+
+
+ProjectDirOpt = typer.Option(None, "--project-dir", "-p", help="Folder holding dinsync.yml (default: here).")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+NamesArg = typer.Argument(None, metavar="[SYNC]...", show_default=False,
+                          help="Sync names or globs (shorthand for --select).")
+SelectOpt = typer.Option(None, "--select", "-s", help="Sync names or globs (repeat or comma-separate).")
+ExcludeOpt = typer.Option(None, "--exclude", "-x", help="Leave out these sync names or globs.")
+
+
+@app.callback()
+def _main(
+    project_dir: Optional[Path] = ProjectDirOpt,
+    json_output: bool = JsonOpt,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    state.project_dir = project_dir or Path(".")
+    state.json = json_output
+    terminal.reset()
+
+
+def use_options(project_dir: Optional[Path], json_output: bool) -> None:
+    """Global options given after the subcommand (`dinsync sync --json -p DIR`) win."""
+    if project_dir is not None:
+        state.project_dir = project_dir
+    if json_output:
+        state.json = True
+
+
+# --- the project -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def in_project() -> Iterator[Path]:
@@ -103,7 +129,7 @@ def in_project() -> Iterator[Path]:
 def load(check_models: bool = True):
     """Load and fully validate the project; open its warehouse. Raises ConfigError with every issue,
     model columns included (checked in the same pass whenever the warehouse can be opened)."""
-    from .config import check_columns, load_project
+    from .config import check_columns, load_project, load_warehouse_config
 
     def columns_of(wh):
         return lambda model: [c for c, _ in wh.columns(model.sql)]
@@ -111,7 +137,13 @@ def load(check_models: bool = True):
     try:
         project = load_project(Path("."))
     except ConfigError:
-        wh = _warehouse_from_raw_config() if check_models else None
+        if not check_models:
+            raise
+        # The rest of the project is broken; its warehouse section alone may still be valid:
+        # check the model columns too, so that one pass reports everything. Never create a
+        # warehouse for that.
+        cfg = load_warehouse_config(Path("."))
+        wh = connect_warehouse(cfg, Path(".").resolve(), create=False) if cfg is not None else None
         if wh is None:
             raise
         try:
@@ -119,7 +151,7 @@ def load(check_models: bool = True):
         finally:
             wh.close()
         raise
-    wh = open_warehouse(project)
+    wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
         issues = check_columns(project, columns_of(wh))
         if issues:
@@ -128,51 +160,36 @@ def load(check_models: bool = True):
     return project, wh
 
 
-def _warehouse_from_raw_config():
-    """The warehouse of a dinsync.yml that failed validation elsewhere, or None."""
-    import yaml
-
-    from .config.models import WAREHOUSE_TYPES
-
-    try:
-        raw = yaml.safe_load(Path("dinsync.yml").read_text())["warehouse"]
-        return connect_warehouse(WAREHOUSE_TYPES[raw["type"]](**raw), Path(".").resolve())
-    except Exception:
-        return None
-
-
-def open_warehouse(project):
-    return connect_warehouse(project.warehouse, project.root)
-
-
-def connect_warehouse(cfg, root: Path):
-    """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root)."""
+def connect_warehouse(cfg, root: Path, create: bool = True):
+    """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root).
+    `create=False`: None instead of creating a warehouse file that does not exist yet."""
     from .warehouses import connect
 
     options = cfg.model_dump(exclude={"type"})
     if hasattr(cfg, "resolved_path"):
         options["path"] = cfg.resolved_path(root)
+        if not create and options["path"] != ":memory:" and not Path(options["path"]).exists():
+            return None
     return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
 
 
-def select_syncs(project, select: list[str] | None) -> list[str]:
-    names = sorted(n for n, s in project.syncs.items() if s.enabled or select)
-    if not select:
-        return names
-    patterns = [p.strip() for item in select for p in item.split(",") if p.strip()]
-    chosen = [n for n in sorted(project.syncs) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    if not chosen:
-        raise ConfigError([ConfigIssue(f"--select {' '.join(patterns)} matches no sync",
-                                       hint=f"syncs: {', '.join(sorted(project.syncs)) or 'none'}")])
-    return chosen
+def choose(project, names, select, exclude, *, include_disabled: bool = False) -> list[str]:
+    """The syncs a command acts on (rules in `dinsync.selection`); prints its notes."""
+    from .selection import select_syncs
+
+    chosen = select_syncs(project.syncs, [*(names or ()), *(select or ())], exclude,
+                          include_disabled=include_disabled)
+    for text in chosen.notes:
+        note(text)
+    return chosen.names
 
 
-SelectOpt = typer.Option(None, "--select", "-s", help="Sync names or glob patterns (repeat or comma-separate).")
-
+# --- commands ----------------------------------------------------------------------------------
 
 @app.command()
-def validate() -> None:
+def validate(project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Check every project file (and model columns in the warehouse); report all errors at once."""
+    use_options(project_dir, json_output)
     with handled(), in_project():
         project, wh = load()
         wh.close()
@@ -181,167 +198,202 @@ def validate() -> None:
         if state.json:
             emit(result)
         else:
-            out.print(f"[green]OK[/]: {len(project.syncs)} sync(s), {len(project.models)} model(s), "
-                      f"{len(project.destinations)} destination(s)")
+            out().print(f"[green]OK[/]: {len(project.syncs)} sync(s), {len(project.models)} model(s), "
+                        f"{len(project.destinations)} destination(s)")
 
 
 @app.command()
-def plan(select: Optional[list[str]] = SelectOpt,
+def plan(names: Optional[list[str]] = NamesArg,
+         select: Optional[list[str]] = SelectOpt,
+         exclude: Optional[list[str]] = ExcludeOpt,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Plan as if nothing had been sent."),
-         samples: int = typer.Option(3, help="Sample rows per kind of change.")) -> None:
-    """Dry run: what each sync would send. Nothing is sent, nothing is committed."""
-    from .engine import SyncRun
-
+         samples: int = typer.Option(3, min=0, help="Sample rows per kind of change."),
+         project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
+    use_options(project_dir, json_output)
     with handled(), in_project():
+        from dataclasses import asdict
+
+        from .engine import SyncRun
+
         project, wh = load()
         report = []
         try:
-            for name in select_syncs(project, select):
+            for name in choose(project, names, select, exclude):
                 run = SyncRun(project, name, wh, full_refresh=full_refresh)
                 stats = run.plan()
-                entry = {"sync": name, **asdict(stats),
-                         "duplicates": run.planner.duplicates_sample(10) if stats.duplicate_keys else [],
-                         "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")}}
-                report.append(entry)
+                report.append({
+                    "sync": name, **asdict(stats),
+                    "field_changes": run.planner.field_change_counts(),
+                    "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
+                    if stats.duplicate_keys else [],
+                    "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
+                })
         finally:
             wh.close()
         if state.json:
             emit({"plans": report})
             return
         for entry in report:
-            out.print(f"[bold]{entry['sync']}[/]: [green]+{entry['added']} added[/], [yellow]~{entry['changed']} changed"
-                      f"[/], [red]-{entry['removed']} removed[/], {entry['unchanged']} unchanged; withheld: "
-                      f"{entry['null_keys']} NULL keys, {entry['duplicate_rows']} rows of {entry['duplicate_keys']} "
-                      "duplicated keys", highlight=False)
-            for op, rows in entry["samples"].items():
-                for row in rows:
-                    out.print(f"  {op:8} {json.dumps(row, default=str)[:300]}", markup=False, highlight=False)
+            print_plan(entry)
 
 
 @app.command()
-def sync(select: Optional[list[str]] = SelectOpt,
+def sync(names: Optional[list[str]] = NamesArg,
+         select: Optional[list[str]] = SelectOpt,
+         exclude: Optional[list[str]] = ExcludeOpt,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Send every row again."),
          retry_rejected: bool = typer.Option(False, "--retry-rejected",
-                                             help="Send rows parked as rejected again, even if unchanged.")) -> None:
-    """Bring each selected destination up to date with its model."""
-    from .engine import StopToken, SyncRun, stop_on_signals
+                                             help="Send rows parked as rejected again, even if unchanged."),
+         project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Bring each selected destination up to date with its model.
+
+    SIGTERM / SIGINT stop gracefully: no new batch is read, requests in flight finish (at most
+    DINSYNC_GRACE_SECONDS), acknowledged rows are committed, the run is recorded as `cancelled`
+    and the command exits 128 + the signal number. A second signal exits at once (still safe)."""
+    use_options(project_dir, json_output)
+    from .engine import StopToken, stop_on_signals
 
     stop = StopToken()
 
     def on_signal(name: str) -> None:
-        err.print(f"{name}: stopping after the requests in flight (send it again to exit at once)")
+        err().print(f"{name}: stopping after the requests in flight (send it again to exit at once)",
+                    markup=False, highlight=False)
 
     with handled(), in_project(), stop_on_signals(stop, on_signal):
+        from .report import worst_exit_code
+
         project, wh = load()
-        summaries, exit_code = [], ExitCode.OK
+        runs, codes = [], []
         try:
-            for name in select_syncs(project, select):
+            for name in choose(project, names, select, exclude):
                 if stop.requested:
                     break
-                try:
-                    with progress_bar(name) as progress:
-                        summary = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
-                                          progress=progress, stop=stop).run()
-                except DinsyncError as exc:
-                    if len(select_syncs(project, select)) == 1:
-                        raise
-                    summaries.append({"sync": name, "status": "failed", "error": exc.message})
-                    exit_code = max(exit_code, exc.exit_code)
-                    continue
-                summaries.append(asdict(summary))
-                if summary.status == "cancelled":
-                    exit_code = stop.exit_code
-                elif summary.status == "failed":
-                    exit_code = ExitCode.RUN_FAILED
-                elif summary.status == "warning" and project.syncs[name].thresholds.fail_on_warning:
-                    exit_code = max(exit_code, ExitCode.WARNINGS) if exit_code != ExitCode.RUN_FAILED else exit_code
+                run, code = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop)
+                runs.append(run)
+                codes.append(code)
+                if not state.json:
+                    print_run(run)
         finally:
             wh.close()
+        exit_code = worst_exit_code(codes)
         if state.json:
-            emit({"runs": summaries, "exit_code": exit_code})
-        else:
-            for s in summaries:
-                print_summary(s)
-        raise typer.Exit(exit_code)
+            emit({"runs": runs, "exit_code": exit_code})
+    raise typer.Exit(exit_code)
 
 
-def print_summary(s: dict) -> None:
-    colour = {"success": "green", "warning": "yellow", "failed": "red"}.get(s["status"], "white")
-    if "run_id" not in s:
-        err.print(f"[bold]{s['sync']}[/]: [red]failed[/] {s.get('error')}", highlight=False)
-        return
-    out.print(
-        f"[bold]{s['sync']}[/] [{colour}]{s['status']}[/] in {s['seconds']:.2f}s: +{s['added']} ~{s['changed']} "
-        f"-{s['removed']} | sent {s['sent']}, acknowledged {s['acknowledged']}, rejected {s['rejected']}, "
-        f"not found {s['not_found']}, failed {s['failed']} | {s['requests']} requests, {s['throttled']} throttled "
-        f"(run {s['run_id']})", highlight=False)
-    for w in s.get("warnings") or []:
-        out.print(f"  [yellow]warning:[/] {w}", highlight=False)
-    if s.get("error"):
-        out.print(f"  [red]error:[/] {s['error']}", highlight=False)
+def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False,
+             stop=None) -> tuple[dict, int]:
+    """Run one sync; its run object and exit code. A failure is reported, not raised: the other
+    selected syncs still run."""
+    from .engine import SyncRun
+    from .report import failed_run, run_from_summary, utcnow
+
+    started = utcnow()
+    engine = None
+    try:
+        with progress_for(name) as progress:
+            engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
+                             progress=progress, stop=stop)
+            summary = engine.run()
+    except DinsyncError as exc:
+        if debug() and exc.__cause__ is not None:
+            print_traceback(exc)
+        summary = getattr(engine, "summary", None)
+        if summary is None:
+            return failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh), \
+                exc.exit_code
+        run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
+                               started_at=started, hint=exc.hint)
+        run["error"] = run["error"] or redaction.redact(exc.message)
+        return run, exc.exit_code
+    except Exception as exc:  # a bug: this sync fails, the others still run
+        if debug():
+            print_traceback(exc)
+        message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
+        return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
+                          full_refresh=full_refresh), ExitCode.RUN_FAILED
+    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
+                           started_at=started)
+    if summary.status == "cancelled":
+        return run, stop.exit_code
+    if summary.status == "failed":
+        return run, ExitCode.RUN_FAILED
+    if summary.status == "warning" and project.syncs[name].thresholds.fail_on_warning:
+        return run, ExitCode.WARNINGS
+    return run, ExitCode.OK
+
+
+def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
+    """The run log's row of `run_id` (None when the run was never recorded)."""
+    from .state import StateStore
+
+    try:
+        rows = StateStore(wh, project.state_schema).last_runs(sync=name, limit=1)
+    except Exception:  # the warehouse failed: the run object is built without its row
+        return None
+    return rows[0] if rows and rows[0].get("run_id") == run_id else None
 
 
 @contextlib.contextmanager
-def progress_bar(name: str):
-    if state.json or not out.is_terminal:
-        yield None
-        return
-    with Progress(TextColumn(f"[bold]{name}[/]"), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("planning", total=None)
+def progress_for(name: str):
+    """Progress of one run: a bar on a terminal, a line per phase in logs, notes only with --json."""
+    from .progress import LineProgress, bar_progress
 
-        def on_event(event: str, data: dict) -> None:
-            if event == "send":
-                bar.update(task, description="sending", total=data["total"], completed=0)
-            elif event == "sent":
-                bar.advance(task, data["rows"])
-            elif event == "finish":
-                bar.update(task, description="committing")
+    def write(text: str) -> None:
+        err().print(text, markup=False, highlight=False)
 
-        yield on_event
+    if state.json:
+        yield LineProgress(name, write, notes_only=True)
+    elif err().file.isatty():  # a real terminal (rich's is_terminal also says yes to FORCE_COLOR in CI)
+        with bar_progress(name, err()) as on_event:
+            yield on_event
+    else:
+        yield LineProgress(name, write)
 
 
 @app.command()
-def status(select: Optional[list[str]] = SelectOpt,
-           limit: int = typer.Option(5, help="Runs per sync.")) -> None:
-    """Last runs per sync, from the run log in the warehouse."""
-    from .state import StateStore
-
+def status(names: Optional[list[str]] = NamesArg,
+           select: Optional[list[str]] = SelectOpt,
+           exclude: Optional[list[str]] = ExcludeOpt,
+           limit: int = typer.Option(5, min=1, help="Runs per sync."),
+           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Last runs per sync (disabled ones included), from the run log in the warehouse."""
+    use_options(project_dir, json_output)
     with handled(), in_project():
+        from .report import run_from_log
+        from .state import StateStore
+
         project, wh = load(check_models=False)
         try:
+            chosen = set(choose(project, names, select, exclude, include_disabled=True))
             store = StateStore(wh, project.state_schema)
             store.migrate()
-            names = select_syncs(project, select)
-            runs = [r for r in store.last_runs(limit=limit) if r["sync"] in names]
+            runs = [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in chosen]
         finally:
             wh.close()
         if state.json:
             emit({"runs": runs})
             return
-        table = Table("sync", "started (UTC)", "status", "added", "changed", "removed", "acked", "rejected",
-                      "failed", "seconds", "error")
-        for r in runs:
-            table.add_row(r["sync"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}", r["status"], *(str(r[c] or 0) for c in (
-                "added", "changed", "removed", "acknowledged", "rejected", "failed")),
-                f"{r['seconds'] or 0:.2f}", (r["error"] or "")[:80])
-        out.print(table if runs else "no runs yet")
+        print_status(runs)
 
 
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder to create."),
-         force: bool = typer.Option(False, help="Overwrite existing files.")) -> None:
+         force: bool = typer.Option(False, help="Overwrite existing files."),
+         json_output: bool = JsonOpt) -> None:
     """Scaffold a project folder with an example model and sync."""
-    from .config import scaffold
-
+    use_options(None, json_output)
     with handled():
+        from .config import scaffold
+
         written = scaffold(path, force=force)
         if state.json:
             emit({"created": [str(p) for p in written]})
         else:
             for p in written:
-                out.print(f"created {p}")
-            out.print(f"next: cd {path} && dinsync validate", highlight=False)
+                out().print(f"created {p}", highlight=False)
+            out().print(f"next: cd {path} && dinsync validate", highlight=False)
 
 
 @app.command()
@@ -356,12 +408,20 @@ def sandbox(port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free 
 
 @app.command()
 def demo(path: Path = typer.Option(Path("dinsync_demo"), help="Folder for the demo project and warehouse."),
-         rows: int = typer.Option(10_000, help="Customers in the sample warehouse.")) -> None:
+         rows: int = typer.Option(10_000, min=1, help="Customers in the sample warehouse."),
+         force: bool = typer.Option(False, help="Use a folder that holds files the demo did not create "
+                                                "(they may be overwritten or deleted)."),
+         json_output: bool = JsonOpt) -> None:
     """Offline demo: sample DuckDB warehouse + Iterable sandbox; sync, change data, sync again."""
-    from .demo import run_demo
-
+    use_options(None, json_output)
     with handled():
-        report = run_demo(path, rows, say=None if state.json else lambda text: out.print(text, highlight=False))
+        from .demo import run_demo
+
+        def say(text: str) -> None:
+            out().print(text, highlight=False)
+
+        report = run_demo(path, rows, say=None if state.json else say, force=force,
+                          note=lambda text: err().print(text, markup=False, highlight=False))
         if state.json:
             emit(report)
 
@@ -370,8 +430,15 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted")
+        RedactingStream(sys.stderr).write("interrupted\n")
         sys.exit(130)
+    except Exception as exc:  # escaped every handler (a bug): never an unredacted traceback
+        if debug():
+            print_traceback(exc)
+        else:
+            RedactingStream(sys.stderr).write(f"error: unexpected {type(exc).__name__}: {exc}\n"
+                                            f"hint: set {DEBUG_ENV}=1 for a traceback\n")
+        sys.exit(ExitCode.RUN_FAILED)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ data (updates, deletions, new customers), syncs again and shows that only the ch
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import textwrap
 from pathlib import Path
 from typing import Callable
+
+from .errors import DinsyncError, ExitCode
 
 DEMO_KEY_ENV = "DINSYNC_DEMO_ITERABLE_KEY"
 
@@ -80,55 +84,128 @@ from range({rows} + 100, {rows} + 125) t(i);                                   -
 """
 
 
-def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None) -> dict:
+MARKER = ".dinsync-demo.json"  # in a folder the demo created: what it wrote, to know it again
+DEMO_FILES = ("dinsync.yml", "models/active_customers.sql", "syncs/iterable_customers.yml")
+WAREHOUSE_FILES = ("warehouse.duckdb", "warehouse.duckdb.wal")  # recreated by every demo run
+
+
+class DemoFolderError(DinsyncError):
+    """The demo folder holds files the demo did not write: refuse unless --force."""
+
+    exit_code = ExitCode.USAGE
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """What in `path` the demo did not write (or the user changed since): [] means the demo may
+    use the folder. A folder without the demo's marker is foreign unless empty."""
+    if not path.exists():
+        return []
+    if not path.is_dir():
+        return [path.name]
+    try:
+        marker = json.loads((path / MARKER).read_text())
+        written = dict(marker["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        written = {}
+    allowed = set(written) | set(WAREHOUSE_FILES) | {MARKER, "models", "syncs"}
+    foreign = []
+    for entry in sorted(path.rglob("*")):
+        rel = entry.relative_to(path).as_posix()
+        if rel not in allowed:
+            foreign.append(rel)
+        elif rel in written and (not entry.is_file() or _digest(entry) != written[rel]):
+            foreign.append(rel + " (changed since the demo wrote it)")
+    if not written and not foreign and any(path.iterdir()):
+        foreign.append("(files without the demo's marker)")
+    return foreign
+
+
+def prepare_folder(path: Path, force: bool) -> None:
+    foreign = foreign_entries(path)
+    if foreign and not force:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DemoFolderError(
+            f"{path} holds files the demo did not create: {shown}",
+            hint="pass another --path (the demo writes a project there and deletes its warehouse.duckdb), "
+                 "or --force to overwrite them")
+    (path / "models").mkdir(parents=True, exist_ok=True)
+    (path / "syncs").mkdir(exist_ok=True)
+
+
+def write_files(path: Path, files: dict[str, str]) -> None:
+    """Write the demo's files and the marker that lists them (with their digests)."""
+    for rel, text in files.items():
+        (path / rel).write_text(text)
+    (path / MARKER).write_text(json.dumps(
+        {"created_by": "dinsync demo", "files": {rel: _digest(path / rel) for rel in files}}, indent=2) + "\n")
+
+
+def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *, force: bool = False,
+             note: Callable[[str], None] | None = None) -> dict:
+    """Run the demo in `path`. Refuses (DemoFolderError) a folder holding anything the demo did
+    not write, unless `force`. `say` prints the tour, `note` the engine's notes."""
     from .config import load_project
     from .engine import SyncRun
+    from .report import run_from_summary, utcnow
     from .sandbox import IterableSandbox, SandboxThread
+    from .state import StateStore
     from .warehouses import connect
 
     say = say or (lambda text: None)
+    note = note or (lambda text: None)
     path = Path(path).resolve()
-    (path / "models").mkdir(parents=True, exist_ok=True)
-    (path / "syncs").mkdir(exist_ok=True)
+    prepare_folder(path, force)
     api_key = os.environ.get(DEMO_KEY_ENV) or "demo-" + secrets.token_hex(12)
     os.environ[DEMO_KEY_ENV] = api_key
     report: dict = {"project": str(path), "runs": []}
     sandbox = IterableSandbox(api_keys=[api_key])
     with SandboxThread(sandbox) as runner:
         base_url = runner.base_url
-        (path / "dinsync.yml").write_text(DINSYNC_YML.format(env=DEMO_KEY_ENV, base_url=base_url))
-        (path / "models" / "active_customers.sql").write_text(MODEL_SQL)
-        (path / "syncs" / "iterable_customers.yml").write_text(SYNC_YML)
+        write_files(path, {"dinsync.yml": DINSYNC_YML.format(env=DEMO_KEY_ENV, base_url=base_url),
+                           "models/active_customers.sql": MODEL_SQL, "syncs/iterable_customers.yml": SYNC_YML})
         db = path / "warehouse.duckdb"
-        for suffix in ("", ".wal"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
+        for name in WAREHOUSE_FILES:
+            (path / name).unlink(missing_ok=True)
         say(f"[bold]1.[/] sample warehouse {db} with {rows:,} customers; Iterable sandbox at {base_url}")
         wh = connect("duckdb", path=str(db))
         wh.execute(SEED_SQL.format(rows=rows))
         previous = os.getcwd()
         os.chdir(path)
+        shown: set[tuple[str, str]] = set()
         try:
             project = load_project(path)
+            store = StateStore(wh, project.state_schema)
+
+            def on_event(event: str, data: dict) -> None:
+                if event == "note":
+                    note(f"   note: {data.get('message', '')}")
+
             for step, title in ((2, "first sync: every customer is new"),
                                 (4, "second sync: only what changed travels")):
                 if step == 4:
                     say("[bold]3.[/] changing the warehouse: 2% change plan, 0.5% churn, 25 newcomers")
                     wh.execute(CHANGE_SQL.format(rows=rows))
                 before = runner.call(lambda: sandbox.stats()["requests"])
-                summary = SyncRun(project, "iterable_customers", wh).run()
+                started = utcnow()
+                summary = SyncRun(project, "iterable_customers", wh, progress=on_event).run()
                 requests = runner.call(lambda: sandbox.stats()["requests"]) - before
                 say(f"[bold]{step}.[/] {title}: [green]+{summary.added}[/] [yellow]~{summary.changed}[/] "
                     f"[red]-{summary.removed}[/] → sent {summary.sent} rows in {requests} requests, "
                     f"acknowledged {summary.acknowledged}, rejected {summary.rejected} "
                     f"({summary.seconds:.2f}s, status {summary.status})")
-                report["runs"].append({"step": title, "added": summary.added, "changed": summary.changed,
-                                       "removed": summary.removed, "sent": summary.sent,
-                                       "acknowledged": summary.acknowledged, "rejected": summary.rejected,
-                                       "requests": requests, "status": summary.status,
-                                       "seconds": round(summary.seconds, 3)})
-            rejected = wh.query("select key, reason from dinsync.rejections order by rejected_at limit 3").to_pylist()
-            for r in rejected:
-                say(f"   rejected {r['key']!r}: {r['reason']}")
+                # each rejection once: a row rejected again by the second run (unchanged) is not repeated
+                for r in store.rejections(summary.run_id, limit=3):
+                    if (r["key"], r["reason"]) not in shown:
+                        shown.add((r["key"], r["reason"]))
+                        say(f"   rejected {r['key']!r}: {r['reason']}")
+                logged = next((r for r in store.last_runs("iterable_customers", limit=1)
+                               if r["run_id"] == summary.run_id), None)
+                report["runs"].append({"step": title, **run_from_summary(summary, logged, full_refresh=False,
+                                                                          started_at=started)})
             users = runner.call(lambda: len(sandbox.users))
             report["sandbox_users"] = users
             say(f"[bold]5.[/] the sandbox now holds {users:,} users; run history: "
@@ -139,5 +216,6 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None) ->
     say(textwrap.dedent(f"""\
         Try it yourself: start `dinsync sandbox --port 8765` in another terminal, point base_url in
         {path / 'dinsync.yml'} at http://127.0.0.1:8765, export {DEMO_KEY_ENV}=sandbox-key and run
-        `dinsync --project-dir {path} plan` / `sync`."""))
+        `dinsync --project-dir {path} plan` / `sync`. (A demo folder whose files you edited is
+        yours: the demo then refuses it without --force.)"""))
     return report

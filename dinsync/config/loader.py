@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from pydantic import ValidationError
-from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import TokenType
+from pydantic import SecretStr, ValidationError
 
+from .. import redaction
 from ..destinations import registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
@@ -260,6 +259,12 @@ class _Loader:
     @staticmethod
     def _model_sql(text: str, file: str, issues: list[ConfigIssue]) -> tuple[str, int | None]:
         """The single statement of a model (without its trailing semicolon) and its first line."""
+        simple = _single_statement(text)
+        if simple is not None:
+            return simple
+        from sqlglot.dialects.dialect import Dialect  # only for models with `;` or `/*` inside
+        from sqlglot.tokens import TokenType
+
         try:
             tokens = Dialect.get_or_raise("duckdb").tokenize(text)
         except Exception:  # unterminated string, ...: the warehouse reports it (check_columns)
@@ -467,6 +472,24 @@ def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:
     return items
 
 
+def _single_statement(text: str) -> tuple[str, int] | None:
+    """Fast path of `_model_sql` without a SQL tokenizer (keeps sqlglot out of start-up): a text
+    with no `/*` and no `;` except one closing the last line is at most one statement, starting
+    at its first line that is neither blank nor a `--` comment. None: tokenize it instead."""
+    body = text.rstrip()
+    if body.endswith(";") and "--" not in body[body.rfind("\n") + 1:]:
+        body = body[:-1]
+    if ";" in body or "/*" in body:
+        return None
+    lines = body.splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        lines.pop()  # trailing comment lines belong to no statement
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not line.lstrip().startswith("--"):
+            return "\n".join(lines[number - 1:]).strip(), number
+    return None  # no statement: the tokenizer path reports it
+
+
 def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
     """(index, column, field) of each entry of a sync's raw `fields` (mapping or list form)."""
     return [(i, column, field) for i, column, field, _ in _raw_field_items(data)]
@@ -496,9 +519,35 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
         scrub(loader.issues, loader.secrets)
         raise ConfigError(sort_issues(loader.issues))
     data = loader.project_data
-    return Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
-                   state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
-                   models=loader.models, syncs=loader.syncs)
+    project = Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
+                      state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
+                      models=loader.models, syncs=loader.syncs)
+    _register_secrets(project)
+    return project
+
+
+def _register_secrets(project: Project) -> None:
+    """Every secret setting (also one written in the file, not taken from the environment) is
+    masked in all output from now on (see `dinsync.redaction`)."""
+    redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)))
+    for destination in project.destinations.values():
+        redaction.register(*destination.credentials().values())
+
+
+def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:
+    """The validated `warehouse:` section of dinsync.yml alone (`${env:NAME}` substituted), or None
+    when that section has an issue. For a project that failed validation elsewhere: its warehouse
+    can still check the model columns, so that every issue is reported in one pass."""
+    loader = _Loader(Path(root).resolve(), environ() if env is None else env)
+    path = loader.root / PROJECT_FILE
+    doc = loader._read_yaml(path, env=False) if path.is_file() else None
+    if doc is None or not isinstance(doc.data.get("warehouse"), dict):
+        return None
+    section = YamlDoc(file=doc.file, data={"warehouse": doc.data["warehouse"]}, lines=doc.lines)
+    if substitute_env(section, loader.env):  # a missing or malformed ${env:...} in the section
+        return None
+    loader.load_warehouse(section, section.data["warehouse"])
+    return None if loader.issues else loader.warehouse
 
 
 def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -196,7 +195,11 @@ def _fields_as_list(value: Any) -> Any:
 
 
 def _valid_cron(value: str | None) -> str | None:
-    if value is not None and not croniter.is_valid(value):
+    if value is None:
+        return value
+    from croniter import croniter  # only when a schedule is set (keeps start-up light)
+
+    if not croniter.is_valid(value):
         raise ValueError(f"invalid cron expression {value!r} "
                          "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
     return value

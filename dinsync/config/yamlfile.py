@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .. import redaction
 from ..errors import ConfigIssue
 
 KeyPath = tuple  # a path of mapping keys (str) and list indices (int)
@@ -26,6 +27,9 @@ KeyPath = tuple  # a path of mapping keys (str) and list indices (int)
 # `${env:NAME}` is replaced by the variable's value; `$${env:NAME}` is the literal `${env:NAME}`.
 ENV_REF = re.compile(r"(\$?)\$\{env:([^}]*)\}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Every value substituted for ${env:NAME} is treated as a secret (masked in all output) when it
+# is at least this long: secrets come from the environment, and a short value ("us") hides nothing.
+ENV_SECRET_MIN_CHARS = 6
 
 
 @dataclass
@@ -137,6 +141,7 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str]) -> list[ConfigIssue]:
                                         f"(used by {_show_path(path)})", f"export {name}=..."))
                 return ""
             doc.env_values.append(env[name])
+            redaction.register(env[name], min_chars=ENV_SECRET_MIN_CHARS)
             return env[name]
 
         return ENV_REF.sub(replace, text)
@@ -265,14 +270,12 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def scrub(issues: list[ConfigIssue], secrets: Iterable[str]) -> None:
-    """Defence in depth: mask any substituted environment value left in a message or hint."""
-    values = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+def scrub(issues: list[ConfigIssue], secrets: Iterable[str] = ()) -> None:
+    """Defence in depth: mask secrets (the registered ones and `secrets`) left in a message or hint."""
+    redaction.register(*secrets, min_chars=ENV_SECRET_MIN_CHARS)
     for issue in issues:
-        for value in values:
-            issue.message = issue.message.replace(value, "***")
-            if issue.hint:
-                issue.hint = issue.hint.replace(value, "***")
+        issue.message = redaction.redact(issue.message)
+        issue.hint = redaction.redact(issue.hint)
 
 
 def read_text(path: Path, file: str) -> tuple[str | None, ConfigIssue | None]:

@@ -32,7 +32,7 @@ from .base import (
     SyncSpec,
 )
 
-if TYPE_CHECKING:  # polars is loaded only when rows are sent
+if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only
     import polars as pl
 
 BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate

@@ -55,6 +55,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "stream_sendable": ("stream_sendable", {}),
     "duplicates_sample": ("duplicates_sample", {}),
     "sample": ("sample", {}),
+    "field_change_counts": ("field_change_counts", {}),
     "drop_acked": ("drop_acked", {}),
     "acked": ("acked", {}),
     "ack_count": ("ack_count", {}),
@@ -284,6 +285,12 @@ class Planner:
                 "changed_fields": [f.field for f in self.fields if r[f"x{f.i}"]],
             })
         return out
+
+    def field_change_counts(self) -> dict[str, int]:
+        """Per destination field (mapping order), the changed rows of the plan that send it."""
+        table = self.warehouse.query(self.render("field_change_counts"))
+        row = table.to_pylist()[0] if table.num_rows else {}
+        return {f.field: int(row.get(f"c{f.i}") or 0) for f in self.fields}
 
     # ------------------------------------------------------------------ commit
 

@@ -14,7 +14,7 @@ import datetime as dt
 import time
 from typing import Any, Callable
 
-from .. import __version__
+from .. import __version__, redaction
 from ..destinations.base import Preflight, TransportOptions
 from ..diff.planner import DiffSpec, Planner, PlanStats
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
@@ -25,20 +25,6 @@ from .options import EngineOptions
 from .stop import StopToken
 
 Progress = Callable[[str, dict[str, Any]], None]
-
-
-class Redactor:
-    """Replaces every secret value by *** in texts that may reach logs, errors or state tables."""
-
-    def __init__(self, secrets: list[str]):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str | None) -> str | None:
-        if text is None:
-            return None
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 class SyncRun:
@@ -67,7 +53,8 @@ class SyncRun:
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
-        self.redact = Redactor(self.destination.secrets())
+        redaction.register(*self.destination.secrets())
+        self.redact = redaction.redact
         self.state = StateStore(warehouse, project.state_schema)
         self.spec = self.cfg.spec()
         self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
@@ -124,7 +111,8 @@ class SyncRun:
                 raise type(exc)(s.error, exc.hint) from None
             except Exception as exc:
                 s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
-                raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from None
+                # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
+                raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc
             finally:
                 s.seconds = time.monotonic() - started
                 self.state.finish_run(s)
@@ -251,4 +239,5 @@ def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
         async with destination.make_transport(transport_options(dest_cfg)) as transport:
             return await destination.preflight(transport, cfg.spec())
 
-    return config_issues(project, cfg, asyncio.run(check()), Redactor(destination.secrets()))
+    redaction.register(*destination.secrets())
+    return config_issues(project, cfg, asyncio.run(check()), redaction.redact)

@@ -14,7 +14,6 @@ import asyncio
 import inspect
 from dataclasses import dataclass, field, replace
 from typing import Mapping
-from urllib.parse import quote, quote_plus
 
 import aiohttp
 from multidict import CIMultiDict
@@ -29,6 +28,7 @@ from dinsync.destinations.base import (
     Request,
     TransportStats,
 )
+from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DinsyncError
 
 from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
@@ -122,8 +122,6 @@ class HttpSender:
         self._endpoints: dict[str, _Endpoint] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
-        self._secrets_seen: tuple[str, ...] | None = None
-        self._secret_forms: list[str] = []
         for name in destination.limits:
             self._endpoint(name)
 
@@ -171,27 +169,11 @@ class HttpSender:
         setattr(ep.stats, name, getattr(ep.stats, name) + n)
 
     # --- redaction ----------------------------------------------------------------------------
-    def _secrets(self) -> list[str]:
-        """Every secret in every form it may take in a URL, longest first.
-
-        Asked of the destination each time (cached while unchanged): a token fetched during the
-        run (e.g. a JWT) is a secret too.
-        """
-        current = tuple(self.destination.secrets())
-        if current != self._secrets_seen:
-            forms: set[str] = set()
-            for s in current:
-                if s:
-                    forms.update({s, quote(s), quote(s, safe=""), quote_plus(s)})
-            self._secret_forms = sorted(forms, key=len, reverse=True)
-            self._secrets_seen = current
-        return self._secret_forms
-
     def redact(self, text: object) -> str:
-        """`text` with every secret (also URL-escaped) replaced by `***`, cut to ~500 chars."""
-        out = str(text)
-        for s in self._secrets():
-            out = out.replace(s, "***")
+        """`text` through the process-wide redactor, cut to ~500 chars. The destination's secrets
+        are registered each time (cheap once known): a token fetched during the run is one too."""
+        redaction.register(*self.destination.secrets())
+        out = redaction.redact(text)
         if len(out) > MAX_REASON_CHARS:
             out = out[: MAX_REASON_CHARS - 3] + "..."
         return out

@@ -123,7 +123,8 @@ def test_too_many_duplicates_fail_before_sending(project):
                 "from range(5) t(i)")
     result = project.cli("sync")
     assert result.exit_code == ExitCode.RUN_FAILED
-    assert "duplicated matching keys" in json.loads(result.stdout)["error"]
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["status"] == "failed" and "duplicated matching keys" in run["error"]
     assert project.thread.call(project.sandbox.stats)["requests"] == 0
     [run] = project.sql("select status, error from dinsync.runs")
     assert run[0] == "failed" and "nothing was sent" in run[1]
@@ -196,7 +197,7 @@ def test_secret_never_leaks(project, monkeypatch, caplog):
     project.sql("update main.customers set plan = 'x'")
     result = project.cli("sync")
     assert result.exit_code == ExitCode.RUN_FAILED
-    assert "API key" in json.loads(result.stdout)["error"]
+    assert "API key" in json.loads(result.stdout)["runs"][0]["error"]
     outputs += [result.stdout, project.cli("sync", json_output=False).output]
     state = project.sql("select * from dinsync.runs") + project.sql("select * from dinsync.rejections")
     for text in outputs + [caplog.text, repr(state)]:
@@ -209,7 +210,8 @@ def test_lock_held_by_another_run_refuses(project):
                 "now() + interval 1 hour)")
     result = project.cli("sync")
     assert result.exit_code == ExitCode.LOCKED
-    assert "already running" in json.loads(result.stdout)["error"]
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["status"] == "failed" and run["run_id"] is None and "already running" in run["error"]
     project.sql("update dinsync.locks set expires_at = now() - interval 1 hour")
     assert project.cli("sync").exit_code == 0  # a stale lock expires
 

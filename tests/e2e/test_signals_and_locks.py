@@ -116,7 +116,7 @@ def test_run_silent_past_the_lock_expiry_keeps_its_lock(tmp_path, monkeypatch):
         time.sleep(2.5)  # well past the 1 s expiry
         second = p.sync()
         assert second["exit_code"] == 5, second
-        assert "already running" in second["error"]
+        assert "already running" in second["runs"][0]["error"]
         platform.paused.clear()
         thread.join(60)
     assert "error" not in result, result

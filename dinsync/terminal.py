@@ -1,0 +1,162 @@
+"""What the CLI writes: redacting consoles, JSON documents, notes, tracebacks, and the text
+renderings of plans, runs and the run log.
+
+Every byte goes through `dinsync.redaction`: the consoles write to redacting streams, and a
+traceback is formatted to text, redacted, then printed. rich is imported on first use.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from . import redaction
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class RedactingStream:
+    """A text stream that masks registered secrets before writing to `stream`. Bound to the
+    stream object itself, not to `sys.stderr` by name: a live progress bar replaces sys.stderr
+    with a proxy that writes to our console, which must not write back to the proxy."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redaction.redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+_consoles: dict[str, "Console"] = {}
+
+
+def reset() -> None:
+    """Forget the consoles: the next ones bind to sys.stdout / sys.stderr as they are now
+    (called once per command invocation; test runners swap the streams)."""
+    _consoles.clear()
+
+
+def _console(name: str) -> "Console":
+    console = _consoles.get(name)
+    if console is None:
+        from rich.console import Console
+
+        stream = RedactingStream(getattr(sys, name))
+        # piped or captured: do not squeeze tables into 80 columns
+        console = Console(file=stream, width=None if stream.isatty() else 200)  # type: ignore[arg-type]
+        _consoles[name] = console
+    return console
+
+
+def out() -> "Console":
+    return _console("stdout")
+
+
+def err() -> "Console":
+    return _console("stderr")
+
+
+def emit(data: Any) -> None:
+    out().file.write(json.dumps(data, default=str, indent=2) + "\n")
+    out().file.flush()
+
+
+def note(text: str) -> None:
+    """A note for the user, on stderr (stdout stays a clean document with --json)."""
+    err().print(f"note: {text}", markup=False, highlight=False)
+
+
+def print_traceback(exc: BaseException) -> None:
+    """The traceback of `exc` with its causes, formatted to text, redacted, then printed."""
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    RedactingStream(sys.stderr).write(text)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_plan(entry: dict) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def plural(n: int, word: str) -> str:
+        return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+    out().print(f"[bold]{entry['sync']}[/]: [green]+{entry['added']:,} added[/], [yellow]~{entry['changed']:,} "
+                f"changed[/], [red]-{entry['removed']:,} removed[/], {entry['unchanged']:,} unchanged; withheld: "
+                f"{plural(entry['null_keys'], 'NULL key')}, {plural(entry['duplicate_rows'], 'row')} of "
+                f"{plural(entry['duplicate_keys'], 'duplicated key')}", highlight=False)
+    if entry["changed"]:
+        counts = ", ".join(f"{field} {n:,}" for field, n in entry["field_changes"].items())
+        out().print(f"  changed rows per field: {counts}", markup=False, highlight=False)
+    rows = [row for op in ("added", "changed", "removed") for row in entry["samples"][op]]
+    if rows:
+        table = Table("key", "op", "changed fields (new values)", box=box.SIMPLE, padding=(0, 1))
+        for row in rows:
+            if row["op"] == "removed":
+                fields = "(leaves the snapshot; nothing is sent)"
+            else:
+                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=str)}"
+                                   for f in row["changed_fields"])
+            table.add_row(_cut(str(row["key"]), 60), row["op"], _cut(fields, 120))
+        out().print(table)
+    for dup in entry["duplicates"]:
+        out().print(f"  duplicated key {_cut(str(dup['key']), 60)!r}: {dup['rows']} rows withheld",
+                    markup=False, highlight=False)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def print_run(r: dict) -> None:
+    colour = {"success": "green", "warning": "yellow", "failed": "red"}.get(r["status"], "white")
+    if r["run_id"] is None:
+        out().print(f"[bold]{r['sync']}[/] [red]{r['status']}[/] (not started)", highlight=False)
+    else:
+        out().print(
+            f"[bold]{r['sync']}[/] [{colour}]{r['status']}[/] in {r['seconds'] or 0:.2f}s: +{r['added']} "
+            f"~{r['changed']} -{r['removed']} | sent {r['sent']}, acknowledged {r['acknowledged']}, "
+            f"rejected {r['rejected']}, not found {r['not_found']}, failed {r['failed']} | {r['requests']} "
+            f"requests, {r['throttled']} throttled (run {r['run_id']})", highlight=False)
+    for w in r["warnings"]:
+        out().print("  [yellow]warning:[/] " + escape(w), highlight=False)
+    if r["error"]:
+        err().print(f"  [red]error:[/] {escape(r['sync'])}: " + escape(r["error"]), highlight=False)
+    if r["hint"]:
+        err().print("  [dim]hint: " + escape(r["hint"]) + "[/]", highlight=False)
+
+
+def print_status(runs: list[dict]) -> None:
+    if not runs:
+        out().print("no runs yet")
+        return
+    from rich.table import Table
+
+    table = Table("sync", "started (UTC)", "status", "added", "changed", "removed", "acked", "rejected",
+                  "failed", "seconds", "error")
+    for r in runs:
+        started = (r["started_at"] or "")[:19].replace("T", " ")
+        table.add_row(r["sync"], started, r["status"], *(f"{r[c]:,}" for c in (
+            "added", "changed", "removed", "acknowledged", "rejected", "failed")),
+            f"{r['seconds'] or 0:.2f}", _cut(r["error"] or "", 80))
+    out().print(table)

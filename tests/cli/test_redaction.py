@@ -1,0 +1,42 @@
+"""The one process-wide redactor (dinsync.redaction)."""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, quote_plus
+
+from dinsync import redaction
+
+
+def test_every_form_of_a_registered_secret_is_masked():
+    secret = 'k3y/with "quote" & plus+é'
+    redaction.register(secret)
+    texts = [secret, quote(secret), quote(secret, safe=""), quote_plus(secret), json.dumps(secret),
+             json.dumps(secret, ensure_ascii=False), repr(secret), repr({"api_key": secret})]
+    for text in texts:
+        out = redaction.redact(f"before {text} after")
+        assert secret not in out and "***" in out, (text, out)
+        assert out.startswith("before ") and out.endswith(" after")
+
+
+def test_longest_secret_wins_and_others_stay_readable():
+    redaction.register("abcd-1234", "abcd-1234-efgh-5678")
+    assert redaction.redact("x abcd-1234-efgh-5678 y abcd-1234 z") == "x *** y *** z"
+    assert redaction.redact("nothing secret here") == "nothing secret here"
+
+
+def test_short_values_are_not_secrets_and_none_passes_through():
+    redaction.register("us", "", None, "abc")
+    assert redaction.redact("us-east abc") == "us-east abc"
+    redaction.register("abcdef", min_chars=7)
+    assert redaction.redact("abcdef") == "abcdef"
+    assert redaction.redact(None) is None
+    assert redaction.redact(12345) == "12345"
+
+
+def test_values_substituted_from_the_environment_are_registered_when_config_loads(tmp_path):
+    from dinsync.config.yamlfile import load_yaml, substitute_env
+
+    doc, _ = load_yaml("warehouse: {password: '${env:PW}'}\nregion: '${env:REGION}'\n", "dinsync.yml")
+    substitute_env(doc, {"PW": "pw-from-env-9f8e7d", "REGION": "eu"})
+    assert redaction.redact("login with pw-from-env-9f8e7d") == "login with ***"
+    assert redaction.redact("region eu") == "region eu"  # too short to be a secret

@@ -1,0 +1,50 @@
+"""A model's statement is found without a SQL tokenizer when the text is simple (no `;` inside, no
+`/* */`), so loading a project does not import sqlglot; the result is the tokenizer's."""
+from __future__ import annotations
+
+import pytest
+
+from dinsync.config import loader
+
+SIMPLE = [
+    "-- primary_key: id\nselect id, email from t\n",
+    "-- primary_key: id\n-- model_type: user\n\nselect id,\n  email\nfrom t\nwhere x = '--'\n",
+    "-- primary_key: id\nselect id from t;\n",
+    "-- primary_key: id\nselect id from t  ;  \n\n",
+    "-- primary_key: id\nselect id from t\n-- trailing comment\n\n",
+]
+COMPLEX = [
+    "-- primary_key: id\nselect 'a;b' as id from t\n",
+    "-- primary_key: id\n/* block */ select id from t\n",
+    "-- primary_key: id\nselect id from t -- done;\n",
+    "-- primary_key: id\nselect 1 as id; select 2\n",
+]
+
+
+def tokenized(text: str):
+    issues: list = []
+    original = loader._single_statement
+    loader._single_statement = lambda text: None
+    try:
+        return loader._Loader._model_sql(text, "m.sql", issues), issues
+    finally:
+        loader._single_statement = original
+
+
+@pytest.mark.parametrize("text", SIMPLE)
+def test_fast_path_agrees_with_the_tokenizer(text):
+    assert loader._single_statement(text) is not None
+    issues: list = []
+    assert loader._Loader._model_sql(text, "m.sql", issues) == tokenized(text)[0]
+    assert issues == []
+
+
+@pytest.mark.parametrize("text", COMPLEX)
+def test_anything_else_goes_to_the_tokenizer(text):
+    assert loader._single_statement(text) is None
+
+
+def test_a_header_only_model_is_reported_empty():
+    issues: list = []
+    assert loader._Loader._model_sql("-- primary_key: id\n\n", "m.sql", issues) == ("", None)
+    assert [i.message for i in issues] == ["model SQL is empty"]

@@ -1,0 +1,162 @@
+"""CLI conventions: --version, options after the subcommand, positional names, --exclude, one JSON
+shape per run, the plan table with per-field counts, progress lines in logs, lazy imports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from dinsync.cli import app
+from dinsync.errors import ExitCode
+from dinsync.report import RUN_COUNTS
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("dinsync ")
+
+
+def test_global_options_after_the_subcommand_and_positional_names(project):
+    (project.root / "syncs" / "other.yml").write_text(
+        (project.root / "syncs" / "iterable_users.yml").read_text())
+    result = project.runner.invoke(app, ["sync", "iterable_users", "--json", "-p", str(project.root)],
+                                   catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [r["sync"] for r in json.loads(result.stdout)["runs"]] == ["iterable_users"]
+    result = project.runner.invoke(app, ["status", "--project-dir", str(project.root), "--json", "iterable_*"],
+                                   catch_exceptions=False)
+    assert [r["sync"] for r in json.loads(result.stdout)["runs"]] == ["iterable_users"]
+    plan = project.runner.invoke(app, ["plan", "-p", str(project.root), "--json", "--exclude", "iterable_*"],
+                                 catch_exceptions=False)
+    assert [p["sync"] for p in json.loads(plan.stdout)["plans"]] == ["other"]
+
+
+def test_exclude_and_unknown_names(project):
+    data = project.sync("--exclude", "iterable_users")
+    assert data["runs"] == [] and data["exit_code"] == 0
+    assert "nothing to do" in project.last.stderr
+    result = project.cli("sync", "iterable_user")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    [issue] = json.loads(result.stdout)["issues"]
+    assert issue["message"] == "no sync named 'iterable_user'" and "did you mean 'iterable_users'?" in issue["hint"]
+
+
+def test_a_run_is_one_json_shape_in_sync_status_and_failure(project):
+    [ran] = project.sync()["runs"]
+    [logged] = json.loads(project.cli("status").stdout)["runs"]
+    assert list(ran) == list(logged)
+    assert set(RUN_COUNTS) <= set(ran) and {"sync", "run_id", "status", "error", "warnings"} <= set(ran)
+    for key in ("run_id", "sync", "status", "started_at", "finished_at", "full_refresh", *RUN_COUNTS, "warnings",
+                "error", "tool_version"):
+        assert ran[key] == logged[key], key
+    assert ran["started_at"].endswith("Z") and ran["finished_at"].endswith("Z") and ran["warnings"] == []
+    project.sql("insert into dinsync.locks values ('iterable_users', 'other-run', 'host:1', now(), "
+                "now() + interval 1 hour)")
+    failed = project.sync()
+    assert failed["exit_code"] == ExitCode.LOCKED
+    [refused] = failed["runs"]
+    assert list(refused) == list(ran)
+    assert refused["status"] == "failed" and refused["run_id"] is None and "already running" in refused["error"]
+    assert refused["hint"] and refused["started_at"].endswith("Z")
+
+
+def test_plan_shows_a_table_and_per_field_change_counts(project):
+    project.sync()
+    project.sql("update main.customers set plan = 'pro' where id in (1, 2)")
+    project.sql("update main.customers set first_name = 'Renamed', plan = 'team' where id = 3")
+    project.sql("delete from main.customers where id = 20")
+    [plan] = json.loads(project.cli("plan").stdout)["plans"]
+    assert (plan["changed"], plan["removed"]) == (3, 1)
+    assert plan["field_changes"] == {"firstName": 1, "plan": 3, "ltv": 0}
+    [third] = [s for s in plan["samples"]["changed"] if s["key"] == "user3@example.com"]
+    assert third == {"key": "user3@example.com", "op": "changed", "changed_fields": ["firstName", "plan"],
+                     "fields": {"firstName": "Renamed", "plan": "team", "ltv": 4.5}}
+    text = project.cli("plan", json_output=False).stdout
+    assert "changed rows per field: firstName 1, plan 3, ltv 0" in text
+    assert any("user1@example.com" in line and "changed" in line and 'plan="pro"' in line
+               for line in text.splitlines()), text
+    assert any("user20@example.com" in line and "removed" in line for line in text.splitlines()), text
+    assert project.thread.call(project.sandbox.stats)["requests"] == 1  # the first sync's only
+
+
+def test_logs_get_one_line_per_phase(project):
+    result = project.cli("sync", json_output=False)
+    assert result.exit_code == 0
+    lines = [line.rsplit(" [", 1)[0] for line in result.stderr.splitlines()]
+    assert lines[:2] == ["iterable_users: planning", "iterable_users: sending 20 rows"]
+    assert lines[-1] == "iterable_users: sent 20/20 rows, committing"
+    assert any(line.startswith("iterable_users: sent ") and "acknowledged" in line for line in lines)
+    assert "iterable_users success" in result.stdout
+
+
+HEAVY = ("polars", "aiohttp", "sqlglot")
+PROBE = """\
+import json, sys
+from dinsync import cli
+sys.argv = ["dinsync", *sys.argv[1:]]
+try:
+    cli.main()
+except SystemExit:
+    pass
+print("IMPORTED " + json.dumps(sorted(m for m in %r if m in sys.modules)), file=sys.stderr)
+""" % (HEAVY,)
+
+
+def imported_by(*args: str) -> tuple[str, list[str]]:
+    """(stdout, heavy libraries imported) of `dinsync ARGS` in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("IMPORTED ")]
+    return proc.stdout, json.loads(line.split(" ", 1)[1])
+
+
+def test_start_up_imports_no_heavy_library(project):
+    project.sync()
+    stdout, heavy = imported_by("--version")
+    assert stdout.startswith("dinsync ") and heavy == []
+    stdout, heavy = imported_by("-p", str(project.root), "status", "--json")
+    assert json.loads(stdout)["runs"][0]["status"] == "success" and heavy == []
+    stdout, heavy = imported_by("-p", str(project.root), "validate")
+    assert stdout.startswith("OK") and heavy == []
+
+
+def test_a_terminal_gets_the_progress_bar(project):
+    """stderr on a pseudo-terminal: the rich bar (not the log lines), notes above it, and the run
+    ends (the bar's stream redirection must not loop back into our redacting console)."""
+    import os
+    import pty
+    import select
+    import time
+
+    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "-p", str(project.root), "sync"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    terminal, deadline = b"", time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                terminal += chunk
+            elif proc.poll() is not None:
+                break
+        stdout = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = terminal.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "iterable_users success" in stdout
+    assert "\x1b[" in text and "committing" in text and "20/20" in text
+    assert "iterable_users: note: 1 rows with a NULL matching key were skipped" in text
+    assert "iterable_users: planning [" not in text  # the log lines are for non-terminals

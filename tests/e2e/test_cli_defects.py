@@ -1,0 +1,164 @@
+"""Regression tests for the CLI defects of issue 11 (each fails without its fix)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+from typer.testing import CliRunner
+
+from dinsync.cli import app
+from dinsync.errors import ExitCode
+from dinsync.sandbox.faults import respond
+from tests.conftest import TEST_KEY
+
+DRIVER = Path(__file__).with_name("debug_leak_driver.py")
+SYNC_YML = """\
+model: customers
+destination: {destination}
+service: users
+mode: upsert
+match: {{column: email, field: email}}
+fields: {{first_name: firstName, plan: plan}}
+thresholds: {{max_rejected_pct: {max_rejected_pct}, fail_on_warning: true}}
+enabled: {enabled}
+"""
+
+
+def write_sync(project, name, destination="iterable", max_rejected_pct=50, enabled="true"):
+    (project.root / "syncs" / f"{name}.yml").write_text(SYNC_YML.format(
+        destination=destination, max_rejected_pct=max_rejected_pct, enabled=enabled))
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+def demo(tmp_path, *args):
+    return CliRunner().invoke(app, ["demo", "--path", str(tmp_path / "d"), "--rows", "60", *args],
+                              catch_exceptions=False)
+
+
+def test_demo_refuses_a_project_folder_unless_forced(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(tmp_path / "d")]).exit_code == 0
+    con = duckdb.connect(str(tmp_path / "d" / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    before = {p: p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file()}
+    result = demo(tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert "holds files the demo did not create" in result.stderr and "--force" in result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file()} == before
+    forced = demo(tmp_path, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "models/active_customers.sql" in (tmp_path / "d" / ".dinsync-demo.json").read_text()
+
+
+def test_demo_runs_again_in_its_own_folder_but_not_once_it_was_edited(tmp_path):
+    assert demo(tmp_path).exit_code == 0
+    assert demo(tmp_path).exit_code == 0  # its own folder: marker and unchanged files
+    (tmp_path / "d" / "syncs" / "mine.yml").write_text("model: x\n")
+    refused = demo(tmp_path)
+    assert refused.exit_code == ExitCode.USAGE and "syncs/mine.yml" in refused.stderr
+    (tmp_path / "d" / "syncs" / "mine.yml").unlink()
+    with open(tmp_path / "d" / "models" / "active_customers.sql", "a") as f:
+        f.write("-- my edit\n")
+    refused = demo(tmp_path)
+    assert refused.exit_code == ExitCode.USAGE and "changed since the demo wrote it" in refused.stderr
+    assert "-- my edit" in (tmp_path / "d" / "models" / "active_customers.sql").read_text()
+
+
+def test_demo_prints_each_rejection_once_and_its_notes(tmp_path):
+    result = demo(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("rejected 'not-an-email'") == 1
+    assert "1 rows with a NULL matching key were skipped" in result.stderr
+
+
+# --- secrets in debug output ---------------------------------------------------------------------
+
+def test_debug_traceback_never_shows_the_key(project):
+    """A destination whose key check answers 401 with a body echoing the key; the destination
+    raises a plain exception quoting that body; with DINSYNC_DEBUG=1 the CLI prints the chain."""
+    project.thread.script("getFields", respond(401, {"msg": f"Invalid API key {TEST_KEY}", "code": "BadApiKey",
+                                                     "params": None}), times=10)
+    env = dict(os.environ, DINSYNC_DEBUG="1")
+    for extra in ([], ["--json"]):
+        proc = subprocess.run([sys.executable, str(DRIVER), "-p", str(project.root), *extra, "sync"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
+        assert "Traceback (most recent call last)" in proc.stderr and "key check refused: HTTP 401" in proc.stderr
+        assert "Invalid API key ***" in proc.stderr
+        assert TEST_KEY not in proc.stdout + proc.stderr
+
+
+# --- ${env:} in the warehouse of a broken project ------------------------------------------------
+
+BROKEN_SYNC = ("model: customers\ndestination: iterable\nservice: users\nmode: upsert\n"
+               "match: {column: email, field: email}\nfields:\n  no_such_column: x\nextra_key: 1\n")
+
+
+def test_broken_project_checks_columns_in_the_env_substituted_warehouse(project, monkeypatch):
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: ${env:WH_PATH}"))
+    monkeypatch.setenv("WH_PATH", str(project.root / "warehouse.duckdb"))
+    (project.root / "syncs" / "iterable_users.yml").write_text(BROKEN_SYNC)
+    result = project.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    messages = [i["message"] for i in json.loads(result.stdout)["issues"]]
+    assert any("extra_key" in m for m in messages)
+    assert "column 'no_such_column' is not a column of model customers" in messages  # the real warehouse
+    assert not any("failed in the warehouse" in m for m in messages), messages
+    assert sorted(p.name for p in project.root.iterdir()) == ["dinsync.yml", "models", "syncs", "warehouse.duckdb"]
+
+
+def test_validating_a_broken_project_creates_no_warehouse(project, monkeypatch):
+    (project.root / "syncs" / "iterable_users.yml").write_text(BROKEN_SYNC)
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: elsewhere.duckdb"))
+    assert project.cli("validate").exit_code == ExitCode.CONFIG_ERROR
+    assert not (project.root / "elsewhere.duckdb").exists()
+    yml.write_text(yml.read_text().replace("path: elsewhere.duckdb", "path: ${env:WH_PATH}"))
+    monkeypatch.setenv("WH_PATH", str(project.root / "absent.duckdb"))
+    assert project.cli("sync").exit_code == ExitCode.CONFIG_ERROR
+    assert not (project.root / "absent.duckdb").exists()
+    assert not any("env:" in p.name for p in project.root.iterdir())
+
+
+# --- exit codes, disabled syncs, notes -----------------------------------------------------------
+
+def test_a_failed_run_outranks_warnings_whatever_the_order(project, monkeypatch):
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text() + f"  iterable_bad:\n    type: iterable\n    api_key: ${{env:WRONG_KEY}}\n"
+                                     f"    base_url: {project.base_url}\n")
+    monkeypatch.setenv("WRONG_KEY", "wrong-key-4c1e9b2d")
+    (project.root / "syncs" / "iterable_users.yml").unlink()
+    write_sync(project, "a_warns", max_rejected_pct=0)  # its rejected row makes it a warning
+    write_sync(project, "b_fails", destination="iterable_bad")  # 401: credentials refused
+    project.sql("insert into main.customers values (99, 'not an email', 'u-99', 'x', 'free', 1)")
+    data = project.sync()
+    assert [(r["sync"], r["status"]) for r in data["runs"]] == [("a_warns", "warning"), ("b_fails", "failed")]
+    assert data["exit_code"] == ExitCode.RUN_FAILED
+    assert project.last.exit_code == ExitCode.RUN_FAILED
+
+
+def test_a_named_disabled_sync_runs_with_a_note_a_glob_never_selects_it(project):
+    write_sync(project, "iterable_paused", enabled="false")
+    assert [r["sync"] for r in project.sync()["runs"]] == ["iterable_users"]
+    assert [r["sync"] for r in project.sync("iterable_*")["runs"]] == ["iterable_users"]
+    named = project.sync("iterable_paused")
+    assert [r["sync"] for r in named["runs"]] == ["iterable_paused"] and named["exit_code"] == 0
+    assert "sync iterable_paused is disabled (enabled: false); running it because it was named" in project.last.stderr
+
+
+def test_null_key_note_is_printed(project):
+    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
+    text = project.cli("sync", json_output=False)
+    assert text.exit_code == 0
+    assert "iterable_users: note: 1 rows with a NULL matching key were skipped" in text.stderr
+    project.sql("insert into main.customers values (51, NULL, 'u-51', 'no key', 'free', 1)")
+    as_json = project.cli("sync")
+    assert "2 rows with a NULL matching key were skipped" in as_json.stderr
+    assert json.loads(as_json.stdout)["runs"][0]["null_keys"] == 2
