@@ -14,10 +14,11 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
+from .attentive import AttentiveSandbox
 from .faults import Fault
 from .iterable import IterableSandbox
 
-PLATFORMS = {"iterable": IterableSandbox}
+PLATFORMS = {"iterable": IterableSandbox, "attentive": AttentiveSandbox}
 
 
 def build_sandbox(platform: str, api_key: str | None = None, *, api_keys: list[str] | None = None,
