@@ -69,7 +69,7 @@ class AttentiveSandbox:
         self.unknown_user_writes = 0  # v1 writes answered 200 without effect (unknown_user="accept")
         self.opt_ins = 0  # subscriptions created through v2 `subscriptions`
         self.log: deque[LoggedRequest] = deque(maxlen=self.options.log_size)
-        self._limiter = PerSecondLimiter(self.options.window)
+        self.limiter = PerSecondLimiter(self.options.window)  # tests may replace its `clock`
         self._error_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
@@ -210,7 +210,7 @@ class AttentiveSandbox:
         self.created_users = self.unknown_user_writes = self.opt_ins = 0
         self.created_by_endpoint.clear()
         self.log.clear()
-        self._limiter.clear()
+        self.limiter.clear()
         self.faults.clear()
 
     # ---------------------------------------------------------------- pipeline
@@ -257,7 +257,7 @@ class AttentiveSandbox:
             return _rate_headers(self._error(401, "Unauthorized"), limit, limit)
         remaining = None
         if limit is not None:
-            allowed, remaining, wait = self._limiter.hit((self._key_ids[token], endpoint), limit)
+            allowed, remaining, wait = self.limiter.hit((self._key_ids[token], endpoint), limit)
             if not allowed:
                 return self._too_many(endpoint, wait)
         missing = [s for s in self.options.endpoint_scopes.get(endpoint, ()) if not self._has_scope(token, s)]
