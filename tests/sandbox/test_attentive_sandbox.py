@@ -602,6 +602,9 @@ def test_bulk_job_lifecycle_applies_on_completion(make):
     assert status.json() == {"bulkJobId": job_id, "status": "PENDING", "totalRecords": 3}
     assert sub(thread, email=ALICE)["custom"]["plan"] == "pro"  # nothing applied yet
     assert thread.stats()["created_users"] == 0
+    signature = thread.call(lambda: thread.sandbox.jobs.jobs[job_id].signature)
+    early = client.get(f"/sandbox-downloads/bulk-jobs/{job_id}.jsonl?signature={signature}", key=None)
+    assert early.status == 404  # no results file before the job completes
     thread.call(thread.sandbox.finish_jobs)
     status = client.get(f"/v2/bulk/job/{job_id}").json()
     assert status["status"] == "COMPLETED" and status["url"].startswith(thread.url)
