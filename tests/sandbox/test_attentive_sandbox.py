@@ -551,8 +551,10 @@ def test_v2_body_shape(make):
     assert "unknown field(s): user" in error_message(client.post(USER, {"identifiers": {"email": ALICE},
                                                                         "user": {}}), 400)
     assert "JSON" in error_message(client.post(USER, raw=b"nope"), 400)
-    thread2, client2 = make(reject_unknown_keys=False)
+    thread2, client2 = make(reject_unknown_keys=False, max_body_bytes=2000)
     assert client2.post(USER, {"identifiers": {"email": ALICE}, "user": {}}).status == 202
+    big = {"identifiers": {"email": ALICE}, "attributes": {"custom": {"blob": "x" * 3000}}}
+    assert "too large" in error_message(client2.post(USER, big), 413)
 
 
 def test_v2_custom_attribute_limit(make):
@@ -830,6 +832,8 @@ def test_seeding(make):
     sandbox = AttentiveSandbox(KEY)
     assert sandbox.seed_subscribers(1000) == 1000
     assert all(valid_phone(s["phone"]) for s in sandbox.subscribers()[::97])
+    with pytest.raises(ValueError, match="already there"):
+        sandbox.seed_subscribers(10, start=995)
     with pytest.raises(ValueError, match="phone"):
         sandbox.add_subscriber("z@example.com", "19148440001")
     with pytest.raises(ValueError, match="already exists"):

@@ -50,7 +50,8 @@ V2_DEMOGRAPHIC_KEYS = frozenset({"language", "dateOfBirth", "age", "organization
 V2_LOCATION_KEYS = frozenset({"address1", "address2", "city", "state", "zip", "latitude", "longitude",
                               "country", "region", "timezone"})
 V2_LOCALE_KEYS = frozenset({"language", "country"})
-V2_SUBSCRIPTION_KEYS = frozenset({"signUpSourceId", "channel", "singleOptIn"})  # + "subscriptionType" (required, unlisted)
+# subscriptions[] items: the spec also requires "subscriptionType" without listing it
+V2_SUBSCRIPTION_KEYS = frozenset({"signUpSourceId", "channel", "singleOptIn"})
 V2_IDENTIFIER_KEYS = frozenset({"email", "phone", "shopifyId", "klaviyoId", "clientUserId", "customIdentifiers"})
 V2_CUSTOM_IDENTIFIER_KEYS = frozenset({"key", "value"})                      # CustomIdentifier
 BULK_KEYS = frozenset({"users"})                                             # UserAttributes

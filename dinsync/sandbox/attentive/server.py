@@ -150,12 +150,14 @@ class AttentiveSandbox:
         """Add `count` subscribers `subscriber{i}@example.com` / `+1201{2000000+i}` (both channels, eligible)."""
         if start < 0 or start + count > 7_000_000:
             raise ValueError("seeded subscribers are numbered 0 .. 6,999,999")
+        store = self.store
         for i in range(start, start + count):
             email, phone = f"subscriber{i}@example.com", f"+1201{2000000 + i:07d}"
-            rec = self.store.create(Identity(email=email, phone=phone), "seed")
-            rec["subscriptions"] = [{"type": "MARKETING", "channel": "EMAIL", "eligible": True},
-                                    {"type": "MARKETING", "channel": "TEXT", "eligible": True}]
-        return len(self.store)
+            if store.find("email", email) is not None or store.find("phone", phone) is not None:
+                raise ValueError(f"subscriber {i} is already there")
+            store.add_seeded(email, phone, [{"type": "MARKETING", "channel": "EMAIL", "eligible": True},
+                                            {"type": "MARKETING", "channel": "TEXT", "eligible": True}])
+        return len(store)
 
     def define_property(self, name: str, values: list[str]) -> None:
         """A property created in the Attentive UI with enumerated values: the API accepts only these."""

@@ -69,6 +69,15 @@ class SubscriberStore:
         self.attach(rec, ident)
         return rec
 
+    def add_seeded(self, email: str, phone: str, subscriptions: list[dict]) -> None:
+        """Fast path for `seed_subscribers`: a new subscriber whose email and phone are known to be free."""
+        rec = {"id": len(self._all) + 1, "email": email, "phone": phone, "clientUserId": None, "shopifyId": None,
+               "klaviyoId": None, "customIdentifiers": {}, "attributes": {}, "custom": {},
+               "subscriptions": subscriptions, "origin": "seed"}
+        self._all.append(rec)
+        self._by["email"][email if self.email_case_sensitive else email.lower()] = rec
+        self._by["phone"][phone] = rec
+
     def attach(self, rec: dict, ident: Identity) -> None:
         """Give `rec` the identifiers it lacks; values it already has, or that name another
         subscriber, are left as they are (identifiers are never moved between subscribers)."""
