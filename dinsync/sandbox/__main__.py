@@ -1,4 +1,4 @@
-"""`python -m dinsync.sandbox {iterable,attio} --port P --api-key KEY [--no-limits] [...]`
+"""`python -m dinsync.sandbox {iterable,attio,attentive} --port P --api-key KEY [--no-limits] [...]`
 `python -m dinsync.sandbox splio --sftp-port P --http-port Q --api-key K --sftp-user U --sftp-password-env VAR`
 
 Prints `listening http://127.0.0.1:PORT` as its first line (Splio: `listening sftp://127.0.0.1:P
@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from .attentive import DEFAULT_SCOPES
 from .faults import Faults
 from .iterable import FAILURE_LISTS
 from .runner import build_sandbox, serve
@@ -68,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--unknown-attribute-status", type=int, choices=(400, 404), default=400)
     at.add_argument("--uniqueness-conflict-status", type=int, choices=(400, 409), default=400)
     at.add_argument("--lenient-filters", action="store_true", help="accept any filter operator on any property")
+
+    tv = platforms.add_parser("attentive", help="Attentive's user-attribute API (v1 custom attributes, v2 users)")
+    _common(tv, 8767)
+    tv.set_defaults(window="fixed")
+    tv.add_argument("--scope", action="append", default=[],
+                    help=f"scope of the key(s) (repeatable; default: {', '.join(DEFAULT_SCOPES)})")
+    tv.add_argument("--seed-subscribers", type=int, default=0, metavar="N",
+                    help="start with N subscribers subscriber{i}@example.com, phone +1201{2000000+i} (i from 0)")
+    tv.add_argument("--unknown-user", choices=("reject", "accept", "create"), default="create",
+                    help="POST /v1/attributes/custom for an unknown email/phone (undocumented)")
+    tv.add_argument("--unknown-attributes-lookup", choices=("404", "empty"), default="404")
+    tv.add_argument("--null-values", choices=("reject", "ignore", "unset"), default="reject")
+    tv.add_argument("--phone-check", choices=("valid", "possible"), default="valid")
+    tv.add_argument("--bulk-validation", choices=("request", "record"), default="request")
+    tv.add_argument("--bulk-job-seconds", type=float, default=0.2, help="seconds until a bulk job completes")
+    tv.add_argument("--retry-after", action="store_true", help="add Retry-After to 429 answers")
     _splio_parser(platforms)
     return parser
 
@@ -78,7 +95,15 @@ def _platform_options(args: argparse.Namespace) -> dict[str, Any]:
                     max_users_per_bulk=args.max_users_per_bulk, max_body_bytes=args.max_body_bytes,
                     unknown_user_id_list=args.unknown_user_id_list, retry_after=args.retry_after,
                     detect_dates=args.detect_dates)
-    options: dict[str, Any] = dict(
+    if args.platform == "attentive":
+        options = dict(unknown_user=args.unknown_user, unknown_attributes_lookup=args.unknown_attributes_lookup,
+                       null_values=args.null_values, phone_check=args.phone_check,
+                       bulk_validation=args.bulk_validation, bulk_job_seconds=args.bulk_job_seconds,
+                       bulk_pending_seconds=min(0.05, args.bulk_job_seconds), retry_after=args.retry_after)
+        if args.scope:
+            options["default_scopes"] = tuple(args.scope)
+        return options
+    options = dict(
         custom_attributes=list(args.custom_attribute), rate_limits={"read": args.read_rate, "write": args.write_rate},
         query_is_read=not args.query_is_write, auto_create_companies=args.auto_create_companies,
         status_attributes_on_standard_objects=args.status_attributes,
@@ -175,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                         latency=args.latency, jitter=args.jitter, seed=args.seed)
         sandbox = build_sandbox(args.platform, api_keys=keys, faults=faults, limits=not args.no_limits,
                                 window=args.window, **_platform_options(args))
+        if args.platform == "attentive" and args.seed_subscribers:
+            sandbox.seed_subscribers(args.seed_subscribers)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -15,12 +15,13 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
+from .attentive import AttentiveSandbox
 from .attio import AttioSandbox
 from .faults import Fault
 from .iterable import IterableSandbox
 from .splio import SplioSandbox
 
-PLATFORMS = {"iterable": IterableSandbox, "attio": AttioSandbox, "splio": SplioSandbox}
+PLATFORMS = {"iterable": IterableSandbox, "attio": AttioSandbox, "attentive": AttentiveSandbox, "splio": SplioSandbox}
 
 
 def build_sandbox(platform: str, api_key: str | None = None, *, api_keys: list[str] | None = None,
