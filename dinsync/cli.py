@@ -396,14 +396,28 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
             out().print(f"next: cd {path} && dinsync validate", highlight=False)
 
 
-@app.command()
-def sandbox(port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
-            api_key: str = typer.Option("sandbox-key", envvar="DINSYNC_SANDBOX_API_KEY", help="Accepted API key."),
-            no_limits: bool = typer.Option(False, "--no-limits", help="Turn the rate limits off.")) -> None:
-    """Serve the platform sandboxes on 127.0.0.1 for manual tries (Ctrl-C to stop)."""
-    from .sandbox.runner import serve
+SANDBOX_PLATFORMS = ("iterable", "attio", "attentive", "splio")
 
-    serve("iterable", port=port, api_key=api_key, limits=not no_limits)
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def sandbox(ctx: typer.Context) -> None:
+    """Serve a platform's sandbox on 127.0.0.1 for manual tries (Ctrl-C to stop).
+
+    `dinsync sandbox [iterable|attio|attentive|splio] [OPTIONS]` (default: iterable), e.g.
+    `dinsync sandbox attio --port 8766 --no-limits`; `dinsync sandbox attio --help` lists a
+    platform's options. The accepted API key is `--api-key`, else DINSYNC_SANDBOX_API_KEY, else
+    `sandbox-key`."""
+    from .sandbox.__main__ import KEY_ENV, main as sandbox_main
+
+    args = list(ctx.args)
+    platform = args.pop(0) if args and args[0] in SANDBOX_PLATFORMS else "iterable"
+    if "--api-key" not in args and not os.environ.get(KEY_ENV) and "--help" not in args:
+        args += ["--api-key", "sandbox-key"]
+    try:
+        code = sandbox_main([platform, *args])
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -5,6 +5,8 @@ import json
 import os
 import signal
 import subprocess
+
+import pytest
 import sys
 import urllib.request
 
@@ -62,3 +64,25 @@ def test_sandbox_command_serves_on_loopback_and_stops_on_sigterm():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("platform", ["attio", "attentive"])
+def test_sandbox_command_serves_each_platform(platform):
+    env = dict(os.environ, DINSYNC_SANDBOX_API_KEY="manual-key")
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "sandbox", platform, "--port", "0", "--no-limits"],
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening http://127.0.0.1:"), line
+        path = "/v2/self" if platform == "attio" else "/v1/me"
+        request = urllib.request.Request(line.split()[1] + path, headers={"Authorization": "Bearer manual-key"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+def test_sandbox_command_rejects_bad_options_as_usage_errors():
+    result = CliRunner().invoke(app, ["sandbox", "attio", "--no-such-option"])
+    assert result.exit_code == ExitCode.USAGE
