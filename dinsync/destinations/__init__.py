@@ -13,7 +13,10 @@ from functools import lru_cache
 
 from .base import Destination
 
-BUILT_IN = {"iterable": "dinsync.destinations.iterable:IterableDestination"}
+BUILT_IN = {
+    "iterable": "dinsync.destinations.iterable:IterableDestination",
+    "attentive": "dinsync.destinations.attentive:AttentiveDestination",
+}
 
 
 @lru_cache(maxsize=1)

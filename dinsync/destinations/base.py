@@ -201,7 +201,9 @@ class Transport(Protocol):
     comes later come back `pending` with a token. `settle` waits (at most `timeout` seconds) for the
     outcomes of this run's pending records and returns their results (still-pending ones keep
     status `pending`). `resolve` reads the outcomes of earlier runs' pending tokens (results for
-    the keys it can tell about; keys it cannot tell about yet are left out).
+    the keys it can tell about; keys it cannot tell about yet are left out). A transport may also
+    have `ready() -> list[RecordResult]`: outcomes of this run's pending records that arrived
+    meanwhile, without waiting (the pipeline commits them at its next checkpoint).
     """
 
     async def __aenter__(self) -> "Transport": ...

@@ -174,6 +174,8 @@ class Pipeline:
                 for r in delivered.problems:
                     missing.add(r.key)
                     self._note(r)
+            if self._collect_ready() and not self.lock.lost.is_set():
+                await self.commits.checkpoint()
         return mapped.filter(~pl.col("_key").is_in(list(missing))) if missing else mapped
 
     # --- sending -----------------------------------------------------------------------
@@ -198,6 +200,7 @@ class Pipeline:
                 self.s.acknowledged += len(delivered.ok)
             for r in delivered.problems:
                 self._note(r)
+            self._collect_ready()
             self.progress("sent", {"rows": len(request.keys)})
             if not self.lock.lost.is_set():
                 await self.commits.checkpoint()
@@ -217,6 +220,17 @@ class Pipeline:
             else:
                 self.s.failed += 1
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+
+    def _collect_ready(self) -> bool:
+        """Outcomes of pending records that arrived meanwhile, from a transport that can tell
+        without waiting (optional `ready()`): committed at the next checkpoint, not at the end."""
+        ready = getattr(self.transport, "ready", None)
+        if not self.pending or ready is None:
+            return False
+        results = ready()
+        for r in results:
+            self._settled(r)
+        return bool(results)
 
     def _settled(self, r: RecordResult) -> None:
         """The outcome of a record that was pending earlier in this run."""
