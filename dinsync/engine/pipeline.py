@@ -24,6 +24,8 @@ from ..errors import DestinationAuthError, RunSummary
 from ..mapping import FieldMapping, KeyMapping, map_batch
 from .commits import Checkpointer
 
+LOOKUP_SLICE_ROWS = 1000  # update-mode lookups: rows looked up before their writes are queued
+
 
 @dataclass
 class MappingPlan:
@@ -128,21 +130,31 @@ class Pipeline:
                 frame = pl.from_arrow(batch)
                 mapped, rejections = await loop.run_in_executor(work_ex, self._map, frame)
                 self._record_rejections(rejections)
-                if self.spec.mode == "update" and self.service.update_needs_lookup:
-                    mapped = await self._only_existing(mapped)
-                prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
-                for rej in prepared.rejections:
-                    self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
-                    self.s.rejected += 1
-                for request in prepared.requests:
+                if not (self.spec.mode == "update" and self.service.update_needs_lookup):
+                    await self._enqueue(mapped, queue, loop, work_ex)
+                    continue
+                # Lookups are slow (one request per row): rows are looked up, prepared and queued a
+                # slice at a time, so that writes of the rows found overlap the lookups of the next.
+                for start in range(0, mapped.height, LOOKUP_SLICE_ROWS):
                     if self._stopping() or self.fatal is not None:
                         break
-                    await queue.put(request)
+                    found = await self._only_existing(mapped.slice(start, LOOKUP_SLICE_ROWS))
+                    await self._enqueue(found, queue, loop, work_ex)
         finally:
             await loop.run_in_executor(read_ex, batches.close)
         if self._stopping():  # requests not started yet are dropped: planned again next run
             while not queue.empty():
                 queue.get_nowait()
+
+    async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
+        prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
+        for rej in prepared.rejections:
+            self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
+            self.s.rejected += 1
+        for request in prepared.requests:
+            if self._stopping() or self.fatal is not None:
+                break
+            await queue.put(request)
 
     def _map(self, frame: pl.DataFrame):
         out = map_batch(frame, self.mapping.key, self.mapping.fields, max_row_bytes=self.mapping.max_row_bytes,
