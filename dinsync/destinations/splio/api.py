@@ -241,7 +241,7 @@ class SplioApiSender(HttpSender):
             raise RuntimeError("SplioApiSender used outside `async with`")
         await self.limiter("other").acquire()
         url = self.destination.base_url + "/authenticate"
-        async with self._session.post(url, data=orjson.dumps({"api_key": self._api_key}),
+        async with self._session.request("POST", url, data=orjson.dumps({"api_key": self._api_key}),
                                       headers={"Content-Type": "application/json"}) as resp:
             body = await resp.read()
             status = resp.status

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # polars is loaded only when rows are sent
 BULK_MAX_BYTES = 16 * 1024 * 1024  # our cap per bulk request (Splio documents none)
 MAX_ROW_BYTES = 8 * 1024 * 1024  # a contact larger than this is refused before sending (our cap)
 EMAIL_MAX = 100  # Splio: email max 100 characters
+MAX_FIELD_PAGES = 20  # field list pages read at most (Splio allows 180 custom contact fields)
 # Splio's custom field types (GET /data/fields/contacts `data_type`, when given) -> mapping kinds.
 DATA_TYPE_KINDS = {"text": "string", "string": "string", "int": "integer", "double": "number", "date": "datetime"}
 
@@ -148,18 +149,19 @@ class SplioDestination(Destination):
                                                   "email; dinsync matches Splio contacts on email",
                                             "ask Splio which key the universe uses"))
         custom: dict[str, dict] = {}
-        page, seen = 1, 0
-        while True:
+        names: set = set()
+        for page in range(1, MAX_FIELD_PAGES + 1):
             doc = await api.read(f"/data/fields/contacts?per_page=1000&page_number={page}",
                                  "the universe's contact fields")
-            elements = doc.get("elements") or []
+            elements = [e for e in doc.get("elements") or [] if isinstance(e, dict)]
+            new = {(e.get("id"), e.get("name"), e.get("is_system")) for e in elements} - names
+            names |= new
             for e in elements:
-                if isinstance(e, dict) and not e.get("is_system") and isinstance(e.get("name"), str):
+                if not e.get("is_system") and isinstance(e.get("name"), str):
                     custom[e["name"]] = e
-            seen += len(elements)
-            if not elements or seen >= int(doc.get("count_element") or 0):
+            # stop at the last page, or when a page brings nothing new (paging ignored by the server)
+            if not new or len(names) >= int(doc.get("count_element") or 0):
                 break
-            page += 1
         for n, name in enumerate(sync.fields):
             if not (n < len(sync.custom) and sync.custom[n]):
                 continue

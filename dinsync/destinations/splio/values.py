@@ -23,6 +23,7 @@ from typing import Sequence
 import orjson
 import polars as pl
 
+from ...mapping.json import batches_by_size
 from ..base import Rejection, SyncSpec
 
 ISO_DATETIME = r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z)?$"
@@ -128,12 +129,12 @@ def csv_chunks(frame: pl.DataFrame, columns: Sequence[Column], key_column: str, 
         signature = part["_sig"][0]
         chosen = [c for c, flag in zip(columns, signature) if flag == "1"]
         header = (key_column,) + tuple(c.name for c in chosen)
-        table = part.select(pl.col("_id").alias(key_column), *[pl.col(f"_c{c.index}").alias(c.name) for c in chosen])
+        # "" is written as an empty cell (Polars would quote it): NULL and "" both clear the field
+        table = part.select(pl.col("_id").alias(key_column),
+                            *[pl.col(f"_c{c.index}").replace("", None).alias(c.name) for c in chosen])
         sizes = table.select(pl.sum_horizontal([pl.col(h).str.len_bytes().fill_null(0) + 3 for h in header])
                              .alias("_bytes"))["_bytes"]
         keys_all, ids_all = part["_key"].to_list(), part["_id"].to_list()
-        from ...mapping.json import batches_by_size
-
         for offset, length in batches_by_size(sizes, max_rows, max_bytes):
             buffer = io.BytesIO()
             table.slice(offset, length).write_csv(buffer, separator=separator, quote_style="necessary",
