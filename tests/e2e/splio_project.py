@@ -41,7 +41,7 @@ destinations:
       reports_directory: /imports/reports
       poll_seconds: 0.05
       max_rows_per_file: {max_rows}
-{extra}"""
+{sftp_extra}{extra}"""
 
 MODEL = """\
 -- primary_key: id
@@ -95,10 +95,12 @@ class SplioProject:
 
     def configure(self, *, transport: str = "sftp", mode: str = "insert", fields=FIELDS, max_rejected_pct=50,
                   credential: str = "password: ${env:SPLIO_SFTP_PASSWORD}", user: str = SFTP_USER,
-                  max_rows: int = 199_999, extra: str = "", known_hosts: Path | None = None) -> None:
+                  max_rows: int = 199_999, extra: str = "", known_hosts: Path | None = None,
+                  sftp_extra: str = "") -> None:
         (self.root / "dinsync.yml").write_text(DINSYNC_YML.format(
             transport=transport, api_url=self.thread.url, sftp_port=self.sandbox.sftp_port, user=user,
-            credential=credential, known_hosts=known_hosts or self.known_hosts, max_rows=max_rows, extra=extra))
+            credential=credential, known_hosts=known_hosts or self.known_hosts, max_rows=max_rows, extra=extra,
+            sftp_extra=sftp_extra))
         (self.root / "syncs" / "splio_people.yml").write_text(SYNC.format(
             mode=mode, fields="\n".join(fields), max_rejected_pct=max_rejected_pct))
 
