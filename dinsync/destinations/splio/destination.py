@@ -98,10 +98,6 @@ class SplioDestination(Destination):
             found.append(self._api.tokens.token)
         return found
 
-    @property
-    def transport_kind(self) -> str:
-        return self.settings.transport
-
     def make_transport(self, options: TransportOptions):
         if self.settings.transport == "sftp":
             from .sftp import SftpTransport
