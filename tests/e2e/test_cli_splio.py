@@ -421,3 +421,14 @@ def test_sftp_sweeps_only_its_own_stale_part_files(make_project):
     run = p.sync()["runs"][0]
     assert (run["status"], run["acknowledged"]) == ("success", 3)
     assert p.drop_folder() == sorted(others)
+
+
+def test_sftp_wrong_directory_is_a_clear_error(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    (p.root / "dinsync.yml").write_text((p.root / "dinsync.yml").read_text().replace(
+        "directory: /imports/contacts", "directory: /imports/nowhere"))
+    p.seed(2)
+    data = p.sync()
+    assert data["exit_code"] == 1 and "check sftp.directory" in data["output"]
+    assert p.snapshot() == set()
