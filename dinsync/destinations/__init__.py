@@ -13,7 +13,10 @@ from functools import lru_cache
 
 from .base import Destination
 
-BUILT_IN = {"iterable": "dinsync.destinations.iterable:IterableDestination"}
+BUILT_IN = {
+    "iterable": "dinsync.destinations.iterable:IterableDestination",
+    "splio": "dinsync.destinations.splio:SplioDestination",
+}
 
 
 @lru_cache(maxsize=1)
