@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 import orjson
 
-from ..base import RecordResult
+from ..base import Delivered, RecordResult
 
 REPORT_SUFFIX = ".report.json"
 
@@ -77,8 +77,9 @@ def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResul
 
 
 def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mapping[str, str], mode: str
-                   ) -> tuple[list[RecordResult], int]:
-    """Results for the rows of one file, and how many contacts the import created.
+                   ) -> tuple[Delivered, int]:
+    """Outcomes of the rows of one file (acknowledged keys, other results), and how many contacts
+    the import created.
 
     `keys`: the keys written to the file (None when they are not known, e.g. a report read by a
     later run from its token: only rows named by the report get a result then).
@@ -86,7 +87,7 @@ def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mappin
     """
     if report.status == "rejected":
         why = f"Splio skipped the whole file {report.file}: {report.reason}"
-        return [RecordResult(k, "failed", why) for k in keys or ()], 0
+        return Delivered([], [RecordResult(k, "failed", why) for k in keys or ()]), 0
     wanted = set(keys) if keys is not None else None
     results: dict[str, RecordResult] = {}
     inserted = 0
@@ -107,4 +108,10 @@ def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mappin
         for key in wanted - results.keys():
             results[key] = RecordResult(key, "failed", f"Splio's import report of {report.file} does not mention "
                                                        "this row")
-    return list(results.values()), inserted
+    out = Delivered([], [])
+    for key, r in results.items():
+        if r.status == "ok":
+            out.ok.append(key)
+        else:
+            out.problems.append(r)
+    return out, inserted

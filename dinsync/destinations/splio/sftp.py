@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import asyncssh
 
@@ -276,7 +276,7 @@ class SftpTransport:
             token = f.name
             if f.rows >= s.max_rows_per_file:
                 await self._finish(f)
-        return Delivered([], [RecordResult(k, "pending", token=token) for k in request.keys])
+        return Delivered([], [], {token: list(request.keys)})
 
     async def close_files(self) -> None:
         """Upload every file still open (end of the run)."""
@@ -337,13 +337,13 @@ class SftpTransport:
 
         return await self._with_client(read, f"reading the report of {name}", attempts=1)
 
-    async def settle(self, timeout: float) -> list[RecordResult]:
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
         await self.close_files()
-        results: list[RecordResult] = []
+        results = Delivered([], [])
         inserted: dict[str, int] = {}
         for f in self._files.values():
             if f.state == "failed":
-                results += [RecordResult(k, "failed", f.reason) for k in f.keys]
+                results.problems += [RecordResult(k, "failed", f.reason) for k in f.keys]
                 f.state = "settled"
         deadline = time.monotonic() + timeout
         while True:
@@ -360,7 +360,7 @@ class SftpTransport:
                 except ReportError:
                     continue  # e.g. a report being written by a non-atomic writer: read it again
                 found, created = report_results(report, f.keys, f.id_to_key, self.mode)
-                results += found
+                results.merge(found)
                 if created:
                     inserted[f.name] = created
                 f.state = "settled"
@@ -374,11 +374,12 @@ class SftpTransport:
                 "in update mode: the account's SFTP import configuration allows inserts. Those contacts exist now; "
                 "this run's rows are sent again by the next run",
                 hint="ask Splio to make this import update-only, or set `mode: insert` in the sync")
+        results.pending = {f.name: list(f.keys) for f in self._files.values() if f.state == "uploaded"}
         return results
 
-    async def resolve(self, tokens: Sequence[str]) -> list[RecordResult]:
+    async def resolve(self, tokens: Sequence[str]) -> Delivered:
         """Outcomes of earlier runs' files, from their tokens (file names)."""
-        out: list[RecordResult] = []
+        out = Delivered([], [])
         for token in dict.fromkeys(tokens):
             if "/" in token or not token:
                 continue
@@ -395,7 +396,7 @@ class SftpTransport:
             known = self._files.get(token)
             found, _ = report_results(report, known.keys if known else None, known.id_to_key if known else {},
                                       self.mode)
-            out += found
+            out.merge(found)
         return out
 
     def transport_stats(self) -> TransportStats:
