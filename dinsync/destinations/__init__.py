@@ -13,7 +13,10 @@ from functools import lru_cache
 
 from .base import Destination
 
-BUILT_IN = {"iterable": "dinsync.destinations.iterable:IterableDestination"}
+BUILT_IN = {
+    "iterable": "dinsync.destinations.iterable:IterableDestination",
+    "attio": "dinsync.destinations.attio:AttioDestination",
+}
 
 
 @lru_cache(maxsize=1)
