@@ -36,6 +36,7 @@ class EndpointLimit:
     burst: int = 1  # how many requests may start back to back
     max_concurrency: int = 8
     documented: bool = True  # False: a default we chose, not a documented number
+    headroom: float | None = None  # share of `rate` aimed at (None: the sender's default, 98.5%)
 
 
 @dataclass(frozen=True)

@@ -362,3 +362,17 @@ def test_parse_schema_read_keeps_the_body():
     assert d.parse(req, 200, {}, b'{"data":[]}').kind == "done" and capture.data == {"data": []}
     missing = d.parse(req, 404, {}, _body(404, "not_found", 'Object with slug/ID "peeple" not found.'))
     assert missing.results[0].status == "rejected" and "peeple" in missing.results[0].reason
+
+
+def test_limits_are_token_wide_buckets_paced_under_the_documented_rates():
+    from dinsync.sender import HttpSender
+
+    d = _dest()
+    sender = HttpSender(d)
+    assert sender.limiter("write").effective_rate == pytest.approx(25 * 0.975)  # Attio's own headroom
+    assert sender.limiter("read").effective_rate == pytest.approx(100 * 0.985)  # the sender's default
+    assert {r.endpoint for r in [_write(), _write(by_id=True)]} == {"write"}
+    lookup = d._lookup("people", AttributeInfo("email_addresses", "a", "email-address", is_unique=True),
+                       ["k"], [b'{"email_addresses":"a@b.co"}'], ["a@b.co"])
+    assert lookup.endpoint == "read"
+    assert AttioDestination.default_concurrency >= sum(l.max_concurrency for l in AttioDestination.limits.values())

@@ -127,7 +127,7 @@ class AttioDestination(Destination):
     base_urls = {"default": "https://api.attio.com"}
     # A write takes 100-300 ms at Attio: 25/s needs ~8 in flight; 16 keeps the rate up to ~640 ms.
     limits = {
-        WRITE: EndpointLimit(WRITE, rate=25.0, max_concurrency=16),
+        WRITE: EndpointLimit(WRITE, rate=25.0, burst=2, max_concurrency=16, headroom=0.975),
         READ: EndpointLimit(READ, rate=100.0, max_concurrency=8),
     }
     default_concurrency = 24  # sockets for 16 writes and 8 reads in flight at once
