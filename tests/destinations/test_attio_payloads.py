@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from dinsync.destinations.attio import AttioDestination, AttributeInfo, Schema, check_mapping
-from dinsync.destinations.attio.destination import _Capture, _Lookup, _Write, describe
+from dinsync.destinations.attio.destination import _Capture, _Lookup, _Plan, _Write, describe
 from dinsync.destinations.attio.values import normalise_domain
 from dinsync.destinations.base import Request, SyncSpec, TransportOptions
 from dinsync.errors import DestinationAuthError
@@ -371,7 +371,17 @@ def test_limits_are_token_wide_buckets_paced_under_the_documented_rates():
     sender = HttpSender(d)
     assert sender.limiter("write").effective_rate == pytest.approx(25 * 0.975)  # Attio's own headroom
     assert sender.limiter("read").effective_rate == pytest.approx(100 * 0.985)  # the sender's default
-    assert {r.endpoint for r in [_write(), _write(by_id=True)]} == {"write"}
+    key = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    for mode in ("upsert", "update"):
+        spec = SyncSpec("s", "people", mode, "email_addresses", ["job_title"])
+        d._plans[("people", "email_addresses", ("job_title",))] = _Plan(key, {"job_title": AttributeInfo(
+            "job_title", "b", "text")})
+        d._record_ids["x@example.com"] = "4f0e6b1c-0000-4000-8000-000000000001"
+        frame = mapped([{"key": "x@example.com", "job_title": "CTO"}], "email_addresses", ["job_title"],
+                       {"job_title": "string"}, "email")
+        [request] = d.prepare(frame, spec).requests
+        assert (request.endpoint, request.method) == ("write", "PUT")
+        validate_attio_request(request.method, request.path, request.body, values_must_be_arrays=True)
     lookup = d._lookup("people", AttributeInfo("email_addresses", "a", "email-address", is_unique=True),
                        ["k"], [b'{"email_addresses":"a@b.co"}'], ["a@b.co"])
     assert lookup.endpoint == "read"
