@@ -386,3 +386,14 @@ def test_limits_are_token_wide_buckets_paced_under_the_documented_rates():
                        ["k"], [b'{"email_addresses":"a@b.co"}'], ["a@b.co"])
     assert lookup.endpoint == "read"
     assert AttioDestination.default_concurrency >= sum(l.max_concurrency for l in AttioDestination.limits.values())
+
+
+def test_registering_attio_loads_neither_polars_nor_aiohttp():
+    """A no-op run (nothing to send) must stay cheap: the destination registry imports Attio's module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dinsync.destinations import registry; registry(); "
+            "print('polars' in sys.modules, 'aiohttp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

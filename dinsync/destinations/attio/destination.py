@@ -360,6 +360,7 @@ def _same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, lis
     if not dup.any():
         return frame, []
     rejected = [Rejection(k, f'key "{key_field}": {i!r} is the same domain for Attio as another row of the model '
-                             f'({f!r}); make the model\'s domains unique after lowercasing and trimming scheme and path')
+                             f"({f!r}); make the model's domains unique after lowercasing and trimming scheme "
+                             "and path")
                 for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup))]
     return frame.filter(~dup), rejected

@@ -103,7 +103,8 @@ def _suggest(schema: Schema, ref: str, pool: list[AttributeInfo], what: str) -> 
     return f"{what} of {schema.object}: {_slugs(pool)}"
 
 
-def check_mapping(schema: Schema, key_field: str, fields: list[str]) -> tuple[list[FieldIssue], dict[str, AttributeInfo]]:
+def check_mapping(schema: Schema, key_field: str,
+                  fields: list[str]) -> tuple[list[FieldIssue], dict[str, AttributeInfo]]:
     """Problems of a mapping (the match is field None), and the attribute of each usable field."""
     issues: list[FieldIssue] = []
     found: dict[str, AttributeInfo] = {}

@@ -1,34 +1,33 @@
 """Attribute values in Attio's write forms, built from the mapping's JSON text of each value.
 
-Every value is sent as an array (`"slug": [v]`, `[]` to clear): the form the OpenAPI file's
-`values` schema describes, which Attio's type pages accept for single- and multi-value
-attributes alike.
-
-| Attio type | what dinsync sends for a value | for NULL |
-|---|---|---|
-| text, number, checkbox, date, timestamp, rating, select, status, email-address, domain | `[v]` (select / status by title) | `[]` |
-| currency | `[{"currency_value": n}]` | `[]` |
-| phone-number | `["+E164"]` (the mapping formats it with `phone_region`) | `[]` |
-| personal-name | `[{"first_name", "last_name", "full_name"}]` from a struct; a string as is (Attio reads "Last, First") | `[]` |
-| location | `[{line_1..4, locality, region, postcode, country_code, latitude, longitude}]`, missing keys null; a string as is | `[]` |
-| record-reference | a company by domain, a person by email, any record by id (UUID) | `[]` |
-| multiselect (any type) | a list column as the list; a scalar as a one-element list; NULL items dropped | `[]` |
-
-Simple single values are shaped column-wise in Polars; structured and multiselect values go
-through Python once per distinct value.
+Every value is sent as an array (`"slug": [v]`, and `[]` for NULL, which clears the value): the
+form the OpenAPI file's `values` schema describes, accepted by Attio's type pages for single- and
+multi-value attributes alike. Per type:
+  - text, number, checkbox, date, timestamp, rating, select and status (by title), email-address,
+    domain, phone-number (E.164 from the mapping): `[v]`;
+  - currency: `[{"currency_value": n}]`;
+  - personal-name: a struct -> `{"first_name", "last_name", "full_name"}` (missing parts "", full name
+    computed); a string as is (Attio reads "Last name(s), First name(s)");
+  - location: a struct -> every property (missing ones null, coordinates as strings); a string as is;
+  - record-reference: a company by domain, a person by email, any record by id (UUID);
+  - multiselect (any type): a list column as the list, a scalar as a one-element list, NULL items dropped.
+Simple single values are shaped column-wise in Polars; structured and multiselect values go through
+Python once per distinct value.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 import phonenumbers
-import polars as pl
 
 from ..base import Rejection
 from .schema import NUMERIC_TYPES, AttributeInfo
+
+if TYPE_CHECKING:  # polars is loaded only when rows are sent
+    import polars as pl
 
 LOCATION_KEYS = ("line_1", "line_2", "line_3", "line_4", "locality", "region", "postcode", "country_code",
                  "latitude", "longitude")
@@ -93,6 +92,8 @@ def stored_match_forms(attr_type: str, value: dict) -> list[Any]:
 
 def key_value_json(attr: AttributeInfo, ident: pl.Expr) -> tuple[pl.Expr, pl.Expr | None]:
     """(JSON text of the key as the attribute takes it, bad-key condition or None)."""
+    import polars as pl
+
     if attr.type in NUMERIC_TYPES:
         text = ident.str.strip_chars()
         return text, ~text.str.contains(_JSON_NUMBER)
@@ -100,7 +101,9 @@ def key_value_json(attr: AttributeInfo, ident: pl.Expr) -> tuple[pl.Expr, pl.Exp
 
 
 def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
-    """The key as a records-query filter operand."""
+    """The key as a records-query filter operand (a domain in the form Attio stores)."""
+    if attr.type == "domain":
+        return normalise_domain(ident) or ident
     if attr.type in NUMERIC_TYPES:
         try:
             number = float(ident)
@@ -136,6 +139,8 @@ class ValueShaper:
 
     def polars(self, t: pl.Expr) -> pl.Expr:
         """`t`: JSON text of a value (``null`` for NULL) -> the JSON array sent for it."""
+        import polars as pl
+
         before, after = WRAP.get(self.attr.type, ("[", "]"))
         return (pl.when(t == "null").then(pl.lit("[]"))
                 .when(t.str.starts_with("[")).then(t)  # already an array (e.g. `type: json`)
@@ -216,6 +221,8 @@ def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) ->
 
     `shapers`: (n of the mapping's `_t{n}` column, shaper). Rows with a value that cannot be
     written are taken out and returned as rejections."""
+    import polars as pl
+
     rejections: list[Rejection] = []
     fragments: list[pl.Expr] = []
     bad_columns: list[str] = []
