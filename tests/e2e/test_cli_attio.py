@@ -146,9 +146,14 @@ def test_people_update_mode_never_creates(attio):
     assert not [r for r in p.requests.requests if "matching_attribute" in r[1]]  # never an assert
     assert {s for s, _ in p.rejections().values()} == {"not_found"}
     assert len(p.snapshot_keys("attio_people")) == 5
+    p.sql("update main.people set first_name = 'Changed' where id = 2")
+    p.requests.clear()
     again = p.run()
-    assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
-    assert count(p) == 5
+    assert (again["added"], again["changed"], again["acknowledged"], again["not_found"]) == (15, 1, 1, 15)
+    assert count(p) == 5 and person(p, "user2@example.com")["job_title"] == "Changed"
+    [(path, values)] = [(path, orjson.loads(b)["data"]["values"]) for m, path, b in p.requests.requests
+                        if m == "PUT" and "/records/" in path]
+    assert values == {"job_title": ["Changed"]}  # only the changed attribute
 
 
 def test_companies_update_mode_by_domain(attio):
