@@ -165,6 +165,8 @@ class _Loader:
                     at + ("rate_limits", endpoint), f"{kind} has no endpoint {endpoint!r} (in rate_limits)",
                     choice_hint(endpoint, cls.limits, "endpoints")))
         generic = {k: v for k, v in raw.items() if k in DESTINATION_KEYS and k != "type"}
+        if "concurrency" not in generic and cls.default_concurrency:
+            generic["concurrency"] = cls.default_concurrency  # the platform's own default
         try:
             options = DestinationOptions.model_validate(generic)
         except ValidationError as exc:

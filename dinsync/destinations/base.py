@@ -36,6 +36,7 @@ class EndpointLimit:
     burst: int = 1  # how many requests may start back to back
     max_concurrency: int = 8
     documented: bool = True  # False: a default we chose, not a documented number
+    headroom: float | None = None  # share of `rate` aimed at (None: the sender's default, 98.5%)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,36 @@ class KeySpec:
 
     kind: KeyKind = "string"
     max_length: int | None = None
+
+
+class OpenKeyFields(Mapping[str, KeySpec]):
+    """Matching fields of a service that may match on attributes only the platform's schema knows
+    (e.g. any unique Attio attribute; the pre-flight check verifies the choice).
+
+    The named fields keep their key specs; any other name is accepted with `default`. Iteration
+    lists the named fields only (they are the ones suggested in hints).
+    """
+
+    def __init__(self, named: Mapping[str, KeySpec], default: KeySpec):
+        self.named = dict(named)
+        self.default = default
+
+    def __getitem__(self, name: str) -> KeySpec:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        return self.named.get(name, self.default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(name)
+
+    def __iter__(self):
+        return iter(self.named)
+
+    def __len__(self) -> int:
+        return len(self.named)
+
+    def __repr__(self) -> str:
+        return f"OpenKeyFields({self.named!r}, default={self.default!r})"
 
 
 @dataclass(frozen=True)
@@ -247,6 +278,7 @@ class Destination:
     base_urls: Mapping[str, str] = {}  # region -> base URL
     handles_statuses: frozenset[int] = frozenset()  # statuses parse() sees before the sender's defaults
     phone_region: str | None = None  # default region of national phone numbers (settings may override)
+    default_concurrency: int | None = None  # requests in flight when dinsync.yml sets no `concurrency`
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

@@ -155,7 +155,7 @@ class HttpSender:
         rate = self.rate_overrides.get(name, limit.rate)
         if not self.limits_enabled:
             rate = None
-        limiter = RateLimiter(rate, limit.burst, headroom=self.headroom, clock=self.clock)
+        limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
         ep = _Endpoint(limit, limiter, asyncio.Semaphore(max(1, limit.max_concurrency)), stats)
         self._endpoints[name] = ep
