@@ -160,9 +160,9 @@ def numeric_from_text(values: pa.Array, typmod: int | None) -> pa.Array:
             target = pa.decimal128(precision, scale)
             try:
                 return values.cast(target)
-            except pa.ArrowInvalid:
-                nan = pc.equal(values, "NaN")
-                return pc.if_else(nan, pa.scalar(None, pa.string()), values).cast(target)
+            except pa.ArrowInvalid:  # NaN / Infinity
+                special = pc.match_substring_regex(values, "^[+-]?(nan|inf)", ignore_case=True)
+                return pc.if_else(special, pa.scalar(None, pa.string()), values).cast(target)
     return values.cast(pa.float64())
 
 
