@@ -174,6 +174,13 @@ def _combine(args: list[exp.Expression], dialect: str) -> exp.Expression:
     """Hash of several (non-NULL) hashes, order-sensitive."""
     if dialect in ("duckdb", "snowflake"):
         return exp.Anonymous(this="HASH", expressions=args)
+    if dialect == "postgres":  # hashint8extended(a2, seed => a1): no text round trip (NULL stays NULL)
+        out = args[0]
+        if len(args) == 1:
+            return exp.Anonymous(this="HASHINT8EXTENDED", expressions=[out, exp.Literal.number(0)])
+        for a in args[1:]:
+            out = exp.Anonymous(this="HASHINT8EXTENDED", expressions=[a, out])
+        return out
     if dialect == "redshift":  # FNV_HASH(a2, FNV_HASH(a1)): the documented way to chain columns
         out = exp.Anonymous(this="FNV_HASH", expressions=[args[0]])
         for a in args[1:]:
@@ -208,6 +215,12 @@ def _fingerprint(args: list[exp.Expression], dialect: str) -> exp.Expression:
     changes (the plan then compares the rows field by field and finds them unchanged). DuckDB hashes
     the values natively (several times faster than their text), with the types' names mixed in;
     elsewhere it is the hash of the per-field text hashes."""
+    if dialect == "postgres":
+        # The row hashed by each column type's own hash function (PostgreSQL 14+): about 3x
+        # cheaper than hashing each value's text. Every column needs a hash function: a json,
+        # xml or geometric column must be cast in the model (the adapter's error says so).
+        row = exp.Anonymous(this="ROW", expressions=[a.copy() for a in args])
+        return exp.Anonymous(this="HASH_RECORD_EXTENDED", expressions=[row, exp.Literal.number(0)])
     if dialect == "duckdb":
         types = exp.Anonymous(
             this="CONCAT_WS",

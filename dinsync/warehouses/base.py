@@ -171,13 +171,17 @@ class ErrorTranslation:
     def classify(self, exc: BaseException) -> type[WarehouseError] | None:
         return None
 
+    def hint_for(self, exc: BaseException) -> str | None:
+        """A hint more precise than the error class's, when the driver's message allows one."""
+        return None
+
     def translate(self, exc: BaseException, action: str) -> WarehouseError:
         cls = self.classify(exc) or WarehouseSqlError
         text = " ".join(str(exc).split()) or type(exc).__name__
         text = scrub(text, getattr(self, "_secrets", []))
         if len(text) > 600:
             text = text[:597] + "..."
-        return cls(f"{self.display_name}: {text} (while {action})", HINTS.get(cls),
+        return cls(f"{self.display_name}: {text} (while {action})", self.hint_for(exc) or HINTS.get(cls),
                    warehouse=self.display_name, sqlstate=getattr(exc, "sqlstate", None))
 
     @contextlib.contextmanager

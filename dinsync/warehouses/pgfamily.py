@@ -97,6 +97,14 @@ class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)
 
+    def hint_for(self, exc: BaseException) -> str | None:
+        text = str(exc)
+        if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
+            kind = text.split("for type", 1)[1].split()[0]
+            return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "
+                    f"cast that column in the model SQL (e.g. col::jsonb or col::text)")
+        return None
+
 
 # ------------------------------------------------------------------------------- types
 

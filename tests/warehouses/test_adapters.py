@@ -228,3 +228,22 @@ def test_rebatch_cuts_and_joins_to_the_requested_size():
     batches = [pa.record_batch({"i": list(range(n))}) for n in (3, 0, 10, 1, 6)]
     assert [b.num_rows for b in rebatch(iter(batches), 4)] == [4, 4, 4, 4, 4]
     assert [b.num_rows for b in rebatch(iter(batches), 100)] == [20]
+
+
+def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
+    from dinsync.diff import DiffSpec, Planner
+
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        t.wh.execute("CREATE TABLE j AS SELECT 'a@x.com' AS email, '{}'::json AS payload")
+        p = Planner(t.wh, DiffSpec(sync="j", model_sql="SELECT * FROM j", key_column="email", key_normalization="email",
+                                   fields=[("payload", "payload")], state_schema=t.state_schema))
+        with pytest.raises(WarehouseSqlError) as info:
+            p.plan()
+        assert "json" in info.value.hint and "::text" in info.value.hint
+        p = Planner(t.wh, DiffSpec(sync="j", model_sql="SELECT email, payload::jsonb AS payload FROM j",
+                                   key_column="email", key_normalization="email", fields=[("payload", "payload")],
+                                   state_schema=t.state_schema))
+        assert p.plan().added == 1
+    finally:
+        t.close()
