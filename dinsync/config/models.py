@@ -117,7 +117,9 @@ class PostgresConfig(_PostgresProtocolConfig):
     """`warehouse:` of type postgres (pip install 'dinsync[postgres]')."""
 
     type: Literal["postgres"]
-    work_mem: str | None = Field(default=None, pattern=r"^\d+\s*(kB|MB|GB|TB)$")  # per sort/hash while planning
+    # server settings of dinsync's sessions, e.g. {work_mem: 64MB, statement_timeout: 30min}
+    settings: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.]*$")],
+                   Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]+$")]] = Field(default_factory=dict)
 
 
 class RedshiftConfig(_PostgresProtocolConfig):

@@ -6,6 +6,7 @@ Config (dinsync.yml):
       dsn: ${env:DINSYNC_PG_DSN}      # or host / port / user / password / database
       sslmode: require               # optional
       search_path: [analytics]       # optional: schemas the model SQL finds unqualified names in
+      settings: {work_mem: 64MB}     # optional: server settings of dinsync's sessions
 
 The driver is the `postgres` extra: pip install 'dinsync[postgres]' (psycopg[binary],
 adbc-driver-postgresql). Without ADBC, reads fall back to a server-side cursor.
@@ -18,6 +19,10 @@ from .base import Capabilities, ErrorTranslation, Warehouse
 from .pgfamily import AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions
 
 DEFAULT_PORT = 5432
+# Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
+# are large scans written into tables (CREATE TABLE AS); PostgreSQL's default costs rarely run
+# those in parallel, which halves their time on two cores (measured: keys of 1M rows 2.5 s -> 1.3 s).
+SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01"}
 
 
 class PostgresConnection:
@@ -80,7 +85,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
     def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, database: str | None = None,
                  sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
-                 connect_timeout: int | None = 10, work_mem: str | None = None):
+                 connect_timeout: int | None = 10, settings: dict[str, str] | None = None):
         from . import require_driver
 
         self._psycopg = require_driver("psycopg", "postgres", package="psycopg")
@@ -93,7 +98,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         self.settings = PostgresConnection(
             dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
             search_path=search_path, connect_timeout=connect_timeout,
-            options={"work_mem": work_mem} if work_mem else None)
+            options={**SESSION_SETTINGS, **(settings or {})})
         self._secrets = self.settings.secrets
         self._init_sessions()
         with self.translating("connecting"):

@@ -247,3 +247,15 @@ def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
         assert p.plan().added == 1
     finally:
         t.close()
+
+
+def test_session_settings(tmp_path):
+    require_postgres()
+    with connect("postgres", dsn=PG_DSN, settings={"work_mem": "48MB", "statement_timeout": "5min"},
+                 search_path=["a b", "public"]) as wh:
+        assert wh.scalar("SELECT current_setting('work_mem')") == "48MB"
+        assert wh.scalar("SELECT current_setting('statement_timeout')") == "5min"
+        assert wh.scalar("SELECT current_setting('parallel_tuple_cost')") == "0.01"  # dinsync's default
+        assert wh.scalar("SELECT current_setting('search_path')") == '"a b","public"'
+        batch = next(iter(wh.stream("SELECT current_setting('work_mem') AS w")))  # the ADBC session too
+        assert batch.column(0).to_pylist() == ["48MB"]

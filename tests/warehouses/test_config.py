@@ -35,8 +35,9 @@ def test_parts_and_secret_password_from_the_environment(tmp_path, kind):
 
 
 def test_dsn_from_the_environment(tmp_path):
-    p = load_project(project(tmp_path, "  type: postgres\n  dsn: ${env:PG_DSN}\n  work_mem: 64MB\n"), env=ENV)
-    assert p.warehouse.dsn.get_secret_value() == ENV["PG_DSN"] and p.warehouse.work_mem == "64MB"
+    p = load_project(project(tmp_path, "  type: postgres\n  dsn: ${env:PG_DSN}\n  settings: {work_mem: 64MB}\n"),
+                     env=ENV)
+    assert p.warehouse.dsn.get_secret_value() == ENV["PG_DSN"] and p.warehouse.settings == {"work_mem": "64MB"}
 
 
 @pytest.mark.parametrize("block,key", [
@@ -61,7 +62,8 @@ def test_a_dsn_without_password_may_be_written(tmp_path):
     ("  type: postgres\n", "set `dsn`"),
     ("  type: postgres\n  host: h\n  port: 70000\n", "warehouse.port"),
     ("  type: postgres\n  host: h\n  sslmode: maybe\n", "warehouse.sslmode"),
-    ("  type: redshift\n  host: h\n  work_mem: 64MB\n", "unknown key warehouse.work_mem"),
+    ("  type: redshift\n  host: h\n  settings: {work_mem: 64MB}\n", "unknown key warehouse.settings"),
+    ("  type: postgres\n  host: h\n  settings: {\"work_mem; drop\": 1}\n", "warehouse.settings"),
 ])
 def test_invalid_blocks_are_located(tmp_path, block, needle):
     with pytest.raises(ConfigError) as info:
