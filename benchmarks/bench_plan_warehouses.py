@@ -97,7 +97,30 @@ def commit_all(planner: Planner, chunk: int = 1_000_000) -> tuple[float, float, 
     return t_stream, t_commit, total
 
 
-def run_one(kind: str, rows: int, share: float, pg_dsn: str) -> dict:
+class Profiled:
+    """A warehouse that prints each statement's seconds (--profile)."""
+
+    def __init__(self, wh, kind: str):
+        self._wh, self._kind = wh, kind
+
+    def __getattr__(self, name):
+        return getattr(self._wh, name)
+
+    def _timed(self, fn, sql, *args):
+        t0 = time.perf_counter()
+        out = fn(sql, *args)
+        first = " ".join(sql.split())[:60]
+        print(f"      [{self._kind}] {time.perf_counter() - t0:6.2f} s  {first}", file=sys.stderr, flush=True)
+        return out
+
+    def execute(self, sql, params=None):
+        return self._timed(self._wh.execute, sql, params)
+
+    def query(self, sql, params=None):
+        return self._timed(self._wh.query, sql, params)
+
+
+def run_one(kind: str, rows: int, share: float, pg_dsn: str, profile: bool = False) -> dict:
     """All steps on one warehouse; returns {step: seconds, ...} and the peak RSS."""
     tmp = None
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -123,7 +146,7 @@ def run_one(kind: str, rows: int, share: float, pg_dsn: str) -> dict:
 
     try:
         step("build model table", lambda: (w.execute(BUILD[kind].format(rows=rows)), settle(w, kind)))
-        planner = Planner(w, DiffSpec(sync="bench", model_sql="SELECT * FROM people", key_column="email",
+        planner = Planner(Profiled(w, kind) if profile else w, DiffSpec(sync="bench", model_sql="SELECT * FROM people", key_column="email",
                                       key_normalization="email", fields=[(c, c) for c in COLUMNS], state_schema=state))
         step("ensure_state", planner.ensure_state)
         fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
@@ -156,10 +179,11 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.02)
     ap.add_argument("--warehouses", default="duckdb,postgres")
     ap.add_argument("--pg-dsn", default=os.environ.get("DINSYNC_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test"))
+    ap.add_argument("--profile", action="store_true", help="print the seconds of each statement (stderr)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.rows, args.churn, args.pg_dsn)))
+        print(json.dumps(run_one(args.child, args.rows, args.churn, args.pg_dsn, args.profile)))
         return
 
     kinds = [k.strip() for k in args.warehouses.split(",") if k.strip()]
@@ -168,7 +192,7 @@ def main() -> None:
     results = {}
     for kind in kinds:
         out = subprocess.run([sys.executable, __file__, "--child", kind, "--rows", str(args.rows),
-                              "--churn", str(args.churn), "--pg-dsn", args.pg_dsn],
+                              "--churn", str(args.churn), "--pg-dsn", args.pg_dsn] + (["--profile"] if args.profile else []),
                              stdout=subprocess.PIPE, check=True, text=True)
         results[kind] = json.loads(out.stdout)
     names = list(next(iter(results.values()))["steps"])

@@ -122,10 +122,38 @@ class PostgresConfig(_PostgresProtocolConfig):
                    Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]+$")]] = Field(default_factory=dict)
 
 
+class RedshiftIam(_Config):
+    """Temporary database credentials from AWS (GetClusterCredentials / serverless GetCredentials);
+    AWS credentials come from the usual chain (environment, profile, instance role)."""
+
+    cluster_identifier: str | None = Field(default=None, min_length=1)
+    workgroup: str | None = Field(default=None, min_length=1)  # Redshift Serverless
+    region: str | None = Field(default=None, min_length=1)
+    profile: str | None = Field(default=None, min_length=1)
+    duration_seconds: int = Field(default=900, ge=900, le=3600)
+    auto_create: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.cluster_identifier is None) == (self.workgroup is None):
+            raise ValueError("set one of iam.cluster_identifier (provisioned) or iam.workgroup (serverless)")
+        return self
+
+
 class RedshiftConfig(_PostgresProtocolConfig):
     """`warehouse:` of type redshift (pip install 'dinsync[redshift]'); port defaults to 5439."""
 
     type: Literal["redshift"]
+    iam: RedshiftIam | None = None
+
+    @model_validator(mode="after")
+    def _iam_needs(self):
+        if self.iam is not None:
+            if self.password is not None:
+                raise ValueError("with iam, leave out password: temporary credentials replace it")
+            if self.database is None or (self.iam.cluster_identifier and self.user is None):
+                raise ValueError("with iam, set database (and user, for a provisioned cluster)")
+        return self
 
 
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
