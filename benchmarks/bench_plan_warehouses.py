@@ -151,7 +151,6 @@ def run_one(kind: str, rows: int, share: float, pg_dsn: str, profile: bool = Fal
         step("ensure_state", planner.ensure_state)
         fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
         step("first plan (all added)", planner.plan, fmt)
-        t0 = time.perf_counter()
         s, c, n = commit_all(planner)
         steps["stream sendable rows"], steps["commit all keys"] = s, c
         notes["commit all keys"] = f"{n:,} keys"
