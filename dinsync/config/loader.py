@@ -126,6 +126,11 @@ class _Loader:
             self.warehouse = cls.model_validate(raw)
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, ("warehouse",), cls)
+            return
+        for key in getattr(self.warehouse, "secret_fields", lambda: [])():
+            if ("warehouse", key) not in doc.env_paths:
+                self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",
+                                             f"write it as ${{env:NAME}} and export NAME; secrets never live in {doc.file}"))
 
     def load_destination(self, doc: YamlDoc, name: str, raw: dict) -> None:
         at = ("destinations", name)
