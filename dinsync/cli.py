@@ -301,11 +301,16 @@ def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool
             print_traceback(exc)
         summary = getattr(engine, "summary", None)
         if summary is None:
-            return failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh), \
-                exc.exit_code
-        run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
-                               started_at=started, hint=exc.hint)
-        run["error"] = run["error"] or redaction.redact(exc.message)
+            run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
+        else:
+            run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
+                                   full_refresh=full_refresh, started_at=started, hint=exc.hint)
+            run["error"] = run["error"] or redaction.redact(exc.message)
+        if isinstance(exc, ConfigError):
+            run["issues"] = [issue.as_dict() for issue in exc.issues]
+            if not state.json:
+                for issue in exc.issues:
+                    err().print("  " + issue.format(), markup=False, highlight=False)
         return run, exc.exit_code
     except Exception as exc:  # a bug: this sync fails, the others still run
         if debug():

@@ -81,6 +81,7 @@ def run_object(*, sync: str, status: str, run_id: str | None = None, started_at:
         "warnings": [w for w in warnings if w],
         "error": error,
         "hint": hint,
+        "issues": [],  # a run stopped by configuration errors (e.g. the pre-flight check) lists them here
         "request_rates": None if request_rates is None else dict(request_rates),
         "tool_version": tool_version,
     }

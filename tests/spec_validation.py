@@ -326,3 +326,43 @@ def validate_attentive_request(method: str, path_with_query: str, body: bytes | 
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     messages = [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]] + _attentive_rules(op_id, document)
     assert not messages, f"{op_id}: " + "; ".join(messages)
+
+
+# --- Splio (excerpt of its Swagger file, tests/specs/splio-contacts-excerpt.json) -------------------
+SPLIO_SPEC_PATH = Path(__file__).parent / "specs" / "splio-contacts-excerpt.json"
+SPLIO_QUERY = {"/data/fields/contacts": {"per_page", "page_number"}}  # see tests/specs/README.md
+
+
+@lru_cache(maxsize=1)
+def splio_swagger() -> dict:
+    spec = json.loads(SPLIO_SPEC_PATH.read_text())
+    auth = spec["paths"]["/authenticate"]["post"]["parameters"][0]["schema"]
+    auth["required"] = [r for r in auth["required"] if r in auth["properties"]]  # the spec's `password` bug
+    return spec
+
+
+def _splio_operation(path: str, method: str) -> tuple[str, dict]:
+    spec = splio_swagger()
+    for template, item in spec["paths"].items():
+        pattern = "^" + "/".join("[^/]+" if p.startswith("{") else p for p in template.split("/")) + "$"
+        if re.match(pattern, path) and method.lower() in item:
+            return template, item[method.lower()]
+    raise AssertionError(f"{method} {path} is not an operation of Splio's spec excerpt")
+
+
+def validate_splio_request(method: str, url_path: str, body: bytes | None) -> None:
+    """Raise AssertionError when a request to Splio does not follow its Swagger file (strictly:
+    no body properties beyond those the spec lists)."""
+    parsed = urllib.parse.urlsplit(url_path)
+    template, operation = _splio_operation(urllib.parse.unquote(parsed.path), method)
+    query = set(urllib.parse.parse_qs(parsed.query))
+    assert query <= SPLIO_QUERY.get(template, set()), f"unexpected query parameters {query} for {template}"
+    bodies = [p for p in operation.get("parameters", []) if p.get("in") == "body"]
+    if not bodies:
+        assert not body, f"{method} {template} takes no body"
+        return
+    assert body, f"{method} {template} needs a body"
+    schema = {"definitions": _strict(copy.deepcopy(splio_swagger()["definitions"])),
+              **_strict(copy.deepcopy(bodies[0]["schema"]))}
+    errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(json.loads(body)), key=lambda e: list(e.path))
+    assert not errors, f"{template}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])

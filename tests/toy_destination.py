@@ -56,7 +56,6 @@ class OutboxTransport:
         self.files = 0
         self._current: tuple[Path, object] | None = None
         self._rows = 0
-        self._tokens: dict[str, list[str]] = {}  # file name -> keys written to it in this run
         self.prefix = "outbox"
 
     async def __aenter__(self) -> "OutboxTransport":
@@ -75,15 +74,13 @@ class OutboxTransport:
             name = f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
             part = self.dir / (name + ".part")
             self._current = (part, part.open("wb"))
-            self._tokens[name] = []
         part, handle = self._current
         token = part.name[: -len(".part")]
         handle.write(request.body)
-        self._tokens[token].extend(request.keys)
         self._rows += len(request.keys)
         if self._rows >= self.rows_per_file:
             self._finish_file()
-        return Delivered([], [RecordResult(k, "pending", token=token) for k in request.keys])
+        return Delivered([], [], {token: list(request.keys)})
 
     def _finish_file(self) -> None:
         if self._current is None:
@@ -106,34 +103,37 @@ class OutboxTransport:
     async def close_files(self) -> None:
         self._finish_file()
 
-    async def settle(self, timeout: float) -> list[RecordResult]:
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
         self._finish_file()
         deadline = time.monotonic() + timeout
-        waiting = set(self._tokens)
-        results: list[RecordResult] = []
+        waiting = set(pending)
+        out = Delivered([], [])
         while waiting:
             for token in sorted(waiting):
-                found = self._read_result(token)
-                if found is not None:
-                    results += found
+                if self._read_result(token, out):
                     waiting.discard(token)
             if not waiting or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(self.poll)
-        return results
-
-    async def resolve(self, tokens: Sequence[str]) -> list[RecordResult]:
-        out: list[RecordResult] = []
-        for token in tokens:
-            out += self._read_result(token) or []
+        out.pending = {token: list(pending[token]) for token in waiting}
         return out
 
-    def _read_result(self, token: str) -> list[RecordResult] | None:
+    async def resolve(self, tokens: Sequence[str]) -> Delivered:
+        out = Delivered([], [])
+        for token in tokens:
+            self._read_result(token, out)
+        return out
+
+    def _read_result(self, token: str, out: Delivered) -> bool:
         path = self.dir / "results" / (token + ".json")
         if not path.exists():
-            return None
-        data = orjson.loads(path.read_bytes())
-        return [RecordResult(r["key"], r["status"], r.get("reason")) for r in data["records"]]
+            return False
+        for r in orjson.loads(path.read_bytes())["records"]:
+            if r["status"] == "ok":
+                out.ok.append(r["key"])
+            else:
+                out.problems.append(RecordResult(r["key"], r["status"], r.get("reason")))
+        return True
 
     def transport_stats(self) -> TransportStats:
         return TransportStats(requests=self.files)

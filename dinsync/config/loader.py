@@ -126,6 +126,11 @@ class _Loader:
             self.warehouse = cls.model_validate(raw)
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, ("warehouse",), cls)
+            return
+        for key in getattr(self.warehouse, "secret_fields", lambda: [])():
+            if ("warehouse", key) not in doc.env_paths:
+                self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",
+                                             f"write it as ${{env:NAME}} and export NAME; secrets never live in {doc.file}"))
 
     def load_destination(self, doc: YamlDoc, name: str, raw: dict) -> None:
         at = ("destinations", name)
@@ -165,6 +170,8 @@ class _Loader:
                     at + ("rate_limits", endpoint), f"{kind} has no endpoint {endpoint!r} (in rate_limits)",
                     choice_hint(endpoint, cls.limits, "endpoints")))
         generic = {k: v for k, v in raw.items() if k in DESTINATION_KEYS and k != "type"}
+        if "concurrency" not in generic and cls.default_concurrency:
+            generic["concurrency"] = cls.default_concurrency  # the platform's own default
         try:
             options = DestinationOptions.model_validate(generic)
         except ValidationError as exc:

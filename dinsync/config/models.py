@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     SerializeAsAny,
     field_validator,
+    model_validator,
 )
 
 from ..destinations.base import Destination, SyncSpec
@@ -73,10 +74,94 @@ class DuckDBConfig(_Config):
         return str((Path(root) / self.path).resolve())
 
 
+_DSN_PASSWORD = re.compile(r"^\w+://[^/@:]*:[^/@]+@|(^|\s)password\s*=", re.I)
+
+
+class _PostgresProtocolConfig(_Config):
+    """Connection settings of the warehouses that speak the PostgreSQL protocol. Either `dsn`
+    (a libpq connection string or URI) or `host`; parts given next to `dsn` override it.
+    A password, in `password` or inside `dsn`, must come from the environment (${env:NAME})."""
+
+    dsn: SecretStr | None = None
+    host: str | None = Field(default=None, min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
+    database: str | None = Field(default=None, min_length=1)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    search_path: list[Annotated[str, Field(min_length=1)]] | None = None  # schemas the model SQL reads unqualified
+    connect_timeout: int = Field(default=10, ge=1, le=3600)
+
+    @field_validator("search_path", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dsn_or_host(self):
+        if self.dsn is None and self.host is None:
+            raise ValueError("set `dsn` (e.g. dsn: ${env:DINSYNC_PG_DSN}) or `host` (with user, database ...)")
+        return self
+
+    def secret_fields(self) -> list[str]:
+        """Keys whose values are secrets, so must come from the environment."""
+        keys = ["password"] if self.password is not None else []
+        if self.dsn is not None and _DSN_PASSWORD.search(self.dsn.get_secret_value()):
+            keys.append("dsn")
+        return keys
+
+
+class PostgresConfig(_PostgresProtocolConfig):
+    """`warehouse:` of type postgres (pip install 'dinsync[postgres]')."""
+
+    type: Literal["postgres"]
+    # server settings of dinsync's sessions, e.g. {work_mem: 64MB, statement_timeout: 30min}
+    settings: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.]*$")],
+                   Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]+$")]] = Field(default_factory=dict)
+
+
+class RedshiftIam(_Config):
+    """Temporary database credentials from AWS (GetClusterCredentials / serverless GetCredentials);
+    AWS credentials come from the usual chain (environment, profile, instance role)."""
+
+    cluster_identifier: str | None = Field(default=None, min_length=1)
+    workgroup: str | None = Field(default=None, min_length=1)  # Redshift Serverless
+    region: str | None = Field(default=None, min_length=1)
+    profile: str | None = Field(default=None, min_length=1)
+    duration_seconds: int = Field(default=900, ge=900, le=3600)
+    auto_create: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.cluster_identifier is None) == (self.workgroup is None):
+            raise ValueError("set one of iam.cluster_identifier (provisioned) or iam.workgroup (serverless)")
+        return self
+
+
+class RedshiftConfig(_PostgresProtocolConfig):
+    """`warehouse:` of type redshift (pip install 'dinsync[redshift]'); port defaults to 5439."""
+
+    type: Literal["redshift"]
+    iam: RedshiftIam | None = None
+
+    @model_validator(mode="after")
+    def _iam_needs(self):
+        if self.iam is not None:
+            if self.password is not None:
+                raise ValueError("with iam, leave out password: temporary credentials replace it")
+            if self.database is None or (self.iam.cluster_identifier and self.user is None):
+                raise ValueError("with iam, set database (and user, for a provisioned cluster)")
+        return self
+
+
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
 # the union below.
-WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {"duckdb": DuckDBConfig}
-WarehouseConfig = Annotated[Union[DuckDBConfig], Field(discriminator="type")]
+WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
+    "duckdb": DuckDBConfig,
+    "postgres": PostgresConfig,
+    "redshift": RedshiftConfig,
+}
+WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig], Field(discriminator="type")]
 
 
 # --- destinations ----------------------------------------------------------------------------

@@ -9,8 +9,8 @@ platform's schema and run-level begin / finish steps.
 Delivery is chosen by the destination (`make_transport`): HTTP requests through the shared sender
 (`dinsync.sender.HttpSender`, the default), or anything else that implements `Transport`, such as
 files uploaded over SFTP whose outcome arrives later. An outcome may be *pending*: the records are
-neither acknowledged nor rejected yet; the transport resolves them later in the run (`settle`) or,
-from the token it gave, in a later run (`resolve`).
+neither acknowledged nor rejected yet, under a token (a file name, a job id); the transport settles
+them later in the run (`settle`) or, from the token alone, in a later run (`resolve`).
 
 The engine never branches on a platform's name: everything it needs is declared here.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Seq
 if TYPE_CHECKING:  # polars is imported only when rows are mapped
     import polars as pl
 
-RecordStatus = Literal["ok", "rejected", "not_found", "failed", "pending"]
+RecordStatus = Literal["ok", "rejected", "not_found", "failed"]
 KeyKind = Literal["email", "phone", "string"]
 Mode = Literal["upsert", "update", "insert"]
 
@@ -36,6 +36,7 @@ class EndpointLimit:
     burst: int = 1  # how many requests may start back to back
     max_concurrency: int = 8
     documented: bool = True  # False: a default we chose, not a documented number
+    headroom: float | None = None  # share of `rate` aimed at (None: the sender's default, 98.5%)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,36 @@ class KeySpec:
 
     kind: KeyKind = "string"
     max_length: int | None = None
+
+
+class OpenKeyFields(Mapping[str, KeySpec]):
+    """Matching fields of a service that may match on attributes only the platform's schema knows
+    (e.g. any unique Attio attribute; the pre-flight check verifies the choice).
+
+    The named fields keep their key specs; any other name is accepted with `default`. Iteration
+    lists the named fields only (they are the ones suggested in hints).
+    """
+
+    def __init__(self, named: Mapping[str, KeySpec], default: KeySpec):
+        self.named = dict(named)
+        self.default = default
+
+    def __getitem__(self, name: str) -> KeySpec:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        return self.named.get(name, self.default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(name)
+
+    def __iter__(self):
+        return iter(self.named)
+
+    def __len__(self) -> int:
+        return len(self.named)
+
+    def __repr__(self) -> str:
+        return f"OpenKeyFields({self.named!r}, default={self.default!r})"
 
 
 @dataclass(frozen=True)
@@ -121,7 +152,6 @@ class RecordResult:
     key: str
     status: RecordStatus
     reason: str | None = None
-    token: str | None = None  # pending: what identifies the outcome to wait for (kept across runs)
 
 
 @dataclass
@@ -130,7 +160,8 @@ class Outcome:
 
     kind:
       - "done": `results` holds a result for records of the request; records of the request
-        without an entry are acknowledged ("ok").
+        without an entry are acknowledged ("ok"), or pending under `pending` when it is set (e.g.
+        a bulk job accepted for processing: the job id).
       - "retry": transient (429, 5xx, ...): send again after backoff (`retry_after` seconds if set).
       - "split": the batch was rejected as a whole for a reason that may be one record's fault:
         retry its halves; a single record that still fails is rejected with `reason`.
@@ -142,15 +173,25 @@ class Outcome:
     reason: str | None = None
     retry_after: float | None = None
     throttled: bool = False  # this response was a 429
+    pending: str | None = None  # done: records without a result await the outcome named by this token
 
 
 @dataclass
 class Delivered:
-    """What became of a request's records: acknowledged keys, and every other record's result
-    (including `pending` ones, whose outcome arrives later)."""
+    """What became of records: acknowledged keys, a result for every record refused or lost, and
+    the keys whose outcome arrives later (`pending`: token -> keys; no per-record objects, so a
+    large file or job costs one list of keys)."""
 
     ok: list[str]
     problems: list[RecordResult]
+    pending: dict[str, list[str]] = field(default_factory=dict)
+
+    def merge(self, other: "Delivered") -> "Delivered":
+        self.ok.extend(other.ok)
+        self.problems.extend(other.problems)
+        for token, keys in other.pending.items():
+            self.pending.setdefault(token, []).extend(keys)
+        return self
 
 
 @dataclass
@@ -198,12 +239,12 @@ class Transport(Protocol):
 
     `deliver` never raises for a transient failure: records that could not be delivered come back
     `failed`. It raises `DestinationAuthError` when credentials are refused. Records whose outcome
-    comes later come back `pending` with a token. `settle` waits (at most `timeout` seconds) for the
-    outcomes of this run's pending records and returns their results (still-pending ones keep
-    status `pending`). `resolve` reads the outcomes of earlier runs' pending tokens (results for
-    the keys it can tell about; keys it cannot tell about yet are left out). A transport may also
-    have `ready() -> list[RecordResult]`: outcomes of this run's pending records that arrived
-    meanwhile, without waiting (the pipeline commits them at its next checkpoint).
+    comes later come back in `Delivered.pending` under their token. `settle` waits (at most
+    `timeout` seconds) for the outcomes of this run's pending records (`pending`: token -> keys)
+    and returns them (keys still waiting in `Delivered.pending`). `resolve` reads the outcomes of
+    earlier runs' tokens (results for the keys it can tell about; the others are left out). A
+    transport may also have `ready() -> Delivered`: outcomes of this run's pending records that
+    arrived meanwhile, without waiting (the pipeline commits them at its next checkpoint).
     """
 
     async def __aenter__(self) -> "Transport": ...
@@ -212,9 +253,9 @@ class Transport(Protocol):
 
     async def deliver(self, request: Request) -> Delivered: ...
 
-    async def settle(self, timeout: float) -> list[RecordResult]: ...
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered: ...
 
-    async def resolve(self, tokens: Sequence[str]) -> list[RecordResult]: ...
+    async def resolve(self, tokens: Sequence[str]) -> Delivered: ...
 
     def transport_stats(self) -> TransportStats: ...
 
@@ -239,6 +280,7 @@ class Destination:
     base_urls: Mapping[str, str] = {}  # region -> base URL
     handles_statuses: frozenset[int] = frozenset()  # statuses parse() sees before the sender's defaults
     phone_region: str | None = None  # default region of national phone numbers (settings may override)
+    default_concurrency: int | None = None  # requests in flight when dinsync.yml sets no `concurrency`
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")
@@ -291,6 +333,16 @@ class Destination:
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: "SyncSpec") -> list[Request]:
         """Update mode without an update-only write: requests that find which keys exist."""
         return []
+
+    async def settle_pending(self, transport: Transport, pending: Mapping[str, Sequence[str]],
+                             timeout: float) -> Delivered:
+        """HTTP destinations whose answers may be pending (an asynchronous bulk job): wait at most
+        `timeout` seconds for the outcomes (token -> keys) through `transport`."""
+        return Delivered([], [], {token: list(keys) for token, keys in pending.items()})
+
+    async def resolve_pending(self, transport: Transport, tokens: Sequence[str]) -> Delivered:
+        """The outcomes of earlier runs' tokens, for the keys they can tell about."""
+        return Delivered([], [])
 
 
 @dataclass

@@ -29,9 +29,13 @@ from sqlglot.tokens import TokenType
 from ..errors import DinsyncError, ExitCode
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery")
+DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery", "redshift")
 # Type of the per-field hash columns when no warehouse says otherwise (golden tests, `render`).
-DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64"}
+DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
+                      "redshift": "BIGINT"}
+# Text of any length where a bare VARCHAR is bounded (Redshift: 256 bytes). VARCHAR(65535) rather
+# than VARCHAR(MAX): the same SQL also runs on PostgreSQL (the Redshift adapter's tests).
+UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
 KEY_NORMALIZATIONS = {  # applied to CAST(key AS VARCHAR); an empty result counts as a NULL key
     "email": "LOWER(TRIM({}))",
     "trim": "TRIM({})",
@@ -139,7 +143,7 @@ def check_model_sql(sql: str, dialect: str) -> str:
 
 
 def _cast_text(x: exp.Expression, dialect: str) -> exp.Expression:
-    to = {"postgres": "TEXT", "bigquery": "STRING"}.get(dialect, "VARCHAR")
+    to = {"postgres": "TEXT", "bigquery": "STRING"}.get(dialect) or UNBOUNDED_TEXT.get(dialect, "VARCHAR")
     return exp.Cast(this=x, to=exp.DataType.build(to, dialect=dialect))
 
 
@@ -159,6 +163,10 @@ def _value_hash(x: exp.Expression, dialect: str) -> exp.Expression:
         return _not_null(exp.Anonymous(this="HASH", expressions=[text]))
     if dialect == "bigquery":
         return _not_null(exp.Anonymous(this="FARM_FINGERPRINT", expressions=[text]))
+    if dialect == "redshift":  # FNV_HASH's answer for NULL is undocumented: NULL is decided here
+        return exp.Case(ifs=[exp.If(this=exp.Is(this=x.copy(), expression=exp.Null()),
+                                    true=exp.Literal.number(NULL_HASH))],
+                        default=exp.Anonymous(this="FNV_HASH", expressions=[text]))
     raise SqlError(f"no hash function for dialect {dialect!r}")
 
 
@@ -166,6 +174,18 @@ def _combine(args: list[exp.Expression], dialect: str) -> exp.Expression:
     """Hash of several (non-NULL) hashes, order-sensitive."""
     if dialect in ("duckdb", "snowflake"):
         return exp.Anonymous(this="HASH", expressions=args)
+    if dialect == "postgres":  # hashint8extended(a2, seed => a1): no text round trip (NULL stays NULL)
+        out = args[0]
+        if len(args) == 1:
+            return exp.Anonymous(this="HASHINT8EXTENDED", expressions=[out, exp.Literal.number(0)])
+        for a in args[1:]:
+            out = exp.Anonymous(this="HASHINT8EXTENDED", expressions=[a, out])
+        return out
+    if dialect == "redshift":  # FNV_HASH(a2, FNV_HASH(a1)): the documented way to chain columns
+        out = exp.Anonymous(this="FNV_HASH", expressions=[args[0]])
+        for a in args[1:]:
+            out = exp.Anonymous(this="FNV_HASH", expressions=[a, out])
+        return out
     parts: list[exp.Expression] = []
     for i, a in enumerate(args):
         if i:
@@ -195,6 +215,12 @@ def _fingerprint(args: list[exp.Expression], dialect: str) -> exp.Expression:
     changes (the plan then compares the rows field by field and finds them unchanged). DuckDB hashes
     the values natively (several times faster than their text), with the types' names mixed in;
     elsewhere it is the hash of the per-field text hashes."""
+    if dialect == "postgres":
+        # The row hashed by each column type's own hash function (PostgreSQL 14+): about 3x
+        # cheaper than hashing each value's text. Every column needs a hash function: a json,
+        # xml or geometric column must be cast in the model (the adapter's error says so).
+        row = exp.Anonymous(this="ROW", expressions=[a.copy() for a in args])
+        return exp.Anonymous(this="HASH_RECORD_EXTENDED", expressions=[row, exp.Literal.number(0)])
     if dialect == "duckdb":
         types = exp.Anonymous(
             this="CONCAT_WS",
@@ -232,6 +258,11 @@ def to_dialect(tree: exp.Expression, dialect: str) -> exp.Expression:
     if dialect not in ("duckdb", "postgres"):  # `WITH x AS MATERIALIZED (...)` is theirs only
         for cte in tree.find_all(exp.CTE):
             cte.set("materialized", None)
+    if dialect in UNBOUNDED_TEXT:
+        unbounded = exp.DataType.build(UNBOUNDED_TEXT[dialect], dialect=dialect)
+        for node in list(tree.find_all(exp.DataType)):
+            if node.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT) and not node.expressions:
+                node.replace(unbounded.copy())
     if dialect == "duckdb":
         for node in list(tree.find_all(exp.Trim)):
             if not node.args.get("expression") and not node.args.get("position"):

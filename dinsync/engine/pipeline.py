@@ -57,7 +57,7 @@ class Pipeline:
         self.redact = redact
         self.concurrency = concurrency
         self.fatal: BaseException | None = None
-        self.pending: dict[str, RecordResult] = {}
+        self.pending: dict[str, list[str]] = {}  # token -> keys whose outcome arrives later
 
     # --- the phase --------------------------------------------------------------------
     async def run(self) -> None:
@@ -85,8 +85,8 @@ class Pipeline:
                 if self.fatal is None:
                     await self.destination.finish_run(self.transport, self.spec)
                     if self.pending and not self._stopping():
-                        for r in await self.transport.settle(self.opts.outcome_timeout_seconds):
-                            self._settled(r)
+                        settled = await self.transport.settle(self.pending, self.opts.outcome_timeout_seconds)
+                        self._settled(settled)
                 stats = self.transport.transport_stats()
                 self.s.requests, self.s.throttled = stats.requests, stats.throttled
                 self.s.request_rates.update(stats.rates)
@@ -98,7 +98,7 @@ class Pipeline:
                 read_ex.shutdown(wait=True, cancel_futures=True)
                 work_ex.shutdown(wait=True, cancel_futures=True)
                 self.commits.close()
-        self.s.pending = len(self.pending)
+        self.s.pending = sum(len(keys) for keys in self.pending.values())
 
     def _stopping(self) -> bool:
         return self.stop.requested or self.lock.lost.is_set()
@@ -212,16 +212,16 @@ class Pipeline:
                 self.s.acknowledged += len(delivered.ok)
             for r in delivered.problems:
                 self._note(r)
+            for token, keys in delivered.pending.items():
+                self.pending.setdefault(token, []).extend(keys)
             self._collect_ready()
             self.progress("sent", {"rows": len(request.keys)})
             if not self.lock.lost.is_set():
                 await self.commits.checkpoint()
 
     def _note(self, r: RecordResult) -> None:
-        """Count and record a record that was not acknowledged on the spot."""
-        if r.status == "pending":
-            self.pending[r.key] = r
-        elif r.status == "rejected":
+        """Count and record a record that was not acknowledged."""
+        if r.status == "rejected":
             self.s.rejected += 1
             self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
         elif r.status == "ok":  # e.g. a lookup that found the record
@@ -235,22 +235,27 @@ class Pipeline:
 
     def _collect_ready(self) -> bool:
         """Outcomes of pending records that arrived meanwhile, from a transport that can tell
-        without waiting (optional `ready()`): committed at the next checkpoint, not at the end."""
+        without waiting (optional `ready() -> Delivered`): committed at the next checkpoint."""
         ready = getattr(self.transport, "ready", None)
         if not self.pending or ready is None:
             return False
-        results = ready()
-        for r in results:
-            self._settled(r)
-        return bool(results)
+        arrived = ready()
+        if not (arrived.ok or arrived.problems):
+            return False
+        self._settled(arrived)
+        return True
 
-    def _settled(self, r: RecordResult) -> None:
-        """The outcome of a record that was pending earlier in this run."""
-        if r.key not in self.pending or r.status == "pending":
-            return
-        del self.pending[r.key]
-        if r.status == "ok":
-            self.commits.acknowledged([r.key])
-            self.s.acknowledged += 1
-        else:
-            self._note(r)
+    def _settled(self, settled) -> None:
+        """Outcomes of records that were pending earlier in this run; what stays pending is kept."""
+        waiting = {k for keys in self.pending.values() for k in keys}
+        ok = [k for k in dict.fromkeys(settled.ok) if k in waiting]
+        self.commits.acknowledged(ok)
+        self.s.acknowledged += len(ok)
+        done = set(ok)
+        for r in settled.problems:
+            if r.key in waiting and r.key not in done:
+                done.add(r.key)
+                self._note(r)
+        # whatever got no outcome is still pending, whether or not the transport said so
+        self.pending = {token: rest for token, keys in self.pending.items()
+                        if (rest := [k for k in keys if k not in done])}

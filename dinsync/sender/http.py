@@ -155,7 +155,7 @@ class HttpSender:
         rate = self.rate_overrides.get(name, limit.rate)
         if not self.limits_enabled:
             rate = None
-        limiter = RateLimiter(rate, limit.burst, headroom=self.headroom, clock=self.clock)
+        limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
         ep = _Endpoint(limit, limiter, asyncio.Semaphore(max(1, limit.max_concurrency)), stats)
         self._endpoints[name] = ep
@@ -235,7 +235,10 @@ class HttpSender:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return Delivered([k for part in parts for k in part.ok], [r for part in parts for r in part.problems])
+        merged = Delivered([], [])
+        for part in parts:
+            merged.merge(part)
+        return merged
 
     def _auth_error(self) -> DestinationAuthError:
         name = self.destination.type_name or type(self.destination).__name__
@@ -288,11 +291,11 @@ class HttpSender:
         return self.classify(request, status, resp_headers, body)
 
     # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
-    async def settle(self, timeout: float) -> list[RecordResult]:
-        return []
+    async def settle(self, pending, timeout: float) -> Delivered:
+        return await self.destination.settle_pending(self, pending, timeout)
 
-    async def resolve(self, tokens) -> list[RecordResult]:
-        return []
+    async def resolve(self, tokens) -> Delivered:
+        return await self.destination.resolve_pending(self, tokens)
 
     def transport_stats(self) -> TransportStats:
         rates = {}
@@ -362,18 +365,24 @@ class HttpSender:
         return outcome
 
     def _results(self, request: Request, outcome: Outcome) -> Delivered:
-        """The destination's result where given (first wins, unknown keys ignored), `ok` otherwise."""
+        """The destination's result where given (first wins, unknown keys ignored); the others are
+        `ok`, or pending under `outcome.pending` when the destination says their outcome comes later."""
         if not outcome.results:
+            if outcome.pending is not None:
+                return Delivered([], [], {outcome.pending: list(request.keys)})
             return Delivered(request.keys, [])
         wanted = set(request.keys)
         first: dict[str, RecordResult] = {}
         for r in outcome.results:
             if r.key in wanted:
                 first.setdefault(r.key, r)
-        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason), r.token)
+        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason))
                     for k, r in first.items() if r.status != "ok"]
         bad = {p.key for p in problems}
-        return Delivered([k for k in request.keys if k not in bad], problems)
+        rest = [k for k in request.keys if k not in bad]
+        if outcome.pending is not None:
+            return Delivered([], problems, {outcome.pending: rest} if rest else {})
+        return Delivered(rest, problems)
 
 
 def _snippet(body: bytes, limit: int = 1000) -> str:

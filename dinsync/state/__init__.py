@@ -1,4 +1,5 @@
 """Run log, rejections, locks and layout migrations, kept in the warehouse."""
-from .store import LAYOUT_VERSION, StateStore
+from .layout import LAYOUT_VERSION
+from .store import StateStore
 
 __all__ = ["LAYOUT_VERSION", "StateStore"]

@@ -1,44 +1,93 @@
-"""The warehouse interface every adapter implements.
+"""The warehouse interface every adapter implements, its capabilities, and shared mixins.
 
 An adapter knows SQL execution, Arrow streaming and bulk writes for one engine; it knows
-nothing of platforms. Capabilities are data so shared code can branch on them, not on names.
+nothing of platforms. Capabilities are data so shared code (planner, state store) can branch
+on them, never on a warehouse's name.
+
+Conventions of the interface:
+- SQL is the warehouse's own dialect (`capabilities.dialect`); bind parameters are written
+  `:name` and passed as a mapping, each adapter translates them (see params.py).
+- Every driver exception leaves an adapter as a `WarehouseError` (see errors.py) saying what
+  failed and whether a retry can help; secrets never appear in its message.
+- An adapter may be used from several threads (the engine streams the plan on one thread
+  while it commits on another); a transaction belongs to the thread that opened it.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import pyarrow as pa
+
+from .errors import HINTS, WarehouseError, WarehouseSqlError, scrub
+
+Params = Mapping[str, Any] | None
+
+LOCK_ARBITERS = ("primary_key", "table_lock", "insert_verify")
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    dialect: str  # sqlglot dialect name
-    transactional_ddl: bool = True
-    hash_type: str = "UBIGINT"  # type of the per-field hash columns in snapshots
+    """What a warehouse can do. One field per line, each with a default, so additions merge."""
+
+    dialect: str  # sqlglot dialect of the SQL it runs (and of the rendered diff SQL)
+    hash_type: str = "BIGINT"  # type of the 64-bit hash columns of snapshots
+    merge: bool = False  # MERGE is available (else commits are DELETE + INSERT)
+    temp_tables: bool = True  # session-temporary tables can hold scratch data
+    transactional_ddl: bool = True  # CREATE/ALTER inside a transaction roll back with it
+    enforces_primary_key: bool = True  # inserting a duplicate PRIMARY KEY fails
+    lock_arbiter: str = "primary_key"  # primary_key | table_lock | insert_verify (dinsync/state/locks.py)
+    text_type: str = "VARCHAR"  # DDL type of text of any length
+    identifier_quote: str = '"'  # quote character of identifiers (doubled inside)
+    max_identifier_length: int | None = None  # in bytes (UTF-8); longer names are refused, not truncated
+    unquoted_case: str = "preserve"  # how unquoted names are folded: lower | upper | preserve
+    quoted_case_sensitive: bool = True  # False: even quoted names are case-insensitive (Redshift)
+    paramstyle: str = "pyformat"  # the driver's placeholder style (params.STYLES)
+
+    def __post_init__(self) -> None:
+        if self.lock_arbiter not in LOCK_ARBITERS:
+            raise ValueError(f"lock_arbiter must be one of {LOCK_ARBITERS}, got {self.lock_arbiter!r}")
 
 
 class Warehouse:
-    capabilities: Capabilities
+    """The interface. Subclasses set `type_name`, `capabilities` and implement the methods."""
+
+    type_name: ClassVar[str] = ""  # the `type` in dinsync.yml
+    display_name: ClassVar[str] = ""  # for messages: "PostgreSQL"
+    extra: ClassVar[str | None] = None  # pip extra that installs the driver
+    capabilities: ClassVar[Capabilities]
 
     @property
     def dialect(self) -> str:
         return self.capabilities.dialect
 
-    def execute(self, sql: str) -> None:
+    # --- SQL ---------------------------------------------------------------------------
+    def execute(self, sql: str, params: Params = None) -> int | None:
+        """Run one statement; returns the number of rows it changed when the driver says."""
         raise NotImplementedError
 
-    def query(self, sql: str) -> pa.Table:
+    def query(self, sql: str, params: Params = None) -> pa.Table:
         """Run a query whose result is small and return it whole."""
         raise NotImplementedError
 
-    def stream(self, sql: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """Run a query and yield its result as Arrow record batches of at most `batch_rows` rows."""
+    def scalar(self, sql: str, params: Params = None) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        table = self.query(sql, params)
+        return table.column(0)[0].as_py() if table.num_rows else None
+
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        """Run a query and yield its result as Arrow record batches of at most `batch_rows`
+        rows, reading it from the warehouse as it goes (client memory stays bounded). Other
+        statements may run on other threads meanwhile."""
         raise NotImplementedError
 
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
-        """Write an Arrow table into schema.table. mode: append | replace (create or overwrite)."""
+        """Bulk-write an Arrow table into schema.table. mode: `append` (the table exists; columns
+        are matched by name) or `replace` (create the table from the Arrow schema, or drop and
+        re-create it). Never row by row."""
         raise NotImplementedError
 
     def columns(self, sql: str) -> list[tuple[str, str]]:
@@ -51,6 +100,7 @@ class Warehouse:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        """A transaction on the calling thread's session; rolled back if the block raises."""
         self.execute("BEGIN")
         try:
             yield
@@ -69,9 +119,121 @@ class Warehouse:
     def close(self) -> None:
         pass
 
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- identifiers -------------------------------------------------------------------
+    def check_identifier(self, name: str, what: str = "identifier") -> str:
+        """`name` if this warehouse can hold it as is, else a WarehouseSqlError (never truncated)."""
+        if not isinstance(name, str) or not name:
+            raise WarehouseSqlError(f"{what} must be a non-empty string")
+        if "\x00" in name:
+            raise WarehouseSqlError(f"{what} {name!r} contains a NUL byte")
+        limit = self.capabilities.max_identifier_length
+        if limit is not None and len(name.encode("utf-8")) > limit:
+            raise WarehouseSqlError(
+                f"{what} {name!r} is longer than the {limit} bytes {self.display_name or self.type_name} allows",
+                hint="use a shorter name (sync names become part of table names)",
+            )
+        return name
+
+    def quote(self, name: str) -> str:
+        """`name` as a quoted identifier of this warehouse."""
+        q = self.capabilities.identifier_quote
+        return q + self.check_identifier(name).replace(q, q + q) + q
+
+    def table_name(self, schema: str, table: str) -> str:
+        return f"{self.quote(schema)}.{self.quote(table)}"
+
 
 def quote_ident(name: str) -> str:
-    """Quote an identifier with double quotes (ANSI; DuckDB, PostgreSQL, Snowflake)."""
+    """Quote an identifier with double quotes (ANSI; DuckDB, PostgreSQL, Snowflake, Redshift)."""
     if "\x00" in name:
         raise ValueError("identifier contains a NUL byte")
     return '"' + name.replace('"', '""') + '"'
+
+
+# ------------------------------------------------------------------------------- error mixin
+
+
+class ErrorTranslation:
+    """Turns driver exceptions into WarehouseErrors. An adapter implements `classify(exc)`
+    (return a WarehouseError subclass, or None for a generic SQL error) and lists its secrets;
+    methods decorated with `@translated("what")` then raise only WarehouseErrors."""
+
+    display_name: ClassVar[str]
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()  # exceptions to translate
+    _secrets: list[str]
+
+    def classify(self, exc: BaseException) -> type[WarehouseError] | None:
+        return None
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        """A hint more precise than the error class's, when the driver's message allows one."""
+        return None
+
+    def translate(self, exc: BaseException, action: str) -> WarehouseError:
+        cls = self.classify(exc) or WarehouseSqlError
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = scrub(text, getattr(self, "_secrets", []))
+        if len(text) > 600:
+            text = text[:597] + "..."
+        return cls(f"{self.display_name}: {text} (while {action})", self.hint_for(exc) or HINTS.get(cls),
+                   warehouse=self.display_name, sqlstate=getattr(exc, "sqlstate", None))
+
+    @contextlib.contextmanager
+    def translating(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except WarehouseError:
+            raise
+        except self.driver_errors as exc:
+            raise self.translate(exc, action) from None
+
+
+def translated(action: str) -> Callable:
+    """Decorator for adapter methods (and generator methods): driver errors -> WarehouseError."""
+
+    def wrap(fn: Callable) -> Callable:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(self, *args, **kwargs):
+                with self.translating(action):
+                    yield from fn(self, *args, **kwargs)
+            return gen
+
+        @functools.wraps(fn)
+        def call(self, *args, **kwargs):
+            with self.translating(action):
+                return fn(self, *args, **kwargs)
+        return call
+
+    return wrap
+
+
+# ------------------------------------------------------------------------------- Arrow helpers
+
+
+def rows_to_arrow(names: list[str], rows: list[tuple], types: list[pa.DataType | None] | None = None) -> pa.Table:
+    """A table from driver rows (tuples), column by column; `types` (or None each) when known."""
+    columns = list(zip(*rows)) if rows else [[] for _ in names]
+    arrays = []
+    for i, values in enumerate(columns):
+        t = types[i] if types else None
+        try:
+            arrays.append(pa.array(values, type=t))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays.append(pa.array(values))  # the driver's values do not fit the guessed type
+    return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def slice_batches(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream of record batches so that none has more than `batch_rows` rows (empty
+    batches are dropped)."""
+    for batch in batches:
+        for offset in range(0, batch.num_rows, max(1, batch_rows)):
+            yield batch.slice(offset, batch_rows)
+

@@ -9,11 +9,25 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import DinsyncError, LockBusyError
-from .base import Capabilities, Warehouse, quote_ident
+from . import errors as E
+from .base import Capabilities, ErrorTranslation, Params, Warehouse, translated
+from .params import translate
 
 
-class DuckDBWarehouse(Warehouse):
-    capabilities = Capabilities(dialect="duckdb", transactional_ddl=True, hash_type="UBIGINT")
+class DuckDBWarehouse(ErrorTranslation, Warehouse):
+    type_name = "duckdb"
+    display_name = "DuckDB"
+    capabilities = Capabilities(
+        dialect="duckdb",
+        hash_type="UBIGINT",
+        merge=True,
+        temp_tables=True,
+        transactional_ddl=True,
+        enforces_primary_key=True,
+        lock_arbiter="primary_key",
+        paramstyle="dollar",
+    )
+    driver_errors = (duckdb.Error,)
 
     def __init__(self, path: str = ":memory:", threads: int | None = None, read_only: bool = False,
                  memory_limit: str | None = "192MB", streaming_memory_limit: str | None = "100MB"):
@@ -21,6 +35,7 @@ class DuckDBWarehouse(Warehouse):
         1M-row plan keeps ~700 MB resident; with 192 MB a 10M-row plan is as fast (measured) and
         peaks at ~375 MB. `streaming_memory_limit` applies while a run sends (see `streaming`)."""
         self.path = path
+        self._secrets: list[str] = []
         self.memory_limit = memory_limit
         self.streaming_memory_limit = streaming_memory_limit
         try:
@@ -51,39 +66,70 @@ class DuckDBWarehouse(Warehouse):
             self._local.cursor = cur
         return cur
 
-    def execute(self, sql: str) -> None:
-        self.con.execute(sql)
+    def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        if isinstance(exc, duckdb.CatalogException):
+            return E.WarehouseObjectMissing if "does not exist" in str(exc) else None
+        if isinstance(exc, duckdb.PermissionException):
+            return E.WarehousePermissionError
+        if isinstance(exc, duckdb.ConstraintException):
+            return E.WarehouseConstraintViolation
+        if isinstance(exc, duckdb.TransactionException):
+            return E.WarehouseConflict
+        if isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.InterruptException)):
+            return E.WarehouseUnavailable
+        return None
 
-    def query(self, sql: str) -> pa.Table:
-        return self.con.sql(sql).to_arrow_table()
+    @translated("running a statement")
+    def execute(self, sql: str, params: Params = None) -> int | None:
+        sql, values = translate(sql, params, self.capabilities.paramstyle)
+        cur = self.con
+        cur.execute(sql, values)
+        if cur.description is None:
+            return None
+        rows = cur.fetchall()  # always read to the end: a pending result blocks the connection
+        if cur.description[0][0] == "Count" and len(rows) == 1:
+            return int(rows[0][0])
+        return None
 
-    def stream(self, sql: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+    @translated("running a query")
+    def query(self, sql: str, params: Params = None) -> pa.Table:
+        sql, values = translate(sql, params, self.capabilities.paramstyle)
+        return self.con.sql(sql, params=values).to_arrow_table()
+
+    @translated("streaming a query")
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        sql, values = translate(sql, params, self.capabilities.paramstyle)
         cur = self._con.cursor()  # its own cursor: other statements may run while we stream
         try:
-            reader = cur.sql(sql).to_arrow_reader(batch_rows)
+            reader = cur.sql(sql, params=values).to_arrow_reader(batch_rows)
             for batch in reader:
                 if batch.num_rows:
                     yield batch
         finally:
             cur.close()
 
+    @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
         con = self.con
         name = f"__dinsync_arrow_{id(data)}"
         con.register(name, data)
         try:
-            target = f"{quote_ident(schema)}.{quote_ident(table)}"
+            target = self.table_name(schema, table)
             if mode == "replace":
-                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {quote_ident(name)}")
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {self.quote(name)}")
+            elif mode == "append":
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {self.quote(name)}")
             else:
-                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {quote_ident(name)}")
+                raise ValueError(f"write mode must be append or replace, got {mode!r}")
         finally:
             con.unregister(name)
 
+    @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
         rel = self.con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0")
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
 
+    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "

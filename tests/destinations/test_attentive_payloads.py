@@ -278,8 +278,8 @@ def lookup(kind="custom_attributes") -> Request:
 
 def test_lookup_answers():
     assert parse(lookup(), 200, [{"name": "Tier", "value": "gold"}]).results[0].status == "ok"
-    empty = parse(lookup(), 200, []).results[0]
-    assert (empty.status, empty.token) == ("pending", CONFIRM)  # the transport decides
+    empty = parse(lookup(), 200, [])
+    assert (empty.kind, empty.results, empty.pending) == ("done", [], CONFIRM)  # the transport decides
     assert parse(lookup("subscriptions"), 200, {"subscriptionEligibilities": []}).results[0].status == "ok"
     missing = parse(lookup(), 404, {"error": {"id": 3, "message": "Subscriber not found"}}).results[0]
     assert missing.status == "not_found" and "never creates" in missing.reason
@@ -313,7 +313,7 @@ def test_single_writes_and_bulk_submissions():
     part = BulkPart("email", {"a@b.co": "a@b.co", "c@d.co": "c@d.co"})
     bulk = destination().bulk_request(["a@b.co", "c@d.co"], [b"{}", b"{}"], part)
     accepted = parse(bulk, 202, {"message": "ok", "batchJobId": "job-1"})
-    assert {(r.status, r.token) for r in accepted.results} == {("pending", "attentive-bulk:email:job-1")}
+    assert (accepted.kind, accepted.results, accepted.pending) == ("done", [], "attentive-bulk:email:job-1")
     assert part.jobs == [("job-1", ["a@b.co", "c@d.co"], [b"{}", b"{}"])]
     assert parse(bulk, 400, {"error": {"id": 2, "message": "users[1].identifiers.email ..."}}).kind == "split"
 
@@ -341,12 +341,14 @@ def test_job_results_are_matched_by_index_and_checked_against_the_identifier_sen
     ]
     keys = ["k0", "k1", "k2", "k3"]
     sent = {"k0": "+12015550101", "k1": "+12015550102", "k2": "+12015550103", "k3": "+12015550104"}
-    results = {r.key: r for r in job_results(lines, keys, sent, "phone", "job-9")}
-    assert results["k0"].status == "ok"
-    assert (results["k1"].status, results["k1"].reason) == ("rejected", "Attentive HTTP 400: identifiers.phone is invalid")
-    assert results["k2"].status == "failed" and results["k3"].status == "failed"  # never assumed delivered
-    later = {r.key: r.status for r in job_results(lines, None, None, "phone", "job-9")}
-    assert later == {"+12015550101": "ok", "+12015550102": "rejected", "+19999999999": "ok"}
+    results = job_results(lines, keys, sent, "phone", "job-9")
+    assert results.ok == ["k0"] and results.pending == {}
+    problems = {r.key: (r.status, r.reason) for r in results.problems}
+    assert problems["k1"] == ("rejected", "Attentive HTTP 400: identifiers.phone is invalid")
+    assert problems["k2"][0] == "failed" and problems["k3"][0] == "failed"  # never assumed delivered
+    later = job_results(lines, None, None, "phone", "job-9")
+    assert sorted(later.ok) == ["+12015550101", "+19999999999"]
+    assert [(r.key, r.status) for r in later.problems] == [("+12015550102", "rejected")]
 
 
 def test_job_tokens_round_trip():

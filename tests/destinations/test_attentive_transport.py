@@ -54,15 +54,15 @@ def test_bulk_records_stay_pending_until_the_job_completes_then_settle(sandbox):
             await t.start(SYNC)
             [unit] = units(d, emails)
             delivered = await t.deliver(unit)
-            assert delivered.ok == []
-            assert {(r.status, r.token.split(":")[:2] == ["attentive-bulk", "email"]) for r in delivered.problems} \
-                == {("pending", True)}
-            assert t.ready() == []  # the job is not done yet
-            settled = await t.settle(10.0)
-            return delivered, settled
+            assert (delivered.ok, delivered.problems) == ([], [])
+            [(token, keys)] = delivered.pending.items()
+            assert token.startswith("attentive-bulk:email:") and keys == emails
+            early = t.ready()  # the job is not done yet
+            assert (early.ok, early.problems) == ([], [])
+            return await t.settle(delivered.pending, 10.0)
 
-    delivered, settled = run(go())
-    assert sorted((r.key, r.status) for r in settled) == [(e, "ok") for e in sorted(emails)]
+    settled = run(go())
+    assert sorted(settled.ok) == sorted(emails) and settled.problems == [] and settled.pending == {}
     assert thread.call(sb.get_subscriber, email=emails[2])["attributes"] == {"firstName": f"N-{emails[2]}"}
     assert thread.call(sb.get_subscriber, email=emails[2])["custom"] == {"Tier": "gold"}
 
@@ -80,23 +80,23 @@ def test_a_later_transport_reads_an_earlier_jobs_results_from_the_tokens_alone(s
             await t.start(SYNC)
             [unit] = units(d, emails, tier=["gold", "diamond", "silver"])
             delivered = await t.deliver(unit)
-            assert await t.settle(0.3) == []  # still running when the run gives up
-            return [r.token for r in delivered.problems]
+            settled = await t.settle(delivered.pending, 0.3)  # still running when the run gives up
+            assert (settled.ok, settled.problems, settled.pending) == ([], [], delivered.pending)
+            return list(delivered.pending)
 
     tokens = run(first_run())
-    assert len(set(tokens)) == 1
+    assert len(tokens) == 1
     thread.call(sb.finish_jobs)
 
     async def later_run():
         async with destination(thread.url).make_transport(TransportOptions()) as t:  # nothing kept in memory
             return await t.resolve(tokens + ["attentive-bulk:email:no-such-job", "someone-elses-token"])
 
-    results = {r.key: r for r in run(later_run())}
-    assert set(results) == set(emails)
-    assert results["subscriber1@example.com"].status == "ok"
-    assert results["subscriber2@example.com"].status == "rejected"
-    assert "not one of the values defined" in results["subscriber2@example.com"].reason
-    assert all(r.token == tokens[0] for r in results.values())
+    resolved = run(later_run())
+    assert sorted(resolved.ok) == ["subscriber1@example.com", "subscriber3@example.com"]
+    [rejected] = resolved.problems
+    assert (rejected.key, rejected.status) == ("subscriber2@example.com", "rejected")
+    assert "not one of the values defined" in rejected.reason
 
 
 def test_probe_learns_what_an_unknown_user_lookup_answers(sandbox):

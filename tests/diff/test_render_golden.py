@@ -69,11 +69,13 @@ def test_rendered_sql_parses_back(dialect, statement):
 
 
 def test_dialect_functions():
-    duck, pg, snow, bq = (planner(d).render("plan") for d in DIALECTS)
+    duck, pg, snow, bq, rs = (planner(d).render("plan") for d in DIALECTS)
     assert 'HASH(CAST("m"."first name" AS TEXT))' in duck
     assert 'COALESCE(HASHTEXTEXTENDED(CAST("m"."first name" AS TEXT), 0), 0)' in pg
     assert 'COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0)' in snow
     assert "COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0)" in bq
+    assert 'ELSE FNV_HASH(CAST("m"."first name" AS VARCHAR(65535)))' in rs and "GETDATE()" in planner(
+        "redshift").render("commit_insert")
     assert "UBIGINT" in planner("duckdb").render("create_snapshot")
     assert "INT64" in planner("bigquery").render("create_snapshot")
     assert planner("snowflake").render("create_snapshot").count("BIGINT") == 6

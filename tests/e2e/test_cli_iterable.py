@@ -206,8 +206,8 @@ def test_secret_never_leaks(project, monkeypatch, caplog):
 
 def test_lock_held_by_another_run_refuses(project):
     project.sync()
-    project.sql("insert into dinsync.locks values ('iterable_users', 'other-run', 'host:1', now(), "
-                "now() + interval 1 hour)")
+    project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at) "
+                "values ('iterable_users', 'other-run', 'host:1', now(), now() + interval 1 hour)")
     result = project.cli("sync")
     assert result.exit_code == ExitCode.LOCKED
     [run] = json.loads(result.stdout)["runs"]

@@ -1,34 +1,69 @@
-"""State tables on DuckDB: layout migrations, locks, run log, rejections."""
+"""State tables on every warehouse: layout migrations, locks, run log, rejections."""
+from __future__ import annotations
+
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
 from dinsync.errors import LockBusyError, RunSummary
 from dinsync.state import LAYOUT_VERSION, StateStore
-from dinsync.state.store import literal
-from dinsync.warehouses import connect
+from dinsync.state.process import holder_id, read_stat
+from tests.warehouses.support import WAREHOUSE_KINDS, WarehouseUnderTest
+
+# (warehouse kind, arbiter override): each warehouse with its own arbiter, and the arbiter for
+# warehouses without enforced keys (insert-then-verify) on the warehouses that can run it here.
+CASES = [(k, None) for k in WAREHOUSE_KINDS] + [("duckdb", "insert_verify"), ("postgres", "insert_verify"),
+                                                 ("postgres", "table_lock")]
+
+
+@pytest.fixture(params=CASES, ids=lambda c: c[0] + ("" if c[1] is None else "-" + c[1]))
+def target(request, tmp_path):
+    kind, arbiter = request.param
+    t = WarehouseUnderTest(kind, tmp_path)
+    t.store = StateStore(t.wh, t.state_schema, arbiter=arbiter)
+    t.store.migrate()
+    t.arbiter = arbiter
+    yield t
+    t.close()
 
 
 @pytest.fixture
-def store(tmp_path):
-    wh = connect("duckdb", path=str(tmp_path / "wh.duckdb"))
-    s = StateStore(wh, "dinsync")
-    s.migrate()
-    yield s
-    wh.close()
+def store(target):
+    return target.store
+
+
+def lock_rows(store):
+    return [r["run_id"] for r in store.lock_holders("users")]
+
+
+def put_lock(store, run_id, holder, expires_in=3600.0):
+    """A lock row as another process would have left it."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    store.wh.execute(
+        f"INSERT INTO {store.t('locks')} (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
+        "VALUES (:sync, :run, :holder, :now, :exp, 1, FALSE)",
+        {"sync": "users", "run": run_id, "holder": holder, "now": now, "exp": now + dt.timedelta(seconds=expires_in)})
+    store.start_run(RunSummary(sync="users", run_id=run_id), now, False, "0")
 
 
 def test_migrate_is_idempotent_and_records_version(store):
     assert store.migrate() == LAYOUT_VERSION
-    rows = store.wh.query("select value from dinsync.meta where key = 'layout_version'").to_pylist()
+    assert store.layout_version() == LAYOUT_VERSION
+    rows = store.wh.query(f"select value from {store.t('meta')} where key = 'layout_version'").to_pylist()
     assert rows == [{"value": str(LAYOUT_VERSION)}]
-    tables = {r["table_name"] for r in store.wh.query(
-        "select table_name from information_schema.tables where table_schema = 'dinsync'").to_pylist()}
-    assert {"meta", "runs", "rejections", "locks"} <= tables
+    for table in ("meta", "runs", "rejections", "locks"):
+        assert store.wh.table_columns(store.schema, table)
+    assert {"ticket", "choosing"} <= set(store.wh.table_columns(store.schema, "locks"))
 
 
 def test_newer_layout_is_refused(store):
-    store.wh.execute("update dinsync.meta set value = '99' where key = 'layout_version'")
+    store.wh.execute(f"update {store.t('meta')} set value = '99' where key = 'layout_version'")
     with pytest.raises(RuntimeError, match="newer than this dinsync"):
         store.migrate()
 
@@ -38,19 +73,20 @@ def test_second_run_of_a_sync_is_refused_while_lock_held(store):
     with pytest.raises(LockBusyError) as info:
         store.acquire_lock("users", "run-2")
     assert "already running" in info.value.message and "run-1" in info.value.message
+    assert lock_rows(store) == ["run-1"]  # the loser left nothing behind
     store.acquire_lock("other_sync", "run-3")  # locks are per sync
     store.release_lock("users", "run-1")
     store.acquire_lock("users", "run-2")
+    assert lock_rows(store) == ["run-2"]
 
 
-def test_stale_lock_expires(store):
+def test_expired_lock_is_taken_over_and_its_run_abandoned(store):
     store.start_run(RunSummary(sync="users", run_id="crashed-run"), dt.datetime(2026, 1, 1), False, "0")
     store.acquire_lock("users", "crashed-run", ttl_seconds=-5)  # as if its run died long ago
     store.acquire_lock("users", "run-2")
     [run] = store.last_runs("users")
     assert run["status"] == "abandoned" and "without finishing" in run["error"]
-    holders = store.wh.query("select run_id from dinsync.locks").to_pylist()
-    assert holders == [{"run_id": "run-2"}]
+    assert lock_rows(store) == ["run-2"]
 
 
 def test_release_only_removes_own_lock(store):
@@ -60,46 +96,143 @@ def test_release_only_removes_own_lock(store):
         store.acquire_lock("users", "run-2")
 
 
+def test_refresh_lock_says_whether_the_lock_is_still_ours(store):
+    store.acquire_lock("users", "run-1", ttl_seconds=-1)
+    assert store.refresh_lock("users", "run-1", ttl_seconds=600) is True
+    [row] = store.lock_holders("users")
+    assert row["expires_at"] > dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=500)
+    with pytest.raises(LockBusyError):  # refreshed: no longer expired
+        store.acquire_lock("users", "run-2")
+    store.refresh_lock("users", "run-1", ttl_seconds=-1)  # the run stalls past its expiry...
+    store.acquire_lock("users", "run-2")  # ...and is taken over
+    assert store.refresh_lock("users", "run-1") is False
+    assert store.refresh_lock("users", "run-2") is True
+
+
+def test_live_holder_is_refused(store):
+    put_lock(store, "alive", holder_id())  # this very process, with its real start time
+    with pytest.raises(LockBusyError, match="alive"):
+        store.acquire_lock("users", "run-2")
+
+
+def test_holder_on_another_host_waits_for_the_expiry(store):
+    put_lock(store, "remote", "some-other-host:1:1")
+    with pytest.raises(LockBusyError, match="remote"):
+        store.acquire_lock("users", "run-2")
+
+
+def test_dead_process_holder_is_taken_over(store):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that no longer runs
+    put_lock(store, "killed", f"{socket.gethostname()}:{proc.pid}:12345")
+    store.acquire_lock("users", "run-2")
+    assert lock_rows(store) == ["run-2"]
+    assert store.last_runs("users")[-1]["status"] == "abandoned"
+
+
+def test_zombie_holder_is_taken_over(store):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = read_stat(proc.pid).start_time
+        proc.kill()  # not reaped yet: the process stays a zombie, os.kill(pid, 0) still succeeds
+        deadline = time.monotonic() + 10
+        while read_stat(proc.pid).state != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, 0)  # what the old check relied on: says "alive"
+        put_lock(store, "zombie", f"{socket.gethostname()}:{proc.pid}:{start}")
+        store.acquire_lock("users", "run-2")
+        assert lock_rows(store) == ["run-2"]
+    finally:
+        proc.wait()
+
+
+def test_reused_pid_is_taken_over(store):
+    me = read_stat(os.getpid())
+    put_lock(store, "old-run", f"{socket.gethostname()}:{os.getpid()}:{me.start_time - 100}")  # same pid, other start
+    store.acquire_lock("users", "run-2")
+    assert lock_rows(store) == ["run-2"]
+
+
+def test_racing_acquirers_exactly_one_wins(target):
+    """Threads with their own connections (one process may hold a DuckDB file) start together."""
+    contenders = 4
+    for round_ in range(5):
+        stores = [StateStore(target.open() if target.kind != "duckdb" else target.wh, target.state_schema,
+                             arbiter=target.arbiter) for _ in range(contenders)]
+        barrier = threading.Barrier(contenders)
+        results: list = [None] * contenders
+
+        def contend(i: int) -> None:
+            barrier.wait()
+            try:
+                stores[i].acquire_lock("users", f"run-{round_}-{i}")
+                results[i] = "won"
+            except LockBusyError:
+                results[i] = "busy"
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                results[i] = repr(exc)
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == ["busy"] * (contenders - 1) + ["won"], results
+        winner = f"run-{round_}-{results.index('won')}"
+        assert lock_rows(target.store) == [winner]
+        target.store.release_lock("users", winner)
+
+
 def test_run_log_and_rejections(store):
     summary = RunSummary(sync="users", run_id="r1")
     store.start_run(summary, dt.datetime(2026, 1, 1), False, "0.1.0")
     summary.added, summary.acknowledged, summary.status = 3, 2, "warning"
     summary.warnings = ["one", "two"]
-    summary.error = "it's broken"
+    summary.error = "it's broken; DROP TABLE x; -- \\' :run"
     store.finish_run(summary)
     [run] = store.last_runs("users")
     assert (run["added"], run["acknowledged"], run["status"]) == (3, 2, "warning")
-    assert run["warnings"] == "one | two" and run["error"] == "it's broken"
-    store.add_rejections("r1", "users", [("k'1", None, "rejected", "bad email"), ("k2", "plan", "failed", "x")])
+    assert run["warnings"] == "one | two" and run["error"] == summary.error
+    long_reason = "x" * 5000  # longer than a bare VARCHAR on Redshift
+    store.add_rejections("r1", "users", [("k'1", None, "rejected", "bad email"), ("k2", "plan", "failed", long_reason),
+                                         ("k3\x00", "a,b", "rejected", 'quote " and\nnewline')])
     assert store.rejections("r1") == [
         {"key": "k'1", "field": None, "status": "rejected", "reason": "bad email"},
-        {"key": "k2", "field": "plan", "status": "failed", "reason": "x"},
+        {"key": "k2", "field": "plan", "status": "failed", "reason": long_reason},
+        {"key": "k3", "field": "a,b", "status": "rejected", "reason": 'quote " and\nnewline'},
     ]
 
 
 def test_last_runs_limits_per_sync(store):
     for i in range(4):
-        s = RunSummary(sync="a", run_id=f"a{i}")
-        store.start_run(s, dt.datetime(2026, 1, 1, 0, i), False, "0")
+        store.start_run(RunSummary(sync="a", run_id=f"a{i}"), dt.datetime(2026, 1, 1, 0, i), False, "0")
     store.start_run(RunSummary(sync="b", run_id="b0"), dt.datetime(2026, 1, 1), False, "0")
     runs = store.last_runs(limit=2)
     assert [r["run_id"] for r in runs] == ["a3", "a2", "b0"]
 
 
-def test_literal_escapes_quotes_and_nul():
-    assert literal("a'b\x00") == "'a''b'"
-    assert literal(None) == "NULL" and literal(True) == "TRUE" and literal(3) == "3"
+def test_concurrent_migrations(tmp_path):
+    """Two processes' first runs migrate a fresh state schema at the same time."""
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        stores = [StateStore(t.open(), t.state_schema) for _ in range(3)]
+        barrier = threading.Barrier(len(stores))
+        errors: list = []
 
+        def run(s):
+            barrier.wait()
+            try:
+                s.migrate()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
 
-def test_lock_of_a_dead_process_on_this_host_is_taken_over(store):
-    import socket
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()  # a pid that no longer runs
-    store.wh.execute(
-        f"insert into dinsync.locks values ('users', 'killed', '{socket.gethostname()}:{proc.pid}', now(), "
-        "now() + interval 1 hour)")
-    store.acquire_lock("users", "run-2")
-    assert store.wh.query("select run_id from dinsync.locks").to_pylist() == [{"run_id": "run-2"}]
+        threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert errors == []
+        assert stores[0].layout_version() == LAYOUT_VERSION
+    finally:
+        t.close()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 BULK_MAX_USERS = 256  # documented: "up to 256 payloads per request"
 BULK_MAX_BYTES = 4 * 1024 * 1024  # our cap per bulk request (no documented body limit)
 WRITE_BATCH_ROWS = 1024  # rows per unit of work handed to the transport (several bulk requests)
-CONFIRM = "confirm-existence"  # token of a lookup answer that does not tell (an empty attribute list)
+CONFIRM = "confirm-existence"  # pending token of a lookup answer that does not tell (an empty attribute list)
 
 # Scopes each endpoint needs (OAuth scopes in the specs; private-app keys carry the same permissions).
 SCOPES = {
@@ -248,6 +248,8 @@ class AttentiveDestination(Destination):
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
         if isinstance(ctx, Lookup):
+            if status == 200 and ctx.kind != "subscriptions" and data == []:
+                return Outcome("done", pending=CONFIRM)  # tells nothing by itself: the transport decides
             return Outcome("done", [_lookup_result(request.keys[0], ctx, status, data, message)])
         if isinstance(ctx, BulkPart):
             return _bulk_outcome(request, ctx, status, data, message)
@@ -272,7 +274,7 @@ def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) 
         if ctx.kind == "subscriptions":
             return RecordResult(key, "ok")
         if isinstance(data, list):  # custom attributes: a non-empty list names a known subscriber
-            return RecordResult(key, "ok") if data else RecordResult(key, "pending", token=CONFIRM)
+            return RecordResult(key, "ok")
         return RecordResult(key, "failed", f"Attentive: unreadable lookup answer: {message}")
     if status == 404:
         return RecordResult(key, "not_found", NOT_FOUND.format(field=ctx.field))
@@ -298,8 +300,7 @@ def _bulk_outcome(request: Request, part: BulkPart, status: int, data: Any, mess
     job_id = data.get("batchJobId") or data.get("bulkJobId") if isinstance(data, dict) else None
     if status in (200, 202) and isinstance(job_id, str) and job_id:
         part.jobs.append((job_id, list(request.keys), list(request.items or ())))
-        token = job_token(part.key_field, job_id)
-        return Outcome("done", [RecordResult(k, "pending", token=token) for k in request.keys])
+        return Outcome("done", pending=job_token(part.key_field, job_id))
     if status in (400, 413):  # may be one record's fault: halves until it is isolated
         return Outcome("split", reason=f"Attentive HTTP {status}: {message}")
     return Outcome("done", [RecordResult(k, "failed", _describe(status, message)) for k in request.keys])

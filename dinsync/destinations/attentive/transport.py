@@ -101,7 +101,7 @@ class AttentiveTransport:
         self.empty_list_is_known: bool = False  # until the probe says an unknown user answers 404
         self.stats = _Stats()
         self._jobs: dict[str, _Job] = {}
-        self._finished: list[RecordResult] = []
+        self._finished = Delivered([], [])  # outcomes not handed over yet
         self._changed: asyncio.Event | None = None
         self._poller: asyncio.Task | None = None
         self._downloads: aiohttp.ClientSession | None = None
@@ -144,10 +144,15 @@ class AttentiveTransport:
         probe = f"dinsync-existence-probe-{uuid.uuid4().hex}@example.com"
         request = self.destination.lookup_request("probe", "email", "probe", probe)
         delivered = await self.sender.deliver(request)
-        [answer] = delivered.problems or [RecordResult("probe", "ok")]
-        self.empty_list_is_known = answer.status == "not_found"
-        self.stats.probe = {"not_found": "404 for unknown users", "pending": "[] for unknown users"}.get(
-            answer.status, f"inconclusive ({answer.status})")
+        if CONFIRM in delivered.pending:
+            answer = "[] for unknown users"
+        elif delivered.problems:
+            answer = "404 for unknown users" if delivered.problems[0].status == "not_found" else \
+                f"inconclusive ({delivered.problems[0].status})"
+        else:
+            answer = "inconclusive (a list of attributes)"
+        self.empty_list_is_known = answer.startswith("404")
+        self.stats.probe = answer
 
     def no_more_writes(self) -> None:
         """Every write was handed over (finish_run): only jobs remain to follow."""
@@ -156,34 +161,31 @@ class AttentiveTransport:
     async def deliver(self, request: Request) -> Delivered:
         ctx = request.context
         if isinstance(ctx, WriteBatch):
-            return await self._write(request, ctx)
+            return await self._write(ctx)
         delivered = await self.sender.deliver(request)
-        confirm = [r.key for r in delivered.problems if r.status == "pending" and r.token == CONFIRM]
+        confirm = delivered.pending.pop(CONFIRM, [])
         if not confirm:
             return delivered
-        problems = [r for r in delivered.problems if r.token != CONFIRM]
         if self.empty_list_is_known:
-            return Delivered(delivered.ok + confirm, problems)
+            delivered.ok.extend(confirm)
+            return delivered
         self.stats.confirmations += len(confirm)
-        ids = dict(zip(request.keys, [_query_value(request.path)]))
-        asks = [self.destination.lookup_request("subscriptions", ctx.field, k, ids.get(k, k)) for k in confirm]
-        ok = list(delivered.ok)
+        ident = _query_value(request.path)  # lookups carry one key each
+        asks = [self.destination.lookup_request("subscriptions", ctx.field, k, ident) for k in confirm]
         for answer in await asyncio.gather(*(self.sender.deliver(r) for r in asks)):
-            ok += answer.ok
-            problems += answer.problems
-        return Delivered(ok, problems)
+            delivered.merge(answer)
+        return delivered
 
-    async def _write(self, request: Request, batch: WriteBatch) -> Delivered:
-        problems: list[RecordResult] = []
-        ok: list[str] = list(batch.noop)
+    async def _write(self, batch: WriteBatch) -> Delivered:
+        out = Delivered(list(batch.noop), [])
         refused: set[str] = set()
         if batch.v1:
             requests = [self.destination.custom_attributes_request(k, body) for k, body in batch.v1.items()]
             for answer in await asyncio.gather(*(self.sender.deliver(r) for r in requests)):
-                problems += answer.problems
+                out.problems += answer.problems
                 refused.update(r.key for r in answer.problems)
         in_v2 = {k for r in batch.v2 for k in r.keys}
-        ok += [k for k in batch.v1 if k not in refused and k not in in_v2]
+        out.ok += [k for k in batch.v1 if k not in refused and k not in in_v2]
         v2 = []
         for r in batch.v2:  # rows whose custom attributes were refused are not written further
             keep = [i for i, k in enumerate(r.keys) if k not in refused]
@@ -192,15 +194,14 @@ class AttentiveTransport:
             elif keep and r.rebuild is not None and r.items is not None:
                 v2.append(r.rebuild([r.keys[i] for i in keep], [r.items[i] for i in keep]))
         for answer in await asyncio.gather(*(self.sender.deliver(r) for r in v2)):
-            ok += answer.ok
-            problems += answer.problems
+            out.merge(answer)
         parts = {id(r.context): r.context for r in v2 if isinstance(r.context, BulkPart)}
         for part in parts.values():
             for job_id, keys, records in part.jobs:
                 self._follow(_Job(job_id, part.key_field, keys, records, part.sent_ids, self.job_retries,
                                   interval=self.poll_seconds))
             part.jobs.clear()
-        return Delivered(ok, problems)
+        return out
 
     # --- bulk jobs --------------------------------------------------------------------------
     def _follow(self, job: _Job) -> None:
@@ -224,16 +225,14 @@ class AttentiveTransport:
                     if isinstance(error, asyncio.CancelledError):
                         raise error
                     self._jobs.pop(job.job_id, None)
-                    self._finished.extend(self._all(job, "failed", f"Attentive bulk job {job.job_id}: {error}"))
-                    assert self._changed is not None
-                    self._changed.set()
+                    self._finish(self._all(job, "failed", f"Attentive bulk job {job.job_id}: {error}"))
 
     async def _poll(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
         request = self.destination.job_request(job.job_id)
         answer = await self.sender.deliver(request)
         status = request.context.status
-        results: list[RecordResult] | None = None
+        results: Delivered | None = None
         if answer.problems or status is None:
             job.poll_failures += 1
             if job.poll_failures >= 3:
@@ -256,24 +255,27 @@ class AttentiveTransport:
             job.interval = min(job.interval * 1.5, MAX_POLL_INTERVAL)
             return
         self._jobs.pop(job.job_id, None)
-        self._finished.extend(results)
+        self._finish(results)
+
+    def _finish(self, results: Delivered) -> None:
+        self._finished.merge(results)
         assert self._changed is not None
         self._changed.set()
 
     async def _resubmit(self, job: _Job) -> None:
+        """A FAILED job's records, submitted again as a new job; the old token's keys follow it."""
         self._jobs.pop(job.job_id, None)
         part = BulkPart(job.key_field, job.sent_ids)
         answer = await self.sender.deliver(self.destination.bulk_request(job.keys, job.records, part))
-        self._finished.extend(r for r in answer.problems if r.status != "pending")
+        answer.pending.clear()  # the pipeline keeps them under the first token; `_follow` tracks them
         for job_id, keys, records in part.jobs:
             self._follow(_Job(job_id, job.key_field, keys, records, job.sent_ids, job.retries_left - 1,
                               interval=self.poll_seconds))
-        assert self._changed is not None
-        self._changed.set()
+        self._finish(answer)
 
     @staticmethod
-    def _all(job: _Job, status: str, reason: str) -> list[RecordResult]:
-        return [RecordResult(k, status, reason) for k in job.keys]  # type: ignore[arg-type]
+    def _all(job: _Job, status: str, reason: str) -> Delivered:
+        return Delivered([], [RecordResult(k, status, reason) for k in job.keys])  # type: ignore[arg-type]
 
     async def _results_file(self, url: str) -> list[dict] | None:
         """The job's `.jsonl` (a pre-signed link: no API key, not an API endpoint)."""
@@ -294,12 +296,13 @@ class AttentiveTransport:
         return None
 
     # --- outcomes -----------------------------------------------------------------------------
-    def ready(self) -> list[RecordResult]:
+    def ready(self) -> Delivered:
         """Outcomes of pending records that arrived since the last call (does not wait)."""
-        out, self._finished = self._finished, []
+        out, self._finished = self._finished, Delivered([], [])
         return out
 
-    async def settle(self, timeout: float) -> list[RecordResult]:
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
+        """Wait (at most `timeout` s) for this run's jobs; keys without an outcome stay pending."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         assert self._changed is not None
@@ -311,13 +314,19 @@ class AttentiveTransport:
                 await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 break
-        return self.ready()
+        out = self.ready()
+        told = set(out.ok) | {r.key for r in out.problems}
+        for token, keys in pending.items():
+            rest = [k for k in keys if k not in told]
+            if rest:
+                out.pending[token] = rest
+        return out
 
-    async def resolve(self, tokens: Sequence[str]) -> list[RecordResult]:
+    async def resolve(self, tokens: Sequence[str]) -> Delivered:
         """Outcomes of earlier runs' bulk jobs from their tokens alone: results keyed by the
         identifier each results line carries (the key as sent). Jobs still running, FAILED or no
         longer kept by Attentive (two weeks) tell nothing: their rows are planned again anyway."""
-        out: list[RecordResult] = []
+        out = Delivered([], [])
         for token in dict.fromkeys(tokens):
             parsed = parse_job_token(token)
             if parsed is None:
@@ -328,9 +337,7 @@ class AttentiveTransport:
             if answer.problems or request.context.status != "COMPLETED" or not request.context.url:
                 continue
             lines = await self._results_file(request.context.url)
-            for r in job_results(lines or [], None, None, key_field, job_id):
-                r.token = token
-                out.append(r)
+            out.merge(job_results(lines or [], None, None, key_field, job_id))
         return out
 
     def transport_stats(self) -> TransportStats:
@@ -338,7 +345,7 @@ class AttentiveTransport:
 
 
 def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, str] | None, key_field: str,
-                job_id: str) -> list[RecordResult]:
+                job_id: str) -> Delivered:
     """Per-record results of a bulk job from its `.jsonl` lines (format undocumented; read leniently).
 
     A line is matched to its record by `index` (else its position) and, when it carries the request,
@@ -369,7 +376,8 @@ def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, s
         for key in keys:
             if key not in results:
                 results[key] = RecordResult(key, "failed", f"Attentive bulk job {job_id}: no result for this record")
-    return list(results.values())
+    return Delivered([k for k, r in results.items() if r.status == "ok"],
+                     [r for r in results.values() if r.status != "ok"])
 
 
 def _line_identifier(line: dict, key_field: str) -> str | None:

@@ -3,11 +3,7 @@ WITH "seg_coarse" AS (
   SELECT
     "a"."_kh" % 1024 AS "_b",
     COUNT(*) AS "_n",
-    SUM(
-      HASHTEXTEXTENDED((
-        CAST("a"."_kh" AS TEXT) || ',' || CAST("a"."_fp" AS TEXT)
-      ), 0)
-    ) AS "_d"
+    SUM(HASHINT8EXTENDED("a"."_fp", "a"."_kh")) AS "_d"
   FROM "dinsync_state"."keys_people_to_crm" AS "a"
   WHERE
     NOT "a"."_kh" IS NULL
@@ -18,11 +14,7 @@ WITH "seg_coarse" AS (
     "b"."_kh" % 1024 AS "_b",
     COUNT(*) AS "_n",
     COUNT("b"."_fp") AS "_n_fp",
-    SUM(
-      HASHTEXTEXTENDED((
-        CAST("b"."_kh" AS TEXT) || ',' || CAST("b"."_fp" AS TEXT)
-      ), 0)
-    ) AS "_d"
+    SUM(HASHINT8EXTENDED("b"."_fp", "b"."_kh")) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "b"
   WHERE
     FALSE
@@ -44,11 +36,7 @@ WITH "seg_coarse" AS (
   SELECT
     "a"."_kh" % 1048576 AS "_b",
     COUNT(*) AS "_n",
-    SUM(
-      HASHTEXTEXTENDED((
-        CAST("a"."_kh" AS TEXT) || ',' || CAST("a"."_fp" AS TEXT)
-      ), 0)
-    ) AS "_d"
+    SUM(HASHINT8EXTENDED("a"."_fp", "a"."_kh")) AS "_d"
   FROM "dinsync_state"."keys_people_to_crm" AS "a"
   WHERE
     "a"."_kh" % 1024 IN (
@@ -63,11 +51,7 @@ WITH "seg_coarse" AS (
     "b"."_kh" % 1048576 AS "_b",
     COUNT(*) AS "_n",
     COUNT("b"."_fp") AS "_n_fp",
-    SUM(
-      HASHTEXTEXTENDED((
-        CAST("b"."_kh" AS TEXT) || ',' || CAST("b"."_fp" AS TEXT)
-      ), 0)
-    ) AS "_d"
+    SUM(HASHINT8EXTENDED("b"."_fp", "b"."_kh")) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "b"
   WHERE
     FALSE

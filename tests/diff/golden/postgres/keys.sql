@@ -9,12 +9,7 @@ SELECT
 FROM (
   SELECT
     NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
-    HASHTEXTEXTENDED(
-      (
-        CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."first name" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."score ""x""" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."id" AS TEXT), 0), 0) AS TEXT)
-      ),
-      0
-    ) AS "_fp",
+    HASH_RECORD_EXTENDED(ROW("m"."email", "m"."first name", "m"."score ""x""", "m"."id"), 0) AS "_fp",
     COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0) AS "_rkh"
   FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people

@@ -1,0 +1,366 @@
+"""Attio: "Synchronize People" and "Synchronize Companies" over REST v2 (tests/specs/attio-openapi.json).
+
+- Upsert: one assert per row, `PUT /v2/objects/{object}/records?matching_attribute=<slug>`, with the
+  matching value and the attributes to send (every mapped one for an added row, the changed ones
+  for a changed row). Attio has no public batch write.
+- Update never creates: rows are first looked up with batched records queries filtered on the
+  matching attribute (`POST .../records/query`, reads); keys without a record are `not_found`; the
+  others are written by record id with `PUT /v2/objects/{object}/records/{record_id}`, which
+  answers 404 for a record that does not exist (e.g. deleted since the lookup), never creates one,
+  and overwrites multiselect values like the assert does. The matching attribute is not written
+  in update mode (a PUT would replace the record's other emails or domains).
+- Limits for the whole token: 25 writes/s and 100 reads/s (documented): every write uses the
+  endpoint name "write", every read "read", so the sender paces each kind together.
+- Writes are idempotent (assert / PUT by id with the same values), so a retry after a reset whose
+  write was applied, or aiohttp's own silent re-send of a PUT on a reused connection, changes nothing.
+- Per-record answers: 400 / 404 / 409 / 413 reject the row with Attio's message; 401 / 403 stop the run
+  naming the scopes the token needs; 429 (Retry-After as an HTTP date), 5xx and resets are retried.
+"""
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ...errors import DinsyncError
+from ..base import (
+    Destination,
+    EndpointLimit,
+    FieldSpec,
+    KeySpec,
+    OpenKeyFields,
+    Outcome,
+    Preflight,
+    Prepared,
+    RecordResult,
+    Rejection,
+    Request,
+    ServiceSpec,
+    SyncSpec,
+    Transport,
+)
+from .schema import SCOPES, AttributeInfo, Schema, check_mapping
+from .values import ValueShaper, key_filter_value, key_value_json, match_form, shape_values, stored_match_forms
+
+if TYPE_CHECKING:
+    import polars as pl
+
+WRITE, READ = "write", "read"  # endpoint names: Attio's two token-wide rate classes
+ATTRIBUTES_PAGE = 100
+SCOPE_TEXT = " and ".join(SCOPES)
+
+
+class AttioSettings(BaseModel):
+    """Attio-specific keys of a destination in dinsync.yml."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key: SecretStr  # an access token (API key or OAuth), sent as `Authorization: Bearer`
+    lookup_batch_size: int = Field(50, ge=1, le=500)  # update mode: keys per records query
+
+
+def _service(name: str, key: str, key_spec: KeySpec, model_types: tuple[str, ...],
+             read_only: tuple[str, ...]) -> ServiceSpec:
+    return ServiceSpec(
+        name=name,
+        # Any unique attribute may match (the pre-flight check verifies it is unique); the standard
+        # one is named with its key kind, others are matched on their value as written.
+        key_fields=OpenKeyFields({key: key_spec}, default=KeySpec("string")),
+        modes=("upsert", "update"),
+        mode_notes={"insert": "Attio's assert creates or updates; use upsert (or update to never create)"},
+        model_types=model_types,
+        # Documented as never writable through the API; everything else is checked in pre-flight.
+        fields={f: FieldSpec(f, writable=False) for f in read_only},
+        open_fields=True,  # any writable attribute of the workspace (custom ones included)
+        update_needs_lookup=True,
+        lookup_rows="all",  # every write in update mode needs the record id the lookup found
+    )
+
+
+PEOPLE = _service("people", "email_addresses", KeySpec("email"), ("user",),
+                  ("record_id", "created_at", "created_by", "avatar_url"))
+# Domains are keys as written in the model; Attio lowercases them and trims scheme, path and query.
+COMPANIES = _service("companies", "domains", KeySpec("string"), ("user", "custom"),
+                     ("record_id", "created_at", "created_by", "logo_url"))
+
+
+@dataclass
+class _Capture:
+    """Request.context of a schema read: parse() keeps the body here."""
+
+    what: str
+    data: Any = None
+
+
+@dataclass
+class _Lookup:
+    """Request.context of an update-mode lookup: the matching attribute, and each matching value
+    (as Attio compares it) -> plan keys."""
+
+    key: AttributeInfo
+    object: str
+    by_value: dict[Any, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Write:
+    """Request.context of a write; `by_id`: a PUT by record id (update mode)."""
+
+    by_id: bool
+
+
+@dataclass
+class _Plan:
+    """What the pre-flight check learned for one sync."""
+
+    key: AttributeInfo
+    attributes: dict[str, AttributeInfo]  # mapped field name -> attribute
+
+
+class AttioDestination(Destination):
+    type_name = "attio"
+    services = {"people": PEOPLE, "companies": COMPANIES}
+    settings_model = AttioSettings
+    base_urls = {"default": "https://api.attio.com"}
+    # A write takes 100-300 ms at Attio: 25/s needs ~8 in flight; 16 keeps the rate up to ~640 ms.
+    limits = {
+        WRITE: EndpointLimit(WRITE, rate=25.0, burst=2, max_concurrency=16, headroom=0.975),
+        READ: EndpointLimit(READ, rate=100.0, max_concurrency=8),
+    }
+    default_concurrency = 24  # sockets for 16 writes and 8 reads in flight at once
+
+    def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
+        super().__init__(base_url, credentials, options)
+        self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan] = {}
+        self._record_ids: dict[str, str] = {}  # update mode: plan key -> record id found by the lookup
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.credentials["api_key"]}
+
+    # --- pre-flight ---------------------------------------------------------------------
+    async def read_schema(self, transport: Transport, object_slug: str) -> Schema:
+        """Every attribute of the object, archived ones included (paged)."""
+        attributes: list[AttributeInfo] = []
+        offset = 0
+        while True:
+            page = await self._read(transport, f"/v2/objects/{_q(object_slug)}/attributes?limit={ATTRIBUTES_PAGE}"
+                                    f"&offset={offset}&show_archived=true", f"the attributes of {object_slug}")
+            rows = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(rows, list):
+                raise DinsyncError(f"attio: unexpected answer listing the attributes of {object_slug}")
+            attributes += [AttributeInfo.from_json(r) for r in rows if isinstance(r, dict)]
+            if len(rows) < ATTRIBUTES_PAGE:
+                return Schema(object_slug, attributes)
+            offset += len(rows)
+
+    async def _read(self, transport: Transport, path: str, what: str) -> Any:
+        capture = _Capture(what)
+        delivered = await transport.deliver(Request(READ, "GET", path, None, keys=[what], context=capture))
+        if delivered.problems:
+            raise DinsyncError(f"attio: could not read {what}: {delivered.problems[0].reason}",
+                               "check base_url and the object; a transient failure: run again")
+        return capture.data
+
+    async def preflight(self, transport: Transport, sync: SyncSpec) -> Preflight:
+        schema = await self.read_schema(transport, sync.service)
+        issues, found = check_mapping(schema, sync.key_field, sync.fields)
+        if any(a.type == "record-reference" for a in found.values()):
+            objects = await self._read(transport, "/v2/objects", "the workspace's objects")
+            slugs = {str((o.get("id") or {}).get("object_id")): str(o.get("api_slug"))
+                     for o in (objects or {}).get("data", []) if isinstance(o, dict)}
+            for name, attr in found.items():
+                if attr.type == "record-reference":
+                    targets = tuple(slugs.get(i, i) for i in attr.target_object_ids)
+                    found[name] = dataclasses.replace(attr, targets=targets)
+        kinds = {name: attr.kind for name, attr in found.items() if name != sync.key_field}
+        if not issues:
+            key = found[sync.key_field]
+            self._plans[_plan_id(sync)] = _Plan(key, {n: a for n, a in found.items() if n != sync.key_field})
+        return Preflight(issues, kinds)
+
+    def plan_for(self, sync: SyncSpec) -> _Plan:
+        plan = self._plans.get(_plan_id(sync))
+        if plan is None:
+            raise RuntimeError("attio: the pre-flight check must run before requests are prepared")
+        return plan
+
+    # --- writes -------------------------------------------------------------------------
+    def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
+        import polars as pl
+
+        if frame.height == 0:
+            return Prepared([])
+        plan = self.plan_for(sync)
+        update = sync.mode == "update"
+        rejections: list[Rejection] = []
+        key_json, key_bad = key_value_json(plan.key, pl.col("_id"))
+        frame = frame.with_columns(key_json.alias("_kjson"))
+        if key_bad is not None:
+            bad = frame.filter(key_bad)
+            rejections += [Rejection(k, f'key "{sync.key_field}": {i!r} is not a number (the matching attribute is '
+                                        f'of type {plan.key.type})') for k, i in bad.select("_key", "_id").iter_rows()]
+            frame = frame.filter(~key_bad)
+        if plan.key.type == "domain":
+            frame, dupes = _same_domain(frame, sync.key_field)
+            rejections += dupes
+        region = self.default_region()
+        shapers = [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
+                   if name != sync.key_field and name in plan.attributes]
+        frame, bad_values = shape_values(frame, shapers)
+        rejections += bad_values
+        for rejection in rejections:  # update mode: their record ids are not needed any more
+            self._record_ids.pop(rejection.key or "", None)
+        obj = _q(sync.service)
+        requests = []
+        if update:
+            body = pl.concat_str([pl.lit('{"data":{"values":{'), pl.col("_values"), pl.lit("}}}")])
+            for key, text in frame.select("_key", body.alias("_body")).iter_rows():
+                record_id = self._record_ids.pop(key, None)
+                if record_id is None:  # every row reaching here was found by the lookup
+                    raise RuntimeError(f"attio: no record id for key {key!r} (update mode)")
+                requests.append(Request(WRITE, "PUT", f"/v2/objects/{obj}/records/{_q(record_id)}", text.encode(),
+                                        keys=[key], context=_Write(by_id=True)))
+        else:
+            member = pl.concat_str([pl.lit(orjson.dumps(sync.key_field).decode() + ":["), pl.col("_kjson"),
+                                    pl.lit("]")])
+            values = pl.when(pl.col("_values") == "").then(member).otherwise(
+                pl.concat_str([member, pl.lit(","), pl.col("_values")]))
+            body = pl.concat_str([pl.lit('{"data":{"values":{'), values, pl.lit("}}}")])
+            path = f"/v2/objects/{obj}/records?matching_attribute={_q(sync.key_field)}"
+            write = _Write(by_id=False)
+            for key, text in frame.select("_key", body.alias("_body")).iter_rows():
+                requests.append(Request(WRITE, "PUT", path, text.encode(), keys=[key], context=write))
+        return Prepared(requests, rejections)
+
+    # --- update mode: which keys exist --------------------------------------------------
+    def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
+        plan = self.plan_for(sync)
+        size = int(self.options.get("lookup_batch_size") or 50)
+        slug = plan.key.slug
+        requests = []
+        for start in range(0, len(keys), size):
+            chunk_keys = list(keys[start:start + size])
+            items = [orjson.dumps({slug: key_filter_value(plan.key, i)}) for i in ids[start:start + size]]
+            requests.append(self._lookup(sync.service, plan.key, chunk_keys, items, list(ids[start:start + size])))
+        return requests
+
+    def _lookup(self, obj: str, key: AttributeInfo, keys: list[str], items: list[bytes], ids: list[str]) -> Request:
+        """One records query for `keys`; `items` are their filter terms (a split rebuilds from halves).
+        A key matches at most one record and a record holds at least one key: `limit` = len(keys)
+        returns every match in one page."""
+        context = _Lookup(key, obj)
+        for k, i in zip(keys, ids):
+            context.by_value.setdefault(match_form(key.type, i), []).append(k)
+        id_of = dict(zip(keys, ids))
+        body = b'{"filter":{"$or":[' + b",".join(items) + b']},"limit":' + str(len(items)).encode() + b"}"
+        return Request(READ, "POST", f"/v2/objects/{_q(obj)}/records/query", body, keys=keys, items=items,
+                       context=context, rebuild=lambda k, i: self._lookup(obj, key, k, i, [id_of[x] for x in k]))
+
+    # --- responses ----------------------------------------------------------------------
+    def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        data = _json(body)
+        if status in (401, 403):
+            return Outcome("fatal", reason=_auth_reason(status, data))
+        ctx = request.context
+        if isinstance(ctx, _Lookup):
+            return self._parse_lookup(request, ctx, status, data)
+        if isinstance(ctx, _Capture):
+            if status == 200 and isinstance(data, dict):
+                ctx.data = data
+                return Outcome("done")
+            return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data))])
+        if 200 <= status < 300:
+            return Outcome("done")
+        reason = describe(status, data)
+        if status == 404 and isinstance(ctx, _Write) and ctx.by_id and _record_missing(data):
+            return Outcome("done", [RecordResult(request.keys[0], "not_found",
+                                                 reason + " (deleted since the lookup; update mode never creates)")])
+        kind = "rejected" if 400 <= status < 500 else "failed"
+        return Outcome("done", [RecordResult(k, kind, reason) for k in request.keys])  # type: ignore[arg-type]
+
+    def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any) -> Outcome:
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            if 400 <= status < 500:  # e.g. a key Attio cannot filter on: isolate it
+                return Outcome("split", reason=describe(status, data))
+            return Outcome("done", [RecordResult(k, "failed", describe(status, data)) for k in request.keys])
+        key_attr = ctx.key
+        found: set[str] = set()
+        for record in data["data"]:
+            record_id = ((record or {}).get("id") or {}).get("record_id")
+            values = ((record or {}).get("values") or {}).get(key_attr.slug) or []
+            for value in values if record_id else ():
+                for form in stored_match_forms(key_attr.type, value):
+                    for key in ctx.by_value.get(form, ()):
+                        self._record_ids[key] = record_id
+                        found.add(key)
+        return Outcome("done", [RecordResult(k, "not_found", f"Attio has no {ctx.object} record with this "
+                                             f"{key_attr.slug} (update mode never creates)")
+                                for k in request.keys if k not in found])
+
+
+def _plan_id(sync: SyncSpec) -> tuple[str, str, tuple[str, ...]]:
+    return sync.service, sync.key_field, tuple(sync.fields)
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _record_missing(data: Any) -> bool:
+    message = data.get("message") if isinstance(data, dict) else None
+    return isinstance(message, str) and message.startswith("Record with ID")
+
+
+def describe(status: int, data: Any) -> str:
+    """Attio's answer in a rejection reason: status, code, message and validation details."""
+    text = f"Attio HTTP {status}"
+    if not isinstance(data, dict):
+        return text
+    if data.get("code"):
+        text += f" {data['code']}"
+    if data.get("message"):
+        text += f": {data['message']}"
+    details = []
+    for issue in data.get("validation_errors") or []:
+        if isinstance(issue, dict) and issue.get("message"):
+            path = ".".join(str(p) for p in issue.get("path") or [])
+            details.append(f"{path}: {issue['message']}" if path else str(issue["message"]))
+    if details:
+        text += " (" + "; ".join(details[:3]) + ")"
+    return text
+
+
+def _auth_reason(status: int, data: Any) -> str:
+    what = "refused the access token" if status == 401 else "refused the request"
+    return f"Attio {what} ({describe(status, data)}): the token needs the scopes {SCOPE_TEXT}"
+
+
+def _same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows of a batch whose domains Attio would read as the same company (e.g. `Acme.com` and
+    `https://acme.com/`): withheld, like duplicated keys."""
+    import polars as pl
+
+    from .values import normalise_domain
+
+    ids = frame.get_column("_id")
+    distinct = ids.unique()
+    forms = ids.replace_strict(distinct, pl.Series([normalise_domain(d) for d in distinct.to_list()]),
+                               return_dtype=pl.String)
+    dup = forms.is_duplicated()
+    if not dup.any():
+        return frame, []
+    rejected = [Rejection(k, f'key "{key_field}": {i!r} is the same domain for Attio as another row of the model '
+                             f"({f!r}); make the model's domains unique after lowercasing and trimming scheme "
+                             "and path")
+                for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup))]
+    return frame.filter(~dup), rejected

@@ -1,0 +1,258 @@
+"""Attribute values in Attio's write forms, built from the mapping's JSON text of each value.
+
+Every value is sent as an array (`"slug": [v]`, and `[]` for NULL, which clears the value): the
+form the OpenAPI file's `values` schema describes, accepted by Attio's type pages for single- and
+multi-value attributes alike. Per type:
+  - text, number, checkbox, date, timestamp, rating, select and status (by title), email-address,
+    domain, phone-number (E.164 from the mapping): `[v]`;
+  - currency: `[{"currency_value": n}]`;
+  - personal-name: a struct -> `{"first_name", "last_name", "full_name"}` (missing parts "", full name
+    computed); a string as is (Attio reads "Last name(s), First name(s)");
+  - location: a struct -> every property (missing ones null, coordinates as strings); a string as is;
+  - record-reference: a company by domain, a person by email, any record by id (UUID);
+  - multiselect (any type): a list column as the list, a scalar as a one-element list, NULL items dropped.
+Simple single values are shaped column-wise in Polars; structured and multiselect values go through
+Python once per distinct value.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable
+
+import orjson
+import phonenumbers
+
+from ..base import Rejection
+from .schema import NUMERIC_TYPES, AttributeInfo
+
+if TYPE_CHECKING:  # polars is loaded only when rows are sent
+    import polars as pl
+
+LOCATION_KEYS = ("line_1", "line_2", "line_3", "line_4", "locality", "region", "postcode", "country_code",
+                 "latitude", "longitude")
+NAME_KEYS = ("first_name", "last_name", "full_name")
+PYTHON_TYPES = ("personal-name", "location", "record-reference")
+# by type: how one bare value is wrapped (the array included)
+WRAP = {"currency": ('[{"currency_value":', "}]")}
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+# A record reference by value: the unique attribute used for each target object.
+REFERENCE_BY = {"companies": ("domains", "domain"), "people": ("email_addresses", "email_address")}
+
+
+# ------------------------------------------------------------------------ keys
+def normalise_domain(text: str) -> str:
+    """A domain as Attio stores it: lowercased; scheme, credentials, port, path, query and fragment
+    trimmed ("domain attributes store domains, not URLs"). Nothing else is changed (`www.` stays)."""
+    host = _SCHEME.sub("", text.strip().lower())
+    host = re.split(r"[/?#]", host, maxsplit=1)[0].rsplit("@", 1)[-1]
+    return re.sub(r":\d*$", "", host).rstrip(".")
+
+
+def match_form(attr_type: str, text: str) -> Any:
+    """A matching key as Attio compares it (to pair records found by a lookup with keys)."""
+    if attr_type == "email-address":
+        return text.strip().lower()
+    if attr_type == "domain":
+        return normalise_domain(text)
+    if attr_type in NUMERIC_TYPES:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if attr_type == "phone-number":
+        return _e164(text, None) or text.strip()
+    return text
+
+
+def stored_match_forms(attr_type: str, value: dict) -> list[Any]:
+    """The forms of a value Attio returned (a record's matching attribute) that keys compare with."""
+    if attr_type == "email-address":
+        return [str(v).lower() for v in (value.get("email_address"), value.get("original_email_address")) if v]
+    if attr_type == "domain":
+        return [normalise_domain(str(value["domain"]))] if value.get("domain") else []
+    if attr_type == "phone-number":
+        found = value.get("phone_number") or value.get("normalized_phone_number") or value.get("original_phone_number")
+        return [str(found)] if found else []
+    if attr_type == "currency":
+        raw = value.get("currency_value")
+    else:
+        raw = value.get("value")
+    if raw is None:
+        return []
+    if attr_type in NUMERIC_TYPES:
+        try:
+            return [float(raw)]
+        except (TypeError, ValueError):
+            return []
+    return [str(raw)]
+
+
+def key_value_json(attr: AttributeInfo, ident: pl.Expr) -> tuple[pl.Expr, pl.Expr | None]:
+    """(JSON text of the key as the attribute takes it, bad-key condition or None)."""
+    import polars as pl
+
+    if attr.type in NUMERIC_TYPES:
+        text = ident.str.strip_chars()
+        return text, ~text.str.contains(_JSON_NUMBER)
+    return pl.struct(ident.alias("a")).struct.json_encode().str.slice(5).str.head(-1), None
+
+
+def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
+    """The key as a records-query filter operand (a domain in the form Attio stores)."""
+    if attr.type == "domain":
+        return normalise_domain(ident) or ident
+    if attr.type in NUMERIC_TYPES:
+        try:
+            number = float(ident)
+            return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        except ValueError:
+            return ident  # Attio answers 400 for this key alone (the lookup is split until it is isolated)
+    return ident
+
+
+# ------------------------------------------------------------------------ values
+@lru_cache(maxsize=100_000)
+def _e164(text: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(text.strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class ValueShaper:
+    """Shapes the values of one attribute (single values column-wise, the rest per distinct value)."""
+
+    def __init__(self, attr: AttributeInfo, name: str, region: str | None):
+        self.attr = attr
+        self.name = name  # as mapped (slug or attribute id): the key written in `values`
+        self.region = region
+
+    @property
+    def in_python(self) -> bool:
+        return self.attr.is_multiselect or self.attr.type in PYTHON_TYPES
+
+    def polars(self, t: pl.Expr) -> pl.Expr:
+        """`t`: JSON text of a value (``null`` for NULL) -> the JSON array sent for it."""
+        import polars as pl
+
+        before, after = WRAP.get(self.attr.type, ("[", "]"))
+        return (pl.when(t == "null").then(pl.lit("[]"))
+                .when(t.str.starts_with("[")).then(t)  # already an array (e.g. `type: json`)
+                .when(t.str.starts_with("{")).then(pl.concat_str([pl.lit("["), t, pl.lit("]")]))  # an object form
+                .otherwise(pl.concat_str([pl.lit(before), t, pl.lit(after)])))
+
+    def python(self, text: str) -> tuple[str | None, str | None]:
+        """JSON text of a value -> (the JSON array sent for it, or None and why it cannot be sent)."""
+        value = orjson.loads(text)
+        if value is None:
+            return "[]", None
+        items = value if isinstance(value, list) else [value]
+        out = []
+        item_form: Callable[[Any], Any] = getattr(self, "_" + self.attr.type.replace("-", "_"), _as_is)
+        for item in items:
+            if item is None:
+                continue
+            try:
+                out.append(item_form(item))
+            except ValueError as exc:
+                return None, f'field "{self.name}": {exc}'
+        return orjson.dumps(out).decode(), None
+
+    # one item -> its write form (ValueError: cannot be written)
+    def _email_address(self, item: Any) -> Any:
+        return item.strip().lower() if isinstance(item, str) else item
+
+    def _phone_number(self, item: Any) -> Any:
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            text = str(item)
+            return _e164(text, self.region) or text  # Attio answers for numbers we cannot read
+        return item
+
+    def _currency(self, item: Any) -> Any:
+        return item if isinstance(item, dict) else {"currency_value": item}
+
+    def _personal_name(self, item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item  # a string: Attio reads "Last name(s), First name(s)"
+        first, last = (str(item.get(k) or "") for k in ("first_name", "last_name"))
+        full = item.get("full_name") or " ".join(p for p in (first, last) if p)
+        return {"first_name": first, "last_name": last, "full_name": str(full)}
+
+    def _location(self, item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item  # a string: Attio parses free text
+        out = {k: item.get(k) for k in LOCATION_KEYS}
+        out.update({k: v for k, v in item.items() if k not in out})  # unknown keys: Attio decides
+        for k in ("latitude", "longitude"):
+            if isinstance(out[k], (int, float)) and not isinstance(out[k], bool):
+                out[k] = repr(out[k])
+        return out
+
+    def _record_reference(self, item: Any) -> Any:
+        targets = self.attr.targets
+        if isinstance(item, dict):
+            if "target_object" not in item and len(targets) == 1:
+                return {"target_object": targets[0], **item}
+            return item
+        if not isinstance(item, str) or len(targets) != 1:
+            raise ValueError(f"a reference to {' or '.join(targets) or 'a record'} is a record id, or an object "
+                             "with target_object")
+        target = targets[0]
+        if _UUID.fullmatch(item.strip()):
+            return {"target_object": target, "target_record_id": item.strip()}
+        if target not in REFERENCE_BY:
+            raise ValueError(f"a reference to {target} is given by record id (UUID), not {item[:100]!r}")
+        slug, prop = REFERENCE_BY[target]
+        return {"target_object": target, slug: [{prop: item.strip()}]}
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Add `_values`: the comma-separated `"name":[...]` members of the fields sent for each row.
+
+    `shapers`: (n of the mapping's `_t{n}` column, shaper). Rows with a value that cannot be
+    written are taken out and returned as rejections."""
+    import polars as pl
+
+    rejections: list[Rejection] = []
+    fragments: list[pl.Expr] = []
+    bad_columns: list[str] = []
+    extra: list[pl.Series] = []
+    for n, shaper in shapers:
+        col = f"_t{n}"
+        prefix = pl.lit(orjson.dumps(shaper.name).decode() + ":")
+        if shaper.in_python:
+            texts = frame.get_column(col)
+            distinct = texts.drop_nulls().unique().to_list()
+            shaped = {t: shaper.python(t) for t in distinct}
+            values = pl.Series([shaped[t][0] for t in distinct], dtype=pl.String)
+            reasons = pl.Series([shaped[t][1] for t in distinct], dtype=pl.String)
+            source = pl.Series(distinct, dtype=pl.String)
+            extra.append(texts.replace_strict(source, values, default=None, return_dtype=pl.String).alias(f"_s{n}"))
+            why = texts.replace_strict(source, reasons, default=None, return_dtype=pl.String).alias(f"_why{n}")
+            if why.null_count() < why.len():
+                extra.append(why)
+                bad_columns.append(f"_why{n}")
+            value = pl.col(f"_s{n}")
+        else:
+            value = shaper.polars(pl.col(col))
+        fragments.append(pl.when(pl.col(col).is_not_null()).then(pl.concat_str([prefix, value])))
+    if extra:
+        frame = frame.with_columns(extra)
+    if bad_columns:
+        bad = pl.any_horizontal([pl.col(c).is_not_null() for c in bad_columns])
+        for row in frame.filter(bad).select("_key", *bad_columns).iter_rows(named=True):
+            reasons = [row[c] for c in bad_columns if row[c] is not None]
+            rejections.append(Rejection(row["_key"], "; ".join(reasons)))
+        frame = frame.filter(~bad)
+    values = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit("")
+    return frame.with_columns(values.fill_null("").alias("_values")), rejections

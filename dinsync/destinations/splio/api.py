@@ -1,0 +1,283 @@
+"""Splio's v3 data API: JWT authentication, the contact writes and the reading of their answers.
+
+* `POST /authenticate {"api_key"}` -> `{"token": JWT}`, sent as `Authorization: Bearer`. The token
+  is fetched once and renewed before it expires: at the JWT's `exp` minus a margin, and at the
+  latest after `token_max_age_seconds` (default 50 minutes: Splio's docs give the lifetime as both
+  1 h and 24 h, and recommend authenticating every 50 minutes). A 401 on a token that worked
+  before means it expired early: it is dropped and the request retried with a new one; a 401 on a
+  token that never worked, a refused API key or a 403 stops the run.
+* `POST /data/contacts/bulk` creates up to 1,000 contacts and answers 207 with one item per
+  contact; an item "already exists" is updated with `PATCH` instead. A whole-request 400 (one
+  invalid contact makes Splio refuse the batch) is split in halves until the bad contact is alone.
+* `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
+* Limits: 20 requests/s on the contact endpoints, 10/s on the others, per client IP; a 429 carries
+  `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from ...errors import DestinationAuthError, DinsyncError
+from ...sender import HttpSender
+from ..base import Delivered, Outcome, RecordResult, Request
+
+if TYPE_CHECKING:
+    from .destination import SplioDestination
+
+EXISTS_REASON = "Splio: the contact already exists (updated with PATCH instead)"
+TOKEN_MARGIN = 300.0  # seconds before `exp` at which a token is renewed (at most 10% of its lifetime)
+_token_generation: contextvars.ContextVar[int | None] = contextvars.ContextVar("splio_token", default=None)
+
+
+# --- request contexts ------------------------------------------------------------------------
+@dataclass
+class BulkContext:
+    """A bulk create: emails as sent -> keys, and each contact's fields for the PATCH fallback."""
+
+    id_to_key: dict[str, str]
+    fields: dict[str, tuple[str, str]]  # key -> (email as sent, fields JSON members)
+    existing: set[str] = field(default_factory=set)
+
+
+class PatchContext:
+    """A per-contact PATCH."""
+
+
+PATCH = PatchContext()
+
+
+@dataclass
+class ReadContext:
+    """A GET whose JSON answer the destination keeps (`data`)."""
+
+    what: str
+    data: Any = None
+
+
+# --- answers ---------------------------------------------------------------------------------
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def describe(status: int, body: bytes) -> str:
+    """`Splio HTTP 400 wrong_email at contacts[3].email: ...` from Splio's error envelope."""
+    data = _json(body)
+    text = f"Splio HTTP {status}"
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        e = errors[0]
+        if e.get("error"):
+            text += f" {e['error']}"
+        if e.get("error_key"):
+            text += f" at {e['error_key']}"
+        if e.get("error_description"):
+            text += f": {e['error_description']}"
+    elif isinstance(data, dict) and data.get("message"):
+        text += f": {data['message']}"
+    elif body:
+        text += ": " + body[:200].decode("utf-8", "replace").strip()
+    return text
+
+
+def jwt_lifetime(token: str) -> float | None:
+    """Seconds from `iat` to `exp` in the JWT's (unverified) payload, if both are there."""
+    try:
+        payload = token.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        life = float(claims["exp"]) - float(claims.get("iat", time.time()))
+    except (IndexError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return None
+    return life if life > 0 else None
+
+
+class Tokens:
+    """The current JWT, its renewal time and whether it has worked yet."""
+
+    def __init__(self, max_age: float):
+        self.max_age = max_age
+        self.token: str | None = None
+        self.generation = 0
+        self.renew_at = 0.0
+        self.confirmed = False
+        self.issued = 0
+
+    def store(self, token: str, now: float) -> None:
+        life = jwt_lifetime(token)
+        ttl = self.max_age if life is None else min(self.max_age, life - min(TOKEN_MARGIN, life * 0.1))
+        self.token, self.renew_at, self.confirmed = token, now + max(1.0, ttl), False
+        self.generation += 1
+        self.issued += 1
+
+    def fresh(self, now: float) -> bool:
+        return self.token is not None and now < self.renew_at
+
+    def answered(self, generation: int | None) -> None:
+        if generation == self.generation:
+            self.confirmed = True
+
+    def refused(self, generation: int | None) -> bool:
+        """A 401 for a request sent with token `generation`: True when retrying with a new token
+        makes sense (the token was replaced meanwhile, or it worked before and has expired)."""
+        if generation is None:
+            return False
+        if generation != self.generation:
+            return True
+        if self.confirmed:
+            self.token = None
+            return True
+        return False
+
+
+def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> Outcome:
+    """What a Splio answer means for the records of `request` (429 / 5xx are the sender's)."""
+    generation = _token_generation.get()
+    if status == 401:
+        if tokens.refused(generation):
+            return Outcome("retry", reason="Splio: the API token expired (HTTP 401); authenticating again",
+                           retry_after=0.0)
+        return Outcome("fatal", reason=f"Splio refused the API token ({describe(status, body)}): check api_key")
+    if status == 403:
+        return Outcome("fatal", reason=f"Splio refused access ({describe(status, body)}): the API user of this key "
+                                       "may lack the rights to read fields and write contacts")
+    tokens.answered(generation)
+    ctx = request.context
+    if isinstance(ctx, ReadContext):
+        data = _json(body)
+        if status == 200 and isinstance(data, dict):
+            ctx.data = data
+            return Outcome("done")
+        return Outcome("done", [RecordResult(k, "failed", f"reading {ctx.what}: {describe(status, body)}")
+                                for k in request.keys])
+    if isinstance(ctx, BulkContext):
+        if status in (200, 201, 207):
+            return Outcome("done", _bulk_items(request, ctx, _json(body)))
+        if status in (400, 413, 422):  # one bad contact makes Splio refuse the whole batch
+            return Outcome("split", reason=describe(status, body))
+        return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
+    # a PATCH of one contact
+    key = request.keys[0]
+    if 200 <= status < 300:
+        return Outcome("done")
+    if status == 404:
+        return Outcome("done", [RecordResult(key, "not_found", "Splio: no contact with this email (not created: "
+                                                                "update mode, or a changed row whose contact was "
+                                                                "deleted in Splio)")])
+    if status in (400, 422):
+        return Outcome("done", [RecordResult(key, "rejected", describe(status, body))])
+    return Outcome("done", [RecordResult(key, "failed", describe(status, body))])
+
+
+def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordResult]:
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return [RecordResult(k, "failed", "Splio's bulk answer has no items") for k in request.keys]
+    wanted = set(request.keys)
+    positional = len(items) == len(request.keys)
+    results: dict[str, RecordResult] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        contact = item.get("contact_id")
+        key = None
+        if isinstance(contact, str):
+            key = ctx.id_to_key.get(contact, contact)
+            if key not in wanted:
+                key = ctx.id_to_key.get(contact.lower(), contact.lower())
+        if key not in wanted and positional:
+            key = request.keys[i]
+        if key not in wanted or key in results:
+            continue
+        code = item.get("code")
+        text = str(item.get("description") or "")
+        if isinstance(code, int) and 200 <= code < 300:
+            results[key] = RecordResult(key, "ok")
+        elif code == 400 and "already exists" in text:
+            ctx.existing.add(key)
+            results[key] = RecordResult(key, "failed", EXISTS_REASON)
+        elif isinstance(code, int) and 400 <= code < 500:
+            results[key] = RecordResult(key, "rejected", f"Splio HTTP {code}: {text}".rstrip(": "))
+        else:
+            results[key] = RecordResult(key, "failed", f"Splio item status {code}: {text}".rstrip(": "))
+    for key in wanted - results.keys():
+        results[key] = RecordResult(key, "failed", "no result for this contact in Splio's bulk answer")
+    return list(results.values())
+
+
+# --- the transport -------------------------------------------------------------------------------
+class SplioApiSender(HttpSender):
+    """The shared HTTP sender plus Splio's JWT and the bulk -> PATCH fallback."""
+
+    def __init__(self, destination: "SplioDestination", api_key: str, tokens: Tokens, **kwargs: Any):
+        super().__init__(destination, **kwargs)
+        self._api_key = api_key
+        self.tokens = tokens
+        self._auth_lock = asyncio.Lock()
+        self.patch_fallbacks = 0
+
+    async def bearer(self) -> dict[str, str]:
+        """`Authorization` header with a valid token (authenticating first when needed)."""
+        if not self.tokens.fresh(self.clock.now()):
+            async with self._auth_lock:
+                if not self.tokens.fresh(self.clock.now()):
+                    await self._authenticate()
+        _token_generation.set(self.tokens.generation)
+        return {"Authorization": f"Bearer {self.tokens.token}"}
+
+    async def _authenticate(self) -> None:
+        """One `POST /authenticate`. A refused key raises DestinationAuthError; a transient failure
+        raises a ClientError, which the sender retries like any request."""
+        if self._session is None:
+            raise RuntimeError("SplioApiSender used outside `async with`")
+        await self.limiter("other").acquire()
+        url = self.destination.base_url + "/authenticate"
+        async with self._session.request("POST", url, data=orjson.dumps({"api_key": self._api_key}),
+                                      headers={"Content-Type": "application/json"}) as resp:
+            body = await resp.read()
+            status = resp.status
+        data = _json(body)
+        if status == 200 and isinstance(data, dict) and isinstance(data.get("token"), str) and data["token"]:
+            self.tokens.store(data["token"], self.clock.now())
+            return
+        if status in (400, 401, 403):
+            raise DestinationAuthError(
+                f"splio: Splio refused the API key ({self.redact(describe(status, body))})",
+                hint="check api_key: an API key of the universe (Users > Users API in Splio's admin)")
+        raise aiohttp.ClientResponseError(resp.request_info, (), status=status,
+                                          message=f"POST /authenticate: {self.redact(describe(status, body))}")
+
+    async def deliver(self, request: Request) -> Delivered:
+        delivered = await super().deliver(request)
+        ctx = request.context
+        if not isinstance(ctx, BulkContext) or not ctx.existing:
+            return delivered
+        existing = [p.key for p in delivered.problems if p.reason == EXISTS_REASON and p.key in ctx.existing]
+        if not existing:
+            return delivered
+        self.patch_fallbacks += len(existing)
+        rest = [p for p in delivered.problems if not (p.reason == EXISTS_REASON and p.key in ctx.existing)]
+        builder = self.destination.patch_request
+        answers = await asyncio.gather(*(super(SplioApiSender, self).deliver(builder(k, *ctx.fields[k]))
+                                         for k in existing))
+        return Delivered(delivered.ok + [k for a in answers for k in a.ok],
+                         rest + [p for a in answers for p in a.problems])
+
+    async def read(self, path: str, what: str) -> dict:
+        """GET a JSON document (fields list, unique key) through the limits, retries and token."""
+        ctx = ReadContext(what)
+        delivered = await super().deliver(Request("other", "GET", path, None, [what], context=ctx))
+        if delivered.problems or ctx.data is None:
+            reason = delivered.problems[0].reason if delivered.problems else "no answer"
+            raise DinsyncError(f"Splio: could not read {what}: {reason}",
+                               hint="check base_url and that the API user may read the universe's fields")
+        return ctx.data

@@ -1,0 +1,244 @@
+"""Splio: "Synchronize contacts", matched by email, over SFTP file imports or over the contacts API.
+
+Data: one service `contacts`, key `email` (at most 100 characters, Splio's limit), modes `update`
+(existing contacts only) and `insert` (new rows become contacts too), the standard fields
+firstname, lastname, language and cellphone, and any custom field (`custom: true`, by name).
+Delivery is chosen by `transport`: `sftp` (the documented path: CSV files dropped for Splio's
+automatic imports, outcomes read from import reports; see sftp.py) or `api` (bulk create + PATCH,
+see api.py). Over SFTP, creating contacts is a property of the account's import configuration,
+not of the file: `mode` must match what Splio configured (a report that shows a creation in update
+mode fails the run with that explanation).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import quote
+
+from ...errors import DinsyncError
+from ..base import (
+    Destination,
+    EndpointLimit,
+    FieldIssue,
+    FieldSpec,
+    KeySpec,
+    Outcome,
+    Preflight,
+    Prepared,
+    Request,
+    ServiceSpec,
+    SyncSpec,
+    TransportOptions,
+)
+from .settings import SplioSettings
+
+if TYPE_CHECKING:  # polars is loaded only when rows are sent
+    import polars as pl
+
+    from .api import SplioApiSender
+    from .sftp import SftpTransport
+
+BULK_MAX_BYTES = 16 * 1024 * 1024  # our cap per bulk request (Splio documents none)
+MAX_ROW_BYTES = 8 * 1024 * 1024  # a contact larger than this is refused before sending (our cap)
+EMAIL_MAX = 100  # Splio: email max 100 characters
+MAX_FIELD_PAGES = 20  # field list pages read at most (Splio allows 180 custom contact fields)
+# Splio's custom field types (GET /data/fields/contacts `data_type`, when given) -> mapping kinds.
+DATA_TYPE_KINDS = {"text": "string", "string": "string", "int": "integer", "double": "number", "date": "datetime"}
+
+STANDARD_FIELDS = {
+    "firstname": FieldSpec("firstname", "string", description="max 255 characters"),
+    "lastname": FieldSpec("lastname", "string", description="max 255 characters"),
+    "language": FieldSpec("language", "string", description="2-letter lowercase code (en, fr, de, ...)"),
+    "cellphone": FieldSpec("cellphone", "phone", description="max 30; E.164 from the model, written as 0033... "
+                                                             "(cellphone_format)"),
+}
+
+CONTACTS = ServiceSpec(
+    name="contacts",
+    key_fields={"email": KeySpec("email", max_length=EMAIL_MAX)},
+    modes=("update", "insert"),
+    mode_notes={"upsert": "Splio syncs use `insert` (new rows become contacts and existing ones are updated; over "
+                          "SFTP only if the account's import configuration allows inserts) or `update` (existing "
+                          "contacts only): over SFTP, creating contacts is decided by Splio's import "
+                          "configuration, not by the file, so the mode says which configuration the sync expects"},
+    model_types=("user", "custom"),
+    fields=STANDARD_FIELDS,
+    open_fields=False,  # other Splio attributes are custom fields: `{field: name, custom: true}`
+    custom_fields=True,
+    max_row_bytes=MAX_ROW_BYTES,
+)
+
+
+class SplioDestination(Destination):
+    type_name = "splio"
+    services = {"contacts": CONTACTS}
+    settings_model = SplioSettings
+    base_urls = {"default": "https://api.splio.com"}
+    limits = {
+        "contacts": EndpointLimit("contacts", rate=20.0, max_concurrency=8),  # data/contacts: 20 RPS per IP
+        "other": EndpointLimit("other", rate=10.0, max_concurrency=2),  # every other endpoint: 10 RPS
+    }
+
+    def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
+        super().__init__(base_url, credentials, options)
+        known = set(SplioSettings.model_fields)
+        self.settings = SplioSettings.model_validate(
+            {**{k: v for k, v in self.options.items() if k in known}, **self.credentials})
+        self.custom_ids: dict[str, int] = {}  # custom field name -> Splio id (API; from the pre-flight check)
+        self._api: SplioApiSender | None = None
+
+    # --- secrets and transports ----------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        found = [v for v in self.credentials.values() if v]
+        sftp = self.settings.sftp
+        if sftp is not None:
+            found += [s.get_secret_value() for s in (sftp.password, sftp.private_key, sftp.private_key_passphrase)
+                      if s is not None and s.get_secret_value()]
+        if self._api is not None and self._api.tokens.token:
+            found.append(self._api.tokens.token)
+        return found
+
+    def make_transport(self, options: TransportOptions):
+        if self.settings.transport == "sftp":
+            from .sftp import SftpTransport
+
+            sftp = self.settings.sftp
+            assert sftp is not None and self.settings.universe
+            secret = lambda s: s.get_secret_value() if s is not None else None  # noqa: E731
+            return SftpTransport(sftp, self.settings.universe, password=secret(sftp.password),
+                                 private_key=secret(sftp.private_key), passphrase=secret(sftp.private_key_passphrase),
+                                 rows_per_request=min(5000, sftp.max_rows_per_file))
+        from .api import SplioApiSender, Tokens
+
+        assert self.settings.api_key is not None
+        self._api = SplioApiSender(self, self.settings.api_key.get_secret_value(),
+                                   Tokens(self.settings.token_max_age_seconds),
+                                   rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
+                                   timeout=options.timeout, connections=options.concurrency + 4)
+        return self._api
+
+    async def auth_headers(self) -> dict[str, str]:
+        if self._api is None:
+            raise RuntimeError("the Splio API transport is not open")
+        return await self._api.bearer()
+
+    # --- run hooks -------------------------------------------------------------------------------
+    async def begin_run(self, transport, sync: SyncSpec) -> None:
+        if self.settings.transport == "sftp":
+            await transport.begin(sync.name, sync.mode)
+
+    async def finish_run(self, transport, sync: SyncSpec) -> None:
+        if self.settings.transport == "sftp":
+            await transport.close_files()
+
+    async def preflight(self, transport, sync: SyncSpec) -> Preflight:
+        """API: custom fields must exist in the universe (their ids are resolved here) and the
+        universe's unique key must be the email. Over SFTP there is no schema to ask: a file with
+        an unknown column is skipped whole by Splio, and its rows come back failed with that reason."""
+        if self.settings.transport != "api":
+            return Preflight()
+        api: SplioApiSender = transport
+        result = Preflight()
+        unique = (await api.read("/universes/unique-key", "the universe's unique key")).get("unique_key")
+        if unique not in (None, "email"):
+            result.issues.append(FieldIssue(None, f"this Splio universe identifies contacts by {unique!r}, not by "
+                                                  "email; dinsync matches Splio contacts on email",
+                                            "ask Splio which key the universe uses"))
+        custom: dict[str, dict] = {}
+        names: set = set()
+        for page in range(1, MAX_FIELD_PAGES + 1):
+            doc = await api.read(f"/data/fields/contacts?per_page=1000&page_number={page}",
+                                 "the universe's contact fields")
+            elements = [e for e in doc.get("elements") or [] if isinstance(e, dict)]
+            new = {(e.get("id"), e.get("name"), e.get("is_system")) for e in elements} - names
+            names |= new
+            for e in elements:
+                if not e.get("is_system") and isinstance(e.get("name"), str):
+                    custom[e["name"]] = e
+            # stop at the last page, or when a page brings nothing new (paging ignored by the server)
+            if not new or len(names) >= int(doc.get("count_element") or 0):
+                break
+        for n, name in enumerate(sync.fields):
+            if not (n < len(sync.custom) and sync.custom[n]):
+                continue
+            found = custom.get(name)
+            if found is None:
+                close = difflib.get_close_matches(name, list(custom), n=3, cutoff=0.6)
+                hint = (f"did you mean {', '.join(repr(c) for c in close)}? " if close else "") + \
+                    "create the field in Splio first (its name must match exactly)"
+                result.issues.append(FieldIssue(name, f"Splio has no custom contact field {name!r}", hint))
+                continue
+            self.custom_ids[name] = int(found["id"])
+            kind = DATA_TYPE_KINDS.get(str(found.get("data_type") or ""))
+            if kind:
+                result.kinds[name] = kind
+        return result
+
+    # --- requests -----------------------------------------------------------------------------
+    def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
+        from . import values
+
+        if frame.height == 0:
+            return Prepared([])
+        columns = values.columns_of(sync)
+        frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_format,
+                                       timezone=self.settings.timezone)
+        if self.settings.transport == "sftp":
+            return self._prepare_files(frame, columns)
+        return self._prepare_api(frame, columns, sync)
+
+    def _prepare_files(self, frame: pl.DataFrame, columns) -> Prepared:
+        from . import values
+
+        sftp = self.settings.sftp
+        assert sftp is not None
+        frame, rejections = values.multi_line_rejections(frame, columns)
+        requests = [Request("sftp_file", "WRITE", "", body, keys, context=chunk)
+                    for keys, body, chunk in values.csv_chunks(frame, columns, "email", sftp.separator,
+                                                               min(5000, sftp.max_rows_per_file), sftp.max_file_bytes)]
+        return Prepared(requests, rejections)
+
+    def _prepare_api(self, frame: pl.DataFrame, columns, sync: SyncSpec) -> Prepared:
+        import polars as pl
+
+        from ...mapping.json import batches_by_size
+        from . import values
+        from .api import BulkContext
+
+        missing = [c.name for c in columns if c.custom and c.name not in self.custom_ids]
+        if missing:
+            raise DinsyncError(f"Splio: ids of custom fields {missing} unknown (the pre-flight check did not run)")
+        frame = values.with_contact_json(frame, columns, self.custom_ids)
+        if sync.mode == "insert":
+            bulk = frame.filter(pl.col("_op") == "added")
+            single = frame.filter(pl.col("_op") != "added")
+        else:
+            bulk, single = frame.clear(), frame
+        requests = [self.patch_request(k, i, f) for k, i, f in single.select("_key", "_id", "_fields").iter_rows()]
+        if bulk.height:
+            keys, ids, fields = bulk["_key"].to_list(), bulk["_id"].to_list(), bulk["_fields"].to_list()
+            items = [values.bulk_item(i, f) for i, f in zip(ids, fields)]
+            max_rows = self.settings.bulk_max_contacts
+            for offset, length in batches_by_size(bulk, max_rows, BULK_MAX_BYTES - 64, 1):
+                part = slice(offset, offset + length)
+                ctx = BulkContext({i: k for i, k in zip(ids[part], keys[part]) if i != k},
+                                  {k: (i, f) for k, i, f in zip(keys[part], ids[part], fields[part])})
+                requests.append(self._bulk_request(keys[part], items[part], ctx))
+        return Prepared(requests)
+
+    def _bulk_request(self, keys: list[str], items: list[bytes], ctx) -> Request:
+        return Request("contacts", "POST", "/data/contacts/bulk", b'{"contacts":[' + b",".join(items) + b"]}",
+                       keys, items=items, rebuild=lambda k, i: self._bulk_request(k, i, ctx), context=ctx)
+
+    def patch_request(self, key: str, email: str, fields: str) -> Request:
+        from . import values
+        from .api import PATCH
+
+        return Request("contacts", "PATCH", "/data/contacts/" + quote(email, safe="@+"), values.patch_body(fields),
+                       [key], context=PATCH)
+
+    def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        from .api import parse_answer
+
+        assert self._api is not None
+        return parse_answer(request, status, body, self._api.tokens)

@@ -1,0 +1,117 @@
+"""Reading Splio's import report of one uploaded file into per-row results.
+
+Splio's public docs say the outcome of an automatic import is e-mailed and that "log files" are
+left in the repository, without describing them. We read one JSON report per file at
+`<reports_directory>/<file name>.report.json` (the format the project's sandbox writes, described
+in `dinsync/sandbox/splio/importer.py`); what a row's status means:
+
+* `inserted`, `updated` -> ok (acknowledged);
+* `not_found` -> not_found (no such contact and the account's import does not create contacts;
+  sent again next run);
+* `rejected` -> rejected with Splio's code and message (parked until the row changes);
+* a whole file `rejected` (unknown column, bad header, ...) -> every row of it `failed` with the
+  reason (nothing of it was imported; sent again next run);
+* a row of the file missing from the report -> failed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import orjson
+
+from ..base import Delivered, RecordResult
+
+REPORT_SUFFIX = ".report.json"
+
+
+class ReportError(ValueError):
+    """A report we cannot read (not JSON, not the expected shape)."""
+
+
+@dataclass
+class Report:
+    file: str
+    status: str  # processed | rejected
+    reason: str | None  # file rejected: "code: message"
+    rows: list[dict] = field(default_factory=list)
+    insert_allowed: bool | None = None
+
+
+def parse_report(data: bytes, file_name: str) -> Report:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ReportError(f"the report of {file_name} is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("status") not in ("processed", "rejected"):
+        raise ReportError(f"the report of {file_name} has no status processed/rejected")
+    if doc.get("file") not in (None, file_name):
+        raise ReportError(f"the report of {file_name} describes another file ({doc.get('file')!r})")
+    reason = None
+    if doc["status"] == "rejected":
+        why = doc.get("reason") or {}
+        if isinstance(why, dict):
+            reason = ": ".join(str(p) for p in (why.get("code"), why.get("message")) if p) or "no reason given"
+        else:
+            reason = str(why)
+    rows = doc.get("rows") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ReportError(f"the report of {file_name} has malformed rows")
+    insert_allowed = doc.get("insert_allowed")
+    return Report(file_name, doc["status"], reason, rows, insert_allowed if isinstance(insert_allowed, bool) else None)
+
+
+def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResult:
+    status = row.get("status")
+    where = f"{file_name} line {row.get('line')}"
+    if status in ("inserted", "updated"):
+        return RecordResult(key, "ok")
+    if status == "not_found":
+        why = ("no contact with this email, and the account's SFTP import configuration does not create contacts"
+               + (" (mode insert: ask Splio to allow inserts for this import)" if mode == "insert" else ""))
+        return RecordResult(key, "not_found", f"Splio import ({where}): {why}")
+    if status == "rejected":
+        code, message = row.get("code") or "rejected", row.get("message") or ""
+        return RecordResult(key, "rejected", f"Splio import ({where}): {code}: {message}".rstrip(": "))
+    return RecordResult(key, "failed", f"Splio import ({where}): unknown row status {status!r}")
+
+
+def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mapping[str, str], mode: str
+                   ) -> tuple[Delivered, int]:
+    """Outcomes of the rows of one file (acknowledged keys, other results), and how many contacts
+    the import created.
+
+    `keys`: the keys written to the file (None when they are not known, e.g. a report read by a
+    later run from its token: only rows named by the report get a result then).
+    `id_to_key`: email as written -> key, where they differ.
+    """
+    if report.status == "rejected":
+        why = f"Splio skipped the whole file {report.file}: {report.reason}"
+        return Delivered([], [RecordResult(k, "failed", why) for k in keys or ()]), 0
+    wanted = set(keys) if keys is not None else None
+    results: dict[str, RecordResult] = {}
+    inserted = 0
+    for row in report.rows:
+        email = row.get("email")
+        if not isinstance(email, str):
+            continue
+        key = id_to_key.get(email, email)
+        if wanted is not None and key not in wanted:
+            key = id_to_key.get(email.lower(), email.lower())
+            if key not in wanted:
+                continue
+        if key in results:
+            continue
+        results[key] = row_result(key, row, report.file, mode)
+        inserted += row.get("status") == "inserted"
+    if wanted is not None:
+        for key in wanted - results.keys():
+            results[key] = RecordResult(key, "failed", f"Splio's import report of {report.file} does not mention "
+                                                       "this row")
+    out = Delivered([], [])
+    for key, r in results.items():
+        if r.status == "ok":
+            out.ok.append(key)
+        else:
+            out.problems.append(r)
+    return out, inserted

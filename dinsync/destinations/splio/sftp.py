@@ -1,0 +1,403 @@
+"""Splio's automatic contact imports: CSV files dropped over SFTP, outcomes read from import reports.
+
+A run writes its rows into local spool files (one per set of columns sent, see values.csv_chunks),
+each capped at `max_rows_per_file` rows (Splio: 200K lines) and `max_file_bytes`. A full file is
+uploaded under a temporary name (`<name>.part`, which importers ignore) and renamed when complete,
+so Splio never sees half a file; an upload cut off is retried from the spool (`upload_attempts`),
+and a `.part` left behind by a dropped connection or a killed run is removed by the next run of the
+same sync (begin_run: the sync's lock says no other run of it is writing). Every row is `pending`
+with the file name as token until the file's import report says what became of it (`settle` in the
+run, `resolve` from a later run).
+
+SSH: asyncssh, password or private-key login, the server's host key checked against the
+configured known_hosts file (an unknown or different key is an error that says how to add it);
+~/.ssh/config, agents and default keys are not used, so what dinsync.yml says is what happens.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import string
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import asyncssh
+
+from ...errors import DestinationAuthError, DinsyncError
+from ..base import Delivered, RecordResult, Request, TransportStats
+from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
+from .settings import SftpSettings
+from .values import CsvChunk, csv_header
+
+PART = ".part"
+_NAME_PATTERNS = {"stamp": r"\d{8}T\d{6}Z", "run": r"[0-9a-f]{8}", "seq": r"\d{4,}"}
+
+
+class UpdateModeInsertError(DinsyncError):
+    """The account's import created contacts while the sync is in update mode."""
+
+
+@dataclass
+class _File:
+    name: str  # final name in the drop folder
+    header: tuple[str, ...]
+    path: Path  # local spool file
+    handle: object | None
+    rows: int = 0
+    size: int = 0
+    keys: list[str] = field(default_factory=list)
+    id_to_key: dict[str, str] = field(default_factory=dict)
+    state: str = "open"  # open | uploaded | failed | settled
+    reason: str | None = None
+
+
+def _quote_host(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class SftpTransport:
+    """The `Transport` of `transport: sftp` (see the module docstring)."""
+
+    def __init__(self, settings: SftpSettings, universe: str, *, password: str | None = None,
+                 private_key: str | None = None, passphrase: str | None = None, rows_per_request: int = 5000):
+        self.settings = settings
+        self.universe = universe
+        self._password = password
+        self._private_key = private_key
+        self._passphrase = passphrase
+        self.rows_per_request = rows_per_request
+        self.sync = "sync"
+        self.mode = "update"
+        self.run_tag = uuid.uuid4().hex[:8]
+        self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self._seq = 0
+        self._open: dict[tuple[str, ...], _File] = {}
+        self._files: dict[str, _File] = {}
+        self._spool: Path | None = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._lock = asyncio.Lock()  # one writer / one uploader at a time
+        self.uploads = 0
+        self.upload_retries = 0
+        self.swept: list[str] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> "SftpTransport":
+        self._spool = Path(tempfile.mkdtemp(prefix="dinsync-splio-"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for f in self._open.values():  # an unfinished file is never handed over
+            if f.handle is not None:
+                f.handle.close()
+        self._open.clear()
+        await self._disconnect()
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+
+    async def begin(self, sync: str, mode: str) -> None:
+        """Start of a run: remember the sync, remove its stale `.part` files."""
+        self.sync, self.mode = sync, mode
+        await self.sweep()
+
+    # --- SSH ------------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _known_hosts(self):
+        path = Path(os.path.expanduser(self.settings.known_hosts))
+        entry = _quote_host(self.settings.host, self.settings.port)
+        add = (f"add the server's key after checking its fingerprint with Splio, e.g. "
+               f"`ssh-keyscan -p {self.settings.port} {self.settings.host} >> {self.settings.known_hosts}`")
+        if not path.is_file():
+            raise DestinationAuthError(f"Splio SFTP: known_hosts file {self.settings.known_hosts} not found; the "
+                                       f"host key of {entry} cannot be checked", hint=add)
+        try:
+            return asyncssh.read_known_hosts(str(path))
+        except (OSError, ValueError) as exc:
+            raise DestinationAuthError(f"Splio SFTP: cannot read known_hosts {self.settings.known_hosts}: {exc}",
+                                       hint=add) from None
+
+    def _client_key(self):
+        text = self._private_key or ""
+        try:
+            if "-----BEGIN" in text:
+                return asyncssh.import_private_key(text, self._passphrase)
+            return asyncssh.read_private_key(os.path.expanduser(text), self._passphrase)
+        except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+            raise DestinationAuthError(f"Splio SFTP: cannot load sftp.private_key: {type(exc).__name__}",
+                                       hint="give the key itself (OpenSSH or PEM text) or a readable file path, "
+                                            "and private_key_passphrase if it is encrypted") from None
+
+    async def _client(self) -> asyncssh.SFTPClient:
+        if self._sftp is not None:
+            return self._sftp
+        s = self.settings
+        key = self._client_key() if self._private_key else None
+        try:
+            conn = await asyncssh.connect(
+                s.host, s.port, username=s.username, password=self._password if key is None else None,
+                client_keys=[key] if key is not None else None, known_hosts=self._known_hosts(),
+                agent_path=None, config=[], connect_timeout=s.connect_timeout_seconds,
+                login_timeout=s.connect_timeout_seconds, keepalive_interval=30,
+                preferred_auth="publickey" if key is not None else "password,keyboard-interactive")
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise DestinationAuthError(
+                f"Splio SFTP: the host key of {_quote_host(s.host, s.port)} is not in {s.known_hosts} or differs "
+                f"from it ({exc.reason}); nothing was sent",
+                hint=f"if the server is Splio's, add its key after checking the fingerprint with Splio: "
+                     f"`ssh-keyscan -p {s.port} {s.host} >> {s.known_hosts}`") from None
+        except asyncssh.PermissionDenied:
+            raise DestinationAuthError(
+                f"Splio SFTP: login refused for user {s.username!r} on {self._where()}",
+                hint="check sftp.username and sftp.password / sftp.private_key") from None
+        except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to {self._where()}: {type(exc).__name__}: {exc}") from None
+        try:
+            self._sftp = await conn.start_sftp_client()
+        except (asyncssh.Error, OSError) as exc:
+            conn.close()
+            raise ConnectionError(f"SFTP session refused by {self._where()}: {exc}") from None
+        self._conn = conn
+        return self._sftp
+
+    async def _disconnect(self) -> None:
+        sftp, conn = self._sftp, self._conn
+        self._sftp = self._conn = None
+        if sftp is not None:
+            sftp.exit()
+        if conn is not None:
+            conn.close()
+            try:
+                await asyncio.wait_for(conn.wait_closed(), 5)
+            except (asyncio.TimeoutError, asyncssh.Error, OSError):
+                pass
+
+    async def _with_client(self, action, what: str, attempts: int = 3):
+        """Run `action(sftp)`, reconnecting on a dropped connection (auth errors are not retried)."""
+        last: BaseException | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+            try:
+                return await action(await self._client())
+            except asyncssh.SFTPError as exc:
+                if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_PERMISSION_DENIED):
+                    raise DinsyncError(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
+                                       hint="check sftp.directory and sftp.reports_directory with Splio") from None
+                last = exc
+                await self._disconnect()
+            except (ConnectionError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+                last = exc
+                await self._disconnect()
+        raise ConnectionError(f"{what} failed after {attempts} attempt(s): {type(last).__name__}: {last}")
+
+    # --- file names -----------------------------------------------------------------------
+    def _file_name(self) -> str:
+        self._seq += 1
+        return self.settings.file_name.format(universe=self.universe, sync=self.sync, stamp=self.stamp,
+                                              run=self.run_tag, seq=f"{self._seq:04d}")
+
+    def own_file(self) -> re.Pattern:
+        """Matches names of this sync's files (any run), `.part` or not."""
+        parts = []
+        for literal, name, _, _ in string.Formatter().parse(self.settings.file_name):
+            parts.append(re.escape(literal))
+            if name == "universe":
+                parts.append(re.escape(self.universe))
+            elif name == "sync":
+                parts.append(re.escape(self.sync))
+            elif name is not None:
+                parts.append(_NAME_PATTERNS[name])
+        return re.compile("".join(parts) + f"(?:{re.escape(PART)})?$")
+
+    async def sweep(self) -> list[str]:
+        """Remove this sync's `.part` files left by dropped uploads or killed runs."""
+        pattern = self.own_file()
+
+        async def run(sftp: asyncssh.SFTPClient) -> list[str]:
+            removed = []
+            if not await sftp.isdir(self.settings.reports_directory):
+                raise asyncssh.SFTPNoSuchFile(f"no folder {self.settings.reports_directory}")
+            for name in await sftp.listdir(self.settings.directory):
+                if name.endswith(PART) and pattern.match(name):
+                    try:
+                        await sftp.remove(f"{self.settings.directory}/{name}")
+                        removed.append(name)
+                    except asyncssh.SFTPNoSuchFile:
+                        pass
+            return removed
+
+        try:
+            self.swept = await self._with_client(run, f"listing {self.settings.directory}")
+        except ConnectionError as exc:
+            raise DinsyncError(f"Splio SFTP: {exc}", hint="check sftp.host and sftp.port, and that the server "
+                               "accepts connections from this machine") from None
+        return self.swept
+
+    # --- writing --------------------------------------------------------------------------
+    def _new_file(self, header: tuple[str, ...]) -> _File:
+        assert self._spool is not None, "SftpTransport used outside `async with`"
+        name = self._file_name()
+        path = self._spool / name
+        handle = path.open("wb")
+        head = csv_header(header, self.settings.separator)
+        handle.write(head)
+        f = _File(name, header, path, handle, size=len(head))
+        self._open[header] = f
+        self._files[name] = f
+        return f
+
+    async def deliver(self, request: Request) -> Delivered:
+        chunk: CsvChunk = request.context
+        body = request.body or b""
+        s = self.settings
+        async with self._lock:
+            f = self._open.get(chunk.header)
+            if f is not None and (f.rows + len(request.keys) > s.max_rows_per_file or f.size + len(body) > s.max_file_bytes):
+                await self._finish(f)
+                f = None
+            if f is None:
+                f = self._new_file(chunk.header)
+            f.handle.write(body)
+            f.rows += len(request.keys)
+            f.size += len(body)
+            f.keys.extend(request.keys)
+            for i, k in zip(chunk.ids, request.keys):
+                if i != k:
+                    f.id_to_key[i] = k
+            token = f.name
+            if f.rows >= s.max_rows_per_file:
+                await self._finish(f)
+        return Delivered([], [], {token: list(request.keys)})
+
+    async def close_files(self) -> None:
+        """Upload every file still open (end of the run)."""
+        async with self._lock:
+            for f in list(self._open.values()):
+                await self._finish(f)
+
+    async def _finish(self, f: _File) -> None:
+        """Close the spool file and upload it (temporary name, then rename). Caller holds the lock."""
+        self._open.pop(f.header, None)
+        if f.handle is not None:
+            f.handle.close()
+            f.handle = None
+        final = f"{self.settings.directory}/{f.name}"
+        part = final + PART
+
+        attempts = 0
+
+        async def upload(sftp: asyncssh.SFTPClient) -> None:
+            nonlocal attempts
+            attempts += 1
+            await sftp.put(str(f.path), part)
+            try:
+                await sftp.posix_rename(part, final)
+            except asyncssh.SFTPOpUnsupported:
+                await sftp.rename(part, final)
+
+        try:
+            await self._with_client(upload, f"uploading {f.name}", attempts=self.settings.upload_attempts)
+        except ConnectionError as exc:
+            f.state, f.reason = "failed", f"Splio SFTP: {exc}"
+            await self._remove_quietly(part)
+        else:
+            f.state = "uploaded"
+            self.uploads += 1
+        self.upload_retries += max(0, attempts - 1)
+        f.path.unlink(missing_ok=True)
+
+    async def _remove_quietly(self, path: str) -> None:
+        """Best effort: a `.part` left here is removed by the next run's sweep."""
+        try:
+            sftp = await asyncio.wait_for(self._client(), self.settings.connect_timeout_seconds)
+            await sftp.remove(path)
+        except (DinsyncError, ConnectionError, asyncssh.Error, OSError, asyncio.TimeoutError):
+            await self._disconnect()
+
+    # --- outcomes -------------------------------------------------------------------------
+    def _report_path(self, name: str) -> str:
+        return f"{self.settings.reports_directory}/{name}{REPORT_SUFFIX}"
+
+    async def _read_report(self, name: str) -> bytes | None:
+        async def read(sftp: asyncssh.SFTPClient) -> bytes | None:
+            try:
+                async with sftp.open(self._report_path(name), "rb") as handle:
+                    return await handle.read()
+            except asyncssh.SFTPNoSuchFile:
+                return None
+
+        return await self._with_client(read, f"reading the report of {name}", attempts=1)
+
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
+        await self.close_files()
+        results = Delivered([], [])
+        inserted: dict[str, int] = {}
+        for f in self._files.values():
+            if f.state == "failed":
+                results.problems += [RecordResult(k, "failed", f.reason) for k in f.keys]
+                f.state = "settled"
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [f for f in self._files.values() if f.state == "uploaded"]
+            for f in waiting:
+                try:
+                    data = await self._read_report(f.name)
+                except ConnectionError:
+                    break  # try again at the next poll
+                if data is None:
+                    continue
+                try:
+                    report = parse_report(data, f.name)
+                except ReportError:
+                    continue  # e.g. a report being written by a non-atomic writer: read it again
+                found, created = report_results(report, f.keys, f.id_to_key, self.mode)
+                results.merge(found)
+                if created:
+                    inserted[f.name] = created
+                f.state = "settled"
+            if not any(f.state == "uploaded" for f in self._files.values()) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(self.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
+        if inserted and self.mode == "update":
+            total = sum(inserted.values())
+            raise UpdateModeInsertError(
+                f"Splio created {total} contacts from {', '.join(sorted(inserted))} although sync {self.sync!r} is "
+                "in update mode: the account's SFTP import configuration allows inserts. Those contacts exist now; "
+                "this run's rows are sent again by the next run",
+                hint="ask Splio to make this import update-only, or set `mode: insert` in the sync")
+        results.pending = {f.name: list(f.keys) for f in self._files.values() if f.state == "uploaded"}
+        return results
+
+    async def resolve(self, tokens: Sequence[str]) -> Delivered:
+        """Outcomes of earlier runs' files, from their tokens (file names)."""
+        out = Delivered([], [])
+        for token in dict.fromkeys(tokens):
+            if "/" in token or not token:
+                continue
+            try:
+                data = await self._read_report(token)
+            except ConnectionError:
+                continue
+            if data is None:
+                continue
+            try:
+                report = parse_report(data, token)
+            except ReportError:
+                continue
+            known = self._files.get(token)
+            found, _ = report_results(report, known.keys if known else None, known.id_to_key if known else {},
+                                      self.mode)
+            out.merge(found)
+        return out
+
+    def transport_stats(self) -> TransportStats:
+        return TransportStats(requests=self.uploads)

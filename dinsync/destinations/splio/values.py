@@ -1,0 +1,191 @@
+"""Mapped rows -> the text Splio stores for each value, then CSV chunks (file imports) or JSON bodies (API).
+
+Both transports write every value as text: CSV cells, and JSON strings in the API (Splio's Swagger
+types every contact field and custom field `value` as a string). Built column-wise in Polars from
+the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
+
+* a NULL value becomes "" (an empty cell / empty string: Splio clears the field);
+* JSON strings are decoded, numbers and booleans keep their JSON text, objects and arrays their
+  JSON text;
+* date and datetime values become Splio's date format `YYYY-MM-DD HH:MM:SS` (dates at midnight,
+  fractions of a second dropped, UTC values converted to `timezone` when one is configured);
+  values of `auto` custom fields that are ISO datetimes as the mapping writes them
+  (`YYYY-MM-DDTHH:MM:SS[.f][Z]`) are converted the same way;
+* cellphones arrive in E.164 (`+33612345678`); with `cellphone_format: "00"` (the default) they
+  are written as Splio shows them, `0033612345678`.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Sequence
+
+import orjson
+import polars as pl
+
+from ...mapping.json import batches_by_size
+from ..base import Rejection, SyncSpec
+
+ISO_DATETIME = r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z)?$"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+LINE_BREAK = r"[\r\n]"
+_NULL = pl.lit(None, pl.String)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One mapped field as Splio names it."""
+
+    index: int  # n of `_t{n}` / `_c{n}`
+    name: str  # CSV header / JSON key (standard field) or custom field name
+    custom: bool
+    kind: str
+
+
+def columns_of(sync: SyncSpec) -> list[Column]:
+    """The mapped fields Splio receives, in mapping order (a standard field named like the matching
+    key is the key itself and is not sent twice)."""
+    out = []
+    for n, name in enumerate(sync.fields):
+        custom = bool(sync.custom[n]) if n < len(sync.custom) else False
+        if not custom and name == sync.key_field:
+            continue
+        out.append(Column(n, name, custom, sync.kinds.get(name, "auto")))
+    return out
+
+
+def _splio_datetime(text: pl.Expr, kind: str, timezone: str | None) -> pl.Expr:
+    as_space = text.str.replace(ISO_DATETIME, "${1} ${2}")
+    if timezone:
+        utc = text.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", time_zone="UTC", strict=False)
+        local = utc.dt.convert_time_zone(timezone).dt.strftime("%Y-%m-%d %H:%M:%S")
+        as_space = pl.when(text.str.contains(ISO_DATETIME) & text.str.ends_with("Z")).then(local).otherwise(as_space)
+    if kind == "date" or kind == "datetime":
+        midnight = pl.concat_str([text, pl.lit(" 00:00:00")])
+        return pl.when(text.str.contains(ISO_DATE)).then(midnight).otherwise(as_space)
+    return as_space
+
+
+def with_splio_text(frame: pl.DataFrame, columns: Sequence[Column], *, cellphone_format: str = "00",
+                    timezone: str | None = None) -> pl.DataFrame:
+    """Adds `_c{n}` per column: the text Splio receives, NULL when the field is not sent."""
+    exprs = []
+    for col in columns:
+        t = pl.col(f"_t{col.index}")
+        text = t.str.json_path_match("$").fill_null("")
+        if col.kind in ("date", "datetime") or (col.custom and col.kind == "auto"):
+            text = _splio_datetime(text, col.kind, timezone)
+        if not col.custom and col.name == "cellphone" and cellphone_format == "00":
+            text = pl.when(text.str.starts_with("+")).then(pl.concat_str([pl.lit("00"), text.str.slice(1)])) \
+                .otherwise(text)
+        exprs.append(pl.when(t.is_null()).then(_NULL).otherwise(text).alias(f"_c{col.index}"))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+# --- file imports ------------------------------------------------------------------------------
+
+def multi_line_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows holding a line break in a value they send: Splio's imports refuse multi-line values
+    (a quoted line break would make Splio skip the whole file), so such rows are rejected here with
+    a reason naming the field, and wait until the value changes."""
+    if not columns or frame.height == 0:
+        return frame, []
+    flags = [pl.col(f"_c{c.index}").str.contains(LINE_BREAK).fill_null(False) for c in columns]
+    bad = frame.select(pl.any_horizontal(flags).alias("bad"))["bad"]
+    if not bad.any():
+        return frame, []
+    rejected = frame.filter(bad)
+    rejections = []
+    for row in rejected.select("_key", *[f"_c{c.index}" for c in columns]).iter_rows():
+        key, values = row[0], row[1:]
+        field = next(c.name for c, v in zip(columns, values) if v is not None and ("\n" in v or "\r" in v))
+        rejections.append(Rejection(key, f'field "{field}": the value contains a line break; Splio\'s file '
+                                    "imports do not accept multi-line values (replace line breaks in the model, "
+                                    "or use transport: api)", field))
+    return frame.filter(~bad), rejections
+
+
+@dataclass
+class CsvChunk:
+    """Rows of one CSV file layout (Request.context of a file-import request)."""
+
+    header: tuple[str, ...]  # column names, email first
+    ids: list[str]  # the email written on each line, in order
+
+
+def csv_chunks(frame: pl.DataFrame, columns: Sequence[Column], key_column: str, separator: str,
+               max_rows: int, max_bytes: int) -> list[tuple[list[str], bytes, CsvChunk]]:
+    """(keys, CSV lines without header, chunk) per group of rows that send the same fields.
+
+    Changed rows send only their changed fields, and an empty cell clears a value in Splio, so a
+    file holds rows that send the same columns: rows are grouped by the set of fields they send.
+    """
+    if frame.height == 0:
+        return []
+    sent = [pl.col(f"_c{c.index}").is_not_null().cast(pl.Int8).cast(pl.String) for c in columns]
+    frame = frame.with_columns(pl.concat_str(sent or [pl.lit("")]).alias("_sig"))
+    out = []
+    for part in frame.partition_by("_sig", maintain_order=True):
+        signature = part["_sig"][0]
+        chosen = [c for c, flag in zip(columns, signature) if flag == "1"]
+        header = (key_column,) + tuple(c.name for c in chosen)
+        # "" is written as an empty cell (Polars would quote it): NULL and "" both clear the field
+        table = part.select(pl.col("_id").alias(key_column),
+                            *[pl.col(f"_c{c.index}").replace("", None).alias(c.name) for c in chosen])
+        sizes = table.select(pl.sum_horizontal([pl.col(h).str.len_bytes().fill_null(0) + 3 for h in header])
+                             .alias("_bytes"))["_bytes"]
+        keys_all, ids_all = part["_key"].to_list(), part["_id"].to_list()
+        for offset, length in batches_by_size(sizes, max_rows, max_bytes):
+            buffer = io.BytesIO()
+            table.slice(offset, length).write_csv(buffer, separator=separator, quote_style="necessary",
+                                                  include_header=False, null_value="", line_terminator="\n")
+            out.append((keys_all[offset:offset + length], buffer.getvalue(),
+                        CsvChunk(header, ids_all[offset:offset + length])))
+    return out
+
+
+def csv_header(header: Sequence[str], separator: str) -> bytes:
+    buffer = io.BytesIO()
+    pl.DataFrame({h: [] for h in header}, schema={h: pl.String for h in header}).write_csv(
+        buffer, separator=separator, quote_style="necessary", include_header=True, line_terminator="\n")
+    return buffer.getvalue()
+
+
+# --- API bodies --------------------------------------------------------------------------------
+
+def _json_string(expr: pl.Expr) -> pl.Expr:
+    """The JSON text of a string column (escaping by Polars' JSON encoder)."""
+    return pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+
+
+def with_contact_json(frame: pl.DataFrame, columns: Sequence[Column], custom_ids: dict[str, int]) -> pl.DataFrame:
+    """Adds `_fields` (the contact's fields as JSON members, each preceded by a comma, or "") and
+    `_bytes` (its size). Standard fields are members of their own; custom fields go to
+    `custom_fields` as `{"id": N, "value": "..."}` (ids from the pre-flight check)."""
+    standard, custom = [], []
+    for c in columns:
+        value = pl.col(f"_c{c.index}")
+        if c.custom:
+            prefix = ',{"id":' + str(int(custom_ids[c.name])) + ',"value":'
+            custom.append(pl.when(value.is_not_null()).then(pl.concat_str([pl.lit(prefix), _json_string(value),
+                                                                            pl.lit("}")])))
+        else:
+            prefix = "," + orjson.dumps(c.name).decode() + ":"
+            standard.append(pl.when(value.is_not_null()).then(pl.concat_str([pl.lit(prefix), _json_string(value)])))
+    parts: list[pl.Expr] = list(standard)
+    if custom:
+        items = pl.concat_str(custom, ignore_nulls=True)
+        parts.append(pl.when(items != "").then(pl.concat_str([pl.lit(',"custom_fields":['), items.str.slice(1),
+                                                               pl.lit("]")])))
+    fields = pl.concat_str(parts, ignore_nulls=True) if parts else pl.lit("")
+    return frame.with_columns(fields.alias("_fields")).with_columns(
+        (pl.col("_fields").str.len_bytes() + pl.col("_id").str.len_bytes() + 16).cast(pl.Int64).alias("_bytes"))
+
+
+def patch_body(fields: str) -> bytes:
+    """PATCH /data/contacts/{email}: the fields only (the unique key cannot be modified)."""
+    return ("{" + fields[1:] + "}").encode() if fields else b"{}"
+
+
+def bulk_item(email: str, fields: str) -> bytes:
+    return b'{"email":' + orjson.dumps(email) + fields.encode() + b"}"

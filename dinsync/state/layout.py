@@ -1,0 +1,65 @@
+"""Versioned layouts of the state tables, written once and rendered per warehouse.
+
+Each version lists the statements that bring the layout from the previous version to it.
+Statements are neutral SQL (sqlglot's dialect) with `{s}` for the quoted state schema; they are
+rendered for the warehouse's dialect, with unbounded text as the warehouse's `text_type` and
+PRIMARY KEY clauses only where the lock arbiter relies on them.
+
+Layout 1 (dinsync 0.1): meta, runs, rejections, locks (PRIMARY KEY on sync).
+Layout 2: locks gain `ticket` and `choosing` (the insert-then-verify arbiter, for warehouses that
+do not enforce keys); holders are written host:pid:starttime (no DDL).
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import sqlglot
+from sqlglot import exp
+
+LAYOUT_VERSION = 2
+
+META = "CREATE TABLE IF NOT EXISTS {s}.meta (key VARCHAR NOT NULL{pk_meta}, value VARCHAR)"
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS {s}.runs (run_id VARCHAR, sync VARCHAR, started_at TIMESTAMP, "
+        "finished_at TIMESTAMP, status VARCHAR, full_refresh BOOLEAN, added BIGINT, changed BIGINT, "
+        "removed BIGINT, unchanged BIGINT, null_keys BIGINT, duplicate_keys BIGINT, sent BIGINT, "
+        "acknowledged BIGINT, rejected BIGINT, not_found BIGINT, failed BIGINT, requests BIGINT, "
+        "throttled BIGINT, seconds DOUBLE PRECISION, error VARCHAR, warnings VARCHAR, tool_version VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS {s}.rejections (run_id VARCHAR, sync VARCHAR, key VARCHAR, "
+        "field VARCHAR, status VARCHAR, reason VARCHAR, rejected_at TIMESTAMP)",
+        "CREATE TABLE IF NOT EXISTS {s}.locks (sync VARCHAR NOT NULL{pk_locks}, run_id VARCHAR, holder VARCHAR, "
+        "acquired_at TIMESTAMP, expires_at TIMESTAMP)",
+    ],
+    2: [
+        "ALTER TABLE {s}.locks ADD COLUMN ticket BIGINT",
+        "ALTER TABLE {s}.locks ADD COLUMN choosing BOOLEAN",
+    ],
+}
+
+_ADD_COLUMN = re.compile(r"ALTER TABLE \{s\}\.(\w+) ADD COLUMN (\w+) ")
+
+
+def added_column(statement: str) -> tuple[str, str] | None:
+    """(table, column) a statement adds, so that a migration interrupted half-way (or run by two
+    processes at once where DDL is not transactional) skips what is already there."""
+    m = _ADD_COLUMN.match(statement)
+    return (m.group(1), m.group(2)) if m else None
+
+
+@functools.lru_cache(maxsize=256)
+def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
+    """A layout statement in `dialect`, for the state schema `schema`."""
+    text = statement.format(
+        s=exp.to_identifier(schema, quoted=True).sql(),
+        pk_meta=" PRIMARY KEY" if primary_keys else "",
+        pk_locks=" PRIMARY KEY" if primary_keys else "",
+    )
+    tree = sqlglot.parse_one(text)
+    unbounded = exp.DataType.build(text_type, dialect=dialect)
+    for node in list(tree.find_all(exp.DataType)):
+        if node.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT) and not node.expressions:
+            node.replace(unbounded.copy())
+    return tree.sql(dialect=dialect, identify=True)

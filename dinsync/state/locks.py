@@ -1,0 +1,157 @@
+"""The per-sync lock: a row in `<state schema>.locks`, and who decides between two runs.
+
+The arbiter is a capability of the warehouse (`Capabilities.lock_arbiter`):
+- `primary_key`: the insert of the lock row is the arbiter; the enforced PRIMARY KEY on `sync`
+  fails the second of two racing inserts (DuckDB, PostgreSQL).
+- `table_lock`: `LOCK TABLE locks` inside the transaction serialises acquirers; the check and
+  the insert then happen alone (Redshift, which does not enforce keys).
+- `insert_verify`: no constraint and no lock needed (Snowflake, BigQuery, Databricks): Lamport's
+  bakery over rows. A contender inserts its row flagged `choosing`, takes a ticket one above
+  the highest it sees, clears the flag, waits until no other contender is choosing, and wins if
+  its (ticket, run_id) is the smallest; a loser deletes its row.
+
+Before arbitration, rows whose expiry passed or whose holder process died on this host (gone,
+zombie, or its PID reused: see process.py) are removed and their runs marked abandoned.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import LockBusyError
+from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation
+from .process import holder_id, holder_is_dead
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class LockRow:
+    run_id: str
+    holder: str
+    expires_at: dt.datetime | None
+    ticket: int | None = None
+    choosing: bool | None = None
+
+
+class SyncLock:
+    """Acquire, refresh and release the lock of one sync. `store` supplies the SQL plumbing
+    (`wh`, `t(name)` for a quoted state table, `abandon(run_id)`)."""
+
+    choosing_wait_seconds = 5.0  # insert_verify: longest wait for another contender's ticket
+
+    def __init__(self, store, arbiter: str, is_dead: Callable[[str], bool] = holder_is_dead):
+        self.store = store
+        self.wh = store.wh
+        self.arbiter = arbiter
+        self.is_dead = is_dead
+        self.table = store.t("locks")
+
+    # --- reading -----------------------------------------------------------------------
+    def rows(self, sync: str) -> list[LockRow]:
+        data = self.wh.query(
+            f"SELECT run_id, holder, expires_at, ticket, choosing FROM {self.table} WHERE sync = :sync",
+            {"sync": sync},
+        ).to_pylist()
+        return [LockRow(**r) for r in data]
+
+    def _clear_stale(self, sync: str, now: dt.datetime) -> None:
+        for row in self.rows(sync):
+            expired = row.expires_at is not None and row.expires_at < now
+            if expired or self.is_dead(row.holder):
+                self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
+                                {"sync": sync, "run": row.run_id})
+                self.store.abandon(row.run_id)
+
+    def _busy(self, sync: str, row: LockRow | None) -> LockBusyError:
+        if row is None:
+            return LockBusyError(f"sync {sync!r} is already running (another run took its lock just now)",
+                                 hint="wait for that run to finish; a lock left by a crashed run expires by itself")
+        until = f"{row.expires_at:%Y-%m-%d %H:%M:%S} UTC" if row.expires_at else "its expiry"
+        return LockBusyError(
+            f"sync {sync!r} is already running (run {row.run_id} on {row.holder}, lock valid until {until})",
+            hint="wait for that run to finish; a lock left by a crashed run expires by itself",
+        )
+
+    def _insert(self, sync: str, run_id: str, now: dt.datetime, ttl: float, choosing: bool | None) -> None:
+        self.wh.execute(
+            f"INSERT INTO {self.table} (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
+            f"VALUES (:sync, :run, :holder, :now, :expires, NULL, :choosing)",
+            {"sync": sync, "run": run_id, "holder": holder_id(), "now": now,
+             "expires": now + dt.timedelta(seconds=ttl), "choosing": choosing},
+        )
+
+    # --- acquire -----------------------------------------------------------------------
+    def acquire(self, sync: str, run_id: str, ttl: float) -> None:
+        getattr(self, "_acquire_" + self.arbiter)(sync, run_id, ttl)
+
+    def _acquire_primary_key(self, sync: str, run_id: str, ttl: float) -> None:
+        now = utcnow()
+        try:
+            with self.wh.transaction():
+                self._clear_stale(sync, now)
+                held = self.rows(sync)
+                if held:
+                    raise self._busy(sync, held[0])
+                self._insert(sync, run_id, now, ttl, None)
+        except (WarehouseConstraintViolation, WarehouseConflict):
+            held = self.rows(sync)  # a racing run inserted first: the key decided
+            raise self._busy(sync, held[0] if held else None) from None
+
+    def _acquire_table_lock(self, sync: str, run_id: str, ttl: float) -> None:
+        now = utcnow()
+        try:
+            with self.wh.transaction():
+                self.wh.execute(f"LOCK TABLE {self.table}")
+                self._clear_stale(sync, now)
+                held = self.rows(sync)
+                if held:
+                    raise self._busy(sync, held[0])
+                self._insert(sync, run_id, now, ttl, None)
+        except WarehouseConflict:  # serializable isolation (Redshift): the other transaction won
+            held = self.rows(sync)
+            raise self._busy(sync, held[0] if held else None) from None
+
+    def _acquire_insert_verify(self, sync: str, run_id: str, ttl: float) -> None:
+        now = utcnow()
+        self._clear_stale(sync, now)
+        self._insert(sync, run_id, now, ttl, True)
+        won = False
+        try:
+            highest = self.wh.scalar(f"SELECT MAX(ticket) FROM {self.table} WHERE sync = :sync", {"sync": sync})
+            ticket = int(highest or 0) + 1
+            self.wh.execute(f"UPDATE {self.table} SET ticket = :ticket, choosing = FALSE "
+                            f"WHERE sync = :sync AND run_id = :run", {"ticket": ticket, "sync": sync, "run": run_id})
+            deadline = time.monotonic() + self.choosing_wait_seconds
+            while True:
+                others = [r for r in self.rows(sync) if r.run_id != run_id]
+                if any(r.choosing for r in others) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                ahead = [r for r in others if r.choosing or (r.ticket or 0, r.run_id) < (ticket, run_id)]
+                if ahead:
+                    raise self._busy(sync, min(ahead, key=lambda r: (r.ticket or 0, r.run_id)))
+                won = True
+                return
+        finally:
+            if not won:
+                self.release(sync, run_id)
+
+    # --- refresh / release -------------------------------------------------------------
+    def refresh(self, sync: str, run_id: str, ttl: float) -> bool:
+        """Push the expiry `ttl` seconds ahead; False when the lock is no longer this run's
+        (it expired and another run took it over)."""
+        expires = utcnow() + dt.timedelta(seconds=ttl)
+        self.wh.execute(f"UPDATE {self.table} SET expires_at = :expires WHERE sync = :sync AND run_id = :run",
+                        {"expires": expires, "sync": sync, "run": run_id})
+        ours = self.wh.scalar(f"SELECT COUNT(*) FROM {self.table} WHERE sync = :sync AND run_id = :run",
+                              {"sync": sync, "run": run_id})
+        return bool(ours)
+
+    def release(self, sync: str, run_id: str) -> None:
+        self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
+                        {"sync": sync, "run": run_id})

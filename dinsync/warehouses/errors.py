@@ -1,0 +1,90 @@
+"""Warehouse errors: what failed, and whether trying again can help.
+
+Every adapter turns its driver's exceptions into one of these (see `ErrorTranslation` in
+base.py), so the engine and the CLI never look at a driver's exception classes. Messages are
+scrubbed of the adapter's secrets (password, DSN) before they are built.
+"""
+from __future__ import annotations
+
+from ..errors import DinsyncError, ExitCode
+
+
+class WarehouseError(DinsyncError):
+    """A warehouse operation failed. `retryable`: the same call may succeed later unchanged
+    (a dropped connection, a timeout, a serialization conflict); otherwise something must be fixed."""
+
+    kind = "error"
+    retryable = False
+
+    def __init__(self, message: str, hint: str | None = None, *, warehouse: str | None = None,
+                 sqlstate: str | None = None):
+        super().__init__(message, hint)
+        self.warehouse = warehouse
+        self.sqlstate = sqlstate
+
+
+class WarehouseAuthError(WarehouseError):
+    """Credentials were refused (wrong password, unknown user, expired token)."""
+
+    kind = "credentials"
+
+
+class WarehousePermissionError(WarehouseError):
+    """Logged in, but not allowed to do this (read the model, create the state schema...)."""
+
+    kind = "permission"
+
+
+class WarehouseObjectMissing(WarehouseError):
+    """A table, schema or database that the statement names does not exist."""
+
+    kind = "missing"
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse could not be reached, or the statement timed out or was cancelled by it."""
+
+    kind = "unavailable"
+    retryable = True
+
+
+class WarehouseConflict(WarehouseError):
+    """A concurrent transaction conflicted with this one (serialization failure, deadlock)."""
+
+    kind = "conflict"
+    retryable = True
+
+
+class WarehouseSqlError(WarehouseError):
+    """The warehouse rejected the statement (syntax, types, constraint...)."""
+
+    kind = "sql"
+
+
+class WarehouseConstraintViolation(WarehouseSqlError):
+    """A constraint refused the write (e.g. a duplicate PRIMARY KEY where it is enforced)."""
+
+    kind = "constraint"
+
+
+class WarehouseDriverMissing(DinsyncError):
+    """The optional driver of a warehouse type is not installed."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+
+HINTS = {
+    WarehouseAuthError: "check the warehouse user and password (or token) in dinsync.yml and the environment",
+    WarehousePermissionError: "grant the dinsync user the privileges it needs (read the models; create and "
+                              "write the state schema)",
+    WarehouseObjectMissing: "check the names in the model SQL, the database and the state schema",
+    WarehouseUnavailable: "the warehouse could not be reached or timed out; run again later",
+    WarehouseConflict: "another transaction changed the same tables at the same time; run again",
+}
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Replace every secret value in `text` by ***."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,449 @@
+"""Code shared by the warehouses that speak the PostgreSQL protocol (PostgreSQL, Redshift).
+
+Mixins, combined by each adapter:
+- `PgErrors`: SQLSTATE and libpq messages -> WarehouseErrors.
+- `PsycopgSessions`: SQL through psycopg 3, one autocommit session per thread (a transaction
+  belongs to the thread that opened it; session-temporary tables stay visible to it).
+- `CsvCopyWrite`: bulk writes as `COPY ... FROM STDIN (FORMAT csv)`, the CSV made by Arrow.
+- `MultiRowInsertWrite`: bulk writes as batched multi-row INSERTs (no COPY FROM STDIN).
+- `AdbcStream`: reads as Arrow record batches through ADBC (binary COPY on the server).
+- `CursorStream`: reads through a server-side cursor (DECLARE / FETCH), converted to Arrow.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import threading
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from . import errors as E
+from .base import Params, rows_to_arrow, translated
+from .params import translate
+
+# ------------------------------------------------------------------------------- errors
+
+_SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
+    "28": E.WarehouseAuthError,  # invalid authorization specification
+    "08": E.WarehouseUnavailable,  # connection exception
+    "53": E.WarehouseUnavailable,  # insufficient resources
+    "57": E.WarehouseUnavailable,  # operator intervention (statement timeout, shutdown)
+    "58": E.WarehouseUnavailable,  # system error (I/O)
+    "40": E.WarehouseConflict,  # transaction rollback (serialization failure, deadlock)
+    "23": E.WarehouseConstraintViolation,  # integrity constraint violation
+}
+_SQLSTATES: dict[str, type[E.WarehouseError]] = {
+    "42P01": E.WarehouseObjectMissing,  # undefined table
+    "3F000": E.WarehouseObjectMissing,  # invalid schema name
+    "3D000": E.WarehouseObjectMissing,  # invalid catalog (database) name
+    "42703": E.WarehouseObjectMissing,  # undefined column
+    "42501": E.WarehousePermissionError,  # insufficient privilege
+}
+# libpq connection failures carry no SQLSTATE: their text says what happened.
+_CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
+    ("password authentication failed", E.WarehouseAuthError),
+    ("no password supplied", E.WarehouseAuthError),
+    ("role \"", E.WarehouseAuthError),  # role "x" does not exist
+    ("no pg_hba.conf entry", E.WarehouseAuthError),
+    ("authentication failed", E.WarehouseAuthError),
+    ("database \"", E.WarehouseObjectMissing),  # database "x" does not exist
+    ("permission denied", E.WarehousePermissionError),
+    ("connection refused", E.WarehouseUnavailable),
+    ("timeout expired", E.WarehouseUnavailable),
+    ("could not translate host name", E.WarehouseUnavailable),
+    ("server closed the connection", E.WarehouseUnavailable),
+    ("connection is closed", E.WarehouseUnavailable),
+    ("the connection is lost", E.WarehouseUnavailable),
+    ("could not receive data", E.WarehouseUnavailable),
+    ("could not send data", E.WarehouseUnavailable),
+    ("no route to host", E.WarehouseUnavailable),
+    ("network is unreachable", E.WarehouseUnavailable),
+)
+
+
+def classify_pg(exc: BaseException) -> type[E.WarehouseError] | None:
+    state = getattr(exc, "sqlstate", None) or _adbc_sqlstate(exc)
+    if state:
+        if state in _SQLSTATES:
+            return _SQLSTATES[state]
+        if state[:2] in _SQLSTATE_CLASSES:
+            return _SQLSTATE_CLASSES[state[:2]]
+        return None
+    text = str(exc).lower()
+    for needle, cls in _CONNECT_MESSAGES:
+        if needle in text:
+            return cls
+    if type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        return E.WarehouseUnavailable
+    return None
+
+
+def _adbc_sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state
+    text = str(exc)
+    marker = "SQLSTATE: "
+    if marker in text:
+        return text.split(marker, 1)[1][:5]
+    return None
+
+
+class PgErrors:
+    def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        return classify_pg(exc)
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        text = str(exc)
+        if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
+            kind = text.split("for type", 1)[1].split()[0]
+            return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "
+                    f"cast that column in the model SQL (e.g. col::jsonb or col::text)")
+        return None
+
+
+# ------------------------------------------------------------------------------- types
+
+
+def arrow_to_sql_type(t: pa.DataType, text_type: str = "TEXT") -> str:
+    """The PostgreSQL-family column type that holds an Arrow type (for `replace` writes)."""
+    if pa.types.is_dictionary(t):
+        return arrow_to_sql_type(t.value_type, text_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+        return text_type
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "INTEGER"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "BIGINT"
+    if pa.types.is_uint64(t):
+        return "NUMERIC(20, 0)"
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return "REAL"
+    if pa.types.is_float64(t):
+        return "DOUBLE PRECISION"
+    if pa.types.is_decimal(t):
+        return f"NUMERIC({t.precision}, {t.scale})"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    raise E.WarehouseSqlError(f"cannot write Arrow type {t} to a PostgreSQL-family table")
+
+
+_OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psycopg
+    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 25: pa.string(), 700: pa.float32(),
+    701: pa.float64(), 1042: pa.string(), 1043: pa.string(), 19: pa.string(), 1082: pa.date32(),
+    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_type_of_column(column: Any) -> pa.DataType | None:
+    """Arrow type of a psycopg result column (None: let Arrow infer it from the values)."""
+    oid = column.type_code
+    if oid in _OID_TYPES:
+        return _OID_TYPES[oid]
+    if oid == 1700:  # numeric
+        p, s = column.precision, column.scale
+        if p and p <= 38 and s is not None:
+            return pa.decimal128(p, s)
+        return pa.float64()  # unconstrained NUMERIC (sums, averages)
+    return None
+
+
+def numeric_from_text(values: pa.Array, typmod: int | None) -> pa.Array:
+    """PostgreSQL NUMERIC delivered as text (ADBC) -> decimal128(p, s) when the column declares a
+    precision Arrow can hold (a NaN, which a decimal cannot hold, becomes NULL: the type stays the
+    same in every batch), else float64."""
+    if typmod is not None and typmod >= 4:
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        if 0 < precision <= 38:
+            target = pa.decimal128(precision, scale)
+            try:
+                return values.cast(target)
+            except pa.ArrowInvalid:  # NaN / Infinity
+                special = pc.match_substring_regex(values, "^[+-]?(nan|inf)", ignore_case=True)
+                return pc.if_else(special, pa.scalar(None, pa.string()), values).cast(target)
+    return values.cast(pa.float64())
+
+
+# ------------------------------------------------------------------------------- sessions
+
+
+class PsycopgSessions:
+    """SQL through psycopg 3: one autocommit connection per thread, created on first use.
+    The adapter implements `_connect_psycopg()` (a new connection, any settings applied)."""
+
+    _conn_lock: threading.Lock
+    _local: threading.local
+    _conns: list[tuple[threading.Thread, Any]]
+    capabilities: Any
+
+    def _init_sessions(self) -> None:
+        self._conn_lock = threading.Lock()
+        self._local = threading.local()
+        self._conns = []
+
+    def _connect_psycopg(self):  # pragma: no cover - implemented by adapters
+        raise NotImplementedError
+
+    @property
+    def conn(self):
+        """The calling thread's connection (opened on first use; connections of threads that
+        ended are closed)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            with self.translating("connecting"):
+                conn = self._connect_psycopg()
+            self._local.conn = conn
+            with self._conn_lock:
+                alive = []
+                for thread, other in self._conns:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), conn))
+                self._conns = alive
+        return conn
+
+    def _sql(self, sql: str, params: Params) -> tuple[str, Any]:
+        return translate(sql, params, "pyformat") if params is not None else (sql, None)
+
+    @translated("running a statement")
+    def execute(self, sql: str, params: Params = None) -> int | None:
+        sql, values = self._sql(sql, params)
+        with self.conn.cursor() as cur:
+            cur.execute(sql, values)
+            return cur.rowcount if cur.rowcount >= 0 else None
+
+    @translated("running a query")
+    def query(self, sql: str, params: Params = None) -> pa.Table:
+        sql, values = self._sql(sql, params)
+        with self.conn.cursor() as cur:
+            cur.execute(sql, values)
+            if cur.description is None:
+                return pa.table({})
+            names = [c.name for c in cur.description]
+            types = [arrow_type_of_column(c) for c in cur.description]
+            return rows_to_arrow(names, cur.fetchall(), types)
+
+    @translated("reading the columns of a query")
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+            out = []
+            for c in cur.description:
+                info = self.conn.adapters.types.get(c.type_code)
+                out.append((c.name, info.name if info else str(c.type_code)))
+            return out
+
+    @translated("reading the columns of a table")
+    def table_columns(self, schema: str, table: str) -> list[str] | None:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
+            "ORDER BY ordinal_position",
+            {"s": schema, "t": table},
+        )
+        names = rows.column(0).to_pylist() if rows.num_rows else []
+        return names or None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self.conn
+        with self.translating("committing a transaction"):
+            with conn.transaction():
+                yield
+
+    def close(self) -> None:
+        with self._conn_lock:
+            conns, self._conns = self._conns, []
+        for _, conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
+
+
+# ------------------------------------------------------------------------------- writes
+
+
+def _plain(data: pa.Table) -> pa.Table:
+    """Dictionary columns decoded; NUL characters removed from text (PostgreSQL text cannot
+    hold them)."""
+    columns = []
+    for col in data.columns:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.replace_substring(col, "\x00", "")
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=data.column_names)
+
+
+class _TableWrites:
+    def _prepare_table(self, schema: str, table: str, data: pa.Table, mode: str) -> str:
+        if mode not in ("append", "replace"):
+            raise ValueError(f"write mode must be append or replace, got {mode!r}")
+        target = self.table_name(schema, table)
+        if mode == "replace":
+            text_type = self.capabilities.text_type
+            cols = ", ".join(f"{self.quote(f.name)} {arrow_to_sql_type(f.type, text_type)}" for f in data.schema)
+            self.execute(f"DROP TABLE IF EXISTS {target}")
+            self.execute(f"CREATE TABLE {target} ({cols})")
+        return target
+
+
+class CsvCopyWrite(_TableWrites):
+    """`COPY schema.table (columns) FROM STDIN (FORMAT csv)`, fed with CSV that Arrow writes
+    (vectorised; NULL unquoted-empty, '' quoted) in slices of `copy_rows` rows."""
+
+    copy_rows = 200_000
+
+    @translated("writing rows")
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
+        data = _plain(data)
+        with self.transaction():
+            target = self._prepare_table(schema, table, data, mode)
+            if data.num_rows == 0:
+                return
+            cols = ", ".join(self.quote(n) for n in data.column_names)
+            options = pacsv.WriteOptions(include_header=False)
+            with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                for offset in range(0, data.num_rows, self.copy_rows):
+                    buf = io.BytesIO()
+                    pacsv.write_csv(data.slice(offset, self.copy_rows), buf, options)
+                    copy.write(buf.getbuffer())
+
+
+class MultiRowInsertWrite(_TableWrites):
+    """`INSERT INTO t (cols) VALUES (...), (...), ...` with bound parameters, up to
+    `insert_rows` rows (and `max_params` parameters) per statement."""
+
+    insert_rows = 1000
+    max_params = 32_000
+
+    @translated("writing rows")
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
+        data = _plain(data)
+        with self.transaction():
+            target = self._prepare_table(schema, table, data, mode)
+            if data.num_rows == 0:
+                return
+            ncols = data.num_columns
+            per = max(1, min(self.insert_rows, self.max_params // max(1, ncols)))
+            cols = ", ".join(self.quote(n) for n in data.column_names)
+            row = "(" + ", ".join(["%s"] * ncols) + ")"
+            with self.conn.cursor() as cur:
+                for offset in range(0, data.num_rows, per):
+                    chunk = data.slice(offset, per)
+                    values = list(itertools.chain.from_iterable(zip(*(c.to_pylist() for c in chunk.columns))))
+                    sql = f"INSERT INTO {target} ({cols}) VALUES " + ", ".join([row] * chunk.num_rows)
+                    cur.execute(sql, values)
+
+
+# ------------------------------------------------------------------------------- streams
+
+
+def rebatch(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of exactly `batch_rows` rows (the last one shorter), whatever sizes come in."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= batch_rows:
+            table = pa.Table.from_batches(pending)
+            head, rest = table.slice(0, batch_rows), table.slice(batch_rows)
+            yield head.combine_chunks().to_batches()[0]
+            pending = rest.to_batches()
+            count = rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+class AdbcStream:
+    """Arrow record batches through ADBC (`COPY (query) TO STDOUT (FORMAT binary)` on the
+    server), on a connection of its own, re-cut to `batch_rows`. NUMERIC arrives as text and is
+    turned into decimal128 / float64; JSON and other opaque types into strings."""
+
+    stream_hint_bytes = 4 << 20
+
+    def _adbc_connect(self):  # implemented by adapters
+        raise NotImplementedError
+
+    @translated("streaming a query")
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        con = self._adbc_connect()
+        try:
+            cur = con.cursor()
+            try:
+                cur.adbc_statement.set_options(
+                    **{"adbc.postgresql.batch_size_hint_bytes": str(self.stream_hint_bytes)})
+                if params is not None:
+                    sql, values = translate(sql, params, "numeric_dollar")
+                    cur.execute(sql, values)
+                else:
+                    cur.execute(sql)
+                reader = cur.fetch_record_batch()
+                convert = _adbc_converter(reader.schema)
+                yield from rebatch((convert(b) for b in reader), batch_rows)
+            finally:
+                cur.close()
+        finally:
+            con.close()
+
+
+def _adbc_converter(schema: pa.Schema):
+    plan = []
+    for field in schema:
+        meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+        if isinstance(field.type, pa.BaseExtensionType):
+            if meta.get("POSTGRESQL:type") == "numeric":
+                typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
+                plan.append(lambda a, typmod=typmod: numeric_from_text(a.storage, typmod))
+            else:
+                plan.append(lambda a: a.storage)
+        else:
+            plan.append(None)
+    if not any(plan):
+        return lambda batch: batch
+
+    def convert(batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = [fn(col) if fn else col for fn, col in zip(plan, batch.columns)]
+        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+    return convert
+
+
+class CursorStream:
+    """Rows through a server-side cursor (`DECLARE ... CURSOR` / `FETCH FORWARD n`) in a
+    transaction on a connection of its own, converted to Arrow `batch_rows` at a time."""
+
+    @translated("streaming a query")
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        conn = self._connect_psycopg()
+        try:
+            sql, values = self._sql(sql, params)
+            with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
+                cur.itersize = batch_rows
+                cur.execute(sql, values)
+                names = types = None
+                while True:
+                    rows = cur.fetchmany(batch_rows)
+                    if names is None:
+                        names = [c.name for c in cur.description]
+                        types = [arrow_type_of_column(c) for c in cur.description]
+                    if not rows:
+                        break
+                    yield from rows_to_arrow(names, rows, types).to_batches()
+        finally:
+            conn.close()

@@ -1,0 +1,156 @@
+"""Amazon Redshift: the PostgreSQL adapter's sessions and errors, with Redshift's own limits.
+
+Redshift speaks the PostgreSQL protocol, so SQL runs through psycopg 3 (the same code runs
+against a local PostgreSQL in the tests). What differs, as capabilities and mixins:
+- SQL is rendered in sqlglot's `redshift` dialect; hashes are FNV_HASH (see diff/render.py);
+  unbounded text is VARCHAR(65535) (Redshift's VARCHAR is 256 bytes).
+- PRIMARY KEY is not enforced: the sync lock is arbitrated by `LOCK TABLE` (table_lock).
+- No `COPY FROM STDIN`: bulk writes are batched multi-row INSERTs. No `COPY TO STDOUT` (ADBC):
+  reads go through a server-side cursor (DECLARE / FETCH).
+
+Config:
+    warehouse:
+      type: redshift
+      host: my-cluster.abc123.eu-west-1.redshift.amazonaws.com
+      port: 5439
+      user: dinsync
+      password: ${env:REDSHIFT_PASSWORD}
+      database: analytics
+      search_path: [marts]
+Or, with IAM (temporary database credentials from GetClusterCredentials, or GetCredentials
+of Redshift Serverless; AWS credentials from the usual chain: environment, profile, role):
+    warehouse:
+      type: redshift
+      host: my-cluster.abc123.eu-west-1.redshift.amazonaws.com
+      user: dinsync                  # the database user to get credentials for
+      database: analytics
+      iam: {cluster_identifier: my-cluster, region: eu-west-1}   # or {workgroup: wg, region: ...}
+Driver: pip install 'dinsync[redshift]' (psycopg; boto3 for IAM).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, Callable, Sequence
+
+from . import errors as E
+from .base import Capabilities, ErrorTranslation, Warehouse
+from .pgfamily import CursorStream, MultiRowInsertWrite, PgErrors, PsycopgSessions
+from .postgres import PostgresConnection
+
+DEFAULT_PORT = 5439
+
+
+class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowInsertWrite, CursorStream, Warehouse):
+    type_name = "redshift"
+    display_name = "Redshift"
+    extra = "redshift"
+    capabilities = Capabilities(
+        dialect="redshift",
+        hash_type="BIGINT",
+        merge=True,
+        temp_tables=True,
+        transactional_ddl=True,
+        enforces_primary_key=False,
+        lock_arbiter="table_lock",
+        text_type="VARCHAR(65535)",
+        max_identifier_length=127,
+        unquoted_case="lower",
+        quoted_case_sensitive=False,
+        paramstyle="pyformat",
+    )
+
+    def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
+                 user: str | None = None, password: str | None = None, database: str | None = None,
+                 sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
+                 connect_timeout: int | None = 10, iam: dict[str, Any] | None = None,
+                 aws_client: Callable[[str], Any] | None = None):
+        """`iam`: {cluster_identifier | workgroup, region, profile, duration_seconds, auto_create};
+        `aws_client(service)` builds the boto3 client (tests pass a stubbed one)."""
+        from . import require_driver
+
+        self._psycopg = require_driver("psycopg", "redshift", package="psycopg")
+        self.driver_errors = (self._psycopg.Error,)
+        if port is None and not dsn:
+            port = DEFAULT_PORT
+        self.settings = PostgresConnection(
+            dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
+            search_path=search_path, connect_timeout=connect_timeout)
+        self._secrets = self.settings.secrets
+        self._iam = IamCredentials(iam, user, database, self._secrets, aws_client) if iam else None
+        self._init_sessions()
+        with self.translating("connecting"):
+            self._conninfo = self.settings.conninfo()
+        self.conn  # connect now: a wrong password or host fails here, with a clear error
+
+    def _connect_psycopg(self):
+        extra = self._iam.login() if self._iam else {}
+        return self._psycopg.connect(self._conninfo, autocommit=True, **extra)
+
+
+class IamCredentials:
+    """Temporary database credentials from AWS, fetched again shortly before they expire (every
+    new session asks; most reuse the cached pair)."""
+
+    margin = dt.timedelta(seconds=60)
+
+    def __init__(self, options: dict[str, Any], user: str | None, database: str | None, secrets: list[str],
+                 aws_client: Callable[[str], Any] | None = None):
+        self.cluster = options.get("cluster_identifier")
+        self.workgroup = options.get("workgroup")
+        if bool(self.cluster) == bool(self.workgroup):
+            raise E.WarehouseAuthError("Redshift IAM needs either iam.cluster_identifier or iam.workgroup")
+        if not database or (self.cluster and not user):
+            raise E.WarehouseAuthError("Redshift IAM needs `database` (and `user` for a provisioned cluster)")
+        self.user, self.database = user, database
+        self.region, self.profile = options.get("region"), options.get("profile")
+        self.duration = int(options.get("duration_seconds") or 900)
+        self.auto_create = bool(options.get("auto_create", False))
+        self.secrets = secrets
+        self._client_factory = aws_client
+        self._cached: tuple[str, str, dt.datetime] | None = None
+        self._lock = threading.Lock()
+
+    def _client(self, service: str):
+        if self._client_factory is not None:
+            return self._client_factory(service)
+        from . import require_driver
+
+        boto3 = require_driver("boto3", "redshift", package="boto3")
+        return boto3.session.Session(profile_name=self.profile, region_name=self.region).client(service)
+
+    def login(self) -> dict[str, str]:
+        """{"user", "password", "sslmode"} for a new session."""
+        with self._lock:
+            now = dt.datetime.now(dt.timezone.utc)
+            if self._cached is None or self._cached[2] - self.margin <= now:
+                self._cached = self._fetch()
+                self.secrets.append(self._cached[1])
+            user, password, _ = self._cached
+        return {"user": user, "password": password, "sslmode": "require"}
+
+    def _fetch(self) -> tuple[str, str, dt.datetime]:
+        try:
+            if self.cluster:
+                r = self._client("redshift").get_cluster_credentials(
+                    DbUser=self.user, DbName=self.database, ClusterIdentifier=self.cluster,
+                    DurationSeconds=self.duration, AutoCreate=self.auto_create)
+                user, password, expires = r["DbUser"], r["DbPassword"], r["Expiration"]
+            else:
+                r = self._client("redshift-serverless").get_credentials(
+                    workgroupName=self.workgroup, dbName=self.database, durationSeconds=self.duration)
+                user, password, expires = r["dbUser"], r["dbPassword"], r["expiration"]
+        except E.WarehouseError:
+            raise
+        except Exception as exc:  # botocore: no AWS credentials, access denied, endpoint unreachable
+            name = type(exc).__name__
+            retry = name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
+            cls = E.WarehouseUnavailable if retry else E.WarehouseAuthError
+            text = E.scrub(" ".join(str(exc).split()), self.secrets)
+            raise cls(f"Redshift: could not get IAM database credentials: {name}: {text}",
+                      E.HINTS[cls] if retry else "check the AWS credentials (environment, profile or role) and "
+                      "their permission redshift:GetClusterCredentials (serverless: redshift-serverless:GetCredentials)",
+                      warehouse="Redshift") from None
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.timezone.utc)
+        return user, password, expires

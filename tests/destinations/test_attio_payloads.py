@@ -1,0 +1,399 @@
+"""Attio client: payloads per attribute type (validated against the OpenAPI file, then written to the
+sandbox over loopback), the pre-flight check, and response parsing."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import orjson
+import polars as pl
+import pytest
+
+from dinsync.destinations.attio import AttioDestination, AttributeInfo, Schema, check_mapping
+from dinsync.destinations.attio.destination import _Capture, _Lookup, _Plan, _Write, describe
+from dinsync.destinations.attio.values import normalise_domain
+from dinsync.destinations.base import Request, SyncSpec, TransportOptions
+from dinsync.errors import DestinationAuthError
+from dinsync.mapping import FieldMapping, KeyMapping, map_batch
+from dinsync.sandbox import AttioSandbox, SandboxThread
+from tests.spec_validation import validate_attio_request
+
+TOKEN = "attio-unit-token-9f2c41"
+CUSTOM = ["people:plan:select:free,pro,team", "people:customer_id:text:unique", "people:score:rating",
+          "people:ltv:currency:currency=EUR", "people:birthday:date", "people:last_seen:timestamp",
+          "people:vip:checkbox", "people:visits:number", "people:stage:status:lead,won",
+          "people:tags:select:red,green,blue:multiselect", "people:old_field:text:archived",
+          "companies:employees:number"]
+
+
+@pytest.fixture(scope="module")
+def workspace():
+    sandbox = AttioSandbox([TOKEN], custom_attributes=CUSTOM, status_attributes_on_standard_objects=True,
+                           limits=False)
+    thread = SandboxThread(sandbox)
+    thread.start()
+    thread.sandbox = sandbox
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def fresh(workspace, attio_requests):
+    """The workspace emptied; every request the client sends is checked against the spec at teardown."""
+    workspace.reset()
+    return workspace
+
+
+def destination(thread) -> AttioDestination:
+    return AttioDestination(thread.url, {"api_key": TOKEN}, {"phone_region": "FR"})
+
+
+async def _with_transport(dest, fn):
+    async with dest.make_transport(TransportOptions(concurrency=4)) as transport:
+        return await fn(transport)
+
+
+def run_preflight(dest, spec):
+    return asyncio.run(_with_transport(dest, lambda t: dest.preflight(t, spec)))
+
+
+def deliver_all(dest, requests):
+    async def go(transport):
+        return [await transport.deliver(r) for r in requests]
+    return asyncio.run(_with_transport(dest, go))
+
+
+def mapped(rows: list[dict], key_field: str, fields: list[str], kinds: dict[str, str], key_kind: str,
+           key_column: str = "key") -> pl.DataFrame:
+    """Rows -> what the engine hands to prepare() (map_batch with the kinds the pre-flight learned).
+    A field missing from a row is not sent for it; None is a NULL value."""
+    data: dict = {"_key": [r[key_column] for r in rows], "_op": ["added"] * len(rows)}
+    for i, f in enumerate(fields):
+        data[f"v{i}"] = [r.get(f) for r in rows]
+        data[f"x{i}"] = [f in r for r in rows]
+    frame = pl.DataFrame(data, strict=False)
+    out = map_batch(frame, KeyMapping(key_field, key_kind), [FieldMapping(i, f, kinds.get(f, "auto"))
+                                                              for i, f in enumerate(fields)],
+                    phone_region="FR", keep_field_text=True)
+    assert out.rejections.height == 0, out.rejections.to_dicts()
+    return out.frame
+
+
+def check_spec(requests):
+    for r in requests:
+        validate_attio_request(r.method, r.path, r.body, values_must_be_arrays=True)
+
+
+PEOPLE_FIELDS = ["job_title", "visits", "vip", "ltv", "birthday", "last_seen", "score", "plan", "stage",
+                 "phone_numbers", "name", "primary_location", "company", "tags", "customer_id"]
+
+
+def test_every_people_type_is_shaped_validated_and_accepted(fresh):
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", PEOPLE_FIELDS)
+    pre = run_preflight(dest, spec)
+    assert pre.issues == []
+    assert pre.kinds == {"job_title": "string", "visits": "number", "vip": "boolean", "ltv": "number",
+                         "birthday": "date", "last_seen": "datetime", "score": "integer", "plan": "string",
+                         "stage": "string", "phone_numbers": "auto", "name": "auto", "primary_location": "auto",
+                         "company": "auto", "tags": "auto", "customer_id": "string"}
+    # the referenced company must exist in Attio
+    company = Request("write", "PUT", "/v2/objects/companies/records?matching_attribute=domains",
+                      b'{"data":{"values":{"domains":["acme.com"]}}}', keys=["acme"], context=_Write(False))
+    assert deliver_all(dest, [company])[0].ok == ["acme"]
+    rows = [
+        {"key": " Ada@Example.com ", "job_title": "Engineer", "visits": 42, "vip": "yes", "ltv": 99.5,
+         "birthday": dt.date(1990, 5, 17), "last_seen": "2024-03-01T10:00:00+02:00", "score": 4, "plan": "pro",
+         "stage": "won", "phone_numbers": "01 23 45 67 89", "name": {"first_name": "Ada", "last_name": "Lovelace"},
+         "primary_location": {"locality": "London", "country_code": "GB", "latitude": 51.5},
+         "company": "https://ACME.com/about", "tags": ["red", "blue"], "customer_id": "c-1"},
+        {"key": "bob@example.com", "job_title": None, "visits": None, "vip": None, "ltv": None, "birthday": None,
+         "last_seen": None, "score": None, "plan": None, "stage": None, "phone_numbers": None, "name": None,
+         "primary_location": None, "company": None, "tags": None, "customer_id": None},
+    ]
+    kinds = pre.kinds
+    frame = mapped(rows, "email_addresses", PEOPLE_FIELDS, kinds, "email")
+    prepared = dest.prepare(frame, spec)
+    assert prepared.rejections == []
+    check_spec(prepared.requests)
+    ada, bob = (orjson.loads(r.body)["data"]["values"] for r in prepared.requests)
+    assert prepared.requests[0].path == "/v2/objects/people/records?matching_attribute=email_addresses"
+    assert ada == {
+        "email_addresses": ["ada@example.com"], "job_title": ["Engineer"], "visits": [42], "vip": [True],
+        "ltv": [{"currency_value": 99.5}], "birthday": ["1990-05-17"], "last_seen": ["2024-03-01T08:00:00Z"],
+        "score": [4], "plan": ["pro"], "stage": ["won"], "phone_numbers": ["+33123456789"],
+        "name": [{"first_name": "Ada", "last_name": "Lovelace", "full_name": "Ada Lovelace"}],
+        "primary_location": [{"line_1": None, "line_2": None, "line_3": None, "line_4": None, "locality": "London",
+                              "region": None, "postcode": None, "country_code": "GB", "latitude": "51.5",
+                              "longitude": None}],
+        "company": [{"target_object": "companies", "domains": [{"domain": "https://ACME.com/about"}]}],
+        "tags": ["red", "blue"], "customer_id": ["c-1"]}
+    # NULL clears every type with an empty array
+    assert bob == {"email_addresses": ["bob@example.com"], **{f: [] for f in PEOPLE_FIELDS}}
+    results = deliver_all(dest, prepared.requests)
+    assert [r.problems for r in results] == [[], []]
+    stored = fresh.call(lambda: sandbox.plain(sandbox.find_person("ada@example.com")))
+    assert stored["plan"] == "pro" and stored["stage"] == "won" and stored["tags"] == ["red", "blue"]
+    assert stored["phone_numbers"] == ["+33123456789"] and stored["ltv"] == 99.5
+    assert stored["last_seen"].startswith("2024-03-01T08:00:00") and stored["birthday"] == "1990-05-17"
+    assert stored["name"]["full_name"] == "Ada Lovelace" and stored["primary_location"]["locality"] == "London"
+    acme = fresh.call(lambda: sandbox.find_company("acme.com"))["id"]["record_id"]
+    assert stored["company"] == acme
+    empty = fresh.call(lambda: sandbox.plain(sandbox.find_person("bob@example.com")))
+    assert all(empty[f] in (None, []) for f in PEOPLE_FIELDS)
+
+
+def test_strings_scalars_and_lists_for_structured_and_multiselect_values(fresh):
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    fields = ["name", "phone_numbers", "tags", "primary_location"]
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", fields)
+    pre = run_preflight(dest, spec)
+    rows = [{"key": "x@example.com", "name": "Lovelace, Ada", "phone_numbers": ["+44 20 7946 0958", "06 12 34 56 78"],
+             "tags": "green", "primary_location": "1 Infinite Loop, Cupertino"}]
+    prepared = dest.prepare(mapped(rows, "email_addresses", fields, pre.kinds, "email"), spec)
+    check_spec(prepared.requests)
+    values = orjson.loads(prepared.requests[0].body)["data"]["values"]
+    assert values["name"] == ["Lovelace, Ada"] and values["tags"] == ["green"]
+    assert values["phone_numbers"] == ["+442079460958", "+33612345678"]
+    assert values["primary_location"] == ["1 Infinite Loop, Cupertino"]
+    assert deliver_all(dest, prepared.requests)[0].problems == []
+    stored = fresh.call(lambda: sandbox.plain(sandbox.find_person("x@example.com")))
+    assert stored["name"]["first_name"] == "Ada" and stored["phone_numbers"] == ["+442079460958", "+33612345678"]
+
+
+def test_companies_domains_multiselect_and_references_to_people(fresh):
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    person = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses",
+                     b'{"data":{"values":{"email_addresses":["cto@acme.com"]}}}', keys=["p"], context=_Write(False))
+    deliver_all(dest, [person])
+    fields = ["name", "categories", "team", "employees"]
+    spec = SyncSpec("c", "companies", "upsert", "domains", fields)
+    pre = run_preflight(dest, spec)
+    assert pre.issues == [] and pre.kinds["team"] == "auto" and pre.kinds["categories"] == "auto"
+    rows = [{"key": "acme.com", "name": "Acme", "categories": ["SaaS", "B2B"], "team": ["CTO@acme.com"],
+             "employees": 120}]
+    prepared = dest.prepare(mapped(rows, "domains", fields, pre.kinds, "string"), spec)
+    check_spec(prepared.requests)
+    values = orjson.loads(prepared.requests[0].body)["data"]["values"]
+    assert values["domains"] == ["acme.com"] and values["employees"] == [120]
+    assert values["team"] == [{"target_object": "people", "email_addresses": [{"email_address": "CTO@acme.com"}]}]
+    assert deliver_all(dest, prepared.requests)[0].problems == []
+    company = fresh.call(lambda: sandbox.plain(sandbox.find_company("acme.com")))
+    assert company["categories"] == ["SaaS", "B2B"] and len(company["team"]) == 1
+
+
+def test_domains_attio_reads_as_the_same_company_are_withheld(fresh):
+    dest = destination(fresh)
+    spec = SyncSpec("c", "companies", "upsert", "domains", ["name"])
+    pre = run_preflight(dest, spec)
+    rows = [{"key": "Acme.com", "name": "a"}, {"key": "https://acme.com/x", "name": "b"},
+            {"key": "other.com", "name": "c"}]
+    prepared = dest.prepare(mapped(rows, "domains", ["name"], pre.kinds, "string"), spec)
+    assert [r.keys for r in prepared.requests] == [["other.com"]]
+    assert sorted(r.key for r in prepared.rejections) == ["Acme.com", "https://acme.com/x"]
+    assert "same domain" in prepared.rejections[0].reason
+    assert normalise_domain("HTTPS://user@Sub.Acme.com:8080/path?q=1#f") == "sub.acme.com"
+
+
+def test_reference_values_that_cannot_be_built_reject_the_row_only(fresh):
+    dest = destination(fresh)
+    fresh.call(fresh.sandbox.declare_attribute, "people:manager:record-reference:target=people")
+    try:
+        spec = SyncSpec("s", "people", "upsert", "email_addresses", ["manager"])
+        pre = run_preflight(dest, spec)
+        rows = [{"key": "a@example.com", "manager": 42}, {"key": "b@example.com", "manager": None}]
+        prepared = dest.prepare(mapped(rows, "email_addresses", ["manager"], pre.kinds, "email"), spec)
+        assert [r.keys for r in prepared.requests] == [["b@example.com"]]
+        assert orjson.loads(prepared.requests[0].body)["data"]["values"]["manager"] == []
+        [rejection] = prepared.rejections
+        assert rejection.key == "a@example.com" and "record id" in rejection.reason
+    finally:
+        fresh.call(lambda: fresh.sandbox.objects["people"].attributes.pop("manager"))
+
+
+def test_numeric_custom_unique_key(fresh):
+    sandbox = fresh.sandbox
+    fresh.call(sandbox.declare_attribute, "people:account_no:number:unique")
+    try:
+        dest = destination(fresh)
+        spec = SyncSpec("s", "people", "upsert", "account_no", ["job_title"])
+        assert run_preflight(dest, spec).issues == []
+        rows = [{"key": "1042", "job_title": "x"}, {"key": "n/a", "job_title": "y"}]
+        prepared = dest.prepare(mapped(rows, "account_no", ["job_title"], {"job_title": "string"}, "string"), spec)
+        check_spec(prepared.requests)
+        assert orjson.loads(prepared.requests[0].body)["data"]["values"]["account_no"] == [1042]
+        assert [r.key for r in prepared.rejections] == ["n/a"] and "not a number" in prepared.rejections[0].reason
+    finally:
+        fresh.call(lambda: sandbox.objects["people"].attributes.pop("account_no"))
+
+
+# ------------------------------------------------------------------ pre-flight
+def test_preflight_names_unknown_read_only_archived_and_closest(fresh):
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses",
+                    ["job_titel", "avatar_url", "old_field", "Lifetime value", "last_interaction", "plan"])
+    pre = run_preflight(dest, spec)
+    by_field = {i.field: i for i in pre.issues}
+    assert set(by_field) == {"job_titel", "avatar_url", "old_field", "Lifetime value", "last_interaction"}
+    assert "no attribute 'job_titel'" in by_field["job_titel"].message
+    assert "job_title" in by_field["job_titel"].hint and "created in Attio" in by_field["job_titel"].hint
+    assert "read-only" in by_field["avatar_url"].message
+    assert "archived" in by_field["old_field"].message
+    assert "read-only" in by_field["last_interaction"].message
+    assert pre.kinds == {"plan": "string"}
+
+
+def test_preflight_refuses_a_non_unique_or_unknown_matching_attribute(fresh):
+    dest = destination(fresh)
+    [issue] = run_preflight(dest, SyncSpec("s", "people", "upsert", "job_title", [])).issues
+    assert issue.field is None and "not unique" in issue.message and "email_addresses" in issue.hint
+    [issue] = run_preflight(dest, SyncSpec("s", "people", "upsert", "email", [])).issues
+    assert issue.field is None and "no attribute 'email'" in issue.message and "email_addresses" in issue.hint
+    assert run_preflight(dest, SyncSpec("s", "people", "upsert", "customer_id", ["job_title"])).issues == []
+
+
+def test_preflight_pages_through_attributes(fresh):
+    sandbox = fresh.sandbox
+    added = [f"extra_{i:03d}" for i in range(120)]
+    for slug in added:
+        fresh.call(sandbox.declare_attribute, f"people:{slug}:text")
+    try:
+        dest = destination(fresh)
+        pre = run_preflight(dest, SyncSpec("s", "people", "upsert", "email_addresses", ["extra_119", "plan"]))
+        assert pre.issues == [] and pre.kinds == {"extra_119": "string", "plan": "string"}
+        assert fresh.call(lambda: sandbox.requests["list_attributes"]) >= 2
+    finally:
+        fresh.call(lambda: [sandbox.objects["people"].attributes.pop(s) for s in added])
+
+
+def test_preflight_without_scopes_stops_naming_them(attio_requests):
+    sandbox = AttioSandbox(["weak-token-1234"], token_scopes={"weak-token-1234": ("record_permission:read-write",)},
+                           limits=False)
+    with SandboxThread(sandbox) as thread:
+        dest = AttioDestination(thread.url, {"api_key": "weak-token-1234"})
+        with pytest.raises(DestinationAuthError) as info:
+            run_preflight(dest, SyncSpec("s", "people", "upsert", "email_addresses", []))
+        assert "object_configuration:read" in info.value.message
+        assert "record_permission:read-write" in info.value.message and "weak-token" not in info.value.message
+        bad = AttioDestination(thread.url, {"api_key": "wrong-token-5678"})
+        with pytest.raises(DestinationAuthError) as info:
+            run_preflight(bad, SyncSpec("s", "people", "upsert", "email_addresses", []))
+        assert "401" in info.value.message and "wrong-token" not in info.value.message
+
+
+def test_check_mapping_on_a_hand_written_schema():
+    schema = Schema("people", [
+        AttributeInfo("email_addresses", "a1", "email-address", is_unique=True, is_multiselect=True),
+        AttributeInfo("plan", "a2", "select", title="Plan"),
+        AttributeInfo("who", "a3", "actor-reference"),
+    ])
+    issues, found = check_mapping(schema, "email_addresses", ["plan", "a2", "who"])
+    assert {i.field for i in issues} == {"a2", "who"}  # plan mapped twice (slug and id); actor refs unsupported
+    assert set(found) == {"email_addresses", "plan"} and found["plan"].kind == "string"
+
+
+# ------------------------------------------------------------------ response parsing
+def _dest():
+    return AttioDestination("http://127.0.0.1:9", {"api_key": "k"})
+
+
+def _write(by_id=False):
+    return Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", b"{}",
+                   keys=["k1"], context=_Write(by_id))
+
+
+def _body(status, code, message, **extra):
+    return orjson.dumps({"status_code": status, "type": "invalid_request_error", "code": code, "message": message,
+                         **extra})
+
+
+def test_parse_write_answers():
+    d = _dest()
+    assert d.parse(_write(), 200, {}, b'{"data":{}}').kind == "done"
+    assert d.parse(_write(), 200, {}, b'{"data":{}}').results == []
+    select = d.parse(_write(), 400, {}, _body(400, "value_not_found",
+                                              'Cannot find select attribute with select option title "vip".'))
+    [r] = select.results
+    assert (r.status, r.key) == ("rejected", "k1") and 'option title "vip"' in r.reason and "value_not_found" in r.reason
+    shape = d.parse(_write(), 400, {}, _body(400, "validation_type", 'An invalid value was passed to attribute with '
+                                             'slug "visits".', validation_errors=[
+                                                 {"code": "invalid_value", "path": ["data", "values", "visits", 0],
+                                                  "message": "expected a number"}]))
+    assert "data.values.visits.0: expected a number" in shape.results[0].reason
+    conflict = d.parse(_write(), 409, {}, _body(409, "uniqueness_conflict", "conflicts with one already in the system"))
+    assert conflict.results[0].status == "rejected" and "409" in conflict.results[0].reason
+    unknown = d.parse(_write(), 404, {}, _body(404, "not_found", 'Cannot find attribute with slug/ID "x".'))
+    assert unknown.results[0].status == "rejected"
+    gone = d.parse(_write(by_id=True), 404, {}, _body(404, "not_found", 'Record with ID "r1" not found.'))
+    assert gone.results[0].status == "not_found"
+    for status in (401, 403):
+        fatal = d.parse(_write(), status, {}, _body(status, "missing_scopes", "no"))
+        assert fatal.kind == "fatal" and "record_permission:read-write and object_configuration:read" in fatal.reason
+    assert describe(502, None) == "Attio HTTP 502"
+
+
+def test_parse_lookup_pairs_records_with_keys_as_attio_normalises_them():
+    d = _dest()
+    key = AttributeInfo("domains", "a", "domain", is_unique=True, is_multiselect=True)
+    req = d._lookup("companies", key, ["k-acme", "k-other"], [b'{"domains":"Acme.com"}', b'{"domains":"other.com"}'],
+                    ["https://Acme.com/home", "other.com"])
+    assert isinstance(req.context, _Lookup)
+    assert orjson.loads(req.body) == {"filter": {"$or": [{"domains": "Acme.com"}, {"domains": "other.com"}]},
+                                      "limit": 2}
+    validate_attio_request(req.method, req.path, req.body)
+    answer = orjson.dumps({"data": [{"id": {"record_id": "rec-1"},
+                                     "values": {"domains": [{"domain": "acme.com", "root_domain": "acme.com"}]}}]})
+    outcome = d.parse(req, 200, {}, answer)
+    assert [(r.key, r.status) for r in outcome.results] == [("k-other", "not_found")]
+    assert d._record_ids == {"k-acme": "rec-1"}
+    assert d.parse(req, 400, {}, _body(400, "filter_error", "bad")).kind == "split"
+    halves = req.split()
+    assert [h.keys for h in halves] == [["k-acme"], ["k-other"]]
+    assert orjson.loads(halves[1].body)["filter"] == {"$or": [{"domains": "other.com"}]}
+
+
+def test_parse_schema_read_keeps_the_body():
+    d = _dest()
+    capture = _Capture("attributes")
+    req = Request("read", "GET", "/v2/objects/people/attributes", None, keys=["attributes"], context=capture)
+    assert d.parse(req, 200, {}, b'{"data":[]}').kind == "done" and capture.data == {"data": []}
+    missing = d.parse(req, 404, {}, _body(404, "not_found", 'Object with slug/ID "peeple" not found.'))
+    assert missing.results[0].status == "rejected" and "peeple" in missing.results[0].reason
+
+
+def test_limits_are_token_wide_buckets_paced_under_the_documented_rates():
+    from dinsync.sender import HttpSender
+
+    d = _dest()
+    sender = HttpSender(d)
+    assert sender.limiter("write").effective_rate == pytest.approx(25 * 0.975)  # Attio's own headroom
+    assert sender.limiter("read").effective_rate == pytest.approx(100 * 0.985)  # the sender's default
+    key = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    for mode in ("upsert", "update"):
+        spec = SyncSpec("s", "people", mode, "email_addresses", ["job_title"])
+        d._plans[("people", "email_addresses", ("job_title",))] = _Plan(key, {"job_title": AttributeInfo(
+            "job_title", "b", "text")})
+        d._record_ids["x@example.com"] = "4f0e6b1c-0000-4000-8000-000000000001"
+        frame = mapped([{"key": "x@example.com", "job_title": "CTO"}], "email_addresses", ["job_title"],
+                       {"job_title": "string"}, "email")
+        [request] = d.prepare(frame, spec).requests
+        assert (request.endpoint, request.method) == ("write", "PUT")
+        validate_attio_request(request.method, request.path, request.body, values_must_be_arrays=True)
+    lookup = d._lookup("people", AttributeInfo("email_addresses", "a", "email-address", is_unique=True),
+                       ["k"], [b'{"email_addresses":"a@b.co"}'], ["a@b.co"])
+    assert lookup.endpoint == "read"
+    assert AttioDestination.default_concurrency >= sum(l.max_concurrency for l in AttioDestination.limits.values())
+
+
+def test_registering_attio_loads_neither_polars_nor_aiohttp():
+    """A no-op run (nothing to send) must stay cheap: the destination registry imports Attio's module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dinsync.destinations import registry; registry(); "
+            "print('polars' in sys.modules, 'aiohttp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

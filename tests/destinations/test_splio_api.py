@@ -1,0 +1,117 @@
+"""Splio API answers -> outcomes, JWT renewal rules, and the sender's reading of Splio's 429."""
+from __future__ import annotations
+
+import base64
+
+import orjson
+from multidict import CIMultiDict
+
+from dinsync.destinations.base import Request
+from dinsync.destinations.splio.api import (EXISTS_REASON, PATCH, BulkContext, ReadContext, Tokens, _token_generation,
+                                            describe, jwt_lifetime, parse_answer)
+from dinsync.destinations.splio import SplioDestination
+from dinsync.sender import HttpSender
+
+
+def jwt(claims: dict) -> str:
+    b64 = lambda d: base64.urlsafe_b64encode(orjson.dumps(d)).rstrip(b"=").decode()  # noqa: E731
+    return f"{b64({'alg': 'HS256'})}.{b64(claims)}.sig"
+
+
+def bulk(keys: list[str]) -> Request:
+    ctx = BulkContext({}, {k: (k, "") for k in keys})
+    return Request("contacts", "POST", "/data/contacts/bulk", b"{}", keys, context=ctx)
+
+
+def patch(key: str) -> Request:
+    return Request("contacts", "PATCH", f"/data/contacts/{key}", b"{}", [key], context=PATCH)
+
+
+def answer(request: Request, status: int, body, tokens: Tokens | None = None, generation: int | None = 1):
+    tokens = tokens or Tokens(3000)
+    if tokens.token is None:
+        tokens.store(jwt({"iat": 0, "exp": 3600}), 0)
+    _token_generation.set(generation)
+    return parse_answer(request, status, orjson.dumps(body) if not isinstance(body, bytes) else body, tokens)
+
+
+def test_bulk_207_items_become_results():
+    request = bulk(["a@x.com", "b@x.com", "c@x.com", "d@x.com"])
+    out = answer(request, 207, {"time": 5, "errors": 2, "items": [
+        {"contact_id": "a@x.com", "code": 201, "description": ""},
+        {"contact_id": "b@x.com", "code": 400, "description": "Contact with unique key b@x.com already exists"},
+        {"contact_id": "c@x.com", "code": 400, "description": "Custom field with id 5 and name ltv must be of type "
+                                                             "double."}]})
+    got = {r.key: (r.status, r.reason) for r in out.results}
+    assert out.kind == "done"
+    assert got["a@x.com"][0] == "ok"
+    assert got["b@x.com"] == ("failed", EXISTS_REASON) and request.context.existing == {"b@x.com"}
+    assert got["c@x.com"][0] == "rejected" and "must be of type double" in got["c@x.com"][1]
+    assert got["d@x.com"][0] == "failed"  # no item for it: never guessed as acknowledged
+
+
+def test_a_whole_bulk_400_is_split_and_other_answers_fail_the_batch():
+    body = {"status": 400, "errors": [{"error_key": "contacts[3].email", "error": "wrong_email",
+                                       "error_description": "x is not a valid email address"}]}
+    out = answer(bulk(["a", "b"]), 400, body)
+    assert out.kind == "split" and out.reason == ("Splio HTTP 400 wrong_email at contacts[3].email: "
+                                                  "x is not a valid email address")
+    out = answer(bulk(["a", "b"]), 404, {"status": 404, "errors": []})
+    assert {r.status for r in out.results} == {"failed"}
+
+
+def test_patch_answers():
+    assert answer(patch("a"), 200, {"id": 1}).results == []
+    [nf] = answer(patch("a"), 404, {"status": 404, "errors": [{"error_key": "id", "error": "wrong_value",
+                                                               "error_description": "Contact not found"}]}).results
+    assert nf.status == "not_found"
+    [bad] = answer(patch("a"), 400, {"status": 400, "errors": [{"error_key": "language", "error": "wrong_value",
+                                                                "error_description": "language 'xx'"}]}).results
+    assert bad.status == "rejected" and "language" in bad.reason
+
+
+def test_reads_keep_the_document():
+    ctx = ReadContext("fields")
+    request = Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)
+    assert answer(request, 200, {"elements": []}).kind == "done" and ctx.data == {"elements": []}
+    assert answer(request, 500, b"oops").results[0].status == "failed"
+
+
+def test_401_retries_with_a_new_token_only_when_the_old_one_had_worked():
+    tokens = Tokens(3000)
+    tokens.store(jwt({"iat": 0, "exp": 3600}), 0)
+    # a token that never worked: the key or the token is refused, stop
+    assert answer(patch("a"), 401, {"status": 401}, tokens, generation=1).kind == "fatal"
+    # it worked once, then 401: expired early -> drop it and retry
+    answer(patch("a"), 200, {}, tokens, generation=1)
+    assert tokens.confirmed
+    assert answer(patch("a"), 401, {"status": 401}, tokens, generation=1).kind == "retry"
+    assert tokens.token is None
+    # requests still in flight with the old token after a new one was issued: retry as well
+    tokens.store(jwt({"iat": 0, "exp": 3600}), 10)
+    assert answer(patch("a"), 401, {}, tokens, generation=1).kind == "retry"
+    assert answer(patch("a"), 403, {}, tokens, generation=2).kind == "fatal"
+
+
+def test_tokens_are_renewed_before_they_expire():
+    tokens = Tokens(max_age=3000)
+    tokens.store(jwt({"iat": 1000, "exp": 4600}), now=50.0)  # 1 hour: renewed at 50 min (max age)
+    assert tokens.fresh(50.0 + 2999) and not tokens.fresh(50.0 + 3000)
+    tokens.store(jwt({"iat": 1000, "exp": 1120}), now=0.0)  # 2 minutes: renewed 12 s early (10%)
+    assert tokens.fresh(107.0) and not tokens.fresh(108.5)
+    tokens.store("opaque-token", now=0.0)  # not a JWT: the max age applies
+    assert tokens.fresh(2999.0) and not tokens.fresh(3000.0)
+    assert jwt_lifetime(jwt({"iat": 10, "exp": 70})) == 60 and jwt_lifetime("x.y") is None
+
+
+def test_describe_reads_splio_error_envelopes_and_429_bodies():
+    assert describe(429, b'{"message": "API rate limit exceeded"}') == "Splio HTTP 429: API rate limit exceeded"
+    assert describe(502, b"<html>bad gateway</html>") == "Splio HTTP 502: <html>bad gateway</html>"
+
+
+def test_the_sender_waits_for_splio_ratelimit_reset_on_a_429_without_retry_after():
+    destination = SplioDestination("http://127.0.0.1:1", {"api_key": "k-123456"}, {"transport": "api"})
+    sender = HttpSender(destination)
+    headers = CIMultiDict({"rateLimit-limit": "20", "rateLimit-remaining": "0", "rateLimit-reset": "1"})
+    outcome = sender.classify(patch("a"), 429, headers, b'{"message": "API rate limit exceeded"}')
+    assert (outcome.kind, outcome.throttled, outcome.retry_after) == ("retry", True, 1.0)

@@ -1,0 +1,97 @@
+"""A Splio destination and sync in a project: what validates, what is refused and how it is said."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dinsync.config import load_project
+from dinsync.errors import ConfigError
+
+PASSWORD = "sftp-secret-0b7e4f"
+KEY = "api-secret-91c2d8"
+ENV = {"SPLIO_SFTP_PASSWORD": PASSWORD, "SPLIO_API_KEY": KEY}
+
+DESTINATION = """\
+version: 1
+warehouse: {{type: duckdb, path: warehouse.duckdb}}
+destinations:
+  splio:
+    type: splio
+{body}"""
+SFTP = """\
+    transport: sftp
+    universe: acme
+    sftp:
+      host: sftp.example.com
+      port: 22
+      username: acme
+      password: ${env:SPLIO_SFTP_PASSWORD}
+      known_hosts: ~/.ssh/known_hosts
+      directory: /imports/contacts
+"""
+MODEL = "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, phone, plan from people\n"
+SYNC = """\
+model: people
+destination: splio
+service: contacts
+mode: {mode}
+match: {{column: email, field: email}}
+fields: {{first_name: firstname, phone: cellphone, plan: {plan}}}
+"""
+
+
+def project(root: Path, body: str = SFTP, mode: str = "update", plan: str = "{field: plan, custom: true}") -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "dinsync.yml").write_text(DESTINATION.format(body=body))
+    (root / "models" / "people.sql").write_text(MODEL)
+    (root / "syncs" / "splio_people.yml").write_text(SYNC.format(mode=mode, plan=plan))
+    return root
+
+
+def issues(root: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_project(root, env=ENV)
+    return info.value.message
+
+
+def test_the_issue_example_validates_and_keeps_secrets_out_of_options(tmp_path):
+    p = load_project(project(tmp_path), env=ENV)
+    destination = p.destinations["splio"].make_destination()
+    assert destination.settings.transport == "sftp" and destination.settings.sftp.port == 22
+    assert PASSWORD in destination.secrets()
+    assert PASSWORD not in repr(destination.options) and PASSWORD not in repr(p)
+    assert p.syncs["splio_people"].spec().custom == [False, False, True]
+
+
+def test_upsert_is_refused_with_the_reason(tmp_path):
+    text = issues(project(tmp_path, mode="upsert"))
+    assert "splio contacts does not support mode 'upsert'" in text
+    assert "use `insert`" in text or "`insert`" in text
+    assert "import configuration" in text
+
+
+def test_unknown_standard_field_points_to_custom(tmp_path):
+    text = issues(project(tmp_path, plan="plan"))
+    assert "has no field 'plan'" in text and "custom: true" in text
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("    transport: sftp\n    universe: acme\n", "transport sftp needs an `sftp:` section"),
+    ("    transport: api\n", "transport api needs api_key"),
+    (SFTP.replace("password: ${env:SPLIO_SFTP_PASSWORD}", "password: x\n      private_key: y"),
+     "exactly one of sftp.password and sftp.private_key"),
+    (SFTP.replace("directory: /imports/contacts", "directory: imports"), "absolute path"),
+    (SFTP + "    sftp_extra: 1\n", "unknown key destinations.splio.sftp_extra"),
+    (SFTP.replace("universe: acme", "universe: acme\n    timezone: Mars/Olympus"), "unknown time zone"),
+])
+def test_settings_errors(tmp_path, body, expected):
+    text = issues(project(tmp_path, body=body))
+    assert expected in text
+    assert PASSWORD not in text and KEY not in text
+
+
+def test_file_name_template_must_identify_sync_and_run(tmp_path):
+    body = SFTP.replace("directory: /imports/contacts", "directory: /imports/contacts\n      file_name: 'x_{seq}.csv'")
+    assert "must contain {sync}, {run} and {seq}" in issues(project(tmp_path, body=body))

@@ -1,0 +1,206 @@
+"""Splio payloads from mapped rows: value texts, CSV files (read back with Splio's sandbox parser,
+an independent implementation of the documented file rules) and API bodies (validated against
+Splio's Swagger excerpt)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import orjson
+import polars as pl
+import pytest
+
+from dinsync.destinations.base import SyncSpec
+from dinsync.destinations.splio import SplioDestination
+from dinsync.destinations.splio.api import PATCH, BulkContext
+from dinsync.destinations.splio.values import csv_header
+from dinsync.mapping import FieldMapping, KeyMapping, map_batch
+from dinsync.sandbox.splio.contacts import CustomField
+from dinsync.sandbox.splio.importer import ImportRules, parse_contacts_file
+from tests.spec_validation import validate_splio_request
+
+SFTP = {"transport": "sftp", "universe": "acme",
+        "sftp": {"host": "sftp.example.com", "username": "acme", "password": "pw-123456"}}
+API = {"transport": "api"}
+FIELDS = ["firstname", "cellphone", "plan", "signup", "ltv", "visits"]
+CUSTOM = [False, False, True, True, True, True]
+KINDS = {"firstname": "string", "cellphone": "phone", "plan": "auto", "signup": "auto", "ltv": "auto",
+         "visits": "auto"}
+
+
+def destination(options: dict, api_key: str | None = None) -> SplioDestination:
+    creds = {"api_key": api_key} if api_key else {}
+    return SplioDestination("http://127.0.0.1:1", creds, options)
+
+
+def spec(mode: str = "insert") -> SyncSpec:
+    return SyncSpec(name="people", service="contacts", mode=mode, key_field="email", fields=list(FIELDS),
+                    custom=list(CUSTOM), kinds=dict(KINDS))
+
+
+def mapped(rows: list[dict], sent: list[list[bool]] | None = None) -> pl.DataFrame:
+    """Plan rows -> mapped frame (as the engine hands it to prepare)."""
+    data: dict[str, list] = {"_key": [r["email"] for r in rows], "_op": [r.get("_op", "added") for r in rows]}
+    for i, name in enumerate(FIELDS):
+        data[f"v{i}"] = [r.get(name) for r in rows]
+        data[f"x{i}"] = [True if sent is None else sent[n][i] for n in range(len(rows))]
+    frame = pl.DataFrame(data, schema_overrides={"v3": pl.Datetime("us"), "v4": pl.Float64, "v5": pl.Int64},
+                         strict=False)
+    out = map_batch(frame, KeyMapping("email", "email", 100),
+                    [FieldMapping(i, f, KINDS[f]) for i, f in enumerate(FIELDS)], keep_field_text=True)
+    assert out.rejections.height == 0, out.rejections.to_dicts()
+    return out.frame
+
+
+ROW = {"email": "ann@example.com", "firstname": "Ann", "cellphone": "+33612345678", "plan": "pro",
+       "signup": dt.datetime(2024, 1, 31, 10, 5, 7, 123456), "ltv": 12.5, "visits": 3}
+
+
+# --- CSV files ---------------------------------------------------------------------------------
+def read_back(header: tuple[str, ...], lines: bytes, separator: str = ";") -> list[dict]:
+    """Parse a file the way the sandbox's Splio importer does; returns the parsed rows."""
+    fields = [CustomField(3, "plan", "text"), CustomField(7, "signup", "date"), CustomField(5, "ltv", "double"),
+              CustomField(4, "visits", "int")]
+    rules = ImportRules(separator, 200_000, False, True, {f.name: f for f in fields})
+    parsed = parse_contacts_file(csv_header(header, separator) + lines, rules)
+    assert all(r.code == "" for r in parsed.rows), [(r.code, r.message) for r in parsed.rows]
+    return [{"email": r.key, **r.values, **{f.name: r.custom[f.id] for f in fields if f.id in r.custom}}
+            for r in parsed.rows]
+
+
+def test_csv_file_values_as_splio_stores_them():
+    prepared = destination(SFTP).prepare(mapped([ROW]), spec())
+    [request] = prepared.requests
+    assert request.keys == ["ann@example.com"] and request.context.ids == ["ann@example.com"]
+    assert request.context.header == ("email", "firstname", "cellphone", "plan", "signup", "ltv", "visits")
+    assert request.body == b"ann@example.com;Ann;0033612345678;pro;2024-01-31 10:05:07;12.5;3\n"
+    assert read_back(request.context.header, request.body) == [
+        {"email": "ann@example.com", "firstname": "Ann", "cellphone": "0033612345678", "plan": "pro",
+         "signup": "2024-01-31 10:05:07", "ltv": "12.50", "visits": "3"}]
+
+
+def test_cellphone_in_e164_and_timezone_conversion():
+    d = destination({**SFTP, "cellphone_format": "e164", "timezone": "Europe/Paris"})
+    row = dict(ROW, signup=dt.datetime(2024, 7, 1, 10, 0, tzinfo=dt.timezone.utc))
+    frame = pl.DataFrame({"_key": ["ann@example.com"], "_op": ["added"], "v0": ["+33612345678"], "x0": [True],
+                          "v1": [row["signup"]], "x1": [True]})
+    s = SyncSpec("people", "contacts", "insert", "email", ["cellphone", "signup"], [False, True],
+                 {"cellphone": "phone", "signup": "auto"})
+    out = map_batch(frame, KeyMapping("email", "email"), [FieldMapping(0, "cellphone", "phone"),
+                                                           FieldMapping(1, "signup", "auto")], keep_field_text=True)
+    [request] = d.prepare(out.frame, s).requests
+    assert request.body == b"ann@example.com;+33612345678;2024-07-01 12:00:00\n"  # UTC 10:00 is 12:00 in Paris
+
+
+def test_hostile_values_survive_the_csv_round_trip():
+    values = ['semi;colon', 'quote "inside" and ""double""', "emoji 😀 é 中文", "x" * 1_000_000, "", None,
+              "  spaced  ", "trailing;", '"', "tab\there", "back\\slash"]
+    rows = [dict(ROW, email=f"u{i}@example.com", plan=v) for i, v in enumerate(values)]
+    prepared = destination(SFTP).prepare(mapped(rows), spec())
+    assert not prepared.rejections
+    got = {}
+    for request in prepared.requests:
+        for r in read_back(request.context.header, request.body):
+            got[r["email"]] = r["plan"]
+    assert got == {f"u{i}@example.com": ("" if v is None else v) for i, v in enumerate(values)}
+    # and the file is a valid RFC 4180 CSV for any other reader
+    limit = csv.field_size_limit(2_000_000)
+    try:
+        for request in prepared.requests:
+            text = (csv_header(request.context.header, ";") + request.body).decode()
+            assert len(list(csv.reader(io.StringIO(text), delimiter=";", strict=True))) == len(request.keys) + 1
+    finally:
+        csv.field_size_limit(limit)
+
+
+@pytest.mark.parametrize("text", ["two\nlines", "carriage\rreturn", "crlf\r\n"])
+def test_a_line_break_rejects_the_row_with_a_reason(text):
+    rows = [dict(ROW, email="ok@example.com"), dict(ROW, email="bad@example.com", plan=text)]
+    prepared = destination(SFTP).prepare(mapped(rows), spec())
+    [rejection] = prepared.rejections
+    assert rejection.key == "bad@example.com" and rejection.field == "plan"
+    assert "line break" in rejection.reason and "multi-line" in rejection.reason
+    assert [k for r in prepared.requests for k in r.keys] == ["ok@example.com"]
+
+
+def test_changed_rows_are_grouped_by_the_fields_they_send():
+    rows = [dict(ROW, email=f"u{i}@example.com", _op="changed") for i in range(4)]
+    only_plan = [False, False, True, False, False, False]
+    only_name = [True, False, False, False, False, False]
+    prepared = destination(SFTP).prepare(mapped(rows, [only_plan, only_name, only_plan, only_name]), spec())
+    layouts = {r.context.header: r.keys for r in prepared.requests}
+    assert layouts == {("email", "plan"): ["u0@example.com", "u2@example.com"],
+                       ("email", "firstname"): ["u1@example.com", "u3@example.com"]}
+    [plan_request] = [r for r in prepared.requests if r.context.header == ("email", "plan")]
+    assert plan_request.body == b"u0@example.com;pro\nu2@example.com;pro\n"
+
+
+def test_null_values_clear_the_field():
+    prepared = destination(SFTP).prepare(mapped([dict(ROW, firstname=None, ltv=None)]), spec())
+    assert prepared.requests[0].body == b"ann@example.com;;0033612345678;pro;2024-01-31 10:05:07;;3\n"
+
+
+def test_rows_per_request_are_capped():
+    d = destination({**SFTP, "sftp": {**SFTP["sftp"], "max_rows_per_file": 3}})
+    rows = [dict(ROW, email=f"u{i}@example.com") for i in range(8)]
+    sizes = [len(r.keys) for r in d.prepare(mapped(rows), spec()).requests]
+    assert sizes == [3, 3, 2]
+
+
+# --- API bodies -----------------------------------------------------------------------------------
+def api_destination() -> SplioDestination:
+    d = destination(API, api_key="k-123456")
+    d.custom_ids.update({"plan": 3, "signup": 7, "ltv": 5, "visits": 4})
+    return d
+
+
+def test_insert_mode_bulk_creates_added_rows_and_patches_changed_ones():
+    rows = [dict(ROW, email=f"u{i}@example.com") for i in range(3)] + [dict(ROW, email="c@example.com",
+                                                                            _op="changed")]
+    sent = [[True] * 6] * 3 + [[False, False, True, False, False, False]]
+    prepared = api_destination().prepare(mapped(rows, sent), spec("insert"))
+    patch, bulk = prepared.requests
+    assert (patch.method, patch.path, patch.keys) == ("PATCH", "/data/contacts/c@example.com", ["c@example.com"])
+    assert orjson.loads(patch.body) == {"custom_fields": [{"id": 3, "value": "pro"}]}
+    assert patch.context is PATCH
+    assert (bulk.method, bulk.path) == ("POST", "/data/contacts/bulk")
+    body = orjson.loads(bulk.body)
+    assert body["contacts"][0] == {
+        "email": "u0@example.com", "firstname": "Ann", "cellphone": "0033612345678",
+        "custom_fields": [{"id": 3, "value": "pro"}, {"id": 7, "value": "2024-01-31 10:05:07"},
+                          {"id": 5, "value": "12.5"}, {"id": 4, "value": "3"}]}
+    assert isinstance(bulk.context, BulkContext) and set(bulk.context.fields) == set(bulk.keys)
+    for request in prepared.requests:
+        validate_splio_request(request.method, request.path, request.body)
+
+
+def test_update_mode_patches_every_row():
+    rows = [dict(ROW, email=f"u{i}@example.com") for i in range(3)]
+    prepared = api_destination().prepare(mapped(rows), spec("update"))
+    assert [r.method for r in prepared.requests] == ["PATCH"] * 3
+    assert all("email" not in orjson.loads(r.body) for r in prepared.requests)
+
+
+def test_bulk_requests_hold_at_most_1000_contacts_and_split_in_halves():
+    rows = [dict(ROW, email=f"u{i}@example.com") for i in range(2500)]
+    requests = api_destination().prepare(mapped(rows), spec("insert")).requests
+    assert [len(r.keys) for r in requests] == [1000, 1000, 500]
+    first, second = requests[0].split()
+    assert len(first.keys) == 500 and orjson.loads(first.body)["contacts"][0]["email"] == "u0@example.com"
+    assert orjson.loads(second.body)["contacts"][0]["email"] == "u500@example.com"
+    assert first.context is requests[0].context  # the PATCH fallback data stays reachable
+
+
+def test_hostile_values_are_valid_json_strings():
+    values = ["line\nbreak", 'quote"', "emoji 😀", "\\", "x" * 1_000_000, None]
+    rows = [dict(ROW, email=f"u{i}@example.com", plan=v) for i, v in enumerate(values)]
+    [bulk] = api_destination().prepare(mapped(rows), spec("insert")).requests
+    validate_splio_request("POST", bulk.path, bulk.body)
+    plans = [c["custom_fields"][0]["value"] for c in orjson.loads(bulk.body)["contacts"]]
+    assert plans == ["" if v is None else v for v in values]
+
+
+def test_api_prepare_refuses_to_guess_custom_field_ids():
+    with pytest.raises(Exception, match="pre-flight"):
+        destination(API, api_key="k-123456").prepare(mapped([ROW]), spec())

@@ -1,0 +1,69 @@
+"""Reading Splio import reports (the format the sandbox's importer writes) into per-row results."""
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from dinsync.destinations.splio.reports import ReportError, parse_report, report_results
+
+FILE = "acme_contacts_people_20261201T120000Z_0a1b2c3d_0001.csv"
+
+
+def report(status="processed", rows=(), reason=None, **extra) -> bytes:
+    return orjson.dumps({"report_version": 1, "file": FILE, "universe": "acme", "status": status,
+                         "reason": reason, "insert_allowed": True, "rows": list(rows), **extra})
+
+
+def statuses(delivered) -> dict[str, str]:
+    return {**{k: "ok" for k in delivered.ok}, **{r.key: r.status for r in delivered.problems}}
+
+
+def row(line, email, status, code="", message=""):
+    return {"line": line, "email": email, "status": status, "code": code, "message": message}
+
+
+def test_each_row_status_becomes_a_record_result():
+    data = report(rows=[row(2, "a@x.com", "inserted"), row(3, "b@x.com", "updated"),
+                        row(4, "c@x.com", "not_found", "not_found", "no contact"),
+                        row(5, "d@x.com", "rejected", "wrong_email", "d@x.com is not a valid email address")])
+    results, created = report_results(parse_report(data, FILE), ["a@x.com", "b@x.com", "c@x.com", "d@x.com"], {},
+                                      "insert")
+    by_key = {r.key: r for r in results.problems}
+    assert statuses(results) == {"a@x.com": "ok", "b@x.com": "ok", "c@x.com": "not_found", "d@x.com": "rejected"}
+    assert created == 1
+    assert "line 5" in by_key["d@x.com"].reason and "wrong_email" in by_key["d@x.com"].reason
+    assert "allow inserts" in by_key["c@x.com"].reason  # insert mode, import not allowed to create
+
+
+def test_rows_missing_from_the_report_fail():
+    data = report(rows=[row(2, "a@x.com", "updated")])
+    results, _ = report_results(parse_report(data, FILE), ["a@x.com", "b@x.com"], {}, "update")
+    assert statuses(results) == {"a@x.com": "ok", "b@x.com": "failed"}
+
+
+def test_a_rejected_file_fails_every_row_with_the_reason():
+    data = report("rejected", reason={"code": "unknown_column", "message": "unknown column 'plann'"})
+    results, _ = report_results(parse_report(data, FILE), ["a@x.com", "b@x.com"], {}, "insert")
+    assert [r.status for r in results.problems] == ["failed", "failed"] and results.ok == []
+    assert "unknown_column: unknown column 'plann'" in results.problems[0].reason and FILE in results.problems[0].reason
+
+
+def test_emails_as_written_map_back_to_plan_keys():
+    data = report(rows=[row(2, "Ann@X.com", "updated")])
+    results, _ = report_results(parse_report(data, FILE), ["k1"], {"Ann@X.com": "k1"}, "update")
+    assert statuses(results) == {"k1": "ok"}
+
+
+def test_without_the_file_keys_only_rows_of_the_report_are_resolved():
+    data = report(rows=[row(2, "a@x.com", "updated"), row(3, "b@x.com", "rejected", "wrong_value", "too long")])
+    results, _ = report_results(parse_report(data, FILE), None, {}, "update")
+    assert statuses(results) == {"a@x.com": "ok", "b@x.com": "rejected"}
+    rejected, _ = report_results(parse_report(report("rejected", reason={"code": "bom"}), FILE), None, {}, "update")
+    assert statuses(rejected) == {}  # a whole-file rejection names no row: nothing can be told from the token alone
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[]", orjson.dumps({"status": "done"}),
+                                  report(rows="nope"), report(file="other.csv")])
+def test_unreadable_reports_are_refused(data):
+    with pytest.raises(ReportError):
+        parse_report(data, FILE)

@@ -1,0 +1,3 @@
+SELECT
+  COUNT(*) AS "acknowledged"
+FROM "dinsync_state"."acked_people_to_crm"

@@ -1,0 +1,7 @@
+DELETE FROM "dinsync_state"."snap_people_to_crm"
+WHERE
+  "_key" IN (
+    SELECT
+      "k"."_key"
+    FROM "dinsync_state"."acked_people_to_crm" AS "k"
+  )

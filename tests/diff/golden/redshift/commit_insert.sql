@@ -1,0 +1,20 @@
+INSERT INTO "dinsync_state"."snap_people_to_crm" (
+  "_key",
+  "_synced_at",
+  "_kh",
+  "_fp",
+  "f_a88b7dcd1a9e3e17",
+  "f_b6ea992aab466831",
+  "f_b205e07e594ce1db",
+  "f_a720b844fa90091f"
+)
+SELECT
+  "k"."_key",
+  CAST(GETDATE() AS TIMESTAMP),
+  "k"."_kh",
+  "k"."_fp",
+  "k"."h0",
+  "k"."h1",
+  "k"."h2",
+  "k"."h3"
+FROM "dinsync_state"."acked_people_to_crm" AS "k"

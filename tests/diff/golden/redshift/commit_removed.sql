@@ -1,0 +1,9 @@
+DELETE FROM "dinsync_state"."snap_people_to_crm"
+WHERE
+  "_key" IN (
+    SELECT
+      "p"."_key"
+    FROM "dinsync_state"."plan_people_to_crm" AS "p"
+    WHERE
+      "p"."_op" = 'removed'
+  )

@@ -1,0 +1,10 @@
+SELECT
+  "p"."_key",
+  "p"."_n"
+FROM "dinsync_state"."plan_people_to_crm" AS "p"
+WHERE
+  "p"."_op" = 'duplicate'
+ORDER BY
+  "p"."_n" DESC NULLS LAST,
+  "p"."_key" NULLS FIRST
+LIMIT 20

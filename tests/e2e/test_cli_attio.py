@@ -1,0 +1,404 @@
+"""End to end through the CLI: DuckDB model -> plan -> Attio sandbox over loopback -> snapshot, for
+"Synchronize People" and "Synchronize Companies". Every request the client sends is validated against
+Attio's OpenAPI file (fixture `attio_requests`)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from dinsync.config import load_project
+from dinsync.engine import preflight_sync
+from dinsync.errors import ExitCode
+from dinsync.sandbox import AttioSandbox, SandboxThread
+from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
+
+from .attio_project import CUSTOM_ATTRIBUTES, AttioProject
+
+TOKEN = "attio-e2e-token-51c7a2f0"
+WEAK = "weak-token-9e8d7c6b"  # a token without object_configuration:read
+COMPANY_FIELDS = ("name: name", "employees: employees", "tier: tier")
+
+
+@pytest.fixture
+def attio(tmp_path, monkeypatch, attio_requests):
+    sandbox = AttioSandbox([TOKEN], custom_attributes=CUSTOM_ATTRIBUTES, limits=False,
+                           token_scopes={WEAK: ("record_permission:read-write",)})
+    thread = SandboxThread(sandbox)
+    thread.start()
+    monkeypatch.setenv("ATTIO_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_SECONDS", "0")
+    p = AttioProject(tmp_path / "proj", thread.url, CliRunner())
+    p.root.mkdir()
+    p.sandbox, p.thread, p.requests = sandbox, thread, attio_requests
+    p.write_config()
+    p.write_sync()
+    p.seed_people(20)
+    p.seed_companies(6)
+    yield p
+    thread.stop()
+
+
+def person(p, email: str) -> dict | None:
+    return p.thread.call(lambda: (lambda r: None if r is None else p.sandbox.plain(r))(p.sandbox.find_person(email)))
+
+
+def company(p, domain: str) -> dict | None:
+    return p.thread.call(lambda: (lambda r: None if r is None else p.sandbox.plain(r))(p.sandbox.find_company(domain)))
+
+
+def sent_values(p, method: str = "PUT", path_part: str = "matching_attribute") -> list[dict]:
+    return [orjson.loads(b)["data"]["values"] for m, path, b in p.requests.requests
+            if m == method and path_part in path and b]
+
+
+def count(p, obj: str = "people") -> int:
+    return p.thread.call(p.sandbox.count, obj)
+
+
+# ------------------------------------------------------------------ upsert
+def test_people_upsert_then_only_changes_then_rows_leaving(attio):
+    p = attio
+    first = p.run()
+    assert (first["status"], first["added"], first["acknowledged"], first["exit_code"]) == ("success", 20, 20, 0)
+    assert count(p) == 20
+    assert person(p, "user7@example.com").items() >= {"job_title": "Name 7", "plan": "free", "lifetime_value": 10.5,
+                                                      "email_addresses": ["user7@example.com"]}.items()
+    assert len(p.snapshot_keys()) == 20
+
+    p.requests.clear()
+    second = p.run()
+    assert (second["added"], second["changed"], second["sent"], second["requests"]) == (0, 0, 0, 0)
+    assert p.requests.requests == []  # nothing to send: not even the pre-flight check
+
+    p.sql("update main.people set plan = 'team' where id in (1, 2)")
+    p.sql("update main.people set first_name = 'Renamed' where id = 3")
+    p.sql("delete from main.people where id in (19, 20)")
+    p.requests.clear()
+    third = p.run()
+    assert (third["added"], third["changed"], third["removed"], third["acknowledged"]) == (0, 3, 2, 3)
+    by_email = {v["email_addresses"][0]: v for v in sent_values(p)}
+    assert by_email == {"user1@example.com": {"email_addresses": ["user1@example.com"], "plan": ["team"]},
+                        "user2@example.com": {"email_addresses": ["user2@example.com"], "plan": ["team"]},
+                        "user3@example.com": {"email_addresses": ["user3@example.com"], "job_title": ["Renamed"]}}
+    assert person(p, "user1@example.com")["plan"] == "team" and person(p, "user3@example.com")["job_title"] == "Renamed"
+    # rows that left the model stop being updated: out of the snapshot, still in Attio
+    assert "user19@example.com" not in p.snapshot_keys() and count(p) == 20
+    p.sql("insert into main.people values (19, 'user19@example.com', 'Back', 'pro', 1, 'c-19')")
+    fourth = p.run()
+    assert (fourth["added"], fourth["changed"], fourth["acknowledged"]) == (1, 0, 1)
+    assert person(p, "user19@example.com")["job_title"] == "Back"
+
+
+def test_companies_upsert_custom_model_changed_fields_only(attio):
+    p = attio
+    p.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                 match_field="domains", fields=COMPANY_FIELDS)
+    run = p.run()
+    assert (run["status"], run["acknowledged"]) == ("success", 6)
+    assert company(p, "company3.com").items() >= {"domains": ["company3.com"], "name": "Company 3", "employees": 30,
+                                                  "tier": "gold"}.items()
+    p.sql("update main.companies set tier = 'bronze' where domain = 'company2.com'")
+    p.sql("update main.companies set employees = NULL where domain = 'company4.com'")
+    p.requests.clear()
+    run = p.run()
+    assert (run["changed"], run["acknowledged"]) == (2, 2)
+    assert sorted(sent_values(p), key=lambda v: v["domains"]) == [
+        {"domains": ["company2.com"], "tier": ["bronze"]}, {"domains": ["company4.com"], "employees": []}]
+    assert company(p, "company2.com")["tier"] == "bronze" and company(p, "company4.com")["employees"] is None
+    assert p.thread.stats()["created"] == {"companies": 6}
+
+
+def test_people_sync_refuses_a_custom_model(attio):
+    p = attio
+    p.write_sync(model="companies", match_column="domain", fields=("name: job_title",))
+    result = p.cli("sync")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "takes models of type user" in result.stdout
+
+
+# ------------------------------------------------------------------ update mode
+def test_people_update_mode_never_creates(attio):
+    p = attio
+    p.sql("create or replace table main.first_five as select * from main.people where id <= 5")
+    (p.root / "models" / "first_five.sql").write_text("-- primary_key: id\n-- model_type: user\n"
+                                                     "select * from main.first_five\n")
+    p.write_sync("seed_five", model="first_five")
+    assert p.run()["acknowledged"] == 5
+    p.sql("update main.people set plan = 'team'")
+    p.write_sync("attio_people", mode="update")
+    p.requests.clear()
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"], run["rejected"], run["failed"]) == (5, 15, 0, 0)
+    assert count(p) == 5 and p.thread.stats()["created"] == {"people": 5}
+    assert person(p, "user3@example.com")["plan"] == "team"
+    queries = [orjson.loads(b) for m, path, b in p.requests.requests if path.endswith("/records/query")]
+    assert len(queries) == 1 and len(queries[0]["filter"]["$or"]) == 20 and queries[0]["limit"] == 20
+    writes = [(path, orjson.loads(b)["data"]["values"]) for m, path, b in p.requests.requests
+              if m == "PUT" and "/records/" in path]
+    assert len(writes) == 5 and all("email_addresses" not in v for _, v in writes)  # written by record id only
+    assert not [r for r in p.requests.requests if "matching_attribute" in r[1]]  # never an assert
+    assert {s for s, _ in p.rejections().values()} == {"not_found"}
+    assert len(p.snapshot_keys("attio_people")) == 5
+    p.sql("update main.people set first_name = 'Changed' where id = 2")
+    p.requests.clear()
+    again = p.run()
+    assert (again["added"], again["changed"], again["acknowledged"], again["not_found"]) == (15, 1, 1, 15)
+    assert count(p) == 5 and person(p, "user2@example.com")["job_title"] == "Changed"
+    [(path, values)] = [(path, orjson.loads(b)["data"]["values"]) for m, path, b in p.requests.requests
+                        if m == "PUT" and "/records/" in path]
+    assert values == {"job_title": ["Changed"]}  # only the changed attribute
+
+
+def test_companies_update_mode_by_domain(attio):
+    p = attio
+    p.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                 match_field="domains", fields=COMPANY_FIELDS)
+    p.run()
+    p.sql("insert into main.companies values ('https://New-Co.com/about', 'New', 1, 'gold')")
+    p.sql("update main.companies set name = 'Renamed ' || domain")
+    p.write_sync("attio_companies", model="companies", service="companies", mode="update", match_column="domain",
+                 match_field="domains", fields=COMPANY_FIELDS)
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"]) == (6, 1)
+    assert count(p, "companies") == 6 and company(p, "company1.com")["name"] == "Renamed company1.com"
+    assert company(p, "company1.com")["domains"] == ["company1.com"]
+
+
+def test_lookup_batches_follow_lookup_batch_size(attio):
+    p = attio
+    p.write_config(extra="    rate_limits: {write: null, read: null}\n    lookup_batch_size: 7\n")
+    p.write_sync(mode="update")
+    run = p.run()
+    assert run["not_found"] == 20
+    sizes = [len(orjson.loads(b)["filter"]["$or"]) for m, path, b in p.requests.requests
+             if path.endswith("/records/query")]
+    assert sorted(sizes) == [6, 7, 7]
+
+
+# ------------------------------------------------------------------ configuration errors
+def test_unknown_read_only_attributes_and_non_unique_match_stop_before_sending(attio):
+    p = attio
+    p.write_sync(fields=("first_name: job_title", "ltv: lifetime_valeu", "plan: twitter_follower_count"))
+    result = p.cli("sync")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issues = json.loads(result.stdout)["runs"][0]["issues"]
+    located = {(i["file"], i["line"]): i for i in issues}
+    assert ("syncs/attio_people.yml", 10) in located  # the line mapping lifetime_valeu
+    unknown = located[("syncs/attio_people.yml", 10)]
+    assert "lifetime_valeu" in unknown["message"] and "lifetime_value" in unknown["hint"]
+    assert any("read-only" in i["message"] for i in issues)
+    stats = p.thread.stats()
+    assert stats["records"]["people"] == 0 and "assert" not in stats["requests_by_endpoint"]
+
+    p.write_sync(match_column="customer_id", match_field="job_title", fields=("plan: plan",))
+    result = p.cli("sync")
+    [issue] = json.loads(result.stdout)["runs"][0]["issues"]
+    assert issue["line"] == 7 and "not unique" in issue["message"] and "email_addresses" in issue["hint"]
+    assert "assert" not in p.thread.stats()["requests_by_endpoint"]
+
+    # attributes documented as never writable are refused when the project loads, offline
+    p.write_sync(fields=("first_name: avatar_url",))
+    [issue] = json.loads(p.cli("validate").stdout)["issues"]
+    assert issue["line"] == 9 and "read-only" in issue["message"]
+
+
+def test_preflight_serves_dinsync_validate(attio):
+    p = attio
+    p.write_sync(fields=("first_name: job_title", "ltv: lifetime_valeu"))
+    project = load_project(p.root)
+    [issue] = preflight_sync(project, "attio_people")
+    assert (issue.file, issue.line) == ("syncs/attio_people.yml", 10) and "lifetime_value" in issue.hint
+    p.write_sync()
+    assert preflight_sync(load_project(p.root), "attio_people") == []
+
+
+def test_matching_on_a_custom_unique_attribute(attio):
+    p = attio
+    p.write_sync(match_column="customer_id", match_field="customer_id", fields=("email: email_addresses",
+                                                                                "plan: plan"))
+    run = p.run()
+    assert run["acknowledged"] == 20
+    assert person(p, "user4@example.com")["customer_id"] == "c-4"
+    p.sql("update main.people set email = 'moved4@example.com' where id = 4")
+    assert p.run()["acknowledged"] == 1
+    assert person(p, "moved4@example.com")["customer_id"] == "c-4" and count(p) == 20
+
+
+# ------------------------------------------------------------------ per-row answers
+def test_unknown_select_option_rejects_that_row_and_delivers_the_others(attio):
+    p = attio
+    p.sql("update main.people set plan = 'platinum' where id = 3")
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"], run["status"]) == (19, 1, "success")
+    [(key, (status, reason))] = p.rejections().items()
+    assert key == "user3@example.com" and status == "rejected"
+    assert 'Cannot find select attribute with select option title "platinum"' in reason
+    assert person(p, "user3@example.com") is None and count(p) == 19
+    p.sql("update main.people set plan = 'pro' where id = 3")
+    fixed = p.run()
+    assert fixed["acknowledged"] == 1 and person(p, "user3@example.com")["plan"] == "pro"
+
+
+def test_bad_values_are_rejected_per_row_with_attios_message(attio):
+    p = attio
+    p.sql("alter table main.people add column score integer")
+    p.sql("update main.people set score = case when id = 5 then 9 else 3 end")
+    p.write_sync(fields=("plan: plan", "score: score"))
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (19, 1)
+    [(key, (_, reason))] = p.rejections().items()
+    assert key == "user5@example.com" and "Attio HTTP 400 validation_type" in reason and "rating" in reason
+
+
+def test_duplicate_matching_keys_are_withheld(attio):
+    p = attio
+    p.seed_people(60)
+    p.sql("insert into main.people values (61, 'USER1@example.com ', 'Dup', 'pro', 1, 'c-61')")
+    run = p.run()  # 2 rows of 61 share a key: under the 5% that would stop the run
+    assert run["duplicate_keys"] == 1 and run["acknowledged"] == 59 and run["exit_code"] == ExitCode.WARNINGS
+    assert person(p, "user1@example.com") is None
+    p.sql("insert into main.people select 100 + i, 'user2@example.com', 'd', 'pro', 1, 'x' from range(3) t(i)")
+    result = p.cli("sync")
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert "duplicated matching keys" in json.loads(result.stdout)["runs"][0]["error"]
+
+
+# ------------------------------------------------------------------ transient failures
+def test_429_bursts_are_retried_after_the_http_date(attio):
+    p = attio
+    p.thread.call(lambda: (setattr(p.sandbox.options, "limits", True),
+                           p.sandbox.options.rate_limits.update(write=5)))
+    run = p.run()  # the client's own write limit is off here: it bursts into Attio's limit
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    assert run["throttled"] > 0 and run["throttled"] == p.thread.stats()["responses_429"]
+    assert count(p) == 20
+
+
+def test_retry_after_date_is_honoured(attio):
+    p = attio
+    p.write_config(extra="    rate_limits: {write: null, read: null}\n    concurrency: 1\n")  # one in flight
+    p.thread.script("assert", throttle(1.0))
+    run = p.run()
+    assert (run["throttled"], run["acknowledged"]) == (1, 20)
+    log = p.thread.call(lambda: list(p.sandbox.log))
+    [throttled] = [e for e in log if e.status == 429]
+    # Retry-After named the first whole second at least 1 s later; without it the sender's own backoff
+    # (0.5 s at most for a first retry) would have come back sooner.
+    later = [e.ts for e in log if e.endpoint == "assert" and e.ts > throttled.ts]
+    assert later and min(later) >= throttled.ts + 0.95
+
+
+def test_5xx_and_resets_are_retried_and_writes_applied_before_a_reset_are_not_doubled(attio):
+    p = attio
+    p.thread.script("assert", error(503), reset(), reset_after_apply(), error(502), reset_after_apply())
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    assert count(p) == 20 and p.thread.stats()["faults"]["reset_after_apply"] == 2
+    assert all(person(p, f"user{i}@example.com")["email_addresses"] == [f"user{i}@example.com"] for i in range(1, 21))
+    # update mode: lookups and writes by record id survive the same faults
+    p.sql("update main.people set plan = 'team'")
+    p.write_sync("attio_people_update", mode="update")
+    p.thread.script("query", error(500), reset())
+    p.thread.script("update_overwrite", reset_after_apply(), error(503))
+    run = p.run()
+    assert (run["acknowledged"], run["failed"], run["not_found"]) == (20, 0, 0)
+    assert count(p) == 20 and all(person(p, f"user{i}@example.com")["plan"] == "team" for i in (1, 7, 20))
+
+
+def test_documented_limits_on_both_sides_deliver_everything(attio):
+    p = attio
+    p.write_config(extra="")  # the client's documented defaults: 25 writes/s, 100 reads/s
+    p.thread.call(lambda: setattr(p.sandbox.options, "limits", True))
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    p.sql("update main.people set plan = 'team'")
+    p.write_sync("attio_people_update", mode="update")
+    run = p.run()  # reads (pre-flight, lookups) and writes (PUT by record id) share the token's two buckets
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    assert set(run["request_rates"]) == {"write", "read"}
+    assert person(p, "user20@example.com")["plan"] == "team"
+
+
+# ------------------------------------------------------------------ credentials
+def test_bad_token_and_missing_scopes_stop_the_run_naming_the_scopes(attio, monkeypatch, caplog):
+    p = attio
+    caplog.set_level("DEBUG")
+    monkeypatch.setenv("ATTIO_TEST_TOKEN", "wrong-token-0a1b2c3d")
+    result = p.cli("sync")
+    assert result.exit_code == ExitCode.RUN_FAILED
+    message = json.loads(result.stdout)["runs"][0]["error"]
+    assert "401" in message and "record_permission:read-write" in message and "object_configuration:read" in message
+    weak = WEAK
+    monkeypatch.setenv("ATTIO_TEST_TOKEN", weak)
+    result = p.cli("sync")
+    message = json.loads(result.stdout)["runs"][0]["error"]
+    assert result.exit_code == ExitCode.RUN_FAILED and "403" in message and "object_configuration:read" in message
+    state = " ".join(str(r) for r in p.sql("select * from dinsync.runs")) + str(p.sql("select * from dinsync.rejections"))
+    for text in (result.stdout, caplog.text, state, p.cli("status").stdout):
+        assert "wrong-token" not in text and weak not in text and TOKEN not in text
+    assert count(p) == 0
+
+
+# ------------------------------------------------------------------ crash safety
+def _sync_process(p) -> subprocess.Popen:
+    env = dict(os.environ, ATTIO_TEST_TOKEN=TOKEN, DINSYNC_CHECKPOINT_ROWS="25", DINSYNC_CHECKPOINT_SECONDS="0.2")
+    return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service,kill_after", [("people", 40), ("people", 150), ("companies", 60)])
+def test_sigkill_mid_send_then_rerun_loses_nothing(attio, service, kill_after):
+    p = attio
+    rows = 600
+    if service == "people":
+        p.seed_people(rows)
+        sync = "attio_people"
+        expected = {e: {"job_title": f, "plan": pl, "lifetime_value": ltv}
+                    for e, f, pl, ltv in p.sql("select email, first_name, plan, ltv from main.people")}
+    else:
+        p.seed_companies(rows)
+        sync = "attio_companies"
+        p.write_sync(sync, model="companies", service="companies", match_column="domain", match_field="domains",
+                     fields=COMPANY_FIELDS)
+        expected = {d: {"name": n, "employees": e, "tier": t}
+                    for d, n, e, t in p.sql("select domain, name, employees, tier from main.companies")}
+    p.thread.set_faults(latency=0.02, jitter=0.02, reset_after_apply_rate=0.05, seed=kill_after)
+
+    def delivered() -> dict[str, dict]:
+        obj = "people" if service == "people" else "companies"
+        key = "email_addresses" if service == "people" else "domains"
+        records = p.thread.call(lambda: [p.sandbox.plain(r) for r in p.sandbox.records(obj)])
+        return {r[key][0]: {f: r[f] for f in next(iter(expected.values()))} for r in records}
+
+    proc = _sync_process(p)
+    deadline = time.monotonic() + 60
+    while p.thread.stats()["requests_by_endpoint"].get("assert", 0) < kill_after:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sync never reached the kill point"
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait(10)
+    assert proc.returncode == -9
+    committed = p.snapshot_keys(sync)
+    now = delivered()
+    assert committed <= set(now) and len(committed) < rows
+    assert all(now[k] == expected[k] for k in committed)
+
+    p.thread.set_faults(latency=0.0, jitter=0.0, reset_after_apply_rate=0.0)
+    rerun = _sync_process(p)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "success" and run["failed"] == 0
+    assert delivered() == expected
+    assert p.snapshot_keys(sync) == set(expected)
+    statuses = [r[0] for r in p.sql("select status from dinsync.runs order by started_at")]
+    assert statuses == ["abandoned", "success"]

@@ -1,0 +1,435 @@
+"""Splio end to end through the CLI, on both transports, against the Splio sandbox on 127.0.0.1:
+a real asyncssh SFTP server with an importer that writes reports, and the REST API."""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import asyncssh
+import pytest
+
+from dinsync.destinations.splio.settings import SftpSettings
+from dinsync.destinations.splio.sftp import SftpTransport
+from dinsync.sandbox.faults import error, reset, throttle
+from tests.e2e.splio_project import (API_KEY, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact, make_sandbox,
+                                     subset)
+from tests.spec_validation import validate_splio_request
+
+
+@pytest.fixture(scope="module")
+def client_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+@pytest.fixture
+def splio_requests(monkeypatch):
+    """(method, path, body) of every HTTP request the client sends; validated against Splio's spec."""
+    seen: list[tuple[str, str, bytes | None]] = []
+    original = aiohttp.ClientSession.request
+
+    def request(self, method, url, **kwargs):
+        u = str(url)
+        seen.append((method, "/" + u.split("/", 3)[3], kwargs.get("data")))
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "request", request)
+    yield seen
+    for method, path, body in seen:
+        validate_splio_request(method, path, body)
+
+
+@pytest.fixture
+def make_project(tmp_path, client_key, monkeypatch):
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_SECONDS", "0")
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
+    threads = []
+
+    def make(**options) -> SplioProject:
+        thread, sandbox = make_sandbox(client_key, **options)
+        threads.append(thread)
+        return SplioProject(tmp_path / f"proj{len(threads)}", thread, sandbox)
+
+    yield make
+    for thread in threads:
+        thread.stop()
+
+
+def expected(ids) -> dict[str, dict]:
+    return {f"user{i}@example.com": expected_contact(i) for i in ids}
+
+
+def held(p: SplioProject) -> dict[str, dict]:
+    return {email: subset(c) for email, c in p.contacts().items()}
+
+
+# --- SFTP -----------------------------------------------------------------------------------------
+def test_sftp_first_sync_noop_changed_only_and_rows_leaving(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", mode="insert")
+    p.seed(30)
+    first = p.sync()
+    [run] = first["runs"]
+    assert first["exit_code"] == 0, first["output"]
+    assert (run["status"], run["added"], run["acknowledged"], run["pending"]) == ("success", 30, 30, 0)
+    assert held(p) == expected(range(1, 31))
+    assert len(p.snapshot()) == 30
+    [name] = p.stats()["files_received"]
+    assert name.startswith("sandbox_contacts_splio_people_") and name.endswith("_0001.csv")
+
+    noop = p.sync()["runs"][0]
+    assert (noop["sent"], noop["status"]) == (0, "success")
+    assert len(p.stats()["files_received"]) == 1  # nothing uploaded
+
+    p.sql("update main.people set plan = 'pro' where id <= 3")
+    p.sql("delete from main.people where id = 30")
+    third = p.sync()["runs"][0]
+    assert (third["changed"], third["removed"], third["acknowledged"]) == (3, 1, 3)
+    last = p.stats()["files_received"][-1]
+    assert p.sandbox.report(last)["columns"] == ["email", "plan"]  # changed fields only
+    assert p.contact("user1@example.com")["custom_fields"]["plan"] == "pro"
+    assert subset(p.contact("user4@example.com")) == expected_contact(4)
+    assert p.contact("user30@example.com") is not None  # not deleted in Splio
+    assert "user30@example.com" not in p.snapshot()
+    assert not [n for n in p.drop_folder()], "files left in the drop folder"
+
+
+def test_sftp_update_mode_updates_existing_contacts_only(make_project):
+    p = make_project(insert_allowed=False)
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com", "firstname": "old"} for i in range(1, 11)])
+    p.configure(transport="sftp", mode="update", max_rejected_pct=60)
+    p.seed(20)
+    data = p.sync()
+    [run] = data["runs"]
+    assert (run["status"], run["acknowledged"], run["not_found"]) == ("success", 10, 10), data["output"]
+    assert set(p.contacts()) == {f"user{i}@example.com" for i in range(1, 11)}
+    assert p.contact("user2@example.com")["firstname"] == "Name 2"
+    assert p.snapshot() == {f"user{i}@example.com" for i in range(1, 11)}
+    reasons = {k: (s, r) for k, s, r in p.rejections()}
+    status, reason = reasons["user15@example.com"]
+    assert status == "not_found" and "does not create contacts" in reason
+    again = p.sync()["runs"][0]  # not-found rows are tried again
+    assert (again["sent"], again["not_found"]) == (10, 10)
+
+
+def test_sftp_update_mode_on_an_account_that_inserts_fails_loudly(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", mode="update")
+    p.seed(5)
+    data = p.sync()
+    assert data["exit_code"] == 1
+    assert "update mode" in data["output"] and "allows inserts" in data["output"]
+    assert p.snapshot() == set()
+
+
+def test_sftp_insert_mode_on_an_update_only_account_reports_not_found(make_project):
+    p = make_project(insert_allowed=False)
+    p.configure(transport="sftp", mode="insert", max_rejected_pct=100)
+    p.seed(3)
+    run = p.sync()["runs"][0]
+    assert (run["not_found"], run["acknowledged"]) == (3, 0)
+    assert all("allow inserts" in r for _, _, r in p.rejections())
+
+
+def test_sftp_hostile_values(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", mode="insert")
+    p.seed(8)
+    hostile = {1: "semi;colon", 2: 'quo"te ""x""', 3: "emoji 😀 中文 é", 4: "x" * 1_000_000, 5: "multi\nline",
+               6: "cr\ronly"}
+    for i, v in hostile.items():
+        p.sql("update main.people set plan = ? where id = ?", v, i)
+    p.sql("update main.people set first_name = repeat('n', 300) where id = 7")  # Splio: max 255
+    data = p.sync()
+    run = data["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (5, 3), data["output"]
+    for i in (1, 2, 3, 4):
+        assert p.contact(f"user{i}@example.com")["custom_fields"]["plan"] == hostile[i]
+    assert p.contact("user5@example.com") is None and p.contact("user7@example.com") is None
+    reasons = {k: r for k, _, r in p.rejections()}
+    assert "line break" in reasons["user5@example.com"] and "line break" in reasons["user6@example.com"]
+    assert "firstname is longer than 255" in reasons["user7@example.com"]
+    assert p.stats()["files_rejected"] == {}  # no line break ever reached a file
+
+
+def test_sftp_private_key_login_and_file_size_cap(make_project, client_key, tmp_path):
+    p = make_project(insert_allowed=True)
+    p.env["SPLIO_SFTP_KEY"] = client_key.export_private_key().decode()
+    p.configure(transport="sftp", mode="insert", credential="private_key: ${env:SPLIO_SFTP_KEY}", max_rows=7)
+    p.seed(20)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["requests"]) == ("success", 20, 3)
+    assert len(p.stats()["files_processed"]) == 3
+    assert p.stats()["sftp_logins"].get("password", 0) == 0
+    assert held(p) == expected(range(1, 21))
+
+
+def test_sftp_wrong_password_is_a_clear_error_and_nothing_is_committed(make_project):
+    p = make_project(insert_allowed=True)
+    p.env["SPLIO_SFTP_PASSWORD"] = "wrong-password-123"
+    p.configure(transport="sftp")
+    p.seed(5)
+    data = p.sync()
+    assert data["exit_code"] == 1
+    assert "login refused for user 'dinsync'" in data["output"]
+    assert "wrong-password-123" not in data["output"]
+    assert p.snapshot() == set() and p.stats()["files_received"] == []
+    [(status, error)] = p.sql("select status, error from dinsync.runs")
+    assert status == "failed" and "login refused" in error
+
+
+@pytest.mark.parametrize("known_hosts", ["other key", "missing file"])
+def test_sftp_unknown_host_key_is_never_trusted(make_project, tmp_path, known_hosts):
+    p = make_project(insert_allowed=True)
+    path = tmp_path / "kh"
+    if known_hosts == "other key":
+        other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        path.write_text(f"[127.0.0.1]:{p.sandbox.sftp_port} {other}")
+    p.configure(transport="sftp", known_hosts=path)
+    p.seed(5)
+    data = p.sync()
+    assert data["exit_code"] == 1
+    assert "ssh-keyscan" in data["output"] and str(path) in data["output"]
+    assert p.snapshot() == set()
+    assert p.stats()["sftp_uploads"] == {}
+
+
+def test_sftp_connection_dropped_mid_upload_is_retried_from_the_spool(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(50)
+    p.thread.call(p.sandbox.sftp_faults.drop_upload_after, 100)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 50)
+    stats = p.stats()
+    assert stats["sftp_uploads"]["dropped"] == 1 and len(stats["files_processed"]) == 1
+    assert held(p) == expected(range(1, 51))
+    assert p.drop_folder() == []  # the partial upload was overwritten, then renamed
+
+
+def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", sftp_extra="      upload_attempts: 2\n")
+    p.seed(50)
+    p.thread.call(p.sandbox.sftp_faults.drop_upload_after, 100, 10)  # more drops than upload attempts
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["failed"], run["acknowledged"]) == (1, 50, 0)
+    assert p.snapshot() == set() and p.stats()["files_received"] == []  # no partial file imported
+    p.thread.call(p.sandbox.sftp_faults.clear)
+    again = p.sync()["runs"][0]
+    assert (again["status"], again["acknowledged"]) == ("success", 50)
+    assert held(p) == expected(range(1, 51))
+    assert p.drop_folder() == []  # the .part left behind was swept
+
+
+def test_sftp_rejected_import_fails_its_rows_then_they_are_resent(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(10)
+    p.thread.call(p.sandbox.sftp_faults.reject_next_file, "the import queue is closed")
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["failed"], run["acknowledged"]) == (1, 10, 0)
+    [(_, status, reason)] = p.sql("select key, status, reason from dinsync.rejections limit 1")
+    assert status == "failed" and "skipped the whole file" in reason and "the import queue is closed" in reason
+    again = p.sync()["runs"][0]
+    assert (again["status"], again["acknowledged"]) == ("success", 10)
+
+
+def test_sftp_unknown_custom_column_skips_the_file_with_a_reason(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", fields=FIELDS[:1] + ("  plan: {field: plann, custom: true}",))
+    p.seed(4)
+    data = p.sync()
+    assert data["exit_code"] == 1
+    reasons = {r for _, _, r in p.rejections()}
+    assert len(reasons) == 1 and "unknown_column" in reasons.pop()
+
+
+def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatch):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(6)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 1.5)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["pending"], run["acknowledged"]) == (1, 6, 0)
+    assert "did not arrive in time" in run["error"] and p.snapshot() == set()
+    [token] = p.stats()["files_received"] or [None]
+    assert token is not None
+
+    async def resolve():  # a later run reads the outcome from the token alone
+        settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync",
+                                password=SFTP_PASSWORD, known_hosts=str(p.known_hosts),
+                                reports_directory="/imports/reports")
+        async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD) as transport:
+            for _ in range(100):
+                found = await transport.resolve([token])
+                if found.ok or found.problems:
+                    return found
+                await asyncio.sleep(0.05)
+        return None
+
+    results = asyncio.run(resolve())
+    assert results is not None and not results.problems
+    assert set(results.ok) == {f"user{i}@example.com" for i in range(1, 7)}
+    p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 0.0)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
+    again = p.sync()["runs"][0]  # until the engine keeps tokens across runs, the rows are sent again
+    assert (again["status"], again["acknowledged"]) == ("success", 6)
+
+
+# --- API ------------------------------------------------------------------------------------------
+def test_api_insert_first_sync_noop_changed_only_and_rows_leaving(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(30)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 30), data["output"]
+    assert held(p) == expected(range(1, 31))
+    methods = [(m, path.split("?")[0]) for m, path, _ in splio_requests]
+    assert methods.count(("POST", "/data/contacts/bulk")) == 1 and methods.count(("POST", "/authenticate")) == 1
+
+    assert p.sync()["runs"][0]["sent"] == 0
+    splio_requests.clear()
+    p.sql("update main.people set plan = 'pro', visits = 99 where id <= 3")
+    p.sql("delete from main.people where id = 30")
+    third = p.sync()["runs"][0]
+    assert (third["changed"], third["removed"], third["acknowledged"]) == (3, 1, 3)
+    patches = [(path, body) for m, path, body in splio_requests if m == "PATCH"]
+    assert len(patches) == 3 and all(b'"firstname"' not in body for _, body in patches)  # changed fields only
+    assert p.contact("user2@example.com")["custom_fields"] == {**expected_contact(2)["custom_fields"],
+                                                               "plan": "pro", "visits": "99"}
+    assert p.contact("user30@example.com") is not None and "user30@example.com" not in p.snapshot()
+
+
+def test_api_insert_falls_back_to_patch_for_existing_contacts(make_project, splio_requests):
+    p = make_project()
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com", "firstname": "old"} for i in range(1, 6)])
+    p.configure(transport="api", mode="insert")
+    p.seed(20)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 20)
+    assert held(p) == expected(range(1, 21))
+    stats = p.stats()
+    assert stats["created"]["api"] == 15 and stats["updated"]["api"] == 5
+
+
+def test_api_update_mode_never_creates(make_project, splio_requests):
+    p = make_project()
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 11)])
+    p.configure(transport="api", mode="update", max_rejected_pct=60)
+    p.seed(20)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["not_found"]) == ("success", 10, 10)
+    assert len(p.contacts()) == 10 and p.stats()["requests_by_endpoint"].get("contacts_bulk", 0) == 0
+    assert held(p) == expected(range(1, 11))
+
+
+def test_api_one_bad_contact_does_not_sink_the_batch(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(40)
+    p.sql("update main.people set lang = 'xx' where id = 17")
+    run = p.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (39, 1)
+    [(key, status, reason)] = p.rejections()
+    assert key == "user17@example.com" and status == "rejected" and "language 'xx'" in reason
+    assert len(p.contacts()) == 39
+
+
+def test_api_hostile_values(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(6)
+    hostile = {1: "semi;colon", 2: 'quo"te', 3: "emoji 😀 中文", 4: "x" * 1_000_000, 5: "multi\nline\r\n"}
+    for i, v in hostile.items():
+        p.sql("update main.people set plan = ? where id = ?", v, i)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 6)
+    for i, v in hostile.items():
+        assert p.contact(f"user{i}@example.com")["custom_fields"]["plan"] == v
+
+
+def test_api_429_and_5xx_bursts_are_retried(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="update", extra="    timeout_seconds: 5\n")
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 41)])
+    p.seed(40)
+    p.thread.script("contacts_patch", throttle(retry_after=None), times=3)
+    p.thread.script("contacts_patch", error(503), times=3)
+    p.thread.script("contacts_patch", reset(), times=2)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 40, 0)
+    assert run["throttled"] >= 3
+    stats = p.stats()
+    assert stats["responses_429"] >= 3 and stats["faults"]["error"] == 3 and stats["faults"]["reset"] == 2
+    assert held(p) == expected(range(1, 41))
+
+
+def test_api_rate_limit_holds_under_20_per_second(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="update")
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 61)])
+    p.seed(60)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 60)
+    assert run["request_rates"]["contacts"] <= 20.0
+
+
+def test_api_unknown_custom_field_is_a_preflight_error(make_project):
+    p = make_project()
+    p.configure(transport="api", fields=FIELDS[:1] + ("  plan: {field: plann, custom: true}",))
+    p.seed(3)
+    result = p.cli("sync")
+    assert result.exit_code == 3
+    assert "Splio has no custom contact field 'plann'" in result.stdout and "did you mean 'plan'" in result.stdout
+    assert p.stats()["requests_by_endpoint"].get("contacts_bulk", 0) == 0
+
+
+def test_api_wrong_key_stops_the_run(make_project):
+    p = make_project()
+    p.env["SPLIO_TEST_API_KEY"] = "not-the-key-0000"
+    p.configure(transport="api")
+    p.seed(3)
+    data = p.sync()
+    assert data["exit_code"] == 1 and "refused the API key" in data["output"]
+    assert "not-the-key-0000" not in data["output"] and p.snapshot() == set()
+
+
+def test_api_token_renewed_when_it_expires(make_project, splio_requests):
+    p = make_project(token_lifetime=1.0)
+    p.configure(transport="api", mode="update", extra="    rate_limits: {contacts: 10}\n")
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 31)])
+    p.seed(30)
+    run = p.sync()["runs"][0]  # ~3 s at 10 PATCH/s with 1-second tokens
+    assert (run["status"], run["acknowledged"]) == ("success", 30)
+    assert p.stats()["tokens_issued"] >= 3
+
+
+def test_sftp_sweeps_only_its_own_stale_part_files(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(3)
+    drop = p.sandbox.root / "imports" / "contacts"
+    mine = "sandbox_contacts_splio_people_20260101T000000Z_0a1b2c3d_0001.csv.part"
+    others = ["sandbox_contacts_splio_people_vip_20260101T000000Z_0a1b2c3d_0001.csv.part",  # another sync
+              "sandbox_contacts_splio_people_manual.csv.part"]  # not a dinsync name
+    for name in [mine, *others]:
+        (drop / name).write_bytes(b"email;plan\nhalf@example.com;fr")
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 3)
+    assert p.drop_folder() == sorted(others)
+
+
+def test_sftp_wrong_directory_is_a_clear_error(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    (p.root / "dinsync.yml").write_text((p.root / "dinsync.yml").read_text().replace(
+        "directory: /imports/contacts", "directory: /imports/nowhere"))
+    p.seed(2)
+    data = p.sync()
+    assert data["exit_code"] == 1 and "check sftp.directory" in data["output"]
+    assert p.snapshot() == set()

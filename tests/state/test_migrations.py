@@ -1,0 +1,90 @@
+"""State written by dinsync 0.1 (layout 1) is migrated in place by this version."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from dinsync.errors import LockBusyError
+from dinsync.state import LAYOUT_VERSION, StateStore
+from dinsync.warehouses import connect
+
+# Exactly what dinsync 0.1 (commit cdf9fad, dinsync/state/store.py) created and wrote.
+LAYOUT_1 = [
+    'CREATE SCHEMA IF NOT EXISTS "dinsync"',
+    'CREATE TABLE IF NOT EXISTS "dinsync".meta (key VARCHAR PRIMARY KEY, value VARCHAR)',
+    'CREATE TABLE IF NOT EXISTS "dinsync".runs (run_id VARCHAR, sync VARCHAR, started_at TIMESTAMP, '
+    "finished_at TIMESTAMP, status VARCHAR, full_refresh BOOLEAN, added BIGINT, changed BIGINT, "
+    "removed BIGINT, unchanged BIGINT, null_keys BIGINT, duplicate_keys BIGINT, sent BIGINT, "
+    "acknowledged BIGINT, rejected BIGINT, not_found BIGINT, failed BIGINT, requests BIGINT, "
+    "throttled BIGINT, seconds DOUBLE PRECISION, error VARCHAR, warnings VARCHAR, tool_version VARCHAR)",
+    'CREATE TABLE IF NOT EXISTS "dinsync".rejections (run_id VARCHAR, sync VARCHAR, key VARCHAR, '
+    "field VARCHAR, status VARCHAR, reason VARCHAR, rejected_at TIMESTAMP)",
+    'CREATE TABLE IF NOT EXISTS "dinsync".locks (sync VARCHAR PRIMARY KEY, run_id VARCHAR, holder VARCHAR, '
+    "acquired_at TIMESTAMP, expires_at TIMESTAMP)",
+    "DELETE FROM \"dinsync\".meta WHERE key = 'layout_version'",
+    "INSERT INTO \"dinsync\".meta VALUES ('layout_version', '1')",
+]
+
+
+def release_01_state(path, holder: str) -> None:
+    con = duckdb.connect(str(path))
+    for statement in LAYOUT_1:
+        con.execute(statement)
+    con.execute("INSERT INTO dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version, added) "
+                "VALUES ('old-ok', 'users', TIMESTAMP '2026-01-01 00:00:00', 'success', FALSE, '0.1.0', 20), "
+                "('old-killed', 'users', TIMESTAMP '2026-01-02 00:00:00', 'running', FALSE, '0.1.0', NULL)")
+    con.execute("INSERT INTO dinsync.rejections VALUES ('old-ok', 'users', 'a@x.com', NULL, 'rejected', 'bad', "
+                "TIMESTAMP '2026-01-01 00:00:01')")
+    con.execute("INSERT INTO dinsync.locks VALUES ('users', 'old-killed', ?, TIMESTAMP '2026-01-02 00:00:00', "
+                "now() + INTERVAL 1 HOUR)", [holder])
+    con.execute("CREATE TABLE dinsync.snap_users (_key VARCHAR NOT NULL, _synced_at TIMESTAMP)")
+    con.execute("INSERT INTO dinsync.snap_users VALUES ('a@x.com', NULL)")
+    con.close()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_layout_1_migrates_and_its_killed_run_is_taken_over(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    release_01_state(path, f"{socket.gethostname()}:{dead_pid()}")  # 0.1 wrote holders as host:pid
+    wh = connect("duckdb", path=str(path))
+    try:
+        store = StateStore(wh, "dinsync")
+        assert store.layout_version() == 1
+        assert store.migrate() == LAYOUT_VERSION == 2
+        assert {"ticket", "choosing"} <= set(wh.table_columns("dinsync", "locks"))
+        # everything 0.1 wrote is still there
+        assert [r["run_id"] for r in store.last_runs("users")] == ["old-killed", "old-ok"]
+        assert store.rejections("old-ok") == [{"key": "a@x.com", "field": None, "status": "rejected", "reason": "bad"}]
+        assert wh.query("select _key from dinsync.snap_users").to_pylist() == [{"_key": "a@x.com"}]
+        # the lock of the killed 0.1 run (old holder format) is taken over; the PRIMARY KEY still arbitrates
+        store.acquire_lock("users", "new-run")
+        assert [r["run_id"] for r in store.lock_holders("users")] == ["new-run"]
+        assert store.last_runs("users")[0]["status"] == "abandoned"
+        with pytest.raises(LockBusyError):
+            store.acquire_lock("users", "another")
+        assert store.migrate() == LAYOUT_VERSION  # idempotent
+    finally:
+        wh.close()
+
+
+def test_layout_1_lock_of_a_live_process_is_kept(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    release_01_state(path, f"{socket.gethostname()}:{os.getpid()}")  # a 0.1 run still going (this process)
+    wh = connect("duckdb", path=str(path))
+    try:
+        store = StateStore(wh, "dinsync")
+        store.migrate()
+        with pytest.raises(LockBusyError, match="old-killed"):
+            store.acquire_lock("users", "new-run")
+    finally:
+        wh.close()

@@ -1,0 +1,261 @@
+"""The warehouse interface, adapter by adapter: bind parameters, streaming, bulk writes,
+transactions, identifiers, translated errors, lazy drivers."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import sys
+import threading
+
+import pyarrow as pa
+import pytest
+
+from dinsync.warehouses import (
+    WarehouseAuthError,
+    WarehouseDriverMissing,
+    WarehouseObjectMissing,
+    WarehouseSqlError,
+    WarehouseUnavailable,
+    capabilities_of,
+    connect,
+)
+from dinsync.warehouses.pgfamily import CursorStream, MultiRowInsertWrite, rebatch
+from tests.warehouses.support import PG_DSN, WAREHOUSE_KINDS, WarehouseUnderTest, require_postgres
+
+
+@pytest.fixture(params=WAREHOUSE_KINDS)
+def w(request, tmp_path):
+    target = WarehouseUnderTest(request.param, tmp_path)
+    target.wh.model_schema = target.schema
+    yield target.wh
+    target.close()
+
+
+def test_bind_parameters_of_every_type(w):
+    w.execute("CREATE TABLE p (s VARCHAR, i BIGINT, f DOUBLE PRECISION, b BOOLEAN, t TIMESTAMP)")
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, 890000)
+    hostile = "it's \"quoted\"; DROP TABLE p; -- %s %(x)s :x \\"
+    w.execute("INSERT INTO p (s, i, f, b, t) VALUES (:s, :i, :f, :b, :t)",
+              {"s": hostile, "i": 2**62, "f": 1.25, "b": True, "t": when})
+    w.execute("INSERT INTO p (s, i, f, b, t) VALUES (:s, :i, :f, :b, :t)", {"s": None, "i": None, "f": None, "b": None,
+                                                                           "t": None})
+    rows = w.query("SELECT * FROM p WHERE s = :s OR i IS NULL ORDER BY i", {"s": hostile}).to_pylist()
+    assert rows == [{"s": hostile, "i": 2**62, "f": 1.25, "b": True, "t": when},
+                    {"s": None, "i": None, "f": None, "b": None, "t": None}]
+    assert w.scalar("SELECT COUNT(*) FROM p WHERE s = :s", {"s": "nothing"}) == 0
+    assert w.execute("UPDATE p SET i = 1 WHERE i IS NULL") in (1, None)
+    assert w.query("SELECT 5 % 2 AS m").to_pylist() == [{"m": 1}]  # a literal % without parameters
+
+
+def test_stream_is_bounded_batches_of_every_row(w):
+    w.execute("CREATE TABLE big AS SELECT CAST(i AS BIGINT) AS i, CAST(i AS VARCHAR) || 'x' AS s "
+              "FROM generate_series(1, 25000) AS g(i)")
+    sizes = []
+    total = 0
+    for batch in w.stream("SELECT i, s FROM big ORDER BY i", batch_rows=4000):
+        sizes.append(batch.num_rows)
+        assert batch.schema.names == ["i", "s"]
+        total += pa.compute.sum(batch.column("i")).as_py()
+    assert max(sizes) <= 4000 and sum(sizes) == 25000 and len(sizes) >= 7
+    assert total == 25000 * 25001 // 2
+
+
+def test_other_statements_run_while_a_stream_is_open(w):
+    w.execute("CREATE TABLE src AS SELECT CAST(i AS BIGINT) AS i FROM generate_series(1, 3000) AS g(i)")
+    w.execute("CREATE TABLE dst (i BIGINT)")
+    seen = 0
+    for batch in w.stream("SELECT i FROM src", batch_rows=500):
+        seen += batch.num_rows
+        w.write_arrow(w.model_schema, "dst", pa.table({"i": batch.column("i")}))  # commit-like work meanwhile
+        errors = []
+        t = threading.Thread(target=lambda: errors.append(w.scalar("SELECT COUNT(*) FROM dst")))
+        t.start()
+        t.join()
+        assert errors[0] == seen
+    assert w.scalar("SELECT COUNT(*) FROM dst") == 3000
+
+
+def test_write_arrow_append_by_name_and_replace(w):
+    w.execute("CREATE TABLE r (a VARCHAR, b BIGINT, c TIMESTAMP)")
+    data = pa.table({"c": pa.array([dt.datetime(2026, 1, 1), None], pa.timestamp("us")), "b": [1, None],
+                     "a": ["x,\"y\"\nz", ""]})
+    w.write_arrow(w.model_schema, "r", data)
+    w.write_arrow(w.model_schema, "r", data.slice(0, 0))  # nothing to write
+    assert w.query("SELECT a, b, c FROM r ORDER BY b").to_pylist() == [
+        {"a": "x,\"y\"\nz", "b": 1, "c": dt.datetime(2026, 1, 1)}, {"a": "", "b": None, "c": None}]
+    long = "é" * 3000  # over Redshift's 256-byte bare VARCHAR
+    table = pa.table({"k": pa.array(["a", long]).dictionary_encode(), "n": pa.array([1.5, None]),
+                      "flag": [True, False], "d": pa.array([decimal.Decimal("1.25"), None], pa.decimal128(10, 2))})
+    w.write_arrow(w.model_schema, "fresh", table, mode="replace")
+    w.write_arrow(w.model_schema, "fresh", table.slice(0, 1), mode="replace")  # re-created, not appended
+    assert w.query("SELECT k, n, flag, d FROM fresh").to_pylist() == [
+        {"k": "a", "n": 1.5, "flag": True, "d": decimal.Decimal("1.25")}]
+    w.write_arrow(w.model_schema, "fresh", table.slice(1, 1))
+    assert w.scalar("SELECT k FROM fresh WHERE n IS NULL") == long
+    with pytest.raises(ValueError):
+        w.write_arrow(w.model_schema, "fresh", table, mode="upsert")
+
+
+def test_columns_and_table_columns(w):
+    w.execute("CREATE TABLE c (id INTEGER, email VARCHAR)")
+    cols = w.columns("SELECT id, email, 1 AS one FROM c")
+    assert [n for n, _ in cols] == ["id", "email", "one"]
+    assert w.table_columns(w.model_schema, "c") == ["id", "email"]
+    assert w.table_columns(w.model_schema, "nope") is None
+
+
+def test_transactions_roll_back_and_belong_to_their_thread(w):
+    w.execute("CREATE TABLE tx (i INTEGER)")
+    with pytest.raises(RuntimeError):
+        with w.transaction():
+            w.execute("INSERT INTO tx VALUES (1)")
+            raise RuntimeError("boom")
+    assert w.scalar("SELECT COUNT(*) FROM tx") == 0
+    with w.transaction():
+        w.execute("INSERT INTO tx VALUES (2)")
+    assert w.scalar("SELECT COUNT(*) FROM tx") == 1
+
+
+def test_errors_say_what_failed(w):
+    with pytest.raises(WarehouseObjectMissing) as info:
+        w.query("SELECT * FROM no_such_table")
+    assert not info.value.retryable and "no_such_table" in info.value.message and info.value.hint
+    with pytest.raises(WarehouseSqlError):
+        w.execute("SELEC nonsense")
+    w.execute("SELECT 1")  # the session is still usable
+
+
+def test_identifiers_are_quoted_and_length_checked(w):
+    name = 'we"ird name'
+    w.execute(f"CREATE TABLE {w.quote(name)} (x INTEGER)")
+    assert w.table_columns(w.model_schema, name) == ["x"]
+    limit = w.capabilities.max_identifier_length
+    if limit:
+        with pytest.raises(WarehouseSqlError, match="longer than"):
+            w.quote("t" * (limit + 1))
+
+
+def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path):
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        batch = next(iter(t.wh.stream(
+            "SELECT 1.5::numeric(10,2) AS d, 2.5::numeric AS n, 'NaN'::numeric(10,2) AS nan, "
+            "'{\"a\": 1}'::jsonb AS j, now() AS tz")))
+        assert batch.schema.field("d").type == pa.decimal128(10, 2)
+        assert batch.schema.field("n").type == pa.float64()
+        assert batch.schema.field("j").type == pa.string()
+        assert batch.to_pylist()[0]["nan"] is None  # a decimal cannot hold NaN; the type stays decimal
+        assert batch.schema.field("tz").type == pa.timestamp("us", tz="UTC")
+    finally:
+        t.close()
+
+
+def test_connection_errors(tmp_path):
+    require_postgres()
+    with pytest.raises(WarehouseUnavailable) as info:
+        connect("postgres", host="127.0.0.1", port=1, user="u", password="sekret-pw-123", database="d")
+    assert info.value.retryable and "sekret-pw-123" not in str(info.value) + (info.value.hint or "")
+    with pytest.raises(WarehouseObjectMissing, match="does not exist"):
+        connect("postgres", dsn=PG_DSN, database="no_such_database_here")
+    with pytest.raises(WarehouseAuthError):
+        connect("postgres", dsn=PG_DSN, user="no_such_role_here")
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
+    assert capabilities_of("postgres").dialect == "postgres"  # capabilities need no driver
+    with pytest.raises(WarehouseDriverMissing) as info:
+        connect("postgres", dsn=PG_DSN)
+    assert info.value.hint == "pip install 'dinsync[postgres]'"
+    with pytest.raises(WarehouseDriverMissing, match="redshift"):
+        connect("redshift", dsn=PG_DSN)
+
+
+def test_without_adbc_postgres_streams_through_a_cursor(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+    monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        assert t.wh._adbc is None
+        sizes = [b.num_rows for b in t.wh.stream("SELECT i FROM generate_series(1, 1000) AS g(i)", batch_rows=300)]
+        assert sizes == [300, 300, 300, 100]
+    finally:
+        t.close()
+
+
+def test_redshift_path_writes_with_multi_row_inserts_and_reads_with_a_cursor(tmp_path, monkeypatch):
+    from dinsync.warehouses.redshift import RedshiftWarehouse
+
+    assert RedshiftWarehouse.write_arrow is MultiRowInsertWrite.write_arrow
+    assert RedshiftWarehouse.stream is CursorStream.stream
+    monkeypatch.setattr(RedshiftWarehouse, "insert_rows", 7)
+    t = WarehouseUnderTest("redshift", tmp_path)
+    try:
+        statements = []
+        conn = t.wh.conn
+        original = conn.cursor
+
+        class Recorder:
+            def __init__(self, cur):
+                self.cur = cur
+
+            def __enter__(self):
+                self.cur.__enter__()
+                return self
+
+            def __exit__(self, *exc):
+                return self.cur.__exit__(*exc)
+
+            def __getattr__(self, name):
+                return getattr(self.cur, name)
+
+            def execute(self, sql, params=None, **kw):
+                statements.append(str(sql))
+                return self.cur.execute(sql, params, **kw)
+
+        monkeypatch.setattr(conn, "cursor", lambda *a, **k: Recorder(original(*a, **k)))
+        t.wh.write_arrow(t.schema, "ins", pa.table({"i": list(range(20)), "s": [str(i) for i in range(20)]}),
+                         mode="replace")
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        assert len(inserts) == 3 and not any("COPY" in s for s in statements)  # 7 + 7 + 6 rows
+        assert sorted(r["i"] for r in t.wh.query("SELECT i FROM ins").to_pylist()) == list(range(20))
+        assert [b.num_rows for b in t.wh.stream("SELECT i FROM ins ORDER BY i", batch_rows=8)] == [8, 8, 4]
+    finally:
+        t.close()
+
+
+def test_rebatch_cuts_and_joins_to_the_requested_size():
+    batches = [pa.record_batch({"i": list(range(n))}) for n in (3, 0, 10, 1, 6)]
+    assert [b.num_rows for b in rebatch(iter(batches), 4)] == [4, 4, 4, 4, 4]
+    assert [b.num_rows for b in rebatch(iter(batches), 100)] == [20]
+
+
+def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
+    from dinsync.diff import DiffSpec, Planner
+
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        t.wh.execute("CREATE TABLE j AS SELECT 'a@x.com' AS email, '{}'::json AS payload")
+        p = Planner(t.wh, DiffSpec(sync="j", model_sql="SELECT * FROM j", key_column="email", key_normalization="email",
+                                   fields=[("payload", "payload")], state_schema=t.state_schema))
+        with pytest.raises(WarehouseSqlError) as info:
+            p.plan()
+        assert "json" in info.value.hint and "::text" in info.value.hint
+        p = Planner(t.wh, DiffSpec(sync="j", model_sql="SELECT email, payload::jsonb AS payload FROM j",
+                                   key_column="email", key_normalization="email", fields=[("payload", "payload")],
+                                   state_schema=t.state_schema))
+        assert p.plan().added == 1
+    finally:
+        t.close()
+
+
+def test_session_settings(tmp_path):
+    require_postgres()
+    with connect("postgres", dsn=PG_DSN, settings={"work_mem": "48MB", "statement_timeout": "5min"},
+                 search_path=["a b", "public"]) as wh:
+        assert wh.scalar("SELECT current_setting('work_mem')") == "48MB"
+        assert wh.scalar("SELECT current_setting('statement_timeout')") == "5min"
+        assert wh.scalar("SELECT current_setting('parallel_tuple_cost')") == "0.01"  # dinsync's default
+        assert wh.scalar("SELECT current_setting('search_path')") == '"a b","public"'
+        batch = next(iter(wh.stream("SELECT current_setting('work_mem') AS w")))  # the ADBC session too
+        assert batch.column(0).to_pylist() == ["48MB"]
