@@ -223,7 +223,8 @@ def test_wrong_key_and_missing_scopes_stop_the_run_naming_the_scopes(make_attent
     result = p.sync()
     [run] = result["runs"]
     assert result["exit_code"] == ExitCode.RUN_FAILED and "refused the API key (HTTP 401 on me" in run["error"]
-    text = json.dumps(result) + repr(p.sql("select * from dinsync.runs")) + repr(p.sql("select * from dinsync.rejections"))
+    state = repr(p.sql("select * from dinsync.runs")) + repr(p.sql("select * from dinsync.rejections"))
+    text = json.dumps(result) + state
     assert wrong not in text and ATTENTIVE_KEY not in text
 
 

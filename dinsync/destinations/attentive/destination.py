@@ -169,9 +169,6 @@ class AttentiveDestination(Destination):
     async def begin_run(self, transport, sync: SyncSpec) -> None:
         await transport.start(sync)
 
-    async def finish_run(self, transport, sync: SyncSpec) -> None:
-        transport.no_more_writes()
-
     # --- existence checks ------------------------------------------------------------------
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
         kind = self.options.get("existence_check", "custom_attributes")

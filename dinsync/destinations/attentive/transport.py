@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import aiohttp
@@ -25,16 +25,7 @@ from yarl import URL
 from ...errors import DinsyncError
 from ...sender import HttpSender
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
-from .destination import (
-    CONFIRM,
-    ME,
-    BulkPart,
-    WriteBatch,
-    error_message,
-    job_token,
-    parse_job_token,
-    write_result,
-)
+from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
 
 MAX_POLL_INTERVAL = 10.0
 DOWNLOAD_ATTEMPTS = 5
@@ -84,7 +75,6 @@ class _Stats:
     downloads: int = 0
     confirmations: int = 0
     probe: str | None = None  # what the probe learned
-    extra: dict = field(default_factory=dict)
 
 
 class AttentiveTransport:
@@ -154,9 +144,6 @@ class AttentiveTransport:
         self.empty_list_is_known = answer.startswith("404")
         self.stats.probe = answer
 
-    def no_more_writes(self) -> None:
-        """Every write was handed over (finish_run): only jobs remain to follow."""
-
     # --- delivering -----------------------------------------------------------------------
     async def deliver(self, request: Request) -> Delivered:
         ctx = request.context
@@ -220,7 +207,8 @@ class AttentiveTransport:
             if not due:
                 await asyncio.sleep(max(0.0, min(j.next_poll for j in self._jobs.values()) - now))
                 continue
-            for job, error in zip(due, await asyncio.gather(*(self._poll(job) for job in due), return_exceptions=True)):
+            answers = await asyncio.gather(*(self._poll(job) for job in due), return_exceptions=True)
+            for job, error in zip(due, answers):
                 if isinstance(error, BaseException):  # e.g. the key was revoked: the job's rows fail
                     if isinstance(error, asyncio.CancelledError):
                         raise error
