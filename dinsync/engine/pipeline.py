@@ -134,12 +134,23 @@ class Pipeline:
                     await self._enqueue(mapped, queue, loop, work_ex)
                     continue
                 # Lookups are slow (one request per row): rows are looked up, prepared and queued a
-                # slice at a time, so that writes of the rows found overlap the lookups of the next.
-                for start in range(0, mapped.height, LOOKUP_SLICE_ROWS):
-                    if self._stopping() or self.fatal is not None:
-                        break
-                    found = await self._only_existing(mapped.slice(start, LOOKUP_SLICE_ROWS))
-                    await self._enqueue(found, queue, loop, work_ex)
+                # slice at a time, so that writes of the rows found overlap the lookups of the next,
+                # and the next slice is looked up while this one is queued (no gap at the endpoint).
+                parts = [mapped.slice(start, LOOKUP_SLICE_ROWS) for start in range(0, mapped.height,
+                                                                                    LOOKUP_SLICE_ROWS)]
+                lookups = [asyncio.ensure_future(self._only_existing(part)) for part in parts[:1]]
+                try:
+                    for i in range(len(parts)):
+                        if i + 1 < len(parts):
+                            lookups.append(asyncio.ensure_future(self._only_existing(parts[i + 1])))
+                        found = await lookups[i]
+                        if self._stopping() or self.fatal is not None:
+                            break
+                        await self._enqueue(found, queue, loop, work_ex)
+                finally:
+                    for task in lookups:
+                        task.cancel()
+                    await asyncio.gather(*lookups, return_exceptions=True)
         finally:
             await loop.run_in_executor(read_ex, batches.close)
         if self._stopping():  # requests not started yet are dropped: planned again next run
