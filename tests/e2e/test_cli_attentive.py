@@ -185,6 +185,22 @@ def test_throttling_server_errors_and_resets_are_retried_until_delivered(attenti
     assert len(p.snapshot_keys()) == 20
 
 
+def test_bursts_of_429s_and_random_server_errors(make_attentive):
+    p = make_attentive(seeded=200)
+    p.seed(200)
+    p.thread.script("getCustomAttributes", *[throttle(None)] * 4)
+    p.thread.script("postCustomAttributes", *[throttle(None)] * 3)
+    p.thread.set_faults(error_rate=0.1, reset_rate=0.03, reset_after_apply_rate=0.03, seed=11)
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"], run["not_found"]) == ("success", 200, 0, 0)
+    assert run["throttled"] >= 7  # the scripted ones (the sandbox's own limiter may add one after a pause)
+    stats = p.stats()
+    assert stats["faults"]["error"] > 20 and stats["created_users"] == 0
+    assert all(p.subscriber(f"subscriber{i}@example.com")["attributes"]["firstName"] == f"Name {i}"
+               for i in range(200))
+    assert len(p.snapshot_keys()) == 200
+
+
 def test_a_failed_bulk_job_is_submitted_again(attentive):
     p = attentive
     p.thread.call(p.sandbox.script_job_failure, 1)
