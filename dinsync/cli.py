@@ -212,13 +212,14 @@ def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask t
 def preflight_issues(project) -> list[ConfigIssue]:
     """Pre-flight checks of the enabled syncs whose destination has one (nothing is sent)."""
     from .destinations.base import Destination
-    from .engine import preflight_sync
 
     issues: list[ConfigIssue] = []
     for name, cfg in sorted(project.syncs.items()):
         dest_cfg = project.destinations[cfg.destination]
         if not cfg.enabled or dest_cfg.destination_class.preflight is Destination.preflight:
             continue
+        from .engine import preflight_sync  # only when a platform has something to check
+
         try:
             issues += preflight_sync(project, name)
         except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
