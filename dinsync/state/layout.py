@@ -8,16 +8,15 @@ PRIMARY KEY clauses only where the lock arbiter relies on them.
 Layout 1 (dinsync 0.1): meta, runs, rejections, locks (PRIMARY KEY on sync).
 Layout 2: locks gain `ticket` and `choosing` (the insert-then-verify arbiter, for warehouses that
 do not enforce keys); holders are written host:pid:starttime (no DDL).
+Layout 3: runs gain `pending` (rows whose outcome did not arrive in the run) and `parked` (rows
+rejected earlier for their content, not planned again until they change).
 """
 from __future__ import annotations
 
 import functools
 import re
 
-import sqlglot
-from sqlglot import exp
-
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 META = "CREATE TABLE IF NOT EXISTS {s}.meta (key VARCHAR NOT NULL{pk_meta}, value VARCHAR)"
 
@@ -37,6 +36,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE {s}.locks ADD COLUMN ticket BIGINT",
         "ALTER TABLE {s}.locks ADD COLUMN choosing BOOLEAN",
     ],
+    3: [
+        "ALTER TABLE {s}.runs ADD COLUMN pending BIGINT",
+        "ALTER TABLE {s}.runs ADD COLUMN parked BIGINT",
+    ],
 }
 
 _ADD_COLUMN = re.compile(r"ALTER TABLE \{s\}\.(\w+) ADD COLUMN (\w+) ")
@@ -51,7 +54,11 @@ def added_column(statement: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=256)
 def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
-    """A layout statement in `dialect`, for the state schema `schema`."""
+    """A layout statement in `dialect`, for the state schema `schema` (sqlglot is loaded only
+    when a layout is created or migrated)."""
+    import sqlglot
+    from sqlglot import exp
+
     text = statement.format(
         s=exp.to_identifier(schema, quoted=True).sql(),
         pk_meta=" PRIMARY KEY" if primary_keys else "",

@@ -36,7 +36,7 @@ REJECTION_SCHEMA = pa.schema(
 
 RUN_COUNTERS = (
     "added changed removed unchanged null_keys duplicate_keys sent acknowledged rejected "
-    "not_found failed requests throttled"
+    "not_found failed pending parked requests throttled"
 ).split()
 
 ABANDONED = ("the run ended without finishing (killed or crashed); its acknowledged rows up to the last "

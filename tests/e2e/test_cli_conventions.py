@@ -52,7 +52,8 @@ def test_a_run_is_one_json_shape_in_sync_status_and_failure(project):
                 "error", "tool_version"):
         assert ran[key] == logged[key], key
     assert ran["started_at"].endswith("Z") and ran["finished_at"].endswith("Z") and ran["warnings"] == []
-    project.sql("insert into dinsync.locks values ('iterable_users', 'other-run', 'host:1', now(), "
+    project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at) "
+                "values ('iterable_users', 'other-run', 'host:1', now(), "
                 "now() + interval 1 hour)")
     failed = project.sync()
     assert failed["exit_code"] == ExitCode.LOCKED

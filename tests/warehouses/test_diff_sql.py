@@ -103,6 +103,7 @@ def test_every_statement_runs_with_the_documented_meaning(s):
     ops = s.plan()
     assert ops == {"a@x.com": "changed", "b@x.com": "changed", "c@x.com": "changed", "e@x.com": "added"}
     assert s.flags("a@x.com") == ["score"] and s.flags("b@x.com") == ["first_name"] and s.flags("c@x.com") == ["first_name"]
+    assert s.p.field_change_counts() == {"email": 0, "first_name": 2, "score": 1}
     assert s.rows["a@x.com"]["v2"] == 5 and s.rows["b@x.com"]["v1"] is None
     assert s.p.sample("changed", limit=5)[0] == {"key": "a@x.com", "op": "changed", "changed_fields": ["score"],
                                                   "fields": {"email": "A@x.com ", "first_name": "Ada", "score": 5}}
