@@ -273,6 +273,18 @@ def test_the_matching_field_cannot_be_mapped_again(attentive):
     assert p.stats()["requests"] == 0
 
 
+def test_validate_checks_the_mapping_before_any_run(attentive):
+    p = attentive
+    long_name = "x" * 201
+    p.write(fields=("first_name: firstName", "email: email", f"tier: {{field: {long_name}, custom: true}}"))
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issues = {i["line"]: i["message"] for i in json.loads(result.stdout)["issues"]}
+    assert "is the matching field" in issues[8]
+    assert "201 characters; Attentive allows 200" in issues[9]
+    assert p.stats()["requests"] == 0  # the mapping checks need no request
+
+
 def test_trusting_the_snapshot_skips_lookups_of_known_rows(attentive):
     p = attentive
     p.write(extra="    lookup: new_rows\n")
