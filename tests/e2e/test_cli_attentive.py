@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dinsync.errors import ExitCode
 from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
 from tests.e2e.attentive_project import ATTENTIVE_KEY, attentive, make_attentive  # noqa: F401 (fixtures)
@@ -293,3 +295,31 @@ def test_trusting_the_snapshot_skips_lookups_of_known_rows(attentive):
     p.requests.clear()
     run = p.run()
     assert (run["changed"], run["acknowledged"]) == (20, 20) and p.lookups() == []
+
+
+def _diff_normalises_phone_keys() -> bool:
+    try:
+        from dinsync.diff.keys import KEY_NORMALIZATIONS  # the diff branch
+    except ImportError:
+        from dinsync.diff.render import KEY_NORMALIZATIONS
+    return "phone" in KEY_NORMALIZATIONS
+
+
+@pytest.mark.skipif(not _diff_normalises_phone_keys(),
+                    reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
+def test_match_on_phone_end_to_end(make_attentive):
+    p = make_attentive(seeded=15)
+    p.sql("update main.customers set phone = '(201) 200-' || lpad(cast(id as varchar), 4, '0')")  # national form
+    p.sql("update main.customers set phone = '12' where id = 3")  # digits, but no valid number
+    p.write(match_column="phone", match_field="phone", extra="    phone_region: US\n")
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"], run["rejected"]) == (14, 5, 1)
+    assert all(path.startswith("/v1/attributes/custom?phone=%2B1201200") for path in p.lookups())
+    assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000004")["attributes"]["firstName"] == "Name 4"
+    assert {b["user"]["phone"] for b in p.v1_bodies()} >= {"+12012000004"}
+    [(status, reason)] = [v for v in p.rejections().values() if v[0] == "rejected"]
+    assert "is not a valid phone number (default region US)" in reason
+    assert p.stats()["created_users"] == 0
+    # another spelling of the same numbers is the same key: nothing to send
+    p.sql("update main.customers set phone = '+1 201 200 ' || lpad(cast(id as varchar), 4, '0') where id != 3")
+    assert p.run()["changed"] == 0
