@@ -245,12 +245,11 @@ class Pipeline:
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
 
     def _collect_ready(self) -> bool:
-        """Outcomes of pending records that arrived meanwhile, from a transport that can tell
-        without waiting (optional `ready() -> Delivered`): committed at the next checkpoint."""
-        ready = getattr(self.transport, "ready", None)
-        if not self.pending or ready is None:
+        """Outcomes of pending records that arrived meanwhile (`Transport.ready`, which does not
+        wait): committed at the next checkpoint."""
+        if not self.pending:
             return False
-        arrived = ready()
+        arrived = self.transport.ready()
         if not (arrived.ok or arrived.problems):
             return False
         self._settled(arrived)
