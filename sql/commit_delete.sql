@@ -1,3 +1,5 @@
--- Commit, step 1 of 2 (one transaction): drop the snapshot rows of the acknowledged keys...
+-- Commit, step 1 of 2 (one transaction): drop the snapshot rows of the acknowledged keys (only
+-- keys the snapshot may hold are looked for)...
 DELETE FROM {{ snapshot }}
-WHERE _key IN (SELECT k._key FROM {{ acked }} AS k)
+WHERE _kh IN (SELECT k._kh FROM {{ acked }} AS k WHERE k._replace)
+  AND _key IN (SELECT k._key FROM {{ acked }} AS k WHERE k._replace)

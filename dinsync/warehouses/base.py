@@ -17,6 +17,14 @@ class Capabilities:
     dialect: str  # sqlglot dialect name
     transactional_ddl: bool = True
     hash_type: str = "UBIGINT"  # type of the per-field hash columns in snapshots
+    # A database the adapter attaches for per-run scratch tables (the plan, commit scratch), shared
+    # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
+    # tables live in the state schema.
+    scratch_database: str | None = None
+    # A pseudo-column numbering a table's rows in storage order, whose range filters skip storage
+    # blocks (DuckDB: rowid). Commits then find acknowledged plan rows by position, not by a scan
+    # of the whole plan. None: commits join the plan on the key.
+    row_position: str | None = None
 
 
 class Warehouse:

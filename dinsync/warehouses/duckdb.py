@@ -12,8 +12,12 @@ from ..errors import DinsyncError, LockBusyError
 from .base import Capabilities, Warehouse, quote_ident
 
 
+SCRATCH_DATABASE = "dinsync_scratch"
+
+
 class DuckDBWarehouse(Warehouse):
-    capabilities = Capabilities(dialect="duckdb", transactional_ddl=True, hash_type="UBIGINT")
+    capabilities = Capabilities(dialect="duckdb", transactional_ddl=True, hash_type="UBIGINT",
+                                scratch_database=SCRATCH_DATABASE, row_position="rowid")
 
     def __init__(self, path: str = ":memory:", threads: int | None = None, read_only: bool = False,
                  memory_limit: str | None = "192MB", streaming_memory_limit: str | None = "100MB"):
@@ -39,6 +43,10 @@ class DuckDBWarehouse(Warehouse):
             self._con.execute("SET memory_limit = ?", [str(memory_limit)])
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
+        # The plan and the scratch tables of a run: an in-memory database shared by every cursor
+        # of this connection, spilled to temporary files beyond memory_limit and never written to
+        # the database file (writing a 10M-row plan there costs ~3x more, and it is dropped anyway).
+        self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {quote_ident(SCRATCH_DATABASE)}")
         # One connection object per thread: a DuckDB connection must not run two statements at
         # once, and the engine streams the plan while it commits acknowledged rows.
         self._local = threading.local()

@@ -1,17 +1,20 @@
-CREATE TEMPORARY TABLE "temp"."main"."acked_people_to_crm" AS
+CREATE TABLE "dinsync_scratch"."acked_people_to_crm" AS
 SELECT
+  "p"."rowid" AS "_rn",
   "p"."_key",
   "p"."_kh",
+  "p"."_rkh",
   "p"."_fp",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
-FROM "dinsync_state"."plan_people_to_crm" AS "p"
+  "p"."_prior" OR "p"."_done" AS "_replace",
+  HASH(CAST("p"."v0" AS TEXT)) AS "h0",
+  HASH(CAST("p"."v1" AS TEXT)) AS "h1",
+  HASH(CAST("p"."v2" AS TEXT)) AS "h2",
+  HASH(CAST("p"."v3" AS TEXT)) AS "h3"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_state"."ack_people_to_crm" AS "a"
+    FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
   )

@@ -3,6 +3,8 @@ INSERT INTO "dinsync_state"."snap_people_to_crm" (
   "_synced_at",
   "_kh",
   "_fp",
+  "_rkh",
+  "_pfp",
   "f_a88b7dcd1a9e3e17",
   "f_b6ea992aab466831",
   "f_b205e07e594ce1db",
@@ -13,8 +15,10 @@ SELECT
   CAST(CURRENT_TIMESTAMP AS TIMESTAMP),
   "k"."_kh",
   "k"."_fp",
+  "k"."_rkh",
+  NULL,
   "k"."h0",
   "k"."h1",
   "k"."h2",
   "k"."h3"
-FROM "temp"."main"."acked_people_to_crm" AS "k"
+FROM "dinsync_scratch"."acked_people_to_crm" AS "k"

@@ -1,0 +1,22 @@
+{#- Shared fragments (not a statement). `a` is a table alias. -#}
+
+{#- The fingerprint a model row must have to be skipped: the parked one if any (a row rejected for
+    its content waits until it changes), else the delivered one. retry_rejected ignores parking. -#}
+{% macro expected_fp(a, retry) -%}
+{% if retry %}{{ a }}._fp{% else %}COALESCE({{ a }}._pfp, {{ a }}._fp){% endif %}
+{%- endmacro %}
+
+{#- Snapshot rows the segment is compared with: all of them (delivered or parked), or only the
+    delivered ones when parked rows are retried. -#}
+{% macro expected_rows(a, retry) -%}
+{% if retry %}{{ a }}._synced_at IS NOT NULL{% else %}TRUE{% endif %}
+{%- endmacro %}
+
+{#- Raw key hash of a model row (alias m): NULL when the key is NULL or empty (as text). -#}
+{% macro raw_key_hash(raw_key, key_column) -%}
+CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_column }}) END
+{%- endmacro %}
+
+{% macro fingerprint(fields, a) -%}
+DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}
