@@ -13,7 +13,7 @@ FROM (
   SELECT
     CASE
       WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
-      THEN COALESCE(FARM_FINGERPRINT(CAST(CAST(`m`.`email` AS STRING) AS STRING)), 0)
+      THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)
     END AS `_rkh`
   FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people

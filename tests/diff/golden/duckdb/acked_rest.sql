@@ -5,11 +5,11 @@ SELECT
   "p"."_kh",
   "p"."_rkh",
   "p"."_fp",
-  "p"."_prior" OR "p"."_done" AS "_replace",
-  HASH(CAST("p"."v0" AS TEXT)) AS "h0",
-  HASH(CAST("p"."v1" AS TEXT)) AS "h1",
-  HASH(CAST("p"."v2" AS TEXT)) AS "h2",
-  HASH(CAST("p"."v3" AS TEXT)) AS "h3"
+  "p"."_prior" AS "_replace",
+  "p"."h0",
+  "p"."h1",
+  "p"."h2",
+  "p"."h3"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

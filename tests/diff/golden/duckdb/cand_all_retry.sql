@@ -7,7 +7,7 @@ WITH "seg" AS (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-        THEN HASH(CAST(CAST("m"."email" AS TEXT) AS TEXT))
+        THEN HASH(CAST("m"."email" AS TEXT))
       END AS "_rkh",
       HASH(
         "m"."email",

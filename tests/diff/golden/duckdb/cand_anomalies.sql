@@ -13,7 +13,7 @@ FROM (
   SELECT
     CASE
       WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-      THEN HASH(CAST(CAST("m"."email" AS TEXT) AS TEXT))
+      THEN HASH(CAST("m"."email" AS TEXT))
     END AS "_rkh"
   FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people

@@ -14,7 +14,7 @@ SELECT
   ) AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-    THEN HASH(CAST(CAST("m"."email" AS TEXT) AS TEXT))
+    THEN HASH(CAST("m"."email" AS TEXT))
   END AS "_rkh",
   HASH(
     "m"."email",
@@ -39,7 +39,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-    THEN HASH(CAST(CAST("m"."email" AS TEXT) AS TEXT))
+    THEN HASH(CAST("m"."email" AS TEXT))
   END IN (
     SELECT
       "c"."_rkh"

@@ -1,8 +1,8 @@
 UPDATE "dinsync_scratch"."plan_people_to_crm" SET "_done" = TRUE
 WHERE
-  "rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
-  AND "rowid" IN (
+  "_op" IN ('added', 'changed')
+  AND "_key" IN (
     SELECT
-      "k"."_rn"
+      "k"."_key"
     FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
   )

@@ -10,6 +10,10 @@ SELECT
   TRUE AS "x1",
   TRUE AS "x2",
   TRUE AS "x3",
+  HASH(CAST("k"."v0" AS TEXT)) AS "h0",
+  HASH(CAST("k"."v1" AS TEXT)) AS "h1",
+  HASH(CAST("k"."v2" AS TEXT)) AS "h2",
+  HASH(CAST("k"."v3" AS TEXT)) AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   "k"."_kh",
   "k"."_rkh",
@@ -42,7 +46,7 @@ FROM (
       ) AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-        THEN HASH(CAST(CAST("m"."email" AS TEXT) AS TEXT))
+        THEN HASH(CAST("m"."email" AS TEXT))
       END AS "_rkh",
       HASH(
         "m"."email",

@@ -12,7 +12,7 @@ WITH "seg" AS (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASHTEXTEXTENDED(CAST(CAST("m"."email" AS VARCHAR) AS TEXT), 0), 0)
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
       END AS "_rkh",
       HASHTEXTEXTENDED(
         (

@@ -3,7 +3,7 @@ SELECT
   NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASHTEXTEXTENDED(CAST(CAST("m"."email" AS VARCHAR) AS TEXT), 0), 0)
+    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
   END AS "_rkh",
   HASHTEXTEXTENDED(
     (
@@ -21,7 +21,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASHTEXTEXTENDED(CAST(CAST("m"."email" AS VARCHAR) AS TEXT), 0), 0)
+    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
   END IN (
     SELECT
       "c"."_rkh"

@@ -10,6 +10,10 @@ SELECT
   TRUE AS "x1",
   TRUE AS "x2",
   TRUE AS "x3",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v0" AS TEXT), 0), 0) AS "h0",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v1" AS TEXT), 0), 0) AS "h1",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v2" AS TEXT), 0), 0) AS "h2",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v3" AS TEXT), 0), 0) AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   "k"."_kh",
   "k"."_rkh",
@@ -34,7 +38,7 @@ FROM (
       NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASHTEXTEXTENDED(CAST(CAST("m"."email" AS VARCHAR) AS TEXT), 0), 0)
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
       END AS "_rkh",
       HASHTEXTEXTENDED(
         (

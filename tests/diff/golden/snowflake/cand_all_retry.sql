@@ -7,7 +7,7 @@ WITH "seg" AS (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST(CAST("m"."email" AS VARCHAR) AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
       END AS "_rkh",
       HASH(
         COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),

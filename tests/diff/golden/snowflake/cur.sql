@@ -3,7 +3,7 @@ SELECT
   NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASH(CAST(CAST("m"."email" AS VARCHAR) AS VARCHAR)), 0)
+    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
   END AS "_rkh",
   HASH(
     COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
@@ -21,7 +21,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASH(CAST(CAST("m"."email" AS VARCHAR) AS VARCHAR)), 0)
+    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
   END IN (
     SELECT
       "c"."_rkh"

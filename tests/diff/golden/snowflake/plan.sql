@@ -27,6 +27,14 @@ WITH "counts" AS (
   FROM "counts" AS "n"
   LEFT JOIN "dinsync_state"."prior_people_to_crm" AS "p"
     ON "p"."_key" = "n"."_key"
+), "hashed" AS (
+  SELECT
+    "c".*,
+    COALESCE(HASH(CAST("c"."v0" AS VARCHAR)), 0) AS "h0",
+    COALESCE(HASH(CAST("c"."v1" AS VARCHAR)), 0) AS "h1",
+    COALESCE(HASH(CAST("c"."v2" AS VARCHAR)), 0) AS "h2",
+    COALESCE(HASH(CAST("c"."v3" AS VARCHAR)), 0) AS "h3"
+  FROM "dinsync_state"."cur_people_to_crm" AS "c"
 ), "rows" AS (
   SELECT
     "c".*,
@@ -37,24 +45,24 @@ WITH "counts" AS (
     (
       "p"."_synced_at" IS NULL
       OR "p"."f_a88b7dcd1a9e3e17" IS NULL
-      OR "p"."f_a88b7dcd1a9e3e17" <> COALESCE(HASH(CAST("c"."v0" AS VARCHAR)), 0)
+      OR "p"."f_a88b7dcd1a9e3e17" <> "c"."h0"
     ) AS "x0",
     (
       "p"."_synced_at" IS NULL
       OR "p"."f_b6ea992aab466831" IS NULL
-      OR "p"."f_b6ea992aab466831" <> COALESCE(HASH(CAST("c"."v1" AS VARCHAR)), 0)
+      OR "p"."f_b6ea992aab466831" <> "c"."h1"
     ) AS "x1",
     (
       "p"."_synced_at" IS NULL
       OR "p"."f_b205e07e594ce1db" IS NULL
-      OR "p"."f_b205e07e594ce1db" <> COALESCE(HASH(CAST("c"."v2" AS VARCHAR)), 0)
+      OR "p"."f_b205e07e594ce1db" <> "c"."h2"
     ) AS "x2",
     (
       "p"."_synced_at" IS NULL
       OR "p"."f_a720b844fa90091f" IS NULL
-      OR "p"."f_a720b844fa90091f" <> COALESCE(HASH(CAST("c"."v3" AS VARCHAR)), 0)
+      OR "p"."f_a720b844fa90091f" <> "c"."h3"
     ) AS "x3"
-  FROM "dinsync_state"."cur_people_to_crm" AS "c"
+  FROM "hashed" AS "c"
   JOIN "keyed" AS "k"
     ON "k"."_key" = "c"."_key" AND "k"."_n" = 1
   LEFT JOIN "dinsync_state"."prior_people_to_crm" AS "p"
@@ -101,6 +109,10 @@ SELECT
     WHEN "o"."_op" IN ('added', 'changed')
     THEN "o"."_op" = 'added' OR "o"."x3"
   END AS "x3",
+  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h0" END AS "h0",
+  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h1" END AS "h1",
+  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h2" END AS "h2",
+  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h3" END AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   COALESCE(HASH(CAST("o"."_key" AS VARCHAR)), 0) AS "_kh",
   "o"."_rkh",
@@ -112,6 +124,10 @@ UNION ALL
 SELECT
   "k"."_key",
   'duplicate',
+  NULL,
+  NULL,
+  NULL,
+  NULL,
   NULL,
   NULL,
   NULL,
@@ -141,6 +157,10 @@ SELECT
   NULL,
   NULL,
   NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
   COUNT(*),
   NULL,
   NULL,
@@ -156,6 +176,10 @@ UNION ALL
 SELECT
   "p"."_key",
   CASE WHEN NOT "p"."_synced_at" IS NULL THEN 'removed' ELSE 'forget' END,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
   NULL,
   NULL,
   NULL,

@@ -10,6 +10,10 @@ SELECT
   TRUE AS "x1",
   TRUE AS "x2",
   TRUE AS "x3",
+  COALESCE(HASH(CAST("k"."v0" AS VARCHAR)), 0) AS "h0",
+  COALESCE(HASH(CAST("k"."v1" AS VARCHAR)), 0) AS "h1",
+  COALESCE(HASH(CAST("k"."v2" AS VARCHAR)), 0) AS "h2",
+  COALESCE(HASH(CAST("k"."v3" AS VARCHAR)), 0) AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   "k"."_kh",
   "k"."_rkh",
@@ -34,7 +38,7 @@ FROM (
       NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST(CAST("m"."email" AS VARCHAR) AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
       END AS "_rkh",
       HASH(
         COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
