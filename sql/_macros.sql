@@ -20,3 +20,18 @@ CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_colum
 {% macro fingerprint(fields, a) -%}
 DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
 {%- endmacro %}
+
+{#- The plan rows of the keys of the current commit (alias p): with a row position, the plan rows at
+    the positions collected in `acked` (k); else the `acked` copy itself. which: "all", "replace"
+    (rows whose snapshot row may exist) or "new" (the others). Needs the context (import it with
+    `with context`). -#}
+{% macro commit_rows(which="all") -%}
+{% if position -%}
+{{ plan }} AS p JOIN {{ acked }} AS k ON p.{{ position }} = k._rn
+WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
+{%- if which == "replace" %} AND k._replace{% elif which == "new" %} AND NOT k._replace{% endif %}
+{%- else -%}
+{{ acked }} AS p
+{%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}
+{%- endif %}
+{%- endmacro %}

@@ -1,19 +1,29 @@
 -- The plan rows of the keys the destination answered for ({{ tables.ack }}, written by dinsync):
--- only added and changed rows; any other key is ignored. With the hashes of the values sent, which
--- the snapshot records. _replace: the snapshot may hold a row for the key (it had one when the
--- plan was built, or this run committed the key already{% if position %}: the planner keeps
--- track of that by position{% endif %}).
-{% if window %}-- Only plan rows in a range of positions (recently streamed rows) are looked at.{% endif %}
+-- only added and changed rows; any other key is ignored. _replace: the snapshot may hold a row for
+-- the key (it had one when the plan was built{% if not position %}, or this run committed the key
+-- already{% endif %}).
+{% if position %}
+-- The planner found the position of most keys among the rows it streamed (_rn of the ack table):
+-- the plan is read at those positions only (a range scan), and only positions are collected.
+CREATE TABLE {{ acked }} AS
+SELECT p.{{ position }} AS _rn, p._prior AS _replace
+FROM {{ plan }} AS p
+JOIN {{ tables.ack }} AS a
+  ON p.{{ position }} = a._rn
+WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
+  AND p._key = a._key
+  AND p._op IN ('added', 'changed')
+{% else %}
+-- With the hashes of the values sent, which the snapshot records.
 CREATE TABLE {{ acked }} AS
 SELECT
-  {% if position %}p.{{ position }} AS _rn,{% endif %}
   p._key,
   p._kh,
   p._rkh,
   p._fp,
-  {% if position %}p._prior{% else %}p._prior OR p._done{% endif %} AS _replace,
+  p._prior OR p._done AS _replace,
   {% for f in fields %}p.h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
 FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')
-  {% if window %}AND p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}{% endif %}
   AND p._key IN (SELECT a._key FROM {{ tables.ack }} AS a)
+{% endif %}

@@ -84,8 +84,12 @@ class RenderCache:
     def get(self, name: str) -> str | None:
         return self.entries.get(name)
 
-    def put(self, name: str, value: str) -> None:
+    def put(self, name: str, value: str, save: bool = True) -> None:
         self.entries[name] = value
+        if save:
+            self._save()
+
+    def save(self) -> None:
         self._save()
 
     def _save(self) -> None:

@@ -4,14 +4,19 @@ Every commit method is idempotent, takes any iterable of keys (an Arrow array or
 strings), ignores keys that are not added/changed rows of the current plan, and may run in another
 thread while the plan is streamed (calls are serialised by the planner's lock).
 
-Cost: a commit looks up its keys among the plan rows streamed recently (a range of positions,
-when the warehouse has a row-position column), then in the rest of the plan only for keys not
-found there; snapshot rows are looked for only for keys the snapshot may hold (`_prior`, or
-committed earlier in this run: tracked by position in a bitmap here, else in the plan's `_done`).
-So the commits of a first sync cost what they insert.
+Cost proportional to the keys committed, not to the plan or the snapshot:
+- with a row position (Capabilities.row_position), the planner remembers the position of every
+  row it streamed and has not committed yet (`PositionIndex`, 16 bytes a row, by key hash); a
+  commit reads the plan at those positions only (range scans) and copies the rows into the
+  snapshot. Keys it does not know (not streamed by this planner, committed before) are looked
+  for in the whole plan.
+- snapshot rows are looked for (deleted, updated) only for keys the snapshot may hold: `_prior`
+  (it held them when the plan was built) or committed earlier in this run (a bitmap of committed
+  positions here; the plan's `_done` elsewhere). The commits of a first sync only insert.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 
@@ -29,6 +34,41 @@ def _keys_array(keys: Any):
     return pc.unique(arr.drop_null())
 
 
+class PositionIndex:
+    """Positions of plan rows streamed and not committed yet, by a hash of their key (Polars)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._parts: list = []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._parts = []
+
+    def add(self, keys, positions) -> None:
+        import polars as pl
+
+        part = pl.DataFrame({"h": pl.from_arrow(keys).hash(), "rn": pl.from_arrow(positions).cast(pl.Int64)})
+        with self._lock:
+            self._parts.append(part)
+
+    def take(self, keys):
+        """An Arrow table (_key, _rn) of `keys` with the position of each key's row if known
+        (NULL if not); the positions returned leave the index. A key may come back twice with two
+        positions when two keys' hashes collide: the commit's SQL checks the key."""
+        import polars as pl
+
+        ack = pl.DataFrame({"_key": pl.from_arrow(keys)}).with_columns(h=pl.col("_key").hash())
+        with self._lock:
+            if not self._parts:
+                return ack.select("_key", _rn=pl.lit(None, pl.Int64)).to_arrow()
+            pending = pl.concat(self._parts, rechunk=True) if len(self._parts) > 1 else self._parts[0]
+            found = ack.join(pending, on="h", how="left")
+            taken = found.select("rn").drop_nulls()
+            self._parts = [pending.join(taken, on="rn", how="anti")] if taken.height else [pending]
+        return found.select("_key", _rn="rn").to_arrow()
+
+
 class CommitMixin:
     """The commit side of `Planner` (see planner.py for the attributes used here)."""
 
@@ -39,17 +79,17 @@ class CommitMixin:
         if len(arr) == 0:
             return 0
         with self._lock:
-            self._load_acked(arr)
             try:
-                n = self._ack_counts
+                n = self._collect(arr)
                 if n["acknowledged"]:
                     again = self._committed_before()
+                    bounds = self._bounds(n)
                     with self.warehouse.transaction():
                         if again:
-                            self._execute("commit_delete_all")
+                            self._execute("commit_delete_all", **bounds)
                         elif n["replace"]:
-                            self._execute("commit_delete")
-                        self._execute("commit_insert")
+                            self._execute("commit_delete", **bounds)
+                        self._execute("commit_insert", **bounds)
                     self._mark_done()
             finally:
                 self._drop("ack", "acked")
@@ -64,44 +104,57 @@ class CommitMixin:
         if len(arr) == 0:
             return 0
         with self._lock:
-            self._load_acked(arr)
             try:
-                n = self._ack_counts
+                n = self._collect(arr)
                 if n["acknowledged"]:
                     if self._committed_before():
                         self._execute("acked_replace_all")
-                        n = self._ack_counts = self._row("ack_count")
+                        n = self._row("ack_count")
+                    bounds = self._bounds(n)
                     with self.warehouse.transaction():
                         if n["replace"]:
-                            self._execute("park_update")
+                            self._execute("park_update", **bounds)
                         if n["acknowledged"] > n["replace"]:
-                            self._execute("park_insert")
+                            self._execute("park_insert", **bounds)
                     self._mark_done()
             finally:
                 self._drop("ack", "acked")
             return n["acknowledged"]
 
-    def _load_acked(self, arr) -> None:
-        """Write the keys, then collect their plan rows into the `acked` scratch table."""
+    def _collect(self, arr) -> dict[str, int]:
+        """Write the keys (with their known positions), collect their plan rows into `acked`."""
         import pyarrow as pa
 
         schema = self.scratch_database or self.spec.state_schema
-        self.warehouse.write_arrow(schema, self.ack_table, pa.table({"_key": arr}), mode="replace")
         self._drop("acked")
-        window = self._window_bounds() if self.row_position else None
-        if window is None:
+        if not self.row_position:
+            self.warehouse.write_arrow(schema, self.ack_table, pa.table({"_key": arr}), mode="replace")
             self._execute("acked")
+            return self._row("ack_count")
+        ack = self._positions.take(arr)
+        self.warehouse.write_arrow(schema, self.ack_table, ack, mode="replace")
+        known = ack.column("_rn").drop_null()
+        if len(known):
+            import pyarrow.compute as pc
+
+            bounds = pc.min_max(known)
+            self._execute("acked", lo=bounds["min"].as_py(), hi=bounds["max"].as_py())
         else:
-            lo, hi = window
-            self._execute("acked_window", lo=lo, hi=hi)
-            if self._row("ack_count")["acknowledged"] < len(arr):
-                self._execute("acked_rest", lo=lo, hi=hi)
-        self._ack_counts = self._row("ack_count")
+            self._execute("acked", lo=0, hi=-1)  # creates the (empty) table
+        n = self._row("ack_count")
+        if n["acknowledged"] < len(arr):
+            self._execute("acked_rest")
+            n = self._row("ack_count")
+        return n
+
+    @staticmethod
+    def _bounds(n: dict[str, int]) -> dict[str, int]:
+        return {"lo": n["lo"], "hi": n["hi"]} if "lo" in n else {}
 
     def _committed_before(self) -> bool:
         """Whether some plan row of this commit was committed earlier in this run (its snapshot
-        row must then be replaced). Warehouses with a row position: from the bitmap of committed
-        positions; others: `_done` is part of `_replace` already."""
+        row must then be replaced). With a row position: from the bitmap of committed positions;
+        otherwise `_done` is part of `_replace` already."""
         if not self.row_position:
             return False
         import polars as pl
@@ -110,7 +163,7 @@ class CommitMixin:
         rn = pl.Series("rn", table.column(0).combine_chunks(), dtype=pl.UInt64)
         self._acked_rn = rn
         top = int(rn.max() or 0) + 1
-        with self._window_lock:
+        with self._done_lock:
             if self._done is None:
                 self._done = pl.Series("done", [], dtype=pl.Boolean)
             if len(self._done) < top:  # grow geometrically
@@ -121,7 +174,7 @@ class CommitMixin:
         if not self.row_position:
             self._execute("mark_done")
             return
-        with self._window_lock:
+        with self._done_lock:
             self._done.scatter(self._acked_rn, True)
 
     def commit_removed(self) -> int:

@@ -22,14 +22,13 @@ Nothing here prints; errors are `DinsyncError`s.
 """
 from __future__ import annotations
 
-import collections
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
-from .commit import CommitMixin
+from .commit import CommitMixin, PositionIndex
 from .dialects import DEFAULT_HASH_TYPES
 from .keys import KEY_NORMALIZATIONS, key_sql, phone_params
 from .render import (
@@ -49,6 +48,7 @@ from .statements import NEEDS_POSITION, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
+COLUMN_STATEMENTS = {"add_snapshot_column"}  # rendered per column, on demand
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,6 @@ class MappedField:
 
 
 class Planner(CommitMixin):
-    WINDOW_ROWS = 1_000_000  # recently streamed rows a commit looks at first (by position)
-
     def __init__(self, warehouse: Any, spec: DiffSpec, *, cache: bool = True):
         self.warehouse = warehouse
         self.spec = spec
@@ -140,8 +138,8 @@ class Planner(CommitMixin):
         self.model_sql = model
         self._ctx: dict[str, Any] | None = None
         self._lock = threading.RLock()
-        self._window_lock = threading.Lock()
-        self._window: collections.deque[tuple[int, int, int]] = collections.deque()
+        self._done_lock = threading.Lock()
+        self._positions = PositionIndex()  # streamed, not yet committed rows (see commit.py)
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
@@ -182,13 +180,24 @@ class Planner(CommitMixin):
         entry = statement if column is None else f"{statement}:{column}"
         sql = self._cache.get(entry)
         if sql is None:
-            template, fixed = STATEMENTS[statement]
-            ctx = {**self._context(), **fixed}
-            if column is not None:
-                ctx["column"] = ident(column)
-            sql = render_template(template, ctx, self.dialect, self.model_sql)
+            if column is None:
+                # render every statement at once, so that the next run with the same inputs
+                # renders (and imports) nothing, whichever path its plan takes
+                for name in self.statements():
+                    if name not in COLUMN_STATEMENTS and self._cache.get(name) is None:
+                        self._cache.put(name, self._render_template(name), save=False)
+                self._cache.save()
+                return self._cache.get(entry)
+            sql = self._render_template(statement, column)
             self._cache.put(entry, sql)
         return sql
+
+    def _render_template(self, statement: str, column: str | None = None) -> str:
+        template, fixed = STATEMENTS[statement]
+        ctx = {**self._context(), **fixed}
+        if column is not None:
+            ctx["column"] = ident(column)
+        return render_template(template, ctx, self.dialect, self.model_sql)
 
     def render(self, statement: str, **params: Any) -> str:
         """The SQL text of a named statement (see statements.py) for this warehouse's dialect.
@@ -248,8 +257,8 @@ class Planner(CommitMixin):
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None
-            with self._window_lock:
-                self._window.clear()
+            self._positions.clear()
+            with self._done_lock:
                 self._done = None
             self._drop("plan")
             if full_refresh or self._scalar("snapshot_empty"):
@@ -320,19 +329,12 @@ class Planner(CommitMixin):
         return self._stream_tracked(sql, batch_rows)
 
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
-        """Strip the position column, remembering which positions were streamed recently: a
-        commit looks for its keys there first (a range scan instead of a scan of the plan)."""
-        import pyarrow.compute as pc
-
+        """Strip the position column, remembering the position of each streamed key: a commit
+        reads the plan at those positions (range scans) instead of scanning it."""
         batches = self.warehouse.stream(sql, batch_rows)
         try:
             for batch in batches:
-                bounds = pc.min_max(batch.column(0))
-                with self._window_lock:
-                    self._window.append((bounds["min"].as_py(), bounds["max"].as_py(), batch.num_rows))
-                    rows = sum(n for _, _, n in self._window)
-                    while len(self._window) > 1 and rows - self._window[0][2] >= self.WINDOW_ROWS:
-                        rows -= self._window.popleft()[2]
+                self._positions.add(batch.column(1), batch.column(0))
                 yield batch.select(range(1, batch.num_columns))
         finally:
             batches.close()
@@ -371,12 +373,6 @@ class Planner(CommitMixin):
             if not self._state_ready:
                 self.ensure_state()
             return self._scalar("parked_count")
-
-    def _window_bounds(self) -> tuple[int, int] | None:
-        with self._window_lock:
-            if not self._window:
-                return None
-            return min(lo for lo, _, _ in self._window), max(hi for _, hi, _ in self._window)
 
     def _require_full_refresh_plan(self) -> None:
         if self._planned_full_refresh is not True:

@@ -41,8 +41,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "field_change_counts": ("field_change_counts", {}),
     "parked_count": ("parked_count", {}),
     # commits
-    "acked": ("acked", {"window": False}),
-    "acked_window": ("acked", {"window": True}),
+    "acked": ("acked", {}),
     "acked_rest": ("acked_rest", {}),
     "ack_count": ("ack_count", {}),
     "acked_positions": ("acked_positions", {}),
@@ -62,11 +61,10 @@ for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
 
 # Statements that need a row-position column (Capabilities.row_position).
-NEEDS_POSITION = {"acked_window", "acked_rest", "acked_positions"}
+NEEDS_POSITION = {"acked_rest", "acked_positions"}
 # Statements whose SQL holds param() markers, bound when they run (render.bind).
 PARAMETERS = {
     "sample": ("op", "limit"),
     "duplicates_sample": ("limit",),
-    "acked_window": ("lo", "hi"),
-    "acked_rest": ("lo", "hi"),
+    "acked": ("lo", "hi"),  # with a row position, as the commit_* and park_* statements
 }

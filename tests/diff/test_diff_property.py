@@ -99,7 +99,6 @@ class Harness:
         spec = DiffSpec(sync="prop", model_sql="SELECT * FROM people", key_column="k", key_normalization="email",
                         fields=FIELDS)
         self.p = Planner(self.w, spec)
-        self.p.WINDOW_ROWS = 300  # commits look for most keys outside the recently streamed rows too
         self.p.ensure_state()
 
     def load(self, rows):

@@ -2,11 +2,11 @@ DELETE FROM `dinsync_state`.`snap_people_to_crm`
 WHERE
   `_kh` IN (
     SELECT
-      `k`.`_kh`
-    FROM `dinsync_state`.`acked_people_to_crm` AS `k`
+      `p`.`_kh`
+    FROM `dinsync_state`.`acked_people_to_crm` AS `p`
   )
   AND `_key` IN (
     SELECT
-      `k`.`_key`
-    FROM `dinsync_state`.`acked_people_to_crm` AS `k`
+      `p`.`_key`
+    FROM `dinsync_state`.`acked_people_to_crm` AS `p`
   )

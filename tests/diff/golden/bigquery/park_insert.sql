@@ -7,12 +7,12 @@ INSERT INTO `dinsync_state`.`snap_people_to_crm` (
   `_pfp`
 )
 SELECT
-  `k`.`_key`,
+  `p`.`_key`,
   NULL,
-  `k`.`_kh`,
+  `p`.`_kh`,
   NULL,
-  `k`.`_rkh`,
-  `k`.`_fp`
-FROM `dinsync_state`.`acked_people_to_crm` AS `k`
+  `p`.`_rkh`,
+  `p`.`_fp`
+FROM `dinsync_state`.`acked_people_to_crm` AS `p`
 WHERE
-  NOT `k`.`_replace`
+  NOT `p`.`_replace`

@@ -1,20 +1,11 @@
 CREATE TABLE "dinsync_scratch"."acked_people_to_crm" AS
 SELECT
   "p"."rowid" AS "_rn",
-  "p"."_key",
-  "p"."_kh",
-  "p"."_rkh",
-  "p"."_fp",
-  "p"."_prior" AS "_replace",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
+  "p"."_prior" AS "_replace"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+JOIN "dinsync_scratch"."ack_people_to_crm" AS "a"
+  ON "p"."rowid" = "a"."_rn"
 WHERE
-  "p"."_op" IN ('added', 'changed')
-  AND "p"."_key" IN (
-    SELECT
-      "a"."_key"
-    FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
-  )
+  "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
+  AND "p"."_key" = "a"."_key"
+  AND "p"."_op" IN ('added', 'changed')

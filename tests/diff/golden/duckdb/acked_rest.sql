@@ -1,23 +1,20 @@
-INSERT INTO "dinsync_scratch"."acked_people_to_crm"
+INSERT INTO "dinsync_scratch"."acked_people_to_crm" (
+  "_rn",
+  "_replace"
+)
 SELECT
-  "p"."rowid" AS "_rn",
-  "p"."_key",
-  "p"."_kh",
-  "p"."_rkh",
-  "p"."_fp",
-  "p"."_prior" AS "_replace",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
+  "p"."rowid",
+  "p"."_prior"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
-  AND (
-    "p"."rowid" < 9110000000000000001 OR "p"."rowid" > 9110000000000000002
-  )
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
     FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
+  )
+  AND NOT "p"."rowid" IN (
+    SELECT
+      "k"."_rn"
+    FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
   )

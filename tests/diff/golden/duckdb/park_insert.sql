@@ -7,12 +7,15 @@ INSERT INTO "dinsync_state"."snap_people_to_crm" (
   "_pfp"
 )
 SELECT
-  "k"."_key",
+  "p"."_key",
   NULL,
-  "k"."_kh",
+  "p"."_kh",
   NULL,
-  "k"."_rkh",
-  "k"."_fp"
-FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
+  "p"."_rkh",
+  "p"."_fp"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+JOIN "dinsync_scratch"."acked_people_to_crm" AS "k"
+  ON "p"."rowid" = "k"."_rn"
 WHERE
-  NOT "k"."_replace"
+  "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
+  AND NOT "k"."_replace"

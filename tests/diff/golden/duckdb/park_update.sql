@@ -1,4 +1,16 @@
-UPDATE "dinsync_state"."snap_people_to_crm" AS "s" SET "_pfp" = "k"."_fp", "_rkh" = "k"."_rkh"
-FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
+UPDATE "dinsync_state"."snap_people_to_crm" AS "s" SET "_pfp" = "r"."_fp", "_rkh" = "r"."_rkh"
+FROM (
+  SELECT
+    "p"."_kh",
+    "p"."_key",
+    "p"."_fp",
+    "p"."_rkh"
+  FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+  JOIN "dinsync_scratch"."acked_people_to_crm" AS "k"
+    ON "p"."rowid" = "k"."_rn"
+  WHERE
+    "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
+    AND "k"."_replace"
+) AS "r"
 WHERE
-  "k"."_replace" AND "s"."_kh" = "k"."_kh" AND "s"."_key" = "k"."_key"
+  "s"."_kh" = "r"."_kh" AND "s"."_key" = "r"."_key"

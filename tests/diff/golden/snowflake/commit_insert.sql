@@ -11,14 +11,14 @@ INSERT INTO "dinsync_state"."snap_people_to_crm" (
   "f_a720b844fa90091f"
 )
 SELECT
-  "k"."_key",
+  "p"."_key",
   CAST(CURRENT_TIMESTAMP() AS TIMESTAMP),
-  "k"."_kh",
-  "k"."_fp",
-  "k"."_rkh",
+  "p"."_kh",
+  "p"."_fp",
+  "p"."_rkh",
   NULL,
-  "k"."h0",
-  "k"."h1",
-  "k"."h2",
-  "k"."h3"
-FROM "dinsync_state"."acked_people_to_crm" AS "k"
+  "p"."h0",
+  "p"."h1",
+  "p"."h2",
+  "p"."h3"
+FROM "dinsync_state"."acked_people_to_crm" AS "p"
