@@ -66,8 +66,8 @@ def churn(w, rows: int, share: float) -> int:
 
 def commit_all(planner: Planner, chunk: int) -> tuple[float, float, float, int, int]:
     """Stream the sendable rows (20k-row batches, like the engine) and commit their keys every
-    `chunk` keys in a committer thread while streaming goes on. Returns (wall seconds, total
-    commit seconds, worst commit seconds, commits, keys)."""
+    `chunk` keys in a committer thread while streaming goes on (at most one commit waiting).
+    Returns (wall seconds, total commit seconds, worst commit seconds, commits, keys)."""
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
     times: list[float] = []
     done: list[concurrent.futures.Future] = []
@@ -85,6 +85,8 @@ def commit_all(planner: Planner, chunk: int) -> tuple[float, float, float, int, 
         pending.append(batch.column(0))
         pending_n += batch.num_rows
         if pending_n >= chunk:
+            if len(done) >= 2:  # back-pressure, as the engine's bounded queues: one commit in flight
+                done[-2].result()
             done.append(pool.submit(commit, pa.concat_arrays(pending)))
             pending, pending_n = [], 0
     if pending_n:
@@ -104,6 +106,7 @@ class Profile:
 
     def __init__(self, w):
         self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.cpu: dict[str, float] = collections.defaultdict(float)
         self.calls: dict[str, int] = collections.defaultdict(int)
         for name in ("execute", "query"):
             original = getattr(w, name)
@@ -111,12 +114,13 @@ class Profile:
 
     def _timed(self, fn):
         def run(sql, *a, **kw):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(sql, *a, **kw)
             finally:
                 key = " ".join(sql.split())[:70]
                 self.seconds[key] += time.perf_counter() - t0
+                self.cpu[key] += time.process_time() - c0
                 self.calls[key] += 1
         return run
 
@@ -125,8 +129,9 @@ class Profile:
             return
         print(f"    SQL of {title}:")
         for key, s in sorted(self.seconds.items(), key=lambda kv: -kv[1])[:12]:
-            print(f"      {s:7.3f} s  x{self.calls[key]:<4} {key}")
+            print(f"      {s:7.3f} s  cpu {self.cpu[key]:7.3f} s  x{self.calls[key]:<4} {key}")
         self.seconds.clear()
+        self.cpu.clear()
         self.calls.clear()
 
 
@@ -168,11 +173,11 @@ def main() -> None:
     profile = Profile(w) if args.profile else None
 
     def step(name: str, fn, note=lambda r: ""):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = fn()
         dt = time.perf_counter() - t0
         results.append((name, dt))
-        print(f"  {name:<36} {dt:8.2f} s  {note(r)}", flush=True)
+        print(f"  {name:<36} {dt:8.2f} s  (cpu {time.process_time() - c0:6.2f} s)  {note(r)}", flush=True)
         if profile:
             profile.report(name)
         return r

@@ -27,9 +27,10 @@ DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.
     `with context`). -#}
 {% macro commit_rows(which="all") -%}
 {% if position -%}
-{{ plan }} AS p JOIN {{ acked }} AS k ON p.{{ position }} = k._rn
+{{ plan }} AS p
 WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
-{%- if which == "replace" %} AND k._replace{% elif which == "new" %} AND NOT k._replace{% endif %}
+  AND p.{{ position }} IN (SELECT k._rn FROM {{ acked }} AS k
+{%- if which == "replace" %} WHERE k._replace{% elif which == "new" %} WHERE NOT k._replace{% endif %})
 {%- else -%}
 {{ acked }} AS p
 {%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}

@@ -3,15 +3,17 @@
 -- the key (it had one when the plan was built{% if not position %}, or this run committed the key
 -- already{% endif %}).
 {% if position %}
--- The planner found the position of most keys among the rows it streamed (_rn of the ack table):
--- the plan is read at those positions only (a range scan), and only positions are collected.
+-- The planner found the position of most keys among the rows it streamed (_rn of the ack table,
+-- by a hash of the key): the plan is read at those positions only (a range scan), checked against
+-- the key's hash, and only positions are collected.
 CREATE TABLE {{ acked }} AS
 SELECT p.{{ position }} AS _rn, p._prior AS _replace
 FROM {{ plan }} AS p
-JOIN {{ tables.ack }} AS a
-  ON p.{{ position }} = a._rn
+JOIN (
+  SELECT a._rn, DINSYNC_HASH(a._key) AS _kh FROM {{ tables.ack }} AS a WHERE a._rn IS NOT NULL
+) AS a
+  ON p.{{ position }} = a._rn AND p._kh = a._kh
 WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
-  AND p._key = a._key
   AND p._op IN ('added', 'changed')
 {% else %}
 -- With the hashes of the values sent, which the snapshot records.

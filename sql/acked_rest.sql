@@ -5,4 +5,4 @@ SELECT p.{{ position }}, p._prior
 FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')
   AND p._key IN (SELECT a._key FROM {{ tables.ack }} AS a)
-  AND p.{{ position }} NOT IN (SELECT k._rn FROM {{ acked }} AS k)
+  AND NOT p.{{ position }} IN (SELECT k._rn FROM {{ acked }} AS k)

@@ -21,52 +21,76 @@ from typing import Any
 
 
 def _keys_array(keys: Any):
+    """The keys as an Arrow string array without NULLs (duplicates are removed later)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if isinstance(keys, pa.ChunkedArray):
         keys = keys.combine_chunks()
     arr = keys if isinstance(keys, pa.Array) else pa.array(list(keys), type=pa.string())
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
-    if arr.type != pa.string():
+    if arr.type not in (pa.string(), pa.large_string()):
         arr = arr.cast(pa.string())
-    return pc.unique(arr.drop_null())
+    return arr.drop_null()
 
 
 class PositionIndex:
-    """Positions of plan rows streamed and not committed yet, by a hash of their key (Polars)."""
+    """Positions of the plan rows streamed and not committed yet, by a hash of their key (Polars),
+    one part per streamed batch. A part leaves the index once all its rows were taken; rows of a
+    part still in the index may be taken again (a key committed twice), which is harmless: the
+    commit's SQL checks every position against the key."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._parts: list = []
+        self._parts: list = []  # (part id, DataFrame h, rn, part)
+        self._left: dict[int, int] = {}  # part id -> rows not taken yet
+        self._next = 0
 
     def clear(self) -> None:
         with self._lock:
-            self._parts = []
+            self._parts, self._left = [], {}
 
     def add(self, keys, positions) -> None:
         import polars as pl
 
-        part = pl.DataFrame({"h": pl.from_arrow(keys).hash(), "rn": pl.from_arrow(positions).cast(pl.Int64)})
+        with self._lock:
+            part_id = self._next
+            self._next += 1
+        part = pl.DataFrame({"h": pl.from_arrow(keys).hash(), "rn": pl.from_arrow(positions).cast(pl.Int64),
+                             "part": pl.repeat(part_id, len(keys), dtype=pl.Int64, eager=True)})
         with self._lock:
             self._parts.append(part)
+            self._left[part_id] = part.height
 
     def take(self, keys):
-        """An Arrow table (_key, _rn) of `keys` with the position of each key's row if known
-        (NULL if not); the positions returned leave the index. A key may come back twice with two
-        positions when two keys' hashes collide: the commit's SQL checks the key."""
+        """(the number of distinct keys, an Arrow table (_key, _rn) of the keys with the position
+        of each one's row when known, NULL if not). A key may come back twice with two positions
+        when two keys' hashes collide."""
         import polars as pl
 
         ack = pl.DataFrame({"_key": pl.from_arrow(keys)}).with_columns(h=pl.col("_key").hash())
         with self._lock:
-            if not self._parts:
-                return ack.select("_key", _rn=pl.lit(None, pl.Int64)).to_arrow()
-            pending = pl.concat(self._parts, rechunk=True) if len(self._parts) > 1 else self._parts[0]
-            found = ack.join(pending, on="h", how="left")
-            taken = found.select("rn").drop_nulls()
-            self._parts = [pending.join(taken, on="rn", how="anti")] if taken.height else [pending]
-        return found.select("_key", _rn="rn").to_arrow()
+            if self._parts:
+                pending = pl.concat(self._parts, rechunk=True) if len(self._parts) > 1 else self._parts[0]
+                self._parts = [pending]
+                found = ack.join(pending, on="h", how="left")
+                taken = found.filter(pl.col("part").is_not_null()).unique("rn")
+                for part_id, n in taken.group_by("part").len().iter_rows():
+                    self._left[part_id] -= n
+                done = [p for p, left in self._left.items() if left <= 0]
+                if done:
+                    for p in done:
+                        del self._left[p]
+                    self._parts = [pending.filter(~pl.col("part").is_in(done))]
+            else:
+                found = ack.with_columns(rn=pl.lit(None, pl.Int64))
+        rn = found.get_column("rn")
+        if rn.null_count() == 0 and not rn.is_duplicated().any():
+            distinct = found.height  # a duplicated key would have shown as a duplicated position
+        else:  # rare: keys given twice, unknown positions, hash collisions
+            found = found.unique(["_key", "rn"])
+            distinct = found.get_column("_key").n_unique()
+        return distinct, found.select("_key", _rn="rn").to_arrow()
 
 
 class CommitMixin:
@@ -131,7 +155,7 @@ class CommitMixin:
             self.warehouse.write_arrow(schema, self.ack_table, pa.table({"_key": arr}), mode="replace")
             self._execute("acked")
             return self._row("ack_count")
-        ack = self._positions.take(arr)
+        distinct, ack = self._positions.take(arr)
         self.warehouse.write_arrow(schema, self.ack_table, ack, mode="replace")
         known = ack.column("_rn").drop_null()
         if len(known):
@@ -142,7 +166,7 @@ class CommitMixin:
         else:
             self._execute("acked", lo=0, hi=-1)  # creates the (empty) table
         n = self._row("ack_count")
-        if n["acknowledged"] < len(arr):
+        if n["acknowledged"] < distinct:
             self._execute("acked_rest")
             n = self._row("ack_count")
         return n

@@ -119,7 +119,7 @@ class Planner(CommitMixin):
         self.snapshot_table = f"snap_{sync}"
         self.plan_table = f"plan_{sync}"
         self.ack_table = f"ack_{sync}"
-        self.scratch_tables = {t: f"{t}_{sync}" for t in ("buckets", "cand", "cur", "prior", "acked")}
+        self.scratch_tables = {t: f"{t}_{sync}" for t in ("seg", "buckets", "cand", "cur", "prior", "acked")}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
         self.plan_schema = self.scratch_database or spec.state_schema
@@ -292,9 +292,10 @@ class Planner(CommitMixin):
 
     def _plan_changes(self, retry: bool) -> dict[str, int]:
         suffix = "_retry" if retry else ""
-        scratch = ("buckets", "cand", "cur", "prior")
+        scratch = ("seg", "buckets", "cand", "cur", "prior")
         try:
             self._drop(*scratch)
+            self._execute("seg")
             self._execute("buckets" + suffix)
             seg = self._row("bucket_stats")
             if not seg["dirty"]:

@@ -13,6 +13,7 @@ from .base import Capabilities, Warehouse, quote_ident
 
 
 SCRATCH_DATABASE = "dinsync_scratch"
+DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roaring"
 
 
 class DuckDBWarehouse(Warehouse):
@@ -43,6 +44,11 @@ class DuckDBWarehouse(Warehouse):
             self._con.execute("SET memory_limit = ?", [str(memory_limit)])
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
+        # What this process writes are snapshots of 64-bit hashes (incompressible) and keys: trying
+        # the costlier compression methods on them halves the write speed of a commit (measured:
+        # 0.84 vs 0.45 CPU-s per 1M snapshot rows) for ~15% less disk. Constant, RLE and dictionary
+        # encodings stay. This only affects data written by this process.
+        self._con.execute(f"SET disabled_compression_methods = '{DISABLED_COMPRESSION}'")
         # The plan and the scratch tables of a run: an in-memory database shared by every cursor
         # of this connection, spilled to temporary files beyond memory_limit and never written to
         # the database file (writing a 10M-row plan there costs ~3x more, and it is dropped anyway).

@@ -3,29 +3,7 @@ WITH "seg" AS (
   SELECT
     "r"."_rkh",
     "r"."_fp"
-  FROM (
-    SELECT
-      CASE
-        WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-        THEN HASH(CAST("m"."email" AS TEXT))
-      END AS "_rkh",
-      HASH(
-        "m"."email",
-        "m"."first name",
-        "m"."score ""x""",
-        "m"."id",
-        CONCAT_WS(
-          ',',
-          TYPEOF("m"."email"),
-          TYPEOF("m"."first name"),
-          TYPEOF("m"."score ""x"""),
-          TYPEOF("m"."id")
-        )
-      ) AS "_fp"
-    FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS "m"
-  ) AS "r"
+  FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
   WHERE
     NOT "r"."_rkh" IS NULL
     AND "r"."_rkh" % 16384 IN (
@@ -38,6 +16,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 ), "snap" AS (
   SELECT
     "s"."_rkh",
+    "s"."_kh",
     COALESCE("s"."_pfp", "s"."_fp") AS "_efp",
     TRUE AS "_here"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
@@ -56,6 +35,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 )
 SELECT
   COALESCE("a"."_rkh", "b"."_rkh") AS "_rkh",
+  "b"."_kh",
   NOT "a"."_rkh" IS NULL AS "_in_seg",
   NOT "b"."_here" IS NULL AS "_in_snap",
   COALESCE("a"."_rkh" % 16384, "b"."_rkh" % 16384, 16385) AS "_b"

@@ -14,8 +14,12 @@ SELECT
   "p"."_rkh",
   "p"."_fp"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
-JOIN "dinsync_scratch"."acked_people_to_crm" AS "k"
-  ON "p"."rowid" = "k"."_rn"
 WHERE
   "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
-  AND NOT "k"."_replace"
+  AND "p"."rowid" IN (
+    SELECT
+      "k"."_rn"
+    FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
+    WHERE
+      NOT "k"."_replace"
+  )

@@ -6,11 +6,15 @@ FROM (
     "p"."_fp",
     "p"."_rkh"
   FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
-  JOIN "dinsync_scratch"."acked_people_to_crm" AS "k"
-    ON "p"."rowid" = "k"."_rn"
   WHERE
     "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
-    AND "k"."_replace"
+    AND "p"."rowid" IN (
+      SELECT
+        "k"."_rn"
+      FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
+      WHERE
+        "k"."_replace"
+    )
 ) AS "r"
 WHERE
   "s"."_kh" = "r"."_kh" AND "s"."_key" = "r"."_key"

@@ -9,12 +9,10 @@ WHERE
     FROM "dinsync_scratch"."cur_people_to_crm" AS "c"
     WHERE
       NOT "c"."_key" IS NULL
-  )
-  OR "s"."_rkh" IN (
+    UNION ALL
     SELECT
-      "c"."_rkh"
+      "c"."_kh"
     FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
     WHERE
       "c"."_in_snap" AND NOT "c"."_in_seg"
   )
-  OR "s"."_rkh" IS NULL

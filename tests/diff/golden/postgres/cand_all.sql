@@ -3,27 +3,13 @@ WITH "seg" AS (
   SELECT
     "r"."_rkh",
     "r"."_fp"
-  FROM (
-    SELECT
-      CASE
-        WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
-      END AS "_rkh",
-      HASHTEXTEXTENDED(
-        (
-          CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."first name" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."score ""x""" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."id" AS TEXT), 0), 0) AS TEXT)
-        ),
-        0
-      ) AS "_fp"
-    FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS "m"
-  ) AS "r"
+  FROM "dinsync_state"."seg_people_to_crm" AS "r"
   WHERE
     NOT "r"."_rkh" IS NULL
 ), "snap" AS (
   SELECT
     "s"."_rkh",
+    "s"."_kh",
     COALESCE("s"."_pfp", "s"."_fp") AS "_efp",
     TRUE AS "_here"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
@@ -32,6 +18,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 )
 SELECT
   COALESCE("a"."_rkh", "b"."_rkh") AS "_rkh",
+  "b"."_kh",
   NOT "a"."_rkh" IS NULL AS "_in_seg",
   NOT "b"."_here" IS NULL AS "_in_snap",
   COALESCE("a"."_rkh" % 16384, "b"."_rkh" % 16384, 16385) AS "_b"

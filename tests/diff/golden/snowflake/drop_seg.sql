@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS "dinsync_state"."seg_people_to_crm"
