@@ -1,6 +1,6 @@
-{% from "_macros.sql" import expected_fp, expected_rows %}
--- The model rows (seg.sql) and the snapshot rows are spread over {{ nbuckets }} buckets by the hash
--- of their raw key text, and
+{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
+-- The one pass over every model row of an everyday plan (and one over the snapshot): model rows
+-- and snapshot rows are spread over {{ nbuckets }} buckets by the hash of their raw key text, and
 -- each bucket gets a row count and an order-independent digest of (raw key hash, fingerprint).
 -- A bucket whose count and digest equal the snapshot's holds only unchanged rows: when every
 -- bucket does, nothing changed and the plan is done. Keys are not normalised here.
@@ -13,7 +13,10 @@ WITH seg AS (
     COALESCE(r._rkh % {{ nbuckets }}, {{ nbuckets }}) AS _b,
     COUNT(*) AS _n,
     DINSYNC_DIGEST(DINSYNC_ROWHASH(r._rkh, r._fp)) AS _d
-  FROM {{ seg }} AS r
+  FROM (
+    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
+    FROM {{ model }} AS m
+  ) AS r
   GROUP BY COALESCE(r._rkh % {{ nbuckets }}, {{ nbuckets }})
 ),
 snap AS (

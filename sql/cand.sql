@@ -1,4 +1,4 @@
-{% from "_macros.sql" import expected_fp, expected_rows %}
+{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
 -- Candidates: in the buckets that differ, model rows and snapshot rows are matched by raw key
 -- hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
 -- (_in_seg), and snapshot rows no model row matches (_in_snap only: gone, or renamed by
@@ -7,7 +7,10 @@
 CREATE TABLE {{ cand }} AS
 WITH seg AS (
   SELECT r._rkh, r._fp
-  FROM {{ seg }} AS r
+  FROM (
+    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
+    FROM {{ model }} AS m
+  ) AS r
   WHERE r._rkh IS NOT NULL
   {% if not all_dirty %}
     AND r._rkh % {{ nbuckets }} IN (SELECT d._b FROM {{ buckets }} AS d WHERE d._dirty)

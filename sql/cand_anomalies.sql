@@ -1,7 +1,11 @@
+{% from "_macros.sql" import raw_key_hash %}
 -- Every model row of the buckets found by cand_anomaly_count becomes a candidate.
 INSERT INTO {{ cand }} (_rkh, _in_seg, _in_snap, _b)
 SELECT r._rkh, TRUE, FALSE, r._rkh % {{ nbuckets }}
-FROM {{ seg }} AS r
+FROM (
+  SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh
+  FROM {{ model }} AS m
+) AS r
 WHERE r._rkh % {{ nbuckets }} IN (
   SELECT b._b
   FROM {{ buckets }} AS b

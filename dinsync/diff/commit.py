@@ -204,9 +204,13 @@ class CommitMixin:
     def commit_removed(self) -> int:
         """Delete the plan's removed keys (and parked keys that left the segment) from the
         snapshot; returns how many delivered keys left it."""
-        with self._lock, self.warehouse.transaction():
-            n = self._scalar("removed_count")
-            self._execute("commit_removed")
+        with self._lock:
+            if self._leaving == 0:
+                return 0  # nothing left the segment: no statement at all
+            with self.warehouse.transaction():
+                n = self._scalar("removed_count")
+                self._execute("commit_removed")
+            self._leaving = 0
             return n
 
     def commit_full_refresh_cleanup(self) -> int:

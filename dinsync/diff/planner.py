@@ -119,7 +119,7 @@ class Planner(CommitMixin):
         self.snapshot_table = f"snap_{sync}"
         self.plan_table = f"plan_{sync}"
         self.ack_table = f"ack_{sync}"
-        self.scratch_tables = {t: f"{t}_{sync}" for t in ("seg", "buckets", "cand", "cur", "prior", "acked")}
+        self.scratch_tables = {t: f"{t}_{sync}" for t in ("buckets", "cand", "cur", "prior", "acked")}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
         self.plan_schema = self.scratch_database or spec.state_schema
@@ -143,6 +143,7 @@ class Planner(CommitMixin):
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
+        self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
 
     # ------------------------------------------------------------------ SQL
 
@@ -266,6 +267,7 @@ class Planner(CommitMixin):
             else:
                 counts = self._plan_changes(retry_rejected)
             self._planned_full_refresh = full_refresh
+            self._leaving = counts["removed"] + counts["forget"]
             keyed = counts["segment_rows"] - counts["null_keys"] - counts["duplicate_rows"]
             return PlanStats(
                 segment_rows=counts["segment_rows"],
@@ -292,16 +294,15 @@ class Planner(CommitMixin):
 
     def _plan_changes(self, retry: bool) -> dict[str, int]:
         suffix = "_retry" if retry else ""
-        scratch = ("seg", "buckets", "cand", "cur", "prior")
+        scratch = ("buckets", "cand", "cur", "prior")
         try:
             self._drop(*scratch)
-            self._execute("seg")
             self._execute("buckets" + suffix)
             seg = self._row("bucket_stats")
             if not seg["dirty"]:
                 self._execute("plan_empty")
                 counts = dict.fromkeys(("skipped", "duplicate_keys", "duplicate_rows", "added", "changed",
-                                        "removed", "refresh"), 0)
+                                        "removed", "forget", "refresh"), 0)
             else:
                 all_dirty = 2 * seg["dirty"] > NBUCKETS
                 self._execute(("cand_all" if all_dirty else "cand") + suffix)

@@ -18,7 +18,6 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
     "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
     # everyday plan
-    "seg": ("seg", {}),
     "buckets": ("buckets", {"retry": False}),
     "buckets_retry": ("buckets", {"retry": True}),
     "bucket_stats": ("bucket_stats", {}),
@@ -58,7 +57,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "cleanup_count": ("cleanup_count", {}),
     "commit_full_refresh_cleanup": ("commit_full_refresh_cleanup", {}),
 }
-for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked"):
+for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
 
 # Statements that need a row-position column (Capabilities.row_position).

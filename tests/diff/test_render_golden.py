@@ -74,7 +74,8 @@ def test_no_stale_golden_files():
     assert found == expected
 
 
-READS_MODEL = {"plan_all", "plan_all_full_refresh", "seg", "cur", "plan_empty"}
+READS_MODEL = {"plan_all", "plan_all_full_refresh", "buckets", "buckets_retry", "cand", "cand_all", "cand_retry",
+               "cand_all_retry", "cand_anomalies", "cur", "plan_empty"}
 
 
 @pytest.mark.parametrize("dialect,statement", CASES)
@@ -173,5 +174,5 @@ def test_data_modifying_cte_is_rejected():
 def test_good_models_are_embedded_as_written(dialect, sql, kept):
     assert check_model_sql(sql, dialect) == (kept if kept is not None else sql)
     spec = DiffSpec(sync="s", model_sql=sql, key_column="k", key_normalization="none", fields=[("a", "a")])
-    rendered = planner(dialect, spec).render("seg")
+    rendered = planner(dialect, spec).render("buckets")
     assert "(\n" + (kept if kept is not None else sql) + "\n)" in rendered

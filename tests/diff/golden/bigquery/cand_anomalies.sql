@@ -9,7 +9,16 @@ SELECT
   TRUE,
   FALSE,
   MOD(`r`.`_rkh`, 16384)
-FROM `dinsync_state`.`seg_people_to_crm` AS `r`
+FROM (
+  SELECT
+    CASE
+      WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
+      THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)
+    END AS `_rkh`
+  FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+) AS `r`
 WHERE
   MOD(`r`.`_rkh`, 16384) IN (
     SELECT

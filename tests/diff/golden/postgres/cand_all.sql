@@ -3,7 +3,22 @@ WITH "seg" AS (
   SELECT
     "r"."_rkh",
     "r"."_fp"
-  FROM "dinsync_state"."seg_people_to_crm" AS "r"
+  FROM (
+    SELECT
+      CASE
+        WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+      END AS "_rkh",
+      HASHTEXTEXTENDED(
+        (
+          CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."first name" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."score ""x""" AS TEXT), 0), 0) AS TEXT) || ',' || CAST(COALESCE(HASHTEXTEXTENDED(CAST("m"."id" AS TEXT), 0), 0) AS TEXT)
+        ),
+        0
+      ) AS "_fp"
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+  ) AS "r"
   WHERE
     NOT "r"."_rkh" IS NULL
 ), "snap" AS (

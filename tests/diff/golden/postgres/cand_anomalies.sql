@@ -9,7 +9,16 @@ SELECT
   TRUE,
   FALSE,
   "r"."_rkh" % 16384
-FROM "dinsync_state"."seg_people_to_crm" AS "r"
+FROM (
+  SELECT
+    CASE
+      WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
+      THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+    END AS "_rkh"
+  FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+) AS "r"
 WHERE
   "r"."_rkh" % 16384 IN (
     SELECT

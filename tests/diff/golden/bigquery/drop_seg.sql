@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS `dinsync_state`.`seg_people_to_crm`

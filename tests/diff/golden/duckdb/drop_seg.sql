@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS "dinsync_scratch"."seg_people_to_crm"
