@@ -57,40 +57,43 @@ class PositionIndex:
             part_id = self._next
             self._next += 1
         part = pl.DataFrame({"h": pl.from_arrow(keys).hash(), "rn": pl.from_arrow(positions).cast(pl.Int64),
-                             "part": pl.repeat(part_id, len(keys), dtype=pl.Int64, eager=True)})
+                             "part": pl.repeat(part_id, len(keys), dtype=pl.UInt32, eager=True)})
         with self._lock:
             self._parts.append(part)
             self._left[part_id] = part.height
 
     def take(self, keys):
         """(the number of distinct keys, an Arrow table (_key, _rn) of the keys with the position
-        of each one's row when known, NULL if not). A key may come back twice with two positions
-        when two keys' hashes collide."""
+        of each one's row when known, NULL if not). Only hashes and positions go through Polars:
+        the keys themselves stay the caller's Arrow array."""
         import polars as pl
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        ack = pl.DataFrame({"_key": pl.from_arrow(keys)}).with_columns(h=pl.col("_key").hash())
+        ack = pl.DataFrame({"h": pl.from_arrow(keys).hash()})
         with self._lock:
+            found = None
             if self._parts:
-                pending = pl.concat(self._parts, rechunk=True) if len(self._parts) > 1 else self._parts[0]
+                pending = pl.concat(self._parts, rechunk=False) if len(self._parts) > 1 else self._parts[0]
                 self._parts = [pending]
-                found = ack.join(pending, on="h", how="left")
-                taken = found.filter(pl.col("part").is_not_null()).unique("rn")
-                for part_id, n in taken.group_by("part").len().iter_rows():
+                found = ack.join(pending, on="h", how="left", maintain_order="left")
+                # rows taken per part (a key given twice counts twice: its part may leave early,
+                # and a later commit of a key of that part then looks the key up by itself)
+                for part_id, n in found.get_column("part").drop_nulls().value_counts().iter_rows():
                     self._left[part_id] -= n
                 done = [p for p, left in self._left.items() if left <= 0]
                 if done:
                     for p in done:
                         del self._left[p]
                     self._parts = [pending.filter(~pl.col("part").is_in(done))]
-            else:
-                found = ack.with_columns(rn=pl.lit(None, pl.Int64))
-        rn = found.get_column("rn")
-        if rn.null_count() == 0 and not rn.is_duplicated().any():
-            distinct = found.height  # a duplicated key would have shown as a duplicated position
-        else:  # rare: keys given twice, unknown positions, hash collisions
-            found = found.unique(["_key", "rn"])
-            distinct = found.get_column("_key").n_unique()
-        return distinct, found.select("_key", _rn="rn").to_arrow()
+        if found is not None and found.height == len(keys):
+            rn = found.get_column("rn")
+            if rn.null_count() == 0 and not (rn.sort().diff() == 0).any():
+                # every key found once, at distinct positions: the keys are distinct too
+                return len(keys), pa.table({"_key": keys, "_rn": rn.to_arrow()})
+        # rare: unknown positions, keys given twice, hash collisions: look every key up by itself
+        distinct = pc.count_distinct(keys).as_py()
+        return distinct, pa.table({"_key": keys, "_rn": pa.nulls(len(keys), pa.int64())})
 
 
 class CommitMixin:

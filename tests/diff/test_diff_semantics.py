@@ -423,3 +423,13 @@ def test_ensure_state_is_repeatable_and_keeps_data(s):
     Planner(s.w, s.spec).ensure_state()
     assert s.snapshot_keys() == ["a@x.com"]
     assert s.plan() == {}
+
+
+def test_field_change_counts(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    s.plan()
+    assert s.p.field_change_counts() == {"email": 0, "first_name": 0, "score": 0}  # added rows are not changes
+    s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 5), ("b@x.com", "Bobby", 6), ("c@x.com", "Cy", 3), ("d@x.com", "D", 1)])
+    s.plan()
+    assert s.p.field_change_counts() == {"email": 0, "first_name": 1, "score": 2}
