@@ -42,8 +42,8 @@ def sources_digest() -> str:
     if _SOURCES is None:
         here = Path(__file__).resolve().parent
         h = hashlib.sha256()
-        files = sorted((here.parent / "sql").glob("*.sql")) + [here / n for n in ("render.py", "dialects.py",
-                                                                                  "statements.py")]
+        modules = ("render.py", "dialects.py", "statements.py", "keys.py", "planner.py")
+        files = sorted((here.parent / "sql").glob("*.sql")) + [here / n for n in modules]
         for path in files:
             h.update(path.name.encode())
             h.update(b"\0")

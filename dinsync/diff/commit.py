@@ -50,13 +50,20 @@ class PositionIndex:
         with self._lock:
             self._parts, self._left = [], {}
 
+    @staticmethod
+    def hash(keys):
+        """64-bit hashes of Arrow string keys (Polars' hash: stable within a process)."""
+        import polars as pl
+
+        return pl.from_arrow(keys).hash()
+
     def add(self, keys, positions) -> None:
         import polars as pl
 
         with self._lock:
             part_id = self._next
             self._next += 1
-        part = pl.DataFrame({"h": pl.from_arrow(keys).hash(), "rn": pl.from_arrow(positions).cast(pl.Int64),
+        part = pl.DataFrame({"h": self.hash(keys), "rn": pl.from_arrow(positions).cast(pl.Int64),
                              "part": pl.repeat(part_id, len(keys), dtype=pl.UInt32, eager=True)})
         with self._lock:
             self._parts.append(part)
@@ -70,7 +77,7 @@ class PositionIndex:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        ack = pl.DataFrame({"h": pl.from_arrow(keys).hash()})
+        ack = pl.DataFrame({"h": self.hash(keys)})
         with self._lock:
             found = None
             if self._parts:
@@ -88,10 +95,12 @@ class PositionIndex:
                     self._parts = [pending.filter(~pl.col("part").is_in(done))]
         if found is not None and found.height == len(keys):
             rn = found.get_column("rn")
-            if rn.null_count() == 0 and not (rn.sort().diff() == 0).any():
-                # every key found once, at distinct positions: the keys are distinct too
-                return len(keys), pa.table({"_key": keys, "_rn": rn.to_arrow()})
-        # rare: unknown positions, keys given twice, hash collisions: look every key up by itself
+            if not (rn.drop_nulls().sort().diff() == 0).any():
+                # distinct positions: keys found are distinct (a key given twice shows twice the
+                # same position); keys not found (NULL) are looked up by themselves
+                distinct = len(keys) if rn.null_count() == 0 else pc.count_distinct(keys).as_py()
+                return distinct, pa.table({"_key": keys, "_rn": rn.to_arrow()})
+        # rare: keys given twice, hash collisions: look every key up by itself
         distinct = pc.count_distinct(keys).as_py()
         return distinct, pa.table({"_key": keys, "_rn": pa.nulls(len(keys), pa.int64())})
 

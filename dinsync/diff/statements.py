@@ -62,9 +62,5 @@ for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
 
 # Statements that need a row-position column (Capabilities.row_position).
 NEEDS_POSITION = {"acked_rest", "acked_positions"}
-# Statements whose SQL holds param() markers, bound when they run (render.bind).
-PARAMETERS = {
-    "sample": ("op", "limit"),
-    "duplicates_sample": ("limit",),
-    "acked": ("lo", "hi"),  # with a row position, as the commit_* and park_* statements
-}
+# Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
+# (limit); with a row position acked, commit_*, park_* (lo, hi).

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -184,3 +185,27 @@ def test_commits_run_while_the_plan_streams(s):
     assert not errors and sum(committed) == 5000
     assert s.p.parked_count() == 2000  # batches 0, 3, 6, 9 (500 rows each)
     assert s.plan() == {}
+
+
+@pytest.mark.parametrize("collide", [True, False])
+def test_commits_stay_exact_whatever_the_position_index_says(s, collide, monkeypatch):
+    """The planner's index of streamed rows is only a hint: with every key hash colliding, or
+    with keys committed twice and keys it never streamed, commits record exactly the right rows."""
+    from dinsync.diff.commit import PositionIndex
+
+    if collide:
+        monkeypatch.setattr(PositionIndex, "hash", staticmethod(lambda keys: pl.Series([7] * len(keys), dtype=pl.UInt64)))
+    s.set_rows([(f"u{i}@x.com", "n", i) for i in range(300)])
+    s.plan()
+    batches = list(s.p.stream_sendable(batch_rows=64))
+    keys = [k for b in batches for k in b.column("_key").to_pylist()]
+    assert s.ack(keys[:100] + keys[:10]) == 100
+    assert s.p.commit_rejected(keys[100:150]) == 50
+    assert s.ack(keys[140:160]) == 20  # 10 of them were rejected before: acknowledged now
+    assert s.ack(keys[:5] + ["nope@x.com"]) == 5
+    snap = s.w.query(f'SELECT _key, _synced_at IS NOT NULL AS d, _pfp IS NOT NULL AS p FROM dinsync."{s.p.snapshot_table}"')
+    state = {r["_key"]: (r["d"], r["p"]) for r in snap.to_pylist()}
+    assert len(state) == 160
+    assert all(state[k] == (True, False) for k in keys[:100] + keys[140:160])
+    assert all(state[k] == (False, True) for k in keys[100:140])
+    assert s.plan() == {k: "added" for k in keys[160:]}
