@@ -7,7 +7,12 @@
 -- by a hash of the key): the plan is read at those positions only (a range scan), checked against
 -- the key's hash, and only positions are collected.
 CREATE TABLE {{ acked }} AS
-SELECT p.{{ position }} AS _rn, p._prior AS _replace
+SELECT
+  p.{{ position }} AS _rn,
+  p._prior AS _replace,
+  -- what a replacement needs from the plan, so that it reads nothing else from it
+  CASE WHEN p._prior THEN p._kh END AS _kh,
+  CASE WHEN p._prior THEN p._key END AS _key
 FROM {{ plan }} AS p
 JOIN (
   SELECT a._rn, DINSYNC_HASH(a._key) AS _kh FROM {{ tables.ack }} AS a WHERE a._rn IS NOT NULL

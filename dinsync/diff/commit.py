@@ -118,12 +118,12 @@ class CommitMixin:
             try:
                 n = self._collect(arr)
                 if n["acknowledged"]:
-                    again = self._committed_before()
+                    if self._committed_before():  # some key again: all snapshot rows may exist
+                        self._execute("acked_replace_all")
+                        n = self._row("ack_count")
                     bounds = self._bounds(n)
                     with self.warehouse.transaction():
-                        if again:
-                            self._execute("commit_delete_all", **bounds)
-                        elif n["replace"]:
+                        if n["replace"]:
                             self._execute("commit_delete", **bounds)
                         self._execute("commit_insert", **bounds)
                     self._mark_done()

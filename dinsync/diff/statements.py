@@ -47,7 +47,6 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "acked_positions": ("acked_positions", {}),
     "acked_replace_all": ("acked_replace_all", {}),
     "commit_delete": ("commit_delete", {}),
-    "commit_delete_all": ("commit_delete_all", {}),
     "commit_insert": ("commit_insert", {}),
     "park_update": ("park_update", {}),
     "park_insert": ("park_insert", {}),

@@ -1,7 +1,9 @@
 CREATE TABLE "dinsync_scratch"."acked_people_to_crm" AS
 SELECT
   "p"."rowid" AS "_rn",
-  "p"."_prior" AS "_replace"
+  "p"."_prior" AS "_replace",
+  CASE WHEN "p"."_prior" THEN "p"."_kh" END AS "_kh",
+  CASE WHEN "p"."_prior" THEN "p"."_key" END AS "_key"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 JOIN (
   SELECT

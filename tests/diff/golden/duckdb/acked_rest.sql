@@ -1,10 +1,14 @@
 INSERT INTO "dinsync_scratch"."acked_people_to_crm" (
   "_rn",
-  "_replace"
+  "_replace",
+  "_kh",
+  "_key"
 )
 SELECT
   "p"."rowid",
-  "p"."_prior"
+  "p"."_prior",
+  "p"."_kh",
+  "p"."_key"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
