@@ -40,9 +40,11 @@ class PositionIndex:
     part still in the index may be taken again (a key committed twice), which is harmless: the
     commit's SQL checks every position against the key."""
 
+    SLICE = 262_144  # keys looked up at once
+
     def __init__(self):
         self._lock = threading.Lock()
-        self._parts: list = []  # (part id, DataFrame h, rn, part)
+        self._parts: list = []  # DataFrames h, rn, part
         self._left: dict[int, int] = {}  # part id -> rows not taken yet
         self._next = 0
 
@@ -77,17 +79,21 @@ class PositionIndex:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        ack = pl.DataFrame({"h": self.hash(keys)})
         with self._lock:
             found = None
             if self._parts:
                 pending = pl.concat(self._parts, rechunk=False) if len(self._parts) > 1 else self._parts[0]
                 self._parts = [pending]
-                found = ack.join(pending, on="h", how="left", maintain_order="left")
-                # rows taken per part (a key given twice counts twice: its part may leave early,
-                # and a later commit of a key of that part then looks the key up by itself)
-                for part_id, n in found.get_column("part").drop_nulls().value_counts().iter_rows():
-                    self._left[part_id] -= n
+                pieces = []
+                for start in range(0, len(keys), self.SLICE):  # bounded transient memory
+                    ack = pl.DataFrame({"h": self.hash(keys.slice(start, self.SLICE))})
+                    piece = ack.join(pending, on="h", how="left", maintain_order="left")
+                    # rows taken per part (a key given twice counts twice: its part may leave
+                    # early, and a later commit of a key of that part looks it up by itself)
+                    for part_id, n in piece.get_column("part").drop_nulls().value_counts().iter_rows():
+                        self._left[part_id] -= n
+                    pieces.append(piece.select("rn"))
+                found = pl.concat(pieces) if pieces else pl.DataFrame({"rn": []}, schema={"rn": pl.Int64})
                 done = [p for p, left in self._left.items() if left <= 0]
                 if done:
                     for p in done:
