@@ -68,6 +68,7 @@ class SyncRun:
                 key_normalization=self._key_normalization(),
                 fields=[(f.column, f.field) for f in self.cfg.fields],
                 state_schema=project.state_schema,
+                phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
         )
 

@@ -103,7 +103,7 @@ class AttentiveProject:
         return run
 
     def snapshot_keys(self) -> set[str]:
-        return {r[0] for r in self.sql("select _key from dinsync.snap_attentive_users")}
+        return {r[0] for r in self.sql("select _key from dinsync.snap_attentive_users where _synced_at is not null")}
 
     def rejections(self) -> dict[str, tuple[str, str]]:
         """key -> (status, reason) of the latest run's rejections."""

@@ -1,0 +1,57 @@
+"""Key normalisations in SQL: what makes two spellings of one key the same key.
+
+Each is applied to the key's text form (CAST AS VARCHAR); an empty result is a NULL key. The
+Polars twins (same results on the same input) are in `dinsync.mapping.normalize`.
+
+  email  LOWER(TRIM(k))
+  trim   TRIM(k)
+  none   k
+  phone  E.164-like: keep '+' and ASCII digits; a leading '+' stays; else a leading '00' becomes
+         '+'; else '+<country code>' is put in front, after dropping the national trunk prefix
+         (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
+         sync's default region (phonenumbers metadata); without a region, '+' is put in front of
+         the digits as they are. Letters are dropped (no vanity-number translation).
+"""
+from __future__ import annotations
+
+import re
+
+KEY_NORMALIZATIONS = ("email", "trim", "none", "phone")
+_DIGITS = re.compile(r"[0-9]*")
+
+
+def phone_params(region: str | None) -> tuple[str, str]:
+    """(country calling code, national trunk prefix) of a region, as digit strings ('' if none)."""
+    if not region:
+        return "", ""
+    from ..mapping.normalize import phone_key_params
+
+    return phone_key_params(region)
+
+
+def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "")) -> str:
+    """The normalised key of `column_sql` (a quoted column reference) in canonical SQL."""
+    text = f"CAST({column_sql} AS VARCHAR)"
+    if normalization == "email":
+        return f"NULLIF(LOWER(DINSYNC_TRIM({text})), '')"
+    if normalization == "trim":
+        return f"NULLIF(DINSYNC_TRIM({text}), '')"
+    if normalization == "none":
+        return f"NULLIF({text}, '')"
+    if normalization == "phone":
+        cc, trunk = phone
+        if not (_DIGITS.fullmatch(cc) and _DIGITS.fullmatch(trunk)):
+            raise ValueError(f"phone parameters must be digits, got {phone!r}")
+        digits = f"DINSYNC_DIGITS({text})"
+        kept = f"DINSYNC_PHONECHARS({text})"
+        national = f"'+{cc}' || {digits}"
+        if trunk:
+            national = (f"CASE WHEN {digits} LIKE '{trunk}%' THEN '+{cc}' || SUBSTR({digits}, {len(trunk) + 1}) "
+                        f"ELSE '+{cc}' || {digits} END")
+        return (
+            f"CASE WHEN {digits} = '' THEN NULL "
+            f"WHEN {kept} LIKE '+%' THEN '+' || {digits} "
+            f"WHEN {digits} LIKE '00%' THEN NULLIF('+' || SUBSTR({digits}, 3), '+') "
+            f"ELSE {national} END"
+        )
+    raise ValueError(f"unknown key normalization {normalization!r}")
