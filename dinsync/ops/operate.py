@@ -52,11 +52,13 @@ class Operator:
     """One project's operating state through an open warehouse. `check` is injectable (tests)."""
 
     def __init__(self, project: Any, wh: Any, notifier: Notifier, *, log: Callable[[str], None] = lambda t: None,
-                 check: Callable[..., CheckResult] = check_sync, migrate: bool = True):
+                 check: Callable[..., CheckResult] = check_sync, migrate: bool = True,
+                 on_change: Callable[..., None] | None = None):
         self.project = project
         self.wh = wh
         self.notifier = notifier
         self.log = log
+        self.on_change = on_change  # (event, sync, **details) for pauses and resumes; else they are logged
         self.check = check
         store = StateStore(wh, project.state_schema)
         if migrate:
@@ -146,7 +148,10 @@ class Operator:
                                f"{name} paused {who}: {reason}", run=run,
                                pause={"paused_by": by, "culprit": culprit, "reason": reason}))
             self.states.notified(name, "paused")
-        self.log(f"sync {name} paused ({'by hand' if by == 'hand' else culprit}): {reason}")
+        if self.on_change is not None:
+            self.on_change("paused", name, culprit=culprit, reason=reason, paused_by=by)
+        else:
+            self.log(f"sync {name} paused ({'by hand' if by == 'hand' else culprit}): {reason}")
         return state
 
     def resume(self, name: str, *, detail: str) -> SyncState:
@@ -155,7 +160,10 @@ class Operator:
         self.notify(Notice("resumed", name, "ok", before.notified_state, f"{name} resumed: {detail}",
                            pause={"paused_by": before.paused_by, "culprit": before.culprit, "reason": before.reason}))
         self.states.notified(name, "ok")
-        self.log(f"sync {name} resumed: {detail}")
+        if self.on_change is not None:
+            self.on_change("resumed", name, reason=detail)
+        else:
+            self.log(f"sync {name} resumed: {detail}")
         return state
 
     def recheck(self, name: str, state: SyncState | None = None) -> CheckResult:

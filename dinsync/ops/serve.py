@@ -55,7 +55,8 @@ class Service:
 
     def operator(self, wh: Any) -> Operator:
         return Operator(self.project, wh, self.notifier, check=self.check_fn,
-                        log=lambda text: self.emit("note", message=text))
+                        log=lambda text: self.emit("note", message=text),
+                        on_change=lambda event, name, **details: self.emit(event, sync=name, **details))
 
     def build(self) -> Scheduler:
         last: dict[str, dt.datetime | None] = {}
