@@ -1,8 +1,9 @@
 """The `dinsync` command: thin typer commands, one error handler, rich output or --json.
 
 Exit codes: 0 ok · 1 a run failed · 2 usage error · 3 configuration error · 4 a run finished
-with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock.
-When several syncs run, the worst outcome wins: 3 > 1 > 5 > 4 > 0 (see `dinsync.report`).
+with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock ·
+6 the sync was paused by hand. When several syncs run, the worst outcome wins:
+3 > 1 > 6 > 5 > 4 > 0 (see `dinsync.report`).
 
 Every text written to stdout or stderr goes through `dinsync.redaction` (the consoles write to
 redacting streams; tracebacks are formatted, redacted, then printed). Heavy libraries (polars,
@@ -437,7 +438,11 @@ def operated_run(operator, project, wh, name: str, full_refresh: bool, *, retry_
         if refusal is not None:
             run = failed_run(name, refusal.message, refusal.hint, started_at=utcnow(), full_refresh=full_refresh)
             run["status"] = "paused"
-            return run, ExitCode.PAUSED
+            run["issues"] = [issue.as_dict() for issue in refusal.issues]
+            if not state.json:
+                for issue in refusal.issues:
+                    err().print("  " + issue.format(), markup=False, highlight=False)
+            return run, refusal.exit_code
     errors: list = []
     run, code = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop, errors=errors)
     if operator is not None and operator.after_run(name, run, code, errors[0] if errors else None) == "paused":

@@ -14,7 +14,7 @@ class ExitCode:
     CONFIG_ERROR = 3
     WARNINGS = 4
     LOCKED = 5
-    PAUSED = 6  # the sync is paused (by hand, or by itself until its checks pass): nothing was sent
+    PAUSED = 6  # the sync was paused by hand: nothing was sent (a sync paused by itself exits as its cause)
 
 
 class DinsyncError(Exception):

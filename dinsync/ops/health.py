@@ -19,7 +19,7 @@ one is not paused for it). Texts are redacted.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import redaction
@@ -42,6 +42,7 @@ class Finding:
     culprit: str
     reason: str
     hint: str | None = None
+    issues: list = field(default_factory=list)  # ConfigIssues located in the sync file (pre-flight findings)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def check_destination(project: Any, name: str) -> CheckResult:
             if result.issues:
                 issues = config_issues(project, cfg, result, redaction.redact)
                 return CheckResult(Finding("destination", "; ".join(i.message for i in issues),
-                                           next((i.hint for i in issues if i.hint), None)))
+                                           next((i.hint for i in issues if i.hint), None), issues))
             spec.kinds.update(result.kinds)
             probe = _probe(destination, cfg, spec)
             if probe is not None:
@@ -123,7 +124,7 @@ def check_destination(project: Any, name: str) -> CheckResult:
         return CheckResult(Finding("credentials", _r(f"{cfg.destination} refused the credentials: {exc.message}"),
                                    exc.hint))
     except ConfigError as exc:
-        return CheckResult(Finding("destination", _r("; ".join(i.message for i in exc.issues))))
+        return CheckResult(Finding("destination", _r("; ".join(i.message for i in exc.issues)), None, exc.issues))
     except DinsyncError as exc:
         return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {exc.message}"))
     except Exception as exc:  # unreachable, timed out...

@@ -17,7 +17,7 @@ problem is logged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import redaction
@@ -28,6 +28,11 @@ from .health import CheckResult, Finding, check_sync
 from .notify import Notice, Notifier
 
 STATE_OF_STATUS = {"success": "ok", "warning": "warning", "failed": "failed"}
+# `dinsync sync` of an automatically paused sync whose check still fails exits as its cause would:
+# something to fix in a file, a model or the platform's schema (3), else a failure (1). A pause by
+# hand exits 6.
+EXIT_OF_CULPRIT = {"destination": ExitCode.CONFIG_ERROR, "column": ExitCode.CONFIG_ERROR,
+                   "model": ExitCode.CONFIG_ERROR}
 
 
 def event_for(previous: str | None, new: str) -> str | None:
@@ -46,6 +51,8 @@ class Refusal:
 
     message: str
     hint: str
+    issues: list = field(default_factory=list)  # what the check found, located (ConfigIssues)
+    exit_code: int = ExitCode.PAUSED
 
 
 class Operator:
@@ -76,15 +83,19 @@ class Operator:
         if force:
             self.log(f"sync {name} is paused ({why}); running it because of --force")
             return None
-        if state.auto_paused:
-            result = self.recheck(name, state)
-            if result.ok:
-                return None
-            why = f"{state.culprit}: {result.describe()}"
-            hint = "fix the cause (the sync resumes by itself once its checks pass), or run it with --force"
-        else:
-            hint = f"`dinsync resume {name}` to resume it, or run it once with --force"
-        return Refusal(f"sync {name} is paused ({why}); nothing was sent", hint)
+        if not state.auto_paused:
+            return Refusal(f"sync {name} is paused ({why}); nothing was sent",
+                           f"`dinsync resume {name}` to resume it, or run it once with --force")
+        result = self.recheck(name, state)
+        if result.ok:
+            return None
+        finding = result.finding
+        culprit = finding.culprit if finding else state.culprit
+        return Refusal(f"sync {name} is paused by itself ({culprit}: {result.describe()}); nothing was sent",
+                       (finding.hint + "; " if finding and finding.hint else "")
+                       + "it resumes by itself once its checks pass (or run it with --force)",
+                       finding.issues if finding else [],
+                       EXIT_OF_CULPRIT.get(culprit, ExitCode.RUN_FAILED) if finding else ExitCode.RUN_FAILED)
 
     # --- after a run -------------------------------------------------------------------
     def after_run(self, name: str, run: dict[str, Any], code: int, error: BaseException | None = None) -> str | None:

@@ -137,7 +137,7 @@ class Service:
             operator = self.operator(wh)
             refusal = operator.guard(name)
             if refusal is not None:
-                self.emit("end", sync=name, exit_code=6, run=None, error=refusal.message)
+                self.emit("end", sync=name, exit_code=refusal.exit_code, run=None, error=refusal.message)
                 return
             errors: list = []
             run, code = self.run_one(wh, name, errors)

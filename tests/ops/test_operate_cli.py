@@ -129,7 +129,11 @@ def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):
     # still wrong: `sync` checks again (one read-only lookup, refused) and refuses the run
     requests = ops.thread.call(ops.sandbox.stats)["requests"]
     refused = ops.sync()
-    assert refused["exit_code"] == ExitCode.PAUSED and "credentials" in refused["runs"][0]["error"]
+    assert refused["exit_code"] == ExitCode.RUN_FAILED  # as its cause would: a failure, not a pause by hand
+    [run] = refused["runs"]
+    assert run["status"] == "paused" and run["run_id"] is None
+    assert run["error"].startswith("sync iterable_users is paused by itself (credentials: iterable refused the "
+                                   "credentials: iterable: Iterable refused the API key (HTTP 401")
     assert ops.thread.call(ops.sandbox.stats)["requests"] == requests + 1
     assert ops.requests.requests[-1][:2] == ("GET", "/api/users/getByEmail?email=dinsync-access-check%40example.com")
     assert ops.events() == ["paused"]

@@ -49,7 +49,12 @@ def test_a_removed_destination_field_pauses_until_it_is_restored(attio):
     assert state["reason"] == "Attio attribute 'plan' of people is archived"
 
     refused = attio.run()
-    assert refused["exit_code"] == ExitCode.PAUSED and "destination: Attio attribute 'plan'" in refused["error"]
+    assert refused["exit_code"] == ExitCode.CONFIG_ERROR and refused["status"] == "paused"
+    assert refused["error"] == ("sync attio_people is paused by itself (destination: Attio attribute 'plan' of people "
+                                "is archived); nothing was sent")
+    [issue] = refused["issues"]
+    assert (issue["file"], issue["line"], issue["message"]) == ("syncs/attio_people.yml", 10,
+                                                                "Attio attribute 'plan' of people is archived")
     # the check ran the pre-flight and nothing else: no write reached Attio
     assert len([r for r in attio.requests.requests if r[0] == "PUT" and "/records" in r[1]]) == 10  # the first run's
 
