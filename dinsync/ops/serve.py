@@ -47,11 +47,13 @@ class Service:
         self.executor = executor  # default: a thread pool of `parallel` workers
         self.outages: dict[str, tuple[str, dt.datetime]] = {}  # sync -> (reason, since): in memory only
         self._lock = threading.Lock()
+        self._emit_lock = threading.Lock()
         self.scheduler: Scheduler | None = None
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
-        self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
+        with self._emit_lock:  # one line at a time from the workers
+            self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
 
     def operator(self, wh: Any) -> Operator:
         return Operator(self.project, wh, self.notifier, check=self.check_fn,
@@ -178,8 +180,11 @@ class Service:
 
     # --- the warehouse itself unreachable: pauses kept in memory --------------------------
     def _outage(self, names: list[str], exc: BaseException) -> None:
+        # An outage: the warehouse is unreachable or refuses our credentials, a DuckDB file cannot
+        # be opened, or the driver failed outside the adapter's translation. Anything else (a
+        # missing driver...) is not: the run reports it.
         if isinstance(exc, DinsyncError) and not isinstance(exc, OUTAGE_ERRORS) and "cannot open" not in exc.message:
-            return  # not an outage (e.g. a configuration problem): the run reports it
+            return
         reason = redaction.redact(f"the warehouse cannot be reached: {_text(exc)}")
         new = []
         with self._lock:
