@@ -1,8 +1,9 @@
 """The `dinsync` command: thin typer commands, one error handler, rich output or --json.
 
 Exit codes: 0 ok · 1 a run failed · 2 usage error · 3 configuration error · 4 a run finished
-with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock.
-When several syncs run, the worst outcome wins: 3 > 1 > 5 > 4 > 0 (see `dinsync.report`).
+with warnings (when the sync's `fail_on_warning` is true) · 5 another run holds the lock ·
+6 the sync was paused by hand. When several syncs run, the worst outcome wins:
+3 > 1 > 6 > 5 > 4 > 0 (see `dinsync.report`).
 
 Every text written to stdout or stderr goes through `dinsync.redaction` (the consoles write to
 redacting streams; tracebacks are formatted, redacted, then printed). Heavy libraries (polars,
@@ -20,7 +21,8 @@ import typer
 
 from . import __version__, redaction, terminal
 from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
-from .terminal import RedactingStream, emit, err, note, out, print_plan, print_run, print_status, print_traceback
+from .terminal import (RedactingStream, emit, err, note, out, print_plan, print_rejections, print_run,
+                       print_runs, print_syncs, print_traceback)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.",
                   pretty_exceptions_enable=False)
@@ -30,6 +32,7 @@ DEBUG_ENV = "DINSYNC_DEBUG"
 class State:
     project_dir: Path = Path(".")
     json: bool = False
+    quiet_progress: bool = False  # `serve`: runs report notes only (the service logs one line per run)
 
 
 state = State()
@@ -99,6 +102,7 @@ def _main(
 ) -> None:
     state.project_dir = project_dir or Path(".")
     state.json = json_output
+    state.quiet_progress = False
     terminal.reset()
 
 
@@ -195,18 +199,22 @@ def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask t
     use_options(project_dir, json_output)
     with handled(), in_project():
         project, wh = load()
-        wh.close()
+        try:
+            paused = recheck_paused(project, wh)
+        finally:
+            wh.close()
         if not offline:
             issues = preflight_issues(project)
             if issues:
                 raise ConfigError(issues)
         result = {"ok": True, "syncs": sorted(project.syncs), "models": sorted(project.models),
-                  "destinations": sorted(project.destinations)}
+                  "destinations": sorted(project.destinations), "paused": paused}
         if state.json:
             emit(result)
         else:
             out().print(f"[green]OK[/]: {len(project.syncs)} sync(s), {len(project.models)} model(s), "
                         f"{len(project.destinations)} destination(s)")
+            print_paused_checks(paused)
 
 
 def preflight_issues(project) -> list[ConfigIssue]:
@@ -272,8 +280,12 @@ def sync(names: Optional[list[str]] = NamesArg,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Send every row again."),
          retry_rejected: bool = typer.Option(False, "--retry-rejected",
                                              help="Send rows parked as rejected again, even if unchanged."),
+         force: bool = typer.Option(False, "--force", help="Run paused syncs too (their pause stays)."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Bring each selected destination up to date with its model.
+
+    A paused sync is refused (exit 6) unless --force; an automatically paused one is checked
+    first and runs when its checks pass again (see `dinsync pause`).
 
     SIGTERM / SIGINT stop gracefully: no new batch is read, requests in flight finish (at most
     DINSYNC_GRACE_SECONDS), acknowledged rows are committed, the run is recorded as `cancelled`
@@ -293,10 +305,12 @@ def sync(names: Optional[list[str]] = NamesArg,
         project, wh = load()
         runs, codes = [], []
         try:
+            operator = make_operator(project, wh)
             for name in choose(project, names, select, exclude):
                 if stop.requested:
                     break
-                run, code = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop)
+                run, code = operated_run(operator, project, wh, name, full_refresh, retry_rejected=retry_rejected,
+                                         stop=stop, force=force)
                 runs.append(run)
                 codes.append(code)
                 if not state.json:
@@ -310,9 +324,9 @@ def sync(names: Optional[list[str]] = NamesArg,
 
 
 def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False,
-             stop=None) -> tuple[dict, int]:
+             stop=None, errors: list | None = None) -> tuple[dict, int]:
     """Run one sync; its run object and exit code. A failure is reported, not raised: the other
-    selected syncs still run."""
+    selected syncs still run (`errors`, when given, receives the exception)."""
     from .engine import SyncRun
     from .report import failed_run, run_from_summary, utcnow
 
@@ -324,6 +338,8 @@ def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool
                              progress=progress, stop=stop)
             summary = engine.run()
     except DinsyncError as exc:
+        if errors is not None:
+            errors.append(exc)
         if debug() and exc.__cause__ is not None:
             print_traceback(exc)
         summary = getattr(engine, "summary", None)
@@ -340,6 +356,8 @@ def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool
                     err().print("  " + issue.format(), markup=False, highlight=False)
         return run, exc.exit_code
     except Exception as exc:  # a bug: this sync fails, the others still run
+        if errors is not None:
+            errors.append(exc)
         if debug():
             print_traceback(exc)
         message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
@@ -375,7 +393,7 @@ def progress_for(name: str):
     def write(text: str) -> None:
         err().print(text, markup=False, highlight=False)
 
-    if state.json:
+    if state.json or state.quiet_progress:
         yield LineProgress(name, write, notes_only=True)
     elif err().file.isatty():  # a real terminal (rich's is_terminal also says yes to FORCE_COLOR in CI)
         with bar_progress(name, err()) as on_event:
@@ -388,9 +406,227 @@ def progress_for(name: str):
 def status(names: Optional[list[str]] = NamesArg,
            select: Optional[list[str]] = SelectOpt,
            exclude: Optional[list[str]] = ExcludeOpt,
-           limit: int = typer.Option(5, min=1, help="Runs per sync."),
+           limit: int = typer.Option(5, min=1, help="Runs per sync in --json's `runs`."),
            project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Last runs per sync (disabled ones included), from the run log in the warehouse."""
+    """One line per sync (disabled ones included): its state, last run, counts, parked rows, and
+    why it is paused or warned, from the state tables in the warehouse."""
+    use_options(project_dir, json_output)
+    with handled(), in_project():
+        from .ops.status import sync_statuses
+        from .report import run_from_log
+        from .state import StateStore
+
+        project, wh = load(check_models=False)
+        try:
+            chosen = choose(project, names, select, exclude, include_disabled=True)
+            store = StateStore(wh, project.state_schema)
+            store.migrate()
+            syncs = sync_statuses(project, store, chosen)
+            runs = [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in set(chosen)]
+        finally:
+            wh.close()
+        if state.json:
+            emit({"syncs": syncs, "runs": runs})
+            return
+        print_syncs(syncs)
+
+
+# --- operating syncs: pause guard, serve, pause / resume, runs, rejections -------------------------
+
+def make_notifier(project):
+    from .ops.notify import Notifier
+
+    return Notifier(project.notifications, project=project.root.name, log=note)
+
+
+def make_operator(project, wh):
+    """The project's operating state (dinsync.ops.operate), or None when the state tables cannot be
+    read: the runs then go ahead unguarded and report the warehouse's error themselves."""
+    from .ops.operate import Operator
+
+    try:
+        return Operator(project, wh, make_notifier(project), log=note)
+    except Exception as exc:
+        note(redaction.redact(f"could not read the syncs' operating state: {type(exc).__name__}: {exc}"))
+        return None
+
+
+def operated_run(operator, project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False, stop=None,
+                 force: bool = False) -> tuple[dict, int]:
+    """`run_sync` behind the pause guard, followed by the sync's state change (pause, notification)."""
+    from .report import failed_run, utcnow
+
+    if operator is not None:
+        try:
+            refusal = operator.guard(name, force=force)
+        except Exception as exc:  # the state table failed: the run reports the warehouse's error itself
+            note(redaction.redact(f"could not read the state of sync {name}: {type(exc).__name__}: {exc}"))
+            refusal = None
+        if refusal is not None:
+            run = failed_run(name, refusal.message, refusal.hint, started_at=utcnow(), full_refresh=full_refresh)
+            run["status"] = "paused"
+            run["issues"] = [issue.as_dict() for issue in refusal.issues]
+            if not state.json:
+                for issue in refusal.issues:
+                    err().print("  " + issue.format(), markup=False, highlight=False)
+            return run, refusal.exit_code
+    errors: list = []
+    run, code = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop, errors=errors)
+    if operator is not None and operator.after_run(name, run, code, errors[0] if errors else None) == "paused":
+        note(f"sync {name} is now paused; it resumes by itself once its checks pass (`dinsync status` says why)")
+    return run, code
+
+
+def recheck_paused(project, wh) -> list[dict]:
+    """`validate`: check the automatically paused syncs again (resuming those that pass) and list
+    every paused one. Reads nothing when the state tables predate pauses."""
+    from .state import StateStore
+
+    store = StateStore(wh, project.state_schema)
+    if store.layout_version() < 4:
+        return []
+    from .state.syncstate import SyncStates
+
+    paused = [s for s in SyncStates(store).all().values() if s.paused and s.sync in project.syncs]
+    if not paused:
+        return []
+    operator = make_operator(project, wh)
+    report = []
+    for st in paused:
+        entry = {"sync": st.sync, "paused_by": st.paused_by, "culprit": st.culprit, "reason": st.reason,
+                 "resumed": False}
+        if st.auto_paused and operator is not None:
+            result = operator.recheck(st.sync, st)
+            entry["resumed"] = result.ok
+            if not result.ok:
+                entry["reason"] = result.describe()
+        report.append(entry)
+    return report
+
+
+def print_paused_checks(paused: list[dict]) -> None:
+    for p in paused:
+        if p["resumed"]:
+            out().print(f"resumed {p['sync']}: its checks pass again", markup=False, highlight=False)
+        else:
+            who = "by hand" if p["paused_by"] == "hand" else p["culprit"]
+            out().print(f"[yellow]still paused[/] {terminal.escape(p['sync'])} ({who}): "
+                        f"{terminal.escape(p['reason'] or '')}", highlight=False)
+
+
+@app.command()
+def serve(names: Optional[list[str]] = NamesArg,
+          select: Optional[list[str]] = SelectOpt,
+          exclude: Optional[list[str]] = ExcludeOpt,
+          parallel: int = typer.Option(1, min=1, max=64, help="Syncs running at once."),
+          recheck_minutes: float = typer.Option(5.0, min=0.01, help="How often paused syncs are checked again."),
+          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Run the selected syncs on their schedules until SIGTERM / SIGINT (one log line per run).
+
+    A signal stops gracefully: no new run starts, runs in flight stop as `dinsync sync` does
+    (committed, recorded `cancelled`), then the service exits 0. A second signal exits at once."""
+    use_options(project_dir, json_output)
+    import json as jsonlib
+
+    from .engine import StopToken, stop_on_signals
+
+    stop = StopToken()
+    service = None
+
+    def on_signal(name: str) -> None:
+        err().print(f"{name}: stopping (no new run starts; runs in flight stop gracefully)",
+                    markup=False, highlight=False)
+        if service is not None:
+            service.wake()
+
+    with handled(), in_project(), stop_on_signals(stop, on_signal):
+        from .ops.serve import Service, format_line
+
+        project, wh = load(check_models=False)  # models are checked per run: one broken model pauses its syncs only
+        wh.close()
+        chosen = choose(project, names, select, exclude)
+        scheduled = [n for n in chosen if project.syncs[n].schedule is not None]
+        for name in chosen:
+            if name not in scheduled:
+                note(f"sync {name} has no schedule; serve leaves it out")
+        if not scheduled:
+            raise ConfigError([ConfigIssue("no selected sync has a schedule", hint='add `schedule: "0 6 * * *"` '
+                                           "or `schedule: {every: 15m}` to a sync file")])
+        state.quiet_progress = True
+
+        def emit_event(event: dict) -> None:
+            if state.json:
+                out().file.write(jsonlib.dumps(event, default=str) + "\n")
+                out().file.flush()
+            else:
+                out().print(format_line(event), markup=False, highlight=False, soft_wrap=True)
+
+        service = Service(project, scheduled, connect=lambda: connect_warehouse(project.warehouse, project.root),
+                          run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors),
+                          notifier=make_notifier(project), emit=emit_event, stop=stop, parallel=parallel,
+                          recheck_seconds=recheck_minutes * 60.0)
+        service.serve()
+    raise typer.Exit(ExitCode.OK)
+
+
+def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> None:
+    with handled(), in_project():
+        from .ops.status import sync_statuses
+
+        project, wh = load(check_models=False)
+        try:
+            chosen = choose(project, names, None, None, include_disabled=True)
+            operator = make_operator(project, wh)
+            if operator is None:
+                raise DinsyncError("the state tables cannot be read", "check the warehouse and the state schema")
+            for name in chosen:
+                current = operator.states.get(name)
+                if pausing:
+                    operator.pause(name, by="hand", culprit="hand", reason=reason or "paused by hand")
+                elif current.paused:
+                    operator.resume(name, detail="resumed by hand")
+                else:
+                    note(f"sync {name} is not paused")
+            syncs = sync_statuses(project, operator.states.store, chosen)
+        finally:
+            wh.close()
+        if state.json:
+            emit({"syncs": syncs})
+        else:
+            print_syncs(syncs)
+
+
+@app.command()
+def pause(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync names or globs."),
+          reason: Optional[str] = typer.Option(None, "--reason", help="Shown in status and notifications."),
+          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Pause syncs by hand: scheduled runs skip them, `sync` refuses them, until `dinsync resume`."""
+    use_options(project_dir, json_output)
+    _pause_or_resume(names, reason, pausing=True)
+
+
+@app.command()
+def resume(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync names or globs."),
+           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Resume paused syncs (paused by hand or by themselves)."""
+    use_options(project_dir, json_output)
+    _pause_or_resume(names, None, pausing=False)
+
+
+def _one_sync(project, name: str) -> str:
+    from .selection import is_glob
+
+    chosen = choose(project, [name], None, None, include_disabled=True)
+    if is_glob(name) or len(chosen) != 1:
+        raise ConfigError([ConfigIssue(f"name one sync, not {name!r}", hint=f"syncs: {', '.join(sorted(project.syncs))}")])
+    return chosen[0]
+
+
+@app.command()
+def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
+         limit: int = typer.Option(20, min=1, help="Newest runs to show."),
+         project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """A sync's runs, newest first, from the run log."""
     use_options(project_dir, json_output)
     with handled(), in_project():
         from .report import run_from_log
@@ -398,16 +634,44 @@ def status(names: Optional[list[str]] = NamesArg,
 
         project, wh = load(check_models=False)
         try:
-            chosen = set(choose(project, names, select, exclude, include_disabled=True))
+            name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
             store.migrate()
-            runs = [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in chosen]
+            found = [run_from_log(r) for r in store.last_runs(sync=name, limit=limit)]
         finally:
             wh.close()
         if state.json:
-            emit({"runs": runs})
-            return
-        print_status(runs)
+            emit({"runs": found})
+        else:
+            print_runs(found)
+
+
+@app.command()
+def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
+               run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
+               limit: int = typer.Option(100, min=1, help="Newest rows to show."),
+               project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Rows a sync could not deliver (rejected, not found, failed) with their reasons, newest first."""
+    use_options(project_dir, json_output)
+    with handled(), in_project():
+        from .report import utc_iso
+        from .state import StateStore
+        from .state.syncstate import SyncStates
+
+        project, wh = load(check_models=False)
+        try:
+            name = _one_sync(project, name)
+            store = StateStore(wh, project.state_schema)
+            store.migrate()
+            rows = SyncStates(store).rejections(name, run_id, limit)
+        finally:
+            wh.close()
+        for row in rows:
+            row["rejected_at"] = utc_iso(row["rejected_at"])
+        if state.json:
+            emit({"rejections": rows})
+        else:
+            print_rejections(rows)
 
 
 @app.command()

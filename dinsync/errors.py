@@ -14,6 +14,7 @@ class ExitCode:
     CONFIG_ERROR = 3
     WARNINGS = 4
     LOCKED = 5
+    PAUSED = 6  # the sync was paused by hand: nothing was sent (a sync paused by itself exits as its cause)
 
 
 class DinsyncError(Exception):
@@ -91,6 +92,7 @@ class RunSummary:
     failed: int = 0
     pending: int = 0  # outcome not known by the end of the run (an import or bulk job still running)
     parked: int = 0  # rows rejected earlier for their content, not planned again until they change
+    segment_rows: int = 0  # rows the model returned (NULL and duplicated keys included)
     requests: int = 0
     throttled: int = 0
     seconds: float = 0.0

@@ -24,14 +24,16 @@ from . import __version__
 from .errors import ExitCode
 
 RUN_COUNTS = ("added", "changed", "removed", "unchanged", "null_keys", "duplicate_keys", "sent", "acknowledged",
-              "rejected", "not_found", "failed", "pending", "parked", "requests", "throttled")
-RUN_STATUSES = ("running", "success", "warning", "failed", "cancelled", "abandoned")
+              "rejected", "not_found", "failed", "pending", "parked", "requests", "throttled", "segment_rows")
+RUN_STATUSES = ("running", "success", "warning", "failed", "cancelled", "abandoned",
+                "paused")  # paused: `dinsync sync` refused a paused sync (no run was recorded)
 
 # The worst outcome wins when several syncs run: a configuration error (the sync could not even
-# start; someone must fix a file) over a failed run (rows were not delivered) over a held lock
-# (another run is doing the work; try again later) over warnings (everything was delivered, but
-# look) over success.
-EXIT_PRECEDENCE = (ExitCode.CONFIG_ERROR, ExitCode.RUN_FAILED, ExitCode.LOCKED, ExitCode.WARNINGS, ExitCode.OK)
+# start; someone must fix a file) over a failed run (rows were not delivered) over a paused sync
+# (nothing was sent until someone fixes its cause or resumes it) over a held lock (another run is
+# doing the work; try again later) over warnings (everything was delivered, but look) over success.
+EXIT_PRECEDENCE = (ExitCode.CONFIG_ERROR, ExitCode.RUN_FAILED, ExitCode.PAUSED, ExitCode.LOCKED, ExitCode.WARNINGS,
+                   ExitCode.OK)
 
 
 def worst_exit_code(codes: Iterable[int]) -> int:

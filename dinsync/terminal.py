@@ -146,17 +146,61 @@ def print_run(r: dict) -> None:
         err().print("  [dim]hint: " + escape(r["hint"]) + "[/]", highlight=False)
 
 
-def print_status(runs: list[dict]) -> None:
+def print_syncs(syncs: list[dict]) -> None:
+    """`dinsync status`: one line per sync."""
+    if not syncs:
+        out().print("no syncs")
+        return
+    from rich.table import Table
+
+    colours = {"success": "green", "warning": "yellow", "failed": "red", "paused": "magenta", "abandoned": "red"}
+    table = Table("sync", "state", "last run (UTC)", "seconds", "+added ~changed -removed", "sent", "acked",
+                  "rejected", "not found", "failed", "parked", "why")
+    for s in syncs:
+        r = s["last_run"] or {}
+        started = (r.get("started_at") or "")[:19].replace("T", " ")
+        counts = f"+{r['added']:,} ~{r['changed']:,} -{r['removed']:,}" if r else ""
+        if s["paused"]:
+            why = f"paused {'by hand' if s['paused_by'] == 'hand' else 'by itself (' + str(s['culprit']) + ')'}: " \
+                  f"{s['reason'] or ''}"
+        else:
+            why = "; ".join(r.get("warnings") or []) or (r.get("error") or "")
+        if not s["enabled"]:
+            why = "(disabled) " + why
+        colour = colours.get(s["state"], "white")
+        table.add_row(s["sync"], f"[{colour}]{escape(s['state'])}[/]", started,
+                      f"{r['seconds'] or 0:.2f}" if r else "", counts,
+                      *(f"{r[c]:,}" if r else "" for c in ("sent", "acknowledged", "rejected", "not_found", "failed")),
+                      f"{s['parked']:,}", escape(_cut(why, 100)))
+    out().print(table)
+
+
+def print_rejections(rows: list[dict]) -> None:
+    if not rows:
+        out().print("no rejected rows")
+        return
+    from rich.table import Table
+
+    table = Table("rejected at (UTC)", "run", "key", "field", "status", "reason")
+    for r in rows:
+        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], escape(_cut(str(r["key"]), 60)),
+                      escape(r["field"] or ""), r["status"], escape(_cut(r["reason"] or "", 120)))
+    out().print(table)
+
+
+def print_runs(runs: list[dict]) -> None:
+    """`dinsync runs NAME`: one line per run, newest first."""
     if not runs:
         out().print("no runs yet")
         return
     from rich.table import Table
 
-    table = Table("sync", "started (UTC)", "status", "added", "changed", "removed", "acked", "rejected",
-                  "failed", "seconds", "error")
+    table = Table("run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
+                  "rejected", "not found", "failed", "seconds", "warnings / error")
     for r in runs:
         started = (r["started_at"] or "")[:19].replace("T", " ")
-        table.add_row(r["sync"], started, r["status"], *(f"{r[c]:,}" for c in (
-            "added", "changed", "removed", "acknowledged", "rejected", "failed")),
-            f"{r['seconds'] or 0:.2f}", _cut(r["error"] or "", 80))
+        note_text = "; ".join(r["warnings"]) or (r["error"] or "")
+        table.add_row(r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
+            "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
+            f"{r['seconds'] or 0:.2f}", escape(_cut(note_text, 100)))
     out().print(table)

@@ -21,6 +21,8 @@ from ..destinations import registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
 from .models import (
+    CHANNEL_SECRET_KEYS,
+    CHANNEL_TYPES,
     DESTINATION_KEYS,
     NAME_PATTERN,
     WAREHOUSE_TYPES,
@@ -72,6 +74,7 @@ class _Loader:
         self.issues: list[ConfigIssue] = []
         self.secrets: list[str] = []
         self.project_data: dict[str, Any] | None = None
+        self.notifications: list = []
         self.warehouse: Any = None
         self.destinations: dict[str, DestinationConfig] = {}
         self.destination_types: dict[str, type[Destination] | None] | None = None  # None: unknown
@@ -99,6 +102,7 @@ class _Loader:
             ProjectFile.model_validate(data)
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, (), ProjectFile)
+        self.load_notifications(doc, data.get("notifications"))
         self.project_data = data
         if isinstance(data.get("warehouse"), dict):
             self.load_warehouse(doc, data["warehouse"])
@@ -110,6 +114,37 @@ class _Loader:
                     self.load_destination(doc, str(name), raw)
                 else:
                     self.destination_types[str(name)] = None
+
+    def load_notifications(self, doc: YamlDoc, raw: Any) -> None:
+        """`notifications:` channels, each validated by its type's model; a channel's credential (a
+        Slack webhook URL) must come from the environment."""
+        for index, channel in enumerate(raw if isinstance(raw, list) else ()):
+            at = ("notifications", index)
+            if not isinstance(channel, dict):
+                continue  # the ProjectFile check reports it
+            kind = channel.get("type")
+            cls = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
+            if cls is None:
+                self.issues.append(doc.issue(at + (("type",) if kind is not None else ()),
+                                             f"unknown notification type {kind!r}" if kind is not None
+                                             else f"missing required key notifications[{index}].type",
+                                             choice_hint(str(kind or ""), CHANNEL_TYPES, "types")))
+                continue
+            secret_issue = False
+            for key in CHANNEL_SECRET_KEYS.get(kind, ()):
+                path = at + (key,)
+                if channel.get(key) and path not in doc.env_paths and path not in doc.missing_env_paths:
+                    secret_issue = True
+                    self.issues.append(doc.issue(path, f"notifications[{index}].{key} is a credential written in "
+                                                       "the file", "write it as ${env:NAME} and export NAME; "
+                                                       f"secrets never live in {doc.file}"))
+            try:
+                validated = cls.model_validate(channel)
+            except ValidationError as exc:
+                self.issues += validation_issues(exc, doc, at, cls)
+                continue
+            if not secret_issue:
+                self.notifications.append(validated)
 
     def load_warehouse(self, doc: YamlDoc, raw: dict) -> None:
         kind = raw.get("type")
@@ -528,7 +563,7 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     data = loader.project_data
     project = Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
                       state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
-                      models=loader.models, syncs=loader.syncs)
+                      models=loader.models, syncs=loader.syncs, notifications=loader.notifications)
     _register_secrets(project)
     return project
 
@@ -539,6 +574,9 @@ def _register_secrets(project: Project) -> None:
     redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)))
     for destination in project.destinations.values():
         redaction.register(*destination.credentials().values())
+    for channel in project.notifications:  # webhook URLs and headers may carry tokens
+        redaction.register(*(v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)))
+        redaction.register(*(v.get_secret_value() for v in getattr(channel, "headers", {}).values()))
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

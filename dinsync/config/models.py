@@ -261,6 +261,11 @@ class Thresholds(_Config):
     max_rejected_pct: float = Field(default=5.0, ge=0, le=100)  # above: the run is a "warning"
     max_duplicate_pct: float = Field(default=5.0, ge=0, le=100)  # above: fail before sending
     fail_on_warning: bool = True  # a warning run exits non-zero
+    # --- sync warnings (dinsync.engine.thresholds); each is off unless set
+    max_not_found: int | None = Field(default=None, ge=0)  # update mode: more rows not found -> warning
+    max_segment_drop_pct: float | None = Field(default=None, ge=0, le=100)  # vs the last successful run
+    warn_on_zero_rows: bool = False  # the model returned no row
+    max_run_minutes: float | None = Field(default=None, gt=0)  # a run lasting longer -> warning
 
 
 class MatchSpec(_Config):
@@ -290,6 +295,80 @@ def _valid_cron(value: str | None) -> str | None:
     return value
 
 
+_EVERY = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+
+
+def parse_every(value: Any) -> float:
+    """An interval as seconds: `15m`, `1h30m`, `2d`, `90s` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("an interval is a duration such as 15m, 1h30m, 2d or 90s")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _EVERY.match(str(value))
+        if not m or not any(m.groups()):
+            raise ValueError(f"invalid interval {value!r} (a duration such as 15m, 1h30m, 2d or 90s)")
+        d, h, mi, sec = (int(g or 0) for g in m.groups())
+        seconds = float(((d * 24 + h) * 60 + mi) * 60 + sec)
+    if seconds < 1:
+        raise ValueError("an interval must be at least 1 second")
+    return seconds
+
+
+def _valid_timezone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Paris)") from None
+    return value
+
+
+class Schedule(_Config):
+    """When `dinsync serve` runs a sync: a cron expression (in `timezone`, default UTC) or an
+    interval (`every: 15m`). In a sync file: `schedule: "0 6 * * *"`, `schedule: {every: 15m}` or
+    `schedule: {cron: "0 6 * * 1-5", timezone: Europe/Paris}`."""
+
+    cron: str | None = None
+    every: float | None = None  # seconds
+    timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"cron": value} if isinstance(value, str) else value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return _valid_cron(value)
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> Any:
+        return None if value is None else parse_every(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("set one of cron (e.g. \"0 6 * * *\") or every (e.g. 15m)")
+        return self
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r}" + ("" if self.timezone == "UTC" else f" ({self.timezone})")
+        seconds = int(self.every or 0)
+        parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"),
+                 (seconds % 60, "s")]
+        return "every " + "".join(f"{n}{u}" for n, u in parts if n)
+
+
 class SyncFile(_Config):
     """The schema of a syncs/<name>.yml file (turned into a SyncConfig by the loader)."""
 
@@ -299,7 +378,7 @@ class SyncFile(_Config):
     mode: SyncMode
     match: MatchSpec
     fields: list[FieldMap] = Field(default_factory=list)
-    schedule: str | None = None
+    schedule: Schedule | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     enabled: bool = True
 
@@ -307,11 +386,6 @@ class SyncFile(_Config):
     @classmethod
     def _list_fields(cls, value: Any) -> Any:
         return _fields_as_list(value)
-
-    @field_validator("schedule")
-    @classmethod
-    def _check_schedule(cls, value: str | None) -> str | None:
-        return _valid_cron(value)
 
 
 class SyncConfig(_Located):
@@ -326,7 +400,7 @@ class SyncConfig(_Located):
     match_column: str
     match_field: str
     fields: list[FieldMap]
-    schedule: str | None = None
+    schedule: Schedule | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     enabled: bool = True
 
@@ -334,6 +408,51 @@ class SyncConfig(_Located):
         """What the destination needs to know of this sync."""
         return SyncSpec(name=self.name, service=self.service, mode=self.mode, key_field=self.match_field,
                         fields=[f.field for f in self.fields], custom=[f.custom for f in self.fields])
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+NotifyEvent = Literal["warning", "failed", "recovered", "paused", "resumed"]
+NOTIFY_EVENTS: tuple[str, ...] = ("warning", "failed", "recovered", "paused", "resumed")
+
+
+def _http_secret_url(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class _Channel(_Config):
+    """What every notification channel accepts (see dinsync.ops.notify)."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)  # shown in logs (default: type and position)
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))  # which changes to send
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    attempts: int = Field(default=4, ge=1, le=10)  # tries per notification (backoff between them)
+
+
+class WebhookChannel(_Channel):
+    """A generic JSON webhook: POST {event, sync, state, previous_state, message, run, pause, ...}."""
+
+    type: Literal["webhook"]
+    url: SecretStr  # may carry a token: masked in all output
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # e.g. Authorization: ${env:HOOK_TOKEN}
+
+    _check_url = field_validator("url")(_http_secret_url)
+
+
+class SlackChannel(_Channel):
+    """A Slack-compatible incoming webhook: POST {"text": ..., "blocks": [...]}."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr  # the URL is the credential: only from the environment
+
+    _check_url = field_validator("webhook_url")(_http_secret_url)
+
+
+NotificationChannel = Annotated[Union[WebhookChannel, SlackChannel], Field(discriminator="type")]
+CHANNEL_TYPES: dict[str, type[_Channel]] = {"webhook": WebhookChannel, "slack": SlackChannel}
+CHANNEL_SECRET_KEYS = {"slack": ("webhook_url",)}  # settings that must come from ${env:NAME}
 
 
 # --- project ---------------------------------------------------------------------------------
@@ -345,6 +464,7 @@ class ProjectFile(_Config):
     warehouse: dict[str, Any]
     state_schema: str = "dinsync"
     destinations: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    notifications: list[dict[str, Any]] = Field(default_factory=list)  # validated per type (CHANNEL_TYPES)
 
     @field_validator("state_schema")
     @classmethod
@@ -364,6 +484,7 @@ class Project(_Config):
     destinations: dict[str, DestinationConfig]
     models: dict[str, Model]
     syncs: dict[str, SyncConfig]
+    notifications: list[NotificationChannel] = Field(default_factory=list)
 
     def relative(self, path: Path) -> str:
         """`path` as shown in messages: relative to the project folder, with / separators."""

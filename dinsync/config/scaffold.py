@@ -68,7 +68,7 @@ fields:                       # model column -> Iterable field (or a mapping `co
   - {column: plan, field: plan}
   - {column: lifetime_value, field: lifetimeValue, type: number}
   - {column: signed_up_at, field: signedUpAt, type: date}
-# schedule: "0 6 * * *"       # cron, for a scheduler
+# schedule: "0 6 * * *"       # cron (UTC) or {every: 15m}: when `dinsync serve` runs it
 thresholds:
   max_rejected_pct: 5         # more rejected rows than this share: the run is a warning
   max_duplicate_pct: 5        # more duplicated keys than this share: the run fails before sending

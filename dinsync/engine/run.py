@@ -23,6 +23,7 @@ from ..warehouses.base import Warehouse
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .stop import StopToken
+from .thresholds import sync_warnings
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -92,7 +93,7 @@ class SyncRun:
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self.state.migrate()
         run_id = self.state.new_run_id()
         s = RunSummary(sync=self.cfg.name, run_id=run_id)
@@ -127,6 +128,7 @@ class SyncRun:
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
+        s.segment_rows = stats.segment_rows
         s.parked = self.planner.parked_count()
         th = self.cfg.thresholds
         if stats.segment_rows and stats.duplicate_rows:
@@ -169,10 +171,9 @@ class SyncRun:
                 parts.append(f"the outcome of {s.pending} rows did not arrive in time")
             s.error = "; ".join(parts) + ": they stay out of the snapshot and are sent again by the next run"
             return
-        bad = s.rejected + s.not_found
-        if sendable and bad and 100.0 * bad / sendable > th.max_rejected_pct:
-            s.warnings.append(f"{bad} of {sendable} rows ({100.0 * bad / sendable:.1f}%) were rejected or not found "
-                              f"(threshold {th.max_rejected_pct}%)")
+        s.warnings += sync_warnings(th, s, mode=self.cfg.mode, sendable=sendable,
+                                    previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
+                                    elapsed_seconds=time.monotonic() - self._started)
         s.status = "warning" if s.warnings else "success"
 
     async def _send(self, s: RunSummary, lock: LockKeeper) -> None:
@@ -180,6 +181,8 @@ class SyncRun:
         from ..mapping import FieldMapping, KeyMapping
         from .commits import Checkpointer
         from .pipeline import MappingPlan, Pipeline
+
+        self.stop.rearm()  # polars' import put its own SIGINT handler in front of ours
 
         transport = self.destination.make_transport(transport_options(self.dest_cfg))
         commits = Checkpointer(self.planner, self.state, lock, s.run_id, self.cfg.name,

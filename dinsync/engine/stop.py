@@ -23,6 +23,15 @@ class StopToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signum: int | None = None
+        self._rearm: Callable[[], None] | None = None
+
+    def rearm(self) -> None:
+        """Install our handlers again. Polars, imported lazily once there are rows to send, puts a
+        SIGINT handler of its own in front at import time, which turns a Ctrl-C into a
+        KeyboardInterrupt inside whatever Polars computation runs (in any thread), instead of
+        the graceful stop: call this after importing it."""
+        if self._rearm is not None and threading.current_thread() is threading.main_thread():
+            self._rearm()
 
     def request(self, signum: int = signal.SIGTERM) -> None:
         if self.signum is None:
@@ -61,8 +70,10 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
+    token._rearm = lambda: [signal.signal(sig, handler) for sig in previous]
     try:
         yield token
     finally:
+        token._rearm = None
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -10,13 +10,16 @@ Layout 2: locks gain `ticket` and `choosing` (the insert-then-verify arbiter, fo
 do not enforce keys); holders are written host:pid:starttime (no DDL).
 Layout 3: runs gain `pending` (rows whose outcome did not arrive in the run) and `parked` (rows
 rejected earlier for their content, not planned again until they change).
+Layout 4: runs gain `segment_rows` (rows the model returned); `sync_state` (one row per sync:
+paused or not and why, the last state sent to notification channels) and `events` (pauses,
+resumes, notifications sent or failed) are created.
 """
 from __future__ import annotations
 
 import functools
 import re
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 META = "CREATE TABLE IF NOT EXISTS {s}.meta (key VARCHAR NOT NULL{pk_meta}, value VARCHAR)"
 
@@ -39,6 +42,14 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [
         "ALTER TABLE {s}.runs ADD COLUMN pending BIGINT",
         "ALTER TABLE {s}.runs ADD COLUMN parked BIGINT",
+    ],
+    4: [
+        "ALTER TABLE {s}.runs ADD COLUMN segment_rows BIGINT",
+        "CREATE TABLE IF NOT EXISTS {s}.sync_state (sync VARCHAR NOT NULL, paused BOOLEAN, paused_by VARCHAR, "
+        "culprit VARCHAR, reason VARCHAR, paused_at TIMESTAMP, paused_run_id VARCHAR, checked_at TIMESTAMP, "
+        "check_error VARCHAR, notified_state VARCHAR, notified_at TIMESTAMP, updated_at TIMESTAMP)",
+        "CREATE TABLE IF NOT EXISTS {s}.events (event_at TIMESTAMP, sync VARCHAR, event VARCHAR, run_id VARCHAR, "
+        "detail VARCHAR)",
     ],
 }
 

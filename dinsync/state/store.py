@@ -36,7 +36,7 @@ REJECTION_SCHEMA = pa.schema(
 
 RUN_COUNTERS = (
     "added changed removed unchanged null_keys duplicate_keys sent acknowledged rejected "
-    "not_found failed pending parked requests throttled"
+    "not_found failed pending parked requests throttled segment_rows"
 ).split()
 
 ABANDONED = ("the run ended without finishing (killed or crashed); its acknowledged rows up to the last "
@@ -168,6 +168,13 @@ class StateStore:
             f"FROM {self.t('runs')} AS r {where}) AS q WHERE _n <= :limit ORDER BY sync, started_at DESC",
             {"sync": sync, "limit": int(limit)} if sync else {"limit": int(limit)},
         ).drop_columns(["_n"]).to_pylist()
+
+    def last_good_segment_rows(self, sync: str) -> int | None:
+        """The segment size of the sync's last successful (or warning) run, if it was recorded."""
+        value = self.wh.scalar(
+            f"SELECT segment_rows FROM {self.t('runs')} WHERE sync = :sync AND status IN ('success', 'warning') "
+            f"AND segment_rows IS NOT NULL ORDER BY started_at DESC LIMIT 1", {"sync": sync})
+        return None if value is None else int(value)
 
     # --- rejections ------------------------------------------------------------------
     def add_rejections(self, run_id: str, sync: str, rows: list[tuple[str | None, str | None, str, str]]) -> None:

@@ -122,7 +122,7 @@ def test_valid_project_loads_with_expected_values(tmp_path):
     assert (s.name, s.model, s.destination, s.service, s.mode) == ("users", "active_users", "iterable", "users", "upsert")
     assert (s.match_column, s.match_field) == ("email", "email")
     assert [(f.column, f.field, f.type) for f in s.fields] == [("first_name", "firstName", "auto"), ("plan", "plan", "auto")]
-    assert s.schedule == "0 6 * * *" and s.enabled is False
+    assert s.schedule.cron == "0 6 * * *" and s.schedule.timezone == "UTC" and s.enabled is False
     assert s.thresholds.max_rejected_pct == 10 and s.thresholds.max_duplicate_pct == 5
     assert s.thresholds.fail_on_warning is True
     assert s.spec().key_field == "email" and s.spec().fields == ["firstName", "plan"]

@@ -238,7 +238,10 @@ def test_wrong_key_and_missing_scopes_stop_the_run_naming_the_scopes(make_attent
 
     wrong = "attn-wrong-key-0a1b2c3d"
     monkeypatch.setenv("ATTENTIVE_TEST_KEY", wrong)
-    result = p.sync()
+    result = p.sync()  # the 403 paused the sync by itself: it is checked again, and still refused
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and "paused by itself (credentials" in run["error"]
+    result = p.sync("--force")
     [run] = result["runs"]
     assert result["exit_code"] == ExitCode.RUN_FAILED and "refused the API key (HTTP 401 on me" in run["error"]
     state = repr(p.sql("select * from dinsync.runs")) + repr(p.sql("select * from dinsync.rejections"))

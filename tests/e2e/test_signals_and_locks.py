@@ -41,6 +41,7 @@ def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(projec
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, (out, err)
+    assert out.strip(), err
     [run] = json.loads(out)["runs"]
     assert run["status"] == "cancelled" and signal.Signals(signum).name in run["error"]
     assert 0 < run["acknowledged"] < ROWS

@@ -60,7 +60,7 @@ def test_layout_1_migrates_and_its_killed_run_is_taken_over(tmp_path):
     try:
         store = StateStore(wh, "dinsync")
         assert store.layout_version() == 1
-        assert store.migrate() == LAYOUT_VERSION == 3
+        assert store.migrate() == LAYOUT_VERSION == 4
         assert {"ticket", "choosing"} <= set(wh.table_columns("dinsync", "locks"))
         # everything 0.1 wrote is still there
         assert [r["run_id"] for r in store.last_runs("users")] == ["old-killed", "old-ok"]

@@ -1,0 +1,167 @@
+"""Notification channels: a generic JSON webhook and a Slack-compatible incoming webhook.
+
+One notice per change of a sync's state (see `dinsync.ops.operate`), sent to every channel whose
+`events` include it. A channel that fails never fails the sync: each notice is tried
+`attempts` times with exponential backoff and full jitter (429 honours `Retry-After`, capped),
+then the failure is logged and recorded in the `events` table. Every payload is serialised, then
+passed through the redactor, so no registered secret can leave in it.
+
+Generic webhook body (POST, application/json):
+
+    {"event": "failed", "sync": "iterable_users", "state": "failed", "previous_state": "ok",
+     "message": "iterable_users failed: ...", "project": "shop", "at": "2025-01-01T06:00:02.456Z",
+     "run": {run object, as `dinsync sync --json` prints it} | null,
+     "pause": {"paused_by": "auto", "culprit": "column", "reason": "..."} | null,
+     "tool_version": "0.1.0"}
+
+Slack body: {"text": <one line>, "blocks": [header section, details section, context]}.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+import orjson
+
+from .. import __version__, redaction
+
+EVENT_ICONS = {"warning": ":warning:", "failed": ":red_circle:", "recovered": ":large_green_circle:",
+               "paused": ":double_vertical_bar:", "resumed": ":arrow_forward:"}
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class Notice:
+    """A change of a sync's state worth telling people about."""
+
+    event: str  # warning | failed | recovered | paused | resumed
+    sync: str
+    state: str  # ok | warning | failed | paused
+    previous_state: str | None
+    message: str
+    run: dict[str, Any] | None = None
+    pause: dict[str, Any] | None = None
+    project: str | None = None
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+
+@dataclass
+class Delivery:
+    channel: str
+    ok: bool
+    attempts: int
+    error: str | None = None
+
+
+def webhook_payload(notice: Notice) -> dict[str, Any]:
+    from ..report import utc_iso
+
+    return {"event": notice.event, "sync": notice.sync, "state": notice.state,
+            "previous_state": notice.previous_state, "message": notice.message, "project": notice.project,
+            "at": utc_iso(notice.at), "run": notice.run, "pause": notice.pause, "tool_version": __version__}
+
+
+def slack_payload(notice: Notice) -> dict[str, Any]:
+    icon = EVENT_ICONS.get(notice.event, "")
+    title = f"{icon} dinsync: *{notice.sync}* {notice.event}".strip()
+    details = [f"*state*: {notice.previous_state or 'unknown'} → {notice.state}"]
+    run = notice.run or {}
+    if run.get("run_id"):
+        details.append(f"*run*: `{run['run_id']}` ({run.get('status')}, +{run.get('added', 0)} "
+                       f"~{run.get('changed', 0)} -{run.get('removed', 0)}, sent {run.get('sent', 0)}, "
+                       f"rejected {run.get('rejected', 0)}, failed {run.get('failed', 0)})")
+    if notice.pause:
+        details.append(f"*paused by*: {notice.pause.get('paused_by')} ({notice.pause.get('culprit')})")
+    context = [f"project {notice.project}"] if notice.project else []
+    context.append(f"dinsync {__version__}")
+    return {
+        "text": f"dinsync: {notice.sync} {notice.event}: {notice.message}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{title}\n{_mrkdwn(notice.message)}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(details)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
+        ],
+    }
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's three escapes (its messages are not HTML, but these three are)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:2900]
+
+
+def channel_name(channel: Any, index: int) -> str:
+    return channel.name or f"{channel.type}#{index + 1}"
+
+
+class Notifier:
+    """Sends notices to the configured channels. `sleep` and `backoff_base` are injectable (tests)."""
+
+    def __init__(self, channels: Sequence[Any], *, project: str | None = None,
+                 log: Callable[[str], None] = lambda text: None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, backoff_base: float = 0.5,
+                 backoff_cap: float = 30.0):
+        self.channels = list(channels)
+        self.project = project
+        self.log = log
+        self.sleep = sleep
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+
+    def wants(self, event: str) -> bool:
+        return any(event in c.events for c in self.channels)
+
+    def send(self, notice: Notice) -> list[Delivery]:
+        """Deliver `notice` to every channel that wants its event (blocking; never raises)."""
+        targets = [(channel_name(c, i), c) for i, c in enumerate(self.channels) if notice.event in c.events]
+        if not targets:
+            return []
+        notice.project = notice.project or self.project
+        try:
+            return asyncio.run(self._send_all(notice, targets))
+        except Exception as exc:  # a bug here must not fail a sync either
+            text = redaction.redact(f"{type(exc).__name__}: {exc}")
+            self.log(f"notification of {notice.sync} {notice.event} failed: {text}")
+            return [Delivery(name, False, 0, text) for name, _ in targets]
+
+    async def _send_all(self, notice: Notice, targets) -> list[Delivery]:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            return list(await asyncio.gather(*(self._send(session, name, c, notice) for name, c in targets)))
+
+    async def _send(self, session, name: str, channel: Any, notice: Notice) -> Delivery:
+        import aiohttp
+
+        from ..sender.retry import RetryPolicy, parse_retry_after
+
+        if channel.type == "slack":
+            url, payload, headers = channel.webhook_url.get_secret_value(), slack_payload(notice), {}
+        else:
+            url, payload = channel.url.get_secret_value(), webhook_payload(notice)
+            headers = {k: v.get_secret_value() for k, v in channel.headers.items()}
+        body = redaction.redact(orjson.dumps(payload, default=str).decode()).encode()
+        headers = {**headers, "Content-Type": "application/json", "User-Agent": f"dinsync/{__version__}"}
+        policy = RetryPolicy(max_attempts=channel.attempts, base=self.backoff_base, cap=self.backoff_cap,
+                             max_retry_after=self.backoff_cap)
+        timeout = aiohttp.ClientTimeout(total=channel.timeout_seconds)
+        error = None
+        for attempt in range(1, channel.attempts + 1):
+            retry_after = None
+            try:
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                    text = (await resp.text(errors="replace"))[:200]
+                    if 200 <= resp.status < 300:
+                        return Delivery(name, True, attempt)
+                    error = f"HTTP {resp.status}" + (f": {text}" if text else "")
+                    if resp.status not in RETRYABLE_STATUSES:
+                        break
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if attempt < channel.attempts:
+                await self.sleep(policy.delay(attempt, retry_after))
+        error = redaction.redact(error)
+        self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s): {error}")
+        return Delivery(name, False, attempt, error)

@@ -1,0 +1,179 @@
+"""The scheduler behind `dinsync serve`: when each sync is due, on a clock tests control.
+
+Rules:
+- A sync's next slot follows its schedule (`Schedule.cron` in its time zone, via croniter, or
+  `every` seconds) from its last run's start (from the run log); a sync never run waits for its
+  first slot after start-up.
+- Catch-up at most once: however many slots were missed (the service was down, a run outlasted
+  several slots, no worker was free), the sync runs once, and its next slot is computed from then.
+- Never two runs of one sync at once in this process (a job is busy while it runs or is checked);
+  across processes the warehouse lock still decides.
+- A paused sync is skipped at its slot (and remembered as having missed one); paused syncs are
+  checked again every `recheck_seconds` (automatic pauses only: `hooks.check`); one that resumes
+  after missing a slot runs once right away.
+- `stop` (SIGTERM/SIGINT through a StopToken): no new run starts; running ones get the engine's
+  graceful stop (they share the token); `run` returns when they are done.
+
+Time comes from a `Clock` (`now()` and `wait(seconds, wake)`), so tests drive `step(now)` on a
+fake clock instead of sleeping.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+MAX_WAIT_SECONDS = 30.0  # the loop looks at the wall clock at least this often (suspend, clock changes)
+
+
+def next_fire(schedule: Any, after: dt.datetime) -> dt.datetime:
+    """The first slot of `schedule` strictly after `after` (aware UTC in, aware UTC out)."""
+    after = _aware(after)
+    if schedule.every is not None:
+        return after + dt.timedelta(seconds=float(schedule.every))
+    import zoneinfo
+
+    from croniter import croniter
+
+    local = after.astimezone(zoneinfo.ZoneInfo(schedule.timezone))
+    return croniter(schedule.cron, local).get_next(dt.datetime).astimezone(dt.timezone.utc)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+    def wait(self, seconds: float, wake: threading.Event) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    def wait(self, seconds: float, wake: threading.Event) -> None:
+        wake.wait(max(0.0, min(seconds, MAX_WAIT_SECONDS)))
+
+
+class Hooks(Protocol):
+    """What the scheduler asks of the service around it."""
+
+    def paused(self) -> Mapping[str, str]: ...  # sync -> "auto" | "hand" for the paused ones
+
+    def run(self, name: str, slot: dt.datetime) -> None: ...  # one run (blocking, in a worker)
+
+    def check(self, name: str) -> bool: ...  # check an automatically paused sync; True when it resumed
+
+    def skipped(self, name: str, slot: dt.datetime, paused_by: str) -> None: ...
+
+
+@dataclass
+class Job:
+    name: str
+    schedule: Any
+    next_due: dt.datetime
+    busy: bool = False
+    missed: bool = False  # a slot was skipped while paused: run once when it resumes
+
+
+class Scheduler:
+    def __init__(self, schedules: Mapping[str, Any], *, hooks: Hooks, clock: Clock,
+                 last_started: Mapping[str, dt.datetime | None] | None = None, max_parallel: int = 1,
+                 recheck_seconds: float = 300.0,
+                 executor: concurrent.futures.Executor | None = None):
+        self.hooks = hooks
+        self.clock = clock
+        self.max_parallel = max(1, int(max_parallel))
+        self.recheck_seconds = float(recheck_seconds)
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(self.max_parallel,
+                                                                           thread_name_prefix="dinsync-serve")
+        self.wake = threading.Event()
+        self._mutex = threading.RLock()
+        self._futures: set[concurrent.futures.Future] = set()
+        now = clock.now()
+        last_started = last_started or {}
+        self.jobs = {}
+        for name, schedule in schedules.items():
+            last = last_started.get(name)
+            self.jobs[name] = Job(name, schedule, next_fire(schedule, last if last is not None else now))
+        self.next_recheck = now  # paused syncs are checked at start-up
+
+    # --- one step --------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        return sum(1 for job in self.jobs.values() if job.busy)
+
+    def step(self, now: dt.datetime) -> list[str]:
+        """Start what is due at `now` and, when it is time, check paused syncs; returns the names
+        of the runs started."""
+        started = []
+        with self._mutex:
+            idle = [j for j in self.jobs.values() if not j.busy]
+            recheck = now >= self.next_recheck
+            if not recheck and not any(j.next_due <= now for j in idle):
+                return started
+            paused = dict(self.hooks.paused())
+            if recheck:
+                self.next_recheck = now + dt.timedelta(seconds=self.recheck_seconds)
+                for job in idle:
+                    if job.missed and job.name not in paused:  # resumed elsewhere (by hand): catch up once
+                        job.next_due = min(job.next_due, now)
+            for job in sorted((j for j in idle if j.next_due <= now), key=lambda j: (j.next_due, j.name)):
+                by = paused.get(job.name)
+                if by is not None:
+                    slot, job.next_due, job.missed = job.next_due, next_fire(job.schedule, now), True
+                    self.hooks.skipped(job.name, slot, by)
+                elif self.active < self.max_parallel:
+                    slot, job.next_due, job.missed = job.next_due, next_fire(job.schedule, now), False
+                    self._submit(job, self.hooks.run, job.name, slot)
+                    started.append(job.name)
+                # else: it stays due and runs (once) when a worker is free
+            if recheck:
+                for job in idle:
+                    if not job.busy and paused.get(job.name, "hand") != "hand" and self.active < self.max_parallel:
+                        self._submit(job, self._check, job)
+        return started
+
+    def _check(self, job: Job) -> None:
+        if self.hooks.check(job.name) and job.missed:
+            with self._mutex:
+                job.next_due = min(job.next_due, self.clock.now())
+
+    def _submit(self, job: Job, fn: Callable, *args: Any) -> None:
+        job.busy = True
+
+        def done(future: concurrent.futures.Future) -> None:
+            with self._mutex:
+                job.busy = False
+                self._futures.discard(future)
+            self.wake.set()
+
+        future = self.executor.submit(fn, *args)
+        self._futures.add(future)
+        future.add_done_callback(done)
+
+    def seconds_to_next(self, now: dt.datetime) -> float:
+        """How long the loop may wait: until the next slot of an idle job or the next recheck."""
+        with self._mutex:
+            free = self.active < self.max_parallel  # else a finished run wakes the loop
+            times = [j.next_due for j in self.jobs.values() if not j.busy and (free or j.next_due > now)]
+            times.append(self.next_recheck)
+        return max(0.0, (min(times) - now).total_seconds())
+
+    # --- the loop ----------------------------------------------------------------------
+    def run(self, stop: Any) -> None:
+        """Step until `stop.requested`, then wait for the runs in flight (they stop gracefully)."""
+        try:
+            while not stop.requested:
+                now = self.clock.now()
+                self.step(now)
+                if stop.requested:
+                    break
+                self.clock.wait(self.seconds_to_next(now), self.wake)
+                self.wake.clear()
+        finally:
+            self.executor.shutdown(wait=True)

@@ -1,0 +1,250 @@
+"""`dinsync serve`: the scheduler wired to the warehouse, the engine and the channels.
+
+Each run and each check opens its own warehouse connection (closed right after: a DuckDB file is
+not held between runs, and a warehouse that went away is reconnected to). When the warehouse
+itself cannot be reached, nothing can be written to the state schema: the syncs are paused in
+this process's memory (culprit `warehouse`), channels are told once, the connection is tried
+again at every recheck, and on its return the pause and resume are written to `events`.
+
+Everything the service reports goes through `emit(event)`: one dict per line (`format_line`
+renders it for people; `--json` prints it as is).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any, Callable
+
+from .. import redaction
+from ..errors import DinsyncError, LockBusyError
+from ..report import utc_iso
+from ..warehouses.errors import WarehouseAuthError, WarehouseUnavailable
+from .health import CheckResult, check_sync
+from .notify import Notice, Notifier
+from .operate import Operator
+from .scheduler import Clock, Scheduler, SystemClock
+
+OUTAGE_ERRORS = (WarehouseUnavailable, WarehouseAuthError)
+
+
+class Service:
+    def __init__(self, project: Any, names: list[str], *, connect: Callable[[], Any],
+                 run_one: Callable[[Any, str, list], tuple[dict, int]], notifier: Notifier,
+                 emit: Callable[[dict], None], stop: Any, clock: Clock | None = None, parallel: int = 1,
+                 recheck_seconds: float = 300.0, check: Callable[..., CheckResult] = check_sync,
+                 executor: Any = None):
+        self.project = project
+        self.schedules = {n: project.syncs[n].schedule for n in names}
+        self.connect = connect
+        self.run_one = run_one
+        self.notifier = notifier
+        self._emit = emit
+        self.stop = stop
+        self.clock = clock or SystemClock()
+        self.parallel = parallel
+        self.recheck_seconds = recheck_seconds
+        self.check_fn = check
+        self.executor = executor  # default: a thread pool of `parallel` workers
+        self.outages: dict[str, tuple[str, dt.datetime]] = {}  # sync -> (reason, since): in memory only
+        self._lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+        self.scheduler: Scheduler | None = None
+
+    # --- wiring ------------------------------------------------------------------------
+    def emit(self, event: str, **data: Any) -> None:
+        with self._emit_lock:  # one line at a time from the workers
+            self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
+
+    def operator(self, wh: Any) -> Operator:
+        return Operator(self.project, wh, self.notifier, check=self.check_fn,
+                        log=lambda text: self.emit("note", message=text),
+                        on_change=lambda event, name, **details: self.emit(event, sync=name, **details))
+
+    def build(self) -> Scheduler:
+        last: dict[str, dt.datetime | None] = {}
+        try:
+            wh = self.connect()
+        except Exception as exc:
+            self._outage(list(self.schedules), exc)
+        else:
+            try:
+                from ..state import StateStore
+
+                store = StateStore(wh, self.project.state_schema)
+                store.migrate()
+                last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
+            finally:
+                wh.close()
+        self.scheduler = Scheduler(self.schedules, hooks=self, clock=self.clock, last_started=last,
+                                   max_parallel=self.parallel, recheck_seconds=self.recheck_seconds,
+                                   executor=self.executor)
+        self.emit("serve", syncs=[{"sync": n, "schedule": s.describe(), "next": utc_iso(self.scheduler.jobs[n].next_due)}
+                                  for n, s in sorted(self.schedules.items())])
+        return self.scheduler
+
+    def serve(self) -> None:
+        scheduler = self.scheduler or self.build()
+        scheduler.run(self.stop)
+        self.emit("stop", signal=getattr(self.stop, "signal_name", None) if self.stop.requested else None)
+
+    def wake(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.wake.set()
+
+    # --- hooks (dinsync.ops.scheduler.Hooks) -----------------------------------------------
+    def paused(self) -> dict[str, str]:
+        try:
+            wh = self.connect()
+        except LockBusyError:
+            return self._memory_pauses()
+        except Exception as exc:
+            self._outage(list(self.schedules), exc)
+            return self._memory_pauses()
+        try:
+            from ..state import StateStore
+            from ..state.syncstate import SyncStates
+
+            states = SyncStates(StateStore(wh, self.project.state_schema)).all()
+        except Exception as exc:
+            self.emit("note", message=redaction.redact(f"could not read the paused syncs: {exc}"))
+            states = {}
+        finally:
+            wh.close()
+        paused = {n: s.paused_by or "auto" for n, s in states.items() if s.paused and n in self.schedules}
+        return {**paused, **self._memory_pauses()}
+
+    def _memory_pauses(self) -> dict[str, str]:
+        with self._lock:
+            return {n: "memory" for n in self.outages}
+
+    def skipped(self, name: str, slot: dt.datetime, paused_by: str) -> None:
+        with self._lock:
+            why = self.outages[name][0] if name in self.outages else None
+        self.emit("skip", sync=name, slot=utc_iso(slot), reason=why or f"paused ({'by hand' if paused_by == 'hand' else paused_by})")
+
+    def run(self, name: str, slot: dt.datetime) -> None:
+        if self.stop.requested:
+            return
+        self.emit("start", sync=name, slot=utc_iso(slot))
+        try:
+            wh = self.connect()
+        except LockBusyError as exc:
+            self.emit("end", sync=name, exit_code=exc.exit_code, run=None, error=redaction.redact(exc.message))
+            return
+        except Exception as exc:
+            self._outage([name], exc)
+            self.emit("end", sync=name, exit_code=1, run=None, error=redaction.redact(_text(exc)))
+            return
+        try:
+            operator = self.operator(wh)
+            refusal = operator.guard(name)
+            if refusal is not None:
+                self.emit("end", sync=name, exit_code=refusal.exit_code, run=None, error=refusal.message)
+                return
+            errors: list = []
+            run, code = self.run_one(wh, name, errors)
+            operator.after_run(name, run, code, errors[0] if errors else None)
+            self.emit("end", sync=name, exit_code=code, run=run)
+        except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on
+            self.emit("end", sync=name, exit_code=1, run=None,
+                      error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))
+        finally:
+            wh.close()
+
+    def check(self, name: str) -> bool:
+        """Check a paused sync again; True when it is no longer paused."""
+        try:
+            wh = self.connect()
+        except LockBusyError:
+            return False
+        except Exception as exc:
+            self._outage([name], exc)
+            self.emit("check", sync=name, ok=False, reason=redaction.redact(_text(exc)))
+            return False
+        try:
+            self._end_outage(name, wh)
+            operator = self.operator(wh)
+            state = operator.states.get(name)
+            if not state.paused:
+                return True
+            if not state.auto_paused:
+                return False
+            result = operator.recheck(name, state)
+            self.emit("check", sync=name, ok=result.ok, reason=None if result.ok else result.describe())
+            return result.ok
+        except Exception as exc:
+            self.emit("check", sync=name, ok=False, reason=redaction.redact(f"{type(exc).__name__}: {exc}"))
+            return False
+        finally:
+            wh.close()
+
+    # --- the warehouse itself unreachable: pauses kept in memory --------------------------
+    def _outage(self, names: list[str], exc: BaseException) -> None:
+        # An outage: the warehouse is unreachable or refuses our credentials, a DuckDB file cannot
+        # be opened, or the driver failed outside the adapter's translation. Anything else (a
+        # missing driver...) is not: the run reports it.
+        if isinstance(exc, DinsyncError) and not isinstance(exc, OUTAGE_ERRORS) and "cannot open" not in exc.message:
+            return
+        reason = redaction.redact(f"the warehouse cannot be reached: {_text(exc)}")
+        new = []
+        with self._lock:
+            for name in names:
+                if name not in self.outages:
+                    self.outages[name] = (reason, self.clock.now())
+                    new.append(name)
+        for name in new:
+            self.emit("paused", sync=name, culprit="warehouse", reason=reason)
+            self.notifier.send(Notice("paused", name, "paused", None, f"{name} paused by itself: {reason}",
+                                      pause={"paused_by": "auto", "culprit": "warehouse", "reason": reason}))
+
+    def _end_outage(self, name: str, wh: Any) -> None:
+        with self._lock:
+            outage = self.outages.pop(name, None)
+        if outage is None:
+            return
+        reason, since = outage
+        detail = f"the warehouse answers again (unreachable since {utc_iso(since)})"
+        self.emit("resumed", sync=name, reason=detail)
+        operator = self.operator(wh)
+        operator.states.event(name, "paused", None, f"auto: warehouse: {reason}")
+        operator.states.event(name, "resumed", None, detail)
+        operator.notify(Notice("resumed", name, "ok", "paused", f"{name} resumed: {detail}",
+                               pause={"paused_by": "auto", "culprit": "warehouse", "reason": reason}))
+        operator.states.notified(name, "ok")
+
+
+def _text(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, DinsyncError) else f"{type(exc).__name__}: {exc}"
+
+
+def format_line(event: dict) -> str:
+    """One log line for people."""
+    at, kind, name = event.get("at") or "", event.get("event"), event.get("sync")
+    if kind == "serve":
+        jobs = ", ".join(f"{j['sync']} ({j['schedule']}, next {j['next']})" for j in event["syncs"])
+        return f"{at} serve: {len(event['syncs'])} scheduled sync(s): {jobs}"
+    if kind == "start":
+        return f"{at} start {name} (slot {event.get('slot')})"
+    if kind == "end":
+        run = event.get("run")
+        if run is None or run.get("run_id") is None:
+            error = event.get("error") or (run or {}).get("error")
+            return f"{at} end {name} not started (exit {event.get('exit_code')}): {error}"
+        text = (f"{at} end {name} {run['status']} in {run['seconds'] or 0:.2f}s (exit {event.get('exit_code')}): "
+                f"+{run['added']} ~{run['changed']} -{run['removed']}, sent {run['sent']}, acknowledged "
+                f"{run['acknowledged']}, rejected {run['rejected']}, failed {run['failed']} (run {run['run_id']})")
+        if run.get("warnings"):
+            text += " warnings: " + "; ".join(run["warnings"])
+        if run.get("error"):
+            text += " error: " + run["error"]
+        return text
+    if kind == "skip":
+        return f"{at} skip {name} (slot {event.get('slot')}): {event.get('reason')}"
+    if kind == "check":
+        return f"{at} check {name}: " + ("passes" if event.get("ok") else f"still paused: {event.get('reason')}")
+    if kind in ("paused", "resumed"):
+        return f"{at} {kind} {name}: " + (f"{event.get('culprit')}: " if event.get("culprit") else "") + \
+            str(event.get("reason"))
+    if kind == "stop":
+        return f"{at} stopped" + (f" by {event['signal']}" if event.get("signal") else "")
+    return f"{at} {kind}: {event.get('message', '')}"

@@ -1,0 +1,66 @@
+"""Configuration of operations: schedules (cron or interval), the new thresholds, and notification
+channels in dinsync.yml, with their issues at file:line; channel secrets are masked."""
+from __future__ import annotations
+
+from dinsync import redaction
+from dinsync.config import load_project
+from tests.config.test_loader import ENV, PROJECT_YML, SYNC_YML, issues_of, make, where
+
+SLACK = "https://hooks.slack.com/services/T0/B0/abcdefSECRET123"
+
+
+def test_schedules_thresholds_and_channels_load(tmp_path):
+    project_yml = PROJECT_YML + """\
+notifications:
+  - type: webhook
+    url: https://alerts.example.com/dinsync
+    headers:
+      X-Token: ${env:HOOK_TOKEN}
+    events: [failed, paused]
+  - type: slack
+    name: data_team
+    webhook_url: ${env:SLACK_WEBHOOK}
+"""
+    sync = SYNC_YML + ("schedule: {cron: '0 6 * * 1-5', timezone: Europe/Paris}\n"
+                       "thresholds: {max_not_found: 10, max_segment_drop_pct: 20, warn_on_zero_rows: true, "
+                       "max_run_minutes: 30}\n")
+    env = {**ENV, "SLACK_WEBHOOK": SLACK, "HOOK_TOKEN": "token-abcdef-123"}
+    project = load_project(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync,
+                                syncs__every_dot_yml=SYNC_YML + "schedule: {every: 2h}\n"), env=env)
+    users = project.syncs["users"]
+    assert (users.schedule.cron, users.schedule.timezone, users.schedule.every) == ("0 6 * * 1-5", "Europe/Paris", None)
+    assert project.syncs["every"].schedule.every == 7200 and project.syncs["every"].schedule.describe() == "every 2h"
+    th = users.thresholds
+    assert (th.max_not_found, th.max_segment_drop_pct, th.warn_on_zero_rows, th.max_run_minutes) == (10, 20, True, 30)
+    hook, slack = project.notifications
+    assert (hook.type, hook.events, slack.type, slack.name) == ("webhook", ["failed", "paused"], "slack", "data_team")
+    assert slack.events == ["warning", "failed", "recovered", "paused", "resumed"]
+    assert SLACK not in repr(project) and SLACK in redaction.registered()
+    assert "https://alerts.example.com/dinsync" in redaction.registered()  # a URL may carry a token
+    assert redaction.redact(f"posting to {SLACK}") == "posting to ***"
+
+
+def test_operation_issues_are_located(tmp_path):
+    project_yml = PROJECT_YML + """\
+notifications:
+  - type: slack
+    webhook_url: https://hooks.slack.com/services/written/in/the/file
+  - type: webhook
+    url: ftp://example.com/x
+  - type: pager
+    url: https://example.com
+  - type: webhook
+    url: https://example.com
+    events: [exploded]
+"""
+    sync = SYNC_YML + "schedule: {every: soon}\nthresholds: {max_segment_drop_pct: 120, max_run_minutes: 0}\n"
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync))
+    assert where(issues) == [("dinsync.yml", 12), ("dinsync.yml", 14), ("dinsync.yml", 15), ("dinsync.yml", 19),
+                             ("syncs/users.yml", 11), ("syncs/users.yml", 12), ("syncs/users.yml", 12)]
+    text = [i.message for i in issues]
+    assert text[0] == "notifications[0].webhook_url is a credential written in the file"
+    assert "must be an http:// or https:// URL" in text[1]
+    assert "pager" in text[2] and "exploded" in text[3]
+    assert "invalid interval 'soon'" in text[4]
+    assert {"thresholds.max_segment_drop_pct: Input should be less than or equal to 100",
+            "thresholds.max_run_minutes: Input should be greater than 0"} == set(text[5:])

@@ -1,0 +1,59 @@
+"""History from the warehouse tables: `status` (one line per sync), `runs NAME`, `rejections NAME`,
+in text and JSON."""
+from __future__ import annotations
+
+import json
+
+from dinsync.errors import ExitCode
+from dinsync.report import RUN_COUNTS
+
+
+def test_status_runs_and_rejections(project):
+    (project.root / "syncs" / "other.yml").write_text(
+        (project.root / "syncs" / "iterable_users.yml").read_text() + "enabled: false\nschedule: {every: 1h}\n")
+    first = project.sync()["runs"][0]
+    project.sql("insert into main.customers values (101, 'not an email', 'u-101', 'x', 'free', 1)")
+    second = project.sync()["runs"][0]
+    assert second["status"] == "warning" and second["rejected"] == 1
+
+    data = json.loads(project.cli("status").stdout)
+    users, other = data["syncs"]
+    assert (users["sync"], users["state"], users["enabled"], users["parked"], users["paused"]) == \
+        ("iterable_users", "warning", True, 0, False)
+    assert users["last_run"]["run_id"] == second["run_id"] and set(RUN_COUNTS) <= set(users["last_run"])
+    assert (other["sync"], other["state"], other["enabled"], other["schedule"], other["last_run"]) == \
+        ("other", "never run", False, "every 1h", None)
+    assert [r["run_id"] for r in data["runs"]] == [second["run_id"], first["run_id"]]
+    assert [r["run_id"] for r in json.loads(project.cli("status", "--limit", "1").stdout)["runs"]] == \
+        [second["run_id"]]
+
+    text = project.cli("status", json_output=False).stdout
+    rows = [line for line in text.splitlines() if "iterable_users" in line or " other " in line]
+    assert len(rows) == 2, text
+    assert "warning" in rows[0] and "were rejected or not found" in rows[0]
+    assert "never run" in rows[1] and "(disabled)" in rows[1]
+
+    # runs NAME: newest first, --limit
+    runs = json.loads(project.cli("runs", "iterable_users").stdout)["runs"]
+    assert [r["run_id"] for r in runs] == [second["run_id"], first["run_id"]]
+    assert list(runs[0]) == list(second)
+    assert [r["run_id"] for r in json.loads(project.cli("runs", "iterable_users", "--limit", "1").stdout)["runs"]] == \
+        [second["run_id"]]
+    assert second["run_id"] in project.cli("runs", "iterable_users", json_output=False).stdout
+    assert json.loads(project.cli("runs", "other").stdout)["runs"] == []
+
+    # rejections NAME [--run]
+    [rejected] = json.loads(project.cli("rejections", "iterable_users").stdout)["rejections"]
+    assert (rejected["run_id"], rejected["key"], rejected["status"]) == (second["run_id"], "not an email", "rejected")
+    assert "not a valid email" in rejected["reason"] and rejected["rejected_at"].endswith("Z")
+    assert json.loads(project.cli("rejections", "iterable_users", "--run", first["run_id"]).stdout)["rejections"] == []
+    assert json.loads(project.cli("rejections", "iterable_users", "--run", second["run_id"]).stdout)["rejections"] \
+        == [rejected]
+    text = project.cli("rejections", "iterable_users", json_output=False).stdout
+    assert "not an email" in text and "rejected" in text
+    assert "no rejected rows" in project.cli("rejections", "other", json_output=False).stdout
+
+    # one sync, named
+    for args in (("runs", "iterable_*"), ("rejections", "nope")):
+        result = project.cli(*args)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, result.output

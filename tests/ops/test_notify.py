@@ -1,0 +1,110 @@
+"""Notification channels against loopback receivers: payload shapes, secrets masked, retries with
+backoff, a failing channel that never raises, and per-channel event filters."""
+from __future__ import annotations
+
+import pytest
+
+from dinsync import redaction
+from dinsync.config.models import SlackChannel, WebhookChannel
+from dinsync.ops.notify import Notice, Notifier
+from tests.ops.receiver import start_receiver
+
+SECRET = "hook-token-9f8e7d6c5b"
+
+
+@pytest.fixture
+def receiver():
+    rec, thread = start_receiver()
+    yield rec, thread
+    thread.stop()
+
+
+def channels(url: str, **kw):
+    return [WebhookChannel(type="webhook", url=f"{url}/hook", headers={"Authorization": f"Bearer {SECRET}"}, **kw),
+            SlackChannel(type="slack", webhook_url=f"{url}/services/T000/B000/{SECRET}", **kw)]
+
+
+def notice(**kw) -> Notice:
+    run = {"sync": "users", "run_id": "r1", "status": "failed", "added": 3, "changed": 1, "removed": 0, "sent": 4,
+           "rejected": 0, "failed": 4, "error": f"iterable refused the key {SECRET}", "warnings": []}
+    return Notice(**{"event": "failed", "sync": "users", "state": "failed", "previous_state": "ok",
+                     "message": f"users failed: key {SECRET} refused <here> & there", "run": run, **kw})
+
+
+def test_webhook_and_slack_payloads_without_secrets(receiver):
+    rec, thread = receiver
+    redaction.register(SECRET)
+    sleeps = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    deliveries = Notifier(channels(thread.url), project="shop", sleep=sleep).send(notice())
+    assert [(d.channel, d.ok, d.attempts) for d in deliveries] == [("webhook#1", True, 1), ("slack#2", True, 1)]
+    by_path = {r["path"]: r for r in rec.received}
+    hook = by_path["/hook"]
+    assert hook["headers"]["Authorization"] == f"Bearer {SECRET}"  # the header is for the receiver
+    assert hook["headers"]["Content-Type"] == "application/json"
+    body = hook["json"]
+    assert {k: body[k] for k in ("event", "sync", "state", "previous_state", "project")} == \
+        {"event": "failed", "sync": "users", "state": "failed", "previous_state": "ok", "project": "shop"}
+    assert body["run"]["run_id"] == "r1" and body["at"].endswith("Z") and body["pause"] is None
+    assert body["message"] == "users failed: key *** refused <here> & there"
+    slack = by_path[f"/services/T000/B000/{SECRET}"]["json"]
+    assert set(slack) == {"text", "blocks"} and slack["text"].startswith("dinsync: users failed: ")
+    assert [b["type"] for b in slack["blocks"]] == ["section", "section", "context"]
+    assert "&lt;here&gt; &amp; there" in slack["blocks"][0]["text"]["text"]
+    assert "`r1`" in slack["blocks"][1]["text"]["text"]
+    for r in rec.received:
+        assert SECRET.encode() not in r["raw"]
+    assert sleeps == []
+
+
+def test_retries_with_backoff_then_delivers(receiver):
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(500, {}), (429, {"Retry-After": "0"}), (503, {})]
+    sleeps = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    [d] = Notifier(channels(thread.url)[:1], sleep=sleep, backoff_base=0.01).send(notice())
+    assert (d.ok, d.attempts) == (True, 4) and len(rec.received) == 4
+    assert len(sleeps) == 3 and all(0 <= s <= 0.3 for s in sleeps)
+
+
+def test_a_failing_channel_never_raises_and_is_logged(receiver):
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(500, {})] * 5
+    rec.scripts["/bad"] = [(400, {})]
+    logged = []
+
+    async def sleep(seconds):
+        pass
+
+    chans = [WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=3, name="ops"),
+             WebhookChannel(type="webhook", url=f"{thread.url}/bad", attempts=3),
+             WebhookChannel(type="webhook", url="http://127.0.0.1:9/refused", attempts=2)]  # nothing listens
+    deliveries = Notifier(chans, log=logged.append, sleep=sleep).send(notice())
+    assert [(d.channel, d.ok, d.attempts) for d in deliveries] == [("ops", False, 3), ("webhook#2", False, 1),
+                                                                   ("webhook#3", False, 2)]
+    assert deliveries[0].error.startswith("HTTP 500") and deliveries[1].error.startswith("HTTP 400")
+    assert len(logged) == 3
+    assert any(line.startswith("notification to ops (users failed) failed after 3 attempt(s): HTTP 500")
+               for line in logged)
+    assert [r["path"] for r in rec.received].count("/hook") == 3  # a 400 is not retried
+    assert [r["path"] for r in rec.received].count("/bad") == 1
+
+
+def test_channels_receive_only_their_events(receiver):
+    rec, thread = receiver
+    chans = [WebhookChannel(type="webhook", url=f"{thread.url}/all"),
+             WebhookChannel(type="webhook", url=f"{thread.url}/pauses", events=["paused", "resumed"])]
+    notifier = Notifier(chans)
+    assert notifier.wants("failed") and not Notifier(chans[1:]).wants("failed")
+    notifier.send(notice())
+    notifier.send(notice(event="paused", state="paused", pause={"paused_by": "hand", "culprit": "hand",
+                                                                "reason": "maintenance"}))
+    assert sorted((r["path"], r["json"]["event"]) for r in rec.received) == \
+        [("/all", "failed"), ("/all", "paused"), ("/pauses", "paused")]
+    assert Notifier([]).send(notice()) == []

@@ -1,0 +1,185 @@
+"""Sync warnings, notifications once per change of state, pauses by hand and by the sync itself,
+through the CLI against the Iterable sandbox and a loopback webhook receiver."""
+from __future__ import annotations
+
+import json
+
+from dinsync.errors import ExitCode
+from dinsync.report import worst_exit_code
+from tests.conftest import TEST_KEY
+from tests.ops.conftest import HOOK_TOKEN, set_sync
+
+
+def test_exit_precedence_ranks_a_paused_sync_after_failures_and_before_a_held_lock():
+    assert worst_exit_code([ExitCode.WARNINGS, ExitCode.PAUSED, ExitCode.LOCKED]) == ExitCode.PAUSED
+    assert worst_exit_code([ExitCode.PAUSED, ExitCode.RUN_FAILED]) == ExitCode.RUN_FAILED
+    assert worst_exit_code([ExitCode.PAUSED, ExitCode.CONFIG_ERROR]) == ExitCode.CONFIG_ERROR
+
+
+def test_warnings_notify_once_per_change_and_recovery_once(ops):
+    set_sync(ops, thresholds="  max_run_minutes: 0.00001\n")  # every run takes longer than 0.6 ms
+    first = ops.sync()
+    assert first["exit_code"] == ExitCode.WARNINGS
+    [run] = first["runs"]
+    assert run["status"] == "warning" and run["acknowledged"] == 20 and run["segment_rows"] == 20
+    assert any(w.startswith("the run took") and "threshold 1e-05" in w for w in run["warnings"])
+    assert ops.events() == ["warning"]
+    assert ops.sync()["runs"][0]["status"] == "warning"
+    assert ops.events() == ["warning"]  # the second warning run: no change of state, no notice
+    status = ops.status()["iterable_users"]
+    assert status["state"] == "warning" and status["notified_state"] == "warning"
+    assert status["last_run"]["warnings"] and not status["paused"]
+    logged = ops.sql("select status, warnings from dinsync.runs order by started_at")
+    assert [s for s, _ in logged] == ["warning", "warning"] and all("the run took" in w for _, w in logged)
+
+    set_sync(ops)  # the threshold is gone
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert ops.events() == ["warning", "recovered"]
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert ops.events() == ["warning", "recovered"]
+    # the Slack channel got the same two, in Slack's shape; the webhook carried its header
+    slack = [r["json"] for r in ops.receiver.received if r["path"].startswith("/services/")]
+    assert [s["text"].split(":")[1].strip() for s in slack] == ["iterable_users warning", "iterable_users recovered"]
+    hook = [r for r in ops.receiver.received if r["path"] == "/hook"]
+    assert all(r["headers"]["Authorization"] == HOOK_TOKEN for r in hook)
+    assert hook[1]["json"]["previous_state"] == "warning" and hook[1]["json"]["state"] == "ok"
+    notified = ops.sql("select event, detail from dinsync.events order by event_at")
+    assert notified == [("notified", "warning to ops, slack#2"), ("notified", "recovered to ops, slack#2")]
+
+
+def test_segment_drop_zero_rows_and_not_found_thresholds(ops):
+    set_sync(ops, thresholds="  max_segment_drop_pct: 30\n  warn_on_zero_rows: true\n")
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    ops.sql("delete from main.customers where id > 12")  # 20 -> 12 rows: a 40% drop
+    [run] = ops.sync()["runs"]
+    assert run["status"] == "warning" and run["segment_rows"] == 12
+    assert run["warnings"] == ["the segment fell from 20 to 12 rows (40.0% since the last successful run; "
+                               "threshold 30.0%)"]
+    ops.sql("delete from main.customers where id > 10")  # 12 -> 10: 16.7% of the last good run
+    assert ops.sync()["runs"][0]["warnings"] == []
+    ops.sql("delete from main.customers")
+    [run] = ops.sync()["runs"]
+    assert "the model returned no rows (warn_on_zero_rows)" in run["warnings"] and run["removed"] == 10
+    assert ops.events() == ["warning", "recovered", "warning"]
+
+    # update mode: users unknown to Iterable are not found; more than max_not_found is a warning
+    ops.seed(5)
+    set_sync(ops, mode="update", thresholds="  max_not_found: 2\n")
+    ops.sql("delete from dinsync.snap_iterable_users")  # as if new to the sync: they are looked up
+    ops.thread.call(ops.sandbox.reset)
+    [run] = ops.sync()["runs"]
+    assert run["not_found"] == 5 and run["acknowledged"] == 0
+    assert "5 rows were not found in the destination (update mode; threshold 2)" in run["warnings"]
+
+
+def test_pause_by_hand_refuses_runs_until_resumed(ops):
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    paused = ops.cli("pause", "iterable_users", "--reason", "CRM migration this week")
+    assert paused.exit_code == 0
+    [entry] = json.loads(paused.stdout)["syncs"]
+    assert (entry["state"], entry["paused_by"], entry["culprit"], entry["reason"]) == \
+        ("paused", "hand", "hand", "CRM migration this week")
+    assert ops.events() == ["paused"]
+    assert ops.receiver.received[0]["json"]["pause"] == {"paused_by": "hand", "culprit": "hand",
+                                                          "reason": "CRM migration this week"}
+
+    ops.sql("update main.customers set plan = 'pro' where id = 1")
+    refused = ops.sync()
+    assert refused["exit_code"] == ExitCode.PAUSED
+    [run] = refused["runs"]
+    assert run["status"] == "paused" and run["run_id"] is None and "is paused (by hand: CRM migration" in run["error"]
+    assert "dinsync resume iterable_users" in run["hint"]
+    assert ops.thread.call(ops.sandbox.stats)["requests"] == 1  # the first sync's only
+
+    # validate lists it and leaves a pause by hand alone
+    validated = json.loads(ops.cli("validate").stdout)
+    assert validated["paused"] == [{"sync": "iterable_users", "paused_by": "hand", "culprit": "hand",
+                                    "reason": "CRM migration this week", "resumed": False}]
+    text = ops.cli("status", json_output=False).stdout
+    assert "paused by hand: CRM migration this week" in text
+
+    forced = ops.sync("--force")
+    assert forced["exit_code"] == ExitCode.OK and forced["runs"][0]["changed"] == 1
+    assert ops.status()["iterable_users"]["paused"]  # --force runs it once; the pause stays
+    assert ops.events() == ["paused"]
+
+    resumed = ops.cli("resume", "iterable_users")
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["syncs"][0]["state"] == "success"
+    assert ops.events() == ["paused", "resumed"]
+    assert ops.sync()["exit_code"] == ExitCode.OK and ops.events() == ["paused", "resumed"]
+    again = ops.cli("resume", "iterable_users")
+    assert again.exit_code == 0 and "is not paused" in again.stderr
+    assert ops.sql("select event from dinsync.events where event in ('paused', 'resumed') order by event_at") == \
+        [("paused",), ("resumed",)]
+
+
+def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    failed = ops.sync()
+    assert failed["exit_code"] == ExitCode.RUN_FAILED
+    assert "now paused" in ops.last.stderr
+    status = ops.status()["iterable_users"]
+    assert (status["state"], status["paused_by"], status["culprit"]) == ("paused", "auto", "credentials")
+    assert status["reason"].startswith("iterable refused the credentials: iterable: Iterable refused the API key")
+    assert status["last_run"]["status"] == "failed"
+    assert ops.events() == ["paused"]  # not "failed" and then "paused": one notice
+    pause = [r["json"] for r in ops.receiver.received if r["path"] == "/hook"][0]
+    assert pause["pause"]["culprit"] == "credentials" and pause["run"]["status"] == "failed"
+
+    # still wrong: `sync` checks again (one read-only lookup, refused) and refuses the run
+    requests = ops.thread.call(ops.sandbox.stats)["requests"]
+    refused = ops.sync()
+    assert refused["exit_code"] == ExitCode.RUN_FAILED  # as its cause would: a failure, not a pause by hand
+    [run] = refused["runs"]
+    assert run["status"] == "paused" and run["run_id"] is None
+    assert run["error"].startswith("sync iterable_users is paused by itself (credentials: iterable refused the "
+                                   "credentials: iterable: Iterable refused the API key (HTTP 401")
+    assert ops.thread.call(ops.sandbox.stats)["requests"] == requests + 1
+    assert ops.requests.requests[-1][:2] == ("GET", "/api/users/getByEmail?email=dinsync-access-check%40example.com")
+    assert ops.events() == ["paused"]
+
+    # fixed: validate checks it again and resumes it; the next sync delivers
+    monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    validated = ops.cli("validate")
+    assert validated.exit_code == 0
+    assert json.loads(validated.stdout)["paused"][0]["resumed"] is True
+    assert ops.events() == ["paused", "resumed"]
+    assert ops.sync()["runs"][0]["acknowledged"] == 20
+    assert ops.events() == ["paused", "resumed"]
+    assert "wrong-key-0000000000" not in json.dumps(ops.sql("select * from dinsync.sync_state"), default=str)
+
+
+def test_an_automatic_pause_is_lifted_by_the_next_sync_when_checks_pass(ops, monkeypatch):
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    ops.sync()
+    assert ops.status()["iterable_users"]["paused"]
+    monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    data = ops.sync()
+    assert data["exit_code"] == ExitCode.OK and data["runs"][0]["acknowledged"] == 20
+    assert ops.events() == ["paused", "resumed"]
+    assert ops.status()["iterable_users"]["state"] == "success"
+
+
+def test_a_failure_that_is_not_a_dependency_notifies_failed_without_pausing(ops):
+    ops.sync()
+    ops.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
+            "from range(5) t(i)")  # too many duplicated keys: the data, not a dependency
+    assert ops.sync()["exit_code"] == ExitCode.RUN_FAILED
+    status = ops.status()["iterable_users"]
+    assert status["state"] == "failed" and not status["paused"]
+    assert ops.events() == ["failed"]
+    ops.sql("delete from main.customers where id >= 100")
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert ops.events() == ["failed", "recovered"]
+
+
+def test_a_failing_channel_never_fails_the_sync(project):
+    project.write(max_rejected_pct=1, destination_extra="notifications:\n  - type: webhook\n    name: down\n"
+                                                        "    url: http://127.0.0.1:9/hook\n    attempts: 1\n")
+    project.sql("insert into main.customers values (101, 'not an email', 'u-101', 'x', 'free', 1)")
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.WARNINGS and data["runs"][0]["acknowledged"] == 20
+    assert "notification to down (iterable_users warning) failed after 1 attempt(s)" in project.last.stderr
+    [(event, detail)] = project.sql("select event, detail from dinsync.events")
+    assert event == "notify_failed" and detail.startswith("warning to down: ClientConnectorError")
+    assert project.sql("select notified_state from dinsync.sync_state") == [("warning",)]

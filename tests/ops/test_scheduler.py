@@ -1,0 +1,264 @@
+"""The scheduler on a clock the tests move: next slots, catch-up once, no overlap, paused syncs,
+rechecks, a full worker pool, and the loop's stop. No test sleeps."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from dinsync.config.models import Schedule
+from dinsync.engine import StopToken
+from dinsync.ops.scheduler import Scheduler, next_fire
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2025, 1, 1, 5, 59, tzinfo=UTC)
+
+
+def at(hour: int, minute: int = 0, second: int = 0, day: int = 1) -> dt.datetime:
+    return dt.datetime(2025, 1, day, hour, minute, second, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, now: dt.datetime):
+        self.t = now
+        self.waits: list[float] = []
+        self.on_wait = None
+
+    def now(self) -> dt.datetime:
+        return self.t
+
+    def wait(self, seconds: float, wake: threading.Event) -> None:
+        self.waits.append(seconds)
+        self.t += dt.timedelta(seconds=seconds)
+        if self.on_wait:
+            self.on_wait(self)
+
+
+class Hooks:
+    """Records what the scheduler asks for; runs block until released when `hold` is set."""
+
+    def __init__(self):
+        self.runs: list[tuple[str, dt.datetime]] = []
+        self.checks: list[str] = []
+        self.skips: list[tuple[str, dt.datetime, str]] = []
+        self.paused_syncs: dict[str, str] = {}
+        self.resume_on_check: set[str] = set()
+        self.hold = None  # threading.Event: runs wait for it
+        self.started = threading.Semaphore(0)
+        self.lock = threading.Lock()
+
+    def paused(self):
+        return dict(self.paused_syncs)
+
+    def run(self, name, slot):
+        with self.lock:
+            self.runs.append((name, slot))
+        self.started.release()
+        if self.hold is not None:
+            assert self.hold.wait(10)
+
+    def check(self, name):
+        self.checks.append(name)
+        if name in self.resume_on_check:
+            self.paused_syncs.pop(name, None)
+            return True
+        return False
+
+    def skipped(self, name, slot, by):
+        self.skips.append((name, slot, by))
+
+
+class InlineExecutor:
+    """Runs submitted work at once, on the calling thread (a run is over when step() returns)."""
+
+    def submit(self, fn, *args):
+        import concurrent.futures
+
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the future like a pool does
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait=True):
+        pass
+
+
+DAILY = Schedule.model_validate("0 6 * * *")
+EVERY_15M = Schedule.model_validate({"every": "15m"})
+
+
+def make(schedules, clock, hooks, last=None, **kw):
+    kw.setdefault("executor", InlineExecutor())
+    return Scheduler(schedules, hooks=hooks, clock=clock, last_started=last or {}, **kw)
+
+
+# --- next slots ------------------------------------------------------------------------------
+
+def test_next_fire_cron_interval_and_time_zone():
+    assert next_fire(DAILY, at(5, 59)) == at(6)
+    assert next_fire(DAILY, at(6)) == at(6, day=2)  # strictly after
+    assert next_fire(EVERY_15M, at(6, 1)) == at(6, 16)
+    paris = Schedule.model_validate({"cron": "0 6 * * *", "timezone": "Europe/Paris"})
+    assert next_fire(paris, at(4)) == at(5)  # 06:00 in Paris is 05:00 UTC in winter
+    summer = dt.datetime(2025, 7, 1, 3, tzinfo=UTC)
+    assert next_fire(paris, summer) == dt.datetime(2025, 7, 1, 4, tzinfo=UTC)
+    naive = dt.datetime(2025, 1, 1, 5, 59)  # the run log's naive UTC
+    assert next_fire(DAILY, naive) == at(6)
+
+
+def test_schedule_forms_and_errors():
+    assert Schedule.model_validate({"every": "1h30m"}).every == 5400
+    assert Schedule.model_validate({"every": 90}).describe() == "every 1m30s"
+    assert DAILY.describe() == "cron '0 6 * * *'"
+    for bad in ({"every": "soon"}, {"every": "0s"}, {"cron": "0 6 * * *", "every": "1h"}, {},
+                {"cron": "0 6 * * *", "timezone": "Mars/Olympus"}, "61 * * * *"):
+        with pytest.raises(ValueError):
+            Schedule.model_validate(bad)
+
+
+# --- due, catch-up, overlap -----------------------------------------------------------------
+
+def test_a_sync_never_run_waits_for_its_first_slot():
+    clock, hooks = FakeClock(T0), Hooks()
+    s = make({"a": DAILY}, clock, hooks)
+    assert s.step(clock.now()) == [] and hooks.runs == []
+    assert s.seconds_to_next(clock.now()) == 60
+    clock.t = at(6)
+    assert s.step(clock.now()) == ["a"] and hooks.runs == [("a", at(6))]
+    assert s.jobs["a"].next_due == at(6, day=2)
+    assert s.step(at(6, 30)) == []
+
+
+def test_missed_slots_after_downtime_run_once():
+    """The service was down for three days: the sync runs once at start-up, not three times."""
+    clock, hooks = FakeClock(at(9, day=4)), Hooks()
+    s = make({"a": DAILY, "b": EVERY_15M, "fresh": DAILY}, clock, hooks,
+             last={"a": at(6, day=1), "b": at(8, day=4), "fresh": at(6, 0, 0, day=4)})
+    assert s.step(clock.now()) == ["a", "b"]  # 'fresh' ran at today's slot: nothing missed
+    assert [n for n, _ in hooks.runs] == ["a", "b"]
+    assert hooks.runs[0][1] == at(6, day=2)  # the first missed slot is the one reported
+    assert s.jobs["a"].next_due == at(6, day=5) and s.jobs["b"].next_due == at(9, 15, day=4)
+    assert s.step(clock.now()) == []
+
+
+def test_no_overlap_and_one_catch_up_after_a_long_run():
+    clock, hooks = FakeClock(at(6)), Hooks()
+    hooks.hold = threading.Event()
+    s = make({"b": EVERY_15M}, clock, hooks, last={"b": at(5, 45)}, executor=None, max_parallel=4)
+    try:
+        assert s.step(at(6)) == ["b"]
+        assert hooks.started.acquire(timeout=5)
+        for minute in (15, 30, 45):  # three slots pass while the run goes on
+            assert s.step(at(6, minute)) == []
+        assert len(hooks.runs) == 1 and s.jobs["b"].busy
+        hooks.hold.set()
+        _wait_idle(s)
+        assert s.step(at(6, 50)) == ["b"]  # the missed slots: one run, now
+        assert hooks.started.acquire(timeout=5)
+        _wait_idle(s)
+        assert s.jobs["b"].next_due == at(7, 5)
+        assert len(hooks.runs) == 2
+    finally:
+        hooks.hold.set()
+        s.executor.shutdown(wait=True)
+
+
+def test_a_full_pool_delays_a_due_sync_without_spinning():
+    clock, hooks = FakeClock(at(6)), Hooks()
+    hooks.hold = threading.Event()
+    yesterday = at(6) - dt.timedelta(days=1)
+    s = make({"a": DAILY, "b": DAILY}, clock, hooks, last={"a": yesterday, "b": yesterday}, executor=None,
+             max_parallel=1)
+    try:
+        assert s.step(at(6)) == ["a"]
+        assert hooks.started.acquire(timeout=5)
+        assert s.step(at(6, 0, 1)) == []  # 'b' is due but the only worker is busy
+        assert s.seconds_to_next(at(6, 0, 1)) > 0  # waits for a finished run (wake), not a busy loop
+        hooks.hold.set()
+        _wait_idle(s)
+        assert s.wake.is_set()  # a finished run wakes the loop
+        assert s.step(at(6, 0, 2)) == ["b"]
+        assert hooks.started.acquire(timeout=5)
+    finally:
+        hooks.hold.set()
+        s.executor.shutdown(wait=True)
+
+
+def _wait_idle(s: Scheduler) -> None:
+    for future in list(s._futures):
+        future.result(timeout=10)
+    deadline = threading.Event()
+    for _ in range(1000):
+        if s.active == 0:
+            return
+        deadline.wait(0.005)
+    raise AssertionError("jobs still busy")
+
+
+# --- paused syncs ----------------------------------------------------------------------------
+
+def test_paused_syncs_are_skipped_rechecked_and_catch_up_once_when_resumed():
+    clock, hooks = FakeClock(at(5)), Hooks()
+    hooks.paused_syncs = {"auto": "auto", "hand": "hand"}
+    s = make({"auto": EVERY_15M, "hand": EVERY_15M, "ok": EVERY_15M}, clock, hooks,
+             last={n: at(4, 50) for n in ("auto", "hand", "ok")}, recheck_seconds=600)
+
+    def step(t):
+        clock.t = t
+        return s.step(t)
+
+    # start-up: paused syncs are checked (automatic pauses only); nothing is due yet
+    assert step(at(5)) == [] and hooks.checks == ["auto"]
+    # the slot of 05:05: the paused ones are skipped, the other runs
+    assert step(at(5, 5)) == ["ok"]
+    assert sorted((n, by) for n, _, by in hooks.skips) == [("auto", "auto"), ("hand", "hand")]
+    assert s.jobs["auto"].missed and s.jobs["auto"].next_due == at(5, 20)
+    # the next recheck (05:10): 'auto' passes its check and, having missed a slot, is due at once
+    hooks.resume_on_check.add("auto")
+    assert step(at(5, 10)) == []
+    assert hooks.checks == ["auto", "auto"] and s.jobs["auto"].next_due == at(5, 10)
+    assert step(at(5, 10, 1)) == ["auto"]
+    assert s.jobs["auto"].next_due == at(5, 25, 1)
+    # 'hand' is never checked; resumed elsewhere (by hand), it catches up at the next recheck
+    hooks.paused_syncs.pop("hand")
+    assert step(at(5, 20, 1)) == ["hand", "ok"]
+    assert hooks.checks == ["auto", "auto"]
+    assert [n for n, _ in hooks.runs] == ["ok", "auto", "hand", "ok"]
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def test_the_loop_runs_due_syncs_and_stops_on_request():
+    clock, hooks = FakeClock(at(5, 50)), Hooks()
+    stop = StopToken()
+
+    def on_wait(c):
+        if c.t >= at(7, 31):
+            stop.request()
+
+    clock.on_wait = on_wait
+    s = make({"b": EVERY_15M}, clock, hooks, last={"b": at(5, 45)}, recheck_seconds=3600)
+    s.run(stop)
+    assert [slot for _, slot in hooks.runs] == [at(6) + dt.timedelta(minutes=15 * i) for i in range(7)]
+    assert max(clock.waits) <= 15 * 60
+
+
+def test_the_loop_waits_for_a_running_sync_on_stop():
+    """A stop request during a run: no new run starts, and run() returns once the run is over."""
+    clock, hooks = FakeClock(at(6)), Hooks()
+    hooks.hold = threading.Event()
+    stop = StopToken()
+    s = make({"a": EVERY_15M, "b": EVERY_15M}, clock, hooks, last={"a": at(5, 45), "b": at(5, 50)},
+             executor=None, max_parallel=2)
+
+    def on_wait(c):
+        assert hooks.started.acquire(timeout=5)
+        stop.request()
+        threading.Timer(0.05, hooks.hold.set).start()
+
+    clock.on_wait = on_wait
+    s.run(stop)
+    assert [n for n, _ in hooks.runs] == ["a"] and hooks.hold.is_set() and s.active == 0

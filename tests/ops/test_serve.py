@@ -1,0 +1,163 @@
+"""`dinsync serve` in process, on a clock the test moves: runs of the real engine against the
+Iterable sandbox, automatic pauses named after their culprit, skipped slots, rechecks that resume
+and catch up once, and a warehouse that goes away (paused in memory)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from dinsync.cli import connect_warehouse, run_sync
+from dinsync.config import load_project
+from dinsync.engine import StopToken
+from dinsync.ops.notify import Notifier
+from dinsync.ops.serve import Service, format_line
+from dinsync.warehouses.errors import WarehouseUnavailable
+from tests.ops.conftest import set_sync
+from tests.ops.test_scheduler import FakeClock, InlineExecutor
+
+UTC = dt.timezone.utc
+
+
+class Served:
+    def __init__(self, ops, *, down=None):
+        self.ops = ops
+        self.project = load_project(ops.root)
+        self.events: list[dict] = []
+        self.clock = FakeClock(dt.datetime.now(UTC) + dt.timedelta(hours=2))
+        self.down = down  # a list: while it holds True, the warehouse cannot be reached
+        stop = StopToken()
+        self.service = Service(self.project, ["iterable_users"], connect=self.connect,
+                               run_one=lambda wh, name, errors: run_sync(self.project, wh, name, False, stop=stop,
+                                                                         errors=errors),
+                               notifier=Notifier(self.project.notifications), emit=self.events.append, stop=stop,
+                               clock=self.clock, executor=InlineExecutor(), recheck_seconds=600)
+        self.scheduler = self.service.build()
+
+    def connect(self):
+        if self.down and self.down[0]:
+            raise WarehouseUnavailable("DuckDB: could not reach the warehouse (test)")
+        return connect_warehouse(self.project.warehouse, self.project.root)
+
+    def at(self, minutes: float) -> list[dict]:
+        """Move the clock `minutes` on, step once; the events of that step."""
+        self.clock.t += dt.timedelta(minutes=minutes)
+        before = len(self.events)
+        self.scheduler.step(self.clock.t)
+        return self.events[before:]
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+@pytest.fixture
+def scheduled(ops):
+    set_sync(ops, extra="schedule: {every: 15m}\n")
+    return ops
+
+
+def test_serve_catches_up_once_then_follows_the_schedule_and_logs_each_run(scheduled):
+    ops = scheduled
+    ops.sync()  # the run log says: last run two hours ago (the clock is 2 h ahead)
+    served = Served(ops)
+    [banner] = served.events
+    assert banner["event"] == "serve" and banner["syncs"][0]["schedule"] == "every 15m"
+    assert "1 scheduled sync(s): iterable_users (every 15m, next " in format_line(banner)
+    ops.sql("update main.customers set plan = 'pro' where id <= 3")
+    events = served.at(0)
+    assert kinds(events) == ["start", "end"]  # eight missed slots: one run
+    start, end = events
+    assert end["exit_code"] == 0 and end["run"]["status"] == "success" and end["run"]["changed"] == 3
+    assert start["at"].endswith("Z") and start["slot"] < start["at"]
+    assert format_line(end).split(" ", 1)[1].startswith("end iterable_users success in ")
+    assert served.at(1) == [] and served.at(13) == []
+    assert kinds(served.at(1)) == ["start", "end"]  # 15 minutes after the catch-up run
+    assert [r[0] for r in ops.sql("select status from dinsync.runs order by started_at")] == ["success"] * 3
+    json.dumps(served.events)  # every event is a JSON line
+
+
+def test_a_missing_column_pauses_its_sync_until_it_is_back(scheduled):
+    ops = scheduled
+    (ops.root / "models" / "customers.sql").write_text("-- primary_key: id\n-- model_type: user\n"
+                                                       "select * from main.customers\n")
+    ops.sync()
+    served = Served(ops)
+    served.at(0)
+    ops.sql("alter table main.customers drop column plan")
+    events = served.at(15)
+    assert kinds(events) == ["start", "paused", "end"]
+    assert events[2]["run"]["status"] == "failed" and events[2]["exit_code"] == 1
+    assert events[1]["culprit"] == "column" and events[1]["paused_by"] == "auto"
+    status = ops.status()["iterable_users"]
+    assert (status["state"], status["paused_by"], status["culprit"]) == ("paused", "auto", "column")
+    assert status["reason"] == "column (mapped to 'plan') 'plan' is not a column of model customers"
+    assert ops.events() == ["paused"]
+
+    events = served.at(15)  # the next slot (and the recheck, 10 min after the last): skipped, still paused
+    assert kinds(events) == ["skip", "check"] and events[0]["reason"] == "paused (auto)"
+    assert events[1]["ok"] is False and "'plan' is not a column" in events[1]["reason"]
+    runs_so_far = len(ops.sql("select * from dinsync.runs"))
+
+    ops.sql("alter table main.customers add column plan varchar default 'free'")
+    events = served.at(10)  # the recheck resumes it; having missed a slot, it is due at once
+    assert kinds(events) == ["resumed", "check"] and events[1]["ok"] is True
+    assert ops.events() == ["paused", "resumed"]
+    assert kinds(served.at(0)) == ["start", "end"]
+    assert len(ops.sql("select * from dinsync.runs")) == runs_so_far + 1
+    assert ops.status()["iterable_users"]["state"] == "success"
+    assert ops.sql("select event from dinsync.events where event in ('paused', 'resumed') order by event_at") == \
+        [("paused",), ("resumed",)]
+
+
+def test_a_failing_model_pauses_with_the_warehouse_message(scheduled):
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    served.at(0)
+    ops.sql("alter table main.customers rename to customers_old")
+    served.at(15)
+    status = ops.status()["iterable_users"]
+    assert (status["state"], status["culprit"]) == ("paused", "model")
+    assert status["reason"].startswith("model customers failed in the warehouse: DuckDB: Catalog Error: Table "
+                                       "with name customers does not exist")
+    ops.sql("alter table main.customers_old rename to customers")
+    served.at(15)  # skipped, then the recheck passes
+    assert not ops.status()["iterable_users"]["paused"]
+
+
+def test_a_paused_by_hand_sync_is_skipped_and_never_checked(scheduled):
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    served.at(0)
+    assert ops.cli("pause", "iterable_users").exit_code == 0
+    events = served.at(15) + served.at(15) + served.at(15)
+    assert kinds(events) == ["skip", "skip", "skip"] and events[0]["reason"] == "paused (by hand)"
+    assert ops.cli("resume", "iterable_users").exit_code == 0
+    assert kinds(served.at(10)) == ["start", "end"]  # the recheck sees it resumed elsewhere: it catches up once
+    assert served.at(0) == []
+
+
+def test_an_unreachable_warehouse_pauses_in_memory_and_resumes_when_it_answers(scheduled):
+    ops = scheduled
+    ops.sync()
+    down = [False]
+    served = Served(ops, down=down)
+    served.at(0)
+    down[0] = True
+    events = served.at(15)  # reading the paused syncs finds the warehouse gone: skipped, checked, still down
+    assert kinds(events) == ["paused", "skip", "check"]
+    assert events[0]["culprit"] == "warehouse" and "could not reach the warehouse (test)" in events[0]["reason"]
+    assert events[1]["reason"].startswith("the warehouse cannot be reached") and events[2]["ok"] is False
+    assert ops.events() == ["paused"]
+    assert kinds(served.at(15)) == ["skip", "check"]
+    assert ops.events() == ["paused"]  # told once
+    down[0] = False
+    events = served.at(10)
+    assert kinds(events) == ["resumed"] and "unreachable since" in events[0]["reason"]
+    assert ops.events() == ["paused", "resumed"]
+    assert kinds(served.at(0)) == ["start", "end"]  # the slot it missed: once
+    logged = ops.sql("select event, detail from dinsync.events where event in ('paused', 'resumed') order by event_at")
+    assert [e for e, _ in logged] == ["paused", "resumed"] and logged[0][1].startswith("auto: warehouse: ")

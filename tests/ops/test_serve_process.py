@@ -1,0 +1,57 @@
+"""`dinsync serve` as a process: it starts a scheduled sync, SIGTERM stops the run in flight
+gracefully (recorded `cancelled`, lock released), and the service exits 0."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import TEST_KEY
+
+ROWS = 4000
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_in_flight_and_the_service(project):
+    project.seed(ROWS)
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1s}\n")
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.thread.set_faults(latency=0.05, jitter=0.02)
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_CHECKPOINT_SECONDS="0.2")
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[dict] = []
+    reader = threading.Thread(target=lambda: lines.extend(json.loads(line) for line in proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while project.thread.stats()["requests"] < 5:  # the first slot came and the run is sending
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "serve never started the sync"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    stderr = proc.stderr.read()
+    assert proc.returncode == 0, stderr
+    assert [e["event"] for e in lines] == ["serve", "start", "end", "stop"], lines
+    assert lines[0]["syncs"][0]["schedule"] == "every 1s"
+    end = lines[2]
+    assert end["run"]["status"] == "cancelled" and "SIGTERM" in end["run"]["error"]
+    assert 0 < end["run"]["acknowledged"] < ROWS and end["exit_code"] == 128 + signal.SIGTERM
+    assert lines[3]["signal"] == "SIGTERM"
+    assert "SIGTERM: stopping" in stderr
+    assert project.sql("select status from dinsync.runs") == [("cancelled",)]
+    assert project.sql("select count(*) from dinsync.locks") == [(0,)]
+    assert len(project.snapshot_keys()) == end["run"]["acknowledged"]
