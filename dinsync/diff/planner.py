@@ -30,6 +30,7 @@ from .render import (
     check_model_sql,
     check_sync_name,
     ident,
+    key_expression,
     render_template,
     snapshot_column,
 )
@@ -133,7 +134,6 @@ class Planner:
         # session-temporary: kept in memory (spilled if need be), never written to the database file.
         temporary_scratch = self.dialect == "duckdb"
         scratch = f'{ident("temp")}.{ident("main")}' if temporary_scratch else schema
-        key_text = f"CAST(m.{ident(spec.key_column)} AS VARCHAR)"
         self.fields = [
             FieldRef(i=i, col=ident(col), snap=ident(snapshot_column(field)), field=field,
                      snap_name=snapshot_column(field))
@@ -149,7 +149,7 @@ class Planner:
             "acked": f"{scratch}.{ident(self.acked_table)}",
             "scratch": "TEMPORARY" if temporary_scratch else "",
             "key_column": ident(spec.key_column),
-            "key_expr": "NULLIF(" + KEY_NORMALIZATIONS[spec.key_normalization].format(key_text) + ", '')",
+            "key_expr": key_expression(spec.key_column, spec.key_normalization),
             "fields": self.fields,
             "hash_type": exp.DataType.build(hash_type, dialect=self.dialect).sql(),
             "buckets": BUCKETS[0],

@@ -75,6 +75,15 @@ def ident(name: str) -> str:
     return exp.to_identifier(check_identifier(name), quoted=True).sql()
 
 
+def key_expression(column: str, normalization: str) -> str:
+    """The matching key of a model row `m` as the plan and the key checks read it: its text,
+    normalised like the destination does, an empty result counting as NULL (canonical SQL)."""
+    if normalization not in KEY_NORMALIZATIONS:
+        raise SqlError(f"unknown key normalization {normalization!r}; expected one of {', '.join(KEY_NORMALIZATIONS)}")
+    text = f"CAST(m.{ident(column)} AS VARCHAR)"
+    return "NULLIF(" + KEY_NORMALIZATIONS[normalization].format(text) + ", '')"
+
+
 def snapshot_column(field: str) -> str:
     """Name of a destination field's hash column in the snapshot: stable across mapping edits."""
     return "f_" + hashlib.sha1(field.encode("utf-8")).hexdigest()[:16]
