@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .diff.keys import KeyCounter, KeyFigures, blocked_message, cut_key
 from .errors import ExitCode
 
 STATUSES = ("ok", "warning", "blocked")
@@ -77,6 +76,7 @@ def model_keys(project, names: list[str]) -> dict[str, dict[tuple[str, str], lis
 def check_models(project, wh, names: list[str], *, samples: int = 5,
                  redact: Callable[[str], str] = lambda s: s) -> CheckReport:
     """Count the keys of the models of the syncs `names` in the warehouse; the verdicts."""
+    from .diff.keys import KeyCounter
     checks: list[ModelCheck] = []
     codes: list[int] = []
     for model_name, keys in sorted(model_keys(project, names).items()):
@@ -101,8 +101,11 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
     return CheckReport(checks, worst_exit_code(codes))
 
 
-def _verdict(project, model, figures: KeyFigures, syncs: list[str],
+def _verdict(project, model, figures, syncs: list[str],
              redact: Callable[[str], str]) -> tuple[KeyCheck, str | None, int]:
+    """The KeyCheck of a key's figures (`dinsync.diff.keys.KeyFigures`), its message and exit code."""
+    from .diff.keys import blocked_message, cut_key
+
     pk = figures.column == model.primary_key and figures.normalization == "none"
     limits = {s: project.syncs[s].thresholds.max_duplicate_pct for s in syncs}
     blocks = sorted(s for s, limit in limits.items() if figures.duplicate_rows and figures.duplicate_pct > limit)
