@@ -126,7 +126,7 @@ def _verdict(project, model, figures, syncs: list[str],
         problems = [f"{figures.null_keys:,} of {figures.rows:,} rows have a NULL {figures.column}"] \
             if figures.null_keys else []
         if figures.duplicate_rows:
-            problems.append(figures.describe(redact, what="values"))
+            problems.append(figures.describe(redact, what="value"))
         message = (f"model {model.name}: its declared primary key {figures.column} does not hold: "
                    f"{'; '.join(problems)} (its syncs match on other keys: no row is withheld for it)")
     else:

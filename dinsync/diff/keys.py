@@ -43,8 +43,9 @@ class KeyFigures:
     def sample_text(self, redact=lambda s: s, limit: int = 5) -> str:
         return ", ".join(repr(cut_key(redact(str(k)))) for k, _ in self.sample[:limit])
 
-    def describe(self, redact=lambda s: s, what: str = "matching keys") -> str:
+    def describe(self, redact=lambda s: s, what: str = "matching key") -> str:
         """`6 of 20 rows (30.0%) share 3 duplicated matching keys (email) (e.g. 'a@x.co', ...)`."""
+        what += "" if self.duplicate_keys == 1 else "s"
         text = (f"{self.duplicate_rows:,} of {self.rows:,} rows ({self.duplicate_pct:.1f}%) share "
                 f"{self.duplicate_keys:,} duplicated {what} ({self.column})")
         sample = self.sample_text(redact)
