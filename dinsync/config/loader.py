@@ -639,7 +639,7 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      model.line("sql"), "run the model's SQL in the warehouse to debug it"))
+                                      model.line("sql"), _failed_hint(model)))
             continue
         if model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
@@ -656,6 +656,13 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, _column_hint(column, available)))
     return issues
+
+
+def _failed_hint(model: Model) -> str:
+    if model.dbt_models:  # e.g. `dbt parse` wrote the manifest but nothing was built yet
+        return (f"run `dbt build` (dbt models {', '.join(model.dbt_models)}); dinsync reads the relations in the "
+                "warehouse of dinsync.yml, which must be dbt's target")
+    return "run the model's SQL in the warehouse to debug it"
 
 
 def _column_hint(column: str, available: list[str]) -> str:

@@ -2,6 +2,7 @@
 dbt-duckdb, the errors when it cannot be, and dbt-style selection."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -103,6 +104,15 @@ def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
     assert found[4][0] == "ref('legacy_customers'): the dbt model legacy_customers is disabled (enabled: false)"
     assert found[5][0] == ("ref('customer_emails'): the dbt model customer_emails is ephemeral, so dbt builds no "
                            "relation for it")
+
+
+def test_a_relation_dbt_has_not_built_says_to_run_dbt_build(dbt_project):
+    dbt_project.sql("drop table analytics.active_customers")  # as after `dbt parse` alone
+    result = dbt_project.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issue, = json.loads(result.stdout)["issues"]
+    assert issue["file"] == "models/active.sql" and "active_customers" in issue["message"]
+    assert issue["hint"].startswith("run `dbt build` (dbt models active_customers)")
 
 
 def test_where_the_dbt_project_is(dbt_project, monkeypatch):
