@@ -128,6 +128,7 @@ class SyncPlan:
     removed: int
     unchanged: int
     full_refresh: bool
+    retry_rejected: bool
     field_changes: dict[str, int]  # changed rows that send each field
     duplicates: list[dict]  # the most duplicated keys: {key, rows}
     samples: dict[str, list[dict]]  # added / changed / removed -> sample rows

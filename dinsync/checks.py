@@ -59,32 +59,32 @@ class CheckReport:
     exit_code: int
 
 
-def model_keys(project, names: list[str]) -> dict[str, dict[tuple[str, str], list[str]]]:
-    """model -> {(column, normalization): [syncs matching on it]}, for the selected syncs, with the
-    model's primary key (read as is) added when no sync matches on it that way."""
+def model_keys(project, names: list[str]) -> dict[str, dict[tuple[str, str, str | None], list[str]]]:
+    """model -> {(column, normalization, phone region): [syncs matching on it]}, for the selected
+    syncs, with the model's primary key (read as is) added when no sync matches on it that way."""
     from .engine.run import sync_key
 
-    keys: dict[str, dict[tuple[str, str], list[str]]] = {}
+    keys: dict[str, dict[tuple[str, str, str | None], list[str]]] = {}
     for name in names:
-        model, column, normalization = sync_key(project, name)
-        keys.setdefault(model, {}).setdefault((column, normalization), []).append(name)
+        model, column, normalization, region = sync_key(project, name)
+        keys.setdefault(model, {}).setdefault((column, normalization, region), []).append(name)
     for model, found in keys.items():
-        found.setdefault((project.models[model].primary_key, "none"), [])
+        found.setdefault((project.models[model].primary_key, "none", None), [])
     return keys
 
 
 def check_models(project, wh, names: list[str], *, samples: int = 5,
                  redact: Callable[[str], str] = lambda s: s) -> CheckReport:
     """Count the keys of the models of the syncs `names` in the warehouse; the verdicts."""
-    from .diff.keys import KeyCounter
+    from .diff.keycheck import KeyCounter
     checks: list[ModelCheck] = []
     codes: list[int] = []
     for model_name, keys in sorted(model_keys(project, names).items()):
         model = project.models[model_name]
         key_checks, messages = [], []
         rows = 0
-        for (column, normalization), syncs in keys.items():
-            figures = KeyCounter(wh, model_name, model.sql, column, normalization).count(samples)
+        for (column, normalization, region), syncs in keys.items():
+            figures = KeyCounter(wh, model_name, model.sql, column, normalization, region).count(samples)
             rows = figures.rows
             check, message, code = _verdict(project, model, figures, syncs, redact)
             key_checks.append(check)
@@ -103,8 +103,8 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
 
 def _verdict(project, model, figures, syncs: list[str],
              redact: Callable[[str], str]) -> tuple[KeyCheck, str | None, int]:
-    """The KeyCheck of a key's figures (`dinsync.diff.keys.KeyFigures`), its message and exit code."""
-    from .diff.keys import blocked_message, cut_key
+    """The KeyCheck of a key's figures (`dinsync.diff.keycheck.KeyFigures`), its message and exit code."""
+    from .diff.keycheck import blocked_message, cut_key
 
     pk = figures.column == model.primary_key and figures.normalization == "none"
     limits = {s: project.syncs[s].thresholds.max_duplicate_pct for s in syncs}

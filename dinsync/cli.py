@@ -143,12 +143,19 @@ def choose(project, names, select, exclude, *, include_disabled: bool = False) -
 # --- commands ----------------------------------------------------------------------------------
 
 @app.command()
-def validate(project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Check every project file (and model columns in the warehouse); report all errors at once."""
+def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask the platforms to check mappings."),
+             project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Check every project file, model columns in the warehouse, and each mapping against its
+    platform's schema (destinations with a pre-flight check, e.g. Attio attributes, Splio fields);
+    report all errors at once."""
     use_options(project_dir, json_output)
     with handled(), in_project():
         project, wh = load()
         wh.close()
+        if not offline:
+            issues = preflight_issues(project)
+            if issues:
+                raise ConfigError(issues)
         result = {"ok": True, "syncs": sorted(project.syncs), "models": sorted(project.models),
                   "destinations": sorted(project.destinations)}
         if state.json:
@@ -156,6 +163,26 @@ def validate(project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = Js
         else:
             out().print(f"[green]OK[/]: {len(project.syncs)} sync(s), {len(project.models)} model(s), "
                         f"{len(project.destinations)} destination(s)")
+
+
+def preflight_issues(project) -> list[ConfigIssue]:
+    """Pre-flight checks of the enabled syncs whose destination has one (nothing is sent)."""
+    from .destinations.base import Destination
+
+    issues: list[ConfigIssue] = []
+    for name, cfg in sorted(project.syncs.items()):
+        dest_cfg = project.destinations[cfg.destination]
+        if not cfg.enabled or dest_cfg.destination_class.preflight is Destination.preflight:
+            continue
+        from .engine import preflight_sync  # only when a platform has something to check
+
+        try:
+            issues += preflight_sync(project, name)
+        except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
+            issues.append(ConfigIssue(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
+                                      project.relative(cfg.path), None,
+                                      exc.hint or "check the destination's base_url and credentials, or pass --offline"))
+    return issues
 
 
 @app.command()

@@ -3,7 +3,7 @@ Python API (`dinsync.api`). Nothing here prints; output goes through callbacks.
 
 - `load()` / `connect_warehouse()`: the project, validated, and its warehouse.
 - `run_syncs()`: run the selected syncs one after the other; a model blocked by its duplicated
-  keys (see `dinsync.diff.keys`) stops the model's other syncs without planning them again.
+  keys (see `dinsync.diff.keycheck`) stops the model's other syncs without planning them again.
 - `plan_sync()`, `status_runs()`: the data of `dinsync plan` and `dinsync status`.
 Results are run objects (`dinsync.report`) and exit codes (`dinsync.errors.ExitCode`).
 """
@@ -156,11 +156,11 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
     except that a model found blocked (its matching key's duplicate share over a sync's
     `max_duplicate_pct`) blocks its later syncs on the same key without planning them: they fail
     with the same message. `on_run` sees each run object as soon as it is known."""
-    from .diff.keys import blocked_hint, blocked_message
+    from .diff.keycheck import blocked_hint, blocked_message
     from .engine.run import sync_key
     from .report import failed_run, utcnow
 
-    figures_by_key: dict[tuple[str, str, str], Any] = {}
+    figures_by_key: dict[tuple, Any] = {}
     results: list[tuple[dict, int]] = []
     for name in names:
         if stop is not None and stop.requested:

@@ -1,3 +1,3 @@
 SELECT COUNT(*) AS stale
 FROM {{ snapshot }} AS s
-WHERE s._key NOT IN (SELECT p._key FROM {{ plan }} AS p)
+WHERE NOT EXISTS (SELECT 1 FROM {{ plan }} AS p WHERE p._kh = s._kh AND p._key = s._key)

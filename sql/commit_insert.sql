@@ -1,9 +1,13 @@
--- Commit, step 2 of 2: ...and record what was delivered: the plan's hashes of every mapped field.
-INSERT INTO {{ snapshot }} (_key, _synced_at, _kh, _fp, {% for f in fields joined by ", " %}{{ f.snap }}{% endfor %})
+{% from "_macros.sql" import commit_rows with context %}
+-- Commit, step 2 of 2: ...and record what was delivered: the hashes of the values sent (computed
+-- when the plan was built), the fingerprint, no parking.
+INSERT INTO {{ snapshot }} (_key, _synced_at, _kh, _fp, _rkh, _pfp, {% for f in fields %}{{ f.snap }}{{ ", " if not loop.last }}{% endfor %})
 SELECT
-  k._key,
+  p._key,
   CAST(CURRENT_TIMESTAMP AS TIMESTAMP),
-  k._kh,
-  k._fp,
-  {% for f in fields joined by ", " %}k.h{{ f.i }}{% endfor %}
-FROM {{ acked }} AS k
+  p._kh,
+  p._fp,
+  p._rkh,
+  NULL,
+  {% for f in fields %}p.h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
+FROM {{ commit_rows() }}

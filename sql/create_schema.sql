@@ -1,2 +1,2 @@
--- The schema that holds dinsync's state: snapshots, plans and scratch tables.
+-- The schema that holds dinsync's state: snapshots (and plans, where no scratch database exists).
 CREATE SCHEMA IF NOT EXISTS {{ schema }}

@@ -3,4 +3,4 @@ SELECT p._key, p._n
 FROM {{ plan }} AS p
 WHERE p._op = 'duplicate'
 ORDER BY p._n DESC, p._key
-LIMIT {{ limit }}
+LIMIT {{ param("limit") }}

@@ -1,5 +1,5 @@
--- Per mapped field, how many changed rows of the plan send it (for `dinsync plan`; added rows
--- send every field). c{i} counts field i.
+-- Per mapped field, how many changed rows send it.
 SELECT
-  {% for f in fields joined by ", " %}COUNT(CASE WHEN p._op = 'changed' AND p.x{{ f.i }} THEN 1 END) AS c{{ f.i }}{% endfor %}
+  {% for f in fields %}COUNT(CASE WHEN p.x{{ f.i }} THEN 1 END) AS n{{ f.i }}{{ "," if not loop.last }}{% endfor %}
 FROM {{ plan }} AS p
+WHERE p._op = 'changed'

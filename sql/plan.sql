@@ -1,71 +1,101 @@
+{% from "_macros.sql" import expected_fp, expected_rows %}
 -- plan: what this run has to do, one row per key (unchanged keys do not appear).
---   added      key not in the snapshot: every mapped field is sent (x = TRUE)
---   changed    some mapped field's hash differs from the snapshot, or was never delivered;
+--   added      key never delivered: every mapped field is sent (x = TRUE)
+--   changed    some mapped field's hash differs from the delivered one, or was never delivered;
 --              x{i} says whether field i must be sent
---   removed    key in the snapshot but no longer in the segment (v, h, x are NULL)
+--   removed    key delivered but no longer in the segment (v and x are NULL)
 --   duplicate  key found on more than one row of the segment: all its rows are withheld
---              (v, h, x are NULL; _n = number of rows)
--- Columns: _key, _op, then per mapped field i (mapping order) v{i} (value), h{i} (hash of its
--- text form), x{i} (send it?); then _n (segment rows with this key), _kh (hash of the key) and
--- _fp (fingerprint of the row, see keys.sql), which the commit records in the snapshot.
--- Only the candidates' rows (candidates.sql) are read from the model, now with their values,
--- and compared field by field with their snapshot rows. For a full refresh the snapshot is
--- ignored ({{ compare_snapshot }} is FALSE) and every key is added.
+--              (v and x are NULL; _n = number of rows)
+--   skipped    model rows whose key is NULL or empty after normalisation (one row, _n of them)
+-- and, for the snapshot only (never sent):
+--   refresh    values equal to the delivered ones, fingerprint not (a type or a parked value
+--              that changed back): the snapshot takes the new fingerprint, parking is cleared
+--   rekey      values as expected, raw key text not (same key after normalisation)
+--   forget     a parked key that was never delivered left the segment
+-- Columns: _key, _op, v{i} (value of field i, mapping order), x{i} (send it?), h{i} (hash of the
+-- value's text form, what a commit records), _n, _kh (hash of the key), _rkh (hash of the raw key), _fp (fingerprint), _prior (the snapshot holds the key),
+-- _done (committed by this run). Built from the candidates (cand.sql, cur.sql, prior.sql) only.
 CREATE TABLE {{ plan }} AS
-WITH cur AS (
-  -- the candidates' rows with their values (rows whose key is NULL or empty are dropped below)
+WITH counts AS (
+  SELECT c._key, COUNT(*) AS _n
+  FROM {{ cur }} AS c
+  WHERE c._key IS NOT NULL
+  GROUP BY c._key
+),
+keyed AS (
+  -- rows per key: the candidates', plus the model row behind the snapshot row when it is not a
+  -- candidate (same key, another raw spelling, unchanged): then the key is duplicated too
   SELECT
-    {{ key_expr }} AS _key,
-    {% for f in fields joined by ", " %}m.{{ f.col }} AS v{{ f.i }}, DINSYNC_HASH(m.{{ f.col }}) AS h{{ f.i }}{% endfor %},
-    DINSYNC_FINGERPRINT({% for f in fields joined by ", " %}m.{{ f.col }}{% endfor %}) AS _fp
-  FROM {{ model }} AS m
-  WHERE DINSYNC_HASH(m.{{ key_column }}) IN (SELECT c._rkh FROM {{ candidates }} AS c)
+    n._key,
+    n._n + CASE
+      WHEN p._rkh IS NOT NULL AND {{ expected_rows("p", retry) }}
+        AND p._rkh NOT IN (SELECT c._rkh FROM {{ cand }} AS c WHERE c._rkh IS NOT NULL) THEN 1
+      ELSE 0
+    END AS _n
+  FROM counts AS n
+  LEFT JOIN {{ prior }} AS p
+    ON p._key = n._key
 ),
-counts AS MATERIALIZED (
-  -- the same rows, keys only, counted per exact key: a second, narrow read of the model in the
-  -- same statement (one consistent view), so that the wide rows above are streamed, not held.
-  -- (_keyed = 0 marks the group of NULL keys; tested instead of `_key IS NOT NULL`, which an
-  -- optimizer would push down to normalise the key of every model row)
-  SELECT {{ key_expr }} AS _key, COUNT(*) AS _n, COUNT({{ key_expr }}) AS _keyed
-  FROM {{ model }} AS m
-  WHERE DINSYNC_HASH(m.{{ key_column }}) IN (SELECT c._rkh FROM {{ candidates }} AS c)
-  GROUP BY {{ key_expr }}
+hashed AS (
+  SELECT c.*, {% for f in fields %}DINSYNC_HASH(c.v{{ f.i }}) AS h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
+  FROM {{ cur }} AS c
 ),
-prior AS (
-  -- the candidates' snapshot rows
-  SELECT s.*
-  FROM {{ snapshot }} AS s
-  WHERE {{ compare_snapshot }} AND s._kh IN (SELECT c._kh FROM {{ candidates }} AS c)
-),
-changes AS (
+rows AS (
   SELECT
     c.*,
-    p._key IS NULL AS _new,
-    {% for f in fields joined by ", " %}(p._key IS NULL OR p.{{ f.snap }} IS NULL OR p.{{ f.snap }} <> c.h{{ f.i }}) AS x{{ f.i }}{% endfor %}
-  FROM cur AS c
-  LEFT JOIN prior AS p
+    p._key IS NOT NULL AS _prior,
+    p._synced_at IS NOT NULL AS _delivered,
+    p._rkh AS _prior_rkh,
+    {{ expected_fp("p", retry) }} AS _efp,
+    {% for f in fields %}
+    (p._synced_at IS NULL OR p.{{ f.snap }} IS NULL OR p.{{ f.snap }} <> c.h{{ f.i }}) AS x{{ f.i }}{{ "," if not loop.last }}
+    {% endfor %}
+  FROM hashed AS c
+  JOIN keyed AS k
+    ON k._key = c._key AND k._n = 1
+  LEFT JOIN {{ prior }} AS p
     ON p._key = c._key
-  WHERE NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = c._key AND n._n > 1)
-    -- drops a NULL key; written with p so that it is checked here, after the join, and not
-    -- pushed down to normalise the key of every model row
-    AND COALESCE(c._key, p._key) IS NOT NULL
+),
+ops AS (
+  SELECT
+    r.*,
+    CASE
+      WHEN r._efp IS NOT NULL AND r._fp = r._efp THEN 'rekey'
+      WHEN NOT r._delivered THEN 'added'
+      WHEN {% for f in fields %}r.x{{ f.i }}{{ " OR " if not loop.last }}{% endfor %} THEN 'changed'
+      ELSE 'refresh'
+    END AS _op
+  FROM rows AS r
+  WHERE r._efp IS NULL OR r._fp <> r._efp OR r._prior_rkh IS NULL OR r._rkh <> r._prior_rkh
 )
 SELECT
-  ch._key,
-  CASE WHEN ch._new THEN 'added' ELSE 'changed' END AS _op,
-  {% for f in fields joined by ", " %}ch.v{{ f.i }}, ch.h{{ f.i }}, ch.x{{ f.i }}{% endfor %},
+  o._key,
+  o._op,
+  {% for f in fields %}CASE WHEN o._op IN ('added', 'changed') THEN o.v{{ f.i }} END AS v{{ f.i }},{% endfor %}
+  {% for f in fields %}CASE WHEN o._op IN ('added', 'changed') THEN o._op = 'added' OR o.x{{ f.i }} END AS x{{ f.i }},{% endfor %}
+  {% for f in fields %}CASE WHEN o._op IN ('added', 'changed') THEN o.h{{ f.i }} END AS h{{ f.i }},{% endfor %}
   CAST(1 AS BIGINT) AS _n,
-  DINSYNC_HASH(ch._key) AS _kh,
-  ch._fp
-FROM changes AS ch
-WHERE ch._new OR {% for f in fields joined by " OR " %}ch.x{{ f.i }}{% endfor %}
+  DINSYNC_HASH(o._key) AS _kh,
+  o._rkh,
+  o._fp,
+  o._prior,
+  FALSE AS _done
+FROM ops AS o
 UNION ALL
-SELECT n._key, 'duplicate', {% for f in fields joined by ", " %}NULL, NULL, NULL{% endfor %}, n._n, NULL, NULL
-FROM counts AS n
-WHERE n._n > 1 AND n._keyed > 0
+SELECT k._key, 'duplicate', {% for f in fields %}NULL, NULL, NULL, {% endfor %}k._n, DINSYNC_HASH(k._key), NULL, NULL, NULL, FALSE
+FROM keyed AS k
+WHERE k._n > 1
 UNION ALL
-SELECT s._key, 'removed', {% for f in fields joined by ", " %}NULL, NULL, NULL{% endfor %}, CAST(0 AS BIGINT), s._kh, NULL
-FROM {{ snapshot }} AS s
-WHERE {{ compare_snapshot }}
-  AND s._kh IN (SELECT c._kh FROM {{ candidates }} AS c)
-  AND NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = s._key)
+SELECT NULL, 'skipped', {% for f in fields %}NULL, NULL, NULL, {% endfor %}COUNT(*), NULL, NULL, NULL, NULL, FALSE
+FROM {{ cur }} AS c
+WHERE c._key IS NULL
+HAVING COUNT(*) > 0
+UNION ALL
+SELECT
+  p._key,
+  CASE WHEN p._synced_at IS NOT NULL THEN 'removed' ELSE 'forget' END,
+  {% for f in fields %}NULL, NULL, NULL, {% endfor %}CAST(0 AS BIGINT), p._kh, p._rkh, NULL, TRUE, FALSE
+FROM {{ prior }} AS p
+WHERE NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = p._key)
+  AND (p._synced_at IS NOT NULL OR p._rkh IS NULL
+       OR p._rkh IN (SELECT c._rkh FROM {{ cand }} AS c WHERE c._in_snap AND NOT c._in_seg))

@@ -135,6 +135,10 @@ class OutboxTransport:
                 out.problems.append(RecordResult(r["key"], r["status"], r.get("reason")))
         return True
 
+    def ready(self) -> Delivered:
+        """Outcomes are read when settling (nothing arrives on its own meanwhile)."""
+        return Delivered([], [])
+
     def transport_stats(self) -> TransportStats:
         return TransportStats(requests=self.files)
 

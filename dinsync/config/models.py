@@ -66,7 +66,7 @@ class DuckDBConfig(_Config):
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = Field(default="192MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-    streaming_memory_limit: str | None = Field(default="100MB",
+    streaming_memory_limit: str | None = Field(default="160MB",
                                                pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
     def resolved_path(self, root: Path) -> str:

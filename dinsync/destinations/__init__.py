@@ -15,6 +15,7 @@ from .base import Destination
 
 BUILT_IN = {
     "iterable": "dinsync.destinations.iterable:IterableDestination",
+    "attentive": "dinsync.destinations.attentive:AttentiveDestination",
     "attio": "dinsync.destinations.attio:AttioDestination",
     "splio": "dinsync.destinations.splio:SplioDestination",
 }

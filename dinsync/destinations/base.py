@@ -243,6 +243,9 @@ class Transport(Protocol):
     `timeout` seconds) for the outcomes of this run's pending records (`pending`: token -> keys)
     and returns them (keys still waiting in `Delivered.pending`). `resolve` reads the outcomes of
     earlier runs' tokens (results for the keys it can tell about; the others are left out).
+    `ready` hands over, without waiting, outcomes of this run's pending records that arrived
+    meanwhile (the pipeline commits them at its next checkpoint; a transport that cannot tell
+    returns an empty `Delivered`).
     """
 
     async def __aenter__(self) -> "Transport": ...
@@ -252,6 +255,8 @@ class Transport(Protocol):
     async def deliver(self, request: Request) -> Delivered: ...
 
     async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered: ...
+
+    def ready(self) -> Delivered: ...
 
     async def resolve(self, tokens: Sequence[str]) -> Delivered: ...
 

@@ -1,100 +1,57 @@
-"""NULL and duplicated keys of a model, counted in the warehouse.
+"""Key normalisations in SQL: what makes two spellings of one key the same key.
 
-A sync's run gets these figures from its plan (the diff already groups the segment by key; see
-`KeyFigures.from_plan`): no extra pass. `dinsync check` counts them without planning, with
-`KeyCounter` (sql/key_counts.sql, one pass over the model; sql/key_duplicates.sql for a sample,
-only when there are duplicates), using the plan's key expression so both give the same figures.
+Each is applied to the key's text form (CAST AS VARCHAR); an empty result is a NULL key. The
+Polars twins (same results on the same input) are in `dinsync.mapping.normalize`.
+
+  email  LOWER(TRIM(k))
+  trim   TRIM(k)
+  none   k
+  phone  E.164-like: keep '+' and ASCII digits; a leading '+' stays; else a leading '00' becomes
+         '+'; else '+<country code>' is put in front, after dropping the national trunk prefix
+         (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
+         sync's default region (phonenumbers metadata); without a region, '+' is put in front of
+         the digits as they are. Letters are dropped (no vanity-number translation).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import re
 
-from .render import check_identifier, check_model_sql, key_expression, render_template
-
-SAMPLE_KEY_CHARS = 60  # a sample key longer than this is cut (keys are personal data: show little)
+KEY_NORMALIZATIONS = ("email", "trim", "none", "phone")
+_DIGITS = re.compile(r"[0-9]*")
 
 
-@dataclass
-class KeyFigures:
-    """What a key looks like in a model's rows. `sample`: the most duplicated values (key, rows)."""
+def phone_params(region: str | None) -> tuple[str, str]:
+    """(country calling code, national trunk prefix) of a region, as digit strings ('' if none)."""
+    if not region:
+        return "", ""
+    from ..mapping.normalize import phone_key_params
 
-    model: str
-    column: str
-    normalization: str  # how the key is read: email (trimmed, lowercased) | trim | none
-    rows: int
-    null_keys: int
-    duplicate_keys: int  # distinct values found on more than one row
-    duplicate_rows: int  # rows holding such a value (all withheld by a sync matching on this key)
-    sample: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def duplicate_pct(self) -> float:
-        return 100.0 * self.duplicate_rows / self.rows if self.rows else 0.0
-
-    @classmethod
-    def from_plan(cls, model: str, column: str, normalization: str, stats: Any,
-                  sample: list[tuple[str, int]]) -> "KeyFigures":
-        """The figures a plan (`PlanStats`) already holds."""
-        return cls(model=model, column=column, normalization=normalization, rows=stats.segment_rows,
-                   null_keys=stats.null_keys, duplicate_keys=stats.duplicate_keys,
-                   duplicate_rows=stats.duplicate_rows, sample=list(sample))
-
-    def sample_text(self, redact=lambda s: s, limit: int = 5) -> str:
-        return ", ".join(repr(cut_key(redact(str(k)))) for k, _ in self.sample[:limit])
-
-    def describe(self, redact=lambda s: s, what: str = "matching key") -> str:
-        """`6 of 20 rows (30.0%) share 3 duplicated matching keys (email) (e.g. 'a@x.co', ...)`."""
-        what += "" if self.duplicate_keys == 1 else "s"
-        text = (f"{self.duplicate_rows:,} of {self.rows:,} rows ({self.duplicate_pct:.1f}%) share "
-                f"{self.duplicate_keys:,} duplicated {what} ({self.column})")
-        sample = self.sample_text(redact)
-        return text + (f" (e.g. {sample})" if sample else "")
+    return phone_key_params(region)
 
 
-def blocked_message(figures: KeyFigures, limit: float, sync: str, redact=lambda s: s) -> str:
-    """Why the syncs of a model do not run (the same text wherever a sync is blocked)."""
-    return (f"model {figures.model} is blocked: {figures.describe(redact)}, over the {limit:g}% limit of sync "
-            f"{sync}; none of the model's syncs matching on {figures.column} run, nothing was sent")
-
-
-def blocked_hint(figures: KeyFigures) -> str:
-    return (f"make {figures.column} unique in model {figures.model}; "
-            f"`dinsync check --select model:{figures.model}` lists the duplicated keys")
-
-
-def cut_key(key: str) -> str:
-    return key if len(key) <= SAMPLE_KEY_CHARS else key[:SAMPLE_KEY_CHARS - 1] + "…"
-
-
-class KeyCounter:
-    """Counts one key of one model in the warehouse (read-only: no state, no lock)."""
-
-    def __init__(self, warehouse: Any, model: str, model_sql: str, column: str, normalization: str = "none"):
-        self.warehouse = warehouse
-        self.model = model
-        self.column = check_identifier(column, "key column")
-        self.normalization = normalization
-        self.dialect: str = warehouse.dialect
-        self.model_sql = check_model_sql(model_sql, self.dialect)
-        self._ctx = {"key_expr": key_expression(column, normalization)}
-
-    def render(self, statement: str, limit: int = 5) -> str:
-        """SQL of `key_counts` or `key_duplicates` (the `limit` most duplicated values)."""
-        if statement not in ("key_counts", "key_duplicates"):
-            raise ValueError(f"unknown statement {statement!r}")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
-        return render_template(statement, {**self._ctx, "limit": limit}, self.dialect, self.model_sql)
-
-    def count(self, samples: int = 5) -> KeyFigures:
-        row = self.warehouse.query(self.render("key_counts")).to_pylist()[0]
-        counts = {k: int(v or 0) for k, v in row.items()}
-        sample: list[tuple[str, int]] = []
-        if counts["duplicate_keys"] and samples:
-            table = self.warehouse.query(self.render("key_duplicates", limit=samples))
-            sample = [(r["_key"], int(r["_n"])) for r in table.to_pylist()]
-        return KeyFigures(model=self.model, column=self.column, normalization=self.normalization,
-                          rows=counts["segment_rows"], null_keys=counts["null_keys"],
-                          duplicate_keys=counts["duplicate_keys"], duplicate_rows=counts["duplicate_rows"],
-                          sample=sample)
+def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "")) -> str:
+    """The normalised key of `column_sql` (a quoted column reference) in canonical SQL."""
+    text = f"CAST({column_sql} AS VARCHAR)"
+    if normalization == "email":
+        return f"NULLIF(LOWER(DINSYNC_TRIM({text})), '')"
+    if normalization == "trim":
+        return f"NULLIF(DINSYNC_TRIM({text}), '')"
+    if normalization == "none":
+        return f"NULLIF({text}, '')"
+    if normalization == "phone":
+        cc, trunk = phone
+        if not (_DIGITS.fullmatch(cc) and _DIGITS.fullmatch(trunk)):
+            raise ValueError(f"phone parameters must be digits, got {phone!r}")
+        digits = f"DINSYNC_DIGITS({text})"
+        kept = f"DINSYNC_PHONECHARS({text})"
+        national = f"'+{cc}' || {digits}"
+        if trunk:
+            national = (f"CASE WHEN {digits} LIKE '{trunk}%' THEN '+{cc}' || SUBSTR({digits}, {len(trunk) + 1}) "
+                        f"ELSE '+{cc}' || {digits} END")
+        return (
+            f"CASE WHEN {digits} = '' THEN NULL "
+            f"WHEN {kept} LIKE '+%' THEN '+' || {digits} "
+            f"WHEN {digits} LIKE '00%' THEN NULLIF('+' || SUBSTR({digits}, 3), '+') "
+            f"ELSE {national} END"
+        )
+    raise ValueError(f"unknown key normalization {normalization!r}")

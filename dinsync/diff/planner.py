@@ -1,12 +1,22 @@
-"""Plan and commit one sync: the diff between the model and the snapshot, run in the warehouse.
+"""Plan one sync: the diff between the model and the snapshot, run in the warehouse.
 
-The SQL lives in `sql/` (see `render.py`). A run is:
+The SQL lives in `sql/` (see `render.py`, statement names in `statements.py`). A run is:
 
-    planner.ensure_state()             # schema, snapshot table, hash columns of new fields
-    stats = planner.plan()             # build the plan table
+    planner.ensure_state()              # schema, snapshot table, hash columns of new fields
+    stats = planner.plan()              # build the plan table
     for batch in planner.stream_sendable(): ...   # added + changed rows, as Arrow
-    planner.commit_acknowledged(keys)  # at checkpoints: record what the destination acknowledged
-    planner.commit_removed()           # at the end of a successful run
+    planner.commit_acknowledged(keys)   # at checkpoints: record what the destination acknowledged
+    planner.commit_rejected(keys)       # ... and park what it rejected for its content
+    planner.commit_removed()            # at the end of a successful run
+
+How a plan is built:
+- empty snapshot or full refresh: every model row in one pass (`plan_all`), no comparison;
+- otherwise one pass over the model and one over the snapshot compare per-bucket digests
+  (`buckets`); when nothing differs the plan is empty and nothing else runs. Else the rows of the
+  buckets that differ are matched by raw key hash (`cand`), the candidates' model rows are read
+  again with their values (`cur`), and compared field by field with their snapshot rows (`plan`).
+Rows parked as rejected are expected with their parked fingerprint, so they cost nothing until
+their values change.
 
 Nothing here prints; errors are `DinsyncError`s.
 """
@@ -16,58 +26,29 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import pyarrow as pa
-from sqlglot import exp
-
 from ..errors import DinsyncError
+from .cache import RenderCache, cache_key
+from .commit import CommitMixin, PositionIndex
+from .dialects import DEFAULT_HASH_TYPES
+from .keys import KEY_NORMALIZATIONS, key_sql, phone_params
 from .render import (
-    BUCKETS,
-    DEFAULT_HASH_TYPES,
-    KEY_NORMALIZATIONS,
+    OPS,
     FieldRef,
     SqlError,
+    bind,
     check_identifier,
     check_model_sql,
     check_sync_name,
     ident,
-    key_expression,
     render_template,
     snapshot_column,
+    sql_type,
 )
+from .statements import NEEDS_POSITION, STATEMENTS
 
-OPS = ("added", "changed", "removed", "duplicate")
-
-# statement name -> (template in sql/, fixed context)
-STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "create_schema": ("create_schema", {}),
-    "create_snapshot": ("create_snapshot", {}),
-    "add_snapshot_column": ("add_snapshot_column", {}),
-    "backfill_key_hash": ("backfill_key_hash", {}),
-    "drop_keys": ("drop_keys", {}),
-    "keys": ("keys", {}),
-    "drop_candidates": ("drop_candidates", {}),
-    "candidates": ("candidates", {"compare_snapshot": "TRUE"}),
-    "candidates_full_refresh": ("candidates", {"compare_snapshot": "FALSE"}),
-    "drop_plan": ("drop_plan", {}),
-    "plan": ("plan", {"compare_snapshot": "TRUE"}),
-    "plan_full_refresh": ("plan", {"compare_snapshot": "FALSE"}),
-    "refresh_fingerprints": ("refresh_fingerprints", {}),
-    "plan_stats": ("plan_stats", {}),
-    "stream_sendable": ("stream_sendable", {}),
-    "duplicates_sample": ("duplicates_sample", {}),
-    "sample": ("sample", {}),
-    "field_change_counts": ("field_change_counts", {}),
-    "drop_acked": ("drop_acked", {}),
-    "acked": ("acked", {}),
-    "ack_count": ("ack_count", {}),
-    "commit_delete": ("commit_delete", {}),
-    "commit_insert": ("commit_insert", {}),
-    "drop_ack": ("drop_ack", {}),
-    "removed_count": ("removed_count", {}),
-    "commit_removed": ("commit_removed", {}),
-    "cleanup_count": ("cleanup_count", {}),
-    "commit_full_refresh_cleanup": ("commit_full_refresh_cleanup", {}),
-}
+NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
+INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
+COLUMN_STATEMENTS = {"add_snapshot_column"}  # rendered per column, on demand
 
 
 @dataclass(frozen=True)
@@ -75,9 +56,10 @@ class DiffSpec:
     sync: str  # sync name: [A-Za-z0-9_]+ (used in table names)
     model_sql: str  # the user's SELECT, in the warehouse's dialect
     key_column: str  # model column holding the matching key
-    key_normalization: str  # "email" (LOWER(TRIM(k))), "trim" (TRIM(k)) or "none"; always cast to VARCHAR
+    key_normalization: str  # see keys.py: "email", "trim", "none" or "phone"
     fields: list[tuple[str, str]]  # (model column, destination field), in mapping order
     state_schema: str = "dinsync"
+    phone_region: str | None = None  # default region of phone keys (ISO 3166 alpha-2)
 
     def __post_init__(self) -> None:
         check_sync_name(self.sync)
@@ -111,96 +93,139 @@ class PlanStats:
     added: int
     changed: int
     removed: int
-    unchanged: int
+    unchanged: int  # keyed rows not sent (includes parked rows whose values did not change)
     full_refresh: bool
+    retry_rejected: bool = False
 
 
-class Planner:
-    def __init__(self, warehouse: Any, spec: DiffSpec):
+@dataclass(frozen=True)
+class MappedField:
+    i: int
+    column: str
+    field: str
+    snap_name: str
+
+
+class Planner(CommitMixin):
+    def __init__(self, warehouse: Any, spec: DiffSpec, *, cache: bool = True):
         self.warehouse = warehouse
         self.spec = spec
-        self.dialect: str = warehouse.dialect
-        self.model_sql = check_model_sql(spec.model_sql, self.dialect)
-        self.snapshot_table = f"snap_{spec.sync}"
-        self.plan_table = f"plan_{spec.sync}"
-        self.keys_table = f"keys_{spec.sync}"
-        self.candidates_table = f"cand_{spec.sync}"
-        self.ack_table = f"ack_{spec.sync}"
-        self.acked_table = f"acked_{spec.sync}"
-        caps = getattr(warehouse, "capabilities", None)
-        hash_type = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
-        schema = ident(spec.state_schema)
-        # Scratch tables (keys, candidates, acked) live as long as one call. On DuckDB they are
-        # session-temporary: kept in memory (spilled if need be), never written to the database file.
-        temporary_scratch = self.dialect == "duckdb"
-        scratch = f'{ident("temp")}.{ident("main")}' if temporary_scratch else schema
-        self.fields = [
-            FieldRef(i=i, col=ident(col), snap=ident(snapshot_column(field)), field=field,
-                     snap_name=snapshot_column(field))
-            for i, (col, field) in enumerate(spec.fields)
-        ]
-        self._ctx: dict[str, Any] = {
-            "schema": schema,
-            "snapshot": f"{schema}.{ident(self.snapshot_table)}",
-            "plan": f"{schema}.{ident(self.plan_table)}",
-            "keys": f"{scratch}.{ident(self.keys_table)}",
-            "candidates": f"{scratch}.{ident(self.candidates_table)}",
-            "ack": f"{schema}.{ident(self.ack_table)}",
-            "acked": f"{scratch}.{ident(self.acked_table)}",
-            "scratch": "TEMPORARY" if temporary_scratch else "",
-            "key_column": ident(spec.key_column),
-            "key_expr": key_expression(spec.key_column, spec.key_normalization),
-            "fields": self.fields,
-            "hash_type": exp.DataType.build(hash_type, dialect=self.dialect).sql(),
-            "buckets": BUCKETS[0],
-            "fine_buckets": BUCKETS[1],
-        }
-        self._rendered: dict[tuple, str] = {}
+        caps = warehouse.capabilities
+        self.dialect: str = getattr(caps, "dialect", None) or warehouse.dialect
+        self.hash_type: str = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
+        self.scratch_database: str | None = getattr(caps, "scratch_database", None)
+        self.row_position: str | None = getattr(caps, "row_position", None)
+        sync = spec.sync
+        self.snapshot_table = f"snap_{sync}"
+        self.plan_table = f"plan_{sync}"
+        self.ack_table = f"ack_{sync}"
+        self.scratch_tables = {t: f"{t}_{sync}" for t in ("buckets", "cand", "cur", "prior", "acked")}
+        # where the plan and the scratch tables live (the state schema unless the warehouse offers
+        # a scratch database: DuckDB attaches an in-memory one, never written to the file)
+        self.plan_schema = self.scratch_database or spec.state_schema
+        self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
+        key = cache_key({
+            "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
+            "row_position": self.row_position, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
+            "key_column": spec.key_column, "key_normalization": spec.key_normalization,
+            "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
+        })
+        self._cache = RenderCache(key) if cache else RenderCache(key, root=None)
+        model = self._cache.get("__model_sql__")
+        if model is None:
+            model = check_model_sql(spec.model_sql, self.dialect)
+            self._cache.put("__model_sql__", model)
+        self.model_sql = model
+        self._ctx: dict[str, Any] | None = None
         self._lock = threading.RLock()
+        self._done_lock = threading.Lock()
+        self._positions = PositionIndex()  # streamed, not yet committed rows (see commit.py)
+        self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
+        self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
 
     # ------------------------------------------------------------------ SQL
 
-    def render(self, statement: str, **params: Any) -> str:
-        """The SQL text of a named statement (see STATEMENTS) for this warehouse's dialect.
+    def _context(self) -> dict[str, Any]:
+        if self._ctx is None:
+            spec = self.spec
+            schema = ident(spec.state_schema)
+            scratch = ident(self.scratch_database) if self.scratch_database else schema
+            phone = phone_params(spec.phone_region) if spec.key_normalization == "phone" else ("", "")
+            tables = {"plan": f"{scratch}.{ident(self.plan_table)}", "ack": f"{scratch}.{ident(self.ack_table)}"}
+            tables.update({t: f"{scratch}.{ident(name)}" for t, name in self.scratch_tables.items()})
+            self._ctx = {
+                "schema": schema,
+                "snapshot": f"{schema}.{ident(self.snapshot_table)}",
+                **tables,
+                "tables": tables,
+                "key_column": ident(spec.key_column),
+                "raw_key": f"CAST(m.{ident(spec.key_column)} AS VARCHAR)",
+                "key_expr": key_sql(spec.key_normalization, f"m.{ident(spec.key_column)}", phone),
+                "fields": [FieldRef(i=f.i, col=ident(f.column), snap=ident(f.snap_name), field=f.field,
+                                    snap_name=f.snap_name) for f in self.fields],
+                "hash_type": sql_type(self.hash_type, self.dialect),
+                "nbuckets": NBUCKETS,
+                "position": ident(self.row_position) if self.row_position else None,
+            }
+        return self._ctx
 
-        params: `field` (add_snapshot_column; default the first mapped field), `op` (sample;
-        default "changed"), `limit` (sample 5, duplicates_sample 20).
-        """
+    def statements(self) -> list[str]:
+        """Names of the statements this warehouse can run (see statements.py)."""
+        return [s for s in STATEMENTS if self.row_position or s not in NEEDS_POSITION]
+
+    def _sql(self, statement: str, column: str | None = None) -> str:
         if statement not in STATEMENTS:
             raise SqlError(f"unknown statement {statement!r}; known: {', '.join(STATEMENTS)}")
-        template, fixed = STATEMENTS[statement]
-        ctx = {**self._ctx, **fixed}
-        if statement == "add_snapshot_column":  # `column` (internal) or `field` (destination field)
-            column = params.get("column") or snapshot_column(
-                check_identifier(params.get("field", self.fields[0].field), "destination field")
-            )
-            ctx["column"] = ident(column)
-        if statement == "sample":
-            op = params.get("op", "changed")
-            if op not in OPS:
-                raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
-            ctx["op"] = exp.Literal.string(op).sql()
-        if statement in ("sample", "duplicates_sample"):
-            limit = params.get("limit", 5 if statement == "sample" else 20)
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-                raise SqlError(f"limit must be a non-negative integer, got {limit!r}")
-            ctx["limit"] = limit
-        cache_key = (statement, tuple(sorted(params.items())))
-        sql = self._rendered.get(cache_key)
+        entry = statement if column is None else f"{statement}:{column}"
+        sql = self._cache.get(entry)
         if sql is None:
-            sql = render_template(template, ctx, self.dialect, self.model_sql)
-            self._rendered[cache_key] = sql
+            if column is None:
+                # render every statement at once, so that the next run with the same inputs
+                # renders (and imports) nothing, whichever path its plan takes
+                for name in self.statements():
+                    if name not in COLUMN_STATEMENTS and self._cache.get(name) is None:
+                        self._cache.put(name, self._render_template(name), save=False)
+                self._cache.save()
+                return self._cache.get(entry)
+            sql = self._render_template(statement, column)
+            self._cache.put(entry, sql)
         return sql
+
+    def _render_template(self, statement: str, column: str | None = None) -> str:
+        template, fixed = STATEMENTS[statement]
+        ctx = {**self._context(), **fixed}
+        if column is not None:
+            ctx["column"] = ident(column)
+        return render_template(template, ctx, self.dialect, self.model_sql)
+
+    def render(self, statement: str, **params: Any) -> str:
+        """The SQL text of a named statement (see statements.py) for this warehouse's dialect.
+
+        params: `field` or `column` (add_snapshot_column; default the first mapped field); values of
+        the statement's param() markers (`op`, `limit`, `lo`, `hi`), left as markers when not given.
+        """
+        column = None
+        if statement == "add_snapshot_column":
+            column = params.pop("column", None) or snapshot_column(
+                check_identifier(params.pop("field", self.fields[0].field), "destination field"))
+        return bind(self._sql(statement, column), **params)
 
     def _execute(self, statement: str, **params: Any) -> None:
         self.warehouse.execute(self.render(statement, **params))
 
+    def _row(self, statement: str, **params: Any) -> dict[str, int]:
+        rows = self.warehouse.query(self.render(statement, **params)).to_pylist()
+        return {k: int(v or 0) for k, v in rows[0].items()} if rows else {}
+
     def _scalar(self, statement: str, **params: Any) -> int:
-        table = self.warehouse.query(self.render(statement, **params))
-        value = table.column(0)[0].as_py() if table.num_rows else 0
-        return int(value or 0)
+        row = self._row(statement, **params)
+        return next(iter(row.values()), 0)
+
+    def _drop(self, *tables: str) -> None:
+        for table in tables:
+            self._execute(f"drop_{table}")
 
     # ------------------------------------------------------------------ state
 
@@ -213,41 +238,36 @@ class Planner:
                 self._execute("create_snapshot")
             else:
                 have = set(existing)
-                for column in ("_kh", "_fp"):  # layout additions: never drop, only add
+                for column in INTERNAL_COLUMNS:  # layout additions: never drop, only add
                     if column not in have:
                         self._execute("add_snapshot_column", column=column)
                 if "_kh" not in have:
                     self._execute("backfill_key_hash")
                 for f in self.fields:
                     if f.snap_name not in have:
-                        self._execute("add_snapshot_column", field=f.field)
+                        self._execute("add_snapshot_column", column=f.snap_name)
             self._state_ready = True
 
     # ------------------------------------------------------------------ plan
 
     def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:
         """Build the plan table of this run. A full refresh plans as if the snapshot were empty
-        (it is left untouched until `commit_full_refresh_cleanup`)."""
+        (it is left untouched until `commit_full_refresh_cleanup`) and ignores parking;
+        `retry_rejected` plans parked rows again (as if they had never been rejected)."""
         with self._lock:
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None
-            suffix = "_full_refresh" if full_refresh else ""
-            try:
-                for statement in ("drop_keys", "keys", "drop_candidates", "candidates" + suffix,
-                                  "drop_plan", "plan" + suffix):
-                    self._execute(statement)
-                row = self.warehouse.query(self.render("plan_stats")).to_pylist()[0]
-                counts = {k: int(v or 0) for k, v in row.items()}
-                # Candidate rows that are neither sent nor duplicated were unchanged field by field
-                # although their fingerprint was not: refresh those fingerprints.
-                in_plan = counts["added"] + counts["changed"] + counts["duplicate_rows"]
-                if not full_refresh and counts["candidate_rows"] > in_plan:
-                    self._execute("refresh_fingerprints")
-            finally:
-                self._execute("drop_keys")
-                self._execute("drop_candidates")
+            self._positions.clear()
+            with self._done_lock:
+                self._done = None
+            self._drop("plan")
+            if full_refresh or self._scalar("snapshot_empty"):
+                counts = self._plan_all(full_refresh)
+            else:
+                counts = self._plan_changes(retry_rejected)
             self._planned_full_refresh = full_refresh
+            self._leaving = counts["removed"] + counts["forget"]
             keyed = counts["segment_rows"] - counts["null_keys"] - counts["duplicate_rows"]
             return PlanStats(
                 segment_rows=counts["segment_rows"],
@@ -259,11 +279,67 @@ class Planner:
                 removed=counts["removed"],
                 unchanged=max(0, keyed - counts["added"] - counts["changed"]),
                 full_refresh=full_refresh,
+                retry_rejected=retry_rejected,
             )
 
-    def stream_sendable(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """Added and changed rows: `_key, _op, v0.., x0..` in batches of at most `batch_rows`."""
-        return self.warehouse.stream(self.render("stream_sendable"), batch_rows)
+    def _plan_all(self, full_refresh: bool) -> dict[str, int]:
+        self._execute("plan_all_full_refresh" if full_refresh else "plan_all")
+        if self._scalar("plan_all_duplicates"):
+            self._execute("plan_all_mark_duplicates")
+            self._execute("plan_all_drop_duplicated")
+        counts = self._row("plan_stats")
+        counts["null_keys"] = counts["skipped"]
+        counts["segment_rows"] = counts["skipped"] + counts["added"] + counts["duplicate_rows"]
+        return counts
+
+    def _plan_changes(self, retry: bool) -> dict[str, int]:
+        suffix = "_retry" if retry else ""
+        scratch = ("buckets", "cand", "cur", "prior")
+        try:
+            self._drop(*scratch)
+            self._execute("buckets" + suffix)
+            seg = self._row("bucket_stats")
+            if not seg["dirty"]:
+                self._execute("plan_empty")
+                counts = dict.fromkeys(("skipped", "duplicate_keys", "duplicate_rows", "added", "changed",
+                                        "removed", "forget", "refresh"), 0)
+            else:
+                all_dirty = 2 * seg["dirty"] > NBUCKETS
+                self._execute(("cand_all" if all_dirty else "cand") + suffix)
+                if self._scalar("cand_anomaly_count"):
+                    self._execute("cand_anomalies")
+                self._execute("cur")
+                self._execute("prior")
+                self._execute("plan" + suffix)
+                counts = self._row("plan_stats")
+                if counts["refresh"]:
+                    self._execute("refresh_snapshot")
+        finally:
+            self._drop(*scratch)
+        counts["segment_rows"] = seg["segment_rows"]
+        counts["null_keys"] = seg["null_keys"] + counts["skipped"]
+        return counts
+
+    # ------------------------------------------------------------------ reading the plan
+
+    def stream_sendable(self, batch_rows: int = 50_000) -> Iterator[Any]:
+        """Added and changed rows: `_key, _op, v0.., x0..` as Arrow record batches of at most
+        `batch_rows` rows. May run in another thread while commits run."""
+        sql = self.render("stream_sendable")
+        if not self.row_position:
+            return self.warehouse.stream(sql, batch_rows)
+        return self._stream_tracked(sql, batch_rows)
+
+    def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
+        """Strip the position column, remembering the position of each streamed key: a commit
+        reads the plan at those positions (range scans) instead of scanning it."""
+        batches = self.warehouse.stream(sql, batch_rows)
+        try:
+            for batch in batches:
+                self._positions.add(batch.column(1), batch.column(0))
+                yield batch.select(range(1, batch.num_columns))
+        finally:
+            batches.close()
 
     def duplicates_sample(self, limit: int = 20) -> list[tuple[str, int]]:
         """The most duplicated keys, as (key, number of rows)."""
@@ -272,6 +348,8 @@ class Planner:
 
     def sample(self, op: str, limit: int = 5) -> list[dict]:
         """A few plan rows of one kind: {"key", "op", "fields": {field: value}, "changed_fields"}."""
+        if op not in OPS:
+            raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
         table = self.warehouse.query(self.render("sample", op=op, limit=limit))
         out = []
         for r in table.to_pylist():
@@ -287,66 +365,20 @@ class Planner:
         return out
 
     def field_change_counts(self) -> dict[str, int]:
-        """Per destination field (mapping order), the changed rows of the plan that send it."""
-        table = self.warehouse.query(self.render("field_change_counts"))
-        row = table.to_pylist()[0] if table.num_rows else {}
-        return {f.field: int(row.get(f"c{f.i}") or 0) for f in self.fields}
-
-    # ------------------------------------------------------------------ commit
-
-    def commit_acknowledged(self, keys: pa.Array | pa.ChunkedArray | list[str]) -> int:
-        """Record acknowledged added/changed keys in the snapshot with the plan's hashes, in one
-        transaction. Keys that are not added/changed rows of the plan are ignored. Idempotent."""
-        if isinstance(keys, pa.ChunkedArray):
-            keys = keys.combine_chunks()
-        arr = keys if isinstance(keys, pa.Array) else pa.array(list(keys), type=pa.string())
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        if arr.type != pa.string():
-            arr = arr.cast(pa.string())
-        arr = arr.drop_null()
-        if len(arr) == 0:
-            return 0
-        with self._lock:
-            self.warehouse.write_arrow(self.spec.state_schema, self.ack_table, pa.table({"_key": arr}), mode="replace")
-            try:
-                self._execute("drop_acked")
-                self._execute("acked")
-                n = self._scalar("ack_count")
-                if n:
-                    with self.warehouse.transaction():
-                        self._execute("commit_delete")
-                        self._execute("commit_insert")
-            finally:
-                self._execute("drop_ack")
-                self._execute("drop_acked")
-            return n
-
-    # TODO(merge): interim no-ops until the diff branch's parked rejections land.
-    def commit_rejected(self, keys) -> int:
-        return 0
+        """Per destination field, how many changed rows of the plan send it (mapping order)."""
+        row = self._row("field_change_counts")
+        return {f.field: row.get(f"n{f.i}", 0) for f in self.fields}
 
     def parked_count(self) -> int:
-        return 0
-
-    def commit_removed(self) -> int:
-        """Delete the plan's removed keys from the snapshot; returns how many left it."""
-        with self._lock, self.warehouse.transaction():
-            n = self._scalar("removed_count")
-            if n:
-                self._execute("commit_removed")
-            return n
-
-    def commit_full_refresh_cleanup(self) -> int:
-        """After a successful full-refresh run: delete snapshot rows whose key left the segment."""
+        """Keys parked as rejected: not planned again until their values change."""
         with self._lock:
-            if self._planned_full_refresh is not True:
-                raise DinsyncError(
-                    "commit_full_refresh_cleanup needs a full-refresh plan",
-                    hint="call plan(full_refresh=True) first; a normal plan does not list unchanged keys",
-                )
-            with self.warehouse.transaction():
-                n = self._scalar("cleanup_count")
-                if n:
-                    self._execute("commit_full_refresh_cleanup")
-                return n
+            if not self._state_ready:
+                self.ensure_state()
+            return self._scalar("parked_count")
+
+    def _require_full_refresh_plan(self) -> None:
+        if self._planned_full_refresh is not True:
+            raise DinsyncError(
+                "commit_full_refresh_cleanup needs a full-refresh plan",
+                hint="call plan(full_refresh=True) first; a normal plan does not list unchanged keys",
+            )

@@ -24,6 +24,8 @@ from ..errors import DestinationAuthError, RunSummary
 from ..mapping import FieldMapping, KeyMapping, map_batch
 from .commits import Checkpointer
 
+LOOKUP_SLICE_ROWS = 1000  # update-mode lookups: rows looked up before their writes are queued
+
 
 @dataclass
 class MappingPlan:
@@ -128,21 +130,42 @@ class Pipeline:
                 frame = pl.from_arrow(batch)
                 mapped, rejections = await loop.run_in_executor(work_ex, self._map, frame)
                 self._record_rejections(rejections)
-                if self.spec.mode == "update" and self.service.update_needs_lookup:
-                    mapped = await self._only_existing(mapped)
-                prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
-                for rej in prepared.rejections:
-                    self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
-                    self.s.rejected += 1
-                for request in prepared.requests:
-                    if self._stopping() or self.fatal is not None:
-                        break
-                    await queue.put(request)
+                if not (self.spec.mode == "update" and self.service.update_needs_lookup):
+                    await self._enqueue(mapped, queue, loop, work_ex)
+                    continue
+                # Lookups are slow (one request per row): rows are looked up, prepared and queued a
+                # slice at a time, so that writes of the rows found overlap the lookups of the next,
+                # and the next slice is looked up while this one is queued (no gap at the endpoint).
+                parts = [mapped.slice(start, LOOKUP_SLICE_ROWS) for start in range(0, mapped.height,
+                                                                                    LOOKUP_SLICE_ROWS)]
+                lookups = [asyncio.ensure_future(self._only_existing(part)) for part in parts[:1]]
+                try:
+                    for i in range(len(parts)):
+                        if i + 1 < len(parts):
+                            lookups.append(asyncio.ensure_future(self._only_existing(parts[i + 1])))
+                        found = await lookups[i]
+                        if self._stopping() or self.fatal is not None:
+                            break
+                        await self._enqueue(found, queue, loop, work_ex)
+                finally:
+                    for task in lookups:
+                        task.cancel()
+                    await asyncio.gather(*lookups, return_exceptions=True)
         finally:
             await loop.run_in_executor(read_ex, batches.close)
         if self._stopping():  # requests not started yet are dropped: planned again next run
             while not queue.empty():
                 queue.get_nowait()
+
+    async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
+        prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
+        for rej in prepared.rejections:
+            self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
+            self.s.rejected += 1
+        for request in prepared.requests:
+            if self._stopping() or self.fatal is not None:
+                break
+            await queue.put(request)
 
     def _map(self, frame: pl.DataFrame):
         out = map_batch(frame, self.mapping.key, self.mapping.fields, max_row_bytes=self.mapping.max_row_bytes,
@@ -174,6 +197,8 @@ class Pipeline:
                 for r in delivered.problems:
                     missing.add(r.key)
                     self._note(r)
+            if self._collect_ready() and not self.lock.lost.is_set():
+                await self.commits.checkpoint()
         return mapped.filter(~pl.col("_key").is_in(list(missing))) if missing else mapped
 
     # --- sending -----------------------------------------------------------------------
@@ -200,6 +225,7 @@ class Pipeline:
                 self._note(r)
             for token, keys in delivered.pending.items():
                 self.pending.setdefault(token, []).extend(keys)
+            self._collect_ready()
             self.progress("sent", {"rows": len(request.keys)})
             if not self.lock.lost.is_set():
                 await self.commits.checkpoint()
@@ -217,6 +243,17 @@ class Pipeline:
             else:
                 self.s.failed += 1
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+
+    def _collect_ready(self) -> bool:
+        """Outcomes of pending records that arrived meanwhile (`Transport.ready`, which does not
+        wait): committed at the next checkpoint."""
+        if not self.pending:
+            return False
+        arrived = self.transport.ready()
+        if not (arrived.ok or arrived.problems):
+            return False
+        self._settled(arrived)
+        return True
 
     def _settled(self, settled) -> None:
         """Outcomes of records that were pending earlier in this run; what stays pending is kept."""

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .. import __version__, redaction
 from ..destinations.base import Preflight, TransportOptions
-from ..diff.keys import KeyFigures, blocked_hint, blocked_message
+from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
 from ..state import StateStore
@@ -31,12 +31,14 @@ Progress = Callable[[str, dict[str, Any]], None]
 KEY_NORMALIZATION = {"email": "email", "phone": "phone", "string": "none"}
 
 
-def sync_key(project, sync_name: str) -> tuple[str, str, str]:
-    """(model, matching column, key normalization) of a sync: the key its plan counts duplicates
-    of. Syncs with the same triple see the same figures."""
+def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
+    """(model, matching column, key normalization, phone region) of a sync: the key its plan counts
+    duplicates of. Syncs with the same key see the same figures."""
     cfg = project.syncs[sync_name]
-    service = project.destinations[cfg.destination].destination_class.services[cfg.service]
-    return cfg.model, cfg.match_column, KEY_NORMALIZATION[service.key_fields[cfg.match_field].kind]
+    dest_cfg = project.destinations[cfg.destination]
+    kind = dest_cfg.destination_class.services[cfg.service].key_fields[cfg.match_field].kind
+    region = dest_cfg.make_destination().default_region() if kind == "phone" else None
+    return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
 class SyncRun:
@@ -81,6 +83,7 @@ class SyncRun:
                 key_normalization=self._key_normalization(),
                 fields=[(f.column, f.field) for f in self.cfg.fields],
                 state_schema=project.state_schema,
+                phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
         )
 

@@ -102,3 +102,52 @@ def normalize_phones(series: pl.Series, region: str | None = None) -> pl.Series:
         return pl.Series(series.name, [None] * s.len(), dtype=pl.String)
     parsed = pl.Series([_e164(v, region) for v in distinct.to_list()], dtype=pl.String)
     return s.replace_strict(distinct, parsed, default=None, return_dtype=pl.String).alias(series.name)
+
+
+# --- phone numbers as matching keys -----------------------------------------------------------
+# The same rule as the diff's SQL (dinsync/diff/keys.py), so that two spellings of one number are
+# one key in the warehouse and in Polars. It is a normalisation, not a validation: a value that is
+# not a real number still gets a key (validation of the value sent is `normalize_phones`).
+
+
+def phone_key_params(region: str | None) -> tuple[str, str]:
+    """(country calling code, national trunk prefix) of an ISO 3166 region from phonenumbers'
+    metadata, as digit strings: "FR" -> ("33", "0"), "US" -> ("1", "1"), "IT" -> ("39", "")."""
+    if not region:
+        return "", ""
+    code = region.strip().upper()
+    cc = phonenumbers.country_code_for_region(code)
+    if not cc:
+        raise ValueError(f"unknown phone region {region!r} (expected an ISO 3166 alpha-2 code such as US or FR)")
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(code)
+    trunk = (meta.national_prefix if meta is not None else None) or ""
+    if not trunk.isdigit():
+        trunk = ""
+    return str(cc), trunk
+
+
+def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
+    """Matching key of a phone number: keep '+' and ASCII digits; a leading '+' stays; else a
+    leading '00' becomes '+'; else '+<country code>' after dropping the trunk prefix of `region`
+    (without a region: '+' and the digits). No digit at all -> NULL."""
+    cc, trunk = phone_key_params(region)
+    s = expr.cast(pl.String)
+    digits = s.str.replace_all(r"[^0-9]", "")
+    kept = s.str.replace_all(r"[^0-9+]", "")
+    national = pl.lit("+" + cc) + digits
+    if trunk:
+        national = (
+            pl.when(digits.str.starts_with(trunk))
+            .then(pl.lit("+" + cc) + digits.str.slice(len(trunk)))
+            .otherwise(national)
+        )
+    international = pl.lit("+") + digits.str.slice(2)
+    return (
+        pl.when(digits.is_null() | (digits == ""))
+        .then(pl.lit(None, pl.String))
+        .when(kept.str.starts_with("+"))
+        .then(pl.lit("+") + digits)
+        .when(digits.str.starts_with("00"))
+        .then(pl.when(international == "+").then(pl.lit(None, pl.String)).otherwise(international))
+        .otherwise(national)
+    )

@@ -297,6 +297,10 @@ class HttpSender:
     async def resolve(self, tokens) -> Delivered:
         return await self.destination.resolve_pending(self, tokens)
 
+    def ready(self) -> Delivered:
+        """Outcomes are read when settling (nothing arrives on its own meanwhile)."""
+        return Delivered([], [])
+
     def transport_stats(self) -> TransportStats:
         rates = {}
         for name, ep in self.stats.endpoints.items():

@@ -143,6 +143,22 @@ class RateLimiter:
         if t > self._paused_until:
             self._paused_until = t
 
+    def set_rate(self, rate: float | None) -> None:
+        """Pace at `rate` from now on (e.g. the limit a server announces in its headers); waiters
+        keep their place in line and the next start stays where the old pace put it."""
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate must be > 0 or None, got {rate!r}")
+        if rate == self.rate:
+            return
+        self.rate = rate
+        recent = list(self._window or ())
+        if rate is None:
+            self._interval, self._window = 0.0, None
+        else:
+            self._interval = 1.0 / (rate * self.headroom)
+            self._window = deque(recent, maxlen=max(self.burst, math.ceil(rate)))
+        self._tolerance = (self.burst - 1) * self._interval
+
     def penalize(self, seconds: float) -> None:
         """The server asked us to wait `seconds` (429 + Retry-After): pause the whole limiter."""
         self.pause_until(self.clock.now() + max(0.0, seconds))

@@ -46,6 +46,14 @@ class Capabilities:
     unquoted_case: str = "preserve"  # how unquoted names are folded: lower | upper | preserve
     quoted_case_sensitive: bool = True  # False: even quoted names are case-insensitive (Redshift)
     paramstyle: str = "pyformat"  # the driver's placeholder style (params.STYLES)
+    # A database the adapter attaches for per-run scratch tables (the plan, commit scratch), shared
+    # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
+    # tables live in the state schema.
+    scratch_database: str | None = None
+    # A pseudo-column numbering a table's rows in storage order, whose range filters skip storage
+    # blocks (DuckDB: rowid). Commits then find acknowledged plan rows by position, not by a scan
+    # of the whole plan. None: commits join the plan on the key.
+    row_position: str | None = None
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:

@@ -27,7 +27,13 @@ class Sync:
 
     def set_rows(self, rows):
         self.w.execute("DELETE FROM people")
-        if rows:
+        if len(rows) > 50:  # executemany is slow: bulk rows go in as an Arrow table
+            data = pa.Table.from_pylist([{f"c{i}": v for i, v in enumerate(r)} for r in rows])
+            con = self.w.con
+            con.register("new_rows", data)
+            con.execute("INSERT INTO people SELECT * FROM new_rows")
+            con.unregister("new_rows")
+        elif rows:
             marks = ", ".join("?" for _ in rows[0])
             self.w.con.executemany(f"INSERT INTO people VALUES ({marks})", rows)
 
@@ -37,9 +43,13 @@ class Sync:
         self.p = Planner(self.w, self.spec)
         self.p.ensure_state()
 
+    @property
+    def plan_rel(self):
+        return f'"{self.p.plan_schema}"."{self.p.plan_table}"'
+
     def plan(self, **kw):
         self.stats = self.p.plan(**kw)
-        rows = self.w.query(f'SELECT * FROM dinsync."{self.p.plan_table}"').to_pylist()
+        rows = self.w.query(f"SELECT * FROM {self.plan_rel} WHERE _op IN ('added', 'changed', 'removed', 'duplicate')").to_pylist()
         self.rows = {r["_key"]: r for r in rows}
         assert len(self.rows) == len(rows), "one plan row per key"
         return self.rows
@@ -143,7 +153,7 @@ def test_duplicate_keys_are_withheld_and_counted(s):
     st = s.stats
     assert (st.duplicate_keys, st.duplicate_rows, st.added, st.changed, st.removed, st.unchanged) == (2, 5, 0, 0, 0, 1)
     dup = s.rows["b@x.com"]
-    assert dup["_n"] == 2 and dup["v0"] is None and dup["h0"] is None and dup["x0"] is None
+    assert dup["_n"] == 2 and dup["v0"] is None and dup["x0"] is None
     assert s.p.duplicates_sample() == [("c@x.com", 3), ("b@x.com", 2)]
     assert s.p.duplicates_sample(limit=1) == [("c@x.com", 3)]
     assert s.sendable_keys() == []
@@ -355,7 +365,7 @@ def test_newly_mapped_field_is_sent_for_every_row(s):
     s.set_rows([("a@x.com", "Changed", 1), ("b@x.com", "Bob", 2)])
     assert s.plan() == {}
     cols = s.w.table_columns("dinsync", s.p.snapshot_table)
-    assert len(cols) == 4 + 3
+    assert len(cols) == 6 + 3  # _key _synced_at _kh _fp _rkh _pfp + one per field ever mapped
     s.replanner(FIELDS)  # first_name mapped again: compared with what was delivered
     s.plan()
     assert s.ops() == {"a@x.com": "changed"} and s.flags("a@x.com") == ["first_name"]
@@ -413,3 +423,13 @@ def test_ensure_state_is_repeatable_and_keeps_data(s):
     Planner(s.w, s.spec).ensure_state()
     assert s.snapshot_keys() == ["a@x.com"]
     assert s.plan() == {}
+
+
+def test_field_change_counts(s):
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    s.plan()
+    assert s.p.field_change_counts() == {"email": 0, "first_name": 0, "score": 0}  # added rows are not changes
+    s.ack_all()
+    s.set_rows([("a@x.com", "Ada", 5), ("b@x.com", "Bobby", 6), ("c@x.com", "Cy", 3), ("d@x.com", "D", 1)])
+    s.plan()
+    assert s.p.field_change_counts() == {"email": 0, "first_name": 1, "score": 2}

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import sqlglot
 
-from dinsync.diff.keys import KeyCounter
+from dinsync.diff.keycheck import KeyCounter
 from dinsync.diff.render import DIALECTS, SqlError
 from dinsync.warehouses.duckdb import DuckDBWarehouse
 
@@ -68,5 +68,19 @@ def test_counts_on_duckdb(tmp_path):
         ids = KeyCounter(wh, "people", model, "id").count()
         assert (ids.null_keys, ids.duplicate_keys, ids.duplicate_rows, ids.sample) == (0, 1, 2, [("3", 2)])
         assert round(ids.duplicate_pct, 2) == 25.0
+    finally:
+        wh.close()
+
+
+def test_phone_keys_are_counted_as_the_plan_reads_them(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create table people as select * from (values (1, '06 12 34 56 78'), (2, '+33 6 12 34 56 78'), "
+                "(3, '0033612345678'), (4, '07 00 00 00 01'), (5, ' ')) t(id, phone)")
+    con.close()
+    wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    try:
+        phone = KeyCounter(wh, "people", "select id, phone from people", "phone", "phone", "FR").count()
+        assert (phone.null_keys, phone.duplicate_keys, phone.duplicate_rows) == (1, 1, 3)
+        assert phone.sample == [("+33612345678", 3)]
     finally:
         wh.close()

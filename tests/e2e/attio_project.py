@@ -130,7 +130,7 @@ class AttioProject:
         return run
 
     def snapshot_keys(self, sync: str = "attio_people") -> set[str]:
-        return {r[0] for r in self.sql(f"select _key from dinsync.snap_{sync}")}
+        return {r[0] for r in self.sql(f"select _key from dinsync.snap_{sync} where _synced_at is not null")}
 
     def rejections(self, run_id: str | None = None) -> dict[str, tuple[str, str]]:
         """key -> (status, reason) of the rejections of one run (default: the last one)."""

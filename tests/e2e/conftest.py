@@ -90,7 +90,7 @@ class Project:
         return data
 
     def snapshot_keys(self) -> set[str]:
-        return {r[0] for r in self.sql("select _key from dinsync.snap_iterable_users")}
+        return {r[0] for r in self.sql("select _key from dinsync.snap_iterable_users where _synced_at is not null")}
 
 
 @pytest.fixture

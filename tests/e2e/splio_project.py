@@ -123,7 +123,7 @@ class SplioProject:
 
     def snapshot(self) -> set[str]:
         try:
-            return {r[0] for r in self.sql("select _key from dinsync.snap_splio_people")}
+            return {r[0] for r in self.sql("select _key from dinsync.snap_splio_people where _synced_at is not null")}
         except duckdb.CatalogException:
             return set()
 

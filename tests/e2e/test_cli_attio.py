@@ -402,3 +402,15 @@ def test_sigkill_mid_send_then_rerun_loses_nothing(attio, service, kill_after):
     assert p.snapshot_keys(sync) == set(expected)
     statuses = [r[0] for r in p.sql("select status from dinsync.runs order by started_at")]
     assert statuses == ["abandoned", "success"]
+
+
+def test_validate_checks_the_mapping_against_attio_unless_offline(attio):
+    p = attio
+    p.write_sync(fields=("first_name: job_title", "ltv: lifetime_valeu"))
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    [issue] = json.loads(result.stdout)["issues"]
+    assert (issue["file"], issue["line"]) == ("syncs/attio_people.yml", 10)
+    assert "lifetime_valeu" in issue["message"] and "lifetime_value" in issue["hint"]
+    assert p.thread.stats()["records"]["people"] == 0  # a check reads the schema, writes nothing
+    assert p.cli("validate", "--offline").exit_code == 0

@@ -78,7 +78,7 @@ class OutboxProject:
         return data
 
     def snapshot(self) -> set[str]:
-        return {r[0] for r in self.sql("select _key from dinsync.snap_people")}
+        return {r[0] for r in self.sql("select _key from dinsync.snap_people where _synced_at is not null")}
 
     def segment(self) -> dict[str, dict]:
         return {e: {"name": n, "plan": p} for e, n, p in self.sql("select email, name, plan from main.people")}

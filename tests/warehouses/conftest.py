@@ -52,7 +52,7 @@ class ConformanceTarget:
         return f'"{self.state_schema}"."{table}"'
 
     def snapshot_keys(self, sync: str) -> set[str]:
-        return {r["_key"] for r in self.rows(f"SELECT _key FROM {self.state('snap_' + sync)}")}
+        return {r["_key"] for r in self.rows(f"SELECT _key FROM {self.state('snap_' + sync)} WHERE _synced_at IS NOT NULL")}
 
     def run_statuses(self, sync: str) -> list[str]:
         return [r["status"] for r in self.rows(

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from dinsync.diff import DiffSpec, Planner
-from dinsync.diff.planner import STATEMENTS
+import dinsync.diff.planner as planner_module
+from dinsync.diff.render import OPS
 from tests.warehouses.support import WarehouseUnderTest
 
 FIELDS = [("email", "email"), ("name", "first_name"), ("score", "score")]
@@ -58,7 +59,8 @@ class Sync:
     def plan(self, **kw):
         self.stats = self.p.plan(**kw)
         rows = self.wh.query(f'SELECT * FROM "{self.state_schema}"."{self.p.plan_table}"').to_pylist()
-        self.rows = {r["_key"]: r for r in rows}
+        # the plan also keeps internal rows (the count of NULL keys, parked keys to forget)
+        self.rows = {r["_key"]: r for r in rows if r["_op"] in OPS}
         return {k: r["_op"] for k, r in self.rows.items()}
 
     def flags(self, key):
@@ -84,12 +86,13 @@ def s(request, tmp_path):
     target.close()
 
 
-def test_every_statement_runs_with_the_documented_meaning(s):
+def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     # first run: everything added; NULL and empty keys skipped; duplicates withheld
     s.set_rows([("A@x.com ", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None), (None, "Nobody", 3),
                 ("  ", "Blank", 4), ("d@x.com", "D", 1), ("D@x.com", "D2", 1)])
     assert s.plan() == {"a@x.com": "added", "b@x.com": "added", "c@x.com": "added", "d@x.com": "duplicate"}
     assert (s.stats.segment_rows, s.stats.null_keys, s.stats.duplicate_keys, s.stats.duplicate_rows) == (7, 2, 1, 2)
+    assert s.p.duplicates_sample(5) == [("d@x.com", 2)]
     assert s.p.duplicates_sample() == [("d@x.com", 2)]
     assert s.p.sample("added", limit=1)[0]["key"] == "a@x.com"
     assert s.ack_all() == 3
@@ -148,7 +151,32 @@ def test_every_statement_runs_with_the_documented_meaning(s):
     s.replan(FIELDS + [("score", "score_copy")])
     assert s.plan() == {} and s.stats.unchanged == 1
 
-    not_run = sorted(name for name in STATEMENTS if name != "add_snapshot_column"
+    # a row rejected for its content is parked: not planned again until it changes (or on retry)
+    s.set_rows([("A@x.com ", "Ada", 6)])
+    assert s.plan() == {"a@x.com": "changed"}
+    assert s.p.commit_rejected(["a@x.com"]) == 1 and s.p.parked_count() == 1
+    assert s.plan() == {} and s.p.parked_count() == 1
+    assert s.plan(retry_rejected=True) == {"a@x.com": "changed"}
+    # the same keys acknowledged twice in one plan: the second commit replaces what the first wrote
+    assert s.p.commit_acknowledged(["a@x.com"]) == 1 and s.p.commit_acknowledged(["a@x.com"]) == 1
+    assert s.p.parked_count() == 0 and s.plan() == {}
+
+    # a delivered key that appears twice in the model (same raw text): the duplicate is found
+    s.set_rows([("A@x.com ", "Ada", 6), ("A@x.com ", "Ada2", 6)])
+    assert s.plan() == {"a@x.com": "duplicate"}
+
+    # most buckets dirty: candidates by a direct join (one bucket: any change makes it dirty)
+    monkeypatch.setattr(planner_module, "NBUCKETS", 1)
+    wide = Planner(s.wh, s.spec, cache=False)
+    s.planners.append(wide)
+    s.set_rows([("A@x.com ", "Ada", 7), ("z@x.com", "Zed", 1)])
+    assert {k: r.added + r.changed for k, r in [("all", wide.plan())]} == {"all": 2}
+    assert wide.commit_rejected(["z@x.com"]) == 1
+    assert wide.plan(retry_rejected=True).added == 1
+
+    # statements rendered with parameters (sample, duplicates_sample: their limit) ran above
+    not_run = sorted(name for name in s.p.statements()
+                     if name not in ("add_snapshot_column", "sample", "duplicates_sample")
                      and not any(p.render(name) in s.wh.ran for p in s.planners))
-    assert not_run == []
+    assert not_run == [], not_run
     assert any(sql.startswith("ALTER TABLE") and "ADD COLUMN" in sql for sql in s.wh.ran)  # add_snapshot_column

@@ -399,5 +399,9 @@ class SftpTransport:
             out.merge(found)
         return out
 
+    def ready(self) -> Delivered:
+        """Outcomes are read when settling (nothing arrives on its own meanwhile)."""
+        return Delivered([], [])
+
     def transport_stats(self) -> TransportStats:
         return TransportStats(requests=self.uploads)

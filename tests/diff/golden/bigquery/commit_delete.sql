@@ -1,7 +1,16 @@
 DELETE FROM `dinsync_state`.`snap_people_to_crm`
 WHERE
-  `_key` IN (
+  `_kh` IN (
     SELECT
-      `k`.`_key`
-    FROM `dinsync_state`.`acked_people_to_crm` AS `k`
+      `p`.`_kh`
+    FROM `dinsync_state`.`acked_people_to_crm` AS `p`
+    WHERE
+      `p`.`_replace`
+  )
+  AND `_key` IN (
+    SELECT
+      `p`.`_key`
+    FROM `dinsync_state`.`acked_people_to_crm` AS `p`
+    WHERE
+      `p`.`_replace`
   )

@@ -3,6 +3,8 @@ CREATE TABLE IF NOT EXISTS `dinsync_state`.`snap_people_to_crm` (
   `_synced_at` DATETIME,
   `_kh` INT64,
   `_fp` INT64,
+  `_rkh` INT64,
+  `_pfp` INT64,
   `f_a88b7dcd1a9e3e17` INT64,
   `f_b6ea992aab466831` INT64,
   `f_b205e07e594ce1db` INT64,

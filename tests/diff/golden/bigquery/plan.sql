@@ -1,123 +1,128 @@
 CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
-WITH `cur` AS (
+WITH `counts` AS (
   SELECT
-    NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
-    `m`.`email` AS `v0`,
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) AS `h0`,
-    `m`.`first name` AS `v1`,
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0) AS `h1`,
-    `m`.`score "x"` AS `v2`,
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`score "x"` AS STRING)), 0) AS `h2`,
-    `m`.`id` AS `v3`,
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`id` AS STRING)), 0) AS `h3`,
-    FARM_FINGERPRINT(
-      CONCAT(
-        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) AS STRING),
-        ',',
-        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0) AS STRING),
-        ',',
-        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`score "x"` AS STRING)), 0) AS STRING),
-        ',',
-        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`id` AS STRING)), 0) AS STRING)
-      )
-    ) AS `_fp`
-  FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS `m`
+    `c`.`_key`,
+    COUNT(*) AS `_n`
+  FROM `dinsync_state`.`cur_people_to_crm` AS `c`
   WHERE
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) IN (
-      SELECT
-        `c`.`_rkh`
-      FROM `dinsync_state`.`cand_people_to_crm` AS `c`
-    )
-), `counts` AS (
-  SELECT
-    NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
-    COUNT(*) AS `_n`,
-    COUNT(NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '')) AS `_keyed`
-  FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS `m`
-  WHERE
-    COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) IN (
-      SELECT
-        `c`.`_rkh`
-      FROM `dinsync_state`.`cand_people_to_crm` AS `c`
-    )
+    NOT `c`.`_key` IS NULL
   GROUP BY
-    NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '')
-), `prior` AS (
+    `c`.`_key`
+), `keyed` AS (
   SELECT
-    `s`.*
-  FROM `dinsync_state`.`snap_people_to_crm` AS `s`
-  WHERE
-    TRUE
-    AND `s`.`_kh` IN (
-      SELECT
-        `c`.`_kh`
-      FROM `dinsync_state`.`cand_people_to_crm` AS `c`
-    )
-), `changes` AS (
+    `n`.`_key`,
+    `n`.`_n` + CASE
+      WHEN NOT `p`.`_rkh` IS NULL
+      AND TRUE
+      AND NOT `p`.`_rkh` IN (
+        SELECT
+          `c`.`_rkh`
+        FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+        WHERE
+          NOT `c`.`_rkh` IS NULL
+      )
+      THEN 1
+      ELSE 0
+    END AS `_n`
+  FROM `counts` AS `n`
+  LEFT JOIN `dinsync_state`.`prior_people_to_crm` AS `p`
+    ON `p`.`_key` = `n`.`_key`
+), `hashed` AS (
   SELECT
     `c`.*,
-    `p`.`_key` IS NULL AS `_new`,
+    COALESCE(FARM_FINGERPRINT(CAST(`c`.`v0` AS STRING)), 0) AS `h0`,
+    COALESCE(FARM_FINGERPRINT(CAST(`c`.`v1` AS STRING)), 0) AS `h1`,
+    COALESCE(FARM_FINGERPRINT(CAST(`c`.`v2` AS STRING)), 0) AS `h2`,
+    COALESCE(FARM_FINGERPRINT(CAST(`c`.`v3` AS STRING)), 0) AS `h3`
+  FROM `dinsync_state`.`cur_people_to_crm` AS `c`
+), `rows` AS (
+  SELECT
+    `c`.*,
+    NOT `p`.`_key` IS NULL AS `_prior`,
+    NOT `p`.`_synced_at` IS NULL AS `_delivered`,
+    `p`.`_rkh` AS `_prior_rkh`,
+    COALESCE(`p`.`_pfp`, `p`.`_fp`) AS `_efp`,
     (
-      `p`.`_key` IS NULL
+      `p`.`_synced_at` IS NULL
       OR `p`.`f_a88b7dcd1a9e3e17` IS NULL
       OR `p`.`f_a88b7dcd1a9e3e17` <> `c`.`h0`
     ) AS `x0`,
     (
-      `p`.`_key` IS NULL
+      `p`.`_synced_at` IS NULL
       OR `p`.`f_b6ea992aab466831` IS NULL
       OR `p`.`f_b6ea992aab466831` <> `c`.`h1`
     ) AS `x1`,
     (
-      `p`.`_key` IS NULL
+      `p`.`_synced_at` IS NULL
       OR `p`.`f_b205e07e594ce1db` IS NULL
       OR `p`.`f_b205e07e594ce1db` <> `c`.`h2`
     ) AS `x2`,
     (
-      `p`.`_key` IS NULL
+      `p`.`_synced_at` IS NULL
       OR `p`.`f_a720b844fa90091f` IS NULL
       OR `p`.`f_a720b844fa90091f` <> `c`.`h3`
     ) AS `x3`
-  FROM `cur` AS `c`
-  LEFT JOIN `prior` AS `p`
+  FROM `hashed` AS `c`
+  JOIN `keyed` AS `k`
+    ON `k`.`_key` = `c`.`_key` AND `k`.`_n` = 1
+  LEFT JOIN `dinsync_state`.`prior_people_to_crm` AS `p`
     ON `p`.`_key` = `c`.`_key`
+), `ops` AS (
+  SELECT
+    `r`.*,
+    CASE
+      WHEN NOT `r`.`_efp` IS NULL AND `r`.`_fp` = `r`.`_efp`
+      THEN 'rekey'
+      WHEN NOT `r`.`_delivered`
+      THEN 'added'
+      WHEN `r`.`x0` OR `r`.`x1` OR `r`.`x2` OR `r`.`x3`
+      THEN 'changed'
+      ELSE 'refresh'
+    END AS `_op`
+  FROM `rows` AS `r`
   WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM `counts` AS `n`
-      WHERE
-        `n`.`_key` = `c`.`_key` AND `n`.`_n` > 1
-    )
-    AND NOT COALESCE(`c`.`_key`, `p`.`_key`) IS NULL
+    `r`.`_efp` IS NULL
+    OR `r`.`_fp` <> `r`.`_efp`
+    OR `r`.`_prior_rkh` IS NULL
+    OR `r`.`_rkh` <> `r`.`_prior_rkh`
 )
 SELECT
-  `ch`.`_key`,
-  CASE WHEN `ch`.`_new` THEN 'added' ELSE 'changed' END AS `_op`,
-  `ch`.`v0`,
-  `ch`.`h0`,
-  `ch`.`x0`,
-  `ch`.`v1`,
-  `ch`.`h1`,
-  `ch`.`x1`,
-  `ch`.`v2`,
-  `ch`.`h2`,
-  `ch`.`x2`,
-  `ch`.`v3`,
-  `ch`.`h3`,
-  `ch`.`x3`,
+  `o`.`_key`,
+  `o`.`_op`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`v0` END AS `v0`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`v1` END AS `v1`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`v2` END AS `v2`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`v3` END AS `v3`,
+  CASE
+    WHEN `o`.`_op` IN ('added', 'changed')
+    THEN `o`.`_op` = 'added' OR `o`.`x0`
+  END AS `x0`,
+  CASE
+    WHEN `o`.`_op` IN ('added', 'changed')
+    THEN `o`.`_op` = 'added' OR `o`.`x1`
+  END AS `x1`,
+  CASE
+    WHEN `o`.`_op` IN ('added', 'changed')
+    THEN `o`.`_op` = 'added' OR `o`.`x2`
+  END AS `x2`,
+  CASE
+    WHEN `o`.`_op` IN ('added', 'changed')
+    THEN `o`.`_op` = 'added' OR `o`.`x3`
+  END AS `x3`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`h0` END AS `h0`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`h1` END AS `h1`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`h2` END AS `h2`,
+  CASE WHEN `o`.`_op` IN ('added', 'changed') THEN `o`.`h3` END AS `h3`,
   CAST(1 AS INT64) AS `_n`,
-  COALESCE(FARM_FINGERPRINT(CAST(`ch`.`_key` AS STRING)), 0) AS `_kh`,
-  `ch`.`_fp`
-FROM `changes` AS `ch`
-WHERE
-  `ch`.`_new` OR `ch`.`x0` OR `ch`.`x1` OR `ch`.`x2` OR `ch`.`x3`
+  COALESCE(FARM_FINGERPRINT(CAST(`o`.`_key` AS STRING)), 0) AS `_kh`,
+  `o`.`_rkh`,
+  `o`.`_fp`,
+  `o`.`_prior`,
+  FALSE AS `_done`
+FROM `ops` AS `o`
 UNION ALL
 SELECT
-  `n`.`_key`,
+  `k`.`_key`,
   'duplicate',
   NULL,
   NULL,
@@ -131,16 +136,46 @@ SELECT
   NULL,
   NULL,
   NULL,
-  `n`.`_n`,
+  `k`.`_n`,
+  COALESCE(FARM_FINGERPRINT(CAST(`k`.`_key` AS STRING)), 0),
   NULL,
-  NULL
-FROM `counts` AS `n`
+  NULL,
+  NULL,
+  FALSE
+FROM `keyed` AS `k`
 WHERE
-  `n`.`_n` > 1 AND `n`.`_keyed` > 0
+  `k`.`_n` > 1
 UNION ALL
 SELECT
-  `s`.`_key`,
-  'removed',
+  NULL,
+  'skipped',
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  COUNT(*),
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  FALSE
+FROM `dinsync_state`.`cur_people_to_crm` AS `c`
+WHERE
+  `c`.`_key` IS NULL
+HAVING
+  COUNT(*) > 0
+UNION ALL
+SELECT
+  `p`.`_key`,
+  CASE WHEN NOT `p`.`_synced_at` IS NULL THEN 'removed' ELSE 'forget' END,
   NULL,
   NULL,
   NULL,
@@ -154,20 +189,28 @@ SELECT
   NULL,
   NULL,
   CAST(0 AS INT64),
-  `s`.`_kh`,
-  NULL
-FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+  `p`.`_kh`,
+  `p`.`_rkh`,
+  NULL,
+  TRUE,
+  FALSE
+FROM `dinsync_state`.`prior_people_to_crm` AS `p`
 WHERE
-  TRUE
-  AND `s`.`_kh` IN (
-    SELECT
-      `c`.`_kh`
-    FROM `dinsync_state`.`cand_people_to_crm` AS `c`
-  )
-  AND NOT EXISTS(
+  NOT EXISTS(
     SELECT
       1
     FROM `counts` AS `n`
     WHERE
-      `n`.`_key` = `s`.`_key`
+      `n`.`_key` = `p`.`_key`
+  )
+  AND (
+    NOT `p`.`_synced_at` IS NULL
+    OR `p`.`_rkh` IS NULL
+    OR `p`.`_rkh` IN (
+      SELECT
+        `c`.`_rkh`
+      FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+      WHERE
+        `c`.`_in_snap` AND NOT `c`.`_in_seg`
+    )
   )

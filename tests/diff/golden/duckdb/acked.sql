@@ -1,17 +1,19 @@
-CREATE TEMPORARY TABLE "temp"."main"."acked_people_to_crm" AS
+CREATE TABLE "dinsync_scratch"."acked_people_to_crm" AS
 SELECT
-  "p"."_key",
-  "p"."_kh",
-  "p"."_fp",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
-FROM "dinsync_state"."plan_people_to_crm" AS "p"
+  "p"."rowid" AS "_rn",
+  "p"."_prior" AS "_replace",
+  CASE WHEN "p"."_prior" THEN "p"."_kh" END AS "_kh",
+  CASE WHEN "p"."_prior" THEN "p"."_key" END AS "_key"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+JOIN (
+  SELECT
+    "a"."_rn",
+    HASH(CAST("a"."_key" AS TEXT)) AS "_kh"
+  FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
+  WHERE
+    NOT "a"."_rn" IS NULL
+) AS "a"
+  ON "p"."rowid" = "a"."_rn" AND "p"."_kh" = "a"."_kh"
 WHERE
-  "p"."_op" IN ('added', 'changed')
-  AND "p"."_key" IN (
-    SELECT
-      "a"."_key"
-    FROM "dinsync_state"."ack_people_to_crm" AS "a"
-  )
+  "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
+  AND "p"."_op" IN ('added', 'changed')

@@ -1,10 +1,10 @@
 SELECT
   "p"."_key",
   "p"."_n"
-FROM "dinsync_state"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" = 'duplicate'
 ORDER BY
   "p"."_n" DESC,
   "p"."_key" NULLS FIRST
-LIMIT 20
+LIMIT 9110000000000000003

@@ -8,9 +8,9 @@ SELECT
   "p"."x2",
   "p"."v3",
   "p"."x3"
-FROM "dinsync_state"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
-  "p"."_op" = 'changed'
+  "p"."_op" = '__dinsync_param_op__'
 ORDER BY
   "p"."_key" NULLS FIRST
-LIMIT 5
+LIMIT 9110000000000000003

@@ -1,4 +1,5 @@
 SELECT
+  "p"."rowid" AS "_rn",
   "p"."_key",
   "p"."_op",
   "p"."v0",
@@ -9,6 +10,6 @@ SELECT
   "p"."x1",
   "p"."x2",
   "p"."x3"
-FROM "dinsync_state"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

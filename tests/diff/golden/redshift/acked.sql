@@ -2,7 +2,9 @@ CREATE TABLE "dinsync_state"."acked_people_to_crm" AS
 SELECT
   "p"."_key",
   "p"."_kh",
+  "p"."_rkh",
   "p"."_fp",
+  "p"."_prior" OR "p"."_done" AS "_replace",
   "p"."h0",
   "p"."h1",
   "p"."h2",

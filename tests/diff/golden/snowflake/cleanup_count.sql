@@ -2,8 +2,10 @@ SELECT
   COUNT(*) AS "stale"
 FROM "dinsync_state"."snap_people_to_crm" AS "s"
 WHERE
-  NOT "s"."_key" IN (
+  NOT EXISTS(
     SELECT
-      "p"."_key"
+      1
     FROM "dinsync_state"."plan_people_to_crm" AS "p"
+    WHERE
+      "p"."_kh" = "s"."_kh" AND "p"."_key" = "s"."_key"
   )

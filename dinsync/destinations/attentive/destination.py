@@ -1,0 +1,359 @@
+"""Attentive: "Synchronize Users", update only (see the package docstring for the why)."""
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ..base import (
+    Destination,
+    EndpointLimit,
+    FieldIssue,
+    KeySpec,
+    Outcome,
+    Preflight,
+    Prepared,
+    RecordResult,
+    Request,
+    ServiceSpec,
+    SyncSpec,
+    TransportOptions,
+)
+from .fields import FIELD_SPECS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+BULK_MAX_USERS = 256  # documented: "up to 256 payloads per request"
+BULK_MAX_BYTES = 4 * 1024 * 1024  # our cap per bulk request (no documented body limit)
+WRITE_BATCH_ROWS = 1024  # rows per unit of work handed to the transport (several bulk requests)
+CONFIRM = "confirm-existence"  # pending token of a lookup answer that does not tell (an empty attribute list)
+
+# Scopes each endpoint needs (OAuth scopes in the specs; private-app keys carry the same permissions).
+SCOPES = {
+    "get_custom_attributes": "attributes:write",
+    "custom_attributes": "attributes:write",
+    "get_subscriptions": "subscriptions:write (read and write subscriptions; or subscriptions:read)",
+    "user_attributes": "attributes:write and subscriptions:write",
+    "bulk_user_attributes": "attributes:write and subscriptions:write",
+    "bulk_job": "none",
+    "me": "none",
+    "probe": "attributes:write",
+}
+
+NOT_FOUND = "Attentive: no subscriber with this {field} (update mode never creates one)"
+
+
+class AttentiveSettings(BaseModel):
+    """Attentive-specific keys of a destination in dinsync.yml."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key: SecretStr
+    lookup: Literal["every_write", "new_rows"] = "every_write"
+    existence_check: Literal["custom_attributes", "subscriptions"] = "custom_attributes"
+    standard_fields_via: Literal["bulk", "single"] = "bulk"
+    custom_attributes_via: Literal["v1", "v2"] = "v1"
+    bulk_max_users: int = Field(BULK_MAX_USERS, ge=1, le=BULK_MAX_USERS)
+    send_nulls: bool = False
+    job_poll_seconds: float = Field(0.25, gt=0, le=60)  # first poll of a bulk job; then x1.5 up to 10 s
+    job_retries: int = Field(1, ge=0, le=5)  # a FAILED bulk job is submitted again this many times
+
+
+USERS = ServiceSpec(
+    name="users",
+    key_fields={"phone": KeySpec("phone"), "email": KeySpec("email")},
+    modes=("update",),
+    mode_notes={
+        "upsert": "Attentive syncs update existing subscribers only: dinsync never creates one (a subscriber "
+                  "exists through an opt-in; Attentive's v2 write would create a profile for an unknown "
+                  "person). Use `mode: update`; unknown people are reported as not_found",
+        "insert": "Attentive syncs update existing subscribers only (dinsync never creates one); use `mode: update`",
+    },
+    fields=FIELD_SPECS,
+    open_fields=False,  # the standard fields, or `custom: true` for custom attributes
+    custom_fields=True,
+    update_needs_lookup=True,
+    lookup_rows="all",
+)
+
+
+@dataclass
+class Lookup:
+    """Request.context of an existence check."""
+
+    kind: Literal["custom_attributes", "subscriptions", "probe"]
+    field: str  # "phone" | "email"
+
+
+@dataclass
+class BulkPart:
+    """Request.context shared by a bulk request and the halves it is split into: the jobs created."""
+
+    key_field: str
+    sent_ids: dict[str, str]  # plan key -> identifier as sent
+    jobs: list[tuple[str, list[str], list[bytes]]] = field(default_factory=list)  # (job id, keys, records)
+
+
+@dataclass
+class JobStatus:
+    """Request.context of `GET /v2/bulk/job/{id}`: parse() fills in the answer."""
+
+    job_id: str
+    status: str | None = None  # PENDING | IN_PROGRESS | COMPLETED | FAILED | UNKNOWN (404)
+    url: str | None = None
+    answer: dict | None = None
+
+
+@dataclass
+class WriteBatch:
+    """Request.context of one unit of writes (handled by the Attentive transport, not sent as is)."""
+
+    key_field: str
+    v1: dict[str, bytes]  # key -> POST /v1/attributes/custom body
+    v2: list[Request]  # bulk requests (BulkPart) or single requests, of the rows with standard changes
+    noop: list[str]  # rows with nothing left to send (only NULLs changed): acknowledged as they are
+
+
+ME = "me"
+
+
+class AttentiveDestination(Destination):
+    type_name = "attentive"
+    services = {"users": USERS}
+    settings_model = AttentiveSettings
+    base_urls = {"us": "https://api.attentivemobile.com"}
+    handles_statuses = frozenset({429})  # read x-ratelimit-* ourselves (no Retry-After is documented)
+    # Documented rates; `burst` lets the pacer catch up after a stall of our own process without ever
+    # starting more than `rate` requests in any `rate` consecutive intervals (see RateLimiter).
+    limits = {
+        "get_custom_attributes": EndpointLimit("get_custom_attributes", rate=150.0, burst=4, max_concurrency=32),
+        "get_subscriptions": EndpointLimit("get_subscriptions", rate=10.0, max_concurrency=4),
+        "custom_attributes": EndpointLimit("custom_attributes", rate=150.0, burst=4, max_concurrency=32),
+        "user_attributes": EndpointLimit("user_attributes", rate=150.0, burst=4, max_concurrency=32),
+        "bulk_user_attributes": EndpointLimit("bulk_user_attributes", rate=100.0, burst=4, max_concurrency=16),
+        "bulk_job": EndpointLimit("bulk_job", rate=100.0, burst=4, max_concurrency=8),
+        "me": EndpointLimit("me", rate=150.0, max_concurrency=1),
+        "probe": EndpointLimit("probe", rate=150.0, max_concurrency=1),  # one request per run (same server bucket
+        #   as get_custom_attributes; kept apart so that the lookups' achieved rate is theirs alone)
+    }
+
+    def service(self, name: str) -> ServiceSpec:
+        """`lookup: new_rows` trusts the snapshot for rows acknowledged before (faster, see README)."""
+        spec = self.services[name]
+        if self.options.get("lookup") == "new_rows":
+            spec = replace(spec, lookup_rows="added")
+        return spec
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.credentials["api_key"]}
+
+    def make_transport(self, options: TransportOptions):
+        from .transport import AttentiveTransport
+
+        return AttentiveTransport(self, options)
+
+    # --- checks before sending -------------------------------------------------------------
+    async def preflight(self, transport, sync: SyncSpec) -> Preflight:
+        from .payloads import custom_name_problems
+
+        issues = [FieldIssue(name, message) for name, message in custom_name_problems(sync)]
+        for name, is_custom in zip(sync.fields, sync.custom or [False] * len(sync.fields)):
+            if not is_custom and name == sync.key_field:
+                issues.append(FieldIssue(name, f"{name} is the matching field: its value comes from match.column",
+                                         "remove it from fields"))
+        return Preflight(issues)
+
+    async def begin_run(self, transport, sync: SyncSpec) -> None:
+        await transport.start(sync)
+
+    # --- existence checks ------------------------------------------------------------------
+    def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
+        kind = self.options.get("existence_check", "custom_attributes")
+        return [self.lookup_request(kind, sync.key_field, k, i) for k, i in zip(keys, ids)]
+
+    def lookup_request(self, kind: str, key_field: str, key: str, ident: str) -> Request:
+        path = "/v1/subscriptions" if kind == "subscriptions" else "/v1/attributes/custom"
+        endpoint = {"subscriptions": "get_subscriptions", "probe": "probe"}.get(kind, "get_custom_attributes")
+        query = key_field + "=" + urllib.parse.quote(ident, safe="")  # '+' as %2B, as the spec asks
+        return Request(endpoint, "GET", f"{path}?{query}", None, [key], context=Lookup(kind, key_field))
+
+    # --- writes ------------------------------------------------------------------------------
+    def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
+        import polars as pl
+
+        from ...mapping.json import batches_by_size
+        from .payloads import build_rows
+
+        built = build_rows(frame, sync, send_nulls=bool(self.options.get("send_nulls")),
+                           custom_via=self.options.get("custom_attributes_via", "v1"))
+        rows = built.frame
+        requests = []
+        max_users = int(self.options.get("bulk_max_users", BULK_MAX_USERS))
+        single = self.options.get("standard_fields_via") == "single"
+        for start in range(0, rows.height, WRITE_BATCH_ROWS):
+            chunk = rows.slice(start, WRITE_BATCH_ROWS)
+            keys, ids = chunk["_key"].to_list(), chunk["_id"].to_list()
+            v1 = {k: b.encode() for k, b in zip(keys, chunk["_v1"].to_list()) if b is not None}
+            with_v2 = chunk.filter(pl.col("_v2").is_not_null())
+            v2_keys, v2_items = with_v2["_key"].to_list(), [s.encode() for s in with_v2["_v2"].to_list()]
+            sent = dict(zip(keys, ids))
+            if single:
+                v2 = [self.single_request(k, item) for k, item in zip(v2_keys, v2_items)]
+            else:
+                part = BulkPart(sync.key_field, {k: sent[k] for k in v2_keys})
+                envelope = len(b'{"users":[]}')
+                v2 = [self.bulk_request(v2_keys[o:o + n], v2_items[o:o + n], part)
+                      for o, n in batches_by_size(with_v2["_v2_bytes"], max_users, BULK_MAX_BYTES - envelope, 1)] \
+                    if v2_keys else []
+            in_v2 = set(v2_keys)
+            noop = [k for k in keys if k not in v1 and k not in in_v2]
+            requests.append(Request("write", "WRITE", "", None, keys,
+                                    context=WriteBatch(sync.key_field, v1, v2, noop)))
+        return Prepared(requests, built.rejections)
+
+    def custom_attributes_request(self, key: str, body: bytes) -> Request:
+        return Request("custom_attributes", "POST", "/v1/attributes/custom", body, [key])
+
+    def single_request(self, key: str, item: bytes) -> Request:
+        return Request("user_attributes", "POST", "/v2/user/attributes", item, [key])
+
+    def bulk_request(self, keys: list[str], items: list[bytes], part: BulkPart) -> Request:
+        return Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes",
+                       b'{"users":[' + b",".join(items) + b"]}", keys, items=items,
+                       rebuild=lambda k, i: self.bulk_request(k, i, part), context=part)
+
+    def job_request(self, job_id: str) -> Request:
+        return Request("bulk_job", "GET", "/v2/bulk/job/" + urllib.parse.quote(job_id, safe=""), None,
+                       ["job:" + job_id], context=JobStatus(job_id))
+
+    def me_request(self) -> Request:
+        return Request("me", "GET", "/v1/me", None, [ME], context=ME)
+
+    # --- responses -------------------------------------------------------------------------
+    def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+        data = _json_or_none(body)
+        message = error_message(data, body)
+        ctx = request.context
+        if status in (401, 403):
+            return Outcome("fatal", reason=_auth_reason(status, request.endpoint, message))
+        if status == 429:
+            return Outcome("retry", reason=f"Attentive HTTP 429 ({request.endpoint}): {message}",
+                           retry_after=throttle_wait(headers), throttled=True)
+        if status == 408 or status >= 500:
+            return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
+        if isinstance(ctx, Lookup):
+            if status == 200 and ctx.kind != "subscriptions" and data == []:
+                return Outcome("done", pending=CONFIRM)  # tells nothing by itself: the transport decides
+            return Outcome("done", [_lookup_result(request.keys[0], ctx, status, data, message)])
+        if isinstance(ctx, BulkPart):
+            return _bulk_outcome(request, ctx, status, data, message)
+        if isinstance(ctx, JobStatus):
+            if status == 200 and isinstance(data, dict):
+                ctx.answer, ctx.status, ctx.url = data, str(data.get("status") or ""), data.get("url")
+                return Outcome("done")
+            if status == 404:
+                ctx.status = "UNKNOWN"
+                return Outcome("done")
+            return Outcome("done", [RecordResult(request.keys[0], "failed", _describe(status, message))])
+        if ctx == ME:
+            if 200 <= status < 300 and isinstance(data, dict):
+                return Outcome("done")
+            return Outcome("done", [RecordResult(ME, "failed", _describe(status, message))])
+        # single writes: POST /v1/attributes/custom, POST /v2/user/attributes
+        return Outcome("done", [write_result(request.keys[0], status, data, message)])
+
+
+def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) -> RecordResult:
+    if status == 200:
+        if ctx.kind == "subscriptions":
+            return RecordResult(key, "ok")
+        if isinstance(data, list):  # custom attributes: a non-empty list names a known subscriber
+            return RecordResult(key, "ok")
+        return RecordResult(key, "failed", f"Attentive: unreadable lookup answer: {message}")
+    if status == 404:
+        return RecordResult(key, "not_found", NOT_FOUND.format(field=ctx.field))
+    if status == 400:
+        return RecordResult(key, "rejected", f"Attentive HTTP 400: {message}")
+    return RecordResult(key, "failed", _describe(status, message))
+
+
+def write_result(key: str, status: int, data: Any, message: str) -> RecordResult:
+    """One record's answer (a single write, or a line of a bulk job's results)."""
+    if 200 <= status < 300:
+        if isinstance(data, dict) and data.get("success") is False:
+            return RecordResult(key, "rejected", f"Attentive: {message}")
+        return RecordResult(key, "ok")
+    if status == 404:
+        return RecordResult(key, "not_found", f"Attentive HTTP 404: {message}")
+    if status in (400, 409, 413, 422):
+        return RecordResult(key, "rejected", f"Attentive HTTP {status}: {message}")
+    return RecordResult(key, "failed", _describe(status, message))
+
+
+def _bulk_outcome(request: Request, part: BulkPart, status: int, data: Any, message: str) -> Outcome:
+    job_id = data.get("batchJobId") or data.get("bulkJobId") if isinstance(data, dict) else None
+    if status in (200, 202) and isinstance(job_id, str) and job_id:
+        part.jobs.append((job_id, list(request.keys), list(request.items or ())))
+        return Outcome("done", pending=job_token(part.key_field, job_id))
+    if status in (400, 413):  # may be one record's fault: halves until it is isolated
+        return Outcome("split", reason=f"Attentive HTTP {status}: {message}")
+    return Outcome("done", [RecordResult(k, "failed", _describe(status, message)) for k in request.keys])
+
+
+def job_token(key_field: str, job_id: str) -> str:
+    """What a pending record carries: enough to read its job's results in a later run."""
+    return f"attentive-bulk:{key_field}:{job_id}"
+
+
+def parse_job_token(token: str) -> tuple[str, str] | None:
+    prefix, _, rest = token.partition(":")
+    key_field, _, job_id = rest.partition(":")
+    if prefix != "attentive-bulk" or key_field not in ("phone", "email") or not job_id:
+        return None
+    return key_field, job_id
+
+
+def throttle_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait after a 429. A documented Retry-After is honoured by the sender (None here);
+    without it, the x-ratelimit-* headers count requests per second: the second is spent, so wait
+    one second (a new window has begun by then, fixed or sliding)."""
+    if headers.get("Retry-After") is not None:
+        return None
+    if headers.get("x-ratelimit-remaining") is not None or headers.get("x-ratelimit-limit") is not None:
+        return 1.0
+    return None  # no hint at all: the sender's exponential backoff
+
+
+def error_message(data: Any, body: bytes) -> str:
+    """Attentive's message: `{"error": {"id", "message"}}` (ErrorResponseDto), `{"message"}`, or the text."""
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str) and err:
+            return err
+        if data.get("message"):
+            return str(data["message"])
+    text = body[:300].decode("utf-8", "replace").strip()
+    return text or "(empty body)"
+
+
+def _describe(status: int, message: str) -> str:
+    return f"Attentive HTTP {status}: {message}"
+
+
+def _auth_reason(status: int, endpoint: str, message: str) -> str:
+    what = "refused the API key" if status == 401 else "denied access"
+    needed = SCOPES.get(endpoint, "see the README")
+    return (f"Attentive {what} (HTTP {status} on {endpoint}: {message}); this endpoint needs the scope(s) "
+            f"{needed}. A users sync needs attributes:write and subscriptions:write")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None

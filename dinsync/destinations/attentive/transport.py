@@ -1,0 +1,392 @@
+"""Delivery to Attentive: existence checks, v1 + v2 writes, bulk jobs that finish later.
+
+Everything HTTP goes through the shared sender (limits per endpoint, retries, split batches). On
+top of it, this transport:
+- runs existence checks, confirming an empty custom-attribute list through the subscriptions
+  lookup when this company's API does not tell unknown users apart (learned by a probe);
+- writes a unit of rows: the v1 custom attributes first, then the v2 standard fields of the rows
+  whose v1 part succeeded, so that a bulk job's token covers everything still open for a row;
+- follows bulk jobs (`GET /v2/bulk/job/{id}` until COMPLETED or FAILED, then the `.jsonl` results)
+  in a background task; records stay `pending` until then, `ready()` hands over what finished,
+  `settle()` waits for the rest, `resolve()` reads earlier runs' jobs from their tokens alone;
+- paces each endpoint on the `x-ratelimit-limit` Attentive announces (unless dinsync.yml sets it).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ...errors import DinsyncError
+from ...sender import HttpSender
+from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
+from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
+
+MAX_POLL_INTERVAL = 10.0
+DOWNLOAD_ATTEMPTS = 5
+
+
+class AttentiveSender(HttpSender):
+    """The shared sender, pacing each endpoint on the limit Attentive announces in its headers."""
+
+    def __init__(self, destination, **kwargs):
+        super().__init__(destination, **kwargs)
+        self.announced: dict[str, float] = {}  # endpoint -> x-ratelimit-limit last seen
+
+    def classify(self, request: Request, status: int, headers: Mapping[str, str], body: bytes):
+        self._follow_announced_limit(request.endpoint, headers)
+        return super().classify(request, status, headers, body)
+
+    def _follow_announced_limit(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        raw = headers.get("x-ratelimit-limit")
+        if raw is None or not self.limits_enabled or endpoint in self.rate_overrides:
+            return
+        try:
+            limit = float(raw)
+        except ValueError:
+            return
+        if 1.0 <= limit <= 10_000.0 and self.announced.get(endpoint) != limit:
+            self.announced[endpoint] = limit
+            self.limiter(endpoint).set_rate(limit)
+
+
+@dataclass
+class _Job:
+    job_id: str
+    key_field: str
+    keys: list[str]  # in record order
+    records: list[bytes]  # as sent (a FAILED job is submitted again)
+    sent_ids: dict[str, str]
+    retries_left: int
+    next_poll: float = 0.0
+    interval: float = 0.25
+    poll_failures: int = 0
+
+
+@dataclass
+class _Stats:
+    jobs: int = 0
+    jobs_failed: int = 0
+    downloads: int = 0
+    confirmations: int = 0
+    probe: str | None = None  # what the probe learned
+
+
+class AttentiveTransport:
+    def __init__(self, destination, options: TransportOptions):
+        self.destination = destination
+        self.sender = AttentiveSender(destination, rate_overrides=options.rate_overrides,
+                                      limits_enabled=options.limits_enabled, timeout=options.timeout,
+                                      connections=None)  # the per-endpoint caps bound the sockets
+        self.timeout = options.timeout
+        opts = destination.options
+        self.existence_check = opts.get("existence_check", "custom_attributes")
+        self.poll_seconds = float(opts.get("job_poll_seconds", 0.25))
+        self.job_retries = int(opts.get("job_retries", 1))
+        self.empty_list_is_known: bool = False  # until the probe says an unknown user answers 404
+        self.stats = _Stats()
+        self._jobs: dict[str, _Job] = {}
+        self._finished = Delivered([], [])  # outcomes not handed over yet
+        self._changed: asyncio.Event | None = None
+        self._poller: asyncio.Task | None = None
+        self._downloads: aiohttp.ClientSession | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> "AttentiveTransport":
+        await self.sender.__aenter__()
+        # Results files are pre-signed links: fetched without our API key, never sent elsewhere.
+        self._downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                headers={"User-Agent": self.sender.user_agent})
+        self._changed = asyncio.Event()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        if self._downloads is not None:
+            await self._downloads.close()
+            self._downloads = None
+        await self.sender.__aexit__(*exc)
+
+    async def start(self, sync: SyncSpec) -> None:
+        """Before the first request: the key works and the base URL is Attentive's (`GET /v1/me`),
+        then what an unknown user's custom-attribute lookup answers (see `_probe`)."""
+        delivered = await self.sender.deliver(self.destination.me_request())
+        if delivered.problems:
+            reason = delivered.problems[0].reason
+            raise DinsyncError(f"attentive: GET /v1/me did not answer as Attentive does ({reason})",
+                               hint="check base_url and that the API key is a private-app key of this company")
+        if self.existence_check == "custom_attributes":
+            await self._probe(sync.key_field)
+
+    async def _probe(self, key_field: str) -> None:
+        """Ask for the custom attributes of an address no subscriber can have. A 404 means this API
+        tells unknown users apart, so an empty list names a known subscriber without custom
+        attributes; an empty list means it does not, and empty answers are then confirmed through
+        the subscriptions lookup (404 for an unknown subscriber, as its spec lists)."""
+        probe = f"dinsync-existence-probe-{uuid.uuid4().hex}@example.com"
+        request = self.destination.lookup_request("probe", "email", "probe", probe)
+        delivered = await self.sender.deliver(request)
+        if CONFIRM in delivered.pending:
+            answer = "[] for unknown users"
+        elif delivered.problems:
+            answer = "404 for unknown users" if delivered.problems[0].status == "not_found" else \
+                f"inconclusive ({delivered.problems[0].status})"
+        else:
+            answer = "inconclusive (a list of attributes)"
+        self.empty_list_is_known = answer.startswith("404")
+        self.stats.probe = answer
+
+    # --- delivering -----------------------------------------------------------------------
+    async def deliver(self, request: Request) -> Delivered:
+        ctx = request.context
+        if isinstance(ctx, WriteBatch):
+            return await self._write(ctx)
+        delivered = await self.sender.deliver(request)
+        confirm = delivered.pending.pop(CONFIRM, [])
+        if not confirm:
+            return delivered
+        if self.empty_list_is_known:
+            delivered.ok.extend(confirm)
+            return delivered
+        self.stats.confirmations += len(confirm)
+        ident = _query_value(request.path)  # lookups carry one key each
+        asks = [self.destination.lookup_request("subscriptions", ctx.field, k, ident) for k in confirm]
+        for answer in await asyncio.gather(*(self.sender.deliver(r) for r in asks)):
+            delivered.merge(answer)
+        return delivered
+
+    async def _write(self, batch: WriteBatch) -> Delivered:
+        out = Delivered(list(batch.noop), [])
+        refused: set[str] = set()
+        if batch.v1:
+            requests = [self.destination.custom_attributes_request(k, body) for k, body in batch.v1.items()]
+            for answer in await asyncio.gather(*(self.sender.deliver(r) for r in requests)):
+                out.problems += answer.problems
+                refused.update(r.key for r in answer.problems)
+        in_v2 = {k for r in batch.v2 for k in r.keys}
+        out.ok += [k for k in batch.v1 if k not in refused and k not in in_v2]
+        v2 = []
+        for r in batch.v2:  # rows whose custom attributes were refused are not written further
+            keep = [i for i, k in enumerate(r.keys) if k not in refused]
+            if len(keep) == len(r.keys):
+                v2.append(r)
+            elif keep and r.rebuild is not None and r.items is not None:
+                v2.append(r.rebuild([r.keys[i] for i in keep], [r.items[i] for i in keep]))
+        for answer in await asyncio.gather(*(self.sender.deliver(r) for r in v2)):
+            out.merge(answer)
+        parts = {id(r.context): r.context for r in v2 if isinstance(r.context, BulkPart)}
+        for part in parts.values():
+            for job_id, keys, records in part.jobs:
+                self._follow(_Job(job_id, part.key_field, keys, records, part.sent_ids, self.job_retries,
+                                  interval=self.poll_seconds))
+            part.jobs.clear()
+        return out
+
+    # --- bulk jobs --------------------------------------------------------------------------
+    def _follow(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        job.next_poll = loop.time() + job.interval
+        self._jobs[job.job_id] = job
+        self.stats.jobs += 1
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._jobs:
+            now = loop.time()
+            due = [j for j in self._jobs.values() if j.next_poll <= now]
+            if not due:
+                await asyncio.sleep(max(0.0, min(j.next_poll for j in self._jobs.values()) - now))
+                continue
+            answers = await asyncio.gather(*(self._poll(job) for job in due), return_exceptions=True)
+            for job, error in zip(due, answers):
+                if isinstance(error, BaseException):  # e.g. the key was revoked: the job's rows fail
+                    if isinstance(error, asyncio.CancelledError):
+                        raise error
+                    self._jobs.pop(job.job_id, None)
+                    self._finish(self._all(job, "failed", f"Attentive bulk job {job.job_id}: {error}"))
+
+    async def _poll(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        request = self.destination.job_request(job.job_id)
+        answer = await self.sender.deliver(request)
+        status = request.context.status
+        results: Delivered | None = None
+        if answer.problems or status is None:
+            job.poll_failures += 1
+            if job.poll_failures >= 3:
+                why = answer.problems[0].reason if answer.problems else "no status"
+                results = self._all(job, "failed", f"Attentive bulk job {job.job_id}: status unreadable ({why})")
+        elif status == "COMPLETED":
+            lines = await self._results_file(request.context.url) if request.context.url else None
+            if lines is None:
+                results = self._all(job, "failed", f"Attentive bulk job {job.job_id}: results file unreadable")
+            else:
+                results = job_results(lines, job.keys, job.sent_ids, job.key_field, job.job_id)
+        elif status in ("FAILED", "UNKNOWN"):
+            self.stats.jobs_failed += 1
+            if job.retries_left > 0 and status == "FAILED":
+                await self._resubmit(job)
+                return
+            results = self._all(job, "failed", f"Attentive bulk job {job.job_id} ended {status}")
+        if results is None:  # still PENDING / IN_PROGRESS
+            job.next_poll = loop.time() + job.interval
+            job.interval = min(job.interval * 1.5, MAX_POLL_INTERVAL)
+            return
+        self._jobs.pop(job.job_id, None)
+        self._finish(results)
+
+    def _finish(self, results: Delivered) -> None:
+        self._finished.merge(results)
+        assert self._changed is not None
+        self._changed.set()
+
+    async def _resubmit(self, job: _Job) -> None:
+        """A FAILED job's records, submitted again as a new job; the old token's keys follow it."""
+        self._jobs.pop(job.job_id, None)
+        part = BulkPart(job.key_field, job.sent_ids)
+        answer = await self.sender.deliver(self.destination.bulk_request(job.keys, job.records, part))
+        answer.pending.clear()  # the pipeline keeps them under the first token; `_follow` tracks them
+        for job_id, keys, records in part.jobs:
+            self._follow(_Job(job_id, job.key_field, keys, records, job.sent_ids, job.retries_left - 1,
+                              interval=self.poll_seconds))
+        self._finish(answer)
+
+    @staticmethod
+    def _all(job: _Job, status: str, reason: str) -> Delivered:
+        return Delivered([], [RecordResult(k, status, reason) for k in job.keys])  # type: ignore[arg-type]
+
+    async def _results_file(self, url: str) -> list[dict] | None:
+        """The job's `.jsonl` (a pre-signed link: no API key, not an API endpoint)."""
+        if not url.startswith(("http://", "https://")) or self._downloads is None:
+            return None
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                async with self._downloads.get(URL(url, encoded=True)) as resp:
+                    body = await resp.read()
+                    if resp.status == 200:
+                        self.stats.downloads += 1
+                        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+                    if resp.status < 500 and resp.status not in (404, 408, 429):
+                        return None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError):
+                pass
+            await asyncio.sleep(self.sender.policy.delay(attempt))
+        return None
+
+    # --- outcomes -----------------------------------------------------------------------------
+    def ready(self) -> Delivered:
+        """Outcomes of pending records that arrived since the last call (does not wait)."""
+        out, self._finished = self._finished, Delivered([], [])
+        return out
+
+    async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
+        """Wait (at most `timeout` s) for this run's jobs; keys without an outcome stay pending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        assert self._changed is not None
+        while self._jobs and loop.time() < deadline:
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.create_task(self._poll_forever())
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break
+        out = self.ready()
+        told = set(out.ok) | {r.key for r in out.problems}
+        for token, keys in pending.items():
+            rest = [k for k in keys if k not in told]
+            if rest:
+                out.pending[token] = rest
+        return out
+
+    async def resolve(self, tokens: Sequence[str]) -> Delivered:
+        """Outcomes of earlier runs' bulk jobs from their tokens alone: results keyed by the
+        identifier each results line carries (the key as sent). Jobs still running, FAILED or no
+        longer kept by Attentive (two weeks) tell nothing: their rows are planned again anyway."""
+        out = Delivered([], [])
+        for token in dict.fromkeys(tokens):
+            parsed = parse_job_token(token)
+            if parsed is None:
+                continue
+            key_field, job_id = parsed
+            request = self.destination.job_request(job_id)
+            answer = await self.sender.deliver(request)
+            if answer.problems or request.context.status != "COMPLETED" or not request.context.url:
+                continue
+            lines = await self._results_file(request.context.url)
+            out.merge(job_results(lines or [], None, None, key_field, job_id))
+        return out
+
+    def transport_stats(self) -> TransportStats:
+        return self.sender.transport_stats()
+
+
+def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, str] | None, key_field: str,
+                job_id: str) -> Delivered:
+    """Per-record results of a bulk job from its `.jsonl` lines (format undocumented; read leniently).
+
+    A line is matched to its record by `index` (else its position) and, when it carries the request,
+    checked against the identifier we sent. In a later run (`keys` None) the key is that identifier.
+    Records of ours without a readable line are `failed` (sent again), never assumed delivered.
+    """
+    results: dict[str, RecordResult] = {}
+    for position, line in enumerate(lines):
+        if not isinstance(line, dict):
+            continue
+        index = line.get("index", position)
+        sent = _line_identifier(line, key_field)
+        if keys is not None:
+            if not isinstance(index, int) or not 0 <= index < len(keys):
+                continue
+            key = keys[index]
+            if sent is not None and sent_ids is not None and sent_ids.get(key, key) != sent:
+                continue  # not the record we think: leave it failed rather than guess
+        elif sent is None:
+            continue
+        else:
+            key = sent
+        status, data = _line_response(line)
+        if status is None:
+            continue
+        results.setdefault(key, write_result(key, status, data, error_message(data, b"")))
+    if keys is not None:
+        for key in keys:
+            if key not in results:
+                results[key] = RecordResult(key, "failed", f"Attentive bulk job {job_id}: no result for this record")
+    return Delivered([k for k, r in results.items() if r.status == "ok"],
+                     [r for r in results.values() if r.status != "ok"])
+
+
+def _line_identifier(line: dict, key_field: str) -> str | None:
+    request = line.get("request")
+    if isinstance(request, dict):
+        ids = request.get("identifiers")
+        if isinstance(ids, dict) and isinstance(ids.get(key_field), str):
+            return ids[key_field]
+    return None
+
+
+def _line_response(line: dict) -> tuple[int | None, object]:
+    response = line.get("response") if isinstance(line.get("response"), dict) else line
+    status = response.get("statusCode", response.get("status"))
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    return (status if isinstance(status, int) else None), response.get("body")
+
+
+def _query_value(path: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    values = [v for vs in parse_qs(urlsplit(path).query).values() for v in vs]
+    return values[0] if values else ""

@@ -1,0 +1,121 @@
+"""On-disk cache of rendered SQL, so that an unchanged sync renders nothing (and imports neither
+sqlglot nor Jinja2).
+
+One JSON file per combination of inputs, named by a hash of all of them: the tool version, the
+text of every template and of the renderer's own modules, the dialect's pseudo-function patterns,
+the warehouse capabilities used, the mapping, the model SQL and the state schema. It holds the
+checked model SQL and the statements rendered so far. Files are written atomically (a temporary
+file renamed over the target); a missing, unreadable or corrupt file just means rendering again.
+
+Location: $DINSYNC_CACHE_DIR, else $XDG_CACHE_HOME/dinsync, else ~/.cache/dinsync (a `sql`
+folder inside). DINSYNC_CACHE_DIR set to an empty string turns the cache off.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+MAX_FILES = 256  # oldest files beyond this are removed when a new one is written
+
+
+def cache_root() -> Path | None:
+    env = os.environ.get("DINSYNC_CACHE_DIR")
+    if env is not None:
+        return Path(env) / "sql" if env.strip() else None
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "dinsync" / "sql"
+
+
+_SOURCES: str | None = None
+
+
+def sources_digest() -> str:
+    """Hash of every input that lives in the package: templates and the renderer's modules."""
+    global _SOURCES
+    if _SOURCES is None:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        modules = ("render.py", "dialects.py", "statements.py", "keys.py", "planner.py")
+        files = sorted((here.parent / "sql").glob("*.sql")) + [here / n for n in modules]
+        for path in files:
+            h.update(path.name.encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+        _SOURCES = h.hexdigest()
+    return _SOURCES
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    from .. import __version__
+
+    blob = json.dumps({"format": FORMAT, "version": __version__, "sources": sources_digest(), **inputs},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+_DEFAULT = object()
+
+
+class RenderCache:
+    """Rendered statements of one Planner, loaded at start and saved when something was added.
+    root: the folder (default `cache_root()`); None keeps the cache in memory only."""
+
+    def __init__(self, key: str, root: Any = _DEFAULT):
+        self.root = cache_root() if root is _DEFAULT else root
+        self.path = self.root / f"{key}.json" if self.root is not None else None
+        self.entries: dict[str, str] = {}
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
+                    self.entries = {k: v for k, v in data["entries"].items()
+                                    if isinstance(k, str) and isinstance(v, str)}
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def get(self, name: str) -> str | None:
+        return self.entries.get(name)
+
+    def put(self, name: str, value: str, save: bool = True) -> None:
+        self.entries[name] = value
+        if save:
+            self._save()
+
+    def save(self) -> None:
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"format": FORMAT, "entries": self.entries}, fh)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._prune()
+        except OSError:
+            pass  # a cache that cannot be written is no cache; rendering still works
+
+    def _prune(self) -> None:
+        files = [p for p in self.root.glob("*.json")]
+        if len(files) <= MAX_FILES:
+            return
+        files.sort(key=lambda p: p.stat().st_mtime)
+        for p in files[: len(files) - MAX_FILES]:
+            with contextlib.suppress(OSError):
+                p.unlink()
+

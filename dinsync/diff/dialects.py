@@ -1,0 +1,98 @@
+"""What each warehouse's SQL puts in place of the templates' DINSYNC_* pseudo-functions (data).
+
+One entry per sqlglot dialect. A pattern is SQL text of that dialect with placeholders:
+
+  {x}                 the (single) argument
+  {args}              all arguments, comma-separated
+  {args_text}         each argument cast to the dialect's text type, comma-separated
+  {args_text_concat}  each argument cast to text, joined with `|| ',' ||`
+  {args_hash}         each argument wrapped in DINSYNC_HASH(...), comma-separated
+  {args_typeof}       each argument wrapped in TYPEOF(...), comma-separated (DuckDB)
+
+A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
+
+  DINSYNC_HASH(x)            64-bit hash of x's text form; never NULL (NULL has its own value)
+  DINSYNC_ROWHASH(a, ...)    order-sensitive hash of several non-NULL hashes
+  DINSYNC_FINGERPRINT(v...)  hash of a row's values: equal values (of equal types) give equal hashes
+  DINSYNC_DIGEST(x)          order-independent aggregate of hashes, always compared with a row count
+  DINSYNC_TRIM(x)            TRIM(x)
+  DINSYNC_DIGITS(x)          x without any character other than ASCII digits
+  DINSYNC_PHONECHARS(x)      x without any character other than ASCII digits and '+'
+
+Adding a warehouse (e.g. Redshift, Databricks) means adding one entry here, plus its hash column
+type and its capabilities in its adapter.
+"""
+from __future__ import annotations
+
+DIALECT_SQL: dict[str, dict[str, str]] = {
+    "duckdb": {
+        # DuckDB's hash() maps NULL to a fixed non-NULL value, distinct from '' and 'NULL'.
+        "DINSYNC_HASH": "HASH(CAST({x} AS VARCHAR))",
+        "DINSYNC_ROWHASH": "HASH({args})",
+        # native hash of the values (several times faster than their text), with the types' names
+        # mixed in (TYPEOF is folded to a constant when the query is bound)
+        "DINSYNC_FINGERPRINT": "HASH({args}, CONCAT_WS(',', {args_typeof}))",
+        "DINSYNC_DIGEST": "BIT_XOR({x})",
+        # TRIM decodes every character; an ASCII string without a space at either end is returned
+        # as is (ASCII's only space character is ' '): same result, several times faster
+        "DINSYNC_TRIM": "CASE WHEN {x} NOT LIKE ' %' AND {x} NOT LIKE '% ' AND STRLEN({x}) = LENGTH({x}) "
+                        "THEN {x} ELSE TRIM({x}) END",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+    },
+    "postgres": {
+        "DINSYNC_HASH": "COALESCE(HASHTEXTEXTENDED(CAST({x} AS TEXT), 0), 0)",
+        # || keeps a NULL as NULL (CONCAT would skip it)
+        "DINSYNC_ROWHASH": "HASHTEXTEXTENDED(({args_text_concat}), 0)",
+        # the row hashed by each column type's own hash function (PostgreSQL 14+): about 3x cheaper
+        # than hashing each value's text; a json, xml or geometric column must be cast in the model
+        # (the adapter's error says so)
+        "DINSYNC_FINGERPRINT": "HASH_RECORD_EXTENDED(ROW({args}), 0)",
+        "DINSYNC_DIGEST": "SUM({x})",  # NUMERIC: exact
+        "DINSYNC_TRIM": "TRIM({x})",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+    },
+    "snowflake": {
+        "DINSYNC_HASH": "COALESCE(HASH(CAST({x} AS VARCHAR)), 0)",
+        "DINSYNC_ROWHASH": "HASH({args})",
+        "DINSYNC_FINGERPRINT": "DINSYNC_ROWHASH({args_hash})",
+        "DINSYNC_DIGEST": "SUM({x})",  # NUMBER(38, 0): exact
+        "DINSYNC_TRIM": "TRIM({x})",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+    },
+    "bigquery": {
+        "DINSYNC_HASH": "COALESCE(FARM_FINGERPRINT(CAST({x} AS STRING)), 0)",
+        "DINSYNC_ROWHASH": "FARM_FINGERPRINT({args_text_concat})",
+        "DINSYNC_FINGERPRINT": "DINSYNC_ROWHASH({args_hash})",
+        "DINSYNC_DIGEST": "BIT_XOR({x})",
+        "DINSYNC_TRIM": "TRIM({x})",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+    },
+    "redshift": {
+        # FNV_HASH's answer for NULL is undocumented: NULL is decided here
+        "DINSYNC_HASH": "CASE WHEN {x} IS NULL THEN 0 ELSE FNV_HASH(CAST({x} AS VARCHAR(65535))) END",
+        "DINSYNC_ROWHASH": "FNV_HASH({args_text_concat})",
+        "DINSYNC_FINGERPRINT": "DINSYNC_ROWHASH({args_hash})",
+        "DINSYNC_DIGEST": "SUM(CAST({x} AS NUMERIC(38, 0)))",  # SUM(BIGINT) is BIGINT on Redshift: exact
+        "DINSYNC_TRIM": "TRIM({x})",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+    },
+}
+
+# Text type for {args_text} and CAST(... AS VARCHAR) in patterns, per dialect. Redshift's bare
+# VARCHAR is 256 bytes: VARCHAR(65535) (rather than VARCHAR(MAX), so the same SQL also runs on
+# PostgreSQL in the Redshift adapter's tests).
+TEXT_TYPES = {"duckdb": "VARCHAR", "postgres": "TEXT", "snowflake": "VARCHAR", "bigquery": "STRING",
+              "redshift": "VARCHAR(65535)"}
+# Dialects whose bare VARCHAR / TEXT is bounded: every such type in the templates becomes this.
+UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
+
+# Type of the hash columns when no warehouse says otherwise (golden tests, `render`).
+DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
+                      "redshift": "BIGINT"}
+
+DIALECTS = tuple(DIALECT_SQL)

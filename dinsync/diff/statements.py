@@ -1,0 +1,65 @@
+"""The named statements of the diff: template in sql/ and the fixed context of each variant."""
+from __future__ import annotations
+
+from typing import Any
+
+# statement name -> (template in sql/, fixed context)
+STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # state
+    "create_schema": ("create_schema", {}),
+    "create_snapshot": ("create_snapshot", {}),
+    "add_snapshot_column": ("add_snapshot_column", {}),
+    "backfill_key_hash": ("backfill_key_hash", {}),
+    "snapshot_empty": ("snapshot_empty", {}),
+    # first plan (empty snapshot) and full refresh
+    "plan_all": ("plan_all", {"full_refresh": False}),
+    "plan_all_full_refresh": ("plan_all", {"full_refresh": True}),
+    "plan_all_duplicates": ("plan_all_duplicates", {}),
+    "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
+    "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
+    # everyday plan
+    "buckets": ("buckets", {"retry": False}),
+    "buckets_retry": ("buckets", {"retry": True}),
+    "bucket_stats": ("bucket_stats", {}),
+    "plan_empty": ("plan_empty", {}),
+    "cand": ("cand", {"retry": False, "all_dirty": False}),
+    "cand_all": ("cand", {"retry": False, "all_dirty": True}),
+    "cand_retry": ("cand", {"retry": True, "all_dirty": False}),
+    "cand_all_retry": ("cand", {"retry": True, "all_dirty": True}),
+    "cand_anomaly_count": ("cand_anomaly_count", {}),
+    "cand_anomalies": ("cand_anomalies", {}),
+    "cur": ("cur", {}),
+    "prior": ("prior", {}),
+    "plan": ("plan", {"retry": False}),
+    "plan_retry": ("plan", {"retry": True}),
+    "refresh_snapshot": ("refresh_snapshot", {}),
+    "plan_stats": ("plan_stats", {}),
+    # reading the plan
+    "stream_sendable": ("stream_sendable", {}),
+    "sample": ("sample", {}),
+    "duplicates_sample": ("duplicates_sample", {}),
+    "field_change_counts": ("field_change_counts", {}),
+    "parked_count": ("parked_count", {}),
+    # commits
+    "acked": ("acked", {}),
+    "acked_rest": ("acked_rest", {}),
+    "ack_count": ("ack_count", {}),
+    "acked_positions": ("acked_positions", {}),
+    "acked_replace_all": ("acked_replace_all", {}),
+    "commit_delete": ("commit_delete", {}),
+    "commit_insert": ("commit_insert", {}),
+    "park_update": ("park_update", {}),
+    "park_insert": ("park_insert", {}),
+    "mark_done": ("mark_done", {}),
+    "removed_count": ("removed_count", {}),
+    "commit_removed": ("commit_removed", {}),
+    "cleanup_count": ("cleanup_count", {}),
+    "commit_full_refresh_cleanup": ("commit_full_refresh_cleanup", {}),
+}
+for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
+    STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
+
+# Statements that need a row-position column (Capabilities.row_position).
+NEEDS_POSITION = {"acked_rest", "acked_positions", "acked_replace_all"}
+# Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
+# (limit); with a row position acked, commit_*, park_* (lo, hi).

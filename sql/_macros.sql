@@ -1,0 +1,38 @@
+{#- Shared fragments (not a statement). `a` is a table alias. -#}
+
+{#- The fingerprint a model row must have to be skipped: the parked one if any (a row rejected for
+    its content waits until it changes), else the delivered one. retry_rejected ignores parking. -#}
+{% macro expected_fp(a, retry) -%}
+{% if retry %}{{ a }}._fp{% else %}COALESCE({{ a }}._pfp, {{ a }}._fp){% endif %}
+{%- endmacro %}
+
+{#- Snapshot rows the segment is compared with: all of them (delivered or parked), or only the
+    delivered ones when parked rows are retried. -#}
+{% macro expected_rows(a, retry) -%}
+{% if retry %}{{ a }}._synced_at IS NOT NULL{% else %}TRUE{% endif %}
+{%- endmacro %}
+
+{#- Raw key hash of a model row (alias m): NULL when the key is NULL or empty (as text). -#}
+{% macro raw_key_hash(raw_key, key_column) -%}
+CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_column }}) END
+{%- endmacro %}
+
+{% macro fingerprint(fields, a) -%}
+DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{#- The plan rows of the keys of the current commit (alias p): with a row position, the plan rows at
+    the positions collected in `acked` (k); else the `acked` copy itself. which: "all", "replace"
+    (rows whose snapshot row may exist) or "new" (the others). Needs the context (import it with
+    `with context`). -#}
+{% macro commit_rows(which="all") -%}
+{% if position -%}
+{{ plan }} AS p
+WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
+  AND p.{{ position }} IN (SELECT k._rn FROM {{ acked }} AS k
+{%- if which == "replace" %} WHERE k._replace{% elif which == "new" %} WHERE NOT k._replace{% endif %})
+{%- else -%}
+{{ acked }} AS p
+{%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}
+{%- endif %}
+{%- endmacro %}

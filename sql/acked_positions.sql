@@ -1,0 +1,1 @@
+SELECT k._rn FROM {{ acked }} AS k

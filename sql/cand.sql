@@ -1,0 +1,36 @@
+{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
+-- Candidates: in the buckets that differ, model rows and snapshot rows are matched by raw key
+-- hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
+-- (_in_seg), and snapshot rows no model row matches (_in_snap only: gone, or renamed by
+-- normalisation; with their key hash). cur.sql reads the candidates' model rows again, with values.
+{% if all_dirty %}-- (Every bucket differs: no bucket filter.){% endif %}
+CREATE TABLE {{ cand }} AS
+WITH seg AS (
+  SELECT r._rkh, r._fp
+  FROM (
+    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
+    FROM {{ model }} AS m
+  ) AS r
+  WHERE r._rkh IS NOT NULL
+  {% if not all_dirty %}
+    AND r._rkh % {{ nbuckets }} IN (SELECT d._b FROM {{ buckets }} AS d WHERE d._dirty)
+  {% endif %}
+),
+snap AS (
+  SELECT s._rkh, s._kh, {{ expected_fp("s", retry) }} AS _efp, TRUE AS _here
+  FROM {{ snapshot }} AS s
+  WHERE {{ expected_rows("s", retry) }}
+  {% if not all_dirty %}
+    AND (s._rkh IS NULL OR s._rkh % {{ nbuckets }} IN (SELECT d._b FROM {{ buckets }} AS d WHERE d._dirty))
+  {% endif %}
+)
+SELECT
+  COALESCE(a._rkh, b._rkh) AS _rkh,
+  b._kh,
+  a._rkh IS NOT NULL AS _in_seg,
+  b._here IS NOT NULL AS _in_snap,
+  COALESCE(a._rkh % {{ nbuckets }}, b._rkh % {{ nbuckets }}, {{ nbuckets + 1 }}) AS _b
+FROM seg AS a
+FULL OUTER JOIN snap AS b
+  ON a._rkh = b._rkh
+WHERE a._rkh IS NULL OR b._here IS NULL OR b._efp IS NULL OR a._fp <> b._efp

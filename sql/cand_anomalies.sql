@@ -1,0 +1,22 @@
+{% from "_macros.sql" import raw_key_hash %}
+-- Every model row of the buckets found by cand_anomaly_count becomes a candidate.
+INSERT INTO {{ cand }} (_rkh, _in_seg, _in_snap, _b)
+SELECT r._rkh, TRUE, FALSE, r._rkh % {{ nbuckets }}
+FROM (
+  SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh
+  FROM {{ model }} AS m
+) AS r
+WHERE r._rkh % {{ nbuckets }} IN (
+  SELECT b._b
+  FROM {{ buckets }} AS b
+  LEFT JOIN (
+    SELECT
+      c._b,
+      COUNT(CASE WHEN c._in_seg AND NOT c._in_snap THEN 1 END) AS _new,
+      COUNT(CASE WHEN c._in_snap AND NOT c._in_seg THEN 1 END) AS _gone
+    FROM {{ cand }} AS c
+    GROUP BY c._b
+  ) AS c
+    ON c._b = b._b
+  WHERE b._dirty AND b._b < {{ nbuckets }} AND b._seg_n - COALESCE(c._new, 0) > b._snap_n - COALESCE(c._gone, 0)
+)

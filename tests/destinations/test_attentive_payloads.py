@@ -1,0 +1,388 @@
+"""Attentive client, unit level: bodies per field kind (validated against the OpenAPI files),
+value checks with reasons, response and bulk-job result parsing, tokens, the rate header."""
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import polars as pl
+import pytest
+
+from dinsync.destinations.attentive import STANDARD_FIELDS, AttentiveDestination
+from dinsync.destinations.attentive.destination import (
+    CONFIRM,
+    USERS,
+    BulkPart,
+    JobStatus,
+    Lookup,
+    WriteBatch,
+    job_token,
+    parse_job_token,
+)
+from dinsync.destinations.attentive.payloads import build_rows, custom_name_problems
+from dinsync.destinations.attentive.transport import AttentiveSender, job_results
+from dinsync.destinations.base import Request, SyncSpec, TransportOptions
+from dinsync.mapping import FieldMapping, KeyMapping, map_batch
+from dinsync.sender import FakeClock, RateLimiter
+from tests.spec_validation import validate_attentive_request
+
+KEY = "attn-unit-key-51c0e9"
+
+
+def destination(**options) -> AttentiveDestination:
+    return AttentiveDestination("http://127.0.0.1:9", {"api_key": KEY}, options)
+
+
+def spec(fields: list[tuple[str, bool]], key_field: str = "email") -> SyncSpec:
+    return SyncSpec("attentive_users", "users", "update", key_field, [f for f, _ in fields], [c for _, c in fields])
+
+
+def mapped(keys: list, columns: dict[str, list], sync: SyncSpec, region: str | None = None,
+           sent: dict[str, list[bool]] | None = None) -> pl.DataFrame:
+    """Plan rows through the engine's own mapping (kinds from the service), with `_t{n}` texts."""
+    data = {"_key": keys, "_op": ["added"] * len(keys)}
+    for i, name in enumerate(sync.fields):
+        data[f"v{i}"] = columns[name]
+        data[f"x{i}"] = (sent or {}).get(name, [True] * len(keys))
+    key_kind = USERS.key_fields[sync.key_field].kind
+    fields = [FieldMapping(i, f, USERS.field_kind(f, c)) for i, (f, c) in enumerate(zip(sync.fields, sync.custom))]
+    out = map_batch(pl.DataFrame(data, strict=False), KeyMapping(sync.key_field, key_kind), fields,
+                    phone_region=region, keep_field_text=True)
+    assert out.rejections.height == 0, out.rejections.to_dicts()
+    return out.frame
+
+
+def v2_records(frame: pl.DataFrame, sync: SyncSpec, **kw) -> dict[str, dict]:
+    built = build_rows(frame, sync, **kw)
+    return {k: orjson.loads(v) for k, v in zip(built.frame["_key"], built.frame["_v2"]) if v is not None}
+
+
+# --- bodies per field kind -------------------------------------------------------------------------
+
+def test_every_standard_field_lands_where_the_v2_body_has_it_and_validates():
+    sync = spec([(name, False) for name in STANDARD_FIELDS if name != "email"])
+    values = {
+        "firstName": ["Ada"], "lastName": ["Lovelace"], "phone": ["(201) 555-0123"], "language": ["English"],
+        "dateOfBirth": [dt.date(1990, 1, 31)], "age": [35], "organization": ["Acme"], "title": ["Dr"],
+        "website": ["https://ada.example.com"], "address": ["1 Main St"], "address2": ["Suite 2"],
+        "city": ["Brooklyn"], "state": ["NY"], "zip": [2134], "country": ["us"], "region": ["au-nsw"],
+        "latitude": [40.73061], "longitude": [-73.935242], "timezone": ["America/New_York"],
+        "localeLanguage": ["fr"], "localeCountry": ["CA"],
+    }
+    frame = mapped(["ada@example.com"], values, sync, region="US")
+    [record] = v2_records(frame, sync).values()
+    assert record == {
+        "identifiers": {"email": "ada@example.com", "phone": "+12015550123"},
+        "attributes": {
+            "firstName": "Ada", "lastName": "Lovelace",
+            "demographic": {"language": "English", "dateOfBirth": "1990-01-31", "age": 35, "organization": "Acme",
+                            "title": "Dr", "website": "https://ada.example.com"},
+            "location": {"address1": "1 Main St", "address2": "Suite 2", "city": "Brooklyn", "state": "NY",
+                         "zip": "2134", "country": "US", "region": "AU-NSW", "latitude": "40.73061",
+                         "longitude": "-73.935242", "timezone": "America/New_York"},
+            "locale": {"language": "fr", "country": "CA"}}}
+    validate_attentive_request("POST", "/v2/user/attributes", record)
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [record]})
+
+
+def test_field_kinds_coerce_text_columns():
+    sync = spec([("dateOfBirth", False), ("age", False), ("latitude", False), ("zip", False)])
+    frame = mapped(["a@example.com"], {"dateOfBirth": [" 1990-01-31 "], "age": ["42"], "latitude": ["-12.5"],
+                                       "zip": ["02134"]}, sync)
+    [record] = v2_records(frame, sync).values()
+    assert record["attributes"]["demographic"] == {"dateOfBirth": "1990-01-31", "age": 42}
+    assert record["attributes"]["location"] == {"latitude": "-12.5", "zip": "02134"}
+
+
+def test_phone_key_is_sent_in_e164_in_both_bodies():
+    sync = spec([("firstName", False), ("Tier", True)], key_field="phone")
+    frame = mapped(["(201) 555-0123"], {"firstName": ["Ada"], "Tier": ["gold"]}, sync, region="US")
+    built = build_rows(frame, sync)
+    [v2], [v1] = built.frame["_v2"].to_list(), built.frame["_v1"].to_list()
+    assert orjson.loads(v2) == {"identifiers": {"phone": "+12015550123"}, "attributes": {"firstName": "Ada"}}
+    assert orjson.loads(v1) == {"properties": {"Tier": "gold"}, "user": {"phone": "+12015550123"}}
+    validate_attentive_request("POST", "/v1/attributes/custom", v1)
+    assert built.frame["_key"].to_list() == ["(201) 555-0123"]  # the plan's key is kept for commits
+
+
+def test_custom_attribute_values_keep_their_json_type_and_validate():
+    names = ["plan", "lucky number", "balance", "vip", "signed up", "seen at"]
+    sync = spec([(n, True) for n in names])
+    frame = mapped(["a@example.com"], {"plan": ["gold"], "lucky number": [6], "balance": [50.89], "vip": [True],
+                                       "signed up": [dt.date(2021, 4, 23)],
+                                       "seen at": [dt.datetime(2021, 4, 23, 16, 4, 33, tzinfo=dt.timezone.utc)]},
+                   sync)
+    built = build_rows(frame, sync)
+    assert built.frame["_v2"].to_list() == [None]  # custom attributes only: no v2 record
+    body = orjson.loads(built.frame["_v1"][0])
+    assert body == {"properties": {"plan": "gold", "lucky number": 6, "balance": 50.89, "vip": True,
+                                   "signed up": "2021-04-23", "seen at": "2021-04-23T16:04:33Z"},
+                    "user": {"email": "a@example.com"}}
+    validate_attentive_request("POST", "/v1/attributes/custom", body)
+
+
+def test_custom_attributes_via_v2_go_into_the_bulk_record():
+    sync = spec([("firstName", False), ("plan", True)])
+    frame = mapped(["a@example.com"], {"firstName": ["Ada"], "plan": ["gold"]}, sync)
+    built = build_rows(frame, sync, custom_via="v2")
+    assert built.frame["_v1"].to_list() == [None]
+    record = orjson.loads(built.frame["_v2"][0])
+    assert record["attributes"] == {"firstName": "Ada", "custom": {"plan": "gold"}}
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [record]})
+
+
+def test_only_the_fields_sent_for_a_row_are_in_its_bodies():
+    sync = spec([("firstName", False), ("city", False), ("plan", True)])
+    frame = mapped(["a@example.com", "b@example.com", "c@example.com"],
+                   {"firstName": ["A", "B", "C"], "city": ["X", "Y", "Z"], "plan": ["p", "q", "r"]}, sync,
+                   sent={"firstName": [True, False, False], "city": [False, True, False], "plan": [False, False, True]})
+    built = build_rows(frame, sync)
+    rows = {r["_key"]: (r["_v2"] and orjson.loads(r["_v2"]), r["_v1"] and orjson.loads(r["_v1"]))
+            for r in built.frame.to_dicts()}
+    assert rows["a@example.com"] == ({"identifiers": {"email": "a@example.com"},
+                                      "attributes": {"firstName": "A"}}, None)
+    assert rows["b@example.com"] == ({"identifiers": {"email": "b@example.com"},
+                                      "attributes": {"location": {"city": "Y"}}}, None)
+    assert rows["c@example.com"] == (None, {"properties": {"plan": "r"}, "user": {"email": "c@example.com"}})
+
+
+def test_nulls_and_empty_strings_are_not_sent_unless_asked():
+    sync = spec([("firstName", False), ("city", False), ("plan", True)])
+    frame = mapped(["a@example.com", "b@example.com"], {"firstName": [None, "B"], "city": ["", "Y"],
+                                                        "plan": [None, None]}, sync)
+    built = build_rows(frame, sync)
+    rows = {r["_key"]: (r["_v2"], r["_v1"]) for r in built.frame.to_dicts()}
+    assert rows["a@example.com"] == (None, None)  # nothing left to send: acknowledged as it is
+    assert orjson.loads(rows["b@example.com"][0])["attributes"] == {"firstName": "B", "location": {"city": "Y"}}
+    with_nulls = build_rows(frame, sync, send_nulls=True)
+    first = {r["_key"]: r for r in with_nulls.frame.to_dicts()}["a@example.com"]
+    assert orjson.loads(first["_v2"])["attributes"] == {"firstName": None, "location": {"city": ""}}
+    assert orjson.loads(first["_v1"])["properties"] == {"plan": None}
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("latitude", 90.5, "is not a latitude between -90 and 90"),
+    ("longitude", -180.01, "is not a longitude between -180 and 180"),
+    ("country", "USA", "is not an ISO-3166-1 alpha-2 country code"),
+    ("localeCountry", "F", "is not an ISO-3166-1 alpha-2 country code"),
+    ("region", "NSW", "is not an ISO-3166-2 subdivision code"),
+    ("age", -1, "is not a non-negative integer"),
+])
+def test_values_attentive_cannot_take_reject_their_row_with_a_reason(field, value, reason):
+    sync = spec([("firstName", False), (field, False)])
+    good = {"latitude": 1.0, "longitude": 1.0, "country": "FR", "localeCountry": "FR", "region": "FR-75", "age": 3}
+    frame = mapped(["bad@example.com", "good@example.com"], {"firstName": ["B", "G"], field: [value, good[field]]},
+                   sync)
+    built = build_rows(frame, sync)
+    [rejection] = built.rejections
+    assert (rejection.key, rejection.field) == ("bad@example.com", field)
+    assert reason in rejection.reason and f'field "{field}"' in rejection.reason and str(value) in rejection.reason
+    assert built.frame["_key"].to_list() == ["good@example.com"]
+
+
+def test_bad_dates_and_phones_are_rejected_by_the_mapping_with_reasons():
+    sync = spec([("dateOfBirth", False), ("phone", False)])
+    plan = pl.DataFrame({"_key": ["a@example.com", "b@example.com"], "_op": ["added", "added"],
+                         "v0": ["1990-02-31", "1990-02-28"], "x0": [True, True],
+                         "v1": ["+1 201 555 0123", "call me"], "x1": [True, True]})
+    fields = [FieldMapping(0, "dateOfBirth", "date"), FieldMapping(1, "phone", "phone")]
+    out = map_batch(plan, KeyMapping("email", "email"), fields, keep_field_text=True)
+    reasons = {(r["_key"], r["field"]): r["reason"] for r in out.rejections.to_dicts()}
+    assert "cannot convert '1990-02-31' to a date (YYYY-MM-DD)" in reasons[("a@example.com", "dateOfBirth")]
+    assert "invalid phone number 'call me'" in reasons[("b@example.com", "phone")]
+
+
+def test_custom_arrays_and_objects_are_rejected_before_sending():
+    sync = spec([("tags", True)])
+    frame = mapped(["a@example.com", "b@example.com"], {"tags": [["x", "y"], ["z"]]}, sync)
+    built = build_rows(frame, sync)
+    assert {r.key for r in built.rejections} == {"a@example.com", "b@example.com"}
+    assert "does not accept arrays or objects" in built.rejections[0].reason
+
+
+def test_hostile_text_is_escaped():
+    sync = spec([("firstName", False), ("note", True)])
+    text = 'quote " back \\ newline \n emoji 🎉 </script>'
+    frame = mapped(['o"brien@example.com'], {"firstName": [text], "note": [text]}, sync)
+    built = build_rows(frame, sync)
+    assert orjson.loads(built.frame["_v2"][0])["attributes"]["firstName"] == text
+    body = orjson.loads(built.frame["_v1"][0])
+    assert body == {"properties": {"note": text}, "user": {"email": 'o"brien@example.com'}}
+
+
+def test_custom_attribute_names_over_200_characters_are_a_mapping_problem():
+    sync = spec([("x" * 201, True), ("ok", True)])
+    [(name, message)] = custom_name_problems(sync)
+    assert name == "x" * 201 and "200" in message
+
+
+# --- prepare: units of writes ---------------------------------------------------------------------
+
+def test_prepare_splits_rows_into_units_and_bulk_requests_of_at_most_256_users():
+    sync = spec([("firstName", False), ("plan", True)])
+    n = 1500
+    keys = [f"u{i}@example.com" for i in range(n)]
+    frame = mapped(keys, {"firstName": [f"N{i}" for i in range(n)],
+                          "plan": ["gold" if i % 3 == 0 else None for i in range(n)]}, sync)
+    prepared = destination().prepare(frame, sync)
+    assert [len(r.keys) for r in prepared.requests] == [1024, 476]
+    first: WriteBatch = prepared.requests[0].context
+    assert [len(r.keys) for r in first.v2] == [256, 256, 256, 256]
+    assert len(first.v1) == len([k for k in keys[:1024] if int(k[1:].split("@")[0]) % 3 == 0])
+    body = orjson.loads(first.v2[0].body)
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", body)
+    assert [u["identifiers"]["email"] for u in body["users"]] == first.v2[0].keys
+    half_a, half_b = first.v2[0].split()  # a bulk request splits into valid bulk requests
+    assert len(orjson.loads(half_a.body)["users"]) == 128 and half_b.context is first.v2[0].context
+
+
+def test_prepare_single_mode_builds_one_request_per_row():
+    sync = spec([("firstName", False)])
+    frame = mapped(["a@example.com", "b@example.com"], {"firstName": ["A", "B"]}, sync)
+    [unit] = destination(standard_fields_via="single").prepare(frame, sync).requests
+    assert [(r.endpoint, r.path, r.keys) for r in unit.context.v2] == [
+        ("user_attributes", "/v2/user/attributes", ["a@example.com"]),
+        ("user_attributes", "/v2/user/attributes", ["b@example.com"])]
+    for r in unit.context.v2:
+        validate_attentive_request("POST", r.path, r.body)
+
+
+def test_lookup_requests_encode_the_identifier_as_the_spec_asks():
+    d = destination()
+    [phone] = d.lookup_requests(["k1"], ["+12015550123"], spec([], key_field="phone"))
+    [email] = d.lookup_requests(["k2"], ["a+tag@example.com"], spec([]))
+    assert phone.path == "/v1/attributes/custom?phone=%2B12015550123"
+    assert email.path == "/v1/attributes/custom?email=a%2Btag%40example.com"
+    [subs] = destination(existence_check="subscriptions").lookup_requests(["k"], ["a@example.com"], spec([]))
+    assert (subs.endpoint, subs.path) == ("get_subscriptions", "/v1/subscriptions?email=a%40example.com")
+    for r in (phone, email, subs):
+        validate_attentive_request("GET", r.path, None)
+
+
+def test_service_looks_every_written_row_up_unless_told_to_trust_the_snapshot():
+    assert destination().service("users").lookup_rows == "all"
+    assert destination(lookup="new_rows").service("users").lookup_rows == "added"
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+def parse(request: Request, status: int, body=None, headers=None):
+    raw = body if isinstance(body, bytes) else (orjson.dumps(body) if body is not None else b"")
+    return destination().parse(request, status, headers or {}, raw)
+
+
+def lookup(kind="custom_attributes") -> Request:
+    return Request("get_custom_attributes", "GET", "/v1/attributes/custom?email=a%40b.co", None, ["a@b.co"],
+                   context=Lookup(kind, "email"))
+
+
+def test_lookup_answers():
+    assert parse(lookup(), 200, [{"name": "Tier", "value": "gold"}]).results[0].status == "ok"
+    empty = parse(lookup(), 200, [])
+    assert (empty.kind, empty.results, empty.pending) == ("done", [], CONFIRM)  # the transport decides
+    assert parse(lookup("subscriptions"), 200, {"subscriptionEligibilities": []}).results[0].status == "ok"
+    missing = parse(lookup(), 404, {"error": {"id": 3, "message": "Subscriber not found"}}).results[0]
+    assert missing.status == "not_found" and "never creates" in missing.reason
+    bad = parse(lookup(), 400, {"error": {"id": 4, "message": "email is not a valid email address"}}).results[0]
+    assert (bad.status, bad.reason) == ("rejected", "Attentive HTTP 400: email is not a valid email address")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failures_stop_the_run_naming_the_scopes(status):
+    write = Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes", b"{}", ["a"], context=None)
+    outcome = parse(write, status, {"error": {"id": 1, "message": "Access denied"}})
+    assert outcome.kind == "fatal"
+    assert "attributes:write and subscriptions:write" in outcome.reason and "Access denied" in outcome.reason
+
+
+def test_429_without_retry_after_waits_a_second_on_the_rate_headers():
+    outcome = parse(lookup(), 429, {"error": {"id": 1, "message": "Too many requests"}},
+                    {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "0"})
+    assert (outcome.kind, outcome.throttled, outcome.retry_after) == ("retry", True, 1.0)
+    with_hint = parse(lookup(), 429, b"", {"Retry-After": "3", "x-ratelimit-remaining": "0"})
+    assert with_hint.retry_after is None  # the sender reads Retry-After itself
+    assert parse(lookup(), 503, b"<html>").kind == "retry"
+
+
+def test_single_writes_and_bulk_submissions():
+    v1 = Request("custom_attributes", "POST", "/v1/attributes/custom", b"{}", ["a@b.co"])
+    assert [(r.key, r.status) for r in parse(v1, 200).results] == [("a@b.co", "ok")]
+    rejected = parse(v1, 400, {"error": {"id": 9, "message": "properties.Tier: the attribute has type NUMBER"}})
+    assert rejected.results[0].reason == "Attentive HTTP 400: properties.Tier: the attribute has type NUMBER"
+    assert parse(v1, 404, {"error": {"id": 9, "message": "No subscriber"}}).results[0].status == "not_found"
+    part = BulkPart("email", {"a@b.co": "a@b.co", "c@d.co": "c@d.co"})
+    bulk = destination().bulk_request(["a@b.co", "c@d.co"], [b"{}", b"{}"], part)
+    accepted = parse(bulk, 202, {"message": "ok", "batchJobId": "job-1"})
+    assert (accepted.kind, accepted.results, accepted.pending) == ("done", [], "attentive-bulk:email:job-1")
+    assert part.jobs == [("job-1", ["a@b.co", "c@d.co"], [b"{}", b"{}"])]
+    assert parse(bulk, 400, {"error": {"id": 2, "message": "users[1].identifiers.email ..."}}).kind == "split"
+
+
+def test_job_status_answers_fill_the_context():
+    request = destination().job_request("job-1")
+    assert request.path == "/v2/bulk/job/job-1"
+    validate_attentive_request("GET", request.path, None)
+    parse(request, 200, {"bulkJobId": "job-1", "status": "COMPLETED", "totalRecords": 2, "url": "http://x/r.jsonl"})
+    ctx: JobStatus = request.context
+    assert (ctx.status, ctx.url) == ("COMPLETED", "http://x/r.jsonl")
+    gone = destination().job_request("old")
+    parse(gone, 404, {"error": {"id": 1, "message": "Bulk job not found"}})
+    assert gone.context.status == "UNKNOWN"
+
+
+def test_job_results_are_matched_by_index_and_checked_against_the_identifier_sent():
+    lines = [
+        {"index": 1, "request": {"identifiers": {"phone": "+12015550102"}},
+         "response": {"statusCode": 400, "body": {"error": {"id": 5, "message": "identifiers.phone is invalid"}}}},
+        {"index": 0, "request": {"identifiers": {"phone": "+12015550101"}},
+         "response": {"statusCode": 202, "body": {"success": True, "message": "accepted"}}},
+        {"index": 2, "request": {"identifiers": {"phone": "+19999999999"}},  # not what we sent as record 2
+         "response": {"statusCode": 202, "body": {"success": True}}},
+    ]
+    keys = ["k0", "k1", "k2", "k3"]
+    sent = {"k0": "+12015550101", "k1": "+12015550102", "k2": "+12015550103", "k3": "+12015550104"}
+    results = job_results(lines, keys, sent, "phone", "job-9")
+    assert results.ok == ["k0"] and results.pending == {}
+    problems = {r.key: (r.status, r.reason) for r in results.problems}
+    assert problems["k1"] == ("rejected", "Attentive HTTP 400: identifiers.phone is invalid")
+    assert problems["k2"][0] == "failed" and problems["k3"][0] == "failed"  # never assumed delivered
+    later = job_results(lines, None, None, "phone", "job-9")
+    assert sorted(later.ok) == ["+12015550101", "+19999999999"]
+    assert [(r.key, r.status) for r in later.problems] == [("+12015550102", "rejected")]
+
+
+def test_job_tokens_round_trip():
+    token = job_token("phone", "2f0c-6a1e")
+    assert parse_job_token(token) == ("phone", "2f0c-6a1e")
+    assert parse_job_token("outbox-file.jsonl") is None and parse_job_token("attentive-bulk:userId:x") is None
+
+
+# --- pacing on the announced limit ----------------------------------------------------------------
+
+def test_rate_limiter_set_rate_changes_the_pace():
+    clock = FakeClock()
+    limiter = RateLimiter(10.0, headroom=1.0, clock=clock)
+    limiter.set_rate(100.0)
+    assert limiter.effective_rate == 100.0 and limiter._interval == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        limiter.set_rate(0)
+
+
+def test_sender_follows_x_ratelimit_limit_unless_the_user_set_the_rate():
+    d = destination()
+    sender = AttentiveSender(d)
+    request = Request("get_subscriptions", "GET", "/v1/subscriptions?email=a%40b.co", None, ["a"],
+                      context=Lookup("subscriptions", "email"))
+    sender.classify(request, 200, {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "149"}, b"{}")
+    assert sender.limiter("get_subscriptions").rate == 150.0
+    sender.classify(request, 200, {"x-ratelimit-limit": "nonsense"}, b"{}")
+    assert sender.limiter("get_subscriptions").rate == 150.0
+    pinned = AttentiveSender(d, rate_overrides={"get_subscriptions": 5.0})
+    pinned.classify(request, 200, {"x-ratelimit-limit": "150"}, b"{}")
+    assert pinned.limiter("get_subscriptions").rate == 5.0
+
+
+def test_transport_options_reach_the_sender():
+    transport = destination().make_transport(TransportOptions(rate_overrides={"bulk_job": 50.0}, timeout=7))
+    assert transport.sender.limiter("bulk_job").rate == 50.0
+    assert transport.sender.limiter("get_custom_attributes").rate == 150.0

@@ -1,0 +1,141 @@
+"""The Attentive transport against the sandbox on loopback: the probe, bulk jobs pending then settled,
+outcomes read back from tokens alone by a later transport, and pacing on the announced limit."""
+from __future__ import annotations
+
+import asyncio
+
+import polars as pl
+import pytest
+
+from dinsync.destinations.attentive import AttentiveDestination
+from dinsync.destinations.base import SyncSpec, TransportOptions
+from dinsync.mapping import FieldMapping, KeyMapping, map_batch
+from dinsync.sandbox import AttentiveSandbox, SandboxThread
+
+KEY = "attn-transport-key-3e8a71"
+SYNC = SyncSpec("attentive_users", "users", "update", "email", ["firstName", "Tier"], [False, True])
+
+
+@pytest.fixture
+def sandbox():
+    sb = AttentiveSandbox([KEY])
+    thread = SandboxThread(sb)
+    thread.start()
+    thread.call(sb.seed_subscribers, 10)
+    yield sb, thread
+    thread.stop()
+
+
+def destination(url: str, **options) -> AttentiveDestination:
+    return AttentiveDestination(url, {"api_key": KEY}, options)
+
+
+def units(d: AttentiveDestination, emails: list[str], tier: list[str | None] | None = None):
+    n = len(emails)
+    plan = pl.DataFrame({"_key": emails, "_op": ["added"] * n, "v0": [f"N-{e}" for e in emails], "x0": [True] * n,
+                         "v1": tier or ["gold"] * n, "x1": [True] * n})
+    fields = [FieldMapping(0, "firstName", "string"), FieldMapping(1, "Tier", "auto")]
+    mapped = map_batch(plan, KeyMapping("email", "email"), fields, keep_field_text=True).frame
+    return d.prepare(mapped, SYNC).requests
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_bulk_records_stay_pending_until_the_job_completes_then_settle(sandbox):
+    sb, thread = sandbox
+    thread.call(setattr, sb.options, "bulk_job_seconds", 0.5)
+    d = destination(thread.url)
+    emails = [f"subscriber{i}@example.com" for i in range(5)]
+
+    async def go():
+        async with d.make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            [unit] = units(d, emails)
+            delivered = await t.deliver(unit)
+            assert (delivered.ok, delivered.problems) == ([], [])
+            [(token, keys)] = delivered.pending.items()
+            assert token.startswith("attentive-bulk:email:") and keys == emails
+            early = t.ready()  # the job is not done yet
+            assert (early.ok, early.problems) == ([], [])
+            return await t.settle(delivered.pending, 10.0)
+
+    settled = run(go())
+    assert sorted(settled.ok) == sorted(emails) and settled.problems == [] and settled.pending == {}
+    assert thread.call(sb.get_subscriber, email=emails[2])["attributes"] == {"firstName": f"N-{emails[2]}"}
+    assert thread.call(sb.get_subscriber, email=emails[2])["custom"] == {"Tier": "gold"}
+
+
+def test_a_later_transport_reads_an_earlier_jobs_results_from_the_tokens_alone(sandbox):
+    sb, thread = sandbox
+    thread.call(setattr, sb.options, "bulk_job_seconds", 3600.0)  # does not finish during the "run"
+    thread.call(setattr, sb.options, "bulk_validation", "record")
+    thread.call(sb.define_property, "Tier", ["gold", "silver"])
+    d = destination(thread.url, custom_attributes_via="v2")
+    emails = ["subscriber1@example.com", "subscriber2@example.com", "subscriber3@example.com"]
+
+    async def first_run():
+        async with d.make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            [unit] = units(d, emails, tier=["gold", "diamond", "silver"])
+            delivered = await t.deliver(unit)
+            settled = await t.settle(delivered.pending, 0.3)  # still running when the run gives up
+            assert (settled.ok, settled.problems, settled.pending) == ([], [], delivered.pending)
+            return list(delivered.pending)
+
+    tokens = run(first_run())
+    assert len(tokens) == 1
+    thread.call(sb.finish_jobs)
+
+    async def later_run():
+        async with destination(thread.url).make_transport(TransportOptions()) as t:  # nothing kept in memory
+            return await t.resolve(tokens + ["attentive-bulk:email:no-such-job", "someone-elses-token"])
+
+    resolved = run(later_run())
+    assert sorted(resolved.ok) == ["subscriber1@example.com", "subscriber3@example.com"]
+    [rejected] = resolved.problems
+    assert (rejected.key, rejected.status) == ("subscriber2@example.com", "rejected")
+    assert "not one of the values defined" in rejected.reason
+
+
+def test_probe_learns_what_an_unknown_user_lookup_answers(sandbox):
+    sb, thread = sandbox
+
+    async def probe():
+        async with destination(thread.url).make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            return t.empty_list_is_known, t.stats.probe
+
+    assert run(probe()) == (True, "404 for unknown users")
+    thread.call(setattr, sb.options, "unknown_attributes_lookup", "empty")
+    assert run(probe()) == (False, "[] for unknown users")
+
+
+def test_a_base_url_that_is_not_attentive_stops_the_run_before_any_lookup(sandbox):
+    sb, thread = sandbox
+    from dinsync.errors import DinsyncError
+
+    async def start():
+        async with destination(thread.url + "/not-here").make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+
+    with pytest.raises(DinsyncError, match="GET /v1/me did not answer as Attentive does"):
+        run(start())
+    assert thread.stats()["requests_by_endpoint"].get("getCustomAttributes", 0) == 0
+
+
+def test_the_sender_paces_on_the_limit_the_sandbox_announces(sandbox):
+    sb, thread = sandbox
+    thread.call(lambda: sb.options.rate_limits.__setitem__("getSubscriptions", 25))
+    d = destination(thread.url, existence_check="subscriptions")
+
+    async def lookups():
+        async with d.make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            requests = d.lookup_requests([f"k{i}" for i in range(3)],
+                                         [f"subscriber{i}@example.com" for i in range(3)], SYNC)
+            await asyncio.gather(*(t.deliver(r) for r in requests))
+            return t.sender.limiter("get_subscriptions").rate
+
+    assert run(lookups()) == 25.0  # the documented 10/s gave way to what the server says it allows

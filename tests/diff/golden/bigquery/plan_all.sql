@@ -1,0 +1,54 @@
+CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
+SELECT
+  `k`.`_key`,
+  CASE WHEN `k`.`_key` IS NULL THEN 'skipped' ELSE 'added' END AS `_op`,
+  `k`.`v0`,
+  `k`.`v1`,
+  `k`.`v2`,
+  `k`.`v3`,
+  TRUE AS `x0`,
+  TRUE AS `x1`,
+  TRUE AS `x2`,
+  TRUE AS `x3`,
+  COALESCE(FARM_FINGERPRINT(CAST(`k`.`v0` AS STRING)), 0) AS `h0`,
+  COALESCE(FARM_FINGERPRINT(CAST(`k`.`v1` AS STRING)), 0) AS `h1`,
+  COALESCE(FARM_FINGERPRINT(CAST(`k`.`v2` AS STRING)), 0) AS `h2`,
+  COALESCE(FARM_FINGERPRINT(CAST(`k`.`v3` AS STRING)), 0) AS `h3`,
+  CAST(1 AS INT64) AS `_n`,
+  `k`.`_kh`,
+  `k`.`_rkh`,
+  `k`.`_fp`,
+  FALSE AS `_prior`,
+  FALSE AS `_done`
+FROM (
+  SELECT
+    `j`.`_key`,
+    CASE
+      WHEN NOT `j`.`_key` IS NULL
+      THEN COALESCE(FARM_FINGERPRINT(CAST(`j`.`_key` AS STRING)), 0)
+    END AS `_kh`,
+    `j`.`_rkh`,
+    `j`.`_fp`,
+    `j`.`v0`,
+    `j`.`v1`,
+    `j`.`v2`,
+    `j`.`v3`
+  FROM (
+    SELECT
+      NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
+      CASE
+        WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
+        THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)
+      END AS `_rkh`,
+      FARM_FINGERPRINT(
+        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`score "x"` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`id` AS STRING)), 0) AS STRING)
+      ) AS `_fp`,
+      `m`.`email` AS `v0`,
+      `m`.`first name` AS `v1`,
+      `m`.`score "x"` AS `v2`,
+      `m`.`id` AS `v3`
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+  ) AS `j`
+) AS `k`

@@ -1,0 +1,49 @@
+CREATE TABLE "dinsync_scratch"."cur_people_to_crm" AS
+SELECT
+  NULLIF(
+    LOWER(
+      CASE
+        WHEN CAST("m"."email" AS TEXT) NOT LIKE ' %'
+        AND CAST("m"."email" AS TEXT) NOT LIKE '% '
+        AND STRLEN(CAST("m"."email" AS TEXT)) = LENGTH(CAST("m"."email" AS TEXT))
+        THEN CAST("m"."email" AS TEXT)
+        ELSE TRIM(CAST("m"."email" AS TEXT))
+      END
+    ),
+    ''
+  ) AS "_key",
+  CASE
+    WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
+    THEN HASH(CAST("m"."email" AS TEXT))
+  END AS "_rkh",
+  HASH(
+    "m"."email",
+    "m"."first name",
+    "m"."score ""x""",
+    "m"."id",
+    CONCAT_WS(
+      ',',
+      TYPEOF("m"."email"),
+      TYPEOF("m"."first name"),
+      TYPEOF("m"."score ""x"""),
+      TYPEOF("m"."id")
+    )
+  ) AS "_fp",
+  "m"."email" AS "v0",
+  "m"."first name" AS "v1",
+  "m"."score ""x""" AS "v2",
+  "m"."id" AS "v3"
+FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+WHERE
+  CASE
+    WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
+    THEN HASH(CAST("m"."email" AS TEXT))
+  END IN (
+    SELECT
+      "c"."_rkh"
+    FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+    WHERE
+      "c"."_in_seg"
+  )

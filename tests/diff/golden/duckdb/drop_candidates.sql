@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS "temp"."main"."cand_people_to_crm"

@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS "temp"."main"."keys_people_to_crm"

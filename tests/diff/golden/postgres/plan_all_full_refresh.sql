@@ -1,0 +1,56 @@
+CREATE TABLE "dinsync_state"."plan_people_to_crm" AS
+SELECT
+  "k"."_key",
+  CASE WHEN "k"."_key" IS NULL THEN 'skipped' ELSE 'added' END AS "_op",
+  "k"."v0",
+  "k"."v1",
+  "k"."v2",
+  "k"."v3",
+  TRUE AS "x0",
+  TRUE AS "x1",
+  TRUE AS "x2",
+  TRUE AS "x3",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v0" AS TEXT), 0), 0) AS "h0",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v1" AS TEXT), 0), 0) AS "h1",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v2" AS TEXT), 0), 0) AS "h2",
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."v3" AS TEXT), 0), 0) AS "h3",
+  CAST(1 AS BIGINT) AS "_n",
+  "k"."_kh",
+  "k"."_rkh",
+  "k"."_fp",
+  "k"."_kh" IN (
+    SELECT
+      "s"."_kh"
+    FROM "dinsync_state"."snap_people_to_crm" AS "s"
+  ) AS "_prior",
+  FALSE AS "_done"
+FROM (
+  SELECT
+    "j"."_key",
+    CASE
+      WHEN NOT "j"."_key" IS NULL
+      THEN COALESCE(HASHTEXTEXTENDED(CAST("j"."_key" AS TEXT), 0), 0)
+    END AS "_kh",
+    "j"."_rkh",
+    "j"."_fp",
+    "j"."v0",
+    "j"."v1",
+    "j"."v2",
+    "j"."v3"
+  FROM (
+    SELECT
+      NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
+      CASE
+        WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+      END AS "_rkh",
+      HASH_RECORD_EXTENDED(ROW("m"."email", "m"."first name", "m"."score ""x""", "m"."id"), 0) AS "_fp",
+      "m"."email" AS "v0",
+      "m"."first name" AS "v1",
+      "m"."score ""x""" AS "v2",
+      "m"."id" AS "v3"
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+  ) AS "j"
+) AS "k"

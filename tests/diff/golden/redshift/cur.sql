@@ -1,0 +1,52 @@
+CREATE TABLE "dinsync_state"."cur_people_to_crm" AS
+SELECT
+  NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR(65535)))), '') AS "_key",
+  CASE
+    WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR(65535)), '') IS NULL
+    THEN CASE
+      WHEN "m"."email" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."email" AS VARCHAR(65535)))
+    END
+  END AS "_rkh",
+  FNV_HASH(
+    CAST(CASE
+      WHEN "m"."email" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."email" AS VARCHAR(65535)))
+    END AS VARCHAR(65535)) || ',' || CAST(CASE
+      WHEN "m"."first name" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."first name" AS VARCHAR(65535)))
+    END AS VARCHAR(65535)) || ',' || CAST(CASE
+      WHEN "m"."score ""x""" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."score ""x""" AS VARCHAR(65535)))
+    END AS VARCHAR(65535)) || ',' || CAST(CASE
+      WHEN "m"."id" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."id" AS VARCHAR(65535)))
+    END AS VARCHAR(65535))
+  ) AS "_fp",
+  "m"."email" AS "v0",
+  "m"."first name" AS "v1",
+  "m"."score ""x""" AS "v2",
+  "m"."id" AS "v3"
+FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+WHERE
+  CASE
+    WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR(65535)), '') IS NULL
+    THEN CASE
+      WHEN "m"."email" IS NULL
+      THEN 0
+      ELSE FNV_HASH(CAST("m"."email" AS VARCHAR(65535)))
+    END
+  END IN (
+    SELECT
+      "c"."_rkh"
+    FROM "dinsync_state"."cand_people_to_crm" AS "c"
+    WHERE
+      "c"."_in_seg"
+  )

@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS "dinsync_state"."keys_people_to_crm"

@@ -1,0 +1,110 @@
+"""Phone numbers as matching keys: the same key in SQL (every dialect) and in Polars."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.diff.dialects import DIALECTS
+from dinsync.diff.keys import key_sql
+from dinsync.mapping.normalize import phone_key_expr, phone_key_params
+from dinsync.warehouses import connect
+
+GOLDEN = Path(__file__).parent / "golden"
+SPELLINGS = [
+    "+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78", "06 12 34 56 78", "06.12.34.56.78",
+    "06-12-34-56-78", "(06) 12 34 56 78", " 0612345678 ", "6 12 34 56 78", "+33 (0)6 12 34 56 78",
+    "tel: +1 (415) 555-0100", "1-415-555-0100", "415.555.0100", "+1 415 555 0100", "001 415 555 0100",
+    "06 12 AB 34", "CALL ME", "", "   ", "+", "00", "0", "+0033 6", "++33 6 12", "6+33", None,
+]
+
+
+def phone_key_select(dialect: str, region: str | None) -> str:
+    """SELECT i, <the diff's phone key of k> FROM t, rendered for `dialect` as the planner does."""
+    import sqlglot
+
+    from dinsync.diff.keys import phone_params
+    from dinsync.diff.render import replace_pseudo
+
+    tree = sqlglot.parse_one(f'SELECT m.i, {key_sql("phone", "m.k", phone_params(region))} AS k FROM t AS m')
+    return replace_pseudo(tree, dialect).sql(dialect=dialect, pretty=True, identify=True)
+
+
+def sql_keys(tmp_path, values: list, region: str | None) -> list:
+    """The keys the diff's SQL computes for `values`, in order (DuckDB)."""
+    w = connect("duckdb", path=str(tmp_path / f"phone_{region}.duckdb"))
+    try:
+        w.execute("CREATE TABLE t (i INTEGER, k VARCHAR)")
+        w.con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+        rows = w.query(phone_key_select("duckdb", region) + " ORDER BY 1").to_pylist()
+        return [r["k"] for r in rows]
+    finally:
+        w.close()
+
+
+def polars_keys(values: list, region: str | None) -> list:
+    frame = pl.DataFrame({"k": values}, schema={"k": pl.String})
+    return frame.select(phone_key_expr(pl.col("k"), region)).to_series().to_list()
+
+
+@pytest.mark.parametrize("region", ["FR", "US", "IT", None])
+def test_sql_and_polars_agree(tmp_path, region):
+    assert sql_keys(tmp_path, SPELLINGS, region) == polars_keys(SPELLINGS, region)
+
+
+def test_spellings_of_one_number_are_one_key():
+    fr = dict(zip(SPELLINGS, polars_keys(SPELLINGS, "FR")))
+    same = ["+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78", "06 12 34 56 78", "06.12.34.56.78",
+            "06-12-34-56-78", "(06) 12 34 56 78", " 0612345678 ", "6 12 34 56 78"]
+    assert {fr[s] for s in same} == {"+33612345678"}
+    us = dict(zip(SPELLINGS, polars_keys(SPELLINGS, "US")))
+    assert {us[s] for s in ["tel: +1 (415) 555-0100", "1-415-555-0100", "415.555.0100", "+1 415 555 0100",
+                            "001 415 555 0100"]} == {"+14155550100"}
+    for blank in ["", "   ", "+", "00", "CALL ME", None]:
+        assert fr[blank] is None and us[blank] is None
+    assert fr["06 12 AB 34"] == "+3361234"  # letters are dropped, not translated
+    assert fr["+33 (0)6 12 34 56 78"] == "+330612345678"  # the '(0)' convention is not interpreted
+
+
+def test_duplicate_spellings_are_withheld_together(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    w.execute("CREATE TABLE t (phone VARCHAR, name VARCHAR)")
+    w.con.executemany("INSERT INTO t VALUES (?, ?)", [("06 12 34 56 78", "a"), ("+33612345678", "b"),
+                                                      ("07 00 00 00 01", "c")])
+    p = Planner(w, DiffSpec(sync="ph", model_sql="SELECT * FROM t", key_column="phone", key_normalization="phone",
+                            fields=[("name", "name")], phone_region="FR"))
+    stats = p.plan()
+    assert (stats.added, stats.duplicate_keys, stats.duplicate_rows) == (1, 1, 2)
+    assert p.duplicates_sample() == [("+33612345678", 2)]
+    p.commit_acknowledged(["+33700000001"])
+    w.execute("DELETE FROM t WHERE name = 'b'")
+    w.execute("UPDATE t SET phone = '0700000001' WHERE name = 'c'")  # another spelling, same key
+    stats = p.plan()
+    assert (stats.added, stats.changed, stats.unchanged) == (1, 0, 1)
+    w.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_golden_phone_key(dialect):
+    """The phone key's SQL per dialect, pinned (regenerate with DINSYNC_UPDATE_GOLDEN=1)."""
+    sql = phone_key_select(dialect, "FR")
+    path = GOLDEN / dialect / "phone_key.sql"
+    if os.environ.get("DINSYNC_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sql + "\n", encoding="utf-8")
+    assert sql + "\n" == path.read_text(encoding="utf-8")
+    assert "'+33'" in sql and "DINSYNC" not in sql.upper()
+
+
+def test_region_parameters_come_from_phonenumbers():
+    assert phone_key_params("FR") == ("33", "0")
+    assert phone_key_params("us") == ("1", "1")
+    assert phone_key_params("IT") == ("39", "")
+    assert phone_key_params(None) == ("", "")
+    with pytest.raises(ValueError):
+        phone_key_params("ZZ")
+    with pytest.raises(ValueError):
+        key_sql("phone", "m.k", ("33'; DROP", "0"))

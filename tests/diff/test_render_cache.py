@@ -1,0 +1,107 @@
+"""Rendered SQL is cached on disk: an unchanged sync imports neither sqlglot nor Jinja2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.diff.cache import RenderCache, cache_root
+from dinsync.warehouses import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RUN = textwrap.dedent("""
+    import json, sys
+    from dinsync.diff import DiffSpec, Planner
+    from dinsync.warehouses import connect
+    w = connect("duckdb", path=sys.argv[1])
+    w.execute("CREATE TABLE IF NOT EXISTS people AS SELECT 'a@x.com' AS email, 'Ada' AS name")
+    p = Planner(w, DiffSpec(sync="c", model_sql=sys.argv[2], key_column="email", key_normalization="email",
+                            fields=[("email", "email"), ("name", "name")]))
+    p.ensure_state()
+    stats = p.plan()
+    keys = [k for b in p.stream_sendable() for k in b.column("_key").to_pylist()]
+    p.commit_acknowledged(keys)
+    p.commit_removed()
+    p.sample("changed", 3); p.duplicates_sample(3); p.field_change_counts(); p.parked_count()
+    print(json.dumps({"added": stats.added, "unchanged": stats.unchanged,
+                      "sqlglot": "sqlglot" in sys.modules, "jinja2": "jinja2" in sys.modules}))
+""")
+
+
+def run(tmp_path, model="SELECT * FROM people", env=None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path / "w.duckdb"), model],
+        env={**os.environ, "DINSYNC_CACHE_DIR": str(tmp_path / "cache"), **(env or {})},
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_run_imports_neither_sqlglot_nor_jinja(tmp_path):
+    first = run(tmp_path)
+    assert first == {"added": 1, "unchanged": 0, "sqlglot": True, "jinja2": True}
+    second = run(tmp_path)
+    assert second == {"added": 0, "unchanged": 1, "sqlglot": False, "jinja2": False}
+    changed_model = run(tmp_path, model="SELECT email, name FROM people")  # another input: rendered again
+    assert changed_model["sqlglot"] and changed_model["unchanged"] == 1
+
+
+def test_corrupt_or_unwritable_cache_renders_again(tmp_path):
+    run(tmp_path)
+    files = list((tmp_path / "cache" / "sql").glob("*.json"))
+    assert len(files) == 1
+    files[0].write_text("{not json", encoding="utf-8")
+    again = run(tmp_path)
+    assert again["sqlglot"] and again["unchanged"] == 1
+    assert json.loads(files[0].read_text(encoding="utf-8"))["format"] == 1  # rewritten whole
+    files[0].write_text(json.dumps({"format": 1, "entries": {"plan_all": 42}}), encoding="utf-8")
+    assert run(tmp_path)["unchanged"] == 1
+    off = run(tmp_path, env={"DINSYNC_CACHE_DIR": ""})  # cache off
+    assert off["sqlglot"]
+
+
+def test_importing_the_diff_does_not_import_sqlglot():
+    code = "import sys, dinsync.diff, dinsync.diff.planner; print('sqlglot' in sys.modules, 'jinja2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_cache_location(monkeypatch, tmp_path):
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c" / "sql"
+    monkeypatch.delenv("DINSYNC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "dinsync" / "sql"
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", "")
+    assert cache_root() is None
+    cache = RenderCache("k")
+    cache.put("a", "SELECT 1")  # in memory only
+    assert cache.get("a") == "SELECT 1" and cache.path is None
+
+
+def test_cached_sql_is_the_rendered_sql(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    w.execute("CREATE TABLE people (email VARCHAR, name VARCHAR)")
+    spec = DiffSpec(sync="c", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("email", "email"), ("name", "name")])
+    fresh = Planner(w, spec, cache=False)
+    Planner(w, spec).render("plan")  # fills the cache
+    cached = Planner(w, spec)
+    for statement in fresh.statements():
+        assert cached.render(statement) == fresh.render(statement)
+    w.close()
+
+
+def test_templates_are_strict(tmp_path):
+    from dinsync.diff.render import render_template
+
+    with pytest.raises(Exception, match="undefined"):
+        render_template("plan_stats", {}, "duckdb")

@@ -1,0 +1,325 @@
+"""Attentive end to end through the CLI: DuckDB model -> plan -> lookups and writes to the Attentive
+sandbox over loopback -> snapshot. Every API request is validated against Attentive's OpenAPI files
+(fixture teardown). The sandbox runs with its defaults unless a test says otherwise: its v1 and v2
+writes create unknown users (the worst case for an update-only product)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dinsync.errors import ExitCode
+from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
+from tests.e2e.attentive_project import ATTENTIVE_KEY, attentive, make_attentive  # noqa: F401 (fixtures)
+
+
+def by_email(users: list[dict]) -> dict[str, dict]:
+    return {u["identifiers"]["email"]: u.get("attributes", {}) for u in users}
+
+
+def test_first_sync_noop_changed_fields_only_and_rows_leaving(attentive):
+    p = attentive
+    first = p.run()
+    assert (first["status"], first["added"], first["acknowledged"], first["not_found"]) == ("success", 20, 20, 0)
+    assert p.subscriber("subscriber4@example.com")["attributes"] == {"firstName": "Name 4",
+                                                                     "location": {"city": "City 1"}}
+    assert p.subscriber("subscriber4@example.com")["custom"] == {"Tier": "gold"}
+    assert len(p.snapshot_keys()) == 20 and p.stats()["created_users"] == 0
+    assert len(p.lookups()) == 20  # the first run looks every row up
+
+    p.requests.clear()
+    second = p.run()
+    assert (second["added"], second["changed"], second["removed"], second["sent"]) == (0, 0, 0, 0)
+    assert p.requests.requests == []  # a no-op run sends nothing, not even a lookup
+
+    p.sql("update main.customers set first_name = 'Renamed' where id = 1")
+    p.sql("update main.customers set tier = 'platinum' where id = 2")
+    p.sql("update main.customers set city = 'Paris', tier = 'bronze' where id = 3")
+    p.sql("delete from main.customers where id in (18, 19)")
+    p.requests.clear()
+    third = p.run()
+    assert (third["changed"], third["removed"], third["acknowledged"]) == (3, 2, 3)
+    assert by_email(p.v2_users()) == {"subscriber1@example.com": {"firstName": "Renamed"},
+                                      "subscriber3@example.com": {"location": {"city": "Paris"}}}
+    assert {b["user"]["email"]: b["properties"] for b in p.v1_bodies()} == {
+        "subscriber2@example.com": {"Tier": "platinum"}, "subscriber3@example.com": {"Tier": "bronze"}}
+    assert sorted(p.lookups()) == sorted(f"/v1/attributes/custom?email=subscriber{i}%40example.com" for i in (1, 2, 3))
+    assert p.subscriber("subscriber3@example.com")["attributes"]["location"] == {"city": "Paris"}
+    assert p.subscriber("subscriber3@example.com")["custom"] == {"Tier": "bronze"}
+    keys = p.snapshot_keys()
+    assert len(keys) == 18 and "subscriber19@example.com" not in keys
+    assert p.subscriber("subscriber19@example.com") is not None  # leaving the model deletes nothing
+
+    p.sql("insert into main.customers values (19, 'subscriber19@example.com', NULL, 'Back', 'X', 'gold', NULL)")
+    fourth = p.run()
+    assert (fourth["added"], fourth["acknowledged"]) == (1, 1)
+    assert p.stats()["created_users"] == 0
+
+
+def test_newly_mapped_custom_attribute_is_sent_for_the_whole_segment(attentive):
+    p = attentive
+    p.write(fields=("first_name: firstName", "city: city"))
+    assert p.run()["acknowledged"] == 20
+    p.write(fields=("first_name: firstName", "city: city", "tier: {field: Tier, custom: true}"))
+    p.requests.clear()
+    run = p.run()
+    assert (run["changed"], run["acknowledged"]) == (20, 20)
+    assert p.v2_users() == []  # standard fields did not change
+    assert sorted(b["user"]["email"] for b in p.v1_bodies()) == sorted(f"subscriber{i}@example.com" for i in range(20))
+    assert all(set(b["properties"]) == {"Tier"} for b in p.v1_bodies())
+    assert p.subscriber("subscriber7@example.com")["custom"] == {"Tier": "silver"}
+
+
+def test_unknown_subscribers_are_reported_not_found_and_never_created(make_attentive):
+    """The sandbox's v1 and v2 writes would create them: the lookups keep them from being written."""
+    for extra in ("", "    standard_fields_via: single\n", "    custom_attributes_via: v2\n"):
+        p = make_attentive(seeded=15)  # rows 15..19 name nobody
+        p.write(extra=extra, max_rejected_pct=10)
+        p.requests.clear()
+        result = p.sync()
+        [run] = result["runs"]
+        assert (run["acknowledged"], run["not_found"]) == (15, 5), extra
+        assert run["status"] == "warning" and result["exit_code"] == ExitCode.WARNINGS
+        assert "5 of 20 rows (25.0%) were rejected or not found" in run["warnings"][0]
+        stats = p.stats()
+        assert (stats["created_users"], stats["subscribers"], stats["unknown_user_writes"]) == (0, 15, 0)
+        rejections = p.rejections()
+        assert {k for k, (s, _) in rejections.items() if s == "not_found"} == {
+            f"subscriber{i}@example.com" for i in range(15, 20)}
+        assert "never creates" in rejections["subscriber17@example.com"][1]
+        assert all(u["identifiers"]["email"] not in rejections for u in p.v2_users())
+        assert all(b["user"]["email"] not in rejections for b in p.v1_bodies())
+        # looked up again next run (and still absent); once the subscriber exists, updated
+        assert p.run()["not_found"] == 5
+        p.thread.call(p.sandbox.add_subscriber, "subscriber17@example.com")
+        again = p.run()
+        assert (again["added"], again["acknowledged"], again["not_found"]) == (5, 1, 4)
+        assert p.subscriber("subscriber17@example.com")["attributes"]["firstName"] == "Name 17"
+        assert p.stats()["created_users"] == 0
+
+
+def test_empty_attribute_lists_are_confirmed_when_unknown_users_get_one_too(make_attentive):
+    """`unknown_attributes_lookup="empty"`: an unknown user's custom attributes are `[]`, like a known
+    user's without any. The client learns it from its probe and confirms `[]` answers through
+    GET /v1/subscriptions (404 for unknown subscribers)."""
+    p = make_attentive(seeded=15, unknown_attributes_lookup="empty")
+    p.thread.call(p.sandbox.add_subscriber, "vip@example.com", custom={"Tier": "gold"})
+    p.sql("insert into main.customers values (100, 'vip@example.com', NULL, 'Vip', 'X', 'gold', NULL)")
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"]) == (16, 5)
+    confirmations = [path for path in p.lookups() if path.startswith("/v1/subscriptions?")]
+    assert len(confirmations) == 20  # every empty answer; not the subscriber whose list was not empty
+    assert "/v1/subscriptions?email=vip%40example.com" not in confirmations
+    assert p.stats()["created_users"] == 0
+
+
+def test_existence_check_through_subscriptions_only(make_attentive):
+    p = make_attentive(seeded=15)
+    p.write(extra="    existence_check: subscriptions\n")
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"]) == (15, 5)
+    assert all(path.startswith("/v1/subscriptions?") for path in p.lookups()) and len(p.lookups()) == 20
+    assert p.stats()["requests_by_endpoint"].get("getCustomAttributes", 0) == 0
+
+
+def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(attentive):
+    p = attentive
+    p.sql("alter table main.customers add column birthday varchar")
+    p.sql("alter table main.customers add column lat double")
+    p.sql("update main.customers set birthday = '1990-01-' || lpad(cast(id + 1 as varchar), 2, '0'), lat = 40.5")
+    p.sql("update main.customers set phone = '+1 201 200 00' || lpad(cast(id as varchar), 2, '0')")
+    p.sql("update main.customers set phone = 'call me' where id = 1")
+    p.sql("update main.customers set phone = '12' where id = 2")
+    p.sql("update main.customers set birthday = '1990-02-31' where id = 3")
+    p.sql("update main.customers set birthday = 'yesterday' where id = 4")
+    p.sql("update main.customers set lat = 91 where id = 5")
+    p.write(fields=("first_name: firstName", "phone: phone", "birthday: dateOfBirth", "lat: latitude"),
+            extra="    phone_region: US\n")
+    run = p.run()
+    assert (run["rejected"], run["acknowledged"]) == (5, 15)
+    reasons = {k: r for k, (s, r) in p.rejections().items() if s == "rejected"}
+    assert "invalid phone number 'call me'" in reasons["subscriber1@example.com"]
+    assert "invalid phone number '12'" in reasons["subscriber2@example.com"]
+    assert "'1990-02-31' to a date (YYYY-MM-DD)" in reasons["subscriber3@example.com"]
+    assert "'yesterday' to a date" in reasons["subscriber4@example.com"]
+    assert "'91.0' is not a latitude between -90 and 90" in reasons["subscriber5@example.com"]
+    good = p.subscriber("subscriber6@example.com")
+    assert good["attributes"]["demographic"] == {"dateOfBirth": "1990-01-07"}
+    assert good["attributes"]["location"] == {"latitude": "40.5"}
+    assert good["phone"] == "+12012000006"  # the E.164 form of the number it already had
+    assert p.stats()["created_users"] == 0
+
+
+def test_per_row_400s_become_rejections_with_attentives_message(make_attentive):
+    """Values our checks let through but this company refuses: the row alone is rejected."""
+    for bulk_validation in ("request", "record"):
+        p = make_attentive(bulk_validation=bulk_validation)
+        p.thread.call(p.sandbox.define_property, "Tier", ["gold", "silver"])
+        p.sql("alter table main.customers add column region varchar")
+        p.sql("update main.customers set region = 'US-NY'")
+        p.sql("update main.customers set region = 'ZZ-1' where id = 6")  # the right shape, no such country
+        p.sql("update main.customers set tier = 'diamond' where id = 9")  # not a value defined in the UI
+        p.write(fields=("first_name: firstName", "region: region", "tier: {field: Tier, custom: true}"))
+        run = p.run()
+        assert (run["rejected"], run["acknowledged"], run["failed"]) == (2, 18, 0), bulk_validation
+        reasons = p.rejections()
+        assert reasons["subscriber6@example.com"][0] == "rejected"
+        assert "ISO-3166-2" in reasons["subscriber6@example.com"][1]
+        assert reasons["subscriber9@example.com"] == (
+            "rejected", "Attentive HTTP 400: properties.Tier: the value is not one of the values defined for this "
+                        "property")
+        assert "subscriber6@example.com" not in p.snapshot_keys()
+        assert p.subscriber("subscriber5@example.com")["attributes"]["location"]["region"] == "US-NY"
+
+
+def test_throttling_server_errors_and_resets_are_retried_until_delivered(attentive):
+    p = attentive
+    p.thread.script("getCustomAttributes", throttle(None), throttle(None), error(503), reset())
+    p.thread.script("postCustomAttributes", throttle(None), error(502), reset_after_apply())
+    p.thread.script("postBulkUserAttributes", error(503), throttle(None))
+    p.thread.script("getBulkJobStatus", error(500), reset())
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"], run["throttled"]) == ("success", 20, 0, 4)
+    stats = p.stats()
+    assert stats["responses_429"] == 4 and stats["created_users"] == 0
+    assert all(p.subscriber(f"subscriber{i}@example.com")["custom"] == {"Tier": "gold" if i % 2 == 0 else "silver"}
+               for i in range(20))
+    assert len(p.snapshot_keys()) == 20
+
+
+def test_bursts_of_429s_and_random_server_errors(make_attentive):
+    p = make_attentive(seeded=200)
+    p.seed(200)
+    p.thread.script("getCustomAttributes", *[throttle(None)] * 4)
+    p.thread.script("postCustomAttributes", *[throttle(None)] * 3)
+    p.thread.set_faults(error_rate=0.1, reset_rate=0.03, reset_after_apply_rate=0.03, seed=11)
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"], run["not_found"]) == ("success", 200, 0, 0)
+    assert run["throttled"] >= 7  # the scripted ones (the sandbox's own limiter may add one after a pause)
+    stats = p.stats()
+    assert stats["faults"]["error"] > 20 and stats["created_users"] == 0
+    assert all(p.subscriber(f"subscriber{i}@example.com")["attributes"]["firstName"] == f"Name {i}"
+               for i in range(200))
+    assert len(p.snapshot_keys()) == 200
+
+
+def test_a_failed_bulk_job_is_submitted_again(attentive):
+    p = attentive
+    p.thread.call(p.sandbox.script_job_failure, 1)
+    run = p.run()
+    assert (run["status"], run["acknowledged"]) == ("success", 20)
+    assert p.stats()["jobs"] == {"FAILED": 1, "COMPLETED": 1}
+    assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Name 3"
+
+
+def test_jobs_that_do_not_finish_in_time_leave_their_rows_pending(attentive, monkeypatch):
+    p = attentive
+    p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 30.0)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.5")
+    result = p.sync()
+    [run] = result["runs"]
+    assert (run["status"], run["pending"], run["acknowledged"]) == ("failed", 20, 0)
+    assert "did not arrive in time" in run["error"] and result["exit_code"] == ExitCode.RUN_FAILED
+    assert p.snapshot_keys() == set()  # nothing committed before Attentive said so
+    p.thread.call(p.sandbox.finish_jobs)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "60")
+    p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 0.05)
+    assert p.run()["acknowledged"] == 20  # sent again (idempotent), acknowledged this time
+
+
+def test_wrong_key_and_missing_scopes_stop_the_run_naming_the_scopes(make_attentive, monkeypatch):
+    p = make_attentive(api_keys={ATTENTIVE_KEY: ["attributes:write"]})
+    result = p.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed"
+    assert "denied access (HTTP 403 on bulk_user_attributes" in run["error"]
+    assert "attributes:write and subscriptions:write" in run["error"]
+    assert p.stats()["created_users"] == 0
+
+    wrong = "attn-wrong-key-0a1b2c3d"
+    monkeypatch.setenv("ATTENTIVE_TEST_KEY", wrong)
+    result = p.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and "refused the API key (HTTP 401 on me" in run["error"]
+    state = repr(p.sql("select * from dinsync.runs")) + repr(p.sql("select * from dinsync.rejections"))
+    text = json.dumps(result) + state
+    assert wrong not in text and ATTENTIVE_KEY not in text
+
+
+def test_upsert_is_a_configuration_error_saying_why(attentive):
+    p = attentive
+    p.write(mode="upsert")
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    [issue] = json.loads(result.stdout)["issues"]
+    assert issue["file"] == "syncs/attentive_users.yml" and issue["line"] == 4
+    assert "does not support mode 'upsert'" in issue["message"] and "never creates" in issue["message"]
+    assert p.stats()["requests"] == 0
+
+
+def test_unknown_fields_point_at_custom_attributes(attentive):
+    p = attentive
+    p.write(fields=("first_name: firstName", "tier: loyaltyTier"))
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    [issue] = json.loads(result.stdout)["issues"]
+    assert "has no field 'loyaltyTier'" in issue["message"] and "custom: true" in issue["hint"]
+
+
+def test_the_matching_field_cannot_be_mapped_again(attentive):
+    p = attentive
+    p.write(fields=("first_name: firstName", "email: email"))
+    result = p.cli("sync")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "is the matching field" in result.stdout
+    assert p.stats()["requests"] == 0
+
+
+def test_validate_checks_the_mapping_before_any_run(attentive):
+    p = attentive
+    long_name = "x" * 201
+    p.write(fields=("first_name: firstName", "email: email", f"tier: {{field: {long_name}, custom: true}}"))
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issues = {i["line"]: i["message"] for i in json.loads(result.stdout)["issues"]}
+    assert "is the matching field" in issues[8]
+    assert "201 characters; Attentive allows 200" in issues[9]
+    assert p.stats()["requests"] == 0  # the mapping checks need no request
+
+
+def test_trusting_the_snapshot_skips_lookups_of_known_rows(attentive):
+    p = attentive
+    p.write(extra="    lookup: new_rows\n")
+    p.run()
+    p.sql("update main.customers set first_name = 'Changed'")
+    p.requests.clear()
+    run = p.run()
+    assert (run["changed"], run["acknowledged"]) == (20, 20) and p.lookups() == []
+
+
+def _diff_normalises_phone_keys() -> bool:
+    try:
+        from dinsync.diff.keys import KEY_NORMALIZATIONS  # the diff branch
+    except ImportError:
+        from dinsync.diff.render import KEY_NORMALIZATIONS
+    return "phone" in KEY_NORMALIZATIONS
+
+
+@pytest.mark.skipif(not _diff_normalises_phone_keys(),
+                    reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
+def test_match_on_phone_end_to_end(make_attentive):
+    p = make_attentive(seeded=15)
+    p.sql("update main.customers set phone = '(201) 200-' || lpad(cast(id as varchar), 4, '0')")  # national form
+    p.sql("update main.customers set phone = '12' where id = 3")  # digits, but no valid number
+    p.write(match_column="phone", match_field="phone", extra="    phone_region: US\n")
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"], run["rejected"]) == (14, 5, 1)
+    assert all(path.startswith("/v1/attributes/custom?phone=%2B1201200") for path in p.lookups())
+    assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000004")["attributes"]["firstName"] == "Name 4"
+    assert {b["user"]["phone"] for b in p.v1_bodies()} >= {"+12012000004"}
+    [(status, reason)] = [v for v in p.rejections().values() if v[0] == "rejected"]
+    assert "is not a valid phone number (default region US)" in reason
+    assert p.stats()["created_users"] == 0
+    # another spelling of the same numbers is the same key: nothing to send
+    p.sql("update main.customers set phone = '+1 201 200 ' || lpad(cast(id as varchar), 4, '0') where id != 3")
+    assert p.run()["changed"] == 0
