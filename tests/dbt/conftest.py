@@ -33,7 +33,7 @@ sys.exit(0 if result.success else 1)
 
 def run_dbt(command: str, project_dir: Path) -> None:
     """Run `dbt <command>` (build, parse) in `project_dir`, which writes its warehouse.duckdb."""
-    env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false", DBT_NO_PRINT="false",
+    env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false",
                DINSYNC_DBT_WAREHOUSE=str(project_dir / "warehouse.duckdb"))
     env.pop("DBT_TARGET_PATH", None)
     done = subprocess.run([sys.executable, "-c", DBT_SCRIPT, command], cwd=project_dir, env=env,
