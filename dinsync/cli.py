@@ -130,59 +130,15 @@ def in_project() -> Iterator[Path]:
         os.chdir(previous)
 
 
-def load(check_models: bool = True):
-    """Load and fully validate the project; open its warehouse. Raises ConfigError with every issue,
-    model columns included (checked in the same pass whenever the warehouse can be opened)."""
-    from .config import check_columns, load_project, load_warehouse_config
-
-    def columns_of(wh):
-        return lambda model: [c for c, _ in wh.columns(model.sql)]
-
-    try:
-        project = load_project(Path("."))
-    except ConfigError:
-        if not check_models:
-            raise
-        # The rest of the project is broken; its warehouse section alone may still be valid:
-        # check the model columns too, so that one pass reports everything. Never create a
-        # warehouse for that.
-        cfg = load_warehouse_config(Path("."))
-        wh = connect_warehouse(cfg, Path(".").resolve(), create=False) if cfg is not None else None
-        if wh is None:
-            raise
-        try:
-            load_project(Path("."), columns_of=columns_of(wh))
-        finally:
-            wh.close()
-        raise
-    wh = connect_warehouse(project.warehouse, project.root)
-    if check_models:
-        issues = check_columns(project, columns_of(wh))
-        if issues:
-            wh.close()
-            raise ConfigError(issues)
-    return project, wh
-
-
-def connect_warehouse(cfg, root: Path, create: bool = True):
-    """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root).
-    `create=False`: None instead of creating a warehouse file that does not exist yet."""
-    from .warehouses import connect
-
-    options = cfg.model_dump(exclude={"type"})
-    if hasattr(cfg, "resolved_path"):
-        options["path"] = cfg.resolved_path(root)
-        if not create and options["path"] != ":memory:" and not Path(options["path"]).exists():
-            return None
-    return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
+# load() and connect_warehouse() live in dinsync.operations (shared with the Python API)
+from .operations import connect_warehouse, load  # noqa: E402
 
 
 def choose(project, names, select, exclude, *, include_disabled: bool = False) -> list[str]:
     """The syncs a command acts on (rules in `dinsync.selection`); prints its notes."""
-    from .selection import select_syncs
+    from .operations import select as select_syncs
 
-    chosen = select_syncs(project.syncs, [*(names or ()), *(select or ())], exclude,
-                          include_disabled=include_disabled)
+    chosen = select_syncs(project, names, select, exclude, include_disabled=include_disabled)
     for text in chosen.notes:
         note(text)
     return chosen.names
@@ -247,23 +203,13 @@ def plan(names: Optional[list[str]] = NamesArg,
     """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
     use_options(project_dir, json_output)
     with handled(), in_project():
-        from dataclasses import asdict
-
-        from .engine import SyncRun
+        from .operations import plan_sync
 
         project, wh = load()
         report = []
         try:
             for name in choose(project, names, select, exclude):
-                run = SyncRun(project, name, wh, full_refresh=full_refresh)
-                stats = run.plan()
-                report.append({
-                    "sync": name, **asdict(stats),
-                    "field_changes": run.planner.field_change_counts(),
-                    "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
-                    if stats.duplicate_keys else [],
-                    "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
-                })
+                report.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
         finally:
             wh.close()
         if state.json:
@@ -300,24 +246,19 @@ def sync(names: Optional[list[str]] = NamesArg,
                     markup=False, highlight=False)
 
     with handled(), in_project(), stop_on_signals(stop, on_signal):
+        from .operations import run_syncs
         from .report import worst_exit_code
 
         project, wh = load()
-        runs, codes = [], []
         try:
-            operator = make_operator(project, wh)
-            for name in choose(project, names, select, exclude):
-                if stop.requested:
-                    break
-                run, code = operated_run(operator, project, wh, name, full_refresh, retry_rejected=retry_rejected,
-                                         stop=stop, force=force)
-                runs.append(run)
-                codes.append(code)
-                if not state.json:
-                    print_run(run)
+            results = run_syncs(project, wh, choose(project, names, select, exclude), full_refresh=full_refresh,
+                                retry_rejected=retry_rejected, stop=stop, progress_for=progress_for,
+                                on_exception=debug_traceback, on_run=print_run_and_issues,
+                                operator=make_operator(project, wh), force=force, log=note)
         finally:
             wh.close()
-        exit_code = worst_exit_code(codes)
+        runs = [run for run, _ in results]
+        exit_code = worst_exit_code(code for _, code in results)
         if state.json:
             emit({"runs": runs, "exit_code": exit_code})
     raise typer.Exit(exit_code)
@@ -325,64 +266,27 @@ def sync(names: Optional[list[str]] = NamesArg,
 
 def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False,
              stop=None, errors: list | None = None) -> tuple[dict, int]:
-    """Run one sync; its run object and exit code. A failure is reported, not raised: the other
-    selected syncs still run (`errors`, when given, receives the exception)."""
-    from .engine import SyncRun
-    from .report import failed_run, run_from_summary, utcnow
+    """Run one sync; its run object and exit code (see `dinsync.operations.run_sync`)."""
+    from .operations import run_sync as run_one
 
-    started = utcnow()
-    engine = None
-    try:
-        with progress_for(name) as progress:
-            engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
-                             progress=progress, stop=stop)
-            summary = engine.run()
-    except DinsyncError as exc:
-        if errors is not None:
-            errors.append(exc)
-        if debug() and exc.__cause__ is not None:
-            print_traceback(exc)
-        summary = getattr(engine, "summary", None)
-        if summary is None:
-            run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
-        else:
-            run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
-                                   full_refresh=full_refresh, started_at=started, hint=exc.hint)
-            run["error"] = run["error"] or redaction.redact(exc.message)
-        if isinstance(exc, ConfigError):
-            run["issues"] = [issue.as_dict() for issue in exc.issues]
-            if not state.json:
-                for issue in exc.issues:
-                    err().print("  " + issue.format(), markup=False, highlight=False)
-        return run, exc.exit_code
-    except Exception as exc:  # a bug: this sync fails, the others still run
-        if errors is not None:
-            errors.append(exc)
-        if debug():
-            print_traceback(exc)
-        message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
-        return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
-                          full_refresh=full_refresh), ExitCode.RUN_FAILED
-    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
-                           started_at=started)
-    if summary.status == "cancelled":
-        return run, stop.exit_code
-    if summary.status == "failed":
-        return run, ExitCode.RUN_FAILED
-    if summary.status == "warning" and project.syncs[name].thresholds.fail_on_warning:
-        return run, ExitCode.WARNINGS
-    return run, ExitCode.OK
+    run, code, _ = run_one(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop,
+                           progress_for=progress_for, on_exception=debug_traceback, errors=errors)
+    return run, code
 
 
-def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
-    """The run log's row of `run_id` (None when the run was never recorded)."""
-    from .state import StateStore
+def debug_traceback(exc: BaseException) -> None:
+    """With DINSYNC_DEBUG=1, the (redacted) traceback behind a failed run."""
+    if debug():
+        print_traceback(exc)
 
-    try:
-        rows = StateStore(wh, project.state_schema).last_runs(sync=name, limit=1)
-    except Exception:  # the warehouse failed: the run object is built without its row
-        return None
-    return rows[0] if rows and rows[0].get("run_id") == run_id else None
+
+def print_run_and_issues(run: dict) -> None:
+    """A finished run on the terminal (nothing with --json: the document holds it)."""
+    if state.json:
+        return
+    for issue in run.get("issues") or ():
+        err().print("  " + ConfigIssue(**issue).format(), markup=False, highlight=False)
+    print_run(run)
 
 
 @contextlib.contextmanager
@@ -440,41 +344,10 @@ def make_notifier(project):
 
 
 def make_operator(project, wh):
-    """The project's operating state (dinsync.ops.operate), or None when the state tables cannot be
-    read: the runs then go ahead unguarded and report the warehouse's error themselves."""
-    from .ops.operate import Operator
+    """The project's operating state (see `dinsync.operations.make_operator`), notes on stderr."""
+    from .operations import make_operator as make
 
-    try:
-        return Operator(project, wh, make_notifier(project), log=note)
-    except Exception as exc:
-        note(redaction.redact(f"could not read the syncs' operating state: {type(exc).__name__}: {exc}"))
-        return None
-
-
-def operated_run(operator, project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False, stop=None,
-                 force: bool = False) -> tuple[dict, int]:
-    """`run_sync` behind the pause guard, followed by the sync's state change (pause, notification)."""
-    from .report import failed_run, utcnow
-
-    if operator is not None:
-        try:
-            refusal = operator.guard(name, force=force)
-        except Exception as exc:  # the state table failed: the run reports the warehouse's error itself
-            note(redaction.redact(f"could not read the state of sync {name}: {type(exc).__name__}: {exc}"))
-            refusal = None
-        if refusal is not None:
-            run = failed_run(name, refusal.message, refusal.hint, started_at=utcnow(), full_refresh=full_refresh)
-            run["status"] = "paused"
-            run["issues"] = [issue.as_dict() for issue in refusal.issues]
-            if not state.json:
-                for issue in refusal.issues:
-                    err().print("  " + issue.format(), markup=False, highlight=False)
-            return run, refusal.exit_code
-    errors: list = []
-    run, code = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop, errors=errors)
-    if operator is not None and operator.after_run(name, run, code, errors[0] if errors else None) == "paused":
-        note(f"sync {name} is now paused; it resumes by itself once its checks pass (`dinsync status` says why)")
-    return run, code
+    return make(project, wh, log=note)
 
 
 def recheck_paused(project, wh) -> list[dict]:
@@ -672,6 +545,38 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
             emit({"rejections": rows})
         else:
             print_rejections(rows)
+
+
+# --- dinsync check (issue 16: primary keys) -----------------------------------------------------
+
+@app.command()
+def check(names: Optional[list[str]] = NamesArg,
+          select: Optional[list[str]] = SelectOpt,
+          exclude: Optional[list[str]] = ExcludeOpt,
+          samples: int = typer.Option(5, min=0, help="Most duplicated keys shown per key (0: none)."),
+          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
+    """Count NULL and duplicated keys of each model of the selected syncs, in the warehouse.
+
+    Per model (once, whatever the number of its syncs): its matching keys and its declared primary
+    key. Over a sync's max_duplicate_pct the model is blocked (exit 1: `dinsync sync` would not run
+    those syncs); under it, a warning (exit 4 with fail_on_warning)."""
+    use_options(project_dir, json_output)
+    with handled(), in_project():
+        from dataclasses import asdict
+
+        from .checks import check_models
+
+        project, wh = load()
+        try:
+            report = check_models(project, wh, choose(project, names, select, exclude), samples=samples,
+                                  redact=redaction.redact)
+        finally:
+            wh.close()
+        if state.json:
+            emit({"models": [asdict(m) for m in report.models], "exit_code": report.exit_code})
+        else:
+            terminal.print_check(report.models)
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()

@@ -204,3 +204,27 @@ def print_runs(runs: list[dict]) -> None:
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
             f"{r['seconds'] or 0:.2f}", escape(_cut(note_text, 100)))
     out().print(table)
+
+
+def print_check(models) -> None:
+    """`dinsync check`: one line per model, one per key, then the messages (ModelCheck objects)."""
+    colours = {"ok": "green", "warning": "yellow", "blocked": "red"}
+    if not models:
+        out().print("no model to check")
+        return
+    for m in models:
+        dbt = f" (dbt: {', '.join(m.dbt_models)})" if m.dbt_models else ""
+        out().print(f"[bold]{escape(m.model)}[/]{escape(dbt)}: [{colours[m.status]}]{m.status}[/], {m.rows:,} rows; "
+                    f"syncs: {escape(', '.join(m.syncs))}", highlight=False)
+        for k in m.keys:
+            role = "primary key" if k.primary_key else ""
+            if k.syncs:
+                role = (role + ", " if role else "") + "matched by " + ", ".join(k.syncs)
+            limit = f" (limit {k.limit_pct:g}%)" if k.limit_pct is not None else ""
+            out().print(f"  {escape(k.column)} {escape('(' + role + ')')}: {k.null_keys:,} NULL, {k.duplicate_keys:,} duplicated keys on "
+                        f"{k.duplicate_rows:,} rows = {k.duplicate_pct:.1f}%{limit} "
+                        f"[{colours[k.status]}]{k.status}[/]", highlight=False, markup=True)
+            for sample in k.sample:
+                out().print(f"    {sample['key']!r}: {sample['rows']} rows", markup=False, highlight=False)
+        for message in m.messages:
+            out().print(f"  [{colours[m.status]}]{m.status}:[/] " + escape(message), highlight=False)

@@ -20,6 +20,7 @@ from .. import redaction
 from ..destinations import registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
+from .dbt import DbtProject, DbtSettings, resolve_model
 from .models import (
     CHANNEL_SECRET_KEYS,
     CHANNEL_TYPES,
@@ -68,13 +69,17 @@ class _ColumnUse:
 class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
-    def __init__(self, root: Path, env: Mapping[str, str]):
+    def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True):
         self.root = root
         self.env = env
+        self.dbt_strict = dbt_strict
+        self.dbt = DbtProject(root, None, None, env)  # settings from dinsync.yml once it is read
+        self.dbt_issues: list[ConfigIssue] = []  # dbt problems, kept apart (see dbt_strict)
         self.issues: list[ConfigIssue] = []
         self.secrets: list[str] = []
         self.project_data: dict[str, Any] | None = None
         self.notifications: list = []
+        self.project_doc: YamlDoc | None = None
         self.warehouse: Any = None
         self.destinations: dict[str, DestinationConfig] = {}
         self.destination_types: dict[str, type[Destination] | None] | None = None  # None: unknown
@@ -98,12 +103,14 @@ class _Loader:
         if doc is None:
             return
         data = doc.data
+        self.project_doc = doc
         try:
             ProjectFile.model_validate(data)
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, (), ProjectFile)
         self.load_notifications(doc, data.get("notifications"))
         self.project_data = data
+        self._load_dbt_settings(doc, data.get("dbt"))
         if isinstance(data.get("warehouse"), dict):
             self.load_warehouse(doc, data["warehouse"])
         destinations = data.get("destinations", {})
@@ -145,6 +152,14 @@ class _Loader:
                 continue
             if not secret_issue:
                 self.notifications.append(validated)
+    def _load_dbt_settings(self, doc: YamlDoc, raw: Any) -> None:
+        settings = None
+        if isinstance(raw, dict):
+            try:
+                settings = DbtSettings.model_validate(raw)
+            except ValidationError:
+                pass  # reported by the ProjectFile check
+        self.dbt = DbtProject(self.root, settings, doc.line(("dbt",)) if raw is not None else None, self.env)
 
     def load_warehouse(self, doc: YamlDoc, raw: dict) -> None:
         kind = raw.get("type")
@@ -270,10 +285,22 @@ class _Loader:
                 issues.append(ConfigIssue(f"unknown header key {key!r}", file, number,
                                           choice_hint(key, HEADER_KEYS, "header keys")))
 
+        resolved, dbt_issues, dbt_ok = resolve_model(self.dbt, text, file)
+        self.dbt_issues += dbt_issues
+        if self.dbt_strict:
+            issues += dbt_issues
+        if resolved is not None:
+            text = resolved.sql
         primary_key, model_type = None, "custom"
-        if "primary_key" not in header:
-            issues.append(ConfigIssue("missing primary key header", file, 1,
-                                      "start the file with `-- primary_key: <column>`"))
+        if "primary_key" not in header and resolved is not None and resolved.primary_key:
+            primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)
+        elif "primary_key" not in header and not dbt_ok and not self.dbt_strict:
+            primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
+        elif "primary_key" not in header:
+            hint = "start the file with `-- primary_key: <column>`"
+            if resolved is not None:
+                hint += " (or give the dbt model `unique` and `not_null` tests on one column)"
+            issues.append(ConfigIssue("missing primary key header", file, 1, hint))
         else:
             value, number = header["primary_key"]
             primary_key = value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else value
@@ -290,10 +317,13 @@ class _Loader:
 
         sql, sql_line = self._model_sql(text, file, issues)
         self.issues += issues
-        if issues:
+        if issues or (not dbt_ok and self.dbt_strict):
             return None
-        model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type)
-        model._lines.update({"sql": sql_line or body_line, "primary_key": header["primary_key"][1]})
+        model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type,
+                      dbt_models=tuple(resolved.dbt_models) if resolved else (),
+                      tags=tuple(resolved.tags) if resolved else ())
+        model._lines.update({"sql": sql_line or body_line,
+                             "primary_key": header["primary_key"][1] if "primary_key" in header else 1})
         if "model_type" in header:
             model._lines["model_type"] = header["model_type"][1]
         return model
@@ -328,6 +358,22 @@ class _Loader:
         first = statements[0]
         start = text.rfind("\n", 0, first[0].start) + 1  # keep comments on the statement's first line
         return text[start:first[-1].end + 1].strip(), first[0].line
+
+    def check_dbt_adapter(self) -> None:
+        """The relations in the manifest are only readable from a warehouse of dbt's type."""
+        manifest = self.dbt.loaded_manifest
+        kind = getattr(self.warehouse, "type", None)
+        if manifest is None or not manifest.adapter_type or kind is None or manifest.adapter_type == kind:
+            return
+        issue = ConfigIssue(f"the dbt project builds into {manifest.adapter_type} (manifest adapter_type) but "
+                            f"the warehouse is {kind}", PROJECT_FILE, self.project_data_line("warehouse"),
+                            "dinsync must read the warehouse dbt builds into: point warehouse at dbt's target")
+        self.dbt_issues.append(issue)
+        if self.dbt_strict:
+            self.issues.append(issue)
+
+    def project_data_line(self, key: str) -> int | None:
+        return self.project_doc.line((key,)) if self.project_doc is not None else None
 
     # --- syncs ---------------------------------------------------------------------------
     def load_syncs(self) -> None:
@@ -366,9 +412,9 @@ class _Loader:
         sync = SyncConfig(name=name, path=path, model=raw.model, destination=raw.destination,
                           service=raw.service, mode=raw.mode, match_column=raw.match.column,
                           match_field=raw.match.field, fields=fields, schedule=raw.schedule,
-                          thresholds=raw.thresholds, enabled=raw.enabled)
+                          thresholds=raw.thresholds, enabled=raw.enabled, tags=tuple(raw.tags))
         for key in ("model", "destination", "service", "mode", "match", "match.column", "match.field",
-                    "fields", "schedule", "thresholds", "enabled"):
+                    "fields", "schedule", "thresholds", "enabled", "tags"):
             sync._lines[key] = doc.line(tuple(key.split(".")))
         self.syncs[name] = sync
 
@@ -538,7 +584,7 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
-                 columns_of: ColumnsOf | None = None) -> Project:
+                 columns_of: ColumnsOf | None = None, dbt_strict: bool = True) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
@@ -546,14 +592,17 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     is called once for every model that parsed, even when other files have issues, and the match
     column, mapped columns and primary key of each sync / model must then be among them (see
     `check_columns`). Those issues are reported together with all the others.
+    `dbt_strict=False` (commands that only read the run log): a model whose dbt refs cannot be
+    resolved (no manifest, a stale one...) is loaded with its SQL as written, not reported.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
                                        "pass the folder that holds dinsync.yml")])
-    loader = _Loader(root, environ() if env is None else env)
+    loader = _Loader(root, environ() if env is None else env, dbt_strict)
     loader.load_project_file()
     loader.load_models()
+    loader.check_dbt_adapter()
     loader.load_syncs()
     if columns_of is not None:
         loader.check_columns(columns_of)
@@ -563,7 +612,8 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     data = loader.project_data
     project = Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
                       state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
-                      models=loader.models, syncs=loader.syncs, notifications=loader.notifications)
+                      models=loader.models, syncs=loader.syncs, notifications=loader.notifications,
+                      dbt=loader.dbt.settings)
     _register_secrets(project)
     return project
 
@@ -626,7 +676,7 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      model.line("sql"), "run the model's SQL in the warehouse to debug it"))
+                                      model.line("sql"), _failed_hint(model)))
             continue
         if model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
@@ -643,6 +693,13 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, _column_hint(column, available)))
     return issues
+
+
+def _failed_hint(model: Model) -> str:
+    if model.dbt_models:  # e.g. `dbt parse` wrote the manifest but nothing was built yet
+        return (f"run `dbt build` (dbt models {', '.join(model.dbt_models)}); dinsync reads the relations in the "
+                "warehouse of dinsync.yml, which must be dbt's target")
+    return "run the model's SQL in the warehouse to debug it"
 
 
 def _column_hint(column: str, available: list[str]) -> str:

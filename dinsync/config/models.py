@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ..destinations.base import Destination, SyncSpec
+from .dbt import DbtSettings
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -236,13 +237,17 @@ class DestinationConfig(DestinationOptions):
 # --- models ----------------------------------------------------------------------------------
 
 class Model(_Located):
-    """models/<name>.sql: one SELECT (header comments removed, no trailing semicolon)."""
+    """models/<name>.sql: one SELECT (header comments removed, no trailing semicolon). A model
+    reading dbt models (`{{ ref('name') }}`) holds its SQL with the relations dbt built, the names
+    of those dbt models and their tags."""
 
     name: str
     path: Path
     sql: str
     primary_key: str
     model_type: ModelType = "custom"
+    dbt_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 # --- syncs -----------------------------------------------------------------------------------
@@ -368,6 +373,13 @@ class Schedule(_Config):
                  (seconds % 60, "s")]
         return "every " + "".join(f"{n}{u}" for n, u in parts if n)
 
+def _tag_list(value: Any) -> Any:
+    """`tags: daily` or `tags: [daily, crm]`."""
+    return [value] if isinstance(value, str) else value
+
+
+Tag = Annotated[str, Field(min_length=1, pattern=r"^[^\s,:]+$")]
+
 
 class SyncFile(_Config):
     """The schema of a syncs/<name>.yml file (turned into a SyncConfig by the loader)."""
@@ -381,6 +393,12 @@ class SyncFile(_Config):
     schedule: Schedule | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     enabled: bool = True
+    tags: list[Tag] = Field(default_factory=list)  # for `--select tag:NAME`
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        return _tag_list(value)
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -403,6 +421,7 @@ class SyncConfig(_Located):
     schedule: Schedule | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     enabled: bool = True
+    tags: tuple[str, ...] = ()
 
     def spec(self) -> SyncSpec:
         """What the destination needs to know of this sync."""
@@ -465,6 +484,7 @@ class ProjectFile(_Config):
     state_schema: str = "dinsync"
     destinations: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     notifications: list[dict[str, Any]] = Field(default_factory=list)  # validated per type (CHANNEL_TYPES)
+    dbt: DbtSettings | None = None  # where the dbt project is (models may read `{{ ref('name') }}`)
 
     @field_validator("state_schema")
     @classmethod
@@ -485,6 +505,7 @@ class Project(_Config):
     models: dict[str, Model]
     syncs: dict[str, SyncConfig]
     notifications: list[NotificationChannel] = Field(default_factory=list)
+    dbt: DbtSettings | None = None
 
     def relative(self, path: Path) -> str:
         """`path` as shown in messages: relative to the project folder, with / separators."""

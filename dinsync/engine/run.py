@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .. import __version__, redaction
 from ..destinations.base import Preflight, TransportOptions
+from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
 from ..state import StateStore
@@ -26,6 +27,19 @@ from .stop import StopToken
 from .thresholds import sync_warnings
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+# how the diff reads a matching key of each kind the destinations declare (KeySpec.kind)
+KEY_NORMALIZATION = {"email": "email", "phone": "phone", "string": "none"}
+
+
+def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
+    """(model, matching column, key normalization, phone region) of a sync: the key its plan counts
+    duplicates of. Syncs with the same key see the same figures."""
+    cfg = project.syncs[sync_name]
+    dest_cfg = project.destinations[cfg.destination]
+    kind = dest_cfg.destination_class.services[cfg.service].key_fields[cfg.match_field].kind
+    region = dest_cfg.make_destination().default_region() if kind == "phone" else None
+    return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
 class SyncRun:
@@ -51,6 +65,7 @@ class SyncRun:
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
+        self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -75,7 +90,7 @@ class SyncRun:
 
     def _key_normalization(self) -> str:
         """The diff normalises keys the way the mapping does: declared by the destination."""
-        return {"email": "email", "phone": "phone", "string": "none"}[self.key_spec.kind]
+        return KEY_NORMALIZATION[self.key_spec.kind]
 
     # --- planning ----------------------------------------------------------------------
     def plan(self) -> PlanStats:
@@ -131,17 +146,15 @@ class SyncRun:
         s.segment_rows = stats.segment_rows
         s.parked = self.planner.parked_count()
         th = self.cfg.thresholds
+        figures = self.key_figures = KeyFigures.from_plan(
+            self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
+            self.planner.duplicates_sample(5) if stats.duplicate_keys else [])
         if stats.segment_rows and stats.duplicate_rows:
-            share = 100.0 * stats.duplicate_rows / stats.segment_rows
-            sample = ", ".join(repr(k)[:60] for k, _ in self.planner.duplicates_sample(5))
-            text = (f"{stats.duplicate_rows} rows ({share:.1f}%) share {stats.duplicate_keys} duplicated matching "
-                    f"keys and were withheld (e.g. {sample})")
-            if share > th.max_duplicate_pct:
-                raise DuplicateKeysError(
-                    self.redact(text) + f"; over the {th.max_duplicate_pct}% limit, nothing was sent",
-                    hint="make the model's matching column unique",
-                )
-            s.warnings.append(self.redact(text))
+            if figures.duplicate_pct > th.max_duplicate_pct:  # the model is blocked (see dinsync check)
+                raise DuplicateKeysError(blocked_message(figures, th.max_duplicate_pct, self.cfg.name, self.redact),
+                                         hint=blocked_hint(figures))
+            s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
+                              f"(under the {th.max_duplicate_pct:g}% limit)")
         if stats.null_keys:
             self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
         if s.parked and not self.retry_rejected:

@@ -42,3 +42,58 @@ def test_every_item_must_select_something():
     messages = [(i.message, i.hint) for i in exc.value.issues]
     assert messages[0][0] == "no sync named 'iterable_user'" and "did you mean 'iterable_users'?" in messages[0][1]
     assert messages[1][0] == "--select zz* matches no sync"
+
+
+# --- dbt-style methods: tag:, model: -------------------------------------------------------------
+
+def ns(**kw):
+    return SimpleNamespace(**{"enabled": True, "tags": (), **kw})
+
+
+TAGGED = {"iterable_active": ns(model="active"), "attio_active": ns(model="active", tags=("crm",)),
+          "iterable_churned": ns(model="churned", tags=("crm", "weekly_crm")),
+          "iterable_plain": ns(model="plain"), "iterable_old": ns(model="active", enabled=False)}
+MODELS = {"active": SimpleNamespace(tags=("daily",), dbt_models=("active_customers",)),
+          "churned": SimpleNamespace(tags=("weekly",), dbt_models=("churned_customers",)),
+          "plain": SimpleNamespace(tags=(), dbt_models=())}
+
+
+def pick(select=None, exclude=None, **kw):
+    return select_syncs(TAGGED, select, exclude, models=MODELS, **kw)
+
+
+def test_tag_selects_sync_tags_and_the_dbt_models_tags():
+    assert pick(["tag:daily"]).names == ["attio_active", "iterable_active"]  # from the dbt model; not the disabled one
+    assert pick(["tag:crm"]).names == ["attio_active", "iterable_churned"]  # from the sync files
+    assert pick(["tag:*crm"]).names == ["attio_active", "iterable_churned"]  # globs
+    assert pick(["tag:daily"], include_disabled=True).names == ["attio_active", "iterable_active", "iterable_old"]
+    assert pick(["tag:weekly,iterable_plain"]).names == ["iterable_churned", "iterable_plain"]  # a union
+
+
+def test_model_selects_by_dinsync_or_dbt_model_name():
+    assert pick(["model:active"]).names == ["attio_active", "iterable_active"]
+    assert pick(["model:churned_customers"]).names == ["iterable_churned"]
+    assert pick(["model:*_customers"]).names == ["attio_active", "iterable_active", "iterable_churned"]
+
+
+def test_exclude_takes_the_same_forms():
+    assert pick(None, ["tag:daily"]).names == ["iterable_churned", "iterable_plain"]
+    assert pick(["tag:crm"], ["model:churned"]).names == ["attio_active"]
+    assert pick(None, ["tag:nothing"]).notes == ["--exclude tag:nothing matches no sync"]
+
+
+def test_method_errors_are_configuration_errors_with_hints():
+    with pytest.raises(ConfigError) as exc:
+        pick(["tag:hourly", "model:nope", "path:models/x", "tag:", "+active"])
+    got = [(i.message, i.hint) for i in exc.value.issues]
+    assert ("unknown selector method 'path' in 'path:models/x'", "use a sync name or glob, tag:NAME or model:NAME") in got
+    assert ("selector 'tag:' names nothing", "write tag:NAME") in got
+    assert any(m.startswith("graph operators (+, @) are not supported") for m, _ in got)
+    with pytest.raises(ConfigError) as exc:
+        pick(["tag:hourly", "model:nope"])
+    assert [(i.message, i.hint) for i in exc.value.issues] == [
+        ("--select tag:hourly matches no sync", "tags: crm, daily, weekly, weekly_crm"),
+        ("--select model:nope matches no sync", "models: active, active_customers, churned, churned_customers, plain")]
+    with pytest.raises(ConfigError) as exc:
+        select_syncs({"a": ns(model="m", tags=("x",), enabled=False)}, ["tag:x"], models={})
+    assert exc.value.issues[0].hint == "it only matches disabled syncs (a); name one to run it"

@@ -267,7 +267,7 @@ def test_duplicate_matching_keys_are_withheld(attio):
     p.sql("insert into main.people select 100 + i, 'user2@example.com', 'd', 'pro', 1, 'x' from range(3) t(i)")
     result = p.cli("sync")
     assert result.exit_code == ExitCode.RUN_FAILED
-    assert "duplicated matching keys" in json.loads(result.stdout)["runs"][0]["error"]
+    assert "duplicated matching key" in json.loads(result.stdout)["runs"][0]["error"]
 
 
 # ------------------------------------------------------------------ transient failures

@@ -124,7 +124,7 @@ def test_too_many_duplicates_fail_before_sending(project):
     result = project.cli("sync")
     assert result.exit_code == ExitCode.RUN_FAILED
     [run] = json.loads(result.stdout)["runs"]
-    assert run["status"] == "failed" and "duplicated matching keys" in run["error"]
+    assert run["status"] == "failed" and "duplicated matching key" in run["error"]
     assert project.thread.call(project.sandbox.stats)["requests"] == 0
     [run] = project.sql("select status, error from dinsync.runs")
     assert run[0] == "failed" and "nothing was sent" in run[1]

@@ -1,0 +1,281 @@
+"""The Python API: what an orchestrator needs, with the CLI's results and exit codes.
+
+    import dinsync
+
+    project = dinsync.load_project("path/to/project")     # raises dinsync.ConfigError
+    result = project.sync(select="tag:daily")              # also plan(), status(), check()
+    for run in result.runs:
+        print(run.sync, run.status, run.acknowledged)
+    result.raise_for_status()                              # dinsync.SyncFailed unless exit_code is 0
+
+Each call reads the project files and the dbt manifest again (a long-lived object sees the latest
+`dbt build`), opens the warehouse, does its work and closes it (DuckDB's file is free between
+calls), with the project folder as working directory meanwhile (so one call at a time per
+process). The results are dataclasses with the fields of the CLI's JSON (`as_dict()` gives that
+JSON object) and `exit_code` follows the CLI's rules (3 > 1 > 5 > 4 > 0). A selection or project
+problem raises `dinsync.ConfigError` (exit code 3) before anything runs; a sync that fails is
+reported in its run, and the other selected syncs still run, as on the command line.
+Heavy libraries are imported by the calls that need them, not by `import dinsync`.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .checks import CheckReport, KeyCheck, ModelCheck
+from .errors import DinsyncError, ExitCode
+
+Selector = str | Iterable[str] | None
+ProgressCallback = Callable[[str, str, dict], None]  # (sync, event, data): see dinsync.progress
+
+
+class SyncFailed(DinsyncError):
+    """Raised by `raise_for_status()`; `exit_code` is the result's, `result` the result itself."""
+
+    def __init__(self, message: str, result: Any):
+        super().__init__(message, "see the runs' errors and hints (result.runs)")
+        self.exit_code = result.exit_code
+        self.result = result
+
+
+@dataclass
+class Run:
+    """One run of one sync: the CLI's run object (`dinsync.report.run_object`)."""
+
+    sync: str
+    run_id: str | None
+    status: str  # running | success | warning | failed | cancelled | abandoned | paused
+    started_at: str | None  # ISO 8601, UTC (`Z`)
+    finished_at: str | None
+    seconds: float | None
+    full_refresh: bool
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    null_keys: int
+    duplicate_keys: int
+    sent: int
+    acknowledged: int
+    rejected: int
+    not_found: int
+    failed: int
+    pending: int
+    parked: int
+    requests: int
+    throttled: int
+    segment_rows: int  # rows of the model this run saw (thresholds compare it with the last good run)
+    warnings: list[str]
+    error: str | None
+    hint: str | None
+    issues: list[dict]  # configuration issues that stopped the run: {file, line, message, hint}
+    request_rates: dict[str, float] | None
+    tool_version: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Run":
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Result:
+    exit_code: int
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def raise_for_status(self, *, allow_warnings: bool = False) -> None:
+        """Raise SyncFailed when the exit code is not 0 (or 4, with `allow_warnings`)."""
+        if self.ok or (allow_warnings and self.exit_code == ExitCode.WARNINGS):
+            return
+        raise SyncFailed(self._failure(), self)
+
+    def _failure(self) -> str:
+        return f"exit code {self.exit_code}"
+
+
+@dataclass
+class SyncResult(_Result):
+    runs: list[Run]
+    exit_code: int
+    notes: list[str] = field(default_factory=list)
+
+    def _failure(self) -> str:
+        bad = [r for r in self.runs if r.status != "success"]
+        parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
+        return f"{len(bad)} of {len(self.runs)} syncs did not succeed (exit code {self.exit_code}): " + "; ".join(parts)
+
+
+@dataclass
+class SyncPlan:
+    """`dinsync plan` of one sync (nothing sent, nothing committed)."""
+
+    sync: str
+    segment_rows: int
+    null_keys: int
+    duplicate_keys: int
+    duplicate_rows: int
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    full_refresh: bool
+    retry_rejected: bool
+    field_changes: dict[str, int]  # changed rows that send each field
+    duplicates: list[dict]  # the most duplicated keys: {key, rows}
+    samples: dict[str, list[dict]]  # added / changed / removed -> sample rows
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SyncPlan":
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass
+class PlanResult(_Result):
+    plans: list[SyncPlan]
+    exit_code: int = ExitCode.OK
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StatusResult(_Result):
+    runs: list[Run]  # newest first per sync
+    exit_code: int = ExitCode.OK
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult(_Result):
+    models: list[ModelCheck]
+    exit_code: int
+    notes: list[str] = field(default_factory=list)
+
+    def _failure(self) -> str:
+        return "; ".join(m for c in self.models for m in c.messages) or f"exit code {self.exit_code}"
+
+
+def _items(value: Selector) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class Project:
+    """A dinsync project folder. `config` is the validated configuration (`dinsync.config.Project`)
+    as last read."""
+
+    def __init__(self, root: Path, config: Any):
+        self.root = root
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"dinsync.Project({str(self.root)!r})"
+
+    @property
+    def syncs(self) -> list[str]:
+        return sorted(self.config.syncs)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.config.models)
+
+    @contextlib.contextmanager
+    def _open(self, check_models: bool = True) -> Iterator[tuple[Any, Any]]:
+        from .operations import load, working_dir
+
+        with working_dir(self.root):
+            project, wh = load(check_models)
+            self.config = project
+            try:
+                yield project, wh
+            finally:
+                wh.close()
+
+    def _select(self, project, select: Selector, exclude: Selector, include_disabled: bool = False):
+        from .operations import select as select_syncs
+
+        return select_syncs(project, None, _items(select), _items(exclude), include_disabled=include_disabled)
+
+    def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
+             samples: int = 3) -> PlanResult:
+        """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
+        from .operations import plan_sync
+
+        with self._open() as (project, wh):
+            chosen = self._select(project, select, exclude)
+            plans = [SyncPlan.from_dict(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
+                     for name in chosen.names]
+        return PlanResult(plans=plans, notes=chosen.notes)
+
+    def sync(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
+             retry_rejected: bool = False, force: bool = False, stop: Any = None,
+             progress: ProgressCallback | None = None, on_run: Callable[[Run], None] | None = None) -> SyncResult:
+        """Run the selected syncs (every enabled one by default), one after the other, as
+        `dinsync sync` does: paused syncs are refused unless `force`, a failure may pause its sync,
+        and changes of state are notified.
+
+        `stop`: a `dinsync.engine.StopToken`; `stop.request()` (e.g. from the orchestrator's
+        kill handler) stops gracefully like SIGTERM does on the command line. `progress(sync,
+        event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
+        from .operations import make_operator, run_syncs
+        from .report import worst_exit_code
+
+        @contextlib.contextmanager
+        def progress_for(name: str):
+            yield (lambda event, data: progress(name, event, data)) if progress else (lambda event, data: None)
+
+        with self._open() as (project, wh):
+            chosen = self._select(project, select, exclude)
+            results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
+                                stop=stop, progress_for=progress_for,
+                                on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
+                                operator=make_operator(project, wh), force=force)
+        return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
+                          exit_code=worst_exit_code(code for _, code in results), notes=chosen.notes)
+
+    def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
+        """The last `limit` runs per sync (disabled syncs included), from the run log."""
+        from .operations import status_runs
+
+        with self._open(check_models=False) as (project, wh):
+            chosen = self._select(project, select, exclude, include_disabled=True)
+            runs = status_runs(project, wh, chosen.names, limit)
+        return StatusResult(runs=[Run.from_dict(r) for r in runs], notes=chosen.notes)
+
+    def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
+        """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""
+        from . import redaction
+        from .checks import check_models
+
+        with self._open() as (project, wh):
+            chosen = self._select(project, select, exclude)
+            report: CheckReport = check_models(project, wh, chosen.names, samples=samples, redact=redaction.redact)
+        return CheckResult(models=report.models, exit_code=report.exit_code, notes=chosen.notes)
+
+
+def load_project(path: str | Path = ".") -> Project:
+    """Read and validate the project folder at `path` (its files and, for models reading dbt
+    models, the dbt manifest; the warehouse is opened by each call). Raises ConfigError."""
+    from .config import load_project as load_config
+    from .errors import ConfigError, ConfigIssue
+    from .operations import working_dir
+
+    root = Path(path).resolve()
+    if not (root / "dinsync.yml").is_file():
+        raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass the project folder")])
+    with working_dir(root):
+        config = load_config(root)
+    return Project(root, config)
+
+
+__all__ = ["CheckResult", "KeyCheck", "ModelCheck", "PlanResult", "Project", "Run", "StatusResult", "SyncFailed",
+           "SyncPlan", "SyncResult", "load_project"]

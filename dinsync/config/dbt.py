@@ -1,0 +1,367 @@
+"""dbt models as dinsync models: `{{ ref('name') }}` resolved through the dbt manifest.
+
+A model file may read dbt models with dbt's own `ref()`:
+
+    -- primary_key: customer_id
+    -- model_type: user
+    select * from {{ ref('active_customers') }}
+
+Each `{{ ref('name') }}` (also `ref('package', 'name')` and `ref('name', v=2)`) is replaced by the
+relation dbt built, read from `<dbt project>/<target path>/manifest.json`
+(`nodes[...].relation_name`); the model takes the dbt models' tags (for `--select tag:...`). No
+other Jinja is evaluated. The manifest must be current: a referenced node (or one upstream of it)
+whose file's content no longer matches the manifest's checksum means dbt has not built what the
+file now says (run `dbt build`).
+
+Where the dbt project is: `dbt: {project_dir: ../analytics, target_path: target}` in dinsync.yml.
+Without it, the dinsync project folder itself, then its parent, when it holds dbt_project.yml.
+The target path: `dbt.target_path`, else $DBT_TARGET_PATH, else dbt_project.yml's `target-path`,
+else `target`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigIssue
+
+MANIFEST = "manifest.json"
+REF_TYPES = ("model", "seed", "snapshot")  # what dbt's ref() may point at
+
+# {{ ref('name') }}, {{ ref("pkg", "name") }}, {{ ref('name', v=2) }} / version=2
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_REF = re.compile(
+    r"""\{\{-?\s*ref\(\s*(?P<q1>['"])(?P<a>[^'"]+)(?P=q1)\s*"""
+    r"""(?:,\s*(?P<q2>['"])(?P<b>[^'"]+)(?P=q2)\s*)?"""
+    r"""(?:,\s*(?:v|version)\s*=\s*(?P<q3>['"]?)(?P<v>[\w.]+)(?P=q3)\s*)?\)\s*-?\}\}""", re.S)
+
+
+class DbtSettings(BaseModel):
+    """`dbt:` in dinsync.yml (paths relative to the dinsync project folder)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_dir: str = Field(min_length=1)
+    target_path: str | None = Field(default=None, min_length=1)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One `{{ ref(...) }}` in a model file."""
+
+    text: str  # as written
+    name: str
+    package: str | None
+    version: str | None
+    line: int  # 1-based line in the model file
+    start: int
+    end: int
+
+    def label(self) -> str:
+        args = ([repr(self.package)] if self.package else []) + [repr(self.name)]
+        return "ref(" + ", ".join(args) + (f", v={self.version}" if self.version else "") + ")"
+
+
+def find_refs(text: str) -> tuple[list[Ref], list[tuple[str, int]]]:
+    """The refs of a model file, and any other Jinja (text, line), which dinsync does not run."""
+    refs, other = [], []
+    for m in _JINJA.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        r = _REF.fullmatch(m.group(0))
+        if r is None:
+            other.append((m.group(0), line))
+            continue
+        package, name = (r["a"], r["b"]) if r["b"] else (None, r["a"])
+        refs.append(Ref(m.group(0), name, package, r["v"], line, m.start(), m.end()))
+    return refs, other
+
+
+@dataclass
+class Node:
+    """What dinsync needs of a manifest node."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    package: str
+    relation: str | None
+    materialized: str | None
+    tags: list[str]
+    file: str  # original_file_path, relative to its package
+    checksum: dict
+    upstream: list[str]
+    version: str | None
+    latest_version: str | None
+    primary_key: list[str]
+
+
+@dataclass
+class Manifest:
+    path: Path
+    project_name: str
+    generated_at: str | None
+    adapter_type: str | None
+    nodes: dict[str, Node]
+    disabled: dict[str, list[str]]  # name -> unique ids of disabled nodes
+    _by_name: dict[str, list[Node]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.nodes.values():
+            self._by_name.setdefault(node.name, []).append(node)
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        import orjson
+
+        data = orjson.loads(path.read_bytes())
+        meta = data.get("metadata") or {}
+        nodes = {}
+        for uid, raw in (data.get("nodes") or {}).items():
+            if raw.get("resource_type") not in REF_TYPES:
+                continue
+            nodes[uid] = Node(
+                unique_id=uid, name=raw.get("name") or "", resource_type=raw["resource_type"],
+                package=raw.get("package_name") or "", relation=raw.get("relation_name"),
+                materialized=(raw.get("config") or {}).get("materialized"), tags=list(raw.get("tags") or []),
+                file=raw.get("original_file_path") or "", checksum=raw.get("checksum") or {},
+                upstream=list((raw.get("depends_on") or {}).get("nodes") or []),
+                version=None if raw.get("version") is None else str(raw["version"]),
+                latest_version=None if raw.get("latest_version") is None else str(raw["latest_version"]),
+                primary_key=list(raw.get("primary_key") or []))
+        disabled: dict[str, list[str]] = {}
+        for uid, entries in (data.get("disabled") or {}).items():
+            for raw in entries or []:
+                if raw.get("resource_type") in REF_TYPES:
+                    disabled.setdefault(raw.get("name") or "", []).append(uid)
+        return cls(path=path, project_name=meta.get("project_name") or "", generated_at=meta.get("generated_at"),
+                   adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled)
+
+    def candidates(self, ref: Ref) -> list[Node]:
+        found = [n for n in self._by_name.get(ref.name, []) if ref.package in (None, n.package)]
+        if ref.version is not None:
+            return [n for n in found if n.version == ref.version]
+        versioned = [n for n in found if n.version is not None]
+        if versioned:  # dbt's ref() without a version reads the latest one
+            found = [n for n in found if n.version is None or n.version == n.latest_version]
+        if len(found) > 1 and ref.package is None:  # the root project's own node wins, like dbt
+            own = [n for n in found if n.package == self.project_name]
+            found = own or found
+        return found
+
+
+_cache: dict[tuple[str, int, int], Manifest] = {}
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at `path`, parsed once per version of the file (a long-lived process using the
+    Python API reads it again after each `dbt build`)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    manifest = _cache.get(key)
+    if manifest is None:
+        manifest = Manifest.read(path)
+        _cache.clear()
+        _cache[key] = manifest
+    return manifest
+
+
+@dataclass
+class Resolved:
+    """A model file's SQL with its refs replaced, and what it read from dbt."""
+
+    sql: str
+    dbt_models: list[str]  # names of the dbt nodes it reads
+    tags: list[str]
+    primary_key: str | None  # the dbt model's single-column primary key, when it reads exactly one
+
+
+class DbtProject:
+    """The dbt project a dinsync project reads (located lazily: only models with refs need it)."""
+
+    def __init__(self, root: Path, settings: DbtSettings | None, settings_line: int | None,
+                 env: Any = None):
+        self.root = root
+        self.settings = settings
+        self.settings_line = settings_line
+        self.env = os.environ if env is None else env
+        self._located: tuple[Path | None, Path | None, ConfigIssue | None] | None = None
+        self._manifest: Manifest | None = None
+        self._manifest_issue_shown = False
+
+    @property
+    def loaded_manifest(self) -> Manifest | None:
+        """The manifest, if a model needed it and it could be read."""
+        return self._manifest
+
+    # --- where -----------------------------------------------------------------------
+    def _locate(self, file: str, line: int) -> tuple[Path | None, Path | None, ConfigIssue | None]:
+        """(dbt project dir, manifest path, issue)."""
+        if self._located is not None:
+            return self._located
+        if self.settings is not None:
+            project_dir = (self.root / self.settings.project_dir).resolve()
+            where = ("dinsync.yml", self.settings_line)
+            if not (project_dir / "dbt_project.yml").is_file():
+                self._located = (None, None, ConfigIssue(
+                    f"dbt.project_dir {self.settings.project_dir} holds no dbt_project.yml ({project_dir})", *where,
+                    "point dbt.project_dir at the folder of your dbt project (relative to this file)"))
+                return self._located
+        else:
+            project_dir = next((d for d in (self.root, self.root.parent) if (d / "dbt_project.yml").is_file()), None)
+            if project_dir is None:
+                self._located = (None, None, ConfigIssue(
+                    "this model reads a dbt model, but no dbt project was found (no dbt_project.yml here or in "
+                    "the parent folder)", file, line,
+                    "add `dbt: {project_dir: ../your_dbt_project}` to dinsync.yml"))
+                return self._located
+        target = self.settings.target_path if self.settings and self.settings.target_path else None
+        target = target or self.env.get("DBT_TARGET_PATH") or _target_path_of(project_dir) or "target"
+        self._located = (project_dir, (project_dir / target / MANIFEST).resolve(), None)
+        return self._located
+
+    def manifest(self, file: str, line: int) -> tuple[Manifest | None, ConfigIssue | None]:
+        """The manifest, or the issue saying why it cannot be read (reported once per load)."""
+        if self._manifest is not None:
+            return self._manifest, None
+        project_dir, path, issue = self._locate(file, line)
+        if issue is None:
+            rel = os.path.relpath(path, self.root)
+            if not path.is_file():
+                issue = ConfigIssue(
+                    f"the dbt manifest {rel} does not exist", file, line,
+                    f"run `dbt parse` or `dbt build` in {os.path.relpath(project_dir, self.root)} first "
+                    "(dinsync reads the relations dbt built from target/manifest.json)")
+            else:
+                try:
+                    self._manifest = read_manifest(path)
+                    return self._manifest, None
+                except (OSError, ValueError) as exc:
+                    issue = ConfigIssue(f"the dbt manifest {rel} cannot be read: {exc}", file, line,
+                                        "run `dbt parse` or `dbt build` again to rewrite it")
+        if self._manifest_issue_shown:
+            return None, None
+        self._manifest_issue_shown = True
+        return None, issue
+
+    # --- resolution ------------------------------------------------------------------
+    def resolve(self, text: str, file: str, refs: list[Ref]) -> tuple[Resolved | None, list[ConfigIssue]]:
+        manifest, issue = self.manifest(file, refs[0].line)
+        if manifest is None:
+            return None, [issue] if issue else []
+        project_dir = self._located[0]
+        issues: list[ConfigIssue] = []
+        nodes: list[Node] = []
+        for ref in refs:
+            node, problem = self._node(manifest, ref, file)
+            if problem:
+                issues.append(problem)
+                continue
+            stale = self._stale(manifest, node, project_dir)
+            if stale:
+                issues.append(ConfigIssue(
+                    f"{ref.label()}: the dbt manifest (generated {manifest.generated_at or '?'}) is stale: {stale}",
+                    file, ref.line,
+                    "run `dbt build` so that the relation dinsync reads matches the dbt project's files"))
+                continue
+            nodes.append(node)
+        if issues:
+            return None, issues
+        sql, offset = [], 0
+        for ref, node in zip(refs, nodes):
+            sql += [text[offset:ref.start], node.relation]
+            offset = ref.end
+        sql.append(text[offset:])
+        tags = sorted({t for n in nodes for t in n.tags})
+        names = list(dict.fromkeys(n.name for n in nodes))
+        single = len({n.unique_id for n in nodes}) == 1 and len(nodes[0].primary_key) == 1
+        primary_key = nodes[0].primary_key[0] if single else None
+        return Resolved("".join(sql), names, tags, primary_key), []
+
+    def _node(self, manifest: Manifest, ref: Ref, file: str) -> tuple[Node | None, ConfigIssue | None]:
+        found = manifest.candidates(ref)
+        if len(found) > 1:
+            return None, ConfigIssue(f"{ref.label()} is ambiguous: " + ", ".join(n.unique_id for n in found),
+                                     file, ref.line, "name the package: ref('package', 'model')")
+        if not found:
+            if ref.name in manifest.disabled:
+                return None, ConfigIssue(f"{ref.label()}: the dbt model {ref.name} is disabled (enabled: false)",
+                                         file, ref.line, "enable it in the dbt project and run `dbt build`, or "
+                                         "read another model")
+            from .yamlfile import did_you_mean
+
+            close = did_you_mean(ref.name, sorted({n.name for n in manifest.nodes.values()}))
+            return None, ConfigIssue(
+                f"{ref.label()}: no dbt model {ref.name!r} in the manifest "
+                f"({os.path.relpath(manifest.path, self.root)}, generated {manifest.generated_at or '?'})",
+                file, ref.line, (close + " " if close else "") + "if you just added it, run `dbt parse` or "
+                "`dbt build` so that the manifest lists it")
+        node = found[0]
+        if node.materialized == "ephemeral" or not node.relation:
+            return None, ConfigIssue(
+                f"{ref.label()}: the dbt model {node.name} is ephemeral, so dbt builds no relation for it", file,
+                ref.line, "materialize it as a view or table (`{{ config(materialized='view') }}`), or read the "
+                "models it selects from")
+        return node, None
+
+    def _stale(self, manifest: Manifest, node: Node, project_dir: Path) -> str | None:
+        """Why the built relation may not match the dbt project's files: a file of the node, or of
+        a node upstream of it in the root project, whose content differs from the manifest."""
+        seen, todo = set(), [node.unique_id]
+        while todo:
+            uid = todo.pop()
+            if uid in seen or uid not in manifest.nodes:
+                continue
+            seen.add(uid)
+            n = manifest.nodes[uid]
+            todo += n.upstream
+            if n.package != manifest.project_name or n.checksum.get("name") != "sha256" or not n.file:
+                continue
+            path = project_dir / n.file
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return f"{n.file} (dbt {n.resource_type} {n.name}) was deleted"
+            except (OSError, UnicodeDecodeError):
+                continue
+            if hashlib.sha256(text.strip().encode("utf-8")).hexdigest() != n.checksum.get("checksum"):
+                modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+                return (f"{n.file} (dbt {n.resource_type} {n.name}) changed since "
+                        f"(modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')})")
+        return None
+
+
+def _target_path_of(project_dir: Path) -> str | None:
+    """`target-path` of dbt_project.yml, when set (dbt >= 1.5 prefers the flag or DBT_TARGET_PATH)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    value = data.get("target-path") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value and "{{" not in value else None
+
+
+def resolve_model(dbt: DbtProject, text: str, file: str) -> tuple[Resolved | None, list[ConfigIssue], bool]:
+    """Resolve the refs of a model file: (resolved, issues, ok). Without refs: (None, [], True).
+    Not ok with no issue: the manifest's problem was reported for an earlier model."""
+    refs, other = find_refs(text)
+    issues = [ConfigIssue(f"unsupported Jinja {_short(t)}", file, line,
+                          "dinsync resolves only {{ ref('model') }}; move other Jinja into a dbt model")
+              for t, line in other]
+    if issues or not refs:
+        return None, issues, not issues
+    resolved, issues = dbt.resolve(text, file, refs)
+    return resolved, issues, resolved is not None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."

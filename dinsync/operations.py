@@ -1,0 +1,273 @@
+"""What the commands do, without a terminal: the one implementation behind the CLI and the
+Python API (`dinsync.api`). Nothing here prints; output goes through callbacks.
+
+- `load()` / `connect_warehouse()`: the project, validated, and its warehouse.
+- `run_syncs()`: run the selected syncs one after the other; a model blocked by its duplicated
+  keys (see `dinsync.diff.keycheck`) stops the model's other syncs without planning them again.
+- `plan_sync()`, `status_runs()`: the data of `dinsync plan` and `dinsync status`.
+Results are run objects (`dinsync.report`) and exit codes (`dinsync.errors.ExitCode`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+from . import redaction
+from .errors import ConfigError, DinsyncError, DuplicateKeysError, ExitCode
+
+DEBUG_ENV = "DINSYNC_DEBUG"
+ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
+
+
+@contextlib.contextmanager
+def working_dir(root: Path) -> Iterator[Path]:
+    """Run with the project folder as working directory (model SQL may read relative files)."""
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        yield root
+    finally:
+        os.chdir(previous)
+
+
+def load(check_models: bool = True, root: Path | None = None):
+    """Load and fully validate the project in `root` (default: the working directory); open its
+    warehouse. Raises ConfigError with every issue, model columns included (checked in the same
+    pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
+    run log): no column check, and dbt refs that cannot be resolved are not an error."""
+    from .config import check_columns, load_project, load_warehouse_config
+
+    root = Path(".") if root is None else Path(root)
+
+    def columns_of(wh):
+        return lambda model: [c for c, _ in wh.columns(model.sql)]
+
+    try:
+        project = load_project(root, dbt_strict=check_models)
+    except ConfigError:
+        if not check_models:
+            raise
+        # The rest of the project is broken; its warehouse section alone may still be valid:
+        # check the model columns too, so that one pass reports everything. Never create a
+        # warehouse for that.
+        cfg = load_warehouse_config(root)
+        wh = connect_warehouse(cfg, root.resolve(), create=False) if cfg is not None else None
+        if wh is None:
+            raise
+        try:
+            load_project(root, columns_of=columns_of(wh))
+        finally:
+            wh.close()
+        raise
+    wh = connect_warehouse(project.warehouse, project.root)
+    if check_models:
+        issues = check_columns(project, columns_of(wh))
+        if issues:
+            wh.close()
+            raise ConfigError(issues)
+    return project, wh
+
+
+def connect_warehouse(cfg, root: Path, create: bool = True):
+    """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root).
+    `create=False`: None instead of creating a warehouse file that does not exist yet."""
+    from .warehouses import connect
+
+    options = cfg.model_dump(exclude={"type"})
+    if hasattr(cfg, "resolved_path"):
+        options["path"] = cfg.resolved_path(root)
+        if not create and options["path"] != ":memory:" and not Path(options["path"]).exists():
+            return None
+    return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
+
+
+def select(project, names=None, select=None, exclude=None, *, include_disabled: bool = False):
+    """The syncs a command acts on (rules in `dinsync.selection`): a Selection (names, notes)."""
+    from .selection import select_syncs
+
+    return select_syncs(project.syncs, [*(names or ()), *(select or ())], exclude,
+                        include_disabled=include_disabled, models=project.models)
+
+
+# --- sync ----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _no_progress(name: str) -> Iterator[Callable]:
+    yield lambda event, data: None
+
+
+def _ignore(exc: BaseException) -> None:
+    pass
+
+
+def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_rejected: bool = False, stop=None,
+             progress_for: ProgressFor = _no_progress,
+             on_exception: Callable[[BaseException], None] = _ignore,
+             errors: list | None = None) -> tuple[dict, int, Any]:
+    """Run one sync: (run object, exit code, the engine or None). A failure is reported in the
+    run object, not raised: the other selected syncs still run. `on_exception` sees the exception
+    behind a failure (the CLI prints its traceback with DINSYNC_DEBUG=1); `errors`, when given,
+    receives it (the operator reads why a run failed)."""
+    from .engine import SyncRun
+    from .report import failed_run, run_from_summary, utcnow
+
+    started = utcnow()
+    engine = None
+    try:
+        with progress_for(name) as progress:
+            engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
+                             progress=progress, stop=stop)
+            summary = engine.run()
+    except DinsyncError as exc:
+        if errors is not None:
+            errors.append(exc)
+        if exc.__cause__ is not None:
+            on_exception(exc)
+        summary = getattr(engine, "summary", None)
+        if summary is None:
+            run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
+        else:
+            run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
+                                   full_refresh=full_refresh, started_at=started, hint=exc.hint)
+            run["error"] = run["error"] or redaction.redact(exc.message)
+        if isinstance(exc, ConfigError):
+            run["issues"] = [issue.as_dict() for issue in exc.issues]
+        return run, exc.exit_code, engine
+    except Exception as exc:  # a bug: this sync fails, the others still run
+        if errors is not None:
+            errors.append(exc)
+        on_exception(exc)
+        message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
+        return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
+                          full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
+    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
+                           started_at=started)
+    if summary.status == "cancelled":
+        return run, stop.exit_code, engine
+    if summary.status == "failed":
+        return run, ExitCode.RUN_FAILED, engine
+    if summary.status == "warning" and project.syncs[name].thresholds.fail_on_warning:
+        return run, ExitCode.WARNINGS, engine
+    return run, ExitCode.OK, engine
+
+
+def make_operator(project, wh, log: Callable[[str], None] = _ignore):
+    """The project's operating state (pauses, notifications: dinsync.ops.operate), or None when
+    the state tables cannot be read: the runs then go ahead unguarded and report the
+    warehouse's error themselves."""
+    from .ops.notify import Notifier
+    from .ops.operate import Operator
+
+    try:
+        return Operator(project, wh, Notifier(project.notifications, project=project.root.name, log=log), log=log)
+    except Exception as exc:
+        log(redaction.redact(f"could not read the syncs' operating state: {type(exc).__name__}: {exc}"))
+        return None
+
+
+def operated_run(operator, project, wh, name: str, full_refresh: bool = False, *, retry_rejected: bool = False,
+                 stop=None, force: bool = False, progress_for: ProgressFor = _no_progress,
+                 on_exception: Callable[[BaseException], None] = _ignore,
+                 log: Callable[[str], None] = _ignore) -> tuple[dict, int, Any]:
+    """`run_sync` behind the pause guard, followed by the sync's state change (pause,
+    notification). A refused (paused) sync's run object has status `paused` and its issues."""
+    from .report import failed_run, utcnow
+
+    if operator is not None:
+        try:
+            refusal = operator.guard(name, force=force)
+        except Exception as exc:  # the state table failed: the run reports the warehouse's error itself
+            log(redaction.redact(f"could not read the state of sync {name}: {type(exc).__name__}: {exc}"))
+            refusal = None
+        if refusal is not None:
+            run = failed_run(name, refusal.message, refusal.hint, started_at=utcnow(), full_refresh=full_refresh)
+            run["status"] = "paused"
+            run["issues"] = [issue.as_dict() for issue in refusal.issues]
+            return run, refusal.exit_code, None
+    errors: list = []
+    run, code, engine = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop,
+                                 progress_for=progress_for, on_exception=on_exception, errors=errors)
+    if operator is not None and operator.after_run(name, run, code, errors[0] if errors else None) == "paused":
+        log(f"sync {name} is now paused; it resumes by itself once its checks pass (`dinsync status` says why)")
+    return run, code, engine
+
+
+def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retry_rejected: bool = False,
+              stop=None, progress_for: ProgressFor = _no_progress,
+              on_exception: Callable[[BaseException], None] = _ignore,
+              on_run: Callable[[dict], None] | None = None, operator=None, force: bool = False,
+              log: Callable[[str], None] = _ignore) -> list[tuple[dict, int]]:
+    """Run `names` in order: [(run object, exit code)]. Each sync runs whatever the others did,
+    except that a model found blocked (its matching key's duplicate share over a sync's
+    `max_duplicate_pct`) blocks its later syncs on the same key without planning them: they fail
+    with the same message. With an `operator` (see `make_operator`), paused syncs are refused
+    (unless `force`) and each run may pause its sync or notify. `on_run` sees each run object as
+    soon as it is known."""
+    from .diff.keycheck import blocked_hint, blocked_message
+    from .engine.run import sync_key
+    from .report import failed_run, utcnow
+
+    figures_by_key: dict[tuple, Any] = {}
+    results: list[tuple[dict, int]] = []
+    for name in names:
+        if stop is not None and stop.requested:
+            break
+        key = sync_key(project, name)
+        figures = figures_by_key.get(key)
+        limit = project.syncs[name].thresholds.max_duplicate_pct
+        if figures is not None and figures.duplicate_pct > limit:
+            run = failed_run(name, redaction.redact(blocked_message(figures, limit, name, redaction.redact)),
+                             blocked_hint(figures), started_at=utcnow(), full_refresh=full_refresh)
+            code = DuplicateKeysError.exit_code
+        else:
+            run, code, engine = operated_run(operator, project, wh, name, full_refresh, retry_rejected=retry_rejected,
+                                             stop=stop, force=force, progress_for=progress_for,
+                                             on_exception=on_exception, log=log)
+            if getattr(engine, "key_figures", None) is not None:
+                figures_by_key[key] = engine.key_figures
+        results.append((run, code))
+        if on_run is not None:
+            on_run(run)
+    return results
+
+
+def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
+    """The run log's row of `run_id` (None when the run was never recorded)."""
+    from .state import StateStore
+
+    try:
+        rows = StateStore(wh, project.state_schema).last_runs(sync=name, limit=1)
+    except Exception:  # the warehouse failed: the run object is built without its row
+        return None
+    return rows[0] if rows and rows[0].get("run_id") == run_id else None
+
+
+# --- plan, status ---------------------------------------------------------------------------------
+
+def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: int = 3) -> dict:
+    """`dinsync plan` of one sync: counts, changed rows per field, duplicated keys, sample rows."""
+    from .engine import SyncRun
+
+    run = SyncRun(project, name, wh, full_refresh=full_refresh)
+    stats = run.plan()
+    return {
+        "sync": name, **asdict(stats),
+        "field_changes": run.planner.field_change_counts(),
+        "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
+        if stats.duplicate_keys else [],
+        "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
+    }
+
+
+def status_runs(project, wh, names: list[str], limit: int = 5) -> list[dict]:
+    """The last `limit` runs of each of `names`, newest first per sync, as run objects."""
+    from .report import run_from_log
+    from .state import StateStore
+
+    chosen = set(names)
+    store = StateStore(wh, project.state_schema)
+    store.migrate()
+    return [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in chosen]

@@ -1,0 +1,206 @@
+"""Models that read dbt models: `{{ ref('name') }}` resolved through a real manifest built by
+dbt-duckdb, the errors when it cannot be, and dbt-style selection."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from dinsync.config import load_project
+from dinsync.config.dbt import find_refs
+from dinsync.errors import ConfigError, ExitCode
+
+from tests.dbt.conftest import MODEL, SYNC
+
+
+def issues_of(project) -> list:
+    with pytest.raises(ConfigError) as exc:
+        load_project(project.dir)
+    return exc.value.issues
+
+
+def test_find_refs_reads_the_forms_dbt_users_write():
+    text = "select *\nfrom {{ ref('a') }} join {{ref(\"pkg\", \"b\")}} using (id)\njoin {{ ref('c', v=2) }} using (id)"
+    refs, other = find_refs(text)
+    assert [(r.package, r.name, r.version, r.line) for r in refs] == [(None, "a", None, 2), ("pkg", "b", None, 2),
+                                                                       (None, "c", "2", 3)]
+    assert other == []
+    assert find_refs("select '{{ var(\"x\") }}' {% if x %}")[1] == [('{{ var("x") }}', 1), ("{% if x %}", 1)]
+
+
+def test_ref_resolves_to_the_relation_dbt_built_with_its_tags(dbt_project):
+    project = load_project(dbt_project.dir)
+    model = project.models["active"]
+    assert model.sql == 'select * from "warehouse"."analytics"."active_customers"'
+    assert model.dbt_models == ("active_customers",) and model.tags == ("daily",)
+    assert project.dbt.project_dir == "../analytics"
+    result = dbt_project.cli("validate")
+    assert result.exit_code == 0, result.output  # the columns were read from the relation in the warehouse
+
+
+def test_primary_key_comes_from_the_dbt_model_tests_when_the_header_has_none(dbt_project):
+    dbt_project.write(models={"active": "-- model_type: user\nselect * from {{ ref('active_customers') }}\n",
+                              "churned": "-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"},
+                      syncs={})
+    issues = issues_of(dbt_project)
+    # active_customers has unique + not_null tests on customer_id (dbt's primary_key); churned has none
+    assert [(i.file, i.message) for i in issues] == [("models/churned.sql", "missing primary key header")]
+    assert "unique" in issues[0].hint
+    dbt_project.write(models={"active": "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"})
+    assert load_project(dbt_project.dir).models["active"].primary_key == "customer_id"
+
+
+def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
+    shutil.rmtree(dbt_project.dbt_dir / "target")
+    dbt_project.write(models={"active": MODEL, "again": MODEL},
+                      syncs={"iterable_active": SYNC.format(model="active", extra="")})
+    issues = issues_of(dbt_project)
+    assert len(issues) == 1  # said once, not once per model
+    issue = issues[0]
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message == "the dbt manifest ../analytics/target/manifest.json does not exist"
+    assert "run `dbt parse` or `dbt build` in ../analytics first" in issue.hint
+    result = dbt_project.cli("sync")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and "does not exist" in result.stdout
+    # the run log stays readable without the manifest
+    assert dbt_project.cli("status").exit_code == 0
+
+
+def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project):
+    staging = dbt_project.dbt_dir / "models" / "stg_customers.sql"
+    staging.write_text(staging.read_text() + "\n-- a new comment\n")
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message.startswith("ref('active_customers'): the dbt manifest (generated ")
+    assert "is stale: models/stg_customers.sql (dbt model stg_customers) changed since" in issue.message
+    assert "dbt build" in issue.hint
+    staging.write_text(staging.read_text().replace("\n-- a new comment\n", ""))
+    assert load_project(dbt_project.dir).models["active"].tags == ("daily",)  # same content: fresh again
+
+
+def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
+    dbt_project.write(models={"m": """\
+        -- primary_key: customer_id
+        select *
+        from {{ ref('activ_customers') }}
+        join {{ ref('legacy_customers') }} using (customer_id)
+        join {{ ref('customer_emails') }} using (customer_id)
+        where x = '{{ var("x") }}'
+        """}, syncs={})
+    issues = issues_of(dbt_project)
+    found = {i.line: (i.message, i.hint) for i in issues}
+    assert found[6][0] == "unsupported Jinja {{ var(\"x\") }}"  # other Jinja is not evaluated
+    dbt_project.write(models={"m": """\
+        -- primary_key: customer_id
+        select *
+        from {{ ref('activ_customers') }}
+        join {{ ref('legacy_customers') }} using (customer_id)
+        join {{ ref('customer_emails') }} using (customer_id)
+        """}, syncs={})
+    found = {i.line: (i.message, i.hint) for i in issues_of(dbt_project)}
+    assert found[3][0].startswith("ref('activ_customers'): no dbt model 'activ_customers' in the manifest")
+    assert "did you mean 'active_customers'?" in found[3][1] and "dbt parse" in found[3][1]
+    assert found[4][0] == "ref('legacy_customers'): the dbt model legacy_customers is disabled (enabled: false)"
+    assert found[5][0] == ("ref('customer_emails'): the dbt model customer_emails is ephemeral, so dbt builds no "
+                           "relation for it")
+
+
+def test_a_relation_dbt_has_not_built_says_to_run_dbt_build(dbt_project):
+    dbt_project.sql("drop table analytics.active_customers")  # as after `dbt parse` alone
+    result = dbt_project.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issue, = json.loads(result.stdout)["issues"]
+    assert issue["file"] == "models/active.sql" and "active_customers" in issue["message"]
+    assert issue["hint"].startswith("run `dbt build` (dbt models active_customers)")
+
+
+def test_where_the_dbt_project_is(dbt_project, monkeypatch):
+    dbt_project.write(dbt_section="dbt: {project_dir: ../nowhere}\n")
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("dinsync.yml", 5)
+    assert issue.message.startswith("dbt.project_dir ../nowhere holds no dbt_project.yml")
+    dbt_project.write(dbt_section="")  # no dbt section, no dbt_project.yml here or in the parent
+    issue, = issues_of(dbt_project)
+    assert issue.file == "models/active.sql" and "project_dir" in issue.hint
+    # default: the dinsync project lives inside the dbt project
+    inner = dbt_project.dbt_dir / "activation"
+    shutil.copytree(dbt_project.dir, inner)
+    (inner / "dinsync.yml").write_text((inner / "dinsync.yml").read_text().replace("../analytics/", ""))
+    assert load_project(inner).models["active"].tags == ("daily",)
+    # the target path: DBT_TARGET_PATH, like dbt itself
+    (dbt_project.dbt_dir / "target").rename(dbt_project.dbt_dir / "build_output")
+    monkeypatch.setenv("DBT_TARGET_PATH", "build_output")
+    assert load_project(inner).models["active"].dbt_models == ("active_customers",)
+    dbt_project.write(dbt_section="dbt: {project_dir: ../analytics, target_path: build_output}\n")
+    monkeypatch.delenv("DBT_TARGET_PATH")
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("active_customers",)
+
+
+def test_the_warehouse_must_be_the_one_dbt_builds_into(dbt_project, monkeypatch):
+    text = (dbt_project.dir / "dinsync.yml").read_text().replace(
+        "type: duckdb\n  path: ../analytics/warehouse.duckdb", "type: postgres\n  host: 127.0.0.1")
+    (dbt_project.dir / "dinsync.yml").write_text(text)
+    issue, = issues_of(dbt_project)
+    assert issue.file == "dinsync.yml" and issue.line == 2
+    assert issue.message == "the dbt project builds into duckdb (manifest adapter_type) but the warehouse is postgres"
+
+
+def test_sync_tags_and_dbt_tags_select_syncs(dbt_project):
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    plain = "-- primary_key: customer_id\n-- model_type: user\nselect 1 as customer_id, 'x@y.co' as email, " \
+            "'X' as first_name, 'free' as plan\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned, "plain": plain}, syncs={
+        "iterable_active": SYNC.format(model="active", extra=""),
+        "iterable_churned": SYNC.format(model="churned", extra="tags: [crm]\n"),
+        "iterable_plain": SYNC.format(model="plain", extra="tags: crm\n"),
+        "iterable_off": SYNC.format(model="active", extra="enabled: false\n")})
+
+    def selected(*args):
+        data, code = dbt_project.json("status", *args)
+        assert code == 0, data
+        return data
+
+    from dinsync.operations import select, working_dir
+
+    with working_dir(dbt_project.dir):
+        project = load_project(dbt_project.dir)
+        names = lambda *s, x=(): select(project, None, list(s), list(x)).names  # noqa: E731
+        assert names("tag:daily") == ["iterable_active"]  # iterable_off (disabled) is not taken by a tag
+        assert names("tag:crm") == ["iterable_churned", "iterable_plain"]
+        assert names("tag:crm,tag:daily") == ["iterable_active", "iterable_churned", "iterable_plain"]
+        assert names("model:active_customers") == ["iterable_active"]  # the dbt model's name
+        assert names("model:churned") == ["iterable_churned"]  # the dinsync model's name
+        assert names("model:*customers", x=["tag:weekly"]) == ["iterable_active"]
+        assert names(x=["tag:crm"]) == ["iterable_active"]
+        with pytest.raises(ConfigError) as exc:
+            names("tag:hourly")
+        assert exc.value.issues[0].hint == "tags: crm, daily, weekly"
+    selected("--select", "tag:weekly")
+
+
+def test_dbt_build_then_sync_end_to_end(dbt_project):
+    """The main way to run: `dbt build`, then `dinsync sync --select tag:daily`."""
+    from tests.dbt.conftest import run_dbt
+
+    data, code = dbt_project.json("sync", "--select", "tag:daily")
+    assert code == 0, data
+    run, = data["runs"]
+    assert (run["sync"], run["status"], run["added"], run["acknowledged"]) == ("iterable_active", "success", 8, 8)
+    built = {email: (name, plan) for email, name, plan in
+             dbt_project.sql("select email, first_name, plan from analytics.active_customers")}
+    assert len(built) == 8
+    sandbox = dbt_project.sandbox
+    assert {u["email"]: (u["dataFields"]["firstName"], u["dataFields"]["plan"]) for u in sandbox.users} == built
+    # new data arrives, dbt builds again, dinsync sends only what changed
+    seed = dbt_project.dbt_dir / "seeds" / "raw_customers.csv"
+    seed.write_text(seed.read_text().replace("2,grace@example.com,Grace,free,false",
+                                             "2,grace@example.com,Grace,pro,false")
+                    + "11,linus@example.com,Linus,free,false\n")
+    run_dbt("build", dbt_project.dbt_dir)
+    data, code = dbt_project.json("sync", "--select", "model:active_customers")
+    run, = data["runs"]
+    assert code == 0 and (run["added"], run["changed"], run["acknowledged"]) == (1, 1, 2), run
+    assert sandbox.get_user(email="grace@example.com")["dataFields"]["plan"] == "pro"
+    assert sandbox.get_user(email="linus@example.com")["dataFields"] == {"firstName": "Linus", "plan": "free"}
+    assert len(sandbox.users) == 9

@@ -1,0 +1,130 @@
+"""The Python API (`import dinsync`): the CLI's results as dataclasses, the same exit codes, the
+same implementation underneath."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import dinsync
+from dinsync.engine import StopToken
+from dinsync.report import run_object
+
+
+def test_import_dinsync_loads_no_heavy_library():
+    code = ("import sys, dinsync; dinsync.load_project; dinsync.ConfigError; "
+            "print([m for m in ('polars', 'aiohttp', 'sqlglot', 'duckdb', 'pyarrow', 'typer', 'rich') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_has_the_fields_of_the_cli_run_object():
+    assert [f.name for f in dataclasses.fields(dinsync.Run)] == list(run_object(sync="x", status="success"))
+    assert dinsync.ConfigError.exit_code == dinsync.ExitCode.CONFIG_ERROR == 3
+
+
+def test_load_project_reports_configuration_errors(tmp_path):
+    with pytest.raises(dinsync.ConfigError) as exc:
+        dinsync.load_project(tmp_path)
+    assert "no dinsync.yml" in exc.value.issues[0].message
+    (tmp_path / "dinsync.yml").write_text("version: 2\n")
+    with pytest.raises(dinsync.ConfigError) as exc:
+        dinsync.load_project(tmp_path)
+    assert exc.value.exit_code == 3 and exc.value.issues[0].file == "dinsync.yml"
+
+
+def test_plan_sync_status_check_like_the_cli(project, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the API works from anywhere and leaves the working directory alone
+    api = dinsync.load_project(project.root)
+    assert api.syncs == ["iterable_users"] and api.models == ["customers"]
+
+    planned = api.plan(select="iterable_*")
+    plan, = planned.plans
+    assert isinstance(plan, dinsync.SyncPlan) and (plan.added, plan.segment_rows, planned.exit_code) == (20, 20, 0)
+    cli_plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert dataclasses.asdict(plan).keys() == cli_plan.keys()
+
+    events, finished = [], []
+    result = api.sync(progress=lambda sync, event, data: events.append((sync, event)), on_run=finished.append)
+    assert os.getcwd() == str(tmp_path)
+    run, = result.runs
+    assert isinstance(run, dinsync.Run) and (run.status, run.acknowledged, result.exit_code) == ("success", 20, 0)
+    assert result.ok and finished == [run] and ("iterable_users", "plan") in events
+    result.raise_for_status()
+
+    status = api.status(limit=1)
+    cli_status = json.loads(project.cli("status", "--limit", "1").stdout)["runs"]
+    assert [r.as_dict() for r in status.runs] == cli_status
+    assert status.runs[0].run_id == run.run_id
+
+    checked = api.check()
+    model, = checked.models
+    assert isinstance(model, dinsync.ModelCheck) and (model.model, model.status, checked.exit_code) == (
+        "customers", "ok", 0)
+    assert dataclasses.asdict(checked)["models"] == json.loads(project.cli("check").stdout)["models"]
+
+
+def test_failures_keep_the_cli_exit_codes(project):
+    api = dinsync.load_project(project.root)
+    with pytest.raises(dinsync.ConfigError) as exc:
+        api.sync(select="tag:nothing")
+    assert exc.value.exit_code == 3
+    project.sql("insert into main.customers select id + 100, email, user_id, first_name, plan, ltv "
+                "from main.customers")  # every key twice: the model is blocked
+    result = api.sync()
+    assert result.exit_code == dinsync.ExitCode.RUN_FAILED and not result.ok
+    assert result.runs[0].error.startswith("model customers is blocked: 40 of 40 rows (100.0%)")
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.exit_code == 1 and failed.value.result is result
+    assert "iterable_users failed: model customers is blocked" in failed.value.message
+    checked = api.check()
+    assert checked.exit_code == 1 and checked.models[0].status == "blocked"
+    with pytest.raises(dinsync.SyncFailed):
+        checked.raise_for_status()
+
+
+def test_warnings_can_be_allowed(project):
+    project.seed(100)
+    project.sql("insert into main.customers values (101, 'user1@example.com', 'u', 'D', 'free', 1.0)")
+    result = dinsync.load_project(project.root).sync()
+    assert result.exit_code == dinsync.ExitCode.WARNINGS and result.runs[0].status == "warning"
+    result.raise_for_status(allow_warnings=True)
+    with pytest.raises(dinsync.SyncFailed):
+        result.raise_for_status()
+
+
+def test_a_stop_requested_before_starts_nothing(project):
+    stop = StopToken()
+    stop.request()
+    assert dinsync.load_project(project.root).sync(stop=stop).runs == []
+
+
+def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch):
+    """`check` asks the warehouse for counts: no result larger than the samples, nothing streamed."""
+    from dinsync.warehouses.duckdb import DuckDBWarehouse
+
+    project.seed(500)
+    project.sql("insert into main.customers select id + 1000, email, user_id, first_name, plan, ltv "
+                "from main.customers where id <= 10")  # 10 duplicated emails
+    results, original = [], DuckDBWarehouse.query
+
+    def query(self, sql, params=None):
+        table = original(self, sql, params)
+        results.append(table.num_rows)
+        return table
+
+    def stream(self, *args, **kwargs):
+        raise AssertionError("check streamed rows")
+
+    monkeypatch.setattr(DuckDBWarehouse, "query", query)
+    monkeypatch.setattr(DuckDBWarehouse, "stream", stream)
+    checked = dinsync.load_project(project.root).check(samples=3)
+    email = checked.models[0].keys[0]
+    assert (email.duplicate_keys, email.duplicate_rows, len(email.sample)) == (10, 20, 3)
+    assert results and max(results) <= 3
