@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigIssue
+from .models import DbtSettings  # noqa: F401 (defined there: the config schema needs it, not this module)
 
 MANIFEST = "manifest.json"
 REF_TYPES = ("model", "seed", "snapshot")  # what dbt's ref() may point at
@@ -41,15 +42,6 @@ _REF = re.compile(
     r"""\{\{-?\s*ref\(\s*(?P<q1>['"])(?P<a>[^'"]+)(?P=q1)\s*"""
     r"""(?:,\s*(?P<q2>['"])(?P<b>[^'"]+)(?P=q2)\s*)?"""
     r"""(?:,\s*(?:v|version)\s*=\s*(?P<q3>['"]?)(?P<v>[\w.]+)(?P=q3)\s*)?\)\s*-?\}\}""", re.S)
-
-
-class DbtSettings(BaseModel):
-    """`dbt:` in dinsync.yml (paths relative to the dinsync project folder)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    project_dir: str = Field(min_length=1)
-    target_path: str | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)

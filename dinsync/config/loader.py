@@ -20,7 +20,6 @@ from .. import redaction
 from ..destinations import registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
-from .dbt import DbtProject, DbtSettings, resolve_model
 from .models import (
     CHANNEL_SECRET_KEYS,
     CHANNEL_TYPES,
@@ -28,6 +27,7 @@ from .models import (
     NAME_PATTERN,
     WAREHOUSE_TYPES,
     DestinationConfig,
+    DbtSettings,
     DestinationOptions,
     FieldMap,
     Model,
@@ -73,7 +73,10 @@ class _Loader:
         self.root = root
         self.env = env
         self.dbt_strict = dbt_strict
-        self.dbt = DbtProject(root, None, None, env)  # settings from dinsync.yml once it is read
+        # the dbt project (dinsync.config.dbt, loaded only when a model holds Jinja or dinsync.yml
+        # says where dbt is): settings from dinsync.yml once it is read
+        self.dbt_settings: tuple[Any, int | None] = (None, None)
+        self._dbt = None
         self.dbt_issues: list[ConfigIssue] = []  # dbt problems, kept apart (see dbt_strict)
         self.issues: list[ConfigIssue] = []
         self.secrets: list[str] = []
@@ -159,7 +162,15 @@ class _Loader:
                 settings = DbtSettings.model_validate(raw)
             except ValidationError:
                 pass  # reported by the ProjectFile check
-        self.dbt = DbtProject(self.root, settings, doc.line(("dbt",)) if raw is not None else None, self.env)
+        self.dbt_settings = (settings, doc.line(("dbt",)) if raw is not None else None)
+
+    @property
+    def dbt(self):
+        if self._dbt is None:
+            from .dbt import DbtProject
+
+            self._dbt = DbtProject(self.root, self.dbt_settings[0], self.dbt_settings[1], self.env)
+        return self._dbt
 
     def load_warehouse(self, doc: YamlDoc, raw: dict) -> None:
         kind = raw.get("type")
@@ -285,7 +296,12 @@ class _Loader:
                 issues.append(ConfigIssue(f"unknown header key {key!r}", file, number,
                                           choice_hint(key, HEADER_KEYS, "header keys")))
 
-        resolved, dbt_issues, dbt_ok = resolve_model(self.dbt, text, file)
+        if "{{" in text or "{%" in text:  # refs to dbt models (or Jinja dinsync refuses)
+            from .dbt import resolve_model
+
+            resolved, dbt_issues, dbt_ok = resolve_model(self.dbt, text, file)
+        else:
+            resolved, dbt_issues, dbt_ok = None, [], True
         self.dbt_issues += dbt_issues
         if self.dbt_strict:
             issues += dbt_issues
@@ -361,6 +377,8 @@ class _Loader:
 
     def check_dbt_adapter(self) -> None:
         """The relations in the manifest are only readable from a warehouse of dbt's type."""
+        if self._dbt is None:
+            return  # no model reads dbt
         manifest = self.dbt.loaded_manifest
         kind = getattr(self.warehouse, "type", None)
         if manifest is None or not manifest.adapter_type or kind is None or manifest.adapter_type == kind:
@@ -613,7 +631,7 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     project = Project(root=root, path=root / PROJECT_FILE, version=data["version"], warehouse=loader.warehouse,
                       state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
                       models=loader.models, syncs=loader.syncs, notifications=loader.notifications,
-                      dbt=loader.dbt.settings)
+                      dbt=loader.dbt_settings[0])
     _register_secrets(project)
     return project
 

@@ -24,7 +24,6 @@ from pydantic import (
 )
 
 from ..destinations.base import Destination, SyncSpec
-from .dbt import DbtSettings
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -44,7 +43,16 @@ ModelType = Literal["user", "custom"]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when first used, so the many models a run does
+    # not need (other warehouses' and channels' settings) cost nothing at start-up
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class DbtSettings(_Config):
+    """`dbt:` in dinsync.yml (paths relative to the dinsync project folder)."""
+
+    project_dir: str = Field(min_length=1)
+    target_path: str | None = Field(default=None, min_length=1)
 
 
 class _Located(_Config):

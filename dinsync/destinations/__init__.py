@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from functools import lru_cache
+from typing import Iterator, Mapping
 
 from .base import Destination
 
@@ -33,13 +34,40 @@ def _plugins() -> tuple[type[Destination], ...]:
     return tuple(found)
 
 
-def registry() -> dict[str, type[Destination]]:
-    types: dict[str, type[Destination]] = {}
-    for cls in _plugins():
-        if not (isinstance(cls, type) and issubclass(cls, Destination)) or not cls.type_name:
-            raise TypeError(f"{cls!r} is not a Destination subclass with a type_name")
-        types[cls.type_name] = cls
-    for name, target in BUILT_IN.items():
-        module, _, attr = target.partition(":")
-        types[name] = getattr(importlib.import_module(module), attr)
-    return types
+class Registry(Mapping[str, type[Destination]]):
+    """Destination types by name, imported on first use: a run loads only the platforms its
+    project names (and looks for plugins only when a name is not built in, or all are listed)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, type[Destination]] = {}
+
+    def _plugin_types(self) -> dict[str, type[Destination]]:
+        types = {}
+        for cls in _plugins():
+            if not (isinstance(cls, type) and issubclass(cls, Destination)) or not cls.type_name:
+                raise TypeError(f"{cls!r} is not a Destination subclass with a type_name")
+            if cls.type_name not in BUILT_IN:  # plugins cannot replace a built-in type
+                types[cls.type_name] = cls
+        return types
+
+    def __getitem__(self, name: str) -> type[Destination]:
+        if name not in self._loaded:
+            if name in BUILT_IN:
+                module, _, attr = BUILT_IN[name].partition(":")
+                self._loaded[name] = getattr(importlib.import_module(module), attr)
+            else:
+                self._loaded[name] = self._plugin_types()[name]  # KeyError: unknown type
+        return self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in BUILT_IN or name in self._plugin_types())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*BUILT_IN, *(n for n in self._plugin_types() if n not in BUILT_IN)])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+def registry() -> Registry:
+    return Registry()

@@ -9,7 +9,6 @@ after `dbt build` costs one diff in the warehouse and a few small state writes.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from typing import Any, Callable
@@ -164,6 +163,8 @@ class SyncRun:
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
             with self.wh.streaming():
+                import asyncio  # only when something is sent
+
                 asyncio.run(self._send(s, lock))
         self.progress("finish", {})
         if self.stop.requested:
@@ -257,4 +258,6 @@ def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
             return await destination.preflight(transport, cfg.spec())
 
     redaction.register(*destination.secrets())
+    import asyncio
+
     return config_issues(project, cfg, asyncio.run(check()), redaction.redact)

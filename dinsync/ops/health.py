@@ -18,7 +18,6 @@ one is not paused for it). Texts are redacted.
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +118,8 @@ def check_destination(project: Any, name: str) -> CheckResult:
             return CheckResult()
 
     try:
+        import asyncio
+
         return asyncio.run(check())
     except DestinationAuthError as exc:
         return CheckResult(Finding("credentials", _r(f"{cfg.destination} refused the credentials: {exc.message}"),

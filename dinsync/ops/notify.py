@@ -18,7 +18,6 @@ Slack body: {"text": <one line>, "blocks": [header section, details section, con
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
@@ -100,7 +99,7 @@ class Notifier:
 
     def __init__(self, channels: Sequence[Any], *, project: str | None = None,
                  log: Callable[[str], None] = lambda text: None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, backoff_base: float = 0.5,
+                 sleep: Callable[[float], Awaitable[None]] | None = None, backoff_base: float = 0.5,
                  backoff_cap: float = 30.0):
         self.channels = list(channels)
         self.project = project
@@ -118,6 +117,8 @@ class Notifier:
         if not targets:
             return []
         notice.project = notice.project or self.project
+        import asyncio  # loaded only when something is to be sent
+
         try:
             return asyncio.run(self._send_all(notice, targets))
         except Exception as exc:  # a bug here must not fail a sync either
@@ -126,12 +127,16 @@ class Notifier:
             return [Delivery(name, False, 0, text) for name, _ in targets]
 
     async def _send_all(self, notice: Notice, targets) -> list[Delivery]:
+        import asyncio
+
         import aiohttp
 
         async with aiohttp.ClientSession() as session:
             return list(await asyncio.gather(*(self._send(session, name, c, notice) for name, c in targets)))
 
     async def _send(self, session, name: str, channel: Any, notice: Notice) -> Delivery:
+        import asyncio
+
         import aiohttp
 
         from ..sender.retry import RetryPolicy, parse_retry_after
@@ -161,7 +166,7 @@ class Notifier:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if attempt < channel.attempts:
-                await self.sleep(policy.delay(attempt, retry_after))
+                await (self.sleep or asyncio.sleep)(policy.delay(attempt, retry_after))
         error = redaction.redact(error)
         self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s): {error}")
         return Delivery(name, False, attempt, error)
