@@ -29,6 +29,7 @@ from typing import Any, Iterator
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
 from .commit import CommitMixin, PositionIndex
+from .pending import PendingMixin
 from .dialects import DEFAULT_HASH_TYPES
 from .keys import KEY_NORMALIZATIONS, key_sql, phone_params
 from .render import (
@@ -48,7 +49,7 @@ from .statements import NEEDS_POSITION, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
-COLUMN_STATEMENTS = {"add_snapshot_column"}  # rendered per column, on demand
+COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column"}  # rendered per column, on demand
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class MappedField:
     snap_name: str
 
 
-class Planner(CommitMixin):
+class Planner(CommitMixin, PendingMixin):
     def __init__(self, warehouse: Any, spec: DiffSpec, *, cache: bool = True):
         self.warehouse = warehouse
         self.spec = spec
@@ -119,6 +120,7 @@ class Planner(CommitMixin):
         self.snapshot_table = f"snap_{sync}"
         self.plan_table = f"plan_{sync}"
         self.ack_table = f"ack_{sync}"
+        self.pending_table = f"pend_{sync}"
         self.scratch_tables = {t: f"{t}_{sync}" for t in ("buckets", "cand", "cur", "prior", "acked")}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
@@ -158,6 +160,7 @@ class Planner(CommitMixin):
             self._ctx = {
                 "schema": schema,
                 "snapshot": f"{schema}.{ident(self.snapshot_table)}",
+                "pending": f"{schema}.{ident(self.pending_table)}",
                 **tables,
                 "tables": tables,
                 "key_column": ident(spec.key_column),
@@ -207,7 +210,7 @@ class Planner(CommitMixin):
         the statement's param() markers (`op`, `limit`, `lo`, `hi`), left as markers when not given.
         """
         column = None
-        if statement == "add_snapshot_column":
+        if statement in COLUMN_STATEMENTS:
             column = params.pop("column", None) or snapshot_column(
                 check_identifier(params.pop("field", self.fields[0].field), "destination field"))
         return bind(self._sql(statement, column), **params)

@@ -55,6 +55,17 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "commit_removed": ("commit_removed", {}),
     "cleanup_count": ("cleanup_count", {}),
     "commit_full_refresh_cleanup": ("commit_full_refresh_cleanup", {}),
+    # records whose outcome arrives later (pending.py)
+    "create_pending": ("create_pending", {}),
+    "add_pending_column": ("add_pending_column", {}),
+    "stash_delete": ("stash_delete", {}),
+    "stash_insert": ("stash_insert", {}),
+    "pending_ok_delete": ("pending_ok_delete", {}),
+    "pending_ok_insert": ("pending_ok_insert", {}),
+    "pending_park_update": ("pending_park_update", {}),
+    "pending_park_insert": ("pending_park_insert", {}),
+    "pending_forget": ("pending_forget", {}),
+    "pending_tokens": ("pending_tokens", {}),
 }
 for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})

@@ -2,7 +2,9 @@
 
 Acknowledged keys enter the snapshot (with the hashes of what was sent), rows rejected for their
 content are parked (not planned again until their values change), and every record that was not
-acknowledged gets a row in the rejections table with its reason. Commits run on one thread of
+acknowledged gets a row in the rejections table with its reason. Records whose outcome arrives
+later are stashed under their token (see dinsync.diff.pending), and their outcomes, when they come,
+are applied from that copy: a crash or the end of the run loses nothing, the next run reads them. Commits run on one thread of
 their own, at least every `checkpoint_rows` acknowledged rows or `checkpoint_seconds`, so a crash
 loses at most what was acknowledged since the last one (sent again by the next run).
 
@@ -14,12 +16,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..destinations.base import RecordResult
 
 # (key, field, status, reason)
 RejectionRow = tuple[str | None, str | None, str, str]
+
+
+@dataclass
+class Batch:
+    """What one checkpoint commits, applied in this order."""
+
+    acked: list[str] = field(default_factory=list)  # plan rows acknowledged
+    parked: list[str] = field(default_factory=list)  # plan rows rejected for their content
+    stash: list[tuple[str, list[str]]] = field(default_factory=list)  # (token, keys) now pending
+    pending_ok: list[str] = field(default_factory=list)  # pending rows acknowledged
+    pending_parked: list[str] = field(default_factory=list)  # pending rows rejected for their content
+    pending_forget: list[str] = field(default_factory=list)  # pending rows failed / not found
+    rows: list[RejectionRow] = field(default_factory=list)  # rejections table
+
+    def __bool__(self) -> bool:
+        return any((self.acked, self.parked, self.stash, self.pending_ok, self.pending_parked,
+                    self.pending_forget, self.rows))
 
 
 class Checkpointer:
@@ -33,9 +53,7 @@ class Checkpointer:
         self.every_rows = rows
         self.every_seconds = seconds
         self.progress = progress
-        self._acked: list[str] = []
-        self._parked: list[str] = []
-        self._rows: list[RejectionRow] = []
+        self._batch = Batch()
         self._last = time.monotonic()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-commit")
         self._busy: asyncio.Lock | None = None
@@ -43,21 +61,36 @@ class Checkpointer:
 
     # --- what the pipeline reports ------------------------------------------------------
     def acknowledged(self, keys: list[str]) -> None:
-        self._acked.extend(keys)
+        self._batch.acked.extend(keys)
 
     def rejected(self, key: str | None, field: str | None, reason: str, park: bool = True) -> None:
         """A row refused for its content: recorded with its reason and parked until it changes."""
-        self._rows.append((key, field, "rejected", reason))
+        self._batch.rows.append((key, field, "rejected", reason))
         if park and key is not None:
-            self._parked.append(key)
+            self._batch.parked.append(key)
 
     def not_delivered(self, result: RecordResult) -> None:
         """`not_found` or `failed`: recorded, and sent again by the next run (nothing parked)."""
-        self._rows.append((result.key, None, result.status, result.reason or result.status))
+        self._batch.rows.append((result.key, None, result.status, result.reason or result.status))
+
+    def pending(self, token: str, keys: list[str]) -> None:
+        """Records whose outcome comes later (under `token`): stashed at the next checkpoint."""
+        self._batch.stash.append((token, list(keys)))
+
+    def settled(self, ok: list[str], problems: list[RecordResult]) -> None:
+        """Outcomes of stashed records (this run's or an earlier one's)."""
+        b = self._batch
+        b.pending_ok.extend(ok)
+        for r in problems:
+            if r.status == "rejected":
+                b.pending_parked.append(r.key)
+            else:
+                b.pending_forget.append(r.key)
+            b.rows.append((r.key, None, r.status, r.reason or r.status))
 
     # --- commits ------------------------------------------------------------------------
     def due(self) -> bool:
-        return len(self._acked) >= self.every_rows or time.monotonic() - self._last >= self.every_seconds
+        return len(self._batch.acked) >= self.every_rows or time.monotonic() - self._last >= self.every_seconds
 
     async def checkpoint(self, force: bool = False) -> None:
         if self._busy is None:
@@ -65,33 +98,30 @@ class Checkpointer:
         if not force and (self._busy.locked() or not self.due()):
             return
         async with self._busy:
-            acked, self._acked = self._acked, []
-            parked, self._parked = self._parked, []
-            rows, self._rows = self._rows, []
+            batch, self._batch = self._batch, Batch()
             self._last = time.monotonic()
-            if acked or parked or rows:
+            if batch:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._executor, self.commit, acked, parked, rows)
+                await loop.run_in_executor(self._executor, self.commit, batch)
 
-    def commit(self, acked: list[str], parked: list[str], rows: list[RejectionRow]) -> None:
+    def commit(self, batch: Batch) -> None:
         """One checkpoint (on the commit thread, or directly when no loop runs)."""
         self.lock.check()
-        if acked:
-            self.planner.commit_acknowledged(acked)
-            self.committed += len(acked)
-        if parked:
-            self.planner.commit_rejected(parked)
-        if rows:
-            self.state.add_rejections(self.run_id, self.sync, rows)
-        self.progress("checkpoint", {"acknowledged": len(acked), "committed": self.committed})
-
-    def flush_now(self) -> None:
-        """Commit what is buffered, synchronously (outside the event loop)."""
-        acked, self._acked = self._acked, []
-        parked, self._parked = self._parked, []
-        rows, self._rows = self._rows, []
-        if acked or parked or rows:
-            self.commit(acked, parked, rows)
+        if batch.acked:
+            self.planner.commit_acknowledged(batch.acked)
+            self.committed += len(batch.acked)
+        if batch.parked:
+            self.planner.commit_rejected(batch.parked)
+        for token, keys in batch.stash:
+            self.planner.stash_pending(keys, token)
+        if batch.pending_ok or batch.pending_parked or batch.pending_forget:
+            ok, _ = self.planner.resolve_pending(ok=batch.pending_ok, rejected=batch.pending_parked,
+                                                 forget=batch.pending_forget)
+            self.committed += ok
+        if batch.rows:
+            self.state.add_rejections(self.run_id, self.sync, batch.rows)
+        self.progress("checkpoint", {"acknowledged": len(batch.acked) + len(batch.pending_ok),
+                                     "committed": self.committed})
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

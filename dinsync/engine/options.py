@@ -15,6 +15,7 @@ class EngineOptions:
     heartbeat_seconds: float = 60.0  # how often a run refreshes its lock, whatever it is doing
     grace_seconds: float = 20.0  # on SIGTERM/SIGINT: how long requests in flight may finish
     outcome_timeout_seconds: float = 600.0  # how long a run waits for pending outcomes (imports, bulk jobs)
+    pending_days: float = 7.0  # outcomes not read after this long are given up (those rows are sent again)
 
     @classmethod
     def from_env(cls) -> "EngineOptions":

@@ -225,6 +225,7 @@ class Pipeline:
                 self._note(r)
             for token, keys in delivered.pending.items():
                 self.pending.setdefault(token, []).extend(keys)
+                self.commits.pending(token, keys)
             self._collect_ready()
             self.progress("sent", {"rows": len(request.keys)})
             if not self.lock.lost.is_set():
@@ -232,17 +233,19 @@ class Pipeline:
 
     def _note(self, r: RecordResult) -> None:
         """Count and record a record that was not acknowledged."""
+        self._count(r)
+        if r.status == "rejected":
+            self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
+        elif r.status != "ok":  # ok: e.g. a lookup that found the record
+            self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+
+    def _count(self, r: RecordResult) -> None:
         if r.status == "rejected":
             self.s.rejected += 1
-            self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
-        elif r.status == "ok":  # e.g. a lookup that found the record
-            return
-        else:
-            if r.status == "not_found":
-                self.s.not_found += 1
-            else:
-                self.s.failed += 1
-            self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+        elif r.status == "not_found":
+            self.s.not_found += 1
+        elif r.status == "failed":
+            self.s.failed += 1
 
     def _collect_ready(self) -> bool:
         """Outcomes of pending records that arrived meanwhile (`Transport.ready`, which does not
@@ -259,13 +262,15 @@ class Pipeline:
         """Outcomes of records that were pending earlier in this run; what stays pending is kept."""
         waiting = {k for keys in self.pending.values() for k in keys}
         ok = [k for k in dict.fromkeys(settled.ok) if k in waiting]
-        self.commits.acknowledged(ok)
         self.s.acknowledged += len(ok)
         done = set(ok)
+        problems = []
         for r in settled.problems:
             if r.key in waiting and r.key not in done:
                 done.add(r.key)
-                self._note(r)
+                problems.append(RecordResult(r.key, r.status, self.redact(r.reason)))
+                self._count(r)
+        self.commits.settled(ok, problems)  # applied to the stashed copies of what was sent
         # whatever got no outcome is still pending, whether or not the transport said so
         self.pending = {token: rest for token, keys in self.pending.items()
                         if (rest := [k for k in keys if k not in done])}

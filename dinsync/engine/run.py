@@ -139,6 +139,7 @@ class SyncRun:
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
         self.planner.ensure_state()
+        self._read_earlier_outcomes(s, lock)
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
@@ -176,19 +177,55 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
-        if s.failed or s.pending:
+        if s.failed:
             s.status = "failed"
-            parts = []
-            if s.failed:
-                parts.append(f"{s.failed} rows could not be delivered (after retries)")
-            if s.pending:
-                parts.append(f"the outcome of {s.pending} rows did not arrive in time")
-            s.error = "; ".join(parts) + ": they stay out of the snapshot and are sent again by the next run"
+            s.error = (f"{s.failed} rows could not be delivered (after retries): they stay out of the snapshot "
+                       "and are sent again by the next run")
             return
+        if s.pending:
+            s.warnings.append(f"the outcome of {s.pending} rows had not arrived by the end of the run (e.g. an "
+                              "import still being processed): nothing of them is committed yet; the next run "
+                              "reads their outcome")
         s.warnings += sync_warnings(th, s, mode=self.cfg.mode, sendable=sendable,
                                     previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
                                     elapsed_seconds=time.monotonic() - self._started)
         s.status = "warning" if s.warnings else "success"
+
+    def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> None:
+        """Records an earlier run sent whose outcome had not arrived (stashed under their tokens):
+        read the outcomes the platform has now, before planning (an acknowledged record is then
+        not sent again). Outcomes older than `pending_days` are given up: those rows are sent again."""
+        tokens = self.planner.pending_tokens()
+        if not tokens:
+            return
+        expired = self.planner.expire_pending(dt.timedelta(days=self.opts.pending_days))
+        if expired:
+            self.progress("note", {"message": f"gave up waiting for the outcome of {expired} rows sent more than "
+                                              f"{self.opts.pending_days:g} days ago: they are sent again"})
+            tokens = self.planner.pending_tokens()
+            if not tokens:
+                return
+        import asyncio
+
+        async def read():
+            async with self.destination.make_transport(transport_options(self.dest_cfg)) as transport:
+                await self.destination.begin_run(transport, self.spec)
+                return await transport.resolve(list(tokens))
+
+        outcomes = asyncio.run(read())
+        lock.check()
+        ok = list(dict.fromkeys(outcomes.ok))
+        rejected = [r.key for r in outcomes.problems if r.status == "rejected"]
+        forget = [r.key for r in outcomes.problems if r.status != "rejected"]
+        n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
+        s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
+        s.rejected += n_parked
+        rows = [(r.key, None, r.status, self.redact(r.reason) or r.status) for r in outcomes.problems]
+        if rows:
+            self.state.add_rejections(s.run_id, self.cfg.name, rows)
+        waiting = sum(self.planner.pending_tokens().values())
+        self.progress("note", {"message": f"outcomes of earlier runs: {n_ok} rows acknowledged, {n_parked} rejected, "
+                                          f"{len(forget)} to send again; {waiting} rows still awaited"})
 
     async def _send(self, s: RunSummary, lock: LockKeeper) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.

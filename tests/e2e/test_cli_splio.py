@@ -254,8 +254,8 @@ def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatc
     p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 1.5)
     data = p.sync()
     run = data["runs"][0]
-    assert (data["exit_code"], run["pending"], run["acknowledged"]) == (1, 6, 0)
-    assert "did not arrive in time" in run["error"] and p.snapshot() == set()
+    assert (data["exit_code"], run["status"], run["pending"], run["acknowledged"]) == (4, "warning", 6, 0)
+    assert any("next run reads their outcome" in w for w in run["warnings"]) and p.snapshot() == set()
     [token] = p.stats()["files_received"] or [None]
     assert token is not None
 
@@ -276,8 +276,11 @@ def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatc
     assert set(results.ok) == {f"user{i}@example.com" for i in range(1, 7)}
     p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 0.0)
     monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
-    again = p.sync()["runs"][0]  # until the engine keeps tokens across runs, the rows are sent again
-    assert (again["status"], again["acknowledged"]) == ("success", 6)
+    again = p.sync()["runs"][0]  # the next run reads the outcome under the stashed token: nothing resent
+    assert (again["status"], again["sent"], again["acknowledged"], again["pending"]) == ("success", 0, 6, 0)
+    assert p.snapshot() == {f"user{i}@example.com" for i in range(1, 7)}
+    assert p.stats()["files_received"] == [token]
+    assert p.sync()["runs"][0]["sent"] == 0
 
 
 # --- API ------------------------------------------------------------------------------------------

@@ -124,22 +124,36 @@ def test_platform_rejection_of_a_pending_record_is_kept_with_its_reason(outbox_p
     assert status == "rejected" and "REJECT_ME" in reason
 
 
-def test_outcome_that_never_arrives_commits_nothing_and_fails_the_run(outbox_project, monkeypatch):
+def test_outcome_arriving_after_the_run_is_read_by_the_next_run_without_sending_again(outbox_project, monkeypatch):
     p = outbox_project
     monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    p.sql(f"update main.people set name = '{REJECT_MARKER}' where id = 7")
     with OutboxProcessor(p.outbox) as platform:
         platform.paused.set()
         data = p.sync()
         [run] = data["runs"]
-        assert data["exit_code"] == 1
-        assert (run["status"], run["pending"], run["acknowledged"]) == ("failed", 30, 0)
-        assert "did not arrive in time" in run["error"]
-        assert p.snapshot() == set()
+        assert data["exit_code"] == 4  # a warning: nothing lost, the outcome is read next run
+        assert (run["status"], run["pending"], run["acknowledged"]) == ("warning", 30, 0)
+        assert any("next run reads their outcome" in w for w in run["warnings"])
+        assert p.snapshot() == set()  # nothing committed while the outcome is unknown
+        files_sent = len(list(p.outbox.glob("*.jsonl")))
         platform.paused.clear()
-        monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "30")
+        deadline = time.monotonic() + 10
+        while len(platform.processed) < files_sent:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         again = p.sync()["runs"][0]
-        assert again["status"] == "success"
-        assert platform.snapshot() == p.segment() and len(p.snapshot()) == 30
+        # the earlier run's outcomes were read from their tokens: nothing is sent again
+        assert (again["status"], again["sent"], again["added"]) == ("success", 0, 0)
+        expected = {k: v for k, v in p.segment().items() if k != "p7@example.com"}
+        assert platform.snapshot() == expected and p.snapshot() == set(expected)
+        [(status, reason)] = p.sql("select status, reason from dinsync.rejections where key = 'p7@example.com'")
+        assert status == "rejected" and "REJECT_ME" in reason
+        # the rejected row is parked: not sent again until it changes
+        assert p.sync()["runs"][0]["sent"] == 0
+        p.sql("update main.people set name = 'Fixed' where id = 7")
+        fixed = p.sync()["runs"][0]
+        assert (fixed["added"], fixed["acknowledged"]) == (1, 1)
 
 
 def _sync_process(p: OutboxProject) -> subprocess.Popen:

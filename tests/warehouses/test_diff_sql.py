@@ -174,9 +174,22 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert wide.commit_rejected(["z@x.com"]) == 1
     assert wide.plan(retry_rejected=True).added == 1
 
+    # records whose outcome arrives later: stashed, then resolved (by a later planner)
+    s.set_rows([("A@x.com ", "Ada", 8), ("p@x.com", "Pat", 1), ("q@x.com", "Quinn", 2)])
+    s.plan()
+    assert s.p.stash_pending(["a@x.com", "p@x.com", "q@x.com"], "import-1.csv") == 3
+    assert s.p.pending_tokens() == {"import-1.csv": 3}
+    later = Planner(s.wh, s.spec)
+    s.planners.append(later)
+    assert later.resolve_pending(ok=["a@x.com"], rejected=["p@x.com"], forget=["q@x.com"]) == (1, 1)
+    delivered = {r["_key"]: r["_synced_at"] is not None for r in s.wh.query(
+        f'SELECT _key, _synced_at FROM "{s.state_schema}"."{s.p.snapshot_table}"').to_pylist()}
+    assert later.pending_tokens() == {} and delivered["a@x.com"] and not delivered["p@x.com"]  # p: parked only
+    assert "q@x.com" not in delivered  # failed or not found: forgotten, sent again
+
     # statements rendered with parameters (sample, duplicates_sample: their limit) ran above
     not_run = sorted(name for name in s.p.statements()
-                     if name not in ("add_snapshot_column", "sample", "duplicates_sample")
+                     if name not in ("add_snapshot_column", "add_pending_column", "sample", "duplicates_sample")
                      and not any(p.render(name) in s.wh.ran for p in s.planners))
     assert not_run == [], not_run
     assert any(sql.startswith("ALTER TABLE") and "ADD COLUMN" in sql for sql in s.wh.ran)  # add_snapshot_column

@@ -1,0 +1,118 @@
+"""Records whose outcome arrives later: stashed at a checkpoint, resolved in this run or a later one.
+
+A file import or an asynchronous bulk job answers after the run sent its records. Their plan rows
+(the hashes of what was sent) are copied at the next checkpoint into `pend_<sync>` in the state
+schema, under the token that names the outcome (a file name, a job id), so that a crash or the
+end of the run loses nothing: whichever run reads the outcome commits from that copy, never from
+a plan that may have been rebuilt since.
+
+    planner.stash_pending(keys, token)                 # at a checkpoint
+    planner.resolve_pending(ok=..., rejected=..., forget=...)   # when the outcome is known
+    planner.pending_tokens()                           # what a new run asks the platform about
+
+Acknowledged records enter the snapshot, records rejected for their content are parked (as
+`commit_rejected` does), failed or not-found ones are forgotten (not in the snapshot, they are
+sent again). A key sent again replaces its older pending row, so an old outcome never overwrites
+a newer one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+
+class PendingMixin:
+    """The pending side of `Planner` (see planner.py for the attributes used here)."""
+
+    def _ensure_pending(self) -> None:
+        """Create the pending table, or add columns of fields mapped since it was created."""
+        existing = self.warehouse.table_columns(self.spec.state_schema, self.pending_table)
+        if existing is None:
+            self._execute("create_pending")
+            return
+        for f in self.fields:
+            if f.snap_name not in existing:
+                self._execute("add_pending_column", column=f.snap_name)
+
+    def _pending_exists(self) -> bool:
+        return self.warehouse.table_columns(self.spec.state_schema, self.pending_table) is not None
+
+    def stash_pending(self, keys: Any, token: str) -> int:
+        """Keep the plan rows of `keys` (added/changed rows of this run's plan) as pending under
+        `token`. Idempotent per key; returns how many plan rows were kept."""
+        from .commit import _keys_array
+
+        arr = _keys_array(keys)
+        if len(arr) == 0:
+            return 0
+        with self._lock:
+            self._ensure_pending()
+            try:
+                n = self._collect(arr)
+                if n["acknowledged"]:
+                    with self.warehouse.transaction():
+                        self._execute("stash_delete")
+                        self._execute("stash_insert", **self._bounds(n))
+                        self.warehouse.execute(
+                            f"UPDATE {self.warehouse.table_name(self.spec.state_schema, self.pending_table)} "
+                            "SET _token = :token WHERE _token IS NULL", {"token": token})
+            finally:
+                self._drop("ack", "acked")
+            return n["acknowledged"]
+
+    def resolve_pending(self, ok: Sequence[str] = (), rejected: Sequence[str] = (),
+                        forget: Sequence[str] = ()) -> tuple[int, int]:
+        """Apply outcomes to pending records: `ok` into the snapshot, `rejected` parked, `forget`
+        (failed, not found) dropped. Keys not pending are ignored. Returns (acknowledged, parked)."""
+        import pyarrow as pa
+
+        if not (ok or rejected or forget) or not self._pending_exists():
+            return 0, 0
+        scratch = self.scratch_database or self.spec.state_schema
+        counts = [0, 0]
+        with self._lock:
+            for i, (keys, steps) in enumerate((
+                    (ok, ("pending_ok_delete", "pending_ok_insert")),
+                    (rejected, ("pending_park_update", "pending_park_insert")),
+                    (forget, ()))):
+                if not keys:
+                    continue
+                self.warehouse.write_arrow(scratch, self.ack_table,
+                                           pa.table({"_key": pa.array(list(dict.fromkeys(keys)), pa.string())}),
+                                           mode="replace")
+                try:
+                    with self.warehouse.transaction():
+                        if i < 2:
+                            counts[i] = self._pending_matches()
+                        for step in steps:
+                            self._execute(step)
+                        self._execute("pending_forget")
+                finally:
+                    self._drop("ack")
+        return counts[0], counts[1]
+
+    def _pending_matches(self) -> int:
+        table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
+        ack = self.warehouse.table_name(self.scratch_database or self.spec.state_schema, self.ack_table)
+        return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE _key IN (SELECT _key FROM {ack})") or 0)
+
+    def pending_tokens(self) -> dict[str, int]:
+        """Tokens of outcomes still awaited -> how many records each stands for."""
+        if not self._pending_exists():
+            return {}
+        rows = self.warehouse.query(self.render("pending_tokens")).to_pylist()
+        return {r["_token"]: int(r["_n"]) for r in rows}
+
+    def expire_pending(self, older_than: dt.timedelta) -> int:
+        """Forget pending records older than `older_than` (an outcome that will never come): they
+        are sent again. Returns how many."""
+        if not self._pending_exists():
+            return 0
+        cutoff = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - older_than
+        table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
+        with self._lock:
+            n = int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE _stashed_at < :cutoff",
+                                          {"cutoff": cutoff}) or 0)
+            if n:
+                self.warehouse.execute(f"DELETE FROM {table} WHERE _stashed_at < :cutoff", {"cutoff": cutoff})
+        return n

@@ -1,0 +1,93 @@
+"""Records whose outcome arrives later: stashed, then resolved in this run or a later one."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.warehouses import connect
+
+FIELDS = [("name", "first_name"), ("plan", "plan")]
+
+
+@pytest.fixture
+def wh(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    w.execute("CREATE TABLE people (email VARCHAR, name VARCHAR, plan VARCHAR)")
+    yield w
+    w.close()
+
+
+def planner(wh, fields=FIELDS) -> Planner:
+    p = Planner(wh, DiffSpec(sync="s", model_sql="SELECT * FROM people", key_column="email",
+                             key_normalization="email", fields=list(fields), state_schema="st"), cache=False)
+    p.ensure_state()
+    return p
+
+
+def keys(p) -> list[str]:
+    return [k for b in p.stream_sendable(batch_rows=2) for k in b.column("_key").to_pylist()]
+
+
+def snapshot(wh) -> dict[str, tuple]:
+    return {r["_key"]: (r["_synced_at"] is not None, r["_pfp"] is not None)
+            for r in wh.query("SELECT _key, _synced_at, _pfp FROM st.snap_s").to_pylist()}
+
+
+def test_stashed_records_resolve_in_a_later_process_from_the_copy_not_the_plan(wh):
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro'), ('b@x.co', 'Bob', 'free'), "
+               "('c@x.co', 'Cy', 'free'), ('d@x.co', 'Di', 'team')")
+    p = planner(wh)
+    assert p.plan().added == 4
+    sent = keys(p)
+    assert p.stash_pending(sent[:2], "file-1") == 2 and p.stash_pending(sent[2:], "job/2") == 2
+    assert p.stash_pending(["nobody@x.co"], "file-1") == 0  # not in the plan: ignored
+    assert p.pending_tokens() == {"file-1": 2, "job/2": 2}
+    assert snapshot(wh) == {}  # nothing committed while the outcome is unknown
+
+    # a later run (a new planner, a new plan that no longer holds these rows) reads the outcomes
+    wh.execute("UPDATE people SET plan = 'changed-since'")
+    later = planner(wh)
+    assert later.resolve_pending(ok=["a@x.co", "c@x.co"], rejected=["b@x.co"], forget=["d@x.co"]) == (2, 1)
+    assert snapshot(wh) == {"a@x.co": (True, False), "c@x.co": (True, False), "b@x.co": (False, True)}
+    assert later.pending_tokens() == {}
+    # what was committed is what was sent (plan 'pro'/'free'), so the change since is planned
+    stats = later.plan()
+    assert (stats.changed, stats.added) == (2, 2)  # a, c changed; b parked then changed: added; d added
+
+
+def test_a_key_sent_again_replaces_its_older_pending_row(wh):
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
+    p = planner(wh)
+    p.plan()
+    p.stash_pending(keys(p), "old")
+    wh.execute("UPDATE people SET plan = 'team'")
+    q = planner(wh)
+    q.plan()
+    q.stash_pending(keys(q), "new")
+    assert q.pending_tokens() == {"new": 1}
+    assert q.resolve_pending(ok=["a@x.co"]) == (1, 0)
+    assert planner(wh).plan().changed == 0  # the newer values were recorded
+
+
+def test_a_field_mapped_after_rows_went_pending_is_sent_once_they_are_acknowledged(wh):
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
+    p = planner(wh)
+    p.plan()
+    p.stash_pending(keys(p), "t")
+    q = planner(wh, FIELDS + [("email", "email_copy")])
+    q.stash_pending([], "t")
+    q._ensure_pending()  # noqa: SLF001 (what a stash or a new run does)
+    assert q.resolve_pending(ok=["a@x.co"]) == (1, 0)
+    stats = q.plan()
+    assert stats.changed == 1 and q.field_change_counts() == {"first_name": 0, "plan": 0, "email_copy": 1}
+
+
+def test_stale_pending_records_expire(wh):
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
+    p = planner(wh)
+    p.plan()
+    p.stash_pending(keys(p), "t")
+    assert p.expire_pending(dt.timedelta(days=1)) == 0
+    assert p.expire_pending(dt.timedelta(seconds=-1)) == 1 and p.pending_tokens() == {}
