@@ -187,9 +187,11 @@ def test_limits_are_per_token_fixed_window_and_switchable(make):
     assert {r.status for r in client.burst(_writes(25, "a"))} == {200}
     assert {r.status for r in client.burst(_writes(25, "b"), token="second")} == {200}
     thread2, client2 = make(limits=True, window="fixed")
-    results = client2.burst(_writes(30, "f"))
+    started = time.time()
+    results = client2.burst(_writes(100, "f"))
+    windows = int(time.time()) - int(started) + 1  # whole seconds the burst touched (a busy machine spreads it)
     limited = [r for r in results if r.status == 429]
-    assert 5 <= len(limited) <= 30 - 1
+    assert max(1, 100 - 25 * windows) <= len(limited) <= 100 - 25
     for resp in limited:  # a fixed window frees at the next whole second
         assert _retry_after(resp).timestamp() - time.time() <= 1.5
     thread3, client3 = make(limits=False)
