@@ -227,9 +227,11 @@ def test_kill_9_mid_sync_then_rerun_converges(project, target):
 
 @pytest.mark.slow
 def test_concurrent_run_is_refused_by_the_lock(project, target):
-    project.write(destination_extra="    bulk_max_users: 10\n")
+    # 40 requests, 4 in flight, each held 0.8 s: the first run lasts ~8 s, however slow the machine
+    # is to start the second process; once the second is refused, the rest of the first goes fast
+    project.write(destination_extra="    bulk_max_users: 2\n")
     target.load("customers", customers(range(1, 81)))
-    project.thread.set_faults(latency=0.15, jitter=0.0)
+    project.thread.set_faults(latency=0.8, jitter=0.0)
 
     first = project.start()
     deadline = time.monotonic() + 60
@@ -242,6 +244,8 @@ def test_concurrent_run_is_refused_by_the_lock(project, target):
     # DuckDB: the file itself is busy (the command cannot open the warehouse); elsewhere the lock says so
     error = second["runs"][0]["error"] if "runs" in second else second["error"]
     assert re.search(target.busy_message, error), second
+    assert first.poll() is None  # the refusal came while the first run held the lock
+    project.thread.set_faults(latency=0.0)
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, (out, err)
     assert only_run(json.loads(out))["acknowledged"] == 80
