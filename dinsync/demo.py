@@ -87,6 +87,11 @@ from range({rows} + 100, {rows} + 125) t(i);                                   -
 MARKER = ".dinsync-demo.json"  # in a folder the demo created: what it wrote, to know it again
 DEMO_FILES = ("dinsync.yml", "models/active_customers.sql", "syncs/iterable_customers.yml")
 WAREHOUSE_FILES = ("warehouse.duckdb", "warehouse.duckdb.wal")  # recreated by every demo run
+# The Attio step (dinsync/demo_attio.py) runs its own small project in a subfolder.
+ATTIO_DIR = "attio"
+ATTIO_FILES = tuple(f"{ATTIO_DIR}/{rel}" for rel in ("dinsync.yml", "models/companies.sql", "models/people.sql",
+                                                    "syncs/attio_companies.yml", "syncs/attio_people.yml"))
+ATTIO_ROWS = 50  # people (and 5 companies): Attio allows 25 writes/s, so the step takes a few seconds
 
 
 class DemoFolderError(DinsyncError):
@@ -111,7 +116,8 @@ def foreign_entries(path: Path) -> list[str]:
         written = dict(marker["files"])
     except (OSError, ValueError, KeyError, TypeError):
         written = {}
-    allowed = set(written) | set(WAREHOUSE_FILES) | {MARKER, "models", "syncs"}
+    allowed = (set(written) | set(WAREHOUSE_FILES) | {MARKER, "models", "syncs"}
+               | {f"{ATTIO_DIR}/{rel}" for rel in WAREHOUSE_FILES} | {ATTIO_DIR, f"{ATTIO_DIR}/models", f"{ATTIO_DIR}/syncs"})
     foreign = []
     for entry in sorted(path.rglob("*")):
         rel = entry.relative_to(path).as_posix()
@@ -140,8 +146,13 @@ def write_files(path: Path, files: dict[str, str]) -> None:
     """Write the demo's files and the marker that lists them (with their digests)."""
     for rel, text in files.items():
         (path / rel).write_text(text)
+    write_marker(path, list(files))
+
+
+def write_marker(path: Path, written: list[str]) -> None:
     (path / MARKER).write_text(json.dumps(
-        {"created_by": "dinsync demo", "files": {rel: _digest(path / rel) for rel in files}}, indent=2) + "\n")
+        {"created_by": "dinsync demo", "files": {rel: _digest(path / rel) for rel in written if (path / rel).is_file()}},
+        indent=2) + "\n")
 
 
 def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *, force: bool = False,
@@ -213,6 +224,12 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
         finally:
             os.chdir(previous)
             wh.close()
+    from .demo_attio import run_attio_demo_step
+
+    try:
+        report["attio"] = run_attio_demo_step(path / ATTIO_DIR, rows=ATTIO_ROWS, say=say)
+    finally:  # the marker lists the Attio step's files too, so the next demo run knows them again
+        write_marker(path, [*DEMO_FILES, *ATTIO_FILES])
     say(textwrap.dedent(f"""\
         Try it yourself: start `dinsync sandbox --port 8765` in another terminal, point base_url in
         {path / 'dinsync.yml'} at http://127.0.0.1:8765, export {DEMO_KEY_ENV}=sandbox-key and run

@@ -25,6 +25,15 @@ def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, mon
     assert first["added"] == 401 and first["acknowledged"] == 400 and first["rejected"] == 1  # 1 bad email
     assert second["changed"] == 8 and second["removed"] == 2 and second["acknowledged"] == 33
     assert report["sandbox_users"] == 425
+    attio = {(r["step"], r["sync"]): r for r in report["attio"]["runs"]}  # the Attio step, in demo/attio
+    assert attio[("first sync", "attio_people")]["acknowledged"] == 50
+    assert attio[("after changes", "attio_people")]["rejected"] == 1  # a plan Attio does not know
+    assert report["attio"]["sandbox"]["records"] == {"people": 50, "companies": 5}
+    # the demo knows its folder again (the Attio step's files included), but never a file edited since
+    assert CliRunner().invoke(app, ["--json", "demo", "--path", "demo", "--rows", "50"]).exit_code == 0
+    (tmp_path / "demo" / "attio" / "models" / "people.sql").write_text("select 1 as id\n")
+    refused = CliRunner().invoke(app, ["demo", "--path", "demo"])
+    assert refused.exit_code == ExitCode.USAGE and "attio/models/people.sql (changed" in refused.output
 
 
 def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
