@@ -53,9 +53,10 @@ class PendingMixin:
                     with self.warehouse.transaction():
                         self._execute("stash_delete")
                         self._execute("stash_insert", **self._bounds(n))
+                        q = self.warehouse.quote
                         self.warehouse.execute(
                             f"UPDATE {self.warehouse.table_name(self.spec.state_schema, self.pending_table)} "
-                            "SET _token = :token WHERE _token IS NULL", {"token": token})
+                            f"SET {q('_token')} = :token WHERE {q('_token')} IS NULL", {"token": token})
             finally:
                 self._drop("ack", "acked")
             return n["acknowledged"]
@@ -94,7 +95,8 @@ class PendingMixin:
     def _pending_matches(self) -> int:
         table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
         ack = self.warehouse.table_name(self.scratch_database or self.spec.state_schema, self.ack_table)
-        return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE _key IN (SELECT _key FROM {ack})") or 0)
+        key = self.warehouse.quote("_key")  # quoted as the templates create it (Snowflake folds unquoted names)
+        return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE {key} IN (SELECT {key} FROM {ack})") or 0)
 
     def pending_tokens(self) -> dict[str, int]:
         """Tokens of outcomes still awaited -> how many records each stands for."""
@@ -111,8 +113,9 @@ class PendingMixin:
         cutoff = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - older_than
         table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
         with self._lock:
-            n = int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE _stashed_at < :cutoff",
+            stashed = self.warehouse.quote("_stashed_at")
+            n = int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE {stashed} < :cutoff",
                                           {"cutoff": cutoff}) or 0)
             if n:
-                self.warehouse.execute(f"DELETE FROM {table} WHERE _stashed_at < :cutoff", {"cutoff": cutoff})
+                self.warehouse.execute(f"DELETE FROM {table} WHERE {stashed} < :cutoff", {"cutoff": cutoff})
         return n
