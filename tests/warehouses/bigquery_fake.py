@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
 import io
 import json
 import math
@@ -140,6 +141,17 @@ def _literal(param: dict) -> exp.Expression:
 
 def to_duckdb(sql: str, params: list[dict], default_dataset: str | None) -> list[str]:
     """The job's GoogleSQL checked as BigQuery checks it, then as DuckDB statements."""
+    if not params:
+        return list(_to_duckdb(sql, default_dataset))
+    return _convert(sql, params, default_dataset)
+
+
+@functools.lru_cache(maxsize=4096)  # a planner runs the same statements run after run
+def _to_duckdb(sql: str, default_dataset: str | None) -> tuple[str, ...]:
+    return tuple(_convert(sql, [], default_dataset))
+
+
+def _convert(sql: str, params: list[dict], default_dataset: str | None) -> list[str]:
     try:
         trees = [t for t in sqlglot.parse(sql, read="bigquery") if t is not None]
     except sqlglot.errors.SqlglotError as exc:
