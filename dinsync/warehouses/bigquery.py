@@ -12,10 +12,12 @@ Without `credentials`, application default credentials are used (GOOGLE_APPLICAT
 gcloud's login, the metadata server).
 
 How the sync's path maps onto BigQuery:
-- Every statement is a query job (`jobs.insert`), GoogleSQL with named `@parameters`; a NULL value
-  is written as the literal NULL (BigQuery wants a type for every parameter, a NULL fits any).
-- Reads: `QueryJob.result(page_size=...)` then `to_arrow_iterable(bqstorage_client=None)`: one
-  Arrow batch per page of `tabledata`/`getQueryResults`, re-cut to the caller's batch size, so
+- Every statement is a query (`Client.query_and_wait`: jobs.query, one round trip when the answer
+  fits its first page), GoogleSQL with named `@parameters`; a NULL value is written as the literal
+  NULL (BigQuery wants a type for every parameter, a NULL fits any). Column types of a model come
+  from a dry run (`jobs.insert` with dryRun: nothing runs, nothing is billed).
+- Reads: the query's rows `to_arrow_iterable(bqstorage_client=None)`: one Arrow batch per page
+  (`maxResults` = the caller's batch size, then getQueryResults pages), re-cut to that size, so
   client memory stays bounded. (The Storage Read API is faster on large plans; it needs
   google-cloud-bigquery-storage, which is not part of the extra.)
 - Bulk writes (acknowledged keys, rejections): load jobs of Parquet made by Arrow
@@ -278,37 +280,41 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             config.query_parameters = [bq.ScalarQueryParameter(n, t, v) for n, t, v in params]
         return config
 
-    def _run(self, sql: str, params: Params, **extra: Any):
+    def _prepare(self, sql: str, params: Params, **extra: Any):
         if not self._scratch_ready and f"`{self.scratch_dataset}`" in sql:
             self._ensure_scratch(self.scratch_dataset)
         sql, values = bind(sql, params)
-        job = self.client.query(sql, job_config=self._job_config(values, **extra), location=self.location,
-                                retry=self._retry, job_retry=self._job_retry, timeout=self.http_timeout)
-        return job
+        return sql, self._job_config(values, **extra)
 
-    def _result(self, job, **kwargs: Any):
-        return job.result(retry=self._retry, timeout=None, **kwargs)
+    def _rows(self, sql: str, params: Params, page_size: int | None = None):
+        """jobs.query (`query_and_wait`): one round trip when the answer fits its first page, a job
+        and getQueryResults pages otherwise."""
+        sql, config = self._prepare(sql, params)
+        return self.client.query_and_wait(sql, job_config=config, location=self.location, retry=self._retry,
+                                          job_retry=self._job_retry, api_timeout=self.http_timeout,
+                                          wait_timeout=None, page_size=page_size)
 
     @translated("running a statement")
     def execute(self, sql: str, params: Params = None) -> int | None:
-        job = self._run(sql, params)
-        self._result(job)
-        n = job.num_dml_affected_rows
+        n = self._rows(sql, params).num_dml_affected_rows
         return int(n) if n is not None else None
 
     @translated("running a query")
     def query(self, sql: str, params: Params = None) -> pa.Table:
-        rows = self._result(self._run(sql, params))
-        return rows.to_arrow(create_bqstorage_client=False)
+        return self._rows(sql, params).to_arrow(create_bqstorage_client=False)
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
-        rows = self._result(self._run(sql, params), page_size=max(1, int(batch_rows)))
+        rows = self._rows(sql, params, page_size=max(1, int(batch_rows)))
         yield from slice_batches(rows.to_arrow_iterable(bqstorage_client=None), batch_rows)
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
-        job = self._run(sql, None, dry_run=True, use_query_cache=False)  # nothing runs, nothing is billed
+        sql, config = self._prepare(sql, None, dry_run=True, use_query_cache=False)  # nothing runs or is billed
+        job = self.client.query(sql, job_config=config, location=self.location, retry=self._retry,
+                                job_retry=self._job_retry, timeout=self.http_timeout)
+        if job.error_result:  # BigQuery answers a failing dry run with an HTTP error; be sure anyway
+            raise self._api.BadRequest(job.error_result.get("message", "dry run failed"), errors=[job.error_result])
         return [(f.name, f.field_type) for f in (job.schema or [])]
 
     @translated("reading the columns of a table")

@@ -15,6 +15,8 @@ What it serves (everything else: 400 `invalid`, as BigQuery answers a bad reques
   be given. It is then transpiled with sqlglot to DuckDB and run; FARM_FINGERPRINT is farmhash's
   Fingerprint64 (pyfarmhash), as BigQuery's. A failing statement is a DONE job whose
   `status.errorResult` has reason `notFound` (a missing table or dataset) or `invalidQuery`.
+- `POST /bigquery/v2/projects/{p}/queries` (jobs.query, as `Client.query_and_wait` sends it: the
+  first page in the answer, a failing query as an HTTP 400/404 with its reason).
 - `GET /bigquery/v2/projects/{p}/jobs/{id}` and `GET .../queries/{id}` (getQueryResults: paged
   by `maxResults` / `pageToken`, values as strings, TIMESTAMP as int64 microseconds when
   `formatOptions.useInt64Timestamp`; no `rows` key when `maxResults=0`).
@@ -36,6 +38,7 @@ import functools
 import io
 import json
 import math
+import re
 import time
 import uuid
 from typing import Any
@@ -202,6 +205,7 @@ class FakeBigQuery:
         self.uploads: dict[str, dict] = {}
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.pages: list[int] = []  # rows in each page of results answered
         self.url: str | None = None
         self._runner = None
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -217,6 +221,7 @@ class FakeBigQuery:
         base = "/bigquery/v2/projects/{project}"
         r.add_post(base + "/jobs", self._jobs_insert)
         r.add_get(base + "/jobs/{job}", self._jobs_get)
+        r.add_post(base + "/queries", self._jobs_query)
         r.add_get(base + "/queries/{job}", self._query_results)
         r.add_post(base + "/datasets", self._datasets_insert)
         r.add_get(base + "/datasets/{dataset}", self._datasets_get)
@@ -340,6 +345,8 @@ class FakeBigQuery:
             self._run_query(job, statements, dry=bool(config.get("dryRun")))
         except JobError as exc:
             self._fail(job, exc)
+            if config.get("dryRun"):  # a dry run's error is the HTTP answer itself
+                return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)
         return web.json_response(job)
 
     def _run_query(self, job: dict, statements: list[str], dry: bool) -> None:
@@ -394,10 +401,46 @@ class FakeBigQuery:
     def _reason(self, exc: duckdb.Error) -> tuple[str, str]:
         text = " ".join(str(exc).split())
         if isinstance(exc, duckdb.CatalogException) and ("does not exist" in text or "not found" in text.lower()):
+            m = re.search(r"(Table|Schema) with name \"?([^\s!\"]+)\"? does not exist", text)
+            if m:  # as BigQuery says it
+                kind = "Table" if m.group(1) == "Table" else "Dataset"
+                return "notFound", f"Not found: {kind} {self.project}:{m.group(2)} was not found in location US"
             return "notFound", f"Not found: {text}"
         if isinstance(exc, duckdb.TransactionException):
             return "invalidQuery", f"Could not serialize access to table due to concurrent update: {text}"
         return "invalidQuery", text
+
+    async def _jobs_query(self, request: web.Request) -> web.Response:
+        """jobs.query: the query runs as a job; the answer holds its first page. A failing query
+        is an HTTP error here (jobs.insert answers a DONE job holding the error instead)."""
+        body = await self._json(request)
+        allowed = {"kind", "query", "maxResults", "defaultDataset", "timeoutMs", "dryRun", "useQueryCache",
+                   "useLegacySql", "parameterMode", "queryParameters", "location", "formatOptions", "labels",
+                   "maximumBytesBilled", "requestId", "jobCreationMode", "preserveNulls"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise BadRequest(f"Invalid JSON payload received. Unknown name {unknown[0]!r} in QueryRequest")
+        if not isinstance(body.get("query"), str) or not body["query"].strip():
+            raise BadRequest("QueryRequest.query is required")
+        if body.get("useLegacySql") is not False:
+            raise BadRequest("this fake runs GoogleSQL only: set useLegacySql to false")
+        if body.get("dryRun"):
+            raise BadRequest("dinsync dry-runs through jobs.insert; this fake does not take dryRun here")
+        job = self._new_job({"jobReference": {"location": body.get("location")},
+                             "configuration": {"query": {k: body[k] for k in ("query", "useLegacySql", "defaultDataset",
+                                                                              "queryParameters") if k in body}}})
+        default = body.get("defaultDataset")
+        try:
+            statements = to_duckdb(body["query"], body.get("queryParameters") or [],
+                                   default.get("datasetId") if default else None)
+            self._run_query(job, statements, dry=False)
+        except JobError as exc:
+            self._fail(job, exc)
+            return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)
+        page = self._page(job, 0, int(body["maxResults"]) if "maxResults" in body else 100_000,
+                          (body.get("formatOptions") or {}).get("useInt64Timestamp") is True)
+        page["kind"] = "bigquery#queryResponse"
+        return web.json_response(page)
 
     async def _jobs_get(self, request: web.Request) -> web.Response:
         job = self.jobs.get(request.match_info["job"])
@@ -413,7 +456,6 @@ class FakeBigQuery:
         if "errorResult" in job["status"]:
             err = job["status"]["errorResult"]
             return _error(404 if err["reason"] == "notFound" else 400, err["reason"], err["message"])
-        fields, rows = self.results.get(job_id, ([], []))
         q = request.query
         try:
             start = int(q.get("pageToken") or q.get("startIndex") or 0)
@@ -421,8 +463,14 @@ class FakeBigQuery:
         except ValueError:
             raise BadRequest("pageToken, startIndex and maxResults are integers here") from None
         int64 = q.get("formatOptions.useInt64Timestamp", "false").lower() == "true"
+        return web.json_response(self._page(job, start, limit, int64))
+
+    def _page(self, job: dict, start: int, limit: int, int64: bool) -> dict:
+        job_id = job["jobReference"]["jobId"]
+        fields, rows = self.results.get(job_id, ([], []))
         body: dict[str, Any] = {"kind": "bigquery#getQueryResultsResponse", "jobReference": job["jobReference"],
-                                "jobComplete": True, "totalRows": str(len(rows)), "cacheHit": False}
+                                "jobComplete": True, "totalRows": str(len(rows)), "cacheHit": False,
+                                "totalBytesProcessed": "0"}
         if fields:
             body["schema"] = {"fields": fields}
         stats = job["statistics"].get("query", {})
@@ -432,9 +480,10 @@ class FakeBigQuery:
             page = rows[start:start + limit]
             kinds = [f["type"] for f in fields]
             body["rows"] = [{"f": [{"v": bq_value(v, k, int64)} for v, k in zip(row, kinds)]} for row in page]
+            self.pages.append(len(page))
             if start + limit < len(rows):
                 body["pageToken"] = str(start + limit)
-        return web.json_response(body)
+        return body
 
     # --- datasets and tables -----------------------------------------------------------------
     def _dataset_exists(self, name: str) -> bool:

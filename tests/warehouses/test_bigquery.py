@@ -184,14 +184,14 @@ def test_bind_parameters_nulls_inline_and_types(bq):
 def test_stream_reads_bounded_pages(bq, fake):
     data = pa.table({"i": pa.array(range(25_000), pa.int64()), "s": [f"{i}x" for i in range(25_000)]})
     bq.write_arrow(bq.model_dataset, "big", data, mode="replace")
-    before = len(fake.requests)
+    before = len(fake.pages)
     sizes, total = [], 0
     for batch in bq.stream("SELECT i, s FROM big ORDER BY i", batch_rows=4000):
         sizes.append(batch.num_rows)
         total += pa.compute.sum(batch.column("i")).as_py()
     assert max(sizes) <= 4000 and sum(sizes) == 25_000 and total == 25_000 * 24_999 // 2
-    pages = [p for m, p in fake.requests[before:] if m == "GET" and "/queries/" in p]
-    assert len(pages) >= 7  # one getQueryResults call per page: never the whole result at once
+    pages = fake.pages[before:]  # the rows came in pages of the batch size: never the whole result at once
+    assert max(pages) <= 4000 and sum(pages) == 25_000 and len(pages) >= 7
 
 
 def test_bulk_writes_are_parquet_load_jobs(bq, fake):
@@ -238,6 +238,8 @@ def test_failed_jobs_are_translated(bq):
     with pytest.raises(WarehouseSqlError, match="WHERE clause"):  # BigQuery's rule, enforced by the fake
         bq.execute("DELETE FROM d")
     assert bq.execute("DELETE FROM d WHERE TRUE") == 0
+    with pytest.raises(WarehouseObjectMissing):  # a dry-run job (jobs.insert) that is DONE with an errorResult
+        bq.columns("SELECT * FROM nothing_here")
 
 
 def test_unqualified_table_needs_a_default_dataset(fake, bq):
