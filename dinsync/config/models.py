@@ -185,8 +185,10 @@ class BigQueryConfig(_Config):
     maximum_bytes_billed: int | None = Field(default=None, ge=1)
 
     def secret_fields(self) -> list[str]:
-        """A credentials JSON text is a secret (a path is not, but comes from the environment too)."""
-        return ["credentials"] if self.credentials is not None else []
+        """The credentials JSON text is a secret (the path of its file may be written in the file)."""
+        if self.credentials is not None and self.credentials.get_secret_value().lstrip().startswith("{"):
+            return ["credentials"]
+        return []
 
 
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to

@@ -326,3 +326,46 @@ def test_identifiers_are_quoted_or_refused(bq):
     assert bq.quote("my table") == "`my table`"
     with pytest.raises(WarehouseSqlError):
         bq.quote("evil`; DROP")
+
+
+def _project_dir(tmp_path, warehouse: str):
+    (tmp_path / "models").mkdir(parents=True)
+    (tmp_path / "syncs").mkdir()
+    (tmp_path / "models" / "m.sql").write_text("-- primary_key: id\nselect id, email from customers\n")
+    (tmp_path / "syncs" / "s.yml").write_text(
+        "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n")
+    (tmp_path / "dinsync.yml").write_text(
+        "version: 1\nwarehouse:\n" + warehouse
+        + "destinations:\n  iterable:\n    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")
+    return tmp_path
+
+
+def test_config_block_credentials_from_the_environment(tmp_path):
+    from dinsync.config import load_project
+
+    sa = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----secret-77"}'
+    p = load_project(_project_dir(tmp_path, "  type: bigquery\n  project: my-project-1\n  dataset: marts\n"
+                                            "  location: EU\n  credentials: ${env:SA_JSON}\n"),
+                     env={"ITERABLE_API_KEY": "itbl-key-123456", "SA_JSON": sa})
+    w = p.warehouse
+    assert (w.type, w.project, w.dataset, w.location, w.scratch_dataset) == (
+        "bigquery", "my-project-1", "marts", "EU", "dinsync_scratch")
+    assert w.credentials.get_secret_value() == sa and "secret-77" not in repr(w)
+
+
+def test_config_block_refuses_a_key_written_in_the_file_but_takes_a_path(tmp_path):
+    from dinsync.config import load_project
+    from dinsync.errors import ConfigError
+
+    env = {"ITERABLE_API_KEY": "itbl-key-123456"}
+    with pytest.raises(ConfigError) as info:
+        load_project(_project_dir(tmp_path / "a", "  type: bigquery\n  project: my-project-1\n"
+                                                  "  credentials: '{\"private_key\": \"secret-88\"}'\n"), env=env)
+    assert any("warehouse.credentials" in i.message for i in info.value.issues)
+    assert "secret-88" not in str(info.value)
+    p = load_project(_project_dir(tmp_path / "b", "  type: bigquery\n  project: my-project-1\n"
+                                                  "  credentials: /etc/dinsync/sa.json\n"), env=env)
+    assert p.warehouse.credentials.get_secret_value() == "/etc/dinsync/sa.json"
+    with pytest.raises(ConfigError) as info:
+        load_project(_project_dir(tmp_path / "c", "  type: bigquery\n  dataset: 'bad-name;'\n"), env=env)
+    assert any("warehouse.dataset" in i.message for i in info.value.issues)
