@@ -28,9 +28,12 @@ How the sync's path maps onto BigQuery:
   first use in `location` with a default table expiration (`scratch_expiration_hours`, 24 h): the
   tables of a crashed run disappear by themselves. Two projects whose syncs have the same name
   must use different scratch datasets.
-- Transactions: a BigQuery transaction lives inside one script or session, not across jobs; each
-  statement here is its own atomic job (`transaction()` groups nothing). Commits are written so that
-  a failure between two statements is repaired by the next run (rows are sent again at worst).
+- Transactions: `transaction()` opens a BigQuery session (`BEGIN TRANSACTION` with createSession)
+  on the calling thread; the statements of the block run in that session (connection property
+  `session_id`) and `COMMIT TRANSACTION` (or `ROLLBACK TRANSACTION`) ends it, then the session is
+  aborted. BigQuery takes no DDL inside a transaction: DDL of the block (state layout migrations)
+  runs outside it, on its own (Capabilities.transactional_ddl is False). A transaction that
+  collides with another's writes is aborted by BigQuery: a WarehouseConflict (retryable).
 - Locks: BigQuery enforces no PRIMARY KEY: the lock is arbitrated by insert-then-verify.
 - Retries: the client's own retries of transient errors apply up to `retry_seconds` (0: none).
 """
@@ -43,6 +46,8 @@ import datetime as dt
 import io
 import json
 import os
+import re
+import threading
 import uuid
 from typing import Any, Iterator
 
@@ -54,6 +59,7 @@ from .params import _split
 
 SCRATCH_DATASET = "dinsync_scratch"
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
+_DDL = re.compile(r"\s*(CREATE|ALTER|DROP|TRUNCATE)\b", re.I)  # not allowed inside a BigQuery transaction
 
 # error reasons of BigQuery (errorResult.reason / errors[].reason) -> dinsync error
 _REASONS: dict[str, type[E.WarehouseError]] = {
@@ -137,7 +143,7 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         hash_type="INT64",
         merge=True,
         temp_tables=False,  # only inside one script or session
-        transactional_ddl=False,
+        transactional_ddl=False,  # DDL runs outside the session's transaction
         enforces_primary_key=False,
         lock_arbiter="insert_verify",
         text_type="STRING",
@@ -192,6 +198,7 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             self.client = self._bq.Client(project=self.project, credentials=creds, location=location,
                                           client_options=options, default_query_job_config=default)
         self._scratch_ready = False
+        self._tx = threading.local()  # the session of the calling thread's transaction
 
     # --- credentials ---------------------------------------------------------------------
     def _credentials(self, value: str | None):
@@ -270,10 +277,13 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         return None
 
     # --- jobs ----------------------------------------------------------------------------
-    def _job_config(self, params: list[tuple[str, str, Any]], **extra: Any):
+    def _job_config(self, params: list[tuple[str, str, Any]], sql: str = "", **extra: Any):
         bq = self._bq
         config = bq.QueryJobConfig(**extra)
         config.use_legacy_sql = False
+        session = getattr(self._tx, "session", None)
+        if session and not _DDL.match(sql):
+            config.connection_properties = [bq.ConnectionProperty("session_id", session)]
         if self.maximum_bytes_billed:
             config.maximum_bytes_billed = int(self.maximum_bytes_billed)
         if params:
@@ -284,7 +294,7 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         if not self._scratch_ready and f"`{self.scratch_dataset}`" in sql:
             self._ensure_scratch(self.scratch_dataset)
         sql, values = bind(sql, params)
-        return sql, self._job_config(values, **extra)
+        return sql, self._job_config(values, sql, **extra)
 
     def _rows(self, sql: str, params: Params, page_size: int | None = None):
         """jobs.query (`query_and_wait`): one round trip when the answer fits its first page, a job
@@ -367,9 +377,44 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
     # --- scratch dataset and transactions ------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Each statement is its own atomic job: BigQuery transactions do not span jobs outside a
-        session (see the module's docstring)."""
-        yield
+        """A multi-statement transaction in a session of the calling thread (see the module's
+        docstring); a block inside another joins it."""
+        if getattr(self._tx, "session", None):
+            yield
+            return
+        with self.translating("starting a transaction"):
+            job = self.client.query("BEGIN TRANSACTION", job_config=self._job_config([], create_session=True),
+                                    location=self.location, retry=self._retry, job_retry=None,
+                                    timeout=self.http_timeout)
+            job.result(retry=self._retry, timeout=None)
+            session = job.session_info.session_id if job.session_info else None
+            if not session:
+                raise E.WarehouseSqlError("BigQuery: no session was created for the transaction")
+        self._tx.session = session
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._session_statement("ROLLBACK TRANSACTION")
+            self._end_session()
+            raise
+        try:
+            with self.translating("committing a transaction"):
+                self._session_statement("COMMIT TRANSACTION")
+        finally:
+            self._end_session()
+
+    def _session_statement(self, sql: str) -> None:
+        self.client.query_and_wait(sql, job_config=self._job_config([], sql), location=self.location,
+                                   retry=self._retry, job_retry=None, api_timeout=self.http_timeout,
+                                   wait_timeout=None)
+
+    def _end_session(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # an idle session expires by itself anyway
+                self._session_statement("CALL BQ.ABORT_SESSION()")
+        finally:
+            self._tx.session = None
 
     # --- identifiers ---------------------------------------------------------------------
     def quote(self, name: str) -> str:

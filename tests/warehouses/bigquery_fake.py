@@ -26,12 +26,20 @@ What it serves (everything else: 400 `invalid`, as BigQuery answers a bad reques
   `sourceFormat: PARQUET` with `destinationTable`; answers a `Location` session URL), then `PUT`
   of the bytes there (chunks with `Content-Range`: 308 until the last), answering the DONE job.
 
+Sessions (`createSession`, then the connection property `session_id`; `CALL BQ.ABORT_SESSION()`
+ends one) hold a DuckDB cursor of their own, so `BEGIN TRANSACTION` ... `COMMIT TRANSACTION` span
+jobs as in BigQuery. Enforced as BigQuery does: transaction statements only in a session, no
+nesting, no DDL inside a transaction, a failed statement ends the transaction.
+
 Data lives in one DuckDB database whose catalog is the project (datasets are schemas); each
-job runs alone (the server's loop is single-threaded), so every job is atomic.
+job runs alone (the server's loop is single-threaded), so every job is atomic; a session's open
+transaction sees its own writes, and a write that collides with another's fails as a concurrent
+update.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import functools
@@ -51,6 +59,7 @@ from aiohttp import web
 from sqlglot import exp
 
 PROJECT = "dinsync-test"
+_ABORT_SESSION = re.compile(r"\s*CALL\s+BQ\.ABORT_SESSION\s*\(\s*\)\s*;?\s*$", re.I)
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # the `aud` google-auth signs, whatever token_uri is
 
 
@@ -203,6 +212,7 @@ class FakeBigQuery:
         self.jobs: dict[str, dict] = {}
         self.results: dict[str, tuple[list[dict], list[tuple]]] = {}
         self.uploads: dict[str, dict] = {}
+        self.sessions: dict[str, dict] = {}  # session id -> its DuckDB cursor and transaction state
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.pages: list[int] = []  # rows in each page of results answered
@@ -339,19 +349,74 @@ class FakeBigQuery:
         default = query.get("defaultDataset")
         if default is not None and default.get("projectId", self.project) != self.project:
             raise BadRequest("defaultDataset of another project")
+        session = self._session(job, query.get("createSession"), query.get("connectionProperties"))
         try:
-            statements = to_duckdb(query["query"], query.get("queryParameters") or [],
-                                   default.get("datasetId") if default else None)
-            self._run_query(job, statements, dry=bool(config.get("dryRun")))
+            self._execute(job, query["query"], query.get("queryParameters") or [],
+                          default.get("datasetId") if default else None, bool(config.get("dryRun")), session)
         except JobError as exc:
             self._fail(job, exc)
             if config.get("dryRun"):  # a dry run's error is the HTTP answer itself
                 return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)
         return web.json_response(job)
 
-    def _run_query(self, job: dict, statements: list[str], dry: bool) -> None:
+    # --- sessions ----------------------------------------------------------------------------
+    def _session(self, job: dict, create: Any, properties: Any) -> dict | None:
+        """The session a job runs in: a new one (createSession), the one its connection property
+        `session_id` names (400 when unknown), or None."""
+        if properties is not None and not isinstance(properties, list):
+            raise BadRequest("connectionProperties is a list of {key, value}")
+        named = [p.get("value") for p in properties or [] if isinstance(p, dict) and p.get("key") == "session_id"]
+        if create and named:
+            raise BadRequest("createSession and a session_id connection property exclude each other")
+        if create:
+            sid = uuid.uuid4().hex
+            self.sessions[sid] = {"id": sid, "cur": self._cursor(), "in_tx": False}
+        elif named:
+            sid = named[0]
+            if sid not in self.sessions:
+                raise BadRequest(f"Session {sid} was not found or has ended")
+        else:
+            return None
+        job["statistics"]["sessionInfo"] = {"sessionId": sid}
+        return self.sessions[sid]
+
+    def _execute(self, job: dict, text: str, params: list, default: str | None, dry: bool,
+                 session: dict | None) -> None:
+        if _ABORT_SESSION.match(text):
+            if session is None:
+                raise JobError("invalidQuery", "BQ.ABORT_SESSION() must run in a session")
+            self._end_session(session)
+            return
+        statements = to_duckdb(text, params, default)
+        for sql in statements:
+            first = sql.lstrip().split(None, 1)[0].upper()
+            if first in ("BEGIN", "COMMIT", "ROLLBACK"):
+                if session is None:
+                    raise JobError("invalidQuery", "Transaction control statements are supported only in scripts "
+                                                   "or sessions")
+                if (first == "BEGIN") == session["in_tx"]:
+                    raise JobError("invalidQuery", "Nested transactions are not supported" if first == "BEGIN"
+                                   else f"{first} TRANSACTION without an active transaction")
+            elif first in ("CREATE", "ALTER", "DROP") and session is not None and session["in_tx"]:
+                raise JobError("invalidQuery", f"{first} statements are not supported inside a transaction "
+                                               "(only CREATE TEMP TABLE is)")
+        self._run_query(job, statements, dry, session)
+        if session is not None:
+            for sql in statements:
+                first = sql.lstrip().split(None, 1)[0].upper()
+                if first in ("BEGIN", "COMMIT", "ROLLBACK"):
+                    session["in_tx"] = first == "BEGIN"
+
+    def _end_session(self, session: dict) -> None:
+        if session["in_tx"]:
+            with contextlib.suppress(duckdb.Error):
+                session["cur"].execute("ROLLBACK")
+        session["cur"].close()
+        self.sessions.pop(session["id"], None)
+
+    def _run_query(self, job: dict, statements: list[str], dry: bool, session: dict | None = None) -> None:
         stats = job["statistics"].setdefault("query", {})
-        cur = self._cursor()
+        cur = session["cur"] if session else self._cursor()
         try:
             for i, sql in enumerate(statements):
                 last = i == len(statements) - 1
@@ -389,9 +454,14 @@ class FakeBigQuery:
                     stats["schema"] = {"fields": fields}
                 stats["totalBytesProcessed"] = "0"
         except duckdb.Error as exc:
+            if session is not None and session["in_tx"]:  # a failed statement ends BigQuery's transaction
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                session["in_tx"] = False
             raise JobError(*self._reason(exc)) from None
         finally:
-            cur.close()
+            if session is None:
+                cur.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()  # a cursor starts in the default catalog: the project's is ours
@@ -416,7 +486,8 @@ class FakeBigQuery:
         body = await self._json(request)
         allowed = {"kind", "query", "maxResults", "defaultDataset", "timeoutMs", "dryRun", "useQueryCache",
                    "useLegacySql", "parameterMode", "queryParameters", "location", "formatOptions", "labels",
-                   "maximumBytesBilled", "requestId", "jobCreationMode", "preserveNulls"}
+                   "maximumBytesBilled", "requestId", "jobCreationMode", "preserveNulls", "connectionProperties",
+                   "createSession"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"Invalid JSON payload received. Unknown name {unknown[0]!r} in QueryRequest")
@@ -430,10 +501,10 @@ class FakeBigQuery:
                              "configuration": {"query": {k: body[k] for k in ("query", "useLegacySql", "defaultDataset",
                                                                               "queryParameters") if k in body}}})
         default = body.get("defaultDataset")
+        session = self._session(job, body.get("createSession"), body.get("connectionProperties"))
         try:
-            statements = to_duckdb(body["query"], body.get("queryParameters") or [],
-                                   default.get("datasetId") if default else None)
-            self._run_query(job, statements, dry=False)
+            self._execute(job, body["query"], body.get("queryParameters") or [],
+                          default.get("datasetId") if default else None, False, session)
         except JobError as exc:
             self._fail(job, exc)
             return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)

@@ -23,6 +23,7 @@ import dinsync.diff.planner as planner_module
 from dinsync.sandbox.runner import SandboxThread
 from dinsync.warehouses import (
     WarehouseAuthError,
+    WarehouseConflict,
     WarehouseDriverMissing,
     WarehouseObjectMissing,
     WarehouseSqlError,
@@ -369,3 +370,32 @@ def test_config_block_refuses_a_key_written_in_the_file_but_takes_a_path(tmp_pat
     with pytest.raises(ConfigError) as info:
         load_project(_project_dir(tmp_path / "c", "  type: bigquery\n  dataset: 'bad-name;'\n"), env=env)
     assert any("warehouse.dataset" in i.message for i in info.value.issues)
+
+
+def test_transactions_span_jobs_in_a_session(bq, fake):
+    bq.execute("CREATE TABLE t (a INT64)")
+    other = open_bq(fake, dataset=bq.model_dataset)
+    try:
+        with bq.transaction():
+            bq.execute("INSERT INTO t (a) VALUES (1)")
+            assert bq.scalar("SELECT COUNT(*) FROM t") == 1  # its own write, in the session
+            assert other.scalar("SELECT COUNT(*) FROM t") == 0  # not committed yet
+            bq.execute("CREATE TABLE t2 (b INT64)")  # DDL: outside the transaction, as BigQuery wants
+        assert other.scalar("SELECT COUNT(*) FROM t") == 1 and other.table_columns(bq.model_dataset, "t2") == ["b"]
+        with pytest.raises(RuntimeError):
+            with bq.transaction():
+                bq.execute("DELETE FROM t WHERE TRUE")
+                raise RuntimeError("the block failed")
+        assert other.scalar("SELECT COUNT(*) FROM t") == 1  # rolled back
+        assert fake.sessions == {}  # every session was ended
+        with bq.transaction():  # two writers of one row at once: the second is refused, retryable
+            bq.execute("UPDATE t SET a = 2 WHERE a = 1")
+            with pytest.raises(WarehouseConflict) as info:
+                with other.transaction():
+                    other.execute("UPDATE t SET a = 3 WHERE a = 1")
+            assert info.value.retryable
+    finally:
+        other.close()
+    assert bq.scalar("SELECT a FROM t") == 2 and fake.sessions == {}
+    with pytest.raises(WarehouseSqlError, match="only in scripts or sessions"):  # the fake enforces BigQuery's rule
+        bq.execute("BEGIN TRANSACTION")
