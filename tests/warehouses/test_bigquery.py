@@ -27,6 +27,7 @@ from dinsync.warehouses import (
     WarehouseDriverMissing,
     WarehouseObjectMissing,
     WarehouseSqlError,
+    WarehouseUnavailable,
     capabilities_of,
     connect,
 )
@@ -399,3 +400,45 @@ def test_transactions_span_jobs_in_a_session(bq, fake):
     assert bq.scalar("SELECT a FROM t") == 2 and fake.sessions == {}
     with pytest.raises(WarehouseSqlError, match="only in scripts or sessions"):  # the fake enforces BigQuery's rule
         bq.execute("BEGIN TRANSACTION")
+
+
+def test_driver_errors_say_what_failed_and_whether_to_retry(bq):
+    from google.api_core import exceptions as api
+    import google.auth.exceptions as auth
+    import requests
+
+    from dinsync.warehouses import WarehousePermissionError
+
+    cases = [
+        (api.Forbidden("Access Denied: Table p:d.t", errors=[{"reason": "accessDenied"}]), WarehousePermissionError),
+        (api.Forbidden("Exceeded rate limits", errors=[{"reason": "rateLimitExceeded"}]), WarehouseUnavailable),
+        (api.BadRequest("Quota exceeded", errors=[{"reason": "quotaExceeded"}]), WarehouseUnavailable),
+        (api.Unauthorized("Request had invalid authentication credentials"), WarehouseAuthError),
+        (api.NotFound("Not found: Dataset p:d"), WarehouseObjectMissing),
+        (api.BadRequest("Transaction is aborted due to concurrent update against table p.d.t"), WarehouseConflict),
+        (api.InternalServerError("backend error"), WarehouseUnavailable),
+        (api.BadRequest("Syntax error: Unexpected keyword", errors=[{"reason": "invalidQuery"}]), WarehouseSqlError),
+        (auth.RefreshError("invalid_grant: account not found"), WarehouseAuthError),
+        (auth.DefaultCredentialsError("Could not automatically determine credentials"), WarehouseAuthError),
+        (requests.exceptions.ConnectionError("Connection refused"), WarehouseUnavailable),
+    ]
+    for exc, cls in cases:
+        err = bq.translate(exc, "running a query")
+        assert type(err) is cls, (exc, err)
+        assert err.retryable == (cls in (WarehouseUnavailable, WarehouseConflict))
+        assert "BigQuery" in str(err) and "(while running a query)" in str(err)
+
+
+def test_an_unreachable_endpoint_is_unavailable(fake):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wh = open_bq(fake, api_endpoint=f"http://127.0.0.1:{port}", http_timeout_seconds=3)
+    try:
+        with pytest.raises(WarehouseUnavailable) as info:
+            wh.scalar("SELECT 1")
+        assert info.value.retryable
+    finally:
+        wh.close()
