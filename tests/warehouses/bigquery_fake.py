@@ -212,7 +212,8 @@ class FakeBigQuery:
         self.jobs: dict[str, dict] = {}
         self.results: dict[str, tuple[list[dict], list[tuple]]] = {}
         self.uploads: dict[str, dict] = {}
-        self.sessions: dict[str, dict] = {}  # session id -> its DuckDB cursor and transaction state
+        self.sessions: dict[str, dict] = {}
+        self.datasets: dict[str, dict] = {}  # datasets created through datasets.insert  # session id -> its DuckDB cursor and transaction state
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.pages: list[int] = []  # rows in each page of results answered
@@ -573,14 +574,16 @@ class FakeBigQuery:
         self.con.execute(f'CREATE SCHEMA "{name}"')
         body["datasetReference"] = {"projectId": self.project, "datasetId": name}
         body.update(kind="bigquery#dataset", id=f"{self.project}:{name}", location=body.get("location") or "US")
+        self.datasets[name] = body  # its options (defaultTableExpirationMs ...), answered by datasets.get
         return web.json_response(body)
 
     async def _datasets_get(self, request: web.Request) -> web.Response:
         name = request.match_info["dataset"]
         if not self._dataset_exists(name):
             return _error(404, "notFound", f"Not found: Dataset {self.project}:{name}")
-        return web.json_response({"kind": "bigquery#dataset", "id": f"{self.project}:{name}", "location": "US",
-                                  "datasetReference": {"projectId": self.project, "datasetId": name}})
+        return web.json_response(self.datasets.get(name) or {
+            "kind": "bigquery#dataset", "id": f"{self.project}:{name}", "location": "US",
+            "datasetReference": {"projectId": self.project, "datasetId": name}})
 
     async def _tables_get(self, request: web.Request) -> web.Response:
         ds, table = request.match_info["dataset"], request.match_info["table"]

@@ -229,10 +229,12 @@ def test_scratch_dataset_is_created_with_an_expiry(fake):
         assert capabilities_of("bigquery").scratch_database == "dinsync_scratch"
         assert wh.scalar(f"SELECT COUNT(*) FROM `{wh.scratch_dataset}`.`k`") == 1
         ds = wh.client.get_dataset(f"{PROJECT}.{wh.scratch_dataset}")
-        assert ds.dataset_id == wh.scratch_dataset
+        assert (ds.dataset_id, ds.default_table_expiration_ms) == (wh.scratch_dataset, 2 * 3_600_000)
+        again = open_bq(fake, scratch_dataset=wh.scratch_dataset)  # another connection: it exists already
+        again.write_arrow(wh.scratch_dataset, "k", pa.table({"_key": ["b"]}), mode="replace")
+        again.close()
     finally:
         wh.close()
-    assert wh.scratch_expiration_ms == 2 * 3_600_000
 
 
 def test_failed_jobs_are_translated(bq):
