@@ -444,3 +444,14 @@ def test_an_unreachable_endpoint_is_unavailable(fake):
         assert info.value.retryable
     finally:
         wh.close()
+
+
+def test_application_default_credentials(fake, tmp_path, monkeypatch):
+    path = tmp_path / "adc.json"
+    path.write_text(fake.service_account_json())
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))  # the first place ADC looks
+    wh = open_bq(fake, credentials=None, project=None)  # the project comes from the key too
+    try:
+        assert wh.project == PROJECT and wh.scalar("SELECT 2") == 2
+    finally:
+        wh.close()
