@@ -278,6 +278,8 @@ class FakeBigQuery:
             raise
         except BadRequest as exc:
             return _error(400, "invalid", str(exc))
+        except Exception as exc:  # a bug of the fake: a 400 (never a 5xx, which the client would retry)
+            return _error(400, "invalid", f"the fake failed: {type(exc).__name__}: {exc}")
 
     async def _json(self, request: web.Request) -> dict:
         try:
