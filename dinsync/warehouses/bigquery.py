@@ -300,8 +300,10 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         """jobs.query (`query_and_wait`): one round trip when the answer fits its first page, a job
         and getQueryResults pages otherwise."""
         sql, config = self._prepare(sql, params)
+        in_session = bool(config.connection_properties)  # a failed job ended the transaction: never rerun it
         return self.client.query_and_wait(sql, job_config=config, location=self.location, retry=self._retry,
-                                          job_retry=self._job_retry, api_timeout=self.http_timeout,
+                                          job_retry=None if in_session else self._job_retry,
+                                          api_timeout=self.http_timeout,
                                           wait_timeout=None, page_size=page_size)
 
     @translated("running a statement")
