@@ -163,14 +163,44 @@ class RedshiftConfig(_PostgresProtocolConfig):
         return self
 
 
+_DATASET = r"^[A-Za-z0-9_]{1,1024}$"
+
+
+class BigQueryConfig(_Config):
+    """`warehouse:` of type bigquery (pip install 'dinsync[bigquery]'). `credentials`: the
+    service-account JSON (its text or the path of its file), from the environment; without it,
+    application default credentials. The state schema is a dataset; scratch tables of running
+    syncs live in `scratch_dataset` and expire after `scratch_expiration_hours`."""
+
+    type: Literal["bigquery"]
+    project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9.:-]{4,62}$")  # default: the credentials'
+    dataset: str | None = Field(default=None, pattern=_DATASET)  # the model SQL's unqualified tables
+    location: str | None = Field(default=None, min_length=1)  # US, EU, europe-west1 ...
+    credentials: SecretStr | None = None
+    scratch_dataset: str = Field(default="dinsync_scratch", pattern=_DATASET)
+    scratch_expiration_hours: float = Field(default=24, gt=0, le=24 * 30)
+    api_endpoint: str | None = Field(default=None, pattern=r"^https?://")  # e.g. a private endpoint
+    retry_seconds: float = Field(default=120, ge=0, le=3600)  # the client's retries of transient errors
+    http_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    maximum_bytes_billed: int | None = Field(default=None, ge=1)
+
+    def secret_fields(self) -> list[str]:
+        """The credentials JSON text is a secret (the path of its file may be written in the file)."""
+        if self.credentials is not None and self.credentials.get_secret_value().lstrip().startswith("{"):
+            return ["credentials"]
+        return []
+
+
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
 # the union below.
 WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
     "duckdb": DuckDBConfig,
     "postgres": PostgresConfig,
     "redshift": RedshiftConfig,
+    "bigquery": BigQueryConfig,
 }
-WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig], Field(discriminator="type")]
+WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig, BigQueryConfig],
+                            Field(discriminator="type")]
 
 
 # --- destinations ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dinsync.diff import DiffSpec, Planner
 from dinsync.diff.dialects import DEFAULT_HASH_TYPES, DIALECTS
 from dinsync.diff.render import ModelSqlError, SqlError, check_model_sql, snapshot_column
 from dinsync.warehouses.base import Capabilities
+from dinsync.warehouses.bigquery import BigQueryWarehouse
 from dinsync.warehouses.duckdb import DuckDBWarehouse
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -32,9 +33,12 @@ SPEC = DiffSpec(
 
 
 def capabilities(dialect: str) -> Capabilities:
-    """What the golden files are rendered for: DuckDB's adapter, defaults elsewhere."""
+    """What the golden files are rendered for: the adapters of DuckDB and BigQuery (their scratch
+    tables live apart from the state schema), defaults elsewhere."""
     if dialect == "duckdb":
         return DuckDBWarehouse.capabilities
+    if dialect == "bigquery":
+        return BigQueryWarehouse.capabilities
     return Capabilities(dialect=dialect, hash_type=DEFAULT_HASH_TYPES[dialect])
 
 

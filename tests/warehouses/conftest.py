@@ -4,7 +4,7 @@ Each `wh_<name>` fixture yields a `ConformanceTarget`: the `warehouse:` block of
 and the environment the CLI needs, plus a way to load fixture tables and to read state back.
 `CONFORMANCE_WAREHOUSES` lists them; the `target` fixture runs a test once per entry. A new
 adapter gets the whole suite by writing its fixture and adding its name there (phase 2:
-snowflake through fakesnow, bigquery and databricks through their loopback fakes).
+snowflake through fakesnow, databricks through its loopback fake; bigquery runs through its fake).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from dinsync.warehouses import connect
 from tests.warehouses.support import PG_DSN, WarehouseUnderTest
 
-CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift"]
+CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "bigquery"]
 
 
 class ConformanceTarget:
@@ -27,6 +27,7 @@ class ConformanceTarget:
     state_schema: str = "dinsync"
     env: dict[str, str]
     busy_message = "already running"  # what a second concurrent run is refused with
+    lock_test_latency = 0.8  # seconds per destination answer while the lock test's first run sends
 
     def warehouse_yaml(self) -> str:
         raise NotImplementedError
@@ -103,6 +104,63 @@ class PostgresTarget(ConformanceTarget):
 
     def close(self) -> None:
         self.under_test.close()
+
+
+class BigQueryTarget(ConformanceTarget):
+    """BigQuery through the real google-cloud-bigquery client, against the loopback fake of its REST
+    API (tests/warehouses/bigquery_fake.py, backed by DuckDB); the CLI authenticates with a
+    service-account key of the fake given as ${env:...}. A private model and state dataset per test."""
+
+    kind = "bigquery"
+    lock_test_latency = 2.5  # a run starts slower (client import, token, jobs) than on PostgreSQL
+
+    def __init__(self, tmp_path):
+        from dinsync.sandbox.runner import SandboxThread
+        from tests.warehouses.bigquery_fake import PROJECT, FakeBigQuery
+
+        self.fake = FakeBigQuery(str(tmp_path / "bigquery.duckdb"))
+        self.thread = SandboxThread(self.fake)
+        self.thread.start()
+        self.project = PROJECT
+        self.model_schema = "models"
+        self.state_schema = "dinsync_state"
+        self.scratch = "dinsync_scratch"
+        self.env = {"DINSYNC_TEST_BQ_CREDENTIALS": self.fake.service_account_json()}
+        with self.connect() as wh:
+            wh.execute(f"CREATE SCHEMA `{self.model_schema}`")
+
+    def warehouse_yaml(self) -> str:
+        return textwrap.dedent(f"""\
+            warehouse:
+              type: bigquery
+              project: {self.project}
+              dataset: {self.model_schema}
+              location: US
+              credentials: ${{env:DINSYNC_TEST_BQ_CREDENTIALS}}
+              api_endpoint: {self.fake.url}
+              scratch_dataset: {self.scratch}
+              retry_seconds: 0
+              http_timeout_seconds: 30
+            state_schema: {self.state_schema}
+            """)
+
+    def connect(self):
+        return connect("bigquery", project=self.project, dataset=self.model_schema, location="US",
+                       credentials=self.env["DINSYNC_TEST_BQ_CREDENTIALS"], api_endpoint=self.fake.url,
+                       scratch_dataset=self.scratch, retry_seconds=0, http_timeout_seconds=30)
+
+    def state(self, table: str) -> str:
+        return f"`{self.state_schema}`.`{table}`"
+
+    def close(self) -> None:
+        self.thread.stop()
+
+
+@pytest.fixture
+def wh_bigquery(tmp_path) -> Iterator[ConformanceTarget]:
+    target = BigQueryTarget(tmp_path)
+    yield target
+    target.close()
 
 
 @pytest.fixture

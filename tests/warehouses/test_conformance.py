@@ -227,11 +227,14 @@ def test_kill_9_mid_sync_then_rerun_converges(project, target):
 
 @pytest.mark.slow
 def test_concurrent_run_is_refused_by_the_lock(project, target):
-    # 40 requests, 4 in flight, each held 0.8 s: the first run lasts ~8 s, however slow the machine
-    # is to start the second process; once the second is refused, the rest of the first goes fast
+    # 40 requests, 4 in flight, each held `lock_test_latency` (0.8 s): the first run lasts ~8 s,
+    # however slow the machine is to start the second process; once the second is refused, the
+    # rest of the first goes fast
     project.write(destination_extra="    bulk_max_users: 2\n")
     target.load("customers", customers(range(1, 81)))
-    project.thread.set_faults(latency=0.8, jitter=0.0)
+    # the first run must still be sending when the second reaches the lock: a warehouse whose runs
+    # start slower (more round trips before the lock) gets slower destination answers
+    project.thread.set_faults(latency=target.lock_test_latency, jitter=0.0)
 
     first = project.start()
     deadline = time.monotonic() + 60

@@ -1,4 +1,4 @@
-CREATE TABLE `dinsync_state`.`acked_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`acked_people_to_crm` AS
 SELECT
   `p`.`_key`,
   `p`.`_kh`,
@@ -9,11 +9,11 @@ SELECT
   `p`.`h1`,
   `p`.`h2`,
   `p`.`h3`
-FROM `dinsync_state`.`plan_people_to_crm` AS `p`
+FROM `dinsync_scratch`.`plan_people_to_crm` AS `p`
 WHERE
   `p`.`_op` IN ('added', 'changed')
   AND `p`.`_key` IN (
     SELECT
       `a`.`_key`
-    FROM `dinsync_state`.`ack_people_to_crm` AS `a`
+    FROM `dinsync_scratch`.`ack_people_to_crm` AS `a`
   )

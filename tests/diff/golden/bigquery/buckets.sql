@@ -1,4 +1,4 @@
-CREATE TABLE `dinsync_state`.`buckets_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`buckets_people_to_crm` AS
 WITH `seg` AS (
   SELECT
     COALESCE(MOD(`r`.`_rkh`, 16384), 16384) AS `_b`,

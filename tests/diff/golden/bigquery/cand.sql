@@ -1,4 +1,4 @@
-CREATE TABLE `dinsync_state`.`cand_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`cand_people_to_crm` AS
 WITH `seg` AS (
   SELECT
     `r`.`_rkh`,
@@ -21,7 +21,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
     AND MOD(`r`.`_rkh`, 16384) IN (
       SELECT
         `d`.`_b`
-      FROM `dinsync_state`.`buckets_people_to_crm` AS `d`
+      FROM `dinsync_scratch`.`buckets_people_to_crm` AS `d`
       WHERE
         `d`.`_dirty`
     )
@@ -39,7 +39,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
       OR MOD(`s`.`_rkh`, 16384) IN (
         SELECT
           `d`.`_b`
-        FROM `dinsync_state`.`buckets_people_to_crm` AS `d`
+        FROM `dinsync_scratch`.`buckets_people_to_crm` AS `d`
         WHERE
           `d`.`_dirty`
       )

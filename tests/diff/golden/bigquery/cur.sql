@@ -1,4 +1,4 @@
-CREATE TABLE `dinsync_state`.`cur_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`cur_people_to_crm` AS
 SELECT
   NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
   CASE
@@ -22,7 +22,7 @@ WHERE
   END IN (
     SELECT
       `c`.`_rkh`
-    FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+    FROM `dinsync_scratch`.`cand_people_to_crm` AS `c`
     WHERE
       `c`.`_in_seg`
   )

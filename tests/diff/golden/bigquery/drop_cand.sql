@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS `dinsync_state`.`cand_people_to_crm`
+DROP TABLE IF EXISTS `dinsync_scratch`.`cand_people_to_crm`

@@ -1,4 +1,4 @@
-CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`plan_people_to_crm` AS
 SELECT
   CAST(NULL AS STRING) AS `_key`,
   CAST(NULL AS STRING) AS `_op`,

@@ -1,9 +1,9 @@
-CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
+CREATE TABLE `dinsync_scratch`.`plan_people_to_crm` AS
 WITH `counts` AS (
   SELECT
     `c`.`_key`,
     COUNT(*) AS `_n`
-  FROM `dinsync_state`.`cur_people_to_crm` AS `c`
+  FROM `dinsync_scratch`.`cur_people_to_crm` AS `c`
   WHERE
     NOT `c`.`_key` IS NULL
   GROUP BY
@@ -17,7 +17,7 @@ WITH `counts` AS (
       AND NOT `p`.`_rkh` IN (
         SELECT
           `c`.`_rkh`
-        FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+        FROM `dinsync_scratch`.`cand_people_to_crm` AS `c`
         WHERE
           NOT `c`.`_rkh` IS NULL
       )
@@ -25,7 +25,7 @@ WITH `counts` AS (
       ELSE 0
     END AS `_n`
   FROM `counts` AS `n`
-  LEFT JOIN `dinsync_state`.`prior_people_to_crm` AS `p`
+  LEFT JOIN `dinsync_scratch`.`prior_people_to_crm` AS `p`
     ON `p`.`_key` = `n`.`_key`
 ), `hashed` AS (
   SELECT
@@ -34,7 +34,7 @@ WITH `counts` AS (
     COALESCE(FARM_FINGERPRINT(CAST(`c`.`v1` AS STRING)), 0) AS `h1`,
     COALESCE(FARM_FINGERPRINT(CAST(`c`.`v2` AS STRING)), 0) AS `h2`,
     COALESCE(FARM_FINGERPRINT(CAST(`c`.`v3` AS STRING)), 0) AS `h3`
-  FROM `dinsync_state`.`cur_people_to_crm` AS `c`
+  FROM `dinsync_scratch`.`cur_people_to_crm` AS `c`
 ), `rows` AS (
   SELECT
     `c`.*,
@@ -65,7 +65,7 @@ WITH `counts` AS (
   FROM `hashed` AS `c`
   JOIN `keyed` AS `k`
     ON `k`.`_key` = `c`.`_key` AND `k`.`_n` = 1
-  LEFT JOIN `dinsync_state`.`prior_people_to_crm` AS `p`
+  LEFT JOIN `dinsync_scratch`.`prior_people_to_crm` AS `p`
     ON `p`.`_key` = `c`.`_key`
 ), `ops` AS (
   SELECT
@@ -167,7 +167,7 @@ SELECT
   NULL,
   NULL,
   FALSE
-FROM `dinsync_state`.`cur_people_to_crm` AS `c`
+FROM `dinsync_scratch`.`cur_people_to_crm` AS `c`
 WHERE
   `c`.`_key` IS NULL
 HAVING
@@ -194,7 +194,7 @@ SELECT
   NULL,
   TRUE,
   FALSE
-FROM `dinsync_state`.`prior_people_to_crm` AS `p`
+FROM `dinsync_scratch`.`prior_people_to_crm` AS `p`
 WHERE
   NOT EXISTS(
     SELECT
@@ -209,7 +209,7 @@ WHERE
     OR `p`.`_rkh` IN (
       SELECT
         `c`.`_rkh`
-      FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+      FROM `dinsync_scratch`.`cand_people_to_crm` AS `c`
       WHERE
         `c`.`_in_snap` AND NOT `c`.`_in_seg`
     )

@@ -9,6 +9,6 @@ SELECT
   `p`.`x1`,
   `p`.`x2`,
   `p`.`x3`
-FROM `dinsync_state`.`plan_people_to_crm` AS `p`
+FROM `dinsync_scratch`.`plan_people_to_crm` AS `p`
 WHERE
   `p`.`_op` IN ('added', 'changed')
