@@ -26,6 +26,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "duckdb": ("dinsync.warehouses.duckdb", "DuckDBWarehouse"),
     "postgres": ("dinsync.warehouses.postgres", "PostgresWarehouse"),
     "redshift": ("dinsync.warehouses.redshift", "RedshiftWarehouse"),
+    "snowflake": ("dinsync.warehouses.snowflake", "SnowflakeWarehouse"),
 }
 
 
