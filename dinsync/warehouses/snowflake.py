@@ -131,11 +131,14 @@ def _lower_names(table):
 
 def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Integral decimals (Snowflake's NUMBER(p, 0), p <= 18) as int64, as every other warehouse
-    gives integers; other decimals as they are."""
+    gives integers; nanosecond timestamps as microseconds (Python's precision); others as they are."""
     arrays, changed = [], False
     for col in batch.columns:
         if pa.types.is_decimal(col.type) and col.type.scale == 0 and col.type.precision <= 18:
             col = col.cast(pa.int64())
+            changed = True
+        elif pa.types.is_timestamp(col.type) and col.type.unit == "ns":
+            col = col.cast(pa.timestamp("us", col.type.tz), safe=False)
             changed = True
         arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
