@@ -48,7 +48,7 @@ import pyarrow as pa
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
 from .params import translate
-from .pgfamily import _plain, _TableWrites
+from .pgfamily import _plain, arrow_to_sql_type
 
 # Session parameters of every dinsync session (the `session_parameters` config adds to them).
 SESSION_PARAMETERS = {
@@ -144,7 +144,7 @@ def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
 
 
-class SnowflakeWarehouse(ErrorTranslation, _TableWrites, Warehouse):
+class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     type_name = "snowflake"
     display_name = "Snowflake"
     extra = "snowflake"
@@ -261,15 +261,21 @@ class SnowflakeWarehouse(ErrorTranslation, _TableWrites, Warehouse):
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
         """Batched multi-row INSERTs (see the module docstring); `replace` re-creates the table
-        first (DDL: outside the transaction of the inserts)."""
+        first (CREATE OR REPLACE TABLE: DDL, outside the transaction of the inserts)."""
         data = _plain(data)
-        target = self._prepare_table(schema, table, data, mode)
+        if mode not in ("append", "replace"):
+            raise ValueError(f"write mode must be append or replace, got {mode!r}")
+        target = self.table_name(schema, table)
+        if mode == "replace":
+            cols = ", ".join(f"{self.quote(f.name)} {arrow_to_sql_type(f.type, 'VARCHAR')}" for f in data.schema)
+            self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
         if data.num_rows == 0:
             return
         per = max(1, min(self.insert_rows, self.max_params // max(1, data.num_columns)))
         cols = ", ".join(self.quote(n) for n in data.column_names)
         row = "(" + ", ".join(["%s"] * data.num_columns) + ")"
-        with self.transaction(), self.conn.cursor() as cur:
+        # one statement is atomic by itself; several share a transaction
+        with (self.transaction() if data.num_rows > per else contextlib.nullcontext()), self.conn.cursor() as cur:
             for offset in range(0, data.num_rows, per):
                 chunk = data.slice(offset, per)
                 values = list(itertools.chain.from_iterable(zip(*(c.to_pylist() for c in chunk.columns))))
@@ -277,6 +283,9 @@ class SnowflakeWarehouse(ErrorTranslation, _TableWrites, Warehouse):
 
     def _context(self, cur) -> str | None:
         """`USE` statement that brings back the session's current database and schema."""
+        database, schema = self._options.get("database"), self._options.get("schema")
+        if database and schema:  # the configured ones (the model SQL's), without asking
+            return f"USE SCHEMA {self.quote(database)}.{self.quote(schema)}"
         cur.execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()")
         database, schema = cur.fetchone()
         if database and schema:

@@ -87,8 +87,12 @@ class WarehouseUnderTest:
         self.state_schema = unique_name("dss") if kind != "duckdb" else "dinsync"
         self.opened: list = []
         if kind == "snowflake":
+            # The state schema's name is fixed: the SQL rendered for one test (cached on disk, keyed
+            # by the state schema) serves the next. Tests of one session run one at a time.
+            self.state_schema = SF_STATE_SCHEMA
             self.server = fakesnow_server()
-            sf_admin(f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{self.schema}"')
+            sf_admin(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{self.state_schema}" CASCADE',
+                     f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{self.schema}"')
         elif kind != "duckdb":
             require_postgres()
             admin_execute(f'CREATE SCHEMA "{self.schema}"')
@@ -126,6 +130,7 @@ class WarehouseUnderTest:
 # one in-memory DuckDB database shared by all sessions; it accepts any password.
 # DINSYNC_TEST_FAKESNOW_PORT=N uses a server already listening on 127.0.0.1:N instead.
 SF_DATABASE = "DINSYNC_TEST"
+SF_STATE_SCHEMA = "dss_snowflake"
 ROOT = str(Path(__file__).resolve().parents[2])  # tests.warehouses.fakesnow_main runs from here
 SF_PASSWORD = "fakesnow-test-password"  # fakesnow checks none; passed through ${env:} like a real one
 FAKESNOW_HINT = "pip install -e '.[test]' installs fakesnow and snowflake-connector-python 4.x"
