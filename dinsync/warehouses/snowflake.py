@@ -1,5 +1,5 @@
 """Snowflake: SQL through snowflake-connector-python 4.x, reads as Arrow batches, writes as
-batched multi-row INSERTs.
+JSON bound to one parameter and unpacked by FLATTEN (no row-by-row INSERT, no stage).
 
 Config (dinsync.yml):
     warehouse:
@@ -29,16 +29,17 @@ How it maps onto Snowflake:
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: `fetch_arrow_batches()`, re-cut to the requested batch size; other statements run on
   other sessions meanwhile.
-- Writes (acknowledged keys, rejections): batched multi-row INSERTs with bound values, at most
-  `insert_rows` rows per statement, in one transaction. Not the stage + COPY INTO path of
-  `write_pandas`: it PUTs files to an internal stage, which the test server (fakesnow) cannot
-  serve, so it could not be tested here. The volumes dinsync writes back are the acknowledged
-  keys of one checkpoint, so statements stay few (1,000 keys per statement by default).
+- Writes (acknowledged keys, rejections): the rows as JSON text bound to one parameter,
+  unpacked by `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`, up to 512 KB
+  of JSON per statement, in one transaction. Not the stage + COPY INTO path of `write_pandas`:
+  it PUTs files to an internal stage, which the test server (fakesnow) cannot serve, so it
+  could not be tested here; and not multi-row INSERT ... VALUES, 45x slower through fakesnow
+  (its SQL translation parses every literal) and limited by Snowflake's 1 MB statement text.
 """
 from __future__ import annotations
 
 import contextlib
-import itertools
+import json
 import re
 import threading
 from typing import Any, Iterator
@@ -162,8 +163,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         quoted_case_sensitive=False,  # QUOTED_IDENTIFIERS_IGNORE_CASE (see the docstring)
         paramstyle="pyformat",
     )
-    insert_rows = 1000
-    max_params = 16_000
+    json_bytes = 512 * 1024  # rows per INSERT: at most this much JSON
 
     def __init__(self, account: str, user: str, password: str | None = None, database: str | None = None,
                  schema: str | None = None, warehouse: str | None = None, role: str | None = None,
@@ -260,26 +260,30 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
-        """Batched multi-row INSERTs (see the module docstring); `replace` re-creates the table
-        first (CREATE OR REPLACE TABLE: DDL, outside the transaction of the inserts)."""
+        """Rows as one JSON text per statement, bound as a single value and unpacked by
+        `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`: a statement carries
+        up to `json_bytes` of rows (Snowflake's statement text is limited to 1 MB), several
+        statements share a transaction. `replace` re-creates the table first (CREATE OR REPLACE:
+        DDL, outside that transaction). Measured through fakesnow: 40,000 keys in 0.55 s, where
+        multi-row INSERT ... VALUES of 1,000 rows each took 25 s."""
         data = _plain(data)
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
         target = self.table_name(schema, table)
+        types = [arrow_to_sql_type(f.type, "VARCHAR") for f in data.schema]
         if mode == "replace":
-            cols = ", ".join(f"{self.quote(f.name)} {arrow_to_sql_type(f.type, 'VARCHAR')}" for f in data.schema)
+            cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(data.schema, types))
             self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
         if data.num_rows == 0:
             return
-        per = max(1, min(self.insert_rows, self.max_params // max(1, data.num_columns)))
+        texts = list(_json_chunks(data, self.json_bytes))
         cols = ", ".join(self.quote(n) for n in data.column_names)
-        row = "(" + ", ".join(["%s"] * data.num_columns) + ")"
-        # one statement is atomic by itself; several share a transaction
-        with (self.transaction() if data.num_rows > per else contextlib.nullcontext()), self.conn.cursor() as cur:
-            for offset in range(0, data.num_rows, per):
-                chunk = data.slice(offset, per)
-                values = list(itertools.chain.from_iterable(zip(*(c.to_pylist() for c in chunk.columns))))
-                cur.execute(f"INSERT INTO {target} ({cols}) VALUES " + ", ".join([row] * chunk.num_rows), values)
+        # each row an object of its non-NULL values ("c0", "c1", ...): an absent key reads as SQL NULL
+        values = ", ".join(f"CAST(f.value['c{i}'] AS {t})" for i, t in enumerate(types))
+        sql = f"INSERT INTO {target} ({cols}) SELECT {values} FROM TABLE(FLATTEN(INPUT => PARSE_JSON(%s))) AS f"
+        with (self.transaction() if len(texts) > 1 else contextlib.nullcontext()), self.conn.cursor() as cur:
+            for text in texts:
+                cur.execute(sql, [text])
 
     def _context(self, cur) -> str | None:
         """`USE` statement that brings back the session's current database and schema."""
@@ -341,6 +345,33 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(Exception):
                 conn.close()
         self._local = threading.local()
+
+
+def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:
+    """The rows of `data` as JSON arrays of objects {"c0": value, ...} (NULLs left out), cut so
+    that each text stays near `limit` bytes."""
+    names = [f"c{i}" for i in range(data.num_columns)]
+    columns = [_jsonable(c) for c in data.columns]
+    parts: list[str] = []
+    size = 0
+    for values in zip(*columns):
+        item = json.dumps({n: v for n, v in zip(names, values) if v is not None}, ensure_ascii=False)
+        if parts and size + len(item) > limit:
+            yield "[" + ",".join(parts) + "]"
+            parts, size = [], 0
+        parts.append(item)
+        size += len(item) + 1
+    if parts:
+        yield "[" + ",".join(parts) + "]"
+
+
+def _jsonable(column) -> list:
+    """A column's values as JSON can hold them: texts, numbers, booleans; dates, timestamps and
+    decimals as their text (cast back by the INSERT)."""
+    t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    return column.to_pylist()
 
 
 def _empty(description) -> pa.Table:

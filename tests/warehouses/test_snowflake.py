@@ -175,3 +175,64 @@ def test_names_fold_case_insensitively_and_come_back_lower_case(tmp_path, fakesn
         assert sorted(r["id"] for r in t.wh.query("SELECT id FROM mixed").to_pylist()) == [1, 2]
     finally:
         t.close()
+
+
+def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeypatch):
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+
+    monkeypatch.setattr(SnowflakeWarehouse, "json_bytes", 2000)  # several statements, one transaction
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        sent = []
+        original = SnowflakeWarehouse.execute
+        n = 300
+        data = pa.table({
+            "k": [f"it's \"k{i}\" é \\ %s" if i % 7 else None for i in range(n)],
+            "i": pa.array([i if i % 5 else None for i in range(n)], pa.int64()),
+            "when": pa.array([dt.datetime(2026, 1, 1, 0, 0, i % 60, 500000) if i % 3 else None for i in range(n)],
+                             pa.timestamp("us")),
+            "d": pa.array([decimal.Decimal("1.25") if i % 2 else None for i in range(n)], pa.decimal128(10, 2)),
+            "b": [i % 4 == 0 for i in range(n)],
+        })
+        t.wh.write_arrow(t.schema, "w", data, mode="replace")
+        back = t.wh.query("SELECT k, i, \"when\", d, b FROM w ORDER BY i NULLS LAST, k").to_pylist()
+        expected = sorted(data.to_pylist(), key=lambda r: (r["i"] is None, r["i"] or 0, r["k"] or ""))
+        assert sorted(back, key=repr) == sorted(expected, key=repr)
+
+        statements = []
+        monkeypatch.setattr(SnowflakeWarehouse, "execute", lambda self, sql, params=None: (
+            statements.append(sql), original(self, sql, params))[1])
+        conn = t.wh.conn
+        cursor = conn.cursor
+        ran = []
+
+        class Recorder:
+            def __init__(self, cur):
+                self.cur = cur
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.cur.close()
+
+            def __getattr__(self, name):
+                return getattr(self.cur, name)
+
+            def execute(self, sql, params=None):
+                ran.append(sql)
+                return self.cur.execute(sql, params)
+
+        monkeypatch.setattr(conn, "cursor", lambda *a, **k: Recorder(cursor(*a, **k)))
+        t.wh.write_arrow(t.schema, "w", data)
+        inserts = [s for s in ran if s.startswith("INSERT")]
+        assert len(inserts) >= 5 and all("FLATTEN(INPUT => PARSE_JSON(%s))" in s for s in inserts)
+        assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"  # several statements: one transaction
+        assert t.wh.scalar("SELECT COUNT(*) FROM w") == 2 * n
+    finally:
+        t.close()
