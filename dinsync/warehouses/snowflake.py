@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import threading
 from typing import Any, Iterator
@@ -371,6 +372,8 @@ def _jsonable(column) -> list:
     t = column.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
         return [None if v is None else str(v) for v in column.to_pylist()]
+    if pa.types.is_floating(t):  # NaN and infinities are no JSON numbers; their text casts back
+        return [v if v is None or math.isfinite(v) else str(v) for v in column.to_pylist()]
     return column.to_pylist()
 
 
