@@ -39,6 +39,7 @@ How it maps onto Snowflake:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import re
@@ -277,13 +278,14 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
         if data.num_rows == 0:
             return
-        texts = list(_json_chunks(data, self.json_bytes))
+        texts = _json_chunks(data, self.json_bytes)
+        first, second = next(texts), next(texts, None)
         cols = ", ".join(self.quote(n) for n in data.column_names)
         # each row an object of its non-NULL values ("c0", "c1", ...): an absent key reads as SQL NULL
         values = ", ".join(f"CAST(f.value['c{i}'] AS {t})" for i, t in enumerate(types))
         sql = f"INSERT INTO {target} ({cols}) SELECT {values} FROM TABLE(FLATTEN(INPUT => PARSE_JSON(%s))) AS f"
-        with (self.transaction() if len(texts) > 1 else contextlib.nullcontext()), self.conn.cursor() as cur:
-            for text in texts:
+        with (self.transaction() if second is not None else contextlib.nullcontext()), self.conn.cursor() as cur:
+            for text in itertools.chain([first], [second] if second is not None else [], texts):
                 cur.execute(sql, [text])
 
     def _context(self, cur) -> str | None:
@@ -352,16 +354,17 @@ def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:
     """The rows of `data` as JSON arrays of objects {"c0": value, ...} (NULLs left out), cut so
     that each text stays near `limit` bytes."""
     names = [f"c{i}" for i in range(data.num_columns)]
-    columns = [_jsonable(c) for c in data.columns]
     parts: list[str] = []
     size = 0
-    for values in zip(*columns):
-        item = json.dumps({n: v for n, v in zip(names, values) if v is not None}, ensure_ascii=False)
-        if parts and size + len(item) > limit:
-            yield "[" + ",".join(parts) + "]"
-            parts, size = [], 0
-        parts.append(item)
-        size += len(item) + 1
+    for offset in range(0, data.num_rows, 10_000):  # Python values of 10,000 rows at a time
+        columns = [_jsonable(c) for c in data.slice(offset, 10_000).columns]
+        for values in zip(*columns):
+            item = json.dumps({n: v for n, v in zip(names, values) if v is not None}, ensure_ascii=False)
+            if parts and size + len(item) > limit:
+                yield "[" + ",".join(parts) + "]"
+                parts, size = [], 0
+            parts.append(item)
+            size += len(item) + 1
     if parts:
         yield "[" + ",".join(parts) + "]"
 
