@@ -28,9 +28,10 @@ class ConformanceTarget:
     state_schema: str = "dinsync"
     env: dict[str, str]
     busy_message = "already running"  # what a second concurrent run is refused with
-    # sandbox latency that keeps the first of two concurrent runs busy until the second has
-    # started (a process that connects, migrates and plans) and tried to take the lock
-    hold_latency = 0.15
+    # sandbox latency that keeps the first of two concurrent runs busy (two waves of requests)
+    # until the second has started (a process that connects, migrates and plans) and tried to
+    # take the lock; lowered as soon as the second is done. 0.15 s was too short on a loaded machine.
+    hold_latency = 1.5
 
     def warehouse_yaml(self) -> str:
         raise NotImplementedError
@@ -114,7 +115,7 @@ class SnowflakeTarget(ConformanceTarget):
     model schema (the session's current schema) and state schema per test."""
 
     kind = "snowflake"
-    hold_latency = 2.5  # through fakesnow, a second CLI run takes seconds to reach the lock
+    hold_latency = 3.0  # through fakesnow, a second CLI run takes seconds more to reach the lock
 
     def __init__(self, tmp_path):
         self.under_test = WarehouseUnderTest("snowflake", tmp_path)
