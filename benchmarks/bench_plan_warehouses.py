@@ -1,7 +1,9 @@
-"""Benchmark the diff on PostgreSQL beside DuckDB: the same model, the same steps, one table.
+"""Benchmark the diff on PostgreSQL and Snowflake beside DuckDB: the same model, the same steps,
+one table.
 
     python benchmarks/bench_plan_warehouses.py [--rows 1000000] [--churn 0.02]
-                                               [--warehouses duckdb,postgres] [--pg-dsn DSN]
+                                               [--warehouses duckdb,postgres,snowflake] [--pg-dsn DSN]
+                                               [--sf-port PORT]
 
 Per warehouse: build a model table of `--rows` people x 10 columns (in the warehouse), plan it
 (everything added), stream the sendable rows and commit every key (1M keys per commit), change
@@ -10,6 +12,10 @@ with nothing changed. Prints seconds per step and the client's peak RSS (each wa
 a child process, so each RSS is its own). No asserts; targets (issue 15, PostgreSQL at 1M rows):
 plan after 2% churn <= 3 s, no-op plan <= 1.5 s, bounded client memory.
 PostgreSQL defaults to 127.0.0.1:5432, database `test`; it works in a schema it drops at the end.
+Snowflake is the real snowflake-connector-python 4.x against fakesnow in server mode (DuckDB behind
+Snowflake's HTTP protocol) on loopback, started here unless --sf-port names a running one: its
+figures measure the adapter's path (connector, Arrow batches, multi-row INSERT commits) plus
+fakesnow's SQL translation, not a Snowflake warehouse.
 """
 from __future__ import annotations
 
@@ -47,12 +53,25 @@ BUILD = {
                (i % 97)::INTEGER AS orders, (ARRAY['US', 'DE', 'FR', 'GB', 'NL'])[1 + i % 5] AS country,
                (i % 3 = 0) AS active
         FROM generate_series(0, {rows} - 1) AS t(i)""",
+    # valid on Snowflake too (ROW_NUMBER over SEQ8: SEQ8 alone may have gaps there)
+    "snowflake": """
+        CREATE OR REPLACE TABLE people AS
+        SELECT i AS id, 'user' || i || '@example.com' AS email, 'first' || (i % 1000) AS first_name,
+               'last' || (i % 5000) AS last_name, DECODE(i % 4, 0, 'free', 1, 'pro', 2, 'team', 'enterprise') AS plan,
+               CAST(ROUND((i % 100000) / 7.0, 2) AS DOUBLE) AS ltv,
+               DATEADD(second, i % 100000000, CAST('2020-01-01' AS TIMESTAMP)) AS created_at,
+               CAST(i % 97 AS INTEGER) AS orders, DECODE(i % 5, 0, 'US', 1, 'DE', 2, 'FR', 3, 'GB', 'NL') AS country,
+               (i % 3 = 0) AS active
+        FROM (SELECT ROW_NUMBER() OVER (ORDER BY SEQ8()) - 1 AS i FROM TABLE(GENERATOR(ROWCOUNT => {rows})))""",
 }
 NEW_PEOPLE = {
     "duckdb": "SELECT i, 'new' || i || '@example.com', 'first', 'last', 'free', 1.0, TIMESTAMP '2024-01-01', 0, 'US', "
               "TRUE FROM range({lo}, {hi}) AS t(i)",
     "postgres": "SELECT i, 'new' || i || '@example.com', 'first', 'last', 'free', 1.0, TIMESTAMP '2024-01-01', 0, "
                 "'US', TRUE FROM generate_series({lo}, {hi} - 1) AS t(i)",
+    "snowflake": "SELECT {lo} + i, 'new' || ({lo} + i) || '@example.com', 'first', 'last', 'free', 1.0, "
+                 "CAST('2024-01-01' AS TIMESTAMP), 0, 'US', TRUE FROM (SELECT ROW_NUMBER() OVER (ORDER BY SEQ8()) - 1 AS i "
+                 "FROM TABLE(GENERATOR(ROWCOUNT => {n})))",
 }
 
 
@@ -61,13 +80,15 @@ def churn(w, kind: str, rows: int, share: float) -> int:
     every = max(1, rows // n)
     w.execute(f"UPDATE people SET ltv = ltv + 1, plan = 'pro' WHERE id % {every} = 0 AND id % {every * 10} NOT IN (0, 1)")
     w.execute(f"DELETE FROM people WHERE id % {every * 10} = 1")
-    w.execute("INSERT INTO people " + NEW_PEOPLE[kind].format(lo=rows, hi=rows + n // 10))
+    w.execute("INSERT INTO people " + NEW_PEOPLE[kind].format(lo=rows, hi=rows + n // 10, n=n // 10))
     return n
 
 
 def settle(w, kind: str) -> None:
-    """What a dbt run leaves behind: DuckDB checkpointed, PostgreSQL statistics up to date."""
-    w.execute("CHECKPOINT" if kind == "duckdb" else "ANALYZE people")
+    """What a dbt run leaves behind: DuckDB checkpointed, PostgreSQL statistics up to date
+    (Snowflake keeps its own statistics)."""
+    if kind != "snowflake":
+        w.execute("CHECKPOINT" if kind == "duckdb" else "ANALYZE people")
 
 
 def commit_all(planner: Planner, chunk: int = 1_000_000) -> tuple[float, float, int]:
@@ -120,7 +141,7 @@ class Profiled:
         return self._timed(self._wh.query, sql, params)
 
 
-def run_one(kind: str, rows: int, share: float, pg_dsn: str, profile: bool = False) -> dict:
+def run_one(kind: str, rows: int, share: float, pg_dsn: str, profile: bool = False, sf_port: int = 0) -> dict:
     """All steps on one warehouse; returns {step: seconds, ...} and the peak RSS."""
     tmp = None
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -128,6 +149,12 @@ def run_one(kind: str, rows: int, share: float, pg_dsn: str, profile: bool = Fal
         tmp = tempfile.TemporaryDirectory(prefix="dinsync-bench-")
         w = connect("duckdb", path=os.path.join(tmp.name, "bench.duckdb"))
         state = "dinsync"
+    elif kind == "snowflake":
+        w = connect("snowflake", account="fakesnow", user="bench", password="fakesnow", database="BENCH", schema=schema,
+                    host="127.0.0.1", port=sf_port, protocol="http", network_timeout=3600)
+        w.execute("CREATE DATABASE IF NOT EXISTS BENCH")
+        w.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        state = schema + "_state"
     else:
         w = connect(kind, dsn=pg_dsn, search_path=[schema])
         w.execute(f'CREATE SCHEMA "{schema}"')
@@ -178,22 +205,34 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.02)
     ap.add_argument("--warehouses", default="duckdb,postgres")
     ap.add_argument("--pg-dsn", default=os.environ.get("DINSYNC_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test"))
+    ap.add_argument("--sf-port", type=int, default=0, help="a fakesnow server already on 127.0.0.1:PORT")
     ap.add_argument("--profile", action="store_true", help="print the seconds of each statement (stderr)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.rows, args.churn, args.pg_dsn, args.profile)))
+        print(json.dumps(run_one(args.child, args.rows, args.churn, args.pg_dsn, args.profile, args.sf_port)))
         return
 
     kinds = [k.strip() for k in args.warehouses.split(",") if k.strip()]
     print(f"dinsync plan benchmark: {args.rows:,} rows x {len(COLUMNS)} columns, {args.churn:.0%} churn, "
           f"{os.cpu_count()} CPUs", flush=True)
     results = {}
-    for kind in kinds:
-        out = subprocess.run([sys.executable, __file__, "--child", kind, "--rows", str(args.rows),
-                              "--churn", str(args.churn), "--pg-dsn", args.pg_dsn] + (["--profile"] if args.profile else []),
-                             stdout=subprocess.PIPE, check=True, text=True)
-        results[kind] = json.loads(out.stdout)
+    server = None
+    if "snowflake" in kinds and not args.sf_port:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from tests.warehouses.support import FakesnowServer  # fakesnow with the tests' NULL-timestamp fix
+
+        server = FakesnowServer()
+        args.sf_port = server.port
+    try:
+        for kind in kinds:
+            out = subprocess.run([sys.executable, __file__, "--child", kind, "--rows", str(args.rows),
+                                  "--churn", str(args.churn), "--pg-dsn", args.pg_dsn, "--sf-port", str(args.sf_port)]
+                                 + (["--profile"] if args.profile else []), stdout=subprocess.PIPE, check=True, text=True)
+            results[kind] = json.loads(out.stdout)
+    finally:
+        if server is not None:
+            server.stop()
     names = list(next(iter(results.values()))["steps"])
     head = f"{'step':<32}" + "".join(f"{k:>12}" for k in kinds)
     if len(kinds) > 1:

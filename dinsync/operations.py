@@ -76,7 +76,7 @@ def connect_warehouse(cfg, root: Path, create: bool = True):
     `create=False`: None instead of creating a warehouse file that does not exist yet."""
     from .warehouses import connect
 
-    options = cfg.model_dump(exclude={"type"})
+    options = cfg.model_dump(exclude={"type"}, by_alias=True)
     if hasattr(cfg, "resolved_path"):
         options["path"] = cfg.resolved_path(root)
         if not create and options["path"] != ":memory:" and not Path(options["path"]).exists():

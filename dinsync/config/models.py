@@ -191,6 +191,51 @@ class BigQueryConfig(_Config):
         return []
 
 
+class SnowflakeConfig(_Config):
+    """`warehouse:` of type snowflake (pip install 'dinsync[snowflake]'). Authentication by
+    password or key pair (`private_key` PEM text, or `private_key_file`, with an optional
+    passphrase); secrets must come from the environment (${env:NAME}). `host`, `port` and
+    `protocol` point the connector at another endpoint (tests: fakesnow on loopback)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, populate_by_name=True)
+
+    type: Literal["snowflake"]
+    account: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    user: str = Field(min_length=1)
+    password: SecretStr | None = None
+    private_key: SecretStr | None = None  # PEM text
+    private_key_file: str | None = Field(default=None, min_length=1)
+    private_key_passphrase: SecretStr | None = None
+    authenticator: str | None = Field(default=None, min_length=1)  # e.g. externalbrowser, oauth
+    database: str | None = Field(default=None, min_length=1)
+    schema_: str | None = Field(default=None, min_length=1, alias="schema")
+    warehouse: str | None = Field(default=None, min_length=1)
+    role: str | None = Field(default=None, min_length=1)
+    host: str | None = Field(default=None, min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["https", "http"] | None = None
+    login_timeout: int = Field(default=60, ge=1, le=3600)
+    network_timeout: int | None = Field(default=None, ge=1, le=86400)
+    session_parameters: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str | int | bool] = Field(
+        default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_credential(self):
+        if self.private_key is not None and self.private_key_file is not None:
+            raise ValueError("set one of private_key (PEM text) or private_key_file, not both")
+        keyed = self.private_key is not None or self.private_key_file is not None
+        if keyed and self.password is not None:
+            raise ValueError("with a key pair (private_key or private_key_file), leave out password")
+        if not keyed and self.password is None and self.authenticator is None:
+            raise ValueError("set password (e.g. password: ${env:SNOWFLAKE_PASSWORD}) or a key pair "
+                             "(private_key: ${env:SNOWFLAKE_PRIVATE_KEY} or private_key_file)")
+        return self
+
+    def secret_fields(self) -> list[str]:
+        """Keys whose values are secrets, so must come from the environment."""
+        return [k for k in ("password", "private_key", "private_key_passphrase") if getattr(self, k) is not None]
+
+
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
 # the union below.
 WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
@@ -198,8 +243,9 @@ WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
     "postgres": PostgresConfig,
     "redshift": RedshiftConfig,
     "bigquery": BigQueryConfig,
+    "snowflake": SnowflakeConfig,
 }
-WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig, BigQueryConfig],
+WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig, BigQueryConfig, SnowflakeConfig],
                             Field(discriminator="type")]
 
 

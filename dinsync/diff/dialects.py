@@ -54,10 +54,16 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
     },
     "snowflake": {
-        "DINSYNC_HASH": "COALESCE(HASH(CAST({x} AS VARCHAR)), 0)",
-        "DINSYNC_ROWHASH": "HASH({args})",
+        # Snowflake's HASH is a signed 64-bit NUMBER(19, 0). `% 9223372036854775807` keeps it one
+        # (a no-op but for the two values +-(2^63 - 1), which become 0) on Snowflake, and is what
+        # lets the same SQL run on fakesnow (tests), whose HASH is DuckDB's unsigned 64-bit hash:
+        # the remainder fits the BIGINT hash columns there too.
+        "DINSYNC_HASH": "COALESCE(HASH(CAST({x} AS VARCHAR)) % 9223372036854775807, 0)",
+        "DINSYNC_ROWHASH": "HASH({args}) % 9223372036854775807",
         "DINSYNC_FINGERPRINT": "DINSYNC_ROWHASH({args_hash})",
-        "DINSYNC_DIGEST": "SUM({x})",  # NUMBER(38, 0): exact
+        # NUMBER(38, 0) on Snowflake already; the cast keeps the sum exact on fakesnow (DuckDB
+        # sums of 64-bit integers are HUGEINT, which fakesnow returns as a float)
+        "DINSYNC_DIGEST": "SUM(CAST({x} AS NUMBER(38, 0)))",
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",

@@ -27,6 +27,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "postgres": ("dinsync.warehouses.postgres", "PostgresWarehouse"),
     "redshift": ("dinsync.warehouses.redshift", "RedshiftWarehouse"),
     "bigquery": ("dinsync.warehouses.bigquery", "BigQueryWarehouse"),
+    "snowflake": ("dinsync.warehouses.snowflake", "SnowflakeWarehouse"),
 }
 
 

@@ -74,7 +74,8 @@ def test_sync_state_round_trip(tmp_path):
         wh.close()
 
 
-from tests.warehouses.conftest import target, wh_bigquery, wh_duckdb, wh_postgres, wh_redshift  # noqa: E402,F401 - fixtures
+from tests.warehouses.conftest import (  # noqa: E402,F401 - fixtures
+    fakesnow, target, wh_bigquery, wh_duckdb, wh_postgres, wh_redshift, wh_snowflake)
 
 
 def test_operating_state_on_every_warehouse(target):  # noqa: F811 - the imported fixture

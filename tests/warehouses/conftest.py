@@ -3,8 +3,10 @@
 Each `wh_<name>` fixture yields a `ConformanceTarget`: the `warehouse:` block of a dinsync.yml
 and the environment the CLI needs, plus a way to load fixture tables and to read state back.
 `CONFORMANCE_WAREHOUSES` lists them; the `target` fixture runs a test once per entry. A new
-adapter gets the whole suite by writing its fixture and adding its name there (phase 2:
-snowflake through fakesnow, databricks through its loopback fake; bigquery runs through its fake).
+adapter gets the whole suite by writing its fixture and adding its name there. Snowflake runs
+through the real snowflake-connector-python 4.x against fakesnow in server mode on 127.0.0.1
+(one server for the test session: the `fakesnow` fixture); BigQuery through the real
+google-cloud-bigquery client against its loopback fake (tests/warehouses/bigquery_fake.py).
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ import pyarrow as pa
 import pytest
 
 from dinsync.warehouses import connect
-from tests.warehouses.support import PG_DSN, WarehouseUnderTest
+from tests.warehouses.support import PG_DSN, SF_PASSWORD, FakesnowServer, WarehouseUnderTest, fakesnow_server
 
-CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "bigquery"]
+CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "bigquery", "snowflake"]
 
 
 class ConformanceTarget:
@@ -159,6 +161,58 @@ class BigQueryTarget(ConformanceTarget):
 @pytest.fixture
 def wh_bigquery(tmp_path) -> Iterator[ConformanceTarget]:
     target = BigQueryTarget(tmp_path)
+    yield target
+    target.close()
+
+
+class SnowflakeTarget(ConformanceTarget):
+    """Snowflake through the real connector against the session's fakesnow server: a private
+    model schema (the session's current schema) and state schema per test."""
+
+    kind = "snowflake"
+    lock_test_latency = 3.0  # through fakesnow, a second CLI run takes seconds more to reach the lock
+
+    def __init__(self, tmp_path):
+        self.under_test = WarehouseUnderTest("snowflake", tmp_path)
+        self.model_schema = self.under_test.schema
+        self.state_schema = self.under_test.state_schema
+        self.server: FakesnowServer = self.under_test.server
+        self.env = {"DINSYNC_TEST_SF_PASSWORD": SF_PASSWORD}
+
+    def warehouse_yaml(self) -> str:
+        o = self.server.options(self.model_schema)
+        return textwrap.dedent(f"""\
+            warehouse:
+              type: snowflake
+              account: {o["account"]}
+              user: {o["user"]}
+              password: ${{env:DINSYNC_TEST_SF_PASSWORD}}
+              database: {o["database"]}
+              schema: {self.model_schema}
+              host: {o["host"]}
+              port: {o["port"]}
+              protocol: http
+              login_timeout: 20
+              network_timeout: 120
+            state_schema: {self.state_schema}
+            """)
+
+    def connect(self):
+        return connect("snowflake", **self.under_test.options())
+
+    def close(self) -> None:
+        self.under_test.close()
+
+
+@pytest.fixture(scope="session")
+def fakesnow() -> FakesnowServer:
+    """One fakesnow server for the whole test session (stopped when the session ends)."""
+    return fakesnow_server()
+
+
+@pytest.fixture
+def wh_snowflake(tmp_path, fakesnow) -> Iterator[ConformanceTarget]:
+    target = SnowflakeTarget(tmp_path)
     yield target
     target.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,8 @@ def drop_schemas(*schemas: str) -> None:
     admin_execute(*(f'DROP SCHEMA IF EXISTS "{s}" CASCADE' for s in schemas))
 
 
-WAREHOUSE_KINDS = ("duckdb", "postgres", "redshift")  # redshift: its code path against PostgreSQL
+WAREHOUSE_KINDS = ("duckdb", "postgres", "redshift", "snowflake")  # redshift: its code path against PostgreSQL;
+# snowflake: the real connector against fakesnow
 
 
 class WarehouseUnderTest:
@@ -84,7 +86,14 @@ class WarehouseUnderTest:
         self.schema = unique_name("dsm") if kind != "duckdb" else "main"
         self.state_schema = unique_name("dss") if kind != "duckdb" else "dinsync"
         self.opened: list = []
-        if kind != "duckdb":
+        if kind == "snowflake":
+            # The state schema's name is fixed: the SQL rendered for one test (cached on disk, keyed
+            # by the state schema) serves the next. Tests of one session run one at a time.
+            self.state_schema = SF_STATE_SCHEMA
+            self.server = fakesnow_server()
+            sf_admin(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{self.state_schema}" CASCADE',
+                     f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{self.schema}"')
+        elif kind != "duckdb":
             require_postgres()
             admin_execute(f'CREATE SCHEMA "{self.schema}"')
             if kind == "redshift":
@@ -94,6 +103,8 @@ class WarehouseUnderTest:
     def options(self) -> dict:
         if self.kind == "duckdb":
             return {"path": str(self.tmp_path / "warehouse.duckdb")}
+        if self.kind == "snowflake":
+            return self.server.options(self.schema)
         return {"dsn": PG_DSN, "search_path": [self.schema, "public"]}
 
     def open(self):
@@ -106,5 +117,114 @@ class WarehouseUnderTest:
     def close(self) -> None:
         for wh in self.opened:
             wh.close()
-        if self.kind != "duckdb":
+        if self.kind == "snowflake":
+            sf_admin(*(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{s}" CASCADE' for s in (self.schema, self.state_schema)))
+        elif self.kind != "duckdb":
             drop_schemas(self.schema, self.state_schema)
+
+
+# --------------------------------------------------------------------------- Snowflake (fakesnow)
+# The real snowflake-connector-python 4.x talks to fakesnow in server mode (`python -m fakesnow -s`)
+# on 127.0.0.1: one server per test session (started on first use, stopped at exit), a private
+# model schema and state schema per test in the database SF_DATABASE. fakesnow keeps its data in
+# one in-memory DuckDB database shared by all sessions; it accepts any password.
+# DINSYNC_TEST_FAKESNOW_PORT=N uses a server already listening on 127.0.0.1:N instead.
+SF_DATABASE = "DINSYNC_TEST"
+SF_STATE_SCHEMA = "dss_snowflake"
+ROOT = str(Path(__file__).resolve().parents[2])  # tests.warehouses.fakesnow_main runs from here
+SF_PASSWORD = "fakesnow-test-password"  # fakesnow checks none; passed through ${env:} like a real one
+FAKESNOW_HINT = "pip install -e '.[test]' installs fakesnow and snowflake-connector-python 4.x"
+
+
+class FakesnowServer:
+    def __init__(self, port: int | None = None):
+        """Start a server on a free port; or, with `port`, use one already running there."""
+        import socket
+        import subprocess
+        import sys
+        import tempfile
+        import time
+
+        if port:
+            self.port, self.proc, self.log = port, None, None
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = tempfile.NamedTemporaryFile(prefix="fakesnow-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.warehouses.fakesnow_main", "-s", "-p", str(self.port), "--host", "127.0.0.1"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fakesnow exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"fakesnow did not listen on 127.0.0.1:{self.port} within 60 s: {self.tail()}")
+                time.sleep(0.1)
+
+    def tail(self) -> str:
+        with open(self.log.name, errors="replace") as f:
+            return " ".join(f.read()[-600:].split())
+
+    def options(self, schema: str | None = None) -> dict:
+        return {"account": "fakesnow", "user": "dinsync", "password": SF_PASSWORD, "database": SF_DATABASE,
+                "schema": schema, "host": "127.0.0.1", "port": self.port, "protocol": "http",
+                "login_timeout": 20, "network_timeout": 120}
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+        os.unlink(self.log.name)
+
+
+_FAKESNOW: list = []  # [server] or [problem text]
+
+
+def fakesnow_server() -> FakesnowServer:
+    """The session's fakesnow server (started on first use). Fails in CI when it cannot start;
+    skips elsewhere, saying what is missing."""
+    if not _FAKESNOW:
+        try:
+            import fakesnow  # noqa: F401
+            import snowflake.connector  # noqa: F401
+        except ImportError as exc:
+            _FAKESNOW.append(f"{exc.name} is not installed ({FAKESNOW_HINT})")
+        else:
+            try:
+                server = FakesnowServer(int(os.environ.get("DINSYNC_TEST_FAKESNOW_PORT") or 0) or None)
+            except Exception as exc:  # noqa: BLE001
+                _FAKESNOW.append(f"fakesnow could not start: {exc}")
+            else:
+                import atexit
+
+                atexit.register(server.stop)
+                _FAKESNOW.append(server)
+                sf_admin("CREATE DATABASE IF NOT EXISTS " + SF_DATABASE)
+    found = _FAKESNOW[0]
+    if isinstance(found, str):
+        if os.environ.get("CI"):
+            pytest.fail(f"{found}; CI needs it", pytrace=False)
+        pytest.skip(found)
+    return found
+
+
+def sf_admin(*statements: str) -> None:
+    import snowflake.connector
+
+    server = _FAKESNOW[0]
+    with snowflake.connector.connect(**{k: v for k, v in server.options().items() if v is not None},
+                                     session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}) as conn:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)

@@ -3,19 +3,19 @@ WITH "seg" AS (
   SELECT
     COALESCE("r"."_rkh" % 16384, 16384) AS "_b",
     COUNT(*) AS "_n",
-    SUM(HASH("r"."_rkh", "r"."_fp")) AS "_d"
+    SUM(CAST(HASH("r"."_rkh", "r"."_fp") % 9223372036854775807 AS DECIMAL(38, 0))) AS "_d"
   FROM (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
       END AS "_rkh",
       HASH(
-        COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."id" AS VARCHAR)), 0)
-      ) AS "_fp"
+        COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."id" AS VARCHAR)) % 9223372036854775807, 0)
+      ) % 9223372036854775807 AS "_fp"
     FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS "m"
@@ -27,7 +27,9 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
     COALESCE("s"."_rkh" % 16384, 16385) AS "_b",
     COUNT(*) AS "_n",
     COUNT(COALESCE("s"."_pfp", "s"."_fp")) AS "_n_fp",
-    SUM(HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp"))) AS "_d"
+    SUM(
+      CAST(HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp")) % 9223372036854775807 AS DECIMAL(38, 0))
+    ) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     TRUE

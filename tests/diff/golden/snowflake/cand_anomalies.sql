@@ -13,7 +13,7 @@ FROM (
   SELECT
     CASE
       WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-      THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+      THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
     END AS "_rkh"
   FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people

@@ -7,14 +7,14 @@ WITH "seg" AS (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
       END AS "_rkh",
       HASH(
-        COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."id" AS VARCHAR)), 0)
-      ) AS "_fp"
+        COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."id" AS VARCHAR)) % 9223372036854775807, 0)
+      ) % 9223372036854775807 AS "_fp"
     FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS "m"

@@ -3,14 +3,14 @@ SELECT
   NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
   END AS "_rkh",
   HASH(
-    COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
-    COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0),
-    COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)), 0),
-    COALESCE(HASH(CAST("m"."id" AS VARCHAR)), 0)
-  ) AS "_fp",
+    COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0),
+    COALESCE(HASH(CAST("m"."first name" AS VARCHAR)) % 9223372036854775807, 0),
+    COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)) % 9223372036854775807, 0),
+    COALESCE(HASH(CAST("m"."id" AS VARCHAR)) % 9223372036854775807, 0)
+  ) % 9223372036854775807 AS "_fp",
   "m"."email" AS "v0",
   "m"."first name" AS "v1",
   "m"."score ""x""" AS "v2",
@@ -21,7 +21,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+    THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
   END IN (
     SELECT
       "c"."_rkh"

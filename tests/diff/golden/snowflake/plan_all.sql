@@ -10,10 +10,10 @@ SELECT
   TRUE AS "x1",
   TRUE AS "x2",
   TRUE AS "x3",
-  COALESCE(HASH(CAST("k"."v0" AS VARCHAR)), 0) AS "h0",
-  COALESCE(HASH(CAST("k"."v1" AS VARCHAR)), 0) AS "h1",
-  COALESCE(HASH(CAST("k"."v2" AS VARCHAR)), 0) AS "h2",
-  COALESCE(HASH(CAST("k"."v3" AS VARCHAR)), 0) AS "h3",
+  COALESCE(HASH(CAST("k"."v0" AS VARCHAR)) % 9223372036854775807, 0) AS "h0",
+  COALESCE(HASH(CAST("k"."v1" AS VARCHAR)) % 9223372036854775807, 0) AS "h1",
+  COALESCE(HASH(CAST("k"."v2" AS VARCHAR)) % 9223372036854775807, 0) AS "h2",
+  COALESCE(HASH(CAST("k"."v3" AS VARCHAR)) % 9223372036854775807, 0) AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   "k"."_kh",
   "k"."_rkh",
@@ -25,7 +25,7 @@ FROM (
     "j"."_key",
     CASE
       WHEN NOT "j"."_key" IS NULL
-      THEN COALESCE(HASH(CAST("j"."_key" AS VARCHAR)), 0)
+      THEN COALESCE(HASH(CAST("j"."_key" AS VARCHAR)) % 9223372036854775807, 0)
     END AS "_kh",
     "j"."_rkh",
     "j"."_fp",
@@ -38,14 +38,14 @@ FROM (
       NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
       END AS "_rkh",
       HASH(
-        COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."id" AS VARCHAR)), 0)
-      ) AS "_fp",
+        COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."id" AS VARCHAR)) % 9223372036854775807, 0)
+      ) % 9223372036854775807 AS "_fp",
       "m"."email" AS "v0",
       "m"."first name" AS "v1",
       "m"."score ""x""" AS "v2",

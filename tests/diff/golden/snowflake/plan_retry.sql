@@ -30,10 +30,10 @@ WITH "counts" AS (
 ), "hashed" AS (
   SELECT
     "c".*,
-    COALESCE(HASH(CAST("c"."v0" AS VARCHAR)), 0) AS "h0",
-    COALESCE(HASH(CAST("c"."v1" AS VARCHAR)), 0) AS "h1",
-    COALESCE(HASH(CAST("c"."v2" AS VARCHAR)), 0) AS "h2",
-    COALESCE(HASH(CAST("c"."v3" AS VARCHAR)), 0) AS "h3"
+    COALESCE(HASH(CAST("c"."v0" AS VARCHAR)) % 9223372036854775807, 0) AS "h0",
+    COALESCE(HASH(CAST("c"."v1" AS VARCHAR)) % 9223372036854775807, 0) AS "h1",
+    COALESCE(HASH(CAST("c"."v2" AS VARCHAR)) % 9223372036854775807, 0) AS "h2",
+    COALESCE(HASH(CAST("c"."v3" AS VARCHAR)) % 9223372036854775807, 0) AS "h3"
   FROM "dinsync_state"."cur_people_to_crm" AS "c"
 ), "rows" AS (
   SELECT
@@ -114,7 +114,7 @@ SELECT
   CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h2" END AS "h2",
   CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h3" END AS "h3",
   CAST(1 AS BIGINT) AS "_n",
-  COALESCE(HASH(CAST("o"."_key" AS VARCHAR)), 0) AS "_kh",
+  COALESCE(HASH(CAST("o"."_key" AS VARCHAR)) % 9223372036854775807, 0) AS "_kh",
   "o"."_rkh",
   "o"."_fp",
   "o"."_prior",
@@ -137,7 +137,7 @@ SELECT
   NULL,
   NULL,
   "k"."_n",
-  COALESCE(HASH(CAST("k"."_key" AS VARCHAR)), 0),
+  COALESCE(HASH(CAST("k"."_key" AS VARCHAR)) % 9223372036854775807, 0),
   NULL,
   NULL,
   NULL,

@@ -5,7 +5,7 @@ FROM "dinsync_state"."snap_people_to_crm" AS "s"
 WHERE
   "s"."_kh" IN (
     SELECT
-      COALESCE(HASH(CAST("c"."_key" AS VARCHAR)), 0)
+      COALESCE(HASH(CAST("c"."_key" AS VARCHAR)) % 9223372036854775807, 0)
     FROM "dinsync_state"."cur_people_to_crm" AS "c"
     WHERE
       NOT "c"."_key" IS NULL

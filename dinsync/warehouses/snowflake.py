@@ -1,0 +1,406 @@
+"""Snowflake: SQL through snowflake-connector-python 4.x, reads as Arrow batches, writes as
+JSON bound to one parameter and unpacked by FLATTEN (no row-by-row INSERT, no stage).
+
+Config (dinsync.yml):
+    warehouse:
+      type: snowflake
+      account: myorg-myaccount
+      user: DINSYNC
+      password: ${env:SNOWFLAKE_PASSWORD}           # or a key pair:
+      # private_key: ${env:SNOWFLAKE_PRIVATE_KEY}   #   PEM text (or private_key_file: path)
+      # private_key_passphrase: ${env:SNOWFLAKE_KEY_PASSPHRASE}
+      database: ANALYTICS
+      schema: MARTS                  # where the model SQL finds unqualified names
+      warehouse: TRANSFORMING
+      role: DINSYNC
+      # host / port / protocol: another endpoint (tests: fakesnow on loopback)
+Driver: pip install 'dinsync[snowflake]'.
+
+How it maps onto Snowflake:
+- Identifier case. dinsync quotes the names it creates ("snap_x"."_key") and writes others
+  unquoted (`SELECT status FROM ...`); Snowflake folds unquoted names to upper case and keeps
+  quoted ones as written, so both only meet if quoted names are case-insensitive too. Every
+  session therefore sets `QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE` (all names resolve
+  case-insensitively, as on Redshift), and column names come back lower-cased. Consequence: a
+  model column is named in the sync config in lower case, and two model columns whose names
+  differ only by case cannot both be used (alias one of them).
+- Sessions: one connection per thread (a transaction belongs to its session). DDL commits the
+  open transaction on Snowflake (`transactional_ddl=False`).
+- PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
+- Reads: `fetch_arrow_batches()`, re-cut to the requested batch size; other statements run on
+  other sessions meanwhile.
+- Writes (acknowledged keys, rejections): the rows as JSON text bound to one parameter,
+  unpacked by `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`, up to 512 KB
+  of JSON per statement, in one transaction. Not the stage + COPY INTO path of `write_pandas`:
+  it PUTs files to an internal stage, which the test server (fakesnow) cannot serve, so it
+  could not be tested here; and not multi-row INSERT ... VALUES, 45x slower through fakesnow
+  (its SQL translation parses every literal) and limited by Snowflake's 1 MB statement text.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import re
+import threading
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from . import errors as E
+from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
+from .params import translate
+from .pgfamily import _plain, arrow_to_sql_type
+
+# Session parameters of every dinsync session (the `session_parameters` config adds to them).
+SESSION_PARAMETERS = {
+    "QUOTED_IDENTIFIERS_IGNORE_CASE": True,  # see the module docstring
+    "TIMEZONE": "UTC",  # dinsync writes naive UTC timestamps
+    "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
+}
+
+# Creating a schema or database also makes it the session's current one (USE) on Snowflake.
+_CREATES_CONTEXT = re.compile(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?(SCHEMA|DATABASE)\b", re.I)
+
+_DDL = re.compile(r"\s*(CREATE|ALTER|DROP|TRUNCATE)\b", re.I)
+
+# Snowflake error numbers (errno) -> what failed.
+_ERRNOS: dict[int, type[E.WarehouseError]] = {
+    390100: E.WarehouseAuthError,  # incorrect username or password
+    390101: E.WarehouseAuthError,  # user temporarily locked
+    390102: E.WarehouseAuthError,  # user disabled
+    390144: E.WarehouseAuthError,  # JWT token invalid (key pair)
+    390114: E.WarehouseAuthError,  # authentication token expired
+    390189: E.WarehouseObjectMissing,  # role does not exist or not authorized
+    390201: E.WarehouseObjectMissing,  # database does not exist or not authorized
+    2003: E.WarehouseObjectMissing,  # object does not exist or not authorized
+    2043: E.WarehouseObjectMissing,  # object does not exist, or operation cannot be performed
+    904: E.WarehouseObjectMissing,  # invalid identifier (a column)
+    3001: E.WarehousePermissionError,  # insufficient privileges
+    3003: E.WarehousePermissionError,
+    604: E.WarehouseUnavailable,  # statement cancelled
+    630: E.WarehouseUnavailable,  # statement reached its timeout
+    606: E.WarehouseUnavailable,  # no active warehouse selected / warehouse suspended
+    625: E.WarehouseConflict,  # deadlock / lock wait timeout
+    250001: E.WarehouseUnavailable,  # could not connect
+    250003: E.WarehouseUnavailable,  # failed to get a response
+    251005: E.WarehouseAuthError,  # user is empty
+    251006: E.WarehouseAuthError,  # password is empty
+}
+_SQLSTATE_CLASSES = {"08": E.WarehouseUnavailable, "28": E.WarehouseAuthError, "40": E.WarehouseConflict,
+                     "57": E.WarehouseUnavailable, "23": E.WarehouseConstraintViolation}
+_SQLSTATES = {"42S02": E.WarehouseObjectMissing, "02000": E.WarehouseObjectMissing, "42501": E.WarehousePermissionError,
+              "08004": E.WarehouseAuthError, "42S22": E.WarehouseObjectMissing}
+_MESSAGES = (
+    ("does not exist", E.WarehouseObjectMissing),
+    ("not found", E.WarehouseObjectMissing),
+    ("insufficient privileges", E.WarehousePermissionError),
+    ("incorrect username or password", E.WarehouseAuthError),
+    ("jwt token is invalid", E.WarehouseAuthError),
+    ("connection refused", E.WarehouseUnavailable),
+    ("max retries exceeded", E.WarehouseUnavailable),
+    ("timed out", E.WarehouseUnavailable),
+)
+
+
+def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno in _ERRNOS:
+        return _ERRNOS[errno]
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        if state in _SQLSTATES:
+            return _SQLSTATES[state]
+        if state[:2] in _SQLSTATE_CLASSES:
+            return _SQLSTATE_CLASSES[state[:2]]
+    text = str(exc).lower()
+    for needle, cls in _MESSAGES:
+        if needle in text:
+            return cls
+    if type(exc).__name__ in ("OperationalError", "InterfaceError", "ServiceUnavailableError",
+                              "RequestTimeoutError", "GatewayTimeoutError", "BadGatewayError"):
+        return E.WarehouseUnavailable
+    if isinstance(exc, OSError):
+        return E.WarehouseUnavailable
+    return None
+
+
+def _lower_names(table):
+    """A table or batch with its column names lower-cased (see the module docstring)."""
+    names = [n.lower() for n in table.schema.names]
+    return table.rename_columns(names) if names != table.schema.names else table
+
+
+def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Integral decimals (Snowflake's NUMBER(p, 0), p <= 18) as int64, as every other warehouse
+    gives integers; nanosecond timestamps as microseconds (Python's precision); others as they are."""
+    arrays, changed = [], False
+    for col in batch.columns:
+        if pa.types.is_decimal(col.type) and col.type.scale == 0 and col.type.precision <= 18:
+            col = col.cast(pa.int64())
+            changed = True
+        elif pa.types.is_timestamp(col.type) and col.type.unit == "ns":
+            col = col.cast(pa.timestamp("us", col.type.tz), safe=False)
+            changed = True
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch
+
+
+class SnowflakeWarehouse(ErrorTranslation, Warehouse):
+    type_name = "snowflake"
+    display_name = "Snowflake"
+    extra = "snowflake"
+    capabilities = Capabilities(
+        dialect="snowflake",
+        hash_type="BIGINT",
+        merge=True,
+        temp_tables=True,
+        transactional_ddl=False,
+        enforces_primary_key=False,
+        lock_arbiter="insert_verify",
+        text_type="VARCHAR",
+        max_identifier_length=255,
+        unquoted_case="upper",
+        quoted_case_sensitive=False,  # QUOTED_IDENTIFIERS_IGNORE_CASE (see the docstring)
+        paramstyle="pyformat",
+    )
+    json_bytes = 512 * 1024  # rows per INSERT: at most this much JSON
+
+    def __init__(self, account: str, user: str, password: str | None = None, database: str | None = None,
+                 schema: str | None = None, warehouse: str | None = None, role: str | None = None,
+                 private_key: str | None = None, private_key_file: str | None = None,
+                 private_key_passphrase: str | None = None, authenticator: str | None = None,
+                 host: str | None = None, port: int | None = None, protocol: str | None = None,
+                 login_timeout: int | None = 60, network_timeout: int | None = None,
+                 session_parameters: dict[str, Any] | None = None):
+        from . import require_driver
+
+        self._sf = require_driver("snowflake.connector", "snowflake", package="snowflake-connector-python")
+        self.driver_errors = (self._sf.errors.Error,)
+        self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
+        options: dict[str, Any] = dict(
+            account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
+            role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
+            login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
+            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {})},
+        )
+        if private_key or private_key_file:
+            options["private_key"] = _load_private_key(private_key, private_key_file, private_key_passphrase)
+            options["authenticator"] = authenticator or "SNOWFLAKE_JWT"
+            options.pop("password")
+        self._options = {k: v for k, v in options.items() if v is not None}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._conns: list[tuple[threading.Thread, Any]] = []
+        self.conn  # connect now: wrong credentials or account fail here, with a clear error
+
+    # --- sessions ------------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        return classify_snowflake(exc)
+
+    def _connect(self):
+        with self.translating("connecting"):
+            return self._sf.connect(**self._options)
+
+    @property
+    def conn(self):
+        """The calling thread's connection (opened on first use; those of ended threads closed)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.is_closed():
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                alive = []
+                for thread, other in self._conns:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        with contextlib.suppress(Exception):
+                            other.close()
+                self._conns = alive + [(threading.current_thread(), conn)]
+        return conn
+
+    def _sql(self, sql: str, params: Params) -> tuple[str, Any]:
+        return translate(sql, params, "pyformat") if params is not None else (sql, None)
+
+    # --- SQL -----------------------------------------------------------------------------
+    @translated("running a statement")
+    def execute(self, sql: str, params: Params = None) -> int | None:
+        sql, values = self._sql(sql, params)
+        with self.conn.cursor() as cur:
+            restore = _CREATES_CONTEXT.match(sql) and self._context(cur)
+            ddl = getattr(self._local, "in_transaction", False) and _DDL.match(sql)
+            if ddl:  # Snowflake commits the open transaction before DDL: say so, then go on in a new one
+                cur.execute("COMMIT")
+            cur.execute(sql, values)
+            count = cur.rowcount
+            if ddl:
+                cur.execute("BEGIN")
+            if restore:  # CREATE SCHEMA / DATABASE made the new one current: the model SQL reads the old
+                cur.execute(restore)
+            return count if isinstance(count, int) and count >= 0 else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT on the calling thread's session. DDL inside it commits what came before
+        (Snowflake's rule, made explicit: the rest of the block runs in a new transaction)."""
+        if getattr(self._local, "in_transaction", False):
+            yield  # nested: part of the outer transaction
+            return
+        self.execute("BEGIN")
+        self._local.in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._local.in_transaction = False
+            with contextlib.suppress(E.WarehouseError):
+                self.execute("ROLLBACK")
+            raise
+        self._local.in_transaction = False
+        self.execute("COMMIT")
+
+    @translated("writing rows")
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
+        """Rows as one JSON text per statement, bound as a single value and unpacked by
+        `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`: a statement carries
+        up to `json_bytes` of rows (Snowflake's statement text is limited to 1 MB), several
+        statements share a transaction. `replace` re-creates the table first (CREATE OR REPLACE:
+        DDL, outside that transaction). Measured through fakesnow: 40,000 keys in 0.55 s, where
+        multi-row INSERT ... VALUES of 1,000 rows each took 25 s."""
+        data = _plain(data)
+        if mode not in ("append", "replace"):
+            raise ValueError(f"write mode must be append or replace, got {mode!r}")
+        target = self.table_name(schema, table)
+        types = [arrow_to_sql_type(f.type, "VARCHAR") for f in data.schema]
+        if mode == "replace":
+            cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(data.schema, types))
+            self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
+        if data.num_rows == 0:
+            return
+        texts = _json_chunks(data, self.json_bytes)
+        first, second = next(texts), next(texts, None)
+        cols = ", ".join(self.quote(n) for n in data.column_names)
+        # each row an object of its non-NULL values ("c0", "c1", ...): an absent key reads as SQL NULL
+        values = ", ".join(f"CAST(f.value['c{i}'] AS {t})" for i, t in enumerate(types))
+        sql = f"INSERT INTO {target} ({cols}) SELECT {values} FROM TABLE(FLATTEN(INPUT => PARSE_JSON(%s))) AS f"
+        with (self.transaction() if second is not None else contextlib.nullcontext()), self.conn.cursor() as cur:
+            for text in itertools.chain([first], [second] if second is not None else [], texts):
+                cur.execute(sql, [text])
+
+    def _context(self, cur) -> str | None:
+        """`USE` statement that brings back the session's current database and schema."""
+        database, schema = self._options.get("database"), self._options.get("schema")
+        if database and schema:  # the configured ones (the model SQL's), without asking
+            return f"USE SCHEMA {self.quote(database)}.{self.quote(schema)}"
+        cur.execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()")
+        database, schema = cur.fetchone()
+        if database and schema:
+            return f"USE SCHEMA {self.quote(database)}.{self.quote(schema)}"
+        return f"USE DATABASE {self.quote(database)}" if database else None
+
+    @translated("running a query")
+    def query(self, sql: str, params: Params = None) -> pa.Table:
+        sql, values = self._sql(sql, params)
+        with self.conn.cursor() as cur:
+            cur.execute(sql, values)
+            if not cur.description:
+                return pa.table({})
+            batches = [_plain_types(b) for t in cur.fetch_arrow_batches() for b in t.to_batches()]
+            if batches:
+                return _lower_names(pa.Table.from_batches(batches))
+            return _empty(cur.description)
+
+    @translated("streaming a query")
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        sql, values = self._sql(sql, params)
+        conn = self._connect()  # a session of its own: the caller runs statements meanwhile
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, values)
+                batches = (_plain_types(_lower_names(b)) for t in cur.fetch_arrow_batches() for b in t.to_batches())
+                yield from slice_batches(batches, batch_rows)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @translated("reading the columns of a query")
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        with self.conn.cursor() as cur:
+            meta = cur.describe(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+            types = self._sf.constants.FIELD_ID_TO_NAME
+            return [(m.name.lower(), types.get(m.type_code, str(m.type_code))) for m in meta]
+
+    @translated("reading the columns of a table")
+    def table_columns(self, schema: str, table: str) -> list[str] | None:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(:s) "
+            "AND UPPER(table_name) = UPPER(:t) ORDER BY ordinal_position",
+            {"s": schema, "t": table},
+        )
+        names = [n.lower() for n in rows.column(0).to_pylist()] if rows.num_rows else []
+        return names or None
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for _, conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
+
+
+def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:
+    """The rows of `data` as JSON arrays of objects {"c0": value, ...} (NULLs left out), cut so
+    that each text stays near `limit` bytes."""
+    names = [f"c{i}" for i in range(data.num_columns)]
+    parts: list[str] = []
+    size = 0
+    for offset in range(0, data.num_rows, 10_000):  # Python values of 10,000 rows at a time
+        columns = [_jsonable(c) for c in data.slice(offset, 10_000).columns]
+        for values in zip(*columns):
+            item = json.dumps({n: v for n, v in zip(names, values) if v is not None}, ensure_ascii=False)
+            if parts and size + len(item) > limit:
+                yield "[" + ",".join(parts) + "]"
+                parts, size = [], 0
+            parts.append(item)
+            size += len(item) + 1
+    if parts:
+        yield "[" + ",".join(parts) + "]"
+
+
+def _jsonable(column) -> list:
+    """A column's values as JSON can hold them: texts, numbers, booleans; dates, timestamps and
+    decimals as their text (cast back by the INSERT)."""
+    t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    if pa.types.is_floating(t):  # NaN and infinities are no JSON numbers; their text casts back
+        return [v if v is None or math.isfinite(v) else str(v) for v in column.to_pylist()]
+    return column.to_pylist()
+
+
+def _empty(description) -> pa.Table:
+    """The empty result of a query (fetch_arrow_batches yields nothing for zero rows)."""
+    return pa.table({d.name.lower(): pa.array([], pa.null()) for d in description})
+
+
+def _load_private_key(pem: str | None, path: str | None, passphrase: str | None) -> bytes:
+    """The DER bytes of a PEM private key (text or file) for key-pair authentication."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        if pem is None:
+            with open(path, "rb") as f:  # type: ignore[arg-type]
+                pem_bytes = f.read()
+        else:
+            pem_bytes = pem.encode("utf-8")
+        key = serialization.load_pem_private_key(pem_bytes, password=passphrase.encode() if passphrase else None)
+    except (OSError, ValueError, TypeError) as exc:
+        what = "private_key" if pem is not None else f"private_key_file {path}"
+        reason = type(exc).__name__ if pem is not None else str(exc)  # never echo the key itself
+        raise E.WarehouseAuthError(f"Snowflake: cannot read the {what} ({reason})",
+                                   "give a PEM private key (PKCS#8) and, if it is encrypted, its passphrase",
+                                   warehouse="Snowflake") from None
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())

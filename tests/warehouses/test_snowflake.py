@@ -1,0 +1,238 @@
+"""The Snowflake adapter's own rules: config in dinsync.yml, translated driver errors, key pairs,
+a missing driver, an unreachable account, identifier case (the rest runs in the conformance,
+adapter and diff SQL suites against fakesnow)."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from dinsync.config import load_project
+from dinsync.errors import ConfigError
+from dinsync.warehouses import (
+    WarehouseAuthError,
+    WarehouseConflict,
+    WarehouseDriverMissing,
+    WarehouseObjectMissing,
+    WarehousePermissionError,
+    WarehouseSqlError,
+    WarehouseUnavailable,
+    capabilities_of,
+    connect,
+)
+from tests.warehouses.support import WarehouseUnderTest
+from tests.warehouses.test_config import project
+
+ENV = {"ITERABLE_API_KEY": "itbl-key-123456", "SF_PASSWORD": "sf-pw-from-env-987", "SF_KEY": "-----BEGIN PRIVATE KEY-----x",
+       "SF_PASSPHRASE": "sf-passphrase-321"}
+BASE = "  type: snowflake\n  account: myorg-acct1\n  user: DINSYNC\n"
+
+
+def test_password_from_the_environment_and_every_option(tmp_path):
+    p = load_project(project(tmp_path, BASE + "  password: ${env:SF_PASSWORD}\n  database: ANALYTICS\n  schema: MARTS\n"
+                                              "  warehouse: XS\n  role: DINSYNC_ROLE\n  host: 127.0.0.1\n  port: 8080\n"
+                                              "  protocol: http\n  session_parameters: {QUERY_TAG: dinsync}\n"), env=ENV)
+    w = p.warehouse
+    assert (w.type, w.account, w.user, w.database, w.schema_, w.warehouse, w.role, w.host, w.port, w.protocol) == (
+        "snowflake", "myorg-acct1", "DINSYNC", "ANALYTICS", "MARTS", "XS", "DINSYNC_ROLE", "127.0.0.1", 8080, "http")
+    assert w.password.get_secret_value() == "sf-pw-from-env-987" and "sf-pw-from-env" not in repr(w)
+    from dinsync.operations import connect_warehouse  # noqa: F401 (what the options are dumped for)
+    dumped = w.model_dump(exclude={"type"}, by_alias=True)
+    assert dumped["schema"] == "MARTS" and "schema_" not in dumped  # the adapter's keyword
+
+
+def test_key_pair_from_the_environment(tmp_path):
+    p = load_project(project(tmp_path, BASE + "  private_key: ${env:SF_KEY}\n  private_key_passphrase: ${env:SF_PASSPHRASE}\n"),
+                     env=ENV)
+    assert p.warehouse.private_key.get_secret_value() == ENV["SF_KEY"] and p.warehouse.password is None
+
+
+@pytest.mark.parametrize("block,key", [
+    (BASE + "  password: hunter2-literal\n", "password"),
+    (BASE + "  private_key: hunter2-literal\n", "private_key"),
+    (BASE + "  private_key_file: /k.p8\n  private_key_passphrase: hunter2-literal\n", "private_key_passphrase"),
+])
+def test_a_secret_written_in_the_file_is_refused(tmp_path, block, key):
+    with pytest.raises(ConfigError) as info:
+        load_project(project(tmp_path, block), env=ENV)
+    [issue] = [i for i in info.value.issues if i.file == "dinsync.yml"]
+    assert f"warehouse.{key} holds a password" in issue.message and "hunter2-literal" not in str(info.value)
+
+
+@pytest.mark.parametrize("block,needle", [
+    (BASE, "set password"),
+    (BASE + "  password: ${env:SF_PASSWORD}\n  private_key_file: /k.p8\n", "leave out password"),
+    (BASE + "  private_key: ${env:SF_KEY}\n  private_key_file: /k.p8\n", "not both"),
+    ("  type: snowflake\n  user: u\n  password: ${env:SF_PASSWORD}\n", "warehouse.account"),
+    (BASE + "  password: ${env:SF_PASSWORD}\n  protocol: ftp\n", "warehouse.protocol"),
+    (BASE + "  password: ${env:SF_PASSWORD}\n  session_parameters: {\"a; drop\": 1}\n", "warehouse.session_parameters"),
+    (BASE + "  password: ${env:SF_PASSWORD}\n  search_path: [x]\n", "unknown key warehouse.search_path"),
+])
+def test_invalid_blocks_are_located(tmp_path, block, needle):
+    with pytest.raises(ConfigError) as info:
+        load_project(project(tmp_path, block), env=ENV)
+    assert any(needle in i.message and i.line for i in info.value.issues), info.value.issues
+
+
+def _error(cls_name: str, msg: str, errno: int, sqlstate: str | None):
+    from snowflake.connector import errors
+
+    return getattr(errors, cls_name)(msg=msg, errno=errno, sqlstate=sqlstate)
+
+
+@pytest.mark.parametrize("cls_name,msg,errno,sqlstate,expected", [
+    ("DatabaseError", "Incorrect username or password was specified.", 390100, "08004", WarehouseAuthError),
+    ("DatabaseError", "JWT token is invalid.", 390144, "08004", WarehouseAuthError),
+    ("ProgrammingError", "Object 'X' does not exist or not authorized.", 2003, "42S02", WarehouseObjectMissing),
+    ("ProgrammingError", "Schema 'DB.NOPE' does not exist or not authorized.", 2003, "02000", WarehouseObjectMissing),
+    ("ProgrammingError", "invalid identifier 'EMAIL'", 904, "42000", WarehouseObjectMissing),
+    ("ProgrammingError", "Insufficient privileges to operate on schema 'S'", 3001, "42501", WarehousePermissionError),
+    ("OperationalError", "Statement reached its statement or warehouse timeout of 60 second(s)", 630, "57014",
+     WarehouseUnavailable),
+    ("ProgrammingError", "No active warehouse selected in the current session.", 606, "57P03", WarehouseUnavailable),
+    ("ProgrammingError", "Statement was aborted because of a deadlock", 625, "40001", WarehouseConflict),
+    ("OperationalError", "Failed to connect to DB: acct.snowflakecomputing.com:443", 250001, "08001",
+     WarehouseUnavailable),
+    ("ProgrammingError", "SQL compilation error: syntax error line 1 at position 0 unexpected 'SELEC'.", 1003,
+     "42000", None),
+])
+def test_driver_errors_are_translated(cls_name, msg, errno, sqlstate, expected):
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse, classify_snowflake
+
+    exc = _error(cls_name, msg, errno, sqlstate)
+    assert classify_snowflake(exc) is expected
+    adapter = SnowflakeWarehouse.__new__(SnowflakeWarehouse)  # translation needs no connection
+    adapter._secrets = ["s3cret-value"]
+    error = adapter.translate(_error(cls_name, msg + " s3cret-value", errno, sqlstate), "running a query")
+    assert isinstance(error, expected or WarehouseSqlError) and "s3cret-value" not in str(error)
+    assert error.retryable == (expected in (WarehouseUnavailable, WarehouseConflict))
+    assert error.message.startswith("Snowflake: ") and "(while running a query)" in error.message
+
+
+def test_an_unreachable_account_is_unavailable_and_the_password_never_shows():
+    with pytest.raises(WarehouseUnavailable) as info:
+        connect("snowflake", account="fakesnow", user="u", password="sekret-pw-123", host="127.0.0.1", port=1,
+                protocol="http", login_timeout=3, network_timeout=3)
+    assert info.value.retryable and "sekret-pw-123" not in str(info.value) + (info.value.hint or "")
+
+
+def test_key_pair_authentication_is_what_the_connector_receives(monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"pass-phrase")).decode()
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    import snowflake.connector
+
+    def fake_connect(**options):
+        seen.update(options)
+        raise snowflake.connector.errors.DatabaseError(msg="JWT token is invalid.", errno=390144, sqlstate="08004")
+
+    monkeypatch.setattr(snowflake.connector, "connect", fake_connect)
+    with pytest.raises(WarehouseAuthError):
+        connect("snowflake", account="a", user="u", private_key=pem, private_key_passphrase="pass-phrase")
+    assert seen["authenticator"] == "SNOWFLAKE_JWT" and "password" not in seen
+    loaded = serialization.load_der_private_key(seen["private_key"], password=None)
+    assert loaded.private_numbers() == key.private_numbers()
+    assert seen["session_parameters"]["QUOTED_IDENTIFIERS_IGNORE_CASE"] is True
+    with pytest.raises(WarehouseAuthError, match="cannot read the private_key") as info:
+        connect("snowflake", account="a", user="u", private_key=pem, private_key_passphrase="wrong")
+    assert "PRIVATE KEY" not in str(info.value)  # the key itself is never echoed
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "snowflake.connector", None)
+    assert capabilities_of("snowflake").dialect == "snowflake"  # capabilities need no driver
+    with pytest.raises(WarehouseDriverMissing) as info:
+        connect("snowflake", account="a", user="u", password="p")
+    assert info.value.hint == "pip install 'dinsync[snowflake]'" and "snowflake-connector-python" in info.value.message
+
+
+def test_names_fold_case_insensitively_and_come_back_lower_case(tmp_path, fakesnow):
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        t.wh.execute('CREATE TABLE "Mixed" (Id INTEGER, "Email" VARCHAR)')
+        t.wh.execute("INSERT INTO mixed (id, email) VALUES (1, 'a@x.com')")
+        assert t.wh.query('SELECT ID, "email" FROM "MIXED"').to_pylist() == [{"id": 1, "email": "a@x.com"}]
+        assert t.wh.columns("SELECT Id, Email FROM mixed") == [("id", "FIXED"), ("email", "TEXT")]
+        assert t.wh.table_columns(t.schema, "MIXED") == ["id", "email"]
+        # CREATE SCHEMA makes the new schema current on Snowflake: the adapter moves back
+        t.wh.execute(f'CREATE SCHEMA IF NOT EXISTS "{t.state_schema}"')
+        assert t.wh.scalar("SELECT COUNT(*) FROM mixed") == 1
+        # DDL inside a transaction commits what came before it (Snowflake's rule), then goes on
+        with pytest.raises(RuntimeError):
+            with t.wh.transaction():
+                t.wh.execute("INSERT INTO mixed (id) VALUES (2)")
+                t.wh.execute("CREATE TABLE other (i INTEGER)")
+                t.wh.execute("INSERT INTO mixed (id) VALUES (3)")
+                raise RuntimeError("boom")
+        assert sorted(r["id"] for r in t.wh.query("SELECT id FROM mixed").to_pylist()) == [1, 2]
+    finally:
+        t.close()
+
+
+def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeypatch):
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+
+    monkeypatch.setattr(SnowflakeWarehouse, "json_bytes", 2000)  # several statements, one transaction
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        sent = []
+        original = SnowflakeWarehouse.execute
+        n = 300
+        data = pa.table({
+            "k": [f"it's \"k{i}\" é \\ %s" if i % 7 else None for i in range(n)],
+            "i": pa.array([i if i % 5 else None for i in range(n)], pa.int64()),
+            "when": pa.array([dt.datetime(2026, 1, 1, 0, 0, i % 60, 500000) if i % 3 else None for i in range(n)],
+                             pa.timestamp("us")),
+            "d": pa.array([decimal.Decimal("1.25") if i % 2 else None for i in range(n)], pa.decimal128(10, 2)),
+            "b": [i % 4 == 0 for i in range(n)],
+        })
+        t.wh.write_arrow(t.schema, "w", data, mode="replace")
+        back = t.wh.query("SELECT k, i, \"when\", d, b FROM w ORDER BY i NULLS LAST, k").to_pylist()
+        expected = sorted(data.to_pylist(), key=lambda r: (r["i"] is None, r["i"] or 0, r["k"] or ""))
+        assert sorted(back, key=repr) == sorted(expected, key=repr)
+
+        statements = []
+        monkeypatch.setattr(SnowflakeWarehouse, "execute", lambda self, sql, params=None: (
+            statements.append(sql), original(self, sql, params))[1])
+        conn = t.wh.conn
+        cursor = conn.cursor
+        ran = []
+
+        class Recorder:
+            def __init__(self, cur):
+                self.cur = cur
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.cur.close()
+
+            def __getattr__(self, name):
+                return getattr(self.cur, name)
+
+            def execute(self, sql, params=None):
+                ran.append(sql)
+                return self.cur.execute(sql, params)
+
+        monkeypatch.setattr(conn, "cursor", lambda *a, **k: Recorder(cursor(*a, **k)))
+        t.wh.write_arrow(t.schema, "w", data)
+        inserts = [s for s in ran if s.startswith("INSERT")]
+        assert len(inserts) >= 5 and all("FLATTEN(INPUT => PARSE_JSON(%s))" in s for s in inserts)
+        assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"  # several statements: one transaction
+        assert t.wh.scalar("SELECT COUNT(*) FROM w") == 2 * n
+    finally:
+        t.close()
