@@ -26,6 +26,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "duckdb": ("dinsync.warehouses.duckdb", "DuckDBWarehouse"),
     "postgres": ("dinsync.warehouses.postgres", "PostgresWarehouse"),
     "redshift": ("dinsync.warehouses.redshift", "RedshiftWarehouse"),
+    "databricks": ("dinsync.warehouses.databricks", "DatabricksWarehouse"),
 }
 
 
