@@ -3,8 +3,9 @@
 Each `wh_<name>` fixture yields a `ConformanceTarget`: the `warehouse:` block of a dinsync.yml
 and the environment the CLI needs, plus a way to load fixture tables and to read state back.
 `CONFORMANCE_WAREHOUSES` lists them; the `target` fixture runs a test once per entry. A new
-adapter gets the whole suite by writing its fixture and adding its name there (phase 2:
-snowflake through fakesnow, bigquery and databricks through their loopback fakes).
+adapter gets the whole suite by writing its fixture and adding its name there (databricks runs
+through a loopback fake of its Statement Execution API; phase 2: snowflake through fakesnow,
+bigquery through its loopback fake).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from dinsync.warehouses import connect
 from tests.warehouses.support import PG_DSN, WarehouseUnderTest
 
-CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift"]
+CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "databricks"]
 
 
 class ConformanceTarget:
@@ -27,6 +28,9 @@ class ConformanceTarget:
     state_schema: str = "dinsync"
     env: dict[str, str]
     busy_message = "already running"  # what a second concurrent run is refused with
+    # latency of the destination while a run must still hold its lock when a second one starts:
+    # longer than the second CLI needs to start and reach its lock
+    busy_latency = 0.15
 
     def warehouse_yaml(self) -> str:
         raise NotImplementedError
@@ -105,6 +109,49 @@ class PostgresTarget(ConformanceTarget):
         self.under_test.close()
 
 
+class DatabricksTarget(ConformanceTarget):
+    """The Databricks adapter and the real databricks-sdk against the loopback fake of the
+    Statement Execution API (tests/warehouses/databricks_fake.py), whose tables live in DuckDB."""
+
+    kind = "databricks"
+    model_schema = "main"
+    busy_latency = 5.0  # importing databricks-sdk alone takes 1-3 s (up to 8 s on a loaded machine)
+
+    def __init__(self, tmp_path):
+        from dinsync.sandbox.runner import SandboxThread
+        from tests.warehouses.databricks_fake import DatabricksFake
+
+        self.fake = DatabricksFake(str(tmp_path / "databricks.duckdb"), chunk_rows=500)
+        self.thread = SandboxThread(self.fake)
+        self.url = self.thread.start()
+        self.env = {"DINSYNC_TEST_DATABRICKS_TOKEN": self.fake.token}
+
+    def warehouse_yaml(self) -> str:
+        return textwrap.dedent(f"""\
+            warehouse:
+              type: databricks
+              host: {self.url}
+              warehouse_id: {self.fake.warehouse_id}
+              token: ${{env:DINSYNC_TEST_DATABRICKS_TOKEN}}
+              catalog: {self.fake.catalog}
+              schema: {self.model_schema}
+            state_schema: {self.state_schema}
+            """)
+
+    def connect(self):
+        return connect("databricks", host=self.url, token=self.fake.token, warehouse_id=self.fake.warehouse_id,
+                       catalog=self.fake.catalog, schema=self.model_schema, retry_timeout_seconds=5)
+
+    def load(self, table: str, data: pa.Table) -> None:
+        self.fake.load(self.model_schema, table, data)  # fixture data straight into the fake's tables
+
+    def state(self, table: str) -> str:
+        return f"`{self.state_schema}`.`{table}`"
+
+    def close(self) -> None:
+        self.thread.stop()
+
+
 @pytest.fixture
 def wh_duckdb(tmp_path) -> Iterator[ConformanceTarget]:
     target = DuckDBTarget(tmp_path)
@@ -122,6 +169,13 @@ def wh_postgres(tmp_path) -> Iterator[ConformanceTarget]:
 @pytest.fixture
 def wh_redshift(tmp_path) -> Iterator[ConformanceTarget]:
     target = PostgresTarget(tmp_path, kind="redshift")
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def wh_databricks(tmp_path) -> Iterator[ConformanceTarget]:
+    target = DatabricksTarget(tmp_path)
     yield target
     target.close()
 

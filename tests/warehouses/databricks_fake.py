@@ -65,11 +65,18 @@ class SqlFailure(Exception):
     """A statement failed: `message` in Databricks' shape."""
 
 
-def _xxhash64(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Anonymous) and node.name.upper() == "XXHASH64":
-        args = ", ".join(a.sql("duckdb") for a in node.expressions)
-        return sqlglot.parse_one(f"CAST(CAST(HASH({args}) AS HUGEINT) - 9223372036854775808 AS BIGINT)", read="duckdb")
-    return node
+def _xxhash64(tree: exp.Expression) -> exp.Expression:
+    """XXHASH64(args) -> DuckDB's HASH(args) on the signed 64-bit range, innermost first."""
+    nodes = [n for n in tree.find_all(exp.Anonymous) if n.name.upper() == "XXHASH64"]
+    for node in sorted(nodes, key=lambda n: n.depth, reverse=True):
+        hashed = exp.Anonymous(this="HASH", expressions=[a.copy() for a in node.expressions])
+        shifted = exp.Sub(this=exp.Cast(this=hashed, to=_duck_type("HUGEINT")),
+                          expression=exp.Literal.number("9223372036854775808"))
+        new = exp.Cast(this=exp.Paren(this=shifted), to=_duck_type("BIGINT"))
+        if node is tree:
+            return new
+        node.replace(new)
+    return tree
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,7 +98,7 @@ def to_duckdb(sql: str, params: dict[str, tuple[str, Any]] | None = None) -> lis
         raise SqlFailure("[PARSE_SYNTAX_ERROR] Syntax error: one statement expected. SQLSTATE: 42601")
     out = []
     for tree in trees:
-        tree = tree.transform(_xxhash64)
+        tree = _xxhash64(tree)
         for node in list(tree.find_all(exp.Placeholder)):
             name = node.name
             if params is None or name not in params:
@@ -183,7 +190,7 @@ class DatabricksFake:
     # --- server --------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
         app = web.Application(client_max_size=MAX_STATEMENT_BYTES + (1 << 20))
-        app.router.add_get("/.well-known/databricks-config", lambda r: web.json_response({}))
+        app.router.add_get("/.well-known/databricks-config", self.well_known)
         app.router.add_post("/api/2.0/sql/statements", self.submit)
         app.router.add_post("/api/2.0/sql/statements/", self.submit)
         app.router.add_get("/api/2.0/sql/statements/{id}", self.poll)
@@ -202,6 +209,9 @@ class DatabricksFake:
             await self._runner.cleanup()
         self.con.close()
 
+    async def well_known(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:
         return web.json_response({"error_code": code, "message": message}, status=status)
@@ -210,6 +220,18 @@ class DatabricksFake:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
 
     # --- API -------------------------------------------------------------------------
+    def load(self, schema: str, table: str, data: pa.Table) -> None:
+        """Create (or replace) a table with `data` (test fixtures; not through the API)."""
+        with self.lock:
+            cur = self.con.cursor()
+            try:
+                cur.register("_fixture", data)
+                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                cur.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM _fixture')
+                cur.unregister("_fixture")
+            finally:
+                cur.close()
+
     async def submit(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, "UNAUTHENTICATED", "Invalid access token.")

@@ -229,7 +229,7 @@ def test_kill_9_mid_sync_then_rerun_converges(project, target):
 def test_concurrent_run_is_refused_by_the_lock(project, target):
     project.write(destination_extra="    bulk_max_users: 10\n")
     target.load("customers", customers(range(1, 81)))
-    project.thread.set_faults(latency=0.15, jitter=0.0)
+    project.thread.set_faults(latency=target.busy_latency, jitter=0.0)
 
     first = project.start()
     deadline = time.monotonic() + 60
