@@ -104,6 +104,11 @@ TEXT_TYPES = {"duckdb": "VARCHAR", "postgres": "TEXT", "snowflake": "VARCHAR", "
 # Dialects whose bare VARCHAR / TEXT is bounded: every such type in the templates becomes this.
 UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
 
+# Dialects whose UPDATE takes no FROM (Delta): `UPDATE t SET ... FROM s WHERE c` is rendered as
+# `MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE SET ...` (the templates' sources match at most
+# one row of the target: a MERGE fails rather than pick one of several).
+UPDATE_FROM_AS_MERGE = {"databricks"}
+
 # Type of the hash columns when no warehouse says otherwise (golden tests, `render`).
 DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
                       "redshift": "BIGINT", "databricks": "BIGINT"}

@@ -1,5 +1,5 @@
-UPDATE `dinsync_state`.`snap_people_to_crm` AS `s` SET `_pfp` = `r`.`_fp`, `_rkh` = `r`.`_rkh`
-FROM (
+MERGE INTO `dinsync_state`.`snap_people_to_crm` AS `s`
+USING (
   SELECT
     `p`.`_kh`,
     `p`.`_key`,
@@ -13,5 +13,7 @@ FROM (
       FROM `dinsync_state`.`ack_people_to_crm` AS `a`
     )
 ) AS `r`
-WHERE
-  `s`.`_kh` = `r`.`_kh` AND `s`.`_key` = `r`.`_key`
+ON `s`.`_kh` = `r`.`_kh` AND `s`.`_key` = `r`.`_key`
+WHEN MATCHED THEN UPDATE SET
+  `_pfp` = `r`.`_fp`,
+  `_rkh` = `r`.`_rkh`
