@@ -203,3 +203,21 @@ def test_config_takes_the_token_from_the_environment(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_project(project(tmp_path / "c", "  type: databricks\n  host: h\n  token: ${env:DBX_TOKEN}\n"), env=env)
     assert "http_path" in str(info.value.issues)
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"statement": "SELECT 1", "warehouse_id": "wh0123456789", "format": "ARROW_STREAM", "disposition": "INLINE"}, 400),
+    ({"statement": "SELECT 1", "warehouse_id": "wh0123456789", "wait_timeout": "3s"}, 400),
+    ({"statement": "SELECT 1"}, 400),
+    ({"statement": "SELECT 1", "warehouse_id": "wh0123456789", "wait_timeout": "5s"}, 200),
+])
+def test_the_fake_enforces_the_api_rules(fake, body, status):
+    import json
+
+    req = urllib.request.Request(fake.url + "/api/2.0/sql/statements", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    try:
+        code = urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    assert code == status
