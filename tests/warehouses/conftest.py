@@ -30,7 +30,7 @@ class ConformanceTarget:
     busy_message = "already running"  # what a second concurrent run is refused with
     # latency of the destination while a run must still hold its lock when a second one starts:
     # longer than the second CLI needs to start and reach its lock
-    busy_latency = 0.15
+    busy_latency = 1.0  # 0.15 s lost the race on a loaded machine (the second CLI started too late)
 
     def warehouse_yaml(self) -> str:
         raise NotImplementedError
