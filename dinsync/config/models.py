@@ -236,6 +236,33 @@ class SnowflakeConfig(_Config):
         return [k for k in ("password", "private_key", "private_key_passphrase") if getattr(self, k) is not None]
 
 
+class DatabricksConfig(_Config):
+    """`warehouse:` of type databricks (pip install 'dinsync[databricks]'): a SQL warehouse reached
+    through the Statement Execution API with a personal access token (from ${env:NAME})."""
+
+    type: Literal["databricks"]
+    host: str = Field(min_length=1, pattern=r"^(https?://)?[A-Za-z0-9.:\[\]-]+/?$")
+    http_path: str | None = Field(default=None, min_length=1)  # /sql/1.0/warehouses/<id>
+    warehouse_id: str | None = Field(default=None, pattern=r"^[0-9A-Za-z_-]+$")
+    token: SecretStr
+    catalog: str | None = Field(default=None, min_length=1)
+    schema_: str | None = Field(default=None, min_length=1, alias="schema")  # default schema of the models
+    transactions: Literal["atomic", "none"] = "atomic"  # none: no BEGIN ATOMIC blocks (see warehouses/databricks.py)
+    wait_timeout: int = Field(default=10, ge=0, le=50)
+    statement_timeout: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _warehouse(self):
+        if (self.http_path is None) == (self.warehouse_id is None):
+            raise ValueError("set one of http_path (/sql/1.0/warehouses/<id>) or warehouse_id")
+        if 0 < self.wait_timeout < 5:
+            raise ValueError("wait_timeout must be 0 or between 5 and 50 seconds")
+        return self
+
+    def secret_fields(self) -> list[str]:
+        return ["token"]
+
+
 # Add a warehouse: write its config model (with a `type` Literal), register it here and add it to
 # the union below.
 WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
@@ -244,8 +271,10 @@ WAREHOUSE_TYPES: dict[str, type[BaseModel]] = {
     "redshift": RedshiftConfig,
     "bigquery": BigQueryConfig,
     "snowflake": SnowflakeConfig,
+    "databricks": DatabricksConfig,
 }
-WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig, BigQueryConfig, SnowflakeConfig],
+WarehouseConfig = Annotated[Union[DuckDBConfig, PostgresConfig, RedshiftConfig, BigQueryConfig, SnowflakeConfig,
+                                  DatabricksConfig],
                             Field(discriminator="type")]
 
 

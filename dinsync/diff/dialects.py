@@ -87,18 +87,36 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
     },
+    "databricks": {
+        # XXHASH64 skips NULL arguments (the seed is returned): NULL is decided here
+        "DINSYNC_HASH": "CASE WHEN {x} IS NULL THEN 0 ELSE XXHASH64(CAST({x} AS STRING)) END",
+        # XXHASH64 of several values chains them in order: order-sensitive, no text built
+        "DINSYNC_ROWHASH": "XXHASH64({args})",
+        # each value hashed first (NULL -> 0), so NULLs keep their place in the row
+        "DINSYNC_FINGERPRINT": "DINSYNC_ROWHASH({args_hash})",
+        # BIT_XOR never overflows (SUM of BIGINT fails on overflow under ANSI mode)
+        "DINSYNC_DIGEST": "BIT_XOR({x})",
+        "DINSYNC_TRIM": "TRIM({x})",
+        "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",  # Spark: every match is replaced
+        "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+    },
 }
 
 # Text type for {args_text} and CAST(... AS VARCHAR) in patterns, per dialect. Redshift's bare
 # VARCHAR is 256 bytes: VARCHAR(65535) (rather than VARCHAR(MAX), so the same SQL also runs on
 # PostgreSQL in the Redshift adapter's tests).
 TEXT_TYPES = {"duckdb": "VARCHAR", "postgres": "TEXT", "snowflake": "VARCHAR", "bigquery": "STRING",
-              "redshift": "VARCHAR(65535)"}
+              "redshift": "VARCHAR(65535)", "databricks": "STRING"}
 # Dialects whose bare VARCHAR / TEXT is bounded: every such type in the templates becomes this.
 UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
 
+# Dialects whose UPDATE takes no FROM (Delta): `UPDATE t SET ... FROM s WHERE c` is rendered as
+# `MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE SET ...` (the templates' sources match at most
+# one row of the target: a MERGE fails rather than pick one of several).
+UPDATE_FROM_AS_MERGE = {"databricks"}
+
 # Type of the hash columns when no warehouse says otherwise (golden tests, `render`).
 DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
-                      "redshift": "BIGINT"}
+                      "redshift": "BIGINT", "databricks": "BIGINT"}
 
 DIALECTS = tuple(DIALECT_SQL)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DinsyncError, ExitCode
-from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT
+from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT, UPDATE_FROM_AS_MERGE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _MODEL_MARKER = "__DINSYNC_MODEL__"
@@ -196,6 +196,18 @@ def replace_pseudo(tree, dialect: str):
     return tree
 
 
+def _update_as_merge(tree, dialect: str):
+    """`UPDATE t SET a = x FROM s WHERE c` as `MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE
+    SET a = x` (for dialects in UPDATE_FROM_AS_MERGE)."""
+    sqlglot, _ = _sqlglot()
+    target = tree.this.sql(dialect=dialect, identify=True)
+    source = tree.args["from_"].this.sql(dialect=dialect, identify=True)
+    on = tree.args["where"].this.sql(dialect=dialect, identify=True) if tree.args.get("where") else "TRUE"
+    sets = ", ".join(e.sql(dialect=dialect, identify=True) for e in tree.expressions)
+    return sqlglot.parse_one(f"MERGE INTO {target} USING {source} ON {on} WHEN MATCHED THEN UPDATE SET {sets}",
+                             read=dialect)
+
+
 # ---------------------------------------------------------------------------- templates
 
 
@@ -241,6 +253,8 @@ def render_template(name: str, ctx: dict[str, Any], dialect: str, model_sql: str
     if len(statements) != 1:
         raise AssertionError(f"sql/{name}.sql must hold exactly one statement")
     tree = replace_pseudo(statements[0], dialect)
+    if dialect in UPDATE_FROM_AS_MERGE and isinstance(tree, exp.Update) and tree.args.get("from_"):
+        tree = _update_as_merge(tree, dialect)
     if dialect in UNBOUNDED_TEXT:
         unbounded = exp.DataType.build(UNBOUNDED_TEXT[dialect], dialect=dialect)
         for node in list(tree.find_all(exp.DataType)):

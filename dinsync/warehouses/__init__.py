@@ -28,6 +28,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "redshift": ("dinsync.warehouses.redshift", "RedshiftWarehouse"),
     "bigquery": ("dinsync.warehouses.bigquery", "BigQueryWarehouse"),
     "snowflake": ("dinsync.warehouses.snowflake", "SnowflakeWarehouse"),
+    "databricks": ("dinsync.warehouses.databricks", "DatabricksWarehouse"),
 }
 
 

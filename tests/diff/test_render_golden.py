@@ -109,6 +109,12 @@ def test_dialect_functions():
     assert planner("snowflake").render("create_snapshot").count("BIGINT") == 8
     assert '"dinsync_scratch"."plan_people_to_crm"' in planner("duckdb").render("stream_sendable")
     assert '"dinsync_state"."plan_people_to_crm"' in planner("postgres").render("stream_sendable")
+    dbx = planner("databricks").render("plan")
+    assert "CASE WHEN `c`.`v1` IS NULL THEN 0 ELSE XXHASH64(CAST(`c`.`v1` AS STRING)) END" in dbx
+    assert "BIT_XOR(XXHASH64(" in planner("databricks").render("buckets")  # no BIGINT SUM to overflow
+    assert planner("databricks").render("create_snapshot").count("BIGINT") == 8
+    assert "`_key` STRING NOT NULL" in planner("databricks").render("create_snapshot")
+    assert "VARCHAR" not in "".join(planner("databricks").render(n) for n in planner("databricks").statements())
 
 
 def test_identifiers_are_quoted():

@@ -75,7 +75,7 @@ def test_sync_state_round_trip(tmp_path):
 
 
 from tests.warehouses.conftest import (  # noqa: E402,F401 - fixtures
-    fakesnow, target, wh_bigquery, wh_duckdb, wh_postgres, wh_redshift, wh_snowflake)
+    fakesnow, target, wh_bigquery, wh_databricks, wh_duckdb, wh_postgres, wh_redshift, wh_snowflake)
 
 
 def test_operating_state_on_every_warehouse(target):  # noqa: F811 - the imported fixture

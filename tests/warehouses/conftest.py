@@ -6,7 +6,9 @@ and the environment the CLI needs, plus a way to load fixture tables and to read
 adapter gets the whole suite by writing its fixture and adding its name there. Snowflake runs
 through the real snowflake-connector-python 4.x against fakesnow in server mode on 127.0.0.1
 (one server for the test session: the `fakesnow` fixture); BigQuery through the real
-google-cloud-bigquery client against its loopback fake (tests/warehouses/bigquery_fake.py).
+google-cloud-bigquery client against its loopback fake (tests/warehouses/bigquery_fake.py);
+Databricks through the real databricks-sdk against a loopback fake of its Statement Execution API
+(tests/warehouses/databricks_fake.py). Both fakes run the statements, transpiled by sqlglot, on DuckDB.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 from dinsync.warehouses import connect
 from tests.warehouses.support import PG_DSN, SF_PASSWORD, FakesnowServer, WarehouseUnderTest, fakesnow_server
 
-CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "bigquery", "snowflake"]
+CONFORMANCE_WAREHOUSES = ["duckdb", "postgres", "redshift", "bigquery", "snowflake", "databricks"]
 
 
 class ConformanceTarget:
@@ -213,6 +215,77 @@ def fakesnow() -> FakesnowServer:
 @pytest.fixture
 def wh_snowflake(tmp_path, fakesnow) -> Iterator[ConformanceTarget]:
     target = SnowflakeTarget(tmp_path)
+    yield target
+    target.close()
+
+
+class DatabricksTarget(ConformanceTarget):
+    """The Databricks adapter and the real databricks-sdk against the loopback fake of the
+    Statement Execution API (tests/warehouses/databricks_fake.py), whose tables live in DuckDB."""
+
+    kind = "databricks"
+    model_schema = "main"
+    lock_test_latency = 5.0  # importing databricks-sdk alone takes 1-3 s (up to 8 s on a loaded machine)
+
+    def __init__(self, tmp_path):
+        from dinsync.sandbox.runner import SandboxThread
+        from tests.warehouses.databricks_fake import DatabricksFake
+
+        self.fake = DatabricksFake(str(tmp_path / "databricks.duckdb"), chunk_rows=500)
+        self.thread = SandboxThread(self.fake)
+        self.url = self.thread.start()
+        self.env = {"DINSYNC_TEST_DATABRICKS_TOKEN": self.fake.token}
+
+    def warehouse_yaml(self) -> str:
+        return textwrap.dedent(f"""\
+            warehouse:
+              type: databricks
+              host: {self.url}
+              warehouse_id: {self.fake.warehouse_id}
+              token: ${{env:DINSYNC_TEST_DATABRICKS_TOKEN}}
+              catalog: {self.fake.catalog}
+              schema: {self.model_schema}
+            state_schema: {self.state_schema}
+            """)
+
+    def connect(self):
+        return connect("databricks", host=self.url, token=self.fake.token, warehouse_id=self.fake.warehouse_id,
+                       catalog=self.fake.catalog, schema=self.model_schema, retry_timeout_seconds=5)
+
+    def load(self, table: str, data: pa.Table) -> None:
+        self.fake.load(self.model_schema, table, data)  # fixture data straight into the fake's tables
+
+    def state(self, table: str) -> str:
+        return f"`{self.state_schema}`.`{table}`"
+
+    def close(self) -> None:
+        self.thread.stop()
+
+
+@pytest.fixture
+def wh_duckdb(tmp_path) -> Iterator[ConformanceTarget]:
+    target = DuckDBTarget(tmp_path)
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def wh_postgres(tmp_path) -> Iterator[ConformanceTarget]:
+    target = PostgresTarget(tmp_path)
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def wh_redshift(tmp_path) -> Iterator[ConformanceTarget]:
+    target = PostgresTarget(tmp_path, kind="redshift")
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def wh_databricks(tmp_path) -> Iterator[ConformanceTarget]:
+    target = DatabricksTarget(tmp_path)
     yield target
     target.close()
 

@@ -1,6 +1,9 @@
 """Every statement of the diff runs for real on PostgreSQL (and, in the Redshift dialect, on the
 same server through the Redshift adapter; on Snowflake through fakesnow), with the meaning the
-DuckDB semantics tests pin."""
+DuckDB semantics tests pin. In the Databricks dialect, every statement goes through the Databricks
+adapter and the real databricks-sdk to the loopback fake of the Statement Execution API, which
+transpiles it to DuckDB with sqlglot (`read="databricks", write="duckdb"`) and runs it there: the
+same plans, in the Databricks SQL."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -59,7 +62,7 @@ class Sync:
 
     def plan(self, **kw):
         self.stats = self.p.plan(**kw)
-        rows = self.wh.query(f'SELECT * FROM "{self.state_schema}"."{self.p.plan_table}"').to_pylist()
+        rows = self.wh.query(f"SELECT * FROM {self.wh.table_name(self.state_schema, self.p.plan_table)}").to_pylist()
         # the plan also keeps internal rows (the count of NULL keys, parked keys to forget)
         self.rows = {r["_key"]: r for r in rows if r["_op"] in OPS}
         return {k: r["_op"] for k, r in self.rows.items()}
@@ -75,12 +78,33 @@ class Sync:
 
     def snapshot_keys(self):
         return sorted(r["_key"] for r in self.wh.query(
-            f'SELECT _key FROM "{self.state_schema}"."{self.p.snapshot_table}"').to_pylist())
+            f"SELECT _key FROM {self.wh.table_name(self.state_schema, self.p.snapshot_table)}").to_pylist())
 
 
-@pytest.fixture(params=["postgres", "redshift", "snowflake"])
+class DatabricksUnderTest:
+    """The Databricks adapter against the loopback fake (its tables in DuckDB)."""
+
+    schema, state_schema = "main", "dinsync_state"
+
+    def __init__(self):
+        from dinsync.sandbox.runner import SandboxThread
+        from dinsync.warehouses import connect
+        from tests.warehouses.databricks_fake import DatabricksFake
+
+        self.fake = DatabricksFake(chunk_rows=3)  # results of a few rows span several chunks
+        self.thread = SandboxThread(self.fake)
+        url = self.thread.start()
+        self.wh = connect("databricks", host=url, token=self.fake.token, warehouse_id=self.fake.warehouse_id,
+                          catalog=self.fake.catalog, schema=self.schema, retry_timeout_seconds=5)
+
+    def close(self):
+        self.wh.close()
+        self.thread.stop()
+
+
+@pytest.fixture(params=["postgres", "redshift", "snowflake", "databricks"])
 def s(request, tmp_path):
-    target = WarehouseUnderTest(request.param, tmp_path)
+    target = DatabricksUnderTest() if request.param == "databricks" else WarehouseUnderTest(request.param, tmp_path)
     sync = Sync(Recording(target.wh), target.state_schema)
     sync.model_schema = target.schema
     yield sync
@@ -146,7 +170,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert s.snapshot_keys() == ["a@x.com"]
 
     # a snapshot written before the key hash existed gets it back-filled
-    table = f'"{s.state_schema}"."{s.p.snapshot_table}"'
+    table = s.wh.table_name(s.state_schema, s.p.snapshot_table)
     s.wh.execute(f"ALTER TABLE {table} DROP COLUMN _kh")
     s.wh.execute(f"ALTER TABLE {table} DROP COLUMN _fp")
     s.replan(FIELDS + [("score", "score_copy")])
@@ -184,7 +208,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.planners.append(later)
     assert later.resolve_pending(ok=["a@x.com"], rejected=["p@x.com"], forget=["q@x.com"]) == (1, 1)
     delivered = {r["_key"]: r["_synced_at"] is not None for r in s.wh.query(
-        f'SELECT _key, _synced_at FROM "{s.state_schema}"."{s.p.snapshot_table}"').to_pylist()}
+        f"SELECT _key, _synced_at FROM {s.wh.table_name(s.state_schema, s.p.snapshot_table)}").to_pylist()}
     assert later.pending_tokens() == {} and delivered["a@x.com"] and not delivered["p@x.com"]  # p: parked only
     assert "q@x.com" not in delivered  # failed or not found: forgotten, sent again
 

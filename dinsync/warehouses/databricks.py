@@ -1,0 +1,479 @@
+"""Databricks: SQL through the Statement Execution API of a SQL warehouse (databricks-sdk).
+
+Config (dinsync.yml):
+    warehouse:
+      type: databricks
+      host: https://dbc-1234abcd-5678.cloud.databricks.com
+      http_path: /sql/1.0/warehouses/abc123def456    # or warehouse_id: abc123def456
+      token: ${env:DATABRICKS_TOKEN}                  # a personal access token
+      catalog: main
+      schema: analytics          # default schema of the model SQL
+      transactions: atomic       # atomic | none (see below)
+
+The driver is the `databricks` extra: pip install 'dinsync[databricks]' (databricks-sdk).
+
+How each part maps onto the API (POST /api/2.0/sql/statements and its polls):
+- Every statement is submitted with the configured catalog and schema; values travel as named
+  parameters (`:name`, typed), never as text in the SQL.
+- Reads ask for `ARROW_STREAM` results with the `EXTERNAL_LINKS` disposition: the result is a
+  list of chunks, each an Arrow IPC stream behind a short-lived pre-signed URL. The adapter
+  fetches the chunks one at a time (the next chunk's links come from
+  `/result/chunks/{n}`), reads each as record batches and re-cuts them to `batch_rows` rows, so
+  client memory holds about one chunk. The pre-signed URLs are fetched WITHOUT the workspace
+  token (it must never travel to cloud storage).
+- Bulk writes (acknowledged keys, rejections) are multi-row `INSERT ... VALUES` statements with
+  one typed parameter per value, bounded by `insert_params` parameters and `insert_bytes` of
+  SQL and values per statement: one API call per few thousand values, nothing row by row, no
+  staging location to configure. (A staged Parquet file + `COPY INTO` needs a Unity Catalog
+  volume the user must grant; it would pay off for writes of millions of rows, which a
+  checkpointed commit never makes.)
+- The API has no session, so no interactive transaction: `transaction()` collects the writes
+  of the block and submits them as one `BEGIN ATOMIC ... END;` compound statement (Databricks
+  runs it as one transaction: all or nothing). Reads inside the block run at once, and must
+  come before its writes (they do in dinsync); DDL runs at once (it is not transactional on
+  Databricks). Atomic blocks need Unity Catalog managed tables with catalog-managed commits;
+  `transactions: none` runs each write as its own transaction instead (a crash between two
+  writes of a commit then leaves acknowledged rows out of the snapshot: they are sent again).
+- Delta enforces no PRIMARY KEY: the sync lock uses the insert-then-verify arbiter.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import re
+import threading
+import time
+import urllib.request
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
+
+from . import errors as E
+from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
+from .params import _split
+
+_HTTP_PATH = re.compile(r"^/?sql/1\.0/(?:warehouses|endpoints)/([0-9A-Za-z_-]+)/?$")
+_SQLSTATE = re.compile(r"SQLSTATE:\s*([0-9A-Z]{5})")
+_ERROR_CLASS = re.compile(r"^\[([A-Z0-9_]+)(?:\.[A-Z0-9_]+)*\]")
+_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT)\b", re.I)
+
+# Databricks error classes ("[TABLE_OR_VIEW_NOT_FOUND] ...") and SQLSTATEs -> dinsync errors
+_ERROR_CLASSES: dict[str, type[E.WarehouseError]] = {
+    "TABLE_OR_VIEW_NOT_FOUND": E.WarehouseObjectMissing,
+    "SCHEMA_NOT_FOUND": E.WarehouseObjectMissing,
+    "NO_SUCH_CATALOG_EXCEPTION": E.WarehouseObjectMissing,
+    "CATALOG_NOT_FOUND": E.WarehouseObjectMissing,
+    "UNRESOLVED_COLUMN": E.WarehouseObjectMissing,
+    "INSUFFICIENT_PERMISSIONS": E.WarehousePermissionError,
+    "PERMISSION_DENIED": E.WarehousePermissionError,
+    "DELTA_CONCURRENT_APPEND": E.WarehouseConflict,
+    "DELTA_CONCURRENT_DELETE_READ": E.WarehouseConflict,
+    "DELTA_CONCURRENT_DELETE_DELETE": E.WarehouseConflict,
+    "DELTA_CONCURRENT_TRANSACTION": E.WarehouseConflict,
+    "DELTA_METADATA_CHANGED": E.WarehouseConflict,
+    "CONCURRENT_QUERY": E.WarehouseConflict,
+    "TRANSACTION_CONFLICT": E.WarehouseConflict,
+    "DELTA_VIOLATE_CONSTRAINT_WITH_VALUES": E.WarehouseConstraintViolation,
+}
+_SQLSTATES: dict[str, type[E.WarehouseError]] = {
+    "42P01": E.WarehouseObjectMissing, "42704": E.WarehouseObjectMissing, "3F000": E.WarehouseObjectMissing,
+    "42703": E.WarehouseObjectMissing, "42501": E.WarehousePermissionError,
+}
+_SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
+    "40": E.WarehouseConflict, "23": E.WarehouseConstraintViolation, "08": E.WarehouseUnavailable,
+    "28": E.WarehouseAuthError,
+}
+# databricks-sdk exception class names (HTTP answers of the API) -> dinsync errors
+_SDK_ERRORS: dict[str, type[E.WarehouseError]] = {
+    "Unauthenticated": E.WarehouseAuthError,
+    "PermissionDenied": E.WarehousePermissionError,
+    "NotFound": E.WarehouseObjectMissing,
+    "ResourceDoesNotExist": E.WarehouseObjectMissing,
+    "TooManyRequests": E.WarehouseUnavailable,
+    "RequestLimitExceeded": E.WarehouseUnavailable,
+    "ResourceExhausted": E.WarehouseUnavailable,
+    "TemporarilyUnavailable": E.WarehouseUnavailable,
+    "DeadlineExceeded": E.WarehouseUnavailable,
+    "InternalError": E.WarehouseUnavailable,
+    "Aborted": E.WarehouseConflict,
+}
+
+# Arrow types of result columns by their Databricks type name (for results without any chunk)
+_ARROW_TYPES = {
+    "BOOLEAN": pa.bool_(), "BYTE": pa.int8(), "SHORT": pa.int16(), "INT": pa.int32(), "LONG": pa.int64(),
+    "FLOAT": pa.float32(), "DOUBLE": pa.float64(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
+    "TIMESTAMP_NTZ": pa.timestamp("us"), "STRING": pa.string(), "CHAR": pa.string(), "BINARY": pa.binary(),
+    "NULL": pa.null(),
+}
+
+
+class StatementFailed(Exception):
+    """A statement the API ran ended FAILED, CANCELED or CLOSED (or ran past the timeout)."""
+
+    def __init__(self, state: str, message: str, sqlstate: str | None = None):
+        super().__init__(message)
+        self.state = state
+        m = _SQLSTATE.search(message)
+        self.sqlstate = sqlstate or (m.group(1) if m else None)
+        m = _ERROR_CLASS.match(message)
+        self.error_class = m.group(1) if m else None
+
+
+def sql_type_of(t: pa.DataType) -> str:
+    """The Databricks column type that holds an Arrow type (for `replace` writes)."""
+    if pa.types.is_dictionary(t):
+        return sql_type_of(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+        return "STRING"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "INT"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "BIGINT"
+    if pa.types.is_uint64(t):
+        return "DECIMAL(20, 0)"
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    raise E.WarehouseSqlError(f"cannot write Arrow type {t} to a Databricks table")
+
+
+def parameter(name: str, value: Any, sql_type: str | None = None) -> dict[str, Any]:
+    """A typed statement parameter of the API ({name, value, type}); NULL has no value."""
+    if value is None:
+        return {"name": name, "type": sql_type or "STRING"}
+    if isinstance(value, bool):
+        return {"name": name, "value": "true" if value else "false", "type": "BOOLEAN"}
+    if isinstance(value, int):
+        return {"name": name, "value": str(value), "type": sql_type if sql_type in ("INT", "SMALLINT") else "BIGINT"}
+    if isinstance(value, float):
+        return {"name": name, "value": repr(value), "type": "DOUBLE"}
+    if isinstance(value, decimal.Decimal):
+        return {"name": name, "value": str(value), "type": sql_type or "DECIMAL(38, 18)"}
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return {"name": name, "value": value.isoformat(sep=" "), "type": "TIMESTAMP"}
+    if isinstance(value, dt.date):
+        return {"name": name, "value": value.isoformat(), "type": "DATE"}
+    return {"name": name, "value": str(value), "type": "STRING"}
+
+
+def renamed(sql: str, params: Mapping[str, Any] | None, prefix: str) -> tuple[str, dict[str, Any]]:
+    """`sql` with each `:name` placeholder renamed `:<prefix>name` (statements of one atomic block
+    share one parameter list)."""
+    if not params:
+        return sql, {}
+    texts, names = _split(sql)
+    missing = sorted({n for n in names if n not in params})
+    if missing:
+        raise KeyError(f"no value for SQL parameter(s) {', '.join(missing)}")
+    out = [texts[0]]
+    for name, text in zip(names, texts[1:]):
+        out += [f":{prefix}{name}", text]
+    return "".join(out), {prefix + n: params[n] for n in names}
+
+
+def _naive_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps with a time zone as naive UTC (the state store works in naive UTC)."""
+    if not any(pa.types.is_timestamp(f.type) and f.type.tz for f in batch.schema):
+        return batch
+    arrays = [c.cast(pa.timestamp(c.type.unit)) if pa.types.is_timestamp(c.type) and c.type.tz else c
+              for c in batch.columns]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+class DatabricksWarehouse(ErrorTranslation, Warehouse):
+    type_name = "databricks"
+    display_name = "Databricks"
+    extra = "databricks"
+    capabilities = Capabilities(
+        dialect="databricks",
+        hash_type="BIGINT",
+        merge=True,  # Delta MERGE INTO
+        temp_tables=False,  # no session: scratch tables live in the state schema
+        transactional_ddl=False,
+        enforces_primary_key=False,  # Delta constraints are informational
+        lock_arbiter="insert_verify",
+        text_type="STRING",
+        identifier_quote="`",
+        max_identifier_length=255,
+        unquoted_case="lower",
+        quoted_case_sensitive=False,  # Unity Catalog folds names to lower case
+        paramstyle="colon",
+    )
+
+    insert_params = 2000  # parameters per multi-row INSERT
+    insert_bytes = 4 << 20  # SQL text + parameter values per statement (the API takes up to 16 MiB)
+
+    def __init__(self, host: str, token: str | None = None, warehouse_id: str | None = None,
+                 http_path: str | None = None, catalog: str | None = None, schema: str | None = None,
+                 transactions: str = "atomic", wait_timeout: int = 10, statement_timeout: float = 3600,
+                 retry_timeout_seconds: int | None = None, client_config: dict[str, Any] | None = None,
+                 schema_: str | None = None):
+        """`wait_timeout`: seconds a submit waits for the answer (0, or 5 to 50) before polling;
+        `statement_timeout`: a statement still running after it is cancelled;
+        `retry_timeout_seconds`: how long the SDK retries 429/503 answers (tests: a few seconds);
+        `schema_`: `schema` as the config model names it."""
+        from . import require_driver
+
+        self._sdk = require_driver("databricks.sdk", "databricks", package="databricks-sdk")
+        self._sql_service = require_driver("databricks.sdk.service.sql", "databricks", package="databricks-sdk")
+        errors = require_driver("databricks.sdk.errors", "databricks", package="databricks-sdk")
+        import requests
+
+        self.driver_errors = (errors.DatabricksError, StatementFailed, requests.RequestException, OSError,
+                              pa.ArrowInvalid)
+        self._secrets = [token] if token else []
+        if transactions not in ("atomic", "none"):
+            raise E.WarehouseSqlError(f"transactions must be atomic or none, got {transactions!r}")
+        if not warehouse_id and http_path:
+            m = _HTTP_PATH.match(http_path.strip())
+            if not m:
+                raise E.WarehouseSqlError(f"http_path {http_path!r} is not a SQL warehouse path",
+                                          hint="copy it from the warehouse's Connection details: "
+                                               "/sql/1.0/warehouses/<id>")
+            warehouse_id = m.group(1)
+        if not warehouse_id:
+            raise E.WarehouseSqlError("the databricks warehouse needs warehouse_id or http_path")
+        if not (0 == wait_timeout or 5 <= wait_timeout <= 50):
+            raise E.WarehouseSqlError("wait_timeout must be 0 or between 5 and 50 seconds")
+        self.host = host if "://" in host else f"https://{host}"
+        self.warehouse_id = warehouse_id
+        self.catalog, self.schema = catalog, schema or schema_
+        self.atomic = transactions == "atomic"
+        self.wait_timeout = f"{int(wait_timeout)}s"
+        self.statement_timeout = statement_timeout
+        self._config = dict(host=self.host, token=token, auth_type="pat" if token else None,
+                            retry_timeout_seconds=retry_timeout_seconds, **(client_config or {}))
+        self._local = threading.local()
+        with self.translating("connecting"):
+            self.scalar("SELECT 1")  # a wrong token, host or warehouse fails here, with a clear error
+
+    # --- the API ---------------------------------------------------------------------
+    @property
+    def _api(self):
+        """The calling thread's statement API (a WorkspaceClient each: requests sessions are not
+        shared between threads)."""
+        api = getattr(self._local, "api", None)
+        if api is None:
+            options = {k: v for k, v in self._config.items() if v is not None}
+            client = self._sdk.WorkspaceClient(config=self._sdk.core.Config(**options))
+            api = self._local.api = client.statement_execution
+        return api
+
+    def _run(self, sql: str, params: Params, arrow: bool):
+        """Submit a statement (values as typed parameters), poll until it ends; the SUCCEEDED
+        response."""
+        items = None
+        if params:
+            texts, names = _split(sql)
+            missing = sorted({n for n in names if n not in params})
+            if missing:
+                raise KeyError(f"no value for SQL parameter(s) {', '.join(missing)}")
+            items = [parameter(n, params[n]) for n in dict.fromkeys(names)]
+        return self._submit(sql, items, arrow)
+
+    def _submit(self, sql: str, items: list[dict] | None, arrow: bool):
+        svc = self._sql_service
+        api = self._api
+        st = api.execute_statement(
+            statement=sql, warehouse_id=self.warehouse_id, catalog=self.catalog, schema=self.schema,
+            parameters=[svc.StatementParameterListItem.from_dict(p) for p in items] if items else None,
+            wait_timeout=self.wait_timeout, on_wait_timeout=svc.ExecuteStatementRequestOnWaitTimeout.CONTINUE,
+            disposition=svc.Disposition.EXTERNAL_LINKS if arrow else svc.Disposition.INLINE,
+            format=svc.Format.ARROW_STREAM if arrow else svc.Format.JSON_ARRAY)
+        deadline = time.monotonic() + self.statement_timeout
+        delay = 0.05
+        while st.status is not None and st.status.state in (svc.StatementState.PENDING, svc.StatementState.RUNNING):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(Exception):
+                    api.cancel_execution(st.statement_id)
+                raise StatementFailed("CANCELED", f"the statement ran longer than {self.statement_timeout:g} s "
+                                                  "and was cancelled")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            st = api.get_statement(st.statement_id)
+        state = st.status.state if st.status else None
+        if state != svc.StatementState.SUCCEEDED:
+            error = st.status.error if st.status else None
+            message = (error.message if error and error.message else None) or f"the statement ended {state}"
+            raise StatementFailed(state.value if state else "UNKNOWN", message,
+                                  st.status.sql_state if st.status else None)
+        return st
+
+    def _chunks(self, st) -> Iterator[pa.RecordBatch]:
+        """The record batches of a result, chunk after chunk (one chunk in memory at a time)."""
+        result = st.result
+        while result is not None:
+            links = result.external_links or []
+            for link in links:
+                yield from self._download(link.external_link, link.http_headers or {})
+            nxt = links[-1].next_chunk_index if links else result.next_chunk_index
+            if nxt is None:
+                return
+            result = self._api.get_statement_result_chunk_n(st.statement_id, nxt)
+
+    @staticmethod
+    def _download(url: str, headers: dict[str, str]) -> Iterator[pa.RecordBatch]:
+        """One chunk: an Arrow IPC stream from a pre-signed URL (no workspace token sent)."""
+        request = urllib.request.Request(url, headers=dict(headers))
+        with urllib.request.urlopen(request, timeout=300) as response:
+            reader = pa.ipc.open_stream(response)
+            for batch in reader:
+                if batch.num_rows:
+                    yield _naive_utc(batch)
+
+    @staticmethod
+    def _schema(st) -> pa.Schema:
+        columns = st.manifest.schema.columns if st.manifest and st.manifest.schema else None
+        fields = []
+        for c in columns or []:
+            name = c.type_name.value if c.type_name else "STRING"
+            if name == "DECIMAL" and c.type_precision:
+                t = pa.decimal128(c.type_precision, c.type_scale or 0)
+            else:
+                t = _ARROW_TYPES.get(name, pa.string())
+            fields.append(pa.field(c.name, t))
+        return pa.schema(fields)
+
+    # --- SQL -------------------------------------------------------------------------
+    @translated("running a statement")
+    def execute(self, sql: str, params: Params = None) -> int | None:
+        pending = getattr(self._local, "atomic", None)
+        if pending is not None and not _DDL.match(sql):
+            pending.append((sql, dict(params or {})))
+            return None
+        st = self._run(sql, params, arrow=False)
+        columns = st.manifest.schema.columns if st.manifest and st.manifest.schema else None
+        rows = st.result.data_array if st.result else None
+        if columns and columns[0].name == "num_affected_rows" and rows:
+            return int(rows[0][0])
+        return None
+
+    @translated("running a query")
+    def query(self, sql: str, params: Params = None) -> pa.Table:
+        if getattr(self._local, "atomic", None):
+            raise E.WarehouseSqlError("Databricks: a read after a write inside one atomic block is not supported")
+        st = self._run(sql, params, arrow=True)
+        batches = list(self._chunks(st))
+        if not batches:
+            return self._schema(st).empty_table()
+        return pa.Table.from_batches(batches)
+
+    @translated("streaming a query")
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+        st = self._run(sql, params, arrow=True)
+        yield from slice_batches(self._chunks(st), batch_rows)
+
+    @translated("reading the columns of a query")
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        st = self._run(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0", None, arrow=True)
+        cols = st.manifest.schema.columns if st.manifest and st.manifest.schema else []
+        return [(c.name, c.type_text or (c.type_name.value if c.type_name else "")) for c in cols or []]
+
+    def table_columns(self, schema: str, table: str) -> list[str] | None:
+        try:
+            return [name for name, _ in self.columns(f"SELECT * FROM {self.table_name(schema, table)}")] or None
+        except E.WarehouseObjectMissing:
+            return None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The writes of the block, submitted as one `BEGIN ATOMIC ... END;` when it ends (see the
+        module's docstring); with `transactions: none`, each write runs at once."""
+        if not self.atomic or getattr(self._local, "atomic", None) is not None:
+            yield  # no atomic blocks, or nested in one (flattened into it)
+            return
+        self._local.atomic = pending = []
+        try:
+            yield
+        finally:
+            self._local.atomic = None
+        if not pending:
+            return
+        if len(pending) == 1:
+            self.execute(*pending[0])
+            return
+        parts, params = [], {}
+        for i, (sql, values) in enumerate(pending):
+            text, named = renamed(sql.strip().rstrip(";"), values, f"t{i}_")
+            parts.append(text + ";")
+            params.update(named)
+        self.execute("BEGIN ATOMIC\n" + "\n".join(parts) + "\nEND;", params or None)
+
+    # --- bulk writes -----------------------------------------------------------------
+    @translated("writing rows")
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
+        if mode not in ("append", "replace"):
+            raise ValueError(f"write mode must be append or replace, got {mode!r}")
+        target = self.table_name(schema, table)
+        types = [sql_type_of(f.type) for f in data.schema]
+        if mode == "replace":
+            cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(data.schema, types))
+            self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
+        if data.num_rows == 0:
+            return
+        head = f"INSERT INTO {target} ({', '.join(self.quote(n) for n in data.column_names)}) VALUES "
+        ncols = max(1, data.num_columns)
+        for chunk in data.to_batches(max_chunksize=max(1, self.insert_params // ncols)):
+            columns = [c.to_pylist() for c in chunk.columns]
+            rows, params, size = [], {}, len(head)
+            for r in range(chunk.num_rows):
+                marks = []
+                for c in range(ncols):
+                    name = f"v{len(params)}"
+                    item = parameter(name, columns[c][r], types[c])
+                    params[name] = item
+                    marks.append(":" + name)
+                    size += len(name) + 40 + len(item.get("value", ""))
+                rows.append("(" + ", ".join(marks) + ")")
+                if size >= self.insert_bytes:
+                    self._insert(head, rows, params)
+                    rows, params, size = [], {}, len(head)
+            if rows:
+                self._insert(head, rows, params)
+
+    def _insert(self, head: str, rows: list[str], params: dict[str, dict]) -> None:
+        self._submit(head + ", ".join(rows), list(params.values()), arrow=False)
+
+    # --- errors ----------------------------------------------------------------------
+    def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        if isinstance(exc, StatementFailed):
+            if exc.state in ("CANCELED", "CLOSED"):
+                return E.WarehouseUnavailable
+            if exc.error_class in _ERROR_CLASSES:
+                return _ERROR_CLASSES[exc.error_class]
+            if exc.error_class and exc.error_class.startswith("DELTA_CONCURRENT"):
+                return E.WarehouseConflict
+            if exc.sqlstate:
+                return _SQLSTATES.get(exc.sqlstate) or _SQLSTATE_CLASSES.get(exc.sqlstate[:2])
+            return None
+        for cls in type(exc).__mro__:
+            if cls.__name__ in _SDK_ERRORS:
+                return _SDK_ERRORS[cls.__name__]
+        if isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.startswith(("requests", "urllib3")):
+            return E.WarehouseUnavailable
+        return None
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        if isinstance(exc, StatementFailed) and "ATOMIC" in str(exc).upper() and "TRANSACTION" in str(exc).upper():
+            return ("atomic blocks need Unity Catalog managed tables with catalog-managed commits; enable them "
+                    "for the state schema, or set `transactions: none` in dinsync.yml")
+        if type(exc).__name__ == "Unauthenticated":
+            return "check the Databricks token (warehouse.token from ${env:...}): it may be wrong or expired"
+        return None
+
+    def close(self) -> None:
+        self._local = threading.local()

@@ -1,0 +1,72 @@
+CREATE TABLE `dinsync_state`.`cand_people_to_crm` AS
+WITH `seg` AS (
+  SELECT
+    `r`.`_rkh`,
+    `r`.`_fp`
+  FROM (
+    SELECT
+      CASE
+        WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
+        THEN CASE WHEN `m`.`email` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`email` AS STRING)) END
+      END AS `_rkh`,
+      XXHASH64(
+        CASE WHEN `m`.`email` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`email` AS STRING)) END,
+        CASE
+          WHEN `m`.`first name` IS NULL
+          THEN 0
+          ELSE XXHASH64(CAST(`m`.`first name` AS STRING))
+        END,
+        CASE
+          WHEN `m`.`score "x"` IS NULL
+          THEN 0
+          ELSE XXHASH64(CAST(`m`.`score "x"` AS STRING))
+        END,
+        CASE WHEN `m`.`id` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`id` AS STRING)) END
+      ) AS `_fp`
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+  ) AS `r`
+  WHERE
+    NOT `r`.`_rkh` IS NULL
+    AND `r`.`_rkh` % 16384 IN (
+      SELECT
+        `d`.`_b`
+      FROM `dinsync_state`.`buckets_people_to_crm` AS `d`
+      WHERE
+        `d`.`_dirty`
+    )
+), `snap` AS (
+  SELECT
+    `s`.`_rkh`,
+    `s`.`_kh`,
+    COALESCE(`s`.`_pfp`, `s`.`_fp`) AS `_efp`,
+    TRUE AS `_here`
+  FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+  WHERE
+    TRUE
+    AND (
+      `s`.`_rkh` IS NULL
+      OR `s`.`_rkh` % 16384 IN (
+        SELECT
+          `d`.`_b`
+        FROM `dinsync_state`.`buckets_people_to_crm` AS `d`
+        WHERE
+          `d`.`_dirty`
+      )
+    )
+)
+SELECT
+  COALESCE(`a`.`_rkh`, `b`.`_rkh`) AS `_rkh`,
+  `b`.`_kh`,
+  NOT `a`.`_rkh` IS NULL AS `_in_seg`,
+  NOT `b`.`_here` IS NULL AS `_in_snap`,
+  COALESCE(`a`.`_rkh` % 16384, `b`.`_rkh` % 16384, 16385) AS `_b`
+FROM `seg` AS `a`
+FULL OUTER JOIN `snap` AS `b`
+  ON `a`.`_rkh` = `b`.`_rkh`
+WHERE
+  `a`.`_rkh` IS NULL
+  OR `b`.`_here` IS NULL
+  OR `b`.`_efp` IS NULL
+  OR `a`.`_fp` <> `b`.`_efp`

@@ -1,0 +1,17 @@
+SELECT
+  COUNT(*) AS `anomalies`
+FROM `dinsync_state`.`buckets_people_to_crm` AS `b`
+LEFT JOIN (
+  SELECT
+    `c`.`_b`,
+    COUNT(CASE WHEN `c`.`_in_seg` AND NOT `c`.`_in_snap` THEN 1 END) AS `_new`,
+    COUNT(CASE WHEN `c`.`_in_snap` AND NOT `c`.`_in_seg` THEN 1 END) AS `_gone`
+  FROM `dinsync_state`.`cand_people_to_crm` AS `c`
+  GROUP BY
+    `c`.`_b`
+) AS `c`
+  ON `c`.`_b` = `b`.`_b`
+WHERE
+  `b`.`_dirty`
+  AND `b`.`_b` < 16384
+  AND `b`.`_seg_n` - COALESCE(`c`.`_new`, 0) > `b`.`_snap_n` - COALESCE(`c`.`_gone`, 0)

@@ -1,0 +1,9 @@
+DELETE FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+WHERE
+  NOT EXISTS(
+    SELECT
+      1
+    FROM `dinsync_state`.`plan_people_to_crm` AS `p`
+    WHERE
+      `p`.`_kh` = `s`.`_kh` AND `p`.`_key` = `s`.`_key`
+  )

@@ -1,0 +1,12 @@
+CREATE TABLE IF NOT EXISTS `dinsync_state`.`pend_people_to_crm` (
+  `_key` STRING NOT NULL,
+  `_token` STRING,
+  `_stashed_at` TIMESTAMP,
+  `_kh` BIGINT,
+  `_fp` BIGINT,
+  `_rkh` BIGINT,
+  `f_a88b7dcd1a9e3e17` BIGINT,
+  `f_b6ea992aab466831` BIGINT,
+  `f_b205e07e594ce1db` BIGINT,
+  `f_a720b844fa90091f` BIGINT
+)

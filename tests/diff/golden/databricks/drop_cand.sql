@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS `dinsync_state`.`cand_people_to_crm`

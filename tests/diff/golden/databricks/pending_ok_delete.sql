@@ -1,0 +1,24 @@
+DELETE FROM `dinsync_state`.`snap_people_to_crm`
+WHERE
+  `_kh` IN (
+    SELECT
+      `p`.`_kh`
+    FROM `dinsync_state`.`pend_people_to_crm` AS `p`
+    WHERE
+      `p`.`_key` IN (
+        SELECT
+          `a`.`_key`
+        FROM `dinsync_state`.`ack_people_to_crm` AS `a`
+      )
+  )
+  AND `_key` IN (
+    SELECT
+      `p`.`_key`
+    FROM `dinsync_state`.`pend_people_to_crm` AS `p`
+    WHERE
+      `p`.`_key` IN (
+        SELECT
+          `a`.`_key`
+        FROM `dinsync_state`.`ack_people_to_crm` AS `a`
+      )
+  )

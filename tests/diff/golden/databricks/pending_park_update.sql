@@ -1,0 +1,19 @@
+MERGE INTO `dinsync_state`.`snap_people_to_crm` AS `s`
+USING (
+  SELECT
+    `p`.`_kh`,
+    `p`.`_key`,
+    `p`.`_fp`,
+    `p`.`_rkh`
+  FROM `dinsync_state`.`pend_people_to_crm` AS `p`
+  WHERE
+    `p`.`_key` IN (
+      SELECT
+        `a`.`_key`
+      FROM `dinsync_state`.`ack_people_to_crm` AS `a`
+    )
+) AS `r`
+ON `s`.`_kh` = `r`.`_kh` AND `s`.`_key` = `r`.`_key`
+WHEN MATCHED THEN UPDATE SET
+  `_pfp` = `r`.`_fp`,
+  `_rkh` = `r`.`_rkh`

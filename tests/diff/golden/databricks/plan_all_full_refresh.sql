@@ -1,0 +1,69 @@
+CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
+SELECT
+  `k`.`_key`,
+  CASE WHEN `k`.`_key` IS NULL THEN 'skipped' ELSE 'added' END AS `_op`,
+  `k`.`v0`,
+  `k`.`v1`,
+  `k`.`v2`,
+  `k`.`v3`,
+  TRUE AS `x0`,
+  TRUE AS `x1`,
+  TRUE AS `x2`,
+  TRUE AS `x3`,
+  CASE WHEN `k`.`v0` IS NULL THEN 0 ELSE XXHASH64(CAST(`k`.`v0` AS STRING)) END AS `h0`,
+  CASE WHEN `k`.`v1` IS NULL THEN 0 ELSE XXHASH64(CAST(`k`.`v1` AS STRING)) END AS `h1`,
+  CASE WHEN `k`.`v2` IS NULL THEN 0 ELSE XXHASH64(CAST(`k`.`v2` AS STRING)) END AS `h2`,
+  CASE WHEN `k`.`v3` IS NULL THEN 0 ELSE XXHASH64(CAST(`k`.`v3` AS STRING)) END AS `h3`,
+  CAST(1 AS BIGINT) AS `_n`,
+  `k`.`_kh`,
+  `k`.`_rkh`,
+  `k`.`_fp`,
+  `k`.`_kh` IN (
+    SELECT
+      `s`.`_kh`
+    FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+  ) AS `_prior`,
+  FALSE AS `_done`
+FROM (
+  SELECT
+    `j`.`_key`,
+    CASE
+      WHEN NOT `j`.`_key` IS NULL
+      THEN CASE WHEN `j`.`_key` IS NULL THEN 0 ELSE XXHASH64(CAST(`j`.`_key` AS STRING)) END
+    END AS `_kh`,
+    `j`.`_rkh`,
+    `j`.`_fp`,
+    `j`.`v0`,
+    `j`.`v1`,
+    `j`.`v2`,
+    `j`.`v3`
+  FROM (
+    SELECT
+      NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
+      CASE
+        WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
+        THEN CASE WHEN `m`.`email` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`email` AS STRING)) END
+      END AS `_rkh`,
+      XXHASH64(
+        CASE WHEN `m`.`email` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`email` AS STRING)) END,
+        CASE
+          WHEN `m`.`first name` IS NULL
+          THEN 0
+          ELSE XXHASH64(CAST(`m`.`first name` AS STRING))
+        END,
+        CASE
+          WHEN `m`.`score "x"` IS NULL
+          THEN 0
+          ELSE XXHASH64(CAST(`m`.`score "x"` AS STRING))
+        END,
+        CASE WHEN `m`.`id` IS NULL THEN 0 ELSE XXHASH64(CAST(`m`.`id` AS STRING)) END
+      ) AS `_fp`,
+      `m`.`email` AS `v0`,
+      `m`.`first name` AS `v1`,
+      `m`.`score "x"` AS `v2`,
+      `m`.`id` AS `v3`
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+  ) AS `j`
+) AS `k`

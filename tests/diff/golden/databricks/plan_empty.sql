@@ -1,0 +1,27 @@
+CREATE TABLE `dinsync_state`.`plan_people_to_crm` AS
+SELECT
+  CAST(NULL AS STRING) AS `_key`,
+  CAST(NULL AS STRING) AS `_op`,
+  `m`.`email` AS `v0`,
+  `m`.`first name` AS `v1`,
+  `m`.`score "x"` AS `v2`,
+  `m`.`id` AS `v3`,
+  CAST(NULL AS BOOLEAN) AS `x0`,
+  CAST(NULL AS BOOLEAN) AS `x1`,
+  CAST(NULL AS BOOLEAN) AS `x2`,
+  CAST(NULL AS BOOLEAN) AS `x3`,
+  CAST(NULL AS BIGINT) AS `h0`,
+  CAST(NULL AS BIGINT) AS `h1`,
+  CAST(NULL AS BIGINT) AS `h2`,
+  CAST(NULL AS BIGINT) AS `h3`,
+  CAST(NULL AS BIGINT) AS `_n`,
+  CAST(NULL AS BIGINT) AS `_kh`,
+  CAST(NULL AS BIGINT) AS `_rkh`,
+  CAST(NULL AS BIGINT) AS `_fp`,
+  CAST(NULL AS BOOLEAN) AS `_prior`,
+  CAST(NULL AS BOOLEAN) AS `_done`
+FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+WHERE
+  FALSE

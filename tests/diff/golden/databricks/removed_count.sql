@@ -1,0 +1,18 @@
+SELECT
+  COUNT(*) AS `removed`
+FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+WHERE
+  `s`.`_kh` IN (
+    SELECT
+      `p`.`_kh`
+    FROM `dinsync_state`.`plan_people_to_crm` AS `p`
+    WHERE
+      `p`.`_op` = 'removed'
+  )
+  AND `s`.`_key` IN (
+    SELECT
+      `p`.`_key`
+    FROM `dinsync_state`.`plan_people_to_crm` AS `p`
+    WHERE
+      `p`.`_op` = 'removed'
+  )
