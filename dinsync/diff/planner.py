@@ -11,10 +11,12 @@ The SQL lives in `sql/` (see `render.py`, statement names in `statements.py`). A
 
 How a plan is built:
 - empty snapshot or full refresh: every model row in one pass (`plan_all`), no comparison;
-- otherwise one pass over the model and one over the snapshot compare per-bucket digests
-  (`buckets`); when nothing differs the plan is empty and nothing else runs. Else the rows of the
-  buckets that differ are matched by raw key hash (`cand`), the candidates' model rows are read
+- otherwise one pass over the model and one over the snapshot compare counts and a digest
+  (`digest`); when nothing differs the plan is empty and nothing else runs. Else model and
+  snapshot rows are matched by raw key hash (`cand_all`), the candidates' model rows are read
   again with their values (`cur`), and compared field by field with their snapshot rows (`plan`).
+  When a raw key occurs more than once in the model, per-bucket digests (`buckets`) find the
+  rows to look at again (`cand_anomalies`).
 Rows parked as rejected are expected with their parked fingerprint, so they cost nothing until
 their values change.
 
@@ -300,17 +302,19 @@ class Planner(CommitMixin, PendingMixin):
         scratch = ("buckets", "cand", "cur", "prior")
         try:
             self._drop(*scratch)
-            self._execute("buckets" + suffix)
-            seg = self._row("bucket_stats")
+            seg = self._row("digest" + suffix)
             if not seg["dirty"]:
                 self._execute("plan_empty")
                 counts = dict.fromkeys(("skipped", "duplicate_keys", "duplicate_rows", "added", "changed",
                                         "removed", "forget", "refresh"), 0)
             else:
-                all_dirty = 2 * seg["dirty"] > NBUCKETS
-                self._execute(("cand_all" if all_dirty else "cand") + suffix)
-                if self._scalar("cand_anomaly_count"):
-                    self._execute("cand_anomalies")
+                self._execute("cand_all" + suffix)
+                cand = self._row("cand_counts")
+                if seg["keyed_rows"] - cand["new"] > seg["snapshot_rows"] - cand["gone"]:
+                    # a raw key occurs more than once: the buckets tell which rows to look at
+                    self._execute("buckets" + suffix)
+                    if self._scalar("cand_anomaly_count"):
+                        self._execute("cand_anomalies")
                 self._execute("cur")
                 self._execute("prior")
                 self._execute("plan" + suffix)
