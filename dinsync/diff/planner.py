@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
@@ -148,6 +148,9 @@ class Planner(CommitMixin, PendingMixin):
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
         self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
+        # called (no argument, in the planning thread) once a plan is known to hold rows to look
+        # at, before the statements that find them: the engine starts loading what sending needs
+        self.on_changes: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ SQL
 
@@ -287,7 +290,12 @@ class Planner(CommitMixin, PendingMixin):
                 retry_rejected=retry_rejected,
             )
 
+    def _changes_ahead(self) -> None:
+        if self.on_changes is not None:
+            self.on_changes()
+
     def _plan_all(self, full_refresh: bool) -> dict[str, int]:
+        self._changes_ahead()
         self._execute("plan_all_full_refresh" if full_refresh else "plan_all")
         if self._scalar("plan_all_duplicates"):
             self._execute("plan_all_mark_duplicates")
@@ -308,6 +316,7 @@ class Planner(CommitMixin, PendingMixin):
                 counts = dict.fromkeys(("skipped", "duplicate_keys", "duplicate_rows", "added", "changed",
                                         "removed", "forget", "refresh"), 0)
             else:
+                self._changes_ahead()
                 self._execute("cand_all" + suffix)
                 cand = self._row("cand_counts")
                 if seg["keyed_rows"] - cand["new"] > seg["snapshot_rows"] - cand["gone"]:
