@@ -1,7 +1,8 @@
 """Benchmark the diff on DuckDB: plan and commit a large segment.
 
     python benchmarks/bench_plan.py [--rows 10000000] [--churn 0.02] [--checkpoint-rows 1000000]
-                                    [--db PATH | --memory] [--memory-limit 192MB] [--profile]
+                                    [--db PATH | --memory] [--memory-limit 192MB]
+                                    [--streaming-memory-limit 160MB] [--profile]
                                     [--no-baseline]
 
 Builds a table of `--rows` people x 10 columns, plans it (everything added), streams the sendable
@@ -154,6 +155,8 @@ def main() -> None:
     ap.add_argument("--db", help="DuckDB file (default: a temporary file)")
     ap.add_argument("--memory", action="store_true", help="use an in-memory DuckDB")
     ap.add_argument("--memory-limit", help="DuckDB memory_limit (default: the adapter's default)")
+    ap.add_argument("--streaming-memory-limit", help="DuckDB memory_limit while rows stream out and commits run "
+                                                     "(default: the adapter's default)")
     ap.add_argument("--profile", action="store_true", help="print the seconds of each SQL statement")
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive diff")
     args = ap.parse_args()
@@ -166,7 +169,8 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="dinsync-bench-")
         path = os.path.join(tmp.name, "bench.duckdb")
-    w = connect("duckdb", path=path, **({"memory_limit": args.memory_limit} if args.memory_limit else {}))
+    limits = {"memory_limit": args.memory_limit, "streaming_memory_limit": args.streaming_memory_limit}
+    w = connect("duckdb", path=path, **{k: v for k, v in limits.items() if v})
     setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
     limit, threads = setting("memory_limit"), setting("threads")
     results: list[tuple[str, float]] = []

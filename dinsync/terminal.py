@@ -71,8 +71,11 @@ def err() -> "Console":
 
 
 def emit(data: Any) -> None:
-    out().file.write(json.dumps(data, default=str, indent=2) + "\n")
-    out().file.flush()
+    """A JSON document on stdout (redacted; without rich: a --json command never imports it)."""
+    console = _consoles.get("stdout")
+    stream = console.file if console is not None else RedactingStream(sys.stdout)
+    stream.write(json.dumps(data, default=str, indent=2) + "\n")
+    stream.flush()
 
 
 def note(text: str) -> None:

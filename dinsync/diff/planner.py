@@ -11,10 +11,12 @@ The SQL lives in `sql/` (see `render.py`, statement names in `statements.py`). A
 
 How a plan is built:
 - empty snapshot or full refresh: every model row in one pass (`plan_all`), no comparison;
-- otherwise one pass over the model and one over the snapshot compare per-bucket digests
-  (`buckets`); when nothing differs the plan is empty and nothing else runs. Else the rows of the
-  buckets that differ are matched by raw key hash (`cand`), the candidates' model rows are read
+- otherwise one pass over the model and one over the snapshot compare counts and a digest
+  (`digest`); when nothing differs the plan is empty and nothing else runs. Else model and
+  snapshot rows are matched by raw key hash (`cand_all`), the candidates' model rows are read
   again with their values (`cur`), and compared field by field with their snapshot rows (`plan`).
+  When a raw key occurs more than once in the model, per-bucket digests (`buckets`) find the
+  rows to look at again (`cand_anomalies`).
 Rows parked as rejected are expected with their parked fingerprint, so they cost nothing until
 their values change.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
@@ -146,6 +148,9 @@ class Planner(CommitMixin, PendingMixin):
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
         self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
+        # called (no argument, in the planning thread) once a plan is known to hold rows to look
+        # at, before the statements that find them: the engine starts loading what sending needs
+        self.on_changes: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ SQL
 
@@ -285,7 +290,12 @@ class Planner(CommitMixin, PendingMixin):
                 retry_rejected=retry_rejected,
             )
 
+    def _changes_ahead(self) -> None:
+        if self.on_changes is not None:
+            self.on_changes()
+
     def _plan_all(self, full_refresh: bool) -> dict[str, int]:
+        self._changes_ahead()
         self._execute("plan_all_full_refresh" if full_refresh else "plan_all")
         if self._scalar("plan_all_duplicates"):
             self._execute("plan_all_mark_duplicates")
@@ -300,17 +310,20 @@ class Planner(CommitMixin, PendingMixin):
         scratch = ("buckets", "cand", "cur", "prior")
         try:
             self._drop(*scratch)
-            self._execute("buckets" + suffix)
-            seg = self._row("bucket_stats")
+            seg = self._row("digest" + suffix)
             if not seg["dirty"]:
                 self._execute("plan_empty")
                 counts = dict.fromkeys(("skipped", "duplicate_keys", "duplicate_rows", "added", "changed",
                                         "removed", "forget", "refresh"), 0)
             else:
-                all_dirty = 2 * seg["dirty"] > NBUCKETS
-                self._execute(("cand_all" if all_dirty else "cand") + suffix)
-                if self._scalar("cand_anomaly_count"):
-                    self._execute("cand_anomalies")
+                self._changes_ahead()
+                self._execute("cand_all" + suffix)
+                cand = self._row("cand_counts")
+                if seg["keyed_rows"] - cand["new"] > seg["snapshot_rows"] - cand["gone"]:
+                    # a raw key occurs more than once: the buckets tell which rows to look at
+                    self._execute("buckets" + suffix)
+                    if self._scalar("cand_anomaly_count"):
+                        self._execute("cand_anomalies")
                 self._execute("cur")
                 self._execute("prior")
                 self._execute("plan" + suffix)

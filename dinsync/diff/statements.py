@@ -18,6 +18,9 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
     "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
     # everyday plan
+    "digest": ("digest", {"retry": False}),
+    "digest_retry": ("digest", {"retry": True}),
+    "cand_counts": ("cand_counts", {}),
     "buckets": ("buckets", {"retry": False}),
     "buckets_retry": ("buckets", {"retry": True}),
     "bucket_stats": ("bucket_stats", {}),

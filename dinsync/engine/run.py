@@ -87,6 +87,25 @@ class SyncRun:
             ),
         )
 
+    def _preload(self) -> None:
+        """The plan has rows to look at: import the HTTP client (and phone parsing) in the
+        background while the warehouse builds it, so that sending starts without waiting for
+        them. Not Polars: its import puts a SIGINT handler of its own in front of ours, so it is
+        imported on the main thread when sending starts (see StopToken.rearm)."""
+        import threading
+
+        def load() -> None:
+            try:
+                import asyncio  # noqa: F401
+
+                import phonenumbers  # noqa: F401
+
+                from .. import sender  # noqa: F401
+            except Exception:  # whatever fails is imported (and reported) again when needed
+                pass
+
+        threading.Thread(target=load, name="dinsync-preload", daemon=True).start()
+
     def _key_normalization(self) -> str:
         """The diff normalises keys the way the mapping does: declared by the destination."""
         return KEY_NORMALIZATION[self.key_spec.kind]
@@ -138,6 +157,7 @@ class SyncRun:
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
+        self.planner.on_changes = self._preload
         self.planner.ensure_state()
         self._read_earlier_outcomes(s, lock)
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)

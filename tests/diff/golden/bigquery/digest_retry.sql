@@ -1,0 +1,54 @@
+WITH `seg` AS (
+  SELECT
+    COUNT(*) AS `_n`,
+    COUNT(`r`.`_rkh`) AS `_keyed`,
+    BIT_XOR(
+      CASE
+        WHEN NOT `r`.`_rkh` IS NULL
+        THEN FARM_FINGERPRINT(CAST(`r`.`_rkh` AS STRING) || ',' || CAST(`r`.`_fp` AS STRING))
+      END
+    ) AS `_d`
+  FROM (
+    SELECT
+      CASE
+        WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
+        THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)
+      END AS `_rkh`,
+      FARM_FINGERPRINT(
+        CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`first name` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`score "x"` AS STRING)), 0) AS STRING) || ',' || CAST(COALESCE(FARM_FINGERPRINT(CAST(`m`.`id` AS STRING)), 0) AS STRING)
+      ) AS `_fp`
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS `m`
+  ) AS `r`
+), `snap` AS (
+  SELECT
+    COUNT(*) AS `_n`,
+    COUNT(`s`.`_rkh`) AS `_n_rkh`,
+    COUNT(`s`.`_fp`) AS `_n_fp`,
+    BIT_XOR(
+      CASE
+        WHEN NOT `s`.`_rkh` IS NULL
+        THEN FARM_FINGERPRINT(CAST(`s`.`_rkh` AS STRING) || ',' || CAST(`s`.`_fp` AS STRING))
+      END
+    ) AS `_d`
+  FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+  WHERE
+    NOT `s`.`_synced_at` IS NULL
+)
+SELECT
+  `a`.`_n` AS `segment_rows`,
+  `a`.`_n` - `a`.`_keyed` AS `null_keys`,
+  `a`.`_keyed` AS `keyed_rows`,
+  `b`.`_n` AS `snapshot_rows`,
+  CASE
+    WHEN `a`.`_keyed` <> `b`.`_n` OR `b`.`_n_rkh` <> `b`.`_n` OR `b`.`_n_fp` <> `b`.`_n`
+    THEN 1
+    WHEN `a`.`_keyed` = 0
+    THEN 0
+    WHEN `a`.`_d` <> `b`.`_d`
+    THEN 1
+    ELSE 0
+  END AS `dirty`
+FROM `seg` AS `a`
+CROSS JOIN `snap` AS `b`

@@ -1,0 +1,74 @@
+WITH "seg" AS (
+  SELECT
+    COUNT(*) AS "_n",
+    COUNT("r"."_rkh") AS "_keyed",
+    SUM(
+      CAST(CASE
+        WHEN NOT "r"."_rkh" IS NULL
+        THEN FNV_HASH(CAST("r"."_rkh" AS VARCHAR(65535)) || ',' || CAST("r"."_fp" AS VARCHAR(65535)))
+      END AS DECIMAL(38, 0))
+    ) AS "_d"
+  FROM (
+    SELECT
+      CASE
+        WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR(65535)), '') IS NULL
+        THEN CASE
+          WHEN "m"."email" IS NULL
+          THEN 0
+          ELSE FNV_HASH(CAST("m"."email" AS VARCHAR(65535)))
+        END
+      END AS "_rkh",
+      FNV_HASH(
+        CAST(CASE
+          WHEN "m"."email" IS NULL
+          THEN 0
+          ELSE FNV_HASH(CAST("m"."email" AS VARCHAR(65535)))
+        END AS VARCHAR(65535)) || ',' || CAST(CASE
+          WHEN "m"."first name" IS NULL
+          THEN 0
+          ELSE FNV_HASH(CAST("m"."first name" AS VARCHAR(65535)))
+        END AS VARCHAR(65535)) || ',' || CAST(CASE
+          WHEN "m"."score ""x""" IS NULL
+          THEN 0
+          ELSE FNV_HASH(CAST("m"."score ""x""" AS VARCHAR(65535)))
+        END AS VARCHAR(65535)) || ',' || CAST(CASE
+          WHEN "m"."id" IS NULL
+          THEN 0
+          ELSE FNV_HASH(CAST("m"."id" AS VARCHAR(65535)))
+        END AS VARCHAR(65535))
+      ) AS "_fp"
+    FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+  ) AS "r"
+), "snap" AS (
+  SELECT
+    COUNT(*) AS "_n",
+    COUNT("s"."_rkh") AS "_n_rkh",
+    COUNT("s"."_fp") AS "_n_fp",
+    SUM(
+      CAST(CASE
+        WHEN NOT "s"."_rkh" IS NULL
+        THEN FNV_HASH(CAST("s"."_rkh" AS VARCHAR(65535)) || ',' || CAST("s"."_fp" AS VARCHAR(65535)))
+      END AS DECIMAL(38, 0))
+    ) AS "_d"
+  FROM "dinsync_state"."snap_people_to_crm" AS "s"
+  WHERE
+    NOT "s"."_synced_at" IS NULL
+)
+SELECT
+  "a"."_n" AS "segment_rows",
+  "a"."_n" - "a"."_keyed" AS "null_keys",
+  "a"."_keyed" AS "keyed_rows",
+  "b"."_n" AS "snapshot_rows",
+  CASE
+    WHEN "a"."_keyed" <> "b"."_n" OR "b"."_n_rkh" <> "b"."_n" OR "b"."_n_fp" <> "b"."_n"
+    THEN 1
+    WHEN "a"."_keyed" = 0
+    THEN 0
+    WHEN "a"."_d" <> "b"."_d"
+    THEN 1
+    ELSE 0
+  END AS "dirty"
+FROM "seg" AS "a"
+CROSS JOIN "snap" AS "b"
