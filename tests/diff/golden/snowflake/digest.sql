@@ -2,19 +2,24 @@ WITH "seg" AS (
   SELECT
     COUNT(*) AS "_n",
     COUNT("r"."_rkh") AS "_keyed",
-    SUM(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH("r"."_rkh", "r"."_fp") END) AS "_d"
+    SUM(
+      CAST(CASE
+        WHEN NOT "r"."_rkh" IS NULL
+        THEN HASH("r"."_rkh", "r"."_fp") % 9223372036854775807
+      END AS DECIMAL(38, 0))
+    ) AS "_d"
   FROM (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0)
+        THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)
       END AS "_rkh",
       HASH(
-        COALESCE(HASH(CAST("m"."email" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)), 0),
-        COALESCE(HASH(CAST("m"."id" AS VARCHAR)), 0)
-      ) AS "_fp"
+        COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."first name" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."score ""x""" AS VARCHAR)) % 9223372036854775807, 0),
+        COALESCE(HASH(CAST("m"."id" AS VARCHAR)) % 9223372036854775807, 0)
+      ) % 9223372036854775807 AS "_fp"
     FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS "m"
@@ -25,10 +30,10 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
     COUNT("s"."_rkh") AS "_n_rkh",
     COUNT(COALESCE("s"."_pfp", "s"."_fp")) AS "_n_fp",
     SUM(
-      CASE
+      CAST(CASE
         WHEN NOT "s"."_rkh" IS NULL
-        THEN HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp"))
-      END
+        THEN HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp")) % 9223372036854775807
+      END AS DECIMAL(38, 0))
     ) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
