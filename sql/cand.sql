@@ -1,9 +1,8 @@
 {% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
--- Candidates: in the buckets that differ, model rows and snapshot rows are matched by raw key
--- hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
+-- Candidates (the digest found a difference): every model row and every snapshot row are matched
+-- by raw key hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
 -- (_in_seg), and snapshot rows no model row matches (_in_snap only: gone, or renamed by
 -- normalisation; with their key hash). cur.sql reads the candidates' model rows again, with values.
-{% if all_dirty %}-- (Every bucket differs: no bucket filter.){% endif %}
 CREATE TABLE {{ cand }} AS
 WITH seg AS (
   SELECT r._rkh, r._fp
@@ -12,17 +11,11 @@ WITH seg AS (
     FROM {{ model }} AS m
   ) AS r
   WHERE r._rkh IS NOT NULL
-  {% if not all_dirty %}
-    AND r._rkh % {{ nbuckets }} IN (SELECT d._b FROM {{ buckets }} AS d WHERE d._dirty)
-  {% endif %}
 ),
 snap AS (
   SELECT s._rkh, s._kh, {{ expected_fp("s", retry) }} AS _efp, TRUE AS _here
   FROM {{ snapshot }} AS s
   WHERE {{ expected_rows("s", retry) }}
-  {% if not all_dirty %}
-    AND (s._rkh IS NULL OR s._rkh % {{ nbuckets }} IN (SELECT d._b FROM {{ buckets }} AS d WHERE d._dirty))
-  {% endif %}
 )
 SELECT
   COALESCE(a._rkh, b._rkh) AS _rkh,

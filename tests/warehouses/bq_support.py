@@ -190,6 +190,10 @@ def scenario_steps():
         ("new row rejected", changed[:3] + [("h@x.com", "H", 1)], {"reject": {"h@x.com"}}, None),
         ("layout upgrade", changed[:3] + [("h@x.com", "H", 1)], {}, "drop_internal_columns"),
         ("most buckets dirty", changed[:3] + [("i@x.com", "I", 1)], {"retry_rejected": True}, None),
+        # one raw key on two rows: the per-bucket digests find the rows to look at again
+        ("same raw key twice", changed[:3] + [("i@x.com", "I", 1), ("i@x.com", "I2", 1)], {}, None),
+        ("same raw key twice, retry", changed[:3] + [("i@x.com", "I", 1), ("i@x.com", "I2", 1)],
+         {"retry_rejected": True}, None),
     ]
 
 

@@ -189,6 +189,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     # a delivered key that appears twice in the model (same raw text): the duplicate is found
     s.set_rows([("A@x.com ", "Ada", 6), ("A@x.com ", "Ada2", 6)])
     assert s.plan() == {"a@x.com": "duplicate"}
+    assert s.plan(retry_rejected=True) == {"a@x.com": "duplicate"}  # per-bucket digests, on retry
 
     # most buckets dirty: candidates by a direct join (one bucket: any change makes it dirty)
     monkeypatch.setattr(planner_module, "NBUCKETS", 1)
