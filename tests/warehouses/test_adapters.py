@@ -257,6 +257,9 @@ def test_session_settings(tmp_path):
         assert wh.scalar("SELECT current_setting('work_mem')") == "48MB"
         assert wh.scalar("SELECT current_setting('statement_timeout')") == "5min"
         assert wh.scalar("SELECT current_setting('parallel_tuple_cost')") == "0.01"  # dinsync's default
+        assert wh.scalar("SELECT current_setting('jit')") == "off"  # see SESSION_SETTINGS
         assert wh.scalar("SELECT current_setting('search_path')") == '"a b","public"'
-        batch = next(iter(wh.stream("SELECT current_setting('work_mem') AS w")))  # the ADBC session too
-        assert batch.column(0).to_pylist() == ["48MB"]
+        batch = next(iter(wh.stream("SELECT current_setting('work_mem') AS w, current_setting('jit') AS j")))
+        assert batch.to_pylist() == [{"w": "48MB", "j": "off"}]  # the ADBC session too
+    with connect("postgres", dsn=PG_DSN, settings={"jit": "on"}) as wh:  # the project's settings win
+        assert wh.scalar("SELECT current_setting('jit')") == "on"
