@@ -25,17 +25,22 @@ class PendingMixin:
     """The pending side of `Planner` (see planner.py for the attributes used here)."""
 
     def _ensure_pending(self) -> None:
-        """Create the pending table, or add columns of fields mapped since it was created."""
+        """Create the pending table, or add columns of fields mapped since it was created (looked
+        up once per planner: every checkpoint stashes)."""
+        if self._pending_ready:
+            return
         existing = self.warehouse.table_columns(self.spec.state_schema, self.pending_table)
         if existing is None:
             self._execute("create_pending")
-            return
-        for f in self.fields:
-            if f.snap_name not in existing:
-                self._execute("add_pending_column", column=f.snap_name)
+        else:
+            for f in self.fields:
+                if f.snap_name not in existing:
+                    self._execute("add_pending_column", column=f.snap_name)
+        self._pending_ready = True
 
     def _pending_exists(self) -> bool:
-        return self.warehouse.table_columns(self.spec.state_schema, self.pending_table) is not None
+        return self._pending_ready or self.warehouse.table_columns(self.spec.state_schema,
+                                                                   self.pending_table) is not None
 
     def stash_pending(self, keys: Any, token: str) -> int:
         """Keep the plan rows of `keys` (added/changed rows of this run's plan) as pending under
