@@ -292,7 +292,12 @@ class AttioSandbox:
 
     def _too_many_requests(self, wait: float | None) -> web.Response:
         # "Retry-After ... a date at which the limit resets (usually the following second)"
-        when = math.ceil(time.time() + (1.0 if wait is None else max(wait, 0.001)))
+        target = time.time() + (1.0 if wait is None else max(wait, 0.001))
+        if self._limiter.window == "fixed":
+            # the next whole second, where the window frees: not the one after it because a few
+            # microseconds passed since the limiter read the clock
+            target = round(target, 2)
+        when = math.ceil(target)
         return AttioError(429, "rate_limit_exceeded", "Rate limit exceeded, please try again later",
                           "rate_limit_error").response({"Retry-After": formatdate(when, usegmt=True)})
 
