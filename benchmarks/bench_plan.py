@@ -109,7 +109,7 @@ class Profile:
         self.seconds: dict[str, float] = collections.defaultdict(float)
         self.cpu: dict[str, float] = collections.defaultdict(float)
         self.calls: dict[str, int] = collections.defaultdict(int)
-        for name in ("execute", "query"):
+        for name in ("execute", "query", "write_arrow"):
             original = getattr(w, name)
             setattr(w, name, self._timed(original))
 
@@ -119,7 +119,7 @@ class Profile:
             try:
                 return fn(sql, *a, **kw)
             finally:
-                key = " ".join(sql.split())[:70]
+                key = f"write_arrow {a[0]}" if fn.__name__ == "write_arrow" else " ".join(sql.split())[:70]
                 self.seconds[key] += time.perf_counter() - t0
                 self.cpu[key] += time.process_time() - c0
                 self.calls[key] += 1

@@ -21,18 +21,9 @@ CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_colum
 DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
 {%- endmacro %}
 
-{#- The plan rows of the keys of the current commit (alias p): with a row position, the plan rows at
-    the positions collected in `acked` (k); else the `acked` copy itself. which: "all", "replace"
-    (rows whose snapshot row may exist) or "new" (the others). Needs the context (import it with
-    `with context`). -#}
+{#- The rows of the current commit (alias p): `acked`, a copy of their plan rows. which: "all",
+    "replace" (rows whose snapshot row may exist) or "new" (the others). -#}
 {% macro commit_rows(which="all") -%}
-{% if position -%}
-{{ plan }} AS p
-WHERE p.{{ position }} BETWEEN {{ param("lo") }} AND {{ param("hi") }}
-  AND p.{{ position }} IN (SELECT k._rn FROM {{ acked }} AS k
-{%- if which == "replace" %} WHERE k._replace{% elif which == "new" %} WHERE NOT k._replace{% endif %})
-{%- else -%}
 {{ acked }} AS p
 {%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}
-{%- endif %}
 {%- endmacro %}

@@ -1,3 +1,3 @@
 -- Stash, step 1 of 2: a key sent again replaces what an earlier send left pending.
 DELETE FROM {{ pending }}
-WHERE _key IN (SELECT a._key FROM {{ tables.ack }} AS a)
+WHERE _key IN (SELECT k._key FROM {{ acked }} AS k)

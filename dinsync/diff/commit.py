@@ -5,11 +5,13 @@ strings), ignores keys that are not added/changed rows of the current plan, and 
 thread while the plan is streamed (calls are serialised by the planner's lock).
 
 Cost proportional to the keys committed, not to the plan or the snapshot:
-- with a row position (Capabilities.row_position), the planner remembers the position of every
-  row it streamed and has not committed yet (`PositionIndex`, 16 bytes a row, by key hash); a
-  commit reads the plan at those positions only (range scans) and copies the rows into the
-  snapshot. Keys it does not know (not streamed by this planner, committed before) are looked
-  for in the whole plan.
+- with a row position (Capabilities.row_position), the plan's stream carries what a commit
+  records for each row (its position, key hash, fingerprint and the hashes of the values sent),
+  and the planner keeps that for the rows streamed and not committed yet (`StreamedRows`, ~150
+  bytes a row, so bounded by the rows in flight): a commit writes those rows to the snapshot
+  without reading the plan again (at 10M rows the plan is mostly spilled to disk, and reading it
+  back cost two thirds of the commit). Keys it does not know (not streamed by this planner,
+  committed before) are looked for in the whole plan.
 - snapshot rows are looked for (deleted, updated) only for keys the snapshot may hold: `_prior`
   (it held them when the plan was built) or committed earlier in this run (a bitmap of committed
   positions here; the plan's `_done` elsewhere). The commits of a first sync only insert.
@@ -34,17 +36,19 @@ def _keys_array(keys: Any):
     return arr.drop_null()
 
 
-class PositionIndex:
-    """Positions of the plan rows streamed and not committed yet, by a hash of their key (Polars),
-    one part per streamed batch. A part leaves the index once all its rows were taken; rows of a
-    part still in the index may be taken again (a key committed twice), which is harmless: the
-    commit's SQL checks every position against the key."""
+class StreamedRows:
+    """The plan rows streamed and not committed yet, with what a commit records for them (carried
+    in the stream: position, key, hashes of the values sent, fingerprint), by a hash of their key
+    (Polars), one part per streamed batch. A commit takes its keys' rows from here and writes them
+    to the snapshot without reading the plan again. A part leaves once all its rows were taken;
+    a key taken twice while its part is still here is found again (harmless: the commit replaces
+    the snapshot row it wrote before). Keys not found are looked for in the plan."""
 
     SLICE = 262_144  # keys looked up at once
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._parts: list = []  # DataFrames h, rn, part
+        self._parts: list = []  # DataFrames (one per batch): the carried columns, _h, _part
         self._left: dict[int, int] = {}  # part id -> rows not taken yet
         self._next = 0
 
@@ -54,61 +58,68 @@ class PositionIndex:
 
     @staticmethod
     def hash(keys):
-        """64-bit hashes of Arrow string keys (Polars' hash: stable within a process)."""
+        """64-bit hashes of string keys (Polars' hash: stable within a process)."""
         import polars as pl
 
-        return pl.from_arrow(keys).hash()
+        return (keys if isinstance(keys, pl.Series) else pl.from_arrow(keys)).hash()
 
-    def add(self, keys, positions) -> None:
+    def add(self, batch) -> None:
+        """`batch`: an Arrow record batch `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`."""
         import polars as pl
 
         with self._lock:
             part_id = self._next
             self._next += 1
-        part = pl.DataFrame({"h": self.hash(keys), "rn": pl.from_arrow(positions).cast(pl.Int64),
-                             "part": pl.repeat(part_id, len(keys), dtype=pl.UInt32, eager=True)})
+        part = pl.from_arrow(batch)
+        part = part.with_columns(self.hash(part.get_column("_key")).alias("_h"),
+                                 pl.lit(part_id, dtype=pl.UInt32).alias("_part"))
         with self._lock:
             self._parts.append(part)
             self._left[part_id] = part.height
 
     def take(self, keys):
-        """(the number of distinct keys, an Arrow table (_key, _rn) of the keys with the position
-        of each one's row when known, NULL if not). Only hashes and positions go through Polars:
-        the keys themselves stay the caller's Arrow array."""
+        """(an Arrow table of the rows of `keys` found here, one per row: `_rn, _key, _kh, _fp,
+        _rkh, _replace, h0, ..`, or None when nothing was; an Arrow array of the keys not found)."""
         import polars as pl
-        import pyarrow as pa
-        import pyarrow.compute as pc
 
         with self._lock:
-            found = None
-            if self._parts:
-                pending = pl.concat(self._parts, rechunk=False) if len(self._parts) > 1 else self._parts[0]
-                self._parts = [pending]
-                pieces = []
-                for start in range(0, len(keys), self.SLICE):  # bounded transient memory
-                    ack = pl.DataFrame({"h": self.hash(keys.slice(start, self.SLICE))})
-                    piece = ack.join(pending, on="h", how="left", maintain_order="left")
-                    # rows taken per part (a key given twice counts twice: its part may leave
-                    # early, and a later commit of a key of that part looks it up by itself)
-                    for part_id, n in piece.get_column("part").drop_nulls().value_counts().iter_rows():
+            if not self._parts:
+                return None, keys
+            parts = self._parts
+            hashes = pl.concat([part.select("_h") for part in parts]).with_row_index("_i")
+            rows = pl.concat(parts, rechunk=False)
+            found, missing = [], []
+            for start in range(0, len(keys), self.SLICE):  # bounded transient memory
+                ack = pl.from_arrow(keys.slice(start, self.SLICE)).alias("_ack").to_frame()
+                ack = ack.with_columns(self.hash(ack.get_column("_ack")).alias("_h"))
+                # positions by hash first (small), then the rows themselves, checked against the key
+                at = ack.join(hashes, on="_h", how="inner")
+                hit = rows.select(pl.all().gather(at.get_column("_i")))
+                same = hit.get_column("_key") == at.get_column("_ack")
+                if not same.all():
+                    hit = hit.filter(same)
+                rn = hit.get_column("_rn")
+                if (rn.sort().diff() == 0).any():  # a key given twice: its row once
+                    hit = hit.unique(subset="_rn", keep="any")
+                if hit.height < ack.height:
+                    missing.append(ack.join(hit.select(pl.col("_key").alias("_ack")), on="_ack", how="anti")
+                                   .get_column("_ack"))
+                if hit.height:
+                    for part_id, n in hit.get_column("_part").value_counts().iter_rows():
                         self._left[part_id] -= n
-                    pieces.append(piece.select("rn"))
-                found = pl.concat(pieces) if pieces else pl.DataFrame({"rn": []}, schema={"rn": pl.Int64})
-                done = [p for p, left in self._left.items() if left <= 0]
-                if done:
-                    for p in done:
-                        del self._left[p]
-                    self._parts = [pending.filter(~pl.col("part").is_in(done))]
-        if found is not None and found.height == len(keys):
-            rn = found.get_column("rn")
-            if not (rn.drop_nulls().sort().diff() == 0).any():
-                # distinct positions: keys found are distinct (a key given twice shows twice the
-                # same position); keys not found (NULL) are looked up by themselves
-                distinct = len(keys) if rn.null_count() == 0 else pc.count_distinct(keys).as_py()
-                return distinct, pa.table({"_key": keys, "_rn": rn.to_arrow()})
-        # rare: keys given twice, hash collisions: look every key up by itself
-        distinct = pc.count_distinct(keys).as_py()
-        return distinct, pa.table({"_key": keys, "_rn": pa.nulls(len(keys), pa.int64())})
+                    found.append(hit.drop("_h", "_part"))
+            done = {p for p, left in self._left.items() if left <= 0}
+            if done:
+                for p in done:
+                    del self._left[p]
+                self._parts = [part for part in parts if part.get_column("_part")[0] not in done]
+        rest = pl.concat(missing).unique().to_arrow() if missing else keys.slice(0, 0)
+        if not found:
+            return None, rest
+        taken = pl.concat(found) if len(found) > 1 else found[0]
+        if len(found) > 1 and (taken.get_column("_rn").sort().diff() == 0).any():
+            taken = taken.unique(subset="_rn", keep="any")  # a key given twice, in two slices
+        return taken.rename({"_prior": "_replace"}).to_arrow(), rest
 
 
 class CommitMixin:
@@ -124,17 +135,13 @@ class CommitMixin:
             try:
                 n = self._collect(arr)
                 if n["acknowledged"]:
-                    if self._committed_before():  # some key again: all snapshot rows may exist
-                        self._execute("acked_replace_all")
-                        n = self._row("ack_count")
-                    bounds = self._bounds(n)
                     with self.warehouse.transaction():
                         if n["replace"]:
-                            self._execute("commit_delete", **bounds)
-                        self._execute("commit_insert", **bounds)
+                            self._execute("commit_delete")
+                        self._execute("commit_insert")
                     self._mark_done()
             finally:
-                self._drop("ack", "acked")
+                self._release_acked()
             return n["acknowledged"]
 
     def commit_rejected(self, keys: Any) -> int:
@@ -149,60 +156,71 @@ class CommitMixin:
             try:
                 n = self._collect(arr)
                 if n["acknowledged"]:
-                    if self._committed_before():
-                        self._execute("acked_replace_all")
-                        n = self._row("ack_count")
-                    bounds = self._bounds(n)
                     with self.warehouse.transaction():
                         if n["replace"]:
-                            self._execute("park_update", **bounds)
+                            self._execute("park_update")
                         if n["acknowledged"] > n["replace"]:
-                            self._execute("park_insert", **bounds)
+                            self._execute("park_insert")
                     self._mark_done()
             finally:
-                self._drop("ack", "acked")
+                self._release_acked()
             return n["acknowledged"]
 
+    def release_streamed(self, keys: Any) -> None:
+        """Rows this run will not commit (failed, not found): let go of what the stream carried for
+        them, so that the rows kept stay bounded by the rows in flight."""
+        if self.row_position:
+            arr = _keys_array(keys)
+            if len(arr):
+                self._streamed.take(arr)
+
     def _collect(self, arr) -> dict[str, int]:
-        """Write the keys (with their known positions), collect their plan rows into `acked`."""
+        """Collect the plan rows of the keys into `acked` (what a commit records for each one, and
+        `_replace`: whether the snapshot may hold the key) and count them. Rows the planner
+        streamed come from what it carried (`StreamedRows`): read in place where the warehouse can
+        (`Capabilities.arrow_views`), else written as a table; other keys are looked for in the
+        plan."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         schema = self.scratch_database or self.spec.state_schema
-        self._drop("acked")
-        if not self.row_position:
-            self.warehouse.write_arrow(schema, self.ack_table, pa.table({"_key": arr}), mode="replace")
-            self._execute("acked")
-            return self._row("ack_count")
-        distinct, ack = self._positions.take(arr)
-        self.warehouse.write_arrow(schema, self.ack_table, ack, mode="replace")
-        known = ack.column("_rn").drop_null()
-        if len(known):
-            import pyarrow.compute as pc
+        self._release_acked()
+        found, rest = self._streamed.take(arr) if self.row_position else (None, arr)
+        if found is not None and len(rest) == 0 and self.arrow_views:
+            if self._committed_before(found.column("_rn")):  # some key again: its snapshot row exists
+                found = found.set_column(found.schema.get_field_index("_replace"), "_replace",
+                                         pa.repeat(True, found.num_rows))
+            self.warehouse.view_arrow(schema, self.scratch_tables["acked"], found)
+            self._acked_view = True
+            return {"acknowledged": found.num_rows,
+                    "replace": pc.sum(found.column("_replace").cast(pa.int64())).as_py() or 0}
+        if found is not None:
+            self.warehouse.write_arrow(schema, self.scratch_tables["acked"], found, mode="replace")
+        if found is None or len(rest):
+            self.warehouse.write_arrow(schema, self.ack_table, pa.table({"_key": rest}), mode="replace")
+            self._execute("acked" if found is None else "acked_rest")
+        if self.row_position and self._committed_before(self.warehouse.query(self.render("acked_positions")).column(0)):
+            self._execute("acked_replace_all")
+        return self._row("ack_count")
 
-            bounds = pc.min_max(known)
-            self._execute("acked", lo=bounds["min"].as_py(), hi=bounds["max"].as_py())
-        else:
-            self._execute("acked", lo=0, hi=-1)  # creates the (empty) table
-        n = self._row("ack_count")
-        if n["acknowledged"] < distinct:
-            self._execute("acked_rest")
-            n = self._row("ack_count")
-        return n
+    def _release_acked(self) -> None:
+        """Drop the scratch tables of a commit."""
+        if self._acked_view:
+            self.warehouse.drop_arrow_view(self.scratch_database or self.spec.state_schema,
+                                           self.scratch_tables["acked"])
+            self._acked_view = False
+        self._drop("ack", "acked")
 
-    @staticmethod
-    def _bounds(n: dict[str, int]) -> dict[str, int]:
-        return {"lo": n["lo"], "hi": n["hi"]} if "lo" in n else {}
-
-    def _committed_before(self) -> bool:
-        """Whether some plan row of this commit was committed earlier in this run (its snapshot
-        row must then be replaced). With a row position: from the bitmap of committed positions;
-        otherwise `_done` is part of `_replace` already."""
-        if not self.row_position:
-            return False
+    def _committed_before(self, positions) -> bool:
+        """Whether some plan row of this commit (its `positions`, an Arrow array) was committed
+        earlier in this run (its snapshot row must then be replaced): from the bitmap of committed
+        positions. (Without a row position, `_done` is part of `_replace` already.)"""
         import polars as pl
+        import pyarrow as pa
 
-        table = self.warehouse.query(self.render("acked_positions"))
-        rn = pl.Series("rn", table.column(0).combine_chunks(), dtype=pl.UInt64)
+        if isinstance(positions, pa.ChunkedArray):
+            positions = positions.combine_chunks()
+        rn = pl.Series("rn", positions, dtype=pl.UInt64)
         self._acked_rn = rn
         top = int(rn.max() or 0) + 1
         with self._done_lock:

@@ -57,13 +57,13 @@ class PendingMixin:
                 if n["acknowledged"]:
                     with self.warehouse.transaction():
                         self._execute("stash_delete")
-                        self._execute("stash_insert", **self._bounds(n))
+                        self._execute("stash_insert")
                         q = self.warehouse.quote
                         self.warehouse.execute(
                             f"UPDATE {self.warehouse.table_name(self.spec.state_schema, self.pending_table)} "
                             f"SET {q('_token')} = :token WHERE {q('_token')} IS NULL", {"token": token})
             finally:
-                self._drop("ack", "acked")
+                self._release_acked()
             return n["acknowledged"]
 
     def resolve_pending(self, ok: Sequence[str] = (), rejected: Sequence[str] = (),

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
-from .commit import CommitMixin, PositionIndex
+from .commit import CommitMixin, StreamedRows
 from .pending import PendingMixin
 from .dialects import DEFAULT_HASH_TYPES
 from .keys import KEY_NORMALIZATIONS, key_sql, phone_params
@@ -118,6 +118,8 @@ class Planner(CommitMixin, PendingMixin):
         self.hash_type: str = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
         self.row_position: str | None = getattr(caps, "row_position", None)
+        self.arrow_views: bool = bool(getattr(caps, "arrow_views", False))
+        self._acked_view = False  # `acked` is a view over Arrow data (see commit.py)
         sync = spec.sync
         self.snapshot_table = f"snap_{sync}"
         self.plan_table = f"plan_{sync}"
@@ -144,7 +146,7 @@ class Planner(CommitMixin, PendingMixin):
         self._ctx: dict[str, Any] | None = None
         self._lock = threading.RLock()
         self._done_lock = threading.Lock()
-        self._positions = PositionIndex()  # streamed, not yet committed rows (see commit.py)
+        self._streamed = StreamedRows()  # streamed, not yet committed rows (see commit.py)
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
@@ -267,7 +269,7 @@ class Planner(CommitMixin, PendingMixin):
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None
-            self._positions.clear()
+            self._streamed.clear()
             with self._done_lock:
                 self._done = None
             self._drop("plan")
@@ -348,13 +350,15 @@ class Planner(CommitMixin, PendingMixin):
         return self._stream_tracked(sql, batch_rows)
 
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
-        """Strip the position column, remembering the position of each streamed key: a commit
-        reads the plan at those positions (range scans) instead of scanning it."""
+        """Keep the carried columns of each streamed batch (position, hashes: see StreamedRows)
+        for the commits of its rows, and yield what the destination needs."""
+        n = len(self.fields)
+        sent = list(range(1, 3 + 2 * n))  # _key, _op, v0.., x0..
         batches = self.warehouse.stream(sql, batch_rows)
         try:
             for batch in batches:
-                self._positions.add(batch.column(1), batch.column(0))
-                yield batch.select(range(1, batch.num_columns))
+                self._streamed.add(batch.select([0, 1] + list(range(3 + 2 * n, batch.num_columns))))
+                yield batch.select(sent)
         finally:
             batches.close()
 

@@ -120,6 +120,9 @@ class Checkpointer:
             self.committed += ok
         if batch.rows:
             self.state.add_rejections(self.run_id, self.sync, batch.rows)
+            # failed / not found: sent again by the next run, never committed by this one
+            self.planner.release_streamed([key for key, _, status, _ in batch.rows
+                                           if key is not None and status != "rejected"])
         self.progress("checkpoint", {"acknowledged": len(batch.acked) + len(batch.pending_ok),
                                      "committed": self.committed})
 

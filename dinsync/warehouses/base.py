@@ -50,10 +50,13 @@ class Capabilities:
     # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
     # tables live in the state schema.
     scratch_database: str | None = None
-    # A pseudo-column numbering a table's rows in storage order, whose range filters skip storage
-    # blocks (DuckDB: rowid). Commits then find acknowledged plan rows by position, not by a scan
-    # of the whole plan. None: commits join the plan on the key.
+    # A pseudo-column numbering a table's rows (DuckDB: rowid). The plan's stream then carries
+    # what commits record for each row, and commits take it from the planner instead of joining
+    # the plan on the key (dinsync/diff/commit.py). None: commits join the plan on the key.
     row_position: str | None = None
+    # Arrow data in this process can be read by SQL as a view, without copying it into a table
+    # (view_arrow / drop_arrow_view; DuckDB: a registered Arrow table).
+    arrow_views: bool = False
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:
@@ -96,6 +99,14 @@ class Warehouse:
         """Bulk-write an Arrow table into schema.table. mode: `append` (the table exists; columns
         are matched by name) or `replace` (create the table from the Arrow schema, or drop and
         re-create it). Never row by row."""
+        raise NotImplementedError
+
+    def view_arrow(self, schema: str, table: str, data: pa.Table) -> None:
+        """With `Capabilities.arrow_views`: `data` readable as schema.table by this thread's
+        statements, without a copy, until `drop_arrow_view`."""
+        raise NotImplementedError
+
+    def drop_arrow_view(self, schema: str, table: str) -> None:
         raise NotImplementedError
 
     def columns(self, sql: str) -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         paramstyle="dollar",
         scratch_database=SCRATCH_DATABASE,
         row_position="rowid",
+        arrow_views=True,
     )
     driver_errors = (duckdb.Error,)
 
@@ -152,6 +153,21 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 raise ValueError(f"write mode must be append or replace, got {mode!r}")
         finally:
             con.unregister(name)
+
+    @translated("reading rows in place")
+    def view_arrow(self, schema: str, table: str, data: pa.Table) -> None:
+        """Make `data` readable as `schema.table` by the statements of this thread, without a copy:
+        a view over the Arrow table registered on this thread's cursor (until drop_arrow_view)."""
+        con = self.con
+        con.register(f"__dinsync_view_{table}", data)
+        con.execute(f"CREATE OR REPLACE VIEW {self.table_name(schema, table)} AS "
+                    f"SELECT * FROM {self.quote(f'__dinsync_view_{table}')}")
+
+    @translated("dropping a view")
+    def drop_arrow_view(self, schema: str, table: str) -> None:
+        con = self.con
+        con.execute(f"DROP VIEW IF EXISTS {self.table_name(schema, table)}")
+        con.unregister(f"__dinsync_view_{table}")
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:

@@ -23,9 +23,9 @@ class Sync:
         self.statements: list[str] = []
         execute = self.w.execute
 
-        def recording(sql):
+        def recording(sql, params=None):
             self.statements.append(sql)
-            return execute(sql)
+            return execute(sql, params)
 
         self.w.execute = recording
 
@@ -188,14 +188,15 @@ def test_commits_run_while_the_plan_streams(s):
 
 
 @pytest.mark.parametrize("collide", [True, False])
-def test_commits_stay_exact_whatever_the_position_index_says(s, collide, monkeypatch):
-    """The planner's index of streamed rows is only a hint: with every key hash colliding, or
-    with keys committed twice and keys it never streamed, commits record exactly the right rows."""
-    from dinsync.diff.commit import PositionIndex
+def test_commits_stay_exact_whatever_the_streamed_rows_say(s, collide, monkeypatch):
+    """The rows the planner keeps from its stream are found by a hash of the key: with every key
+    hash colliding, or with keys committed twice and keys it never streamed, commits record exactly
+    the right rows."""
+    from dinsync.diff.commit import StreamedRows
 
-    monkeypatch.setattr(PositionIndex, "SLICE", 7)  # keys looked up in several slices
+    monkeypatch.setattr(StreamedRows, "SLICE", 7)  # keys looked up in several slices
     if collide:
-        monkeypatch.setattr(PositionIndex, "hash", staticmethod(lambda keys: pl.Series([7] * len(keys), dtype=pl.UInt64)))
+        monkeypatch.setattr(StreamedRows, "hash", staticmethod(lambda keys: pl.Series([7] * len(keys), dtype=pl.UInt64)))
     s.set_rows([(f"u{i}@x.com", "n", i) for i in range(300)])
     s.plan()
     batches = list(s.p.stream_sendable(batch_rows=64))
@@ -210,3 +211,28 @@ def test_commits_stay_exact_whatever_the_position_index_says(s, collide, monkeyp
     assert all(state[k] == (True, False) for k in keys[:100] + keys[140:160])
     assert all(state[k] == (False, True) for k in keys[100:140])
     assert s.plan() == {k: "added" for k in keys[160:]}
+
+
+def test_rows_kept_from_the_stream_stay_bounded_by_the_rows_in_flight(s):
+    """What the stream carried for a row is let go once the row is committed, parked, stashed or
+    released (failed, not found): a long run keeps only the rows in flight. Commits read it in
+    place (no copy of the plan's rows): the snapshot gets exactly the hashes the plan computed."""
+    s.set_rows([(f"u{i}@x.com", "n", i) for i in range(600)])
+    s.plan()
+    batches = list(s.p.stream_sendable(batch_rows=100))
+    assert [b.column_names[:2] for b in batches] == [["_key", "_op"]] * 6  # carried columns not sent
+    keys = [k for b in batches for k in b.column("_key").to_pylist()]
+    assert len(s.p._streamed._parts) == 6
+    assert s.ack(keys[:250]) == 250
+    assert s.p.commit_rejected(keys[250:300]) == 50
+    s.p.stash_pending(keys[300:350], "job-1")
+    assert len(s.p._streamed._parts) == 3  # the first three batches were taken whole
+    s.p.release_streamed(keys[350:])
+    assert s.p._streamed._parts == []
+    same = " AND ".join(f's."{f.snap_name}" = p.h{f.i}' for f in s.p.fields)
+    snap = s.w.query(f'SELECT s._key, {same} AND s._fp = p._fp AND s._kh = p._kh AND s._rkh = p._rkh AS same '
+                     f'FROM dinsync."{s.p.snapshot_table}" s JOIN "{s.p.plan_schema}"."{s.p.plan_table}" p '
+                     f'USING (_key) WHERE s._synced_at IS NOT NULL')
+    assert snap.num_rows == 250 and all(snap.column("same").to_pylist())
+    # released rows are still committed when acknowledged later (looked for in the plan)
+    assert s.ack(keys[350:360]) == 10

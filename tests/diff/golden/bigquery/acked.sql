@@ -2,8 +2,8 @@ CREATE TABLE `dinsync_scratch`.`acked_people_to_crm` AS
 SELECT
   `p`.`_key`,
   `p`.`_kh`,
-  `p`.`_rkh`,
   `p`.`_fp`,
+  `p`.`_rkh`,
   `p`.`_prior` OR `p`.`_done` AS `_replace`,
   `p`.`h0`,
   `p`.`h1`,

@@ -1,14 +1,26 @@
 INSERT INTO "dinsync_scratch"."acked_people_to_crm" (
   "_rn",
-  "_replace",
+  "_key",
   "_kh",
-  "_key"
+  "_fp",
+  "_rkh",
+  "_replace",
+  "h0",
+  "h1",
+  "h2",
+  "h3"
 )
 SELECT
   "p"."rowid",
-  "p"."_prior",
+  "p"."_key",
   "p"."_kh",
-  "p"."_key"
+  "p"."_fp",
+  "p"."_rkh",
+  "p"."_prior",
+  "p"."h0",
+  "p"."h1",
+  "p"."h2",
+  "p"."h3"
 FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

@@ -21,11 +21,4 @@ SELECT
   "p"."h1",
   "p"."h2",
   "p"."h3"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
-WHERE
-  "p"."rowid" BETWEEN 9110000000000000001 AND 9110000000000000002
-  AND "p"."rowid" IN (
-    SELECT
-      "k"."_rn"
-    FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
-  )
+FROM "dinsync_scratch"."acked_people_to_crm" AS "p"

@@ -2,6 +2,6 @@ DELETE FROM "dinsync_state"."pend_people_to_crm"
 WHERE
   "_key" IN (
     SELECT
-      "a"."_key"
-    FROM "dinsync_state"."ack_people_to_crm" AS "a"
+      "k"."_key"
+    FROM "dinsync_state"."acked_people_to_crm" AS "k"
   )
