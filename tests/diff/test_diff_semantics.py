@@ -433,3 +433,33 @@ def test_field_change_counts(s):
     s.set_rows([("a@x.com", "Ada", 5), ("b@x.com", "Bobby", 6), ("c@x.com", "Cy", 3), ("d@x.com", "D", 1)])
     s.plan()
     assert s.p.field_change_counts() == {"email": 0, "first_name": 1, "score": 2}
+
+
+def test_a_duplicated_raw_key_makes_only_its_own_rows_candidates(tmp_path, monkeypatch):
+    """A raw key on two model rows is found through the buckets whose counts disagree; only the
+    rows of the repeated key are read again, not every row of those buckets (with one bucket,
+    every row of the model)."""
+    import dinsync.diff.planner as planner_module
+
+    monkeypatch.setattr(planner_module, "NBUCKETS", 1)
+    s = Sync(tmp_path)
+    s.p = Planner(s.w, s.spec, cache=False)
+    rows = [(f"u{i}@x.com", f"n{i}", i) for i in range(300)]
+    s.set_rows(rows)
+    s.plan()
+    assert s.ack_all() == 300
+    rows[7] = ("u7@x.com", "changed", 7)
+    s.set_rows(rows + [rows[5]])  # u5 twice, with the same values: cand_all cannot see it
+    created = {}
+    execute = s.w.execute
+
+    def counting(sql, params=None):
+        n = execute(sql, params)
+        if sql.startswith("CREATE TABLE") and '"cur_s1"' in sql.split("AS", 1)[0]:
+            created["cur"] = n
+        return n
+
+    s.w.execute = counting
+    s.plan()
+    assert s.ops() == {"u5@x.com": "duplicate", "u7@x.com": "changed"}
+    assert created["cur"] == 3  # u7, and the two rows of u5

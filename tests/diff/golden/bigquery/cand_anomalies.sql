@@ -39,3 +39,7 @@ WHERE
       AND `b`.`_b` < 16384
       AND `b`.`_seg_n` - COALESCE(`c`.`_new`, 0) > `b`.`_snap_n` - COALESCE(`c`.`_gone`, 0)
   )
+GROUP BY
+  `r`.`_rkh`
+HAVING
+  COUNT(*) > 1
