@@ -293,6 +293,14 @@ class Planner(CommitMixin, PendingMixin):
                 retry_rejected=retry_rejected,
             )
 
+    def drop_plan(self) -> None:
+        """Drop this run's plan table (`plan` does it before building the next one). A run never
+        needs to: the plan lives in the warehouse's scratch database where there is one (DuckDB:
+        in memory, gone with the connection)."""
+        with self._lock:
+            self._streamed.clear()
+            self._drop("plan")
+
     def _changes_ahead(self) -> None:
         if self.on_changes is not None:
             self.on_changes()
