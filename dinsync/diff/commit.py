@@ -44,7 +44,7 @@ class StreamedRows:
     a key taken twice while its part is still here is found again (harmless: the commit replaces
     the snapshot row it wrote before). Keys not found are looked for in the plan."""
 
-    SLICE = 262_144  # keys looked up at once
+    SLICE = 1 << 20  # keys looked up at once
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -77,6 +77,24 @@ class StreamedRows:
             self._parts.append(part)
             self._left[part_id] = part.height
 
+    @staticmethod
+    def _gather(parts, starts: list[int], positions):
+        """The rows at `positions` (a sorted Polars Series) of the parts laid end to end (`starts`:
+        where each begins, and where the last ends)."""
+        import polars as pl
+
+        bounds = positions.search_sorted(pl.Series(starts, dtype=positions.dtype), side="left").to_list()
+        pieces = []
+        for j, part in enumerate(parts):
+            lo, hi = bounds[j], bounds[j + 1]
+            if lo == hi:
+                continue
+            local = positions.slice(lo, hi - lo) - starts[j]
+            whole = hi - lo == part.height and local[0] == 0 and local[-1] == part.height - 1 and (
+                hi - lo == 1 or bool((local.diff().drop_nulls() > 0).all()))
+            pieces.append(part if whole else part[local])
+        return pl.concat(pieces, rechunk=False) if pieces else parts[0].clear()
+
     def take(self, keys):
         """(an Arrow table of the rows of `keys` found here, one per row: `_rn, _key, _kh, _fp,
         _rkh, _replace, h0, ..`, or None when nothing was; an Arrow array of the keys not found)."""
@@ -87,14 +105,17 @@ class StreamedRows:
                 return None, keys
             parts = self._parts
             hashes = pl.concat([part.select("_h") for part in parts]).with_row_index("_i")
-            rows = pl.concat(parts, rechunk=False)
+            starts = [0]
+            for part in parts:
+                starts.append(starts[-1] + part.height)
             found, missing = [], []
             for start in range(0, len(keys), self.SLICE):  # bounded transient memory
                 ack = pl.from_arrow(keys.slice(start, self.SLICE)).alias("_ack").to_frame()
                 ack = ack.with_columns(self.hash(ack.get_column("_ack")).alias("_h"))
-                # positions by hash first (small), then the rows themselves, checked against the key
-                at = ack.join(hashes, on="_h", how="inner")
-                hit = rows.select(pl.all().gather(at.get_column("_i")))
+                # positions by hash first (small), then the rows themselves, part by part (a part
+                # taken whole is not copied), checked against the key
+                at = ack.join(hashes, on="_h", how="inner", maintain_order="none").sort("_i")
+                hit = self._gather(parts, starts, at.get_column("_i"))
                 same = hit.get_column("_key") == at.get_column("_ack")
                 if not same.all():
                     hit = hit.filter(same)
