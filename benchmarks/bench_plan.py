@@ -30,6 +30,7 @@ import time
 import pyarrow as pa
 
 from dinsync.diff import DiffSpec, Planner
+from dinsync.engine.options import EngineOptions
 from dinsync.warehouses import connect
 
 COLUMNS = ["id", "email", "first_name", "last_name", "plan", "ltv", "created_at", "orders", "country", "active"]
@@ -66,7 +67,7 @@ def churn(w, rows: int, share: float) -> int:
 
 
 def commit_all(planner: Planner, chunk: int) -> tuple[float, float, float, int, int]:
-    """Stream the sendable rows (20k-row batches, like the engine) and commit their keys every
+    """Stream the sendable rows (in the engine's batches) and commit their keys every
     `chunk` keys in a committer thread while streaming goes on (at most one commit waiting).
     Returns (wall seconds, total commit seconds, worst commit seconds, commits, keys)."""
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
@@ -82,7 +83,7 @@ def commit_all(planner: Planner, chunk: int) -> tuple[float, float, float, int, 
     pending: list[pa.Array] = []
     pending_n = 0
     t0 = time.perf_counter()
-    for batch in planner.stream_sendable(batch_rows=20_000):
+    for batch in planner.stream_sendable(batch_rows=EngineOptions().batch_rows):
         pending.append(batch.column(0))
         pending_n += batch.num_rows
         if pending_n >= chunk:
@@ -198,7 +199,9 @@ def main() -> None:
     fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
     step("first plan (all added)", planner.plan, fmt)
     ck = args.checkpoint_rows
-    with w.streaming():  # as the engine: the adapter's smaller buffer pool while rows stream out
+    # as the engine: the adapter's smaller buffer pool while rows stream out (a first sync: commits
+    # only insert)
+    with w.streaming(inserts_only=True):
         wall, total, worst, commits, n = commit_all(planner, ck)
     results.append(("stream + commit (wall)", wall))
     results.append((f"commit all keys ({ck:,} per commit)", total))

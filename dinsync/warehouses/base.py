@@ -130,9 +130,10 @@ class Warehouse:
             self.execute("COMMIT")
 
     @contextlib.contextmanager
-    def streaming(self) -> Iterator[None]:
+    def streaming(self, inserts_only: bool = False) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming
-        back): an adapter may lower its memory use meanwhile."""
+        back): an adapter may lower its memory use meanwhile. `inserts_only`: no row of the plan
+        has a snapshot row (a first sync), so commits only insert."""
         yield
 
     def close(self) -> None:
