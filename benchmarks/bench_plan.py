@@ -199,9 +199,7 @@ def main() -> None:
     fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
     step("first plan (all added)", planner.plan, fmt)
     ck = args.checkpoint_rows
-    # as the engine: the adapter's smaller buffer pool while rows stream out (a first sync: commits
-    # only insert)
-    with w.streaming(inserts_only=True):
+    with w.streaming():  # as the engine: the adapter's smaller buffer pool while rows stream out
         wall, total, worst, commits, n = commit_all(planner, ck)
     results.append(("stream + commit (wall)", wall))
     results.append((f"commit all keys ({ck:,} per commit)", total))

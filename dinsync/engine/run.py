@@ -183,9 +183,7 @@ class SyncRun:
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
-            # no planned row has a snapshot row (a first sync): commits only insert
-            inserts_only = not (stats.changed or stats.unchanged or self.full_refresh)
-            with self.wh.streaming(inserts_only=inserts_only):
+            with self.wh.streaming():
                 import asyncio  # only when something is sent
 
                 asyncio.run(self._send(s, lock))

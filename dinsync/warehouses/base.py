@@ -130,10 +130,9 @@ class Warehouse:
             self.execute("COMMIT")
 
     @contextlib.contextmanager
-    def streaming(self, inserts_only: bool = False) -> Iterator[None]:
+    def streaming(self) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming
-        back): an adapter may lower its memory use meanwhile. `inserts_only`: no row of the plan
-        has a snapshot row (a first sync), so commits only insert."""
+        back): an adapter may lower its memory use meanwhile."""
         yield
 
     def close(self) -> None:

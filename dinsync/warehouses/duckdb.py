@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from typing import Iterator
 
@@ -17,19 +16,6 @@ from .params import translate
 
 SCRATCH_DATABASE = "dinsync_scratch"
 DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roaring"
-
-
-# The buffer pool while a first sync streams its plan and commits only insert (10M rows: measured
-# to suffice; deleting 200k snapshot rows in one commit needs more than 64 MB).
-INSERTS_ONLY_MEMORY_LIMIT = "48MB"
-_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
-
-
-def _bytes(size: str) -> float:
-    """'160MB' -> bytes (the forms the config accepts)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", size)
-    return float(m.group(1)) * _UNITS[m.group(2).upper()] if m and m.group(2).upper() in _UNITS else float("inf")
 
 
 class DuckDBWarehouse(ErrorTranslation, Warehouse):
@@ -198,18 +184,16 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         return [r[0] for r in rows] or None
 
     @contextlib.contextmanager
-    def streaming(self, inserts_only: bool = False):
+    def streaming(self):
         """While the plan streams out and acknowledged keys come back in small commits, DuckDB
         needs far less memory than for building the plan: shrink its buffer pool meanwhile,
-        so the sending phase of a large first sync stays within a few hundred MB. Commits that
-        only insert (`inserts_only`) need less still; deleting snapshot rows needs the rest."""
+        so the sending phase of a large first sync stays within a few hundred MB. (Not lower
+        than 160 MB: a commit inserts whole row groups, whose size grows with the mapped fields;
+        at 9 fields 32 MB ran out of memory, and deleting 200k snapshot rows needs more than 64 MB.)"""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return
-        limit = self.streaming_memory_limit
-        if inserts_only and _bytes(INSERTS_ONLY_MEMORY_LIMIT) < _bytes(limit):
-            limit = INSERTS_ONLY_MEMORY_LIMIT
-        self._con.execute("SET memory_limit = ?", [limit])
+        self._con.execute("SET memory_limit = ?", [self.streaming_memory_limit])
         try:
             yield
         finally:
