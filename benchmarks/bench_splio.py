@@ -32,6 +32,7 @@ from pathlib import Path
 
 import asyncssh
 import duckdb
+from cli_run import run_cli
 
 KEY = "bench-splio-key-0123"
 PASSWORD = "bench-sftp-pw-4567"
@@ -108,18 +109,10 @@ def make_project(root: Path, transport: str, mode: str, url: str, port: int, kno
 def cli_sync(root: Path) -> tuple[dict, float, float]:
     """One `dinsync sync`: (run summary, wall seconds, peak RSS MB of that process)."""
     env = dict(os.environ, BENCH_SPLIO_KEY=KEY, BENCH_SFTP_PASSWORD=PASSWORD)
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "-p", str(root), "--json", "sync"],
-                                env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if os.waitstatus_to_exitcode(status) not in (0, 4):
+    code, stdout, stderr, wall, peak = run_cli(["-p", str(root), "--json", "sync"], env)
+    if code not in (0, 4):
         raise SystemExit(f"sync failed: {stdout}\n{stderr[-3000:]}")
-    return json.loads(stdout)["runs"][0], wall, usage.ru_maxrss / 1024
+    return json.loads(stdout)["runs"][0], wall, peak
 
 
 async def naive_export(root: Path, port: int, known_hosts: Path) -> float:

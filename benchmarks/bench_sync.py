@@ -33,6 +33,7 @@ from pathlib import Path
 import aiohttp
 import duckdb
 import orjson
+from cli_run import run_cli
 
 KEY = "bench-key-0123456789"
 
@@ -100,19 +101,10 @@ def make_project(root: Path, url: str, rows: int, limits: bool, concurrency: int
 def cli_sync(root: Path) -> tuple[dict, float, float]:
     """One `dinsync sync` as a user runs it: (run summary, wall seconds, peak RSS MB of that process)."""
     env = dict(os.environ, BENCH_ITERABLE_KEY=KEY)
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "-p", str(root), "--json", "sync"],
-                                env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode not in (0, 4):
-        raise SystemExit(f"sync failed ({proc.returncode}): {stdout}\n{stderr[-3000:]}")
-    return json.loads(stdout)["runs"][0], wall, usage.ru_maxrss / 1024
+    code, stdout, stderr, wall, peak = run_cli(["-p", str(root), "--json", "sync"], env)
+    if code not in (0, 4):
+        raise SystemExit(f"sync failed ({code}): {stdout}\n{stderr[-3000:]}")
+    return json.loads(stdout)["runs"][0], wall, peak
 
 
 def sink_stats(url: str) -> dict:
