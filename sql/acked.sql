@@ -1,7 +1,8 @@
 -- The plan rows of the keys the destination answered for ({{ tables.ack }}, written by dinsync):
 -- only added and changed rows; any other key is ignored. With the hashes of the values sent, which
 -- the snapshot records. _replace: the snapshot may hold a row for the key (it had one when the
--- plan was built{% if not position %}, or this run committed the key already{% endif %}).
+-- plan was built{% if not position %}, or this run may have committed the key already: _again,
+-- from the planner's filter of committed keys{% endif %}).
 {% if position %}
 -- (Rows the planner streamed are written to this table from what the stream carried; only keys
 -- it did not stream are looked for here, see acked_rest.)
@@ -13,7 +14,7 @@ SELECT
   p._kh,
   p._fp,
   p._rkh,
-  p._prior{% if not position %} OR p._done{% endif %} AS _replace,
+  {% if position %}p._prior{% else %}p._prior OR p._key IN (SELECT a._key FROM {{ tables.ack }} AS a WHERE a._again){% endif %} AS _replace,
   {% for f in fields %}p.h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
 FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')

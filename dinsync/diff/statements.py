@@ -50,7 +50,6 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "commit_insert": ("commit_insert", {}),
     "park_update": ("park_update", {}),
     "park_insert": ("park_insert", {}),
-    "mark_done": ("mark_done", {}),
     "removed_count": ("removed_count", {}),
     "commit_removed": ("commit_removed", {}),
     "cleanup_count": ("cleanup_count", {}),
@@ -73,4 +72,4 @@ for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
 # Statements that need a row-position column (Capabilities.row_position).
 NEEDS_POSITION = {"acked_rest", "acked_positions", "acked_replace_all"}
 # Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
-# (limit); with a row position acked, commit_*, park_* (lo, hi).
+# (limit).

@@ -128,7 +128,9 @@ class Harness:
     def snapshot(self):
         rel = f'dinsync."{self.p.snapshot_table}"'
         rows = self.w.query(f"SELECT _key, _synced_at IS NOT NULL AS delivered, _pfp IS NOT NULL AS parked FROM {rel}")
-        return {r["_key"]: (r["delivered"], r["parked"]) for r in rows.to_pylist()}
+        snap = {r["_key"]: (r["delivered"], r["parked"]) for r in rows.to_pylist()}
+        assert len(snap) == rows.num_rows, "one snapshot row per key (a key committed twice is replaced)"
+        return snap
 
 
 def mutate(rng, population, rows):

@@ -4,7 +4,14 @@ SELECT
   "p"."_kh",
   "p"."_fp",
   "p"."_rkh",
-  "p"."_prior" OR "p"."_done" AS "_replace",
+  "p"."_prior"
+  OR "p"."_key" IN (
+    SELECT
+      "a"."_key"
+    FROM "dinsync_state"."ack_people_to_crm" AS "a"
+    WHERE
+      "a"."_again"
+  ) AS "_replace",
   "p"."h0",
   "p"."h1",
   "p"."h2",
