@@ -13,8 +13,8 @@
 --   rekey      values as expected, raw key text not (same key after normalisation)
 --   forget     a parked key that was never delivered left the segment
 -- Columns: _key, _op, v{i} (value of field i, mapping order), x{i} (send it?), h{i} (hash of the
--- value's text form, what a commit records), _n, _kh (hash of the key), _rkh (hash of the raw key), _fp (fingerprint), _prior (the snapshot holds the key),
--- _done (committed by this run). Built from the candidates (cand.sql, cur.sql, prior.sql) only.
+-- value's text form, what a commit records), _n, _kh (hash of the key), _rkh (hash of the raw key), _fp (fingerprint), _prior (the snapshot holds the key).
+-- Built from the candidates (cand.sql, cur.sql, prior.sql) only.
 CREATE TABLE {{ plan }} AS
 WITH counts AS (
   SELECT c._key, COUNT(*) AS _n
@@ -78,15 +78,14 @@ SELECT
   DINSYNC_HASH(o._key) AS _kh,
   o._rkh,
   o._fp,
-  o._prior,
-  FALSE AS _done
+  o._prior
 FROM ops AS o
 UNION ALL
-SELECT k._key, 'duplicate', {% for f in fields %}NULL, NULL, NULL, {% endfor %}k._n, DINSYNC_HASH(k._key), NULL, NULL, NULL, FALSE
+SELECT k._key, 'duplicate', {% for f in fields %}NULL, NULL, NULL, {% endfor %}k._n, DINSYNC_HASH(k._key), NULL, NULL, NULL
 FROM keyed AS k
 WHERE k._n > 1
 UNION ALL
-SELECT NULL, 'skipped', {% for f in fields %}NULL, NULL, NULL, {% endfor %}COUNT(*), NULL, NULL, NULL, NULL, FALSE
+SELECT NULL, 'skipped', {% for f in fields %}NULL, NULL, NULL, {% endfor %}COUNT(*), NULL, NULL, NULL, NULL
 FROM {{ cur }} AS c
 WHERE c._key IS NULL
 HAVING COUNT(*) > 0
@@ -94,7 +93,7 @@ UNION ALL
 SELECT
   p._key,
   CASE WHEN p._synced_at IS NOT NULL THEN 'removed' ELSE 'forget' END,
-  {% for f in fields %}NULL, NULL, NULL, {% endfor %}CAST(0 AS BIGINT), p._kh, p._rkh, NULL, TRUE, FALSE
+  {% for f in fields %}NULL, NULL, NULL, {% endfor %}CAST(0 AS BIGINT), p._kh, p._rkh, NULL, TRUE
 FROM {{ prior }} AS p
 WHERE NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = p._key)
   AND (p._synced_at IS NOT NULL OR p._rkh IS NULL

@@ -15,8 +15,7 @@ SELECT
   k._kh,
   k._rkh,
   k._fp,
-  {% if full_refresh %}k._kh IN (SELECT s._kh FROM {{ snapshot }} AS s){% else %}FALSE{% endif %} AS _prior,
-  FALSE AS _done
+  {% if full_refresh %}k._kh IN (SELECT s._kh FROM {{ snapshot }} AS s){% else %}FALSE{% endif %} AS _prior
 FROM (
   SELECT
     j._key,

@@ -10,7 +10,6 @@ SELECT
   CAST(NULL AS {{ hash_type }}) AS _kh,
   CAST(NULL AS {{ hash_type }}) AS _rkh,
   CAST(NULL AS {{ hash_type }}) AS _fp,
-  CAST(NULL AS BOOLEAN) AS _prior,
-  CAST(NULL AS BOOLEAN) AS _done
+  CAST(NULL AS BOOLEAN) AS _prior
 FROM {{ model }} AS m
 WHERE FALSE

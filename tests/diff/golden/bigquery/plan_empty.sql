@@ -18,8 +18,7 @@ SELECT
   CAST(NULL AS INT64) AS `_kh`,
   CAST(NULL AS INT64) AS `_rkh`,
   CAST(NULL AS INT64) AS `_fp`,
-  CAST(NULL AS BOOL) AS `_prior`,
-  CAST(NULL AS BOOL) AS `_done`
+  CAST(NULL AS BOOL) AS `_prior`
 FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS `m`

@@ -117,8 +117,7 @@ SELECT
   CASE WHEN `o`.`_key` IS NULL THEN 0 ELSE XXHASH64(CAST(`o`.`_key` AS STRING)) END AS `_kh`,
   `o`.`_rkh`,
   `o`.`_fp`,
-  `o`.`_prior`,
-  FALSE AS `_done`
+  `o`.`_prior`
 FROM `ops` AS `o`
 UNION ALL
 SELECT
@@ -140,8 +139,7 @@ SELECT
   CASE WHEN `k`.`_key` IS NULL THEN 0 ELSE XXHASH64(CAST(`k`.`_key` AS STRING)) END,
   NULL,
   NULL,
-  NULL,
-  FALSE
+  NULL
 FROM `keyed` AS `k`
 WHERE
   `k`.`_n` > 1
@@ -165,8 +163,7 @@ SELECT
   NULL,
   NULL,
   NULL,
-  NULL,
-  FALSE
+  NULL
 FROM `dinsync_state`.`cur_people_to_crm` AS `c`
 WHERE
   `c`.`_key` IS NULL
@@ -192,8 +189,7 @@ SELECT
   `p`.`_kh`,
   `p`.`_rkh`,
   NULL,
-  TRUE,
-  FALSE
+  TRUE
 FROM `dinsync_state`.`prior_people_to_crm` AS `p`
 WHERE
   NOT EXISTS(

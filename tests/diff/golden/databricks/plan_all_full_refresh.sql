@@ -22,8 +22,7 @@ SELECT
     SELECT
       `s`.`_kh`
     FROM `dinsync_state`.`snap_people_to_crm` AS `s`
-  ) AS `_prior`,
-  FALSE AS `_done`
+  ) AS `_prior`
 FROM (
   SELECT
     `j`.`_key`,

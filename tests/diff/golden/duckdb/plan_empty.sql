@@ -18,8 +18,7 @@ SELECT
   CAST(NULL AS UBIGINT) AS "_kh",
   CAST(NULL AS UBIGINT) AS "_rkh",
   CAST(NULL AS UBIGINT) AS "_fp",
-  CAST(NULL AS BOOLEAN) AS "_prior",
-  CAST(NULL AS BOOLEAN) AS "_done"
+  CAST(NULL AS BOOLEAN) AS "_prior"
 FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS "m"

@@ -137,8 +137,7 @@ SELECT
   END AS "_kh",
   "o"."_rkh",
   "o"."_fp",
-  "o"."_prior",
-  FALSE AS "_done"
+  "o"."_prior"
 FROM "ops" AS "o"
 UNION ALL
 SELECT
@@ -164,8 +163,7 @@ SELECT
   END,
   NULL,
   NULL,
-  NULL,
-  FALSE
+  NULL
 FROM "keyed" AS "k"
 WHERE
   "k"."_n" > 1
@@ -189,8 +187,7 @@ SELECT
   NULL,
   NULL,
   NULL,
-  NULL,
-  FALSE
+  NULL
 FROM "dinsync_state"."cur_people_to_crm" AS "c"
 WHERE
   "c"."_key" IS NULL
@@ -216,8 +213,7 @@ SELECT
   "p"."_kh",
   "p"."_rkh",
   NULL,
-  TRUE,
-  FALSE
+  TRUE
 FROM "dinsync_state"."prior_people_to_crm" AS "p"
 WHERE
   NOT EXISTS(

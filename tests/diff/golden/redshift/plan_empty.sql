@@ -18,8 +18,7 @@ SELECT
   CAST(NULL AS BIGINT) AS "_kh",
   CAST(NULL AS BIGINT) AS "_rkh",
   CAST(NULL AS BIGINT) AS "_fp",
-  CAST(NULL AS BOOLEAN) AS "_prior",
-  CAST(NULL AS BOOLEAN) AS "_done"
+  CAST(NULL AS BOOLEAN) AS "_prior"
 FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
 ) AS "m"

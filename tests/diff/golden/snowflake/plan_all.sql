@@ -18,8 +18,7 @@ SELECT
   "k"."_kh",
   "k"."_rkh",
   "k"."_fp",
-  FALSE AS "_prior",
-  FALSE AS "_done"
+  FALSE AS "_prior"
 FROM (
   SELECT
     "j"."_key",
