@@ -266,6 +266,7 @@ class Planner(CommitMixin, PendingMixin):
         (it is left untouched until `commit_full_refresh_cleanup`) and ignores parking;
         `retry_rejected` plans parked rows again (as if they had never been rejected)."""
         with self._lock:
+            self.warehouse.size_for(len(self.fields))
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None

@@ -129,6 +129,10 @@ class Warehouse:
         else:
             self.execute("COMMIT")
 
+    def size_for(self, fields: int) -> None:
+        """Before a plan of a sync with `fields` mapped fields: an adapter that bounds its memory
+        may need more for a wide one."""
+
     @contextlib.contextmanager
     def streaming(self) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming

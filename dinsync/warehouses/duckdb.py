@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from typing import Iterator
 
@@ -16,6 +17,26 @@ from .params import translate
 
 SCRATCH_DATABASE = "dinsync_scratch"
 DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roaring"
+
+
+# What a plan and its commits need grows with the sync's width (each column pins its own blocks,
+# and a commit inserts whole row groups): measured with 300k rows, 60 mapped fields needed more
+# than 160 MB to commit while the plan streamed (224 MB passed), 150 fields more than 384 MB
+# (448 MB passed) and more than 192 MB to plan. The configured limits are raised to at least
+# BASE + PER_COLUMN x (fields + 6 columns of the snapshot's own).
+PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
+_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def _at_least(limit: str | None, mb: int) -> str | None:
+    """`limit` (as the config writes it), or `mb` MB when that is more; None (no limit) stays."""
+    if not limit:
+        return limit
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", limit)
+    if not m or m.group(2).upper() not in _UNITS:
+        return limit
+    return limit if float(m.group(1)) * _UNITS[m.group(2).upper()] >= mb * 1000**2 else f"{mb}MB"
 
 
 class DuckDBWarehouse(ErrorTranslation, Warehouse):
@@ -47,6 +68,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._secrets: list[str] = []
         self.memory_limit = memory_limit
         self.streaming_memory_limit = streaming_memory_limit
+        self._configured_limits = (memory_limit, streaming_memory_limit)
         try:
             self._con = duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:
@@ -183,13 +205,24 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         ).fetchall()
         return [r[0] for r in rows] or None
 
+    def size_for(self, fields: int) -> None:
+        """Raise the buffer pools to what a sync of `fields` mapped fields needs (see
+        PER_COLUMN_MB), never below the configured limits; a narrower sync after it gets those back."""
+        plan, streaming = self._configured_limits
+        width = PER_COLUMN_MB * (fields + 6)
+        self.memory_limit = _at_least(plan, PLAN_BASE_MB + width)
+        self.streaming_memory_limit = _at_least(streaming, STREAMING_BASE_MB + width)
+        if self.memory_limit:
+            self._con.execute("SET memory_limit = ?", [self.memory_limit])
+
     @contextlib.contextmanager
     def streaming(self):
         """While the plan streams out and acknowledged keys come back in small commits, DuckDB
         needs far less memory than for building the plan: shrink its buffer pool meanwhile,
         so the sending phase of a large first sync stays within a few hundred MB. (Not lower
-        than 160 MB: a commit inserts whole row groups, whose size grows with the mapped fields;
-        at 9 fields 32 MB ran out of memory, and deleting 200k snapshot rows needs more than 64 MB.)"""
+        than 160 MB: a commit inserts whole row groups, whose size grows with the mapped fields
+        (see size_for); at 9 fields 32 MB ran out of memory, and deleting 200k snapshot rows
+        needs more than 64 MB.)"""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return

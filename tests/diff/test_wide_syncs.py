@@ -1,0 +1,62 @@
+"""A wide sync (many mapped fields) plans and commits under DuckDB's default memory limits: what a
+plan and its commits need grows with the number of columns, and the adapter sizes its buffer
+pools for the sync (DuckDBWarehouse.size_for)."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from dinsync.diff import DiffSpec, Planner
+from dinsync.warehouses import connect
+
+
+def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
+    narrow = setting()
+    w.size_for(150)
+    assert (w.memory_limit, w.streaming_memory_limit) == ("564MB", "532MB")
+    assert setting() != narrow
+    w.size_for(9)  # the defaults already suffice: back to them
+    assert (w.memory_limit, w.streaming_memory_limit) == ("192MB", "160MB")
+    assert setting() == narrow
+    big = connect("duckdb", path=str(tmp_path / "b.duckdb"), memory_limit="2GB", streaming_memory_limit="1GB")
+    big.size_for(150)  # configured limits above what the width needs are kept
+    assert (big.memory_limit, big.streaming_memory_limit) == ("2GB", "1GB")
+    unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), memory_limit=None, streaming_memory_limit=None)
+    unbounded.size_for(150)
+    assert (unbounded.memory_limit, unbounded.streaming_memory_limit) == (None, None)
+
+
+def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
+    """250k rows x 60 fields: with the default 160 MB while streaming, the commits' inserts ran out
+    of memory (measured); sized for the width they go through, first sync and churn."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    n_fields, rows = 60, 250_000
+    cols = ", ".join(f"'v{j}_' || (i % {97 + j}) AS c{j}" for j in range(n_fields))
+    w.execute(f"CREATE TABLE wide AS SELECT 'u' || i || '@x.com' AS email, {cols} FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="wide", model_sql="SELECT * FROM wide", key_column="email", key_normalization="email",
+                    fields=[("email", "email")] + [(f"c{j}", f"f{j}") for j in range(n_fields)])
+    p = Planner(w, spec)
+    p.ensure_state()
+
+    def send_all() -> int:
+        committed, keys = 0, []
+        with w.streaming():
+            for batch in p.stream_sendable(10_000):
+                keys.append(batch.column(0))
+                if sum(len(k) for k in keys) >= 50_000:
+                    committed += p.commit_acknowledged(pa.concat_arrays(keys))
+                    keys = []
+            if keys:
+                committed += p.commit_acknowledged(pa.concat_arrays(keys))
+        return committed
+
+    assert p.plan().added == rows
+    assert send_all() == rows
+    w.execute("UPDATE wide SET c0 = c0 || 'x' WHERE hash(email) % 10 = 0")
+    changed = p.plan().changed
+    assert 20_000 < changed < 30_000
+    assert send_all() == changed
+    assert p.plan().changed == 0
+    snap = w.query(f'SELECT COUNT(*) AS n, COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').to_pylist()[0]
+    assert snap == {"n": rows, "k": rows}
