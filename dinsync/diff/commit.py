@@ -96,6 +96,13 @@ class StreamedRows:
             pieces.append(part if whole else part[local])
         return pl.concat(pieces, rechunk=False) if pieces else parts[0].clear()
 
+    @staticmethod
+    def _one_per_row(rows):
+        """A key given twice (in one slice, or in two) takes its row once."""
+        if (rows.get_column("_rn").sort().diff() == 0).any():
+            return rows.unique(subset="_rn", keep="any")
+        return rows
+
     def take(self, keys):
         """(an Arrow table of the rows of `keys` found here, one per row: `_rn, _key, _kh, _fp,
         _rkh, _replace, h0, ..`, or None when nothing was; an Arrow array of the keys not found)."""
@@ -120,9 +127,7 @@ class StreamedRows:
                 same = hit.get_column("_key") == at.get_column("_ack")
                 if not same.all():
                     hit = hit.filter(same)
-                rn = hit.get_column("_rn")
-                if (rn.sort().diff() == 0).any():  # a key given twice: its row once
-                    hit = hit.unique(subset="_rn", keep="any")
+                hit = self._one_per_row(hit)
                 if hit.height < ack.height:
                     missing.append(ack.join(hit.select(pl.col("_key").alias("_ack")), on="_ack", how="anti")
                                    .get_column("_ack"))
@@ -138,9 +143,7 @@ class StreamedRows:
         rest = pl.concat(missing).unique().to_arrow() if missing else keys.slice(0, 0)
         if not found:
             return None, rest
-        taken = pl.concat(found) if len(found) > 1 else found[0]
-        if len(found) > 1 and (taken.get_column("_rn").sort().diff() == 0).any():
-            taken = taken.unique(subset="_rn", keep="any")  # a key given twice, in two slices
+        taken = self._one_per_row(pl.concat(found)) if len(found) > 1 else found[0]
         return taken.rename({"_prior": "_replace"}).to_arrow(), rest
 
 

@@ -270,10 +270,9 @@ class Planner(CommitMixin, PendingMixin):
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None
-            self._streamed.clear()
             with self._done_lock:
                 self._done = None
-            self._drop("plan")
+            self.drop_plan()
             if full_refresh or self._scalar("snapshot_empty"):
                 counts = self._plan_all(full_refresh)
             else:

@@ -31,8 +31,7 @@ _MODEL_MARKER = "__DINSYNC_MODEL__"
 _SYNC_RE = re.compile(r"[A-Za-z0-9_]+")
 
 # Values bound when a statement runs: a marker in the rendered SQL, replaced by `bind`.
-PARAMS = {"lo": "9110000000000000001", "hi": "9110000000000000002", "limit": "9110000000000000003",
-          "op": "'__dinsync_param_op__'"}
+PARAMS = {"limit": "9110000000000000003", "op": "'__dinsync_param_op__'"}
 OPS = ("added", "changed", "removed", "duplicate")
 
 
