@@ -348,3 +348,19 @@ def test_module_entry_point_rejects_bad_declarations():
     proc = subprocess.run([sys.executable, "-m", "dinsync.sandbox", "attio", "--port", "0"],
                           capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode == 2 and "--api-key" in proc.stderr
+
+
+def test_a_fixed_window_retry_after_names_the_second_the_window_frees(monkeypatch):
+    """The limiter says the window frees in `wait` seconds, read on its clock; the response reads
+    the clock again a few microseconds later: the date is still that second, not the next one."""
+    from email.utils import parsedate_to_datetime
+
+    from dinsync.sandbox.attio import sandbox as attio_sandbox
+
+    box = attio_sandbox.AttioSandbox(window="fixed")
+    limiter_now = 1_796_121_401.25
+    wait = 1_796_121_402 - limiter_now  # the next whole second, on the limiter's clock
+    monkeypatch.setattr(attio_sandbox.time, "time", lambda: limiter_now + 0.000004)
+    resp = box._too_many_requests(wait)
+    assert resp.status == 429
+    assert parsedate_to_datetime(resp.headers["Retry-After"]).timestamp() == 1_796_121_402
