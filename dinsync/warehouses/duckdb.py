@@ -97,6 +97,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         # One connection object per thread: a DuckDB connection must not run two statements at
         # once, and the engine streams the plan while it commits acknowledged rows.
         self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def _disable_compression(self, methods: list[str]) -> None:
         """Disable the compression methods this DuckDB version knows among `methods`."""
@@ -116,6 +117,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         if cur is None:
             cur = self._con.cursor()
             self._local.cursor = cur
+            self._cursors.append(cur)
         return cur
 
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
@@ -233,4 +235,10 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             self._con.execute("SET memory_limit = ?", [self.memory_limit])
 
     def close(self) -> None:
+        """Close every cursor, then the connection: the database file is checkpointed and
+        released here, not whenever the last thread-local cursor happens to be collected."""
+        for cur in self._cursors:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+        self._cursors.clear()
         self._con.close()
