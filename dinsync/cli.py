@@ -642,6 +642,48 @@ def demo(path: Path = typer.Option(Path("dinsync_demo"), help="Folder for the de
 
 
 def main() -> None:
+    """The `dinsync` console script (and `python -m dinsync.cli`): run the command, then exit
+    without tearing the interpreter down (see `exit_now`)."""
+    try:
+        _run_app()
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)
+
+
+def exit_now(code: int | str | None) -> None:
+    """Leave the process once the command is done: flush stdout and stderr, run the `atexit`
+    hooks (logging's flush, a profiler's, a wrapper's), then `os._exit`. The normal interpreter
+    shutdown only frees what the process is about to drop anyway (modules, Polars and DuckDB
+    objects): 0.1-0.25 s of every command, a quarter of a run that
+    has nothing to send. Nothing is lost by skipping it: every warehouse connection is closed by
+    the command itself, and a run's state is committed before it returns.
+    `DINSYNC_SLOW_EXIT=1` keeps the normal shutdown (e.g. to debug a destructor)."""
+    if isinstance(code, str):  # sys.exit("message"): printed, exit status 1
+        RedactingStream(sys.stderr).write(code + "\n")
+        code = 1
+    code = 0 if code is None else int(code)
+    if os.environ.get("DINSYNC_SLOW_EXIT"):
+        sys.exit(code)
+    import atexit
+    import threading
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    # What the interpreter's shutdown does first: wait for non-daemon threads (a scheduled run
+    # `serve` still finishes) and stop idle thread pools; then the atexit hooks.
+    shutdown_threads = getattr(threading, "_shutdown", None)
+    if shutdown_threads is not None:
+        shutdown_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _run_app() -> None:
     try:
         app()
     except KeyboardInterrupt:
