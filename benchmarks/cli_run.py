@@ -37,8 +37,10 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, str, float,
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         hwm = os.path.join(tmp, "hwm")
         start = time.perf_counter()
+        # cwd: a neutral directory, so that `-c` does not put a checkout's dinsync/ (run from the
+        # repository root) in front of the installed package.
         proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *args], env=dict(env, DINSYNC_BENCH_HWM=hwm),
-                                stdout=out, stderr=err)
+                                stdout=out, stderr=err, cwd=tmp)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         out.seek(0)
