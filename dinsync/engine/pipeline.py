@@ -71,9 +71,9 @@ class Pipeline:
                 workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
                 producer = asyncio.create_task(self._produce(queue, loop, read_ex, work_ex))
                 try:
-                    await producer
+                    await self._unless_a_worker_fails(producer, workers)
                     for _ in workers:
-                        await queue.put(None)
+                        await self._unless_a_worker_fails(asyncio.ensure_future(queue.put(None)), workers)
                     await self._join(workers)
                 except BaseException:
                     producer.cancel()
@@ -102,6 +102,20 @@ class Pipeline:
 
     def _stopping(self) -> bool:
         return self.stop.requested or self.lock.lost.is_set()
+
+    @staticmethod
+    async def _unless_a_worker_fails(task: asyncio.Future, workers: list[asyncio.Task]) -> None:
+        """Wait for `task`, but raise at once the error of a sender task that fails meanwhile (a
+        commit that fails, a bug): the reader may be blocked on a full queue that no task drains
+        any more, and would wait forever."""
+        while not task.done():
+            running = [w for w in workers if not w.done()]
+            await asyncio.wait([task, *running], return_when=asyncio.FIRST_COMPLETED)
+            for w in workers:
+                if w.done() and not w.cancelled() and w.exception() is not None:
+                    task.cancel()
+                    w.result()
+        task.result()
 
     async def _join(self, workers: list[asyncio.Task]) -> None:
         """Wait for the workers; once a stop is requested, give requests in flight a grace period."""

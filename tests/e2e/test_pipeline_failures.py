@@ -1,0 +1,40 @@
+"""Failures inside the send phase end the run with an error: they never leave it waiting."""
+from __future__ import annotations
+
+import threading
+
+from dinsync.diff.planner import Planner
+from dinsync.warehouses.errors import WarehouseUnavailable
+
+
+def test_a_failing_commit_fails_the_run_instead_of_hanging(project, monkeypatch):
+    """Every sender task commits; when commits fail (here: DuckDB out of memory), the tasks end
+    while the reader still has batches for a request queue that nobody drains any more."""
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(3000)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))  # 300 requests at once
+    monkeypatch.setenv("DINSYNC_BATCH_ROWS", "500")
+    monkeypatch.setenv("DINSYNC_QUEUE_REQUESTS", "1")
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
+
+    def out_of_memory(self, keys):
+        raise WarehouseUnavailable("Out of Memory Error: could not allocate block of size 256 KiB")
+
+    original = Planner.commit_acknowledged
+    monkeypatch.setattr(Planner, "commit_acknowledged", out_of_memory)
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.setdefault("out", project.sync()), daemon=True)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive(), "the run hung after its commits failed"
+    out = result["out"]
+    assert out["exit_code"] == 1, out
+    [run] = out["runs"]
+    assert run["status"] == "failed" and "Out of Memory" in run["error"], run
+    assert project.snapshot_keys() == set()  # nothing acknowledged was committed: sent again next run
+    monkeypatch.setattr(Planner, "commit_acknowledged", original)
+    for name in ("DINSYNC_BATCH_ROWS", "DINSYNC_QUEUE_REQUESTS", "DINSYNC_CHECKPOINT_ROWS"):
+        monkeypatch.delenv(name)
+    again = project.sync()
+    assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 3000, again
+    assert len(project.snapshot_keys()) == 3000
