@@ -207,7 +207,8 @@ class DatabricksFake:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        self.con.close()
+        with self.lock:  # a statement still running on a worker thread finishes first (DuckDB 2
+            self.con.close()  # refuses to close a connection that is busy in another thread)
 
     async def well_known(self, request: web.Request) -> web.Response:
         return web.json_response({})
