@@ -5,12 +5,20 @@ segment, waiting on a slow platform or a bulk job), so a second run never takes 
 live run. If a refresh finds the lock gone (another run took it over after an expiry), `lost` is
 set: the run stops sending and commits nothing more, because the plan table it commits from may
 have been replaced.
+
+A commit checks the lock first (`check`), but trusts a confirmation younger than `trust_seconds`
+(ttl/10, at most 5 s) instead of asking the warehouse again: a live run's lock can only be taken
+over once it has expired, `ttl` after the refresh that confirmed it. Asking at every commit cost a
+write transaction (and its WAL sync) per commit: ~0.3 s of a 1M-row first sync on DuckDB.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 from ..errors import DinsyncError
+
+TRUST_SECONDS = 5.0  # longest a confirmation of the lock is trusted (never more than ttl / 10)
 
 
 class LockLostError(DinsyncError):
@@ -24,6 +32,8 @@ class LockKeeper:
         self.run_id = run_id
         self.ttl = ttl_seconds
         self.period = max(0.05, min(heartbeat_seconds, ttl_seconds / 3))
+        self.trust_seconds = min(TRUST_SECONDS, ttl_seconds / 10)
+        self._confirmed_at = float("-inf")  # monotonic time of the last refresh that found the lock ours
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -31,7 +41,9 @@ class LockKeeper:
 
     def acquire(self) -> None:
         """Take the lock (raises LockBusyError) and start the heartbeat."""
+        asked_at = time.monotonic()
         self.state.acquire_lock(self.sync, self.run_id, self.ttl)
+        self._confirmed_at = asked_at
         self._thread = threading.Thread(target=self._beat, name="dinsync-lock", daemon=True)
         self._thread.start()
 
@@ -40,14 +52,19 @@ class LockKeeper:
         if self.lost.is_set():
             return False
         with self._mutex:
+            asked_at = time.monotonic()
             ours = self.state.refresh_lock(self.sync, self.run_id, self.ttl)
         if ours is False:
             self.lost.set()
             return False
+        self._confirmed_at = asked_at
         return True
 
     def check(self) -> None:
-        """Raise LockLostError when the lock was taken over."""
+        """Raise LockLostError when the lock was taken over (asks the warehouse unless the lock
+        was confirmed less than `trust_seconds` ago: see the module's docstring)."""
+        if not self.lost.is_set() and time.monotonic() - self._confirmed_at < self.trust_seconds:
+            return
         if self.lost.is_set() or not self.refresh():
             raise LockLostError(
                 f"sync {self.sync!r}: another run took the lock over while this run ({self.run_id}) was going on; "
