@@ -96,12 +96,11 @@ class KeyCounter:
         return render_template(statement, {**self._ctx, "limit": limit}, self.dialect, self.model_sql)
 
     def count(self, samples: int = 5) -> KeyFigures:
-        row = self.warehouse.query(self.render("key_counts")).to_pylist()[0]
+        row = self.warehouse.rows(self.render("key_counts"))[0]
         counts = {k: int(v or 0) for k, v in row.items()}
         sample: list[tuple[str, int]] = []
         if counts["duplicate_keys"] and samples:
-            table = self.warehouse.query(self.render("key_duplicates", limit=samples))
-            sample = [(r["_key"], int(r["_n"])) for r in table.to_pylist()]
+            sample = [(r["_key"], int(r["_n"])) for r in self.warehouse.rows(self.render("key_duplicates", limit=samples))]
         return KeyFigures(model=self.model, column=self.column, normalization=self.normalization,
                           rows=counts["segment_rows"], null_keys=counts["null_keys"],
                           duplicate_keys=counts["duplicate_keys"], duplicate_rows=counts["duplicate_rows"],

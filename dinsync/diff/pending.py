@@ -107,7 +107,7 @@ class PendingMixin:
         """Tokens of outcomes still awaited -> how many records each stands for."""
         if not self._pending_exists():
             return {}
-        rows = self.warehouse.query(self.render("pending_tokens")).to_pylist()
+        rows = self.warehouse.rows(self.render("pending_tokens"))
         return {r["_token"]: int(r["_n"]) for r in rows}
 
     def expire_pending(self, older_than: dt.timedelta) -> int:

@@ -227,7 +227,7 @@ class Planner(CommitMixin, PendingMixin):
         self.warehouse.execute(self.render(statement, **params))
 
     def _row(self, statement: str, **params: Any) -> dict[str, int]:
-        rows = self.warehouse.query(self.render(statement, **params)).to_pylist()
+        rows = self.warehouse.rows(self.render(statement, **params))
         return {k: int(v or 0) for k, v in rows[0].items()} if rows else {}
 
     def _scalar(self, statement: str, **params: Any) -> int:

@@ -53,10 +53,10 @@ class SyncLock:
 
     # --- reading -----------------------------------------------------------------------
     def rows(self, sync: str) -> list[LockRow]:
-        data = self.wh.query(
+        data = self.wh.rows(
             f"SELECT run_id, holder, expires_at, ticket, choosing FROM {self.table} WHERE sync = :sync",
             {"sync": sync},
-        ).to_pylist()
+        )
         return [LockRow(**r) for r in data]
 
     def _clear_stale(self, sync: str, now: dt.datetime) -> None:

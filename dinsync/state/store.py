@@ -13,8 +13,6 @@ import time
 import uuid
 from dataclasses import asdict
 
-import pyarrow as pa
-
 from ..errors import RunSummary
 from ..warehouses.base import Warehouse
 from ..warehouses.errors import WarehouseError, WarehouseObjectMissing
@@ -22,17 +20,7 @@ from . import layout
 from .layout import LAYOUT_VERSION, MIGRATIONS
 from .locks import SyncLock, utcnow
 
-REJECTION_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("sync", pa.string()),
-        ("key", pa.string()),
-        ("field", pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("rejected_at", pa.timestamp("us")),
-    ]
-)
+REJECTION_COLUMNS = ("run_id", "sync", "key", "field", "status", "reason", "rejected_at")  # text, then a timestamp
 
 RUN_COUNTERS = (
     "added changed removed unchanged null_keys duplicate_keys sent acknowledged rejected "
@@ -163,11 +151,14 @@ class StateStore:
 
     def last_runs(self, sync: str | None = None, limit: int = 5) -> list[dict]:
         where = "WHERE sync = :sync" if sync else ""
-        return self.wh.query(
+        rows = self.wh.rows(
             f"SELECT * FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY sync ORDER BY started_at DESC) AS _n "
             f"FROM {self.t('runs')} AS r {where}) AS q WHERE _n <= :limit ORDER BY sync, started_at DESC",
             {"sync": sync, "limit": int(limit)} if sync else {"limit": int(limit)},
-        ).drop_columns(["_n"]).to_pylist()
+        )
+        for row in rows:
+            row.pop("_n", None)
+        return rows
 
     def last_good_segment_rows(self, sync: str) -> int | None:
         """The segment size of the sync's last successful (or warning) run, if it was recorded."""
@@ -184,6 +175,9 @@ class StateStore:
         now = utcnow()
         rows = [tuple(_text(v) for v in row) for row in rows]
         keys, fields, statuses, reasons = zip(*rows)
+        import pyarrow as pa  # only when there is something to write: a no-op run never imports it
+
+        schema = pa.schema([(name, pa.string()) for name in REJECTION_COLUMNS[:-1]] + [("rejected_at", pa.timestamp("us"))])
         table = pa.table(
             {
                 "run_id": [run_id] * len(rows),
@@ -194,13 +188,13 @@ class StateStore:
                 "reason": list(reasons),
                 "rejected_at": [now] * len(rows),
             },
-            schema=REJECTION_SCHEMA,
+            schema=schema,
         )
         self.wh.write_arrow(self.schema, "rejections", table, mode="append")
 
     def rejections(self, run_id: str, limit: int = 1000) -> list[dict]:
-        return self.wh.query(
+        return self.wh.rows(
             f"SELECT key, field, status, reason FROM {self.t('rejections')} WHERE run_id = :run "
             f"ORDER BY key LIMIT :limit",
             {"run": run_id, "limit": int(limit)},
-        ).to_pylist()
+        )

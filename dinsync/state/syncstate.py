@@ -52,12 +52,12 @@ class SyncStates:
 
     # --- sync_state ------------------------------------------------------------------
     def get(self, sync: str) -> SyncState:
-        rows = self.wh.query(f"SELECT * FROM {self.store.t('sync_state')} WHERE sync = :sync ORDER BY updated_at DESC",
-                             {"sync": sync}).to_pylist()
+        rows = self.wh.rows(f"SELECT * FROM {self.store.t('sync_state')} WHERE sync = :sync ORDER BY updated_at DESC",
+                            {"sync": sync})
         return _state(rows[0]) if rows else SyncState(sync)
 
     def all(self) -> dict[str, SyncState]:
-        rows = self.wh.query(f"SELECT * FROM {self.store.t('sync_state')} ORDER BY updated_at").to_pylist()
+        rows = self.wh.rows(f"SELECT * FROM {self.store.t('sync_state')} ORDER BY updated_at")
         return {r["sync"]: _state(r) for r in rows}  # the newest row wins (there is one per sync)
 
     def put(self, state: SyncState) -> SyncState:
@@ -116,8 +116,8 @@ class SyncStates:
         params: dict[str, Any] = {"limit": int(limit)}
         if sync:
             params["sync"] = sync
-        return self.wh.query(f"SELECT event_at, sync, event, run_id, detail FROM {self.store.t('events')} {where}"
-                             f"ORDER BY event_at DESC LIMIT :limit", params).to_pylist()
+        return self.wh.rows(f"SELECT event_at, sync, event, run_id, detail FROM {self.store.t('events')} {where}"
+                            f"ORDER BY event_at DESC LIMIT :limit", params)
 
     # --- history read by the CLI ---------------------------------------------------------
     def rejections(self, sync: str, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -126,9 +126,9 @@ class SyncStates:
         params: dict[str, Any] = {"sync": sync, "limit": int(limit)}
         if run_id:
             params["run"] = run_id
-        return self.wh.query(f"SELECT run_id, sync, key, field, status, reason, rejected_at FROM "
-                             f"{self.store.t('rejections')} WHERE {where} ORDER BY rejected_at DESC, key "
-                             f"LIMIT :limit", params).to_pylist()
+        return self.wh.rows(f"SELECT run_id, sync, key, field, status, reason, rejected_at FROM "
+                            f"{self.store.t('rejections')} WHERE {where} ORDER BY rejected_at DESC, key "
+                            f"LIMIT :limit", params)
 
 
 def _state(row: dict[str, Any]) -> SyncState:

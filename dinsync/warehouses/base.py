@@ -18,11 +18,12 @@ import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from .errors import HINTS, WarehouseError, WarehouseSqlError, scrub
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where Arrow data is made: a no-op run never needs it
 
 Params = Mapping[str, Any] | None
 
@@ -84,10 +85,16 @@ class Warehouse:
         """Run a query whose result is small and return it whole."""
         raise NotImplementedError
 
+    def rows(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
+        """Run a query whose result is small and return its rows as dicts (column -> value).
+        An adapter may read them without Arrow (DuckDB does: a run that has nothing to send
+        then never imports pyarrow)."""
+        return self.query(sql, params).to_pylist()
+
     def scalar(self, sql: str, params: Params = None) -> Any:
         """The first column of the first row (None when there is no row)."""
-        table = self.query(sql, params)
-        return table.column(0)[0].as_py() if table.num_rows else None
+        rows = self.rows(sql, params)
+        return next(iter(rows[0].values())) if rows else None
 
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         """Run a query and yield its result as Arrow record batches of at most `batch_rows`
@@ -242,6 +249,8 @@ def translated(action: str) -> Callable:
 
 def rows_to_arrow(names: list[str], rows: list[tuple], types: list[pa.DataType | None] | None = None) -> pa.Table:
     """A table from driver rows (tuples), column by column; `types` (or None each) when known."""
+    import pyarrow as pa
+
     columns = list(zip(*rows)) if rows else [[] for _ in names]
     arrays = []
     for i, values in enumerate(columns):

@@ -4,15 +4,17 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
-import pyarrow as pa
 
 from ..errors import DinsyncError, LockBusyError
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, translated
 from .params import translate
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # a run that sends nothing never imports it
 
 
 SCRATCH_DATABASE = "dinsync_scratch"
@@ -149,6 +151,14 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def query(self, sql: str, params: Params = None) -> pa.Table:
         sql, values = translate(sql, params, self.capabilities.paramstyle)
         return self.con.sql(sql, params=values).to_arrow_table()
+
+    @translated("running a query")
+    def rows(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
+        sql, values = translate(sql, params, self.capabilities.paramstyle)
+        cur = self.con
+        cur.execute(sql, values)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:

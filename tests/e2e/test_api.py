@@ -112,17 +112,23 @@ def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch
     project.seed(500)
     project.sql("insert into main.customers select id + 1000, email, user_id, first_name, plan, ltv "
                 "from main.customers where id <= 10")  # 10 duplicated emails
-    results, original = [], DuckDBWarehouse.query
+    results, original_query, original_rows = [], DuckDBWarehouse.query, DuckDBWarehouse.rows
 
     def query(self, sql, params=None):
-        table = original(self, sql, params)
+        table = original_query(self, sql, params)
         results.append(table.num_rows)
         return table
+
+    def rows(self, sql, params=None):
+        found = original_rows(self, sql, params)
+        results.append(len(found))
+        return found
 
     def stream(self, *args, **kwargs):
         raise AssertionError("check streamed rows")
 
     monkeypatch.setattr(DuckDBWarehouse, "query", query)
+    monkeypatch.setattr(DuckDBWarehouse, "rows", rows)
     monkeypatch.setattr(DuckDBWarehouse, "stream", stream)
     checked = dinsync.load_project(project.root).check(samples=3)
     email = checked.models[0].keys[0]

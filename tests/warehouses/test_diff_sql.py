@@ -35,6 +35,14 @@ class Recording:
         self.ran.append(sql)
         return self._wh.query(sql, params)
 
+    def rows(self, sql, params=None):
+        self.ran.append(sql)
+        return self._wh.rows(sql, params)
+
+    def scalar(self, sql, params=None):
+        self.ran.append(sql)
+        return self._wh.scalar(sql, params)
+
     def stream(self, sql, batch_rows=50_000, params=None):
         self.ran.append(sql)
         return self._wh.stream(sql, batch_rows, params)
