@@ -92,7 +92,7 @@ def test_logs_get_one_line_per_phase(project):
     assert "iterable_users success" in result.stdout
 
 
-HEAVY = ("polars", "aiohttp", "sqlglot")
+HEAVY = ("polars", "aiohttp", "sqlglot", "pyarrow")
 PROBE = """\
 import atexit, json, sys
 from dinsync import cli
@@ -119,6 +119,17 @@ def test_start_up_imports_no_heavy_library(project):
     assert json.loads(stdout)["runs"][0]["status"] == "success" and heavy == []
     stdout, heavy = imported_by("-p", str(project.root), "validate")
     assert stdout.startswith("OK") and heavy == []
+
+
+def test_a_sync_with_nothing_to_send_imports_no_heavy_library(project, monkeypatch):
+    """The everyday no-op run: the diff runs in DuckDB, nothing is mapped or sent, and its
+    small results are read without Arrow."""
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", str(project.root / ".cache"))
+    project.sync()
+    imported_by("-p", str(project.root), "--json", "sync")  # renders (and caches) its SQL for this process
+    stdout, heavy = imported_by("-p", str(project.root), "--json", "sync")
+    [run] = json.loads(stdout)["runs"]
+    assert run["status"] == "success" and run["added"] + run["changed"] == 0 and heavy == []
 
 
 def test_a_terminal_gets_the_progress_bar(project):
