@@ -652,13 +652,13 @@ def main() -> None:
 
 
 def exit_now(code: int | str | None) -> None:
-    """Leave the process once the command is done: flush stdout and stderr, run the `atexit`
-    hooks (logging's flush, a profiler's, a wrapper's), then `os._exit`. The normal interpreter
-    shutdown only frees what the process is about to drop anyway (modules, Polars and DuckDB
-    objects): 0.1-0.25 s of every command, a quarter of a run that
-    has nothing to send. Nothing is lost by skipping it: every warehouse connection is closed by
-    the command itself, and a run's state is committed before it returns.
-    `DINSYNC_SLOW_EXIT=1` keeps the normal shutdown (e.g. to debug a destructor)."""
+    """Leave the process once the command is done: flush stdout and stderr, wait for threads,
+    run the `atexit` hooks (logging's flush, a profiler's, a wrapper's), then `os._exit`. The
+    interpreter's teardown would only free what the process is about to drop anyway (modules,
+    Polars and DuckDB objects): 0.1-0.25 s of every command, a fifth of a run with nothing to
+    send. Nothing is lost by skipping it: the command closes its warehouse connections itself, and
+    a run's state is committed before it returns. `DINSYNC_SLOW_EXIT=1` keeps the normal shutdown
+    (e.g. to debug a destructor)."""
     if isinstance(code, str):  # sys.exit("message"): printed, exit status 1
         RedactingStream(sys.stderr).write(code + "\n")
         code = 1

@@ -100,7 +100,8 @@ class KeyCounter:
         counts = {k: int(v or 0) for k, v in row.items()}
         sample: list[tuple[str, int]] = []
         if counts["duplicate_keys"] and samples:
-            sample = [(r["_key"], int(r["_n"])) for r in self.warehouse.rows(self.render("key_duplicates", limit=samples))]
+            found = self.warehouse.rows(self.render("key_duplicates", limit=samples))
+            sample = [(r["_key"], int(r["_n"])) for r in found]
         return KeyFigures(model=self.model, column=self.column, normalization=self.normalization,
                           rows=counts["segment_rows"], null_keys=counts["null_keys"],
                           duplicate_keys=counts["duplicate_keys"], duplicate_rows=counts["duplicate_rows"],
