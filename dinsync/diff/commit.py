@@ -208,7 +208,7 @@ class CommitMixin:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        schema = self.scratch_database or self.spec.state_schema
+        schema = self.plan_schema
         self._release_acked()
         found, rest = self._streamed.take(arr) if self.row_position else (None, arr)
         if found is not None and len(rest) == 0 and self.arrow_views:
@@ -234,8 +234,7 @@ class CommitMixin:
     def _release_acked(self) -> None:
         """Drop the scratch tables of a commit."""
         if self._acked_view:
-            self.warehouse.drop_arrow_view(self.scratch_database or self.spec.state_schema,
-                                           self.scratch_tables["acked"])
+            self.warehouse.drop_arrow_view(self.plan_schema, self.scratch_tables["acked"])
             self._acked_view = False
         self._drop("ack", "acked")
 

@@ -74,7 +74,7 @@ class PendingMixin:
 
         if not (ok or rejected or forget) or not self._pending_exists():
             return 0, 0
-        scratch = self.scratch_database or self.spec.state_schema
+        scratch = self.plan_schema
         counts = [0, 0]
         with self._lock:
             for i, (keys, steps) in enumerate((
@@ -99,7 +99,7 @@ class PendingMixin:
 
     def _pending_matches(self) -> int:
         table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
-        ack = self.warehouse.table_name(self.scratch_database or self.spec.state_schema, self.ack_table)
+        ack = self.warehouse.table_name(self.plan_schema, self.ack_table)
         key = self.warehouse.quote("_key")  # quoted as the templates create it (Snowflake folds unquoted names)
         return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE {key} IN (SELECT {key} FROM {ack})") or 0)
 
