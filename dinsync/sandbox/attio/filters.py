@@ -76,6 +76,29 @@ def compile_filter(obj: ObjectDef, node: Any, lenient: bool = False) -> Callable
     return _Compiler(obj, lenient).node(node)
 
 
+def email_equalities(obj: ObjectDef, node: Any) -> tuple[Any, list[str]] | None:
+    """(attribute, emails) when a filter is only shorthand equalities on one unique email
+    attribute (one, or an `$or` of them: what a lookup of many keys sends), the emails normalised
+    as the filter compares them; None for any other filter. Such a filter can match only the
+    records the uniqueness index holds for those emails."""
+    terms = node["$or"] if isinstance(node, dict) and set(node) == {"$or"} else [node]
+    if not isinstance(terms, list):
+        return None
+    ref, emails = None, []
+    for term in terms:
+        if not (isinstance(term, dict) and len(term) == 1):
+            return None
+        ((name, value),) = term.items()
+        if name.startswith("$") or not isinstance(value, str) or ref not in (None, name):
+            return None
+        ref = name
+        emails.append(_operand("email", value))
+    attr = obj.attribute(ref) if ref is not None else None
+    if attr is None or not attr.is_unique or attr.type != "email-address":
+        return None
+    return attr, emails
+
+
 class _Compiler:
     def __init__(self, obj: ObjectDef, lenient: bool):
         self.obj, self.lenient = obj, lenient
