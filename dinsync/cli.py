@@ -668,18 +668,19 @@ def exit_now(code: int | str | None) -> None:
     import atexit
     import threading
 
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    def flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+    flush()
     # What the interpreter's shutdown does first: wait for non-daemon threads (a scheduled run
     # `serve` still finishes) and stop idle thread pools; then the atexit hooks.
     shutdown_threads = getattr(threading, "_shutdown", None)
     if shutdown_threads is not None:
         shutdown_threads()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+    flush()  # what the hooks wrote
     os._exit(code)
 
 

@@ -20,9 +20,6 @@ from . import layout
 from .layout import LAYOUT_VERSION, MIGRATIONS
 from .locks import SyncLock, utcnow
 
-# Columns of the rejections table as this process writes them: text, then the timestamp.
-REJECTION_COLUMNS = ("run_id", "sync", "key", "field", "status", "reason", "rejected_at")
-
 RUN_COUNTERS = (
     "added changed removed unchanged null_keys duplicate_keys sent acknowledged rejected "
     "not_found failed pending parked requests throttled segment_rows"
@@ -178,8 +175,9 @@ class StateStore:
         keys, fields, statuses, reasons = zip(*rows)
         import pyarrow as pa  # only when there is something to write: a no-op run never imports it
 
-        schema = pa.schema([(name, pa.string()) for name in REJECTION_COLUMNS[:-1]]
-                           + [(REJECTION_COLUMNS[-1], pa.timestamp("us"))])
+        schema = pa.schema([("run_id", pa.string()), ("sync", pa.string()), ("key", pa.string()),
+                            ("field", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+                            ("rejected_at", pa.timestamp("us"))])
         table = pa.table(
             {
                 "run_id": [run_id] * len(rows),
