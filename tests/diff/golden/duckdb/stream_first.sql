@@ -1,0 +1,133 @@
+SELECT
+  "p"."rowid" AS "_rn",
+  "p"."_key",
+  "p"."_op",
+  "p"."v0",
+  "p"."v1",
+  "p"."v2",
+  "p"."v3",
+  "p"."x0",
+  "p"."x1",
+  "p"."x2",
+  "p"."x3",
+  "p"."_kh",
+  "p"."_fp",
+  "p"."_rkh",
+  "p"."_prior",
+  "p"."h0",
+  "p"."h1",
+  "p"."h2",
+  "p"."h3"
+FROM (
+  SELECT
+    CAST(NULL AS BIGINT) AS "rowid",
+    "a".*
+  FROM (
+    SELECT
+      "k"."_key",
+      CASE WHEN "k"."_key" IS NULL THEN 'skipped' ELSE 'added' END AS "_op",
+      "k"."v0",
+      "k"."v1",
+      "k"."v2",
+      "k"."v3",
+      TRUE AS "x0",
+      TRUE AS "x1",
+      TRUE AS "x2",
+      TRUE AS "x3",
+      HASH(CAST("k"."v0" AS TEXT)) AS "h0",
+      HASH(CAST("k"."v1" AS TEXT)) AS "h1",
+      HASH(CAST("k"."v2" AS TEXT)) AS "h2",
+      HASH(CAST("k"."v3" AS TEXT)) AS "h3",
+      CAST(1 AS BIGINT) AS "_n",
+      "k"."_kh",
+      "k"."_rkh",
+      "k"."_fp",
+      FALSE AS "_prior"
+    FROM (
+      SELECT
+        "j"."_key",
+        CASE WHEN NOT "j"."_key" IS NULL THEN HASH(CAST("j"."_key" AS TEXT)) END AS "_kh",
+        "j"."_rkh",
+        "j"."_fp",
+        "j"."v0",
+        "j"."v1",
+        "j"."v2",
+        "j"."v3"
+      FROM (
+        SELECT
+          NULLIF(
+            LOWER(
+              CASE
+                WHEN CAST("m"."email" AS TEXT) NOT LIKE ' %'
+                AND CAST("m"."email" AS TEXT) NOT LIKE '% '
+                AND STRLEN(CAST("m"."email" AS TEXT)) = LENGTH(CAST("m"."email" AS TEXT))
+                THEN CAST("m"."email" AS TEXT)
+                ELSE TRIM(CAST("m"."email" AS TEXT))
+              END
+            ),
+            ''
+          ) AS "_key",
+          CASE
+            WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
+            THEN HASH(CAST("m"."email" AS TEXT))
+          END AS "_rkh",
+          HASH(
+            "m"."email",
+            "m"."first name",
+            "m"."score ""x""",
+            "m"."id",
+            CONCAT_WS(
+              ',',
+              TYPEOF("m"."email"),
+              TYPEOF("m"."first name"),
+              TYPEOF("m"."score ""x"""),
+              TYPEOF("m"."id")
+            )
+          ) AS "_fp",
+          "m"."email" AS "v0",
+          "m"."first name" AS "v1",
+          "m"."score ""x""" AS "v2",
+          "m"."id" AS "v3"
+        FROM (
+SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
+) AS "m"
+      ) AS "j"
+    ) AS "k"
+  ) AS "a"
+  WHERE
+    NOT "a"."_key" IS NULL
+    AND NOT "a"."_key" IN (
+      SELECT
+        "e"."_key"
+      FROM "dinsync_scratch"."plan_people_to_crm" AS "e"
+      WHERE
+        "e"."_op" = 'duplicate'
+    )
+  UNION ALL
+  SELECT
+    NULL,
+    "e"."_key",
+    "e"."_op",
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    "e"."_n",
+    "e"."_kh",
+    NULL,
+    NULL,
+    FALSE
+  FROM "dinsync_scratch"."plan_people_to_crm" AS "e"
+  WHERE
+    "e"."_op" IN ('skipped', 'duplicate')
+) AS "p"
+WHERE
+  "p"."_op" IN ('added', 'changed')
