@@ -1,4 +1,3 @@
-{% from "_macros.sql" import plan_source with context %}
 -- What the destination has to receive: added and changed rows, values and send flags.
 {% if position %}-- Then what a commit records for the row (its position in the plan, key hash, fingerprint, the
 -- hashes of the values sent): the planner keeps it until the row is committed, so that a commit
@@ -10,5 +9,5 @@ SELECT
   {% for f in fields %}p.v{{ f.i }},{% endfor %}
   {% for f in fields %}p.x{{ f.i }}{{ "," if not loop.last }}{% endfor %}
   {% if position %}, p._kh, p._fp, p._rkh, p._prior{% for f in fields %}, p.h{{ f.i }}{% endfor %}{% endif %}
-FROM {{ plan_source(first) }} AS p
+FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')

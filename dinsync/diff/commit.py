@@ -51,28 +51,11 @@ class StreamedRows:
         self._lock = threading.Lock()
         self._parts: list = []  # DataFrames (one per batch): the carried columns, _h, _part
         self._left: dict[int, int] = {}  # part id -> rows not taken yet
-        self._taken = None  # by position (_rn): taken before (a Polars Boolean Series)
         self._next = 0
 
     def clear(self) -> None:
         with self._lock:
-            self._parts, self._left, self._taken = [], {}, None
-
-    def _newly_taken(self, rn):
-        """Which of the positions `rn` (distinct) are taken for the first time; marks them taken.
-        A part leaves once each of its rows was taken: a row taken twice must count once, or its
-        part would leave before rows not taken yet."""
-        import polars as pl
-
-        top = int(rn.max()) + 1
-        if self._taken is None or len(self._taken) < top:
-            have = 0 if self._taken is None else len(self._taken)
-            grown = pl.repeat(False, max(2 * top, 1024) - have, dtype=pl.Boolean, eager=True)
-            self._taken = grown if self._taken is None else self._taken.append(grown)
-        idx = rn.cast(pl.UInt64)
-        new = ~self._taken.gather(idx)
-        self._taken.scatter(idx, True)
-        return new
+            self._parts, self._left = [], {}
 
     @staticmethod
     def hash(keys):
@@ -81,18 +64,14 @@ class StreamedRows:
 
         return (keys if isinstance(keys, pl.Series) else pl.from_arrow(keys)).hash()
 
-    def add(self, batch, position: int | None = None) -> None:
-        """`batch`: an Arrow record batch `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`; `position`:
-        the first of consecutive positions to give its rows instead of `_rn` (a lazy first plan's
-        rows have none)."""
+    def add(self, batch) -> None:
+        """`batch`: an Arrow record batch `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`."""
         import polars as pl
 
         with self._lock:
             part_id = self._next
             self._next += 1
         part = pl.from_arrow(batch)
-        if position is not None:
-            part = part.with_columns(pl.int_range(position, position + part.height, dtype=pl.Int64).alias("_rn"))
         part = part.with_columns(self.hash(part.get_column("_key")).alias("_h"),
                                  pl.lit(part_id, dtype=pl.UInt32).alias("_part"))
         with self._lock:
@@ -153,8 +132,7 @@ class StreamedRows:
                     missing.append(ack.join(hit.select(pl.col("_key").alias("_ack")), on="_ack", how="anti")
                                    .get_column("_ack"))
                 if hit.height:
-                    new = hit.filter(self._newly_taken(hit.get_column("_rn")))
-                    for part_id, n in new.get_column("_part").value_counts().iter_rows():
+                    for part_id, n in hit.get_column("_part").value_counts().iter_rows():
                         self._left[part_id] -= n
                     found.append(hit.drop("_h", "_part"))
             done = {p for p, left in self._left.items() if left <= 0}
@@ -233,15 +211,6 @@ class CommitMixin:
         schema = self.plan_schema
         self._release_acked()
         found, rest = self._streamed.take(arr) if self.row_position else (None, arr)
-        if self._lazy:
-            # a first plan that is not written (plan_first.sql) commits only rows it streamed,
-            # with the hashes the stream carried: the model is not read again for a key sent
-            # earlier (it would record what the model holds now, not what was sent). Keys not
-            # found were committed already (taken twice) or released (failed, not found: the
-            # next run sends them again).
-            rest = rest.slice(0, 0)
-            if found is None:
-                return {"acknowledged": 0, "replace": 0}
         if found is not None and len(rest) == 0 and self.arrow_views:
             if self._committed_before(found.column("_rn")):  # some key again: its snapshot row exists
                 found = found.set_column(found.schema.get_field_index("_replace"), "_replace",

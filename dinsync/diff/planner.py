@@ -11,11 +11,6 @@ The SQL lives in `sql/` (see `render.py`, statement names in `statements.py`). A
 
 How a plan is built:
 - empty snapshot or full refresh: every model row in one pass (`plan_all`), no comparison;
-  where the warehouse reads its model again cheaply (Capabilities.lazy_first_plan: DuckDB) an
-  empty snapshot's plan is not written: one pass over the keys finds what is withheld (NULL and
-  duplicated keys, `plan_first`) and the added rows are computed as the plan streams; such a plan
-  is streamed once and commits only the rows its stream carried (a written 1M-row plan held
-  ~300 MB of DuckDB memory and took ~1 s to write);
 - otherwise one pass over the model and one over the snapshot compare counts and a digest
   (`digest`); when nothing differs the plan is empty and nothing else runs. Else model and
   snapshot rows are matched by raw key hash (`cand_all`), the candidates' model rows are read
@@ -52,7 +47,7 @@ from .render import (
     snapshot_column,
     sql_type,
 )
-from .statements import LAZY_FIRST, NEEDS_POSITION, STATEMENTS
+from .statements import NEEDS_POSITION, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
@@ -124,9 +119,6 @@ class Planner(CommitMixin, PendingMixin):
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
         self.row_position: str | None = getattr(caps, "row_position", None)
         self.arrow_views: bool = bool(getattr(caps, "arrow_views", False))
-        self.lazy_first_plan: bool = bool(getattr(caps, "lazy_first_plan", False)) and bool(self.row_position)
-        self._lazy = False  # the current plan is a first plan not written (plan_first.sql)
-        self._next_position: int | None = None  # positions given to the rows a lazy plan streams
         self._acked_view = False  # `acked` is a view over Arrow data (see commit.py)
         sync = spec.sync
         self.snapshot_table = f"snap_{sync}"
@@ -141,7 +133,7 @@ class Planner(CommitMixin, PendingMixin):
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
-            "row_position": self.row_position, "lazy_first_plan": self.lazy_first_plan, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
+            "row_position": self.row_position, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
         })
@@ -187,14 +179,12 @@ class Planner(CommitMixin, PendingMixin):
                 "hash_type": sql_type(self.hash_type, self.dialect),
                 "nbuckets": NBUCKETS,
                 "position": ident(self.row_position) if self.row_position else None,
-                "first": False,  # statements reading a lazy first plan set it (statements.py)
             }
         return self._ctx
 
     def statements(self) -> list[str]:
         """Names of the statements this warehouse can run (see statements.py)."""
-        return [s for s in STATEMENTS if (self.row_position or s not in NEEDS_POSITION)
-                and (self.lazy_first_plan or s not in LAZY_FIRST)]
+        return [s for s in STATEMENTS if self.row_position or s not in NEEDS_POSITION]
 
     def _sql(self, statement: str, column: str | None = None) -> str:
         if statement not in STATEMENTS:
@@ -231,7 +221,7 @@ class Planner(CommitMixin, PendingMixin):
         if statement in COLUMN_STATEMENTS:
             column = params.pop("column", None) or snapshot_column(
                 check_identifier(params.pop("field", self.fields[0].field), "destination field"))
-        return bind(self._sql(statement, column), self.model_sql, **params)
+        return bind(self._sql(statement, column), **params)
 
     def _execute(self, statement: str, **params: Any) -> None:
         self.warehouse.execute(self.render(statement, **params))
@@ -283,9 +273,8 @@ class Planner(CommitMixin, PendingMixin):
             with self._done_lock:
                 self._done = None
             self.drop_plan()
-            self._lazy, self._next_position = False, None
             if full_refresh or self._scalar("snapshot_empty"):
-                counts = self._plan_first() if self.lazy_first_plan and not full_refresh else self._plan_all(full_refresh)
+                counts = self._plan_all(full_refresh)
             else:
                 counts = self._plan_changes(retry_rejected)
             self._planned_full_refresh = full_refresh
@@ -327,21 +316,6 @@ class Planner(CommitMixin, PendingMixin):
         counts["segment_rows"] = counts["skipped"] + counts["added"] + counts["duplicate_rows"]
         return counts
 
-    def _plan_first(self) -> dict[str, int]:
-        """A first plan that is not written (Capabilities.lazy_first_plan): one pass over the
-        model's keys counts them and finds the duplicated ones; the added rows are computed from
-        the model again when the plan streams (plan_source in sql/_macros.sql)."""
-        self._changes_ahead()
-        self._execute("plan_first")
-        self._lazy = True
-        if self._scalar("plan_first_collisions"):
-            self._execute("plan_first_mark_duplicates")
-        counts = self._row("plan_stats")
-        counts["null_keys"] = counts["skipped"]
-        counts["segment_rows"] = self._scalar("plan_first_rows")
-        counts["added"] = counts["segment_rows"] - counts["skipped"] - counts["duplicate_rows"]
-        return counts
-
     def _plan_changes(self, retry: bool) -> dict[str, int]:
         suffix = "_retry" if retry else ""
         scratch = ("buckets", "cand", "cur", "prior")
@@ -378,14 +352,7 @@ class Planner(CommitMixin, PendingMixin):
     def stream_sendable(self, batch_rows: int = 50_000) -> Iterator[Any]:
         """Added and changed rows: `_key, _op, v0.., x0..` as Arrow record batches of at most
         `batch_rows` rows. May run in another thread while commits run."""
-        if self._lazy:
-            # its rows get their positions as they stream: a second stream would give a row
-            # another one, and a commit could no longer tell a row it committed before
-            if self._next_position is not None:
-                raise DinsyncError("this plan was streamed already (a first plan is streamed once)",
-                                   hint="plan again to stream it again")
-            self._next_position = 0
-        sql = self.render("stream_first" if self._lazy else "stream_sendable")
+        sql = self.render("stream_sendable")
         if not self.row_position:
             return self.warehouse.stream(sql, batch_rows)
         return self._stream_tracked(sql, batch_rows)
@@ -398,24 +365,10 @@ class Planner(CommitMixin, PendingMixin):
         batches = self.warehouse.stream(sql, batch_rows)
         try:
             for batch in batches:
-                position = None
-                if self._lazy:  # a lazy plan's rows have no position: number them as they stream
-                    position, self._next_position = self._next_position, self._next_position + batch.num_rows
-                self._streamed.add(batch.select([0, 1] + list(range(3 + 2 * n, batch.num_columns))), position)
+                self._streamed.add(batch.select([0, 1] + list(range(3 + 2 * n, batch.num_columns))))
                 yield batch.select(sent)
         finally:
             batches.close()
-
-    @property
-    def lazy(self) -> bool:
-        """The current plan is a first plan that is not written (plan_first.sql): its rows are
-        computed from the model as it streams, and only rows streamed can be committed."""
-        return self._lazy
-
-    def plan_rows_sql(self) -> str:
-        """A SELECT of every row of the current plan (for tests and debugging: the plan table, or
-        what a first plan that is not written computes from the model)."""
-        return self.render("plan_rows_first" if self._lazy else "plan_rows")
 
     def duplicates_sample(self, limit: int = 20) -> list[tuple[str, int]]:
         """The most duplicated keys, as (key, number of rows)."""
@@ -426,7 +379,7 @@ class Planner(CommitMixin, PendingMixin):
         """A few plan rows of one kind: {"key", "op", "fields": {field: value}, "changed_fields"}."""
         if op not in OPS:
             raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
-        table = self.warehouse.query(self.render("sample_first" if self._lazy else "sample", op=op, limit=limit))
+        table = self.warehouse.query(self.render("sample", op=op, limit=limit))
         out = []
         for r in table.to_pylist():
             if op in ("removed", "duplicate"):
@@ -442,8 +395,6 @@ class Planner(CommitMixin, PendingMixin):
 
     def field_change_counts(self) -> dict[str, int]:
         """Per destination field, how many changed rows of the plan send it (mapping order)."""
-        if self._lazy:  # a first plan changes nothing (and its table holds no field)
-            return {f.field: 0 for f in self.fields}
         row = self._row("field_change_counts")
         return {f.field: row.get(f"n{f.i}", 0) for f in self.fields}
 

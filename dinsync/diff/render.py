@@ -69,14 +69,8 @@ def check_sync_name(sync: str) -> str:
     return sync
 
 
-def bind(sql: str, model_sql: str | None = None, **params: Any) -> str:
-    """Replace the `param()` markers of a rendered statement by values (validated here). The text
-    of the model query (`model_sql`, as render_template inserted it) is left as it is, whatever
-    it holds."""
-    if model_sql is not None and params:
-        model = "(\n" + model_sql + "\n)"
-        if model in sql:
-            return model.join(bind(part, **params) for part in sql.split(model))
+def bind(sql: str, **params: Any) -> str:
+    """Replace the `param()` markers of a rendered statement by values (validated here)."""
     for name, value in params.items():
         marker = PARAMS[name]
         if name == "op":
@@ -270,5 +264,7 @@ def render_template(name: str, ctx: dict[str, Any], dialect: str, model_sql: str
     if marker in sql:
         if model_sql is None:
             raise AssertionError(f"sql/{name}.sql needs the model query")
-        sql = sql.replace(marker, "(\n" + model_sql + "\n)")  # bind() leaves it as it is
+        if any(p in sql for p in PARAMS.values()):
+            raise AssertionError(f"sql/{name}.sql: a statement that reads the model takes no param()")
+        sql = sql.replace(marker, "(\n" + model_sql + "\n)")
     return sql

@@ -17,11 +17,6 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_all_duplicates": ("plan_all_duplicates", {}),
     "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
     "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
-    # first plan not written (Capabilities.lazy_first_plan): only the keys not sent
-    "plan_first": ("plan_first", {}),
-    "plan_first_rows": ("plan_first_rows", {}),
-    "plan_first_collisions": ("plan_first_collisions", {}),
-    "plan_first_mark_duplicates": ("plan_first_mark_duplicates", {}),
     # everyday plan
     "digest": ("digest", {"retry": False}),
     "digest_retry": ("digest", {"retry": True}),
@@ -41,11 +36,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_stats": ("plan_stats", {}),
     # reading the plan
     "stream_sendable": ("stream_sendable", {}),
-    "stream_first": ("stream_sendable", {"first": True}),
     "sample": ("sample", {}),
-    "sample_first": ("sample", {"first": True}),
-    "plan_rows": ("plan_rows", {}),
-    "plan_rows_first": ("plan_rows", {"first": True}),
     "duplicates_sample": ("duplicates_sample", {}),
     "field_change_counts": ("field_change_counts", {}),
     "parked_count": ("parked_count", {}),
@@ -80,9 +71,5 @@ for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
 
 # Statements that need a row-position column (Capabilities.row_position).
 NEEDS_POSITION = {"acked_rest", "acked_positions", "acked_replace_all"}
-# Statements of a first plan that is not written (Capabilities.lazy_first_plan; they need a row
-# position too: the planner numbers the rows it streams).
-LAZY_FIRST = {"plan_first", "plan_first_rows", "plan_first_collisions", "plan_first_mark_duplicates", "stream_first",
-              "sample_first", "plan_rows_first"}
 # Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
 # (limit).

@@ -58,12 +58,6 @@ class Capabilities:
     # Arrow data in this process can be read by SQL as a view, without copying it into a table
     # (view_arrow / drop_arrow_view; DuckDB: a registered Arrow table).
     arrow_views: bool = False
-    # The first plan (empty snapshot) is not written: only the keys not sent (NULL, duplicated)
-    # are, and the added rows are computed from the model again as the plan streams. For a
-    # warehouse in this process whose model cannot change during a run and where reading it twice
-    # costs less than writing it (DuckDB: the file is locked by the run; a written 1M-row plan
-    # held ~300 MB of memory). Needs row_position.
-    lazy_first_plan: bool = False
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:

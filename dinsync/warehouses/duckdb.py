@@ -56,7 +56,6 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         scratch_database=SCRATCH_DATABASE,
         row_position="rowid",
         arrow_views=True,
-        lazy_first_plan=True,
     )
     driver_errors = (duckdb.Error,)
 

@@ -9,7 +9,6 @@ import pytest
 from dinsync.diff import DiffSpec, Planner
 from dinsync.errors import DinsyncError
 from dinsync.warehouses import connect
-from tests.diff.streaming import stream_if_lazy
 
 FIELDS = [("email", "email"), ("name", "first_name"), ("score", "score")]
 
@@ -24,9 +23,6 @@ class Sync:
         self.spec = DiffSpec(sync="s1", model_sql=model_sql, key_column=key,
                              key_normalization=normalization, fields=list(fields))
         self.p = Planner(self.w, self.spec)
-        # first plans written as a table, as other warehouses do: these tests pin what a commit
-        # does with any key (test_lazy_first_plan.py covers the first plan DuckDB does not write)
-        self.p.lazy_first_plan = False
         self.p.ensure_state()
 
     def set_rows(self, rows):
@@ -45,16 +41,14 @@ class Sync:
         self.spec = DiffSpec(sync="s1", model_sql=self.spec.model_sql, key_column=self.spec.key_column,
                              key_normalization=self.spec.key_normalization, fields=list(fields))
         self.p = Planner(self.w, self.spec)
-        self.p.lazy_first_plan = False
         self.p.ensure_state()
 
     @property
     def plan_rel(self):
-        return f"({self.p.plan_rows_sql()}) AS _plan"
+        return f'"{self.p.plan_schema}"."{self.p.plan_table}"'
 
     def plan(self, **kw):
         self.stats = self.p.plan(**kw)
-        self.streamed = stream_if_lazy(self.p)
         rows = self.w.query(f"SELECT * FROM {self.plan_rel} WHERE _op IN ('added', 'changed', 'removed', 'duplicate')").to_pylist()
         self.rows = {r["_key"]: r for r in rows}
         assert len(self.rows) == len(rows), "one plan row per key"
@@ -65,8 +59,6 @@ class Sync:
         return [f for i, (_, f) in enumerate(self.spec.fields) if r[f"x{i}"]]
 
     def sendable_keys(self):
-        if self.streamed is not None:  # a first plan, streamed by plan()
-            return self.streamed
         return [k for b in self.p.stream_sendable() for k in b.column("_key").to_pylist()]
 
     def ack_all(self):

@@ -9,7 +9,6 @@ import pytest
 
 from dinsync.diff import DiffSpec, Planner
 from dinsync.warehouses import connect
-from tests.diff.streaming import stream_if_lazy
 
 FIELDS = [("email", "email"), ("name", "first_name"), ("score", "score")]
 
@@ -20,7 +19,6 @@ class Sync:
         self.w.execute("CREATE TABLE people (email VARCHAR, name VARCHAR, score INTEGER)")
         self.p = Planner(self.w, DiffSpec(sync="s1", model_sql="SELECT * FROM people", key_column="email",
                                           key_normalization="email", fields=FIELDS))
-        self.p.lazy_first_plan = False  # see test_diff_semantics.Sync
         self.p.ensure_state()
         self.statements: list[str] = []
         execute = self.w.execute
@@ -43,8 +41,7 @@ class Sync:
     def plan(self, **kw):
         self.statements.clear()
         self.stats = self.p.plan(**kw)
-        stream_if_lazy(self.p)
-        rel = f"({self.p.plan_rows_sql()}) AS _plan"
+        rel = f'"{self.p.plan_schema}"."{self.p.plan_table}"'
         rows = self.w.query(f"SELECT * FROM {rel} WHERE _op IN ('added', 'changed', 'removed', 'duplicate')")
         self.rows = {r["_key"]: r for r in rows.to_pylist()}
         return {k: r["_op"] for k, r in self.rows.items()}
@@ -234,7 +231,7 @@ def test_rows_kept_from_the_stream_stay_bounded_by_the_rows_in_flight(s):
     assert s.p._streamed._parts == []
     same = " AND ".join(f's."{f.snap_name}" = p.h{f.i}' for f in s.p.fields)
     snap = s.w.query(f'SELECT s._key, {same} AND s._fp = p._fp AND s._kh = p._kh AND s._rkh = p._rkh AS same '
-                     f'FROM dinsync."{s.p.snapshot_table}" s JOIN ({s.p.plan_rows_sql()}) p '
+                     f'FROM dinsync."{s.p.snapshot_table}" s JOIN "{s.p.plan_schema}"."{s.p.plan_table}" p '
                      f'USING (_key) WHERE s._synced_at IS NOT NULL')
     assert snap.num_rows == 250 and all(snap.column("same").to_pylist())
     # released rows are still committed when acknowledged later (looked for in the plan)

@@ -127,8 +127,9 @@ class Scenario:
         """Plan `rows`; (stats, {key: op}, {key: changed fields}); then commit as a run would."""
         self.set_rows(rows)
         stats = self.p.plan(**plan)
-        plan_rows = [r for r in self.wh.query(self.p.plan_rows_sql()).to_pylist()
-                     if r["_op"] in OPS]
+        q = self.wh.quote
+        table = f"{q(self.p.plan_schema)}.{q(self.p.plan_table)}"
+        plan_rows = [r for r in self.wh.query(f"SELECT * FROM {table}").to_pylist() if r["_op"] in OPS]
         ops = {r["_key"]: r["_op"] for r in plan_rows}
         flags = {r["_key"]: [f for i, (_, f) in enumerate(self.spec.fields) if r.get(f"x{i}")]
                  for r in plan_rows if r["_op"] == "changed"}

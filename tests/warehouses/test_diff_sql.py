@@ -70,7 +70,7 @@ class Sync:
 
     def plan(self, **kw):
         self.stats = self.p.plan(**kw)
-        rows = self.wh.query(self.p.plan_rows_sql()).to_pylist()
+        rows = self.wh.query(f"SELECT * FROM {self.wh.table_name(self.state_schema, self.p.plan_table)}").to_pylist()
         # the plan also keeps internal rows (the count of NULL keys, parked keys to forget)
         self.rows = {r["_key"]: r for r in rows if r["_op"] in OPS}
         return {k: r["_op"] for k, r in self.rows.items()}
