@@ -199,7 +199,9 @@ def main() -> None:
     fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
     step("first plan (all added)", planner.plan, fmt)
     ck = args.checkpoint_rows
-    with w.streaming():  # as the engine: the adapter's smaller buffer pool while rows stream out
+    # as the engine: the adapter's smaller buffer pool while rows stream out (a first plan's
+    # commits only insert: the inserting pool)
+    with w.streaming(replacing=False):
         wall, total, worst, commits, n = commit_all(planner, ck)
     results.append(("stream + commit (wall)", wall))
     results.append((f"commit all keys ({ck:,} per commit)", total))

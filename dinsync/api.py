@@ -130,6 +130,7 @@ class SyncPlan:
     unchanged: int
     full_refresh: bool
     retry_rejected: bool
+    first_sync: bool  # nothing delivered yet (empty snapshot): every row is added
     field_changes: dict[str, int]  # changed rows that send each field
     duplicates: list[dict]  # the most duplicated keys: {key, rows}
     samples: dict[str, list[dict]]  # added / changed / removed -> sample rows

@@ -99,6 +99,7 @@ class PlanStats:
     unchanged: int  # keyed rows not sent (includes parked rows whose values did not change)
     full_refresh: bool
     retry_rejected: bool = False
+    first_sync: bool = False  # the snapshot was empty: every row is added, commits only insert
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,8 @@ class Planner(CommitMixin, PendingMixin):
             with self._done_lock:
                 self._done = None
             self.drop_plan()
-            if full_refresh or self._scalar("snapshot_empty"):
+            first = not full_refresh and bool(self._scalar("snapshot_empty"))
+            if full_refresh or first:
                 counts = self._plan_all(full_refresh)
             else:
                 counts = self._plan_changes(retry_rejected)
@@ -291,6 +293,7 @@ class Planner(CommitMixin, PendingMixin):
                 unchanged=max(0, keyed - counts["added"] - counts["changed"]),
                 full_refresh=full_refresh,
                 retry_rejected=retry_rejected,
+                first_sync=first,
             )
 
     def drop_plan(self) -> None:

@@ -14,17 +14,37 @@ def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
     narrow = setting()
     w.size_for(150)
-    assert (w.memory_limit, w.streaming_memory_limit) == ("564MB", "532MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "516MB")
     assert setting() != narrow
     w.size_for(9)  # the defaults already suffice: back to them
-    assert (w.memory_limit, w.streaming_memory_limit) == ("192MB", "160MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("192MB", "160MB", "93MB")
     assert setting() == narrow
     big = connect("duckdb", path=str(tmp_path / "b.duckdb"), memory_limit="2GB", streaming_memory_limit="1GB")
-    big.size_for(150)  # configured limits above what the width needs are kept
-    assert (big.memory_limit, big.streaming_memory_limit) == ("2GB", "1GB")
+    big.size_for(150)  # configured limits above what the width needs are kept; inserts need no more
+    assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "516MB")
+    small = connect("duckdb", path=str(tmp_path / "s.duckdb"), streaming_memory_limit="80MB")
+    small.size_for(9)  # both follow the width
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "93MB")
+    small.size_for(2)
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "72MB")
     unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), memory_limit=None, streaming_memory_limit=None)
     unbounded.size_for(150)
-    assert (unbounded.memory_limit, unbounded.streaming_memory_limit) == (None, None)
+    assert (unbounded.memory_limit, unbounded.streaming_memory_limit, unbounded.inserting_memory_limit) == (
+        None, None, None)
+
+
+def test_the_send_phase_of_a_first_sync_gets_the_inserting_pool(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
+    w.size_for(9)
+    planning = setting()
+    with w.streaming():
+        replacing = setting()
+    with w.streaming(replacing=False):
+        inserting = setting()
+    assert setting() == planning
+    assert [int(float(v.split()[0]) * (1000 if "GiB" in v else 1)) for v in (planning, replacing, inserting)] == [
+        183, 152, 88]  # 192, 160 and 93 MB in MiB, as DuckDB shows them
 
 
 def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
@@ -39,9 +59,9 @@ def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
     p = Planner(w, spec)
     p.ensure_state()
 
-    def send_all() -> int:
+    def send_all(first: bool) -> int:
         committed, keys = 0, []
-        with w.streaming():
+        with w.streaming(replacing=not first):  # as the engine: a first sync's commits only insert
             for batch in p.stream_sendable(10_000):
                 keys.append(batch.column(0))
                 if sum(len(k) for k in keys) >= 50_000:
@@ -51,12 +71,14 @@ def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
                 committed += p.commit_acknowledged(pa.concat_arrays(keys))
         return committed
 
-    assert p.plan().added == rows
-    assert send_all() == rows
+    stats = p.plan()
+    assert stats.added == rows and stats.first_sync
+    assert send_all(first=True) == rows
     w.execute("UPDATE wide SET c0 = c0 || 'x' WHERE hash(email) % 10 = 0")
-    changed = p.plan().changed
-    assert 20_000 < changed < 30_000
-    assert send_all() == changed
+    stats = p.plan()
+    changed = stats.changed
+    assert 20_000 < changed < 30_000 and not stats.first_sync
+    assert send_all(first=False) == changed
     assert p.plan().changed == 0
     snap = w.query(f'SELECT COUNT(*) AS n, COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').to_pylist()[0]
     assert snap == {"n": rows, "k": rows}
