@@ -262,3 +262,25 @@ def test_reserved_phone_number_field_is_sent_in_e164_or_rejected(project):
     assert sandbox_user(project, "user7@example.com")["dataFields"]["phoneNumber"] == "+14155550107"
     [reason] = [r[0] for r in project.sql("select reason from dinsync.rejections where key = 'user4@example.com'")]
     assert "phoneNumber" in reason and "invalid phone number" in reason and "'call me'" in reason
+
+
+def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypatch):
+    """A first sync's commits only insert into the snapshot: its send phase gets DuckDB's smaller
+    inserting pool; a later run, whose commits may replace snapshot rows, the streaming pool."""
+    from dinsync.warehouses.duckdb import DuckDBWarehouse
+
+    pools = []
+    streaming = DuckDBWarehouse.streaming
+
+    def recording(self, replacing=True):
+        limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
+        pools.append((replacing, limit))
+        return streaming(self, replacing)
+
+    monkeypatch.setattr(DuckDBWarehouse, "streaming", recording)
+    first = project.sync()["runs"][0]
+    project.sql("update main.customers set plan = 'pro' where id <= 3")
+    second = project.sync()["runs"][0]
+    assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
+    assert pools == [(False, "75MB"), (True, "160MB")]  # 48 MB + 3 MB x (3 mapped fields + 6)
+    assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}
