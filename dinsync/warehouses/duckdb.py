@@ -28,7 +28,7 @@ DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roa
 # BASE + PER_COLUMN x (fields + 6 columns of the snapshot's own).
 PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # While a plan that only adds rows streams (a first sync), commits only insert: 1M rows x 9 fields
-# sent with 64 and 96 MB as fast as with 160 MB, for ~60 MB less peak RSS (the snapshot's new
+# sent with 64 and 93 MB as fast as with 160 MB, for 65-85 MB less peak RSS (the snapshot's new
 # blocks stay in the pool until the run's checkpoint). Never above the streaming limit.
 INSERTING_BASE_MB = 48
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
@@ -36,6 +36,7 @@ _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
 
 
 def _bytes(limit: str) -> float | None:
+    """A size as the config writes it ("160MB", "1.5 GiB") in bytes; None when it is not one."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", limit)
     return float(m.group(1)) * _UNITS[m.group(2).upper()] if m and m.group(2).upper() in _UNITS else None
 
