@@ -197,11 +197,11 @@ def main() -> None:
     planner = Planner(w, spec)
     step("ensure_state", planner.ensure_state)
     fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
-    step("first plan (all added)", planner.plan, fmt)
+    first = step("first plan (all added)", planner.plan, fmt)
     ck = args.checkpoint_rows
     # as the engine: the adapter's smaller buffer pool while rows stream out (a first plan's
-    # commits only insert: the inserting pool)
-    with w.streaming(replacing=False):
+    # commits only insert: the inserting pool, for plans of up to 2M rows)
+    with w.streaming(replacing=False, rows=first.added):
         wall, total, worst, commits, n = commit_all(planner, ck)
     results.append(("stream + commit (wall)", wall))
     results.append((f"commit all keys ({ck:,} per commit)", total))

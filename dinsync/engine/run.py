@@ -186,7 +186,8 @@ class SyncRun:
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
-            with self.wh.streaming(replacing=not stats.first_sync):  # a first sync's commits only insert
+            # a first sync's commits only insert: the adapter may lower its memory meanwhile
+            with self.wh.streaming(replacing=not stats.first_sync, rows=sendable):
                 import asyncio  # only when something is sent
 
                 asyncio.run(self._send(s, lock))

@@ -272,15 +272,15 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     pools = []
     streaming = DuckDBWarehouse.streaming
 
-    def recording(self, replacing=True):
+    def recording(self, replacing=True, rows=None):
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
-        pools.append((replacing, limit))
-        return streaming(self, replacing)
+        pools.append((replacing, rows, limit))
+        return streaming(self, replacing, rows)
 
     monkeypatch.setattr(DuckDBWarehouse, "streaming", recording)
     first = project.sync()["runs"][0]
     project.sql("update main.customers set plan = 'pro' where id <= 3")
     second = project.sync()["runs"][0]
     assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
-    assert pools == [(False, "75MB"), (True, "160MB")]  # 48 MB + 3 MB x (3 mapped fields + 6)
+    assert pools == [(False, 20, "75MB"), (True, 3, "160MB")]  # 48 MB + 3 MB x (3 mapped fields + 6)
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}
