@@ -267,20 +267,25 @@ def test_reserved_phone_number_field_is_sent_in_e164_or_rejected(project):
 def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypatch):
     """A first sync's commits only insert into the snapshot: its send phase gets DuckDB's smaller
     inserting pool; a later run, whose commits may replace snapshot rows, the streaming pool."""
+    import contextlib
+
     from dinsync.warehouses.duckdb import DuckDBWarehouse
 
     pools = []
     streaming = DuckDBWarehouse.streaming
 
+    @contextlib.contextmanager
     def recording(self, replacing=True, rows=None):
-        limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
-        pools.append((replacing, rows, limit))
-        return streaming(self, replacing, rows)
+        with streaming(self, replacing, rows):  # DuckDB's own setting while the run sends
+            setting = self._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            pools.append((replacing, rows, setting))
+            yield
 
     monkeypatch.setattr(DuckDBWarehouse, "streaming", recording)
     first = project.sync()["runs"][0]
     project.sql("update main.customers set plan = 'pro' where id <= 3")
     second = project.sync()["runs"][0]
     assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
-    assert pools == [(False, 20, "75MB"), (True, 3, "160MB")]  # 48 MB + 3 MB x (3 mapped fields + 6)
+    # 75 MB (48 MB + 3 MB x (3 mapped fields + 6)), then 160 MB, in MiB as DuckDB shows them
+    assert pools == [(False, 20, "71.5 MiB"), (True, 3, "152.5 MiB")]
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}
