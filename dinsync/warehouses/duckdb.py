@@ -28,7 +28,7 @@ DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roa
 # BASE + PER_COLUMN x (fields + 6 columns of the snapshot's own).
 PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # While a plan that only adds rows streams (a first sync), commits only insert: 1M rows x 9 fields
-# sent with 64 and 93 MB as fast as with 160 MB, for 65-85 MB less peak RSS (the snapshot's new
+# sent with 64 and 93 MB as fast as with 160 MB, for 15-85 MB less peak RSS (the snapshot's new
 # blocks stay in the pool until the run's checkpoint). Never above the streaming limit. Larger
 # plans pay for the smaller pool (commits of 50k keys while a plan of 10 columns streams: +10% at
 # 3M rows, +60% at 10M, measured), so beyond INSERTING_MAX_ROWS they keep the streaming pool.
