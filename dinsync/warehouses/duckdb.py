@@ -45,16 +45,14 @@ def _bytes(limit: str) -> float | None:
 
 def _at_least(limit: str | None, mb: int) -> str | None:
     """`limit` (as the config writes it), or `mb` MB when that is more; None (no limit) stays."""
-    if not limit or _bytes(limit) is None:
-        return limit
-    return limit if _bytes(limit) >= mb * 1000**2 else f"{mb}MB"
+    size = _bytes(limit) if limit else None
+    return limit if size is None or size >= mb * 1000**2 else f"{mb}MB"
 
 
 def _at_most(limit: str | None, mb: int) -> str | None:
     """`limit`, or `mb` MB when that is less; None (no limit) stays."""
-    if not limit or _bytes(limit) is None:
-        return limit
-    return limit if _bytes(limit) <= mb * 1000**2 else f"{mb}MB"
+    size = _bytes(limit) if limit else None
+    return limit if size is None or size <= mb * 1000**2 else f"{mb}MB"
 
 
 class DuckDBWarehouse(ErrorTranslation, Warehouse):
