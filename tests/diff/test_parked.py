@@ -236,3 +236,24 @@ def test_rows_kept_from_the_stream_stay_bounded_by_the_rows_in_flight(s):
     assert snap.num_rows == 250 and all(snap.column("same").to_pylist())
     # released rows are still committed when acknowledged later (looked for in the plan)
     assert s.ack(keys[350:360]) == 10
+
+
+def test_rows_kept_from_the_stream_do_not_hold_the_streamed_batch(s):
+    """DuckDB's batches arrive through Arrow's C interface, freed as a whole: what the planner keeps
+    of a row is a copy, so the values and send flags of the batch it came in can be freed (at 10M
+    rows, ~190 bytes a row kept instead of ~300). Checked by where the kept columns' data lives."""
+    from dinsync.diff.commit import StreamedRows
+
+    s.set_rows([(f"u{i}@x.com", "n", i) for i in range(50)])
+    s.plan()
+    batch = s.w.query(s.p.render("stream_sendable")).to_batches()[0]
+    carried = batch.select([0, 1] + list(range(3 + 2 * len(s.p.fields), batch.num_columns)))
+    kept = StreamedRows()
+    kept.add(carried)
+    part = kept._parts[0]
+    for name in carried.schema.names:
+        source = {b.address for b in carried.column(name).buffers() if b is not None}
+        held = {b.address for b in part.get_column(name).to_arrow().buffers() if b is not None}
+        assert not source & held, name
+    assert part.get_column("_key").to_list() == carried.column("_key").to_pylist()
+    assert part.get_column("_kh").to_list() == carried.column("_kh").to_pylist()
