@@ -8,6 +8,14 @@ are applied from that copy: a crash or the end of the run loses nothing, the nex
 their own, at least every `checkpoint_rows` acknowledged rows or `checkpoint_seconds`, so a crash
 loses at most what was acknowledged since the last one (sent again by the next run).
 
+A first sync's commits only insert into the snapshot; where the warehouse stores tables in blocks
+(`Capabilities.insert_block_rows`, DuckDB's row groups) they carry whole blocks: a checkpoint due by
+its row count commits the acknowledged rows up to the next block boundary (or several) and keeps
+the rest for the next one. DuckDB writes such an insert to the database file once; smaller ones go
+through its write-ahead log and are written again when it checkpoints, which at the end of a 1M-row
+first sync cost ~0.2-0.35 s and the run's peak memory (measured). A checkpoint due by time, and the
+last one, commit everything.
+
 Before each commit the run checks it still holds the sync's lock: a run whose lock was taken
 over must not write from a plan table another run may have replaced.
 """
@@ -44,7 +52,7 @@ class Batch:
 
 class Checkpointer:
     def __init__(self, planner, state, lock, run_id: str, sync: str, *, rows: int, seconds: float,
-                 progress: Callable[[str, dict], None]):
+                 progress: Callable[[str, dict], None], block_rows: int | None = None):
         self.planner = planner
         self.state = state
         self.lock = lock
@@ -58,6 +66,8 @@ class Checkpointer:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-commit")
         self._busy: asyncio.Lock | None = None
         self.committed = 0
+        self.block_rows = block_rows  # a first sync: commits of whole blocks (see the module's doc)
+        self.inserted = 0  # rows this run's commits inserted into the snapshot (with block_rows)
 
     # --- what the pipeline reports ------------------------------------------------------
     def acknowledged(self, keys: list[str]) -> None:
@@ -89,8 +99,21 @@ class Checkpointer:
             b.rows.append((r.key, None, r.status, r.reason or r.status))
 
     # --- commits ------------------------------------------------------------------------
+    def _timed_out(self) -> bool:
+        return time.monotonic() - self._last >= self.every_seconds
+
+    def _whole_blocks(self, batch: Batch) -> int:
+        """How many of the batch's acknowledged rows, with its parked rows (also inserted), reach
+        the next block boundary of the snapshot, or a later one (0: not enough yet)."""
+        n = len(batch.acked)
+        need = self.block_rows - (self.inserted + len(batch.parked)) % self.block_rows
+        return 0 if n < need else need + (n - need) // self.block_rows * self.block_rows
+
     def due(self) -> bool:
-        return len(self._batch.acked) >= self.every_rows or time.monotonic() - self._last >= self.every_seconds
+        n = len(self._batch.acked)
+        if self.block_rows and n >= self.every_rows:
+            return self._whole_blocks(self._batch) > 0 or self._timed_out()
+        return n >= self.every_rows or self._timed_out()
 
     async def checkpoint(self, force: bool = False) -> None:
         if self._busy is None:
@@ -99,6 +122,9 @@ class Checkpointer:
             return
         async with self._busy:
             batch, self._batch = self._batch, Batch()
+            if self.block_rows and not (force or self._timed_out()):
+                n = self._whole_blocks(batch)
+                batch.acked, self._batch.acked = batch.acked[:n], batch.acked[n:]
             self._last = time.monotonic()
             if batch:
                 loop = asyncio.get_running_loop()
@@ -108,16 +134,17 @@ class Checkpointer:
         """One checkpoint (on the commit thread, or directly when no loop runs)."""
         self.lock.check()
         if batch.acked:
-            self.planner.commit_acknowledged(batch.acked)
+            self.inserted += self.planner.commit_acknowledged(batch.acked)
             self.committed += len(batch.acked)
         if batch.parked:
-            self.planner.commit_rejected(batch.parked)
+            self.inserted += self.planner.commit_rejected(batch.parked)
         for token, keys in batch.stash:
             self.planner.stash_pending(keys, token)
         if batch.pending_ok or batch.pending_parked or batch.pending_forget:
             ok, _ = self.planner.resolve_pending(ok=batch.pending_ok, rejected=batch.pending_parked,
                                                  forget=batch.pending_forget)
             self.committed += ok
+            self.inserted += ok
         if batch.rows:
             self.state.add_rejections(self.run_id, self.sync, batch.rows)
             # failed / not found: sent again by the next run, never committed by this one

@@ -190,7 +190,7 @@ class SyncRun:
             with self.wh.streaming(replacing=not stats.first_sync, rows=sendable):
                 import asyncio  # only when something is sent
 
-                asyncio.run(self._send(s, lock))
+                asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
         self.progress("finish", {})
         if self.stop.requested:
             s.status = "cancelled"
@@ -251,7 +251,7 @@ class SyncRun:
         self.progress("note", {"message": f"outcomes of earlier runs: {n_ok} rows acknowledged, {n_parked} rejected, "
                                           f"{len(forget)} to send again; {waiting} rows still awaited"})
 
-    async def _send(self, s: RunSummary, lock: LockKeeper) -> None:
+    async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.
         from ..mapping import FieldMapping, KeyMapping
         from .commits import Checkpointer
@@ -262,7 +262,9 @@ class SyncRun:
         transport = self.destination.make_transport(transport_options(self.dest_cfg))
         commits = Checkpointer(self.planner, self.state, lock, s.run_id, self.cfg.name,
                                rows=self.opts.checkpoint_rows, seconds=self.opts.checkpoint_seconds,
-                               progress=self.progress)
+                               progress=self.progress,
+                               # a first sync's commits only insert: in whole blocks where that counts
+                               block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
         mapping = MappingPlan(
             key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind, max_length=self.key_spec.max_length),
             fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])

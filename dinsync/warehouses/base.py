@@ -58,6 +58,11 @@ class Capabilities:
     # Arrow data in this process can be read by SQL as a view, without copying it into a table
     # (view_arrow / drop_arrow_view; DuckDB: a registered Arrow table).
     arrow_views: bool = False
+    # Rows of a storage block of a table (DuckDB: a row group, 122,880 rows). The commits of a first
+    # sync, which only insert, then carry whole blocks: DuckDB writes a transaction's whole row
+    # groups to the database file at once, the rest through its write-ahead log, written a second
+    # time at the next checkpoint (see engine/commits.py). None: commits of any size.
+    insert_block_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:

@@ -69,6 +69,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         paramstyle="dollar",
         scratch_database=SCRATCH_DATABASE,
         row_position="rowid",
+        insert_block_rows=122_880,
         arrow_views=True,
     )
     driver_errors = (duckdb.Error,)

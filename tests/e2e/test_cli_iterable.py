@@ -266,13 +266,22 @@ def test_reserved_phone_number_field_is_sent_in_e164_or_rejected(project):
 
 def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypatch):
     """A first sync's commits only insert into the snapshot: its send phase gets DuckDB's smaller
-    inserting pool; a later run, whose commits may replace snapshot rows, the streaming pool."""
+    inserting pool, and its commits carry whole row groups; a later run, whose commits may replace
+    snapshot rows, the streaming pool and commits of any size."""
     import contextlib
 
+    from dinsync.engine.commits import Checkpointer
     from dinsync.warehouses.duckdb import DuckDBWarehouse
 
-    pools = []
+    pools, blocks = [], []
     streaming = DuckDBWarehouse.streaming
+    init = Checkpointer.__init__
+
+    def recording_blocks(self, *a, **kw):
+        init(self, *a, **kw)
+        blocks.append(self.block_rows)
+
+    monkeypatch.setattr(Checkpointer, "__init__", recording_blocks)
 
     @contextlib.contextmanager
     def recording(self, replacing=True, rows=None):
@@ -288,4 +297,5 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
     # 75 MB (48 MB + 3 MB x (3 mapped fields + 6)), then 160 MB, in MiB as DuckDB shows them
     assert pools == [(False, 20, "71.5 MiB"), (True, 3, "152.5 MiB")]
+    assert blocks == [122_880, None]
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}
