@@ -150,7 +150,9 @@ class StreamedRows:
         if not found:
             return None, rest
         taken = self._one_per_row(pl.concat(found)) if len(found) > 1 else found[0]
-        return taken.rename({"_prior": "_replace"}).to_arrow(), rest
+        # in one chunk: DuckDB inserts an Arrow table of several chunks with several threads, each
+        # filling row groups of its own, which cuts a commit of whole row groups into parts
+        return taken.rename({"_prior": "_replace"}).rechunk().to_arrow(), rest
 
 
 class CommitMixin:

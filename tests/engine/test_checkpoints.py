@@ -95,7 +95,7 @@ def test_whole_row_groups_bypass_duckdbs_write_ahead_log(tmp_path):
     for mode in ("blocks", "as they come"):
         path = str(tmp_path / f"{mode.replace(' ', '_')}.duckdb")
         w = connect("duckdb", path=path)
-        rows = 300_000
+        rows = 600_000
         w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@example.com' AS email, i % 97 AS score "
                   f"FROM range({rows}) AS t(i)")
         w.execute("CHECKPOINT")
@@ -104,7 +104,8 @@ def test_whole_row_groups_bypass_duckdbs_write_ahead_log(tmp_path):
                                       key_normalization="email", fields=[("score", "score")]))
         assert planner.plan().first_sync
         block = w.capabilities.insert_block_rows if mode == "blocks" else None
-        c = checkpointer(planner, block_rows=block, rows=50_000)
+        # with blocks, commits of two row groups at once; as they come, of about 50k rows
+        c = checkpointer(planner, block_rows=block, rows=250_000 if block else 50_000)
         with w.streaming(replacing=False, rows=rows):
             for batch in planner.stream_sendable(batch_rows=10_000):  # the stream stays open meanwhile
                 c.acknowledged(batch.column("_key").to_pylist())
@@ -115,6 +116,11 @@ def test_whole_row_groups_bypass_duckdbs_write_ahead_log(tmp_path):
         c.close()
         assert c.inserted == rows if block else c.committed == rows
         assert w.query("SELECT count(*) AS n FROM dinsync.snap_s").column(0)[0].as_py() == rows
+        if block:  # the snapshot's row groups are whole, but the last
+            groups = w.query("""SELECT row_group_id, sum(count) AS n FROM pragma_storage_info('dinsync.snap_s')
+                                WHERE column_name = '_kh' AND segment_type <> 'VALIDITY'
+                                GROUP BY 1 ORDER BY 1""").column("n").to_pylist()
+            assert [int(n) for n in groups] == [block] * 4 + [rows - 4 * block]
         w.close()
-    # 2 row groups written once (the log holds a few KB for them), against rows in the log
+    # whole row groups written once (the log holds a few KB for them), against every row in the log
     assert sizes["blocks"] < 100_000 < 5_000_000 < sizes["as they come"], sizes
