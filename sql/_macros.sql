@@ -27,9 +27,3 @@ DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.
 {{ acked }} AS p
 {%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}
 {%- endmacro %}
-
-{#- The type of a snapshot hash column, marked for the dialect's storage clause
-    (dialects.HASH_COLUMN_STORAGE, applied by render.py; no clause where there is none). -#}
-{% macro hash_column(hash_type) -%}
-{{ hash_type }} COMMENT 'DINSYNC_HASH_COLUMN'
-{%- endmacro %}

@@ -1,4 +1,3 @@
-{% from "_macros.sql" import hash_column %}
 -- The snapshot of one sync: what was last delivered (and what was parked), one row per key.
 --   _key        the normalised matching key
 --   _synced_at  when the row was last acknowledged; NULL: never delivered, only parked
@@ -10,15 +9,12 @@
 --               planned again until its values change (NULL: not parked)
 --   f_...       per destination field, a 64-bit hash of the delivered value's text form; NULL =
 --               never delivered (a newly mapped field, or a row that was only parked)
--- Hash columns are stored as the dialect says (dialects.HASH_COLUMN_STORAGE; DuckDB: uncompressed,
--- since random 64-bit hashes do not compress and analysing them costs every commit); _pfp, mostly
--- NULL, compresses.
 CREATE TABLE IF NOT EXISTS {{ snapshot }} (
   _key VARCHAR NOT NULL,
   _synced_at TIMESTAMP,
-  _kh {{ hash_column(hash_type) }},
-  _fp {{ hash_column(hash_type) }},
-  _rkh {{ hash_column(hash_type) }},
+  _kh {{ hash_type }},
+  _fp {{ hash_type }},
+  _rkh {{ hash_type }},
   _pfp {{ hash_type }},
-  {% for f in fields %}{{ f.snap }} {{ hash_column(hash_type) }}{{ "," if not loop.last }}{% endfor %}
+  {% for f in fields %}{{ f.snap }} {{ hash_type }}{{ "," if not loop.last }}{% endfor %}
 )

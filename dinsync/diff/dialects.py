@@ -115,13 +115,6 @@ UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
 # one row of the target: a MERGE fails rather than pick one of several).
 UPDATE_FROM_AS_MERGE = {"databricks"}
 
-# Storage clause of a snapshot's hash columns (templates mark them with the hash_column macro),
-# where a dialect has one. DuckDB analyses every column segment it writes for a compression that
-# fits; random 64-bit hashes never compress, and skipping that analysis made inserting 10M snapshot
-# rows about 20% faster (2.0-2.2 s instead of 2.5 s) for the same file size (benchmarks/bench_plan.py).
-HASH_COLUMN_STORAGE = {"duckdb": "USING COMPRESSION uncompressed"}
-HASH_COLUMN_MARK = "DINSYNC_HASH_COLUMN"
-
 # Type of the hash columns when no warehouse says otherwise (golden tests, `render`).
 DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
                       "redshift": "BIGINT", "databricks": "BIGINT"}

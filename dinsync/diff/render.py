@@ -24,15 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DinsyncError, ExitCode
-from .dialects import (
-    DIALECT_SQL,
-    DIALECTS,
-    HASH_COLUMN_MARK,
-    HASH_COLUMN_STORAGE,
-    TEXT_TYPES,
-    UNBOUNDED_TEXT,
-    UPDATE_FROM_AS_MERGE,
-)
+from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT, UPDATE_FROM_AS_MERGE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _MODEL_MARKER = "__DINSYNC_MODEL__"
@@ -203,19 +195,6 @@ def replace_pseudo(tree, dialect: str):
     return tree
 
 
-def _hash_column_storage(tree, dialect: str) -> None:
-    """Give the columns marked by the hash_column macro the dialect's storage clause, or none."""
-    _, exp = _sqlglot()
-    storage = HASH_COLUMN_STORAGE.get(dialect)
-    for mark in list(tree.find_all(exp.CommentColumnConstraint)):
-        if mark.this.name != HASH_COLUMN_MARK:
-            continue
-        if storage:
-            mark.parent.replace(exp.ColumnConstraint(kind=exp.Var(this=storage)))
-        else:
-            mark.parent.pop()
-
-
 def _update_as_merge(tree, dialect: str):
     """`UPDATE t SET a = x FROM s WHERE c` as `MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE
     SET a = x` (for dialects in UPDATE_FROM_AS_MERGE)."""
@@ -273,7 +252,6 @@ def render_template(name: str, ctx: dict[str, Any], dialect: str, model_sql: str
     if len(statements) != 1:
         raise AssertionError(f"sql/{name}.sql must hold exactly one statement")
     tree = replace_pseudo(statements[0], dialect)
-    _hash_column_storage(tree, dialect)
     if dialect in UPDATE_FROM_AS_MERGE and isinstance(tree, exp.Update) and tree.args.get("from_"):
         tree = _update_as_merge(tree, dialect)
     if dialect in UNBOUNDED_TEXT:
