@@ -214,8 +214,8 @@ def main() -> None:
     first = step("first plan (all added)", planner.plan, fmt)
     ck = args.checkpoint_rows
     # as the engine: the adapter's smaller buffer pool while rows stream out (a first plan's
-    # commits only insert: the inserting pool, for plans of up to 2M rows)
-    with w.streaming(replacing=False, rows=first.added):
+    # commits only insert: the inserting pool)
+    with w.streaming(replacing=False):
         wall, total, worst, commits, n = commit_all(planner, ck, w.capabilities.insert_block_rows)
     results.append(("stream + commit (wall)", wall))
     results.append(("commit all keys", total))

@@ -187,7 +187,7 @@ class SyncRun:
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
             # a first sync's commits only insert: the adapter may lower its memory meanwhile
-            with self.wh.streaming(replacing=not stats.first_sync, rows=sendable):
+            with self.wh.streaming(replacing=not stats.first_sync):
                 import asyncio  # only when something is sent
 
                 asyncio.run(self._send(s, lock, first_sync=stats.first_sync))

@@ -146,11 +146,10 @@ class Warehouse:
         may need more for a wide one."""
 
     @contextlib.contextmanager
-    def streaming(self, replacing: bool = True, rows: int | None = None) -> Iterator[None]:
+    def streaming(self, replacing: bool = True) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming
         back): an adapter may lower its memory use meanwhile. `replacing`: commits may replace
-        snapshot rows (changed rows, a full refresh); False when they only insert (a first sync).
-        `rows`: how many rows the plan sends, when known."""
+        snapshot rows (changed rows, a full refresh); False when they only insert (a first sync)."""
         yield
 
     def close(self) -> None:

@@ -28,11 +28,11 @@ DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roa
 # BASE + PER_COLUMN x (fields + 6 columns of the snapshot's own).
 PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # While a plan that only adds rows streams (a first sync), commits only insert: 1M rows x 9 fields
-# sent with 64 and 93 MB as fast as with 160 MB, for 15-85 MB less peak RSS (the snapshot's new
-# blocks stay in the pool until the run's checkpoint). Never above the streaming limit. Larger
-# plans pay for the smaller pool (commits of 50k keys while a plan of 10 columns streams: +10% at
-# 3M rows, +60% at 10M, measured), so beyond INSERTING_MAX_ROWS they keep the streaming pool.
-INSERTING_BASE_MB, INSERTING_MAX_ROWS = 48, 2_000_000
+# sent with 64 and 93 MB as fast as with 160 MB, for 15-85 MB less peak RSS. Never above the
+# streaming limit. (Commits of 50k keys paid for it at 10M rows, +60%; since a first sync commits
+# whole row groups, written to the file directly (engine/commits.py), 10M rows commit as fast
+# under it as under the streaming pool, for ~50 MB less peak RSS: measured with bench_plan.py.)
+INSERTING_BASE_MB = 48
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -245,19 +245,18 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             self._con.execute("SET memory_limit = ?", [self.memory_limit])
 
     @contextlib.contextmanager
-    def streaming(self, replacing: bool = True, rows: int | None = None):
+    def streaming(self, replacing: bool = True):
         """While the plan streams out and acknowledged keys come back in small commits, DuckDB
         needs far less memory than for building the plan: shrink its buffer pool meanwhile,
         so the sending phase of a large first sync stays within a few hundred MB. (Not lower
         than 160 MB when commits may replace snapshot rows: deleting 200k of them needs more than
-        64 MB. Commits that only insert (`replacing=False`) of up to INSERTING_MAX_ROWS `rows` get
-        INSERTING_BASE_MB + the width's share: a commit inserts whole row groups, whose size grows
+        64 MB. Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
+        share: a commit inserts whole row groups, whose size grows
         with the mapped fields (see size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.)"""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return
-        inserting = not replacing and rows is not None and rows <= INSERTING_MAX_ROWS
-        limit = self.inserting_memory_limit if inserting else self.streaming_memory_limit
+        limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
         self._con.execute("SET memory_limit = ?", [limit])
         try:
             yield

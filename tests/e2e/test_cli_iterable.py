@@ -284,10 +284,10 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     monkeypatch.setattr(Checkpointer, "__init__", recording_blocks)
 
     @contextlib.contextmanager
-    def recording(self, replacing=True, rows=None):
-        with streaming(self, replacing, rows):  # DuckDB's own setting while the run sends
+    def recording(self, replacing=True):
+        with streaming(self, replacing):  # DuckDB's own setting while the run sends
             setting = self._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-            pools.append((replacing, rows, setting))
+            pools.append((replacing, setting))
             yield
 
     monkeypatch.setattr(DuckDBWarehouse, "streaming", recording)
@@ -296,6 +296,6 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     second = project.sync()["runs"][0]
     assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
     # 75 MB (48 MB + 3 MB x (3 mapped fields + 6)), then 160 MB, in MiB as DuckDB shows them
-    assert pools == [(False, 20, "71.5 MiB"), (True, 3, "152.5 MiB")]
+    assert pools == [(False, "71.5 MiB"), (True, "152.5 MiB")]
     assert blocks == [122_880, None]
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}

@@ -106,7 +106,7 @@ def test_whole_row_groups_bypass_duckdbs_write_ahead_log(tmp_path):
         block = w.capabilities.insert_block_rows if mode == "blocks" else None
         # with blocks, commits of two row groups at once; as they come, of about 50k rows
         c = checkpointer(planner, block_rows=block, rows=250_000 if block else 50_000)
-        with w.streaming(replacing=False, rows=rows):
+        with w.streaming(replacing=False):
             for batch in planner.stream_sendable(batch_rows=10_000):  # the stream stays open meanwhile
                 c.acknowledged(batch.column("_key").to_pylist())
                 asyncio.run(c.checkpoint())
