@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 @dataclass
 class EngineOptions:
     batch_rows: int = 10_000  # rows per Arrow batch read from the plan (20k: ~30-50 MB more at peak for ~0.1 s less at 1M rows)
-    checkpoint_rows: int = 50_000  # commit acknowledged rows at least this often ...
+    checkpoint_rows: int = 50_000  # commit acknowledged rows at least this often (a first sync: whole blocks, see commits.py) ...
     checkpoint_seconds: float = 5.0  # ... or this often
     queue_requests: int | None = None  # bounded request queue (default 4 x concurrency)
     lock_ttl_seconds: float = 900.0  # a lock not refreshed for this long is taken over
