@@ -48,7 +48,8 @@ class StreamedRows:
     SLICE = 1 << 20  # keys looked up at once
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the parts and counts (held briefly: `add` runs meanwhile)
+        self._taking = threading.Lock()  # one `take` at a time
         self._parts: list = []  # DataFrames (one per batch): the carried columns, _h, _part
         self._left: dict[int, int] = {}  # part id -> rows not taken yet
         self._next = 0
@@ -114,15 +115,16 @@ class StreamedRows:
         _rkh, _replace, h0, ..`, or None when nothing was; an Arrow array of the keys not found)."""
         import polars as pl
 
-        with self._lock:
-            if not self._parts:
+        with self._taking:
+            with self._lock:  # the parts streamed so far; the stream may add others meanwhile
+                parts = list(self._parts)
+            if not parts:
                 return None, keys
-            parts = self._parts
             hashes = pl.concat([part.select("_h") for part in parts]).with_row_index("_i")
             starts = [0]
             for part in parts:
                 starts.append(starts[-1] + part.height)
-            found, missing = [], []
+            found, missing, counts = [], [], []
             for start in range(0, len(keys), self.SLICE):  # bounded transient memory
                 ack = pl.from_arrow(keys.slice(start, self.SLICE)).alias("_ack").to_frame()
                 ack = ack.with_columns(self.hash(ack.get_column("_ack")).alias("_h"))
@@ -138,14 +140,17 @@ class StreamedRows:
                     missing.append(ack.join(hit.select(pl.col("_key").alias("_ack")), on="_ack", how="anti")
                                    .get_column("_ack"))
                 if hit.height:
-                    for part_id, n in hit.get_column("_part").value_counts().iter_rows():
-                        self._left[part_id] -= n
+                    counts.extend(hit.get_column("_part").value_counts().iter_rows())
                     found.append(hit.drop("_h", "_part"))
-            done = {p for p, left in self._left.items() if left <= 0}
-            if done:
-                for p in done:
-                    del self._left[p]
-                self._parts = [part for part in parts if part.get_column("_part")[0] not in done]
+            with self._lock:
+                for part_id, n in counts:
+                    if part_id in self._left:  # (not if the parts were cleared meanwhile)
+                        self._left[part_id] -= n
+                done = {p for p, left in self._left.items() if left <= 0}
+                if done:
+                    for p in done:
+                        del self._left[p]
+                    self._parts = [part for part in self._parts if part.get_column("_part")[0] not in done]
         rest = pl.concat(missing).unique().to_arrow() if missing else keys.slice(0, 0)
         if not found:
             return None, rest

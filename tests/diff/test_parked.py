@@ -257,3 +257,36 @@ def test_rows_kept_from_the_stream_do_not_hold_the_streamed_batch(s):
         assert not source & held, name
     assert part.get_column("_key").to_list() == carried.column("_key").to_pylist()
     assert part.get_column("_kh").to_list() == carried.column("_kh").to_pylist()
+
+
+def test_the_stream_keeps_adding_rows_while_a_commit_takes_its_own(s, monkeypatch):
+    """A commit looks its keys up without holding the lock the stream needs to add a batch (the
+    stream waited for every commit's lookup: 3 s of 10M rows' streaming); rows added meanwhile are
+    kept for later commits."""
+    from dinsync.diff.commit import StreamedRows
+
+    s.set_rows([(f"u{i}@x.com", "n", i) for i in range(200)])
+    s.plan()
+    batches = s.w.query(s.p.render("stream_sendable")).to_batches(max_chunksize=100)
+    carried = [b.select([0, 1] + list(range(3 + 2 * len(s.p.fields), b.num_columns))) for b in batches]
+    kept = StreamedRows()
+    kept.add(carried[0])
+    looking, added = threading.Event(), threading.Event()
+    gather = StreamedRows._gather
+
+    def slow_gather(parts, starts, positions):
+        looking.set()
+        assert added.wait(10), "the stream could not add a batch while a commit looked up its keys"
+        return gather(parts, starts, positions)
+
+    monkeypatch.setattr(StreamedRows, "_gather", staticmethod(slow_gather))
+    result = {}
+    taking = threading.Thread(target=lambda: result.update(took=kept.take(carried[0].column("_key"))))
+    taking.start()
+    assert looking.wait(10)
+    kept.add(carried[1])  # while the lookup runs
+    added.set()
+    taking.join(10)
+    found, rest = result["took"]
+    assert found.num_rows == 100 and len(rest) == 0
+    assert len(kept._parts) == 1 and kept._parts[0].get_column("_key").to_list() == carried[1].column("_key").to_pylist()
