@@ -68,8 +68,8 @@ class StreamedRows:
     def add(self, batch) -> None:
         """`batch`: an Arrow record batch `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`, kept as a
         copy: a batch imported through Arrow's C interface (DuckDB's) is freed as a whole, so any
-        column kept would hold the whole streamed batch, values and send flags included (measured:
-        ~370 bytes a row held at 10 fields instead of ~180)."""
+        column kept would hold the whole streamed batch, values and send flags included (measured at
+        10 fields: 413 instead of 289 bytes of RSS a streamed row)."""
         import polars as pl
         import pyarrow as pa
 

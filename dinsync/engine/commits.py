@@ -12,8 +12,9 @@ A first sync's commits only insert into the snapshot; where the warehouse stores
 (`Capabilities.insert_block_rows`, DuckDB's row groups) they carry whole blocks: a checkpoint due by
 its row count commits the acknowledged rows up to the next block boundary (or several) and keeps
 the rest for the next one. DuckDB writes such an insert to the database file once; smaller ones go
-through its write-ahead log and are written again when it checkpoints, which at the end of a 1M-row
-first sync cost ~0.2-0.35 s and the run's peak memory (measured). A checkpoint due by time, and the
+through its write-ahead log and are written again when it checkpoints: at the end of a 1M-row first
+sync that took ~0.2 s and left a 275 MB file, where whole row groups leave 162 MB (measured; the
+price is more acknowledged rows waiting, ~35 MB more peak RSS). A checkpoint due by time, and the
 last one, commit everything.
 
 Before each commit the run checks it still holds the sync's lock: a run whose lock was taken

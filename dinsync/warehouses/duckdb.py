@@ -31,7 +31,7 @@ PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # sent with 64 and 93 MB as fast as with 160 MB, for 15-85 MB less peak RSS. Never above the
 # streaming limit. (Commits of 50k keys paid for it at 10M rows, +60%; since a first sync commits
 # whole row groups, written to the file directly (engine/commits.py), 10M rows commit as fast
-# under it as under the streaming pool, for ~50 MB less peak RSS: measured with bench_plan.py.)
+# under it as under the streaming pool, for 30-65 MB less peak RSS: measured with bench_plan.py.)
 INSERTING_BASE_MB = 48
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
@@ -251,8 +251,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         so the sending phase of a large first sync stays within a few hundred MB. (Not lower
         than 160 MB when commits may replace snapshot rows: deleting 200k of them needs more than
         64 MB. Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
-        share: a commit inserts whole row groups, whose size grows
-        with the mapped fields (see size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.)"""
+        share: a commit inserts whole row groups, whose size grows with the mapped fields (see
+        size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.)"""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return
