@@ -91,20 +91,22 @@ def commit_all(planner: Planner, every: int, block: int | None) -> tuple[float, 
         need = block - inserted % block
         return 0 if n < need else need + (n - need) // block * block
 
-    waiting: pa.Array | None = None
+    waiting: list[pa.Array] = []
+    n_waiting = 0
     hold = 2 * max(every, block or 0)
     t0 = time.perf_counter()
     for batch in planner.stream_sendable(batch_rows=EngineOptions().batch_rows):
-        keys = batch.column(0)
-        waiting = keys if waiting is None else pa.concat_arrays([waiting, keys])
-        if done and not done[-1].done() and len(waiting) >= hold:
+        waiting.append(batch.column(0))
+        n_waiting += batch.num_rows
+        if done and not done[-1].done() and n_waiting >= hold:
             done[-1].result()  # back-pressure
-        if (not done or done[-1].done()) and len(waiting) >= every and (n := whole(len(waiting))):
-            done.append(pool.submit(commit, waiting.slice(0, n)))
+        if (not done or done[-1].done()) and n_waiting >= every and (n := whole(n_waiting)):
+            keys = pa.concat_arrays(waiting)
+            done.append(pool.submit(commit, keys.slice(0, n)))
             inserted += n
-            waiting = waiting.slice(n)
-    if waiting is not None and len(waiting):
-        done.append(pool.submit(commit, waiting))
+            waiting, n_waiting = [keys.slice(n)], n_waiting - n
+    if n_waiting:
+        done.append(pool.submit(commit, pa.concat_arrays(waiting)))
     keys = sum(f.result() for f in done)
     pool.shutdown()
     return time.perf_counter() - t0, sum(times), max(times, default=0.0), len(times), keys
