@@ -32,6 +32,7 @@ import time
 import pyarrow as pa
 
 from dinsync.diff import DiffSpec, Planner
+from dinsync.engine.commits import whole_blocks
 from dinsync.engine.options import EngineOptions
 from dinsync.warehouses import connect
 
@@ -88,12 +89,6 @@ def commit_all(planner: Planner, every: int, block: int | None) -> tuple[float, 
         times.append(time.perf_counter() - t0)
         return n
 
-    def whole(n: int) -> int:
-        if not block:
-            return n
-        need = block - inserted % block
-        return 0 if n < need else need + (n - need) // block * block
-
     waiting: list[pa.Array] = []
     n_waiting = 0
     hold = max(every, block or 0)
@@ -103,7 +98,7 @@ def commit_all(planner: Planner, every: int, block: int | None) -> tuple[float, 
         n_waiting += batch.num_rows
         if done and not done[-1].done() and n_waiting >= hold:
             done[-1].result()  # back-pressure
-        if (not done or done[-1].done()) and n_waiting >= every and (n := whole(n_waiting)):
+        if (not done or done[-1].done()) and n_waiting >= every and (n := whole_blocks(n_waiting, inserted, block) if block else n_waiting):
             keys = pa.concat_arrays(waiting)
             done.append(pool.submit(commit, keys.slice(0, n)))
             inserted += n
@@ -120,16 +115,15 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def step_peak_mb(reset: bool = True) -> float | None:
-    """The peak RSS since the last reset (Linux: VmHWM, reset by writing 5 to clear_refs), so that
-    each step reports its own: building the model table and mutating it are the user's work, not
-    dinsync's. None where /proc has no such file."""
+def step_peak_mb() -> float | None:
+    """The peak RSS since the last call, and a reset of it (Linux: VmHWM, reset by writing 5 to
+    clear_refs), so that each step reports its own: building the model table and mutating it are
+    the user's work, not dinsync's. None where /proc has no such file."""
     try:
         with open("/proc/self/status") as f:
             kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-        if reset:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
     except (OSError, StopIteration, ValueError):
         return None
     return kb / 1024

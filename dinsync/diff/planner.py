@@ -363,15 +363,19 @@ class Planner(CommitMixin, PendingMixin):
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
         """Keep the carried columns of each streamed batch (position, hashes: see StreamedRows)
         for the commits of its rows, and yield what the destination needs."""
-        n = len(self.fields)
-        sent = list(range(1, 3 + 2 * n))  # _key, _op, v0.., x0..
+        sent = list(range(1, 3 + 2 * len(self.fields)))  # _key, _op, v0.., x0..
         batches = self.warehouse.stream(sql, batch_rows)
         try:
             for batch in batches:
-                self._streamed.add(batch.select([0, 1] + list(range(3 + 2 * n, batch.num_columns))))
+                self._streamed.add(self.carried(batch))
                 yield batch.select(sent)
         finally:
             batches.close()
+
+    def carried(self, batch):
+        """What the planner keeps of a batch of `stream_sendable` (with a row position) for the
+        commits of its rows: `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`."""
+        return batch.select([0, 1] + list(range(3 + 2 * len(self.fields), batch.num_columns)))
 
     def duplicates_sample(self, limit: int = 20) -> list[tuple[str, int]]:
         """The most duplicated keys, as (key, number of rows)."""

@@ -34,6 +34,13 @@ from ..destinations.base import RecordResult
 RejectionRow = tuple[str | None, str | None, str, str]
 
 
+def whole_blocks(n: int, inserted: int, block: int) -> int:
+    """How many of `n` rows to insert after `inserted` rows so that the insert ends on a boundary of
+    `block`-row blocks (the next one or a later one); 0: the rows do not reach the next boundary."""
+    need = block - inserted % block
+    return 0 if n < need else need + (n - need) // block * block
+
+
 @dataclass
 class Batch:
     """What one checkpoint commits, applied in this order."""
@@ -104,11 +111,8 @@ class Checkpointer:
         return time.monotonic() - self._last >= self.every_seconds
 
     def _whole_blocks(self, batch: Batch) -> int:
-        """How many of the batch's acknowledged rows, with its parked rows (also inserted), reach
-        the next block boundary of the snapshot, or a later one (0: not enough yet)."""
-        n = len(batch.acked)
-        need = self.block_rows - (self.inserted + len(batch.parked)) % self.block_rows
-        return 0 if n < need else need + (n - need) // self.block_rows * self.block_rows
+        """How many of the batch's acknowledged rows to commit: its parked rows are inserted too."""
+        return whole_blocks(len(batch.acked), self.inserted + len(batch.parked), self.block_rows)
 
     def due(self) -> bool:
         n = len(self._batch.acked)
