@@ -94,7 +94,9 @@ def commit_all(planner: Planner, every: int, block: int | None) -> tuple[float, 
     hold = max(every, block or 0)
     t0 = time.perf_counter()
     for batch in planner.stream_sendable(batch_rows=EngineOptions().batch_rows):
-        waiting.append(batch.column(0))
+        # a copy: a slice of a batch imported from DuckDB keeps all its columns alive until the
+        # keys are committed (~45 MB of peak RSS at 10M rows); the engine acknowledges Python lists
+        waiting.append(pa.concat_arrays([batch.column(0)]))
         n_waiting += batch.num_rows
         if done and not done[-1].done() and n_waiting >= hold:
             done[-1].result()  # back-pressure
