@@ -100,7 +100,10 @@ def commit_all(planner: Planner, every: int, block: int | None) -> tuple[float, 
         n_waiting += batch.num_rows
         if done and not done[-1].done() and n_waiting >= hold:
             done[-1].result()  # back-pressure
-        if (not done or done[-1].done()) and n_waiting >= every and (n := whole_blocks(n_waiting, inserted, block) if block else n_waiting):
+        if done and not done[-1].done() or n_waiting < every:
+            continue
+        n = whole_blocks(n_waiting, inserted, block) if block else n_waiting
+        if n:
             keys = pa.concat_arrays(waiting)
             done.append(pool.submit(commit, keys.slice(0, n)))
             inserted += n
