@@ -190,11 +190,14 @@ class Project:
         return sorted(self.config.models)
 
     @contextlib.contextmanager
-    def _open(self, check_models: bool = True) -> Iterator[tuple[Any, Any]]:
+    def _open(self, check_models: bool = True, syncs: Callable[[Any], list[str]] | None = None
+              ) -> Iterator[tuple[Any, Any]]:
+        """The project and its warehouse; `syncs` (project -> the syncs to run): only their models'
+        columns are checked."""
         from .operations import load, working_dir
 
         with working_dir(self.root):
-            project, wh = load(check_models)
+            project, wh = load(check_models, syncs=syncs)
             self.config = project
             try:
                 yield project, wh
@@ -211,7 +214,7 @@ class Project:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
         from .operations import plan_sync
 
-        with self._open() as (project, wh):
+        with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
             plans = [SyncPlan.from_dict(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
                      for name in chosen.names]
@@ -234,7 +237,7 @@ class Project:
         def progress_for(name: str):
             yield (lambda event, data: progress(name, event, data)) if progress else (lambda event, data: None)
 
-        with self._open() as (project, wh):
+        with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
             results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
                                 stop=stop, progress_for=progress_for,

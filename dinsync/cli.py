@@ -144,6 +144,20 @@ def choose(project, names, select, exclude, *, include_disabled: bool = False) -
     return chosen.names
 
 
+def load_chosen(names, select, exclude):
+    """(project, warehouse, the syncs a command runs): the project validated, model columns checked
+    for the chosen syncs' models only (a model only other syncs use, e.g. one not built yet, does
+    not stop these)."""
+    chosen: list[str] = []
+
+    def pick(project) -> list[str]:
+        chosen[:] = choose(project, names, select, exclude)
+        return chosen
+
+    project, wh = load(syncs=pick)
+    return project, wh, chosen
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 @app.command()
@@ -205,10 +219,10 @@ def plan(names: Optional[list[str]] = NamesArg,
     with handled(), in_project():
         from .operations import plan_sync
 
-        project, wh = load()
+        project, wh, chosen = load_chosen(names, select, exclude)
         report = []
         try:
-            for name in choose(project, names, select, exclude):
+            for name in chosen:
                 report.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
         finally:
             wh.close()
@@ -249,9 +263,9 @@ def sync(names: Optional[list[str]] = NamesArg,
         from .operations import run_syncs
         from .report import worst_exit_code
 
-        project, wh = load()
+        project, wh, chosen = load_chosen(names, select, exclude)
         try:
-            results = run_syncs(project, wh, choose(project, names, select, exclude), full_refresh=full_refresh,
+            results = run_syncs(project, wh, chosen, full_refresh=full_refresh,
                                 retry_rejected=retry_rejected, stop=stop, progress_for=progress_for,
                                 on_exception=debug_traceback, on_run=print_run_and_issues,
                                 operator=make_operator(project, wh), force=force, log=note)

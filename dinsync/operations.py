@@ -33,11 +33,13 @@ def working_dir(root: Path) -> Iterator[Path]:
         os.chdir(previous)
 
 
-def load(check_models: bool = True, root: Path | None = None):
+def load(check_models: bool = True, root: Path | None = None,
+         syncs: Callable[[Any], list[str]] | None = None):
     """Load and fully validate the project in `root` (default: the working directory); open its
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
-    run log): no column check, and dbt refs that cannot be resolved are not an error."""
+    run log): no column check, and dbt refs that cannot be resolved are not an error. `syncs`
+    (project -> the syncs a command runs): only their models' columns are checked."""
     from .config import check_columns, load_project, load_warehouse_config
 
     root = Path(".") if root is None else Path(root)
@@ -64,7 +66,11 @@ def load(check_models: bool = True, root: Path | None = None):
         raise
     wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
-        issues = check_columns(project, columns_of(wh))
+        try:
+            issues = check_columns(project, columns_of(wh), syncs(project) if syncs else None)
+        except BaseException:
+            wh.close()
+            raise
         if issues:
             wh.close()
             raise ConfigError(issues)

@@ -667,18 +667,23 @@ def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda i: (i.file or "", i.line or 0))
 
 
-def check_columns(project: Project, columns_of: ColumnsOf) -> list[ConfigIssue]:
+def check_columns(project: Project, columns_of: ColumnsOf, syncs: Iterable[str] | None = None) -> list[ConfigIssue]:
     """Check that primary keys, match columns and mapped columns exist in each model's output.
 
     `columns_of(model)` returns the model's column names (e.g. from the warehouse); when it
     raises, the model gets one issue carrying the exception's message. This is the check
     `load_project(..., columns_of=...)` runs; use it on a project that is already loaded.
+    `syncs`: only these syncs and their models (a command that runs some syncs is not stopped by
+    a model that only others use, e.g. one dbt has not built yet); default: every model.
     """
+    chosen = list(project.syncs.values()) if syncs is None else [project.syncs[name] for name in syncs]
+    models = project.models if syncs is None else {
+        name: model for name, model in project.models.items() if any(s.model == name for s in chosen)}
     uses = [_ColumnUse(project.relative(sync.path), sync.model,
                        [("match column", sync.match_column, sync.line("match.column"))]
                        + [("column", f.column, f.line("field")) for f in sync.fields])
-            for sync in project.syncs.values()]
-    return sort_issues(_column_issues(project.models, project.relative, uses, columns_of))
+            for sync in chosen]
+    return sort_issues(_column_issues(models, project.relative, uses, columns_of))
 
 
 def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], uses: Iterable[_ColumnUse],

@@ -1,0 +1,50 @@
+"""`dinsync sync NAME` / `plan NAME` check the columns of the chosen syncs' models only: a model
+that only other syncs use (here one whose table dbt has not built yet) does not stop them, while
+`validate` and a run of every sync still report it."""
+from __future__ import annotations
+
+import json
+
+import dinsync
+from dinsync.errors import ExitCode
+
+PROSPECTS_MODEL = "-- primary_key: id\nselect * from main.prospects\n"
+PROSPECTS_SYNC = """\
+model: prospects
+destination: iterable
+service: users
+mode: upsert
+match: {column: email, field: email}
+fields: {first_name: firstName}
+"""
+
+
+def add_unbuilt_model(project) -> None:
+    (project.root / "models" / "prospects.sql").write_text(PROSPECTS_MODEL)
+    (project.root / "syncs" / "iterable_prospects.yml").write_text(PROSPECTS_SYNC)
+
+
+def issue_files(result) -> list[str]:
+    return [issue["file"] for issue in json.loads(result.stdout)["issues"]]
+
+
+def test_a_sync_runs_when_only_another_syncs_model_fails_in_the_warehouse(project):
+    add_unbuilt_model(project)
+
+    one = project.sync("iterable_users")
+    assert one["exit_code"] == 0
+    assert [(r["sync"], r["status"], r["acknowledged"]) for r in one["runs"]] == [("iterable_users", "success", 20)]
+    planned = project.cli("plan", "iterable_users")
+    assert planned.exit_code == 0 and [p["sync"] for p in json.loads(planned.stdout)["plans"]] == ["iterable_users"]
+    assert dinsync.load_project(project.root).sync(select="iterable_users").exit_code == 0
+
+    # every sync, the failing one's by name, and validate: the unbuilt model is a configuration error
+    for args in (("sync",), ("sync", "iterable_prospects"), ("plan",), ("validate",)):
+        result = project.cli(*args)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, args
+        assert issue_files(result) == ["models/prospects.sql"], args
+    assert project.sql("select count(*) from dinsync.runs")[0][0] == 2  # the two runs of iterable_users
+
+    # once dbt has built it, everything runs
+    project.sql("create table main.prospects as select 1 as id, 'p1@example.com' as email, 'P' as first_name")
+    assert project.sync()["exit_code"] == 0
