@@ -53,7 +53,7 @@ def fail(exc: DinsyncError) -> None:
         if isinstance(exc, ConfigError):
             err().print(f"[bold red]{len(exc.issues)} configuration error(s)[/]")
             for issue in exc.issues:
-                err().print("  " + issue.format(), markup=False, highlight=False)
+                err().print("  " + terminal.visible(issue.format()), markup=False, highlight=False)
         else:
             err().print("[bold red]error:[/] " + terminal.escape(exc.message), highlight=False)
             if exc.hint:
@@ -299,7 +299,7 @@ def print_run_and_issues(run: dict) -> None:
     if state.json:
         return
     for issue in run.get("issues") or ():
-        err().print("  " + ConfigIssue(**issue).format(), markup=False, highlight=False)
+        err().print("  " + terminal.visible(ConfigIssue(**issue).format()), markup=False, highlight=False)
     print_run(run)
 
 
@@ -309,7 +309,7 @@ def progress_for(name: str):
     from .progress import LineProgress, bar_progress
 
     def write(text: str) -> None:
-        err().print(text, markup=False, highlight=False)
+        err().print(terminal.visible(text), markup=False, highlight=False)
 
     if state.json or state.quiet_progress:
         yield LineProgress(name, write, notes_only=True)
@@ -446,7 +446,7 @@ def serve(names: Optional[list[str]] = NamesArg,
                 out().file.write(jsonlib.dumps(event, default=str) + "\n")
                 out().file.flush()
             else:
-                out().print(format_line(event), markup=False, highlight=False, soft_wrap=True)
+                out().print(terminal.visible(format_line(event)), markup=False, highlight=False, soft_wrap=True)
 
         service = Service(project, scheduled, connect=lambda: connect_warehouse(project.warehouse, project.root),
                           run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors),

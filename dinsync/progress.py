@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from .terminal import visible
+
 Callback = Callable[[str, dict[str, Any]], None]
 LINE_INTERVAL_ENV = "DINSYNC_PROGRESS_SECONDS"
 DEFAULT_LINE_INTERVAL = 5.0
@@ -85,7 +87,7 @@ def bar_progress(sync: str, console: Any) -> Iterator[Callback]:
 
         def on_event(event: str, data: dict[str, Any]) -> None:
             if event == "note":
-                bar.console.print(f"{sync}: note: {data.get('message', '')}", markup=False, highlight=False)
+                bar.console.print(visible(f"{sync}: note: {data.get('message', '')}"), markup=False, highlight=False)
             elif event == "send":
                 bar.update(task, description="sending", total=data["total"], completed=0)
             elif event == "sent":

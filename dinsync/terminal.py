@@ -7,6 +7,7 @@ traceback is formatted to text, redacted, then printed. rich is imported on firs
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,18 @@ def emit(data: Any) -> None:
 
 def note(text: str) -> None:
     """A note for the user, on stderr (stdout stays a clean document with --json)."""
-    err().print(f"note: {text}", markup=False, highlight=False)
+    err().print(f"note: {visible(text)}", markup=False, highlight=False)
+
+
+# Control characters other than newline and tab (C0, DEL, C1): a value from the warehouse or a
+# platform's answer holding them (ESC sequences set a window title, write the clipboard, clear the
+# screen; CR overwrites a line) would drive the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text for the terminal with its control characters escaped (`\\x1b`), newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def print_traceback(exc: BaseException) -> None:
@@ -92,9 +104,11 @@ def print_traceback(exc: BaseException) -> None:
 
 
 def escape(text: str) -> str:
+    """Text from data (values, reasons, errors) inside a rich markup string: markup and control
+    characters escaped."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(visible(text))
 
 
 def print_plan(entry: dict) -> None:
@@ -110,7 +124,7 @@ def print_plan(entry: dict) -> None:
                 f"{plural(entry['duplicate_keys'], 'duplicated key')}", highlight=False)
     if entry["changed"]:
         counts = ", ".join(f"{field} {n:,}" for field, n in entry["field_changes"].items())
-        out().print(f"  changed rows per field: {counts}", markup=False, highlight=False)
+        out().print(f"  changed rows per field: {visible(counts)}", markup=False, highlight=False)
     rows = [row for op in ("added", "changed", "removed") for row in entry["samples"][op]]
     if rows:
         table = Table("key", "op", "changed fields (new values)", box=box.SIMPLE, padding=(0, 1))
@@ -120,7 +134,7 @@ def print_plan(entry: dict) -> None:
             else:
                 fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=str)}"
                                    for f in row["changed_fields"])
-            table.add_row(_cut(str(row["key"]), 60), row["op"], _cut(fields, 120))
+            table.add_row(escape(_cut(str(row["key"]), 60)), row["op"], escape(_cut(fields, 120)))
         out().print(table)
     for dup in entry["duplicates"]:
         out().print(f"  duplicated key {_cut(str(dup['key']), 60)!r}: {dup['rows']} rows withheld",
