@@ -40,6 +40,14 @@ PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # whole row groups, written to the file directly (engine/commits.py), 10M rows commit as fast
 # under it as under the streaming pool, for 30-65 MB less peak RSS: measured with bench_plan.py.)
 INSERTING_BASE_MB = 48
+# DuckDB's threads (its default: one per core) each pin blocks of every column they scan, and a
+# plan's hash tables grow with them: the pools above were measured with 2 threads. With 8, a first
+# sync of 1M rows x 10 fields ran out of its 96 MB inserting pool while committing; with 16, a
+# 2.5M-row plan ran out of 192 MB (256 MB passed; 2, 4 and 8 threads planned it under 128 MB).
+# So a run sends with at most SEND_THREADS (sending is bound by the platform: two threads read the
+# plan far faster than any platform takes rows), and the plan pool grows by PLAN_PER_THREAD_MB for
+# each thread beyond PLAN_THREADS.
+SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -106,7 +114,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
+        self.threads = int(self._con.execute("SELECT current_setting('threads')").fetchone()[0])
+        if memory_limit:  # (key checks and plans of many threads need more: see PLAN_THREADS)
+            self.memory_limit = memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._threads_mb())
             self._con.execute("SET memory_limit = ?", [str(memory_limit)])
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
@@ -242,12 +252,16 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         ).fetchall()
         return [r[0] for r in rows] or None
 
+    def _threads_mb(self) -> int:
+        """What a plan needs beyond PLAN_BASE_MB for DuckDB's threads (see PLAN_THREADS)."""
+        return PLAN_PER_THREAD_MB * max(0, self.threads - PLAN_THREADS)
+
     def size_for(self, fields: int) -> None:
         """Raise the buffer pools to what a sync of `fields` mapped fields needs (see
         PER_COLUMN_MB), never below the configured limits; a narrower sync after it gets those back."""
         plan, streaming = self._configured_limits
         width = PER_COLUMN_MB * (fields + 6)
-        self.memory_limit = _at_least(plan, PLAN_BASE_MB + width)
+        self.memory_limit = _at_least(plan, PLAN_BASE_MB + width + self._threads_mb())
         self.streaming_memory_limit = _at_least(streaming, STREAMING_BASE_MB + width)
         self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
         if self.memory_limit:
@@ -261,15 +275,20 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         than 160 MB when commits may replace snapshot rows: deleting 200k of them needs more than
         64 MB. Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
         share: a commit inserts whole row groups, whose size grows with the mapped fields (see
-        size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.)"""
+        size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.) DuckDB runs with at most
+        SEND_THREADS threads meanwhile: the pools are sized for them."""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
         self._con.execute("SET memory_limit = ?", [limit])
+        if self.threads > SEND_THREADS:
+            self._con.execute(f"SET threads = {SEND_THREADS}")
         try:
             yield
         finally:
+            if self.threads > SEND_THREADS:
+                self._con.execute(f"SET threads = {self.threads}")
             self._con.execute("SET memory_limit = ?", [self.memory_limit])
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from dinsync.warehouses import connect
 
 
 def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
-    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
     narrow = setting()
     w.size_for(150)
@@ -19,22 +19,23 @@ def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
     w.size_for(9)  # the defaults already suffice: back to them
     assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("192MB", "160MB", "93MB")
     assert setting() == narrow
-    big = connect("duckdb", path=str(tmp_path / "b.duckdb"), memory_limit="2GB", streaming_memory_limit="1GB")
+    big = connect("duckdb", path=str(tmp_path / "b.duckdb"), threads=2, memory_limit="2GB", streaming_memory_limit="1GB")
     big.size_for(150)  # configured limits above what the width needs are kept; inserts need no more
     assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "516MB")
-    small = connect("duckdb", path=str(tmp_path / "s.duckdb"), streaming_memory_limit="80MB")
+    small = connect("duckdb", path=str(tmp_path / "s.duckdb"), threads=2, streaming_memory_limit="80MB")
     small.size_for(9)  # both follow the width
     assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "93MB")
     small.size_for(2)
     assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "72MB")
-    unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), memory_limit=None, streaming_memory_limit=None)
+    unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), threads=16, memory_limit=None,
+                        streaming_memory_limit=None)
     unbounded.size_for(150)
     assert (unbounded.memory_limit, unbounded.streaming_memory_limit, unbounded.inserting_memory_limit) == (
         None, None, None)
 
 
 def test_the_send_phase_of_a_first_sync_gets_the_inserting_pool(tmp_path):
-    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
     w.size_for(9)
     planning = setting()
@@ -82,3 +83,52 @@ def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
     assert p.plan().changed == 0
     snap = w.query(f'SELECT COUNT(*) AS n, COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').to_pylist()[0]
     assert snap == {"n": rows, "k": rows}
+
+
+def test_pools_follow_duckdbs_threads(tmp_path):
+    """DuckDB runs one thread per core by default: a plan gets 16 MB more per thread beyond 4 (with
+    16 threads a 2.5M-row plan ran out of 192 MB), and a run sends with 2 threads, for which the
+    send phase's pools are sized."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=16)
+    setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
+    assert w.memory_limit == "288MB"  # key checks and plans before any sync is sized: 96 + 12 x 16
+    w.size_for(10)
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "160MB", "96MB")
+    for replacing in (True, False):
+        with w.streaming(replacing=replacing):
+            assert setting("threads") == 2
+        assert setting("threads") == 16
+    few = connect("duckdb", path=str(tmp_path / "f.duckdb"), threads=4)
+    few.size_for(10)
+    assert few.memory_limit == "192MB"
+    with few.streaming():
+        assert few.query("SELECT current_setting('threads') AS v").column(0)[0].as_py() == 2
+
+
+def test_a_first_sync_commits_under_its_pool_on_a_machine_of_many_cores(tmp_path):
+    """1M rows x 10 fields with 8 DuckDB threads (an 8-core machine's default): the commits of whole
+    row groups ran out of the 96 MB inserting pool while the plan streamed with 8 threads."""
+    from dinsync.engine.commits import whole_blocks
+
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=8)
+    n_fields, rows = 10, 1_000_000
+    cols = ", ".join(f"'v{j}_' || (i % {97 + j}) AS c{j}" for j in range(n_fields))
+    w.execute(f"CREATE TABLE wide AS SELECT 'u' || i || '@x.com' AS email, {cols} FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="wide", model_sql="SELECT * FROM wide", key_column="email", key_normalization="email",
+                    fields=[(f"c{j}", f"f{j}") for j in range(n_fields)])
+    p = Planner(w, spec)
+    p.ensure_state()
+    assert p.plan().first_sync
+    block, committed, waiting = w.capabilities.insert_block_rows, 0, []
+    with w.streaming(replacing=False):  # as the engine: commits of whole row groups
+        for batch in p.stream_sendable(10_000):
+            waiting.append(pa.concat_arrays([batch.column(0)]))
+            keys = pa.concat_arrays(waiting)
+            n = whole_blocks(len(keys), committed, block)
+            if n:
+                committed += p.commit_acknowledged(keys.slice(0, n))
+                waiting = [keys.slice(n)]
+        committed += p.commit_acknowledged(pa.concat_arrays(waiting))
+    assert committed == rows
+    snap = w.query(f'SELECT COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').column(0)[0].as_py()
+    assert snap == rows
