@@ -39,7 +39,12 @@ PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # streaming limit. (Commits of 50k keys paid for it at 10M rows, +60%; since a first sync commits
 # whole row groups, written to the file directly (engine/commits.py), 10M rows commit as fast
 # under it as under the streaming pool, for 30-65 MB less peak RSS: measured with bench_plan.py.)
-INSERTING_BASE_MB = 48
+# The base was 48 MB until the inserts' needs were measured with the send phase's 2 threads, 300k
+# rows: they ran out of memory below ~30 MB at 10 fields, ~72 MB at 30, ~120 MB at 60 and
+# ~290 MB at 150 (1 field: under 8 MB; 240-character keys at 10 fields: under 32 MB). 8 MB + 3 MB
+# per column keeps 1.5-1.9x that: 1M rows x 9 fields sent at the same speed with 444-457 instead
+# of 482-487 MB peak RSS, 10M rows committed as fast with 413-417 instead of 455-456 MB.
+INSERTING_BASE_MB = 8
 # DuckDB's threads (its default: one per core) each pin blocks of every column they scan, and a
 # plan's hash tables grow with them: the pools above were measured with 2 threads. With 8, a first
 # sync of 1M rows x 10 fields ran out of its 96 MB inserting pool while committing; with 16, a
@@ -275,7 +280,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         than 160 MB when commits may replace snapshot rows: deleting 200k of them needs more than
         64 MB. Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
         share: a commit inserts whole row groups, whose size grows with the mapped fields (see
-        size_for); at 9 fields 32 MB ran out of memory, 64 MB did not.) DuckDB runs with at most
+        size_for); at 10 fields 28 MB ran out of memory, 32 MB did not.) DuckDB runs with at most
         SEND_THREADS threads meanwhile: the pools are sized for them."""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield

@@ -14,19 +14,19 @@ def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
     narrow = setting()
     w.size_for(150)
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "516MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "476MB")
     assert setting() != narrow
     w.size_for(9)  # the defaults already suffice: back to them
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("192MB", "160MB", "93MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("192MB", "160MB", "53MB")
     assert setting() == narrow
     big = connect("duckdb", path=str(tmp_path / "b.duckdb"), threads=2, memory_limit="2GB", streaming_memory_limit="1GB")
     big.size_for(150)  # configured limits above what the width needs are kept; inserts need no more
-    assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "516MB")
+    assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "476MB")
     small = connect("duckdb", path=str(tmp_path / "s.duckdb"), threads=2, streaming_memory_limit="80MB")
     small.size_for(9)  # both follow the width
-    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "93MB")
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "53MB")
     small.size_for(2)
-    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "72MB")
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "32MB")
     unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), threads=16, memory_limit=None,
                         streaming_memory_limit=None)
     unbounded.size_for(150)
@@ -45,7 +45,7 @@ def test_the_send_phase_of_a_first_sync_gets_the_inserting_pool(tmp_path):
         inserting = setting()
     assert setting() == planning
     mib = [int(float(v.split()[0]) * (1000 if "GiB" in v else 1)) for v in (planning, replacing, inserting)]
-    assert mib == [183, 152, 88]  # 192, 160 and 93 MB in MiB, as DuckDB shows them
+    assert mib == [183, 152, 50]  # 192, 160 and 53 MB in MiB, as DuckDB shows them
 
 
 def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
@@ -93,7 +93,7 @@ def test_pools_follow_duckdbs_threads(tmp_path):
     setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
     assert w.memory_limit == "288MB"  # key checks and plans before any sync is sized: 96 + 12 x 16
     w.size_for(10)
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "160MB", "96MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "160MB", "56MB")
     for replacing in (True, False):
         with w.streaming(replacing=replacing):
             assert setting("threads") == 2
@@ -107,7 +107,7 @@ def test_pools_follow_duckdbs_threads(tmp_path):
 
 def test_a_first_sync_commits_under_its_pool_on_a_machine_of_many_cores(tmp_path):
     """1M rows x 10 fields with 8 DuckDB threads (an 8-core machine's default): the commits of whole
-    row groups ran out of the 96 MB inserting pool while the plan streamed with 8 threads."""
+    row groups ran out of the inserting pool (then 96 MB) while the plan streamed with 8 threads."""
     from dinsync.engine.commits import whole_blocks
 
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=8)
