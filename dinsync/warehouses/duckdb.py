@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
@@ -75,6 +76,47 @@ def _at_most(limit: str | None, mb: int) -> str | None:
     return limit if size is None or size <= mb * 1000**2 else f"{mb}MB"
 
 
+class _InstanceSettings:
+    """`memory_limit` and `threads` belong to a DuckDB database instance, which every connection
+    of this process to one file shares (`dinsync serve --parallel` opens one per run): a run that
+    lowered the pool to send would have starved another one's plan. So each connection states what
+    its phase needs, and the instance gets the sum of the pools asked (each phase was measured
+    alone) and the fewest threads asked (a send phase's pools are sized for SEND_THREADS)."""
+
+    _shared: dict[str, "_InstanceSettings"] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, default_threads: int):
+        self.default_threads = default_threads  # DuckDB's own, read before any connection set it
+        self.needs: dict[int, tuple[str | None, int]] = {}  # id(connection) -> (pool, threads)
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, path: str, con: duckdb.DuckDBPyConnection) -> "_InstanceSettings":
+        """The settings of the instance `con` belongs to (one per file; ':memory:' is private)."""
+        threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+        if path == ":memory:":
+            return cls(threads)
+        with cls._guard:
+            key = os.path.realpath(path)
+            if key not in cls._shared or not cls._shared[key].needs:
+                cls._shared[key] = cls(threads)
+            return cls._shared[key]
+
+    def need(self, con: duckdb.DuckDBPyConnection, owner: int, pool: str | None, threads: int) -> None:
+        with self.lock:
+            self.needs[owner] = (pool, threads)
+            pools = [p for p, _ in self.needs.values()]
+            if all(pools):
+                total = pools[0] if len(pools) == 1 else f"{int(sum(_bytes(p) or 0 for p in pools))}B"
+                con.execute("SET memory_limit = ?", [total])
+            con.execute(f"SET threads = {min(t for _, t in self.needs.values())}")
+
+    def leave(self, owner: int) -> None:
+        with self.lock:
+            self.needs.pop(owner, None)
+
+
 class DuckDBWarehouse(ErrorTranslation, Warehouse):
     type_name = "duckdb"
     display_name = "DuckDB"
@@ -117,12 +159,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     hint="another dinsync run (or a tool such as dbt) holds it; wait for it to finish",
                 ) from None
             raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
-        if threads:
-            self._con.execute(f"SET threads = {int(threads)}")
-        self.threads = int(self._con.execute("SELECT current_setting('threads')").fetchone()[0])
+        self._settings = _InstanceSettings.of(path, self._con)
+        self.threads = int(threads) if threads else self._settings.default_threads
         if memory_limit:  # (key checks and plans of many threads need more: see PLAN_THREADS)
-            self.memory_limit = memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._threads_mb())
-            self._con.execute("SET memory_limit = ?", [str(memory_limit)])
+            self.memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._threads_mb())
+        self._settings.need(self._con, id(self), self.memory_limit, self.threads)
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
         # What this process writes are snapshots of 64-bit hashes (incompressible) and keys: trying
@@ -269,8 +310,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self.memory_limit = _at_least(plan, PLAN_BASE_MB + width + self._threads_mb())
         self.streaming_memory_limit = _at_least(streaming, STREAMING_BASE_MB + width)
         self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
-        if self.memory_limit:
-            self._con.execute("SET memory_limit = ?", [self.memory_limit])
+        self._settings.need(self._con, id(self), self.memory_limit, self.threads)
 
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True):
@@ -286,15 +326,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             yield
             return
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
-        self._con.execute("SET memory_limit = ?", [limit])
-        if self.threads > SEND_THREADS:
-            self._con.execute(f"SET threads = {SEND_THREADS}")
+        self._settings.need(self._con, id(self), limit, min(self.threads, SEND_THREADS))
         try:
             yield
         finally:
-            if self.threads > SEND_THREADS:
-                self._con.execute(f"SET threads = {self.threads}")
-            self._con.execute("SET memory_limit = ?", [self.memory_limit])
+            self._settings.need(self._con, id(self), self.memory_limit, self.threads)
 
     def close(self) -> None:
         """Close every cursor, then the connection: the database file is checkpointed and
@@ -303,4 +339,5 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(duckdb.Error):
                 cur.close()
         self._cursors.clear()
+        self._settings.leave(id(self))
         self._con.close()

@@ -132,3 +132,32 @@ def test_a_first_sync_commits_under_its_pool_on_a_machine_of_many_cores(tmp_path
     assert committed == rows
     snap = w.query(f'SELECT COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').column(0)[0].as_py()
     assert snap == rows
+
+
+def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
+    """DuckDB's memory_limit and threads are the instance's, shared by every connection of the
+    process to one file (`dinsync serve --parallel` opens one per run): a run entering its send
+    phase lowered the pool under another run's plan. The instance gets the sum of the pools its
+    connections' phases ask for, and the fewest threads."""
+    path = str(tmp_path / "w.duckdb")
+    a = connect("duckdb", path=path, threads=4)
+    b = connect("duckdb", path=path, threads=4)
+    setting = lambda: tuple(a.query(f"SELECT current_setting('{n}') AS v").column(0)[0].as_py()
+                            for n in ("memory_limit", "threads"))
+    a.size_for(9)
+    b.size_for(9)
+    assert setting() == ("366.2 MiB", 4)  # two plans: 192 MB each
+    with b.streaming(replacing=False):
+        assert setting() == ("233.6 MiB", 2)  # a plan (192 MB) and a first sync's send phase (53 MB)
+        with a.streaming():
+            assert setting() == ("203.1 MiB", 2)  # 160 + 53 MB
+        assert setting() == ("233.6 MiB", 2)
+    assert setting() == ("366.2 MiB", 4)
+    b.close()
+    a.size_for(9)
+    assert setting() == ("183.1 MiB", 4)  # alone again: its own limit, as configured
+    a.close()
+    alone = connect("duckdb", path=str(tmp_path / "other.duckdb"), threads=4)  # another file: its own
+    alone.size_for(9)
+    with alone.streaming(replacing=False):
+        assert alone.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "50.5 MiB"
