@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.e2e.crash_support import kill_when
 
 ROWS = 6000
 
@@ -44,15 +44,7 @@ def test_sigkill_mid_send_then_rerun_converges(project, kill_after_requests):
     project.thread.set_faults(latency=0.02, jitter=0.02, reset_after_apply_rate=0.05, seed=kill_after_requests)
 
     proc = run_sync_process(project)
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < kill_after_requests:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sync never reached the kill point"
-        time.sleep(0.005)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.kill()
-    proc.wait(10)
-    assert proc.returncode == -9
+    kill_when(proc, lambda: project.thread.stats()["requests"] >= kill_after_requests)
 
     # Nothing in the snapshot that the sandbox does not hold with exactly those values.
     delivered = sandbox_users(project)

@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.e2e.attentive_project import ATTENTIVE_KEY, make_attentive  # noqa: F401 (fixture)
+from tests.e2e.crash_support import kill_when
 
 ROWS = 1200
 
@@ -46,15 +46,7 @@ def test_sigkill_mid_sync_then_rerun_converges(make_attentive, kill_after_reques
     p.thread.set_faults(latency=0.002, jitter=0.004, reset_after_apply_rate=0.02, seed=kill_after_requests)
 
     proc = sync_process(p)
-    deadline = time.monotonic() + 90
-    while p.stats()["requests"] < kill_after_requests:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sync never reached the kill point"
-        time.sleep(0.005)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.kill()
-    proc.wait(10)
-    assert proc.returncode == -9
+    kill_when(proc, lambda: p.stats()["requests"] >= kill_after_requests, within=90)
 
     want = expected(p)
     have = held(p)

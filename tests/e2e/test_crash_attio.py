@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from dinsync.sandbox import AttioSandbox, SandboxThread
 
 from .attio_project import CUSTOM_ATTRIBUTES, TOKEN_ENV, AttioProject
+from .crash_support import kill_when
 
 TOKEN = "attio-crash-token-0b1c2d3e"
 ROWS = 400
@@ -75,15 +75,7 @@ def test_sigkill_mid_sync_then_rerun_converges(attio_crash, kill_after_requests)
     p.thread.set_faults(latency=0.002, jitter=0.004, reset_after_apply_rate=0.05, seed=kill_after_requests)
 
     proc = sync_process(p)
-    deadline = time.monotonic() + 90
-    while p.thread.stats()["requests"] < kill_after_requests:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sync never reached the kill point"
-        time.sleep(0.005)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.kill()
-    proc.wait(10)
-    assert proc.returncode == -9
+    kill_when(proc, lambda: p.thread.stats()["requests"] >= kill_after_requests, within=90)
 
     want = expected(p)
     have = held(p)

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncssh
 import pytest
 
+from tests.e2e.crash_support import kill_when
 from tests.e2e.splio_project import SplioProject, expected_contact, make_sandbox, subset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,18 +24,6 @@ def run_sync(p: SplioProject) -> subprocess.Popen:
                DINSYNC_OUTCOME_TIMEOUT_SECONDS="60", PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-
-
-def kill_when(proc: subprocess.Popen, reached) -> None:
-    deadline = time.monotonic() + 60
-    while not reached():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sync never reached the kill point"
-        time.sleep(0.005)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.kill()
-    proc.wait(10)
-    assert proc.returncode == -9
 
 
 def check_then_rerun(p: SplioProject) -> None:
