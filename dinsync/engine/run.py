@@ -178,6 +178,10 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(under the {th.max_duplicate_pct:g}% limit)")
+        if getattr(self.wh, "grown_to", None):
+            self.progress("note", {"message": f"the plan needed more memory than warehouse.memory_limit: it ran "
+                                              f"again with {self.wh.grown_to} (set that limit to skip the "
+                                              "first attempt)"})
         if stats.null_keys:
             self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
         if s.parked and not self.retry_rejected:

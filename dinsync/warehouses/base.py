@@ -145,6 +145,11 @@ class Warehouse:
         """Before a plan of a sync with `fields` mapped fields: an adapter that bounds its memory
         may need more for a wide one."""
 
+    def expect_deletes(self, table: str, rows: int | None) -> None:
+        """After a plan: this run's commits may delete up to `rows` rows of `table` (the snapshot,
+        as its SQL names it; None: any of them). An adapter whose deletes need memory by the rows
+        or by the table's size may raise its limits."""
+
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming

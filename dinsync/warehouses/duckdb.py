@@ -5,7 +5,7 @@ import contextlib
 import os
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
 
@@ -54,6 +54,24 @@ INSERTING_BASE_MB = 8
 # plan far faster than any platform takes rows), and the plan pool grows by PLAN_PER_THREAD_MB for
 # each thread beyond PLAN_THREADS.
 SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
+# A DELETE keeps, until the next checkpoint (when the run closes the file), a version record for
+# each vector of VECTOR_ROWS rows it touched: VERSION_KIB each (a transaction id per row), held in
+# the buffer pool and never spilled. So commits that replace snapshot rows, and the deletion of
+# removed keys, need up to 8 bytes per snapshot row: 50,000 random deletes from a snapshot of 2M
+# rows needed 31-35 MB, of 5M rows 55-59 MB, of 10M rows 98-102 MB, of 20M rows more than the
+# streaming pool's 160 MB (the churn runs of a 20M-row sync all ran out of memory); 2,000 deletes
+# from 10M rows 51-55 MB (2 threads, 9 fields). While rows may be deleted the pools are raised to
+# at least DELETE_BASE_MB + the width's share + VERSION_KIB per vector the deletes may touch.
+VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 32
+# What the everyday plan's statements hold grows with the rows they compare (the changed rows, their
+# snapshot rows, the plan), and with the values' length: 1M changed rows x 9 fields needed 242-248
+# MB, 400k changed rows of a 10M-row sync 200-208 MB, both more than the default 192 MB (such a
+# sync failed every run). No estimate covers every model, so a statement that runs out of memory
+# outside a transaction (DuckDB rolled it back whole) runs again with the pools doubled, for the
+# rest of the run, while they stay under GROW_RAM_SHARE of the machine's memory (DuckDB's own
+# default limit is 80% of it). Statements in a transaction (commits) are sized beforehand
+# (expect_deletes).
+GROW_RAM_SHARE = 0.5
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -74,6 +92,19 @@ def _at_most(limit: str | None, mb: int) -> str | None:
     """`limit`, or `mb` MB when that is less; None (no limit) stays."""
     size = _bytes(limit) if limit else None
     return limit if size is None or size <= mb * 1000**2 else f"{mb}MB"
+
+
+def _machine_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its container's (cgroup) when lower."""
+    try:
+        sizes = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+    except (ValueError, OSError, AttributeError):
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as f:
+                sizes.append(int(f.read().strip()))  # ("max": no limit)
+    return min(sizes)
 
 
 class _InstanceSettings:
@@ -148,6 +179,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self.memory_limit = memory_limit
         self.streaming_memory_limit = streaming_memory_limit
         self.inserting_memory_limit = streaming_memory_limit  # sized by size_for
+        self._width_mb = PER_COLUMN_MB * 6  # the width's share of the pools (size_for)
+        self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
+        self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._configured_limits = (memory_limit, streaming_memory_limit)
         try:
             self._con = duckdb.connect(path, read_only=read_only)
@@ -160,10 +194,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 ) from None
             raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
         self._settings = _InstanceSettings.of(path, self._con)
+        self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
         if memory_limit:  # (key checks and plans of many threads need more: see PLAN_THREADS)
             self.memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._threads_mb())
-        self._settings.need(self._con, id(self), self.memory_limit, self.threads)
+        self._need(self.memory_limit, self.threads)
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
         # What this process writes are snapshots of 64-bit hashes (incompressible) and keys: trying
@@ -201,6 +236,47 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             self._cursors.append(cur)
         return cur
 
+    def _need(self, pool: str | None, threads: int) -> None:
+        """Ask the instance for `pool` (times the growth of this run) and `threads`."""
+        self._phase = (pool, threads)
+        size = _bytes(pool) if pool else None
+        if size is not None and self._scale > 1:
+            pool = f"{int(size * self._scale)}B"
+        self._settings.need(self._con, id(self), pool, threads)
+
+    def _grow(self) -> bool:
+        """After a statement ran out of memory: double the pools when that stays under
+        GROW_RAM_SHARE of the machine's memory; False when it would not."""
+        pool, threads = self._phase
+        size = _bytes(pool) if pool else None
+        if size is None or getattr(self._local, "in_transaction", False):
+            return False
+        ram = _machine_memory()
+        if ram is None or size * self._scale * 2 > GROW_RAM_SHARE * ram:
+            return False
+        self._scale *= 2
+        self.grown_to = f"{int(size * self._scale / 1000**2)}MB"
+        self._need(pool, threads)
+        return True
+
+    def _retrying(self, run: Callable[[], Any]) -> Any:
+        """run(), again with more memory when it ran out (see GROW_RAM_SHARE)."""
+        while True:
+            try:
+                return run()
+            except duckdb.OutOfMemoryException:
+                if not self._grow():
+                    raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._local.in_transaction = True
+        try:
+            with super().transaction():
+                yield
+        finally:
+            self._local.in_transaction = False
+
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         if isinstance(exc, duckdb.CatalogException):
             return E.WarehouseObjectMissing if "does not exist" in str(exc) else None
@@ -214,11 +290,19 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseUnavailable
         return None
 
+    def hint_for(self, exc: BaseException) -> str | None:
+        if isinstance(exc, duckdb.OutOfMemoryException):  # not a warehouse that could not be reached
+            return (f"DuckDB ran out of the memory this run gave it ({self.memory_limit or 'no limit'} to plan, "
+                    f"{self.streaming_memory_limit or 'no limit'} while sending, as sized for this sync): raise "
+                    "warehouse.memory_limit and warehouse.streaming_memory_limit in dinsync.yml, or lower "
+                    "warehouse.threads")
+        return None
+
     @translated("running a statement")
     def execute(self, sql: str, params: Params = None) -> int | None:
         sql, values = translate(sql, params, self.capabilities.paramstyle)
         cur = self.con
-        cur.execute(sql, values)
+        self._retrying(lambda: cur.execute(sql, values))
         if cur.description is None:
             return None
         rows = cur.fetchall()  # always read to the end: a pending result blocks the connection
@@ -229,7 +313,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     @translated("running a query")
     def query(self, sql: str, params: Params = None) -> pa.Table:
         sql, values = translate(sql, params, self.capabilities.paramstyle)
-        return self.con.sql(sql, params=values).to_arrow_table()
+        return self._retrying(lambda: self.con.sql(sql, params=values).to_arrow_table())
 
     @translated("running a query")
     def rows(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
@@ -306,11 +390,29 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         """Raise the buffer pools to what a sync of `fields` mapped fields needs (see
         PER_COLUMN_MB), never below the configured limits; a narrower sync after it gets those back."""
         plan, streaming = self._configured_limits
-        width = PER_COLUMN_MB * (fields + 6)
+        self._scale, self.grown_to = 1, None  # each plan finds again what it needs
+        width = self._width_mb = PER_COLUMN_MB * (fields + 6)
         self.memory_limit = _at_least(plan, PLAN_BASE_MB + width + self._threads_mb())
         self.streaming_memory_limit = _at_least(streaming, STREAMING_BASE_MB + width)
         self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
-        self._settings.need(self._con, id(self), self.memory_limit, self.threads)
+        self._need(self.memory_limit, self.threads)
+
+    def expect_deletes(self, table: str, rows: int | None) -> None:
+        """Raise the pools (until the next size_for) for the version records of deleting up to
+        `rows` rows of `table` (None: any) (see VERSION_KIB): at most one record a vector."""
+        if rows == 0 or not (self.memory_limit or self.streaming_memory_limit):
+            return
+        cur = self._con.cursor()  # (this thread's may hold a stream open)
+        try:
+            vectors = -(-int(cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) // VECTOR_ROWS)
+        finally:
+            cur.close()
+        if rows is not None:
+            vectors = min(rows, vectors)
+        need = DELETE_BASE_MB + self._width_mb + -(-vectors * VERSION_KIB // 1024)
+        self.memory_limit = _at_least(self.memory_limit, need)
+        self.streaming_memory_limit = _at_least(self.streaming_memory_limit, need)
+        self._need(self.memory_limit, self.threads)
 
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True):
@@ -326,11 +428,13 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             yield
             return
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
-        self._settings.need(self._con, id(self), limit, min(self.threads, SEND_THREADS))
+        self._scale = 1  # (what the plan's statements needed is not what sending needs)
+        self._need(limit, min(self.threads, SEND_THREADS))
         try:
             yield
         finally:
-            self._settings.need(self._con, id(self), self.memory_limit, self.threads)
+            self._scale = 1
+            self._need(self.memory_limit, self.threads)
 
     def close(self) -> None:
         """Close every cursor, then the connection: the database file is checkpointed and

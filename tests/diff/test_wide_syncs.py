@@ -4,9 +4,10 @@ pools for the sync (DuckDBWarehouse.size_for)."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from dinsync.diff import DiffSpec, Planner
-from dinsync.warehouses import connect
+from dinsync.warehouses import WarehouseUnavailable, connect
 
 
 def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
@@ -161,3 +162,92 @@ def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
     alone.size_for(9)
     with alone.streaming(replacing=False):
         assert alone.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "50.5 MiB"
+
+
+def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tmp_path, monkeypatch):
+    """A DELETE keeps a 16 KiB version record per vector of 2,048 rows it touched until the file is
+    checkpointed: a 2% churn of a 20M-row snapshot touches every vector and ran out of the 160 MB
+    send pool in every run. Here a 2M-row snapshot under a send pool shrunk to 24 MB (base and
+    width shares patched out) stands for it: its deletes need ~31-35 MB."""
+    import dinsync.warehouses.duckdb as adapter
+    from dinsync.engine.commits import whole_blocks
+
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
+    rows = 2_000_000
+    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, i % 97 AS score FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("score", "score")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    assert p.plan().first_sync
+    block, committed, waiting = w.capabilities.insert_block_rows, 0, []
+    for batch in p.stream_sendable(50_000):
+        waiting.append(pa.concat_arrays([batch.column(0)]))
+        keys = pa.concat_arrays(waiting)
+        n = whole_blocks(len(keys), committed, block)
+        if n:
+            committed += p.commit_acknowledged(keys.slice(0, n))
+            waiting = [keys.slice(n)]
+    committed += p.commit_acknowledged(pa.concat_arrays(waiting))
+    assert committed == rows
+    w.close()  # checkpointed: no version record left
+
+    monkeypatch.setattr(adapter, "STREAMING_BASE_MB", 0)
+    monkeypatch.setattr(adapter, "PER_COLUMN_MB", 0)
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
+    p = Planner(w, spec)
+    assert p.plan().changed == 0 and w.streaming_memory_limit == "24MB"  # nothing to delete: as configured
+    w.execute("UPDATE people SET score = score + 1 WHERE hash(email) % 50 = 0")  # 2%, all over the table
+    stats = p.plan()
+    assert 35_000 < stats.changed < 45_000
+    assert w.streaming_memory_limit == f"{adapter.DELETE_BASE_MB + 16}MB"  # 977 vectors x 16 KiB
+    committed, keys = 0, []
+    with w.streaming():
+        for batch in p.stream_sendable(10_000):
+            keys.append(batch.column(0))
+            if sum(len(k) for k in keys) >= 20_000:
+                committed += p.commit_acknowledged(pa.concat_arrays(keys))
+                keys = []
+        if keys:
+            committed += p.commit_acknowledged(pa.concat_arrays(keys))
+    assert committed == stats.changed
+    assert p.plan().changed == 0
+    snap = w.query(f'SELECT COUNT(*) AS n, COUNT(DISTINCT _key) AS k FROM dinsync."{p.snapshot_table}"').to_pylist()[0]
+    assert snap == {"n": rows, "k": rows}
+
+
+def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatch):
+    """A plan's statements need memory by the rows they compare: 1M changed rows x 9 fields needed
+    242-248 MB, more than the default 192 MB, and such a sync failed every run. A statement that
+    runs out of memory outside a transaction runs again with the pools doubled. Here 200k changed
+    rows under a pool shrunk to 16 MB (base and width shares patched out)."""
+    import dinsync.warehouses.duckdb as adapter
+
+    rows = 200_000
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    cols = ", ".join(f"'value{j}_' || (i % {97 + j}) AS c{j}" for j in range(9))
+    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, {cols} FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[(f"c{j}", f"f{j}") for j in range(9)])
+    p = Planner(w, spec)
+    p.ensure_state()
+    assert p.plan().added == rows
+    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(50_000)])) == rows
+    w.execute("UPDATE people SET c0 = c0 || 'x'")
+    w.close()
+
+    monkeypatch.setattr(adapter, "PLAN_BASE_MB", 0)
+    monkeypatch.setattr(adapter, "PER_COLUMN_MB", 0)
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="16MB")
+    with pytest.raises(WarehouseUnavailable), w.transaction():  # in a transaction: not run again
+        w.execute("CREATE TABLE copy AS SELECT * FROM people ORDER BY c1, c2, c3, email")
+    assert w.grown_to is None
+    stats = Planner(w, spec).plan()
+    assert stats.changed == rows and w.grown_to in ("32MB", "64MB", "128MB", "256MB")
+    sizes = [int(float(v.split()[0]) * (1024 if "GiB" in v else 1)) for v in
+             [w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()]]
+    assert sizes[0] >= 30  # (MiB) the grown pool stays for the rest of the plan
+    with w.streaming():  # sending starts again from its own pool
+        assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "152.5 MiB"
+    w.size_for(9)  # the next plan too
+    assert w.grown_to is None and w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "15.2 MiB"

@@ -231,6 +231,17 @@ def test_rebatch_cuts_and_joins_to_the_requested_size():
     assert [b.num_rows for b in rebatch(iter(batches), 100)] == [20]
 
 
+def test_duckdb_out_of_memory_says_which_limits_to_raise(tmp_path):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="96MB")
+    w.execute("SET memory_limit = '8MB'")  # (below what the adapter ever sets) for a quick failure
+    with pytest.raises(WarehouseUnavailable) as info, w.transaction():  # (outside one it would grow)
+        w.query("SELECT i, 'x' || i AS s FROM range(3000000) t(i) ORDER BY s DESC LIMIT 1000000")
+    assert "Out of Memory" in info.value.message
+    assert "could not be reached" not in info.value.hint
+    assert "96MB to plan, 160MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
+    w.close()
+
+
 def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
     from dinsync.diff import DiffSpec, Planner
 
