@@ -27,3 +27,9 @@ DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.
 {{ acked }} AS p
 {%- if which == "replace" %} WHERE p._replace{% elif which == "new" %} WHERE NOT p._replace{% endif %}
 {%- endmacro %}
+
+{#- In a statement run in parts (in_parts, see commit_removed.sql): the rows (alias a) of part
+    param("part") of param("parts"), by key hash. -#}
+{% macro part_of(a) -%}
+{% if in_parts %} AND ABS(MOD({{ a }}._kh, {{ param("parts") }})) = {{ param("part") }}{% endif %}
+{%- endmacro %}

@@ -309,11 +309,24 @@ class CommitMixin:
         with self._lock:
             if self._leaving == 0:
                 return 0  # nothing left the segment: no statement at all
-            with self.warehouse.transaction():
-                n = self._scalar("removed_count")
-                self._execute("commit_removed")
+            parts = self._removal_parts()
+            if parts == 1:
+                with self.warehouse.transaction():
+                    n = self._scalar("removed_count")
+                    self._execute("commit_removed")
+            else:  # each part its own transaction: a part not committed is planned as removed again
+                n = 0
+                for part in range(parts):
+                    with self.warehouse.transaction():
+                        n += self._scalar("removed_count_part", parts=parts, part=part)
+                        self._execute("commit_removed_part", parts=parts, part=part)
             self._leaving = 0
             return n
+
+    def _removal_parts(self) -> int:
+        """In how many parts the keys that left are deleted (Capabilities.delete_part_rows)."""
+        most = getattr(self.warehouse.capabilities, "delete_part_rows", None)
+        return max(1, -(-(self._leaving or 0) // most)) if most else 1
 
     def commit_full_refresh_cleanup(self) -> int:
         """After a successful full-refresh run: delete snapshot rows whose key left the segment."""

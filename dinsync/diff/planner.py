@@ -282,10 +282,11 @@ class Planner(CommitMixin, PendingMixin):
             self._planned_full_refresh = full_refresh
             self._leaving = counts["removed"] + counts["forget"]
             # commits replace the snapshot rows of changed keys (a full refresh: of any key) and
-            # delete those that left
+            # delete those that left (in parts: see commit_removed)
             deletes = None if full_refresh else counts["changed"] + self._leaving
             if deletes != 0:  # (a run with nothing to delete renders nothing more)
-                self.warehouse.expect_deletes(self._context()["snapshot"], deletes)
+                self.warehouse.expect_deletes(self._context()["snapshot"], deletes,
+                                              at_once=-(-self._leaving // self._removal_parts()))
             keyed = counts["segment_rows"] - counts["null_keys"] - counts["duplicate_rows"]
             return PlanStats(
                 segment_rows=counts["segment_rows"],

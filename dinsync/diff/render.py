@@ -31,7 +31,8 @@ _MODEL_MARKER = "__DINSYNC_MODEL__"
 _SYNC_RE = re.compile(r"[A-Za-z0-9_]+")
 
 # Values bound when a statement runs: a marker in the rendered SQL, replaced by `bind`.
-PARAMS = {"limit": "9110000000000000003", "op": "'__dinsync_param_op__'"}
+PARAMS = {"limit": "9110000000000000003", "op": "'__dinsync_param_op__'", "parts": "9110000000000000004",
+          "part": "9110000000000000005"}
 OPS = ("added", "changed", "removed", "duplicate")
 
 

@@ -50,8 +50,10 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "commit_insert": ("commit_insert", {}),
     "park_update": ("park_update", {}),
     "park_insert": ("park_insert", {}),
-    "removed_count": ("removed_count", {}),
-    "commit_removed": ("commit_removed", {}),
+    "removed_count": ("removed_count", {"in_parts": False}),
+    "commit_removed": ("commit_removed", {"in_parts": False}),
+    "removed_count_part": ("removed_count", {"in_parts": True}),
+    "commit_removed_part": ("commit_removed", {"in_parts": True}),
     "cleanup_count": ("cleanup_count", {}),
     "commit_full_refresh_cleanup": ("commit_full_refresh_cleanup", {}),
     # records whose outcome arrives later (pending.py)

@@ -63,6 +63,11 @@ class Capabilities:
     # groups to the database file at once, the rest through its write-ahead log, written a second
     # time at the next checkpoint (see engine/commits.py). None: commits of any size.
     insert_block_rows: int | None = None
+    # Rows one transaction deletes at most when many keys leave the segment (DuckDB: a delete holds
+    # memory per row until it commits; 5M of 10M keys needed more than 192 MB): more are deleted
+    # in parts of about this size, each its own transaction (a part that was not committed is
+    # planned as removed again). None: in one transaction.
+    delete_part_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:
@@ -145,10 +150,10 @@ class Warehouse:
         """Before a plan of a sync with `fields` mapped fields: an adapter that bounds its memory
         may need more for a wide one."""
 
-    def expect_deletes(self, table: str, rows: int | None) -> None:
+    def expect_deletes(self, table: str, rows: int | None, at_once: int = 0) -> None:
         """After a plan: this run's commits may delete up to `rows` rows of `table` (the snapshot,
-        as its SQL names it; None: any of them). An adapter whose deletes need memory by the rows
-        or by the table's size may raise its limits."""
+        as its SQL names it; None: any of them), `at_once` of them in one transaction. An adapter
+        whose deletes need memory by the rows or by the table's size may raise its limits."""
 
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True) -> Iterator[None]:

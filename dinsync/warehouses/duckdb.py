@@ -63,14 +63,20 @@ SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
 # from 10M rows 51-55 MB (2 threads, 9 fields). While rows may be deleted the pools are raised to
 # at least DELETE_BASE_MB + the width's share + VERSION_KIB per vector the deletes may touch.
 VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 32
+# Deleting many rows in one transaction (the keys that left the segment) also holds their keys'
+# hash tables and undo records: 1M of a 2M-row snapshot needed 127-134 MB, ~115 bytes a row
+# beyond the version records (a 10M-row sync that lost 5M keys failed every run under 192 MB):
+# such deletes go in parts (Capabilities.delete_part_rows), each given DELETE_ROW_BYTES a row.
+DELETE_ROW_BYTES = 128
 # What the everyday plan's statements hold grows with the rows they compare (the changed rows, their
 # snapshot rows, the plan), and with the values' length: 1M changed rows x 9 fields needed 242-248
 # MB, 400k changed rows of a 10M-row sync 200-208 MB, both more than the default 192 MB (such a
 # sync failed every run). No estimate covers every model, so a statement that runs out of memory
 # outside a transaction (DuckDB rolled it back whole) runs again with the pools doubled, for the
 # rest of the run, while they stay under GROW_RAM_SHARE of the machine's memory (DuckDB's own
-# default limit is 80% of it). Statements in a transaction (commits) are sized beforehand
-# (expect_deletes).
+# default limit is 80% of it). Not in a transaction (a commit): after a DELETE ran out of memory,
+# deleting the same rows again in this process failed 1 time in 4 ("Conflict on tuple deletion"),
+# so the commits' deletes are sized beforehand instead (expect_deletes).
 GROW_RAM_SHARE = 0.5
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
@@ -140,7 +146,10 @@ class _InstanceSettings:
             pools = [p for p, _ in self.needs.values()]
             if all(pools):
                 total = pools[0] if len(pools) == 1 else f"{int(sum(_bytes(p) or 0 for p in pools))}B"
-                con.execute("SET memory_limit = ?", [total])
+                try:
+                    con.execute("SET memory_limit = ?", [total])
+                except duckdb.OutOfMemoryException:
+                    pass  # DuckDB cannot free enough yet (blocks in use): it keeps the larger pool
             con.execute(f"SET threads = {min(t for _, t in self.needs.values())}")
 
     def leave(self, owner: int) -> None:
@@ -163,6 +172,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         scratch_database=SCRATCH_DATABASE,
         row_position="rowid",
         insert_block_rows=122_880,
+        delete_part_rows=500_000,
         arrow_views=True,
     )
     driver_errors = (duckdb.Error,)
@@ -397,9 +407,10 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
         self._need(self.memory_limit, self.threads)
 
-    def expect_deletes(self, table: str, rows: int | None) -> None:
+    def expect_deletes(self, table: str, rows: int | None, at_once: int = 0) -> None:
         """Raise the pools (until the next size_for) for the version records of deleting up to
-        `rows` rows of `table` (None: any) (see VERSION_KIB): at most one record a vector."""
+        `rows` rows of `table` (None: any; at most one record a vector: see VERSION_KIB) and for
+        deleting `at_once` rows in one transaction (DELETE_ROW_BYTES)."""
         if rows == 0 or not (self.memory_limit or self.streaming_memory_limit):
             return
         cur = self._con.cursor()  # (this thread's may hold a stream open)
@@ -409,7 +420,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             cur.close()
         if rows is not None:
             vectors = min(rows, vectors)
-        need = DELETE_BASE_MB + self._width_mb + -(-vectors * VERSION_KIB // 1024)
+        need = (DELETE_BASE_MB + self._width_mb + -(-vectors * VERSION_KIB // 1024)
+                + -(-at_once * DELETE_ROW_BYTES // 1000**2))
         self.memory_limit = _at_least(self.memory_limit, need)
         self.streaming_memory_limit = _at_least(self.streaming_memory_limit, need)
         self._need(self.memory_limit, self.threads)

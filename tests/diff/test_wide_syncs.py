@@ -251,3 +251,49 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
         assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "152.5 MiB"
     w.size_for(9)  # the next plan too
     assert w.grown_to is None and w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "15.2 MiB"
+
+
+def test_keys_leaving_in_numbers_are_deleted_in_parts(tmp_path, monkeypatch):
+    """5M of a 10M-row sync's keys leaving the segment needed more than 192 MB to delete in one
+    transaction, and that sync failed every run: past Capabilities.delete_part_rows they are
+    deleted in parts (by key hash), each its own transaction with room for its rows. Here ~1M of
+    2M keys leave under a 72 MB pool (base and width shares patched out; in one transaction they
+    need 127-134 MB, in parts of 300k 76-83 MB), in parts of at most 150k (48-55 MB). And a pool that DuckDB cannot shrink to (its
+    blocks are in use) is kept, not fatal."""
+    import dataclasses
+
+    import dinsync.warehouses.duckdb as adapter
+
+    rows = 2_000_000
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, i % 97 AS score FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("score", "score")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    assert p.plan().added == rows
+    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])) == rows
+    w.execute("DELETE FROM people WHERE hash(email) % 2 = 0")
+    w.close()
+
+    for name in ("PLAN_BASE_MB", "PER_COLUMN_MB", "DELETE_BASE_MB"):
+        monkeypatch.setattr(adapter, name, 0)
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="72MB")
+    w.capabilities = dataclasses.replace(w.capabilities, delete_part_rows=150_000)
+    p = Planner(w, spec)
+    removed = p.plan().removed
+    assert removed > rows // 3 and w.grown_to is None
+    assert p._removal_parts() == 7 and w.memory_limit == "72MB"  # (16 MB of version records + 20 MB a part)
+    statements = []
+    run = w.execute
+    monkeypatch.setattr(w, "execute", lambda sql, params=None: statements.append(sql) or run(sql, params))
+    assert p.commit_removed() == removed
+    assert sum(s.lstrip().startswith("DELETE") for s in statements) == 7 and statements.count("COMMIT") == 7
+    left = w.query(f'SELECT COUNT(*) AS n FROM dinsync."{p.snapshot_table}"').column(0)[0].as_py()
+    assert left == rows - removed and p.plan().removed == 0
+    w.execute("CREATE TABLE pinned AS SELECT * FROM people")
+    w.execute("SET memory_limit = '1GB'")
+    held = w.query("SELECT * FROM pinned")  # (an Arrow result: DuckDB's blocks stay in use)
+    w._configured_limits = ("2MB", "2MB")
+    w.size_for(1)  # DuckDB cannot free enough for 2 MB: the pool stays, the run goes on
+    assert held.num_rows == rows - removed and w.query("SELECT 1 AS one").column(0)[0].as_py() == 1

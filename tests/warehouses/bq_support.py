@@ -8,6 +8,7 @@ write="duckdb")` on DuckDB, with BigQuery's FARM_FINGERPRINT (farmhash Fingerpri
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import uuid
 from typing import Iterator
@@ -123,8 +124,9 @@ class Scenario:
         self.wh.write_arrow(self.model_dataset, self.table, pa.Table.from_pylist(
             [dict(zip(PEOPLE.names, r)) for r in rows], schema=PEOPLE), mode="replace")
 
-    def step(self, rows, *, ack=True, reject=(), **plan):
-        """Plan `rows`; (stats, {key: op}, {key: changed fields}); then commit as a run would."""
+    def step(self, rows, *, ack=True, reject=(), delete_parts=None, **plan):
+        """Plan `rows`; (stats, {key: op}, {key: changed fields}); then commit as a run would
+        (`delete_parts`: keys that left are deleted in parts of that many rows)."""
         self.set_rows(rows)
         stats = self.p.plan(**plan)
         q = self.wh.quote
@@ -140,7 +142,13 @@ class Scenario:
             self.p.commit_rejected([k for k in sendable if k in reject])
         if ack:
             self.p.commit_acknowledged([k for k in sendable if k not in reject])
-            self.p.commit_removed()
+            caps = self.p.warehouse.capabilities
+            if delete_parts:
+                self.p.warehouse.capabilities = dataclasses.replace(caps, delete_part_rows=delete_parts)
+            try:
+                self.p.commit_removed()
+            finally:
+                self.p.warehouse.capabilities = caps
             if plan.get("full_refresh"):
                 self.p.commit_full_refresh_cleanup()
         extra["parked"] = self.p.parked_count()
@@ -178,6 +186,8 @@ def scenario_steps():
         ("no-op after changes", changed, {}, None),
         ("removals", changed[:2], {}, None),
         ("come back", changed, {}, None),
+        ("removals in parts", changed[:3], {"delete_parts": 1}, None),
+        ("come back again", changed, {}, None),
         ("duplicate fixed", changed + [("d@x.com", "D", 1)], {}, None),
         ("rejected is parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"reject": {"a@x.com"}}, None),
         ("parked stays parked", [("A@x.com ", "Ada", 6)] + changed[1:], {}, None),

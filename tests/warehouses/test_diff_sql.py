@@ -6,6 +6,8 @@ transpiles it to DuckDB with sqlglot (`read="databricks", write="duckdb"`) and r
 same plans, in the Databricks SQL."""
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pytest
 
@@ -155,9 +157,19 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.wh.execute("ALTER TABLE people ALTER COLUMN score TYPE BIGINT")
     assert s.plan() == {} and s.stats.unchanged == 4
 
-    # rows that leave the segment are removed, and come back as added
+    # rows that leave the segment are removed (many of them: in parts, here of 1), and come back
+    # as added
+    s.set_rows([("A@x.com ", "Ada", 5), ("b@x.com", None, 2)])
+    assert s.plan() == {"c@x.com": "removed", "e@x.com": "removed"}
+    caps = s.wh.capabilities
+    monkeypatch.setattr(s.wh, "capabilities", dataclasses.replace(caps, delete_part_rows=1))
+    s.ack_all()
+    monkeypatch.setattr(s.wh, "capabilities", caps)
+    assert all(s.p.render(name, parts=2, part=part) in s.wh.ran
+               for name in ("removed_count_part", "commit_removed_part") for part in (0, 1))
+    assert s.snapshot_keys() == ["a@x.com", "b@x.com"]
     s.set_rows([("A@x.com ", "Ada", 5)])
-    assert s.plan() == {"b@x.com": "removed", "c@x.com": "removed", "e@x.com": "removed"}
+    assert s.plan() == {"b@x.com": "removed"}
     s.ack_all()
     assert s.snapshot_keys() == ["a@x.com"]
     s.set_rows([("A@x.com ", "Ada", 5), ("e@x.com", "NULL", 1)])
@@ -221,9 +233,11 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert later.pending_tokens() == {} and delivered["a@x.com"] and not delivered["p@x.com"]  # p: parked only
     assert "q@x.com" not in delivered  # failed or not found: forgotten, sent again
 
-    # statements rendered with parameters (sample, duplicates_sample: their limit) ran above
+    # statements rendered with parameters (sample, duplicates_sample: their limit; the parts of
+    # removed keys) ran above
     not_run = sorted(name for name in s.p.statements()
-                     if name not in ("add_snapshot_column", "add_pending_column", "sample", "duplicates_sample")
+                     if name not in ("add_snapshot_column", "add_pending_column", "sample", "duplicates_sample",
+                                     "removed_count_part", "commit_removed_part")
                      and not any(p.render(name) in s.wh.ran for p in s.planners))
     assert not_run == [], not_run
     # add_snapshot_column (Snowflake's ALTER TABLE ... ADD takes no COLUMN keyword)

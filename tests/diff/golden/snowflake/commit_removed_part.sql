@@ -1,0 +1,18 @@
+DELETE FROM "dinsync_state"."snap_people_to_crm"
+WHERE
+  "_kh" IN (
+    SELECT
+      "p"."_kh"
+    FROM "dinsync_state"."plan_people_to_crm" AS "p"
+    WHERE
+      "p"."_op" IN ('removed', 'forget')
+      AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005
+  )
+  AND "_key" IN (
+    SELECT
+      "p"."_key"
+    FROM "dinsync_state"."plan_people_to_crm" AS "p"
+    WHERE
+      "p"."_op" IN ('removed', 'forget')
+      AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005
+  )
