@@ -134,10 +134,11 @@ class SyncPlan:
     field_changes: dict[str, int]  # changed rows that send each field
     duplicates: list[dict]  # the most duplicated keys: {key, rows}
     samples: dict[str, list[dict]]  # added / changed / removed -> sample rows
+    notes: list[str] = field(default_factory=list)  # e.g. the plan needed more memory than configured
 
     @classmethod
     def from_dict(cls, data: dict) -> "SyncPlan":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass

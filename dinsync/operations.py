@@ -256,11 +256,14 @@ def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
 def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: int = 3) -> dict:
     """`dinsync plan` of one sync: counts, changed rows per field, duplicated keys, sample rows."""
     from .engine import SyncRun
+    from .engine.run import memory_note
 
     run = SyncRun(project, name, wh, full_refresh=full_refresh)
     stats = run.plan()
+    note = memory_note(wh)
     return {
         "sync": name, **asdict(stats),
+        "notes": [note] if note else [],
         "field_changes": run.planner.field_change_counts(),
         "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
         if stats.duplicate_keys else [],

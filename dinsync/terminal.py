@@ -139,6 +139,8 @@ def print_plan(entry: dict) -> None:
     for dup in entry["duplicates"]:
         out().print(f"  duplicated key {_cut(str(dup['key']), 60)!r}: {dup['rows']} rows withheld",
                     markup=False, highlight=False)
+    for note in entry.get("notes", ()):
+        out().print(f"  note: {visible(note)}", markup=False, highlight=False)
 
 
 def _cut(text: str, limit: int) -> str:

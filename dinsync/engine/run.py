@@ -41,6 +41,13 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
+
+def memory_note(wh) -> str | None:
+    """What to tell the user when the plan's statements needed more memory than configured."""
+    grown = getattr(wh, "grown_to", None)
+    return (f"the plan needed more memory than warehouse.memory_limit: it ran again with {grown} (set that "
+            "limit to skip the first attempt)") if grown else None
+
 class SyncRun:
     def __init__(
         self,
@@ -178,10 +185,8 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(under the {th.max_duplicate_pct:g}% limit)")
-        if getattr(self.wh, "grown_to", None):
-            self.progress("note", {"message": f"the plan needed more memory than warehouse.memory_limit: it ran "
-                                              f"again with {self.wh.grown_to} (set that limit to skip the "
-                                              "first attempt)"})
+        if memory_note(self.wh):
+            self.progress("note", {"message": memory_note(self.wh)})
         if stats.null_keys:
             self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
         if s.parked and not self.retry_rejected:

@@ -244,6 +244,8 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
     assert w.grown_to is None
     stats = Planner(w, spec).plan()
     assert stats.changed == rows and w.grown_to in ("32MB", "64MB", "128MB", "256MB")
+    from dinsync.engine.run import memory_note  # what `dinsync sync` and `dinsync plan` print
+    assert f"it ran again with {w.grown_to}" in memory_note(w) and "warehouse.memory_limit" in memory_note(w)
     sizes = [int(float(v.split()[0]) * (1024 if "GiB" in v else 1)) for v in
              [w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()]]
     assert sizes[0] >= 30  # (MiB) the grown pool stays for the rest of the plan
