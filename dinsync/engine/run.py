@@ -41,12 +41,12 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
-
 def memory_note(wh) -> str | None:
     """What to tell the user when the plan's statements needed more memory than configured."""
     grown = getattr(wh, "grown_to", None)
     return (f"the plan needed more memory than warehouse.memory_limit: it ran again with {grown} (set that "
             "limit to skip the first attempt)") if grown else None
+
 
 class SyncRun:
     def __init__(
