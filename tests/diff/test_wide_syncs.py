@@ -170,7 +170,6 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     send pool in every run. Here a 2M-row snapshot under a send pool shrunk to 24 MB (base and
     width shares patched out) stands for it: its deletes need ~31-35 MB."""
     import dinsync.warehouses.duckdb as adapter
-    from dinsync.engine.commits import whole_blocks
 
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
     rows = 2_000_000
@@ -180,16 +179,7 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     p = Planner(w, spec)
     p.ensure_state()
     assert p.plan().first_sync
-    block, committed, waiting = w.capabilities.insert_block_rows, 0, []
-    for batch in p.stream_sendable(50_000):
-        waiting.append(pa.concat_arrays([batch.column(0)]))
-        keys = pa.concat_arrays(waiting)
-        n = whole_blocks(len(keys), committed, block)
-        if n:
-            committed += p.commit_acknowledged(keys.slice(0, n))
-            waiting = [keys.slice(n)]
-    committed += p.commit_acknowledged(pa.concat_arrays(waiting))
-    assert committed == rows
+    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])) == rows
     w.close()  # checkpointed: no version record left
 
     monkeypatch.setattr(adapter, "STREAMING_BASE_MB", 0)
