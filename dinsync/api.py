@@ -138,7 +138,7 @@ class SyncPlan:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SyncPlan":
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass

@@ -164,6 +164,25 @@ def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
         assert alone.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "50.5 MiB"
 
 
+def _synced_people(path: str, rows: int, columns: dict[str, str], then: str | None = None) -> DiffSpec:
+    """A DuckDB file whose `people` (`rows` emails and `columns`: name -> SQL of i, each mapped to a
+    field of its name) was planned and committed whole, `then` run on it, and closed (checkpointed):
+    a sync after its first run. Returns the sync's spec."""
+    w = connect("duckdb", path=path, threads=2)
+    cols = ", ".join(f"{sql} AS {name}" for name, sql in columns.items())
+    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, {cols} FROM range({rows}) t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[(name, name) for name in columns])
+    p = Planner(w, spec)
+    p.ensure_state()
+    assert p.plan().added == rows
+    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])) == rows
+    if then:
+        w.execute(then)
+    w.close()
+    return spec
+
+
 def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tmp_path, monkeypatch):
     """A DELETE keeps a 16 KiB version record per vector of 2,048 rows it touched until the file is
     checkpointed: a 2% churn of a 20M-row snapshot touches every vector and ran out of the 160 MB
@@ -171,16 +190,8 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     width shares patched out) stands for it: its deletes need ~31-35 MB."""
     import dinsync.warehouses.duckdb as adapter
 
-    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
     rows = 2_000_000
-    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, i % 97 AS score FROM range({rows}) t(i)")
-    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
-                    fields=[("score", "score")])
-    p = Planner(w, spec)
-    p.ensure_state()
-    assert p.plan().first_sync
-    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])) == rows
-    w.close()  # checkpointed: no version record left
+    spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"})  # (no version record left)
 
     monkeypatch.setattr(adapter, "STREAMING_BASE_MB", 0)
     monkeypatch.setattr(adapter, "PER_COLUMN_MB", 0)
@@ -214,17 +225,8 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
     import dinsync.warehouses.duckdb as adapter
 
     rows = 200_000
-    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
-    cols = ", ".join(f"'value{j}_' || (i % {97 + j}) AS c{j}" for j in range(9))
-    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, {cols} FROM range({rows}) t(i)")
-    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
-                    fields=[(f"c{j}", f"f{j}") for j in range(9)])
-    p = Planner(w, spec)
-    p.ensure_state()
-    assert p.plan().added == rows
-    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(50_000)])) == rows
-    w.execute("UPDATE people SET c0 = c0 || 'x'")
-    w.close()
+    columns = {f"c{j}": f"'value{j}_' || (i % {97 + j})" for j in range(9)}
+    spec = _synced_people(str(tmp_path / "w.duckdb"), rows, columns, then="UPDATE people SET c0 = c0 || 'x'")
 
     monkeypatch.setattr(adapter, "PLAN_BASE_MB", 0)
     monkeypatch.setattr(adapter, "PER_COLUMN_MB", 0)
@@ -242,7 +244,8 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
     with w.streaming():  # sending starts again from its own pool
         assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "152.5 MiB"
     w.size_for(9)  # the next plan too
-    assert w.grown_to is None and w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "15.2 MiB"
+    assert w.grown_to is None
+    assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "15.2 MiB"
 
 
 def test_keys_leaving_in_numbers_are_deleted_in_parts(tmp_path, monkeypatch):
@@ -250,23 +253,15 @@ def test_keys_leaving_in_numbers_are_deleted_in_parts(tmp_path, monkeypatch):
     transaction, and that sync failed every run: past Capabilities.delete_part_rows they are
     deleted in parts (by key hash), each its own transaction with room for its rows. Here ~1M of
     2M keys leave under a 72 MB pool (base and width shares patched out; in one transaction they
-    need 127-134 MB, in parts of 300k 76-83 MB), in parts of at most 150k (48-55 MB). And a pool that DuckDB cannot shrink to (its
-    blocks are in use) is kept, not fatal."""
+    need 127-134 MB, in parts of 300k 76-83 MB), in parts of at most 150k (48-55 MB). And a pool
+    that DuckDB cannot shrink to (its blocks are in use) is kept, not fatal."""
     import dataclasses
 
     import dinsync.warehouses.duckdb as adapter
 
     rows = 2_000_000
-    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
-    w.execute(f"CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, i % 97 AS score FROM range({rows}) t(i)")
-    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
-                    fields=[("score", "score")])
-    p = Planner(w, spec)
-    p.ensure_state()
-    assert p.plan().added == rows
-    assert p.commit_acknowledged(pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])) == rows
-    w.execute("DELETE FROM people WHERE hash(email) % 2 = 0")
-    w.close()
+    spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"},
+                          then="DELETE FROM people WHERE hash(email) % 2 = 0")
 
     for name in ("PLAN_BASE_MB", "PER_COLUMN_MB", "DELETE_BASE_MB"):
         monkeypatch.setattr(adapter, name, 0)
