@@ -29,12 +29,16 @@ import sys
 import tempfile
 import time
 
-import pyarrow as pa
+from dinsync.cli import use_system_arrow_pool
 
-from dinsync.diff import DiffSpec, Planner
-from dinsync.engine.commits import whole_blocks
-from dinsync.engine.options import EngineOptions
-from dinsync.warehouses import connect
+use_system_arrow_pool()  # Arrow's allocator as in the `dinsync` command (before pyarrow is imported)
+
+import pyarrow as pa  # noqa: E402
+
+from dinsync.diff import DiffSpec, Planner  # noqa: E402
+from dinsync.engine.commits import whole_blocks  # noqa: E402
+from dinsync.engine.options import EngineOptions  # noqa: E402
+from dinsync.warehouses import connect  # noqa: E402
 
 COLUMNS = ["id", "email", "first_name", "last_name", "plan", "ltv", "created_at", "orders", "country", "active"]
 
