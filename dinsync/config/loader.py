@@ -350,8 +350,10 @@ class _Loader:
         simple = _single_statement(text)
         if simple is not None:
             return simple
-        from sqlglot.dialects.dialect import Dialect  # only for models with `;` or `/*` inside
-        from sqlglot.tokens import TokenType
+        from ..sqlglot_lazy import sqlglot_modules  # only for models with `;` or `/*` inside
+
+        sqlglot, _ = sqlglot_modules()
+        Dialect, TokenType = sqlglot.Dialect, sqlglot.TokenType
 
         try:
             tokens = Dialect.get_or_raise("duckdb").tokenize(text)

@@ -90,10 +90,9 @@ def bind(sql: str, **params: Any) -> str:
 
 
 def _sqlglot():
-    import sqlglot
-    from sqlglot import exp
+    from ..sqlglot_lazy import sqlglot_modules
 
-    return sqlglot, exp
+    return sqlglot_modules()
 
 
 def ident(name: str) -> str:
@@ -115,7 +114,7 @@ def check_model_sql(sql: str, dialect: str) -> str:
     if "\x00" in sql:
         raise ModelSqlError("the model SQL contains a NUL byte")
     sqlglot, exp = _sqlglot()
-    from sqlglot.tokens import TokenType
+    TokenType = sqlglot.TokenType
 
     forbidden = {
         TokenType.INSERT, TokenType.UPDATE, TokenType.DELETE, TokenType.MERGE, TokenType.CREATE,

@@ -67,9 +67,9 @@ def added_column(statement: str) -> tuple[str, str] | None:
 def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
     """A layout statement in `dialect`, for the state schema `schema` (sqlglot is loaded only
     when a layout is created or migrated)."""
-    import sqlglot
-    from sqlglot import exp
+    from ..sqlglot_lazy import sqlglot_modules
 
+    sqlglot, exp = sqlglot_modules()
     text = statement.format(
         s=exp.to_identifier(schema, quoted=True).sql(),
         pk_meta=" PRIMARY KEY" if primary_keys else "",
