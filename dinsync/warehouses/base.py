@@ -150,10 +150,13 @@ class Warehouse:
         """Before a plan of a sync with `fields` mapped fields: an adapter that bounds its memory
         may need more for a wide one."""
 
-    def expect_deletes(self, table: str, rows: int | None, at_once: int = 0) -> None:
+    def expect_deletes(self, table: str | None, rows: int | None, at_once: int = 0,
+                       table_rows: int | None = None) -> None:
         """After a plan: this run's commits may delete up to `rows` rows of `table` (the snapshot,
         as its SQL names it; None: any of them), `at_once` of them in one transaction. An adapter
-        whose deletes need memory by the rows or by the table's size may raise its limits."""
+        whose deletes need memory by the rows or by the table's size may raise its limits.
+        `table_rows`: how many rows the table holds, when the caller knows (then `table` may be
+        None); else an adapter that needs it counts them."""
 
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True) -> Iterator[None]:

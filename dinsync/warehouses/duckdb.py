@@ -407,17 +407,21 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
         self._need(self.memory_limit, self.threads)
 
-    def expect_deletes(self, table: str, rows: int | None, at_once: int = 0) -> None:
+    def expect_deletes(self, table: str | None, rows: int | None, at_once: int = 0,
+                       table_rows: int | None = None) -> None:
         """Raise the pools (until the next size_for) for the version records of deleting up to
         `rows` rows of `table` (None: any; at most one record a vector: see VERSION_KIB) and for
-        deleting `at_once` rows in one transaction (DELETE_ROW_BYTES)."""
+        deleting `at_once` rows in one transaction (DELETE_ROW_BYTES). The table's rows are
+        counted unless `table_rows` gives them."""
         if rows == 0 or not (self.memory_limit or self.streaming_memory_limit):
             return
-        cur = self._con.cursor()  # (this thread's may hold a stream open)
-        try:
-            vectors = -(-int(cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) // VECTOR_ROWS)
-        finally:
-            cur.close()
+        if table_rows is None:
+            cur = self._con.cursor()  # (this thread's may hold a stream open)
+            try:
+                table_rows = int(cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            finally:
+                cur.close()
+        vectors = -(-table_rows // VECTOR_ROWS)
         if rows is not None:
             vectors = min(rows, vectors)
         need = (DELETE_BASE_MB + self._width_mb + -(-vectors * VERSION_KIB // 1024)

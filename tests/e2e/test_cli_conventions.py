@@ -132,6 +132,21 @@ def test_a_sync_with_nothing_to_send_imports_no_heavy_library(project, monkeypat
     assert run["status"] == "success" and run["added"] + run["changed"] == 0 and heavy == []
 
 
+def test_a_sync_with_changes_imports_no_sqlglot_once_its_sql_is_cached(project, monkeypatch):
+    """The everyday run after a little churn: its SQL comes from the cache, so sqlglot (~0.3 s to
+    import) is not loaded; sizing DuckDB's pools for the commits' deletes used to name the
+    snapshot table with it."""
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", str(project.root / ".cache"))
+    project.sync()
+    project.sql("update main.customers set plan = 'pro' where id = 3")
+    imported_by("-p", str(project.root), "--json", "sync")  # renders (and caches) its SQL for this process
+    project.sql("update main.customers set plan = 'team' where id = 4")
+    stdout, heavy = imported_by("-p", str(project.root), "--json", "sync")
+    [run] = json.loads(stdout)["runs"]
+    assert (run["status"], run["changed"], run["acknowledged"]) == ("success", 1, 1)
+    assert "sqlglot" not in heavy and "polars" in heavy  # (it did map and send)
+
+
 def test_a_terminal_gets_the_progress_bar(project):
     """stderr on a pseudo-terminal: the rich bar (not the log lines), notes above it, and the run
     ends (the bar's stream redirection must not loop back into our redacting console)."""
