@@ -350,7 +350,7 @@ class _Loader:
         simple = _single_statement(text)
         if simple is not None:
             return simple
-        from ..sqlglot_lazy import sqlglot_modules  # only for models with `;` or `/*` inside
+        from ..lazy_imports import sqlglot_modules  # only for models with `;` or `/*` inside
 
         sqlglot, _ = sqlglot_modules()
         Dialect, TokenType = sqlglot.Dialect, sqlglot.TokenType

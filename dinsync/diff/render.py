@@ -90,7 +90,7 @@ def bind(sql: str, **params: Any) -> str:
 
 
 def _sqlglot():
-    from ..sqlglot_lazy import sqlglot_modules
+    from ..lazy_imports import sqlglot_modules
 
     return sqlglot_modules()
 

@@ -67,7 +67,7 @@ def added_column(statement: str) -> tuple[str, str] | None:
 def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
     """A layout statement in `dialect`, for the state schema `schema` (sqlglot is loaded only
     when a layout is created or migrated)."""
-    from ..sqlglot_lazy import sqlglot_modules
+    from ..lazy_imports import sqlglot_modules
 
     sqlglot, exp = sqlglot_modules()
     text = statement.format(

@@ -1,7 +1,7 @@
 """sqlglot imported for the first time by two threads at once: a model with a `/*` comment read
 while another thread renders SQL (`serve`, the Python API in an orchestrator's threads). Each by
 its own import route, they deadlocked on Python's import locks and one failed with
-`_DeadlockError` (15 runs of 15 before `dinsync.sqlglot_lazy`). A fresh interpreter per attempt:
+`_DeadlockError` (15 runs of 15 before `dinsync.lazy_imports`). A fresh interpreter per attempt:
 the race is in the first import."""
 from __future__ import annotations
 

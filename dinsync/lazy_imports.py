@@ -1,13 +1,13 @@
-"""sqlglot, imported on first use, by one thread at a time.
+"""Heavy libraries imported on first use, by one thread at a time.
 
-Two threads importing sqlglot for the first time by different routes (one `import sqlglot`, the
+Two threads importing a package for the first time by different routes (one `import sqlglot`, the
 other a submodule such as `sqlglot.dialects.dialect`) take Python's import locks in opposite
 orders. Python breaks that deadlock by handing one of them a half-initialised module, which then
 fails with `_DeadlockError` or `module 'sqlglot' has no attribute 'dialects'`. It happened when a
 model with a `/*` comment was read while another thread rendered SQL (`serve`, the Python API in
-an orchestrator's threads, a run's commit and read threads). Every import of sqlglot in dinsync
-goes through `sqlglot_modules`: the whole package is imported once, under a lock; its submodules
-are then reached as attributes (`sqlglot.Dialect`, `sqlglot.TokenType`, `sqlglot.exp`).
+an orchestrator's threads, a run's commit and read threads). So every import of sqlglot in dinsync
+goes through `sqlglot_modules`: the whole package, then its submodules as attributes
+(`sqlglot.Dialect`, `sqlglot.TokenType`, `sqlglot.exp`).
 """
 from __future__ import annotations
 
