@@ -289,8 +289,9 @@ class Planner(CommitMixin, PendingMixin):
                 # would load sqlglot, ~0.3 s of a run whose SQL is cached); a full refresh's is
                 # counted by the adapter
                 known = counts.get("snapshot_rows")
-                self.warehouse.expect_deletes(None if known is not None else self._context()["snapshot"], deletes,
-                                              at_once=-(-self._leaving // self._removal_parts()), table_rows=known)
+                table = None if known is not None else self._context()["snapshot"]
+                self.warehouse.expect_deletes(table, deletes, at_once=-(-self._leaving // self._removal_parts()),
+                                              table_rows=known)
             keyed = counts["segment_rows"] - counts["null_keys"] - counts["duplicate_rows"]
             return PlanStats(
                 segment_rows=counts["segment_rows"],
