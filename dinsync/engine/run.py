@@ -185,8 +185,9 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(under the {th.max_duplicate_pct:g}% limit)")
-        if memory_note(self.wh):
-            self.progress("note", {"message": memory_note(self.wh)})
+        note = memory_note(self.wh)
+        if note:
+            self.progress("note", {"message": note})
         if stats.null_keys:
             self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
         if s.parked and not self.retry_rejected:
