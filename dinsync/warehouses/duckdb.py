@@ -113,6 +113,21 @@ def _machine_memory() -> int | None:
     return min(sizes)
 
 
+# An error of DuckDB that happens while an Arrow reader streams a result reaches Python as
+# pyarrow's OSError carrying DuckDB's message: its class, by the message's prefix.
+_READER_ERROR_CLASSES = (("Out of Memory Error", duckdb.OutOfMemoryException),
+                         ("INTERRUPT Error", duckdb.InterruptException),
+                         ("IO Error", duckdb.IOException))
+
+
+def _reader_error(exc: OSError) -> duckdb.Error:
+    """The DuckDB exception an Arrow reader's OSError stands for (so that it is translated, with
+    the memory hint for an out-of-memory error, like the same error raised by a statement)."""
+    text = str(exc)
+    cls = next((c for prefix, c in _READER_ERROR_CLASSES if text.startswith(prefix)), duckdb.Error)
+    return cls(text)
+
+
 class _InstanceSettings:
     """`memory_limit` and `threads` belong to a DuckDB database instance, which every connection
     of this process to one file shares (`dinsync serve --parallel` opens one per run): a run that
@@ -341,9 +356,12 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(duckdb.Error):  # (a DuckDB without the setting)
                 cur.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
             reader = cur.sql(sql, params=values).to_arrow_reader(batch_rows)
-            for batch in reader:
-                if batch.num_rows:
-                    yield batch
+            try:
+                for batch in reader:
+                    if batch.num_rows:
+                        yield batch
+            except OSError as exc:
+                raise _reader_error(exc) from None
         finally:
             cur.close()
 

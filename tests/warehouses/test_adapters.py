@@ -242,6 +242,23 @@ def test_duckdb_out_of_memory_says_which_limits_to_raise(tmp_path):
     w.close()
 
 
+def test_duckdb_out_of_memory_while_a_stream_is_read_says_which_limits_to_raise(tmp_path):
+    """DuckDB's error in the middle of a stream reaches Python as pyarrow's OSError: it is
+    translated like the same error of a statement, with the memory hint."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="96MB")
+    w.execute("CREATE TABLE dinsync_scratch.main.t AS SELECT i, hash(i) AS h, 'x' || hash(i + 1) AS s "
+              "FROM range(3000000) t(i)")  # (in the in-memory scratch database, as a plan is)
+    batches = w.stream("SELECT * FROM dinsync_scratch.main.t", batch_rows=10_000)
+    assert next(batches).num_rows == 10_000
+    w.execute("SET memory_limit = '2MB'")  # (below what the adapter ever sets) for a quick failure
+    with pytest.raises(WarehouseUnavailable) as info:
+        for _ in batches:
+            pass
+    assert "Out of Memory" in info.value.message and "while streaming a query" in info.value.message
+    assert "96MB to plan, 160MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
+    w.close()
+
+
 def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
     from dinsync.diff import DiffSpec, Planner
 
