@@ -199,7 +199,9 @@ def fakesnow_server() -> FakesnowServer:
             import fakesnow  # noqa: F401
             import snowflake.connector  # noqa: F401
         except ImportError as exc:
-            _FAKESNOW.append(f"{exc.name} is not installed ({FAKESNOW_HINT})")
+            # (not "X is not installed": an installed package that fails to import, e.g. fakesnow
+            # with a sqlglot it was not made for, says so in its own words)
+            _FAKESNOW.append(f"fakesnow cannot be imported: {exc} ({FAKESNOW_HINT})")
         else:
             try:
                 server = FakesnowServer(int(os.environ.get("DINSYNC_TEST_FAKESNOW_PORT") or 0) or None)
