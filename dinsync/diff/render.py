@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DinsyncError, ExitCode
+from ..lazy_imports import sqlglot_modules as _sqlglot  # (sqlglot itself: on first call)
 from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT, UPDATE_FROM_AS_MERGE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -84,15 +85,6 @@ def bind(sql: str, **params: Any) -> str:
             text = str(int(value))
         sql = sql.replace(marker, text)
     return sql
-
-
-# ---------------------------------------------------------------- sqlglot (imported lazily)
-
-
-def _sqlglot():
-    from ..lazy_imports import sqlglot_modules
-
-    return sqlglot_modules()
 
 
 def ident(name: str) -> str:
