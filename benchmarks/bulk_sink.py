@@ -4,7 +4,8 @@
 `POST /api/users/bulkUpdate` like Iterable does when every user is accepted: it parses the body,
 checks the `Api-Key` header and that each user has an `email` and `dataFields`, remembers which
 emails it received, and answers `{"successCount": n, "failCount": 0, ...}`. `GET /stats` returns
-the counts (requests, users received, distinct emails). It enforces no rate limit and keeps no
+the counts (requests, users received, distinct emails), `GET /emails` the distinct emails (sorted),
+`POST /reset` forgets everything. It enforces no rate limit and keeps no
 profiles, so it is not the bottleneck the full sandbox (dinsync/sandbox) would be; correctness
 against Iterable's rules is the sandbox's and the tests' job.
 """
@@ -45,6 +46,9 @@ class Sink:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.requests, "users": self.users, "distinct": len(self.emails)})
 
+    async def emails_received(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(sorted(self.emails)), content_type="application/json")
+
     async def reset(self, request: web.Request) -> web.Response:
         self.__init__()
         return web.json_response({})
@@ -55,6 +59,7 @@ async def serve(port: int) -> None:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_post("/api/users/bulkUpdate", sink.bulk)
     app.router.add_get("/stats", sink.stats)
+    app.router.add_get("/emails", sink.emails_received)
     app.router.add_post("/reset", sink.reset)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
