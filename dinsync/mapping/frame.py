@@ -302,12 +302,15 @@ def map_batch(
     NULL value), NULL when it is not sent; destinations with their own payload shape build from it.
     """
     _check(frame, key, fields)
-    frame = frame.with_columns(pl.col("_key").cast(pl.String), pl.col("_op").cast(pl.String))
-    # Stage 1: intermediate columns, materialised once (eager expressions are not deduplicated).
-    # Phones and JSON validity call Python once per distinct value.
+    schema = frame.schema
+    # The stages below are one lazy query, collected once into `work`: each stage's columns are
+    # materialised before the next stage reads them (expressions are not deduplicated), without a
+    # query per stage (~0.5 ms each, per batch).
+    lazy = frame.lazy().with_columns(pl.col("_key").cast(pl.String), pl.col("_op").cast(pl.String))
+    # Stage 1: intermediate columns. Phones and JSON validity call Python once per distinct value.
     extra: list[pl.Series | pl.Expr] = []
     if key.kind == "phone":
-        extra.append(normalize_phones(frame.get_column("_key"), phone_region).alias("_key_e164"))
+        extra.append(normalize_phones(frame.get_column("_key").cast(pl.String), phone_region).alias("_key_e164"))
     for f in fields:
         col = frame.get_column(f"v{f.index}")
         if f.kind == "phone" and (_is_text(col.dtype) or col.dtype.is_integer()):
@@ -317,28 +320,29 @@ def map_batch(
         elif f.kind == "email" and _is_text(col.dtype):
             extra.append(_normalised_email(pl.col(f"v{f.index}")).alias(f"_email_{f.index}"))
     if extra:
-        frame = frame.with_columns(extra)
-    frame = frame.with_columns(_key_ident(key).cast(pl.String).alias("_id"))
+        lazy = lazy.with_columns(extra)
+    added = {e.name if isinstance(e, pl.Series) else e.meta.output_name() for e in extra}
+    lazy = lazy.with_columns(_key_ident(key).cast(pl.String).alias("_id"))
 
     # Stage 2: the JSON text of every field.
     encoded: list[Encoded] = []
     for f in fields:
         label = f'field "{f.field}"'
-        v, dtype = pl.col(f"v{f.index}"), frame.schema[f"v{f.index}"]
+        v, dtype = pl.col(f"v{f.index}"), schema[f"v{f.index}"]
         if f.kind == "phone":
-            if f"_e164_{f.index}" in frame.columns:
+            if f"_e164_{f.index}" in added:
                 enc = _as_phone(v, pl.col(f"_e164_{f.index}"), label, phone_region)
             else:
                 enc = Encoded(v.cast(pl.String)) if dtype == pl.Null else _wrong_type(v, dtype, label, "phone")
         elif f.kind == "json":
-            ok = pl.col(f"_jsonok_{f.index}") if f"_jsonok_{f.index}" in frame.columns else None
+            ok = pl.col(f"_jsonok_{f.index}") if f"_jsonok_{f.index}" in added else None
             enc = _as_json(v, dtype, ok, label)
         elif f.kind == "email":
             enc = _as_email(v, pl.col(f"_email_{f.index}"), dtype, label)
         else:
             enc = _COERCE[f.kind](v, dtype, label)
         encoded.append(enc)
-    frame = frame.with_columns([enc.text.cast(pl.String).alias(f"_text_{n}") for n, enc in enumerate(encoded)])
+    lazy = lazy.with_columns([enc.text.cast(pl.String).alias(f"_text_{n}") for n, enc in enumerate(encoded)])
 
     # Stage 3: problems, fragments, the row object.
     key_bad, key_reason = _key_checks(key, phone_region)
@@ -369,7 +373,7 @@ def map_batch(
 
     # One concatenation per row; the comma before the first sent field is then dropped.
     obj = pl.concat_str([pl.lit("{"), *fragments, pl.lit("}")], ignore_nulls=True).str.replace("{,", "{", literal=True)
-    work = frame.with_columns(
+    lazy = lazy.with_columns(
         obj.alias("_json"),
         *field_text,
         *[bad.alias(name) for name, (_, bad, _) in checks.items()],
@@ -378,15 +382,18 @@ def map_batch(
         row_reason = pl.concat_str([pl.lit("row is "), pl.col("_bytes").cast(pl.String),
                                     pl.lit(f" bytes of JSON, over the limit of {max_row_bytes} bytes")])
         checks["_bad_row"] = (None, pl.col("_bytes") > max_row_bytes, row_reason)
-        work = work.with_columns((pl.col("_bytes") > max_row_bytes).alias("_bad_row"))
+        lazy = lazy.with_columns((pl.col("_bytes") > max_row_bytes).alias("_bad_row"))
+    work = lazy.collect()
 
     any_bad = pl.any_horizontal([pl.col(name) for name in checks])
     out_columns = list(FRAME_SCHEMA) + [f"_t{n}" for n in range(len(fields)) if keep_field_text]
     valid = work.lazy().filter(~any_bad).select(out_columns).collect()
     bad_rows = work.filter(any_bad)  # usually few: reasons are only computed here
-    rejections = pl.concat([
-        bad_rows.filter(pl.col(name)).select(
+    if bad_rows.height == 0:  # the common batch: no query per check (~0.5 ms each, per batch)
+        return MappedBatch(valid, pl.DataFrame(schema=REJECTION_SCHEMA))
+    rejections = pl.concat([  # one query for all checks
+        bad_rows.lazy().filter(pl.col(name)).select(
             "_key", pl.lit(field_name, pl.String).alias("field"), reason.cast(pl.String).alias("reason"))
         for name, (field_name, _, reason) in checks.items()
-    ])
+    ]).collect()
     return MappedBatch(valid, rejections)
