@@ -129,12 +129,13 @@ class IterableDestination(Destination):
         envelope = len(self._envelope(b"")) + 16
         requests = []
         keys_all = users["_key"].to_list()
-        items_all = users["_user"].to_list()
+        items_all = users["_user"].cast(pl.Binary).to_list()  # UTF-8 bytes, without a str.encode a row
         # Iterable reports failures by the identifier it received: map those back to plan keys.
-        id_to_key = {i: k for i, k in zip(users["_id"].to_list(), keys_all) if i != k}
+        renamed = users.filter(pl.col("_id") != pl.col("_key"))
+        id_to_key = dict(zip(renamed["_id"].to_list(), renamed["_key"].to_list()))
         for offset, length in batches_by_size(users, max_users, BULK_MAX_BYTES - envelope, 1):
             keys = keys_all[offset : offset + length]
-            items = [s.encode() for s in items_all[offset : offset + length]]
+            items = items_all[offset : offset + length]
             requests.append(self._bulk_request(keys, items, id_to_key))
         return Prepared(requests)
 
