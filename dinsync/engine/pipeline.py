@@ -141,8 +141,7 @@ class Pipeline:
                 batch = await loop.run_in_executor(read_ex, next, batches, None)
                 if batch is None:
                     break
-                frame = pl.from_arrow(batch)
-                mapped, rejections = await loop.run_in_executor(work_ex, self._map, frame)
+                mapped, rejections = await loop.run_in_executor(work_ex, self._map, batch)
                 self._record_rejections(rejections)
                 if not (self.spec.mode == "update" and self.service.update_needs_lookup):
                     await self._enqueue(mapped, queue, loop, work_ex)
@@ -181,9 +180,11 @@ class Pipeline:
                 break
             await queue.put(request)
 
-    def _map(self, frame: pl.DataFrame):
-        out = map_batch(frame, self.mapping.key, self.mapping.fields, max_row_bytes=self.mapping.max_row_bytes,
-                        phone_region=self.mapping.region, keep_field_text=True)
+    def _map(self, batch):
+        """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""
+        out = map_batch(pl.from_arrow(batch), self.mapping.key, self.mapping.fields,
+                        max_row_bytes=self.mapping.max_row_bytes, phone_region=self.mapping.region,
+                        keep_field_text=True)
         return out.frame, out.rejections
 
     def _record_rejections(self, rejections: pl.DataFrame) -> None:
