@@ -107,12 +107,13 @@ def cli_sync(root: Path) -> tuple[dict, float, float]:
     return json.loads(stdout)["runs"][0], wall, peak
 
 
-def sink_stats(url: str) -> dict:
-    async def get() -> dict:
-        async with aiohttp.ClientSession() as session, session.get(url + "/stats") as resp:
-            return await resp.json()
+def sink_call(url: str, method: str, path: str):
+    """The sink's JSON answer to `method path` (GET /stats, GET /emails, POST /reset)."""
+    async def call():
+        async with aiohttp.ClientSession() as session, session.request(method, url + path) as resp:
+            return orjson.loads(await resp.read())
 
-    return asyncio.run(get())
+    return asyncio.run(call())
 
 
 async def naive_send(url: str, rows: list[tuple], columns: list[str], batch: int = 1000) -> int:
@@ -177,7 +178,7 @@ def main() -> None:
             results.append(("first sync", run["acknowledged"], wall, run["seconds"], run["acknowledged"] / wall, rss,
                             run["requests"], run["throttled"]))
             if args.sink == "fast":
-                delivered = sink_stats(url)["distinct"]
+                delivered = sink_call(url, "GET", "/stats")["distinct"]
             con = duckdb.connect(str(root / "warehouse.duckdb"))
             step = max(1, round(1 / args.churn))
             con.execute(f"update main.customers set plan = 'enterprise', score = score + 1 where id % {step} = 0")

@@ -21,7 +21,6 @@ Prints one line per round and a summary; exits 1 when a round broke an invariant
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -33,20 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import duckdb
-import orjson
-from bench_sync import KEY, make_project, start_sink
+from bench_sync import KEY, make_project, sink_call, start_sink
 
 SNAPSHOT = 'dinsync."snap_users"'
-
-
-def sink_call(url: str, method: str, path: str):
-    async def call():
-        async with aiohttp.ClientSession() as session, session.request(method, url + path) as resp:
-            return orjson.loads(await resp.read())
-
-    return asyncio.run(call())
 
 
 def sync(root: Path, env: dict, cwd: str) -> subprocess.Popen:
