@@ -67,15 +67,25 @@ class _Located(_Config):
 
 # --- warehouses ------------------------------------------------------------------------------
 
+_POOL_SIZE = re.compile(r"auto|\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
+
+
 class DuckDBConfig(_Config):
     """`warehouse:` of type duckdb. `path` is relative to the project folder, or ":memory:"."""
 
     type: Literal["duckdb"]
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
-    memory_limit: str | None = Field(default="192MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-    streaming_memory_limit: str | None = Field(default="160MB",
-                                               pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    # "auto": what the sync is measured to need (dinsync/warehouses/duckdb.py); a size: at least that
+    memory_limit: str | None = "auto"
+    streaming_memory_limit: str | None = "auto"
+
+    @field_validator("memory_limit", "streaming_memory_limit")
+    @classmethod
+    def _pool_size(cls, v: str | None) -> str | None:
+        if v is not None and not _POOL_SIZE.fullmatch(v):
+            raise ValueError(f"expected auto or a size such as 192MB or 1.5GiB, got {v!r}")
+        return v
 
     def resolved_path(self, root: Path) -> str:
         if self.path == ":memory:":

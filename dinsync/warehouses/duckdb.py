@@ -62,7 +62,12 @@ SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
 # streaming pool's 160 MB (the churn runs of a 20M-row sync all ran out of memory); 2,000 deletes
 # from 10M rows 51-55 MB (2 threads, 9 fields). While rows may be deleted the pools are raised to
 # at least DELETE_BASE_MB + the width's share + VERSION_KIB per vector the deletes may touch.
-VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 32
+# (The base was 32 MB until 2026-12-02. Measured then: commits replacing 200,000 rows of a
+# 10M-row snapshot (10 fields, 50,000 keys a commit, the plan streaming) ran out of memory at 75 MB
+# and passed at 90 MB, ~78 MB of it version records; 2M rows, the width's share left out, needed
+# 31-35 MB, 16 MB of version records. 24 MB covers the rest alone; with the width's share the
+# 10M-row estimate is 150 MB, 1.5-1.7x what was needed.)
+VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 24
 # Deleting many rows in one transaction (the keys that left the segment) also holds their keys'
 # hash tables and undo records: 1M of a 2M-row snapshot needed 127-134 MB, ~115 bytes a row
 # beyond the version records (a 10M-row sync that lost 5M keys failed every run under 192 MB):
@@ -82,8 +87,16 @@ _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
 
+# A limit configured as "auto" (the default) is what the sync is measured to need (size_for,
+# expect_deletes): no floor of its own.
+AUTO = "auto"
+
+
 def _bytes(limit: str) -> float | None:
-    """A size as the config writes it ("160MB", "1.5 GiB") in bytes; None when it is not one."""
+    """A size as the config writes it ("160MB", "1.5 GiB") in bytes (AUTO: 0, no floor); None when
+    it is not one."""
+    if limit.strip().lower() == AUTO:
+        return 0.0
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", limit)
     return float(m.group(1)) * _UNITS[m.group(2).upper()] if m and m.group(2).upper() in _UNITS else None
 
@@ -193,18 +206,21 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     driver_errors = (duckdb.Error,)
 
     def __init__(self, path: str = ":memory:", threads: int | None = None, read_only: bool = False,
-                 memory_limit: str | None = "192MB", streaming_memory_limit: str | None = "160MB"):
-        """`memory_limit` bounds DuckDB's buffer pool (it spills to disk beyond it): without it a
-        1M-row plan keeps ~700 MB resident; with 192 MB a 10M-row plan is as fast (measured).
-        `streaming_memory_limit` applies while a run sends (see `streaming`): 160 MB, because a
-        commit replacing 200k snapshot rows of a 10M-row snapshot while the plan streams ran out
-        of memory at 100 MB (measured; 128 MB passed)."""
+                 memory_limit: str | None = AUTO, streaming_memory_limit: str | None = AUTO):
+        """`memory_limit` bounds DuckDB's buffer pool while a plan is built (it spills to disk
+        beyond it): without it a 1M-row plan keeps ~700 MB resident. `streaming_memory_limit`
+        applies while a run sends (see `streaming`). Each is raised to what the sync needs (see
+        size_for, expect_deletes); AUTO (the default) is that need alone, None no limit at all.
+        (The defaults were 192 MB and 160 MB until 2026-12-02. Sized by need, at 10 fields 144 MB
+        and 112 MB: a 10M-row first plan peaked at 312-313 instead of 385-406 MB, in 13.1-13.9
+        instead of 12.7-13.3 s; a 1M-row churn run at 331-334 instead of 376-394 MB, in 2.60-2.65
+        instead of 2.65-3.55 s.)"""
         self.path = path
         self._secrets: list[str] = []
-        self.memory_limit = memory_limit
-        self.streaming_memory_limit = streaming_memory_limit
-        self.inserting_memory_limit = streaming_memory_limit  # sized by size_for
         self._width_mb = PER_COLUMN_MB * 6  # the width's share of the pools (size_for)
+        self.memory_limit = memory_limit
+        self.streaming_memory_limit = _at_least(streaming_memory_limit, STREAMING_BASE_MB + self._width_mb)
+        self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + self._width_mb)
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._configured_limits = (memory_limit, streaming_memory_limit)
@@ -222,7 +238,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
         if memory_limit:  # (key checks and plans of many threads need more: see PLAN_THREADS)
-            self.memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._threads_mb())
+            self.memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._width_mb + self._threads_mb())
         self._need(self.memory_limit, self.threads)
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
@@ -452,9 +468,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def streaming(self, replacing: bool = True):
         """While the plan streams out and acknowledged keys come back in small commits, DuckDB
         needs far less memory than for building the plan: shrink its buffer pool meanwhile,
-        so the sending phase of a large first sync stays within a few hundred MB. (Not lower
-        than 160 MB when commits may replace snapshot rows: deleting 200k of them needs more than
-        64 MB. Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
+        so the sending phase of a large first sync stays within a few hundred MB. (Commits that
+        may replace snapshot rows get room for their deletes' version records: expect_deletes.
+        Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
         share: a commit inserts whole row groups, whose size grows with the mapped fields (see
         size_for); at 10 fields 28 MB ran out of memory, 32 MB did not.) DuckDB runs with at most
         SEND_THREADS threads meanwhile: the pools are sized for them."""

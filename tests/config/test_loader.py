@@ -137,6 +137,33 @@ def test_defaults_state_schema_region_url_and_memory_warehouse(tmp_path):
     assert project.destinations["iterable"].rate_limits == {}
 
 
+def test_duckdb_pools_default_to_what_the_sync_needs(tmp_path):
+    """`memory_limit` and `streaming_memory_limit` default to "auto" (sized for the sync by the
+    adapter); a size is a floor; anything else is named as the error."""
+    from dinsync.operations import connect_warehouse
+
+    project = load_project(make(tmp_path), env=ENV)
+    assert (project.warehouse.memory_limit, project.warehouse.streaming_memory_limit) == ("auto", "auto")
+    w = connect_warehouse(project.warehouse, project.root)
+    try:
+        w.size_for(10)
+        assert (w.memory_limit, w.streaming_memory_limit) == ("144MB", "112MB")  # 96/64 + 3 x (10 + 6)
+    finally:
+        w.close()
+    yml = PROJECT_YML.replace("path: warehouse.duckdb", "path: warehouse.duckdb\n  memory_limit: 300MB\n"
+                                                        "  streaming_memory_limit: auto")
+    project = load_project(make(tmp_path, dinsync_dot_yml=yml), env=ENV)
+    w = connect_warehouse(project.warehouse, project.root)
+    try:
+        w.size_for(10)
+        assert (w.memory_limit, w.streaming_memory_limit) == ("300MB", "112MB")
+    finally:
+        w.close()
+    bad = PROJECT_YML.replace("path: warehouse.duckdb", "path: warehouse.duckdb\n  memory_limit: automatic")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=bad))
+    assert "memory_limit" in issue.format()
+
+
 def test_fields_list_form_with_types(tmp_path):
     sync = SYNC_YML.split("fields:")[0] + """\
 fields:

@@ -13,13 +13,22 @@ from dinsync.warehouses import WarehouseUnavailable, connect
 def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
+    w.size_for(9)  # by default ("auto") each pool is what the width needs
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "53MB")
     narrow = setting()
     w.size_for(150)
     assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "476MB")
     assert setting() != narrow
-    w.size_for(9)  # the defaults already suffice: back to them
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("192MB", "160MB", "53MB")
+    w.size_for(9)  # a narrower sync after it: back to its own
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "53MB")
     assert setting() == narrow
+    floors = connect("duckdb", path=str(tmp_path / "f.duckdb"), threads=2, memory_limit="192MB",
+                     streaming_memory_limit="160MB")
+    floors.size_for(9)  # configured limits above the need are kept (the defaults until 2026-12-02)
+    assert (floors.memory_limit, floors.streaming_memory_limit, floors.inserting_memory_limit) == (
+        "192MB", "160MB", "53MB")
+    floors.size_for(150)
+    assert (floors.memory_limit, floors.streaming_memory_limit) == ("564MB", "532MB")
     big = connect("duckdb", path=str(tmp_path / "b.duckdb"), threads=2, memory_limit="2GB", streaming_memory_limit="1GB")
     big.size_for(150)  # configured limits above what the width needs are kept; inserts need no more
     assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "476MB")
@@ -46,7 +55,7 @@ def test_the_send_phase_of_a_first_sync_gets_the_inserting_pool(tmp_path):
         inserting = setting()
     assert setting() == planning
     mib = [int(float(v.split()[0]) * (1000 if "GiB" in v else 1)) for v in (planning, replacing, inserting)]
-    assert mib == [183, 152, 50]  # 192, 160 and 53 MB in MiB, as DuckDB shows them
+    assert mib == [134, 103, 50]  # 141, 109 and 53 MB in MiB, as DuckDB shows them
 
 
 def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
@@ -92,16 +101,16 @@ def test_pools_follow_duckdbs_threads(tmp_path):
     send phase's pools are sized."""
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=16)
     setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
-    assert w.memory_limit == "288MB"  # key checks and plans before any sync is sized: 96 + 12 x 16
+    assert w.memory_limit == "306MB"  # key checks and plans before any sync is sized: 96 + 3 x 6 + 12 x 16
     w.size_for(10)
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "160MB", "56MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "112MB", "56MB")
     for replacing in (True, False):
         with w.streaming(replacing=replacing):
             assert setting("threads") == 2
         assert setting("threads") == 16
     few = connect("duckdb", path=str(tmp_path / "f.duckdb"), threads=4)
     few.size_for(10)
-    assert few.memory_limit == "192MB"
+    assert few.memory_limit == "144MB"
     with few.streaming():
         assert few.query("SELECT current_setting('threads') AS v").column(0)[0].as_py() == 2
 
@@ -147,16 +156,16 @@ def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
                             for n in ("memory_limit", "threads"))
     a.size_for(9)
     b.size_for(9)
-    assert setting() == ("366.2 MiB", 4)  # two plans: 192 MB each
+    assert setting() == ("268.9 MiB", 4)  # two plans: 141 MB each
     with b.streaming(replacing=False):
-        assert setting() == ("233.6 MiB", 2)  # a plan (192 MB) and a first sync's send phase (53 MB)
+        assert setting() == ("185.0 MiB", 2)  # a plan (141 MB) and a first sync's send phase (53 MB)
         with a.streaming():
-            assert setting() == ("203.1 MiB", 2)  # 160 + 53 MB
-        assert setting() == ("233.6 MiB", 2)
-    assert setting() == ("366.2 MiB", 4)
+            assert setting() == ("154.4 MiB", 2)  # 109 + 53 MB
+        assert setting() == ("185.0 MiB", 2)
+    assert setting() == ("268.9 MiB", 4)
     b.close()
     a.size_for(9)
-    assert setting() == ("183.1 MiB", 4)  # alone again: its own limit, as configured
+    assert setting() == ("134.4 MiB", 4)  # alone again: its own pool
     a.close()
     alone = connect("duckdb", path=str(tmp_path / "other.duckdb"), threads=4)  # another file: its own
     alone.size_for(9)
@@ -242,7 +251,7 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
              [w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()]]
     assert sizes[0] >= 30  # (MiB) the grown pool stays for the rest of the plan
     with w.streaming():  # sending starts again from its own pool
-        assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "152.5 MiB"
+        assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "61.0 MiB"  # 64 MB
     w.size_for(9)  # the next plan too
     assert w.grown_to is None
     assert w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "15.2 MiB"

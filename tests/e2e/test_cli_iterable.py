@@ -295,7 +295,8 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     project.sql("update main.customers set plan = 'pro' where id <= 3")
     second = project.sync()["runs"][0]
     assert (first["acknowledged"], second["acknowledged"]) == (20, 3)
-    # 35 MB (8 MB + 3 MB x (3 mapped fields + 6)), then 160 MB, in MiB as DuckDB shows them
-    assert pools == [(False, "33.3 MiB"), (True, "152.5 MiB")]
+    # 35 MB (8 MB + 3 MB x (3 mapped fields + 6)), then 91 MB (64 MB + the same width), in MiB as
+    # DuckDB shows them
+    assert pools == [(False, "33.3 MiB"), (True, "86.7 MiB")]
     assert blocks == [122_880, None]
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}

@@ -238,7 +238,7 @@ def test_duckdb_out_of_memory_says_which_limits_to_raise(tmp_path):
         w.query("SELECT i, 'x' || i AS s FROM range(3000000) t(i) ORDER BY s DESC LIMIT 1000000")
     assert "Out of Memory" in info.value.message
     assert "could not be reached" not in info.value.hint
-    assert "96MB to plan, 160MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
+    assert "114MB to plan, 82MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
     w.close()
 
 
@@ -255,7 +255,7 @@ def test_duckdb_out_of_memory_while_a_stream_is_read_says_which_limits_to_raise(
         for _ in batches:
             pass
     assert "Out of Memory" in info.value.message and "while streaming a query" in info.value.message
-    assert "96MB to plan, 160MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
+    assert "114MB to plan, 82MB while sending" in info.value.hint and "warehouse.memory_limit" in info.value.hint
     w.close()
 
 
