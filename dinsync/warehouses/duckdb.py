@@ -62,12 +62,14 @@ SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
 # streaming pool's 160 MB (the churn runs of a 20M-row sync all ran out of memory); 2,000 deletes
 # from 10M rows 51-55 MB (2 threads, 9 fields). While rows may be deleted the pools are raised to
 # at least DELETE_BASE_MB + the width's share + VERSION_KIB per vector the deletes may touch.
-# (The base was 32 MB until 2026-12-02. Measured then: commits replacing 200,000 rows of a
-# 10M-row snapshot (10 fields, 50,000 keys a commit, the plan streaming) ran out of memory at 75 MB
-# and passed at 90 MB, ~78 MB of it version records; 2M rows, the width's share left out, needed
-# 31-35 MB, 16 MB of version records. 24 MB covers the rest alone; with the width's share the
-# 10M-row estimate is 150 MB, 1.5-1.7x what was needed.)
-VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 24
+# What the deletes need beside their version records was 15-24 MB in all of those (2M-10M rows;
+# 1 and 9 fields), and 2026-12-02 commits replacing 200,000 rows of a 10M-row snapshot (10 fields,
+# 50,000 keys a commit, the plan streaming) ran out of memory at 75 MB and passed at 90 MB, ~78 MB
+# of it version records. The base was 32 MB until then; 8 MB + the width's share (29 MB at one
+# field, 56 MB at ten) keeps 1.5-3x what that needed: at 10M rows x 10 fields the commits' pool is
+# 136 instead of 160 MB, and they peaked at 369-376 instead of 391-394 MB (a churn run's commits
+# as bench_plan.py does them, each in a new process, two pairs; the base 24 MB in those "before").
+VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 8
 # Deleting many rows in one transaction (the keys that left the segment) also holds their keys'
 # hash tables and undo records: 1M of a 2M-row snapshot needed 127-134 MB, ~115 bytes a row
 # beyond the version records (a 10M-row sync that lost 5M keys failed every run under 192 MB):
