@@ -61,15 +61,17 @@ SEND_THREADS, PLAN_THREADS, PLAN_PER_THREAD_MB = 2, 4, 16
 # rows needed 31-35 MB, of 5M rows 55-59 MB, of 10M rows 98-102 MB, of 20M rows more than the
 # streaming pool's 160 MB (the churn runs of a 20M-row sync all ran out of memory); 2,000 deletes
 # from 10M rows 51-55 MB (2 threads, 9 fields). While rows may be deleted the pools are raised to
-# at least DELETE_BASE_MB + the width's share + VERSION_KIB per vector the deletes may touch.
-# What the deletes need beside their version records was 15-24 MB in all of those (2M-10M rows;
-# 1 and 9 fields), and 2026-12-02 commits replacing 200,000 rows of a 10M-row snapshot (10 fields,
-# 50,000 keys a commit, the plan streaming) ran out of memory at 75 MB and passed at 90 MB, ~78 MB
-# of it version records. The base was 32 MB until then; 8 MB + the width's share (29 MB at one
-# field, 56 MB at ten) keeps 1.5-3x what that needed: at 10M rows x 10 fields the commits' pool is
-# 136 instead of 160 MB, and they peaked at 369-376 instead of 391-394 MB (a churn run's commits
-# as bench_plan.py does them, each in a new process, two pairs; the base 24 MB in those "before").
-VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 8
+# at least VERSION_KIB per vector the deletes may touch + the larger of DELETE_BASE_MB and the
+# width's share (what the commit's insert needs grows with it). Measured 2026-12-02, commits
+# replacing 200,000 rows of a 10M-row snapshot (50,000 keys a commit, the plan streaming; ~78 MB
+# of version records): with 10 fields they ran out of memory at 75 MB and passed at 90 MB, with one
+# field at 100 MB and passed at 105 MB; so what they need beside the version records does not
+# follow the width. 56 MB keeps 1.3x of the one-field need and 1.3-1.7x of the ten-field one (the
+# 98-102 MB above, and today's). Until then the estimate was 32 MB + the width's share (133 MB at
+# one field, 160 MB at ten with the default floor of the time): at 10M rows x 10 fields the commits'
+# pool is now 136 instead of 160 MB, and they peaked at 369-376 instead of 391-394 MB (a churn
+# run's commits as bench_plan.py does them, each in a new process, two pairs against 152 MB).
+VECTOR_ROWS, VERSION_KIB, DELETE_BASE_MB = 2048, 16, 56
 # Deleting many rows in one transaction (the keys that left the segment) also holds their keys'
 # hash tables and undo records: 1M of a 2M-row snapshot needed 127-134 MB, ~115 bytes a row
 # beyond the version records (a 10M-row sync that lost 5M keys failed every run under 192 MB):
@@ -460,7 +462,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         vectors = -(-table_rows // VECTOR_ROWS)
         if rows is not None:
             vectors = min(rows, vectors)
-        need = (DELETE_BASE_MB + self._width_mb + -(-vectors * VERSION_KIB // 1024)
+        need = (max(DELETE_BASE_MB, self._width_mb) + -(-vectors * VERSION_KIB // 1024)
                 + -(-at_once * DELETE_ROW_BYTES // 1000**2))
         self.memory_limit = _at_least(self.memory_limit, need)
         self.streaming_memory_limit = _at_least(self.streaming_memory_limit, need)

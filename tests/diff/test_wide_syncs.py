@@ -196,22 +196,23 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     """A DELETE keeps a 16 KiB version record per vector of 2,048 rows it touched until the file is
     checkpointed: a 2% churn of a 20M-row snapshot touches every vector and ran out of the 160 MB
     send pool in every run. Here a 2M-row snapshot of one field under a send pool shrunk to 24 MB
-    (its base patched out) stands for it: its deletes need ~31-35 MB, and get the delete base, the
-    width's share and 16 MB of version records (45 MB)."""
+    (the bases patched out) stands for it: its deletes need ~31-35 MB, and get the width's share
+    (the delete base when that is more) and 16 MB of version records."""
     import dinsync.warehouses.duckdb as adapter
 
     rows = 2_000_000
     spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"})  # (no version record left)
 
     monkeypatch.setattr(adapter, "STREAMING_BASE_MB", 0)
+    monkeypatch.setattr(adapter, "DELETE_BASE_MB", 0)  # (the width's share then: 21 MB, a tight 37 MB)
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
     p = Planner(w, spec)
     assert p.plan().changed == 0 and w.streaming_memory_limit == "24MB"  # nothing to delete: as configured
     w.execute("UPDATE people SET score = score + 1 WHERE hash(email) % 50 = 0")  # 2%, all over the table
     stats = p.plan()
     assert 35_000 < stats.changed < 45_000
-    width = adapter.PER_COLUMN_MB * (1 + 6)
-    assert w.streaming_memory_limit == f"{adapter.DELETE_BASE_MB + width + 16}MB"  # 977 vectors x 16 KiB
+    base = max(adapter.DELETE_BASE_MB, adapter.PER_COLUMN_MB * (1 + 6))
+    assert w.streaming_memory_limit == f"{base + 16}MB"  # 977 vectors x 16 KiB
     committed, keys = 0, []
     with w.streaming():
         for batch in p.stream_sendable(10_000):
