@@ -196,15 +196,14 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     """A DELETE keeps a 16 KiB version record per vector of 2,048 rows it touched until the file is
     checkpointed: a 2% churn of a 20M-row snapshot touches every vector and ran out of the 160 MB
     send pool in every run. Here a 2M-row snapshot of one field under a send pool shrunk to 24 MB
-    (the bases patched out) stands for it: its deletes need ~31-35 MB, and get the width's share
-    (the delete base when that is more) and 16 MB of version records."""
+    (its base patched out) stands for it: its deletes need ~31-35 MB, and get the delete base (or
+    the width's share when that is more) and 16 MB of version records: 72 MB."""
     import dinsync.warehouses.duckdb as adapter
 
     rows = 2_000_000
     spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"})  # (no version record left)
 
     monkeypatch.setattr(adapter, "STREAMING_BASE_MB", 0)
-    monkeypatch.setattr(adapter, "DELETE_BASE_MB", 0)  # (the width's share then: 21 MB, a tight 37 MB)
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, streaming_memory_limit="24MB")
     p = Planner(w, spec)
     assert p.plan().changed == 0 and w.streaming_memory_limit == "24MB"  # nothing to delete: as configured
