@@ -221,10 +221,6 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         instead of 2.65-3.55 s.)"""
         self.path = path
         self._secrets: list[str] = []
-        self._width_mb = PER_COLUMN_MB * 6  # the width's share of the pools (size_for)
-        self.memory_limit = memory_limit
-        self.streaming_memory_limit = _at_least(streaming_memory_limit, STREAMING_BASE_MB + self._width_mb)
-        self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + self._width_mb)
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._configured_limits = (memory_limit, streaming_memory_limit)
@@ -241,9 +237,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._settings = _InstanceSettings.of(path, self._con)
         self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
-        if memory_limit:  # (key checks and plans of many threads need more: see PLAN_THREADS)
-            self.memory_limit = _at_least(memory_limit, PLAN_BASE_MB + self._width_mb + self._threads_mb())
-        self._need(self.memory_limit, self.threads)
+        # Until a sync is sized: the pools of one without mapped fields, the snapshot's own columns
+        # (key checks and plans of many threads need more: see PLAN_THREADS).
+        self.size_for(0)
         # Plans and snapshots need no row order; without it DuckDB streams and spills more freely.
         self._con.execute("SET preserve_insertion_order = false")
         # What this process writes are snapshots of 64-bit hashes (incompressible) and keys: trying
