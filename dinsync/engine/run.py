@@ -203,6 +203,8 @@ class SyncRun:
                 asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
         self.progress("finish", {})
         if self.stop.requested:
+            if sendable:  # (see below)
+                s.parked = self.planner.parked_count()
             s.status = "cancelled"
             s.error = (f"stopped by {self.stop.signal_name}: acknowledged rows were committed; the rest is sent "
                        "by the next run")
@@ -211,6 +213,9 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
+        # the rows parked now (this run's commits parked rows, delivered parked rows that had
+        # changed, forgot parked keys that left the segment): what `status` shows
+        s.parked = self.planner.parked_count()
         if s.failed:
             s.status = "failed"
             s.error = (f"{s.failed} rows could not be delivered (after retries): they stay out of the snapshot "
