@@ -24,7 +24,9 @@ from typing import Any
 
 
 def _keys_array(keys: Any):
-    """The keys as an Arrow string array without NULLs (duplicates are removed later)."""
+    """The keys as an Arrow string array without NULLs (duplicates are removed later). The keys
+    the engine commits (strings, no NULL) never load `pyarrow.compute`: its first use costs ~25 ms,
+    at the end of a run's last commit."""
     import pyarrow as pa
 
     if isinstance(keys, pa.ChunkedArray):
@@ -34,7 +36,18 @@ def _keys_array(keys: Any):
         arr = arr.dictionary_decode()
     if arr.type not in (pa.string(), pa.large_string()):
         arr = arr.cast(pa.string())
-    return arr.drop_null()
+    return arr.drop_null() if arr.null_count else arr
+
+
+def _series(name: str, arr):
+    """An Arrow array as a Polars Series, through a record batch: Polars' own conversion of an
+    array imports `pyarrow.compute` (~25 ms, at the end of a run's last commit); a batch's does not."""
+    import polars as pl
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pl.from_arrow(pa.record_batch([arr], names=[name])).to_series()
 
 
 class StreamedRows:
@@ -63,7 +76,7 @@ class StreamedRows:
         """64-bit hashes of string keys (Polars' hash: stable within a process)."""
         import polars as pl
 
-        return (keys if isinstance(keys, pl.Series) else pl.from_arrow(keys)).hash()
+        return (keys if isinstance(keys, pl.Series) else _series("_key", keys)).hash()
 
     def add(self, batch) -> None:
         """`batch`: an Arrow record batch `_rn, _key, _kh, _fp, _rkh, _prior, h0, ..`, kept as a
@@ -126,7 +139,7 @@ class StreamedRows:
                 starts.append(starts[-1] + part.height)
             found, missing, counts = [], [], []
             for start in range(0, len(keys), self.SLICE):  # bounded transient memory
-                ack = pl.from_arrow(keys.slice(start, self.SLICE)).alias("_ack").to_frame()
+                ack = _series("_ack", keys.slice(start, self.SLICE)).to_frame()
                 ack = ack.with_columns(self.hash(ack.get_column("_ack")).alias("_h"))
                 # positions by hash first (small), then the rows themselves, part by part (a part
                 # taken whole is not copied), checked against the key
@@ -219,7 +232,6 @@ class CommitMixin:
         (`Capabilities.arrow_views`), else written as a table; other keys are looked for in the
         plan."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         schema = self.plan_schema
         self._release_acked()
@@ -230,8 +242,8 @@ class CommitMixin:
                                          pa.repeat(True, found.num_rows))
             self.warehouse.view_arrow(schema, self.scratch_tables["acked"], found)
             self._acked_view = True
-            return {"acknowledged": found.num_rows,
-                    "replace": pc.sum(found.column("_replace").cast(pa.int64())).as_py() or 0}
+            replace = found.column("_replace").combine_chunks()
+            return {"acknowledged": found.num_rows, "replace": replace.true_count}
         if found is not None:
             self.warehouse.write_arrow(schema, self.scratch_tables["acked"], found, mode="replace")
         if found is None or len(rest):
@@ -256,11 +268,8 @@ class CommitMixin:
         earlier in this run (its snapshot row must then be replaced): from the bitmap of committed
         positions. (Without a row position, see _committed_again.)"""
         import polars as pl
-        import pyarrow as pa
 
-        if isinstance(positions, pa.ChunkedArray):
-            positions = positions.combine_chunks()
-        rn = pl.Series("rn", positions, dtype=pl.UInt64)
+        rn = _series("rn", positions).cast(pl.UInt64)
         self._acked_rn = rn
         top = int(rn.max() or 0) + 1
         with self._done_lock:
