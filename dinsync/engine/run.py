@@ -95,9 +95,10 @@ class SyncRun:
         )
 
     def _preload(self) -> None:
-        """The plan has rows to look at: import Polars, the HTTP client and phone parsing in the
-        background while the warehouse builds it (DuckDB releases the GIL), so that sending starts
-        without waiting for them (~0.15-0.3 s). Polars' import puts a SIGINT handler of its own in
+        """The plan has rows to look at: import Polars, the HTTP client, phone parsing and, last,
+        pyarrow (what the stream's first batch needs) in the background while the warehouse builds
+        it (DuckDB releases the GIL), so that sending starts without waiting for them (~0.15-0.3 s;
+        pyarrow last: 1M rows, 2% churn, median 0.949 vs 0.984 s over eight pairs, 2026-12-02). Polars' import puts a SIGINT handler of its own in
         front of ours, from any thread; until the main thread installs ours again when sending
         starts (`StopToken.rearm`), Polars' handler hands the signal on to ours."""
         import threading
@@ -111,6 +112,7 @@ class SyncRun:
 
                 from .. import sender  # noqa: F401
                 from . import pipeline  # noqa: F401
+                import pyarrow  # noqa: F401
             except Exception:  # whatever fails is imported (and reported) again when needed
                 pass
 
