@@ -70,6 +70,12 @@ class DestinationAuthError(DinsyncError):
     """Credentials rejected (401/403): the run fails, nothing more is sent."""
 
 
+class DestinationUnreachableError(DinsyncError):
+    """The destination answered none of several requests in a row, each retried to the end (an
+    outage): the run stops sending and fails; what was acknowledged is committed, the rest is
+    sent by the next run. Not a reason to pause the sync."""
+
+
 class DuplicateKeysError(DinsyncError):
     """Too many duplicated matching keys in the segment: fail before sending."""
 
@@ -91,7 +97,7 @@ class RunSummary:
     not_found: int = 0
     failed: int = 0
     pending: int = 0  # outcome not known by the end of the run (an import or bulk job still running)
-    parked: int = 0  # rows rejected earlier for their content, not planned again until they change
+    parked: int = 0  # rows parked as rejected for their content (not planned again until they change): when planned, then when the run ended
     segment_rows: int = 0  # rows the model returned (NULL and duplicated keys included)
     requests: int = 0
     throttled: int = 0

@@ -150,7 +150,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
                           full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
     run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
-                           started_at=started)
+                           started_at=started, hint=engine.hint)
     if summary.status == "cancelled":
         return run, stop.exit_code, engine
     if summary.status == "failed":

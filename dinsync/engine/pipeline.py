@@ -20,7 +20,7 @@ from typing import Any, Callable
 import polars as pl
 
 from ..destinations.base import Destination, RecordResult, ServiceSpec, SyncSpec, Transport
-from ..errors import DestinationAuthError, RunSummary
+from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary
 from ..mapping import FieldMapping, KeyMapping, map_batch
 from .commits import Checkpointer
 
@@ -57,6 +57,7 @@ class Pipeline:
         self.redact = redact
         self.concurrency = concurrency
         self.fatal: BaseException | None = None
+        self.failure: str | None = None  # why the first row that could not be delivered was not
         self.pending: dict[str, list[str]] = {}  # token -> keys whose outcome arrives later
 
     # --- the phase --------------------------------------------------------------------
@@ -220,8 +221,8 @@ class Pipeline:
     async def _deliver(self, request):
         try:
             return await self.transport.deliver(request)
-        except DestinationAuthError as exc:
-            self.fatal = self.fatal or DestinationAuthError(self.redact(exc.message), exc.hint)
+        except (DestinationAuthError, DestinationUnreachableError) as exc:  # nothing more is sent
+            self.fatal = self.fatal or type(exc)(self.redact(exc.message), exc.hint)
             raise
 
     async def _worker(self, queue: asyncio.Queue) -> None:
@@ -253,6 +254,8 @@ class Pipeline:
             self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
         elif r.status != "ok":  # ok: e.g. a lookup that found the record
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+            if r.status == "failed" and self.failure is None:
+                self.failure = self.redact(r.reason)
 
     def _count(self, r: RecordResult) -> None:
         if r.status == "rejected":

@@ -77,6 +77,8 @@ class SyncRun:
         self.key_spec = self.service.key_fields[self.cfg.match_field]
         redaction.register(*self.destination.secrets())
         self.redact = redaction.redact
+        self.failure: str | None = None  # why the first row that could not be delivered was not
+        self.hint: str | None = None  # for a run that ended failed without an exception
         self.state = StateStore(warehouse, project.state_schema)
         self.spec = self.cfg.spec()
         self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
@@ -220,8 +222,10 @@ class SyncRun:
         s.parked = self.planner.parked_count()
         if s.failed:
             s.status = "failed"
-            s.error = (f"{s.failed} rows could not be delivered (after retries): they stay out of the snapshot "
-                       "and are sent again by the next run")
+            why = f"; e.g. {self.failure}" if self.failure else ""
+            s.error = (f"{s.failed} rows could not be delivered (after retries{why}): they stay out of the "
+                       "snapshot and are sent again by the next run")
+            self.hint = f"`dinsync rejections {self.cfg.name}` lists them with their reasons"
             return
         if s.pending:
             s.warnings.append(f"the outcome of {s.pending} rows had not arrived by the end of the run (e.g. an "
@@ -295,7 +299,10 @@ class SyncRun:
                             redact=self.redact, concurrency=self.dest_cfg.concurrency)
         async with transport:
             await self._preflight(transport)
-            await pipeline.run()
+            try:
+                await pipeline.run()
+            finally:
+                self.failure = pipeline.failure
         if pipeline.fatal is not None:
             raise pipeline.fatal
         if lock.lost.is_set():

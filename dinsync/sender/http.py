@@ -5,8 +5,11 @@ part: one aiohttp session per destination, one rate limiter and one concurrency 
 retries with backoff (Retry-After aware, 429s pause the whole endpoint), split-batch retries, and
 secret redaction of every message built from a response, an exception or a URL.
 
-`send()` never raises for transient failures: records that could not be delivered come back as
-`failed`. It raises `DestinationAuthError` when the destination says credentials are rejected.
+`send()` never raises for a transient failure: records that could not be delivered come back as
+`failed`. It raises `DestinationAuthError` when the destination says credentials are rejected, and
+`DestinationUnreachableError` once OUTAGE_REQUESTS requests in a row used all their attempts
+without the destination answering any request meanwhile (an outage: retrying every request of a
+1M-row sync for ~30 s each would take hours).
 """
 from __future__ import annotations
 
@@ -29,12 +32,16 @@ from dinsync.destinations.base import (
     TransportStats,
 )
 from dinsync import redaction
-from dinsync.errors import DestinationAuthError, DinsyncError
+from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 
 from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
 from .retry import RetryPolicy, parse_retry_after
 
 MAX_REASON_CHARS = 500
+# Requests in a row that used all their attempts while the destination answered nothing (no
+# response but 5xx/408, timeouts, refused or reset connections; a 429 is an answer): then it is
+# down and sending stops. Sporadic failures never add up to it: any answer starts the count again.
+OUTAGE_REQUESTS = 3
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
 USER_AGENT = "dinsync/0.1"
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
@@ -122,6 +129,8 @@ class HttpSender:
         self._endpoints: dict[str, _Endpoint] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
+        self._unanswered = 0  # requests that used all their attempts since the destination last answered
+        self._down: str | None = None  # once it is found down (see OUTAGE_REQUESTS), nothing more is sent
         for name in destination.limits:
             self._endpoint(name)
 
@@ -192,13 +201,16 @@ class HttpSender:
         ep = self._endpoint(request.endpoint)
         reason = "not sent"
         attempt = 0
+        unanswered = True  # (a request given up at once says nothing about an outage)
         while True:
             attempt += 1
             try:
                 outcome = await self._attempt(request, ep)
             except _GiveUp as exc:
-                reason = exc.reason
+                reason, unanswered = exc.reason, False
                 break
+            if outcome.kind != "retry" or outcome.throttled:
+                self._unanswered = 0  # the destination answered
             if outcome.kind == "done":
                 return self._results(request, outcome)
             if outcome.kind == "fatal":
@@ -220,6 +232,10 @@ class HttpSender:
             await self.clock.sleep(delay)
         self._count(ep, "failed_requests")
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
+        if unanswered:
+            self._unanswered += 1
+            if self._unanswered >= OUTAGE_REQUESTS and self._down is None:
+                self._down = why
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
@@ -246,6 +262,14 @@ class HttpSender:
             f"{name}: {self._fatal}", hint="check the destination's credentials and their scopes"
         )
 
+    def _outage_error(self) -> DestinationUnreachableError:
+        name = self.destination.type_name or type(self.destination).__name__
+        return DestinationUnreachableError(
+            f"{name} answered none of {OUTAGE_REQUESTS} requests in a row, each tried to the end (last: "
+            f"{self._down}): sending stopped; acknowledged rows were committed, the rest is sent by the next run",
+            hint="check that the destination is reachable and up (its base_url, the network, the platform's status)",
+        )
+
     async def _headers(self, request: Request) -> CIMultiDict[str]:
         auth = self.destination.auth_headers()
         if inspect.isawaitable(auth):  # a destination may need to fetch a token first
@@ -260,12 +284,10 @@ class HttpSender:
         """One HTTP exchange, classified. Transport failures become `retry` outcomes."""
         if self._session is None:
             raise RuntimeError("HttpSender used outside `async with`")
-        if self._fatal is not None:
-            raise self._auth_error()
+        self._stop_if_refused_or_down()
         async with ep.semaphore:  # concurrency first: a rate slot is only taken to be used now
             await ep.limiter.acquire()
-            if self._fatal is not None:
-                raise self._auth_error()
+            self._stop_if_refused_or_down()
             self._count(ep, "requests")
             self._count(ep, "bytes_sent", len(request.body or b""))
             now = self.clock.now()
@@ -289,6 +311,12 @@ class HttpSender:
             except ValueError as exc:  # e.g. a header value aiohttp refuses to send
                 raise _GiveUp(f"invalid request: {exc}") from None
         return self.classify(request, status, resp_headers, body)
+
+    def _stop_if_refused_or_down(self) -> None:
+        if self._fatal is not None:
+            raise self._auth_error()
+        if self._down is not None:
+            raise self._outage_error()
 
     # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
     async def settle(self, pending, timeout: float) -> Delivered:

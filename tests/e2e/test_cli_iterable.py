@@ -143,6 +143,50 @@ def test_throttling_5xx_and_resets_are_retried_until_delivered(project):
     assert len(project.snapshot_keys()) == 200
 
 
+def test_an_outage_stops_the_run_soon_and_the_next_run_sends_everything(project, monkeypatch):
+    """Every bulkUpdate answered by a 503 page: after 3 requests used all their attempts (the
+    platform answering nothing meanwhile) the run stops, instead of retrying each of its 30
+    requests 8 times; it fails saying why, commits nothing, and the next run delivers every row."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(300)
+    project.thread.set_faults(error_rate=1.0, seed=3)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "answered none of 3 requests in a row" in run["error"] and "HTTP 50" in run["error"], run
+    assert run["hint"] and run["acknowledged"] == 0 and 30 <= run["failed"] < 300, run
+    assert run["requests"] < 30 * 8 / 2, run  # stopped early: not every request retried to the end
+    assert project.snapshot_keys() == set()
+    project.thread.set_faults(error_rate=0.0)
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 300, again
+    assert len(project.snapshot_keys()) == 300
+
+
+def test_failed_rows_say_why(project, monkeypatch):
+    """Sporadic 503s exhaust one request's attempts: the run fails with an example of why and a
+    pointer to `dinsync rejections`, and the next run sends those rows."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02, max_attempts=2))
+    project.write(destination_extra="    rate_limits: {bulk_update: null}\n")
+    project.thread.script("bulkUpdate", error(503), times=2)
+    out = project.sync()
+    [run] = out["runs"]
+    assert run["status"] == "failed" and run["failed"] == 20, run
+    assert "e.g. failed after 2 attempt(s): HTTP 503" in run["error"], run
+    assert "dinsync rejections iterable_users" in run["hint"], run
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 20, again
+
+
 def test_retry_after_as_http_date_is_honoured(project):
     project.thread.call(lambda: setattr(project.sandbox.options, "retry_after", "http-date"))
     project.thread.script("bulkUpdate", throttle(1), times=2)

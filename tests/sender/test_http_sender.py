@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 
 from dinsync.destinations.base import Destination, EndpointLimit, Outcome, RecordResult, Request
-from dinsync.errors import DestinationAuthError
+from dinsync.errors import DestinationAuthError, DestinationUnreachableError
 from dinsync.sender import HttpSender, RetryPolicy
+from dinsync.sender.http import OUTAGE_REQUESTS
 
 SECRET = "sk_live_T0P/SECRET+key"
 FAST = RetryPolicy(base=0.01, cap=0.05)
@@ -289,6 +290,65 @@ def test_unreachable_server_fails_records_after_retries():
 
     (result,) = run(main())
     assert result.status == "failed" and "2 attempt" in result.reason
+
+
+def test_an_outage_stops_sending_after_a_few_requests_tried_to_the_end():
+    """Every answer a 502 page: OUTAGE_REQUESTS requests in a row used all their attempts with no
+    answer from the destination meanwhile, so the next request raises (without being sent)
+    instead of retrying for its whole backoff; the failed requests' records are `failed`."""
+    async def handler(request, hit):
+        return web.Response(status=502, text="<html>Bad Gateway</html>")
+
+    policy = RetryPolicy(max_attempts=3, base=0.01, cap=0.02)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            failed = [await s.send(batch([f"k{i}"])) for i in range(OUTAGE_REQUESTS)]
+            hits = len(srv.hits)
+            with pytest.raises(DestinationUnreachableError) as err:
+                await s.send(batch(["next"]))
+            return srv, hits, failed, err.value
+
+    srv, hits, failed, err = run(main())
+    assert [r.status for results in failed for r in results] == ["failed"] * OUTAGE_REQUESTS
+    assert hits == 3 * OUTAGE_REQUESTS and len(srv.hits) == hits  # the next request was not sent
+    assert "fake answered none of" in err.message and "HTTP 502" in err.message and err.hint
+    assert SECRET not in err.message
+
+
+def test_sporadic_failures_never_add_up_to_an_outage():
+    """Two requests in three use all their attempts, the third is answered: the answer starts the
+    count again, so every request is sent and only the failed ones' records are `failed`."""
+    async def handler(request, hit):
+        key = hit.keys[0]
+        if int(key[1:]) % 3 == 2:
+            return web.json_response({})
+        return web.Response(status=503, text="busy")
+
+    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.02)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            return [(await s.send(batch([f"k{i}"])))[0].status for i in range(12)]
+
+    assert run(main()) == ["failed", "failed", "ok"] * 4
+
+
+def test_throttling_is_an_answer_not_an_outage():
+    """429s all the way: the destination is up and says when to come back; requests fail after their
+    attempts but sending goes on."""
+    async def handler(request, hit):
+        return web.Response(status=429, text="slow down", headers={"Retry-After": "0"})
+
+    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.02, retry_after_jitter=0.01)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            statuses = [(await s.send(batch([f"k{i}"])))[0].status for i in range(OUTAGE_REQUESTS + 2)]
+            return srv, statuses
+
+    srv, got = run(main())
+    assert got == ["failed"] * (OUTAGE_REQUESTS + 2) and len(srv.hits) == 2 * (OUTAGE_REQUESTS + 2)
 
 
 def test_split_batch_isolates_the_bad_record():
