@@ -97,7 +97,7 @@ class RunSummary:
     not_found: int = 0
     failed: int = 0
     pending: int = 0  # outcome not known by the end of the run (an import or bulk job still running)
-    parked: int = 0  # rows parked as rejected for their content (not planned again until they change): when planned, then when the run ended
+    parked: int = 0  # rows parked as rejected for their content (not planned until they change), when the run ended
     segment_rows: int = 0  # rows the model returned (NULL and duplicated keys included)
     requests: int = 0
     throttled: int = 0
