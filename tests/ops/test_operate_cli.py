@@ -173,6 +173,29 @@ def test_a_failure_that_is_not_a_dependency_notifies_failed_without_pausing(ops)
     assert ops.events() == ["failed", "recovered"]
 
 
+def test_an_outage_notifies_failed_without_pausing(ops, monkeypatch):
+    """The platform answering nothing but 503s stops the run (an outage), which is not a reason to
+    pause the sync: the next run, once it is back, delivers and recovers."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    config = ops.root / "dinsync.yml"  # 20 rows in requests of 4 users
+    config.write_text(config.read_text().replace("    concurrency: 4\n", "    concurrency: 4\n    bulk_max_users: 4\n"))
+    ops.sync()
+    ops.sql("update main.customers set plan = 'team'")
+    ops.thread.set_faults(error_rate=1.0, seed=5)
+    out = ops.sync()
+    assert out["exit_code"] == ExitCode.RUN_FAILED and "answered none of" in out["runs"][0]["error"], out
+    status = ops.status()["iterable_users"]
+    assert status["state"] == "failed" and not status["paused"]
+    assert ops.events() == ["failed"]
+    ops.thread.set_faults(error_rate=0.0)
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert ops.events() == ["failed", "recovered"]
+
+
 def test_a_failing_channel_never_fails_the_sync(project):
     project.write(max_rejected_pct=1, destination_extra="notifications:\n  - type: webhook\n    name: down\n"
                                                         "    url: http://127.0.0.1:9/hook\n    attempts: 1\n")
