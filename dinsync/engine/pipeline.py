@@ -233,7 +233,11 @@ class Pipeline:
             if self._stopping():
                 continue
             self.s.sent += len(request.keys)
-            delivered = await self._deliver(request)
+            try:
+                delivered = await self._deliver(request)
+            except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
+                self.s.sent -= len(request.keys)
+                raise
             if delivered.ok:
                 self.commits.acknowledged(delivered.ok)
                 self.s.acknowledged += len(delivered.ok)
