@@ -100,6 +100,7 @@ class PlanStats:
     full_refresh: bool
     retry_rejected: bool = False
     first_sync: bool = False  # the snapshot was empty: every row is added, commits only insert
+    forgotten: int = 0  # parked keys never delivered that left the segment (commit_removed drops them)
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,7 @@ class Planner(CommitMixin, PendingMixin):
                 full_refresh=full_refresh,
                 retry_rejected=retry_rejected,
                 first_sync=first,
+                forgotten=counts["forget"],
             )
 
     def drop_plan(self) -> None:

@@ -207,9 +207,11 @@ class SyncRun:
 
                 asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
         self.progress("finish", {})
+        # the rows parked when the run ends (what `status` shows): its commits parked rows, or
+        # delivered parked rows that had changed
+        if sendable:
+            s.parked = self.planner.parked_count()
         if self.stop.requested:
-            if sendable:  # (see below)
-                s.parked = self.planner.parked_count()
             s.status = "cancelled"
             s.error = (f"stopped by {self.stop.signal_name}: acknowledged rows were committed; the rest is sent "
                        "by the next run")
@@ -218,9 +220,8 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
-        # the rows parked now (this run's commits parked rows, delivered parked rows that had
-        # changed, forgot parked keys that left the segment): what `status` shows
-        s.parked = self.planner.parked_count()
+        if s.removed or stats.forgotten or self.full_refresh:  # parked keys may have left with them
+            s.parked = self.planner.parked_count()
         if s.failed:
             s.status = "failed"
             why = f"; e.g. {self.failure}" if self.failure else ""

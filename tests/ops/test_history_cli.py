@@ -59,3 +59,20 @@ def test_status_runs_and_rejections(project):
     for args in (("runs", "iterable_*"), ("rejections", "nope")):
         result = project.cli(*args)
         assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+
+
+def test_parked_count_follows_rows_that_leave_or_change(project):
+    """A run's `parked` is counted when it ends: a parked row that leaves the segment (forgotten by
+    the run's removals) or is fixed and delivered is no longer counted; a no-op keeps the count."""
+    project.sync()
+    project.sql("insert into main.customers values (101, 'not an email', 'u-101', 'x', 'free', 1)")
+    project.sql("insert into main.customers values (102, 'neither an email', 'u-102', 'x', 'free', 1)")
+    assert project.sync()["runs"][0]["parked"] == 2
+    assert project.sync()["runs"][0]["parked"] == 2  # nothing to send
+    project.sql("delete from main.customers where id = 101")
+    left = project.sync()["runs"][0]
+    assert (left["sent"], left["parked"]) == (0, 1), left
+    project.sql("update main.customers set email = 'fixed@example.com' where id = 102")
+    fixed = project.sync()["runs"][0]
+    assert (fixed["acknowledged"], fixed["parked"]) == (1, 0), fixed
+    assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
