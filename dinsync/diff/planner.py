@@ -100,7 +100,6 @@ class PlanStats:
     full_refresh: bool
     retry_rejected: bool = False
     first_sync: bool = False  # the snapshot was empty: every row is added, commits only insert
-    forgotten: int = 0  # parked keys never delivered that left the segment (commit_removed drops them)
 
 
 @dataclass(frozen=True)
@@ -153,6 +152,7 @@ class Planner(CommitMixin, PendingMixin):
         self._state_ready = False
         self._planned_full_refresh: bool | None = None
         self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
+        self.forgotten = 0  # of the last plan: parked keys never delivered that left the segment
         # called (no argument, in the planning thread) once a plan is known to hold rows to look
         # at, before the statements that find them: the engine starts loading what sending needs
         self.on_changes: Callable[[], None] | None = None
@@ -282,6 +282,7 @@ class Planner(CommitMixin, PendingMixin):
                 counts = self._plan_changes(retry_rejected)
             self._planned_full_refresh = full_refresh
             self._leaving = counts["removed"] + counts["forget"]
+            self.forgotten = counts["forget"]
             # commits replace the snapshot rows of changed keys (a full refresh: of any key) and
             # delete those that left (in parts: see commit_removed)
             deletes = None if full_refresh else counts["changed"] + self._leaving
@@ -306,7 +307,6 @@ class Planner(CommitMixin, PendingMixin):
                 full_refresh=full_refresh,
                 retry_rejected=retry_rejected,
                 first_sync=first,
-                forgotten=counts["forget"],
             )
 
     def drop_plan(self) -> None:

@@ -220,7 +220,7 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
-        if s.removed or stats.forgotten or self.full_refresh:  # parked keys may have left with them
+        if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:
             s.status = "failed"
