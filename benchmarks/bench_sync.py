@@ -6,8 +6,9 @@ text, a boolean), ~7.5% of emails with a non-ASCII local part (`amélie.40@examp
 Scenarios (each prints a line; nothing is asserted):
   first   first sync of N rows, no rate limit: wall clock as a user times it, rows/s, every row
           delivered (distinct emails at the sink), peak RSS of the dinsync process
-  churn   2% of rows changed (no updated_at column): only those rows travel
-  noop    nothing changed
+  churn   2% of rows changed (no updated_at column): only those rows travel; `--repeat` runs
+          (default 3), each changing another 2% of the rows, the median in the table
+  noop    nothing changed (`--repeat` runs, the median in the table)
   rate    a sync under Iterable's documented bulkUpdate limit (5 req/s) against the full sandbox:
           achieved rate and 429s
 The sink (`--sink fast`, default) is `benchmarks/bulk_sink.py`, an Iterable-shaped bulk endpoint
@@ -107,6 +108,11 @@ def cli_sync(root: Path) -> tuple[dict, float, float]:
     return json.loads(stdout)["runs"][0], wall, peak
 
 
+def median_run(runs: list[tuple[dict, float, float]]) -> tuple[dict, float, float]:
+    """The run of median wall clock among `runs` (run summary, wall seconds, peak RSS MB)."""
+    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+
+
 def sink_call(url: str, method: str, path: str):
     """The sink's JSON answer to `method path` (GET /stats, GET /emails, POST /reset)."""
     async def call():
@@ -166,8 +172,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--sink", choices=("fast", "sandbox"), default="fast")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="churn runs (each on other rows) and no-op runs; the table shows the median")
     args = ap.parse_args()
+    args.repeat = max(1, args.repeat)
     results = []
+    spread: dict[str, list] = {}
     delivered = None
     with tempfile.TemporaryDirectory(prefix="dinsync-bench-") as tmp:
         root = Path(tmp) / "fast"
@@ -179,15 +189,22 @@ def main() -> None:
                             run["requests"], run["throttled"]))
             if args.sink == "fast":
                 delivered = sink_call(url, "GET", "/stats")["distinct"]
-            con = duckdb.connect(str(root / "warehouse.duckdb"))
             step = max(1, round(1 / args.churn))
-            con.execute(f"update main.customers set plan = 'enterprise', score = score + 1 where id % {step} = 0")
-            con.close()
-            run, wall, rss = cli_sync(root)
+            churns, noops = [], []
+            for k in range(args.repeat):  # each churn run changes another `churn` share of the rows
+                con = duckdb.connect(str(root / "warehouse.duckdb"))
+                con.execute(f"update main.customers set plan = 'enterprise', score = score + 1 "
+                            f"where id % {step} = {k % step}")
+                con.close()
+                churns.append(cli_sync(root))
+            for _ in range(args.repeat):
+                noops.append(cli_sync(root))
+            run, wall, rss = median_run(churns)
             results.append((f"{args.churn:.0%} churn", run["changed"], wall, run["seconds"], run["acknowledged"] / wall,
                             rss, run["requests"], run["throttled"]))
-            run, wall, rss = cli_sync(root)
+            run, wall, rss = median_run(noops)
             results.append(("no-op", 0, wall, run["seconds"], 0.0, rss, run["requests"], run["throttled"]))
+            spread = {f"{args.churn:.0%} churn": churns, "no-op": noops}
             baseline = None if args.no_baseline else naive_baseline(root, url)
         finally:
             sink.terminate()
@@ -216,6 +233,11 @@ def main() -> None:
         print(f"{name:<22}{fmt(rows, ',d'):>10}{fmt(wall, '.2f'):>9}{fmt(eng, '.2f'):>10}"
               f"{fmt(rps, ',.2f' if rps and rps < 100 else ',.0f'):>12}"
               f"{fmt(rss, '.0f'):>13}{fmt(reqs, 'd'):>10}{fmt(thr, 'd'):>6}")
+    for name, runs in spread.items():
+        if len(runs) > 1:
+            walls = ", ".join(f"{wall:.2f}" for _, wall, _ in runs)
+            rss = ", ".join(f"{peak:.0f}" for _, _, peak in runs)
+            print(f"{name}: {len(runs)} runs, wall s {walls} (median in the table); peak RSS MB {rss}")
     if delivered is not None:
         print(f"delivered: {delivered:,} distinct users at the sink of {args.rows:,} rows "
               f"({'all' if delivered == args.rows else 'NOT all'})")
