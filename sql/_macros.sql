@@ -17,6 +17,16 @@
 CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_column }}) END
 {%- endmacro %}
 
+{#- The model's rows as (_rkh: raw key hash, _fp: fingerprint), for a FROM clause: the scratch table
+    that the plan's first statement filled (seg.sql) where the warehouse keeps one
+    (Capabilities.segment_hashes), else computed from the model here (without _fp when not `fp`). -#}
+{% macro seg_rows(fp=True) -%}
+{% if segment_hashes %}{{ seg }}{% else %}(
+  SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh{% if fp %}, {{ fingerprint(fields, "m") }} AS _fp{% endif %}
+  FROM {{ model }} AS m
+){% endif %}
+{%- endmacro %}
+
 {% macro fingerprint(fields, a) -%}
 DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
 {%- endmacro %}

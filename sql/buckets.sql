@@ -1,4 +1,4 @@
-{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
+{% from "_macros.sql" import expected_fp, expected_rows, seg_rows with context %}
 -- The one pass over every model row of an everyday plan (and one over the snapshot): model rows
 -- and snapshot rows are spread over {{ nbuckets }} buckets by the hash of their raw key text, and
 -- each bucket gets a row count and an order-independent digest of (raw key hash, fingerprint).
@@ -13,10 +13,7 @@ WITH seg AS (
     COALESCE(r._rkh % {{ nbuckets }}, {{ nbuckets }}) AS _b,
     COUNT(*) AS _n,
     DINSYNC_DIGEST(DINSYNC_ROWHASH(r._rkh, r._fp)) AS _d
-  FROM (
-    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
-    FROM {{ model }} AS m
-  ) AS r
+  FROM {{ seg_rows() }} AS r
   GROUP BY COALESCE(r._rkh % {{ nbuckets }}, {{ nbuckets }})
 ),
 snap AS (

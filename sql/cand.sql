@@ -1,4 +1,4 @@
-{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
+{% from "_macros.sql" import expected_fp, expected_rows, seg_rows with context %}
 -- Candidates (the digest found a difference): every model row and every snapshot row are matched
 -- by raw key hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
 -- (_in_seg), and snapshot rows no model row matches (_in_snap only: gone, or renamed by
@@ -6,10 +6,7 @@
 CREATE TABLE {{ cand }} AS
 WITH seg AS (
   SELECT r._rkh, r._fp
-  FROM (
-    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
-    FROM {{ model }} AS m
-  ) AS r
+  FROM {{ seg_rows() }} AS r
   WHERE r._rkh IS NOT NULL
 ),
 snap AS (

@@ -1,14 +1,11 @@
-{% from "_macros.sql" import raw_key_hash %}
+{% from "_macros.sql" import seg_rows with context %}
 -- In the buckets found by cand_anomaly_count, the raw keys that occur more than once among the
 -- model rows become candidates (all their rows are read again, and the plan finds the duplicate).
 -- Only those keys: at 2% churn nearly every bucket is dirty, and taking every row of a bucket
 -- made a few thousand duplicated keys a comparison of the whole model.
 INSERT INTO {{ cand }} (_rkh, _in_seg, _in_snap, _b)
 SELECT r._rkh, TRUE, FALSE, r._rkh % {{ nbuckets }}
-FROM (
-  SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh
-  FROM {{ model }} AS m
-) AS r
+FROM {{ seg_rows(fp=False) }} AS r
 WHERE r._rkh % {{ nbuckets }} IN (
   SELECT b._b
   FROM {{ buckets }} AS b

@@ -1,5 +1,6 @@
-{% from "_macros.sql" import expected_fp, expected_rows, fingerprint, raw_key_hash %}
--- The one pass over every model row of an everyday plan (and one over the snapshot), as a single
+{% from "_macros.sql" import expected_fp, expected_rows, seg_rows with context %}
+-- The one pass over every model row of an everyday plan (or over what seg.sql kept of it; and one
+-- over the snapshot), as a single
 -- row: counts and an order-independent digest of (raw key hash, fingerprint) on either side. When
 -- they agree (and every snapshot row has a raw key hash and a fingerprint), nothing changed and
 -- the plan is done; else every row is a candidate (cand_all). Keys are not normalised here.
@@ -11,10 +12,7 @@ WITH seg AS (
     COUNT(*) AS _n,
     COUNT(r._rkh) AS _keyed,
     DINSYNC_DIGEST(CASE WHEN r._rkh IS NOT NULL THEN DINSYNC_ROWHASH(r._rkh, r._fp) END) AS _d
-  FROM (
-    SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh, {{ fingerprint(fields, "m") }} AS _fp
-    FROM {{ model }} AS m
-  ) AS r
+  FROM {{ seg_rows() }} AS r
 ),
 snap AS (
   SELECT

@@ -47,7 +47,7 @@ from .render import (
     snapshot_column,
     sql_type,
 )
-from .statements import NEEDS_POSITION, STATEMENTS
+from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
@@ -120,6 +120,7 @@ class Planner(CommitMixin, PendingMixin):
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
         self.row_position: str | None = getattr(caps, "row_position", None)
         self.arrow_views: bool = bool(getattr(caps, "arrow_views", False))
+        self.segment_hashes: bool = bool(getattr(caps, "segment_hashes", False))
         self._acked_view = False  # `acked` is a view over Arrow data (see commit.py)
         sync = spec.sync
         self.snapshot_table = f"snap_{sync}"
@@ -127,14 +128,15 @@ class Planner(CommitMixin, PendingMixin):
         self.ack_table = f"ack_{sync}"
         self.pending_table = f"pend_{sync}"
         self._pending_ready = False  # pend_<sync> exists with a column per mapped field (pending.py)
-        self.scratch_tables = {t: f"{t}_{sync}" for t in ("buckets", "cand", "cur", "prior", "acked")}
+        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked")
+        self.scratch_tables = {t: f"{t}_{sync}" for t in scratch}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
         self.plan_schema = self.scratch_database or spec.state_schema
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
-            "row_position": self.row_position, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
+            "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
         })
@@ -181,12 +183,14 @@ class Planner(CommitMixin, PendingMixin):
                 "hash_type": sql_type(self.hash_type, self.dialect),
                 "nbuckets": NBUCKETS,
                 "position": ident(self.row_position) if self.row_position else None,
+                "segment_hashes": self.segment_hashes,
             }
         return self._ctx
 
     def statements(self) -> list[str]:
         """Names of the statements this warehouse can run (see statements.py)."""
-        return [s for s in STATEMENTS if self.row_position or s not in NEEDS_POSITION]
+        return [s for s in STATEMENTS if (self.row_position or s not in NEEDS_POSITION)
+                and (self.segment_hashes or s not in NEEDS_SEGMENT_HASHES)]
 
     def _sql(self, statement: str, column: str | None = None) -> str:
         if statement not in STATEMENTS:
@@ -334,9 +338,11 @@ class Planner(CommitMixin, PendingMixin):
 
     def _plan_changes(self, retry: bool) -> dict[str, int]:
         suffix = "_retry" if retry else ""
-        scratch = ("buckets", "cand", "cur", "prior")
+        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior")
         try:
             self._drop(*scratch)
+            if self.segment_hashes:  # the one pass over the model, kept for the digest and the candidates
+                self._execute("seg")
             seg = self._row("digest" + suffix)
             if not seg["dirty"]:
                 self._execute("plan_empty")

@@ -18,6 +18,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
     "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
     # everyday plan
+    "seg": ("seg", {}),
     "digest": ("digest", {"retry": False}),
     "digest_retry": ("digest", {"retry": True}),
     "cand_counts": ("cand_counts", {}),
@@ -68,10 +69,12 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pending_forget": ("pending_forget", {}),
     "pending_tokens": ("pending_tokens", {}),
 }
-for _table in ("plan", "buckets", "cand", "cur", "prior", "ack", "acked"):
+for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
 
 # Statements that need a row-position column (Capabilities.row_position).
 NEEDS_POSITION = {"acked_rest", "acked_positions", "acked_replace_all"}
+# Statements of the scratch table of the model's hashes (Capabilities.segment_hashes).
+NEEDS_SEGMENT_HASHES = {"seg", "drop_seg"}
 # Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
 # (limit).

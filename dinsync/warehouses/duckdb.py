@@ -206,6 +206,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         insert_block_rows=122_880,
         delete_part_rows=500_000,
         arrow_views=True,
+        segment_hashes=True,
     )
     driver_errors = (duckdb.Error,)
 

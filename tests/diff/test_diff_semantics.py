@@ -463,3 +463,35 @@ def test_a_duplicated_raw_key_makes_only_its_own_rows_candidates(tmp_path, monke
     s.plan()
     assert s.ops() == {"u5@x.com": "duplicate", "u7@x.com": "changed"}
     assert created["cur"] == 3  # u7, and the two rows of u5
+
+
+def test_everyday_plan_reads_the_model_once_before_the_candidates(s, monkeypatch):
+    """DuckDB keeps the everyday plan's pass over the model (raw key hashes, fingerprints) in a
+    scratch table: the digest and the candidate join read that table, not the model again; only
+    `cur` reads the model a second time (the candidates' values). The table is gone afterwards."""
+    s.set_rows([(f"u{i}@x.com", f"N{i}", i) for i in range(10)])
+    s.plan(); s.ack_all()
+    statements = []
+    for name in ("execute", "rows", "query"):
+        original = getattr(s.w, name)
+
+        def recorded(sql, *args, _original=original, **kwargs):
+            statements.append(sql)
+            return _original(sql, *args, **kwargs)
+        monkeypatch.setattr(s.w, name, recorded)
+    model = "(\nSELECT * FROM people\n)"
+
+    def model_reads():
+        return [" ".join(sql.split()[:4]) for sql in statements if model in sql]
+
+    assert s.plan() == {}  # nothing changed: one pass (the empty plan takes the model's columns only)
+    assert model_reads() == ['CREATE TABLE "dinsync_scratch"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch"."plan_s1" AS']
+    empty_plan = next(sql for sql in statements if model in sql and "plan_s1" in sql)
+    assert " ".join(empty_plan.split()).endswith("WHERE FALSE")
+    statements.clear()
+    s.set_rows([(f"u{i}@x.com", f"N{i}" if i else "changed", i) for i in range(10)])
+    s.plan()
+    assert s.ops() == {"u0@x.com": "changed"} and s.flags("u0@x.com") == ["first_name"]
+    assert model_reads() == ['CREATE TABLE "dinsync_scratch"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch"."cur_s1" AS']
+    left = s.w.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'dinsync_scratch'").column(0)
+    assert left.to_pylist() == ["plan_s1"]

@@ -9,16 +9,7 @@ SELECT
   TRUE,
   FALSE,
   "r"."_rkh" % 16384
-FROM (
-  SELECT
-    CASE
-      WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-      THEN HASH(CAST("m"."email" AS TEXT))
-    END AS "_rkh"
-  FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS "m"
-) AS "r"
+FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
 WHERE
   "r"."_rkh" % 16384 IN (
     SELECT

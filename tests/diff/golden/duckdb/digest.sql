@@ -3,29 +3,7 @@ WITH "seg" AS (
     COUNT(*) AS "_n",
     COUNT("r"."_rkh") AS "_keyed",
     BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH("r"."_rkh", "r"."_fp") END) AS "_d"
-  FROM (
-    SELECT
-      CASE
-        WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-        THEN HASH(CAST("m"."email" AS TEXT))
-      END AS "_rkh",
-      HASH(
-        "m"."email",
-        "m"."first name",
-        "m"."score ""x""",
-        "m"."id",
-        CONCAT_WS(
-          ',',
-          TYPEOF("m"."email"),
-          TYPEOF("m"."first name"),
-          TYPEOF("m"."score ""x"""),
-          TYPEOF("m"."id")
-        )
-      ) AS "_fp"
-    FROM (
-SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people
-) AS "m"
-  ) AS "r"
+  FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
 ), "snap" AS (
   SELECT
     COUNT(*) AS "_n",

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS "dinsync_scratch"."seg_people_to_crm"
