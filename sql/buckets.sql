@@ -1,5 +1,5 @@
 {% from "_macros.sql" import expected_fp, expected_rows, seg_rows with context %}
--- The one pass over every model row of an everyday plan (and one over the snapshot): model rows
+-- A pass over every model row (or over what seg.sql kept of them) and one over the snapshot: model rows
 -- and snapshot rows are spread over {{ nbuckets }} buckets by the hash of their raw key text, and
 -- each bucket gets a row count and an order-independent digest of (raw key hash, fingerprint).
 -- A bucket whose count and digest equal the snapshot's holds only unchanged rows: when every

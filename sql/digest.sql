@@ -1,7 +1,6 @@
 {% from "_macros.sql" import expected_fp, expected_rows, seg_rows with context %}
--- The one pass over every model row of an everyday plan (or over what seg.sql kept of it; and one
--- over the snapshot), as a single
--- row: counts and an order-independent digest of (raw key hash, fingerprint) on either side. When
+-- The one pass over every model row of an everyday plan (or over what seg.sql kept of it), and one
+-- over the snapshot, as a single row: counts and an order-independent digest of (raw key hash, fingerprint) on either side. When
 -- they agree (and every snapshot row has a raw key hash and a fingerprint), nothing changed and
 -- the plan is done; else every row is a candidate (cand_all). Keys are not normalised here.
 -- A parked row is expected with its parked fingerprint, so it costs nothing until it changes.

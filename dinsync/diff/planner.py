@@ -136,7 +136,8 @@ class Planner(CommitMixin, PendingMixin):
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
-            "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS, "sync": sync, "model_sql": spec.model_sql,
+            "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS,
+            "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
         })

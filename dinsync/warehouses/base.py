@@ -62,8 +62,8 @@ class Capabilities:
     # (16 bytes a row), in a scratch table that the digest reads and, when it finds a difference,
     # the candidate join too, instead of reading and hashing the model a second time (sql/seg.sql).
     # Worth it where scratch tables are cheap to write (DuckDB: in memory, spilled beyond the pool):
-    # 10M rows, digest + candidates after 2% churn 2.9 -> 2.4 s, a no-op +0.1 s; 1M rows -35 / +15
-    # ms. False: the digest is a single pass that writes nothing.
+    # at 10M rows a churn plan 4.3-4.4 -> 3.7 s, a no-op plan +0.15 s; at 1M rows a churn run -40 ms,
+    # a no-op the same. False: the digest is a single pass that writes nothing.
     segment_hashes: bool = False
     # Rows of a storage block of a table (DuckDB: a row group, 122,880 rows). The commits of a first
     # sync, which only insert, then carry whole blocks: DuckDB writes a transaction's whole row
