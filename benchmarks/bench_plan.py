@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 
-from dinsync.cli import use_system_arrow_pool
+from dinsync.cli import use_one_polars_arena, use_system_arrow_pool
 
-use_system_arrow_pool()  # Arrow's allocator as in the `dinsync` command (before pyarrow is imported)
+use_system_arrow_pool()  # Arrow's and Polars' allocators as in the `dinsync` command (before either is imported)
+use_one_polars_arena()
 
 import pyarrow as pa  # noqa: E402
 
