@@ -17,14 +17,18 @@
 CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_column }}) END
 {%- endmacro %}
 
-{#- The model's rows as (_rkh: raw key hash, _fp: fingerprint), for a FROM clause: the scratch table
-    that the plan's first statement filled (seg.sql) where the warehouse keeps one
-    (Capabilities.segment_hashes), else computed from the model here (without _fp when not `fp`). -#}
+{#- The query of the model's rows as (_rkh: raw key hash, _fp: fingerprint; without _fp when not
+    `fp`): what seg.sql keeps, or seg_rows() computes in place. -#}
+{% macro model_hashes(fp=True) -%}
+SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh{% if fp %}, {{ fingerprint(fields, "m") }} AS _fp{% endif %}
+FROM {{ model }} AS m
+{%- endmacro %}
+
+{#- The model's rows as (_rkh, _fp), for a FROM clause: the scratch table that the plan's first
+    statement filled (seg.sql) where the warehouse keeps one (Capabilities.segment_hashes), else
+    model_hashes() in place. -#}
 {% macro seg_rows(fp=True) -%}
-{% if segment_hashes %}{{ seg }}{% else %}(
-  SELECT {{ raw_key_hash(raw_key, key_column) }} AS _rkh{% if fp %}, {{ fingerprint(fields, "m") }} AS _fp{% endif %}
-  FROM {{ model }} AS m
-){% endif %}
+{% if segment_hashes %}{{ seg }}{% else %}({{ model_hashes(fp) }}){% endif %}
 {%- endmacro %}
 
 {% macro fingerprint(fields, a) -%}
