@@ -256,16 +256,19 @@ class HttpSender:
             merged.merge(part)
         return merged
 
+    @property
+    def _name(self) -> str:
+        """The destination's name in errors."""
+        return self.destination.type_name or type(self.destination).__name__
+
     def _auth_error(self) -> DestinationAuthError:
-        name = self.destination.type_name or type(self.destination).__name__
         return DestinationAuthError(
-            f"{name}: {self._fatal}", hint="check the destination's credentials and their scopes"
+            f"{self._name}: {self._fatal}", hint="check the destination's credentials and their scopes"
         )
 
     def _outage_error(self) -> DestinationUnreachableError:
-        name = self.destination.type_name or type(self.destination).__name__
         return DestinationUnreachableError(
-            f"{name} answered none of {OUTAGE_REQUESTS} requests in a row, each tried to the end (last: "
+            f"{self._name} answered none of {OUTAGE_REQUESTS} requests in a row, each tried to the end (last: "
             f"{self._down}): sending stopped; acknowledged rows were committed, the rest is sent by the next run",
             hint="check that the destination is reachable and up (its base_url, the network, the platform's status)",
         )
