@@ -660,6 +660,7 @@ def main() -> None:
     without tearing the interpreter down (see `exit_now`)."""
     use_system_arrow_pool()
     use_one_polars_arena()
+    use_one_blas_thread()
     try:
         _run_app()
     except SystemExit as done:
@@ -689,6 +690,20 @@ def use_one_polars_arena() -> None:
     (six interleaved pairs, README "Benchmarks"). Read by Polars' allocator when it starts, so
     set before Polars is imported; the Python API leaves the host process's allocator alone."""
     os.environ.setdefault(POLARS_MALLOC_CONF, "narenas:1")
+
+
+# OpenBLAS's variable for its thread count (the BLAS inside NumPy's wheels).
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
+def use_one_blas_thread() -> None:
+    """NumPy's OpenBLAS starts no thread of its own in the `dinsync` process (unless
+    OPENBLAS_NUM_THREADS says otherwise). pyarrow imports NumPy, whose OpenBLAS starts a thread per
+    further core that spins waiting for work: ~85 ms of CPU in a 1M-row, 2%-churn run (5.6% of its
+    samples under `perf`), taken from DuckDB's plan on a 2-core machine, for linear algebra that
+    dinsync never does. Read when NumPy is loaded, so set before any command imports it; the
+    Python API leaves the host process alone."""
+    os.environ.setdefault(BLAS_THREADS, "1")
 
 
 def exit_now(code: int | str | None) -> None:
