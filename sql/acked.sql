@@ -1,6 +1,7 @@
 -- The plan rows of the keys the destination answered for ({{ tables.ack }}, written by dinsync):
--- only added and changed rows; any other key is ignored. With the hashes of the values sent, which
--- the snapshot records. _replace: the snapshot may hold a row for the key (it had one when the
+-- only added and changed rows; any other key is ignored. With the hashes of the values sent
+-- (computed from them: the plan keeps the values, not their hashes), which the snapshot records.
+-- _replace: the snapshot may hold a row for the key (it had one when the
 -- plan was built{% if not position %}, or this run may have committed the key already: _again,
 -- from the planner's filter of committed keys{% endif %}).
 {% if position %}
@@ -15,7 +16,7 @@ SELECT
   p._fp,
   p._rkh,
   {% if position %}p._prior{% else %}p._prior OR p._key IN (SELECT a._key FROM {{ tables.ack }} AS a WHERE a._again){% endif %} AS _replace,
-  {% for f in fields %}p.h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
+  {% for f in fields %}DINSYNC_HASH(p.v{{ f.i }}) AS h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
 FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')
   AND p._key IN (SELECT a._key FROM {{ tables.ack }} AS a)

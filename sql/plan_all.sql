@@ -1,16 +1,15 @@
 {% from "_macros.sql" import fingerprint, raw_key_hash %}
 -- The first plan (empty snapshot) or a full refresh: every model row in one pass, no comparison.
 -- Rows whose key is NULL or empty are kept as 'skipped' (counted); duplicated keys are found next
--- (plan_all_duplicates). Columns as in plan.sql; the hashes of the values are computed here, in
--- one parallel pass, so that commits only copy them. For a full refresh, _prior says whether the
--- snapshot holds the key (so that a commit replaces its row).
+-- (plan_all_duplicates). Columns as in plan.sql (the hashes of the values are computed by whoever
+-- reads rows to commit them). For a full refresh, _prior says whether the snapshot holds the key
+-- (so that a commit replaces its row).
 CREATE TABLE {{ plan }} AS
 SELECT
   k._key,
   CASE WHEN k._key IS NULL THEN 'skipped' ELSE 'added' END AS _op,
   {% for f in fields %}k.v{{ f.i }},{% endfor %}
   {% for f in fields %}TRUE AS x{{ f.i }},{% endfor %}
-  {% for f in fields %}DINSYNC_HASH(k.v{{ f.i }}) AS h{{ f.i }},{% endfor %}
   CAST(1 AS BIGINT) AS _n,
   k._kh,
   k._rkh,

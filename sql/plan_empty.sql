@@ -5,7 +5,6 @@ SELECT
   CAST(NULL AS VARCHAR) AS _op,
   {% for f in fields %}m.{{ f.col }} AS v{{ f.i }},{% endfor %}
   {% for f in fields %}CAST(NULL AS BOOLEAN) AS x{{ f.i }},{% endfor %}
-  {% for f in fields %}CAST(NULL AS {{ hash_type }}) AS h{{ f.i }},{% endfor %}
   CAST(NULL AS BIGINT) AS _n,
   CAST(NULL AS {{ hash_type }}) AS _kh,
   CAST(NULL AS {{ hash_type }}) AS _rkh,

@@ -12,10 +12,10 @@ SELECT
     WHERE
       `a`.`_again`
   ) AS `_replace`,
-  `p`.`h0`,
-  `p`.`h1`,
-  `p`.`h2`,
-  `p`.`h3`
+  COALESCE(FARM_FINGERPRINT(CAST(`p`.`v0` AS STRING)), 0) AS `h0`,
+  COALESCE(FARM_FINGERPRINT(CAST(`p`.`v1` AS STRING)), 0) AS `h1`,
+  COALESCE(FARM_FINGERPRINT(CAST(`p`.`v2` AS STRING)), 0) AS `h2`,
+  COALESCE(FARM_FINGERPRINT(CAST(`p`.`v3` AS STRING)), 0) AS `h3`
 FROM `dinsync_scratch`.`plan_people_to_crm` AS `p`
 WHERE
   `p`.`_op` IN ('added', 'changed')

@@ -12,10 +12,10 @@ SELECT
     WHERE
       `a`.`_again`
   ) AS `_replace`,
-  `p`.`h0`,
-  `p`.`h1`,
-  `p`.`h2`,
-  `p`.`h3`
+  CASE WHEN `p`.`v0` IS NULL THEN 0 ELSE XXHASH64(CAST(`p`.`v0` AS STRING)) END AS `h0`,
+  CASE WHEN `p`.`v1` IS NULL THEN 0 ELSE XXHASH64(CAST(`p`.`v1` AS STRING)) END AS `h1`,
+  CASE WHEN `p`.`v2` IS NULL THEN 0 ELSE XXHASH64(CAST(`p`.`v2` AS STRING)) END AS `h2`,
+  CASE WHEN `p`.`v3` IS NULL THEN 0 ELSE XXHASH64(CAST(`p`.`v3` AS STRING)) END AS `h3`
 FROM `dinsync_state`.`plan_people_to_crm` AS `p`
 WHERE
   `p`.`_op` IN ('added', 'changed')

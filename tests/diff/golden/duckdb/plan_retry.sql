@@ -109,10 +109,6 @@ SELECT
     WHEN "o"."_op" IN ('added', 'changed')
     THEN "o"."_op" = 'added' OR "o"."x3"
   END AS "x3",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h0" END AS "h0",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h1" END AS "h1",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h2" END AS "h2",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h3" END AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   HASH(CAST("o"."_key" AS TEXT)) AS "_kh",
   "o"."_rkh",
@@ -123,10 +119,6 @@ UNION ALL
 SELECT
   "k"."_key",
   'duplicate',
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   NULL,
   NULL,
   NULL,
@@ -155,10 +147,6 @@ SELECT
   NULL,
   NULL,
   NULL,
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   COUNT(*),
   NULL,
   NULL,
@@ -173,10 +161,6 @@ UNION ALL
 SELECT
   "p"."_key",
   CASE WHEN NOT "p"."_synced_at" IS NULL THEN 'removed' ELSE 'forget' END,
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   NULL,
   NULL,
   NULL,

@@ -12,10 +12,10 @@ SELECT
     WHERE
       "a"."_again"
   ) AS "_replace",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v0" AS TEXT), 0), 0) AS "h0",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v1" AS TEXT), 0), 0) AS "h1",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v2" AS TEXT), 0), 0) AS "h2",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v3" AS TEXT), 0), 0) AS "h3"
 FROM "dinsync_state"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

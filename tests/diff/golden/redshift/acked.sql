@@ -12,10 +12,26 @@ SELECT
     WHERE
       "a"."_again"
   ) AS "_replace",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
+  CASE
+    WHEN "p"."v0" IS NULL
+    THEN 0
+    ELSE FNV_HASH(CAST("p"."v0" AS VARCHAR(65535)))
+  END AS "h0",
+  CASE
+    WHEN "p"."v1" IS NULL
+    THEN 0
+    ELSE FNV_HASH(CAST("p"."v1" AS VARCHAR(65535)))
+  END AS "h1",
+  CASE
+    WHEN "p"."v2" IS NULL
+    THEN 0
+    ELSE FNV_HASH(CAST("p"."v2" AS VARCHAR(65535)))
+  END AS "h2",
+  CASE
+    WHEN "p"."v3" IS NULL
+    THEN 0
+    ELSE FNV_HASH(CAST("p"."v3" AS VARCHAR(65535)))
+  END AS "h3"
 FROM "dinsync_state"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

@@ -125,10 +125,6 @@ SELECT
     WHEN "o"."_op" IN ('added', 'changed')
     THEN "o"."_op" = 'added' OR "o"."x3"
   END AS "x3",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h0" END AS "h0",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h1" END AS "h1",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h2" END AS "h2",
-  CASE WHEN "o"."_op" IN ('added', 'changed') THEN "o"."h3" END AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   CASE
     WHEN "o"."_key" IS NULL
@@ -143,10 +139,6 @@ UNION ALL
 SELECT
   "k"."_key",
   'duplicate',
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   NULL,
   NULL,
   NULL,
@@ -179,10 +171,6 @@ SELECT
   NULL,
   NULL,
   NULL,
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   COUNT(*),
   NULL,
   NULL,
@@ -197,10 +185,6 @@ UNION ALL
 SELECT
   "p"."_key",
   CASE WHEN NOT "p"."_synced_at" IS NULL THEN 'removed' ELSE 'forget' END,
-  NULL,
-  NULL,
-  NULL,
-  NULL,
   NULL,
   NULL,
   NULL,

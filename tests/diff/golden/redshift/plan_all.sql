@@ -10,26 +10,6 @@ SELECT
   TRUE AS "x1",
   TRUE AS "x2",
   TRUE AS "x3",
-  CASE
-    WHEN "k"."v0" IS NULL
-    THEN 0
-    ELSE FNV_HASH(CAST("k"."v0" AS VARCHAR(65535)))
-  END AS "h0",
-  CASE
-    WHEN "k"."v1" IS NULL
-    THEN 0
-    ELSE FNV_HASH(CAST("k"."v1" AS VARCHAR(65535)))
-  END AS "h1",
-  CASE
-    WHEN "k"."v2" IS NULL
-    THEN 0
-    ELSE FNV_HASH(CAST("k"."v2" AS VARCHAR(65535)))
-  END AS "h2",
-  CASE
-    WHEN "k"."v3" IS NULL
-    THEN 0
-    ELSE FNV_HASH(CAST("k"."v3" AS VARCHAR(65535)))
-  END AS "h3",
   CAST(1 AS BIGINT) AS "_n",
   "k"."_kh",
   "k"."_rkh",

@@ -12,10 +12,10 @@ SELECT
     WHERE
       "a"."_again"
   ) AS "_replace",
-  "p"."h0",
-  "p"."h1",
-  "p"."h2",
-  "p"."h3"
+  COALESCE(HASH(CAST("p"."v0" AS VARCHAR)) % 9223372036854775807, 0) AS "h0",
+  COALESCE(HASH(CAST("p"."v1" AS VARCHAR)) % 9223372036854775807, 0) AS "h1",
+  COALESCE(HASH(CAST("p"."v2" AS VARCHAR)) % 9223372036854775807, 0) AS "h2",
+  COALESCE(HASH(CAST("p"."v3" AS VARCHAR)) % 9223372036854775807, 0) AS "h3"
 FROM "dinsync_state"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
