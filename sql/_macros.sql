@@ -12,6 +12,13 @@
 {% if retry %}{{ a }}._synced_at IS NOT NULL{% else %}TRUE{% endif %}
 {%- endmacro %}
 
+{#- The hash of each mapped value's text form (h0, h1, ..), from the values v0, v1, .. of alias `a`:
+    what the plan compares with the snapshot (plan.sql) and what a commit records (stream_sendable,
+    acked, acked_rest), so that both are the same expression. -#}
+{% macro value_hashes(fields, a) -%}
+{% for f in fields %}DINSYNC_HASH({{ a }}.v{{ f.i }}) AS h{{ f.i }}{{ ", " if not loop.last }}{% endfor %}
+{%- endmacro %}
+
 {#- Raw key hash of a model row (alias m): NULL when the key is NULL or empty (as text). -#}
 {% macro raw_key_hash(raw_key, key_column) -%}
 CASE WHEN NULLIF({{ raw_key }}, '') IS NOT NULL THEN DINSYNC_HASH(m.{{ key_column }}) END

@@ -1,3 +1,4 @@
+{% from "_macros.sql" import value_hashes %}
 -- The plan rows of the keys the destination answered for ({{ tables.ack }}, written by dinsync):
 -- only added and changed rows; any other key is ignored. With the hashes of the values sent
 -- (computed from them: the plan keeps the values, not their hashes), which the snapshot records.
@@ -16,7 +17,7 @@ SELECT
   p._fp,
   p._rkh,
   {% if position %}p._prior{% else %}p._prior OR p._key IN (SELECT a._key FROM {{ tables.ack }} AS a WHERE a._again){% endif %} AS _replace,
-  {% for f in fields %}DINSYNC_HASH(p.v{{ f.i }}) AS h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
+  {{ value_hashes(fields, "p") }}
 FROM {{ plan }} AS p
 WHERE p._op IN ('added', 'changed')
   AND p._key IN (SELECT a._key FROM {{ tables.ack }} AS a)

@@ -1,4 +1,4 @@
-{% from "_macros.sql" import expected_fp, expected_rows %}
+{% from "_macros.sql" import expected_fp, expected_rows, value_hashes %}
 -- plan: what this run has to do, one row per key (unchanged keys do not appear).
 --   added      key never delivered: every mapped field is sent (x = TRUE)
 --   changed    some mapped field's hash differs from the delivered one, or was never delivered;
@@ -42,7 +42,7 @@ keyed AS (
     ON p._key = n._key
 ),
 hashed AS (
-  SELECT c.*, {% for f in fields %}DINSYNC_HASH(c.v{{ f.i }}) AS h{{ f.i }}{{ "," if not loop.last }}{% endfor %}
+  SELECT c.*, {{ value_hashes(fields, "c") }}
   FROM {{ cur }} AS c
 ),
 rows AS (
