@@ -7,6 +7,7 @@
 --   duplicate  key found on more than one row of the segment: all its rows are withheld
 --              (v and x are NULL; _n = number of rows)
 --   skipped    model rows whose key is NULL or empty after normalisation (one row, _n of them)
+--   withheld   a first plan's rows of a duplicated key (plan_all_withhold_duplicated); never read
 -- and, for the snapshot only (never sent):
 --   refresh    values equal to the delivered ones, fingerprint not (a type or a parked value
 --              that changed back): the snapshot takes the new fingerprint, parking is cleared

@@ -331,7 +331,7 @@ class Planner(CommitMixin, PendingMixin):
         self._execute("plan_all_full_refresh" if full_refresh else "plan_all")
         if self._scalar("plan_all_duplicates"):
             self._execute("plan_all_mark_duplicates")
-            self._execute("plan_all_drop_duplicated")
+            self._execute("plan_all_withhold_duplicated")
         counts = self._row("plan_stats")
         counts["null_keys"] = counts["skipped"]
         counts["segment_rows"] = counts["skipped"] + counts["added"] + counts["duplicate_rows"]

@@ -16,7 +16,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "plan_all_full_refresh": ("plan_all", {"full_refresh": True}),
     "plan_all_duplicates": ("plan_all_duplicates", {}),
     "plan_all_mark_duplicates": ("plan_all_mark_duplicates", {}),
-    "plan_all_drop_duplicated": ("plan_all_drop_duplicated", {}),
+    "plan_all_withhold_duplicated": ("plan_all_withhold_duplicated", {}),
     # everyday plan
     "seg": ("seg", {}),
     "digest": ("digest", {"retry": False}),

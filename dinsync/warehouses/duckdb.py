@@ -137,6 +137,14 @@ _READER_ERROR_CLASSES = (("Out of Memory Error", duckdb.OutOfMemoryException),
                          ("IO Error", duckdb.IOException))
 
 
+_LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.S)
+
+
+def _is_delete(sql: str) -> bool:
+    """Whether a statement is a DELETE (its first keyword after comments)."""
+    return re.match(r"DELETE\b", sql[_LEADING_COMMENTS.match(sql).end():], re.I) is not None
+
+
 def _reader_error(exc: OSError) -> duckdb.Error:
     """The DuckDB exception an Arrow reader's OSError stands for (so that it is translated, with
     the memory hint for an out-of-memory error, like the same error raised by a statement)."""
@@ -301,13 +309,13 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._need(pool, threads)
         return True
 
-    def _retrying(self, run: Callable[[], Any]) -> Any:
-        """run(), again with more memory when it ran out (see GROW_RAM_SHARE)."""
+    def _retrying(self, run: Callable[[], Any], again: bool = True) -> Any:
+        """run(), again with more memory when it ran out (see GROW_RAM_SHARE), unless not `again`."""
         while True:
             try:
                 return run()
             except duckdb.OutOfMemoryException:
-                if not self._grow():
+                if not again or not self._grow():
                     raise
 
     @contextlib.contextmanager
@@ -344,7 +352,10 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def execute(self, sql: str, params: Params = None) -> int | None:
         sql, values = translate(sql, params, self.capabilities.paramstyle)
         cur = self.con
-        self._retrying(lambda: cur.execute(sql, values))
+        # Not a DELETE: DuckDB (2.0.1) refuses, for the rest of the process, the rows of a DELETE
+        # that ran out of memory ("Conflict on tuple deletion"), so running it again would turn an
+        # error whose hint says what to raise into one that says to run again.
+        self._retrying(lambda: cur.execute(sql, values), again=not _is_delete(sql))
         if cur.description is None:
             return None
         rows = cur.fetchall()  # always read to the end: a pending result blocks the connection

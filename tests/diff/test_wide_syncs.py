@@ -294,3 +294,51 @@ def test_keys_leaving_in_numbers_are_deleted_in_parts(tmp_path, monkeypatch):
     w._configured_limits = ("2MB", "2MB")
     w.size_for(1)  # DuckDB cannot free enough for 2 MB: the pool stays, the run goes on
     assert held.num_rows == rows - removed and w.query("SELECT 1 AS one").column(0)[0].as_py() == 1
+
+
+def test_a_delete_that_ran_out_of_memory_is_not_run_again(tmp_path):
+    """DuckDB refuses, for the rest of the process, the rows of a DELETE that ran out of memory
+    ("Conflict on tuple deletion", seen every time with 1M rows): running it again with a larger
+    pool would turn an out-of-memory error, whose hint says what to raise, into a conflict that
+    says to run again. So a DELETE is not run again: the user gets the out-of-memory error, and
+    the table is as it was."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="64MB")
+    w.execute("CREATE TABLE t AS SELECT i AS id FROM range(1000000) AS r(i)")
+    w.con.execute("SET memory_limit = '2MB'")
+    with pytest.raises(WarehouseUnavailable) as err:
+        w.execute("-- a comment first\nDELETE FROM t WHERE id % 7 = 0")
+    assert "out of memory" in str(err.value).lower() and "memory_limit" in (err.value.hint or "")
+    assert w.grown_to is None
+    assert w.query("SELECT COUNT(*) AS n FROM t").column(0)[0].as_py() == 1_000_000
+    w.con.execute("SET memory_limit = '2MB'")
+    w.execute("UPDATE t SET id = id + 1 WHERE id % 7 = 0")  # an UPDATE is run again with more
+    assert w.grown_to is not None
+    assert w.query("SELECT COUNT(*) AS n FROM t WHERE id % 7 = 1").column(0)[0].as_py() == 2 * 142_857 + 1
+
+
+def test_a_first_plan_withholds_duplicated_keys_after_running_out_of_memory(tmp_path):
+    """The rows of keys a first plan finds duplicated are withheld by an UPDATE of the plan
+    (plan_all_withhold_duplicated), which can run again with a larger pool when it ran out of
+    memory (a DELETE could not, see above). Here it starts under a 1 MB pool."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    rows = 300_000
+    w.execute(f"CREATE TABLE people AS SELECT 'u' || (i % {rows - 50_000}) || '@x.com' AS email, i AS score "
+              f"FROM range({rows}) AS t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("score", "score")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    run = w.execute
+
+    def execute(sql, params=None):
+        if "'withheld'" in sql:
+            w.con.execute("SET memory_limit = '1MB'")
+        return run(sql, params)
+
+    w.execute = execute
+    stats = p.plan()
+    assert w.grown_to is not None
+    assert (stats.duplicate_keys, stats.duplicate_rows, stats.added) == (50_000, 100_000, rows - 100_000)
+    sent = pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])
+    assert len(sent) == rows - 100_000 and len(set(sent.to_pylist())) == rows - 100_000
+    assert not {f"u{i}@x.com" for i in range(50_000)} & set(sent.to_pylist())

@@ -1,4 +1,4 @@
-DELETE FROM "dinsync_state"."plan_people_to_crm"
+UPDATE "dinsync_state"."plan_people_to_crm" SET "_op" = 'withheld'
 WHERE
   "_op" = 'added'
   AND "_kh" IN (
