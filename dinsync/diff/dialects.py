@@ -12,7 +12,8 @@ One entry per sqlglot dialect. A pattern is SQL text of that dialect with placeh
 A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
 
   DINSYNC_HASH(x)            64-bit hash of x's text form; never NULL (NULL has its own value)
-  DINSYNC_ROWHASH(a, ...)    order-sensitive hash of several non-NULL hashes
+  DINSYNC_ROWHASH(a, ...)    order-sensitive hash of several non-NULL hashes, whose DINSYNC_DIGEST
+                             over rows no structured change cancels (not XOR-linear in any argument)
   DINSYNC_FINGERPRINT(v...)  hash of a row's values: equal values (of equal types) give equal hashes
   DINSYNC_DIGEST(x)          order-independent aggregate of hashes, always compared with a row count
   DINSYNC_TRIM(x)            TRIM(x)
@@ -28,7 +29,10 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
     "duckdb": {
         # DuckDB's hash() maps NULL to a fixed non-NULL value, distinct from '' and 'NULL'.
         "DINSYNC_HASH": "HASH(CAST({x} AS VARCHAR))",
-        "DINSYNC_ROWHASH": "HASH({args})",
+        # HASH(a, b) is g(HASH(a)) XOR HASH(b): XOR-linear in b, so in a BIT_XOR digest two rows
+        # that swap fingerprints, or make the same change, cancel out ("nothing changed"). Hashing
+        # that once more (a multiplying finaliser, not XOR-linear) mixes key and fingerprint.
+        "DINSYNC_ROWHASH": "HASH(HASH({args}))",
         # native hash of the values (several times faster than their text), with the types' names
         # mixed in (TYPEOF is folded to a constant when the query is bound)
         "DINSYNC_FINGERPRINT": "HASH({args}, CONCAT_WS(',', {args_typeof}))",

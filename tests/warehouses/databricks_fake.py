@@ -17,8 +17,8 @@ fails the statement; links expire. A SQL error is HTTP 200 with `status.state: F
 Databricks-style message (`[ERROR_CLASS] ... SQLSTATE: xxxxx`).
 
 The SQL (Databricks dialect) is transpiled to DuckDB with sqlglot. XXHASH64 becomes DuckDB's
-HASH mapped onto the signed 64-bit range (a stable 64-bit hash, not the same values), as the
-Redshift tests do with FNV_HASH. `BEGIN ATOMIC ... END;` runs its statements in one DuckDB
+HASH (twice: see _xxhash64) mapped onto the signed 64-bit range (a stable 64-bit hash, not the
+same values), as the Redshift tests do with FNV_HASH. `BEGIN ATOMIC ... END;` runs its statements in one DuckDB
 transaction. Statements run one at a time (one DuckDB connection, one lock).
 """
 from __future__ import annotations
@@ -66,10 +66,13 @@ class SqlFailure(Exception):
 
 
 def _xxhash64(tree: exp.Expression) -> exp.Expression:
-    """XXHASH64(args) -> DuckDB's HASH(args) on the signed 64-bit range, innermost first."""
+    """XXHASH64(args) -> DuckDB's HASH(HASH(args)) on the signed 64-bit range, innermost first.
+    DuckDB's HASH of several values is XOR-linear in the last one (HASH(a, b) = g(HASH(a)) XOR
+    HASH(b)), which xxhash64's chaining of its arguments is not: hashed once more, it is not."""
     nodes = [n for n in tree.find_all(exp.Anonymous) if n.name.upper() == "XXHASH64"]
     for node in sorted(nodes, key=lambda n: n.depth, reverse=True):
-        hashed = exp.Anonymous(this="HASH", expressions=[a.copy() for a in node.expressions])
+        hashed = exp.Anonymous(this="HASH", expressions=[
+            exp.Anonymous(this="HASH", expressions=[a.copy() for a in node.expressions])])
         shifted = exp.Sub(this=exp.Cast(this=hashed, to=_duck_type("HUGEINT")),
                           expression=exp.Literal.number("9223372036854775808"))
         new = exp.Cast(this=exp.Paren(this=shifted), to=_duck_type("BIGINT"))

@@ -3,7 +3,7 @@ WITH "seg" AS (
   SELECT
     COALESCE("r"."_rkh" % 16384, 16384) AS "_b",
     COUNT(*) AS "_n",
-    BIT_XOR(HASH("r"."_rkh", "r"."_fp")) AS "_d"
+    BIT_XOR(HASH(HASH("r"."_rkh", "r"."_fp"))) AS "_d"
   FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
   GROUP BY
     COALESCE("r"."_rkh" % 16384, 16384)
@@ -12,7 +12,7 @@ WITH "seg" AS (
     COALESCE("s"."_rkh" % 16384, 16385) AS "_b",
     COUNT(*) AS "_n",
     COUNT(COALESCE("s"."_pfp", "s"."_fp")) AS "_n_fp",
-    BIT_XOR(HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp"))) AS "_d"
+    BIT_XOR(HASH(HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp")))) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     TRUE

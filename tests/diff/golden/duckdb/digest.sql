@@ -2,7 +2,7 @@ WITH "seg" AS (
   SELECT
     COUNT(*) AS "_n",
     COUNT("r"."_rkh") AS "_keyed",
-    BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH("r"."_rkh", "r"."_fp") END) AS "_d"
+    BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH(HASH("r"."_rkh", "r"."_fp")) END) AS "_d"
   FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
 ), "snap" AS (
   SELECT
@@ -12,7 +12,7 @@ WITH "seg" AS (
     BIT_XOR(
       CASE
         WHEN NOT "s"."_rkh" IS NULL
-        THEN HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp"))
+        THEN HASH(HASH("s"."_rkh", COALESCE("s"."_pfp", "s"."_fp")))
       END
     ) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"

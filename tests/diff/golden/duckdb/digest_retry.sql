@@ -2,14 +2,14 @@ WITH "seg" AS (
   SELECT
     COUNT(*) AS "_n",
     COUNT("r"."_rkh") AS "_keyed",
-    BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH("r"."_rkh", "r"."_fp") END) AS "_d"
+    BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH(HASH("r"."_rkh", "r"."_fp")) END) AS "_d"
   FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
 ), "snap" AS (
   SELECT
     COUNT(*) AS "_n",
     COUNT("s"."_rkh") AS "_n_rkh",
     COUNT("s"."_fp") AS "_n_fp",
-    BIT_XOR(CASE WHEN NOT "s"."_rkh" IS NULL THEN HASH("s"."_rkh", "s"."_fp") END) AS "_d"
+    BIT_XOR(CASE WHEN NOT "s"."_rkh" IS NULL THEN HASH(HASH("s"."_rkh", "s"."_fp")) END) AS "_d"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     NOT "s"."_synced_at" IS NULL
