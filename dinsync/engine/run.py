@@ -289,7 +289,8 @@ class SyncRun:
                                # a first sync's commits only insert: in whole blocks where that counts
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
         mapping = MappingPlan(
-            key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind, max_length=self.key_spec.max_length),
+            key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind, max_length=self.key_spec.max_length,
+                           planned=True),
             fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
                     for i, f in enumerate(self.cfg.fields)],
             region=self.destination.default_region(),

@@ -65,6 +65,12 @@ class KeyMapping:
     field: str  # destination identifier name, e.g. "email" or "userId"
     kind: str  # "email" | "phone" | "string"
     max_length: int | None = None
+    # `_key` is the plan's key, which the diff's SQL normalised (dinsync.diff.keys): an email key
+    # is then sent as it is. Normalised again here, two plan keys could become one identifier
+    # (Polars strips every whitespace character where the SQL trims spaces, and lowercases some
+    # letters of newer Unicode versions the SQL leaves alone), and one user would take the values
+    # of two rows. A plan key with a tab or a newline is rejected by the email check instead.
+    planned: bool = False
 
 
 @dataclass
@@ -242,7 +248,7 @@ def _key_ident(key: KeyMapping) -> pl.Expr:
     """The identifier to send (materialised as `_id` before it is checked)."""
     raw = pl.col("_key").cast(pl.String)
     if key.kind == "email":
-        return normalize_email(raw)
+        return raw if key.planned else normalize_email(raw)
     if key.kind == "phone":
         return pl.col("_key_e164")
     return raw

@@ -292,6 +292,23 @@ def test_international_addresses_reach_iterable_and_its_answer_decides(project):
     assert "a@localhost" not in project.snapshot_keys()
 
 
+def test_keys_that_differ_only_by_a_tab_or_newline_are_not_sent_as_one_user(project):
+    """The plan trims spaces only: 'x@example.com', 'x@example.com<TAB>' and
+    'x@example.com<LF>' are three keys. Each is sent as the plan's key, so the two with a control
+    character are rejected (whitespace) and one user gets the one clean row's values, instead of
+    one bulk request carrying three rows for one user."""
+    project.sql("insert into main.customers values (301, 'x@example.com', 'u-301', 'Clean', 'free', 1), "
+                "(302, 'x@example.com' || chr(9), 'u-302', 'Tab', 'free', 1), "
+                "(303, 'x@example.com' || chr(10), 'u-303', 'Newline', 'free', 1)")
+    run = project.sync()["runs"][0]
+    assert [u["dataFields"]["firstName"] for u in users_sent(project) if u["email"] == "x@example.com"] == ["Clean"]
+    assert sandbox_user(project, "x@example.com")["dataFields"]["firstName"] == "Clean"
+    assert (run["acknowledged"], run["rejected"]) == (21, 2)
+    reasons = [r[0] for r in project.sql("select reason from dinsync.rejections where key like 'x@example.com_'")]
+    assert len(reasons) == 2 and all("whitespace" in r or "control" in r for r in reasons), reasons
+    assert "x@example.com" in project.snapshot_keys() and not {"x@example.com\t", "x@example.com\n"} & project.snapshot_keys()
+
+
 def test_reserved_phone_number_field_is_sent_in_e164_or_rejected(project):
     project.sql("alter table main.customers add column phone varchar")
     project.sql("update main.customers set phone = '(415) 555-01' || lpad(cast(id as varchar), 2, '0')")

@@ -93,6 +93,18 @@ def test_valid_edge_email_keys_are_normalised_in_id_not_key():
     assert b.frame["_id"].to_list() == ["a+tag@sub.example.co.uk", "mixed.case@example.com", "x@xn--mnchen-3ya.de"]
 
 
+def test_a_plan_key_is_sent_as_it_is():
+    """With `planned`, `_key` is the plan's key, normalised by the diff's SQL: sent as it is, so
+    that no two plan keys become one identifier. A tab or newline the SQL's TRIM left is refused
+    (whitespace); a letter whose lowercase Polars and the SQL disagree on is left alone."""
+    keys = ["a@x.com", "a@x.com\t", "a@x.com\n", "\ua7cb@x.com"]
+    b = map_batch(plan(keys, [1, 2, 3, 4]), KeyMapping("email", "email", planned=True), fields("n"))
+    check_shape(b)
+    assert b.frame["_id"].to_list() == b.frame["_key"].to_list() == ["a@x.com", "\ua7cb@x.com"]
+    assert sorted(b.rejections["_key"].to_list()) == ["a@x.com\t", "a@x.com\n"]
+    assert all("is not a valid email" in r for r in reasons(b))
+
+
 def test_huge_key_is_truncated_in_reason():
     b = map_batch(plan(["x" * 100_000], [1]), EMAIL, fields("n"))
     [reason] = reasons(b)
