@@ -152,6 +152,7 @@ class RecordResult:
     key: str
     status: RecordStatus
     reason: str | None = None
+    field: str | None = None  # the destination field a rejection names, when it names one
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Outcome:
     retry_after: float | None = None
     throttled: bool = False  # this response was a 429
     pending: str | None = None  # done: records without a result await the outcome named by this token
+    field: str | None = None  # split: the field the rejection names, if it names one
 
 
 @dataclass

@@ -52,8 +52,20 @@ FAILED_LISTS: dict[str, tuple[str, str]] = {
     "notFoundUserIds": ("not_found", "Iterable: user not found"),
 }
 
-# Whole-request 400 codes that may be caused by a single user of the batch: split and retry.
-SPLIT_CODES = {"RequestFieldsTypesMismatched", "BatchTooLarge", "BadJsonBody", "BadParams", "InvalidEmailAddressError"}
+# Iterable's `code` of a whole-request failure (the Swagger file's enum), by what it says:
+# - about the users of the request (one user may be the cause): split, and a single user that
+#   still fails is rejected for its content (parked until it changes);
+SPLIT_CODES = {"RequestFieldsTypesMismatched", "BatchTooLarge", "BadJsonBody", "BadParams", "InvalidEmailAddressError",
+               "InvalidUserIdError", "ForgottenUserError", "EmailAlreadyExists", "UserIdAlreadyExists",
+               "ExternalKeyConflict"}
+# - a moment of Iterable's (send again after backoff; failed, sent next run, if it lasts);
+TRANSIENT_CODES = {"DatabaseError", "GenericError", "QueueEmailError", "RateLimitExceeded"}
+# - the key or the project (stop the run, whatever the HTTP status).
+FATAL_CODES = {"BadApiKey", "BadAuthorizationHeader", "Unauthorized", "Forbidden", "InvalidJwtPayload",
+               "JwtUserIdentifiersMismatched"}
+# Any other answer (an unknown code, a body that is not Iterable's JSON: a proxy's HTML page, an
+# empty 400, a 404 of a wrong base URL) says nothing about the users' data: they are failed, not
+# rejected, and sent again by the next run.
 
 
 class IterableSettings(BaseModel):
@@ -171,26 +183,40 @@ class IterableDestination(Destination):
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         data = _json_or_none(body)
         code = data.get("code") if isinstance(data, dict) else None
+        code = code if isinstance(code, str) else None
         msg = data.get("msg") if isinstance(data, dict) else None
-        if status in (401, 403):
+        if status in (401, 403) or code in FATAL_CODES:
             return Outcome(
                 "fatal",
                 reason=f"Iterable refused the API key (HTTP {status}{', ' + code if code else ''}): check that "
                 "the key is a server-side key of this project and data centre (region)",
             )
-        if status == 429 or status >= 500 or status == 408:
-            return Outcome("retry", reason=f"Iterable answered HTTP {status}", throttled=status == 429)
+        if status == 429 or status >= 500 or status == 408 or code in TRANSIENT_CODES:
+            throttled = status == 429 or code == "RateLimitExceeded"
+            return Outcome("retry", reason=_describe(status, code, msg), throttled=throttled)
         if request.context is LOOKUP:
-            if status == 200 and isinstance(data, dict):
+            if status == 200 and isinstance(data, dict) and code in (None, "Success"):
                 found = isinstance(data.get("user"), dict)
                 return Outcome("done", [RecordResult(request.keys[0], "ok" if found else "not_found",
                                                      None if found else "Iterable: user not found (update mode)")])
-            return Outcome("done", [RecordResult(request.keys[0], "failed", _describe(status, code, msg))])
+            if 400 <= status < 500 and code in SPLIT_CODES:  # e.g. a malformed email
+                return Outcome("done", [RecordResult(request.keys[0], "rejected", _describe(status, code, msg))])
+            return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             return Outcome("done", self._failed_updates(request, data))
-        if status in (400, 413) and (code in SPLIT_CODES or status == 413 or code is None):
-            return Outcome("split", reason=_describe(status, code, msg))
-        return Outcome("done", [RecordResult(k, "rejected", _describe(status, code, msg)) for k in request.keys])
+        if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
+            return Outcome("split", reason=_describe(status, code, msg), field=_offending_fields(data))
+        return self._unread(request, status, code, msg, body)
+
+    @staticmethod
+    def _unread(request: Request, status: int, code: str | None, msg, body: bytes) -> Outcome:
+        """An answer that says nothing about the users' data: every user of the request failed."""
+        if code is None:
+            text = body[:120].decode("utf-8", "replace").replace("\n", " ").strip()
+            why = f"Iterable HTTP {status} without Iterable's answer" + (f": {text!r}" if text else " (empty body)")
+        else:
+            why = _describe(status, code, msg)
+        return Outcome("done", [RecordResult(k, "failed", why) for k in request.keys])
 
     def _failed_updates(self, request: Request, data: dict) -> list[RecordResult]:
         lists = dict(data.get("failedUpdates") or {})
@@ -226,6 +252,15 @@ def _json_or_none(body: bytes):
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _offending_fields(data) -> str | None:
+    """The fields a type mismatch names (`params.validationErrors`, keyed `<project>:::<field>`)."""
+    params = data.get("params") if isinstance(data, dict) else None
+    errors = params.get("validationErrors") if isinstance(params, dict) else None
+    if not isinstance(errors, dict) or not errors:
+        return None
+    return ", ".join(sorted({str(name).rsplit(":::", 1)[-1] for name in errors}))
 
 
 def _describe(status: int, code: str | None, msg: str | None) -> str:

@@ -255,7 +255,7 @@ class Pipeline:
         """Count and record a record that was not acknowledged."""
         self._count(r)
         if r.status == "rejected":
-            self.commits.rejected(r.key, None, self.redact(r.reason) or "rejected")
+            self.commits.rejected(r.key, r.field, self.redact(r.reason) or "rejected")
         elif r.status != "ok":  # ok: e.g. a lookup that found the record
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
             if r.status == "failed" and self.failure is None:

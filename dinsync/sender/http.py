@@ -241,7 +241,7 @@ class HttpSender:
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
         if not request.splittable:
             why = self.redact(outcome.reason or "rejected by the destination")
-            return Delivered([], [RecordResult(k, "rejected", why) for k in request.keys])
+            return Delivered([], [RecordResult(k, "rejected", why, outcome.field) for k in request.keys])
         self._count(ep, "splits")
         tasks = [asyncio.ensure_future(self.deliver(half)) for half in request.split()]
         try:

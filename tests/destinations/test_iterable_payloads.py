@@ -134,3 +134,47 @@ def test_auth_header_and_secrets():
     d = destination()
     assert d.auth_headers() == {"Api-Key": KEY}
     assert KEY in d.secrets()
+
+
+@pytest.mark.parametrize("status,body,kind", [
+    (404, b"<html><body>Not Found</body></html>", "failed"),  # a wrong base URL, a proxy's page
+    (200, b"<html>maintenance</html>", "failed"),
+    (400, b"<html>Bad Request</html>", "failed"),
+    (400, b"", "failed"),
+    (400, b'{"msg": "?", "code": "SomethingNew"}', "failed"),  # a code this client does not know
+    (200, b'{"msg": "ok", "code": "Success"}', "failed"),  # not a bulkUpdate answer
+    (409, b'{"msg": "try again", "code": "GenericError"}', "retry"),
+    (400, b'{"msg": "db", "code": "DatabaseError"}', "retry"),
+    (400, b'{"msg": "slow down", "code": "RateLimitExceeded"}', "throttled"),
+    (409, b'{"msg": "Contact is GDPR forgotten", "code": "ForgottenUserError"}', "split"),
+    (400, b'{"msg": "bad", "code": "BadApiKey"}', "fatal"),
+])
+def test_answers_that_say_nothing_about_the_users_data_do_not_reject_them(status, body, kind):
+    """Only Iterable's own answer about the users (its per-user lists, or a whole-request code
+    about their data, split down to the user) rejects a row, which then waits until it changes.
+    Anything else fails the request's rows: sent again by the next run, never parked."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    out = d.parse(req, status, {}, body)
+    if kind == "failed":
+        assert out.kind == "done" and {r.status for r in out.results} == {"failed"} and len(out.results) == 2
+        assert f"HTTP {status}" in out.results[0].reason
+    elif kind == "throttled":
+        assert out.kind == "retry" and out.throttled
+    else:
+        assert out.kind == kind and not out.throttled
+
+
+def test_a_type_mismatch_names_its_field_and_a_lookup_of_a_malformed_email_is_rejected():
+    d = destination()
+    req = d.prepare(mapped(["a@x.com"]), spec()).requests[0]
+    body = orjson.dumps({"msg": "Project 3549: The request does not have the same data types", "code":
+                         "RequestFieldsTypesMismatched", "params": {"validationErrors": {"my_project:::ltv": {
+                             "incomingTypes": ["string"], "expectedType": "double", "offendingValue": "x"}}}})
+    out = d.parse(req, 400, {}, body)
+    assert out.kind == "split" and out.field == "ltv"
+    [lookup] = d.lookup_requests(["no-at-sign"], ["no-at-sign"], spec("update"))
+    out = d.parse(lookup, 400, {}, b'{"msg": "Invalid email", "code": "InvalidEmailAddressError"}')
+    assert [(r.status, r.reason) for r in out.results] == [("rejected", "Iterable HTTP 400 InvalidEmailAddressError: Invalid email")]
+    out = d.parse(lookup, 404, {}, b"<html>nope</html>")
+    assert [r.status for r in out.results] == ["failed"]

@@ -188,6 +188,19 @@ def test_failed_rows_say_why(project, monkeypatch):
     assert again["status"] == "success" and again["acknowledged"] == 20, again
 
 
+def test_a_proxy_page_instead_of_iterables_answer_fails_the_rows_and_parks_none(project):
+    """A 404 or 400 HTML page (a proxy, a wrong route) says nothing about the users' data: the
+    rows are failed, not rejected, and the next run delivers them."""
+    project.thread.script("bulkUpdate", error(404))
+    run = project.sync()["runs"][0]
+    assert run["status"] == "failed" and (run["failed"], run["rejected"]) == (20, 0), run
+    assert project.sql("select count(*) from dinsync.rejections where status = 'rejected'") == [(0,)]
+    project.thread.script("bulkUpdate", error(400))
+    assert project.sync()["runs"][0]["failed"] == 20
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 20, again
+
+
 def test_retry_after_as_http_date_is_honoured(project):
     project.thread.call(lambda: setattr(project.sandbox.options, "retry_after", "http-date"))
     project.thread.script("bulkUpdate", throttle(1), times=2)
@@ -208,8 +221,9 @@ def test_type_mismatch_isolates_the_bad_user(project):
     assert "runs" in result, result
     run = result["runs"][0]
     assert run["rejected"] == 1 and run["acknowledged"] == 19
-    [(key, reason)] = project.sql("select key, reason from dinsync.rejections")
+    [(key, field, reason)] = project.sql("select key, field, reason from dinsync.rejections")
     assert key == "user5@example.com" and "RequestFieldsTypesMismatched" in reason
+    assert field == "ltv_note"  # named by Iterable's params.validationErrors
 
 
 def test_validation_errors_stop_everything(project):
