@@ -217,6 +217,23 @@ class CommitMixin:
                 self._release_acked()
             return n["acknowledged"]
 
+    def commit_unsettled(self, keys: Any) -> int:
+        """Keys whose write failed but may have been applied: the snapshot forgets what it
+        delivered for them (unsettle_update), so that the next run sends them whatever their
+        values. Returns how many snapshot rows were unsettled."""
+        arr = _keys_array(keys)
+        if len(arr) == 0:
+            return 0
+        with self._lock:
+            try:
+                n = self._collect(arr)
+                if n["replace"]:
+                    with self.warehouse.transaction():
+                        self._execute("unsettle_update")
+            finally:
+                self._release_acked()
+            return n["replace"]
+
     def release_streamed(self, keys: Any) -> None:
         """Rows this run will not commit (failed, not found): let go of what the stream carried for
         them, so that the rows kept stay bounded by the rows in flight."""

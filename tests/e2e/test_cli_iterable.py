@@ -201,6 +201,28 @@ def test_a_proxy_page_instead_of_iterables_answer_fails_the_rows_and_parks_none(
     assert again["status"] == "success" and again["acknowledged"] == 20, again
 
 
+def test_a_write_applied_but_never_acknowledged_is_sent_again_when_the_model_goes_back(project, monkeypatch):
+    """user5 goes from 'free' to 'pro'; Iterable applies it but every answer is lost (a reset
+    after the write): the run fails. The model then goes back to 'free', the value delivered
+    before: the snapshot must not call that unchanged, since Iterable may hold 'pro'."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02, max_attempts=2))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("update main.customers set plan = 'pro' where id = 5")
+    project.thread.script("bulkUpdate", reset_after_apply(), times=2)
+    run = project.sync()["runs"][0]
+    assert run["status"] == "failed" and run["failed"] == 1, run
+    assert sandbox_user(project, "user5@example.com")["dataFields"]["plan"] == "pro"  # applied all the same
+    project.sql("update main.customers set plan = 'free' where id = 5")
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 1, again
+    assert sandbox_user(project, "user5@example.com")["dataFields"]["plan"] == "free"
+    assert project.sync()["runs"][0]["acknowledged"] == 0  # and then settled
+
+
 def test_retry_after_as_http_date_is_honoured(project):
     project.thread.call(lambda: setattr(project.sandbox.options, "retry_after", "http-date"))
     project.thread.script("bulkUpdate", throttle(1), times=2)

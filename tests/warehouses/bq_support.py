@@ -124,9 +124,10 @@ class Scenario:
         self.wh.write_arrow(self.model_dataset, self.table, pa.Table.from_pylist(
             [dict(zip(PEOPLE.names, r)) for r in rows], schema=PEOPLE), mode="replace")
 
-    def step(self, rows, *, ack=True, reject=(), delete_parts=None, **plan):
+    def step(self, rows, *, ack=True, reject=(), fail=(), delete_parts=None, **plan):
         """Plan `rows`; (stats, {key: op}, {key: changed fields}); then commit as a run would
-        (`delete_parts`: keys that left are deleted in parts of that many rows)."""
+        (`delete_parts`: keys that left are deleted in parts of that many rows; `fail`: keys whose
+        write failed, maybe applied)."""
         self.set_rows(rows)
         stats = self.p.plan(**plan)
         q = self.wh.quote
@@ -140,8 +141,10 @@ class Scenario:
         sendable = [k for b in self.p.stream_sendable(batch_rows=2) for k in b.column("_key").to_pylist()]
         if reject:
             self.p.commit_rejected([k for k in sendable if k in reject])
+        if fail:
+            self.p.commit_unsettled([k for k in sendable if k in fail])
         if ack:
-            self.p.commit_acknowledged([k for k in sendable if k not in reject])
+            self.p.commit_acknowledged([k for k in sendable if k not in reject and k not in fail])
             caps = self.p.warehouse.capabilities
             if delete_parts:
                 self.p.warehouse.capabilities = dataclasses.replace(caps, delete_part_rows=delete_parts)
@@ -197,6 +200,8 @@ def scenario_steps():
         ("after full refresh", changed[:3], {}, None),
         ("unacknowledged", changed[:3] + [("g@x.com", "G", 1)], {"ack": False}, None),
         ("sent again", changed[:3] + [("g@x.com", "G", 1)], {}, None),
+        ("failed write", changed[:3] + [("g@x.com", "G2", 1)], {"fail": {"g@x.com"}}, None),
+        ("failed write, values back", changed[:3] + [("g@x.com", "G", 1)], {}, None),  # g: every field
         ("new row rejected", changed[:3] + [("h@x.com", "H", 1)], {"reject": {"h@x.com"}}, None),
         ("layout upgrade", changed[:3] + [("h@x.com", "H", 1)], {}, "drop_internal_columns"),
         ("most buckets dirty", changed[:3] + [("i@x.com", "I", 1)], {"retry_rejected": True}, None),
