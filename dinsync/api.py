@@ -191,14 +191,14 @@ class Project:
         return sorted(self.config.models)
 
     @contextlib.contextmanager
-    def _open(self, check_models: bool = True, syncs: Callable[[Any], list[str]] | None = None
-              ) -> Iterator[tuple[Any, Any]]:
+    def _open(self, check_models: bool = True, syncs: Callable[[Any], list[str]] | None = None,
+              destination_secrets: bool = True) -> Iterator[tuple[Any, Any]]:
         """The project and its warehouse; `syncs` (project -> the syncs to run): only their models'
-        columns are checked."""
+        columns are checked; `destination_secrets=False`: nothing is sent (see `load_project`)."""
         from .operations import load, working_dir
 
         with working_dir(self.root):
-            project, wh = load(check_models, syncs=syncs)
+            project, wh = load(check_models, syncs=syncs, destination_secrets=destination_secrets)
             self.config = project
             try:
                 yield project, wh
@@ -251,7 +251,7 @@ class Project:
         """The last `limit` runs per sync (disabled syncs included), from the run log."""
         from .operations import status_runs
 
-        with self._open(check_models=False) as (project, wh):
+        with self._open(check_models=False, destination_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude, include_disabled=True)
             runs = status_runs(project, wh, chosen.names, limit)
         return StatusResult(runs=[Run.from_dict(r) for r in runs], notes=chosen.notes)
@@ -261,7 +261,7 @@ class Project:
         from . import redaction
         from .checks import check_models
 
-        with self._open() as (project, wh):
+        with self._open(destination_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude)
             report: CheckReport = check_models(project, wh, chosen.names, samples=samples, redact=redaction.redact)
         return CheckResult(models=report.models, exit_code=report.exit_code, notes=chosen.notes)

@@ -334,7 +334,7 @@ def status(names: Optional[list[str]] = NamesArg,
         from .report import run_from_log
         from .state import StateStore
 
-        project, wh = load(check_models=False)
+        project, wh = load(check_models=False, destination_secrets=False)
         try:
             chosen = choose(project, names, select, exclude, include_disabled=True)
             store = StateStore(wh, project.state_schema)
@@ -460,7 +460,7 @@ def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> 
     with handled(), in_project():
         from .ops.status import sync_statuses
 
-        project, wh = load(check_models=False)
+        project, wh = load(check_models=False, destination_secrets=False)
         try:
             chosen = choose(project, names, None, None, include_disabled=True)
             operator = make_operator(project, wh)
@@ -519,7 +519,7 @@ def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
         from .report import run_from_log
         from .state import StateStore
 
-        project, wh = load(check_models=False)
+        project, wh = load(check_models=False, destination_secrets=False)
         try:
             name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
@@ -545,7 +545,7 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
         from .state import StateStore
         from .state.syncstate import SyncStates
 
-        project, wh = load(check_models=False)
+        project, wh = load(check_models=False, destination_secrets=False)
         try:
             name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
@@ -580,7 +580,7 @@ def check(names: Optional[list[str]] = NamesArg,
 
         from .checks import check_models
 
-        project, wh = load()
+        project, wh = load(destination_secrets=False)
         try:
             report = check_models(project, wh, choose(project, names, select, exclude), samples=samples,
                                   redact=redaction.redact)

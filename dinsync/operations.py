@@ -34,12 +34,13 @@ def working_dir(root: Path) -> Iterator[Path]:
 
 
 def load(check_models: bool = True, root: Path | None = None,
-         syncs: Callable[[Any], list[str]] | None = None):
+         syncs: Callable[[Any], list[str]] | None = None, destination_secrets: bool = True):
     """Load and fully validate the project in `root` (default: the working directory); open its
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
     run log): no column check, and dbt refs that cannot be resolved are not an error. `syncs`
-    (project -> the syncs a command runs): only their models' columns are checked."""
+    (project -> the syncs a command runs): only their models' columns are checked.
+    `destination_secrets=False`: for commands that send nothing (see `load_project`)."""
     from .config import check_columns, load_project, load_warehouse_config
 
     root = Path(".") if root is None else Path(root)
@@ -48,7 +49,7 @@ def load(check_models: bool = True, root: Path | None = None,
         return lambda model: [c for c, _ in wh.columns(model.sql)]
 
     try:
-        project = load_project(root, dbt_strict=check_models)
+        project = load_project(root, dbt_strict=check_models, destination_secrets=destination_secrets)
     except ConfigError:
         if not check_models:
             raise
@@ -60,7 +61,7 @@ def load(check_models: bool = True, root: Path | None = None,
         if wh is None:
             raise
         try:
-            load_project(root, columns_of=columns_of(wh))
+            load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets)
         finally:
             wh.close()
         raise

@@ -69,10 +69,12 @@ class _ColumnUse:
 class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
-    def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True):
+    def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
+                 destination_secrets: bool = True):
         self.root = root
         self.env = env
         self.dbt_strict = dbt_strict
+        self.destination_secrets = destination_secrets
         # the dbt project (dinsync.config.dbt, loaded only when a model holds Jinja or dinsync.yml
         # says where dbt is): settings from dinsync.yml once it is read
         self.dbt_settings: tuple[Any, int | None] = (None, None)
@@ -547,7 +549,9 @@ class _Loader:
         if doc is None:
             return None
         if env:
-            self.issues += substitute_env(doc, self.env)
+            # a command that sends nothing may run without the destinations' variables
+            optional = None if self.destination_secrets else (lambda at: at[:1] == ("destinations",))
+            self.issues += substitute_env(doc, self.env, optional)
             self.secrets += doc.env_values
         if not isinstance(doc.data, dict):
             kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}, not a mapping"
@@ -604,7 +608,8 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
-                 columns_of: ColumnsOf | None = None, dbt_strict: bool = True) -> Project:
+                 columns_of: ColumnsOf | None = None, dbt_strict: bool = True,
+                 destination_secrets: bool = True) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
@@ -614,12 +619,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     `check_columns`). Those issues are reported together with all the others.
     `dbt_strict=False` (commands that only read the run log): a model whose dbt refs cannot be
     resolved (no manifest, a stale one...) is loaded with its SQL as written, not reported.
+    `destination_secrets=False` (commands that send nothing: status, runs, rejections, pause,
+    check): a `${env:NAME}` under `destinations:` that is not set is '' instead of an issue; the
+    warehouse's variables are still needed.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
                                        "pass the folder that holds dinsync.yml")])
-    loader = _Loader(root, environ() if env is None else env, dbt_strict)
+    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets)
     loader.load_project_file()
     loader.load_models()
     loader.check_dbt_adapter()

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -112,8 +112,10 @@ def _hashable(value: Any) -> bool:
     return True
 
 
-def substitute_env(doc: YamlDoc, env: Mapping[str, str]) -> list[ConfigIssue]:
-    """Replace `${env:NAME}` in every string value of `doc` (in place). Keys are left alone."""
+def substitute_env(doc: YamlDoc, env: Mapping[str, str],
+                   optional: Callable[[KeyPath], bool] | None = None) -> list[ConfigIssue]:
+    """Replace `${env:NAME}` in every string value of `doc` (in place). Keys are left alone. A
+    variable that is not set is an issue, unless `optional(path)`: then it is replaced by ''."""
     issues: list[ConfigIssue] = []
 
     def walk(value: Any, path: KeyPath) -> Any:
@@ -137,6 +139,8 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str]) -> list[ConfigIssue]:
             doc.env_paths.add(path)
             if name not in env:
                 doc.missing_env_paths.add(path)
+                if optional is not None and optional(path):
+                    return ""
                 issues.append(doc.issue(path, f"environment variable {name} is not set "
                                         f"(used by {_show_path(path)})", f"export {name}=..."))
                 return ""

@@ -268,6 +268,23 @@ def test_missing_env_variable_is_a_config_error(project, monkeypatch):
     assert "ITERABLE_TEST_KEY" in result.stdout
 
 
+def test_commands_that_send_nothing_run_without_the_destinations_variables(project, monkeypatch):
+    """status, runs, rejections, pause/resume and check read the warehouse only: an operator
+    without the platform's API key can run them; sync and validate still say the variable is
+    missing."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    for args in (("status",), ("runs", "iterable_users"), ("rejections", "iterable_users"),
+                 ("pause", "iterable_users"), ("resume", "iterable_users"), ("check",)):
+        result = project.cli(*args)
+        assert result.exit_code == 0, (args, result.stdout)
+        assert "ITERABLE_TEST_KEY" not in result.stdout, args
+    assert json.loads(project.cli("status").stdout)["runs"][0]["acknowledged"] == 20
+    for args in (("sync",), ("validate",)):
+        result = project.cli(*args)
+        assert result.exit_code == ExitCode.CONFIG_ERROR and "ITERABLE_TEST_KEY is not set" in result.stdout, args
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
