@@ -46,7 +46,7 @@ def load(check_models: bool = True, root: Path | None = None,
     root = Path(".") if root is None else Path(root)
 
     def columns_of(wh):
-        return lambda model: [c for c, _ in wh.columns(model.sql)]
+        return lambda model: wh.columns(model.sql)  # (name, type): types are checked too
 
     try:
         project = load_project(root, dbt_strict=check_models, destination_secrets=destination_secrets)

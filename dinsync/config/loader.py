@@ -54,7 +54,11 @@ MODEL_TYPES = ("user", "custom")
 _HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(NAME_PATTERN)
 
-ColumnsOf = Callable[[Model], list[str]]
+# model -> its column names, or (name, warehouse type) pairs (then the types are checked too)
+ColumnsOf = Callable[[Model], list[Any]]
+# Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
+# no Polars counterpart), anywhere in a column's type (e.g. INTERVAL[]).
+_UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -701,10 +705,13 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
     """Call `columns_of` once per model; report failing models, missing primary keys and columns."""
     issues: list[ConfigIssue] = []
     columns: dict[str, list[str] | None] = {}
+    types: dict[str, dict[str, str]] = {}
     for name, model in models.items():
         file = relative(model.path)
         try:
-            columns[name] = [str(c) for c in columns_of(model)]
+            found = list(columns_of(model))
+            columns[name] = [str(c[0]) if isinstance(c, tuple) else str(c) for c in found]
+            types[name] = {str(c[0]): str(c[1]) for c in found if isinstance(c, tuple)}
         except Exception as exc:  # the warehouse's message is what the user needs
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
@@ -720,11 +727,20 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
         if available is None:  # unknown or unparsed model, or it failed: reported elsewhere
             continue
         for what, column, line in use.uses:
-            message = f"{what} {column!r} is not a column of model {use.model}"
-            if column in available or (use.file, line, message) in seen:
+            kind = types.get(use.model, {}).get(column, "")
+            if column in available and _UNSENDABLE_TYPE.search(kind):
+                message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
+                hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR), or a number "
+                        f"(EXTRACT(EPOCH FROM {column}) for an interval's seconds)")
+            elif column in available:
+                continue
+            else:
+                message = f"{what} {column!r} is not a column of model {use.model}"
+                hint = _column_hint(column, available)
+            if (use.file, line, message) in seen:
                 continue
             seen.add((use.file, line, message))
-            issues.append(ConfigIssue(message, use.file, line, _column_hint(column, available)))
+            issues.append(ConfigIssue(message, use.file, line, hint))
     return issues
 
 

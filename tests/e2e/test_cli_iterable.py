@@ -285,6 +285,22 @@ def test_commands_that_send_nothing_run_without_the_destinations_variables(proje
         assert result.exit_code == ExitCode.CONFIG_ERROR and "ITERABLE_TEST_KEY is not set" in result.stdout, args
 
 
+def test_a_mapped_interval_column_is_a_config_error_not_a_crash(project):
+    """An INTERVAL column has no Polars counterpart: validate and sync name the column and how to
+    convert it in the model, before anything is planned."""
+    project.sql("alter table main.customers add column tenure interval")
+    project.sql("update main.customers set tenure = interval 3 day")
+    project.write(fields=("first_name: firstName", "tenure: tenure"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    for command in ("validate", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
+        [issue] = json.loads(result.stdout)["issues"]
+        assert "'tenure'" in issue["message"] and "INTERVAL" in issue["message"], issue
+        assert "CAST(tenure AS VARCHAR)" in issue["hint"]
+    assert users_sent(project) == []
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
