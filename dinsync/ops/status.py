@@ -21,6 +21,11 @@ from ..state.syncstate import SyncState, SyncStates
 def sync_statuses(project: Any, store: StateStore, names: Iterable[str]) -> list[dict[str, Any]]:
     names = list(names)
     last = {r["sync"]: r for r in store.last_runs(limit=1)}
+    running = [n for n in names if last.get(n, {}).get("status") == "running"]
+    for name in running:  # a run killed (kill -9, OOM) is `abandoned` now, not at the next run
+        store.clear_stale_lock(name)
+    if running:
+        last = {r["sync"]: r for r in store.last_runs(limit=1)}
     states = SyncStates(store).all()
     return [status_entry(project.syncs.get(n), n, states.get(n) or SyncState(n), last.get(n)) for n in names]
 

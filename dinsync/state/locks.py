@@ -59,7 +59,8 @@ class SyncLock:
         )
         return [LockRow(**r) for r in data]
 
-    def _clear_stale(self, sync: str, now: dt.datetime) -> None:
+    def clear_stale(self, sync: str, now: dt.datetime) -> None:
+        """Remove the sync's lock rows that expired or whose holder died; their runs are abandoned."""
         for row in self.rows(sync):
             expired = row.expires_at is not None and row.expires_at < now
             if expired or self.is_dead(row.holder):
@@ -93,7 +94,7 @@ class SyncLock:
         now = utcnow()
         try:
             with self.wh.transaction():
-                self._clear_stale(sync, now)
+                self.clear_stale(sync, now)
                 held = self.rows(sync)
                 if held:
                     raise self._busy(sync, held[0])
@@ -107,7 +108,7 @@ class SyncLock:
         try:
             with self.wh.transaction():
                 self.wh.execute(f"LOCK TABLE {self.table}")
-                self._clear_stale(sync, now)
+                self.clear_stale(sync, now)
                 held = self.rows(sync)
                 if held:
                     raise self._busy(sync, held[0])
@@ -118,7 +119,7 @@ class SyncLock:
 
     def _acquire_insert_verify(self, sync: str, run_id: str, ttl: float) -> None:
         now = utcnow()
-        self._clear_stale(sync, now)
+        self.clear_stale(sync, now)
         self._insert(sync, run_id, now, ttl, True)
         won = False
         try:

@@ -106,6 +106,10 @@ class StateStore:
         (expired, or its process on this host is gone, a zombie or a reused PID) is taken over."""
         self.lock.acquire(sync, run_id, ttl_seconds)
 
+    def clear_stale_lock(self, sync: str) -> None:
+        """Release the lock of a run that died (see acquire_lock), marking that run abandoned."""
+        self.lock.clear_stale(sync, utcnow())
+
     def refresh_lock(self, sync: str, run_id: str, ttl_seconds: float = 900) -> bool:
         """Extend this run's lock; False when it is no longer ours (the run must stop)."""
         return self.lock.refresh(sync, run_id, ttl_seconds)

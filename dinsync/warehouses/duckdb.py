@@ -240,7 +240,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             if "lock" in text.lower():
                 raise LockBusyError(
                     f"the DuckDB file {path} is in use by another process",
-                    hint="another dinsync run (or a tool such as dbt) holds it; wait for it to finish",
+                    hint="DuckDB lets one process open a database file at a time: another dinsync run (or a "
+                         "tool such as dbt) holds it; wait for it to finish (status, runs and rejections too)",
                 ) from None
             raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
         self._settings = _InstanceSettings.of(path, self._con)

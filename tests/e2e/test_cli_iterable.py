@@ -301,6 +301,32 @@ def test_a_mapped_interval_column_is_a_config_error_not_a_crash(project):
     assert users_sent(project) == []
 
 
+def test_status_shows_a_killed_run_as_abandoned_and_a_live_one_as_running(project):
+    """A run killed with -9 leaves its run `running` and its lock behind: status clears the lock of
+    a holder that died (as the next run would) and shows the run abandoned; a live holder's run
+    stays running."""
+    import socket
+    import subprocess
+    import sys
+
+    from dinsync.state.process import holder_id
+
+    assert project.sync()["runs"][0]["status"] == "success"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for run_id, holder in (("killed-run", f"{socket.gethostname()}:{dead.pid}:12345"), ("live-run", holder_id())):
+        project.sql("delete from dinsync.locks")
+        project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
+                    "values (?, 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')", run_id)
+        project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
+                    "values ('iterable_users', ?, ?, now()::timestamp, now()::timestamp + interval 1 hour, 1, false)",
+                    run_id, holder)
+        [entry] = json.loads(project.cli("status").stdout)["syncs"]
+        assert entry["last_run"]["run_id"] == run_id
+        assert entry["state"] == ("abandoned" if run_id == "killed-run" else "running"), entry
+    assert project.sql("select run_id from dinsync.locks") == [("live-run",)]
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
