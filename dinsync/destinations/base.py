@@ -146,6 +146,14 @@ class Request:
             self.rebuild(self.keys[mid:], self.items[mid:]),
         ]
 
+    def without(self, keys: set[str]) -> "Request | None":
+        """This batch request without the records of `keys` (None when none is left)."""
+        assert self.rebuild is not None and self.items is not None
+        kept = [(k, i) for k, i in zip(self.keys, self.items) if k not in keys]
+        if not kept:
+            return None
+        return self.rebuild([k for k, _ in kept], [i for _, i in kept])
+
 
 @dataclass
 class RecordResult:
@@ -165,7 +173,9 @@ class Outcome:
         a bulk job accepted for processing: the job id).
       - "retry": transient (429, 5xx, ...): send again after backoff (`retry_after` seconds if set).
       - "split": the batch was rejected as a whole for a reason that may be one record's fault:
-        retry its halves; a single record that still fails is rejected with `reason`.
+        retry its halves; a single record that still fails is rejected with `reason`. When the
+        destination could tell some guilty records from the answer (`results`: rejections), those
+        are rejected and the rest is sent again whole rather than halved.
       - "fatal": the run cannot go on (bad credentials, missing scopes): stop sending.
     """
 

@@ -205,7 +205,9 @@ class IterableDestination(Destination):
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             return Outcome("done", self._failed_updates(request, data))
         if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
-            return Outcome("split", reason=_describe(status, code, msg), field=_offending_fields(data))
+            reason, fields = _describe(status, code, msg), _offending_fields(data)
+            guilty = [RecordResult(k, "rejected", reason, fields) for k in _offending_users(request, data)]
+            return Outcome("split", guilty, reason=reason, field=fields)
         return self._unread(request, status, code, msg, body)
 
     @staticmethod
@@ -252,6 +254,28 @@ def _json_or_none(body: bytes):
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _offending_users(request: Request, data) -> list[str]:
+    """Keys of the users whose value of a mismatched field is the `offendingValue` Iterable quotes
+    (of the same JSON type): the same value has the same type for every user, so each of them
+    fails the same way. Without such an answer, none (the request is halved instead)."""
+    params = data.get("params") if isinstance(data, dict) else None
+    errors = params.get("validationErrors") if isinstance(params, dict) else None
+    if not isinstance(errors, dict) or not request.items:
+        return []
+    offending = [(str(name).rsplit(":::", 1)[-1], e["offendingValue"]) for name, e in errors.items()
+                 if isinstance(e, dict) and "offendingValue" in e]
+    if not offending:
+        return []
+    guilty = []
+    for key, item in zip(request.keys, request.items):
+        fields = orjson.loads(item).get("dataFields") or {}
+        for name, value in offending:
+            if name in fields and type(fields[name]) is type(value) and fields[name] == value:
+                guilty.append(key)
+                break
+    return guilty
 
 
 def _offending_fields(data) -> str | None:

@@ -243,6 +243,15 @@ class HttpSender:
             why = self.redact(outcome.reason or "rejected by the destination")
             return Delivered([], [RecordResult(k, "rejected", why, outcome.field) for k in request.keys])
         self._count(ep, "splits")
+        keys = set(request.keys)
+        guilty = {r.key for r in outcome.results if r.key in keys}
+        if guilty:  # the answer named them: the others go again together (each round drops one or more)
+            merged = Delivered([], [replace(r, reason=self.redact(r.reason)) for r in outcome.results
+                                    if r.key in guilty])
+            rest = request.without(guilty)
+            if rest is not None:
+                merged.merge(await self.deliver(rest))
+            return merged
         tasks = [asyncio.ensure_future(self.deliver(half)) for half in request.split()]
         try:
             parts = await asyncio.gather(*tasks)

@@ -178,3 +178,16 @@ def test_a_type_mismatch_names_its_field_and_a_lookup_of_a_malformed_email_is_re
     assert [(r.status, r.reason) for r in out.results] == [("rejected", "Iterable HTTP 400 InvalidEmailAddressError: Invalid email")]
     out = d.parse(lookup, 404, {}, b"<html>nope</html>")
     assert [r.status for r in out.results] == ["failed"]
+
+
+def test_a_type_mismatch_names_the_users_with_the_offending_value_of_the_same_type():
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"], plans=["1", "x", "y"], ltvs=[1.5, 2.5, 1.0]),
+                    spec()).requests[0]
+    body = orjson.dumps({"msg": "types", "code": "RequestFieldsTypesMismatched", "params": {"validationErrors": {
+        "p:::plan": {"expectedType": "long", "offendingValue": "x"},
+        "p:::ltv": {"expectedType": "long", "offendingValue": 1}}}})  # 1 is not 1.0: not c's value
+    out = d.parse(req, 400, {}, body)
+    assert out.kind == "split" and out.field == "ltv, plan"
+    assert [(r.key, r.status, r.field) for r in out.results] == [("b@x.com", "rejected", "ltv, plan")]
+    assert [r.key for r in d.parse(req, 400, {}, orjson.dumps({"code": "BadParams"})).results] == []

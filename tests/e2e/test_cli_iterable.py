@@ -246,6 +246,25 @@ def test_type_mismatch_isolates_the_bad_user(project):
     [(key, field, reason)] = project.sql("select key, field, reason from dinsync.rejections")
     assert key == "user5@example.com" and "RequestFieldsTypesMismatched" in reason
     assert field == "ltv_note"  # named by Iterable's params.validationErrors
+    # Iterable quoted the offending value: its user is rejected and the 19 others sent again in
+    # one request, instead of halving the batch down to the user
+    assert len(project.requests.bodies("/api/users/bulkUpdate")) - run["throttled"] == 1 + 2
+
+
+def test_a_whole_column_of_the_wrong_type_costs_one_request_per_row_not_two(project):
+    """Every user's value mismatches: each failed request rejects the user whose value Iterable
+    quoted (and any other user with that value) and sends the rest again; before, halving cost
+    2n - 1 requests for n users."""
+    project.sync()
+    project.requests.clear()
+    project.thread.call(lambda: project.sandbox.fields.__setitem__("plan", "double"))
+    project.sql("update main.customers set plan = 'plan ' || (id % 15)")  # 15 distinct values, 20 users
+    run = project.sync()["runs"][0]
+    assert (run["rejected"], run["acknowledged"]) == (20, 0), run
+    # (a 429 is possible: the sandbox's 1-s window may still hold the first sync's request)
+    assert len(project.requests.bodies("/api/users/bulkUpdate")) - run["throttled"] == 15
+    fields = {r[0] for r in project.sql("select field from dinsync.rejections where status = 'rejected'")}
+    assert fields == {"plan"}
 
 
 def test_validation_errors_stop_everything(project):
