@@ -132,6 +132,7 @@ class Request:
     rebuild: Callable[[list[str], list[bytes]], "Request"] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     context: Any = None  # destination-private data (e.g. the lookup kind)
+    resent: bool = False  # the rest of a batch whose guilty records were told apart (see Outcome)
 
     @property
     def splittable(self) -> bool:
@@ -175,7 +176,8 @@ class Outcome:
       - "split": the batch was rejected as a whole for a reason that may be one record's fault:
         retry its halves; a single record that still fails is rejected with `reason`. When the
         destination could tell some guilty records from the answer (`results`: rejections), those
-        are rejected and the rest is sent again whole rather than halved.
+        are rejected and the rest is sent again whole rather than halved (halved if it was such a
+        rest already: one bad record costs 2 requests, a column of bad values ~1 per value).
       - "fatal": the run cannot go on (bad credentials, missing scopes): stop sending.
     """
 

@@ -245,13 +245,21 @@ class HttpSender:
         self._count(ep, "splits")
         keys = set(request.keys)
         guilty = {r.key for r in outcome.results if r.key in keys}
-        if guilty:  # the answer named them: the others go again together (each round drops one or more)
+        if guilty:  # the answer named them: the others go again together, or halved if they failed so
             merged = Delivered([], [replace(r, reason=self.redact(r.reason)) for r in outcome.results
                                     if r.key in guilty])
             rest = request.without(guilty)
-            if rest is not None:
+            if rest is None:
+                return merged
+            rest.resent = True
+            if request.resent and rest.splittable:
+                merged.merge(await self._halves(rest))
+            else:
                 merged.merge(await self.deliver(rest))
             return merged
+        return await self._halves(request)
+
+    async def _halves(self, request: Request) -> Delivered:
         tasks = [asyncio.ensure_future(self.deliver(half)) for half in request.split()]
         try:
             parts = await asyncio.gather(*tasks)

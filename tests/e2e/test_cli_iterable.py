@@ -252,9 +252,9 @@ def test_type_mismatch_isolates_the_bad_user(project):
 
 
 def test_a_whole_column_of_the_wrong_type_costs_one_request_per_row_not_two(project):
-    """Every user's value mismatches: each failed request rejects the user whose value Iterable
-    quoted (and any other user with that value) and sends the rest again; before, halving cost
-    2n - 1 requests for n users."""
+    """Every user's value mismatches: each failed request rejects the users holding the value
+    Iterable quoted and sends the rest again (halved when it was such a rest already): one request
+    per distinct value, and a few more; before, halving alone cost 2n - 1 requests for n users."""
     project.sync()
     project.requests.clear()
     project.thread.call(lambda: project.sandbox.fields.__setitem__("plan", "double"))
@@ -262,7 +262,8 @@ def test_a_whole_column_of_the_wrong_type_costs_one_request_per_row_not_two(proj
     run = project.sync()["runs"][0]
     assert (run["rejected"], run["acknowledged"]) == (20, 0), run
     # (a 429 is possible: the sandbox's 1-s window may still hold the first sync's request)
-    assert len(project.requests.bodies("/api/users/bulkUpdate")) - run["throttled"] == 15
+    requests = len(project.requests.bodies("/api/users/bulkUpdate")) - run["throttled"]
+    assert 15 <= requests <= 20, requests  # (18 here; halving alone: 2 * 20 - 1 = 39)
     fields = {r[0] for r in project.sql("select field from dinsync.rejections where status = 'rejected'")}
     assert fields == {"plan"}
 
