@@ -20,7 +20,7 @@ Cost proportional to the keys committed, not to the plan or the snapshot:
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 
 def _keys_array(keys: Any):
@@ -179,60 +179,51 @@ class CommitMixin:
     def commit_acknowledged(self, keys: Any) -> int:
         """Record acknowledged added/changed keys in the snapshot, in one transaction: the hashes of
         the values the plan sent, its fingerprint, no parking. Returns how many plan rows that was."""
-        arr = _keys_array(keys)
-        if len(arr) == 0:
-            return 0
-        with self._lock:
-            try:
-                n = self._collect(arr)
-                if n["acknowledged"]:
-                    with self.warehouse.transaction():
-                        if n["replace"]:
-                            self._execute("commit_delete")
-                        self._execute("commit_insert")
-                    self._mark_done()
-            finally:
-                self._release_acked()
-            return n["acknowledged"]
+
+        def write(n: dict[str, int]) -> None:
+            if n["replace"]:
+                self._execute("commit_delete")
+            self._execute("commit_insert")
+
+        return self._commit_keys(keys, write)["acknowledged"]
 
     def commit_rejected(self, keys: Any) -> int:
         """Park added/changed keys rejected for their content: the snapshot records the plan's
         fingerprint as parked (what was delivered, if anything, is kept), so the row is not planned
         again until its values change. Not for transient failures (they are retried next run).
         Returns how many plan rows were parked."""
-        arr = _keys_array(keys)
-        if len(arr) == 0:
-            return 0
-        with self._lock:
-            try:
-                n = self._collect(arr)
-                if n["acknowledged"]:
-                    with self.warehouse.transaction():
-                        if n["replace"]:
-                            self._execute("park_update")
-                        if n["acknowledged"] > n["replace"]:
-                            self._execute("park_insert")
-                    self._mark_done()
-            finally:
-                self._release_acked()
-            return n["acknowledged"]
+
+        def write(n: dict[str, int]) -> None:
+            if n["replace"]:
+                self._execute("park_update")
+            if n["acknowledged"] > n["replace"]:
+                self._execute("park_insert")
+
+        return self._commit_keys(keys, write)["acknowledged"]
 
     def commit_unsettled(self, keys: Any) -> int:
         """Keys whose write failed but may have been applied: the snapshot forgets what it
         delivered for them (unsettle_update), so that the next run sends them whatever their
-        values. Returns how many snapshot rows were unsettled."""
+        values. Only rows the snapshot holds are touched. Returns how many were unsettled."""
+        return self._commit_keys(keys, lambda n: self._execute("unsettle_update"), needs="replace")["replace"]
+
+    def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None],
+                     needs: str = "acknowledged") -> dict[str, int]:
+        """Collect the plan rows of `keys` (_collect) and, when `needs` counts some, `write` them in
+        one transaction; committed rows are remembered (_mark_done). Returns _collect's counts."""
         arr = _keys_array(keys)
         if len(arr) == 0:
-            return 0
+            return {"acknowledged": 0, "replace": 0}
         with self._lock:
             try:
                 n = self._collect(arr)
-                if n["replace"]:
+                if n[needs]:
                     with self.warehouse.transaction():
-                        self._execute("unsettle_update")
+                        write(n)
+                    self._mark_done()
             finally:
                 self._release_acked()
-            return n["replace"]
+            return n
 
     def release_streamed(self, keys: Any) -> None:
         """Rows this run will not commit (failed, not found): let go of what the stream carried for
