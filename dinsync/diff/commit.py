@@ -201,23 +201,25 @@ class CommitMixin:
 
         return self._commit_keys(keys, write)["acknowledged"]
 
-    def commit_unsettled(self, keys: Any) -> int:
-        """Keys whose write failed but may have been applied: the snapshot forgets what it
-        delivered for them (unsettle_update), so that the next run sends them whatever their
-        values. Only rows the snapshot holds are touched. Returns how many were unsettled."""
-        return self._commit_keys(keys, lambda n: self._execute("unsettle_update"), needs="replace")["replace"]
+    def unsettle_sendable(self) -> None:
+        """Before sending: the snapshot forgets what it delivered for the keys about to be sent
+        (unsettle_sendable.sql), so that a write applied but never acknowledged (a reset after
+        the write, a stop or a kill -9 while it was in flight) is sent again by the next run, even
+        when the model went back to the values delivered before. Acknowledged rows' commits write
+        their new values."""
+        with self._lock:
+            self._execute("unsettle_sendable")
 
-    def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None],
-                     needs: str = "acknowledged") -> dict[str, int]:
-        """Collect the plan rows of `keys` (_collect) and, when `needs` counts some, `write` them in
-        one transaction; committed rows are remembered (_mark_done). Returns _collect's counts."""
+    def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None]) -> dict[str, int]:
+        """Collect the plan rows of `keys` (_collect) and `write` them in one transaction; committed
+        rows are remembered (_mark_done). Returns _collect's counts."""
         arr = _keys_array(keys)
         if len(arr) == 0:
             return {"acknowledged": 0, "replace": 0}
         with self._lock:
             try:
                 n = self._collect(arr)
-                if n[needs]:
+                if n["acknowledged"]:
                     with self.warehouse.transaction():
                         write(n)
                     self._mark_done()

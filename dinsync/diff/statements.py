@@ -51,7 +51,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "commit_insert": ("commit_insert", {}),
     "park_update": ("park_update", {}),
     "park_insert": ("park_insert", {}),
-    "unsettle_update": ("unsettle_update", {}),
+    "unsettle_sendable": ("unsettle_sendable", {}),
     "removed_count": ("removed_count", {"in_parts": False}),
     "commit_removed": ("commit_removed", {"in_parts": False}),
     "removed_count_part": ("removed_count", {"in_parts": True}),

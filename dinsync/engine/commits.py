@@ -152,12 +152,10 @@ class Checkpointer:
             self.inserted += ok
         if batch.rows:
             self.state.add_rejections(self.run_id, self.sync, batch.rows)
-            # failed / not found: sent again by the next run, never committed by this one; a failed
-            # write may have been applied all the same: the snapshot forgets what it delivered
-            self.planner.commit_unsettled([key for key, _, status, _ in batch.rows
-                                           if key is not None and status == "failed"])
+            # failed / not found: sent again by the next run, never committed by this one (a failed
+            # write may have been applied all the same: its snapshot row was unsettled before sending)
             self.planner.release_streamed([key for key, _, status, _ in batch.rows
-                                           if key is not None and status == "not_found"])
+                                           if key is not None and status != "rejected"])
         self.progress("checkpoint", {"acknowledged": len(batch.acked) + len(batch.pending_ok),
                                      "committed": self.committed})
 

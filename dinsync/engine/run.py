@@ -201,6 +201,8 @@ class SyncRun:
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
+            if not stats.first_sync:  # (a first sync's snapshot holds none of the keys)
+                self.planner.unsettle_sendable()
             # a first sync's commits only insert: the adapter may lower its memory meanwhile
             with self.wh.streaming(replacing=not stats.first_sync):
                 import asyncio  # only when something is sent

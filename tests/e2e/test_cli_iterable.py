@@ -223,6 +223,37 @@ def test_a_write_applied_but_never_acknowledged_is_sent_again_when_the_model_goe
     assert project.sync()["runs"][0]["acknowledged"] == 0  # and then settled
 
 
+def test_writes_cut_off_in_flight_by_an_outage_stop_are_sent_again_when_the_model_goes_back(project, monkeypatch):
+    """Every bulkUpdate is applied, then its connection reset: the run stops on the outage with
+    requests still in flight (cancelled, never reported as failed). The model goes back to the
+    values delivered before: every user Iterable changed is sent again, since the snapshot
+    forgot, before sending, what it had delivered for the rows it was about to send."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.05, cap=0.05, max_attempts=2))
+    project.write(destination_extra="    rate_limits: {bulk_update: null}\n")
+    project.seed(200)
+    project.thread.call(lambda: setattr(project.sandbox.options, "max_users_per_bulk", 10))
+    project.thread.call(lambda: project.sandbox.options.rate_limits.update(bulkUpdate=None))
+    project.write(destination_extra="    rate_limits: {bulk_update: null}\n    bulk_max_users: 10\n")
+    first = project.sync()["runs"][0]
+    assert first["acknowledged"] == 200, first
+    project.sql("update main.customers set plan = 'pro'")
+    project.thread.script("bulkUpdate", reset_after_apply(), times=1000)
+    run = project.sync()["runs"][0]
+    assert run["status"] == "failed" and "answered none" in run["error"], run
+    pro = project.thread.call(lambda: sum(u["dataFields"].get("plan") == "pro" for u in project.sandbox.users))
+    assert 0 < pro < 200
+    project.thread.call(lambda: project.sandbox.faults.clear())
+    project.sql("update main.customers set plan = 'free'")
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success", again
+    assert project.thread.call(lambda: sorted({u["dataFields"].get("plan") for u in project.sandbox.users})) == ["free"]
+    assert project.sync()["runs"][0]["acknowledged"] == 0
+
+
 def test_retry_after_as_http_date_is_honoured(project):
     project.thread.call(lambda: setattr(project.sandbox.options, "retry_after", "http-date"))
     project.thread.script("bulkUpdate", throttle(1), times=2)

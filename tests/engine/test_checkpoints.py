@@ -26,9 +26,6 @@ class Recorder:
         self.parked.append(len(keys))
         return len(keys)
 
-    def commit_unsettled(self, keys):
-        return 0
-
     def release_streamed(self, keys):
         pass
 

@@ -127,7 +127,7 @@ class Scenario:
     def step(self, rows, *, ack=True, reject=(), fail=(), delete_parts=None, **plan):
         """Plan `rows`; (stats, {key: op}, {key: changed fields}); then commit as a run would
         (`delete_parts`: keys that left are deleted in parts of that many rows; `fail`: keys whose
-        write failed, maybe applied)."""
+        write failed, maybe applied: not committed)."""
         self.set_rows(rows)
         stats = self.p.plan(**plan)
         q = self.wh.quote
@@ -139,10 +139,10 @@ class Scenario:
         extra = {"field_changes": self.p.field_change_counts(), "duplicates": self.p.duplicates_sample(5),
                  "sample": [self.p.sample(op, limit=20) for op in ("added", "changed")]}
         sendable = [k for b in self.p.stream_sendable(batch_rows=2) for k in b.column("_key").to_pylist()]
+        if sendable and not stats.first_sync:  # as a run does before sending
+            self.p.unsettle_sendable()
         if reject:
             self.p.commit_rejected([k for k in sendable if k in reject])
-        if fail:
-            self.p.commit_unsettled([k for k in sendable if k in fail])
         if ack:
             self.p.commit_acknowledged([k for k in sendable if k not in reject and k not in fail])
             caps = self.p.warehouse.capabilities

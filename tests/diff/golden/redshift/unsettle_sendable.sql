@@ -3,9 +3,9 @@ FROM (
   SELECT
     "p"."_kh",
     "p"."_key"
-  FROM "dinsync_state"."acked_people_to_crm" AS "p"
+  FROM "dinsync_state"."plan_people_to_crm" AS "p"
   WHERE
-    "p"."_replace"
+    "p"."_op" IN ('added', 'changed') AND "p"."_prior"
 ) AS "r"
 WHERE
   "s"."_kh" = "r"."_kh" AND "s"."_key" = "r"."_key"
