@@ -57,8 +57,8 @@ _NAME = re.compile(NAME_PATTERN)
 # model -> its column names, or (name, warehouse type) pairs (then the types are checked too)
 ColumnsOf = Callable[[Model], list[Any]]
 # Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
-# no Polars counterpart), anywhere in a column's type (e.g. INTERVAL[]).
-_UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION)\b", re.IGNORECASE)
+# no Polars counterpart; no field kind writes a map), anywhere in a column's type (e.g. INTERVAL[]).
+_UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION|MAP)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -229,6 +229,12 @@ class _Loader:
             except ValidationError as exc:
                 ok = False
                 self.issues += validation_issues(exc, doc, at, settings_model)
+        for key, value in settings if settings is not None and self.destination_secrets else ():
+            if (isinstance(value, SecretStr) and not value.get_secret_value()  # e.g. ${env:KEY} set to ''
+                    and at + (key,) not in doc.missing_env_paths):  # (an unset variable is its own issue)
+                ok = False
+                self.issues.append(doc.issue(at + (key,), f"destinations.{name}.{key} is empty",
+                                             "set it, e.g. from an environment variable: ${env:NAME}"))
         rate_limits = raw.get("rate_limits")
         for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
             if endpoint not in cls.limits:
@@ -730,8 +736,8 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             kind = types.get(use.model, {}).get(column, "")
             if column in available and _UNSENDABLE_TYPE.search(kind):
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
-                hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR), or a number "
-                        f"(EXTRACT(EPOCH FROM {column}) for an interval's seconds)")
+                hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "
+                        f"number (EXTRACT(EPOCH FROM {column}): seconds), a map as JSON (to_json({column}))")
             elif column in available:
                 continue
             else:

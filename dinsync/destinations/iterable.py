@@ -204,10 +204,12 @@ class IterableDestination(Destination):
             return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             return Outcome("done", self._failed_updates(request, data))
+        if status == 413 and code is None and len(request.keys) == 1:
+            return self._unread(request, status, code, msg, body)  # (a proxy's cap: rows over 4 MB never leave)
         if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
-            reason, fields = _describe(status, code, msg), _offending_fields(data)
-            guilty = [RecordResult(k, "rejected", reason, fields) for k in _offending_users(request, data)]
-            return Outcome("split", guilty, reason=reason, field=fields)
+            reason = _describe(status, code, msg)
+            guilty = [RecordResult(k, "rejected", reason, fields) for k, fields in _offending_users(request, data)]
+            return Outcome("split", guilty, reason=reason, field=_offending_fields(data))
         return self._unread(request, status, code, msg, body)
 
     @staticmethod
@@ -256,10 +258,10 @@ def _json_or_none(body: bytes):
         return None
 
 
-def _offending_users(request: Request, data) -> list[str]:
-    """Keys of the users whose value of a mismatched field is the `offendingValue` Iterable quotes
-    (of the same JSON type): the same value has the same type for every user, so each of them
-    fails the same way. Without such an answer, none (the request is halved instead)."""
+def _offending_users(request: Request, data) -> list[tuple[str, str]]:
+    """(key, fields) of the users whose value of a mismatched field is the `offendingValue` Iterable
+    quotes (of the same JSON type): the same value has the same type for every user, so each of
+    them fails the same way. Without such an answer, none (the request is halved instead)."""
     params = data.get("params") if isinstance(data, dict) else None
     errors = params.get("validationErrors") if isinstance(params, dict) else None
     if not isinstance(errors, dict) or not request.items:
@@ -271,10 +273,10 @@ def _offending_users(request: Request, data) -> list[str]:
     guilty = []
     for key, item in zip(request.keys, request.items):
         fields = orjson.loads(item).get("dataFields") or {}
-        for name, value in offending:
-            if name in fields and type(fields[name]) is type(value) and fields[name] == value:
-                guilty.append(key)
-                break
+        names = sorted({name for name, value in offending
+                        if name in fields and type(fields[name]) is type(value) and fields[name] == value})
+        if names:
+            guilty.append((key, ", ".join(names)))
     return guilty
 
 

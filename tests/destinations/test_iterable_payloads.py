@@ -148,6 +148,7 @@ def test_auth_header_and_secrets():
     (400, b'{"msg": "slow down", "code": "RateLimitExceeded"}', "throttled"),
     (409, b'{"msg": "Contact is GDPR forgotten", "code": "ForgottenUserError"}', "split"),
     (400, b'{"msg": "bad", "code": "BadApiKey"}', "fatal"),
+    (413, b"Request Entity Too Large", "split"),  # halved: smaller requests may pass a proxy's cap
 ])
 def test_answers_that_say_nothing_about_the_users_data_do_not_reject_them(status, body, kind):
     """Only Iterable's own answer about the users (its per-user lists, or a whole-request code
@@ -189,5 +190,15 @@ def test_a_type_mismatch_names_the_users_with_the_offending_value_of_the_same_ty
         "p:::ltv": {"expectedType": "long", "offendingValue": 1}}}})  # 1 is not 1.0: not c's value
     out = d.parse(req, 400, {}, body)
     assert out.kind == "split" and out.field == "ltv, plan"
-    assert [(r.key, r.status, r.field) for r in out.results] == [("b@x.com", "rejected", "ltv, plan")]
+    assert [(r.key, r.status, r.field) for r in out.results] == [("b@x.com", "rejected", "plan")]  # b's own field
     assert [r.key for r in d.parse(req, 400, {}, orjson.dumps({"code": "BadParams"})).results] == []
+
+
+def test_a_single_user_refused_by_a_proxys_413_is_failed_not_rejected():
+    """Rows over Iterable's 4 MB cap never leave (mapping); a proxy's smaller cap is not the data's
+    fault: a single user it still refuses is failed (sent again), not parked."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com"]), spec()).requests[0]
+    out = d.parse(req, 413, {}, b"Request Entity Too Large")
+    assert out.kind == "done" and [r.status for r in out.results] == ["failed"]
+    assert d.parse(req, 413, {}, b'{"msg": "too big", "code": "BatchTooLarge"}').kind == "split"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 
 from dinsync.errors import ExitCode
 from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
@@ -336,18 +337,20 @@ def test_commands_that_send_nothing_run_without_the_destinations_variables(proje
         assert result.exit_code == ExitCode.CONFIG_ERROR and "ITERABLE_TEST_KEY is not set" in result.stdout, args
 
 
-def test_a_mapped_interval_column_is_a_config_error_not_a_crash(project):
-    """An INTERVAL column has no Polars counterpart: validate and sync name the column and how to
-    convert it in the model, before anything is planned."""
-    project.sql("alter table main.customers add column tenure interval")
-    project.sql("update main.customers set tenure = interval 3 day")
+@pytest.mark.parametrize("column_type,value", [("interval", "interval 3 day"), ("map(varchar, integer)", "map {'a': 1}")])
+def test_a_mapped_interval_or_map_column_is_a_config_error_not_a_crash(project, column_type, value):
+    """An INTERVAL column has no Polars counterpart (the sync crashed), no field kind writes a MAP
+    (every row was rejected): validate and sync name the column and how to convert it in the
+    model, before anything is planned."""
+    project.sql(f"alter table main.customers add column tenure {column_type}")
+    project.sql(f"update main.customers set tenure = {value}")
     project.write(fields=("first_name: firstName", "tenure: tenure"))
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     for command in ("validate", "sync"):
         result = project.cli(command)
         assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
         [issue] = json.loads(result.stdout)["issues"]
-        assert "'tenure'" in issue["message"] and "INTERVAL" in issue["message"], issue
+        assert "'tenure'" in issue["message"] and column_type.split("(")[0].upper() in issue["message"], issue
         assert "CAST(tenure AS VARCHAR)" in issue["hint"]
     assert users_sent(project) == []
 
@@ -508,3 +511,14 @@ def test_only_a_first_sync_sends_under_duckdbs_inserting_pool(project, monkeypat
     assert pools == [(False, "33.3 MiB"), (True, "86.7 MiB")]
     assert blocks == [122_880, None]
     assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)}
+
+
+def test_an_empty_api_key_is_a_config_error(project, monkeypatch):
+    """An API key variable set to '' would be sent and refused (401) by Iterable: validate and
+    sync say it is empty before anything is sent."""
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "")
+    for command in ("validate", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
+        assert "destinations.iterable.api_key is empty" in result.stdout
+    assert users_sent(project) == []
