@@ -380,19 +380,29 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         sql, values = translate(sql, params, self.capabilities.paramstyle)
-        cur = self._con.cursor()  # its own cursor: other statements may run while we stream
-        try:
-            with contextlib.suppress(duckdb.Error):  # (a DuckDB without the setting)
-                cur.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
-            reader = cur.sql(sql, params=values).to_arrow_reader(batch_rows)
+        emitted = False
+        while True:
+            cur = self._con.cursor()  # its own cursor: other statements may run while we stream
             try:
-                for batch in reader:
-                    if batch.num_rows:
-                        yield batch
-            except OSError as exc:
-                raise _reader_error(exc) from None
-        finally:
-            cur.close()
+                with contextlib.suppress(duckdb.Error):  # (a DuckDB without the setting)
+                    cur.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
+                try:
+                    for batch in cur.sql(sql, params=values).to_arrow_reader(batch_rows):
+                        if batch.num_rows:
+                            emitted = True
+                            yield batch
+                    return
+                except OSError as exc:
+                    error = _reader_error(exc)
+                except duckdb.OutOfMemoryException as exc:
+                    error = exc
+                # Out of memory before the first batch (e.g. a few rows of megabytes each, whose
+                # strings a chunk pins at once): nothing was read, so the stream starts again with
+                # a larger pool. Later, rows already read would be read twice: the error stands.
+                if emitted or not isinstance(error, duckdb.OutOfMemoryException) or not self._grow():
+                    raise error
+            finally:
+                cur.close()
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:

@@ -342,3 +342,17 @@ def test_a_first_plan_withholds_duplicated_keys_after_running_out_of_memory(tmp_
     sent = pa.concat_arrays([b.column(0) for b in p.stream_sendable(100_000)])
     assert len(sent) == rows - 100_000 and len(set(sent.to_pylist())) == rows - 100_000
     assert not {f"u{i}@x.com" for i in range(50_000)} & set(sent.to_pylist())
+
+
+def test_a_stream_of_a_few_megabyte_rows_starts_again_with_a_larger_pool(tmp_path):
+    """30 rows of 1 MB among 1,000 small ones: the strings a chunk pins at once exceed the pool a
+    first sync sends under. Nothing was read yet, so the stream starts again with a larger pool
+    instead of failing every run."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute("CREATE TABLE t AS SELECT i AS id, CASE WHEN i < 30 THEN repeat('x', 1000000) ELSE 'y' END AS v "
+              "FROM range(1030) AS r(i)")
+    w.size_for(1)
+    with w.streaming(replacing=False):
+        w._need("8MB", 1)  # (what a narrow first sync's inserting pool could be, smaller still)
+        rows = sum(b.num_rows for b in w.stream("SELECT id, v FROM t"))
+    assert rows == 1030 and w.grown_to is not None
