@@ -203,12 +203,18 @@ class CommitMixin:
 
     def unsettle_sendable(self) -> None:
         """Before sending: the snapshot forgets what it delivered for the keys about to be sent
-        (unsettle_sendable.sql), so that a write applied but never acknowledged (a reset after
-        the write, a stop or a kill -9 while it was in flight) is sent again by the next run, even
+        (unsettle_stage.sql), so that a write applied but never acknowledged (a reset after the
+        write, a stop or a kill -9 while it was in flight) is sent again by the next run, even
         when the model went back to the values delivered before. Acknowledged rows' commits write
         their new values."""
         with self._lock:
-            self._execute("unsettle_sendable")
+            try:
+                self._execute("unsettle_stage")
+                with self.warehouse.transaction():
+                    self._execute("unsettle_delete")
+                    self._execute("unsettle_insert")
+            finally:
+                self._drop("unsettle")
 
     def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None]) -> dict[str, int]:
         """Collect the plan rows of `keys` (_collect) and `write` them in one transaction; committed

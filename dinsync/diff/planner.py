@@ -128,7 +128,7 @@ class Planner(CommitMixin, PendingMixin):
         self.ack_table = f"ack_{sync}"
         self.pending_table = f"pend_{sync}"
         self._pending_ready = False  # pend_<sync> exists with a column per mapped field (pending.py)
-        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked")
+        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked", "unsettle")
         self.scratch_tables = {t: f"{t}_{sync}" for t in scratch}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)

@@ -51,7 +51,9 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "commit_insert": ("commit_insert", {}),
     "park_update": ("park_update", {}),
     "park_insert": ("park_insert", {}),
-    "unsettle_sendable": ("unsettle_sendable", {}),
+    "unsettle_stage": ("unsettle_stage", {}),
+    "unsettle_delete": ("unsettle_delete", {}),
+    "unsettle_insert": ("unsettle_insert", {}),
     "removed_count": ("removed_count", {"in_parts": False}),
     "commit_removed": ("commit_removed", {"in_parts": False}),
     "removed_count_part": ("removed_count", {"in_parts": True}),
@@ -70,7 +72,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pending_forget": ("pending_forget", {}),
     "pending_tokens": ("pending_tokens", {}),
 }
-for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked"):
+for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked", "unsettle"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
 
 # Statements that need a row-position column (Capabilities.row_position).

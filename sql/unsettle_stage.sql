@@ -5,8 +5,11 @@
 -- held the old values, a model that went back to them would be called unchanged and the
 -- platform would keep the unacknowledged value. An acknowledged row's commit writes its new
 -- values; any other row is sent again by the next run, whatever its values.
-UPDATE {{ snapshot }} AS s
-SET _fp = NULL, _pfp = NULL{% for f in fields %}, {{ f.snap }} = NULL{% endfor %}
-FROM (SELECT p._kh, p._key FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior) AS r
-WHERE s._kh = r._kh
-  AND s._key = r._key
+-- Step 1 of 3: what is kept of those rows. Then, in one transaction, unsettle_delete and
+-- unsettle_insert (on DuckDB, an UPDATE of 20k rows of 1M spread over every row group took
+-- 0.2 s, the commit rewriting each updated column; the delete and insert 0.04 s, as commits do).
+CREATE TABLE {{ unsettle }} AS
+SELECT s._key, s._synced_at, s._kh, s._rkh
+FROM {{ snapshot }} AS s
+WHERE s._kh IN (SELECT p._kh FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)
+  AND s._key IN (SELECT p._key FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)

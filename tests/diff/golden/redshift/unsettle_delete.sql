@@ -1,0 +1,12 @@
+DELETE FROM "dinsync_state"."snap_people_to_crm"
+WHERE
+  "_kh" IN (
+    SELECT
+      "u"."_kh"
+    FROM "dinsync_state"."unsettle_people_to_crm" AS "u"
+  )
+  AND "_key" IN (
+    SELECT
+      "u"."_key"
+    FROM "dinsync_state"."unsettle_people_to_crm" AS "u"
+  )
