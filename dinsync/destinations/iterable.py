@@ -258,13 +258,19 @@ def _json_or_none(body: bytes):
         return None
 
 
+def _validation_errors(data) -> dict:
+    """A type mismatch's `params.validationErrors` (`<project>:::<field>` -> details), or {}."""
+    params = data.get("params") if isinstance(data, dict) else None
+    errors = params.get("validationErrors") if isinstance(params, dict) else None
+    return errors if isinstance(errors, dict) else {}
+
+
 def _offending_users(request: Request, data) -> list[tuple[str, str]]:
     """(key, fields) of the users whose value of a mismatched field is the `offendingValue` Iterable
     quotes (of the same JSON type): the same value has the same type for every user, so each of
     them fails the same way. Without such an answer, none (the request is halved instead)."""
-    params = data.get("params") if isinstance(data, dict) else None
-    errors = params.get("validationErrors") if isinstance(params, dict) else None
-    if not isinstance(errors, dict) or not request.items:
+    errors = _validation_errors(data)
+    if not errors or not request.items:
         return []
     offending = [(str(name).rsplit(":::", 1)[-1], e["offendingValue"]) for name, e in errors.items()
                  if isinstance(e, dict) and "offendingValue" in e]
@@ -282,9 +288,8 @@ def _offending_users(request: Request, data) -> list[tuple[str, str]]:
 
 def _offending_fields(data) -> str | None:
     """The fields a type mismatch names (`params.validationErrors`, keyed `<project>:::<field>`)."""
-    params = data.get("params") if isinstance(data, dict) else None
-    errors = params.get("validationErrors") if isinstance(params, dict) else None
-    if not isinstance(errors, dict) or not errors:
+    errors = _validation_errors(data)
+    if not errors:
         return None
     return ", ".join(sorted({str(name).rsplit(":::", 1)[-1] for name in errors}))
 
