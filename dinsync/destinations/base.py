@@ -210,9 +210,14 @@ class Delivered:
 
 @dataclass
 class Rejection:
+    """A row prepare() refused. `park`: refused for its own content (parked until its values
+    change); False for a row withheld because of another row (e.g. two keys the platform reads
+    as one): recorded, and planned again by the next run."""
+
     key: str | None
     reason: str
     field: str | None = None
+    park: bool = True
 
 
 @dataclass

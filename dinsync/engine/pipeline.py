@@ -174,7 +174,7 @@ class Pipeline:
     async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
         prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
         for rej in prepared.rejections:
-            self.commits.rejected(rej.key, rej.field, self.redact(rej.reason))
+            self.commits.rejected(rej.key, rej.field, self.redact(rej.reason), park=rej.park)
             self.s.rejected += 1
         for request in prepared.requests:
             if self._stopping() or self.fatal is not None:

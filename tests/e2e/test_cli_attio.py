@@ -270,6 +270,23 @@ def test_duplicate_matching_keys_are_withheld(attio):
     assert "duplicated matching key" in json.loads(result.stdout)["runs"][0]["error"]
 
 
+def test_domains_attio_reads_as_one_company_are_sent_once_the_model_holds_one(attio):
+    p = attio
+    p.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                 match_field="domains", fields=COMPANY_FIELDS)
+    p.sql("insert into main.companies values ('COMPANY1.com', 'Shouting', 1, 'gold')")
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (5, 2)
+    assert set(p.rejections()) == {"company1.com", "COMPANY1.com"}
+    assert company(p, "company1.com") is None
+    # the model is fixed: the row left standing never changed, yet it is sent (withheld, not parked)
+    p.sql("delete from main.companies where domain = 'COMPANY1.com'")
+    fixed = p.run()
+    assert (fixed["added"], fixed["acknowledged"], fixed["rejected"]) == (1, 1, 0)
+    assert company(p, "company1.com")["name"] == "Company 1"
+    assert p.snapshot_keys("attio_companies") == {f"company{i}.com" for i in range(1, 7)}
+
+
 # ------------------------------------------------------------------ transient failures
 def test_429_bursts_are_retried_after_the_http_date(attio):
     p = attio

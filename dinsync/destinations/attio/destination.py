@@ -347,7 +347,8 @@ def _auth_reason(status: int, data: Any) -> str:
 
 def _same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
     """Rows of a batch whose domains Attio would read as the same company (e.g. `Acme.com` and
-    `https://acme.com/`): withheld, like duplicated keys."""
+    `https://acme.com/`): withheld, like duplicated keys, and not parked: once the model holds one
+    of them, the next run sends it (its own values never changed)."""
     import polars as pl
 
     from .values import normalise_domain
@@ -361,6 +362,6 @@ def _same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, lis
         return frame, []
     rejected = [Rejection(k, f'key "{key_field}": {i!r} is the same domain for Attio as another row of the model '
                              f"({f!r}); make the model's domains unique after lowercasing and trimming scheme "
-                             "and path")
+                             "and path", park=False)
                 for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup))]
     return frame.filter(~dup), rejected
