@@ -163,6 +163,29 @@ def test_strings_scalars_and_lists_for_structured_and_multiselect_values(fresh):
     assert stored["name"]["first_name"] == "Ada" and stored["phone_numbers"] == ["+442079460958", "+33612345678"]
 
 
+def test_currency_amounts_are_sent_with_at_most_4_decimals(fresh):
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["ltv"])
+    pre = run_preflight(dest, spec)
+    # computed DOUBLEs (a third, a float sum), exponents, and amounts that are fine as they are
+    amounts = [1 / 3, 0.1 + 0.2, -2.718281828, 1e-7, 12.5, 1999, 1234567.123456, 1.5e-3]
+    rows = [{"key": f"c{i}@example.com", "ltv": a} for i, a in enumerate(amounts)]
+    prepared = dest.prepare(mapped(rows, "email_addresses", ["ltv"], pre.kinds, "email"), spec)
+    check_spec(prepared.requests)
+    sent = [orjson.loads(r.body)["data"]["values"]["ltv"][0]["currency_value"] for r in prepared.requests]
+    assert sent == [0.3333, 0.3, -2.7183, 0.0, 12.5, 1999, 1234567.1235, 0.0015]
+    for request in prepared.requests:  # the text itself: no more than 4 digits after the point
+        text = orjson.loads(request.body)["data"]["values"]["ltv"][0]
+        assert len(repr(text["currency_value"]).partition(".")[2]) <= 4
+    fresh.call(lambda: setattr(sandbox.options, "excess_decimals", "reject"))  # Attio's documented maximum
+    try:
+        assert [r.problems for r in deliver_all(dest, prepared.requests)] == [[]] * len(amounts)
+    finally:
+        fresh.call(lambda: setattr(sandbox.options, "excess_decimals", "round"))
+    assert fresh.call(lambda: sandbox.plain(sandbox.find_person("c0@example.com")))["ltv"] == 0.3333
+
+
 def test_companies_domains_multiselect_and_references_to_people(fresh):
     sandbox = fresh.sandbox
     dest = destination(fresh)

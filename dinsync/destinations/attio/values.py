@@ -5,7 +5,7 @@ form the OpenAPI file's `values` schema describes, accepted by Attio's type page
 multi-value attributes alike. Per type:
   - text, number, checkbox, date, timestamp, rating, select and status (by title), email-address,
     domain, phone-number (E.164 from the mapping): `[v]`;
-  - currency: `[{"currency_value": n}]`;
+  - currency: `[{"currency_value": n}]`, n rounded to 4 decimal places (the spec's maximum);
   - personal-name: a struct -> `{"first_name", "last_name", "full_name"}` (missing parts "", full name
     computed); a string as is (Attio reads "Last name(s), First name(s)");
   - location: a struct -> every property (missing ones null, coordinates as strings); a string as is;
@@ -38,6 +38,9 @@ WRAP = {"currency": ('[{"currency_value":', "}]")}
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+CURRENCY_DECIMALS = 4
+# a JSON number with more than 4 decimals (or a negative exponent)
+_EXCESS_DECIMALS = r"^-?[0-9]+(?:\.[0-9]{5,}(?:[eE][+-]?[0-9]+)?|(?:\.[0-9]+)?[eE]-[0-9]+)$"
 # A record reference by value: the unique attribute used for each target object.
 REFERENCE_BY = {"companies": ("domains", "domain"), "people": ("email_addresses", "email_address")}
 
@@ -142,6 +145,8 @@ class ValueShaper:
         import polars as pl
 
         before, after = WRAP.get(self.attr.type, ("[", "]"))
+        if self.attr.type == "currency":
+            t = currency_json(t)
         return (pl.when(t == "null").then(pl.lit("[]"))
                 .when(t.str.starts_with("[")).then(t)  # already an array (e.g. `type: json`)
                 .when(t.str.starts_with("{")).then(pl.concat_str([pl.lit("["), t, pl.lit("]")]))  # an object form
@@ -175,6 +180,8 @@ class ValueShaper:
         return item
 
     def _currency(self, item: Any) -> Any:
+        if isinstance(item, float):
+            item = round(item, CURRENCY_DECIMALS)
         return item if isinstance(item, dict) else {"currency_value": item}
 
     def _personal_name(self, item: Any) -> Any:
@@ -210,6 +217,18 @@ class ValueShaper:
             raise ValueError(f"a reference to {target} is given by record id (UUID), not {item[:100]!r}")
         slug, prop = REFERENCE_BY[target]
         return {"target_object": target, slug: [{prop: item.strip()}]}
+
+
+def currency_json(t: pl.Expr) -> pl.Expr:
+    """JSON text of a currency amount, rounded to the 4 decimal places Attio takes ("A decimal
+    with a max of 4 decimal places", spec `currency_value`): a computed DOUBLE such as 1.0 / 3 or
+    0.1 + 0.2 would otherwise get the row refused. Other texts (integers, up to 4 decimals,
+    `null`, objects, arrays) are left as they are."""
+    import polars as pl
+
+    excess = t.str.contains(_EXCESS_DECIMALS)
+    rounded = pl.struct(t.cast(pl.Float64, strict=False).round(CURRENCY_DECIMALS).alias("a")).struct.json_encode()
+    return pl.when(excess).then(rounded.str.slice(5).str.head(-1)).otherwise(t)
 
 
 def _as_is(item: Any) -> Any:
