@@ -163,6 +163,24 @@ def test_strings_scalars_and_lists_for_structured_and_multiselect_values(fresh):
     assert stored["name"]["first_name"] == "Ada" and stored["phone_numbers"] == ["+442079460958", "+33612345678"]
 
 
+def test_coordinates_are_written_in_decimal_notation(fresh):
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["primary_location"])
+    pre = run_preflight(dest, spec)
+    places = [(0.00001, -0.0000001), (51.5, -0.1278), (-90, 180)]  # near the equator / meridian: tiny floats
+    rows = [{"key": f"g{i}@example.com", "primary_location": {"locality": "X", "latitude": lat, "longitude": lon}}
+            for i, (lat, lon) in enumerate(places)]
+    prepared = dest.prepare(mapped(rows, "email_addresses", ["primary_location"], pre.kinds, "email"), spec)
+    check_spec(prepared.requests)
+    sent = [orjson.loads(r.body)["data"]["values"]["primary_location"][0] for r in prepared.requests]
+    assert [(s["latitude"], s["longitude"]) for s in sent] == [("0.00001", "-0.0000001"), ("51.5", "-0.1278"),
+                                                                ("-90.0", "180.0")]
+    assert [r.problems for r in deliver_all(dest, prepared.requests)] == [[], [], []]
+    stored = fresh.call(lambda: sandbox.plain(sandbox.find_person("g0@example.com")))
+    assert stored["primary_location"]["latitude"] == "0.00001"
+
+
 def test_currency_amounts_are_sent_with_at_most_4_decimals(fresh):
     sandbox = fresh.sandbox
     dest = destination(fresh)

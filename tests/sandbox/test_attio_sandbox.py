@@ -258,6 +258,9 @@ def test_required_custom_attribute(make):
 
 
 # ------------------------------------------------------------------ value validation per type
+LOCATION = {"line_1": "1 Infinite Loop", "line_2": None, "line_3": None, "line_4": None, "locality": "Cupertino",
+            "region": "CA", "postcode": "95014", "country_code": "US", "latitude": "37.331741",
+            "longitude": "-122.030333"}
 GOOD = [  # attribute, written value, stored (plain) value
     ("notes", "hello", "hello"), ("notes", {"value": "hi"}, "hi"), ("notes", ["one"], "one"),
     ("visits", 42, 42), ("visits", {"value": 3.14159}, 3.1416), ("visits", -1.5, -1.5),
@@ -277,10 +280,9 @@ GOOD = [  # attribute, written value, stored (plain) value
     ("name", {"first_name": "A", "last_name": "B", "full_name": "A B"}, {"first_name": "A", "last_name": "B",
                                                                            "full_name": "A B"}),
     ("tags", ["a", {"option": "b"}, "a"], ["a", "b"]),
+    ("primary_location", {**LOCATION, "latitude": "-90", "longitude": "+180.000"},
+     {**LOCATION, "latitude": "-90", "longitude": "+180.000"}),
 ]
-LOCATION = {"line_1": "1 Infinite Loop", "line_2": None, "line_3": None, "line_4": None, "locality": "Cupertino",
-            "region": "CA", "postcode": "95014", "country_code": "US", "latitude": "37.331741",
-            "longitude": "-122.030333"}
 BAD = [  # attribute, written value, error code
     ("notes", 5, "validation_type"), ("notes", {"text": "x"}, "validation_type"), ("notes", ["a", "b"], "validation_type"),
     ("visits", "42", "validation_type"), ("visits", True, "validation_type"),
@@ -300,6 +302,9 @@ BAD = [  # attribute, written value, error code
     ("name", {"first_name": "Ada", "last_name": "Lovelace"}, "validation_type"),
     ("primary_location", {k: v for k, v in LOCATION.items() if k != "latitude"}, "validation_type"),
     ("primary_location", {**LOCATION, "country_code": "USA"}, "validation_type"),
+    ("primary_location", {**LOCATION, "latitude": "1e-05"}, "validation_type"),  # the spec's pattern
+    ("primary_location", {**LOCATION, "latitude": "90.5"}, "validation_type"),
+    ("primary_location", {**LOCATION, "longitude": "-180.01"}, "validation_type"),
     ("employer", [{"target_object": "people", "target_record_id": "891dcbfc-9141-415d-9b2a-2238a6cc012d"}],
      "validation_type"),
     ("employer", [{"target_object": "companies", "target_record_id": "891dcbfc-9141-415d-9b2a-2238a6cc012d"}],

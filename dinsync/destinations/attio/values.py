@@ -198,7 +198,7 @@ class ValueShaper:
         out.update({k: v for k, v in item.items() if k not in out})  # unknown keys: Attio decides
         for k in ("latitude", "longitude"):
             if isinstance(out[k], (int, float)) and not isinstance(out[k], bool):
-                out[k] = repr(out[k])
+                out[k] = _coordinate(out[k])
         return out
 
     def _record_reference(self, item: Any) -> Any:
@@ -229,6 +229,15 @@ def currency_json(t: pl.Expr) -> pl.Expr:
     excess = t.str.contains(_EXCESS_DECIMALS)
     rounded = pl.struct(t.cast(pl.Float64, strict=False).round(CURRENCY_DECIMALS).alias("a")).struct.json_encode()
     return pl.when(excess).then(rounded.str.slice(5).str.head(-1)).otherwise(t)
+
+
+def _coordinate(number: float) -> str:
+    """A coordinate as the spec's pattern takes it: decimal notation, never an exponent (repr(1e-05)
+    is '1e-05'); Attio keeps 9 decimal places."""
+    text = repr(number)
+    if "e" in text or "E" in text:
+        text = f"{number:.9f}".rstrip("0").rstrip(".")
+    return text
 
 
 def _as_is(item: Any) -> Any:

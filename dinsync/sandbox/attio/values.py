@@ -27,6 +27,9 @@ COUNTRY_CODES = frozenset((
     "TO TT TN TR TM TC TV UG UA AE GB US UM UY UZ VU VE VN VG VI WF EH YE ZM ZW BQ KP SX").split())
 LOCATION_KEYS = ("line_1", "line_2", "line_3", "line_4", "locality", "region", "postcode", "country_code",
                  "latitude", "longitude")
+# The spec's patterns for a location's coordinates (`input-value`, location: latitude, longitude).
+COORDINATES = {"latitude": re.compile(r"^[-+]?([1-8]?\d(\.\d+)?|90(\.0+)?)$"),
+               "longitude": re.compile(r"^[-+]?(180(\.0+)?|((1[0-7]\d)|([1-9]?\d))(\.\d+)?)$")}
 TEXT_MAX_BYTES = 10 * 1024 * 1024  # "They have a max size of 10mb"
 _ISO = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?)?)?"
                   r"(Z|z|[+-]\d{2}(?::?\d{2})?)?")
@@ -317,6 +320,9 @@ class ValueParser:
             raise invalid_value(attr.slug, "location properties are strings or null", i)
         if item["country_code"] is not None and item["country_code"] not in COUNTRY_CODES:
             raise invalid_value(attr.slug, "country_code must be an ISO 3166-1 alpha-2 code", i)
+        for key, pattern in COORDINATES.items():
+            if item[key] is not None and not pattern.match(item[key]):
+                raise invalid_value(attr.slug, f"{key} must match {pattern.pattern}", i)
         return {k: item[k] for k in LOCATION_KEYS}
 
     def _record_reference(self, attr, item, i):
