@@ -51,7 +51,8 @@ Undocumented behaviour: our choices, all `AttioOptions` fields (default in brack
   (the spec forbids them only in `data` of assert/PATCH/PUT). A records query needs a JSON body (`{}`
   at least: the spec marks it required); unknown query parameters are ignored.
 * Assert without a value for the matching attribute: 400 `missing_value`.
-* Numbers/currency with more than 4 decimals [`excess_decimals="round"`, or "reject"]; phone numbers must
+* Currency amounts with more than 4 decimals (the spec's maximum; its answer is not documented)
+  [`excess_decimals="round"`, or "reject"]; numbers are 64-bit floats, kept as given; phone numbers must
   be possible [`phone_validation="possible"`, or "valid"] (Attio's own example +15558675309 is not a
   "valid" number for libphonenumber).
 * Which requests are reads: GET, and the records query [`query_is_read=True`]; window [`window="sliding"`,

@@ -198,16 +198,17 @@ class ValueParser:
             raise invalid_value(attr.slug, "text values are limited to 10 MB", i)
         return {"value": value}
 
-    def _decimal(self, attr, value, i, what: str):
+    def _decimal(self, attr, value, i, what: str, places: int | None = None):
+        """A JSON number; `places`: the most decimal places it may have (currency: 4)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise invalid_value(attr.slug, f"expected a number for {what}", i)
-        if isinstance(value, float) and Decimal(repr(value)).as_tuple().exponent < -4:
+        if places is not None and isinstance(value, float) and Decimal(repr(value)).as_tuple().exponent < -places:
             if self.settings.excess_decimals == "reject":
                 raise invalid_value(attr.slug, "at most 4 decimal places", i)
             value = round(value, 4)
         return value
 
-    def _number(self, attr, item, i):
+    def _number(self, attr, item, i):  # "Numbers are persisted as 64 bit floats" (spec): kept as given
         return {"value": self._decimal(attr, self._unwrap(attr, item, "value", i), i, "a number attribute")}
 
     def _currency(self, attr, item, i):
@@ -220,7 +221,7 @@ class ValueParser:
             if not parsed.is_finite():
                 raise invalid_value(attr.slug, "expected a finite number", i)
             value = float(parsed)
-        return {"currency_value": self._decimal(attr, value, i, "a currency attribute"),
+        return {"currency_value": self._decimal(attr, value, i, "a currency attribute", 4),
                 "currency_code": attr.currency_code}
 
     def _checkbox(self, attr, item, i):
