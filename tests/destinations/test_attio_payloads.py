@@ -374,6 +374,10 @@ def test_parse_write_answers():
         fatal = d.parse(_write(), status, {}, _body(status, "missing_scopes", "no"))
         assert fatal.kind == "fatal" and "record_permission:read-write and object_configuration:read" in fatal.reason
     assert describe(502, None) == "Attio HTTP 502"
+    # a proxy's page instead of Attio's JSON: its words say what happened
+    page = b"<html><head><title>413 Request Entity Too Large</title></head>\n<body><h1>413</h1> nginx</body></html>"
+    [too_big] = d.parse(_write(), 413, {}, page).results
+    assert (too_big.status, too_big.reason) == ("rejected", "Attio HTTP 413: 413 Request Entity Too Large 413 nginx")
 
 
 def test_parse_lookup_pairs_records_with_keys_as_attio_normalises_them():

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -49,6 +50,7 @@ from .values import ValueShaper, key_filter_value, key_value_json, match_form, s
 if TYPE_CHECKING:
     import polars as pl
 
+_TAG = re.compile(r"<[^>]*>")
 WRITE, READ = "write", "read"  # endpoint names: Attio's two token-wide rate classes
 ATTRIBUTES_PAGE = 100
 SCOPE_TEXT = " and ".join(SCOPES)
@@ -266,26 +268,26 @@ class AttioDestination(Destination):
             return Outcome("fatal", reason=_auth_reason(status, data))
         ctx = request.context
         if isinstance(ctx, _Lookup):
-            return self._parse_lookup(request, ctx, status, data)
+            return self._parse_lookup(request, ctx, status, data, body)
         if isinstance(ctx, _Capture):
             if status == 200 and isinstance(data, dict):
                 ctx.data = data
                 return Outcome("done")
-            return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data))])
+            return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data, body))])
         if 200 <= status < 300:
             return Outcome("done")
-        reason = describe(status, data)
+        reason = describe(status, data, body)
         if status == 404 and isinstance(ctx, _Write) and ctx.by_id and _record_missing(data):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
                                                  reason + " (deleted since the lookup; update mode never creates)")])
         kind = "rejected" if 400 <= status < 500 else "failed"
         return Outcome("done", [RecordResult(k, kind, reason) for k in request.keys])  # type: ignore[arg-type]
 
-    def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any) -> Outcome:
+    def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
             if 400 <= status < 500:  # e.g. a key Attio cannot filter on: isolate it
-                return Outcome("split", reason=describe(status, data))
-            return Outcome("done", [RecordResult(k, "failed", describe(status, data)) for k in request.keys])
+                return Outcome("split", reason=describe(status, data, body))
+            return Outcome("done", [RecordResult(k, "failed", describe(status, data, body)) for k in request.keys])
         key_attr = ctx.key
         found: set[str] = set()
         for record in data["data"]:
@@ -321,11 +323,13 @@ def _record_missing(data: Any) -> bool:
     return isinstance(message, str) and message.startswith("Record with ID")
 
 
-def describe(status: int, data: Any) -> str:
-    """Attio's answer in a rejection reason: status, code, message and validation details."""
+def describe(status: int, data: Any, body: bytes = b"") -> str:
+    """Attio's answer in a rejection reason: status, code, message and validation details; for an
+    answer that is not Attio's JSON (e.g. a proxy's HTML page), the start of its text."""
     text = f"Attio HTTP {status}"
     if not isinstance(data, dict):
-        return text
+        words = " ".join(_TAG.sub(" ", body[:2000].decode("utf-8", "replace")).split())
+        return f"{text}: {words[:200]}" if words else text
     if data.get("code"):
         text += f" {data['code']}"
     if data.get("message"):
