@@ -10,6 +10,10 @@
   contact; an item "already exists" is updated with `PATCH` instead. A whole-request 400 (one
   invalid contact makes Splio refuse the batch) is split in halves until the bad contact is alone.
 * `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
+* A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
+  (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
+  "no Route matched", a proxy's 400 page) fails the rows, which the next run sends again, instead
+  of parking them or reporting them not found.
 * Limits: 20 requests/s on the contact endpoints, 10/s on the others, per client IP; a 429 carries
   `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it.
 """
@@ -68,6 +72,18 @@ def _json(body: bytes) -> Any:
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def is_splio_error(body: bytes) -> bool:
+    """Whether `body` is Splio's error envelope `{"status": ..., "errors": [...]}` (not a proxy's or a
+    gateway's page): only then does a 400 / 404 speak about the contact itself."""
+    data = _json(body)
+    return isinstance(data, dict) and isinstance(data.get("errors"), list)
+
+
+def _not_splio(key: str, status: int, body: bytes) -> RecordResult:
+    return RecordResult(key, "failed", f"{describe(status, body)} (not Splio's error envelope: a proxy or gateway "
+                                       "answered; sent again next run)")
 
 
 def describe(status: int, body: bytes) -> str:
@@ -162,13 +178,17 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
     if isinstance(ctx, BulkContext):
         if status in (200, 201, 207):
             return Outcome("done", _bulk_items(request, ctx, _json(body)))
-        if status in (400, 413, 422):  # one bad contact makes Splio refuse the whole batch
-            return Outcome("split", reason=describe(status, body))
+        if status == 413 or (status in (400, 422) and is_splio_error(body)):
+            return Outcome("split", reason=describe(status, body))  # one bad contact refuses the whole batch
+        if status in (400, 422):
+            return Outcome("done", [_not_splio(k, status, body) for k in request.keys])
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
     # a PATCH of one contact
     key = request.keys[0]
     if 200 <= status < 300:
         return Outcome("done")
+    if status in (400, 404, 422) and not is_splio_error(body):
+        return Outcome("done", [_not_splio(key, status, body)])
     if status == 404:
         return Outcome("done", [RecordResult(key, "not_found", "Splio: no contact with this email (not created: "
                                                                 "update mode, or a changed row whose contact was "
