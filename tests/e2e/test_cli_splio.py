@@ -394,6 +394,29 @@ def test_api_a_proxys_400_or_404_page_is_not_splios_word_on_the_contact(make_pro
     assert (third["status"], third["sent"], third["acknowledged"]) == ("success", 2, 2)
     assert [p.contact(f"user{i}@example.com")["custom_fields"]["plan"] for i in (1, 2)] == ["pro", "pro"]
 
+
+@pytest.mark.parametrize("retry_after", ["seconds", "http-date"])
+def test_api_a_429_on_authenticate_is_waited_out(make_project, splio_requests, retry_after):
+    # POST /authenticate runs while a request's headers are built: its 429 was retried after the
+    # sender's short backoff (0.2-0.5 s), ignoring the Retry-After / rateLimit-reset it carried.
+    import email.utils
+    import time
+
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(3)
+    until = float(int(time.time()) + 6)  # an HTTP date has 1-second resolution
+    value = "2" if retry_after == "seconds" else email.utils.formatdate(until, usegmt=True)
+    p.thread.script("authenticate", respond(429, {"message": "API rate limit exceeded"}, {"Retry-After": value}))
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 3)
+    log = [r for r in p.thread.call(lambda: list(p.sandbox.api.log)) if r.endpoint == "authenticate"]
+    assert [r.status for r in log] == [429, 200]
+    if retry_after == "seconds":
+        assert log[1].ts - log[0].ts >= 2.0
+    else:
+        assert log[0].ts < until <= log[1].ts
+
 def test_api_rate_limit_holds_under_20_per_second(make_project, splio_requests):
     p = make_project()
     p.configure(transport="api", mode="update")

@@ -15,7 +15,8 @@
   "no Route matched", a proxy's 400 page) fails the rows, which the next run sends again, instead
   of parking them or reporting them not found.
 * Limits: 20 requests/s on the contact endpoints, 10/s on the others, per client IP; a 429 carries
-  `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it.
+  `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it (and a proxy's
+  Retry-After, in seconds or as an HTTP date), on `POST /authenticate` too (`exception_outcome`).
 """
 from __future__ import annotations
 
@@ -273,8 +274,20 @@ class SplioApiSender(HttpSender):
             raise DestinationAuthError(
                 f"splio: Splio refused the API key ({self.redact(describe(status, body))})",
                 hint="check api_key: an API key of the universe (Users > Users API in Splio's admin)")
-        raise aiohttp.ClientResponseError(resp.request_info, (), status=status,
+        raise aiohttp.ClientResponseError(resp.request_info, (), status=status, headers=resp.headers,
                                           message=f"POST /authenticate: {self.redact(describe(status, body))}")
+
+    def exception_outcome(self, request: Request, exc: BaseException) -> Outcome:
+        """A 429 of `POST /authenticate` (raised by `_authenticate` while the request's headers are
+        built) is throttling like any other: the wait Splio (`rateLimit-reset`) or a proxy
+        (`Retry-After`, seconds or HTTP date) asks for is honoured, and authentication pauses."""
+        outcome = super().exception_outcome(request, exc)
+        if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 429:
+            hint = self.retry_after(exc.headers or {})
+            if hint is not None:
+                self.limiter("other").penalize(hint)
+            return Outcome("retry", reason=outcome.reason, retry_after=hint, throttled=True)
+        return outcome
 
     async def deliver(self, request: Request) -> Delivered:
         delivered = await super().deliver(request)
