@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 
 import orjson
+import pytest
 from multidict import CIMultiDict
 
 from dinsync.destinations.base import Request
@@ -69,6 +70,26 @@ def test_patch_answers():
                                                                 "error_description": "language 'xx'"}]}).results
     assert bad.status == "rejected" and "language" in bad.reason
 
+
+
+NGINX_400 = (b"<html><head><title>400 Bad Request</title></head><body><center><h1>400 Bad Request</h1></center>"
+             b"<hr><center>nginx</center></body></html>")
+
+
+@pytest.mark.parametrize("status, body", [(400, NGINX_400), (422, b""), (404, b"<html>404 Not Found</html>"),
+                                          (404, b'{"message": "no Route matched with those values"}'),
+                                          (400, b'{"message": "Bad request"}')])
+def test_an_answer_that_is_not_splios_envelope_fails_the_rows_instead_of_parking_them(status, body):
+    # a proxy's or gateway's page says nothing about the contact: sent again next run, never parked
+    # (400) nor reported as a contact that does not exist (404)
+    [result] = answer(patch("a@x.com"), status, body).results
+    assert result.status == "failed" and f"Splio HTTP {status}" in result.reason
+    assert "not Splio's error envelope" in result.reason
+    out = answer(bulk(["a@x.com", "b@x.com"]), status, body)
+    assert out.kind == "done" and {(r.key, r.status) for r in out.results} == {("a@x.com", "failed"),
+                                                                               ("b@x.com", "failed")}
+    # a body-size refusal still splits a batch (the batch may be what is too large)
+    assert answer(bulk(["a@x.com", "b@x.com"]), 413, NGINX_400).kind == "split"
 
 def test_reads_keep_the_document():
     ctx = ReadContext("fields")

@@ -114,6 +114,22 @@ def test_hostile_values_survive_the_csv_round_trip():
         csv.field_size_limit(limit)
 
 
+
+def test_numbers_are_written_digit_for_digit_never_in_exponent_form():
+    # Polars' JSON text writes 1.5e-7 and -3e-9: Splio's double field refused them as "must be of
+    # type double" (the row was parked although its value is a double). Strings are left as they are.
+    ltvs = [1.5e-7, -3e-9, -2.5e-5, 12.5]
+    rows = [dict(ROW, email=f"u{i}@example.com", ltv=v, plan="1e5") for i, v in enumerate(ltvs)]
+    [request] = destination(SFTP).prepare(mapped(rows), spec()).requests
+    got = {r["email"]: (r["ltv"], r["plan"]) for r in read_back(request.context.header, request.body)}
+    assert got == {"u0@example.com": ("0.00", "1e5"), "u1@example.com": ("-0.00", "1e5"),
+                   "u2@example.com": ("-0.00", "1e5"), "u3@example.com": ("12.50", "1e5")}
+    assert b"0.00000015;" in request.body and b"e-" not in request.body and b"e+" not in request.body
+    [bulk] = api_destination().prepare(mapped(rows), spec("insert")).requests
+    values = [{f["id"]: f["value"] for f in c["custom_fields"]} for c in orjson.loads(bulk.body)["contacts"]]
+    assert [(v[5], v[3]) for v in values] == [("0.00000015", "1e5"), ("-0.000000003", "1e5"),
+                                             ("-0.000025", "1e5"), ("12.5", "1e5")]
+
 @pytest.mark.parametrize("text", ["two\nlines", "carriage\rreturn", "crlf\r\n"])
 def test_a_line_break_rejects_the_row_with_a_reason(text):
     rows = [dict(ROW, email="ok@example.com"), dict(ROW, email="bad@example.com", plan=text)]

@@ -10,7 +10,7 @@ import pytest
 
 from dinsync.destinations.splio.settings import SftpSettings
 from dinsync.destinations.splio.sftp import SftpTransport
-from dinsync.sandbox.faults import error, reset, throttle
+from dinsync.sandbox.faults import error, reset, respond, throttle
 from tests.e2e.splio_project import (API_KEY, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact, make_sandbox,
                                      subset)
 from tests.spec_validation import validate_splio_request
@@ -371,6 +371,51 @@ def test_api_429_and_5xx_bursts_are_retried(make_project, splio_requests):
     assert stats["responses_429"] >= 3 and stats["faults"]["error"] == 3 and stats["faults"]["reset"] == 2
     assert held(p) == expected(range(1, 41))
 
+
+
+def test_api_a_proxys_400_or_404_page_is_not_splios_word_on_the_contact(make_project, splio_requests):
+    # An HTML 400 (a proxy's page) once parked the row until its values changed, and an HTML 404 (a
+    # gateway's unknown route) reported a contact that exists as not found: both now fail the row,
+    # which the next run sends again.
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(4)
+    assert p.sync()["runs"][0]["acknowledged"] == 4
+    p.sql("update main.people set plan = 'pro' where id <= 2")
+    page = "<html><head><title>{0}</title></head><body><h1>{0}</h1><hr>nginx</body></html>"
+    p.thread.script("contacts_patch", respond(400, page.format("400 Bad Request"), {"Content-Type": "text/html"}))
+    p.thread.script("contacts_patch", respond(404, page.format("404 Not Found"), {"Content-Type": "text/html"}))
+    second = p.sync()
+    run = second["runs"][0]
+    assert (run["status"], run["failed"], run["rejected"], run["not_found"], run["parked"]) == \
+        ("failed", 2, 0, 0, 0), second["output"]
+    assert {(k, s) for k, s, _ in p.rejections()} == {("user1@example.com", "failed"), ("user2@example.com", "failed")}
+    third = p.sync()["runs"][0]
+    assert (third["status"], third["sent"], third["acknowledged"]) == ("success", 2, 2)
+    assert [p.contact(f"user{i}@example.com")["custom_fields"]["plan"] for i in (1, 2)] == ["pro", "pro"]
+
+
+@pytest.mark.parametrize("retry_after", ["seconds", "http-date"])
+def test_api_a_429_on_authenticate_is_waited_out(make_project, splio_requests, retry_after):
+    # POST /authenticate runs while a request's headers are built: its 429 was retried after the
+    # sender's short backoff (0.2-0.5 s), ignoring the Retry-After / rateLimit-reset it carried.
+    import email.utils
+    import time
+
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(3)
+    until = float(int(time.time()) + 6)  # an HTTP date has 1-second resolution
+    value = "2" if retry_after == "seconds" else email.utils.formatdate(until, usegmt=True)
+    p.thread.script("authenticate", respond(429, {"message": "API rate limit exceeded"}, {"Retry-After": value}))
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 3)
+    log = [r for r in p.thread.call(lambda: list(p.sandbox.api.log)) if r.endpoint == "authenticate"]
+    assert [r.status for r in log] == [429, 200]
+    if retry_after == "seconds":
+        assert log[1].ts - log[0].ts >= 2.0
+    else:
+        assert log[0].ts < until <= log[1].ts
 
 def test_api_rate_limit_holds_under_20_per_second(make_project, splio_requests):
     p = make_project()

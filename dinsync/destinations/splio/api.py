@@ -10,8 +10,13 @@
   contact; an item "already exists" is updated with `PATCH` instead. A whole-request 400 (one
   invalid contact makes Splio refuse the batch) is split in halves until the bad contact is alone.
 * `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
+* A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
+  (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
+  "no Route matched", a proxy's 400 page) fails the rows, which the next run sends again, instead
+  of parking them or reporting them not found.
 * Limits: 20 requests/s on the contact endpoints, 10/s on the others, per client IP; a 429 carries
-  `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it.
+  `rateLimit-reset` (seconds) and no Retry-After; the shared sender honours it (and a proxy's
+  Retry-After, in seconds or as an HTTP date), on `POST /authenticate` too (`exception_outcome`).
 """
 from __future__ import annotations
 
@@ -68,6 +73,18 @@ def _json(body: bytes) -> Any:
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def is_splio_error(body: bytes) -> bool:
+    """Whether `body` is Splio's error envelope `{"status": ..., "errors": [...]}` (not a proxy's or a
+    gateway's page): only then does a 400 / 404 speak about the contact itself."""
+    data = _json(body)
+    return isinstance(data, dict) and isinstance(data.get("errors"), list)
+
+
+def _not_splio(key: str, status: int, body: bytes) -> RecordResult:
+    return RecordResult(key, "failed", f"{describe(status, body)} (not Splio's error envelope: a proxy or gateway "
+                                       "answered; sent again next run)")
 
 
 def describe(status: int, body: bytes) -> str:
@@ -162,13 +179,17 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
     if isinstance(ctx, BulkContext):
         if status in (200, 201, 207):
             return Outcome("done", _bulk_items(request, ctx, _json(body)))
-        if status in (400, 413, 422):  # one bad contact makes Splio refuse the whole batch
-            return Outcome("split", reason=describe(status, body))
+        if status == 413 or (status in (400, 422) and is_splio_error(body)):
+            return Outcome("split", reason=describe(status, body))  # one bad contact refuses the whole batch
+        if status in (400, 422):
+            return Outcome("done", [_not_splio(k, status, body) for k in request.keys])
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
     # a PATCH of one contact
     key = request.keys[0]
     if 200 <= status < 300:
         return Outcome("done")
+    if status in (400, 404, 422) and not is_splio_error(body):
+        return Outcome("done", [_not_splio(key, status, body)])
     if status == 404:
         return Outcome("done", [RecordResult(key, "not_found", "Splio: no contact with this email (not created: "
                                                                 "update mode, or a changed row whose contact was "
@@ -253,8 +274,20 @@ class SplioApiSender(HttpSender):
             raise DestinationAuthError(
                 f"splio: Splio refused the API key ({self.redact(describe(status, body))})",
                 hint="check api_key: an API key of the universe (Users > Users API in Splio's admin)")
-        raise aiohttp.ClientResponseError(resp.request_info, (), status=status,
+        raise aiohttp.ClientResponseError(resp.request_info, (), status=status, headers=resp.headers,
                                           message=f"POST /authenticate: {self.redact(describe(status, body))}")
+
+    def exception_outcome(self, request: Request, exc: BaseException) -> Outcome:
+        """A 429 of `POST /authenticate` (raised by `_authenticate` while the request's headers are
+        built) is throttling like any other: the wait Splio (`rateLimit-reset`) or a proxy
+        (`Retry-After`, seconds or HTTP date) asks for is honoured, and authentication pauses."""
+        outcome = super().exception_outcome(request, exc)
+        if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 429:
+            hint = self.retry_after(exc.headers or {})
+            if hint is not None:
+                self.limiter("other").penalize(hint)
+            return Outcome("retry", reason=outcome.reason, retry_after=hint, throttled=True)
+        return outcome
 
     async def deliver(self, request: Request) -> Delivered:
         delivered = await super().deliver(request)

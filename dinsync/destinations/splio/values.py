@@ -12,12 +12,16 @@ the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
   values of `auto` custom fields that are ISO datetimes as the mapping writes them
   (`YYYY-MM-DDTHH:MM:SS[.f][Z]`) are converted the same way;
 * cellphones arrive in E.164 (`+33612345678`); with `cellphone_format: "00"` (the default) they
-  are written as Splio shows them, `0033612345678`.
+  are written as Splio shows them, `0033612345678`;
+* numbers the JSON encoder writes in exponent form (`1.5e-7`, `1e+16`) are written out digit for
+  digit (`0.00000015`, `10000000000000000`): Splio's number fields take decimal text, and would
+  refuse a double written `1.5e-7` ("must be of type double"), parking a valid row.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Sequence
 
 import orjson
@@ -29,6 +33,7 @@ from ..base import Rejection, SyncSpec
 ISO_DATETIME = r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z)?$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 LINE_BREAK = r"[\r\n]"
+EXPONENT = r"^-?\d+(?:\.\d+)?[eE][+-]?\d+$"  # a JSON number in exponent form
 _NULL = pl.lit(None, pl.String)
 
 
@@ -79,7 +84,21 @@ def with_splio_text(frame: pl.DataFrame, columns: Sequence[Column], *, cellphone
             text = pl.when(text.str.starts_with("+")).then(pl.concat_str([pl.lit("00"), text.str.slice(1)])) \
                 .otherwise(text)
         exprs.append(pl.when(t.is_null()).then(_NULL).otherwise(text).alias(f"_c{col.index}"))
-    return frame.with_columns(exprs) if exprs else frame
+    return _positional_numbers(frame.with_columns(exprs), columns) if exprs else frame
+
+
+def _positional_numbers(frame: pl.DataFrame, columns: Sequence[Column]) -> pl.DataFrame:
+    """Numbers in exponent form (JSON numbers only, never strings) written out digit for digit.
+    Such values are rare: Python formats the distinct ones of a batch, the rest stays in Polars."""
+    fixes = []
+    for col in columns:
+        name = f"_c{col.index}"
+        number = (~pl.col(f"_t{col.index}").str.starts_with('"') & pl.col(name).str.contains(EXPONENT)).fill_null(False)
+        found = frame.filter(number).get_column(name).unique().to_list()
+        if found:
+            plain = {v: format(Decimal(v), "f") for v in found}
+            fixes.append(pl.when(number).then(pl.col(name).replace(plain)).otherwise(pl.col(name)).alias(name))
+    return frame.with_columns(fixes) if fixes else frame
 
 
 # --- file imports ------------------------------------------------------------------------------
