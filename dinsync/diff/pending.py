@@ -103,6 +103,17 @@ class PendingMixin:
         key = self.warehouse.quote("_key")  # quoted as the templates create it (Snowflake folds unquoted names)
         return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE {key} IN (SELECT {key} FROM {ack})") or 0)
 
+    def pending_keys(self, token: str) -> set[str]:
+        """The keys whose newest send awaits the outcome named by `token` (a key sent again since
+        is pending under its newer token only)."""
+        if not self._pending_exists():
+            return set()
+        table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
+        q = self.warehouse.quote
+        rows = self.warehouse.rows(f"SELECT {q('_key')} AS k FROM {table} WHERE {q('_token')} = :token",
+                                   {"token": token})
+        return {r["k"] for r in rows}
+
     def pending_tokens(self) -> dict[str, int]:
         """Tokens of outcomes still awaited -> how many records each stands for."""
         if not self._pending_exists():

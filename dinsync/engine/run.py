@@ -257,19 +257,29 @@ class SyncRun:
         import asyncio
 
         async def read():
+            # token by token: a key sent again since is pending under its newer token only, and an
+            # older token's outcome must not settle it (an import of the old values that succeeded
+            # says nothing of the newer send, which may still fail)
             async with self.destination.make_transport(transport_options(self.dest_cfg)) as transport:
                 await self.destination.begin_run(transport, self.spec)
-                return await transport.resolve(list(tokens))
+                return [(token, await transport.resolve([token])) for token in tokens]
 
-        outcomes = asyncio.run(read())
+        ok: list[str] = []
+        rejected: list[str] = []
+        forget: list[str] = []
+        problems = []
+        for token, outcomes in asyncio.run(read()):
+            current = self.planner.pending_keys(token)
+            ok.extend(k for k in dict.fromkeys(outcomes.ok) if k in current)
+            mine = [r for r in outcomes.problems if r.key in current]
+            rejected.extend(r.key for r in mine if r.status == "rejected")
+            forget.extend(r.key for r in mine if r.status != "rejected")
+            problems.extend(mine)
         lock.check()
-        ok = list(dict.fromkeys(outcomes.ok))
-        rejected = [r.key for r in outcomes.problems if r.status == "rejected"]
-        forget = [r.key for r in outcomes.problems if r.status != "rejected"]
         n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
         s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
         s.rejected += n_parked
-        rows = [(r.key, None, r.status, self.redact(r.reason) or r.status) for r in outcomes.problems]
+        rows = [(r.key, None, r.status, self.redact(r.reason) or r.status) for r in problems]
         if rows:
             self.state.add_rejections(s.run_id, self.cfg.name, rows)
         waiting = sum(self.planner.pending_tokens().values())

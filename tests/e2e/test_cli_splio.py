@@ -283,6 +283,37 @@ def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatc
     assert p.sync()["runs"][0]["sent"] == 0
 
 
+def test_sftp_an_older_files_outcome_does_not_settle_rows_sent_again_since(make_project, monkeypatch):
+    """Two runs whose imports were still awaited, the model changed in between: the first file's
+    report (the old values, imported) must not commit a row the second file carries again (new
+    values, not imported yet): if that file then failed, the snapshot would say the new values were
+    delivered and no run would send them. Here the second run sends all but users 2 and 3 (their keys
+    are duplicated in the model meanwhile), so both files are awaited when the third run starts."""
+    p = make_project(insert_allowed=True, poll_interval=None)  # files are imported on demand only
+    p.configure(transport="sftp")
+    p.seed(100)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    first = p.sync()["runs"][0]
+    assert (first["status"], first["pending"], first["acknowledged"]) == ("warning", 100, 0)
+    p.sql("update main.people set plan = 'enterprise' where id = 1")
+    p.sql("insert into main.people select * replace (id + 100 as id) from main.people where id in (2, 3)")
+    second = p.sync()["runs"][0]
+    assert (second["sent"], second["pending"]) == (98, 98)
+    p.sql("delete from main.people where id > 100")
+    old, new = p.drop_folder()
+    p.thread.call(p.sandbox.importer._process, old)  # only the first file is imported
+    assert p.contact("user1@example.com")["custom_fields"]["plan"] == "free"
+    third = p.sync()["runs"][0]  # reads the first file's report: users 2 and 3 are delivered
+    assert third["acknowledged"] == 2
+    assert p.snapshot() == {"user2@example.com", "user3@example.com"}  # not user 1: Splio holds "free"
+    p.thread.call(p.sandbox.process_now)  # the later files are imported too
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
+    last = p.sync()["runs"][0]
+    assert last["status"] == "success" and p.snapshot() == {f"user{i}@example.com" for i in range(1, 101)}
+    assert p.contact("user1@example.com")["custom_fields"]["plan"] == "enterprise"
+    assert p.sync()["runs"][0]["sent"] == 0
+
+
 # --- API ------------------------------------------------------------------------------------------
 def test_api_insert_first_sync_noop_changed_only_and_rows_leaving(make_project, splio_requests):
     p = make_project()
