@@ -212,6 +212,22 @@ def test_a_failed_bulk_job_is_submitted_again(attentive):
     assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Name 3"
 
 
+def test_a_results_file_in_another_layout_still_acknowledges_each_row(make_attentive):
+    """The `.jsonl` format is undocumented: lines in another order and without `index` used to leave
+    every row `failed` (run after run); they are matched by the identifier each line carries."""
+    p = make_attentive(results_order="reversed", results_index=False)
+    p.thread.call(p.sandbox.define_property, "Tier", ["gold", "silver"])
+    p.write(fields=("first_name: firstName", "city: city", "tier: {field: Tier, custom: true}"),
+            extra="    custom_attributes_via: v2\n")
+    p.sql("update main.customers set tier = 'diamond' where id = 3")
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["rejected"], run["failed"]) == ("success", 19, 1, 0)
+    assert list(p.rejections()) == ["subscriber3@example.com"]
+    assert p.snapshot_keys() == {f"subscriber{i}@example.com" for i in range(20)} - {"subscriber3@example.com"}
+    assert p.subscriber("subscriber4@example.com")["attributes"]["firstName"] == "Name 4"
+    assert p.subscriber("subscriber3@example.com")["attributes"] == {}  # its record was refused whole
+
+
 def test_jobs_that_do_not_finish_in_time_leave_their_rows_pending(attentive, monkeypatch):
     p = attentive
     p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 30.0)

@@ -71,6 +71,8 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
 * `bulk_validation` ["request"]: a malformed record refuses the whole bulk request (400 naming
   `users[i].field`); "record" accepts it and reports it in the results file. Rules that depend on
   stored data (types, enums, limit, conflicts) are always per record, in the results file.
+* `results_order` ["submitted"], `results_index` [True]: the results file's lines in submission
+  order, each with its `index` (the format is undocumented); "reversed" and False serve it otherwise.
 * `bulk_pending_seconds` [0.05], `bulk_job_seconds` [0.2]: when a job starts and completes.
   `script_job_failure()` makes the next job end FAILED (nothing applied, no `url`).
 * `write_implies_read` [True]: `subscriptions:write` grants `subscriptions:read` (the spec's scope

@@ -85,6 +85,8 @@ class AttentiveOptions:
     bulk_validation: Literal["request", "record"] = "request"
     bulk_pending_seconds: float = 0.05
     bulk_job_seconds: float = 0.2
+    results_order: Literal["submitted", "reversed"] = "submitted"
+    results_index: bool = True
     max_body_bytes: int = 16 * 1024 * 1024
     me: dict[str, str] = field(default_factory=lambda: {
         "applicationName": "dinsync sandbox", "attentiveDomainName": "sandbox.attn.tv",
@@ -95,7 +97,8 @@ class AttentiveOptions:
         choices = {"window": ("fixed", "sliding"), "unknown_user": ("reject", "accept", "create"),
                    "unknown_attributes_lookup": ("404", "empty"), "null_values": ("reject", "ignore", "unset"),
                    "type_mismatch": ("reject", "accept"), "identifier_conflict": ("reject", "first"),
-                   "phone_check": ("valid", "possible"), "bulk_validation": ("request", "record")}
+                   "phone_check": ("valid", "possible"), "bulk_validation": ("request", "record"),
+                   "results_order": ("submitted", "reversed")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}")

@@ -380,7 +380,8 @@ class AttentiveSandbox:
             return web.Response(status=403, text="AccessDenied", content_type="text/plain")
         if job.status != "COMPLETED":
             return web.Response(status=404, text="NoSuchKey", content_type="text/plain")
-        return web.Response(body=job.results_file(), content_type="application/jsonl")
+        return web.Response(body=job.results_file(self.options.results_order, self.options.results_index),
+                            content_type="application/jsonl")
 
     # ---------------------------------------------------------------- rules that need the store
     def _lookup(self, request: web.Request) -> dict | None:
