@@ -187,6 +187,21 @@ def test_throttling_server_errors_and_resets_are_retried_until_delivered(attenti
     assert len(p.snapshot_keys()) == 20
 
 
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_in_seconds_or_as_an_http_date_pauses_the_endpoint(make_attentive, form):
+    """Attentive documents no Retry-After; one sent anyway (either RFC 9110 form) is honoured: the
+    endpoint waits that long (not the 1 s its x-ratelimit headers alone would mean)."""
+    p = make_attentive(retry_after=form)
+    p.thread.script("postCustomAttributes", throttle(4))
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["throttled"]) == ("success", 20, 1)
+    writes = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "postCustomAttributes"]
+    [refused] = [i for i, r in enumerate(writes) if r.status == 429]
+    at = writes[refused].ts
+    after = [r.ts - at for r in writes[refused + 1:]]  # (writes already in flight arrive at once)
+    assert max(after) >= 2.9 and not [t for t in after if 0.5 < t < 2.9]  # an HTTP date counts whole seconds
+
+
 def test_bursts_of_429s_and_random_server_errors(make_attentive):
     p = make_attentive(seeded=200)
     p.seed(200)

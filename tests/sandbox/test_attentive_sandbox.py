@@ -781,6 +781,20 @@ def test_retry_after_is_an_option_and_bulk_has_its_own_limit(make):
         AttentiveOptions(rate_limits={"nowhere": 1})
 
 
+def test_retry_after_as_an_http_date(make):
+    from email.utils import parsedate_to_datetime
+
+    thread, client = make(limits=True, retry_after="http-date", rate_limits={"postBulkUserAttributes": 1})
+    results = client.burst([("POST", BULK, {"users": [{"identifiers": {"email": ALICE}}]})] * 3)
+    limited = [r for r in results if r.status == 429]
+    assert limited
+    for r in limited:
+        ahead = parsedate_to_datetime(r.headers["retry-after"]).timestamp() - time.time()
+        assert 0 <= ahead <= 2  # whole seconds: at most a second more than asked, never in the past
+    with pytest.raises(ValueError):
+        AttentiveOptions(retry_after="minutes")
+
+
 # ------------------------------------------------------------------ faults
 def test_faults_per_endpoint(make):
     thread, client = make(faults=Faults(seed=3))

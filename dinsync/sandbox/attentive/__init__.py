@@ -79,7 +79,8 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
   list describes `subscriptions:write` as "read and write subscriptions"). `default_scopes`
   [attributes:write, subscriptions:write, subscriptions:read] for keys given without scopes;
   `endpoint_scopes` overrides. v2 writes require both scopes even for private-app keys.
-* `retry_after` [False]: 429 without `Retry-After`; True adds it in whole seconds (>= 1).
+* `retry_after` [False]: 429 without `Retry-After`; True (or "seconds") adds it in whole seconds
+  (>= 1), "http-date" as an HTTP date that far ahead (the other form RFC 9110 allows).
 * `window` ["fixed"]: 1-second windows aligned on the clock ("sliding" also possible).
   Limits are checked before scopes (a 403 uses a request). A request with a missing or unknown
   key is charged to no token: its 401 reports the full limit as remaining. `limits=False` turns

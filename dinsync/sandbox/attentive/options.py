@@ -66,7 +66,7 @@ class AttentiveOptions:
     limits: bool = True
     rate_limits: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     window: Literal["fixed", "sliding"] = "fixed"
-    retry_after: bool = False
+    retry_after: bool | Literal["seconds", "http-date"] = False  # True: "seconds"
     default_scopes: tuple[str, ...] = DEFAULT_SCOPES
     endpoint_scopes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(ENDPOINT_SCOPES))
     write_implies_read: bool = True
@@ -102,6 +102,8 @@ class AttentiveOptions:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}")
+        if self.retry_after not in (False, True, "seconds", "http-date"):
+            raise ValueError("retry_after must be False, True, 'seconds' or 'http-date'")
         if not 1 <= self.bulk_max_users:
             raise ValueError("bulk_max_users must be >= 1")
         if self.bulk_pending_seconds < 0 or self.bulk_job_seconds < self.bulk_pending_seconds:
