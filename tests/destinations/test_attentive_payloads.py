@@ -295,6 +295,12 @@ def test_auth_failures_stop_the_run_naming_the_scopes(status):
     assert "attributes:write and subscriptions:write" in outcome.reason and "Access denied" in outcome.reason
 
 
+def test_a_refused_key_on_an_endpoint_without_scopes_does_not_name_a_scope_called_none():
+    outcome = parse(destination().me_request(), 401, {"error": {"id": 1, "message": "Unauthorized"}})
+    assert outcome.kind == "fatal" and "needs the scope(s) none" not in outcome.reason
+    assert "the key itself was refused" in outcome.reason and "HTTP 401 on me: Unauthorized" in outcome.reason
+
+
 def test_429_without_retry_after_waits_a_second_on_the_rate_headers():
     outcome = parse(lookup(), 429, {"error": {"id": 1, "message": "Too many requests"}},
                     {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "0"})
