@@ -295,6 +295,12 @@ def test_auth_failures_stop_the_run_naming_the_scopes(status):
     assert "attributes:write and subscriptions:write" in outcome.reason and "Access denied" in outcome.reason
 
 
+def test_a_refused_key_on_an_endpoint_without_scopes_does_not_name_a_scope_called_none():
+    outcome = parse(destination().me_request(), 401, {"error": {"id": 1, "message": "Unauthorized"}})
+    assert outcome.kind == "fatal" and "needs the scope(s) none" not in outcome.reason
+    assert "the key itself was refused" in outcome.reason and "HTTP 401 on me: Unauthorized" in outcome.reason
+
+
 def test_429_without_retry_after_waits_a_second_on_the_rate_headers():
     outcome = parse(lookup(), 429, {"error": {"id": 1, "message": "Too many requests"}},
                     {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "0"})
@@ -349,6 +355,29 @@ def test_job_results_are_matched_by_index_and_checked_against_the_identifier_sen
     later = job_results(lines, None, None, "phone", "job-9")
     assert sorted(later.ok) == ["+12015550101", "+19999999999"]
     assert [(r.key, r.status) for r in later.problems] == [("+12015550102", "rejected")]
+
+
+def test_job_results_in_another_order_without_index_are_matched_by_identifier():
+    """The results file's layout is undocumented: lines naming our identifiers find their records
+    whatever their order; a line without `index` or identifier falls back to its position."""
+    keys = ["k0", "k1", "k2"]
+    sent = {"k0": "a@example.com", "k1": "b@example.com", "k2": "c@example.com"}
+    ok = {"statusCode": 202, "body": {"success": True}}
+    lines = [{"request": {"identifiers": {"email": "c@example.com"}}, "response": ok},
+             {"request": {"identifiers": {"email": "b@example.com"}},
+              "response": {"statusCode": 400, "body": {"error": {"id": 3, "message": "b is refused"}}}},
+             {"request": {"identifiers": {"email": "a@example.com"}}, "response": ok}]
+    results = job_results(lines, keys, sent, "email", "job-3")
+    assert sorted(results.ok) == ["k0", "k2"]
+    assert [(r.key, r.status, r.reason) for r in results.problems] == [("k1", "rejected",
+                                                                         "Attentive HTTP 400: b is refused")]
+    # an identifier two records were sent with is not enough: the line's index decides, if it agrees
+    shared = {"k0": "+442071838750", "k1": "+442071838750", "k2": "+12015550101"}
+    lines = [{"index": 1, "request": {"identifiers": {"phone": "+442071838750"}}, "response": ok},
+             {"request": {"identifiers": {"phone": "+442071838750"}}, "response": ok},  # position 1 again
+             {"response": ok}]  # no identifier, no index: its position
+    results = job_results(lines, keys, shared, "phone", "job-4")
+    assert sorted(results.ok) == ["k1", "k2"] and [(r.key, r.status) for r in results.problems] == [("k0", "failed")]
 
 
 def test_job_tokens_round_trip():

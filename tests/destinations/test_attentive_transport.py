@@ -99,6 +99,30 @@ def test_a_later_transport_reads_an_earlier_jobs_results_from_the_tokens_alone(s
     assert "not one of the values defined" in rejected.reason
 
 
+def test_results_in_another_order_without_index_settle_each_record(sandbox):
+    """A results file laid out otherwise than the sandbox's default (undocumented format): each
+    record still gets its own outcome, the refused one alone is rejected."""
+    sb, thread = sandbox
+    for name, value in (("results_order", "reversed"), ("results_index", False), ("bulk_validation", "record")):
+        thread.call(setattr, sb.options, name, value)
+    thread.call(sb.define_property, "Tier", ["gold", "silver"])
+    d = destination(thread.url, custom_attributes_via="v2")
+    emails = [f"subscriber{i}@example.com" for i in range(4)]
+
+    async def go():
+        async with d.make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            [unit] = units(d, emails, tier=["gold", "diamond", "silver", "gold"])
+            delivered = await t.deliver(unit)
+            return await t.settle(delivered.pending, 10.0)
+
+    settled = run(go())
+    assert sorted(settled.ok) == [emails[0], emails[2], emails[3]] and settled.pending == {}
+    [refused] = settled.problems
+    assert (refused.key, refused.status) == (emails[1], "rejected")
+    assert "not one of the values defined" in refused.reason
+
+
 def test_probe_learns_what_an_unknown_user_lookup_answers(sandbox):
     sb, thread = sandbox
 

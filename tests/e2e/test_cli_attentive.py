@@ -187,6 +187,21 @@ def test_throttling_server_errors_and_resets_are_retried_until_delivered(attenti
     assert len(p.snapshot_keys()) == 20
 
 
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_in_seconds_or_as_an_http_date_pauses_the_endpoint(make_attentive, form):
+    """Attentive documents no Retry-After; one sent anyway (either RFC 9110 form) is honoured: the
+    endpoint waits that long (not the 1 s its x-ratelimit headers alone would mean)."""
+    p = make_attentive(retry_after=form)
+    p.thread.script("postCustomAttributes", throttle(4))
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["throttled"]) == ("success", 20, 1)
+    writes = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "postCustomAttributes"]
+    [refused] = [i for i, r in enumerate(writes) if r.status == 429]
+    at = writes[refused].ts
+    after = [r.ts - at for r in writes[refused + 1:]]  # (writes already in flight arrive at once)
+    assert max(after) >= 2.9 and not [t for t in after if 0.5 < t < 2.9]  # an HTTP date counts whole seconds
+
+
 def test_bursts_of_429s_and_random_server_errors(make_attentive):
     p = make_attentive(seeded=200)
     p.seed(200)
@@ -210,6 +225,22 @@ def test_a_failed_bulk_job_is_submitted_again(attentive):
     assert (run["status"], run["acknowledged"]) == ("success", 20)
     assert p.stats()["jobs"] == {"FAILED": 1, "COMPLETED": 1}
     assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Name 3"
+
+
+def test_a_results_file_in_another_layout_still_acknowledges_each_row(make_attentive):
+    """The `.jsonl` format is undocumented: lines in another order and without `index` used to leave
+    every row `failed` (run after run); they are matched by the identifier each line carries."""
+    p = make_attentive(results_order="reversed", results_index=False)
+    p.thread.call(p.sandbox.define_property, "Tier", ["gold", "silver"])
+    p.write(fields=("first_name: firstName", "city: city", "tier: {field: Tier, custom: true}"),
+            extra="    custom_attributes_via: v2\n")
+    p.sql("update main.customers set tier = 'diamond' where id = 3")
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["rejected"], run["failed"]) == ("success", 19, 1, 0)
+    assert list(p.rejections()) == ["subscriber3@example.com"]
+    assert p.snapshot_keys() == {f"subscriber{i}@example.com" for i in range(20)} - {"subscriber3@example.com"}
+    assert p.subscriber("subscriber4@example.com")["attributes"]["firstName"] == "Name 4"
+    assert p.subscriber("subscriber3@example.com")["attributes"] == {}  # its record was refused whole
 
 
 def test_jobs_that_do_not_finish_in_time_leave_their_rows_pending(attentive, monkeypatch):

@@ -653,6 +653,21 @@ def test_bulk_results_file_has_one_line_per_record(make):
     assert client.get(tampered, key=None).status == 403
 
 
+def test_results_file_layout_is_an_option(make):
+    """The results file's format is undocumented: it can come in another order, without `index`."""
+    thread, client = make(results_order="reversed", results_index=False)
+    users = _bulk_users()
+    users[2] = {"identifiers": {"email": ALICE, "phone": BOB_PHONE}}  # a conflict, known only when applied
+    job_id = client.post(BULK, {"users": users}).json()["batchJobId"]
+    final, _ = wait_for_job(client, job_id)
+    lines = [orjson.loads(line) for line in client.get(final["url"], key=None).body.decode().splitlines()]
+    assert [line["request"] for line in lines] == users[::-1]
+    assert [line["response"]["statusCode"] for line in lines] == [400, 202, 202]
+    assert all("index" not in line for line in lines)
+    with pytest.raises(ValueError):
+        AttentiveOptions(results_order="sorted")
+
+
 def test_bulk_validation_whole_request_or_per_record(make):
     thread, client = make()
     users = _bulk_users()
@@ -764,6 +779,20 @@ def test_retry_after_is_an_option_and_bulk_has_its_own_limit(make):
     assert resp.status == 200 and "x-ratelimit-limit" not in resp.headers
     with pytest.raises(ValueError):
         AttentiveOptions(rate_limits={"nowhere": 1})
+
+
+def test_retry_after_as_an_http_date(make):
+    from email.utils import parsedate_to_datetime
+
+    thread, client = make(limits=True, retry_after="http-date", rate_limits={"postBulkUserAttributes": 1})
+    results = client.burst([("POST", BULK, {"users": [{"identifiers": {"email": ALICE}}]})] * 3)
+    limited = [r for r in results if r.status == 429]
+    assert limited
+    for r in limited:
+        ahead = parsedate_to_datetime(r.headers["retry-after"]).timestamp() - time.time()
+        assert 0 <= ahead <= 2  # whole seconds: at most a second more than asked, never in the past
+    with pytest.raises(ValueError):
+        AttentiveOptions(retry_after="minutes")
 
 
 # ------------------------------------------------------------------ faults

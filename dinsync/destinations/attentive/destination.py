@@ -348,8 +348,10 @@ def _describe(status: int, message: str) -> str:
 def _auth_reason(status: int, endpoint: str, message: str) -> str:
     what = "refused the API key" if status == 401 else "denied access"
     needed = SCOPES.get(endpoint, "see the README")
-    return (f"Attentive {what} (HTTP {status} on {endpoint}: {message}); this endpoint needs the scope(s) "
-            f"{needed}. A users sync needs attributes:write and subscriptions:write")
+    scopes = ("this endpoint needs no scope: the key itself was refused (a private-app key of this company?)"
+              if needed == "none" else f"this endpoint needs the scope(s) {needed}")
+    return (f"Attentive {what} (HTTP {status} on {endpoint}: {message}); {scopes}. A users sync needs "
+            "attributes:write and subscriptions:write")
 
 
 def _json_or_none(body: bytes) -> Any:

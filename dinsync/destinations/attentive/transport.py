@@ -336,22 +336,25 @@ def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, s
                 job_id: str) -> Delivered:
     """Per-record results of a bulk job from its `.jsonl` lines (format undocumented; read leniently).
 
-    A line is matched to its record by `index` (else its position) and, when it carries the request,
-    checked against the identifier we sent. In a later run (`keys` None) the key is that identifier.
-    Records of ours without a readable line are `failed` (sent again), never assumed delivered.
+    A line that carries the request names its record by the identifier we sent (the file's order and
+    `index` are undocumented: a file in another order, or without `index`, still matches); a line
+    without the identifier is matched by its `index` (else its position). In a later run (`keys`
+    None) the key is that identifier. Records of ours without a readable line are `failed` (sent
+    again), never assumed delivered.
     """
     results: dict[str, RecordResult] = {}
+    named: dict[str, list[str]] = {}  # identifier as sent -> our records sent with it
+    if keys is not None:
+        for key in keys:
+            named.setdefault((sent_ids or {}).get(key, key), []).append(key)
     for position, line in enumerate(lines):
         if not isinstance(line, dict):
             continue
-        index = line.get("index", position)
         sent = _line_identifier(line, key_field)
         if keys is not None:
-            if not isinstance(index, int) or not 0 <= index < len(keys):
-                continue
-            key = keys[index]
-            if sent is not None and sent_ids is not None and sent_ids.get(key, key) != sent:
-                continue  # not the record we think: leave it failed rather than guess
+            key = _line_record(line, position, sent, keys, sent_ids or {}, named)
+            if key is None:
+                continue  # not a record we can tell: leave it failed rather than guess
         elif sent is None:
             continue
         else:
@@ -366,6 +369,22 @@ def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, s
                 results[key] = RecordResult(key, "failed", f"Attentive bulk job {job_id}: no result for this record")
     return Delivered([k for k, r in results.items() if r.status == "ok"],
                      [r for r in results.values() if r.status != "ok"])
+
+
+def _line_record(line: dict, position: int, sent: str | None, keys: list[str], sent_ids: dict[str, str],
+                 named: dict[str, list[str]]) -> str | None:
+    """Which of our records a results line is about: the one record sent with the identifier the
+    line carries; else (no identifier, or one shared by several records) the record at its `index`
+    (else its position), provided the identifier, if any, is the one that record was sent with."""
+    if sent is not None and len(named.get(sent, ())) == 1:
+        return named[sent][0]
+    index = line.get("index", position)
+    if type(index) is not int or not 0 <= index < len(keys):
+        return None
+    key = keys[index]
+    if sent is not None and sent_ids.get(key, key) != sent:
+        return None
+    return key
 
 
 def _line_identifier(line: dict, key_field: str) -> str | None:

@@ -71,13 +71,16 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
 * `bulk_validation` ["request"]: a malformed record refuses the whole bulk request (400 naming
   `users[i].field`); "record" accepts it and reports it in the results file. Rules that depend on
   stored data (types, enums, limit, conflicts) are always per record, in the results file.
+* `results_order` ["submitted"], `results_index` [True]: the results file's lines in submission
+  order, each with its `index` (the format is undocumented); "reversed" and False serve it otherwise.
 * `bulk_pending_seconds` [0.05], `bulk_job_seconds` [0.2]: when a job starts and completes.
   `script_job_failure()` makes the next job end FAILED (nothing applied, no `url`).
 * `write_implies_read` [True]: `subscriptions:write` grants `subscriptions:read` (the spec's scope
   list describes `subscriptions:write` as "read and write subscriptions"). `default_scopes`
   [attributes:write, subscriptions:write, subscriptions:read] for keys given without scopes;
   `endpoint_scopes` overrides. v2 writes require both scopes even for private-app keys.
-* `retry_after` [False]: 429 without `Retry-After`; True adds it in whole seconds (>= 1).
+* `retry_after` [False]: 429 without `Retry-After`; True (or "seconds") adds it in whole seconds
+  (>= 1), "http-date" as an HTTP date that far ahead (the other form RFC 9110 allows).
 * `window` ["fixed"]: 1-second windows aligned on the clock ("sliding" also possible).
   Limits are checked before scopes (a 403 uses a request). A request with a missing or unknown
   key is charged to no token: its 401 reports the full limit as remaining. `limits=False` turns

@@ -10,6 +10,8 @@ in submission order (the format is undocumented; this is the sandbox's choice):
      "response": {"statusCode": 400, "body": {"error": {"id": 17, "message": "identifiers.phone ..."}}}}
 
 i.e. each line is the request and the response the single endpoint would have given it.
+`AttentiveOptions.results_order` ("reversed") and `results_index` (False) serve files laid out
+otherwise, for clients that must not rely on this layout.
 """
 from __future__ import annotations
 
@@ -46,8 +48,15 @@ class BulkJob:
             body["url"] = f"{origin}{RESULTS_PATH.format(jobId=self.id)}?signature={self.signature}"
         return body
 
-    def results_file(self) -> bytes:
-        return b"".join(orjson.dumps(line) + b"\n" for line in self.results or ())
+    def results_file(self, order: str = "submitted", index: bool = True) -> bytes:
+        """The `.jsonl`; `order` "reversed" and `index` False stand for a file whose layout differs
+        from ours (its format is undocumented): lines in another order, without their `index`."""
+        lines = list(self.results or ())
+        if order == "reversed":
+            lines.reverse()
+        if not index:
+            lines = [{k: v for k, v in line.items() if k != "index"} for line in lines]
+        return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
     def summary(self) -> dict:
         """For tests: status, counts and the per-record status codes."""

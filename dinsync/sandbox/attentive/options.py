@@ -66,7 +66,7 @@ class AttentiveOptions:
     limits: bool = True
     rate_limits: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     window: Literal["fixed", "sliding"] = "fixed"
-    retry_after: bool = False
+    retry_after: bool | Literal["seconds", "http-date"] = False  # True: "seconds"
     default_scopes: tuple[str, ...] = DEFAULT_SCOPES
     endpoint_scopes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(ENDPOINT_SCOPES))
     write_implies_read: bool = True
@@ -85,6 +85,8 @@ class AttentiveOptions:
     bulk_validation: Literal["request", "record"] = "request"
     bulk_pending_seconds: float = 0.05
     bulk_job_seconds: float = 0.2
+    results_order: Literal["submitted", "reversed"] = "submitted"
+    results_index: bool = True
     max_body_bytes: int = 16 * 1024 * 1024
     me: dict[str, str] = field(default_factory=lambda: {
         "applicationName": "dinsync sandbox", "attentiveDomainName": "sandbox.attn.tv",
@@ -95,10 +97,13 @@ class AttentiveOptions:
         choices = {"window": ("fixed", "sliding"), "unknown_user": ("reject", "accept", "create"),
                    "unknown_attributes_lookup": ("404", "empty"), "null_values": ("reject", "ignore", "unset"),
                    "type_mismatch": ("reject", "accept"), "identifier_conflict": ("reject", "first"),
-                   "phone_check": ("valid", "possible"), "bulk_validation": ("request", "record")}
+                   "phone_check": ("valid", "possible"), "bulk_validation": ("request", "record"),
+                   "results_order": ("submitted", "reversed")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}")
+        if self.retry_after not in (False, True, "seconds", "http-date"):
+            raise ValueError("retry_after must be False, True, 'seconds' or 'http-date'")
         if not 1 <= self.bulk_max_users:
             raise ValueError("bulk_max_users must be >= 1")
         if self.bulk_pending_seconds < 0 or self.bulk_job_seconds < self.bulk_pending_seconds:

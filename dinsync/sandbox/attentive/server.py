@@ -7,6 +7,7 @@ import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, replace
+from email.utils import formatdate
 from typing import Any, Iterable, Mapping
 
 import orjson
@@ -288,7 +289,9 @@ class AttentiveSandbox:
 
     def _too_many(self, endpoint: str, wait: float | None) -> web.Response:
         resp = self._error(429, "Too many requests")
-        if self.options.retry_after:
+        if self.options.retry_after == "http-date":  # RFC 9110 allows either form
+            resp.headers["Retry-After"] = formatdate(time.time() + max(1.0, math.ceil(wait or 1.0)), usegmt=True)
+        elif self.options.retry_after:
             resp.headers["Retry-After"] = str(max(1, math.ceil(wait or 1.0)))
         return _rate_headers(resp, self._limit(endpoint), 0)
 
@@ -380,7 +383,8 @@ class AttentiveSandbox:
             return web.Response(status=403, text="AccessDenied", content_type="text/plain")
         if job.status != "COMPLETED":
             return web.Response(status=404, text="NoSuchKey", content_type="text/plain")
-        return web.Response(body=job.results_file(), content_type="application/jsonl")
+        return web.Response(body=job.results_file(self.options.results_order, self.options.results_index),
+                            content_type="application/jsonl")
 
     # ---------------------------------------------------------------- rules that need the store
     def _lookup(self, request: web.Request) -> dict | None:
