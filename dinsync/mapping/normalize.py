@@ -10,11 +10,19 @@ Email rules (applied to the normalised value: trimmed and lowercased):
   - exactly one ``@``, with a non-empty local part of at most 64 bytes and a non-empty domain.
 
 Phones are parsed with ``phonenumbers`` (the only per-value Python here), once per distinct
-value, and joined back.
+value, and joined back. A number is sent (in E.164) when it parses, its length is possible for its
+country and it has the shape of that country's numbers (libphonenumber's general pattern: in the
+North American plan, no area code starting with 0 or 1); whether it is *valid* (an assigned range)
+is the platform's call: libphonenumber's ranges lag behind new allocations, and the platforms' own
+examples are numbers it calls invalid (Attio's ``+15558675309``, Attentive's ``+13115552368``), so
+a stricter check would reject numbers a platform accepts. Text that is not a number, too short or
+too long numbers, unknown country codes and numbers only dialable locally are rejected here.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+
+import re
 
 import phonenumbers
 import polars as pl
@@ -74,6 +82,23 @@ def email_problem(expr: pl.Expr) -> pl.Expr:
     return chain.otherwise(pl.lit(None, pl.String))
 
 
+@lru_cache(maxsize=None)
+def _national_shape(country_code: int) -> re.Pattern[str] | None:
+    """The general pattern of a country calling code's national numbers (None: no metadata)."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    pattern = meta.general_desc.national_number_pattern if meta and meta.general_desc else None
+    return re.compile(pattern) if pattern else None
+
+
+def _plausible(number: phonenumbers.PhoneNumber) -> bool:
+    """Possible length and the general shape of the country's numbers (see the module's doc)."""
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return False
+    shape = _national_shape(number.country_code)
+    return shape is None or shape.fullmatch(phonenumbers.national_significant_number(number)) is not None
+
+
 @lru_cache(maxsize=200_000)
 def _e164(value: str, region: str | None) -> str | None:
     text = value.strip()
@@ -83,13 +108,14 @@ def _e164(value: str, region: str | None) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    if not _plausible(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalize_phones(series: pl.Series, region: str | None = None) -> pl.Series:
-    """E.164 form of each phone number, NULL when it is missing or not a valid number.
+    """E.164 form of each phone number, NULL when it is missing or not a possible number (see the
+    module's doc).
 
     National numbers need `region` (ISO 3166 alpha-2, e.g. "US", "FR"); without it only
     numbers written in international form (starting with "+") parse.

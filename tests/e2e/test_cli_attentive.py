@@ -133,13 +133,17 @@ def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(attentive):
     p.sql("update main.customers set birthday = '1990-02-31' where id = 3")
     p.sql("update main.customers set birthday = 'yesterday' where id = 4")
     p.sql("update main.customers set lat = 91 where id = 5")
+    # shaped like a North American number, in no assigned range: sent, and Attentive says no
+    p.sql("update main.customers set phone = '+1 999 000 0000' where id = 7")
     p.write(fields=("first_name: firstName", "phone: phone", "birthday: dateOfBirth", "lat: latitude"),
             extra="    phone_region: US\n")
     run = p.run()
-    assert (run["rejected"], run["acknowledged"]) == (5, 15)
+    assert (run["rejected"], run["acknowledged"]) == (6, 14)
     reasons = {k: r for k, (s, r) in p.rejections().items() if s == "rejected"}
     assert "invalid phone number 'call me'" in reasons["subscriber1@example.com"]
     assert "invalid phone number '12'" in reasons["subscriber2@example.com"]
+    assert reasons["subscriber7@example.com"].startswith("Attentive HTTP 400"), reasons["subscriber7@example.com"]
+    assert "phone" in reasons["subscriber7@example.com"]
     assert "'1990-02-31' to a date (YYYY-MM-DD)" in reasons["subscriber3@example.com"]
     assert "'yesterday' to a date" in reasons["subscriber4@example.com"]
     assert "'91.0' is not a latitude between -90 and 90" in reasons["subscriber5@example.com"]

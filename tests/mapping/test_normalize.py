@@ -102,7 +102,14 @@ def test_preview_cuts_long_values():
         ("+44 20 7946 0958", "US", "+442079460958"),
         ("  +1 415 555 0100  ", None, "+14155550100"),
         ("+1 415 555 010", None, None),  # too short
-        ("+1 000 555 0100", None, None),  # not a valid number
+        ("+1 000 555 0100", None, None),  # no North American area code starts with 0
+        ("0612345678", "US", None),  # a French national number has not the shape of a US one
+        ("+33 1122334455", None, None),  # too long for France
+        ("555-0100", "US", None),  # only dialable locally: no E.164 form
+        # the platforms' own examples, which libphonenumber calls invalid (unassigned ranges):
+        # possible and shaped like North American numbers, so sent; the platform decides
+        ("+1 555 867 5309", None, "+15558675309"),  # Attio's
+        ("+1 311 555 2368", None, "+13115552368"),  # Attentive's
         ("not a phone", "US", None),
         ("", "US", None),
         ("   ", "US", None),
