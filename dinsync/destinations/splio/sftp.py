@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 import asyncssh
 
 from ...errors import DestinationAuthError, DinsyncError
+from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
 from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
 from .settings import SftpSettings
@@ -41,6 +42,45 @@ _NAME_PATTERNS = {"stamp": r"\d{8}T\d{6}Z", "run": r"[0-9a-f]{8}", "seq": r"\d{4
 
 class UpdateModeInsertError(DinsyncError):
     """The account's import created contacts while the sync is in update mode."""
+
+
+SPOOL_PREFIX = "dinsync-splio-"
+_SPOOL_NAME = re.compile(re.escape(SPOOL_PREFIX) + r"(\d+)-(\d+)-[A-Za-z0-9_]+")
+
+
+def _spool_prefix() -> str:
+    """`dinsync-splio-<pid>-<start time>-`: whose spool folder it is (see sweep_dead_spools)."""
+    _, pid, start = parse_holder(holder_id())
+    return f"{SPOOL_PREFIX}{pid}-{start or 0}-"
+
+
+def sweep_dead_spools(root: str | None = None) -> list[str]:
+    """Remove the spool folders (contact rows in CSV) of dinsync processes of this user that died
+    without removing them (kill -9, power loss); a folder whose process still runs is kept, as are
+    folders named otherwise. Returns the names removed."""
+    import socket
+
+    base = Path(root or tempfile.gettempdir())
+    host, removed = socket.gethostname(), []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _SPOOL_NAME.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if not entry.is_dir() or entry.is_symlink() or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            continue
+        holder = f"{host}:{m[1]}:{m[2]}" if m[2] != "0" else f"{host}:{m[1]}"
+        if holder_is_dead(holder):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 @dataclass
@@ -89,7 +129,8 @@ class SftpTransport:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "SftpTransport":
-        self._spool = Path(tempfile.mkdtemp(prefix="dinsync-splio-"))
+        sweep_dead_spools()
+        self._spool = Path(tempfile.mkdtemp(prefix=_spool_prefix()))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,50 @@
+"""The SFTP transport's local spool (contact rows as CSV) does not outlive a killed run: the next
+transport of any sync removes the spool folders of dinsync processes that are gone."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+from dinsync.destinations.splio.settings import SftpSettings
+from dinsync.destinations.splio.sftp import SPOOL_PREFIX, SftpTransport, sweep_dead_spools
+from dinsync.state.process import read_stat
+
+
+def dead_process() -> tuple[int, int]:
+    """(pid, start time) of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    stat = read_stat(proc.pid)
+    assert stat is not None
+    proc.kill()
+    proc.wait()
+    return proc.pid, stat.start_time
+
+
+def test_spools_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    pid, start = dead_process()
+    dead = tmp_path / f"{SPOOL_PREFIX}{pid}-{start}-abc_123"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "contacts_0001.csv").write_text("email\na@example.com\n")
+    me = os.getpid()
+    alive = tmp_path / f"{SPOOL_PREFIX}{me}-{read_stat(me).start_time}-xyz"
+    alive.mkdir()
+    reused = tmp_path / f"{SPOOL_PREFIX}{me}-{read_stat(me).start_time + 1}-old"  # this PID, another process
+    reused.mkdir()
+    other = tmp_path / f"{SPOOL_PREFIX}unrelated"  # not a name of ours: left alone
+    other.mkdir()
+
+    settings = SftpSettings(host="127.0.0.1", port=1, username="u", password="p",
+                            known_hosts=str(tmp_path / "known_hosts"), reports_directory="/r")
+
+    async def enter() -> list[str]:
+        async with SftpTransport(settings, "sandbox", password="p") as transport:
+            return sorted(p.name for p in tmp_path.iterdir() if p != transport._spool)
+
+    left = asyncio.run(enter())
+    assert left == sorted([alive.name, other.name])  # the dead one and the reused PID's are gone
+    assert not dead.exists() and not reused.exists()
+    assert sweep_dead_spools(str(tmp_path)) == []  # the transport removed its own on leaving
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
