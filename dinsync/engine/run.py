@@ -194,7 +194,8 @@ class SyncRun:
         if note:
             self.progress("note", {"message": note})
         if stats.null_keys:
-            self.progress("note", {"message": f"{stats.null_keys} rows with a NULL matching key were skipped"})
+            what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
+            self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
         if s.parked and not self.retry_rejected:
             self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
                                               "(--retry-rejected sends them again)"})

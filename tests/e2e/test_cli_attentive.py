@@ -353,9 +353,12 @@ def test_match_on_phone_end_to_end(make_attentive):
     p = make_attentive(seeded=15)
     p.sql("update main.customers set phone = '(201) 200-' || lpad(cast(id as varchar), 4, '0')")  # national form
     p.sql("update main.customers set phone = '12' where id = 3")  # digits, but no valid number
+    p.sql("insert into main.customers (id, email, phone) values (99, 'x@example.com', 'n/a')")  # no digit
     p.write(match_column="phone", match_field="phone", extra="    phone_region: US\n")
-    run = p.run()
-    assert (run["acknowledged"], run["not_found"], run["rejected"]) == (14, 5, 1)
+    result = p.cli("sync")
+    [run] = json.loads(result.stdout)["runs"]
+    assert (run["acknowledged"], run["not_found"], run["rejected"], run["null_keys"]) == (14, 5, 1, 1)
+    assert "1 rows with a NULL phone key (or no digit) were skipped" in result.stderr
     assert all(path.startswith("/v1/attributes/custom?phone=%2B1201200") for path in p.lookups())
     assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000004")["attributes"]["firstName"] == "Name 4"
     assert {b["user"]["phone"] for b in p.v1_bodies()} >= {"+12012000004"}
