@@ -46,7 +46,8 @@ def load(check_models: bool = True, root: Path | None = None,
     root = Path(".") if root is None else Path(root)
 
     def columns_of(wh):
-        return lambda model: wh.columns(model.sql)  # (name, type): types are checked too
+        # (name, type, problem): types are checked too, and what this warehouse cannot diff
+        return lambda model: [(n, k, wh.column_problem(n, k)) for n, k in wh.columns(model.sql)]
 
     try:
         project = load_project(root, dbt_strict=check_models, destination_secrets=destination_secrets)

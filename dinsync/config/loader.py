@@ -712,12 +712,14 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
     issues: list[ConfigIssue] = []
     columns: dict[str, list[str] | None] = {}
     types: dict[str, dict[str, str]] = {}
+    problems: dict[str, dict[str, str]] = {}  # column -> why the warehouse cannot diff it, and the fix
     for name, model in models.items():
         file = relative(model.path)
         try:
             found = list(columns_of(model))
             columns[name] = [str(c[0]) if isinstance(c, tuple) else str(c) for c in found]
             types[name] = {str(c[0]): str(c[1]) for c in found if isinstance(c, tuple)}
+            problems[name] = {str(c[0]): c[2] for c in found if isinstance(c, tuple) and len(c) > 2 and c[2]}
         except Exception as exc:  # the warehouse's message is what the user needs
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
@@ -734,7 +736,11 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             continue
         for what, column, line in use.uses:
             kind = types.get(use.model, {}).get(column, "")
-            if column in available and _UNSENDABLE_TYPE.search(kind):
+            problem = problems.get(use.model, {}).get(column)
+            if column in available and problem:
+                message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
+                hint = problem
+            elif column in available and _UNSENDABLE_TYPE.search(kind):
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
                 hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "
                         f"number (EXTRACT(EPOCH FROM {column}): seconds), a map as JSON (to_json({column}))")

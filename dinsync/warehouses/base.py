@@ -137,6 +137,11 @@ class Warehouse:
         """(name, type) of the columns a SELECT returns, without running it in full."""
         raise NotImplementedError
 
+    def column_problem(self, column: str, kind: str) -> str | None:
+        """Why a mapped column of type `kind` (as `columns` reports it) cannot be diffed on this
+        warehouse, with the fix (a hint), or None when it can."""
+        return None
+
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         """Column names of an existing table, or None when it does not exist."""
         raise NotImplementedError

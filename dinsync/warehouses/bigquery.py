@@ -134,6 +134,15 @@ def _plain(data: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=data.column_names)
 
 
+def _type_text(field) -> str:
+    """A result column's type as BigQuery writes it: ARRAY<...> for a REPEATED field (whose
+    `field_type` is its element's), STRUCT<...> for a RECORD."""
+    kind = field.field_type or ""
+    if kind.upper() in ("RECORD", "STRUCT"):
+        kind = "STRUCT<" + ", ".join(f"{f.name} {_type_text(f)}" for f in (field.fields or ())) + ">"
+    return f"ARRAY<{kind}>" if (field.mode or "").upper() == "REPEATED" else kind
+
+
 class BigQueryWarehouse(ErrorTranslation, Warehouse):
     type_name = "bigquery"
     display_name = "BigQuery"
@@ -327,7 +336,21 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
                                 job_retry=self._job_retry, timeout=self.http_timeout)
         if job.error_result:  # BigQuery answers a failing dry run with an HTTP error; be sure anyway
             raise self._api.BadRequest(job.error_result.get("message", "dry run failed"), errors=[job.error_result])
-        return [(f.name, f.field_type) for f in (job.schema or [])]
+        return [(f.name, _type_text(f)) for f in (job.schema or [])]
+
+    def column_problem(self, column: str, kind: str) -> str | None:
+        """The diff hashes each mapped value's text, CAST(value AS STRING): BigQuery has no such cast
+        for ARRAY, STRUCT, JSON or GEOGRAPHY (the plan would fail with "Invalid cast from ... to
+        STRING", naming no column), and casts BYTES only when they are valid UTF-8."""
+        base = kind.split("<", 1)[0].upper()
+        if base in ("ARRAY", "STRUCT", "RECORD", "JSON"):
+            return f"BigQuery cannot cast {base} to STRING: convert it in the model's SQL, e.g. TO_JSON_STRING({column})"
+        if base == "GEOGRAPHY":
+            return f"BigQuery cannot cast GEOGRAPHY to STRING: convert it in the model's SQL, e.g. ST_ASTEXT({column})"
+        if base == "BYTES":
+            return (f"BigQuery casts BYTES to STRING only when they are valid UTF-8: convert it in the model's SQL, "
+                    f"e.g. TO_BASE64({column}) (or SAFE_CONVERT_BYTES_TO_STRING({column}) for text)")
+        return None
 
     @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:

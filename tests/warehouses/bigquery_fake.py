@@ -103,6 +103,22 @@ def bq_type(duck_type: str) -> str:
     raise JobError("invalidQuery", f"the fake cannot return a column of type {duck_type}")
 
 
+def bq_field(name: str, duck_type: Any) -> dict:
+    """A schema field as BigQuery describes a query's column: a list as a REPEATED field of its
+    element's type, a struct as a RECORD with its fields, JSON as JSON (dry runs only: the fake
+    returns no rows of these types)."""
+    t = duck_type if hasattr(duck_type, "id") else None
+    text = str(duck_type)
+    if t is not None and t.id == "list":
+        return {**bq_field(name, t.children[0][1]), "mode": "REPEATED"}
+    if t is not None and t.id == "struct":
+        return {"name": name, "type": "RECORD", "mode": "NULLABLE",
+                "fields": [bq_field(n, c) for n, c in t.children]}
+    if text.upper() == "JSON":
+        return {"name": name, "type": "JSON", "mode": "NULLABLE"}
+    return {"name": name, "type": bq_type(text), "mode": "NULLABLE"}
+
+
 def bq_value(value: Any, kind: str, int64_timestamp: bool) -> Any:
     if value is None:
         return None
@@ -428,8 +444,7 @@ class FakeBigQuery:
                         continue
                     rel = cur.sql(sql)
                     if rel is not None:
-                        stats["schema"] = {"fields": [{"name": n, "type": bq_type(str(t)), "mode": "NULLABLE"}
-                                                      for n, t in zip(rel.columns, rel.types)]}
+                        stats["schema"] = {"fields": [bq_field(n, t) for n, t in zip(rel.columns, rel.types)]}
                     stats["totalBytesProcessed"] = "0"
                     continue
                 cur.execute(sql)

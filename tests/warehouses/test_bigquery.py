@@ -458,3 +458,50 @@ def test_application_default_credentials(fake, tmp_path, monkeypatch):
         assert wh.project == PROJECT and wh.scalar("SELECT 2") == 2
     finally:
         wh.close()
+
+
+def test_a_mapped_column_bigquery_cannot_cast_to_text_is_refused_by_name(wh_bigquery, iterable_sandbox, tmp_path):
+    """The diff hashes CAST(value AS STRING); BigQuery has that cast for no ARRAY, STRUCT, JSON or
+    GEOGRAPHY (its conversion rules), so such a mapped column would fail the plan with "Invalid cast
+    from ARRAY<INT64> to STRING" and no column named. `dinsync sync` refuses it before anything
+    runs, naming the column and its fix; converted as the hint says, it syncs. (The fake runs the
+    SQL on DuckDB, which casts anything: only the refusal, from the dry run's schema, is shown here.)"""
+    import os
+    import subprocess
+    import textwrap
+
+    from dinsync.errors import ExitCode
+    from tests.conftest import TEST_KEY
+
+    sandbox, thread = iterable_sandbox
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "dinsync.yml").write_text("version: 1\n" + wh_bigquery.warehouse_yaml() + textwrap.dedent(f"""\
+        destinations:
+          iterable: {{type: iterable, api_key: "${{env:ITERABLE_TEST_KEY}}", base_url: "{thread.url}"}}
+        """))
+    (root / "syncs" / "people.yml").write_text(
+        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
+        "match: {column: email, field: email}\nfields:\n  tags: tags\n  address: address\n  plan: plan\n")
+    model = root / "models" / "people.sql"
+
+    def sync(select: str) -> subprocess.CompletedProcess:
+        model.write_text(f"-- primary_key: email\n-- model_type: user\n{select}\n")
+        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "sync"],
+                              env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_bigquery.env),
+                              capture_output=True, text=True, timeout=120)
+
+    refused = sync("SELECT 'a@x.com' AS email, [1, 2] AS tags, STRUCT(1 AS zip) AS address, 'pro' AS plan")
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == ExitCode.CONFIG_ERROR, out
+    assert "column 'tags' of model people is of type ARRAY<INTEGER>" in " ".join(out.split()), out
+    assert "TO_JSON_STRING(tags)" in out and "TO_JSON_STRING(address)" in out, out
+    assert "'plan'" not in out  # a column the diff can compare is not named
+    assert thread.call(lambda: len(sandbox.users)) == 0
+
+    done = sync("SELECT 'a@x.com' AS email, TO_JSON_STRING([1, 2]) AS tags, "
+                "TO_JSON_STRING(STRUCT(1 AS zip)) AS address, 'pro' AS plan")
+    assert done.returncode == 0, done.stdout + done.stderr
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users["a@x.com"]["plan"] == "pro" and users["a@x.com"]["tags"].replace(" ", "") == "[1,2]"
