@@ -20,9 +20,8 @@ too long numbers, unknown country codes and numbers only dialable locally are re
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import re
+from functools import lru_cache
 
 import phonenumbers
 import polars as pl
