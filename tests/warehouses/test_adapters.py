@@ -187,6 +187,18 @@ def test_connection_errors(tmp_path):
         connect("postgres", dsn=PG_DSN, user="no_such_role_here")
 
 
+@pytest.mark.parametrize("dsn", ["postgresql://root:sekret%zz-pw-123@127.0.0.1:5432/test",
+                                 "postgresql://root:sekret-pw-123@127.0.0.1:5432/test?sslmode=bogus",
+                                 "host=127.0.0.1 dbname=test password=sekret-pw-123 port"])
+def test_a_malformed_dsn_is_reported_without_its_password(dsn):
+    """libpq's message about a malformed DSN quotes the token it stopped at, which may be the
+    password (a URI whose password has a stray %)."""
+    with pytest.raises((WarehouseSqlError, WarehouseUnavailable)) as info:
+        connect("postgres", dsn=dsn)
+    assert "sekret" not in str(info.value) + (info.value.hint or "")
+    assert "connection info" in str(info.value) or "percent-encoded" in str(info.value) or "sslmode" in str(info.value)
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
     assert capabilities_of("postgres").dialect == "postgres"  # capabilities need no driver
