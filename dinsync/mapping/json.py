@@ -123,6 +123,22 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(expr.is_null()).then(None).otherwise(rebuilt)
 
 
+_CALENDAR_DAYS = 95_000_000  # about 260,000 years either side of 1970: what Polars (chrono) can format
+_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 is a formattable datetime
+
+
+def _beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Boolean: the date/datetime lies beyond the calendar Polars can format."""
+    if dtype == pl.Date:
+        limit = _CALENDAR_DAYS
+    elif dtype.time_unit in _UNIT_PER_DAY:
+        limit = _CALENDAR_DAYS * _UNIT_PER_DAY[dtype.time_unit]
+    else:
+        return pl.lit(False)
+    physical = expr.to_physical().cast(pl.Int64)
+    return ((physical > limit) | (physical < -limit)).fill_null(False)
+
+
 def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     """JSON text of the values of a column of type `dtype`; `label` names it in error messages."""
     if dtype == pl.Null:
@@ -134,10 +150,13 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype.is_float():
         bad = nonfinite(expr, dtype)
         return Encoded(expr.cast(pl.String), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
-    if dtype == pl.Date:
-        return Encoded(expr.dt.strftime('"%Y-%m-%d"'))
-    if isinstance(dtype, pl.Datetime):
-        return Encoded(iso_datetime(expr, dtype, quoted=True))
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        # PostgreSQL's and DuckDB's ±infinity arrive as extreme integers, beyond the calendar Polars
+        # formats (formatting them panics): such a row is rejected, the others are sent.
+        bad = _beyond_calendar(expr, dtype)
+        safe = pl.when(bad).then(None).otherwise(expr)
+        text = safe.dt.strftime('"%Y-%m-%d"') if dtype == pl.Date else iso_datetime(safe, dtype, quoted=True)
+        return Encoded(text, [(bad, pl.lit(f"{label}: date out of range (an infinity?), which cannot be sent"))])
     if dtype == pl.Time:
         return Encoded(iso_time(expr, quoted=True))
     if isinstance(dtype, pl.Duration):

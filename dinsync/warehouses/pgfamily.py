@@ -388,8 +388,11 @@ class AdbcStream:
             try:
                 cur.adbc_statement.set_options(
                     **{"adbc.postgresql.batch_size_hint_bytes": str(self.stream_hint_bytes)})
+                values = None
                 if params is not None:
                     sql, values = translate(sql, params, "numeric_dollar")
+                sql = _with_text_casts(sql, cur.adbc_execute_schema(sql, values))
+                if values is not None:
                     cur.execute(sql, values)
                 else:
                     cur.execute(sql)
@@ -400,6 +403,45 @@ class AdbcStream:
                 cur.close()
         finally:
             con.close()
+
+
+def _pg_type(field: pa.Field) -> str:
+    return (field.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+
+
+def _binary_extension(t: pa.DataType) -> bool:
+    """ADBC hands over a type it has no Arrow type for (inet, cidr, macaddr, timetz, xml, bit,
+    geometric and range types, ...) as an opaque extension holding PostgreSQL's binary wire
+    format, and uuid as its 16 raw bytes: neither is the value's text form."""
+    return isinstance(t, pa.BaseExtensionType) and (
+        pa.types.is_binary(t.storage_type) or pa.types.is_fixed_size_binary(t.storage_type))
+
+
+def _text_cast(field: pa.Field) -> str | None:
+    """The expression ({c}: the column) that makes a result column readable as its value (None:
+    read it as it is)."""
+    if _binary_extension(field.type):
+        # inet's output form ('10.0.0.1', '::1'); its cast to text adds the netmask ('/32', '/128')
+        return "ABBREV({c})" if _pg_type(field) == "inet" else "CAST({c} AS TEXT)"
+    if (pa.types.is_list(field.type) or pa.types.is_large_list(field.type)) and _binary_extension(
+            field.type.value_type):
+        return "CAST({c} AS TEXT[])"
+    if _pg_type(field) == "money":  # ADBC: an int64 of cents (lc_monetary's minor unit)
+        return "CAST({c} AS NUMERIC)"
+    return None
+
+
+def _with_text_casts(sql: str, schema: pa.Schema) -> str:
+    """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
+    `_binary_extension`) or money as cents come out as their text form."""
+    casts = [_text_cast(f) for f in schema]
+    if not any(casts):
+        return sql
+    cols = []
+    for field, cast in zip(schema, casts):
+        col = '_dinsync_q."' + field.name.replace('"', '""') + '"'
+        cols.append(cast.format(c=col) + ' AS "' + field.name.replace('"', '""') + '"' if cast else col)
+    return f"SELECT {', '.join(cols)} FROM (\n{sql.rstrip().rstrip(';')}\n) AS _dinsync_q"
 
 
 def _adbc_converter(schema: pa.Schema):
@@ -432,6 +474,7 @@ class CursorStream:
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         conn = self._connect_psycopg()
         try:
+            _load_as_text(conn)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 cur.itersize = batch_rows
@@ -447,3 +490,17 @@ class CursorStream:
                     yield from rows_to_arrow(names, rows, types).to_batches()
         finally:
             conn.close()
+
+
+# Types psycopg loads as Python objects that Arrow cannot hold (UUID, IPv4Interface, dict, time
+# with tzinfo, Range, ...): read as their text form instead, as the ADBC path does.
+_TEXT_LOADED = ("uuid", "inet", "cidr", "json", "jsonb", "timetz", "interval", "money", "int4range", "int8range",
+                "numrange", "daterange", "tsrange", "tstzrange")
+
+
+def _load_as_text(conn: Any) -> None:
+    from psycopg.types.string import TextLoader
+
+    for name in _TEXT_LOADED:
+        if conn.adapters.types.get(name) is not None:
+            conn.adapters.register_loader(name, TextLoader)

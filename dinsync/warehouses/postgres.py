@@ -13,6 +13,8 @@ adbc-driver-postgresql). Without ADBC, reads fall back to a server-side cursor.
 """
 from __future__ import annotations
 
+import re
+import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
@@ -49,7 +51,7 @@ class PostgresConnection:
         if settings:
             self.params["options"] = " ".join(
                 f"-c {k}={_escape_option(str(v))}" for k, v in settings.items())
-        self.secrets = [s for s in (password, dsn) if s]
+        self.secrets = [s for s in (password, dsn, *_dsn_passwords(dsn or "")) if s]
 
     def conninfo(self) -> str:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -59,6 +61,20 @@ class PostgresConnection:
         if password:
             self.secrets.append(str(password))
         return info
+
+
+_URI_PASSWORD = re.compile(r"^[a-z]+://[^/@?#]*?:([^/@?#]*)@", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+
+
+def _dsn_passwords(dsn: str) -> list[str]:
+    """The password of a DSN as written (and unquoted / percent-decoded), found without parsing
+    it: libpq's message about a malformed DSN quotes the token it stopped at, which may be it."""
+    found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)] + [m.group(1) for m in _KV_PASSWORD.finditer(dsn)]
+    out = []
+    for raw in found:
+        out += [raw, raw.strip("'"), urllib.parse.unquote(raw)]
+    return [s for s in dict.fromkeys(out) if s]
 
 
 def _escape_option(value: str) -> str:

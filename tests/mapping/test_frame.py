@@ -282,6 +282,28 @@ def test_non_finite_floats_reject_the_row(bad):
     assert b.rejections["field"].to_list() == ["f"]
 
 
+@pytest.mark.parametrize("arrow_type, infinities, finite, text", [
+    # ±infinity as the drivers deliver them: DuckDB (±INT64_MAX µs), PostgreSQL through ADBC
+    # (the server's ±INT64 shifted by the 2000-01-01 epoch, wrapping around)
+    ("timestamp[us, tz=UTC]", [9223372036854775807, -9223372036854775807, -9222425352054775809,
+                               -9222425352054775808], 1704096000000000, "2024-01-01T08:00:00Z"),
+    ("timestamp[us]", [9223372036854775807, -9222425352054775809], 0, "1970-01-01T00:00:00"),
+    ("timestamp[ms]", [9223372036854775807], 0, "1970-01-01T00:00:00"),
+    ("date32[day]", [2147483647, -2147483648, -2147472692], 19723, "2024-01-01"),
+])
+def test_infinite_dates_reject_the_row_instead_of_crashing(arrow_type, infinities, finite, text):
+    import pyarrow as pa
+
+    physical = pa.int32() if arrow_type.startswith("date") else pa.int64()
+    target = {"timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"), "timestamp[us]": pa.timestamp("us"),
+              "timestamp[ms]": pa.timestamp("ms"), "date32[day]": pa.date32()}[arrow_type]
+    values = pa.array(infinities + [finite, None], physical).view(target)
+    b = one(pl.Series("f", pl.from_arrow(values)))
+    check_shape(b)
+    assert objects(b) == [{"f": text}, {"f": None}]
+    assert reasons(b) == ['field "f": date out of range (an infinity?), which cannot be sent'] * len(infinities)
+
+
 def test_non_finite_float_in_unsent_field_is_fine():
     b = map_batch(plan(["a@b.co"], ([float("nan")], [False]), [1]), EMAIL, fields("score", "n"))
     assert objects(b) == [{"n": 1}]

@@ -151,6 +151,31 @@ def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path):
         t.close()
 
 
+@pytest.mark.parametrize("adbc", [True, False], ids=["adbc", "cursor"])
+def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeypatch, adbc):
+    """ADBC delivers uuid as 16 raw bytes and inet, cidr, macaddr, timetz, xml, ... as PostgreSQL's
+    binary wire format, money as cents; psycopg (the cursor path) as Python objects Arrow cannot hold:
+    what reaches a destination is each value's text form."""
+    if not adbc:
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        sql = ("SELECT 'e8a2996c-0000-4000-8000-000000000001'::uuid AS u, '10.0.0.1/24'::inet AS ip, "
+               "'::1'::inet AS ip6, '10.0.0.0/8'::cidr AS net, '08:00:2b:01:02:03'::macaddr AS mac, "
+               "'12:00:00+02'::timetz AS tz, '<a/>'::xml AS x, 12.34::money AS m, "
+               "ARRAY['e8a2996c-0000-4000-8000-000000000002'::uuid, NULL] AS us, 7 AS \"Mixed \"\"Name\", "
+               "NULL::uuid AS nu, ARRAY[1, 2] AS ints WHERE 1 = :one;")
+        [batch] = list(t.wh.stream(sql, params={"one": 1}))
+        [row] = batch.to_pylist()
+        assert row == {"u": "e8a2996c-0000-4000-8000-000000000001", "ip": "10.0.0.1/24", "ip6": "::1",
+                       "net": "10.0.0.0/8", "mac": "08:00:2b:01:02:03", "tz": "12:00:00+02", "x": "<a/>",
+                       "m": 12.34 if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
+                       "nu": None, "ints": [1, 2]}
+    finally:
+        t.close()
+
+
 def test_connection_errors(tmp_path):
     require_postgres()
     with pytest.raises(WarehouseUnavailable) as info:
@@ -160,6 +185,18 @@ def test_connection_errors(tmp_path):
         connect("postgres", dsn=PG_DSN, database="no_such_database_here")
     with pytest.raises(WarehouseAuthError):
         connect("postgres", dsn=PG_DSN, user="no_such_role_here")
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://root:sekret%zz-pw-123@127.0.0.1:5432/test",
+                                 "postgresql://root:sekret-pw-123@127.0.0.1:5432/test?sslmode=bogus",
+                                 "host=127.0.0.1 dbname=test password=sekret-pw-123 port"])
+def test_a_malformed_dsn_is_reported_without_its_password(dsn):
+    """libpq's message about a malformed DSN quotes the token it stopped at, which may be the
+    password (a URI whose password has a stray %)."""
+    with pytest.raises((WarehouseSqlError, WarehouseUnavailable)) as info:
+        connect("postgres", dsn=dsn)
+    assert "sekret" not in str(info.value) + (info.value.hint or "")
+    assert "connection info" in str(info.value) or "percent-encoded" in str(info.value) or "sslmode" in str(info.value)
 
 
 def test_a_missing_driver_names_the_extra(monkeypatch):
