@@ -93,9 +93,32 @@ def _adbc_sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+# Types without an extended hash function (checked on PostgreSQL 15): the diff's row fingerprint,
+# HASH_RECORD_EXTENDED(ROW(...)), fails on them (and on arrays of them) -> the cast that fixes it.
+NO_EXTENDED_HASH = {
+    "json": "{c}::jsonb", "jsonpath": "{c}::text", "money": "{c}::numeric", "xml": "{c}::text",
+    "bit": "{c}::text", "varbit": "{c}::text", "bit varying": "{c}::text", "tsvector": "{c}::text",
+    "tsquery": "{c}::text", "txid_snapshot": "{c}::text", "point": "{c}::text", "line": "{c}::text",
+    "lseg": "{c}::text", "box": "{c}::text", "path": "{c}::text", "polygon": "{c}::text", "circle": "{c}::text",
+}
+
+
+def extended_hash_problem(column: str, kind: str) -> str | None:
+    """A mapped column of a type PostgreSQL cannot hash (NO_EXTENDED_HASH), with its fix: named at
+    `validate` and before a sync plans, instead of the plan failing with PostgreSQL's message."""
+    base = kind.strip().lower().removesuffix("[]").lstrip("_")
+    fix = NO_EXTENDED_HASH.get(base)
+    if fix is None:
+        return None
+    name = column if column.isidentifier() and column.islower() else '"' + column.replace('"', '""') + '"'
+    return (f"PostgreSQL has no extended hash function for {base}, which the diff needs to compare values: "
+            f"convert it in the model's SQL, e.g. {fix.format(c=name)} AS {name}")
+
+
 class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)
+
 
     def hint_for(self, exc: BaseException) -> str | None:
         text = str(exc)

@@ -18,7 +18,7 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions
+from .pgfamily import AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions, extended_hash_problem
 
 DEFAULT_PORT = 5432
 # Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
@@ -134,3 +134,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         if self._adbc is None:
             return CursorStream.stream(self, sql, batch_rows, params)
         return AdbcStream.stream(self, sql, batch_rows, params)
+
+    def column_problem(self, column: str, kind: str) -> str | None:
+        """The diff's row fingerprint hashes each mapped value with its type's extended hash
+        function (HASH_RECORD_EXTENDED): json, money, xml, bit, geometric types have none."""
+        return extended_hash_problem(column, kind)

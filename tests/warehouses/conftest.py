@@ -290,27 +290,6 @@ def wh_databricks(tmp_path) -> Iterator[ConformanceTarget]:
     target.close()
 
 
-@pytest.fixture
-def wh_duckdb(tmp_path) -> Iterator[ConformanceTarget]:
-    target = DuckDBTarget(tmp_path)
-    yield target
-    target.close()
-
-
-@pytest.fixture
-def wh_postgres(tmp_path) -> Iterator[ConformanceTarget]:
-    target = PostgresTarget(tmp_path)
-    yield target
-    target.close()
-
-
-@pytest.fixture
-def wh_redshift(tmp_path) -> Iterator[ConformanceTarget]:
-    target = PostgresTarget(tmp_path, kind="redshift")
-    yield target
-    target.close()
-
-
 @pytest.fixture(params=CONFORMANCE_WAREHOUSES)
 def target(request) -> ConformanceTarget:
     return request.getfixturevalue(f"wh_{request.param}")
