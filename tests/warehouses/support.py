@@ -8,9 +8,14 @@ a message saying how to start it otherwise.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -230,3 +235,30 @@ def sf_admin(*statements: str) -> None:
         with conn.cursor() as cur:
             for statement in statements:
                 cur.execute(statement)
+
+
+def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dict[str, str],
+                     env: dict[str, str]) -> Callable[[str, str], subprocess.CompletedProcess]:
+    """A project folder with one Iterable users sync (match on `email`, `fields`: model column ->
+    field) of model `people` on the given warehouse. Returns `cli(command, select)`: writes the
+    model's SELECT and runs `dinsync <command>` in a subprocess (the Iterable sandbox's key set)."""
+    from tests.conftest import TEST_KEY
+
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "dinsync.yml").write_text("version: 1\n" + warehouse_yaml + textwrap.dedent(f"""\
+        destinations:
+          iterable: {{type: iterable, api_key: "${{env:ITERABLE_TEST_KEY}}", base_url: "{base_url}"}}
+        """))
+    mapped = "".join(f"  {json.dumps(column)}: {field}\n" for column, field in fields.items())
+    (root / "syncs" / "people.yml").write_text(
+        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
+        "match: {column: email, field: email}\nfields:\n" + mapped)
+
+    def cli(command: str, select: str) -> subprocess.CompletedProcess:
+        (root / "models" / "people.sql").write_text(f"-- primary_key: email\n-- model_type: user\n{select}\n")
+        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), command],
+                              env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **env),
+                              capture_output=True, text=True, timeout=120)
+
+    return cli

@@ -335,31 +335,15 @@ def test_a_mapped_column_postgresql_cannot_hash_is_refused_by_name(wh_postgres, 
     fingerprint needs: `dinsync validate` names each such mapped column and the cast that fixes
     it (before, the check passed and the sync's plan failed with PostgreSQL's message, naming no
     column); a column of another type, and a cast one, pass."""
-    import os
-    import subprocess
-    import textwrap
-
     from dinsync.errors import ExitCode
+    from tests.warehouses.support import one_sync_project
 
-    wh = wh_postgres
-    root = tmp_path / "project"
-    (root / "models").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    (root / "dinsync.yml").write_text("version: 1\n" + wh.warehouse_yaml() + textwrap.dedent("""\
-        destinations:
-          iterable: {type: iterable, api_key: "${env:ITERABLE_TEST_KEY}", base_url: "http://127.0.0.1:9"}
-        """))
-    (root / "syncs" / "people.yml").write_text(
-        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\nfields:\n  payload: payload\n  balance: balance\n"
-        "  \"Spot\": spot\n  plan: plan\n")
-    model = root / "models" / "people.sql"
+    cli = one_sync_project(tmp_path / "project", wh_postgres.warehouse_yaml(), "http://127.0.0.1:9",
+                           {"payload": "payload", "balance": "balance", "Spot": "spot", "plan": "plan"},
+                           wh_postgres.env)
 
-    def validate(select: str) -> subprocess.CompletedProcess:
-        model.write_text(f"-- primary_key: email\n{select}\n")
-        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "validate"],
-                              env=dict(os.environ, ITERABLE_TEST_KEY="k", **wh.env),
-                              capture_output=True, text=True, timeout=120)
+    def validate(select: str):
+        return cli("validate", select)
 
     refused = validate("""SELECT 'a@x.com' AS email, '{"a": 1}'::json AS payload, 12.34::money AS balance,
                           point(1, 2) AS "Spot", 'pro' AS plan""")

@@ -466,31 +466,15 @@ def test_a_mapped_column_bigquery_cannot_cast_to_text_is_refused_by_name(wh_bigq
     from ARRAY<INT64> to STRING" and no column named. `dinsync sync` refuses it before anything
     runs, naming the column and its fix; converted as the hint says, it syncs. (The fake runs the
     SQL on DuckDB, which casts anything: only the refusal, from the dry run's schema, is shown here.)"""
-    import os
-    import subprocess
-    import textwrap
-
     from dinsync.errors import ExitCode
-    from tests.conftest import TEST_KEY
+    from tests.warehouses.support import one_sync_project
 
     sandbox, thread = iterable_sandbox
-    root = tmp_path / "project"
-    (root / "models").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    (root / "dinsync.yml").write_text("version: 1\n" + wh_bigquery.warehouse_yaml() + textwrap.dedent(f"""\
-        destinations:
-          iterable: {{type: iterable, api_key: "${{env:ITERABLE_TEST_KEY}}", base_url: "{thread.url}"}}
-        """))
-    (root / "syncs" / "people.yml").write_text(
-        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\nfields:\n  tags: tags\n  address: address\n  plan: plan\n")
-    model = root / "models" / "people.sql"
+    cli = one_sync_project(tmp_path / "project", wh_bigquery.warehouse_yaml(), thread.url,
+                           {"tags": "tags", "address": "address", "plan": "plan"}, wh_bigquery.env)
 
-    def sync(select: str) -> subprocess.CompletedProcess:
-        model.write_text(f"-- primary_key: email\n-- model_type: user\n{select}\n")
-        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "sync"],
-                              env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_bigquery.env),
-                              capture_output=True, text=True, timeout=120)
+    def sync(select: str):
+        return cli("sync", select)
 
     refused = sync("SELECT 'a@x.com' AS email, [1, 2] AS tags, STRUCT(1 AS zip) AS address, 'pro' AS plan")
     out = refused.stdout + refused.stderr
