@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import redaction
 from ..destinations import registry
@@ -59,6 +59,22 @@ ColumnsOf = Callable[[Model], list[Any]]
 # Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
 # no Polars counterpart; no field kind writes a map), anywhere in a column's type (e.g. INTERVAL[]).
 _UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION|MAP)\b", re.IGNORECASE)
+# Secret settings of a destination whose value may instead be the path of a file holding the secret
+# (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
+_SECRET_OR_PATH_KEYS = ("private_key",)
+
+
+def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str]]:
+    """(key path, value) of every SecretStr in a destination's validated settings, nested ones too."""
+    for key, value in settings:
+        if isinstance(value, SecretStr):
+            yield at + (key,), value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from _secret_settings(value, at + (key,))
+
+
+def _looks_like_key_text(value: str) -> bool:
+    return "\n" in value.strip() or "PRIVATE KEY" in value or value.lstrip().startswith("-----")
 
 
 @dataclass
@@ -229,6 +245,14 @@ class _Loader:
             except ValidationError as exc:
                 ok = False
                 self.issues += validation_issues(exc, doc, at, settings_model)
+        for path, value in _secret_settings(settings) if settings is not None else ():
+            where = at + path
+            if (value and where not in doc.env_paths and where not in doc.missing_env_paths
+                    and not (path[-1] in _SECRET_OR_PATH_KEYS and not _looks_like_key_text(value))):
+                ok = False  # the README's rule, as for warehouse passwords and Slack webhook URLs
+                self.issues.append(doc.issue(where, f"destinations.{name}.{'.'.join(map(str, path))} is a "
+                                                    "credential written in the file",
+                                             f"write it as ${{env:NAME}} and export NAME; secrets never live in {doc.file}"))
         for key, value in settings if settings is not None and self.destination_secrets else ():
             if (isinstance(value, SecretStr) and not value.get_secret_value()  # e.g. ${env:KEY} set to ''
                     and at + (key,) not in doc.missing_env_paths):  # (an unset variable is its own issue)

@@ -133,6 +133,7 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
             if escaped:
                 return match.group(0)[1:]
             if not ENV_NAME.match(name):
+                doc.env_paths.add(path)  # meant as an environment reference, not a value written in the file
                 issues.append(doc.issue(path, f"invalid environment reference in {_show_path(path)}",
                                         "write ${env:NAME} with NAME made of letters, digits and _"))
                 return match.group(0)

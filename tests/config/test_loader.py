@@ -222,6 +222,17 @@ def test_secret_not_in_config_error_message(tmp_path):
     assert SECRET not in text and "secret-region-value" not in text
 
 
+def test_destination_secret_written_in_the_file_is_refused(tmp_path):
+    # The README's rule ("secrets only from the environment"), as for warehouse passwords: an API key
+    # pasted into dinsync.yml used to validate ("OK") and end up committed with the project.
+    yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "sk_live_pasted_0123456789")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert issue.message == "destinations.iterable.api_key is a credential written in the file"
+    assert "${env:NAME}" in issue.hint
+    assert "sk_live_pasted_0123456789" not in issue.format()
+
+
 def test_env_substitution_inside_strings_and_escape(tmp_path):
     yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "key-${env:ITERABLE_API_KEY}-$${env:LITERAL}")
     yml = yml.replace("path: warehouse.duckdb", "path: ${env:DATA_DIR}/wh.duckdb")
@@ -333,7 +344,7 @@ def test_unknown_warehouse_and_destination_types(tmp_path):
 
 def test_invalid_state_schema_version_and_names(tmp_path):
     yml = PROJECT_YML.replace("version: 1", "version: 2") + "state_schema: my-state\n"
-    yml = yml.replace("destinations:\n", "destinations:\n  bad-name:\n    type: iterable\n    api_key: x\n")
+    yml = yml.replace("destinations:\n", "destinations:\n  bad-name:\n    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")
     issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, **{"syncs__bad-sync_dot_yml": SYNC_YML}))
     assert where(issues) == [("dinsync.yml", 1), ("dinsync.yml", 6), ("dinsync.yml", 13), ("syncs/bad-sync.yml", None)]
     assert "invalid value 2" in issues[0].message and issues[0].hint == "expected 1"
@@ -393,7 +404,7 @@ def test_mode_not_supported_by_destination_type(tmp_path, monkeypatch):
                                                  mode_notes={"upsert": "it never creates records"})}
 
     monkeypatch.setattr(loader_module, "registry", lambda: {"iterable": IterableDestination, "update_only": UpdateOnly})
-    yml = PROJECT_YML + "  attentive:\n    type: update_only\n    api_key: x\n"
+    yml = PROJECT_YML + "  attentive:\n    type: update_only\n    api_key: ${env:ITERABLE_API_KEY}\n"
     sync = SYNC_YML.replace("destination: iterable", "destination: attentive")
     issue = only_issue(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
     assert (issue.file, issue.line) == ("syncs/users.yml", 4)

@@ -92,6 +92,23 @@ def test_settings_errors(tmp_path, body, expected):
     assert PASSWORD not in text and KEY not in text
 
 
+def test_sftp_credentials_written_in_the_file(tmp_path):
+    # A password or key text written in dinsync.yml is refused (located, not echoed); a private_key
+    # that is the path of a key file is not a secret and may be written there.
+    literal = SFTP.replace("${env:SPLIO_SFTP_PASSWORD}", "pasted-sftp-pw-123")
+    text = issues(project(tmp_path / "a", body=literal))
+    assert "dinsync.yml:12: destinations.splio.sftp.password is a credential written in the file" in text
+    assert "pasted-sftp-pw-123" not in text
+    key_text = SFTP.replace("password: ${env:SPLIO_SFTP_PASSWORD}",
+                            "private_key: '-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXk'")
+    text = issues(project(tmp_path / "b", body=key_text))
+    assert "destinations.splio.sftp.private_key is a credential written in the file" in text
+    assert "b3BlbnNzaC1rZXk" not in text
+    key_path = SFTP.replace("password: ${env:SPLIO_SFTP_PASSWORD}", "private_key: ~/.ssh/splio_ed25519")
+    p = load_project(project(tmp_path / "c", body=key_path), env=ENV)
+    assert p.destinations["splio"].make_destination().settings.sftp.private_key is not None
+
+
 def test_file_name_template_must_identify_sync_and_run(tmp_path):
     body = SFTP.replace("directory: /imports/contacts", "directory: /imports/contacts\n      file_name: 'x_{seq}.csv'")
     assert "must contain {sync}, {run} and {seq}" in issues(project(tmp_path, body=body))
