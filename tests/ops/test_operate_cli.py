@@ -82,6 +82,12 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert ops.events() == ["paused"]
     assert ops.receiver.received[0]["json"]["pause"] == {"paused_by": "hand", "culprit": "hand",
                                                           "reason": "CRM migration this week"}
+    # pausing it again without --reason keeps the reason and time given (it used to become "paused by hand")
+    paused_at = ops.sql("select paused_at from dinsync.sync_state")
+    again = ops.cli("pause", "iterable_users")
+    assert again.exit_code == 0 and "already paused by hand: CRM migration this week" in again.stderr
+    assert json.loads(again.stdout)["syncs"][0]["reason"] == "CRM migration this week"
+    assert ops.sql("select paused_at from dinsync.sync_state") == paused_at and ops.events() == ["paused"]
 
     ops.sql("update main.customers set plan = 'pro' where id = 1")
     refused = ops.sync()
