@@ -1,14 +1,16 @@
 """The SFTP transport's local spool (contact rows as CSV) does not outlive a killed run: the next
-transport of any sync removes the spool folders of dinsync processes that are gone."""
+transport of any sync removes the spool folders of dinsync processes that are gone (and that were
+not written for SPOOL_IDLE_SECONDS)."""
 from __future__ import annotations
 
 import asyncio
 import os
 import subprocess
 import sys
+import time
 
 from dinsync.destinations.splio.settings import SftpSettings
-from dinsync.destinations.splio.sftp import SPOOL_PREFIX, SftpTransport, sweep_dead_spools
+from dinsync.destinations.splio.sftp import SPOOL_IDLE_SECONDS, SPOOL_PREFIX, SftpTransport, sweep_dead_spools
 from dinsync.state.process import read_stat
 
 
@@ -35,6 +37,11 @@ def test_spools_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, monke
     reused.mkdir()
     other = tmp_path / f"{SPOOL_PREFIX}unrelated"  # not a name of ours: left alone
     other.mkdir()
+    recent = tmp_path / f"{SPOOL_PREFIX}{pid}-{start}-recent"  # dead holder, but written a moment ago
+    recent.mkdir()
+    idle = time.time() - SPOOL_IDLE_SECONDS - 60
+    for folder in (dead, alive, reused, other):
+        os.utime(folder, (idle, idle))
 
     settings = SftpSettings(host="127.0.0.1", port=1, username="u", password="p",
                             known_hosts=str(tmp_path / "known_hosts"), reports_directory="/r")
@@ -44,7 +51,9 @@ def test_spools_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, monke
             return sorted(p.name for p in tmp_path.iterdir() if p != transport._spool)
 
     left = asyncio.run(enter())
-    assert left == sorted([alive.name, other.name])  # the dead one and the reused PID's are gone
+    assert left == sorted([alive.name, other.name, recent.name])  # the dead one and the reused PID's are gone
     assert not dead.exists() and not reused.exists()
     assert sweep_dead_spools(str(tmp_path)) == []  # the transport removed its own on leaving
+    os.utime(recent, (idle, idle))
+    assert sweep_dead_spools(str(tmp_path)) == [recent.name]  # once idle long enough
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])

@@ -54,10 +54,16 @@ def _spool_prefix() -> str:
     return f"{SPOOL_PREFIX}{pid}-{start or 0}-"
 
 
+# A spool folder is removed only when untouched for this long too: a process in another PID
+# namespace sharing the temporary folder (containers) looks dead from here.
+SPOOL_IDLE_SECONDS = 600.0
+
+
 def sweep_dead_spools(root: str | None = None) -> list[str]:
     """Remove the spool folders (contact rows in CSV) of dinsync processes of this user that died
-    without removing them (kill -9, power loss); a folder whose process still runs is kept, as are
-    folders named otherwise. Returns the names removed."""
+    without removing them (kill -9, power loss) and were not written for SPOOL_IDLE_SECONDS; a
+    folder whose process still runs is kept, as are folders named otherwise. Returns the names
+    removed."""
     import socket
 
     base = Path(root or tempfile.gettempdir())
@@ -75,6 +81,8 @@ def sweep_dead_spools(root: str | None = None) -> list[str]:
         except OSError:
             continue
         if not entry.is_dir() or entry.is_symlink() or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            continue
+        if time.time() - st.st_mtime < SPOOL_IDLE_SECONDS:
             continue
         holder = f"{host}:{m[1]}:{m[2]}" if m[2] != "0" else f"{host}:{m[1]}"
         if holder_is_dead(holder):
