@@ -162,6 +162,11 @@ class StateStore:
             row.pop("_n", None)
         return rows
 
+    def has_run(self, sync: str, run_id: str) -> bool:
+        """Whether the runs table holds run `run_id` of `sync`."""
+        return self.wh.scalar(f"SELECT COUNT(*) FROM {self.t('runs')} WHERE sync = :sync AND run_id = :run",
+                              {"sync": sync, "run": run_id}) not in (None, 0)
+
     def last_good_segment_rows(self, sync: str) -> int | None:
         """The segment size of the sync's last successful (or warning) run, if it was recorded."""
         value = self.wh.scalar(
