@@ -246,18 +246,16 @@ class _Loader:
                 ok = False
                 self.issues += validation_issues(exc, doc, at, settings_model)
         for path, value in _secret_settings(settings) if settings is not None else ():
-            where = at + path
+            where, label = at + path, f"destinations.{name}.{'.'.join(map(str, path))}"
             if (value and where not in doc.env_paths and where not in doc.missing_env_paths
                     and not (path[-1] in _SECRET_OR_PATH_KEYS and not _looks_like_key_text(value))):
                 ok = False  # the README's rule, as for warehouse passwords and Slack webhook URLs
-                self.issues.append(doc.issue(where, f"destinations.{name}.{'.'.join(map(str, path))} is a "
-                                                    "credential written in the file",
+                self.issues.append(doc.issue(where, f"{label} is a credential written in the file",
                                              f"write it as ${{env:NAME}} and export NAME; secrets never live in {doc.file}"))
-        for key, value in settings if settings is not None and self.destination_secrets else ():
-            if (isinstance(value, SecretStr) and not value.get_secret_value()  # e.g. ${env:KEY} set to ''
-                    and at + (key,) not in doc.missing_env_paths):  # (an unset variable is its own issue)
+            elif (not value and len(path) == 1 and self.destination_secrets  # e.g. ${env:KEY} set to ''
+                    and where not in doc.missing_env_paths):  # (an unset variable is its own issue)
                 ok = False
-                self.issues.append(doc.issue(at + (key,), f"destinations.{name}.{key} is empty",
+                self.issues.append(doc.issue(where, f"{label} is empty",
                                              "set it, e.g. from an environment variable: ${env:NAME}"))
         rate_limits = raw.get("rate_limits")
         for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
