@@ -57,3 +57,49 @@ def test_spools_of_dead_processes_are_removed_and_live_ones_kept(tmp_path, monke
     os.utime(recent, (idle, idle))
     assert sweep_dead_spools(str(tmp_path)) == [recent.name]  # once idle long enough
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def _transport(tmp_path, **file_name) -> SftpTransport:
+    settings = SftpSettings(host="127.0.0.1", port=1, username="u", password="p",
+                            known_hosts=str(tmp_path / "known_hosts"), reports_directory="/r", **file_name)
+    transport = SftpTransport(settings, "sandbox", password="p")
+    transport.sync = "people"
+    return transport
+
+
+def _stamp(offset: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + offset))
+
+
+def test_a_run_names_its_files_after_a_waiting_file_of_the_same_second(tmp_path):
+    """The previous run's file, still waiting, carries this second's stamp and a run tag that sorts
+    after any: this run waits for the next second so an importer taking files in name order
+    imports the older values first."""
+    transport = _transport(tmp_path)
+    waiting = f"sandbox_contacts_people_{_stamp(0)}_ffffffff_0001.csv"
+    asyncio.run(transport._stamp_after([waiting]))
+    assert transport._name(1) > waiting
+    assert transport.stamp > waiting.split("_")[3]
+
+
+def test_nothing_waiting_or_no_stamp_in_the_name_means_no_wait(tmp_path, monkeypatch):
+    async def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s")
+
+    monkeypatch.setattr("dinsync.destinations.splio.sftp.asyncio.sleep", no_sleep)
+    transport = _transport(tmp_path)
+    before = transport.stamp
+    asyncio.run(transport._stamp_after([]))
+    assert transport.stamp == before
+    older = f"sandbox_contacts_people_{_stamp(-5)}_ffffffff_0001.csv"
+    asyncio.run(transport._stamp_after([older]))  # already sorts after it
+    untimed = _transport(tmp_path, file_name="{universe}_{sync}_{run}_{seq}.csv")
+    asyncio.run(untimed._stamp_after(["sandbox_people_ffffffff_0001.csv"]))  # waiting cannot order it
+
+
+def test_a_waiting_file_stamped_by_a_clock_far_ahead_is_waited_for_at_most_max_wait(tmp_path):
+    transport = _transport(tmp_path)
+    ahead = f"sandbox_contacts_people_{_stamp(3600)}_00000000_0001.csv"
+    started = time.monotonic()
+    asyncio.run(transport._stamp_after([ahead], max_wait=0.5))
+    assert 0.4 < time.monotonic() - started < 5.0 and transport._name(1) < ahead  # not an hour

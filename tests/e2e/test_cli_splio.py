@@ -319,6 +319,28 @@ def test_sftp_an_older_files_outcome_does_not_settle_rows_sent_again_since(make_
     assert p.sync()["runs"][0]["sent"] == 0
 
 
+
+def test_sftp_a_run_files_sort_after_the_waiting_files_of_the_previous_run(make_project, monkeypatch):
+    """Two runs within a second, both files awaiting import: the sandbox imports in name order, so
+    the second run's file (the new value) must sort last, or the first file would put the old
+    value back after dinsync saw both imports succeed."""
+    p = make_project(insert_allowed=True, poll_interval=None)
+    p.configure(transport="sftp")
+    p.seed(5)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.1")
+    assert p.sync()["runs"][0]["pending"] == 5
+    p.sql("update main.people set plan = 'enterprise' where id = 1")
+    assert p.sync()["runs"][0]["pending"] == 5  # awaited rows are sent again, user 1 with its new value
+    first, second = p.drop_folder()
+    folder = p.sandbox.root / "imports" / "contacts"
+    assert "enterprise" in (folder / second).read_text() and "enterprise" not in (folder / first).read_text()
+    p.thread.call(p.sandbox.process_now)
+    assert p.contact("user1@example.com")["custom_fields"]["plan"] == "enterprise"
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["sent"]) == ("success", 5, 0)
+
+
 # --- API ------------------------------------------------------------------------------------------
 def test_api_insert_first_sync_noop_changed_only_and_rows_leaving(make_project, splio_requests):
     p = make_project()

@@ -134,6 +134,7 @@ class SftpTransport:
         self.uploads = 0
         self.upload_retries = 0
         self.swept: list[str] = []
+        self.waiting: list[str] = []  # this sync's files still in the drop folder at begin
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "SftpTransport":
@@ -152,9 +153,27 @@ class SftpTransport:
             self._spool = None
 
     async def begin(self, sync: str, mode: str) -> None:
-        """Start of a run: remember the sync, remove its stale `.part` files."""
+        """Start of a run: remember the sync, remove its stale `.part` files, and name this run's
+        files after those of earlier runs still waiting to be imported."""
         self.sync, self.mode = sync, mode
         await self.sweep()
+        await self._stamp_after(self.waiting)
+
+    async def _stamp_after(self, waiting: Sequence[str], *, max_wait: float = 3.0) -> None:
+        """An importer takes files in name order (or in upload order, which matches it), so this
+        run's files must sort after every file of this sync still waiting: otherwise a file of
+        the previous run, uploaded in the same second and with a run tag that sorts later, would
+        be imported after this run's and put its older values back. The stamp has one-second
+        resolution, so when needed this waits for the next second (at most `max_wait` seconds:
+        a waiting name stamped further ahead comes from a clock that is not this one)."""
+        fields = {name for _, name, _, _ in string.Formatter().parse(self.settings.file_name)}
+        if "stamp" not in fields or not waiting:
+            return
+        latest = max(waiting)
+        deadline = time.monotonic() + max_wait
+        while self._name(1) <= latest and time.monotonic() < deadline:
+            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)
+            self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
     # --- SSH ------------------------------------------------------------------------------
     def _where(self) -> str:
@@ -251,8 +270,11 @@ class SftpTransport:
     # --- file names -----------------------------------------------------------------------
     def _file_name(self) -> str:
         self._seq += 1
+        return self._name(self._seq)
+
+    def _name(self, seq: int) -> str:
         return self.settings.file_name.format(universe=self.universe, sync=self.sync, stamp=self.stamp,
-                                              run=self.run_tag, seq=f"{self._seq:04d}")
+                                              run=self.run_tag, seq=f"{seq:04d}")
 
     def own_file(self) -> re.Pattern:
         """Matches names of this sync's files (any run), `.part` or not."""
@@ -268,20 +290,25 @@ class SftpTransport:
         return re.compile("".join(parts) + f"(?:{re.escape(PART)})?$")
 
     async def sweep(self) -> list[str]:
-        """Remove this sync's `.part` files left by dropped uploads or killed runs."""
+        """Remove this sync's `.part` files left by dropped uploads or killed runs (and note its
+        complete files still waiting to be imported in `waiting`)."""
         pattern = self.own_file()
 
         async def run(sftp: asyncssh.SFTPClient) -> list[str]:
-            removed = []
+            removed, self.waiting = [], []
             if not await sftp.isdir(self.settings.reports_directory):
                 raise asyncssh.SFTPNoSuchFile(f"no folder {self.settings.reports_directory}")
             for name in await sftp.listdir(self.settings.directory):
-                if name.endswith(PART) and pattern.match(name):
-                    try:
-                        await sftp.remove(f"{self.settings.directory}/{name}")
-                        removed.append(name)
-                    except asyncssh.SFTPNoSuchFile:
-                        pass
+                if not pattern.match(name):
+                    continue
+                if not name.endswith(PART):
+                    self.waiting.append(name)
+                    continue
+                try:
+                    await sftp.remove(f"{self.settings.directory}/{name}")
+                    removed.append(name)
+                except asyncssh.SFTPNoSuchFile:
+                    pass
             return removed
 
         try:
