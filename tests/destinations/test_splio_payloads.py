@@ -130,14 +130,20 @@ def test_numbers_are_written_digit_for_digit_never_in_exponent_form():
     assert [(v[5], v[3]) for v in values] == [("0.00000015", "1e5"), ("-0.000000003", "1e5"),
                                              ("-0.000025", "1e5"), ("12.5", "1e5")]
 
-@pytest.mark.parametrize("text", ["two\nlines", "carriage\rreturn", "crlf\r\n"])
+@pytest.mark.parametrize("text", ["two\nlines", "carriage\rreturn", "crlf\r\n", "line\u2028separator",
+                                  "paragraph\u2029separator", "next\x85line", "vertical\x0btab", "form\x0cfeed",
+                                  "record\x1eseparator"])
 def test_a_line_break_rejects_the_row_with_a_reason(text):
+    """Unicode's line ends too: a reader splitting lines as Python's str.splitlines does (or as
+    Unicode says) would see a multi-line value."""
     rows = [dict(ROW, email="ok@example.com"), dict(ROW, email="bad@example.com", plan=text)]
     prepared = destination(SFTP).prepare(mapped(rows), spec())
     [rejection] = prepared.rejections
     assert rejection.key == "bad@example.com" and rejection.field == "plan"
     assert "line break" in rejection.reason and "multi-line" in rejection.reason
+    assert f"U+{ord(next(c for c in text if len(f'{c}x'.splitlines()) > 1)):04X}" in rejection.reason
     assert [k for r in prepared.requests for k in r.keys] == ["ok@example.com"]
+    assert len(b"".join(r.body for r in prepared.requests).decode().splitlines()) == 1  # the good row
 
 
 def test_changed_rows_are_grouped_by_the_fields_they_send():

@@ -20,6 +20,7 @@ the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Sequence
@@ -32,7 +33,12 @@ from ..base import Rejection, SyncSpec
 
 ISO_DATETIME = r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z)?$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-LINE_BREAK = r"[\r\n]"
+# What a line-based reader may split a line on: CR and LF, and what Python's str.splitlines and
+# Unicode also count as line ends (vertical tab, form feed, file/group/record separators, NEL,
+# LINE SEPARATOR, PARAGRAPH SEPARATOR): a cell holding one would be a multi-line value to them.
+LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+LINE_BREAK = f"[{LINE_BREAKS}]"
+_LINE_BREAK = re.compile(LINE_BREAK)
 EXPONENT = r"^-?\d+(?:\.\d+)?[eE][+-]?\d+$"  # a JSON number in exponent form
 _NULL = pl.lit(None, pl.String)
 
@@ -117,11 +123,17 @@ def multi_line_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tup
     rejections = []
     for row in rejected.select("_key", *[f"_c{c.index}" for c in columns]).iter_rows():
         key, values = row[0], row[1:]
-        field = next(c.name for c, v in zip(columns, values) if v is not None and ("\n" in v or "\r" in v))
-        rejections.append(Rejection(key, f'field "{field}": the value contains a line break; Splio\'s file '
+        field, char = next((c.name, _line_break(v)) for c, v in zip(columns, values) if _line_break(v))
+        rejections.append(Rejection(key, f'field "{field}": the value contains a line break ({char}); Splio\'s file '
                                     "imports do not accept multi-line values (replace line breaks in the model, "
                                     "or use transport: api)", field))
     return frame.filter(~bad), rejections
+
+
+def _line_break(value: str | None) -> str | None:
+    """The first line break in `value`, named (`U+2028`), or None."""
+    found = _LINE_BREAK.search(value) if value is not None else None
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 @dataclass
