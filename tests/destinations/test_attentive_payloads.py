@@ -336,6 +336,18 @@ def test_job_status_answers_fill_the_context():
     assert gone.context.status == "UNKNOWN"
 
 
+@pytest.mark.parametrize(("status", "url", "phase"), [
+    ("COMPLETED", "http://x/r.jsonl", "done"), ("IN_PROGRESS", None, "running"), ("PENDING", None, "running"),
+    ("FAILED", None, "failed"), ("UNKNOWN", None, "failed"),
+    # statuses the spec does not list ("common values include"): results when a url comes with it
+    ("COMPLETED_WITH_ERRORS", "http://x/r.jsonl", "done"), ("FINISHED", "http://x/r.jsonl", "done"),
+    ("QUEUED", None, "running"), ("CANCELLED", None, "failed"), ("ERROR", None, "failed"),
+    ("PARTIALLY_FAILED", "http://x/r.jsonl", "done"), ("PARTIALLY_FAILED", None, "failed"), (None, None, None),
+    ("", "http://x/r.jsonl", None)])
+def test_a_job_status_the_spec_does_not_list_is_read_by_what_comes_with_it(status, url, phase):
+    assert JobStatus("job-1", status, url).phase == phase
+
+
 def test_job_results_are_matched_by_index_and_checked_against_the_identifier_sent():
     lines = [
         {"index": 1, "request": {"identifiers": {"phone": "+12015550102"}},

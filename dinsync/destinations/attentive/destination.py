@@ -1,6 +1,7 @@
 """Attentive: "Synchronize Users", update only (see the package docstring for the why)."""
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
@@ -45,6 +46,8 @@ SCOPES = {
 }
 
 NOT_FOUND = "Attentive: no subscriber with this {field} (update mode never creates one)"
+
+_ENDED_BADLY = re.compile(r"FAIL|ERROR|CANCEL|ABORT|REJECT|UNKNOWN", re.I)
 
 
 class AttentiveSettings(BaseModel):
@@ -105,6 +108,19 @@ class JobStatus:
     status: str | None = None  # PENDING | IN_PROGRESS | COMPLETED | FAILED | UNKNOWN (404)
     url: str | None = None
     answer: dict | None = None
+
+    @property
+    def phase(self) -> str | None:
+        """`done` (results to read), `failed`, `running`, or None (no status read). The spec lists
+        only "common values" (IN_PROGRESS, COMPLETED): any status that comes with a results `url`
+        counts as done (the file says what became of each record; a record without a readable
+        line fails), one without that says it ended badly (FAILED, ERROR, CANCELLED, ABORTED,
+        REJECTED, UNKNOWN) as failed, and any other as still running."""
+        if not self.status:  # (no status in the answer: unreadable)
+            return None
+        if self.status == "COMPLETED" or self.url:
+            return "done"
+        return "failed" if _ENDED_BADLY.search(self.status) else "running"
 
 
 @dataclass

@@ -6,7 +6,8 @@ top of it, this transport:
   lookup when this company's API does not tell unknown users apart (learned by a probe);
 - writes a unit of rows: the v1 custom attributes first, then the v2 standard fields of the rows
   whose v1 part succeeded, so that a bulk job's token covers everything still open for a row;
-- follows bulk jobs (`GET /v2/bulk/job/{id}` until COMPLETED or FAILED, then the `.jsonl` results)
+- follows bulk jobs (`GET /v2/bulk/job/{id}` until COMPLETED or FAILED, then the `.jsonl` results;
+  statuses the spec does not list: see JobStatus.phase)
   in a background task; records stay `pending` until then, `ready()` hands over what finished,
   `settle()` waits for the rest, `resolve()` reads earlier runs' jobs from their tokens alone;
 - paces each endpoint on the `x-ratelimit-limit` Attentive announces (unless dinsync.yml sets it).
@@ -219,26 +220,26 @@ class AttentiveTransport:
         loop = asyncio.get_running_loop()
         request = self.destination.job_request(job.job_id)
         answer = await self.sender.deliver(request)
-        status = request.context.status
+        status, phase = request.context.status, request.context.phase
         results: Delivered | None = None
-        if answer.problems or status is None:
+        if answer.problems or phase is None:
             job.poll_failures += 1
             if job.poll_failures >= 3:
                 why = answer.problems[0].reason if answer.problems else "no status"
                 results = self._all(job, "failed", f"Attentive bulk job {job.job_id}: status unreadable ({why})")
-        elif status == "COMPLETED":
+        elif phase == "done":
             lines = await self._results_file(request.context.url) if request.context.url else None
             if lines is None:
                 results = self._all(job, "failed", f"Attentive bulk job {job.job_id}: results file unreadable")
             else:
                 results = job_results(lines, job.keys, job.sent_ids, job.key_field, job.job_id)
-        elif status in ("FAILED", "UNKNOWN"):
+        elif phase == "failed":
             self.stats.jobs_failed += 1
-            if job.retries_left > 0 and status == "FAILED":
+            if job.retries_left > 0 and status != "UNKNOWN":  # (UNKNOWN: no such job, see parse)
                 await self._resubmit(job)
                 return
             results = self._all(job, "failed", f"Attentive bulk job {job.job_id} ended {status}")
-        if results is None:  # still PENDING / IN_PROGRESS
+        if results is None:  # still PENDING / IN_PROGRESS (or another status without results)
             job.next_poll = loop.time() + job.interval
             job.interval = min(job.interval * 1.5, MAX_POLL_INTERVAL)
             return
@@ -322,7 +323,7 @@ class AttentiveTransport:
             key_field, job_id = parsed
             request = self.destination.job_request(job_id)
             answer = await self.sender.deliver(request)
-            if answer.problems or request.context.status != "COMPLETED" or not request.context.url:
+            if answer.problems or request.context.phase != "done" or not request.context.url:
                 continue
             lines = await self._results_file(request.context.url)
             out.merge(job_results(lines or [], None, None, key_field, job_id))

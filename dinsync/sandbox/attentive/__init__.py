@@ -73,6 +73,8 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
   stored data (types, enums, limit, conflicts) are always per record, in the results file.
 * `results_order` ["submitted"], `results_index` [True]: the results file's lines in submission
   order, each with its `index` (the format is undocumented); "reversed" and False serve it otherwise.
+* `completed_status` ["COMPLETED"]: the status a finished job reports (the spec lists "common
+  values" only; e.g. "COMPLETED_WITH_ERRORS" stands for one it does not name), with its `url`.
 * `bulk_pending_seconds` [0.05], `bulk_job_seconds` [0.2]: when a job starts and completes.
   `script_job_failure()` makes the next job end FAILED (nothing applied, no `url`).
 * `write_implies_read` [True]: `subscriptions:write` grants `subscriptions:read` (the spec's scope

@@ -87,6 +87,7 @@ class AttentiveOptions:
     bulk_job_seconds: float = 0.2
     results_order: Literal["submitted", "reversed"] = "submitted"
     results_index: bool = True
+    completed_status: str = "COMPLETED"
     max_body_bytes: int = 16 * 1024 * 1024
     me: dict[str, str] = field(default_factory=lambda: {
         "applicationName": "dinsync sandbox", "attentiveDomainName": "sandbox.attn.tv",
