@@ -230,6 +230,7 @@ class IterableDestination(Destination):
         wanted = set(request.keys)
         id_to_key = request.context or {}
         results: dict[str, RecordResult] = {}
+        unmatched: list[tuple[str, str, str]] = []  # (member, status, reason)
         for name, members in lists.items():
             status, reason = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}"))
             for member in members or ():
@@ -238,8 +239,13 @@ class IterableDestination(Destination):
                 key = id_to_key.get(member, member)
                 if key not in wanted:
                     key = id_to_key.get(member.lower(), member.lower())
-                if key in wanted and key not in results:
+                if key not in wanted:
+                    unmatched.append((member, status, reason))
+                elif key not in results:
                     results[key] = RecordResult(key, status, reason)  # type: ignore[arg-type]
+        if unmatched:  # e.g. a malformed email "found ... in dataFields" (the spec's invalidEmails)
+            for key, result in _users_holding(request, unmatched).items():
+                results.setdefault(key, result)
         fail_count = data.get("failCount") or 0
         if fail_count > len(results):
             # Iterable counted failures it did not list: we cannot tell which users they were.
@@ -256,6 +262,21 @@ def _json_or_none(body: bytes):
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _users_holding(request: Request, unmatched: list[tuple[str, str, str]]) -> dict[str, RecordResult]:
+    """Iterable lists a malformed email or userId found in a user's dataFields under that value,
+    not under the user's identifier: the users of the request whose dataFields hold it."""
+    wanted = {member: (status, reason) for member, status, reason in reversed(unmatched)}
+    found: dict[str, RecordResult] = {}
+    for key, item in zip(request.keys, request.items or ()):
+        fields = orjson.loads(item).get("dataFields") or {}
+        for name, value in fields.items():
+            hit = wanted.get(value) if isinstance(value, str) else None
+            if hit is not None and key not in found:
+                found[key] = RecordResult(key, hit[0], f"{hit[1]} in dataFields.{name}: {value[:100]!r}",  # type: ignore[arg-type]
+                                          name)
+    return found
 
 
 def _validation_errors(data) -> dict:

@@ -96,6 +96,21 @@ def test_match_by_user_id(project):
     assert user["dataFields"] == {"email_copy": "user4@example.com", "plan": "free"}
 
 
+def test_a_malformed_email_in_data_fields_rejects_its_row_and_the_others_go_through(project):
+    """Matched by userId, the email travels in dataFields; Iterable lists a malformed one in
+    `failedUpdates.invalidEmails` by that value, not by the userId. Only its row is rejected and
+    parked; before, the whole batch was failed by every run and none of it ever committed."""
+    project.write(match_column="user_id", match_field="userId", fields=("email: email", "plan: plan"))
+    project.sql("update main.customers set email = 'not an email' where id = 7")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["failed"]) == (19, 1, 0), run
+    [(key, status, reason)] = project.sql("select key, status, reason from dinsync.rejections")
+    assert (key, status) == ("u-7", "rejected") and "invalid email" in reason and "dataFields.email" in reason
+    assert len(project.snapshot_keys()) == 19
+    again = project.sync()["runs"][0]
+    assert (again["sent"], again["parked"]) == (0, 1)
+
+
 def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project):
     project.seed(60)  # 2 duplicated rows in 66: under the 5% that would fail the run
     project.sql("insert into main.customers values "
