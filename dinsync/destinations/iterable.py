@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # imported where used: the config layer reads this module's d
 
 BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
 LOOKUP = "lookup"  # Request.context of update-mode lookups
+# Longest userId sent: escaped (up to 12 bytes a character) it fits a lookup URL under the 8 KB a
+# server reads of a request line; Iterable documents 52 at most, and answers the longer ones itself.
+USER_ID_MAX = 512
 
 # failedUpdates list -> (record status, reason). Iterable identifies failures by email or userId.
 FAILED_LISTS: dict[str, tuple[str, str]] = {
@@ -89,8 +92,10 @@ RESERVED_FIELDS = {
 USERS = ServiceSpec(
     name="users",
     # Iterable answers malformed identifiers per user (failedUpdates.invalidEmails / invalidUserIds):
-    # only a NULL or blank key is refused before sending.
-    key_fields={"email": KeySpec("email"), "userId": KeySpec("string")},
+    # only a NULL or blank key is refused before sending, or a userId too long for any request to
+    # carry it: update mode looks it up in a URL, which servers cap at ~8 KB (a 1 MB userId was
+    # answered by a plain 400 and failed again every run). The cap is far over Iterable's own 52.
+    key_fields={"email": KeySpec("email"), "userId": KeySpec("string", max_length=USER_ID_MAX)},
     modes=("upsert", "update"),
     fields=RESERVED_FIELDS,
     open_fields=True,  # "createNewFields": unknown dataFields are created by Iterable

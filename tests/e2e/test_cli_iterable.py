@@ -88,6 +88,20 @@ def test_update_mode_never_creates_users(project):
     assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
 
 
+def test_a_user_id_too_long_for_a_lookup_url_is_rejected_not_failed_every_run(project):
+    """Update mode looks users up by userId in the URL: a 20,000-character userId made a request
+    line no server reads (a plain 400 from the sandbox's aiohttp, like nginx's 414), so its row was
+    failed by every run, and the run with it. Such a key is rejected before sending and parked."""
+    project.write(mode="update", match_column="user_id", match_field="userId", fields=("plan: plan",))
+    project.thread.call(lambda: [project.sandbox.users.create(f"user{i}@example.com", f"u-{i}") for i in range(1, 21)])
+    project.sql("update main.customers set user_id = repeat('x', 20000) where id = 3")
+    run = project.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["rejected"], run["failed"]) == ("success", 19, 1, 0), run
+    [(status, reason)] = project.sql("select status, reason from dinsync.rejections")
+    assert status == "rejected" and "longer than 512 characters" in reason
+    assert project.sync()["runs"][0]["parked"] == 1
+
+
 def test_match_by_user_id(project):
     project.write(match_column="user_id", match_field="userId", fields=("email: email_copy", "plan: plan"))
     run = project.sync()["runs"][0]
