@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # imported where used: the config layer reads this module's d
 
 BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
 LOOKUP = "lookup"  # Request.context of update-mode lookups
+# Longest userId sent: escaped (up to 12 bytes a character) it fits a lookup URL under the 8 KB a
+# server reads of a request line; Iterable documents 52 at most, and answers the longer ones itself.
+USER_ID_MAX = 512
 
 # failedUpdates list -> (record status, reason). Iterable identifies failures by email or userId.
 FAILED_LISTS: dict[str, tuple[str, str]] = {
@@ -89,8 +92,10 @@ RESERVED_FIELDS = {
 USERS = ServiceSpec(
     name="users",
     # Iterable answers malformed identifiers per user (failedUpdates.invalidEmails / invalidUserIds):
-    # only a NULL or blank key is refused before sending.
-    key_fields={"email": KeySpec("email"), "userId": KeySpec("string")},
+    # only a NULL or blank key is refused before sending, or a userId too long for any request to
+    # carry it: update mode looks it up in a URL, which servers cap at ~8 KB (a 1 MB userId was
+    # answered by a plain 400 and failed again every run). The cap is far over Iterable's own 52.
+    key_fields={"email": KeySpec("email"), "userId": KeySpec("string", max_length=USER_ID_MAX)},
     modes=("upsert", "update"),
     fields=RESERVED_FIELDS,
     open_fields=True,  # "createNewFields": unknown dataFields are created by Iterable
@@ -230,6 +235,7 @@ class IterableDestination(Destination):
         wanted = set(request.keys)
         id_to_key = request.context or {}
         results: dict[str, RecordResult] = {}
+        unmatched: list[tuple[str, str, str]] = []  # (member, status, reason)
         for name, members in lists.items():
             status, reason = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}"))
             for member in members or ():
@@ -238,8 +244,13 @@ class IterableDestination(Destination):
                 key = id_to_key.get(member, member)
                 if key not in wanted:
                     key = id_to_key.get(member.lower(), member.lower())
-                if key in wanted and key not in results:
+                if key not in wanted:
+                    unmatched.append((member, status, reason))
+                elif key not in results:
                     results[key] = RecordResult(key, status, reason)  # type: ignore[arg-type]
+        if unmatched:  # e.g. a malformed email "found ... in dataFields" (the spec's invalidEmails)
+            for key, result in _users_holding(request, unmatched).items():
+                results.setdefault(key, result)
         fail_count = data.get("failCount") or 0
         if fail_count > len(results):
             # Iterable counted failures it did not list: we cannot tell which users they were.
@@ -256,6 +267,21 @@ def _json_or_none(body: bytes):
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _users_holding(request: Request, unmatched: list[tuple[str, str, str]]) -> dict[str, RecordResult]:
+    """Iterable lists a malformed email or userId found in a user's dataFields under that value,
+    not under the user's identifier: the users of the request whose dataFields hold it."""
+    wanted = {member: (status, reason) for member, status, reason in reversed(unmatched)}
+    found: dict[str, RecordResult] = {}
+    for key, item in zip(request.keys, request.items or ()):
+        fields = orjson.loads(item).get("dataFields") or {}
+        for name, value in fields.items():
+            hit = wanted.get(value) if isinstance(value, str) else None
+            if hit is not None and key not in found:
+                found[key] = RecordResult(key, hit[0], f"{hit[1]} in dataFields.{name}: {value[:100]!r}",  # type: ignore[arg-type]
+                                          name)
+    return found
 
 
 def _validation_errors(data) -> dict:

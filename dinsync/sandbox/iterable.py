@@ -41,6 +41,8 @@ Undocumented behaviour: our choices, all `IterableOptions` fields (default in br
 * a bulk user without email and userId, or with wrongly typed members -> 400 `BadParams` for the
   whole request (failures are reported by identifier, so there is nothing to list it under).
 * emails and userIds match exactly (case-sensitive, no normalisation).
+* a malformed `email` / `userId` in dataFields fails its user like a malformed identifier, listed
+  under the malformed value (the spec: found "at the top level ... or in dataFields").
 * a `null` email/userId/dataFields counts as absent. In a userid-based project a user sent with
   email only updates the latest user having that email, else fails in `notFoundEmails`
   (single: 400 `UnknownEmailError`). Users without email are returned without `email`.
@@ -352,7 +354,7 @@ class IterableSandbox:
         if errors:
             raise self._mismatch(errors)
         self._check_field_count(new_types)
-        outcome = self._resolve(email, user_id, prefer)
+        outcome = _malformed_in_data(data) or self._resolve(email, user_id, prefer)
         if isinstance(outcome, tuple):
             raise _single_failure(*outcome)
         created: dict[str, None] = {}
@@ -409,7 +411,7 @@ class IterableSandbox:
         dropped: dict[str, None] = {}
         success = 0
         for email, user_id, data, merge, prefer in parsed:
-            outcome = self._resolve(email, user_id, prefer)
+            outcome = _malformed_in_data(data) or self._resolve(email, user_id, prefer)
             if isinstance(outcome, tuple):
                 failed[self._failure_list(outcome[0])].append(outcome[1])
                 continue
@@ -586,6 +588,20 @@ class IterableSandbox:
                 if type(old) is dict:
                     value = {**old, **value}
             target[name] = value
+
+
+def _malformed_in_data(data: dict | None) -> tuple[str, str] | None:
+    """A malformed `email` or `userId` in dataFields: the spec's invalidEmails / invalidUserIds
+    hold those "found either at the top level of a passed-in user object, or in dataFields",
+    listed by the malformed value itself."""
+    if not data:
+        return None
+    email, user_id = data.get("email"), data.get("userId")
+    if type(email) is str and not valid_email(email):
+        return "invalid_email", email
+    if type(user_id) is str and not valid_user_id(user_id):
+        return "invalid_user_id", user_id
+    return None
 
 
 def _where(index: int | None) -> str:

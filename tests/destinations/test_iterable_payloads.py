@@ -101,6 +101,21 @@ def test_failed_updates_become_per_record_results():
     assert "a@x.com" not in got  # acknowledged
 
 
+def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
+    """The spec's `invalidEmails`/`invalidUserIds` list malformed values "found either at the top
+    level of a passed-in user object, or in dataFields": such a value is not the user's key. The
+    user whose dataFields hold it is rejected; the others were applied and are acknowledged
+    (before, every user of the batch was failed, and failed again by every run)."""
+    d = destination()
+    req = d.prepare(mapped(["u-1", "u-2", "u-3"], plans=["pro", "not an email", "free"], key_kind="userId"),
+                    spec(key_field="userId")).requests[0]
+    out = d.parse(req, 200, {}, response(2, 1, invalidEmails=["not an email"]))
+    assert out.kind == "done"
+    [bad] = out.results
+    assert (bad.key, bad.status, bad.field) == ("u-2", "rejected", "plan")
+    assert "invalid email" in bad.reason and "dataFields.plan" in bad.reason
+
+
 def test_unlisted_failures_are_not_acknowledged():
     d = destination()
     req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]

@@ -88,12 +88,41 @@ def test_update_mode_never_creates_users(project):
     assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
 
 
+def test_a_user_id_too_long_for_a_lookup_url_is_rejected_not_failed_every_run(project):
+    """Update mode looks users up by userId in the URL: a 20,000-character userId made a request
+    line no server reads (a plain 400 from the sandbox's aiohttp, like nginx's 414), so its row was
+    failed by every run, and the run with it. Such a key is rejected before sending and parked."""
+    project.write(mode="update", match_column="user_id", match_field="userId", fields=("plan: plan",))
+    project.thread.call(lambda: [project.sandbox.users.create(f"user{i}@example.com", f"u-{i}") for i in range(1, 21)])
+    project.sql("update main.customers set user_id = repeat('x', 20000) where id = 3")
+    run = project.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["rejected"], run["failed"]) == ("success", 19, 1, 0), run
+    [(status, reason)] = project.sql("select status, reason from dinsync.rejections")
+    assert status == "rejected" and "longer than 512 characters" in reason
+    assert project.sync()["runs"][0]["parked"] == 1
+
+
 def test_match_by_user_id(project):
     project.write(match_column="user_id", match_field="userId", fields=("email: email_copy", "plan: plan"))
     run = project.sync()["runs"][0]
     assert run["acknowledged"] == 20
     user = project.thread.call(project.sandbox.get_user, user_id="u-4")
     assert user["dataFields"] == {"email_copy": "user4@example.com", "plan": "free"}
+
+
+def test_a_malformed_email_in_data_fields_rejects_its_row_and_the_others_go_through(project):
+    """Matched by userId, the email travels in dataFields; Iterable lists a malformed one in
+    `failedUpdates.invalidEmails` by that value, not by the userId. Only its row is rejected and
+    parked; before, the whole batch was failed by every run and none of it ever committed."""
+    project.write(match_column="user_id", match_field="userId", fields=("email: email", "plan: plan"))
+    project.sql("update main.customers set email = 'not an email' where id = 7")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["failed"]) == (19, 1, 0), run
+    [(key, status, reason)] = project.sql("select key, status, reason from dinsync.rejections")
+    assert (key, status) == ("u-7", "rejected") and "invalid email" in reason and "dataFields.email" in reason
+    assert len(project.snapshot_keys()) == 19
+    again = project.sync()["runs"][0]
+    assert (again["sent"], again["parked"]) == (0, 1)
 
 
 def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project):

@@ -325,6 +325,23 @@ def test_invalid_identifiers_fail_alone(make):
     assert users_of(thread) == 2
 
 
+def test_a_malformed_email_or_user_id_in_data_fields_fails_its_user_listed_by_that_value(make):
+    """FailedUserUpdates.invalidEmails / invalidUserIds: malformed values "found either at the top
+    level of a passed-in user object, or in dataFields"."""
+    thread, client = make()
+    body = client.post(BULK, {"users": [
+        {"email": "good@b.co", "dataFields": {"email": "alt@b.co"}},
+        {"email": "one@b.co", "dataFields": {"email": "not an email"}},
+        {"email": "two@b.co", "dataFields": {"userId": "trailing "}},
+    ]}).json()
+    assert (body["successCount"], body["failCount"]) == (1, 2)
+    assert body["failedUpdates"]["invalidEmails"] == ["not an email"]
+    assert body["failedUpdates"]["invalidUserIds"] == ["trailing "]
+    assert users_of(thread) == 1
+    single = client.post(UPDATE, {"email": "one@b.co", "dataFields": {"email": "x@"}})
+    assert (single.status, error_code(single)) == (400, "InvalidEmailAddressError")
+
+
 # ------------------------------------------------------------------ fields
 def test_type_mismatch_rejects_the_whole_batch(make):
     thread, client = make()
