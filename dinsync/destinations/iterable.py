@@ -35,7 +35,9 @@ from .base import (
 if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only
     import polars as pl
 
-BULK_MAX_BYTES = 4 * 1024 * 1024  # documented body cap of bulkUpdate
+# documented body cap of bulkUpdate, "4MB": read as the smaller of 4,000,000 and 4 MiB, so that
+# a server counting in decimal megabytes does not refuse a full batch (413)
+BULK_MAX_BYTES = 4_000_000
 LOOKUP = "lookup"  # Request.context of update-mode lookups
 # Longest userId sent: escaped (up to 12 bytes a character) it fits a lookup URL under the 8 KB a
 # server reads of a request line; Iterable documents 52 at most, and answers the longer ones itself.
