@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from dinsync.cli import app
@@ -68,6 +69,25 @@ def test_demo_runs_again_in_its_own_folder_but_not_once_it_was_edited(tmp_path):
     refused = demo(tmp_path)
     assert refused.exit_code == ExitCode.USAGE and "changed since the demo wrote it" in refused.stderr
     assert "-- my edit" in (tmp_path / "d" / "models" / "active_customers.sql").read_text()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_demo_refuses_a_file_as_its_folder(tmp_path, force):
+    (tmp_path / "d").write_text("mine\n")
+    result = demo(tmp_path, *force)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "is a file, not a folder" in result.stderr
+    assert (tmp_path / "d").read_text() == "mine\n"
+
+
+def test_demo_names_what_it_finds_in_a_folder_without_its_marker(tmp_path):
+    (tmp_path / "d").mkdir()
+    con = duckdb.connect(str(tmp_path / "d" / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    result = demo(tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert "warehouse.duckdb (no demo marker)" in result.stderr
 
 
 def test_demo_prints_each_rejection_once_and_its_notes(tmp_path):
