@@ -182,3 +182,19 @@ def test_null_key_note_is_printed(project):
     as_json = project.cli("sync")
     assert "2 rows with a NULL matching key were skipped" in as_json.stderr
     assert json.loads(as_json.stdout)["runs"][0]["null_keys"] == 2
+
+
+def test_a_tuning_variable_that_is_not_a_number_is_a_configuration_error(project, monkeypatch):
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "ten")
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    [run] = data["runs"]
+    assert run["sent"] == 0 and "unexpected" not in run["error"]
+    assert [(i["message"], i["hint"]) for i in run["issues"]] == [(
+        "environment variable DINSYNC_OUTCOME_TIMEOUT_SECONDS must be a number, got 'ten'",
+        "set DINSYNC_OUTCOME_TIMEOUT_SECONDS to a number, or unset it for the default (600)")]
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "1.5")
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    assert "DINSYNC_CHECKPOINT_ROWS must be a whole number, got '1.5'" in data["runs"][0]["issues"][0]["message"]
