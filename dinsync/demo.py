@@ -126,11 +126,13 @@ def foreign_entries(path: Path) -> list[str]:
         elif rel in written and (not entry.is_file() or _digest(entry) != written[rel]):
             foreign.append(rel + " (changed since the demo wrote it)")
     if not written and not foreign and any(path.iterdir()):
-        foreign.append("(files without the demo's marker)")
+        foreign.extend(f"{entry.name} (no demo marker)" for entry in sorted(path.iterdir()))
     return foreign
 
 
 def prepare_folder(path: Path, force: bool) -> None:
+    if path.exists() and not path.is_dir():  # --force never replaces a file by the demo's folder
+        raise DemoFolderError(f"{path} is a file, not a folder", hint="pass another --path")
     foreign = foreign_entries(path)
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")

@@ -171,6 +171,8 @@ def make_operator(project, wh, log: Callable[[str], None] = _ignore):
 
     try:
         return Operator(project, wh, Notifier(project.notifications, project=project.root.name, log=log), log=log)
+    except ConfigError:  # e.g. the state schema holds tables that are not dinsync's: nothing may run
+        raise
     except Exception as exc:
         log(redaction.redact(f"could not read the syncs' operating state: {type(exc).__name__}: {exc}"))
         return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -136,16 +137,23 @@ def _method(item: str) -> tuple[str | None, str]:
 
 def _check_item(item: str, syncs: Mapping[str, Any]) -> ConfigIssue | None:
     """An item that cannot be read at all: an unknown method, dbt's graph operators."""
+    operators = GRAPH_OPERATORS.fullmatch(item)
+    if item not in syncs and operators and (operators["before"] or operators["after"]) and operators["core"]:
+        core = operators["core"]  # dbt's +tag:daily, 2+model:x, @x, tag:daily+ (read before the method)
+        return ConfigIssue(f"graph operators (+, @) are not supported: {item!r}",
+                           hint=f"let dbt build the graph (`dbt build --select {item}`), then select "
+                                f"here without the operator: `{core}` (model:NAME picks the syncs of a "
+                                "dbt model, tag:NAME those of the models' tags)")
     method, value = _method(item)
     if method is not None and method not in METHODS:
         return ConfigIssue(f"unknown selector method {method!r} in {item!r}",
                            hint="use a sync name or glob, tag:NAME or model:NAME")
     if method is not None and not value:
         return ConfigIssue(f"selector {item!r} names nothing", hint=f"write {method}:NAME")
-    if item not in syncs and (item[:1] in "+@" or item[-1:] == "+"):
-        return ConfigIssue(f"graph operators (+, @) are not supported: {item!r}",
-                           hint="select the syncs of a dbt model with model:NAME, or the models' tags with tag:NAME")
     return None
+
+
+GRAPH_OPERATORS = re.compile(r"(?P<before>@|\d*\+)?(?P<core>.*?)(?P<after>\+\d*)?")
 
 
 def _hits(pattern: str, names: set[str], syncs: Mapping[str, Any], models: Mapping[str, Any]) -> set[str]:

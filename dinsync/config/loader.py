@@ -353,10 +353,13 @@ class _Loader:
             issues.append(ConfigIssue("missing primary key header", file, 1, hint))
         else:
             value, number = header["primary_key"]
-            primary_key = value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else value
-            if not primary_key or re.search(r"[\s,]", primary_key):
-                issues.append(ConfigIssue(f"primary_key must name one column, got {value!r}", file, number,
-                                          "write `-- primary_key: <column>` (composite keys are not supported)"))
+            quoted = len(value) > 2 and value[0] == value[-1] == '"'
+            primary_key = value[1:-1].replace('""', '"') if quoted else value
+            if not primary_key or (not quoted and re.search(r"[\s,]", primary_key)):
+                hint = "write `-- primary_key: <column>` (composite keys are not supported)"
+                if primary_key and "," not in primary_key:
+                    hint = f"a column name holding spaces goes in double quotes: `-- primary_key: \"{primary_key}\"`"
+                issues.append(ConfigIssue(f"primary_key must name one column, got {value!r}", file, number, hint))
                 primary_key = None
         if "model_type" in header:
             value, number = header["model_type"]

@@ -122,10 +122,21 @@ class ScaffoldExistsError(DinsyncError):
 def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     """Write the example project into `root` (created if needed); return the files written.
 
-    Refuses (ScaffoldExistsError, nothing written) when any of the files exists, unless `force`.
+    Refuses (ScaffoldExistsError, nothing written) when any of the files exists, unless `force`, and
+    always when a file stands where a folder goes (or a folder where a file goes).
     """
     root = Path(root)
     targets = [root / name for name in FILES]
+    folders = {root, *(p.parent for p in targets)}
+    for folder in sorted(folders, key=lambda p: len(p.parts)):  # a file where a folder goes: never replaced
+        if folder.exists() and not folder.is_dir():
+            raise ScaffoldExistsError(f"{folder} is a file, not a folder; nothing was written",
+                                      hint="pass another folder to `dinsync init`")
+    folders_at_files = [p for p in targets if p.is_dir()]
+    if folders_at_files:
+        names = ", ".join(p.relative_to(root).as_posix() for p in folders_at_files)
+        raise ScaffoldExistsError(f"{root} has folders where the project's files go: {names}; nothing was written",
+                                  hint="pass another folder to `dinsync init`")
     existing = [p for p in targets if p.exists()]
     if existing and not force:
         names = ", ".join(p.relative_to(root).as_posix() for p in existing)

@@ -28,5 +28,12 @@ class EngineOptions:
                 try:
                     setattr(opts, f.name, cast(value))
                 except ValueError:
-                    raise ValueError(f"DINSYNC_{f.name.upper()} must be a number, got {value!r}") from None
+                    from ..errors import ConfigError, ConfigIssue
+
+                    name, kind = f"DINSYNC_{f.name.upper()}", "a whole number" if cast is int else "a number"
+                    default = getattr(cls, f.name)
+                    raise ConfigError([ConfigIssue(
+                        f"environment variable {name} must be {kind}, got {value!r}",
+                        hint=f"set {name} to {kind}, or unset it for the default"
+                             + (f" ({default:g})" if default is not None else ""))]) from None
         return opts

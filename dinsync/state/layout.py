@@ -63,6 +63,17 @@ def added_column(statement: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{s\}\.(\w+) \((.*)\)$", re.S)
+
+
+def created_table(statement: str) -> tuple[str, list[str]] | None:
+    """(table, its column names) a CREATE TABLE statement creates, else None."""
+    m = _CREATE_TABLE.match(statement)
+    if not m:
+        return None
+    return m.group(1), [item.strip().split()[0] for item in m.group(2).split(",")]
+
+
 @functools.lru_cache(maxsize=256)
 def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
     """A layout statement in `dialect`, for the state schema `schema` (sqlglot is loaded only

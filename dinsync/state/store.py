@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import asdict
 
-from ..errors import RunSummary
+from ..errors import ConfigError, ConfigIssue, RunSummary
 from ..warehouses.base import Warehouse
 from ..warehouses.errors import WarehouseError, WarehouseObjectMissing
 from . import layout
@@ -76,8 +76,21 @@ class StateStore:
                 time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))
         raise AssertionError("unreachable")
 
+    def check_tables(self) -> int:
+        """The layout version in place, after refusing (ConfigError) tables of the layout's names
+        that dinsync did not create (see _refuse_foreign_tables). Changes nothing."""
+        try:
+            current = self.layout_version()
+        except WarehouseError:  # e.g. a `meta` table without dinsync's columns
+            self._refuse_foreign_tables([layout.META])
+            raise
+        if current < LAYOUT_VERSION:  # the tables about to be created or altered (none once in place)
+            self._refuse_foreign_tables([layout.META] * (current == 0) + [
+                statement for version in range(current + 1, LAYOUT_VERSION + 1) for statement in MIGRATIONS[version]])
+        return current
+
     def _migrate(self) -> int:
-        current = self.layout_version()
+        current = self.check_tables()
         if current > LAYOUT_VERSION:
             raise RuntimeError(
                 f"the state schema {self.schema} has layout version {current}, newer than this dinsync "
@@ -99,6 +112,30 @@ class StateStore:
                 self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
                                 {"key": "layout_version", "value": str(version)})
         return LAYOUT_VERSION
+
+    def _refuse_foreign_tables(self, statements: list[str]) -> None:
+        """A table the layout would create that already exists without the layout's columns is
+        someone else's (a state_schema shared with other tables: their own `runs` or `events`):
+        dinsync never alters it nor writes to it. A table an interrupted (or concurrent) migration
+        created has the columns, and is taken as it is."""
+        foreign = []
+        for statement in statements:
+            created = layout.created_table(statement)
+            if created is None:
+                continue
+            table, columns = created
+            existing = self.wh.table_columns(self.schema, table)
+            if existing is None:
+                continue
+            have = {column.lower() for column in existing}
+            missing = [column for column in columns if column.lower() not in have]
+            if missing:
+                foreign.append(f"{table} (without {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''})")
+        if foreign:
+            raise ConfigError([ConfigIssue(
+                f"the state schema {self.schema} holds tables dinsync did not create: {'; '.join(foreign)}; "
+                "dinsync never alters or writes them", "dinsync.yml",
+                hint="set state_schema to a schema of dinsync's own (default: dinsync), or rename those tables")])
 
     # --- locks -----------------------------------------------------------------------
     def acquire_lock(self, sync: str, run_id: str, ttl_seconds: float = 900) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
 
-from ..errors import DinsyncError, LockBusyError
+from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, translated
 from .params import translate
@@ -197,6 +197,22 @@ class _InstanceSettings:
             self.needs.pop(owner, None)
 
 
+def _refuse_a_file_that_is_not_duckdb(path: str) -> None:
+    """DuckDB 2.0 opens a CSV, Parquet or JSON file given as the database as a read-only view of it,
+    in memory: dinsync's state would then vanish with the process (every run a first sync). A
+    DuckDB file carries "DUCK" at bytes 8-12; an empty file is left to DuckDB (it makes one)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:  # no such file (DuckDB creates it), a folder, ":memory:", an extension's URL
+        return
+    if head and head[8:12] != b"DUCK":
+        raise ConfigError([ConfigIssue(
+            f"warehouse.path {path} is not a DuckDB database file",
+            "dinsync.yml", hint="point warehouse.path at a .duckdb file (it is created if missing); "
+                                "read data files from the model's SQL, e.g. select * from read_csv('data.csv')")])
+
+
 class DuckDBWarehouse(ErrorTranslation, Warehouse):
     type_name = "duckdb"
     display_name = "DuckDB"
@@ -233,6 +249,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._configured_limits = (memory_limit, streaming_memory_limit)
+        _refuse_a_file_that_is_not_duckdb(path)
         try:
             self._con = duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:

@@ -82,6 +82,17 @@ def test_exclude_takes_the_same_forms():
     assert pick(None, ["tag:nothing"]).notes == ["--exclude tag:nothing matches no sync"]
 
 
+@pytest.mark.parametrize("item, core", [("+tag:daily", "tag:daily"), ("2+tag:daily", "tag:daily"),
+                                        ("@model:active", "model:active"), ("tag:daily+", "tag:daily"),
+                                        ("model:active+1", "model:active"), ("+active", "active")])
+def test_graph_operators_are_refused_with_the_dbt_then_dinsync_hint(item, core):
+    with pytest.raises(ConfigError) as exc:
+        pick([item])
+    [issue] = exc.value.issues
+    assert issue.message == f"graph operators (+, @) are not supported: {item!r}"
+    assert f"`dbt build --select {item}`" in issue.hint and f"without the operator: `{core}`" in issue.hint
+
+
 def test_method_errors_are_configuration_errors_with_hints():
     with pytest.raises(ConfigError) as exc:
         pick(["tag:hourly", "model:nope", "path:models/x", "tag:", "+active"])

@@ -446,6 +446,17 @@ def test_model_header_problems(tmp_path):
     assert "invalid model_type 'person'" in issues[3].message and "custom, user" in issues[3].hint
 
 
+def test_primary_key_holding_spaces_is_written_in_double_quotes(tmp_path):
+    sql = 'select 1 as "User ID", \'a\' as email, \'b\' as first_name, \'c\' as plan\n'
+    issue = only_issue(make(tmp_path, models__active_users_dot_sql="-- primary_key: User ID\n" + sql))
+    assert issue.line == 1 and "one column" in issue.message
+    assert issue.hint == 'a column name holding spaces goes in double quotes: `-- primary_key: "User ID"`'
+    project = load_project(make(tmp_path, models__active_users_dot_sql='-- primary_key: "User ID"\n' + sql), env=ENV)
+    assert project.models["active_users"].primary_key == "User ID"
+    project = load_project(make(tmp_path, models__active_users_dot_sql='-- primary_key: "a""b"\n' + sql), env=ENV)
+    assert project.models["active_users"].primary_key == 'a"b'
+
+
 def test_model_prose_comments_are_not_header_keys(tmp_path):
     sql = "-- primary_key: user_id\n-- note: refreshed nightly by dbt\n\nselect 1 as user_id, 'a' as email, 'b' as first_name, 'c' as plan;\n"
     project = load_project(make(tmp_path, models__active_users_dot_sql=sql), env=ENV)

@@ -66,3 +66,31 @@ def test_scaffold_force_overwrites(tmp_path):
     written = scaffold(tmp_path, force=True)
     assert len(written) == len(EXPECTED)
     assert (tmp_path / "README.md").read_text().startswith("# dinsync project")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_scaffold_refuses_a_file_where_a_folder_goes(tmp_path, force):
+    (tmp_path / "afile").write_text("mine\n")
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(tmp_path / "afile", force=force)
+    assert "is a file, not a folder" in info.value.message
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "models").write_text("mine\n")  # where models/ goes
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(tmp_path / "proj", force=force)
+    assert "models is a file, not a folder" in info.value.message
+    assert sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["models"]  # nothing written
+    assert (tmp_path / "proj" / "models").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_scaffold_refuses_a_folder_where_a_file_goes(tmp_path, force):
+    (tmp_path / "README.md").mkdir()
+    (tmp_path / "README.md" / "notes.txt").write_text("mine\n")
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(tmp_path, force=force)
+    assert "README.md" in info.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+    assert (tmp_path / "README.md" / "notes.txt").read_text() == "mine\n"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from dinsync.cli import app
@@ -68,6 +69,25 @@ def test_demo_runs_again_in_its_own_folder_but_not_once_it_was_edited(tmp_path):
     refused = demo(tmp_path)
     assert refused.exit_code == ExitCode.USAGE and "changed since the demo wrote it" in refused.stderr
     assert "-- my edit" in (tmp_path / "d" / "models" / "active_customers.sql").read_text()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_demo_refuses_a_file_as_its_folder(tmp_path, force):
+    (tmp_path / "d").write_text("mine\n")
+    result = demo(tmp_path, *force)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "is a file, not a folder" in result.stderr
+    assert (tmp_path / "d").read_text() == "mine\n"
+
+
+def test_demo_names_what_it_finds_in_a_folder_without_its_marker(tmp_path):
+    (tmp_path / "d").mkdir()
+    con = duckdb.connect(str(tmp_path / "d" / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    result = demo(tmp_path)
+    assert result.exit_code == ExitCode.USAGE
+    assert "warehouse.duckdb (no demo marker)" in result.stderr
 
 
 def test_demo_prints_each_rejection_once_and_its_notes(tmp_path):
@@ -162,3 +182,19 @@ def test_null_key_note_is_printed(project):
     as_json = project.cli("sync")
     assert "2 rows with a NULL matching key were skipped" in as_json.stderr
     assert json.loads(as_json.stdout)["runs"][0]["null_keys"] == 2
+
+
+def test_a_tuning_variable_that_is_not_a_number_is_a_configuration_error(project, monkeypatch):
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "ten")
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    [run] = data["runs"]
+    assert run["sent"] == 0 and "unexpected" not in run["error"]
+    assert [(i["message"], i["hint"]) for i in run["issues"]] == [(
+        "environment variable DINSYNC_OUTCOME_TIMEOUT_SECONDS must be a number, got 'ten'",
+        "set DINSYNC_OUTCOME_TIMEOUT_SECONDS to a number, or unset it for the default (600)")]
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "1.5")
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    assert "DINSYNC_CHECKPOINT_ROWS must be a whole number, got '1.5'" in data["runs"][0]["issues"][0]["message"]

@@ -88,3 +88,44 @@ def test_layout_1_lock_of_a_live_process_is_kept(tmp_path):
             store.acquire_lock("users", "new-run")
     finally:
         wh.close()
+
+
+@pytest.mark.parametrize("tables", [
+    ["CREATE TABLE analytics.runs AS SELECT 42 AS marathon_id", "CREATE TABLE analytics.events AS SELECT 1 AS id"],
+    ["CREATE TABLE analytics.meta AS SELECT 1 AS x"],
+])
+def test_tables_of_the_layouts_names_that_are_not_dinsyncs_are_never_touched(tmp_path, tables):
+    """A state_schema shared with other tables: their own `runs` was altered (columns added),
+    then the run failed on a binder error."""
+    from dinsync.errors import ConfigError
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA analytics")
+    for statement in tables:
+        con.execute(statement)
+    before = {t: con.execute(f"SELECT * FROM analytics.{t}").fetchall() for (t,) in
+              con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'").fetchall()}
+    con.close()
+    wh = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    store = StateStore(wh, "analytics")
+    for attempt in (store.check_tables, store.migrate):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        [issue] = info.value.issues
+        assert "holds tables dinsync did not create" in issue.message and "state_schema" in issue.hint
+    wh.close()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert {t: con.execute(f"SELECT * FROM analytics.{t}").fetchall() for (t,) in
+            con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'").fetchall()} == before
+    assert all(len(con.execute(f"DESCRIBE analytics.{t}").fetchall()) == 1 for t in before)  # no column added
+    con.close()
+
+
+def test_tables_an_interrupted_migration_created_are_taken_as_they_are(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for statement in LAYOUT_1[:3]:  # schema, meta and runs: no layout version written yet
+        con.execute(statement)
+    con.close()
+    wh = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    assert StateStore(wh).migrate() == LAYOUT_VERSION
+    wh.close()

@@ -268,6 +268,22 @@ def test_rebatch_cuts_and_joins_to_the_requested_size():
     assert [b.num_rows for b in rebatch(iter(batches), 100)] == [20]
 
 
+@pytest.mark.parametrize("name, content", [("customers.csv", b"id,email\n1,a@example.com\n"),
+                                           ("notes.txt", b"hello world, a longer line\n")])
+def test_duckdb_refuses_a_data_file_as_its_database(tmp_path, name, content):
+    """DuckDB 2.0 would open it as an in-memory view: the state would vanish with the process."""
+    from dinsync.errors import ConfigError
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        connect("duckdb", path=str(tmp_path / name))
+    assert "is not a DuckDB database file" in info.value.issues[0].message
+    assert (tmp_path / name).read_bytes() == content
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))  # created, then opened again
+    w.close()
+    connect("duckdb", path=str(tmp_path / "w.duckdb")).close()
+
+
 def test_duckdb_out_of_memory_says_which_limits_to_raise(tmp_path):
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="96MB")
     w.execute("SET memory_limit = '8MB'")  # (below what the adapter ever sets) for a quick failure
