@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import errors as E
-from .base import Params, rows_to_arrow, translated
+from .base import Params, quote_ident, rows_to_arrow, translated
 from .params import translate
 
 # ------------------------------------------------------------------------------- errors
@@ -110,7 +110,7 @@ def extended_hash_problem(column: str, kind: str) -> str | None:
     fix = NO_EXTENDED_HASH.get(base)
     if fix is None:
         return None
-    name = column if column.isidentifier() and column.islower() else '"' + column.replace('"', '""') + '"'
+    name = column if column.isidentifier() and column.islower() else quote_ident(column)
     return (f"PostgreSQL has no extended hash function for {base}, which the diff needs to compare values: "
             f"convert it in the model's SQL, e.g. {fix.format(c=name)} AS {name}")
 
@@ -118,7 +118,6 @@ def extended_hash_problem(column: str, kind: str) -> str | None:
 class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)
-
 
     def hint_for(self, exc: BaseException) -> str | None:
         text = str(exc)
@@ -462,8 +461,8 @@ def _with_text_casts(sql: str, schema: pa.Schema) -> str:
         return sql
     cols = []
     for field, cast in zip(schema, casts):
-        col = '_dinsync_q."' + field.name.replace('"', '""') + '"'
-        cols.append(cast.format(c=col) + ' AS "' + field.name.replace('"', '""') + '"' if cast else col)
+        col = "_dinsync_q." + quote_ident(field.name)
+        cols.append(cast.format(c=col) + " AS " + quote_ident(field.name) if cast else col)
     return f"SELECT {', '.join(cols)} FROM (\n{sql.rstrip().rstrip(';')}\n) AS _dinsync_q"
 
 
