@@ -8,6 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 FILE_NAME_FIELDS = {"universe", "sync", "stamp", "run", "seq"}
+
+
+def file_name_fields(template: str) -> set[str]:
+    """The placeholders a file-name template uses (ValueError for a malformed one)."""
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
 DEFAULT_FILE_NAME = "{universe}_contacts_{sync}_{stamp}_{run}_{seq}.csv"
 # Splio: "Please limit the size of your file to 200K lines": header + 199,999 rows.
 MAX_FILE_LINES = 200_000
@@ -58,7 +63,7 @@ class SftpSettings(BaseModel):
     @classmethod
     def _file_name(cls, value: str) -> str:
         try:
-            names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+            names = file_name_fields(value)
         except ValueError as exc:
             raise ValueError(f"invalid template: {exc}") from None
         unknown = names - FILE_NAME_FIELDS

@@ -33,7 +33,7 @@ from ...errors import DestinationAuthError, DinsyncError
 from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
 from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
-from .settings import SftpSettings
+from .settings import SftpSettings, file_name_fields
 from .values import CsvChunk, csv_header
 
 PART = ".part"
@@ -105,6 +105,11 @@ class _File:
     reason: str | None = None
 
 
+def _stamp() -> str:
+    """`{stamp}` of file names: UTC, to the second (its form is `_NAME_PATTERNS["stamp"]`)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
 def _quote_host(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
@@ -123,7 +128,7 @@ class SftpTransport:
         self.sync = "sync"
         self.mode = "update"
         self.run_tag = uuid.uuid4().hex[:8]
-        self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.stamp = _stamp()
         self._seq = 0
         self._open: dict[tuple[str, ...], _File] = {}
         self._files: dict[str, _File] = {}
@@ -166,14 +171,13 @@ class SftpTransport:
         be imported after this run's and put its older values back. The stamp has one-second
         resolution, so when needed this waits for the next second (at most `max_wait` seconds:
         a waiting name stamped further ahead comes from a clock that is not this one)."""
-        fields = {name for _, name, _, _ in string.Formatter().parse(self.settings.file_name)}
-        if "stamp" not in fields or not waiting:
+        if "stamp" not in file_name_fields(self.settings.file_name) or not waiting:
             return
         latest = max(waiting)
         deadline = time.monotonic() + max_wait
         while self._name(1) <= latest and time.monotonic() < deadline:
             await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)
-            self.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            self.stamp = _stamp()
 
     # --- SSH ------------------------------------------------------------------------------
     def _where(self) -> str:

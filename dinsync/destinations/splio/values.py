@@ -123,7 +123,7 @@ def multi_line_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tup
     rejections = []
     for row in rejected.select("_key", *[f"_c{c.index}" for c in columns]).iter_rows():
         key, values = row[0], row[1:]
-        field, char = next((c.name, _line_break(v)) for c, v in zip(columns, values) if _line_break(v))
+        field, char = next((c.name, char) for c, v in zip(columns, values) if (char := _line_break(v)))
         rejections.append(Rejection(key, f'field "{field}": the value contains a line break ({char}); Splio\'s file '
                                     "imports do not accept multi-line values (replace line breaks in the model, "
                                     "or use transport: api)", field))
