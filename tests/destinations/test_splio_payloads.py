@@ -170,6 +170,18 @@ def test_rows_per_request_are_capped():
     assert sizes == [3, 3, 2]
 
 
+@pytest.mark.parametrize("email,path", [
+    ("a+tag@example.com", "/data/contacts/a%2Btag@example.com"),  # "+" is not read as a space
+    ("o'neil/x?y#z%@example.com", "/data/contacts/o%27neil%2Fx%3Fy%23z%25@example.com"),
+    ("josé@exämple.com", "/data/contacts/jos%C3%A9@ex%C3%A4mple.com"),
+])
+def test_a_patch_path_escapes_the_email_whole(email, path):
+    rows = [dict(ROW, email=email, _op="changed")]
+    prepared = api_destination().prepare(mapped(rows, [[False, False, True, False, False, False]]), spec("insert"))
+    patch, = prepared.requests
+    assert (patch.method, patch.path, patch.keys) == ("PATCH", path, [email])
+
+
 # --- API bodies -----------------------------------------------------------------------------------
 def api_destination() -> SplioDestination:
     d = destination(API, api_key="k-123456")

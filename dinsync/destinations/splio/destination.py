@@ -234,7 +234,9 @@ class SplioDestination(Destination):
         from . import values
         from .api import PATCH
 
-        return Request("contacts", "PATCH", "/data/contacts/" + quote(email, safe="@+"), values.patch_body(fields),
+        # every byte but letters, digits, "-._~" and "@" percent-encoded: "+" too, which a server
+        # decoding its paths as form data would read as a space ("a+b@x.com" -> "a b@x.com")
+        return Request("contacts", "PATCH", "/data/contacts/" + quote(email, safe="@"), values.patch_body(fields),
                        [key], context=PATCH)
 
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
