@@ -243,8 +243,8 @@ def format_line(event: dict) -> str:
     if kind == "check":
         return f"{at} check {name}: " + ("passes" if event.get("ok") else f"still paused: {event.get('reason')}")
     if kind in ("paused", "resumed"):
-        return f"{at} {kind} {name}: " + (f"{event.get('culprit')}: " if event.get("culprit") else "") + \
-            str(event.get("reason"))
+        return f"{at} {kind} {name}" + (f" ({event.get('culprit')})" if event.get("culprit") else "") + \
+            f": {event.get('reason')}"
     if kind == "stop":
         return f"{at} stopped" + (f" by {event['signal']}" if event.get("signal") else "")
     return f"{at} {kind}: {event.get('message', '')}"

@@ -2,7 +2,7 @@
 
     {"sync": "iterable_users", "enabled": true, "schedule": "cron '0 6 * * *'",
      "state": "paused", "paused": true, "paused_by": "auto", "culprit": "column",
-     "reason": "column (mapped to 'plan') 'plan' is not a column of model customers",
+     "reason": "column 'plan' (mapped to 'plan') is not a column of model customers",
      "paused_at": "...Z", "checked_at": "...Z", "check_error": "...", "notified_state": "paused",
      "parked": 3, "last_run": {run object} | null}
 

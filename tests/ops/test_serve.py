@@ -90,14 +90,16 @@ def test_a_missing_column_pauses_its_sync_until_it_is_back(scheduled):
     assert kinds(events) == ["start", "paused", "end"]
     assert events[2]["run"]["status"] == "failed" and events[2]["exit_code"] == 1
     assert events[1]["culprit"] == "column" and events[1]["paused_by"] == "auto"
+    assert format_line(events[1]).split(" ", 1)[1] == (
+        "paused iterable_users (column): column 'plan' (mapped to 'plan') is not a column of model customers")
     status = ops.status()["iterable_users"]
     assert (status["state"], status["paused_by"], status["culprit"]) == ("paused", "auto", "column")
-    assert status["reason"] == "column (mapped to 'plan') 'plan' is not a column of model customers"
+    assert status["reason"] == "column 'plan' (mapped to 'plan') is not a column of model customers"
     assert ops.events() == ["paused"]
 
     events = served.at(15)  # the next slot (and the recheck, 10 min after the last): skipped, still paused
     assert kinds(events) == ["skip", "check"] and events[0]["reason"] == "paused (auto)"
-    assert events[1]["ok"] is False and "'plan' is not a column" in events[1]["reason"]
+    assert events[1]["ok"] is False and "column 'plan' (mapped to 'plan') is not a column" in events[1]["reason"]
     runs_so_far = len(ops.sql("select * from dinsync.runs"))
 
     ops.sql("alter table main.customers add column plan varchar default 'free'")
