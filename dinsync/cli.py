@@ -261,8 +261,10 @@ def sync(names: Optional[list[str]] = NamesArg,
 
     with handled(), in_project(), stop_on_signals(stop, on_signal):
         from .operations import run_syncs
+        from .progress import line_interval
         from .report import worst_exit_code
 
+        line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, before any run
         project, wh, chosen = load_chosen(names, select, exclude)
         try:
             results = run_syncs(project, wh, chosen, full_refresh=full_refresh,
@@ -428,7 +430,9 @@ def serve(names: Optional[list[str]] = NamesArg,
 
     with handled(), in_project(), stop_on_signals(stop, on_signal):
         from .ops.serve import Service, format_line
+        from .progress import line_interval
 
+        line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, not in each run
         project, wh = load(check_models=False)  # models are checked per run: one broken model pauses its syncs only
         wh.close()
         chosen = choose(project, names, select, exclude)

@@ -24,10 +24,22 @@ DEFAULT_LINE_INTERVAL = 5.0
 
 
 def line_interval() -> float:
-    try:
-        return float(os.environ.get(LINE_INTERVAL_ENV) or DEFAULT_LINE_INTERVAL)
-    except ValueError:
+    """Seconds between progress lines: DINSYNC_PROGRESS_SECONDS (a number >= 0), else 5. Anything
+    else is a configuration error, as for the engine's DINSYNC_* knobs (engine/options.py)."""
+    value = os.environ.get(LINE_INTERVAL_ENV)
+    if not value:
         return DEFAULT_LINE_INTERVAL
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0 or seconds == float("inf"):
+        from .errors import ConfigError, ConfigIssue
+
+        raise ConfigError([ConfigIssue(
+            f"environment variable {LINE_INTERVAL_ENV} must be a number of seconds (0 or more), got {value!r}",
+            hint=f"set {LINE_INTERVAL_ENV} to a number, or unset it for the default ({DEFAULT_LINE_INTERVAL:g})")])
+    return seconds
 
 
 class LineProgress:

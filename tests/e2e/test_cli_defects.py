@@ -198,3 +198,16 @@ def test_a_tuning_variable_that_is_not_a_number_is_a_configuration_error(project
     data = project.sync()
     assert data["exit_code"] == ExitCode.CONFIG_ERROR
     assert "DINSYNC_CHECKPOINT_ROWS must be a whole number, got '1.5'" in data["runs"][0]["issues"][0]["message"]
+
+
+@pytest.mark.parametrize("value", ["five", "-1", "nan", "inf"])
+def test_an_unusable_progress_interval_is_a_configuration_error(project, monkeypatch, value):
+    monkeypatch.setenv("DINSYNC_PROGRESS_SECONDS", value)
+    text = project.cli("sync", json_output=False)
+    assert text.exit_code == ExitCode.CONFIG_ERROR
+    assert f"environment variable DINSYNC_PROGRESS_SECONDS must be a number of seconds (0 or more), got {value!r}" \
+        in text.stderr
+    assert project.requests.requests == []  # stopped before any run: nothing sent, no state made
+    assert project.cli("serve", json_output=False).exit_code == ExitCode.CONFIG_ERROR  # (before it serves)
+    monkeypatch.setenv("DINSYNC_PROGRESS_SECONDS", "0.5")
+    assert project.cli("sync", json_output=False).exit_code == 0
