@@ -210,7 +210,18 @@ class IterableDestination(Destination):
                 return Outcome("done", [RecordResult(request.keys[0], "rejected", _describe(status, code, msg))])
             return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
-            return Outcome("done", self._failed_updates(request, data))
+            results, unlisted = self._failed_updates(request, data)
+            if not unlisted:
+                return Outcome("done", results)
+            # Iterable counted failures it did not list: which users, only smaller requests tell.
+            # The listed ones are settled; the others go again (then in halves), and a user that
+            # still fails alone is failed (sent again next run): nothing is acknowledged on a guess.
+            reason = f"Iterable reported {data.get('failCount')} failures but listed {len(results)}"
+            settled = {r.key for r in results}
+            rest = [k for k in request.keys if k not in settled]
+            if len(rest) > 1:
+                return Outcome("split", results, reason=reason)
+            return Outcome("done", results + [RecordResult(k, "failed", reason) for k in rest])
         if status == 413 and code is None and len(request.keys) == 1:
             return self._unread(request, status, code, msg, body)  # (a proxy's cap: rows over 4 MB never leave)
         if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
@@ -229,7 +240,8 @@ class IterableDestination(Destination):
             why = _describe(status, code, msg)
         return Outcome("done", [RecordResult(k, "failed", why) for k in request.keys])
 
-    def _failed_updates(self, request: Request, data: dict) -> list[RecordResult]:
+    def _failed_updates(self, request: Request, data: dict) -> tuple[list[RecordResult], int]:
+        """The users a bulk answer lists as failed, and how many more failures it counted."""
         lists = dict(data.get("failedUpdates") or {})
         for deprecated in ("invalidEmails", "invalidUserIds"):  # top-level copies, deprecated
             if data.get(deprecated):
@@ -253,15 +265,9 @@ class IterableDestination(Destination):
         if unmatched:  # e.g. a malformed email "found ... in dataFields" (the spec's invalidEmails)
             for key, result in _users_holding(request, unmatched).items():
                 results.setdefault(key, result)
-        fail_count = data.get("failCount") or 0
-        if fail_count > len(results):
-            # Iterable counted failures it did not list: we cannot tell which users they were.
-            # Report nothing as acknowledged rather than guess: mark the rest failed (sent again next run).
-            return list(results.values()) + [
-                RecordResult(k, "failed", f"Iterable reported {fail_count} failures but listed {len(results)}")
-                for k in request.keys if k not in results
-            ]
-        return list(results.values())
+        fail_count = data.get("failCount")
+        fail_count = fail_count if isinstance(fail_count, int) and not isinstance(fail_count, bool) else 0
+        return list(results.values()), max(0, fail_count - len(results))
 
 
 def _json_or_none(body: bytes):

@@ -43,6 +43,10 @@ Undocumented behaviour: our choices, all `IterableOptions` fields (default in br
 * emails and userIds match exactly (case-sensitive, no normalisation).
 * a malformed `email` / `userId` in dataFields fails its user like a malformed identifier, listed
   under the malformed value (the spec: found "at the top level ... or in dataFields").
+* users counted in `failCount` but listed nowhere [`unlisted_failures=()`: emails / userIds whose
+  bulk update fails that way; none by default]: the spec's `failCount` is the "Number of user
+  profiles that could not be updated", `failedUpdates` only "Details": nothing says every failed
+  profile is listed.
 * a `null` email/userId/dataFields counts as absent. In a userid-based project a user sent with
   email only updates the latest user having that email, else fails in `notFoundEmails`
   (single: 400 `UnknownEmailError`). Users without email are returned without `email`.
@@ -131,6 +135,7 @@ class IterableOptions:
     detect_dates: bool = False
     max_fields: int | None = 1000
     log_size: int = 100_000
+    unlisted_failures: tuple[str, ...] | frozenset[str] = ()
 
     def __post_init__(self) -> None:
         if self.project_type not in ("email", "userid", "hybrid"):
@@ -411,6 +416,8 @@ class IterableSandbox:
         dropped: dict[str, None] = {}
         success = 0
         for email, user_id, data, merge, prefer in parsed:
+            if email in opts.unlisted_failures or user_id in opts.unlisted_failures:
+                continue  # counted in failCount, listed nowhere
             outcome = _malformed_in_data(data) or self._resolve(email, user_id, prefer)
             if isinstance(outcome, tuple):
                 failed[self._failure_list(outcome[0])].append(outcome[1])

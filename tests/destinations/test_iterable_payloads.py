@@ -116,11 +116,19 @@ def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
     assert "invalid email" in bad.reason and "dataFields.plan" in bad.reason
 
 
-def test_unlisted_failures_are_not_acknowledged():
+def test_unlisted_failures_are_not_acknowledged_but_looked_for_in_parts():
     d = destination()
-    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
-    out = d.parse(req, 200, {}, response(1, 1))
-    assert {r.key: r.status for r in out.results} == {"a@x.com": "failed", "b@x.com": "failed"}
+    req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
+    out = d.parse(req, 200, {}, response(1, 2))  # two failures, none listed: split, nothing acknowledged
+    assert (out.kind, out.results, out.reason) == ("split", [], "Iterable reported 2 failures but listed 0")
+    out = d.parse(req, 200, {}, response(1, 2, invalidEmails=["b@x.com"]))  # the listed one is settled
+    assert out.kind == "split" and [(r.key, r.status) for r in out.results] == [("b@x.com", "rejected")]
+    out = d.parse(req, 200, {}, response(1, 2, invalidEmails=["b@x.com", "c@x.com"]))  # all listed
+    assert out.kind == "done" and {r.key for r in out.results} == {"b@x.com", "c@x.com"}
+    out = d.parse(req, 200, {}, response(0, 3, invalidEmails=["b@x.com", "c@x.com"]))  # one user left
+    assert out.kind == "done" and {r.key: r.status for r in out.results} == {
+        "b@x.com": "rejected", "c@x.com": "rejected", "a@x.com": "failed"}
+    assert out.results[-1].reason == "Iterable reported 3 failures but listed 2"
 
 
 def test_type_mismatch_splits_and_bad_key_is_fatal():

@@ -199,6 +199,25 @@ def test_an_outage_stops_the_run_soon_and_the_next_run_sends_everything(project,
     assert len(project.snapshot_keys()) == 300
 
 
+def test_failures_iterable_counts_but_does_not_list_fail_only_their_users(project):
+    """A bulk answer whose failCount exceeds the users it lists: the batch's other users are found
+    by sending it again in parts, and only the user that still fails alone is failed (sent again
+    next run, never parked: nobody said why). Before, all 20 users failed, on every run."""
+    project.thread.call(setattr, project.sandbox.options, "unlisted_failures", ("user7@example.com",))
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["failed"], run["rejected"]) == (19, 1, 0), run
+    [(key, status, reason)] = project.sql("select key, status, reason from dinsync.rejections")
+    assert (key, status, reason) == ("user7@example.com", "failed", "Iterable reported 1 failures but listed 0")
+    assert project.snapshot_keys() == {f"user{i}@example.com" for i in range(1, 21)} - {"user7@example.com"}
+    project.requests.clear()
+    again = project.sync()["runs"][0]
+    assert (again["sent"], again["failed"], again["parked"]) == (1, 1, 0), again
+    project.thread.call(setattr, project.sandbox.options, "unlisted_failures", ())
+    third = project.sync()["runs"][0]
+    assert (third["sent"], third["acknowledged"]) == (1, 1)
+    assert len(project.snapshot_keys()) == 20
+
+
 def test_failed_rows_say_why(project, monkeypatch):
     """Sporadic 503s exhaust one request's attempts: the run fails with an example of why and a
     pointer to `dinsync rejections`, and the next run sends those rows."""
