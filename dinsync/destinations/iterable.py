@@ -216,10 +216,12 @@ class IterableDestination(Destination):
             # Iterable counted failures it did not list: which users, only smaller requests tell.
             # The listed ones are settled; the others go again (then in halves), and a user that
             # still fails alone is failed (sent again next run): nothing is acknowledged on a guess.
+            # Where no user succeeded, parts would fail alike (2n requests): all of them fail.
             reason = f"Iterable reported {data.get('failCount')} failures but listed {len(results)}"
             settled = {r.key for r in results}
             rest = [k for k in request.keys if k not in settled]
-            if len(rest) > 1:
+            succeeded = data.get("successCount")
+            if len(rest) > 1 and isinstance(succeeded, int) and succeeded > 0:
                 return Outcome("split", results, reason=reason)
             return Outcome("done", results + [RecordResult(k, "failed", reason) for k in rest])
         if status == 413 and code is None and len(request.keys) == 1:

@@ -129,6 +129,8 @@ def test_unlisted_failures_are_not_acknowledged_but_looked_for_in_parts():
     assert out.kind == "done" and {r.key: r.status for r in out.results} == {
         "b@x.com": "rejected", "c@x.com": "rejected", "a@x.com": "failed"}
     assert out.results[-1].reason == "Iterable reported 3 failures but listed 2"
+    out = d.parse(req, 200, {}, response(0, 3))  # nobody succeeded: no parts (they would fail alike)
+    assert out.kind == "done" and {r.key: r.status for r in out.results} == dict.fromkeys(req.keys, "failed")
 
 
 def test_type_mismatch_splits_and_bad_key_is_fatal():
