@@ -231,8 +231,25 @@ def test_hostile_values_are_valid_json_strings():
     rows = [dict(ROW, email=f"u{i}@example.com", plan=v) for i, v in enumerate(values)]
     [bulk] = api_destination().prepare(mapped(rows), spec("insert")).requests
     validate_splio_request("POST", bulk.path, bulk.body)
-    plans = [c["custom_fields"][0]["value"] for c in orjson.loads(bulk.body)["contacts"]]
-    assert plans == ["" if v is None else v for v in values]
+    plans = [c["custom_fields"][0]["value"] if c["custom_fields"][0]["id"] == 3 else None
+             for c in orjson.loads(bulk.body)["contacts"]]
+    assert plans == values
+
+
+def test_a_bulk_create_leaves_empty_values_out_and_its_patch_fallback_clears_them():
+    """A new contact has nothing to clear: an empty language, cellphone or int / date custom field
+    in a bulk create is at best useless and at worst refused by Splio ("must be of type int"),
+    which refuses the whole batch and parks the contact. The PATCH of a contact that already
+    exists still sends them, to clear what Splio holds."""
+    rows = [dict(ROW, email="n@example.com", firstname=None, cellphone=None, plan=None, visits=None, signup=None)]
+    [bulk] = api_destination().prepare(mapped(rows), spec("insert")).requests
+    validate_splio_request("POST", bulk.path, bulk.body)
+    [contact] = orjson.loads(bulk.body)["contacts"]
+    assert contact == {"email": "n@example.com", "custom_fields": [{"id": 5, "value": "12.5"}]}
+    email, fields = bulk.context.fields["n@example.com"]
+    fallback = orjson.loads(api_destination().patch_request("n@example.com", email, fields).body)
+    assert fallback == {"firstname": "", "cellphone": "", "custom_fields": [
+        {"id": 3, "value": ""}, {"id": 7, "value": ""}, {"id": 5, "value": "12.5"}, {"id": 4, "value": ""}]}
 
 
 def test_api_prepare_refuses_to_guess_custom_field_ids():

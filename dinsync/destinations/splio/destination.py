@@ -217,7 +217,8 @@ class SplioDestination(Destination):
         requests = [self.patch_request(k, i, f) for k, i, f in single.select("_key", "_id", "_fields").iter_rows()]
         if bulk.height:
             keys, ids, fields = bulk["_key"].to_list(), bulk["_id"].to_list(), bulk["_fields"].to_list()
-            items = [values.bulk_item(i, f) for i, f in zip(ids, fields)]
+            # created without its empty values; the PATCH fallback of an existing contact clears them
+            items = [values.bulk_item(i, f) for i, f in zip(ids, bulk["_create_fields"].to_list())]
             max_rows = self.settings.bulk_max_contacts
             for offset, length in batches_by_size(bulk, max_rows, BULK_MAX_BYTES - 64, 1):
                 part = slice(offset, offset + length)

@@ -4,7 +4,8 @@ Both transports write every value as text: CSV cells, and JSON strings in the AP
 types every contact field and custom field `value` as a string). Built column-wise in Polars from
 the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
 
-* a NULL value becomes "" (an empty cell / empty string: Splio clears the field);
+* a NULL value becomes "" (an empty cell / empty string: Splio clears the field; a bulk create,
+  with nothing to clear, leaves it out);
 * JSON strings are decoded, numbers and booleans keep their JSON text, objects and arrays their
   JSON text;
 * date and datetime values become Splio's date format `YYYY-MM-DD HH:MM:SS` (dates at midnight,
@@ -190,27 +191,38 @@ def _json_string(expr: pl.Expr) -> pl.Expr:
 
 
 def with_contact_json(frame: pl.DataFrame, columns: Sequence[Column], custom_ids: dict[str, int]) -> pl.DataFrame:
-    """Adds `_fields` (the contact's fields as JSON members, each preceded by a comma, or "") and
-    `_bytes` (its size). Standard fields are members of their own; custom fields go to
-    `custom_fields` as `{"id": N, "value": "..."}` (ids from the pre-flight check)."""
+    """Adds `_fields` (the contact's fields as JSON members, each preceded by a comma, or ""),
+    `_create_fields` (the same without empty values) and `_bytes` (the size). Standard fields are
+    members of their own; custom fields go to `custom_fields` as `{"id": N, "value": "..."}` (ids
+    from the pre-flight check).
+
+    `_fields` is what a PATCH sends: an empty value clears the field. `_create_fields` is what a
+    bulk create sends: a new contact has nothing to clear, and an empty `language`, `cellphone` or
+    int / double / date custom field is a value Splio may refuse ("must be of type int"), which
+    would refuse the whole batch and park a valid contact."""
+    return frame.with_columns(_fields_json(columns, custom_ids, skip_empty=False).alias("_fields"),
+                              _fields_json(columns, custom_ids, skip_empty=True).alias("_create_fields")
+                              ).with_columns(
+        (pl.col("_fields").str.len_bytes() + pl.col("_id").str.len_bytes() + 16).cast(pl.Int64).alias("_bytes"))
+
+
+def _fields_json(columns: Sequence[Column], custom_ids: dict[str, int], *, skip_empty: bool) -> pl.Expr:
     standard, custom = [], []
     for c in columns:
         value = pl.col(f"_c{c.index}")
+        sent = value.is_not_null() & (value != "") if skip_empty else value.is_not_null()
         if c.custom:
             prefix = ',{"id":' + str(int(custom_ids[c.name])) + ',"value":'
-            custom.append(pl.when(value.is_not_null()).then(pl.concat_str([pl.lit(prefix), _json_string(value),
-                                                                            pl.lit("}")])))
+            custom.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), _json_string(value), pl.lit("}")])))
         else:
             prefix = "," + orjson.dumps(c.name).decode() + ":"
-            standard.append(pl.when(value.is_not_null()).then(pl.concat_str([pl.lit(prefix), _json_string(value)])))
+            standard.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), _json_string(value)])))
     parts: list[pl.Expr] = list(standard)
     if custom:
         items = pl.concat_str(custom, ignore_nulls=True)
         parts.append(pl.when(items != "").then(pl.concat_str([pl.lit(',"custom_fields":['), items.str.slice(1),
                                                                pl.lit("]")])))
-    fields = pl.concat_str(parts, ignore_nulls=True) if parts else pl.lit("")
-    return frame.with_columns(fields.alias("_fields")).with_columns(
-        (pl.col("_fields").str.len_bytes() + pl.col("_id").str.len_bytes() + 16).cast(pl.Int64).alias("_bytes"))
+    return pl.concat_str(parts, ignore_nulls=True) if parts else pl.lit("")
 
 
 def patch_body(fields: str) -> bytes:
