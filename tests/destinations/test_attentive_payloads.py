@@ -160,6 +160,19 @@ def test_nulls_and_empty_strings_are_not_sent_unless_asked():
     assert orjson.loads(first["_v1"])["properties"] == {"plan": None}
 
 
+def test_send_nulls_never_puts_a_null_identifier_in_the_v2_body():
+    """`send_nulls` is about attributes: an identifier the row lacks (a NULL email of a phone-matched
+    sync) is omitted, as the v2 spec asks ("you should omit the field"); a null there is refused."""
+    sync = spec([("firstName", False), ("email", False)], key_field="phone")
+    frame = mapped(["+12015550001", "+12015550002"], {"firstName": ["A", None], "email": [None, "b@example.com"]},
+                   sync)
+    records = v2_records(frame, sync, send_nulls=True)
+    assert records["+12015550001"] == {"identifiers": {"phone": "+12015550001"}, "attributes": {"firstName": "A"}}
+    assert records["+12015550002"] == {"identifiers": {"phone": "+12015550002", "email": "b@example.com"},
+                                       "attributes": {"firstName": None}}
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [records["+12015550001"]]})
+
+
 @pytest.mark.parametrize("field, value, reason", [
     ("latitude", 90.5, "is not a latitude between -90 and 90"),
     ("longitude", -180.01, "is not a longitude between -180 and 180"),
