@@ -405,6 +405,22 @@ def test_job_results_in_another_order_without_index_are_matched_by_identifier():
     assert sorted(results.ok) == ["k1", "k2"] and [(r.key, r.status) for r in results.problems] == [("k0", "failed")]
 
 
+def test_a_long_error_message_is_cut_in_the_reason_also_from_a_results_file():
+    """A message quoting a refused 1 MB value stays a short reason (the results file's lines do not pass
+    through the sender, which cuts the reasons of direct answers)."""
+    big = "x" * 1_000_000
+    line = {"index": 0, "request": {"identifiers": {"email": "a@example.com"}},
+            "response": {"statusCode": 400, "body": {"error": {"id": 1, "message": "firstName too long: " + big}}}}
+    out = job_results([line], ["a@example.com"], {}, "email", "job-1")
+    (problem,) = out.problems
+    assert problem.status == "rejected"
+    assert problem.reason.startswith("Attentive HTTP 400: firstName too long: xxx")
+    assert len(problem.reason) < 400
+    answer = destination().parse(Request("custom_attributes", "POST", "/v1/attributes/custom", b"{}", ["k"]),
+                                 400, {}, b'{"message": "' + big.encode() + b'"}')
+    assert len(answer.results[0].reason) < 400
+
+
 def test_job_tokens_round_trip():
     token = job_token("phone", "2f0c-6a1e")
     assert parse_job_token(token) == ("phone", "2f0c-6a1e")
