@@ -160,6 +160,19 @@ def test_nulls_and_empty_strings_are_not_sent_unless_asked():
     assert orjson.loads(first["_v1"])["properties"] == {"plan": None}
 
 
+def test_send_nulls_never_puts_a_null_identifier_in_the_v2_body():
+    """`send_nulls` is about attributes: an identifier the row lacks (a NULL email of a phone-matched
+    sync) is omitted, as the v2 spec asks ("you should omit the field"); a null there is refused."""
+    sync = spec([("firstName", False), ("email", False)], key_field="phone")
+    frame = mapped(["+12015550001", "+12015550002"], {"firstName": ["A", None], "email": [None, "b@example.com"]},
+                   sync)
+    records = v2_records(frame, sync, send_nulls=True)
+    assert records["+12015550001"] == {"identifiers": {"phone": "+12015550001"}, "attributes": {"firstName": "A"}}
+    assert records["+12015550002"] == {"identifiers": {"phone": "+12015550002", "email": "b@example.com"},
+                                       "attributes": {"firstName": None}}
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [records["+12015550001"]]})
+
+
 @pytest.mark.parametrize("field, value, reason", [
     ("latitude", 90.5, "is not a latitude between -90 and 90"),
     ("longitude", -180.01, "is not a longitude between -180 and 180"),
@@ -390,6 +403,22 @@ def test_job_results_in_another_order_without_index_are_matched_by_identifier():
              {"response": ok}]  # no identifier, no index: its position
     results = job_results(lines, keys, shared, "phone", "job-4")
     assert sorted(results.ok) == ["k1", "k2"] and [(r.key, r.status) for r in results.problems] == [("k0", "failed")]
+
+
+def test_a_long_error_message_is_cut_in_the_reason_also_from_a_results_file():
+    """A message quoting a refused 1 MB value stays a short reason (the results file's lines do not pass
+    through the sender, which cuts the reasons of direct answers)."""
+    big = "x" * 1_000_000
+    line = {"index": 0, "request": {"identifiers": {"email": "a@example.com"}},
+            "response": {"statusCode": 400, "body": {"error": {"id": 1, "message": "firstName too long: " + big}}}}
+    out = job_results([line], ["a@example.com"], {}, "email", "job-1")
+    (problem,) = out.problems
+    assert problem.status == "rejected"
+    assert problem.reason.startswith("Attentive HTTP 400: firstName too long: xxx")
+    assert len(problem.reason) < 400
+    answer = destination().parse(Request("custom_attributes", "POST", "/v1/attributes/custom", b"{}", ["k"]),
+                                 400, {}, b'{"message": "' + big.encode() + b'"}')
+    assert len(answer.results[0].reason) < 400
 
 
 def test_job_tokens_round_trip():

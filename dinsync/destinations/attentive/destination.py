@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 BULK_MAX_USERS = 256  # documented: "up to 256 payloads per request"
 BULK_MAX_BYTES = 4 * 1024 * 1024  # our cap per bulk request (no documented body limit)
 WRITE_BATCH_ROWS = 1024  # rows per unit of work handed to the transport (several bulk requests)
+MESSAGE_CHARS = 300  # of Attentive's error message quoted in a reason
 CONFIRM = "confirm-existence"  # pending token of a lookup answer that does not tell (an empty attribute list)
 
 # Scopes each endpoint needs (OAuth scopes in the specs; private-app keys carry the same permissions).
@@ -344,17 +345,21 @@ def throttle_wait(headers: Mapping[str, str]) -> float | None:
 
 
 def error_message(data: Any, body: bytes) -> str:
-    """Attentive's message: `{"error": {"id", "message"}}` (ErrorResponseDto), `{"message"}`, or the text."""
+    """Attentive's message: `{"error": {"id", "message"}}` (ErrorResponseDto), `{"message"}`, or the text;
+    at most MESSAGE_CHARS (a message may quote the refused value: a 1 MB string must not become a
+    1 MB rejection reason, and a bulk job's results file does not pass through the sender's cut)."""
+    message = ""
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str) and err:
-            return err
-        if data.get("message"):
-            return str(data["message"])
-    text = body[:300].decode("utf-8", "replace").strip()
-    return text or "(empty body)"
+            message = str(err["message"])
+        elif isinstance(err, str) and err:
+            message = err
+        elif data.get("message"):
+            message = str(data["message"])
+    if not message:
+        message = body[:MESSAGE_CHARS * 4].decode("utf-8", "replace").strip() or "(empty body)"
+    return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS - 3] + "..."
 
 
 def _describe(status: int, message: str) -> str:

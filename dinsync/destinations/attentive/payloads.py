@@ -9,7 +9,8 @@ From the engine's mapped frame (`_key`, `_id` = the identifier as sent, and per 
   custom attributes that changed, NULL when none did (or when they go through v2).
 
 NULL values (and empty strings) are not sent: Attentive says "Avoid sending null values or empty
-strings" and documents no way to clear an attribute; `send_nulls` sends them as JSON null anyway.
+strings" and documents no way to clear an attribute; `send_nulls` sends them as JSON null anyway,
+except in `identifiers` (the v2 spec: "If you don't have a valid identifier, you should omit the field").
 Values Attentive cannot take (a coordinate out of range, a malformed country code, an array as
 custom value...) reject their row with a reason; the other rows go through.
 """
@@ -62,7 +63,8 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
     for n, (name, is_custom) in enumerate(zip(sync.fields, custom)):
         text = pl.col(f"_t{n}")
         sent = text.is_not_null()
-        if not send_nulls:
+        identifier = not is_custom and STANDARD_FIELDS[name].section == "identifiers"
+        if not send_nulls or identifier:  # an identifier is never null nor "": "omit the field" (v2 spec)
             sent = sent & (text != "null") & (text != '""')
         label = f'field "{name}"'
         if is_custom:
