@@ -18,6 +18,14 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("dinsync ")
 
 
+def test_python_dash_m_dinsync_is_the_dinsync_command(tmp_path):
+    version = subprocess.run([sys.executable, "-m", "dinsync", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("dinsync ")
+    missing = subprocess.run([sys.executable, "-m", "dinsync", "validate", "--project-dir", str(tmp_path)],
+                             capture_output=True, text=True)
+    assert missing.returncode == ExitCode.CONFIG_ERROR and "no dinsync.yml in" in missing.stderr
+
+
 def test_global_options_after_the_subcommand_and_positional_names(project):
     (project.root / "syncs" / "other.yml").write_text(
         (project.root / "syncs" / "iterable_users.yml").read_text())

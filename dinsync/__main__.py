@@ -1,0 +1,4 @@
+"""`python -m dinsync`: the same as the `dinsync` command."""
+from dinsync.cli import main
+
+main()
