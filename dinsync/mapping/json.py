@@ -123,20 +123,23 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(expr.is_null()).then(None).otherwise(rebuilt)
 
 
-_CALENDAR_DAYS = 95_000_000  # about 260,000 years either side of 1970: what Polars (chrono) can format
-_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 is a formattable datetime
+# Days from 1970-01-01 to 0001-01-01 and to 10000-01-01: the years a date is written with in
+# ISO 8601 without an agreed expansion ("YYYY"). Beyond them Polars writes "+13690-07-15" or
+# "-0001-01-01", which no platform reads as a date (and far beyond, it cannot format at all).
+_FIRST_DAY, _END_DAY = -719_162, 2_932_897
+_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
 
 
 def _beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Boolean: the date/datetime lies beyond the calendar Polars can format."""
+    """Boolean: the date/datetime lies outside the years 1 to 9999."""
     if dtype == pl.Date:
-        limit = _CALENDAR_DAYS
+        per_day = 1
     elif dtype.time_unit in _UNIT_PER_DAY:
-        limit = _CALENDAR_DAYS * _UNIT_PER_DAY[dtype.time_unit]
+        per_day = _UNIT_PER_DAY[dtype.time_unit]
     else:
         return pl.lit(False)
     physical = expr.to_physical().cast(pl.Int64)
-    return ((physical > limit) | (physical < -limit)).fill_null(False)
+    return ((physical >= _END_DAY * per_day) | (physical < _FIRST_DAY * per_day)).fill_null(False)
 
 
 def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
@@ -156,7 +159,7 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         bad = _beyond_calendar(expr, dtype)
         safe = pl.when(bad).then(None).otherwise(expr)
         text = safe.dt.strftime('"%Y-%m-%d"') if dtype == pl.Date else iso_datetime(safe, dtype, quoted=True)
-        return Encoded(text, [(bad, pl.lit(f"{label}: date out of range (an infinity?), which cannot be sent"))])
+        return Encoded(text, [(bad, pl.lit(f"{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"))])
     if dtype == pl.Time:
         return Encoded(iso_time(expr, quoted=True))
     if isinstance(dtype, pl.Duration):

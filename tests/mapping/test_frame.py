@@ -301,7 +301,26 @@ def test_infinite_dates_reject_the_row_instead_of_crashing(arrow_type, infinitie
     b = one(pl.Series("f", pl.from_arrow(values)))
     check_shape(b)
     assert objects(b) == [{"f": text}, {"f": None}]
-    assert reasons(b) == ['field "f": date out of range (an infinity?), which cannot be sent'] * len(infinities)
+    assert reasons(b) == ['field "f": date out of range (years 1 to 9999; an infinity?), which cannot be sent'] * len(infinities)
+
+
+def test_dates_outside_the_years_1_to_9999_reject_their_row():
+    """Polars writes year 10000 as "+10000-01-01" and year 0 as "0000-..." / -1 as "-0001-...":
+    no platform reads those as dates. The first and last day of the years 1 to 9999 go through."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    days = pa.array([dt.date(1, 1, 1), dt.date(9999, 12, 31), None], pa.date32())
+    late = pa.array([2_932_897, -719_163], pa.int32()).view(pa.date32())  # 10000-01-01, 0000-12-31
+    b = one(pl.Series("f", pl.from_arrow(pa.concat_arrays([days, late]))))
+    assert objects(b) == [{"f": "0001-01-01"}, {"f": "9999-12-31"}, {"f": None}]
+    assert reasons(b) == ['field "f": date out of range (years 1 to 9999; an infinity?), which cannot be sent'] * 2
+    stamps = pa.array([dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1)], pa.timestamp("us"))
+    late = pa.array([2_932_897 * 86_400_000_000, -719_162 * 86_400_000_000 - 1], pa.int64()).view(pa.timestamp("us"))
+    b = one(pl.Series("f", pl.from_arrow(pa.concat_arrays([stamps, late]))))
+    assert objects(b) == [{"f": "9999-12-31T23:59:59.999999"}, {"f": "0001-01-01T00:00:00"}]
+    assert len(reasons(b)) == 2
 
 
 def test_non_finite_float_in_unsent_field_is_fine():
