@@ -301,20 +301,21 @@ class SyncRun:
                                progress=self.progress,
                                # a first sync's commits only insert: in whole blocks where that counts
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
-        mapping = MappingPlan(
-            key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind, max_length=self.key_spec.max_length,
-                           planned=True),
-            fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
-                    for i, f in enumerate(self.cfg.fields)],
-            region=self.destination.default_region(),
-            max_row_bytes=self.service.max_row_bytes,
-        )
-        pipeline = Pipeline(planner=self.planner, destination=self.destination, service=self.service,
-                            spec=self.spec, mapping=mapping, transport=transport, checkpointer=commits,
-                            summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
-                            redact=self.redact, concurrency=self.dest_cfg.concurrency)
         async with transport:
             await self._preflight(transport)
+            # After the pre-flight check: the kinds it learned (e.g. Attio's attribute types) map the values.
+            mapping = MappingPlan(
+                key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind,
+                               max_length=self.key_spec.max_length, planned=True),
+                fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
+                        for i, f in enumerate(self.cfg.fields)],
+                region=self.destination.default_region(),
+                max_row_bytes=self.service.max_row_bytes,
+            )
+            pipeline = Pipeline(planner=self.planner, destination=self.destination, service=self.service,
+                                spec=self.spec, mapping=mapping, transport=transport, checkpointer=commits,
+                                summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
+                                redact=self.redact, concurrency=self.dest_cfg.concurrency)
             try:
                 await pipeline.run()
             finally:

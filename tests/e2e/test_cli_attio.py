@@ -257,6 +257,24 @@ def test_bad_values_are_rejected_per_row_with_attios_message(attio):
     assert key == "user5@example.com" and "Attio HTTP 400 validation_type" in reason and "rating" in reason
 
 
+def test_text_columns_are_coerced_by_the_attribute_types_attio_lists(attio):
+    # The pre-flight check reads each attribute's type; the values are mapped by it (README: "The
+    # attribute types also decide how values are coerced"), not sent as the model's text.
+    p = attio
+    p.sql("create or replace table main.people as select id, 'user' || id || '@example.com' as email, "
+          "case when id % 2 = 0 then 'yes' else '0' end as vip, '4' as score, ' 42 ' as visits, "
+          "'12.5' as ltv, '+1 (415) 555-2671' as phone from range(1, 5) t(id)")
+    p.write_sync(fields=("vip: vip", "score: score", "visits: visits", "ltv: lifetime_value",
+                         "phone: phone_numbers"))
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (4, 0), p.rejections()
+    [values, *_] = sent_values(p)
+    assert (values["vip"], values["score"], values["visits"], values["lifetime_value"], values["phone_numbers"]) == (
+        [False], [4], [42], [{"currency_value": 12.5}], ["+14155552671"])
+    assert person(p, "user2@example.com").items() >= {"vip": True, "score": 4, "visits": 42, "lifetime_value": 12.5,
+                                                      "phone_numbers": ["+14155552671"]}.items()
+
+
 def test_duplicate_matching_keys_are_withheld(attio):
     p = attio
     p.seed_people(60)
