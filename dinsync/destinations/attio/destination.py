@@ -280,7 +280,11 @@ class AttioDestination(Destination):
         if status == 404 and isinstance(ctx, _Write) and ctx.by_id and _record_missing(data):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
                                                  reason + " (deleted since the lookup; update mode never creates)")])
-        kind = "rejected" if 400 <= status < 500 else "failed"
+        # Attio's word on the record (its error JSON) rejects it; another 4xx page (a proxy's or a
+        # gateway's) says nothing about the record: failed, sent again next run. Except a 413: a
+        # record too large for the path would fail alike on every run, so it waits until it changes.
+        attio = isinstance(data, dict) and any(k in data for k in ("status_code", "code", "type"))
+        kind = "rejected" if 400 <= status < 500 and (attio or status == 413) else "failed"
         return Outcome("done", [RecordResult(k, kind, reason) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
