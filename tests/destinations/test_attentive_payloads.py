@@ -356,7 +356,8 @@ def test_job_status_answers_fill_the_context():
     ("COMPLETED_WITH_ERRORS", "http://x/r.jsonl", "done"), ("FINISHED", "http://x/r.jsonl", "done"),
     ("QUEUED", None, "running"), ("CANCELLED", None, "failed"), ("ERROR", None, "failed"),
     ("PARTIALLY_FAILED", "http://x/r.jsonl", "done"), ("PARTIALLY_FAILED", None, "failed"), (None, None, None),
-    ("", "http://x/r.jsonl", None)])
+    ("", "http://x/r.jsonl", None), ("completed", None, "done"), ("failed", None, "failed"),
+    ("in_progress", None, "running")])
 def test_a_job_status_the_spec_does_not_list_is_read_by_what_comes_with_it(status, url, phase):
     assert JobStatus("job-1", status, url).phase == phase
 

@@ -119,7 +119,7 @@ class JobStatus:
         REJECTED, UNKNOWN) as failed, and any other as still running."""
         if not self.status:  # (no status in the answer: unreadable)
             return None
-        if self.status == "COMPLETED" or self.url:
+        if self.status.upper() == "COMPLETED" or self.url:  # (any spelling: the spec fixes none)
             return "done"
         return "failed" if _ENDED_BADLY.search(self.status) else "running"
 
