@@ -11,6 +11,7 @@ from dinsync.destinations.attentive import AttentiveDestination
 from dinsync.destinations.base import SyncSpec, TransportOptions
 from dinsync.mapping import FieldMapping, KeyMapping, map_batch
 from dinsync.sandbox import AttentiveSandbox, SandboxThread
+from dinsync.sandbox.faults import respond
 
 KEY = "attn-transport-key-3e8a71"
 SYNC = SyncSpec("attentive_users", "users", "update", "email", ["firstName", "Tier"], [False, True])
@@ -70,6 +71,32 @@ def test_bulk_records_stay_pending_until_the_job_completes_then_settle(sandbox, 
     assert sorted(settled.ok) == sorted(emails) and settled.problems == [] and settled.pending == {}
     assert thread.call(sb.get_subscriber, email=emails[2])["attributes"] == {"firstName": f"N-{emails[2]}"}
     assert thread.call(sb.get_subscriber, email=emails[2])["custom"] == {"Tier": "gold"}
+
+
+def test_unreadable_job_statuses_fail_a_job_only_three_in_a_row(sandbox):
+    """Two unreadable status answers, a readable one, two more: the job is still followed and
+    settles (three in its whole life failed all its rows before)."""
+    sb, thread = sandbox
+    thread.call(setattr, sb.options, "bulk_job_seconds", 3.0)
+    d = destination(thread.url, job_poll_seconds=0.1)
+    emails = [f"subscriber{i}@example.com" for i in range(3)]
+    unreadable = respond(200, {"bulkJobId": "x", "status": ""})
+    polls = lambda: thread.stats()["requests_by_endpoint"].get("getBulkJobStatus", 0)
+
+    async def go():
+        async with d.make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            thread.script("getBulkJobStatus", unreadable, times=2)
+            delivered = await t.deliver(units(d, emails)[0])
+            settling = asyncio.ensure_future(t.settle(delivered.pending, 15.0))
+            while polls() < 3:  # two unreadable, then one IN_PROGRESS
+                await asyncio.sleep(0.02)
+            thread.script("getBulkJobStatus", unreadable, times=2)
+            return await settling
+
+    settled = run(go())
+    assert sorted(settled.ok) == emails and settled.problems == [], settled.problems
+    assert polls() >= 6
 
 
 def test_a_later_transport_reads_an_earlier_jobs_results_from_the_tokens_alone(sandbox):

@@ -222,6 +222,8 @@ class AttentiveTransport:
         answer = await self.sender.deliver(request)
         status, phase = request.context.status, request.context.phase
         results: Delivered | None = None
+        if not answer.problems and phase is not None:
+            job.poll_failures = 0  # three unreadable answers in a row fail a job, not three in its life
         if answer.problems or phase is None:
             job.poll_failures += 1
             if job.poll_failures >= 3:
