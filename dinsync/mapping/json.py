@@ -159,7 +159,8 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         bad = _beyond_calendar(expr, dtype)
         safe = pl.when(bad).then(None).otherwise(expr)
         text = safe.dt.strftime('"%Y-%m-%d"') if dtype == pl.Date else iso_datetime(safe, dtype, quoted=True)
-        return Encoded(text, [(bad, pl.lit(f"{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"))])
+        why = f"{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+        return Encoded(text, [(bad, pl.lit(why))])
     if dtype == pl.Time:
         return Encoded(iso_time(expr, quoted=True))
     if isinstance(dtype, pl.Duration):

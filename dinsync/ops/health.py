@@ -82,13 +82,11 @@ def check_model(project: Any, name: str, wh: Any) -> Finding | None:
     except Exception as exc:  # a driver error outside the adapter's translation
         return Finding("model", _r(f"model {model.name} failed in the warehouse: {type(exc).__name__}: {exc}"),
                        "run the model's SQL in the warehouse to debug it")
-    missing = [(what, column) for what, column in
-               [("match column", cfg.match_column)] + [(f"column {f.column!r} (mapped to {f.field!r})", f.column)
-                                                      for f in cfg.fields]
-               if column not in columns]
+    named = [(f"match column {cfg.match_column!r}", cfg.match_column)] + [
+        (f"column {f.column!r} (mapped to {f.field!r})", f.column) for f in cfg.fields]
+    missing = [what for what, column in named if column not in columns]
     if missing:
-        what, column = missing[0]
-        what = f"match column {column!r}" if what == "match column" else what
+        what = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         return Finding("column", _r(f"{what} is not a column of model {model.name}{more}"),
                        f"columns: {', '.join(columns[:20])}")
