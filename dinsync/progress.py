@@ -11,6 +11,7 @@ Events (engine -> callback(event, data)): `plan` {sync}, `send` {total}, `sent` 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ def line_interval() -> float:
         seconds = float(value)
     except ValueError:
         seconds = float("nan")
-    if not seconds >= 0 or seconds == float("inf"):
+    if not (math.isfinite(seconds) and seconds >= 0):
         from .errors import ConfigError, ConfigIssue
 
         raise ConfigError([ConfigIssue(
