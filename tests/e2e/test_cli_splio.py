@@ -378,6 +378,26 @@ def test_api_insert_falls_back_to_patch_for_existing_contacts(make_project, spli
     assert stats["created"]["api"] == 15 and stats["updated"]["api"] == 5
 
 
+def test_api_insert_creates_again_a_contact_deleted_in_splio(make_project, splio_requests):
+    """A changed row whose contact was deleted in Splio: its PATCH finds nothing (404, not_found);
+    the next run sends the row whole, so it is created again with every field (before, it was
+    PATCHed and `not_found` on every run)."""
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(10)
+    assert p.sync()["runs"][0]["acknowledged"] == 10
+    assert p.thread.call(p.sandbox.store.delete, "user4@example.com")
+    p.sql("update main.people set plan = 'pro' where id = 4")
+    second = p.sync()["runs"][0]
+    assert (second["sent"], second["not_found"], second["acknowledged"]) == (1, 1, 0), second
+    third = p.sync()["runs"][0]
+    assert (third["sent"], third["acknowledged"], third["not_found"]) == (1, 1, 0), third
+    contact = p.contact("user4@example.com")
+    assert contact is not None and subset(contact) == subset({**expected_contact(4), "custom_fields": {
+        **expected_contact(4)["custom_fields"], "plan": "pro"}})
+    assert p.sync()["runs"][0]["sent"] == 0
+
+
 def test_api_update_mode_never_creates(make_project, splio_requests):
     p = make_project()
     p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 11)])

@@ -210,8 +210,13 @@ class SplioDestination(Destination):
             raise DinsyncError(f"Splio: ids of custom fields {missing} unknown (the pre-flight check did not run)")
         frame = values.with_contact_json(frame, columns, self.custom_ids)
         if sync.mode == "insert":
-            bulk = frame.filter(pl.col("_op") == "added")
-            single = frame.filter(pl.col("_op") != "added")
+            # Created by the bulk (and updated by its PATCH fallback where the contact exists): added
+            # rows, and changed rows that send every field. Those are rows sent again whole, e.g.
+            # after a PATCH found the contact deleted in Splio (404): created again, not `not_found`
+            # on every run. Rows sending only their changed fields are PATCHed.
+            whole = pl.all_horizontal([pl.col(f"_c{c.index}").is_not_null() for c in columns] or [pl.lit(False)])
+            creatable = (pl.col("_op") == "added") | whole
+            bulk, single = frame.filter(creatable), frame.filter(~creatable)
         else:
             bulk, single = frame.clear(), frame
         requests = [self.patch_request(k, i, f) for k, i, f in single.select("_key", "_id", "_fields").iter_rows()]

@@ -230,6 +230,15 @@ class ContactStore:
         self.counters[(source, "updated")] += 1
         return rec
 
+    def delete(self, email: str) -> bool:
+        """Delete a contact (as a user of the universe may): whether there was one."""
+        rec = self.get(email)
+        if rec is None:
+            return False
+        self.by_email.pop(email.lower() if self.lowercase_emails else email, None)
+        self.by_id.pop(rec["id"], None)
+        return True
+
     def seed(self, contact: Mapping[str, Any]) -> dict:
         """Add or overwrite one contact for a test: {"email", system fields..., custom field names...}."""
         data = dict(contact)
