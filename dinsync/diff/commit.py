@@ -209,6 +209,7 @@ class CommitMixin:
         their new values."""
         with self._lock:
             try:
+                self._drop("unsettle")  # left by a run killed before its `finally` ran
                 self._execute("unsettle_stage")
                 with self.warehouse.transaction():
                     self._execute("unsettle_delete")

@@ -224,6 +224,7 @@ class PsycopgSessions:
         if conn is None or conn.closed:
             with self.translating("connecting"):
                 conn = self._connect_psycopg()
+            _load_as_text(conn)  # small query results as streams deliver them (jsonb, uuid: text)
             self._local.conn = conn
             with self._conn_lock:
                 alive = []

@@ -176,6 +176,22 @@ def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeyp
         t.close()
 
 
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_small_queries_read_json_uuid_and_interval_as_their_text_form(tmp_path, kind):
+    """`query` (the plan's sample rows, `dinsync plan --samples`) read jsonb as Python dicts and
+    lists and uuid as UUID objects: a jsonb column whose arrays mix types ([1, "two"]) made Arrow
+    fail and the plan end with "unexpected error: ArrowInvalid". Read as text, as streams do."""
+    t = WarehouseUnderTest(kind, tmp_path)
+    try:
+        table = t.wh.query(
+            "SELECT '{\"a\": [1, \"two\", null]}'::jsonb AS j, '[1, \"x\"]'::json AS js, "
+            "'e8a2996c-0000-4000-8000-000000000001'::uuid AS u, '1 day'::interval AS i, 7 AS n")
+        assert table.to_pylist() == [{"j": '{"a": [1, "two", null]}', "js": '[1, "x"]',
+                                      "u": "e8a2996c-0000-4000-8000-000000000001", "i": "1 day", "n": 7}]
+    finally:
+        t.close()
+
+
 def test_connection_errors(tmp_path):
     require_postgres()
     with pytest.raises(WarehouseUnavailable) as info:

@@ -225,6 +225,25 @@ def test_kill_9_mid_sync_then_rerun_converges(project, target):
     assert target.run_statuses(SYNC) == ["abandoned", "success"]  # the killed run's lock was taken over
 
 
+def test_scratch_table_left_by_a_killed_run_does_not_fail_the_next_one(project, target):
+    """A run killed (-9) between staging the rows it unsettles (unsettle_stage.sql: CREATE TABLE
+    unsettle_<sync>) and dropping that table left it behind, and every later run that sent a
+    changed row failed with 'relation "unsettle_<sync>" already exists' until one got past it."""
+    from dinsync.warehouses import capabilities_of
+
+    if capabilities_of(target.kind).scratch_database:
+        pytest.skip("scratch tables live in a database that dies with the process")
+    target.load("customers", customers(range(1, 11)))
+    assert project.sync()["exit_code"] == 0
+    target.execute(f"CREATE TABLE {target.state('unsettle_' + SYNC)} (_key VARCHAR)")  # what the kill left
+    changed = customers(range(1, 11), plan=lambda i: "pro" if i <= 3 else "free")
+    target.load("customers", changed)
+    rerun = project.sync()
+    assert rerun["exit_code"] == 0, rerun
+    assert (only_run(rerun)["changed"], only_run(rerun)["acknowledged"]) == (3, 3)
+    assert project.users() == expected_users(changed)
+
+
 @pytest.mark.slow
 def test_concurrent_run_is_refused_by_the_lock(project, target):
     # 40 requests, 4 in flight, each held `lock_test_latency` (0.8 s): the first run lasts ~8 s,
