@@ -62,6 +62,15 @@ class ConfigError(DinsyncError):
         )
 
 
+def env_setting_error(name: str, kind: str, value: str, default: float | None) -> ConfigError:
+    """A DINSYNC_* tuning variable holding what it cannot: `kind` says what it must be ("a
+    number"), `default` what unsetting it gives."""
+    return ConfigError([ConfigIssue(
+        f"environment variable {name} must be {kind}, got {value!r}",
+        hint=f"set {name} to {kind}, or unset it for the default"
+             + (f" ({default:g})" if default is not None else ""))])
+
+
 class LockBusyError(DinsyncError):
     exit_code = ExitCode.LOCKED
 

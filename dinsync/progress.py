@@ -35,11 +35,9 @@ def line_interval() -> float:
     except ValueError:
         seconds = float("nan")
     if not (math.isfinite(seconds) and seconds >= 0):
-        from .errors import ConfigError, ConfigIssue
+        from .errors import env_setting_error
 
-        raise ConfigError([ConfigIssue(
-            f"environment variable {LINE_INTERVAL_ENV} must be a number of seconds (0 or more), got {value!r}",
-            hint=f"set {LINE_INTERVAL_ENV} to a number, or unset it for the default ({DEFAULT_LINE_INTERVAL:g})")])
+        raise env_setting_error(LINE_INTERVAL_ENV, "a number of seconds (0 or more)", value, DEFAULT_LINE_INTERVAL)
     return seconds
 
 

@@ -28,12 +28,8 @@ class EngineOptions:
                 try:
                     setattr(opts, f.name, cast(value))
                 except ValueError:
-                    from ..errors import ConfigError, ConfigIssue
+                    from ..errors import env_setting_error
 
-                    name, kind = f"DINSYNC_{f.name.upper()}", "a whole number" if cast is int else "a number"
-                    default = getattr(cls, f.name)
-                    raise ConfigError([ConfigIssue(
-                        f"environment variable {name} must be {kind}, got {value!r}",
-                        hint=f"set {name} to {kind}, or unset it for the default"
-                             + (f" ({default:g})" if default is not None else ""))]) from None
+                    kind = "a whole number" if cast is int else "a number"
+                    raise env_setting_error(f"DINSYNC_{f.name.upper()}", kind, value, getattr(cls, f.name)) from None
         return opts
