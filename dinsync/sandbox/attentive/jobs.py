@@ -42,8 +42,10 @@ class BulkJob:
     results: list[dict] | None = None
     completed: float | None = None
 
-    def status_body(self, origin: str) -> dict:
-        body: dict[str, Any] = {"bulkJobId": self.id, "status": self.status, "totalRecords": len(self.records)}
+    def status_body(self, origin: str, completed_status: str = "COMPLETED") -> dict:
+        """The job's status answer; a completed job reports `completed_status` (with its `url`)."""
+        status = completed_status if self.status == "COMPLETED" else self.status
+        body: dict[str, Any] = {"bulkJobId": self.id, "status": status, "totalRecords": len(self.records)}
         if self.status == "COMPLETED":
             body["url"] = f"{origin}{RESULTS_PATH.format(jobId=self.id)}?signature={self.signature}"
         return body

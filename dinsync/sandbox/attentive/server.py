@@ -375,10 +375,7 @@ class AttentiveSandbox:
         job = self.jobs.jobs.get(request.match_info["bulkJobId"])
         if job is None:
             raise ApiError(404, "Bulk job not found")
-        body = job.status_body(self.url or f"{request.scheme}://{request.host}")
-        if body["status"] == "COMPLETED":
-            body["status"] = self.options.completed_status
-        return _json(body)
+        return _json(job.status_body(self.url or f"{request.scheme}://{request.host}", self.options.completed_status))
 
     async def _get_bulk_results(self, request: web.Request) -> web.Response:
         job = self.jobs.jobs.get(request.match_info["jobId"])
