@@ -8,14 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 FILE_NAME_FIELDS = {"universe", "sync", "stamp", "run", "seq"}
+DEFAULT_FILE_NAME = "{universe}_contacts_{sync}_{stamp}_{run}_{seq}.csv"
+# Splio: "Please limit the size of your file to 200K lines": header + 199,999 rows.
+MAX_FILE_LINES = 200_000
 
 
 def file_name_fields(template: str) -> set[str]:
     """The placeholders a file-name template uses (ValueError for a malformed one)."""
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-DEFAULT_FILE_NAME = "{universe}_contacts_{sync}_{stamp}_{run}_{seq}.csv"
-# Splio: "Please limit the size of your file to 200K lines": header + 199,999 rows.
-MAX_FILE_LINES = 200_000
 
 
 class SftpSettings(BaseModel):
