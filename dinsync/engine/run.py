@@ -170,6 +170,16 @@ class SyncRun:
             lock.release()
         return s
 
+    def _record_duplicates(self, s: RunSummary, n_keys: int) -> None:
+        """Every duplicated key in the rejections table (status `duplicate`): all its rows were
+        withheld by this run, whatever the threshold decides; they are planned again by every run
+        until the key is on one row."""
+        model = self.cfg.model
+        rows = [(key, self.cfg.match_field, "duplicate",
+                 f"withheld: this key is on {n:,} rows of model {model}; a key is sent once it is on one row")
+                for key, n in self.planner.duplicates_sample(n_keys)]
+        self.state.add_rejections(s.run_id, self.cfg.name, rows)
+
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
         self.planner.on_changes = self._preload
@@ -184,6 +194,8 @@ class SyncRun:
         figures = self.key_figures = KeyFigures.from_plan(
             self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
             self.planner.duplicates_sample(5) if stats.duplicate_keys else [])
+        if stats.duplicate_keys:
+            self._record_duplicates(s, stats.duplicate_keys)
         if stats.segment_rows and stats.duplicate_rows:
             if figures.duplicate_pct > th.max_duplicate_pct:  # the model is blocked (see dinsync check)
                 raise DuplicateKeysError(blocked_message(figures, th.max_duplicate_pct, self.cfg.name, self.redact),

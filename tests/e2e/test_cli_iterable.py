@@ -145,6 +145,11 @@ def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project
     big = sandbox_user(project, "quote's+tag@example.com")["dataFields"]["firstName"]
     assert big.startswith('emoji 🎉 "quotes" \\ back\nslash ') and len(big) > 1_000_000
     assert any("duplicated" in w for w in run["warnings"])
+    # the duplicated key is listed with the bad rows: its two rows were withheld
+    [(field, reason)] = project.sql("select field, reason from dinsync.rejections "
+                                    "where key = 'dup@example.com' and status = 'duplicate'")
+    assert field == "email" and "on 2 rows of model customers" in reason
+    assert sandbox_user(project, "dup@example.com") is None
     assert result["exit_code"] == ExitCode.WARNINGS
 
 
@@ -158,6 +163,7 @@ def test_too_many_duplicates_fail_before_sending(project):
     assert project.thread.call(project.sandbox.stats)["requests"] == 0
     [run] = project.sql("select status, error from dinsync.runs")
     assert run[0] == "failed" and "nothing was sent" in run[1]
+    assert project.sql("select key, status from dinsync.rejections") == [("user1@example.com", "duplicate")]
 
 
 def test_throttling_5xx_and_resets_are_retried_until_delivered(project):
