@@ -134,6 +134,20 @@ def _plain(data: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=data.column_names)
 
 
+def _without_extensions(batch):
+    """A record batch (or table) without the client's Arrow extension names: google-cloud-bigquery
+    marks DATETIME (and JSON, GEOGRAPHY) columns `ARROW:extension:name = google:sqlType:...`, which
+    Polars reads as an Extension type that no JSON encoder knows (every row would be rejected).
+    Zero-copy: only the schema changes."""
+    schema = batch.schema
+    if not any(f.metadata for f in schema):
+        return batch
+    plain = pa.schema([f.remove_metadata() for f in schema], metadata=schema.metadata)
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(batch.columns, schema=plain)
+    return pa.RecordBatch.from_arrays(batch.columns, schema=plain)
+
+
 def _type_text(field) -> str:
     """A result column's type as BigQuery writes it: ARRAY<...> for a REPEATED field (whose
     `field_type` is its element's), STRUCT<...> for a RECORD."""
@@ -322,12 +336,13 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
 
     @translated("running a query")
     def query(self, sql: str, params: Params = None) -> pa.Table:
-        return self._rows(sql, params).to_arrow(create_bqstorage_client=False)
+        return _without_extensions(self._rows(sql, params).to_arrow(create_bqstorage_client=False))
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         rows = self._rows(sql, params, page_size=max(1, int(batch_rows)))
-        yield from slice_batches(rows.to_arrow_iterable(bqstorage_client=None), batch_rows)
+        pages = (_without_extensions(b) for b in rows.to_arrow_iterable(bqstorage_client=None))
+        yield from slice_batches(pages, batch_rows)
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:

@@ -186,7 +186,9 @@ def renamed(sql: str, params: Mapping[str, Any] | None, prefix: str) -> tuple[st
 
 
 def _naive_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Timestamps with a time zone as naive UTC (the state store works in naive UTC)."""
+    """Timestamps with a time zone as naive UTC (the state store works in naive UTC). Small
+    queries only (`query`, `rows`: the state store's reads): a stream carries model values, whose
+    TIMESTAMP (an instant on Databricks) must keep its zone to be sent as UTC with `Z`."""
     if not any(pa.types.is_timestamp(f.type) and f.type.tz for f in batch.schema):
         return batch
     arrays = [c.cast(pa.timestamp(c.type.unit)) if pa.types.is_timestamp(c.type) and c.type.tz else c
@@ -333,7 +335,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
             reader = pa.ipc.open_stream(response)
             for batch in reader:
                 if batch.num_rows:
-                    yield _naive_utc(batch)
+                    yield batch
 
     @staticmethod
     def _schema(st) -> pa.Schema:
@@ -367,7 +369,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         if getattr(self._local, "atomic", None):
             raise E.WarehouseSqlError("Databricks: a read after a write inside one atomic block is not supported")
         st = self._run(sql, params, arrow=True)
-        batches = list(self._chunks(st))
+        batches = [_naive_utc(b) for b in self._chunks(st)]
         if not batches:
             return self._schema(st).empty_table()
         return pa.Table.from_batches(batches)

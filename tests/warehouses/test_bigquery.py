@@ -204,6 +204,28 @@ def test_stream_reads_bounded_pages(bq, fake):
     assert max(pages) <= 4000 and sum(pages) == 25_000 and len(pages) >= 7
 
 
+def test_datetime_columns_reach_polars_as_datetimes(bq):
+    """google-cloud-bigquery marks a DATETIME column with the Arrow extension name
+    google:sqlType:datetime; Polars read it as an Extension type no JSON encoder knows, and every
+    row of a model mapping a DATETIME column was rejected ("values of type Extension(...)")."""
+    import datetime as dt
+
+    import polars as pl
+
+    from dinsync.mapping.json import value_json
+
+    bq.execute("CREATE TABLE dts (k STRING, t DATETIME, z TIMESTAMP)")
+    bq.execute("INSERT INTO dts (k, t, z) VALUES ('a', DATETIME '2020-01-02 03:04:05', "
+               "TIMESTAMP '2020-01-02 03:04:05+00')")
+    [batch] = list(bq.stream("SELECT k, t, z FROM dts", batch_rows=10))
+    for data in (batch, bq.query("SELECT k, t, z FROM dts")):
+        frame = pl.from_arrow(data)
+        assert frame.schema["t"] == pl.Datetime("us") and frame.schema["z"] == pl.Datetime("us", "UTC")
+        encoded = value_json(pl.col("t"), frame.schema["t"], "t")
+        assert frame.select(encoded.text).item() == '"2020-01-02T03:04:05"'
+    assert bq.rows("SELECT t FROM dts") == [{"t": dt.datetime(2020, 1, 2, 3, 4, 5)}]
+
+
 def test_bulk_writes_are_parquet_load_jobs(bq, fake):
     bq.execute("CREATE TABLE r (a STRING, b INT64)")
     before = len(fake.requests)

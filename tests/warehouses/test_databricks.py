@@ -90,6 +90,21 @@ def test_arrow_results_come_chunk_by_chunk_over_external_links_without_the_token
     assert empty.num_rows == 0 and empty.schema.names == ["k", "n"] and empty.schema.field("n").type == pa.int64()
 
 
+def test_streamed_timestamps_keep_their_zone(fake, wh):
+    """A model's TIMESTAMP (an instant on Databricks) streamed without its zone was sent to the
+    platform as a naive datetime (no `Z`), unlike the same column on every other warehouse; only
+    the state store's small reads (`query`, `rows`) work in naive UTC."""
+    import datetime as dt
+
+    when = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    fake.load("t", "tz", pa.table({"k": ["a"], "ts": pa.array([when], pa.timestamp("us", "UTC")),
+                                   "ntz": pa.array([when.replace(tzinfo=None)], pa.timestamp("us"))}))
+    [batch] = list(wh.stream("SELECT k, ts, ntz FROM t.tz", batch_rows=10))
+    assert batch.schema.field("ts").type.tz is not None and batch.schema.field("ntz").type.tz is None
+    assert batch.to_pylist()[0]["ts"] == when
+    assert wh.rows("SELECT ts FROM t.tz") == [{"ts": when.replace(tzinfo=None)}]
+
+
 def test_parameters_are_typed_and_never_in_the_sql(fake, wh):
     wh.execute("CREATE OR REPLACE TABLE t.p (s STRING, i BIGINT, b BOOLEAN, ts TIMESTAMP)")
     import datetime as dt
