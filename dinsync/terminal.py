@@ -95,6 +95,24 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+# In a table cell, data is one line: its line breaks (also Unicode's), tabs and the bidirectional
+# overrides (which reorder what follows them on screen) are shown escaped too.
+_CELL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CELL_NAMES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def cell(text: str, limit: int) -> str:
+    """Data (a key, a value, a reason) for a table cell: cut to `limit` characters, on one line,
+    control characters escaped (`\\n`, `\\x1b`, `\\u202e`), rich markup inert."""
+    from rich.markup import escape as markup_escape
+
+    def name(m: re.Match) -> str:
+        ch = m.group()
+        return _CELL_NAMES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+    return markup_escape(_CELL.sub(name, _cut(text, limit)))
+
+
 def print_traceback(exc: BaseException) -> None:
     """The traceback of `exc` with its causes, formatted to text, redacted, then printed."""
     import traceback
@@ -132,9 +150,9 @@ def print_plan(entry: dict) -> None:
             if row["op"] == "removed":
                 fields = "(leaves the snapshot; nothing is sent)"
             else:
-                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=str)}"
+                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=str, ensure_ascii=False)}"
                                    for f in row["changed_fields"])
-            table.add_row(escape(_cut(str(row["key"]), 60)), row["op"], escape(_cut(fields, 120)))
+            table.add_row(cell(str(row["key"]), 60), row["op"], cell(fields, 120))
         out().print(table)
     for dup in entry["duplicates"]:
         out().print(f"  duplicated key {_cut(str(dup['key']), 60)!r}: {dup['rows']} rows withheld",
@@ -190,7 +208,7 @@ def print_syncs(syncs: list[dict]) -> None:
         table.add_row(s["sync"], f"[{colour}]{escape(s['state'])}[/]", started,
                       f"{r['seconds'] or 0:.2f}" if r else "", counts,
                       *(f"{r[c]:,}" if r else "" for c in ("sent", "acknowledged", "rejected", "not_found", "failed")),
-                      f"{s['parked']:,}", escape(_cut(why, 100)))
+                      f"{s['parked']:,}", cell(why, 100))
     out().print(table)
 
 
@@ -202,8 +220,8 @@ def print_rejections(rows: list[dict]) -> None:
 
     table = Table("rejected at (UTC)", "run", "key", "field", "status", "reason")
     for r in rows:
-        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], escape(_cut(str(r["key"]), 60)),
-                      escape(r["field"] or ""), r["status"], escape(_cut(r["reason"] or "", 120)))
+        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], cell(str(r["key"]), 60),
+                      cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120))
     out().print(table)
 
 
@@ -221,7 +239,7 @@ def print_runs(runs: list[dict]) -> None:
         note_text = "; ".join(r["warnings"]) or (r["error"] or "")
         table.add_row(r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
-            f"{r['seconds'] or 0:.2f}", escape(_cut(note_text, 100)))
+            f"{r['seconds'] or 0:.2f}", cell(note_text, 100))
     out().print(table)
 
 

@@ -410,7 +410,7 @@ class Planner(CommitMixin, PendingMixin):
             raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
         table = self.warehouse.query(self.render("sample", op=op, limit=limit))
         out = []
-        for r in table.to_pylist():
+        for r in _pylist(table):
             if op in ("removed", "duplicate"):
                 out.append({"key": r["_key"], "op": op, "fields": {}, "changed_fields": []})
                 continue
@@ -440,3 +440,26 @@ class Planner(CommitMixin, PendingMixin):
                 "commit_full_refresh_cleanup needs a full-refresh plan",
                 hint="call plan(full_refresh=True) first; a normal plan does not list unchanged keys",
             )
+
+
+def _pylist(table: Any) -> list[dict]:
+    """Rows of an Arrow table as dicts; a value Python cannot hold (DuckDB's date 'infinity', a
+    year before 1 or after 9999) becomes a text saying so instead of failing the whole sample."""
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            columns[name] = column.to_pylist()
+        except (OverflowError, ValueError):
+            columns[name] = [_py_value(v) for v in column]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _py_value(scalar: Any) -> Any:
+    try:
+        return scalar.as_py()
+    except (OverflowError, ValueError):
+        import pyarrow as pa
+
+        unit = "days" if pa.types.is_date32(scalar.type) else getattr(scalar.type, "unit", "units")
+        raw = pa.array([scalar], scalar.type).view(pa.int32() if unit == "days" else pa.int64())[0].as_py()
+        return f"{scalar.type} out of range ({raw} {unit} from 1970-01-01)"

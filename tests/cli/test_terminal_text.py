@@ -30,3 +30,37 @@ def test_a_plan_prints_its_notes(capsys):
     print_plan(entry)
     out = capsys.readouterr().out
     assert "  note: the plan needed more memory than warehouse.memory_limit: it ran again with 384MB\\x1b[2J" in out
+
+
+def _plan_entry(samples: list[dict]) -> dict:
+    return {"sync": "users", "added": len(samples), "changed": 0, "removed": 0, "unchanged": 0, "null_keys": 0,
+            "duplicate_rows": 0, "duplicate_keys": 0, "field_changes": {}, "duplicates": [],
+            "samples": {"added": samples, "changed": [], "removed": []}, "notes": []}
+
+
+def test_a_plan_shows_each_sample_row_on_one_line_with_its_unicode_readable(capsys):
+    from dinsync.terminal import print_plan, reset
+
+    reset()  # consoles bound to this test's captured stdout
+    samples = [{"key": "a\nb@x.com", "op": "added", "fields": {"note": "Zoë 👨‍👩‍👧 \u202eevil\u2028x"},
+                "changed_fields": ["note"]},
+               {"key": "c@x.com", "op": "added", "fields": {"note": "line1\r\nline2\ttab"}, "changed_fields": ["note"]}]
+    print_plan(_plan_entry(samples))
+    lines = capsys.readouterr().out.splitlines()
+    [first] = [line for line in lines if "b@x.com" in line]
+    assert "a\\nb@x.com" in first  # the key's newline shown, not a second table line
+    assert 'note="Zoë 👨‍👩‍👧 \\u202eevil\\u2028x"' in first  # not "Zo\\u00eb \\ud83d\\udc68..."
+    assert not any(line.strip() == "b@x.com" for line in lines)
+    [second] = [line for line in lines if "c@x.com" in line]
+    assert 'note="line1\\r\\nline2\\ttab"' in second
+
+
+def test_rejections_show_a_key_and_reason_holding_line_breaks_on_one_line(capsys):
+    from dinsync.terminal import print_rejections, reset
+
+    reset()
+    print_rejections([{"rejected_at": "2026-01-01T00:00:00", "run_id": "r1", "key": "a\nb@x.com", "field": "email",
+                       "status": "rejected", "reason": "key 'a\nb@x.com' is not a valid email: whitespace\r\n"}])
+    out = capsys.readouterr().out
+    assert "a\\nb@x.com" in out and "whitespace\\r\\n" in out
+    assert not any(line.strip("│ ").startswith("b@x.com") for line in out.splitlines())

@@ -35,6 +35,21 @@ def test_each_row_status_becomes_a_record_result():
     assert "allow inserts" in by_key["c@x.com"].reason  # insert mode, import not allowed to create
 
 
+def test_splio_messages_quoting_a_huge_value_are_cut_in_reasons():
+    # Splio's message may quote the refused value: a 1 MB language made a 1 MB rejection reason
+    # (the HTTP path cuts reasons in the sender; report files do not pass through it).
+    huge = "x" * 1_000_000
+    data = report(rows=[row(2, "a@x.com", "rejected", "wrong_value", f"language '{huge}' is not one of ar, br"),
+                        row(3, "b@x.com", "rejected", "wrong_" + huge, "short")])
+    results, _ = report_results(parse_report(data, FILE), ["a@x.com", "b@x.com"], {}, "insert")
+    reasons = {r.key: r.reason for r in results.problems}
+    assert reasons["a@x.com"].startswith(f"Splio import ({FILE} line 2): wrong_value: language 'xxx")
+    assert all(len(reason) <= 500 for reason in reasons.values())
+    whole = report(status="rejected", reason={"code": "unknown_column", "message": f"column {huge} is unknown"})
+    results, _ = report_results(parse_report(whole, FILE), ["a@x.com"], {}, "insert")
+    assert len(results.problems[0].reason) <= 500 and "unknown_column: column xxx" in results.problems[0].reason
+
+
 def test_rows_missing_from_the_report_fail():
     data = report(rows=[row(2, "a@x.com", "updated")])
     results, _ = report_results(parse_report(data, FILE), ["a@x.com", "b@x.com"], {}, "update")

@@ -1,6 +1,7 @@
 """What a plan contains and what a commit records, run on DuckDB."""
 from __future__ import annotations
 
+import datetime
 import math
 
 import pyarrow as pa
@@ -414,6 +415,22 @@ def test_sample_rows(s):
     assert s.p.sample("changed") == []
     with pytest.raises(ValueError):
         s.p.sample("everything")
+
+
+def test_sample_rows_with_dates_python_cannot_hold(tmp_path):
+    # DuckDB's date 'infinity' and years before 1 are valid model values (the mapping rejects their
+    # rows with a reason); `dinsync plan` showing them must not die converting them to Python dates.
+    s = Sync(tmp_path, columns="email VARCHAR, d DATE, ts TIMESTAMP",
+             fields=[("d", "d"), ("ts", "ts")])
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', 'infinity', '-infinity'), "
+                "('b@x.com', '-0044-03-15', '2024-01-02 03:04:05'), ('c@x.com', '2024-01-02', NULL)")
+    s.p.plan()
+    rows = {r["key"]: r["fields"] for r in s.p.sample("added", limit=10)}
+    assert rows["c@x.com"] == {"d": datetime.date(2024, 1, 2), "ts": None}
+    assert rows["b@x.com"]["ts"] == datetime.datetime(2024, 1, 2, 3, 4, 5)
+    for value in (rows["a@x.com"]["d"], rows["a@x.com"]["ts"], rows["b@x.com"]["d"]):
+        assert isinstance(value, str) and "out of range" in value
+    s.w.close()
 
 
 def test_ensure_state_is_repeatable_and_keeps_data(s):

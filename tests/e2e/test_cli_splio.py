@@ -419,6 +419,8 @@ def test_api_one_bad_contact_does_not_sink_the_batch(make_project, splio_request
     [(key, status, reason)] = p.rejections()
     assert key == "user17@example.com" and status == "rejected" and "language 'xx'" in reason
     assert len(p.contacts()) == 39
+    # Splio's 400 names contacts[16]: it is rejected at once, the 39 others sent again together
+    assert p.stats()["requests_by_endpoint"]["contacts_bulk"] == 2
 
 
 def test_api_hostile_values(make_project, splio_requests):

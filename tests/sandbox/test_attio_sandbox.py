@@ -270,6 +270,8 @@ GOOD = [  # attribute, written value, stored (plain) value
     ("birthday", "2023-01-02T23:00:00-10:00", "2023-01-03"), ("birthday", {"value": "2024-02-29"}, "2024-02-29"),
     ("last_seen", "2023-01-02", "2023-01-02T00:00:00.000000000Z"),
     ("last_seen", "2023-01-02T15:00:00.123456789+02:00", "2023-01-02T13:00:00.123456789Z"),
+    ("last_seen", "0001-01-01T00:00:00", "0001-01-01T00:00:00.000000000Z"),  # four-digit years
+    ("last_seen", "0999-12-31T23:59:59.5Z", "0999-12-31T23:59:59.500000000Z"), ("birthday", "0001-01-01", "0001-01-01"),
     ("score", 0, 0), ("score", {"value": 5}, 5),
     ("plan", "pro", "pro"), ("plan", {"option": "team"}, "team"),
     ("stage", "won", "won"), ("stage", {"status": "lead"}, "lead"),

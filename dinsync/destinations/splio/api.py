@@ -8,7 +8,10 @@
   token that never worked, a refused API key or a 403 stops the run.
 * `POST /data/contacts/bulk` creates up to 1,000 contacts and answers 207 with one item per
   contact; an item "already exists" is updated with `PATCH` instead. A whole-request 400 (one
-  invalid contact makes Splio refuse the batch) is split in halves until the bad contact is alone.
+  invalid contact makes Splio refuse the batch) names the contact (`error_key`
+  `contacts[3].email`): the contacts it names are rejected and the others sent again together
+  (halved if they are refused again); an answer naming none is split in halves until the bad
+  contact is alone.
 * `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
 * A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
   (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -87,19 +91,24 @@ def _not_splio(key: str, status: int, body: bytes) -> RecordResult:
                                        "answered; sent again next run)")
 
 
+def _describe_error(status: int, e: dict) -> str:
+    text = f"Splio HTTP {status}"
+    if e.get("error"):
+        text += f" {e['error']}"
+    if e.get("error_key"):
+        text += f" at {e['error_key']}"
+    if e.get("error_description"):
+        text += f": {e['error_description']}"
+    return text
+
+
 def describe(status: int, body: bytes) -> str:
     """`Splio HTTP 400 wrong_email at contacts[3].email: ...` from Splio's error envelope."""
     data = _json(body)
     text = f"Splio HTTP {status}"
     errors = data.get("errors") if isinstance(data, dict) else None
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        e = errors[0]
-        if e.get("error"):
-            text += f" {e['error']}"
-        if e.get("error_key"):
-            text += f" at {e['error_key']}"
-        if e.get("error_description"):
-            text += f": {e['error_description']}"
+        text = _describe_error(status, errors[0])
     elif isinstance(data, dict) and data.get("message"):
         text += f": {data['message']}"
     elif body:
@@ -180,7 +189,8 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         if status in (200, 201, 207):
             return Outcome("done", _bulk_items(request, ctx, _json(body)))
         if status == 413 or (status in (400, 422) and is_splio_error(body)):
-            return Outcome("split", reason=describe(status, body))  # one bad contact refuses the whole batch
+            # one bad contact refuses the whole batch: those the errors name are rejected at once
+            return Outcome("split", _named_contacts(request, status, body), reason=describe(status, body))
         if status in (400, 422):
             return Outcome("done", [_not_splio(k, status, body) for k in request.keys])
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
@@ -197,6 +207,25 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
     if status in (400, 422):
         return Outcome("done", [RecordResult(key, "rejected", describe(status, body))])
     return Outcome("done", [RecordResult(key, "failed", describe(status, body))])
+
+
+_CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
+
+
+def _named_contacts(request: Request, status: int, body: bytes) -> list[RecordResult]:
+    """The contacts of a refused bulk that Splio's errors name by position (`contacts[3].email`),
+    rejected with their error; none when the errors name no contact of the request."""
+    data = _json(body)
+    errors = data.get("errors") if isinstance(data, dict) else None
+    named: dict[int, RecordResult] = {}
+    for e in errors if isinstance(errors, list) else ():
+        m = _CONTACT_AT.match(str(e.get("error_key") or "")) if isinstance(e, dict) else None
+        if m is None or int(m.group(1)) >= len(request.keys) or int(m.group(1)) in named:
+            continue
+        field_name = m.group(2) if m.group(2) not in (None, "custom_fields") else None
+        named[int(m.group(1))] = RecordResult(request.keys[int(m.group(1))], "rejected",
+                                              _describe_error(status, e), field_name)
+    return list(named.values())
 
 
 def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordResult]:

@@ -23,6 +23,9 @@ import orjson
 from ..base import Delivered, RecordResult
 
 REPORT_SUFFIX = ".report.json"
+# Splio's code and message quoted in a reason: a message may quote the refused value (a 1 MB cell).
+# Reasons of HTTP answers are cut by the sender; a report file's are cut here.
+MESSAGE_CHARS = 300
 
 
 class ReportError(ValueError):
@@ -54,11 +57,16 @@ def parse_report(data: bytes, file_name: str) -> Report:
             reason = ": ".join(str(p) for p in (why.get("code"), why.get("message")) if p) or "no reason given"
         else:
             reason = str(why)
+        reason = _cut(reason)
     rows = doc.get("rows") or []
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ReportError(f"the report of {file_name} has malformed rows")
     insert_allowed = doc.get("insert_allowed")
     return Report(file_name, doc["status"], reason, rows, insert_allowed if isinstance(insert_allowed, bool) else None)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
 def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResult:
@@ -72,7 +80,7 @@ def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResul
         return RecordResult(key, "not_found", f"Splio import ({where}): {why}")
     if status == "rejected":
         code, message = row.get("code") or "rejected", row.get("message") or ""
-        return RecordResult(key, "rejected", f"Splio import ({where}): {code}: {message}".rstrip(": "))
+        return RecordResult(key, "rejected", f"Splio import ({where}): " + _cut(f"{code}: {message}".rstrip(": ")))
     return RecordResult(key, "failed", f"Splio import ({where}): unknown row status {status!r}")
 
 

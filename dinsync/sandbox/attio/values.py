@@ -79,7 +79,8 @@ def parse_iso(text: str, need_time: bool = False) -> tuple[datetime, int, bool] 
 
 
 def format_timestamp(dt: datetime, nanos: int) -> str:
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+    # isoformat, not strftime: "%Y" writes year 1 as "1" (ISO 8601 and Attio: "0001")
+    return f"{dt.replace(microsecond=0).isoformat()}.{nanos:09d}Z"
 
 
 def normalise_domain(text: str) -> str | None:
