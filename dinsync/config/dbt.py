@@ -316,8 +316,8 @@ class DbtProject:
             if n.package != manifest.project_name or n.checksum.get("name") != "sha256" or not n.file:
                 continue
             path = project_dir / n.file
-            try:
-                text = path.read_text(encoding="utf-8")
+            try:  # bytes as dbt reads them: read_text() would turn CRLF into LF and change the hash
+                text = path.read_bytes().decode("utf-8")
             except FileNotFoundError:
                 return f"{n.file} (dbt {n.resource_type} {n.name}) was deleted"
             except (OSError, UnicodeDecodeError):

@@ -79,6 +79,19 @@ def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project)
     assert load_project(dbt_project.dir).models["active"].tags == ("daily",)  # same content: fresh again
 
 
+def test_a_model_file_with_crlf_line_ends_is_fresh_after_dbt_parse(dbt_project):
+    """dbt hashes a file's bytes (stripped): a Windows checkout's CRLF files are not stale."""
+    from tests.dbt.conftest import run_dbt
+
+    staging = dbt_project.dbt_dir / "models" / "stg_customers.sql"
+    staging.write_bytes(staging.read_bytes().replace(b"\n", b"\r\n"))
+    run_dbt("parse", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("active_customers",)
+    staging.write_bytes(staging.read_bytes().replace(b"\r\n", b"\n"))  # the same lines, LF: another file
+    issue, = issues_of(dbt_project)
+    assert "is stale: models/stg_customers.sql (dbt model stg_customers) changed since" in issue.message
+
+
 def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
     dbt_project.write(models={"m": """\
         -- primary_key: customer_id
