@@ -11,7 +11,8 @@ relation dbt built, read from `<dbt project>/<target path>/manifest.json`
 (`nodes[...].relation_name`); the model takes the dbt models' tags (for `--select tag:...`). No
 other Jinja is evaluated. The manifest must be current: a referenced node (or one upstream of it)
 whose file's content no longer matches the manifest's checksum means dbt has not built what the
-file now says (run `dbt build`).
+file now says (run `dbt build`); so does one that dbt's last run failed or skipped
+(target/run_results.json, see dbt_runs.py).
 
 Where the dbt project is: `dbt: {project_dir: ../analytics, target_path: target}` in dinsync.yml.
 Without it, the dinsync project folder itself, then its parent, when it holds dbt_project.yml.
@@ -262,6 +263,13 @@ class DbtProject:
                     file, ref.line,
                     "run `dbt build` so that the relation dinsync reads matches the dbt project's files"))
                 continue
+            failed = self._not_built(manifest, node)
+            if failed:
+                issues.append(ConfigIssue(
+                    f"{ref.label()}: {failed}", file, ref.line,
+                    "fix what dbt reported and run `dbt build` again: until then the relation in the "
+                    "warehouse is not what the dbt project's files say"))
+                continue
             nodes.append(node)
         if issues:
             return None, issues
@@ -301,6 +309,30 @@ class DbtProject:
                 ref.line, "materialize it as a view or table (`{{ config(materialized='view') }}`), or read the "
                 "models it selects from")
         return node, None
+
+    def _not_built(self, manifest: Manifest, node: Node) -> str | None:
+        """Why dbt's last run left the node's relation as it was: it (or a node upstream of it)
+        failed or was skipped (target/run_results.json)."""
+        from .dbt_runs import read_run_results
+
+        results = read_run_results(manifest.path.parent)
+        if results is None or not results.failed:
+            return None
+        seen, todo, found = set(), [node.unique_id], []
+        while todo:
+            uid = todo.pop()
+            if uid in seen or uid not in manifest.nodes:
+                continue
+            seen.add(uid)
+            if uid in results.failed:
+                found.append(uid)
+            todo += manifest.nodes[uid].upstream
+        if not found:
+            return None
+        uid = min(found, key=lambda u: results.failed[u][0] != "error")  # the failure, rather than what it skipped
+        n = manifest.nodes[uid]
+        return results.describe(uid, f"dbt {n.resource_type} {n.name}"
+                                + ("" if uid == node.unique_id else f", upstream of {node.name}"))
 
     def _stale(self, manifest: Manifest, node: Node, project_dir: Path) -> str | None:
         """Why the built relation may not match the dbt project's files: a file of the node, or of

@@ -92,6 +92,40 @@ def test_a_model_file_with_crlf_line_ends_is_fresh_after_dbt_parse(dbt_project):
     assert "is stale: models/stg_customers.sql (dbt model stg_customers) changed since" in issue.message
 
 
+def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
+    """`dbt build` rewrites the manifest even for a model it failed to build, whose relation keeps
+    an earlier build's rows: target/run_results.json tells, and dinsync refuses to read it."""
+    from tests.dbt.conftest import run_dbt
+
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned}, syncs={
+        "iterable_active": SYNC.format(model="active", extra=""),
+        "iterable_churned": SYNC.format(model="churned", extra="")})
+    model = dbt_project.dbt_dir / "models" / "churned_customers.sql"
+    good = model.read_text()
+    model.write_text(good.replace("first_name from", "first_name, no_such_column from"))
+    run_dbt("build", dbt_project.dbt_dir, succeed=False)
+    issue, = issues_of(dbt_project)  # active_customers was built: only the failed model is refused
+    assert (issue.file, issue.line) == ("models/churned.sql", 3)
+    assert issue.message.startswith("ref('churned_customers'): dbt's last build (run_results.json, ")
+    assert ") failed for dbt model churned_customers: " in issue.message and "no_such_column" in issue.message
+    assert "run `dbt build` again" in issue.hint
+    result = dbt_project.cli("sync", "iterable_churned")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and len(dbt_project.sandbox.users) == 0
+    run_dbt("parse", dbt_project.dbt_dir)  # the manifest alone does not make the relation built
+    assert issues_of(dbt_project)[0].message == issue.message
+    # a failed node upstream: dbt skips the models reading it
+    model.write_text(good)
+    staging = dbt_project.dbt_dir / "models" / "stg_customers.sql"
+    staging.write_text(staging.read_text().replace("from", ", no_such_column from", 1))
+    run_dbt("build", dbt_project.dbt_dir, succeed=False)
+    messages = sorted(i.message for i in issues_of(dbt_project))
+    assert len(messages) == 2 and all("failed for dbt model stg_customers, upstream of " in m for m in messages)
+    staging.write_text(staging.read_text().replace(", no_such_column from", "from"))
+    run_dbt("build", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["churned"].dbt_models == ("churned_customers",)
+
+
 def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
     dbt_project.write(models={"m": """\
         -- primary_key: customer_id

@@ -1,0 +1,63 @@
+"""What dbt's last run did to each node: `<target path>/run_results.json`.
+
+The manifest says what the dbt project's files are; it is written by every dbt command, also by
+a `dbt build` that failed to build some models (their relations keep the data of an earlier
+build) and by `dbt parse` alone. run_results.json says, per node, how dbt's last run, build,
+seed or snapshot ended: `error` (the model failed) or `skipped` (a node upstream failed): dinsync
+then refuses to read the relation as if dbt had built it. `dbt parse` does not rewrite the file,
+so a failure is remembered until a later run builds the node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = "run_results.json"
+NOT_BUILT = ("error", "skipped")
+
+
+@dataclass
+class RunResults:
+    command: str  # build, run, seed, snapshot, compile...
+    generated_at: str
+    failed: dict[str, tuple[str, str]]  # unique_id -> (status, message) of nodes not built
+
+    def describe(self, unique_id: str, subject: str) -> str | None:
+        """Why dbt did not build `unique_id` (called `subject` in the message), or None."""
+        found = self.failed.get(unique_id)
+        if found is None:
+            return None
+        status, message = found
+        message = " ".join(message.split())
+        message = message if len(message) <= 200 else message[:197] + "..."
+        done = (f"failed for {subject}" + (f": {message}" if message else "") if status == "error"
+                else f"skipped {subject} (a node upstream of it failed)")
+        return f"dbt's last {self.command} ({RESULTS}, {self.generated_at}) {done}"
+
+
+_cache: dict[tuple[str, int, int], RunResults | None] = {}
+
+
+def read_run_results(target: Path) -> RunResults | None:
+    """The nodes dbt's last run did not build (None without a readable run_results.json)."""
+    import orjson
+
+    path = target / RESULTS
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _cache:
+        return _cache[key]
+    try:
+        data = orjson.loads(path.read_bytes())
+        meta, args = data.get("metadata") or {}, data.get("args") or {}
+        failed = {r["unique_id"]: (r["status"], r.get("message") or "") for r in data.get("results") or []
+                  if isinstance(r, dict) and r.get("status") in NOT_BUILT and isinstance(r.get("unique_id"), str)}
+        results = RunResults(str(args.get("which") or "run"), str(meta.get("generated_at") or "?"), failed)
+    except (OSError, ValueError, AttributeError, TypeError):
+        results = None  # not dbt's file: the manifest's checks still apply
+    _cache.clear()
+    _cache[key] = results
+    return results
