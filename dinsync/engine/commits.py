@@ -104,7 +104,7 @@ class Checkpointer:
                 b.pending_parked.append(r.key)
             else:
                 b.pending_forget.append(r.key)
-            b.rows.append((r.key, None, r.status, r.reason or r.status))
+            b.rows.append((r.key, r.field, r.status, r.reason or r.status))
 
     # --- commits ------------------------------------------------------------------------
     def _timed_out(self) -> bool:

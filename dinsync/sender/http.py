@@ -428,7 +428,7 @@ class HttpSender:
         for r in outcome.results:
             if r.key in wanted:
                 first.setdefault(r.key, r)
-        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason))
+        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason), r.field)
                     for k, r in first.items() if r.status != "ok"]
         bad = {p.key for p in problems}
         rest = [k for k in request.keys if k not in bad]

@@ -170,6 +170,20 @@ def test_per_record_results_one_per_key_in_order():
     ]
 
 
+def test_a_per_record_rejection_keeps_the_field_it_names():
+    """RecordResult.field (the field at fault) reaches the engine, which records it in `rejections`."""
+    class FieldDestination(FakeDestination):
+        def parse(self, request, status, headers, body):
+            return Outcome("done", [RecordResult("b", "rejected", "age must be >= 0", "age")])
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, FieldDestination)) as s:
+            return await s.deliver(batch(["a", "b"]))
+
+    delivered = run(main())
+    assert delivered.ok == ["a"] and delivered.problems == [RecordResult("b", "rejected", "age must be >= 0", "age")]
+
+
 def test_429_retry_after_seconds_pauses_every_sender_of_the_endpoint():
     async def handler(request, hit):
         if hit.n == 0:
