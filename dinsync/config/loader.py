@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import redaction
-from ..destinations import registry
+from ..destinations import PluginError, registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
 from .models import (
@@ -220,14 +220,18 @@ class _Loader:
         self.destination_types[name] = None
         kind = raw.get("type")
         types = registry()
-        if kind is None:
-            self.issues.append(doc.issue(at, f"missing required key destinations.{name}.type",
-                                         choice_hint("", types, "supported types")))
-            return
-        cls = types.get(kind) if isinstance(kind, str) else None
-        if cls is None:
-            self.issues.append(doc.issue(at + ("type",), f"unknown destination type {kind!r}",
-                                         choice_hint(kind, types, "supported types")))
+        try:  # (a type that is not built in loads the plugins)
+            if kind is None:
+                self.issues.append(doc.issue(at, f"missing required key destinations.{name}.type",
+                                             choice_hint("", types, "supported types")))
+                return
+            cls = types.get(kind) if isinstance(kind, str) else None
+            if cls is None:
+                self.issues.append(doc.issue(at + ("type",), f"unknown destination type {kind!r}",
+                                             choice_hint(kind, types, "supported types")))
+                return
+        except PluginError as exc:
+            self.issues.append(doc.issue(at + ("type",) if kind is not None else at, str(exc), exc.hint))
             return
         self.destination_types[name] = cls
         settings_model = cls.settings_model

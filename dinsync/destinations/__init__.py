@@ -22,15 +22,39 @@ BUILT_IN = {
 }
 
 
+class PluginError(Exception):
+    """A destination plugin that cannot be loaded (a configuration error, not a crash)."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
 @lru_cache(maxsize=1)
 def _plugins() -> tuple[type[Destination], ...]:
     found: list[type[Destination]] = []
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="dinsync.destinations"):
-        found.append(ep.load())
+        dist = f" of package {ep.dist.name}" if getattr(ep, "dist", None) else ""
+        try:
+            found.append(ep.load())
+        except Exception as exc:  # the plugin's own import failed
+            raise PluginError(f"destination plugin {ep.value} (entry point {ep.name!r}{dist}) cannot be loaded: "
+                              f"{type(exc).__name__}: {exc}",
+                              "fix or uninstall that package (dinsync loads every installed destination "
+                              "plugin when dinsync.yml names a type that is not built in)") from exc
     for module in filter(None, (m.strip() for m in os.environ.get("DINSYNC_DESTINATION_MODULES", "").split(","))):
-        found.extend(importlib.import_module(module).DESTINATIONS)
+        where = f"destination plugin module {module} (DINSYNC_DESTINATION_MODULES)"
+        try:
+            destinations = importlib.import_module(module).DESTINATIONS
+        except AttributeError:
+            raise PluginError(f"{where} has no DESTINATIONS list",
+                              "list its Destination subclasses in a module-level DESTINATIONS") from None
+        except Exception as exc:
+            raise PluginError(f"{where} cannot be imported: {type(exc).__name__}: {exc}",
+                              "check the module name and that its folder is on PYTHONPATH") from exc
+        found.extend(destinations)
     return tuple(found)
 
 
@@ -45,7 +69,8 @@ class Registry(Mapping[str, type[Destination]]):
         types = {}
         for cls in _plugins():
             if not (isinstance(cls, type) and issubclass(cls, Destination)) or not cls.type_name:
-                raise TypeError(f"{cls!r} is not a Destination subclass with a type_name")
+                raise PluginError(f"destination plugin {cls!r} is not a Destination subclass with a type_name",
+                                  "subclass dinsync.destinations.base.Destination and set type_name")
             if cls.type_name not in BUILT_IN:  # plugins cannot replace a built-in type
                 types[cls.type_name] = cls
         return types

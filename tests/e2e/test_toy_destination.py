@@ -190,3 +190,18 @@ def test_sigkill_with_outcomes_pending_then_rerun_converges(tmp_path, monkeypatc
         assert platform.snapshot() == expected
         assert p.snapshot() == set(expected)
     assert not list(p.outbox.glob("*.part")), "an unfinished file was left behind"
+
+
+def test_a_plugin_that_cannot_be_loaded_is_a_located_configuration_error(outbox_project, monkeypatch):
+    """Not an "unexpected error" (exit 1): the plugin is named, at the destination's type line."""
+    p = outbox_project
+    for module, message in (("tests.no_such_plugin", "cannot be imported: ModuleNotFoundError"),
+                            ("json", "has no DESTINATIONS list")):
+        monkeypatch.setenv("DINSYNC_DESTINATION_MODULES", module)
+        destinations._plugins.cache_clear()
+        result = CliRunner().invoke(app, ["--project-dir", str(p.root), "--json", "validate"], catch_exceptions=False)
+        assert result.exit_code == 3, result.output
+        issue, = json.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"]) == ("dinsync.yml", 5)
+        assert issue["message"].startswith(f"destination plugin module {module} (DINSYNC_DESTINATION_MODULES) {message}")
+        assert issue["hint"]
