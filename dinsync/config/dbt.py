@@ -289,8 +289,21 @@ class DbtProject:
         if len(found) > 1:
             return None, ConfigIssue(f"{ref.label()} is ambiguous: " + ", ".join(n.unique_id for n in found),
                                      file, ref.line, "name the package: ref('package', 'model')")
+        named = manifest._by_name.get(ref.name, [])
+        if not found and named:  # the name exists: the package or the version does not match
+            packages = sorted({n.package for n in named})
+            if ref.package is not None and ref.package not in packages:
+                return None, ConfigIssue(f"{ref.label()}: no dbt model {ref.name!r} in package {ref.package!r}",
+                                         file, ref.line, f"it is in {', '.join(packages)}: ref('{packages[0]}', "
+                                         f"'{ref.name}'), or ref('{ref.name}')")
+            versions = sorted({n.version for n in named if n.version is not None})
+            return None, ConfigIssue(f"{ref.label()}: the dbt model {ref.name} has no version {ref.version}", file,
+                                     ref.line, f"versions: {', '.join(versions) or 'none (an unversioned model)'}; "
+                                     "if you just added it, run `dbt parse` or `dbt build`")
+        disabled = [uid for uid in manifest.disabled.get(ref.name, [])
+                    if ref.package is None or uid.split(".")[1:2] == [ref.package]]
         if not found:
-            if ref.name in manifest.disabled:
+            if disabled:
                 return None, ConfigIssue(f"{ref.label()}: the dbt model {ref.name} is disabled (enabled: false)",
                                          file, ref.line, "enable it in the dbt project and run `dbt build`, or "
                                          "read another model")

@@ -153,6 +153,23 @@ def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
                            "relation for it")
 
 
+def test_a_ref_whose_package_or_version_does_not_match_says_so(dbt_project):
+    dbt_project.write(models={"m": """\
+        -- primary_key: customer_id
+        select *
+        from {{ ref('active_customers', v=2) }}
+        join {{ ref('shared', 'active_customers') }} using (customer_id)
+        join {{ ref('shared', 'legacy_customers') }} using (customer_id)
+        """}, syncs={})
+    found = {i.line: (i.message, i.hint) for i in issues_of(dbt_project)}
+    assert found[3] == ("ref('active_customers', v=2): the dbt model active_customers has no version 2",
+                        "versions: none (an unversioned model); if you just added it, run `dbt parse` or `dbt build`")
+    assert found[4] == ("ref('shared', 'active_customers'): no dbt model 'active_customers' in package 'shared'",
+                        "it is in analytics: ref('analytics', 'active_customers'), or ref('active_customers')")
+    # legacy_customers is disabled in the analytics package, not in 'shared'
+    assert found[5][0].startswith("ref('shared', 'legacy_customers'): no dbt model 'legacy_customers' in the manifest")
+
+
 def test_a_relation_dbt_has_not_built_says_to_run_dbt_build(dbt_project):
     dbt_project.sql("drop table analytics.active_customers")  # as after `dbt parse` alone
     result = dbt_project.cli("validate")
