@@ -39,9 +39,11 @@ def load(check_models: bool = True, root: Path | None = None,
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
     run log): no column check, and dbt refs that cannot be resolved are not an error. `syncs`
-    (project -> the syncs a command runs): only their models' columns are checked.
+    (project -> the syncs a command runs): only their models' columns are checked, and only their
+    models' dbt refs must resolve (a model dbt failed to build stops only the syncs reading it).
     `destination_secrets=False`: for commands that send nothing (see `load_project`)."""
     from .config import check_columns, load_project, load_warehouse_config
+    from .config.loader import sort_issues
 
     root = Path(".") if root is None else Path(root)
 
@@ -50,7 +52,8 @@ def load(check_models: bool = True, root: Path | None = None,
         return lambda model: [(n, k, wh.column_problem(n, k)) for n, k in wh.columns(model.sql)]
 
     try:
-        project = load_project(root, dbt_strict=check_models, destination_secrets=destination_secrets)
+        project = load_project(root, dbt_strict=check_models and syncs is None,
+                               destination_secrets=destination_secrets)
     except ConfigError:
         if not check_models:
             raise
@@ -66,10 +69,21 @@ def load(check_models: bool = True, root: Path | None = None,
         finally:
             wh.close()
         raise
+    chosen = None
+    if check_models and syncs is not None:
+        try:
+            chosen = syncs(project)
+        except ConfigError as exc:  # e.g. `tag:x` selects nothing: the tags of unresolved models are unknown
+            if project._dbt_issues:
+                raise ConfigError(sort_issues([*exc.issues, *project._dbt_issues])) from None
+            raise
+        issues = project.dbt_issues_of(chosen)
+        if issues:
+            raise ConfigError(sort_issues(issues))
     wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
         try:
-            issues = check_columns(project, columns_of(wh), syncs(project) if syncs else None)
+            issues = check_columns(project, columns_of(wh), chosen)
         except BaseException:
             wh.close()
             raise

@@ -187,6 +187,9 @@ class DbtProject:
         self._located: tuple[Path | None, Path | None, ConfigIssue | None] | None = None
         self._manifest: Manifest | None = None
         self._manifest_issue_shown = False
+        # model file -> (dbt node names, tags) of the refs found in the manifest, for a file whose
+        # refs did not all resolve (stale, not built): what selection by `model:`/`tag:` reads
+        self.partial: dict[str, tuple[list[str], list[str]]] = {}
 
     @property
     def loaded_manifest(self) -> Manifest | None:
@@ -251,11 +254,13 @@ class DbtProject:
         project_dir = self._located[0]
         issues: list[ConfigIssue] = []
         nodes: list[Node] = []
+        known: list[Node] = []  # found in the manifest, whether usable or not
         for ref in refs:
             node, problem = self._node(manifest, ref, file)
             if problem:
                 issues.append(problem)
                 continue
+            known.append(node)
             stale = self._stale(manifest, node, project_dir)
             if stale:
                 issues.append(ConfigIssue(
@@ -272,6 +277,7 @@ class DbtProject:
                 continue
             nodes.append(node)
         if issues:
+            self.partial[file] = (list(dict.fromkeys(n.name for n in known)), sorted({t for n in known for t in n.tags}))
             return None, issues
         sql, offset = [], 0
         for ref, node in zip(refs, nodes):

@@ -100,6 +100,7 @@ class _Loader:
         self.dbt_settings: tuple[Any, int | None] = (None, None)
         self._dbt = None
         self.dbt_issues: list[ConfigIssue] = []  # dbt problems, kept apart (see dbt_strict)
+        self.dbt_problems: dict[str, list[ConfigIssue]] = {}  # not strict: model -> its dbt issues
         self.issues: list[ConfigIssue] = []
         self.secrets: list[str] = []
         self.project_data: dict[str, Any] | None = None
@@ -376,9 +377,12 @@ class _Loader:
         self.issues += issues
         if issues or (not dbt_ok and self.dbt_strict):
             return None
+        dbt_models, tags = (resolved.dbt_models, resolved.tags) if resolved else ((), ())
+        if not dbt_ok:  # (not strict) known from the manifest as far as it goes, for `model:`/`tag:`
+            self.dbt_problems[name] = dbt_issues
+            dbt_models, tags = self._dbt.partial.get(file, ((), ())) if self._dbt is not None else ((), ())
         model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type,
-                      dbt_models=tuple(resolved.dbt_models) if resolved else (),
-                      tags=tuple(resolved.tags) if resolved else ())
+                      dbt_models=tuple(dbt_models), tags=tuple(tags))
         model._lines.update({"sql": sql_line or body_line,
                              "primary_key": header["primary_key"][1] if "primary_key" in header else 1})
         if "model_type" in header:
@@ -681,6 +685,7 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                       state_schema=data.get("state_schema", "dinsync"), destinations=loader.destinations,
                       models=loader.models, syncs=loader.syncs, notifications=loader.notifications,
                       dbt=loader.dbt_settings[0])
+    project._dbt_problems, project._dbt_issues = dict(loader.dbt_problems), list(loader.dbt_issues)
     _register_secrets(project)
     return project
 

@@ -629,6 +629,27 @@ class Project(_Config):
     syncs: dict[str, SyncConfig]
     notifications: list[NotificationChannel] = Field(default_factory=list)
     dbt: DbtSettings | None = None
+    # Loaded without dbt strictness (load_project(dbt_strict=False)): the models whose dbt refs
+    # did not resolve -> their own issues (empty: the manifest's problem, in `_dbt_issues`), and
+    # every dbt issue found. See `dbt_issues_of`.
+    _dbt_problems: dict[str, list] = PrivateAttr(default_factory=dict)
+    _dbt_issues: list = PrivateAttr(default_factory=list)
+
+    def dbt_issues_of(self, syncs) -> list:
+        """The dbt issues that stop `syncs` (names): those of their models whose dbt refs did not
+        resolve (the manifest's own problem when a model has none of its own), and the project's
+        (a dbt adapter that is not the warehouse's) when one of them reads dbt."""
+        models = {self.syncs[name].model for name in syncs if name in self.syncs}
+        broken = [m for m in sorted(models) if m in self._dbt_problems]
+        reads_dbt = any(self.models[m].dbt_models or m in self._dbt_problems for m in models if m in self.models)
+        if not broken and not reads_dbt:
+            return []
+        own = [i for m in broken for i in self._dbt_problems[m]]
+        if any(not self._dbt_problems[m] for m in broken):
+            return list(self._dbt_issues)  # a problem of the manifest: reported with the first model
+        model_files = {str(i.file) for m in self._dbt_problems for i in self._dbt_problems[m]}
+        shared = [i for i in self._dbt_issues if str(i.file) not in model_files]  # e.g. the adapter
+        return own + shared
 
     def relative(self, path: Path) -> str:
         """`path` as shown in messages: relative to the project folder, with / separators."""

@@ -112,6 +112,15 @@ def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
     assert "run `dbt build` again" in issue.hint
     result = dbt_project.cli("sync", "iterable_churned")
     assert result.exit_code == ExitCode.CONFIG_ERROR and len(dbt_project.sandbox.users) == 0
+    assert "no_such_column" in result.output
+    # selected through the dbt model it reads (known from the manifest although it failed): refused too
+    result = dbt_project.cli("sync", "--select", "model:churned_customers")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and "no_such_column" in result.output
+    # a sync whose model dbt built is not stopped by a model only another sync reads
+    result = dbt_project.cli("sync", "iterable_active")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert len(dbt_project.sandbox.users) > 0
+    assert dbt_project.cli("validate", "--offline").exit_code == ExitCode.CONFIG_ERROR  # validate: every model
     run_dbt("parse", dbt_project.dbt_dir)  # the manifest alone does not make the relation built
     assert issues_of(dbt_project)[0].message == issue.message
     # a failed node upstream: dbt skips the models reading it
