@@ -244,6 +244,18 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
     return results
 
 
+def sync_exit_code(results: list[tuple[dict, int]], stop=None) -> int:
+    """The exit code of `run_syncs`'s results: the worst one, or the signal's when a stop was
+    requested, even one that came before any run started (the syncs it kept from running are
+    not in `results`: a stopped command must not exit 0 as if everything had run)."""
+    from .report import worst_exit_code
+
+    codes = [code for _, code in results]
+    if stop is not None and stop.requested:
+        codes.append(stop.exit_code)
+    return worst_exit_code(codes)
+
+
 def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
     """The run log's row of `run_id` (None when the run was never recorded)."""
     from .state import StateStore
