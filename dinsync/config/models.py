@@ -7,6 +7,7 @@ Line numbers of the source files are kept in private attributes for later checks
 """
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -417,9 +418,17 @@ def _valid_cron(value: str | None) -> str | None:
         return value
     from croniter import croniter  # only when a schedule is set (keeps start-up light)
 
-    if not croniter.is_valid(value):
+    # croniter also takes a sixth field (seconds) and a seventh (year): `0 6 * * * *` would run
+    # every second of 06:00. A schedule is five fields, or a macro such as @daily.
+    if not croniter.is_valid(value) or (len(value.split()) != 5 and not value.strip().startswith("@")):
         raise ValueError(f"invalid cron expression {value!r} "
                          "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
+    from croniter import CroniterBadDateError
+
+    try:
+        croniter(value, datetime.datetime(2000, 1, 1)).get_next(datetime.datetime)
+    except CroniterBadDateError:  # e.g. 0 6 31 2 *: `serve` would fail looking for its next slot
+        raise ValueError(f"cron expression {value!r} never fires (no such date)") from None
     return value
 
 

@@ -117,6 +117,23 @@ def test_schedule_forms_and_errors():
                 {"cron": "0 6 * * *", "timezone": "Mars/Olympus"}, "61 * * * *"):
         with pytest.raises(ValueError):
             Schedule.model_validate(bad)
+    assert Schedule.model_validate("@daily").cron == "@daily"
+    assert next_fire(Schedule.model_validate("0 6 29 2 *"), at(7)) == dt.datetime(2028, 2, 29, 6, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("cron", ["0 6 * * * *", "0 6 * * * 30", "0 6 * * * * 2030"])
+def test_a_cron_of_six_or_seven_fields_is_refused(cron):
+    """croniter reads a sixth field as seconds (and a seventh as the year): `0 6 * * * *` ran
+    every second of 06:00. The README and the error message say five fields."""
+    with pytest.raises(ValueError, match="five fields"):
+        Schedule.model_validate(cron)
+
+
+@pytest.mark.parametrize("cron", ["0 6 31 2 *", "0 6 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_that_never_fires_is_refused(cron):
+    """No 31 February: `serve` failed at start-up with 'unexpected error: CroniterBadDateError'."""
+    with pytest.raises(ValueError, match="never fires"):
+        Schedule.model_validate(cron)
 
 
 # --- due, catch-up, overlap -----------------------------------------------------------------
