@@ -109,6 +109,22 @@ def test_next_fire_cron_interval_and_time_zone():
     assert next_fire(DAILY, naive) == at(6)
 
 
+def test_a_fixed_time_runs_once_when_the_clocks_go_back():
+    """Paris, 26 October 2025: 02:30 happens twice (00:30 and 01:30 UTC). A daily sync ran at both;
+    cron runs a fixed-time job once, and a job of every hour (or every n minutes) in both hours."""
+    daily = Schedule.model_validate({"cron": "30 2 * * *", "timezone": "Europe/Paris"})
+    eve = dt.datetime(2025, 10, 25, 22, tzinfo=UTC)
+    first = next_fire(daily, eve)
+    assert first == dt.datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    assert next_fire(daily, first) == dt.datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
+    half_hourly = Schedule.model_validate({"cron": "30 * * * *", "timezone": "Europe/Paris"})
+    assert next_fire(half_hourly, first) == dt.datetime(2025, 10, 26, 1, 30, tzinfo=UTC)
+    # spring forward: 02:30 does not exist on 30 March; the run happens at 03:00 CEST, once
+    spring = next_fire(daily, dt.datetime(2025, 3, 29, 22, tzinfo=UTC))
+    assert spring == dt.datetime(2025, 3, 30, 1, tzinfo=UTC)
+    assert next_fire(daily, spring) == dt.datetime(2025, 3, 31, 0, 30, tzinfo=UTC)
+
+
 def test_schedule_forms_and_errors():
     assert Schedule.model_validate({"every": "1h30m"}).every == 5400
     assert Schedule.model_validate({"every": 90}).describe() == "every 1m30s"
