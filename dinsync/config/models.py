@@ -495,6 +495,10 @@ class Schedule(_Config):
     def _one_kind(self):
         if (self.cron is None) == (self.every is None):
             raise ValueError("set one of cron (e.g. \"0 6 * * *\") or every (e.g. 15m)")
+        if self.every is not None and "timezone" in self.model_fields_set and self.timezone != "UTC":
+            # an interval counts from the last run's start: a time zone would silently do nothing
+            raise ValueError("timezone applies to cron only (every: counts from the last run's start; "
+                             "for a local time of day use e.g. {cron: \"0 6 * * *\", timezone: " + self.timezone + "})")
         return self
 
     def describe(self) -> str:

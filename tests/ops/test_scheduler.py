@@ -145,6 +145,14 @@ def test_a_cron_of_six_or_seven_fields_is_refused(cron):
         Schedule.model_validate(cron)
 
 
+def test_a_time_zone_on_an_interval_is_refused():
+    """`{every: 1d, timezone: Europe/Paris}` was accepted and the zone ignored (an interval counts
+    from the last run's start): a user expecting a local time of day is told to use cron."""
+    with pytest.raises(ValueError, match="timezone applies to cron only"):
+        Schedule.model_validate({"every": "1d", "timezone": "Europe/Paris"})
+    assert Schedule.model_validate({"every": "1d", "timezone": "UTC"}).every == 86400
+
+
 @pytest.mark.parametrize("cron", ["0 6 31 2 *", "0 6 30 2 *", "0 0 31 4,6,9,11 *"])
 def test_a_cron_that_never_fires_is_refused(cron):
     """No 31 February: `serve` failed at start-up with 'unexpected error: CroniterBadDateError'."""
