@@ -231,8 +231,7 @@ class Project:
         `stop`: a `dinsync.engine.StopToken`; `stop.request()` (e.g. from the orchestrator's
         kill handler) stops gracefully like SIGTERM does on the command line. `progress(sync,
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
-        from .operations import make_operator, run_syncs
-        from .report import worst_exit_code
+        from .operations import make_operator, run_syncs, sync_exit_code
 
         @contextlib.contextmanager
         def progress_for(name: str):
@@ -245,7 +244,7 @@ class Project:
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
                                 operator=make_operator(project, wh), force=force)
         return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
-                          exit_code=worst_exit_code(code for _, code in results), notes=chosen.notes)
+                          exit_code=sync_exit_code(results, stop), notes=chosen.notes)
 
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
         """The last `limit` runs per sync (disabled syncs included), from the run log."""

@@ -260,9 +260,8 @@ def sync(names: Optional[list[str]] = NamesArg,
                     markup=False, highlight=False)
 
     with handled(), in_project(), stop_on_signals(stop, on_signal):
-        from .operations import run_syncs
+        from .operations import run_syncs, sync_exit_code
         from .progress import line_interval
-        from .report import worst_exit_code
 
         line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, before any run
         project, wh, chosen = load_chosen(names, select, exclude)
@@ -274,7 +273,7 @@ def sync(names: Optional[list[str]] = NamesArg,
         finally:
             wh.close()
         runs = [run for run, _ in results]
-        exit_code = worst_exit_code(code for _, code in results)
+        exit_code = sync_exit_code(results, stop)
         if state.json:
             emit({"runs": runs, "exit_code": exit_code})
     raise typer.Exit(exit_code)

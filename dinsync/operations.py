@@ -153,8 +153,11 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
         else:
             run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
-                                   full_refresh=full_refresh, started_at=started, hint=exc.hint)
+                                   full_refresh=full_refresh, started_at=started, hint=exc.hint,
+                                   recorded=getattr(engine, "recorded", False))
             run["error"] = run["error"] or redaction.redact(exc.message)
+            if run["status"] in ("success", "warning"):  # its end could not be recorded: it fails, as its exit code says
+                run["status"] = "failed"
         if isinstance(exc, ConfigError):
             run["issues"] = [issue.as_dict() for issue in exc.issues]
         return run, exc.exit_code, engine
@@ -166,7 +169,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
                           full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
     run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
-                           started_at=started, hint=engine.hint)
+                           started_at=started, hint=engine.hint, recorded=getattr(engine, "recorded", False))
     if summary.status == "cancelled":
         return run, stop.exit_code, engine
     if summary.status == "failed":
@@ -256,6 +259,18 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
         if on_run is not None:
             on_run(run)
     return results
+
+
+def sync_exit_code(results: list[tuple[dict, int]], stop=None) -> int:
+    """The exit code of `run_syncs`'s results: the worst one, or the signal's when a stop was
+    requested, even one that came before any run started (the syncs it kept from running are
+    not in `results`: a stopped command must not exit 0 as if everything had run)."""
+    from .report import worst_exit_code
+
+    codes = [code for _, code in results]
+    if stop is not None and stop.requested:
+        codes.append(stop.exit_code)
+    return worst_exit_code(codes)
 
 
 def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:

@@ -101,14 +101,16 @@ def run_from_log(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_from_summary(summary: Any, logged: Mapping[str, Any] | None, *, full_refresh: bool,
-                     started_at: dt.datetime, hint: str | None = None) -> dict[str, Any]:
+                     started_at: dt.datetime, hint: str | None = None, recorded: bool = False) -> dict[str, Any]:
     """A run object from the engine's `RunSummary` and, when the run was recorded, its log row
-    (which holds the timestamps). A run that was never recorded (e.g. its lock was held) has no
-    run_id and the CLI's own clock for its timestamps."""
+    (which holds the timestamps). Without the row, the CLI's own clock gives the timestamps, and
+    the run has no run_id unless it was `recorded` all the same (its row could not be read back:
+    the warehouse went away during the run) rather than never (e.g. its lock was held)."""
     data = asdict(summary)
     status = data["status"] if data["status"] != "running" else "failed"
     if logged is None:
-        return run_object(sync=data["sync"], status=status, started_at=started_at, finished_at=utcnow(),
+        return run_object(sync=data["sync"], run_id=data["run_id"] if recorded else None, status=status,
+                          started_at=started_at, finished_at=utcnow(),
                           seconds=(utcnow() - started_at).total_seconds(), full_refresh=full_refresh,
                           counts=data, warnings=data["warnings"], error=data["error"], hint=hint,
                           request_rates=data["request_rates"], tool_version=__version__)

@@ -7,6 +7,7 @@ Line numbers of the source files are kept in private attributes for later checks
 """
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -417,9 +418,17 @@ def _valid_cron(value: str | None) -> str | None:
         return value
     from croniter import croniter  # only when a schedule is set (keeps start-up light)
 
-    if not croniter.is_valid(value):
+    # croniter also takes a sixth field (seconds) and a seventh (year): `0 6 * * * *` would run
+    # every second of 06:00. A schedule is five fields, or a macro such as @daily.
+    if not croniter.is_valid(value) or (len(value.split()) != 5 and not value.strip().startswith("@")):
         raise ValueError(f"invalid cron expression {value!r} "
                          "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
+    from croniter import CroniterBadDateError
+
+    try:
+        croniter(value, datetime.datetime(2000, 1, 1)).get_next(datetime.datetime)
+    except CroniterBadDateError:  # e.g. 0 6 31 2 *: `serve` would fail looking for its next slot
+        raise ValueError(f"cron expression {value!r} never fires (no such date)") from None
     return value
 
 
@@ -486,6 +495,10 @@ class Schedule(_Config):
     def _one_kind(self):
         if (self.cron is None) == (self.every is None):
             raise ValueError("set one of cron (e.g. \"0 6 * * *\") or every (e.g. 15m)")
+        if self.every is not None and "timezone" in self.model_fields_set and self.timezone != "UTC":
+            # an interval counts from the last run's start: a time zone would silently do nothing
+            raise ValueError("timezone applies to cron only (every: counts from the last run's start; "
+                             "for a local time of day use e.g. {cron: \"0 6 * * *\", timezone: " + self.timezone + "})")
         return self
 
     def describe(self) -> str:

@@ -146,11 +146,13 @@ class SyncRun:
         run_id = self.state.new_run_id()
         s = RunSummary(sync=self.cfg.name, run_id=run_id)
         self.summary = s
+        self.recorded = False  # the run log has its row (its run_id is worth showing)
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
             self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
                                  __version__)
+            self.recorded = True
             try:
                 self._run(s, lock)
             except ConfigError as exc:  # e.g. the pre-flight check: already located and redacted

@@ -60,13 +60,17 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
     previous = {}
 
     def handler(signum, frame):  # noqa: ARG001
+        # Nothing here may import a module: a handler runs between two bytecodes of the main
+        # thread, possibly inside `import polars` waiting on the import lock another thread holds,
+        # and Python 3.11's import machinery does not survive an import nested there (KeyError
+        # from importlib._bootstrap, the run failed). So `on_first` (which prints) runs in a thread.
         if token.requested:
             sys.stderr.write(f"second {signal.Signals(signum).name}: exiting now\n")
             sys.stderr.flush()
             os._exit(128 + signum)
         token.request(signum)
         if on_first is not None:
-            on_first(signal.Signals(signum).name)
+            threading.Thread(target=on_first, args=(signal.Signals(signum).name,), name="dinsync-signal").start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)

@@ -37,8 +37,27 @@ def next_fire(schedule: Any, after: dt.datetime) -> dt.datetime:
 
     from croniter import croniter
 
-    local = after.astimezone(zoneinfo.ZoneInfo(schedule.timezone))
-    return croniter(schedule.cron, local).get_next(dt.datetime).astimezone(dt.timezone.utc)
+    zone = zoneinfo.ZoneInfo(schedule.timezone)
+    slots = croniter(schedule.cron, after.astimezone(zone))
+    fixed = _fixed_time(slots)
+    while True:
+        slot = slots.get_next(dt.datetime).astimezone(dt.timezone.utc)
+        if not (fixed and _repeated_wall_time(slot, zone)):
+            return slot
+
+
+def _fixed_time(slots: Any) -> bool:
+    """A cron at fixed times of day (neither its minute nor its hour a wildcard or `*/n`), which
+    runs once at a wall time the end of DST repeats, as cron does; `30 * * * *` runs in both."""
+    fields = getattr(slots, "expressions", None) or []
+    return len(fields) >= 2 and not any(str(f).startswith("*") for f in fields[:2])
+
+
+def _repeated_wall_time(slot: dt.datetime, zone: Any) -> bool:
+    """True for the second occurrence of a wall time repeated when the clocks go back."""
+    local = slot.astimezone(zone)
+    first = local.replace(fold=0).astimezone(dt.timezone.utc)
+    return first != slot
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -11,7 +11,8 @@ The arbiter is a capability of the warehouse (`Capabilities.lock_arbiter`):
   its (ticket, run_id) is the smallest; a loser deletes its row.
 
 Before arbitration, rows whose expiry passed or whose holder process died on this host (gone,
-zombie, or its PID reused: see process.py) are removed and their runs marked abandoned.
+zombie, or its PID reused: see process.py) are removed and their runs marked abandoned; so are the
+rows of runs of this process that ended without being able to delete them (`_ENDED_HERE`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ from typing import Callable
 from ..errors import LockBusyError
 from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation
 from .process import holder_id, holder_is_dead
+
+
+# Runs of this process that ended without deleting their lock row (the warehouse could not be
+# reached at that moment). The row names a live holder, this very process: without this, the next
+# run of the sync in this process (`dinsync serve`, once the warehouse is back) was refused as
+# "already running" until the lock's expiry (15 minutes).
+_ENDED_HERE: set[str] = set()
 
 
 def utcnow() -> dt.datetime:
@@ -63,10 +71,12 @@ class SyncLock:
         """Remove the sync's lock rows that expired or whose holder died; their runs are abandoned."""
         for row in self.rows(sync):
             expired = row.expires_at is not None and row.expires_at < now
-            if expired or self.is_dead(row.holder):
+            ended_here = row.run_id in _ENDED_HERE and row.holder == holder_id()
+            if expired or ended_here or self.is_dead(row.holder):
                 self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
                                 {"sync": sync, "run": row.run_id})
                 self.store.abandon(row.run_id)
+                _ENDED_HERE.discard(row.run_id)
 
     def _busy(self, sync: str, row: LockRow | None) -> LockBusyError:
         if row is None:
@@ -154,5 +164,10 @@ class SyncLock:
         return bool(ours)
 
     def release(self, sync: str, run_id: str) -> None:
-        self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
-                        {"sync": sync, "run": run_id})
+        try:
+            self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
+                            {"sync": sync, "run": run_id})
+        except BaseException:  # the run is over all the same: its row is stale for this process
+            _ENDED_HERE.add(run_id)
+            raise
+        _ENDED_HERE.discard(run_id)

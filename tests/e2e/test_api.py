@@ -102,7 +102,8 @@ def test_warnings_can_be_allowed(project):
 def test_a_stop_requested_before_starts_nothing(project):
     stop = StopToken()
     stop.request()
-    assert dinsync.load_project(project.root).sync(stop=stop).runs == []
+    result = dinsync.load_project(project.root).sync(stop=stop)
+    assert result.runs == [] and result.exit_code == 143  # stopped: not a success
 
 
 def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch):

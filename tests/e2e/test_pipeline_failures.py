@@ -38,3 +38,21 @@ def test_a_failing_commit_fails_the_run_instead_of_hanging(project, monkeypatch)
     again = project.sync()
     assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 3000, again
     assert len(project.snapshot_keys()) == 3000
+
+
+def test_a_run_whose_end_cannot_be_recorded_keeps_its_run_id(project, monkeypatch):
+    """The warehouse goes away at the end of a run: its run log row (status `running`) cannot be
+    finished or read back. The run object still names the run (`dinsync serve` logged it as
+    "end ... not started", run_id null, although the run had started and its row exists)."""
+    from dinsync.state import StateStore
+
+    def unavailable(self, *args, **kwargs):
+        raise WarehouseUnavailable("PostgreSQL: connection failed: connection refused")
+
+    monkeypatch.setattr(StateStore, "finish_run", unavailable)
+    monkeypatch.setattr(StateStore, "last_runs", unavailable)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 1 and run["status"] == "failed" and "connection refused" in run["error"], run
+    [(logged,)] = project.sql("select run_id from dinsync.runs")
+    assert run["run_id"] == logged

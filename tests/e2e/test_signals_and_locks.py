@@ -65,6 +65,28 @@ def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(projec
     assert sandbox_users(project) == expected and project.snapshot_keys() == set(expected)
 
 
+def test_a_signal_before_the_first_run_exits_with_the_signal_not_0(project, monkeypatch):
+    """SIGTERM while `dinsync sync` loads its project: no run starts, and the command says it was
+    stopped (it exited 0 with no run, as if every sync had run)."""
+    import os
+
+    import dinsync.cli as cli
+
+    load_chosen = cli.load_chosen
+
+    def load_then_signal(*args, **kwargs):
+        loaded = load_chosen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler of `sync` is installed: it only sets the token
+        return loaded
+
+    monkeypatch.setattr(cli, "load_chosen", load_then_signal)
+    result = project.cli("sync")
+    assert result.exit_code == 128 + signal.SIGTERM, result.stdout
+    assert json.loads(result.stdout) == {"runs": [], "exit_code": 128 + signal.SIGTERM}
+    assert project.sql("select count(*) from dinsync.runs") == [(0,)]
+    assert project.thread.stats()["requests"] == 0
+
+
 @pytest.mark.slow
 def test_second_signal_exits_at_once_and_stays_safe(project):
     proc = _start_slow_sync(project, latency=3.0)  # requests in flight keep a graceful stop waiting

@@ -64,3 +64,13 @@ notifications:
     assert "invalid interval 'soon'" in text[4]
     assert {"thresholds.max_segment_drop_pct: Input should be less than or equal to 100",
             "thresholds.max_run_minutes: Input should be greater than 0"} == set(text[5:])
+
+
+def test_a_cron_that_never_fires_or_has_seconds_is_located(tmp_path):
+    """`serve` failed at start-up with 'unexpected error: CroniterBadDateError' (31 February),
+    and a six-field cron ran every second of its minute; both are configuration errors."""
+    make(tmp_path, syncs__never_dot_yml=SYNC_YML + "schedule: '0 6 31 2 *'\n",
+         syncs__seconds_dot_yml=SYNC_YML + "schedule: {cron: '0 6 * * * *'}\n")
+    issues = issues_of(tmp_path)
+    assert where(issues) == [("syncs/never.yml", 11), ("syncs/seconds.yml", 11)]
+    assert "never fires" in issues[0].message and "five fields" in issues[1].message

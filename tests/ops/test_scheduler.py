@@ -109,6 +109,22 @@ def test_next_fire_cron_interval_and_time_zone():
     assert next_fire(DAILY, naive) == at(6)
 
 
+def test_a_fixed_time_runs_once_when_the_clocks_go_back():
+    """Paris, 26 October 2025: 02:30 happens twice (00:30 and 01:30 UTC). A daily sync ran at both;
+    cron runs a fixed-time job once, and a job of every hour (or every n minutes) in both hours."""
+    daily = Schedule.model_validate({"cron": "30 2 * * *", "timezone": "Europe/Paris"})
+    eve = dt.datetime(2025, 10, 25, 22, tzinfo=UTC)
+    first = next_fire(daily, eve)
+    assert first == dt.datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    assert next_fire(daily, first) == dt.datetime(2025, 10, 27, 1, 30, tzinfo=UTC)
+    half_hourly = Schedule.model_validate({"cron": "30 * * * *", "timezone": "Europe/Paris"})
+    assert next_fire(half_hourly, first) == dt.datetime(2025, 10, 26, 1, 30, tzinfo=UTC)
+    # spring forward: 02:30 does not exist on 30 March; the run happens at 03:00 CEST, once
+    spring = next_fire(daily, dt.datetime(2025, 3, 29, 22, tzinfo=UTC))
+    assert spring == dt.datetime(2025, 3, 30, 1, tzinfo=UTC)
+    assert next_fire(daily, spring) == dt.datetime(2025, 3, 31, 0, 30, tzinfo=UTC)
+
+
 def test_schedule_forms_and_errors():
     assert Schedule.model_validate({"every": "1h30m"}).every == 5400
     assert Schedule.model_validate({"every": 90}).describe() == "every 1m30s"
@@ -117,6 +133,31 @@ def test_schedule_forms_and_errors():
                 {"cron": "0 6 * * *", "timezone": "Mars/Olympus"}, "61 * * * *"):
         with pytest.raises(ValueError):
             Schedule.model_validate(bad)
+    assert Schedule.model_validate("@daily").cron == "@daily"
+    assert next_fire(Schedule.model_validate("0 6 29 2 *"), at(7)) == dt.datetime(2028, 2, 29, 6, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("cron", ["0 6 * * * *", "0 6 * * * 30", "0 6 * * * * 2030"])
+def test_a_cron_of_six_or_seven_fields_is_refused(cron):
+    """croniter reads a sixth field as seconds (and a seventh as the year): `0 6 * * * *` ran
+    every second of 06:00. The README and the error message say five fields."""
+    with pytest.raises(ValueError, match="five fields"):
+        Schedule.model_validate(cron)
+
+
+def test_a_time_zone_on_an_interval_is_refused():
+    """`{every: 1d, timezone: Europe/Paris}` was accepted and the zone ignored (an interval counts
+    from the last run's start): a user expecting a local time of day is told to use cron."""
+    with pytest.raises(ValueError, match="timezone applies to cron only"):
+        Schedule.model_validate({"every": "1d", "timezone": "Europe/Paris"})
+    assert Schedule.model_validate({"every": "1d", "timezone": "UTC"}).every == 86400
+
+
+@pytest.mark.parametrize("cron", ["0 6 31 2 *", "0 6 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_that_never_fires_is_refused(cron):
+    """No 31 February: `serve` failed at start-up with 'unexpected error: CroniterBadDateError'."""
+    with pytest.raises(ValueError, match="never fires"):
+        Schedule.model_validate(cron)
 
 
 # --- due, catch-up, overlap -----------------------------------------------------------------

@@ -236,3 +236,30 @@ def test_concurrent_migrations(tmp_path):
         assert stores[0].layout_version() == LAYOUT_VERSION
     finally:
         t.close()
+
+
+def test_a_lock_this_process_could_not_release_is_taken_over_by_its_next_run(store, monkeypatch):
+    """`dinsync serve`: a run ended while the warehouse was unreachable, so its lock row (naming
+    the service, a live process) stayed; once the warehouse was back, every run of the sync was
+    refused as "already running" until the lock expired 15 minutes later."""
+    store.start_run(RunSummary(sync="users", run_id="run-1"), dt.datetime(2026, 1, 1), False, "0")
+    store.acquire_lock("users", "run-1")
+    execute = store.wh.execute
+
+    def unreachable(sql, *args, **kwargs):
+        if sql.lstrip().upper().startswith("DELETE"):
+            raise ConnectionError("the warehouse went away")
+        return execute(sql, *args, **kwargs)
+
+    monkeypatch.setattr(store.wh, "execute", unreachable)
+    with pytest.raises(ConnectionError):
+        store.release_lock("users", "run-1")
+    monkeypatch.setattr(store.wh, "execute", execute)  # the warehouse is back
+    store.acquire_lock("users", "run-2")
+    assert lock_rows(store) == ["run-2"]
+    [run] = store.last_runs("users")
+    assert run["run_id"] == "run-1" and run["status"] == "abandoned"
+    store.release_lock("users", "run-2")
+    put_lock(store, "alive", holder_id())  # a live run of this process is still refused
+    with pytest.raises(LockBusyError, match="alive"):
+        store.acquire_lock("users", "run-3")

@@ -1,0 +1,57 @@
+"""The signal handler of `dinsync sync` and `dinsync serve` (dinsync.engine.stop)."""
+from __future__ import annotations
+
+import importlib
+import importlib._bootstrap as bootstrap
+import signal
+import sys
+import threading
+import time
+
+from dinsync.engine import StopToken, stop_on_signals
+
+
+def _blocked_on_import(ident: int) -> bool:
+    return bool(bootstrap._blocking_on.get(ident))  # 3.11: a lock; 3.12+: a list of locks
+
+
+def test_a_signal_while_the_main_thread_waits_on_an_import_lock_does_not_break_the_import(tmp_path, monkeypatch):
+    """A run imports Polars in the background while its plan runs, and the main thread imports it
+    too when sending starts: a SIGINT arriving while the main thread waited for that import lock
+    made the run fail with `KeyError: <thread id>` (the handler's message imported modules, and
+    Python 3.11's import machinery does not survive an import nested in a waiting one)."""
+    release, started = threading.Event(), threading.Event()
+    (tmp_path / "dinsync_slow_module.py").write_text(
+        "import tests.engine.test_stop as t\nt.STARTED.set()\nt.RELEASE.wait(60)\n")
+    (tmp_path / "dinsync_fresh_module.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys.modules[__name__], "STARTED", started, raising=False)
+    monkeypatch.setattr(sys.modules[__name__], "RELEASE", release, raising=False)
+    for name in ("dinsync_slow_module", "dinsync_fresh_module"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    told = threading.Event()
+
+    def on_first(name: str) -> None:  # what the CLI does: print a message (which may import)
+        importlib.import_module("dinsync_fresh_module")
+        told.set()
+
+    background = threading.Thread(target=importlib.import_module, args=("dinsync_slow_module",), daemon=True)
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 30
+        while not _blocked_on_import(main) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGINT)
+        told.wait(30)  # the handler (and its message) ran while the main thread waited
+        release.set()
+
+    token = StopToken()
+    with stop_on_signals(token, on_first):
+        background.start()
+        assert started.wait(30)
+        threading.Thread(target=interrupt, daemon=True).start()
+        module = importlib.import_module("dinsync_slow_module")  # waits on the background import
+    assert module.__name__ == "dinsync_slow_module"
+    assert token.requested and token.signal_name == "SIGINT"
+    assert told.wait(30)
