@@ -261,9 +261,11 @@ class Planner(CommitMixin, PendingMixin):
                         self._execute("add_snapshot_column", column=column)
                 if "_kh" not in have:
                     self._execute("backfill_key_hash")
-                for f in self.fields:
-                    if f.snap_name not in have:
-                        self._execute("add_snapshot_column", column=f.snap_name)
+                new = [f for f in self.fields if f.snap_name not in have]
+                if new:  # every row is compared again: a renamed field reads the same columns
+                    self._execute("forget_fingerprints")
+                for f in new:
+                    self._execute("add_snapshot_column", column=f.snap_name)
             self._state_ready = True
 
     # ------------------------------------------------------------------ plan

@@ -177,7 +177,7 @@ class Scenario:
 
 def scenario_steps():
     """(name, rows, step options, new field mapping or None): first sync, no-op, changes, NULLs,
-    removals, duplicates, parking, a newly mapped field, a full refresh."""
+    removals, duplicates, parking, a newly mapped field, a renamed one, a full refresh."""
     base = [("A@x.com ", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None), (None, "Nobody", 3),
             ("  ", "Blank", 4), ("d@x.com", "D", 1), ("D@x.com", "D2", 1), ("e@x.com", "", 0)]
     changed = [("A@x.com ", "Ada", 5), ("b@x.com", None, 2), ("c@x.com", "", None), (None, "Nobody", 3),
@@ -196,6 +196,8 @@ def scenario_steps():
         ("parked stays parked", [("A@x.com ", "Ada", 6)] + changed[1:], {}, None),
         ("retry parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"retry_rejected": True}, None),
         ("newly mapped field", changed, {}, FIELDS + [("score", "score_copy")]),
+        # the same model columns, a destination field renamed: sent for every row all the same
+        ("renamed field", changed, {}, FIELDS + [("score", "points")]),
         ("full refresh", changed[:3], {"full_refresh": True}, None),
         ("after full refresh", changed[:3], {}, None),
         ("unacknowledged", changed[:3] + [("g@x.com", "G", 1)], {"ack": False}, None),

@@ -181,6 +181,14 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert s.plan() == {"a@x.com": "changed", "e@x.com": "changed"}
     assert s.flags("a@x.com") == ["score_copy"]
     s.ack_all()
+    # ... also when it reads the same model columns as before (a destination field renamed)
+    s.replan(FIELDS + [("score", "points")])
+    assert s.plan() == {"a@x.com": "changed", "e@x.com": "changed"}
+    assert s.flags("a@x.com") == ["points"]
+    s.ack_all()
+    assert s.plan() == {}
+    s.replan(FIELDS + [("score", "score_copy")])  # back: its delivered values are the model's
+    assert s.plan() == {}
 
     # full refresh: every key added; afterwards keys that left the segment are forgotten
     s.set_rows([("A@x.com ", "Ada", 5)])
