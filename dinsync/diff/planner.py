@@ -268,6 +268,15 @@ class Planner(CommitMixin, PendingMixin):
                     self._execute("add_snapshot_column", column=f.snap_name)
             self._state_ready = True
 
+    def forget_fingerprints(self) -> None:
+        """Make the next plan compare every delivered row field by field (the mapping changed in a
+        way the rows' fingerprints, which hash the mapped columns' values, do not show: fields
+        renamed or swapped between columns). Rows whose values are unchanged then cost a refresh."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            self._execute("forget_fingerprints")
+
     # ------------------------------------------------------------------ plan
 
     def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:

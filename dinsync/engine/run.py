@@ -41,6 +41,15 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
+def mapping_signature(fields) -> str:
+    """A short text that changes whenever a sync's (model column, destination field) pairs do."""
+    import hashlib
+    import json
+
+    pairs = sorted([f.column, f.field] for f in fields)
+    return "v1:" + hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:32]
+
+
 def memory_note(wh) -> str | None:
     """What to tell the user when the plan's statements needed more memory than configured."""
     grown = getattr(wh, "grown_to", None)
@@ -135,9 +144,24 @@ class SyncRun:
         lock.acquire()
         try:
             self.planner.ensure_state()
+            self._compare_if_remapped()
             return self.planner.plan(full_refresh=self.full_refresh)
         finally:
             lock.release()
+
+    def _compare_if_remapped(self) -> None:
+        """The mapping's (column, field) pairs are kept in `meta` for each sync. When they changed
+        since, every row is compared field by field: fields swapped between columns, or renamed
+        back to a field mapped before, read the same columns, so the rows' fingerprints would not
+        show it and the no-op check would send nothing. (A sync without a record only records it.)"""
+        key = f"mapping:{self.cfg.name}"
+        mapping = mapping_signature(self.cfg.fields)
+        known = self.state.meta_value(key)
+        if known == mapping:
+            return
+        if known is not None:
+            self.planner.forget_fingerprints()
+        self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -175,6 +199,7 @@ class SyncRun:
         self.planner.on_changes = self._preload
         self.planner.ensure_state()
         self._read_earlier_outcomes(s, lock)
+        self._compare_if_remapped()
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys

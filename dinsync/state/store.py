@@ -113,6 +113,17 @@ class StateStore:
                                 {"key": "layout_version", "value": str(version)})
         return LAYOUT_VERSION
 
+    def meta_value(self, key: str) -> str | None:
+        """A value kept in the `meta` table (None: not set)."""
+        value = self.wh.scalar(f"SELECT value FROM {self.t('meta')} WHERE key = :key", {"key": key})
+        return None if value is None else str(value)
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        with self.wh.transaction():
+            self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
+            self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
+                            {"key": key, "value": value})
+
     def _refuse_foreign_tables(self, statements: list[str]) -> None:
         """A table the layout would create that already exists without the layout's columns is
         someone else's (a state_schema shared with other tables: their own `runs` or `events`):
