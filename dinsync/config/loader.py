@@ -461,6 +461,10 @@ class _Loader:
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, (), SyncFile)
             return
+        if not raw.fields:  # the diff has nothing to compare nor the platform to receive
+            self.issues.append(doc.issue(("fields",), "the sync maps no field",
+                                         "map model columns to destination fields, e.g. `fields: {first_name: "
+                                         "firstName}`"))
         fields = []
         for index, item in enumerate(raw.fields):
             field = FieldMap(column=item.column, field=item.field, type=item.type, custom=item.custom)

@@ -188,10 +188,17 @@ def test_mapping_and_list_forms_are_equivalent(tmp_path):
     assert a == b
 
 
-def test_empty_fields_and_no_syncs_are_allowed(tmp_path):
-    sync = SYNC_YML.split("fields:")[0] + "fields:\n"
-    assert load_project(make(tmp_path / "a", syncs__users_dot_yml=sync), env=ENV).syncs["users"].fields == []
+def test_no_syncs_are_allowed(tmp_path):
     assert load_project(make(tmp_path / "b", syncs__users_dot_yml=None), env=ENV).syncs == {}
+
+
+@pytest.mark.parametrize("fields, line", [("fields:\n", 8), ("fields: {}\n", 8), ("fields: []\n", 8), ("", 1)])
+def test_a_sync_that_maps_no_field_is_an_issue_at_its_line(tmp_path, fields, line):
+    """`validate` said OK, then `sync` failed without a file or line ("maps no field")."""
+    sync = SYNC_YML.split("fields:")[0] + fields
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line, issue.message) == ("syncs/users.yml", line, "the sync maps no field")
+    assert "fields: {first_name: firstName}" in issue.hint
 
 
 # --- secrets and ${env:...} ------------------------------------------------------------------

@@ -37,3 +37,15 @@ def test_fields_swapped_between_columns_are_sent_for_every_row(project):
     plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
     assert plan["changed"] == 20
     assert project.sync()["runs"][0]["acknowledged"] == 20
+
+
+def test_a_mapping_emptied_is_a_located_config_error_for_validate_and_sync(project):
+    project.sync()
+    project.write(fields=())
+    for command in ("validate", "plan", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == 3, (command, result.stdout)
+        [issue] = orjson.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"], issue["message"]) == ("syncs/iterable_users.yml", 8,
+                                                                    "the sync maps no field"), command
+    assert project.sql("select count(*) from dinsync.runs") == [(1,)]
