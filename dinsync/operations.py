@@ -139,7 +139,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
         else:
             run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
-                                   full_refresh=full_refresh, started_at=started, hint=exc.hint)
+                                   full_refresh=engine.full_refresh, started_at=started, hint=exc.hint)
             run["error"] = run["error"] or redaction.redact(exc.message)
         if isinstance(exc, ConfigError):
             run["issues"] = [issue.as_dict() for issue in exc.issues]
@@ -151,7 +151,8 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
         return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
                           full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
-    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
+    # (engine.full_refresh: also a run that sends everything to a sync's new destination)
+    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=engine.full_refresh,
                            started_at=started, hint=engine.hint)
     if summary.status == "cancelled":
         return run, stop.exit_code, engine

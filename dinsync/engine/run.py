@@ -145,9 +145,23 @@ class SyncRun:
         try:
             self.planner.ensure_state()
             self._compare_if_remapped()
-            return self.planner.plan(full_refresh=self.full_refresh)
+            moved = self._moved_from() is not None  # a new destination holds none of the rows
+            return self.planner.plan(full_refresh=self.full_refresh or moved)
         finally:
             lock.release()
+
+    def _destination_key(self) -> str:
+        return f"destination:{self.cfg.name}"
+
+    def _destination_id(self) -> str:
+        return f"{self.cfg.destination} ({self.dest_cfg.type} {self.cfg.service})"
+
+    def _moved_from(self) -> str | None:
+        """The destination the sync's snapshot was delivered to, when its file now names another
+        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. It is
+        recorded at the end of each run that sent (or had nothing to send)."""
+        known = self.state.meta_value(self._destination_key())
+        return known if known is not None and known != self._destination_id() else None
 
     def _compare_if_remapped(self) -> None:
         """The mapping's (column, field) pairs are kept in `meta` for each sync. When they changed
@@ -173,6 +187,11 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
+            moved = self._moved_from()
+            if moved is not None and not self.full_refresh:
+                self.full_refresh = True
+                self.progress("note", {"message": f"sync {self.cfg.name} now sends to {self._destination_id()}, no "
+                                                  f"longer to {moved}: every row is sent, as with --full-refresh"})
             self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
                                  __version__)
             try:
@@ -248,6 +267,8 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
+        # rows sent and not acknowledged were forgotten before sending: the next run sends them
+        self.state.set_meta_value(self._destination_key(), self._destination_id())
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

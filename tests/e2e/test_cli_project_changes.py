@@ -49,3 +49,26 @@ def test_a_mapping_emptied_is_a_located_config_error_for_validate_and_sync(proje
         assert (issue["file"], issue["line"], issue["message"]) == ("syncs/iterable_users.yml", 8,
                                                                     "the sync maps no field"), command
     assert project.sql("select count(*) from dinsync.runs") == [(1,)]
+
+
+def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
+    """The snapshot says what the old destination holds, nothing of the new one: before, the run
+    after the switch sent nothing at all (every row "unchanged")."""
+    second = project.root / "dinsync.yml"
+    text = second.read_text()
+    block = text.split("destinations:\n")[1]
+    second.write_text(text + block.replace("  iterable:", "  iterable_eu:"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["unchanged"]) == (20, 0)
+    project.requests.clear()
+    result = project.cli("sync")
+    run = orjson.loads(result.stdout)["runs"][0]
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20)
+    assert "now sends to iterable_eu (iterable users), no longer to iterable (iterable users): every row is sent" in result.stderr
+    assert len(users_sent(project)) == 20
+    assert project.sql("select full_refresh from dinsync.runs order by started_at desc limit 1") == [(True,)]
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
