@@ -1,8 +1,9 @@
--- A destination field mapped for the first time (its hash column is added next, NULL: "never
--- delivered"): the snapshot's rows forget their fingerprint, so that the next plan compares them
--- field by field and sends the new field for every row, also when the mapping reads the same
--- model columns as before (a destination field renamed: the fingerprint, which hashes those
--- columns' values, would be unchanged and the no-op check would skip every row). Run before the
--- column is added, so a run stopped in between leaves them to compare. Parked rows keep their
--- parked fingerprint: not sent again until their values change.
-UPDATE {{ snapshot }} SET _fp = NULL WHERE _fp IS NOT NULL
+-- The mapping changed in a way the rows' fingerprints may not show (see the planner's
+-- `forget_fingerprints`; here also before a destination field is mapped for the first time, whose
+-- hash column is added next, NULL: "never delivered"). The fingerprints hash the mapped columns'
+-- values, which a renamed destination field (or fields swapped between columns) leaves unchanged,
+-- so the no-op check would skip every row: the snapshot's rows forget them, and the next plan
+-- compares each row field by field and sends what differs. Parked rows forget their parking too:
+-- they were rejected under the old mapping (a field's type, say) and are sent once more. Run
+-- before the column is added, so a run stopped in between leaves the rows to compare.
+UPDATE {{ snapshot }} SET _fp = NULL, _pfp = NULL WHERE _fp IS NOT NULL OR _pfp IS NOT NULL

@@ -269,9 +269,10 @@ class Planner(CommitMixin, PendingMixin):
             self._state_ready = True
 
     def forget_fingerprints(self) -> None:
-        """Make the next plan compare every delivered row field by field (the mapping changed in a
-        way the rows' fingerprints, which hash the mapped columns' values, do not show: fields
-        renamed or swapped between columns). Rows whose values are unchanged then cost a refresh."""
+        """Make the next plan compare every row field by field (the mapping changed in a way the
+        rows' fingerprints, which hash the mapped columns' values, do not show: fields renamed or
+        swapped between columns, a field's type). Rows whose values are unchanged then cost a
+        refresh; parked rows are sent once more (rejected under the old mapping)."""
         with self._lock:
             if not self._state_ready:
                 self.ensure_state()

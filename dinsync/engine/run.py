@@ -42,11 +42,11 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
 
 
 def mapping_signature(fields) -> str:
-    """A short text that changes whenever a sync's (model column, destination field) pairs do."""
+    """A short text that changes whenever a sync's mapped fields do (column, field, type, custom)."""
     import hashlib
     import json
 
-    pairs = sorted([f.column, f.field] for f in fields)
+    pairs = sorted([f.column, f.field, f.type, f.custom] for f in fields)
     return "v1:" + hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:32]
 
 
@@ -164,10 +164,11 @@ class SyncRun:
         return known if known is not None and known != self._destination_id() else None
 
     def _compare_if_remapped(self) -> None:
-        """The mapping's (column, field) pairs are kept in `meta` for each sync. When they changed
-        since, every row is compared field by field: fields swapped between columns, or renamed
-        back to a field mapped before, read the same columns, so the rows' fingerprints would not
-        show it and the no-op check would send nothing. (A sync without a record only records it.)"""
+        """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
+        they changed since, every row is compared field by field: fields swapped between columns
+        read the same columns, so the rows' fingerprints would not show it and the no-op check
+        would send nothing; rows parked under the old mapping (a field's type, say) are sent once
+        more. (A sync without a record only records it.)"""
         key = f"mapping:{self.cfg.name}"
         mapping = mapping_signature(self.cfg.fields)
         known = self.state.meta_value(key)

@@ -72,3 +72,27 @@ def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
     assert project.sql("select full_refresh from dinsync.runs order by started_at desc limit 1") == [(True,)]
     project.requests.clear()
     assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
+
+
+def test_a_row_parked_under_a_fields_old_type_is_sent_again_once_the_type_is_fixed(project):
+    """ltv now read from a text column: a changed row goes as a string, which Iterable's double
+    field refuses (parked). Declaring `type: number` fixes the mapping, not the row's values: the
+    row used to stay parked until its value changed."""
+    project.sync()
+    project.sql("alter table main.customers add column ltv_text varchar")
+    project.sql("update main.customers set ltv_text = cast(ltv as varchar)")
+    project.sql("update main.customers set ltv_text = '99.5' where id = 5")
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv_text: ltv"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["rejected"], run["parked"]) == (1, 1, 1), run
+    assert project.sync()["runs"][0]["sent"] == 0  # parked
+    project.write(fields=("- {column: first_name, field: firstName}", "- {column: plan, field: plan}",
+                          "- {column: ltv_text, field: ltv, type: number}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["sent"], run["acknowledged"], run["parked"]) == (1, 1, 0), run
+    assert users_sent(project) == [{"email": "user5@example.com",
+                                    "dataFields": {"firstName": "Name 5", "plan": "free", "ltv": 99.5}}]
+    assert sandbox_user(project, "user5@example.com")["dataFields"]["ltv"] == 99.5
