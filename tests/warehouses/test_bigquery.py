@@ -340,7 +340,8 @@ def _project_dir(tmp_path, warehouse: str):
     (tmp_path / "syncs").mkdir()
     (tmp_path / "models" / "m.sql").write_text("-- primary_key: id\nselect id, email from customers\n")
     (tmp_path / "syncs" / "s.yml").write_text(
-        "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n")
+        "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n"
+        "fields: {id: externalId}\n")
     (tmp_path / "dinsync.yml").write_text(
         "version: 1\nwarehouse:\n" + warehouse
         + "destinations:\n  iterable:\n    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")
