@@ -10,6 +10,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "create_snapshot": ("create_snapshot", {}),
     "add_snapshot_column": ("add_snapshot_column", {}),
     "forget_fingerprints": ("forget_fingerprints", {}),
+    "forget_field": ("forget_field", {}),
     "backfill_key_hash": ("backfill_key_hash", {}),
     "snapshot_empty": ("snapshot_empty", {}),
     # first plan (empty snapshot) and full refresh

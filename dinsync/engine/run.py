@@ -41,13 +41,23 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
-def mapping_signature(fields) -> str:
-    """A short text that changes whenever a sync's mapped fields do (column, field, type, custom)."""
-    import hashlib
+def mapping_record(fields) -> str:
+    """The mapped fields as kept in `meta` (`mapping:<sync>`): {field: [column, type, custom]}."""
     import json
 
-    pairs = sorted([f.column, f.field, f.type, f.custom] for f in fields)
-    return "v1:" + hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:32]
+    return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
+
+
+def retyped_fields(known: str, fields) -> list[str]:
+    """The fields of `fields` that `known` (a mapping record) maps with another type or custom flag."""
+    import json
+
+    try:
+        before = json.loads(known)
+    except ValueError:
+        return []
+    return [f.field for f in fields if isinstance(before, dict) and isinstance(before.get(f.field), list)
+            and before[f.field][1:] != [f.type, f.custom]]
 
 
 def memory_note(wh) -> str | None:
@@ -167,15 +177,16 @@ class SyncRun:
         """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
         they changed since, every row is compared field by field: fields swapped between columns
         read the same columns, so the rows' fingerprints would not show it and the no-op check
-        would send nothing; rows parked under the old mapping (a field's type, say) are sent once
-        more. (A sync without a record only records it.)"""
+        would send nothing; rows parked under the old mapping are sent once more; a field whose
+        type changed is sent for every row (in its new form). (A sync without a record only
+        records it.)"""
         key = f"mapping:{self.cfg.name}"
-        mapping = mapping_signature(self.cfg.fields)
+        mapping = mapping_record(self.cfg.fields)
         known = self.state.meta_value(key)
         if known == mapping:
             return
         if known is not None:
-            self.planner.forget_fingerprints()
+            self.planner.forget_fingerprints(resend=retyped_fields(known, self.cfg.fields))
         self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------

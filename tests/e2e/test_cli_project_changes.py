@@ -92,7 +92,30 @@ def test_a_row_parked_under_a_fields_old_type_is_sent_again_once_the_type_is_fix
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     project.requests.clear()
     run = project.sync()["runs"][0]
-    assert (run["sent"], run["acknowledged"], run["parked"]) == (1, 1, 0), run
-    assert users_sent(project) == [{"email": "user5@example.com",
-                                    "dataFields": {"firstName": "Name 5", "plan": "free", "ltv": 99.5}}]
+    # the row parked under the old type is sent again; ltv, now typed, goes to every row
+    assert (run["sent"], run["acknowledged"], run["parked"]) == (20, 20, 0), run
+    sent = {u["email"]: u["dataFields"] for u in users_sent(project)}
+    assert sent["user5@example.com"] == {"firstName": "Name 5", "plan": "free", "ltv": 99.5}
+    assert sent["user4@example.com"] == {"ltv": 6.0}
     assert sandbox_user(project, "user5@example.com")["dataFields"]["ltv"] == 99.5
+
+
+def test_a_fields_new_type_is_sent_for_every_row_and_other_edits_send_nothing(project):
+    """The dates of a datetime column sent as `type: date` from now on: the values did not change,
+    what the platform receives does. Reordering the mapping changes nothing."""
+    project.sql("alter table main.customers add column signed_up timestamp")
+    project.sql("update main.customers set signed_up = timestamp '2024-03-01 08:30:00' + id * interval 1 day")
+    project.write(fields=("first_name: firstName", "signed_up: signedUp"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.sync()
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    project.write(fields=("- {column: signed_up, field: signedUp, type: date}", "- {column: first_name, field: firstName}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20)
+    assert all(u["dataFields"].keys() == {"signedUp"} for u in users_sent(project))
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03"
+    project.write(fields=("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedUp, type: date}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    assert project.sync()["runs"][0]["sent"] == 0
