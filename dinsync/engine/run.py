@@ -91,6 +91,7 @@ class SyncRun:
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
+        self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -170,7 +171,7 @@ class SyncRun:
         """The destination the sync's snapshot was delivered to, when its file now names another
         (`destination:` or `service:`): the snapshot says nothing of what the new one holds. It is
         recorded at the end of each run that sent (or had nothing to send)."""
-        known = self.state.meta_value(self._destination_key())
+        known = self._sent_to = self.state.meta_value(self._destination_key())
         return known if known is not None and known != self._destination_id() else None
 
     def _compare_if_remapped(self) -> None:
@@ -280,7 +281,8 @@ class SyncRun:
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
         # rows sent and not acknowledged were forgotten before sending: the next run sends them
-        self.state.set_meta_value(self._destination_key(), self._destination_id())
+        if self._sent_to != self._destination_id():
+            self.state.set_meta_value(self._destination_key(), self._destination_id())
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

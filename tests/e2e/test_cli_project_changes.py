@@ -119,3 +119,22 @@ def test_a_fields_new_type_is_sent_for_every_row_and_other_edits_send_nothing(pr
     project.write(fields=("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedUp, type: date}"))
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_an_unchanged_project_writes_no_mapping_or_destination_record(project, monkeypatch):
+    """The records of a sync's mapping and destination are written when they change, not by every
+    run (a write transaction per no-op run: seconds and DML quota on BigQuery)."""
+    from dinsync.state.store import StateStore
+
+    project.sync()
+    writes = []
+    original = StateStore.set_meta_value
+    monkeypatch.setattr(StateStore, "set_meta_value", lambda self, key, value: (writes.append(key),
+                                                                               original(self, key, value)))
+    for _ in range(2):
+        assert project.sync()["runs"][0]["status"] == "success"
+    assert orjson.loads(project.cli("plan").stdout)["plans"][0]["unchanged"] == 20
+    assert writes == []
+    project.write(fields=("first_name: firstName", "plan: tier", "ltv: ltv"))
+    project.sync()
+    assert writes == ["mapping:iterable_users"]
