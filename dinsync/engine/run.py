@@ -92,6 +92,7 @@ class SyncRun:
         self.stop = stop or StopToken()
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
+        self._records: dict[str, str] = {}  # this sync's records in meta, read by _moved_from
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -155,11 +156,14 @@ class SyncRun:
         lock.acquire()
         try:
             self.planner.ensure_state()
-            self._compare_if_remapped()
             moved = self._moved_from() is not None  # a new destination holds none of the rows
+            self._compare_if_remapped()
             return self.planner.plan(full_refresh=self.full_refresh or moved)
         finally:
             lock.release()
+
+    def _mapping_key(self) -> str:
+        return f"mapping:{self.cfg.name}"
 
     def _destination_key(self) -> str:
         return f"destination:{self.cfg.name}"
@@ -169,9 +173,10 @@ class SyncRun:
 
     def _moved_from(self) -> str | None:
         """The destination the sync's snapshot was delivered to, when its file now names another
-        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. It is
-        recorded at the end of each run that sent (or had nothing to send)."""
-        known = self._sent_to = self.state.meta_value(self._destination_key())
+        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. A run that
+        got past sending records the destination when it changed. Reads both records of the sync."""
+        self._records = self.state.meta_values(self._destination_key(), self._mapping_key())
+        known = self._sent_to = self._records.get(self._destination_key())
         return known if known is not None and known != self._destination_id() else None
 
     def _compare_if_remapped(self) -> None:
@@ -181,9 +186,9 @@ class SyncRun:
         would send nothing; rows parked under the old mapping are sent once more; a field whose
         type changed is sent for every row (in its new form). (A sync without a record only
         records it.)"""
-        key = f"mapping:{self.cfg.name}"
+        key = self._mapping_key()
         mapping = mapping_record(self.cfg.fields)
-        known = self.state.meta_value(key)
+        known = self._records.get(key)  # read by _moved_from
         if known == mapping:
             return
         if known is not None:

@@ -113,10 +113,12 @@ class StateStore:
                                 {"key": "layout_version", "value": str(version)})
         return LAYOUT_VERSION
 
-    def meta_value(self, key: str) -> str | None:
-        """A value kept in the `meta` table (None: not set)."""
-        value = self.wh.scalar(f"SELECT value FROM {self.t('meta')} WHERE key = :key", {"key": key})
-        return None if value is None else str(value)
+    def meta_values(self, *keys: str) -> dict[str, str]:
+        """Values kept in the `meta` table under `keys` (those set), in one query."""
+        marks = ", ".join(f":k{i}" for i in range(len(keys)))
+        rows = self.wh.rows(f"SELECT key, value FROM {self.t('meta')} WHERE key IN ({marks})",
+                            {f"k{i}": key for i, key in enumerate(keys)})
+        return {str(r["key"]): str(r["value"]) for r in rows if r["value"] is not None}
 
     def set_meta_value(self, key: str, value: str) -> None:
         with self.wh.transaction():
