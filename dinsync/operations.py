@@ -268,7 +268,7 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     note = memory_note(wh)
     return {
         "sync": name, **asdict(stats),
-        "notes": [note] if note else [],
+        "notes": run.notes + ([note] if note else []),
         "field_changes": run.planner.field_change_counts(),
         "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
         if stats.duplicate_keys else [],

@@ -93,6 +93,7 @@ class SyncRun:
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
         self._records: dict[str, str] = {}  # this sync's records in meta, read by _moved_from
+        self.notes: list[str] = []  # of a dry run (plan), for its report
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -156,9 +157,11 @@ class SyncRun:
         lock.acquire()
         try:
             self.planner.ensure_state()
-            moved = self._moved_from() is not None  # a new destination holds none of the rows
+            moved = self._moved_from()  # a new destination holds none of the rows
+            if moved is not None:
+                self.notes.append(self._moved_note(moved))
             self._compare_if_remapped()
-            return self.planner.plan(full_refresh=self.full_refresh or moved)
+            return self.planner.plan(full_refresh=self.full_refresh or moved is not None)
         finally:
             lock.release()
 
@@ -178,6 +181,10 @@ class SyncRun:
         self._records = self.state.meta_values(self._destination_key(), self._mapping_key())
         known = self._sent_to = self._records.get(self._destination_key())
         return known if known is not None and known != self._destination_id() else None
+
+    def _moved_note(self, moved: str) -> str:
+        return (f"sync {self.cfg.name} now sends to {self._destination_id()}, no longer to {moved}: every row is "
+                "sent, as with --full-refresh")
 
     def _compare_if_remapped(self) -> None:
         """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
@@ -208,8 +215,7 @@ class SyncRun:
             moved = self._moved_from()
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
-                self.progress("note", {"message": f"sync {self.cfg.name} now sends to {self._destination_id()}, no "
-                                                  f"longer to {moved}: every row is sent, as with --full-refresh"})
+                self.progress("note", {"message": self._moved_note(moved)})
             self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
                                  __version__)
             try:

@@ -62,7 +62,9 @@ def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
     sync_file = project.root / "syncs" / "iterable_users.yml"
     sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
     plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
-    assert (plan["added"], plan["unchanged"]) == (20, 0)
+    assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True)
+    assert plan["notes"] == ["sync iterable_users now sends to iterable_eu (iterable users), no longer to iterable "
+                             "(iterable users): every row is sent, as with --full-refresh"]
     project.requests.clear()
     result = project.cli("sync")
     run = orjson.loads(result.stdout)["runs"][0]
