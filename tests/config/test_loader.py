@@ -658,3 +658,19 @@ def test_without_columns_of_columns_are_not_checked(tmp_path):
     issues = issues_of(make(tmp_path / "b", syncs__users_dot_yml=sync + "colour: red\n"))
     assert where(issues) == [("syncs/users.yml", 11)]
     assert "unknown key colour" in issues[0].message
+
+
+@pytest.mark.parametrize("kind", ["DOUBLE", "float8", "FLOAT64", "DECIMAL(10,2)", "NUMBER(38, 2)"])
+def test_a_match_column_of_a_floating_or_scaled_type_is_an_issue(tmp_path, kind):
+    """Its text form is the key: 1.0 (or 1.00) names another record than the 1 it stands for."""
+    issues = issues_with_columns(make(tmp_path), lambda model: [("user_id", "BIGINT"), ("email", kind),
+                                                                ("first_name", "VARCHAR"), ("plan", kind)])
+    assert where(issues) == [("syncs/users.yml", 6)]  # the match column only: a mapped value may be a number
+    assert issues[0].message.startswith(f"match column 'email' of model active_users is of type {kind}, whose text")
+    assert "CAST(email AS BIGINT)" in issues[0].hint
+
+
+@pytest.mark.parametrize("kind", ["BIGINT", "DECIMAL(18,0)", "NUMBER(38,0)", "numeric", "VARCHAR", "int8"])
+def test_a_match_column_of_an_integer_or_text_type_is_fine(tmp_path, kind):
+    load_project(make(tmp_path), env=ENV, columns_of=lambda model: [("user_id", "BIGINT"), ("email", kind),
+                                                                      ("first_name", "VARCHAR"), ("plan", "DOUBLE")])

@@ -140,3 +140,22 @@ def test_an_unchanged_project_writes_no_mapping_or_destination_record(project, m
     project.write(fields=("first_name: firstName", "plan: tier", "ltv: ltv"))
     project.sync()
     assert writes == ["mapping:iterable_users"]
+
+
+def test_a_key_column_turned_double_is_a_config_error_not_new_users(project):
+    """Matched by userId from an integer column cast to DOUBLE in the model: the key's text form
+    became '1.0', and the run removed every user from the snapshot and created 20 new ones."""
+    project.write(match_column="id", match_field="userId")
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select cast(id as double) as id, email, user_id, first_name, plan, ltv from main.customers\n")
+    project.requests.clear()
+    for command in ("validate", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == 3, result.stdout
+        [issue] = orjson.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"]) == ("syncs/iterable_users.yml", 6)
+        assert "match column 'id' of model customers is of type DOUBLE" in issue["message"]
+    assert users_sent(project) == []
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 20
