@@ -69,7 +69,8 @@ def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
     result = project.cli("sync")
     run = orjson.loads(result.stdout)["runs"][0]
     assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20)
-    assert "now sends to iterable_eu (iterable users), no longer to iterable (iterable users): every row is sent" in result.stderr
+    assert ("now sends to iterable_eu (iterable users), no longer to iterable (iterable users): every row is "
+            "sent") in result.stderr
     assert len(users_sent(project)) == 20
     assert project.sql("select full_refresh from dinsync.runs order by started_at desc limit 1") == [(True,)]
     project.requests.clear()
@@ -111,14 +112,16 @@ def test_a_fields_new_type_is_sent_for_every_row_and_other_edits_send_nothing(pr
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     project.sync()
     assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
-    project.write(fields=("- {column: signed_up, field: signedUp, type: date}", "- {column: first_name, field: firstName}"))
+    project.write(fields=("- {column: signed_up, field: signedUp, type: date}",
+                          "- {column: first_name, field: firstName}"))
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     project.requests.clear()
     run = project.sync()["runs"][0]
     assert (run["changed"], run["acknowledged"]) == (20, 20)
     assert all(u["dataFields"].keys() == {"signedUp"} for u in users_sent(project))
     assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03"
-    project.write(fields=("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedUp, type: date}"))
+    project.write(fields=("- {column: first_name, field: firstName}",
+                          "- {column: signed_up, field: signedUp, type: date}"))
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     assert project.sync()["runs"][0]["sent"] == 0
 
