@@ -153,7 +153,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
         else:
             run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
-                                   full_refresh=full_refresh, started_at=started, hint=exc.hint,
+                                   full_refresh=engine.full_refresh, started_at=started, hint=exc.hint,
                                    recorded=getattr(engine, "recorded", False))
             run["error"] = run["error"] or redaction.redact(exc.message)
             if run["status"] in ("success", "warning"):  # its end could not be recorded: it fails, as its exit code says
@@ -168,7 +168,8 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
         return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
                           full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
-    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=full_refresh,
+    # (engine.full_refresh: also a run that sends everything to a sync's new destination)
+    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=engine.full_refresh,
                            started_at=started, hint=engine.hint, recorded=getattr(engine, "recorded", False))
     if summary.status == "cancelled":
         return run, stop.exit_code, engine
@@ -296,7 +297,7 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     note = memory_note(wh)
     return {
         "sync": name, **asdict(stats),
-        "notes": [note] if note else [],
+        "notes": run.notes + ([note] if note else []),
         "field_changes": run.planner.field_change_counts(),
         "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
         if stats.duplicate_keys else [],

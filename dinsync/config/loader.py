@@ -59,6 +59,11 @@ ColumnsOf = Callable[[Model], list[Any]]
 # Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
 # no Polars counterpart; no field kind writes a map), anywhere in a column's type (e.g. INTERVAL[]).
 _UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION|MAP)\b", re.IGNORECASE)
+# Warehouse types whose text form is no identifier: floating point (`1.0`, and digits lost beyond
+# ~15), and decimals with a scale (`1.00`); a matching key of such a type names other records than
+# the integer or text it stands for (a key column turned DOUBLE re-created every user as `1.0`).
+_NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])\s*$|"
+                             r"^\s*(DECIMAL|NUMERIC|NUMBER)\s*\(\s*\d+\s*,\s*[1-9]\d*\s*\)\s*$", re.IGNORECASE)
 # Secret settings of a destination whose value may instead be the path of a file holding the secret
 # (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
 _SECRET_OR_PATH_KEYS = ("private_key",)
@@ -469,6 +474,10 @@ class _Loader:
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, (), SyncFile)
             return
+        if not raw.fields:  # the diff has nothing to compare nor the platform to receive
+            self.issues.append(doc.issue(("fields",), "the sync maps no field",
+                                         "map model columns to destination fields, e.g. `fields: {first_name: "
+                                         "firstName}`"))
         fields = []
         for index, item in enumerate(raw.fields):
             field = FieldMap(column=item.column, field=item.field, type=item.type, custom=item.custom)
@@ -774,6 +783,10 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             if column in available and problem:
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
                 hint = problem
+            elif column in available and what == "match column" and _NOT_A_KEY_TYPE.search(kind):
+                message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (e.g. 1.0) "
+                           "is no key: it would name other records than the integers or text it stands for")
+                hint = f"cast it in the model's SQL, e.g. CAST({column} AS BIGINT) or CAST({column} AS VARCHAR)"
             elif column in available and _UNSENDABLE_TYPE.search(kind):
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
                 hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "

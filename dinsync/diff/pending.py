@@ -77,6 +77,7 @@ class PendingMixin:
         scratch = self.plan_schema
         counts = [0, 0]
         with self._lock:
+            self._ensure_pending()  # fields mapped since the records were sent: their columns
             for i, (keys, steps) in enumerate((
                     (ok, ("pending_ok_delete", "pending_ok_insert")),
                     (rejected, ("pending_park_update", "pending_park_insert")),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import DinsyncError
 from .cache import RenderCache, cache_key
@@ -51,7 +51,7 @@ from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
-COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column"}  # rendered per column, on demand
+COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field"}  # rendered per column, on demand
 
 
 @dataclass(frozen=True)
@@ -261,10 +261,27 @@ class Planner(CommitMixin, PendingMixin):
                         self._execute("add_snapshot_column", column=column)
                 if "_kh" not in have:
                     self._execute("backfill_key_hash")
-                for f in self.fields:
-                    if f.snap_name not in have:
-                        self._execute("add_snapshot_column", column=f.snap_name)
+                new = [f for f in self.fields if f.snap_name not in have]
+                if new:  # every row is compared again: a renamed field reads the same columns
+                    self._execute("forget_fingerprints")
+                for f in new:
+                    self._execute("add_snapshot_column", column=f.snap_name)
             self._state_ready = True
+
+    def forget_fingerprints(self, resend: Sequence[str] = ()) -> None:
+        """Make the next plan compare every row field by field (the mapping changed in a way the
+        rows' fingerprints, which hash the mapped columns' values, do not show: fields renamed or
+        swapped between columns, a field's type). Rows whose values are unchanged then cost a
+        refresh; parked rows are sent once more (rejected under the old mapping). The destination
+        fields in `resend` (their type changed: what they delivered was written in another form)
+        are sent for every row."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            for f in self.fields:
+                if f.field in resend:
+                    self._execute("forget_field", column=f.snap_name)
+            self._execute("forget_fingerprints")
 
     # ------------------------------------------------------------------ plan
 

@@ -9,6 +9,8 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "create_schema": ("create_schema", {}),
     "create_snapshot": ("create_snapshot", {}),
     "add_snapshot_column": ("add_snapshot_column", {}),
+    "forget_fingerprints": ("forget_fingerprints", {}),
+    "forget_field": ("forget_field", {}),
     "backfill_key_hash": ("backfill_key_hash", {}),
     "snapshot_empty": ("snapshot_empty", {}),
     # first plan (empty snapshot) and full refresh

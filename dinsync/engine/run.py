@@ -41,6 +41,25 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
 
 
+def mapping_record(fields) -> str:
+    """The mapped fields as kept in `meta` (`mapping:<sync>`): {field: [column, type, custom]}."""
+    import json
+
+    return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
+
+
+def retyped_fields(known: str, fields) -> list[str]:
+    """The fields of `fields` that `known` (a mapping record) maps with another type or custom flag."""
+    import json
+
+    try:
+        before = json.loads(known)
+    except ValueError:
+        return []
+    return [f.field for f in fields if isinstance(before, dict) and isinstance(before.get(f.field), list)
+            and before[f.field][1:] != [f.type, f.custom]]
+
+
 def memory_note(wh) -> str | None:
     """What to tell the user when the plan's statements needed more memory than configured."""
     grown = getattr(wh, "grown_to", None)
@@ -72,6 +91,9 @@ class SyncRun:
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
+        self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
+        self._records: dict[str, str] = {}  # this sync's records in meta, read by _moved_from
+        self.notes: list[str] = []  # of a dry run (plan), for its report
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -135,9 +157,50 @@ class SyncRun:
         lock.acquire()
         try:
             self.planner.ensure_state()
-            return self.planner.plan(full_refresh=self.full_refresh)
+            moved = self._moved_from()  # a new destination holds none of the rows
+            if moved is not None:
+                self.notes.append(self._moved_note(moved))
+            self._compare_if_remapped()
+            return self.planner.plan(full_refresh=self.full_refresh or moved is not None)
         finally:
             lock.release()
+
+    def _mapping_key(self) -> str:
+        return f"mapping:{self.cfg.name}"
+
+    def _destination_key(self) -> str:
+        return f"destination:{self.cfg.name}"
+
+    def _destination_id(self) -> str:
+        return f"{self.cfg.destination} ({self.dest_cfg.type} {self.cfg.service})"
+
+    def _moved_from(self) -> str | None:
+        """The destination the sync's snapshot was delivered to, when its file now names another
+        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. A run that
+        got past sending records the destination when it changed. Reads both records of the sync."""
+        self._records = self.state.meta_values(self._destination_key(), self._mapping_key())
+        known = self._sent_to = self._records.get(self._destination_key())
+        return known if known is not None and known != self._destination_id() else None
+
+    def _moved_note(self, moved: str) -> str:
+        return (f"sync {self.cfg.name} now sends to {self._destination_id()}, no longer to {moved}: every row is "
+                "sent, as with --full-refresh")
+
+    def _compare_if_remapped(self) -> None:
+        """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
+        they changed since, every row is compared field by field: fields swapped between columns
+        read the same columns, so the rows' fingerprints would not show it and the no-op check
+        would send nothing; rows parked under the old mapping are sent once more; a field whose
+        type changed is sent for every row (in its new form). (A sync without a record only
+        records it.)"""
+        key = self._mapping_key()
+        mapping = mapping_record(self.cfg.fields)
+        known = self._records.get(key)  # read by _moved_from
+        if known == mapping:
+            return
+        if known is not None:
+            self.planner.forget_fingerprints(resend=retyped_fields(known, self.cfg.fields))
+        self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -150,6 +213,10 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
+            moved = self._moved_from()
+            if moved is not None and not self.full_refresh:
+                self.full_refresh = True
+                self.progress("note", {"message": self._moved_note(moved)})
             self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
                                  __version__)
             self.recorded = True
@@ -187,6 +254,7 @@ class SyncRun:
         self.planner.on_changes = self._preload
         self.planner.ensure_state()
         self._read_earlier_outcomes(s, lock)
+        self._compare_if_remapped()
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
@@ -237,6 +305,9 @@ class SyncRun:
         s.removed = self.planner.commit_removed()
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
+        # rows sent and not acknowledged were forgotten before sending: the next run sends them
+        if self._sent_to != self._destination_id():
+            self.state.set_meta_value(self._destination_key(), self._destination_id())
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

@@ -113,6 +113,19 @@ class StateStore:
                                 {"key": "layout_version", "value": str(version)})
         return LAYOUT_VERSION
 
+    def meta_values(self, *keys: str) -> dict[str, str]:
+        """Values kept in the `meta` table under `keys` (those set), in one query."""
+        marks = ", ".join(f":k{i}" for i in range(len(keys)))
+        rows = self.wh.rows(f"SELECT key, value FROM {self.t('meta')} WHERE key IN ({marks})",
+                            {f"k{i}": key for i, key in enumerate(keys)})
+        return {str(r["key"]): str(r["value"]) for r in rows if r["value"] is not None}
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        with self.wh.transaction():
+            self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
+            self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
+                            {"key": key, "value": value})
+
     def _refuse_foreign_tables(self, statements: list[str]) -> None:
         """A table the layout would create that already exists without the layout's columns is
         someone else's (a state_schema shared with other tables: their own `runs` or `events`):

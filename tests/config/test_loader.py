@@ -188,10 +188,17 @@ def test_mapping_and_list_forms_are_equivalent(tmp_path):
     assert a == b
 
 
-def test_empty_fields_and_no_syncs_are_allowed(tmp_path):
-    sync = SYNC_YML.split("fields:")[0] + "fields:\n"
-    assert load_project(make(tmp_path / "a", syncs__users_dot_yml=sync), env=ENV).syncs["users"].fields == []
+def test_no_syncs_are_allowed(tmp_path):
     assert load_project(make(tmp_path / "b", syncs__users_dot_yml=None), env=ENV).syncs == {}
+
+
+@pytest.mark.parametrize("fields, line", [("fields:\n", 8), ("fields: {}\n", 8), ("fields: []\n", 8), ("", 1)])
+def test_a_sync_that_maps_no_field_is_an_issue_at_its_line(tmp_path, fields, line):
+    """`validate` said OK, then `sync` failed without a file or line ("maps no field")."""
+    sync = SYNC_YML.split("fields:")[0] + fields
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line, issue.message) == ("syncs/users.yml", line, "the sync maps no field")
+    assert "fields: {first_name: firstName}" in issue.hint
 
 
 # --- secrets and ${env:...} ------------------------------------------------------------------
@@ -651,3 +658,19 @@ def test_without_columns_of_columns_are_not_checked(tmp_path):
     issues = issues_of(make(tmp_path / "b", syncs__users_dot_yml=sync + "colour: red\n"))
     assert where(issues) == [("syncs/users.yml", 11)]
     assert "unknown key colour" in issues[0].message
+
+
+@pytest.mark.parametrize("kind", ["DOUBLE", "float8", "FLOAT64", "DECIMAL(10,2)", "NUMBER(38, 2)"])
+def test_a_match_column_of_a_floating_or_scaled_type_is_an_issue(tmp_path, kind):
+    """Its text form is the key: 1.0 (or 1.00) names another record than the 1 it stands for."""
+    issues = issues_with_columns(make(tmp_path), lambda model: [("user_id", "BIGINT"), ("email", kind),
+                                                                ("first_name", "VARCHAR"), ("plan", kind)])
+    assert where(issues) == [("syncs/users.yml", 6)]  # the match column only: a mapped value may be a number
+    assert issues[0].message.startswith(f"match column 'email' of model active_users is of type {kind}, whose text")
+    assert "CAST(email AS BIGINT)" in issues[0].hint
+
+
+@pytest.mark.parametrize("kind", ["BIGINT", "DECIMAL(18,0)", "NUMBER(38,0)", "numeric", "VARCHAR", "int8"])
+def test_a_match_column_of_an_integer_or_text_type_is_fine(tmp_path, kind):
+    load_project(make(tmp_path), env=ENV, columns_of=lambda model: [("user_id", "BIGINT"), ("email", kind),
+                                                                      ("first_name", "VARCHAR"), ("plan", "DOUBLE")])

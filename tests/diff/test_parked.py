@@ -98,6 +98,21 @@ def test_retry_rejected_plans_parked_rows_again(s):
     assert s.plan(retry_rejected=True) == {}
 
 
+def test_a_mapping_change_sends_parked_rows_once_more(s):
+    """Rejected under the old mapping (a field's name or type): the row is tried again once, not
+    left parked until its values change."""
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+    s.plan()
+    s.ack(["a@x.com"])
+    s.p.commit_rejected(["b@x.com"])
+    assert s.plan() == {} and s.p.parked_count() == 1
+    s.p.forget_fingerprints()
+    assert s.p.parked_count() == 0
+    assert s.plan() == {"b@x.com": "added"}  # a: compared, unchanged (its fingerprint refreshed)
+    s.p.commit_rejected(["b@x.com"])  # rejected again: parked again
+    assert s.plan() == {} and s.p.parked_count() == 1
+
+
 def test_rejected_change_is_compared_with_what_was_delivered(s):
     s.set_rows([("a@x.com", "Ada", 1)])
     s.plan()

@@ -84,6 +84,20 @@ def test_a_field_mapped_after_rows_went_pending_is_sent_once_they_are_acknowledg
     assert stats.changed == 1 and q.field_change_counts() == {"first_name": 0, "plan": 0, "email_copy": 1}
 
 
+def test_a_field_renamed_after_rows_went_pending_is_sent_once_they_are_acknowledged(wh):
+    """A new run reads outcomes before anything else touched the pending table (no stash, no
+    `_ensure_pending`); the renamed field reads the same column, so the fingerprint kept with the
+    record would let the plan skip the row."""
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
+    p = planner(wh)
+    p.plan()
+    p.stash_pending(keys(p), "t")
+    q = planner(wh, [("name", "first_name"), ("plan", "tier")])
+    assert q.resolve_pending(ok=["a@x.co"]) == (1, 0)
+    stats = q.plan()
+    assert stats.changed == 1 and q.field_change_counts() == {"first_name": 0, "tier": 1}
+
+
 def test_stale_pending_records_expire(wh):
     wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
     p = planner(wh)

@@ -156,6 +156,31 @@ def test_outcome_arriving_after_the_run_is_read_by_the_next_run_without_sending_
         assert (fixed["added"], fixed["acknowledged"]) == (1, 1)
 
 
+def test_a_field_mapped_while_outcomes_are_awaited_reaches_every_row(outbox_project, monkeypatch):
+    """The mapping gains a field (here: plan's destination field renamed) between the run that sent
+    rows and the run that reads their outcome: that run used to fail on the pending table's missing
+    column, and every run after it, with a raw binder error."""
+    p = outbox_project
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    with OutboxProcessor(p.outbox) as platform:
+        platform.paused.set()
+        assert p.sync()["runs"][0]["pending"] == 30
+        (p.root / "syncs" / "people.yml").write_text(SYNC.replace("plan: plan", "plan: tier"))
+        files_sent = len(list(p.outbox.glob("*.jsonl")))
+        platform.paused.clear()
+        deadline = time.monotonic() + 10
+        while len(platform.processed) < files_sent:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        data = p.sync()
+        [run] = data["runs"]
+        assert (data["exit_code"], run["status"], run["error"]) == (0, "success", None)
+        assert (run["changed"], run["acknowledged"]) == (30, 60)  # 30 outcomes read, 30 rows sent
+        assert all(fields["tier"] == "free" for fields in platform.snapshot().values())
+        assert len(platform.snapshot()) == 30
+        assert p.sync()["runs"][0]["sent"] == 0
+
+
 def _sync_process(p: OutboxProject) -> subprocess.Popen:
     env = dict(os.environ, DINSYNC_DESTINATION_MODULES="tests.toy_destination", DINSYNC_CHECKPOINT_SECONDS="0",
                PYTHONPATH=str(ROOT))

@@ -164,6 +164,10 @@ class Scenario:
             self.wh.execute(f"ALTER TABLE {q(self.state_schema)}.{q(self.p.snapshot_table)} DROP COLUMN {q(column)}")
         self.replan(self.spec.fields)
 
+    def retype_points(self):
+        """The engine found the type of field `points` changed: it is sent for every row."""
+        self.p.forget_fingerprints(resend=["points"])
+
     def pending(self):
         """Outcomes that arrive later: stashed by one planner, resolved by the next."""
         self.set_rows([("A@x.com ", "Ada", 8), ("p@x.com", "Pat", 1), ("q@x.com", "Quinn", 2)])
@@ -177,7 +181,7 @@ class Scenario:
 
 def scenario_steps():
     """(name, rows, step options, new field mapping or None): first sync, no-op, changes, NULLs,
-    removals, duplicates, parking, a newly mapped field, a full refresh."""
+    removals, duplicates, parking, a newly mapped field, a renamed one, a retyped one, a full refresh."""
     base = [("A@x.com ", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None), (None, "Nobody", 3),
             ("  ", "Blank", 4), ("d@x.com", "D", 1), ("D@x.com", "D2", 1), ("e@x.com", "", 0)]
     changed = [("A@x.com ", "Ada", 5), ("b@x.com", None, 2), ("c@x.com", "", None), (None, "Nobody", 3),
@@ -196,6 +200,9 @@ def scenario_steps():
         ("parked stays parked", [("A@x.com ", "Ada", 6)] + changed[1:], {}, None),
         ("retry parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"retry_rejected": True}, None),
         ("newly mapped field", changed, {}, FIELDS + [("score", "score_copy")]),
+        # the same model columns, a destination field renamed: sent for every row all the same
+        ("renamed field", changed, {}, FIELDS + [("score", "points")]),
+        ("retyped field", changed, {}, "retype_points"),
         ("full refresh", changed[:3], {"full_refresh": True}, None),
         ("after full refresh", changed[:3], {}, None),
         ("unacknowledged", changed[:3] + [("g@x.com", "G", 1)], {"ack": False}, None),

@@ -77,7 +77,8 @@ def bq(fake):
 
 # rendered per column or with parameters (ALTERs, samples: compared by their results), or only for
 # snapshot rows whose key hash collides (cand_anomalies)
-NOT_IN_SCENARIO = {"add_snapshot_column", "add_pending_column", "sample", "duplicates_sample", "cand_anomalies",
+NOT_IN_SCENARIO = {"add_snapshot_column", "add_pending_column", "forget_field", "sample", "duplicates_sample",
+                   "cand_anomalies",
                    "removed_count_part", "commit_removed_part"}  # (these two: rendered with their parameters)
 
 
@@ -119,6 +120,7 @@ def test_transpiled_statements_plan_as_duckdb_does(tmp_path):
         not_run = {name for name in scenario.p.statements()
                    if name not in NOT_IN_SCENARIO and not any(p.render(name) in wh.ran for p in scenario.planners)}
         assert not_run == set(), not_run
+        assert scenario.p.render("forget_field", field="points") in wh.ran  # (the retyped field)
         assert all(scenario.p.render(name, parts=2, part=part) in wh.ran  # (the removals in parts)
                    for name in ("removed_count_part", "commit_removed_part") for part in (0, 1))
     finally:
@@ -362,7 +364,8 @@ def _project_dir(tmp_path, warehouse: str):
     (tmp_path / "syncs").mkdir()
     (tmp_path / "models" / "m.sql").write_text("-- primary_key: id\nselect id, email from customers\n")
     (tmp_path / "syncs" / "s.yml").write_text(
-        "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n")
+        "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n"
+        "fields: {id: externalId}\n")
     (tmp_path / "dinsync.yml").write_text(
         "version: 1\nwarehouse:\n" + warehouse
         + "destinations:\n  iterable:\n    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")

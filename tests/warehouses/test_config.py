@@ -7,7 +7,8 @@ from dinsync.config import load_project
 from dinsync.errors import ConfigError
 
 MODEL = "-- primary_key: id\nselect id, email from customers\n"
-SYNC = "model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n"
+SYNC = ("model: m\ndestination: iterable\nservice: users\nmode: upsert\nmatch: {column: email, field: email}\n"
+        "fields: {id: externalId}\n")
 DEST = "destinations:\n  iterable:\n    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n"
 
 

@@ -14,7 +14,14 @@ SELECT
   "p"."_key",
   CAST(CURRENT_TIMESTAMP() AS TIMESTAMP),
   "p"."_kh",
-  "p"."_fp",
+  CASE
+    WHEN "p"."f_a88b7dcd1a9e3e17" IS NULL
+    OR "p"."f_b6ea992aab466831" IS NULL
+    OR "p"."f_b205e07e594ce1db" IS NULL
+    OR "p"."f_a720b844fa90091f" IS NULL
+    THEN NULL
+    ELSE "p"."_fp"
+  END,
   "p"."_rkh",
   NULL,
   "p"."f_a88b7dcd1a9e3e17",

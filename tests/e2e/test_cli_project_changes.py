@@ -1,0 +1,164 @@
+"""The project changes between two runs (a mapping edited, a column renamed, a new field): through
+the CLI against the Iterable sandbox, what is sent next, and what the errors say."""
+from __future__ import annotations
+
+import orjson
+
+
+def users_sent(project) -> list[dict]:
+    return [u for body in project.requests.bodies("/api/users/bulkUpdate") for u in orjson.loads(body)["users"]]
+
+
+def sandbox_user(project, email):
+    return project.thread.call(project.sandbox.get_user, email=email)
+
+
+def test_fields_swapped_between_columns_are_sent_for_every_row(project):
+    """Fixing a mapping that sent first_name to lastName and plan to firstName: the model columns
+    are the same, so the rows' fingerprints are too, yet every row must get its corrected fields."""
+    project.write(fields=("first_name: lastName", "plan: firstName"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.write(fields=("first_name: firstName", "plan: lastName"))
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20)
+    assert sandbox_user(project, "user3@example.com")["dataFields"] == {"firstName": "Name 3", "lastName": "free"}
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0  # then nothing until something changes
+    # and back, with one row changed meanwhile: every row again, each with its fields
+    project.sql("update main.customers set plan = 'pro' where id = 4")
+    project.write(fields=("first_name: lastName", "plan: firstName"))
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20)
+    assert sandbox_user(project, "user4@example.com")["dataFields"] == {"firstName": "pro", "lastName": "Name 4"}
+    # a `dinsync plan` after the edit shows it too (and leaves it to the next run to send)
+    project.write(fields=("first_name: firstName", "plan: lastName"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert plan["changed"] == 20
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+
+
+def test_a_mapping_emptied_is_a_located_config_error_for_validate_and_sync(project):
+    project.sync()
+    project.write(fields=())
+    for command in ("validate", "plan", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == 3, (command, result.stdout)
+        [issue] = orjson.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"], issue["message"]) == ("syncs/iterable_users.yml", 8,
+                                                                    "the sync maps no field"), command
+    assert project.sql("select count(*) from dinsync.runs") == [(1,)]
+
+
+def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
+    """The snapshot says what the old destination holds, nothing of the new one: before, the run
+    after the switch sent nothing at all (every row "unchanged")."""
+    second = project.root / "dinsync.yml"
+    text = second.read_text()
+    block = text.split("destinations:\n")[1]
+    second.write_text(text + block.replace("  iterable:", "  iterable_eu:"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True)
+    assert plan["notes"] == ["sync iterable_users now sends to iterable_eu (iterable users), no longer to iterable "
+                             "(iterable users): every row is sent, as with --full-refresh"]
+    project.requests.clear()
+    result = project.cli("sync")
+    run = orjson.loads(result.stdout)["runs"][0]
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20)
+    assert ("now sends to iterable_eu (iterable users), no longer to iterable (iterable users): every row is "
+            "sent") in result.stderr
+    assert len(users_sent(project)) == 20
+    assert project.sql("select full_refresh from dinsync.runs order by started_at desc limit 1") == [(True,)]
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
+
+
+def test_a_row_parked_under_a_fields_old_type_is_sent_again_once_the_type_is_fixed(project):
+    """ltv now read from a text column: a changed row goes as a string, which Iterable's double
+    field refuses (parked). Declaring `type: number` fixes the mapping, not the row's values: the
+    row used to stay parked until its value changed."""
+    project.sync()
+    project.sql("alter table main.customers add column ltv_text varchar")
+    project.sql("update main.customers set ltv_text = cast(ltv as varchar)")
+    project.sql("update main.customers set ltv_text = '99.5' where id = 5")
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv_text: ltv"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["rejected"], run["parked"]) == (1, 1, 1), run
+    assert project.sync()["runs"][0]["sent"] == 0  # parked
+    project.write(fields=("- {column: first_name, field: firstName}", "- {column: plan, field: plan}",
+                          "- {column: ltv_text, field: ltv, type: number}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    # the row parked under the old type is sent again; ltv, now typed, goes to every row
+    assert (run["sent"], run["acknowledged"], run["parked"]) == (20, 20, 0), run
+    sent = {u["email"]: u["dataFields"] for u in users_sent(project)}
+    assert sent["user5@example.com"] == {"firstName": "Name 5", "plan": "free", "ltv": 99.5}
+    assert sent["user4@example.com"] == {"ltv": 6.0}
+    assert sandbox_user(project, "user5@example.com")["dataFields"]["ltv"] == 99.5
+
+
+def test_a_fields_new_type_is_sent_for_every_row_and_other_edits_send_nothing(project):
+    """The dates of a datetime column sent as `type: date` from now on: the values did not change,
+    what the platform receives does. Reordering the mapping changes nothing."""
+    project.sql("alter table main.customers add column signed_up timestamp")
+    project.sql("update main.customers set signed_up = timestamp '2024-03-01 08:30:00' + id * interval 1 day")
+    project.write(fields=("first_name: firstName", "signed_up: signedUp"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.sync()
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    project.write(fields=("- {column: signed_up, field: signedUp, type: date}",
+                          "- {column: first_name, field: firstName}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20)
+    assert all(u["dataFields"].keys() == {"signedUp"} for u in users_sent(project))
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03"
+    project.write(fields=("- {column: first_name, field: firstName}",
+                          "- {column: signed_up, field: signedUp, type: date}"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_an_unchanged_project_writes_no_mapping_or_destination_record(project, monkeypatch):
+    """The records of a sync's mapping and destination are written when they change, not by every
+    run (a write transaction per no-op run: seconds and DML quota on BigQuery)."""
+    from dinsync.state.store import StateStore
+
+    project.sync()
+    writes = []
+    original = StateStore.set_meta_value
+    monkeypatch.setattr(StateStore, "set_meta_value", lambda self, key, value: (writes.append(key),
+                                                                               original(self, key, value)))
+    for _ in range(2):
+        assert project.sync()["runs"][0]["status"] == "success"
+    assert orjson.loads(project.cli("plan").stdout)["plans"][0]["unchanged"] == 20
+    assert writes == []
+    project.write(fields=("first_name: firstName", "plan: tier", "ltv: ltv"))
+    project.sync()
+    assert writes == ["mapping:iterable_users"]
+
+
+def test_a_key_column_turned_double_is_a_config_error_not_new_users(project):
+    """Matched by userId from an integer column cast to DOUBLE in the model: the key's text form
+    became '1.0', and the run removed every user from the snapshot and created 20 new ones."""
+    project.write(match_column="id", match_field="userId")
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select cast(id as double) as id, email, user_id, first_name, plan, ltv from main.customers\n")
+    project.requests.clear()
+    for command in ("validate", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == 3, result.stdout
+        [issue] = orjson.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"]) == ("syncs/iterable_users.yml", 6)
+        assert "match column 'id' of model customers is of type DOUBLE" in issue["message"]
+    assert users_sent(project) == []
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 20
