@@ -147,6 +147,14 @@ class Request:
             self.rebuild(self.keys[mid:], self.items[mid:]),
         ]
 
+    def subset(self, keys: set[str]) -> "Request | None":
+        """This batch request with only the records of `keys` (None when none of them is in it)."""
+        assert self.rebuild is not None and self.items is not None
+        kept = [(k, i) for k, i in zip(self.keys, self.items) if k in keys]
+        if not kept:
+            return None
+        return self.rebuild([k for k, _ in kept], [i for _, i in kept])
+
     def without(self, keys: set[str]) -> "Request | None":
         """This batch request without the records of `keys` (None when none is left)."""
         assert self.rebuild is not None and self.items is not None
@@ -178,6 +186,9 @@ class Outcome:
         destination could tell some guilty records from the answer (`results`: rejections), those
         are rejected and the rest is sent again whole rather than halved (halved if it was such a
         rest already: one bad record costs 2 requests, a column of bad values ~1 per value).
+        `suspects`: records the answer seems to point at by a convention the platform does not
+        document (a position whose base is unknown): each is sent alone (rejected only if refused
+        alone), the rest as above.
       - "fatal": the run cannot go on (bad credentials, missing scopes): stop sending.
     """
 
@@ -187,6 +198,7 @@ class Outcome:
     retry_after: float | None = None
     throttled: bool = False  # this response was a 429
     pending: str | None = None  # done: records without a result await the outcome named by this token
+    suspects: list[str] = field(default_factory=list)  # split: keys to send alone (see above)
     field: str | None = None  # split: the field the rejection names, if it names one
 
 

@@ -245,31 +245,37 @@ class HttpSender:
         self._count(ep, "splits")
         keys = set(request.keys)
         guilty = {r.key for r in outcome.results if r.key in keys}
-        if guilty:  # the answer named them: the others go again together, or halved if they failed so
-            merged = Delivered([], [replace(r, reason=self.redact(r.reason)) for r in outcome.results
-                                    if r.key in guilty])
-            rest = request.without(guilty)
-            if rest is None:
-                return merged
+        suspects = [k for k in dict.fromkeys(outcome.suspects) if k in keys and k not in guilty]
+        if not guilty and not suspects:
+            return await self._halves(request)
+        # the answer named them: the others go again together, or halved if they failed so; a
+        # suspect is sent alone (only its own refusal rejects it)
+        merged = Delivered([], [replace(r, reason=self.redact(r.reason)) for r in outcome.results
+                                if r.key in guilty])
+        rest = request.without(guilty | set(suspects))
+        parts = [self.deliver(one) for one in (request.subset({k}) for k in suspects) if one is not None]
+        if rest is not None:
             rest.resent = True
-            if request.resent and rest.splittable:
-                merged.merge(await self._halves(rest))
-            else:
-                merged.merge(await self.deliver(rest))
-            return merged
-        return await self._halves(request)
+            parts.append(self._halves(rest) if request.resent and rest.splittable else self.deliver(rest))
+        for part in await self._gather(parts):
+            merged.merge(part)
+        return merged
 
-    async def _halves(self, request: Request) -> Delivered:
-        tasks = [asyncio.ensure_future(self.deliver(half)) for half in request.split()]
+    @staticmethod
+    async def _gather(coroutines) -> list[Delivered]:
+        """Await deliveries together; if one raises, the others are cancelled."""
+        tasks = [asyncio.ensure_future(c) for c in coroutines]
         try:
-            parts = await asyncio.gather(*tasks)
+            return await asyncio.gather(*tasks)
         except BaseException:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    async def _halves(self, request: Request) -> Delivered:
         merged = Delivered([], [])
-        for part in parts:
+        for part in await self._gather([self.deliver(half) for half in request.split()]):
             merged.merge(part)
         return merged
 

@@ -9,9 +9,9 @@
 * `POST /data/contacts/bulk` creates up to 1,000 contacts and answers 207 with one item per
   contact; an item "already exists" is updated with `PATCH` instead. A whole-request 400 (one
   invalid contact makes Splio refuse the batch) names the contact (`error_key`
-  `contacts[3].email`): the contacts it names are rejected and the others sent again together
-  (halved if they are refused again); an answer naming none is split in halves until the bad
-  contact is alone.
+  `contacts[3].email`, from a base Splio does not document): the contacts it names are sent alone
+  (rejected if refused alone) and the others again together (halved if they are refused again);
+  an answer naming none is split in halves until the bad contact is alone.
 * `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
 * A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
   (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
@@ -189,8 +189,9 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         if status in (200, 201, 207):
             return Outcome("done", _bulk_items(request, ctx, _json(body)))
         if status == 413 or (status in (400, 422) and is_splio_error(body)):
-            # one bad contact refuses the whole batch: those the errors name are rejected at once
-            return Outcome("split", _named_contacts(request, status, body), reason=describe(status, body))
+            # one bad contact refuses the whole batch: those the errors name are sent alone
+            return Outcome("split", reason=describe(status, body), suspects=_named_contacts(request, body),
+                           field=_named_field(body))
         if status in (400, 422):
             return Outcome("done", [_not_splio(k, status, body) for k in request.keys])
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
@@ -212,20 +213,29 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
 
 
-def _named_contacts(request: Request, status: int, body: bytes) -> list[RecordResult]:
-    """The contacts of a refused bulk that Splio's errors name by position (`contacts[3].email`),
-    rejected with their error; none when the errors name no contact of the request."""
+def _named_field(body: bytes) -> str | None:
+    """The contact field the first error names (`contacts[0].language` -> language), if any: kept
+    with the rejection of a contact refused alone."""
     data = _json(body)
     errors = data.get("errors") if isinstance(data, dict) else None
-    named: dict[int, RecordResult] = {}
+    e = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    m = _CONTACT_AT.match(str(e.get("error_key") or ""))
+    return m.group(2) if m is not None and m.group(2) != "custom_fields" else None
+
+
+def _named_contacts(request: Request, body: bytes) -> list[str]:
+    """The keys of the contacts a refused bulk's errors name by position (`contacts[3].email`).
+    Suspects, not culprits: whether Splio counts from 0 is not documented (its examples say
+    `contacts[1]` without saying of what), so each is sent alone and only its own refusal (whose
+    error then names it for sure) rejects it; a wrong guess costs one request, not a parked row."""
+    data = _json(body)
+    errors = data.get("errors") if isinstance(data, dict) else None
+    named: list[str] = []
     for e in errors if isinstance(errors, list) else ():
         m = _CONTACT_AT.match(str(e.get("error_key") or "")) if isinstance(e, dict) else None
-        if m is None or int(m.group(1)) >= len(request.keys) or int(m.group(1)) in named:
-            continue
-        field_name = m.group(2) if m.group(2) not in (None, "custom_fields") else None
-        named[int(m.group(1))] = RecordResult(request.keys[int(m.group(1))], "rejected",
-                                              _describe_error(status, e), field_name)
-    return list(named.values())
+        if m is not None and int(m.group(1)) < len(request.keys):
+            named.append(request.keys[int(m.group(1))])
+    return list(dict.fromkeys(named))
 
 
 def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordResult]:

@@ -245,7 +245,8 @@ class SplioApi:
         if not 1 <= len(contacts) <= self.options.max_bulk_contacts:
             raise ApiError(400, "contacts", "wrong_value", "The number of contacts must be between 1 and "
                                                            f"{self.options.max_bulk_contacts}.")
-        parsed = [self._contact(item, f"contacts[{i}].") for i, item in enumerate(contacts)]
+        base = self.options.error_index_base
+        parsed = [self._contact(item, f"contacts[{i + base}].") for i, item in enumerate(contacts)]
         items = []
         errors = 0
         for email, values, custom, lists, creation in parsed:

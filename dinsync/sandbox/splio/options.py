@@ -47,6 +47,7 @@ class SplioOptions:
     unknown_contact_status: int = 404
     fields_data_type: bool = False
     reject_unknown_keys: bool = True
+    error_index_base: int = 0  # contacts[N] in a refused bulk's error_key: Splio does not document the base
     log_size: int = 100_000
 
     def __post_init__(self) -> None:
