@@ -132,7 +132,7 @@ class OutboxTransport:
             if r["status"] == "ok":
                 out.ok.append(r["key"])
             else:
-                out.problems.append(RecordResult(r["key"], r["status"], r.get("reason")))
+                out.problems.append(RecordResult(r["key"], r["status"], r.get("reason"), r.get("field")))
         return True
 
     def ready(self) -> Delivered:
@@ -222,8 +222,10 @@ class OutboxProcessor:
         with self._lock:
             for line in path.read_bytes().splitlines():
                 item = orjson.loads(line)
-                if any(v == REJECT_MARKER for v in item["fields"].values()):
-                    records.append({"key": item["key"], "status": "rejected", "reason": "outbox: value REJECT_ME"})
+                bad = [f for f, v in item["fields"].items() if v == REJECT_MARKER]
+                if bad:
+                    records.append({"key": item["key"], "status": "rejected", "reason": "outbox: value REJECT_ME",
+                                    "field": bad[0]})
                     continue
                 self.store.setdefault(item["key"], {}).update(item["fields"])
                 records.append({"key": item["key"], "status": "ok"})

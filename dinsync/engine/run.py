@@ -365,7 +365,7 @@ class SyncRun:
         n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
         s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
         s.rejected += n_parked
-        rows = [(r.key, None, r.status, self.redact(r.reason) or r.status) for r in problems]
+        rows = [(r.key, r.field, r.status, self.redact(r.reason) or r.status) for r in problems]
         if rows:
             self.state.add_rejections(s.run_id, self.cfg.name, rows)
         waiting = sum(self.planner.pending_tokens().values())

@@ -147,8 +147,9 @@ def test_outcome_arriving_after_the_run_is_read_by_the_next_run_without_sending_
         assert (again["status"], again["sent"], again["added"]) == ("success", 0, 0)
         expected = {k: v for k, v in p.segment().items() if k != "p7@example.com"}
         assert platform.snapshot() == expected and p.snapshot() == set(expected)
-        [(status, reason)] = p.sql("select status, reason from dinsync.rejections where key = 'p7@example.com'")
-        assert status == "rejected" and "REJECT_ME" in reason
+        [(status, reason, field)] = p.sql("select status, reason, field from dinsync.rejections "
+                                          "where key = 'p7@example.com'")
+        assert status == "rejected" and "REJECT_ME" in reason and field is not None  # the field it names
         # the rejected row is parked: not sent again until it changes
         assert p.sync()["runs"][0]["sent"] == 0
         p.sql("update main.people set name = 'Fixed' where id = 7")
