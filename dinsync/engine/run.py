@@ -27,6 +27,9 @@ from .thresholds import sync_warnings
 
 Progress = Callable[[str, dict[str, Any]], None]
 
+# duplicated keys a run lists in the rejections table, the most duplicated first
+DUPLICATES_LISTED = 1000
+
 # how the diff reads a matching key of each kind the destinations declare (KeySpec.kind)
 KEY_NORMALIZATION = {"email": "email", "phone": "phone", "string": "none"}
 
@@ -240,13 +243,14 @@ class SyncRun:
         return s
 
     def _record_duplicates(self, s: RunSummary, n_keys: int) -> None:
-        """Every duplicated key in the rejections table (status `duplicate`): all its rows were
-        withheld by this run, whatever the threshold decides; they are planned again by every run
-        until the key is on one row."""
+        """The duplicated keys in the rejections table (status `duplicate`), the most duplicated
+        first, at most DUPLICATES_LISTED: all their rows were withheld by this run, whatever the
+        threshold decides; they are planned again by every run until the key is on one row. (A
+        fan-out join can duplicate every key of a large model: `dinsync check` counts them all.)"""
         model = self.cfg.model
         rows = [(key, self.cfg.match_field, "duplicate",
                  f"withheld: this key is on {n:,} rows of model {model}; a key is sent once it is on one row")
-                for key, n in self.planner.duplicates_sample(n_keys)]
+                for key, n in self.planner.duplicates_sample(min(n_keys, DUPLICATES_LISTED))]
         self.state.add_rejections(s.run_id, self.cfg.name, rows)
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:

@@ -166,6 +166,20 @@ def test_too_many_duplicates_fail_before_sending(project):
     assert project.sql("select key, status from dinsync.rejections") == [("user1@example.com", "duplicate")]
 
 
+def test_duplicated_keys_listed_in_rejections_are_capped_most_duplicated_first(project, monkeypatch):
+    import dinsync.engine.run as engine_run
+
+    monkeypatch.setattr(engine_run, "DUPLICATES_LISTED", 1)
+    project.seed(100)
+    project.sql("insert into main.customers values "
+                "(101, 'two@example.com', 'u-101', 'a', 'free', 1), (102, 'two@example.com', 'u-102', 'b', 'free', 1), "
+                "(103, 'three@example.com', 'u-103', 'a', 'free', 1), (104, 'three@example.com', 'u-104', 'b', 'free', 1), "
+                "(105, 'three@example.com', 'u-105', 'c', 'free', 1)")
+    run = project.sync()["runs"][0]
+    assert run["duplicate_keys"] == 2
+    assert project.sql("select key from dinsync.rejections where status = 'duplicate'") == [("three@example.com",)]
+
+
 def test_throttling_5xx_and_resets_are_retried_until_delivered(project):
     project.write(destination_extra="    rate_limits: {bulk_update: null}\n")
     project.seed(200)
