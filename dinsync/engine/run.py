@@ -163,7 +163,7 @@ class SyncRun:
             moved = self._moved_from()  # a new destination holds none of the rows
             if moved is not None:
                 self.notes.append(self._moved_note(moved))
-            self._compare_if_remapped()
+            self._compare_if_remapped(dry_run=True)
             return self.planner.plan(full_refresh=self.full_refresh or moved is not None)
         finally:
             lock.release()
@@ -189,17 +189,26 @@ class SyncRun:
         return (f"sync {self.cfg.name} now sends to {self._destination_id()}, no longer to {moved}: every row is "
                 "sent, as with --full-refresh")
 
-    def _compare_if_remapped(self) -> None:
+    def _compare_if_remapped(self, dry_run: bool = False) -> None:
         """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
         they changed since, every row is compared field by field: fields swapped between columns
         read the same columns, so the rows' fingerprints would not show it and the no-op check
         would send nothing; rows parked under the old mapping are sent once more; a field whose
         type changed is sent for every row (in its new form). (A sync without a record only
-        records it.)"""
+        records it.) A dry run (`plan`) only says so: a plan of a branch's files must not make the
+        next sync of the files in production send anything again."""
         key = self._mapping_key()
         mapping = mapping_record(self.cfg.fields)
         known = self._records.get(key)  # read by _moved_from
         if known == mapping:
+            return
+        if dry_run:
+            if known is not None:
+                retyped = retyped_fields(known, self.cfg.fields)
+                self.notes.append(
+                    f"the mapping of sync {self.cfg.name} changed since its last run: the next sync compares every "
+                    "row field by field" + (f" and sends {', '.join(retyped)} for every row" if retyped else "")
+                    + " (this plan does not count that)")
             return
         if known is not None:
             self.planner.forget_fingerprints(resend=retyped_fields(known, self.cfg.fields))

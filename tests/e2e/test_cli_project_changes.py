@@ -32,10 +32,10 @@ def test_fields_swapped_between_columns_are_sent_for_every_row(project):
     run = project.sync()["runs"][0]
     assert (run["changed"], run["acknowledged"]) == (20, 20)
     assert sandbox_user(project, "user4@example.com")["dataFields"] == {"firstName": "pro", "lastName": "Name 4"}
-    # a `dinsync plan` after the edit shows it too (and leaves it to the next run to send)
+    # a `dinsync plan` after the edit says so, and changes nothing (a dry run): the next run sends
     project.write(fields=("first_name: firstName", "plan: lastName"))
     plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
-    assert plan["changed"] == 20
+    assert any("the next sync compares every row" in n for n in plan["notes"]), plan["notes"]
     assert project.sync()["runs"][0]["acknowledged"] == 20
 
 
@@ -112,8 +112,16 @@ def test_a_fields_new_type_is_sent_for_every_row_and_other_edits_send_nothing(pr
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     project.sync()
     assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
-    project.write(fields=("- {column: signed_up, field: signedUp, type: date}",
-                          "- {column: first_name, field: firstName}"))
+    new_type = ("- {column: signed_up, field: signedUp, type: date}", "- {column: first_name, field: firstName}")
+    project.write(fields=new_type)
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    # a plan of these files (a branch's, say) changes nothing a sync of the files before then does
+    plan = project.cli("plan")
+    assert plan.exit_code == 0 and "sends signedUp for every row" in plan.stdout
+    project.write(fields=("first_name: firstName", "signed_up: signedUp"))
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    assert project.sync()["runs"][0]["sent"] == 0
+    project.write(fields=new_type)
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     project.requests.clear()
     run = project.sync()["runs"][0]
