@@ -58,19 +58,29 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         yield token
         return
     previous = {}
+    # Nothing the handler does may import a module: it runs between two bytecodes of the main
+    # thread, possibly inside `import polars` waiting on the import lock another thread holds, and
+    # Python 3.11's import machinery does not survive an import nested there (KeyError from
+    # importlib._bootstrap, the run failed). Nor may it start a thread (Thread.start takes a lock
+    # the main thread may hold, starting its own threads). So `on_first` (which prints) runs in a
+    # daemon thread started here, which the handler only wakes.
+    announce, told = threading.Event(), []
+    if on_first is not None:
+        def announcer() -> None:
+            announce.wait()
+            if told:
+                on_first(told[0])
+
+        threading.Thread(target=announcer, name="dinsync-signal", daemon=True).start()
 
     def handler(signum, frame):  # noqa: ARG001
-        # Nothing here may import a module: a handler runs between two bytecodes of the main
-        # thread, possibly inside `import polars` waiting on the import lock another thread holds,
-        # and Python 3.11's import machinery does not survive an import nested there (KeyError
-        # from importlib._bootstrap, the run failed). So `on_first` (which prints) runs in a thread.
         if token.requested:
             sys.stderr.write(f"second {signal.Signals(signum).name}: exiting now\n")
             sys.stderr.flush()
             os._exit(128 + signum)
         token.request(signum)
-        if on_first is not None:
-            threading.Thread(target=on_first, args=(signal.Signals(signum).name,), name="dinsync-signal").start()
+        told.append(signal.Signals(signum).name)
+        announce.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
@@ -81,3 +91,4 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         token._rearm = None
         for sig, old in previous.items():
             signal.signal(sig, old)
+        announce.set()  # (no signal came: the announcer ends without a word)
