@@ -156,8 +156,8 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
                                    full_refresh=engine.full_refresh, started_at=started, hint=exc.hint,
                                    recorded=getattr(engine, "recorded", False))
             run["error"] = run["error"] or redaction.redact(exc.message)
-            if run["status"] in ("success", "warning"):  # its end could not be recorded: it fails, as its exit code says
-                run["status"] = "failed"
+            if run["status"] in ("success", "warning") and not getattr(engine, "end_recorded", False):
+                run["status"] = "failed"  # its end could not be recorded: it fails, as its exit code says
         if isinstance(exc, ConfigError):
             run["issues"] = [issue.as_dict() for issue in exc.issues]
         return run, exc.exit_code, engine

@@ -222,6 +222,7 @@ class SyncRun:
         s = RunSummary(sync=self.cfg.name, run_id=run_id)
         self.summary = s
         self.recorded = False  # the run log has its row (its run_id is worth showing)
+        self.end_recorded = False  # ... and its end (status, counts)
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
@@ -247,6 +248,7 @@ class SyncRun:
             finally:
                 s.seconds = time.monotonic() - started
                 self.state.finish_run(s)
+                self.end_recorded = True
         finally:
             lock.release()
         return s

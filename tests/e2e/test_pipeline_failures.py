@@ -56,3 +56,19 @@ def test_a_run_whose_end_cannot_be_recorded_keeps_its_run_id(project, monkeypatc
     assert out["exit_code"] == 1 and run["status"] == "failed" and "connection refused" in run["error"], run
     [(logged,)] = project.sql("select run_id from dinsync.runs")
     assert run["run_id"] == logged
+
+
+def test_a_run_recorded_as_ended_keeps_its_status_when_its_lock_cannot_be_released(project, monkeypatch):
+    """The run's end is in the run log (success); only releasing its lock fails: the command fails
+    (exit 1), the run object still says what the run log says."""
+    from dinsync.state import StateStore
+
+    def unavailable(self, *args, **kwargs):
+        raise WarehouseUnavailable("PostgreSQL: connection failed: connection refused")
+
+    monkeypatch.setattr(StateStore, "release_lock", unavailable)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 1 and "connection refused" in run["error"], run
+    [(logged,)] = project.sql("select status from dinsync.runs")
+    assert run["status"] == logged == "success"
