@@ -48,16 +48,21 @@ def mapping_record(fields) -> str:
     return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
 
 
-def retyped_fields(known: str, fields) -> list[str]:
-    """The fields of `fields` that `known` (a mapping record) maps with another type or custom flag."""
+def resent_fields(known: str, fields) -> list[str]:
+    """The fields of `fields` to send for every row after the mapping record `known`: those it maps
+    with another type or custom flag, and those it does not map (newly mapped, or mapped again: the
+    snapshot keeps a field's hashes while it is unmapped, and they describe the form it was delivered
+    in then, under another type, say, or before it was renamed away and back)."""
     import json
 
     try:
         before = json.loads(known)
     except ValueError:
         return []
-    return [f.field for f in fields if isinstance(before, dict) and isinstance(before.get(f.field), list)
-            and before[f.field][1:] != [f.type, f.custom]]
+    if not isinstance(before, dict):
+        return []
+    return [f.field for f in fields
+            if not isinstance(before.get(f.field), list) or before[f.field][1:] != [f.type, f.custom]]
 
 
 def memory_note(wh) -> str | None:
@@ -191,15 +196,16 @@ class SyncRun:
         they changed since, every row is compared field by field: fields swapped between columns
         read the same columns, so the rows' fingerprints would not show it and the no-op check
         would send nothing; rows parked under the old mapping are sent once more; a field whose
-        type changed is sent for every row (in its new form). (A sync without a record only
-        records it.)"""
+        type changed is sent for every row (in its new form), and so is a field the record does not
+        map (mapped again after a while: its snapshot hashes are those of its last deliveries, in
+        the form of then). (A sync without a record only records it.)"""
         key = self._mapping_key()
         mapping = mapping_record(self.cfg.fields)
         known = self._records.get(key)  # read by _moved_from
         if known == mapping:
             return
         if known is not None:
-            self.planner.forget_fingerprints(resend=retyped_fields(known, self.cfg.fields))
+            self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
         self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------

@@ -162,3 +162,38 @@ def test_a_key_column_turned_double_is_a_config_error_not_new_users(project):
         assert "match column 'id' of model customers is of type DOUBLE" in issue["message"]
     assert users_sent(project) == []
     assert project.thread.call(lambda: len(project.sandbox.users)) == 20
+
+
+def test_a_field_mapped_again_under_another_type_is_sent_for_every_row_in_that_form(project):
+    """signedUp sent as a datetime, then unmapped (or renamed away), then mapped again as a date:
+    the snapshot kept its hashes of the datetimes while it was unmapped, and the record of the
+    mapping in between did not map it, so it was not seen as retyped: the values compared equal and
+    the platform kept the datetimes."""
+    model = "-- primary_key: id\nselect * from main.customers\n"
+
+    def mapping(*fields):
+        project.write(fields=fields)
+        (project.root / "models" / "customers.sql").write_text(model)
+
+    project.sql("alter table main.customers add column signed_up timestamp")
+    project.sql("update main.customers set signed_up = timestamp '2024-03-01 08:30:00' + id * interval 1 day")
+    mapping("first_name: firstName", "signed_up: signedUp")
+    project.sync()
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    mapping("first_name: firstName")  # removed
+    assert project.sync()["runs"][0]["sent"] == 0
+    mapping("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedUp, type: date}")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20), run
+    assert all(u["dataFields"].keys() == {"signedUp"} for u in users_sent(project))
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03"
+    assert project.sync()["runs"][0]["sent"] == 0
+    # renamed away, then back under its old type: every row again, as a datetime
+    mapping("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedOn, type: date}")
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    mapping("first_name: firstName", "signed_up: signedUp")
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20), run
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    assert project.sync()["runs"][0]["sent"] == 0
