@@ -51,16 +51,21 @@ def mapping_record(fields) -> str:
     return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
 
 
-def retyped_fields(known: str, fields) -> list[str]:
-    """The fields of `fields` that `known` (a mapping record) maps with another type or custom flag."""
+def resent_fields(known: str, fields) -> list[str]:
+    """The fields of `fields` to send for every row after the mapping record `known`: those it maps
+    with another type or custom flag, and those it does not map (newly mapped, or mapped again: the
+    snapshot keeps a field's hashes while it is unmapped, and they describe the form it was delivered
+    in then, under another type, say, or before it was renamed away and back)."""
     import json
 
     try:
         before = json.loads(known)
     except ValueError:
         return []
-    return [f.field for f in fields if isinstance(before, dict) and isinstance(before.get(f.field), list)
-            and before[f.field][1:] != [f.type, f.custom]]
+    if not isinstance(before, dict):
+        return []
+    return [f.field for f in fields
+            if not isinstance(before.get(f.field), list) or before[f.field][1:] != [f.type, f.custom]]
 
 
 def memory_note(wh) -> str | None:
@@ -194,9 +199,11 @@ class SyncRun:
         they changed since, every row is compared field by field: fields swapped between columns
         read the same columns, so the rows' fingerprints would not show it and the no-op check
         would send nothing; rows parked under the old mapping are sent once more; a field whose
-        type changed is sent for every row (in its new form). (A sync without a record only
-        records it.) A dry run (`plan`) only says so: a plan of a branch's files must not make the
-        next sync of the files in production send anything again."""
+        type changed is sent for every row (in its new form), and so is a field the record does not
+        map (mapped again after a while: its snapshot hashes are those of its last deliveries, in
+        the form of then). (A sync without a record only records it.) A dry run (`plan`) only says
+        so: a plan of a branch's files must not make the next sync of production's files send
+        anything again."""
         key = self._mapping_key()
         mapping = mapping_record(self.cfg.fields)
         known = self._records.get(key)  # read by _moved_from
@@ -204,14 +211,14 @@ class SyncRun:
             return
         if dry_run:
             if known is not None:
-                retyped = retyped_fields(known, self.cfg.fields)
+                retyped = resent_fields(known, self.cfg.fields)
                 self.notes.append(
                     f"the mapping of sync {self.cfg.name} changed since its last run: the next sync compares every "
                     "row field by field" + (f" and sends {', '.join(retyped)} for every row" if retyped else "")
                     + " (this plan does not count that)")
             return
         if known is not None:
-            self.planner.forget_fingerprints(resend=retyped_fields(known, self.cfg.fields))
+            self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
         self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------

@@ -204,7 +204,7 @@ def check_round(h, ref, rows, rng, retry, full_refresh):
         ref.parked.pop(k, None)
     if full_refresh:
         h.p.commit_full_refresh_cleanup()
-        segment = {norm(r[0]) for r in rows} - {None}
+        segment = {norm(r[0]) for r in rows} - {None} - set(dups)  # a duplicated key's row is of before
         for k in set(ref.delivered) | set(ref.parked):
             if k not in segment:
                 ref.delivered.pop(k, None)

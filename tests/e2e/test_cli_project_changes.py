@@ -170,3 +170,62 @@ def test_a_key_column_turned_double_is_a_config_error_not_new_users(project):
         assert "match column 'id' of model customers is of type DOUBLE" in issue["message"]
     assert users_sent(project) == []
     assert project.thread.call(lambda: len(project.sandbox.users)) == 20
+
+
+def test_a_field_mapped_again_under_another_type_is_sent_for_every_row_in_that_form(project):
+    """signedUp sent as a datetime, then unmapped (or renamed away), then mapped again as a date:
+    the snapshot kept its hashes of the datetimes while it was unmapped, and the record of the
+    mapping in between did not map it, so it was not seen as retyped: the values compared equal and
+    the platform kept the datetimes."""
+    model = "-- primary_key: id\nselect * from main.customers\n"
+
+    def mapping(*fields):
+        project.write(fields=fields)
+        (project.root / "models" / "customers.sql").write_text(model)
+
+    project.sql("alter table main.customers add column signed_up timestamp")
+    project.sql("update main.customers set signed_up = timestamp '2024-03-01 08:30:00' + id * interval 1 day")
+    mapping("first_name: firstName", "signed_up: signedUp")
+    project.sync()
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    mapping("first_name: firstName")  # removed
+    assert project.sync()["runs"][0]["sent"] == 0
+    mapping("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedUp, type: date}")
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20), run
+    assert all(u["dataFields"].keys() == {"signedUp"} for u in users_sent(project))
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03"
+    assert project.sync()["runs"][0]["sent"] == 0
+    # renamed away, then back under its old type: every row again, as a datetime
+    mapping("- {column: first_name, field: firstName}", "- {column: signed_up, field: signedOn, type: date}")
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    mapping("first_name: firstName", "signed_up: signedUp")
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (20, 20), run
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["signedUp"] == "2024-03-03T08:30:00"
+    assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_key_duplicated_when_the_sync_moved_reaches_the_new_destination_once_on_one_row(project):
+    """The run that moved the sync to another destination withholds a duplicated key; its snapshot
+    row, which says what the old destination holds, stayed: once the key was on one row again with
+    the values of then, it was "unchanged" and never sent to the new destination."""
+    text = (project.root / "dinsync.yml").read_text()
+    (project.root / "dinsync.yml").write_text(text + text.split("destinations:\n")[1].replace("  iterable:",
+                                                                                                "  iterable_eu:"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("insert into main.customers select 100, ' USER3@example.com', 'u-100', 'Dup', 'dup', 0")
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu")
+                         .replace("max_rejected_pct: 50", "max_rejected_pct: 50\n  max_duplicate_pct: 10"))
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["full_refresh"], run["duplicate_keys"], run["acknowledged"]) == (True, 1, 19), run
+    assert "user3@example.com" not in {u["email"] for u in users_sent(project)}
+    project.sql("delete from main.customers where id = 100")  # back on one row, with the values of then
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["full_refresh"], run["added"], run["acknowledged"]) == (False, 1, 1), run
+    assert [u["email"] for u in users_sent(project)] == ["user3@example.com"]
+    assert project.sync()["runs"][0]["sent"] == 0

@@ -7,5 +7,7 @@ WHERE
       1
     FROM `dinsync_state`.`plan_people_to_crm` AS `p`
     WHERE
-      `p`.`_kh` = `s`.`_kh` AND `p`.`_key` = `s`.`_key`
+      `p`.`_kh` = `s`.`_kh`
+      AND `p`.`_key` = `s`.`_key`
+      AND NOT `p`.`_op` IN ('duplicate', 'withheld')
   )
