@@ -108,9 +108,7 @@ class StateStore:
                     if added and added[1] in (self.wh.table_columns(self.schema, added[0]) or []):
                         continue
                     self.wh.execute(self._ddl(statement))
-                self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": "layout_version"})
-                self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
-                                {"key": "layout_version", "value": str(version)})
+                self._write_meta("layout_version", str(version))
         return LAYOUT_VERSION
 
     def meta_values(self, *keys: str) -> dict[str, str]:
@@ -122,9 +120,13 @@ class StateStore:
 
     def set_meta_value(self, key: str, value: str) -> None:
         with self.wh.transaction():
-            self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
-            self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
-                            {"key": key, "value": value})
+            self._write_meta(key, value)
+
+    def _write_meta(self, key: str, value: str) -> None:
+        """Replace a `meta` row (inside the caller's transaction)."""
+        self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
+        self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
+                        {"key": key, "value": value})
 
     def _refuse_foreign_tables(self, statements: list[str]) -> None:
         """A table the layout would create that already exists without the layout's columns is
