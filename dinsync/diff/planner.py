@@ -153,6 +153,10 @@ class Planner(CommitMixin, PendingMixin):
         self._streamed = StreamedRows()  # streamed, not yet committed rows (see commit.py)
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
+        # snapshot columns ensure_state added (all NULL) and whether it forgot the fingerprints,
+        # until the next plan: forget_fingerprints then has nothing more to clear
+        self._added_columns: set[str] = set()
+        self._fingerprints_forgotten = False
         self._planned_full_refresh: bool | None = None
         self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
         self.forgotten = 0  # of the last plan: parked keys never delivered that left the segment
@@ -254,6 +258,8 @@ class Planner(CommitMixin, PendingMixin):
             existing = self.warehouse.table_columns(self.spec.state_schema, self.snapshot_table)
             if existing is None:
                 self._execute("create_snapshot")
+                self._added_columns |= {f.snap_name for f in self.fields}
+                self._fingerprints_forgotten = True  # (an empty snapshot)
             else:
                 have = set(existing)
                 for column in INTERNAL_COLUMNS:  # layout additions: never drop, only add
@@ -264,8 +270,10 @@ class Planner(CommitMixin, PendingMixin):
                 new = [f for f in self.fields if f.snap_name not in have]
                 if new:  # every row is compared again: a renamed field reads the same columns
                     self._execute("forget_fingerprints")
+                    self._fingerprints_forgotten = True
                 for f in new:
                     self._execute("add_snapshot_column", column=f.snap_name)
+                    self._added_columns.add(f.snap_name)
             self._state_ready = True
 
     def forget_fingerprints(self, resend: Sequence[str] = ()) -> None:
@@ -279,9 +287,11 @@ class Planner(CommitMixin, PendingMixin):
             if not self._state_ready:
                 self.ensure_state()
             for f in self.fields:
-                if f.field in resend:
+                if f.field in resend and f.snap_name not in self._added_columns:
                     self._execute("forget_field", column=f.snap_name)
-            self._execute("forget_fingerprints")
+            if not self._fingerprints_forgotten:  # (ensure_state did it when it added a column)
+                self._execute("forget_fingerprints")
+                self._fingerprints_forgotten = True
 
     # ------------------------------------------------------------------ plan
 
@@ -290,6 +300,8 @@ class Planner(CommitMixin, PendingMixin):
         (it is left untouched until `commit_full_refresh_cleanup`) and ignores parking;
         `retry_rejected` plans parked rows again (as if they had never been rejected)."""
         with self._lock:
+            # from here on commits write fingerprints and hashes: what ensure_state cleared no longer is
+            self._added_columns, self._fingerprints_forgotten = set(), False
             self.warehouse.size_for(len(self.fields))
             if not self._state_ready:
                 self.ensure_state()
