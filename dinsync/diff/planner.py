@@ -293,6 +293,15 @@ class Planner(CommitMixin, PendingMixin):
                 self._execute("forget_fingerprints")
                 self._fingerprints_forgotten = True
 
+    def forget_snapshot(self) -> None:
+        """Forget every row of the snapshot (delivered or parked): the sync now sends to another
+        destination, which holds none of them (see forget_snapshot.sql)."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            with self.warehouse.transaction():
+                self._execute("forget_snapshot")
+
     # ------------------------------------------------------------------ plan
 
     def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:

@@ -11,6 +11,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "add_snapshot_column": ("add_snapshot_column", {}),
     "forget_fingerprints": ("forget_fingerprints", {}),
     "forget_field": ("forget_field", {}),
+    "forget_snapshot": ("forget_snapshot", {}),
     "backfill_key_hash": ("backfill_key_hash", {}),
     "snapshot_empty": ("snapshot_empty", {}),
     # first plan (empty snapshot) and full refresh

@@ -101,6 +101,7 @@ class SyncRun:
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
         self._records: dict[str, str] = {}  # this sync's records in meta, read by _moved_from
+        self._moved: str | None = None  # the destination a run found recorded, when the file names another
         self.notes: list[str] = []  # of a dry run (plan), for its report
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
@@ -190,6 +191,20 @@ class SyncRun:
         known = self._sent_to = self._records.get(self._destination_key())
         return known if known is not None and known != self._destination_id() else None
 
+    def _record_destination(self) -> None:
+        if self._sent_to != self._destination_id():
+            self.state.set_meta_value(self._destination_key(), self._destination_id())
+            self._sent_to = self._destination_id()
+
+    def _forget_old_destination(self) -> None:
+        """A moved sync forgets the old destination's snapshot, then records the new destination,
+        before anything is sent: a run stopped or killed midway leaves what the new destination
+        acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
+        order: stopped in between, the next run finds the old record and an empty snapshot, and
+        sends every row."""
+        self.planner.forget_snapshot()
+        self._record_destination()
+
     def _moved_note(self, moved: str) -> str:
         return (f"sync {self.cfg.name} now sends to {self._destination_id()}, no longer to {moved}: every row is "
                 "sent, as with --full-refresh")
@@ -233,7 +248,7 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
-            moved = self._moved_from()
+            moved = self._moved = self._moved_from()
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
                 self.progress("note", {"message": self._moved_note(moved)})
@@ -276,6 +291,8 @@ class SyncRun:
         self.planner.on_changes = self._preload
         self.planner.ensure_state()
         self._read_earlier_outcomes(s, lock)
+        if self._moved is not None:
+            self._forget_old_destination()
         self._compare_if_remapped()
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
@@ -328,8 +345,7 @@ class SyncRun:
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
         # rows sent and not acknowledged were forgotten before sending: the next run sends them
-        if self._sent_to != self._destination_id():
-            self.state.set_meta_value(self._destination_key(), self._destination_id())
+        self._record_destination()
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

@@ -65,6 +65,45 @@ def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(projec
     assert sandbox_users(project) == expected and project.snapshot_keys() == set(expected)
 
 
+@pytest.mark.slow
+def test_a_sync_moved_and_stopped_midway_is_resumed_by_the_next_run_not_restarted(project):
+    """A sync pointed at another destination sends it every row. Stopped midway, the next run sends
+    the rows the new destination did not acknowledge, as added; before, the stopped run left the
+    old destination's record, and every run until one completed sent every row again."""
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    project.seed(ROWS)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    assert project.sync()["runs"][0]["acknowledged"] == ROWS
+    text = (project.root / "dinsync.yml").read_text()
+    (project.root / "dinsync.yml").write_text(text + text.split("destinations:\n")[1].replace("  iterable:",
+                                                                                                "  iterable_eu:"))
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    project.thread.set_faults(latency=0.05, jitter=0.02)
+    before = project.thread.stats()["requests"]
+    proc = run_sync_process(project)
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < before + 10:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    [stopped] = json.loads(out)["runs"]
+    assert (stopped["status"], stopped["full_refresh"]) == ("cancelled", True), (out, err)
+    assert 0 < stopped["acknowledged"] < ROWS
+    assert project.snapshot_keys() <= set(segment(project))
+    assert len(project.snapshot_keys()) == stopped["acknowledged"]  # the old destination's rows: forgotten
+
+    project.thread.set_faults(latency=0.0, jitter=0.0)
+    run = project.sync()["runs"][0]
+    assert (run["status"], run["full_refresh"]) == ("success", False), run
+    assert (run["added"], run["changed"], run["acknowledged"]) == (ROWS - stopped["acknowledged"], 0,
+                                                                   ROWS - stopped["acknowledged"]), run
+    assert project.snapshot_keys() == set(segment(project))
+    assert project.sync()["runs"][0]["sent"] == 0
+
+
 def test_a_signal_before_the_first_run_exits_with_the_signal_not_0(project, monkeypatch):
     """SIGTERM while `dinsync sync` loads its project: no run starts, and the command says it was
     stopped (it exited 0 with no run, as if every sync had run)."""

@@ -190,6 +190,23 @@ def test_newly_mapped_field_is_sent_for_every_row(project, target):
     assert project.users() == expected_users(data, {**FIELDS, "vip": "vip"})
 
 
+def test_a_sync_moved_to_another_destination_sends_it_every_row_once(project, target):
+    """The old destination's snapshot is forgotten (forget_snapshot.sql) and the new destination
+    recorded before sending: every row goes as added, then nothing until something changes."""
+    data = customers(range(1, 21))
+    target.load("customers", data)
+    assert only_run(project.sync())["acknowledged"] == 20
+    project.write(destination_extra=f"  iterable_eu:\n    type: iterable\n    api_key: ${{env:ITERABLE_TEST_KEY}}\n"
+                                    f"    base_url: {project.thread.url}\n")
+    sync_file = project.root / "syncs" / f"{SYNC}.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    run = only_run(project.sync())
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20), run
+    run = only_run(project.sync())
+    assert (run["full_refresh"], run["sent"], run["unchanged"]) == (False, 0, 20), run
+    assert project.users() == expected_users(data)
+
+
 @pytest.mark.slow
 def test_kill_9_mid_sync_then_rerun_converges(project, target):
     rows = 3000
