@@ -1,7 +1,8 @@
 """One run of one sync: lock -> plan -> (pre-flight, send, settle) -> commit -> run log.
 
 Roles live in their own modules: `lock` (the sync's lock and its heartbeat), `pipeline` (the
-send phase), `commits` (checkpoints), `stop` (SIGTERM/SIGINT). This module wires them together
+send phase), `commits` (checkpoints), `stop` (SIGTERM/SIGINT), `records` (the mapping and the
+destination a sync's runs remember). This module wires them together
 and records the run. Nothing here prints: progress goes through the `progress` callback.
 
 A run whose plan has nothing to send never imports polars or aiohttp: the everyday no-op run
@@ -22,6 +23,7 @@ from ..state import StateStore
 from ..warehouses.base import Warehouse
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
+from .records import SyncRecords
 from .stop import StopToken
 from .thresholds import sync_warnings
 
@@ -42,30 +44,6 @@ def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     kind = dest_cfg.destination_class.services[cfg.service].key_fields[cfg.match_field].kind
     region = dest_cfg.make_destination().default_region() if kind == "phone" else None
     return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
-
-
-def mapping_record(fields) -> str:
-    """The mapped fields as kept in `meta` (`mapping:<sync>`): {field: [column, type, custom]}."""
-    import json
-
-    return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
-
-
-def resent_fields(known: str, fields) -> list[str]:
-    """The fields of `fields` to send for every row after the mapping record `known`: those it maps
-    with another type or custom flag, and those it does not map (newly mapped, or mapped again: the
-    snapshot keeps a field's hashes while it is unmapped, and they describe the form it was delivered
-    in then, under another type, say, or before it was renamed away and back)."""
-    import json
-
-    try:
-        before = json.loads(known)
-    except ValueError:
-        return []
-    if not isinstance(before, dict):
-        return []
-    return [f.field for f in fields
-            if not isinstance(before.get(f.field), list) or before[f.field][1:] != [f.type, f.custom]]
 
 
 def memory_note(wh) -> str | None:
@@ -99,8 +77,6 @@ class SyncRun:
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
-        self._sent_to: str | None = None  # the destination the snapshot was delivered to (meta)
-        self._records: dict[str, str] = {}  # this sync's records in meta, read by _moved_from
         self._moved: str | None = None  # the destination a run found recorded, when the file names another
         self.notes: list[str] = []  # of a dry run (plan), for its report
         self.destination = self.dest_cfg.make_destination()
@@ -126,6 +102,7 @@ class SyncRun:
                 phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
         )
+        self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg)
 
     def _preload(self) -> None:
         """The plan has rows to look at: import Polars, the HTTP client, phone parsing and, last,
@@ -166,75 +143,15 @@ class SyncRun:
         lock.acquire()
         try:
             self.planner.ensure_state()
-            moved = self._moved_from()  # a new destination holds none of the rows
+            moved = self.records.moved_from()  # a new destination holds none of the rows
             if moved is not None:
-                self.notes.append(self._moved_note(moved))
-            self._compare_if_remapped(dry_run=True)
+                self.notes.append(self.records.moved_note(moved))
+            note = self.records.compare_if_remapped(dry_run=True)
+            if note:
+                self.notes.append(note)
             return self.planner.plan(full_refresh=self.full_refresh or moved is not None)
         finally:
             lock.release()
-
-    def _mapping_key(self) -> str:
-        return f"mapping:{self.cfg.name}"
-
-    def _destination_key(self) -> str:
-        return f"destination:{self.cfg.name}"
-
-    def _destination_id(self) -> str:
-        return f"{self.cfg.destination} ({self.dest_cfg.type} {self.cfg.service})"
-
-    def _moved_from(self) -> str | None:
-        """The destination the sync's snapshot was delivered to, when its file now names another
-        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. A run that
-        got past sending records the destination when it changed. Reads both records of the sync."""
-        self._records = self.state.meta_values(self._destination_key(), self._mapping_key())
-        known = self._sent_to = self._records.get(self._destination_key())
-        return known if known is not None and known != self._destination_id() else None
-
-    def _record_destination(self) -> None:
-        if self._sent_to != self._destination_id():
-            self.state.set_meta_value(self._destination_key(), self._destination_id())
-            self._sent_to = self._destination_id()
-
-    def _forget_old_destination(self) -> None:
-        """A moved sync forgets the old destination's snapshot, then records the new destination,
-        before anything is sent: a run stopped or killed midway leaves what the new destination
-        acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
-        order: stopped in between, the next run finds the old record and an empty snapshot, and
-        sends every row."""
-        self.planner.forget_snapshot()
-        self._record_destination()
-
-    def _moved_note(self, moved: str) -> str:
-        return (f"sync {self.cfg.name} now sends to {self._destination_id()}, no longer to {moved}: every row is "
-                "sent, as with --full-refresh")
-
-    def _compare_if_remapped(self, dry_run: bool = False) -> None:
-        """The mapped fields (column, field, type, custom) are kept in `meta` for each sync. When
-        they changed since, every row is compared field by field: fields swapped between columns
-        read the same columns, so the rows' fingerprints would not show it and the no-op check
-        would send nothing; rows parked under the old mapping are sent once more; a field whose
-        type changed is sent for every row (in its new form), and so is a field the record does not
-        map (mapped again after a while: its snapshot hashes are those of its last deliveries, in
-        the form of then). (A sync without a record only records it.) A dry run (`plan`) only says
-        so: a plan of a branch's files must not make the next sync of production's files send
-        anything again."""
-        key = self._mapping_key()
-        mapping = mapping_record(self.cfg.fields)
-        known = self._records.get(key)  # read by _moved_from
-        if known == mapping:
-            return
-        if dry_run:
-            if known is not None:
-                retyped = resent_fields(known, self.cfg.fields)
-                self.notes.append(
-                    f"the mapping of sync {self.cfg.name} changed since its last run: the next sync compares every "
-                    "row field by field" + (f" and sends {', '.join(retyped)} for every row" if retyped else "")
-                    + " (this plan does not count that)")
-            return
-        if known is not None:
-            self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
-        self.state.set_meta_value(key, mapping)
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -248,10 +165,10 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
-            moved = self._moved = self._moved_from()
+            moved = self._moved = self.records.moved_from()
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
-                self.progress("note", {"message": self._moved_note(moved)})
+                self.progress("note", {"message": self.records.moved_note(moved)})
             self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
                                  __version__)
             self.recorded = True
@@ -292,8 +209,8 @@ class SyncRun:
         self.planner.ensure_state()
         self._read_earlier_outcomes(s, lock)
         if self._moved is not None:
-            self._forget_old_destination()
-        self._compare_if_remapped()
+            self.records.forget_old_destination()
+        self.records.compare_if_remapped()
         stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
@@ -345,7 +262,7 @@ class SyncRun:
         if self.full_refresh:
             self.planner.commit_full_refresh_cleanup()
         # rows sent and not acknowledged were forgotten before sending: the next run sends them
-        self._record_destination()
+        self.records.record_destination()
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

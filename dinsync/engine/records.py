@@ -1,0 +1,103 @@
+"""What a sync's runs remember of its configuration, in the state schema's `meta` table: the mapped
+fields (`mapping:<sync>`) and the destination (`destination:<sync>`).
+
+The snapshot says what was delivered under that configuration. When the sync file changes between
+runs in a way the rows' fingerprints do not show, the snapshot no longer says what the platform
+holds: fields renamed, swapped between columns or given another `type:` (the next run compares
+every row field by field, and sends a retyped field for every row), or another destination or
+service (the run forgets the snapshot and sends every row). A dry run (`plan`) only says so in a
+note: a plan of a branch's files must not change what the next sync of production's files sends.
+"""
+from __future__ import annotations
+
+import json
+
+
+def mapping_record(fields) -> str:
+    """The mapped fields as kept in `meta` (`mapping:<sync>`): {field: [column, type, custom]}."""
+    return json.dumps({f.field: [f.column, f.type, f.custom] for f in fields}, sort_keys=True, separators=(",", ":"))
+
+
+def resent_fields(known: str, fields) -> list[str]:
+    """The fields of `fields` to send for every row after the mapping record `known`: those it maps
+    with another type or custom flag, and those it does not map (newly mapped, or mapped again: the
+    snapshot keeps a field's hashes while it is unmapped, and they describe the form it was delivered
+    in then, under another type, say, or before it was renamed away and back)."""
+    try:
+        before = json.loads(known)
+    except ValueError:
+        return []
+    if not isinstance(before, dict):
+        return []
+    return [f.field for f in fields
+            if not isinstance(before.get(f.field), list) or before[f.field][1:] != [f.type, f.custom]]
+
+
+class SyncRecords:
+    """The records of one sync (`cfg`, sending to `dest_cfg`), read once a run by `moved_from`."""
+
+    def __init__(self, state, planner, cfg, dest_cfg):
+        self.state, self.planner, self.cfg = state, planner, cfg
+        self.destination_id = f"{cfg.destination} ({dest_cfg.type} {cfg.service})"
+        self._known: dict[str, str] = {}
+        self._sent_to: str | None = None  # the destination the snapshot was delivered to
+
+    @property
+    def _destination_key(self) -> str:
+        return f"destination:{self.cfg.name}"
+
+    @property
+    def _mapping_key(self) -> str:
+        return f"mapping:{self.cfg.name}"
+
+    def moved_from(self) -> str | None:
+        """The destination the sync's snapshot was delivered to, when its file now names another
+        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. Reads
+        both records of the sync (one query)."""
+        self._known = self.state.meta_values(self._destination_key, self._mapping_key)
+        known = self._sent_to = self._known.get(self._destination_key)
+        return known if known is not None and known != self.destination_id else None
+
+    def moved_note(self, moved: str) -> str:
+        return (f"sync {self.cfg.name} now sends to {self.destination_id}, no longer to {moved}: every row is "
+                "sent, as with --full-refresh")
+
+    def record_destination(self) -> None:
+        """The snapshot now describes this destination (a run got past sending, or forgot the
+        snapshot of another)."""
+        if self._sent_to != self.destination_id:
+            self.state.set_meta_value(self._destination_key, self.destination_id)
+            self._sent_to = self.destination_id
+
+    def forget_old_destination(self) -> None:
+        """A moved sync forgets the old destination's snapshot, then records the new destination,
+        before anything is sent: a run stopped or killed midway leaves what the new destination
+        acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
+        order: stopped in between, the next run finds the old record and an empty snapshot, and
+        sends every row."""
+        self.planner.forget_snapshot()
+        self.record_destination()
+
+    def compare_if_remapped(self, dry_run: bool = False) -> str | None:
+        """When the mapped fields (column, field, type, custom) changed since the record, every row
+        is compared field by field: fields swapped between columns read the same columns, so the
+        rows' fingerprints would not show it and the no-op check would send nothing; rows parked
+        under the old mapping are sent once more; a field whose type changed is sent for every row
+        (in its new form), and so is a field the record does not map (mapped again after a while:
+        its snapshot hashes are those of its last deliveries, in the form of then). A sync without
+        a record only records it. A dry run changes nothing and returns the note to show."""
+        mapping = mapping_record(self.cfg.fields)
+        known = self._known.get(self._mapping_key)  # read by moved_from
+        if known == mapping:
+            return None
+        if dry_run:
+            if known is None:
+                return None
+            retyped = resent_fields(known, self.cfg.fields)
+            return (f"the mapping of sync {self.cfg.name} changed since its last run: the next sync compares every "
+                    "row field by field" + (f" and sends {', '.join(retyped)} for every row" if retyped else "")
+                    + " (this plan does not count that)")
+        if known is not None:
+            self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
+        self.state.set_meta_value(self._mapping_key, mapping)
+        return None
