@@ -28,11 +28,11 @@ def sandbox_users(project) -> dict[str, dict]:
     return project.thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in project.sandbox.users})
 
 
-def run_sync_process(project) -> subprocess.Popen:
+def run_sync_process(project, *args: str) -> subprocess.Popen:
     env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_CHECKPOINT_ROWS="300",
                DINSYNC_CHECKPOINT_SECONDS="0.2")
     return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
-                             "sync"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "sync", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow

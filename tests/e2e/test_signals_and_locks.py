@@ -104,6 +104,40 @@ def test_a_sync_moved_and_stopped_midway_is_resumed_by_the_next_run_not_restarte
     assert project.sync()["runs"][0]["sent"] == 0
 
 
+@pytest.mark.slow
+def test_a_full_refresh_stopped_midway_is_finished_by_the_next_run(project):
+    """`--full-refresh` forgets what was delivered for every row before sending (unsettle): stopped
+    midway, the next plain run sends, with every field, the rows the refresh did not get
+    acknowledged, and only those."""
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    project.seed(ROWS)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    assert project.sync()["runs"][0]["acknowledged"] == ROWS
+    project.thread.set_faults(latency=0.05, jitter=0.02)
+    before = project.thread.stats()["requests"]
+    proc = run_sync_process(project, "--full-refresh")
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < before + 10:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    [stopped] = json.loads(out)["runs"]
+    assert (stopped["status"], stopped["full_refresh"]) == ("cancelled", True), (out, err)
+    assert 0 < stopped["acknowledged"] < ROWS
+
+    project.thread.set_faults(latency=0.0, jitter=0.0)
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["status"], run["full_refresh"]) == ("success", False), run
+    assert run["acknowledged"] == ROWS - stopped["acknowledged"], run
+    sent = [u for body in project.requests.bodies("/api/users/bulkUpdate") for u in json.loads(body)["users"]]
+    assert len(sent) == ROWS - stopped["acknowledged"]
+    assert all(set(u["dataFields"]) == {"firstName", "plan", "ltv"} for u in sent)
+    assert project.sync()["runs"][0]["sent"] == 0
+
+
 def test_a_signal_before_the_first_run_exits_with_the_signal_not_0(project, monkeypatch):
     """SIGTERM while `dinsync sync` loads its project: no run starts, and the command says it was
     stopped (it exited 0 with no run, as if every sync had run)."""
