@@ -39,7 +39,9 @@ def test_warnings_notify_once_per_change_and_recovery_once(ops):
     assert ops.events() == ["warning", "recovered"]
     # the Slack channel got the same two, in Slack's shape; the webhook carried its header
     slack = [r["json"] for r in ops.receiver.received if r["path"].startswith("/services/")]
-    assert [s["text"].split(":")[1].strip() for s in slack] == ["iterable_users warning", "iterable_users recovered"]
+    assert [s["text"].split(":")[1].strip() for s in slack] == ["iterable_users finished with warnings",
+                                                                 "iterable_users is healthy again"]
+    assert all(s["text"].count("iterable_users") == 1 for s in slack)
     hook = [r for r in ops.receiver.received if r["path"] == "/hook"]
     assert all(r["headers"]["Authorization"] == HOOK_TOKEN for r in hook)
     assert hook[1]["json"]["previous_state"] == "warning" and hook[1]["json"]["state"] == "ok"
