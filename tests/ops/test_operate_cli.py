@@ -84,6 +84,9 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert ops.events() == ["paused"]
     assert ops.receiver.received[0]["json"]["pause"] == {"paused_by": "hand", "culprit": "hand",
                                                           "reason": "CRM migration this week"}
+    # each text says "hand" once (the event's detail used to read "hand: hand: CRM migration this week")
+    assert ops.sql("select detail from dinsync.events where event = 'paused'") == [("hand: CRM migration this week",)]
+    assert ops.receiver.received[0]["json"]["message"] == "iterable_users paused by hand: CRM migration this week"
     # pausing it again without --reason keeps the reason and time given (it used to become "paused by hand")
     paused_at = ops.sql("select paused_at from dinsync.sync_state")
     again = ops.cli("pause", "iterable_users")
@@ -119,6 +122,16 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert again.exit_code == 0 and "is not paused" in again.stderr
     assert ops.sql("select event from dinsync.events where event in ('paused', 'resumed') order by event_at") == \
         [("paused",), ("resumed",)]
+
+
+def test_pause_by_hand_without_a_reason_says_so_once(ops):
+    """No --reason: status, the event and the notice say "no reason given", not "paused by hand:
+    paused by hand" (the reason used to default to "paused by hand")."""
+    assert ops.cli("pause", "iterable_users").exit_code == 0
+    assert ops.status()["iterable_users"]["reason"] == "no reason given"
+    assert "paused by hand: no reason given" in ops.cli("status", json_output=False).stdout
+    assert ops.sql("select detail from dinsync.events where event = 'paused'") == [("hand: no reason given",)]
+    assert ops.receiver.received[0]["json"]["message"] == "iterable_users paused by hand: no reason given"
 
 
 def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):
