@@ -22,7 +22,8 @@ def test_warnings_notify_once_per_change_and_recovery_once(ops):
     assert first["exit_code"] == ExitCode.WARNINGS
     [run] = first["runs"]
     assert run["status"] == "warning" and run["acknowledged"] == 20 and run["segment_rows"] == 20
-    assert any(w.startswith("the run took") and "threshold 1e-05" in w for w in run["warnings"])
+    assert any(w.startswith("the run took") and " seconds (threshold 0.0006 seconds, max_run_minutes 0.00001)" in w
+               for w in run["warnings"])
     assert ops.events() == ["warning"]
     assert ops.sync()["runs"][0]["status"] == "warning"
     assert ops.events() == ["warning"]  # the second warning run: no change of state, no notice
