@@ -474,7 +474,7 @@ def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> 
                 if pausing and reason is None and current.paused and current.paused_by == "hand":
                     note(f"sync {name} is already paused by hand: {current.reason}")  # keep its reason
                 elif pausing:
-                    operator.pause(name, by="hand", culprit="hand", reason=reason or "paused by hand")
+                    operator.pause(name, by="hand", culprit="hand", reason=reason or "no reason given")
                 elif current.paused:
                     operator.resume(name, detail="resumed by hand")
                 else:

@@ -24,6 +24,29 @@ class StopToken:
         self._event = threading.Event()
         self.signum: int | None = None
         self._rearm: Callable[[], None] | None = None
+        self._wakers: list[threading.Event] = []  # set on a stop request (e.g. `serve`'s idle wait)
+        self._wakers_lock = threading.Lock()
+
+    def add_waker(self, event: threading.Event) -> None:
+        """Set `event` when a stop is requested (at once if it already was): whoever waits on it
+        wakes up instead of sleeping until its timeout."""
+        with self._wakers_lock:
+            self._wakers.append(event)
+        if self.requested:
+            event.set()
+
+    def remove_waker(self, event: threading.Event) -> None:
+        with self._wakers_lock:
+            if event in self._wakers:
+                self._wakers.remove(event)
+
+    def wake(self) -> None:
+        """Set the wakers. Never from a signal handler: the main thread it interrupts may hold one
+        of their locks (inside Event.wait); `stop_on_signals` calls it from a thread."""
+        with self._wakers_lock:
+            wakers = list(self._wakers)
+        for event in wakers:
+            event.set()
 
     def rearm(self) -> None:
         """Install our handlers again. Polars, imported lazily once there are rows to send, puts a
@@ -34,6 +57,11 @@ class StopToken:
             self._rearm()
 
     def request(self, signum: int = signal.SIGTERM) -> None:
+        self._flag(signum)
+        self.wake()
+
+    def _flag(self, signum: int) -> None:
+        """The request itself, without waking anyone (what a signal handler may do)."""
         if self.signum is None:
             self.signum = signum
         self._event.set()
@@ -64,21 +92,25 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
     # importlib._bootstrap, the run failed). Nor may it start a thread (Thread.start takes a lock
     # the main thread may hold, starting its own threads). So `on_first` (which prints) runs in a
     # daemon thread started here, which the handler only wakes.
+    # The token's wakers (`serve`'s idle wait) are set from that thread too, before anything is
+    # printed, for the same reason: Event.set takes a lock the interrupted main thread may hold.
     announce, told = threading.Event(), []
-    if on_first is not None:
-        def announcer() -> None:
-            announce.wait()
-            if told:
+
+    def announcer() -> None:
+        announce.wait()
+        if told:
+            token.wake()
+            if on_first is not None:
                 on_first(told[0])
 
-        threading.Thread(target=announcer, name="dinsync-signal", daemon=True).start()
+    threading.Thread(target=announcer, name="dinsync-signal", daemon=True).start()
 
     def handler(signum, frame):  # noqa: ARG001
         if token.requested:
             sys.stderr.write(f"second {signal.Signals(signum).name}: exiting now\n")
             sys.stderr.flush()
             os._exit(128 + signum)
-        token.request(signum)
+        token._flag(signum)
         told.append(signal.Signals(signum).name)
         announce.set()
 

@@ -31,5 +31,27 @@ def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_
             warnings.append(f"the segment fell from {previous_segment_rows} to {s.segment_rows} rows ({drop:.1f}% "
                             f"since the last successful run; threshold {th.max_segment_drop_pct}%)")
     if th.max_run_minutes is not None and elapsed_seconds > 60.0 * th.max_run_minutes:
-        warnings.append(f"the run took {elapsed_seconds / 60.0:.1f} minutes (threshold {th.max_run_minutes})")
+        warnings.append(run_time_warning(elapsed_seconds, th.max_run_minutes))
     return warnings
+
+
+SECONDS_UNDER_MINUTES = 3  # thresholds under this many minutes are told in seconds
+
+
+def run_time_warning(elapsed_seconds: float, max_run_minutes: float) -> str:
+    """`max_run_minutes` breached: the run's time and the threshold in one unit, seconds for a
+    threshold under a few minutes (a run of 40 s over a threshold of 0.5 was "0.7 minutes", and
+    one of 0.6 s "0.0 minutes"), with enough decimals to show the run took longer."""
+    if max_run_minutes < SECONDS_UNDER_MINUTES:
+        took, limit, unit = elapsed_seconds, 60.0 * max_run_minutes, "seconds"
+        key = f", max_run_minutes {_number(max_run_minutes)}"
+    else:
+        took, limit, unit, key = elapsed_seconds / 60.0, float(max_run_minutes), "minutes", ""
+    digits = next((d for d in range(1, 7) if f"{took:.{d}f}" != f"{limit:.{d}f}"), 6)
+    return f"the run took {took:.{digits}f} {unit} (threshold {_number(limit)} {unit}{key})"
+
+
+def _number(value: float) -> str:
+    """A threshold as written, without an exponent: 30, 7.5, 0.6, 0.0006."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text and abs(float(text) - value) <= 0.01 * value else f"{value:.2g}"

@@ -14,7 +14,8 @@ Generic webhook body (POST, application/json):
      "pause": {"paused_by": "auto", "culprit": "column", "reason": "..."} | null,
      "tool_version": "0.1.0"}
 
-Slack body: {"text": <one line>, "blocks": [header section, details section, context]}.
+Slack body: {"text": "dinsync: <message>", "blocks": [section: icon + the message (the sync's name
+in bold), details section, context]}. The message starts with the sync's name, said once.
 """
 from __future__ import annotations
 
@@ -64,7 +65,10 @@ def webhook_payload(notice: Notice) -> dict[str, Any]:
 
 def slack_payload(notice: Notice) -> dict[str, Any]:
     icon = EVENT_ICONS.get(notice.event, "")
-    title = f"{icon} dinsync: *{notice.sync}* {notice.event}".strip()
+    # The message names the sync itself ("users failed: ..."): each text says it once.
+    named = notice.message.startswith(f"{notice.sync} ")
+    rest = notice.message[len(notice.sync):] if named else f" {notice.event}: {notice.message}"
+    headline = f"{icon} dinsync: *{_mrkdwn(notice.sync)}*{_mrkdwn(rest)}".strip()
     details = [f"*state*: {notice.previous_state or 'unknown'} → {notice.state}"]
     run = notice.run or {}
     if run.get("run_id"):
@@ -72,13 +76,14 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
                        f"~{run.get('changed', 0)} -{run.get('removed', 0)}, sent {run.get('sent', 0)}, "
                        f"rejected {run.get('rejected', 0)}, failed {run.get('failed', 0)})")
     if notice.pause:
-        details.append(f"*paused by*: {notice.pause.get('paused_by')} ({notice.pause.get('culprit')})")
+        by, culprit = notice.pause.get("paused_by"), notice.pause.get("culprit")
+        details.append(f"*paused by*: {by}" + (f" ({culprit})" if culprit and culprit != by else ""))
     context = [f"project {notice.project}"] if notice.project else []
     context.append(f"dinsync {__version__}")
     return {
-        "text": f"dinsync: {notice.sync} {notice.event}: {notice.message}",
+        "text": f"dinsync: {notice.sync}{rest}",
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{title}\n{_mrkdwn(notice.message)}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(details)}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
         ],

@@ -12,7 +12,8 @@ Rules:
   checked again every `recheck_seconds` (automatic pauses only: `hooks.check`); one that resumes
   after missing a slot runs once right away.
 - `stop` (SIGTERM/SIGINT through a StopToken): no new run starts; running ones get the engine's
-  graceful stop (they share the token); `run` returns when they are done.
+  graceful stop (they share the token); `run` returns when they are done. The request wakes the
+  loop's wait (the token's waker), so an idle loop returns at once.
 
 Time comes from a `Clock` (`now()` and `wait(seconds, wake)`), so tests drive `step(now)` on a
 fake clock instead of sleeping.
@@ -185,7 +186,11 @@ class Scheduler:
 
     # --- the loop ----------------------------------------------------------------------
     def run(self, stop: Any) -> None:
-        """Step until `stop.requested`, then wait for the runs in flight (they stop gracefully)."""
+        """Step until `stop.requested`, then wait for the runs in flight (they stop gracefully).
+        A stop request wakes the idle wait at once (a StopToken's waker), whoever asks for it."""
+        add_waker = getattr(stop, "add_waker", None)
+        if add_waker is not None:
+            add_waker(self.wake)
         try:
             while not stop.requested:
                 now = self.clock.now()
@@ -195,4 +200,6 @@ class Scheduler:
                 self.clock.wait(self.seconds_to_next(now), self.wake)
                 self.wake.clear()
         finally:
+            if add_waker is not None:
+                stop.remove_waker(self.wake)
             self.executor.shutdown(wait=True)

@@ -78,7 +78,8 @@ class SyncStates:
         state.paused, state.paused_by, state.culprit, state.reason = True, by, culprit, reason
         state.paused_at, state.paused_run_id, state.checked_at, state.check_error = now, run_id, now, reason
         self.put(state)
-        self.event(sync, "paused", run_id, f"{by}: {culprit}: {reason}")
+        # `auto: column: ...`; a pause by hand has culprit `hand` too: `hand: ...`, said once
+        self.event(sync, "paused", run_id, f"{by}: {reason}" if culprit == by else f"{by}: {culprit}: {reason}")
         return state
 
     def resume(self, sync: str, detail: str) -> SyncState:

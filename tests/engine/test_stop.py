@@ -55,3 +55,22 @@ def test_a_signal_while_the_main_thread_waits_on_an_import_lock_does_not_break_t
     assert module.__name__ == "dinsync_slow_module"
     assert token.requested and token.signal_name == "SIGINT"
     assert told.wait(30)
+
+
+def test_a_signal_sets_the_tokens_wakers_from_a_thread_not_the_handler():
+    """The wakers (`serve`'s idle wait) are set on a signal even without an `on_first` callback,
+    and never inside the handler: Event.set there could wait forever on a lock the interrupted
+    main thread holds inside Event.wait."""
+    token, waker = StopToken(), threading.Event()
+    token.add_waker(waker)
+    setters: list[str] = []
+    original = waker.set
+    waker.set = lambda: (setters.append(threading.current_thread().name), original())[1]
+    with stop_on_signals(token):
+        signal.raise_signal(signal.SIGTERM)
+        assert token.requested and token.signum == signal.SIGTERM
+        assert waker.wait(5)
+    assert setters == ["dinsync-signal"]
+    late = threading.Event()
+    token.add_waker(late)  # added after the request: set at once
+    assert late.is_set()

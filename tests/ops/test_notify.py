@@ -60,6 +60,40 @@ def test_webhook_and_slack_payloads_without_secrets(receiver):
     assert sleeps == []
 
 
+@pytest.mark.parametrize("event,state,message,pause", [
+    ("failed", "failed", "users failed: boom", None),
+    ("warning", "warning", "users finished with warnings: the run took 2.5 seconds", None),
+    ("paused", "paused", "users paused by hand: CRM migration",
+     {"paused_by": "hand", "culprit": "hand", "reason": "CRM migration"}),
+    ("paused", "paused", "users paused by itself: column 'plan' is not a column of model customers",
+     {"paused_by": "auto", "culprit": "column", "reason": "column 'plan' is not a column of model customers"}),
+])
+def test_each_text_names_the_sync_once(receiver, event, state, message, pause):
+    """The notice's message starts with the sync's name: Slack's fallback text and its message
+    section say it once (they used to read "users failed: users failed: ..."), as the webhook's
+    message does; a pause by hand is not "hand (hand)"."""
+    rec, thread = receiver
+    assert all(d.ok for d in Notifier(channels(thread.url)).send(
+        Notice(event, "users", state, "ok", message, pause=pause)))
+    by_path = {r["path"]: r["json"] for r in rec.received}
+    slack, hook = by_path[f"/services/T000/B000/{SECRET}"], by_path["/hook"]
+    assert slack["text"] == f"dinsync: {message}"
+    section = slack["blocks"][0]["text"]["text"]
+    assert section.count("users") == 1 and section.endswith(message.replace("users", "*users*", 1))
+    assert hook["message"] == message and hook["message"].count("users") == 1
+    details = slack["blocks"][1]["text"]["text"]
+    if pause is not None:
+        assert details.endswith("*paused by*: hand" if pause["paused_by"] == "hand" else "*paused by*: auto (column)")
+
+
+def test_a_message_without_the_sync_name_is_prefixed_once(receiver):
+    rec, thread = receiver
+    Notifier(channels(thread.url)[1:]).send(Notice("failed", "users", "failed", "ok", "boom"))
+    [slack] = [r["json"] for r in rec.received]
+    assert slack["text"] == "dinsync: users failed: boom"
+    assert slack["blocks"][0]["text"]["text"] == ":red_circle: dinsync: *users* failed: boom"
+
+
 def test_retries_with_backoff_then_delivers(receiver):
     rec, thread = receiver
     rec.scripts["/hook"] = [(500, {}), (429, {"Retry-After": "0"}), (503, {})]

@@ -22,7 +22,8 @@ def test_warnings_notify_once_per_change_and_recovery_once(ops):
     assert first["exit_code"] == ExitCode.WARNINGS
     [run] = first["runs"]
     assert run["status"] == "warning" and run["acknowledged"] == 20 and run["segment_rows"] == 20
-    assert any(w.startswith("the run took") and "threshold 1e-05" in w for w in run["warnings"])
+    assert any(w.startswith("the run took") and " seconds (threshold 0.0006 seconds, max_run_minutes 0.00001)" in w
+               for w in run["warnings"])
     assert ops.events() == ["warning"]
     assert ops.sync()["runs"][0]["status"] == "warning"
     assert ops.events() == ["warning"]  # the second warning run: no change of state, no notice
@@ -39,7 +40,9 @@ def test_warnings_notify_once_per_change_and_recovery_once(ops):
     assert ops.events() == ["warning", "recovered"]
     # the Slack channel got the same two, in Slack's shape; the webhook carried its header
     slack = [r["json"] for r in ops.receiver.received if r["path"].startswith("/services/")]
-    assert [s["text"].split(":")[1].strip() for s in slack] == ["iterable_users warning", "iterable_users recovered"]
+    assert [s["text"].split(":")[1].strip() for s in slack] == ["iterable_users finished with warnings",
+                                                                 "iterable_users is healthy again"]
+    assert all(s["text"].count("iterable_users") == 1 for s in slack)
     hook = [r for r in ops.receiver.received if r["path"] == "/hook"]
     assert all(r["headers"]["Authorization"] == HOOK_TOKEN for r in hook)
     assert hook[1]["json"]["previous_state"] == "warning" and hook[1]["json"]["state"] == "ok"
@@ -82,6 +85,9 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert ops.events() == ["paused"]
     assert ops.receiver.received[0]["json"]["pause"] == {"paused_by": "hand", "culprit": "hand",
                                                           "reason": "CRM migration this week"}
+    # each text says "hand" once (the event's detail used to read "hand: hand: CRM migration this week")
+    assert ops.sql("select detail from dinsync.events where event = 'paused'") == [("hand: CRM migration this week",)]
+    assert ops.receiver.received[0]["json"]["message"] == "iterable_users paused by hand: CRM migration this week"
     # pausing it again without --reason keeps the reason and time given (it used to become "paused by hand")
     paused_at = ops.sql("select paused_at from dinsync.sync_state")
     again = ops.cli("pause", "iterable_users")
@@ -117,6 +123,16 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert again.exit_code == 0 and "is not paused" in again.stderr
     assert ops.sql("select event from dinsync.events where event in ('paused', 'resumed') order by event_at") == \
         [("paused",), ("resumed",)]
+
+
+def test_pause_by_hand_without_a_reason_says_so_once(ops):
+    """No --reason: status, the event and the notice say "no reason given", not "paused by hand:
+    paused by hand" (the reason used to default to "paused by hand")."""
+    assert ops.cli("pause", "iterable_users").exit_code == 0
+    assert ops.status()["iterable_users"]["reason"] == "no reason given"
+    assert "paused by hand: no reason given" in ops.cli("status", json_output=False).stdout
+    assert ops.sql("select detail from dinsync.events where event = 'paused'") == [("hand: no reason given",)]
+    assert ops.receiver.received[0]["json"]["message"] == "iterable_users paused by hand: no reason given"
 
 
 def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):

@@ -303,3 +303,41 @@ def test_the_loop_waits_for_a_running_sync_on_stop():
     clock.on_wait = on_wait
     s.run(stop)
     assert [n for n, _ in hooks.runs] == ["a"] and hooks.hold.is_set() and s.active == 0
+
+
+class EventClock(FakeClock):
+    """Waits on the scheduler's wake event for real (bounded), recording whether it was set."""
+
+    def __init__(self, now: dt.datetime):
+        super().__init__(now)
+        self.woken: list[bool] = []
+        self.waiting = threading.Event()
+
+    def wait(self, seconds: float, wake: threading.Event) -> None:
+        self.waits.append(seconds)
+        self.waiting.set()
+        self.woken.append(wake.wait(10))
+
+
+def test_a_stop_request_wakes_the_idle_wait():
+    """An idle loop (the next slot an hour away) wakes as soon as a stop is requested, whoever
+    requests it: the wait used to end only at its timeout (up to 30 s) unless the CLI's signal
+    callback woke it, after printing its message."""
+    clock, hooks = EventClock(at(6)), Hooks()
+    stop = StopToken()
+    s = make({"a": Schedule.model_validate({"every": "1h"})}, clock, hooks, recheck_seconds=3600)
+    loop = threading.Thread(target=s.run, args=(stop,), daemon=True)
+    loop.start()
+    assert clock.waiting.wait(5) and clock.waits == [3600.0]
+    stop.request()  # no `s.wake.set()`
+    loop.join(15)
+    assert not loop.is_alive() and clock.woken == [True] and hooks.runs == []
+    assert stop._wakers == []  # the loop's waker is removed when it returns
+
+
+def test_a_stop_requested_before_the_loop_starts_never_waits():
+    clock, hooks = EventClock(at(6)), Hooks()
+    stop = StopToken()
+    stop.request()
+    make({"a": Schedule.model_validate({"every": "1h"})}, clock, hooks).run(stop)
+    assert clock.waits == [] and hooks.runs == []

@@ -55,3 +55,26 @@ def test_sigterm_stops_the_run_in_flight_and_the_service(project):
     assert project.sql("select status from dinsync.runs") == [("cancelled",)]
     assert project.sql("select count(*) from dinsync.locks") == [(0,)]
     assert len(project.snapshot_keys()) == end["run"]["acknowledged"]
+
+
+def test_sigterm_stops_an_idle_service_with_exit_0(project):
+    """Nothing running (the first slot an hour away): SIGTERM ends the service with exit 0 and a
+    `stop` line; the wait is woken by the stop request itself (tests/ops/test_scheduler.py)."""
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "serve", first
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"at": json.loads(out.splitlines()[0])["at"], "event": "stop", "signal": "SIGTERM"}]
+    assert "SIGTERM: stopping" in err
+    assert project.sql("select count(*) from dinsync.runs") == [(0,)]

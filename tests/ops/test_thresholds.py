@@ -33,5 +33,22 @@ def test_each_threshold_on_its_own():
     assert warnings(Thresholds(warn_on_zero_rows=True), segment_rows=0, sendable=0) == \
         ["the model returned no rows (warn_on_zero_rows)"]
     assert warnings(Thresholds(max_run_minutes=30), elapsed=30 * 60 + 1) == \
-        ["the run took 30.0 minutes (threshold 30.0)"]
+        ["the run took 30.02 minutes (threshold 30 minutes)"]
+    assert warnings(Thresholds(max_run_minutes=30), elapsed=45 * 60) == \
+        ["the run took 45.0 minutes (threshold 30 minutes)"]
     assert warnings(Thresholds(max_run_minutes=30), elapsed=30 * 60) == []
+
+
+def test_a_short_run_time_threshold_is_told_in_seconds():
+    """Under a few minutes, the run's time and the threshold are in seconds (a run of 0.7 s over
+    max_run_minutes 0.01 used to read "the run took 0.0 minutes (threshold 0.01)")."""
+    assert warnings(Thresholds(max_run_minutes=0.01), elapsed=0.7) == \
+        ["the run took 0.7 seconds (threshold 0.6 seconds, max_run_minutes 0.01)"]
+    assert warnings(Thresholds(max_run_minutes=0.01), elapsed=0.6) == []
+    assert warnings(Thresholds(max_run_minutes=0.5), elapsed=40) == \
+        ["the run took 40.0 seconds (threshold 30 seconds, max_run_minutes 0.5)"]
+    assert warnings(Thresholds(max_run_minutes=0.00001), elapsed=0.25) == \
+        ["the run took 0.2 seconds (threshold 0.0006 seconds, max_run_minutes 0.00001)"]  # no "1e-05"
+    # as many decimals as it takes to show the run took longer
+    assert warnings(Thresholds(max_run_minutes=1), elapsed=60.04) == \
+        ["the run took 60.04 seconds (threshold 60 seconds, max_run_minutes 1)"]
