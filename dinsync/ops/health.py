@@ -114,7 +114,12 @@ def check_destination(project: Any, name: str) -> CheckResult:
             spec.kinds.update(result.kinds)
             probe = _probe(destination, cfg, spec)
             if probe is not None:
-                await transport.deliver(probe)  # any answer but 401/403 means the credentials work
+                # any answer but 401/403 means the credentials work (a 401/403 raises); a lookup that
+                # got no answer (unreachable, 5xx or timeouts after retries) says nothing of them
+                delivered = await transport.deliver(probe)
+                lost = next((r for r in delivered.problems if r.status == "failed"), None)
+                if lost is not None:
+                    return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {lost.reason}"))
             return CheckResult()
 
     try:

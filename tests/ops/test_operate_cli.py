@@ -171,6 +171,33 @@ def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):
     assert "wrong-key-0000000000" not in json.dumps(ops.sql("select * from dinsync.sync_state"), default=str)
 
 
+def test_a_check_that_cannot_reach_the_destination_leaves_the_sync_paused(ops, monkeypatch):
+    """The credentials fixed while the platform answers only 503s: the check's read-only lookup
+    fails, which says nothing of the credentials. Before, any lookup that did not raise 401/403
+    counted as a pass, so the sync was resumed ("its checks pass again") and the run failed."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    ops.sync()
+    assert ops.status()["iterable_users"]["culprit"] == "credentials"
+    monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    ops.thread.set_faults(error_rate=1.0, seed=3)
+    refused = ops.sync()
+    [run] = refused["runs"]
+    assert (run["status"], run["run_id"]) == ("paused", None), run
+    assert ops.status()["iterable_users"]["paused"]
+    assert ops.events() == ["paused"]
+    validated = json.loads(ops.cli("validate").stdout)
+    assert validated["paused"][0]["resumed"] is False, validated
+    assert ops.events() == ["paused"]
+    ops.thread.set_faults(error_rate=0.0)  # back: the next check passes and the sync delivers
+    assert ops.sync()["runs"][0]["acknowledged"] == 20
+    assert ops.events() == ["paused", "resumed"]
+
+
 def test_an_automatic_pause_is_lifted_by_the_next_sync_when_checks_pass(ops, monkeypatch):
     monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
     ops.sync()
