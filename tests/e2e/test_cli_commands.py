@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from dinsync.cli import app
 from dinsync.errors import ExitCode
+from tests.conftest import TEST_KEY
 
 
 def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, monkeypatch):
@@ -34,6 +36,28 @@ def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, mon
     (tmp_path / "demo" / "attio" / "models" / "people.sql").write_text("select 1 as id\n")
     refused = CliRunner().invoke(app, ["demo", "--path", "demo"])
     assert refused.exit_code == ExitCode.USAGE and "attio/models/people.sql (changed" in refused.output
+
+
+def test_demo_try_it_yourself_hint_fills_a_new_sandbox(tmp_path, monkeypatch, iterable_sandbox):
+    """The demo ends with "Try it yourself": point base_url at a new (empty) sandbox and run the
+    command it names. That command must deliver the demo's customers there: dinsync does not notice
+    a base_url change, so a plain `sync` would send nothing (the snapshot holds the demo's syncs)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DINSYNC_DEMO_ITERABLE_KEY", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--path", "demo", "--rows", "60"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    hint = re.search(r"`dinsync --project-dir (\S+) plan[^`]*` / `(sync[^`]*)`", text)
+    assert hint, text
+    project_dir, sync_args = hint.group(1), hint.group(2).split()
+    sandbox, runner = iterable_sandbox
+    yml = tmp_path / "demo" / "dinsync.yml"
+    yml.write_text(re.sub(r"base_url: http://127\.0\.0\.1:\d+", f"base_url: {runner.url}", yml.read_text()))
+    monkeypatch.setenv("DINSYNC_DEMO_ITERABLE_KEY", TEST_KEY)
+    synced = CliRunner().invoke(app, ["--json", "--project-dir", project_dir, *sync_args], catch_exceptions=False)
+    assert synced.exit_code == 0, synced.output
+    run = json.loads(synced.stdout)["runs"][0]
+    assert run["acknowledged"] >= 55 and len(sandbox.users) == run["acknowledged"]  # every customer, not 0
 
 
 def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
