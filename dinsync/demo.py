@@ -183,7 +183,8 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
         db = path / "warehouse.duckdb"
         for name in WAREHOUSE_FILES:
             (path / name).unlink(missing_ok=True)
-        say(f"[bold]1.[/] sample warehouse {db} with {rows:,} customers; Iterable sandbox at {base_url}")
+        say(f"[bold]1.[/] sample warehouse {db} with {rows:,} customers and two bad rows (a NULL key, a "
+            f"malformed email); Iterable sandbox at {base_url}")
         wh = connect("duckdb", path=str(db))
         wh.execute(SEED_SQL.format(rows=rows))
         previous = os.getcwd()
