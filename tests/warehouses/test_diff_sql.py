@@ -261,6 +261,14 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.set_rows([("A@x.com ", "Ada", 8)])
     assert s.plan()["a@x.com"] == "changed" and s.flags("a@x.com") == ["email", "first_name", "score", "score_copy"]
 
+    # a sync moved to another destination forgets its whole snapshot (delivered and parked rows):
+    # every row is then new to it
+    table = s.wh.table_name(s.state_schema, s.p.snapshot_table)
+    assert s.wh.query(f"SELECT COUNT(*) AS n FROM {table}").column(0)[0].as_py() > 0
+    s.p.forget_snapshot()
+    assert s.wh.query(f"SELECT COUNT(*) AS n FROM {table}").column(0)[0].as_py() == 0
+    assert s.plan() == {"a@x.com": "added"} and s.stats.first_sync
+
     # statements rendered with parameters (sample, duplicates_sample: their limit; the parts of
     # removed keys) ran above
     not_run = sorted(name for name in s.p.statements()
