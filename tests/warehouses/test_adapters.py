@@ -172,7 +172,7 @@ def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path, monkeypatch, kin
 @pytest.mark.parametrize("adbc", [True, False], ids=["adbc", "cursor"])
 def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeypatch, adbc):
     """ADBC delivers uuid as 16 raw bytes and inet, cidr, macaddr, timetz, xml, ... as PostgreSQL's
-    binary wire format, money as cents; psycopg (the cursor path) as Python objects Arrow cannot hold:
+    binary wire format, money as cents (read as its amount: a numeric, as text); psycopg (the cursor path) as Python objects Arrow cannot hold:
     what reaches a destination is each value's text form."""
     if not adbc:
         monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
@@ -188,7 +188,7 @@ def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeyp
         [row] = batch.to_pylist()
         assert row == {"u": "e8a2996c-0000-4000-8000-000000000001", "ip": "10.0.0.1/24", "ip6": "::1",
                        "net": "10.0.0.0/8", "mac": "08:00:2b:01:02:03", "tz": "12:00:00+02", "x": "<a/>",
-                       "m": 12.34 if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
+                       "m": "12.34" if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
                        "nu": None, "ints": [1, 2]}
     finally:
         t.close()
