@@ -32,7 +32,7 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import orjson
 import polars as pl
@@ -234,11 +234,12 @@ def _as_json(v: pl.Expr, dtype: pl.DataType, ok: pl.Expr | None, label: str) -> 
     return Encoded(s.str.strip_chars(), [(bad, _why(v, f"{label}: invalid JSON "))], s.str.len_bytes())
 
 
-def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str) -> Encoded:
+def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = False) -> Encoded:
     """A column of decimal numbers as text (`numeric_text`), as a decimal column is coerced:
-    NaN / ±Infinity rejected (see numeric_text_json)."""
+    NaN / ±Infinity rejected (see numeric_text_json); `free_scale`: each number is written with a
+    fraction (see dinsync.warehouses.numeric_text)."""
     if kind in ("auto", "number", "json"):
-        return numeric_text_json(v, label)
+        return numeric_text_json(v, label, free_scale)
     if kind == "string":
         inner = numeric_text_json(v, label)
         return Encoded(quote(inner.text), inner.problems)
@@ -250,17 +251,17 @@ def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str) -> Encoded:
     return _wrong_type(v, "numeric", label, kind)  # type: ignore[arg-type]
 
 
-def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, frozenset[str]]:
-    """A plan batch (Arrow) as a Polars frame, and the names of its `numeric_text` columns
-    (decimal numbers as text: dinsync.warehouses.numeric_text), which the frame holds as strings:
-    pass them to `map_batch(numeric_text=...)`."""
-    from dinsync.warehouses.numeric_text import is_numeric_text
+def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
+    """A plan batch (Arrow) as a Polars frame, and its `numeric_text` columns (decimal numbers as
+    text: dinsync.warehouses.numeric_text), which the frame holds as strings, each with whether it
+    declares no scale: pass them to `map_batch(numeric_text=...)`."""
+    from dinsync.warehouses.numeric_text import free_scale, is_numeric_text
 
-    names = [f.name for f in batch.schema if is_numeric_text(f.type)]
-    if names:
+    numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
+    if numeric:
         columns = [c.storage if is_numeric_text(c.type) else c for c in batch.columns]
         batch = type(batch).from_arrays(columns, names=batch.schema.names)
-    return pl.from_arrow(batch), frozenset(names)
+    return pl.from_arrow(batch), numeric
 
 
 _COERCE = {
@@ -332,12 +333,13 @@ def map_batch(
     max_value_bytes: int | None = None,
     max_row_bytes: int | None = None,
     keep_field_text: bool = False,
-    numeric_text: Collection[str] = (),
+    numeric_text: Collection[str] | Mapping[str, bool] = (),
 ) -> MappedBatch:
     """Validate and encode one batch of plan rows (see module docstring).
 
     `numeric_text`: the string columns that hold decimal numbers as text (see `frame_from_arrow`),
-    coerced as decimals are (their digits sent exactly; NaN / ±Infinity rejected).
+    coerced as decimals are (their digits sent exactly; NaN / ±Infinity rejected); as a mapping,
+    with whether each declares no scale (then each number is written with a fraction).
 
     With `keep_field_text`, the output also has per mapped field n (position in `fields`) a
     column `_t{n}`: the JSON text of the value when the field is sent for the row (``null`` for a
@@ -374,7 +376,8 @@ def map_batch(
         label = f'field "{f.field}"'
         v, dtype = pl.col(f"v{f.index}"), schema[f"v{f.index}"]
         if f"v{f.index}" in numeric_text:
-            enc = _as_kind_numeric_text(v, f.kind, label)
+            free = bool(numeric_text.get(f"v{f.index}")) if isinstance(numeric_text, Mapping) else False
+            enc = _as_kind_numeric_text(v, f.kind, label, free)
         elif f.kind == "phone":
             if f"_e164_{f.index}" in added:
                 enc = _as_phone(v, pl.col(f"_e164_{f.index}"), label, phone_region)

@@ -184,13 +184,16 @@ _JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _NONFINITE_TEXT = r"(?i)^[+-]?(?:nan|inf)"
 
 
-def numeric_text_json(expr: pl.Expr, label: str) -> Encoded:
+def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> Encoded:
     """JSON of decimal numbers written as text (a `numeric_text` column, e.g. PostgreSQL's numeric:
     see dinsync.warehouses.numeric_text): the digits themselves, as a JSON number (exact, whatever
     their count). NaN and ±Infinity are rejected as for floats; so is a number beyond a 64-bit
     float's range (|x| > 1.8e308), which JSON parsers read as an infinity or refuse, failing the
-    whole request on some platforms."""
+    whole request on some platforms. `free_scale` (the column declares no scale): an integral
+    number is written with a fraction (`5.0`), as every other number of the column has one or may."""
     s = expr.cast(pl.String)
+    if free_scale:
+        s = pl.when(s.str.contains(r"^-?[0-9]+$")).then(pl.concat_str([s, pl.lit(".0")])).otherwise(s)
     number = s.str.contains(_JSON_NUMBER).fill_null(False)
     ok = number & s.cast(pl.Float64, strict=False).is_finite().fill_null(False)
     reason = (

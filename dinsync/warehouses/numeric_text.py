@@ -17,15 +17,21 @@ NAME = "dinsync.numeric_text"
 
 
 class NumericTextType(pa.ExtensionType):
-    def __init__(self) -> None:
+    """`free_scale`: the column declares no scale (an unconstrained `numeric`: sums, averages), so
+    its values' scales differ from row to row (`5`, `0.5`); the mapping writes each with a fraction
+    (`5.0`), as a float column would be: a platform that types a field by the first number it sees
+    (Iterable) then never finds an integer in a decimal field, or the reverse."""
+
+    def __init__(self, free_scale: bool = False) -> None:
+        self.free_scale = free_scale
         super().__init__(pa.string(), NAME)
 
     def __arrow_ext_serialize__(self) -> bytes:
-        return b""
+        return b"free_scale" if self.free_scale else b""
 
     @classmethod
     def __arrow_ext_deserialize__(cls, storage_type, serialized) -> "NumericTextType":
-        return cls()
+        return cls(free_scale=serialized == b"free_scale")
 
 
 NUMERIC_TEXT = NumericTextType()
@@ -42,8 +48,14 @@ def is_numeric_text(t: pa.DataType) -> bool:
     return isinstance(t, pa.BaseExtensionType) and t.extension_name == NAME
 
 
-def numeric_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A `numeric_text` array of the text of decimal numbers (strings; NULL stays NULL)."""
+def free_scale(t: pa.DataType) -> bool:
+    """Whether a `numeric_text` type's column declares no scale (see NumericTextType)."""
+    return bool(getattr(t, "free_scale", False))
+
+
+def numeric_text(values: pa.Array | pa.ChunkedArray, free_scale: bool = False) -> pa.Array:
+    """A `numeric_text` array of the text of decimal numbers (strings; NULL stays NULL); `free_scale`:
+    the column declares no scale (see NumericTextType)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type != pa.string():
@@ -54,4 +66,4 @@ def numeric_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
         spelled = pc.replace_with_mask(values, special, pc.filter(
             pc.take(pa.array(list(_SPECIALS.values())), pc.index_in(lowered, pa.array(list(_SPECIALS)))), special))
         values = spelled
-    return pa.ExtensionArray.from_storage(NUMERIC_TEXT, values)
+    return pa.ExtensionArray.from_storage(NumericTextType(free_scale) if free_scale else NUMERIC_TEXT, values)

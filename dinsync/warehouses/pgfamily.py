@@ -196,14 +196,15 @@ def numeric_array(values: list, t: pa.DataType) -> pa.Array:
             return pa.array(values, type=attempt)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
             pass
-    return numeric_text(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return numeric_text(pa.array([None if v is None else str(v) for v in values], pa.string()),
+                        free_scale=not pa.types.is_decimal(t))
 
 
-def numeric_from_text(values: pa.Array) -> pa.Array:
+def numeric_from_text(values: pa.Array, typmod: int = -1) -> pa.Array:
     """PostgreSQL NUMERIC delivered as text (ADBC) -> `numeric_text`, whatever its precision: the
     exact digits, NaN and ±Infinity kept (see dinsync.warehouses.numeric_text); the type is the same
-    in every batch of a stream."""
-    return numeric_text(values)
+    in every batch of a stream. `typmod` < 4: the column declares no precision nor scale."""
+    return numeric_text(values, free_scale=typmod < 4)
 
 
 # ------------------------------------------------------------------------------- sessions
@@ -486,7 +487,8 @@ def _adbc_converter(schema: pa.Schema):
         meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
         if isinstance(field.type, pa.BaseExtensionType):
             if meta.get("POSTGRESQL:type") == "numeric":
-                plan.append(lambda a: numeric_from_text(a.storage))
+                typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
+                plan.append(lambda a, typmod=typmod: numeric_from_text(a.storage, typmod))
             else:
                 plan.append(lambda a: a.storage)
         else:
@@ -520,7 +522,8 @@ class CursorStream:
                     rows = cur.fetchmany(batch_rows)
                     if names is None:
                         names = [c.name for c in cur.description]
-                        types = [_numeric_text_of if c.type_code == NUMERIC_OID else arrow_type_of_column(c)
+                        types = [functools.partial(_numeric_text_of, free_scale=c.scale is None)
+                                 if c.type_code == NUMERIC_OID else arrow_type_of_column(c)
                                  for c in cur.description]
                     if not rows:
                         break
@@ -535,8 +538,8 @@ _TEXT_LOADED = ("uuid", "inet", "cidr", "json", "jsonb", "timetz", "interval", "
                 "numrange", "daterange", "tsrange", "tstzrange")
 
 
-def _numeric_text_of(values: list) -> pa.Array:
-    return numeric_text(pa.array(values, pa.string()))
+def _numeric_text_of(values: list, free_scale: bool = False) -> pa.Array:
+    return numeric_text(pa.array(values, pa.string()), free_scale=free_scale)
 
 
 def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:

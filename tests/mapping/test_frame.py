@@ -589,7 +589,7 @@ def test_categorical_key_and_values():
 
 # --- decimals read as text (numeric_text: PostgreSQL's numeric) -------------------------------
 
-def numeric_batch(values: list, kind: str = "auto") -> MappedBatch:
+def numeric_batch(values: list, kind: str = "auto", free_scale: bool = False) -> MappedBatch:
     """A plan batch whose v0 arrives as `numeric_text` (the way PostgreSQL numerics stream), mapped."""
     import pyarrow as pa
 
@@ -598,9 +598,10 @@ def numeric_batch(values: list, kind: str = "auto") -> MappedBatch:
 
     keys = [f"u{i}@example.com" for i in range(len(values))]
     batch = pa.record_batch({"_key": keys, "_op": ["added"] * len(keys),
-                             "v0": numeric_text(pa.array(values, pa.string())), "x0": [True] * len(keys)})
+                             "v0": numeric_text(pa.array(values, pa.string()), free_scale=free_scale),
+                             "x0": [True] * len(keys)})
     frame, numeric = frame_from_arrow(batch)
-    assert numeric == {"v0"} and frame.schema["v0"] == pl.String
+    assert numeric == {"v0": free_scale} and frame.schema["v0"] == pl.String
     out = map_batch(frame, EMAIL, fields("f", kind=kind), numeric_text=numeric)
     check_shape(out)
     return out
@@ -631,3 +632,15 @@ def test_numeric_text_nan_and_infinities_reject_their_row(kind):
     assert b.frame["_key"].to_list() == ["u0@example.com"]
     assert reasons(b)[:5] == ['field "f": NaN/infinite is not valid JSON'] * 5
     assert "beyond the range of a 64-bit float" in reasons(b)[5]  # JSON parsers fail on it (orjson) or read inf
+
+
+def test_numeric_text_without_a_declared_scale_is_written_with_a_fraction():
+    """An unconstrained numeric (a sum, an average) holds 5 on one row and 0.5 on the next: each is
+    sent with a fraction, as float64 wrote them before, so that a platform typing a field by its
+    first number (Iterable) never sees an integer in a decimal field. A declared scale keeps its form."""
+    values = ["5", "0.5", "-12", "1234567890123456789012345", None]
+    assert numeric_batch(values, free_scale=True).frame["_json"].to_list() == [
+        '{"f":5.0}', '{"f":0.5}', '{"f":-12.0}', '{"f":1234567890123456789012345.0}', '{"f":null}']
+    assert numeric_batch(values[:1], "number", free_scale=True).frame["_json"].to_list() == ['{"f":5.0}']
+    assert numeric_batch(values[:1], "integer", free_scale=True).frame["_json"].to_list() == ['{"f":5}']
+    assert numeric_batch(values[:1]).frame["_json"].to_list() == ['{"f":5}']  # numeric(p, 0)
