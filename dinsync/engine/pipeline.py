@@ -21,7 +21,7 @@ import polars as pl
 
 from ..destinations.base import Destination, RecordResult, ServiceSpec, SyncSpec, Transport
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary
-from ..mapping import FieldMapping, KeyMapping, map_batch
+from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
 from .commits import Checkpointer
 
 LOOKUP_SLICE_ROWS = 1000  # update-mode lookups: rows looked up before their writes are queued
@@ -183,9 +183,10 @@ class Pipeline:
 
     def _map(self, batch):
         """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""
-        out = map_batch(pl.from_arrow(batch), self.mapping.key, self.mapping.fields,
+        frame, numeric_text = frame_from_arrow(batch)
+        out = map_batch(frame, self.mapping.key, self.mapping.fields,
                         max_row_bytes=self.mapping.max_row_bytes, phone_region=self.mapping.region,
-                        keep_field_text=True)
+                        keep_field_text=True, numeric_text=numeric_text)
         return out.frame, out.rejections
 
     def _record_rejections(self, rejections: pl.DataFrame) -> None:

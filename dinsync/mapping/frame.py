@@ -18,6 +18,8 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
     (optional sign, surrounding spaces allowed) within 128-bit range.
   - ``number``: integers, floats, decimals; booleans as 0/1; numeric strings (a string already
     in JSON number syntax is sent digit for digit, others through a float).
+  Decimals read as text (``numeric_text``: PostgreSQL's numeric, whatever its precision) are
+  coerced as decimals, from their exact digits; a NaN or an infinity among them is rejected.
   - ``boolean``: booleans; 0/1; strings true/false, t/f, yes/no, y/n, 1/0 (any case).
   - ``date``: dates; datetimes (tz-aware ones in UTC) truncated; strings ``YYYY-MM-DD``.
   - ``datetime``: datetimes; dates at midnight; ISO strings ``YYYY-MM-DD[(T| )HH:MM[:SS[.f]]]``
@@ -30,11 +32,12 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Collection, Mapping
 
 import orjson
 import polars as pl
 
-from dinsync.mapping.json import Encoded, json_values_valid, quote, string_json, value_json
+from dinsync.mapping.json import Encoded, json_values_valid, numeric_text_json, quote, string_json, value_json
 from dinsync.mapping.normalize import email_is_valid, email_problem, normalize_email, normalize_phones, preview
 
 FIELD_KINDS = ("auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json")
@@ -231,6 +234,36 @@ def _as_json(v: pl.Expr, dtype: pl.DataType, ok: pl.Expr | None, label: str) -> 
     return Encoded(s.str.strip_chars(), [(bad, _why(v, f"{label}: invalid JSON "))], s.str.len_bytes())
 
 
+def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = False) -> Encoded:
+    """A column of decimal numbers as text (`numeric_text`), as a decimal column is coerced:
+    NaN / ±Infinity rejected (see numeric_text_json); `free_scale`: each number is written with a
+    fraction (see dinsync.warehouses.numeric_text)."""
+    if kind in ("auto", "number", "json"):
+        return numeric_text_json(v, label, free_scale)
+    if kind == "string":
+        inner = numeric_text_json(v, label)
+        return Encoded(quote(inner.text), inner.problems)
+    if kind == "integer":
+        s = v.cast(pl.String)
+        ok = s.str.contains(r"^-?\d+(?:\.0*)?$").fill_null(False)
+        text = pl.when(ok).then(s.str.replace(r"\.0*$", "")).otherwise(_NULL)
+        return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "an integer")])
+    return _wrong_type(v, "numeric", label, kind)  # type: ignore[arg-type]
+
+
+def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
+    """A plan batch (Arrow) as a Polars frame, and its `numeric_text` columns (decimal numbers as
+    text: dinsync.warehouses.numeric_text), which the frame holds as strings, each with whether it
+    declares no scale: pass them to `map_batch(numeric_text=...)`."""
+    from dinsync.warehouses.numeric_text import free_scale, is_numeric_text
+
+    numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
+    if numeric:
+        columns = [c.storage if is_numeric_text(c.type) else c for c in batch.columns]
+        batch = type(batch).from_arrays(columns, names=batch.schema.names)
+    return pl.from_arrow(batch), numeric
+
+
 _COERCE = {
     "auto": value_json,
     "string": _as_string,
@@ -300,8 +333,13 @@ def map_batch(
     max_value_bytes: int | None = None,
     max_row_bytes: int | None = None,
     keep_field_text: bool = False,
+    numeric_text: Collection[str] | Mapping[str, bool] = (),
 ) -> MappedBatch:
     """Validate and encode one batch of plan rows (see module docstring).
+
+    `numeric_text`: the string columns that hold decimal numbers as text (see `frame_from_arrow`),
+    coerced as decimals are (their digits sent exactly; NaN / ±Infinity rejected); as a mapping,
+    with whether each declares no scale (then each number is written with a fraction).
 
     With `keep_field_text`, the output also has per mapped field n (position in `fields`) a
     column `_t{n}`: the JSON text of the value when the field is sent for the row (``null`` for a
@@ -319,6 +357,8 @@ def map_batch(
         extra.append(normalize_phones(frame.get_column("_key").cast(pl.String), phone_region).alias("_key_e164"))
     for f in fields:
         col = frame.get_column(f"v{f.index}")
+        if col.name in numeric_text:
+            continue
         if f.kind == "phone" and (_is_text(col.dtype) or col.dtype.is_integer()):
             extra.append(normalize_phones(col, phone_region).alias(f"_e164_{f.index}"))
         elif f.kind == "json" and _is_text(col.dtype):
@@ -335,7 +375,10 @@ def map_batch(
     for f in fields:
         label = f'field "{f.field}"'
         v, dtype = pl.col(f"v{f.index}"), schema[f"v{f.index}"]
-        if f.kind == "phone":
+        if f"v{f.index}" in numeric_text:
+            free = bool(numeric_text.get(f"v{f.index}")) if isinstance(numeric_text, Mapping) else False
+            enc = _as_kind_numeric_text(v, f.kind, label, free)
+        elif f.kind == "phone":
             if f"_e164_{f.index}" in added:
                 enc = _as_phone(v, pl.col(f"_e164_{f.index}"), label, phone_region)
             else:

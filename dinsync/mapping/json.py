@@ -8,6 +8,8 @@ an API expects, in this Polars version:
   - naive datetimes come out as ``"YYYY-MM-DD HH:MM:SS"``: we write ISO 8601 with a ``T``;
   - tz-aware datetimes keep their offset: we convert to UTC and write ``Z``;
   - decimals come out as JSON strings: we write them as JSON numbers (exact digits);
+  - decimals read as text (`numeric_text_json`: PostgreSQL's numeric, of any precision) are
+    written as the JSON numbers of their digits;
   - binary panics: we write base64 strings.
 
 Datetime format (everywhere, also nested): ``YYYY-MM-DDTHH:MM:SS`` plus ``.ffffff`` when the
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 
 import orjson
 import polars as pl
+
+from dinsync.mapping.normalize import preview
 
 _NULL = pl.lit(None, pl.String)
 
@@ -174,6 +178,31 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         problems = [] if bad is None else [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))]
         return Encoded(text, problems, size_of_text=True)
     return Encoded(_NULL, [(expr.is_not_null(), pl.lit(f"{label}: values of type {dtype} cannot be sent as JSON"))])
+
+
+_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_NONFINITE_TEXT = r"(?i)^[+-]?(?:nan|inf)"
+
+
+def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> Encoded:
+    """JSON of decimal numbers written as text (a `numeric_text` column, e.g. PostgreSQL's numeric:
+    see dinsync.warehouses.numeric_text): the digits themselves, as a JSON number (exact, whatever
+    their count). NaN and ±Infinity are rejected as for floats; so is a number beyond a 64-bit
+    float's range (|x| > 1.8e308), which JSON parsers read as an infinity or refuse, failing the
+    whole request on some platforms. `free_scale` (the column declares no scale): an integral
+    number is written with a fraction (`5.0`), as every other number of the column has one or may."""
+    s = expr.cast(pl.String)
+    if free_scale:
+        s = pl.when(s.str.contains(r"^-?[0-9]+$")).then(pl.concat_str([s, pl.lit(".0")])).otherwise(s)
+    number = s.str.contains(_JSON_NUMBER).fill_null(False)
+    ok = number & s.cast(pl.Float64, strict=False).is_finite().fill_null(False)
+    reason = (
+        pl.when(s.str.contains(_NONFINITE_TEXT)).then(pl.lit(f"{label}: NaN/infinite is not valid JSON"))
+        .when(number).then(pl.concat_str([pl.lit(f"{label}: "), preview(s), pl.lit(
+            " is beyond the range of a 64-bit float (1.8e308), which platforms read numbers as")]))
+        .otherwise(pl.concat_str([pl.lit(f"{label}: cannot convert "), preview(s), pl.lit(" to a number")]))
+    )
+    return Encoded(pl.when(ok).then(s).otherwise(_NULL), [(s.is_not_null() & ~ok, reason)])
 
 
 def json_values_valid(series: pl.Series) -> pl.Series:

@@ -278,14 +278,18 @@ def translated(action: str) -> Callable:
 # ------------------------------------------------------------------------------- Arrow helpers
 
 
-def rows_to_arrow(names: list[str], rows: list[tuple], types: list[pa.DataType | None] | None = None) -> pa.Table:
-    """A table from driver rows (tuples), column by column; `types` (or None each) when known."""
+def rows_to_arrow(names: list[str], rows: list[tuple], types: list[Any] | None = None) -> pa.Table:
+    """A table from driver rows (tuples), column by column; `types` (or None each) when known, or
+    for a column a function of its values (a list) that returns its array."""
     import pyarrow as pa
 
     columns = list(zip(*rows)) if rows else [[] for _ in names]
     arrays = []
     for i, values in enumerate(columns):
         t = types[i] if types else None
+        if callable(t):
+            arrays.append(t(list(values)))
+            continue
         try:
             arrays.append(pa.array(values, type=t))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -12,6 +12,7 @@ Mixins, combined by each adapter:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import threading
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from . import errors as E
 from .base import Params, quote_ident, rows_to_arrow, translated
+from .numeric_text import numeric_text
 from .params import translate
 
 # ------------------------------------------------------------------------------- errors
@@ -167,33 +169,42 @@ _OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psyco
 }
 
 
+NUMERIC_OID = 1700
+
+
 def arrow_type_of_column(column: Any) -> pa.DataType | None:
-    """Arrow type of a psycopg result column (None: let Arrow infer it from the values)."""
+    """Arrow type of a psycopg result column read by `query` (None: let Arrow infer it from the
+    values). A numeric: see `numeric_array`; streams read every numeric as text (`numeric_text`)."""
     oid = column.type_code
     if oid in _OID_TYPES:
         return _OID_TYPES[oid]
-    if oid == 1700:  # numeric
+    if oid == NUMERIC_OID:
         p, s = column.precision, column.scale
         if p and p <= 38 and s is not None:
             return pa.decimal128(p, s)
-        return pa.float64()  # unconstrained NUMERIC (sums, averages)
+        return pa.float64()  # unconstrained NUMERIC (sums, averages, counts of state queries)
     return None
 
 
-def numeric_from_text(values: pa.Array, typmod: int | None) -> pa.Array:
-    """PostgreSQL NUMERIC delivered as text (ADBC) -> decimal128(p, s) when the column declares a
-    precision Arrow can hold (a NaN, which a decimal cannot hold, becomes NULL: the type stays the
-    same in every batch), else float64."""
-    if typmod is not None and typmod >= 4:
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-        if 0 < precision <= 38:
-            target = pa.decimal128(precision, scale)
-            try:
-                return values.cast(target)
-            except pa.ArrowInvalid:  # NaN / Infinity
-                special = pc.match_substring_regex(values, "^[+-]?(nan|inf)", ignore_case=True)
-                return pc.if_else(special, pa.scalar(None, pa.string()), values).cast(target)
-    return values.cast(pa.float64())
+def numeric_array(values: list, t: pa.DataType) -> pa.Array:
+    """Numeric values of a `query` result (Decimals from psycopg) as `t`, else as the type Arrow
+    infers from them (a Decimal never converts to float64: decimal128 / decimal256 of its digits),
+    else, for a NaN or an infinity, which no Arrow decimal holds, as `numeric_text` (`dinsync plan`'s
+    samples show 'NaN'; before, the whole plan failed with ArrowInvalid)."""
+    for attempt in (t, None):
+        try:
+            return pa.array(values, type=attempt)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            pass
+    return numeric_text(pa.array([None if v is None else str(v) for v in values], pa.string()),
+                        free_scale=not pa.types.is_decimal(t))
+
+
+def numeric_from_text(values: pa.Array, typmod: int = -1) -> pa.Array:
+    """PostgreSQL NUMERIC delivered as text (ADBC) -> `numeric_text`, whatever its precision: the
+    exact digits, NaN and ±Infinity kept (see dinsync.warehouses.numeric_text); the type is the same
+    in every batch of a stream. `typmod` < 4: the column declares no precision nor scale."""
+    return numeric_text(values, free_scale=typmod < 4)
 
 
 # ------------------------------------------------------------------------------- sessions
@@ -256,6 +267,8 @@ class PsycopgSessions:
                 return pa.table({})
             names = [c.name for c in cur.description]
             types = [arrow_type_of_column(c) for c in cur.description]
+            types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else t
+                     for c, t in zip(cur.description, types)]
             return rows_to_arrow(names, cur.fetchall(), types)
 
     @translated("reading the columns of a query")
@@ -395,8 +408,9 @@ def rebatch(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.R
 
 class AdbcStream:
     """Arrow record batches through ADBC (`COPY (query) TO STDOUT (FORMAT binary)` on the
-    server), on a connection of its own, re-cut to `batch_rows`. NUMERIC arrives as text and is
-    turned into decimal128 / float64; JSON and other opaque types into strings."""
+    server), on a connection of its own, re-cut to `batch_rows`. NUMERIC arrives as text and stays
+    text (`numeric_text`: exact digits, NaN and infinities kept); JSON and other opaque types
+    become strings."""
 
     stream_hint_bytes = 4 << 20
 
@@ -491,13 +505,14 @@ def _adbc_converter(schema: pa.Schema):
 
 class CursorStream:
     """Rows through a server-side cursor (`DECLARE ... CURSOR` / `FETCH FORWARD n`) in a
-    transaction on a connection of its own, converted to Arrow `batch_rows` at a time."""
+    transaction on a connection of its own, converted to Arrow `batch_rows` at a time. NUMERIC is
+    read as its text (`numeric_text`), as the ADBC path reads it."""
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         conn = self._connect_psycopg()
         try:
-            _load_as_text(conn)
+            _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 cur.itersize = batch_rows
@@ -507,7 +522,9 @@ class CursorStream:
                     rows = cur.fetchmany(batch_rows)
                     if names is None:
                         names = [c.name for c in cur.description]
-                        types = [arrow_type_of_column(c) for c in cur.description]
+                        types = [functools.partial(_numeric_text_of, free_scale=c.scale is None)
+                                 if c.type_code == NUMERIC_OID else arrow_type_of_column(c)
+                                 for c in cur.description]
                     if not rows:
                         break
                     yield from rows_to_arrow(names, rows, types).to_batches()
@@ -521,9 +538,13 @@ _TEXT_LOADED = ("uuid", "inet", "cidr", "json", "jsonb", "timetz", "interval", "
                 "numrange", "daterange", "tsrange", "tstzrange")
 
 
-def _load_as_text(conn: Any) -> None:
+def _numeric_text_of(values: list, free_scale: bool = False) -> pa.Array:
+    return numeric_text(pa.array(values, pa.string()), free_scale=free_scale)
+
+
+def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
     from psycopg.types.string import TextLoader
 
-    for name in _TEXT_LOADED:
+    for name in _TEXT_LOADED + also:
         if conn.adapters.types.get(name) is not None:
             conn.adapters.register_loader(name, TextLoader)

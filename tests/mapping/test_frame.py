@@ -585,3 +585,62 @@ def test_categorical_key_and_values():
         pl.col("_key").cast(pl.Categorical), pl.col("v0").cast(pl.Categorical))
     b = map_batch(frame, EMAIL, fields("plan"))
     assert b.frame["_key"].to_list() == ["a@b.co"] and objects(b) == [{"plan": "pro"}]
+
+
+# --- decimals read as text (numeric_text: PostgreSQL's numeric) -------------------------------
+
+def numeric_batch(values: list, kind: str = "auto", free_scale: bool = False) -> MappedBatch:
+    """A plan batch whose v0 arrives as `numeric_text` (the way PostgreSQL numerics stream), mapped."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+    from dinsync.warehouses.numeric_text import numeric_text
+
+    keys = [f"u{i}@example.com" for i in range(len(values))]
+    batch = pa.record_batch({"_key": keys, "_op": ["added"] * len(keys),
+                             "v0": numeric_text(pa.array(values, pa.string()), free_scale=free_scale),
+                             "x0": [True] * len(keys)})
+    frame, numeric = frame_from_arrow(batch)
+    assert numeric == {"v0": free_scale} and frame.schema["v0"] == pl.String
+    out = map_batch(frame, EMAIL, fields("f", kind=kind), numeric_text=numeric)
+    check_shape(out)
+    return out
+
+
+def test_numeric_text_is_sent_with_its_exact_digits():
+    wide = ["12345678901234567.89", "1234567890123456789012345", "-0.000000000000000000000001", "1.50", "0", None]
+    b = numeric_batch(wide)
+    assert b.frame["_json"].to_list() == [
+        '{"f":12345678901234567.89}', '{"f":1234567890123456789012345}', '{"f":-0.000000000000000000000001}',
+        '{"f":1.50}', '{"f":0}', '{"f":null}']
+    assert b.rejections.height == 0
+    assert numeric_batch(wide[:2], "number").frame["_json"].to_list() == [
+        '{"f":12345678901234567.89}', '{"f":1234567890123456789012345}']
+    assert numeric_batch(wide[:2], "string").frame["_json"].to_list() == [
+        '{"f":"12345678901234567.89"}', '{"f":"1234567890123456789012345"}']
+    integer = numeric_batch(["1234567890123456789012345.000", "12.50"], "integer")
+    assert integer.frame["_json"].to_list() == ['{"f":1234567890123456789012345}']
+    assert reasons(integer) == ["field \"f\": cannot convert '12.50' to an integer"]
+    assert reasons(numeric_batch(["1.5"], "boolean")) == ['field "f": cannot convert values of type numeric to boolean']
+
+
+@pytest.mark.parametrize("kind", ["auto", "number", "string", "json"])
+def test_numeric_text_nan_and_infinities_reject_their_row(kind):
+    """PostgreSQL's numeric NaN / ±Infinity (ADBC spells them nan / inf): the row is rejected with the
+    reason floats get, never sent as null (which would clear the platform's value)."""
+    b = numeric_batch(["1.25", "NaN", "Infinity", "-Infinity", "nan", "-inf", "1" + "0" * 400], kind)
+    assert b.frame["_key"].to_list() == ["u0@example.com"]
+    assert reasons(b)[:5] == ['field "f": NaN/infinite is not valid JSON'] * 5
+    assert "beyond the range of a 64-bit float" in reasons(b)[5]  # JSON parsers fail on it (orjson) or read inf
+
+
+def test_numeric_text_without_a_declared_scale_is_written_with_a_fraction():
+    """An unconstrained numeric (a sum, an average) holds 5 on one row and 0.5 on the next: each is
+    sent with a fraction, as float64 wrote them before, so that a platform typing a field by its
+    first number (Iterable) never sees an integer in a decimal field. A declared scale keeps its form."""
+    values = ["5", "0.5", "-12", "1234567890123456789012345", None]
+    assert numeric_batch(values, free_scale=True).frame["_json"].to_list() == [
+        '{"f":5.0}', '{"f":0.5}', '{"f":-12.0}', '{"f":1234567890123456789012345.0}', '{"f":null}']
+    assert numeric_batch(values[:1], "number", free_scale=True).frame["_json"].to_list() == ['{"f":5.0}']
+    assert numeric_batch(values[:1], "integer", free_scale=True).frame["_json"].to_list() == ['{"f":5}']
+    assert numeric_batch(values[:1]).frame["_json"].to_list() == ['{"f":5}']  # numeric(p, 0)

@@ -136,17 +136,35 @@ def test_identifiers_are_quoted_and_length_checked(w):
             w.quote("t" * (limit + 1))
 
 
-def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path):
-    t = WarehouseUnderTest("postgres", tmp_path)
+@pytest.mark.parametrize("kind", ["postgres", "postgres-cursor", "redshift"])
+def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path, monkeypatch, kind):
+    """A numeric streams as its text (`numeric_text`), in every batch whatever its values: a NaN
+    (before: NULL, then sent as null) and digits beyond decimal128 / float64 (before: float64,
+    sent rounded) reach the mapping as PostgreSQL wrote them."""
+    from dinsync.warehouses.numeric_text import NUMERIC_TEXT
+
+    if kind == "postgres-cursor":
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
+    t = WarehouseUnderTest(kind.removesuffix("-cursor"), tmp_path)
     try:
-        batch = next(iter(t.wh.stream(
-            "SELECT 1.5::numeric(10,2) AS d, 2.5::numeric AS n, 'NaN'::numeric(10,2) AS nan, "
-            "'{\"a\": 1}'::jsonb AS j, now() AS tz")))
-        assert batch.schema.field("d").type == pa.decimal128(10, 2)
-        assert batch.schema.field("n").type == pa.float64()
+        sql = ("SELECT 1.5::numeric(10,2) AS d, 2.5::numeric AS n, 'NaN'::numeric(10,2) AS nan, "
+               "'{\"a\": 1}'::jsonb AS j, now() AS tz, 12345678901234567.89::numeric AS wide, "
+               "1234567890123456789012345::numeric(50,0) AS p50, 'Infinity'::numeric AS inf, "
+               "NULL::numeric AS nul")
+        batch = next(iter(t.wh.stream(sql)))
+        for name in ("d", "n", "nan", "wide", "p50", "inf", "nul"):
+            assert batch.schema.field(name).type == NUMERIC_TEXT, name
         assert batch.schema.field("j").type == pa.string()
-        assert batch.to_pylist()[0]["nan"] is None  # a decimal cannot hold NaN; the type stays decimal
+        [row] = batch.to_pylist()
+        assert {k: v for k, v in row.items() if k not in ("j", "tz")} == {
+            "d": "1.50", "n": "2.5", "nan": "NaN", "wide": "12345678901234567.89",
+            "p50": "1234567890123456789012345", "inf": "Infinity", "nul": None}
         assert batch.schema.field("tz").type == pa.timestamp("us", tz="UTC")
+        # Small queries (the plan's samples): exact Arrow decimals; what none holds, as its text.
+        [row] = t.wh.query(sql).to_pylist()
+        assert (row["d"], row["nan"], row["wide"], row["inf"]) == (
+            decimal.Decimal("1.50"), "NaN", decimal.Decimal("12345678901234567.89"), "Infinity")
     finally:
         t.close()
 
@@ -154,7 +172,7 @@ def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path):
 @pytest.mark.parametrize("adbc", [True, False], ids=["adbc", "cursor"])
 def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeypatch, adbc):
     """ADBC delivers uuid as 16 raw bytes and inet, cidr, macaddr, timetz, xml, ... as PostgreSQL's
-    binary wire format, money as cents; psycopg (the cursor path) as Python objects Arrow cannot hold:
+    binary wire format, money as cents (read as its amount: a numeric, as text); psycopg (the cursor path) as Python objects Arrow cannot hold:
     what reaches a destination is each value's text form."""
     if not adbc:
         monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
@@ -170,7 +188,7 @@ def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeyp
         [row] = batch.to_pylist()
         assert row == {"u": "e8a2996c-0000-4000-8000-000000000001", "ip": "10.0.0.1/24", "ip6": "::1",
                        "net": "10.0.0.0/8", "mac": "08:00:2b:01:02:03", "tz": "12:00:00+02", "x": "<a/>",
-                       "m": 12.34 if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
+                       "m": "12.34" if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
                        "nu": None, "ints": [1, 2]}
     finally:
         t.close()

@@ -1,0 +1,130 @@
+"""PostgreSQL `numeric` through the whole sync path (real CLI, PostgreSQL on 127.0.0.1, the
+Iterable sandbox), on the PostgreSQL adapter (ADBC) and Redshift's code path (server-side cursor).
+
+- A NaN in a `numeric(p, s)` column rejects its row with a reason (parked like any content
+  rejection), as a float NaN does; before, it was read as NULL and sent as null, which clears the
+  platform's value.
+- A numeric beyond decimal128 (unconstrained: sums, averages; or p > 38) is sent with its exact
+  digits; before, it was read as float64 and sent rounded (12345678901234567.89 as
+  1.2345678901234568e+16).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dinsync.sandbox.iterable as iterable_sandbox_module
+from tests.conftest import TEST_KEY
+
+MODEL = """\
+-- primary_key: id
+-- model_type: user
+select id, email, price, big, wide, (select sum(big) from pgnum_customers where big < 'Infinity') as total
+from pgnum_customers
+"""
+ROWS = """
+    (1, 'a@example.com', 1.50, 12345678901234567.89, 1234567890123456789012345.25),
+    (2, 'b@example.com', 'NaN', 1234567890123456789012345, 0.10),
+    (3, 'c@example.com', 2.00, 7, -5),
+    (4, 'd@example.com', 3.00, 'Infinity', 7)
+"""
+
+
+@pytest.fixture(params=["postgres", "redshift"])
+def pg_target(request):
+    return request.getfixturevalue(f"wh_{request.param}")
+
+
+@pytest.fixture
+def bodies(monkeypatch):
+    """The raw request bodies the sandbox receives (it parses numbers as floats: the digits sent
+    are only seen here)."""
+    seen: list[str] = []
+    parse = iterable_sandbox_module._parse_object
+
+    def recording(raw: bytes) -> dict:
+        seen.append(raw.decode())
+        return parse(raw)
+
+    monkeypatch.setattr(iterable_sandbox_module, "_parse_object", recording)
+    return seen
+
+
+def run(root, target, *args) -> tuple[int, dict]:
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **target.env)
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON from dinsync {args} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")
+
+
+def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, pg_target, iterable_sandbox, bodies):
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgnum_customers '
+                      "(id int, email text, price numeric(10,2), big numeric, wide numeric(50,2))")
+    pg_target.execute(f'INSERT INTO "{schema}".pgnum_customers VALUES {ROWS}')
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "models" / "customers.sql").write_text(MODEL)
+    (root / "dinsync.yml").write_text("version: 1\n" + pg_target.warehouse_yaml() + textwrap.dedent(f"""\
+        destinations:
+          iterable:
+            type: iterable
+            api_key: ${{env:ITERABLE_TEST_KEY}}
+            base_url: {thread.url}
+        """))
+    (root / "syncs" / "users.yml").write_text(
+        "model: customers\ndestination: iterable\nservice: users\nmode: upsert\n"
+        "match: {column: email, field: email}\n"
+        "fields:\n  price: price\n  big: big\n  wide: wide\n  total: total\n"
+        "thresholds: {max_rejected_pct: 90}\n")
+
+    # `dinsync plan` shows the values as PostgreSQL holds them (before: it failed on the NaN, ArrowInvalid).
+    code, plan = run(root, pg_target, "plan", "--samples", "5")
+    assert code == 0, plan
+    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert samples["b@example.com"]["price"] == "NaN"
+    assert samples["a@example.com"]["big"] == "12345678901234567.89"
+    assert samples["d@example.com"]["big"] == "Infinity"
+
+    code, result = run(root, pg_target, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["added"], r["sent"], r["acknowledged"], r["rejected"], r["parked"]) == (4, 2, 2, 2, 2), r
+
+    # The NaN row and the Infinity row are rejected with a reason; nothing was sent for them.
+    code, rejections = run(root, pg_target, "rejections", "users")
+    assert code == 0, rejections
+    assert {(x["key"], x["field"], x["reason"]) for x in rejections["rejections"]} == {
+        ("b@example.com", "price", 'field "price": NaN/infinite is not valid JSON'),
+        ("d@example.com", "big", 'field "big": NaN/infinite is not valid JSON'),
+    }
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert set(users) == {"a@example.com", "c@example.com"}
+
+    # Every digit of the wide numerics travelled, as JSON numbers.
+    [body] = bodies
+    assert '"big":12345678901234567.89' in body
+    assert '"wide":1234567890123456789012345.25' in body
+    assert '"total":1234567902469135690246919.89' in body  # sum() of an unconstrained numeric
+    # declared scales keep their form; an unconstrained numeric's integral value gets a fraction
+    # (its other values have one: a platform typing a field by its first number sees decimals only)
+    assert '"price":1.50' in body and '"wide":-5.00' in body and '"big":7.0' in body
+    assert "b@example.com" not in body and "null" not in body
+
+    # Parked: the next run plans nothing for them until their values change.
+    code, again = run(root, pg_target, "sync")
+    assert code == 0 and (again["runs"][0]["sent"], again["runs"][0]["added"]) == (0, 0), again
+    pg_target.execute(f'UPDATE "{schema}".pgnum_customers SET price = 4.25 WHERE id = 2')
+    code, fixed = run(root, pg_target, "sync")
+    assert code == 0 and fixed["runs"][0]["acknowledged"] == 1, fixed
+    assert thread.call(lambda: dict(sandbox.users.get("b@example.com")["dataFields"]))["price"] == 4.25
