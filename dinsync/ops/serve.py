@@ -56,7 +56,7 @@ class Service:
             self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
 
     def operator(self, wh: Any) -> Operator:
-        return Operator(self.project, wh, self.notifier, check=self.check_fn,
+        return Operator(self.project, wh, self.notifier, check=self.check_fn, stop=self.stop,
                         log=lambda text: self.emit("note", message=text),
                         on_change=lambda event, name, **details: self.emit(event, sync=name, **details))
 
@@ -152,7 +152,10 @@ class Service:
             wh.close()
 
     def check(self, name: str) -> bool:
-        """Check a paused sync again; True when it is no longer paused."""
+        """Check a paused sync again; True when it is no longer paused. A stop request abandons
+        the check (nothing is recorded for it; a note says so)."""
+        if self.stop.requested:
+            return False
         try:
             wh = self.connect()
         except LockBusyError:
@@ -170,6 +173,9 @@ class Service:
             if not state.auto_paused:
                 return False
             result = operator.recheck(name, state)
+            if result.abandoned:
+                self.emit("note", message=f"check of {name} abandoned: a stop was requested")
+                return False
             self.emit("check", sync=name, ok=result.ok, reason=None if result.ok else result.describe())
             return result.ok
         except Exception as exc:
