@@ -60,14 +60,22 @@ class Service:
                         log=lambda text: self.emit("note", message=text),
                         on_change=lambda event, name, **details: self.emit(event, sync=name, **details))
 
-    def build(self) -> Scheduler:
+    def build(self) -> Scheduler | None:
+        """Read the run log and set the scheduler up; None when a stop was requested meanwhile
+        (nothing more is prepared: no `serve` line, no state written)."""
         last: dict[str, dt.datetime | None] = {}
+        if self.stop.requested:
+            return None
         try:
             wh = self.connect()
         except Exception as exc:
+            if self.stop.requested:
+                return None
             self._outage(list(self.schedules), exc)
         else:
             try:
+                if self.stop.requested:  # asked while connecting
+                    return None
                 from ..state import StateStore
 
                 store = StateStore(wh, self.project.state_schema)
@@ -75,6 +83,8 @@ class Service:
                 last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
             finally:
                 wh.close()
+        if self.stop.requested:
+            return None
         self.scheduler = Scheduler(self.schedules, hooks=self, clock=self.clock, last_started=last,
                                    max_parallel=self.parallel, recheck_seconds=self.recheck_seconds,
                                    executor=self.executor)
@@ -83,8 +93,12 @@ class Service:
         return self.scheduler
 
     def serve(self) -> None:
+        """Build (unless built) and run until a stop request. A stop requested while starting
+        (loading the project, connecting, reading the run log) takes effect at the next of these
+        steps: nothing is scheduled, checked or run after it."""
         scheduler = self.scheduler or self.build()
-        scheduler.run(self.stop)
+        if scheduler is not None:
+            scheduler.run(self.stop)
         self.emit("stop", signal=getattr(self.stop, "signal_name", None) if self.stop.requested else None)
 
     def wake(self) -> None:
@@ -138,6 +152,10 @@ class Service:
         try:
             operator = self.operator(wh)
             refusal = operator.guard(name)
+            if self.stop.requested:  # asked while connecting or checking: the run does not start
+                self.emit("end", sync=name, exit_code=getattr(self.stop, "exit_code", 1), run=None,
+                          error="not started: a stop was requested")
+                return
             if refusal is not None:
                 self.emit("end", sync=name, exit_code=refusal.exit_code, run=None, error=refusal.message)
                 return
