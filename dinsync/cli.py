@@ -632,17 +632,21 @@ def sandbox(ctx: typer.Context) -> None:
     """Serve a platform's sandbox on 127.0.0.1 for manual tries (Ctrl-C to stop).
 
     `dinsync sandbox [iterable|attio|attentive|splio] [OPTIONS]` (default: iterable), e.g.
-    `dinsync sandbox attio --port 8766 --no-limits`; `dinsync sandbox attio --help` lists a
-    platform's options. The accepted API key is `--api-key`, else DINSYNC_SANDBOX_API_KEY, else
+    `dinsync sandbox attio --port 8766 --no-limits`; `dinsync sandbox --help` lists the platforms,
+    `dinsync sandbox attio --help` a platform's options. The accepted API key is `--api-key`, else DINSYNC_SANDBOX_API_KEY, else
     `sandbox-key`."""
     from .sandbox.__main__ import KEY_ENV, main as sandbox_main
 
     args = list(ctx.args)
-    platform = args.pop(0) if args and args[0] in SANDBOX_PLATFORMS else "iterable"
-    if "--api-key" not in args and not os.environ.get(KEY_ENV) and "--help" not in args:
-        args += ["--api-key", "sandbox-key"]
+    if args and args[0] in ("--help", "-h"):  # the platforms, and how to get each one's options
+        argv = ["--help"]
+    else:
+        platform = args.pop(0) if args and args[0] in SANDBOX_PLATFORMS else "iterable"
+        if "--api-key" not in args and not os.environ.get(KEY_ENV) and not {"--help", "-h"} & set(args):
+            args += ["--api-key", "sandbox-key"]
+        argv = [platform, *args]
     try:
-        code = sandbox_main([platform, *args])
+        code = sandbox_main(argv, prog="dinsync sandbox", default_platform="iterable")
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         code = exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     raise typer.Exit(code)

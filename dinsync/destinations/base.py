@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Seq
 if TYPE_CHECKING:  # polars is imported only when rows are mapped
     import polars as pl
 
+    from ..sender.retry import RetryPolicy
+
 RecordStatus = Literal["ok", "rejected", "not_found", "failed"]
 KeyKind = Literal["email", "phone", "string"]
 Mode = Literal["upsert", "update", "insert"]
@@ -296,12 +298,15 @@ class Transport(Protocol):
 
 @dataclass
 class TransportOptions:
-    """Generic delivery settings from dinsync.yml (`DestinationOptions`)."""
+    """Generic delivery settings from dinsync.yml (`DestinationOptions`), plus the caller's
+    retry policy: None for a run's sending (the sender's full policy); the health check passes a
+    short one (`dinsync.ops.health.check_retry_policy`): it must tell "unreachable" quickly."""
 
     rate_overrides: dict[str, float | None] = field(default_factory=dict)
     limits_enabled: bool = True
     concurrency: int = 8
     timeout: float = 30.0
+    retry_policy: "RetryPolicy | None" = None
 
 
 class Destination:
@@ -334,7 +339,8 @@ class Destination:
         from ..sender import HttpSender
 
         return HttpSender(self, rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
-                          timeout=options.timeout, connections=options.concurrency)
+                          timeout=options.timeout, connections=options.concurrency,
+                          retry_policy=options.retry_policy)
 
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError

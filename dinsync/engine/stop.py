@@ -29,7 +29,8 @@ class StopToken:
 
     def add_waker(self, event: threading.Event) -> None:
         """Set `event` when a stop is requested (at once if it already was): whoever waits on it
-        wakes up instead of sleeping until its timeout."""
+        wakes up instead of sleeping until its timeout. Any object with a `set()` that does not
+        block will do (the health check's cancels its asyncio task)."""
         with self._wakers_lock:
             self._wakers.append(event)
         if self.requested:

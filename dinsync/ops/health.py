@@ -15,10 +15,17 @@ each without sending anything:
 The result is `ok`, a `Finding` (the culprit, which pauses the sync), or `inconclusive` (the check
 itself could not tell, e.g. the destination was unreachable: a paused sync stays paused, a running
 one is not paused for it). Texts are redacted.
+
+The destination's part is quick to give up: its requests get a short retry policy
+(`check_retry_policy`, a few attempts within a few seconds, not a run's 8 attempts with backoff up
+to 30 s), each attempt at most CHECK_ATTEMPT_SECONDS, the whole part at most CHECK_SECONDS. A stop
+request (`stop`, a StopToken) abandons it at once: the result is then inconclusive and `abandoned`
+(the check is read-only; the caller records nothing for it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import redaction
@@ -32,6 +39,26 @@ from ..warehouses.errors import (
 
 # A key no record has, per key kind, for the read-only credentials probe.
 PROBE_IDS = {"email": "dinsync-access-check@example.com", "phone": "+14155550100", "string": "dinsync-access-check"}
+
+CHECK_ATTEMPT_SECONDS = 5.0  # one request of the check (the configured timeout_seconds when shorter)
+CHECK_SECONDS = 20.0  # the destination's whole part (pre-flight requests and the lookup)
+ABANDONED = "the check was abandoned: a stop was requested"
+
+
+def check_retry_policy():
+    """The retry policy of the check's requests: 3 attempts, backoff at most 0.5 s then 1 s, a
+    server's Retry-After honoured up to 2 s (a run's own sending keeps the sender's full policy)."""
+    from ..sender.retry import RetryPolicy
+
+    return RetryPolicy(max_attempts=3, base=0.5, factor=2.0, cap=1.0, max_retry_after=2.0)
+
+
+def check_transport_options(dest_cfg: Any):
+    """A configured destination's delivery settings, with the check's short retry policy and timeout."""
+    from ..engine.run import transport_options
+
+    options = transport_options(dest_cfg)
+    return replace(options, retry_policy=check_retry_policy(), timeout=min(options.timeout, CHECK_ATTEMPT_SECONDS))
 
 
 @dataclass
@@ -48,6 +75,7 @@ class Finding:
 class CheckResult:
     finding: Finding | None = None
     inconclusive: str | None = None  # the check could not tell (why)
+    abandoned: bool = False  # inconclusive because a stop was requested: nothing is to be recorded
 
     @property
     def ok(self) -> bool:
@@ -59,14 +87,17 @@ class CheckResult:
         return self.inconclusive or "checks pass"
 
 
-def check_sync(project: Any, name: str, wh: Any, *, destination: bool = True) -> CheckResult:
-    """Check the model (in `wh`) and, unless `destination` is False, the destination of sync `name`."""
+def check_sync(project: Any, name: str, wh: Any, *, destination: bool = True, stop: Any = None) -> CheckResult:
+    """Check the model (in `wh`) and, unless `destination` is False, the destination of sync `name`.
+    `stop` (a StopToken): a stop request abandons the check (see the module's docstring)."""
+    if stop is not None and stop.requested:
+        return CheckResult(inconclusive=ABANDONED, abandoned=True)
     finding = check_model(project, name, wh)
     if finding is not None:
         return CheckResult(finding)
     if not destination:
         return CheckResult()
-    return check_destination(project, name)
+    return check_destination(project, name, stop=stop)
 
 
 def check_model(project: Any, name: str, wh: Any) -> Finding | None:
@@ -93,10 +124,11 @@ def check_model(project: Any, name: str, wh: Any) -> Finding | None:
     return None
 
 
-def check_destination(project: Any, name: str) -> CheckResult:
+def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResult:
     """The destination's pre-flight check and, where the destination has lookups, one read-only
-    lookup of a placeholder key through the same transport (for its credentials)."""
-    from ..engine.run import config_issues, transport_options  # the engine's own helpers
+    lookup of a placeholder key through the same transport (for its credentials). Short retries
+    and timeouts; abandoned at once on a stop request (`stop`, a StopToken)."""
+    from ..engine.run import config_issues  # the engine's own helper
 
     cfg = project.syncs[name]
     dest_cfg = project.destinations[cfg.destination]
@@ -105,7 +137,7 @@ def check_destination(project: Any, name: str) -> CheckResult:
     spec = cfg.spec()
 
     async def check() -> CheckResult:
-        async with destination.make_transport(transport_options(dest_cfg)) as transport:
+        async with destination.make_transport(check_transport_options(dest_cfg)) as transport:
             result = await destination.preflight(transport, spec)
             if result.issues:
                 issues = config_issues(project, cfg, result, redaction.redact)
@@ -122,10 +154,15 @@ def check_destination(project: Any, name: str) -> CheckResult:
                     return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {lost.reason}"))
             return CheckResult()
 
+    if stop is not None and stop.requested:
+        return CheckResult(inconclusive=ABANDONED, abandoned=True)
     try:
-        import asyncio
-
-        return asyncio.run(check())
+        return asyncio.run(_bounded(check(), stop))
+    except _Abandoned:
+        return CheckResult(inconclusive=ABANDONED, abandoned=True)
+    except _TimedOut:
+        return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: no answer within "
+                                           f"{CHECK_SECONDS:g} s"))
     except DestinationAuthError as exc:
         return CheckResult(Finding("credentials", _r(f"{cfg.destination} refused the credentials: {exc.message}"),
                                    exc.hint))
@@ -135,6 +172,48 @@ def check_destination(project: Any, name: str) -> CheckResult:
         return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {exc.message}"))
     except Exception as exc:  # unreachable, timed out...
         return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {type(exc).__name__}: {exc}"))
+
+
+class _Abandoned(Exception):
+    """The check was cancelled by a stop request."""
+
+
+class _TimedOut(Exception):
+    """The check took longer than CHECK_SECONDS."""
+
+
+class _Canceller:
+    """A StopToken waker (it only needs `set()`) that cancels an asyncio task from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task):
+        self.loop, self.task = loop, task
+
+    def set(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.task.cancel)
+        except RuntimeError:  # the loop is closed: the check is over anyway
+            pass
+
+
+async def _bounded(check: Any, stop: Any) -> CheckResult:
+    """`check` within CHECK_SECONDS (else _TimedOut), cancelled at once by a stop request (then
+    _Abandoned). The token sets its wakers from the signal thread, never from the handler."""
+    task = asyncio.ensure_future(check)
+    canceller = _Canceller(asyncio.get_running_loop(), task)
+    if stop is not None:
+        stop.add_waker(canceller)  # (set at once when the stop was requested already)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=CHECK_SECONDS)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _TimedOut()
+        if task.cancelled():
+            raise _Abandoned()
+        return task.result()
+    finally:
+        if stop is not None:
+            stop.remove_waker(canceller)
 
 
 def _probe(destination: Any, cfg: Any, spec: Any):

@@ -60,13 +60,14 @@ class Operator:
 
     def __init__(self, project: Any, wh: Any, notifier: Notifier, *, log: Callable[[str], None] = lambda t: None,
                  check: Callable[..., CheckResult] = check_sync, migrate: bool = True,
-                 on_change: Callable[..., None] | None = None):
+                 on_change: Callable[..., None] | None = None, stop: Any = None):
         self.project = project
         self.wh = wh
         self.notifier = notifier
         self.log = log
         self.on_change = on_change  # (event, sync, **details) for pauses and resumes; else they are logged
         self.check = check
+        self.stop = stop  # a StopToken: a stop request abandons a check in flight (nothing is recorded for it)
         store = StateStore(wh, project.state_schema)
         if migrate:
             store.migrate()
@@ -178,9 +179,12 @@ class Operator:
         return state
 
     def recheck(self, name: str, state: SyncState | None = None) -> CheckResult:
-        """Check an automatically paused sync again; resume it when the check passes."""
+        """Check an automatically paused sync again; resume it when the check passes. A check
+        abandoned for a stop request records nothing."""
         state = state or self.states.get(name)
-        result = self.check(self.project, name, self.wh)
+        result = self.check(self.project, name, self.wh, **({"stop": self.stop} if self.stop is not None else {}))
+        if result.abandoned:
+            return result
         if result.ok:
             self.resume(name, detail="its checks pass again")
         else:

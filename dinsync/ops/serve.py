@@ -56,18 +56,26 @@ class Service:
             self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
 
     def operator(self, wh: Any) -> Operator:
-        return Operator(self.project, wh, self.notifier, check=self.check_fn,
+        return Operator(self.project, wh, self.notifier, check=self.check_fn, stop=self.stop,
                         log=lambda text: self.emit("note", message=text),
                         on_change=lambda event, name, **details: self.emit(event, sync=name, **details))
 
-    def build(self) -> Scheduler:
+    def build(self) -> Scheduler | None:
+        """Read the run log and set the scheduler up; None when a stop was requested meanwhile
+        (nothing more is prepared: no `serve` line, no state written)."""
         last: dict[str, dt.datetime | None] = {}
+        if self.stop.requested:
+            return None
         try:
             wh = self.connect()
         except Exception as exc:
+            if self.stop.requested:
+                return None
             self._outage(list(self.schedules), exc)
         else:
             try:
+                if self.stop.requested:  # asked while connecting
+                    return None
                 from ..state import StateStore
 
                 store = StateStore(wh, self.project.state_schema)
@@ -75,6 +83,8 @@ class Service:
                 last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
             finally:
                 wh.close()
+        if self.stop.requested:
+            return None
         self.scheduler = Scheduler(self.schedules, hooks=self, clock=self.clock, last_started=last,
                                    max_parallel=self.parallel, recheck_seconds=self.recheck_seconds,
                                    executor=self.executor)
@@ -83,8 +93,12 @@ class Service:
         return self.scheduler
 
     def serve(self) -> None:
+        """Build (unless built) and run until a stop request. A stop requested while starting
+        (loading the project, connecting, reading the run log) takes effect at the next of these
+        steps: nothing is scheduled, checked or run after it."""
         scheduler = self.scheduler or self.build()
-        scheduler.run(self.stop)
+        if scheduler is not None:
+            scheduler.run(self.stop)
         self.emit("stop", signal=getattr(self.stop, "signal_name", None) if self.stop.requested else None)
 
     def wake(self) -> None:
@@ -138,6 +152,10 @@ class Service:
         try:
             operator = self.operator(wh)
             refusal = operator.guard(name)
+            if self.stop.requested:  # asked while connecting or checking: the run does not start
+                self.emit("end", sync=name, exit_code=getattr(self.stop, "exit_code", 1), run=None,
+                          error="not started: a stop was requested")
+                return
             if refusal is not None:
                 self.emit("end", sync=name, exit_code=refusal.exit_code, run=None, error=refusal.message)
                 return
@@ -152,7 +170,10 @@ class Service:
             wh.close()
 
     def check(self, name: str) -> bool:
-        """Check a paused sync again; True when it is no longer paused."""
+        """Check a paused sync again; True when it is no longer paused. A stop request abandons
+        the check (nothing is recorded for it; a note says so)."""
+        if self.stop.requested:
+            return False
         try:
             wh = self.connect()
         except LockBusyError:
@@ -170,6 +191,9 @@ class Service:
             if not state.auto_paused:
                 return False
             result = operator.recheck(name, state)
+            if result.abandoned:
+                self.emit("note", message=f"check of {name} abandoned: a stop was requested")
+                return False
             self.emit("check", sync=name, ok=result.ok, reason=None if result.ok else result.describe())
             return result.ok
         except Exception as exc:

@@ -39,9 +39,16 @@ def _common(sub: argparse.ArgumentParser, port: int) -> None:
     sub.add_argument("--seed", type=int, default=0)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dinsync.sandbox", description=__doc__.split("\n")[0])
-    platforms = parser.add_subparsers(dest="platform", required=True)
+PROG = "python -m dinsync.sandbox"
+
+
+def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.ArgumentParser:
+    """The parser, named `prog` in usage and error messages (`dinsync sandbox` from the CLI)."""
+    default = f" Without a platform: {default_platform}." if default_platform else ""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve a platform's sandbox on 127.0.0.1 for manual tries.",
+        epilog=f"`{prog} PLATFORM --help` lists a platform's options.{default}")
+    platforms = parser.add_subparsers(dest="platform", required=True, title="platforms", metavar="PLATFORM")
     it = platforms.add_parser("iterable", help="Iterable's user API")
     _common(it, 8765)
     it.add_argument("--project-type", choices=("email", "userid", "hybrid"), default="email")
@@ -186,8 +193,10 @@ def _splio(parser: argparse.ArgumentParser, args: argparse.Namespace, keys: list
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str | None = None) -> int:
+    """`prog`: the program's name in usage and error messages; `default_platform`: named in
+    `--help` as the platform used when none is given (the caller supplies it)."""
+    parser = _parser(prog, default_platform)
     args = parser.parse_args(argv)
     keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])
     if not keys:

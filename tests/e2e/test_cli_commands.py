@@ -119,3 +119,27 @@ def test_sandbox_command_serves_each_platform(platform):
 def test_sandbox_command_rejects_bad_options_as_usage_errors():
     result = CliRunner().invoke(app, ["sandbox", "attio", "--no-such-option"])
     assert result.exit_code == ExitCode.USAGE
+
+
+def test_sandbox_help_lists_the_platforms_under_the_commands_name():
+    """`dinsync sandbox --help` used to show the Iterable options only, and usage and error
+    messages named the program `python -m dinsync.sandbox`."""
+    result = CliRunner().invoke(app, ["sandbox", "--help"])
+    assert result.exit_code == 0
+    text = result.output
+    assert text.startswith("usage: dinsync sandbox ") and "python -m" not in text
+    for platform in ("iterable", "attio", "attentive", "splio"):
+        assert f"    {platform}" in text
+    assert "`dinsync sandbox PLATFORM --help` lists a platform's options. Without a platform: iterable." in \
+        " ".join(text.split())
+    assert "--project-type" not in text  # an Iterable option: `dinsync sandbox iterable --help` has it
+
+    one = CliRunner().invoke(app, ["sandbox", "iterable", "--help"])
+    assert one.exit_code == 0 and one.output.startswith("usage: dinsync sandbox iterable ") and "--project-type" in one.output
+
+
+def test_sandbox_usage_errors_name_the_command():
+    result = CliRunner().invoke(app, ["sandbox", "attio", "--no-such-option"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "dinsync sandbox: error: unrecognized arguments: --no-such-option" in result.output
+    assert "python -m dinsync.sandbox" not in result.output

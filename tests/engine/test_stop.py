@@ -74,3 +74,24 @@ def test_a_signal_sets_the_tokens_wakers_from_a_thread_not_the_handler():
     late = threading.Event()
     token.add_waker(late)  # added after the request: set at once
     assert late.is_set()
+
+
+def test_a_waker_may_be_any_object_with_set():
+    """The contract the health check relies on (its waker cancels an asyncio task): `set()` is
+    called on a stop request, or at once when added after one."""
+    from dinsync.engine.stop import StopToken
+
+    calls: list[str] = []
+
+    class Waker:
+        def __init__(self, name: str):
+            self.name = name
+
+        def set(self) -> None:
+            calls.append(self.name)
+
+    token = StopToken()
+    token.add_waker(Waker("before"))
+    token.request()
+    token.add_waker(Waker("after"))
+    assert calls == ["before", "after"]

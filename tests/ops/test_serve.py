@@ -163,3 +163,62 @@ def test_an_unreachable_warehouse_pauses_in_memory_and_resumes_when_it_answers(s
     assert kinds(served.at(0)) == ["start", "end"]  # the slot it missed: once
     logged = ops.sql("select event, detail from dinsync.events where event in ('paused', 'resumed') order by event_at")
     assert [e for e, _ in logged] == ["paused", "resumed"] and logged[0][1].startswith("auto: warehouse: ")
+
+
+class Starting:
+    """A service whose warehouse connections are counted, with a hook called on each (e.g. a
+    SIGTERM arriving while connecting), and whose runs are only recorded."""
+
+    def __init__(self, ops, on_connect=None):
+        self.project = load_project(ops.root)
+        self.stop = StopToken()
+        self.events: list[dict] = []
+        self.connects = 0
+        self.runs: list[str] = []
+        self.on_connect = on_connect
+        self.service = Service(self.project, ["iterable_users"], connect=self.connect, run_one=self.run_one,
+                               notifier=Notifier(self.project.notifications), emit=self.events.append,
+                               stop=self.stop, clock=FakeClock(dt.datetime.now(UTC) + dt.timedelta(hours=2)),
+                               executor=InlineExecutor(), recheck_seconds=600)
+
+    def connect(self):
+        self.connects += 1
+        if self.on_connect:
+            self.on_connect(self)
+        return connect_warehouse(self.project.warehouse, self.project.root)
+
+    def run_one(self, wh, name, errors):
+        self.runs.append(name)
+        return {"status": "success"}, 0
+
+
+def test_a_stop_requested_while_loading_the_project_ends_serve_before_it_connects(scheduled):
+    served = Starting(scheduled)
+    served.stop.request()  # SIGTERM while the CLI loads the project
+    served.service.serve()
+    assert kinds(served.events) == ["stop"] and served.events[0]["signal"] == "SIGTERM"
+    assert served.connects == 0 and served.runs == []
+
+
+def test_a_stop_requested_while_connecting_at_start_up_prepares_nothing_more(scheduled):
+    """Before, the service went on: state tables migrated, run log read, `serve` line, then the
+    loop saw the request."""
+    ops = scheduled
+    ops.sync()  # a sync that is due at once (its last run two hours ago on the test's clock)
+    served = Starting(ops, on_connect=lambda s: s.stop.request())
+    served.service.serve()
+    assert kinds(served.events) == ["stop"], served.events
+    assert served.connects == 1 and served.runs == []
+
+
+def test_a_stop_requested_while_a_run_connects_or_is_guarded_does_not_start_it(scheduled):
+    ops = scheduled
+    ops.sync()
+    served = Starting(ops)
+    scheduler = served.service.build()
+    served.on_connect = lambda s: s.stop.request() if s.connects == 3 else None  # the run's (after paused())
+    scheduler.step(served.service.clock.now())
+    assert kinds(served.events) == ["serve", "start", "end"], served.events
+    end = served.events[-1]
+    assert end["run"] is None and end["error"] == "not started: a stop was requested" and end["exit_code"] == 143
+    assert served.runs == []

@@ -78,3 +78,44 @@ def test_sigterm_stops_an_idle_service_with_exit_0(project):
         {"at": json.loads(out.splitlines()[0])["at"], "event": "stop", "signal": "SIGTERM"}]
     assert "SIGTERM: stopping" in err
     assert project.sql("select count(*) from dinsync.runs") == [(0,)]
+
+
+def test_sigterm_abandons_a_check_in_flight(project, monkeypatch):
+    """An automatically paused sync is checked at start-up; its destination hangs (answers after
+    30 s). SIGTERM abandons the check: the service exits 0 at once (it used to wait for the check,
+    up to ~50 s with the send-time retry policy: past Kubernetes' 30 s grace), and nothing is
+    recorded for the check (still paused, not checked, not resumed)."""
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    project.sync()  # refused credentials: paused by itself
+    assert project.sql("select paused, paused_by, culprit from dinsync.sync_state") == [(True, "auto", "credentials")]
+    before = project.sql("select checked_at, check_error, reason from dinsync.sync_state")
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    project.thread.set_faults(latency=30.0)
+    requests = project.thread.stats()["requests"]
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "serve", first
+        deadline = time.monotonic() + 30
+        while project.thread.stats()["requests"] == requests:  # the check's lookup is in flight
+            assert proc.poll() is None and time.monotonic() < deadline, "no check started"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["note", "stop"], events
+    assert events[0]["message"] == "check of iterable_users abandoned: a stop was requested"
+    assert took < 10, f"SIGTERM took {took:.1f}s"  # a sanity bound; the mechanism: tests/ops/test_health_check.py
+    assert project.thread.stats()["requests"] == requests + 1
+    assert project.sql("select paused, paused_by, culprit from dinsync.sync_state") == [(True, "auto", "credentials")]
+    assert project.sql("select checked_at, check_error, reason from dinsync.sync_state") == before
+    assert project.sql("select count(*) from dinsync.events where event = 'resumed'") == [(0,)]

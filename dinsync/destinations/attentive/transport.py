@@ -83,6 +83,7 @@ class AttentiveTransport:
         self.destination = destination
         self.sender = AttentiveSender(destination, rate_overrides=options.rate_overrides,
                                       limits_enabled=options.limits_enabled, timeout=options.timeout,
+                                      retry_policy=options.retry_policy,
                                       connections=None)  # the per-endpoint caps bound the sockets
         self.timeout = options.timeout
         opts = destination.options

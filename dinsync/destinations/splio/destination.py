@@ -114,7 +114,8 @@ class SplioDestination(Destination):
         self._api = SplioApiSender(self, self.settings.api_key.get_secret_value(),
                                    Tokens(self.settings.token_max_age_seconds),
                                    rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
-                                   timeout=options.timeout, connections=options.concurrency + 4)
+                                   timeout=options.timeout, connections=options.concurrency + 4,
+                                   retry_policy=options.retry_policy)
         return self._api
 
     async def auth_headers(self) -> dict[str, str]:
