@@ -93,16 +93,19 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
     # importlib._bootstrap, the run failed). Nor may it start a thread (Thread.start takes a lock
     # the main thread may hold, starting its own threads). So `on_first` (which prints) runs in a
     # daemon thread started here, which the handler only wakes.
-    # The token's wakers (`serve`'s idle wait) are set from that thread too, before anything is
-    # printed, for the same reason: Event.set takes a lock the interrupted main thread may hold.
+    # The token's wakers (`serve`'s idle wait) are set from that thread too, for the same reason
+    # (Event.set takes a lock the interrupted main thread may hold), once the message is printed:
+    # woken first, an idle `serve` could exit before this daemon thread printed it.
     announce, told = threading.Event(), []
 
     def announcer() -> None:
         announce.wait()
         if told:
-            token.wake()
-            if on_first is not None:
-                on_first(told[0])
+            try:
+                if on_first is not None:
+                    on_first(told[0])
+            finally:
+                token.wake()
 
     threading.Thread(target=announcer, name="dinsync-signal", daemon=True).start()
 

@@ -76,6 +76,18 @@ def test_a_signal_sets_the_tokens_wakers_from_a_thread_not_the_handler():
     assert late.is_set()
 
 
+def test_the_signal_message_is_printed_before_the_wakers_are_set():
+    """Woken first, an idle `serve` may exit before the daemon thread printed "SIGTERM: stopping"
+    (seen: the message missing from a stopped service's stderr)."""
+    token, waker = StopToken(), threading.Event()
+    token.add_waker(waker)
+    seen: list[bool] = []
+    with stop_on_signals(token, on_first=lambda name: seen.append(waker.is_set())):
+        signal.raise_signal(signal.SIGTERM)
+        assert waker.wait(5)
+    assert seen == [False]
+
+
 def test_a_waker_may_be_any_object_with_set():
     """The contract the health check relies on (its waker cancels an asyncio task): `set()` is
     called on a stop request, or at once when added after one."""
