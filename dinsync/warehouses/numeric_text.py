@@ -11,7 +11,6 @@ JSON number and rejects the row of a NaN or an infinity with a reason, as it doe
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 NAME = "dinsync.numeric_text"
 
@@ -56,6 +55,8 @@ def free_scale(t: pa.DataType) -> bool:
 def numeric_text(values: pa.Array | pa.ChunkedArray, free_scale: bool = False) -> pa.Array:
     """A `numeric_text` array of the text of decimal numbers (strings; NULL stays NULL); `free_scale`:
     the column declares no scale (see NumericTextType)."""
+    import pyarrow.compute as pc  # (only where numerics are read: its first import costs ~25 ms)
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type != pa.string():

@@ -168,6 +168,10 @@ class Scenario:
         """The engine found the type of field `points` changed: it is sent for every row."""
         self.p.forget_fingerprints(resend=["points"])
 
+    def forget_snapshot(self):
+        """The sync now sends to another destination: its snapshot is forgotten."""
+        self.p.forget_snapshot()
+
     def pending(self):
         """Outcomes that arrive later: stashed by one planner, resolved by the next."""
         self.set_rows([("A@x.com ", "Ada", 8), ("p@x.com", "Pat", 1), ("q@x.com", "Quinn", 2)])
@@ -181,7 +185,8 @@ class Scenario:
 
 def scenario_steps():
     """(name, rows, step options, new field mapping or None): first sync, no-op, changes, NULLs,
-    removals, duplicates, parking, a newly mapped field, a renamed one, a retyped one, a full refresh."""
+    removals, duplicates, parking, a newly mapped field, a renamed one, a retyped one, a full refresh,
+    a sync moved to another destination."""
     base = [("A@x.com ", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", None, None), (None, "Nobody", 3),
             ("  ", "Blank", 4), ("d@x.com", "D", 1), ("D@x.com", "D2", 1), ("e@x.com", "", 0)]
     changed = [("A@x.com ", "Ada", 5), ("b@x.com", None, 2), ("c@x.com", "", None), (None, "Nobody", 3),
@@ -216,6 +221,8 @@ def scenario_steps():
         ("same raw key twice", changed[:3] + [("i@x.com", "I", 1), ("i@x.com", "I2", 1)], {}, None),
         ("same raw key twice, retry", changed[:3] + [("i@x.com", "I", 1), ("i@x.com", "I2", 1)],
          {"retry_rejected": True}, None),
+        # moved to another destination: the snapshot forgotten, every row added (a first sync)
+        ("moved", changed[:3], {}, "forget_snapshot"),
     ]
 
 

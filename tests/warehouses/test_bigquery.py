@@ -112,6 +112,7 @@ def test_transpiled_statements_plan_as_duckdb_does(tmp_path):
     assert by_name["removals"][0].removed == 3 and by_name["parked stays parked"][1] == {}
     assert by_name["retry parked"][1] == {"a@x.com": "changed"}
     assert by_name["failed write, values back"][1] == {"g@x.com": "changed"}  # the snapshot forgot g
+    assert by_name["moved"][0].first_sync and by_name["moved"][0].added == 3
     wh = TranspiledBigQuery()
     try:
         scenario = Scenario(wh, "m", "dinsync")
