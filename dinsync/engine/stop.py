@@ -80,6 +80,9 @@ class StopToken:
         return signal.Signals(self.signum or signal.SIGTERM).name
 
 
+ANNOUNCE_SECONDS = 5.0  # at most this long, a block that ends after a signal waits for its message
+
+
 @contextlib.contextmanager
 def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = None) -> Iterator[StopToken]:
     """Route SIGTERM and SIGINT to `token` while the block runs (main thread only)."""
@@ -107,7 +110,8 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
             finally:
                 token.wake()
 
-    threading.Thread(target=announcer, name="dinsync-signal", daemon=True).start()
+    announcing = threading.Thread(target=announcer, name="dinsync-signal", daemon=True)
+    announcing.start()
 
     def handler(signum, frame):  # noqa: ARG001
         if token.requested:
@@ -128,3 +132,5 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         for sig, old in previous.items():
             signal.signal(sig, old)
         announce.set()  # (no signal came: the announcer ends without a word)
+        if told:  # the block may end before the announcer's turn came (a busy machine): its message first
+            announcing.join(ANNOUNCE_SECONDS)

@@ -88,6 +88,22 @@ def test_the_signal_message_is_printed_before_the_wakers_are_set():
     assert seen == [False]
 
 
+def test_a_block_that_ends_after_a_signal_waits_for_its_message():
+    """An idle `serve` whose loop sees the request before the announcer thread ran (a busy machine)
+    ended without printing "SIGTERM: stopping" (seen in CI): the block waits for the message."""
+    import time
+
+    said: list[str] = []
+
+    def slow_print(name: str) -> None:
+        time.sleep(0.3)
+        said.append(name)
+
+    with stop_on_signals(StopToken(), on_first=slow_print):
+        signal.raise_signal(signal.SIGTERM)
+    assert said == ["SIGTERM"]
+
+
 def test_a_waker_may_be_any_object_with_set():
     """The contract the health check relies on (its waker cancels an asyncio task): `set()` is
     called on a stop request, or at once when added after one."""
