@@ -45,3 +45,19 @@ def test_wide_integers_and_decimals_keep_their_digits_and_a_rerun_sends_nothing(
             '"d":1234567890123456789012345678.1234567891') in text
     assert project.sync()["exit_code"] == 0
     assert len([b for _, p, b in project.requests.requests if "bulk" in p]) == 1  # nothing new
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is no JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_plan_samples_of_a_nan_and_a_nanosecond_timestamp(project):
+    """plan --json wrote a DOUBLE NaN as a bare NaN (no JSON: strict parsers refuse the document)
+    and a TIMESTAMP_NS with a nanosecond fraction as "timestamp[ns] out of range (...)"."""
+    _model(project, "f DOUBLE, ts TIMESTAMP_NS", "'nan', '2024-01-02 03:04:05.123456789'", ["f", "ts"])
+    result = project.cli("plan", "--samples", "5")
+    assert result.exit_code == 0, result.stdout
+    fields = _strict(result.stdout)["plans"][0]["samples"]["added"][0]["fields"]
+    assert fields == {"f": "NaN", "ts": "2024-01-02 03:04:05.123456789"}
