@@ -48,8 +48,9 @@ def load(check_models: bool = True, root: Path | None = None,
     root = Path(".") if root is None else Path(root)
 
     def columns_of(wh):
-        # (name, type, problem): types are checked too, and what this warehouse cannot diff
-        return lambda model: [(n, k, wh.column_problem(n, k)) for n, k in wh.columns(model.sql)]
+        # (name, type, problem, send problem): types are checked too, what this warehouse cannot
+        # diff and what its driver reads into other values than the model's
+        return lambda model: [(n, k, wh.column_problem(n, k), wh.send_problem(n, k)) for n, k in wh.columns(model.sql)]
 
     try:
         project = load_project(root, dbt_strict=check_models and syncs is None,

@@ -7,6 +7,7 @@ traceback is formatted to text, redacted, then printed. rich is imported on firs
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,21 @@ def emit(data: Any) -> None:
     """A JSON document on stdout (redacted; without rich: a --json command never imports it)."""
     console = _consoles.get("stdout")
     stream = console.file if console is not None else RedactingStream(sys.stdout)
-    stream.write(json.dumps(data, default=str, indent=2) + "\n")
+    stream.write(json.dumps(_json_safe(data), default=str, indent=2) + "\n")
     stream.flush()
+
+
+def _json_safe(data: Any) -> Any:
+    """`data` with its NaN and infinite floats (a DOUBLE model value in plan samples) as the strings
+    "NaN", "Infinity", "-Infinity": json.dumps writes them as bare NaN / Infinity, which is no JSON
+    (strict parsers, jq, refuse the whole document)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return "NaN" if math.isnan(data) else ("Infinity" if data > 0 else "-Infinity")
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json_safe(v) for v in data]
+    return data
 
 
 def note(text: str) -> None:

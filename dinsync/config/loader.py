@@ -756,6 +756,7 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
     columns: dict[str, list[str] | None] = {}
     types: dict[str, dict[str, str]] = {}
     problems: dict[str, dict[str, str]] = {}  # column -> why the warehouse cannot diff it, and the fix
+    send_problems: dict[str, dict[str, str]] = {}  # column -> why its values would not be sent as they are, and the fix
     for name, model in models.items():
         file = relative(model.path)
         try:
@@ -763,6 +764,7 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             columns[name] = [str(c[0]) if isinstance(c, tuple) else str(c) for c in found]
             types[name] = {str(c[0]): str(c[1]) for c in found if isinstance(c, tuple)}
             problems[name] = {str(c[0]): c[2] for c in found if isinstance(c, tuple) and len(c) > 2 and c[2]}
+            send_problems[name] = {str(c[0]): c[3] for c in found if isinstance(c, tuple) and len(c) > 3 and c[3]}
         except Exception as exc:  # the warehouse's message is what the user needs
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
@@ -780,9 +782,13 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
         for what, column, line in use.uses:
             kind = types.get(use.model, {}).get(column, "")
             problem = problems.get(use.model, {}).get(column)
+            send_problem = send_problems.get(use.model, {}).get(column)
             if column in available and problem:
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
                 hint = problem
+            elif column in available and send_problem and what != "match column":
+                message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent as it is"
+                hint = send_problem
             elif column in available and what == "match column" and _NOT_A_KEY_TYPE.search(kind):
                 message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (e.g. 1.0) "
                            "is no key: it would name other records than the integers or text it stands for")

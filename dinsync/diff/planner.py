@@ -498,6 +498,9 @@ def _py_value(scalar: Any) -> Any:
     except (OverflowError, ValueError):
         import pyarrow as pa
 
+        if pa.types.is_timestamp(scalar.type) and scalar.type.unit == "ns":
+            # a nanosecond fraction (TIMESTAMP_NS): Python's datetime holds microseconds only
+            return str(scalar.cast(pa.string()))
         unit = "days" if pa.types.is_date32(scalar.type) else getattr(scalar.type, "unit", "units")
         raw = pa.array([scalar], scalar.type).view(pa.int32() if unit == "days" else pa.int64())[0].as_py()
         return f"{scalar.type} out of range ({raw} {unit} from 1970-01-01)"

@@ -131,6 +131,7 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 # ISO 8601 without an agreed expansion ("YYYY"). Beyond them Polars writes "+13690-07-15" or
 # "-0001-01-01", which no platform reads as a date (and far beyond, it cannot format at all).
 _FIRST_DAY, _END_DAY = -719_162, 2_932_897
+_BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
 _UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
 
 
@@ -163,7 +164,7 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         bad = _beyond_calendar(expr, dtype)
         safe = pl.when(bad).then(None).otherwise(expr)
         text = safe.dt.strftime('"%Y-%m-%d"') if dtype == pl.Date else iso_datetime(safe, dtype, quoted=True)
-        why = f"{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+        why = _BEYOND_CALENDAR.format(label=label)
         return Encoded(text, [(bad, pl.lit(why))])
     if dtype == pl.Time:
         return Encoded(iso_time(expr, quoted=True))

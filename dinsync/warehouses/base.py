@@ -142,6 +142,12 @@ class Warehouse:
         warehouse, with the fix (a hint), or None when it can."""
         return None
 
+    def send_problem(self, column: str, kind: str) -> str | None:
+        """Why values of a mapped column of type `kind` (as `columns` reports it) would not reach a
+        destination as they are (read by this warehouse's driver into another value), with the fix
+        (a hint), or None when they would."""
+        return None
+
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         """Column names of an existing table, or None when it does not exist."""
         raise NotImplementedError

@@ -140,6 +140,25 @@ _READER_ERROR_CLASSES = (("Out of Memory Error", duckdb.OutOfMemoryException),
 _LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.S)
 
 
+# DuckDB types whose Arrow export is another value than the model's (checked: DuckDB 2.0), and the
+# cast that sends the value itself. UHUGEINT is exported as decimal128(38, 0): values from 2^127
+# wrap around (2^128 - 1 was sent as -1). BIT as its internal bytes (B'10101' was sent as the base64
+# "A/U="). TIMETZ as a time without its offset (12:34:56+02 was sent as "12:34:56"). BIGNUM
+# (VARINT) as an opaque binary no field kind reads (every row was rejected).
+_SEND_PROBLEMS = (
+    (re.compile(r"\bUHUGEINT\b", re.I), "DuckDB reads UHUGEINT to Arrow as a 128-bit signed decimal (values from "
+     "2^127 wrap around to negative numbers): convert it in the model's SQL, e.g. CAST({c} AS HUGEINT) when its "
+     "values stay below 2^127, or CAST({c} AS VARCHAR) to send its digits as text"),
+    (re.compile(r"\b(BIGNUM|VARINT)\b", re.I), "DuckDB reads BIGNUM (VARINT) to Arrow as opaque bytes: convert it "
+     "in the model's SQL, e.g. CAST({c} AS HUGEINT) or CAST({c} AS DECIMAL(38, 0)) (a number, 38 digits at most), "
+     "or CAST({c} AS VARCHAR) (its digits as text)"),
+    (re.compile(r"\bBIT\b", re.I), "DuckDB reads BIT to Arrow as its internal bytes, not its bits: convert it in "
+     "the model's SQL, e.g. CAST({c} AS VARCHAR) (its bits as text, '10101')"),
+    (re.compile(r"\bTIME WITH TIME ZONE\b|\bTIMETZ\b", re.I), "DuckDB reads TIMETZ to Arrow as a time without "
+     "its offset: convert it in the model's SQL, e.g. CAST({c} AS VARCHAR) (12:34:56+02)"),
+)
+
+
 def _is_delete(sql: str) -> bool:
     """Whether a statement is a DELETE (its first keyword after comments)."""
     return re.match(r"DELETE\b", sql[_LEADING_COMMENTS.match(sql).end():], re.I) is not None
@@ -456,6 +475,14 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def columns(self, sql: str) -> list[tuple[str, str]]:
         rel = self.con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0")
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
+
+    def send_problem(self, column: str, kind: str) -> str | None:
+        """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in
+        a column's type (e.g. BIT[]): named at `validate` and before a sync plans, with the cast."""
+        for pattern, fix in _SEND_PROBLEMS:
+            if pattern.search(kind):
+                return fix.format(c=column)
+        return None
 
     @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:

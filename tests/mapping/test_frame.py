@@ -304,6 +304,27 @@ def test_infinite_dates_reject_the_row_instead_of_crashing(arrow_type, infinitie
     assert reasons(b) == ['field "f": date out of range (years 1 to 9999; an infinity?), which cannot be sent'] * len(infinities)
 
 
+@pytest.mark.parametrize("arrow_type, infinity, finite, kind, text", [
+    ("date32[day]", 2147483647, 19723, "datetime", "2024-01-01T00:00:00"),  # DuckDB's DATE 'infinity'
+    ("date32[day]", -2147483648, 19723, "datetime", "2024-01-01T00:00:00"),
+    ("timestamp[us]", 9223372036854775807, 1704096000000000, "date", "2024-01-01"),
+    ("timestamp[us, tz=UTC]", -9223372036854775807, 1704096000000000, "date", "2024-01-01"),
+])
+def test_infinite_dates_coerced_to_the_other_kind_reject_the_row(arrow_type, infinity, finite, kind, text):
+    """`type: datetime` of DuckDB's DATE 'infinity' panicked in Polars ("out-of-range date"): the
+    whole run failed with a traceback."""
+    import pyarrow as pa
+
+    physical = pa.int32() if arrow_type.startswith("date") else pa.int64()
+    target = {"timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"), "timestamp[us]": pa.timestamp("us"),
+              "date32[day]": pa.date32()}[arrow_type]
+    values = pa.array([infinity, finite, None], physical).view(target)
+    b = one(pl.Series("f", pl.from_arrow(values)), kind=kind)
+    check_shape(b)
+    assert objects(b) == [{"f": text}, {"f": None}]
+    assert reasons(b) == ['field "f": date out of range (years 1 to 9999; an infinity?), which cannot be sent']
+
+
 def test_dates_outside_the_years_1_to_9999_reject_their_row():
     """Polars writes year 10000 as "+10000-01-01" and year 0 as "0000-..." / -1 as "-0001-...":
     no platform reads those as dates. The first and last day of the years 1 to 9999 go through."""

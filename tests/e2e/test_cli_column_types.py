@@ -1,0 +1,63 @@
+"""DuckDB column types through the CLI: what Iterable receives, and the types refused at validate."""
+from __future__ import annotations
+
+import json
+
+
+def _model(project, defs: str, values: str, columns: list[str]) -> None:
+    project.sql(f"create or replace table main.customers (id integer, email varchar, {defs})")
+    project.sql(f"insert into main.customers values (1, 'a@example.com', {values})")
+    project.write(fields=[f"- {{column: {c}, field: {c}}}" for c in columns], max_rejected_pct=100)
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect * from main.customers\n")
+
+
+def test_types_duckdb_exports_as_other_values_are_configuration_errors(project):
+    """UHUGEINT from 2^127 was sent wrapped around (2^128 - 1 as -1), BIT as base64 of its internal
+    bytes ("A/U=" for 10101), TIMETZ without its offset, and BIGNUM rejected in every row with an
+    Arrow type name: each is now named at validate (file, line, the cast) and nothing is sent."""
+    _model(project, "u UHUGEINT, b BIT, tz TIMETZ, big VARINT",
+           "340282366920938463463374607431768211455, '10101', '12:34:56+02', '1234567890123456789012345678901234567890'",
+           ["u", "b", "tz", "big"])
+    result = project.cli("validate")
+    assert result.exit_code == 3, result.stdout
+    issues = json.loads(result.stdout)["issues"]
+    assert [(i["line"], i["message"].split()[1]) for i in issues] == [
+        (9, "'u'"), (10, "'b'"), (11, "'tz'"), (12, "'big'")]
+    assert all("cannot be sent as it is" in i["message"] and "CAST(" in i["hint"] for i in issues)
+    n = len(project.requests.requests)
+    assert project.sync()["exit_code"] == 3
+    assert not [p for _, p, _ in project.requests.requests[n:] if "bulk" in p]
+    assert len(project.sandbox.users) == 0
+
+
+def test_wide_integers_and_decimals_keep_their_digits_and_a_rerun_sends_nothing(project):
+    _model(project, "h HUGEINT, ub UBIGINT, d DECIMAL(38,10), u UHUGEINT",
+           "-170141183460469231731687303715884105727, 18446744073709551615, "
+           "1234567890123456789012345678.1234567891, 170141183460469231731687303715884105727",
+           ["h", "ub", "d"])  # (u: unmapped, so not refused)
+    assert project.cli("validate").exit_code == 0
+    assert project.sync()["exit_code"] == 0
+    bodies = [b for _, p, b in project.requests.requests if "bulk" in p]
+    assert len(bodies) == 1
+    text = bodies[0].decode() if isinstance(bodies[0], bytes) else bodies[0]
+    assert ('"h":-170141183460469231731687303715884105727,"ub":18446744073709551615,'
+            '"d":1234567890123456789012345678.1234567891') in text
+    assert project.sync()["exit_code"] == 0
+    assert len([b for _, p, b in project.requests.requests if "bulk" in p]) == 1  # nothing new
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is no JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_plan_samples_of_a_nan_and_a_nanosecond_timestamp(project):
+    """plan --json wrote a DOUBLE NaN as a bare NaN (no JSON: strict parsers refuse the document)
+    and a TIMESTAMP_NS with a nanosecond fraction as "timestamp[ns] out of range (...)"."""
+    _model(project, "f DOUBLE, ts TIMESTAMP_NS", "'nan', '2024-01-02 03:04:05.123456789'", ["f", "ts"])
+    result = project.cli("plan", "--samples", "5")
+    assert result.exit_code == 0, result.stdout
+    fields = _strict(result.stdout)["plans"][0]["samples"]["added"][0]["fields"]
+    assert fields == {"f": "NaN", "ts": "2024-01-02 03:04:05.123456789"}
