@@ -37,7 +37,16 @@ from typing import Any, Collection, Mapping
 import orjson
 import polars as pl
 
-from dinsync.mapping.json import _BEYOND_CALENDAR, Encoded, _beyond_calendar, json_values_valid, numeric_text_json, quote, string_json, value_json
+from dinsync.mapping.json import (
+    BEYOND_CALENDAR,
+    Encoded,
+    beyond_calendar,
+    json_values_valid,
+    numeric_text_json,
+    quote,
+    string_json,
+    value_json,
+)
 from dinsync.mapping.normalize import email_is_valid, email_problem, normalize_email, normalize_phones, preview
 
 FIELD_KINDS = ("auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json")
@@ -178,9 +187,9 @@ def _as_datetime(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype == pl.Date:
         # a date beyond the years 1 to 9999 (DuckDB's 'infinity') is rejected before the cast,
         # which panics ("out-of-range date") far out
-        beyond = _beyond_calendar(v, dtype)
+        beyond = beyond_calendar(v, dtype)
         enc = value_json(pl.when(beyond).then(None).otherwise(v).cast(pl.Datetime("us")), pl.Datetime("us"), label)
-        return Encoded(enc.text, [*enc.problems, (beyond, pl.lit(_BEYOND_CALENDAR.format(label=label)))])
+        return Encoded(enc.text, [*enc.problems, (beyond, pl.lit(BEYOND_CALENDAR.format(label=label)))])
     if not _is_text(dtype):
         return _wrong_type(v, dtype, label, "datetime")
     parts = v.cast(pl.String).str.strip_chars().str.extract_groups(_DATETIME_RE)

@@ -131,11 +131,11 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 # ISO 8601 without an agreed expansion ("YYYY"). Beyond them Polars writes "+13690-07-15" or
 # "-0001-01-01", which no platform reads as a date (and far beyond, it cannot format at all).
 _FIRST_DAY, _END_DAY = -719_162, 2_932_897
-_BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
 _UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
 
 
-def _beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Boolean: the date/datetime lies outside the years 1 to 9999."""
     if dtype == pl.Date:
         per_day = 1
@@ -161,10 +161,10 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype == pl.Date or isinstance(dtype, pl.Datetime):
         # PostgreSQL's and DuckDB's ±infinity arrive as extreme integers, beyond the calendar Polars
         # formats (formatting them panics): such a row is rejected, the others are sent.
-        bad = _beyond_calendar(expr, dtype)
+        bad = beyond_calendar(expr, dtype)
         safe = pl.when(bad).then(None).otherwise(expr)
         text = safe.dt.strftime('"%Y-%m-%d"') if dtype == pl.Date else iso_datetime(safe, dtype, quoted=True)
-        why = _BEYOND_CALENDAR.format(label=label)
+        why = BEYOND_CALENDAR.format(label=label)
         return Encoded(text, [(bad, pl.lit(why))])
     if dtype == pl.Time:
         return Encoded(iso_time(expr, quoted=True))

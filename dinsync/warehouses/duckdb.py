@@ -145,18 +145,22 @@ _LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.S
 # wrap around (2^128 - 1 was sent as -1). BIT as its internal bytes (B'10101' was sent as the base64
 # "A/U="). TIMETZ as a time without its offset (12:34:56+02 was sent as "12:34:56"). BIGNUM
 # (VARINT) as an opaque binary no field kind reads (every row was rejected).
+_TYPE_END = r"(?=\s*(?:[,)\[]|$))"  # a type's name ends there (a STRUCT field's name is followed by its type)
 _SEND_PROBLEMS = (
-    (re.compile(r"\bUHUGEINT\b", re.I), "DuckDB reads UHUGEINT to Arrow as a 128-bit signed decimal (values from "
+    (re.compile(r"\bUHUGEINT" + _TYPE_END, re.I), "DuckDB reads UHUGEINT to Arrow as a 128-bit signed decimal (values from "
      "2^127 wrap around to negative numbers): convert it in the model's SQL, e.g. CAST({c} AS HUGEINT) when its "
      "values stay below 2^127, or CAST({c} AS VARCHAR) to send its digits as text"),
-    (re.compile(r"\b(BIGNUM|VARINT)\b", re.I), "DuckDB reads BIGNUM (VARINT) to Arrow as opaque bytes: convert it "
+    (re.compile(r"\b(BIGNUM|VARINT)" + _TYPE_END, re.I), "DuckDB reads BIGNUM (VARINT) to Arrow as opaque bytes: convert it "
      "in the model's SQL, e.g. CAST({c} AS HUGEINT) or CAST({c} AS DECIMAL(38, 0)) (a number, 38 digits at most), "
      "or CAST({c} AS VARCHAR) (its digits as text)"),
-    (re.compile(r"\bBIT\b", re.I), "DuckDB reads BIT to Arrow as its internal bytes, not its bits: convert it in "
+    (re.compile(r"\bBIT" + _TYPE_END, re.I), "DuckDB reads BIT to Arrow as its internal bytes, not its bits: convert it in "
      "the model's SQL, e.g. CAST({c} AS VARCHAR) (its bits as text, '10101')"),
-    (re.compile(r"\bTIME WITH TIME ZONE\b|\bTIMETZ\b", re.I), "DuckDB reads TIMETZ to Arrow as a time without "
+    (re.compile(r"\b(TIME WITH TIME ZONE|TIMETZ)" + _TYPE_END, re.I), "DuckDB reads TIMETZ to Arrow as a time without "
      "its offset: convert it in the model's SQL, e.g. CAST({c} AS VARCHAR) (12:34:56+02)"),
 )
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
 
 def _is_delete(sql: str) -> bool:
@@ -479,8 +483,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def send_problem(self, column: str, kind: str) -> str | None:
         """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in
         a column's type (e.g. BIT[]): named at `validate` and before a sync plans, with the cast."""
+        bare = _QUOTED.sub("", kind)  # not in a STRUCT field's or an ENUM value's quoted name
         for pattern, fix in _SEND_PROBLEMS:
-            if pattern.search(kind):
+            if pattern.search(bare):
                 return fix.format(c=column)
         return None
 

@@ -61,3 +61,14 @@ def test_plan_samples_of_a_nan_and_a_nanosecond_timestamp(project):
     assert result.exit_code == 0, result.stdout
     fields = _strict(result.stdout)["plans"][0]["samples"]["added"][0]["fields"]
     assert fields == {"f": "NaN", "ts": "2024-01-02 03:04:05.123456789"}
+
+
+def test_send_problems_name_types_not_field_names_or_enum_values():
+    """A STRUCT field or an ENUM value named like such a type is no such column."""
+    from dinsync.warehouses.duckdb import DuckDBWarehouse
+
+    problem = lambda kind: DuckDBWarehouse.send_problem(None, "c", kind)  # noqa: E731 (no state is read)
+    assert [kind for kind in ('STRUCT("bit" INTEGER)', "STRUCT(timetz INTEGER)", "ENUM('bit', 'uhugeint')",
+                              "INTEGER", "VARCHAR[]") if problem(kind)] == []
+    assert all(problem(kind) for kind in ("BIT", "BIT[]", "MAP(VARCHAR, BIT)", "STRUCT(a TIMETZ)",
+                                          "TIME WITH TIME ZONE", "UHUGEINT", "VARINT", "BIGNUM"))
