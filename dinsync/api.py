@@ -268,7 +268,9 @@ class Project:
 
 def load_project(path: str | Path = ".") -> Project:
     """Read and validate the project folder at `path` (its files and, for models reading dbt
-    models, the dbt manifest; the warehouse is opened by each call). Raises ConfigError."""
+    models, the dbt manifest; the warehouse is opened by each call). Raises ConfigError. As on the
+    command line, a destination secret (`${env:NAME}`) that is not set is an error of the calls
+    that need it (`sync`, `plan`), not of `load_project`, `status` or `check`."""
     from .config import load_project as load_config
     from .errors import ConfigError, ConfigIssue
     from .operations import working_dir
@@ -277,7 +279,7 @@ def load_project(path: str | Path = ".") -> Project:
     if not (root / "dinsync.yml").is_file():
         raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass the project folder")])
     with working_dir(root):
-        config = load_config(root)
+        config = load_config(root, destination_secrets=False)
     return Project(root, config)
 
 

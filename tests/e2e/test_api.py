@@ -135,3 +135,17 @@ def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch
     email = checked.models[0].keys[0]
     assert (email.duplicate_keys, email.duplicate_rows, len(email.sample)) == (10, 20, 3)
     assert results and max(results) <= 3
+
+
+def test_status_and_check_need_no_destination_secret(project, monkeypatch):
+    """As `dinsync status` / `dinsync check`: a process without the destination's key (a monitor,
+    an orchestrator's check task) loads the project and reads; `sync` refuses before running."""
+    dinsync.load_project(project.root).sync()
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    api = dinsync.load_project(project.root)
+    assert api.status(limit=1).runs[0].status == "success"
+    assert api.check().exit_code == 0
+    with pytest.raises(dinsync.ConfigError) as exc:
+        api.sync()
+    issue, = exc.value.issues
+    assert "ITERABLE_TEST_KEY is not set" in issue.message and (issue.file, issue.line) == ("dinsync.yml", 8)
