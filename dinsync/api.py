@@ -20,6 +20,7 @@ Heavy libraries are imported by the calls that need them, not by `import dinsync
 from __future__ import annotations
 
 import contextlib
+import signal
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -112,6 +113,12 @@ class SyncResult(_Result):
     def _failure(self) -> str:
         bad = [r for r in self.runs if r.status != "success"]
         parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
+        if self.exit_code >= 128:  # a stop was requested: the selected syncs after it did not run
+            try:
+                name = signal.Signals(self.exit_code - 128).name
+            except ValueError:
+                name = f"signal {self.exit_code - 128}"
+            parts.append(f"stopped by {name} before {'the remaining syncs' if self.runs else 'any sync'} ran")
         return f"{len(bad)} of {len(self.runs)} syncs did not succeed (exit code {self.exit_code}): " + "; ".join(parts)
 
 

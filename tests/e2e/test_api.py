@@ -149,3 +149,13 @@ def test_status_and_check_need_no_destination_secret(project, monkeypatch):
         api.sync()
     issue, = exc.value.issues
     assert "ITERABLE_TEST_KEY is not set" in issue.message and (issue.file, issue.line) == ("dinsync.yml", 8)
+
+
+def test_a_stop_before_any_run_says_so_when_raised(project):
+    stop = StopToken()
+    stop.request()
+    result = dinsync.load_project(project.root).sync(stop=stop)
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.exit_code == 143
+    assert "stopped by SIGTERM before" in failed.value.message
