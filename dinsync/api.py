@@ -158,6 +158,7 @@ class PlanResult(_Result):
 @dataclass
 class StatusResult(_Result):
     runs: list[Run]  # newest first per sync
+    syncs: list[dict] = field(default_factory=list)  # each sync's state, as `dinsync status --json` (paused, why, ...)
     exit_code: int = ExitCode.OK
     notes: list[str] = field(default_factory=list)
 
@@ -254,13 +255,14 @@ class Project:
                           exit_code=sync_exit_code(results, stop), notes=chosen.notes)
 
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
-        """The last `limit` runs per sync (disabled syncs included), from the run log."""
-        from .operations import status_runs
+        """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last
+        `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
+        from .operations import status_data
 
         with self._open(check_models=False, destination_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude, include_disabled=True)
-            runs = status_runs(project, wh, chosen.names, limit)
-        return StatusResult(runs=[Run.from_dict(r) for r in runs], notes=chosen.notes)
+            data = status_data(project, wh, chosen.names, limit)
+        return StatusResult(runs=[Run.from_dict(r) for r in data["runs"]], syncs=data["syncs"], notes=chosen.notes)
 
     def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
         """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""

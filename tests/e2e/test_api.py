@@ -58,8 +58,9 @@ def test_plan_sync_status_check_like_the_cli(project, monkeypatch, tmp_path):
     result.raise_for_status()
 
     status = api.status(limit=1)
-    cli_status = json.loads(project.cli("status", "--limit", "1").stdout)["runs"]
-    assert [r.as_dict() for r in status.runs] == cli_status
+    cli_status = json.loads(project.cli("status", "--limit", "1").stdout)
+    assert [r.as_dict() for r in status.runs] == cli_status["runs"]
+    assert status.syncs == cli_status["syncs"] and status.syncs[0]["paused"] is False  # each sync's state
     assert status.runs[0].run_id == run.run_id
 
     checked = api.check()
