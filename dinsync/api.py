@@ -12,9 +12,10 @@ Each call reads the project files and the dbt manifest again (a long-lived objec
 `dbt build`), opens the warehouse, does its work and closes it (DuckDB's file is free between
 calls), with the project folder as working directory meanwhile (so one call at a time per
 process). The results are dataclasses with the fields of the CLI's JSON (`as_dict()` gives that
-JSON object) and `exit_code` follows the CLI's rules (3 > 1 > 5 > 4 > 0). A selection or project
-problem raises `dinsync.ConfigError` (exit code 3) before anything runs; a sync that fails is
-reported in its run, and the other selected syncs still run, as on the command line.
+JSON object) and `exit_code` follows the CLI's rules (a requested stop's 128 + signal, then
+3 > 1 > 6 > 5 > 4 > 0). A selection or project problem raises `dinsync.ConfigError` (exit code 3)
+before anything runs; a sync that fails is reported in its run, and the other selected syncs still
+run, as on the command line.
 Heavy libraries are imported by the calls that need them, not by `import dinsync`.
 """
 from __future__ import annotations
