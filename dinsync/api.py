@@ -283,9 +283,10 @@ def load_project(path: str | Path = ".") -> Project:
     that need it (`sync`, `plan`), not of `load_project`, `status` or `check`."""
     from .config import load_project as load_config
     from .errors import ConfigError, ConfigIssue
-    from .operations import working_dir
+    from .operations import WORKING_DIR_LOCK, working_dir
 
-    root = Path(path).resolve()
+    with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
+        root = Path(path).resolve()
     if not (root / "dinsync.yml").is_file():
         raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass the project folder")])
     with working_dir(root):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
@@ -22,15 +23,20 @@ DEBUG_ENV = "DINSYNC_DEBUG"
 ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
 
 
+WORKING_DIR_LOCK = threading.RLock()  # the working directory is the process's: one call at a time
+
+
 @contextlib.contextmanager
 def working_dir(root: Path) -> Iterator[Path]:
-    """Run with the project folder as working directory (model SQL may read relative files)."""
-    previous = os.getcwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(previous)
+    """Run with the project folder as working directory (model SQL may read relative files). A
+    call from another thread waits until the running one is done (and has moved back)."""
+    with WORKING_DIR_LOCK:
+        previous = os.getcwd()
+        os.chdir(root)
+        try:
+            yield root
+        finally:
+            os.chdir(previous)
 
 
 def load(check_models: bool = True, root: Path | None = None,

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -160,3 +161,44 @@ def test_a_stop_before_any_run_says_so_when_raised(project):
         result.raise_for_status()
     assert failed.value.exit_code == 143
     assert "stopped by SIGTERM before" in failed.value.message
+
+
+def test_calls_from_two_threads_wait_for_each_other(tmp_path, monkeypatch):
+    """The working directory is the process's: a call from another thread (an orchestrator running
+    tasks in threads) waits for the running one instead of moving its working directory."""
+    from dinsync.operations import working_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    seen, release = [], threading.Event()
+
+    def other():
+        with working_dir(tmp_path / "b"):
+            seen.append(os.getcwd())
+            release.wait(5)
+
+    thread = threading.Thread(target=other)
+    with working_dir(tmp_path / "a"):
+        thread.start()
+        thread.join(0.3)
+        inside = os.getcwd()
+        release.set()
+    thread.join(5)
+    assert inside == str(tmp_path / "a") and seen == [str(tmp_path / "b")]
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_a_relative_path_is_the_callers_while_another_thread_runs(project, monkeypatch, tmp_path):
+    from dinsync.operations import working_dir
+
+    monkeypatch.chdir(project.root.parent)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    loaded = []
+    thread = threading.Thread(target=lambda: loaded.append(dinsync.load_project(project.root.name).root))
+    with working_dir(elsewhere):  # another thread's call, running
+        thread.start()
+        thread.join(0.3)
+    thread.join(5)
+    assert loaded == [project.root]
