@@ -12,14 +12,16 @@ Each call reads the project files and the dbt manifest again (a long-lived objec
 `dbt build`), opens the warehouse, does its work and closes it (DuckDB's file is free between
 calls), with the project folder as working directory meanwhile (so one call at a time per
 process). The results are dataclasses with the fields of the CLI's JSON (`as_dict()` gives that
-JSON object) and `exit_code` follows the CLI's rules (3 > 1 > 5 > 4 > 0). A selection or project
-problem raises `dinsync.ConfigError` (exit code 3) before anything runs; a sync that fails is
-reported in its run, and the other selected syncs still run, as on the command line.
+JSON object) and `exit_code` follows the CLI's rules (a requested stop's 128 + signal, then
+3 > 1 > 6 > 5 > 4 > 0). A selection or project problem raises `dinsync.ConfigError` (exit code 3)
+before anything runs; a sync that fails is reported in its run, and the other selected syncs still
+run, as on the command line.
 Heavy libraries are imported by the calls that need them, not by `import dinsync`.
 """
 from __future__ import annotations
 
 import contextlib
+import signal
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -112,6 +114,12 @@ class SyncResult(_Result):
     def _failure(self) -> str:
         bad = [r for r in self.runs if r.status != "success"]
         parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
+        if self.exit_code >= 128:  # a stop was requested: the selected syncs after it did not run
+            try:
+                name = signal.Signals(self.exit_code - 128).name
+            except ValueError:
+                name = f"signal {self.exit_code - 128}"
+            parts.append(f"stopped by {name} before {'the remaining syncs' if self.runs else 'any sync'} ran")
         return f"{len(bad)} of {len(self.runs)} syncs did not succeed (exit code {self.exit_code}): " + "; ".join(parts)
 
 
@@ -151,6 +159,7 @@ class PlanResult(_Result):
 @dataclass
 class StatusResult(_Result):
     runs: list[Run]  # newest first per sync
+    syncs: list[dict] = field(default_factory=list)  # each sync's state, as `dinsync status --json` (paused, why, ...)
     exit_code: int = ExitCode.OK
     notes: list[str] = field(default_factory=list)
 
@@ -247,13 +256,14 @@ class Project:
                           exit_code=sync_exit_code(results, stop), notes=chosen.notes)
 
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
-        """The last `limit` runs per sync (disabled syncs included), from the run log."""
-        from .operations import status_runs
+        """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last
+        `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
+        from .operations import status_data
 
         with self._open(check_models=False, destination_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude, include_disabled=True)
-            runs = status_runs(project, wh, chosen.names, limit)
-        return StatusResult(runs=[Run.from_dict(r) for r in runs], notes=chosen.notes)
+            data = status_data(project, wh, chosen.names, limit)
+        return StatusResult(runs=[Run.from_dict(r) for r in data["runs"]], syncs=data["syncs"], notes=chosen.notes)
 
     def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
         """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""
@@ -268,16 +278,19 @@ class Project:
 
 def load_project(path: str | Path = ".") -> Project:
     """Read and validate the project folder at `path` (its files and, for models reading dbt
-    models, the dbt manifest; the warehouse is opened by each call). Raises ConfigError."""
+    models, the dbt manifest; the warehouse is opened by each call). Raises ConfigError. As on the
+    command line, a destination secret (`${env:NAME}`) that is not set is an error of the calls
+    that need it (`sync`, `plan`), not of `load_project`, `status` or `check`."""
     from .config import load_project as load_config
     from .errors import ConfigError, ConfigIssue
-    from .operations import working_dir
+    from .operations import WORKING_DIR_LOCK, working_dir
 
-    root = Path(path).resolve()
+    with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
+        root = Path(path).resolve()
     if not (root / "dinsync.yml").is_file():
         raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass the project folder")])
     with working_dir(root):
-        config = load_config(root)
+        config = load_config(root, destination_secrets=False)
     return Project(root, config)
 
 

@@ -331,23 +331,17 @@ def status(names: Optional[list[str]] = NamesArg,
     why it is paused or warned, from the state tables in the warehouse."""
     use_options(project_dir, json_output)
     with handled(), in_project():
-        from .ops.status import sync_statuses
-        from .report import run_from_log
-        from .state import StateStore
+        from .operations import status_data
 
         project, wh = load(check_models=False, destination_secrets=False)
         try:
-            chosen = choose(project, names, select, exclude, include_disabled=True)
-            store = StateStore(wh, project.state_schema)
-            store.migrate()
-            syncs = sync_statuses(project, store, chosen)
-            runs = [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in set(chosen)]
+            data = status_data(project, wh, choose(project, names, select, exclude, include_disabled=True), limit)
         finally:
             wh.close()
         if state.json:
-            emit({"syncs": syncs, "runs": runs})
+            emit(data)
             return
-        print_syncs(syncs)
+        print_syncs(data["syncs"])
 
 
 # --- operating syncs: pause guard, serve, pause / resume, runs, rejections -------------------------

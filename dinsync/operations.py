@@ -4,13 +4,14 @@ Python API (`dinsync.api`). Nothing here prints; output goes through callbacks.
 - `load()` / `connect_warehouse()`: the project, validated, and its warehouse.
 - `run_syncs()`: run the selected syncs one after the other; a model blocked by its duplicated
   keys (see `dinsync.diff.keycheck`) stops the model's other syncs without planning them again.
-- `plan_sync()`, `status_runs()`: the data of `dinsync plan` and `dinsync status`.
+- `plan_sync()`, `status_data()`: the data of `dinsync plan` and `dinsync status`.
 Results are run objects (`dinsync.report`) and exit codes (`dinsync.errors.ExitCode`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
@@ -22,15 +23,20 @@ DEBUG_ENV = "DINSYNC_DEBUG"
 ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
 
 
+WORKING_DIR_LOCK = threading.RLock()  # the working directory is the process's: one call at a time
+
+
 @contextlib.contextmanager
 def working_dir(root: Path) -> Iterator[Path]:
-    """Run with the project folder as working directory (model SQL may read relative files)."""
-    previous = os.getcwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(previous)
+    """Run with the project folder as working directory (model SQL may read relative files). A
+    call from another thread waits until the running one is done (and has moved back)."""
+    with WORKING_DIR_LOCK:
+        previous = os.getcwd()
+        os.chdir(root)
+        try:
+            yield root
+        finally:
+            os.chdir(previous)
 
 
 def load(check_models: bool = True, root: Path | None = None,
@@ -306,12 +312,15 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     }
 
 
-def status_runs(project, wh, names: list[str], limit: int = 5) -> list[dict]:
-    """The last `limit` runs of each of `names`, newest first per sync, as run objects."""
+def status_data(project, wh, names: list[str], limit: int = 5) -> dict:
+    """`dinsync status --json`: {"syncs": each of `names`' state (`dinsync.ops.status`), "runs":
+    the last `limit` runs of each, newest first per sync, as run objects}."""
+    from .ops.status import sync_statuses
     from .report import run_from_log
     from .state import StateStore
 
     chosen = set(names)
     store = StateStore(wh, project.state_schema)
     store.migrate()
-    return [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in chosen]
+    return {"syncs": sync_statuses(project, store, names),
+            "runs": [run_from_log(r) for r in store.last_runs(limit=limit) if r["sync"] in chosen]}

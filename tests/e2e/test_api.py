@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -58,8 +59,9 @@ def test_plan_sync_status_check_like_the_cli(project, monkeypatch, tmp_path):
     result.raise_for_status()
 
     status = api.status(limit=1)
-    cli_status = json.loads(project.cli("status", "--limit", "1").stdout)["runs"]
-    assert [r.as_dict() for r in status.runs] == cli_status
+    cli_status = json.loads(project.cli("status", "--limit", "1").stdout)
+    assert [r.as_dict() for r in status.runs] == cli_status["runs"]
+    assert status.syncs == cli_status["syncs"] and status.syncs[0]["paused"] is False  # each sync's state
     assert status.runs[0].run_id == run.run_id
 
     checked = api.check()
@@ -135,3 +137,68 @@ def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch
     email = checked.models[0].keys[0]
     assert (email.duplicate_keys, email.duplicate_rows, len(email.sample)) == (10, 20, 3)
     assert results and max(results) <= 3
+
+
+def test_status_and_check_need_no_destination_secret(project, monkeypatch):
+    """As `dinsync status` / `dinsync check`: a process without the destination's key (a monitor,
+    an orchestrator's check task) loads the project and reads; `sync` refuses before running."""
+    dinsync.load_project(project.root).sync()
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    api = dinsync.load_project(project.root)
+    assert api.status(limit=1).runs[0].status == "success"
+    assert api.check().exit_code == 0
+    with pytest.raises(dinsync.ConfigError) as exc:
+        api.sync()
+    issue, = exc.value.issues
+    assert "ITERABLE_TEST_KEY is not set" in issue.message and (issue.file, issue.line) == ("dinsync.yml", 8)
+
+
+def test_a_stop_before_any_run_says_so_when_raised(project):
+    stop = StopToken()
+    stop.request()
+    result = dinsync.load_project(project.root).sync(stop=stop)
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.exit_code == 143
+    assert "stopped by SIGTERM before" in failed.value.message
+
+
+def test_calls_from_two_threads_wait_for_each_other(tmp_path, monkeypatch):
+    """The working directory is the process's: a call from another thread (an orchestrator running
+    tasks in threads) waits for the running one instead of moving its working directory."""
+    from dinsync.operations import working_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    seen, release = [], threading.Event()
+
+    def other():
+        with working_dir(tmp_path / "b"):
+            seen.append(os.getcwd())
+            release.wait(5)
+
+    thread = threading.Thread(target=other)
+    with working_dir(tmp_path / "a"):
+        thread.start()
+        thread.join(0.3)
+        inside = os.getcwd()
+        release.set()
+    thread.join(5)
+    assert inside == str(tmp_path / "a") and seen == [str(tmp_path / "b")]
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_a_relative_path_is_the_callers_while_another_thread_runs(project, monkeypatch, tmp_path):
+    from dinsync.operations import working_dir
+
+    monkeypatch.chdir(project.root.parent)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    loaded = []
+    thread = threading.Thread(target=lambda: loaded.append(dinsync.load_project(project.root.name).root))
+    with working_dir(elsewhere):  # another thread's call, running
+        thread.start()
+        thread.join(0.3)
+    thread.join(5)
+    assert loaded == [project.root]
