@@ -39,6 +39,7 @@ NEG29_9, NEG38_10, NEG38_18 = (D("-12345678901234567890123456789.123456789"),
     D("-1234567890123456789012345678.0123456789"), D("-12345678901234567890.123456789012345678"))
 NEG37 = D("-1234567890123456789012345678901234567")
 BIG38_20 = D("123456789012345678.12345678901234567891")
+MID18_10 = D("12345678.0123456789")  # 18 digits: a float64 keeps 15 to 17
 I64 = (2**63 - 1, -(2**63))
 
 
@@ -56,8 +57,10 @@ def table(kind: str) -> tuple[pa.Table, dict[str, str]]:
     elif kind == "snowflake":
         # fakesnow makes NUMBER(38, 0) a BIGINT (64 bits): the widest integers it holds are NUMBER(37, 0)
         cols = {"big": pa.array([INT37, D(7), D(0), NEG37], pa.decimal128(37, 0)),
-                "num": pa.array([NUM38_10, D(1), D(0), NEG38_10], pa.decimal128(38, 10)), "f": floats}
-        expect = {"big": INT37, "num": NUM38_10, "big ": NEG37, "num ": NEG38_10}
+                "num": pa.array([NUM38_10, D(1), D(0), NEG38_10], pa.decimal128(38, 10)),
+                # unscaled values within 64 bits: Snowflake sends them as integers with a scale
+                "mid": pa.array([MID18_10, D(1), D(0), D("-0.5")], pa.decimal128(38, 10)), "f": floats}
+        expect = {"big": INT37, "num": NUM38_10, "big ": NEG37, "num ": NEG38_10, "mid": MID18_10, "mid ": "-0.5"}
     else:
         cols = {"big": pa.array([INT38, D(7), D(0), NEG38], pa.decimal128(38, 0)),
                 "num": pa.array([NUM38_18, D(1), D(0), NEG38_18], pa.decimal128(38, 18)),
@@ -99,8 +102,9 @@ def test_wide_numbers_keep_their_digits_and_nan_rejects_its_row(tmp_path, cloud,
     data, expect = table(cloud.kind)
     if cloud.kind == "snowflake":  # fakesnow's write_pandas path rounds 38-digit values: the table by SQL
         cloud.execute(f'CREATE TABLE "{cloud.model_schema}".wide_customers '
-                      "(id INT, email VARCHAR, big NUMBER(37, 0), num NUMBER(38, 10), f FLOAT)")
-        rows = ", ".join(f"({r['id']}, '{r['email']}', {r['big']}, {r['num']}, '{r['f']}'::FLOAT)" for r in data.to_pylist())
+                      "(id INT, email VARCHAR, big NUMBER(37, 0), num NUMBER(38, 10), mid NUMBER(38, 10), f FLOAT)")
+        rows = ", ".join(f"({r['id']}, '{r['email']}', {r['big']}, {r['num']}, {r['mid']}, '{r['f']}'::FLOAT)"
+                         for r in data.to_pylist())
         cloud.execute(f'INSERT INTO "{cloud.model_schema}".wide_customers VALUES {rows}')
     else:
         cloud.load("wide_customers", data)
