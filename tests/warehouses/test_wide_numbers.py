@@ -7,11 +7,13 @@ emulator, the Iterable sandbox): what the platform receives, digit for digit.
 - A float NaN / infinity rejects its row with a reason; the other rows are sent; the next run sends
   nothing.
 
-Emulator limits: BigQuery's fake runs on DuckDB, whose DECIMAL holds 38 digits: no BIGNUMERIC
-(tested below on the adapter's reading of the client's decimal256, as google-cloud-bigquery
-returns BIGNUMERIC). Fakesnow runs on DuckDB too: NUMBER(38, s>0) is DuckDB's DECIMAL(38, s), but NUMBER(38, 0) (and
-INT) becomes a BIGINT: 38-digit integers are tested as NUMBER(37, 0) (decimal128 either way in
-the connector's Arrow), and its write_pandas path rounds them: the table is made by SQL.
+Emulator limits: BigQuery's fake runs on DuckDB, whose DECIMAL holds 38 digits: it reports a
+DECIMAL of more than 9 decimals as BIGNUMERIC (read by the client as decimal256(76, 38), as
+BigQuery's is), so BIGNUMERIC is tested end to end up to 38 digits; up to 76 on the adapter's
+reading of a decimal256 (the last test). Fakesnow runs on DuckDB too: NUMBER(38, 0) (and INT)
+becomes a BIGINT, so 38-digit integers are tested as NUMBER(37, 0), and its write path fails on
+them: the table is made by SQL. tests/warehouses/fakesnow_main.py sends NUMBER columns as
+Snowflake does (unscaled int64 with a scale when the values fit; decimal128 beyond).
 """
 from __future__ import annotations
 
