@@ -76,8 +76,18 @@ def emit(data: Any) -> None:
     """A JSON document on stdout (redacted; without rich: a --json command never imports it)."""
     console = _consoles.get("stdout")
     stream = console.file if console is not None else RedactingStream(sys.stdout)
-    stream.write(json.dumps(_json_safe(data), default=str, indent=2) + "\n")
+    stream.write(json.dumps(_json_safe(data), default=plain_text, indent=2) + "\n")
     stream.flush()
+
+
+def plain_text(value: Any) -> str:
+    """The text of a value JSON has no type for (a decimal, a date): a decimal with its digits
+    (0.000000000, not str()'s 0E-9; 1E+3 as 1000)."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return format(value, "f")
+    return str(value)
 
 
 def _json_safe(data: Any) -> Any:
@@ -164,7 +174,7 @@ def print_plan(entry: dict) -> None:
             if row["op"] == "removed":
                 fields = "(leaves the snapshot; nothing is sent)"
             else:
-                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=str, ensure_ascii=False)}"
+                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=plain_text, ensure_ascii=False)}"
                                    for f in row["changed_fields"])
             table.add_row(cell(str(row["key"]), 60), row["op"], cell(fields, 120))
         out().print(table)

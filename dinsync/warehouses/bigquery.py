@@ -148,6 +148,15 @@ def _without_extensions(batch):
     return pa.RecordBatch.from_arrays(batch.columns, schema=plain)
 
 
+def _readable(batch):
+    """A batch (or table) of the client as the mapping reads it: without extension names (see
+    _without_extensions), BIGNUMERIC (decimal256(76, 38), which Polars cannot read: the run failed
+    with a panic) as its exact digits (`numeric_text`, sent as JSON numbers)."""
+    from .numeric_text import wide_decimals_as_text
+
+    return wide_decimals_as_text(_without_extensions(batch))
+
+
 def _type_text(field) -> str:
     """A result column's type as BigQuery writes it: ARRAY<...> for a REPEATED field (whose
     `field_type` is its element's), STRUCT<...> for a RECORD."""
@@ -336,12 +345,12 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
 
     @translated("running a query")
     def query(self, sql: str, params: Params = None) -> pa.Table:
-        return _without_extensions(self._rows(sql, params).to_arrow(create_bqstorage_client=False))
+        return _readable(self._rows(sql, params).to_arrow(create_bqstorage_client=False))
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         rows = self._rows(sql, params, page_size=max(1, int(batch_rows)))
-        pages = (_without_extensions(b) for b in rows.to_arrow_iterable(bqstorage_client=None))
+        pages = (_readable(b) for b in rows.to_arrow_iterable(bqstorage_client=None))
         yield from slice_batches(pages, batch_rows)
 
     @translated("reading the columns of a query")

@@ -68,3 +68,35 @@ def numeric_text(values: pa.Array | pa.ChunkedArray, free_scale: bool = False) -
             pc.take(pa.array(list(_SPECIALS.values())), pc.index_in(lowered, pa.array(list(_SPECIALS)))), special))
         values = spelled
     return pa.ExtensionArray.from_storage(NumericTextType(free_scale) if free_scale else NUMERIC_TEXT, values)
+
+
+def wide_decimals_as_text(batch):
+    """A record batch (or table) whose decimal256 columns are `numeric_text` (free scale), the
+    others as they are. Polars reads no decimal256 (its import panics: the whole run failed with a
+    Rust traceback); a driver that reads a wide decimal type as decimal256 at a fixed scale
+    (google-cloud-bigquery: BIGNUMERIC as decimal256(76, 38), 1 as 1.000...000 with 38 zeros) has
+    its values sent as their exact digits, without the padding zeros of that scale."""
+    import pyarrow.compute as pc
+
+    if not any(pa.types.is_decimal256(f.type) for f in batch.schema):
+        return batch
+    columns, fields = [], []
+    for f, col in zip(batch.schema, batch.columns):
+        if pa.types.is_decimal256(f.type):
+            if isinstance(col, pa.ChunkedArray):
+                col = col.combine_chunks()
+            text = col.cast(pa.string())
+            sci = pc.match_substring(text, "E").fill_null(False)
+            if pc.any(sci).as_py():  # Arrow writes 0 and values below 1e-6 as 0E-38, 1.00E-7: the plain digits
+                plain = [format(v, "f") if v is not None else None for v in pc.filter(col, sci).to_pylist()]
+                text = pc.replace_with_mask(text, sci, pa.array(plain, pa.string()))
+            if f.type.scale > 0:  # the fixed scale's padding zeros (and a point left bare)
+                text = pc.replace_substring_regex(text, r"(\.[0-9]*?)0+$", r"\1")
+                text = pc.replace_substring_regex(text, r"\.$", "")
+                text = pc.if_else(pc.equal(text, "-0"), "0", text)
+            col = numeric_text(text, free_scale=True)
+            f = pa.field(f.name, col.type, f.nullable)
+        columns.append(col)
+        fields.append(f)
+    schema = pa.schema(fields, metadata=batch.schema.metadata)
+    return type(batch).from_arrays(columns, schema=schema)

@@ -28,7 +28,8 @@ How it maps onto Snowflake:
   open transaction on Snowflake (`transactional_ddl=False`).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: `fetch_arrow_batches()`, re-cut to the requested batch size; other statements run on
-  other sessions meanwhile.
+  other sessions meanwhile. NUMBER(p, s) with s > 0 is read as decimal128 (`arrow_number_to_decimal`:
+  by default the connector reads it as float64, and its 16th digit and beyond are lost).
 - Writes (acknowledged keys, rejections): the rows as JSON text bound to one parameter,
   unpacked by `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`, up to 512 KB
   of JSON per statement, in one transaction. Not the stage + COPY INTO path of `write_pandas`:
@@ -184,6 +185,9 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
             session_parameters={**SESSION_PARAMETERS, **(session_parameters or {})},
+            # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
+            # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
+            arrow_number_to_decimal=True,
         )
         if private_key or private_key_file:
             options["private_key"] = _load_private_key(private_key, private_key_file, private_key_passphrase)

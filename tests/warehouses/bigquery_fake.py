@@ -95,8 +95,14 @@ _PARAM_TYPES = {"INT64": "BIGINT", "FLOAT64": "DOUBLE", "STRING": "VARCHAR", "BO
                 "DATETIME": "TIMESTAMP", "TIMESTAMP": "TIMESTAMPTZ", "DATE": "DATE", "NUMERIC": "DECIMAL(38, 9)"}
 
 
+_WIDE_SCALE = re.compile(r"^DECIMAL\(\d+,\s*(\d+)\)$")
+
+
 def bq_type(duck_type: str) -> str:
     name = duck_type.upper()
+    scale = _WIDE_SCALE.match(name)
+    if scale and int(scale.group(1)) > 9:  # NUMERIC holds 9 decimals: more is a BIGNUMERIC (the
+        return "BIGNUMERIC"  # client reads it as decimal256(76, 38); DuckDB holds 38 digits of its 76)
     for prefix, bq in _DUCK_TO_BQ:
         if name.startswith(prefix):
             return bq
