@@ -122,12 +122,10 @@ def in_project() -> Iterator[Path]:
     root = state.project_dir.resolve()
     if not (root / "dinsync.yml").is_file():
         fail(ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass --project-dir")]))
-    previous = os.getcwd()
-    os.chdir(root)
-    try:
+    from .operations import working_dir
+
+    with working_dir(root):
         yield root
-    finally:
-        os.chdir(previous)
 
 
 # load() and connect_warehouse() live in dinsync.operations (shared with the Python API)

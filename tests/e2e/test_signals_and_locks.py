@@ -65,23 +65,19 @@ def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(projec
     assert sandbox_users(project) == expected and project.snapshot_keys() == set(expected)
 
 
-@pytest.mark.slow
-def test_a_sync_moved_and_stopped_midway_is_resumed_by_the_next_run_not_restarted(project):
-    """A sync pointed at another destination sends it every row. Stopped midway, the next run sends
-    the rows the new destination did not acknowledge, as added; before, the stopped run left the
-    old destination's record, and every run until one completed sent every row again."""
+def _synced_in_requests_of_50(project) -> None:
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
     project.seed(ROWS)
     project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
     assert project.sync()["runs"][0]["acknowledged"] == ROWS
-    text = (project.root / "dinsync.yml").read_text()
-    (project.root / "dinsync.yml").write_text(text + text.split("destinations:\n")[1].replace("  iterable:",
-                                                                                                "  iterable_eu:"))
-    sync_file = project.root / "syncs" / "iterable_users.yml"
-    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+
+
+def _stopped_after_ten_requests(project, *args: str) -> dict:
+    """`dinsync sync ARGS` (slowed down) sent SIGTERM once it made 10 requests: its run, cancelled,
+    a full refresh (both tests stop one)."""
     project.thread.set_faults(latency=0.05, jitter=0.02)
     before = project.thread.stats()["requests"]
-    proc = run_sync_process(project)
+    proc = run_sync_process(project, *args)
     deadline = time.monotonic() + 60
     while project.thread.stats()["requests"] < before + 10:
         assert proc.poll() is None, proc.communicate()
@@ -91,6 +87,21 @@ def test_a_sync_moved_and_stopped_midway_is_resumed_by_the_next_run_not_restarte
     out, err = proc.communicate(timeout=60)
     [stopped] = json.loads(out)["runs"]
     assert (stopped["status"], stopped["full_refresh"]) == ("cancelled", True), (out, err)
+    return stopped
+
+
+@pytest.mark.slow
+def test_a_sync_moved_and_stopped_midway_is_resumed_by_the_next_run_not_restarted(project):
+    """A sync pointed at another destination sends it every row. Stopped midway, the next run sends
+    the rows the new destination did not acknowledge, as added; before, the stopped run left the
+    old destination's record, and every run until one completed sent every row again."""
+    _synced_in_requests_of_50(project)
+    text = (project.root / "dinsync.yml").read_text()
+    (project.root / "dinsync.yml").write_text(text + text.split("destinations:\n")[1].replace("  iterable:",
+                                                                                                "  iterable_eu:"))
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    stopped = _stopped_after_ten_requests(project)
     assert 0 < stopped["acknowledged"] < ROWS
     assert project.snapshot_keys() <= set(segment(project))
     assert len(project.snapshot_keys()) == stopped["acknowledged"]  # the old destination's rows: forgotten
@@ -109,22 +120,8 @@ def test_a_full_refresh_stopped_midway_is_finished_by_the_next_run(project):
     """`--full-refresh` forgets what was delivered for every row before sending (unsettle): stopped
     midway, the next plain run sends, with every field, the rows the refresh did not get
     acknowledged, and only those."""
-    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
-    project.seed(ROWS)
-    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
-    assert project.sync()["runs"][0]["acknowledged"] == ROWS
-    project.thread.set_faults(latency=0.05, jitter=0.02)
-    before = project.thread.stats()["requests"]
-    proc = run_sync_process(project, "--full-refresh")
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < before + 10:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    [stopped] = json.loads(out)["runs"]
-    assert (stopped["status"], stopped["full_refresh"]) == ("cancelled", True), (out, err)
+    _synced_in_requests_of_50(project)
+    stopped = _stopped_after_ten_requests(project, "--full-refresh")
     assert 0 < stopped["acknowledged"] < ROWS
 
     project.thread.set_faults(latency=0.0, jitter=0.0)

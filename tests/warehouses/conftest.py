@@ -293,3 +293,20 @@ def wh_databricks(tmp_path) -> Iterator[ConformanceTarget]:
 @pytest.fixture(params=CONFORMANCE_WAREHOUSES)
 def target(request) -> ConformanceTarget:
     return request.getfixturevalue(f"wh_{request.param}")
+
+
+@pytest.fixture
+def bodies(monkeypatch) -> list[str]:
+    """The raw request bodies the Iterable sandbox receives (it parses numbers as floats: the digits
+    sent are only seen here)."""
+    import dinsync.sandbox.iterable as iterable_sandbox_module
+
+    seen: list[str] = []
+    parse = iterable_sandbox_module._parse_object
+
+    def recording(raw: bytes) -> dict:
+        seen.append(raw.decode())
+        return parse(raw)
+
+    monkeypatch.setattr(iterable_sandbox_module, "_parse_object", recording)
+    return seen

@@ -262,3 +262,16 @@ def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dic
                               capture_output=True, text=True, timeout=120)
 
     return cli
+
+
+def run_cli(root, target, *args, timeout: float = 180) -> tuple[int, dict]:
+    """`dinsync --json ARGS` on the project at `root` against `target`: (exit code, its JSON)."""
+    from tests.conftest import TEST_KEY
+
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **target.env)
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", *args],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON from dinsync {args} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")

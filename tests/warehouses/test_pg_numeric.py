@@ -10,16 +10,11 @@ Iterable sandbox), on the PostgreSQL adapter (ADBC) and Redshift's code path (se
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-import dinsync.sandbox.iterable as iterable_sandbox_module
-from tests.conftest import TEST_KEY
+from tests.warehouses.support import run_cli
 
 MODEL = """\
 -- primary_key: id
@@ -38,31 +33,6 @@ ROWS = """
 @pytest.fixture(params=["postgres", "redshift"])
 def pg_target(request):
     return request.getfixturevalue(f"wh_{request.param}")
-
-
-@pytest.fixture
-def bodies(monkeypatch):
-    """The raw request bodies the sandbox receives (it parses numbers as floats: the digits sent
-    are only seen here)."""
-    seen: list[str] = []
-    parse = iterable_sandbox_module._parse_object
-
-    def recording(raw: bytes) -> dict:
-        seen.append(raw.decode())
-        return parse(raw)
-
-    monkeypatch.setattr(iterable_sandbox_module, "_parse_object", recording)
-    return seen
-
-
-def run(root, target, *args) -> tuple[int, dict]:
-    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **target.env)
-    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", *args],
-                          env=env, capture_output=True, text=True, timeout=120)
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"no JSON from dinsync {args} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")
 
 
 def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, pg_target, iterable_sandbox, bodies):
@@ -89,20 +59,20 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
         "thresholds: {max_rejected_pct: 90}\n")
 
     # `dinsync plan` shows the values as PostgreSQL holds them (before: it failed on the NaN, ArrowInvalid).
-    code, plan = run(root, pg_target, "plan", "--samples", "5")
+    code, plan = run_cli(root, pg_target, "plan", "--samples", "5")
     assert code == 0, plan
     samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
     assert samples["b@example.com"]["price"] == "NaN"
     assert samples["a@example.com"]["big"] == "12345678901234567.89"
     assert samples["d@example.com"]["big"] == "Infinity"
 
-    code, result = run(root, pg_target, "sync")
+    code, result = run_cli(root, pg_target, "sync")
     assert code == 0, result
     [r] = result["runs"]
     assert (r["added"], r["sent"], r["acknowledged"], r["rejected"], r["parked"]) == (4, 2, 2, 2, 2), r
 
     # The NaN row and the Infinity row are rejected with a reason; nothing was sent for them.
-    code, rejections = run(root, pg_target, "rejections", "users")
+    code, rejections = run_cli(root, pg_target, "rejections", "users")
     assert code == 0, rejections
     assert {(x["key"], x["field"], x["reason"]) for x in rejections["rejections"]} == {
         ("b@example.com", "price", 'field "price": NaN/infinite is not valid JSON'),
@@ -122,9 +92,9 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
     assert "b@example.com" not in body and "null" not in body
 
     # Parked: the next run plans nothing for them until their values change.
-    code, again = run(root, pg_target, "sync")
+    code, again = run_cli(root, pg_target, "sync")
     assert code == 0 and (again["runs"][0]["sent"], again["runs"][0]["added"]) == (0, 0), again
     pg_target.execute(f'UPDATE "{schema}".pgnum_customers SET price = 4.25 WHERE id = 2')
-    code, fixed = run(root, pg_target, "sync")
+    code, fixed = run_cli(root, pg_target, "sync")
     assert code == 0 and fixed["runs"][0]["acknowledged"] == 1, fixed
     assert thread.call(lambda: dict(sandbox.users.get("b@example.com")["dataFields"]))["price"] == 4.25

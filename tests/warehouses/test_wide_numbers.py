@@ -18,17 +18,12 @@ Snowflake does (unscaled int64 with a scale when the values fit; decimal128 beyo
 from __future__ import annotations
 
 import decimal
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pyarrow as pa
 import pytest
 
-import dinsync.sandbox.iterable as iterable_sandbox_module
-from tests.conftest import TEST_KEY
+from tests.warehouses.support import run_cli
 
 D = decimal.Decimal
 INT38 = D("12345678901234567890123456789012345678")
@@ -76,29 +71,6 @@ def cloud(request):
     return request.getfixturevalue(f"wh_{request.param}")
 
 
-@pytest.fixture
-def bodies(monkeypatch):
-    seen: list[str] = []
-    parse = iterable_sandbox_module._parse_object
-
-    def recording(raw: bytes) -> dict:
-        seen.append(raw.decode())
-        return parse(raw)
-
-    monkeypatch.setattr(iterable_sandbox_module, "_parse_object", recording)
-    return seen
-
-
-def run(root, target, *args) -> tuple[int, dict]:
-    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **target.env)
-    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", *args],
-                          env=env, capture_output=True, text=True, timeout=180)
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"no JSON from dinsync {args} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")
-
-
 def test_wide_numbers_keep_their_digits_and_nan_rejects_its_row(tmp_path, cloud, iterable_sandbox, bodies):
     sandbox, thread = iterable_sandbox
     data, expect = table(cloud.kind)
@@ -128,21 +100,21 @@ def test_wide_numbers_keep_their_digits_and_nan_rejects_its_row(tmp_path, cloud,
         "match: {column: email, field: email}\nfields:\n" + "".join(f"  {c}: {c}\n" for c in value_cols)
         + "thresholds: {max_rejected_pct: 90}\n")
 
-    code, checked = run(root, cloud, "validate")
+    code, checked = run_cli(root, cloud, "validate")
     assert code == 0, checked
-    code, plan = run(root, cloud, "plan", "--samples", "5")
+    code, plan = run_cli(root, cloud, "plan", "--samples", "5")
     assert code == 0, plan
     samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
     assert len(samples) == 4, samples
     assert samples["u1@example.com"]["num"] == str(expect["num"])
     assert samples["u3@example.com"]["num"].startswith("0.000000000"), samples  # a zero decimal (was "0E-9")
 
-    code, result = run(root, cloud, "sync")
+    code, result = run_cli(root, cloud, "sync")
     assert code == 0, result
     [r] = result["runs"]
     bad = {"bigquery": 2, "snowflake": 2, "databricks": 1}[cloud.kind]
     assert (r["added"], r["acknowledged"], r["rejected"]) == (4, 4 - bad, bad), r
-    code, rejections = run(root, cloud, "rejections", "users")
+    code, rejections = run_cli(root, cloud, "rejections", "users")
     assert code == 0, rejections
     assert {x["reason"] for x in rejections["rejections"]} == {'field "f": NaN/infinite is not valid JSON'}
 
@@ -154,7 +126,7 @@ def test_wide_numbers_keep_their_digits_and_nan_rejects_its_row(tmp_path, cloud,
         assert '"bignum":5.0,' in body
         assert samples["u1@example.com"]["bignum"] == str(BIG38_20)
 
-    code, again = run(root, cloud, "sync")
+    code, again = run_cli(root, cloud, "sync")
     assert code == 0 and (again["runs"][0]["sent"], again["runs"][0]["added"]) == (0, 0), again
 
 
