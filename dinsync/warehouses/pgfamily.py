@@ -200,11 +200,14 @@ def numeric_array(values: list, t: pa.DataType) -> pa.Array:
                         free_scale=not pa.types.is_decimal(t))
 
 
-def numeric_from_text(values: pa.Array, typmod: int = -1) -> pa.Array:
-    """PostgreSQL NUMERIC delivered as text (ADBC) -> `numeric_text`, whatever its precision: the
-    exact digits, NaN and ±Infinity kept (see dinsync.warehouses.numeric_text); the type is the same
-    in every batch of a stream. `typmod` < 4: the column declares no precision nor scale."""
-    return numeric_text(values, free_scale=typmod < 4)
+def numeric_from_text(values: pa.Array | list, free_scale: bool = False) -> pa.Array:
+    """PostgreSQL NUMERIC delivered as text (ADBC's arrays, the cursor's strings) -> `numeric_text`,
+    whatever its precision: the exact digits, NaN and ±Infinity kept (see
+    dinsync.warehouses.numeric_text); the type is the same in every batch of a stream.
+    `free_scale`: the column declares no scale."""
+    if isinstance(values, list):
+        values = pa.array(values, pa.string())
+    return numeric_text(values, free_scale=free_scale)
 
 
 # ------------------------------------------------------------------------------- sessions
@@ -488,7 +491,7 @@ def _adbc_converter(schema: pa.Schema):
         if isinstance(field.type, pa.BaseExtensionType):
             if meta.get("POSTGRESQL:type") == "numeric":
                 typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
-                plan.append(lambda a, typmod=typmod: numeric_from_text(a.storage, typmod))
+                plan.append(lambda a, free=typmod < 4: numeric_from_text(a.storage, free))
             else:
                 plan.append(lambda a: a.storage)
         else:
@@ -522,7 +525,7 @@ class CursorStream:
                     rows = cur.fetchmany(batch_rows)
                     if names is None:
                         names = [c.name for c in cur.description]
-                        types = [functools.partial(_numeric_text_of, free_scale=c.scale is None)
+                        types = [functools.partial(numeric_from_text, free_scale=c.scale is None)
                                  if c.type_code == NUMERIC_OID else arrow_type_of_column(c)
                                  for c in cur.description]
                     if not rows:
@@ -536,10 +539,6 @@ class CursorStream:
 # with tzinfo, Range, ...): read as their text form instead, as the ADBC path does.
 _TEXT_LOADED = ("uuid", "inet", "cidr", "json", "jsonb", "timetz", "interval", "money", "int4range", "int8range",
                 "numrange", "daterange", "tsrange", "tstzrange")
-
-
-def _numeric_text_of(values: list, free_scale: bool = False) -> pa.Array:
-    return numeric_text(pa.array(values, pa.string()), free_scale=free_scale)
 
 
 def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
