@@ -57,17 +57,27 @@ def test_sigterm_stops_the_run_in_flight_and_the_service(project):
     assert len(project.snapshot_keys()) == end["run"]["acknowledged"]
 
 
-def test_sigterm_stops_an_idle_service_with_exit_0(project):
-    """Nothing running (the first slot an hour away): SIGTERM ends the service with exit 0 and a
-    `stop` line; the wait is woken by the stop request itself (tests/ops/test_scheduler.py)."""
-    path = project.root / "syncs" / "iterable_users.yml"
-    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+def _start_serve(project) -> subprocess.Popen:
+    """`dinsync --json serve` on the project, once it printed its `serve` line."""
     env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
     proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
                              "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = json.loads(proc.stdout.readline())
         assert first["event"] == "serve", first
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def test_sigterm_stops_an_idle_service_with_exit_0(project):
+    """Nothing running (the first slot an hour away): SIGTERM ends the service with exit 0 and a
+    `stop` line; the wait is woken by the stop request itself (tests/ops/test_scheduler.py)."""
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    proc = _start_serve(project)
+    try:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -93,12 +103,8 @@ def test_sigterm_abandons_a_check_in_flight(project, monkeypatch):
     path.write_text(path.read_text() + "schedule: {every: 1h}\n")
     project.thread.set_faults(latency=30.0)
     requests = project.thread.stats()["requests"]
-    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
-    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
-                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_serve(project)
     try:
-        first = json.loads(proc.stdout.readline())
-        assert first["event"] == "serve", first
         deadline = time.monotonic() + 30
         while project.thread.stats()["requests"] == requests:  # the check's lookup is in flight
             assert proc.poll() is None and time.monotonic() < deadline, "no check started"

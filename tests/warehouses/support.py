@@ -275,3 +275,23 @@ def run_cli(root, target, *args, timeout: float = 180) -> tuple[int, dict]:
         return proc.returncode, json.loads(proc.stdout)
     except ValueError:
         raise AssertionError(f"no JSON from dinsync {args} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")
+
+
+def write_iterable_project(root: Path, target, base_url: str, model_sql: str, fields: list[str],
+                           max_rejected_pct: int = 90) -> None:
+    """A project at `root`: the model `customers` (`model_sql`) on `target`, synced to the Iterable
+    sandbox at `base_url` by sync `users` mapping each of `fields` to a field of the same name."""
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "models" / "customers.sql").write_text(model_sql)
+    (root / "dinsync.yml").write_text("version: 1\n" + target.warehouse_yaml() + textwrap.dedent(f"""\
+        destinations:
+          iterable:
+            type: iterable
+            api_key: ${{env:ITERABLE_TEST_KEY}}
+            base_url: {base_url}
+        """))
+    (root / "syncs" / "users.yml").write_text(
+        "model: customers\ndestination: iterable\nservice: users\nmode: upsert\n"
+        "match: {column: email, field: email}\nfields:\n" + "".join(f"  {c}: {c}\n" for c in fields)
+        + f"thresholds: {{max_rejected_pct: {max_rejected_pct}}}\n")

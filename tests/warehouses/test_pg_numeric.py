@@ -10,11 +10,10 @@ Iterable sandbox), on the PostgreSQL adapter (ADBC) and Redshift's code path (se
 """
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 
-from tests.warehouses.support import run_cli
+from tests.warehouses.support import run_cli, write_iterable_project
 
 MODEL = """\
 -- primary_key: id
@@ -42,21 +41,7 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
                       "(id int, email text, price numeric(10,2), big numeric, wide numeric(50,2))")
     pg_target.execute(f'INSERT INTO "{schema}".pgnum_customers VALUES {ROWS}')
     root = tmp_path / "project"
-    (root / "models").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    (root / "models" / "customers.sql").write_text(MODEL)
-    (root / "dinsync.yml").write_text("version: 1\n" + pg_target.warehouse_yaml() + textwrap.dedent(f"""\
-        destinations:
-          iterable:
-            type: iterable
-            api_key: ${{env:ITERABLE_TEST_KEY}}
-            base_url: {thread.url}
-        """))
-    (root / "syncs" / "users.yml").write_text(
-        "model: customers\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\n"
-        "fields:\n  price: price\n  big: big\n  wide: wide\n  total: total\n"
-        "thresholds: {max_rejected_pct: 90}\n")
+    write_iterable_project(root, pg_target, thread.url, MODEL, ["price", "big", "wide", "total"])
 
     # `dinsync plan` shows the values as PostgreSQL holds them (before: it failed on the NaN, ArrowInvalid).
     code, plan = run_cli(root, pg_target, "plan", "--samples", "5")

@@ -18,12 +18,11 @@ Snowflake does (unscaled int64 with a scale when the values fit; decimal128 beyo
 from __future__ import annotations
 
 import decimal
-import textwrap
 
 import pyarrow as pa
 import pytest
 
-from tests.warehouses.support import run_cli
+from tests.warehouses.support import run_cli, write_iterable_project
 
 D = decimal.Decimal
 INT38 = D("12345678901234567890123456789012345678")
@@ -84,21 +83,8 @@ def test_wide_numbers_keep_their_digits_and_nan_rejects_its_row(tmp_path, cloud,
         cloud.load("wide_customers", data)
     value_cols = [c for c in data.column_names if c not in ("id", "email")]
     root = tmp_path / "project"
-    (root / "models").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    (root / "models" / "customers.sql").write_text(
-        f"-- primary_key: id\n-- model_type: user\nselect id, email, {', '.join(value_cols)} from wide_customers\n")
-    (root / "dinsync.yml").write_text("version: 1\n" + cloud.warehouse_yaml() + textwrap.dedent(f"""\
-        destinations:
-          iterable:
-            type: iterable
-            api_key: ${{env:ITERABLE_TEST_KEY}}
-            base_url: {thread.url}
-        """))
-    (root / "syncs" / "users.yml").write_text(
-        "model: customers\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\nfields:\n" + "".join(f"  {c}: {c}\n" for c in value_cols)
-        + "thresholds: {max_rejected_pct: 90}\n")
+    write_iterable_project(root, cloud, thread.url, "-- primary_key: id\n-- model_type: user\n"
+                           f"select id, email, {', '.join(value_cols)} from wide_customers\n", value_cols)
 
     code, checked = run_cli(root, cloud, "validate")
     assert code == 0, checked
