@@ -8,8 +8,12 @@
 -- Step 1 of 3: what is kept of those rows. Then, in one transaction, unsettle_delete and
 -- unsettle_insert (on DuckDB, an UPDATE of 20k rows of 1M spread over every row group took
 -- 0.2 s, the commit rewriting each updated column; the delete and insert 0.04 s, as commits do).
+-- from_prior: the everyday plan's copy of its candidates' snapshot rows (prior.sql), which holds
+-- every row this reads (a plan row's _prior says it joined one) and is unchanged since (nothing
+-- writes the snapshot between the plan and the sending but refresh_snapshot, whose keys are not
+-- sent): reading it instead of the snapshot saved ~25 ms of a 1M-row sync's 2% churn run.
 CREATE TABLE {{ unsettle }} AS
 SELECT s._key, s._synced_at, s._kh, s._rkh
-FROM {{ snapshot }} AS s
+FROM {% if from_prior %}{{ prior }}{% else %}{{ snapshot }}{% endif %} AS s
 WHERE s._kh IN (SELECT p._kh FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)
   AND s._key IN (SELECT p._key FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)

@@ -210,12 +210,16 @@ class CommitMixin:
         with self._lock:
             try:
                 self._drop("unsettle")  # left by a run killed before its `finally` ran
-                self._execute("unsettle_stage")
+                # an everyday plan's rows of those keys (prior.sql), else the snapshot's
+                self._execute("unsettle_stage_prior" if self._prior_kept else "unsettle_stage")
                 with self.warehouse.transaction():
                     self._execute("unsettle_delete")
                     self._execute("unsettle_insert")
             finally:
                 self._drop("unsettle")
+                if self._prior_kept:
+                    self._prior_kept = False
+                    self._drop("prior")
 
     def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None]) -> dict[str, int]:
         """Collect the plan rows of `keys` (_collect) and `write` them in one transaction; committed

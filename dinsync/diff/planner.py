@@ -160,6 +160,8 @@ class Planner(CommitMixin, PendingMixin):
         self._planned_full_refresh: bool | None = None
         self._leaving: int | None = None  # removed + forgotten keys of the plan (None: unknown)
         self.forgotten = 0  # of the last plan: parked keys never delivered that left the segment
+        # the everyday plan kept its candidates' snapshot rows (`prior`) for unsettle_sendable
+        self._prior_kept = False
         # called (no argument, in the planning thread) once a plan is known to hold rows to look
         # at, before the statements that find them: the engine starts loading what sending needs
         self.on_changes: Callable[[], None] | None = None
@@ -315,6 +317,7 @@ class Planner(CommitMixin, PendingMixin):
             if not self._state_ready:
                 self.ensure_state()
             self._planned_full_refresh = None
+            self.drop_prior()  # of a plan before this one that sent nothing
             with self._done_lock:
                 self._done = None
             self.drop_plan()
@@ -360,6 +363,14 @@ class Planner(CommitMixin, PendingMixin):
             self._streamed.clear()
             self._drop("plan")
 
+    def drop_prior(self) -> None:
+        """Drop the candidates' snapshot rows an everyday plan kept for unsettle_sendable, when
+        nothing is sent (a dry run, a stop, nothing to send)."""
+        with self._lock:
+            if self._prior_kept:
+                self._prior_kept = False
+                self._drop("prior")
+
     def _changes_ahead(self) -> None:
         if self.on_changes is not None:
             self.on_changes()
@@ -402,8 +413,10 @@ class Planner(CommitMixin, PendingMixin):
                 counts = self._row("plan_stats")
                 if counts["refresh"]:
                     self._execute("refresh_snapshot")
+                # what unsettle_sendable reads instead of the snapshot (drop_prior when not sending)
+                self._prior_kept = bool(counts["added"] or counts["changed"])
         finally:
-            self._drop(*scratch)
+            self._drop(*(t for t in scratch if not (t == "prior" and self._prior_kept)))
         counts["segment_rows"] = seg["segment_rows"]
         counts["null_keys"] = seg["null_keys"] + counts["skipped"]
         if not retry:  # (with retry_rejected the digest counts the delivered rows only)

@@ -149,7 +149,9 @@ class SyncRun:
             note = self.records.compare_if_remapped(dry_run=True)
             if note:
                 self.notes.append(note)
-            return self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            self.planner.drop_prior()  # kept for sending only
+            return stats
         finally:
             lock.release()
 
@@ -247,6 +249,8 @@ class SyncRun:
                 import asyncio  # only when something is sent
 
                 asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
+        else:
+            self.planner.drop_prior()  # kept for unsettle_sendable
         self.progress("finish", {})
         # the rows parked when the run ends (what `status` shows): its commits parked rows, or
         # delivered parked rows that had changed

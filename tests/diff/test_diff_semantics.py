@@ -535,8 +535,17 @@ def test_everyday_plan_reads_the_model_once_before_the_candidates(s, monkeypatch
     s.plan()
     assert s.ops() == {"u0@x.com": "changed"} and s.flags("u0@x.com") == ["first_name"]
     assert model_reads() == ['CREATE TABLE "dinsync_scratch"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch"."cur_s1" AS']
-    left = s.w.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'dinsync_scratch'").column(0)
-    assert left.to_pylist() == ["plan_s1"]
+    def left():
+        return sorted(s.w.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'dinsync_scratch'")
+                      .column(0).to_pylist())
+    # the candidates' snapshot rows are kept for unsettling them before sending, then dropped
+    assert left() == ["plan_s1", "prior_s1"]
+    s.p.unsettle_sendable()
+    assert left() == ["plan_s1"]
+    s.plan()
+    assert left() == ["plan_s1", "prior_s1"]
+    s.p.drop_prior()  # nothing sent
+    assert left() == ["plan_s1"]
 
 
 def test_rows_that_swap_values_or_make_the_same_change_are_all_planned(tmp_path):
