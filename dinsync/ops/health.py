@@ -24,9 +24,11 @@ request (`stop`, a StopToken) abandons it at once: the result is then inconclusi
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio  # imported where a check runs: a sync with nothing to send never loads it (~20 ms)
 
 from .. import redaction
 from ..errors import ConfigError, DestinationAuthError, DinsyncError
@@ -156,6 +158,8 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
 
     if stop is not None and stop.requested:
         return CheckResult(inconclusive=ABANDONED, abandoned=True)
+    import asyncio
+
     try:
         return asyncio.run(_bounded(check(), stop))
     except _Abandoned:
@@ -198,6 +202,8 @@ class _Canceller:
 async def _bounded(check: Any, stop: Any) -> CheckResult:
     """`check` within CHECK_SECONDS (else _TimedOut), cancelled at once by a stop request (then
     _Abandoned). The token sets its wakers from the signal thread, never from the handler."""
+    import asyncio
+
     task = asyncio.ensure_future(check)
     canceller = _Canceller(asyncio.get_running_loop(), task)
     if stop is not None:

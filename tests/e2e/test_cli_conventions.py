@@ -100,7 +100,7 @@ def test_logs_get_one_line_per_phase(project):
     assert "iterable_users success" in result.stdout
 
 
-HEAVY = ("polars", "aiohttp", "sqlglot", "pyarrow", "pyarrow.compute")
+HEAVY = ("polars", "aiohttp", "sqlglot", "pyarrow", "pyarrow.compute", "asyncio")
 PROBE = """\
 import atexit, json, sys
 from dinsync import cli
