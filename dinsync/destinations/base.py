@@ -16,6 +16,8 @@ The engine never branches on a platform's name: everything it needs is declared 
 """
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Sequence
 
@@ -397,3 +399,26 @@ class SyncSpec:
     custom: list[bool] = field(default_factory=list)  # per field: a custom attribute
     options: dict[str, Any] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)  # field -> mapping kind, as declared or learned
+
+
+_HTML_START = re.compile(r"<(!doctype\s+html|html|head|body|title)\b", re.I)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_HTML_HIDDEN = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def body_excerpt(body: bytes, limit: int = 1000, chars: int | None = None) -> str:
+    """The start (`limit` bytes) of an answer's body that is not the platform's own error, for a
+    reason, on one line and at most `chars` characters: text as it is, but an HTML page (a proxy's
+    or load balancer's 5xx or 429 page) by its title, or else its text without the markup, e.g.
+    `502 Bad Gateway (HTML page)`, not the page's source in `dinsync rejections`, a run's error and
+    the health check's reasons. "" for an empty body."""
+    text = body[:limit].decode("utf-8", "replace").strip()
+    if text.startswith("<") and _HTML_START.search(text, 0, 200):
+        title = _HTML_TITLE.search(text)
+        words = title.group(1) if title else _HTML_TAG.sub(" ", _HTML_HIDDEN.sub(" ", text))
+        words = " ".join(html.unescape(words).split())
+        text = f"{words} (HTML page)" if words else "(an HTML page)"
+    else:
+        text = " ".join(text.split())
+    return text if chars is None or len(text) <= chars else text[:chars - 3] + "..."

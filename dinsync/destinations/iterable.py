@@ -20,6 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from .base import (
+    body_excerpt,
     Destination,
     EndpointLimit,
     FieldSpec,
@@ -236,7 +237,7 @@ class IterableDestination(Destination):
     def _unread(request: Request, status: int, code: str | None, msg, body: bytes) -> Outcome:
         """An answer that says nothing about the users' data: every user of the request failed."""
         if code is None:
-            text = body[:120].decode("utf-8", "replace").replace("\n", " ").strip()
+            text = body_excerpt(body, 1000, chars=120)
             why = f"Iterable HTTP {status} without Iterable's answer" + (f": {text!r}" if text else " (empty body)")
         else:
             why = _describe(status, code, msg)

@@ -30,6 +30,7 @@ from dinsync.destinations.base import (
     RecordResult,
     Request,
     TransportStats,
+    body_excerpt,
 )
 from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
@@ -443,5 +444,5 @@ class HttpSender:
         return Delivered(rest, problems)
 
 
-def _snippet(body: bytes, limit: int = 1000) -> str:
-    return body[:limit].decode("utf-8", "replace").strip() or "(empty body)"
+def _snippet(body: bytes) -> str:
+    return body_excerpt(body) or "(empty body)"

@@ -377,7 +377,7 @@ def test_parse_write_answers():
     # a proxy's page instead of Attio's JSON: its words say what happened
     page = b"<html><head><title>413 Request Entity Too Large</title></head>\n<body><h1>413</h1> nginx</body></html>"
     [too_big] = d.parse(_write(), 413, {}, page).results
-    assert (too_big.status, too_big.reason) == ("rejected", "Attio HTTP 413: 413 Request Entity Too Large 413 nginx")
+    assert (too_big.status, too_big.reason) == ("rejected", "Attio HTTP 413: 413 Request Entity Too Large (HTML page)")
     # other 4xx pages that are not Attio's answer (a gateway's 404, an empty 400): failed, sent again
     # next run, not parked as if Attio had refused the record's values
     for status, body in ((404, b"<html><body>404 Not Found</body></html>"), (400, b""), (400, b'{"error": "x"}')):

@@ -143,7 +143,7 @@ def test_tokens_are_renewed_before_they_expire():
 
 def test_describe_reads_splio_error_envelopes_and_429_bodies():
     assert describe(429, b'{"message": "API rate limit exceeded"}') == "Splio HTTP 429: API rate limit exceeded"
-    assert describe(502, b"<html>bad gateway</html>") == "Splio HTTP 502: <html>bad gateway</html>"
+    assert describe(502, b"<html>bad gateway</html>") == "Splio HTTP 502: bad gateway (HTML page)"
 
 
 def test_the_sender_waits_for_splio_ratelimit_reset_on_a_429_without_retry_after():

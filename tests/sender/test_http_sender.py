@@ -330,6 +330,35 @@ def test_an_outage_stops_sending_after_a_few_requests_tried_to_the_end():
     assert SECRET not in err.message
 
 
+def test_an_html_error_page_is_quoted_by_its_title_on_one_line():
+    """A proxy's or load balancer's 5xx page (what a fault-injecting proxy or a gateway answers) is
+    named by its title in the failed records' reason, not quoted as page source with its line
+    breaks; a page without a title by its text without markup. A JSON error stays as it is."""
+    pages = iter([
+        web.Response(status=502, content_type="text/html", text=(
+            "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway"
+            "</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n")),
+        web.Response(status=503, content_type="text/html", text=(
+            "<!DOCTYPE html><html><body><style>h1 {color: red}</style><h1>Service  Unavailable</h1>\n"
+            "<p>Back soon &amp; thanks</p></body></html>")),
+        web.Response(status=500, content_type="application/json", text='{"error": "<b>boom</b>"}'),
+    ])
+
+    async def handler(request, hit):
+        return next(pages)
+
+    policy = RetryPolicy(max_attempts=1, base=0.01, cap=0.02)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            return [(await s.send(batch([k])))[0] for k in ("a", "b", "c")]
+
+    reasons = [r.reason for r in run(main())]
+    assert reasons == ["failed after 1 attempt(s): HTTP 502: 502 Bad Gateway (HTML page)",
+                       "failed after 1 attempt(s): HTTP 503: Service Unavailable Back soon & thanks (HTML page)",
+                       'failed after 1 attempt(s): HTTP 500: {"error": "<b>boom</b>"}'], reasons
+
+
 def test_sporadic_failures_never_add_up_to_an_outage():
     """Two requests in three use all their attempts, the third is answered: the answer starts the
     count again, so every request is sent and only the failed ones' records are `failed`."""

@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ..base import (
+    body_excerpt,
     Destination,
     EndpointLimit,
     FieldIssue,
@@ -358,7 +359,7 @@ def error_message(data: Any, body: bytes) -> str:
         elif data.get("message"):
             message = str(data["message"])
     if not message:
-        message = body[:MESSAGE_CHARS * 4].decode("utf-8", "replace").strip() or "(empty body)"
+        message = body_excerpt(body, max(1000, MESSAGE_CHARS * 4)) or "(empty body)"
     return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS - 3] + "..."
 
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ...errors import DinsyncError
 from ..base import (
+    body_excerpt,
     Destination,
     EndpointLimit,
     FieldSpec,
@@ -50,7 +50,6 @@ from .values import ValueShaper, key_filter_value, key_value_json, match_form, s
 if TYPE_CHECKING:
     import polars as pl
 
-_TAG = re.compile(r"<[^>]*>")
 WRITE, READ = "write", "read"  # endpoint names: Attio's two token-wide rate classes
 ATTRIBUTES_PAGE = 100
 SCOPE_TEXT = " and ".join(SCOPES)
@@ -332,8 +331,8 @@ def describe(status: int, data: Any, body: bytes = b"") -> str:
     answer that is not Attio's JSON (e.g. a proxy's HTML page), the start of its text."""
     text = f"Attio HTTP {status}"
     if not isinstance(data, dict):
-        words = " ".join(_TAG.sub(" ", body[:2000].decode("utf-8", "replace")).split())
-        return f"{text}: {words[:200]}" if words else text
+        words = body_excerpt(body, 2000, chars=200)
+        return f"{text}: {words}" if words else text
     if data.get("code"):
         text += f" {data['code']}"
     if data.get("message"):

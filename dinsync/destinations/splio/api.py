@@ -36,7 +36,7 @@ import orjson
 
 from ...errors import DestinationAuthError, DinsyncError
 from ...sender import HttpSender
-from ..base import Delivered, Outcome, RecordResult, Request
+from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
 
 if TYPE_CHECKING:
     from .destination import SplioDestination
@@ -111,8 +111,8 @@ def describe(status: int, body: bytes) -> str:
         text = _describe_error(status, errors[0])
     elif isinstance(data, dict) and data.get("message"):
         text += f": {data['message']}"
-    elif body:
-        text += ": " + body[:200].decode("utf-8", "replace").strip()
+    elif body.strip():
+        text += ": " + body_excerpt(body, 1000, chars=200)
     return text
 
 
