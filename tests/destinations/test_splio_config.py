@@ -112,3 +112,13 @@ def test_sftp_credentials_written_in_the_file(tmp_path):
 def test_file_name_template_must_identify_sync_and_run(tmp_path):
     body = SFTP.replace("directory: /imports/contacts", "directory: /imports/contacts\n      file_name: 'x_{seq}.csv'")
     assert "must contain {sync}, {run} and {seq}" in issues(project(tmp_path, body=body))
+
+
+def test_file_names_must_indicate_the_universe(tmp_path):
+    """Splio: "Filenames must indicate the universe": a template with neither {universe} nor the
+    universe's name writes files Splio skips."""
+    body = SFTP.replace("directory: /imports/contacts",
+                        "directory: /imports/contacts\n      file_name: 'contacts_{sync}_{stamp}_{run}_{seq}.csv'")
+    assert "must indicate the universe" in issues(project(tmp_path, body=body))
+    literal = body.replace("'contacts_", "'acme_contacts_")
+    load_project(project(tmp_path / "b", body=literal), env=ENV)

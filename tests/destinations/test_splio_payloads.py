@@ -93,6 +93,19 @@ def test_cellphone_in_e164_and_timezone_conversion():
     assert request.body == b"ann@example.com;+33612345678;2024-07-01 12:00:00\n"  # UTC 10:00 is 12:00 in Paris
 
 
+def test_a_date_column_in_an_untyped_custom_field_is_written_as_a_splio_date():
+    # A model DATE mapped to a custom field without `type:` went out as `2024-01-31`; Splio's date
+    # fields take "YYYY-MM-DD HH:MM:SS" only ("must be of type date"), so every such row was parked.
+    frame = pl.DataFrame({"_key": ["ann@example.com"], "_op": ["added"], "v0": [dt.date(2024, 1, 31)], "x0": [True]})
+    s = SyncSpec("people", "contacts", "insert", "email", ["signup"], [True], {"signup": "auto"})
+    out = map_batch(frame, KeyMapping("email", "email"), [FieldMapping(0, "signup", "auto")], keep_field_text=True)
+    [request] = destination(SFTP).prepare(out.frame, s).requests
+    assert request.body == b"ann@example.com;2024-01-31 00:00:00\n"
+    assert read_back(request.context.header, request.body)[0]["signup"] == "2024-01-31 00:00:00"
+    [bulk] = api_destination().prepare(out.frame, s).requests
+    assert orjson.loads(bulk.body)["contacts"][0]["custom_fields"] == [{"id": 7, "value": "2024-01-31 00:00:00"}]
+
+
 def test_hostile_values_survive_the_csv_round_trip():
     values = ['semi;colon', 'quote "inside" and ""double""', "emoji 😀 é 中文", "x" * 1_000_000, "", None,
               "  spaced  ", "trailing;", '"', "tab\there", "back\\slash"]

@@ -97,6 +97,10 @@ class SplioSettings(BaseModel):
                                  "private_key, known_hosts, directory)")
             if not self.universe:
                 raise ValueError("transport sftp needs `universe` (Splio's import file names start with it)")
+            # Splio: "Filenames must indicate the universe" (the rest of the rule is not public)
+            if "universe" not in file_name_fields(self.sftp.file_name) and self.universe not in self.sftp.file_name:
+                raise ValueError("sftp.file_name must indicate the universe ({universe} or its name): Splio skips "
+                                 "import files whose names do not")
         if self.transport == "api" and self.api_key is None:
             raise ValueError("transport api needs api_key (e.g. api_key: ${env:SPLIO_API_KEY})")
         return self

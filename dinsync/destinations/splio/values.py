@@ -10,8 +10,10 @@ the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
   JSON text;
 * date and datetime values become Splio's date format `YYYY-MM-DD HH:MM:SS` (dates at midnight,
   fractions of a second dropped, UTC values converted to `timezone` when one is configured);
-  values of `auto` custom fields that are ISO datetimes as the mapping writes them
-  (`YYYY-MM-DDTHH:MM:SS[.f][Z]`) are converted the same way;
+  values of `auto` custom fields that are ISO dates or datetimes as the mapping writes them
+  (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.f][Z]`) are converted the same way (the model's column
+  type is not known here: a text field fed such strings gets them converted too; `type: string`
+  on the field sends them as they are);
 * cellphones arrive in E.164 (`+33612345678`); with `cellphone_format: "00"` (the default) they
   are written as Splio shows them, `0033612345678`;
 * numbers the JSON encoder writes in exponent form (`1.5e-7`, `1e+16`) are written out digit for
@@ -72,10 +74,10 @@ def _splio_datetime(text: pl.Expr, kind: str, timezone: str | None) -> pl.Expr:
         utc = text.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", time_zone="UTC", strict=False)
         local = utc.dt.convert_time_zone(timezone).dt.strftime("%Y-%m-%d %H:%M:%S")
         as_space = pl.when(text.str.contains(ISO_DATETIME) & text.str.ends_with("Z")).then(local).otherwise(as_space)
-    if kind == "date" or kind == "datetime":
-        midnight = pl.concat_str([text, pl.lit(" 00:00:00")])
-        return pl.when(text.str.contains(ISO_DATE)).then(midnight).otherwise(as_space)
-    return as_space
+    # a date at midnight, also for `auto` custom fields (a model DATE column): Splio's date fields
+    # refuse a bare `YYYY-MM-DD` ("must be of type date")
+    midnight = pl.concat_str([text, pl.lit(" 00:00:00")])
+    return pl.when(text.str.contains(ISO_DATE)).then(midnight).otherwise(as_space)
 
 
 def with_splio_text(frame: pl.DataFrame, columns: Sequence[Column], *, cellphone_format: str = "00",

@@ -7,7 +7,7 @@ Swagger file, never from dinsync's client.
 
 Documented rules it enforces
 * CSV in UTF-8 without BOM (a BOM rejects the file), a header of column names (case-sensitive),
-  no multi-line values, at most 200,000 data lines, known columns only (`email`, `customer_key`,
+  no multi-line values, at most 200,000 lines (header included), known columns only (`email`, `customer_key`,
   `firstname`, `lastname`, `language`, `cellphone` and the universe's custom fields); an unknown
   column or a missing `email` column skips the whole file. Email max 100 (stored lowercase),
   names max 255, cellphone max 30, language in the documented 2-letter list, custom fields typed

@@ -120,8 +120,8 @@ def parse_contacts_file(data: bytes, rules: ImportRules) -> ParsedFile:
         lines.pop()
     if not lines or not lines[0].strip():
         raise FileRejected("empty_file", "the file has no header line")
-    if len(lines) - 1 > rules.max_lines:
-        raise FileRejected("too_many_lines", f"{len(lines) - 1} data lines; the limit is {rules.max_lines}")
+    if len(lines) > rules.max_lines:  # "limit the size of your file to 200K lines": the header counts
+        raise FileRejected("too_many_lines", f"{len(lines)} lines (header included); the limit is {rules.max_lines}")
     sep = rules.separator
     try:
         columns = _cells(lines[0], sep)

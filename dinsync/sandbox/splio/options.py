@@ -29,7 +29,7 @@ class SplioOptions:
     processed_dir: str = "/imports/processed"
     file_name_pattern: str = "{universe}_contacts_*.csv"  # glob, case-sensitive
     separator: str = ";"
-    max_lines: int = 200_000  # data lines (header excluded)
+    max_lines: int = 200_000  # lines of a file, header included ("limit the size of your file to 200K lines")
     empty_cells: Literal["clear", "keep"] = "clear"
     custom_field_columns: Literal["name", "id", "both"] = "name"  # `plan` / `c3` / either
     poll_interval: float | None = 0.2  # seconds; None or 0: only process_now()
