@@ -50,10 +50,14 @@ class KeySpec:
     kind: `email` (trimmed, lowercased), `phone` (E.164, with the destination's default region for
     national numbers) or `string` (as is). Only what no platform can accept is rejected before
     sending (NULL or blank keys, over `max_length`); the platform's per-record answer decides the rest.
+    `normalization`: the diff's key normalization (dinsync.diff.keys) when not the kind's, for keys
+    the platform compares in a normal form of their own (e.g. Attio's domains, lowercased): two
+    spellings of one key are then duplicates across the whole model, not two records' keys.
     """
 
     kind: KeyKind = "string"
     max_length: int | None = None
+    normalization: str | None = None
 
 
 class OpenKeyFields(Mapping[str, KeySpec]):

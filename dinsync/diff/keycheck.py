@@ -23,7 +23,7 @@ class KeyFigures:
 
     model: str
     column: str
-    normalization: str  # how the key is read: email (trimmed, lowercased) | trim | none
+    normalization: str  # how the key is read: email or lower (trimmed, lowercased) | trim | none
     rows: int
     null_keys: int
     duplicate_keys: int  # distinct values found on more than one row

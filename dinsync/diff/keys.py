@@ -4,6 +4,7 @@ Each is applied to the key's text form (CAST AS VARCHAR); an empty result is a N
 Polars twins (same results on the same input) are in `dinsync.mapping.normalize`.
 
   email  LOWER(TRIM(k))
+  lower  LOWER(TRIM(k)), for keys that are not emails (e.g. Attio's domains)
   trim   TRIM(k)
   none   k
   phone  E.164-like: keep '+' and ASCII digits; a leading '+' stays; else a leading '00' becomes
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-KEY_NORMALIZATIONS = ("email", "trim", "none", "phone")
+KEY_NORMALIZATIONS = ("email", "lower", "trim", "none", "phone")
 _DIGITS = re.compile(r"[0-9]*")
 
 
@@ -32,7 +33,7 @@ def phone_params(region: str | None) -> tuple[str, str]:
 def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "")) -> str:
     """The normalised key of `column_sql` (a quoted column reference) in canonical SQL."""
     text = f"CAST({column_sql} AS VARCHAR)"
-    if normalization == "email":
+    if normalization in ("email", "lower"):
         return f"NULLIF(LOWER(DINSYNC_TRIM({text})), '')"
     if normalization == "trim":
         return f"NULLIF(DINSYNC_TRIM({text}), '')"

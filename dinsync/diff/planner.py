@@ -59,7 +59,7 @@ class DiffSpec:
     sync: str  # sync name: [A-Za-z0-9_]+ (used in table names)
     model_sql: str  # the user's SELECT, in the warehouse's dialect
     key_column: str  # model column holding the matching key
-    key_normalization: str  # see keys.py: "email", "trim", "none" or "phone"
+    key_normalization: str  # see keys.py: "email", "lower", "trim", "none" or "phone"
     fields: list[tuple[str, str]]  # (model column, destination field), in mapping order
     state_schema: str = "dinsync"
     phone_region: str | None = None  # default region of phone keys (ISO 3166 alpha-2)

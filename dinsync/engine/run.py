@@ -36,14 +36,19 @@ DUPLICATES_LISTED = 1000
 KEY_NORMALIZATION = {"email": "email", "phone": "phone", "string": "none"}
 
 
+def key_normalization(spec) -> str:
+    """The diff's normalization of a matching key (KeySpec): its own, else its kind's."""
+    return spec.normalization or KEY_NORMALIZATION[spec.kind]
+
+
 def sync_key(project, sync_name: str) -> tuple[str, str, str, str | None]:
     """(model, matching column, key normalization, phone region) of a sync: the key its plan counts
     duplicates of. Syncs with the same key see the same figures."""
     cfg = project.syncs[sync_name]
     dest_cfg = project.destinations[cfg.destination]
-    kind = dest_cfg.destination_class.services[cfg.service].key_fields[cfg.match_field].kind
-    region = dest_cfg.make_destination().default_region() if kind == "phone" else None
-    return cfg.model, cfg.match_column, KEY_NORMALIZATION[kind], region
+    spec = dest_cfg.destination_class.services[cfg.service].key_fields[cfg.match_field]
+    region = dest_cfg.make_destination().default_region() if spec.kind == "phone" else None
+    return cfg.model, cfg.match_column, key_normalization(spec), region
 
 
 def memory_note(wh) -> str | None:
@@ -131,7 +136,7 @@ class SyncRun:
 
     def _key_normalization(self) -> str:
         """The diff normalises keys the way the mapping does: declared by the destination."""
-        return KEY_NORMALIZATION[self.key_spec.kind]
+        return key_normalization(self.key_spec)
 
     # --- planning ----------------------------------------------------------------------
     def plan(self) -> PlanStats:

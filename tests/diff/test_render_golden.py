@@ -155,7 +155,7 @@ def test_identifiers_are_quoted():
     dict(sync="a-b"), dict(sync="a b"), dict(sync=""), dict(sync="x;drop"),
     dict(key_column="e\x00mail"), dict(state_schema="s\x00"), dict(fields=[("a\x00", "a")]),
     dict(fields=[("a", "b\x00")]), dict(fields=[]), dict(fields=[("a", "x"), ("b", "x")]),
-    dict(key_normalization="lower"), dict(key_column="__dinsync_model__"),
+    dict(key_normalization="upper"), dict(key_column="__dinsync_model__"),
 ])
 def test_bad_specs_are_rejected(bad):
     args = dict(sync="s", model_sql="SELECT 1", key_column="k", key_normalization="none", fields=[("a", "a")])

@@ -292,17 +292,30 @@ def test_domains_attio_reads_as_one_company_are_sent_once_the_model_holds_one(at
     p = attio
     p.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
                  match_field="domains", fields=COMPANY_FIELDS)
-    p.sql("insert into main.companies values ('COMPANY1.com', 'Shouting', 1, 'gold')")
+    p.sql("insert into main.companies values ('https://company1.com/', 'Shouting', 1, 'gold')")
     run = p.run()
     assert (run["acknowledged"], run["rejected"]) == (5, 2)
-    assert set(p.rejections()) == {"company1.com", "COMPANY1.com"}
+    assert set(p.rejections()) == {"company1.com", "https://company1.com/"}
     assert company(p, "company1.com") is None
     # the model is fixed: the row left standing never changed, yet it is sent (withheld, not parked)
-    p.sql("delete from main.companies where domain = 'COMPANY1.com'")
+    p.sql("delete from main.companies where domain = 'https://company1.com/'")
     fixed = p.run()
     assert (fixed["added"], fixed["acknowledged"], fixed["rejected"]) == (1, 1, 0)
     assert company(p, "company1.com")["name"] == "Company 1"
     assert p.snapshot_keys("attio_companies") == {f"company{i}.com" for i in range(1, 7)}
+
+
+def test_a_domain_added_later_in_another_case_does_not_overwrite_the_synced_company(attio):
+    p = attio
+    p.seed_companies(60)
+    p.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                 match_field="domains", fields=COMPANY_FIELDS)
+    assert p.run()["acknowledged"] == 60
+    # not in the same batch as company1.com: only the model-wide duplicate check can see it
+    p.sql("insert into main.companies values (' Company1.COM', 'Shouting', 1, 'gold')")
+    run = p.run()
+    assert (run["duplicate_keys"], run["acknowledged"]) == (1, 0)
+    assert company(p, "company1.com")["name"] == "Company 1"
 
 
 # ------------------------------------------------------------------ transient failures

@@ -419,6 +419,17 @@ def test_malformed_bodies(api, raw, path):
     assert count(thread) == 0
 
 
+@pytest.mark.parametrize("method,path", [("PUT", ASSERT_PERSON), ("POST", PEOPLE + "/query")])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
+def test_a_json_body_not_sent_as_application_json_is_not_read(api, method, path, content_type):
+    thread, client = api
+    body = {"data": {"values": {"email_addresses": ["a@b.co"]}}} if method == "PUT" else {"limit": 1}
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": content_type}
+    resp = client.request(method, path, body, headers=headers)
+    assert (resp.status, resp.code) == (400, "validation_type")
+    assert count(thread) == 0
+
+
 def test_unknown_routes_and_methods_answer_json(api):
     thread, client = api
     resp = client.get("/v2/nothing")

@@ -83,8 +83,10 @@ def _service(name: str, key: str, key_spec: KeySpec, model_types: tuple[str, ...
 
 PEOPLE = _service("people", "email_addresses", KeySpec("email"), ("user",),
                   ("record_id", "created_at", "created_by", "avatar_url"))
-# Domains are keys as written in the model; Attio lowercases them and trims scheme, path and query.
-COMPANIES = _service("companies", "domains", KeySpec("string"), ("user", "custom"),
+# Attio lowercases domains (and trims scheme, path and query): keys are compared lowercased and
+# trimmed across the model, so `Acme.com` added next to a synced `acme.com` is a duplicate key,
+# not a second assert overwriting that company; scheme and path are compared within a batch.
+COMPANIES = _service("companies", "domains", KeySpec("string", normalization="lower"), ("user", "custom"),
                      ("record_id", "created_at", "created_by", "logo_url"))
 
 

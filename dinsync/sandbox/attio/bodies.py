@@ -21,6 +21,12 @@ def parse_json(raw: bytes) -> Any:
         raise body_error([{"code": "invalid_json", "path": [], "message": f"Malformed JSON: {exc}"}]) from None
 
 
+def json_body(raw: bytes, content_type: str) -> Any:
+    """The request's JSON document. The spec lists `application/json` as the only media type of
+    request bodies: a body sent as another (or without Content-Type) is not read, as if absent."""
+    return parse_json(raw) if content_type == "application/json" else MISSING
+
+
 def _unrecognized(path: list, keys: list[str]) -> dict:
     quoted = ", ".join(f"'{k}'" for k in keys)
     return {"code": "unrecognized_keys", "keys": keys, "path": path,

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from ..faults import Faults, RateLimiter, run_with_faults
-from .bodies import parse_json, query_body, query_params, record_values
+from .bodies import json_body, query_body, query_params, record_values
 from .errors import AttioError, query_error
 from .filters import compile_filter, email_equalities, sort_records
 from .records import Prepared, RecordStore, UniquenessConflict
@@ -345,7 +345,7 @@ class AttioSandbox:
         return prepared
 
     async def _values(self, request: web.Request, strict_data: bool) -> dict:
-        doc = parse_json(await request.read())
+        doc = json_body(await request.read(), request.content_type)
         return record_values(doc, strict_data, self.options.reject_unknown_body_keys)
 
     def _record_json(self, obj: ObjectDef, record: dict, copy: bool = False) -> dict:
@@ -460,7 +460,8 @@ class AttioSandbox:
 
     async def _h_query(self, request: web.Request) -> web.Response:
         obj = self._object(request)
-        body = query_body(parse_json(await request.read()), self.options.reject_unknown_body_keys)
+        body = query_body(json_body(await request.read(), request.content_type),
+                          self.options.reject_unknown_body_keys)
         limit, offset = int(body.get("limit", 500)), int(body.get("offset", 0))
         cap = self.options.max_query_limit
         if cap is not None and limit > cap:
