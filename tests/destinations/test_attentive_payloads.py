@@ -173,6 +173,24 @@ def test_send_nulls_never_puts_a_null_identifier_in_the_v2_body():
     validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [records["+12015550001"]]})
 
 
+def test_send_nulls_sends_a_null_checked_field_as_null_without_rejecting_the_row():
+    """A NULL country, region, coordinate or age is not a malformed value: with `send_nulls` it goes
+    as JSON null like any other field (it rejected the row, and a blank country was sent as "NULL")."""
+    fields = ["firstName", "country", "region", "latitude", "longitude", "age", "localeCountry"]
+    sync = spec([(f, False) for f in fields])
+    frame = mapped(["a@example.com", "b@example.com"],
+                   {"firstName": ["A", "B"], "country": [None, ""], "region": [None, ""], "latitude": [None, None],
+                    "longitude": [None, None], "age": [None, None], "localeCountry": [None, ""]}, sync)
+    built = build_rows(frame, sync, send_nulls=True)
+    assert built.rejections == []
+    records = {k: orjson.loads(v) for k, v in zip(built.frame["_key"], built.frame["_v2"])}
+    assert records["a@example.com"]["attributes"] == {
+        "firstName": "A", "demographic": {"age": None},
+        "location": {"country": None, "region": None, "latitude": None, "longitude": None},
+        "locale": {"country": None}}
+    assert records["b@example.com"]["attributes"]["location"]["country"] == ""  # as unchecked fields send ""
+
+
 @pytest.mark.parametrize("field, value, reason", [
     ("latitude", 90.5, "is not a latitude between -90 and 90"),
     ("longitude", -180.01, "is not a longitude between -180 and 180"),

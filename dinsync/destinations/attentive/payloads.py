@@ -77,7 +77,9 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
         value = text
         if spec.check is not None:
             value, bad, reason = CHECKS[spec.check](text, label)
-            checks.append((name, sent & bad, reason))
+            blank = (text == "null") | (text == '""')  # (sent only with send_nulls): not a malformed value
+            value = pl.when(blank).then(text).otherwise(value)
+            checks.append((name, sent & ~blank & bad, reason))
         fragment = pl.when(sent).then(_member(spec.key, value))
         if spec.section is None:
             top.append(fragment)
