@@ -64,8 +64,9 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
   -> 400 (no 409 is documented here); "first" writes to the first match (email, phone,
   clientUserId, shopifyId, klaviyoId, custom). v2 and identify give a subscriber the identifiers
   it lacks; an identifier is never moved from one subscriber to another.
-* `email_case_sensitive` [False]: emails match case-insensitively. `phone_check` ["valid"]:
-  libphonenumber validity ("possible" is laxer; the spec's own example +13115552368 is only possible).
+* `email_case_sensitive` [False]: emails match case-insensitively. `phone_check` ["possible"]:
+  E.164 with a length libphonenumber calls possible (the specs ask for E.164 only, and their own
+  example +13115552368 is not "valid" to libphonenumber); "valid" also asks for an assigned range.
 * `reject_unknown_keys` [True]: keys the schemas do not list -> 400 (`EventUser` always).
   v2 `subscriptions[]` items may carry `subscriptionType` (required by the spec, not listed).
 * `bulk_validation` ["request"]: a malformed record refuses the whole bulk request (400 naming
