@@ -348,6 +348,20 @@ def test_name_length_limit_and_malformed_json(make):
         assert "JSON" in error_message(client.post(CUSTOM, raw=raw), 400)
 
 
+def test_request_bodies_must_be_sent_as_json(make):
+    """The specs declare only `application/json` request bodies: another content type is refused
+    (as JSON APIs answer it: 415), so a client that forgot its Content-Type is caught here."""
+    thread, client = make()
+    body = {"properties": {"plan": "other"}, "user": {"email": ALICE}}
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        for path, doc in ((CUSTOM, body), (USER, {"identifiers": {"email": ALICE}}),
+                          (BULK, {"users": [{"identifiers": {"email": ALICE}}]})):
+            resp = client.post(path, doc, headers={"Content-Type": content_type})
+            assert "application/json" in error_message(resp, 415)
+    assert sub(thread, email=ALICE)["custom"] == {"plan": "pro"}
+    assert client.post(CUSTOM, body, headers={"Content-Type": "application/json; charset=utf-8"}).status == 200
+
+
 @pytest.mark.parametrize("null_values, stored", [("ignore", {"plan": "pro"}), ("unset", {})])
 def test_null_values_are_an_option(make, null_values, stored):
     thread, client = make(null_values=null_values)
