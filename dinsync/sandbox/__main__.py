@@ -88,7 +88,7 @@ def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.A
                     help="POST /v1/attributes/custom for an unknown email/phone (undocumented)")
     tv.add_argument("--unknown-attributes-lookup", choices=("404", "empty"), default="404")
     tv.add_argument("--null-values", choices=("reject", "ignore", "unset"), default="reject")
-    tv.add_argument("--phone-check", choices=("valid", "possible"), default="valid")
+    tv.add_argument("--phone-check", choices=("valid", "possible"), default="possible")
     tv.add_argument("--bulk-validation", choices=("request", "record"), default="request")
     tv.add_argument("--bulk-job-seconds", type=float, default=0.2, help="seconds until a bulk job completes")
     tv.add_argument("--retry-after", action="store_true", help="add Retry-After to 429 answers")

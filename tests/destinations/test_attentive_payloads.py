@@ -156,8 +156,12 @@ def test_nulls_and_empty_strings_are_not_sent_unless_asked():
     assert orjson.loads(rows["b@example.com"][0])["attributes"] == {"firstName": "B", "location": {"city": "Y"}}
     with_nulls = build_rows(frame, sync, send_nulls=True)
     first = {r["_key"]: r for r in with_nulls.frame.to_dicts()}["a@example.com"]
-    assert orjson.loads(first["_v2"])["attributes"] == {"firstName": None, "location": {"city": ""}}
+    # custom values may be null ("Object values can be any type"); the v2 standard fields are typed
+    # strings: "" is one, null is not (the spec's schema refuses it), so a NULL there is not sent
+    assert orjson.loads(first["_v2"])["attributes"] == {"location": {"city": ""}}
     assert orjson.loads(first["_v1"])["properties"] == {"plan": None}
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [orjson.loads(first["_v2"])]})
+    validate_attentive_request("POST", "/v1/attributes/custom", first["_v1"])
 
 
 def test_send_nulls_never_puts_a_null_identifier_in_the_v2_body():
@@ -168,9 +172,25 @@ def test_send_nulls_never_puts_a_null_identifier_in_the_v2_body():
                    sync)
     records = v2_records(frame, sync, send_nulls=True)
     assert records["+12015550001"] == {"identifiers": {"phone": "+12015550001"}, "attributes": {"firstName": "A"}}
-    assert records["+12015550002"] == {"identifiers": {"phone": "+12015550002", "email": "b@example.com"},
-                                       "attributes": {"firstName": None}}
-    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": [records["+12015550001"]]})
+    assert records["+12015550002"] == {"identifiers": {"phone": "+12015550002", "email": "b@example.com"}}
+    validate_attentive_request("POST", "/v2/bulk/user/attributes", {"users": list(records.values())})
+
+
+def test_send_nulls_never_rejects_a_row_for_a_blank_checked_field():
+    """A NULL or "" country, region, coordinate or age is not a malformed value: with `send_nulls` it
+    does not reject its row (it did, and a blank country would have been sent as "NULL"); a NULL is
+    not sent (the v2 schema types these fields), "" goes as unchecked fields send it."""
+    fields = ["firstName", "country", "region", "latitude", "longitude", "age", "localeCountry"]
+    sync = spec([(f, False) for f in fields])
+    frame = mapped(["a@example.com", "b@example.com"],
+                   {"firstName": ["A", "B"], "country": [None, ""], "region": [None, ""], "latitude": [None, None],
+                    "longitude": [None, None], "age": [None, None], "localeCountry": [None, ""]}, sync)
+    built = build_rows(frame, sync, send_nulls=True)
+    assert built.rejections == []
+    records = {k: orjson.loads(v) for k, v in zip(built.frame["_key"], built.frame["_v2"])}
+    assert records["a@example.com"]["attributes"] == {"firstName": "A"}
+    assert records["b@example.com"]["attributes"] == {"firstName": "B", "location": {"country": "", "region": ""},
+                                                      "locale": {"country": ""}}
 
 
 @pytest.mark.parametrize("field, value, reason", [

@@ -122,8 +122,8 @@ def test_existence_check_through_subscriptions_only(make_attentive):
     assert p.stats()["requests_by_endpoint"].get("getCustomAttributes", 0) == 0
 
 
-def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(attentive):
-    p = attentive
+def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(make_attentive):
+    p = make_attentive(phone_check="valid")  # an Attentive that refuses numbers in no assigned range
     p.sql("alter table main.customers add column birthday varchar")
     p.sql("alter table main.customers add column lat double")
     p.sql("update main.customers set birthday = '1990-01-' || lpad(cast(id + 1 as varchar), 2, '0'), lat = 40.5")
@@ -133,7 +133,7 @@ def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(attentive):
     p.sql("update main.customers set birthday = '1990-02-31' where id = 3")
     p.sql("update main.customers set birthday = 'yesterday' where id = 4")
     p.sql("update main.customers set lat = 91 where id = 5")
-    # shaped like a North American number, in no assigned range: sent, and Attentive says no
+    # shaped like a North American number, in no assigned range: sent, and this Attentive says no
     p.sql("update main.customers set phone = '+1 999 000 0000' where id = 7")
     p.write(fields=("first_name: firstName", "phone: phone", "birthday: dateOfBirth", "lat: latitude"),
             extra="    phone_region: US\n")

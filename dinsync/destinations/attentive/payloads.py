@@ -9,8 +9,10 @@ From the engine's mapped frame (`_key`, `_id` = the identifier as sent, and per 
   custom attributes that changed, NULL when none did (or when they go through v2).
 
 NULL values (and empty strings) are not sent: Attentive says "Avoid sending null values or empty
-strings" and documents no way to clear an attribute; `send_nulls` sends them as JSON null anyway,
-except in `identifiers` (the v2 spec: "If you don't have a valid identifier, you should omit the field").
+strings" and documents no way to clear an attribute; `send_nulls` sends them anyway, as JSON null in
+custom attributes ("Object values can be any type") and as "" in standard fields (the v2 schema types
+them: null is not a value there, so a NULL is still not sent), never in `identifiers` (the v2 spec:
+"If you don't have a valid identifier, you should omit the field").
 Values Attentive cannot take (a coordinate out of range, a malformed country code, an array as
 custom value...) reject their row with a reason; the other rows go through.
 """
@@ -66,6 +68,8 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
         identifier = not is_custom and STANDARD_FIELDS[name].section == "identifiers"
         if not send_nulls or identifier:  # an identifier is never null nor "": "omit the field" (v2 spec)
             sent = sent & (text != "null") & (text != '""')
+        elif not is_custom:  # the v2 standard fields are typed (string, integer): null is not a value there
+            sent = sent & (text != "null")
         label = f'field "{name}"'
         if is_custom:
             nested = text.str.starts_with("[") | text.str.starts_with("{")
@@ -77,7 +81,9 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
         value = text
         if spec.check is not None:
             value, bad, reason = CHECKS[spec.check](text, label)
-            checks.append((name, sent & bad, reason))
+            blank = text == '""'  # (sent only with send_nulls): not a malformed value
+            value = pl.when(blank).then(text).otherwise(value)
+            checks.append((name, sent & ~blank & bad, reason))
         fragment = pl.when(sent).then(_member(spec.key, value))
         if spec.section is None:
             top.append(fragment)

@@ -3,7 +3,8 @@
 Written from Attentive's public OpenAPI files (REST API v1, server `.../v1`, and API V2) and
 its rate-limit and authentication pages, never from dinsync's client. Requests pass through:
 faults (what a proxy in front would do) -> auth (`Authorization: Bearer <key>`, 401) -> the
-per-token, per-endpoint rate limiter (429) -> scopes (403) -> validation (400) -> the write.
+per-token, per-endpoint rate limiter (429) -> scopes (403) -> a POST body's media type (the specs
+declare only `application/json`; another is 415) -> validation (400) -> the write.
 Every answer of the API is JSON `ErrorResponseDto` on error: `{"error": {"id": <int>, "message"}}`.
 
 Endpoints (names are the specs' operationIds; they key limits, faults, counters and the log):
@@ -34,7 +35,7 @@ Documented behaviour it follows:
 * v2 bulk: `{"users": [1..256]}` -> 202 `{"message", "batchJobId"}`; the job goes PENDING ->
   IN_PROGRESS -> COMPLETED and only then applies its records; status `{"bulkJobId", "status",
   "totalRecords", "url"}`, `url` once COMPLETED (results file format: see `jobs.py`).
-* Formats: phone E.164 and a valid number (libphonenumber); email shape; dateOfBirth
+* Formats: phone E.164 with a possible length (libphonenumber; see `phone_check`); email shape; dateOfBirth
   YYYY-MM-DD; age integer; latitude / longitude strings within range; location.country and
   locale.country ISO-3166-1 alpha-2; region ISO-3166-2 shape (`AU-NSW`, known country); the
   100-character limit on clientUserId and identity-API identifiers.
@@ -64,8 +65,9 @@ Undocumented behaviour: our choices, all `AttentiveOptions` fields [default]:
   -> 400 (no 409 is documented here); "first" writes to the first match (email, phone,
   clientUserId, shopifyId, klaviyoId, custom). v2 and identify give a subscriber the identifiers
   it lacks; an identifier is never moved from one subscriber to another.
-* `email_case_sensitive` [False]: emails match case-insensitively. `phone_check` ["valid"]:
-  libphonenumber validity ("possible" is laxer; the spec's own example +13115552368 is only possible).
+* `email_case_sensitive` [False]: emails match case-insensitively. `phone_check` ["possible"]:
+  E.164 with a length libphonenumber calls possible (the specs ask for E.164 only, and their own
+  example +13115552368 is not "valid" to libphonenumber); "valid" also asks for an assigned range.
 * `reject_unknown_keys` [True]: keys the schemas do not list -> 400 (`EventUser` always).
   v2 `subscriptions[]` items may carry `subscriptionType` (required by the spec, not listed).
 * `bulk_validation` ["request"]: a malformed record refuses the whole bulk request (400 naming

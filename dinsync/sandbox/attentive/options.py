@@ -79,7 +79,7 @@ class AttentiveOptions:
     v2_custom_attribute_limit: int | None = 100
     identifier_conflict: Literal["reject", "first"] = "reject"
     email_case_sensitive: bool = False
-    phone_check: Literal["valid", "possible"] = "valid"
+    phone_check: Literal["valid", "possible"] = "possible"
     reject_unknown_keys: bool = True
     bulk_max_users: int = 256
     bulk_validation: Literal["request", "record"] = "request"

@@ -266,6 +266,9 @@ class AttentiveSandbox:
         missing = [s for s in self.options.endpoint_scopes.get(endpoint, ()) if not self._has_scope(token, s)]
         if missing:
             resp = self._error(403, f"Access denied: the API key lacks the scope(s) {', '.join(missing)}")
+        elif request.method == "POST" and request.body_exists and request.content_type != "application/json":
+            # the specs declare only application/json request bodies
+            resp = self._error(415, f"Unsupported Media Type '{request.content_type}': send application/json")
         else:
             try:
                 resp = await handler(request)
