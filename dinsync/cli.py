@@ -539,8 +539,8 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
                limit: int = typer.Option(100, min=1, help="Newest rows to show."),
                project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Rows a sync could not deliver (rejected, not found, failed, duplicate keys withheld) with their
-    reasons, newest first."""
+    """Rows a sync could not deliver (rejected, not found, failed, duplicate keys withheld, rows
+    without a key skipped) with their reasons, newest first."""
     use_options(project_dir, json_output)
     with handled(), in_project():
         from .report import utc_iso

@@ -244,7 +244,8 @@ def print_rejections(rows: list[dict]) -> None:
 
     table = Table("rejected at (UTC)", "run", "key", "field", "status", "reason")
     for r in rows:
-        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], cell(str(r["key"]), 60),
+        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"],
+                      cell("(no key)" if r["key"] is None else str(r["key"]), 60),
                       cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120))
     out().print(table)
 

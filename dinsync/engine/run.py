@@ -210,6 +210,15 @@ class SyncRun:
                 for key, n in self.planner.duplicates_sample(min(n_keys, DUPLICATES_LISTED))]
         self.state.add_rejections(s.run_id, self.cfg.name, rows)
 
+    def _record_keyless(self, s: RunSummary, n: int) -> None:
+        """The rows without a matching key in the rejections table: one row of status `skipped`
+        (no key to name), with their count and the column, so that every row not sent has a reason
+        there. Written by every run that skips them, as long as the model holds them."""
+        empty = "NULL, empty or without a digit" if self.key_spec.kind == "phone" else "NULL or empty"
+        reason = (f"skipped: {n:,} rows of model {self.cfg.model} have a {empty} matching key "
+                  f"({self.cfg.match_column}); a row is sent once its key has a value")
+        self.state.add_rejections(s.run_id, self.cfg.name, [(None, self.cfg.match_field, "skipped", reason)])
+
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
         self.planner.on_changes = self._preload
@@ -241,6 +250,7 @@ class SyncRun:
         if stats.null_keys:
             what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
             self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
+            self._record_keyless(s, stats.null_keys)
         if s.parked and not self.retry_rejected:
             self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
                                               "(--retry-rejected sends them again)"})

@@ -131,13 +131,16 @@ def test_start_up_imports_no_heavy_library(project):
 
 def test_a_sync_with_nothing_to_send_imports_no_heavy_library(project, monkeypatch):
     """The everyday no-op run: the diff runs in DuckDB, nothing is mapped or sent, and its
-    small results are read without Arrow."""
+    small results are read without Arrow, nor is the rejections row of its rows without a key."""
     monkeypatch.setenv("DINSYNC_CACHE_DIR", str(project.root / ".cache"))
+    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
     project.sync()
     imported_by("-p", str(project.root), "--json", "sync")  # renders (and caches) its SQL for this process
     stdout, heavy = imported_by("-p", str(project.root), "--json", "sync")
     [run] = json.loads(stdout)["runs"]
     assert run["status"] == "success" and run["added"] + run["changed"] == 0 and heavy == []
+    assert run["null_keys"] == 1 and project.sql(
+        "select count(*) from dinsync.rejections where run_id = ? and status = 'skipped'", run["run_id"]) == [(1,)]
 
 
 def test_a_sync_with_changes_imports_no_sqlglot_nor_arrow_compute_once_its_sql_is_cached(project, monkeypatch):

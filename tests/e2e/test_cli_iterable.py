@@ -150,6 +150,12 @@ def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project
                                     "where key = 'dup@example.com' and status = 'duplicate'")
     assert field == "email" and "on 2 rows of model customers" in reason
     assert sandbox_user(project, "dup@example.com") is None
+    # the row without a key has its reason there too: one row, with the count and the column
+    [(field, reason)] = project.sql("select field, reason from dinsync.rejections "
+                                    "where key is null and status = 'skipped'")
+    assert field == "email" and "1 rows of model customers have a NULL or empty matching key (email)" in reason
+    shown = json.loads(project.cli("rejections", "iterable_users").stdout)["rejections"]
+    assert {"key": None, "status": "skipped"}.items() <= next(r for r in shown if r["key"] is None).items()
     assert result["exit_code"] == ExitCode.WARNINGS
 
 

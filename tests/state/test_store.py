@@ -14,6 +14,7 @@ import pytest
 from dinsync.errors import LockBusyError, RunSummary
 from dinsync.state import LAYOUT_VERSION, StateStore
 from dinsync.state.process import holder_id, read_stat
+from dinsync.state.store import FEW_REJECTIONS
 from tests.warehouses.support import WAREHOUSE_KINDS, WarehouseUnderTest
 
 # (warehouse kind, arbiter override): each warehouse with its own arbiter, and the arbiter for
@@ -202,6 +203,11 @@ def test_run_log_and_rejections(store):
         {"key": "k2", "field": "plan", "status": "failed", "reason": long_reason},
         {"key": "k3", "field": "a,b", "status": "rejected", "reason": 'quote " and\nnewline'},
     ]
+    # a few rows go in one INSERT of parameters, more through Arrow: both write the same
+    many = [(None if i == 0 else f"m{i}'", "f", "failed", f"reason {i}\n") for i in range(FEW_REJECTIONS + 2)]
+    store.add_rejections("r2", "users", many)
+    assert sorted(store.rejections("r2"), key=lambda r: r["reason"]) == sorted(
+        ({"key": k, "field": f, "status": s, "reason": r} for k, f, s, r in many), key=lambda r: r["reason"])
 
 
 def test_last_runs_limits_per_sync(store):
