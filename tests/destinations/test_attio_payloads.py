@@ -370,6 +370,13 @@ def test_parse_write_answers():
     assert unknown.results[0].status == "rejected"
     gone = d.parse(_write(by_id=True), 404, {}, _body(404, "not_found", 'Record with ID "r1" not found.'))
     assert gone.results[0].status == "not_found"
+    # another wording of a missing record is one too (an independent server worded it so); an
+    # unknown object or attribute is not
+    for message, status in (("Record not found.", "not_found"), ('No record with ID "r1" exists.', "not_found"),
+                            ('Object with slug/ID "people" not found.', "rejected"),
+                            ('Cannot find attribute with slug/ID "x".', "rejected")):
+        [r] = d.parse(_write(by_id=True), 404, {}, _body(404, "not_found", message)).results
+        assert r.status == status, (message, r)
     for status in (401, 403):
         fatal = d.parse(_write(), status, {}, _body(status, "missing_scopes", "no"))
         assert fatal.kind == "fatal" and "record_permission:read-write and object_configuration:read" in fatal.reason

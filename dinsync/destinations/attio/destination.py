@@ -324,8 +324,15 @@ def _json(body: bytes) -> Any:
 
 
 def _record_missing(data: Any) -> bool:
+    """Whether Attio's 404 to a write by record id says the record is gone (the spec's example for
+    its record endpoints: `Record with ID "…" not found.`; other wordings of it count too), not
+    that the object or an attribute is unknown (`Object with slug/ID "people" not found.`,
+    `Cannot find attribute with slug/ID "x".`), which no later run can mend."""
     message = data.get("message") if isinstance(data, dict) else None
-    return isinstance(message, str) and message.startswith("Record with ID")
+    if not isinstance(message, str) or data.get("code", "not_found") != "not_found":
+        return False
+    words = message.lower()
+    return "record" in words and "attribute" not in words and not words.startswith("object")
 
 
 def describe(status: int, data: Any, body: bytes = b"") -> str:
