@@ -275,6 +275,9 @@ def main() -> None:
     # dropped first, as its own step, instead of inside the churn plan (0.3 s at 10M rows).
     step("drop the first run's plan", planner.drop_plan)
     step(f"plan after {args.churn:.0%} churn", planner.plan, fmt)
+    # as the engine before sending: the snapshot rows of the keys to send forget what was delivered
+    # (from the candidates' snapshot rows the plan kept, which go with it)
+    step("unsettle the keys to send", planner.unsettle_sendable)
     with w.streaming():
         step("commit changed keys", lambda: commit_all(planner, ck, None)[4], lambda n: f"{n:,} keys")
     step("commit removed", planner.commit_removed, lambda n: f"{n:,} keys")
