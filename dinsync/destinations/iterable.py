@@ -20,7 +20,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from .base import (
-    body_excerpt,
     Destination,
     EndpointLimit,
     FieldSpec,
@@ -31,6 +30,7 @@ from .base import (
     Request,
     ServiceSpec,
     SyncSpec,
+    body_excerpt,
 )
 
 if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only

@@ -10,7 +10,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ..base import (
-    body_excerpt,
     Destination,
     EndpointLimit,
     FieldIssue,
@@ -23,6 +22,7 @@ from ..base import (
     ServiceSpec,
     SyncSpec,
     TransportOptions,
+    body_excerpt,
 )
 from .fields import FIELD_SPECS
 

@@ -28,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ...errors import DinsyncError
 from ..base import (
-    body_excerpt,
     Destination,
     EndpointLimit,
     FieldSpec,
@@ -43,6 +42,7 @@ from ..base import (
     ServiceSpec,
     SyncSpec,
     Transport,
+    body_excerpt,
 )
 from .schema import SCOPES, AttributeInfo, Schema, check_mapping
 from .values import ValueShaper, key_filter_value, key_value_json, match_form, shape_values, stored_match_forms
