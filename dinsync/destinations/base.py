@@ -411,6 +411,12 @@ _HTML_HIDDEN = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
 _HTML_TAG = re.compile(r"<[^>]*>")
 
 
+def is_html_page(body: bytes) -> bool:
+    """Whether an answer's body is an HTML page (a proxy's or gateway's), not an API's answer."""
+    text = body[:1000].decode("utf-8", "replace").strip()
+    return text.startswith("<") and _HTML_START.search(text, 0, 200) is not None
+
+
 def body_excerpt(body: bytes, limit: int = 1000, chars: int | None = None) -> str:
     """The start (`limit` bytes) of an answer's body that is not the platform's own error, for a
     reason, on one line and at most `chars` characters: text as it is, but an HTML page (a proxy's

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dinsync.errors import ExitCode
-from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
+from dinsync.sandbox.faults import error, reset, reset_after_apply, respond, throttle
 from tests.e2e.attentive_project import ATTENTIVE_KEY, attentive, make_attentive  # noqa: F401 (fixtures)
 
 
@@ -174,6 +174,27 @@ def test_per_row_400s_become_rejections_with_attentives_message(make_attentive):
                         "property")
         assert "subscriber6@example.com" not in p.snapshot_keys()
         assert p.subscriber("subscriber5@example.com")["attributes"]["location"]["region"] == "US-NY"
+
+
+@pytest.mark.parametrize("endpoint", ["getCustomAttributes", "postCustomAttributes", "postBulkUserAttributes"])
+@pytest.mark.parametrize("status", [400, 404])
+def test_a_proxys_4xx_page_fails_the_rows_never_parks_them(make_attentive, endpoint, status):
+    """A 4xx HTML page (a proxy's or gateway's) answering a lookup or a write says nothing about the
+    users: their rows are failed and sent again by the next run. Before, a 400 page parked them as
+    rejected (never sent again until they changed) and a 404 page made them `not_found`."""
+    p = make_attentive(limits=False)
+    p.write(extra="    limits_enabled: false\n")
+    p.thread.script(endpoint, respond(status, "<html><head><title>%d Bad Request</title></head><body>"
+                                              "<h1>nginx</h1></body></html>" % status,
+                                      {"Content-Type": "text/html"}), times=3)
+    run = p.run()
+    assert (run["rejected"], run["parked"], run["not_found"]) == (0, 0, 0), run
+    assert run["failed"] >= 1 and run["acknowledged"] == 20 - run["failed"]
+    assert {s for s, _ in p.rejections().values()} == {"failed"}
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["acknowledged"], again["failed"], again["parked"]) == (run["failed"], 0, 0), again
+    assert len(p.snapshot_keys()) == 20 and p.stats()["created_users"] == 0
 
 
 def test_throttling_server_errors_and_resets_are_retried_until_delivered(attentive):

@@ -17,7 +17,7 @@ from dinsync.config import load_project
 from dinsync.engine import preflight_sync
 from dinsync.errors import ExitCode
 from dinsync.sandbox import AttioSandbox, SandboxThread
-from dinsync.sandbox.faults import error, reset, reset_after_apply, throttle
+from dinsync.sandbox.faults import error, reset, reset_after_apply, respond, throttle
 
 from .attio_project import CUSTOM_ATTRIBUTES, AttioProject
 
@@ -169,6 +169,23 @@ def test_companies_update_mode_by_domain(attio):
     assert (run["acknowledged"], run["not_found"]) == (6, 1)
     assert count(p, "companies") == 6 and company(p, "company1.com")["name"] == "Renamed company1.com"
     assert company(p, "company1.com")["domains"] == ["company1.com"]
+
+
+@pytest.mark.parametrize("status", [400, 404, 409])
+def test_update_mode_lookup_answered_by_a_proxy_page_fails_the_rows(attio, status):
+    """A proxy's or gateway's 4xx page (not Attio's JSON) answering a records query says nothing
+    about the keys: they are failed and looked up again by the next run. Before, the query was split
+    down to single keys and each was parked as rejected, never sent again until its row changed."""
+    p = attio
+    p.write_sync(mode="update")
+    p.thread.script("query", respond(status, "<html><body>Not Found</body></html>",
+                                     {"Content-Type": "text/html"}), times=100)
+    run = p.run()
+    assert (run["failed"], run["rejected"], run["parked"], run["not_found"]) == (20, 0, 0, 0), run
+    assert {s for s, _ in p.rejections().values()} == {"failed"}
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["failed"], again["rejected"], again["parked"], again["not_found"]) == (0, 0, 0, 20), again
 
 
 def test_lookup_batches_follow_lookup_batch_size(attio):

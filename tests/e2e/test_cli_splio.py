@@ -121,6 +121,29 @@ def test_sftp_update_mode_on_an_account_that_inserts_fails_loudly(make_project):
     assert p.snapshot() == set()
 
 
+def test_sftp_insert_creates_again_a_contact_deleted_in_splio_with_every_field(make_project):
+    """A changed row whose contact was deleted in Splio goes in a file of its changed columns only:
+    the import creates the contact with those alone. That row is `not_found` once (not acknowledged:
+    the snapshot would say its other fields are in Splio) and the next run sends it whole, so the
+    contact gets every field, as over the API. Before, the partial contact was acknowledged and its
+    other fields were never sent again."""
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", mode="insert")
+    p.seed(10)
+    assert p.sync()["runs"][0]["acknowledged"] == 10
+    assert p.thread.call(p.sandbox.store.delete, "user4@example.com")
+    p.sql("update main.people set plan = 'pro' where id in (4, 5)")
+    second = p.sync()["runs"][0]
+    assert (second["sent"], second["acknowledged"], second["not_found"]) == (2, 1, 1), second
+    [(status, reason)] = [(s, r) for k, s, r in p.rejections() if k == "user4@example.com"]
+    assert status == "not_found" and "only the columns" in reason
+    third = p.sync()["runs"][0]
+    assert (third["sent"], third["acknowledged"], third["not_found"]) == (1, 1, 0), third
+    want = expected_contact(4)
+    assert subset(p.contact("user4@example.com")) == {**want, "custom_fields": {**want["custom_fields"], "plan": "pro"}}
+    assert p.sync()["runs"][0]["sent"] == 0
+
+
 def test_sftp_insert_mode_on_an_update_only_account_reports_not_found(make_project):
     p = make_project(insert_allowed=False)
     p.configure(transport="sftp", mode="insert", max_rejected_pct=100)

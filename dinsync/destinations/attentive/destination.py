@@ -13,6 +13,7 @@ from ..base import (
     Destination,
     EndpointLimit,
     FieldIssue,
+    is_html_page,
     KeySpec,
     Outcome,
     Preflight,
@@ -262,6 +263,10 @@ class AttentiveDestination(Destination):
                            retry_after=throttle_wait(headers), throttled=True)
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
+        if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
+            # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
+            # never a rejection parked until the row changes, nor `not_found`
+            return Outcome("done", [RecordResult(k, "failed", _describe(status, message)) for k in request.keys])
         if isinstance(ctx, Lookup):
             if status == 200 and ctx.kind != "subscriptions" and data == []:
                 return Outcome("done", pending=CONFIRM)  # tells nothing by itself: the transport decides

@@ -284,13 +284,14 @@ class AttioDestination(Destination):
         # Attio's word on the record (its error JSON) rejects it; another 4xx page (a proxy's or a
         # gateway's) says nothing about the record: failed, sent again next run. Except a 413: a
         # record too large for the path would fail alike on every run, so it waits until it changes.
-        attio = isinstance(data, dict) and any(k in data for k in ("status_code", "code", "type"))
-        kind = "rejected" if 400 <= status < 500 and (attio or status == 413) else "failed"
+        kind = "rejected" if 400 <= status < 500 and (_attio_answer(data) or status == 413) else "failed"
         return Outcome("done", [RecordResult(k, kind, reason) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            if 400 <= status < 500:  # e.g. a key Attio cannot filter on: isolate it
+            # e.g. a key Attio cannot filter on: isolate it. A 4xx that is not Attio's JSON (a proxy's
+            # or gateway's page) says nothing about the keys: failed, not split down to rejections
+            if 400 <= status < 500 and _attio_answer(data):
                 return Outcome("split", reason=describe(status, data, body))
             return Outcome("done", [RecordResult(k, "failed", describe(status, data, body)) for k in request.keys])
         key_attr = ctx.key
@@ -321,6 +322,11 @@ def _json(body: bytes) -> Any:
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _attio_answer(data: Any) -> bool:
+    """Whether an error body is Attio's JSON (its word on the request), not a proxy's page."""
+    return isinstance(data, dict) and any(k in data for k in ("status_code", "code", "type"))
 
 
 def _record_missing(data: Any) -> bool:

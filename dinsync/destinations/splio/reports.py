@@ -5,7 +5,9 @@ left in the repository, without describing them. We read one JSON report per fil
 `<reports_directory>/<file name>.report.json` (the format the project's sandbox writes, described
 in `dinsync/sandbox/splio/importer.py`); what a row's status means:
 
-* `inserted`, `updated` -> ok (acknowledged);
+* `inserted`, `updated` -> ok (acknowledged), except `inserted` from a file of changed columns
+  only (a changed row whose contact was deleted in Splio: created with those columns alone) ->
+  not_found, so that the next run sends the row whole;
 * `not_found` -> not_found (no such contact and the account's import does not create contacts;
   sent again next run);
 * `rejected` -> rejected with Splio's code and message (parked until the row changes);
@@ -39,6 +41,7 @@ class Report:
     reason: str | None  # file rejected: "code: message"
     rows: list[dict] = field(default_factory=list)
     insert_allowed: bool | None = None
+    columns: list[str] | None = None  # the file's header, as the report gives it
 
 
 def parse_report(data: bytes, file_name: str) -> Report:
@@ -62,16 +65,23 @@ def parse_report(data: bytes, file_name: str) -> Report:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ReportError(f"the report of {file_name} has malformed rows")
     insert_allowed = doc.get("insert_allowed")
-    return Report(file_name, doc["status"], reason, rows, insert_allowed if isinstance(insert_allowed, bool) else None)
+    columns = doc.get("columns")
+    columns = columns if isinstance(columns, list) and all(isinstance(c, str) for c in columns) else None
+    return Report(file_name, doc["status"], reason, rows, insert_allowed if isinstance(insert_allowed, bool) else None,
+                  columns)
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
-def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResult:
+def row_result(key: str, row: Mapping, file_name: str, mode: str, partial: bool = False) -> RecordResult:
     status = row.get("status")
     where = f"{file_name} line {row.get('line')}"
+    if status == "inserted" and partial:
+        return RecordResult(key, "not_found", f"Splio import ({where}): no contact with this email (deleted in "
+                            "Splio?): created with only the columns of this changed row; the next run sends the "
+                            "row whole")
     if status in ("inserted", "updated"):
         return RecordResult(key, "ok")
     if status == "not_found":
@@ -84,14 +94,15 @@ def row_result(key: str, row: Mapping, file_name: str, mode: str) -> RecordResul
     return RecordResult(key, "failed", f"Splio import ({where}): unknown row status {status!r}")
 
 
-def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mapping[str, str], mode: str
-                   ) -> tuple[Delivered, int]:
+def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mapping[str, str], mode: str,
+                   partial: bool = False) -> tuple[Delivered, int]:
     """Outcomes of the rows of one file (acknowledged keys, other results), and how many contacts
     the import created.
 
     `keys`: the keys written to the file (None when they are not known, e.g. a report read by a
     later run from its token: only rows named by the report get a result then).
     `id_to_key`: email as written -> key, where they differ.
+    `partial`: the file leaves out some mapped columns (its rows are changed rows).
     """
     if report.status == "rejected":
         why = f"Splio skipped the whole file {report.file}: {report.reason}"
@@ -110,7 +121,7 @@ def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mappin
                 continue
         if key in results:
             continue
-        results[key] = row_result(key, row, report.file, mode)
+        results[key] = row_result(key, row, report.file, mode, partial)
         inserted += row.get("status") == "inserted"
     if wanted is not None:
         for key in wanted - results.keys():

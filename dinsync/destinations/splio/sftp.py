@@ -127,6 +127,7 @@ class SftpTransport:
         self.rows_per_request = rows_per_request
         self.sync = "sync"
         self.mode = "update"
+        self.fields: frozenset[str] | None = None  # every mapped column (None: not known)
         self.run_tag = uuid.uuid4().hex[:8]
         self.stamp = _stamp()
         self._seq = 0
@@ -157,10 +158,12 @@ class SftpTransport:
             shutil.rmtree(self._spool, ignore_errors=True)
             self._spool = None
 
-    async def begin(self, sync: str, mode: str) -> None:
-        """Start of a run: remember the sync, remove its stale `.part` files, and name this run's
-        files after those of earlier runs still waiting to be imported."""
+    async def begin(self, sync: str, mode: str, fields: Sequence[str] | None = None) -> None:
+        """Start of a run: remember the sync (and its mapped columns, to tell a file of changed
+        columns only from a whole one), remove its stale `.part` files, and name this run's files
+        after those of earlier runs still waiting to be imported."""
         self.sync, self.mode = sync, mode
+        self.fields = frozenset(fields) if fields is not None else None
         await self.sweep()
         await self._stamp_after(self.waiting)
 
@@ -439,7 +442,8 @@ class SftpTransport:
                     report = parse_report(data, f.name)
                 except ReportError:
                     continue  # e.g. a report being written by a non-atomic writer: read it again
-                found, created = report_results(report, f.keys, f.id_to_key, self.mode)
+                found, created = report_results(report, f.keys, f.id_to_key, self.mode,
+                                                self._partial(f.header))
                 results.merge(found)
                 if created:
                     inserted[f.name] = created
@@ -474,10 +478,16 @@ class SftpTransport:
             except ReportError:
                 continue
             known = self._files.get(token)
+            columns = known.header if known else report.columns
             found, _ = report_results(report, known.keys if known else None, known.id_to_key if known else {},
-                                      self.mode)
+                                      self.mode, self._partial(columns))
             out.merge(found)
         return out
+
+    def _partial(self, columns: Sequence[str] | None) -> bool:
+        """Whether a file of these columns (its header) leaves out a mapped column: a changed
+        row's file, whose `inserted` contact (deleted in Splio since) got only those columns."""
+        return self.fields is not None and columns is not None and not self.fields <= set(columns)
 
     def ready(self) -> Delivered:
         """Outcomes are read when settling (nothing arrives on its own meanwhile)."""
