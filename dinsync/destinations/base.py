@@ -413,7 +413,10 @@ _HTML_TAG = re.compile(r"<[^>]*>")
 
 def is_html_page(body: bytes) -> bool:
     """Whether an answer's body is an HTML page (a proxy's or gateway's), not an API's answer."""
-    text = body[:1000].decode("utf-8", "replace").strip()
+    return _is_html(body[:1000].decode("utf-8", "replace").strip())
+
+
+def _is_html(text: str) -> bool:
     return text.startswith("<") and _HTML_START.search(text, 0, 200) is not None
 
 
@@ -424,7 +427,7 @@ def body_excerpt(body: bytes, limit: int = 1000, chars: int | None = None) -> st
     `502 Bad Gateway (HTML page)`, not the page's source in `dinsync rejections`, a run's error and
     the health check's reasons. "" for an empty body."""
     text = body[:limit].decode("utf-8", "replace").strip()
-    if text.startswith("<") and _HTML_START.search(text, 0, 200):
+    if _is_html(text):
         title = _HTML_TITLE.search(text)
         words = title.group(1) if title else _HTML_TAG.sub(" ", _HTML_HIDDEN.sub(" ", text))
         words = " ".join(html.unescape(words).split())

@@ -13,7 +13,6 @@ from ..base import (
     Destination,
     EndpointLimit,
     FieldIssue,
-    is_html_page,
     KeySpec,
     Outcome,
     Preflight,
@@ -24,6 +23,7 @@ from ..base import (
     SyncSpec,
     TransportOptions,
     body_excerpt,
+    is_html_page,
 )
 from .fields import FIELD_SPECS
 
