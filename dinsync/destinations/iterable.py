@@ -28,6 +28,7 @@ from .base import (
     Outcome,
     Prepared,
     RecordResult,
+    Rejection,
     Request,
     ServiceSpec,
     SyncSpec,
@@ -147,17 +148,25 @@ class IterableDestination(Destination):
         ).with_columns(pl.col("_user").str.len_bytes().alias("_bytes"))
         max_users = int(self.options.get("bulk_max_users", 1000))
         envelope = len(self._envelope(b"")) + 16
+        # `max_row_bytes` measured dataFields alone: with its key (a userId of 512 escaped control
+        # characters is 3 KB) a user may still not fit a request; sent, it would fail every run.
+        room = BULK_MAX_BYTES - envelope
+        too_big = users.filter(pl.col("_bytes") > room)
+        rejections = [Rejection(k, f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte "
+                                   "request cap") for k, n in too_big.select("_key", "_bytes").iter_rows()]
+        if rejections:
+            users = users.filter(pl.col("_bytes") <= room)
         requests = []
         keys_all = users["_key"].to_list()
         items_all = users["_user"].cast(pl.Binary).to_list()  # UTF-8 bytes, without a str.encode a row
         # Iterable reports failures by the identifier it received: map those back to plan keys.
         renamed = users.filter(pl.col("_id") != pl.col("_key"))
         id_to_key = dict(zip(renamed["_id"].to_list(), renamed["_key"].to_list()))
-        for offset, length in batches_by_size(users, max_users, BULK_MAX_BYTES - envelope, 1):
+        for offset, length in batches_by_size(users, max_users, room, 1):
             keys = keys_all[offset : offset + length]
             items = items_all[offset : offset + length]
             requests.append(self._bulk_request(keys, items, id_to_key))
-        return Prepared(requests)
+        return Prepared(requests, rejections)
 
     def _envelope(self, users: bytes) -> bytes:
         create = b"true" if self.options.get("create_new_fields", True) else b"false"

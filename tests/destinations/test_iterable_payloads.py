@@ -227,3 +227,23 @@ def test_a_single_user_refused_by_a_proxys_413_is_failed_not_rejected():
     out = d.parse(req, 413, {}, b"Request Entity Too Large")
     assert out.kind == "done" and [r.status for r in out.results] == ["failed"]
     assert d.parse(req, 413, {}, b'{"msg": "too big", "code": "BatchTooLarge"}').kind == "split"
+
+
+def test_a_user_whose_request_would_pass_the_body_cap_is_rejected_not_sent():
+    """`max_row_bytes` measures dataFields only; the key and the user's envelope come on top. A
+    userId of 512 control characters is 3 KB as JSON: with a dataFields just under the row cap the
+    request was 4,002,130 bytes, refused (413) by a server enforcing 4 MB, failed every run."""
+    from dinsync.destinations.iterable import USERS
+
+    uid = "\x01" * 512
+    big = "x" * (USERS.max_row_bytes - len('{"plan":""}'))
+    frame = pl.DataFrame({"_key": [uid, "u-2"], "_op": ["added"] * 2, "v0": [big, "ok"], "x0": [True] * 2})
+    out = map_batch(frame, KeyMapping(field="userId", kind="string", max_length=512), [FieldMapping(0, "plan")],
+                    max_row_bytes=USERS.max_row_bytes)
+    assert out.frame.height == 2  # under the row cap: mapped
+    sync = SyncSpec(name="s", service="users", mode="upsert", key_field="userId", fields=["plan"])
+    prepared = destination().prepare(out.frame, sync)
+    assert all(len(r.body) <= BULK_MAX_BYTES for r in prepared.requests)
+    assert [k for r in prepared.requests for k in r.keys] == ["u-2"]
+    [rejection] = prepared.rejections
+    assert rejection.key == uid and rejection.park and "4000000" in rejection.reason.replace(",", "")
