@@ -21,7 +21,8 @@ Documented behaviour it follows:
 
 Undocumented behaviour: our choices, all `IterableOptions` fields (default in brackets):
 * users per bulkUpdate [`max_users_per_bulk=1000`] -> 400 `BatchTooLarge`; body over
-  `max_body_bytes` [4 MiB] -> [`body_too_large_status=413`] `BatchTooLarge`.
+  `max_body_bytes` [4,000,000: "4MB" read in decimal, as the reference notes do] ->
+  [`body_too_large_status=413`] `BatchTooLarge`.
 * where unknown userIds go with preferUserId false [`unknown_user_id_list="notFoundUserIds"`];
   single update answers 400 `UnknownUserIdError`.
 * status of a type mismatch [`type_mismatch_status=400`].
@@ -124,7 +125,7 @@ class IterableOptions:
     rate_limits: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     window: Literal["sliding", "fixed"] = "sliding"
     retry_after: Literal["seconds", "http-date", "none"] = "seconds"
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 4_000_000
     body_too_large_status: int = 413
     max_users_per_bulk: int | None = 1000
     unknown_user_id_list: str = "notFoundUserIds"

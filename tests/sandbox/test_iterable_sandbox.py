@@ -453,6 +453,17 @@ def test_body_size_cap(make):
     assert (resp.status, error_code(resp)) == (400, "BatchTooLarge")
 
 
+def test_body_cap_is_4mb_in_decimal_as_the_reference_reads_it(make):
+    """"4MB" is ambiguous; the reference notes read it as 4,000,000 bytes (RudderStack's cap), and
+    so does the client. At 4 MiB the sandbox let 4,000,001-4,194,304-byte bodies through."""
+    thread, client = make()
+    over = {"users": [{"email": "a@b.co", "dataFields": {"blob": "x" * 4_000_000}}]}
+    resp = client.post(BULK, over)
+    assert (resp.status, error_code(resp)) == (413, "BatchTooLarge")
+    under = {"users": [{"email": "a@b.co", "dataFields": {"blob": "x" * 3_999_000}}]}
+    assert client.post(BULK, under).status == 200
+
+
 # ------------------------------------------------------------------ rate limits
 async def _concurrent_bulks(url: str, count: int, users_each: int) -> list[tuple[int, dict, dict]]:
     async with aiohttp.ClientSession(headers={"Api-Key": KEY}) as session:
