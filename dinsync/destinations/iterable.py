@@ -6,7 +6,7 @@ Built from Iterable's Swagger file (tests/specs/iterable-swagger.json) and the d
 - `GET /api/users/getByEmail` / `byUserId`: 100 requests/s; an unknown user answers 200 without `user`.
 - Unknown fields are created by Iterable when the request says `"createNewFields": true` (the
   default here; with false, the project's setting decides and dropped fields come back in
-  `filteredOutFields`).
+  `filteredOutFields`: the users that carried them fail, and are sent again by the next run).
 - Update-only: Iterable has no update-only write. Rows the snapshot already holds were acknowledged
   before, so they are known to exist; rows new to the sync are first looked up (GET, 100/s) and
   only the users found are updated. Unknown ones are reported as "not found", never created.
@@ -221,6 +221,7 @@ class IterableDestination(Destination):
             return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             results, unlisted = self._failed_updates(request, data)
+            results += _dropped_fields(request, data, {r.key for r in results})
             if not unlisted:
                 return Outcome("done", results)
             # Iterable counted failures it did not list: which users, only smaller requests tell.
@@ -302,6 +303,28 @@ def _users_holding(request: Request, unmatched: list[tuple[str, str, str]]) -> d
                 found[key] = RecordResult(key, hit[0], f"{hit[1]} in dataFields.{name}: {value[:100]!r}",  # type: ignore[arg-type]
                                           name)
     return found
+
+
+def _dropped_fields(request: Request, data: dict, settled: set[str]) -> list[RecordResult]:
+    """Users whose fields Iterable dropped (`filteredOutFields`: createNewFields false and a
+    project that drops unknown fields; "not added to user profiles", yet the users count as
+    successes). Acknowledged, the values would be recorded as delivered and never sent again, even
+    once the field exists: such users fail and are sent again by the next run."""
+    dropped = data.get("filteredOutFields")
+    if not dropped or not isinstance(dropped, list) or not request.items:
+        return []
+    names = {name for name in dropped if isinstance(name, str)}
+    failed = []
+    for key, item in zip(request.keys, request.items):
+        if key in settled:
+            continue
+        fields = orjson.loads(item).get("dataFields") or {}
+        hit = sorted(f for f in fields if f in names or any(n.startswith(f + ".") for n in names))
+        if hit:
+            failed.append(RecordResult(key, "failed", f"Iterable dropped field(s) {', '.join(hit)} "
+                                       "(filteredOutFields): the project does not create unknown fields; "
+                                       "create them in Iterable or set create_new_fields: true", ", ".join(hit)))
+    return failed
 
 
 def _validation_errors(data) -> dict:

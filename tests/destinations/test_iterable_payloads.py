@@ -116,6 +116,25 @@ def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
     assert "invalid email" in bad.reason and "dataFields.plan" in bad.reason
 
 
+def test_fields_iterable_filtered_out_fail_the_users_that_carried_them():
+    """With `createNewFields` false the project may drop unknown fields: the spec says they are
+    "included in filteredOutFields and not added to user profiles", while the users count as
+    successes. Acknowledged, their values were recorded as delivered and never sent again, even
+    once the field exists. The users that carried such a field fail (sent again next run)."""
+    d = destination(create_new_fields=False)
+    frame = mapped(["a@x.com", "b@x.com", "c@x.com"], ops=["added", "changed", "changed"])
+    frame = frame.with_columns(pl.Series("_json", ['{"plan":"pro","ltv":1.5}', '{"ltv":2.5}', '{"plan":null}']))
+    req = d.prepare(frame, spec()).requests[0]
+    body = orjson.loads(response(3, 0))
+    body["filteredOutFields"] = ["plan"]
+    out = d.parse(req, 200, {}, orjson.dumps(body))
+    assert out.kind == "done"
+    got = {r.key: r for r in out.results}
+    assert set(got) == {"a@x.com", "c@x.com"}  # b@x.com sent no dropped field: acknowledged
+    assert all(r.status == "failed" and r.field == "plan" and "filteredOutFields" in r.reason
+               for r in got.values())
+
+
 def test_unlisted_failures_are_not_acknowledged_but_looked_for_in_parts():
     d = destination()
     req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
