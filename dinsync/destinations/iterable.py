@@ -6,7 +6,7 @@ Built from Iterable's Swagger file (tests/specs/iterable-swagger.json) and the d
 - `GET /api/users/getByEmail` / `byUserId`: 100 requests/s; an unknown user answers 200 without `user`.
 - Unknown fields are created by Iterable when the request says `"createNewFields": true` (the
   default here; with false, the project's setting decides and dropped fields come back in
-  `filteredOutFields`).
+  `filteredOutFields`: the users that carried them fail, and are sent again by the next run).
 - Update-only: Iterable has no update-only write. Rows the snapshot already holds were acknowledged
   before, so they are known to exist; rows new to the sync are first looked up (GET, 100/s) and
   only the users found are updated. Unknown ones are reported as "not found", never created.
@@ -27,6 +27,7 @@ from .base import (
     Outcome,
     Prepared,
     RecordResult,
+    Rejection,
     Request,
     ServiceSpec,
     SyncSpec,
@@ -147,17 +148,25 @@ class IterableDestination(Destination):
         ).with_columns(pl.col("_user").str.len_bytes().alias("_bytes"))
         max_users = int(self.options.get("bulk_max_users", 1000))
         envelope = len(self._envelope(b"")) + 16
+        # `max_row_bytes` measured dataFields alone: with its key (a userId of 512 escaped control
+        # characters is 3 KB) a user may still not fit a request; sent, it would fail every run.
+        room = BULK_MAX_BYTES - envelope
+        too_big = users.filter(pl.col("_bytes") > room)
+        rejections = [Rejection(k, f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte "
+                                   "request cap") for k, n in too_big.select("_key", "_bytes").iter_rows()]
+        if rejections:
+            users = users.filter(pl.col("_bytes") <= room)
         requests = []
         keys_all = users["_key"].to_list()
         items_all = users["_user"].cast(pl.Binary).to_list()  # UTF-8 bytes, without a str.encode a row
         # Iterable reports failures by the identifier it received: map those back to plan keys.
         renamed = users.filter(pl.col("_id") != pl.col("_key"))
         id_to_key = dict(zip(renamed["_id"].to_list(), renamed["_key"].to_list()))
-        for offset, length in batches_by_size(users, max_users, BULK_MAX_BYTES - envelope, 1):
+        for offset, length in batches_by_size(users, max_users, room, 1):
             keys = keys_all[offset : offset + length]
             items = items_all[offset : offset + length]
             requests.append(self._bulk_request(keys, items, id_to_key))
-        return Prepared(requests)
+        return Prepared(requests, rejections)
 
     def _envelope(self, users: bytes) -> bytes:
         create = b"true" if self.options.get("create_new_fields", True) else b"false"
@@ -212,6 +221,7 @@ class IterableDestination(Destination):
             return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             results, unlisted = self._failed_updates(request, data)
+            results += _dropped_fields(request, data, {r.key for r in results})
             if not unlisted:
                 return Outcome("done", results)
             # Iterable counted failures it did not list: which users, only smaller requests tell.
@@ -293,6 +303,28 @@ def _users_holding(request: Request, unmatched: list[tuple[str, str, str]]) -> d
                 found[key] = RecordResult(key, hit[0], f"{hit[1]} in dataFields.{name}: {value[:100]!r}",  # type: ignore[arg-type]
                                           name)
     return found
+
+
+def _dropped_fields(request: Request, data: dict, settled: set[str]) -> list[RecordResult]:
+    """Users whose fields Iterable dropped (`filteredOutFields`: createNewFields false and a
+    project that drops unknown fields; "not added to user profiles", yet the users count as
+    successes). Acknowledged, the values would be recorded as delivered and never sent again, even
+    once the field exists: such users fail and are sent again by the next run."""
+    dropped = data.get("filteredOutFields")
+    if not dropped or not isinstance(dropped, list) or not request.items:
+        return []
+    names = {name for name in dropped if isinstance(name, str)}
+    failed = []
+    for key, item in zip(request.keys, request.items):
+        if key in settled:
+            continue
+        fields = orjson.loads(item).get("dataFields") or {}
+        hit = sorted(f for f in fields if f in names or any(n.startswith(f + ".") for n in names))
+        if hit:
+            failed.append(RecordResult(key, "failed", f"Iterable dropped field(s) {', '.join(hit)} "
+                                       "(filteredOutFields): the project does not create unknown fields; "
+                                       "create them in Iterable or set create_new_fields: true", ", ".join(hit)))
+    return failed
 
 
 def _validation_errors(data) -> dict:

@@ -54,7 +54,7 @@ def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.A
     it.add_argument("--project-type", choices=("email", "userid", "hybrid"), default="email")
     it.add_argument("--drop-new-fields", action="store_true", help="project drops unknown fields by default")
     it.add_argument("--max-users-per-bulk", type=int, default=1000)
-    it.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    it.add_argument("--max-body-bytes", type=int, default=4_000_000)
     it.add_argument("--unknown-user-id-list", choices=FAILURE_LISTS, default="notFoundUserIds")
     it.add_argument("--retry-after", choices=("seconds", "http-date", "none"), default="seconds")
     it.add_argument("--detect-dates", action="store_true")

@@ -21,7 +21,8 @@ Documented behaviour it follows:
 
 Undocumented behaviour: our choices, all `IterableOptions` fields (default in brackets):
 * users per bulkUpdate [`max_users_per_bulk=1000`] -> 400 `BatchTooLarge`; body over
-  `max_body_bytes` [4 MiB] -> [`body_too_large_status=413`] `BatchTooLarge`.
+  `max_body_bytes` [4,000,000: "4MB" read in decimal, as the reference notes do] ->
+  [`body_too_large_status=413`] `BatchTooLarge`.
 * where unknown userIds go with preferUserId false [`unknown_user_id_list="notFoundUserIds"`];
   single update answers 400 `UnknownUserIdError`.
 * status of a type mismatch [`type_mismatch_status=400`].
@@ -32,8 +33,10 @@ Undocumented behaviour: our choices, all `IterableOptions` fields (default in br
   `BadParams`; the schema does not forbid them, but a strict sandbox catches client bugs.
 * email and userId together [`reject_both_identifiers=False`]: the spec says "not both", the
   support article says "email wins" in email-based projects and hybrid projects need both.
-* userId uniqueness in email-based projects [`unique_user_id_in_email_projects=True`]: a userId
-  already on another email -> `conflictUserIds` (409 `UserIdAlreadyExists` for update).
+* userId uniqueness in email-based projects [`unique_user_id_in_email_projects=False`]: Iterable
+  documents that email-based projects "do not enforce userId uniqueness" (a duplicate userId is
+  no error; a lookup by userId finds the latest user given it); when on, a userId already on
+  another email -> `conflictUserIds` (409 `UserIdAlreadyExists` for update).
 * date detection [`detect_dates=False`]: strings are type "string"; when on, "YYYY-MM-DD",
   "YYYY-MM-DD HH:MM:SS[ +HH:MM]" and ISO-8601 strings are "date" (a date field refuses other
   strings; a string field accepts date-looking ones). A long is accepted in a double field.
@@ -124,14 +127,14 @@ class IterableOptions:
     rate_limits: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     window: Literal["sliding", "fixed"] = "sliding"
     retry_after: Literal["seconds", "http-date", "none"] = "seconds"
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 4_000_000
     body_too_large_status: int = 413
     max_users_per_bulk: int | None = 1000
     unknown_user_id_list: str = "notFoundUserIds"
     type_mismatch_status: int = 400
     reject_unknown_keys: bool = True
     reject_both_identifiers: bool = False
-    unique_user_id_in_email_projects: bool = True
+    unique_user_id_in_email_projects: bool = False
     detect_dates: bool = False
     max_fields: int | None = 1000
     log_size: int = 100_000

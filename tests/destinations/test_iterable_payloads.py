@@ -116,6 +116,25 @@ def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
     assert "invalid email" in bad.reason and "dataFields.plan" in bad.reason
 
 
+def test_fields_iterable_filtered_out_fail_the_users_that_carried_them():
+    """With `createNewFields` false the project may drop unknown fields: the spec says they are
+    "included in filteredOutFields and not added to user profiles", while the users count as
+    successes. Acknowledged, their values were recorded as delivered and never sent again, even
+    once the field exists. The users that carried such a field fail (sent again next run)."""
+    d = destination(create_new_fields=False)
+    frame = mapped(["a@x.com", "b@x.com", "c@x.com"], ops=["added", "changed", "changed"])
+    frame = frame.with_columns(pl.Series("_json", ['{"plan":"pro","ltv":1.5}', '{"ltv":2.5}', '{"plan":null}']))
+    req = d.prepare(frame, spec()).requests[0]
+    body = orjson.loads(response(3, 0))
+    body["filteredOutFields"] = ["plan"]
+    out = d.parse(req, 200, {}, orjson.dumps(body))
+    assert out.kind == "done"
+    got = {r.key: r for r in out.results}
+    assert set(got) == {"a@x.com", "c@x.com"}  # b@x.com sent no dropped field: acknowledged
+    assert all(r.status == "failed" and r.field == "plan" and "filteredOutFields" in r.reason
+               for r in got.values())
+
+
 def test_unlisted_failures_are_not_acknowledged_but_looked_for_in_parts():
     d = destination()
     req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
@@ -227,3 +246,23 @@ def test_a_single_user_refused_by_a_proxys_413_is_failed_not_rejected():
     out = d.parse(req, 413, {}, b"Request Entity Too Large")
     assert out.kind == "done" and [r.status for r in out.results] == ["failed"]
     assert d.parse(req, 413, {}, b'{"msg": "too big", "code": "BatchTooLarge"}').kind == "split"
+
+
+def test_a_user_whose_request_would_pass_the_body_cap_is_rejected_not_sent():
+    """`max_row_bytes` measures dataFields only; the key and the user's envelope come on top. A
+    userId of 512 control characters is 3 KB as JSON: with a dataFields just under the row cap the
+    request was 4,002,130 bytes, refused (413) by a server enforcing 4 MB, failed every run."""
+    from dinsync.destinations.iterable import USERS
+
+    uid = "\x01" * 512
+    big = "x" * (USERS.max_row_bytes - len('{"plan":""}'))
+    frame = pl.DataFrame({"_key": [uid, "u-2"], "_op": ["added"] * 2, "v0": [big, "ok"], "x0": [True] * 2})
+    out = map_batch(frame, KeyMapping(field="userId", kind="string", max_length=512), [FieldMapping(0, "plan")],
+                    max_row_bytes=USERS.max_row_bytes)
+    assert out.frame.height == 2  # under the row cap: mapped
+    sync = SyncSpec(name="s", service="users", mode="upsert", key_field="userId", fields=["plan"])
+    prepared = destination().prepare(out.frame, sync)
+    assert all(len(r.body) <= BULK_MAX_BYTES for r in prepared.requests)
+    assert [k for r in prepared.requests for k in r.keys] == ["u-2"]
+    [rejection] = prepared.rejections
+    assert rejection.key == uid and rejection.park and "4000000" in rejection.reason.replace(",", "")

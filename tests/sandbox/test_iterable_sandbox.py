@@ -299,14 +299,20 @@ def test_hybrid_project_keeps_both_identifiers_unique(make):
 
 
 def test_user_id_conflict_in_email_project(make):
+    """Iterable: "Email-based projects do not enforce userId uniqueness. This means you won't
+    receive an error if you update a user to have a non-unique userId value" (and the reference
+    notes: "userId not unique"). The sandbox refused it by default (conflictUserIds), so a sync
+    keyed by email had rows rejected that Iterable accepts. Enforcing it stays an option."""
     thread, client = make()
     client.post(UPDATE, {"email": "a@b.co", "userId": "u1"})
     body = client.post(BULK, {"users": [{"email": "b@b.co", "userId": "u1"}]}).json()
-    assert body["failedUpdates"]["conflictUserIds"] == ["u1"] and users_of(thread) == 1
-    thread2, client2 = make(unique_user_id_in_email_projects=False)
+    assert (body["successCount"], body["failCount"]) == (1, 0)
+    assert users_of(thread) == 2
+    assert [user(thread, email=e)["userId"] for e in ("a@b.co", "b@b.co")] == ["u1", "u1"]
+    thread2, client2 = make(unique_user_id_in_email_projects=True)
     client2.post(UPDATE, {"email": "a@b.co", "userId": "u1"})
-    assert client2.post(BULK, {"users": [{"email": "b@b.co", "userId": "u1"}]}).json()["successCount"] == 1
-    assert users_of(thread2) == 2
+    body = client2.post(BULK, {"users": [{"email": "b@b.co", "userId": "u1"}]}).json()
+    assert body["failedUpdates"]["conflictUserIds"] == ["u1"] and users_of(thread2) == 1
 
 
 def test_invalid_identifiers_fail_alone(make):
@@ -451,6 +457,17 @@ def test_body_size_cap(make):
     assert client2.post(BULK, small).status == 200
     resp = client2.post(BULK, {"users": [{"email": f"user{i}@example.com"} for i in range(10)]})
     assert (resp.status, error_code(resp)) == (400, "BatchTooLarge")
+
+
+def test_body_cap_is_4mb_in_decimal_as_the_reference_reads_it(make):
+    """"4MB" is ambiguous; the reference notes read it as 4,000,000 bytes (RudderStack's cap), and
+    so does the client. At 4 MiB the sandbox let 4,000,001-4,194,304-byte bodies through."""
+    thread, client = make()
+    over = {"users": [{"email": "a@b.co", "dataFields": {"blob": "x" * 4_000_000}}]}
+    resp = client.post(BULK, over)
+    assert (resp.status, error_code(resp)) == (413, "BatchTooLarge")
+    under = {"users": [{"email": "a@b.co", "dataFields": {"blob": "x" * 3_999_000}}]}
+    assert client.post(BULK, under).status == 200
 
 
 # ------------------------------------------------------------------ rate limits
