@@ -83,3 +83,37 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
     code, fixed = run_cli(root, pg_target, "sync")
     assert code == 0 and fixed["runs"][0]["acknowledged"] == 1, fixed
     assert thread.call(lambda: dict(sandbox.users.get("b@example.com")["dataFields"]))["price"] == 4.25
+
+
+DATES_MODEL = """\
+-- primary_key: id
+-- model_type: user
+select id, email, d, ts, tstz from pgcal_customers
+"""
+
+
+def test_dates_beyond_the_calendar_reject_their_row_on_both_read_paths(tmp_path, pg_target, iterable_sandbox, bodies):
+    """A date or timestamp PostgreSQL (or Redshift: 4713 BC to 294276 AD) holds beyond the years 1
+    to 9999, or at ±infinity, rejects its row; before, the server-side cursor (Redshift's path, and
+    PostgreSQL's without ADBC) failed the whole run on psycopg's 'date too large'."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgcal_customers (id int, email text, d date, ts timestamp, tstz timestamptz)')
+    pg_target.execute(f"""INSERT INTO "{schema}".pgcal_customers VALUES
+        (1, 'a@example.com', '2020-01-02', '2020-01-02 03:04:05', '2020-01-02 03:04:05+00'),
+        (2, 'b@example.com', 'infinity', '2020-01-02 03:04:05', NULL),
+        (3, 'c@example.com', '4713-01-01 BC', NULL, NULL),
+        (4, 'd@example.com', NULL, '-infinity', NULL),
+        (5, 'e@example.com', NULL, '12000-01-01 00:00:00', 'infinity')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url, DATES_MODEL, ["d", "ts", "tstz"])
+
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["added"], r["acknowledged"], r["rejected"]) == (5, 1, 4), r
+    code, rejections = run_cli(root, pg_target, "rejections", "users")
+    assert {x["key"] for x in rejections["rejections"]} == {"b@example.com", "c@example.com", "d@example.com", "e@example.com"}
+    assert all("date out of range" in x["reason"] for x in rejections["rejections"]), rejections
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"a@example.com": {"d": "2020-01-02", "ts": "2020-01-02T03:04:05", "tstz": "2020-01-02T03:04:05Z"}}
