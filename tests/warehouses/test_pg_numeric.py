@@ -117,3 +117,26 @@ def test_dates_beyond_the_calendar_reject_their_row_on_both_read_paths(tmp_path,
     assert all("date out of range" in x["reason"] for x in rejections["rejections"]), rejections
     users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
     assert users == {"a@example.com": {"d": "2020-01-02", "ts": "2020-01-02T03:04:05", "tstz": "2020-01-02T03:04:05Z"}}
+
+
+def test_a_numeric_beyond_a_float_sent_as_a_string_keeps_its_digits(tmp_path, wh_postgres, iterable_sandbox, bodies):
+    """`type: string` sends a numeric as a JSON string of its digits: one beyond a 64-bit float's
+    range has that form (only a JSON number lacks it) and is sent; before, its row was rejected.
+    A NaN is still rejected, as a float NaN is under `type: string`."""
+    sandbox, thread = iterable_sandbox
+    schema = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{schema}".pgstr_customers (id int, email text, big numeric)')
+    wh_postgres.execute(f"""INSERT INTO "{schema}".pgstr_customers VALUES
+        (1, 'a@example.com', 1e400), (2, 'b@example.com', 'NaN'), (3, 'c@example.com', 12.50)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url,
+                           "-- primary_key: id\n-- model_type: user\nselect id, email, big from pgstr_customers\n", [])
+    sync = root / "syncs" / "users.yml"
+    sync.write_text(sync.read_text().replace("fields:\n", "fields:\n  - {column: big, field: big, type: string}\n"))
+
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["acknowledged"], r["rejected"]) == (2, 1), r
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"a@example.com": {"big": "1" + "0" * 400}, "c@example.com": {"big": "12.50"}}
