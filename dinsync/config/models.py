@@ -137,7 +137,7 @@ class PostgresConfig(_PostgresProtocolConfig):
     type: Literal["postgres"]
     # server settings of dinsync's sessions, e.g. {work_mem: 64MB, statement_timeout: 30min}
     settings: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.]*$")],
-                   Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+-]+$")]] = Field(default_factory=dict)
+                   Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+/-]+$")]] = Field(default_factory=dict)  # /: time zones
 
 
 class RedshiftIam(_Config):

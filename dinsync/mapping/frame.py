@@ -38,6 +38,7 @@ import orjson
 import polars as pl
 
 from dinsync.mapping.json import (
+    _NONFINITE_TEXT,
     BEYOND_CALENDAR,
     Encoded,
     beyond_calendar,
@@ -254,8 +255,11 @@ def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = 
     if kind in ("auto", "number", "json"):
         return numeric_text_json(v, label, free_scale)
     if kind == "string":
-        inner = numeric_text_json(v, label)
-        return Encoded(quote(inner.text), inner.problems)
+        # a string of the digits: only NaN / ±Infinity are rejected (as for floats); a number beyond
+        # a float's range has a JSON string form, unlike a JSON number's
+        s = v.cast(pl.String)
+        bad = s.str.contains(_NONFINITE_TEXT).fill_null(False)
+        return Encoded(quote(pl.when(bad).then(_NULL).otherwise(s)), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
     if kind == "integer":
         s = v.cast(pl.String)
         ok = s.str.contains(r"^-?\d+(?:\.0*)?$").fill_null(False)

@@ -516,6 +516,7 @@ class CursorStream:
         conn = self._connect_psycopg()
         try:
             _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
+            _load_beyond_calendar(conn)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 cur.itersize = batch_rows
@@ -526,7 +527,9 @@ class CursorStream:
                     if names is None:
                         names = [c.name for c in cur.description]
                         types = [functools.partial(numeric_from_text, free_scale=c.scale is None)
-                                 if c.type_code == NUMERIC_OID else arrow_type_of_column(c)
+                                 if c.type_code == NUMERIC_OID else
+                                 functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
+                                 if c.type_code in _CALENDAR_OIDS else arrow_type_of_column(c)
                                  for c in cur.description]
                     if not rows:
                         break
@@ -547,3 +550,47 @@ def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
     for name in _TEXT_LOADED + also:
         if conn.adapters.types.get(name) is not None:
             conn.adapters.register_loader(name, TextLoader)
+
+
+# Dates and timestamps psycopg cannot load (beyond the years 1 to 9999: ±infinity, 4713 BC,
+# Redshift's 294276 AD): read as a day just outside that range, which the mapping rejects for its
+# row (BEYOND_CALENDAR), as the ADBC path's extreme values are; psycopg's DataError failed the run.
+_CALENDAR_OIDS = (1082, 1114, 1184)
+_LATE, _EARLY = object(), object()
+_LATE_DAY, _EARLY_DAY = 2_932_897, -719_163  # 10000-01-01 and 0000-12-31, days from 1970-01-01
+
+
+def _load_beyond_calendar(conn: Any) -> None:
+    from psycopg import DataError
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    for name, base in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
+        class Loader(base):
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except DataError as e:
+                    return _EARLY if "too small" in str(e) or b"BC" in bytes(data) or bytes(data).startswith(b"-") else _LATE
+
+        conn.adapters.register_loader(name, Loader)
+
+
+def calendar_array(values: list, t: pa.DataType) -> pa.Array:
+    """Dates / timestamps of a cursor as `t`, those psycopg could not load at a day beyond the calendar."""
+    if not any(v is _LATE or v is _EARLY for v in values):
+        return pa.array(values, type=t)
+    import datetime as dt
+
+    per_day = 1 if pa.types.is_date(t) else 86_400_000_000
+    epoch = dt.date(1970, 1, 1) if per_day == 1 else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc if t.tz else None)
+
+    def physical(v: Any) -> int | None:
+        if v is None:
+            return None
+        if v is _LATE or v is _EARLY:
+            return (_LATE_DAY if v is _LATE else _EARLY_DAY) * per_day
+        delta = v - epoch
+        return delta.days if per_day == 1 else (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    ints = pa.array([physical(v) for v in values], pa.int32() if per_day == 1 else pa.int64())
+    return ints.view(t) if per_day != 1 else ints.cast(t)

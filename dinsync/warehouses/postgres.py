@@ -77,6 +77,19 @@ def _dsn_passwords(dsn: str) -> list[str]:
     return [s for s in dict.fromkeys(out) if s]
 
 
+_DATE_ORDERS = {"dmy", "mdy", "ymd", "euro", "european", "us", "noneuro", "noneuropean"}
+
+
+def _iso_dates(settings: dict[str, str]) -> dict[str, str]:
+    """The sessions' settings with DateStyle ISO (a `datestyle` setting keeps only its day/month
+    order): psycopg parses timestamptz text in ISO only, so another style (a setting, or a role's
+    or database's default) failed every read of one (NotImplementedError)."""
+    out = {k: v for k, v in settings.items() if k.lower() != "datestyle"}
+    orders = [str(v) for k, v in settings.items() if k.lower() == "datestyle" and str(v).lower() in _DATE_ORDERS]
+    out["datestyle"] = ",".join(["ISO", *orders[-1:]])
+    return out
+
+
 def _escape_option(value: str) -> str:
     """A value inside libpq's `options` (-c name=value): spaces and backslashes escaped."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
@@ -117,7 +130,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         self.settings = PostgresConnection(
             dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
             search_path=search_path, connect_timeout=connect_timeout,
-            options={**SESSION_SETTINGS, **(settings or {})})
+            options=_iso_dates({**SESSION_SETTINGS, **(settings or {})}))
         self._secrets = self.settings.secrets
         self._init_sessions()
         with self.translating("connecting"):

@@ -650,9 +650,12 @@ def test_numeric_text_nan_and_infinities_reject_their_row(kind):
     """PostgreSQL's numeric NaN / ±Infinity (ADBC spells them nan / inf): the row is rejected with the
     reason floats get, never sent as null (which would clear the platform's value)."""
     b = numeric_batch(["1.25", "NaN", "Infinity", "-Infinity", "nan", "-inf", "1" + "0" * 400], kind)
-    assert b.frame["_key"].to_list() == ["u0@example.com"]
     assert reasons(b)[:5] == ['field "f": NaN/infinite is not valid JSON'] * 5
-    assert "beyond the range of a 64-bit float" in reasons(b)[5]  # JSON parsers fail on it (orjson) or read inf
+    if kind == "string":  # a string of its digits: a valid JSON value
+        assert b.frame["_key"].to_list() == ["u0@example.com", "u6@example.com"] and len(reasons(b)) == 5
+    else:
+        assert b.frame["_key"].to_list() == ["u0@example.com"]
+        assert "beyond the range of a 64-bit float" in reasons(b)[5]  # JSON parsers fail on it (orjson) or read inf
 
 
 def test_numeric_text_without_a_declared_scale_is_written_with_a_fraction():

@@ -380,6 +380,20 @@ def test_session_settings(tmp_path):
         assert wh.scalar("SELECT current_setting('jit')") == "on"
 
 
+def test_dates_are_read_whatever_the_datestyle_setting(tmp_path):
+    """psycopg parses timestamptz text in the ISO DateStyle only: with `settings: {datestyle: German}`
+    (or a role's default), reading one failed (NotImplementedError, `dinsync plan`'s samples and
+    cursor streams). dinsync's sessions write dates as ISO, keeping a day/month order given."""
+    require_postgres()
+    sql = "SELECT timestamptz '2020-06-01 12:00:00+00' AS t, date '2020-06-02' AS d"
+    for datestyle, order in (("German", "DMY"), ("DMY", "DMY"), ("SQL", "MDY")):
+        with connect("postgres", dsn=PG_DSN, settings={"datestyle": datestyle}) as wh:
+            assert wh.query(sql).column("d").to_pylist() == [dt.date(2020, 6, 2)]
+            assert wh.scalar("SELECT current_setting('datestyle')").startswith("ISO")
+            if datestyle == "DMY":
+                assert wh.scalar("SELECT '01/02/2020'::date::text") == "2020-02-01"
+
+
 def test_a_mapped_column_postgresql_cannot_hash_is_refused_by_name(wh_postgres, tmp_path):
     """json, money, xml, bit, geometric... have no extended hash function, which the diff's row
     fingerprint needs: `dinsync validate` names each such mapped column and the cast that fixes

@@ -41,6 +41,14 @@ def test_dsn_from_the_environment(tmp_path):
     assert p.warehouse.dsn.get_secret_value() == ENV["PG_DSN"] and p.warehouse.settings == {"work_mem": "64MB"}
 
 
+def test_a_time_zone_setting_may_name_a_region(tmp_path):
+    """`settings: {timezone: America/St_Johns}`: IANA zone names hold a slash, which the value
+    pattern refused (only an offset or an abbreviation could be set)."""
+    p = load_project(project(tmp_path, "  type: postgres\n  dsn: ${env:PG_DSN}\n"
+                                       "  settings: {timezone: America/Argentina/Buenos_Aires}\n"), env=ENV)
+    assert p.warehouse.settings == {"timezone": "America/Argentina/Buenos_Aires"}
+
+
 @pytest.mark.parametrize("block,key", [
     ("  type: postgres\n  host: h\n  password: hunter2-literal\n", "password"),
     ("  type: redshift\n  dsn: postgresql://u:hunter2-literal@h/db\n", "dsn"),

@@ -83,3 +83,60 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
     code, fixed = run_cli(root, pg_target, "sync")
     assert code == 0 and fixed["runs"][0]["acknowledged"] == 1, fixed
     assert thread.call(lambda: dict(sandbox.users.get("b@example.com")["dataFields"]))["price"] == 4.25
+
+
+DATES_MODEL = """\
+-- primary_key: id
+-- model_type: user
+select id, email, d, ts, tstz from pgcal_customers
+"""
+
+
+def test_dates_beyond_the_calendar_reject_their_row_on_both_read_paths(tmp_path, pg_target, iterable_sandbox, bodies):
+    """A date or timestamp PostgreSQL (or Redshift: 4713 BC to 294276 AD) holds beyond the years 1
+    to 9999, or at ±infinity, rejects its row; before, the server-side cursor (Redshift's path, and
+    PostgreSQL's without ADBC) failed the whole run on psycopg's 'date too large'."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgcal_customers (id int, email text, d date, ts timestamp, tstz timestamptz)')
+    pg_target.execute(f"""INSERT INTO "{schema}".pgcal_customers VALUES
+        (1, 'a@example.com', '2020-01-02', '2020-01-02 03:04:05', '2020-01-02 03:04:05+00'),
+        (2, 'b@example.com', 'infinity', '2020-01-02 03:04:05', NULL),
+        (3, 'c@example.com', '4713-01-01 BC', NULL, NULL),
+        (4, 'd@example.com', NULL, '-infinity', NULL),
+        (5, 'e@example.com', NULL, '12000-01-01 00:00:00', 'infinity')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url, DATES_MODEL, ["d", "ts", "tstz"])
+
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["added"], r["acknowledged"], r["rejected"]) == (5, 1, 4), r
+    code, rejections = run_cli(root, pg_target, "rejections", "users")
+    assert {x["key"] for x in rejections["rejections"]} == {"b@example.com", "c@example.com", "d@example.com", "e@example.com"}
+    assert all("date out of range" in x["reason"] for x in rejections["rejections"]), rejections
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"a@example.com": {"d": "2020-01-02", "ts": "2020-01-02T03:04:05", "tstz": "2020-01-02T03:04:05Z"}}
+
+
+def test_a_numeric_beyond_a_float_sent_as_a_string_keeps_its_digits(tmp_path, wh_postgres, iterable_sandbox, bodies):
+    """`type: string` sends a numeric as a JSON string of its digits: one beyond a 64-bit float's
+    range has that form (only a JSON number lacks it) and is sent; before, its row was rejected.
+    A NaN is still rejected, as a float NaN is under `type: string`."""
+    sandbox, thread = iterable_sandbox
+    schema = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{schema}".pgstr_customers (id int, email text, big numeric)')
+    wh_postgres.execute(f"""INSERT INTO "{schema}".pgstr_customers VALUES
+        (1, 'a@example.com', 1e400), (2, 'b@example.com', 'NaN'), (3, 'c@example.com', 12.50)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url,
+                           "-- primary_key: id\n-- model_type: user\nselect id, email, big from pgstr_customers\n", [])
+    sync = root / "syncs" / "users.yml"
+    sync.write_text(sync.read_text().replace("fields:\n", "fields:\n  - {column: big, field: big, type: string}\n"))
+
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["acknowledged"], r["rejected"]) == (2, 1), r
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"a@example.com": {"big": "1" + "0" * 400}, "c@example.com": {"big": "12.50"}}
