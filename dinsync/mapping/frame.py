@@ -38,8 +38,8 @@ import orjson
 import polars as pl
 
 from dinsync.mapping.json import (
-    _NONFINITE_TEXT,
     BEYOND_CALENDAR,
+    NONFINITE_TEXT,
     Encoded,
     beyond_calendar,
     json_values_valid,
@@ -258,7 +258,7 @@ def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = 
         # a string of the digits: only NaN / ±Infinity are rejected (as for floats); a number beyond
         # a float's range has a JSON string form, unlike a JSON number's
         s = v.cast(pl.String)
-        bad = s.str.contains(_NONFINITE_TEXT).fill_null(False)
+        bad = s.str.contains(NONFINITE_TEXT).fill_null(False)
         return Encoded(quote(pl.when(bad).then(_NULL).otherwise(s)), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
     if kind == "integer":
         s = v.cast(pl.String)

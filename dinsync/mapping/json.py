@@ -182,7 +182,7 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
 
 
 _JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
-_NONFINITE_TEXT = r"(?i)^[+-]?(?:nan|inf)"
+NONFINITE_TEXT = r"(?i)^[+-]?(?:nan|inf)"  # the text of a NaN or infinite number
 
 
 def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> Encoded:
@@ -198,7 +198,7 @@ def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> En
     number = s.str.contains(_JSON_NUMBER).fill_null(False)
     ok = number & s.cast(pl.Float64, strict=False).is_finite().fill_null(False)
     reason = (
-        pl.when(s.str.contains(_NONFINITE_TEXT)).then(pl.lit(f"{label}: NaN/infinite is not valid JSON"))
+        pl.when(s.str.contains(NONFINITE_TEXT)).then(pl.lit(f"{label}: NaN/infinite is not valid JSON"))
         .when(number).then(pl.concat_str([pl.lit(f"{label}: "), preview(s), pl.lit(
             " is beyond the range of a 64-bit float (1.8e308), which platforms read numbers as")]))
         .otherwise(pl.concat_str([pl.lit(f"{label}: cannot convert "), preview(s), pl.lit(" to a number")]))
