@@ -126,10 +126,9 @@ class SplioDestination(Destination):
     # --- run hooks -------------------------------------------------------------------------------
     async def begin_run(self, transport, sync: SyncSpec) -> None:
         if self.settings.transport == "sftp":
-            # the names of `values.columns_of(sync)`, without importing Polars for a run with nothing to send
-            fields = [name for n, name in enumerate(sync.fields)
-                      if name != sync.key_field or (n < len(sync.custom) and sync.custom[n])]
-            await transport.begin(sync.name, sync.mode, fields)
+            from . import values  # (loaded with the SFTP transport already)
+
+            await transport.begin(sync.name, sync.mode, [c.name for c in values.columns_of(sync)])
 
     async def finish_run(self, transport, sync: SyncSpec) -> None:
         if self.settings.transport == "sftp":
