@@ -39,6 +39,7 @@ import polars as pl
 
 from dinsync.mapping.json import (
     BEYOND_CALENDAR,
+    NONFINITE,
     NONFINITE_TEXT,
     Encoded,
     beyond_calendar,
@@ -259,7 +260,7 @@ def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = 
         # a float's range has a JSON string form, unlike a JSON number's
         s = v.cast(pl.String)
         bad = s.str.contains(NONFINITE_TEXT).fill_null(False)
-        return Encoded(quote(pl.when(bad).then(_NULL).otherwise(s)), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
+        return Encoded(quote(pl.when(bad).then(_NULL).otherwise(s)), [(bad, pl.lit(NONFINITE.format(label=label)))])
     if kind == "integer":
         s = v.cast(pl.String)
         ok = s.str.contains(r"^-?\d+(?:\.0*)?$").fill_null(False)

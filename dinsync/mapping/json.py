@@ -132,6 +132,7 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 # "-0001-01-01", which no platform reads as a date (and far beyond, it cannot format at all).
 _FIRST_DAY, _END_DAY = -719_162, 2_932_897
 BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+NONFINITE = "{label}: NaN/infinite is not valid JSON"  # why a NaN or infinite number is not sent
 _UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
 
 
@@ -157,7 +158,7 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         return Encoded(expr.cast(pl.String))
     if dtype.is_float():
         bad = nonfinite(expr, dtype)
-        return Encoded(expr.cast(pl.String), [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))])
+        return Encoded(expr.cast(pl.String), [(bad, pl.lit(NONFINITE.format(label=label)))])
     if dtype == pl.Date or isinstance(dtype, pl.Datetime):
         # PostgreSQL's and DuckDB's ±infinity arrive as extreme integers, beyond the calendar Polars
         # formats (formatting them panics): such a row is rejected, the others are sent.
@@ -176,7 +177,7 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         text = pl.struct(_prep_nested(expr, dtype).alias("a")).struct.json_encode().str.slice(5).str.head(-1)
         text = pl.when(expr.is_null()).then(_NULL).otherwise(text)
         bad = nonfinite(expr, dtype)
-        problems = [] if bad is None else [(bad, pl.lit(f"{label}: NaN/infinite is not valid JSON"))]
+        problems = [] if bad is None else [(bad, pl.lit(NONFINITE.format(label=label)))]
         return Encoded(text, problems, size_of_text=True)
     return Encoded(_NULL, [(expr.is_not_null(), pl.lit(f"{label}: values of type {dtype} cannot be sent as JSON"))])
 
@@ -198,7 +199,7 @@ def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> En
     number = s.str.contains(_JSON_NUMBER).fill_null(False)
     ok = number & s.cast(pl.Float64, strict=False).is_finite().fill_null(False)
     reason = (
-        pl.when(s.str.contains(NONFINITE_TEXT)).then(pl.lit(f"{label}: NaN/infinite is not valid JSON"))
+        pl.when(s.str.contains(NONFINITE_TEXT)).then(pl.lit(NONFINITE.format(label=label)))
         .when(number).then(pl.concat_str([pl.lit(f"{label}: "), preview(s), pl.lit(
             " is beyond the range of a 64-bit float (1.8e308), which platforms read numbers as")]))
         .otherwise(pl.concat_str([pl.lit(f"{label}: cannot convert "), preview(s), pl.lit(" to a number")]))
