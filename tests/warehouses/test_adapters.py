@@ -394,6 +394,21 @@ def test_dates_are_read_whatever_the_datestyle_setting(tmp_path):
                 assert wh.scalar("SELECT '01/02/2020'::date::text") == "2020-02-01"
 
 
+def test_redshift_reads_dates_whatever_the_datestyle_default(monkeypatch):
+    """Redshift has no `settings:`, but a user's or database's default DateStyle (`ALTER USER ..
+    SET datestyle TO 'SQL, DMY'`, emulated here by PGOPTIONS) made every read of a timestamptz
+    through its cursor stream fail (psycopg parses ISO text only). Its sessions set ISO."""
+    require_postgres()
+    monkeypatch.setenv("PGOPTIONS", "-c datestyle=German,DMY")
+    sql = "SELECT timestamptz '2020-06-01 12:00:00+00' AS t, date '2020-06-02' AS d"
+    with connect("redshift", dsn=PG_DSN) as wh:
+        batch = next(iter(wh.stream(sql)))
+        assert batch.column("d").to_pylist() == [dt.date(2020, 6, 2)]
+        assert batch.column("t").to_pylist()[0] == dt.datetime(2020, 6, 1, 12, tzinfo=dt.timezone.utc)
+        assert wh.query(sql).column("d").to_pylist() == [dt.date(2020, 6, 2)]
+        assert wh.scalar("SELECT '01/02/2020'::date::text") == "2020-02-01"  # its day/month order kept
+
+
 def test_a_mapped_column_postgresql_cannot_hash_is_refused_by_name(wh_postgres, tmp_path):
     """json, money, xml, bit, geometric... have no extended hash function, which the diff's row
     fingerprint needs: `dinsync validate` names each such mapped column and the cast that fixes
