@@ -140,8 +140,12 @@ def prepare_folder(path: Path, force: bool) -> None:
             f"{path} holds files the demo did not create: {shown}",
             hint="pass another --path (the demo writes a project there and deletes its warehouse.duckdb), "
                  "or --force to overwrite them")
-    (path / "models").mkdir(parents=True, exist_ok=True)
-    (path / "syncs").mkdir(exist_ok=True)
+    try:
+        (path / "models").mkdir(parents=True, exist_ok=True)
+        (path / "syncs").mkdir(exist_ok=True)
+    except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
+        raise DemoFolderError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
+                              hint="pass a --path you can write to") from exc
 
 
 def write_files(path: Path, files: dict[str, str]) -> None:

@@ -119,6 +119,13 @@ class ScaffoldExistsError(DinsyncError):
     exit_code = ExitCode.USAGE
 
 
+class ScaffoldWriteError(DinsyncError):
+    """`dinsync init` cannot write its folder (permissions, a read-only file system): a usage error,
+    as the folder is the command's argument."""
+
+    exit_code = ExitCode.USAGE
+
+
 def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     """Write the example project into `root` (created if needed); return the files written.
 
@@ -142,6 +149,10 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
         names = ", ".join(p.relative_to(root).as_posix() for p in existing)
         raise ScaffoldExistsError(f"{root} already has {names}", hint="use --force to overwrite them")
     for path, text in zip(targets, FILES.values()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
+            raise ScaffoldWriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
+                                      hint="pass `dinsync init` a folder you can write to") from exc
     return targets

@@ -72,6 +72,29 @@ def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
     assert again.exit_code != 0 and "--force" in again.output
 
 
+@pytest.mark.parametrize("command", [["init", "{folder}"], ["demo", "--path", "{folder}", "--rows", "5"]])
+def test_init_and_demo_in_a_folder_they_cannot_write_say_so(tmp_path, monkeypatch, command):
+    """A folder the user cannot write to (permissions, a read-only mount) is one clear usage error
+    naming it, not "unexpected error: PermissionError" (exit 1). Simulated, since tests may run as root."""
+    from pathlib import Path
+
+    folder = tmp_path / "readonly" / "proj"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "readonly")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [a.format(folder=folder) for a in command])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    text = " ".join(result.output.split())
+    assert "unexpected" not in text and "Traceback" not in text
+    assert "cannot write" in text and "Permission denied" in text and "hint:" in text, text
+
+
 def test_missing_project_is_a_config_error(tmp_path):
     result = CliRunner().invoke(app, ["--project-dir", str(tmp_path), "sync"], catch_exceptions=False)
     assert result.exit_code == ExitCode.CONFIG_ERROR
