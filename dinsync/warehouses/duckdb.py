@@ -477,7 +477,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
-        rel = self.con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0")
+        # on lines of its own, as on the other warehouses: a model whose last line ends in a `--`
+        # comment must not comment out the closing parenthesis
+        rel = self.con.sql(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
 
     def send_problem(self, column: str, kind: str) -> str | None:

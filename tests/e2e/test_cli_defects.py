@@ -211,3 +211,19 @@ def test_an_unusable_progress_interval_is_a_configuration_error(project, monkeyp
     assert project.cli("serve", json_output=False).exit_code == ExitCode.CONFIG_ERROR  # (before it serves)
     monkeypatch.setenv("DINSYNC_PROGRESS_SECONDS", "0.5")
     assert project.cli("sync", json_output=False).exit_code == 0
+
+
+# --- model SQL -----------------------------------------------------------------------------------
+
+def test_a_model_whose_last_line_ends_in_a_comment_validates_and_syncs(project):
+    """`where active  -- only active ones` as a model's last line: DuckDB's columns query put the
+    model inline, `SELECT * FROM (<model>) AS _q LIMIT 0`, so the comment swallowed the closing
+    parenthesis and every command refused the model as a syntax error (exit 3)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id, first_name, plan, ltv\nfrom main.customers\nwhere id > 0  -- every customer\n")
+    validated = project.cli("validate", "--offline")
+    assert validated.exit_code == 0, validated.output
+    data = project.sync()
+    assert data["exit_code"] == 0, data
+    assert data["runs"][0]["acknowledged"] == 20
