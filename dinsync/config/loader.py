@@ -768,8 +768,9 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
         except Exception as exc:  # the warehouse's message is what the user needs
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
+            line, message = _model_error_line(model, message)
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      model.line("sql"), _failed_hint(model)))
+                                      line, _failed_hint(model)))
             continue
         if model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
@@ -807,6 +808,25 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, hint))
     return issues
+
+
+# "LINE 9: fro read_csv(..." in DuckDB's and PostgreSQL's (Redshift's) errors: a line of the columns
+# query, `SELECT * FROM (\n<model>\n) AS _q LIMIT 0`, whose second line is the model's first
+_QUERY_LINE = re.compile(r"\bLINE (\d+):")
+
+
+def _model_error_line(model: Model, message: str) -> tuple[int | None, str]:
+    """The model file's line a warehouse error points at, and the message saying that line (the
+    query's line number would not match the file: the header comments are not sent)."""
+    first = model.line("sql")
+    found = _QUERY_LINE.search(message)
+    if first is None or found is None:
+        return first, message
+    offset = int(found.group(1)) - 2  # the model's lines start on the query's second line
+    if not 0 <= offset < len(model.sql.splitlines()):
+        return first, message
+    line = first + offset
+    return line, message[:found.start()] + f"line {line}:" + message[found.end():]
 
 
 def _failed_hint(model: Model) -> str:

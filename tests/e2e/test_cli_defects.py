@@ -227,3 +227,17 @@ def test_a_model_whose_last_line_ends_in_a_comment_validates_and_syncs(project):
     data = project.sync()
     assert data["exit_code"] == 0, data
     assert data["runs"][0]["acknowledged"] == 20
+
+
+def test_a_syntax_error_in_a_model_names_the_files_line(project):
+    """The warehouse numbers the lines of the query it was sent, which starts after the model's
+    header comments: `fro main.customers` on line 5 of the file was reported at the model's first
+    line (3) with "LINE 3:" in the message."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id,\n  first_name, plan, ltv\nfro main.customers\n")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:5: model customers failed in the warehouse" in text, text
+    assert "line 5: fro main.customers" in text and "LINE 3" not in text, text
