@@ -95,11 +95,12 @@ class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
     def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
-                 destination_secrets: bool = True):
+                 destination_secrets: bool = True, notification_secrets: bool = True):
         self.root = root
         self.env = env
         self.dbt_strict = dbt_strict
         self.destination_secrets = destination_secrets
+        self.notification_secrets = notification_secrets
         # the dbt project (dinsync.config.dbt, loaded only when a model holds Jinja or dinsync.yml
         # says where dbt is): settings from dinsync.yml once it is read
         self.dbt_settings: tuple[Any, int | None] = (None, None)
@@ -160,6 +161,8 @@ class _Loader:
             at = ("notifications", index)
             if not isinstance(channel, dict):
                 continue  # the ProjectFile check reports it
+            if not self.notification_secrets and any(p[:2] == at for p in doc.missing_env_paths):
+                continue  # a command that notifies nobody: a channel whose variable is not set is left out
             kind = channel.get("type")
             cls = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
             if cls is None:
@@ -602,7 +605,10 @@ class _Loader:
             return None
         if env:
             # a command that sends nothing may run without the destinations' variables
-            optional = None if self.destination_secrets else (lambda at: at[:1] == ("destinations",))
+            # (and one that notifies nobody without the notification channels' variables)
+            unset_ok = {("destinations",): not self.destination_secrets,
+                        ("notifications",): not self.notification_secrets}
+            optional = (lambda at: unset_ok.get(at[:1], False)) if any(unset_ok.values()) else None
             self.issues += substitute_env(doc, self.env, optional)
             self.secrets += doc.env_values
         if not isinstance(doc.data, dict):
@@ -661,7 +667,7 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                  columns_of: ColumnsOf | None = None, dbt_strict: bool = True,
-                 destination_secrets: bool = True) -> Project:
+                 destination_secrets: bool = True, notification_secrets: bool = True) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
@@ -673,13 +679,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     resolved (no manifest, a stale one...) is loaded with its SQL as written, not reported.
     `destination_secrets=False` (commands that send nothing: status, runs, rejections, pause,
     check): a `${env:NAME}` under `destinations:` that is not set is '' instead of an issue; the
-    warehouse's variables are still needed.
+    warehouse's variables are still needed. `notification_secrets=False` (commands that notify
+    nobody: status, runs, rejections, check): a channel under `notifications:` whose `${env:NAME}`
+    is not set is left out instead of an issue.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
                                        "pass the folder that holds dinsync.yml")])
-    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets)
+    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets, notification_secrets)
     loader.load_project_file()
     loader.load_models()
     loader.check_dbt_adapter()

@@ -241,3 +241,25 @@ def test_a_syntax_error_in_a_model_names_the_files_line(project):
     text = " ".join(result.output.split())
     assert "models/customers.sql:5: model customers failed in the warehouse" in text, text
     assert "line 5: fro main.customers" in text and "LINE 3" not in text, text
+
+
+# --- notification channels' variables --------------------------------------------------------------
+
+def test_commands_that_notify_nobody_run_without_the_channels_variables(project, monkeypatch):
+    """A monitor without the Slack webhook's variable reads status, runs, rejections and the key
+    check, as it may without the destinations' keys; they refused with exit 3 ("environment variable
+    SLACK_WEBHOOK is not set"). Commands that notify (pause, resume, sync) still need it."""
+    with (project.root / "dinsync.yml").open("a") as f:
+        f.write("notifications:\n  - type: slack\n    webhook_url: ${env:SLACK_WEBHOOK}\n"
+                "  - type: webhook\n    url: https://alerts.example.com/dinsync\n"
+                "    headers: {Authorization: '${env:ALERT_TOKEN}'}\n")
+    monkeypatch.delenv("SLACK_WEBHOOK", raising=False)
+    monkeypatch.delenv("ALERT_TOKEN", raising=False)
+    for command in (["status"], ["runs", "iterable_users"], ["rejections", "iterable_users"], ["check"]):
+        result = project.cli(*command)
+        assert result.exit_code == 0, (command, result.output)
+    paused = project.cli("pause", "iterable_users", json_output=False)
+    assert paused.exit_code == ExitCode.CONFIG_ERROR
+    assert "SLACK_WEBHOOK is not set" in paused.output and "ALERT_TOKEN is not set" in paused.output
+    import dinsync
+    assert dinsync.load_project(project.root).status().exit_code == 0
