@@ -219,7 +219,8 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
                 for r in store.rejections(summary.run_id, limit=3):
                     if (r["key"], r["reason"]) not in shown:
                         shown.add((r["key"], r["reason"]))
-                        say(f"   rejected {r['key']!r}: {r['reason']}")
+                        # rows without a key are one `skipped` line, whose reason says so
+                        say(f"   {r['reason']}" if r["key"] is None else f"   rejected {r['key']!r}: {r['reason']}")
                 logged = next((r for r in store.last_runs("iterable_customers", limit=1)
                                if r["run_id"] == summary.run_id), None)
                 report["runs"].append({"step": title, **run_from_summary(summary, logged, full_refresh=False,
