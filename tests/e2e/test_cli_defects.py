@@ -263,3 +263,18 @@ def test_commands_that_notify_nobody_run_without_the_channels_variables(project,
     assert "SLACK_WEBHOOK is not set" in paused.output and "ALERT_TOKEN is not set" in paused.output
     import dinsync
     assert dinsync.load_project(project.root).status().exit_code == 0
+
+
+def test_a_duckdb_path_in_a_folder_that_does_not_exist_is_located_in_dinsync_yml(project):
+    """`path: data/warehouse.duckdb` without a data/ folder: every command failed with exit 1 and
+    "cannot open DuckDB file ...: IO Error: Cannot open file ...: No such file or directory", no
+    line and no hint (DuckDB creates its file, not the folder)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: data/warehouse.duckdb"))
+    for command in (["validate", "--offline"], ["sync"], ["status"]):
+        result = project.cli(*command, json_output=False)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, (command, result.output)
+        text = " ".join(result.output.split())
+        assert f"dinsync.yml:4: warehouse.path: folder {project.root / 'data'} does not exist" in text, text
+        assert "hint: create the folder" in text
+    assert not (project.root / "data").exists()
