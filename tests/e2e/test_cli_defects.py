@@ -278,3 +278,16 @@ def test_a_duckdb_path_in_a_folder_that_does_not_exist_is_located_in_dinsync_yml
         assert f"dinsync.yml:4: warehouse.path: folder {project.root / 'data'} does not exist" in text, text
         assert "hint: create the folder" in text
     assert not (project.root / "data").exists()
+
+
+def test_a_project_file_named_dinsync_yaml_is_named_in_the_hint(project):
+    """Sync files may end in .yaml, the project file may not: a user with dinsync.yaml was told
+    "run `dinsync init`" (which would scaffold a second project over theirs). The loader's own hint
+    (rename it) never showed: the CLI and the API stopped before the loader."""
+    (project.root / "dinsync.yml").rename(project.root / "dinsync.yaml")
+    result = project.cli("status", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "rename dinsync.yaml to dinsync.yml" in " ".join(result.output.split()), result.output
+    import dinsync
+    with pytest.raises(dinsync.ConfigError, match="rename dinsync.yaml to dinsync.yml"):
+        dinsync.load_project(project.root)
