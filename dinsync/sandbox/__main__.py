@@ -197,7 +197,12 @@ def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str 
     """`prog`: the program's name in usage and error messages; `default_platform`: named in
     `--help` as the platform used when none is given (the caller supplies it)."""
     parser = _parser(prog, default_platform)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse's own message, and where the platform's options are listed
+        hint = f"; `{prog} {args.platform} --help` lists its options"
+        if args.platform == "splio" and any(a.split("=")[0] == "--port" for a in extra):
+            hint = "; splio serves two ports: --http-port P (its API) and --sftp-port P (its SFTP server)"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])
     if not keys:
         parser.error(f"give --api-key or set {KEY_ENV}")

@@ -170,3 +170,13 @@ def test_sandbox_usage_errors_name_the_command():
     assert result.exit_code == ExitCode.USAGE
     assert "dinsync sandbox: error: unrecognized arguments: --no-such-option" in result.output
     assert "python -m dinsync.sandbox" not in result.output
+    assert "`dinsync sandbox attio --help` lists its options" in result.output
+
+
+def test_sandbox_splio_given_port_names_its_two_ports():
+    """`dinsync sandbox splio --port 8768`, as for the other platforms: "unrecognized arguments:
+    --port 8768" under the top-level usage, no word of the options splio takes instead."""
+    result = CliRunner().invoke(app, ["sandbox", "splio", "--port", "8768", "--sftp-password-env", "X"])
+    assert result.exit_code == ExitCode.USAGE
+    text = " ".join(result.output.split())
+    assert "unrecognized arguments: --port 8768" in text and "--http-port P" in text and "--sftp-port P" in text
