@@ -21,7 +21,8 @@ destinations:
     type: iterable
     api_key: ${env:ITERABLE_API_KEY}   # read from the environment, never stored here
     region: us                         # us | eu
-    # base_url: http://127.0.0.1:8765  # uncomment to send to the local sandbox (`dinsync sandbox`)
+    # base_url: http://127.0.0.1:8765  # uncomment to send to the local sandbox (`dinsync sandbox`,
+                                       # whose API key is sandbox-key)
     # rate_limits: {bulk_update: 5}    # requests per second per endpoint; null = unlimited
     concurrency: 8
     timeout_seconds: 30
@@ -92,9 +93,13 @@ Run dinsync from this folder: paths in `dinsync.yml` and in model SQL (such as
 `read_csv('seeds/customers.csv')`) are relative to it.
 
 ```sh
-export ITERABLE_API_KEY=...   # or start the local sandbox and uncomment base_url in dinsync.yml
+export ITERABLE_API_KEY=...   # your Iterable server-side API key
 dinsync sync iterable_customers
 ```
+
+To try it without an Iterable account, run `dinsync sandbox` in another terminal (a local Iterable
+on http://127.0.0.1:8765 that accepts the API key `sandbox-key`), uncomment `base_url` in
+`dinsync.yml`, then `export ITERABLE_API_KEY=sandbox-key` and run the sync.
 
 - `dinsync.yml`: the warehouse, where dinsync keeps its state, and the destinations.
   `${env:NAME}` takes a value from the environment (write `$${env:NAME}` for the literal text).

@@ -180,3 +180,28 @@ def test_sandbox_splio_given_port_names_its_two_ports():
     assert result.exit_code == ExitCode.USAGE
     text = " ".join(result.output.split())
     assert "unrecognized arguments: --port 8768" in text and "--http-port P" in text and "--sftp-port P" in text
+
+
+def test_init_projects_readme_sandbox_instructions_work_as_written(tmp_path, monkeypatch):
+    """The scaffolded README said "export ITERABLE_API_KEY=... # or start the local sandbox and
+    uncomment base_url", never which key `dinsync sandbox` accepts: a user who exported anything
+    got a 401 and the sync paused itself (credentials). Follow the instructions literally."""
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    readme = " ".join((tmp_path / "p" / "README.md").read_text().split())
+    key = re.search(r"then `export ITERABLE_API_KEY=(\S+)`", readme)
+    assert key and "run `dinsync sandbox` in another terminal" in readme, readme
+    env = {k: v for k, v in os.environ.items() if k != "DINSYNC_SANDBOX_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "sandbox", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[1]
+        yml = tmp_path / "p" / "dinsync.yml"
+        yml.write_text(re.sub(r"# base_url: http://127\.0\.0\.1:8765", f"base_url: {url}", yml.read_text()))
+        monkeypatch.setenv("ITERABLE_API_KEY", key.group(1))
+        result = CliRunner().invoke(app, ["--json", "-p", str(tmp_path / "p"), "sync", "iterable_customers"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["runs"][0]["acknowledged"] == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
