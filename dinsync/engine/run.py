@@ -11,6 +11,7 @@ after `dbt build` costs one diff in the warehouse and a few small state writes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any, Callable
 
@@ -154,11 +155,29 @@ class SyncRun:
             note = self.records.compare_if_remapped(dry_run=True)
             if note:
                 self.notes.append(note)
-            stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            try:
+                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            except DinsyncError as exc:
+                located = self._in_model(exc)
+                if located is exc:
+                    raise
+                raise located from None
             self.planner.drop_prior()  # kept for sending only
             return stats
         finally:
             lock.release()
+
+    def _in_model(self, exc: DinsyncError) -> DinsyncError:
+        """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
+        that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line."""
+        line, first = getattr(exc, "model_line", None), self.model.line("sql")
+        if line is None or first is None:
+            return exc
+        at = first + line - 1
+        file = self.project.relative(self.model.path)
+        message = re.sub(r"\bLINE \d+:", f"line {at}:", exc.message, count=1)
+        return type(exc)(f"{file}:{at}: model {self.model.name} failed in the warehouse: {message}",
+                         exc.hint or "run the model's SQL in the warehouse to debug it")
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -185,6 +204,7 @@ class SyncRun:
                 s.status, s.error = "failed", exc.message
                 raise
             except DinsyncError as exc:  # the run log records every failure, then the CLI reports it
+                exc = self._in_model(exc)
                 s.status, s.error = "failed", self.redact(exc.message)
                 raise type(exc)(s.error, exc.hint) from None
             except Exception as exc:

@@ -291,3 +291,22 @@ def test_a_project_file_named_dinsync_yaml_is_named_in_the_hint(project):
     import dinsync
     with pytest.raises(dinsync.ConfigError, match="rename dinsync.yaml to dinsync.yml"):
         dinsync.load_project(project.root)
+
+
+def test_a_model_failing_on_its_rows_names_the_files_line(project):
+    """A cast that fails on a row passes the columns check (LIMIT 0) and fails while the plan
+    runs: `plan` and `sync` said "DuckDB: Conversion Error ... LINE 28: cast(first_name as integer)"
+    (a line of the plan's statement), naming neither the model's file nor its line, with no hint."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id,\n  cast(first_name as integer) as first_name,\n  plan, ltv\nfrom main.customers\n")
+    assert project.cli("validate", "--offline").exit_code == 0
+    for command in ("plan", "sync"):
+        result = project.cli(command, json_output=False)
+        assert result.exit_code == ExitCode.RUN_FAILED, result.output
+        text = " ".join(result.output.split())
+        assert "models/customers.sql:4: model customers failed in the warehouse:" in text, text
+        assert "line 4: cast(first_name as integer)" in text and "LINE " not in text, text
+        assert "hint: run the model's SQL in the warehouse to debug it" in text, text
+    run = json.loads(project.cli("runs", "iterable_users").stdout)["runs"][0]
+    assert run["error"].startswith("models/customers.sql:4: model customers failed in the warehouse:")
