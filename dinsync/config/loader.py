@@ -222,10 +222,13 @@ class _Loader:
         path = getattr(self.warehouse, "path", None)
         if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
                 and "://" not in path and not path.startswith("md:")):
-            folder = Path(self.warehouse.resolved_path(self.root)).parent
-            if not folder.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
-                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: folder {folder} does not exist",
+            file = Path(self.warehouse.resolved_path(self.root))
+            if not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
+                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: folder {file.parent} does not exist",
                                              "create the folder, or fix the path: it is relative to the project folder"))
+            elif file.is_dir():
+                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} is a folder, not a DuckDB file",
+                                             f"name a file, e.g. {path.rstrip('/')}/warehouse.duckdb"))
         for key in getattr(self.warehouse, "secret_fields", lambda: [])():
             if ("warehouse", key) not in doc.env_paths:
                 self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",

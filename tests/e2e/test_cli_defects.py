@@ -278,6 +278,13 @@ def test_a_duckdb_path_in_a_folder_that_does_not_exist_is_located_in_dinsync_yml
         assert f"dinsync.yml:4: warehouse.path: folder {project.root / 'data'} does not exist" in text, text
         assert "hint: create the folder" in text
     assert not (project.root / "data").exists()
+    (project.root / "data").mkdir()  # a folder where the file goes: "IO Error: ... Is a directory", exit 1
+    yml.write_text(yml.read_text().replace("path: data/warehouse.duckdb", "path: data"))
+    result = project.cli("status", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    text = " ".join(result.output.split())
+    assert f"dinsync.yml:4: warehouse.path: {project.root / 'data'} is a folder, not a DuckDB file" in text, text
+    assert "hint: name a file, e.g. data/warehouse.duckdb" in text, text
 
 
 def test_a_project_file_named_dinsync_yaml_is_named_in_the_hint(project):
