@@ -127,7 +127,8 @@ def _splio_parser(platforms: argparse._SubParsersAction) -> None:
     sp.add_argument("--http-port", type=int, default=8766, help="API port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--sftp-port", type=int, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
-    sp.add_argument("--sftp-user", default="dinsync")
+    sp.add_argument("--sftp-user", default="dinsync",
+                    help="the SFTP login's user name, sftp.username in dinsync.yml (default: dinsync)")
     sp.add_argument("--sftp-password-env", metavar="VAR", help="environment variable holding the SFTP password")
     sp.add_argument("--sftp-authorized-key", action="append", default=[], metavar="FILE",
                     help="OpenSSH public key file accepted for the user (repeatable)")

@@ -180,6 +180,9 @@ def test_sandbox_splio_given_port_names_its_two_ports():
     assert result.exit_code == ExitCode.USAGE
     text = " ".join(result.output.split())
     assert "unrecognized arguments: --port 8768" in text and "--http-port P" in text and "--sftp-port P" in text
+    # and its help names the SFTP user it accepts (the login failed for any other sftp.username)
+    helped = " ".join(CliRunner().invoke(app, ["sandbox", "splio", "--help"]).output.split())
+    assert "sftp.username in dinsync.yml (default: dinsync)" in helped, helped
 
 
 def test_init_projects_readme_sandbox_instructions_work_as_written(tmp_path, monkeypatch):
