@@ -249,17 +249,8 @@ class Planner(CommitMixin, PendingMixin):
             rows = self.warehouse.rows(sql)
         return {k: int(v or 0) for k, v in rows[0].items()} if rows else {}
 
-    @contextlib.contextmanager
-    def _locating(self, sql: str) -> Iterator[None]:
-        """An error the warehouse located in the model's part of a statement ("LINE 28:") gets
-        `model_line`: that line of the model's SQL (1-based), for the engine to name the file's line."""
-        try:
-            yield
-        except DinsyncError as exc:
-            line = model_line(getattr(exc, "message", str(exc)), sql, self.model_sql)
-            if line is not None:
-                exc.model_line = line  # type: ignore[attr-defined]
-            raise
+    def _locating(self, sql: str):
+        return locating(sql, self.model_sql)
 
     def _scalar(self, statement: str, **params: Any) -> int:
         row = self._row(statement, **params)
@@ -550,3 +541,28 @@ def model_line(message: str, sql: str, model_sql: str) -> int | None:
         return None
     offset = int(found.group(1)) - (sql.count("\n", 0, start) + 2)  # the model starts on the next line
     return offset + 1 if 0 <= offset <= model_sql.count("\n") else None
+
+
+def located_in_model(exc: DinsyncError, model: str, file: str, first_line: int | None) -> DinsyncError:
+    """`exc` as an error of the model file's line when it carries `model_line` (see `model_line`):
+    "models/x.sql:10: model x failed in the warehouse: ... line 10: ...", with a hint; else `exc`."""
+    line = getattr(exc, "model_line", None)
+    if line is None or first_line is None:
+        return exc
+    at = first_line + line - 1
+    message = _STATEMENT_LINE.sub(f"line {at}:", exc.message, count=1)
+    return type(exc)(f"{file}:{at}: model {model} failed in the warehouse: {message}",
+                     exc.hint or "run the model's SQL in the warehouse to debug it")
+
+
+@contextlib.contextmanager
+def locating(sql: str, model_sql: str) -> Iterator[None]:
+    """An error the warehouse located in the model's part of statement `sql` ("LINE 28:") gets
+    `model_line`: that line of the model's SQL (1-based); see `located_in_model`."""
+    try:
+        yield
+    except DinsyncError as exc:
+        line = model_line(getattr(exc, "message", str(exc)), sql, model_sql)
+        if line is not None:
+            exc.model_line = line  # type: ignore[attr-defined]
+        raise

@@ -11,14 +11,13 @@ after `dbt build` costs one diff in the warehouse and a few small state writes.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from typing import Any, Callable
 
 from .. import __version__, redaction
 from ..destinations.base import Preflight, TransportOptions
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
-from ..diff.planner import DiffSpec, Planner, PlanStats
+from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
 from ..state import StateStore
 from ..warehouses.base import Warehouse
@@ -170,14 +169,7 @@ class SyncRun:
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
         """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
         that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line."""
-        line, first = getattr(exc, "model_line", None), self.model.line("sql")
-        if line is None or first is None:
-            return exc
-        at = first + line - 1
-        file = self.project.relative(self.model.path)
-        message = re.sub(r"\bLINE \d+:", f"line {at}:", exc.message, count=1)
-        return type(exc)(f"{file}:{at}: model {self.model.name} failed in the warehouse: {message}",
-                         exc.hint or "run the model's SQL in the warehouse to debug it")
+        return located_in_model(exc, self.model.name, self.project.relative(self.model.path), self.model.line("sql"))
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:

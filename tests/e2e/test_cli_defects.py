@@ -317,3 +317,16 @@ def test_a_model_failing_on_its_rows_names_the_files_line(project):
         assert "hint: run the model's SQL in the warehouse to debug it" in text, text
     run = json.loads(project.cli("runs", "iterable_users").stdout)["runs"][0]
     assert run["error"].startswith("models/customers.sql:4: model customers failed in the warehouse:")
+
+
+def test_dinsync_check_names_the_line_of_a_key_that_fails_on_its_rows(project):
+    """`dinsync check` counts the keys in the warehouse: a key expression that fails on a row was
+    reported as "DuckDB: Conversion Error ... LINE 24: ..." (a line of the count statement)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id,\n  cast(email as integer)::varchar as email,\n  user_id, first_name, plan, ltv\nfrom main.customers\n")
+    result = project.cli("check", json_output=False)
+    assert result.exit_code == ExitCode.RUN_FAILED, result.output
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:4: model customers failed in the warehouse:" in text, text
+    assert "line 4: cast(email as integer)" in text and "LINE " not in text, text
