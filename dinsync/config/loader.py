@@ -510,8 +510,13 @@ class _Loader:
         data = doc.data
         model = data.get("model")
         if isinstance(model, str) and model not in self.model_names:
-            self.issues.append(doc.issue(("model",), f"unknown model {model!r}",
-                                         choice_hint(model, self.model_names, "models")))
+            folder = self.root / "models"
+            # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
+            other = (sorted(self.rel(p) for p in folder.rglob(f"{model}.*") if p.is_file())
+                     if folder.is_dir() and _NAME.match(model) else [])
+            hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
+                    else choice_hint(model, self.model_names, "models"))
+            self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
         destination = data.get("destination")
         cls = None
         if isinstance(destination, str) and self.destination_types is not None:

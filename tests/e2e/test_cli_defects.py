@@ -330,3 +330,14 @@ def test_dinsync_check_names_the_line_of_a_key_that_fails_on_its_rows(project):
     text = " ".join(result.output.split())
     assert "models/customers.sql:4: model customers failed in the warehouse:" in text, text
     assert "line 4: cast(email as integer)" in text and "LINE " not in text, text
+
+
+def test_a_model_file_not_ending_in_sql_is_named_in_the_hint(project):
+    """models/customers.SQL (or .sql.txt) is not read: the sync's model was "unknown" with the
+    hint "no models defined", while the file is right there."""
+    (project.root / "models" / "customers.sql").rename(project.root / "models" / "customers.SQL")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert "unknown model 'customers' (hint: models/customers.SQL is not read: a model's file name ends in .sql)" \
+        in text, text
