@@ -289,8 +289,9 @@ def load_project(path: str | Path = ".") -> Project:
     with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
         root = Path(path).resolve()
     if not (root / "dinsync.yml").is_file():
-        hint = ("rename dinsync.yaml to dinsync.yml" if (root / "dinsync.yaml").is_file()
-                else "run `dinsync init` or pass the project folder")
+        from .operations import no_project_hint
+
+        hint = no_project_hint(root, "run `dinsync init` or pass the project folder", "the project folder")
         raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint=hint)])
     with working_dir(root):
         config = load_config(root, destination_secrets=False, notification_secrets=False)

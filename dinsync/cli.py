@@ -121,8 +121,9 @@ def in_project() -> Iterator[Path]:
     """Run with the project folder as working directory (model SQL may read relative files)."""
     root = state.project_dir.resolve()
     if not (root / "dinsync.yml").is_file():
-        hint = ("rename dinsync.yaml to dinsync.yml" if (root / "dinsync.yaml").is_file()
-                else "run `dinsync init` or pass --project-dir")
+        from .operations import no_project_hint
+
+        hint = no_project_hint(root, "run `dinsync init` or pass --project-dir", "--project-dir")
         fail(ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint=hint)]))
     from .operations import working_dir
 

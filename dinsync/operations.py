@@ -103,6 +103,18 @@ def load(check_models: bool = True, root: Path | None = None,
     return project, wh
 
 
+def no_project_hint(root: Path, default: str, pass_it: str) -> str:
+    """The hint for a folder without dinsync.yml: a dinsync.yaml to rename, a project in a parent
+    folder (a command run from models/, say; `dinsync init` there would scaffold a second project
+    inside the first), else `default`."""
+    if (root / "dinsync.yaml").is_file():
+        return "rename dinsync.yaml to dinsync.yml"
+    parent = next((p for p in root.parents if (p / "dinsync.yml").is_file()), None)
+    if parent is not None:
+        return f"the project is {parent}: run dinsync there, or pass {pass_it} {parent}"
+    return default
+
+
 def connect_warehouse(cfg, root: Path, create: bool = True):
     """Connect to the warehouse a validated `warehouse:` config describes (paths relative to root).
     `create=False`: None instead of creating a warehouse file that does not exist yet."""

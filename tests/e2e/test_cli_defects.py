@@ -341,3 +341,15 @@ def test_a_model_file_not_ending_in_sql_is_named_in_the_hint(project):
     text = " ".join(result.output.split())
     assert "unknown model 'customers' (hint: models/customers.SQL is not read: a model's file name ends in .sql)" \
         in text, text
+
+
+def test_a_command_run_from_a_folder_inside_the_project_names_the_project(project, monkeypatch):
+    """Run from models/: the hint said "run `dinsync init` or pass --project-dir", and `dinsync
+    init` there scaffolds a second project inside the first."""
+    monkeypatch.chdir(project.root / "models")
+    result = project.runner.invoke(app, ["status"], catch_exceptions=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"the project is {project.root}: run dinsync there, or pass --project-dir {project.root}" in text, text
+    assert "dinsync init" not in text
+
