@@ -203,6 +203,12 @@ class SyncRun:
                 s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
                 # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
                 raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc
+            except BaseException as exc:  # KeyboardInterrupt without our handler, SystemExit (rich's, on a
+                # closed output pipe): recorded as such, never left "running" by the finally below
+                s.status = "failed"
+                s.error = (f"interrupted ({type(exc).__name__}): what was acknowledged up to the last checkpoint "
+                           "is committed; the rest is sent by the next run")
+                raise
             finally:
                 s.seconds = time.monotonic() - started
                 self.state.finish_run(s)
