@@ -353,3 +353,17 @@ def test_a_command_run_from_a_folder_inside_the_project_names_the_project(projec
     assert f"the project is {project.root}: run dinsync there, or pass --project-dir {project.root}" in text, text
     assert "dinsync init" not in text
 
+
+
+@pytest.mark.parametrize("written", ["${ENV:ITERABLE_TEST_KEY}", "${ITERABLE_TEST_KEY}", "${env:ITERABLE_TEST_KEY"])
+def test_a_mistyped_environment_reference_is_named_as_such(project, written):
+    """`${ENV:KEY}`, `${KEY}` or a missing brace is not `${env:KEY}`: the value was taken as the
+    text written in the file, and the user was told "api_key is a credential written in the file"
+    (the hint then shows the right form only by chance)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("${env:ITERABLE_TEST_KEY}", f'"{written}"'))
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"invalid environment reference '{written}' in destinations.iterable.api_key" in text, text
+    assert "credential written in the file" not in text and "hint: write ${env:NAME}" in text, text
