@@ -551,8 +551,11 @@ def located_in_model(exc: DinsyncError, model: str, file: str, first_line: int |
         return exc
     at = first_line + line - 1
     message = _STATEMENT_LINE.sub(f"line {at}:", exc.message, count=1)
-    return type(exc)(f"{file}:{at}: model {model} failed in the warehouse: {message}",
-                     exc.hint or "run the model's SQL in the warehouse to debug it")
+    try:  # the same class (its exit code, whether a retry may help)
+        return type(exc)(f"{file}:{at}: model {model} failed in the warehouse: {message}",
+                         exc.hint or "run the model's SQL in the warehouse to debug it")
+    except TypeError:  # a class built otherwise (ConfigError): left as it is
+        return exc
 
 
 @contextlib.contextmanager
