@@ -51,6 +51,10 @@ from .yamlfile import (
 PROJECT_FILE = "dinsync.yml"
 HEADER_KEYS = ("primary_key", "model_type")
 MODEL_TYPES = ("user", "custom")
+# a model's statement that writes (or sets up the session) instead of selecting rows
+_WRITE_VERB = re.compile(r"\(*\s*(insert|update|delete|merge|create|drop|alter|truncate|grant|revoke|copy|call|"
+                         r"attach|detach|install|load|set|pragma|export|import|vacuum|checkpoint|begin|commit)\b",
+                         re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(NAME_PATTERN)
 
@@ -392,6 +396,11 @@ class _Loader:
             model_type = value
 
         sql, sql_line = self._model_sql(text, file, issues)
+        verb = _WRITE_VERB.match(sql)
+        if verb:  # the warehouse would answer "syntax error at or near ..." (the model is read as a subquery)
+            issues.append(ConfigIssue(f"a model is a SELECT query, not a {verb.group(1).upper()} statement", file,
+                                      sql_line or body_line, "write the SELECT whose rows the syncs send; "
+                                      "build tables with dbt or in the warehouse"))
         self.issues += issues
         if issues or (not dbt_ok and self.dbt_strict):
             return None

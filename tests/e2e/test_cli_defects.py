@@ -367,3 +367,15 @@ def test_a_mistyped_environment_reference_is_named_as_such(project, written):
     text = " ".join(result.output.split())
     assert f"invalid environment reference '{written}' in destinations.iterable.api_key" in text, text
     assert "credential written in the file" not in text and "hint: write ${env:NAME}" in text, text
+
+
+def test_a_model_that_is_not_a_select_says_so(project):
+    """A model holding `drop table ...` (or an INSERT, a CREATE) was reported as "failed in the
+    warehouse: Parser Error: syntax error at or near "table"" (it is read as a subquery)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n\ncreate table customers2 as select * from main.customers\n")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:4: a model is a SELECT query, not a CREATE statement" in text, text
+    assert "syntax error" not in text
