@@ -201,13 +201,14 @@ class Project:
 
     @contextlib.contextmanager
     def _open(self, check_models: bool = True, syncs: Callable[[Any], list[str]] | None = None,
-              destination_secrets: bool = True) -> Iterator[tuple[Any, Any]]:
+              destination_secrets: bool = True, notification_secrets: bool = True) -> Iterator[tuple[Any, Any]]:
         """The project and its warehouse; `syncs` (project -> the syncs to run): only their models'
         columns are checked; `destination_secrets=False`: nothing is sent (see `load_project`)."""
         from .operations import load, working_dir
 
         with working_dir(self.root):
-            project, wh = load(check_models, syncs=syncs, destination_secrets=destination_secrets)
+            project, wh = load(check_models, syncs=syncs, destination_secrets=destination_secrets,
+                               notification_secrets=notification_secrets)
             self.config = project
             try:
                 yield project, wh
@@ -260,7 +261,7 @@ class Project:
         `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
         from .operations import status_data
 
-        with self._open(check_models=False, destination_secrets=False) as (project, wh):
+        with self._open(check_models=False, destination_secrets=False, notification_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude, include_disabled=True)
             data = status_data(project, wh, chosen.names, limit)
         return StatusResult(runs=[Run.from_dict(r) for r in data["runs"]], syncs=data["syncs"], notes=chosen.notes)
@@ -270,7 +271,7 @@ class Project:
         from . import redaction
         from .checks import check_models
 
-        with self._open(destination_secrets=False) as (project, wh):
+        with self._open(destination_secrets=False, notification_secrets=False) as (project, wh):
             chosen = self._select(project, select, exclude)
             report: CheckReport = check_models(project, wh, chosen.names, samples=samples, redact=redaction.redact)
         return CheckResult(models=report.models, exit_code=report.exit_code, notes=chosen.notes)
@@ -288,9 +289,12 @@ def load_project(path: str | Path = ".") -> Project:
     with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
         root = Path(path).resolve()
     if not (root / "dinsync.yml").is_file():
-        raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass the project folder")])
+        from .operations import no_project_hint
+
+        hint = no_project_hint(root, "run `dinsync init` or pass the project folder", "the project folder")
+        raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint=hint)])
     with working_dir(root):
-        config = load_config(root, destination_secrets=False)
+        config = load_config(root, destination_secrets=False, notification_secrets=False)
     return Project(root, config)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import ExitCode
+from .errors import DinsyncError, ExitCode
 
 STATUSES = ("ok", "warning", "blocked")
 
@@ -77,6 +77,8 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
                  redact: Callable[[str], str] = lambda s: s) -> CheckReport:
     """Count the keys of the models of the syncs `names` in the warehouse; the verdicts."""
     from .diff.keycheck import KeyCounter
+    from .diff.planner import located_in_model
+
     checks: list[ModelCheck] = []
     codes: list[int] = []
     for model_name, keys in sorted(model_keys(project, names).items()):
@@ -84,7 +86,13 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
         key_checks, messages = [], []
         rows = 0
         for (column, normalization, region), syncs in keys.items():
-            figures = KeyCounter(wh, model_name, model.sql, column, normalization, region).count(samples)
+            try:
+                figures = KeyCounter(wh, model_name, model.sql, column, normalization, region).count(samples)
+            except DinsyncError as exc:
+                located = located_in_model(exc, model_name, project.relative(model.path), model.line("sql"))
+                if located is exc:
+                    raise
+                raise located from None
             rows = figures.rows
             check, message, code = _verdict(project, model, figures, syncs, redact)
             key_checks.append(check)

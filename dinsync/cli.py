@@ -121,7 +121,10 @@ def in_project() -> Iterator[Path]:
     """Run with the project folder as working directory (model SQL may read relative files)."""
     root = state.project_dir.resolve()
     if not (root / "dinsync.yml").is_file():
-        fail(ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint="run `dinsync init` or pass --project-dir")]))
+        from .operations import no_project_hint
+
+        hint = no_project_hint(root, "run `dinsync init` or pass --project-dir", "--project-dir")
+        fail(ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint=hint)]))
     from .operations import working_dir
 
     with working_dir(root):
@@ -331,7 +334,7 @@ def status(names: Optional[list[str]] = NamesArg,
     with handled(), in_project():
         from .operations import status_data
 
-        project, wh = load(check_models=False, destination_secrets=False)
+        project, wh = load(check_models=False, destination_secrets=False, notification_secrets=False)
         try:
             data = status_data(project, wh, choose(project, names, select, exclude, include_disabled=True), limit)
         finally:
@@ -516,7 +519,7 @@ def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
         from .report import run_from_log
         from .state import StateStore
 
-        project, wh = load(check_models=False, destination_secrets=False)
+        project, wh = load(check_models=False, destination_secrets=False, notification_secrets=False)
         try:
             name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
@@ -547,7 +550,7 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
         from .state import StateStore
         from .state.syncstate import SyncStates
 
-        project, wh = load(check_models=False, destination_secrets=False)
+        project, wh = load(check_models=False, destination_secrets=False, notification_secrets=False)
         try:
             name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
@@ -585,7 +588,7 @@ def check(names: Optional[list[str]] = NamesArg,
 
         from .checks import check_models
 
-        project, wh = load(destination_secrets=False)
+        project, wh = load(destination_secrets=False, notification_secrets=False)
         try:
             report = check_models(project, wh, choose(project, names, select, exclude), samples=samples,
                                   redact=redaction.redact)

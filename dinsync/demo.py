@@ -140,8 +140,12 @@ def prepare_folder(path: Path, force: bool) -> None:
             f"{path} holds files the demo did not create: {shown}",
             hint="pass another --path (the demo writes a project there and deletes its warehouse.duckdb), "
                  "or --force to overwrite them")
-    (path / "models").mkdir(parents=True, exist_ok=True)
-    (path / "syncs").mkdir(exist_ok=True)
+    try:
+        (path / "models").mkdir(parents=True, exist_ok=True)
+        (path / "syncs").mkdir(exist_ok=True)
+    except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
+        raise DemoFolderError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
+                              hint="pass a --path you can write to") from exc
 
 
 def write_files(path: Path, files: dict[str, str]) -> None:
@@ -215,7 +219,8 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
                 for r in store.rejections(summary.run_id, limit=3):
                     if (r["key"], r["reason"]) not in shown:
                         shown.add((r["key"], r["reason"]))
-                        say(f"   rejected {r['key']!r}: {r['reason']}")
+                        # rows without a key are one `skipped` line, whose reason says so
+                        say(f"   {r['reason']}" if r["key"] is None else f"   rejected {r['key']!r}: {r['reason']}")
                 logged = next((r for r in store.last_runs("iterable_customers", limit=1)
                                if r["run_id"] == summary.run_id), None)
                 report["runs"].append({"step": title, **run_from_summary(summary, logged, full_refresh=False,

@@ -40,14 +40,16 @@ def working_dir(root: Path) -> Iterator[Path]:
 
 
 def load(check_models: bool = True, root: Path | None = None,
-         syncs: Callable[[Any], list[str]] | None = None, destination_secrets: bool = True):
+         syncs: Callable[[Any], list[str]] | None = None, destination_secrets: bool = True,
+         notification_secrets: bool = True):
     """Load and fully validate the project in `root` (default: the working directory); open its
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
     run log): no column check, and dbt refs that cannot be resolved are not an error. `syncs`
     (project -> the syncs a command runs): only their models' columns are checked, and only their
     models' dbt refs must resolve (a model dbt failed to build stops only the syncs reading it).
-    `destination_secrets=False`: for commands that send nothing (see `load_project`)."""
+    `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
+    commands that notify nobody (see `load_project`)."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.loader import sort_issues
 
@@ -60,7 +62,7 @@ def load(check_models: bool = True, root: Path | None = None,
 
     try:
         project = load_project(root, dbt_strict=check_models and syncs is None,
-                               destination_secrets=destination_secrets)
+                               destination_secrets=destination_secrets, notification_secrets=notification_secrets)
     except ConfigError:
         if not check_models:
             raise
@@ -72,7 +74,8 @@ def load(check_models: bool = True, root: Path | None = None,
         if wh is None:
             raise
         try:
-            load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets)
+            load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets,
+                         notification_secrets=notification_secrets)
         finally:
             wh.close()
         raise
@@ -98,6 +101,18 @@ def load(check_models: bool = True, root: Path | None = None,
             wh.close()
             raise ConfigError(issues)
     return project, wh
+
+
+def no_project_hint(root: Path, default: str, pass_it: str) -> str:
+    """The hint for a folder without dinsync.yml: a dinsync.yaml to rename, a project in a parent
+    folder (a command run from models/, say; `dinsync init` there would scaffold a second project
+    inside the first), else `default`."""
+    if (root / "dinsync.yaml").is_file():
+        return "rename dinsync.yaml to dinsync.yml"
+    parent = next((p for p in root.parents if (p / "dinsync.yml").is_file()), None)
+    if parent is not None:
+        return f"the project is {parent}: run dinsync there, or pass {pass_it} {parent}"
+    return default
 
 
 def connect_warehouse(cfg, root: Path, create: bool = True):

@@ -51,6 +51,10 @@ from .yamlfile import (
 PROJECT_FILE = "dinsync.yml"
 HEADER_KEYS = ("primary_key", "model_type")
 MODEL_TYPES = ("user", "custom")
+# a model's statement that writes (or sets up the session) instead of selecting rows
+_WRITE_VERB = re.compile(r"\(*\s*(insert|update|delete|merge|create|drop|alter|truncate|grant|revoke|copy|call|"
+                         r"attach|detach|install|load|set|pragma|export|import|vacuum|checkpoint|begin|commit)\b",
+                         re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(NAME_PATTERN)
 
@@ -95,11 +99,12 @@ class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
     def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
-                 destination_secrets: bool = True):
+                 destination_secrets: bool = True, notification_secrets: bool = True):
         self.root = root
         self.env = env
         self.dbt_strict = dbt_strict
         self.destination_secrets = destination_secrets
+        self.notification_secrets = notification_secrets
         # the dbt project (dinsync.config.dbt, loaded only when a model holds Jinja or dinsync.yml
         # says where dbt is): settings from dinsync.yml once it is read
         self.dbt_settings: tuple[Any, int | None] = (None, None)
@@ -160,6 +165,8 @@ class _Loader:
             at = ("notifications", index)
             if not isinstance(channel, dict):
                 continue  # the ProjectFile check reports it
+            if not self.notification_secrets and any(p[:2] == at for p in doc.missing_env_paths):
+                continue  # a command that notifies nobody: a channel whose variable is not set is left out
             kind = channel.get("type")
             cls = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
             if cls is None:
@@ -216,6 +223,16 @@ class _Loader:
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, ("warehouse",), cls)
             return
+        path = getattr(self.warehouse, "path", None)
+        if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
+                and "://" not in path and not path.startswith("md:")):
+            file = Path(self.warehouse.resolved_path(self.root))
+            if not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
+                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: folder {file.parent} does not exist",
+                                             "create the folder, or fix the path: it is relative to the project folder"))
+            elif file.is_dir():
+                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} is a folder, not a DuckDB file",
+                                             f"name a file, e.g. {path.rstrip('/')}/warehouse.duckdb"))
         for key in getattr(self.warehouse, "secret_fields", lambda: [])():
             if ("warehouse", key) not in doc.env_paths:
                 self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",
@@ -379,6 +396,11 @@ class _Loader:
             model_type = value
 
         sql, sql_line = self._model_sql(text, file, issues)
+        verb = _WRITE_VERB.match(sql)
+        if verb:  # the warehouse would answer "syntax error at or near ..." (the model is read as a subquery)
+            issues.append(ConfigIssue(f"a model is a SELECT query, not a {verb.group(1).upper()} statement", file,
+                                      sql_line or body_line, "write the SELECT whose rows the syncs send; "
+                                      "build tables with dbt or in the warehouse"))
         self.issues += issues
         if issues or (not dbt_ok and self.dbt_strict):
             return None
@@ -497,8 +519,13 @@ class _Loader:
         data = doc.data
         model = data.get("model")
         if isinstance(model, str) and model not in self.model_names:
-            self.issues.append(doc.issue(("model",), f"unknown model {model!r}",
-                                         choice_hint(model, self.model_names, "models")))
+            folder = self.root / "models"
+            # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
+            other = (sorted(self.rel(p) for p in folder.rglob(f"{model}.*") if p.is_file())
+                     if folder.is_dir() and _NAME.match(model) else [])
+            hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
+                    else choice_hint(model, self.model_names, "models"))
+            self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
         destination = data.get("destination")
         cls = None
         if isinstance(destination, str) and self.destination_types is not None:
@@ -602,7 +629,10 @@ class _Loader:
             return None
         if env:
             # a command that sends nothing may run without the destinations' variables
-            optional = None if self.destination_secrets else (lambda at: at[:1] == ("destinations",))
+            # (and one that notifies nobody without the notification channels' variables)
+            unset_ok = {("destinations",): not self.destination_secrets,
+                        ("notifications",): not self.notification_secrets}
+            optional = (lambda at: unset_ok.get(at[:1], False)) if any(unset_ok.values()) else None
             self.issues += substitute_env(doc, self.env, optional)
             self.secrets += doc.env_values
         if not isinstance(doc.data, dict):
@@ -661,7 +691,7 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                  columns_of: ColumnsOf | None = None, dbt_strict: bool = True,
-                 destination_secrets: bool = True) -> Project:
+                 destination_secrets: bool = True, notification_secrets: bool = True) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
@@ -673,13 +703,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     resolved (no manifest, a stale one...) is loaded with its SQL as written, not reported.
     `destination_secrets=False` (commands that send nothing: status, runs, rejections, pause,
     check): a `${env:NAME}` under `destinations:` that is not set is '' instead of an issue; the
-    warehouse's variables are still needed.
+    warehouse's variables are still needed. `notification_secrets=False` (commands that notify
+    nobody: status, runs, rejections, check): a channel under `notifications:` whose `${env:NAME}`
+    is not set is left out instead of an issue.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
                                        "pass the folder that holds dinsync.yml")])
-    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets)
+    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets, notification_secrets)
     loader.load_project_file()
     loader.load_models()
     loader.check_dbt_adapter()
@@ -768,8 +800,9 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
         except Exception as exc:  # the warehouse's message is what the user needs
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
+            line, message = _model_error_line(model, message)
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      model.line("sql"), _failed_hint(model)))
+                                      line, _failed_hint(model)))
             continue
         if model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
@@ -807,6 +840,25 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, hint))
     return issues
+
+
+# "LINE 9: fro read_csv(..." in DuckDB's and PostgreSQL's (Redshift's) errors: a line of the columns
+# query, `SELECT * FROM (\n<model>\n) AS _q LIMIT 0`, whose second line is the model's first
+_QUERY_LINE = re.compile(r"\bLINE (\d+):")
+
+
+def _model_error_line(model: Model, message: str) -> tuple[int | None, str]:
+    """The model file's line a warehouse error points at, and the message saying that line (the
+    query's line number would not match the file: the header comments are not sent)."""
+    first = model.line("sql")
+    found = _QUERY_LINE.search(message)
+    if first is None or found is None:
+        return first, message
+    offset = int(found.group(1)) - 2  # the model's lines start on the query's second line
+    if not 0 <= offset < len(model.sql.splitlines()):
+        return first, message
+    line = first + offset
+    return line, message[:found.start()] + f"line {line}:" + message[found.end():]
 
 
 def _failed_hint(model: Model) -> str:

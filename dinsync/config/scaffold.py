@@ -21,7 +21,8 @@ destinations:
     type: iterable
     api_key: ${env:ITERABLE_API_KEY}   # read from the environment, never stored here
     region: us                         # us | eu
-    # base_url: http://127.0.0.1:8765  # uncomment to send to the local sandbox (`dinsync sandbox`)
+    # base_url: http://127.0.0.1:8765  # uncomment to send to the local sandbox (`dinsync sandbox`,
+                                       # whose API key is sandbox-key)
     # rate_limits: {bulk_update: 5}    # requests per second per endpoint; null = unlimited
     concurrency: 8
     timeout_seconds: 30
@@ -92,9 +93,13 @@ Run dinsync from this folder: paths in `dinsync.yml` and in model SQL (such as
 `read_csv('seeds/customers.csv')`) are relative to it.
 
 ```sh
-export ITERABLE_API_KEY=...   # or start the local sandbox and uncomment base_url in dinsync.yml
+export ITERABLE_API_KEY=...   # your Iterable server-side API key
 dinsync sync iterable_customers
 ```
+
+To try it without an Iterable account, run `dinsync sandbox` in another terminal (a local Iterable
+on http://127.0.0.1:8765 that accepts the API key `sandbox-key`), uncomment `base_url` in
+`dinsync.yml`, then `export ITERABLE_API_KEY=sandbox-key` and run the sync.
 
 - `dinsync.yml`: the warehouse, where dinsync keeps its state, and the destinations.
   `${env:NAME}` takes a value from the environment (write `$${env:NAME}` for the literal text).
@@ -115,6 +120,13 @@ FILES: dict[str, str] = {
 
 class ScaffoldExistsError(DinsyncError):
     """`dinsync init` would overwrite files."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ScaffoldWriteError(DinsyncError):
+    """`dinsync init` cannot write its folder (permissions, a read-only file system): a usage error,
+    as the folder is the command's argument."""
 
     exit_code = ExitCode.USAGE
 
@@ -142,6 +154,10 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
         names = ", ".join(p.relative_to(root).as_posix() for p in existing)
         raise ScaffoldExistsError(f"{root} already has {names}", hint="use --force to overwrite them")
     for path, text in zip(targets, FILES.values()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
+            raise ScaffoldWriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
+                                      hint="pass `dinsync init` a folder you can write to") from exc
     return targets

@@ -27,6 +27,9 @@ KeyPath = tuple  # a path of mapping keys (str) and list indices (int)
 # `${env:NAME}` is replaced by the variable's value; `$${env:NAME}` is the literal `${env:NAME}`.
 ENV_REF = re.compile(r"(\$?)\$\{env:([^}]*)\}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# what is left of a value once its ${env:NAME} (and $${...}) are taken out: a `${` there is a
+# reference mistyped (${ENV:KEY}, ${KEY}, ${env:KEY without its brace), not a credential
+MISTYPED_REF = re.compile(r"(?<!\$)\$\{(?:[A-Za-z]+:)?[A-Za-z_][A-Za-z0-9_]*\}?")
 # Every value substituted for ${env:NAME} is treated as a secret (masked in all output) when it
 # is at least this long: secrets come from the environment, and a short value ("us") hides nothing.
 ENV_SECRET_MIN_CHARS = 6
@@ -124,6 +127,13 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
         if isinstance(value, list):
             return [walk(v, path + (i,)) for i, v in enumerate(value)]
         if isinstance(value, str) and "${" in value:
+            mistyped = MISTYPED_REF.search(ENV_REF.sub("", value))
+            if mistyped:
+                doc.env_paths.add(path)  # meant as an environment reference, not a value written in the file
+                issues.append(doc.issue(path, f"invalid environment reference {mistyped.group(0)!r} in "
+                                              f"{_show_path(path)}",
+                                        "write ${env:NAME} (`env` in lower case; NAME: letters, digits and _)"))
+                return value
             return substitute(value, path)
         return value
 

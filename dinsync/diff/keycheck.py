@@ -96,11 +96,17 @@ class KeyCounter:
         return render_template(statement, {**self._ctx, "limit": limit}, self.dialect, self.model_sql)
 
     def count(self, samples: int = 5) -> KeyFigures:
-        row = self.warehouse.rows(self.render("key_counts"))[0]
+        from .planner import locating
+
+        sql = self.render("key_counts")
+        with locating(sql, self.model_sql):  # an error in the model's rows: its line (see located_in_model)
+            row = self.warehouse.rows(sql)[0]
         counts = {k: int(v or 0) for k, v in row.items()}
         sample: list[tuple[str, int]] = []
         if counts["duplicate_keys"] and samples:
-            found = self.warehouse.rows(self.render("key_duplicates", limit=samples))
+            sql = self.render("key_duplicates", limit=samples)
+            with locating(sql, self.model_sql):
+                found = self.warehouse.rows(sql)
             sample = [(r["_key"], int(r["_n"])) for r in found]
         return KeyFigures(model=self.model, column=self.column, normalization=self.normalization,
                           rows=counts["segment_rows"], null_keys=counts["null_keys"],

@@ -24,6 +24,8 @@ Nothing here prints; errors are `DinsyncError`s.
 """
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -237,11 +239,18 @@ class Planner(CommitMixin, PendingMixin):
         return bind(self._sql(statement, column), **params)
 
     def _execute(self, statement: str, **params: Any) -> None:
-        self.warehouse.execute(self.render(statement, **params))
+        sql = self.render(statement, **params)
+        with self._locating(sql):
+            self.warehouse.execute(sql)
 
     def _row(self, statement: str, **params: Any) -> dict[str, int]:
-        rows = self.warehouse.rows(self.render(statement, **params))
+        sql = self.render(statement, **params)
+        with self._locating(sql):
+            rows = self.warehouse.rows(sql)
         return {k: int(v or 0) for k, v in rows[0].items()} if rows else {}
+
+    def _locating(self, sql: str):
+        return locating(sql, self.model_sql)
 
     def _scalar(self, statement: str, **params: Any) -> int:
         row = self._row(statement, **params)
@@ -517,3 +526,46 @@ def _py_value(scalar: Any) -> Any:
         unit = "days" if pa.types.is_date32(scalar.type) else getattr(scalar.type, "unit", "units")
         raw = pa.array([scalar], scalar.type).view(pa.int32() if unit == "days" else pa.int64())[0].as_py()
         return f"{scalar.type} out of range ({raw} {unit} from 1970-01-01)"
+
+
+_STATEMENT_LINE = re.compile(r"\bLINE (\d+):")  # DuckDB's and PostgreSQL's (Redshift's) errors
+
+
+def model_line(message: str, sql: str, model_sql: str) -> int | None:
+    """The line of `model_sql` (1-based) that an error of statement `sql` points at, when the
+    error names a line ("LINE 28: ...") inside the model, which render_template puts between
+    "(\n" and "\n)"; else None."""
+    found = _STATEMENT_LINE.search(message)
+    start = sql.find("(\n" + model_sql + "\n)")
+    if found is None or start < 0:
+        return None
+    offset = int(found.group(1)) - (sql.count("\n", 0, start) + 2)  # the model starts on the next line
+    return offset + 1 if 0 <= offset <= model_sql.count("\n") else None
+
+
+def located_in_model(exc: DinsyncError, model: str, file: str, first_line: int | None) -> DinsyncError:
+    """`exc` as an error of the model file's line when it carries `model_line` (see `model_line`):
+    "models/x.sql:10: model x failed in the warehouse: ... line 10: ...", with a hint; else `exc`."""
+    line = getattr(exc, "model_line", None)
+    if line is None or first_line is None:
+        return exc
+    at = first_line + line - 1
+    message = _STATEMENT_LINE.sub(f"line {at}:", exc.message, count=1)
+    try:  # the same class (its exit code, whether a retry may help)
+        return type(exc)(f"{file}:{at}: model {model} failed in the warehouse: {message}",
+                         exc.hint or "run the model's SQL in the warehouse to debug it")
+    except TypeError:  # a class built otherwise (ConfigError): left as it is
+        return exc
+
+
+@contextlib.contextmanager
+def locating(sql: str, model_sql: str) -> Iterator[None]:
+    """An error the warehouse located in the model's part of statement `sql` ("LINE 28:") gets
+    `model_line`: that line of the model's SQL (1-based); see `located_in_model`."""
+    try:
+        yield
+    except DinsyncError as exc:
+        line = model_line(getattr(exc, "message", str(exc)), sql, model_sql)
+        if line is not None:
+            exc.model_line = line  # type: ignore[attr-defined]
+        raise

@@ -293,6 +293,8 @@ class Pipeline:
                 done.add(r.key)
                 problems.append(RecordResult(r.key, r.status, self.redact(r.reason)))
                 self._count(r)
+                if r.status == "failed" and self.failure is None:  # the run's error gives an example
+                    self.failure = self.redact(r.reason)
         self.commits.settled(ok, problems)  # applied to the stashed copies of what was sent
         # whatever got no outcome is still pending, whether or not the transport said so
         self.pending = {token: rest for token, keys in self.pending.items()

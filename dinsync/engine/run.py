@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .. import __version__, redaction
 from ..destinations.base import Preflight, TransportOptions
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
-from ..diff.planner import DiffSpec, Planner, PlanStats
+from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
 from ..state import StateStore
 from ..warehouses.base import Warehouse
@@ -154,11 +154,22 @@ class SyncRun:
             note = self.records.compare_if_remapped(dry_run=True)
             if note:
                 self.notes.append(note)
-            stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            try:
+                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+            except DinsyncError as exc:
+                located = self._in_model(exc)
+                if located is exc:
+                    raise
+                raise located from None
             self.planner.drop_prior()  # kept for sending only
             return stats
         finally:
             lock.release()
+
+    def _in_model(self, exc: DinsyncError) -> DinsyncError:
+        """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
+        that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line."""
+        return located_in_model(exc, self.model.name, self.project.relative(self.model.path), self.model.line("sql"))
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -185,12 +196,19 @@ class SyncRun:
                 s.status, s.error = "failed", exc.message
                 raise
             except DinsyncError as exc:  # the run log records every failure, then the CLI reports it
+                exc = self._in_model(exc)
                 s.status, s.error = "failed", self.redact(exc.message)
                 raise type(exc)(s.error, exc.hint) from None
             except Exception as exc:
                 s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
                 # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
                 raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc
+            except BaseException as exc:  # KeyboardInterrupt without our handler, SystemExit (rich's, on a
+                # closed output pipe): recorded as such, never left "running" by the finally below
+                s.status = "failed"
+                s.error = (f"interrupted ({type(exc).__name__}): what was acknowledged up to the last checkpoint "
+                           "is committed; the rest is sent by the next run")
+                raise
             finally:
                 s.seconds = time.monotonic() - started
                 self.state.finish_run(s)

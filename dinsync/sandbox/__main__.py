@@ -127,7 +127,8 @@ def _splio_parser(platforms: argparse._SubParsersAction) -> None:
     sp.add_argument("--http-port", type=int, default=8766, help="API port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--sftp-port", type=int, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
-    sp.add_argument("--sftp-user", default="dinsync")
+    sp.add_argument("--sftp-user", default="dinsync",
+                    help="the SFTP login's user name, sftp.username in dinsync.yml (default: dinsync)")
     sp.add_argument("--sftp-password-env", metavar="VAR", help="environment variable holding the SFTP password")
     sp.add_argument("--sftp-authorized-key", action="append", default=[], metavar="FILE",
                     help="OpenSSH public key file accepted for the user (repeatable)")
@@ -197,7 +198,12 @@ def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str 
     """`prog`: the program's name in usage and error messages; `default_platform`: named in
     `--help` as the platform used when none is given (the caller supplies it)."""
     parser = _parser(prog, default_platform)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse's own message, and where the platform's options are listed
+        hint = f"; `{prog} {args.platform} --help` lists its options"
+        if args.platform == "splio" and any(a.split("=")[0] == "--port" for a in extra):
+            hint = "; splio serves two ports: --http-port P (its API) and --sftp-port P (its SFTP server)"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])
     if not keys:
         parser.error(f"give --api-key or set {KEY_ENV}")

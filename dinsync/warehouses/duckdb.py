@@ -283,7 +283,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     hint="DuckDB lets one process open a database file at a time: another dinsync run (or a "
                          "tool such as dbt) holds it; wait for it to finish (status, runs and rejections too)",
                 ) from None
-            raise DinsyncError(f"cannot open DuckDB file {path}: {text}") from None
+            raise DinsyncError(f"cannot open DuckDB file {path}: {text}",
+                               hint="warehouse.path in dinsync.yml names it: the file and its folder must be "
+                                    "readable and writable") from None
         self._settings = _InstanceSettings.of(path, self._con)
         self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
@@ -477,7 +479,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
-        rel = self.con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0")
+        # on lines of its own, as on the other warehouses: a model whose last line ends in a `--`
+        # comment must not comment out the closing parenthesis
+        rel = self.con.sql(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
 
     def send_problem(self, column: str, kind: str) -> str | None:

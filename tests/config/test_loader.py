@@ -243,7 +243,9 @@ def test_destination_secret_written_in_the_file_is_refused(tmp_path):
 def test_env_substitution_inside_strings_and_escape(tmp_path):
     yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "key-${env:ITERABLE_API_KEY}-$${env:LITERAL}")
     yml = yml.replace("path: warehouse.duckdb", "path: ${env:DATA_DIR}/wh.duckdb")
-    project = load_project(make(tmp_path, dinsync_dot_yml=yml), env={**ENV, "DATA_DIR": "data"})
+    root = make(tmp_path, dinsync_dot_yml=yml)
+    (root / "data").mkdir()  # DuckDB creates its file, not the folder (a missing folder is an issue)
+    project = load_project(root, env={**ENV, "DATA_DIR": "data"})
     assert project.destinations["iterable"].credentials()["api_key"] == f"key-{SECRET}-${{env:LITERAL}}"
     assert project.warehouse.path == "data/wh.duckdb"
 

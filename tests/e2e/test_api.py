@@ -202,3 +202,20 @@ def test_a_relative_path_is_the_callers_while_another_thread_runs(project, monke
         thread.join(0.3)
     thread.join(5)
     assert loaded == [project.root]
+
+
+def test_a_run_interrupted_by_an_exception_that_is_not_an_error_is_never_left_running(project):
+    """A KeyboardInterrupt in a host that installed no signal handler (or SystemExit: rich raises
+    it when the output pipe closed, `dinsync sync 2>&1 | head -1`) went through the engine's
+    `finally`, which recorded the run with the status it had, "running", and released its lock:
+    the run log showed it running forever (never taken over, so never marked abandoned)."""
+    def progress(sync, event, data):
+        if event == "send":
+            raise KeyboardInterrupt
+
+    api = dinsync.load_project(project.root)
+    with pytest.raises(KeyboardInterrupt):
+        api.sync(progress=progress)
+    [run] = api.status(limit=1).runs
+    assert run.status == "failed" and "KeyboardInterrupt" in run.error, run
+    assert api.sync().ok  # the lock was released: the next run goes ahead

@@ -31,6 +31,10 @@ def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, mon
     assert attio[("first sync", "attio_people")]["acknowledged"] == 50
     assert attio[("after changes", "attio_people")]["rejected"] == 1  # a plan Attio does not know
     assert report["attio"]["sandbox"]["records"] == {"people": 50, "companies": 5}
+    # the tour names the skipped row as such, not as a rejection of the key None
+    told = CliRunner().invoke(app, ["demo", "--path", "demo", "--rows", "50"], catch_exceptions=False)
+    assert told.exit_code == 0, told.output
+    assert "rejected None" not in told.output and "   skipped: 1 rows of model active_customers" in told.output
     # the demo knows its folder again (the Attio step's files included), but never a file edited since
     assert CliRunner().invoke(app, ["--json", "demo", "--path", "demo", "--rows", "50"]).exit_code == 0
     (tmp_path / "demo" / "attio" / "models" / "people.sql").write_text("select 1 as id\n")
@@ -70,6 +74,29 @@ def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     again = runner.invoke(app, ["init", str(tmp_path / "proj")], catch_exceptions=False)
     assert again.exit_code != 0 and "--force" in again.output
+
+
+@pytest.mark.parametrize("command", [["init", "{folder}"], ["demo", "--path", "{folder}", "--rows", "5"]])
+def test_init_and_demo_in_a_folder_they_cannot_write_say_so(tmp_path, monkeypatch, command):
+    """A folder the user cannot write to (permissions, a read-only mount) is one clear usage error
+    naming it, not "unexpected error: PermissionError" (exit 1). Simulated, since tests may run as root."""
+    from pathlib import Path
+
+    folder = tmp_path / "readonly" / "proj"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "readonly")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [a.format(folder=folder) for a in command])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    text = " ".join(result.output.split())
+    assert "unexpected" not in text and "Traceback" not in text
+    assert "cannot write" in text and "Permission denied" in text and "hint:" in text, text
 
 
 def test_missing_project_is_a_config_error(tmp_path):
@@ -143,3 +170,41 @@ def test_sandbox_usage_errors_name_the_command():
     assert result.exit_code == ExitCode.USAGE
     assert "dinsync sandbox: error: unrecognized arguments: --no-such-option" in result.output
     assert "python -m dinsync.sandbox" not in result.output
+    assert "`dinsync sandbox attio --help` lists its options" in result.output
+
+
+def test_sandbox_splio_given_port_names_its_two_ports():
+    """`dinsync sandbox splio --port 8768`, as for the other platforms: "unrecognized arguments:
+    --port 8768" under the top-level usage, no word of the options splio takes instead."""
+    result = CliRunner().invoke(app, ["sandbox", "splio", "--port", "8768", "--sftp-password-env", "X"])
+    assert result.exit_code == ExitCode.USAGE
+    text = " ".join(result.output.split())
+    assert "unrecognized arguments: --port 8768" in text and "--http-port P" in text and "--sftp-port P" in text
+    # and its help names the SFTP user it accepts (the login failed for any other sftp.username)
+    helped = " ".join(CliRunner().invoke(app, ["sandbox", "splio", "--help"]).output.split())
+    assert "sftp.username in dinsync.yml (default: dinsync)" in helped, helped
+
+
+def test_init_projects_readme_sandbox_instructions_work_as_written(tmp_path, monkeypatch):
+    """The scaffolded README said "export ITERABLE_API_KEY=... # or start the local sandbox and
+    uncomment base_url", never which key `dinsync sandbox` accepts: a user who exported anything
+    got a 401 and the sync paused itself (credentials). Follow the instructions literally."""
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    readme = " ".join((tmp_path / "p" / "README.md").read_text().split())
+    key = re.search(r"then `export ITERABLE_API_KEY=(\S+)`", readme)
+    assert key and "run `dinsync sandbox` in another terminal" in readme, readme
+    env = {k: v for k, v in os.environ.items() if k != "DINSYNC_SANDBOX_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "sandbox", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[1]
+        yml = tmp_path / "p" / "dinsync.yml"
+        yml.write_text(re.sub(r"# base_url: http://127\.0\.0\.1:8765", f"base_url: {url}", yml.read_text()))
+        monkeypatch.setenv("ITERABLE_API_KEY", key.group(1))
+        result = CliRunner().invoke(app, ["--json", "-p", str(tmp_path / "p"), "sync", "iterable_customers"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["runs"][0]["acknowledged"] == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0

@@ -211,3 +211,171 @@ def test_an_unusable_progress_interval_is_a_configuration_error(project, monkeyp
     assert project.cli("serve", json_output=False).exit_code == ExitCode.CONFIG_ERROR  # (before it serves)
     monkeypatch.setenv("DINSYNC_PROGRESS_SECONDS", "0.5")
     assert project.cli("sync", json_output=False).exit_code == 0
+
+
+# --- model SQL -----------------------------------------------------------------------------------
+
+def test_a_model_whose_last_line_ends_in_a_comment_validates_and_syncs(project):
+    """`where active  -- only active ones` as a model's last line: DuckDB's columns query put the
+    model inline, `SELECT * FROM (<model>) AS _q LIMIT 0`, so the comment swallowed the closing
+    parenthesis and every command refused the model as a syntax error (exit 3)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id, first_name, plan, ltv\nfrom main.customers\nwhere id > 0  -- every customer\n")
+    validated = project.cli("validate", "--offline")
+    assert validated.exit_code == 0, validated.output
+    data = project.sync()
+    assert data["exit_code"] == 0, data
+    assert data["runs"][0]["acknowledged"] == 20
+
+
+def test_a_syntax_error_in_a_model_names_the_files_line(project):
+    """The warehouse numbers the lines of the query it was sent, which starts after the model's
+    header comments: `fro main.customers` on line 5 of the file was reported at the model's first
+    line (3) with "LINE 3:" in the message."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id,\n  first_name, plan, ltv\nfro main.customers\n")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:5: model customers failed in the warehouse" in text, text
+    assert "line 5: fro main.customers" in text and "LINE 3" not in text, text
+
+
+# --- notification channels' variables --------------------------------------------------------------
+
+def test_commands_that_notify_nobody_run_without_the_channels_variables(project, monkeypatch):
+    """A monitor without the Slack webhook's variable reads status, runs, rejections and the key
+    check, as it may without the destinations' keys; they refused with exit 3 ("environment variable
+    SLACK_WEBHOOK is not set"). Commands that notify (pause, resume, sync) still need it."""
+    with (project.root / "dinsync.yml").open("a") as f:
+        f.write("notifications:\n  - type: slack\n    webhook_url: ${env:SLACK_WEBHOOK}\n"
+                "  - type: webhook\n    url: https://alerts.example.com/dinsync\n"
+                "    headers: {Authorization: '${env:ALERT_TOKEN}'}\n")
+    monkeypatch.delenv("SLACK_WEBHOOK", raising=False)
+    monkeypatch.delenv("ALERT_TOKEN", raising=False)
+    for command in (["status"], ["runs", "iterable_users"], ["rejections", "iterable_users"], ["check"]):
+        result = project.cli(*command)
+        assert result.exit_code == 0, (command, result.output)
+    paused = project.cli("pause", "iterable_users", json_output=False)
+    assert paused.exit_code == ExitCode.CONFIG_ERROR
+    assert "SLACK_WEBHOOK is not set" in paused.output and "ALERT_TOKEN is not set" in paused.output
+    import dinsync
+    assert dinsync.load_project(project.root).status().exit_code == 0
+
+
+def test_a_duckdb_path_in_a_folder_that_does_not_exist_is_located_in_dinsync_yml(project):
+    """`path: data/warehouse.duckdb` without a data/ folder: every command failed with exit 1 and
+    "cannot open DuckDB file ...: IO Error: Cannot open file ...: No such file or directory", no
+    line and no hint (DuckDB creates its file, not the folder)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: data/warehouse.duckdb"))
+    for command in (["validate", "--offline"], ["sync"], ["status"]):
+        result = project.cli(*command, json_output=False)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, (command, result.output)
+        text = " ".join(result.output.split())
+        assert f"dinsync.yml:4: warehouse.path: folder {project.root / 'data'} does not exist" in text, text
+        assert "hint: create the folder" in text
+    assert not (project.root / "data").exists()
+    (project.root / "data").mkdir()  # a folder where the file goes: "IO Error: ... Is a directory", exit 1
+    yml.write_text(yml.read_text().replace("path: data/warehouse.duckdb", "path: data"))
+    result = project.cli("status", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    text = " ".join(result.output.split())
+    assert f"dinsync.yml:4: warehouse.path: {project.root / 'data'} is a folder, not a DuckDB file" in text, text
+    assert "hint: name a file, e.g. data/warehouse.duckdb" in text, text
+
+
+def test_a_project_file_named_dinsync_yaml_is_named_in_the_hint(project):
+    """Sync files may end in .yaml, the project file may not: a user with dinsync.yaml was told
+    "run `dinsync init`" (which would scaffold a second project over theirs). The loader's own hint
+    (rename it) never showed: the CLI and the API stopped before the loader."""
+    (project.root / "dinsync.yml").rename(project.root / "dinsync.yaml")
+    result = project.cli("status", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    assert "rename dinsync.yaml to dinsync.yml" in " ".join(result.output.split()), result.output
+    import dinsync
+    with pytest.raises(dinsync.ConfigError, match="rename dinsync.yaml to dinsync.yml"):
+        dinsync.load_project(project.root)
+
+
+def test_a_model_failing_on_its_rows_names_the_files_line(project):
+    """A cast that fails on a row passes the columns check (LIMIT 0) and fails while the plan
+    runs: `plan` and `sync` said "DuckDB: Conversion Error ... LINE 28: cast(first_name as integer)"
+    (a line of the plan's statement), naming neither the model's file nor its line, with no hint."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, user_id,\n  cast(first_name as integer) as first_name,\n  plan, ltv\nfrom main.customers\n")
+    assert project.cli("validate", "--offline").exit_code == 0
+    for command in ("plan", "sync"):
+        result = project.cli(command, json_output=False)
+        assert result.exit_code == ExitCode.RUN_FAILED, result.output
+        text = " ".join(result.output.split())
+        assert "models/customers.sql:4: model customers failed in the warehouse:" in text, text
+        assert "line 4: cast(first_name as integer)" in text and "LINE " not in text, text
+        assert "hint: run the model's SQL in the warehouse to debug it" in text, text
+    run = json.loads(project.cli("runs", "iterable_users").stdout)["runs"][0]
+    assert run["error"].startswith("models/customers.sql:4: model customers failed in the warehouse:")
+
+
+def test_dinsync_check_names_the_line_of_a_key_that_fails_on_its_rows(project):
+    """`dinsync check` counts the keys in the warehouse: a key expression that fails on a row was
+    reported as "DuckDB: Conversion Error ... LINE 24: ..." (a line of the count statement)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id,\n  cast(email as integer)::varchar as email,\n  user_id, first_name, plan, ltv\nfrom main.customers\n")
+    result = project.cli("check", json_output=False)
+    assert result.exit_code == ExitCode.RUN_FAILED, result.output
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:4: model customers failed in the warehouse:" in text, text
+    assert "line 4: cast(email as integer)" in text and "LINE " not in text, text
+
+
+def test_a_model_file_not_ending_in_sql_is_named_in_the_hint(project):
+    """models/customers.SQL (or .sql.txt) is not read: the sync's model was "unknown" with the
+    hint "no models defined", while the file is right there."""
+    (project.root / "models" / "customers.sql").rename(project.root / "models" / "customers.SQL")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert "unknown model 'customers' (hint: models/customers.SQL is not read: a model's file name ends in .sql)" \
+        in text, text
+
+
+def test_a_command_run_from_a_folder_inside_the_project_names_the_project(project, monkeypatch):
+    """Run from models/: the hint said "run `dinsync init` or pass --project-dir", and `dinsync
+    init` there scaffolds a second project inside the first."""
+    monkeypatch.chdir(project.root / "models")
+    result = project.runner.invoke(app, ["status"], catch_exceptions=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"the project is {project.root}: run dinsync there, or pass --project-dir {project.root}" in text, text
+    assert "dinsync init" not in text
+
+
+
+@pytest.mark.parametrize("written", ["${ENV:ITERABLE_TEST_KEY}", "${ITERABLE_TEST_KEY}", "${env:ITERABLE_TEST_KEY"])
+def test_a_mistyped_environment_reference_is_named_as_such(project, written):
+    """`${ENV:KEY}`, `${KEY}` or a missing brace is not `${env:KEY}`: the value was taken as the
+    text written in the file, and the user was told "api_key is a credential written in the file"
+    (the hint then shows the right form only by chance)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("${env:ITERABLE_TEST_KEY}", f'"{written}"'))
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"invalid environment reference '{written}' in destinations.iterable.api_key" in text, text
+    assert "credential written in the file" not in text and "hint: write ${env:NAME}" in text, text
+
+
+def test_a_model_that_is_not_a_select_says_so(project):
+    """A model holding `drop table ...` (or an INSERT, a CREATE) was reported as "failed in the
+    warehouse: Parser Error: syntax error at or near "table"" (it is read as a subquery)."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n\ncreate table customers2 as select * from main.customers\n")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:4: a model is a SELECT query, not a CREATE statement" in text, text
+    assert "syntax error" not in text

@@ -267,6 +267,11 @@ def test_sftp_unknown_custom_column_skips_the_file_with_a_reason(make_project):
     assert data["exit_code"] == 1
     reasons = {r for _, _, r in p.rejections()}
     assert len(reasons) == 1 and "unknown_column" in reasons.pop()
+    # the run's error gives an example of why, as for rows an HTTP platform could not take: it
+    # said only "4 rows could not be delivered (after retries): ..." (the reason came later, in
+    # the import report, and never reached the run's message)
+    error = data["runs"][0]["error"]
+    assert "4 rows could not be delivered" in error and "unknown_column" in error, error
 
 
 def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatch):
