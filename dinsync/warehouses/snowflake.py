@@ -333,7 +333,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         with self.conn.cursor() as cur:
             meta = cur.describe(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
             types = self._sf.constants.FIELD_ID_TO_NAME
-            return [(m.name.lower(), types.get(m.type_code, str(m.type_code))) for m in meta]
+            return [(m.name.lower(), _type_name(types.get(m.type_code, str(m.type_code)), m)) for m in meta]
 
     @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
@@ -352,6 +352,14 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(Exception):
                 conn.close()
         self._local = threading.local()
+
+
+def _type_name(name: str, meta) -> str:
+    """The connector names every NUMBER(p, s) FIXED; its metadata has the precision and scale, which
+    tell a decimal with a scale (refused as a matching key: its text `10.00` is no identifier)."""
+    if name == "FIXED" and meta.precision is not None and meta.scale is not None:
+        return f"NUMBER({meta.precision},{meta.scale})"
+    return name
 
 
 def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:

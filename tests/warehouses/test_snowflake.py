@@ -160,7 +160,7 @@ def test_names_fold_case_insensitively_and_come_back_lower_case(tmp_path, fakesn
         t.wh.execute('CREATE TABLE "Mixed" (Id INTEGER, "Email" VARCHAR)')
         t.wh.execute("INSERT INTO mixed (id, email) VALUES (1, 'a@x.com')")
         assert t.wh.query('SELECT ID, "email" FROM "MIXED"').to_pylist() == [{"id": 1, "email": "a@x.com"}]
-        assert t.wh.columns("SELECT Id, Email FROM mixed") == [("id", "FIXED"), ("email", "TEXT")]
+        assert t.wh.columns("SELECT Id, Email FROM mixed") == [("id", "NUMBER(38,0)"), ("email", "TEXT")]
         assert t.wh.table_columns(t.schema, "MIXED") == ["id", "email"]
         # CREATE SCHEMA makes the new schema current on Snowflake: the adapter moves back
         t.wh.execute(f'CREATE SCHEMA IF NOT EXISTS "{t.state_schema}"')
@@ -234,5 +234,37 @@ def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeyp
         assert len(inserts) >= 5 and all("FLATTEN(INPUT => PARSE_JSON(%s))" in s for s in inserts)
         assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"  # several statements: one transaction
         assert t.wh.scalar("SELECT COUNT(*) FROM w") == 2 * n
+    finally:
+        t.close()
+
+
+def test_a_number_with_a_scale_is_reported_with_it_and_refused_as_a_matching_key(tmp_path, fakesnow):
+    """The connector's metadata gives NUMBER's precision and scale: `columns` reports NUMBER(12,2),
+    so `validate` refuses it as a matching key (its keys would be `10.00`), as on DuckDB. It used to
+    say FIXED, and a NUMBER(12,2) key passed validate and was sent as "10.00"."""
+    from dinsync.config import check_columns, load_project
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        t.wh.execute("CREATE TABLE people (id NUMBER(38,0), amount NUMBER(12,2), small NUMBER(9,0), "
+                     "ratio FLOAT, email VARCHAR)")
+        assert t.wh.columns("SELECT * FROM people") == [
+            ("id", "NUMBER(38,0)"), ("amount", "NUMBER(12,2)"), ("small", "NUMBER(9,0)"), ("ratio", "REAL"),
+            ("email", "TEXT")]
+        root = tmp_path / "p"
+        root.mkdir()
+        (root / "models").mkdir()
+        (root / "syncs").mkdir()
+        (root / "models" / "people.sql").write_text("-- primary_key: id\n-- model_type: user\nselect * from people\n")
+        (root / "dinsync.yml").write_text("version: 1\nwarehouse: {type: duckdb, path: w.duckdb}\ndestinations:\n  iterable:\n"
+                                          "    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")
+        for column in ("amount", "id"):
+            (root / "syncs" / f"by_{column}.yml").write_text(
+                f"model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
+                f"match: {{column: {column}, field: userId}}\nfields:\n  email: email\n")
+        project = load_project(root, env=ENV)
+        issues = check_columns(project, lambda model: t.wh.columns(model.sql))
+        assert [(i.file, i.message.split(",")[0]) for i in issues] == [
+            ("syncs/by_amount.yml", "match column 'amount' of model people is of type NUMBER(12")]
     finally:
         t.close()
