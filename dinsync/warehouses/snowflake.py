@@ -333,7 +333,13 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         with self.conn.cursor() as cur:
             meta = cur.describe(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
             types = self._sf.constants.FIELD_ID_TO_NAME
-            return [(m.name.lower(), types.get(m.type_code, str(m.type_code))) for m in meta]
+            return [(m.name.lower(), _type_name(types.get(m.type_code, str(m.type_code)), m)) for m in meta]
+
+    def send_problem(self, column: str, kind: str) -> str | None:
+        """VARIANT, OBJECT and ARRAY values reach dinsync as their JSON text (see _SEND_PROBLEMS):
+        named at `validate` and before a sync plans, with the cast."""
+        fix = _SEND_PROBLEMS.get(kind.upper())
+        return fix.format(c=column, kind=kind.upper()) if fix else None
 
     @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
@@ -352,6 +358,29 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(Exception):
                 conn.close()
         self._local = threading.local()
+
+
+# Semi-structured types: the connector reads their values as JSON text, so `payload:plan` holding
+# the string pro would be sent as '"pro"' (quotes included), an OBJECT as '{"k": "v"}' text (not an
+# object: Attio's personal-name got it as "Last, First" text), a number as '5'.
+_SEMI_STRUCTURED = ("Snowflake's connector reads {kind} values as their JSON text (the string pro as '\"pro\"' "
+                    "with its quotes, an object as '{{\"k\": \"v\"}}' text): ")
+_SEND_PROBLEMS = {
+    "VARIANT": _SEMI_STRUCTURED + "cast it in the model's SQL, e.g. {c}::VARCHAR AS {c} (a string without "
+               "quotes), {c}::NUMBER AS {c}, or TO_JSON({c}) AS {c} to send the JSON text itself",
+    "OBJECT": _SEMI_STRUCTURED + "extract its fields in the model's SQL, e.g. {c}:first_name::VARCHAR, or send "
+              "the JSON text itself with TO_JSON({c}) AS {c}",
+    "ARRAY": _SEMI_STRUCTURED + "extract its items in the model's SQL, e.g. {c}[0]::VARCHAR or "
+             "ARRAY_TO_STRING({c}, ','), or send the JSON text itself with TO_JSON({c}) AS {c}",
+}
+
+
+def _type_name(name: str, meta) -> str:
+    """The connector names every NUMBER(p, s) FIXED; its metadata has the precision and scale, which
+    tell a decimal with a scale (refused as a matching key: its text `10.00` is no identifier)."""
+    if name == "FIXED" and meta.precision is not None and meta.scale is not None:
+        return f"NUMBER({meta.precision},{meta.scale})"
+    return name
 
 
 def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:

@@ -160,7 +160,7 @@ def test_names_fold_case_insensitively_and_come_back_lower_case(tmp_path, fakesn
         t.wh.execute('CREATE TABLE "Mixed" (Id INTEGER, "Email" VARCHAR)')
         t.wh.execute("INSERT INTO mixed (id, email) VALUES (1, 'a@x.com')")
         assert t.wh.query('SELECT ID, "email" FROM "MIXED"').to_pylist() == [{"id": 1, "email": "a@x.com"}]
-        assert t.wh.columns("SELECT Id, Email FROM mixed") == [("id", "FIXED"), ("email", "TEXT")]
+        assert t.wh.columns("SELECT Id, Email FROM mixed") == [("id", "NUMBER(38,0)"), ("email", "TEXT")]
         assert t.wh.table_columns(t.schema, "MIXED") == ["id", "email"]
         # CREATE SCHEMA makes the new schema current on Snowflake: the adapter moves back
         t.wh.execute(f'CREATE SCHEMA IF NOT EXISTS "{t.state_schema}"')
@@ -236,3 +236,62 @@ def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeyp
         assert t.wh.scalar("SELECT COUNT(*) FROM w") == 2 * n
     finally:
         t.close()
+
+
+def test_a_number_with_a_scale_is_reported_with_it_and_refused_as_a_matching_key(tmp_path, fakesnow):
+    """The connector's metadata gives NUMBER's precision and scale: `columns` reports NUMBER(12,2),
+    so `validate` refuses it as a matching key (its keys would be `10.00`), as on DuckDB. It used to
+    say FIXED, and a NUMBER(12,2) key passed validate and was sent as "10.00"."""
+    from dinsync.config import check_columns, load_project
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        t.wh.execute("CREATE TABLE people (id NUMBER(38,0), amount NUMBER(12,2), small NUMBER(9,0), "
+                     "ratio FLOAT, email VARCHAR)")
+        assert t.wh.columns("SELECT * FROM people") == [
+            ("id", "NUMBER(38,0)"), ("amount", "NUMBER(12,2)"), ("small", "NUMBER(9,0)"), ("ratio", "REAL"),
+            ("email", "TEXT")]
+        root = tmp_path / "p"
+        root.mkdir()
+        (root / "models").mkdir()
+        (root / "syncs").mkdir()
+        (root / "models" / "people.sql").write_text("-- primary_key: id\n-- model_type: user\nselect * from people\n")
+        (root / "dinsync.yml").write_text("version: 1\nwarehouse: {type: duckdb, path: w.duckdb}\ndestinations:\n  iterable:\n"
+                                          "    type: iterable\n    api_key: ${env:ITERABLE_API_KEY}\n")
+        for column in ("amount", "id"):
+            (root / "syncs" / f"by_{column}.yml").write_text(
+                f"model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
+                f"match: {{column: {column}, field: userId}}\nfields:\n  email: email\n")
+        project = load_project(root, env=ENV)
+        issues = check_columns(project, lambda model: t.wh.columns(model.sql))
+        assert [(i.file, i.message.split(",")[0]) for i in issues] == [
+            ("syncs/by_amount.yml", "match column 'amount' of model people is of type NUMBER(12")]
+    finally:
+        t.close()
+
+
+def test_a_mapped_semi_structured_column_is_refused_by_name(wh_snowflake, tmp_path):
+    """The connector reads VARIANT, OBJECT and ARRAY values as their JSON text: `v:plan` holding the
+    string pro arrived as '"pro"' (quotes included) and was sent so to Iterable; an OBJECT mapped to
+    Attio's personal-name went as text Attio split into a garbled name. `dinsync validate` now names
+    such a mapped column with the cast that fixes it; the cast model passes."""
+    from dinsync.errors import ExitCode
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+    from tests.warehouses.support import one_sync_project
+
+    wh_snowflake.execute("CREATE TABLE people_raw (email VARCHAR, payload VARIANT)")
+    wh_snowflake.execute("""INSERT INTO people_raw SELECT 'a@x.com', PARSE_JSON('{"plan": "pro", "n": 5}')""")
+    cli = one_sync_project(tmp_path / "project", wh_snowflake.warehouse_yaml(), "http://127.0.0.1:9",
+                           {"plan": "plan", "payload": "payload", "n": "n"}, wh_snowflake.env)
+    refused = cli("validate", "SELECT email, payload:plan AS plan, payload, payload:n::NUMBER AS n FROM people_raw")
+    out = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode == ExitCode.CONFIG_ERROR, out
+    assert "column 'plan' of model people is of type VARIANT, which cannot be sent as it is" in out, out
+    assert "column 'payload' of model people is of type VARIANT" in out and "payload::VARCHAR" in out, out
+    assert "'n'" not in out  # a cast column is not named
+    done = cli("validate", "SELECT email, payload:plan::VARCHAR AS plan, TO_JSON(payload) AS payload, "
+                           "payload:n::NUMBER AS n FROM people_raw")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for kind in ("OBJECT", "ARRAY"):  # (fakesnow describes these as VARIANT)
+        assert "TO_JSON(c)" in SnowflakeWarehouse.send_problem(None, "c", kind)
+    assert SnowflakeWarehouse.send_problem(None, "c", "TEXT") is None
