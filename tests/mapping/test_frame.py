@@ -344,6 +344,35 @@ def test_dates_outside_the_years_1_to_9999_reject_their_row():
     assert len(reasons(b)) == 2
 
 
+@pytest.mark.parametrize("kind", ["auto", "string", "json"])
+def test_dates_beyond_the_calendar_inside_lists_and_structs_reject_their_row(kind):
+    """A TIMESTAMP 'infinity' inside a list or a struct (DuckDB's ±INT64_MAX µs) made Polars panic
+    while formatting it ("invalid or out-of-range datetime"): the whole sync failed with a Rust
+    panic and a traceback, run after run, and no row of the batch was sent. Dates beyond the
+    years 1 to 9999 inside them went out as "+10000-01-01" or "0000-01-01", which a top-level
+    date of the same value never does. Such a row is rejected with the top-level reason."""
+    import pyarrow as pa
+
+    good_us, end_us = 1704096000000000, 2_932_897 * 86_400_000_000  # 2024-01-01 08:00, 10000-01-01
+    ts = pa.array([2**63 - 1, -(2**63 - 1), end_us, good_us, good_us], pa.int64()).view(pa.timestamp("us"))
+    tz = pa.array([good_us, good_us, good_us, -(2**63 - 1), good_us, None], pa.int64())
+    days = pa.array([19723, 19723, 19723, 2_932_897, 19723, None], pa.int32()).view(pa.date32())
+    lists = pa.ListArray.from_arrays(pa.array([0, 1, 2, 3, 4, 5, 5], pa.int32()), ts)
+    structs = pa.StructArray.from_arrays([tz.view(pa.timestamp("us", tz="UTC")), days], ["seen", "day"])
+    keys = [f"u{i}@example.com" for i in range(6)]
+    b = map_batch(plan(keys, pl.Series("a", pl.from_arrow(lists)), pl.Series("b", pl.from_arrow(structs))),
+                  EMAIL, fields("stamps", "meta", kind=kind))
+    check_shape(b)
+    why = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert sorted(zip(b.rejections["_key"], b.rejections["reason"])) == [
+        (keys[0], f'field "stamps": {why}'), (keys[1], f'field "stamps": {why}'), (keys[2], f'field "stamps": {why}'),
+        (keys[3], f'field "meta": {why}')]
+    assert b.frame["_key"].to_list() == keys[4:]
+    sent = [{k: orjson.loads(v) if kind == "string" else v for k, v in o.items()} for o in objects(b)]
+    assert sent == [{"stamps": ["2024-01-01T08:00:00"], "meta": {"seen": "2024-01-01T08:00:00Z", "day": "2024-01-01"}},
+                    {"stamps": [], "meta": {"seen": None, "day": None}}]
+
+
 def test_non_finite_float_in_unsent_field_is_fine():
     b = map_batch(plan(["a@b.co"], ([float("nan")], [False]), [1]), EMAIL, fields("score", "n"))
     assert objects(b) == [{"n": 1}]
