@@ -511,6 +511,12 @@ def _py_value(scalar: Any) -> Any:
     except (OverflowError, ValueError):
         import pyarrow as pa
 
+        # a list or struct holding such a value: each item on its own (one view of the whole fails)
+        if pa.types.is_list(scalar.type) or pa.types.is_large_list(scalar.type) \
+                or pa.types.is_fixed_size_list(scalar.type):
+            return None if not scalar.is_valid else [_py_value(v) for v in scalar.values]
+        if pa.types.is_struct(scalar.type):
+            return None if not scalar.is_valid else {name: _py_value(v) for name, v in scalar.items()}
         if pa.types.is_timestamp(scalar.type) and scalar.type.unit == "ns":
             # a nanosecond fraction (TIMESTAMP_NS): Python's datetime holds microseconds only
             return str(scalar.cast(pa.string()))
