@@ -276,10 +276,60 @@ def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
     from dinsync.warehouses.numeric_text import free_scale, is_numeric_text
 
     numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
-    if numeric:
-        columns = [c.storage if is_numeric_text(c.type) else c for c in batch.columns]
+    seconds = [f.name for f in batch.schema if _has_seconds(f.type)]
+    if numeric or seconds:
+        columns = [c.storage if is_numeric_text(c.type) else _seconds_as_ms(c) if _has_seconds(c.type) else c
+                   for c in batch.columns]
         batch = type(batch).from_arrays(columns, names=batch.schema.names)
     return pl.from_arrow(batch), numeric
+
+
+_MS_LIMIT = (2**63 - 1) // 1000  # seconds beyond it do not fit an int64 of milliseconds
+
+
+def _has_seconds(t: Any) -> bool:
+    """Whether an Arrow type is, or holds, timestamps in seconds."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return t.unit == "s"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_seconds(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_has_seconds(t.field(i).type) for i in range(t.num_fields))
+    return False
+
+
+def _seconds_as_ms(array: Any) -> Any:
+    """Timestamps in seconds as milliseconds, which Polars reads them as, without wrapping around:
+    DuckDB's TIMESTAMP_S '±infinity' (±INT64_MAX s) times 1,000 became 1969-12-31T23:59:59 and
+    1970-01-01T00:00:01. Those beyond an int64 of milliseconds become ±INT64_MAX ms, far beyond
+    the calendar: their rows are rejected (`beyond_calendar`). Lists and structs are rebuilt."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if isinstance(array, pa.ChunkedArray):
+        chunks = [_seconds_as_ms(c) for c in array.chunks]
+        return pa.chunked_array(chunks, chunks[0].type if chunks else None)
+    if pa.types.is_timestamp(t):
+        ints = array.cast(pa.int64())
+        far = pc.greater(pc.abs(ints), _MS_LIMIT)
+        ms = pc.if_else(far, pc.multiply(pc.sign(ints), 2**63 - 1), pc.multiply(ints, 1000))
+        return ms.cast(pa.timestamp("ms", t.tz))
+    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return _seconds_as_ms(array.cast(pa.list_(t.value_field)))
+    if pa.types.is_list(t):  # a slice's offsets index its child array from their first one
+        start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+        offsets = pc.subtract(array.offsets, pa.scalar(start, array.offsets.type))
+        values = _seconds_as_ms(array.values.slice(start, end - start))
+        return pa.ListArray.from_arrays(offsets, values, pa.list_(t.value_field.with_type(values.type)),
+                                        mask=array.is_null())
+    if pa.types.is_struct(t):
+        fields = [_seconds_as_ms(f) for f in array.flatten()]  # with the slice's offset applied
+        return pa.StructArray.from_arrays(fields, fields=[t.field(i).with_type(f.type) for i, f in enumerate(fields)],
+                                          mask=array.is_null())
+    return array
 
 
 _COERCE = {

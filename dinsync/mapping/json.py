@@ -138,17 +138,19 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 _FIRST_DAY, _END_DAY = -719_162, 2_932_897
 BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
 NONFINITE = "{label}: NaN/infinite is not valid JSON"  # why a NaN or infinite number is not sent
-_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
+_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}
+# ns: every int64 lies in 1677-2262; DuckDB's TIMESTAMP_NS '±infinity' are its extremes
+_NS_INFINITIES = [2**63 - 1, -(2**63 - 1), -(2**63)]
 
 
 def beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Boolean: the date/datetime lies outside the years 1 to 9999."""
+    """Boolean: the date/datetime lies outside the years 1 to 9999 (or is an infinity)."""
     if dtype == pl.Date:
         per_day = 1
     elif dtype.time_unit in _UNIT_PER_DAY:
         per_day = _UNIT_PER_DAY[dtype.time_unit]
     else:
-        return pl.lit(False)
+        return expr.to_physical().cast(pl.Int64).is_in(_NS_INFINITIES).fill_null(False)
     physical = expr.to_physical().cast(pl.Int64)
     return ((physical >= _END_DAY * per_day) | (physical < _FIRST_DAY * per_day)).fill_null(False)
 

@@ -344,6 +344,34 @@ def test_dates_outside_the_years_1_to_9999_reject_their_row():
     assert len(reasons(b)) == 2
 
 
+def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_wrong_date():
+    """DuckDB's TIMESTAMP_S and TIMESTAMP_NS '±infinity' (±INT64_MAX) were sent as wrong dates and
+    acknowledged: seconds wrapped around when Polars read them as milliseconds ('infinity' went out
+    as "1969-12-31T23:59:59", '-infinity' as "1970-01-01T00:00:01"), and nanoseconds lie in
+    1677-2262 ("2262-04-11T23:47:16.854775"). Rows holding them are rejected like TIMESTAMP's."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    big = 2**63 - 1
+    seconds = pa.array([big, -big, 1577836800, 1577836800, 1577836800], pa.int64()).view(pa.timestamp("s"))
+    nanos = pa.array([0, 0, big, -big - 1, None], pa.int64()).view(pa.timestamp("ns", tz="UTC"))
+    listed = pa.ListArray.from_arrays(pa.array([0, 1, 1, 1, 1, 2], pa.int32()),
+                                      pa.array([big, 1577836800], pa.int64()).view(pa.timestamp("s")))
+    keys = [f"u{i}@example.com" for i in range(5)]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(keys), pa.array(["added"] * 5), seconds, pa.array([True] * 5), nanos, pa.array([True] * 5),
+         listed, pa.array([True] * 5)], names=["_key", "_op", "v0", "x0", "v1", "x1", "v2", "x2"])
+    frame, _ = frame_from_arrow(batch)
+    b = map_batch(frame, EMAIL, fields("s", "ns", "list"))
+    check_shape(b)
+    why = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert sorted(zip(b.rejections["_key"], b.rejections["reason"])) == [
+        (keys[0], f'field "list": {why}'), (keys[0], f'field "s": {why}'), (keys[1], f'field "s": {why}'),
+        (keys[2], f'field "ns": {why}'), (keys[3], f'field "ns": {why}')]
+    assert objects(b) == [{"s": "2020-01-01T00:00:00", "ns": None, "list": ["2020-01-01T00:00:00"]}]
+
+
 @pytest.mark.parametrize("kind", ["auto", "string", "json"])
 def test_dates_beyond_the_calendar_inside_lists_and_structs_reject_their_row(kind):
     """A TIMESTAMP 'infinity' inside a list or a struct (DuckDB's ±INT64_MAX µs) made Polars panic
