@@ -344,6 +344,40 @@ def test_dates_outside_the_years_1_to_9999_reject_their_row():
     assert len(reasons(b)) == 2
 
 
+def test_time_24_00_00_is_sent_as_such_not_as_null():
+    """TIME '24:00:00' (the end of a day: DuckDB and PostgreSQL accept it) is beyond Polars' clock,
+    which reads it as null: it went out as JSON null, clearing the field in the platform, and the
+    row was acknowledged. It is sent as ISO 8601's "24:00:00"; the column's other times as before."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    for unit, per_second in (("us", 10**6), ("ns", 10**9), ("ms", 10**3)):
+        day = 86_400 * per_second
+        times = pa.array([day, 43_200 * per_second + per_second // 1000, None], pa.int64()).cast(
+            pa.int32() if unit == "ms" else pa.int64()).view(pa.time32(unit) if unit == "ms" else pa.time64(unit))
+        keys = [f"u{i}@example.com" for i in range(3)]
+        batch = pa.RecordBatch.from_arrays([pa.array(keys), pa.array(["added"] * 3), times, pa.array([True] * 3)],
+                                           names=["_key", "_op", "v0", "x0"])
+        frame, _ = frame_from_arrow(batch)
+        b = map_batch(frame, EMAIL, fields("t"))
+        check_shape(b)
+        assert objects(b) == [{"t": "24:00:00"}, {"t": "12:00:00.001000"}, {"t": None}], unit
+        plain = pa.RecordBatch.from_arrays([pa.array(keys[1:]), pa.array(["added"] * 2), times.slice(1),
+                                            pa.array([True] * 2)], names=["_key", "_op", "v0", "x0"])
+        assert objects(map_batch(frame_from_arrow(plain)[0], EMAIL, fields("t"))) == [{"t": "12:00:00.001000"},
+                                                                                       {"t": None}]
+    # inside a list and a struct
+    times = pa.array([86_400_000_000, 1_000_000, None], pa.time64("us"))
+    listed = pa.ListArray.from_arrays(pa.array([0, 2, 2, 3], pa.int32()), times)
+    structs = pa.StructArray.from_arrays([times, pa.array([1, 2, 3])], ["t", "n"])
+    batch = pa.RecordBatch.from_arrays([pa.array(keys), pa.array(["added"] * 3), listed, pa.array([True] * 3),
+                                        structs, pa.array([True] * 3)], names=["_key", "_op", "v0", "x0", "v1", "x1"])
+    b = map_batch(frame_from_arrow(batch)[0], EMAIL, fields("l", "s"))
+    assert objects(b) == [{"l": ["24:00:00", "00:00:01"], "s": {"t": "24:00:00", "n": 1}},
+                          {"l": [], "s": {"t": "00:00:01", "n": 2}}, {"l": [None], "s": {"t": None, "n": 3}}]
+
+
 def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_wrong_date():
     """DuckDB's TIMESTAMP_S and TIMESTAMP_NS '±infinity' (±INT64_MAX) were sent as wrong dates and
     acknowledged: seconds wrapped around when Polars read them as milliseconds ('infinity' went out
