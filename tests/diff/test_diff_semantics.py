@@ -458,6 +458,20 @@ def test_sample_rows_with_dates_python_cannot_hold(tmp_path):
     s.w.close()
 
 
+def test_sample_rows_show_time_24_00_00_as_such(tmp_path):
+    # pyarrow reads TIME '24:00:00' as datetime.time(0, 0): `dinsync plan` showed "00:00:00" for
+    # the end of a day (the sync sends "24:00:00")
+    s = Sync(tmp_path, columns="email VARCHAR, t TIME, l TIME[]", fields=[("t", "t"), ("l", "l")])
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', '24:00:00', ['24:00:00', '01:02:03']), "
+                "('b@x.com', '01:02:03.5', NULL)")
+    s.p.plan()
+    rows = {r["key"]: r["fields"] for r in s.p.sample("added", limit=10)}
+    assert rows["a@x.com"] == {"t": "24:00:00", "l": ["24:00:00", datetime.time(1, 2, 3)]}
+    assert rows["b@x.com"] == {"t": datetime.time(1, 2, 3, 500000), "l": None}
+    assert s.p.sample("changed") == []
+    s.w.close()
+
+
 def test_sample_rows_with_dates_python_cannot_hold_inside_lists_and_structs(tmp_path):
     # `dinsync plan` failed with "unexpected error: ArrowInvalid: Can't view array of type
     # list<l: timestamp[us]> as int64" when a list or struct held such a date: its fallback
