@@ -546,7 +546,7 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
     without a key skipped) with their reasons, newest first."""
     use_options(project_dir, json_output)
     with handled(), in_project():
-        from .report import utc_iso
+        from .report import shown_key, utc_iso
         from .state import StateStore
         from .state.syncstate import SyncStates
 
@@ -563,6 +563,7 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
             wh.close()
         for row in rows:
             row["rejected_at"] = utc_iso(row["rejected_at"])
+            row["key"] = shown_key(row["key"])
         if state.json:
             emit({"rejections": rows})
         else:

@@ -60,6 +60,16 @@ def utc_iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Longest matching key `dinsync rejections` shows (text and JSON): beyond any platform's identifier
+# (emails 254 bytes, Iterable userIds 52, Attentive's 100), so a real key is shown whole; a longer
+# one (a 1 MB value in the key column) is shown cut, ending with "…". The rejections table keeps it.
+SHOWN_KEY_MAX = 1000
+
+
+def shown_key(key: str | None) -> str | None:
+    return key if key is None or len(key) <= SHOWN_KEY_MAX else key[:SHOWN_KEY_MAX - 1] + "…"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

@@ -511,7 +511,31 @@ def _pylist(table: Any) -> list[dict]:
             columns[name] = column.to_pylist()
         except (OverflowError, ValueError):
             columns[name] = [_py_value(v) for v in column]
+        columns[name] = _end_of_day(column, columns[name])
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _end_of_day(column: Any, values: list) -> list:
+    """TIME '24:00:00' (the end of a day), which pyarrow reads as time(0, 0), as the text the sync
+    sends for it (top-level and in lists)."""
+    import pyarrow as pa
+
+    t, listed = column.type, False
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        t, listed = t.value_type, True
+    if not pa.types.is_time(t):
+        return values
+    day = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[t.unit]
+    ints = pa.chunked_array(column.chunks if isinstance(column, pa.ChunkedArray) else [column], column.type)
+    ints = ints.cast(pa.list_(pa.int64()) if listed else pa.int64()) if t.bit_width == 64 else \
+        ints.cast(pa.list_(pa.int32()) if listed else pa.int32())
+
+    def one(raw: Any, value: Any) -> Any:
+        return "24:00:00" if raw is not None and raw >= day else value
+
+    if listed:
+        return [None if r is None else [one(x, v) for x, v in zip(r, vs)] for r, vs in zip(ints.to_pylist(), values)]
+    return [one(r, v) for r, v in zip(ints.to_pylist(), values)]
 
 
 def _py_value(scalar: Any) -> Any:
@@ -520,6 +544,12 @@ def _py_value(scalar: Any) -> Any:
     except (OverflowError, ValueError):
         import pyarrow as pa
 
+        # a list or struct holding such a value: each item on its own (one view of the whole fails)
+        if pa.types.is_list(scalar.type) or pa.types.is_large_list(scalar.type) \
+                or pa.types.is_fixed_size_list(scalar.type):
+            return None if not scalar.is_valid else [_py_value(v) for v in scalar.values]
+        if pa.types.is_struct(scalar.type):
+            return None if not scalar.is_valid else {name: _py_value(v) for name, v in scalar.items()}
         if pa.types.is_timestamp(scalar.type) and scalar.type.unit == "ns":
             # a nanosecond fraction (TIMESTAMP_NS): Python's datetime holds microseconds only
             return str(scalar.cast(pa.string()))

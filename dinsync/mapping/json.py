@@ -17,6 +17,7 @@ sub-second part is not zero (microseconds; nanoseconds are truncated), plus ``Z`
 values, which are converted to UTC first. Naive datetimes are written as they are, without
 offset. This is what ``orjson.dumps(dt, option=OPT_UTC_Z)`` and ``datetime.isoformat`` write.
 Decimals nested in lists or structs are written as floats (top-level ones keep every digit).
+A date or datetime outside the years 1 to 9999 rejects its row, also nested in a list or a struct.
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def nonfinite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
 
 
 def _needs_prep(dtype: pl.DataType) -> bool:
-    if isinstance(dtype, (pl.Datetime, pl.Decimal, pl.Binary, pl.Time, pl.Categorical, pl.Enum, pl.Array)):
+    if dtype == pl.Date or isinstance(dtype, (pl.Datetime, pl.Decimal, pl.Binary, pl.Time, pl.Categorical, pl.Enum,
+                                              pl.Array)):
         return True
     if isinstance(dtype, pl.List):
         return _needs_prep(dtype.inner)
@@ -108,8 +110,11 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Rewrite values nested in lists/structs into types json_encode writes the way we want."""
     if not _needs_prep(dtype):
         return expr
-    if isinstance(dtype, pl.Datetime):
-        return iso_datetime(expr, dtype)
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        # a value beyond the calendar rejects its row (`beyond_calendar_nested`): it is not
+        # formatted, which panics for ±infinity
+        safe = pl.when(beyond_calendar(expr, dtype)).then(None).otherwise(expr)
+        return safe if dtype == pl.Date else iso_datetime(safe, dtype)
     if isinstance(dtype, pl.Time):
         return iso_time(expr)
     if isinstance(dtype, pl.Decimal):
@@ -133,19 +138,38 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 _FIRST_DAY, _END_DAY = -719_162, 2_932_897
 BEYOND_CALENDAR = "{label}: date out of range (years 1 to 9999; an infinity?), which cannot be sent"
 NONFINITE = "{label}: NaN/infinite is not valid JSON"  # why a NaN or infinite number is not sent
-_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}  # ns: every int64 lies in 1677-2262
+_UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}
+# ns: every int64 lies in 1677-2262; DuckDB's TIMESTAMP_NS '±infinity' are its extremes
+_NS_INFINITIES = [2**63 - 1, -(2**63 - 1), -(2**63)]
 
 
 def beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Boolean: the date/datetime lies outside the years 1 to 9999."""
+    """Boolean: the date/datetime lies outside the years 1 to 9999 (or is an infinity)."""
     if dtype == pl.Date:
         per_day = 1
     elif dtype.time_unit in _UNIT_PER_DAY:
         per_day = _UNIT_PER_DAY[dtype.time_unit]
     else:
-        return pl.lit(False)
+        return expr.to_physical().cast(pl.Int64).is_in(_NS_INFINITIES).fill_null(False)
     physical = expr.to_physical().cast(pl.Int64)
     return ((physical >= _END_DAY * per_day) | (physical < _FIRST_DAY * per_day)).fill_null(False)
+
+
+def beyond_calendar_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """Boolean: a list or struct holds a date/datetime outside the years 1 to 9999 (at any depth).
+    None when the type holds no date."""
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return beyond_calendar(expr, dtype)
+    if isinstance(dtype, pl.Array):
+        return beyond_calendar_nested(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner))
+    if isinstance(dtype, pl.List):
+        inner = beyond_calendar_nested(pl.element(), dtype.inner)
+        return None if inner is None else expr.list.eval(inner).list.any().fill_null(False)
+    if isinstance(dtype, pl.Struct):
+        parts = [beyond_calendar_nested(expr.struct.field(f.name), f.dtype) for f in dtype.fields]
+        parts = [p for p in parts if p is not None]
+        return pl.any_horizontal(parts).fill_null(False) if parts else None
+    return None
 
 
 def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
@@ -178,6 +202,9 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         text = pl.when(expr.is_null()).then(_NULL).otherwise(text)
         bad = nonfinite(expr, dtype)
         problems = [] if bad is None else [(bad, pl.lit(NONFINITE.format(label=label)))]
+        beyond = beyond_calendar_nested(expr, dtype)
+        if beyond is not None:
+            problems.append((beyond, pl.lit(BEYOND_CALENDAR.format(label=label))))
         return Encoded(text, problems, size_of_text=True)
     return Encoded(_NULL, [(expr.is_not_null(), pl.lit(f"{label}: values of type {dtype} cannot be sent as JSON"))])
 

@@ -458,6 +458,42 @@ def test_sample_rows_with_dates_python_cannot_hold(tmp_path):
     s.w.close()
 
 
+def test_sample_rows_show_time_24_00_00_as_such(tmp_path):
+    # pyarrow reads TIME '24:00:00' as datetime.time(0, 0): `dinsync plan` showed "00:00:00" for
+    # the end of a day (the sync sends "24:00:00")
+    s = Sync(tmp_path, columns="email VARCHAR, t TIME, l TIME[]", fields=[("t", "t"), ("l", "l")])
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', '24:00:00', ['24:00:00', '01:02:03']), "
+                "('b@x.com', '01:02:03.5', NULL)")
+    s.p.plan()
+    rows = {r["key"]: r["fields"] for r in s.p.sample("added", limit=10)}
+    assert rows["a@x.com"] == {"t": "24:00:00", "l": ["24:00:00", datetime.time(1, 2, 3)]}
+    assert rows["b@x.com"] == {"t": datetime.time(1, 2, 3, 500000), "l": None}
+    assert s.p.sample("changed") == []
+    s.w.close()
+
+
+def test_sample_rows_with_dates_python_cannot_hold_inside_lists_and_structs(tmp_path):
+    # `dinsync plan` failed with "unexpected error: ArrowInvalid: Can't view array of type
+    # list<l: timestamp[us]> as int64" when a list or struct held such a date: its fallback
+    # viewed the whole nested value as one integer
+    s = Sync(tmp_path, columns="email VARCHAR, l TIMESTAMP[], st STRUCT(d DATE, n INTEGER)",
+             fields=[("l", "l"), ("st", "st")])
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', ['infinity', '2024-01-02 03:04:05', NULL], "
+                "{'d': '-0044-03-15', 'n': 7}), ('b@x.com', ['2024-01-02 03:04:05'], {'d': '2024-01-02', 'n': 1}), "
+                "('c@x.com', NULL, NULL)")
+    s.p.plan()
+    rows = {r["key"]: r["fields"] for r in s.p.sample("added", limit=10)}
+    assert rows["b@x.com"] == {"l": [datetime.datetime(2024, 1, 2, 3, 4, 5)],
+                               "st": {"d": datetime.date(2024, 1, 2), "n": 1}}
+    assert rows["c@x.com"] == {"l": None, "st": None}
+    first, second, third = rows["a@x.com"]["l"]
+    assert isinstance(first, str) and "out of range" in first
+    assert (second, third) == (datetime.datetime(2024, 1, 2, 3, 4, 5), None)
+    assert isinstance(rows["a@x.com"]["st"]["d"], str) and "out of range" in rows["a@x.com"]["st"]["d"]
+    assert rows["a@x.com"]["st"]["n"] == 7
+    s.w.close()
+
+
 def test_ensure_state_is_repeatable_and_keeps_data(s):
     s.set_rows([("a@x.com", "Ada", 1)])
     s.plan(); s.ack_all()

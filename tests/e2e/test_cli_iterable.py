@@ -159,6 +159,25 @@ def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project
     assert result["exit_code"] == ExitCode.WARNINGS
 
 
+def test_megabyte_keys_are_shown_cut_by_rejections(project):
+    """A 1 MB matching key (rejected: too long for an email; or on two rows: withheld) was printed
+    whole by `dinsync rejections --json` (2 MB of JSON for two keys), where its table, the run's
+    warning and `check --json` cut it. The rejections table keeps it whole."""
+    project.seed(60)
+    big, dup = "k" * 1_000_000 + "@example.com", "d" * 1_000_000 + "@example.com"
+    project.sql("insert into main.customers values (101, ?, 'u-101', 'a', 'free', 1), "
+                "(102, ?, 'u-102', 'b', 'free', 1), (103, ?, 'u-103', 'c', 'free', 1)", big, dup, dup)
+    run = project.sync()["runs"][0]
+    assert run["acknowledged"] == 60 and run["rejected"] == 1 and run["duplicate_keys"] == 1
+    result = project.cli("rejections", "iterable_users")
+    assert result.exit_code == 0 and len(result.stdout) < 20_000, len(result.stdout)
+    keys = {r["status"]: r["key"] for r in json.loads(result.stdout)["rejections"] if r["key"]}
+    assert keys["rejected"].startswith("kkk") and keys["rejected"].endswith("…") and len(keys["rejected"]) <= 1000
+    assert keys["duplicate"].startswith("ddd") and keys["duplicate"].endswith("…")
+    assert sorted(len(k) for (k,) in project.sql("select key from dinsync.rejections where key is not null")) == \
+        [len(big)] * 2  # whole in the table
+
+
 def test_too_many_duplicates_fail_before_sending(project):
     project.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
                 "from range(5) t(i)")

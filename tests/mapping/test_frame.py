@@ -344,6 +344,97 @@ def test_dates_outside_the_years_1_to_9999_reject_their_row():
     assert len(reasons(b)) == 2
 
 
+def test_time_24_00_00_is_sent_as_such_not_as_null():
+    """TIME '24:00:00' (the end of a day: DuckDB and PostgreSQL accept it) is beyond Polars' clock,
+    which reads it as null: it went out as JSON null, clearing the field in the platform, and the
+    row was acknowledged. It is sent as ISO 8601's "24:00:00"; the column's other times as before."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    for unit, per_second in (("us", 10**6), ("ns", 10**9), ("ms", 10**3)):
+        day = 86_400 * per_second
+        times = pa.array([day, 43_200 * per_second + per_second // 1000, None], pa.int64()).cast(
+            pa.int32() if unit == "ms" else pa.int64()).view(pa.time32(unit) if unit == "ms" else pa.time64(unit))
+        keys = [f"u{i}@example.com" for i in range(3)]
+        batch = pa.RecordBatch.from_arrays([pa.array(keys), pa.array(["added"] * 3), times, pa.array([True] * 3)],
+                                           names=["_key", "_op", "v0", "x0"])
+        frame, _ = frame_from_arrow(batch)
+        b = map_batch(frame, EMAIL, fields("t"))
+        check_shape(b)
+        assert objects(b) == [{"t": "24:00:00"}, {"t": "12:00:00.001000"}, {"t": None}], unit
+        plain = pa.RecordBatch.from_arrays([pa.array(keys[1:]), pa.array(["added"] * 2), times.slice(1),
+                                            pa.array([True] * 2)], names=["_key", "_op", "v0", "x0"])
+        assert objects(map_batch(frame_from_arrow(plain)[0], EMAIL, fields("t"))) == [{"t": "12:00:00.001000"},
+                                                                                       {"t": None}]
+    # inside a list and a struct
+    times = pa.array([86_400_000_000, 1_000_000, None], pa.time64("us"))
+    listed = pa.ListArray.from_arrays(pa.array([0, 2, 2, 3], pa.int32()), times)
+    structs = pa.StructArray.from_arrays([times, pa.array([1, 2, 3])], ["t", "n"])
+    batch = pa.RecordBatch.from_arrays([pa.array(keys), pa.array(["added"] * 3), listed, pa.array([True] * 3),
+                                        structs, pa.array([True] * 3)], names=["_key", "_op", "v0", "x0", "v1", "x1"])
+    b = map_batch(frame_from_arrow(batch)[0], EMAIL, fields("l", "s"))
+    assert objects(b) == [{"l": ["24:00:00", "00:00:01"], "s": {"t": "24:00:00", "n": 1}},
+                          {"l": [], "s": {"t": "00:00:01", "n": 2}}, {"l": [None], "s": {"t": None, "n": 3}}]
+
+
+def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_wrong_date():
+    """DuckDB's TIMESTAMP_S and TIMESTAMP_NS '±infinity' (±INT64_MAX) were sent as wrong dates and
+    acknowledged: seconds wrapped around when Polars read them as milliseconds ('infinity' went out
+    as "1969-12-31T23:59:59", '-infinity' as "1970-01-01T00:00:01"), and nanoseconds lie in
+    1677-2262 ("2262-04-11T23:47:16.854775"). Rows holding them are rejected like TIMESTAMP's."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    big = 2**63 - 1
+    seconds = pa.array([big, -big, 1577836800, 1577836800, 1577836800], pa.int64()).view(pa.timestamp("s"))
+    nanos = pa.array([0, 0, big, -big - 1, None], pa.int64()).view(pa.timestamp("ns", tz="UTC"))
+    listed = pa.ListArray.from_arrays(pa.array([0, 1, 1, 1, 1, 2], pa.int32()),
+                                      pa.array([big, 1577836800], pa.int64()).view(pa.timestamp("s")))
+    keys = [f"u{i}@example.com" for i in range(5)]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(keys), pa.array(["added"] * 5), seconds, pa.array([True] * 5), nanos, pa.array([True] * 5),
+         listed, pa.array([True] * 5)], names=["_key", "_op", "v0", "x0", "v1", "x1", "v2", "x2"])
+    frame, _ = frame_from_arrow(batch)
+    b = map_batch(frame, EMAIL, fields("s", "ns", "list"))
+    check_shape(b)
+    why = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert sorted(zip(b.rejections["_key"], b.rejections["reason"])) == [
+        (keys[0], f'field "list": {why}'), (keys[0], f'field "s": {why}'), (keys[1], f'field "s": {why}'),
+        (keys[2], f'field "ns": {why}'), (keys[3], f'field "ns": {why}')]
+    assert objects(b) == [{"s": "2020-01-01T00:00:00", "ns": None, "list": ["2020-01-01T00:00:00"]}]
+
+
+@pytest.mark.parametrize("kind", ["auto", "string", "json"])
+def test_dates_beyond_the_calendar_inside_lists_and_structs_reject_their_row(kind):
+    """A TIMESTAMP 'infinity' inside a list or a struct (DuckDB's ±INT64_MAX µs) made Polars panic
+    while formatting it ("invalid or out-of-range datetime"): the whole sync failed with a Rust
+    panic and a traceback, run after run, and no row of the batch was sent. Dates beyond the
+    years 1 to 9999 inside them went out as "+10000-01-01" or "0000-01-01", which a top-level
+    date of the same value never does. Such a row is rejected with the top-level reason."""
+    import pyarrow as pa
+
+    good_us, end_us = 1704096000000000, 2_932_897 * 86_400_000_000  # 2024-01-01 08:00, 10000-01-01
+    ts = pa.array([2**63 - 1, -(2**63 - 1), end_us, good_us, good_us], pa.int64()).view(pa.timestamp("us"))
+    tz = pa.array([good_us, good_us, good_us, -(2**63 - 1), good_us, None], pa.int64())
+    days = pa.array([19723, 19723, 19723, 2_932_897, 19723, None], pa.int32()).view(pa.date32())
+    lists = pa.ListArray.from_arrays(pa.array([0, 1, 2, 3, 4, 5, 5], pa.int32()), ts)
+    structs = pa.StructArray.from_arrays([tz.view(pa.timestamp("us", tz="UTC")), days], ["seen", "day"])
+    keys = [f"u{i}@example.com" for i in range(6)]
+    b = map_batch(plan(keys, pl.Series("a", pl.from_arrow(lists)), pl.Series("b", pl.from_arrow(structs))),
+                  EMAIL, fields("stamps", "meta", kind=kind))
+    check_shape(b)
+    why = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert sorted(zip(b.rejections["_key"], b.rejections["reason"])) == [
+        (keys[0], f'field "stamps": {why}'), (keys[1], f'field "stamps": {why}'), (keys[2], f'field "stamps": {why}'),
+        (keys[3], f'field "meta": {why}')]
+    assert b.frame["_key"].to_list() == keys[4:]
+    sent = [{k: orjson.loads(v) if kind == "string" else v for k, v in o.items()} for o in objects(b)]
+    assert sent == [{"stamps": ["2024-01-01T08:00:00"], "meta": {"seen": "2024-01-01T08:00:00Z", "day": "2024-01-01"}},
+                    {"stamps": [], "meta": {"seen": None, "day": None}}]
+
+
 def test_non_finite_float_in_unsent_field_is_fine():
     b = map_batch(plan(["a@b.co"], ([float("nan")], [False]), [1]), EMAIL, fields("score", "n"))
     assert objects(b) == [{"n": 1}]
