@@ -82,8 +82,10 @@ class Checkpointer:
         self._batch.acked.extend(keys)
 
     def rejected(self, key: str | None, field: str | None, reason: str, park: bool = True) -> None:
-        """A row refused for its content: recorded with its reason and parked until it changes."""
-        self._batch.rows.append((key, field, "rejected", reason))
+        """A row refused for its content: recorded with its reason and parked until it changes.
+        `park=False`: withheld because of another row (e.g. two domains Attio reads as one company),
+        recorded as `duplicate` and planned again by the next run."""
+        self._batch.rows.append((key, field, "rejected" if park else "duplicate", reason))
         if park and key is not None:
             self._batch.parked.append(key)
 

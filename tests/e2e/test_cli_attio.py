@@ -313,6 +313,9 @@ def test_domains_attio_reads_as_one_company_are_sent_once_the_model_holds_one(at
     run = p.run()
     assert (run["acknowledged"], run["rejected"]) == (5, 2)
     assert set(p.rejections()) == {"company1.com", "https://company1.com/"}
+    # recorded as withheld for another row (`duplicate`), not as refused for their content (`rejected`:
+    # parked until they change, which these are not)
+    assert {status for status, _ in p.rejections().values()} == {"duplicate"}
     assert company(p, "company1.com") is None
     # the model is fixed: the row left standing never changed, yet it is sent (withheld, not parked)
     p.sql("delete from main.companies where domain = 'https://company1.com/'")
