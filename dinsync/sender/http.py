@@ -221,11 +221,15 @@ class HttpSender:
                 return await self._split(request, ep, outcome)
             # retry
             reason = outcome.reason or "transient failure"
+            hint = outcome.retry_after
             if outcome.throttled:
                 # Shared backoff: everyone waiting on this endpoint waits, not only us.
                 self._count(ep, "throttled")
-                hint = outcome.retry_after
                 ep.limiter.penalize(hint if hint is not None else self.policy.delay(attempt))
+            elif hint is not None:
+                # A server that says when to come back (e.g. 503 + Retry-After: "unavailable for
+                # that long", RFC 9110) is not asked again by anyone before then.
+                ep.limiter.penalize(hint)
             if not self.policy.should_retry(attempt):
                 break
             delay = self.policy.delay(attempt, outcome.retry_after)

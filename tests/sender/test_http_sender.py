@@ -207,6 +207,30 @@ def test_429_retry_after_seconds_pauses_every_sender_of_the_endpoint():
     assert s.stats.endpoints["write"].throttled == 1
 
 
+def test_503_retry_after_pauses_every_sender_of_the_endpoint():
+    """RFC 9110: a 503's Retry-After says how long the service is expected to be unavailable.
+    Before, only the request that got it waited; the others kept arriving during the pause."""
+    async def handler(request, hit):
+        if hit.n == 0:
+            return web.Response(status=503, text="maintenance", headers={"Retry-After": "1"})
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            first = asyncio.ensure_future(s.send(batch(["a"])))
+            while s.stats.retries == 0:  # the 503 is back
+                await asyncio.sleep(0.005)
+            second = await s.send(batch(["b"]))  # never refused itself, yet must wait too
+            return srv, s, await first, second
+
+    srv, s, first, second = run(main())
+    assert first == [RecordResult("a", "ok")] and second == [RecordResult("b", "ok")]
+    refused_at = srv.hits[0].at
+    assert len(srv.hits) == 3
+    assert all(h.at - refused_at >= 1.0 for h in srv.hits[1:])
+    assert (s.stats.throttled, s.stats.retries) == (0, 1)  # a 503 is not a 429
+
+
 def test_429_retry_after_http_date_is_honoured():
     reset = {}
 
