@@ -144,6 +144,12 @@ class HttpSender:
             auto_decompress=True,
             headers={"User-Agent": self.user_agent},
         )
+        # aiohttp re-sends an idempotent request (PUT, PATCH, GET) at once on a new connection when
+        # a kept-alive one is reset: an attempt outside the limiter, the retry policy and the stats
+        # (bunched arrivals, 429s from a strict window). Every retry is ours. (A private switch, the
+        # one aiohttp's own test client turns off; absent in versions without that retry.)
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc: object) -> None:
