@@ -347,7 +347,7 @@ class IterableSandbox:
         if wait is not None and self.options.retry_after == "seconds":
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
         elif wait is not None and self.options.retry_after == "http-date":
-            headers["Retry-After"] = formatdate(time.time() + max(1.0, wait), usegmt=True)
+            headers["Retry-After"] = formatdate(math.ceil(time.time() + max(1.0, wait)), usegmt=True)  # whole seconds: round up
         return api_response(429, "RateLimitExceeded", "Rate limit exceeded", headers=headers)
 
     # ---------------------------------------------------------------- handlers

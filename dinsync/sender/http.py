@@ -144,6 +144,12 @@ class HttpSender:
             auto_decompress=True,
             headers={"User-Agent": self.user_agent},
         )
+        # aiohttp re-sends an idempotent request (PUT, PATCH, GET) at once on a new connection when
+        # a kept-alive one is reset: an attempt outside the limiter, the retry policy and the stats
+        # (bunched arrivals, 429s from a strict window). Every retry is ours. (A private switch, the
+        # one aiohttp's own test client turns off; absent in versions without that retry.)
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -221,11 +227,15 @@ class HttpSender:
                 return await self._split(request, ep, outcome)
             # retry
             reason = outcome.reason or "transient failure"
+            hint = outcome.retry_after
             if outcome.throttled:
                 # Shared backoff: everyone waiting on this endpoint waits, not only us.
                 self._count(ep, "throttled")
-                hint = outcome.retry_after
                 ep.limiter.penalize(hint if hint is not None else self.policy.delay(attempt))
+            elif hint is not None:
+                # A server that says when to come back (e.g. 503 + Retry-After: "unavailable for
+                # that long", RFC 9110) is not asked again by anyone before then.
+                ep.limiter.penalize(hint)
             if not self.policy.should_retry(attempt):
                 break
             delay = self.policy.delay(attempt, outcome.retry_after)

@@ -825,6 +825,21 @@ def test_retry_after_as_an_http_date(make):
         AttentiveOptions(retry_after="minutes")
 
 
+def test_retry_after_http_date_is_never_before_the_window_frees(monkeypatch):
+    """Whole-second dates round the moment the limit frees up, not down (before: at 100.9 s with
+    a 1 s wait the date said 101, 0.9 s early)."""
+    from email.utils import parsedate_to_datetime
+
+    import dinsync.sandbox.attentive.server as module
+
+    sandbox = AttentiveSandbox(KEY, limits=True, retry_after="http-date")
+    monkeypatch.setattr(module.time, "time", lambda: 100.9)
+    for wait in (0.05, 0.5, 1.0):
+        resp = sandbox._too_many("postBulkUserAttributes", wait)
+        when = parsedate_to_datetime(resp.headers["Retry-After"]).timestamp()
+        assert when >= 100.9 + max(1.0, wait) and when == int(when)
+
+
 # ------------------------------------------------------------------ faults
 def test_faults_per_endpoint(make):
     thread, client = make(faults=Faults(seed=3))

@@ -507,6 +507,20 @@ def test_retry_after_as_http_date_or_absent(make):
     assert limited and all("Retry-After" not in h for h in limited)
 
 
+def test_retry_after_http_date_is_never_before_the_window_frees(monkeypatch):
+    """An HTTP date has whole seconds: the sandbox must round the moment the limit frees up, not
+    down. Before, at 100.9 s with the window freeing 1 s later (101.9), the date said 101: a client
+    honouring it exactly came back into the same window and got another 429."""
+    import dinsync.sandbox.iterable as module
+
+    sandbox = IterableSandbox(KEY, limits=True, retry_after="http-date")
+    monkeypatch.setattr(module.time, "time", lambda: 100.9)
+    for wait in (0.05, 0.5, 1.0):
+        resp = sandbox._too_many_requests(wait)
+        when = parsedate_to_datetime(resp.headers["Retry-After"]).timestamp()
+        assert when >= 100.9 + max(1.0, wait) and when == int(when)
+
+
 def test_default_limits_cover_get_fields(make):
     thread, client = make(limits=True)  # documented default: getFields 3/s
 

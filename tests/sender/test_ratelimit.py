@@ -66,6 +66,37 @@ def test_burst_starts_back_to_back_but_never_exceeds_the_rate_in_a_window(rate, 
     assert 0.97 * rate <= achieved <= rate
 
 
+class LateClock(FakeClock):
+    """Virtual time whose sleeps wake `late` seconds after their deadline, as a real event loop's do
+    (timer granularity, other callbacks running first): ~1 ms on a busy loop."""
+
+    def __init__(self, late: float):
+        super().__init__()
+        self.late = late
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(max(0.0, seconds) + self.late)
+
+
+@pytest.mark.parametrize("rate", [10, 20, 100, 150])
+@pytest.mark.parametrize("late", [0.0005, 0.0013, 0.004])
+def test_late_wake_ups_do_not_lower_the_rate(rate, late):
+    """A waiter woken a little after its slot keeps the slot's place in the schedule: the lateness
+    of each wake-up is not added to every following interval. Before, with burst 1, a 1.3 ms
+    late loop held 87% of 100 requests/s (Iterable's lookups) and 97.4% of 20/s (Splio's contacts)."""
+    clock = LateClock(late)
+    limiter = RateLimiter(rate, clock=clock)
+    n = rate * 6
+    times = run(acquire_times(limiter, clock, n))
+    achieved = (n - 1) / (times[-1] - times[0])
+    assert 0.97 * rate <= achieved <= rate
+    assert max_in_window(times) <= rate
+    fixed: dict[int, int] = {}
+    for t in times:
+        fixed[int(t + 1e-9)] = fixed.get(int(t + 1e-9), 0) + 1
+    assert max(fixed.values()) <= rate
+
+
 def test_idle_limiter_lets_the_next_request_through_at_once():
     clock = FakeClock()
     limiter = RateLimiter(2, clock=clock)

@@ -293,7 +293,8 @@ class AttentiveSandbox:
     def _too_many(self, endpoint: str, wait: float | None) -> web.Response:
         resp = self._error(429, "Too many requests")
         if self.options.retry_after == "http-date":  # RFC 9110 allows either form
-            resp.headers["Retry-After"] = formatdate(time.time() + max(1.0, math.ceil(wait or 1.0)), usegmt=True)
+            resp.headers["Retry-After"] = formatdate(math.ceil(time.time() + max(1.0, math.ceil(wait or 1.0))),
+                                                     usegmt=True)  # whole seconds: round up, never early
         elif self.options.retry_after:
             resp.headers["Retry-After"] = str(max(1, math.ceil(wait or 1.0)))
         return _rate_headers(resp, self._limit(endpoint), 0)
