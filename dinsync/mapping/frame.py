@@ -32,7 +32,7 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import orjson
 import polars as pl
@@ -276,13 +276,15 @@ def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
     from dinsync.warehouses.numeric_text import free_scale, is_numeric_text
 
     numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
-    seconds = [f.name for f in batch.schema if _has_seconds(f.type)]
-    midnights = [i for i, (f, c) in enumerate(zip(batch.schema, batch.columns)) if _has_time(f.type) and _end_of_day(c)]
+    seconds = [f.name for f in batch.schema if _holds(f.type, _is_seconds)]
+    midnights = [i for i, (f, c) in enumerate(zip(batch.schema, batch.columns))
+                 if _holds(f.type, _is_time) and _end_of_day(c)]
     if numeric or seconds or midnights:
-        columns = [c.storage if is_numeric_text(c.type) else _seconds_as_ms(c) if _has_seconds(c.type) else c
+        columns = [c.storage if is_numeric_text(c.type)
+                   else _rebuilt(c, _is_seconds, _seconds_to_ms) if _holds(c.type, _is_seconds) else c
                    for c in batch.columns]
         for i in midnights:
-            columns[i] = _times_as_text(columns[i])
+            columns[i] = _rebuilt(columns[i], _is_time, _time_texts)
         batch = type(batch).from_arrays(columns, names=batch.schema.names)
     return pl.from_arrow(batch), numeric
 
@@ -290,17 +292,56 @@ def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
 _DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
-def _has_time(t: Any) -> bool:
-    """Whether an Arrow type is, or holds, a TIME."""
+def _is_time(t: Any) -> bool:
     import pyarrow as pa
 
-    if pa.types.is_time(t):
+    return pa.types.is_time(t)
+
+
+def _is_seconds(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(t) and t.unit == "s"
+
+
+def _holds(t: Any, leaf: Callable[[Any], bool]) -> bool:
+    """Whether an Arrow type is, or holds in its lists and structs, a type `leaf` accepts."""
+    import pyarrow as pa
+
+    if leaf(t):
         return True
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_time(t.value_type)
+        return _holds(t.value_type, leaf)
     if pa.types.is_struct(t):
-        return any(_has_time(t.field(i).type) for i in range(t.num_fields))
+        return any(_holds(t.field(i).type, leaf) for i in range(t.num_fields))
     return False
+
+
+def _rebuilt(array: Any, leaf: Callable[[Any], bool], convert: Callable[[Any], Any]) -> Any:
+    """`array` with `convert` applied to its values of a type `leaf` accepts, at any depth of its
+    lists and structs (rebuilt around them); other values as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = array.type
+    if isinstance(array, pa.ChunkedArray):
+        chunks = [_rebuilt(c, leaf, convert) for c in array.chunks]
+        return pa.chunked_array(chunks, chunks[0].type if chunks else None)
+    if leaf(t):
+        return convert(array)
+    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return _rebuilt(array.cast(pa.list_(t.value_field)), leaf, convert)
+    if pa.types.is_list(t):  # a slice's offsets index its child array from their first one
+        start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+        offsets = pc.subtract(array.offsets, pa.scalar(start, array.offsets.type))
+        values = _rebuilt(array.values.slice(start, end - start), leaf, convert)
+        return pa.ListArray.from_arrays(offsets, values, pa.list_(t.value_field.with_type(values.type)),
+                                        mask=array.is_null())
+    if pa.types.is_struct(t):
+        fields = [_rebuilt(f, leaf, convert) for f in array.flatten()]  # with the slice's offset applied
+        return pa.StructArray.from_arrays(fields, fields=[t.field(i).with_type(f.type) for i, f in enumerate(fields)],
+                                          mask=array.is_null())
+    return array
 
 
 def _end_of_day(column: Any) -> bool:
@@ -328,31 +369,12 @@ def _time_ints(column: Any) -> Any:
     return column.cast(pa.int32() if column.type.bit_width == 32 else pa.int64())
 
 
-def _times_as_text(column: Any) -> Any:
-    """The TIMEs of a column holding '24:00:00' as the ISO 8601 text of each value (what the mapping
-    writes of times: `HH:MM:SS` and `.ffffff` when not zero), per distinct value; such columns are
-    rare. Lists and structs are rebuilt around them."""
+def _time_texts(column: Any) -> Any:
+    """TIMEs (one array) as the ISO 8601 text the mapping writes of times (`HH:MM:SS`, and `.ffffff`
+    when not zero), per distinct value: only for columns holding '24:00:00', which are rare."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    t = column.type
-    if isinstance(column, pa.ChunkedArray):
-        return pa.chunked_array([_times_as_text(c) for c in column.chunks])
-    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
-        return _times_as_text(column.cast(pa.list_(t.value_field)))
-    if pa.types.is_list(t):  # a slice's offsets index its child array from their first one
-        start, end = column.offsets[0].as_py(), column.offsets[-1].as_py()
-        offsets = pc.subtract(column.offsets, pa.scalar(start, column.offsets.type))
-        values = _times_as_text(column.values.slice(start, end - start))
-        return pa.ListArray.from_arrays(offsets, values, pa.list_(t.value_field.with_type(values.type)),
-                                        mask=column.is_null())
-    if pa.types.is_struct(t):
-        fields = [_times_as_text(f) for f in column.flatten()]
-        return pa.StructArray.from_arrays(fields, fields=[t.field(i).with_type(f.type) for i, f in enumerate(fields)],
-                                          mask=column.is_null())
-    if not pa.types.is_time(t):
-        return column
-    times, over = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}[t.unit]
+    times, over = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}[column.type.unit]
     texts: dict[int, str] = {}
     out = []
     for raw in _time_ints(column).to_pylist():
@@ -371,49 +393,18 @@ def _times_as_text(column: Any) -> Any:
 _MS_LIMIT = (2**63 - 1) // 1000  # seconds beyond it do not fit an int64 of milliseconds
 
 
-def _has_seconds(t: Any) -> bool:
-    """Whether an Arrow type is, or holds, timestamps in seconds."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return t.unit == "s"
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_seconds(t.value_type)
-    if pa.types.is_struct(t):
-        return any(_has_seconds(t.field(i).type) for i in range(t.num_fields))
-    return False
-
-
-def _seconds_as_ms(array: Any) -> Any:
-    """Timestamps in seconds as milliseconds, which Polars reads them as, without wrapping around:
-    DuckDB's TIMESTAMP_S '±infinity' (±INT64_MAX s) times 1,000 became 1969-12-31T23:59:59 and
-    1970-01-01T00:00:01. Those beyond an int64 of milliseconds become ±INT64_MAX ms, far beyond
-    the calendar: their rows are rejected (`beyond_calendar`). Lists and structs are rebuilt."""
+def _seconds_to_ms(array: Any) -> Any:
+    """Timestamps in seconds (one array) as milliseconds, which Polars reads them as, without
+    wrapping around: DuckDB's TIMESTAMP_S '±infinity' (±INT64_MAX s) times 1,000 became
+    1969-12-31T23:59:59 and 1970-01-01T00:00:01. Those beyond an int64 of milliseconds become
+    ±INT64_MAX ms, far beyond the calendar: their rows are rejected (`beyond_calendar`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = array.type
-    if isinstance(array, pa.ChunkedArray):
-        chunks = [_seconds_as_ms(c) for c in array.chunks]
-        return pa.chunked_array(chunks, chunks[0].type if chunks else None)
-    if pa.types.is_timestamp(t):
-        ints = array.cast(pa.int64())
-        far = pc.greater(pc.abs(ints), _MS_LIMIT)
-        ms = pc.if_else(far, pc.multiply(pc.sign(ints), 2**63 - 1), pc.multiply(ints, 1000))
-        return ms.cast(pa.timestamp("ms", t.tz))
-    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
-        return _seconds_as_ms(array.cast(pa.list_(t.value_field)))
-    if pa.types.is_list(t):  # a slice's offsets index its child array from their first one
-        start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
-        offsets = pc.subtract(array.offsets, pa.scalar(start, array.offsets.type))
-        values = _seconds_as_ms(array.values.slice(start, end - start))
-        return pa.ListArray.from_arrays(offsets, values, pa.list_(t.value_field.with_type(values.type)),
-                                        mask=array.is_null())
-    if pa.types.is_struct(t):
-        fields = [_seconds_as_ms(f) for f in array.flatten()]  # with the slice's offset applied
-        return pa.StructArray.from_arrays(fields, fields=[t.field(i).with_type(f.type) for i, f in enumerate(fields)],
-                                          mask=array.is_null())
-    return array
+    ints = array.cast(pa.int64())
+    far = pc.greater(pc.abs(ints), _MS_LIMIT)
+    ms = pc.if_else(far, pc.multiply(pc.sign(ints), 2**63 - 1), pc.multiply(ints, 1000))
+    return ms.cast(pa.timestamp("ms", array.type.tz))
 
 
 _COERCE = {

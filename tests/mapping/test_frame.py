@@ -406,6 +406,28 @@ def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_w
     assert objects(b) == [{"s": "2020-01-01T00:00:00", "ns": None, "list": ["2020-01-01T00:00:00"]}]
 
 
+def test_a_struct_of_second_and_microsecond_timestamps_keeps_both_values():
+    """Only TIMESTAMP_S values are converted to milliseconds (as Polars reads them): a struct holding
+    a TIMESTAMP_S and a TIMESTAMP had its microseconds multiplied by 1,000 too (a date beyond year
+    9999, which made Polars panic)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    pair = pa.StructArray.from_arrays([pa.array([dt.datetime(2020, 1, 1, 12)], pa.timestamp("s")),
+                                       pa.array([dt.datetime(2021, 6, 1, 8, 30, 0, 250)], pa.timestamp("us"))],
+                                      names=["s", "us"])
+    batch = pa.RecordBatch.from_arrays([pa.array(["u@example.com"]), pa.array(["added"]), pair, pa.array([True])],
+                                       names=["_key", "_op", "v0", "x0"])
+    frame, _ = frame_from_arrow(batch)
+    b = map_batch(frame, EMAIL, fields("pair"))
+    check_shape(b)
+    assert b.rejections.height == 0
+    assert objects(b) == [{"pair": {"s": "2020-01-01T12:00:00", "us": "2021-06-01T08:30:00.000250"}}]
+
+
 @pytest.mark.parametrize("kind", ["auto", "string", "json"])
 def test_dates_beyond_the_calendar_inside_lists_and_structs_reject_their_row(kind):
     """A TIMESTAMP 'infinity' inside a list or a struct (DuckDB's ±INT64_MAX µs) made Polars panic
