@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 import polars as pl
@@ -79,20 +80,30 @@ def iso_time(expr: pl.Expr, quoted: bool = False) -> pl.Expr:
     return expr.dt.strftime(f"{q}%H:%M:%S%.6f{q}").str.replace(f".000000{q}", q, literal=True)
 
 
-def nonfinite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
-    """Boolean: the value is, or contains, a NaN or an infinity. None when the type can't hold one."""
-    if dtype.is_float():
-        return (expr.is_nan() | expr.is_infinite()).fill_null(False)
+def any_nested(expr: pl.Expr, dtype: pl.DataType,
+               leaf: Callable[[pl.Expr, pl.DataType], pl.Expr | None]) -> pl.Expr | None:
+    """Boolean: the value is, or holds at any depth of its lists and structs, one that `leaf` flags
+    (`leaf(expr, dtype)`: a boolean expression, or None for a type it does not look at). None when
+    the type holds nothing `leaf` looks at."""
+    found = leaf(expr, dtype)
+    if found is not None:
+        return found
     if isinstance(dtype, pl.Array):
-        return nonfinite(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner))
+        return any_nested(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner), leaf)
     if isinstance(dtype, pl.List):
-        inner = nonfinite(pl.element(), dtype.inner)
+        inner = any_nested(pl.element(), dtype.inner, leaf)
         return None if inner is None else expr.list.eval(inner).list.any().fill_null(False)
     if isinstance(dtype, pl.Struct):
-        parts = [nonfinite(expr.struct.field(f.name), f.dtype) for f in dtype.fields]
+        parts = [any_nested(expr.struct.field(f.name), f.dtype, leaf) for f in dtype.fields]
         parts = [p for p in parts if p is not None]
         return pl.any_horizontal(parts).fill_null(False) if parts else None
     return None
+
+
+def nonfinite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """Boolean: the value is, or contains, a NaN or an infinity. None when the type can't hold one."""
+    return any_nested(expr, dtype, lambda e, t: (e.is_nan() | e.is_infinite()).fill_null(False) if t.is_float()
+                      else None)
 
 
 def _needs_prep(dtype: pl.DataType) -> bool:
@@ -158,18 +169,8 @@ def beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def beyond_calendar_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     """Boolean: a list or struct holds a date/datetime outside the years 1 to 9999 (at any depth).
     None when the type holds no date."""
-    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
-        return beyond_calendar(expr, dtype)
-    if isinstance(dtype, pl.Array):
-        return beyond_calendar_nested(expr.cast(pl.List(dtype.inner)), pl.List(dtype.inner))
-    if isinstance(dtype, pl.List):
-        inner = beyond_calendar_nested(pl.element(), dtype.inner)
-        return None if inner is None else expr.list.eval(inner).list.any().fill_null(False)
-    if isinstance(dtype, pl.Struct):
-        parts = [beyond_calendar_nested(expr.struct.field(f.name), f.dtype) for f in dtype.fields]
-        parts = [p for p in parts if p is not None]
-        return pl.any_horizontal(parts).fill_null(False) if parts else None
-    return None
+    return any_nested(expr, dtype, lambda e, t: beyond_calendar(e, t) if t == pl.Date or isinstance(t, pl.Datetime)
+                      else None)
 
 
 def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
