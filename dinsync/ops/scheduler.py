@@ -123,6 +123,15 @@ class Scheduler:
         self.next_recheck = now  # paused syncs are checked at start-up
         self.check_due: set[str] = set()  # paused syncs to check this recheck, waiting for a free worker
 
+    def learn_last_started(self, last_started: Mapping[str, dt.datetime | None]) -> None:
+        """The run log, read late (the warehouse could not be read at start-up): a sync whose slot
+        passed since its last run is due at once (catch-up once), as it would have been at start-up."""
+        with self._mutex:
+            for name, last in last_started.items():
+                job = self.jobs.get(name)
+                if job is not None and last is not None and not job.busy:
+                    job.next_due = min(job.next_due, next_fire(job.schedule, last))
+
     # --- one step --------------------------------------------------------------------
     @property
     def active(self) -> int:

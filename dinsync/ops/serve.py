@@ -49,6 +49,9 @@ class Service:
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()
         self.scheduler: Scheduler | None = None
+        # The run log is read at start-up; when the warehouse could not be read then, at the first
+        # connection that works (the slots missed before start-up still run once).
+        self._run_log_read = False
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
@@ -78,9 +81,7 @@ class Service:
                     return None
                 from ..state import StateStore
 
-                store = StateStore(wh, self.project.state_schema)
-                store.migrate()
-                last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
+                last = self._last_started(wh)
             finally:
                 wh.close()
         if self.stop.requested:
@@ -91,6 +92,15 @@ class Service:
         self.emit("serve", syncs=[{"sync": n, "schedule": s.describe(), "next": utc_iso(self.scheduler.jobs[n].next_due)}
                                   for n, s in sorted(self.schedules.items())])
         return self.scheduler
+
+    def _last_started(self, wh: Any) -> dict[str, dt.datetime | None]:
+        from ..state import StateStore
+
+        store = StateStore(wh, self.project.state_schema)
+        store.migrate()
+        last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
+        self._run_log_read = True
+        return last
 
     def serve(self) -> None:
         """Build (unless built) and run until a stop request. A stop requested while starting
@@ -114,6 +124,11 @@ class Service:
         except Exception as exc:
             self._outage(list(self.schedules), exc)
             return self._memory_pauses()
+        try:
+            if not self._run_log_read and self.scheduler is not None:  # unreadable at start-up
+                self.scheduler.learn_last_started(self._last_started(wh))
+        except Exception as exc:
+            self.emit("note", message=redaction.redact(f"could not read the run log: {exc}"))
         try:
             from ..state import StateStore
             from ..state.syncstate import SyncStates

@@ -222,3 +222,21 @@ def test_a_stop_requested_while_a_run_connects_or_is_guarded_does_not_start_it(s
     end = served.events[-1]
     assert end["run"] is None and end["error"] == "not started: a stop was requested" and end["exit_code"] == 143
     assert served.runs == []
+
+
+def test_slots_missed_before_start_up_run_once_when_the_run_log_could_only_be_read_later(scheduled):
+    """The warehouse could not be reached when the service started (or the DuckDB file was held by
+    another process just then): the run log was not read, and the sync was scheduled as one never
+    run, from start-up: the slots it missed while the service was down were never caught up (a
+    daily sync skipped a whole day). The run log is now read at the first connection that works."""
+    ops = scheduled
+    ops.sync()  # the last run: two hours ago on the test's clock, eight slots missed
+    down = [True]
+    served = Served(ops, down=down)
+    assert served.scheduler.jobs["iterable_users"].next_due > served.clock.t  # the run log was unread
+    down[0] = False
+    events = served.at(0) + served.at(0)
+    assert kinds(events).count("start") == 1 and kinds(events)[-2:] == ["start", "end"], events
+    assert events[-1]["run"]["status"] == "success"
+    assert served.at(1) == []  # once, then the schedule
+    assert kinds(served.at(15)) == ["start", "end"]
