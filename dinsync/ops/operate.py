@@ -36,7 +36,8 @@ EXIT_OF_CULPRIT = {"destination": ExitCode.CONFIG_ERROR, "column": ExitCode.CONF
 
 
 def event_for(previous: str | None, new: str) -> str | None:
-    """The notification a change from `previous` (None: never told, i.e. ok) to `new` deserves."""
+    """The notification a change from `previous` (None: never told, i.e. ok) to `new` deserves.
+    Notices name a sync never told anything as `ok` (their `previous_state` is never null)."""
     previous = previous or "ok"
     if new == previous:
         return None
@@ -136,7 +137,7 @@ class Operator:
         event = event_for(state.notified_state, new)
         if event is None:
             return None
-        self.notify(Notice(event, name, new, state.notified_state, self.message(event, name, run), run=run))
+        self.notify(Notice(event, name, new, state.notified_state or "ok", self.message(event, name, run), run=run))
         self.states.notified(name, new)
         return new
 
@@ -156,7 +157,7 @@ class Operator:
         state = self.states.pause(name, by=by, culprit=culprit, reason=reason, run_id=(run or {}).get("run_id"))
         if before.notified_state != "paused" or before.paused_by != by:
             who = "by hand" if by == "hand" else "by itself"
-            self.notify(Notice("paused", name, "paused", before.notified_state,
+            self.notify(Notice("paused", name, "paused", before.notified_state or "ok",
                                f"{name} paused {who}: {reason}", run=run,
                                pause={"paused_by": by, "culprit": culprit, "reason": reason}))
             self.states.notified(name, "paused")
@@ -169,7 +170,7 @@ class Operator:
     def resume(self, name: str, *, detail: str) -> SyncState:
         before = self.states.get(name)
         state = self.states.resume(name, detail)
-        self.notify(Notice("resumed", name, "ok", before.notified_state, f"{name} resumed: {detail}",
+        self.notify(Notice("resumed", name, "ok", before.notified_state or "paused", f"{name} resumed: {detail}",
                            pause={"paused_by": before.paused_by, "culprit": before.culprit, "reason": before.reason}))
         self.states.notified(name, "ok")
         if self.on_change is not None:

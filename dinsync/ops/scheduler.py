@@ -121,6 +121,16 @@ class Scheduler:
             last = last_started.get(name)
             self.jobs[name] = Job(name, schedule, next_fire(schedule, last if last is not None else now))
         self.next_recheck = now  # paused syncs are checked at start-up
+        self.check_due: set[str] = set()  # paused syncs to check this recheck, waiting for a free worker
+
+    def learn_last_started(self, last_started: Mapping[str, dt.datetime | None]) -> None:
+        """The run log, read late (the warehouse could not be read at start-up): a sync whose slot
+        passed since its last run is due at once (catch-up once), as it would have been at start-up."""
+        with self._mutex:
+            for name, last in last_started.items():
+                job = self.jobs.get(name)
+                if job is not None and last is not None and not job.busy:
+                    job.next_due = min(job.next_due, next_fire(job.schedule, last))
 
     # --- one step --------------------------------------------------------------------
     @property
@@ -134,7 +144,8 @@ class Scheduler:
         with self._mutex:
             idle = [j for j in self.jobs.values() if not j.busy]
             recheck = now >= self.next_recheck
-            if not recheck and not any(j.next_due <= now for j in idle):
+            checks_waiting = bool(self.check_due) and self.active < self.max_parallel
+            if not recheck and not checks_waiting and not any(j.next_due <= now for j in idle):
                 return started
             paused = dict(self.hooks.paused())
             if recheck:
@@ -152,10 +163,15 @@ class Scheduler:
                     self._submit(job, self.hooks.run, job.name, slot)
                     started.append(job.name)
                 # else: it stays due and runs (once) when a worker is free
-            if recheck:
-                for job in idle:
-                    if not job.busy and paused.get(job.name, "hand") != "hand" and self.active < self.max_parallel:
-                        self._submit(job, self._check, job)
+            if recheck:  # every automatic pause is checked once per recheck, as soon as a worker is free
+                self.check_due = {j.name for j in idle if paused.get(j.name, "hand") != "hand"}
+            for name in sorted(self.check_due):
+                job = self.jobs[name]
+                if paused.get(name, "hand") == "hand":  # resumed (or paused by hand) meanwhile
+                    self.check_due.discard(name)
+                elif not job.busy and self.active < self.max_parallel:
+                    self.check_due.discard(name)
+                    self._submit(job, self._check, job)
         return started
 
     def _check(self, job: Job) -> None:

@@ -25,6 +25,11 @@ from .operate import Operator
 from .scheduler import Clock, Scheduler, SystemClock
 
 OUTAGE_ERRORS = (WarehouseUnavailable, WarehouseAuthError)
+# A DuckDB file held by another process when a run is due (a `dinsync status`, a dbt build, a run
+# of another sync by hand): the run waits for it this long, trying again every BUSY_RETRY_SECONDS,
+# before it is refused (exit 5) and the slot passes.
+BUSY_WAIT_SECONDS = 120.0
+BUSY_RETRY_SECONDS = 1.0
 
 
 class Service:
@@ -32,7 +37,7 @@ class Service:
                  run_one: Callable[[Any, str, list], tuple[dict, int]], notifier: Notifier,
                  emit: Callable[[dict], None], stop: Any, clock: Clock | None = None, parallel: int = 1,
                  recheck_seconds: float = 300.0, check: Callable[..., CheckResult] = check_sync,
-                 executor: Any = None):
+                 executor: Any = None, busy_wait_seconds: float = BUSY_WAIT_SECONDS):
         self.project = project
         self.schedules = {n: project.syncs[n].schedule for n in names}
         self.connect = connect
@@ -45,10 +50,14 @@ class Service:
         self.recheck_seconds = recheck_seconds
         self.check_fn = check
         self.executor = executor  # default: a thread pool of `parallel` workers
+        self.busy_wait_seconds = busy_wait_seconds
         self.outages: dict[str, tuple[str, dt.datetime]] = {}  # sync -> (reason, since): in memory only
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()
         self.scheduler: Scheduler | None = None
+        # The run log is read at start-up; when the warehouse could not be read then, at the first
+        # connection that works (the slots missed before start-up still run once).
+        self._run_log_read = False
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
@@ -78,9 +87,7 @@ class Service:
                     return None
                 from ..state import StateStore
 
-                store = StateStore(wh, self.project.state_schema)
-                store.migrate()
-                last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
+                last = self._last_started(wh)
             finally:
                 wh.close()
         if self.stop.requested:
@@ -91,6 +98,15 @@ class Service:
         self.emit("serve", syncs=[{"sync": n, "schedule": s.describe(), "next": utc_iso(self.scheduler.jobs[n].next_due)}
                                   for n, s in sorted(self.schedules.items())])
         return self.scheduler
+
+    def _last_started(self, wh: Any) -> dict[str, dt.datetime | None]:
+        from ..state import StateStore
+
+        store = StateStore(wh, self.project.state_schema)
+        store.migrate()
+        last = {r["sync"]: r["started_at"] for r in store.last_runs(limit=1) if r["sync"] in self.schedules}
+        self._run_log_read = True
+        return last
 
     def serve(self) -> None:
         """Build (unless built) and run until a stop request. A stop requested while starting
@@ -114,6 +130,11 @@ class Service:
         except Exception as exc:
             self._outage(list(self.schedules), exc)
             return self._memory_pauses()
+        try:
+            if not self._run_log_read and self.scheduler is not None:  # unreadable at start-up
+                self.scheduler.learn_last_started(self._last_started(wh))
+        except Exception as exc:
+            self.emit("note", message=redaction.redact(f"could not read the run log: {exc}"))
         try:
             from ..state import StateStore
             from ..state.syncstate import SyncStates
@@ -141,7 +162,7 @@ class Service:
             return
         self.emit("start", sync=name, slot=utc_iso(slot))
         try:
-            wh = self.connect()
+            wh = self._connect_when_free(name)
         except LockBusyError as exc:
             self.emit("end", sync=name, exit_code=exc.exit_code, run=None, error=redaction.redact(exc.message))
             return
@@ -168,6 +189,34 @@ class Service:
                       error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))
         finally:
             wh.close()
+
+    def _connect_when_free(self, name: str) -> Any:
+        """Connect for a run; a warehouse file another process holds (LockBusyError at connect:
+        DuckDB lets one process open it) is waited for up to `busy_wait_seconds`, a stop request
+        ending the wait. Without it, a `dinsync status` run at the instant of a slot cost the
+        sync that slot (a daily sync, a day)."""
+        deadline = self.clock.now() + dt.timedelta(seconds=self.busy_wait_seconds)
+        told = False
+        while True:
+            try:
+                return self.connect()
+            except LockBusyError as exc:
+                left = (deadline - self.clock.now()).total_seconds()
+                if left <= 0 or self.stop.requested:
+                    raise
+                if not told:
+                    told = True
+                    self.emit("note", message=redaction.redact(
+                        f"{name}: {exc.message}; waiting up to {self.busy_wait_seconds:g}s for it"))
+                wake = threading.Event()
+                add_waker = getattr(self.stop, "add_waker", None)
+                if add_waker is not None:
+                    add_waker(wake)
+                try:
+                    self.clock.wait(min(BUSY_RETRY_SECONDS, left), wake)
+                finally:
+                    if add_waker is not None:
+                        self.stop.remove_waker(wake)
 
     def check(self, name: str) -> bool:
         """Check a paused sync again; True when it is no longer paused. A stop request abandons

@@ -255,3 +255,14 @@ def test_a_failing_channel_never_fails_the_sync(project):
     [(event, detail)] = project.sql("select event, detail from dinsync.events")
     assert event == "notify_failed" and detail.startswith("warning to down: ClientConnectorError")
     assert project.sql("select notified_state from dinsync.sync_state") == [("warning",)]
+
+
+def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
+    """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
+    notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
+    in Slack's state line."""
+    assert ops.cli("pause", "iterable_users", "--reason", "CRM migration").exit_code == 0
+    [hook] = [r["json"] for r in ops.receiver.received if r["path"] == "/hook"]
+    assert hook["event"] == "paused" and hook["previous_state"] == "ok" and hook["state"] == "paused"
+    [slack] = [r["json"] for r in ops.receiver.received if r["path"].startswith("/services/")]
+    assert "unknown" not in json.dumps(slack) and "ok → paused" in json.dumps(slack, ensure_ascii=False)

@@ -341,3 +341,38 @@ def test_a_stop_requested_before_the_loop_starts_never_waits():
     stop.request()
     make({"a": Schedule.model_validate({"every": "1h"})}, clock, hooks).run(stop)
     assert clock.waits == [] and hooks.runs == []
+
+
+def test_paused_syncs_a_full_pool_could_not_check_are_checked_when_a_worker_frees():
+    """`--recheck-minutes`: every automatically paused sync is checked once per recheck. With one
+    worker (the default `--parallel 1`) and three paused syncs, or a run in flight at the recheck,
+    the checks that found no free worker wait for one, like a due run does; they used to wait for
+    the next recheck, so the third sync was checked (and resumed) three rechecks late."""
+    clock, hooks = FakeClock(at(6)), Hooks()
+    hooks.paused_syncs = {"a": "auto", "b": "auto", "c": "auto"}
+    release = threading.Event()
+    checking = threading.Semaphore(0)
+    plain_check = hooks.check
+
+    def check(name):
+        checking.release()
+        assert release.wait(10)
+        return plain_check(name)
+
+    hooks.check = check
+    s = make({n: DAILY for n in "abc"}, clock, hooks, last={n: at(6) for n in "abc"}, executor=None,
+             max_parallel=1, recheck_seconds=300)
+    try:
+        for second in range(1, 4):  # well before the next recheck (06:05)
+            s.step(at(6, 0, second))
+            assert checking.acquire(timeout=5)
+            release.set()
+            _wait_idle(s)
+            release.clear()
+        assert sorted(hooks.checks) == ["a", "b", "c"]
+        s.step(at(6, 0, 4))
+        _wait_idle(s)
+        assert sorted(hooks.checks) == ["a", "b", "c"]  # once per recheck, not in a loop
+    finally:
+        release.set()
+        s.executor.shutdown(wait=True)

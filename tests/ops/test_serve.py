@@ -222,3 +222,54 @@ def test_a_stop_requested_while_a_run_connects_or_is_guarded_does_not_start_it(s
     end = served.events[-1]
     assert end["run"] is None and end["error"] == "not started: a stop was requested" and end["exit_code"] == 143
     assert served.runs == []
+
+
+def test_slots_missed_before_start_up_run_once_when_the_run_log_could_only_be_read_later(scheduled):
+    """The warehouse could not be reached when the service started (or the DuckDB file was held by
+    another process just then): the run log was not read, and the sync was scheduled as one never
+    run, from start-up: the slots it missed while the service was down were never caught up (a
+    daily sync skipped a whole day). The run log is now read at the first connection that works."""
+    ops = scheduled
+    ops.sync()  # the last run: two hours ago on the test's clock, eight slots missed
+    down = [True]
+    served = Served(ops, down=down)
+    assert served.scheduler.jobs["iterable_users"].next_due > served.clock.t  # the run log was unread
+    down[0] = False
+    events = served.at(0) + served.at(0)
+    assert kinds(events).count("start") == 1 and kinds(events)[-2:] == ["start", "end"], events
+    assert events[-1]["run"]["status"] == "success"
+    assert served.at(1) == []  # once, then the schedule
+    assert kinds(served.at(15)) == ["start", "end"]
+
+
+def test_a_run_due_while_another_process_holds_the_duckdb_file_waits_for_it(scheduled):
+    """DuckDB lets one process open its file: a `dinsync status` (or a dbt build) holding it at the
+    instant of a slot made the run end at once with exit 5, and the sync waited for its next slot
+    (a daily sync: a day) although no other run was doing its work. The run now waits for the file
+    (a bounded wait, on the service's clock)."""
+    from dinsync.errors import LockBusyError
+
+    ops = scheduled
+    ops.sync()  # due at once (its last run two hours ago on the test's clock)
+    busy = [0]
+
+    def on_connect(s):
+        if busy[0] > 0:
+            busy[0] -= 1
+            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+
+    served = Starting(ops, on_connect=on_connect)
+    scheduler = served.service.build()
+    busy[0] = 4  # the paused-syncs read and three attempts of the run find the file held
+    scheduler.step(served.service.clock.now())
+    assert served.runs == ["iterable_users"], served.events
+    end = [e for e in served.events if e["event"] == "end"]
+    assert [e["exit_code"] for e in end] == [0]
+    assert sum(1 for e in served.events if e["event"] == "note" and "waiting up to" in e["message"]) == 1
+
+    busy[0] = 10 ** 6  # held for good: refused with exit 5 once the wait is over
+    served.service.busy_wait_seconds = 30
+    scheduler.jobs["iterable_users"].next_due = served.service.clock.now()
+    scheduler.step(served.service.clock.now())
+    assert served.runs == ["iterable_users"]
+    assert [e["exit_code"] for e in served.events if e["event"] == "end"] == [0, 5]
