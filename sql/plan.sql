@@ -34,13 +34,16 @@ keyed AS (
   SELECT
     n._key,
     n._n + CASE
-      WHEN p._rkh IS NOT NULL AND {{ expected_rows("p", retry) }}
-        AND p._rkh NOT IN (SELECT c._rkh FROM {{ cand }} AS c WHERE c._rkh IS NOT NULL) THEN 1
+      WHEN p._rkh IS NOT NULL AND {{ expected_rows("p", retry) }} AND r._rkh IS NULL THEN 1
       ELSE 0
     END AS _n
   FROM counts AS n
   LEFT JOIN {{ prior }} AS p
     ON p._key = n._key
+  -- a join, not `NOT IN (SELECT ...)`: PostgreSQL runs that once per row when the candidates
+  -- outgrow work_mem (tests/warehouses/test_pg_plan_shapes.py)
+  LEFT JOIN (SELECT DISTINCT c._rkh FROM {{ cand }} AS c WHERE c._rkh IS NOT NULL) AS r
+    ON r._rkh = p._rkh
 ),
 hashed AS (
   SELECT c.*, {{ value_hashes(fields, "c") }}

@@ -14,7 +14,7 @@ SELECT
   k._kh,
   k._rkh,
   k._fp,
-  {% if full_refresh %}k._kh IN (SELECT s._kh FROM {{ snapshot }} AS s){% else %}FALSE{% endif %} AS _prior
+  {% if full_refresh %}s._kh IS NOT NULL{% else %}FALSE{% endif %} AS _prior
 FROM (
   SELECT
     j._key,
@@ -31,3 +31,9 @@ FROM (
     FROM {{ model }} AS m
   ) AS j
 ) AS k
+{% if full_refresh %}
+-- a join, not `_kh IN (SELECT ...)`: PostgreSQL runs that once per row when the snapshot outgrows
+-- work_mem (12+ minutes at 1M keys; tests/warehouses/test_pg_plan_shapes.py)
+LEFT JOIN (SELECT DISTINCT s._kh FROM {{ snapshot }} AS s) AS s
+  ON s._kh = k._kh
+{% endif %}

@@ -14,11 +14,7 @@ SELECT
   `k`.`_kh`,
   `k`.`_rkh`,
   `k`.`_fp`,
-  `k`.`_kh` IN (
-    SELECT
-      `s`.`_kh`
-    FROM `dinsync_state`.`snap_people_to_crm` AS `s`
-  ) AS `_prior`
+  NOT `s`.`_kh` IS NULL AS `_prior`
 FROM (
   SELECT
     `j`.`_key`,
@@ -62,3 +58,9 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 ) AS `m`
   ) AS `j`
 ) AS `k`
+LEFT JOIN (
+  SELECT DISTINCT
+    `s`.`_kh`
+  FROM `dinsync_state`.`snap_people_to_crm` AS `s`
+) AS `s`
+  ON `s`.`_kh` = `k`.`_kh`

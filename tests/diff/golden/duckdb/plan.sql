@@ -11,22 +11,18 @@ WITH "counts" AS (
 ), "keyed" AS (
   SELECT
     "n"."_key",
-    "n"."_n" + CASE
-      WHEN NOT "p"."_rkh" IS NULL
-      AND TRUE
-      AND NOT "p"."_rkh" IN (
-        SELECT
-          "c"."_rkh"
-        FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
-        WHERE
-          NOT "c"."_rkh" IS NULL
-      )
-      THEN 1
-      ELSE 0
-    END AS "_n"
+    "n"."_n" + CASE WHEN NOT "p"."_rkh" IS NULL AND TRUE AND "r"."_rkh" IS NULL THEN 1 ELSE 0 END AS "_n"
   FROM "counts" AS "n"
   LEFT JOIN "dinsync_scratch"."prior_people_to_crm" AS "p"
     ON "p"."_key" = "n"."_key"
+  LEFT JOIN (
+    SELECT DISTINCT
+      "c"."_rkh"
+    FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+    WHERE
+      NOT "c"."_rkh" IS NULL
+  ) AS "r"
+    ON "r"."_rkh" = "p"."_rkh"
 ), "hashed" AS (
   SELECT
     "c".*,
