@@ -1,0 +1,142 @@
+"""A destination plugin written from the README alone (no settings model, its own `Transport`),
+whose transport answers wrongly: nothing the plugin did not acknowledge for the records it was
+given may enter the snapshot, and a record it says nothing of is not lost silently."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from dinsync import destinations
+from dinsync.cli import app
+
+PLUGIN = '''
+import os
+from dinsync.destinations.base import (Delivered, Destination, KeySpec, Prepared, RecordResult, Rejection,
+                                       Request, ServiceSpec, TransportStats)
+
+
+class Transport:
+    """Answers from JUDGE_ANSWERS: {key sent: {"ok": [...], "failed": [...]}}; default: ok."""
+
+    def __init__(self):
+        self.requests = 0
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        pass
+
+    async def deliver(self, request):
+        self.requests += 1
+        import json
+        answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
+        if answer is None:
+            return Delivered(list(request.keys), [])
+        return Delivered(answer.get("ok", []), [RecordResult(k, "failed", "boom") for k in answer.get("failed", [])])
+
+    async def settle(self, pending, timeout):
+        return Delivered([], [], dict(pending))
+
+    def ready(self):
+        return Delivered([], [])
+
+    async def resolve(self, tokens):
+        return Delivered([], [])
+
+    def transport_stats(self):
+        return TransportStats(requests=self.requests)
+
+
+class OneByOne(Destination):
+    type_name = "onebyone"
+    services = {"people": ServiceSpec(name="people", key_fields={"email": KeySpec("email")}, modes=("upsert",))}
+    base_urls = {"default": "https://example.invalid"}
+
+    def make_transport(self, options):
+        return Transport()
+
+    def prepare(self, frame, sync):
+        keys = frame["_key"].to_list()
+        refused = [Rejection(k, "refused by prepare") for k in keys if k == "p1@example.com"]
+        return Prepared([Request("w", "POST", "", b"{}", [k]) for k in keys if k != "p1@example.com"], refused)
+
+
+DESTINATIONS = [OneByOne]
+'''
+
+
+class Project:
+    def __init__(self, root: Path, monkeypatch):
+        self.root = root
+        (root / "models").mkdir(parents=True)
+        (root / "syncs").mkdir()
+        (root / "plugin").mkdir()
+        (root / "plugin" / "judge_plugin.py").write_text(PLUGIN)
+        monkeypatch.syspath_prepend(str(root / "plugin"))
+        monkeypatch.setenv("DINSYNC_DESTINATION_MODULES", "judge_plugin")
+        destinations._plugins.cache_clear()
+        (root / "dinsync.yml").write_text(textwrap.dedent("""\
+            version: 1
+            warehouse: {type: duckdb, path: warehouse.duckdb}
+            destinations:
+              one: {type: onebyone, concurrency: 1}
+            """))
+        (root / "models" / "people.sql").write_text("-- primary_key: id\nselect id, email, name from main.people\n")
+        (root / "syncs" / "people.yml").write_text(textwrap.dedent("""\
+            model: people
+            destination: one
+            service: people
+            mode: upsert
+            match: {column: email, field: email}
+            fields: {name: name}
+            thresholds: {max_rejected_pct: 90}
+            """))
+        self.sql("create table main.people as select i as id, 'p' || i || '@example.com' as email, "
+                 "'N' || i as name from range(1, 6) t(i)")
+
+    def sql(self, statement: str):
+        con = duckdb.connect(str(self.root / "warehouse.duckdb"))
+        try:
+            cur = con.execute(statement)
+            return cur.fetchall() if cur.description else None
+        finally:
+            con.close()
+
+    def sync(self) -> dict:
+        result = CliRunner().invoke(app, ["--project-dir", str(self.root), "--json", "sync"], catch_exceptions=False)
+        data = json.loads(result.stdout)
+        assert "runs" in data, data
+        data["run"], = data["runs"]
+        data["exit_code"] = result.exit_code
+        return data
+
+    def acknowledged(self) -> set[str]:
+        return {k for k, in self.sql("select _key from dinsync.snap_people where _pfp is null")}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    yield Project(tmp_path / "proj", monkeypatch)
+    destinations._plugins.cache_clear()
+
+
+def test_a_plugin_without_a_settings_model_syncs(project):
+    """The base class's settings_model is None; such a plugin was an 'unexpected error: ValidationError'."""
+    data = project.sync()
+    assert data["exit_code"] == 0, data
+    assert (data["run"]["sent"], data["run"]["acknowledged"], data["run"]["rejected"]) == (4, 4, 1)
+    assert project.acknowledged() == {f"p{i}@example.com" for i in range(2, 6)}
+
+
+def test_a_plugin_key_not_configured_is_refused(project):
+    (project.root / "dinsync.yml").write_text(project.root.joinpath("dinsync.yml").read_text()
+                                              .replace("concurrency: 1}", "concurrency: 1, colour: blue}"))
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "validate"])
+    assert result.exit_code == 3
+    assert "unknown key destinations.one.colour" in result.stdout
