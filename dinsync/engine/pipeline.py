@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from ..destinations.base import Destination, RecordResult, ServiceSpec, SyncSpec, Transport
+from ..destinations.base import Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary
 from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
 from .commits import Checkpointer
@@ -35,6 +35,38 @@ class MappingPlan:
     fields: list[FieldMapping]
     region: str | None
     max_row_bytes: int | None
+
+
+NO_OUTCOME = "the destination gave no outcome for this record"
+
+
+def held_to(request, delivered: Delivered) -> Delivered:
+    """What a transport said of `request`, held to the request's records: one outcome per key
+    (a refusal first, then pending, then acknowledged; a key said both ok and rejected is not
+    acknowledged), keys the request did not carry ignored (an acknowledgement of another row must
+    not commit it), and a key the transport said nothing of `failed` (sent again next run) rather
+    than silently neither committed nor reported. A transport is a plugin's code too."""
+    keys = request.keys
+    if delivered.ok is keys and not delivered.problems and not delivered.pending:
+        return delivered  # the whole request acknowledged (the HTTP sender's usual answer)
+    wanted = set(keys)
+    told: set[str] = set()
+    problems = []
+    for r in delivered.problems:
+        if r.key in wanted and r.key not in told:
+            told.add(r.key)
+            problems.append(r)
+    pending: dict[str, list[str]] = {}
+    for token, token_keys in delivered.pending.items():
+        for k in token_keys:
+            if k in wanted and k not in told:
+                told.add(k)
+                pending.setdefault(token, []).append(k)
+    ok = [k for k in dict.fromkeys(delivered.ok) if k in wanted and k not in told]
+    told.update(ok)
+    if len(told) < len(wanted):
+        problems.extend(RecordResult(k, "failed", NO_OUTCOME) for k in dict.fromkeys(keys) if k not in told)
+    return Delivered(ok, problems, pending)
 
 
 class Pipeline:
@@ -221,7 +253,7 @@ class Pipeline:
     # --- sending -----------------------------------------------------------------------
     async def _deliver(self, request):
         try:
-            return await self.transport.deliver(request)
+            return held_to(request, await self.transport.deliver(request))
         except (DestinationAuthError, DestinationUnreachableError) as exc:  # nothing more is sent
             self.fatal = self.fatal or type(exc)(self.redact(exc.message), exc.hint)
             raise

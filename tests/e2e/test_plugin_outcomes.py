@@ -140,3 +140,42 @@ def test_a_plugin_key_not_configured_is_refused(project):
     result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "validate"])
     assert result.exit_code == 3
     assert "unknown key destinations.one.colour" in result.stdout
+
+
+def test_acknowledgements_of_records_a_request_did_not_carry_commit_nothing(project, monkeypatch):
+    """The request of p2 acknowledges p3 too, whose own request fails, and the row prepare()
+    refused and a key of no row: before, p3 entered the snapshot (never delivered, never sent again)
+    and `acknowledged` exceeded `sent`."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({
+        "p2@example.com": {"ok": ["p2@example.com", "p3@example.com", "p1@example.com", "nobody@example.com"]},
+        "p3@example.com": {"failed": ["p3@example.com"]},
+    }))
+    run = project.sync()["run"]
+    assert (run["sent"], run["acknowledged"], run["failed"], run["rejected"]) == (4, 3, 1, 1)
+    assert project.acknowledged() == {"p2@example.com", "p4@example.com", "p5@example.com"}
+    assert project.sql("select _pfp is not null from dinsync.snap_people where _key = 'p1@example.com'") == [(True,)]
+
+
+def test_a_record_the_transport_says_nothing_of_fails_and_is_sent_again(project, monkeypatch):
+    """Before, p4's row got neither an outcome nor a rejection row: the run said success with 3
+    of 4 rows acknowledged and nothing about the fourth."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p4@example.com": {"ok": []}}))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["failed"]) == ("failed", 4, 3, 1)
+    assert data["exit_code"] == 1
+    assert "no outcome" in run["error"]
+    assert project.sql("select key, status from dinsync.rejections where status = 'failed'") == [
+        ("p4@example.com", "failed")]
+    assert "p4@example.com" not in project.acknowledged()
+    monkeypatch.delenv("JUDGE_ANSWERS")
+    again = project.sync()["run"]
+    assert (again["added"], again["acknowledged"]) == (1, 1)
+
+
+def test_a_record_said_both_acknowledged_and_failed_is_not_committed(project, monkeypatch):
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p5@example.com": {"ok": ["p5@example.com", "p5@example.com"],
+                                                                         "failed": ["p5@example.com"]}}))
+    run = project.sync()["run"]
+    assert (run["acknowledged"], run["failed"]) == (3, 1)
+    assert "p5@example.com" not in project.acknowledged()
