@@ -174,6 +174,30 @@ class CheckResult(_Result):
         return "; ".join(m for c in self.models for m in c.messages) or f"exit code {self.exit_code}"
 
 
+def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable | None:
+    """The caller's callback, kept from failing the syncs: an exception it raises (a bug or an outage
+    of the orchestrator's own monitoring) is told in the result's `notes` and the callback is not
+    called again by this call; the runs go on and are recorded as they went. A BaseException that
+    is not an Exception (KeyboardInterrupt, SystemExit) still stops the call."""
+    if callback is None:
+        return None
+    broken: list[BaseException] = []
+
+    def call(*args: Any) -> None:
+        if broken:
+            return
+        try:
+            callback(*args)
+        except Exception as exc:
+            from . import redaction
+
+            broken.append(exc)
+            notes.append(redaction.redact(f"the {name} callback raised {type(exc).__name__}: {exc}; "
+                                          "it was not called again by this sync() call") or "")
+
+    return call
+
+
 def _items(value: Selector) -> list[str]:
     if value is None:
         return []
@@ -243,6 +267,10 @@ class Project:
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
         from .operations import make_operator, run_syncs, sync_exit_code
 
+        notes: list[str] = []
+        progress = _guarded(progress, "progress", notes)
+        on_run = _guarded(on_run, "on_run", notes)
+
         @contextlib.contextmanager
         def progress_for(name: str):
             yield (lambda event, data: progress(name, event, data)) if progress else (lambda event, data: None)
@@ -254,7 +282,7 @@ class Project:
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
                                 operator=make_operator(project, wh), force=force)
         return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
-                          exit_code=sync_exit_code(results, stop), notes=chosen.notes)
+                          exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
 
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
         """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last

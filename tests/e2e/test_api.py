@@ -219,3 +219,28 @@ def test_a_run_interrupted_by_an_exception_that_is_not_an_error_is_never_left_ru
     [run] = api.status(limit=1).runs
     assert run.status == "failed" and "KeyboardInterrupt" in run.error, run
     assert api.sync().ok  # the lock was released: the next run goes ahead
+
+
+def test_a_callback_that_raises_fails_no_sync(project):
+    """An orchestrator's progress or on_run callback that raises (its metrics client is down) made
+    the run `failed` with the callback's error in the run log and the channels' `failed` notice
+    (progress), or lost the whole result and the syncs after it (on_run). Now the runs go on; the
+    result's notes say which callback raised, and it is not called again."""
+    calls = []
+
+    def progress(sync, event, data):
+        calls.append(event)
+        raise ValueError("metrics backend down")
+
+    def on_run(run):
+        raise RuntimeError("orchestrator bug")
+
+    api = dinsync.load_project(project.root)
+    result = api.sync(progress=progress, on_run=on_run)
+    [run] = result.runs
+    assert (run.status, run.acknowledged, run.error, result.exit_code) == ("success", 20, None, 0)
+    assert len(calls) == 1
+    assert result.notes == [
+        "the progress callback raised ValueError: metrics backend down; it was not called again by this sync() call",
+        "the on_run callback raised RuntimeError: orchestrator bug; it was not called again by this sync() call"]
+    assert api.status(limit=1).runs[0].status == "success"
