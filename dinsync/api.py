@@ -273,14 +273,21 @@ class Project:
 
         @contextlib.contextmanager
         def progress_for(name: str):
-            yield (lambda event, data: progress(name, event, data)) if progress else (lambda event, data: None)
+            def on_event(event: str, data: dict) -> None:
+                if event == "note":  # what the CLI prints on stderr as `<sync>: note: ...`
+                    notes.append(f"{name}: {data.get('message', '')}")
+                if progress:
+                    progress(name, event, data)
+
+            yield on_event
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
             results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
                                 stop=stop, progress_for=progress_for,
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
-                                operator=make_operator(project, wh), force=force)
+                                operator=make_operator(project, wh, log=notes.append), force=force,
+                                log=notes.append)  # pauses, resumes, notifications that failed
         return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
                           exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
 

@@ -244,3 +244,24 @@ def test_a_callback_that_raises_fails_no_sync(project):
         "the progress callback raised ValueError: metrics backend down; it was not called again by this sync() call",
         "the on_run callback raised RuntimeError: orchestrator bug; it was not called again by this sync() call"]
     assert api.status(limit=1).runs[0].status == "success"
+
+
+def test_sync_notes_hold_what_the_cli_prints_on_stderr(project, monkeypatch):
+    """README: each result has `notes`, what the CLI prints on stderr. The API passed no log to the
+    operator nor the runs and kept no engine note: a notification that failed, a pause, skipped
+    rows were printed by `dinsync sync` and missing from `SyncResult.notes`."""
+    with open(project.root / "dinsync.yml", "a") as f:
+        f.write("notifications:\n  - type: webhook\n    name: ops\n    url: http://127.0.0.1:1/hook\n"
+                "    attempts: 1\n    timeout_seconds: 1\n")
+    project.seed(100)
+    project.sql("insert into main.customers values (500, null, 'u-500', 'N', 'free', 1.0), "
+                "(501, 'user1@example.com', 'u', 'D', 'free', 1.0)")  # a key twice: the run warns
+    result = dinsync.load_project(project.root).sync()
+    assert result.runs[0].status == "warning", result.runs[0]
+    cli = project.cli("sync", json_output=False)
+    cli_notes = [line.removeprefix("note: ").replace("iterable_users: note: ", "iterable_users: ")
+                 for line in cli.stderr.splitlines() if "note: " in line]
+    assert any(n.startswith("notification to ops (iterable_users warning) failed after 1 attempt(s)")
+               for n in result.notes), result.notes
+    assert "iterable_users: 1 rows with a NULL matching key were skipped" in result.notes, result.notes
+    assert [n for n in result.notes if "notification" not in n] == [n for n in cli_notes if "notification" not in n]
