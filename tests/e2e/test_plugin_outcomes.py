@@ -4,6 +4,7 @@ given may enter the snapshot, and a record it says nothing of is not lost silent
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -80,6 +81,7 @@ class Project:
         (root / "plugin" / "judge_plugin.py").write_text(PLUGIN)
         monkeypatch.syspath_prepend(str(root / "plugin"))
         monkeypatch.setenv("DINSYNC_DESTINATION_MODULES", "judge_plugin")
+        sys.modules.pop("judge_plugin", None)  # another test's version of it
         destinations._plugins.cache_clear()
         (root / "dinsync.yml").write_text(textwrap.dedent("""\
             version: 1
@@ -123,6 +125,7 @@ class Project:
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     yield Project(tmp_path / "proj", monkeypatch)
+    sys.modules.pop("judge_plugin", None)
     destinations._plugins.cache_clear()
 
 
@@ -179,3 +182,32 @@ def test_a_record_said_both_acknowledged_and_failed_is_not_committed(project, mo
     run = project.sync()["run"]
     assert (run["acknowledged"], run["failed"]) == (3, 1)
     assert "p5@example.com" not in project.acknowledged()
+
+
+def _validate(project) -> tuple[int, list[dict]]:
+    sys.modules.pop("judge_plugin", None)  # rewritten by the test
+    destinations._plugins.cache_clear()
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "validate"])
+    return result.exit_code, json.loads(result.stdout).get("issues", [])
+
+
+def test_a_plugin_claiming_a_built_in_type_is_a_configuration_error(project):
+    """Before, the class was dropped without a word: a plugin meant to replace `iterable` was
+    never used, and `type: iterable` silently ran the built-in one."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nclass Mine(OneByOne):\n    type_name = 'iterable'\n\n\nDESTINATIONS = [OneByOne, Mine]\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == ("destination plugin judge_plugin.Mine declares type_name 'iterable', a built-in "
+                                "destination type: a plugin cannot replace it")
+    assert (issue["file"], issue["line"]) == ("dinsync.yml", 4)
+
+
+def test_two_plugins_with_one_type_name_are_a_configuration_error(project):
+    """Before, the last one listed won without a word."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nclass Other(OneByOne):\n    pass\n\n\nDESTINATIONS = [OneByOne, Other]\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == ("destination plugins judge_plugin.OneByOne and judge_plugin.Other both declare "
+                                "type_name 'onebyone'")
