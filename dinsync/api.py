@@ -21,7 +21,9 @@ Heavy libraries are imported by the calls that need them, not by `import dinsync
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -198,6 +200,28 @@ def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable
     return call
 
 
+def _off_the_event_loop(method):
+    """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
+    from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
+    own loop (`asyncio.run`), which cannot start in such a thread, and every run failed with
+    "asyncio.run() cannot be called from a running event loop". The call still blocks its caller."""
+
+    @functools.wraps(method)
+    def call(self, *args: Any, **kwargs: Any):
+        asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        try:
+            if asyncio is None or not asyncio.get_running_loop():
+                return method(self, *args, **kwargs)
+        except RuntimeError:  # no running loop in this thread
+            return method(self, *args, **kwargs)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
+            return helper.submit(method, self, *args, **kwargs).result()
+
+    return call
+
+
 def _items(value: Selector) -> list[str]:
     if value is None:
         return []
@@ -244,6 +268,7 @@ class Project:
 
         return select_syncs(project, None, _items(select), _items(exclude), include_disabled=include_disabled)
 
+    @_off_the_event_loop
     def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
@@ -255,6 +280,7 @@ class Project:
                      for name in chosen.names]
         return PlanResult(plans=plans, notes=chosen.notes)
 
+    @_off_the_event_loop
     def sync(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              retry_rejected: bool = False, force: bool = False, stop: Any = None,
              progress: ProgressCallback | None = None, on_run: Callable[[Run], None] | None = None) -> SyncResult:
@@ -291,6 +317,7 @@ class Project:
         return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
                           exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
 
+    @_off_the_event_loop
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
         """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last
         `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
@@ -301,6 +328,7 @@ class Project:
             data = status_data(project, wh, chosen.names, limit)
         return StatusResult(runs=[Run.from_dict(r) for r in data["runs"]], syncs=data["syncs"], notes=chosen.notes)
 
+    @_off_the_event_loop
     def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
         """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""
         from . import redaction

@@ -265,3 +265,20 @@ def test_sync_notes_hold_what_the_cli_prints_on_stderr(project, monkeypatch):
                for n in result.notes), result.notes
     assert "iterable_users: 1 rows with a NULL matching key were skipped" in result.notes, result.notes
     assert [n for n in result.notes if "notification" not in n] == [n for n in cli_notes if "notification" not in n]
+
+
+def test_calls_from_a_coroutine_run(project):
+    """From async code (an async orchestrator's task, a web handler) every run failed with
+    "RuntimeError: asyncio.run() cannot be called from a running event loop", was recorded failed
+    and its notice could not be sent either; now the call runs in a helper thread (still blocking)."""
+    import asyncio
+
+    async def main():
+        api = dinsync.load_project(project.root)
+        return api.sync(), api.plan(), api.check(), api.status(limit=1)
+
+    synced, planned, checked, status = asyncio.run(main())
+    [run] = synced.runs
+    assert (run.status, run.acknowledged, run.error, synced.exit_code) == ("success", 20, None, 0)
+    assert (planned.exit_code, checked.exit_code, status.runs[0].run_id) == (0, 0, run.run_id)
+    assert os.getcwd() != str(project.root)
