@@ -211,3 +211,15 @@ def test_two_plugins_with_one_type_name_are_a_configuration_error(project):
     assert code == 3
     assert issue["message"] == ("destination plugins judge_plugin.OneByOne and judge_plugin.Other both declare "
                                 "type_name 'onebyone'")
+
+
+def test_a_preflight_hook_that_raises_is_reported_for_its_sync_by_validate(project):
+    """Before, `dinsync validate` stopped with "unexpected error: KeyError: 'boom'" (exit 1), not
+    saying which sync, and checked no other."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nasync def preflight(self, transport, sync):\n    raise KeyError('boom')\n\n\n"
+                 "OneByOne.preflight = preflight\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == "pre-flight check of sync people failed: onebyone's preflight raised KeyError: 'boom'"
+    assert issue["file"] == "syncs/people.yml"
