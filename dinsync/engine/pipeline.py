@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import polars as pl
 
-from ..destinations.base import Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport
+from ..destinations.base import (Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport,
+                                 TransportStats)
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary
 from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
 from .commits import Checkpointer
@@ -120,7 +121,8 @@ class Pipeline:
                     if self.pending and not self._stopping():
                         settled = await self.transport.settle(self.pending, self.opts.outcome_timeout_seconds)
                         self._settled(settled)
-                stats = self.transport.transport_stats()
+                # optional for a plugin's transport (the README names deliver, settle and resolve)
+                stats = getattr(self.transport, "transport_stats", TransportStats)()
                 self.s.requests, self.s.throttled = stats.requests, stats.throttled
                 self.s.request_rates.update(stats.rates)
         finally:
@@ -307,7 +309,10 @@ class Pipeline:
         wait): committed at the next checkpoint."""
         if not self.pending:
             return False
-        arrived = self.transport.ready()
+        ready = getattr(self.transport, "ready", None)  # optional: without it, outcomes come by settle()
+        if ready is None:
+            return False
+        arrived = ready()
         if not (arrived.ok or arrived.problems):
             return False
         self._settled(arrived)

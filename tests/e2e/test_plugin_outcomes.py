@@ -111,6 +111,8 @@ class Project:
             con.close()
 
     def sync(self) -> dict:
+        sys.modules.pop("judge_plugin", None)  # (rewritten by some tests)
+        destinations._plugins.cache_clear()
         result = CliRunner().invoke(app, ["--project-dir", str(self.root), "--json", "sync"], catch_exceptions=False)
         data = json.loads(result.stdout)
         assert "runs" in data, data
@@ -223,3 +225,15 @@ def test_a_preflight_hook_that_raises_is_reported_for_its_sync_by_validate(proje
     assert code == 3
     assert issue["message"] == "pre-flight check of sync people failed: onebyone's preflight raised KeyError: 'boom'"
     assert issue["file"] == "syncs/people.yml"
+
+
+def test_a_transport_with_only_the_methods_the_readme_names_runs(project):
+    """The README names deliver, settle and resolve; a transport without `ready` and
+    `transport_stats` (optional: nothing arrives between checkpoints, no request counted) had every
+    row delivered and committed, then its run recorded failed: "AttributeError: ... 'transport_stats'"."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\ndel Transport.ready, Transport.transport_stats\n")
+    data = project.sync()
+    assert (data["exit_code"], data["run"]["status"], data["run"]["acknowledged"], data["run"]["error"]) == (
+        0, "success", 4, None)
+    assert data["run"]["requests"] == 0
