@@ -116,7 +116,9 @@ class SyncResult(_Result):
     def _failure(self) -> str:
         bad = [r for r in self.runs if r.status != "success"]
         parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
-        if self.exit_code >= 128:  # a stop was requested: the selected syncs after it did not run
+        selected = getattr(self, "_selected", None)  # (not a field: as_dict() stays the CLI's JSON)
+        if self.exit_code >= 128 and (selected is None or len(self.runs) < selected):
+            # a stop was requested: the selected syncs after it did not run
             try:
                 name = signal.Signals(self.exit_code - 128).name
             except ValueError:
@@ -314,8 +316,10 @@ class Project:
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
                                 operator=make_operator(project, wh, log=notes.append), force=force,
                                 log=notes.append)  # pauses, resumes, notifications that failed
-        return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
-                          exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
+        result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],
+                            exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
+        result._selected = len(chosen.names)
+        return result
 
     @_off_the_event_loop
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:

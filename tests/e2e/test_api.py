@@ -282,3 +282,21 @@ def test_calls_from_a_coroutine_run(project):
     assert (run.status, run.acknowledged, run.error, synced.exit_code) == ("success", 20, None, 0)
     assert (planned.exit_code, checked.exit_code, status.runs[0].run_id) == (0, 0, run.run_id)
     assert os.getcwd() != str(project.root)
+
+
+def test_a_stop_during_the_last_sync_does_not_speak_of_remaining_syncs(project):
+    """SyncFailed said "...; stopped by SIGTERM before the remaining syncs ran" of a stop during the
+    only selected sync: no sync remained."""
+    stop = StopToken()
+
+    def progress(sync, event, data):
+        if event == "send":
+            stop.request()
+
+    result = dinsync.load_project(project.root).sync(stop=stop, progress=progress)
+    assert result.exit_code == 143 and result.runs[0].status == "cancelled"
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.message.startswith("1 of 1 syncs did not succeed (exit code 143): iterable_users cancelled: ")
+    assert "remaining" not in failed.value.message and "before" not in failed.value.message
+    assert "_selected" not in result.as_dict()
