@@ -224,6 +224,14 @@ def _off_the_event_loop(method):
     return call
 
 
+def _at_least(minimum: int, **values: int) -> None:
+    """The CLI's bounds of `--limit` (1) and `--samples` (0): a value below is the caller's mistake
+    (ValueError, before anything runs), not a warehouse error or an empty answer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
 def _items(value: Selector) -> list[str]:
     if value is None:
         return []
@@ -274,6 +282,7 @@ class Project:
     def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
+        _at_least(0, samples=samples)
         from .operations import plan_sync
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
@@ -325,6 +334,7 @@ class Project:
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
         """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last
         `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
+        _at_least(1, limit=limit)
         from .operations import status_data
 
         with self._open(check_models=False, destination_secrets=False, notification_secrets=False) as (project, wh):
@@ -335,6 +345,7 @@ class Project:
     @_off_the_event_loop
     def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
         """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""
+        _at_least(0, samples=samples)
         from . import redaction
         from .checks import check_models
 

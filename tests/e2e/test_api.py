@@ -300,3 +300,18 @@ def test_a_stop_during_the_last_sync_does_not_speak_of_remaining_syncs(project):
     assert failed.value.message.startswith("1 of 1 syncs did not succeed (exit code 143): iterable_users cancelled: ")
     assert "remaining" not in failed.value.message and "before" not in failed.value.message
     assert "_selected" not in result.as_dict()
+
+
+def test_arguments_out_of_the_clis_bounds_raise_value_error(project):
+    """`--limit` is at least 1 and `--samples` at least 0 on the command line; through the API,
+    plan(samples=-1) raised a WarehouseSqlError ("LIMIT/OFFSET cannot be negative") after opening
+    the warehouse, and status(limit=-1) answered no run at all."""
+    api = dinsync.load_project(project.root)
+    for call, message in ((lambda: api.plan(samples=-1), "samples must be an integer >= 0, not -1"),
+                          (lambda: api.check(samples=-2), "samples must be an integer >= 0, not -2"),
+                          (lambda: api.status(limit=0), "limit must be an integer >= 1, not 0"),
+                          (lambda: api.status(limit=-1), "limit must be an integer >= 1, not -1")):
+        with pytest.raises(ValueError) as exc:
+            call()
+        assert str(exc.value) == message
+    assert len(api.plan(samples=0).plans) == 1
