@@ -39,6 +39,7 @@ class MappingPlan:
 
 
 NO_OUTCOME = "the destination gave no outcome for this record"
+NOT_PREPARED = "the destination's prepare() made no request for this row and did not reject it"
 
 
 def held_to(request, delivered: Delivered) -> Delivered:
@@ -210,10 +211,20 @@ class Pipeline:
         for rej in prepared.rejections:
             self.commits.rejected(rej.key, rej.field, self.redact(rej.reason), park=rej.park)
             self.s.rejected += 1
+        if sum(len(r.keys) for r in prepared.requests) + len(prepared.rejections) < mapped.height:
+            self._unprepared(mapped, prepared)
         for request in prepared.requests:
             if self._stopping() or self.fatal is not None:
                 break
             await queue.put(request)
+
+    def _unprepared(self, mapped: pl.DataFrame, prepared) -> None:
+        """Rows prepare() neither put in a request nor rejected (a plugin's bug): `failed`, planned
+        again next run, instead of left out of the run's counts and rejections without a word."""
+        told = {k for r in prepared.requests for k in r.keys}
+        told.update(r.key for r in prepared.rejections)
+        for key in mapped.filter(~pl.col("_key").is_in(list(told)))["_key"].to_list():
+            self._note(RecordResult(key, "failed", NOT_PREPARED))
 
     def _map(self, batch):
         """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""

@@ -237,3 +237,16 @@ def test_a_transport_with_only_the_methods_the_readme_names_runs(project):
     assert (data["exit_code"], data["run"]["status"], data["run"]["acknowledged"], data["run"]["error"]) == (
         0, "success", 4, None)
     assert data["run"]["requests"] == 0
+
+
+def test_a_row_prepare_neither_sends_nor_rejects_is_failed_not_ignored(project):
+    """Before, a row prepare() left out (a plugin's bug) was in no count and no rejection: the run
+    said success, and every run planned it again, silently."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(PLUGIN.replace(
+        'if k != "p1@example.com"]', 'if k not in ("p1@example.com", "p3@example.com")]'))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["rejected"], run["failed"]) == ("failed", 3, 3, 1, 1)
+    assert project.sql("select key, reason from dinsync.rejections where status = 'failed'") == [
+        ("p3@example.com", "the destination's prepare() made no request for this row and did not reject it")]
+    assert "p3@example.com" not in project.acknowledged()
