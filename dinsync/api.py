@@ -21,7 +21,9 @@ Heavy libraries are imported by the calls that need them, not by `import dinsync
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -114,7 +116,9 @@ class SyncResult(_Result):
     def _failure(self) -> str:
         bad = [r for r in self.runs if r.status != "success"]
         parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
-        if self.exit_code >= 128:  # a stop was requested: the selected syncs after it did not run
+        selected = getattr(self, "_selected", None)  # (not a field: as_dict() stays the CLI's JSON)
+        if self.exit_code >= 128 and (selected is None or len(self.runs) < selected):
+            # a stop was requested: the selected syncs after it did not run
             try:
                 name = signal.Signals(self.exit_code - 128).name
             except ValueError:
@@ -174,6 +178,60 @@ class CheckResult(_Result):
         return "; ".join(m for c in self.models for m in c.messages) or f"exit code {self.exit_code}"
 
 
+def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable | None:
+    """The caller's callback, kept from failing the syncs: an exception it raises (a bug or an outage
+    of the orchestrator's own monitoring) is told in the result's `notes` and the callback is not
+    called again by this call; the runs go on and are recorded as they went. A BaseException that
+    is not an Exception (KeyboardInterrupt, SystemExit) still stops the call."""
+    if callback is None:
+        return None
+    broken: list[BaseException] = []
+
+    def call(*args: Any) -> None:
+        if broken:
+            return
+        try:
+            callback(*args)
+        except Exception as exc:
+            from . import redaction
+
+            broken.append(exc)
+            notes.append(redaction.redact(f"the {name} callback raised {type(exc).__name__}: {exc}; "
+                                          "it was not called again by this sync() call") or "")
+
+    return call
+
+
+def _off_the_event_loop(method):
+    """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
+    from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
+    own loop (`asyncio.run`), which cannot start in such a thread, and every run failed with
+    "asyncio.run() cannot be called from a running event loop". The call still blocks its caller."""
+
+    @functools.wraps(method)
+    def call(self, *args: Any, **kwargs: Any):
+        asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        try:
+            if asyncio is None or not asyncio.get_running_loop():
+                return method(self, *args, **kwargs)
+        except RuntimeError:  # no running loop in this thread
+            return method(self, *args, **kwargs)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
+            return helper.submit(method, self, *args, **kwargs).result()
+
+    return call
+
+
+def _at_least(minimum: int, **values: int) -> None:
+    """The CLI's bounds of `--limit` (1) and `--samples` (0): a value below is the caller's mistake
+    (ValueError, before anything runs), not a warehouse error or an empty answer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
 def _items(value: Selector) -> list[str]:
     if value is None:
         return []
@@ -220,9 +278,11 @@ class Project:
 
         return select_syncs(project, None, _items(select), _items(exclude), include_disabled=include_disabled)
 
+    @_off_the_event_loop
     def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
+        _at_least(0, samples=samples)
         from .operations import plan_sync
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
@@ -231,6 +291,7 @@ class Project:
                      for name in chosen.names]
         return PlanResult(plans=plans, notes=chosen.notes)
 
+    @_off_the_event_loop
     def sync(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              retry_rejected: bool = False, force: bool = False, stop: Any = None,
              progress: ProgressCallback | None = None, on_run: Callable[[Run], None] | None = None) -> SyncResult:
@@ -243,22 +304,37 @@ class Project:
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
         from .operations import make_operator, run_syncs, sync_exit_code
 
+        notes: list[str] = []
+        progress = _guarded(progress, "progress", notes)
+        on_run = _guarded(on_run, "on_run", notes)
+
         @contextlib.contextmanager
         def progress_for(name: str):
-            yield (lambda event, data: progress(name, event, data)) if progress else (lambda event, data: None)
+            def on_event(event: str, data: dict) -> None:
+                if event == "note":  # what the CLI prints on stderr as `<sync>: note: ...`
+                    notes.append(f"{name}: {data.get('message', '')}")
+                if progress:
+                    progress(name, event, data)
+
+            yield on_event
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
             results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
                                 stop=stop, progress_for=progress_for,
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
-                                operator=make_operator(project, wh), force=force)
-        return SyncResult(runs=[Run.from_dict(run) for run, _ in results],
-                          exit_code=sync_exit_code(results, stop), notes=chosen.notes)
+                                operator=make_operator(project, wh, log=notes.append), force=force,
+                                log=notes.append)  # pauses, resumes, notifications that failed
+        result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],
+                            exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
+        result._selected = len(chosen.names)
+        return result
 
+    @_off_the_event_loop
     def status(self, select: Selector = None, exclude: Selector = None, *, limit: int = 5) -> StatusResult:
         """Each selected sync's state (`syncs`: paused, why, last run, parked rows) and its last
         `limit` runs (disabled syncs included), from the state tables: `dinsync status --json`."""
+        _at_least(1, limit=limit)
         from .operations import status_data
 
         with self._open(check_models=False, destination_secrets=False, notification_secrets=False) as (project, wh):
@@ -266,8 +342,10 @@ class Project:
             data = status_data(project, wh, chosen.names, limit)
         return StatusResult(runs=[Run.from_dict(r) for r in data["runs"]], syncs=data["syncs"], notes=chosen.notes)
 
+    @_off_the_event_loop
     def check(self, select: Selector = None, exclude: Selector = None, *, samples: int = 5) -> CheckResult:
         """NULL and duplicated keys of the models of the selected syncs (see `dinsync.checks`)."""
+        _at_least(0, samples=samples)
         from . import redaction
         from .checks import check_models
 

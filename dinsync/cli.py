@@ -205,6 +205,11 @@ def preflight_issues(project) -> list[ConfigIssue]:
             issues.append(ConfigIssue(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
                                       project.relative(cfg.path), None,
                                       exc.hint or "check the destination's base_url and credentials, or pass --offline"))
+        except Exception as exc:  # a bug of the destination's hook (a plugin's): the other syncs are still checked
+            issues.append(ConfigIssue(
+                redaction.redact(f"pre-flight check of sync {name} failed: {dest_cfg.type}'s preflight raised "
+                                 f"{type(exc).__name__}: {exc}"),
+                project.relative(cfg.path), None, "a bug of that destination's code; --offline skips the check"))
     return issues
 
 

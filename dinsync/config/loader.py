@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from .. import redaction
 from ..destinations import PluginError, registry
@@ -84,6 +84,12 @@ def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str
 
 def _looks_like_key_text(value: str) -> bool:
     return "\n" in value.strip() or "PRIVATE KEY" in value or value.lstrip().startswith("-----")
+
+
+class NoSettings(BaseModel):
+    """The settings of a destination that declares no `settings_model`: no key of its own."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -257,7 +263,7 @@ class _Loader:
             self.issues.append(doc.issue(at + ("type",) if kind is not None else at, str(exc), exc.hint))
             return
         self.destination_types[name] = cls
-        settings_model = cls.settings_model
+        settings_model = cls.settings_model or NoSettings  # a plugin may declare no settings of its own
         setting_keys = tuple(settings_model.model_fields) if settings_model else ()
         ok = True
         for key in raw:
@@ -299,7 +305,7 @@ class _Loader:
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, at, DestinationOptions)
             return
-        if not ok or (settings is None and settings_model is not None):
+        if not ok or settings is None:
             return
         config = DestinationConfig(name=name, type=kind, settings=settings, destination_class=cls,
                                    **options.model_dump())

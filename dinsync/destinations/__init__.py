@@ -58,6 +58,10 @@ def _plugins() -> tuple[type[Destination], ...]:
     return tuple(found)
 
 
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class Registry(Mapping[str, type[Destination]]):
     """Destination types by name, imported on first use: a run loads only the platforms its
     project names (and looks for plugins only when a name is not built in, or all are listed)."""
@@ -71,8 +75,16 @@ class Registry(Mapping[str, type[Destination]]):
             if not (isinstance(cls, type) and issubclass(cls, Destination)) or not cls.type_name:
                 raise PluginError(f"destination plugin {cls!r} is not a Destination subclass with a type_name",
                                   "subclass dinsync.destinations.base.Destination and set type_name")
-            if cls.type_name not in BUILT_IN:  # plugins cannot replace a built-in type
-                types[cls.type_name] = cls
+            if cls.type_name in BUILT_IN:  # plugins cannot replace a built-in type: said, not ignored
+                raise PluginError(f"destination plugin {_qualname(cls)} declares type_name {cls.type_name!r}, "
+                                  "a built-in destination type: a plugin cannot replace it",
+                                  "give the plugin's class another type_name (and use it as `type:` in dinsync.yml)")
+            other = types.get(cls.type_name)
+            if other is not None and other is not cls:
+                raise PluginError(f"destination plugins {_qualname(other)} and {_qualname(cls)} both declare "
+                                  f"type_name {cls.type_name!r}",
+                                  "uninstall one of them or give one another type_name")
+            types[cls.type_name] = cls
         return types
 
     def __getitem__(self, name: str) -> type[Destination]:

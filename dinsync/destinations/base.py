@@ -284,7 +284,8 @@ class Transport(Protocol):
     earlier runs' tokens (results for the keys it can tell about; the others are left out).
     `ready` hands over, without waiting, outcomes of this run's pending records that arrived
     meanwhile (the pipeline commits them at its next checkpoint; a transport that cannot tell
-    returns an empty `Delivered`).
+    returns an empty `Delivered`). `ready` and `transport_stats` are optional: without them,
+    outcomes arrive through `settle` only and the run counts no request.
     """
 
     async def __aenter__(self) -> "Transport": ...

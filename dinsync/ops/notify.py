@@ -3,7 +3,8 @@
 One notice per change of a sync's state (see `dinsync.ops.operate`), sent to every channel whose
 `events` include it. A channel that fails never fails the sync: each notice is tried
 `attempts` times with exponential backoff and full jitter (429 honours `Retry-After`, capped),
-then the failure is logged and recorded in the `events` table. Every payload is serialised, then
+then the failure is logged and recorded in the `events` table; while a channel is down (its last
+notice failed every attempt) later notices of the same Notifier try it once, until one gets through. Every payload is serialised, then
 passed through the redactor, so no registered secret can leave in it.
 
 Generic webhook body (POST, application/json):
@@ -112,6 +113,9 @@ class Notifier:
         self.sleep = sleep
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        # channels whose last notice failed every attempt: later notices try them once until one gets
+        # through (a receiver that is down or hangs costs one timeout per notice, not `attempts` of them)
+        self._down: set[str] = set()
 
     def wants(self, event: str) -> bool:
         return any(event in c.events for c in self.channels)
@@ -156,13 +160,15 @@ class Notifier:
         policy = RetryPolicy(max_attempts=channel.attempts, base=self.backoff_base, cap=self.backoff_cap,
                              max_retry_after=self.backoff_cap)
         timeout = aiohttp.ClientTimeout(total=channel.timeout_seconds)
+        attempts = 1 if name in self._down else channel.attempts
         error = None
-        for attempt in range(1, channel.attempts + 1):
+        for attempt in range(1, attempts + 1):
             retry_after = None
             try:
                 async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                     text = (await resp.text(errors="replace"))[:200]
                     if 200 <= resp.status < 300:
+                        self._down.discard(name)
                         return Delivery(name, True, attempt)
                     error = f"HTTP {resp.status}" + (f": {text}" if text else "")
                     if resp.status not in RETRYABLE_STATUSES:
@@ -170,8 +176,11 @@ class Notifier:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            if attempt < channel.attempts:
+            if attempt < attempts:
                 await (self.sleep or asyncio.sleep)(policy.delay(attempt, retry_after))
         error = redaction.redact(error)
-        self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s): {error}")
+        down = " (it failed the notice before too: tried once)" if name in self._down else ""
+        self._down.add(name)
+        self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s){down}: "
+                 f"{error}")
         return Delivery(name, False, attempt, error)

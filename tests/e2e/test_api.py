@@ -219,3 +219,99 @@ def test_a_run_interrupted_by_an_exception_that_is_not_an_error_is_never_left_ru
     [run] = api.status(limit=1).runs
     assert run.status == "failed" and "KeyboardInterrupt" in run.error, run
     assert api.sync().ok  # the lock was released: the next run goes ahead
+
+
+def test_a_callback_that_raises_fails_no_sync(project):
+    """An orchestrator's progress or on_run callback that raises (its metrics client is down) made
+    the run `failed` with the callback's error in the run log and the channels' `failed` notice
+    (progress), or lost the whole result and the syncs after it (on_run). Now the runs go on; the
+    result's notes say which callback raised, and it is not called again."""
+    calls = []
+
+    def progress(sync, event, data):
+        calls.append(event)
+        raise ValueError("metrics backend down")
+
+    def on_run(run):
+        raise RuntimeError("orchestrator bug")
+
+    api = dinsync.load_project(project.root)
+    result = api.sync(progress=progress, on_run=on_run)
+    [run] = result.runs
+    assert (run.status, run.acknowledged, run.error, result.exit_code) == ("success", 20, None, 0)
+    assert len(calls) == 1
+    assert result.notes == [
+        "the progress callback raised ValueError: metrics backend down; it was not called again by this sync() call",
+        "the on_run callback raised RuntimeError: orchestrator bug; it was not called again by this sync() call"]
+    assert api.status(limit=1).runs[0].status == "success"
+
+
+def test_sync_notes_hold_what_the_cli_prints_on_stderr(project, monkeypatch):
+    """README: each result has `notes`, what the CLI prints on stderr. The API passed no log to the
+    operator nor the runs and kept no engine note: a notification that failed, a pause, skipped
+    rows were printed by `dinsync sync` and missing from `SyncResult.notes`."""
+    with open(project.root / "dinsync.yml", "a") as f:
+        f.write("notifications:\n  - type: webhook\n    name: ops\n    url: http://127.0.0.1:1/hook\n"
+                "    attempts: 1\n    timeout_seconds: 1\n")
+    project.seed(100)
+    project.sql("insert into main.customers values (500, null, 'u-500', 'N', 'free', 1.0), "
+                "(501, 'user1@example.com', 'u', 'D', 'free', 1.0)")  # a key twice: the run warns
+    result = dinsync.load_project(project.root).sync()
+    assert result.runs[0].status == "warning", result.runs[0]
+    cli = project.cli("sync", json_output=False)
+    cli_notes = [line.removeprefix("note: ").replace("iterable_users: note: ", "iterable_users: ")
+                 for line in cli.stderr.splitlines() if "note: " in line]
+    assert any(n.startswith("notification to ops (iterable_users warning) failed after 1 attempt(s)")
+               for n in result.notes), result.notes
+    assert "iterable_users: 1 rows with a NULL matching key were skipped" in result.notes, result.notes
+    assert [n for n in result.notes if "notification" not in n] == [n for n in cli_notes if "notification" not in n]
+
+
+def test_calls_from_a_coroutine_run(project):
+    """From async code (an async orchestrator's task, a web handler) every run failed with
+    "RuntimeError: asyncio.run() cannot be called from a running event loop", was recorded failed
+    and its notice could not be sent either; now the call runs in a helper thread (still blocking)."""
+    import asyncio
+
+    async def main():
+        api = dinsync.load_project(project.root)
+        return api.sync(), api.plan(), api.check(), api.status(limit=1)
+
+    synced, planned, checked, status = asyncio.run(main())
+    [run] = synced.runs
+    assert (run.status, run.acknowledged, run.error, synced.exit_code) == ("success", 20, None, 0)
+    assert (planned.exit_code, checked.exit_code, status.runs[0].run_id) == (0, 0, run.run_id)
+    assert os.getcwd() != str(project.root)
+
+
+def test_a_stop_during_the_last_sync_does_not_speak_of_remaining_syncs(project):
+    """SyncFailed said "...; stopped by SIGTERM before the remaining syncs ran" of a stop during the
+    only selected sync: no sync remained."""
+    stop = StopToken()
+
+    def progress(sync, event, data):
+        if event == "send":
+            stop.request()
+
+    result = dinsync.load_project(project.root).sync(stop=stop, progress=progress)
+    assert result.exit_code == 143 and result.runs[0].status == "cancelled"
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.message.startswith("1 of 1 syncs did not succeed (exit code 143): iterable_users cancelled: ")
+    assert "remaining" not in failed.value.message and "before" not in failed.value.message
+    assert "_selected" not in result.as_dict()
+
+
+def test_arguments_out_of_the_clis_bounds_raise_value_error(project):
+    """`--limit` is at least 1 and `--samples` at least 0 on the command line; through the API,
+    plan(samples=-1) raised a WarehouseSqlError ("LIMIT/OFFSET cannot be negative") after opening
+    the warehouse, and status(limit=-1) answered no run at all."""
+    api = dinsync.load_project(project.root)
+    for call, message in ((lambda: api.plan(samples=-1), "samples must be an integer >= 0, not -1"),
+                          (lambda: api.check(samples=-2), "samples must be an integer >= 0, not -2"),
+                          (lambda: api.status(limit=0), "limit must be an integer >= 1, not 0"),
+                          (lambda: api.status(limit=-1), "limit must be an integer >= 1, not -1")):
+        with pytest.raises(ValueError) as exc:
+            call()
+        assert str(exc.value) == message
+    assert len(api.plan(samples=0).plans) == 1

@@ -142,3 +142,23 @@ def test_channels_receive_only_their_events(receiver):
     assert sorted((r["path"], r["json"]["event"]) for r in rec.received) == \
         [("/all", "failed"), ("/all", "paused"), ("/pauses", "paused")]
     assert Notifier([]).send(notice()) == []
+
+
+def test_a_channel_down_is_tried_once_per_notice_until_it_answers(receiver):
+    """A receiver that is down or hangs cost every notice `attempts` timeouts and backoffs: with a
+    hanging receiver (4 attempts x 10 s by default) each sync of an outage waited ~45 s more. After a
+    notice failed every attempt, the next ones try the channel once; a success restores the retries."""
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(500, {})] * 4 + [(200, {}), (503, {}), (200, {})]
+    logged = []
+
+    async def sleep(seconds):
+        pass
+
+    notifier = Notifier([WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=3, name="ops")],
+                        log=logged.append, sleep=sleep)
+    attempts = [(d.ok, d.attempts) for _ in range(4) for d in notifier.send(notice())]
+    assert attempts == [(False, 3), (False, 1), (True, 1), (True, 2)]
+    assert len(rec.received) == 7
+    assert logged[1].startswith("notification to ops (users failed) failed after 1 attempt(s) "
+                                "(it failed the notice before too: tried once): HTTP 500")

@@ -1,0 +1,252 @@
+"""A destination plugin written from the README alone (no settings model, its own `Transport`),
+whose transport answers wrongly: nothing the plugin did not acknowledge for the records it was
+given may enter the snapshot, and a record it says nothing of is not lost silently."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from dinsync import destinations
+from dinsync.cli import app
+
+PLUGIN = '''
+import os
+from dinsync.destinations.base import (Delivered, Destination, KeySpec, Prepared, RecordResult, Rejection,
+                                       Request, ServiceSpec, TransportStats)
+
+
+class Transport:
+    """Answers from JUDGE_ANSWERS: {key sent: {"ok": [...], "failed": [...]}}; default: ok."""
+
+    def __init__(self):
+        self.requests = 0
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        pass
+
+    async def deliver(self, request):
+        self.requests += 1
+        import json
+        answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
+        if answer is None:
+            return Delivered(list(request.keys), [])
+        return Delivered(answer.get("ok", []), [RecordResult(k, "failed", "boom") for k in answer.get("failed", [])])
+
+    async def settle(self, pending, timeout):
+        return Delivered([], [], dict(pending))
+
+    def ready(self):
+        return Delivered([], [])
+
+    async def resolve(self, tokens):
+        return Delivered([], [])
+
+    def transport_stats(self):
+        return TransportStats(requests=self.requests)
+
+
+class OneByOne(Destination):
+    type_name = "onebyone"
+    services = {"people": ServiceSpec(name="people", key_fields={"email": KeySpec("email")}, modes=("upsert",))}
+    base_urls = {"default": "https://example.invalid"}
+
+    def make_transport(self, options):
+        return Transport()
+
+    def prepare(self, frame, sync):
+        keys = frame["_key"].to_list()
+        refused = [Rejection(k, "refused by prepare") for k in keys if k == "p1@example.com"]
+        return Prepared([Request("w", "POST", "", b"{}", [k]) for k in keys if k != "p1@example.com"], refused)
+
+
+DESTINATIONS = [OneByOne]
+'''
+
+
+class Project:
+    def __init__(self, root: Path, monkeypatch):
+        self.root = root
+        (root / "models").mkdir(parents=True)
+        (root / "syncs").mkdir()
+        (root / "plugin").mkdir()
+        (root / "plugin" / "judge_plugin.py").write_text(PLUGIN)
+        monkeypatch.syspath_prepend(str(root / "plugin"))
+        monkeypatch.setenv("DINSYNC_DESTINATION_MODULES", "judge_plugin")
+        sys.modules.pop("judge_plugin", None)  # another test's version of it
+        destinations._plugins.cache_clear()
+        (root / "dinsync.yml").write_text(textwrap.dedent("""\
+            version: 1
+            warehouse: {type: duckdb, path: warehouse.duckdb}
+            destinations:
+              one: {type: onebyone, concurrency: 1}
+            """))
+        (root / "models" / "people.sql").write_text("-- primary_key: id\nselect id, email, name from main.people\n")
+        (root / "syncs" / "people.yml").write_text(textwrap.dedent("""\
+            model: people
+            destination: one
+            service: people
+            mode: upsert
+            match: {column: email, field: email}
+            fields: {name: name}
+            thresholds: {max_rejected_pct: 90}
+            """))
+        self.sql("create table main.people as select i as id, 'p' || i || '@example.com' as email, "
+                 "'N' || i as name from range(1, 6) t(i)")
+
+    def sql(self, statement: str):
+        con = duckdb.connect(str(self.root / "warehouse.duckdb"))
+        try:
+            cur = con.execute(statement)
+            return cur.fetchall() if cur.description else None
+        finally:
+            con.close()
+
+    def sync(self) -> dict:
+        sys.modules.pop("judge_plugin", None)  # (rewritten by some tests)
+        destinations._plugins.cache_clear()
+        result = CliRunner().invoke(app, ["--project-dir", str(self.root), "--json", "sync"], catch_exceptions=False)
+        data = json.loads(result.stdout)
+        assert "runs" in data, data
+        data["run"], = data["runs"]
+        data["exit_code"] = result.exit_code
+        return data
+
+    def acknowledged(self) -> set[str]:
+        return {k for k, in self.sql("select _key from dinsync.snap_people where _pfp is null")}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    yield Project(tmp_path / "proj", monkeypatch)
+    sys.modules.pop("judge_plugin", None)
+    destinations._plugins.cache_clear()
+
+
+def test_a_plugin_without_a_settings_model_syncs(project):
+    """The base class's settings_model is None; such a plugin was an 'unexpected error: ValidationError'."""
+    data = project.sync()
+    assert data["exit_code"] == 0, data
+    assert (data["run"]["sent"], data["run"]["acknowledged"], data["run"]["rejected"]) == (4, 4, 1)
+    assert project.acknowledged() == {f"p{i}@example.com" for i in range(2, 6)}
+
+
+def test_a_plugin_key_not_configured_is_refused(project):
+    (project.root / "dinsync.yml").write_text(project.root.joinpath("dinsync.yml").read_text()
+                                              .replace("concurrency: 1}", "concurrency: 1, colour: blue}"))
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "validate"])
+    assert result.exit_code == 3
+    assert "unknown key destinations.one.colour" in result.stdout
+
+
+def test_acknowledgements_of_records_a_request_did_not_carry_commit_nothing(project, monkeypatch):
+    """The request of p2 acknowledges p3 too, whose own request fails, and the row prepare()
+    refused and a key of no row: before, p3 entered the snapshot (never delivered, never sent again)
+    and `acknowledged` exceeded `sent`."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({
+        "p2@example.com": {"ok": ["p2@example.com", "p3@example.com", "p1@example.com", "nobody@example.com"]},
+        "p3@example.com": {"failed": ["p3@example.com"]},
+    }))
+    run = project.sync()["run"]
+    assert (run["sent"], run["acknowledged"], run["failed"], run["rejected"]) == (4, 3, 1, 1)
+    assert project.acknowledged() == {"p2@example.com", "p4@example.com", "p5@example.com"}
+    assert project.sql("select _pfp is not null from dinsync.snap_people where _key = 'p1@example.com'") == [(True,)]
+
+
+def test_a_record_the_transport_says_nothing_of_fails_and_is_sent_again(project, monkeypatch):
+    """Before, p4's row got neither an outcome nor a rejection row: the run said success with 3
+    of 4 rows acknowledged and nothing about the fourth."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p4@example.com": {"ok": []}}))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["failed"]) == ("failed", 4, 3, 1)
+    assert data["exit_code"] == 1
+    assert "no outcome" in run["error"]
+    assert project.sql("select key, status from dinsync.rejections where status = 'failed'") == [
+        ("p4@example.com", "failed")]
+    assert "p4@example.com" not in project.acknowledged()
+    monkeypatch.delenv("JUDGE_ANSWERS")
+    again = project.sync()["run"]
+    assert (again["added"], again["acknowledged"]) == (1, 1)
+
+
+def test_a_record_said_both_acknowledged_and_failed_is_not_committed(project, monkeypatch):
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p5@example.com": {"ok": ["p5@example.com", "p5@example.com"],
+                                                                         "failed": ["p5@example.com"]}}))
+    run = project.sync()["run"]
+    assert (run["acknowledged"], run["failed"]) == (3, 1)
+    assert "p5@example.com" not in project.acknowledged()
+
+
+def _validate(project) -> tuple[int, list[dict]]:
+    sys.modules.pop("judge_plugin", None)  # rewritten by the test
+    destinations._plugins.cache_clear()
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "validate"])
+    return result.exit_code, json.loads(result.stdout).get("issues", [])
+
+
+def test_a_plugin_claiming_a_built_in_type_is_a_configuration_error(project):
+    """Before, the class was dropped without a word: a plugin meant to replace `iterable` was
+    never used, and `type: iterable` silently ran the built-in one."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nclass Mine(OneByOne):\n    type_name = 'iterable'\n\n\nDESTINATIONS = [OneByOne, Mine]\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == ("destination plugin judge_plugin.Mine declares type_name 'iterable', a built-in "
+                                "destination type: a plugin cannot replace it")
+    assert (issue["file"], issue["line"]) == ("dinsync.yml", 4)
+
+
+def test_two_plugins_with_one_type_name_are_a_configuration_error(project):
+    """Before, the last one listed won without a word."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nclass Other(OneByOne):\n    pass\n\n\nDESTINATIONS = [OneByOne, Other]\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == ("destination plugins judge_plugin.OneByOne and judge_plugin.Other both declare "
+                                "type_name 'onebyone'")
+
+
+def test_a_preflight_hook_that_raises_is_reported_for_its_sync_by_validate(project):
+    """Before, `dinsync validate` stopped with "unexpected error: KeyError: 'boom'" (exit 1), not
+    saying which sync, and checked no other."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\nasync def preflight(self, transport, sync):\n    raise KeyError('boom')\n\n\n"
+                 "OneByOne.preflight = preflight\n")
+    code, [issue] = _validate(project)
+    assert code == 3
+    assert issue["message"] == "pre-flight check of sync people failed: onebyone's preflight raised KeyError: 'boom'"
+    assert issue["file"] == "syncs/people.yml"
+
+
+def test_a_transport_with_only_the_methods_the_readme_names_runs(project):
+    """The README names deliver, settle and resolve; a transport without `ready` and
+    `transport_stats` (optional: nothing arrives between checkpoints, no request counted) had every
+    row delivered and committed, then its run recorded failed: "AttributeError: ... 'transport_stats'"."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(
+        PLUGIN + "\n\ndel Transport.ready, Transport.transport_stats\n")
+    data = project.sync()
+    assert (data["exit_code"], data["run"]["status"], data["run"]["acknowledged"], data["run"]["error"]) == (
+        0, "success", 4, None)
+    assert data["run"]["requests"] == 0
+
+
+def test_a_row_prepare_neither_sends_nor_rejects_is_failed_not_ignored(project):
+    """Before, a row prepare() left out (a plugin's bug) was in no count and no rejection: the run
+    said success, and every run planned it again, silently."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(PLUGIN.replace(
+        'if k != "p1@example.com"]', 'if k not in ("p1@example.com", "p3@example.com")]'))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["rejected"], run["failed"]) == ("failed", 3, 3, 1, 1)
+    assert project.sql("select key, reason from dinsync.rejections where status = 'failed'") == [
+        ("p3@example.com", "the destination's prepare() made no request for this row and did not reject it")]
+    assert "p3@example.com" not in project.acknowledged()
