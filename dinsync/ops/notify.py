@@ -144,6 +144,7 @@ class Notifier:
 
         import aiohttp
 
+        from ..sender.http import redirect_reason
         from ..sender.retry import RetryPolicy, parse_retry_after
 
         if channel.type == "slack":
@@ -160,11 +161,14 @@ class Notifier:
         for attempt in range(1, channel.attempts + 1):
             retry_after = None
             try:
-                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                # a redirect is not followed: the URL's token or a header (e.g. X-Token) would go with it
+                async with session.post(url, data=body, headers=headers, timeout=timeout,
+                                        allow_redirects=False) as resp:
                     text = (await resp.text(errors="replace"))[:200]
                     if 200 <= resp.status < 300:
                         return Delivery(name, True, attempt)
-                    error = f"HTTP {resp.status}" + (f": {text}" if text else "")
+                    error = (redirect_reason(resp.status, resp.headers, "the channel's url") if 300 <= resp.status < 400
+                             else f"HTTP {resp.status}" + (f": {text}" if text else ""))
                     if resp.status not in RETRYABLE_STATUSES:
                         break
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))

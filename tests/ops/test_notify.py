@@ -142,3 +142,21 @@ def test_channels_receive_only_their_events(receiver):
     assert sorted((r["path"], r["json"]["event"]) for r in rec.received) == \
         [("/all", "failed"), ("/all", "paused"), ("/pauses", "paused")]
     assert Notifier([]).send(notice()) == []
+
+
+def test_a_redirect_is_not_followed_with_the_channels_headers(receiver):
+    """aiohttp follows redirects and keeps every header but `Authorization` across hosts: a token
+    in another header (X-Token) and the notice went to whatever host `Location` named."""
+    rec, thread = receiver
+    other, other_thread = start_receiver()
+    try:
+        rec.scripts["/hook"] = [(307, {"Location": f"{other_thread.url}/stolen"})]
+        logged = []
+        chan = WebhookChannel(type="webhook", url=f"{thread.url}/hook", headers={"X-Token": SECRET}, attempts=3)
+        [d] = Notifier([chan], log=logged.append).send(notice())
+    finally:
+        other_thread.stop()
+    assert other.received == []
+    assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 1  # an address to fix: not retried
+    assert d.error.startswith(f"HTTP 307: redirect to {other_thread.url}/stolen not followed")
+    assert "the channel's url" in d.error and logged
