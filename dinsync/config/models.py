@@ -68,6 +68,26 @@ class _Located(_Config):
 
 # --- warehouses ------------------------------------------------------------------------------
 
+def cleartext_remote(url: str) -> bool:
+    """Whether `url` is plain http:// to another machine than this one: credentials sent with
+    it would cross the network unencrypted (http:// is for loopback: sandboxes, tests, tunnels)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if not url.lower().startswith("http://"):
+        return False
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return True
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 _POOL_SIZE = re.compile(r"auto|\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 
@@ -262,6 +282,14 @@ class DatabricksConfig(_Config):
     wait_timeout: int = Field(default=10, ge=0, le=50)
     statement_timeout: float = Field(default=3600, gt=0)
 
+    @field_validator("host")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if cleartext_remote(value):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the token would "
+                             "cross the network in clear text; use https:// (or the host name alone)")
+        return value
+
     @model_validator(mode="after")
     def _warehouse(self):
         if (self.http_path is None) == (self.warehouse_id is None):
@@ -317,6 +345,9 @@ class DestinationOptions(_Config):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if value is not None and cleartext_remote(value):
+            raise ValueError("base_url: http:// only reaches this machine (127.0.0.1, localhost, ::1; a sandbox): "
+                             "the API key would cross the network in clear text; use https://")
         return value
 
 
