@@ -3,8 +3,8 @@
 Secret values are registered once known: the loader registers every value it substitutes for
 `${env:NAME}` in dinsync.yml and every secret setting of the validated configuration; the engine
 and the sender register what a destination reports as secret (e.g. a token fetched mid-run).
-`redact(text)` replaces each registered value, and the forms it takes in URLs, JSON and Python
-reprs, by `***`. Values shorter than MIN_CHARS are not registered: masking "us" or "8" would
+`redact(text)` replaces each registered value, and the forms it takes in URLs, JSON, Python
+reprs and HTML, by `***`. Values shorter than MIN_CHARS are not registered: masking "us" or "8" would
 garble every message and hide nothing.
 
     from dinsync import redaction
@@ -13,6 +13,7 @@ garble every message and hide nothing.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -28,9 +29,11 @@ _pattern: re.Pattern[str] | None = None  # rebuilt when a value is registered; r
 
 
 def forms(value: str) -> set[str]:
-    """The texts `value` may appear as: itself, URL-escaped, JSON-escaped, inside a repr."""
+    """The texts `value` may appear as: itself, URL-escaped, JSON-escaped, inside a repr, and
+    HTML-escaped (Slack's messages escape `&`, `<` and `>`)."""
     out = {value, quote(value), quote(value, safe=""), quote_plus(value),
-           json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1]}
+           json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+           html.escape(value, quote=False), html.escape(value)}
     return {f for f in out if f}
 
 

@@ -18,6 +18,16 @@ def test_every_form_of_a_registered_secret_is_masked():
         assert out.startswith("before ") and out.endswith(" after")
 
 
+def test_a_secret_escaped_as_html_is_masked():
+    """Slack's payload escapes `&`, `<` and `>`: `pw&<x>` went out as `pw&amp;&lt;x&gt;`, unmasked."""
+    import html
+
+    secret = 'pw&<secret>"99'
+    redaction.register(secret)
+    for text in (html.escape(secret, quote=False), html.escape(secret)):
+        assert redaction.redact(f"key {text} refused") == "key *** refused", text
+
+
 def test_longest_secret_wins_and_others_stay_readable():
     redaction.register("abcd-1234", "abcd-1234-efgh-5678")
     assert redaction.redact("x abcd-1234-efgh-5678 y abcd-1234 z") == "x *** y *** z"

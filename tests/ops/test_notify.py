@@ -160,3 +160,18 @@ def test_a_redirect_is_not_followed_with_the_channels_headers(receiver):
     assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 1  # an address to fix: not retried
     assert d.error.startswith(f"HTTP 307: redirect to {other_thread.url}/stolen not followed")
     assert "the channel's url" in d.error and logged
+
+
+def test_a_secret_holding_slack_escapes_is_masked_in_the_slack_payload(receiver):
+    """slack_payload escapes `&`, `<`, `>` before the body is redacted: a secret holding one of
+    them went out to Slack in its escaped form."""
+    rec, thread = receiver
+    secret = "pw&<slack>-token-77"
+    redaction.register(secret)
+    chan = SlackChannel(type="slack", webhook_url=f"{thread.url}/services/T000/B000/x")
+    [d] = Notifier([chan]).send(notice(message=f"users failed: key {secret} refused"))
+    assert d.ok
+    [received] = rec.received
+    assert b"&lt;slack&gt;" not in received["raw"]
+    text = received["json"]["blocks"][0]["text"]["text"]
+    assert text.endswith("failed: key *** refused"), text
