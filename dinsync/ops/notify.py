@@ -92,6 +92,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
 
 def _mrkdwn(text: str) -> str:
     """Slack's three escapes (its messages are not HTML, but these three are)."""
+    text = redaction.redact(text)  # before the cut: a secret cut in two is masked by neither half
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:2900]
 
 
@@ -164,7 +165,7 @@ class Notifier:
                 # a redirect is not followed: the URL's token or a header (e.g. X-Token) would go with it
                 async with session.post(url, data=body, headers=headers, timeout=timeout,
                                         allow_redirects=False) as resp:
-                    text = (await resp.text(errors="replace"))[:200]
+                    text = redaction.shorten(await resp.text(errors="replace"), 200)
                     if 200 <= resp.status < 300:
                         return Delivery(name, True, attempt)
                     error = (redirect_reason(resp.status, resp.headers, "the channel's url") if 300 <= resp.status < 400

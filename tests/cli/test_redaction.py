@@ -50,3 +50,20 @@ def test_values_substituted_from_the_environment_are_registered_when_config_load
     substitute_env(doc, {"PW": "pw-from-env-9f8e7d", "REGION": "eu"})
     assert redaction.redact("login with pw-from-env-9f8e7d") == "login with ***"
     assert redaction.redact("region eu") == "region eu"  # too short to be a secret
+
+
+def test_an_excerpt_cut_inside_a_secret_shows_none_of_it():
+    """Reasons keep the start of an error body (body_excerpt: `limit` bytes, then `chars`); cut
+    before redacting, an echoed key cut in two kept its start, e.g. `Api-Key: supersecr...`."""
+    from dinsync.destinations.base import body_excerpt
+
+    secret = "supersecretkey-4f3e2d"
+    redaction.register(secret)
+    echo = f"Api-Key: {secret} was refused".encode()
+    for pad in range(0, 40):  # the secret at every place around the cut
+        body = b"Z" * (100 + pad) + b" " + echo
+        for text in (body_excerpt(body, 1000, chars=120), body_excerpt(body, 120 + 10)):
+            assert "supers" not in text and "Z" * 50 in text, text
+    assert body_excerpt(b"x" * 110 + b" " + echo, 1000, chars=200) == "x" * 110 + " Api-Key: *** was refused"
+    assert redaction.shorten(f"{'y' * 10} {secret}", 15) == "y" * 10 + " ***"
+    assert redaction.shorten(f"{'y' * 20} {secret}", 15) == "y" * 12 + "..."

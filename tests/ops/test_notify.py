@@ -175,3 +175,16 @@ def test_a_secret_holding_slack_escapes_is_masked_in_the_slack_payload(receiver)
     assert b"&lt;slack&gt;" not in received["raw"]
     text = received["json"]["blocks"][0]["text"]["text"]
     assert text.endswith("failed: key *** refused"), text
+
+
+def test_an_error_body_echoing_a_secret_at_the_cut_shows_none_of_it(receiver):
+    """A channel's error answer is kept to 200 characters: cut before redacting, a token echoed
+    across the cut left its start in the log and the events table."""
+    rec, thread = receiver
+    redaction.register(SECRET)
+    rec.scripts["/hook"] = [(400, {}, "Z" * 180 + f" token {SECRET}")]  # the cut falls inside the token
+    logged = []
+    chan = WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=1)
+    [d] = Notifier([chan], log=logged.append).send(notice())
+    assert d.error.startswith("HTTP 400: ZZZ") and d.error.endswith(" token ***")
+    assert "hook-to" not in d.error and "hook-to" not in logged[0]
