@@ -215,6 +215,14 @@ class BigQueryConfig(_Config):
     http_timeout_seconds: float = Field(default=60, gt=0, le=3600)
     maximum_bytes_billed: int | None = Field(default=None, ge=1)
 
+    @field_validator("api_endpoint")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and cleartext_remote(value):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the access token "
+                             "would cross the network in clear text; use https://")
+        return value
+
     def secret_fields(self) -> list[str]:
         """The credentials JSON text is a secret (the path of its file may be written in the file)."""
         if self.credentials is not None and self.credentials.get_secret_value().lstrip().startswith("{"):
@@ -260,6 +268,9 @@ class SnowflakeConfig(_Config):
         if not keyed and self.password is None and self.authenticator is None:
             raise ValueError("set password (e.g. password: ${env:SNOWFLAKE_PASSWORD}) or a key pair "
                              "(private_key: ${env:SNOWFLAKE_PRIVATE_KEY} or private_key_file)")
+        if self.protocol == "http" and cleartext_remote(f"http://{self.host or self.account + '.snowflakecomputing.com'}"):
+            raise ValueError("protocol http only reaches this machine (host: 127.0.0.1, localhost or ::1): the "
+                             "password would cross the network in clear text; leave protocol out (https)")
         return self
 
     def secret_fields(self) -> list[str]:
