@@ -67,3 +67,31 @@ def test_an_excerpt_cut_inside_a_secret_shows_none_of_it():
     assert body_excerpt(b"x" * 110 + b" " + echo, 1000, chars=200) == "x" * 110 + " Api-Key: *** was refused"
     assert redaction.shorten(f"{'y' * 10} {secret}", 15) == "y" * 10 + " ***"
     assert redaction.shorten(f"{'y' * 20} {secret}", 15) == "y" * 12 + "..."
+
+
+def test_a_secret_is_masked_before_rich_wraps_the_line(monkeypatch):
+    """The consoles' streams saw the lines rich had wrapped: a secret with spaces wrapped at one,
+    or a token longer than a line folded across two, reached the terminal unmasked."""
+    import io
+
+    from rich.table import Table
+
+    from dinsync import terminal
+
+    spaced, token = "correct horse battery staple", "eyJ" + "q" * 250
+    redaction.register(spaced, token)
+    captured = io.StringIO()
+    monkeypatch.setattr("sys.stderr", captured)
+    terminal.reset()
+    try:
+        terminal.err().print("error: " + "x" * 180 + f" {spaced} end", highlight=False)
+        terminal.err().print(f"token {token}", highlight=False)
+        table = Table("key", "reason")
+        table.add_row("a@x.com", f"refused {spaced} " * 3)
+        terminal.err().print(table)
+    finally:
+        terminal.reset()
+    text = captured.getvalue()
+    for part in ("horse", "battery", "staple", "qqqqqqqq"):
+        assert part not in text, text
+    assert text.count("***") == 5 and "a@x.com" in text and " end" in text
