@@ -644,7 +644,14 @@ class SlackChannel(_Channel):
     type: Literal["slack"]
     webhook_url: SecretStr  # the URL is the credential: only from the environment
 
-    _check_url = field_validator("webhook_url")(_http_secret_url)
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        value = _http_secret_url(value)
+        if cleartext_remote(value.get_secret_value()):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the URL is the "
+                             "credential and would cross the network in clear text; use https://")
+        return value
 
 
 NotificationChannel = Annotated[Union[WebhookChannel, SlackChannel], Field(discriminator="type")]
