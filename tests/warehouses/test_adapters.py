@@ -245,6 +245,16 @@ def test_a_password_with_an_unescaped_delimiter_is_not_reported(dsn):
     assert "pw-123x" not in text and "123x" not in text and "resolve host" in text
 
 
+@pytest.mark.parametrize("password", ["my  sekret-pw-123", "my sekret  pw-123"])
+def test_a_password_with_two_spaces_is_not_reported(password):
+    """libpq quotes a URI's password holding spaces ("unexpected spaces found in ..."); the message's
+    spaces were squeezed before the password was masked, which then matched no more."""
+    with pytest.raises(WarehouseSqlError) as info:
+        connect("postgres", dsn=f"postgresql://root:{password}@127.0.0.1:5432/test")
+    text = str(info.value)
+    assert "sekret" not in text and "unexpected spaces" in text
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
     assert capabilities_of("postgres").dialect == "postgres"  # capabilities need no driver
