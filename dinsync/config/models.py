@@ -637,6 +637,13 @@ class WebhookChannel(_Channel):
 
     _check_url = field_validator("url")(_http_secret_url)
 
+    @model_validator(mode="after")
+    def _headers_encrypted(self):
+        if self.headers and cleartext_remote(self.url.get_secret_value()):
+            raise ValueError("headers (credentials) go over https:// only, or http:// to this machine (127.0.0.1, "
+                             "localhost, ::1): they would cross the network in clear text")
+        return self
+
 
 class SlackChannel(_Channel):
     """A Slack-compatible incoming webhook: POST {"text": ..., "blocks": [...]}."""
