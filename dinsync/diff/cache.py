@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,6 @@ def _ours(path: Path) -> bool:
     holds are run against the warehouse with this user's credentials: one planted or edited by
     another account (a shared DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
     st = os.stat(path, follow_symlinks=False)
-    import stat
-
     if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
         return False
     return not hasattr(os, "getuid") or st.st_uid == os.getuid()
