@@ -1,8 +1,9 @@
 """What the CLI writes: redacting consoles, JSON documents, notes, tracebacks, and the text
 renderings of plans, runs and the run log.
 
-Every byte goes through `dinsync.redaction`: the consoles write to redacting streams, and a
-traceback is formatted to text, redacted, then printed. rich is imported on first use.
+Every byte goes through `dinsync.redaction`: the consoles mask each text before rich lays it out
+and write to redacting streams, and a traceback is formatted to text, redacted, then printed.
+rich is imported on first use.
 """
 from __future__ import annotations
 
@@ -55,13 +56,30 @@ def reset() -> None:
 def _console(name: str) -> "Console":
     console = _consoles.get(name)
     if console is None:
-        from rich.console import Console
-
         stream = RedactingStream(getattr(sys, name))
         # piped or captured: do not squeeze tables into 80 columns
-        console = Console(file=stream, width=None if stream.isatty() else 200)  # type: ignore[arg-type]
+        console = _redacting_console()(file=stream, width=None if stream.isatty() else 200)  # type: ignore[arg-type]
         _consoles[name] = console
     return console
+
+
+_RedactingConsole: Any = None
+
+
+def _redacting_console() -> Any:
+    """rich's Console, masking secrets in each text (printed, or a table's cell) before laying it
+    out: the stream only sees the lines rich wrapped to the width, in which a secret cut in two
+    (at a space, or a token longer than a line) matched no more."""
+    global _RedactingConsole
+    if _RedactingConsole is None:
+        from rich.console import Console
+
+        class RedactingConsole(Console):
+            def render_str(self, text: str, **kwargs: Any):
+                return super().render_str(redaction.redact(text), **kwargs)
+
+        _RedactingConsole = RedactingConsole
+    return _RedactingConsole
 
 
 def out() -> "Console":

@@ -68,6 +68,28 @@ class _Located(_Config):
 
 # --- warehouses ------------------------------------------------------------------------------
 
+def cleartext_remote(url: str) -> bool:
+    """Whether `url` is plain http:// to another machine than this one: credentials sent with
+    it would cross the network unencrypted (http:// is for loopback: sandboxes, tests, tunnels)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if not url.lower().startswith("http://"):
+        return False
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return True
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    # 0.0.0.0 and :: reach this machine too (Linux connects them to the loopback)
+    return not (address.is_loopback or address.is_unspecified)
+
+
 _POOL_SIZE = re.compile(r"auto|\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 
@@ -195,6 +217,14 @@ class BigQueryConfig(_Config):
     http_timeout_seconds: float = Field(default=60, gt=0, le=3600)
     maximum_bytes_billed: int | None = Field(default=None, ge=1)
 
+    @field_validator("api_endpoint")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and cleartext_remote(value):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the access token "
+                             "would cross the network in clear text; use https://")
+        return value
+
     def secret_fields(self) -> list[str]:
         """The credentials JSON text is a secret (the path of its file may be written in the file)."""
         if self.credentials is not None and self.credentials.get_secret_value().lstrip().startswith("{"):
@@ -240,6 +270,9 @@ class SnowflakeConfig(_Config):
         if not keyed and self.password is None and self.authenticator is None:
             raise ValueError("set password (e.g. password: ${env:SNOWFLAKE_PASSWORD}) or a key pair "
                              "(private_key: ${env:SNOWFLAKE_PRIVATE_KEY} or private_key_file)")
+        if self.protocol == "http" and cleartext_remote(f"http://{self.host or self.account + '.snowflakecomputing.com'}"):
+            raise ValueError("protocol http only reaches this machine (host: 127.0.0.1, localhost or ::1): the "
+                             "password would cross the network in clear text; leave protocol out (https)")
         return self
 
     def secret_fields(self) -> list[str]:
@@ -261,6 +294,14 @@ class DatabricksConfig(_Config):
     transactions: Literal["atomic", "none"] = "atomic"  # none: no BEGIN ATOMIC blocks (see warehouses/databricks.py)
     wait_timeout: int = Field(default=10, ge=0, le=50)
     statement_timeout: float = Field(default=3600, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if cleartext_remote(value):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the token would "
+                             "cross the network in clear text; use https:// (or the host name alone)")
+        return value
 
     @model_validator(mode="after")
     def _warehouse(self):
@@ -317,6 +358,9 @@ class DestinationOptions(_Config):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if value is not None and cleartext_remote(value):
+            raise ValueError("base_url: http:// only reaches this machine (127.0.0.1, localhost, ::1; a sandbox): "
+                             "the API key would cross the network in clear text; use https://")
         return value
 
 
@@ -595,6 +639,13 @@ class WebhookChannel(_Channel):
 
     _check_url = field_validator("url")(_http_secret_url)
 
+    @model_validator(mode="after")
+    def _headers_encrypted(self):
+        if self.headers and cleartext_remote(self.url.get_secret_value()):
+            raise ValueError("headers (credentials) go over https:// only, or http:// to this machine (127.0.0.1, "
+                             "localhost, ::1): they would cross the network in clear text")
+        return self
+
 
 class SlackChannel(_Channel):
     """A Slack-compatible incoming webhook: POST {"text": ..., "blocks": [...]}."""
@@ -602,7 +653,14 @@ class SlackChannel(_Channel):
     type: Literal["slack"]
     webhook_url: SecretStr  # the URL is the credential: only from the environment
 
-    _check_url = field_validator("webhook_url")(_http_secret_url)
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        value = _http_secret_url(value)
+        if cleartext_remote(value.get_secret_value()):
+            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the URL is the "
+                             "credential and would cross the network in clear text; use https://")
+        return value
 
 
 NotificationChannel = Annotated[Union[WebhookChannel, SlackChannel], Field(discriminator="type")]

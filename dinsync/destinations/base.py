@@ -426,13 +426,17 @@ def body_excerpt(body: bytes, limit: int = 1000, chars: int | None = None) -> st
     reason, on one line and at most `chars` characters: text as it is, but an HTML page (a proxy's
     or load balancer's 5xx or 429 page) by its title, or else its text without the markup, e.g.
     `502 Bad Gateway (HTML page)`, not the page's source in `dinsync rejections`, a run's error and
-    the health check's reasons. "" for an empty body."""
-    text = body[:limit].decode("utf-8", "replace").strip()
+    the health check's reasons. "" for an empty body. Secrets are masked before any cut (one
+    cut inside a secret would leave its start, which no longer matches it)."""
+    from .. import redaction
+
+    text = body[:limit + 4 * redaction.margin()].decode("utf-8", "replace")
+    text = redaction.redact(text)[:limit].strip()
     if _is_html(text):
         title = _HTML_TITLE.search(text)
         words = title.group(1) if title else _HTML_TAG.sub(" ", _HTML_HIDDEN.sub(" ", text))
-        words = " ".join(html.unescape(words).split())
+        words = " ".join(redaction.redact(html.unescape(words)).split())
         text = f"{words} (HTML page)" if words else "(an HTML page)"
     else:
         text = " ".join(text.split())
-    return text if chars is None or len(text) <= chars else text[:chars - 3] + "..."
+    return text if chars is None else redaction.shorten(text, chars)

@@ -5,7 +5,9 @@ One JSON file per combination of inputs, named by a hash of all of them: the too
 text of every template and of the renderer's own modules, the dialect's pseudo-function patterns,
 the warehouse capabilities used, the mapping, the model SQL and the state schema. It holds the
 checked model SQL and the statements rendered so far. Files are written atomically (a temporary
-file renamed over the target); a missing, unreadable or corrupt file just means rendering again.
+file renamed over the target, readable by this user only, in a folder created for this user only);
+a missing, unreadable or corrupt file just means rendering again, and so does one that another
+user owns or may write (its statements would run with this user's credentials).
 
 Location: $DINSYNC_CACHE_DIR, else $XDG_CACHE_HOME/dinsync, else ~/.cache/dinsync (a `sql`
 folder inside). DINSYNC_CACHE_DIR set to an empty string turns the cache off.
@@ -16,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,16 @@ def cache_key(inputs: dict[str, Any]) -> str:
 _DEFAULT = object()
 
 
+def _ours(path: Path) -> bool:
+    """Whether `path` is a regular file of this user that no one else may write. The statements it
+    holds are run against the warehouse with this user's credentials: one planted or edited by
+    another account (a shared DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
+    st = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
+        return False
+    return not hasattr(os, "getuid") or st.st_uid == os.getuid()
+
+
 class RenderCache:
     """Rendered statements of one Planner, loaded at start and saved when something was added.
     root: the folder (default `cache_root()`); None keeps the cache in memory only."""
@@ -74,6 +87,8 @@ class RenderCache:
         self.entries: dict[str, str] = {}
         if self.path is not None:
             try:
+                if not _ours(self.path):
+                    raise OSError("not a file of this user that only this user can write")
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
                     self.entries = {k: v for k, v in data["entries"].items()
@@ -96,7 +111,7 @@ class RenderCache:
         if self.path is None:
             return
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -93,6 +93,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
 
 def _mrkdwn(text: str) -> str:
     """Slack's three escapes (its messages are not HTML, but these three are)."""
+    text = redaction.redact(text)  # before the cut: a secret cut in two is masked by neither half
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:2900]
 
 
@@ -148,6 +149,7 @@ class Notifier:
 
         import aiohttp
 
+        from ..sender.http import redirect_reason
         from ..sender.retry import RetryPolicy, parse_retry_after
 
         if channel.type == "slack":
@@ -165,12 +167,15 @@ class Notifier:
         for attempt in range(1, attempts + 1):
             retry_after = None
             try:
-                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
-                    text = (await resp.text(errors="replace"))[:200]
+                # a redirect is not followed: the URL's token or a header (e.g. X-Token) would go with it
+                async with session.post(url, data=body, headers=headers, timeout=timeout,
+                                        allow_redirects=False) as resp:
+                    text = redaction.shorten(await resp.text(errors="replace"), 200)
                     if 200 <= resp.status < 300:
                         self._down.discard(name)
                         return Delivery(name, True, attempt)
-                    error = f"HTTP {resp.status}" + (f": {text}" if text else "")
+                    error = (redirect_reason(resp.status, resp.headers, "the channel's url") if 300 <= resp.status < 400
+                             else f"HTTP {resp.status}" + (f": {text}" if text else ""))
                     if resp.status not in RETRYABLE_STATUSES:
                         break
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))

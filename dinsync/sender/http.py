@@ -82,6 +82,9 @@ class _GiveUp(Exception):
         self.reason = reason
 
 
+GiveUp = _GiveUp  # raised by a subclass's own exchanges (e.g. fetching a token) to fail the request
+
+
 @dataclass
 class _Endpoint:
     limit: EndpointLimit
@@ -337,7 +340,7 @@ class HttpSender:
                 url = URL(self.destination.base_url + request.path, encoded=True)
                 headers = await self._headers(request)
                 async with self._session.request(
-                    request.method, url, data=request.body, headers=headers
+                    request.method, url, data=request.body, headers=headers, allow_redirects=False
                 ) as resp:
                     body = await resp.read()
                     status, resp_headers = resp.status, resp.headers
@@ -407,6 +410,8 @@ class HttpSender:
         """
         if status in getattr(self.destination, "handles_statuses", ()):
             return None
+        if 300 <= status < 400:
+            raise _GiveUp(redirect_reason(status, headers))
         if status == 429:
             return Outcome("retry", reason=f"HTTP 429 (rate limited): {_snippet(body)}", throttled=True)
         if status == 408 or status >= 500:
@@ -452,6 +457,14 @@ class HttpSender:
         if outcome.pending is not None:
             return Delivered([], problems, {outcome.pending: rest} if rest else {})
         return Delivered(rest, problems)
+
+
+def redirect_reason(status: int, headers: Mapping[str, str], setting: str = "base_url") -> str:
+    """Why a redirect is not followed. An API answers where it is asked; following a redirect
+    would hand the credentials (a custom header such as Iterable's `Api-Key`, which aiohttp keeps
+    across hosts, or a key in the body) and the rows to whatever host `Location` names."""
+    return (f"HTTP {status}: redirect to {headers.get('Location') or '(no Location)'} not followed "
+            f"(credentials are never sent to another address; set {setting} to the address it points to)")
 
 
 def _snippet(body: bytes) -> str:

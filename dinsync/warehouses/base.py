@@ -244,8 +244,8 @@ class ErrorTranslation:
 
     def translate(self, exc: BaseException, action: str) -> WarehouseError:
         cls = self.classify(exc) or WarehouseSqlError
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        text = scrub(text, getattr(self, "_secrets", []))
+        # masked before the spaces are squeezed: a secret holding two spaces or a tab matched no more
+        text = " ".join(scrub(str(exc), getattr(self, "_secrets", [])).split()) or type(exc).__name__
         if len(text) > 600:
             text = text[:597] + "..."
         return cls(f"{self.display_name}: {text} (while {action})", self.hint_for(exc) or HINTS.get(cls),

@@ -67,10 +67,22 @@ _URI_PASSWORD = re.compile(r"^[a-z]+://[^/@?#]*?:([^/@?#]*)@", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
 
 
+# A URI's password as meant when it holds an unescaped `@`, `/`, `?`, `#` or `:`: up to the last `@`
+_URI_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^:@/?#]*:(.*)@", re.IGNORECASE | re.DOTALL)
+_URI_DELIMITERS = "@/?#:"
+
+
 def _dsn_passwords(dsn: str) -> list[str]:
     """The password of a DSN as written (and unquoted / percent-decoded), found without parsing
-    it: libpq's message about a malformed DSN quotes the token it stopped at, which may be it."""
+    it: libpq's message about a malformed DSN quotes the token it stopped at, which may be it.
+    In a URI whose password holds an unescaped delimiter (`user:p@ss@host`), libpq ends the
+    password at it and reads the rest as host, port or database, which its messages quote
+    ("failed to resolve host 'ss@host'"): each such rest is a secret too."""
     found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)] + [m.group(1) for m in _KV_PASSWORD.finditer(dsn)]
+    meant = _URI_USERINFO.match(dsn)
+    if meant:
+        raw = meant.group(1)
+        found += [raw] + [raw[i + 1:] for i, c in enumerate(raw) if c in _URI_DELIMITERS and len(raw) - i > 4]
     out = []
     for raw in found:
         out += [raw, raw.strip("'"), urllib.parse.unquote(raw)]

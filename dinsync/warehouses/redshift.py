@@ -151,7 +151,7 @@ class IamCredentials:
             name = type(exc).__name__
             retry = name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
             cls = E.WarehouseUnavailable if retry else E.WarehouseAuthError
-            text = E.scrub(" ".join(str(exc).split()), self.secrets)
+            text = " ".join(E.scrub(str(exc), self.secrets).split())
             raise cls(f"Redshift: could not get IAM database credentials: {name}: {text}",
                       E.HINTS[cls] if retry else "check the AWS credentials (environment, profile or role) and "
                       "their permission redshift:GetClusterCredentials (serverless: redshift-serverless:GetCredentials)",

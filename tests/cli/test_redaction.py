@@ -18,6 +18,16 @@ def test_every_form_of_a_registered_secret_is_masked():
         assert out.startswith("before ") and out.endswith(" after")
 
 
+def test_a_secret_escaped_as_html_is_masked():
+    """Slack's payload escapes `&`, `<` and `>`: `pw&<x>` went out as `pw&amp;&lt;x&gt;`, unmasked."""
+    import html
+
+    secret = 'pw&<secret>"99'
+    redaction.register(secret)
+    for text in (html.escape(secret, quote=False), html.escape(secret)):
+        assert redaction.redact(f"key {text} refused") == "key *** refused", text
+
+
 def test_longest_secret_wins_and_others_stay_readable():
     redaction.register("abcd-1234", "abcd-1234-efgh-5678")
     assert redaction.redact("x abcd-1234-efgh-5678 y abcd-1234 z") == "x *** y *** z"
@@ -40,3 +50,48 @@ def test_values_substituted_from_the_environment_are_registered_when_config_load
     substitute_env(doc, {"PW": "pw-from-env-9f8e7d", "REGION": "eu"})
     assert redaction.redact("login with pw-from-env-9f8e7d") == "login with ***"
     assert redaction.redact("region eu") == "region eu"  # too short to be a secret
+
+
+def test_an_excerpt_cut_inside_a_secret_shows_none_of_it():
+    """Reasons keep the start of an error body (body_excerpt: `limit` bytes, then `chars`); cut
+    before redacting, an echoed key cut in two kept its start, e.g. `Api-Key: supersecr...`."""
+    from dinsync.destinations.base import body_excerpt
+
+    secret = "supersecretkey-4f3e2d"
+    redaction.register(secret)
+    echo = f"Api-Key: {secret} was refused".encode()
+    for pad in range(0, 40):  # the secret at every place around the cut
+        body = b"Z" * (100 + pad) + b" " + echo
+        for text in (body_excerpt(body, 1000, chars=120), body_excerpt(body, 120 + 10)):
+            assert "supers" not in text and "Z" * 50 in text, text
+    assert body_excerpt(b"x" * 110 + b" " + echo, 1000, chars=200) == "x" * 110 + " Api-Key: *** was refused"
+    assert redaction.shorten(f"{'y' * 10} {secret}", 15) == "y" * 10 + " ***"
+    assert redaction.shorten(f"{'y' * 20} {secret}", 15) == "y" * 12 + "..."
+
+
+def test_a_secret_is_masked_before_rich_wraps_the_line(monkeypatch):
+    """The consoles' streams saw the lines rich had wrapped: a secret with spaces wrapped at one,
+    or a token longer than a line folded across two, reached the terminal unmasked."""
+    import io
+
+    from rich.table import Table
+
+    from dinsync import terminal
+
+    spaced, token = "correct horse battery staple", "eyJ" + "q" * 250
+    redaction.register(spaced, token)
+    captured = io.StringIO()
+    monkeypatch.setattr("sys.stderr", captured)
+    terminal.reset()
+    try:
+        terminal.err().print("error: " + "x" * 180 + f" {spaced} end", highlight=False)
+        terminal.err().print(f"token {token}", highlight=False)
+        table = Table("key", "reason")
+        table.add_row("a@x.com", f"refused {spaced} " * 3)
+        terminal.err().print(table)
+    finally:
+        terminal.reset()
+    text = captured.getvalue()
+    for part in ("horse", "battery", "staple", "qqqqqqqq"):
+        assert part not in text, text
+    assert text.count("***") == 5 and "a@x.com" in text and " end" in text

@@ -367,6 +367,17 @@ def test_base_url_must_be_http(tmp_path):
     assert (issue.line, issue.message) == (10, "destinations.iterable.base_url: base_url must start with http:// or https://")
 
 
+@pytest.mark.parametrize("url", ["http://api.iterable.com", "http://10.1.2.3:8080", "http://localhost.example.com"])
+def test_a_base_url_in_clear_text_to_another_machine_is_refused(tmp_path, url):
+    """The API key travels in a header of every request: over http:// to another host, anyone on
+    the path read it. http:// stays for this machine (the sandboxes)."""
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + f"    base_url: {url}\n"))
+    assert issue.line == 10 and "clear text" in issue.message and "use https://" in issue.message
+    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765", "http://0.0.0.0:8765", "http://127.8.9.1:8765", "https://api.iterable.com"):
+        (tmp_path / "ok").mkdir(exist_ok=True)
+        load_project(make(tmp_path / "ok", dinsync_dot_yml=PROJECT_YML + f"    base_url: {local}\n"), env=ENV)
+
+
 def test_rate_limits_endpoint_names(tmp_path):
     endpoints = sorted(IterableDestination.limits)
     yml = PROJECT_YML + f"    rate_limits:\n      {endpoints[0]}: 1\n      bulk_updat: 3\n"

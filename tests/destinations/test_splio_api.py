@@ -152,3 +152,51 @@ def test_the_sender_waits_for_splio_ratelimit_reset_on_a_429_without_retry_after
     headers = CIMultiDict({"rateLimit-limit": "20", "rateLimit-remaining": "0", "rateLimit-reset": "1"})
     outcome = sender.classify(patch("a"), 429, headers, b'{"message": "API rate limit exceeded"}')
     assert (outcome.kind, outcome.throttled, outcome.retry_after) == ("retry", True, 1.0)
+
+
+def test_a_redirect_of_authenticate_never_posts_the_api_key_elsewhere():
+    """`POST /authenticate` carries the API key in its body: aiohttp followed a 307 / 308 with the
+    same body to the host `Location` named. The redirect now fails the request, at once."""
+    import asyncio
+
+    from aiohttp import web
+
+    from dinsync.destinations.base import TransportOptions
+    from dinsync.sender import RetryPolicy
+
+    key = "splio-key-5e4d3c2b1a"
+    seen: list[bytes] = []
+
+    async def steal(request):
+        seen.append(await request.read())
+        return web.json_response({"token": jwt({"iat": 0, "exp": 3600})})
+
+    async def main():
+        runners = []
+        for handler in (steal, None):
+            app = web.Application()
+            if handler is None:  # Splio's address answers with a redirect to the other host
+                other = f"http://127.0.0.1:{runners[0].addresses[0][1]}"
+
+                async def handler(request):
+                    raise web.HTTPTemporaryRedirect(other + "/authenticate")
+            app.router.add_route("*", "/{tail:.*}", handler)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            runners.append(runner)
+        try:
+            destination = SplioDestination(f"http://127.0.0.1:{runners[1].addresses[0][1]}", {"api_key": key},
+                                           {"transport": "api"})
+            options = TransportOptions(retry_policy=RetryPolicy(base=0.01, cap=0.05))
+            async with destination.make_transport(options) as sender:
+                return await sender.deliver(bulk(["a@x.com"]))
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    delivered = asyncio.run(main())
+    assert seen == []
+    [problem] = delivered.problems
+    assert problem.status == "failed" and "POST /authenticate: HTTP 307: redirect to http://127.0.0.1:" in problem.reason
+    assert "failed after 1 attempt(s)" in problem.reason and key not in problem.reason

@@ -68,6 +68,21 @@ def test_corrupt_or_unwritable_cache_renders_again(tmp_path):
     assert off["sqlglot"]
 
 
+def test_a_cache_file_others_may_write_is_not_used(tmp_path):
+    """Cached statements run against the warehouse with this user's credentials: a file in a
+    shared DINSYNC_CACHE_DIR that another account wrote (or may write) must not be run."""
+    run(tmp_path)
+    [file] = (tmp_path / "cache" / "sql").glob("*.json")
+    assert file.stat().st_mode & 0o777 == 0o600
+    data = json.loads(file.read_text(encoding="utf-8"))
+    data["entries"] = {k: "SELECT 'planted' AS x WHERE false" if k.startswith("plan") else v
+                       for k, v in data["entries"].items()}
+    file.write_text(json.dumps(data), encoding="utf-8")
+    file.chmod(0o666)  # as another account's file, or one anyone may rewrite
+    again = run(tmp_path)
+    assert again["sqlglot"] and again["unchanged"] == 1  # rendered again, not read from the file
+
+
 def test_importing_the_diff_does_not_import_sqlglot():
     code = "import sys, dinsync.diff, dinsync.diff.planner; print('sqlglot' in sys.modules, 'jinja2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

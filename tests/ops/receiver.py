@@ -36,8 +36,8 @@ class Receiver:
                               "json": json.loads(raw)})
         script = self.scripts.get(request.path)
         if script:
-            status, headers = script.pop(0)
-            return web.Response(status=status, text="nope", headers=headers)
+            status, headers, *text = script.pop(0)  # (status, headers[, body text])
+            return web.Response(status=status, text=text[0] if text else "nope", headers=headers)
         return web.Response(text="ok")
 
 

@@ -66,6 +66,27 @@ notifications:
             "thresholds.max_run_minutes: Input should be greater than 0"} == set(text[5:])
 
 
+def test_a_slack_webhook_in_clear_text_to_another_machine_is_refused(tmp_path):
+    """A Slack webhook URL is the credential: over http:// anyone on the path could post with it."""
+    project_yml = PROJECT_YML + "notifications:\n  - type: slack\n    webhook_url: ${env:SLACK_WEBHOOK}\n"
+    plain = SLACK.replace("https://", "http://")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=project_yml), env={**ENV, "SLACK_WEBHOOK": plain})
+    assert where(issues) == [("dinsync.yml", 12)]
+    assert "clear text" in issues[0].message and "abcdefSECRET123" not in issues[0].message + (issues[0].hint or "")
+
+
+def test_a_webhook_sending_headers_in_clear_text_to_another_machine_is_refused(tmp_path):
+    """Headers are the webhook's credentials (e.g. X-Token): never over http:// across the network;
+    a plain http:// receiver without them (an internal relay) is still accepted."""
+    hook = "notifications:\n  - type: webhook\n    url: http://alerts.internal/dinsync\n"
+    issues = issues_of(make(tmp_path / "a", dinsync_dot_yml=PROJECT_YML + hook + "    headers:\n"
+                            "      X-Token: ${env:HOOK_TOKEN}\n"), env={**ENV, "HOOK_TOKEN": "token-abcdef-123"})
+    assert where(issues) == [("dinsync.yml", 11)] and "clear text" in issues[0].message
+    assert "token-abcdef" not in issues[0].message
+    project = load_project(make(tmp_path / "b", dinsync_dot_yml=PROJECT_YML + hook), env=ENV)
+    assert project.notifications[0].headers == {}
+
+
 def test_a_cron_that_never_fires_or_has_seconds_is_located(tmp_path):
     """`serve` failed at start-up with 'unexpected error: CroniterBadDateError' (31 February),
     and a six-field cron ran every second of its minute; both are configuration errors."""

@@ -162,3 +162,49 @@ def test_a_channel_down_is_tried_once_per_notice_until_it_answers(receiver):
     assert len(rec.received) == 7
     assert logged[1].startswith("notification to ops (users failed) failed after 1 attempt(s) "
                                 "(it failed the notice before too: tried once): HTTP 500")
+
+
+def test_a_redirect_is_not_followed_with_the_channels_headers(receiver):
+    """aiohttp follows redirects and keeps every header but `Authorization` across hosts: a token
+    in another header (X-Token) and the notice went to whatever host `Location` named."""
+    rec, thread = receiver
+    other, other_thread = start_receiver()
+    try:
+        rec.scripts["/hook"] = [(307, {"Location": f"{other_thread.url}/stolen"})]
+        logged = []
+        chan = WebhookChannel(type="webhook", url=f"{thread.url}/hook", headers={"X-Token": SECRET}, attempts=3)
+        [d] = Notifier([chan], log=logged.append).send(notice())
+    finally:
+        other_thread.stop()
+    assert other.received == []
+    assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 1  # an address to fix: not retried
+    assert d.error.startswith(f"HTTP 307: redirect to {other_thread.url}/stolen not followed")
+    assert "the channel's url" in d.error and logged
+
+
+def test_a_secret_holding_slack_escapes_is_masked_in_the_slack_payload(receiver):
+    """slack_payload escapes `&`, `<`, `>` before the body is redacted: a secret holding one of
+    them went out to Slack in its escaped form."""
+    rec, thread = receiver
+    secret = "pw&<slack>-token-77"
+    redaction.register(secret)
+    chan = SlackChannel(type="slack", webhook_url=f"{thread.url}/services/T000/B000/x")
+    [d] = Notifier([chan]).send(notice(message=f"users failed: key {secret} refused"))
+    assert d.ok
+    [received] = rec.received
+    assert b"&lt;slack&gt;" not in received["raw"]
+    text = received["json"]["blocks"][0]["text"]["text"]
+    assert text.endswith("failed: key *** refused"), text
+
+
+def test_an_error_body_echoing_a_secret_at_the_cut_shows_none_of_it(receiver):
+    """A channel's error answer is kept to 200 characters: cut before redacting, a token echoed
+    across the cut left its start in the log and the events table."""
+    rec, thread = receiver
+    redaction.register(SECRET)
+    rec.scripts["/hook"] = [(400, {}, "Z" * 180 + f" token {SECRET}")]  # the cut falls inside the token
+    logged = []
+    chan = WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=1)
+    [d] = Notifier([chan], log=logged.append).send(notice())
+    assert d.error.startswith("HTTP 400: ZZZ") and d.error.endswith(" token ***")
+    assert "hook-to" not in d.error and "hook-to" not in logged[0]

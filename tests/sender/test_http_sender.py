@@ -140,6 +140,31 @@ def test_success_sends_the_request_as_built():
     assert s.stats.endpoints["write"].requests == 1
 
 
+def test_a_redirect_to_another_host_is_not_followed_with_the_key_and_rows():
+    """aiohttp drops only `Authorization` on a cross-host redirect: a key in another header
+    (Iterable's `Api-Key`) and the rows went to whatever host `Location` named, which then
+    acknowledged them. A redirect now fails the request (sent again next run), naming Location."""
+    class ApiKeyDestination(FakeDestination):
+        def auth_headers(self):
+            return {"Api-Key": self.credentials["api_key"]}
+
+    async def main():
+        async with Server() as other:
+            async def redirect(request, hit):
+                raise web.HTTPTemporaryRedirect(other.url + "/batch")
+
+            async with Server(redirect) as srv, HttpSender(destination(srv, ApiKeyDestination),
+                                                            retry_policy=FAST) as s:
+                return other, srv, await s.send(batch(["a", "b"]))
+
+    other, srv, results = run(main())
+    assert other.hits == []  # neither the key nor the rows left for the other host
+    assert len(srv.hits) == 1  # not retried: a redirect is an address to fix
+    assert statuses(results) == {"a": "failed", "b": "failed"}
+    assert "HTTP 307: redirect to http://127.0.0.1:" in results[0].reason
+    assert "not followed" in results[0].reason and "base_url" in results[0].reason
+
+
 def test_get_path_sent_as_escaped_without_content_type():
     async def main():
         async with Server() as srv, HttpSender(destination(srv)) as s:

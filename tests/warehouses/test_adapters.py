@@ -233,6 +233,28 @@ def test_a_malformed_dsn_is_reported_without_its_password(dsn):
     assert "connection info" in str(info.value) or "percent-encoded" in str(info.value) or "sslmode" in str(info.value)
 
 
+@pytest.mark.parametrize("dsn", ["postgresql://root:sekret@pw-123x@127.0.0.1:5432/test",
+                                 "postgresql://root:sekret@pw@123x@127.0.0.1:5432/test",
+                                 "postgresql://root:sekret:pw-123x@no-such-host.invalid:5432/test"])
+def test_a_password_with_an_unescaped_delimiter_is_not_reported(dsn):
+    """libpq ends a URI's password at its first `@`: the rest became the host it failed to
+    resolve, quoted in the error ("failed to resolve host 'pw-123x@127.0.0.1'")."""
+    with pytest.raises(WarehouseUnavailable) as info:
+        connect("postgres", dsn=dsn)
+    text = str(info.value) + (info.value.hint or "")
+    assert "pw-123x" not in text and "123x" not in text and "resolve host" in text
+
+
+@pytest.mark.parametrize("password", ["my  sekret-pw-123", "my sekret  pw-123"])
+def test_a_password_with_two_spaces_is_not_reported(password):
+    """libpq quotes a URI's password holding spaces ("unexpected spaces found in ..."); the message's
+    spaces were squeezed before the password was masked, which then matched no more."""
+    with pytest.raises(WarehouseSqlError) as info:
+        connect("postgres", dsn=f"postgresql://root:{password}@127.0.0.1:5432/test")
+    text = str(info.value)
+    assert "sekret" not in text and "unexpected spaces" in text
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
     assert capabilities_of("postgres").dialect == "postgres"  # capabilities need no driver

@@ -386,6 +386,16 @@ def test_config_block_credentials_from_the_environment(tmp_path):
     assert w.credentials.get_secret_value() == sa and "secret-77" not in repr(w)
 
 
+def test_config_block_refuses_an_api_endpoint_in_clear_text_to_another_machine(tmp_path):
+    from dinsync.config import load_project
+    from dinsync.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:  # the access token would cross the network unencrypted
+        load_project(_project_dir(tmp_path, "  type: bigquery\n  project: my-project-1\n"
+                                            "  api_endpoint: http://bq.example.com\n"), env={"ITERABLE_API_KEY": "k" * 12})
+    assert any("warehouse.api_endpoint" in i.message and "clear text" in i.message for i in info.value.issues)
+
+
 def test_config_block_refuses_a_key_written_in_the_file_but_takes_a_path(tmp_path):
     from dinsync.config import load_project
     from dinsync.errors import ConfigError

@@ -218,6 +218,11 @@ def test_config_takes_the_token_from_the_environment(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_project(project(tmp_path / "c", "  type: databricks\n  host: h\n  token: ${env:DBX_TOKEN}\n"), env=env)
     assert "http_path" in str(info.value.issues)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ConfigError) as info:  # the token would cross the network in clear text
+        load_project(project(tmp_path / "d", "  type: databricks\n  host: http://dbc-1.cloud.databricks.com\n"
+                                             "  warehouse_id: w\n  token: ${env:DBX_TOKEN}\n"), env=env)
+    assert "warehouse.host" in str(info.value.issues) and "clear text" in str(info.value.issues)
 
 
 @pytest.mark.parametrize("body,status", [

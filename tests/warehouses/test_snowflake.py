@@ -65,6 +65,8 @@ def test_a_secret_written_in_the_file_is_refused(tmp_path, block, key):
     (BASE + "  private_key: ${env:SF_KEY}\n  private_key_file: /k.p8\n", "not both"),
     ("  type: snowflake\n  user: u\n  password: ${env:SF_PASSWORD}\n", "warehouse.account"),
     (BASE + "  password: ${env:SF_PASSWORD}\n  protocol: ftp\n", "warehouse.protocol"),
+    (BASE + "  password: ${env:SF_PASSWORD}\n  protocol: http\n", "clear text"),  # to myorg-acct1.snowflakecomputing.com
+    (BASE + "  password: ${env:SF_PASSWORD}\n  protocol: http\n  host: sf.example.com\n", "clear text"),
     (BASE + "  password: ${env:SF_PASSWORD}\n  session_parameters: {\"a; drop\": 1}\n", "warehouse.session_parameters"),
     (BASE + "  password: ${env:SF_PASSWORD}\n  search_path: [x]\n", "unknown key warehouse.search_path"),
 ])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ... import redaction
 from ..base import (
     Destination,
     EndpointLimit,
@@ -365,7 +366,7 @@ def error_message(data: Any, body: bytes) -> str:
             message = str(data["message"])
     if not message:
         message = body_excerpt(body, max(1000, MESSAGE_CHARS * 4)) or "(empty body)"
-    return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS - 3] + "..."
+    return redaction.shorten(message, MESSAGE_CHARS)
 
 
 def _describe(status: int, message: str) -> str:

@@ -36,6 +36,7 @@ import orjson
 
 from ...errors import DestinationAuthError, DinsyncError
 from ...sender import HttpSender
+from ...sender.http import GiveUp, redirect_reason
 from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
 
 if TYPE_CHECKING:
@@ -302,9 +303,11 @@ class SplioApiSender(HttpSender):
         await self.limiter("other").acquire()
         url = self.destination.base_url + "/authenticate"
         async with self._session.request("POST", url, data=orjson.dumps({"api_key": self._api_key}),
-                                      headers={"Content-Type": "application/json"}) as resp:
+                                      headers={"Content-Type": "application/json"}, allow_redirects=False) as resp:
             body = await resp.read()
             status = resp.status
+        if 300 <= status < 400:  # the key is in the body: never posted again to where Location points
+            raise GiveUp(f"POST /authenticate: {self.redact(redirect_reason(status, resp.headers))}")
         data = _json(body)
         if status == 200 and isinstance(data, dict) and isinstance(data.get("token"), str) and data["token"]:
             self.tokens.store(data["token"], self.clock.now())
