@@ -373,7 +373,8 @@ def test_a_base_url_in_clear_text_to_another_machine_is_refused(tmp_path, url):
     the path read it. http:// stays for this machine (the sandboxes)."""
     issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + f"    base_url: {url}\n"))
     assert issue.line == 10 and "clear text" in issue.message and "use https://" in issue.message
-    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765", "http://0.0.0.0:8765", "http://127.8.9.1:8765", "https://api.iterable.com"):
+    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765", "http://0.0.0.0:8765",
+                  "http://127.8.9.1:8765", "https://api.iterable.com"):
         (tmp_path / "ok").mkdir(exist_ok=True)
         load_project(make(tmp_path / "ok", dinsync_dot_yml=PROJECT_YML + f"    base_url: {local}\n"), env=ENV)
 
