@@ -3,9 +3,10 @@
 The manifest says what the dbt project's files are; it is written by every dbt command, also by
 a `dbt build` that failed to build some models (their relations keep the data of an earlier
 build) and by `dbt parse` alone. run_results.json says, per node, how dbt's last run, build,
-seed or snapshot ended: `error` (the model failed) or `skipped` (a node upstream failed): dinsync
-then refuses to read the relation as if dbt had built it. `dbt parse` does not rewrite the file,
-so a failure is remembered until a later run builds the node.
+seed or snapshot ended: `error` (the model failed), `skipped` (a node upstream failed) or `fail`
+(a data test found rows: `dbt build` skips what reads the model): dinsync then refuses to read
+the relation as if dbt had built it. `dbt parse` does not rewrite the file, so a failure is
+remembered until a later run builds the node.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = "run_results.json"
-NOT_BUILT = ("error", "skipped")
+NOT_BUILT = ("error", "skipped", "fail")  # "fail": a data test (severity error) found rows
 
 
 @dataclass
@@ -30,8 +31,10 @@ class RunResults:
         status, message = found
         message = " ".join(message.split())
         message = message if len(message) <= 200 else message[:197] + "..."
-        done = (f"failed for {subject}" + (f": {message}" if message else "") if status == "error"
-                else f"skipped {subject} (a node upstream of it failed)")
+        if status == "skipped":
+            done = f"skipped {subject} (a node upstream of it failed)"
+        else:
+            done = f"failed for {subject}" + (f": {message}" if message else "")
         return f"dbt's last {self.command} ({RESULTS}, {self.generated_at}) {done}"
 
 

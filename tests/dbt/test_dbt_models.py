@@ -135,6 +135,37 @@ def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
     assert load_project(dbt_project.dir).models["churned"].dbt_models == ("churned_customers",)
 
 
+def test_a_model_whose_dbt_test_failed_is_refused_like_dbt_build_skips_what_reads_it(dbt_project):
+    """`dbt build` builds a model, then runs its tests; a failed test (severity error) makes dbt skip
+    every model reading it. dinsync reads it too, so it refuses it: before, the model was read as
+    built and its rows sent although its `unique` test had failed."""
+    from tests.dbt.conftest import run_dbt
+
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned}, syncs={
+        "iterable_active": SYNC.format(model="active", extra=""),
+        "iterable_churned": SYNC.format(model="churned", extra="").replace(", plan: plan", "")})
+    seed = dbt_project.dbt_dir / "seeds" / "raw_customers.csv"
+    good = seed.read_text()
+    seed.write_text(good + "1,ada.again@example.com,Ada,pro,false\n")  # customer_id 1 twice: unique fails
+    run_dbt("build", dbt_project.dbt_dir, succeed=False)
+    issue, = issues_of(dbt_project)  # churned_customers has no test: it is read
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message.startswith("ref('active_customers'): dbt's last build (run_results.json, ")
+    assert ") failed for dbt test unique_active_customers_customer_id of active_customers: Got 1 result" in issue.message
+    assert "severity: warn" in issue.hint
+    result = dbt_project.cli("sync", "iterable_active")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and len(dbt_project.sandbox.users) == 0
+    assert "unique_active_customers_customer_id" in result.output
+    assert dbt_project.cli("sync", "iterable_churned").exit_code == ExitCode.OK
+    # a test that warns does not block, in dbt build as here
+    schema = dbt_project.dbt_dir / "models" / "schema.yml"
+    schema.write_text(schema.read_text().replace("data_tests: [unique, not_null]",
+                                                 "data_tests: [{unique: {config: {severity: warn}}}, not_null]"))
+    run_dbt("build", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("active_customers",)
+
+
 def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
     dbt_project.write(models={"m": """\
         -- primary_key: customer_id
