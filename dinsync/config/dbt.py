@@ -346,12 +346,22 @@ class DbtProject:
                 continue
             seen.add(uid)  # with the sources it reads, whose tests count too
             todo += manifest.nodes[uid].upstream if uid in manifest.nodes else []
-        found = [uid for uid in seen if uid in results.failed and uid in manifest.nodes]
+        # a model built with --empty/--sample holds no rows (a sample): so does a view reading it
+        live, todo = set(), [node.unique_id]
+        while todo:
+            uid = todo.pop()
+            if uid in live or uid not in manifest.nodes:
+                continue
+            live.add(uid)
+            if manifest.nodes[uid].materialized in ("view", "ephemeral"):
+                todo += manifest.nodes[uid].upstream
+        found = [uid for uid in seen if uid in results.failed and uid in manifest.nodes
+                 and (results.failed[uid][0] not in ("empty", "sample") or uid in live)]
         found += [uid for uid, (_, tested) in manifest.tests.items()
                   if uid in results.failed and results.failed[uid][0] != "skipped" and tested and set(tested) <= seen]
         if not found:
             return None
-        # the failure rather than what it skipped
+        # the failure rather than what it skipped, the node's own before what it reads
         uid = min(sorted(found), key=lambda u: (results.failed[u][0] == "skipped", u != node.unique_id))
         if uid in manifest.tests:
             name, tested = manifest.tests[uid]
@@ -363,6 +373,9 @@ class DbtProject:
         n = manifest.nodes[uid]
         reason = results.describe(uid, f"dbt {n.resource_type} {_label(n)}"
                                   + ("" if uid == node.unique_id else f", upstream of {_label(node)}"))
+        if results.failed[uid][0] in ("empty", "sample"):
+            return reason, ("run `dbt build` without --empty or --sample before syncing: dinsync would take the "
+                            "missing rows for rows that left the model")
         return reason, ("fix what dbt reported and run `dbt build` again: until then the relation in the "
                         "warehouse is not what the dbt project's files say")
 

@@ -166,6 +166,35 @@ def test_a_model_whose_dbt_test_failed_is_refused_like_dbt_build_skips_what_read
     assert load_project(dbt_project.dir).models["active"].dbt_models == ("active_customers",)
 
 
+def test_a_model_dbt_built_with_empty_is_refused_not_read_as_a_segment_that_emptied(dbt_project):
+    """`dbt build --empty` (a dry run of the SQL, e.g. in CI) replaces a table or view with one
+    without rows: read as built, every delivered row would leave the snapshot (and be sent again
+    after the next real build). A table it did not select, or a view over a model it did not
+    build, keeps its rows."""
+    from tests.dbt.conftest import run_dbt
+
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned}, syncs={
+        "iterable_active": SYNC.format(model="active", extra="")})
+    assert dbt_project.cli("sync", "iterable_active").exit_code == ExitCode.OK
+    run_dbt("build --empty --select active_customers", dbt_project.dbt_dir)
+    assert dbt_project.sql("select count(*) from analytics.active_customers") == [(0,)]
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message.startswith("ref('active_customers'): dbt's last build (run_results.json, ")
+    assert issue.message.endswith(") built dbt model active_customers with --empty (a dry run: no rows, or an "
+                                  "incremental model's earlier ones)")
+    assert "without --empty" in issue.hint
+    data, code = dbt_project.json("sync", "iterable_active")
+    assert code == ExitCode.CONFIG_ERROR, data
+    assert dbt_project.sql("select count(*) from dinsync.snap_iterable_active") == [(8,)]  # nothing left it
+    run_dbt("build --empty --select stg_customers", dbt_project.dbt_dir)  # a view, without rows now
+    staging = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('stg_customers') }}\n"
+    dbt_project.write(models={"staging": staging, "churned": churned}, syncs={})
+    issue, = issues_of(dbt_project)  # churned_customers, a table dbt did not build again, kept its rows
+    assert issue.file == "models/staging.sql" and " built dbt model stg_customers with --empty " in issue.message
+
+
 def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
     dbt_project.write(models={"m": """\
         -- primary_key: customer_id
