@@ -368,10 +368,13 @@ class _Loader:
             issues += dbt_issues
         if resolved is not None:
             text = resolved.sql
+        # its refs are fine but dbt's manifest is missing, stale or says a model was not built: the
+        # dbt model's primary key is not known, and the issue already reported says why
+        dbt_issues_only = not dbt_ok and not any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
         primary_key, model_type = None, "custom"
         if "primary_key" not in header and resolved is not None and resolved.primary_key:
             primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)
-        elif "primary_key" not in header and not dbt_ok and not self.dbt_strict:
+        elif "primary_key" not in header and not dbt_ok and (not self.dbt_strict or dbt_issues_only):
             primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
         elif "primary_key" not in header:
             hint = "start the file with `-- primary_key: <column>`"

@@ -52,7 +52,7 @@ def test_primary_key_comes_from_the_dbt_model_tests_when_the_header_has_none(dbt
 
 
 def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
-    shutil.rmtree(dbt_project.dbt_dir / "target")
+    (dbt_project.dbt_dir / "target").rename(dbt_project.dbt_dir / "built_target")
     dbt_project.write(models={"active": MODEL, "again": MODEL},
                       syncs={"iterable_active": SYNC.format(model="active", extra="")})
     issues = issues_of(dbt_project)
@@ -65,6 +65,20 @@ def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
     assert result.exit_code == ExitCode.CONFIG_ERROR and "does not exist" in result.stdout
     # the run log stays readable without the manifest
     assert dbt_project.cli("status").exit_code == 0
+    # a model taking dbt's primary key (no header) is not also missing one: its key is not known yet
+    keyless = "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"
+    dbt_project.write(models={"active": keyless, "again": keyless}, syncs={})
+    issue, = issues_of(dbt_project)
+    assert issue.message == "the dbt manifest ../analytics/target/manifest.json does not exist"
+    result = dbt_project.cli("check")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and "missing primary key header" not in result.stdout
+    # stale or not built: the same (the key is dbt's, once dbt has built the model)
+    model = dbt_project.dbt_dir / "models" / "active_customers.sql"
+    model.write_text(model.read_text() + "-- changed\n")
+    shutil.copytree(dbt_project.dbt_dir / "built_target", dbt_project.dbt_dir / "target")
+    issues = issues_of(dbt_project)
+    assert [i.file for i in issues] == ["models/active.sql", "models/again.sql"]
+    assert all(" is stale: models/active_customers.sql " in i.message for i in issues), issues
 
 
 def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project):
