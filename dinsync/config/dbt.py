@@ -381,8 +381,9 @@ class DbtProject:
 
     def _stale(self, manifest: Manifest, node: Node, project_dir: Path) -> str | None:
         """Why the built relation may not match the dbt project's files: a file of the node, or of
-        a node upstream of it in the root project, whose content differs from the manifest."""
-        seen, todo = set(), [node.unique_id]
+        a node upstream of it (in the project or in a package it installed), whose content differs
+        from the manifest."""
+        seen, todo, installed = set(), [node.unique_id], None
         while todo:
             uid = todo.pop()
             if uid in seen or uid not in manifest.nodes:
@@ -390,18 +391,24 @@ class DbtProject:
             seen.add(uid)
             n = manifest.nodes[uid]
             todo += n.upstream
-            if n.package != manifest.project_name or n.checksum.get("name") != "sha256" or not n.file:
+            if n.checksum.get("name") != "sha256" or not n.file:
                 continue
-            path = project_dir / n.file
+            shown = n.file
+            if n.package != manifest.project_name:  # a package's file, where `dbt deps` put it (or linked it)
+                installed = installed or _project_setting(project_dir, "packages-install-path", "dbt_packages")
+                if not (project_dir / installed / n.package).is_dir():
+                    continue
+                shown = f"{installed}/{n.package}/{n.file}"
+            path = project_dir / shown
             try:  # bytes as dbt reads them: read_text() would turn CRLF into LF and change the hash
                 text = path.read_bytes().decode("utf-8")
             except FileNotFoundError:
-                return f"{n.file} (dbt {n.resource_type} {n.name}) was deleted"
+                return f"{shown} (dbt {n.resource_type} {n.name}) was deleted"
             except (OSError, UnicodeDecodeError):
                 continue
             if hashlib.sha256(text.strip().encode("utf-8")).hexdigest() != n.checksum.get("checksum"):
                 modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-                return (f"{n.file} (dbt {n.resource_type} {n.name}) changed since "
+                return (f"{shown} (dbt {n.resource_type} {n.name}) changed since "
                         f"(modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')})")
         return None
 
@@ -413,14 +420,19 @@ def _label(node: Node) -> str:
 
 def _target_path_of(project_dir: Path) -> str | None:
     """`target-path` of dbt_project.yml, when set (dbt >= 1.5 prefers the flag or DBT_TARGET_PATH)."""
+    return _project_setting(project_dir, "target-path")
+
+
+def _project_setting(project_dir: Path, key: str, default: str | None = None) -> str | None:
+    """A path setting of dbt_project.yml (`target-path`, `packages-install-path`), when set as text."""
     import yaml
 
     try:
         data = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-    value = data.get("target-path") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value and "{{" not in value else None
+        return default
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value and "{{" not in value else default
 
 
 def resolve_model(dbt: DbtProject, text: str, file: str) -> tuple[Resolved | None, list[ConfigIssue], bool]:

@@ -93,6 +93,31 @@ def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project)
     assert load_project(dbt_project.dir).models["active"].tags == ("daily",)  # same content: fresh again
 
 
+def test_a_changed_file_of_an_installed_package_makes_the_manifest_stale(dbt_project):
+    """A package's models (a local package kept in the repository, or one `dbt deps` upgraded)
+    are read where `dbt deps` installed them: before, only the root project's files were checked."""
+    from tests.dbt.conftest import run_dbt
+
+    package = dbt_project.dbt_dir / "packages" / "crm"
+    (package / "models").mkdir(parents=True)
+    (package / "dbt_project.yml").write_text('name: crm\nversion: "1.0.0"\nconfig-version: 2\n'
+                                             "models:\n  crm:\n    +materialized: table\n")
+    model = package / "models" / "crm_contacts.sql"
+    model.write_text("select customer_id, email, first_name, plan from {{ ref('analytics', 'active_customers') }}\n")
+    (dbt_project.dbt_dir / "packages.yml").write_text("packages:\n  - local: packages/crm\n")
+    run_dbt("deps", dbt_project.dbt_dir)
+    run_dbt("build", dbt_project.dbt_dir)
+    dbt_project.write(models={"active": MODEL.replace("ref('active_customers')", "ref('crm', 'crm_contacts')")})
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("crm_contacts",)
+    model.write_text(model.read_text().replace("first_name, plan", "first_name, 'pro' as plan"))
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert ("is stale: dbt_packages/crm/models/crm_contacts.sql (dbt model crm_contacts) changed since"
+            in issue.message)
+    run_dbt("build", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("crm_contacts",)
+
+
 def test_a_model_file_with_crlf_line_ends_is_fresh_after_dbt_parse(dbt_project):
     """dbt hashes a file's bytes (stripped): a Windows checkout's CRLF files are not stale."""
     from tests.dbt.conftest import run_dbt
