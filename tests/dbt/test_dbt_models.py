@@ -49,6 +49,15 @@ def test_primary_key_comes_from_the_dbt_model_tests_when_the_header_has_none(dbt
     assert "unique" in issues[0].hint
     dbt_project.write(models={"active": "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"})
     assert load_project(dbt_project.dir).models["active"].primary_key == "customer_id"
+    # the model renames dbt's key column: the error says where the key came from
+    dbt_project.write(models={"active": "-- model_type: user\nselect customer_id as id, email, first_name, plan "
+                                        "from {{ ref('active_customers') }}\n"})
+    result = dbt_project.cli("validate", "--offline")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issue, = json.loads(result.stdout)["issues"]
+    assert issue["message"] == ("primary key 'customer_id', taken from dbt model active_customers (the file has no "
+                                "primary_key header), is not a column of model active")
+    assert issue["hint"] == "start the file with `-- primary_key: <column>`; columns: id, email, first_name, plan"
 
 
 def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
