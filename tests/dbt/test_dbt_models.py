@@ -72,6 +72,9 @@ def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
     assert "run `dbt parse` or `dbt build` in ../analytics first" in issue.hint
     result = dbt_project.cli("sync")
     assert result.exit_code == ExitCode.CONFIG_ERROR and "does not exist" in result.stdout
+    data, code = dbt_project.json("sync", "--select", "tag:hourly")  # the tags are not known without it
+    assert [i["message"] for i in data["issues"]] == [
+        "--select tag:hourly matches no sync", "the dbt manifest ../analytics/target/manifest.json does not exist"]
     # the run log stays readable without the manifest
     assert dbt_project.cli("status").exit_code == 0
     # a model taking dbt's primary key (no header) is not also missing one: its key is not known yet
@@ -164,6 +167,10 @@ def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
     # selected through the dbt model it reads (known from the manifest although it failed): refused too
     result = dbt_project.cli("sync", "--select", "model:churned_customers")
     assert result.exit_code == ExitCode.CONFIG_ERROR and "no_such_column" in result.output
+    # a selection that matches nothing is what to fix: not the models of syncs it did not select
+    data, code = dbt_project.json("sync", "--select", "tag:hourly")
+    assert code == ExitCode.CONFIG_ERROR
+    assert [i["message"] for i in data["issues"]] == ["--select tag:hourly matches no sync"]
     # a sync whose model dbt built is not stopped by a model only another sync reads
     result = dbt_project.cli("sync", "iterable_active")
     assert result.exit_code == ExitCode.OK, result.output
