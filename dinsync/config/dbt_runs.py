@@ -36,6 +36,8 @@ class RunResults:
             done = f"built {subject} with --empty (a dry run: no rows, or an incremental model's earlier ones)"
         elif status == "sample":
             done = f"built {subject} with --sample (the rows of {message} only)"
+        elif status == "skipped" and "fail_fast" in message:  # dbt build --fail-fast: "Skipping due to fail_fast"
+            done = f"skipped {subject} (--fail-fast stopped the run at its first failure)"
         elif status == "skipped":
             done = f"skipped {subject} (a node upstream of it failed)"
         else:

@@ -29,6 +29,28 @@ def test_find_refs_reads_the_forms_dbt_users_write():
     assert find_refs("select '{{ var(\"x\") }}' {% if x %}")[1] == [('{{ var("x") }}', 1), ("{% if x %}", 1)]
 
 
+def test_a_node_fail_fast_skipped_is_not_said_to_follow_a_failure_upstream(tmp_path):
+    """`dbt build --fail-fast` skips every node not yet run at the first failure, upstream of it
+    or not (run_results.json of dbt-core 1.11.16, trimmed): the reason given was "a node upstream
+    of it failed"."""
+    from dinsync.config.dbt_runs import read_run_results
+
+    (tmp_path / "run_results.json").write_text(json.dumps({
+        "metadata": {"dbt_version": "1.11.16", "generated_at": "2026-12-04T05:11:21.000000Z"},
+        "args": {"which": "build", "fail_fast": True},
+        "results": [
+            {"unique_id": "model.analytics.broken_model", "status": "error", "message": "Binder Error: ..."},
+            {"unique_id": "model.analytics.dim_customers", "status": "skipped",
+             "message": "Skipping due to fail_fast"},
+            {"unique_id": "model.analytics.fct_ltv.v1", "status": "skipped", "message": None}]}))
+    results = read_run_results(tmp_path)
+    assert results.describe("model.analytics.dim_customers", "dbt model dim_customers") == (
+        "dbt's last build (run_results.json, 2026-12-04T05:11:21.000000Z) skipped dbt model dim_customers "
+        "(--fail-fast stopped the run at its first failure)")
+    assert results.describe("model.analytics.fct_ltv.v1", "dbt model fct_ltv.v1").endswith(
+        "skipped dbt model fct_ltv.v1 (a node upstream of it failed)")
+
+
 def test_ref_resolves_to_the_relation_dbt_built_with_its_tags(dbt_project):
     project = load_project(dbt_project.dir)
     model = project.models["active"]
