@@ -84,8 +84,13 @@ def load(check_models: bool = True, root: Path | None = None,
         try:
             chosen = syncs(project)
         except ConfigError as exc:  # e.g. `tag:x` selects nothing: the tags of unresolved models are unknown
-            if project._dbt_issues:
-                raise ConfigError(sort_issues([*exc.issues, *project._dbt_issues])) from None
+            # (a model reading a dbt model that failed or is stale still has its tags: its issues are
+            # not this command's, whose selection is what to fix)
+            unknown = [n for n, s in project.syncs.items()
+                       if s.model in project._dbt_problems and not project.models[s.model].dbt_models]
+            issues = project.dbt_issues_of(unknown) if unknown else []
+            if issues:
+                raise ConfigError(sort_issues([*exc.issues, *issues])) from None
             raise
         issues = project.dbt_issues_of(chosen)
         if issues:

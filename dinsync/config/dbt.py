@@ -103,6 +103,7 @@ class Manifest:
     adapter_type: str | None
     nodes: dict[str, Node]
     disabled: dict[str, list[str]]  # name -> unique ids of disabled nodes
+    tests: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # data test id -> (name, nodes tested)
     _by_name: dict[str, list[Node]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,8 +116,10 @@ class Manifest:
 
         data = orjson.loads(path.read_bytes())
         meta = data.get("metadata") or {}
-        nodes = {}
+        nodes, tests = {}, {}
         for uid, raw in (data.get("nodes") or {}).items():
+            if raw.get("resource_type") == "test":
+                tests[uid] = (raw.get("name") or uid, list((raw.get("depends_on") or {}).get("nodes") or []))
             if raw.get("resource_type") not in REF_TYPES:
                 continue
             nodes[uid] = Node(
@@ -134,7 +137,7 @@ class Manifest:
                 if raw.get("resource_type") in REF_TYPES:
                     disabled.setdefault(raw.get("name") or "", []).append(uid)
         return cls(path=path, project_name=meta.get("project_name") or "", generated_at=meta.get("generated_at"),
-                   adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled)
+                   adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled, tests=tests)
 
     def candidates(self, ref: Ref) -> list[Node]:
         found = [n for n in self._by_name.get(ref.name, []) if ref.package in (None, n.package)]
@@ -270,10 +273,7 @@ class DbtProject:
                 continue
             failed = self._not_built(manifest, node)
             if failed:
-                issues.append(ConfigIssue(
-                    f"{ref.label()}: {failed}", file, ref.line,
-                    "fix what dbt reported and run `dbt build` again: until then the relation in the "
-                    "warehouse is not what the dbt project's files say"))
+                issues.append(ConfigIssue(f"{ref.label()}: {failed[0]}", file, ref.line, failed[1]))
                 continue
             nodes.append(node)
         if issues:
@@ -329,34 +329,61 @@ class DbtProject:
                 "models it selects from")
         return node, None
 
-    def _not_built(self, manifest: Manifest, node: Node) -> str | None:
+    def _not_built(self, manifest: Manifest, node: Node) -> tuple[str, str] | None:
         """Why dbt's last run left the node's relation as it was: it (or a node upstream of it)
-        failed or was skipped (target/run_results.json)."""
+        failed or was skipped (target/run_results.json); or why dbt would not build what reads it:
+        a data test of it (or of what it reads) failed, and `dbt build` skips what is downstream of
+        a failed test (a test of several models: only what reads all of them)."""
         from .dbt_runs import read_run_results
 
         results = read_run_results(manifest.path.parent)
         if results is None or not results.failed:
             return None
-        seen, todo, found = set(), [node.unique_id], []
+        seen, todo = set(), [node.unique_id]
         while todo:
             uid = todo.pop()
-            if uid in seen or uid not in manifest.nodes:
+            if uid in seen:
                 continue
-            seen.add(uid)
-            if uid in results.failed:
-                found.append(uid)
-            todo += manifest.nodes[uid].upstream
+            seen.add(uid)  # with the sources it reads, whose tests count too
+            todo += manifest.nodes[uid].upstream if uid in manifest.nodes else []
+        # a model built with --empty/--sample holds no rows (a sample): so does a view reading it
+        live, todo = set(), [node.unique_id]
+        while todo:
+            uid = todo.pop()
+            if uid in live or uid not in manifest.nodes:
+                continue
+            live.add(uid)
+            if manifest.nodes[uid].materialized in ("view", "ephemeral"):
+                todo += manifest.nodes[uid].upstream
+        found = [uid for uid in seen if uid in results.failed and uid in manifest.nodes
+                 and (results.failed[uid][0] not in ("empty", "sample") or uid in live)]
+        found += [uid for uid, (_, tested) in manifest.tests.items()
+                  if uid in results.failed and results.failed[uid][0] != "skipped" and tested and set(tested) <= seen]
         if not found:
             return None
-        uid = min(found, key=lambda u: results.failed[u][0] != "error")  # the failure, rather than what it skipped
+        # the failure rather than what it skipped, the node's own before what it reads
+        uid = min(sorted(found), key=lambda u: (results.failed[u][0] == "skipped", u != node.unique_id))
+        if uid in manifest.tests:
+            name, tested = manifest.tests[uid]
+            of = ", ".join(_label(manifest.nodes[t]) for t in tested)
+            subject = f"dbt test {name} of {of}" + ("" if node.unique_id in tested else f", upstream of {_label(node)}")
+            return (results.describe(uid, subject) + " (`dbt build` skips what reads a model whose test failed)",
+                    "fix the data or the test and run `dbt build` again (a test that should not block: "
+                    "`severity: warn`)")
         n = manifest.nodes[uid]
-        return results.describe(uid, f"dbt {n.resource_type} {n.name}"
-                                + ("" if uid == node.unique_id else f", upstream of {node.name}"))
+        reason = results.describe(uid, f"dbt {n.resource_type} {_label(n)}"
+                                  + ("" if uid == node.unique_id else f", upstream of {_label(node)}"))
+        if results.failed[uid][0] in ("empty", "sample"):
+            return reason, ("run `dbt build` without --empty or --sample before syncing: dinsync would take the "
+                            "missing rows for rows that left the model")
+        return reason, ("fix what dbt reported and run `dbt build` again: until then the relation in the "
+                        "warehouse is not what the dbt project's files say")
 
     def _stale(self, manifest: Manifest, node: Node, project_dir: Path) -> str | None:
         """Why the built relation may not match the dbt project's files: a file of the node, or of
-        a node upstream of it in the root project, whose content differs from the manifest."""
-        seen, todo = set(), [node.unique_id]
+        a node upstream of it (in the project or in a package it installed), whose content differs
+        from the manifest."""
+        seen, todo, installed = set(), [node.unique_id], None
         while todo:
             uid = todo.pop()
             if uid in seen or uid not in manifest.nodes:
@@ -364,32 +391,48 @@ class DbtProject:
             seen.add(uid)
             n = manifest.nodes[uid]
             todo += n.upstream
-            if n.package != manifest.project_name or n.checksum.get("name") != "sha256" or not n.file:
+            if n.checksum.get("name") != "sha256" or not n.file:
                 continue
-            path = project_dir / n.file
+            shown = n.file
+            if n.package != manifest.project_name:  # a package's file, where `dbt deps` put it (or linked it)
+                installed = installed or _project_setting(project_dir, "packages-install-path", "dbt_packages")
+                if not (project_dir / installed / n.package).is_dir():
+                    continue
+                shown = f"{installed}/{n.package}/{n.file}"
+            path = project_dir / shown
             try:  # bytes as dbt reads them: read_text() would turn CRLF into LF and change the hash
                 text = path.read_bytes().decode("utf-8")
             except FileNotFoundError:
-                return f"{n.file} (dbt {n.resource_type} {n.name}) was deleted"
+                return f"{shown} (dbt {n.resource_type} {n.name}) was deleted"
             except (OSError, UnicodeDecodeError):
                 continue
             if hashlib.sha256(text.strip().encode("utf-8")).hexdigest() != n.checksum.get("checksum"):
                 modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-                return (f"{n.file} (dbt {n.resource_type} {n.name}) changed since "
+                return (f"{shown} (dbt {n.resource_type} {n.name}) changed since "
                         f"(modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')})")
         return None
 
 
+def _label(node: Node) -> str:
+    """A node's name as dbt prints it: `fct_ltv.v2` for a version of a versioned model."""
+    return node.name + (f".v{node.version}" if node.version is not None else "")
+
+
 def _target_path_of(project_dir: Path) -> str | None:
     """`target-path` of dbt_project.yml, when set (dbt >= 1.5 prefers the flag or DBT_TARGET_PATH)."""
+    return _project_setting(project_dir, "target-path")
+
+
+def _project_setting(project_dir: Path, key: str, default: str | None = None) -> str | None:
+    """A path setting of dbt_project.yml (`target-path`, `packages-install-path`), when set as text."""
     import yaml
 
     try:
         data = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-    value = data.get("target-path") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value and "{{" not in value else None
+        return default
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value and "{{" not in value else default
 
 
 def resolve_model(dbt: DbtProject, text: str, file: str) -> tuple[Resolved | None, list[ConfigIssue], bool]:

@@ -3,9 +3,11 @@
 The manifest says what the dbt project's files are; it is written by every dbt command, also by
 a `dbt build` that failed to build some models (their relations keep the data of an earlier
 build) and by `dbt parse` alone. run_results.json says, per node, how dbt's last run, build,
-seed or snapshot ended: `error` (the model failed) or `skipped` (a node upstream failed): dinsync
-then refuses to read the relation as if dbt had built it. `dbt parse` does not rewrite the file,
-so a failure is remembered until a later run builds the node.
+seed or snapshot ended: `error` (the model failed), `skipped` (a node upstream failed) or `fail`
+(a data test found rows: `dbt build` skips what reads the model); and whether it built models with
+`--empty` (no rows) or `--sample` (a sample of them): dinsync then refuses to read the relation as
+if dbt had built it. `dbt parse` does not rewrite the file, so a failure is remembered until a
+later run builds the node.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = "run_results.json"
-NOT_BUILT = ("error", "skipped")
+NOT_BUILT = ("error", "skipped", "fail")  # "fail": a data test (severity error) found rows
 
 
 @dataclass
@@ -30,8 +32,16 @@ class RunResults:
         status, message = found
         message = " ".join(message.split())
         message = message if len(message) <= 200 else message[:197] + "..."
-        done = (f"failed for {subject}" + (f": {message}" if message else "") if status == "error"
-                else f"skipped {subject} (a node upstream of it failed)")
+        if status == "empty":
+            done = f"built {subject} with --empty (a dry run: no rows, or an incremental model's earlier ones)"
+        elif status == "sample":
+            done = f"built {subject} with --sample (the rows of {message} only)"
+        elif status == "skipped" and "fail_fast" in message:  # dbt build --fail-fast: "Skipping due to fail_fast"
+            done = f"skipped {subject} (--fail-fast stopped the run at its first failure)"
+        elif status == "skipped":
+            done = f"skipped {subject} (a node upstream of it failed)"
+        else:
+            done = f"failed for {subject}" + (f": {message}" if message else "")
         return f"dbt's last {self.command} ({RESULTS}, {self.generated_at}) {done}"
 
 
@@ -55,6 +65,15 @@ def read_run_results(target: Path) -> RunResults | None:
         meta, args = data.get("metadata") or {}, data.get("args") or {}
         failed = {r["unique_id"]: (r["status"], r.get("message") or "") for r in data.get("results") or []
                   if isinstance(r, dict) and r.get("status") in NOT_BUILT and isinstance(r.get("unique_id"), str)}
+        # `--empty` builds each model from empty inputs (no rows); `--sample` from a time sample
+        sample = args.get("sample")  # {"start": ..., "end": ...} in dbt 1.10+
+        if isinstance(sample, dict):
+            sample = f"{sample.get('start')} to {sample.get('end')}"
+        partial = ("empty", "") if args.get("empty") is True else ("sample", str(sample)) if sample else None
+        if partial:
+            failed.update({r["unique_id"]: partial for r in data.get("results") or []
+                           if isinstance(r, dict) and r.get("status") == "success"
+                           and str(r.get("unique_id")).startswith("model.")})
         results = RunResults(str(args.get("which") or "run"), str(meta.get("generated_at") or "?"), failed)
     except (OSError, ValueError, AttributeError, TypeError):
         results = None  # not dbt's file: the manifest's checks still apply

@@ -374,10 +374,13 @@ class _Loader:
             issues += dbt_issues
         if resolved is not None:
             text = resolved.sql
+        # its refs are fine but dbt's manifest is missing, stale or says a model was not built: the
+        # dbt model's primary key is not known, and the issue already reported says why
+        dbt_issues_only = not dbt_ok and not any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
         primary_key, model_type = None, "custom"
         if "primary_key" not in header and resolved is not None and resolved.primary_key:
             primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)
-        elif "primary_key" not in header and not dbt_ok and not self.dbt_strict:
+        elif "primary_key" not in header and not dbt_ok and (not self.dbt_strict or dbt_issues_only):
             primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
         elif "primary_key" not in header:
             hint = "start the file with `-- primary_key: <column>`"
@@ -416,6 +419,8 @@ class _Loader:
             dbt_models, tags = self._dbt.partial.get(file, ((), ())) if self._dbt is not None else ((), ())
         model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type,
                       dbt_models=tuple(dbt_models), tags=tuple(tags))
+        if "primary_key" not in header and resolved is not None and resolved.primary_key:
+            model._dbt_primary_key = resolved.dbt_models[0]
         model._lines.update({"sql": sql_line or body_line,
                              "primary_key": header["primary_key"][1] if "primary_key" in header else 1})
         if "model_type" in header:
@@ -810,7 +815,12 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
                                       line, _failed_hint(model)))
             continue
-        if model.primary_key not in columns[name]:
+        if model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
+            issues.append(ConfigIssue(
+                f"primary key {model.primary_key!r}, taken from dbt model {model._dbt_primary_key} (the file has "
+                f"no primary_key header), is not a column of model {name}", file, model.line("primary_key"),
+                "start the file with `-- primary_key: <column>`; " + _column_hint(model.primary_key, columns[name])))
+        elif model.primary_key not in columns[name]:
             issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
                                       model.line("primary_key"), _column_hint(model.primary_key, columns[name])))
     seen: set[tuple[str, int | None, str]] = set()

@@ -416,6 +416,7 @@ class Model(_Located):
     model_type: ModelType = "custom"
     dbt_models: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    _dbt_primary_key: str | None = PrivateAttr(default=None)  # the dbt model whose key it took (no header)
 
 
 # --- syncs -----------------------------------------------------------------------------------

@@ -26,18 +26,18 @@ FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "dbt_analytics"
 DBT_SCRIPT = """
 import sys
 from dbt.cli.main import dbtRunner
-result = dbtRunner().invoke([sys.argv[1], "--project-dir", ".", "--profiles-dir", ".", "--quiet"])
+result = dbtRunner().invoke(sys.argv[1:] + ["--project-dir", ".", "--profiles-dir", ".", "--quiet"])
 sys.exit(0 if result.success else 1)
 """
 
 
 def run_dbt(command: str, project_dir: Path, succeed: bool = True) -> None:
-    """Run `dbt <command>` (build, parse) in `project_dir`, which writes its warehouse.duckdb.
+    """Run `dbt <command>` (build, parse, `build --empty`) in `project_dir`, which writes its warehouse.duckdb.
     `succeed=False`: the command is expected to fail (a model that does not build)."""
     env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false",
                DINSYNC_DBT_WAREHOUSE=str(project_dir / "warehouse.duckdb"))
     env.pop("DBT_TARGET_PATH", None)
-    done = subprocess.run([sys.executable, "-c", DBT_SCRIPT, command], cwd=project_dir, env=env,
+    done = subprocess.run([sys.executable, "-c", DBT_SCRIPT, *command.split()], cwd=project_dir, env=env,
                           capture_output=True, text=True, timeout=300)
     assert (done.returncode == 0) == succeed, f"dbt {command} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
 

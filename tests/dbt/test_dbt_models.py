@@ -29,6 +29,28 @@ def test_find_refs_reads_the_forms_dbt_users_write():
     assert find_refs("select '{{ var(\"x\") }}' {% if x %}")[1] == [('{{ var("x") }}', 1), ("{% if x %}", 1)]
 
 
+def test_a_node_fail_fast_skipped_is_not_said_to_follow_a_failure_upstream(tmp_path):
+    """`dbt build --fail-fast` skips every node not yet run at the first failure, upstream of it
+    or not (run_results.json of dbt-core 1.11.16, trimmed): the reason given was "a node upstream
+    of it failed"."""
+    from dinsync.config.dbt_runs import read_run_results
+
+    (tmp_path / "run_results.json").write_text(json.dumps({
+        "metadata": {"dbt_version": "1.11.16", "generated_at": "2026-12-04T05:11:21.000000Z"},
+        "args": {"which": "build", "fail_fast": True},
+        "results": [
+            {"unique_id": "model.analytics.broken_model", "status": "error", "message": "Binder Error: ..."},
+            {"unique_id": "model.analytics.dim_customers", "status": "skipped",
+             "message": "Skipping due to fail_fast"},
+            {"unique_id": "model.analytics.fct_ltv.v1", "status": "skipped", "message": None}]}))
+    results = read_run_results(tmp_path)
+    assert results.describe("model.analytics.dim_customers", "dbt model dim_customers") == (
+        "dbt's last build (run_results.json, 2026-12-04T05:11:21.000000Z) skipped dbt model dim_customers "
+        "(--fail-fast stopped the run at its first failure)")
+    assert results.describe("model.analytics.fct_ltv.v1", "dbt model fct_ltv.v1").endswith(
+        "skipped dbt model fct_ltv.v1 (a node upstream of it failed)")
+
+
 def test_ref_resolves_to_the_relation_dbt_built_with_its_tags(dbt_project):
     project = load_project(dbt_project.dir)
     model = project.models["active"]
@@ -49,10 +71,19 @@ def test_primary_key_comes_from_the_dbt_model_tests_when_the_header_has_none(dbt
     assert "unique" in issues[0].hint
     dbt_project.write(models={"active": "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"})
     assert load_project(dbt_project.dir).models["active"].primary_key == "customer_id"
+    # the model renames dbt's key column: the error says where the key came from
+    dbt_project.write(models={"active": "-- model_type: user\nselect customer_id as id, email, first_name, plan "
+                                        "from {{ ref('active_customers') }}\n"})
+    result = dbt_project.cli("validate", "--offline")
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    issue, = json.loads(result.stdout)["issues"]
+    assert issue["message"] == ("primary key 'customer_id', taken from dbt model active_customers (the file has no "
+                                "primary_key header), is not a column of model active")
+    assert issue["hint"] == "start the file with `-- primary_key: <column>`; columns: id, email, first_name, plan"
 
 
 def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
-    shutil.rmtree(dbt_project.dbt_dir / "target")
+    (dbt_project.dbt_dir / "target").rename(dbt_project.dbt_dir / "built_target")
     dbt_project.write(models={"active": MODEL, "again": MODEL},
                       syncs={"iterable_active": SYNC.format(model="active", extra="")})
     issues = issues_of(dbt_project)
@@ -63,8 +94,25 @@ def test_missing_manifest_says_to_run_dbt_parse_or_build(dbt_project):
     assert "run `dbt parse` or `dbt build` in ../analytics first" in issue.hint
     result = dbt_project.cli("sync")
     assert result.exit_code == ExitCode.CONFIG_ERROR and "does not exist" in result.stdout
+    data, code = dbt_project.json("sync", "--select", "tag:hourly")  # the tags are not known without it
+    assert [i["message"] for i in data["issues"]] == [
+        "--select tag:hourly matches no sync", "the dbt manifest ../analytics/target/manifest.json does not exist"]
     # the run log stays readable without the manifest
     assert dbt_project.cli("status").exit_code == 0
+    # a model taking dbt's primary key (no header) is not also missing one: its key is not known yet
+    keyless = "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"
+    dbt_project.write(models={"active": keyless, "again": keyless}, syncs={})
+    issue, = issues_of(dbt_project)
+    assert issue.message == "the dbt manifest ../analytics/target/manifest.json does not exist"
+    result = dbt_project.cli("check")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and "missing primary key header" not in result.stdout
+    # stale or not built: the same (the key is dbt's, once dbt has built the model)
+    model = dbt_project.dbt_dir / "models" / "active_customers.sql"
+    model.write_text(model.read_text() + "-- changed\n")
+    shutil.copytree(dbt_project.dbt_dir / "built_target", dbt_project.dbt_dir / "target")
+    issues = issues_of(dbt_project)
+    assert [i.file for i in issues] == ["models/active.sql", "models/again.sql"]
+    assert all(" is stale: models/active_customers.sql " in i.message for i in issues), issues
 
 
 def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project):
@@ -77,6 +125,31 @@ def test_a_changed_model_file_makes_the_manifest_stale_upstream_too(dbt_project)
     assert "dbt build" in issue.hint
     staging.write_text(staging.read_text().replace("\n-- a new comment\n", ""))
     assert load_project(dbt_project.dir).models["active"].tags == ("daily",)  # same content: fresh again
+
+
+def test_a_changed_file_of_an_installed_package_makes_the_manifest_stale(dbt_project):
+    """A package's models (a local package kept in the repository, or one `dbt deps` upgraded)
+    are read where `dbt deps` installed them: before, only the root project's files were checked."""
+    from tests.dbt.conftest import run_dbt
+
+    package = dbt_project.dbt_dir / "packages" / "crm"
+    (package / "models").mkdir(parents=True)
+    (package / "dbt_project.yml").write_text('name: crm\nversion: "1.0.0"\nconfig-version: 2\n'
+                                             "models:\n  crm:\n    +materialized: table\n")
+    model = package / "models" / "crm_contacts.sql"
+    model.write_text("select customer_id, email, first_name, plan from {{ ref('analytics', 'active_customers') }}\n")
+    (dbt_project.dbt_dir / "packages.yml").write_text("packages:\n  - local: packages/crm\n")
+    run_dbt("deps", dbt_project.dbt_dir)
+    run_dbt("build", dbt_project.dbt_dir)
+    dbt_project.write(models={"active": MODEL.replace("ref('active_customers')", "ref('crm', 'crm_contacts')")})
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("crm_contacts",)
+    model.write_text(model.read_text().replace("first_name, plan", "first_name, 'pro' as plan"))
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert ("is stale: dbt_packages/crm/models/crm_contacts.sql (dbt model crm_contacts) changed since"
+            in issue.message)
+    run_dbt("build", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("crm_contacts",)
 
 
 def test_a_model_file_with_crlf_line_ends_is_fresh_after_dbt_parse(dbt_project):
@@ -116,6 +189,10 @@ def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
     # selected through the dbt model it reads (known from the manifest although it failed): refused too
     result = dbt_project.cli("sync", "--select", "model:churned_customers")
     assert result.exit_code == ExitCode.CONFIG_ERROR and "no_such_column" in result.output
+    # a selection that matches nothing is what to fix: not the models of syncs it did not select
+    data, code = dbt_project.json("sync", "--select", "tag:hourly")
+    assert code == ExitCode.CONFIG_ERROR
+    assert [i["message"] for i in data["issues"]] == ["--select tag:hourly matches no sync"]
     # a sync whose model dbt built is not stopped by a model only another sync reads
     result = dbt_project.cli("sync", "iterable_active")
     assert result.exit_code == ExitCode.OK, result.output
@@ -133,6 +210,66 @@ def test_a_model_dbt_failed_to_build_is_refused_not_read_as_built(dbt_project):
     staging.write_text(staging.read_text().replace(", no_such_column from", "from"))
     run_dbt("build", dbt_project.dbt_dir)
     assert load_project(dbt_project.dir).models["churned"].dbt_models == ("churned_customers",)
+
+
+def test_a_model_whose_dbt_test_failed_is_refused_like_dbt_build_skips_what_reads_it(dbt_project):
+    """`dbt build` builds a model, then runs its tests; a failed test (severity error) makes dbt skip
+    every model reading it. dinsync reads it too, so it refuses it: before, the model was read as
+    built and its rows sent although its `unique` test had failed."""
+    from tests.dbt.conftest import run_dbt
+
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned}, syncs={
+        "iterable_active": SYNC.format(model="active", extra=""),
+        "iterable_churned": SYNC.format(model="churned", extra="").replace(", plan: plan", "")})
+    seed = dbt_project.dbt_dir / "seeds" / "raw_customers.csv"
+    good = seed.read_text()
+    seed.write_text(good + "1,ada.again@example.com,Ada,pro,false\n")  # customer_id 1 twice: unique fails
+    run_dbt("build", dbt_project.dbt_dir, succeed=False)
+    issue, = issues_of(dbt_project)  # churned_customers has no test: it is read
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message.startswith("ref('active_customers'): dbt's last build (run_results.json, ")
+    assert ") failed for dbt test unique_active_customers_customer_id of active_customers: Got 1 result" in issue.message
+    assert "severity: warn" in issue.hint
+    result = dbt_project.cli("sync", "iterable_active")
+    assert result.exit_code == ExitCode.CONFIG_ERROR and len(dbt_project.sandbox.users) == 0
+    assert "unique_active_customers_customer_id" in result.output
+    assert dbt_project.cli("sync", "iterable_churned").exit_code == ExitCode.OK
+    # a test that warns does not block, in dbt build as here
+    schema = dbt_project.dbt_dir / "models" / "schema.yml"
+    schema.write_text(schema.read_text().replace("data_tests: [unique, not_null]",
+                                                 "data_tests: [{unique: {config: {severity: warn}}}, not_null]"))
+    run_dbt("build", dbt_project.dbt_dir)
+    assert load_project(dbt_project.dir).models["active"].dbt_models == ("active_customers",)
+
+
+def test_a_model_dbt_built_with_empty_is_refused_not_read_as_a_segment_that_emptied(dbt_project):
+    """`dbt build --empty` (a dry run of the SQL, e.g. in CI) replaces a table or view with one
+    without rows: read as built, every delivered row would leave the snapshot (and be sent again
+    after the next real build). A table it did not select, or a view over a model it did not
+    build, keeps its rows."""
+    from tests.dbt.conftest import run_dbt
+
+    churned = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('churned_customers') }}\n"
+    dbt_project.write(models={"active": MODEL, "churned": churned}, syncs={
+        "iterable_active": SYNC.format(model="active", extra="")})
+    assert dbt_project.cli("sync", "iterable_active").exit_code == ExitCode.OK
+    run_dbt("build --empty --select active_customers", dbt_project.dbt_dir)
+    assert dbt_project.sql("select count(*) from analytics.active_customers") == [(0,)]
+    issue, = issues_of(dbt_project)
+    assert (issue.file, issue.line) == ("models/active.sql", 3)
+    assert issue.message.startswith("ref('active_customers'): dbt's last build (run_results.json, ")
+    assert issue.message.endswith(") built dbt model active_customers with --empty (a dry run: no rows, or an "
+                                  "incremental model's earlier ones)")
+    assert "without --empty" in issue.hint
+    data, code = dbt_project.json("sync", "iterable_active")
+    assert code == ExitCode.CONFIG_ERROR, data
+    assert dbt_project.sql("select count(*) from dinsync.snap_iterable_active") == [(8,)]  # nothing left it
+    run_dbt("build --empty --select stg_customers", dbt_project.dbt_dir)  # a view, without rows now
+    staging = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('stg_customers') }}\n"
+    dbt_project.write(models={"staging": staging, "churned": churned}, syncs={})
+    issue, = issues_of(dbt_project)  # churned_customers, a table dbt did not build again, kept its rows
+    assert issue.file == "models/staging.sql" and " built dbt model stg_customers with --empty " in issue.message
 
 
 def test_unknown_disabled_and_ephemeral_models_are_located_errors(dbt_project):
