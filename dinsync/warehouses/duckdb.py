@@ -45,15 +45,7 @@ PLAN_BASE_MB, STREAMING_BASE_MB, PER_COLUMN_MB = 96, 64, 3
 # ~290 MB at 150 (1 field: under 8 MB; 240-character keys at 10 fields: under 32 MB). 8 MB + 3 MB
 # per column keeps 1.5-1.9x that: 1M rows x 9 fields sent at the same speed with 444-457 instead
 # of 482-487 MB peak RSS, 10M rows committed as fast with 413-417 instead of 455-456 MB.
-# Since 2026-12-04 that send phase runs DuckDB with INSERT_THREADS (one): each commit inserts its
-# row groups on one thread anyway, and the stream's reader and the commits still run side by side
-# on their own threads. One thread needs less (300k rows, ran out of memory / passed: 1 field
-# 8 / 12 MB, 9 fields 16 / 20 MB, 30 fields 40 / 48 MB, 60 fields 64 / 80 MB, 150 fields
-# 160 / 200 MB), so the pool is 8 MB + 2 MB per column, 1.6-1.9x that (38 instead of 53 MB at 9
-# fields): a 1M-row x 9-field first sync (bench_sync.py) peaked at 366-382 instead of 397-410 MB
-# (six interleaved pairs, 2026-12-04, the machine loaded by other jobs: the same CPU seconds, wall
-# clocks within that hour's noise).
-INSERTING_BASE_MB, INSERTING_PER_COLUMN_MB, INSERT_THREADS = 8, 2, 1
+INSERTING_BASE_MB = 8
 # DuckDB's threads (its default: one per core) each pin blocks of every column they scan, and a
 # plan's hash tables grow with them: the pools above were measured with 2 threads. With 8, a first
 # sync of 1M rows x 10 fields ran out of its 96 MB inserting pool while committing; with 16, a
@@ -522,8 +514,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         width = self._width_mb = PER_COLUMN_MB * (fields + 6)
         self.memory_limit = _at_least(plan, PLAN_BASE_MB + width + self._threads_mb())
         self.streaming_memory_limit = _at_least(streaming, STREAMING_BASE_MB + width)
-        self.inserting_memory_limit = _at_most(self.streaming_memory_limit,
-                                               INSERTING_BASE_MB + INSERTING_PER_COLUMN_MB * (fields + 6))
+        self.inserting_memory_limit = _at_most(self.streaming_memory_limit, INSERTING_BASE_MB + width)
         self._need(self.memory_limit, self.threads)
 
     def expect_deletes(self, table: str | None, rows: int | None, at_once: int = 0,
@@ -555,16 +546,16 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         needs far less memory than for building the plan: shrink its buffer pool meanwhile,
         so the sending phase of a large first sync stays within a few hundred MB. (Commits that
         may replace snapshot rows get room for their deletes' version records: expect_deletes.
-        Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + a share per column:
-        a commit inserts whole row groups, whose size grows with the mapped fields (see
-        INSERTING_PER_COLUMN_MB).) DuckDB runs with at most SEND_THREADS threads meanwhile, or
-        INSERT_THREADS when the commits only insert: the pools are sized for them."""
+        Commits that only insert (`replacing=False`) get INSERTING_BASE_MB + the width's
+        share: a commit inserts whole row groups, whose size grows with the mapped fields (see
+        size_for); at 10 fields 28 MB ran out of memory, 32 MB did not.) DuckDB runs with at most
+        SEND_THREADS threads meanwhile: the pools are sized for them."""
         if not (self.memory_limit and self.streaming_memory_limit):
             yield
             return
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
         self._scale = 1  # (what the plan's statements needed is not what sending needs)
-        self._need(limit, min(self.threads, SEND_THREADS if replacing else INSERT_THREADS))
+        self._need(limit, min(self.threads, SEND_THREADS))
         try:
             yield
         finally:

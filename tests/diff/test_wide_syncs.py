@@ -14,29 +14,29 @@ def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
     setting = lambda: w.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py()
     w.size_for(9)  # by default ("auto") each pool is what the width needs
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "38MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "53MB")
     narrow = setting()
     w.size_for(150)
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "320MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("564MB", "532MB", "476MB")
     assert setting() != narrow
     w.size_for(9)  # a narrower sync after it: back to its own
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "38MB")
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("141MB", "109MB", "53MB")
     assert setting() == narrow
     floors = connect("duckdb", path=str(tmp_path / "f.duckdb"), threads=2, memory_limit="192MB",
                      streaming_memory_limit="160MB")
     floors.size_for(9)  # configured limits above the need are kept (the defaults until 2026-12-02)
     assert (floors.memory_limit, floors.streaming_memory_limit, floors.inserting_memory_limit) == (
-        "192MB", "160MB", "38MB")
+        "192MB", "160MB", "53MB")
     floors.size_for(150)
     assert (floors.memory_limit, floors.streaming_memory_limit) == ("564MB", "532MB")
     big = connect("duckdb", path=str(tmp_path / "b.duckdb"), threads=2, memory_limit="2GB", streaming_memory_limit="1GB")
     big.size_for(150)  # configured limits above what the width needs are kept; inserts need no more
-    assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "320MB")
+    assert (big.memory_limit, big.streaming_memory_limit, big.inserting_memory_limit) == ("2GB", "1GB", "476MB")
     small = connect("duckdb", path=str(tmp_path / "s.duckdb"), threads=2, streaming_memory_limit="80MB")
     small.size_for(9)  # both follow the width
-    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "38MB")
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("109MB", "53MB")
     small.size_for(2)
-    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "24MB")
+    assert (small.streaming_memory_limit, small.inserting_memory_limit) == ("88MB", "32MB")
     unbounded = connect("duckdb", path=str(tmp_path / "u.duckdb"), threads=16, memory_limit=None,
                         streaming_memory_limit=None)
     unbounded.size_for(150)
@@ -55,7 +55,7 @@ def test_the_send_phase_of_a_first_sync_gets_the_inserting_pool(tmp_path):
         inserting = setting()
     assert setting() == planning
     mib = [int(float(v.split()[0]) * (1000 if "GiB" in v else 1)) for v in (planning, replacing, inserting)]
-    assert mib == [134, 103, 36]  # 141, 109 and 38 MB in MiB, as DuckDB shows them
+    assert mib == [134, 103, 50]  # 141, 109 and 53 MB in MiB, as DuckDB shows them
 
 
 def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
@@ -97,16 +97,16 @@ def test_sixty_fields_commit_while_the_plan_streams(tmp_path):
 
 def test_pools_follow_duckdbs_threads(tmp_path):
     """DuckDB runs one thread per core by default: a plan gets 16 MB more per thread beyond 4 (with
-    16 threads a 2.5M-row plan ran out of 192 MB), and a run sends with 2 threads, or one when its
-    commits only insert (a first sync), for which the send phase's pools are sized."""
+    16 threads a 2.5M-row plan ran out of 192 MB), and a run sends with 2 threads, for which the
+    send phase's pools are sized."""
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=16)
     setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
     assert w.memory_limit == "306MB"  # key checks and plans before any sync is sized: 96 + 3 x 6 + 12 x 16
     w.size_for(10)
-    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "112MB", "40MB")
-    for replacing, threads in ((True, 2), (False, 1)):
+    assert (w.memory_limit, w.streaming_memory_limit, w.inserting_memory_limit) == ("336MB", "112MB", "56MB")
+    for replacing in (True, False):
         with w.streaming(replacing=replacing):
-            assert setting("threads") == threads
+            assert setting("threads") == 2
         assert setting("threads") == 16
     few = connect("duckdb", path=str(tmp_path / "f.duckdb"), threads=4)
     few.size_for(10)
@@ -158,10 +158,10 @@ def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
     b.size_for(9)
     assert setting() == ("268.9 MiB", 4)  # two plans: 141 MB each
     with b.streaming(replacing=False):
-        assert setting() == ("170.7 MiB", 1)  # a plan (141 MB) and a first sync's send phase (38 MB)
+        assert setting() == ("185.0 MiB", 2)  # a plan (141 MB) and a first sync's send phase (53 MB)
         with a.streaming():
-            assert setting() == ("140.1 MiB", 1)  # 109 + 38 MB
-        assert setting() == ("170.7 MiB", 1)
+            assert setting() == ("154.4 MiB", 2)  # 109 + 53 MB
+        assert setting() == ("185.0 MiB", 2)
     assert setting() == ("268.9 MiB", 4)
     b.close()
     a.size_for(9)
@@ -170,7 +170,7 @@ def test_connections_to_one_file_share_the_pool_of_their_phases(tmp_path):
     alone = connect("duckdb", path=str(tmp_path / "other.duckdb"), threads=4)  # another file: its own
     alone.size_for(9)
     with alone.streaming(replacing=False):
-        assert alone.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "36.2 MiB"
+        assert alone.query("SELECT current_setting('memory_limit') AS v").column(0)[0].as_py() == "50.5 MiB"
 
 
 def _synced_people(path: str, rows: int, columns: dict[str, str], then: str | None = None) -> DiffSpec:
