@@ -16,8 +16,20 @@ SELECT
   p._kh,
   p._fp,
   p._rkh,
-  {% if position %}p._prior{% else %}p._prior OR p._key IN (SELECT a._key FROM {{ tables.ack }} AS a WHERE a._again){% endif %} AS _replace,
+  {% if position %}p._prior{% else %}p._prior OR a._again = 1{% endif %} AS _replace,
   {{ value_hashes(fields, "p") }}
 FROM {{ plan }} AS p
+{% if position %}
 WHERE p._op IN ('added', 'changed')
   AND p._key IN (SELECT a._key FROM {{ tables.ack }} AS a)
+{% else %}
+-- (a join: `x IN (SELECT ..)` in the select list is a SubPlan to PostgreSQL, run once per row when
+-- the keys outgrow work_mem; the keys are grouped, one row each, as the commit may repeat a key)
+JOIN (
+  SELECT a._key, MAX(CASE WHEN a._again THEN 1 ELSE 0 END) AS _again
+  FROM {{ tables.ack }} AS a
+  GROUP BY a._key
+) AS a
+  ON a._key = p._key
+WHERE p._op IN ('added', 'changed')
+{% endif %}

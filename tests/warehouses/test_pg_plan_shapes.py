@@ -4,8 +4,9 @@
 while its table fits in work_mem, otherwise run again for every outer row. At 1M keys a full
 refresh took more than 12 minutes that way (45 s as a join). Here work_mem is made tiny so that
 the planner faces the same choice on a few thousand rows, and every plan statement's EXPLAIN must
-be free of a row-by-row SubPlan ("hashed SubPlan" is fine). The plans' meaning is pinned by
-test_diff_sql.py; this file is about their shape."""
+be free of a row-by-row SubPlan ("hashed SubPlan" is fine). The same holds for the statement that
+collects the plan rows of a commit's keys (acked.sql), which reads the plan at every checkpoint. The
+statements' meaning is pinned by test_diff_sql.py; this file is about their shape."""
 from __future__ import annotations
 
 import re
@@ -21,7 +22,8 @@ PLAN_STATEMENT = re.compile(r"^\s*CREATE TABLE\s+(\S+)\s+AS\s+(.*)$", re.S | re.
 
 
 class Explaining(Recording):
-    """Runs EXPLAIN (with a tiny work_mem) before every statement that creates a plan table."""
+    """Runs EXPLAIN (with a tiny work_mem) before every statement that creates a plan table, or the
+    table of a commit's plan rows (`acked_<sync>`)."""
 
     def __init__(self, wh):
         super().__init__(wh)
@@ -29,7 +31,7 @@ class Explaining(Recording):
 
     def execute(self, sql, params=None):
         m = PLAN_STATEMENT.match(sql)
-        if m and "plan" in m.group(1):
+        if m and ("plan" in m.group(1) or "acked" in m.group(1)):
             self._wh.execute("SET work_mem = '64kB'")
             self._wh.execute("ANALYZE")
             plan = self._wh.query("EXPLAIN " + m.group(2), params).to_pylist()
@@ -81,4 +83,21 @@ def test_first_plan_full_refresh_and_churn_plan_have_no_row_by_row_subplan(s):
 
     assert len(s.wh.explained) >= 3, list(s.wh.explained)
     for sql, explain in s.wh.explained.items():
+        assert not row_by_row_subplans(explain), f"{sql[:300]}\n---\n{explain}"
+
+
+def test_commits_that_may_repeat_keys_have_no_row_by_row_subplan(s):
+    s.set_rows(rows(ROWS))
+    s.plan()
+    keys = [k for b in s.p.stream_sendable(batch_rows=1000) for k in b.column("_key").to_pylist()]
+    # a first commit, then one of every key: half of them committed by this run already (_again),
+    # whose snapshot rows the second commit replaces
+    assert s.p.commit_acknowledged(keys[: ROWS // 2]) == ROWS // 2
+    s.wh.explained.clear()
+    assert s.p.commit_acknowledged(keys) == ROWS
+    assert s.snapshot_keys() == sorted(keys)
+
+    acked = {sql: explain for sql, explain in s.wh.explained.items() if "acked" in sql.split("AS", 1)[0]}
+    assert len(acked) == 1, list(s.wh.explained)
+    for sql, explain in acked.items():
         assert not row_by_row_subplans(explain), f"{sql[:300]}\n---\n{explain}"

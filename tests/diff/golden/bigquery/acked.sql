@@ -4,23 +4,20 @@ SELECT
   `p`.`_kh`,
   `p`.`_fp`,
   `p`.`_rkh`,
-  `p`.`_prior`
-  OR `p`.`_key` IN (
-    SELECT
-      `a`.`_key`
-    FROM `dinsync_scratch`.`ack_people_to_crm` AS `a`
-    WHERE
-      `a`.`_again`
-  ) AS `_replace`,
+  `p`.`_prior` OR `a`.`_again` = 1 AS `_replace`,
   COALESCE(FARM_FINGERPRINT(CAST(`p`.`v0` AS STRING)), 0) AS `h0`,
   COALESCE(FARM_FINGERPRINT(CAST(`p`.`v1` AS STRING)), 0) AS `h1`,
   COALESCE(FARM_FINGERPRINT(CAST(`p`.`v2` AS STRING)), 0) AS `h2`,
   COALESCE(FARM_FINGERPRINT(CAST(`p`.`v3` AS STRING)), 0) AS `h3`
 FROM `dinsync_scratch`.`plan_people_to_crm` AS `p`
+JOIN (
+  SELECT
+    `a`.`_key`,
+    MAX(CASE WHEN `a`.`_again` THEN 1 ELSE 0 END) AS `_again`
+  FROM `dinsync_scratch`.`ack_people_to_crm` AS `a`
+  GROUP BY
+    `a`.`_key`
+) AS `a`
+  ON `a`.`_key` = `p`.`_key`
 WHERE
   `p`.`_op` IN ('added', 'changed')
-  AND `p`.`_key` IN (
-    SELECT
-      `a`.`_key`
-    FROM `dinsync_scratch`.`ack_people_to_crm` AS `a`
-  )
