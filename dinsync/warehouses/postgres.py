@@ -27,7 +27,13 @@ DEFAULT_PORT = 5432
 # JIT is off: the plan's statements read tables just created (no statistics yet), so PostgreSQL
 # overestimates their cost and JIT-compiles them with inlining and optimisation, which took 6.4 s of
 # a 6.8 s statement over 20,000 rows (EXPLAIN ANALYZE, 1M-row model, 2% churn).
-SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off"}
+# client_connection_check_interval (PostgreSQL 14+): while a statement runs, the server checks
+# every second that the client is still there and ends the statement when it is gone. Without it,
+# the statement of a run killed (`kill -9`, an orchestrator's SIGKILL) went on to its end (the plan
+# of a slow model: minutes), holding its locks: the next run took the dead run's lock over at once,
+# then waited behind it and failed creating the same plan table.
+SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off",
+                    "client_connection_check_interval": "1000"}
 
 
 class PostgresConnection:
