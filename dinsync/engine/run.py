@@ -24,7 +24,7 @@ from ..warehouses.base import Warehouse
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
-from .stop import StopToken
+from .stop import StopToken, interrupting
 from .thresholds import sync_warnings
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -56,6 +56,10 @@ def memory_note(wh) -> str | None:
     grown = getattr(wh, "grown_to", None)
     return (f"the plan needed more memory than warehouse.memory_limit: it ran again with {grown} (set that "
             "limit to skip the first attempt)") if grown else None
+
+
+class _StoppedBeforeSending(Exception):
+    """A stop was requested before the plan was built."""
 
 
 class SyncRun:
@@ -245,7 +249,19 @@ class SyncRun:
         if self._moved is not None:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
-        stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
+        try:
+            if self.stop.requested:
+                raise _StoppedBeforeSending()
+            # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
+            # would keep the run (and its lock) going for minutes
+            with interrupting(self.stop, self.wh.interrupt):
+                stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
+        except Exception:
+            if not self.stop.requested:
+                raise
+            s.status = "cancelled"
+            s.error = f"stopped by {self.stop.signal_name} while planning: nothing was sent; the next run plans again"
+            return
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
         s.segment_rows = stats.segment_rows

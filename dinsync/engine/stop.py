@@ -134,3 +134,48 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         announce.set()  # (no signal came: the announcer ends without a word)
         if told:  # the block may end before the announcer's turn came (a busy machine): its message first
             announcing.join(ANNOUNCE_SECONDS)
+
+
+class _Interrupter:
+    """A StopToken waker (see `interrupting`)."""
+
+    def __init__(self, interrupt: Callable[[], None], every: float):
+        self.interrupt = interrupt
+        self.every = every
+        self.done = threading.Event()
+        self.mutex = threading.Lock()  # no interrupt once the block has ended
+        self.fired = False
+
+    def set(self) -> None:
+        if not self.fired:
+            self.fired = True
+            threading.Thread(target=self._loop, name="dinsync-interrupt", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            with self.mutex:
+                if self.done.is_set():
+                    return
+                self.interrupt()
+            if self.done.wait(self.every):
+                return
+
+    def end(self) -> None:
+        with self.mutex:
+            self.done.set()
+
+
+@contextlib.contextmanager
+def interrupting(token: StopToken, interrupt: Callable[[], None], every: float = 0.25) -> Iterator[None]:
+    """While the block runs, a stop request calls `interrupt` (cancel the warehouse's statement in
+    flight: a run planning a slow model kept its lock, and did not stop, until the model's query
+    ended, minutes later, past an orchestrator's grace period), then again every `every` seconds
+    until the block ends: a cancel that falls between two statements cancels neither, so the next
+    one is cancelled in turn. Nothing is interrupted once the block has ended."""
+    interrupter = _Interrupter(interrupt, every)
+    token.add_waker(interrupter)  # (fires at once when the stop was requested already)
+    try:
+        yield
+    finally:
+        token.remove_waker(interrupter)
+        interrupter.end()

@@ -218,4 +218,17 @@ class Scheduler:
         finally:
             if add_waker is not None:
                 stop.remove_waker(self.wake)
+            self._wait_for_runs()
             self.executor.shutdown(wait=True)
+
+    def _wait_for_runs(self, every: float = 0.2) -> None:
+        """Wait for the runs and checks in flight in short waits. Python runs a signal handler
+        between two bytecodes of the main thread: waiting in one call (`executor.shutdown`) left
+        a second SIGTERM / SIGINT unhandled until the runs had stopped gracefully (their grace
+        period: 20 s and more), when it should end the service at once."""
+        while True:
+            with self._mutex:
+                pending = set(self._futures)
+            if not pending:
+                return
+            concurrent.futures.wait(pending, timeout=every)

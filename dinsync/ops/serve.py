@@ -171,6 +171,10 @@ class Service:
             self.emit("end", sync=name, exit_code=1, run=None, error=redaction.redact(_text(exc)))
             return
         try:
+            other = self._run_since(wh, name, slot)
+            if other is not None:
+                self.emit("end", sync=name, exit_code=0, run=None, error=other)
+                return
             operator = self.operator(wh)
             refusal = operator.guard(name)
             if self.stop.requested:  # asked while connecting or checking: the run does not start
@@ -189,6 +193,23 @@ class Service:
                       error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))
         finally:
             wh.close()
+
+    def _run_since(self, wh: Any, name: str, slot: dt.datetime) -> str | None:
+        """Why this slot needs no run: another process (a second service on the same project, a
+        `dinsync sync` by hand) started a run of the sync at or after it. Without this check, the
+        second of two services ran the sync again in the same slot once the first had finished
+        (on DuckDB it always did: it waits for the file the first holds, then runs)."""
+        from ..state import StateStore
+
+        try:
+            last = StateStore(wh, self.project.state_schema).last_runs(name, limit=1)
+        except Exception:  # (no run log yet, or unreadable: the run reports what is wrong)
+            return None
+        started = last[0]["started_at"] if last else None
+        if started is None or (started.replace(tzinfo=dt.timezone.utc) if started.tzinfo is None else started) < slot:
+            return None
+        return (f"not started: another process started run {last[0]['run_id']} at {utc_iso(started)}, after "
+                f"this slot ({last[0]['status']})")
 
     def _connect_when_free(self, name: str) -> Any:
         """Connect for a run; a warehouse file another process holds (LockBusyError at connect:

@@ -183,6 +183,12 @@ class Warehouse:
         snapshot rows (changed rows, a full refresh); False when they only insert (a first sync)."""
         yield
 
+    def interrupt(self) -> None:
+        """From another thread: cancel the statements this adapter's sessions run now (a stop
+        requested while a run plans: a slow model's query may take minutes). Each cancelled
+        statement raises its warehouse error in the thread that ran it. An adapter that cannot
+        keeps this no-op: its statements run to their end."""
+
     def close(self) -> None:
         pass
 

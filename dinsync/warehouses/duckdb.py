@@ -562,6 +562,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             self._scale = 1
             self._need(self.memory_limit, self.threads)
 
+    def interrupt(self) -> None:
+        for cur in list(self._cursors):
+            with contextlib.suppress(duckdb.Error):
+                cur.interrupt()
+
     def close(self) -> None:
         """Close every cursor, then the connection: the database file is checkpointed and
         released here, not whenever the last thread-local cursor happens to be collected."""

@@ -251,6 +251,17 @@ class PsycopgSessions:
                 self._conns = alive
         return conn
 
+    def interrupt(self) -> None:
+        """A cancel request for each session (an idle one ignores it)."""
+        with self._conn_lock:
+            conns = [conn for _, conn in self._conns]
+        for conn in conns:
+            if not conn.closed:
+                try:
+                    (getattr(conn, "cancel_safe", None) or conn.cancel)()
+                except Exception:  # the statement ends on its own
+                    pass
+
     def _sql(self, sql: str, params: Params) -> tuple[str, Any]:
         return translate(sql, params, "pyformat") if params is not None else (sql, None)
 

@@ -27,7 +27,17 @@ DEFAULT_PORT = 5432
 # JIT is off: the plan's statements read tables just created (no statistics yet), so PostgreSQL
 # overestimates their cost and JIT-compiles them with inlining and optimisation, which took 6.4 s of
 # a 6.8 s statement over 20,000 rows (EXPLAIN ANALYZE, 1M-row model, 2% churn).
-SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off"}
+# client_connection_check_interval (PostgreSQL 14+): while a statement runs, the server checks
+# every second that the client is still there and ends the statement when it is gone. Without it,
+# the statement of a run killed (`kill -9`, an orchestrator's SIGKILL) went on to its end (the plan
+# of a slow model: minutes), holding its locks: the next run took the dead run's lock over at once,
+# then waited behind it and failed creating the same plan table.
+SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off",
+                    "client_connection_check_interval": "1000"}
+# Settings a server may not know (PostgreSQL 13 and older, other servers of its protocol): a
+# connection refused for one of them ("unrecognized configuration parameter") is made again
+# without it, unless the project's `settings:` asked for it.
+OPTIONAL_SETTINGS = ("client_connection_check_interval",)
 
 
 class PostgresConnection:
@@ -139,15 +149,24 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
             self.driver_errors += (self._adbc.Error,)
         except Exception:
             self._adbc = None  # reads fall back to a server-side cursor
-        self.settings = PostgresConnection(
-            dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
-            search_path=search_path, connect_timeout=connect_timeout,
-            options=_iso_dates({**SESSION_SETTINGS, **(settings or {})}))
-        self._secrets = self.settings.secrets
+        options = _iso_dates({**SESSION_SETTINGS, **(settings or {})})
+        optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
         self._init_sessions()
-        with self.translating("connecting"):
-            self._conninfo = self.settings.conninfo()
-        self.conn  # connect now: a wrong password or host fails here, with a clear error
+        while True:
+            self.settings = PostgresConnection(
+                dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
+                search_path=search_path, connect_timeout=connect_timeout, options=options)
+            self._secrets = self.settings.secrets
+            with self.translating("connecting"):
+                self._conninfo = self.settings.conninfo()
+            try:
+                self.conn  # connect now: a wrong password or host fails here, with a clear error
+                return
+            except Exception as exc:
+                unknown = [k for k in optional if k in options and f'parameter "{k}"' in str(exc)]
+                if not unknown:
+                    raise
+                del options[unknown[0]]  # a server without it: the sessions go without
 
     def _connect_psycopg(self):
         return self._psycopg.connect(self._conninfo, autocommit=True)

@@ -273,3 +273,26 @@ def test_a_run_due_while_another_process_holds_the_duckdb_file_waits_for_it(sche
     scheduler.step(served.service.clock.now())
     assert served.runs == ["iterable_users"]
     assert [e["exit_code"] for e in served.events if e["event"] == "end"] == [0, 5]
+
+
+def test_a_slot_another_process_already_ran_is_not_run_again(scheduled):
+    """Two services on one project (or a `dinsync sync` by hand after the slot): the second ran the
+    sync again in the same slot once the first had finished (on DuckDB always: it waits for the file
+    the first one holds, then runs). A run started at or after the slot, by anyone, is that slot's."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)  # due at once (its last run two hours ago on the test's clock)
+    other_start = served.clock.t.astimezone(UTC).replace(tzinfo=None)  # another service, at this slot
+    ops.sql("insert into dinsync.runs (run_id, sync, started_at, finished_at, status, full_refresh, tool_version) "
+            f"values ('20990101T000000-0badcafe', 'iterable_users', '{other_start}', '{other_start}', 'success', "
+            "false, 'test')")
+    events = served.at(0)
+    assert kinds(events) == ["start", "end"], events
+    assert events[1]["exit_code"] == 0 and events[1]["run"] is None
+    assert "another process started run 20990101T000000-0badcafe" in events[1]["error"], events
+    assert "not started (exit 0)" in format_line(events[1])
+    assert ops.sql("select count(*) from dinsync.runs") == [(2,)]  # ours and the other's: no second run
+
+    events = served.at(15)  # the next slot is this service's again
+    assert kinds(events) == ["start", "end"] and events[1]["run"]["status"] == "success", events
+    assert ops.sql("select count(*) from dinsync.runs") == [(3,)]

@@ -125,3 +125,42 @@ def test_sigterm_abandons_a_check_in_flight(project, monkeypatch):
     assert project.sql("select paused, paused_by, culprit from dinsync.sync_state") == [(True, "auto", "credentials")]
     assert project.sql("select checked_at, check_error, reason from dinsync.sync_state") == before
     assert project.sql("select count(*) from dinsync.events where event = 'resumed'") == [(0,)]
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once_while_a_run_in_flight_stops_gracefully(project):
+    """The first SIGINT asks the run in flight to stop gracefully; its requests in flight hang (the
+    platform answers after 10 minutes, the grace period is as long). The second SIGINT must end the
+    service at once: its main thread waited for the runs in one uninterrupted wait, where Python
+    runs no signal handler, so the second signal was only acted on once the graceful stop was over
+    (the grace period: 20 s by default)."""
+    project.seed(ROWS)
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1s}\n")
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.thread.set_faults(latency=600.0)
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_GRACE_SECONDS="600")
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while project.thread.stats()["requests"] < 1:  # the first slot came and a request is in flight
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "serve never started the sync"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # the graceful stop is under way, waiting for the hanging requests
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the second SIGINT did not end the service")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "second SIGINT: exiting now" in err
+    assert project.snapshot_keys() == set()  # nothing committed that was not acknowledged

@@ -19,6 +19,7 @@ from dinsync.warehouses import (
     capabilities_of,
     connect,
 )
+from dinsync.errors import DinsyncError
 from dinsync.warehouses.pgfamily import CursorStream, MultiRowInsertWrite, rebatch
 from tests.warehouses.support import PG_DSN, WAREHOUSE_KINDS, WarehouseUnderTest, require_postgres
 
@@ -457,3 +458,23 @@ def test_a_mapped_column_postgresql_cannot_hash_is_refused_by_name(wh_postgres, 
     done = validate("""SELECT 'a@x.com' AS email, '{"a": 1}'::jsonb AS payload, 12.34::numeric AS balance,
                        point(1, 2)::text AS "Spot", 'pro' AS plan""")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_postgres_connects_without_a_session_setting_the_server_does_not_know(monkeypatch):
+    """client_connection_check_interval exists since PostgreSQL 14: an older server refuses the
+    whole connection for an unknown setting in `options`. Such a setting is dropped and the
+    connection made again; one the project's `settings:` asks for is not."""
+    import dinsync.warehouses.postgres as postgres
+
+    require_postgres()
+    monkeypatch.setattr(postgres, "SESSION_SETTINGS", {**postgres.SESSION_SETTINGS, "dinsync_no_such_setting": "1"})
+    monkeypatch.setattr(postgres, "OPTIONAL_SETTINGS", ("dinsync_no_such_setting",))
+    wh = connect("postgres", dsn=PG_DSN)
+    try:
+        assert wh.scalar("SELECT 1") == 1
+        assert wh.scalar("SHOW client_connection_check_interval") == "1s"  # the others are kept
+        assert "dinsync_no_such_setting" not in wh.settings.params["options"]
+    finally:
+        wh.close()
+    with pytest.raises(DinsyncError, match="dinsync_no_such_setting"):
+        connect("postgres", dsn=PG_DSN, settings={"dinsync_no_such_setting": "1"})
