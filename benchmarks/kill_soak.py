@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 from bench_sync import KEY, SYNC, make_project, sink_call, start_sink
@@ -190,6 +191,34 @@ def snapshot(root: Path, after=None) -> tuple[set[str], int, int, object]:
         con.close()
 
 
+def kill_round(round_no: int, at: float, start: Callable[[], subprocess.Popen],
+               snapshot_of: Callable[..., tuple], before: object, url: str, rows: int, expected: int) -> bool:
+    """One round, on whichever warehouse: `start()` a sync, SIGKILL it after `at` seconds, check that
+    every key it committed (snapshot rows newer than `before`) reached the sink, run again (it must
+    succeed with one snapshot row per key and the sink holding the `expected` rows) and once more
+    (it must send nothing). Prints the round's line; True when every invariant held."""
+    proc = start()
+    time.sleep(at)
+    done = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    committed, _, _, _ = snapshot_of(before)
+    received = set(sink_call(url, "GET", "/emails"))
+    unacked = len(committed - received)
+    rerun = finished(start())
+    _, held, dup, _ = snapshot_of()
+    delivered = sink_call(url, "GET", "/stats")["distinct"]
+    noop = finished(start())
+    ok = (unacked == 0 and rerun["status"] == "success" and held == rows and dup == 0
+          and delivered == expected and noop["acknowledged"] == 0 and noop["status"] == "success")
+    print(f"round {round_no}: killed at {at:5.1f} s{' (had finished)' if done else ''}: "
+          f"{len(committed):,} rows committed, {unacked} of them never acknowledged; re-run "
+          f"{rerun['status']}, sent {rerun['acknowledged']:,}; snapshot {held:,} rows, {dup} "
+          f"duplicated keys; sink {delivered:,} of {expected:,}; next run sent {noop['acknowledged']}"
+          f"  {'ok' if ok else 'BROKEN'}", flush=True)
+    return ok
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -237,26 +266,8 @@ def main() -> None:
             for round_no in range(args.rounds):
                 expected = prepare(round_no)
                 at = rng.uniform(0.05, 0.95) * whole
-                proc = sync(work, env, tmp)
-                time.sleep(at)
-                done = proc.poll() is not None
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                committed, _, _, _ = snapshot(work, before)
-                received = set(sink_call(url, "GET", "/emails"))
-                unacked = len(committed - received)
-                rerun = finished(sync(work, env, tmp))
-                _, rows, dup, _ = snapshot(work)
-                delivered = sink_call(url, "GET", "/stats")["distinct"]
-                noop = finished(sync(work, env, tmp))
-                ok = (unacked == 0 and rerun["status"] == "success" and rows == args.rows and dup == 0
-                      and delivered == expected and noop["acknowledged"] == 0 and noop["status"] == "success")
-                broken += not ok
-                print(f"round {round_no}: killed at {at:5.1f} s{' (had finished)' if done else ''}: "
-                      f"{len(committed):,} rows committed, {unacked} of them never acknowledged; re-run "
-                      f"{rerun['status']}, sent {rerun['acknowledged']:,}; snapshot {rows:,} rows, {dup} "
-                      f"duplicated keys; sink {delivered:,} of {expected:,}; next run sent {noop['acknowledged']}"
-                      f"  {'ok' if ok else 'BROKEN'}", flush=True)
+                broken += not kill_round(round_no, at, lambda: sync(work, env, tmp),
+                                         lambda after=None: snapshot(work, after), before, url, args.rows, expected)
     finally:
         sink.terminate()
         sink.wait()
@@ -297,26 +308,8 @@ def server_soak(args) -> None:
                 expected = prepare(round_no)
                 _, _, _, before = server.snapshot()
                 at = rng.uniform(0.05, 0.95) * whole
-                proc = sync(root, env, tmp)
-                time.sleep(at)
-                done = proc.poll() is not None
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                committed, _, _, _ = server.snapshot(before)
-                received = set(sink_call(url, "GET", "/emails"))
-                unacked = len(committed - received)
-                rerun = finished(sync(root, env, tmp))
-                _, rows, dup, _ = server.snapshot()
-                delivered = sink_call(url, "GET", "/stats")["distinct"]
-                noop = finished(sync(root, env, tmp))
-                ok = (unacked == 0 and rerun["status"] == "success" and rows == args.rows and dup == 0
-                      and delivered == expected and noop["acknowledged"] == 0 and noop["status"] == "success")
-                broken += not ok
-                print(f"round {round_no}: killed at {at:5.1f} s{' (had finished)' if done else ''}: "
-                      f"{len(committed):,} rows committed, {unacked} of them never acknowledged; re-run "
-                      f"{rerun['status']}, sent {rerun['acknowledged']:,}; snapshot {rows:,} rows, {dup} "
-                      f"duplicated keys; sink {delivered:,} of {expected:,}; next run sent {noop['acknowledged']}"
-                      f"  {'ok' if ok else 'BROKEN'}", flush=True)
+                broken += not kill_round(round_no, at, lambda: sync(root, env, tmp), server.snapshot, before, url,
+                                         args.rows, expected)
     finally:
         sink.terminate()
         sink.wait()
