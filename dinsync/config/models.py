@@ -90,6 +90,14 @@ def cleartext_remote(url: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
+def refuse_cleartext(url: str, what: str, fix: str = "use https://") -> None:
+    """A ValueError when `url` is plain http:// to another machine (`cleartext_remote`): `what`,
+    the credential sent with it, would cross the network in clear text."""
+    if cleartext_remote(url):
+        raise ValueError(f"http:// only reaches this machine (127.0.0.1, localhost, ::1): {what} would cross the "
+                         f"network in clear text; {fix}")
+
+
 _POOL_SIZE = re.compile(r"auto|\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 
@@ -220,9 +228,8 @@ class BigQueryConfig(_Config):
     @field_validator("api_endpoint")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
-        if value is not None and cleartext_remote(value):
-            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the access token "
-                             "would cross the network in clear text; use https://")
+        if value is not None:
+            refuse_cleartext(value, "the access token")
         return value
 
     def secret_fields(self) -> list[str]:
@@ -270,9 +277,9 @@ class SnowflakeConfig(_Config):
         if not keyed and self.password is None and self.authenticator is None:
             raise ValueError("set password (e.g. password: ${env:SNOWFLAKE_PASSWORD}) or a key pair "
                              "(private_key: ${env:SNOWFLAKE_PRIVATE_KEY} or private_key_file)")
-        if self.protocol == "http" and cleartext_remote(f"http://{self.host or self.account + '.snowflakecomputing.com'}"):
-            raise ValueError("protocol http only reaches this machine (host: 127.0.0.1, localhost or ::1): the "
-                             "password would cross the network in clear text; leave protocol out (https)")
+        if self.protocol == "http":
+            refuse_cleartext(f"http://{self.host or self.account + '.snowflakecomputing.com'}", "the password",
+                             "leave protocol out (https)")
         return self
 
     def secret_fields(self) -> list[str]:
@@ -298,9 +305,7 @@ class DatabricksConfig(_Config):
     @field_validator("host")
     @classmethod
     def _https(cls, value: str) -> str:
-        if cleartext_remote(value):
-            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the token would "
-                             "cross the network in clear text; use https:// (or the host name alone)")
+        refuse_cleartext(value, "the token", "use https:// (or the host name alone)")
         return value
 
     @model_validator(mode="after")
@@ -358,9 +363,8 @@ class DestinationOptions(_Config):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        if value is not None and cleartext_remote(value):
-            raise ValueError("base_url: http:// only reaches this machine (127.0.0.1, localhost, ::1; a sandbox): "
-                             "the API key would cross the network in clear text; use https://")
+        if value is not None:
+            refuse_cleartext(value, "the API key")
         return value
 
 
@@ -642,9 +646,8 @@ class WebhookChannel(_Channel):
 
     @model_validator(mode="after")
     def _headers_encrypted(self):
-        if self.headers and cleartext_remote(self.url.get_secret_value()):
-            raise ValueError("headers (credentials) go over https:// only, or http:// to this machine (127.0.0.1, "
-                             "localhost, ::1): they would cross the network in clear text")
+        if self.headers:
+            refuse_cleartext(self.url.get_secret_value(), "the headers (credentials)")
         return self
 
 
@@ -658,9 +661,7 @@ class SlackChannel(_Channel):
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
         value = _http_secret_url(value)
-        if cleartext_remote(value.get_secret_value()):
-            raise ValueError("http:// only reaches this machine (127.0.0.1, localhost, ::1): the URL is the "
-                             "credential and would cross the network in clear text; use https://")
+        refuse_cleartext(value.get_secret_value(), "the URL, which is the credential,")
         return value
 
 
