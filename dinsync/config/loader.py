@@ -377,9 +377,10 @@ class _Loader:
         # its refs are fine but dbt's manifest is missing, stale or says a model was not built: the
         # dbt model's primary key is not known, and the issue already reported says why
         dbt_issues_only = not dbt_ok and not any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
-        primary_key, model_type = None, "custom"
+        primary_key, model_type, key_of_dbt_model = None, "custom", None
         if "primary_key" not in header and resolved is not None and resolved.primary_key:
             primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)
+            key_of_dbt_model = resolved.dbt_models[0]
         elif "primary_key" not in header and not dbt_ok and (not self.dbt_strict or dbt_issues_only):
             primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
         elif "primary_key" not in header:
@@ -419,8 +420,7 @@ class _Loader:
             dbt_models, tags = self._dbt.partial.get(file, ((), ())) if self._dbt is not None else ((), ())
         model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type,
                       dbt_models=tuple(dbt_models), tags=tuple(tags))
-        if "primary_key" not in header and resolved is not None and resolved.primary_key:
-            model._dbt_primary_key = resolved.dbt_models[0]
+        model._dbt_primary_key = key_of_dbt_model
         model._lines.update({"sql": sql_line or body_line,
                              "primary_key": header["primary_key"][1] if "primary_key" in header else 1})
         if "model_type" in header:
