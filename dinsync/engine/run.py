@@ -58,10 +58,6 @@ def memory_note(wh) -> str | None:
             "limit to skip the first attempt)") if grown else None
 
 
-class _StoppedBeforeSending(Exception):
-    """A stop was requested before the plan was built."""
-
-
 class SyncRun:
     def __init__(
         self,
@@ -249,16 +245,17 @@ class SyncRun:
         if self._moved is not None:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
+        stats = None
         try:
-            if self.stop.requested:
-                raise _StoppedBeforeSending()
-            # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
-            # would keep the run (and its lock) going for minutes
-            with interrupting(self.stop, self.wh.interrupt):
-                stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
+            if not self.stop.requested:
+                # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
+                # would keep the run (and its lock) going for minutes
+                with interrupting(self.stop, self.wh.interrupt):
+                    stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
         except Exception:
             if not self.stop.requested:
                 raise
+        if stats is None:  # stopped before or while planning
             s.status = "cancelled"
             s.error = f"stopped by {self.stop.signal_name} while planning: nothing was sent; the next run plans again"
             return
