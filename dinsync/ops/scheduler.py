@@ -31,7 +31,7 @@ MAX_WAIT_SECONDS = 30.0  # the loop looks at the wall clock at least this often 
 
 def next_fire(schedule: Any, after: dt.datetime) -> dt.datetime:
     """The first slot of `schedule` strictly after `after` (aware UTC in, aware UTC out)."""
-    after = _aware(after)
+    after = as_utc(after)
     if schedule.every is not None:
         return after + dt.timedelta(seconds=float(schedule.every))
     import zoneinfo
@@ -61,7 +61,8 @@ def _repeated_wall_time(slot: dt.datetime, zone: Any) -> bool:
     return first != slot
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """`value` as an aware UTC datetime (a naive one is taken as UTC, as the run log stores it)."""
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 

@@ -22,7 +22,7 @@ from ..warehouses.errors import WarehouseAuthError, WarehouseUnavailable
 from .health import CheckResult, check_sync
 from .notify import Notice, Notifier
 from .operate import Operator
-from .scheduler import Clock, Scheduler, SystemClock
+from .scheduler import Clock, Scheduler, SystemClock, as_utc
 
 OUTAGE_ERRORS = (WarehouseUnavailable, WarehouseAuthError)
 # A DuckDB file held by another process when a run is due (a `dinsync status`, a dbt build, a run
@@ -206,7 +206,7 @@ class Service:
         except Exception:  # (no run log yet, or unreadable: the run reports what is wrong)
             return None
         started = last[0]["started_at"] if last else None
-        if started is None or (started.replace(tzinfo=dt.timezone.utc) if started.tzinfo is None else started) < slot:
+        if started is None or as_utc(started) < slot:
             return None
         return (f"not started: another process started run {last[0]['run_id']} at {utc_iso(started)}, after "
                 f"this slot ({last[0]['status']})")
