@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,6 +138,21 @@ class Manifest:
                     disabled.setdefault(raw.get("name") or "", []).append(uid)
         return cls(path=path, project_name=meta.get("project_name") or "", generated_at=meta.get("generated_at"),
                    adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled, tests=tests)
+
+    def upstream(self, uid: str, through: Callable[[Node], bool] = lambda node: True) -> Iterator[str]:
+        """`uid` and what it reads, each once, depth first; a node's inputs are followed when
+        `through(node)` (always by default). Ids that are not nodes here (sources) are yielded, not
+        followed."""
+        seen, todo = set(), [uid]
+        while todo:
+            uid = todo.pop()
+            if uid in seen:
+                continue
+            seen.add(uid)
+            yield uid
+            node = self.nodes.get(uid)
+            if node is not None and through(node):
+                todo += node.upstream
 
     def candidates(self, ref: Ref) -> list[Node]:
         found = [n for n in self._by_name.get(ref.name, []) if ref.package in (None, n.package)]
@@ -339,22 +354,10 @@ class DbtProject:
         results = read_run_results(manifest.path.parent)
         if results is None or not results.failed:
             return None
-        seen, todo = set(), [node.unique_id]
-        while todo:
-            uid = todo.pop()
-            if uid in seen:
-                continue
-            seen.add(uid)  # with the sources it reads, whose tests count too
-            todo += manifest.nodes[uid].upstream if uid in manifest.nodes else []
+        seen = set(manifest.upstream(node.unique_id))  # with the sources it reads, whose tests count too
         # a model built with --empty/--sample holds no rows (a sample): so does a view reading it
-        live, todo = set(), [node.unique_id]
-        while todo:
-            uid = todo.pop()
-            if uid in live or uid not in manifest.nodes:
-                continue
-            live.add(uid)
-            if manifest.nodes[uid].materialized in ("view", "ephemeral"):
-                todo += manifest.nodes[uid].upstream
+        live = {uid for uid in manifest.upstream(node.unique_id, lambda n: n.materialized in ("view", "ephemeral"))
+                if uid in manifest.nodes}
         found = [uid for uid in seen if uid in results.failed and uid in manifest.nodes
                  and (results.failed[uid][0] not in ("empty", "sample") or uid in live)]
         found += [uid for uid, (_, tested) in manifest.tests.items()
@@ -383,15 +386,10 @@ class DbtProject:
         """Why the built relation may not match the dbt project's files: a file of the node, or of
         a node upstream of it (in the project or in a package it installed), whose content differs
         from the manifest."""
-        seen, todo, installed = set(), [node.unique_id], None
-        while todo:
-            uid = todo.pop()
-            if uid in seen or uid not in manifest.nodes:
-                continue
-            seen.add(uid)
-            n = manifest.nodes[uid]
-            todo += n.upstream
-            if n.checksum.get("name") != "sha256" or not n.file:
+        installed = None
+        for uid in manifest.upstream(node.unique_id):
+            n = manifest.nodes.get(uid)
+            if n is None or n.checksum.get("name") != "sha256" or not n.file:
                 continue
             shown = n.file
             if n.package != manifest.project_name:  # a package's file, where `dbt deps` put it (or linked it)
