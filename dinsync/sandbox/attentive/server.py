@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from ..faults import Faults, run_with_faults
+from ..loopback import base_url, listen
 from .jobs import RESULTS_PATH, BulkJobs
 from .limits import PerSecondLimiter
 from .options import BULK_KEYS, RESULTS_ENDPOINT, ROUTES, AttentiveOptions
@@ -96,15 +97,8 @@ class AttentiveSandbox:
 
     async def start(self, port: int = 0) -> str:
         """Listen on 127.0.0.1 (port 0: ephemeral); returns the base URL."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self._runner = await listen(self.app(), port)
+        self.url = base_url(self._runner)
         return self.url
 
     async def stop(self) -> None:

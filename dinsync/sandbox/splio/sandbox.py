@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 from aiohttp import web
 
 from ..faults import Faults
+from ..loopback import base_url, listen
 from .api import SplioApi
 from .contacts import ContactStore, CustomFields
 from .importer import REPORT_SUFFIX, Importer
@@ -62,16 +63,14 @@ class SplioSandbox:
         """Listen on 127.0.0.1 (HTTP on `port`, SFTP on options.sftp_port; 0: ephemeral); returns the API URL."""
         if not self._remove_work.alive:
             raise RuntimeError("a stopped Splio sandbox cannot start again; build a new one")
-        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
+        runner = await listen(self.api.app(), port)
         try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
             sftp_port = await self.sftp.start(self.options.sftp_port)
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self.url = base_url(runner)
         self.sftp_url = f"sftp://127.0.0.1:{sftp_port}"
         if self.options.poll_interval:
             self._poller = asyncio.create_task(self.importer.run_forever(self.options.poll_interval))
