@@ -78,7 +78,7 @@ import orjson
 from aiohttp import web
 
 from .faults import Faults, RateLimiter, run_with_faults
-from .loopback import base_url, listen
+from .loopback import LoopbackServer
 
 ProjectType = Literal["email", "userid", "hybrid"]
 
@@ -228,7 +228,7 @@ def _json(obj: Any) -> web.Response:
     return web.Response(body=orjson.dumps(obj), content_type="application/json")
 
 
-class IterableSandbox:
+class IterableSandbox(LoopbackServer):
     """One Iterable project in memory. `app()` for aiohttp, or `await start()` / `await stop()`."""
 
     def __init__(self, api_keys: str | list[str] | tuple[str, ...] = ("sandbox-key",), *,
@@ -245,8 +245,6 @@ class IterableSandbox:
         self.responses_429 = 0
         self.log: deque[LoggedRequest] = deque(maxlen=self.options.log_size)
         self._limiter = RateLimiter(self.options.window)
-        self._runner: web.AppRunner | None = None
-        self.url: str | None = None
 
     def __repr__(self) -> str:  # never show the keys
         return f"IterableSandbox(url={self.url!r}, project_type={self.options.project_type!r})"
@@ -264,17 +262,6 @@ class IterableSandbox:
         r.add_get("/api/users/byUserId/{userId:.+}", self._get_by_user_id)
         r.add_get("/api/users/{email:.+}", self._get_by_email)
         return app
-
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (port 0: ephemeral); returns the base URL."""
-        self._runner = await listen(self.app(), port)
-        self.url = base_url(self._runner)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def reset(self) -> None:
         """Forget users, fields, the log, counters, limiter windows and scripted faults."""

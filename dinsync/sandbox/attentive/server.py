@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from ..faults import Faults, run_with_faults
-from ..loopback import base_url, listen
+from ..loopback import LoopbackServer
 from .jobs import RESULTS_PATH, BulkJobs
 from .limits import PerSecondLimiter
 from .options import BULK_KEYS, RESULTS_ENDPOINT, ROUTES, AttentiveOptions
@@ -41,7 +41,7 @@ def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(obj), content_type="application/json")
 
 
-class AttentiveSandbox:
+class AttentiveSandbox(LoopbackServer):
     """One Attentive company in memory. `await start()` / `await stop()`, or `app()` for aiohttp.
 
     `api_keys`: a key, a list of keys (each gets `options.default_scopes`), or {key: scopes}.
@@ -73,8 +73,6 @@ class AttentiveSandbox:
         self.log: deque[LoggedRequest] = deque(maxlen=self.options.log_size)
         self.limiter = PerSecondLimiter(self.options.window)  # tests may replace its `clock`
         self._error_ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.url: str | None = None
 
     def __repr__(self) -> str:  # never show the keys
         return f"AttentiveSandbox(url={self.url!r}, subscribers={len(self.store)})"
@@ -95,17 +93,9 @@ class AttentiveSandbox:
         r.add_get(RESULTS_PATH, self._get_bulk_results)
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (port 0: ephemeral); returns the base URL."""
-        self._runner = await listen(self.app(), port)
-        self.url = base_url(self._runner)
-        return self.url
-
     async def stop(self) -> None:
         self.jobs.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().stop()
 
     # ---------------------------------------------------------------- seeding and inspection
     def add_subscriber(self, email: str | None = None, phone: str | None = None, *,

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from ..faults import Faults, RateLimiter, run_with_faults
-from ..loopback import base_url, listen
+from ..loopback import LoopbackServer
 from .bodies import json_body, query_body, query_params, record_values
 from .errors import AttioError, query_error
 from .filters import compile_filter, email_equalities, sort_records
@@ -107,7 +107,7 @@ def _scope_ok(granted: frozenset[str], needed: str) -> bool:
     return needed in granted or (needed.endswith(":read") and needed[:-5] + ":read-write" in granted)
 
 
-class AttioSandbox:
+class AttioSandbox(LoopbackServer):
     """One Attio workspace in memory. `app()` for aiohttp, or `await start()` / `await stop()`."""
 
     def __init__(self, api_keys: str | list[str] | tuple[str, ...] = ("sandbox-token",), *,
@@ -132,8 +132,6 @@ class AttioSandbox:
         self.responses_429 = 0
         self.log: deque[LoggedRequest] = deque(maxlen=self.options.log_size)
         self._limiter = RateLimiter(self.options.window, clock=time.time)
-        self._runner: web.AppRunner | None = None
-        self.url: str | None = None
 
     def __repr__(self) -> str:  # never show the tokens
         return f"AttioSandbox(url={self.url!r})"
@@ -144,17 +142,6 @@ class AttioSandbox:
         for name, (method, path, _) in ENDPOINTS.items():
             app.router.add_route(method, path, getattr(self, "_h_" + name))
         return app
-
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (port 0: ephemeral); returns the base URL."""
-        self._runner = await listen(self.app(), port)
-        self.url = base_url(self._runner)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # ---------------------------------------------------------------- inspection for tests
     def declare_attribute(self, decl: CustomAttribute | str) -> dict:
