@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
+from .column_types import DATABRICKS
 from .params import _split
 
 _HTTP_PATH = re.compile(r"^/?sql/1\.0/(?:warehouses|endpoints)/([0-9A-Za-z_-]+)/?$")
@@ -118,35 +119,6 @@ class StatementFailed(Exception):
         self.sqlstate = sqlstate or (m.group(1) if m else None)
         m = _ERROR_CLASS.match(message)
         self.error_class = m.group(1) if m else None
-
-
-def sql_type_of(t: pa.DataType) -> str:
-    """The Databricks column type that holds an Arrow type (for `replace` writes)."""
-    if pa.types.is_dictionary(t):
-        return sql_type_of(t.value_type)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
-        return "STRING"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "SMALLINT"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "INT"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "BIGINT"
-    if pa.types.is_uint64(t):
-        return "DECIMAL(20, 0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "FLOAT"
-    if pa.types.is_float64(t):
-        return "DOUBLE"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision}, {t.scale})"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_date(t):
-        return "DATE"
-    raise E.WarehouseSqlError(f"cannot write Arrow type {t} to a Databricks table")
 
 
 def parameter(name: str, value: Any, sql_type: str | None = None) -> dict[str, Any]:
@@ -421,7 +393,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
         target = self.table_name(schema, table)
-        types = [sql_type_of(f.type) for f in data.schema]
+        types = [DATABRICKS.of(f.type, self.capabilities.text_type) for f in data.schema]
         if mode == "replace":
             cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(data.schema, types))
             self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from . import errors as E
 from .base import Params, quote_ident, rows_to_arrow, translated
+from .column_types import POSTGRES_FAMILY
 from .numeric_text import numeric_text
 from .params import translate
 
@@ -131,35 +132,6 @@ class PgErrors:
 
 
 # ------------------------------------------------------------------------------- types
-
-
-def arrow_to_sql_type(t: pa.DataType, text_type: str = "TEXT") -> str:
-    """The PostgreSQL-family column type that holds an Arrow type (for `replace` writes)."""
-    if pa.types.is_dictionary(t):
-        return arrow_to_sql_type(t.value_type, text_type)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
-        return text_type
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "SMALLINT"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "INTEGER"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "BIGINT"
-    if pa.types.is_uint64(t):
-        return "NUMERIC(20, 0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "REAL"
-    if pa.types.is_float64(t):
-        return "DOUBLE PRECISION"
-    if pa.types.is_decimal(t):
-        return f"NUMERIC({t.precision}, {t.scale})"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    if pa.types.is_date(t):
-        return "DATE"
-    raise E.WarehouseSqlError(f"cannot write Arrow type {t} to a PostgreSQL-family table")
 
 
 _OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psycopg
@@ -343,8 +315,8 @@ class _TableWrites:
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
         target = self.table_name(schema, table)
         if mode == "replace":
-            text_type = self.capabilities.text_type
-            cols = ", ".join(f"{self.quote(f.name)} {arrow_to_sql_type(f.type, text_type)}" for f in data.schema)
+            text = self.capabilities.text_type
+            cols = ", ".join(f"{self.quote(f.name)} {POSTGRES_FAMILY.of(f.type, text)}" for f in data.schema)
             self.execute(f"DROP TABLE IF EXISTS {target}")
             self.execute(f"CREATE TABLE {target} ({cols})")
         return target

@@ -52,7 +52,8 @@ import pyarrow as pa
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
 from .params import translate
-from .pgfamily import _plain, arrow_to_sql_type
+from .column_types import SNOWFLAKE
+from .pgfamily import _plain
 
 # Session parameters of every dinsync session (the `session_parameters` config adds to them).
 SESSION_PARAMETERS = {
@@ -276,7 +277,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
         target = self.table_name(schema, table)
-        types = [arrow_to_sql_type(f.type, "VARCHAR") for f in data.schema]
+        types = [SNOWFLAKE.of(f.type, self.capabilities.text_type) for f in data.schema]
         if mode == "replace":
             cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(data.schema, types))
             self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
