@@ -11,8 +11,8 @@ rows and commits their keys from another thread as the engine's checkpoints do (
 rows and plans again, then plans twice with nothing changed.
 Prints seconds and peak RSS per step (Linux), the worst single commit, what streaming and committing
 wrote to disk and the time this disk needs to write that much durably (`commit: disk floor`, a
-probe of 256 MB with a sync every 16 MB), and the peak RSS of the run and of dinsync's own steps; `--profile` adds the seconds of
-every SQL statement. No asserts: the targets live in issue 10 (10M rows: first plan <= 12 s,
+probe of 256 MB with a sync every 16 MB), and the peak RSS of the run and of dinsync's own steps;
+`--profile` adds the seconds of every SQL statement. No asserts: the targets live in issue 10 (10M rows: first plan <= 12 s,
 commits <= 4 s in total, 2% churn plan <= 2.5 s, peak RSS <= 400 MB).
 
 Baseline, in the same run: a naive diff as a straightforward SQL tool would write it (the last
