@@ -294,13 +294,19 @@ def scrub(issues: list[ConfigIssue], secrets: Iterable[str] = ()) -> None:
 
 
 def read_text(path: Path, file: str) -> tuple[str | None, ConfigIssue | None]:
-    """Read a UTF-8 file, or an issue saying why it cannot be read."""
+    """Read a UTF-8 file (without the byte order mark some editors write first: it would hide a
+    model's header), or an issue saying why it cannot be read, at the line of the first bad byte."""
     try:
-        return path.read_text(encoding="utf-8"), None
-    except UnicodeDecodeError:
-        return None, ConfigIssue("file is not valid UTF-8", file, None, "save it as UTF-8")
+        data = path.read_bytes()
     except OSError as exc:
         return None, ConfigIssue(f"cannot read file: {exc.strerror or exc}", file, None, None)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return None, ConfigIssue(f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", file,
+                                 line, "save it as UTF-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n"), None  # universal newlines, as open() reads
 
 
 def environ() -> Mapping[str, str]:

@@ -688,3 +688,31 @@ def test_a_match_column_of_a_floating_or_scaled_type_is_an_issue(tmp_path, kind)
 def test_a_match_column_of_an_integer_or_text_type_is_fine(tmp_path, kind):
     load_project(make(tmp_path), env=ENV, columns_of=lambda model: [("user_id", "BIGINT"), ("email", kind),
                                                                       ("first_name", "VARCHAR"), ("plan", "DOUBLE")])
+
+
+# --- encodings: what editors save -------------------------------------------------------------
+
+def test_a_model_saved_with_a_utf8_bom_keeps_its_header(tmp_path):
+    # "UTF-8 with BOM" (Notepad, some VS Code setups; here with Windows line ends too): the BOM is
+    # no part of the header or the SQL
+    root = make(tmp_path)
+    (root / "models" / "active_users.sql").write_bytes(b"\xef\xbb\xbf" + MODEL_SQL.replace("\n", "\r\n").encode())
+    (root / "syncs" / "users.yml").write_bytes(b"\xef\xbb\xbf" + SYNC_YML.encode())
+
+    project = load_project(root, env=ENV)
+
+    model = project.models["active_users"]
+    assert (model.primary_key, model.model_type) == ("user_id", "user")
+    assert model.sql == "select user_id, email, first_name, plan from customers where active"
+
+
+def test_a_file_that_is_not_utf8_is_reported_at_the_line_of_its_first_bad_byte(tmp_path):
+    root = make(tmp_path)
+    (root / "models" / "active_users.sql").write_bytes(MODEL_SQL.encode() + b"-- caf\xe9 (latin-1)\n")
+    (root / "syncs" / "users.yml").write_bytes(b"# na\xefve\n" + SYNC_YML.encode())
+
+    issues = issues_of(root)
+
+    assert where(issues) == [("models/active_users.sql", 4), ("syncs/users.yml", 1)]
+    assert all(i.message.startswith("file is not valid UTF-8") for i in issues)
+    assert "0xe9" in issues[0].message and "save it as UTF-8" in issues[0].hint
