@@ -815,7 +815,9 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
                                       line, _failed_hint(model)))
             continue
-        if model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
+        if len(twice := _returned(model.primary_key, columns[name])) > 1:
+            issues.append(_returned_twice("primary key", model.primary_key, name, twice, file, model.line("primary_key")))
+        elif model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
             issues.append(ConfigIssue(
                 f"primary key {model.primary_key!r}, taken from dbt model {model._dbt_primary_key} (the file has "
                 f"no primary_key header), is not a column of model {name}", file, model.line("primary_key"),
@@ -832,7 +834,10 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             kind = types.get(use.model, {}).get(column, "")
             problem = problems.get(use.model, {}).get(column)
             send_problem = send_problems.get(use.model, {}).get(column)
-            if column in available and problem:
+            if len(twice := _returned(column, available)) > 1:
+                issue = _returned_twice(what, column, use.model, twice, use.file, line)
+                message, hint = issue.message, issue.hint
+            elif column in available and problem:
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
                 hint = problem
             elif column in available and send_problem and what != "match column":
@@ -856,6 +861,18 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, hint))
     return issues
+
+
+def _returned(column: str, available: list[str]) -> list[str]:
+    """The model's columns that name `column`: names differing only by case are one column on most
+    warehouses (DuckDB, Snowflake, BigQuery, Databricks, Redshift), so they are counted together."""
+    return [c for c in available if c.lower() == str(column).lower()]
+
+
+def _returned_twice(what: str, column: str, model: str, names: list[str], file: str, line: int | None) -> ConfigIssue:
+    return ConfigIssue(f"{what} {column!r} is returned {len(names)} times by model {model} (as {', '.join(names)})",
+                       file, line, "give each column its own name in the model's SQL (e.g. `select c.id, p.id as "
+                       "plan_id`, not `select *` over a join): dinsync cannot tell which one is meant")
 
 
 # "LINE 9: fro read_csv(..." in DuckDB's and PostgreSQL's (Redshift's) errors: a line of the columns

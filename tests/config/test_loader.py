@@ -564,6 +564,21 @@ def test_check_columns_model_error_is_one_issue(tmp_path):
     assert "Table with name customers does not exist" in issues[0].message
 
 
+
+def test_check_columns_reports_a_used_column_the_model_returns_twice(tmp_path):
+    # `select * from customers c join plans p ...` returns `id` twice; DuckDB would read one of
+    # them, silently; names differing only by case are one column on most warehouses
+    project = load_project(make(tmp_path), env=ENV)
+    issues = check_columns(project, lambda model: ["user_id", "email", "first_name", "plan", "Email", "plan",
+                                                   "other", "other"])
+    assert where(issues) == [("syncs/users.yml", 6), ("syncs/users.yml", 10)]
+    assert issues[0].message == "match column 'email' is returned 2 times by model active_users (as email, Email)"
+    assert issues[1].message == "column 'plan' is returned 2 times by model active_users (as plan, plan)"
+    assert "give each column its own name" in issues[1].hint
+    issues = check_columns(project, lambda model: ["user_id", "USER_ID", "email", "first_name", "plan"])
+    assert where(issues) == [("models/active_users.sql", 1)]
+    assert issues[0].message == "primary key 'user_id' is returned 2 times by model active_users (as user_id, USER_ID)"
+
 # --- load_project(columns_of=...): column checks in the same pass ----------------------------
 
 def issues_with_columns(root: Path, columns_of, env: dict | None = None) -> list[ConfigIssue]:
