@@ -30,6 +30,9 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # what is left of a value once its ${env:NAME} (and $${...}) are taken out: a `${` there is a
 # reference mistyped (${ENV:KEY}, ${KEY}, ${env:KEY without its brace), not a credential
 MISTYPED_REF = re.compile(r"(?<!\$)\$\{(?:[A-Za-z]+:)?[A-Za-z_][A-Za-z0-9_]*\}?")
+# A file is read as the tree its aliases (*name) expand to (lines, ${env:NAME}): over this many
+# values, nested aliases (a "billion laughs" file) would take minutes and gigabytes to walk.
+MAX_VALUES = 100_000
 # Every value substituted for ${env:NAME} is treated as a secret (masked in all output) when it
 # is at least this long: secrets come from the environment, and a short value ("us") hides nothing.
 ENV_SECRET_MIN_CHARS = 6
@@ -75,12 +78,31 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
         return None, [ConfigIssue(f"invalid YAML: {exc.__class__.__name__}", file, None, None)]
     finally:
         loader.dispose()
+    if node is not None and (values := _expanded_size(node, {})) > MAX_VALUES:
+        return None, [ConfigIssue(f"the file's aliases (*name) expand it to {values:,} values, over the "
+                                  f"{MAX_VALUES:,} dinsync reads", file, node.start_mark.line + 1,
+                                  "write the values out, or alias no list or mapping that holds aliases itself")]
     doc = YamlDoc(file=file, data=data)
     issues: list[ConfigIssue] = []
     if node is not None:
         doc.lines[()] = node.start_mark.line + 1
         _record_lines(node, (), doc, issues)
     return doc, issues
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes the tree below `node` holds once its aliases are expanded (each distinct
+    node is counted once: an alias is the same node object as its anchor)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # a recursive alias (&a [*a]) is refused by the constructor already
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue]) -> None:

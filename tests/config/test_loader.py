@@ -731,3 +731,16 @@ def test_a_file_that_is_not_utf8_is_reported_at_the_line_of_its_first_bad_byte(t
     assert where(issues) == [("models/active_users.sql", 4), ("syncs/users.yml", 1)]
     assert all(i.message.startswith("file is not valid UTF-8") for i in issues)
     assert "0xe9" in issues[0].message and "save it as UTF-8" in issues[0].hint
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_walked(tmp_path):
+    # nested aliases expand to 10^7 values: walking them (lines, ${env:...}) took minutes and
+    # gigabytes; a project file holds hundreds of values
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + bomb))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 1)
+    assert "aliases" in issue.message and "write the values out" in issue.hint
+    # aliases used as intended are fine
+    fields = "fields:\n  first_name: &f firstName\n  plan: plan\ntags: &t [daily]\n"
+    load_project(make(tmp_path, syncs__users_dot_yml=SYNC_YML.split("fields:")[0] + fields), env=ENV)
