@@ -74,6 +74,9 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
         message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
         return None, [ConfigIssue(message, file, mark.line + 1 if mark else None,
                                   "check indentation, quoting and that `key: value` pairs use a space after the colon")]
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        return None, [ConfigIssue("invalid YAML: nested too deeply", file, loader.get_mark().line + 1,
+                                  "write the value with fewer levels of nested lists and mappings")]
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return None, [ConfigIssue(f"invalid YAML: {exc.__class__.__name__}", file, None, None)]
     finally:

@@ -744,3 +744,10 @@ def test_a_yaml_alias_bomb_is_refused_before_it_is_walked(tmp_path):
     # aliases used as intended are fine
     fields = "fields:\n  first_name: &f firstName\n  plan: plan\ntags: &t [daily]\n"
     load_project(make(tmp_path, syncs__users_dot_yml=SYNC_YML.split("fields:")[0] + fields), env=ENV)
+
+
+def test_a_file_nested_too_deeply_is_a_configuration_error_not_a_crash(tmp_path):
+    deep = "x: " + "[" * 2000 + "]" * 2000 + "\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + deep))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 11)
+    assert issue.message == "invalid YAML: nested too deeply" and "fewer levels" in issue.hint
