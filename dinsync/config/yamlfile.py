@@ -198,9 +198,12 @@ def _show_path(path: Iterable[Any]) -> str:
 
 
 def did_you_mean(word: Any, choices: Iterable[str]) -> str | None:
-    """'did you mean X?' for the closest choice, or None."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """'did you mean X?' for the closest choice (case aside: `DuckDB` is close to `duckdb`), or None."""
+    by_lower = {}
+    for choice in choices:
+        by_lower.setdefault(str(choice).lower(), choice)
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"did you mean '{by_lower[close[0]]}'?" if close else None
 
 
 def choice_hint(word: Any, choices: Iterable[str], what: str = "valid values") -> str:

@@ -751,3 +751,10 @@ def test_a_file_nested_too_deeply_is_a_configuration_error_not_a_crash(tmp_path)
     issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + deep))
     assert (issue.file, issue.line) == ("syncs/users.yml", 11)
     assert issue.message == "invalid YAML: nested too deeply" and "fewer levels" in issue.hint
+
+
+def test_did_you_mean_ignores_case(tmp_path):
+    project_yml = PROJECT_YML.replace("type: duckdb", "type: DuckDB")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=project_yml))
+    assert issue.message == "unknown warehouse type 'DuckDB'"
+    assert issue.hint.startswith("did you mean 'duckdb'? supported types:")
