@@ -72,8 +72,10 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
         mark = exc.problem_mark or exc.context_mark
         # Only problem/context, never the snippet of the line (it may hold a secret).
         message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
-        return None, [ConfigIssue(message, file, mark.line + 1 if mark else None,
-                                  "check indentation, quoting and that `key: value` pairs use a space after the colon")]
+        tab = any(t in (exc.problem or "") for t in ("'\\t'", "tab character"))  # PyYAML's words for a tab
+        hint = ("YAML indents with spaces: replace the tab on this line with spaces" if tab
+                else "check indentation, quoting and that `key: value` pairs use a space after the colon")
+        return None, [ConfigIssue(message, file, mark.line + 1 if mark else None, hint)]
     except RecursionError:  # PyYAML composes nested lists and mappings recursively
         return None, [ConfigIssue("invalid YAML: nested too deeply", file, loader.get_mark().line + 1,
                                   "write the value with fewer levels of nested lists and mappings")]

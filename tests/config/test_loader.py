@@ -758,3 +758,10 @@ def test_did_you_mean_ignores_case(tmp_path):
     issue = only_issue(make(tmp_path, dinsync_dot_yml=project_yml))
     assert issue.message == "unknown warehouse type 'DuckDB'"
     assert issue.hint.startswith("did you mean 'duckdb'? supported types:")
+
+
+def test_a_tab_in_the_indentation_says_so(tmp_path):
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML.replace("  column: email", "\tcolumn: email")))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 6)
+    assert issue.message.startswith("invalid YAML:")
+    assert issue.hint == "YAML indents with spaces: replace the tab on this line with spaces"
