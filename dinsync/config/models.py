@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 
 from pydantic import (
     AfterValidator,
@@ -429,6 +429,7 @@ class FieldMap(_Located):
     """One mapped field: model column -> destination field, with an optional type; `custom`
     maps to a custom attribute of platforms that keep those apart (Attentive, Splio)."""
 
+    example: ClassVar[str] = "- {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"
     column: str = Field(min_length=1)
     field: str = Field(min_length=1)
     type: FieldType = "auto"
@@ -436,6 +437,7 @@ class FieldMap(_Located):
 
 
 class Thresholds(_Config):
+    example: ClassVar[str] = "thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"
     max_rejected_pct: float = Field(default=5.0, ge=0, le=100)  # above: the run is a "warning"
     max_duplicate_pct: float = Field(default=5.0, ge=0, le=100)  # above: fail before sending
     fail_on_warning: bool = True  # a warning run exits non-zero
@@ -447,6 +449,7 @@ class Thresholds(_Config):
 
 
 class MatchSpec(_Config):
+    example: ClassVar[str] = "match: {column: email, field: email}"
     column: str = Field(min_length=1)
     field: str = Field(min_length=1)
 
@@ -516,6 +519,8 @@ class Schedule(_Config):
     interval (`every: 15m`). In a sync file: `schedule: "0 6 * * *"`, `schedule: {every: 15m}` or
     `schedule: {cron: "0 6 * * 1-5", timezone: Europe/Paris}`."""
 
+    example: ClassVar[str] = ('schedule: "0 6 * * *" (cron, UTC), {every: 15m} or '
+                              '{cron: "0 6 * * 1-5", timezone: Europe/Paris}')
     cron: str | None = None
     every: float | None = None  # seconds
     timezone: str = "UTC"

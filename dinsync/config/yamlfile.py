@@ -255,6 +255,11 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
         shown = "" if from_env else f" {_short(error.get('input'))}"
         expected = error.get("ctx", {}).get("expected", "")
         return doc.issue(path, f"{where}: invalid value{shown}", f"expected {expected}")
+    if kind == "model_type":  # pydantic says "a valid dictionary or instance of MatchSpec"
+        got = "" if from_env else f", got {_described(error.get('input'))}"
+        example = getattr(_model_named(model, error.get("ctx", {}).get("class_name")), "example", None)
+        return doc.issue(path, f"{where}: expected a mapping of `key: value` lines{got}",
+                         f"write e.g. {example}" if example else _HINTS[kind])
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -270,6 +275,33 @@ _HINTS = {
     "float_parsing": "expected a number",
     "bool_parsing": "expected true or false",
 }
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"the number {value}"
+    if value is None:
+        return "nothing"
+    return {list: "a list", bool: f"{str(value).lower()}"}.get(type(value), type(value).__name__)
+
+
+def _model_named(model: Any, name: Any) -> type[BaseModel] | None:
+    """The pydantic model called `name` among `model` and the models its fields hold, at any depth."""
+    seen, todo = set(), [model]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            if tp.__name__ == name:
+                return tp
+            todo += [info.annotation for info in tp.model_fields.values()]
+        else:
+            todo += list(typing.get_args(tp))
+    return None
 
 
 def _short(value: Any) -> str:

@@ -328,7 +328,7 @@ def test_wrong_types(tmp_path):
     assert where(issues) == [("dinsync.yml", 5), ("dinsync.yml", 11), ("syncs/users.yml", 5), ("syncs/users.yml", 9)]
     assert issues[0].message.startswith("warehouse.threads: Input should be a valid integer")
     assert issues[1].message.startswith("destinations.iterable.concurrency")
-    assert issues[2].message.startswith("match: Input should be a valid dictionary")
+    assert issues[2].message == "match: expected a mapping of `key: value` lines, got the text 'email'"
     assert issues[3].message.startswith("enabled: Input should be a valid boolean")
 
 
@@ -765,3 +765,21 @@ def test_a_tab_in_the_indentation_says_so(tmp_path):
     assert (issue.file, issue.line) == ("syncs/users.yml", 6)
     assert issue.message.startswith("invalid YAML:")
     assert issue.hint == "YAML indents with spaces: replace the tab on this line with spaces"
+
+
+def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tmp_path):
+    sync = SYNC_YML.replace("match:\n  column: email\n  field: email\n", "match: email\n").replace(
+        "fields:\n  first_name: firstName\n  plan: plan\n", "fields:\n  - first_name\nschedule: 5\nthresholds: [1]\n")
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
+    shown = [(i.line, i.message, i.hint) for i in issues]
+    assert shown == [
+        (5, "match: expected a mapping of `key: value` lines, got the text 'email'",
+         "write e.g. match: {column: email, field: email}"),
+        (7, "fields[0]: expected a mapping of `key: value` lines, got the text 'first_name'",
+         "write e.g. - {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"),
+        (8, "schedule: expected a mapping of `key: value` lines, got the number 5",
+         'write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m} or {cron: "0 6 * * 1-5", timezone: Europe/Paris}'),
+        (9, "thresholds: expected a mapping of `key: value` lines, got a list",
+         "write e.g. thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"),
+    ], shown
+    assert not any("instance of" in i.message for i in issues)
