@@ -62,9 +62,29 @@ class YamlDoc:
         return ConfigIssue(message=message, file=self.file, line=self.line(path), hint=hint)
 
 
+class _KeysAsText(yaml.SafeLoader):
+    """A SafeLoader that reads every scalar mapping key as the text written: no key of a dinsync
+    file is anything else, and YAML 1.1 reads an unquoted `on`, `yes` or `off` as a boolean and `1`
+    as a number (then "Keys should be strings", or `on` a duplicate of `1`)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.merged: set[tuple[int, int]] = set()  # (mapping node, key node) pairs a `<<:` merge brought
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            written = {id(key_node) for key_node, _ in node.value}
+            self.flatten_mapping(node)  # `<<: *anchor` merge keys first, as SafeLoader does
+            self.merged |= {(id(node), id(key_node)) for key_node, _ in node.value if id(key_node) not in written}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
     """Parse YAML text. Returns (doc, issues); doc is None when the text cannot be parsed."""
-    loader = yaml.SafeLoader(text)
+    loader = _KeysAsText(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -91,7 +111,7 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
     issues: list[ConfigIssue] = []
     if node is not None:
         doc.lines[()] = node.start_mark.line + 1
-        _record_lines(node, (), doc, issues)
+        _record_lines(node, (), doc, issues, loader.merged)
     return doc, issues
 
 
@@ -110,11 +130,17 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return sizes[id(node)]
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue]) -> None:
+def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue],
+                  merged: set[tuple[int, int]]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         constructor = yaml.constructor.SafeConstructor()
-        for key_node, value_node in node.value:
+        # the keys written first (duplicates among them are mistakes), then those a `<<:` merge
+        # brought, which a key written overrides (YAML's way to share settings)
+        pairs = sorted(node.value, key=lambda pair: (id(node), id(pair[0])) in merged)
+        for key_node, value_node in pairs:
+            if (id(node), id(key_node)) in merged and key_node.value in seen:
+                continue
             try:
                 key = constructor.construct_object(key_node, deep=True)
             except Exception:  # unhashable / odd keys: the constructor already rejected them
@@ -127,11 +153,11 @@ def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[Con
             elif _hashable(key):
                 seen[key] = line
                 doc.lines[path + (key,)] = line
-                _record_lines(value_node, path + (key,), doc, issues)
+                _record_lines(value_node, path + (key,), doc, issues, merged)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             doc.lines[path + (index,)] = item.start_mark.line + 1
-            _record_lines(item, path + (index,), doc, issues)
+            _record_lines(item, path + (index,), doc, issues, merged)
 
 
 def _hashable(value: Any) -> bool:

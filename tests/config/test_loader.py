@@ -783,3 +783,28 @@ def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tm
          "write e.g. thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"),
     ], shown
     assert not any("instance of" in i.message for i in issues)
+
+
+def test_keys_are_read_as_written_not_as_yaml_booleans_or_numbers(tmp_path):
+    # YAML 1.1 reads an unquoted `on`, `yes`, `off` as true/false and `1` as a number: as keys they
+    # were "[1]: Keys should be strings", and `on` and `1` even "duplicate key" of each other
+    sync = SYNC_YML.replace("fields:\n  first_name: firstName\n  plan: plan\n",
+                            "fields:\n  on: onTrial\n  1: one\n  first_name: firstName\n") + "yes: 5\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.line, issue.message) == (12, "unknown key yes")
+    project = load_project(make(tmp_path, syncs__users_dot_yml=sync.replace("yes: 5\n", "")), env=ENV)
+    assert [(f.column, f.field) for f in project.syncs["users"].fields] == [
+        ("on", "onTrial"), ("1", "one"), ("first_name", "firstName")]
+
+
+def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
+    # `<<: *anchor` then the key to change: YAML's way to share settings, where the key written
+    # wins (it was "duplicate key ... YAML keeps only the last value")
+    project_yml = PROJECT_YML.replace("  iterable:\n", "  iterable: &iterable\n") + \
+        "  iterable_eu:\n    <<: *iterable\n    region: eu\n"
+    project = load_project(make(tmp_path, dinsync_dot_yml=project_yml), env=ENV)
+    assert project.destinations["iterable_eu"].settings.region == "eu"
+    assert project.destinations["iterable"].settings.region == "us"
+    twice = project_yml + "    region: us\n"  # written twice by hand: still a duplicate
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=twice))
+    assert (issue.line, issue.message) == (13, "duplicate key destinations.iterable_eu.region (first defined on line 12)")
