@@ -288,8 +288,10 @@ class _Loader:
             elif (not value and len(path) == 1 and self.destination_secrets  # e.g. ${env:KEY} set to ''
                     and where not in doc.missing_env_paths):  # (an unset variable is its own issue)
                 ok = False
-                self.issues.append(doc.issue(where, f"{label} is empty",
-                                             "set it, e.g. from an environment variable: ${env:NAME}"))
+                names = doc.env_names.get(where, [])
+                hint = (f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
+                        if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}")
+                self.issues.append(doc.issue(where, f"{label} is empty", hint))
         rate_limits = raw.get("rate_limits")
         for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
             if endpoint not in cls.limits:

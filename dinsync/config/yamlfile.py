@@ -48,6 +48,7 @@ class YamlDoc:
     env_paths: set[KeyPath] = field(default_factory=set)  # values that came from ${env:...}
     missing_env_paths: set[KeyPath] = field(default_factory=set)
     env_values: list[str] = field(default_factory=list)  # substituted values, to scrub from messages
+    env_names: dict[KeyPath, list[str]] = field(default_factory=dict)  # the variables each value came from
 
     def line(self, path: Iterable[Any]) -> int:
         """Line of `path`, or of its closest recorded ancestor (1 for the document itself)."""
@@ -201,6 +202,7 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
                                         "write ${env:NAME} with NAME made of letters, digits and _"))
                 return match.group(0)
             doc.env_paths.add(path)
+            doc.env_names.setdefault(path, []).append(name)
             if name not in env:
                 doc.missing_env_paths.add(path)
                 if optional is not None and optional(path):

@@ -808,3 +808,9 @@ def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     twice = project_yml + "    region: us\n"  # written twice by hand: still a duplicate
     issue = only_issue(make(tmp_path, dinsync_dot_yml=twice))
     assert (issue.line, issue.message) == (13, "duplicate key destinations.iterable_eu.region (first defined on line 12)")
+
+
+def test_a_secret_whose_variable_is_set_but_empty_names_the_variable(tmp_path):
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": ""})
+    assert (issue.line, issue.message) == (8, "destinations.iterable.api_key is empty")
+    assert issue.hint == "environment variable ITERABLE_API_KEY is set but empty: export ITERABLE_API_KEY=<the value>"
