@@ -622,7 +622,9 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
         else:
             for p in written:
                 out().print(f"created {p}", highlight=False)
-            out().print(f"next: cd {path} && dinsync validate", highlight=False)
+            import shlex
+
+            out().print(f"next: cd {shlex.quote(str(path))} && dinsync validate", highlight=False, soft_wrap=True)
 
 
 SANDBOX_PLATFORMS = ("iterable", "attio", "attentive", "splio")

@@ -76,6 +76,12 @@ def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
     assert again.exit_code != 0 and "--force" in again.output
 
 
+def test_init_prints_a_next_step_that_can_be_pasted_into_a_shell(tmp_path):
+    folder = tmp_path / "my project (v2)"
+    result = CliRunner().invoke(app, ["init", str(folder)], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == f"next: cd '{folder}' && dinsync validate"
+
 @pytest.mark.parametrize("command", [["init", "{folder}"], ["demo", "--path", "{folder}", "--rows", "5"]])
 def test_init_and_demo_in_a_folder_they_cannot_write_say_so(tmp_path, monkeypatch, command):
     """A folder the user cannot write to (permissions, a read-only mount) is one clear usage error
