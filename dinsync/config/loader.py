@@ -322,7 +322,7 @@ class _Loader:
     def load_models(self) -> None:
         folder = self.root / "models"
         first: dict[str, str] = {}
-        for path in sorted(folder.rglob("*.sql")) if folder.is_dir() else []:
+        for path in _files(folder, "*.sql"):
             file, name = self.rel(path), path.stem
             if not self._check_name(name, file, "model"):
                 continue
@@ -483,7 +483,7 @@ class _Loader:
     # --- syncs ---------------------------------------------------------------------------
     def load_syncs(self) -> None:
         folder = self.root / "syncs"
-        paths = sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]) if folder.is_dir() else []
+        paths = _files(folder, "*.yml", "*.yaml")
         first: dict[str, str] = {}
         for path in paths:
             file, name = self.rel(path), path.stem
@@ -534,8 +534,7 @@ class _Loader:
         if isinstance(model, str) and model not in self.model_names:
             folder = self.root / "models"
             # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
-            other = (sorted(self.rel(p) for p in folder.rglob(f"{model}.*") if p.is_file())
-                     if folder.is_dir() and _NAME.match(model) else [])
+            other = [self.rel(p) for p in _files(folder, f"{model}.*") if p.is_file()] if _NAME.match(model) else []
             hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
                     else choice_hint(model, self.model_names, "models"))
             self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
@@ -661,6 +660,15 @@ class _Loader:
         self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
                                        "rename the file: letters, digits and underscores only"))
         return False
+
+
+def _files(folder: Path, *patterns: str) -> list[Path]:
+    """The files of `folder` (at any depth) matching `patterns`, but none hidden or in a hidden
+    folder: editors' lock files (`.#customers.sql`), macOS's `._customers.sql`, `.ipynb_checkpoints`."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for pattern in patterns for p in folder.rglob(pattern)
+                  if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:

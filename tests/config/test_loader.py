@@ -814,3 +814,16 @@ def test_a_secret_whose_variable_is_set_but_empty_names_the_variable(tmp_path):
     issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": ""})
     assert (issue.line, issue.message) == (8, "destinations.iterable.api_key is empty")
     assert issue.hint == "environment variable ITERABLE_API_KEY is set but empty: export ITERABLE_API_KEY=<the value>"
+
+
+def test_hidden_files_and_folders_are_not_project_files(tmp_path):
+    # an Emacs lock file (a dangling symlink), macOS AppleDouble files, Jupyter's checkpoints: they
+    # stopped every command with "invalid model name '.#active_users'", which no rename can fix
+    root = make(tmp_path)
+    (root / "models" / ".#active_users.sql").symlink_to("user@host.1234:1700000000")
+    (root / "syncs" / ".#users.yml").symlink_to("user@host.1234:1700000000")
+    (root / "models" / "._active_users.sql").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X\xff")
+    (root / "models" / ".ipynb_checkpoints").mkdir()
+    (root / "models" / ".ipynb_checkpoints" / "active_users-checkpoint.sql").write_text(MODEL_SQL)
+    project = load_project(root, env=ENV)
+    assert sorted(project.models) == ["active_users"] and sorted(project.syncs) == ["users"]
