@@ -46,7 +46,9 @@ ModelType = Literal["user", "custom"]
 class _Config(BaseModel):
     # defer_build: a model's validator is built when first used, so the many models a run does
     # not need (other warehouses' and channels' settings) cost nothing at start-up
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: `.inf` is no setting (null says "unlimited" where that is meant), and an
+    # infinite rate limit or timeout only failed later, inside a run
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
 
 class DbtSettings(_Config):

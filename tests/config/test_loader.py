@@ -827,3 +827,15 @@ def test_hidden_files_and_folders_are_not_project_files(tmp_path):
     (root / "models" / ".ipynb_checkpoints" / "active_users-checkpoint.sql").write_text(MODEL_SQL)
     project = load_project(root, env=ENV)
     assert sorted(project.models) == ["active_users"] and sorted(project.syncs) == ["users"]
+
+
+def test_an_infinite_number_is_refused_where_null_means_unlimited(tmp_path):
+    # `rate_limits: {bulk_update: .inf}` validated, then every sync failed with "unexpected error:
+    # OverflowError: cannot convert float infinity to integer" (exit 1)
+    project_yml = PROJECT_YML + "    rate_limits: {bulk_update: .inf}\n    timeout_seconds: .inf\n"
+    sync = SYNC_YML + "thresholds: {max_run_minutes: .inf}\n"
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync))
+    assert [(i.file, i.line, i.message) for i in issues] == [
+        ("dinsync.yml", 10, "destinations.iterable.rate_limits.bulk_update: Input should be a finite number"),
+        ("dinsync.yml", 11, "destinations.iterable.timeout_seconds: Input should be a finite number"),
+        ("syncs/users.yml", 11, "thresholds.max_run_minutes: Input should be a finite number")]
