@@ -484,6 +484,10 @@ class _Loader:
     def load_syncs(self) -> None:
         folder = self.root / "syncs"
         paths = _files(folder, "*.yml", "*.yaml")
+        for path in _files(folder, "*.[yY][mM][lL]", "*.[yY][aA][mM][lL]"):
+            if path.suffix not in (".yml", ".yaml"):  # `leads.YML`: never read, the sync never ran
+                self.issues.append(ConfigIssue(f"{self.rel(path)} is not read: a sync file's name ends in .yml or "
+                                               ".yaml", self.rel(path), None, f"rename it to {path.stem}.yml"))
         first: dict[str, str] = {}
         for path in paths:
             file, name = self.rel(path), path.stem

@@ -839,3 +839,12 @@ def test_an_infinite_number_is_refused_where_null_means_unlimited(tmp_path):
         ("dinsync.yml", 10, "destinations.iterable.rate_limits.bulk_update: Input should be a finite number"),
         ("dinsync.yml", 11, "destinations.iterable.timeout_seconds: Input should be a finite number"),
         ("syncs/users.yml", 11, "thresholds.max_run_minutes: Input should be a finite number")]
+
+
+def test_a_sync_file_whose_extension_is_in_capitals_is_not_silently_ignored(tmp_path):
+    # `syncs/leads.YML` (saved on Windows or macOS, case-insensitive there): never read, so the
+    # sync never ran and no command said why
+    issue = only_issue(make(tmp_path, syncs__leads_dot_YML=SYNC_YML))
+    assert (issue.file, issue.line) == ("syncs/leads.YML", None)
+    assert issue.message == "syncs/leads.YML is not read: a sync file's name ends in .yml or .yaml"
+    assert issue.hint == "rename it to leads.yml"
