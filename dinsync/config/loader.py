@@ -9,6 +9,7 @@ check alone on an already loaded `Project` (same implementation).
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +240,11 @@ class _Loader:
             elif file.is_dir():
                 self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} is a folder, not a DuckDB file",
                                              f"name a file, e.g. {path.rstrip('/')}/warehouse.duckdb"))
+        schema = doc.data.get("state_schema")
+        reserved = self.warehouse.reserved_schemas  # e.g. DuckDB's temp: every command failed with a Binder Error
+        if isinstance(schema, str) and any(fnmatch.fnmatchcase(schema.lower(), p) for p in reserved):
+            self.issues.append(doc.issue(("state_schema",), f"state_schema: {schema} is a schema the warehouse keeps "
+                                         "for itself", "give dinsync a schema of its own, e.g. state_schema: dinsync"))
         for key in getattr(self.warehouse, "secret_fields", lambda: [])():
             if ("warehouse", key) not in doc.env_paths:
                 self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",

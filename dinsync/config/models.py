@@ -49,6 +49,8 @@ class _Config(BaseModel):
     # allow_inf_nan=False: `.inf` is no setting (null says "unlimited" where that is meant), and an
     # infinite rate limit or timeout only failed later, inside a run
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+    # (warehouse configs) schemas the warehouse keeps for itself, as lower-case globs: no state_schema
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema",)
 
 
 class DbtSettings(_Config):
@@ -107,6 +109,7 @@ class DuckDBConfig(_Config):
     """`warehouse:` of type duckdb. `path` is relative to the project folder, or ":memory:"."""
 
     type: Literal["duckdb"]
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema", "pg_catalog", "temp", "system")
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
     # "auto": what the sync is measured to need (dinsync/warehouses/duckdb.py); a size: at least that
@@ -134,6 +137,7 @@ class _PostgresProtocolConfig(_Config):
     (a libpq connection string or URI) or `host`; parts given next to `dsn` override it.
     A password, in `password` or inside `dsn`, must come from the environment (${env:NAME})."""
 
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema", "pg_*")  # "the prefix pg_ is reserved"
     dsn: SecretStr | None = None
     host: str | None = Field(default=None, min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)

@@ -848,3 +848,18 @@ def test_a_sync_file_whose_extension_is_in_capitals_is_not_silently_ignored(tmp_
     assert (issue.file, issue.line) == ("syncs/leads.YML", None)
     assert issue.message == "syncs/leads.YML is not read: a sync file's name ends in .yml or .yaml"
     assert issue.hint == "rename it to leads.yml"
+
+
+@pytest.mark.parametrize("warehouse, schema", [
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "temp"),  # DuckDB's own: every command failed,
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "System"),  # exit 1, "Binder Error: Ambiguous ..."
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "information_schema"),
+    ("  type: postgres\n  host: 127.0.0.1\n", "pg_dinsync"),  # "the prefix pg_ is reserved"
+])
+def test_a_state_schema_the_warehouse_keeps_for_itself_is_a_configuration_error(tmp_path, warehouse, schema):
+    project_yml = PROJECT_YML.replace("  type: duckdb\n  path: warehouse.duckdb\n", warehouse) + \
+        f"state_schema: {schema}\n"
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=project_yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 10)
+    assert issue.message == f"state_schema: {schema} is a schema the warehouse keeps for itself"
+    assert issue.hint == "give dinsync a schema of its own, e.g. state_schema: dinsync"
