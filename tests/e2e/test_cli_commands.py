@@ -154,6 +154,14 @@ def test_sandbox_command_rejects_bad_options_as_usage_errors():
     assert result.exit_code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize("args", [["iterable", "--port", "99999"], ["attio", "--port", "-1"],
+                                  ["splio", "--http-port", "70000", "--sftp-password-env", "X"]])
+def test_sandbox_port_out_of_range_is_a_usage_error(args):
+    # (it was "unexpected OverflowError: bind(): port must be 0-65535", exit 1)
+    result = CliRunner().invoke(app, ["sandbox", *args])
+    assert result.exit_code == ExitCode.USAGE
+    assert "a port is a number from 0 to 65535" in result.output and "Overflow" not in result.output
+
 def test_sandbox_help_lists_the_platforms_under_the_commands_name():
     """`dinsync sandbox --help` used to show the Iterable options only, and usage and error
     messages named the program `python -m dinsync.sandbox`."""
