@@ -72,6 +72,7 @@ _NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])
 # Secret settings of a destination whose value may instead be the path of a file holding the secret
 # (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
 _SECRET_OR_PATH_KEYS = ("private_key",)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no credential sent in a header or URL holds one
 
 
 def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str]]:
@@ -298,6 +299,13 @@ class _Loader:
                 hint = (f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
                         if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}")
                 self.issues.append(doc.issue(where, f"{label} is empty", hint))
+            elif _CONTROL.search(value) and path[-1] not in _SECRET_OR_PATH_KEYS:  # (a PEM key holds line ends)
+                ok = False  # `$(cat key.txt)` of a file saved on Windows keeps its \r: every request refused
+                names = doc.env_names.get(where, [])
+                variable = names[0] if len(names) == 1 else "the variable"
+                self.issues.append(doc.issue(where, f"{label} holds a control character (a line end or a tab)",
+                                             f"export {variable} without it, e.g. "
+                                             f"export {variable}=\"$(tr -d '\\r\\n\\t' < key.txt)\""))
         rate_limits = raw.get("rate_limits")
         for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
             if endpoint not in cls.limits:

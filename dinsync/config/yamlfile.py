@@ -210,6 +210,13 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
                 issues.append(doc.issue(path, f"environment variable {name} is not set "
                                         f"(used by {_show_path(path)})", f"export {name}=..."))
                 return ""
+            try:  # os.environ holds bytes that are not UTF-8 as surrogates, which nothing can send
+                env[name].encode("utf-8")
+            except UnicodeEncodeError:
+                doc.missing_env_paths.add(path)  # (no second issue for the value it leaves empty)
+                issues.append(doc.issue(path, f"environment variable {name} is not valid UTF-8 "
+                                        f"(used by {_show_path(path)})", f"export {name} as UTF-8 text"))
+                return ""
             doc.env_values.append(env[name])
             redaction.register(env[name], min_chars=ENV_SECRET_MIN_CHARS)
             return env[name]

@@ -863,3 +863,24 @@ def test_a_state_schema_the_warehouse_keeps_for_itself_is_a_configuration_error(
     assert (issue.file, issue.line) == ("dinsync.yml", 10)
     assert issue.message == f"state_schema: {schema} is a schema the warehouse keeps for itself"
     assert issue.hint == "give dinsync a schema of its own, e.g. state_schema: dinsync"
+
+
+def test_an_environment_value_that_is_not_utf8_is_a_configuration_error(tmp_path):
+    # os.environ holds undecodable bytes as surrogates: it was "unexpected error: UnicodeEncodeError"
+    # (exit 1), even for `validate --offline`
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": "sk-test-\udcff0123456789"})
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert issue.message == ("environment variable ITERABLE_API_KEY is not valid UTF-8 "
+                             "(used by destinations.iterable.api_key)")
+    assert "0123456789" not in issue.message + issue.hint
+
+
+@pytest.mark.parametrize("value", [SECRET + "\r", SECRET + "\n", "sk-test\t0123456789"])
+def test_a_credential_holding_a_control_character_is_a_configuration_error(tmp_path, value):
+    # `export ITERABLE_API_KEY=$(cat key.txt)` of a file saved on Windows keeps its "\r": every
+    # request failed ("Forbidden control character detected in headers"), run after run
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": value})
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert issue.message == "destinations.iterable.api_key holds a control character (a line end or a tab)"
+    assert issue.hint.startswith("export ITERABLE_API_KEY without it")
+    assert SECRET not in issue.message + issue.hint
