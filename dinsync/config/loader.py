@@ -84,6 +84,15 @@ def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str
             yield from _secret_settings(value, at + (key,))
 
 
+def _not_utf8(text: str) -> bool:
+    """Whether `text` holds bytes that were not UTF-8 (os.fsdecode turns them into surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _looks_like_key_text(value: str) -> bool:
     return "\n" in value.strip() or "PRIVATE KEY" in value or value.lstrip().startswith("-----")
 
@@ -235,7 +244,11 @@ class _Loader:
         if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
                 and "://" not in path and not path.startswith("md:")):
             file = Path(self.warehouse.resolved_path(self.root))
-            if not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
+            if _not_utf8(str(file)):  # a folder named in Latin-1, say
+                self.issues.append(doc.issue(("warehouse", "path"), "warehouse.path: the file's path is not valid "
+                                             "UTF-8, which DuckDB cannot open", "rename the folder, or give "
+                                             "warehouse.path as an absolute path whose names are UTF-8"))
+            elif not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
                 self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: folder {file.parent} does not exist",
                                              "create the folder, or fix the path: it is relative to the project folder"))
             elif file.is_dir():

@@ -884,3 +884,13 @@ def test_a_credential_holding_a_control_character_is_a_configuration_error(tmp_p
     assert issue.message == "destinations.iterable.api_key holds a control character (a line end or a tab)"
     assert issue.hint.startswith("export ITERABLE_API_KEY without it")
     assert SECRET not in issue.message + issue.hint
+
+
+def test_a_duckdb_path_that_is_not_utf8_is_a_configuration_error(tmp_path):
+    # a folder named in Latin-1 (os.fsdecode gives surrogates): DuckDB failed with
+    # "unexpected error: RuntimeError: std::bad_cast" (exit 1)
+    root = tmp_path / "caf\udce9"
+    root.mkdir()
+    issue = only_issue(make(root))
+    assert (issue.file, issue.line) == ("dinsync.yml", 4)
+    assert issue.message == "warehouse.path: the file's path is not valid UTF-8, which DuckDB cannot open"
