@@ -63,6 +63,17 @@ class YamlDoc:
         return ConfigIssue(message=message, file=self.file, line=self.line(path), hint=hint)
 
 
+# PyYAML's words for a mistake -> the hint for it (else _YAML_HINT)
+_YAML_TAB_HINT = "YAML indents with spaces: replace the tab on this line with spaces"
+_YAML_HINTS = (
+    ("'\\t'", _YAML_TAB_HINT),
+    ("tab character", _YAML_TAB_HINT),
+    ("found another document", "one YAML document per file: remove the `---` line and what follows it"),
+    ("could not determine a constructor", "remove the `!tag`: dinsync reads plain YAML"),
+)
+_YAML_HINT = "check indentation, quoting and that `key: value` pairs use a space after the colon"
+
+
 class _KeysAsText(yaml.SafeLoader):
     """A SafeLoader that reads every scalar mapping key as the text written: no key of a dinsync
     file is anything else, and YAML 1.1 reads an unquoted `on`, `yes` or `off` as a boolean and `1`
@@ -93,9 +104,7 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
         mark = exc.problem_mark or exc.context_mark
         # Only problem/context, never the snippet of the line (it may hold a secret).
         message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
-        tab = any(t in (exc.problem or "") for t in ("'\\t'", "tab character"))  # PyYAML's words for a tab
-        hint = ("YAML indents with spaces: replace the tab on this line with spaces" if tab
-                else "check indentation, quoting and that `key: value` pairs use a space after the colon")
+        hint = next((h for words, h in _YAML_HINTS if words in (exc.problem or "")), _YAML_HINT)
         return None, [ConfigIssue(message, file, mark.line + 1 if mark else None, hint)]
     except RecursionError:  # PyYAML composes nested lists and mappings recursively
         return None, [ConfigIssue("invalid YAML: nested too deeply", file, loader.get_mark().line + 1,

@@ -760,11 +760,17 @@ def test_did_you_mean_ignores_case(tmp_path):
     assert issue.hint.startswith("did you mean 'duckdb'? supported types:")
 
 
-def test_a_tab_in_the_indentation_says_so(tmp_path):
-    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML.replace("  column: email", "\tcolumn: email")))
-    assert (issue.file, issue.line) == ("syncs/users.yml", 6)
+@pytest.mark.parametrize("sync, line, hint", [
+    (SYNC_YML.replace("  column: email", "\tcolumn: email"), 6,
+     "YAML indents with spaces: replace the tab on this line with spaces"),
+    (SYNC_YML + "---\nmodel: other\n", 11, "one YAML document per file: remove the `---` line and what follows it"),
+    (SYNC_YML + "tags: !daily [x]\n", 11, "remove the `!tag`: dinsync reads plain YAML"),
+])
+def test_a_yaml_mistake_gets_a_hint_of_its_own(tmp_path, sync, line, hint):
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", line)
     assert issue.message.startswith("invalid YAML:")
-    assert issue.hint == "YAML indents with spaces: replace the tab on this line with spaces"
+    assert issue.hint == hint
 
 
 def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tmp_path):
