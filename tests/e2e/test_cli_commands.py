@@ -222,3 +222,17 @@ def test_init_projects_readme_sandbox_instructions_work_as_written(tmp_path, mon
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_help_texts_are_paragraphs_and_name_the_exit_codes():
+    # the docstrings' hard line breaks were kept by Typer and wrapped again at the terminal's
+    # width: "each mapping against its" / "platform's schema" on lines of their own
+    import typer
+
+    commands = typer.main.get_command(app).commands
+    for name in ("validate", "sync", "status", "check", "serve", "sandbox"):
+        paragraphs = commands[name].help.split("\n\n")
+        assert all("\n" not in p for p in paragraphs), (name, commands[name].help)
+    text = " ".join(CliRunner().invoke(app, ["--help"]).output.replace("│", " ").split())
+    assert ("Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
+            "5 another run holds the lock, 6 paused by hand") in text, text
