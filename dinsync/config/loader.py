@@ -346,7 +346,22 @@ class _Loader:
         self.destinations[name] = config
 
     # --- models --------------------------------------------------------------------------
+    def check_folder(self, name: str, holds: str) -> None:
+        """A project folder that is a file, or missing next to a folder of a close name (`Syncs/`,
+        `sync/`): said, not read as a project without syncs ("OK: 0 sync(s)")."""
+        folder = self.root / name
+        if folder.exists() and not folder.is_dir():
+            self.issues.append(ConfigIssue(f"{name} is a file, not a folder", name, None,
+                                           f"make {name}/ a folder of {holds}"))
+        elif not folder.exists():
+            others = [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            close = [o for o in others if o.lower() in (name, name.rstrip("s"))]
+            if close:
+                self.issues.append(ConfigIssue(f"no folder {name}/, but {close[0]}/: rename it to {name}", close[0],
+                                               None, f"dinsync reads {holds} from {name}/"))
+
     def load_models(self) -> None:
+        self.check_folder("models", ".sql files, one per model (the file name is the model name)")
         folder = self.root / "models"
         first: dict[str, str] = {}
         for path in _files(folder, "*.sql"):
@@ -509,6 +524,7 @@ class _Loader:
 
     # --- syncs ---------------------------------------------------------------------------
     def load_syncs(self) -> None:
+        self.check_folder("syncs", ".yml files, one per sync (the file name is the sync name)")
         folder = self.root / "syncs"
         paths = _files(folder, "*.yml", "*.yaml")
         for path in _files(folder, "*.[yY][mM][lL]", "*.[yY][aA][mM][lL]"):

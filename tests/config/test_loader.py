@@ -900,3 +900,27 @@ def test_a_duckdb_path_that_is_not_utf8_is_a_configuration_error(tmp_path):
     issue = only_issue(make(root))
     assert (issue.file, issue.line) == ("dinsync.yml", 4)
     assert issue.message == "warehouse.path: the file's path is not valid UTF-8, which DuckDB cannot open"
+
+
+@pytest.mark.parametrize("move, expected", [
+    (("syncs", "Syncs"), "no folder syncs/, but Syncs/: rename it to syncs"),  # made on macOS, say
+    (("syncs", "sync"), "no folder syncs/, but sync/: rename it to syncs"),
+    (("models", "model"), "no folder models/, but model/: rename it to models"),
+])
+def test_a_misnamed_project_folder_is_named_instead_of_validating_an_empty_project(tmp_path, move, expected):
+    # `validate` said "OK: 0 sync(s)" (and `sync` "nothing to do") for a project whose syncs live in Syncs/
+    root = make(tmp_path)
+    (root / move[0]).rename(root / move[1])
+    issues = issues_of(root)
+    assert [i.message for i in issues if i.file == move[1]] == [expected], [i.format() for i in issues]
+
+
+def test_a_project_folder_that_is_a_file_is_named(tmp_path):
+    root = make(tmp_path)
+    for path in (root / "syncs").iterdir():
+        path.unlink()
+    (root / "syncs").rmdir()
+    (root / "syncs").write_text(SYNC_YML)
+    issue = only_issue(root)
+    assert (issue.file, issue.message) == ("syncs", "syncs is a file, not a folder")
+    assert issue.hint == "make syncs/ a folder of .yml files, one per sync (the file name is the sync name)"
