@@ -358,7 +358,7 @@ class _Loader:
             close = [o for o in others if o.lower() in (name, name.rstrip("s"))]
             if close:
                 self.issues.append(ConfigIssue(f"no folder {name}/, but {close[0]}/: rename it to {name}", close[0],
-                                               None, f"dinsync reads {holds} from {name}/"))
+                                               None, f"dinsync reads {name}/ only, in lower case"))
 
     def load_models(self) -> None:
         self.check_folder("models", ".sql files, one per model (the file name is the model name)")
