@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from ..destinations.base import Destination, SyncSpec
+from .yamlfile import PATTERN_WORDS
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -574,7 +575,10 @@ def _tag_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Tag = Annotated[str, Field(min_length=1, pattern=r"^[^\s,:]+$")]
+TAG_PATTERN = r"^[^\s,:]+$"
+Tag = Annotated[str, Field(min_length=1, pattern=TAG_PATTERN)]
+PATTERN_WORDS.update({TAG_PATTERN: "no spaces, commas or colons",
+                      NAME_PATTERN: "letters, digits and underscores only"})
 
 
 class SyncFile(_Config):

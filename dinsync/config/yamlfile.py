@@ -304,11 +304,18 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
         example = getattr(_model_named(model, error.get("ctx", {}).get("class_name")), "example", None)
         return doc.issue(path, f"{where}: expected a mapping of `key: value` lines{got}",
                          f"write e.g. {example}" if example else _HINTS[kind])
+    words = PATTERN_WORDS.get(error.get("ctx", {}).get("pattern")) if kind == "string_pattern_mismatch" else None
+    if words:
+        shown = "the value" if from_env else _short(error.get("input"))
+        return doc.issue(path, f"{where}: {shown} is not allowed: {words}")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return doc.issue(path, f"{where}: {message}", _HINTS.get(kind))
 
+
+# a pydantic `pattern` -> what it allows, in words (filled by the models that declare patterns)
+PATTERN_WORDS: dict[str, str] = {}
 
 _HINTS = {
     "string_type": "quote the value",

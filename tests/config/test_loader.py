@@ -924,3 +924,10 @@ def test_a_project_folder_that_is_a_file_is_named(tmp_path):
     issue = only_issue(root)
     assert (issue.file, issue.message) == ("syncs", "syncs is a file, not a folder")
     assert issue.hint == "make syncs/ a folder of .yml files, one per sync (the file name is the sync name)"
+
+
+def test_a_value_not_matching_its_pattern_says_what_is_allowed_not_the_regex(tmp_path):
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=SYNC_YML + 'tags: ["a b", "tag:x"]\n'))
+    assert [(i.line, i.message) for i in issues] == [
+        (11, "tags[0]: 'a b' is not allowed: no spaces, commas or colons"),
+        (11, "tags[1]: 'tag:x' is not allowed: no spaces, commas or colons")]
