@@ -25,6 +25,9 @@ from .terminal import (RedactingStream, emit, err, note, out, print_plan, print_
                        print_runs, print_syncs, print_traceback)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.",
+                  epilog="Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
+                         "5 another run holds the lock, 6 paused by hand (several syncs: the worst, "
+                         "3 > 1 > 6 > 5 > 4 > 0).",
                   pretty_exceptions_enable=False)
 DEBUG_ENV = "DINSYNC_DEBUG"
 
@@ -622,7 +625,9 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
         else:
             for p in written:
                 out().print(f"created {p}", highlight=False)
-            out().print(f"next: cd {path} && dinsync validate", highlight=False)
+            import shlex
+
+            out().print(f"next: cd {shlex.quote(str(path))} && dinsync validate", highlight=False, soft_wrap=True)
 
 
 SANDBOX_PLATFORMS = ("iterable", "attio", "attentive", "splio")
@@ -755,6 +760,19 @@ def exit_now(code: int | str | None) -> None:
     atexit._run_exitfuncs()
     flush()  # what the hooks wrote
     os._exit(code)
+
+
+def _paragraphs(doc: str) -> str:
+    """A docstring as paragraphs without line breaks: Typer keeps them, and the terminal wraps the
+    lines again at its own width (ragged help)."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+for _command in app.registered_commands:
+    if _command.callback.__doc__:
+        _command.callback.__doc__ = _paragraphs(_command.callback.__doc__)
 
 
 def _run_app() -> None:

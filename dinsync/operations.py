@@ -111,7 +111,11 @@ def load(check_models: bool = True, root: Path | None = None,
 def no_project_hint(root: Path, default: str, pass_it: str) -> str:
     """The hint for a folder without dinsync.yml: a dinsync.yaml to rename, a project in a parent
     folder (a command run from models/, say; `dinsync init` there would scaffold a second project
-    inside the first), else `default`."""
+    inside the first), a dinsync.yml that is a folder, a folder that does not exist, else `default`."""
+    if (root / "dinsync.yml").is_dir():
+        return f"{root / 'dinsync.yml'} is a folder, not a file: put the project file there instead"
+    if not root.exists():
+        return f"the folder {root} does not exist: pass {pass_it} the folder that holds dinsync.yml"
     if (root / "dinsync.yaml").is_file():
         return "rename dinsync.yaml to dinsync.yml"
     parent = next((p for p in root.parents if (p / "dinsync.yml").is_file()), None)

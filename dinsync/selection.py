@@ -7,7 +7,8 @@
   or whose model reads a dbt model with that tag; `model:NAME` the syncs of that dinsync model, or
   of a model that reads the dbt model NAME. Their values may be globs (`tag:crm_*`); like globs,
   they never select a disabled sync.
-- Every name, pattern or method must select something (a typo is a configuration error, exit 3).
+- Every name, pattern or method must select something (a typo is a configuration error, exit 3),
+  and so must a selection given at all: an empty one (`--select ""`) is not "no selection".
 - `--exclude` (the same forms) removes syncs from the selection; excluding everything leaves
   nothing to do (a note, exit 0).
 Items are repeated options and/or comma-separated lists; each item adds to the selection (a union,
@@ -84,10 +85,15 @@ def select_syncs(syncs: Mapping[str, Any], select: Iterable[str] | None = None,
     item that selects nothing. `include_disabled`: plain selection, globs and methods also take
     disabled syncs (for read-only commands such as `status`)."""
     models = models or {}
+    select = list(select or ())
     patterns, excluded = split_items(select), split_items(exclude)
     usable = {n for n, s in syncs.items() if include_disabled or getattr(s, "enabled", True)}
     notes: list[str] = []
     issues: list[ConfigIssue] = []
+    if select and not patterns:  # `--select "$SYNCS"` with SYNCS unset: not "no selection", every sync
+        raise ConfigError([ConfigIssue("--select names no sync (it is empty)",
+                                       hint="name syncs, or leave out --select to run every enabled sync; "
+                                            + _listing(syncs))])
     for item in patterns + excluded:
         issue = _check_item(item, syncs)
         if issue is not None:

@@ -9,6 +9,7 @@ check alone on an already loaded `Project` (same implementation).
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ _NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])
 # Secret settings of a destination whose value may instead be the path of a file holding the secret
 # (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
 _SECRET_OR_PATH_KEYS = ("private_key",)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no credential sent in a header or URL holds one
 
 
 def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str]]:
@@ -80,6 +82,15 @@ def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str
             yield at + (key,), value.get_secret_value()
         elif isinstance(value, BaseModel):
             yield from _secret_settings(value, at + (key,))
+
+
+def _not_utf8(text: str) -> bool:
+    """Whether `text` holds bytes that were not UTF-8 (os.fsdecode turns them into surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _looks_like_key_text(value: str) -> bool:
@@ -233,12 +244,21 @@ class _Loader:
         if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
                 and "://" not in path and not path.startswith("md:")):
             file = Path(self.warehouse.resolved_path(self.root))
-            if not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
+            if _not_utf8(str(file)):  # a folder named in Latin-1, say
+                self.issues.append(doc.issue(("warehouse", "path"), "warehouse.path: the file's path is not valid "
+                                             "UTF-8, which DuckDB cannot open", "rename the folder, or give "
+                                             "warehouse.path as an absolute path whose names are UTF-8"))
+            elif not file.parent.is_dir():  # DuckDB creates its file, never the folder: say where, not "IO Error"
                 self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: folder {file.parent} does not exist",
                                              "create the folder, or fix the path: it is relative to the project folder"))
             elif file.is_dir():
                 self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} is a folder, not a DuckDB file",
                                              f"name a file, e.g. {path.rstrip('/')}/warehouse.duckdb"))
+        schema = doc.data.get("state_schema")
+        reserved = self.warehouse.reserved_schemas  # e.g. DuckDB's temp: every command failed with a Binder Error
+        if isinstance(schema, str) and any(fnmatch.fnmatchcase(schema.lower(), p) for p in reserved):
+            self.issues.append(doc.issue(("state_schema",), f"state_schema: {schema} is a schema the warehouse keeps "
+                                         "for itself", "give dinsync a schema of its own, e.g. state_schema: dinsync"))
         for key in getattr(self.warehouse, "secret_fields", lambda: [])():
             if ("warehouse", key) not in doc.env_paths:
                 self.issues.append(doc.issue(("warehouse", key), f"warehouse.{key} holds a password written in the file",
@@ -288,8 +308,17 @@ class _Loader:
             elif (not value and len(path) == 1 and self.destination_secrets  # e.g. ${env:KEY} set to ''
                     and where not in doc.missing_env_paths):  # (an unset variable is its own issue)
                 ok = False
-                self.issues.append(doc.issue(where, f"{label} is empty",
-                                             "set it, e.g. from an environment variable: ${env:NAME}"))
+                names = doc.env_names.get(where, [])
+                hint = (f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
+                        if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}")
+                self.issues.append(doc.issue(where, f"{label} is empty", hint))
+            elif _CONTROL.search(value) and path[-1] not in _SECRET_OR_PATH_KEYS:  # (a PEM key holds line ends)
+                ok = False  # `$(cat key.txt)` of a file saved on Windows keeps its \r: every request refused
+                names = doc.env_names.get(where, [])
+                variable = names[0] if len(names) == 1 else "the variable"
+                self.issues.append(doc.issue(where, f"{label} holds a control character (a line end or a tab)",
+                                             f"export {variable} without it, e.g. "
+                                             f"export {variable}=\"$(tr -d '\\r\\n\\t' < key.txt)\""))
         rate_limits = raw.get("rate_limits")
         for endpoint in rate_limits if isinstance(rate_limits, dict) else ():
             if endpoint not in cls.limits:
@@ -317,10 +346,25 @@ class _Loader:
         self.destinations[name] = config
 
     # --- models --------------------------------------------------------------------------
+    def check_folder(self, name: str, holds: str) -> None:
+        """A project folder that is a file, or missing next to a folder of a close name (`Syncs/`,
+        `sync/`): said, not read as a project without syncs ("OK: 0 sync(s)")."""
+        folder = self.root / name
+        if folder.exists() and not folder.is_dir():
+            self.issues.append(ConfigIssue(f"{name} is a file, not a folder", name, None,
+                                           f"make {name}/ a folder of {holds}"))
+        elif not folder.exists():
+            others = [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            close = [o for o in others if o.lower() in (name, name.rstrip("s"))]
+            if close:
+                self.issues.append(ConfigIssue(f"no folder {name}/, but {close[0]}/: rename it to {name}", close[0],
+                                               None, f"dinsync reads {name}/ only, in lower case"))
+
     def load_models(self) -> None:
+        self.check_folder("models", ".sql files, one per model (the file name is the model name)")
         folder = self.root / "models"
         first: dict[str, str] = {}
-        for path in sorted(folder.rglob("*.sql")) if folder.is_dir() else []:
+        for path in _files(folder, "*.sql"):
             file, name = self.rel(path), path.stem
             if not self._check_name(name, file, "model"):
                 continue
@@ -480,8 +524,13 @@ class _Loader:
 
     # --- syncs ---------------------------------------------------------------------------
     def load_syncs(self) -> None:
+        self.check_folder("syncs", ".yml files, one per sync (the file name is the sync name)")
         folder = self.root / "syncs"
-        paths = sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]) if folder.is_dir() else []
+        paths = _files(folder, "*.yml", "*.yaml")
+        for path in _files(folder, "*.[yY][mM][lL]", "*.[yY][aA][mM][lL]"):
+            if path.suffix not in (".yml", ".yaml"):  # `leads.YML`: never read, the sync never ran
+                self.issues.append(ConfigIssue(f"{self.rel(path)} is not read: a sync file's name ends in .yml or "
+                                               ".yaml", self.rel(path), None, f"rename it to {path.stem}.yml"))
         first: dict[str, str] = {}
         for path in paths:
             file, name = self.rel(path), path.stem
@@ -532,8 +581,7 @@ class _Loader:
         if isinstance(model, str) and model not in self.model_names:
             folder = self.root / "models"
             # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
-            other = (sorted(self.rel(p) for p in folder.rglob(f"{model}.*") if p.is_file())
-                     if folder.is_dir() and _NAME.match(model) else [])
+            other = [self.rel(p) for p in _files(folder, f"{model}.*") if p.is_file()] if _NAME.match(model) else []
             hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
                     else choice_hint(model, self.model_names, "models"))
             self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
@@ -659,6 +707,15 @@ class _Loader:
         self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
                                        "rename the file: letters, digits and underscores only"))
         return False
+
+
+def _files(folder: Path, *patterns: str) -> list[Path]:
+    """The files of `folder` (at any depth) matching `patterns`, but none hidden or in a hidden
+    folder: editors' lock files (`.#customers.sql`), macOS's `._customers.sql`, `.ipynb_checkpoints`."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for pattern in patterns for p in folder.rglob(pattern)
+                  if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:
@@ -815,7 +872,9 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
                                       line, _failed_hint(model)))
             continue
-        if model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
+        if len(twice := _returned(model.primary_key, columns[name])) > 1:
+            issues.append(_returned_twice("primary key", model.primary_key, name, twice, file, model.line("primary_key")))
+        elif model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
             issues.append(ConfigIssue(
                 f"primary key {model.primary_key!r}, taken from dbt model {model._dbt_primary_key} (the file has "
                 f"no primary_key header), is not a column of model {name}", file, model.line("primary_key"),
@@ -832,7 +891,10 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             kind = types.get(use.model, {}).get(column, "")
             problem = problems.get(use.model, {}).get(column)
             send_problem = send_problems.get(use.model, {}).get(column)
-            if column in available and problem:
+            if len(twice := _returned(column, available)) > 1:
+                issue = _returned_twice(what, column, use.model, twice, use.file, line)
+                message, hint = issue.message, issue.hint
+            elif column in available and problem:
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
                 hint = problem
             elif column in available and send_problem and what != "match column":
@@ -856,6 +918,18 @@ def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str],
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, hint))
     return issues
+
+
+def _returned(column: str, available: list[str]) -> list[str]:
+    """The model's columns that name `column`: names differing only by case are one column on most
+    warehouses (DuckDB, Snowflake, BigQuery, Databricks, Redshift), so they are counted together."""
+    return [c for c in available if c.lower() == str(column).lower()]
+
+
+def _returned_twice(what: str, column: str, model: str, names: list[str], file: str, line: int | None) -> ConfigIssue:
+    return ConfigIssue(f"{what} {column!r} is returned {len(names)} times by model {model} (as {', '.join(names)})",
+                       file, line, "give each column its own name in the model's SQL (e.g. `select c.id, p.id as "
+                       "plan_id`, not `select *` over a join): dinsync cannot tell which one is meant")
 
 
 # "LINE 9: fro read_csv(..." in DuckDB's and PostgreSQL's (Redshift's) errors: a line of the columns

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from ..destinations.base import Destination, SyncSpec
+from .yamlfile import PATTERN_WORDS
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -46,7 +47,11 @@ ModelType = Literal["user", "custom"]
 class _Config(BaseModel):
     # defer_build: a model's validator is built when first used, so the many models a run does
     # not need (other warehouses' and channels' settings) cost nothing at start-up
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: `.inf` is no setting (null says "unlimited" where that is meant), and an
+    # infinite rate limit or timeout only failed later, inside a run
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+    # (warehouse configs) schemas the warehouse keeps for itself, as lower-case globs: no state_schema
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema",)
 
 
 class DbtSettings(_Config):
@@ -105,6 +110,7 @@ class DuckDBConfig(_Config):
     """`warehouse:` of type duckdb. `path` is relative to the project folder, or ":memory:"."""
 
     type: Literal["duckdb"]
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema", "pg_catalog", "temp", "system")
     path: str = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
     # "auto": what the sync is measured to need (dinsync/warehouses/duckdb.py); a size: at least that
@@ -132,6 +138,7 @@ class _PostgresProtocolConfig(_Config):
     (a libpq connection string or URI) or `host`; parts given next to `dsn` override it.
     A password, in `password` or inside `dsn`, must come from the environment (${env:NAME})."""
 
+    reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema", "pg_*")  # "the prefix pg_ is reserved"
     dsn: SecretStr | None = None
     host: str | None = Field(default=None, min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -429,6 +436,7 @@ class FieldMap(_Located):
     """One mapped field: model column -> destination field, with an optional type; `custom`
     maps to a custom attribute of platforms that keep those apart (Attentive, Splio)."""
 
+    example: ClassVar[str] = "- {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"
     column: str = Field(min_length=1)
     field: str = Field(min_length=1)
     type: FieldType = "auto"
@@ -436,6 +444,7 @@ class FieldMap(_Located):
 
 
 class Thresholds(_Config):
+    example: ClassVar[str] = "thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"
     max_rejected_pct: float = Field(default=5.0, ge=0, le=100)  # above: the run is a "warning"
     max_duplicate_pct: float = Field(default=5.0, ge=0, le=100)  # above: fail before sending
     fail_on_warning: bool = True  # a warning run exits non-zero
@@ -447,6 +456,7 @@ class Thresholds(_Config):
 
 
 class MatchSpec(_Config):
+    example: ClassVar[str] = "match: {column: email, field: email}"
     column: str = Field(min_length=1)
     field: str = Field(min_length=1)
 
@@ -516,6 +526,8 @@ class Schedule(_Config):
     interval (`every: 15m`). In a sync file: `schedule: "0 6 * * *"`, `schedule: {every: 15m}` or
     `schedule: {cron: "0 6 * * 1-5", timezone: Europe/Paris}`."""
 
+    example: ClassVar[str] = ('schedule: "0 6 * * *" (cron, UTC), {every: 15m} or '
+                              '{cron: "0 6 * * 1-5", timezone: Europe/Paris}')
     cron: str | None = None
     every: float | None = None  # seconds
     timezone: str = "UTC"
@@ -563,7 +575,10 @@ def _tag_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Tag = Annotated[str, Field(min_length=1, pattern=r"^[^\s,:]+$")]
+TAG_PATTERN = r"^[^\s,:]+$"
+Tag = Annotated[str, Field(min_length=1, pattern=TAG_PATTERN)]
+PATTERN_WORDS.update({TAG_PATTERN: "no spaces, commas or colons",
+                      NAME_PATTERN: "letters, digits and underscores only"})
 
 
 class SyncFile(_Config):

@@ -30,6 +30,9 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # what is left of a value once its ${env:NAME} (and $${...}) are taken out: a `${` there is a
 # reference mistyped (${ENV:KEY}, ${KEY}, ${env:KEY without its brace), not a credential
 MISTYPED_REF = re.compile(r"(?<!\$)\$\{(?:[A-Za-z]+:)?[A-Za-z_][A-Za-z0-9_]*\}?")
+# A file is read as the tree its aliases (*name) expand to (lines, ${env:NAME}): over this many
+# values, nested aliases (a "billion laughs" file) would take minutes and gigabytes to walk.
+MAX_VALUES = 100_000
 # Every value substituted for ${env:NAME} is treated as a secret (masked in all output) when it
 # is at least this long: secrets come from the environment, and a short value ("us") hides nothing.
 ENV_SECRET_MIN_CHARS = 6
@@ -45,6 +48,7 @@ class YamlDoc:
     env_paths: set[KeyPath] = field(default_factory=set)  # values that came from ${env:...}
     missing_env_paths: set[KeyPath] = field(default_factory=set)
     env_values: list[str] = field(default_factory=list)  # substituted values, to scrub from messages
+    env_names: dict[KeyPath, list[str]] = field(default_factory=dict)  # the variables each value came from
 
     def line(self, path: Iterable[Any]) -> int:
         """Line of `path`, or of its closest recorded ancestor (1 for the document itself)."""
@@ -59,9 +63,40 @@ class YamlDoc:
         return ConfigIssue(message=message, file=self.file, line=self.line(path), hint=hint)
 
 
+# PyYAML's words for a mistake -> the hint for it (else _YAML_HINT)
+_YAML_TAB_HINT = "YAML indents with spaces: replace the tab on this line with spaces"
+_YAML_HINTS = (
+    ("'\\t'", _YAML_TAB_HINT),
+    ("tab character", _YAML_TAB_HINT),
+    ("found another document", "one YAML document per file: remove the `---` line and what follows it"),
+    ("could not determine a constructor", "remove the `!tag`: dinsync reads plain YAML"),
+)
+_YAML_HINT = "check indentation, quoting and that `key: value` pairs use a space after the colon"
+
+
+class _KeysAsText(yaml.SafeLoader):
+    """A SafeLoader that reads every scalar mapping key as the text written: no key of a dinsync
+    file is anything else, and YAML 1.1 reads an unquoted `on`, `yes` or `off` as a boolean and `1`
+    as a number (then "Keys should be strings", or `on` a duplicate of `1`)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.merged: set[tuple[int, int]] = set()  # (mapping node, key node) pairs a `<<:` merge brought
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            written = {id(key_node) for key_node, _ in node.value}
+            self.flatten_mapping(node)  # `<<: *anchor` merge keys first, as SafeLoader does
+            self.merged |= {(id(node), id(key_node)) for key_node, _ in node.value if id(key_node) not in written}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
     """Parse YAML text. Returns (doc, issues); doc is None when the text cannot be parsed."""
-    loader = yaml.SafeLoader(text)
+    loader = _KeysAsText(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -69,25 +104,53 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
         mark = exc.problem_mark or exc.context_mark
         # Only problem/context, never the snippet of the line (it may hold a secret).
         message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
-        return None, [ConfigIssue(message, file, mark.line + 1 if mark else None,
-                                  "check indentation, quoting and that `key: value` pairs use a space after the colon")]
+        hint = next((h for words, h in _YAML_HINTS if words in (exc.problem or "")), _YAML_HINT)
+        return None, [ConfigIssue(message, file, mark.line + 1 if mark else None, hint)]
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        return None, [ConfigIssue("invalid YAML: nested too deeply", file, loader.get_mark().line + 1,
+                                  "write the value with fewer levels of nested lists and mappings")]
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return None, [ConfigIssue(f"invalid YAML: {exc.__class__.__name__}", file, None, None)]
     finally:
         loader.dispose()
+    if node is not None and (values := _expanded_size(node, {})) > MAX_VALUES:
+        return None, [ConfigIssue(f"the file's aliases (*name) expand it to {values:,} values, over the "
+                                  f"{MAX_VALUES:,} dinsync reads", file, node.start_mark.line + 1,
+                                  "write the values out, or alias no list or mapping that holds aliases itself")]
     doc = YamlDoc(file=file, data=data)
     issues: list[ConfigIssue] = []
     if node is not None:
         doc.lines[()] = node.start_mark.line + 1
-        _record_lines(node, (), doc, issues)
+        _record_lines(node, (), doc, issues, loader.merged)
     return doc, issues
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue]) -> None:
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes the tree below `node` holds once its aliases are expanded (each distinct
+    node is counted once: an alias is the same node object as its anchor)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # a recursive alias (&a [*a]) is refused by the constructor already
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[ConfigIssue],
+                  merged: set[tuple[int, int]]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         constructor = yaml.constructor.SafeConstructor()
-        for key_node, value_node in node.value:
+        # the keys written first (duplicates among them are mistakes), then those a `<<:` merge
+        # brought, which a key written overrides (YAML's way to share settings)
+        pairs = sorted(node.value, key=lambda pair: (id(node), id(pair[0])) in merged)
+        for key_node, value_node in pairs:
+            if (id(node), id(key_node)) in merged and key_node.value in seen:
+                continue
             try:
                 key = constructor.construct_object(key_node, deep=True)
             except Exception:  # unhashable / odd keys: the constructor already rejected them
@@ -100,11 +163,11 @@ def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[Con
             elif _hashable(key):
                 seen[key] = line
                 doc.lines[path + (key,)] = line
-                _record_lines(value_node, path + (key,), doc, issues)
+                _record_lines(value_node, path + (key,), doc, issues, merged)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             doc.lines[path + (index,)] = item.start_mark.line + 1
-            _record_lines(item, path + (index,), doc, issues)
+            _record_lines(item, path + (index,), doc, issues, merged)
 
 
 def _hashable(value: Any) -> bool:
@@ -148,12 +211,20 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
                                         "write ${env:NAME} with NAME made of letters, digits and _"))
                 return match.group(0)
             doc.env_paths.add(path)
+            doc.env_names.setdefault(path, []).append(name)
             if name not in env:
                 doc.missing_env_paths.add(path)
                 if optional is not None and optional(path):
                     return ""
                 issues.append(doc.issue(path, f"environment variable {name} is not set "
                                         f"(used by {_show_path(path)})", f"export {name}=..."))
+                return ""
+            try:  # os.environ holds bytes that are not UTF-8 as surrogates, which nothing can send
+                env[name].encode("utf-8")
+            except UnicodeEncodeError:
+                doc.missing_env_paths.add(path)  # (no second issue for the value it leaves empty)
+                issues.append(doc.issue(path, f"environment variable {name} is not valid UTF-8 "
+                                        f"(used by {_show_path(path)})", f"export {name} as UTF-8 text"))
                 return ""
             doc.env_values.append(env[name])
             redaction.register(env[name], min_chars=ENV_SECRET_MIN_CHARS)
@@ -173,9 +244,12 @@ def _show_path(path: Iterable[Any]) -> str:
 
 
 def did_you_mean(word: Any, choices: Iterable[str]) -> str | None:
-    """'did you mean X?' for the closest choice, or None."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """'did you mean X?' for the closest choice (case aside: `DuckDB` is close to `duckdb`), or None."""
+    by_lower = {}
+    for choice in choices:
+        by_lower.setdefault(str(choice).lower(), choice)
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"did you mean '{by_lower[close[0]]}'?" if close else None
 
 
 def choice_hint(word: Any, choices: Iterable[str], what: str = "valid values") -> str:
@@ -225,11 +299,23 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
         shown = "" if from_env else f" {_short(error.get('input'))}"
         expected = error.get("ctx", {}).get("expected", "")
         return doc.issue(path, f"{where}: invalid value{shown}", f"expected {expected}")
+    if kind == "model_type":  # pydantic says "a valid dictionary or instance of MatchSpec"
+        got = "" if from_env else f", got {_described(error.get('input'))}"
+        example = getattr(_model_named(model, error.get("ctx", {}).get("class_name")), "example", None)
+        return doc.issue(path, f"{where}: expected a mapping of `key: value` lines{got}",
+                         f"write e.g. {example}" if example else _HINTS[kind])
+    words = PATTERN_WORDS.get(error.get("ctx", {}).get("pattern")) if kind == "string_pattern_mismatch" else None
+    if words:
+        shown = "the value" if from_env else _short(error.get("input"))
+        return doc.issue(path, f"{where}: {shown} is not allowed: {words}")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return doc.issue(path, f"{where}: {message}", _HINTS.get(kind))
 
+
+# a pydantic `pattern` -> what it allows, in words (filled by the models that declare patterns)
+PATTERN_WORDS: dict[str, str] = {}
 
 _HINTS = {
     "string_type": "quote the value",
@@ -240,6 +326,33 @@ _HINTS = {
     "float_parsing": "expected a number",
     "bool_parsing": "expected true or false",
 }
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"the number {value}"
+    if value is None:
+        return "nothing"
+    return {list: "a list", bool: f"{str(value).lower()}"}.get(type(value), type(value).__name__)
+
+
+def _model_named(model: Any, name: Any) -> type[BaseModel] | None:
+    """The pydantic model called `name` among `model` and the models its fields hold, at any depth."""
+    seen, todo = set(), [model]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            if tp.__name__ == name:
+                return tp
+            todo += [info.annotation for info in tp.model_fields.values()]
+        else:
+            todo += list(typing.get_args(tp))
+    return None
 
 
 def _short(value: Any) -> str:
@@ -294,13 +407,19 @@ def scrub(issues: list[ConfigIssue], secrets: Iterable[str] = ()) -> None:
 
 
 def read_text(path: Path, file: str) -> tuple[str | None, ConfigIssue | None]:
-    """Read a UTF-8 file, or an issue saying why it cannot be read."""
+    """Read a UTF-8 file (without the byte order mark some editors write first: it would hide a
+    model's header), or an issue saying why it cannot be read, at the line of the first bad byte."""
     try:
-        return path.read_text(encoding="utf-8"), None
-    except UnicodeDecodeError:
-        return None, ConfigIssue("file is not valid UTF-8", file, None, "save it as UTF-8")
+        data = path.read_bytes()
     except OSError as exc:
         return None, ConfigIssue(f"cannot read file: {exc.strerror or exc}", file, None, None)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return None, ConfigIssue(f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", file,
+                                 line, "save it as UTF-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n"), None  # universal newlines, as open() reads
 
 
 def environ() -> Mapping[str, str]:

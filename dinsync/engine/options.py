@@ -1,8 +1,15 @@
 """Tuning knobs of a run (defaults suit production; tests and operators override them)."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
+
+# The least value of each knob that a run can work with (a knob not named here: above 0, as a lock
+# that expires at once would let a second run take over a live one, and a heartbeat of 0 spins);
+# whole numbers are 1 or more.
+_AT_LEAST_ZERO = ("checkpoint_seconds", "grace_seconds", "outcome_timeout_seconds")
+_WHOLE = ("batch_rows", "checkpoint_rows", "queue_requests")
 
 
 @dataclass
@@ -24,12 +31,28 @@ class EngineOptions:
         for f in fields(cls):
             value = os.environ.get("DINSYNC_" + f.name.upper())
             if value:
-                cast = int if f.name in ("batch_rows", "checkpoint_rows", "queue_requests") else float
-                try:
-                    setattr(opts, f.name, cast(value))
-                except ValueError:
-                    from ..errors import env_setting_error
-
-                    kind = "a whole number" if cast is int else "a number"
-                    raise env_setting_error(f"DINSYNC_{f.name.upper()}", kind, value, getattr(cls, f.name)) from None
+                setattr(opts, f.name, _setting(f.name, value, getattr(cls, f.name)))
         return opts
+
+
+def _setting(name: str, value: str, default: float | None) -> float:
+    """The value of DINSYNC_<NAME>, or a ConfigError saying what it must be."""
+    from ..errors import env_setting_error
+
+    whole = name in _WHOLE
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        raise env_setting_error(f"DINSYNC_{name.upper()}", "a whole number" if whole else "a number",
+                                value, default) from None
+    if not math.isfinite(number):
+        must = "a finite number"
+    elif whole:
+        must = "a whole number of 1 or more" if number < 1 else None
+    elif name in _AT_LEAST_ZERO:
+        must = "a number of 0 or more" if number < 0 else None
+    else:
+        must = "a number above 0" if number <= 0 else None
+    if must is not None:
+        raise env_setting_error(f"DINSYNC_{name.upper()}", must, value, default)
+    return number

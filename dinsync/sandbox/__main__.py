@@ -25,8 +25,19 @@ from .splio import SplioOptions
 KEY_ENV = "DINSYNC_SANDBOX_API_KEY"
 
 
+def _port(text: str) -> int:
+    """A TCP port for argparse: a usage error out of range, not an OverflowError from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port is a number from 0 to 65535 (0: any free port)")
+    return port
+
+
 def _common(sub: argparse.ArgumentParser, port: int) -> None:
-    sub.add_argument("--port", type=int, default=port, help="port on 127.0.0.1 (0: any free port)")
+    sub.add_argument("--port", type=_port, default=port, help="port on 127.0.0.1 (0: any free port)")
     sub.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
     sub.add_argument("--no-limits", action="store_true", help="turn rate limits off")
     sub.add_argument("--window", choices=("sliding", "fixed"), default="sliding")
@@ -124,8 +135,8 @@ def _platform_options(args: argparse.Namespace) -> dict[str, Any]:
 def _splio_parser(platforms: argparse._SubParsersAction) -> None:
     sp = platforms.add_parser("splio", help="Splio's SFTP contact imports and contacts API")
     d = SplioOptions()
-    sp.add_argument("--http-port", type=int, default=8766, help="API port on 127.0.0.1 (0: any free port)")
-    sp.add_argument("--sftp-port", type=int, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
+    sp.add_argument("--http-port", type=_port, default=8766, help="API port on 127.0.0.1 (0: any free port)")
+    sp.add_argument("--sftp-port", type=_port, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
     sp.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
     sp.add_argument("--sftp-user", default="dinsync",
                     help="the SFTP login's user name, sftp.username in dinsync.yml (default: dinsync)")

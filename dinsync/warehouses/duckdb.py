@@ -479,9 +479,17 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
-        # on lines of its own, as on the other warehouses: a model whose last line ends in a `--`
-        # comment must not comment out the closing parenthesis
-        rel = self.con.sql(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+        # A single SELECT is bound as it is and never run (its relation is lazy): read as a
+        # subquery, DuckDB would rename a second `id` to `id_1`, and the model's duplicated names
+        # must be seen as the model returns them. Anything else (`WITH ... INSERT`, which con.sql
+        # would run at once) is read as a subquery, which fails without running it. On lines of
+        # their own, as on the other warehouses: an error's LINE n is the model's line n - 1, and a
+        # model whose last line ends in a `--` comment does not comment out the closing parenthesis.
+        text = f"\n{sql}\n"
+        statements = self.con.extract_statements(text)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            text = f"SELECT * FROM ({text}) AS _q LIMIT 0"
+        rel = self.con.sql(text)
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
 
     def send_problem(self, column: str, kind: str) -> str | None:

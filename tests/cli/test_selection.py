@@ -44,6 +44,18 @@ def test_every_item_must_select_something():
     assert messages[1][0] == "--select zz* matches no sync"
 
 
+
+@pytest.mark.parametrize("select", [[""], [" "], [","], ["", " , "]])
+def test_a_selection_that_names_nothing_is_an_error_not_every_sync(select):
+    # `dinsync sync --select "$SYNCS"` with SYNCS unset must not run every sync
+    with pytest.raises(ConfigError) as exc:
+        select_syncs(SYNCS, select)
+    [issue] = exc.value.issues
+    assert issue.message == "--select names no sync (it is empty)"
+    assert "leave out --select" in issue.hint and "iterable_users" in issue.hint
+    assert select_syncs(SYNCS, ["iterable_users,"]).names == ["iterable_users"]  # a stray comma is harmless
+    assert select_syncs(SYNCS, [], [""]).names == ["attio_companies", "iterable_leads", "iterable_users"]
+
 # --- dbt-style methods: tag:, model: -------------------------------------------------------------
 
 def ns(**kw):

@@ -328,7 +328,7 @@ def test_wrong_types(tmp_path):
     assert where(issues) == [("dinsync.yml", 5), ("dinsync.yml", 11), ("syncs/users.yml", 5), ("syncs/users.yml", 9)]
     assert issues[0].message.startswith("warehouse.threads: Input should be a valid integer")
     assert issues[1].message.startswith("destinations.iterable.concurrency")
-    assert issues[2].message.startswith("match: Input should be a valid dictionary")
+    assert issues[2].message == "match: expected a mapping of `key: value` lines, got the text 'email'"
     assert issues[3].message.startswith("enabled: Input should be a valid boolean")
 
 
@@ -564,6 +564,21 @@ def test_check_columns_model_error_is_one_issue(tmp_path):
     assert "Table with name customers does not exist" in issues[0].message
 
 
+
+def test_check_columns_reports_a_used_column_the_model_returns_twice(tmp_path):
+    # `select * from customers c join plans p ...` returns `id` twice; DuckDB would read one of
+    # them, silently; names differing only by case are one column on most warehouses
+    project = load_project(make(tmp_path), env=ENV)
+    issues = check_columns(project, lambda model: ["user_id", "email", "first_name", "plan", "Email", "plan",
+                                                   "other", "other"])
+    assert where(issues) == [("syncs/users.yml", 6), ("syncs/users.yml", 10)]
+    assert issues[0].message == "match column 'email' is returned 2 times by model active_users (as email, Email)"
+    assert issues[1].message == "column 'plan' is returned 2 times by model active_users (as plan, plan)"
+    assert "give each column its own name" in issues[1].hint
+    issues = check_columns(project, lambda model: ["user_id", "USER_ID", "email", "first_name", "plan"])
+    assert where(issues) == [("models/active_users.sql", 1)]
+    assert issues[0].message == "primary key 'user_id' is returned 2 times by model active_users (as user_id, USER_ID)"
+
 # --- load_project(columns_of=...): column checks in the same pass ----------------------------
 
 def issues_with_columns(root: Path, columns_of, env: dict | None = None) -> list[ConfigIssue]:
@@ -688,3 +703,231 @@ def test_a_match_column_of_a_floating_or_scaled_type_is_an_issue(tmp_path, kind)
 def test_a_match_column_of_an_integer_or_text_type_is_fine(tmp_path, kind):
     load_project(make(tmp_path), env=ENV, columns_of=lambda model: [("user_id", "BIGINT"), ("email", kind),
                                                                       ("first_name", "VARCHAR"), ("plan", "DOUBLE")])
+
+
+# --- encodings: what editors save -------------------------------------------------------------
+
+def test_a_model_saved_with_a_utf8_bom_keeps_its_header(tmp_path):
+    # "UTF-8 with BOM" (Notepad, some VS Code setups; here with Windows line ends too): the BOM is
+    # no part of the header or the SQL
+    root = make(tmp_path)
+    (root / "models" / "active_users.sql").write_bytes(b"\xef\xbb\xbf" + MODEL_SQL.replace("\n", "\r\n").encode())
+    (root / "syncs" / "users.yml").write_bytes(b"\xef\xbb\xbf" + SYNC_YML.encode())
+
+    project = load_project(root, env=ENV)
+
+    model = project.models["active_users"]
+    assert (model.primary_key, model.model_type) == ("user_id", "user")
+    assert model.sql == "select user_id, email, first_name, plan from customers where active"
+
+
+def test_a_file_that_is_not_utf8_is_reported_at_the_line_of_its_first_bad_byte(tmp_path):
+    root = make(tmp_path)
+    (root / "models" / "active_users.sql").write_bytes(MODEL_SQL.encode() + b"-- caf\xe9 (latin-1)\n")
+    (root / "syncs" / "users.yml").write_bytes(b"# na\xefve\n" + SYNC_YML.encode())
+
+    issues = issues_of(root)
+
+    assert where(issues) == [("models/active_users.sql", 4), ("syncs/users.yml", 1)]
+    assert all(i.message.startswith("file is not valid UTF-8") for i in issues)
+    assert "0xe9" in issues[0].message and "save it as UTF-8" in issues[0].hint
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_walked(tmp_path):
+    # nested aliases expand to 10^7 values: walking them (lines, ${env:...}) took minutes and
+    # gigabytes; a project file holds hundreds of values
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + bomb))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 1)
+    assert "aliases" in issue.message and "write the values out" in issue.hint
+    # aliases used as intended are fine
+    fields = "fields:\n  first_name: &f firstName\n  plan: plan\ntags: &t [daily]\n"
+    load_project(make(tmp_path, syncs__users_dot_yml=SYNC_YML.split("fields:")[0] + fields), env=ENV)
+
+
+def test_a_file_nested_too_deeply_is_a_configuration_error_not_a_crash(tmp_path):
+    deep = "x: " + "[" * 2000 + "]" * 2000 + "\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + deep))
+    assert (issue.file, issue.line) == ("syncs/users.yml", 11)
+    assert issue.message == "invalid YAML: nested too deeply" and "fewer levels" in issue.hint
+
+
+def test_did_you_mean_ignores_case(tmp_path):
+    project_yml = PROJECT_YML.replace("type: duckdb", "type: DuckDB")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=project_yml))
+    assert issue.message == "unknown warehouse type 'DuckDB'"
+    assert issue.hint.startswith("did you mean 'duckdb'? supported types:")
+
+
+@pytest.mark.parametrize("sync, line, hint", [
+    (SYNC_YML.replace("  column: email", "\tcolumn: email"), 6,
+     "YAML indents with spaces: replace the tab on this line with spaces"),
+    (SYNC_YML + "---\nmodel: other\n", 11, "one YAML document per file: remove the `---` line and what follows it"),
+    (SYNC_YML + "tags: !daily [x]\n", 11, "remove the `!tag`: dinsync reads plain YAML"),
+])
+def test_a_yaml_mistake_gets_a_hint_of_its_own(tmp_path, sync, line, hint):
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.file, issue.line) == ("syncs/users.yml", line)
+    assert issue.message.startswith("invalid YAML:")
+    assert issue.hint == hint
+
+
+def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tmp_path):
+    sync = SYNC_YML.replace("match:\n  column: email\n  field: email\n", "match: email\n").replace(
+        "fields:\n  first_name: firstName\n  plan: plan\n", "fields:\n  - first_name\nschedule: 5\nthresholds: [1]\n")
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=sync))
+    shown = [(i.line, i.message, i.hint) for i in issues]
+    assert shown == [
+        (5, "match: expected a mapping of `key: value` lines, got the text 'email'",
+         "write e.g. match: {column: email, field: email}"),
+        (7, "fields[0]: expected a mapping of `key: value` lines, got the text 'first_name'",
+         "write e.g. - {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"),
+        (8, "schedule: expected a mapping of `key: value` lines, got the number 5",
+         'write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m} or {cron: "0 6 * * 1-5", timezone: Europe/Paris}'),
+        (9, "thresholds: expected a mapping of `key: value` lines, got a list",
+         "write e.g. thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"),
+    ], shown
+    assert not any("instance of" in i.message for i in issues)
+
+
+def test_keys_are_read_as_written_not_as_yaml_booleans_or_numbers(tmp_path):
+    # YAML 1.1 reads an unquoted `on`, `yes`, `off` as true/false and `1` as a number: as keys they
+    # were "[1]: Keys should be strings", and `on` and `1` even "duplicate key" of each other
+    sync = SYNC_YML.replace("fields:\n  first_name: firstName\n  plan: plan\n",
+                            "fields:\n  on: onTrial\n  1: one\n  first_name: firstName\n") + "yes: 5\n"
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.line, issue.message) == (12, "unknown key yes")
+    project = load_project(make(tmp_path, syncs__users_dot_yml=sync.replace("yes: 5\n", "")), env=ENV)
+    assert [(f.column, f.field) for f in project.syncs["users"].fields] == [
+        ("on", "onTrial"), ("1", "one"), ("first_name", "firstName")]
+
+
+def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
+    # `<<: *anchor` then the key to change: YAML's way to share settings, where the key written
+    # wins (it was "duplicate key ... YAML keeps only the last value")
+    project_yml = PROJECT_YML.replace("  iterable:\n", "  iterable: &iterable\n") + \
+        "  iterable_eu:\n    <<: *iterable\n    region: eu\n"
+    project = load_project(make(tmp_path, dinsync_dot_yml=project_yml), env=ENV)
+    assert project.destinations["iterable_eu"].settings.region == "eu"
+    assert project.destinations["iterable"].settings.region == "us"
+    twice = project_yml + "    region: us\n"  # written twice by hand: still a duplicate
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=twice))
+    assert (issue.line, issue.message) == (13, "duplicate key destinations.iterable_eu.region (first defined on line 12)")
+
+
+def test_a_secret_whose_variable_is_set_but_empty_names_the_variable(tmp_path):
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": ""})
+    assert (issue.line, issue.message) == (8, "destinations.iterable.api_key is empty")
+    assert issue.hint == "environment variable ITERABLE_API_KEY is set but empty: export ITERABLE_API_KEY=<the value>"
+
+
+def test_hidden_files_and_folders_are_not_project_files(tmp_path):
+    # an Emacs lock file (a dangling symlink), macOS AppleDouble files, Jupyter's checkpoints: they
+    # stopped every command with "invalid model name '.#active_users'", which no rename can fix
+    root = make(tmp_path)
+    (root / "models" / ".#active_users.sql").symlink_to("user@host.1234:1700000000")
+    (root / "syncs" / ".#users.yml").symlink_to("user@host.1234:1700000000")
+    (root / "models" / "._active_users.sql").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X\xff")
+    (root / "models" / ".ipynb_checkpoints").mkdir()
+    (root / "models" / ".ipynb_checkpoints" / "active_users-checkpoint.sql").write_text(MODEL_SQL)
+    project = load_project(root, env=ENV)
+    assert sorted(project.models) == ["active_users"] and sorted(project.syncs) == ["users"]
+
+
+def test_an_infinite_number_is_refused_where_null_means_unlimited(tmp_path):
+    # `rate_limits: {bulk_update: .inf}` validated, then every sync failed with "unexpected error:
+    # OverflowError: cannot convert float infinity to integer" (exit 1)
+    project_yml = PROJECT_YML + "    rate_limits: {bulk_update: .inf}\n    timeout_seconds: .inf\n"
+    sync = SYNC_YML + "thresholds: {max_run_minutes: .inf}\n"
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync))
+    assert [(i.file, i.line, i.message) for i in issues] == [
+        ("dinsync.yml", 10, "destinations.iterable.rate_limits.bulk_update: Input should be a finite number"),
+        ("dinsync.yml", 11, "destinations.iterable.timeout_seconds: Input should be a finite number"),
+        ("syncs/users.yml", 11, "thresholds.max_run_minutes: Input should be a finite number")]
+
+
+def test_a_sync_file_whose_extension_is_in_capitals_is_not_silently_ignored(tmp_path):
+    # `syncs/leads.YML` (saved on Windows or macOS, case-insensitive there): never read, so the
+    # sync never ran and no command said why
+    issue = only_issue(make(tmp_path, syncs__leads_dot_YML=SYNC_YML))
+    assert (issue.file, issue.line) == ("syncs/leads.YML", None)
+    assert issue.message == "syncs/leads.YML is not read: a sync file's name ends in .yml or .yaml"
+    assert issue.hint == "rename it to leads.yml"
+
+
+@pytest.mark.parametrize("warehouse, schema", [
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "temp"),  # DuckDB's own: every command failed,
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "System"),  # exit 1, "Binder Error: Ambiguous ..."
+    ("  type: duckdb\n  path: warehouse.duckdb\n", "information_schema"),
+    ("  type: postgres\n  host: 127.0.0.1\n", "pg_dinsync"),  # "the prefix pg_ is reserved"
+])
+def test_a_state_schema_the_warehouse_keeps_for_itself_is_a_configuration_error(tmp_path, warehouse, schema):
+    project_yml = PROJECT_YML.replace("  type: duckdb\n  path: warehouse.duckdb\n", warehouse) + \
+        f"state_schema: {schema}\n"
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=project_yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 10)
+    assert issue.message == f"state_schema: {schema} is a schema the warehouse keeps for itself"
+    assert issue.hint == "give dinsync a schema of its own, e.g. state_schema: dinsync"
+
+
+def test_an_environment_value_that_is_not_utf8_is_a_configuration_error(tmp_path):
+    # os.environ holds undecodable bytes as surrogates: it was "unexpected error: UnicodeEncodeError"
+    # (exit 1), even for `validate --offline`
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": "sk-test-\udcff0123456789"})
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert issue.message == ("environment variable ITERABLE_API_KEY is not valid UTF-8 "
+                             "(used by destinations.iterable.api_key)")
+    assert "0123456789" not in issue.message + issue.hint
+
+
+@pytest.mark.parametrize("value", [SECRET + "\r", SECRET + "\n", "sk-test\t0123456789"])
+def test_a_credential_holding_a_control_character_is_a_configuration_error(tmp_path, value):
+    # `export ITERABLE_API_KEY=$(cat key.txt)` of a file saved on Windows keeps its "\r": every
+    # request failed ("Forbidden control character detected in headers"), run after run
+    issue = only_issue(make(tmp_path), env={"ITERABLE_API_KEY": value})
+    assert (issue.file, issue.line) == ("dinsync.yml", 8)
+    assert issue.message == "destinations.iterable.api_key holds a control character (a line end or a tab)"
+    assert issue.hint.startswith("export ITERABLE_API_KEY without it")
+    assert SECRET not in issue.message + issue.hint
+
+
+def test_a_duckdb_path_that_is_not_utf8_is_a_configuration_error(tmp_path):
+    # a folder named in Latin-1 (os.fsdecode gives surrogates): DuckDB failed with
+    # "unexpected error: RuntimeError: std::bad_cast" (exit 1)
+    root = tmp_path / "caf\udce9"
+    root.mkdir()
+    issue = only_issue(make(root))
+    assert (issue.file, issue.line) == ("dinsync.yml", 4)
+    assert issue.message == "warehouse.path: the file's path is not valid UTF-8, which DuckDB cannot open"
+
+
+@pytest.mark.parametrize("move, expected", [
+    (("syncs", "Syncs"), "no folder syncs/, but Syncs/: rename it to syncs"),  # made on macOS, say
+    (("syncs", "sync"), "no folder syncs/, but sync/: rename it to syncs"),
+    (("models", "model"), "no folder models/, but model/: rename it to models"),
+])
+def test_a_misnamed_project_folder_is_named_instead_of_validating_an_empty_project(tmp_path, move, expected):
+    # `validate` said "OK: 0 sync(s)" (and `sync` "nothing to do") for a project whose syncs live in Syncs/
+    root = make(tmp_path)
+    (root / move[0]).rename(root / move[1])
+    issues = issues_of(root)
+    assert [i.message for i in issues if i.file == move[1]] == [expected], [i.format() for i in issues]
+
+
+def test_a_project_folder_that_is_a_file_is_named(tmp_path):
+    root = make(tmp_path)
+    for path in (root / "syncs").iterdir():
+        path.unlink()
+    (root / "syncs").rmdir()
+    (root / "syncs").write_text(SYNC_YML)
+    issue = only_issue(root)
+    assert (issue.file, issue.message) == ("syncs", "syncs is a file, not a folder")
+    assert issue.hint == "make syncs/ a folder of .yml files, one per sync (the file name is the sync name)"
+
+
+def test_a_value_not_matching_its_pattern_says_what_is_allowed_not_the_regex(tmp_path):
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=SYNC_YML + 'tags: ["a b", "tag:x"]\n'))
+    assert [(i.line, i.message) for i in issues] == [
+        (11, "tags[0]: 'a b' is not allowed: no spaces, commas or colons"),
+        (11, "tags[1]: 'tag:x' is not allowed: no spaces, commas or colons")]

@@ -76,6 +76,12 @@ def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
     assert again.exit_code != 0 and "--force" in again.output
 
 
+def test_init_prints_a_next_step_that_can_be_pasted_into_a_shell(tmp_path):
+    folder = tmp_path / "my project (v2)"
+    result = CliRunner().invoke(app, ["init", str(folder)], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == f"next: cd '{folder}' && dinsync validate"
+
 @pytest.mark.parametrize("command", [["init", "{folder}"], ["demo", "--path", "{folder}", "--rows", "5"]])
 def test_init_and_demo_in_a_folder_they_cannot_write_say_so(tmp_path, monkeypatch, command):
     """A folder the user cannot write to (permissions, a read-only mount) is one clear usage error
@@ -148,6 +154,14 @@ def test_sandbox_command_rejects_bad_options_as_usage_errors():
     assert result.exit_code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize("args", [["iterable", "--port", "99999"], ["attio", "--port", "-1"],
+                                  ["splio", "--http-port", "70000", "--sftp-password-env", "X"]])
+def test_sandbox_port_out_of_range_is_a_usage_error(args):
+    # (it was "unexpected OverflowError: bind(): port must be 0-65535", exit 1)
+    result = CliRunner().invoke(app, ["sandbox", *args])
+    assert result.exit_code == ExitCode.USAGE
+    assert "a port is a number from 0 to 65535" in result.output and "Overflow" not in result.output
+
 def test_sandbox_help_lists_the_platforms_under_the_commands_name():
     """`dinsync sandbox --help` used to show the Iterable options only, and usage and error
     messages named the program `python -m dinsync.sandbox`."""
@@ -208,3 +222,17 @@ def test_init_projects_readme_sandbox_instructions_work_as_written(tmp_path, mon
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_help_texts_are_paragraphs_and_name_the_exit_codes():
+    # the docstrings' hard line breaks were kept by Typer and wrapped again at the terminal's
+    # width: "each mapping against its" / "platform's schema" on lines of their own
+    import typer
+
+    commands = typer.main.get_command(app).commands
+    for name in ("validate", "sync", "status", "check", "serve", "sandbox"):
+        paragraphs = commands[name].help.split("\n\n")
+        assert all("\n" not in p for p in paragraphs), (name, commands[name].help)
+    text = " ".join(CliRunner().invoke(app, ["--help"]).output.replace("│", " ").split())
+    assert ("Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
+            "5 another run holds the lock, 6 paused by hand") in text, text

@@ -51,6 +51,15 @@ def test_exclude_and_unknown_names(project):
     assert issue["message"] == "no sync named 'iterable_user'" and "did you mean 'iterable_users'?" in issue["hint"]
 
 
+def test_an_empty_selection_sends_nothing(project):
+    # e.g. `dinsync sync --select "$SYNCS"` with SYNCS unset: a configuration error, not every sync
+    for args in (["--select", ""], [""], ["--select", ","]):
+        result = project.cli("sync", *args)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, (args, result.output)
+        [issue] = json.loads(result.stdout)["issues"]
+        assert issue["message"] == "--select names no sync (it is empty)"
+    assert project.requests.requests == []
+
 def test_a_run_is_one_json_shape_in_sync_status_and_failure(project):
     [ran] = project.sync()["runs"]
     [logged] = json.loads(project.cli("status").stdout)["runs"]

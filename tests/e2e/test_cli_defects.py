@@ -300,6 +300,24 @@ def test_a_project_file_named_dinsync_yaml_is_named_in_the_hint(project):
         dinsync.load_project(project.root)
 
 
+def test_a_project_file_that_is_a_folder_or_a_folder_that_does_not_exist_is_named(project, tmp_path):
+    """`dinsync.yml` made a folder (a `mkdir` or a volume mount gone wrong) was reported as "no
+    dinsync.yml", with the hint to run `dinsync init`; so was a --project-dir that does not exist."""
+    (project.root / "dinsync.yml").unlink()
+    (project.root / "dinsync.yml").mkdir()
+    result = project.cli("status", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"{project.root / 'dinsync.yml'} is a folder, not a file" in text and "dinsync init" not in text, text
+    missing = tmp_path / "no_such_folder"
+    result = project.runner.invoke(app, ["status", "-p", str(missing)])
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert f"folder {missing} does not exist" in text and "dinsync init" not in text, text
+    import dinsync
+    with pytest.raises(dinsync.ConfigError, match="is a folder, not a file"):
+        dinsync.load_project(project.root)
+
 def test_a_model_failing_on_its_rows_names_the_files_line(project):
     """A cast that fails on a row passes the columns check (LIMIT 0) and fails while the plan
     runs: `plan` and `sync` said "DuckDB: Conversion Error ... LINE 28: cast(first_name as integer)"

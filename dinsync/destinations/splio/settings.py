@@ -21,7 +21,7 @@ def file_name_fields(template: str) -> set[str]:
 class SftpSettings(BaseModel):
     """`sftp:` of a Splio destination: the automatic-import drop box Splio's project manager set up."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.inf` is no poll interval or timeout
     host: str = Field(min_length=1)
     port: int = Field(22, ge=1, le=65535)
     username: str = Field(min_length=1)
@@ -79,7 +79,7 @@ class SftpSettings(BaseModel):
 class SplioSettings(BaseModel):
     """Splio-specific keys of a destination in dinsync.yml."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.inf` is no poll interval or timeout
     transport: Literal["sftp", "api"] = "sftp"
     universe: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the universe's name (file names)
     sftp: SftpSettings | None = None
