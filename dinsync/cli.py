@@ -27,7 +27,8 @@ from .terminal import (RedactingStream, emit, err, note, out, print_plan, print_
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Warehouse-native reverse ETL.",
                   epilog="Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
                          "5 another run holds the lock, 6 paused by hand (several syncs: the worst, "
-                         "3 > 1 > 6 > 5 > 4 > 0).",
+                         "3 > 1 > 6 > 5 > 4 > 0); stopped by SIGTERM or Ctrl-C: 143 or 130, the run "
+                         "recorded cancelled.",
                   pretty_exceptions_enable=False)
 DEBUG_ENV = "DINSYNC_DEBUG"
 

@@ -236,3 +236,4 @@ def test_help_texts_are_paragraphs_and_name_the_exit_codes():
     text = " ".join(CliRunner().invoke(app, ["--help"]).output.replace("│", " ").split())
     assert ("Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
             "5 another run holds the lock, 6 paused by hand") in text, text
+    assert "stopped by SIGTERM or Ctrl-C: 143 or 130" in text, text
