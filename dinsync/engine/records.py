@@ -1,11 +1,14 @@
 """What a sync's runs remember of its configuration, in the state schema's `meta` table: the mapped
-fields (`mapping:<sync>`) and the destination (`destination:<sync>`).
+fields (`mapping:<sync>`), the destination (`destination:<sync>`) and the destination field that
+matches its records (`match:<sync>`).
 
 The snapshot says what was delivered under that configuration. When the sync file changes between
 runs in a way the rows' fingerprints do not show, the snapshot no longer says what the platform
 holds: fields renamed, swapped between columns or given another `type:` (the next run compares
 every row field by field, and sends a retyped field for every row), or another destination or
-service (the run forgets the snapshot and sends every row). A dry run (`plan`) only says so in a
+service, or another matching field (`match.field`: the keys name other records, even where their
+text is the same, e.g. an email column matched as `userId` instead of `email`): the run forgets the
+snapshot and sends every row. A dry run (`plan`) only says so in a
 note: a plan of a branch's files must not change what the next sync of production's files sends.
 """
 from __future__ import annotations
@@ -41,6 +44,8 @@ class SyncRecords:
         self.destination_id = f"{cfg.destination} ({dest_cfg.type} {cfg.service})"
         self._known: dict[str, str] = {}
         self._sent_to: str | None = None  # the destination the snapshot was delivered to
+        self._matched_by: str | None = None  # ... and the field that matched its records there
+        self._rematched = False  # moved_from found only the matching field changed
 
     @property
     def _destination_key(self) -> str:
@@ -50,27 +55,47 @@ class SyncRecords:
     def _mapping_key(self) -> str:
         return f"mapping:{self.cfg.name}"
 
+    @property
+    def _match_key(self) -> str:
+        return f"match:{self.cfg.name}"
+
     def moved_from(self) -> str | None:
         """The destination the sync's snapshot was delivered to, when its file now names another
-        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. Reads
-        both records of the sync (one query)."""
-        self._known = self.state.meta_values(self._destination_key, self._mapping_key)
+        (`destination:` or `service:`), or matches its records by another field (`match.field`;
+        returned then as that field): the snapshot says nothing of what the records now matched
+        hold. Reads the sync's records (one query). A sync recorded before the matching field was
+        (no `match:` record) is taken as matching by the field its file names."""
+        self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key)
         known = self._sent_to = self._known.get(self._destination_key)
-        return known if known is not None and known != self.destination_id else None
+        self._matched_by = self._known.get(self._match_key)
+        self._rematched = False
+        if known is not None and known != self.destination_id:
+            return known
+        if known is not None and self._matched_by is not None and self._matched_by != self.cfg.match_field:
+            self._rematched = True
+            return self._matched_by
+        return None
 
     def moved_note(self, moved: str) -> str:
+        if self._rematched:
+            return (f"sync {self.cfg.name} now matches {self.destination_id} by {self.cfg.match_field}, no longer "
+                    f"by {moved}: every row is sent, as with --full-refresh")
         return (f"sync {self.cfg.name} now sends to {self.destination_id}, no longer to {moved}: every row is "
                 "sent, as with --full-refresh")
 
     def record_destination(self) -> None:
-        """The snapshot now describes this destination (a run got past sending, or forgot the
-        snapshot of another)."""
+        """The snapshot now describes this destination and matching field (a run got past sending,
+        or forgot the snapshot of another)."""
         if self._sent_to != self.destination_id:
             self.state.set_meta_value(self._destination_key, self.destination_id)
             self._sent_to = self.destination_id
+        if self._matched_by != self.cfg.match_field:
+            self.state.set_meta_value(self._match_key, self.cfg.match_field)
+            self._matched_by = self.cfg.match_field
 
     def forget_old_destination(self) -> None:
-        """A moved sync forgets the old destination's snapshot, then records the new destination,
+        """A moved sync (or one matching by another field) forgets the old destination's snapshot,
+        then records the new destination,
         before anything is sent: a run stopped or killed midway leaves what the new destination
         acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
         order: stopped in between, the next run finds the old record and an empty snapshot, and

@@ -229,3 +229,38 @@ def test_a_key_duplicated_when_the_sync_moved_reaches_the_new_destination_once_o
     assert (run["full_refresh"], run["added"], run["acknowledged"]) == (False, 1, 1), run
     assert [u["email"] for u in users_sent(project)] == ["user3@example.com"]
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_sync_matching_by_another_field_sends_every_row_under_that_key(project):
+    """The email column matched as `userId` instead of `email` (a hybrid Iterable project): the keys'
+    text is the same, but the snapshot says what the users found by email hold, nothing of users found
+    by userId. Before, the run after the edit sent nothing, and a row changed later created a user
+    holding only that one field (plan), never its firstName or ltv."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.write(match_column="email", match_field="userId")
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True), plan
+    assert plan["notes"] == ["sync iterable_users now matches iterable (iterable users) by userId, no longer by "
+                             "email: every row is sent, as with --full-refresh"]
+    project.requests.clear()
+    result = project.cli("sync")
+    run = orjson.loads(result.stdout)["runs"][0]
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20)
+    assert "now matches iterable (iterable users) by userId, no longer by email" in result.stderr
+    sent = users_sent(project)
+    assert len(sent) == 20 and all(u.keys() >= {"userId"} and u["dataFields"].keys() == {"firstName", "plan", "ltv"}
+                                   for u in sent), sent[:2]
+    project.sql("update main.customers set plan = 'pro' where id = 3")
+    project.requests.clear()
+    assert project.sync()["runs"][0]["acknowledged"] == 1
+    user = project.thread.call(project.sandbox.get_user, user_id="user3@example.com")
+    assert user["dataFields"] == {"firstName": "Name 3", "plan": "pro", "ltv": 4.5}
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0
+    # another match column, same field: the same records (by userId), nothing to resend
+    project.sql("alter table main.customers add column login varchar")
+    project.sql("update main.customers set login = upper(email)")
+    project.write(match_column="login", match_field="userId")
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["full_refresh"], run["added"], run["removed"]) == (False, 20, 20), run
