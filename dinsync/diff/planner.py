@@ -53,7 +53,7 @@ from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
-COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field"}  # rendered per column, on demand
+COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field"}  # rendered per column, on demand
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,14 @@ class Planner(CommitMixin, PendingMixin):
             if not self._fingerprints_forgotten:  # (ensure_state did it when it added a column)
                 self._execute("forget_fingerprints")
                 self._fingerprints_forgotten = True
+            # records whose outcome is awaited were stashed under the old mapping: acknowledged by a
+            # later run (which finds the new mapping recorded), they must not enter as delivered under it
+            pending = self.warehouse.table_columns(self.spec.state_schema, self.pending_table)
+            if pending is not None:
+                for f in self.fields:
+                    if f.field in resend and f.snap_name in pending:
+                        self._execute("pending_forget_field", column=f.snap_name)
+                self._execute("pending_forget_fingerprints")
 
     def forget_snapshot(self) -> None:
         """Forget every row of the snapshot (delivered or parked): the sync now sends to another

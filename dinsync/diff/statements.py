@@ -74,6 +74,8 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pending_park_update": ("pending_park_update", {}),
     "pending_park_insert": ("pending_park_insert", {}),
     "pending_forget": ("pending_forget", {}),
+    "pending_forget_fingerprints": ("pending_forget_fingerprints", {}),
+    "pending_forget_field": ("pending_forget_field", {}),
     "pending_tokens": ("pending_tokens", {}),
 }
 for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked", "unsettle"):
