@@ -262,8 +262,10 @@ class Planner(CommitMixin, PendingMixin):
 
     # ------------------------------------------------------------------ state
 
-    def ensure_state(self) -> None:
-        """Create the schema and snapshot table if missing; add hash columns for new fields."""
+    def ensure_state(self, dry_run: bool = False) -> None:
+        """Create the schema and snapshot table if missing; add hash columns for new fields. A dry
+        run (`dinsync plan`) keeps the rows' parking when it adds one: a plan of a branch's files
+        must not make the next sync of other files send the parked rows again."""
         with self._lock:
             self._execute("create_schema")
             existing = self.warehouse.table_columns(self.spec.state_schema, self.snapshot_table)
@@ -280,7 +282,7 @@ class Planner(CommitMixin, PendingMixin):
                     self._execute("backfill_key_hash")
                 new = [f for f in self.fields if f.snap_name not in have]
                 if new:  # every row is compared again: a renamed field reads the same columns
-                    self._execute("forget_fingerprints")
+                    self._execute("forget_fingerprints_keep_parked" if dry_run else "forget_fingerprints")
                     self._fingerprints_forgotten = True
                 for f in new:
                     self._execute("add_snapshot_column", column=f.snap_name)

@@ -147,7 +147,7 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
-            self.planner.ensure_state()
+            self.planner.ensure_state(dry_run=True)
             moved = self.records.moved_from()  # a new destination holds none of the rows
             if moved is not None:
                 self.notes.append(self.records.moved_note(moved))

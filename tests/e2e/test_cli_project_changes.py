@@ -264,3 +264,27 @@ def test_a_sync_matching_by_another_field_sends_every_row_under_that_key(project
     (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
     run = project.sync()["runs"][0]
     assert (run["full_refresh"], run["added"], run["removed"]) == (False, 20, 20), run
+
+
+def test_a_plan_of_a_branch_mapping_a_new_field_does_not_resend_the_parked_rows_of_the_next_sync(project):
+    """`dinsync plan` of a branch's files that map one more field (a pull request's CI, say) added
+    its snapshot column and forgot every row's fingerprint and parking: the next sync of the
+    production files sent the parked row again (to be rejected again)."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("update main.customers set ltv = 'nan'::double where id = 5")
+    assert project.sync()["runs"][0]["parked"] == 1
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: extId"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["changed"], plan["field_changes"]["extId"]) == (20, 20), plan
+    assert any("sends extId for every row" in n for n in plan["notes"]), plan["notes"]
+    project.write()  # the production files
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["sent"], run["rejected"], run["parked"]) == (0, 0, 1), run
+    assert users_sent(project) == []
+    # the branch merged: the new field goes to every row, and the row parked under the old mapping
+    # is tried once more
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: extId"))
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (19, 1, 1), run
+    assert project.sync()["runs"][0]["sent"] == 0

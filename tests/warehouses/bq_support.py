@@ -164,6 +164,12 @@ class Scenario:
             self.wh.execute(f"ALTER TABLE {q(self.state_schema)}.{q(self.p.snapshot_table)} DROP COLUMN {q(column)}")
         self.replan(self.spec.fields)
 
+    def plan_more_fields(self):
+        """`dinsync plan` of files mapping one more field: its column is added, the parking kept."""
+        dry = Planner(self.wh, dataclasses.replace(self.spec, fields=list(self.spec.fields) + [("name", "dry")]))
+        self.planners.append(dry)
+        dry.ensure_state(dry_run=True)
+
     def retype_points(self):
         """The engine found the type of field `points` changed: it is sent for every row."""
         self.p.forget_fingerprints(resend=["points"])
@@ -208,6 +214,7 @@ def scenario_steps():
         ("duplicate fixed", changed + [("d@x.com", "D", 1)], {}, None),
         ("rejected is parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"reject": {"a@x.com"}}, None),
         ("parked stays parked", [("A@x.com ", "Ada", 6)] + changed[1:], {}, None),
+        ("parked after a plan of more fields", [("A@x.com ", "Ada", 6)] + changed[1:], {}, "plan_more_fields"),
         ("retry parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"retry_rejected": True}, None),
         ("newly mapped field", changed, {}, FIELDS + [("score", "score_copy")]),
         # the same model columns, a destination field renamed: sent for every row all the same

@@ -221,6 +221,13 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert s.plan() == {"a@x.com": "changed"}
     assert s.p.commit_rejected(["a@x.com"]) == 1 and s.p.parked_count() == 1
     assert s.plan() == {} and s.p.parked_count() == 1
+    # a dry run (`dinsync plan`) of files mapping one more field adds its column and keeps the
+    # parking: a plan of the files before still skips the parked row
+    dry = Planner(s.wh, dataclasses.replace(s.spec, fields=s.spec.fields + [("name", "dry_field")]))
+    s.planners.append(dry)
+    dry.ensure_state(dry_run=True)
+    assert dry.render("forget_fingerprints_keep_parked") in s.wh.ran
+    assert s.plan() == {} and s.p.parked_count() == 1
     assert s.plan(retry_rejected=True) == {"a@x.com": "changed"}
     # the same keys acknowledged twice in one plan: the second commit replaces what the first wrote
     assert s.p.commit_acknowledged(["a@x.com"]) == 1 and s.p.commit_acknowledged(["a@x.com"]) == 1
