@@ -325,10 +325,12 @@ class Planner(CommitMixin, PendingMixin):
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:
+    def plan(self, full_refresh: bool = False, retry_rejected: bool = False, dry_run: bool = False) -> PlanStats:
         """Build the plan table of this run. A full refresh plans as if the snapshot were empty
         (it is left untouched until `commit_full_refresh_cleanup`) and ignores parking;
-        `retry_rejected` plans parked rows again (as if they had never been rejected)."""
+        `retry_rejected` plans parked rows again (as if they had never been rejected). A dry run
+        (`dinsync plan`) leaves the snapshot as it is: rows found unchanged under its mapping keep
+        their fingerprints (see `_plan_changes`)."""
         with self._lock:
             # from here on commits write fingerprints and hashes: what ensure_state cleared no longer is
             self._added_columns, self._fingerprints_forgotten = set(), False
@@ -344,7 +346,7 @@ class Planner(CommitMixin, PendingMixin):
             if full_refresh or first:
                 counts = self._plan_all(full_refresh)
             else:
-                counts = self._plan_changes(retry_rejected)
+                counts = self._plan_changes(retry_rejected, dry_run)
             self._planned_full_refresh = full_refresh
             self._leaving = counts["removed"] + counts["forget"]
             self.forgotten = counts["forget"]
@@ -405,7 +407,7 @@ class Planner(CommitMixin, PendingMixin):
         counts["segment_rows"] = counts["skipped"] + counts["added"] + counts["duplicate_rows"]
         return counts
 
-    def _plan_changes(self, retry: bool) -> dict[str, int]:
+    def _plan_changes(self, retry: bool, dry_run: bool = False) -> dict[str, int]:
         suffix = "_retry" if retry else ""
         scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior")
         try:
@@ -430,7 +432,10 @@ class Planner(CommitMixin, PendingMixin):
                 self._execute("prior")
                 self._execute("plan" + suffix)
                 counts = self._row("plan_stats")
-                if counts["refresh"]:
+                # not in a dry run: the fingerprint hashes the mapped columns, not which fields they
+                # feed, so a branch's mapping that swaps two fields would record as unchanged a row
+                # whose values swapped between those columns, which the sync of other files must send
+                if counts["refresh"] and not dry_run:
                     self._execute("refresh_snapshot")
                 # what unsettle_sendable reads instead of the snapshot (drop_prior when not sending)
                 self._prior_kept = bool(counts["added"] or counts["changed"])

@@ -155,7 +155,7 @@ class SyncRun:
             if note:
                 self.notes.append(note)
             try:
-                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
             except DinsyncError as exc:
                 located = self._in_model(exc)
                 if located is exc:

@@ -288,3 +288,23 @@ def test_a_plan_of_a_branch_mapping_a_new_field_does_not_resend_the_parked_rows_
     run = project.sync()["runs"][0]
     assert (run["acknowledged"], run["rejected"], run["parked"]) == (19, 1, 1), run
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_plan_of_a_branch_swapping_fields_does_not_hide_a_change_from_the_next_sync(project):
+    """A row whose two mapped columns swapped their values, seen by `dinsync plan` of a branch
+    whose mapping swaps the two fields between those columns: under that mapping the row holds what
+    was delivered, so the dry run wrote its new fingerprint into the snapshot ("refresh"). The
+    fingerprint hashes the same columns in the same order whatever fields they feed, so the next
+    sync of the production files found the row unchanged and never sent the new values."""
+    project.write(fields=("first_name: firstName", "plan: plan"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("update main.customers set first_name = 'free', plan = 'Name 3' where id = 3")
+    project.write(fields=("first_name: plan", "plan: firstName"))  # the branch's files
+    assert project.cli("plan").exit_code == 0
+    project.write(fields=("first_name: firstName", "plan: plan"))  # the production files
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (1, 1), run
+    assert users_sent(project) == [{"email": "user3@example.com",
+                                    "dataFields": {"firstName": "free", "plan": "Name 3"}}]
+    assert sandbox_user(project, "user3@example.com")["dataFields"] == {"firstName": "free", "plan": "Name 3"}
