@@ -314,6 +314,17 @@ class Planner(CommitMixin, PendingMixin):
                         self._execute("pending_forget_field", column=f.snap_name)
                 self._execute("pending_forget_fingerprints")
 
+    def forget_raw_keys(self) -> None:
+        """Make the next plan read every model row's key again (the key normalisation changed: a
+        phone key's default region), also for records awaiting their outcome (see
+        forget_raw_keys.sql)."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            self._execute("forget_raw_keys")
+            if self.warehouse.table_columns(self.spec.state_schema, self.pending_table) is not None:
+                self._execute("pending_forget_raw_keys")
+
     def forget_snapshot(self) -> None:
         """Forget every row of the snapshot (delivered or parked): the sync now sends to another
         destination, which holds none of them (see forget_snapshot.sql)."""

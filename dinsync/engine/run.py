@@ -107,7 +107,10 @@ class SyncRun:
                 phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
         )
-        self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg)
+        self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg,
+                                   phone_region=self.destination.default_region(),
+                                   phone_key=self.key_spec.kind == "phone",
+                                   phone_fields=tuple(f for f, kind in self.spec.kinds.items() if kind == "phone"))
 
     def _preload(self) -> None:
         """The plan has rows to look at: import Polars, the HTTP client, phone parsing and, last,
@@ -151,9 +154,10 @@ class SyncRun:
             moved = self.records.moved_from()  # a new destination holds none of the rows
             if moved is not None:
                 self.notes.append(self.records.moved_note(moved))
-            note = self.records.compare_if_remapped(dry_run=True)
-            if note:
-                self.notes.append(note)
+            for note in (self.records.compare_if_remapped(dry_run=True),
+                         self.records.reread_if_region_changed(dry_run=True)):
+                if note:
+                    self.notes.append(note)
             try:
                 stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
             except DinsyncError as exc:
@@ -245,6 +249,7 @@ class SyncRun:
         if self._moved is not None:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
+        self.records.reread_if_region_changed()
         stats = None
         try:
             if not self.stop.requested:

@@ -308,3 +308,36 @@ def test_a_plan_of_a_branch_swapping_fields_does_not_hide_a_change_from_the_next
     assert users_sent(project) == [{"email": "user3@example.com",
                                     "dataFields": {"firstName": "free", "plan": "Name 3"}}]
     assert sandbox_user(project, "user3@example.com")["dataFields"] == {"firstName": "free", "plan": "Name 3"}
+
+
+def test_a_new_phone_region_sends_the_phone_fields_again_and_the_rows_parked_under_the_old_one(project):
+    """UK numbers written in national form, parsed as US numbers: every row rejected (parked).
+    Fixing the destination's `phone_region` fixes how the values are read, not the values: the rows
+    stayed parked until they changed, and numbers delivered under the old region kept that form."""
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.sql("alter table main.customers add column phone varchar")
+    project.sql("update main.customers set phone = '020 7946 01' || lpad(cast(id as varchar), 2, '0')")
+    project.sql("update main.customers set phone = '(415) 555-0102' where id = 2")  # right under US
+    model = "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, phone from main.customers\n"
+
+    def files(region):
+        project.write(fields=("first_name: firstName", "phone: phoneNumber"),
+                      destination_extra=f"    phone_region: {region}\n")
+        (project.root / "models" / "customers.sql").write_text(model)
+
+    files("US")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["parked"]) == (1, 19), run
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["phoneNumber"] == "+14155550102"
+    files("GB")
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert any("phone_region" in n and "US" in n and "GB" in n for n in plan["notes"]), plan["notes"]
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (19, 1, 1), run
+    assert sandbox_user(project, "user7@example.com")["dataFields"] == {"firstName": "Name 7",
+                                                                          "phoneNumber": "+442079460107"}
+    # (415) 555-0102 is no UK number: rejected under the new region, the platform keeps the US one
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["phoneNumber"] == "+14155550102"
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0

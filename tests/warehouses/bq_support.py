@@ -170,6 +170,10 @@ class Scenario:
         self.planners.append(dry)
         dry.ensure_state(dry_run=True)
 
+    def new_key_region(self):
+        """The key normalisation changed (a phone key's region): every row's key is read again."""
+        self.p.forget_raw_keys()
+
     def retype_points(self):
         """The engine found the type of field `points` changed: it is sent for every row."""
         self.p.forget_fingerprints(resend=["points"])
@@ -187,6 +191,7 @@ class Scenario:
         # the mapping changed while they were pending (a field retyped): the run that found it sent
         # nothing; the next one reads the outcomes, and sends that field to the acknowledged record
         self.p.forget_fingerprints(resend=["points"])
+        self.p.forget_raw_keys()  # (and the key normalisation)
         self.replan(self.spec.fields)
         resolved = self.p.resolve_pending(ok=["a@x.com"], rejected=["p@x.com"], forget=["q@x.com"])
         after = self.p.pending_tokens(), self.p.parked_count()
@@ -220,6 +225,7 @@ def scenario_steps():
         # the same model columns, a destination field renamed: sent for every row all the same
         ("renamed field", changed, {}, FIELDS + [("score", "points")]),
         ("retyped field", changed, {}, "retype_points"),
+        ("keys read again", changed, {}, "new_key_region"),
         ("full refresh", changed[:3], {"full_refresh": True}, None),
         ("after full refresh", changed[:3], {}, None),
         ("unacknowledged", changed[:3] + [("g@x.com", "G", 1)], {"ack": False}, None),

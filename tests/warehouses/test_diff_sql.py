@@ -274,6 +274,19 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert s.plan() == {"a@x.com": "changed", "r@x.com": "changed"} and s.flags("r@x.com") == ["score_copy"]
     s.ack_all()
 
+    # the key normalisation changed (a phone key's region; here every key stays the same): every
+    # row's key is read again, also a pending record's once acknowledged; nothing is sent, and the
+    # snapshot takes its raw key hashes back
+    s.set_rows([("A@x.com ", "Ada", 8), ("r@x.com", "Rae", 3), ("t@x.com", "Tia", 4)])
+    assert s.plan() == {"t@x.com": "added"}
+    assert s.p.stash_pending(["t@x.com"], "import-3.csv") == 1
+    s.p.forget_raw_keys()
+    assert s.p.render("pending_forget_raw_keys") in s.wh.ran
+    assert later.resolve_pending(ok=["t@x.com"]) == (1, 0)
+    assert s.plan() == {} and s.stats.unchanged == 3
+    table = s.wh.table_name(s.state_schema, s.p.snapshot_table)
+    assert s.wh.query(f"SELECT COUNT(*) AS n FROM {table} WHERE _rkh IS NULL").column(0)[0].as_py() == 0
+
     # before sending, the snapshot forgets what it delivered for the keys about to be sent: a write
     # never acknowledged (here: not committed) may have been applied, so going back to the values
     # delivered before (score 8) is still a change, of every field
