@@ -53,7 +53,8 @@ from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
-COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field"}  # rendered per column, on demand
+# rendered per column, on demand
+COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field"}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ service, or another matching field (`match.field`: the keys name other records, 
 text is the same, e.g. an email column matched as `userId` instead of `email`): the run forgets the
 snapshot and sends every row. Another phone region reads the same phone numbers written in national
 form as other numbers: the next run reads every row's key again (a phone key that changed is sent
-as added), sends the phone fields for every row, and the rows parked under the old region once more. A dry run (`plan`) only says so in a
-note: a plan of a branch's files must not change what the next sync of production's files sends.
+as added), sends the phone fields for every row, and the rows parked under the old region once
+more. A dry run (`plan`) only says so in a note: a plan of a branch's files must not change what the
+next sync of production's files sends.
 """
 from __future__ import annotations
 
@@ -106,11 +107,10 @@ class SyncRecords:
 
     def forget_old_destination(self) -> None:
         """A moved sync (or one matching by another field) forgets the old destination's snapshot,
-        then records the new destination,
-        before anything is sent: a run stopped or killed midway leaves what the new destination
-        acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
-        order: stopped in between, the next run finds the old record and an empty snapshot, and
-        sends every row."""
+        then records the new destination, before anything is sent: a run stopped or killed midway
+        leaves what the new destination acknowledged, and the next run (no longer a full refresh)
+        sends the rest, as added. In this order: stopped in between, the next run finds the old
+        record and an empty snapshot, and sends every row."""
         self.planner.forget_snapshot()
         self.record_destination()
 
@@ -154,8 +154,9 @@ class SyncRecords:
             what = " and ".join(["reads every row's phone key again"] * self.phone_key
                                 + [f"sends {', '.join(self.phone_fields)} for every row"] * bool(self.phone_fields))
             return (f"the phone_region of sync {self.cfg.name}'s destination changed since its last run "
-                    f"({known or 'none'} -> {self.phone_region or 'none'}): the next sync {what or 'compares every row'}"
-                    " and sends the rows parked under the old region once more (this plan does not count that)")
+                    f"({known or 'none'} -> {self.phone_region or 'none'}): the next sync "
+                    f"{what or 'compares every row'} and sends the rows parked under the old region once more "
+                    "(this plan does not count that)")
         if known is not None:
             if self.phone_key:
                 self.planner.forget_raw_keys()
