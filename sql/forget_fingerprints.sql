@@ -6,4 +6,11 @@
 -- compares each row field by field and sends what differs. Parked rows forget their parking too:
 -- they were rejected under the old mapping (a field's type, say) and are sent once more. Run
 -- before the column is added, so a run stopped in between leaves the rows to compare.
+-- keep_parked (a dry run, `dinsync plan`, adding the column of a field a branch maps): only the
+-- fingerprints are forgotten, which costs the next sync a comparison of every row but changes
+-- nothing it sends; the parked rows wait for the run that records the new mapping.
+{% if keep_parked %}
+UPDATE {{ snapshot }} SET _fp = NULL WHERE _fp IS NOT NULL
+{% else %}
 UPDATE {{ snapshot }} SET _fp = NULL, _pfp = NULL WHERE _fp IS NOT NULL OR _pfp IS NOT NULL
+{% endif %}

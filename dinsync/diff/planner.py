@@ -53,7 +53,8 @@ from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
-COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field"}  # rendered per column, on demand
+# rendered per column, on demand
+COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field"}
 
 
 @dataclass(frozen=True)
@@ -262,8 +263,10 @@ class Planner(CommitMixin, PendingMixin):
 
     # ------------------------------------------------------------------ state
 
-    def ensure_state(self) -> None:
-        """Create the schema and snapshot table if missing; add hash columns for new fields."""
+    def ensure_state(self, dry_run: bool = False) -> None:
+        """Create the schema and snapshot table if missing; add hash columns for new fields. A dry
+        run (`dinsync plan`) keeps the rows' parking when it adds one: a plan of a branch's files
+        must not make the next sync of other files send the parked rows again."""
         with self._lock:
             self._execute("create_schema")
             existing = self.warehouse.table_columns(self.spec.state_schema, self.snapshot_table)
@@ -280,7 +283,7 @@ class Planner(CommitMixin, PendingMixin):
                     self._execute("backfill_key_hash")
                 new = [f for f in self.fields if f.snap_name not in have]
                 if new:  # every row is compared again: a renamed field reads the same columns
-                    self._execute("forget_fingerprints")
+                    self._execute("forget_fingerprints_keep_parked" if dry_run else "forget_fingerprints")
                     self._fingerprints_forgotten = True
                 for f in new:
                     self._execute("add_snapshot_column", column=f.snap_name)
@@ -303,6 +306,25 @@ class Planner(CommitMixin, PendingMixin):
             if not self._fingerprints_forgotten:  # (ensure_state did it when it added a column)
                 self._execute("forget_fingerprints")
                 self._fingerprints_forgotten = True
+            # records whose outcome is awaited were stashed under the old mapping: acknowledged by a
+            # later run (which finds the new mapping recorded), they must not enter as delivered under it
+            pending = self.warehouse.table_columns(self.spec.state_schema, self.pending_table)
+            if pending is not None:
+                for f in self.fields:
+                    if f.field in resend and f.snap_name in pending:
+                        self._execute("pending_forget_field", column=f.snap_name)
+                self._execute("pending_forget_fingerprints")
+
+    def forget_raw_keys(self) -> None:
+        """Make the next plan read every model row's key again (the key normalisation changed: a
+        phone key's default region), also for records awaiting their outcome (see
+        forget_raw_keys.sql)."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            self._execute("forget_raw_keys")
+            if self.warehouse.table_columns(self.spec.state_schema, self.pending_table) is not None:
+                self._execute("pending_forget_raw_keys")
 
     def forget_snapshot(self) -> None:
         """Forget every row of the snapshot (delivered or parked): the sync now sends to another
@@ -315,10 +337,12 @@ class Planner(CommitMixin, PendingMixin):
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self, full_refresh: bool = False, retry_rejected: bool = False) -> PlanStats:
+    def plan(self, full_refresh: bool = False, retry_rejected: bool = False, dry_run: bool = False) -> PlanStats:
         """Build the plan table of this run. A full refresh plans as if the snapshot were empty
         (it is left untouched until `commit_full_refresh_cleanup`) and ignores parking;
-        `retry_rejected` plans parked rows again (as if they had never been rejected)."""
+        `retry_rejected` plans parked rows again (as if they had never been rejected). A dry run
+        (`dinsync plan`) leaves the snapshot as it is: rows found unchanged under its mapping keep
+        their fingerprints (see `_plan_changes`)."""
         with self._lock:
             # from here on commits write fingerprints and hashes: what ensure_state cleared no longer is
             self._added_columns, self._fingerprints_forgotten = set(), False
@@ -334,7 +358,7 @@ class Planner(CommitMixin, PendingMixin):
             if full_refresh or first:
                 counts = self._plan_all(full_refresh)
             else:
-                counts = self._plan_changes(retry_rejected)
+                counts = self._plan_changes(retry_rejected, dry_run)
             self._planned_full_refresh = full_refresh
             self._leaving = counts["removed"] + counts["forget"]
             self.forgotten = counts["forget"]
@@ -395,7 +419,7 @@ class Planner(CommitMixin, PendingMixin):
         counts["segment_rows"] = counts["skipped"] + counts["added"] + counts["duplicate_rows"]
         return counts
 
-    def _plan_changes(self, retry: bool) -> dict[str, int]:
+    def _plan_changes(self, retry: bool, dry_run: bool = False) -> dict[str, int]:
         suffix = "_retry" if retry else ""
         scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior")
         try:
@@ -420,7 +444,10 @@ class Planner(CommitMixin, PendingMixin):
                 self._execute("prior")
                 self._execute("plan" + suffix)
                 counts = self._row("plan_stats")
-                if counts["refresh"]:
+                # not in a dry run: the fingerprint hashes the mapped columns, not which fields they
+                # feed, so a branch's mapping that swaps two fields would record as unchanged a row
+                # whose values swapped between those columns, which the sync of other files must send
+                if counts["refresh"] and not dry_run:
                     self._execute("refresh_snapshot")
                 # what unsettle_sendable reads instead of the snapshot (drop_prior when not sending)
                 self._prior_kept = bool(counts["added"] or counts["changed"])

@@ -9,9 +9,11 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "create_schema": ("create_schema", {}),
     "create_snapshot": ("create_snapshot", {}),
     "add_snapshot_column": ("add_snapshot_column", {}),
-    "forget_fingerprints": ("forget_fingerprints", {}),
+    "forget_fingerprints": ("forget_fingerprints", {"keep_parked": False}),
+    "forget_fingerprints_keep_parked": ("forget_fingerprints", {"keep_parked": True}),
     "forget_field": ("forget_field", {}),
     "forget_snapshot": ("forget_snapshot", {}),
+    "forget_raw_keys": ("forget_raw_keys", {}),
     "backfill_key_hash": ("backfill_key_hash", {}),
     "snapshot_empty": ("snapshot_empty", {}),
     # first plan (empty snapshot) and full refresh
@@ -74,6 +76,9 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pending_park_update": ("pending_park_update", {}),
     "pending_park_insert": ("pending_park_insert", {}),
     "pending_forget": ("pending_forget", {}),
+    "pending_forget_fingerprints": ("pending_forget_fingerprints", {}),
+    "pending_forget_field": ("pending_forget_field", {}),
+    "pending_forget_raw_keys": ("pending_forget_raw_keys", {}),
     "pending_tokens": ("pending_tokens", {}),
 }
 for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked", "unsettle"):

@@ -1,12 +1,19 @@
 """What a sync's runs remember of its configuration, in the state schema's `meta` table: the mapped
-fields (`mapping:<sync>`) and the destination (`destination:<sync>`).
+fields (`mapping:<sync>`), the destination (`destination:<sync>`), the destination field that
+matches its records (`match:<sync>`) and the default region of its phone numbers
+(`phone_region:<sync>`, the destination's `phone_region`).
 
 The snapshot says what was delivered under that configuration. When the sync file changes between
 runs in a way the rows' fingerprints do not show, the snapshot no longer says what the platform
 holds: fields renamed, swapped between columns or given another `type:` (the next run compares
 every row field by field, and sends a retyped field for every row), or another destination or
-service (the run forgets the snapshot and sends every row). A dry run (`plan`) only says so in a
-note: a plan of a branch's files must not change what the next sync of production's files sends.
+service, or another matching field (`match.field`: the keys name other records, even where their
+text is the same, e.g. an email column matched as `userId` instead of `email`): the run forgets the
+snapshot and sends every row. Another phone region reads the same phone numbers written in national
+form as other numbers: the next run reads every row's key again (a phone key that changed is sent
+as added), sends the phone fields for every row, and the rows parked under the old region once
+more. A dry run (`plan`) only says so in a note: a plan of a branch's files must not change what the
+next sync of production's files sends.
 """
 from __future__ import annotations
 
@@ -36,11 +43,16 @@ def resent_fields(known: str, fields) -> list[str]:
 class SyncRecords:
     """The records of one sync (`cfg`, sending to `dest_cfg`), read once a run by `moved_from`."""
 
-    def __init__(self, state, planner, cfg, dest_cfg):
+    def __init__(self, state, planner, cfg, dest_cfg, phone_region: str | None = None, phone_key: bool = False,
+                 phone_fields: tuple[str, ...] = ()):
         self.state, self.planner, self.cfg = state, planner, cfg
+        self.phone_region = phone_region or ""  # "" (no region) as recorded
+        self.phone_key, self.phone_fields = phone_key, list(phone_fields)
         self.destination_id = f"{cfg.destination} ({dest_cfg.type} {cfg.service})"
         self._known: dict[str, str] = {}
         self._sent_to: str | None = None  # the destination the snapshot was delivered to
+        self._matched_by: str | None = None  # ... and the field that matched its records there
+        self._rematched = False  # moved_from found only the matching field changed
 
     @property
     def _destination_key(self) -> str:
@@ -50,31 +62,55 @@ class SyncRecords:
     def _mapping_key(self) -> str:
         return f"mapping:{self.cfg.name}"
 
+    @property
+    def _match_key(self) -> str:
+        return f"match:{self.cfg.name}"
+
+    @property
+    def _region_key(self) -> str:
+        return f"phone_region:{self.cfg.name}"
+
     def moved_from(self) -> str | None:
         """The destination the sync's snapshot was delivered to, when its file now names another
-        (`destination:` or `service:`): the snapshot says nothing of what the new one holds. Reads
-        both records of the sync (one query)."""
-        self._known = self.state.meta_values(self._destination_key, self._mapping_key)
+        (`destination:` or `service:`), or matches its records by another field (`match.field`;
+        returned then as that field): the snapshot says nothing of what the records now matched
+        hold. Reads the sync's records (one query). A sync recorded before the matching field was
+        (no `match:` record) is taken as matching by the field its file names."""
+        self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
+                                             self._region_key)
         known = self._sent_to = self._known.get(self._destination_key)
-        return known if known is not None and known != self.destination_id else None
+        self._matched_by = self._known.get(self._match_key)
+        self._rematched = False
+        if known is not None and known != self.destination_id:
+            return known
+        if known is not None and self._matched_by is not None and self._matched_by != self.cfg.match_field:
+            self._rematched = True
+            return self._matched_by
+        return None
 
     def moved_note(self, moved: str) -> str:
+        if self._rematched:
+            return (f"sync {self.cfg.name} now matches {self.destination_id} by {self.cfg.match_field}, no longer "
+                    f"by {moved}: every row is sent, as with --full-refresh")
         return (f"sync {self.cfg.name} now sends to {self.destination_id}, no longer to {moved}: every row is "
                 "sent, as with --full-refresh")
 
     def record_destination(self) -> None:
-        """The snapshot now describes this destination (a run got past sending, or forgot the
-        snapshot of another)."""
+        """The snapshot now describes this destination and matching field (a run got past sending,
+        or forgot the snapshot of another)."""
         if self._sent_to != self.destination_id:
             self.state.set_meta_value(self._destination_key, self.destination_id)
             self._sent_to = self.destination_id
+        if self._matched_by != self.cfg.match_field:
+            self.state.set_meta_value(self._match_key, self.cfg.match_field)
+            self._matched_by = self.cfg.match_field
 
     def forget_old_destination(self) -> None:
-        """A moved sync forgets the old destination's snapshot, then records the new destination,
-        before anything is sent: a run stopped or killed midway leaves what the new destination
-        acknowledged, and the next run (no longer a full refresh) sends the rest, as added. In this
-        order: stopped in between, the next run finds the old record and an empty snapshot, and
-        sends every row."""
+        """A moved sync (or one matching by another field) forgets the old destination's snapshot,
+        then records the new destination, before anything is sent: a run stopped or killed midway
+        leaves what the new destination acknowledged, and the next run (no longer a full refresh)
+        sends the rest, as added. In this order: stopped in between, the next run finds the old
+        record and an empty snapshot, and sends every row."""
         self.planner.forget_snapshot()
         self.record_destination()
 
@@ -100,4 +136,30 @@ class SyncRecords:
         if known is not None:
             self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
         self.state.set_meta_value(self._mapping_key, mapping)
+        return None
+
+    def reread_if_region_changed(self, dry_run: bool = False) -> str | None:
+        """When the destination's `phone_region` changed since the record: phone numbers written in
+        national form are other numbers now. The next plan reads every row's key again (a phone
+        key), sends the phone fields for every row, and the rows parked under the old region once
+        more (rejected as numbers of the wrong country, say); other rows are compared and cost
+        nothing more. A sync without a record only records it. A dry run changes nothing and returns
+        the note to show."""
+        known = self._known.get(self._region_key)  # read by moved_from
+        if known == self.phone_region:
+            return None
+        if dry_run:
+            if known is None:
+                return None
+            what = " and ".join(["reads every row's phone key again"] * self.phone_key
+                                + [f"sends {', '.join(self.phone_fields)} for every row"] * bool(self.phone_fields))
+            return (f"the phone_region of sync {self.cfg.name}'s destination changed since its last run "
+                    f"({known or 'none'} -> {self.phone_region or 'none'}): the next sync "
+                    f"{what or 'compares every row'} and sends the rows parked under the old region once more "
+                    "(this plan does not count that)")
+        if known is not None:
+            if self.phone_key:
+                self.planner.forget_raw_keys()
+            self.planner.forget_fingerprints(resend=self.phone_fields)
+        self.state.set_meta_value(self._region_key, self.phone_region)
         return None

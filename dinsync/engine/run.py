@@ -107,7 +107,10 @@ class SyncRun:
                 phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
         )
-        self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg)
+        self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg,
+                                   phone_region=self.destination.default_region(),
+                                   phone_key=self.key_spec.kind == "phone",
+                                   phone_fields=tuple(f for f, kind in self.spec.kinds.items() if kind == "phone"))
 
     def _preload(self) -> None:
         """The plan has rows to look at: import Polars, the HTTP client, phone parsing and, last,
@@ -147,15 +150,16 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
-            self.planner.ensure_state()
+            self.planner.ensure_state(dry_run=True)
             moved = self.records.moved_from()  # a new destination holds none of the rows
             if moved is not None:
                 self.notes.append(self.records.moved_note(moved))
-            note = self.records.compare_if_remapped(dry_run=True)
-            if note:
-                self.notes.append(note)
+            for note in (self.records.compare_if_remapped(dry_run=True),
+                         self.records.reread_if_region_changed(dry_run=True)):
+                if note:
+                    self.notes.append(note)
             try:
-                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None)
+                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
             except DinsyncError as exc:
                 located = self._in_model(exc)
                 if located is exc:
@@ -245,6 +249,7 @@ class SyncRun:
         if self._moved is not None:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
+        self.records.reread_if_region_changed()
         stats = None
         try:
             if not self.stop.requested:

@@ -98,6 +98,29 @@ def test_a_field_renamed_after_rows_went_pending_is_sent_once_they_are_acknowled
     assert stats.changed == 1 and q.field_change_counts() == {"first_name": 0, "tier": 1}
 
 
+@pytest.mark.parametrize("retyped", [False, True])
+def test_a_mapping_changed_while_rows_were_pending_is_sent_once_they_are_acknowledged(wh, retyped):
+    """The run that found the mapping changed (fields swapped between columns, or given another
+    `type:`) recorded it and forgot what the snapshot said, but sent nothing (stopped, or blocked by
+    duplicated keys); the outcome of a record sent under the old mapping arrives in a later run,
+    whose mapping is the recorded one. The record's copy, which hashes what each field received
+    then, entered the snapshot with its fingerprint (the same model columns, in the same order), so
+    the plan skipped the row: the platform kept the old mapping's values, or a field's old form."""
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro'), ('b@x.co', 'Bob', 'free')")
+    p = planner(wh)
+    p.plan()
+    p.stash_pending(keys(p), "t")
+    remapped = FIELDS if retyped else [("name", "plan"), ("plan", "first_name")]
+    q = planner(wh, remapped)
+    q.forget_fingerprints(resend=["plan"] if retyped else [])  # the run after the edit (see records.py)
+    later = planner(wh, remapped)
+    assert later.resolve_pending(ok=["a@x.co"], rejected=["b@x.co"]) == (1, 1)
+    stats = later.plan()
+    assert (stats.changed, stats.added) == (1, 1), stats
+    sent = {"first_name": 0, "plan": 1} if retyped else {"first_name": 1, "plan": 1}
+    assert later.field_change_counts() == sent
+
+
 def test_stale_pending_records_expire(wh):
     wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
     p = planner(wh)

@@ -108,3 +108,37 @@ def test_region_parameters_come_from_phonenumbers():
         phone_key_params("ZZ")
     with pytest.raises(ValueError):
         key_sql("phone", "m.k", ("33'; DROP", "0"))
+
+
+def test_a_new_default_region_reads_the_keys_again_once_the_raw_keys_are_forgotten(tmp_path):
+    """The destination's phone_region changed: a number in national form is another key, an
+    international one the same. The raw key text did not change, so the no-op check alone saw
+    nothing; once the snapshot forgets its raw key hashes (the engine does, from its record of the
+    region), the next plan adds the new key, removes the old one and leaves the other row alone."""
+    w = connect("duckdb", path=str(tmp_path / "region.duckdb"))
+    try:
+        w.execute("CREATE TABLE people (phone VARCHAR, name VARCHAR)")
+        w.execute("INSERT INTO people VALUES ('06 12 34 56 78', 'Ann'), ('+33 6 00 00 00 01', 'Bob')")
+
+        def planner(region):
+            p = Planner(w, DiffSpec(sync="s", model_sql="SELECT * FROM people", key_column="phone",
+                                    key_normalization="phone", fields=[("name", "name")], state_schema="st",
+                                    phone_region=region), cache=False)
+            p.ensure_state()
+            return p
+
+        us = planner("US")
+        assert us.plan().added == 2
+        assert us.commit_acknowledged(["+10612345678", "+33600000001"]) == 2
+        fr = planner("FR")
+        assert fr.plan().unchanged == 2  # what the snapshot's raw key hashes say
+        fr.forget_raw_keys()
+        stats = fr.plan()
+        assert (stats.added, stats.changed, stats.removed, stats.unchanged) == (1, 0, 1, 1), stats
+        assert fr.sample("added")[0]["key"] == "+33612345678"
+        assert fr.commit_acknowledged(["+33612345678"]) == 1 and fr.commit_removed() == 1
+        assert fr.plan().unchanged == 2 and fr.plan().added == 0
+        keys = {r["_key"] for r in w.query("SELECT _key FROM st.snap_s WHERE _rkh IS NOT NULL").to_pylist()}
+        assert keys == {"+33612345678", "+33600000001"}
+    finally:
+        w.close()

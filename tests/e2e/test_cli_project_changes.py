@@ -229,3 +229,115 @@ def test_a_key_duplicated_when_the_sync_moved_reaches_the_new_destination_once_o
     assert (run["full_refresh"], run["added"], run["acknowledged"]) == (False, 1, 1), run
     assert [u["email"] for u in users_sent(project)] == ["user3@example.com"]
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_sync_matching_by_another_field_sends_every_row_under_that_key(project):
+    """The email column matched as `userId` instead of `email` (a hybrid Iterable project): the keys'
+    text is the same, but the snapshot says what the users found by email hold, nothing of users found
+    by userId. Before, the run after the edit sent nothing, and a row changed later created a user
+    holding only that one field (plan), never its firstName or ltv."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.write(match_column="email", match_field="userId")
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True), plan
+    assert plan["notes"] == ["sync iterable_users now matches iterable (iterable users) by userId, no longer by "
+                             "email: every row is sent, as with --full-refresh"]
+    project.requests.clear()
+    result = project.cli("sync")
+    run = orjson.loads(result.stdout)["runs"][0]
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20)
+    assert "now matches iterable (iterable users) by userId, no longer by email" in result.stderr
+    sent = users_sent(project)
+    assert len(sent) == 20 and all(u.keys() >= {"userId"} and u["dataFields"].keys() == {"firstName", "plan", "ltv"}
+                                   for u in sent), sent[:2]
+    project.sql("update main.customers set plan = 'pro' where id = 3")
+    project.requests.clear()
+    assert project.sync()["runs"][0]["acknowledged"] == 1
+    user = project.thread.call(project.sandbox.get_user, user_id="user3@example.com")
+    assert user["dataFields"] == {"firstName": "Name 3", "plan": "pro", "ltv": 4.5}
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0
+    # another match column, same field: the same records (by userId), nothing to resend
+    project.sql("alter table main.customers add column login varchar")
+    project.sql("update main.customers set login = upper(email)")
+    project.write(match_column="login", match_field="userId")
+    (project.root / "models" / "customers.sql").write_text("-- primary_key: id\nselect * from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["full_refresh"], run["added"], run["removed"]) == (False, 20, 20), run
+
+
+def test_a_plan_of_a_branch_mapping_a_new_field_does_not_resend_the_parked_rows_of_the_next_sync(project):
+    """`dinsync plan` of a branch's files that map one more field (a pull request's CI, say) added
+    its snapshot column and forgot every row's fingerprint and parking: the next sync of the
+    production files sent the parked row again (to be rejected again)."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("update main.customers set ltv = 'nan'::double where id = 5")
+    assert project.sync()["runs"][0]["parked"] == 1
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: extId"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["changed"], plan["field_changes"]["extId"]) == (20, 20), plan
+    assert any("sends extId for every row" in n for n in plan["notes"]), plan["notes"]
+    project.write()  # the production files
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["sent"], run["rejected"], run["parked"]) == (0, 0, 1), run
+    assert users_sent(project) == []
+    # the branch merged: the new field goes to every row, and the row parked under the old mapping
+    # is tried once more
+    project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: extId"))
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (19, 1, 1), run
+    assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_plan_of_a_branch_swapping_fields_does_not_hide_a_change_from_the_next_sync(project):
+    """A row whose two mapped columns swapped their values, seen by `dinsync plan` of a branch
+    whose mapping swaps the two fields between those columns: under that mapping the row holds what
+    was delivered, so the dry run wrote its new fingerprint into the snapshot ("refresh"). The
+    fingerprint hashes the same columns in the same order whatever fields they feed, so the next
+    sync of the production files found the row unchanged and never sent the new values."""
+    project.write(fields=("first_name: firstName", "plan: plan"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    project.sql("update main.customers set first_name = 'free', plan = 'Name 3' where id = 3")
+    project.write(fields=("first_name: plan", "plan: firstName"))  # the branch's files
+    assert project.cli("plan").exit_code == 0
+    project.write(fields=("first_name: firstName", "plan: plan"))  # the production files
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (1, 1), run
+    assert users_sent(project) == [{"email": "user3@example.com",
+                                    "dataFields": {"firstName": "free", "plan": "Name 3"}}]
+    assert sandbox_user(project, "user3@example.com")["dataFields"] == {"firstName": "free", "plan": "Name 3"}
+
+
+def test_a_new_phone_region_sends_the_phone_fields_again_and_the_rows_parked_under_the_old_one(project):
+    """UK numbers written in national form, parsed as US numbers: every row rejected (parked).
+    Fixing the destination's `phone_region` fixes how the values are read, not the values: the rows
+    stayed parked until they changed, and numbers delivered under the old region kept that form."""
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.sql("alter table main.customers add column phone varchar")
+    project.sql("update main.customers set phone = '020 7946 01' || lpad(cast(id as varchar), 2, '0')")
+    project.sql("update main.customers set phone = '(415) 555-0102' where id = 2")  # right under US
+    model = "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, phone from main.customers\n"
+
+    def files(region):
+        project.write(fields=("first_name: firstName", "phone: phoneNumber"),
+                      destination_extra=f"    phone_region: {region}\n")
+        (project.root / "models" / "customers.sql").write_text(model)
+
+    files("US")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["parked"]) == (1, 19), run
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["phoneNumber"] == "+14155550102"
+    files("GB")
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert any("phone_region" in n and "US" in n and "GB" in n for n in plan["notes"]), plan["notes"]
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (19, 1, 1), run
+    assert sandbox_user(project, "user7@example.com")["dataFields"] == {"firstName": "Name 7",
+                                                                          "phoneNumber": "+442079460107"}
+    # (415) 555-0102 is no UK number: rejected under the new region, the platform keeps the US one
+    assert sandbox_user(project, "user2@example.com")["dataFields"]["phoneNumber"] == "+14155550102"
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0

@@ -164,6 +164,16 @@ class Scenario:
             self.wh.execute(f"ALTER TABLE {q(self.state_schema)}.{q(self.p.snapshot_table)} DROP COLUMN {q(column)}")
         self.replan(self.spec.fields)
 
+    def plan_more_fields(self):
+        """`dinsync plan` of files mapping one more field: its column is added, the parking kept."""
+        dry = Planner(self.wh, dataclasses.replace(self.spec, fields=list(self.spec.fields) + [("name", "dry")]))
+        self.planners.append(dry)
+        dry.ensure_state(dry_run=True)
+
+    def new_key_region(self):
+        """The key normalisation changed (a phone key's region): every row's key is read again."""
+        self.p.forget_raw_keys()
+
     def retype_points(self):
         """The engine found the type of field `points` changed: it is sent for every row."""
         self.p.forget_fingerprints(resend=["points"])
@@ -178,9 +188,15 @@ class Scenario:
         self.p.plan()
         stashed = self.p.stash_pending(["a@x.com", "p@x.com", "q@x.com"], "import-1.csv")
         tokens = self.p.pending_tokens()
+        # the mapping changed while they were pending (a field retyped): the run that found it sent
+        # nothing; the next one reads the outcomes, and sends that field to the acknowledged record
+        self.p.forget_fingerprints(resend=["points"])
+        self.p.forget_raw_keys()  # (and the key normalisation)
         self.replan(self.spec.fields)
         resolved = self.p.resolve_pending(ok=["a@x.com"], rejected=["p@x.com"], forget=["q@x.com"])
-        return stashed, tokens, resolved, self.p.pending_tokens(), self.p.parked_count()
+        after = self.p.pending_tokens(), self.p.parked_count()
+        self.p.plan()
+        return stashed, tokens, resolved, after, self.p.field_change_counts()
 
 
 def scenario_steps():
@@ -203,11 +219,13 @@ def scenario_steps():
         ("duplicate fixed", changed + [("d@x.com", "D", 1)], {}, None),
         ("rejected is parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"reject": {"a@x.com"}}, None),
         ("parked stays parked", [("A@x.com ", "Ada", 6)] + changed[1:], {}, None),
+        ("parked after a plan of more fields", [("A@x.com ", "Ada", 6)] + changed[1:], {}, "plan_more_fields"),
         ("retry parked", [("A@x.com ", "Ada", 6)] + changed[1:], {"retry_rejected": True}, None),
         ("newly mapped field", changed, {}, FIELDS + [("score", "score_copy")]),
         # the same model columns, a destination field renamed: sent for every row all the same
         ("renamed field", changed, {}, FIELDS + [("score", "points")]),
         ("retyped field", changed, {}, "retype_points"),
+        ("keys read again", changed, {}, "new_key_region"),
         ("full refresh", changed[:3], {"full_refresh": True}, None),
         ("after full refresh", changed[:3], {}, None),
         ("unacknowledged", changed[:3] + [("g@x.com", "G", 1)], {"ack": False}, None),

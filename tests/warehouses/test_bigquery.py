@@ -77,7 +77,8 @@ def bq(fake):
 
 # rendered per column or with parameters (ALTERs, samples: compared by their results), or only for
 # snapshot rows whose key hash collides (cand_anomalies)
-NOT_IN_SCENARIO = {"add_snapshot_column", "add_pending_column", "forget_field", "sample", "duplicates_sample",
+NOT_IN_SCENARIO = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field", "sample",
+                   "duplicates_sample",
                    "cand_anomalies",
                    "removed_count_part", "commit_removed_part"}  # (these two: rendered with their parameters)
 
@@ -122,6 +123,7 @@ def test_transpiled_statements_plan_as_duckdb_does(tmp_path):
                    if name not in NOT_IN_SCENARIO and not any(p.render(name) in wh.ran for p in scenario.planners)}
         assert not_run == set(), not_run
         assert scenario.p.render("forget_field", field="points") in wh.ran  # (the retyped field)
+        assert scenario.p.render("pending_forget_field", field="points") in wh.ran
         assert all(scenario.p.render(name, parts=2, part=part) in wh.ran  # (the removals in parts)
                    for name in ("removed_count_part", "commit_removed_part") for part in (0, 1))
     finally:

@@ -1,0 +1,3 @@
+UPDATE "dinsync_state"."pend_people_to_crm" SET "_fp" = NULL
+WHERE
+  NOT "_fp" IS NULL

@@ -1,0 +1,3 @@
+UPDATE "dinsync_state"."snap_people_to_crm" SET "_rkh" = NULL
+WHERE
+  NOT "_rkh" IS NULL
