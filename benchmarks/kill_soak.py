@@ -231,6 +231,8 @@ def main() -> None:
                     default="iterable", help="other than iterable: kill_soak_destinations.py's rounds (DuckDB)")
     ap.add_argument("--moments", default="", help="other destinations: kill moments taken in turn "
                     "(random,pending,ack,checkpoint,final; default: all)")
+    ap.add_argument("--revert", action="store_true", help="other destinations, with --churn: every other round "
+                    "the model goes back to its previous values after the kill")
     args = ap.parse_args()
     if args.destination != "iterable":
         from kill_soak_destinations import soak

@@ -22,6 +22,8 @@ DuckDB project (the e2e tests' projects: tests/e2e/*_project.py) and is killed w
      model's rows (nobody twice, nobody created where the sync updates only), the snapshot every key and
      `pend_<sync>` nothing; Splio: no `.part` or unimported file left in the drop folder;
   5. a third run must write nothing (no acknowledged row, no write request, no file).
+`--revert` (with `--churn`): every other round, the model goes back to the values delivered before the
+killed run before it is run again (the rows the killed run may have written must be written back).
 
     python benchmarks/kill_soak.py --destination attio --rows 3000 --rounds 20 --seed 1 [--churn 3]
 """
@@ -56,6 +58,7 @@ class Target:
     """What a round needs of one destination: its project, its sandbox, and how to read both."""
 
     sync_name = ""
+    table = "main.people"
 
     def __init__(self, tmp: Path, rows: int):
         self.tmp, self.rows, self.n = tmp, rows, 0
@@ -207,6 +210,7 @@ def _counts(items) -> dict:
 # ----------------------------------------------------------------------------------------------- Attentive
 class AttentiveTarget(Target):
     sync_name = "attentive_users"
+    table = "main.customers"
 
     def __init__(self, tmp: Path, rows: int):
         super().__init__(tmp, rows)
@@ -435,7 +439,7 @@ def kill_at(t: Target, proc: subprocess.Popen, moment: str, at: float, rng: rand
                 pass
             time.sleep(0.002 if moment in ("checkpoint", "ack") else 0.01)
         if moment == "final":
-            time.sleep(rng.uniform(0, 0.2))  # into the last commit
+            time.sleep(rng.uniform(0, 0.5))  # into reading the last outcomes, the last commit, the run's record
     alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate()
@@ -472,7 +476,9 @@ def soak(args) -> None:
                   f"{args.rows:,} rows, unkilled {whole:.1f} s; moments {','.join(moments)}", flush=True)
             for round_no in range(args.rounds):
                 moment = moments[round_no % len(moments)]
+                revert = args.churn and args.revert and round_no % 2 == 1
                 if args.churn:
+                    t.sql(f"create or replace table main.soak_prev as select * from {t.table}")
                     t.churn(round_no, args.churn)
                     t.to_send = sum(1 for i in range(1, args.rows + 1) if i % 10 < args.churn)
                 else:
@@ -490,10 +496,14 @@ def soak(args) -> None:
                     problems.append(f"{len(wrong)} committed keys not held as sent, e.g. {wrong[0]}: "
                                     f"held {held.get(wrong[0])} want {want.get(wrong[0])}")
                 problems += t.extra_problems(False)
+                if revert:  # the model goes back to what was delivered before the killed run
+                    t.sql(f"create or replace table {t.table} as select * from main.soak_prev")
+                    want = t.expected()
                 rerun, err = run_to_end(t)
                 if rerun is None or rerun["status"] != "success" or rerun.get("failed"):
                     problems.append(f"re-run: {rerun and {k: rerun.get(k) for k in ('status', 'error', 'failed', 'rejected', 'not_found')}} {err[-800:]}")
                 held = t.held()
+                want = t.expected()
                 bad = [k for k in want if held.get(k) != want[k]]
                 extra = set(held) - set(want)
                 if bad or extra:
@@ -512,7 +522,7 @@ def soak(args) -> None:
                 ok = not problems
                 broken += not ok
                 results.setdefault(hit, [0, 0])[0 if ok else 1] += 1
-                print(f"round {round_no}: {moment}->{hit}{'' if alive else ' (had finished)'}: {len(committed):,} "
+                print(f"round {round_no}: {moment}->{hit}{' then reverted' if revert else ''}{'' if alive else ' (had finished)'}: {len(committed):,} "
                       f"committed by the killed run; re-run sent {rerun and rerun['acknowledged']}  "
                       f"{'ok' if ok else 'BROKEN: ' + ' | '.join(problems)}", flush=True)
                 if not ok and args.churn:  # start the next round from a converged state
