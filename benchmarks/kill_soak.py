@@ -227,12 +227,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warehouse", choices=("duckdb", "postgres", "redshift", "snowflake"), default="duckdb")
     ap.add_argument("--schema-prefix", default="dinsync_soak", help="server warehouses: <prefix>_m, <prefix>_s")
-    ap.add_argument("--destination", choices=("iterable", "attio", "attentive", "splio", "splio-api"),
+    ap.add_argument("--destination", choices=("iterable", "attio", "attio-companies", "attentive", "splio", "splio-api"),
                     default="iterable", help="other than iterable: kill_soak_destinations.py's rounds (DuckDB)")
     ap.add_argument("--moments", default="", help="other destinations: kill moments taken in turn "
                     "(random,pending,ack,checkpoint,final; default: all)")
     ap.add_argument("--revert", action="store_true", help="other destinations, with --churn: every other round "
                     "the model goes back to its previous values after the kill")
+    ap.add_argument("--kills", type=int, default=1, help="other destinations: runs killed in a row before the "
+                    "re-run that must converge (2: the re-run of a killed run is killed too)")
+    ap.add_argument("--full-refresh", action="store_true", help="other destinations, with --churn: the killed run "
+                    "is `sync --full-refresh`")
     args = ap.parse_args()
     if args.destination != "iterable":
         from kill_soak_destinations import soak

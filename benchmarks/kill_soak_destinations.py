@@ -22,6 +22,7 @@ DuckDB project (the e2e tests' projects: tests/e2e/*_project.py) and is killed w
      model's rows (nobody twice, nobody created where the sync updates only), the snapshot every key and
      `pend_<sync>` nothing; Splio: no `.part` or unimported file left in the drop folder;
   5. a third run must write nothing (no acknowledged row, no write request, no file).
+`--full-refresh` (with `--churn`): the killed run is `dinsync sync --full-refresh`, the re-run a plain one.
 `--revert` (with `--churn`): every other round, the model goes back to the values delivered before the
 killed run before it is run again (the rows the killed run may have written must be written back).
 
@@ -94,9 +95,9 @@ class Target:
     def env(self) -> dict:
         return dict(os.environ, **ENV)
 
-    def start(self) -> subprocess.Popen:
+    def start(self, *extra: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(self.project.root),
-                                 "--json", "sync"], env=self.env(), cwd=str(ROOT), stdout=subprocess.PIPE,
+                                 "--json", "sync", *extra], env=self.env(), cwd=str(ROOT), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     def stats(self) -> dict:
@@ -160,6 +161,7 @@ class AttioTarget(Target):
         self.project.write_config()
         self.project.write_sync()
         self.project.seed_people(self.rows)
+        self.sql("update main.people set ltv = NULL where id % 13 = 0")  # NULL sends [], which clears
         self.project.seed_companies(3)
         self.thread.set_faults(latency=0.002, jitter=0.004, reset_after_apply_rate=0.03, seed=self.n)
 
@@ -171,7 +173,8 @@ class AttioTarget(Target):
         return sum(by.get(e, 0) for e in ("assert", "create", "update_append", "update_overwrite"))
 
     def churn(self, round_no: int, k: int) -> None:
-        self.sql(f"update main.people set first_name = 'Soak{round_no} ' || id, ltv = ltv + {round_no + 1}, "
+        self.sql(f"update main.people set first_name = case when id % 3 = 0 then NULL else 'Soak{round_no} ' || id "
+                 f"end, ltv = ltv + {round_no + 1}, "
                  f"plan = case when plan = 'team' then 'pro' else 'team' end where id % 10 < {k}")
 
     def expected(self) -> dict:
@@ -197,6 +200,53 @@ class AttioTarget(Target):
             out.append(f"{self.thread.call(self.sandbox.count, 'people')} people for {self.rows} rows")
         if self.thread.call(self.sandbox.count, "companies"):
             out.append("companies created by a people sync")
+        return out
+
+
+class AttioCompaniesTarget(AttioTarget):
+    """Companies matched on `domains` (a multiselect matching attribute: the assert adds the value)."""
+
+    sync_name = "attio_companies"
+    table = "main.companies"
+
+    def fresh(self) -> None:
+        super().fresh()
+        self.project.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                                match_field="domains", fields=("name: name", "employees: employees", "tier: tier"))
+        self.project.seed_companies(self.rows)
+        self.project.seed_people(3)
+
+    def churn(self, round_no: int, k: int) -> None:
+        self.sql(f"update main.companies set name = 'Soak{round_no} ' || domain, employees = employees + "
+                 f"{round_no + 1}, tier = case when tier = 'gold' then 'bronze' else 'gold' end "
+                 f"where cast(regexp_extract(domain, '[0-9]+') as integer) % 10 < {k}")
+
+    def expected(self) -> dict:
+        rows = self.sql("select domain, name, employees, tier from main.companies")
+        return {d: {"name": n, "employees": e, "tier": t} for d, n, e, t in rows}
+
+    def held(self) -> dict:
+        def read():
+            out = []
+            for record in self.sandbox.records("companies"):
+                values = self.sandbox.plain(record)
+                out.append((values["domains"], {k: values.get(k) for k in ("name", "employees", "tier")}))
+            return out
+        companies = self.thread.call(read, timeout=60)
+        self.twice = [d for d, n in _counts(d for ds, _ in companies for d in ds).items() if n > 1]
+        self.multi = [ds for ds, _ in companies if len(ds) != 1]
+        return {ds[0]: values for ds, values in companies if ds}
+
+    def extra_problems(self, after_rerun: bool) -> list[str]:
+        self.held()
+        out = [f"{len(self.twice)} companies twice (e.g. {self.twice[:2]})"] if self.twice else []
+        if self.multi:
+            out.append(f"{len(self.multi)} companies with several domains, e.g. {self.multi[0]}")
+        n = self.thread.call(self.sandbox.count, "companies")
+        if after_rerun and n != self.rows:
+            out.append(f"{n} companies for {self.rows} rows")
+        if self.thread.call(self.sandbox.count, "people"):
+            out.append("people created by a companies sync")
         return out
 
 
@@ -273,6 +323,8 @@ class AttentiveTarget(Target):
         out = []
         if s["created_users"]:
             out.append(f"{s['created_users']} subscribers created by an update-only sync")
+        if s["opt_ins"]:
+            out.append(f"{s['opt_ins']} subscriptions opted in by an attributes sync")
         if s["subscribers"] != self.rows:
             out.append(f"{s['subscribers']} subscribers for {self.rows}")
         return out
@@ -306,6 +358,7 @@ class SplioTarget(Target):
                                    extra="    bulk_max_contacts: 100\n    rate_limits: {contacts: null, other: null}\n")
             self.thread.set_faults(latency=0.005, jitter=0.01, seed=self.n)
         self.project.seed(self.rows)
+        self.sql("update main.people set last_name = NULL where id % 13 = 0")  # an empty cell / value clears
 
     def env(self) -> dict:
         return dict(super().env(), **self.project.env)
@@ -318,16 +371,16 @@ class SplioTarget(Target):
                                                                                "contacts_create"))
 
     def churn(self, round_no: int, k: int) -> None:
-        self.sql(f"update main.people set first_name = 'Soak{round_no} ' || id, "
-                 f"plan = case when plan = 'free' then 'pro' else 'free' end where id % 10 < {k}")
+        self.sql(f"update main.people set first_name = case when id % 3 = 0 then NULL else 'Soak{round_no} ' || id "
+                 f"end, plan = case when plan = 'free' then 'pro' else 'free' end where id % 10 < {k}")
 
     def expected(self) -> dict:
         from tests.e2e.splio_project import expected_contact
 
         out = {}
-        for i, email, first, plan in self.sql("select id, email, first_name, plan from main.people"):
+        for i, email, first, last, plan in self.sql("select id, email, first_name, last_name, plan from main.people"):
             c = expected_contact(i)
-            c["firstname"] = first
+            c["firstname"], c["lastname"] = first or "", last or ""
             c["custom_fields"]["plan"] = plan
             out[email] = c
         return out
@@ -377,7 +430,7 @@ class SplioTarget(Target):
         return out
 
 
-TARGETS = {"attio": AttioTarget, "attentive": AttentiveTarget,
+TARGETS = {"attio": AttioTarget, "attio-companies": AttioCompaniesTarget, "attentive": AttentiveTarget,
            "splio": lambda tmp, rows: SplioTarget(tmp, rows, "sftp"),
            "splio-api": lambda tmp, rows: SplioTarget(tmp, rows, "api")}
 
@@ -471,7 +524,8 @@ def soak(args) -> None:
                 t.churn(-1, args.churn)
                 began = time.perf_counter()
                 run, err = run_to_end(t)
-                whole = time.perf_counter() - began
+                if not args.full_refresh:  # (a full refresh takes as long as the first sync)
+                    whole = time.perf_counter() - began
             print(f"{args.destination}: {'first sync' if not args.churn else f'{args.churn * 10}% churn'} of "
                   f"{args.rows:,} rows, unkilled {whole:.1f} s; moments {','.join(moments)}", flush=True)
             for round_no in range(args.rounds):
@@ -481,21 +535,28 @@ def soak(args) -> None:
                     t.sql(f"create or replace table main.soak_prev as select * from {t.table}")
                     t.churn(round_no, args.churn)
                     t.to_send = sum(1 for i in range(1, args.rows + 1) if i % 10 < args.churn)
+                    if args.full_refresh:
+                        t.to_send = args.rows
                 else:
                     t.fresh()
                     t.to_send = args.rows
-                _, _, _, before = t.snapshot()
-                at = rng.uniform(0.05, 0.95) * whole
-                proc = t.start()
-                alive, hit = kill_at(t, proc, moment, at, rng)
-                problems = []
-                committed, _, _, _ = t.snapshot(before)
-                want, held = t.expected(), t.held()
-                wrong = [k for k in committed if held.get(k) != want.get(k)]
-                if wrong:
-                    problems.append(f"{len(wrong)} committed keys not held as sent, e.g. {wrong[0]}: "
-                                    f"held {held.get(wrong[0])} want {want.get(wrong[0])}")
-                problems += t.extra_problems(False)
+                problems, hits, alive, committed = [], [], True, set()
+                for kill_no in range(args.kills):  # the run, then (--kills 2) its re-run, ... killed
+                    _, _, _, before = t.snapshot()
+                    at = rng.uniform(0.05, 0.95) * whole
+                    proc = t.start(*(["--full-refresh"] if args.full_refresh and kill_no == 0 else []))
+                    now_alive, hit = kill_at(t, proc, moments[(round_no + kill_no) % len(moments)], at, rng)
+                    alive, hits = alive and now_alive, hits + [hit]
+                    now, _, _, _ = t.snapshot(before)
+                    committed |= now
+                    stashed = t.pending()
+                    want, held = t.expected(), t.held()
+                    wrong = [k for k in now if held.get(k) != want.get(k)]
+                    if wrong:
+                        problems.append(f"kill {kill_no + 1}: {len(wrong)} committed keys not held as sent, e.g. "
+                                        f"{wrong[0]}: held {held.get(wrong[0])} want {want.get(wrong[0])}")
+                    problems += t.extra_problems(False)
+                hit = "+".join(hits)
                 if revert:  # the model goes back to what was delivered before the killed run
                     t.sql(f"create or replace table {t.table} as select * from main.soak_prev")
                     want = t.expected()
@@ -523,7 +584,8 @@ def soak(args) -> None:
                 broken += not ok
                 results.setdefault(hit, [0, 0])[0 if ok else 1] += 1
                 print(f"round {round_no}: {moment}->{hit}{' then reverted' if revert else ''}{'' if alive else ' (had finished)'}: {len(committed):,} "
-                      f"committed by the killed run; re-run sent {rerun and rerun['acknowledged']}  "
+                      f"committed by the killed run, {stashed:,} pending; re-run sent {rerun and rerun['sent']}, "
+                      f"acknowledged {rerun and rerun['acknowledged']}  "
                       f"{'ok' if ok else 'BROKEN: ' + ' | '.join(problems)}", flush=True)
                 if not ok and args.churn:  # start the next round from a converged state
                     t.fresh()
