@@ -25,6 +25,14 @@ Prints one line per round and a summary; exits 1 when a round broke an invariant
 tests' stand-ins for FNV_HASH and GETDATE), or Snowflake's connector against fakesnow (started
 here, as the tests do). There a round does not start from a copy: a first-sync round drops the
 state schema, a churn round changes K x 10% of the rows of the model the previous round converged on.
+
+`--destination attio|attio-companies|attentive|splio|splio-api` (default iterable: the rounds above)
+kills syncs to that destination's sandbox instead (kill_soak_destinations.py: DuckDB, a few thousand
+rows, kills at chosen moments: while an outcome is awaited, right after a write or an import report,
+right after a checkpoint commit began, once everything was delivered, while planning; `--moments`,
+`--kills 2`, `--full-refresh`, `--revert`; see that module's docstring):
+
+    python benchmarks/kill_soak.py --destination splio --rows 30000 --rounds 20 [--churn 3 --revert]
 """
 from __future__ import annotations
 
@@ -237,6 +245,8 @@ def main() -> None:
                     "re-run that must converge (2: the re-run of a killed run is killed too)")
     ap.add_argument("--full-refresh", action="store_true", help="other destinations, with --churn: the killed run "
                     "is `sync --full-refresh`")
+    ap.add_argument("--update-mode", action="store_true", help="attio, attio-companies with --churn: rounds in "
+                    "mode: update")
     args = ap.parse_args()
     if args.destination != "iterable":
         from kill_soak_destinations import soak

@@ -16,12 +16,15 @@ DuckDB project (the e2e tests' projects: tests/e2e/*_project.py) and is killed w
                    import report written, an Attio/Attentive/Splio-API write answered: the next request)
        checkpoint  right after the state file changed while sending (a checkpoint commit under way)
        final       once the platform holds every row (the run's last commit and its record)
+       plan        0-0.3 s after the state file first changed (state tables created, the plan built)
   3. checked after the kill: every key the killed run committed (snapshot rows newer than before it)
      is held by the platform with the model's values, per field as the platform stores them;
   4. `dinsync sync` again: it must succeed (no failed rows), the platform must then hold exactly the
      model's rows (nobody twice, nobody created where the sync updates only), the snapshot every key and
      `pend_<sync>` nothing; Splio: no `.part` or unimported file left in the drop folder;
   5. a third run must write nothing (no acknowledged row, no write request, no file).
+`--update-mode` (attio, attio-companies, with `--churn`): after the first sync, the sync is switched to
+`mode: update` (lookups, then writes by record id).
 `--full-refresh` (with `--churn`): the killed run is `dinsync sync --full-refresh`, the re-run a plain one.
 `--revert` (with `--churn`): every other round, the model goes back to the values delivered before the
 killed run before it is run again (the rows the killed run may have written must be written back).
@@ -50,7 +53,7 @@ import duckdb  # noqa: E402
 
 logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # the sandbox's reset connections
 
-MOMENTS = ("random", "pending", "ack", "checkpoint", "final")
+MOMENTS = ("random", "pending", "ack", "checkpoint", "final", "plan")
 ENV = {"DINSYNC_CHECKPOINT_ROWS": "100", "DINSYNC_CHECKPOINT_SECONDS": "0.2", "DINSYNC_BATCH_ROWS": "200",
        "DINSYNC_OUTCOME_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(ROOT)}
 
@@ -168,6 +171,10 @@ class AttioTarget(Target):
     def env(self) -> dict:
         return dict(super().env(), ATTIO_TEST_TOKEN=self.token)
 
+    def set_mode(self, mode: str) -> None:
+        """Update mode: records looked up by batched queries, then written by record id."""
+        self.project.write_sync(mode=mode)
+
     def writes(self) -> int:
         by = self.stats()["requests_by_endpoint"]
         return sum(by.get(e, 0) for e in ("assert", "create", "update_append", "update_overwrite"))
@@ -215,6 +222,11 @@ class AttioCompaniesTarget(AttioTarget):
                                 match_field="domains", fields=("name: name", "employees: employees", "tier: tier"))
         self.project.seed_companies(self.rows)
         self.project.seed_people(3)
+
+    def set_mode(self, mode: str) -> None:
+        self.project.write_sync("attio_companies", model="companies", service="companies", match_column="domain",
+                                match_field="domains", fields=("name: name", "employees: employees", "tier: tier"),
+                                mode=mode)
 
     def churn(self, round_no: int, k: int) -> None:
         self.sql(f"update main.companies set name = 'Soak{round_no} ' || domain, employees = employees + "
@@ -466,6 +478,15 @@ def kill_at(t: Target, proc: subprocess.Popen, moment: str, at: float, rng: rand
         reached = t.ack_moment()
     elif moment == "final":
         reached = t.final_moment()
+    elif moment == "plan":  # while the state is set up and the plan built: the state file changes, nothing sent
+        first_writes, seen = t.writes(), state_files(t)
+        delay = rng.uniform(0, 0.3)
+
+        def reached() -> bool:
+            if state_files(t) != seen:
+                time.sleep(delay)
+                return True
+            return t.writes() > first_writes
     elif moment == "checkpoint":
         first_writes = t.writes()
         seen = None
@@ -520,6 +541,8 @@ def soak(args) -> None:
             whole = time.perf_counter() - began
             if run is None or run["status"] != "success":
                 raise SystemExit(f"the unkilled run failed: {run} {err}")
+            if args.update_mode:  # the records exist now: the rounds update them
+                t.set_mode("update")
             if args.churn:
                 t.churn(-1, args.churn)
                 began = time.perf_counter()
