@@ -247,6 +247,8 @@ def main() -> None:
                     "is `sync --full-refresh`")
     ap.add_argument("--update-mode", action="store_true", help="attio, attio-companies with --churn: rounds in "
                     "mode: update")
+    ap.add_argument("--unsettled-first", action="store_true", help="other destinations: a run that ends before "
+                    "its outcomes arrived (0.2 s outcome timeout) precedes the killed run")
     args = ap.parse_args()
     if args.destination != "iterable":
         from kill_soak_destinations import soak

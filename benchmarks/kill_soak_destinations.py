@@ -25,6 +25,8 @@ DuckDB project (the e2e tests' projects: tests/e2e/*_project.py) and is killed w
   5. a third run must write nothing (no acknowledged row, no write request, no file).
 `--update-mode` (attio, attio-companies, with `--churn`): after the first sync, the sync is switched to
 `mode: update` (lookups, then writes by record id).
+`--unsettled-first` (Splio SFTP, Attentive): before the killed run, a run whose outcome timeout
+(0.2 s) ends it before its import reports or bulk jobs: the killed run starts by reading them.
 `--full-refresh` (with `--churn`): the killed run is `dinsync sync --full-refresh`, the re-run a plain one.
 `--revert` (with `--churn`): every other round, the model goes back to the values delivered before the
 killed run before it is run again (the rows the killed run may have written must be written back).
@@ -95,8 +97,13 @@ class Target:
         except duckdb.CatalogException:
             return 0
 
+    timeout_override: str | None = None
+
     def env(self) -> dict:
-        return dict(os.environ, **ENV)
+        env = dict(os.environ, **ENV)
+        if self.timeout_override is not None:
+            env["DINSYNC_OUTCOME_TIMEOUT_SECONDS"] = self.timeout_override
+        return env
 
     def start(self, *extra: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(self.project.root),
@@ -576,6 +583,14 @@ def soak(args) -> None:
                     t.fresh()
                     t.to_send = args.rows
                 problems, hits, alive, committed = [], [], True, set()
+                if args.unsettled_first:  # a run that ends before its outcomes arrived (a warning)
+                    t.timeout_override = "0.2"
+                    first, err = run_to_end(t)
+                    t.timeout_override = None
+                    if first is None:
+                        problems.append(f"short run: {err[-500:]}")
+                    else:
+                        hits.append(f"{first['status']}({t.pending()} pending)")
                 for kill_no in range(args.kills):  # the run, then (--kills 2) its re-run, ... killed
                     _, _, _, before = t.snapshot()
                     at = rng.uniform(0.05, 0.95) * whole
