@@ -235,7 +235,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warehouse", choices=("duckdb", "postgres", "redshift", "snowflake"), default="duckdb")
     ap.add_argument("--schema-prefix", default="dinsync_soak", help="server warehouses: <prefix>_m, <prefix>_s")
-    ap.add_argument("--destination", choices=("iterable", "attio", "attio-companies", "attentive", "splio", "splio-api"),
+    ap.add_argument("--destination", choices=("iterable", "attio", "attio-companies", "attio-both", "attentive", "splio", "splio-api"),
                     default="iterable", help="other than iterable: kill_soak_destinations.py's rounds (DuckDB)")
     ap.add_argument("--moments", default="", help="other destinations: kill moments taken in turn "
                     "(random,pending,ack,checkpoint,final; default: all)")

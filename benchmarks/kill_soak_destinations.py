@@ -269,6 +269,57 @@ class AttioCompaniesTarget(AttioTarget):
         return out
 
 
+class AttioBothTarget(AttioCompaniesTarget):
+    """Two syncs of one project run by one `dinsync sync` (companies and people), keys prefixed."""
+
+    def fresh(self) -> None:
+        AttioTarget.fresh(self)
+        people = (self.project.root / "syncs" / "attio_people.yml").read_text()
+        super().set_mode("upsert")  # writes the companies sync (and removes the people one)
+        (self.project.root / "syncs" / "attio_people.yml").write_text(people)
+        self.project.seed_companies(self.rows // 2)
+
+    def set_mode(self, mode: str) -> None:
+        raise SystemExit("attio-both runs upserts only")
+
+    def churn(self, round_no: int, k: int) -> None:
+        AttioTarget.churn(self, round_no, k)
+        AttioCompaniesTarget.churn(self, round_no, k)
+
+    def snapshot(self, after=None):
+        out, rows, dup, newest = set(), 0, 0, None
+        for name in ("attio_people", "attio_companies"):
+            self.sync_name = name
+            keys, n, d, new = Target.snapshot(self, after)
+            out |= {f"{name}:{k}" for k in keys}
+            rows, dup = rows + n, dup + d
+            newest = new if newest is None or (new is not None and new > newest) else newest
+        return out, rows, dup, newest
+
+    def pending(self) -> int:
+        return 0
+
+    def expected(self) -> dict:
+        return {**{f"attio_people:{k}": v for k, v in AttioTarget.expected(self).items()},
+                **{f"attio_companies:{k}": v for k, v in AttioCompaniesTarget.expected(self).items()}}
+
+    def held(self) -> dict:
+        people = {f"attio_people:{k}": v for k, v in AttioTarget.held(self).items()}
+        twice = self.twice
+        out = {**people, **{f"attio_companies:{k}": v for k, v in AttioCompaniesTarget.held(self).items()}}
+        self.twice += twice
+        return out
+
+    def extra_problems(self, after_rerun: bool) -> list[str]:
+        self.held()
+        out = [f"{len(self.twice)} records twice (e.g. {self.twice[:2]})"] if self.twice else []
+        for slug, n in (("people", self.rows), ("companies", self.rows // 2)):
+            held = self.thread.call(self.sandbox.count, slug)
+            if after_rerun and held != n:
+                out.append(f"{held} {slug} for {n} rows")
+        return out
+
+
 def _counts(items) -> dict:
     out: dict = {}
     for i in items:
@@ -461,7 +512,8 @@ class SplioTarget(Target):
         return out
 
 
-TARGETS = {"attio": AttioTarget, "attio-companies": AttioCompaniesTarget, "attentive": AttentiveTarget,
+TARGETS = {"attio": AttioTarget, "attio-companies": AttioCompaniesTarget,
+           "attio-both": AttioBothTarget, "attentive": AttentiveTarget,
            "splio": lambda tmp, rows: SplioTarget(tmp, rows, "sftp"),
            "splio-api": lambda tmp, rows: SplioTarget(tmp, rows, "api")}
 
