@@ -142,6 +142,20 @@ class Target:
     def extra_problems(self, after_rerun: bool) -> list[str]:
         return []
 
+    def state_problems(self) -> list[str]:
+        """After the third run: no run left `running`, no lock held."""
+        out = []
+        try:
+            running = self.sql("select count(*) from dinsync.runs where status = 'running'")[0][0]
+            locks = self.sql("select count(*) from dinsync.locks")[0][0]
+        except duckdb.CatalogException as exc:
+            return [f"state tables: {exc}"]
+        if running:
+            out.append(f"{running} runs still recorded running")
+        if locks:
+            out.append(f"{locks} locks left")
+        return out
+
     def close(self) -> None:
         self.thread.stop()
 
@@ -682,6 +696,7 @@ def soak(args) -> None:
                 if noop is None or noop["acknowledged"] or t.writes() != writes or noop["status"] != "success":
                     problems.append(f"third run: {noop and {k: noop.get(k) for k in ('status', 'acknowledged', 'error')}}"
                                     f" writes {t.writes() - writes} {err[-500:] if noop is None else ''}")
+                problems += t.state_problems()
                 ok = not problems
                 broken += not ok
                 results.setdefault(hit, [0, 0])[0 if ok else 1] += 1
