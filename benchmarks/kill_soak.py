@@ -245,7 +245,7 @@ def main() -> None:
                     "re-run that must converge (2: the re-run of a killed run is killed too)")
     ap.add_argument("--full-refresh", action="store_true", help="other destinations, with --churn: the killed run "
                     "is `sync --full-refresh`")
-    ap.add_argument("--update-mode", action="store_true", help="attio, attio-companies with --churn: rounds in "
+    ap.add_argument("--update-mode", action="store_true", help="attio, attio-companies, splio, splio-api with --churn: rounds in "
                     "mode: update")
     ap.add_argument("--unsettled-first", action="store_true", help="other destinations: a run that ends before "
                     "its outcomes arrived (0.2 s outcome timeout) precedes the killed run")
