@@ -25,6 +25,14 @@ Prints one line per round and a summary; exits 1 when a round broke an invariant
 tests' stand-ins for FNV_HASH and GETDATE), or Snowflake's connector against fakesnow (started
 here, as the tests do). There a round does not start from a copy: a first-sync round drops the
 state schema, a churn round changes K x 10% of the rows of the model the previous round converged on.
+
+`--destination attio|attio-companies|attentive|splio|splio-api` (default iterable: the rounds above)
+kills syncs to that destination's sandbox instead (kill_soak_destinations.py: DuckDB, a few thousand
+rows, kills at chosen moments: while an outcome is awaited, right after a write or an import report,
+right after a checkpoint commit began, once everything was delivered, while planning; `--moments`,
+`--kills 2`, `--full-refresh`, `--revert`; see that module's docstring):
+
+    python benchmarks/kill_soak.py --destination splio --rows 30000 --rounds 20 [--churn 3 --revert]
 """
 from __future__ import annotations
 
@@ -227,7 +235,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warehouse", choices=("duckdb", "postgres", "redshift", "snowflake"), default="duckdb")
     ap.add_argument("--schema-prefix", default="dinsync_soak", help="server warehouses: <prefix>_m, <prefix>_s")
+    ap.add_argument("--destination", choices=("iterable", "attio", "attio-companies", "attio-both", "attentive", "splio", "splio-api"),
+                    default="iterable", help="other than iterable: kill_soak_destinations.py's rounds (DuckDB)")
+    ap.add_argument("--moments", default="", help="other destinations: kill moments taken in turn "
+                    "(random,pending,ack,checkpoint,final; default: all)")
+    ap.add_argument("--revert", action="store_true", help="other destinations, with --churn: every other round "
+                    "the model goes back to its previous values after the kill")
+    ap.add_argument("--kills", type=int, default=1, help="other destinations: runs killed in a row before the "
+                    "re-run that must converge (2: the re-run of a killed run is killed too)")
+    ap.add_argument("--full-refresh", action="store_true", help="other destinations, with --churn: the killed run "
+                    "is `sync --full-refresh`")
+    ap.add_argument("--update-mode", action="store_true", help="attio, attio-companies, splio, splio-api with --churn: rounds in "
+                    "mode: update")
+    ap.add_argument("--unsettled-first", action="store_true", help="other destinations: a run that ends before "
+                    "its outcomes arrived (0.2 s outcome timeout) precedes the killed run")
     args = ap.parse_args()
+    if args.destination != "iterable":
+        from kill_soak_destinations import soak
+
+        return soak(args)
     if args.warehouse != "duckdb":
         return server_soak(args)
     rng = random.Random(args.seed)
