@@ -12,8 +12,8 @@ rows and plans again, then plans twice with nothing changed.
 Prints seconds and peak RSS per step (Linux), the worst single commit, how much the commits grew
 the database file and the time this disk needs to write that much durably (`commit: disk floor`,
 a probe of 256 MB with a sync every 16 MB), and the peak RSS of the run and of dinsync's own steps;
-`--profile` adds the seconds of every SQL statement. No asserts: the targets live in issue 10 (10M rows: first plan <= 12 s,
-commits <= 4 s in total, 2% churn plan <= 2.5 s, peak RSS <= 400 MB).
+`--profile` adds the seconds of every SQL statement. No asserts: the targets live in issue 10 (10M
+rows: first plan <= 12 s, commits <= 4 s in total, 2% churn plan <= 2.5 s, peak RSS <= 400 MB).
 
 Baseline, in the same run: a naive diff as a straightforward SQL tool would write it (the last
 delivered rows kept as a full copy of the model; a plan is a FULL OUTER JOIN of the model with it
@@ -294,8 +294,8 @@ def main() -> None:
         profile.report("commits")
     step("checkpoint", lambda: w.execute("CHECKPOINT"))
     if size is not None:
-        # the commits wrote the snapshot to the database file and synced it: at 10 fields ~120
-        # bytes a key (the key and 14 64-bit hashes, which do not compress)
+        # the commits wrote the snapshot to the database file and synced it: at 10 fields ~136
+        # bytes a key (the key and 14 64-bit hashes, which do not compress; 1,364 MB at 10M)
         grown, speed = file_mb(path) - size, durable_write_mb_s(os.path.dirname(os.path.abspath(path)))
         results.append(("commit: disk floor", grown / speed))
         print(f"  {'commit: disk floor':<36} {grown / speed:8.2f} s  the commits grew the database by {grown:,.0f} MB; "
