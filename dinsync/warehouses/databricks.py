@@ -462,6 +462,10 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
                     "for the state schema, or set `transactions: none` in dinsync.yml")
         if type(exc).__name__ == "Unauthenticated":
             return "check the Databricks token (warehouse.token from ${env:...}): it may be wrong or expired"
+        cause = exc.__cause__ if isinstance(exc, TimeoutError) else None  # the SDK's retries gave up
+        if cause is not None and type(cause).__name__ == "ConnectionError":
+            return (f"no connection could be opened to {self.host} (the last try: {type(cause).__name__}): "
+                    "check warehouse.host and that this machine can reach it")
         return None
 
     def close(self) -> None:

@@ -257,6 +257,7 @@ def test_an_unreachable_host_fails_the_connection_check_quickly(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: connections are refused
-    with pytest.raises(WarehouseUnavailable):
+    with pytest.raises(WarehouseUnavailable) as info:
         connect("databricks", host=f"http://127.0.0.1:{port}", token=TOKEN, warehouse_id="abc123", catalog="main")
     assert now[0] - 1_000_000.0 <= 60
+    assert f"no connection could be opened to http://127.0.0.1:{port}" in info.value.hint
