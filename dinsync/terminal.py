@@ -78,6 +78,14 @@ def _redacting_console() -> Any:
             def render_str(self, text: str, **kwargs: Any):
                 return super().render_str(redaction.redact(text), **kwargs)
 
+            def print(self, *objects: Any, **kwargs: Any) -> None:
+                # piped or captured (CI logs, grep), a line of text is written whole: the 200 columns
+                # are for laying out tables, not for breaking a message mid-sentence
+                if (kwargs.get("soft_wrap") is None and not self.is_terminal
+                        and all(isinstance(o, str) for o in objects)):
+                    kwargs["soft_wrap"] = True
+                super().print(*objects, **kwargs)
+
         _RedactingConsole = RedactingConsole
     return _RedactingConsole
 

@@ -58,6 +58,9 @@ _HTTP_PATH = re.compile(r"^/?sql/1\.0/(?:warehouses|endpoints)/([0-9A-Za-z_-]+)/
 _SQLSTATE = re.compile(r"SQLSTATE:\s*([0-9A-Z]{5})")
 _ERROR_CLASS = re.compile(r"^\[([A-Z0-9_]+)(?:\.[A-Z0-9_]+)*\]")
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT)\b", re.I)
+# seconds the connection check lets the SDK retry a connection it cannot open (a run keeps the
+# configured retry_timeout_seconds, 300 s by default, for a network that fails midway)
+CONNECT_RETRY_SECONDS = 20
 
 # Databricks error classes ("[TABLE_OR_VIEW_NOT_FOUND] ...") and SQLSTATEs -> dinsync errors
 _ERROR_CLASSES: dict[str, type[E.WarehouseError]] = {
@@ -232,8 +235,17 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         self._config = dict(host=self.host, token=token, auth_type="pat" if token else None,
                             retry_timeout_seconds=retry_timeout_seconds, **(client_config or {}))
         self._local = threading.local()
-        with self.translating("connecting"):
-            self.scalar("SELECT 1")  # a wrong token, host or warehouse fails here, with a clear error
+        # A wrong token, host or warehouse fails here, with a clear error. The SDK retries a connection
+        # it cannot open (a DNS error, a refused port) for its retry budget, 300 s by default, twice
+        # (the host's metadata, then the statement): the check gets a short budget of its own, so a
+        # mistyped host is reported within a minute; later calls have the configured one.
+        budget = min(retry_timeout_seconds or CONNECT_RETRY_SECONDS, CONNECT_RETRY_SECONDS)
+        self._local.api = self._client(retry_timeout_seconds=budget)
+        try:
+            with self.translating("connecting"):
+                self.scalar("SELECT 1")
+        finally:
+            self._local.api = None
 
     # --- the API ---------------------------------------------------------------------
     @property
@@ -242,10 +254,13 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         shared between threads)."""
         api = getattr(self._local, "api", None)
         if api is None:
-            options = {k: v for k, v in self._config.items() if v is not None}
-            client = self._sdk.WorkspaceClient(config=self._sdk.core.Config(**options))
-            api = self._local.api = client.statement_execution
+            api = self._local.api = self._client()
         return api
+
+    def _client(self, **overrides: Any):
+        """A new statement API client (`overrides`: Config options for this one)."""
+        options = {k: v for k, v in {**self._config, **overrides}.items() if v is not None}
+        return self._sdk.WorkspaceClient(config=self._sdk.core.Config(**options)).statement_execution
 
     def _run(self, sql: str, params: Params, arrow: bool):
         """Submit a statement (values as typed parameters), poll until it ends; the SUCCEEDED
@@ -447,6 +462,10 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
                     "for the state schema, or set `transactions: none` in dinsync.yml")
         if type(exc).__name__ == "Unauthenticated":
             return "check the Databricks token (warehouse.token from ${env:...}): it may be wrong or expired"
+        cause = exc.__cause__ if isinstance(exc, TimeoutError) else None  # the SDK's retries gave up
+        if cause is not None and type(cause).__name__ == "ConnectionError":
+            return (f"no connection could be opened to {self.host} (the last try: {type(cause).__name__}): "
+                    "check warehouse.host and that this machine can reach it")
         return None
 
     def close(self) -> None:

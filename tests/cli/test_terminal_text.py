@@ -64,3 +64,24 @@ def test_rejections_show_a_key_and_reason_holding_line_breaks_on_one_line(capsys
     out = capsys.readouterr().out
     assert "a\\nb@x.com" in out and "whitespace\\r\\n" in out
     assert not any(line.strip("│ ").startswith("b@x.com") for line in out.splitlines())
+
+
+def test_long_messages_stay_on_one_line_when_piped(capsys):
+    """Piped (CI logs, `| grep`), a message longer than the 200 columns tables are laid out in is
+    printed whole on its line: not broken mid-sentence with a trailing space."""
+    from types import SimpleNamespace
+
+    from dinsync import terminal
+
+    terminal.reset()
+    message = ("model active_customers is blocked: 4 of 6 rows (66.7%) share 2 duplicated matching keys (email) "
+               "(e.g. 'ada@example.com', 'grace@example.com'), over the 5% limit of sync iterable_customers; "
+               "none of the model's syncs matching on email run, nothing was sent")
+    model = SimpleNamespace(model="active_customers", dbt_models=[], status="blocked", rows=6,
+                            syncs=["iterable_customers"], keys=[], messages=[message])
+    terminal.print_check([model])
+    terminal.note("sync iterable_customers paused (credentials): " + "x" * 250)
+    captured = capsys.readouterr()
+    assert f"  blocked: {message}\n" in captured.out
+    assert f"note: sync iterable_customers paused (credentials): {'x' * 250}\n" == captured.err
+    terminal.reset()

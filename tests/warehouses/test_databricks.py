@@ -241,3 +241,23 @@ def test_the_fake_enforces_the_api_rules(fake, body, status):
     except urllib.error.HTTPError as exc:
         code = exc.code
     assert code == status
+
+
+def test_an_unreachable_host_fails_the_connection_check_quickly(monkeypatch):
+    """A host nobody answers on (a typo, a closed port) is a connection error within the connection
+    check's short retry budget, not after the SDK's 300 s per call (host metadata, then the statement:
+    ~10 minutes of silence). The SDK's clock is faked: slept seconds are counted, never waited."""
+    import socket
+
+    from databricks.sdk import clock
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(clock.RealClock, "time", lambda self: now[0])
+    monkeypatch.setattr(clock.RealClock, "sleep", lambda self, seconds: now.__setitem__(0, now[0] + seconds))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    with pytest.raises(WarehouseUnavailable) as info:
+        connect("databricks", host=f"http://127.0.0.1:{port}", token=TOKEN, warehouse_id="abc123", catalog="main")
+    assert now[0] - 1_000_000.0 <= 60
+    assert f"no connection could be opened to http://127.0.0.1:{port}" in info.value.hint
