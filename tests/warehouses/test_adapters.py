@@ -447,6 +447,9 @@ def test_floats_text_form_tells_every_double_apart_whatever_extra_float_digits(m
     monkeypatch.delenv("PGOPTIONS")
     with connect("postgres", dsn=PG_DSN, settings={"extra_float_digits": "0"}) as wh:
         assert wh.scalar(sql) == "1.0000000000000002 0.1"
+    monkeypatch.setenv("PGOPTIONS", "-c extra_float_digits=0")  # Redshift's default is 0
+    with connect("redshift", dsn=PG_DSN) as wh:
+        assert wh.scalar(sql) == "1.0000000000000002 0.1"
 
 
 def test_redshift_reads_dates_whatever_the_datestyle_default(monkeypatch):
