@@ -179,7 +179,8 @@ def _as_date(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         t = v.cast(pl.String).str.strip_chars()
         d = pl.when(t.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(t.str.to_date("%Y-%m-%d", strict=False))
         bad = v.is_not_null() & d.is_null()
-        return Encoded(value_json(d, pl.Date, label).text, [_cannot(v, bad, label, "a date (YYYY-MM-DD)")])
+        enc = value_json(d, pl.Date, label)  # its problems: year 0 parses, and is beyond the calendar
+        return Encoded(enc.text, [_cannot(v, bad, label, "a date (YYYY-MM-DD)"), *enc.problems])
     return _wrong_type(v, dtype, label, "date")
 
 
@@ -207,12 +208,12 @@ def _as_datetime(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     minutes = hours * 60 + digits.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
     signed = pl.when(zone.str.starts_with("-")).then(-minutes).otherwise(minutes)
     utc = (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
-    text = (
-        pl.when(zone.is_null())
-        .then(value_json(naive, pl.Datetime("us"), label).text)
-        .otherwise(value_json(utc, pl.Datetime("us", "UTC"), label).text)
-    )
-    return Encoded(text, [_cannot(v, v.is_not_null() & naive.is_null(), label, "a datetime (ISO 8601)")])
+    local, instant = value_json(naive, pl.Datetime("us"), label), value_json(utc, pl.Datetime("us", "UTC"), label)
+    text = pl.when(zone.is_null()).then(local.text).otherwise(instant.text)
+    # year 0 parses, and an offset may move the instant to year 0 or 10000: beyond the calendar
+    beyond = [(pl.when(zone.is_null()).then(a).otherwise(b), why)
+              for (a, why), (b, _) in zip(local.problems, instant.problems)]
+    return Encoded(text, [_cannot(v, v.is_not_null() & naive.is_null(), label, "a datetime (ISO 8601)"), *beyond])
 
 
 def _as_email(v: pl.Expr, s: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:

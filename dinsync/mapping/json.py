@@ -16,12 +16,15 @@ Datetime format (everywhere, also nested): ``YYYY-MM-DDTHH:MM:SS`` plus ``.fffff
 sub-second part is not zero (microseconds; nanoseconds are truncated), plus ``Z`` for tz-aware
 values, which are converted to UTC first. Naive datetimes are written as they are, without
 offset. This is what ``orjson.dumps(dt, option=OPT_UTC_Z)`` and ``datetime.isoformat`` write.
-Decimals nested in lists or structs are written as floats (top-level ones keep every digit).
+Decimals nested in lists or structs keep every digit too (json_encode writes them as strings: they
+are marked with `_DECIMAL_MARK` before and unquoted after; a nested string holding the mark, two
+Unicode noncharacters, rejects its row rather than risk being read as a number).
 A date or datetime outside the years 1 to 9999 rejects its row, also nested in a list or a struct.
 """
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +34,12 @@ import polars as pl
 from dinsync.mapping.normalize import preview
 
 _NULL = pl.lit(None, pl.String)
+# Marks a decimal nested in a list or struct: json_encode writes it as the JSON string
+# "<mark><digits>", which _unmark_decimals turns into the JSON number <digits> (U+FDD0 and U+FDD1
+# are noncharacters, which json_encode writes as they are).
+_DECIMAL_MARK = "\ufdd0\ufdd1"
+_MARKED_DECIMAL = re.compile('"' + _DECIMAL_MARK + r'(-?[0-9]+(?:\.[0-9]+)?)"')
+RESERVED_TEXT = "{label}: holds a text with the characters U+FDD0 U+FDD1, which cannot be sent"
 
 
 @dataclass
@@ -129,7 +138,7 @@ def _prep_nested(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Time):
         return iso_time(expr)
     if isinstance(dtype, pl.Decimal):
-        return expr.cast(pl.Float64)
+        return pl.concat_str([pl.lit(_DECIMAL_MARK), expr.cast(pl.String)])  # unquoted by _unmark_decimals
     if isinstance(dtype, pl.Binary):
         return expr.bin.encode("base64")
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
@@ -152,6 +161,30 @@ NONFINITE = "{label}: NaN/infinite is not valid JSON"  # why a NaN or infinite n
 _UNIT_PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000}
 # ns: every int64 lies in 1677-2262; DuckDB's TIMESTAMP_NS '±infinity' are its extremes
 _NS_INFINITIES = [2**63 - 1, -(2**63 - 1), -(2**63)]
+
+
+def _holds_decimal(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.Decimal):
+        return True
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _holds_decimal(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_decimal(f.dtype) for f in dtype.fields)
+    return False
+
+
+def _unmark_decimals(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_all(_MARKED_DECIMAL.pattern, "${1}")
+
+
+def _holds_mark(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """Boolean: a text nested in the value holds _DECIMAL_MARK (None when it holds no text)."""
+    return any_nested(expr, dtype, lambda e, t: e.cast(pl.String).str.contains(_DECIMAL_MARK, literal=True)
+                      .fill_null(False) if _is_text_type(t) else None)
+
+
+def _is_text_type(dtype: pl.DataType) -> bool:
+    return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum))
 
 
 def beyond_calendar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -200,9 +233,17 @@ def value_json(expr: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
         return Encoded(quote(expr.bin.encode("base64")), size=expr.bin.size())
     if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
         text = pl.struct(_prep_nested(expr, dtype).alias("a")).struct.json_encode().str.slice(5).str.head(-1)
+        problems = []
+        if _holds_decimal(dtype):
+            text = _unmark_decimals(text)
+            marked = _holds_mark(expr, dtype)
+            if marked is not None:
+                problems.append((marked, pl.lit(RESERVED_TEXT.format(label=label))))
+                text = pl.when(marked).then(_NULL).otherwise(text)
         text = pl.when(expr.is_null()).then(_NULL).otherwise(text)
         bad = nonfinite(expr, dtype)
-        problems = [] if bad is None else [(bad, pl.lit(NONFINITE.format(label=label)))]
+        if bad is not None:
+            problems.append((bad, pl.lit(NONFINITE.format(label=label))))
         beyond = beyond_calendar_nested(expr, dtype)
         if beyond is not None:
             problems.append((beyond, pl.lit(BEYOND_CALENDAR.format(label=label))))

@@ -38,6 +38,11 @@ SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01",
 # connection refused for one of them ("unrecognized configuration parameter") is made again
 # without it, unless the project's `settings:` asked for it.
 OPTIONAL_SETTINGS = ("client_connection_check_interval",)
+# Settings the diff relies on, which neither a `settings:` entry nor a role's default may change:
+# the diff hashes each value's text form, and with extra_float_digits 0 or less a float8 is written
+# with 15 significant digits (1.0000000000000002 as 1): a change of the last digits would be no
+# change. From PostgreSQL 12 any positive value writes the shortest exact form (as the default 1).
+FIXED_SETTINGS = {"extra_float_digits": "3"}
 
 
 class PostgresConnection:
@@ -149,7 +154,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
             self.driver_errors += (self._adbc.Error,)
         except Exception:
             self._adbc = None  # reads fall back to a server-side cursor
-        options = _iso_dates({**SESSION_SETTINGS, **(settings or {})})
+        options = _iso_dates({**SESSION_SETTINGS, **(settings or {})}) | FIXED_SETTINGS
         optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
         self._init_sessions()
         while True:

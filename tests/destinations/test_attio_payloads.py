@@ -454,3 +454,17 @@ def test_registering_attio_loads_neither_polars_nor_aiohttp():
             "print('polars' in sys.modules, 'aiohttp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_currency_amounts_are_rounded_exactly_not_through_a_float():
+    """Amounts with more than 4 decimals were rounded as 64-bit floats: a DECIMAL(38,10) of
+    12345678901234567.1234567891 went out as 12345678901234568.0 (its integer part changed), and a
+    long amount in exponent form as 1.2345678901234568e+20. They are rounded to 4 decimals on their
+    digits (half away from zero), the rest of the number kept."""
+    from dinsync.destinations.attio.values import currency_json
+
+    texts = ["12345678901234567.1234567891", "-0.00005", "0.12345", "1.234567890123456789e+20", "1e-7",
+             "0.30000000000000004", "12.5", "null", "1.23456e+300"]
+    out = pl.DataFrame({"t": texts}).select(currency_json(pl.col("t"))).to_series().to_list()
+    assert out == ["12345678901234567.1235", "-0.0001", "0.1235", "123456789012345678900", "0",
+                   "0.3", "12.5", "null", "1" + "23456" + "0" * 295]

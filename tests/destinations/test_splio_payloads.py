@@ -268,3 +268,18 @@ def test_a_bulk_create_leaves_empty_values_out_and_its_patch_fallback_clears_the
 def test_api_prepare_refuses_to_guess_custom_field_ids():
     with pytest.raises(Exception, match="pre-flight"):
         destination(API, api_key="k-123456").prepare(mapped([ROW]), spec())
+
+
+def test_wide_numbers_keep_every_digit():
+    """The JSON text of each value was decoded by Polars' json_path_match, which reads numbers as
+    64-bit floats: a DECIMAL(38,10) 1234567890123456789012345678.1234567890 became
+    1.2345678901234567e+27, then "1234567890123456700000000000"; a HUGEINT or UBIGINT beyond 2^63
+    lost its last digits the same way. Numbers are written from their own digits."""
+    from dinsync.destinations.splio.values import Column, with_splio_text
+
+    texts = ["1234567890123456789012345678.1234567890", "170141183460469231731687303715884105727",
+             "18446744073709551615", "1.50", "1.5e-7", '"1.5e-7"', "true", "null", '"x"', "[1.50,2]"]
+    frame = pl.DataFrame({"_t0": texts})
+    out = with_splio_text(frame, [Column(0, "plan", True, "auto")])["_c0"].to_list()
+    assert out == ["1234567890123456789012345678.1234567890", "170141183460469231731687303715884105727",
+                   "18446744073709551615", "1.50", "0.00000015", "1.5e-7", "true", "", "x", "[1.50,2]"]

@@ -781,3 +781,19 @@ def test_numeric_text_without_a_declared_scale_is_written_with_a_fraction():
     assert numeric_batch(values[:1], "number", free_scale=True).frame["_json"].to_list() == ['{"f":5.0}']
     assert numeric_batch(values[:1], "integer", free_scale=True).frame["_json"].to_list() == ['{"f":5}']
     assert numeric_batch(values[:1]).frame["_json"].to_list() == ['{"f":5}']  # numeric(p, 0)
+
+
+@pytest.mark.parametrize(("values", "kind", "sent"), [
+    (["0000-01-01", "2024-01-02"], "date", ["2024-01-02"]),
+    (["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "0000-06-01T00:00:00", "2024-01-02T03:04:05Z"],
+     "datetime", ["2024-01-02T03:04:05Z"]),
+])
+def test_text_dates_beyond_the_calendar_reject_the_row_not_send_null(values, kind, sent):
+    """`type: date` of the text '0000-01-01' (and `type: datetime` of text whose UTC instant falls
+    in year 0 or 10000) passed the check and was sent as JSON null: the platform's value was
+    silently cleared. Such a row is rejected, saying why."""
+    b = one(values, kind=kind)
+    check_shape(b)
+    assert [o["f"] for o in objects(b)] == sent
+    assert len(reasons(b)) == len(values) - len(sent)
+    assert all("date out of range" in r for r in reasons(b))

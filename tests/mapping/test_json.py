@@ -231,3 +231,26 @@ def test_batches_by_size_random_properties():
             nxt = start + n
             fits = sum(sizes[start : nxt + 1]) + overhead * (n + 1) <= max_bytes and n + 1 <= max_rows
             assert not fits
+
+
+def test_nested_decimals_keep_every_digit():
+    """A DECIMAL inside a list or struct was written through a 64-bit float: DECIMAL(38,0)
+    9007199254740993 arrived as 9007199254740992.0, 1234567890123456789.1234567891 as
+    1.2345678901234568e+18 (silently another number). They are written digit for digit, as
+    top-level decimals are; a string that merely looks like a number stays a string."""
+    lst = pl.Series([[decimal.Decimal("1234567890123456789.1234567891"), decimal.Decimal("-0.1000000000"), None],
+                     None, []], dtype=pl.List(pl.Decimal(38, 10)))
+    texts, bad = _json(lst)
+    assert texts == ["[1234567890123456789.1234567891,-0.1000000000,null]", None, "[]"]
+    assert not any(bad)
+    st = pl.Series([{"a": decimal.Decimal("9007199254740993"), "b": "9007199254740993", "c": [decimal.Decimal("1.50")]},
+                    {"a": None, "b": None, "c": None}]).cast(
+        pl.Struct({"a": pl.Decimal(38, 0), "b": pl.String, "c": pl.List(pl.Decimal(10, 2))}))
+    texts, bad = _json(st)
+    assert texts[0] == '{"a":9007199254740993,"b":"9007199254740993","c":[1.50]}'
+    assert orjson.loads(texts[1]) == {"a": None, "b": None, "c": None}
+    assert not any(bad)
+    marked = pl.Series([{"a": decimal.Decimal("1"), "b": "\ufdd0\ufdd12"}]).cast(
+        pl.Struct({"a": pl.Decimal(38, 0), "b": pl.String}))
+    texts, bad = _json(marked)
+    assert texts == [None] and bad == [True]  # rejected: never a string read as a number

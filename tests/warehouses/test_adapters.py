@@ -434,6 +434,24 @@ def test_dates_are_read_whatever_the_datestyle_setting(tmp_path):
                 assert wh.scalar("SELECT '01/02/2020'::date::text") == "2020-02-01"
 
 
+def test_floats_text_form_tells_every_double_apart_whatever_extra_float_digits(monkeypatch):
+    """The diff hashes each value's text form: under `extra_float_digits = 0` (a role's or database's
+    default, emulated by PGOPTIONS, or a `settings:` entry) PostgreSQL writes a float8 with 15
+    significant digits, so 1.0 -> 1.0000000000000002 (1 ulp) or 0.1234567890123456 -> ...57 was no
+    change and the platform kept the old value for good. dinsync's sessions write floats exactly."""
+    require_postgres()
+    sql = "SELECT (1.0000000000000002::float8)::text || ' ' || (0.1::real)::text"
+    monkeypatch.setenv("PGOPTIONS", "-c extra_float_digits=0")
+    with connect("postgres", dsn=PG_DSN) as wh:
+        assert wh.scalar(sql) == "1.0000000000000002 0.1"
+    monkeypatch.delenv("PGOPTIONS")
+    with connect("postgres", dsn=PG_DSN, settings={"extra_float_digits": "0"}) as wh:
+        assert wh.scalar(sql) == "1.0000000000000002 0.1"
+    monkeypatch.setenv("PGOPTIONS", "-c extra_float_digits=0")  # Redshift's default is 0
+    with connect("redshift", dsn=PG_DSN) as wh:
+        assert wh.scalar(sql) == "1.0000000000000002 0.1"
+
+
 def test_redshift_reads_dates_whatever_the_datestyle_default(monkeypatch):
     """Redshift has no `settings:`, but a user's or database's default DateStyle (`ALTER USER ..
     SET datestyle TO 'SQL, DMY'`, emulated here by PGOPTIONS) made every read of a timestamptz

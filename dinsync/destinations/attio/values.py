@@ -16,6 +16,8 @@ Python once per distinct value.
 """
 from __future__ import annotations
 
+import decimal
+
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
@@ -222,13 +224,36 @@ class ValueShaper:
 def currency_json(t: pl.Expr) -> pl.Expr:
     """JSON text of a currency amount, rounded to the 4 decimal places Attio takes ("A decimal
     with a max of 4 decimal places", spec `currency_value`): a computed DOUBLE such as 1.0 / 3 or
-    0.1 + 0.2 would otherwise get the row refused. Other texts (integers, up to 4 decimals,
-    `null`, objects, arrays) are left as they are."""
+    0.1 + 0.2 would otherwise get the row refused. The rounding is done on the number's digits
+    (half away from zero), never through a float, which changed the integer part of long amounts.
+    Other texts (integers, up to 4 decimals, `null`, objects, arrays) are left as they are."""
     import polars as pl
 
-    excess = t.str.contains(_EXCESS_DECIMALS)
-    rounded = pl.struct(t.cast(pl.Float64, strict=False).round(CURRENCY_DECIMALS).alias("a")).struct.json_encode()
-    return pl.when(excess).then(rounded.str.slice(5).str.head(-1)).otherwise(t)
+    excess = t.str.contains(_EXCESS_DECIMALS).fill_null(False)
+    return pl.when(excess).then(t.map_batches(_rounded_amounts, return_dtype=pl.String)).otherwise(t)
+
+
+_ROUNDING = decimal.Context(prec=1_000, rounding=decimal.ROUND_HALF_UP)
+_QUANTUM = decimal.Decimal(1).scaleb(-CURRENCY_DECIMALS)
+
+
+def _rounded_amounts(texts: pl.Series) -> pl.Series:
+    """Each text with excess decimals rounded to CURRENCY_DECIMALS (Python, once per distinct such
+    value of the batch: rare), in plain notation without trailing zeros; other texts unchanged."""
+    import polars as pl
+
+    found = texts.filter(texts.str.contains(_EXCESS_DECIMALS).fill_null(False)).unique().to_list()
+    if not found:
+        return texts
+    plain = {}
+    for text in found:
+        try:  # (amounts reach here within a float's range: 309 digits at most before the point)
+            rounded = format(decimal.Decimal(text).quantize(_QUANTUM, context=_ROUNDING), "f")
+        except decimal.InvalidOperation:
+            continue  # left as it is: Attio's answer for that row decides
+        rounded = rounded.rstrip("0").rstrip(".") if "." in rounded else rounded
+        plain[text] = "0" if rounded in ("-0", "") else rounded
+    return texts.replace(plain).cast(pl.String)
 
 
 def _coordinate(number: float) -> str:

@@ -6,8 +6,8 @@ the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
 
 * a NULL value becomes "" (an empty cell / empty string: Splio clears the field; a bulk create,
   with nothing to clear, leaves it out);
-* JSON strings are decoded, numbers and booleans keep their JSON text, objects and arrays their
-  JSON text;
+* JSON strings are decoded, numbers (every digit), booleans, objects and arrays keep their JSON
+  text;
 * date and datetime values become Splio's date format `YYYY-MM-DD HH:MM:SS` (dates at midnight,
   fractions of a second dropped, UTC values converted to `timezone` when one is configured);
   values of `auto` custom fields that are ISO dates or datetimes as the mapping writes them
@@ -86,7 +86,11 @@ def with_splio_text(frame: pl.DataFrame, columns: Sequence[Column], *, cellphone
     exprs = []
     for col in columns:
         t = pl.col(f"_t{col.index}")
-        text = t.str.json_path_match("$").fill_null("")
+        # only JSON strings are decoded: json_path_match reads numbers as 64-bit floats (a DECIMAL(38,10)
+        # or a HUGEINT lost its last digits); numbers, booleans, objects and arrays keep their JSON text
+        text = (pl.when(t == "null").then(pl.lit(""))
+                .when(t.str.starts_with('"')).then(t.str.json_path_match("$").fill_null(""))
+                .otherwise(t))
         if col.kind in ("date", "datetime") or (col.custom and col.kind == "auto"):
             text = _splio_datetime(text, col.kind, timezone)
         if not col.custom and col.name == "cellphone" and cellphone_format == "00":
