@@ -17,7 +17,6 @@ Python once per distinct value.
 from __future__ import annotations
 
 import decimal
-
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
