@@ -87,3 +87,14 @@ def attio_sandbox():
     runner.start()
     yield sandbox, runner
     runner.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """fakesnow, once imported, leaves a folder of its own in the temporary folder (its stage
+    bucket, made at import and never removed): removed with the test process."""
+    import shutil
+    import sys
+
+    bucket = getattr(sys.modules.get("fakesnow.transforms.stage"), "LOCAL_BUCKET_PATH", None)
+    if bucket:
+        shutil.rmtree(bucket, ignore_errors=True)

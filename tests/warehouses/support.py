@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -157,8 +158,12 @@ class FakesnowServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.log = tempfile.NamedTemporaryFile(prefix="fakesnow-", suffix=".log", delete=False)
+        # fakesnow makes a folder of its own in the temporary folder when imported (its stage
+        # bucket) and never removes it: the server's go into one that stop() removes
+        self.tmp = tempfile.mkdtemp(prefix="dinsync-fakesnow-")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.warehouses.fakesnow_main", "-s", "-p", str(self.port), "--host", "127.0.0.1"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=dict(os.environ, TMPDIR=self.tmp))
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -191,6 +196,7 @@ class FakesnowServer:
             except Exception:  # noqa: BLE001
                 self.proc.kill()
         os.unlink(self.log.name)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 _FAKESNOW: list = []  # [server] or [problem text]
