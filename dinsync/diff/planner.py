@@ -323,7 +323,7 @@ class Planner(CommitMixin, PendingMixin):
             if not self._state_ready:
                 self.ensure_state()
             self._execute("forget_raw_keys")
-            if self.warehouse.table_columns(self.spec.state_schema, self.pending_table) is not None:
+            if self._pending_exists():
                 self._execute("pending_forget_raw_keys")
 
     def forget_snapshot(self) -> None:
