@@ -43,6 +43,7 @@ from .yamlfile import (
     did_you_mean,
     environ,
     load_yaml,
+    not_utf8,
     read_text,
     scrub,
     substitute_env,
@@ -82,15 +83,6 @@ def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str
             yield at + (key,), value.get_secret_value()
         elif isinstance(value, BaseModel):
             yield from _secret_settings(value, at + (key,))
-
-
-def _not_utf8(text: str) -> bool:
-    """Whether `text` holds bytes that were not UTF-8 (os.fsdecode turns them into surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _looks_like_key_text(value: str) -> bool:
@@ -244,7 +236,7 @@ class _Loader:
         if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
                 and "://" not in path and not path.startswith("md:")):
             file = Path(self.warehouse.resolved_path(self.root))
-            if _not_utf8(str(file)):  # a folder named in Latin-1, say
+            if not_utf8(str(file)):  # a folder named in Latin-1, say
                 self.issues.append(doc.issue(("warehouse", "path"), "warehouse.path: the file's path is not valid "
                                              "UTF-8, which DuckDB cannot open", "rename the folder, or give "
                                              "warehouse.path as an absolute path whose names are UTF-8"))

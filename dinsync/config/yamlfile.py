@@ -219,9 +219,7 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
                 issues.append(doc.issue(path, f"environment variable {name} is not set "
                                         f"(used by {_show_path(path)})", f"export {name}=..."))
                 return ""
-            try:  # os.environ holds bytes that are not UTF-8 as surrogates, which nothing can send
-                env[name].encode("utf-8")
-            except UnicodeEncodeError:
+            if not_utf8(env[name]):  # which nothing can send
                 doc.missing_env_paths.add(path)  # (no second issue for the value it leaves empty)
                 issues.append(doc.issue(path, f"environment variable {name} is not valid UTF-8 "
                                         f"(used by {_show_path(path)})", f"export {name} as UTF-8 text"))
@@ -234,6 +232,16 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
 
     doc.data = walk(doc.data, ())
     return issues
+
+
+def not_utf8(text: str) -> bool:
+    """Whether `text` holds bytes that were not UTF-8 (os.environ and os.fsdecode keep them as
+    surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _show_path(path: Iterable[Any]) -> str:
