@@ -117,6 +117,9 @@ class IterableDestination(Destination):
         "bulk_update": EndpointLimit("bulk_update", rate=5.0, max_concurrency=4),
         "get_user": EndpointLimit("get_user", rate=100.0, max_concurrency=16),
     }
+    # sockets for 4 bulk requests and 16 lookups in flight at once: with the generic 8, update
+    # mode's lookups held 51% of their 100/s at 150 ms a request (16 in flight: 97%)
+    default_concurrency = 20
 
     def auth_headers(self) -> dict[str, str]:
         return {"Api-Key": self.credentials["api_key"]}
