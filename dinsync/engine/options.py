@@ -12,17 +12,28 @@ _AT_LEAST_ZERO = ("checkpoint_seconds", "grace_seconds", "outcome_timeout_second
 _WHOLE = ("batch_rows", "checkpoint_rows", "queue_requests")
 
 
+# The default request queue holds at most this many requests: the queue keeps the senders fed while
+# rows are read and mapped, which a few per socket do; a destination with many sockets for reads
+# (Iterable's 16 lookups) must not also queue 4 bulk bodies of up to 4 MB per socket.
+QUEUE_REQUESTS_MAX = 32
+
+
 @dataclass
 class EngineOptions:
     batch_rows: int = 10_000  # rows per Arrow batch read from the plan (20k: ~30-50 MB more at peak for ~0.1 s less at 1M rows)
     checkpoint_rows: int = 50_000  # commit acknowledged rows at least this often (a first sync: whole blocks, see commits.py) ...
     checkpoint_seconds: float = 5.0  # ... or this often
-    queue_requests: int | None = None  # bounded request queue (default 4 x concurrency)
+    queue_requests: int | None = None  # bounded request queue (default 4 x concurrency, at most QUEUE_REQUESTS_MAX)
     lock_ttl_seconds: float = 900.0  # a lock not refreshed for this long is taken over
     heartbeat_seconds: float = 60.0  # how often a run refreshes its lock, whatever it is doing
     grace_seconds: float = 20.0  # on SIGTERM/SIGINT: how long requests in flight may finish
     outcome_timeout_seconds: float = 600.0  # how long a run waits for pending outcomes (imports, bulk jobs)
     pending_days: float = 7.0  # outcomes not read after this long are given up (those rows are sent again)
+
+    def queue_size(self, concurrency: int) -> int:
+        """Requests the send queue holds (DINSYNC_QUEUE_REQUESTS, else 4 per socket up to
+        QUEUE_REQUESTS_MAX)."""
+        return self.queue_requests or min(4 * concurrency, QUEUE_REQUESTS_MAX)
 
     @classmethod
     def from_env(cls) -> "EngineOptions":

@@ -99,7 +99,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         read_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-read")
         work_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-map")
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.opts.queue_requests or 4 * self.concurrency)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.opts.queue_size(self.concurrency))
         try:
             if True:  # the transport is open (entered by the caller, around the pre-flight check too)
                 await self.destination.begin_run(self.transport, self.spec)

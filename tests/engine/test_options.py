@@ -34,3 +34,16 @@ def test_an_unusable_value_is_a_configuration_error_naming_the_variable(monkeypa
     [issue] = info.value.issues
     assert issue.message == f"environment variable {name} must be {must}, got {value!r}"
     assert issue.hint.startswith(f"set {name} to ") and "unset it for the default" in issue.hint
+
+
+def test_the_request_queue_is_four_per_socket_up_to_a_cap(monkeypatch):
+    """The default queue is 4 requests per socket, at most QUEUE_REQUESTS_MAX: Iterable's 20
+    sockets (16 of them for lookups) would otherwise queue 80 bulk bodies of up to 4 MB each.
+    DINSYNC_QUEUE_REQUESTS still sets it exactly."""
+    from dinsync.engine.options import QUEUE_REQUESTS_MAX
+
+    opts = EngineOptions()
+    assert (opts.queue_size(1), opts.queue_size(8)) == (4, 32)
+    assert opts.queue_size(20) == opts.queue_size(24) == QUEUE_REQUESTS_MAX == 32
+    monkeypatch.setenv("DINSYNC_QUEUE_REQUESTS", "100")
+    assert EngineOptions.from_env().queue_size(20) == 100
