@@ -1,9 +1,10 @@
 """Send a destination's requests over HTTP and turn every response into per-record results.
 
 The destination says what its endpoints, limits and responses mean; this module does the generic
-part: one aiohttp session per destination, one rate limiter and one concurrency cap per endpoint,
-retries with backoff (Retry-After aware, 429s pause the whole endpoint), split-batch retries, and
-secret redaction of every message built from a response, an exception or a URL.
+part: one aiohttp session per destination, one rate limiter and one in-flight cap per endpoint
+(growing with the latency: inflight.py), retries with backoff (Retry-After aware, 429s pause the
+whole endpoint), split-batch retries, and secret redaction of every message built from a
+response, an exception or a URL.
 
 `send()` never raises for a transient failure: records that could not be delivered come back as
 `failed`. It raises `DestinationAuthError` when the destination says credentials are rejected, and
@@ -35,6 +36,7 @@ from dinsync.destinations.base import (
 from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 
+from .inflight import CEILING_FACTOR, InFlight
 from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
 from .retry import RetryPolicy, parse_retry_after
 
@@ -89,7 +91,7 @@ GiveUp = _GiveUp  # raised by a subclass's own exchanges (e.g. fetching a token)
 class _Endpoint:
     limit: EndpointLimit
     limiter: RateLimiter
-    semaphore: asyncio.Semaphore
+    in_flight: InFlight
     stats: EndpointStats
 
 
@@ -176,7 +178,11 @@ class HttpSender:
             rate = None
         limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
-        ep = _Endpoint(limit, limiter, asyncio.Semaphore(max(1, limit.max_concurrency)), stats)
+        floor = max(1, limit.max_concurrency)
+        ceiling = CEILING_FACTOR * floor
+        if self.connections:  # no more in flight than there are sockets
+            ceiling = max(floor, min(ceiling, self.connections))
+        ep = _Endpoint(limit, limiter, InFlight(floor, rate, ceiling), stats)
         self._endpoints[name] = ep
         return ep
 
@@ -325,7 +331,7 @@ class HttpSender:
         if self._session is None:
             raise RuntimeError("HttpSender used outside `async with`")
         self._stop_if_refused_or_down()
-        async with ep.semaphore:  # concurrency first: a rate slot is only taken to be used now
+        async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
             await ep.limiter.acquire()
             self._stop_if_refused_or_down()
             self._count(ep, "requests")
@@ -339,11 +345,13 @@ class HttpSender:
                 # (yarl would otherwise re-quote, e.g. turn `%40` back into `@`).
                 url = URL(self.destination.base_url + request.path, encoded=True)
                 headers = await self._headers(request)
+                sent_at = self.clock.now()
                 async with self._session.request(
                     request.method, url, data=request.body, headers=headers, allow_redirects=False
                 ) as resp:
                     body = await resp.read()
                     status, resp_headers = resp.status, resp.headers
+                ep.in_flight.observe(self.clock.now() - sent_at)
             except _BAD_URL as exc:  # a configuration problem: retrying won't help
                 raise _GiveUp(f"invalid URL: {exc}") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -1,0 +1,71 @@
+"""How many requests of one endpoint may be in flight: enough to hold its rate at the latency seen.
+
+A paced endpoint holds its rate only if rate x latency requests can be in flight at once (Little's
+law): Attentive's lookups, 150/s with 32 in flight, held 70% of their rate at 300 ms a request,
+Iterable's bulkUpdate (5/s, 4 in flight) 72% at 1 s. A fixed cap is right for one latency only, so
+the cap of an endpoint with a rate follows the latency of its recent answers: at least its
+`max_concurrency` (the cap when answers are quick, and for an endpoint without a rate), and up to
+`ceiling`. More in flight never means more requests per second: the rate limiter still spaces the
+starts.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+
+SLACK = 1.25  # in flight = rate x latency x SLACK (latency varies from request to request)
+ALPHA = 0.2  # weight of the newest answer in the moving average of latencies
+CEILING_FACTOR = 4  # the cap grows to at most this many times `max_concurrency`
+
+
+class InFlight:
+    """An asyncio semaphore (`async with`) whose size follows rate x latency (see the module)."""
+
+    def __init__(self, floor: int, rate: float | None, ceiling: int | None = None):
+        self.floor = max(1, floor)
+        self.rate = rate
+        self.ceiling = max(self.floor, ceiling if ceiling is not None else CEILING_FACTOR * self.floor)
+        self.latency: float | None = None  # moving average of the answers' seconds
+        self.active = 0
+        self._waiters: deque[asyncio.Future] = deque()
+
+    @property
+    def capacity(self) -> int:
+        if self.rate is None or self.latency is None:
+            return self.floor
+        need = math.ceil(self.rate * self.latency * SLACK)
+        return min(self.ceiling, max(self.floor, need))
+
+    def observe(self, seconds: float) -> None:
+        """An answer took `seconds` (request sent to response read)."""
+        seconds = max(0.0, seconds)
+        self.latency = seconds if self.latency is None else (1 - ALPHA) * self.latency + ALPHA * seconds
+        self._wake()
+
+    async def __aenter__(self) -> "InFlight":
+        while self.active >= self.capacity:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():  # woken, then cancelled: the
+                    self._wake()  # free place goes to the next one
+                raise
+        self.active += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.active -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.capacity - self.active
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1

@@ -1,0 +1,100 @@
+"""InFlight: an endpoint's in-flight cap follows rate x latency (Little's law), between its
+`max_concurrency` and a ceiling; and the sender lets that many requests be in flight over a real
+socket when answers are slow (the rate limiter, tested on its own, still spaces their starts)."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from dinsync.destinations.base import EndpointLimit
+from dinsync.sender import HttpSender
+from dinsync.sender.inflight import InFlight
+
+from .test_http_sender import FakeDestination, Server, batch, destination, run
+
+
+def test_the_cap_is_max_concurrency_until_answers_show_a_latency_and_without_a_rate():
+    paced, unpaced = InFlight(32, rate=150.0), InFlight(32, rate=None)
+    assert paced.capacity == unpaced.capacity == 32
+    unpaced.observe(5.0)
+    assert unpaced.capacity == 32  # no rate to hold: the cap stays what the destination chose
+
+
+def test_the_cap_follows_rate_times_latency_within_floor_and_ceiling():
+    cap = InFlight(32, rate=150.0)
+    cap.observe(0.3)  # 150/s x 0.3 s x 1.25 slack
+    assert cap.capacity == 57
+    cap.observe(0.01)  # a moving average: one quick answer lowers it only in part
+    assert 32 < cap.capacity < 57
+    for _ in range(40):
+        cap.observe(0.01)
+    assert cap.capacity == 32  # never below max_concurrency
+    for _ in range(40):
+        cap.observe(30.0)
+    assert cap.capacity == cap.ceiling == 128  # 4 x max_concurrency by default
+    assert InFlight(8, rate=5.0, ceiling=24).ceiling == 24 and InFlight(8, rate=5.0, ceiling=2).ceiling == 8
+
+
+def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place():
+    async def main():
+        cap = InFlight(1, rate=10.0)
+        entered = []
+
+        async def enter(i, hold):
+            async with cap:
+                entered.append(i)
+                await hold.wait()
+
+        hold = asyncio.Event()
+        tasks = [asyncio.create_task(enter(i, hold)) for i in range(4)]
+        await asyncio.sleep(0.01)
+        assert entered == [0] and cap.active == 1
+        tasks[1].cancel()  # waiting: leaves the queue
+        await asyncio.sleep(0.01)
+        cap.observe(0.2)  # 10/s x 0.2 s x 1.25: 3 in flight
+        await asyncio.sleep(0.01)
+        assert sorted(entered) == [0, 2, 3] and cap.active == 3
+        hold.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert cap.active == 0 and not cap._waiters
+
+    run(main())
+
+
+def test_slow_answers_let_more_requests_be_in_flight_over_a_socket():
+    """40 requests of an endpoint paced at 40/s whose answers take 0.25 s: holding 40/s needs 10 in
+    flight, more than its max_concurrency of 4. (The count at the server, not a duration.)"""
+
+    class Slow(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=40.0, max_concurrency=4)}
+
+    async def handler(request, hit):
+        await asyncio.sleep(0.25)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv, Slow)) as s:
+            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(40)))
+            return srv, s._endpoint("write").in_flight
+
+    srv, cap = run(main())
+    assert len(srv.hits) == 40
+    assert srv.max_in_flight >= 9 and cap.capacity >= 12
+
+
+def test_the_cap_never_exceeds_the_sockets():
+    class Slow(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=100.0, max_concurrency=2)}
+
+    async def handler(request, hit):
+        await asyncio.sleep(0.2)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv, Slow), connections=3) as s:
+            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(20)))
+            return srv, s._endpoint("write").in_flight
+
+    srv, cap = run(main())
+    assert cap.ceiling == 3 and cap.capacity == 3 and srv.max_in_flight == 3
