@@ -619,8 +619,10 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
     use_options(None, json_output)
     with handled():
         from .config import scaffold
+        from .config.scaffold import scaffold_warehouse
 
         written = scaffold(path, force=force)
+        written += [p for p in (scaffold_warehouse(path),) if p is not None]
         if state.json:
             emit({"created": [str(p) for p in written]})
         else:

@@ -49,7 +49,8 @@ def load(check_models: bool = True, root: Path | None = None,
     (project -> the syncs a command runs): only their models' columns are checked, and only their
     models' dbt refs must resolve (a model dbt failed to build stops only the syncs reading it).
     `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
-    commands that notify nobody (see `load_project`)."""
+    commands that notify nobody (see `load_project`). A DuckDB file that does not exist is a
+    configuration error, never created (a mistyped path would start an empty warehouse and state)."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.loader import sort_issues
 
@@ -61,7 +62,7 @@ def load(check_models: bool = True, root: Path | None = None,
         return lambda model: [(n, k, wh.column_problem(n, k), wh.send_problem(n, k)) for n, k in wh.columns(model.sql)]
 
     try:
-        project = load_project(root, dbt_strict=check_models and syncs is None,
+        project = load_project(root, dbt_strict=check_models and syncs is None, warehouse_must_exist=True,
                                destination_secrets=destination_secrets, notification_secrets=notification_secrets)
     except ConfigError:
         if not check_models:
@@ -75,7 +76,7 @@ def load(check_models: bool = True, root: Path | None = None,
             raise
         try:
             load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets,
-                         notification_secrets=notification_secrets)
+                         notification_secrets=notification_secrets, warehouse_must_exist=True)
         finally:
             wh.close()
         raise

@@ -1,0 +1,53 @@
+"""Mistakes a user makes on the command line or in a file, each answered by one clear error with
+its documented exit code and a hint (each test fails without its fix)."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from dinsync.cli import app
+from dinsync.errors import ExitCode
+
+
+# --- a DuckDB warehouse file that does not exist -------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["validate", "--offline"], ["plan"], ["sync"], ["status"], ["runs", "iterable_users"],
+    ["rejections", "iterable_users"], ["check"], ["pause", "iterable_users"], ["resume", "iterable_users"],
+    ["serve"]])
+def test_a_mistyped_duckdb_path_is_an_error_and_no_file_is_created(project, command):
+    """`path: warehous.duckdb` (a typo): every command created an empty DuckDB file there; the
+    read-only ones then said OK or "no runs", and `sync` would have sent every row again (a new
+    file holds no snapshot of what was delivered)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: warehous.duckdb"))
+    result = project.cli(*command, json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, (command, result.output)
+    text = " ".join(result.output.split())
+    assert f"dinsync.yml:4: warehouse.path: {project.root / 'warehous.duckdb'} does not exist" in text, text
+    assert "hint: fix the path (it is relative to the project folder)" in text, text
+    assert not (project.root / "warehous.duckdb").exists()
+
+
+def test_init_creates_the_warehouse_file_its_project_names_and_keeps_an_existing_one(tmp_path, monkeypatch):
+    """The scaffold's next step is `dinsync validate`, which no longer creates the warehouse: init
+    does. `init --force` over a project keeps the warehouse (its data and sync state)."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(tmp_path / "p")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"created {tmp_path / 'p' / 'warehouse.duckdb'}" in result.stdout
+    monkeypatch.setenv("ITERABLE_API_KEY", "k-123456")
+    checked = runner.invoke(app, ["--project-dir", str(tmp_path / "p"), "validate", "--offline"])
+    assert checked.exit_code == 0, checked.output
+    con = duckdb.connect(str(tmp_path / "p" / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    again = runner.invoke(app, ["--json", "init", "--force", str(tmp_path / "p")], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert not any(p.endswith("warehouse.duckdb") for p in json.loads(again.stdout)["created"])
+    con = duckdb.connect(str(tmp_path / "p" / "warehouse.duckdb"))
+    assert con.execute("select answer from precious").fetchall() == [(42,)]
+    con.close()
