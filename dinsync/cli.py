@@ -542,10 +542,6 @@ def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
             print_runs(found)
 
 
-class UnknownRunError(DinsyncError):
-    exit_code = ExitCode.USAGE  # a wrong --run argument
-
-
 @app.command()
 def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
@@ -566,8 +562,9 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
             store.migrate()
             rows = SyncStates(store).rejections(name, run_id, limit)
             if run_id and not rows and not store.has_run(name, run_id):
-                raise UnknownRunError(f"sync {name} has no run {run_id!r}",
-                                      f"`dinsync runs {name}` lists its runs and their ids")
+                # like a sync name that selects nothing: a configuration error (exit 3)
+                raise ConfigError([ConfigIssue(f"sync {name} has no run {run_id!r}",
+                                               hint=f"`dinsync runs {name}` lists its runs and their ids")])
         finally:
             wh.close()
         for row in rows:

@@ -51,3 +51,21 @@ def test_init_creates_the_warehouse_file_its_project_names_and_keeps_an_existing
     con = duckdb.connect(str(tmp_path / "p" / "warehouse.duckdb"))
     assert con.execute("select answer from precious").fetchall() == [(42,)]
     con.close()
+
+
+# --- selections that name nothing -----------------------------------------------------------------
+
+def test_an_unknown_run_id_is_a_configuration_error_like_an_unknown_sync(project):
+    """`rejections SYNC --run ID` with an ID the sync never had exited 2 (a usage error) while
+    `rejections NOPE` exits 3: both name something that does not exist (README: a selection that
+    selects nothing is a configuration error)."""
+    assert project.sync()["exit_code"] == 0
+    for args in (["rejections", "iterable_users", "--run", "nope"], ["rejections", "nope"]):
+        result = project.cli(*args, json_output=False)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, (args, result.output)
+    text = " ".join(project.cli("rejections", "iterable_users", "--run", "nope", json_output=False).output.split())
+    assert "sync iterable_users has no run 'nope'" in text, text
+    assert "hint: `dinsync runs iterable_users` lists its runs and their ids" in text, text
+    data = json.loads(project.cli("rejections", "iterable_users", "--run", "nope").stdout)
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    assert [i["message"] for i in data["issues"]] == ["sync iterable_users has no run 'nope'"]
