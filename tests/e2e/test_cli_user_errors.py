@@ -69,3 +69,22 @@ def test_an_unknown_run_id_is_a_configuration_error_like_an_unknown_sync(project
     data = json.loads(project.cli("rejections", "iterable_users", "--run", "nope").stdout)
     assert data["exit_code"] == ExitCode.CONFIG_ERROR
     assert [i["message"] for i in data["issues"]] == ["sync iterable_users has no run 'nope'"]
+
+
+# --- dinsync sandbox on a port in use -------------------------------------------------------------
+
+@pytest.mark.parametrize("platform", [[], ["attio"]])
+def test_sandbox_on_a_port_in_use_says_so_with_a_hint(platform):
+    """It exited 1 (`a run failed`) with "cannot listen on 127.0.0.1:N: error while attempting to
+    bind on address ('127.0.0.1', N): address already in use", and no way out."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["sandbox", *platform, "--port", str(port)])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.output.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use",
+        "hint: pass another --port, or --port 0 to take a free one (the `listening` line names it)"]
