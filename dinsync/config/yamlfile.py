@@ -309,8 +309,10 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
         return doc.issue(path, f"{where}: invalid value{shown}", f"expected {expected}")
     if kind == "model_type":  # pydantic says "a valid dictionary or instance of MatchSpec"
         got = "" if from_env else f", got {_described(error.get('input'))}"
-        example = getattr(_model_named(model, error.get("ctx", {}).get("class_name")), "example", None)
-        return doc.issue(path, f"{where}: expected a mapping of `key: value` lines{got}",
+        named = _model_named(model, error.get("ctx", {}).get("class_name"))
+        example = getattr(named, "example", None)
+        expected = getattr(named, "expected", "a mapping of `key: value` lines")  # a model that also takes text says so
+        return doc.issue(path, f"{where}: expected {expected}{got}",
                          f"write e.g. {example}" if example else _HINTS[kind])
     words = PATTERN_WORDS.get(error.get("ctx", {}).get("pattern")) if kind == "string_pattern_mismatch" else None
     if words:

@@ -514,6 +514,16 @@ def test_invalid_schedule_and_thresholds(tmp_path):
     assert issues[2].message == "thresholds.max_duplicate_pct: Input should be greater than or equal to 0"
 
 
+@pytest.mark.parametrize("value, got", [("5", "the number 5"), ("[a]", "a list"), ("true", "true")])
+def test_a_schedule_of_the_wrong_kind_names_both_forms_it_takes(tmp_path, value, got):
+    """`schedule: 5` said "expected a mapping of `key: value` lines" although a cron text (the
+    scaffold's own example) is what most files hold."""
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + f"schedule: {value}\n"))
+    assert (issue.line, issue.message) == (11, "schedule: expected a cron expression (text) or a mapping with "
+                                               f"every: or cron: (and timezone:), got {got}")
+    assert issue.hint.startswith('write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m}')
+
+
 # --- everything at once ----------------------------------------------------------------------
 
 def test_many_errors_in_many_files_sorted(tmp_path):
@@ -783,7 +793,8 @@ def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tm
          "write e.g. match: {column: email, field: email}"),
         (7, "fields[0]: expected a mapping of `key: value` lines, got the text 'first_name'",
          "write e.g. - {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"),
-        (8, "schedule: expected a mapping of `key: value` lines, got the number 5",
+        (8, "schedule: expected a cron expression (text) or a mapping with every: or cron: (and timezone:), "
+            "got the number 5",
          'write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m} or {cron: "0 6 * * 1-5", timezone: Europe/Paris}'),
         (9, "thresholds: expected a mapping of `key: value` lines, got a list",
          "write e.g. thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"),
