@@ -548,8 +548,14 @@ class _Loader:
     def _load_sync(self, name: str, path: Path, doc: YamlDoc) -> None:
         data = doc.data
         if isinstance(data.get("fields"), dict):  # mapping form: item i is the i-th key
-            for index, column in enumerate(data["fields"]):
+            for index, (column, value) in enumerate(data["fields"].items()):
                 doc.lines[("fields", index)] = doc.line(("fields", column))
+                doc.written[("fields", index)] = ("fields", column)
+                if isinstance(value, dict):  # `column: {field: ..., type: ...}`: each key on its line
+                    for key in value:
+                        doc.lines[("fields", index, key)] = doc.line(("fields", column, key))
+                else:  # `column: field`: the item's field is the column's value
+                    doc.written[("fields", index, "field")] = ("fields", column)
         self._check_references(doc)
         try:
             raw = SyncFile.model_validate(data)

@@ -802,6 +802,30 @@ def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tm
     assert not any("instance of" in i.message for i in issues)
 
 
+def test_errors_in_fields_written_as_a_mapping_name_the_column_not_a_list_position(tmp_path):
+    """`fields: {first_name: firstName, ...}` is read as a list: its errors said `fields[1].typ`,
+    a position the user never wrote (the lines were right)."""
+    sync = SYNC_YML.replace("fields:\n  first_name: firstName\n  plan: plan\n", (
+        "fields:\n"
+        "  first_name: firstName\n"
+        "  last_name: {field: lastName, typ: string}\n"
+        "  plan: {field: plan, type: nope}\n"
+        "  ltv:\n"
+        "    type: number\n"
+        "  email_opt_in: ''\n"))
+    shown = [(i.line, i.message) for i in issues_of(make(tmp_path, syncs__users_dot_yml=sync))]
+    assert shown == [
+        (10, "unknown key fields.last_name.typ"),
+        (11, "fields.plan.type: invalid value 'nope'"),
+        (12, "missing required key fields.ltv.field"),
+        (14, "fields.email_opt_in: String should have at least 1 character"),
+    ], shown
+    # nested keys written on lines of their own are found on theirs
+    sync = SYNC_YML.replace("  plan: plan\n", "  plan:\n    field: plan\n    typ: string\n")
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.line, issue.message) == (12, "unknown key fields.plan.typ")
+
+
 def test_keys_are_read_as_written_not_as_yaml_booleans_or_numbers(tmp_path):
     # YAML 1.1 reads an unquoted `on`, `yes`, `off` as true/false and `1` as a number: as keys they
     # were "[1]: Keys should be strings", and `on` and `1` even "duplicate key" of each other
