@@ -149,17 +149,17 @@ def choose(project, names, select, exclude, *, include_disabled: bool = False) -
     return chosen.names
 
 
-def load_chosen(names, select, exclude):
+def load_chosen(names, select, exclude, check_models: bool = True):
     """(project, warehouse, the syncs a command runs): the project validated, model columns checked
     for the chosen syncs' models only (a model only other syncs use, e.g. one not built yet, does
-    not stop these)."""
+    not stop these); a selection naming nothing is reported also when the project fails to load."""
     chosen: list[str] = []
 
     def pick(project) -> list[str]:
         chosen[:] = choose(project, names, select, exclude)
         return chosen
 
-    project, wh = load(syncs=pick)
+    project, wh = load(check_models=check_models, syncs=pick)
     return project, wh, chosen
 
 
@@ -436,9 +436,9 @@ def serve(names: Optional[list[str]] = NamesArg,
         from .progress import line_interval
 
         line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, not in each run
-        project, wh = load(check_models=False)  # models are checked per run: one broken model pauses its syncs only
+        # models are checked per run: one broken model pauses its syncs only
+        project, wh, chosen = load_chosen(names, select, exclude, check_models=False)
         wh.close()
-        chosen = choose(project, names, select, exclude)
         scheduled = [n for n in chosen if project.syncs[n].schedule is not None]
         for name in chosen:
             if name not in scheduled:

@@ -88,3 +88,21 @@ def test_sandbox_on_a_port_in_use_says_so_with_a_hint(platform):
     assert result.output.splitlines() == [
         f"error: port {port} on 127.0.0.1 is in use",
         "hint: pass another --port, or --port 0 to take a free one (the `listening` line names it)"]
+
+
+# --- a selection typo and an unset secret ---------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["sync", "nope"], ["plan", "--select", "nope"], ["serve", "--select", "nope"]])
+def test_a_selection_typo_is_reported_with_an_unset_secret_not_hidden_by_it(project, monkeypatch, command):
+    """With ITERABLE_TEST_KEY unset, `dinsync sync nope` reported the variable only; once it was
+    exported, the next try said there is no sync 'nope'. The selection needs no credentials."""
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    result = project.cli(*command)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    messages = [i["message"] for i in json.loads(result.stdout)["issues"]]
+    assert messages[0] == "no sync named 'nope'", messages
+    assert any("ITERABLE_TEST_KEY is not set" in m for m in messages[1:]), messages
+    # a selection that is right: the unset variable alone, as before
+    result = project.cli(command[0], "iterable_users")
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    assert ["ITERABLE_TEST_KEY is not set" in i["message"] for i in json.loads(result.stdout)["issues"]] == [True]
