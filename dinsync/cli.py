@@ -149,17 +149,17 @@ def choose(project, names, select, exclude, *, include_disabled: bool = False) -
     return chosen.names
 
 
-def load_chosen(names, select, exclude):
+def load_chosen(names, select, exclude, check_models: bool = True):
     """(project, warehouse, the syncs a command runs): the project validated, model columns checked
     for the chosen syncs' models only (a model only other syncs use, e.g. one not built yet, does
-    not stop these)."""
+    not stop these); a selection naming nothing is reported also when the project fails to load."""
     chosen: list[str] = []
 
     def pick(project) -> list[str]:
         chosen[:] = choose(project, names, select, exclude)
         return chosen
 
-    project, wh = load(syncs=pick)
+    project, wh = load(check_models=check_models, syncs=pick)
     return project, wh, chosen
 
 
@@ -436,9 +436,9 @@ def serve(names: Optional[list[str]] = NamesArg,
         from .progress import line_interval
 
         line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, not in each run
-        project, wh = load(check_models=False)  # models are checked per run: one broken model pauses its syncs only
+        # models are checked per run: one broken model pauses its syncs only
+        project, wh, chosen = load_chosen(names, select, exclude, check_models=False)
         wh.close()
-        chosen = choose(project, names, select, exclude)
         scheduled = [n for n in chosen if project.syncs[n].schedule is not None]
         for name in chosen:
             if name not in scheduled:
@@ -542,10 +542,6 @@ def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
             print_runs(found)
 
 
-class UnknownRunError(DinsyncError):
-    exit_code = ExitCode.USAGE  # a wrong --run argument
-
-
 @app.command()
 def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
@@ -566,8 +562,9 @@ def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync.")
             store.migrate()
             rows = SyncStates(store).rejections(name, run_id, limit)
             if run_id and not rows and not store.has_run(name, run_id):
-                raise UnknownRunError(f"sync {name} has no run {run_id!r}",
-                                      f"`dinsync runs {name}` lists its runs and their ids")
+                # like a sync name that selects nothing: a configuration error (exit 3)
+                raise ConfigError([ConfigIssue(f"sync {name} has no run {run_id!r}",
+                                               hint=f"`dinsync runs {name}` lists its runs and their ids")])
         finally:
             wh.close()
         for row in rows:
@@ -619,8 +616,10 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
     use_options(None, json_output)
     with handled():
         from .config import scaffold
+        from .config.scaffold import scaffold_warehouse
 
         written = scaffold(path, force=force)
+        written += [p for p in (scaffold_warehouse(path),) if p is not None]
         if state.json:
             emit({"created": [str(p) for p in written]})
         else:

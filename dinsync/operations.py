@@ -47,9 +47,11 @@ def load(check_models: bool = True, root: Path | None = None,
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
     run log): no column check, and dbt refs that cannot be resolved are not an error. `syncs`
     (project -> the syncs a command runs): only their models' columns are checked, and only their
-    models' dbt refs must resolve (a model dbt failed to build stops only the syncs reading it).
-    `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
-    commands that notify nobody (see `load_project`)."""
+    models' dbt refs must resolve (a model dbt failed to build stops only the syncs reading it);
+    what is wrong with the selection is reported first, also when the project fails to load (an
+    unset secret). `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
+    commands that notify nobody (see `load_project`). A DuckDB file that does not exist is a
+    configuration error, never created (a mistyped path would start an empty warehouse and state)."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.loader import sort_issues
 
@@ -61,29 +63,35 @@ def load(check_models: bool = True, root: Path | None = None,
         return lambda model: [(n, k, wh.column_problem(n, k), wh.send_problem(n, k)) for n, k in wh.columns(model.sql)]
 
     try:
-        project = load_project(root, dbt_strict=check_models and syncs is None,
+        project = load_project(root, dbt_strict=check_models and syncs is None, warehouse_must_exist=True,
                                destination_secrets=destination_secrets, notification_secrets=notification_secrets)
-    except ConfigError:
-        if not check_models:
-            raise
-        # The rest of the project is broken; its warehouse section alone may still be valid:
-        # check the model columns too, so that one pass reports everything. Never create a
-        # warehouse for that.
-        cfg = load_warehouse_config(root)
-        wh = connect_warehouse(cfg, root.resolve(), create=False) if cfg is not None else None
-        if wh is None:
-            raise
-        try:
-            load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets,
-                         notification_secrets=notification_secrets)
-        finally:
-            wh.close()
-        raise
+    except ConfigError as exc:
+        everything = exc
+        if check_models:
+            # The rest of the project is broken; its warehouse section alone may still be valid:
+            # check the model columns too, so that one pass reports everything. Never create a
+            # warehouse for that.
+            cfg = load_warehouse_config(root)
+            wh = connect_warehouse(cfg, root.resolve(), create=False) if cfg is not None else None
+            if wh is not None:
+                try:
+                    load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets,
+                                 notification_secrets=notification_secrets, warehouse_must_exist=True)
+                except ConfigError as full:
+                    everything = full
+                finally:
+                    wh.close()
+        typos = _selection_issues(root, syncs) if syncs is not None else []
+        if typos:  # first: fixing them needs no credentials
+            raise ConfigError([*typos, *everything.issues]) from None
+        raise everything
     chosen = None
-    if check_models and syncs is not None:
+    if syncs is not None:
         try:
             chosen = syncs(project)
         except ConfigError as exc:  # e.g. `tag:x` selects nothing: the tags of unresolved models are unknown
+            if not check_models:
+                raise
             # (a model reading a dbt model that failed or is stale still has its tags: its issues are
             # not this command's, whose selection is what to fix)
             unknown = [n for n, s in project.syncs.items()
@@ -92,7 +100,7 @@ def load(check_models: bool = True, root: Path | None = None,
             if issues:
                 raise ConfigError(sort_issues([*exc.issues, *issues])) from None
             raise
-        issues = project.dbt_issues_of(chosen)
+        issues = project.dbt_issues_of(chosen) if check_models else []
         if issues:
             raise ConfigError(sort_issues(issues))
     wh = connect_warehouse(project.warehouse, project.root)
@@ -106,6 +114,24 @@ def load(check_models: bool = True, root: Path | None = None,
             wh.close()
             raise ConfigError(issues)
     return project, wh
+
+
+def _selection_issues(root: Path, syncs: Callable[[Any], list[str]]) -> list:
+    """What is wrong with a command's selection (`syncs`, as in `load`) in a project that failed
+    to load: read again without the credentials a selection never needs, so that a typo in
+    --select is reported with an unset ${env:NAME}, not once it is set. [] when the selection is
+    right, or the project has other problems too."""
+    from .config import load_project
+
+    try:
+        project = load_project(root, dbt_strict=False, destination_secrets=False, notification_secrets=False)
+    except ConfigError:
+        return []
+    try:
+        syncs(project)
+    except ConfigError as exc:
+        return list(exc.issues)
+    return []
 
 
 def no_project_hint(root: Path, default: str, pass_it: str) -> str:

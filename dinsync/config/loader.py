@@ -108,8 +108,10 @@ class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
     def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
-                 destination_secrets: bool = True, notification_secrets: bool = True):
+                 destination_secrets: bool = True, notification_secrets: bool = True,
+                 warehouse_must_exist: bool = False):
         self.root = root
+        self.warehouse_must_exist = warehouse_must_exist
         self.env = env
         self.dbt_strict = dbt_strict
         self.destination_secrets = destination_secrets
@@ -246,6 +248,12 @@ class _Loader:
             elif file.is_dir():
                 self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} is a folder, not a DuckDB file",
                                              f"name a file, e.g. {path.rstrip('/')}/warehouse.duckdb"))
+            elif self.warehouse_must_exist and not file.exists():  # a typo: never an empty warehouse (and new state)
+                self.issues.append(doc.issue(("warehouse", "path"), f"warehouse.path: {file} does not exist",
+                                             "fix the path (it is relative to the project folder); dinsync never "
+                                             "creates the warehouse file (`dinsync init` does): to start an empty "
+                                             "one, run python -c \"import duckdb; duckdb.connect('"
+                                             f"{path}').close()\""))
         schema = doc.data.get("state_schema")
         reserved = self.warehouse.reserved_schemas  # e.g. DuckDB's temp: every command failed with a Binder Error
         if isinstance(schema, str) and any(fnmatch.fnmatchcase(schema.lower(), p) for p in reserved):
@@ -540,8 +548,14 @@ class _Loader:
     def _load_sync(self, name: str, path: Path, doc: YamlDoc) -> None:
         data = doc.data
         if isinstance(data.get("fields"), dict):  # mapping form: item i is the i-th key
-            for index, column in enumerate(data["fields"]):
+            for index, (column, value) in enumerate(data["fields"].items()):
                 doc.lines[("fields", index)] = doc.line(("fields", column))
+                doc.written[("fields", index)] = ("fields", column)
+                if isinstance(value, dict):  # `column: {field: ..., type: ...}`: each key on its line
+                    for key in value:
+                        doc.lines[("fields", index, key)] = doc.line(("fields", column, key))
+                else:  # `column: field`: the item's field is the column's value
+                    doc.written[("fields", index, "field")] = ("fields", column)
         self._check_references(doc)
         try:
             raw = SyncFile.model_validate(data)
@@ -751,7 +765,8 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                  columns_of: ColumnsOf | None = None, dbt_strict: bool = True,
-                 destination_secrets: bool = True, notification_secrets: bool = True) -> Project:
+                 destination_secrets: bool = True, notification_secrets: bool = True,
+                 warehouse_must_exist: bool = False) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
     `env` holds the variables for `${env:NAME}` in dinsync.yml (default: os.environ).
@@ -765,13 +780,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     check): a `${env:NAME}` under `destinations:` that is not set is '' instead of an issue; the
     warehouse's variables are still needed. `notification_secrets=False` (commands that notify
     nobody: status, runs, rejections, check): a channel under `notifications:` whose `${env:NAME}`
-    is not set is left out instead of an issue.
+    is not set is left out instead of an issue. `warehouse_must_exist` (commands that open the
+    warehouse): a DuckDB file that does not exist is an issue (opening it would create it).
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(f"project folder {root} not found", str(root), None,
                                        "pass the folder that holds dinsync.yml")])
-    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets, notification_secrets)
+    loader = _Loader(root, environ() if env is None else env, dbt_strict, destination_secrets, notification_secrets,
+                     warehouse_must_exist)
     loader.load_project_file()
     loader.load_models()
     loader.check_dbt_adapter()

@@ -528,6 +528,7 @@ class Schedule(_Config):
 
     example: ClassVar[str] = ('schedule: "0 6 * * *" (cron, UTC), {every: 15m} or '
                               '{cron: "0 6 * * 1-5", timezone: Europe/Paris}')
+    expected: ClassVar[str] = "a cron expression (text) or a mapping with every: or cron: (and timezone:)"
     cron: str | None = None
     every: float | None = None  # seconds
     timezone: str = "UTC"

@@ -11,7 +11,7 @@ version: 1
 
 warehouse:
   type: duckdb
-  path: warehouse.duckdb      # created on first run; ":memory:" keeps nothing between runs
+  path: warehouse.duckdb      # created by `dinsync init`; ":memory:" keeps nothing between runs
   threads: 2
 
 state_schema: dinsync         # schema holding snapshots, run log, rejections and locks
@@ -161,3 +161,23 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
             raise ScaffoldWriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
                                       hint="pass `dinsync init` a folder you can write to") from exc
     return targets
+
+
+WAREHOUSE_FILE = "warehouse.duckdb"  # the scaffold's warehouse.path
+
+
+def scaffold_warehouse(root: Path) -> Path | None:
+    """Create the (empty) DuckDB file the example project names, unless it exists (`init --force`
+    keeps a warehouse's data and sync state): commands never create the warehouse file (a mistyped
+    path would start an empty one). The file created, or None."""
+    path = Path(root) / WAREHOUSE_FILE
+    if path.exists():
+        return None
+    import duckdb
+
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as exc:
+        raise ScaffoldWriteError(f"cannot create {path}: {exc}",
+                                 hint="pass `dinsync init` a folder you can write to") from exc
+    return path

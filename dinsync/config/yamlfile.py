@@ -49,6 +49,9 @@ class YamlDoc:
     missing_env_paths: set[KeyPath] = field(default_factory=set)
     env_values: list[str] = field(default_factory=list)  # substituted values, to scrub from messages
     env_names: dict[KeyPath, list[str]] = field(default_factory=dict)  # the variables each value came from
+    # a path as the user wrote it, where validation reads the data in another shape (sync fields
+    # written as a mapping are items of a list: ("fields", 1) was written ("fields", "last_name"))
+    written: dict[KeyPath, KeyPath] = field(default_factory=dict)
 
     def line(self, path: Iterable[Any]) -> int:
         """Line of `path`, or of its closest recorded ancestor (1 for the document itself)."""
@@ -61,6 +64,13 @@ class YamlDoc:
 
     def issue(self, path: Iterable[Any], message: str, hint: str | None = None) -> ConfigIssue:
         return ConfigIssue(message=message, file=self.file, line=self.line(path), hint=hint)
+
+    def as_written(self, path: KeyPath) -> KeyPath:
+        """`path` with its longest prefix recorded in `written` replaced by what the user wrote."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.written:
+                return self.written[path[:end]] + path[end:]
+        return path
 
 
 # PyYAML's words for a mistake -> the hint for it (else _YAML_HINT)
@@ -294,7 +304,7 @@ def validation_issues(
 
 def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, extra_keys) -> ConfigIssue:
     kind = error["type"]
-    where = _show_path(path)
+    where = _show_path(doc.as_written(path))
     from_env = any(path[: len(p)] == p for p in doc.env_paths)
     if kind == "missing":
         return doc.issue(path[:-1], f"missing required key {where}", f"add `{path[-1]}:` here")
@@ -309,8 +319,10 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
         return doc.issue(path, f"{where}: invalid value{shown}", f"expected {expected}")
     if kind == "model_type":  # pydantic says "a valid dictionary or instance of MatchSpec"
         got = "" if from_env else f", got {_described(error.get('input'))}"
-        example = getattr(_model_named(model, error.get("ctx", {}).get("class_name")), "example", None)
-        return doc.issue(path, f"{where}: expected a mapping of `key: value` lines{got}",
+        named = _model_named(model, error.get("ctx", {}).get("class_name"))
+        example = getattr(named, "example", None)
+        expected = getattr(named, "expected", "a mapping of `key: value` lines")  # a model that also takes text says so
+        return doc.issue(path, f"{where}: expected {expected}{got}",
                          f"write e.g. {example}" if example else _HINTS[kind])
     words = PATTERN_WORDS.get(error.get("ctx", {}).get("pattern")) if kind == "string_pattern_mismatch" else None
     if words:

@@ -12,6 +12,7 @@ SIGINT/SIGTERM, exits 0. The key may come from DINSYNC_SANDBOX_API_KEY instead o
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Any
@@ -200,8 +201,7 @@ def _splio(parser: argparse.ArgumentParser, args: argparse.Namespace, keys: list
     try:
         serve(sandbox, args.http_port)
     except OSError as exc:
-        print(f"cannot listen on 127.0.0.1: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _cannot_listen(exc, {"--http-port": args.http_port, "--sftp-port": args.sftp_port})
     return 0
 
 
@@ -233,9 +233,21 @@ def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str 
     try:
         serve(sandbox, args.port)
     except OSError as exc:
-        print(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _cannot_listen(exc, {"--port": args.port})
     return 0
+
+
+def _cannot_listen(exc: OSError, ports: dict[str, int]) -> int:
+    """A port the sandbox cannot listen on (`ports`: option -> port): which one, and a hint; a
+    usage error (exit 2), as the port is the command's argument."""
+    option, port = next(((o, p) for o, p in ports.items() if p and f", {p})" in str(exc)), next(iter(ports.items())))
+    if exc.errno == errno.EADDRINUSE:
+        message = f"port {port} on 127.0.0.1 is in use" if port else f"a port on 127.0.0.1 is in use: {exc}"
+    else:
+        message = f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+    print(f"error: {message}\nhint: pass another {option}, or {option} 0 to take a free one (the `listening` "
+          "line names it)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -528,6 +528,16 @@ def test_invalid_schedule_and_thresholds(tmp_path):
     assert issues[2].message == "thresholds.max_duplicate_pct: Input should be greater than or equal to 0"
 
 
+@pytest.mark.parametrize("value, got", [("5", "the number 5"), ("[a]", "a list"), ("true", "true")])
+def test_a_schedule_of_the_wrong_kind_names_both_forms_it_takes(tmp_path, value, got):
+    """`schedule: 5` said "expected a mapping of `key: value` lines" although a cron text (the
+    scaffold's own example) is what most files hold."""
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + f"schedule: {value}\n"))
+    assert (issue.line, issue.message) == (11, "schedule: expected a cron expression (text) or a mapping with "
+                                               f"every: or cron: (and timezone:), got {got}")
+    assert issue.hint.startswith('write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m}')
+
+
 # --- everything at once ----------------------------------------------------------------------
 
 def test_many_errors_in_many_files_sorted(tmp_path):
@@ -797,12 +807,37 @@ def test_a_value_that_should_be_a_mapping_says_what_to_write_not_a_class_name(tm
          "write e.g. match: {column: email, field: email}"),
         (7, "fields[0]: expected a mapping of `key: value` lines, got the text 'first_name'",
          "write e.g. - {column: first_name, field: firstName} (or, without the dashes, first_name: firstName)"),
-        (8, "schedule: expected a mapping of `key: value` lines, got the number 5",
+        (8, "schedule: expected a cron expression (text) or a mapping with every: or cron: (and timezone:), "
+            "got the number 5",
          'write e.g. schedule: "0 6 * * *" (cron, UTC), {every: 15m} or {cron: "0 6 * * 1-5", timezone: Europe/Paris}'),
         (9, "thresholds: expected a mapping of `key: value` lines, got a list",
          "write e.g. thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"),
     ], shown
     assert not any("instance of" in i.message for i in issues)
+
+
+def test_errors_in_fields_written_as_a_mapping_name_the_column_not_a_list_position(tmp_path):
+    """`fields: {first_name: firstName, ...}` is read as a list: its errors said `fields[1].typ`,
+    a position the user never wrote (the lines were right)."""
+    sync = SYNC_YML.replace("fields:\n  first_name: firstName\n  plan: plan\n", (
+        "fields:\n"
+        "  first_name: firstName\n"
+        "  last_name: {field: lastName, typ: string}\n"
+        "  plan: {field: plan, type: nope}\n"
+        "  ltv:\n"
+        "    type: number\n"
+        "  email_opt_in: ''\n"))
+    shown = [(i.line, i.message) for i in issues_of(make(tmp_path, syncs__users_dot_yml=sync))]
+    assert shown == [
+        (10, "unknown key fields.last_name.typ"),
+        (11, "fields.plan.type: invalid value 'nope'"),
+        (12, "missing required key fields.ltv.field"),
+        (14, "fields.email_opt_in: String should have at least 1 character"),
+    ], shown
+    # nested keys written on lines of their own are found on theirs
+    sync = SYNC_YML.replace("  plan: plan\n", "  plan:\n    field: plan\n    typ: string\n")
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
+    assert (issue.line, issue.message) == (12, "unknown key fields.plan.typ")
 
 
 def test_keys_are_read_as_written_not_as_yaml_booleans_or_numbers(tmp_path):

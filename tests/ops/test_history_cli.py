@@ -57,7 +57,7 @@ def test_status_runs_and_rejections(project):
     # a run id that is not one of this sync's runs is said to be so, not "no rejected rows"
     for run_id in ("nope", second["run_id"]):
         wrong = project.cli("rejections", "other", "--run", run_id, json_output=False)
-        assert wrong.exit_code == ExitCode.USAGE, wrong.output
+        assert wrong.exit_code == ExitCode.CONFIG_ERROR, wrong.output
         assert f"sync other has no run {run_id!r}" in wrong.output and "dinsync runs other" in wrong.output
         assert "no rejected rows" not in wrong.output
 

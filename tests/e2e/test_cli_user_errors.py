@@ -1,0 +1,108 @@
+"""Mistakes a user makes on the command line or in a file, each answered by one clear error with
+its documented exit code and a hint (each test fails without its fix)."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from dinsync.cli import app
+from dinsync.errors import ExitCode
+
+
+# --- a DuckDB warehouse file that does not exist -------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["validate", "--offline"], ["plan"], ["sync"], ["status"], ["runs", "iterable_users"],
+    ["rejections", "iterable_users"], ["check"], ["pause", "iterable_users"], ["resume", "iterable_users"],
+    ["serve"]])
+def test_a_mistyped_duckdb_path_is_an_error_and_no_file_is_created(project, command):
+    """`path: warehous.duckdb` (a typo): every command created an empty DuckDB file there; the
+    read-only ones then said OK or "no runs", and `sync` would have sent every row again (a new
+    file holds no snapshot of what was delivered)."""
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: warehous.duckdb"))
+    result = project.cli(*command, json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, (command, result.output)
+    text = " ".join(result.output.split())
+    assert f"dinsync.yml:4: warehouse.path: {project.root / 'warehous.duckdb'} does not exist" in text, text
+    assert "hint: fix the path (it is relative to the project folder)" in text, text
+    assert not (project.root / "warehous.duckdb").exists()
+
+
+def test_init_creates_the_warehouse_file_its_project_names_and_keeps_an_existing_one(tmp_path, monkeypatch):
+    """The scaffold's next step is `dinsync validate`, which no longer creates the warehouse: init
+    does. `init --force` over a project keeps the warehouse (its data and sync state)."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(tmp_path / "p")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"created {tmp_path / 'p' / 'warehouse.duckdb'}" in result.stdout
+    monkeypatch.setenv("ITERABLE_API_KEY", "k-123456")
+    checked = runner.invoke(app, ["--project-dir", str(tmp_path / "p"), "validate", "--offline"])
+    assert checked.exit_code == 0, checked.output
+    con = duckdb.connect(str(tmp_path / "p" / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    again = runner.invoke(app, ["--json", "init", "--force", str(tmp_path / "p")], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert not any(p.endswith("warehouse.duckdb") for p in json.loads(again.stdout)["created"])
+    con = duckdb.connect(str(tmp_path / "p" / "warehouse.duckdb"))
+    assert con.execute("select answer from precious").fetchall() == [(42,)]
+    con.close()
+
+
+# --- selections that name nothing -----------------------------------------------------------------
+
+def test_an_unknown_run_id_is_a_configuration_error_like_an_unknown_sync(project):
+    """`rejections SYNC --run ID` with an ID the sync never had exited 2 (a usage error) while
+    `rejections NOPE` exits 3: both name something that does not exist (README: a selection that
+    selects nothing is a configuration error)."""
+    assert project.sync()["exit_code"] == 0
+    for args in (["rejections", "iterable_users", "--run", "nope"], ["rejections", "nope"]):
+        result = project.cli(*args, json_output=False)
+        assert result.exit_code == ExitCode.CONFIG_ERROR, (args, result.output)
+    text = " ".join(project.cli("rejections", "iterable_users", "--run", "nope", json_output=False).output.split())
+    assert "sync iterable_users has no run 'nope'" in text, text
+    assert "hint: `dinsync runs iterable_users` lists its runs and their ids" in text, text
+    data = json.loads(project.cli("rejections", "iterable_users", "--run", "nope").stdout)
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR
+    assert [i["message"] for i in data["issues"]] == ["sync iterable_users has no run 'nope'"]
+
+
+# --- dinsync sandbox on a port in use -------------------------------------------------------------
+
+@pytest.mark.parametrize("platform", [[], ["attio"]])
+def test_sandbox_on_a_port_in_use_says_so_with_a_hint(platform):
+    """It exited 1 (`a run failed`) with "cannot listen on 127.0.0.1:N: error while attempting to
+    bind on address ('127.0.0.1', N): address already in use", and no way out."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["sandbox", *platform, "--port", str(port)])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.output.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use",
+        "hint: pass another --port, or --port 0 to take a free one (the `listening` line names it)"]
+
+
+# --- a selection typo and an unset secret ---------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["sync", "nope"], ["plan", "--select", "nope"], ["serve", "--select", "nope"]])
+def test_a_selection_typo_is_reported_with_an_unset_secret_not_hidden_by_it(project, monkeypatch, command):
+    """With ITERABLE_TEST_KEY unset, `dinsync sync nope` reported the variable only; once it was
+    exported, the next try said there is no sync 'nope'. The selection needs no credentials."""
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    result = project.cli(*command)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    messages = [i["message"] for i in json.loads(result.stdout)["issues"]]
+    assert messages[0] == "no sync named 'nope'", messages
+    assert any("ITERABLE_TEST_KEY is not set" in m for m in messages[1:]), messages
+    # a selection that is right: the unset variable alone, as before
+    result = project.cli(command[0], "iterable_users")
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    assert ["ITERABLE_TEST_KEY is not set" in i["message"] for i in json.loads(result.stdout)["issues"]] == [True]
