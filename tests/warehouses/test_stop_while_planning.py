@@ -39,6 +39,9 @@ def _pg_leftovers(schema: str) -> list[int]:
 def test_sigterm_while_planning_a_slow_model_stops_the_run_then(kind, iterable_sandbox, tmp_path, request):
     _, thread = iterable_sandbox
     if kind == "duckdb":
+        import duckdb
+
+        duckdb.connect(str(tmp_path / "wh.duckdb")).close()  # dinsync never creates the warehouse file
         yaml, env, schema, statuses = f"warehouse:\n  type: duckdb\n  path: {tmp_path / 'wh.duckdb'}\n", {}, None, None
     else:
         target = request.getfixturevalue("wh_postgres" if kind == "postgres" else "wh_redshift")
