@@ -14,6 +14,15 @@ form as other numbers: the next run reads every row's key again (a phone key tha
 as added), sends the phone fields for every row, and the rows parked under the old region once
 more. A dry run (`plan`) only says so in a note: a plan of a branch's files must not change what the
 next sync of production's files sends.
+
+The snapshot also says nothing of what *other* syncs wrote to the same records (same destination,
+service and matching field): a file renamed and renamed back, a renamed copy run with `--select`, a
+sync deleted and added again later. So each field of those records names the sync that last wrote
+it (`wrote:<destination> by <match field>:<field>`), recorded before a run sends it; a sync that
+finds another name there sends that field for every row (its hashes forgotten: a value changed back
+to what its snapshot holds would never be sent otherwise), then names itself. Syncs writing other
+fields of the same records never resend anything; the record is read in the query that reads the
+others, so the everyday run pays nothing for it.
 """
 from __future__ import annotations
 
@@ -53,6 +62,7 @@ class SyncRecords:
         self._sent_to: str | None = None  # the destination the snapshot was delivered to
         self._matched_by: str | None = None  # ... and the field that matched its records there
         self._rematched = False  # moved_from found only the matching field changed
+        self.records_id = f"{self.destination_id} by {cfg.match_field}"  # the records the sync writes
 
     @property
     def _destination_key(self) -> str:
@@ -70,6 +80,9 @@ class SyncRecords:
     def _region_key(self) -> str:
         return f"phone_region:{self.cfg.name}"
 
+    def _wrote_key(self, field: str) -> str:
+        return f"wrote:{self.records_id}:{field}"
+
     def moved_from(self) -> str | None:
         """The destination the sync's snapshot was delivered to, when its file now names another
         (`destination:` or `service:`), or matches its records by another field (`match.field`;
@@ -77,7 +90,7 @@ class SyncRecords:
         hold. Reads the sync's records (one query). A sync recorded before the matching field was
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
-                                             self._region_key)
+                                             self._region_key, *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
         self._rematched = False
@@ -163,3 +176,35 @@ class SyncRecords:
             self.planner.forget_fingerprints(resend=self.phone_fields)
         self.state.set_meta_value(self._region_key, self.phone_region)
         return None
+
+    def written_by_others(self) -> dict[str, str]:
+        """{field: the other sync that wrote it last} for the fields this sync maps (read by moved_from)."""
+        writers = {f.field: self._known.get(self._wrote_key(f.field)) for f in self.cfg.fields}
+        return {field: sync for field, sync in writers.items() if sync not in (None, self.cfg.name)}
+
+    def resend_if_written_by_others(self, dry_run: bool = False) -> str | None:
+        """When another sync wrote fields this sync maps to the same records since this sync last
+        did, the snapshot's hashes of those fields say nothing of what the platform holds: they are
+        forgotten, so the next plan sends them for every row, and this sync then names itself their
+        writer (in this order: stopped in between, the next run forgets them again). Returns the
+        note to show (a dry run changes nothing)."""
+        others = self.written_by_others()
+        if not others:
+            return None
+        writers = list(dict.fromkeys(others.values()))
+        who = f"sync {writers[0]}" if len(writers) == 1 else f"syncs {', '.join(writers)}"
+        what = (f"{who} wrote {', '.join(others)} to the same records ({self.records_id}) after this sync's "
+                "last run: ")
+        if dry_run:
+            return what + "the next sync sends them for every row (this plan does not count that)"
+        self.planner.forget_fingerprints(resend=list(others))
+        self.record_writes(list(others))
+        return what + "sending them for every row"
+
+    def record_writes(self, fields) -> None:
+        """This sync is about to write `fields` to its records: name it their last writer (written
+        only where another sync, or none, was named)."""
+        new = {self._wrote_key(f): self.cfg.name for f in fields if self._known.get(self._wrote_key(f)) != self.cfg.name}
+        if new:
+            self.state.set_meta_values(new)
+            self._known.update(new)
