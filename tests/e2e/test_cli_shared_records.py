@@ -125,3 +125,27 @@ def test_a_no_op_run_reads_the_shared_records_in_the_query_it_already_made(proje
         monkeypatch.setattr(StateStore, name, lambda self, *a, _m=method: (writes.append(a), _m(self, *a))[1])
     assert project.sync()["runs"][0]["sent"] == 0
     assert len(calls) == 1 and writes == []
+
+
+def test_the_other_syncs_run_that_failed_after_the_platform_applied_its_rows_counts_too(project, monkeypatch):
+    """Writes are recorded before sending: a run of the other name whose requests were applied but
+    never acknowledged (connection reset after the platform applied them) wrote all the same."""
+    import functools
+
+    import dinsync.sender.http as http
+    from dinsync.sandbox.faults import reset_after_apply
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    syncs = project.root / "syncs"
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    (syncs / "users_copy.yml").write_text((syncs / "iterable_users.yml").read_text())
+    project.sql("update main.customers set plan = 'team' where id = 6")
+    project.thread.script("bulkUpdate", reset_after_apply(), times=1000)
+    run = project.sync("users_copy")["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("failed", 0), run
+    assert plan_of(project, "user6@example.com") == "team"
+    project.thread.call(lambda: project.sandbox.faults.clear())
+    project.sql("update main.customers set plan = 'free' where id = 6")
+    run = project.sync("iterable_users")["runs"][0]
+    assert (run["status"], run["changed"], run["acknowledged"]) == ("success", 20, 20), run
+    assert plan_of(project, "user6@example.com") == "free"
