@@ -204,7 +204,8 @@ class SyncRecords:
     def record_writes(self, fields) -> None:
         """This sync is about to write `fields` to its records: name it their last writer (written
         only where another sync, or none, was named)."""
-        new = {self._wrote_key(f): self.cfg.name for f in fields if self._known.get(self._wrote_key(f)) != self.cfg.name}
+        keys = (self._wrote_key(f) for f in fields)
+        new = {key: self.cfg.name for key in keys if self._known.get(key) != self.cfg.name}
         if new:
             self.state.set_meta_values(new)
             self._known.update(new)
