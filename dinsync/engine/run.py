@@ -181,6 +181,7 @@ class SyncRun:
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
         started = self._started = time.monotonic()
+        self.records.run_started = time.time()  # what the state records as the time of this run's writes
         self.state.migrate()
         run_id = self.state.new_run_id()
         s = RunSummary(sync=self.cfg.name, run_id=run_id)
