@@ -24,9 +24,11 @@ that *started* writing a field after its own last write of it sends that field f
 hashes forgotten: a value changed back to what its snapshot holds would never be sent otherwise),
 once: it then records that it wrote the field, later than the other's start. A sync that never
 wrote a field has no hashes of it to doubt (a first sync, or a newly mapped field, sends it for every
-row anyway). Syncs writing other fields of the same records never resend anything; syncs writing
-the same field all along (to disjoint segments, say: `paid_users` and `free_users` both setting
-`plan`) resend it once, when the other first appears, and never again. The records are read in the query that reads the others, so the everyday run pays nothing for it.
+row anyway). Syncs writing other fields of the same records never resend anything; of syncs
+writing the same field all along (to disjoint segments, say: `paid_users` and `free_users` both
+setting `plan`), the one that wrote it first resends it once, when the other first appears, and
+never again. The records are read in the query that reads the others, so the everyday run pays
+nothing for it.
 
 Limits: which rows the other sync wrote is not known, so the whole field is resent; two syncs that
 keep writing the same rows' field alternately (a copy run again and again, a file renamed back and
