@@ -14,10 +14,35 @@ form as other numbers: the next run reads every row's key again (a phone key tha
 as added), sends the phone fields for every row, and the rows parked under the old region once
 more. A dry run (`plan`) only says so in a note: a plan of a branch's files must not change what the
 next sync of production's files sends.
+
+The snapshot also says nothing of what *other* syncs wrote to the same records (same destination,
+service and matching field): a file renamed and renamed back, a renamed copy run with `--select`, a
+sync deleted and added again later. So each field of those records keeps, per sync that wrote it,
+the first and the last time it did (`wrote:<destination> by <match field>:<field>`, JSON
+{sync: {"first": t, "last": t}}), recorded before a run sends it. A sync that finds another sync
+that *started* writing a field after its own last write of it sends that field for every row (its
+hashes forgotten: a value changed back to what its snapshot holds would never be sent otherwise),
+once: it then records that it wrote the field, later than the other's start. A sync that never
+wrote a field has no hashes of it to doubt (a first sync, or a newly mapped field, sends it for every
+row anyway). Syncs writing other fields of the same records never resend anything; of syncs
+writing the same field all along (to disjoint segments, say: `paid_users` and `free_users` both
+setting `plan`), the one that wrote it first resends it once, when the other first appears, and
+never again. The records are read in the query that reads the others, so the everyday run pays
+nothing for it.
+
+Limits: which rows the other sync wrote is not known, so the whole field is resent; two syncs that
+keep writing the same rows' field alternately (a copy run again and again, a file renamed back and
+forth) are caught the first time only: a value changed and changed back later
+is not sent again. Times are seconds since the epoch on the clock of the host that ran the sync:
+syncs of the same records run from hosts whose clocks disagree by more than the time between their
+runs may miss (or repeat) a resend.
 """
 from __future__ import annotations
 
 import json
+import time
+
+import orjson
 
 
 def mapping_record(fields) -> str:
@@ -53,6 +78,10 @@ class SyncRecords:
         self._sent_to: str | None = None  # the destination the snapshot was delivered to
         self._matched_by: str | None = None  # ... and the field that matched its records there
         self._rematched = False  # moved_from found only the matching field changed
+        self.records_id = f"{self.destination_id} by {cfg.match_field}"  # the records the sync writes
+        # when this run started (seconds since the epoch, this host's clock): recorded as the time
+        # this sync wrote a field (see record_writes); SyncRun.run sets it as it starts
+        self.run_started = time.time()
 
     @property
     def _destination_key(self) -> str:
@@ -70,6 +99,9 @@ class SyncRecords:
     def _region_key(self) -> str:
         return f"phone_region:{self.cfg.name}"
 
+    def _wrote_key(self, field: str) -> str:
+        return f"wrote:{self.records_id}:{field}"
+
     def moved_from(self) -> str | None:
         """The destination the sync's snapshot was delivered to, when its file now names another
         (`destination:` or `service:`), or matches its records by another field (`match.field`;
@@ -77,7 +109,7 @@ class SyncRecords:
         hold. Reads the sync's records (one query). A sync recorded before the matching field was
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
-                                             self._region_key)
+                                             self._region_key, *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
         self._rematched = False
@@ -163,3 +195,70 @@ class SyncRecords:
             self.planner.forget_fingerprints(resend=self.phone_fields)
         self.state.set_meta_value(self._region_key, self.phone_region)
         return None
+
+    def _writers(self, field: str, known: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+        """{sync: {"first": t, "last": t}} of the syncs that wrote `field` to these records (as read
+        by moved_from, or in `known`); a value that is not such a record counts as none."""
+        try:
+            writers = orjson.loads((self._known if known is None else known).get(self._wrote_key(field)) or "{}")
+        except orjson.JSONDecodeError:
+            return {}
+        if not isinstance(writers, dict):
+            return {}
+        return {sync: times for sync, times in writers.items()
+                if isinstance(times, dict) and all(isinstance(times.get(t), (int, float)) for t in ("first", "last"))}
+
+    def written_by_others(self) -> dict[str, list[str]]:
+        """{field: the other syncs that started writing it after this sync last did} for the fields
+        this sync maps (read by moved_from). A field this sync never wrote has no hashes to doubt."""
+        others = {}
+        for f in self.cfg.fields:
+            writers = self._writers(f.field)
+            mine = writers.pop(self.cfg.name, None)
+            later = [sync for sync, times in writers.items() if mine is not None and times["first"] > mine["last"]]
+            if later:
+                others[f.field] = sorted(later)
+        return others
+
+    def resend_if_written_by_others(self, dry_run: bool = False) -> str | None:
+        """When another sync started writing fields this sync maps to the same records after this
+        sync last wrote them, the snapshot's hashes of those fields say nothing of what the platform
+        holds: they are forgotten, so the next plan sends them for every row, and this sync then
+        records that it wrote them now (in this order: stopped in between, the next run forgets them
+        again; once recorded, they are not resent again for the same writers). Returns the note to
+        show (a dry run changes nothing)."""
+        others = self.written_by_others()
+        if not others:
+            return None
+        writers = sorted({sync for syncs in others.values() for sync in syncs})
+        who = f"sync {writers[0]}" if len(writers) == 1 else f"syncs {', '.join(writers)}"
+        what = (f"{who} wrote {', '.join(others)} to the same records ({self.records_id}) after this sync's "
+                "last run: ")
+        if dry_run:
+            return what + "the next sync sends them for every row (this plan does not count that)"
+        self.planner.forget_fingerprints(resend=list(others))
+        self.record_writes(list(others))
+        return what + "sending them for every row"
+
+    def record_writes(self, fields) -> None:
+        """This sync is about to write `fields` to its records: its `last` time for them becomes
+        this run's start (and its `first`, the first time). The records are read again just before
+        (a sync of another name may have written its own since this run read them: one query, on
+        runs that send only); a field already recorded at this run's start is not written again."""
+        keys = {self._wrote_key(f): f for f in fields
+                if self._writers(f).get(self.cfg.name, {}).get("last") != self.run_started}
+        if not keys:
+            return
+        fresh = self.state.meta_values(*keys)
+        new = {}
+        for key, field in keys.items():
+            writers = self._writers(field, fresh)
+            mine = writers.get(self.cfg.name)
+            if mine is not None and mine["last"] == self.run_started:
+                continue
+            writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started, "last": self.run_started}
+            new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()
+        self._known.update(fresh)
+        if new:
+            self.state.set_meta_values(new)
+            self._known.update(new)

@@ -158,6 +158,7 @@ class SyncRun:
                          self.records.reread_if_region_changed(dry_run=True)):
                 if note:
                     self.notes.append(note)
+            shared = None if moved is not None else self.records.resend_if_written_by_others(dry_run=True)
             try:
                 stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
             except DinsyncError as exc:
@@ -165,6 +166,8 @@ class SyncRun:
                 if located is exc:
                     raise
                 raise located from None
+            if shared and not stats.first_sync:  # (a first sync sends every row anyway)
+                self.notes.append(shared)
             self.planner.drop_prior()  # kept for sending only
             return stats
         finally:
@@ -178,6 +181,7 @@ class SyncRun:
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
         started = self._started = time.monotonic()
+        self.records.run_started = time.time()  # what the state records as the time of this run's writes
         self.state.migrate()
         run_id = self.state.new_run_id()
         s = RunSummary(sync=self.cfg.name, run_id=run_id)
@@ -250,6 +254,7 @@ class SyncRun:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
         self.records.reread_if_region_changed()
+        shared = None if self._moved is not None else self.records.resend_if_written_by_others()
         stats = None
         try:
             if not self.stop.requested:
@@ -268,6 +273,8 @@ class SyncRun:
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
         s.segment_rows = stats.segment_rows
         s.parked = self.planner.parked_count()
+        if shared and not stats.first_sync:  # (a first sync sends every row anyway)
+            self.progress("note", {"message": shared})
         th = self.cfg.thresholds
         figures = self.key_figures = KeyFigures.from_plan(
             self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
@@ -293,6 +300,7 @@ class SyncRun:
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
+            self.records.record_writes(self._fields_sent(stats))  # before: a run killed midway wrote some
             if not stats.first_sync:  # (a first sync's snapshot holds none of the keys)
                 self.planner.unsettle_sendable()
             # a first sync's commits only insert: the adapter may lower its memory meanwhile
@@ -335,6 +343,12 @@ class SyncRun:
                                     previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
                                     elapsed_seconds=time.monotonic() - self._started)
         s.status = "warning" if s.warnings else "success"
+
+    def _fields_sent(self, stats: PlanStats) -> list[str]:
+        """The fields the plan sends: every mapped field (to added rows), else the changed ones."""
+        if stats.added:
+            return [f.field for f in self.cfg.fields]
+        return [field for field, n in self.planner.field_change_counts().items() if n]
 
     def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> None:
         """Records an earlier run sent whose outcome had not arrived (stashed under their tokens):

@@ -127,6 +127,12 @@ class StateStore:
         with self.wh.transaction():
             self._write_meta(key, value)
 
+    def set_meta_values(self, values: dict[str, str]) -> None:
+        """Replace several `meta` rows in one transaction."""
+        with self.wh.transaction():
+            for key, value in values.items():
+                self._write_meta(key, value)
+
     def _write_meta(self, key: str, value: str) -> None:
         """Replace a `meta` row (inside the caller's transaction)."""
         self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
