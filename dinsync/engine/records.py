@@ -18,8 +18,9 @@ next sync of production's files sends.
 The snapshot also says nothing of what *other* syncs wrote to the same records (same destination,
 service and matching field): a file renamed and renamed back, a renamed copy run with `--select`, a
 sync deleted and added again later. So each field of those records keeps, per sync that wrote it,
-the first and the last time it did (`wrote:<destination> by <match field>:<field>`, JSON
-{sync: {"first": t, "last": t}}), recorded before a run sends it. A sync that finds another sync
+when it first did and when it last caught up (`wrote:<destination> by <match field>:<field>`, JSON
+{sync: {"first": t, "last": t}}), recorded before a run sends it: `last` moves only with a resend
+(an older `last` only errs towards a resend, so the everyday run writes nothing). A sync that finds another sync
 that *started* writing a field after its own last write of it sends that field for every row (its
 hashes forgotten: a value changed back to what its snapshot holds would never be sent otherwise),
 once: it then records that it wrote the field, later than the other's start. A sync that never
@@ -237,16 +238,22 @@ class SyncRecords:
         if dry_run:
             return what + "the next sync sends them for every row (this plan does not count that)"
         self.planner.forget_fingerprints(resend=list(others))
-        self.record_writes(list(others))
+        self.record_writes(list(others), again=True)
         return what + "sending them for every row"
 
-    def record_writes(self, fields) -> None:
-        """This sync is about to write `fields` to its records: its `last` time for them becomes
-        this run's start (and its `first`, the first time). The records are read again just before
-        (a sync of another name may have written its own since this run read them: one query, on
-        runs that send only); a field already recorded at this run's start is not written again."""
+    def unrecorded(self) -> set[str]:
+        """The mapped fields this sync has no record of writing (as read by moved_from)."""
+        return {f.field for f in self.cfg.fields if self.cfg.name not in self._writers(f.field)}
+
+    def record_writes(self, fields, again: bool = False) -> None:
+        """This sync is about to write `fields` to its records: record it as their writer since this
+        run's start, where it had no record (`again`: its `last` time becomes this run's start, after
+        a resend). A `last` left older than the sync's true last write only errs towards a resend
+        (another sync that started writing in between is taken as later), so the everyday run writes
+        nothing. The records are read again just before (a sync of another name may have written
+        its own since this run read them)."""
         keys = {self._wrote_key(f): f for f in fields
-                if self._writers(f).get(self.cfg.name, {}).get("last") != self.run_started}
+                if again or self.cfg.name not in self._writers(f)}
         if not keys:
             return
         fresh = self.state.meta_values(*keys)
@@ -254,7 +261,7 @@ class SyncRecords:
         for key, field in keys.items():
             writers = self._writers(field, fresh)
             mine = writers.get(self.cfg.name)
-            if mine is not None and mine["last"] == self.run_started:
+            if mine is not None and (not again or mine["last"] == self.run_started):
                 continue
             writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started, "last": self.run_started}
             new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()

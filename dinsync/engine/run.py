@@ -300,7 +300,8 @@ class SyncRun:
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
-            self.records.record_writes(self._fields_sent(stats))  # before: a run killed midway wrote some
+            if self.records.unrecorded():  # before sending: a run killed midway wrote some
+                self.records.record_writes(self._fields_sent(stats))
             if not stats.first_sync:  # (a first sync's snapshot holds none of the keys)
                 self.planner.unsettle_sendable()
             # a first sync's commits only insert: the adapter may lower its memory meanwhile
