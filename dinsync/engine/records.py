@@ -20,23 +20,23 @@ service and matching field): a file renamed and renamed back, a renamed copy run
 sync deleted and added again later. So each field of those records keeps, per sync that wrote it,
 when it first did and when it last caught up (`wrote:<destination> by <match field>:<field>`, JSON
 {sync: {"first": t, "last": t}}), recorded before a run sends it: `last` moves only with a resend
-(an older `last` only errs towards a resend, so the everyday run writes nothing). A sync that finds another sync
-that *started* writing a field after its own last write of it sends that field for every row (its
-hashes forgotten: a value changed back to what its snapshot holds would never be sent otherwise),
-once: it then records that it wrote the field, later than the other's start. A sync that never
-wrote a field has no hashes of it to doubt (a first sync, or a newly mapped field, sends it for every
-row anyway). Syncs writing other fields of the same records never resend anything; of syncs
-writing the same field all along (to disjoint segments, say: `paid_users` and `free_users` both
-setting `plan`), the one that wrote it first resends it once, when the other first appears, and
+(an older `last` only errs towards a resend, so the everyday run writes nothing). A sync that finds
+another sync that *started* writing a field after its own last write of it sends that field for
+every row (its hashes forgotten: a value changed back to what its snapshot holds would never be sent
+otherwise), once: it then records that it wrote the field, later than the other's start. A sync that
+never wrote a field has no hashes of it to doubt (a first sync, or a newly mapped field, sends it
+for every row anyway). Syncs writing other fields of the same records never resend anything; of
+syncs writing the same field all along (to disjoint segments, say: `paid_users` and `free_users`
+both setting `plan`), the one that wrote it first resends it once, when the other first appears, and
 never again. The records are read in the query that reads the others, so the everyday run pays
 nothing for it.
 
 Limits: which rows the other sync wrote is not known, so the whole field is resent; two syncs that
 keep writing the same rows' field alternately (a copy run again and again, a file renamed back and
-forth) are caught the first time only: a value changed and changed back later
-is not sent again. Times are seconds since the epoch on the clock of the host that ran the sync:
-syncs of the same records run from hosts whose clocks disagree by more than the time between their
-runs may miss (or repeat) a resend.
+forth) are caught the first time only: a value changed and changed back later is not sent again.
+Times are seconds since the epoch on the clock of the host that ran the sync: syncs of the same
+records run from hosts whose clocks disagree by more than the time between their runs may miss (or
+repeat) a resend.
 """
 from __future__ import annotations
 
