@@ -48,7 +48,6 @@ destinations:
     universe: sandbox
     base_url: {url}
     api_key: ${{env:BENCH_SPLIO_KEY}}
-    concurrency: 8
     sftp:
       host: 127.0.0.1
       port: {port}
@@ -78,10 +77,10 @@ from range(1, {rows} + 1) t(i)
 """
 
 
-def start_sandbox(limits: bool) -> tuple[subprocess.Popen, int, str, str]:
+def start_sandbox(limits: bool, latency: float = 0.0) -> tuple[subprocess.Popen, int, str, str]:
     args = [sys.executable, "-m", "dinsync.sandbox", "splio", "--http-port", "0", "--sftp-port", "0",
             "--api-key", KEY, "--sftp-user", USER, "--sftp-password-env", "BENCH_SFTP_PASSWORD", "--insert-allowed",
-            "--poll-interval", "0.05"]
+            "--poll-interval", "0.05", "--latency", str(latency)]
     for spec in ("plan:text", "visits:int", "ltv:double", "signup:date"):
         args += ["--custom-field", spec]
     if not limits:
@@ -147,11 +146,12 @@ def main() -> None:
     ap.add_argument("--api-rows", type=int, default=20_000)
     ap.add_argument("--patch-rows", type=int, default=400)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds the sandbox adds to every API answer")
     args = ap.parse_args()
     lines = []
     baseline = None
     with tempfile.TemporaryDirectory(prefix="dinsync-bench-splio-") as tmp:
-        proc, port, url, known = start_sandbox(limits=True)
+        proc, port, url, known = start_sandbox(limits=True, latency=args.latency)
         try:
             known_hosts = Path(tmp) / "known_hosts"
             known_hosts.write_text(known + "\n")
@@ -177,7 +177,7 @@ def main() -> None:
                                  ("api patch (update)", "update", args.patch_rows)):
             if not rows:
                 continue
-            proc, port, url, known = start_sandbox(limits=True)  # a fresh universe: no contact exists yet
+            proc, port, url, known = start_sandbox(limits=True, latency=args.latency)  # a fresh universe: no contact exists yet
             try:
                 known_hosts.write_text(known + "\n")
                 root = Path(tmp) / mode

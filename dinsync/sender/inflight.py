@@ -5,8 +5,9 @@ law): Attentive's lookups, 150/s with 32 in flight, held 70% of their rate at 30
 Iterable's bulkUpdate (5/s, 4 in flight) 72% at 1 s. A fixed cap is right for one latency only, so
 the cap of an endpoint with a rate follows the latency of its recent answers: at least its
 `max_concurrency` (the cap when answers are quick, and for an endpoint without a rate), and up to
-`ceiling`. More in flight never means more requests per second: the rate limiter still spaces the
-starts.
+`ceiling`, which is also the cap until the first answer (a floor there cost a whole latency of
+sending at the start: Splio's 20/s at 1 s an answer began at 8/s). More in flight never means more
+requests per second: the rate limiter still spaces the starts.
 """
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ class InFlight:
 
     @property
     def capacity(self) -> int:
-        if self.rate is None or self.latency is None:
+        if self.rate is None:
             return self.floor
+        if self.latency is None:  # no answer yet: the rate limiter alone paces the starts
+            return self.ceiling
         need = math.ceil(self.rate * self.latency * SLACK)
         return min(self.ceiling, max(self.floor, need))
 

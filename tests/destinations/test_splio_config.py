@@ -122,3 +122,15 @@ def test_file_names_must_indicate_the_universe(tmp_path):
     assert "must indicate the universe" in issues(project(tmp_path, body=body))
     literal = body.replace("'contacts_", "'acme_contacts_")
     load_project(project(tmp_path / "b", body=literal), env=ENV)
+
+
+def test_the_api_sends_24_requests_at_once_by_default_and_dinsync_yml_still_decides(tmp_path):
+    """20 contacts requests/s at 1 s an answer need 20 in flight (the cap grows with the latency,
+    sender/inflight.py): the generic 8 held 40% of the rate at 1 s; a `concurrency` set still wins."""
+    from dinsync.destinations.splio.destination import SplioDestination
+
+    api = "    transport: api\n    universe: acme\n    api_key: ${env:SPLIO_API_KEY}\n"
+    p = load_project(project(tmp_path / "a", body=api), env=ENV)
+    assert p.destinations["splio"].concurrency == SplioDestination.default_concurrency == 24
+    p = load_project(project(tmp_path / "b", body=api + "    concurrency: 6\n"), env=ENV)
+    assert p.destinations["splio"].concurrency == 6

@@ -14,11 +14,14 @@ from dinsync.sender.inflight import InFlight
 from .test_http_sender import FakeDestination, Server, batch, destination, run
 
 
-def test_the_cap_is_max_concurrency_until_answers_show_a_latency_and_without_a_rate():
+def test_without_a_rate_the_cap_is_max_concurrency_and_with_one_the_ceiling_until_an_answer():
     paced, unpaced = InFlight(32, rate=150.0), InFlight(32, rate=None)
-    assert paced.capacity == unpaced.capacity == 32
+    assert unpaced.capacity == 32
     unpaced.observe(5.0)
     assert unpaced.capacity == 32  # no rate to hold: the cap stays what the destination chose
+    assert paced.capacity == paced.ceiling == 128  # the rate limiter alone paces the first requests
+    paced.observe(0.01)
+    assert paced.capacity == 32  # quick answers: back to max_concurrency
 
 
 def test_the_cap_follows_rate_times_latency_within_floor_and_ceiling():
@@ -39,6 +42,7 @@ def test_the_cap_follows_rate_times_latency_within_floor_and_ceiling():
 def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place():
     async def main():
         cap = InFlight(1, rate=10.0)
+        cap.observe(0.0)  # quick answers: 1 in flight
         entered = []
 
         async def enter(i, hold):
@@ -52,7 +56,8 @@ def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place(
         assert entered == [0] and cap.active == 1
         tasks[1].cancel()  # waiting: leaves the queue
         await asyncio.sleep(0.01)
-        cap.observe(0.2)  # 10/s x 0.2 s x 1.25: 3 in flight
+        for _ in range(3):
+            cap.observe(0.35)  # the moving average 0.17 s: 10/s x 0.17 s x 1.25: 3 in flight
         await asyncio.sleep(0.01)
         assert sorted(entered) == [0, 2, 3] and cap.active == 3
         hold.set()
