@@ -37,7 +37,7 @@ from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 
 from .inflight import CEILING_FACTOR, InFlight
-from .ratelimit import DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
+from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
 from .retry import RetryPolicy, parse_retry_after
 
 MAX_REASON_CHARS = 500
@@ -176,7 +176,8 @@ class HttpSender:
         rate = self.rate_overrides.get(name, limit.rate)
         if not self.limits_enabled:
             rate = None
-        limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock)
+        limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock,
+                              cold_margin=COLD_MARGIN)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
         floor = max(1, limit.max_concurrency)
         ceiling = CEILING_FACTOR * floor
@@ -332,7 +333,7 @@ class HttpSender:
             raise RuntimeError("HttpSender used outside `async with`")
         self._stop_if_refused_or_down()
         async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
-            await ep.limiter.acquire()
+            slot = await ep.limiter.acquire()
             self._stop_if_refused_or_down()
             self._count(ep, "requests")
             self._count(ep, "bytes_sent", len(request.body or b""))
@@ -346,6 +347,7 @@ class HttpSender:
                 url = URL(self.destination.base_url + request.path, encoded=True)
                 headers = await self._headers(request)
                 sent_at = self.clock.now()
+                ep.limiter.started(slot, sent_at)  # later than its slot when the loop was busy
                 async with self._session.request(
                     request.method, url, data=request.body, headers=headers, allow_redirects=False
                 ) as resp:

@@ -17,6 +17,12 @@ from collections import deque
 from typing import Protocol
 
 DEFAULT_HEADROOM = 0.985
+# A sender's first starts open connections, which delays their arrival at the server by tens of
+# milliseconds: more than the headroom's margin in the window check, so a server counting per second
+# saw the start after them inside the same second (Attio's sliding window: a 429 in the first second
+# of most 750-write upserts). The sender's limiters count their first window of starts as leaving
+# this much later (`cold_margin`), which delays the next run of starts once.
+COLD_MARGIN = 0.05
 _EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
 
 
@@ -102,6 +108,7 @@ class RateLimiter:
         *,
         headroom: float = DEFAULT_HEADROOM,
         clock: Clock | None = None,
+        cold_margin: float = 0.0,
     ):
         if rate is not None and not rate > 0:
             raise ValueError(f"rate must be > 0 or None, got {rate!r}")
@@ -115,12 +122,15 @@ class RateLimiter:
         self.clock: Clock = clock or MonotonicClock()
         if rate is None:
             self._interval = 0.0
-            self._window: deque[float] | None = None
+            self._window: deque[list[float]] | None = None
         else:
             self._interval = 1.0 / (rate * headroom)
             self._window = deque(maxlen=max(self.burst, math.ceil(rate)))
         self._tolerance = (self.burst - 1) * self._interval
         self._tat = -math.inf  # theoretical arrival time of the next start (GCRA)
+        self.cold_margin = cold_margin
+        # the first window of starts counts as leaving `cold_margin` later (see COLD_MARGIN)
+        self._cold = self._window.maxlen if self._window is not None and cold_margin > 0 else 0
         self._paused_until = -math.inf
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -168,10 +178,10 @@ class RateLimiter:
         t = max(self._tat - self._tolerance, self._paused_until)
         w = self._window
         if w is not None and len(w) == w.maxlen:
-            t = max(t, w[0] + w.maxlen * self._interval)
+            t = max(t, w[0][0] + w.maxlen * self._interval)
         return t
 
-    def _take(self, now: float) -> None:
+    def _take(self, now: float) -> list[float]:
         # A start a little late for its slot (the loop woke us after the deadline, as real event
         # loops do by a millisecond or so) keeps the schedule: the next slot is one interval after
         # this one's, not after `now`, else every wake-up's lateness lowers the rate (with burst 1,
@@ -180,19 +190,33 @@ class RateLimiter:
         # check of `_ready_at` still caps the starts in any `maxlen` run.
         late = now - self._tat
         self._tat = (self._tat if 0 < late < self._interval else max(self._tat, now)) + self._interval
+        slot = [now]
         if self._window is not None:
-            self._window.append(now)
+            if self._cold:
+                self._cold -= 1
+                slot[0] += self.cold_margin
+            self._window.append(slot)
+        return slot
 
-    async def acquire(self) -> None:
-        """Wait for the next start slot.
+    @staticmethod
+    def started(slot: list[float] | None, t: float) -> None:
+        """The request of `slot` (what `acquire` returned) left at clock time `t`, later than its
+        slot when the event loop was busy (a thread holding the GIL, say): the window check then
+        counts it from `t`. Else the `maxlen`-th start after it could reach a server counting per
+        second less than a second after it (Attio's sliding window: 1-2 429s in 750 writes, from
+        sends 90 ms late)."""
+        if slot is not None and t > slot[0]:
+            slot[0] = t
+
+    async def acquire(self) -> list[float] | None:
+        """Wait for the next start slot; returns it, for `started`.
 
         Cancel-safe: the slot is taken synchronously right before returning, so a waiter that is
         cancelled never holds one, and the next waiter in line is woken in its place.
         """
         now = self.clock.now()
         if not self._waiters and self._ready_at() <= now + _EPS:
-            self._take(now)
-            return
+            return self._take(now)
         me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(me)
         try:
@@ -203,8 +227,7 @@ class RateLimiter:
                 now = self.clock.now()
                 wait = self._ready_at() - now
                 if wait <= _EPS:
-                    self._take(now)
-                    return
+                    return self._take(now)
                 # Re-checked after waking: a pause may have been extended meanwhile.
                 await self.clock.sleep(wait)
         finally:

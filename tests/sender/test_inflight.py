@@ -103,3 +103,15 @@ def test_the_cap_never_exceeds_the_sockets():
 
     srv, cap = run(main())
     assert cap.ceiling == 3 and cap.capacity == 3 and srv.max_in_flight == 3
+
+
+def test_the_senders_limiters_count_their_first_starts_as_cold():
+    """The sender's limiters take COLD_MARGIN for their first window of starts (see ratelimit.py):
+    Attio's sliding window answered a 429 in the first second of most 750-write upserts without."""
+    from dinsync.sender.ratelimit import COLD_MARGIN
+
+    class Paced(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=25.0, burst=2, max_concurrency=4)}
+
+    sender = HttpSender(Paced("http://127.0.0.1:9", {"api_key": "k"}))
+    assert sender.limiter("write").cold_margin == COLD_MARGIN > 0

@@ -281,3 +281,37 @@ def test_real_clock_smoke():
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         RateLimiter(**kwargs)
+
+
+def test_the_first_window_of_starts_counts_as_leaving_cold_margin_later():
+    """A sender's first requests open connections and reach the server tens of milliseconds late:
+    with `cold_margin`, the starts of the first window count as that much later, so the next run of
+    starts waits that much more, once (Attio's sliding window answered 429 in the first second).
+    The rate over a longer stretch barely moves."""
+    clock = FakeClock()
+    cold = RateLimiter(10, 2, headroom=1.0, clock=clock, cold_margin=0.05)
+    times = run(acquire_times(cold, clock, 60))
+    warm_clock = FakeClock()
+    warm = run(acquire_times(RateLimiter(10, 2, headroom=1.0, clock=warm_clock), warm_clock, 60))
+    assert times[:10] == warm[:10]  # the first window: as without it
+    # the 11th start is at least a window (10 x 0.1 s) plus the margin after the 1st
+    assert times[10] - times[0] >= 1.0 + 0.05 - 1e-9 > warm[10] - warm[0]
+    assert times[-1] - warm[-1] == pytest.approx(0.05, abs=1e-6)  # once, not per window
+
+
+def test_a_start_that_left_late_is_counted_from_when_it_left():
+    """`started(slot, t)`: a request that left later than its slot (the event loop busy) counts
+    from then in the window check, so the start a window after it cannot reach the server within
+    the same second."""
+    async def main():
+        clock = FakeClock()
+        limiter = RateLimiter(10, headroom=1.0, clock=clock)
+        slots = [await limiter.acquire() for _ in range(10)]
+        first = clock.now() - 0.9
+        RateLimiter.started(slots[0], first + 0.08)
+        RateLimiter.started(slots[1], first)  # never earlier than its slot
+        await limiter.acquire()
+        return clock.now() - first, slots[1][0] - first
+
+    eleventh, second = run(main())
+    assert eleventh == pytest.approx(1.08) and second == pytest.approx(0.1)
