@@ -36,7 +36,7 @@ from dinsync.destinations.base import (
 from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 
-from .inflight import CEILING_FACTOR, InFlight
+from .inflight import InFlight
 from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
 from .retry import RetryPolicy, parse_retry_after
 
@@ -179,11 +179,7 @@ class HttpSender:
         limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock,
                               cold_margin=COLD_MARGIN)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
-        floor = max(1, limit.max_concurrency)
-        ceiling = CEILING_FACTOR * floor
-        if self.connections:  # no more in flight than there are sockets
-            ceiling = max(floor, min(ceiling, self.connections))
-        ep = _Endpoint(limit, limiter, InFlight(floor, rate, ceiling), stats)
+        ep = _Endpoint(limit, limiter, InFlight(limit.max_concurrency, rate, sockets=self.connections), stats)
         self._endpoints[name] = ep
         return ep
 

@@ -23,10 +23,11 @@ CEILING_FACTOR = 4  # the cap grows to at most this many times `max_concurrency`
 class InFlight:
     """An asyncio semaphore (`async with`) whose size follows rate x latency (see the module)."""
 
-    def __init__(self, floor: int, rate: float | None, ceiling: int | None = None):
+    def __init__(self, floor: int, rate: float | None, sockets: int | None = None):
         self.floor = max(1, floor)
         self.rate = rate
-        self.ceiling = max(self.floor, ceiling if ceiling is not None else CEILING_FACTOR * self.floor)
+        # up to CEILING_FACTOR x the floor, and no more than there are sockets (None: no cap)
+        self.ceiling = max(self.floor, min(CEILING_FACTOR * self.floor, sockets or CEILING_FACTOR * self.floor))
         self.latency: float | None = None  # moving average of the answers' seconds
         self.active = 0
         self._waiters: deque[asyncio.Future] = deque()
