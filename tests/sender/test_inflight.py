@@ -36,7 +36,7 @@ def test_the_cap_follows_rate_times_latency_within_floor_and_ceiling():
     for _ in range(40):
         cap.observe(30.0)
     assert cap.capacity == cap.ceiling == 128  # 4 x max_concurrency by default
-    assert InFlight(8, rate=5.0, ceiling=24).ceiling == 24 and InFlight(8, rate=5.0, ceiling=2).ceiling == 8
+    assert InFlight(8, rate=5.0, sockets=24).ceiling == 24 and InFlight(8, rate=5.0, sockets=2).ceiling == 8
 
 
 def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place():
@@ -67,41 +67,36 @@ def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place(
     run(main())
 
 
-def test_slow_answers_let_more_requests_be_in_flight_over_a_socket():
-    """40 requests of an endpoint paced at 40/s whose answers take 0.25 s: holding 40/s needs 10 in
-    flight, more than its max_concurrency of 4. (The count at the server, not a duration.)"""
+def send_to_a_slow_server(rate: float, max_concurrency: int, seconds: float, requests: int,
+                          connections: int | None = None):
+    """`requests` one-record requests of an endpoint paced at `rate` to a server answering each in
+    `seconds`: (the server, the endpoint's InFlight)."""
 
     class Slow(FakeDestination):
-        limits = {"write": EndpointLimit("write", rate=40.0, max_concurrency=4)}
+        limits = {"write": EndpointLimit("write", rate=rate, max_concurrency=max_concurrency)}
 
     async def handler(request, hit):
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(seconds)
         return web.json_response({})
 
     async def main():
-        async with Server(handler) as srv, HttpSender(destination(srv, Slow)) as s:
-            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(40)))
+        async with Server(handler) as srv, HttpSender(destination(srv, Slow), connections=connections) as s:
+            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(requests)))
             return srv, s._endpoint("write").in_flight
 
-    srv, cap = run(main())
+    return run(main())
+
+
+def test_slow_answers_let_more_requests_be_in_flight_over_a_socket():
+    """40 requests of an endpoint paced at 40/s whose answers take 0.25 s: holding 40/s needs 10 in
+    flight, more than its max_concurrency of 4. (The count at the server, not a duration.)"""
+    srv, cap = send_to_a_slow_server(40.0, 4, 0.25, 40)
     assert len(srv.hits) == 40
     assert srv.max_in_flight >= 9 and cap.capacity >= 12
 
 
 def test_the_cap_never_exceeds_the_sockets():
-    class Slow(FakeDestination):
-        limits = {"write": EndpointLimit("write", rate=100.0, max_concurrency=2)}
-
-    async def handler(request, hit):
-        await asyncio.sleep(0.2)
-        return web.json_response({})
-
-    async def main():
-        async with Server(handler) as srv, HttpSender(destination(srv, Slow), connections=3) as s:
-            await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(20)))
-            return srv, s._endpoint("write").in_flight
-
-    srv, cap = run(main())
+    srv, cap = send_to_a_slow_server(100.0, 2, 0.2, 20, connections=3)
     assert cap.ceiling == 3 and cap.capacity == 3 and srv.max_in_flight == 3
 
 
