@@ -254,7 +254,7 @@ class CommitMixin:
         plan."""
         import pyarrow as pa
 
-        schema = self.plan_schema
+        schema = self.commit_schema
         self._release_acked()
         found, rest = self._streamed.take(arr) if self.row_position else (None, arr)
         if found is not None and len(rest) == 0 and self.arrow_views:
@@ -280,7 +280,7 @@ class CommitMixin:
     def _release_acked(self) -> None:
         """Drop the scratch tables of a commit."""
         if self._acked_view:
-            self.warehouse.drop_arrow_view(self.plan_schema, self.scratch_tables["acked"])
+            self.warehouse.drop_arrow_view(self.commit_schema, self.scratch_tables["acked"])
             self._acked_view = False
         self._drop("ack", "acked")
 

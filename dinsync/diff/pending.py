@@ -74,7 +74,7 @@ class PendingMixin:
 
         if not (ok or rejected or forget) or not self._pending_exists():
             return 0, 0
-        scratch = self.plan_schema
+        scratch = self.commit_schema
         counts = [0, 0]
         with self._lock:
             self._ensure_pending()  # fields mapped since the records were sent: their columns
@@ -100,7 +100,7 @@ class PendingMixin:
 
     def _pending_matches(self) -> int:
         table = self.warehouse.table_name(self.spec.state_schema, self.pending_table)
-        ack = self.warehouse.table_name(self.plan_schema, self.ack_table)
+        ack = self.warehouse.table_name(self.commit_schema, self.ack_table)
         key = self.warehouse.quote("_key")  # quoted as the templates create it (Snowflake folds unquoted names)
         return int(self.warehouse.scalar(f"SELECT COUNT(*) FROM {table} WHERE {key} IN (SELECT {key} FROM {ack})") or 0)
 

@@ -136,9 +136,12 @@ class Planner(CommitMixin, PendingMixin):
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
         self.plan_schema = self.scratch_database or spec.state_schema
+        # where a commit's own scratch tables (ack, acked) live: see Capabilities.commit_scratch_database
+        self.commit_schema: str = getattr(caps, "commit_scratch_database", None) or self.plan_schema
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
+            "commit_schema": self.commit_schema,
             "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS,
             "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
@@ -177,8 +180,10 @@ class Planner(CommitMixin, PendingMixin):
             schema = ident(spec.state_schema)
             scratch = ident(self.scratch_database) if self.scratch_database else schema
             phone = phone_params(spec.phone_region) if spec.key_normalization == "phone" else ("", "")
-            tables = {"plan": f"{scratch}.{ident(self.plan_table)}", "ack": f"{scratch}.{ident(self.ack_table)}"}
-            tables.update({t: f"{scratch}.{ident(name)}" for t, name in self.scratch_tables.items()})
+            commits = ident(self.commit_schema)
+            tables = {"plan": f"{scratch}.{ident(self.plan_table)}", "ack": f"{commits}.{ident(self.ack_table)}"}
+            tables.update({t: f"{commits if t == 'acked' else scratch}.{ident(name)}"
+                           for t, name in self.scratch_tables.items()})
             self._ctx = {
                 "schema": schema,
                 "snapshot": f"{schema}.{ident(self.snapshot_table)}",

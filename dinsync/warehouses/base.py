@@ -51,6 +51,13 @@ class Capabilities:
     # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
     # tables live in the state schema.
     scratch_database: str | None = None
+    # Where the scratch tables of a commit (`ack`, `acked`) live, created and dropped at every
+    # commit while the plan streams; None: beside the plan. DuckDB keeps every catalog change of a
+    # database as long as an older transaction on it is open, and the plan's stream is one until the
+    # last row is read: views created and dropped in the plan's database cost ~8 KB of buffer pool
+    # per commit (a first sync to a slow destination, a commit every few seconds, ran out of its
+    # 33 MB pool after ~3,000 commits). A database of their own is cleaned as each commit ends.
+    commit_scratch_database: str | None = None
     # A pseudo-column numbering a table's rows (DuckDB: rowid). The plan's stream then carries
     # what commits record for each row, and commits take it from the planner instead of joining
     # the plan on the key (dinsync/diff/commit.py). None: commits join the plan on the key.

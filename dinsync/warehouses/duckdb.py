@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 SCRATCH_DATABASE = "dinsync_scratch"
+COMMIT_SCRATCH_DATABASE = "dinsync_commits"  # see Capabilities.commit_scratch_database
 DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roaring"
 
 # What a streamed query result may hold ahead of its reader (DuckDB's default: 10 MiB, plus what
@@ -176,6 +177,18 @@ def _reader_error(exc: OSError) -> duckdb.Error:
     return cls(text)
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether DuckDB ran out of its buffer pool: an OutOfMemoryException, or a COMMIT that could
+    not allocate or pin a block (DuckDB reports that as a TransactionException, "Failed to commit:
+    could not allocate block of size 256.0 KiB (33.1 MiB/33.3 MiB used)")."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    return isinstance(exc, duckdb.TransactionException) and bool(_POOL_EXHAUSTED.search(str(exc)))
+
+
+_POOL_EXHAUSTED = re.compile(r"could not allocate block|failed to pin block|out of memory", re.IGNORECASE)
+
+
 class _InstanceSettings:
     """`memory_limit` and `threads` belong to a DuckDB database instance, which every connection
     of this process to one file shares (`dinsync serve --parallel` opens one per run): a run that
@@ -249,6 +262,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         lock_arbiter="primary_key",
         paramstyle="dollar",
         scratch_database=SCRATCH_DATABASE,
+        commit_scratch_database=COMMIT_SCRATCH_DATABASE,
         row_position="rowid",
         insert_block_rows=122_880,
         delete_part_rows=500_000,
@@ -303,6 +317,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         # of this connection, spilled to temporary files beyond memory_limit and never written to
         # the database file (writing a 10M-row plan there costs ~3x more, and it is dropped anyway).
         self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(SCRATCH_DATABASE)}")
+        self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(COMMIT_SCRATCH_DATABASE)}")
         # One connection object per thread: a DuckDB connection must not run two statements at
         # once, and the engine streams the plan while it commits acknowledged rows.
         self._local = threading.local()
@@ -377,14 +392,16 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehousePermissionError
         if isinstance(exc, duckdb.ConstraintException):
             return E.WarehouseConstraintViolation
+        if _out_of_memory(exc):
+            return E.WarehouseUnavailable
         if isinstance(exc, duckdb.TransactionException):
             return E.WarehouseConflict
-        if isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.InterruptException)):
+        if isinstance(exc, (duckdb.IOException, duckdb.InterruptException)):
             return E.WarehouseUnavailable
         return None
 
     def hint_for(self, exc: BaseException) -> str | None:
-        if isinstance(exc, duckdb.OutOfMemoryException):  # not a warehouse that could not be reached
+        if _out_of_memory(exc):  # not a warehouse that could not be reached, nor a conflict
             return (f"DuckDB ran out of the memory this run gave it ({self.memory_limit or 'no limit'} to plan, "
                     f"{self.streaming_memory_limit or 'no limit'} while sending, as sized for this sync): raise "
                     "warehouse.memory_limit and warehouse.streaming_memory_limit in dinsync.yml, or lower "

@@ -7,11 +7,13 @@ import decimal
 import sys
 import threading
 
+import duckdb
 import pyarrow as pa
 import pytest
 
 from dinsync.warehouses import (
     WarehouseAuthError,
+    WarehouseConflict,
     WarehouseDriverMissing,
     WarehouseObjectMissing,
     WarehouseSqlError,
@@ -513,3 +515,23 @@ def test_postgres_connects_without_a_session_setting_the_server_does_not_know(mo
         wh.close()
     with pytest.raises(DinsyncError, match="dinsync_no_such_setting"):
         connect("postgres", dsn=PG_DSN, settings={"dinsync_no_such_setting": "1"})
+
+
+@pytest.mark.parametrize("exc, expected, hint", [
+    # DuckDB (2.0) reports a COMMIT that ran out of its pool as a transaction error
+    (duckdb.TransactionException("TransactionContext Error: Failed to commit: could not allocate block of size "
+                                 "256.0 KiB (33.1 MiB/33.3 MiB used)"), WarehouseUnavailable, "memory_limit"),
+    (duckdb.TransactionException("TransactionContext Error: Failed to commit: failed to pin block of size "
+                                 "256.0 KiB (33.2 MiB/33.3 MiB used)"), WarehouseUnavailable, "memory_limit"),
+    (duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block"), WarehouseUnavailable, "memory_limit"),
+    (duckdb.TransactionException("TransactionContext Error: Conflict on tuple deletion!"), WarehouseConflict,
+     "another transaction"),
+])
+def test_duckdb_errors_out_of_memory_are_not_conflicts(tmp_path, exc, expected, hint):
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    try:
+        err = w.translate(exc, "committing")
+        assert isinstance(err, expected)
+        assert hint in (err.hint or "")
+    finally:
+        w.close()

@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_scratch"."acked_people_to_crm" AS
+CREATE TABLE "dinsync_commits"."acked_people_to_crm" AS
 SELECT
   "p"."rowid" AS "_rn",
   "p"."_key",
@@ -16,5 +16,5 @@ WHERE
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
   )

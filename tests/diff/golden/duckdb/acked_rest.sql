@@ -1,4 +1,4 @@
-INSERT INTO "dinsync_scratch"."acked_people_to_crm" (
+INSERT INTO "dinsync_commits"."acked_people_to_crm" (
   "_rn",
   "_key",
   "_kh",
@@ -27,10 +27,10 @@ WHERE
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_scratch"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
   )
   AND NOT "p"."rowid" IN (
     SELECT
       "k"."_rn"
-    FROM "dinsync_scratch"."acked_people_to_crm" AS "k"
+    FROM "dinsync_commits"."acked_people_to_crm" AS "k"
   )
