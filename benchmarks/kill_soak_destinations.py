@@ -68,6 +68,8 @@ class Target:
 
     def __init__(self, tmp: Path, rows: int):
         self.tmp, self.rows, self.n = tmp, rows, 0
+        # reading every record of the sandbox: 1M Attio people took more than a minute
+        self.read_timeout = max(60.0, rows / 5_000)
 
     # project -----------------------------------------------------------------------------------
     def sql(self, statement: str, *params):
@@ -217,7 +219,7 @@ class AttioTarget(Target):
                 out.append((values["email_addresses"],
                             {k: values.get(k) for k in ("job_title", "plan", "lifetime_value")}))
             return out
-        people = self.thread.call(read, timeout=60)
+        people = self.thread.call(read, timeout=self.read_timeout)
         self.twice = [e for e, n in _counts(e for emails, _ in people for e in emails).items() if n > 1]
         return {emails[0]: values for emails, values in people if emails}
 
@@ -265,7 +267,7 @@ class AttioCompaniesTarget(AttioTarget):
                 values = self.sandbox.plain(record)
                 out.append((values["domains"], {k: values.get(k) for k in ("name", "employees", "tier")}))
             return out
-        companies = self.thread.call(read, timeout=60)
+        companies = self.thread.call(read, timeout=self.read_timeout)
         self.twice = [d for d, n in _counts(d for ds, _ in companies for d in ds).items() if n > 1]
         self.multi = [ds for ds, _ in companies if len(ds) != 1]
         return {ds[0]: values for ds, values in companies if ds}
@@ -389,7 +391,7 @@ class AttentiveTarget(Target):
     def held(self) -> dict:
         def read():
             return {s["email"]: (s["attributes"], s["custom"]) for s in self.sandbox.subscribers()}
-        return self.thread.call(read, timeout=60)
+        return self.thread.call(read, timeout=self.read_timeout)
 
     def final_moment(self):
         """Every row's v1 write received and as many bulk jobs completed as its rows need."""
@@ -487,7 +489,7 @@ class SplioTarget(Target):
     def held(self) -> dict:
         from tests.e2e.splio_project import subset
 
-        return {e: subset(c) for e, c in self.thread.call(self.sandbox.contacts, timeout=60).items()}
+        return {e: subset(c) for e, c in self.thread.call(self.sandbox.contacts, timeout=self.read_timeout).items()}
 
     def pending_moment(self):
         if self.transport != "sftp":
