@@ -121,6 +121,11 @@ class Planner(CommitMixin, PendingMixin):
         self.dialect: str = getattr(caps, "dialect", None) or warehouse.dialect
         self.hash_type: str = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
+        if self.scratch_database and getattr(caps, "scratch_per_sync", False):
+            self.scratch_database = f"{self.scratch_database}_{spec.sync}"
+            attach = getattr(warehouse, "attach_scratch", None)
+            if attach is not None:
+                attach(self.scratch_database)
         self.row_position: str | None = getattr(caps, "row_position", None)
         self.arrow_views: bool = bool(getattr(caps, "arrow_views", False))
         self.segment_hashes: bool = bool(getattr(caps, "segment_hashes", False))
@@ -138,10 +143,12 @@ class Planner(CommitMixin, PendingMixin):
         self.plan_schema = self.scratch_database or spec.state_schema
         # where a commit's own scratch tables (ack, acked) live: see Capabilities.commit_scratch_database
         self.commit_schema: str = getattr(caps, "commit_scratch_database", None) or self.plan_schema
+        # the scratch databases' schema, named in full in the statements (see Capabilities.scratch_schema)
+        self._scratch_schema: str | None = getattr(caps, "scratch_schema", None) if self.scratch_database else None
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
-            "commit_schema": self.commit_schema,
+            "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
             "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS,
             "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
@@ -178,9 +185,10 @@ class Planner(CommitMixin, PendingMixin):
         if self._ctx is None:
             spec = self.spec
             schema = ident(spec.state_schema)
-            scratch = ident(self.scratch_database) if self.scratch_database else schema
+            inner = f".{ident(self._scratch_schema)}" if self._scratch_schema else ""
+            scratch = ident(self.scratch_database) + inner if self.scratch_database else schema
             phone = phone_params(spec.phone_region) if spec.key_normalization == "phone" else ("", "")
-            commits = ident(self.commit_schema)
+            commits = ident(self.commit_schema) + inner if self.commit_schema != self.plan_schema else scratch
             tables = {"plan": f"{scratch}.{ident(self.plan_table)}", "ack": f"{commits}.{ident(self.ack_table)}"}
             tables.update({t: f"{commits if t == 'acked' else scratch}.{ident(name)}"
                            for t, name in self.scratch_tables.items()})
@@ -471,14 +479,21 @@ class Planner(CommitMixin, PendingMixin):
         `batch_rows` rows. May run in another thread while commits run."""
         sql = self.render("stream_sendable")
         if not self.row_position:
-            return self.warehouse.stream(sql, batch_rows)
+            return self._stream(sql, batch_rows)
         return self._stream_tracked(sql, batch_rows)
+
+    def _stream(self, sql: str, batch_rows: int) -> Iterator[Any]:
+        """The plan's rows, bound in its scratch database where there is one (Warehouse.stream_scratch)."""
+        within = getattr(self.warehouse, "stream_scratch", None)
+        if self.scratch_database and within is not None:
+            return within(sql, self.scratch_database, batch_rows)
+        return self.warehouse.stream(sql, batch_rows)
 
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
         """Keep the carried columns of each streamed batch (position, hashes: see StreamedRows)
         for the commits of its rows, and yield what the destination needs."""
         sent = list(range(1, 3 + 2 * len(self.fields)))  # _key, _op, v0.., x0..
-        batches = self.warehouse.stream(sql, batch_rows)
+        batches = self._stream(sql, batch_rows)
         try:
             for batch in batches:
                 self._streamed.add(self.carried(batch))

@@ -51,6 +51,20 @@ class Capabilities:
     # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
     # tables live in the state schema.
     scratch_database: str | None = None
+    # The scratch database is one per sync, `<scratch_database>_<sync>`, which the planner asks the
+    # adapter for (`attach_scratch`). DuckDB keeps every table dropped in a database, in its pool or
+    # its temporary files, as long as an older transaction on that database is open, and a sync's
+    # plan stream is one until its last row is read, hours for a slow platform: in a shared scratch
+    # database, the scratch tables of every plan of the other syncs of `serve --parallel` (10M-row
+    # candidate tables each) piled up meanwhile.
+    scratch_per_sync: bool = False
+    # The schema of the scratch databases, named in the statements' table names (DuckDB: main,
+    # `"dinsync_scratch_s"."main"."plan_s"`): DuckDB binds a two-part name by looking for such a
+    # schema in the default database first, which opens a transaction there, and the plan's stream
+    # would then hold back the cleanup of every write to the database file until its last row.
+    # (Its functions are looked for there too: the stream binds in its scratch database,
+    # `stream_scratch`.)
+    scratch_schema: str | None = None
     # Where the scratch tables of a commit (`ack`, `acked`) live, created and dropped at every
     # commit while the plan streams; None: beside the plan. DuckDB keeps every catalog change of a
     # database as long as an older transaction on it is open, and the plan's stream is one until the
@@ -126,6 +140,12 @@ class Warehouse:
         statements may run on other threads meanwhile."""
         raise NotImplementedError
 
+    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        """`stream` of a query that reads the scratch database `database` only (a plan). DuckDB
+        binds it there, so that the stream holds no transaction on any other database (see
+        Capabilities.scratch_schema)."""
+        return self.stream(sql, batch_rows)
+
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
         """Bulk-write an Arrow table into schema.table. mode: `append` (the table exists; columns
         are matched by name) or `replace` (create the table from the Arrow schema, or drop and
@@ -182,6 +202,10 @@ class Warehouse:
         whose deletes need memory by the rows or by the table's size may raise its limits.
         `table_rows`: how many rows the table holds, when the caller knows (then `table` may be
         None); else an adapter that needs it counts them."""
+
+    def attach_scratch(self, name: str) -> None:
+        """Make the scratch database `name` (`Capabilities.scratch_per_sync`) available to this
+        adapter's sessions."""
 
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True) -> Iterator[None]:

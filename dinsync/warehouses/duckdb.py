@@ -263,6 +263,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         paramstyle="dollar",
         scratch_database=SCRATCH_DATABASE,
         commit_scratch_database=COMMIT_SCRATCH_DATABASE,
+        scratch_per_sync=True,
+        scratch_schema="main",
         row_position="rowid",
         insert_block_rows=122_880,
         delete_part_rows=500_000,
@@ -313,15 +315,20 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         # (measured: 0.84 vs 0.47 CPU-s per 1M snapshot rows) for ~15% less disk. Constant, RLE
         # and dictionary encodings stay. Only data written by this process is affected.
         self._disable_compression(DISABLED_COMPRESSION.split(","))
-        # The plan and the scratch tables of a run: an in-memory database shared by every cursor
-        # of this connection, spilled to temporary files beyond memory_limit and never written to
-        # the database file (writing a 10M-row plan there costs ~3x more, and it is dropped anyway).
-        self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(SCRATCH_DATABASE)}")
+        # The commits' scratch tables (Capabilities.commit_scratch_database); a sync's plan and
+        # scratch tables get a database of their own (attach_scratch).
         self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(COMMIT_SCRATCH_DATABASE)}")
         # One connection object per thread: a DuckDB connection must not run two statements at
         # once, and the engine streams the plan while it commits acknowledged rows.
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def attach_scratch(self, name: str) -> None:
+        """The plan and the scratch tables of a sync: an in-memory database shared by every cursor
+        of this connection, spilled to temporary files beyond memory_limit and never written to
+        the database file (writing a 10M-row plan there costs ~3x more, and it is dropped anyway).
+        One per sync: see Capabilities.scratch_per_sync."""
+        self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(name)}")
 
     def _disable_compression(self, methods: list[str]) -> None:
         """Disable the compression methods this DuckDB version knows among `methods`."""
@@ -436,8 +443,14 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        return self.stream(sql, batch_rows, within=database)
+
     @translated("streaming a query")
-    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
+    def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None,
+               within: str | None = None) -> Iterator[pa.RecordBatch]:
+        """`within`: the database the query is bound in (its functions are looked for there
+        first, not in the database file: see stream_scratch)."""
         sql, values = translate(sql, params, self.capabilities.paramstyle)
         emitted = False
         while True:
@@ -445,6 +458,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             try:
                 with contextlib.suppress(duckdb.Error):  # (a DuckDB without the setting)
                     cur.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
+                if within is not None:
+                    cur.execute(f"USE {self.quote(within)}")
                 try:
                     for batch in cur.sql(sql, params=values).to_arrow_reader(batch_rows):
                         if batch.num_rows:

@@ -563,16 +563,16 @@ def test_everyday_plan_reads_the_model_once_before_the_candidates(s, monkeypatch
         return [" ".join(sql.split()[:4]) for sql in statements if model in sql]
 
     assert s.plan() == {}  # nothing changed: one pass (the empty plan takes the model's columns only)
-    assert model_reads() == ['CREATE TABLE "dinsync_scratch"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch"."plan_s1" AS']
+    assert model_reads() == ['CREATE TABLE "dinsync_scratch_s1"."main"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch_s1"."main"."plan_s1" AS']
     empty_plan = next(sql for sql in statements if model in sql and "plan_s1" in sql)
     assert " ".join(empty_plan.split()).endswith("WHERE FALSE")
     statements.clear()
     s.set_rows([(f"u{i}@x.com", f"N{i}" if i else "changed", i) for i in range(10)])
     s.plan()
     assert s.ops() == {"u0@x.com": "changed"} and s.flags("u0@x.com") == ["first_name"]
-    assert model_reads() == ['CREATE TABLE "dinsync_scratch"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch"."cur_s1" AS']
+    assert model_reads() == ['CREATE TABLE "dinsync_scratch_s1"."main"."seg_s1" AS', 'CREATE TABLE "dinsync_scratch_s1"."main"."cur_s1" AS']
     def left():
-        return sorted(s.w.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'dinsync_scratch'")
+        return sorted(s.w.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'dinsync_scratch_s1'")
                       .column(0).to_pylist())
     # the candidates' snapshot rows are kept for unsettling them before sending, then dropped
     assert left() == ["plan_s1", "prior_s1"]

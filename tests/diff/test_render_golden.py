@@ -101,7 +101,7 @@ def test_rendered_sql_parses_back(dialect, statement):
     assert "__DINSYNC_MODEL__" not in sql.upper()
     assert sql.count("(\n" + MODEL + "\n)") == (1 if reads_model(dialect, statement) else 0)  # embedded as written
     if capabilities(dialect).segment_hashes and statement in READ_SEG:
-        assert '"dinsync_scratch"."seg_people_to_crm"' in sql
+        assert '"dinsync_scratch_people_to_crm"."main"."seg_people_to_crm"' in sql
 
 
 def test_dialect_functions():
@@ -118,7 +118,7 @@ def test_dialect_functions():
     assert "UBIGINT" in planner("duckdb").render("create_snapshot")
     assert "INT64" in planner("bigquery").render("create_snapshot")
     assert planner("snowflake").render("create_snapshot").count("BIGINT") == 8
-    assert '"dinsync_scratch"."plan_people_to_crm"' in planner("duckdb").render("stream_sendable")
+    assert '"dinsync_scratch_people_to_crm"."main"."plan_people_to_crm"' in planner("duckdb").render("stream_sendable")
     assert '"dinsync_state"."plan_people_to_crm"' in planner("postgres").render("stream_sendable")
     dbx = planner("databricks").render("plan")
     assert "CASE WHEN `c`.`v1` IS NULL THEN 0 ELSE XXHASH64(CAST(`c`.`v1` AS STRING)) END" in dbx
@@ -143,8 +143,12 @@ def test_identifiers_are_quoted():
             names = {i.this for i in trees[0].find_all(exp.Identifier)}
             if reads_model(dialect, statement):
                 assert hostile in names
-            schemas = {t.db for t in trees[0].find_all(exp.Table) if t.db}
-            assert schemas <= {'sch"ema', "dinsync_scratch", "dinsync_commits"}  # state schema; DuckDB's scratch databases
+            schemas = {t.db for t in trees[0].find_all(exp.Table) if t.db and not t.catalog}
+            # the state schema; BigQuery's scratch dataset
+            assert schemas <= {'sch"ema', "dinsync_scratch"}
+            # DuckDB's scratch databases (the sync's, the commits'), named with their schema in full
+            catalogs = {(t.catalog, t.db) for t in trees[0].find_all(exp.Table) if t.catalog}
+            assert catalogs <= {("dinsync_scratch_s", "main"), ("dinsync_commits", "main")}
             if statement.startswith(("create_", "commit_", "park_", "buckets", "prior", "cand", "digest")) \
                     and "anomal" not in statement and statement != "cand_counts":
                 assert 'sch"ema' in schemas

@@ -89,8 +89,8 @@ def test_without_blocks_every_due_checkpoint_commits_all():
 def test_whole_row_groups_bypass_duckdbs_write_ahead_log(tmp_path):
     """On DuckDB a first sync's commits of whole row groups are written to the database file once:
     its write-ahead log stays small. Commits as they come (none held back) log every row, to be
-    written again at the next checkpoint. (DuckDB's automatic checkpoints are put off here, as an
-    open read transaction such as the plan's stream puts them off in a run.)"""
+    written again at the next checkpoint. (DuckDB's automatic checkpoints, which empty the log
+    once it holds 16 MB, are put off here, so that the log shows every row written through it.)"""
     sizes = {}
     for mode in ("blocks", "as they come"):
         path = str(tmp_path / f"{mode.replace(' ', '_')}.duckdb")
@@ -159,4 +159,46 @@ def test_small_commits_while_the_plan_streams_hold_no_memory_of_their_own(tmp_pa
     assert w.scalar("SELECT count(*) FROM dinsync.snap_s") == commits * 20
     # before: 550 commits more held 550 x ~8 KB = 4.5 MB more; now nothing grows with the commits
     assert held[600] - held[50] < 256 * 1024, held
+    w.close()
+
+
+def _duckdb_held(w) -> int:
+    """Bytes DuckDB holds in its pool and its temporary files."""
+    return int(w.scalar("SELECT SUM(memory_usage_bytes) + SUM(temporary_storage_bytes) FROM duckdb_memory()"))
+
+
+def test_plans_and_writes_of_other_syncs_while_one_streams_leave_nothing_behind(tmp_path):
+    """`serve --parallel`: one sync streams its plan to a slow platform for hours while another
+    plans and commits every few minutes. DuckDB keeps what a transaction replaced or dropped while
+    an older transaction on the same database is open: in a scratch database shared by the syncs,
+    every plan of the second sync (its candidates, its plan) stayed until the first sync's stream
+    ended; and the stream, naming its plan `"scratch"."plan"`, also held a transaction on the
+    database file (DuckDB looks for a schema of that name there first), so every write to the model
+    and the snapshots stayed too. Each sync now has a scratch database of its own, named in full
+    (`"dinsync_scratch_slow"."main"."plan_slow"`)."""
+    path = str(tmp_path / "w.duckdb")
+    w = connect("duckdb", path=path)
+    w.execute("CREATE TABLE people AS SELECT 'u' || i || '@example.com' AS email, i % 97 AS score, "
+              "'x' || hash(i) AS note FROM range(300000) AS t(i)")
+    spec = dict(model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                fields=[("score", "score"), ("note", "note")])
+    streaming = Planner(w, DiffSpec(sync="slow", **spec))
+    assert streaming.plan().first_sync
+    busy_wh = connect("duckdb", path=path)  # (another run: its own connection to the same database)
+    busy = Planner(busy_wh, DiffSpec(sync="busy", **spec))
+    assert busy.plan().first_sync
+    busy.commit_acknowledged([k for b in busy.stream_sendable(batch_rows=100_000) for k in b.column("_key").to_pylist()])
+    stream = streaming.stream_sendable(batch_rows=1_000)
+    next(stream)  # the slow sync's stream stays open meanwhile
+    held = []
+    for run in range(4):
+        busy_wh.execute(f"UPDATE people SET note = note || '{run}' WHERE hash(email) % 10 < 3")
+        assert busy.plan().changed > 80_000
+        keys = [k for b in busy.stream_sendable(batch_rows=100_000) for k in b.column("_key").to_pylist()]
+        busy.commit_acknowledged(keys)
+        held.append(_duckdb_held(w))
+    # before: each round held ~15-30 MB more (the busy sync's scratch tables, the replaced rows)
+    assert held[-1] - held[0] < 8 << 20, [h >> 20 for h in held]
+    stream.close()
+    busy_wh.close()
     w.close()

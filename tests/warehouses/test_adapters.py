@@ -375,9 +375,10 @@ def test_duckdb_out_of_memory_while_a_stream_is_read_says_which_limits_to_raise(
     """DuckDB's error in the middle of a stream reaches Python as pyarrow's OSError: it is
     translated like the same error of a statement, with the memory hint."""
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="96MB")
-    w.execute("CREATE TABLE dinsync_scratch.main.t AS SELECT i, hash(i) AS h, 'x' || hash(i + 1) AS s "
-              "FROM range(3000000) t(i)")  # (in the in-memory scratch database, as a plan is)
-    batches = w.stream("SELECT * FROM dinsync_scratch.main.t", batch_rows=10_000)
+    w.attach_scratch("dinsync_scratch_s")  # (in an in-memory scratch database, as a plan is)
+    w.execute("CREATE TABLE dinsync_scratch_s.main.t AS SELECT i, hash(i) AS h, 'x' || hash(i + 1) AS s "
+              "FROM range(3000000) t(i)")
+    batches = w.stream("SELECT * FROM dinsync_scratch_s.main.t", batch_rows=10_000)
     assert next(batches).num_rows == 10_000
     w.execute("SET memory_limit = '2MB'")  # (below what the adapter ever sets) for a quick failure
     with pytest.raises(WarehouseUnavailable) as info:

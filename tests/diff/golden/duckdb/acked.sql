@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_commits"."acked_people_to_crm" AS
+CREATE TABLE "dinsync_commits"."main"."acked_people_to_crm" AS
 SELECT
   "p"."rowid" AS "_rn",
   "p"."_key",
@@ -10,11 +10,11 @@ SELECT
   HASH(CAST("p"."v1" AS TEXT)) AS "h1",
   HASH(CAST("p"."v2" AS TEXT)) AS "h2",
   HASH(CAST("p"."v3" AS TEXT)) AS "h3"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
   )

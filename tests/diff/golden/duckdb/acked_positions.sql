@@ -1,3 +1,3 @@
 SELECT
   "k"."_rn"
-FROM "dinsync_commits"."acked_people_to_crm" AS "k"
+FROM "dinsync_commits"."main"."acked_people_to_crm" AS "k"

@@ -1,1 +1,1 @@
-UPDATE "dinsync_commits"."acked_people_to_crm" SET "_replace" = TRUE
+UPDATE "dinsync_commits"."main"."acked_people_to_crm" SET "_replace" = TRUE

@@ -1,4 +1,4 @@
-INSERT INTO "dinsync_commits"."acked_people_to_crm" (
+INSERT INTO "dinsync_commits"."main"."acked_people_to_crm" (
   "_rn",
   "_key",
   "_kh",
@@ -21,16 +21,16 @@ SELECT
   HASH(CAST("p"."v1" AS TEXT)) AS "h1",
   HASH(CAST("p"."v2" AS TEXT)) AS "h2",
   HASH(CAST("p"."v3" AS TEXT)) AS "h3"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')
   AND "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
   )
   AND NOT "p"."rowid" IN (
     SELECT
       "k"."_rn"
-    FROM "dinsync_commits"."acked_people_to_crm" AS "k"
+    FROM "dinsync_commits"."main"."acked_people_to_crm" AS "k"
   )

@@ -1,10 +1,10 @@
-CREATE TABLE "dinsync_scratch"."buckets_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."buckets_people_to_crm" AS
 WITH "seg" AS (
   SELECT
     COALESCE("r"."_rkh" % 16384, 16384) AS "_b",
     COUNT(*) AS "_n",
     BIT_XOR(HASH(HASH("r"."_rkh", "r"."_fp"))) AS "_d"
-  FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
+  FROM "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS "r"
   GROUP BY
     COALESCE("r"."_rkh" % 16384, 16384)
 ), "snap" AS (

@@ -1,9 +1,9 @@
-CREATE TABLE "dinsync_scratch"."cand_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS
 WITH "seg" AS (
   SELECT
     "r"."_rkh",
     "r"."_fp"
-  FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
+  FROM "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS "r"
   WHERE
     NOT "r"."_rkh" IS NULL
 ), "snap" AS (

@@ -1,4 +1,4 @@
-INSERT INTO "dinsync_scratch"."cand_people_to_crm" (
+INSERT INTO "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" (
   "_rkh",
   "_in_seg",
   "_in_snap",
@@ -9,18 +9,18 @@ SELECT
   TRUE,
   FALSE,
   "r"."_rkh" % 16384
-FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
+FROM "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS "r"
 WHERE
   "r"."_rkh" % 16384 IN (
     SELECT
       "b"."_b"
-    FROM "dinsync_scratch"."buckets_people_to_crm" AS "b"
+    FROM "dinsync_scratch_people_to_crm"."main"."buckets_people_to_crm" AS "b"
     LEFT JOIN (
       SELECT
         "c"."_b",
         COUNT(CASE WHEN "c"."_in_seg" AND NOT "c"."_in_snap" THEN 1 END) AS "_new",
         COUNT(CASE WHEN "c"."_in_snap" AND NOT "c"."_in_seg" THEN 1 END) AS "_gone"
-      FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+      FROM "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS "c"
       GROUP BY
         "c"."_b"
     ) AS "c"

@@ -1,12 +1,12 @@
 SELECT
   COUNT(*) AS "anomalies"
-FROM "dinsync_scratch"."buckets_people_to_crm" AS "b"
+FROM "dinsync_scratch_people_to_crm"."main"."buckets_people_to_crm" AS "b"
 LEFT JOIN (
   SELECT
     "c"."_b",
     COUNT(CASE WHEN "c"."_in_seg" AND NOT "c"."_in_snap" THEN 1 END) AS "_new",
     COUNT(CASE WHEN "c"."_in_snap" AND NOT "c"."_in_seg" THEN 1 END) AS "_gone"
-  FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+  FROM "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS "c"
   GROUP BY
     "c"."_b"
 ) AS "c"

@@ -3,14 +3,14 @@ WHERE
   "_kh" IN (
     SELECT
       "p"."_kh"
-    FROM "dinsync_commits"."acked_people_to_crm" AS "p"
+    FROM "dinsync_commits"."main"."acked_people_to_crm" AS "p"
     WHERE
       "p"."_replace"
   )
   AND "_key" IN (
     SELECT
       "p"."_key"
-    FROM "dinsync_commits"."acked_people_to_crm" AS "p"
+    FROM "dinsync_commits"."main"."acked_people_to_crm" AS "p"
     WHERE
       "p"."_replace"
   )

@@ -3,7 +3,7 @@ WHERE
   NOT EXISTS(
     SELECT
       1
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_kh" = "s"."_kh"
       AND "p"."_key" = "s"."_key"

@@ -21,4 +21,4 @@ SELECT
   "p"."h1",
   "p"."h2",
   "p"."h3"
-FROM "dinsync_commits"."acked_people_to_crm" AS "p"
+FROM "dinsync_commits"."main"."acked_people_to_crm" AS "p"

@@ -3,7 +3,7 @@ WHERE
   "_kh" IN (
     SELECT
       "p"."_kh"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" IN ('removed', 'forget')
       AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005
@@ -11,7 +11,7 @@ WHERE
   AND "_key" IN (
     SELECT
       "p"."_key"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" IN ('removed', 'forget')
       AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005

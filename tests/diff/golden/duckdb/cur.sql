@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_scratch"."cur_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS
 SELECT
   NULLIF(
     LOWER(
@@ -43,7 +43,7 @@ WHERE
   END IN (
     SELECT
       "c"."_rkh"
-    FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+    FROM "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS "c"
     WHERE
       "c"."_in_seg"
   )

@@ -3,7 +3,7 @@ WITH "seg" AS (
     COUNT(*) AS "_n",
     COUNT("r"."_rkh") AS "_keyed",
     BIT_XOR(CASE WHEN NOT "r"."_rkh" IS NULL THEN HASH(HASH("r"."_rkh", "r"."_fp")) END) AS "_d"
-  FROM "dinsync_scratch"."seg_people_to_crm" AS "r"
+  FROM "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS "r"
 ), "snap" AS (
   SELECT
     COUNT(*) AS "_n",

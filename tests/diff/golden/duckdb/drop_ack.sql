@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "dinsync_commits"."ack_people_to_crm"
+DROP TABLE IF EXISTS "dinsync_commits"."main"."ack_people_to_crm"

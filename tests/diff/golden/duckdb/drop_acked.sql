@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "dinsync_commits"."acked_people_to_crm"
+DROP TABLE IF EXISTS "dinsync_commits"."main"."acked_people_to_crm"

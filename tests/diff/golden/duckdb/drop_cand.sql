@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "dinsync_scratch"."cand_people_to_crm"
+DROP TABLE IF EXISTS "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm"

@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "dinsync_scratch"."plan_people_to_crm"
+DROP TABLE IF EXISTS "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm"

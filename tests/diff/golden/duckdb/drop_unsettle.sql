@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "dinsync_scratch"."unsettle_people_to_crm"
+DROP TABLE IF EXISTS "dinsync_scratch_people_to_crm"."main"."unsettle_people_to_crm"

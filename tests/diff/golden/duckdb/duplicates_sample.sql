@@ -1,7 +1,7 @@
 SELECT
   "p"."_key",
   "p"."_n"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" = 'duplicate'
 ORDER BY

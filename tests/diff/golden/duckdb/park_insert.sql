@@ -13,6 +13,6 @@ SELECT
   NULL,
   "p"."_rkh",
   "p"."_fp"
-FROM "dinsync_commits"."acked_people_to_crm" AS "p"
+FROM "dinsync_commits"."main"."acked_people_to_crm" AS "p"
 WHERE
   NOT "p"."_replace"

@@ -5,7 +5,7 @@ FROM (
     "p"."_key",
     "p"."_fp",
     "p"."_rkh"
-  FROM "dinsync_commits"."acked_people_to_crm" AS "p"
+  FROM "dinsync_commits"."main"."acked_people_to_crm" AS "p"
   WHERE
     "p"."_replace"
 ) AS "r"

@@ -3,5 +3,5 @@ WHERE
   "_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
   )

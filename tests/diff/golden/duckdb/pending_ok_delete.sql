@@ -8,7 +8,7 @@ WHERE
       "p"."_key" IN (
         SELECT
           "a"."_key"
-        FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+        FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
       )
   )
   AND "_key" IN (
@@ -19,6 +19,6 @@ WHERE
       "p"."_key" IN (
         SELECT
           "a"."_key"
-        FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+        FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
       )
   )

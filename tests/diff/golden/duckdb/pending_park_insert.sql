@@ -18,7 +18,7 @@ WHERE
   "p"."_key" IN (
     SELECT
       "a"."_key"
-    FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+    FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
   )
   AND NOT EXISTS(
     SELECT

@@ -10,7 +10,7 @@ FROM (
     "p"."_key" IN (
       SELECT
         "a"."_key"
-      FROM "dinsync_commits"."ack_people_to_crm" AS "a"
+      FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
     )
 ) AS "r"
 WHERE

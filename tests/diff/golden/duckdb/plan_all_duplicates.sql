@@ -3,7 +3,7 @@ SELECT
 FROM (
   SELECT
     "p"."_kh"
-  FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+  FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
   WHERE
     "p"."_op" = 'added'
   GROUP BY

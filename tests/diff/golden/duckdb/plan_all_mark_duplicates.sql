@@ -1,4 +1,4 @@
-INSERT INTO "dinsync_scratch"."plan_people_to_crm" (
+INSERT INTO "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" (
   "_key",
   "_op",
   "_n",
@@ -9,13 +9,13 @@ SELECT
   'duplicate',
   COUNT(*),
   MIN("p"."_kh")
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" = 'added'
   AND "p"."_kh" IN (
     SELECT
       "d"."_kh"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "d"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "d"
     WHERE
       "d"."_op" = 'added'
     GROUP BY

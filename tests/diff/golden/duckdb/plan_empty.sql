@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_scratch"."plan_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS
 SELECT
   CAST(NULL AS TEXT) AS "_key",
   CAST(NULL AS TEXT) AS "_op",

@@ -1,9 +1,9 @@
-CREATE TABLE "dinsync_scratch"."plan_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS
 WITH "counts" AS (
   SELECT
     "c"."_key",
     COUNT(*) AS "_n"
-  FROM "dinsync_scratch"."cur_people_to_crm" AS "c"
+  FROM "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS "c"
   WHERE
     NOT "c"."_key" IS NULL
   GROUP BY
@@ -17,12 +17,12 @@ WITH "counts" AS (
       ELSE 0
     END AS "_n"
   FROM "counts" AS "n"
-  LEFT JOIN "dinsync_scratch"."prior_people_to_crm" AS "p"
+  LEFT JOIN "dinsync_scratch_people_to_crm"."main"."prior_people_to_crm" AS "p"
     ON "p"."_key" = "n"."_key"
   LEFT JOIN (
     SELECT DISTINCT
       "c"."_rkh"
-    FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+    FROM "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS "c"
     WHERE
       NOT "c"."_rkh" IS NULL
   ) AS "r"
@@ -34,7 +34,7 @@ WITH "counts" AS (
     HASH(CAST("c"."v1" AS TEXT)) AS "h1",
     HASH(CAST("c"."v2" AS TEXT)) AS "h2",
     HASH(CAST("c"."v3" AS TEXT)) AS "h3"
-  FROM "dinsync_scratch"."cur_people_to_crm" AS "c"
+  FROM "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS "c"
 ), "rows" AS (
   SELECT
     "c".*,
@@ -65,7 +65,7 @@ WITH "counts" AS (
   FROM "hashed" AS "c"
   JOIN "keyed" AS "k"
     ON "k"."_key" = "c"."_key" AND "k"."_n" = 1
-  LEFT JOIN "dinsync_scratch"."prior_people_to_crm" AS "p"
+  LEFT JOIN "dinsync_scratch_people_to_crm"."main"."prior_people_to_crm" AS "p"
     ON "p"."_key" = "c"."_key"
 ), "ops" AS (
   SELECT
@@ -152,7 +152,7 @@ SELECT
   NULL,
   NULL,
   NULL
-FROM "dinsync_scratch"."cur_people_to_crm" AS "c"
+FROM "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS "c"
 WHERE
   "c"."_key" IS NULL
 HAVING
@@ -174,7 +174,7 @@ SELECT
   "p"."_rkh",
   NULL,
   TRUE
-FROM "dinsync_scratch"."prior_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."prior_people_to_crm" AS "p"
 WHERE
   NOT EXISTS(
     SELECT
@@ -189,7 +189,7 @@ WHERE
     OR "p"."_rkh" IN (
       SELECT
         "c"."_rkh"
-      FROM "dinsync_scratch"."cand_people_to_crm" AS "c"
+      FROM "dinsync_scratch_people_to_crm"."main"."cand_people_to_crm" AS "c"
       WHERE
         "c"."_in_snap" AND NOT "c"."_in_seg"
     )

@@ -7,4 +7,4 @@ SELECT
   COUNT(CASE WHEN "p"."_op" = 'removed' THEN 1 END) AS "removed",
   COUNT(CASE WHEN "p"."_op" = 'forget' THEN 1 END) AS "forget",
   COUNT(CASE WHEN "p"."_op" IN ('refresh', 'rekey') THEN 1 END) AS "refresh"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"

@@ -5,14 +5,14 @@ WHERE
   "s"."_kh" IN (
     SELECT
       "p"."_kh"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" = 'removed'
   )
   AND "s"."_key" IN (
     SELECT
       "p"."_key"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" = 'removed'
   )

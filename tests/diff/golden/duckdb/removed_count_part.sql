@@ -5,7 +5,7 @@ WHERE
   "s"."_kh" IN (
     SELECT
       "p"."_kh"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" = 'removed'
       AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005
@@ -13,7 +13,7 @@ WHERE
   AND "s"."_key" IN (
     SELECT
       "p"."_key"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" = 'removed'
       AND ABS("p"."_kh" % 9110000000000000004) = 9110000000000000005

@@ -8,7 +8,7 @@ SELECT
   "p"."x2",
   "p"."v3",
   "p"."x3"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" = '__dinsync_param_op__'
 ORDER BY

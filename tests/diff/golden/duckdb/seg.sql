@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_scratch"."seg_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS
 SELECT
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL

@@ -3,5 +3,5 @@ WHERE
   "_key" IN (
     SELECT
       "k"."_key"
-    FROM "dinsync_commits"."acked_people_to_crm" AS "k"
+    FROM "dinsync_commits"."main"."acked_people_to_crm" AS "k"
   )

@@ -18,6 +18,6 @@ SELECT
   HASH(CAST("p"."v1" AS TEXT)) AS "h1",
   HASH(CAST("p"."v2" AS TEXT)) AS "h2",
   HASH(CAST("p"."v3" AS TEXT)) AS "h3"
-FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

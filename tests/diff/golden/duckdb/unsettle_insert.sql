@@ -9,4 +9,4 @@ SELECT
   "u"."_synced_at",
   "u"."_kh",
   "u"."_rkh"
-FROM "dinsync_scratch"."unsettle_people_to_crm" AS "u"
+FROM "dinsync_scratch_people_to_crm"."main"."unsettle_people_to_crm" AS "u"

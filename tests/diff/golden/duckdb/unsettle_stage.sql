@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_scratch"."unsettle_people_to_crm" AS
+CREATE TABLE "dinsync_scratch_people_to_crm"."main"."unsettle_people_to_crm" AS
 SELECT
   "s"."_key",
   "s"."_synced_at",
@@ -9,14 +9,14 @@ WHERE
   "s"."_kh" IN (
     SELECT
       "p"."_kh"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" IN ('added', 'changed') AND "p"."_prior"
   )
   AND "s"."_key" IN (
     SELECT
       "p"."_key"
-    FROM "dinsync_scratch"."plan_people_to_crm" AS "p"
+    FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
     WHERE
       "p"."_op" IN ('added', 'changed') AND "p"."_prior"
   )
