@@ -47,9 +47,9 @@ class Capabilities:
     unquoted_case: str = "preserve"  # how unquoted names are folded: lower | upper | preserve
     quoted_case_sensitive: bool = True  # False: even quoted names are case-insensitive (Redshift)
     paramstyle: str = "pyformat"  # the driver's placeholder style (params.STYLES)
-    # A database the adapter attaches for per-run scratch tables (the plan, commit scratch), shared
-    # by all its connections and never persisted (DuckDB: an in-memory database). None: scratch
-    # tables live in the state schema.
+    # A database (BigQuery: a dataset) for the scratch tables of a run (the plan and what it is
+    # built from), shared by all the adapter's connections; DuckDB attaches in-memory ones, never
+    # persisted (see scratch_per_sync). None: scratch tables live in the state schema.
     scratch_database: str | None = None
     # The scratch database is one per sync, `<scratch_database>_<sync>`, which the planner asks the
     # adapter for (`attach_scratch`). DuckDB keeps every table dropped in a database, in its pool or
