@@ -124,8 +124,7 @@ class StateStore:
         return {str(r["key"]): str(r["value"]) for r in rows if r["value"] is not None}
 
     def set_meta_value(self, key: str, value: str) -> None:
-        with self.wh.transaction():
-            self._write_meta(key, value)
+        self.set_meta_values({key: value})
 
     def set_meta_values(self, values: dict[str, str]) -> None:
         """Replace several `meta` rows in one transaction."""
