@@ -177,6 +177,9 @@ def _reader_error(exc: OSError) -> duckdb.Error:
     return cls(text)
 
 
+_POOL_EXHAUSTED = re.compile(r"could not allocate block|failed to pin block|out of memory", re.IGNORECASE)
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     """Whether DuckDB ran out of its buffer pool: an OutOfMemoryException, or a COMMIT that could
     not allocate or pin a block (DuckDB reports that as a TransactionException, "Failed to commit:
@@ -184,9 +187,6 @@ def _out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.OutOfMemoryException):
         return True
     return isinstance(exc, duckdb.TransactionException) and bool(_POOL_EXHAUSTED.search(str(exc)))
-
-
-_POOL_EXHAUSTED = re.compile(r"could not allocate block|failed to pin block|out of memory", re.IGNORECASE)
 
 
 class _InstanceSettings:
