@@ -20,8 +20,15 @@ How the sync's path maps onto BigQuery:
   (`maxResults` = the caller's batch size, then getQueryResults pages), re-cut to that size, so
   client memory stays bounded. (The Storage Read API is faster on large plans; it needs
   google-cloud-bigquery-storage, which is not part of the extra.)
-- Bulk writes (acknowledged keys, rejections): load jobs of Parquet made by Arrow
-  (`load_table_from_file`, a resumable upload), WRITE_APPEND or WRITE_TRUNCATE: never row by row.
+- Bulk writes (acknowledged keys, rejections): never row by row. BigQuery allows a table 1,500
+  load jobs a day (failed ones count) and DML without limit, and a sync commits every few seconds
+  while it sends: a load job per commit would run out within hours (and the state's one
+  `rejections` table serves every sync). So a write of up to DML_WRITE_MAX_BYTES of rows is INSERT
+  statements whose rows travel as one JSON text parameter each (chunks of DML_CHUNK_BYTES, within
+  the 10 MB of a request), parsed by JSON_QUERY_ARRAY and cast to each column's type; a larger
+  one (rare: a few a day at most), or a row too large for a request, is a load job of Parquet made
+  by Arrow
+  (`load_table_from_file`, a resumable upload), WRITE_APPEND or WRITE_TRUNCATE.
 - Scratch tables: there are no session temp tables across jobs, so the plan and the per-run
   scratch tables (`plan_<sync>`, `ack_<sync>`, ...) live in a scratch dataset
   (`Capabilities.scratch_database`, default `dinsync_scratch`, option `scratch_dataset`), created on
@@ -58,6 +65,12 @@ from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batch
 from .params import _split
 
 SCRATCH_DATASET = "dinsync_scratch"
+# Writes of rows as DML (see the module's docstring): the JSON text of a statement's rows, and the
+# most a write sends that way before it is a load job instead. The client writes its request as
+# ASCII JSON, so a chunk grows up to 3x in it (an emoji's 4 bytes become a 12-character surrogate
+# pair of escapes): 3 MB stays within BigQuery's 10 MB a request.
+DML_CHUNK_BYTES = 3 << 20
+DML_WRITE_MAX_BYTES = 64 << 20
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 _DDL = re.compile(r"\s*(CREATE|ALTER|DROP|TRUNCATE)\b", re.I)  # not allowed inside a BigQuery transaction
 
@@ -132,6 +145,55 @@ def _plain(data: pa.Table) -> pa.Table:
             col = col.cast(pa.string())
         columns.append(col)
     return pa.Table.from_arrays(columns, names=data.column_names)
+
+
+def _dml_columns(data: pa.Table) -> list[tuple[str, Any]] | None:
+    """Per column of `data` (as `_plain` left it): the BigQuery type it is written as, and how a
+    value becomes the text that CAST(.. AS type) reads back exactly; None when some column is of a
+    type written only by a load job (decimals, bytes, nested, nanoseconds)."""
+    out = []
+    for field in data.schema:
+        t = field.type
+        if pa.types.is_string(t):
+            out.append(("STRING", None))
+        elif pa.types.is_boolean(t):
+            out.append(("BOOL", lambda v: "true" if v else "false"))
+        elif pa.types.is_int64(t):
+            out.append(("INT64", str))
+        elif pa.types.is_floating(t):
+            out.append(("FLOAT64", lambda v: repr(float(v))))  # nan, inf, -inf: CAST reads them
+        elif pa.types.is_timestamp(t) and t.unit != "ns":
+            # naive: DATETIME (as a Parquet load writes it); with a zone: the instant, offset written
+            out.append(("TIMESTAMP" if t.tz else "DATETIME", lambda v: v.isoformat(sep=" ")))
+        elif pa.types.is_date32(t):
+            out.append(("DATE", lambda v: v.isoformat()))
+        else:
+            return None
+    return out
+
+
+def _dml_chunks(data: pa.Table, columns: list[tuple[str, Any]]) -> list[bytes]:
+    """The rows of `data` as JSON texts (UTF-8) of at most DML_CHUNK_BYTES each, or of one row
+    that is larger on its own: arrays of objects
+    {"c0": text or null, ..} (every value as text, so that no JSON number rounds it)."""
+    import orjson
+
+    names = [f"c{i}" for i in range(len(columns))]
+    values = [col.to_pylist() for col in data.columns]
+    for i, (_, text) in enumerate(columns):
+        if text is not None:
+            values[i] = [None if v is None else text(v) for v in values[i]]
+    chunks, rows, size = [], [], 2
+    for row in zip(*values):
+        item = orjson.dumps(dict(zip(names, row)))
+        if rows and size + len(item) + 1 > DML_CHUNK_BYTES:
+            chunks.append(b"[" + b",".join(rows) + b"]")
+            rows, size = [], 2
+        rows.append(item)
+        size += len(item) + 1
+    if rows:
+        chunks.append(b"[" + b",".join(rows) + b"]")
+    return chunks
 
 
 def _without_extensions(batch):
@@ -401,15 +463,39 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
-        import pyarrow.parquet as pq
-
+        """Rows into `schema`.`table` by column name: appended to the table, or replacing it (then
+        created with the data's columns). INSERT statements up to DML_WRITE_MAX_BYTES of rows,
+        else a load job (see the module's docstring)."""
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
-        bq = self._bq
         self._ensure_scratch(schema)
+        data = _plain(data)
+        columns = _dml_columns(data)
+        # (the Arrow data's size bounds its JSON text's, give or take the names and the quoting)
+        chunks = (_dml_chunks(data, columns) if columns is not None
+                  and data.nbytes + 16 * data.num_rows * max(1, data.num_columns) <= DML_WRITE_MAX_BYTES else None)
+        # (a single row over the chunk size, a long key of emoji: within a request only as Parquet)
+        if chunks is None or any(len(c) > DML_CHUNK_BYTES for c in chunks):
+            self._load_rows(schema, table, data, mode)
+            return
+        name = f"{self.quote(schema)}.{self.quote(table)}"
+        if mode == "replace":
+            defs = ", ".join(f"{self.quote(c)} {t}" for c, (t, _) in zip(data.column_names, columns))
+            self._rows(f"CREATE OR REPLACE TABLE {name} ({defs})", None)
+        targets = ", ".join(self.quote(c) for c in data.column_names)
+        values = ", ".join(f"CAST(JSON_VALUE(r, '$.c{i}') AS {t})" for i, (t, _) in enumerate(columns))
+        sql = f"INSERT INTO {name} ({targets}) SELECT {values} FROM UNNEST(JSON_QUERY_ARRAY(:rows)) AS r"
+        for chunk in chunks:
+            self._rows(sql, {"rows": chunk.decode()})
+
+    def _load_rows(self, schema: str, table: str, data: pa.Table, mode: str) -> None:
+        """The rows as one load job of Parquet."""
+        import pyarrow.parquet as pq
+
+        bq = self._bq
         ref = f"{self.project}.{self.check_identifier(schema, 'dataset')}.{self.check_identifier(table, 'table')}"
         buf = io.BytesIO()
-        pq.write_table(_plain(data), buf, compression="snappy")
+        pq.write_table(data, buf, compression="snappy")
         buf.seek(0)
         config = bq.LoadJobConfig(
             source_format=bq.SourceFormat.PARQUET,

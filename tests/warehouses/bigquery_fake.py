@@ -25,6 +25,11 @@ What it serves (everything else: 400 `invalid`, as BigQuery answers a bad reques
 - `POST /upload/bigquery/v2/projects/{p}/jobs?uploadType=resumable` (a load job of
   `sourceFormat: PARQUET` with `destinationTable`; answers a `Location` session URL), then `PUT`
   of the bytes there (chunks with `Content-Range`: 308 until the last), answering the DONE job.
+  BigQuery's quota of load jobs per table per day (1,500, failed ones included; DML statements do
+  not count, https://cloud.google.com/bigquery/docs/optimize-load-jobs) is enforced over a rolling
+  24 hours per table name: beyond it the job fails with reason `quotaExceeded`
+  (`load_jobs_per_table_day` sets it lower for a test). A request body other than an upload's
+  holds at most 10 MB (MAX_REQUEST_BYTES), as BigQuery's API takes.
 
 Sessions (`createSession`, then the connection property `session_id`; `CALL BQ.ABORT_SESSION()`
 ends one) hold a DuckDB cursor of their own, so `BEGIN TRANSACTION` ... `COMMIT TRANSACTION` span
@@ -69,6 +74,10 @@ def _error(status: int, reason: str, message: str) -> web.Response:
                       "status": {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
                                  409: "ALREADY_EXISTS"}.get(status, "FAILED_PRECONDITION")}}
     return web.json_response(body, status=status)
+
+
+# BigQuery's limit on an API request (jobs.query and jobs.insert bodies; uploads have their own).
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
 class JobError(Exception):
@@ -237,6 +246,8 @@ class FakeBigQuery:
         self.sessions: dict[str, dict] = {}
         self.datasets: dict[str, dict] = {}  # datasets created through datasets.insert  # session id -> its DuckDB cursor and transaction state
         self.tokens: set[str] = set()
+        self.load_jobs_per_table_day = 1500
+        self.load_jobs: dict[tuple[str, str], list[float]] = {}  # (dataset, table) -> times of its load jobs
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.pages: list[int] = []  # rows in each page of results answered
         self.url: str | None = None
@@ -304,6 +315,9 @@ class FakeBigQuery:
             return _error(400, "invalid", f"the fake failed: {type(exc).__name__}: {exc}")
 
     async def _json(self, request: web.Request) -> dict:
+        raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES and not request.path.startswith("/upload/"):
+            raise BadRequest(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         try:
             body = await request.json()
         except ValueError:
@@ -673,6 +687,13 @@ class FakeBigQuery:
     def _load(self, load: dict, data: bytes) -> None:
         dest = load["destinationTable"]
         ds, table = dest["datasetId"], dest["tableId"]
+        now = time.time()
+        recent = [t for t in self.load_jobs.get((ds, table), []) if t > now - 86400]
+        self.load_jobs[(ds, table)] = recent + [now]  # a failed load job counts too
+        if len(recent) >= self.load_jobs_per_table_day:
+            raise JobError("quotaExceeded", f"Quota exceeded: Your table exceeded quota for imports or query "
+                                            f"appends per table ({ds}.{table}). For more information, see "
+                                            "https://cloud.google.com/bigquery/docs/troubleshoot-quotas")
         if dest["projectId"] != self.project:
             raise JobError("notFound", f"Not found: Project {dest['projectId']}")
         if not self._dataset_exists(ds):

@@ -162,6 +162,7 @@ def test_the_same_plans_through_the_real_client_and_the_fake(tmp_path, fake, mon
     reference = _duckdb_results(tmp_path, FAKE_STEPS)
     dataset, state = unique_dataset("m"), unique_dataset("st")
     wh = open_bq(fake, dataset=dataset)
+    monkeypatch.setattr(fake, "load_jobs_per_table_day", 0)  # commits, stashes, rejections: no load job
     try:
         wh.execute(f"CREATE SCHEMA `{dataset}`")
         scenario = Scenario(wh, dataset, state)
@@ -231,24 +232,117 @@ def test_datetime_columns_reach_polars_as_datetimes(bq):
     assert bq.rows("SELECT t FROM dts") == [{"t": dt.datetime(2020, 1, 2, 3, 4, 5)}]
 
 
-def test_bulk_writes_are_parquet_load_jobs(bq, fake):
+UPLOAD = ("POST", f"/upload/bigquery/v2/projects/{PROJECT}/jobs")
+
+
+def test_writes_are_insert_statements_not_load_jobs(bq, fake):
+    """BigQuery allows a table 1,500 load jobs a day and DML without limit: the keys of every
+    commit and the rejections go in as INSERTs (rows as one JSON text parameter), by name."""
     bq.execute("CREATE TABLE r (a STRING, b INT64)")
     before = len(fake.requests)
     bq.write_arrow(bq.model_dataset, "r", pa.table({"b": [1, None], "a": ["x", None]}))  # by name
     bq.write_arrow(bq.model_dataset, "r", pa.table({"a": pa.array(["y"]).dictionary_encode(),
                                                      "b": pa.array([2], pa.uint32())}))
+    bq.write_arrow(bq.model_dataset, "r", pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.int64())}))
     calls = fake.requests[before:]
     assert bq.query("SELECT a, b FROM r ORDER BY b").to_pylist() == [
         {"a": None, "b": None}, {"a": "x", "b": 1}, {"a": "y", "b": 2}]
-    assert ("POST", f"/upload/bigquery/v2/projects/{PROJECT}/jobs") in calls
-    assert ("PUT", f"/upload/bigquery/v2/projects/{PROJECT}/jobs") in calls
-    assert not any(m == "POST" and p.endswith("/jobs") and "upload" not in p for m, p in calls)  # no INSERT jobs
+    assert UPLOAD not in calls and calls.count(("POST", f"/bigquery/v2/projects/{PROJECT}/queries")) == 2
+    inserts = [j["configuration"]["query"] for j in fake.jobs.values()
+               if "query" in j["configuration"] and "JSON_QUERY_ARRAY" in j["configuration"]["query"]["query"]]
+    assert inserts and all([p["name"] for p in q["queryParameters"]] == ["rows"] for q in inserts)
     bq.write_arrow(bq.model_dataset, "r", pa.table({"z": [1.5]}), mode="replace")
     assert bq.table_columns(bq.model_dataset, "r") == ["z"]
-    with pytest.raises(WarehouseSqlError, match="Cannot add fields"):
+    assert bq.query("SELECT z FROM r").column("z").to_pylist() == [1.5]
+    bq.write_arrow(bq.model_dataset, "empty", pa.table({"k": pa.array([], pa.string())}), mode="replace")
+    assert bq.table_columns(bq.model_dataset, "empty") == ["k"]
+    assert UPLOAD not in fake.requests[before:]
+    with pytest.raises(WarehouseSqlError):
         bq.write_arrow(bq.model_dataset, "r", pa.table({"other": [1]}))
     with pytest.raises(WarehouseObjectMissing):
         bq.write_arrow(bq.model_dataset, "absent", pa.table({"a": [1]}))
+
+
+def test_written_values_come_back_exactly(bq):
+    """Every value travels as text in JSON and is cast back: nothing rounds, nothing is escaped
+    twice, NULL stays NULL."""
+    import datetime as dt
+    import math
+
+    texts = ['it\'s "quoted"', "back\\slash", "new\nline\ttab\r", "emoji 😀 é ü", "", "{\"json\": [1]}",
+             "x" * 1_000_000, "$.c0", "\u2028\u2029", None]
+    n = len(texts)
+    ints = [2**63 - 1, -2**63, 9007199254740993, 0, -1, None, 1, 2, 3, 4]
+    floats = [0.1, -0.0, 1e308, 5e-324, float("nan"), float("inf"), float("-inf"), 1 / 3, None, 2.5]
+    bools = [True, False, None] + [True] * (n - 3)
+    naive = [dt.datetime(2026, 1, 2, 3, 4, 5, 678901), dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59),
+             None] + [dt.datetime(2000, 1, 1)] * (n - 4)
+    aware = [dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc), None] + [
+        dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)] * (n - 2)
+    days = [dt.date(2026, 2, 28), None] + [dt.date(1970, 1, 1)] * (n - 2)
+    data = pa.table({"i": list(range(n)), "s": texts, "n": pa.array(ints, pa.int64()), "f": floats, "b": bools,
+                     "t": pa.array(naive, pa.timestamp("us")), "z": pa.array(aware, pa.timestamp("us", tz="UTC")),
+                     "d": pa.array(days, pa.date32())})
+    bq.write_arrow(bq.model_dataset, "v", data, mode="replace")
+    got = bq.query("SELECT * FROM v ORDER BY i").to_pylist()
+    assert [r["s"] for r in got] == texts
+    assert [r["n"] for r in got] == ints
+    for want, have in zip(floats, (r["f"] for r in got)):
+        assert (want is None and have is None) or (math.isnan(want) and math.isnan(have)) or (
+            want == have and math.copysign(1, want) == math.copysign(1, have)), (want, have)
+    assert [r["b"] for r in got] == bools
+    assert [r["t"] for r in got] == naive
+    assert [r["z"] for r in got] == aware
+    assert [r["d"] for r in got] == days
+
+
+def test_large_writes_are_one_load_job(bq, fake, monkeypatch):
+    """Past DML_WRITE_MAX_BYTES of rows a write is one Parquet load job (rare: a few a day), and a
+    statement's rows stay within BigQuery's 10 MB a request (the fake refuses more)."""
+    import dinsync.warehouses.bigquery as module
+
+    keys = pa.table({"k": [f"user{i}@example.com" for i in range(300_000)]})  # ~8 MB of JSON text
+    before = len(fake.requests)
+    bq.write_arrow(bq.model_dataset, "keys", keys, mode="replace")
+    assert UPLOAD not in fake.requests[before:]
+    assert bq.query("SELECT COUNT(DISTINCT k) AS n FROM `keys`").column("n").to_pylist() == [300_000]
+    # the worst case of the request's ASCII JSON: every character of the text an escaped emoji
+    emoji = pa.table({"k": [f"{i}" + "😀" * 40 for i in range(60_000)]})  # ~10 MB of UTF-8, 3x as escapes
+    bq.write_arrow(bq.model_dataset, "emoji", emoji, mode="replace")
+    assert UPLOAD not in fake.requests[before:]
+    assert bq.query("SELECT COUNT(*) AS n, MIN(LENGTH(k)) AS m FROM emoji").to_pylist() == [{"n": 60_000, "m": 41}]
+    huge = pa.table({"k": ["😀" * 1_000_000]})  # one row beyond a request: a load job
+    bq.write_arrow(bq.model_dataset, "huge", huge, mode="replace")
+    assert UPLOAD in fake.requests[before:]
+    assert bq.query("SELECT LENGTH(k) AS n FROM huge").column("n").to_pylist() == [1_000_000]
+    before = len(fake.requests)
+    monkeypatch.setattr(module, "DML_WRITE_MAX_BYTES", 1000)
+    bq.execute("CREATE TABLE r (a STRING, b INT64)")
+    bq.write_arrow(bq.model_dataset, "r", pa.table({"b": list(range(100)), "a": ["x"] * 100}))
+    assert UPLOAD in fake.requests[before:]
+    assert bq.query("SELECT COUNT(*) AS n, SUM(b) AS s FROM r").to_pylist() == [{"n": 100, "s": 4950}]
+    with pytest.raises(WarehouseSqlError, match="Cannot add fields"):
+        bq.write_arrow(bq.model_dataset, "r", pa.table({"other": list(range(100))}))
+    with pytest.raises(WarehouseObjectMissing):
+        bq.write_arrow(bq.model_dataset, "absent", pa.table({"a": list(range(100))}))
+
+
+def test_the_fake_refuses_load_jobs_beyond_the_tables_quota(bq, fake, monkeypatch):
+    """What the tests above rely on: a table's load jobs of the day are counted (the failed one
+    too), and past the quota BigQuery answers quotaExceeded (a transient error to dinsync)."""
+    import dinsync.warehouses.bigquery as module
+
+    monkeypatch.setattr(module, "DML_WRITE_MAX_BYTES", 0)  # every write a load job
+    monkeypatch.setattr(fake, "load_jobs_per_table_day", 2)
+    bq.execute("CREATE TABLE q (a INT64)")
+    bq.write_arrow(bq.model_dataset, "q", pa.table({"a": [1]}))
+    bq.write_arrow(bq.model_dataset, "q", pa.table({"a": [2]}))
+    with pytest.raises(WarehouseUnavailable, match="exceeded quota"):
+        bq.write_arrow(bq.model_dataset, "q", pa.table({"a": [3]}))
+    bq.write_arrow(bq.model_dataset, "q2", pa.table({"a": [4]}), mode="replace")  # another table: its own
+    monkeypatch.setattr(module, "DML_WRITE_MAX_BYTES", 64 << 20)
+    bq.write_arrow(bq.model_dataset, "q", pa.table({"a": [5]}))  # an INSERT: no load job
+    assert sorted(bq.query("SELECT a FROM q").column("a").to_pylist()) == [1, 2, 5]
 
 
 def test_scratch_dataset_is_created_with_an_expiry(fake):
