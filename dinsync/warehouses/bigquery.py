@@ -179,18 +179,19 @@ def _dml_chunks(data: pa.Table, columns: list[tuple[str, Any]]) -> list[bytes]:
     import orjson
 
     names = [f"c{i}" for i in range(len(columns))]
-    values = [col.to_pylist() for col in data.columns]
-    for i, (_, text) in enumerate(columns):
-        if text is not None:
-            values[i] = [None if v is None else text(v) for v in values[i]]
     chunks, rows, size = [], [], 2
-    for row in zip(*values):
-        item = orjson.dumps(dict(zip(names, row)))
-        if rows and size + len(item) + 1 > DML_CHUNK_BYTES:
-            chunks.append(b"[" + b",".join(rows) + b"]")
-            rows, size = [], 2
-        rows.append(item)
-        size += len(item) + 1
+    for offset in range(0, data.num_rows, 10_000):  # Python values of 10,000 rows at a time
+        values = [col.to_pylist() for col in data.slice(offset, 10_000).columns]
+        for i, (_, text) in enumerate(columns):
+            if text is not None:
+                values[i] = [None if v is None else text(v) for v in values[i]]
+        for row in zip(*values):
+            item = orjson.dumps(dict(zip(names, row)))
+            if rows and size + len(item) + 1 > DML_CHUNK_BYTES:
+                chunks.append(b"[" + b",".join(rows) + b"]")
+                rows, size = [], 2
+            rows.append(item)
+            size += len(item) + 1
     if rows:
         chunks.append(b"[" + b",".join(rows) + b"]")
     return chunks
