@@ -199,7 +199,10 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         with progress_for(name) as progress:
             engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
                              progress=progress, stop=stop)
-            summary = engine.run()
+            try:
+                summary = engine.run()
+            finally:
+                engine.planner.release()
     except DinsyncError as exc:
         if errors is not None:
             errors.append(exc)
@@ -350,16 +353,19 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     from .engine.run import memory_note
 
     run = SyncRun(project, name, wh, full_refresh=full_refresh)
-    stats = run.plan()
-    note = memory_note(wh)
-    return {
-        "sync": name, **asdict(stats),
-        "notes": run.notes + ([note] if note else []),
-        "field_changes": run.planner.field_change_counts(),
-        "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
-        if stats.duplicate_keys else [],
-        "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
-    }
+    try:
+        stats = run.plan()
+        note = memory_note(wh)
+        return {
+            "sync": name, **asdict(stats),
+            "notes": run.notes + ([note] if note else []),
+            "field_changes": run.planner.field_change_counts(),
+            "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
+            if stats.duplicate_keys else [],
+            "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
+        }
+    finally:
+        run.planner.release()
 
 
 def status_data(project, wh, names: list[str], limit: int = 5) -> dict:

@@ -409,6 +409,17 @@ class Planner(CommitMixin, PendingMixin):
             self._streamed.clear()
             self._drop("plan")
 
+    def release(self) -> None:
+        """The run is over (its plan read, its samples taken): let go of what the planner holds,
+        the rows kept for commits and, where each sync plans in a scratch database of its own, that
+        database (Warehouse.detach_scratch). Elsewhere the plan stays until the next run replaces it."""
+        with self._lock:
+            self._streamed.clear()
+            if self.scratch_database and getattr(self.warehouse.capabilities, "scratch_per_sync", False):
+                detach = getattr(self.warehouse, "detach_scratch", None)
+                if detach is not None:
+                    detach(self.scratch_database)
+
     def drop_prior(self) -> None:
         """Drop the candidates' snapshot rows an everyday plan kept for unsettle_sendable, when
         nothing is sent (a dry run, a stop, nothing to send)."""

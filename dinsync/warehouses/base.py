@@ -207,6 +207,10 @@ class Warehouse:
         """Make the scratch database `name` (`Capabilities.scratch_per_sync`) available to this
         adapter's sessions."""
 
+    def detach_scratch(self, name: str) -> None:
+        """A run is over: let go of the scratch database `name` and what it holds (its plan),
+        where the database outlives the run otherwise. Never raises: it is clean-up."""
+
     @contextlib.contextmanager
     def streaming(self, replacing: bool = True) -> Iterator[None]:
         """Around the send phase of a run (plan built, rows streaming out, small commits coming

@@ -330,6 +330,13 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         One per sync: see Capabilities.scratch_per_sync."""
         self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(name)}")
 
+    def detach_scratch(self, name: str) -> None:
+        """An attached database belongs to the DuckDB instance, which outlives this connection
+        while another one of the process is open (`serve --parallel`: runs overlap): every sync's
+        last plan stayed in the pool and its temporary files until the instance closed."""
+        with contextlib.suppress(duckdb.Error):  # (a cursor still reading it: it goes with the instance)
+            self.con.execute(f"DETACH DATABASE IF EXISTS {self.quote(name)}")
+
     def _disable_compression(self, methods: list[str]) -> None:
         """Disable the compression methods this DuckDB version knows among `methods`."""
         known: list[str] = []

@@ -296,3 +296,30 @@ def test_a_slot_another_process_already_ran_is_not_run_again(scheduled):
     events = served.at(15)  # the next slot is this service's again
     assert kinds(events) == ["start", "end"] and events[1]["run"]["status"] == "success", events
     assert ops.sql("select count(*) from dinsync.runs") == [(3,)]
+
+
+def test_a_run_leaves_no_plan_in_a_duckdb_instance_another_run_keeps_open(scheduled):
+    """`serve --parallel`: runs overlap, so the process's DuckDB instance stays open from one run
+    to the next, and a scratch database attached to it outlived the run that planned in it: every
+    sync's last plan stayed in DuckDB's pool and temporary files until no run was open. A run now
+    lets go of its sync's scratch database when it ends, and `dinsync plan` after its samples."""
+    from dinsync.operations import plan_sync
+
+    scheduled.sync()  # due at once (its last run two hours ago on the test's clock)
+    scheduled.sql("update main.customers set plan = 'pro' where id <= 3")
+    served = Served(scheduled)
+    overlapping = served.connect()  # another run's connection, open meanwhile (same process, same file)
+    try:
+        def scratch():
+            return sorted(overlapping.query("SELECT database_name FROM duckdb_databases() "
+                                            "WHERE database_name LIKE 'dinsync_scratch%'").column(0).to_pylist())
+
+        assert scratch() == []
+        served.at(0)  # the sync runs on a connection of its own, then closes it
+        assert [(e["run"]["status"], e["run"]["changed"]) for e in served.events if e["event"] == "end"] == [
+            ("success", 3)]
+        assert scratch() == []  # was: ['dinsync_scratch_iterable_users'], holding the plan
+        report = plan_sync(served.project, overlapping, "iterable_users", samples=2)
+        assert report["added"] == 0 and scratch() == []
+    finally:
+        overlapping.close()
