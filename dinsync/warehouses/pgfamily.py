@@ -16,7 +16,7 @@ import functools
 import io
 import itertools
 import threading
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,7 +46,7 @@ _SQLSTATES: dict[str, type[E.WarehouseError]] = {
     "42703": E.WarehouseObjectMissing,  # undefined column
     "42501": E.WarehousePermissionError,  # insufficient privilege
 }
-# libpq connection failures carry no SQLSTATE: their text says what happened.
+# libpq connection failures (and ADBC's errors mid-stream) carry no SQLSTATE: their text says what happened.
 _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     ("password authentication failed", E.WarehouseAuthError),
     ("no password supplied", E.WarehouseAuthError),
@@ -65,6 +65,9 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     ("could not send data", E.WarehouseUnavailable),
     ("no route to host", E.WarehouseUnavailable),
     ("network is unreachable", E.WarehouseUnavailable),
+    # operator intervention (SQLSTATE class 57), as ADBC's errors mid-stream say it, without a state
+    ("terminating connection due to", E.WarehouseUnavailable),
+    ("canceling statement due to", E.WarehouseUnavailable),
 )
 
 
@@ -399,6 +402,7 @@ class AdbcStream:
     become strings."""
 
     stream_hint_bytes = 4 << 20
+    stream_settings: ClassVar[dict[str, str]] = {}  # SET on the stream's connection (postgres.STREAM_SETTINGS)
 
     def _adbc_connect(self):  # implemented by adapters
         raise NotImplementedError
@@ -409,6 +413,8 @@ class AdbcStream:
         try:
             cur = con.cursor()
             try:
+                for name, value in self.stream_settings.items():
+                    cur.execute(f"SET {name} = {value}")
                 cur.adbc_statement.set_options(
                     **{"adbc.postgresql.batch_size_hint_bytes": str(self.stream_hint_bytes)})
                 values = None
@@ -421,7 +427,12 @@ class AdbcStream:
                     cur.execute(sql)
                 reader = cur.fetch_record_batch()
                 convert = _adbc_converter(reader.schema)
-                yield from rebatch((convert(b) for b in reader), batch_rows)
+                try:
+                    yield from rebatch((convert(b) for b in reader), batch_rows)
+                except OSError as exc:  # the server's error mid-stream, through Arrow's C stream
+                    if not str(exc).startswith("[libpq]"):
+                        raise
+                    raise self.translate(exc, "streaming a query") from None
             finally:
                 cur.close()
         finally:
@@ -494,10 +505,14 @@ class CursorStream:
     transaction on a connection of its own, converted to Arrow `batch_rows` at a time. NUMERIC is
     read as its text (`numeric_text`), as the ADBC path reads it."""
 
+    stream_settings: ClassVar[dict[str, str]] = {}  # SET on the stream's connection (postgres.STREAM_SETTINGS)
+
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         conn = self._connect_psycopg()
         try:
+            for name, value in self.stream_settings.items():
+                conn.execute(f"SET {name} = {value}")
             _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             _load_beyond_calendar(conn)
             sql, values = self._sql(sql, params)

@@ -43,6 +43,12 @@ OPTIONAL_SETTINGS = ("client_connection_check_interval",)
 # with 15 significant digits (1.0000000000000002 as 1): a change of the last digits would be no
 # change. From PostgreSQL 12 any positive value writes the shortest exact form (as the default 1).
 FIXED_SETTINGS = {"extra_float_digits": "3"}
+# Settings of the connection that streams a plan to the platform, over any other: its reader is
+# the platform, so the stream lasts as long as sending does (hours at a platform's rate). A role's
+# (or `settings:`) statement_timeout ended the COPY of the ADBC path once it ran that long, and
+# idle_in_transaction_session_timeout the server-side cursor's transaction between two fetches;
+# the run then failed, and each next one got as far again.
+STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0"}
 
 
 class PostgresConnection:
@@ -140,6 +146,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         quoted_case_sensitive=True,
         paramstyle="pyformat",
     )
+    stream_settings = STREAM_SETTINGS
 
     def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, database: str | None = None,
