@@ -20,7 +20,11 @@ How each part maps onto the API (POST /api/2.0/sql/statements and its polls):
   fetches the chunks one at a time (the next chunk's links come from
   `/result/chunks/{n}`), reads each as record batches and re-cuts them to `batch_rows` rows, so
   client memory holds about one chunk. The pre-signed URLs are fetched WITHOUT the workspace
-  token (it must never travel to cloud storage).
+  token (it must never travel to cloud storage). A chunk is downloaded whole (into a spooled
+  temporary file) before its first batch is handed on: the plan's reader is the platform, and a
+  download read at its pace (a chunk of 100,000 rows at 25 rows/s: an hour) is cut by cloud
+  storage, which drops a client that stops reading; a download that fails is tried again with
+  the chunk's links asked anew (the old ones may have expired meanwhile).
 - Bulk writes (acknowledged keys, rejections) are multi-row `INSERT ... VALUES` statements with
   one typed parameter per value, bounded by `insert_params` parameters and `insert_bytes` of
   SQL and values per statement: one API call per few thousand values, nothing row by row, no
@@ -61,6 +65,10 @@ _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT)\b", re.I)
 # seconds the connection check lets the SDK retry a connection it cannot open (a run keeps the
 # configured retry_timeout_seconds, 300 s by default, for a network that fails midway)
 CONNECT_RETRY_SECONDS = 20
+# A chunk's download: kept in memory up to SPOOL_BYTES, beyond it in a temporary file; tried
+# DOWNLOAD_ATTEMPTS times (fresh links each time after the first).
+SPOOL_BYTES = 16 << 20
+DOWNLOAD_ATTEMPTS = 3
 
 # Databricks error classes ("[TABLE_OR_VIEW_NOT_FOUND] ...") and SQLSTATEs -> dinsync errors
 _ERROR_CLASSES: dict[str, type[E.WarehouseError]] = {
@@ -303,26 +311,49 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         return st
 
     def _chunks(self, st) -> Iterator[pa.RecordBatch]:
-        """The record batches of a result, chunk after chunk (one chunk in memory at a time)."""
+        """The record batches of a result, chunk after chunk (one chunk downloaded at a time)."""
         result = st.result
         while result is not None:
             links = result.external_links or []
             for link in links:
-                yield from self._download(link.external_link, link.http_headers or {})
+                with self._downloaded(st.statement_id, link) as chunk:
+                    for batch in pa.ipc.open_stream(chunk):
+                        if batch.num_rows:
+                            yield batch
             nxt = links[-1].next_chunk_index if links else result.next_chunk_index
             if nxt is None:
                 return
             result = self._api.get_statement_result_chunk_n(st.statement_id, nxt)
 
-    @staticmethod
-    def _download(url: str, headers: dict[str, str]) -> Iterator[pa.RecordBatch]:
-        """One chunk: an Arrow IPC stream from a pre-signed URL (no workspace token sent)."""
-        request = urllib.request.Request(url, headers=dict(headers))
-        with urllib.request.urlopen(request, timeout=300) as response:
-            reader = pa.ipc.open_stream(response)
-            for batch in reader:
-                if batch.num_rows:
-                    yield batch
+    @contextlib.contextmanager
+    def _downloaded(self, statement_id: str, link) -> Iterator[Any]:
+        """A chunk's Arrow IPC stream, downloaded whole from its pre-signed URL (no workspace token
+        sent) into a spooled temporary file, positioned at its start (see the module's docstring)."""
+        import http.client
+        import shutil
+        import tempfile
+        import urllib.error
+
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            if attempt:  # the links again: they expire
+                again = self._api.get_statement_result_chunk_n(statement_id, link.chunk_index)
+                link = next(x for x in again.external_links or [] if x.chunk_index == link.chunk_index)
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+            try:
+                request = urllib.request.Request(link.external_link, headers=dict(link.http_headers or {}))
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    shutil.copyfileobj(response, spool, 1 << 20)
+                    if response.length:  # (http.client ends a body cut short without an error)
+                        raise http.client.IncompleteRead(b"", response.length)
+            except (urllib.error.URLError, http.client.HTTPException, OSError):
+                spool.close()
+                if attempt + 1 == DOWNLOAD_ATTEMPTS:
+                    raise
+                continue
+            spool.seek(0)
+            with spool:
+                yield spool
+            return
 
     @staticmethod
     def _schema(st) -> pa.Schema:

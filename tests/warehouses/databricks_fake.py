@@ -13,7 +13,10 @@ Rules of the real API it enforces (from the API reference): a bearer token on ev
 `warehouse_id` and `statement` required; `wait_timeout` 0s or 5s-50s; `ARROW_STREAM` only with
 the `EXTERNAL_LINKS` disposition; `INLINE` results at most 25 MiB; statements at most 16 MiB;
 parameters named as in the statement, typed, NULL without a value; an unknown catalog or schema
-fails the statement; links expire. A SQL error is HTTP 200 with `status.state: FAILED` and a
+fails the statement; links expire; a link's download is dropped when its client stops reading
+for `slow_reader_seconds` (cloud storage does not wait for a reader that stopped: S3 resets such a
+connection; off unless set), and the next `cut_downloads` downloads are cut half-way (a connection
+reset). A SQL error is HTTP 200 with `status.state: FAILED` and a
 Databricks-style message (`[ERROR_CLASS] ... SQLSTATE: xxxxx`).
 
 The SQL (Databricks dialect) is transpiled to DuckDB with sqlglot. XXHASH64 becomes DuckDB's
@@ -178,9 +181,13 @@ class DatabricksFake:
 
     def __init__(self, path: str = ":memory:", *, token: str = "dapi-test-token", catalog: str = "main",
                  warehouse_id: str = "wh0123456789", chunk_rows: int = 1000, delay: float = 0.0,
-                 link_ttl: float = 900.0):
+                 link_ttl: float = 900.0, slow_reader_seconds: float | None = None):
         self.token, self.catalog, self.warehouse_id = token, catalog, warehouse_id
         self.chunk_rows, self.delay, self.link_ttl = chunk_rows, delay, link_ttl
+        self.slow_reader_seconds = slow_reader_seconds
+        self.dropped_readers = 0
+        self.cut_downloads = 0
+        self.chunk_gets = 0  # GETs of a chunk's links (/result/chunks/{n})
         self.con = duckdb.connect(path)
         self.con.execute("SET TimeZone = 'UTC'")
         self.lock = threading.Lock()
@@ -299,6 +306,7 @@ class DatabricksFake:
         n = int(request.match_info["n"])
         if st is None or st.state != "SUCCEEDED" or not 0 <= n < len(st.chunks):
             return self._error(404, "RESOURCE_DOES_NOT_EXIST", "no such result chunk")
+        self.chunk_gets += 1
         return web.json_response(self._result(st, n, request))
 
     async def external(self, request: web.Request) -> web.StreamResponse:
@@ -318,7 +326,26 @@ class DatabricksFake:
         rows = st.chunks[n][1]
         with pa.ipc.new_stream(sink, rows.schema) as writer:
             writer.write_table(rows, max_chunksize=max(1, self.chunk_rows // 4))
-        return web.Response(body=sink.getvalue().to_pybytes(), content_type="application/vnd.apache.arrow.stream")
+        body = sink.getvalue().to_pybytes()
+        cut = self.cut_downloads > 0
+        self.cut_downloads -= cut
+        if self.slow_reader_seconds is None and not cut:
+            return web.Response(body=body, content_type="application/vnd.apache.arrow.stream")
+        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for at in range(0, len(body), 1 << 16):
+            if cut and at >= len(body) // 2:
+                request.transport.abort()
+                return resp
+            try:  # (a write waits once the client's socket buffers are full: it stopped reading)
+                await asyncio.wait_for(resp.write(body[at:at + (1 << 16)]), self.slow_reader_seconds or None)
+            except asyncio.TimeoutError:
+                self.dropped_readers += 1
+                request.transport.abort()
+                return resp
+        await resp.write_eof()
+        return resp
 
     def _signature(self, sid: str, n: int, expires: float) -> str:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"{sid}/{n}/{expires:.0f}/{self.token}").hex

@@ -90,6 +90,31 @@ def test_arrow_results_come_chunk_by_chunk_over_external_links_without_the_token
     assert empty.num_rows == 0 and empty.schema.names == ["k", "n"] and empty.schema.field("n").type == pa.int64()
 
 
+def test_a_slow_reader_gets_every_chunk_whole_and_a_cut_download_again():
+    """The plan's reader is the platform: a chunk read at its pace was cut by cloud storage, which
+    drops a client that stops reading (the fake after 0.5 s). A chunk is downloaded whole before
+    its rows are handed on, and a download cut half-way (a reset) is tried again with its links
+    asked anew (they may have expired meanwhile)."""
+    import time
+
+    slow = DatabricksFake(chunk_rows=250_000, slow_reader_seconds=0.5)
+    with SandboxThread(slow):
+        with open_wh(slow) as wh:
+            n = 500_000  # two chunks of ~20 MB each: more than the loopback socket's buffers
+            slow.load("main", "wide", pa.table({"k": [f"{i:010d}" + "x" * 60 for i in range(n)]}))
+            seen = []
+            for i, batch in enumerate(wh.stream("SELECT k FROM main.wide", batch_rows=50_000)):
+                seen += batch.column("k").to_pylist()
+                if i in (0, 6):
+                    time.sleep(2.0)  # the platform is slow
+            assert len(seen) == len(set(seen)) == n and slow.dropped_readers == 0
+            gets, chunk_calls = slow.link_gets, slow.chunk_gets
+            slow.cut_downloads = 1
+            assert sum(b.num_rows for b in wh.stream("SELECT k FROM main.wide", batch_rows=50_000)) == n
+            assert slow.link_gets - gets == 3  # chunk 0 twice, then chunk 1
+            assert slow.chunk_gets - chunk_calls == 2  # chunk 0's links anew, then chunk 1's
+
+
 def test_streamed_timestamps_keep_their_zone(fake, wh):
     """A model's TIMESTAMP (an instant on Databricks) streamed without its zone was sent to the
     platform as a naive datetime (no `Z`), unlike the same column on every other warehouse; only
