@@ -27,8 +27,7 @@ How the sync's path maps onto BigQuery:
   statements whose rows travel as one JSON text parameter each (chunks of DML_CHUNK_BYTES, within
   the 10 MB of a request), parsed by JSON_QUERY_ARRAY and cast to each column's type; a larger
   one (rare: a few a day at most), or a row too large for a request, is a load job of Parquet made
-  by Arrow
-  (`load_table_from_file`, a resumable upload), WRITE_APPEND or WRITE_TRUNCATE.
+  by Arrow (`load_table_from_file`, a resumable upload), WRITE_APPEND or WRITE_TRUNCATE.
 - Scratch tables: there are no session temp tables across jobs, so the plan and the per-run
   scratch tables (`plan_<sync>`, `ack_<sync>`, ...) live in a scratch dataset
   (`Capabilities.scratch_database`, default `dinsync_scratch`, option `scratch_dataset`), created on
@@ -174,8 +173,8 @@ def _dml_columns(data: pa.Table) -> list[tuple[str, Any]] | None:
 
 def _dml_chunks(data: pa.Table, columns: list[tuple[str, Any]]) -> list[bytes]:
     """The rows of `data` as JSON texts (UTF-8) of at most DML_CHUNK_BYTES each, or of one row
-    that is larger on its own: arrays of objects
-    {"c0": text or null, ..} (every value as text, so that no JSON number rounds it)."""
+    that is larger on its own: arrays of objects {"c0": text or null, ..} (every value as text,
+    so that no JSON number rounds it)."""
     import orjson
 
     names = [f"c{i}" for i in range(len(columns))]
