@@ -402,7 +402,7 @@ class AdbcStream:
     become strings."""
 
     stream_hint_bytes = 4 << 20
-    stream_settings: ClassVar[dict[str, str]] = {}  # SET on the stream's connection (postgres.STREAM_SETTINGS)
+    stream_settings: ClassVar[dict[str, str]] = {}  # SET LOCAL in the stream's transaction (postgres.STREAM_SETTINGS)
 
     def _adbc_connect(self):  # implemented by adapters
         raise NotImplementedError
@@ -413,8 +413,8 @@ class AdbcStream:
         try:
             cur = con.cursor()
             try:
-                for name, value in self.stream_settings.items():
-                    cur.execute(f"SET {name} = {value}")
+                for name, value in self.stream_settings.items():  # (LOCAL: a pooler's next client keeps its own)
+                    cur.execute(f"SET LOCAL {name} = {value}")
                 cur.adbc_statement.set_options(
                     **{"adbc.postgresql.batch_size_hint_bytes": str(self.stream_hint_bytes)})
                 values = None
@@ -505,18 +505,18 @@ class CursorStream:
     transaction on a connection of its own, converted to Arrow `batch_rows` at a time. NUMERIC is
     read as its text (`numeric_text`), as the ADBC path reads it."""
 
-    stream_settings: ClassVar[dict[str, str]] = {}  # SET on the stream's connection (postgres.STREAM_SETTINGS)
+    stream_settings: ClassVar[dict[str, str]] = {}  # SET LOCAL in the stream's transaction (postgres.STREAM_SETTINGS)
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         conn = self._connect_psycopg()
         try:
-            for name, value in self.stream_settings.items():
-                conn.execute(f"SET {name} = {value}")
             _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             _load_beyond_calendar(conn)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
+                for name, value in self.stream_settings.items():  # (LOCAL: a pooler's next client keeps its own)
+                    conn.execute(f"SET LOCAL {name} = {value}")
                 cur.itersize = batch_rows
                 cur.execute(sql, values)
                 names = types = None
