@@ -615,3 +615,28 @@ def test_an_empty_api_key_is_a_config_error(project, monkeypatch):
         assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
         assert "destinations.iterable.api_key is empty" in result.stdout
     assert users_sent(project) == []
+
+
+def test_wide_rows_are_mapped_a_few_megabytes_at_a_time(project, monkeypatch):
+    """Mapping copies each value several times (its text, the row's JSON, the request body): a
+    batch of 10,000 rows of 100 KB (a 1 GB Arrow batch) took ~9 GB of RSS. A batch is mapped in
+    slices of about MAP_BYTES (here 1 MB) of plan rows; every row still arrives whole."""
+    import dinsync.engine.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MAP_BYTES", 1 << 20)
+    mapped: list[tuple[int, int]] = []
+    original = pipeline.Pipeline._map
+
+    def spy(self, batch):
+        mapped.append((batch.num_rows, batch.nbytes))
+        return original(self, batch)
+
+    monkeypatch.setattr(pipeline.Pipeline, "_map", spy)
+    project.sql("update main.customers set first_name = repeat(chr((64 + id)::integer), 200000) || id")
+    data = project.sync()
+    run = data["runs"][0]
+    assert (run["status"], run["acknowledged"], data["exit_code"]) == ("success", 20, 0)
+    assert len(mapped) >= 4 and sum(n for n, _ in mapped) == 20
+    assert all(size <= (1 << 20) + 210_000 for _, size in mapped), mapped  # the limit, or one row past it
+    user = project.thread.call(lambda: project.sandbox.get_user(email="user7@example.com"))
+    assert user["dataFields"]["firstName"] == "G" * 200000 + "7"
