@@ -621,3 +621,21 @@ def test_a_mapped_column_bigquery_cannot_cast_to_text_is_refused_by_name(wh_bigq
     assert done.returncode == 0, done.stdout + done.stderr
     users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
     assert users["a@x.com"]["plan"] == "pro" and users["a@x.com"]["tags"].replace(" ", "") == "[1,2]"
+
+
+def test_many_rejections_are_written_to_the_state_table_by_insert(bq, fake, monkeypatch):
+    """More rejections than FEW_REJECTIONS go in as one write of rows (the state's `rejections`
+    table serves every sync: with a load job each, a project's runs spent its 1,500 a day)."""
+    from dinsync.state import StateStore
+
+    state = unique_dataset("st")
+    store = StateStore(bq, state)
+    store.migrate()
+    monkeypatch.setattr(fake, "load_jobs_per_table_day", 0)
+    rows = [(f"user{i}@example.com", "email" if i % 2 else None, "rejected", f"reason {i}: 😀 \"x\"\n")
+            for i in range(50)]
+    store.add_rejections("run-1", "s", rows)
+    got = store.rejections("run-1", limit=100)
+    assert sorted((r["key"], r["field"], r["status"], r["reason"]) for r in got) == sorted(rows)
+    when = bq.query(f"SELECT MIN(rejected_at) AS a, MAX(rejected_at) AS b FROM `{state}`.`rejections`").to_pylist()[0]
+    assert when["a"] == when["b"] and when["a"] is not None
