@@ -536,3 +536,21 @@ def test_duckdb_errors_out_of_memory_are_not_conflicts(tmp_path, exc, expected, 
         assert hint in (err.hint or "")
     finally:
         w.close()
+
+
+def test_duckdb_streams_wide_rows_in_fewer_rows_a_batch(tmp_path, monkeypatch):
+    """A batch of `batch_rows` wide rows was as large as the rows made it (10,000 rows of 100 KB:
+    1 GB, held in about three copies while it was sent): the stream's first rows say how wide they
+    are, and a batch holds about BATCH_BYTES (here 1 MB). Narrow rows come `batch_rows` at a time."""
+    import dinsync.warehouses.duckdb as module
+
+    monkeypatch.setattr(module, "BATCH_BYTES", 1 << 20)
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    try:
+        narrow = [b.num_rows for b in w.stream("SELECT i FROM range(30000) AS t(i)", batch_rows=10_000)]
+        assert narrow == [10_000, 10_000, 10_000]
+        wide = list(w.stream("SELECT i, repeat('x', 10000) || i AS t FROM range(3000) AS t(i)", batch_rows=10_000))
+        assert sorted(i for b in wide for i in b.column("i").to_pylist()) == list(range(3000))
+        assert len(wide) >= 25 and max(b.nbytes for b in wide) <= (1 << 20) + 20_000
+    finally:
+        w.close()
