@@ -492,7 +492,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     @staticmethod
     def _batch_rows_within(cur, sql: str, values, batch_rows: int) -> int:
         """`batch_rows`, or fewer where the query's rows are wide: its first PROBE_ROWS rows say
-        how wide (~1 ms), and a batch holds about BATCH_BYTES. A batch of 10,000 rows of 100 KB of
+        how wide (a few ms), and a batch holds about BATCH_BYTES. A batch of 10,000 rows of 100 KB of
         text was 1 GB, held in about three copies while it was sent (a first sync of 30,000 such
         rows peaked at 3.8 GB of RSS; 1.3 GB in batches of 64 MB)."""
         probe = cur.sql(f"SELECT * FROM ({sql}) AS _probe LIMIT {PROBE_ROWS}", params=values).to_arrow_table()
