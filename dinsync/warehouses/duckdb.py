@@ -495,7 +495,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         how wide (a few ms), and a batch holds about BATCH_BYTES. A batch of 10,000 rows of 100 KB of
         text was 1 GB, held in about three copies while it was sent (a first sync of 30,000 such
         rows peaked at 3.8 GB of RSS; 1.3 GB in batches of 64 MB)."""
-        probe = cur.sql(f"SELECT * FROM ({sql}) AS _probe LIMIT {PROBE_ROWS}", params=values).to_arrow_table()
+        probe = cur.sql(f"SELECT * FROM (\n{sql}\n) AS _probe LIMIT {PROBE_ROWS}", params=values).to_arrow_table()
         if probe.num_rows == 0:
             return batch_rows
         wide = probe.nbytes // probe.num_rows

@@ -547,7 +547,8 @@ def test_duckdb_streams_wide_rows_in_fewer_rows_a_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "BATCH_BYTES", 1 << 20)
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
     try:
-        narrow = [b.num_rows for b in w.stream("SELECT i FROM range(30000) AS t(i)", batch_rows=10_000)]
+        narrow = [b.num_rows for b in w.stream("SELECT i FROM range(30000) AS t(i) -- a trailing comment",
+                                               batch_rows=10_000)]
         assert narrow == [10_000, 10_000, 10_000]
         wide = list(w.stream("SELECT i, repeat('x', 10000) || i AS t FROM range(3000) AS t(i)", batch_rows=10_000))
         assert sorted(i for b in wide for i in b.column("i").to_pylist()) == list(range(3000))
