@@ -60,7 +60,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from . import errors as E
-from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
+from .base import Capabilities, ErrorTranslation, Params, Warehouse, json_object_chunks, slice_batches, translated
 from .params import _split
 
 SCRATCH_DATASET = "dinsync_scratch"
@@ -146,54 +146,31 @@ def _plain(data: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=data.column_names)
 
 
-def _dml_columns(data: pa.Table) -> list[tuple[str, Any]] | None:
-    """Per column of `data` (as `_plain` left it): the BigQuery type it is written as, and how a
-    value becomes the text that CAST(.. AS type) reads back exactly; None when some column is of a
+def _dml_type(t: pa.DataType) -> tuple[str, Any] | None:
+    """The BigQuery type a column of Arrow type `t` (as `_plain` left it) is written as, and how a
+    value becomes the text that CAST(.. AS type) reads back exactly (None: as it is); None for a
     type written only by a load job (decimals, bytes, nested, nanoseconds)."""
-    out = []
-    for field in data.schema:
-        t = field.type
-        if pa.types.is_string(t):
-            out.append(("STRING", None))
-        elif pa.types.is_boolean(t):
-            out.append(("BOOL", lambda v: "true" if v else "false"))
-        elif pa.types.is_int64(t):
-            out.append(("INT64", str))
-        elif pa.types.is_floating(t):
-            out.append(("FLOAT64", lambda v: repr(float(v))))  # nan, inf, -inf: CAST reads them
-        elif pa.types.is_timestamp(t) and t.unit != "ns":
-            # naive: DATETIME (as a Parquet load writes it); with a zone: the instant, offset written
-            out.append(("TIMESTAMP" if t.tz else "DATETIME", lambda v: v.isoformat(sep=" ")))
-        elif pa.types.is_date32(t):
-            out.append(("DATE", lambda v: v.isoformat()))
-        else:
-            return None
-    return out
+    if pa.types.is_string(t):
+        return "STRING", None
+    if pa.types.is_boolean(t):
+        return "BOOL", lambda v: "true" if v else "false"
+    if pa.types.is_int64(t):
+        return "INT64", str
+    if pa.types.is_floating(t):
+        return "FLOAT64", lambda v: repr(float(v))  # nan, inf, -inf: CAST reads them
+    if pa.types.is_timestamp(t) and t.unit != "ns":
+        # naive: DATETIME (as a Parquet load writes it); with a zone: the instant, offset written
+        return ("TIMESTAMP" if t.tz else "DATETIME"), lambda v: v.isoformat(sep=" ")
+    if pa.types.is_date32(t):
+        return "DATE", lambda v: v.isoformat()
+    return None
 
 
-def _dml_chunks(data: pa.Table, columns: list[tuple[str, Any]]) -> list[bytes]:
-    """The rows of `data` as JSON texts (UTF-8) of at most DML_CHUNK_BYTES each, or of one row
-    that is larger on its own: arrays of objects {"c0": text or null, ..} (every value as text,
-    so that no JSON number rounds it)."""
-    import orjson
-
-    names = [f"c{i}" for i in range(len(columns))]
-    chunks, rows, size = [], [], 2
-    for offset in range(0, data.num_rows, 10_000):  # Python values of 10,000 rows at a time
-        values = [col.to_pylist() for col in data.slice(offset, 10_000).columns]
-        for i, (_, text) in enumerate(columns):
-            if text is not None:
-                values[i] = [None if v is None else text(v) for v in values[i]]
-        for row in zip(*values):
-            item = orjson.dumps(dict(zip(names, row)))
-            if rows and size + len(item) + 1 > DML_CHUNK_BYTES:
-                chunks.append(b"[" + b",".join(rows) + b"]")
-                rows, size = [], 2
-            rows.append(item)
-            size += len(item) + 1
-    if rows:
-        chunks.append(b"[" + b",".join(rows) + b"]")
-    return chunks
+def _dml_texts(column) -> list:
+    """A column's values as their text (every value as text, so that no JSON number rounds it)."""
+    _, text = _dml_type(column.type)
+    values = column.to_pylist()
+    return values if text is None else [None if v is None else text(v) for v in values]
 
 
 def _without_extensions(batch):
@@ -470,9 +447,9 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
         self._ensure_scratch(schema)
         data = _plain(data)
-        columns = _dml_columns(data)
+        columns = [_dml_type(f.type) for f in data.schema]
         # (the Arrow data's size bounds its JSON text's, give or take the names and the quoting)
-        chunks = (_dml_chunks(data, columns) if columns is not None
+        chunks = (list(json_object_chunks(data, DML_CHUNK_BYTES, _dml_texts)) if None not in columns
                   and data.nbytes + 16 * data.num_rows * max(1, data.num_columns) <= DML_WRITE_MAX_BYTES else None)
         # (a single row over the chunk size, a long key of emoji: within a request only as Parquet)
         if chunks is None or any(len(c) > DML_CHUNK_BYTES for c in chunks):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import re
 import threading
@@ -50,7 +49,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from . import errors as E
-from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
+from .base import Capabilities, ErrorTranslation, Params, Warehouse, json_object_chunks, slice_batches, translated
 from .params import translate
 from .column_types import SNOWFLAKE
 from .pgfamily import _plain
@@ -283,7 +282,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             self.execute(f"CREATE OR REPLACE TABLE {target} ({cols})")
         if data.num_rows == 0:
             return
-        texts = _json_chunks(data, self.json_bytes)
+        texts = (t.decode() for t in json_object_chunks(data, self.json_bytes, _jsonable))
         first, second = next(texts), next(texts, None)
         cols = ", ".join(self.quote(n) for n in data.column_names)
         # each row an object of its non-NULL values ("c0", "c1", ...): an absent key reads as SQL NULL
@@ -382,25 +381,6 @@ def _type_name(name: str, meta) -> str:
     if name == "FIXED" and meta.precision is not None and meta.scale is not None:
         return f"NUMBER({meta.precision},{meta.scale})"
     return name
-
-
-def _json_chunks(data: pa.Table, limit: int) -> Iterator[str]:
-    """The rows of `data` as JSON arrays of objects {"c0": value, ...} (NULLs left out), cut so
-    that each text stays near `limit` bytes."""
-    names = [f"c{i}" for i in range(data.num_columns)]
-    parts: list[str] = []
-    size = 0
-    for offset in range(0, data.num_rows, 10_000):  # Python values of 10,000 rows at a time
-        columns = [_jsonable(c) for c in data.slice(offset, 10_000).columns]
-        for values in zip(*columns):
-            item = json.dumps({n: v for n, v in zip(names, values) if v is not None}, ensure_ascii=False)
-            if parts and size + len(item) > limit:
-                yield "[" + ",".join(parts) + "]"
-                parts, size = [], 0
-            parts.append(item)
-            size += len(item) + 1
-    if parts:
-        yield "[" + ",".join(parts) + "]"
 
 
 def _jsonable(column) -> list:
