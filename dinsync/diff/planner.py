@@ -121,7 +121,9 @@ class Planner(CommitMixin, PendingMixin):
         self.dialect: str = getattr(caps, "dialect", None) or warehouse.dialect
         self.hash_type: str = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
-        if self.scratch_database and getattr(caps, "scratch_per_sync", False):
+        # a scratch database of this sync's own, attached now and let go of by release()
+        self._own_scratch = bool(self.scratch_database and getattr(caps, "scratch_per_sync", False))
+        if self._own_scratch:
             self.scratch_database = f"{self.scratch_database}_{spec.sync}"
             attach = getattr(warehouse, "attach_scratch", None)
             if attach is not None:
@@ -415,10 +417,8 @@ class Planner(CommitMixin, PendingMixin):
         database (Warehouse.detach_scratch). Elsewhere the plan stays until the next run replaces it."""
         with self._lock:
             self._streamed.clear()
-            if self.scratch_database and getattr(self.warehouse.capabilities, "scratch_per_sync", False):
-                detach = getattr(self.warehouse, "detach_scratch", None)
-                if detach is not None:
-                    detach(self.scratch_database)
+            if self._own_scratch:
+                self.warehouse.detach_scratch(self.scratch_database)
 
     def drop_prior(self) -> None:
         """Drop the candidates' snapshot rows an everyday plan kept for unsettle_sendable, when
