@@ -27,7 +27,8 @@ class InFlight:
         self.floor = max(1, floor)
         self.rate = rate
         # up to CEILING_FACTOR x the floor, and no more than there are sockets (None: no cap)
-        self.ceiling = max(self.floor, min(CEILING_FACTOR * self.floor, sockets or CEILING_FACTOR * self.floor))
+        most = CEILING_FACTOR * self.floor
+        self.ceiling = max(self.floor, min(most, sockets or most))
         self.latency: float | None = None  # moving average of the answers' seconds
         self.active = 0
         self._waiters: deque[asyncio.Future] = deque()
