@@ -45,9 +45,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import http.client
 import re
+import shutil
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any, Iterator, Mapping
 
@@ -329,11 +333,6 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
     def _downloaded(self, statement_id: str, link) -> Iterator[Any]:
         """A chunk's Arrow IPC stream, downloaded whole from its pre-signed URL (no workspace token
         sent) into a spooled temporary file, positioned at its start (see the module's docstring)."""
-        import http.client
-        import shutil
-        import tempfile
-        import urllib.error
-
         for attempt in range(DOWNLOAD_ATTEMPTS):
             if attempt:  # the links again: they expire
                 again = self._api.get_statement_result_chunk_n(statement_id, link.chunk_index)
