@@ -32,14 +32,13 @@ LOOKUP_SLICE_ROWS = 1000  # update-mode lookups: rows looked up before their wri
 MAP_BYTES = 32 << 20
 
 
-def slices_by_bytes(batch, limit: int | None = None) -> list:
-    """`batch` in slices (zero-copy) of about `limit` (MAP_BYTES) bytes each, by its average row
-    size; the usual batch (10,000 rows of a few hundred bytes) whole."""
-    limit = MAP_BYTES if limit is None else limit
+def slices_by_bytes(batch) -> list:
+    """`batch` in slices (zero-copy) of about MAP_BYTES each, by its average row size; the usual
+    batch (10,000 rows of a few hundred bytes) whole."""
     size = batch.nbytes
-    if size <= limit or batch.num_rows <= 1:
+    if size <= MAP_BYTES or batch.num_rows <= 1:
         return [batch]
-    rows = max(1, batch.num_rows * limit // size)
+    rows = max(1, batch.num_rows * MAP_BYTES // size)
     return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
