@@ -11,7 +11,7 @@ import duckdb
 
 from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
 from . import errors as E
-from .base import Capabilities, ErrorTranslation, Params, Warehouse, translated
+from .base import PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, rows_within, translated
 from .params import translate
 
 if TYPE_CHECKING:
@@ -28,9 +28,6 @@ DISABLED_COMPRESSION = "fsst,dict_fsst,bitpacking,alp,alprd,chimp,patas,zstd,roa
 # of a 3M-row first sync. 1 MB: 1M-row first sync 472-481 MB peak RSS instead of 485-506 at the
 # same speed (three interleaved pairs); no change at 10M rows, where the peak is elsewhere.
 STREAMING_BUFFER = "1MB"
-# A stream's batch holds about BATCH_BYTES: rows wider than BATCH_BYTES / batch_rows (6.4 KB at the
-# engine's 10,000 rows) come in fewer rows a batch, as the first PROBE_ROWS rows measure them.
-BATCH_BYTES, PROBE_ROWS = 64 << 20, 100
 
 
 # What a plan and its commits need grows with the sync's width (each column pins its own blocks,
@@ -498,8 +495,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         probe = cur.sql(f"SELECT * FROM (\n{sql}\n) AS _probe LIMIT {PROBE_ROWS}", params=values).to_arrow_table()
         if probe.num_rows == 0:
             return batch_rows
-        wide = probe.nbytes // probe.num_rows
-        return max(1, min(batch_rows, BATCH_BYTES // max(1, wide)))
+        return rows_within(batch_rows, probe.nbytes / probe.num_rows)
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:

@@ -22,7 +22,8 @@ from dinsync.warehouses import (
     connect,
 )
 from dinsync.errors import DinsyncError
-from dinsync.warehouses.pgfamily import CursorStream, MultiRowInsertWrite, rebatch
+from dinsync.warehouses.base import rebatch
+from dinsync.warehouses.pgfamily import CursorStream, MultiRowInsertWrite
 from tests.warehouses.support import PG_DSN, WAREHOUSE_KINDS, WarehouseUnderTest, require_postgres
 
 
@@ -344,6 +345,47 @@ def test_rebatch_cuts_and_joins_to_the_requested_size():
     assert [b.num_rows for b in rebatch(iter(batches), 100)] == [20]
 
 
+def test_rebatch_puts_fewer_wide_rows_in_a_batch(monkeypatch):
+    """Batches put together from wide rows hold about BATCH_BYTES (here 100 KB), not `batch_rows`
+    rows: 10,000 rows of 100 KB made one batch of 1 GB. A single row wider than that is a batch."""
+    import dinsync.warehouses.base as base
+
+    monkeypatch.setattr(base, "BATCH_BYTES", 100_000)
+    batches = [pa.record_batch({"i": list(range(k, k + n)), "t": ["x" * 10_000] * n})
+               for k, n in ((0, 3), (3, 25), (28, 2), (30, 40))]
+    out = list(rebatch(iter(batches), 1000))
+    assert [i for b in out for i in b.column("i").to_pylist()] == list(range(70))
+    assert len(out) >= 7 and max(b.nbytes for b in out) <= 100_000 + 10_100
+    huge = [pa.record_batch({"t": ["y" * 300_000, "z"]})]
+    assert [b.num_rows for b in rebatch(iter(huge), 1000)] == [1, 1]
+
+
+@pytest.mark.parametrize("adbc", [True, False], ids=["adbc", "cursor"])
+def test_postgres_streams_wide_rows_in_fewer_rows_a_batch(tmp_path, monkeypatch, adbc):
+    """Both PostgreSQL paths put `batch_rows` rows in a batch whatever their width (ADBC joined
+    its 4 MB batches, the cursor fetched `batch_rows` rows as Python objects): a batch now holds
+    about BATCH_BYTES (here 1 MB). Narrow rows still come `batch_rows` at a time."""
+    import dinsync.warehouses.base as base
+
+    require_postgres()
+    if not adbc:
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
+    monkeypatch.setattr(base, "BATCH_BYTES", 1 << 20)
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        assert (t.wh._adbc is not None) is adbc
+        narrow = [b.num_rows for b in t.wh.stream("SELECT i FROM generate_series(1, 25000) AS g(i)",
+                                                  batch_rows=10_000)]
+        assert narrow == [10_000, 10_000, 5_000]
+        wide = list(t.wh.stream("SELECT i, repeat('x', 10000) || i AS t FROM generate_series(1, 3000) AS g(i) "
+                                "ORDER BY i", batch_rows=10_000))
+        assert [i for b in wide for i in b.column("i").to_pylist()] == list(range(1, 3001))
+        assert len(wide) >= 25 and max(b.nbytes for b in wide) <= (1 << 20) + 20_000
+    finally:
+        t.close()
+
+
 @pytest.mark.parametrize("name, content", [("customers.csv", b"id,email\n1,a@example.com\n"),
                                            ("notes.txt", b"hello world, a longer line\n")])
 def test_duckdb_refuses_a_data_file_as_its_database(tmp_path, name, content):
@@ -542,9 +584,9 @@ def test_duckdb_streams_wide_rows_in_fewer_rows_a_batch(tmp_path, monkeypatch):
     """A batch of `batch_rows` wide rows was as large as the rows made it (10,000 rows of 100 KB:
     1 GB, held in about three copies while it was sent): the stream's first rows say how wide they
     are, and a batch holds about BATCH_BYTES (here 1 MB). Narrow rows come `batch_rows` at a time."""
-    import dinsync.warehouses.duckdb as module
+    import dinsync.warehouses.base as base
 
-    monkeypatch.setattr(module, "BATCH_BYTES", 1 << 20)
+    monkeypatch.setattr(base, "BATCH_BYTES", 1 << 20)
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
     try:
         narrow = [b.num_rows for b in w.stream("SELECT i FROM range(30000) AS t(i) -- a trailing comment",
