@@ -710,7 +710,7 @@ def use_one_polars_arena() -> None:
     _RJEM_MALLOC_CONF says otherwise). By default jemalloc gives each of up to 4 x cores arenas its
     own retained pages, and a sync's threads (Polars', the sender's, the commits') spread over them:
     one arena kept the peak RSS of a 1M-row first sync at 388-394 instead of 407-416 MB, as fast
-    (six interleaved pairs, README "Benchmarks"). Read by Polars' allocator when it starts, so
+    (six interleaved pairs, benchmarks/HISTORY.md). Read by Polars' allocator when it starts, so
     set before Polars is imported; the Python API leaves the host process's allocator alone."""
     os.environ.setdefault(POLARS_MALLOC_CONF, "narenas:1")
 
