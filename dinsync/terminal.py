@@ -204,6 +204,10 @@ def print_plan(entry: dict) -> None:
                                    for f in row["changed_fields"])
             table.add_row(cell(str(row["key"]), 60), row["op"], cell(fields, 120))
         out().print(table)
+        shown = [f"{len(entry['samples'][op]):,} of {entry[op]:,} {op}" for op in ("added", "changed", "removed")
+                 if entry[op] > len(entry["samples"][op])]
+        if shown:
+            out().print(f"  shown: {', '.join(shown)} (--samples N shows more)", markup=False, highlight=False)
     for dup in entry["duplicates"]:
         out().print(f"  duplicated key {_cut(str(dup['key']), 60)!r}: {dup['rows']} rows withheld",
                     markup=False, highlight=False)

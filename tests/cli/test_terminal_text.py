@@ -55,6 +55,20 @@ def test_a_plan_shows_each_sample_row_on_one_line_with_its_unicode_readable(caps
     assert 'note="line1\\r\\nline2\\ttab"' in second
 
 
+def test_a_plan_says_how_many_rows_its_samples_leave_out(capsys):
+    """`dinsync plan` showed 3 sample rows under "+4 added" without saying the fourth exists."""
+    from dinsync.terminal import print_plan, reset
+
+    reset()
+    row = lambda k: {"key": f"{k}@x.com", "op": "added", "fields": {"plan": "pro"}, "changed_fields": ["plan"]}
+    entry = _plan_entry([row("a"), row("b"), row("c")]) | {"added": 4, "removed": 2}
+    entry["samples"]["removed"] = [{"key": "z@x.com", "op": "removed", "fields": {}, "changed_fields": []}]
+    print_plan(entry)
+    assert "  shown: 3 of 4 added, 1 of 2 removed (--samples N shows more)" in capsys.readouterr().out.splitlines()
+    print_plan(_plan_entry([row("a")]))  # every row shown: no such line
+    assert "shown:" not in capsys.readouterr().out
+
+
 def test_rejections_show_a_key_and_reason_holding_line_breaks_on_one_line(capsys):
     from dinsync.terminal import print_rejections, reset
 
