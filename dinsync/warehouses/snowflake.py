@@ -27,9 +27,11 @@ How it maps onto Snowflake:
 - Sessions: one connection per thread (a transaction belongs to its session). DDL commits the
   open transaction on Snowflake (`transactional_ddl=False`).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
-- Reads: `fetch_arrow_batches()`, re-cut to the requested batch size; other statements run on
-  other sessions meanwhile. NUMBER(p, s) with s > 0 is read as decimal128 (`arrow_number_to_decimal`:
-  by default the connector reads it as float64, and its 16th digit and beyond are lost).
+- Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
+  requested batch size; a chunk whose pre-signed URL expired (6 hours) is downloaded again from
+  links asked anew for the same result; other statements run on other sessions meanwhile.
+  NUMBER(p, s) with s > 0 is read as decimal128 (`arrow_number_to_decimal`: by default the
+  connector reads it as float64, and its 16th digit and beyond are lost).
 - Writes (acknowledged keys, rejections): the rows as JSON text bound to one parameter,
   unpacked by `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`, up to 512 KB
   of JSON per statement, in one transaction. Not the stage + COPY INTO path of `write_pandas`:
@@ -106,6 +108,8 @@ _MESSAGES = (
 
 
 def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
+    if isinstance(exc, ChunkUnavailable):
+        return E.WarehouseUnavailable
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and errno in _ERRNOS:
         return _ERRNOS[errno]
@@ -125,6 +129,63 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     if isinstance(exc, OSError):
         return E.WarehouseUnavailable
     return None
+
+
+class ChunkUnavailable(Exception):
+    """A chunk of a streamed result that could not be downloaded, even from links asked anew:
+    transient (the next run runs the query again)."""
+
+
+def _no_query(exc: BaseException) -> str:
+    """An error's text without the query strings of the URLs in it (a chunk's pre-signed URL
+    carries the signature that grants reading the result)."""
+    return re.sub(r"\?[\w.-]+=[^\s'\"]*", "?...", str(exc)) or type(exc).__name__
+
+
+def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
+    """The result's chunks as Arrow tables, in order, the next one downloaded while the current one
+    is read. A stream is read at the platform's pace (hours for a large first sync), and
+    Snowflake's pre-signed chunk URLs are valid for 6 hours (the connector's `ResultBatch`): a
+    chunk whose download fails is downloaded again, once, from the links Snowflake gives anew for
+    the same result (GET /queries/<id>/result: the same chunks); before, the run failed there with
+    "HTTP 403: Forbidden", and each next run got as far again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chunks(c: Any) -> list:  # (without empty ones: their to_arrow() needs pandas, which dinsync does not install)
+        return [b for b in c.get_result_batches() or () if b.rowcount]
+
+    qid, batches = cur.sfqid, chunks(cur)
+    renewed_at = -1
+    with ThreadPoolExecutor(1, thread_name_prefix="dinsync-sf-chunk") as pool:
+        ahead: dict[int, Any] = {}
+        i = 0
+        while i < len(batches):
+            for j in (i, i + 1):
+                if j < len(batches) and j not in ahead:
+                    ahead[j] = pool.submit(batches[j].to_arrow, connection=conn)
+            try:
+                table = ahead.pop(i).result()
+            except Exception as exc:
+                failed = f"chunk {i + 1} of {len(batches)} of the result could not be downloaded"
+                if renewed_at == i:
+                    raise ChunkUnavailable(f"{failed}, also from links asked anew: {_no_query(exc)}") from None
+                for future in ahead.values():  # (downloads from the old links)
+                    future.cancel()
+                ahead.clear()
+                try:
+                    again = conn.cursor()
+                    again.query_result(qid)
+                    renewed = chunks(again)
+                except Exception as renewing:
+                    raise ChunkUnavailable(f"{failed} ({_no_query(exc)}), nor its links asked anew: "
+                                           f"{_no_query(renewing)}") from None
+                if [b.rowcount for b in renewed] != [b.rowcount for b in batches]:  # going on could skip or repeat rows
+                    raise ChunkUnavailable(f"{failed} ({_no_query(exc)}), and the links asked anew are not "
+                                           "those of the same chunks") from None
+                batches, renewed_at = renewed, i
+                continue
+            yield table
+            i += 1
 
 
 def _lower_names(table):
@@ -178,7 +239,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         from . import require_driver
 
         self._sf = require_driver("snowflake.connector", "snowflake", package="snowflake-connector-python")
-        self.driver_errors = (self._sf.errors.Error,)
+        self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
         options: dict[str, Any] = dict(
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
@@ -322,7 +383,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, values)
-                batches = (_plain_types(_lower_names(b)) for t in cur.fetch_arrow_batches() for b in t.to_batches())
+                batches = (_plain_types(_lower_names(b)) for t in _result_tables(cur, conn) for b in t.to_batches())
                 yield from slice_batches(batches, batch_rows)
         finally:
             with contextlib.suppress(Exception):

@@ -139,6 +139,9 @@ SF_DATABASE = "DINSYNC_TEST"
 SF_STATE_SCHEMA = "dss_snowflake"
 ROOT = str(Path(__file__).resolve().parents[2])  # tests.warehouses.fakesnow_main runs from here
 SF_PASSWORD = "fakesnow-test-password"  # fakesnow checks none; passed through ${env:} like a real one
+# Results of more rows come as Snowflake sends large ones: a first chunk inline, the rest downloaded
+# from URLs (fakesnow_main.py), so that every read of more rows takes the connector's download path.
+FAKESNOW_CHUNK_ROWS = 2000
 FAKESNOW_HINT = "pip install -e '.[test]' installs fakesnow and snowflake-connector-python 4.x"
 
 
@@ -163,7 +166,7 @@ class FakesnowServer:
         self.tmp = tempfile.mkdtemp(prefix="dinsync-fakesnow-")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.warehouses.fakesnow_main", "-s", "-p", str(self.port), "--host", "127.0.0.1"],
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env=dict(os.environ, TMPDIR=self.tmp))
+                                     env=dict(os.environ, TMPDIR=self.tmp, FAKESNOW_CHUNK_ROWS=str(FAKESNOW_CHUNK_ROWS)))
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:

@@ -179,6 +179,46 @@ def test_names_fold_case_insensitively_and_come_back_lower_case(tmp_path, fakesn
         t.close()
 
 
+def test_a_stream_outlives_its_result_chunks_urls(tmp_path, fakesnow, monkeypatch):
+    """Snowflake sends a large result as chunks behind pre-signed URLs valid for 6 hours, and a
+    stream is read at the platform's pace. When its URLs expire mid-stream (the server answers 403
+    as S3 does), the stream asks for the same result's links again and goes on from the chunk it
+    was at: every row once, in order. Before, the run failed with "HTTP 403: Forbidden"."""
+    import json
+    import re
+    import urllib.request
+
+    import snowflake.connector.result_batch as result_batch
+    from tests.warehouses.support import FAKESNOW_CHUNK_ROWS
+
+    monkeypatch.setattr(result_batch, "MAX_DOWNLOAD_RETRY", 2)  # the connector's own retries of a 403 (10, backing off)
+    server = f"http://127.0.0.1:{fakesnow.port}/_test/"
+    gets = lambda: json.load(urllib.request.urlopen(server + "chunk-gets"))["gets"]
+    rows = 5 * FAKESNOW_CHUNK_ROWS + 123
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        before, seen = gets(), []
+        for n, batch in enumerate(t.wh.stream(f"SELECT i, 'row ' || i AS t FROM range({rows}) AS r(i) ORDER BY i",
+                                              batch_rows=700)):
+            if n == 4:  # in the third chunk; the fourth is being downloaded ahead
+                urllib.request.urlopen(urllib.request.Request(server + "expire-chunks", method="POST"))
+            seen += batch.column("i").to_pylist()
+        assert seen == list(range(rows))
+        assert gets() - before >= 5  # the rows beyond the first chunk came through downloads
+        # links that are not the same chunks' (here: none): the stream stops, transient, saying why
+        stream = t.wh.stream(f"SELECT i FROM range({rows}) AS r(i) ORDER BY i", batch_rows=700)
+        next(stream)
+        monkeypatch.setattr(type(t.wh.conn.cursor()), "query_result", lambda self, qid: self)
+        urllib.request.urlopen(urllib.request.Request(server + "expire-chunks", method="POST"))
+        with pytest.raises(WarehouseUnavailable) as info:
+            list(stream)
+        assert re.search(r"chunk [2-6] of 6 of the result could not be downloaded \(290403: HTTP 403: Forbidden\)",
+                         str(info.value)), info.value
+        assert "not those of the same chunks" in str(info.value) and "?g=" not in str(info.value)
+    finally:
+        t.close()
+
+
 def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeypatch):
     import datetime as dt
     import decimal
