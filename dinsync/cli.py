@@ -136,7 +136,7 @@ def in_project() -> Iterator[Path]:
 
 
 # load() and connect_warehouse() live in dinsync.operations (shared with the Python API)
-from .operations import connect_warehouse, load  # noqa: E402
+from .operations import connect_existing, connect_warehouse, load  # noqa: E402
 
 
 def choose(project, names, select, exclude, *, include_disabled: bool = False) -> list[str]:
@@ -455,7 +455,7 @@ def serve(names: Optional[list[str]] = NamesArg,
             else:
                 out().print(terminal.visible(format_line(event)), markup=False, highlight=False, soft_wrap=True)
 
-        service = Service(project, scheduled, connect=lambda: connect_warehouse(project.warehouse, project.root),
+        service = Service(project, scheduled, connect=lambda: connect_existing(project.warehouse, project.root),
                           run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors),
                           notifier=make_notifier(project), emit=emit_event, stop=stop, parallel=parallel,
                           recheck_seconds=recheck_minutes * 60.0)

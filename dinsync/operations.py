@@ -163,6 +163,21 @@ def connect_warehouse(cfg, root: Path, create: bool = True):
     return connect(cfg.type, **{k: v for k, v in options.items() if v is not None})
 
 
+def connect_existing(cfg, root: Path):
+    """connect_warehouse for the runs of a long-lived process (`serve`), validated at its start: a
+    DuckDB file gone since (deleted, moved, a build replacing it) is a warehouse that cannot be
+    reached until it is back, not a new empty file created in its place."""
+    wh = connect_warehouse(cfg, root, create=False)
+    if wh is None:
+        from .warehouses.errors import WarehouseUnavailable
+
+        raise WarehouseUnavailable(
+            f"DuckDB: warehouse.path {cfg.resolved_path(root)} does not exist (deleted or moved since this process "
+            "started?)", "dinsync never creates the warehouse file: build it again (dbt) or fix warehouse.path",
+            warehouse="DuckDB")
+    return wh
+
+
 def select(project, names=None, select=None, exclude=None, *, include_disabled: bool = False):
     """The syncs a command acts on (rules in `dinsync.selection`): a Selection (names, notes)."""
     from .selection import select_syncs

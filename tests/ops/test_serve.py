@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from dinsync.cli import connect_warehouse, run_sync
+from dinsync.cli import connect_existing, connect_warehouse, run_sync
 from dinsync.config import load_project
 from dinsync.engine import StopToken
 from dinsync.ops.notify import Notifier
@@ -163,6 +163,29 @@ def test_an_unreachable_warehouse_pauses_in_memory_and_resumes_when_it_answers(s
     assert kinds(served.at(0)) == ["start", "end"]  # the slot it missed: once
     logged = ops.sql("select event, detail from dinsync.events where event in ('paused', 'resumed') order by event_at")
     assert [e for e, _ in logged] == ["paused", "resumed"] and logged[0][1].startswith("auto: warehouse: ")
+
+
+def test_a_warehouse_file_gone_is_an_outage_not_a_new_empty_file(scheduled):
+    """`serve` connected for each run as `sync` does once, with a DuckDB file validated when the
+    process started: deleted or moved since, the file was created again, empty, and the run failed
+    on its model (or, with the model elsewhere, synced into a new state). It is now an outage that
+    ends when the file is back."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    served.connect = lambda: connect_existing(served.project.warehouse, served.project.root)
+    served.service.connect = served.connect
+    path = served.project.warehouse.resolved_path(served.project.root)
+    served.at(0)
+    moved = ops.root / "elsewhere.duckdb"
+    (ops.root / path).rename(moved)
+    events = served.at(15)
+    assert not (ops.root / path).exists()
+    assert kinds(events) == ["paused", "skip", "check"] and events[0]["culprit"] == "warehouse"
+    assert f"warehouse.path {path} does not exist (deleted or moved since this process started?)" in events[0]["reason"]
+    moved.rename(ops.root / path)
+    assert kinds(served.at(10)) == ["resumed"]
+    assert kinds(served.at(0)) == ["start", "end"]
 
 
 class Starting:
