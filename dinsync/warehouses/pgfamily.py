@@ -378,9 +378,9 @@ class MultiRowInsertWrite(_TableWrites):
 
 class AdbcStream:
     """Arrow record batches through ADBC (`COPY (query) TO STDOUT (FORMAT binary)` on the
-    server), on a connection of its own, re-cut to `batch_rows`. NUMERIC arrives as text and stays
-    text (`numeric_text`: exact digits, NaN and infinities kept); JSON and other opaque types
-    become strings."""
+    server), on a connection of its own, re-cut to `batch_rows` rows (fewer when they are wide:
+    `rebatch`). NUMERIC arrives as text and stays text (`numeric_text`: exact digits, NaN and
+    infinities kept); JSON and other opaque types become strings."""
 
     stream_hint_bytes = 4 << 20
     stream_settings: ClassVar[dict[str, str]] = {}  # SET LOCAL in the stream's transaction (postgres.STREAM_SETTINGS)
@@ -483,8 +483,9 @@ def _adbc_converter(schema: pa.Schema):
 
 class CursorStream:
     """Rows through a server-side cursor (`DECLARE ... CURSOR` / `FETCH FORWARD n`) in a
-    transaction on a connection of its own, converted to Arrow `batch_rows` at a time. NUMERIC is
-    read as its text (`numeric_text`), as the ADBC path reads it."""
+    transaction on a connection of its own, converted to Arrow `batch_rows` at a time (fewer when
+    they are wide: `_fetched`). NUMERIC is read as its text (`numeric_text`), as the ADBC path
+    reads it."""
 
     stream_settings: ClassVar[dict[str, str]] = {}  # SET LOCAL in the stream's transaction (postgres.STREAM_SETTINGS)
 
