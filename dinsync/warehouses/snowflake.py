@@ -151,10 +151,17 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
     "HTTP 403: Forbidden", and each next run got as far again."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def chunks(c: Any) -> list:  # (without empty ones: their to_arrow() needs pandas, which dinsync does not install)
-        return [b for b in c.get_result_batches() or () if b.rowcount]
+    from snowflake.connector.constants import IterUnit
+    from snowflake.connector.result_batch import ArrowResultBatch
 
-    qid, batches = cur.sfqid, chunks(cur)
+    qid, batches = cur.sfqid, cur.get_result_batches() or []
+    if batches and not isinstance(batches[0], ArrowResultBatch):
+        yield from cur.fetch_arrow_batches()  # (which says it reads Arrow results only)
+        return
+
+    def download(batch: Any) -> list[pa.Table]:  # as fetch_arrow_batches reads a chunk: none when it is empty
+        return list(batch.create_iter(connection=conn, iter_unit=IterUnit.TABLE_UNIT, structure="arrow"))
+
     renewed_at = -1
     with ThreadPoolExecutor(1, thread_name_prefix="dinsync-sf-chunk") as pool:
         ahead: dict[int, Any] = {}
@@ -162,9 +169,9 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
         while i < len(batches):
             for j in (i, i + 1):
                 if j < len(batches) and j not in ahead:
-                    ahead[j] = pool.submit(batches[j].to_arrow, connection=conn)
+                    ahead[j] = pool.submit(download, batches[j])
             try:
-                table = ahead.pop(i).result()
+                tables = ahead.pop(i).result()
             except Exception as exc:
                 failed = f"chunk {i + 1} of {len(batches)} of the result could not be downloaded"
                 if renewed_at == i:
@@ -175,7 +182,7 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
                 try:
                     again = conn.cursor()
                     again.query_result(qid)
-                    renewed = chunks(again)
+                    renewed = again.get_result_batches() or []
                 except Exception as renewing:
                     raise ChunkUnavailable(f"{failed} ({_no_query(exc)}), nor its links asked anew: "
                                            f"{_no_query(renewing)}") from None
@@ -184,7 +191,7 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
                                            "those of the same chunks") from None
                 batches, renewed_at = renewed, i
                 continue
-            yield table
+            yield from tables
             i += 1
 
 
