@@ -15,8 +15,9 @@ fakesnow answers every query inline. Real Snowflake sends a large result as a fi
 and the rest as a list of chunks the connector downloads from pre-signed URLs, valid for 6 hours
 (the connector's ResultBatch), and gives the same chunks with fresh URLs at GET
 /queries/<id>/result. With FAKESNOW_CHUNK_ROWS=N a result of more than N rows is served that way
-(N rows a chunk; the last 64 results are kept), `POST /_test/expire-chunks` makes every URL handed
-out so far answer 403 as an expired S3 URL does, and `GET /_test/chunk-gets` counts the downloads.
+(N rows a chunk; the chunks of the last 64 results are kept, up to 256 MB), `POST
+/_test/expire-chunks` makes every URL handed out so far answer 403 as an expired S3 URL does, and
+`GET /_test/chunk-gets` counts the downloads.
 Run: python -m tests.warehouses.fakesnow_main -s -p PORT --host 127.0.0.1
 """
 from __future__ import annotations
@@ -81,6 +82,7 @@ fakesnow.server = _server
 _server.app = _module.app
 
 CHUNK_ROWS = int(os.environ.get("FAKESNOW_CHUNK_ROWS", "0"))  # 0: every result inline, as fakesnow does
+KEPT_BYTES = 256 << 20  # the chunks of the newest results are kept, up to this much (and 64 results)
 _results: collections.OrderedDict[str, tuple[dict, list[bytes], list[int]]] = collections.OrderedDict()
 _state = {"generation": 0, "gets": 0}
 
@@ -102,7 +104,7 @@ def _chunked(data: dict, base: str) -> dict:
     data = dict(data, rowsetBase64=base64.b64encode(fakesnow.arrow.to_ipc(table.slice(0, CHUNK_ROWS))).decode(),
                 chunkHeaders={})
     _results[data["queryId"]] = (data, blobs, rows)
-    while len(_results) > 64:
+    while len(_results) > 64 or (len(_results) > 1 and sum(sum(map(len, r[1])) for r in _results.values()) > KEPT_BYTES):
         _results.popitem(last=False)
     data["chunks"] = _chunk_list(data["queryId"], blobs, rows, base)
     return data
