@@ -94,6 +94,8 @@ ProjectDirOpt = typer.Option(None, "--project-dir", "-p", help="Folder holding d
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 NamesArg = typer.Argument(None, metavar="[SYNC]...", show_default=False,
                           help="Sync names or globs (shorthand for --select).")
+OneSyncArg = typer.Argument(None, metavar="[SYNC]", show_default=False,
+                            help="The sync (may be left out in a project of one sync).")
 SelectOpt = typer.Option(None, "--select", "-s", help="Sync names or globs (repeat or comma-separate).")
 ExcludeOpt = typer.Option(None, "--exclude", "-x", help="Leave out these sync names or globs.")
 
@@ -509,9 +511,21 @@ def resume(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync 
     _pause_or_resume(names, None, pausing=False)
 
 
-def _one_sync(project, name: str) -> str:
+class SyncNotNamed(DinsyncError):
+    """`runs` / `rejections` without a sync, in a project of several: a usage error."""
+
+    exit_code = ExitCode.USAGE
+
+
+def _one_sync(project, name: str | None) -> str:
+    """The sync a command names; left out, the project's only sync."""
     from .selection import is_glob
 
+    if name is None:
+        if len(project.syncs) == 1:
+            return next(iter(project.syncs))
+        raise SyncNotNamed(f"name a sync: the project has {len(project.syncs)}",
+                           f"syncs: {', '.join(sorted(project.syncs)) or '(none)'}")
     chosen = choose(project, [name], None, None, include_disabled=True)
     if is_glob(name) or len(chosen) != 1:
         raise ConfigError([ConfigIssue(f"name one sync, not {name!r}", hint=f"syncs: {', '.join(sorted(project.syncs))}")])
@@ -519,7 +533,7 @@ def _one_sync(project, name: str) -> str:
 
 
 @app.command()
-def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
+def runs(name: Optional[str] = OneSyncArg,
          limit: int = typer.Option(20, min=1, help="Newest runs to show."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """A sync's runs, newest first, from the run log."""
@@ -543,7 +557,7 @@ def runs(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
 
 
 @app.command()
-def rejections(name: str = typer.Argument(..., metavar="SYNC", help="The sync."),
+def rejections(name: Optional[str] = OneSyncArg,
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
                limit: int = typer.Option(100, min=1, help="Newest rows to show."),
                project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:

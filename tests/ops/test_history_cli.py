@@ -67,6 +67,22 @@ def test_status_runs_and_rejections(project):
         assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
 
 
+def test_runs_and_rejections_of_the_only_sync_need_no_name(project):
+    """`dinsync runs` and `dinsync rejections` required a sync's name even in a project of one
+    sync (click's "Missing argument 'SYNC'"). Left out, they show the only sync's; in a project of
+    several, they say which names there are (a usage error, exit 2)."""
+    project.sql("insert into main.customers values (101, 'not an email', 'u-101', 'x', 'free', 1)")
+    run = project.sync()["runs"][0]
+    assert [r["run_id"] for r in json.loads(project.cli("runs").stdout)["runs"]] == [run["run_id"]]
+    [rejected] = json.loads(project.cli("rejections").stdout)["rejections"]
+    assert (rejected["run_id"], rejected["key"]) == (run["run_id"], "not an email")
+    (project.root / "syncs" / "other.yml").write_text((project.root / "syncs" / "iterable_users.yml").read_text())
+    for command in ("runs", "rejections"):
+        result = project.cli(command, json_output=False)
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert "name a sync: the project has 2" in result.output and "syncs: iterable_users, other" in result.output
+
+
 def test_parked_count_follows_rows_that_leave_or_change(project):
     """A run's `parked` is counted when it ends: a parked row that leaves the segment (forgotten by
     the run's removals) or is fixed and delivered is no longer counted; a no-op keeps the count."""
