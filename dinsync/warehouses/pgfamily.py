@@ -376,6 +376,13 @@ class MultiRowInsertWrite(_TableWrites):
 # ------------------------------------------------------------------------------- streams
 
 
+def _set_local(execute: Any, settings: dict[str, str]) -> None:
+    """The stream's settings (`stream_settings`) for its transaction only: LOCAL, so that a
+    pooler in transaction mode does not hand them to its next client."""
+    for name, value in settings.items():
+        execute(f"SET LOCAL {name} = {value}")
+
+
 class AdbcStream:
     """Arrow record batches through ADBC (`COPY (query) TO STDOUT (FORMAT binary)` on the
     server), on a connection of its own, re-cut to `batch_rows` rows (fewer when they are wide:
@@ -394,8 +401,7 @@ class AdbcStream:
         try:
             cur = con.cursor()
             try:
-                for name, value in self.stream_settings.items():  # (LOCAL: a pooler's next client keeps its own)
-                    cur.execute(f"SET LOCAL {name} = {value}")
+                _set_local(cur.execute, self.stream_settings)
                 cur.adbc_statement.set_options(
                     **{"adbc.postgresql.batch_size_hint_bytes": str(self.stream_hint_bytes)})
                 values = None
@@ -497,8 +503,7 @@ class CursorStream:
             _load_beyond_calendar(conn)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
-                for name, value in self.stream_settings.items():  # (LOCAL: a pooler's next client keeps its own)
-                    conn.execute(f"SET LOCAL {name} = {value}")
+                _set_local(conn.execute, self.stream_settings)
                 cur.execute(sql, values)
                 yield from rebatch(_fetched(cur, batch_rows), batch_rows)
         finally:
