@@ -137,8 +137,8 @@ def in_project() -> Iterator[Path]:
         yield root
 
 
-# load() and connect_warehouse() live in dinsync.operations (shared with the Python API)
-from .operations import connect_existing, connect_warehouse, load  # noqa: E402
+# load() and connect_existing() live in dinsync.operations (shared with the Python API)
+from .operations import connect_existing, load  # noqa: E402
 
 
 def choose(project, names, select, exclude, *, include_disabled: bool = False) -> list[str]:

@@ -53,7 +53,7 @@ def load(check_models: bool = True, root: Path | None = None,
     commands that notify nobody (see `load_project`). A DuckDB file that does not exist is a
     configuration error, never created (a mistyped path would start an empty warehouse and state)."""
     from .config import check_columns, load_project, load_warehouse_config
-    from .config.loader import sort_issues
+    from .config.columns import sort_issues
 
     root = Path(".") if root is None else Path(root)
 

@@ -6,7 +6,8 @@ same pass, that primary keys, match columns and mapped columns exist in each mod
 In dinsync.yml, `${env:NAME}` in a string value is replaced by the environment variable NAME
 (a missing one is an issue); `$${env:NAME}` stands for the literal text `${env:NAME}`.
 """
-from .loader import check_columns, load_project, load_warehouse_config
+from .columns import check_columns
+from .loader import load_project, load_warehouse_config
 from .models import (
     DestinationConfig,
     DuckDBConfig,

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..errors import ConfigIssue
 from .models import DbtSettings  # noqa: F401 (defined there: the config schema needs it, not this module)
 

@@ -5,15 +5,14 @@ own, then checks the references between them (a sync's model, destination, servi
 matching field). Given `columns_of`, it also checks in the same pass that the columns each sync
 uses (and each model's primary key) exist in the model's output. All issues are collected, sorted
 by file then line, and raised together as one `ConfigError`. `check_columns` runs that column
-check alone on an already loaded `Project` (same implementation).
+check alone on an already loaded `Project` (both in `columns.py`).
 """
 from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -21,6 +20,7 @@ from .. import redaction
 from ..destinations import PluginError, registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
+from .columns import ColumnsOf, ColumnUse, column_issues, sort_issues
 from .models import (
     CHANNEL_SECRET_KEYS,
     CHANNEL_TYPES,
@@ -60,16 +60,6 @@ _WRITE_VERB = re.compile(r"\(*\s*(insert|update|delete|merge|create|drop|alter|t
 _HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(NAME_PATTERN)
 
-# model -> its column names, or (name, warehouse type) pairs (then the types are checked too)
-ColumnsOf = Callable[[Model], list[Any]]
-# Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
-# no Polars counterpart; no field kind writes a map), anywhere in a column's type (e.g. INTERVAL[]).
-_UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION|MAP)\b", re.IGNORECASE)
-# Warehouse types whose text form is no identifier: floating point (`1.0`, and digits lost beyond
-# ~15), and decimals with a scale (`1.00`); a matching key of such a type names other records than
-# the integer or text it stands for (a key column turned DOUBLE re-created every user as `1.0`).
-_NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])\s*$|"
-                             r"^\s*(DECIMAL|NUMERIC|NUMBER)\s*\(\s*\d+\s*,\s*[1-9]\d*\s*\)\s*$", re.IGNORECASE)
 # Secret settings of a destination whose value may instead be the path of a file holding the secret
 # (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
 _SECRET_OR_PATH_KEYS = ("private_key",)
@@ -93,15 +83,6 @@ class NoSettings(BaseModel):
     """The settings of a destination that declares no `settings_model`: no key of its own."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass
-class _ColumnUse:
-    """The model columns one sync uses: (what, column, line) items, located in `file`."""
-
-    file: str
-    model: str
-    uses: list[tuple[str, str, int | None]]
 
 
 class _Loader:
@@ -133,7 +114,7 @@ class _Loader:
         self.models: dict[str, Model] = {}
         self.model_names: set[str] = set()
         self.syncs: dict[str, SyncConfig] = {}
-        self.column_uses: list[_ColumnUse] = []  # from the raw data of every sync that parsed as YAML
+        self.column_uses: list[ColumnUse] = []  # from the raw data of every sync that parsed as YAML
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -659,10 +640,10 @@ class _Loader:
         for index, column, _ in _raw_fields(doc.data):
             if isinstance(column, str) and column:
                 uses.append(("column", column, doc.line(("fields", index))))
-        self.column_uses.append(_ColumnUse(doc.file, model, uses))
+        self.column_uses.append(ColumnUse(doc.file, model, uses))
 
     def check_columns(self, columns_of: ColumnsOf) -> None:
-        self.issues += _column_issues(self.models, self.rel, self.column_uses, columns_of)
+        self.issues += column_issues(self.models, self.rel, self.column_uses, columns_of)
 
     def _check_field_targets(self, doc: YamlDoc, match: dict) -> None:
         seen: dict[str, tuple[Any, int]] = {}
@@ -833,141 +814,3 @@ def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None
         return None
     loader.load_warehouse(section, section.data["warehouse"])
     return None if loader.issues else loader.warehouse
-
-
-def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
-    return sorted(issues, key=lambda i: (i.file or "", i.line or 0))
-
-
-def check_columns(project: Project, columns_of: ColumnsOf, syncs: Iterable[str] | None = None) -> list[ConfigIssue]:
-    """Check that primary keys, match columns and mapped columns exist in each model's output.
-
-    `columns_of(model)` returns the model's column names (e.g. from the warehouse); when it
-    raises, the model gets one issue carrying the exception's message. This is the check
-    `load_project(..., columns_of=...)` runs; use it on a project that is already loaded.
-    `syncs`: only these syncs and their models (a command that runs some syncs is not stopped by
-    a model that only others use, e.g. one dbt has not built yet); default: every model.
-    """
-    chosen = list(project.syncs.values()) if syncs is None else [project.syncs[name] for name in syncs]
-    models = project.models if syncs is None else {
-        name: model for name, model in project.models.items() if any(s.model == name for s in chosen)}
-    uses = [_ColumnUse(project.relative(sync.path), sync.model,
-                       [("match column", sync.match_column, sync.line("match.column"))]
-                       + [("column", f.column, f.line("field")) for f in sync.fields])
-            for sync in chosen]
-    return sort_issues(_column_issues(models, project.relative, uses, columns_of))
-
-
-def _column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], uses: Iterable[_ColumnUse],
-                   columns_of: ColumnsOf) -> list[ConfigIssue]:
-    """Call `columns_of` once per model; report failing models, missing primary keys and columns."""
-    issues: list[ConfigIssue] = []
-    columns: dict[str, list[str] | None] = {}
-    types: dict[str, dict[str, str]] = {}
-    problems: dict[str, dict[str, str]] = {}  # column -> why the warehouse cannot diff it, and the fix
-    send_problems: dict[str, dict[str, str]] = {}  # column -> why its values would not be sent as they are, and the fix
-    for name, model in models.items():
-        file = relative(model.path)
-        try:
-            found = list(columns_of(model))
-            columns[name] = [str(c[0]) if isinstance(c, tuple) else str(c) for c in found]
-            types[name] = {str(c[0]): str(c[1]) for c in found if isinstance(c, tuple)}
-            problems[name] = {str(c[0]): c[2] for c in found if isinstance(c, tuple) and len(c) > 2 and c[2]}
-            send_problems[name] = {str(c[0]): c[3] for c in found if isinstance(c, tuple) and len(c) > 3 and c[3]}
-        except Exception as exc:  # the warehouse's message is what the user needs
-            columns[name] = None
-            message = str(exc).strip() or type(exc).__name__
-            line, message = _model_error_line(model, message)
-            issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      line, _failed_hint(model)))
-            continue
-        if len(twice := _returned(model.primary_key, columns[name])) > 1:
-            issues.append(_returned_twice("primary key", model.primary_key, name, twice, file, model.line("primary_key")))
-        elif model.primary_key not in columns[name] and model._dbt_primary_key:  # no header: dbt's key
-            issues.append(ConfigIssue(
-                f"primary key {model.primary_key!r}, taken from dbt model {model._dbt_primary_key} (the file has "
-                f"no primary_key header), is not a column of model {name}", file, model.line("primary_key"),
-                "start the file with `-- primary_key: <column>`; " + _column_hint(model.primary_key, columns[name])))
-        elif model.primary_key not in columns[name]:
-            issues.append(ConfigIssue(f"primary key {model.primary_key!r} is not a column of model {name}", file,
-                                      model.line("primary_key"), _column_hint(model.primary_key, columns[name])))
-    seen: set[tuple[str, int | None, str]] = set()
-    for use in uses:
-        available = columns.get(use.model)
-        if available is None:  # unknown or unparsed model, or it failed: reported elsewhere
-            continue
-        for what, column, line in use.uses:
-            kind = types.get(use.model, {}).get(column, "")
-            problem = problems.get(use.model, {}).get(column)
-            send_problem = send_problems.get(use.model, {}).get(column)
-            if len(twice := _returned(column, available)) > 1:
-                issue = _returned_twice(what, column, use.model, twice, use.file, line)
-                message, hint = issue.message, issue.hint
-            elif column in available and problem:
-                message = f"{what} {column!r} of model {use.model} is of type {kind}, which the diff cannot compare"
-                hint = problem
-            elif column in available and send_problem and what != "match column":
-                message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent as it is"
-                hint = send_problem
-            elif column in available and what == "match column" and _NOT_A_KEY_TYPE.search(kind):
-                message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (e.g. 1.0) "
-                           "is no key: it would name other records than the integers or text it stands for")
-                hint = f"cast it in the model's SQL, e.g. CAST({column} AS BIGINT) or CAST({column} AS VARCHAR)"
-            elif column in available and _UNSENDABLE_TYPE.search(kind):
-                message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
-                hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "
-                        f"number (EXTRACT(EPOCH FROM {column}): seconds), a map as JSON (to_json({column}))")
-            elif column in available:
-                continue
-            else:
-                message = f"{what} {column!r} is not a column of model {use.model}"
-                hint = _column_hint(column, available)
-            if (use.file, line, message) in seen:
-                continue
-            seen.add((use.file, line, message))
-            issues.append(ConfigIssue(message, use.file, line, hint))
-    return issues
-
-
-def _returned(column: str, available: list[str]) -> list[str]:
-    """The model's columns that name `column`: names differing only by case are one column on most
-    warehouses (DuckDB, Snowflake, BigQuery, Databricks, Redshift), so they are counted together."""
-    return [c for c in available if c.lower() == str(column).lower()]
-
-
-def _returned_twice(what: str, column: str, model: str, names: list[str], file: str, line: int | None) -> ConfigIssue:
-    return ConfigIssue(f"{what} {column!r} is returned {len(names)} times by model {model} (as {', '.join(names)})",
-                       file, line, "give each column its own name in the model's SQL (e.g. `select c.id, p.id as "
-                       "plan_id`, not `select *` over a join): dinsync cannot tell which one is meant")
-
-
-# "LINE 9: fro read_csv(..." in DuckDB's and PostgreSQL's (Redshift's) errors: a line of the columns
-# query, `SELECT * FROM (\n<model>\n) AS _q LIMIT 0`, whose second line is the model's first
-_QUERY_LINE = re.compile(r"\bLINE (\d+):")
-
-
-def _model_error_line(model: Model, message: str) -> tuple[int | None, str]:
-    """The model file's line a warehouse error points at, and the message saying that line (the
-    query's line number would not match the file: the header comments are not sent)."""
-    first = model.line("sql")
-    found = _QUERY_LINE.search(message)
-    if first is None or found is None:
-        return first, message
-    offset = int(found.group(1)) - 2  # the model's lines start on the query's second line
-    if not 0 <= offset < len(model.sql.splitlines()):
-        return first, message
-    line = first + offset
-    return line, message[:found.start()] + f"line {line}:" + message[found.end():]
-
-
-def _failed_hint(model: Model) -> str:
-    if model.dbt_models:  # e.g. `dbt parse` wrote the manifest but nothing was built yet
-        return (f"run `dbt build` (dbt models {', '.join(model.dbt_models)}); dinsync reads the relations in the "
-                "warehouse of dinsync.yml, which must be dbt's target")
-    return "run the model's SQL in the warehouse to debug it"
-
-
-def _column_hint(column: str, available: list[str]) -> str:
-    shown = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
-    close = did_you_mean(column, available)
-    return f"{close + ' ' if close else ''}columns: {shown}"

@@ -85,8 +85,6 @@ class Service:
             try:
                 if self.stop.requested:  # asked while connecting
                     return None
-                from ..state import StateStore
-
                 last = self._last_started(wh)
             finally:
                 wh.close()

@@ -214,7 +214,6 @@ def test_values_attentive_cannot_take_reject_their_row_with_a_reason(field, valu
 
 
 def test_bad_dates_and_phones_are_rejected_by_the_mapping_with_reasons():
-    sync = spec([("dateOfBirth", False), ("phone", False)])
     plan = pl.DataFrame({"_key": ["a@example.com", "b@example.com"], "_op": ["added", "added"],
                          "v0": ["1990-02-31", "1990-02-28"], "x0": [True, True],
                          "v1": ["+1 201 555 0123", "call me"], "x1": [True, True]})

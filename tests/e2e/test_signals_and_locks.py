@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from dinsync.cli import connect_warehouse
+from dinsync.operations import connect_warehouse
 from dinsync.config import load_project
 from dinsync.engine import SyncRun
 from tests.e2e.test_crash import run_sync_process, sandbox_users, segment

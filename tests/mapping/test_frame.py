@@ -5,7 +5,6 @@ import datetime as dt
 import decimal
 import math
 import random
-import re
 
 import orjson
 import polars as pl

@@ -105,7 +105,7 @@ def test_an_abandoned_check_is_not_recorded(ops, monkeypatch):
         seen.append(stop)
         return CheckResult(inconclusive="abandoned", abandoned=True)
 
-    from dinsync.cli import connect_warehouse
+    from dinsync.operations import connect_warehouse
 
     wh = connect_warehouse(project.warehouse, project.root)
     try:

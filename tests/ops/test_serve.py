@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from dinsync.cli import connect_existing, connect_warehouse, run_sync
+from dinsync.cli import connect_existing, run_sync
+from dinsync.operations import connect_warehouse
 from dinsync.config import load_project
 from dinsync.engine import StopToken
 from dinsync.ops.notify import Notifier

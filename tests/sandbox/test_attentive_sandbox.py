@@ -781,7 +781,7 @@ def test_exhausted_budget_is_refused_then_restored(make):
     clock[0] += 1.0
     assert client.get(f"/v1/subscriptions?email={ALICE}", key="key-a").status == 200
     # every answer of the API carries the headers, errors included
-    for resp in (client.get(f"/v1/subscriptions?email=ghost@example.com", key="key-a"),
+    for resp in (client.get("/v1/subscriptions?email=ghost@example.com", key="key-a"),
                  client.post(USER, {"identifiers": {}}, key="key-b"), client.get("/v1/me", key="nope")):
         assert resp.status in (400, 401, 404) and "x-ratelimit-limit" in resp.headers
         assert "x-ratelimit-remaining" in resp.headers

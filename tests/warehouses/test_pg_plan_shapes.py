@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-import pyarrow as pa
 import pytest
 
 from tests.warehouses.test_diff_sql import Recording, Sync

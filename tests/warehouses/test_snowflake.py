@@ -230,7 +230,6 @@ def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeyp
     monkeypatch.setattr(SnowflakeWarehouse, "json_bytes", 2000)  # several statements, one transaction
     t = WarehouseUnderTest("snowflake", tmp_path)
     try:
-        sent = []
         original = SnowflakeWarehouse.execute
         n = 300
         data = pa.table({

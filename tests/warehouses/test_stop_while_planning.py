@@ -4,7 +4,6 @@ the while): the warehouse's statement is cancelled, the run is recorded `cancell
 released, and the next run plans again."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
