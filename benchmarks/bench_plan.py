@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from dinsync.cli import use_one_blas_thread, use_one_polars_arena, use_system_arrow_pool
+from dinsync.process import use_one_blas_thread, use_one_polars_arena, use_system_arrow_pool
 
 use_system_arrow_pool()  # Arrow's and Polars' allocators as in the `dinsync` command (before either is imported)
 use_one_polars_arena()

@@ -1,5 +1,5 @@
 """The `dinsync` process allocates Arrow memory with the C library's malloc (its default pool keeps
-~30 MB of freed copies at a sync's peak, see `dinsync.cli.use_system_arrow_pool`), unless the user
+~30 MB of freed copies at a sync's peak, see `dinsync.process.use_system_arrow_pool`), unless the user
 chose a pool with ARROW_DEFAULT_MEMORY_POOL."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The `dinsync` process keeps NumPy's OpenBLAS (loaded by pyarrow) from starting threads of its
 own: on a machine with more than one core they spin waiting for linear algebra that dinsync never
-does (see `dinsync.cli.use_one_blas_thread`), unless the user set OPENBLAS_NUM_THREADS."""
+does (see `dinsync.process.use_one_blas_thread`), unless the user set OPENBLAS_NUM_THREADS."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dinsync.cli import BLAS_THREADS
+from dinsync.process import BLAS_THREADS, POLARS_MALLOC_CONF
 
 # The process's unnamed native threads (named like the process, as OpenBLAS's are; Arrow's allocator
 # names its own) before and after pyarrow (hence NumPy and its OpenBLAS) is loaded, with
@@ -20,7 +20,7 @@ def threads():
     name = lambda task: open(f"/proc/self/task/{task}/comm").read()
     return sum(name(task) == name(os.getpid()) for task in os.listdir("/proc/self/task"))
 if sys.argv[2] == "main":
-    from dinsync.cli import use_one_blas_thread
+    from dinsync.process import use_one_blas_thread
     use_one_blas_thread()
 numpy_before = "numpy" in sys.modules
 before = threads()
@@ -63,7 +63,7 @@ def test_the_command_calls_it_before_running(tmp_path, monkeypatch):
     """`main` sets the variable before any command runs (and so before any import of pyarrow)."""
     import dinsync.cli as cli
 
-    for name in (BLAS_THREADS, cli.POLARS_MALLOC_CONF, "ARROW_DEFAULT_MEMORY_POOL"):
+    for name in (BLAS_THREADS, POLARS_MALLOC_CONF, "ARROW_DEFAULT_MEMORY_POOL"):
         monkeypatch.setenv(name, "")  # recorded, so that what `main` sets is undone after the test
         monkeypatch.delenv(name)
     seen = {}

@@ -114,7 +114,7 @@ PROBE = """\
 import atexit, json, sys
 from dinsync import cli
 sys.argv = ["dinsync", *sys.argv[1:]]
-# main() leaves through os._exit after the atexit hooks (cli.exit_now)
+# main() leaves through os._exit after the atexit hooks (dinsync.process.exit_now)
 atexit.register(lambda: print("IMPORTED " + json.dumps(sorted(m for m in %r if m in sys.modules)),
                               file=sys.stderr, flush=True))
 cli.main()

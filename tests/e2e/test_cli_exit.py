@@ -1,4 +1,4 @@
-"""The console script leaves through `dinsync.cli.exit_now` (no interpreter teardown): what a
+"""The console script leaves through `dinsync.process.exit_now` (no interpreter teardown): what a
 normal exit guarantees must still hold: the exit code, flushed output, atexit hooks, and
 non-daemon threads finishing."""
 from __future__ import annotations

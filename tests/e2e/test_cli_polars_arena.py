@@ -1,5 +1,5 @@
 """The `dinsync` process has Polars allocate from one jemalloc arena (its default, one per few
-threads, kept ~17 MB more at a 1M-row first sync's peak: see `dinsync.cli.use_one_polars_arena`),
+threads, kept ~17 MB more at a 1M-row first sync's peak: see `dinsync.process.use_one_polars_arena`),
 unless the user configured Polars' allocator with _RJEM_MALLOC_CONF."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dinsync.cli import POLARS_MALLOC_CONF
+from dinsync.process import POLARS_MALLOC_CONF
 
 # What the command's process had when its command ran: the variable, and whether Polars (which
 # reads it once, when it is loaded) had been loaded before `main` set it.
