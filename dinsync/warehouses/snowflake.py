@@ -179,13 +179,18 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
                 for future in ahead.values():  # (downloads from the old links)
                     future.cancel()
                 ahead.clear()
+                again = None
                 try:
                     again = conn.cursor()
                     again.query_result(qid)
-                    renewed = again.get_result_batches() or []
+                    renewed = again.get_result_batches() or []  # (they download without the cursor)
                 except Exception as renewing:
                     raise ChunkUnavailable(f"{failed} ({_no_query(exc)}), nor its links asked anew: "
                                            f"{_no_query(renewing)}") from None
+                finally:
+                    if again is not None:
+                        with contextlib.suppress(Exception):
+                            again.close()
                 if [b.rowcount for b in renewed] != [b.rowcount for b in batches]:  # going on could skip or repeat rows
                     raise ChunkUnavailable(f"{failed} ({_no_query(exc)}), and the links asked anew are not "
                                            "those of the same chunks") from None
