@@ -351,6 +351,35 @@ def _body(status, code, message, **extra):
                          **extra})
 
 
+def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
+    """The rejection's field is the attribute Attio's answer names (its validation errors' paths or
+    its message), when the write sent it; else none (the reason quotes the whole answer)."""
+    d = _dest()
+    body = orjson.dumps({"data": {"values": {"email_addresses": ["a@example.com"], "visits": ["x"],
+                                             "company": [{"target_object": "companies", "domains": ["b c"]}]}}})
+    write = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", body,
+                    keys=["k1"], context=_Write(False))
+    by_path = d.parse(write, 400, {}, _body(400, "validation_type", "Body payload validation error.", validation_errors=[
+        {"code": "invalid_type", "path": ["data", "values", "visits", 0, "value"], "message": "Expected number"}]))
+    by_message = d.parse(write, 400, {}, _body(400, "value_not_found", "No companies record was found with domains "
+                                               'matching the value provided for attribute with slug "company".'))
+    both = d.parse(write, 400, {}, _body(400, "validation_type", 'An invalid value was passed to attribute with slug '
+                                         '"company".', validation_errors=[{"path": ["data", "values", "visits"],
+                                                                           "message": "no"}]))
+    assert [r.field for r in (*by_path.results, *by_message.results, *both.results)] == [
+        "visits", "company", "company, visits"]
+    assert all(r.status == "rejected" for r in (*by_path.results, *by_message.results))
+    # an attribute it did not send, an attribute ID, a select option, a failure: no field
+    for status, answer in ((400, _body(400, "validation_type", 'An invalid value was passed to attribute with slug '
+                                       '"plan".')),
+                           (400, _body(400, "value_not_found", 'No attribute with ID "9f1c-77" was found.')),
+                           (400, _body(400, "value_not_found", 'Cannot find select attribute with select option '
+                                       'title "vip".')),
+                           (400, b"<html>bad request</html>")):
+        [r] = d.parse(write, status, {}, answer).results
+        assert r.field is None, (answer, r)
+
+
 def test_parse_write_answers():
     d = _dest()
     assert d.parse(_write(), 200, {}, b'{"data":{}}').kind == "done"

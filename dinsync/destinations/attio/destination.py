@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -287,7 +288,8 @@ class AttioDestination(Destination):
         # gateway's) says nothing about the record: failed, sent again next run. Except a 413: a
         # record too large for the path would fail alike on every run, so it waits until it changes.
         kind = "rejected" if 400 <= status < 500 and (_attio_answer(data) or status == 413) else "failed"
-        return Outcome("done", [RecordResult(k, kind, reason) for k in request.keys])  # type: ignore[arg-type]
+        named = _named_fields(data, request.body) if kind == "rejected" else None
+        return Outcome("done", [RecordResult(k, kind, reason, named) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -362,6 +364,31 @@ def describe(status: int, data: Any, body: bytes = b"") -> str:
     if details:
         text += " (" + "; ".join(details[:3]) + ")"
     return text
+
+
+# how Attio's messages name an attribute (`... attribute with slug "phone_numbers".`)
+_NAMED_ATTRIBUTE = re.compile(r'attribute with (?:slug|slug/ID|ID) "([^"]+)"')
+
+
+def _named_fields(data: Any, body: bytes | None) -> str | None:
+    """The attributes a rejected write sent that Attio's answer names, for the rejection's field:
+    through its validation errors' paths (`data.values.<slug>...`) or its message (`attribute with
+    slug "<slug>"`). Only slugs the request wrote count (an attribute ID, or a message worded
+    otherwise, names none): the reason keeps Attio's whole answer anyway."""
+    if not isinstance(data, dict) or not body:
+        return None
+    try:
+        written = orjson.loads(body)["data"]["values"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(written, dict):
+        return None
+    named = [str(issue["path"][2]) for issue in data.get("validation_errors") or []
+             if isinstance(issue, dict) and isinstance(issue.get("path"), list) and len(issue["path"]) > 2
+             and issue["path"][:2] == ["data", "values"]]
+    if isinstance(data.get("message"), str):
+        named += _NAMED_ATTRIBUTE.findall(data["message"])
+    return ", ".join(sorted({n for n in named if n in written})) or None
 
 
 def _auth_reason(status: int, data: Any) -> str:
