@@ -356,7 +356,8 @@ def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
     its message), when the write sent it; else none (the reason quotes the whole answer)."""
     d = _dest()
     body = orjson.dumps({"data": {"values": {"email_addresses": ["a@example.com"], "visits": ["x"],
-                                             "company": [{"target_object": "companies", "domains": ["b c"]}]}}})
+                                             "company": [{"target_object": "companies", "domains": ["b c"]}],
+                                             "plan": ["platinum"], "tier": [{"option": "gold"}]}}})
     write = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", body,
                     keys=["k1"], context=_Write(False))
     by_path = d.parse(write, 400, {}, _body(400, "validation_type", "Body payload validation error.", validation_errors=[
@@ -366,12 +367,14 @@ def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
     both = d.parse(write, 400, {}, _body(400, "validation_type", 'An invalid value was passed to attribute with slug '
                                          '"company".', validation_errors=[{"path": ["data", "values", "visits"],
                                                                            "message": "no"}]))
-    assert [r.field for r in (*by_path.results, *by_message.results, *both.results)] == [
-        "visits", "company", "company, visits"]
+    options = [d.parse(write, 400, {}, _body(400, "value_not_found", "Cannot find select attribute with select "
+                                            f'option title "{title}".')).results[0] for title in ("platinum", "gold")]
+    assert [r.field for r in (*by_path.results, *by_message.results, *both.results, *options)] == [
+        "visits", "company", "company, visits", "plan", "tier"]
     assert all(r.status == "rejected" for r in (*by_path.results, *by_message.results))
     # an attribute it did not send, an attribute ID, a select option, a failure: no field
     for status, answer in ((400, _body(400, "validation_type", 'An invalid value was passed to attribute with slug '
-                                       '"plan".')),
+                                       '"job_title".')),
                            (400, _body(400, "value_not_found", 'No attribute with ID "9f1c-77" was found.')),
                            (400, _body(400, "value_not_found", 'Cannot find select attribute with select option '
                                        'title "vip".')),

@@ -366,15 +366,18 @@ def describe(status: int, data: Any, body: bytes = b"") -> str:
     return text
 
 
-# how Attio's messages name an attribute (`... attribute with slug "phone_numbers".`)
+# how Attio's messages name an attribute (`... attribute with slug "phone_numbers".`), or a select
+# option the write sent (`Cannot find select attribute with select option title "platinum".`)
 _NAMED_ATTRIBUTE = re.compile(r'attribute with (?:slug|slug/ID|ID) "([^"]+)"')
+_NAMED_OPTION = re.compile(r'select option title "([^"]*)"')
 
 
 def _named_fields(data: Any, body: bytes | None) -> str | None:
     """The attributes a rejected write sent that Attio's answer names, for the rejection's field:
     through its validation errors' paths (`data.values.<slug>...`) or its message (`attribute with
-    slug "<slug>"`). Only slugs the request wrote count (an attribute ID, or a message worded
-    otherwise, names none): the reason keeps Attio's whole answer anyway."""
+    slug "<slug>"`, or an unknown select option's title: the attributes the write gave that option).
+    Only slugs the request wrote count (an attribute ID, or a message worded otherwise, names none):
+    the reason keeps Attio's whole answer anyway."""
     if not isinstance(data, dict) or not body:
         return None
     try:
@@ -388,6 +391,9 @@ def _named_fields(data: Any, body: bytes | None) -> str | None:
              and issue["path"][:2] == ["data", "values"]]
     if isinstance(data.get("message"), str):
         named += _NAMED_ATTRIBUTE.findall(data["message"])
+        for title in _NAMED_OPTION.findall(data["message"]):
+            named += [slug for slug, values in written.items() if isinstance(values, list)
+                      and any(v == title or (isinstance(v, dict) and v.get("option") == title) for v in values)]
     return ", ".join(sorted({n for n in named if n in written})) or None
 
 
