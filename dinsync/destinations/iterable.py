@@ -59,6 +59,10 @@ FAILED_LISTS: dict[str, tuple[str, str]] = {
     "notFoundUserIds": ("not_found", "Iterable: user not found"),
 }
 
+# the identifier a failedUpdates list refuses: the rejection's field (the others say nothing of one)
+IDENTIFIER_LISTS = {"invalidEmails": "email", "conflictEmails": "email",
+                    "invalidUserIds": "userId", "conflictUserIds": "userId"}
+
 # Iterable's `code` of a whole-request failure (the Swagger file's enum), by what it says:
 # - about the users of the request (one user may be the cause): split, and a single user that
 #   still fails is rejected for its content (parked until it changes);
@@ -280,7 +284,7 @@ class IterableDestination(Destination):
                 if key not in wanted:
                     unmatched.append((member, status, reason))
                 elif key not in results:
-                    results[key] = RecordResult(key, status, reason)  # type: ignore[arg-type]
+                    results[key] = RecordResult(key, status, reason, IDENTIFIER_LISTS.get(name))  # type: ignore[arg-type]
         if unmatched:  # e.g. a malformed email "found ... in dataFields" (the spec's invalidEmails)
             for key, result in _users_holding(request, unmatched).items():
                 results.setdefault(key, result)

@@ -99,6 +99,10 @@ def test_failed_updates_become_per_record_results():
     assert got["b@x.com"][0] == "rejected" and "invalid email" in got["b@x.com"][1]
     assert got["c@x.com"][0] == "rejected" and "forgotten" in got["c@x.com"][1]
     assert "a@x.com" not in got  # acknowledged
+    # the identifier a list refuses is the rejection's field; a forgotten user names none
+    assert {r.key: r.field for r in out.results} == {"b@x.com": "email", "c@x.com": None}
+    out = d.parse(req, 200, {}, response(1, 2, conflictEmails=["b@x.com"], invalidDataEmails=["c@x.com"]))
+    assert {r.key: r.field for r in out.results} == {"b@x.com": "email", "c@x.com": None}
 
 
 def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
