@@ -85,6 +85,15 @@ def test_patch_answers():
     [bad] = answer(patch("a"), 400, {"status": 400, "errors": [{"error_key": "language", "error": "wrong_value",
                                                                 "error_description": "language 'xx'"}]}).results
     assert bad.status == "rejected" and "language" in bad.reason
+    # the field it names, when the PATCH sent it, is the rejection's field (a custom field's position is not)
+    sent = Request("contacts", "PATCH", "/data/contacts/a", orjson.dumps({"language": "xx", "firstname": "A",
+                                                                          "custom_fields": [{"id": 5, "value": "x"}]}),
+                   ["a"], context=PATCH)
+    fields = [answer(sent, 400, {"status": 400, "errors": [{"error_key": key, "error": "wrong_value",
+                                                            "error_description": "no"}]}).results[0].field
+              for key in ("language", "lastname", "custom_fields[0].value", "custom_fields")]
+    assert fields == ["language", None, None, None]
+    assert bad.field is None  # (that PATCH sent no language)
 
 
 

@@ -207,7 +207,7 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
                                                                 "update mode, or a changed row whose contact was "
                                                                 "deleted in Splio)")])
     if status in (400, 422):
-        return Outcome("done", [RecordResult(key, "rejected", describe(status, body))])
+        return Outcome("done", [RecordResult(key, "rejected", describe(status, body), _patched_field(request, body))])
     return Outcome("done", [RecordResult(key, "failed", describe(status, body))])
 
 
@@ -222,6 +222,16 @@ def _named_field(body: bytes) -> str | None:
     e = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
     m = _CONTACT_AT.match(str(e.get("error_key") or ""))
     return m.group(2) if m is not None and m.group(2) != "custom_fields" else None
+
+
+def _patched_field(request: Request, body: bytes) -> str | None:
+    """The contact field a refused PATCH's first error names (`language`), when the PATCH sent it:
+    kept with its rejection (a custom field's error names its position, not the field)."""
+    data, sent = _json(body), _json(request.body or b"")
+    errors = data.get("errors") if isinstance(data, dict) else None
+    e = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    name = str(e.get("error_key") or "")
+    return name if isinstance(sent, dict) and name in sent and name != "custom_fields" else None
 
 
 def _named_contacts(request: Request, body: bytes) -> list[str]:
