@@ -372,7 +372,7 @@ def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
     assert [r.field for r in (*by_path.results, *by_message.results, *both.results, *options)] == [
         "visits", "company", "company, visits", "plan", "tier"]
     assert all(r.status == "rejected" for r in (*by_path.results, *by_message.results))
-    # an attribute it did not send, an attribute ID, a select option, a failure: no field
+    # an attribute it did not send, an attribute ID, an option it did not send, a failure: no field
     for status, answer in ((400, _body(400, "validation_type", 'An invalid value was passed to attribute with slug '
                                        '"job_title".')),
                            (400, _body(400, "value_not_found", 'No attribute with ID "9f1c-77" was found.')),
