@@ -214,23 +214,25 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
 
 
-def _named_field(body: bytes) -> str | None:
-    """The contact field the first error names (`contacts[0].language` -> language), if any: kept
-    with the rejection of a contact refused alone."""
+def _first_error_key(body: bytes) -> str:
+    """The `error_key` of the first error in Splio's envelope (`contacts[0].language`), or ""."""
     data = _json(body)
     errors = data.get("errors") if isinstance(data, dict) else None
     e = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    m = _CONTACT_AT.match(str(e.get("error_key") or ""))
+    return str(e.get("error_key") or "")
+
+
+def _named_field(body: bytes) -> str | None:
+    """The contact field the first error names (`contacts[0].language` -> language), if any: kept
+    with the rejection of a contact refused alone."""
+    m = _CONTACT_AT.match(_first_error_key(body))
     return m.group(2) if m is not None and m.group(2) != "custom_fields" else None
 
 
 def _patched_field(request: Request, body: bytes) -> str | None:
     """The contact field a refused PATCH's first error names (`language`), when the PATCH sent it:
     kept with its rejection (a custom field's error names its position, not the field)."""
-    data, sent = _json(body), _json(request.body or b"")
-    errors = data.get("errors") if isinstance(data, dict) else None
-    e = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    name = str(e.get("error_key") or "")
+    sent, name = _json(request.body or b""), _first_error_key(body)
     return name if isinstance(sent, dict) and name in sent and name != "custom_fields" else None
 
 
