@@ -45,23 +45,20 @@ LOOKUP = "lookup"  # Request.context of update-mode lookups
 # server reads of a request line; Iterable documents 52 at most, and answers the longer ones itself.
 USER_ID_MAX = 512
 
-# failedUpdates list -> (record status, reason). Iterable identifies failures by email or userId.
-FAILED_LISTS: dict[str, tuple[str, str]] = {
-    "invalidEmails": ("rejected", "Iterable: invalid email address"),
-    "invalidUserIds": ("rejected", "Iterable: invalid userId (empty, too long, non-ASCII or trailing space)"),
-    "conflictEmails": ("rejected", "Iterable: email conflicts with an existing user"),
-    "conflictUserIds": ("rejected", "Iterable: userId conflicts with an existing user"),
-    "forgottenEmails": ("rejected", "Iterable: user is GDPR-forgotten"),
-    "forgottenUserIds": ("rejected", "Iterable: user is GDPR-forgotten"),
-    "invalidDataEmails": ("rejected", "Iterable: invalid dataFields for this user"),
-    "invalidDataUserIds": ("rejected", "Iterable: invalid dataFields for this user"),
-    "notFoundEmails": ("not_found", "Iterable: user not found"),
-    "notFoundUserIds": ("not_found", "Iterable: user not found"),
+# failedUpdates list -> (record status, reason, the identifier it refuses: the rejection's field).
+# Iterable identifies failures by email or userId.
+FAILED_LISTS: dict[str, tuple[str, str, str | None]] = {
+    "invalidEmails": ("rejected", "Iterable: invalid email address", "email"),
+    "invalidUserIds": ("rejected", "Iterable: invalid userId (empty, too long, non-ASCII or trailing space)", "userId"),
+    "conflictEmails": ("rejected", "Iterable: email conflicts with an existing user", "email"),
+    "conflictUserIds": ("rejected", "Iterable: userId conflicts with an existing user", "userId"),
+    "forgottenEmails": ("rejected", "Iterable: user is GDPR-forgotten", None),
+    "forgottenUserIds": ("rejected", "Iterable: user is GDPR-forgotten", None),
+    "invalidDataEmails": ("rejected", "Iterable: invalid dataFields for this user", None),
+    "invalidDataUserIds": ("rejected", "Iterable: invalid dataFields for this user", None),
+    "notFoundEmails": ("not_found", "Iterable: user not found", None),
+    "notFoundUserIds": ("not_found", "Iterable: user not found", None),
 }
-
-# the identifier a failedUpdates list refuses: the rejection's field (the others say nothing of one)
-IDENTIFIER_LISTS = {"invalidEmails": "email", "conflictEmails": "email",
-                    "invalidUserIds": "userId", "conflictUserIds": "userId"}
 
 # Iterable's `code` of a whole-request failure (the Swagger file's enum), by what it says:
 # - about the users of the request (one user may be the cause): split, and a single user that
@@ -274,7 +271,7 @@ class IterableDestination(Destination):
         results: dict[str, RecordResult] = {}
         unmatched: list[tuple[str, str, str]] = []  # (member, status, reason)
         for name, members in lists.items():
-            status, reason = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}"))
+            status, reason, field = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}", None))
             for member in members or ():
                 if not isinstance(member, str):
                     continue
@@ -284,7 +281,7 @@ class IterableDestination(Destination):
                 if key not in wanted:
                     unmatched.append((member, status, reason))
                 elif key not in results:
-                    results[key] = RecordResult(key, status, reason, IDENTIFIER_LISTS.get(name))  # type: ignore[arg-type]
+                    results[key] = RecordResult(key, status, reason, field)  # type: ignore[arg-type]
         if unmatched:  # e.g. a malformed email "found ... in dataFields" (the spec's invalidEmails)
             for key, result in _users_holding(request, unmatched).items():
                 results.setdefault(key, result)
