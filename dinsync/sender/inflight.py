@@ -49,18 +49,24 @@ class InFlight:
         self._wake()
 
     async def __aenter__(self) -> "InFlight":
-        while self.active >= self.capacity:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                elif waiter.done() and not waiter.cancelled():  # woken, then cancelled: the
-                    self._wake()  # free place goes to the next one
-                raise
-        self.active += 1
+        """First come, first in: a request that arrives while others wait queues behind them, and a
+        place that frees is handed to the first waiter (counted for it before it runs), so that no
+        newcomer takes it meanwhile. (Letting newcomers in sent a run's next slice of lookups ahead
+        of the rest of the current one, whose writes then waited for both.)"""
+        if not self._waiters and self.active < self.capacity:
+            self.active += 1
+            return self
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a place, then cancelled: the
+                self.active -= 1  # place goes to the next one
+                self._wake()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -68,9 +74,8 @@ class InFlight:
         self._wake()
 
     def _wake(self) -> None:
-        free = self.capacity - self.active
-        while free > 0 and self._waiters:
+        while self._waiters and self.active < self.capacity:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self.active += 1
                 waiter.set_result(None)
-                free -= 1

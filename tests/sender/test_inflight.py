@@ -67,6 +67,64 @@ def test_waiters_enter_when_the_cap_grows_and_a_cancelled_waiter_takes_no_place(
     run(main())
 
 
+def test_a_freed_place_goes_to_the_first_waiter_not_to_a_newcomer():
+    """First come, first in. A place freed while requests wait is handed to the first of them, even
+    if another request asks before that waiter has run (the newcomer used to take it, and the waiter
+    went to the back of the line: a run's next slice of lookups overtook the rest of the current
+    one, whose writes then waited for both)."""
+
+    async def main():
+        cap = InFlight(1, rate=10.0)
+        cap.observe(0.0)  # quick answers: 1 in flight
+        order, holds = [], {name: asyncio.Event() for name in "BC"}
+
+        async def enter(name):
+            async with cap:
+                order.append(name)
+                await holds[name].wait()
+
+        async def release_in_turn():
+            for name in "BC":
+                await asyncio.sleep(0.01)
+                holds[name].set()
+
+        await cap.__aenter__()  # A holds the one place
+        waiting = [asyncio.create_task(enter(name)) for name in "BC"]
+        await asyncio.sleep(0.01)
+        assert order == [] and len(cap._waiters) == 2
+        await cap.__aexit__(None, None, None)  # A leaves: the place is B's...
+        releaser = asyncio.create_task(release_in_turn())
+        await cap.__aenter__()  # ...although D asks before B has run: D queues behind C
+        order.append("D")
+        await cap.__aexit__(None, None, None)
+        await asyncio.gather(releaser, *waiting)
+        assert order == ["B", "C", "D"] and cap.active == 0 and not cap._waiters
+
+    run(main())
+
+
+def test_a_waiter_handed_a_place_and_cancelled_passes_it_on():
+    async def main():
+        cap = InFlight(1, rate=10.0)
+        cap.observe(0.0)
+        entered = []
+
+        async def enter(name):
+            async with cap:
+                entered.append(name)
+                await asyncio.sleep(0)
+
+        await cap.__aenter__()
+        b, c = asyncio.create_task(enter("B")), asyncio.create_task(enter("C"))
+        await asyncio.sleep(0.01)
+        await cap.__aexit__(None, None, None)  # the place is handed to B...
+        b.cancel()  # ...which is cancelled before it runs: C gets it
+        await asyncio.gather(b, c, return_exceptions=True)
+        assert entered == ["C"] and cap.active == 0 and not cap._waiters
+
+    run(main())
+
+
 def send_to_a_slow_server(rate: float, max_concurrency: int, seconds: float, requests: int,
                           connections: int | None = None):
     """`requests` one-record requests of an endpoint paced at `rate` to a server answering each in
