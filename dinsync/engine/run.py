@@ -425,7 +425,8 @@ class SyncRun:
             pipeline = Pipeline(planner=self.planner, destination=self.destination, service=self.service,
                                 spec=self.spec, mapping=mapping, transport=transport, checkpointer=commits,
                                 summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
-                                redact=self.redact, concurrency=self.dest_cfg.concurrency)
+                                redact=self.redact, concurrency=self.dest_cfg.concurrency,
+                                rate_overrides=self.dest_cfg.rate_limits, limits_enabled=self.dest_cfg.limits_enabled)
             try:
                 await pipeline.run()
             finally:

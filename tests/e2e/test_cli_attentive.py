@@ -389,3 +389,20 @@ def test_match_on_phone_end_to_end(make_attentive):
     # another spelling of the same numbers is the same key: nothing to send
     p.sql("update main.customers set phone = '+1 201 200 ' || lpad(cast(id as varchar), 4, '0') where id != 3")
     assert p.run()["changed"] == 0
+
+
+def test_writes_begin_after_the_first_slice_of_lookups_not_after_all_of_them(make_attentive):
+    """A row is written only once looked up, and lookups and v1 writes have the same rate (150/s): rows
+    are looked up about a second's worth (150) at a time, and a slice's writes are queued as soon as
+    it is looked up. They used to wait for 1000 lookups (two slices of 1000 sharing the endpoint:
+    ~13 s at the start of a run, which writes paced at the same rate never made up). 450 rows: the
+    first write now comes after fewer than two slices of lookups (it came after all 450)."""
+    p = make_attentive(seeded=450)
+    p.seed(450)
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["not_found"]) == ("success", 450, 0)
+    calls = [m for m, path, _ in p.requests.requests
+             if path.startswith("/v1/attributes/custom") and "dinsync-existence-probe" not in path]
+    assert calls.count("GET") == 450 and calls.count("POST") == 450
+    looked_up_first = calls.index("POST")
+    assert 150 <= looked_up_first < 300, looked_up_first

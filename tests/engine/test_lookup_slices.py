@@ -1,0 +1,51 @@
+"""Update-mode lookups run a slice at a time: about a second of lookups at the lookup endpoint's rate
+(its requests/s times the rows each request looks up), within LOOKUP_SLICE_MIN_ROWS and
+LOOKUP_SLICE_ROWS; a rate set in dinsync.yml counts, and without a rate the slice is the largest."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import polars as pl
+
+from dinsync.destinations.base import EndpointLimit, Request
+from dinsync.engine.pipeline import LOOKUP_SLICE_MIN_ROWS, LOOKUP_SLICE_ROWS, Pipeline
+
+
+class Looker:
+    """A destination whose lookups ask about `per_request` rows each, at `rate` requests/s."""
+
+    def __init__(self, rate: float | None, per_request: int):
+        self.limits = {"lookup": EndpointLimit("lookup", rate=rate, max_concurrency=8)}
+        self.per_request = per_request
+
+    def lookup_requests(self, keys, ids, sync):
+        n = self.per_request
+        return [Request("lookup", "GET", "/q", None, list(keys[i:i + n])) for i in range(0, len(keys), n)]
+
+
+def slice_rows(destination, rows: int = 5000, rate_overrides=None, limits_enabled=True) -> int:
+    pipeline = Pipeline(planner=None, destination=destination, service=None, spec=SimpleNamespace(), mapping=None,
+                        transport=None, checkpointer=None, summary=None, options=None, stop=None, lock=None,
+                        progress=None, redact=None, concurrency=1, rate_overrides=rate_overrides,
+                        limits_enabled=limits_enabled)
+    keys = [f"k{i}" for i in range(rows)]
+    return pipeline._lookup_slice_rows(pl.DataFrame({"_key": keys, "_id": keys}))
+
+
+def test_a_slice_holds_about_a_second_of_lookups():
+    assert slice_rows(Looker(150.0, 1)) == 150  # Attentive: one row a lookup, 150/s
+    assert slice_rows(Looker(100.0, 1)) == 100  # Iterable: getByEmail, 100/s
+    assert slice_rows(Looker(100.0, 50)) == LOOKUP_SLICE_ROWS  # Attio: 50 rows a query, 100/s: capped
+    assert slice_rows(Looker(2.0, 1)) == LOOKUP_SLICE_MIN_ROWS  # a slow endpoint still gets a useful slice
+
+
+def test_the_rate_set_in_the_config_counts_and_without_a_rate_the_slice_is_the_largest():
+    assert slice_rows(Looker(150.0, 1), rate_overrides={"lookup": 400.0}) == 400
+    assert slice_rows(Looker(150.0, 1), rate_overrides={"lookup": None}) == LOOKUP_SLICE_ROWS  # unlimited
+    assert slice_rows(Looker(None, 1)) == LOOKUP_SLICE_ROWS
+    assert slice_rows(Looker(150.0, 1), limits_enabled=False) == LOOKUP_SLICE_ROWS
+
+
+def test_the_rows_per_lookup_come_from_the_destinations_own_requests():
+    assert slice_rows(Looker(10.0, 20)) == 200
+    assert slice_rows(Looker(10.0, 20), rows=30) == 150  # the first batch's 30 rows: 15 a request
