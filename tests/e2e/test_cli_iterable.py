@@ -88,6 +88,27 @@ def test_update_mode_never_creates_users(project):
     assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
 
 
+def test_update_mode_sends_known_rows_in_whole_requests_and_looks_up_only_new_ones(project):
+    """Rows are looked up a slice at a time (100 rows: a second of Iterable's 100 lookups/s) and a
+    slice's rows are written once it is looked up. Rows the snapshot vouches for need no lookup: they
+    are written at once, in requests as large as they come (they were cut into the slices' requests of
+    100 users, ten times Iterable's bulk requests at its 5 per second)."""
+    project.seed(400)
+    assert project.sync()["runs"][0]["acknowledged"] == 400
+    project.write(mode="update")
+    project.sql("update main.customers set plan = 'pro'")
+    project.sql("insert into main.customers select i, 'user' || i || '@example.com', 'u-' || i, 'Name ' || i, "
+                "'free', 1.0 from range(401, 551) t(i)")  # not in Iterable: looked up, not found
+    project.requests.clear()
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["added"], run["acknowledged"], run["not_found"]) == (400, 150, 400, 150)
+    sizes = [len(orjson.loads(body)["users"]) for body in project.requests.bodies("/api/users/bulkUpdate")]
+    assert sizes == [400]
+    lookups = [path for _, path, _ in project.requests.requests if path.startswith("/api/users/getByEmail")]
+    assert len(lookups) == 150
+    assert sandbox_user(project, "user250@example.com")["dataFields"]["plan"] == "pro"
+
+
 def test_a_user_id_too_long_for_a_lookup_url_is_rejected_not_failed_every_run(project):
     """Update mode looks users up by userId in the URL: a 20,000-character userId made a request
     line no server reads (a plain 400 from the sandbox's aiohttp, like nginx's 414), so its row was

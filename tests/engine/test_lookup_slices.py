@@ -1,6 +1,8 @@
 """Update-mode lookups run a slice at a time: about a second of lookups at the lookup endpoint's rate
 (its requests/s times the rows each request looks up), within LOOKUP_SLICE_MIN_ROWS and
-LOOKUP_SLICE_ROWS; a rate set in dinsync.yml counts, and without a rate the slice is the largest."""
+LOOKUP_SLICE_ROWS; a rate set in dinsync.yml counts, and without a rate the slice is the largest.
+(That writes begin after the first slice, end to end: tests/e2e/test_cli_attentive.py; rows the
+snapshot vouches for are not sliced: tests/e2e/test_cli_iterable.py.)"""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -23,13 +25,20 @@ class Looker:
         return [Request("lookup", "GET", "/q", None, list(keys[i:i + n])) for i in range(0, len(keys), n)]
 
 
-def slice_rows(destination, rows: int = 5000, rate_overrides=None, limits_enabled=True) -> int:
-    pipeline = Pipeline(planner=None, destination=destination, service=None, spec=SimpleNamespace(), mapping=None,
-                        transport=None, checkpointer=None, summary=None, options=None, stop=None, lock=None,
-                        progress=None, redact=None, concurrency=1, rate_overrides=rate_overrides,
-                        limits_enabled=limits_enabled)
+def pipeline_for(destination, rate_overrides=None, limits_enabled=True) -> Pipeline:
+    return Pipeline(planner=None, destination=destination, service=None, spec=SimpleNamespace(), mapping=None,
+                    transport=None, checkpointer=None, summary=None, options=None, stop=None, lock=None,
+                    progress=None, redact=None, concurrency=1, rate_overrides=rate_overrides,
+                    limits_enabled=limits_enabled)
+
+
+def frame(rows: int) -> pl.DataFrame:
     keys = [f"k{i}" for i in range(rows)]
-    return pipeline._lookup_slice_rows(pl.DataFrame({"_key": keys, "_id": keys}))
+    return pl.DataFrame({"_key": keys, "_id": keys}, schema={"_key": pl.String, "_id": pl.String})
+
+
+def slice_rows(destination, rows: int = 5000, rate_overrides=None, limits_enabled=True) -> int:
+    return pipeline_for(destination, rate_overrides, limits_enabled)._lookup_slice_rows(frame(rows))
 
 
 def test_a_slice_holds_about_a_second_of_lookups():
@@ -49,3 +58,12 @@ def test_the_rate_set_in_the_config_counts_and_without_a_rate_the_slice_is_the_l
 def test_the_rows_per_lookup_come_from_the_destinations_own_requests():
     assert slice_rows(Looker(10.0, 20)) == 200
     assert slice_rows(Looker(10.0, 20), rows=30) == 150  # the first batch's 30 rows: 15 a request
+
+
+def test_a_batch_without_rows_to_look_up_decides_nothing():
+    """A first batch whose rows the snapshot all vouches for has nothing to look up: the slice is
+    sized by the next batch that has some, not left at the largest for the rest of the run."""
+    pipeline = pipeline_for(Looker(150.0, 1))
+    assert pipeline._lookup_slice_rows(frame(0)) == LOOKUP_SLICE_ROWS
+    assert pipeline._lookup_slice_rows(frame(500)) == 150
+    assert pipeline._lookup_slice_rows(frame(0)) == 150
