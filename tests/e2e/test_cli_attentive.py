@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dinsync.errors import ExitCode
-from dinsync.sandbox.faults import error, reset, reset_after_apply, respond, throttle
+from dinsync.sandbox.faults import delay, error, reset, reset_after_apply, respond, throttle
 from tests.e2e.attentive_project import ATTENTIVE_KEY, attentive, make_attentive  # noqa: F401 (fixtures)
 
 
@@ -406,3 +406,33 @@ def test_writes_begin_after_the_first_slice_of_lookups_not_after_all_of_them(mak
     assert calls.count("GET") == 450 and calls.count("POST") == 450
     looked_up_first = calls.index("POST")
     assert 150 <= looked_up_first < 300, looked_up_first
+
+
+def test_bulk_jobs_are_followed_as_soon_as_submitted_and_their_outcomes_wait_for_the_write(make_attentive,
+                                                                                          monkeypatch):
+    """A unit of writes holds several bulk requests (here units of 10 rows, 5 requests of 2 users).
+    Each job is polled as soon as its submission is answered, not once the unit's last one is (which
+    put every poll after every submission); an outcome that arrives before its unit's write has
+    returned is handed over after, once the run knows the record is pending (another unit's worker
+    collecting outcomes meanwhile would drop it, and the row would be left pending)."""
+    monkeypatch.setattr("dinsync.destinations.attentive.destination.WRITE_BATCH_ROWS", 10)
+    p = make_attentive(seeded=60, bulk_pending_seconds=0.0, bulk_job_seconds=0.01)
+    p.seed(60)
+    p.write(fields=("first_name: firstName", "city: city"),
+            extra="    lookup: new_rows\n    bulk_max_users: 2\n    job_poll_seconds: 0.01\n")
+    first = p.run()
+    assert (first["status"], first["acknowledged"], first["pending"]) == ("success", 60, 0)
+    p.sql("update main.customers set first_name = first_name || '!'")
+    p.requests.clear()
+    # the first unit's first submission is answered late: its other jobs, and the next units', are
+    # done before that unit's write returns, while other units' workers collect outcomes
+    p.thread.script("postBulkUserAttributes", delay(0.5))
+    run = p.run()
+    assert (run["status"], run["changed"], run["acknowledged"], run["pending"], run["failed"]) == \
+        ("success", 60, 60, 0, 0)
+    calls = [("poll" if "/bulk/job/" in path else "submit") for m, path, _ in p.requests.requests
+             if path.startswith("/v2/bulk/")]
+    assert calls.count("submit") == 30 and calls.count("poll") >= 30
+    last_submission = len(calls) - 1 - calls[::-1].index("submit")
+    assert calls.index("poll") < last_submission
+    assert p.subscriber("subscriber42@example.com")["attributes"]["firstName"] == "Name 42!"
