@@ -28,7 +28,7 @@ from .commits import Checkpointer
 # Update-mode lookups: rows are looked up a slice at a time before their writes are queued; a slice
 # holds about LOOKUP_SLICE_SECONDS of lookups at the lookup endpoint's rate, within these bounds.
 LOOKUP_SLICE_SECONDS = 1.0
-LOOKUP_SLICE_MIN_ROWS = 50
+LOOKUP_SLICE_MIN_ROWS = 50  # fewer would only mean more, smaller writes (at 10 lookups/s a slice is 5 s)
 LOOKUP_SLICE_ROWS = 1000
 # Rows mapped (and prepared into requests) at once, at most this many bytes of plan rows: mapping
 # makes several copies of each value (its text, the JSON of the row, the request body), so a batch
@@ -283,9 +283,10 @@ class Pipeline:
     def _lookup_slice_rows(self, mapped: pl.DataFrame) -> int:
         """Rows per lookup slice: about LOOKUP_SLICE_SECONDS of lookups at the lookup endpoint's rate
         (its rows per request times its requests/s; LOOKUP_SLICE_ROWS when it has no limit). A slice's
-        rows are written once its last lookup answered, and the next slice shares the endpoint
-        meanwhile, so they wait about two slices' time: with 1000-row slices at Attentive's 150
-        lookups/s, ~13 s at the start of every run, which writes paced at the same rate never made up."""
+        rows are written once its last lookup answered: with slices of 1000 rows at Attentive's 150
+        lookups/s (the next slice overtaking the current one, before in-flight places were first
+        come, first in), the first write came ~13 s into a run, and writes paced at the lookups' own
+        rate never made that up."""
         if self._slice_rows is None:
             sample = mapped.head(LOOKUP_SLICE_ROWS)
             requests = self.destination.lookup_requests(sample["_key"].to_list(), sample["_id"].to_list(), self.spec)

@@ -201,8 +201,8 @@ class AttentiveTransport:
 
     async def _submit(self, request: Request, unit: int) -> Delivered:
         """A v2 request; the bulk jobs it created are followed at once, not when the whole write
-        has been answered (with many small bulk requests in a write, polling started only after the
-        last one: 44 instead of ~26 s for 1,500 jobs)."""
+        has been answered (with 512 small bulk requests in a write, every poll came after every
+        submission: the requests of 1,500 jobs ended at 31 instead of 17 s)."""
         answer = await self.sender.deliver(request)
         part = request.context
         if isinstance(part, BulkPart) and part.jobs:
