@@ -6,7 +6,7 @@ schema, under the token that names the outcome (a file name, a job id), so that 
 end of the run loses nothing: whichever run reads the outcome commits from that copy, never from
 a plan that may have been rebuilt since.
 
-    planner.stash_pending(keys, token)                 # at a checkpoint
+    planner.stash_pending_many([(token, keys), ...])   # at a checkpoint (stash_pending: one)
     planner.resolve_pending(ok=..., rejected=..., forget=...)   # when the outcome is known
     planner.pending_tokens()                           # what a new run asks the platform about
 
@@ -45,9 +45,29 @@ class PendingMixin:
     def stash_pending(self, keys: Any, token: str) -> int:
         """Keep the plan rows of `keys` (added/changed rows of this run's plan) as pending under
         `token`. Idempotent per key; returns how many plan rows were kept."""
+        return self.stash_pending_many([(token, keys)])
+
+    def stash_pending_many(self, stashes: Sequence[tuple[str, Any]]) -> int:
+        """`stash_pending` of several (token, keys) at once, as one checkpoint commits them: one
+        collection of the plan rows, one delete and insert, the tokens set by one statement (a key in
+        several takes the last one's token, as stashing them in turn did). One transaction of four
+        statements a stash took ~7 ms on DuckDB, and a statement each is what a remote warehouse
+        pays most for: an Attentive run stashes a token per bulk job, up to 100 a second."""
+        import pyarrow as pa
+
         from .commit import _keys_array
 
-        arr = _keys_array(keys)
+        if len(stashes) == 1:
+            [(token, keys)] = stashes
+            arr, tokens = _keys_array(keys), None
+        else:
+            token_of: dict[str, str] = {}
+            for token, keys in stashes:
+                token_of.update(dict.fromkeys(_keys_array(keys).to_pylist(), token))
+            arr = pa.array(list(token_of), pa.string())
+            tokens = pa.table({"_key": arr, "_token": pa.array(list(token_of.values()), pa.string())})
+            if len(set(token_of.values())) == 1:
+                token, tokens = next(iter(token_of.values()), ""), None
         if len(arr) == 0:
             return 0
         with self._lock:
@@ -55,13 +75,23 @@ class PendingMixin:
             try:
                 n = self._collect(arr)
                 if n["acknowledged"]:
-                    with self.warehouse.transaction():
-                        self._execute("stash_delete")
-                        self._execute("stash_insert")
-                        q = self.warehouse.quote
-                        self.warehouse.execute(
-                            f"UPDATE {self.warehouse.table_name(self.spec.state_schema, self.pending_table)} "
-                            f"SET {q('_token')} = :token WHERE {q('_token')} IS NULL", {"token": token})
+                    if tokens is not None:
+                        self.warehouse.write_arrow(self.commit_schema, self.scratch_tables["tokens"], tokens,
+                                                   mode="replace")
+                    try:
+                        with self.warehouse.transaction():
+                            self._execute("stash_delete")
+                            self._execute("stash_insert")
+                            if tokens is not None:
+                                self._execute("stash_tokens")
+                            else:
+                                q = self.warehouse.quote
+                                self.warehouse.execute(
+                                    f"UPDATE {self.warehouse.table_name(self.spec.state_schema, self.pending_table)} "
+                                    f"SET {q('_token')} = :token WHERE {q('_token')} IS NULL", {"token": token})
+                    finally:
+                        if tokens is not None:
+                            self._drop("tokens")
             finally:
                 self._release_acked()
             return n["acknowledged"]

@@ -138,7 +138,7 @@ class Planner(CommitMixin, PendingMixin):
         self.ack_table = f"ack_{sync}"
         self.pending_table = f"pend_{sync}"
         self._pending_ready = False  # pend_<sync> exists with a column per mapped field (pending.py)
-        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked", "unsettle")
+        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked", "unsettle", "tokens")
         self.scratch_tables = {t: f"{t}_{sync}" for t in scratch}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
@@ -192,7 +192,7 @@ class Planner(CommitMixin, PendingMixin):
             phone = phone_params(spec.phone_region) if spec.key_normalization == "phone" else ("", "")
             commits = ident(self.commit_schema) + inner if self.commit_schema != self.plan_schema else scratch
             tables = {"plan": f"{scratch}.{ident(self.plan_table)}", "ack": f"{commits}.{ident(self.ack_table)}"}
-            tables.update({t: f"{commits if t == 'acked' else scratch}.{ident(name)}"
+            tables.update({t: f"{commits if t in ('acked', 'tokens') else scratch}.{ident(name)}"
                            for t, name in self.scratch_tables.items()})
             self._ctx = {
                 "schema": schema,

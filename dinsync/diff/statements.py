@@ -71,6 +71,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "add_pending_column": ("add_pending_column", {}),
     "stash_delete": ("stash_delete", {}),
     "stash_insert": ("stash_insert", {}),
+    "stash_tokens": ("stash_tokens", {}),
     "pending_ok_delete": ("pending_ok_delete", {}),
     "pending_ok_insert": ("pending_ok_insert", {}),
     "pending_park_update": ("pending_park_update", {}),
@@ -81,7 +82,7 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pending_forget_raw_keys": ("pending_forget_raw_keys", {}),
     "pending_tokens": ("pending_tokens", {}),
 }
-for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked", "unsettle"):
+for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked", "unsettle", "tokens"):
     STATEMENTS[f"drop_{_table}"] = ("drop_table", {"target": _table})
 
 # Statements that need a row-position column (Capabilities.row_position).

@@ -145,8 +145,8 @@ class Checkpointer:
             self.committed += len(batch.acked)
         if batch.parked:
             self.inserted += self.planner.commit_rejected(batch.parked)
-        for token, keys in batch.stash:
-            self.planner.stash_pending(keys, token)
+        if batch.stash:
+            self.planner.stash_pending_many(batch.stash)
         if batch.pending_ok or batch.pending_parked or batch.pending_forget:
             ok, _ = self.planner.resolve_pending(ok=batch.pending_ok, rejected=batch.pending_parked,
                                                  forget=batch.pending_forget)

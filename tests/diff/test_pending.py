@@ -57,6 +57,31 @@ def test_stashed_records_resolve_in_a_later_process_from_the_copy_not_the_plan(w
     assert (stats.changed, stats.added) == (2, 2)  # a, c changed; b parked then changed: added; d added
 
 
+def test_one_checkpoint_stashes_many_outcomes_in_one_pass(wh, monkeypatch):
+    """A checkpoint of an Attentive run holds a token per bulk job (up to 100 a second). They are
+    stashed together: one collection, one delete, one insert and one statement setting every key's
+    token (a key in two stashes takes the last one's, as stashing them in turn did), not four
+    statements a token."""
+    wh.execute("INSERT INTO people SELECT 'u' || i || '@x.co', 'N' || i, 'free' FROM range(30) t(i)")
+    p = planner(wh)
+    assert p.plan().added == 30
+    sent = keys(p)
+    ran: list[str] = []
+    execute = wh.execute
+    monkeypatch.setattr(wh, "execute", lambda sql, *a, **k: (ran.append(sql), execute(sql, *a, **k))[1])
+    stashes = [(f"job-{j}", sent[3 * j:3 * j + 3]) for j in range(10)] + [("job-late", [sent[0], sent[29]])]
+    assert p.stash_pending_many(stashes) == 30
+    assert sum(sql.startswith("UPDATE") for sql in ran) == 1
+    assert ran.count(p.render("stash_insert")) == 1 and ran.count(p.render("stash_tokens")) == 1
+    tokens = p.pending_tokens()
+    assert tokens == {**{f"job-{j}": 3 for j in range(1, 9)}, "job-0": 2, "job-9": 2, "job-late": 2}
+    assert p.pending_keys("job-late") == {sent[0], sent[29]}
+    assert p.stash_pending_many([("job-x", ["nobody@x.co"]), ("job-y", [])]) == 0  # not in the plan
+    later = planner(wh)
+    assert later.resolve_pending(ok=sent) == (30, 0) and later.pending_tokens() == {}
+    assert len(snapshot(wh)) == 30
+
+
 def test_a_key_sent_again_replaces_its_older_pending_row(wh):
     wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro')")
     p = planner(wh)

@@ -186,7 +186,8 @@ class Scenario:
         """Outcomes that arrive later: stashed by one planner, resolved by the next."""
         self.set_rows([("A@x.com ", "Ada", 8), ("p@x.com", "Pat", 1), ("q@x.com", "Quinn", 2)])
         self.p.plan()
-        stashed = self.p.stash_pending(["a@x.com", "p@x.com", "q@x.com"], "import-1.csv")
+        stashed = self.p.stash_pending_many([("import-0.csv", ["a@x.com", "p@x.com"]),
+                                             ("import-1.csv", ["p@x.com", "q@x.com"])])
         tokens = self.p.pending_tokens()
         # the mapping changed while they were pending (a field retyped): the run that found it sent
         # nothing; the next one reads the outcomes, and sends that field to the acknowledged record

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS "dinsync_state"."tokens_people_to_crm"
