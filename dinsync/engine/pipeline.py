@@ -302,27 +302,22 @@ class Pipeline:
             self._slice_rows = max(LOOKUP_SLICE_MIN_ROWS, min(LOOKUP_SLICE_ROWS, rows))
         return self._slice_rows
 
-    async def _only_existing(self, mapped: pl.DataFrame) -> pl.DataFrame:
-        """Update mode without an update-only write: rows are looked up first and only records that
-        exist are kept. Rows already in the snapshot are known to exist, so by default only rows
-        new to the sync are looked up (`ServiceSpec.lookup_rows`)."""
-        added = mapped if self.service.lookup_rows == "all" else mapped.filter(pl.col("_op") == "added")
-        if added.height == 0:
-            return mapped
-        lookups = self.destination.lookup_requests(added["_key"].to_list(), added["_id"].to_list(), self.spec)
+    async def _only_existing(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Update mode without an update-only write: `rows` (a slice of those the snapshot does not
+        vouch for, see `_map_and_enqueue`) are looked up, and only records that exist are kept."""
+        if rows.height == 0:
+            return rows
+        if self._stopping():
+            return rows.clear()  # not looked up: not sent
+        lookups = self.destination.lookup_requests(rows["_key"].to_list(), rows["_id"].to_list(), self.spec)
         missing: set[str] = set()
-        for start in range(0, len(lookups), 1000):
-            if self._stopping():
-                missing.update(k for r in lookups[start:] for k in r.keys)  # not looked up: not sent
-                break
-            chunk = lookups[start:start + 1000]
-            for delivered in await asyncio.gather(*(self._deliver(r) for r in chunk)):
-                for r in delivered.problems:
-                    missing.add(r.key)
-                    self._note(r)
-            if self._collect_ready() and not self.lock.lost.is_set():
-                await self.commits.checkpoint()
-        return mapped.filter(~pl.col("_key").is_in(list(missing))) if missing else mapped
+        for delivered in await asyncio.gather(*(self._deliver(r) for r in lookups)):
+            for r in delivered.problems:
+                missing.add(r.key)
+                self._note(r)
+        if self._collect_ready() and not self.lock.lost.is_set():
+            await self.commits.checkpoint()
+        return rows.filter(~pl.col("_key").is_in(list(missing))) if missing else rows
 
     # --- sending -----------------------------------------------------------------------
     async def _deliver(self, request):
