@@ -65,9 +65,11 @@ class PendingMixin:
             for token, keys in stashes:
                 token_of.update(dict.fromkeys(_keys_array(keys).to_pylist(), token))
             arr = pa.array(list(token_of), pa.string())
-            tokens = pa.table({"_key": arr, "_token": pa.array(list(token_of.values()), pa.string())})
-            if len(set(token_of.values())) == 1:
-                token, tokens = next(iter(token_of.values()), ""), None
+            distinct = set(token_of.values())
+            if len(distinct) == 1:  # several stashes of one outcome: its token bound, as for one
+                [token], tokens = distinct, None
+            else:
+                tokens = pa.table({"_key": arr, "_token": pa.array(list(token_of.values()), pa.string())})
         if len(arr) == 0:
             return 0
         with self._lock:
