@@ -395,7 +395,7 @@ class Pipeline:
         for r in settled.problems:
             if r.key in waiting and r.key not in done:
                 done.add(r.key)
-                problems.append(RecordResult(r.key, r.status, self.redact(r.reason)))
+                problems.append(RecordResult(r.key, r.status, self.redact(r.reason), self.redact(r.field)))
                 self._count(r)
                 if r.status == "failed" and self.failure is None:  # the run's error gives an example
                     self.failure = self.redact(r.reason)

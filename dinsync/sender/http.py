@@ -258,7 +258,8 @@ class HttpSender:
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
         if not request.splittable:
             why = self.redact(outcome.reason or "rejected by the destination")
-            return Delivered([], [RecordResult(k, "rejected", why, outcome.field) for k in request.keys])
+            field = None if outcome.field is None else self.redact(outcome.field)
+            return Delivered([], [RecordResult(k, "rejected", why, field) for k in request.keys])
         self._count(ep, "splits")
         keys = set(request.keys)
         guilty = {r.key for r in outcome.results if r.key in keys}
@@ -267,8 +268,7 @@ class HttpSender:
             return await self._halves(request)
         # the answer named them: the others go again together, or halved if they failed so; a
         # suspect is sent alone (only its own refusal rejects it)
-        merged = Delivered([], [replace(r, reason=self.redact(r.reason)) for r in outcome.results
-                                if r.key in guilty])
+        merged = Delivered([], [self._redacted(r) for r in outcome.results if r.key in guilty])
         rest = request.without(guilty | set(suspects))
         parts = [self.deliver(one) for one in (request.subset({k}) for k in suspects) if one is not None]
         if rest is not None:
@@ -444,6 +444,12 @@ class HttpSender:
                 outcome = replace(outcome, retry_after=hint)
         return outcome
 
+    def _redacted(self, r: RecordResult) -> RecordResult:
+        """A destination's result with the platform's words redacted: its reason and the field it
+        names (both may come from an answer that echoed the request's credentials)."""
+        return replace(r, reason=None if r.reason is None else self.redact(r.reason),
+                       field=None if r.field is None else self.redact(r.field))
+
     def _results(self, request: Request, outcome: Outcome) -> Delivered:
         """The destination's result where given (first wins, unknown keys ignored); the others are
         `ok`, or pending under `outcome.pending` when the destination says their outcome comes later."""
@@ -456,8 +462,7 @@ class HttpSender:
         for r in outcome.results:
             if r.key in wanted:
                 first.setdefault(r.key, r)
-        problems = [RecordResult(k, r.status, None if r.reason is None else self.redact(r.reason), r.field)
-                    for k, r in first.items() if r.status != "ok"]
+        problems = [self._redacted(r) for r in first.values() if r.status != "ok"]
         bad = {p.key for p in problems}
         rest = [k for k in request.keys if k not in bad]
         if outcome.pending is not None:

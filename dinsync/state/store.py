@@ -14,6 +14,7 @@ import uuid
 from dataclasses import asdict
 
 from ..errors import ConfigError, ConfigIssue, RunSummary
+from ..redaction import redact
 from ..warehouses.base import Warehouse
 from ..warehouses.errors import WarehouseError, WarehouseObjectMissing
 from . import layout
@@ -238,11 +239,14 @@ class StateStore:
 
     # --- rejections ------------------------------------------------------------------
     def add_rejections(self, run_id: str, sync: str, rows: list[tuple[str | None, str | None, str, str]]) -> None:
-        """rows: (key, field, status, reason)."""
+        """rows: (key, field, status, reason). The field and the reason are redacted here, where
+        every path to the table meets: both may quote a platform's answer (a field named by an
+        error body that echoed the request's credentials, say)."""
         if not rows:
             return
         now = utcnow()
-        rows = [tuple(_text(v) for v in row) for row in rows]
+        rows = [(_text(key), _text(redact(field)), _text(status), _text(redact(reason)))
+                for key, field, status, reason in rows]
         if len(rows) <= FEW_REJECTIONS:  # (a run's note of skipped rows, a few rejections): no Arrow
             marks, values = [], {"run": run_id, "sync": sync, "at": now}
             for i, (key, field, status, reason) in enumerate(rows):

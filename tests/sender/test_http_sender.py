@@ -543,6 +543,28 @@ def test_rejection_reason_echoing_the_secret_is_redacted_and_truncated():
     assert SECRET not in b.reason and quote(SECRET, safe="") not in b.reason
 
 
+def test_a_field_named_by_an_answer_echoing_the_secret_is_redacted_on_every_path():
+    """The field of a rejection is the platform's word too: redacted like its reason, whether the
+    answer names it per record, for an unsplittable request, or for records found guilty in a split."""
+    class EchoField(FakeDestination):
+        def parse(self, request, status, headers, body):
+            if request.keys == ["a"]:
+                return Outcome("done", [RecordResult("a", "rejected", "bad", f"proj:::{SECRET}")])
+            if request.keys == ["b"]:
+                return Outcome("split", reason="bad", field=f"f {SECRET}")
+            if request.keys == ["d"]:  # the rest of the split below, sent again
+                return Outcome("done")
+            return Outcome("split", [RecordResult("c", "rejected", "bad", f"g {SECRET}")], reason="bad")
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, EchoField)) as s:
+            # (a request of one record cannot be split: the split's reason and field reject it)
+            return [await s.deliver(batch(["a"])), await s.deliver(batch(["b"])), await s.deliver(batch(["c", "d"]))]
+
+    fields = [p.field for delivered in run(main()) for p in delivered.problems]
+    assert fields == ["proj:::***", "f ***", "g ***"]
+
+
 def test_invalid_url_fails_at_once_without_leaking_the_secret():
     dest = FakeDestination("http://", {"api_key": SECRET})  # no host: aiohttp refuses the URL
 

@@ -210,6 +210,20 @@ def test_run_log_and_rejections(store):
         ({"key": k, "field": f, "status": s, "reason": r} for k, f, s, r in many), key=lambda r: r["reason"])
 
 
+def test_rejections_never_hold_a_registered_secret(store):
+    """Every path to the rejections table meets here: a field or a reason quoting a platform's
+    answer that echoed the credentials is stored masked."""
+    from dinsync import redaction
+
+    secret = "sk-test-rejections-0123456789"
+    redaction.register(secret)
+    rows = [("k1", f"proj:::{secret}", "rejected", f"HTTP 400: key {secret}")]
+    store.add_rejections("r1", "users", rows)
+    store.add_rejections("r2", "users", rows * (FEW_REJECTIONS + 1))  # the Arrow path
+    for run in ("r1", "r2"):
+        assert {(r["field"], r["reason"]) for r in store.rejections(run)} == {("proj:::***", "HTTP 400: key ***")}
+
+
 def test_last_runs_limits_per_sync(store):
     for i in range(4):
         store.start_run(RunSummary(sync="a", run_id=f"a{i}"), dt.datetime(2026, 1, 1, 0, i), False, "0")
