@@ -229,16 +229,24 @@ class IterableDestination(Destination):
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             results, unlisted = self._failed_updates(request, data)
             results += _dropped_fields(request, data, {r.key for r in results})
-            if not unlisted:
+            succeeded = _count(data, "successCount")
+            # users the answer counts neither as updated nor as failed (its counts fall short of the
+            # request's users): not acknowledged on a guess either
+            unaccounted = len(request.keys) - (succeeded or 0) - max(_count(data, "failCount") or 0, len(results))
+            if not unlisted and unaccounted <= 0:
                 return Outcome("done", results)
-            # Iterable counted failures it did not list: which users, only smaller requests tell.
-            # The listed ones are settled; the others go again (then in halves), and a user that
-            # still fails alone is failed (sent again next run): nothing is acknowledged on a guess.
-            # Where no user succeeded, parts would fail alike (2n requests): all of them fail.
-            reason = f"Iterable reported {data.get('failCount')} failures but listed {len(results)}"
+            # Iterable counted failures it did not list, or fewer users than it was sent: which
+            # users, only smaller requests tell. The listed ones are settled; the others go again
+            # (then in halves), and a user that still fails alone is failed (sent again next run):
+            # nothing is acknowledged on a guess. Where no user succeeded, parts would fail alike
+            # (2n requests): all of them fail.
+            if unlisted:
+                reason = f"Iterable reported {data.get('failCount')} failures but listed {len(results)}"
+            else:
+                reason = (f"Iterable counted {succeeded or 0} updated and {data.get('failCount')} failed of "
+                          f"{len(request.keys)} users sent")
             settled = {r.key for r in results}
             rest = [k for k in request.keys if k not in settled]
-            succeeded = data.get("successCount")
             if len(rest) > 1 and isinstance(succeeded, int) and succeeded > 0:
                 return Outcome("split", results, reason=reason)
             return Outcome("done", results + [RecordResult(k, "failed", reason) for k in rest])
@@ -247,7 +255,7 @@ class IterableDestination(Destination):
         if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
             reason = _describe(status, code, msg)
             guilty = [RecordResult(k, "rejected", reason, fields) for k, fields in _offending_users(request, data)]
-            return Outcome("split", guilty, reason=reason, field=_offending_fields(data))
+            return Outcome("split", guilty, reason=reason, field=_offending_fields(request, data))
         return self._unread(request, status, code, msg, body)
 
     @staticmethod
@@ -288,6 +296,12 @@ class IterableDestination(Destination):
         fail_count = data.get("failCount")
         fail_count = fail_count if isinstance(fail_count, int) and not isinstance(fail_count, bool) else 0
         return list(results.values()), max(0, fail_count - len(results))
+
+
+def _count(data: dict, name: str) -> int | None:
+    """An integer count of a bulk answer (`successCount`, `failCount`), None when it is not one."""
+    value = data.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _json_or_none(body: bytes):
@@ -362,12 +376,18 @@ def _offending_users(request: Request, data) -> list[tuple[str, str]]:
     return guilty
 
 
-def _offending_fields(data) -> str | None:
-    """The fields a type mismatch names (`params.validationErrors`, keyed `<project>:::<field>`)."""
+def _offending_fields(request: Request, data) -> str | None:
+    """The fields a type mismatch names (`params.validationErrors`, keyed `<project>:::<field>`)
+    among those the request sent: a name no user of it sent is not this request's field (and an
+    answer's text is not trusted to be one: it may echo anything)."""
     errors = _validation_errors(data)
-    if not errors:
+    if not errors or not request.items:
         return None
-    return ", ".join(sorted({str(name).rsplit(":::", 1)[-1] for name in errors}))
+    named = {str(name).rsplit(":::", 1)[-1] for name in errors}
+    sent: set[str] = set()
+    for item in request.items:
+        sent.update(orjson.loads(item).get("dataFields") or {})
+    return ", ".join(sorted(n for n in named if n.split(".", 1)[0] in sent)) or None  # (nested: `a.b`)
 
 
 def _describe(status: int, code: str | None, msg: str | None) -> str:

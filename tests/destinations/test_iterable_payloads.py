@@ -156,6 +156,21 @@ def test_unlisted_failures_are_not_acknowledged_but_looked_for_in_parts():
     assert out.kind == "done" and {r.key: r.status for r in out.results} == dict.fromkeys(req.keys, "failed")
 
 
+def test_counts_short_of_the_users_sent_acknowledge_nobody_on_a_guess():
+    """A 200 whose successCount and failCount do not add up to the users sent says nothing of the
+    users it left out: none is acknowledged (they would never be sent again). The others go again,
+    then in halves; with nobody counted as updated, all of them fail (sent again next run)."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
+    out = d.parse(req, 200, {}, response(0, 0))
+    assert out.kind == "done" and {r.key: r.status for r in out.results} == dict.fromkeys(req.keys, "failed")
+    assert out.results[0].reason == "Iterable counted 0 updated and 0 failed of 3 users sent"
+    out = d.parse(req, 200, {}, response(1, 1, invalidEmails=["b@x.com"]))  # one user unaccounted for
+    assert out.kind == "split" and [(r.key, r.status) for r in out.results] == [("b@x.com", "rejected")]
+    assert d.parse(req, 200, {}, response(2, 1, invalidEmails=["b@x.com"])).kind == "done"  # all counted
+    assert d.parse(req, 200, {}, response(3, 0)).results == []
+
+
 def test_type_mismatch_splits_and_bad_key_is_fatal():
     d = destination()
     req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
@@ -227,6 +242,20 @@ def test_a_type_mismatch_names_its_field_and_a_lookup_of_a_malformed_email_is_re
     assert [(r.status, r.reason) for r in out.results] == [("rejected", "Iterable HTTP 400 InvalidEmailAddressError: Invalid email")]
     out = d.parse(lookup, 404, {}, b"<html>nope</html>")
     assert [r.status for r in out.results] == ["failed"]
+
+
+def test_a_type_mismatch_names_only_fields_the_request_sent():
+    """The field of a rejection is Iterable's word: one no user of the request sent (an answer
+    that echoed anything, the API key say) is not named, and the users are halved as usual."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    body = orjson.dumps({"msg": "types", "code": "RequestFieldsTypesMismatched", "params": {"validationErrors": {
+        f"p:::{KEY}": {"expectedType": "long", "offendingValue": "pro"}}}})
+    out = d.parse(req, 400, {}, body)
+    assert (out.kind, out.field, out.results) == ("split", None, [])
+    body = orjson.dumps({"msg": "types", "code": "RequestFieldsTypesMismatched", "params": {"validationErrors": {
+        f"p:::{KEY}": {"expectedType": "long"}, "p:::ltv.cents": {"expectedType": "long"}}}})
+    assert d.parse(req, 400, {}, body).field == "ltv.cents"  # a nested field of one sent
 
 
 def test_a_type_mismatch_names_the_users_with_the_offending_value_of_the_same_type():
