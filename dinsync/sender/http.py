@@ -143,11 +143,17 @@ class HttpSender:
     # --- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> "HttpSender":
         connector = aiohttp.TCPConnector(limit=self.connections or 0, keepalive_timeout=30)
+        # A request's rate slot counts from when its headers left (see RateLimiter.started): a
+        # request that had to open a connection first (the first ones, any after a reset) reaches
+        # the server tens of milliseconds after its slot.
+        leaving = aiohttp.TraceConfig()
+        leaving.on_request_headers_sent.append(self._headers_sent)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
             auto_decompress=True,
             headers={"User-Agent": self.user_agent},
+            trace_configs=[leaving],
         )
         # aiohttp re-sends an idempotent request (PUT, PATCH, GET) at once on a new connection when
         # a kept-alive one is reset: an attempt outside the limiter, the retry policy and the stats
@@ -159,6 +165,9 @@ class HttpSender:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def _headers_sent(self, session, trace, params) -> None:
+        RateLimiter.started(trace.trace_request_ctx, self.clock.now())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -345,7 +354,8 @@ class HttpSender:
                 sent_at = self.clock.now()
                 ep.limiter.started(slot, sent_at)  # later than its slot when the loop was busy
                 async with self._session.request(
-                    request.method, url, data=request.body, headers=headers, allow_redirects=False
+                    request.method, url, data=request.body, headers=headers, allow_redirects=False,
+                    trace_request_ctx=slot,
                 ) as resp:
                     body = await resp.read()
                     status, resp_headers = resp.status, resp.headers

@@ -23,6 +23,10 @@ DEFAULT_HEADROOM = 0.985
 # of most 750-write upserts). The sender's limiters count their first window of starts as leaving
 # this much later (`cold_margin`), which delays the next run of starts once.
 COLD_MARGIN = 0.05
+# How late a start may be for its slot and keep the schedule (see `_take`): a share of the
+# interval, at least a few milliseconds (an event loop's wake-ups are 1-2 ms late).
+KEPT_LATENESS = 0.25
+KEPT_LATENESS_SECONDS = 0.005
 _EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
 
 
@@ -188,8 +192,12 @@ class RateLimiter:
         # 1.3 ms per wake-up cost 13% of 100 requests/s). A start later than a whole interval (an
         # idle limiter, a pause) starts a new schedule, so idleness is never banked. The window
         # check of `_ready_at` still caps the starts in any `maxlen` run.
+        # Only a wake-up's lateness keeps it: a start held back longer (by the window check, after
+        # a start that left late) starts a new schedule, else the next start would follow it
+        # closely (17 ms apart at 5/s), bunching every window after.
         late = now - self._tat
-        self._tat = (self._tat if 0 < late < self._interval else max(self._tat, now)) + self._interval
+        kept = 0 < late < min(self._interval, max(KEPT_LATENESS * self._interval, KEPT_LATENESS_SECONDS))
+        self._tat = (self._tat if kept else max(self._tat, now)) + self._interval
         slot = [now]
         if self._window is not None:
             if self._cold:

@@ -10,6 +10,7 @@ from email.utils import formatdate
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -309,6 +310,49 @@ def test_connection_reset_then_success():
 
 class PacedPutDestination(FakeDestination):
     limits = {"write": EndpointLimit("write", rate=10.0, max_concurrency=1)}
+
+
+def test_a_request_that_opened_a_slow_connection_counts_from_when_it_left(monkeypatch):
+    """A request that must open a connection (after the server closed the last one: a reset, say)
+    reaches the server after its rate slot, by the connection's set-up. Its slot counts from when
+    its headers left, so the request a window after it cannot arrive within the same second (an
+    auditor's strict 5/s server answered 429 after a reset). Here connections take 80 ms to set
+    up (a slow resolver) and the server closes the connection after its 12th answer."""
+    import socket
+
+    from aiohttp.abc import AbstractResolver
+
+    class SlowResolver(AbstractResolver):
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            await asyncio.sleep(0.08)
+            return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
+                     "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+        async def close(self):
+            pass
+
+    real = aiohttp.TCPConnector
+    monkeypatch.setattr(aiohttp, "TCPConnector",
+                        lambda **kw: real(resolver=SlowResolver(), use_dns_cache=False, **kw))
+
+    class Paced(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=10.0, headroom=1.0, max_concurrency=1)}
+
+    async def handler(request, hit):
+        return web.json_response({}, headers={"Connection": "close"} if hit.n == 11 else {})
+
+    async def main():
+        async with Server(handler) as srv:
+            dest = Paced(srv.url.replace("127.0.0.1", "localhost"), {"api_key": SECRET})
+            async with HttpSender(dest) as s:
+                for n in range(25):
+                    await s.send(batch([f"k{n}"]))
+            return [h.at for h in srv.hits]
+
+    arrivals = run(main())
+    assert len(arrivals) == 25
+    spans = [arrivals[i + 10] - arrivals[i] for i in range(len(arrivals) - 10)]
+    assert min(spans) >= 0.995  # never 11 arrivals within a second (10/s)
 
 
 def test_reset_on_a_reused_connection_is_retried_by_us_not_behind_the_limiter():

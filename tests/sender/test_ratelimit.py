@@ -315,3 +315,37 @@ def test_a_start_that_left_late_is_counted_from_when_it_left():
 
     eleventh, second = run(main())
     assert eleventh == pytest.approx(1.08) and second == pytest.approx(0.1)
+
+
+def test_a_start_held_back_by_the_window_starts_a_new_schedule_not_a_bunch():
+    """A start that left late (`started`: a new connection after a reset took 70 ms) holds back the
+    start a window after it; that one must not drag the next one right behind it (the schedule
+    kept from before: two starts 17 ms apart at 5/s, then the same cycle every window, seen by an
+    auditor's strict server). Wake-ups a little late still keep the schedule (the rate holds)."""
+    async def main():
+        clock = FakeClock()
+        limiter = RateLimiter(5, headroom=0.985, clock=clock)
+        times = []
+        for n in range(30):
+            slot = await limiter.acquire()
+            times.append(clock.now())
+            if n == 3:
+                RateLimiter.started(slot, clock.now() + 0.07)
+        return limiter, times
+
+    limiter, times = run(main())
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= limiter._interval - 1e-9
+    assert max(gaps) <= limiter._interval + 0.07 + 1e-9  # held back once, by the late start only
+
+    async def late_wakeups():
+        clock = FakeClock()
+        limiter = RateLimiter(100, headroom=1.0, clock=clock)
+        await limiter.acquire()
+        start = clock.now()
+        for _ in range(100):
+            await clock.sleep(limiter._ready_at() - clock.now() + 0.0013)  # the loop wakes 1.3 ms late
+            await limiter.acquire()
+        return clock.now() - start
+
+    assert run(late_wakeups()) == pytest.approx(1.0013, abs=1e-6)  # 100 starts in 1 s: the rate kept
