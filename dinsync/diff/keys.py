@@ -11,7 +11,9 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
          '+'; else '+<country code>' is put in front, after dropping the national trunk prefix
          (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
          sync's default region (phonenumbers metadata); without a region, '+' is put in front of
-         the digits as they are. Letters are dropped (no vanity-number translation).
+         the digits as they are. A trunk prefix written as '(0)' inside a number is dropped first
+         (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Letters are dropped (no
+         vanity-number translation).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "
         cc, trunk = phone
         if not (_DIGITS.fullmatch(cc) and _DIGITS.fullmatch(trunk)):
             raise ValueError(f"phone parameters must be digits, got {phone!r}")
+        text = f"REPLACE({text}, '(0)', '')"  # +44 (0)20 ...: the trunk prefix E.164 drops
         digits = f"DINSYNC_DIGITS({text})"
         kept = f"DINSYNC_PHONECHARS({text})"
         national = f"'+{cc}' || {digits}"

@@ -154,9 +154,10 @@ def phone_key_params(region: str | None) -> tuple[str, str]:
 def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
     """Matching key of a phone number: keep '+' and ASCII digits; a leading '+' stays; else a
     leading '00' becomes '+'; else '+<country code>' after dropping the trunk prefix of `region`
-    (without a region: '+' and the digits). No digit at all -> NULL."""
+    (without a region: '+' and the digits); a '(0)' inside is dropped first (the trunk prefix in
+    +44 (0)20 ..., which E.164 drops). No digit at all -> NULL."""
     cc, trunk = phone_key_params(region)
-    s = expr.cast(pl.String)
+    s = expr.cast(pl.String).str.replace_all("(0)", "", literal=True)
     digits = s.str.replace_all(r"[^0-9]", "")
     kept = s.str.replace_all(r"[^0-9+]", "")
     national = pl.lit("+" + cc) + digits
