@@ -436,3 +436,26 @@ def test_bulk_jobs_are_followed_as_soon_as_submitted_and_their_outcomes_wait_for
     last_submission = len(calls) - 1 - calls[::-1].index("submit")
     assert calls.index("poll") < last_submission
     assert p.subscriber("subscriber42@example.com")["attributes"]["firstName"] == "Name 42!"
+
+
+def test_rows_sharing_an_identifier_they_are_not_matched_on_are_not_bridged(make_attentive):
+    """Two rows of an email sync with one phone: "Sending duplicate values could lead to
+    unintentionally bridging users together" (the v2 spec). The first row of the run keeps it; the
+    other is withheld (not parked: sent once the model tells them apart), its subscriber untouched."""
+    p = make_attentive()
+    p.sql("update main.customers set phone = '+1 201 200 0002' where id in (2, 3)")
+    p.sql("update main.customers set first_name = 'Row' || id")
+    p.write(fields=("first_name: firstName", "phone: phone"), extra="    phone_region: US\n")
+    run = p.run()
+    withheld = {k: r for k, (s, r) in p.rejections().items() if s == "duplicate"}
+    assert list(withheld) == ["subscriber3@example.com"], p.rejections()
+    assert "bridge the two subscribers" in withheld["subscriber3@example.com"]
+    assert (run["acknowledged"], run["rejected"]) == (19, 1)
+    assert p.subscriber("subscriber2@example.com")["attributes"]["firstName"] == "Row2"
+    assert "firstName" not in p.subscriber("subscriber3@example.com")["attributes"]
+    assert sum(u["identifiers"].get("phone") == "+12012000002" for u in p.v2_users()) == 1
+    p.sql("update main.customers set phone = '+1 201 200 0003' where id = 3")  # told apart
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (1, 0)
+    assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Row3"
+    assert p.thread.stats()["created_users"] == 0

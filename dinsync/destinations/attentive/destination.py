@@ -19,6 +19,7 @@ from ..base import (
     Preflight,
     Prepared,
     RecordResult,
+    Rejection,
     Request,
     ServiceSpec,
     SyncSpec,
@@ -26,7 +27,7 @@ from ..base import (
     body_excerpt,
     is_html_page,
 )
-from .fields import FIELD_SPECS
+from .fields import FIELD_SPECS, IDENTIFIER_FIELDS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -160,6 +161,11 @@ class AttentiveDestination(Destination):
         #   as get_custom_attributes; kept apart so that the lookups' achieved rate is theirs alone)
     }
 
+    def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
+        super().__init__(base_url, credentials, options)
+        # (identifier field, its JSON text) -> the key of the first row of this run that sent it
+        self._identifier_owners: dict[tuple[str, str], str] = {}
+
     def service(self, name: str) -> ServiceSpec:
         """`lookup: new_rows` trusts the snapshot for rows acknowledged before (faster, see README)."""
         spec = self.services[name]
@@ -209,7 +215,7 @@ class AttentiveDestination(Destination):
 
         built = build_rows(frame, sync, send_nulls=bool(self.options.get("send_nulls")),
                            custom_via=self.options.get("custom_attributes_via", "v1"))
-        rows = built.frame
+        rows, bridging = self._withhold_bridging(frame, built.frame, sync)
         requests = []
         max_users = int(self.options.get("bulk_max_users", BULK_MAX_USERS))
         single = self.options.get("standard_fields_via") == "single"
@@ -232,7 +238,35 @@ class AttentiveDestination(Destination):
             noop = [k for k in keys if k not in v1 and k not in in_v2]
             requests.append(Request("write", "WRITE", "", None, keys,
                                     context=WriteBatch(sync.key_field, v1, v2, noop)))
-        return Prepared(requests, built.rejections)
+        return Prepared(requests, built.rejections + bridging)
+
+    def _withhold_bridging(self, frame: pl.DataFrame, rows: pl.DataFrame,
+                           sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
+        """Rows that would send another row's identifier (a mapped `phone` on an email sync, or
+        `email` on a phone sync): withheld, not parked. "Sending duplicate values could lead to
+        unintentionally bridging users together" (the v2 spec's `identifiers`): two subscribers
+        sharing a phone in the model would become one. The first row of the run to send a value
+        keeps it (its subscriber may own it); the others wait until the model tells them apart."""
+        import polars as pl
+
+        fields = [(n, name) for n, name in enumerate(sync.fields) if name != sync.key_field
+                  and not (sync.custom and sync.custom[n]) and name in IDENTIFIER_FIELDS]
+        if not fields or rows.height == 0:
+            return rows, []
+        kept = frame.filter(pl.col("_key").is_in(rows["_key"].implode()))
+        withheld: dict[str, Rejection] = {}
+        for n, name in fields:
+            for key, text in kept.select("_key", f"_t{n}").iter_rows():
+                if text is None or text in ("null", '""') or key in withheld:
+                    continue
+                owner = self._identifier_owners.setdefault((name, text), key)
+                if owner != key:
+                    withheld[key] = Rejection(key, f'field "{name}": {text} is also sent for {owner!r} in this run; '
+                                                   "Attentive would bridge the two subscribers into one (make "
+                                                   f"the model's {name} values unique)", name, park=False)
+        if not withheld:
+            return rows, []
+        return rows.filter(~pl.col("_key").is_in(list(withheld))), list(withheld.values())
 
     def custom_attributes_request(self, key: str, body: bytes) -> Request:
         return Request("custom_attributes", "POST", "/v1/attributes/custom", body, [key])

@@ -60,6 +60,8 @@ STANDARD_FIELDS: dict[str, StandardField] = {f.name: f for f in (
 FIELD_SPECS: dict[str, FieldSpec] = {
     f.name: FieldSpec(f.name, kind=f.kind, description=f.description) for f in STANDARD_FIELDS.values()
 }
+# standard fields that identify a subscriber (v2 `identifiers`)
+IDENTIFIER_FIELDS = frozenset(f.name for f in STANDARD_FIELDS.values() if f.section == "identifiers")
 SECTIONS = ("demographic", "location", "locale")  # v2 attributes sub-objects, in body order
 
 
