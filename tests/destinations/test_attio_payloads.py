@@ -385,8 +385,10 @@ def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
 
 def test_parse_write_answers():
     d = _dest()
-    assert d.parse(_write(), 200, {}, b'{"data":{}}').kind == "done"
-    assert d.parse(_write(), 200, {}, b'{"data":{}}').results == []
+    record = b'{"data":{"id":{"workspace_id":"w","object_id":"o","record_id":"r1"},"values":{}}}'
+    for by_id in (False, True):
+        assert d.parse(_write(by_id), 200, {}, record).kind == "done"
+        assert d.parse(_write(by_id), 200, {}, record).results == []
     select = d.parse(_write(), 400, {}, _body(400, "value_not_found",
                                               'Cannot find select attribute with select option title "vip".'))
     [r] = select.results
@@ -422,6 +424,21 @@ def test_parse_write_answers():
     for status, body in ((404, b"<html><body>404 Not Found</body></html>"), (400, b""), (400, b'{"error": "x"}')):
         [lost] = d.parse(_write(), status, {}, body).results
         assert lost.status == "failed" and lost.reason.startswith(f"Attio HTTP {status}")
+
+
+def test_a_2xx_write_answer_that_is_not_attios_record_is_retried_not_acknowledged():
+    """A captive portal's or a proxy's 200 page (or an empty or foreign JSON body) says nothing of
+    the write: acknowledging it lost the row (never in Attio, never sent again). Only Attio's
+    record (`data.id.record_id`) acknowledges it; anything else is retried, then failed."""
+    d = _dest()
+    portal = b"<html><head><title>Sign in to Wi-Fi</title></head><body>Accept the terms</body></html>"
+    for by_id in (False, True):
+        for status, body in ((200, portal), (200, b""), (204, b""), (200, b'{"ok": true}'), (200, b'{"data":{}}'),
+                             (200, b'{"data":{"id":{"record_id":null}}}'), (201, b'{"data":[]}')):
+            outcome = d.parse(_write(by_id), status, {}, body)
+            assert (outcome.kind, outcome.results) == ("retry", []), (status, body, outcome)
+            assert outcome.reason.startswith(f"Attio HTTP {status}") and "not Attio's answer" in outcome.reason
+    assert "Sign in to Wi-Fi" in d.parse(_write(), 200, {}, portal).reason
 
 
 def test_parse_lookup_pairs_records_with_keys_as_attio_normalises_them():

@@ -349,6 +349,26 @@ def test_429_bursts_are_retried_after_the_http_date(attio):
     assert count(p) == 20
 
 
+@pytest.mark.parametrize("mode", ["upsert", "update"])
+def test_a_200_page_that_is_not_attios_answer_is_retried_not_acknowledged(attio, mode):
+    """A captive portal's 200 HTML page answering writes: the rows were acknowledged though Attio
+    never saw them (lost). They are sent again until Attio itself answers."""
+    p = attio
+    if mode == "update":
+        assert p.run()["acknowledged"] == 20
+        p.sql("update main.people set plan = 'team'")
+        p.write_sync("attio_people_update", mode="update")
+    endpoint = "assert" if mode == "upsert" else "update_overwrite"
+    p.thread.script(endpoint, respond(200, "<html><body>Sign in to the Wi-Fi</body></html>",
+                                      {"Content-Type": "text/html"}), times=3)
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0), run
+    assert p.thread.call(p.sandbox.faults.pending) == 0  # the three pages were served
+    assert count(p) == 20  # upsert: every row's record was created
+    if mode == "update":  # update: every row's record was written
+        assert [person(p, f"user{i}@example.com")["plan"] for i in range(1, 21)] == ["team"] * 20
+
+
 def test_retry_after_date_is_honoured(attio):
     p = attio
     p.write_config(extra="    rate_limits: {write: null, read: null}\n    concurrency: 1\n")  # one in flight

@@ -13,6 +13,8 @@
   endpoint name "write", every read "read", so the sender paces each kind together.
 - Writes are idempotent (assert / PUT by id with the same values), so a retry after a reset whose
   write was applied, or aiohttp's own silent re-send of a PUT on a reused connection, changes nothing.
+- A 2xx acknowledges a write only if its body is Attio's record (`data.id.record_id`); any other 2xx
+  (a captive portal's HTML page) is retried, then failed: sent again by the next run.
 - Per-record answers: 400 / 404 / 409 / 413 reject the row with Attio's message; 401 / 403 stop the run
   naming the scopes the token needs; 429 (Retry-After as an HTTP date), 5xx and resets are retried.
 """
@@ -279,7 +281,12 @@ class AttioDestination(Destination):
                 return Outcome("done")
             return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data, body))])
         if 200 <= status < 300:
-            return Outcome("done")
+            if _written_record(data):
+                return Outcome("done")
+            # a captive portal's or a proxy's 200 page is no acknowledgement: the write may never
+            # have reached Attio, so it is sent again (then failed, and sent by the next run)
+            return Outcome("retry", reason=describe(status, data, body) + " (not Attio's answer to a write: no "
+                                                                          "data.id.record_id)")
         reason = describe(status, data, body)
         if status == 404 and isinstance(ctx, _Write) and ctx.by_id and _record_missing(data):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
@@ -331,6 +338,14 @@ def _json(body: bytes) -> Any:
 def _attio_answer(data: Any) -> bool:
     """Whether an error body is Attio's JSON (its word on the request), not a proxy's page."""
     return isinstance(data, dict) and any(k in data for k in ("status_code", "code", "type"))
+
+
+def _written_record(data: Any) -> bool:
+    """Whether a 2xx body is Attio's answer to a write (the assert and the PUT by record id both
+    answer `{"data": {"id": {"record_id": ...}, ...}}`): only that acknowledges the row."""
+    record = data.get("data") if isinstance(data, dict) else None
+    ident = record.get("id") if isinstance(record, dict) else None
+    return isinstance(ident, dict) and isinstance(ident.get("record_id"), str) and bool(ident["record_id"])
 
 
 def _record_missing(data: Any) -> bool:
