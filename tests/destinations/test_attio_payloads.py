@@ -461,6 +461,30 @@ def test_parse_lookup_pairs_records_with_keys_as_attio_normalises_them():
     assert orjson.loads(halves[1].body)["filter"] == {"$or": [{"domains": "other.com"}]}
 
 
+def test_a_lookup_attio_refuses_for_a_single_key_fails_it_and_never_parks_it():
+    """A records query is a read: Attio refusing it (e.g. 400 filter_error while its API misbehaves)
+    is no verdict on the row. A batch is still split to isolate a key, but a single key is failed
+    (looked up again by the next run) with Attio's reason; it was rejected, so parked until its row
+    changed. A key a numeric attribute can never match (not a number) is rejected: no run sends it."""
+    d = _dest()
+    refused = _body(400, "filter_error", "The filter could not be applied.")
+    email = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    pair = d._lookup("people", email, ["k1", "k2"], [b'{"email_addresses":"a@b.co"}', b'{"email_addresses":"c@d.co"}'],
+                     ["a@b.co", "c@d.co"])
+    assert d.parse(pair, 400, {}, refused).kind == "split"
+    for half in pair.split():
+        outcome = d.parse(half, 400, {}, refused)
+        [r] = outcome.results
+        assert (outcome.kind, r.key, r.status) == ("done", half.keys[0], "failed")
+        assert r.reason == "Attio HTTP 400 filter_error: The filter could not be applied."
+    number = AttributeInfo("account_no", "n", "number", is_unique=True)
+    one = d._lookup("people", number, ["k3"], [b'{"account_no":"n/a"}'], ["n/a"])
+    [r] = d.parse(one, 400, {}, refused).results
+    assert r.status == "rejected" and "'n/a' is not a number" in r.reason
+    [r] = d.parse(d._lookup("people", number, ["k4"], [b'{"account_no":42}'], [" 42"]), 400, {}, refused).results
+    assert r.status == "failed"
+
+
 def test_parse_schema_read_keeps_the_body():
     d = _dest()
     capture = _Capture("attributes")

@@ -188,6 +188,27 @@ def test_update_mode_lookup_answered_by_a_proxy_page_fails_the_rows(attio, statu
     assert (again["failed"], again["rejected"], again["parked"], again["not_found"]) == (0, 0, 0, 20), again
 
 
+def test_update_mode_lookups_attio_refuses_are_looked_up_again_next_run(attio):
+    """Attio answering every records query 400 filter_error (its own JSON): the queries were split
+    down to single keys and each key parked as rejected, so once the API was healthy again the
+    rows were never sent (they wait for their values to change). A refused lookup fails them."""
+    p = attio
+    assert p.run()["acknowledged"] == 20
+    p.sql("update main.people set plan = 'team'")
+    p.write_sync("attio_people_update", mode="update")
+    refused = {"status_code": 400, "type": "invalid_request_error", "code": "filter_error",
+               "message": "The filter could not be applied."}
+    p.thread.script("query", respond(400, refused), times=100)
+    run = p.run()
+    assert (run["failed"], run["rejected"], run["parked"], run["acknowledged"]) == (20, 0, 0, 0), run
+    assert {s for s, _ in p.rejections().values()} == {"failed"}
+    assert all("filter_error" in reason for _, reason in p.rejections().values())
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["acknowledged"], again["failed"], again["rejected"], again["not_found"]) == (20, 0, 0, 0), again
+    assert [person(p, f"user{i}@example.com")["plan"] for i in range(1, 21)] == ["team"] * 20
+
+
 def test_lookup_batches_follow_lookup_batch_size(attio):
     p = attio
     p.write_config(extra="    rate_limits: {write: null, read: null}\n    lookup_batch_size: 7\n")

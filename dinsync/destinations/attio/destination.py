@@ -8,7 +8,9 @@
   others are written by record id with `PUT /v2/objects/{object}/records/{record_id}`, which
   answers 404 for a record that does not exist (e.g. deleted since the lookup), never creates one,
   and overwrites multiselect values like the assert does. The matching attribute is not written
-  in update mode (a PUT would replace the record's other emails or domains).
+  in update mode (a PUT would replace the record's other emails or domains). A query Attio refuses
+  is split to isolate a key; a single key still refused is failed (a read's refusal is no verdict on
+  the row), not parked.
 - Limits for the whole token: 25 writes/s and 100 reads/s (documented): every write uses the
   endpoint name "write", every read "read", so the sender paces each kind together.
 - Writes are idempotent (assert / PUT by id with the same values), so a retry after a reset whose
@@ -47,8 +49,9 @@ from ..base import (
     Transport,
     body_excerpt,
 )
-from .schema import SCOPES, AttributeInfo, Schema, check_mapping
-from .values import ValueShaper, key_filter_value, key_value_json, match_form, shape_values, stored_match_forms
+from .schema import NUMERIC_TYPES, SCOPES, AttributeInfo, Schema, check_mapping
+from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
+                     stored_match_forms)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -109,6 +112,7 @@ class _Lookup:
     key: AttributeInfo
     object: str
     by_value: dict[Any, list[str]] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # plan key -> the key's value in the model
 
 
 @dataclass
@@ -259,10 +263,10 @@ class AttioDestination(Destination):
         """One records query for `keys`; `items` are their filter terms (a split rebuilds from halves).
         A key matches at most one record and a record holds at least one key: `limit` = len(keys)
         returns every match in one page."""
-        context = _Lookup(key, obj)
+        id_of = dict(zip(keys, ids))
+        context = _Lookup(key, obj, ids=id_of)
         for k, i in zip(keys, ids):
             context.by_value.setdefault(match_form(key.type, i), []).append(k)
-        id_of = dict(zip(keys, ids))
         body = b'{"filter":{"$or":[' + b",".join(items) + b']},"limit":' + str(len(items)).encode() + b"}"
         return Request(READ, "POST", f"/v2/objects/{_q(obj)}/records/query", body, keys=keys, items=items,
                        context=context, rebuild=lambda k, i: self._lookup(obj, key, k, i, [id_of[x] for x in k]))
@@ -300,11 +304,16 @@ class AttioDestination(Destination):
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            reason = describe(status, data, body)
             # e.g. a key Attio cannot filter on: isolate it. A 4xx that is not Attio's JSON (a proxy's
             # or gateway's page) says nothing about the keys: failed, not split down to rejections
-            if 400 <= status < 500 and _attio_answer(data):
-                return Outcome("split", reason=describe(status, data, body))
-            return Outcome("done", [RecordResult(k, "failed", describe(status, data, body)) for k in request.keys])
+            if 400 <= status < 500 and _attio_answer(data) and request.splittable:
+                return Outcome("split", reason=reason)
+            # A lookup is a read: Attio refusing it is no verdict on a write of the row, so a key
+            # isolated by the splits is failed (looked up again next run), never parked as rejected
+            # (it would wait for its row to change, though the API may be healthy by then). Only
+            # what dinsync itself knows no run can send is rejected: a key that is not a number.
+            return Outcome("done", [_bad_number(ctx, k) or RecordResult(k, "failed", reason) for k in request.keys])
         key_attr = ctx.key
         found: set[str] = set()
         for record in data["data"]:
@@ -318,6 +327,15 @@ class AttioDestination(Destination):
         return Outcome("done", [RecordResult(k, "not_found", f"Attio has no {ctx.object} record with this "
                                              f"{key_attr.slug} (update mode never creates)")
                                 for k in request.keys if k not in found])
+
+
+def _bad_number(ctx: _Lookup, key: str) -> RecordResult | None:
+    """The rejection of a key a numeric matching attribute can never match (as prepare() words it)."""
+    ident = ctx.ids.get(key)
+    if ctx.key.type not in NUMERIC_TYPES or ident is None or is_json_number(ident):
+        return None
+    return RecordResult(key, "rejected", f'key "{ctx.key.slug}": {ident!r} is not a number (the matching attribute '
+                                         f"is of type {ctx.key.type})")
 
 
 def _plan_id(sync: SyncSpec) -> tuple[str, str, tuple[str, ...]]:

@@ -104,6 +104,11 @@ def key_value_json(attr: AttributeInfo, ident: pl.Expr) -> tuple[pl.Expr, pl.Exp
     return pl.struct(ident.alias("a")).struct.json_encode().str.slice(5).str.head(-1), None
 
 
+def is_json_number(text: str) -> bool:
+    """Whether a numeric key's text is a number (the test key_value_json applies column-wise)."""
+    return re.fullmatch(_JSON_NUMBER, text.strip()) is not None
+
+
 def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
     """The key as a records-query filter operand (a domain in the form Attio stores)."""
     if attr.type == "domain":
@@ -113,7 +118,7 @@ def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
             number = float(ident)
             return int(number) if number.is_integer() and abs(number) < 2**53 else number
         except ValueError:
-            return ident  # Attio answers 400 for this key alone (the lookup is split until it is isolated)
+            return ident  # Attio answers 400: the lookup is split until the key is isolated, then it is rejected
     return ident
 
 
