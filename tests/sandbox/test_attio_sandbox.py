@@ -188,6 +188,25 @@ def test_assert_rules_on_the_matching_attribute(api):
     assert count(thread) == 1 and thread.stats()["created"] == {"people": 1}
 
 
+def test_numbers_are_persisted_as_64_bit_floats(make):
+    """"Numbers are persisted as 64 bit floats" (spec `input-value`): keys distinct as JSON texts
+    are one value for Attio's uniqueness, its matching and its filters."""
+    thread, client = make(custom_attributes=["people:account_no:number:unique"])
+    path = PEOPLE + "?matching_attribute=account_no"
+    first = client.put(path, {"data": {"values": {"account_no": [9007199254740992], "job_title": ["a"]}}})
+    assert first.status == 200
+    resp = client.put(path, {"data": {"values": {"account_no": [9007199254740993], "job_title": ["b"]}}})
+    assert resp.status == 200 and resp.body["data"]["id"] == first.body["data"]["id"]  # the same record
+    assert resp.body["data"]["values"]["account_no"][0]["value"] == 9007199254740992
+    for raw in (b'{"data":{"values":{"account_no":[1]}}}', b'{"data":{"values":{"account_no":[1.0]}}}',
+                b'{"data":{"values":{"account_no":[1e0]}}}'):
+        assert client.put(path, raw=raw).status == 200
+    assert count(thread) == 2
+    found = client.post(PEOPLE + "/query", {"filter": {"account_no": 9007199254740993}}).body["data"]
+    assert [r["id"] for r in found] == [first.body["data"]["id"]]
+    assert client.post(PEOPLE, values_body(account_no=[1.0])).code == "uniqueness_conflict"
+
+
 def test_multiple_match_results(api):
     thread, client = api
     client.assert_person("one@acme.com")

@@ -52,7 +52,9 @@ Undocumented behaviour: our choices, all `AttioOptions` fields (default in brack
   at least: the spec marks it required); unknown query parameters are ignored.
 * Assert without a value for the matching attribute: 400 `missing_value`.
 * Currency amounts with more than 4 decimals (the spec's maximum; its answer is not documented)
-  [`excess_decimals="round"`, or "reject"]; numbers are 64-bit floats, kept as given; phone numbers must
+  [`excess_decimals="round"`, or "reject"]; numbers are 64-bit floats (documented): an integer a float
+  cannot hold is kept as the float (9007199254740993 as 9007199254740992.0), others as given, and
+  uniqueness and filters compare the floats (1, 1.0, 1e0 and -0 / 0 are one value); phone numbers must
   be possible [`phone_validation="possible"`, or "valid"] (Attio's own example +15558675309 is not a
   "valid" number for libphonenumber).
 * Which requests are reads: GET, and the records query [`query_is_read=True`]; window [`window="sliding"`,

@@ -188,7 +188,7 @@ def _operand(kind: str, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise filter_error(f"Expected a number in filter, got {value!r}.")
-        return value
+        return float(value) + 0.0  # compared as the 64-bit floats numbers are persisted as
     if kind == "bool":
         if value in ("true", "false"):
             return value == "true"

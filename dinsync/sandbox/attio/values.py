@@ -148,6 +148,8 @@ def value_key(attr_type: str, props: dict) -> Any:
         return props["status"]["id"]["status_id"]
     if attr_type == "record-reference":
         return props["target_record_id"]
+    if attr_type in ("number", "currency", "rating"):  # one 64-bit float: 1, 1.0 and 1e0 are one value
+        return float(props["currency_value" if attr_type == "currency" else "value"]) + 0.0
     return orjson.dumps({k: v for k, v in props.items() if k not in _META}, option=orjson.OPT_SORT_KEYS)
 
 
@@ -203,13 +205,19 @@ class ValueParser:
         """A JSON number; `places`: the most decimal places it may have (currency: 4)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise invalid_value(attr.slug, f"expected a number for {what}", i)
+        if isinstance(value, int):  # "Numbers are persisted as 64 bit floats" (spec `input-value`)
+            try:
+                stored = float(value)
+            except OverflowError:
+                raise invalid_value(attr.slug, "expected a number a 64-bit float holds", i) from None
+            value = value if stored == value else stored  # 9007199254740993 is kept as 9007199254740992.0
         if places is not None and isinstance(value, float) and Decimal(repr(value)).as_tuple().exponent < -places:
             if self.settings.excess_decimals == "reject":
                 raise invalid_value(attr.slug, "at most 4 decimal places", i)
             value = round(value, 4)
         return value
 
-    def _number(self, attr, item, i):  # "Numbers are persisted as 64 bit floats" (spec): kept as given
+    def _number(self, attr, item, i):  # "Numbers are persisted as 64 bit floats" (spec): see _decimal
         return {"value": self._decimal(attr, self._unwrap(attr, item, "value", i), i, "a number attribute")}
 
     def _currency(self, attr, item, i):
