@@ -271,6 +271,39 @@ def test_numeric_custom_unique_key(fresh):
         fresh.call(lambda: sandbox.objects["people"].attributes.pop("account_no"))
 
 
+def test_numeric_keys_attio_stores_as_one_float_are_not_written_over_each_other(fresh):
+    """Attio keeps numbers as 64-bit floats: 9007199254740993 is stored as 9007199254740992, and
+    '1', '1.0', '1e0' (or '-0', '0') are one number. Such keys overwrote one record, every row
+    acknowledged. A key no float holds is rejected (parked: no run can match it as written); keys
+    of a batch that are one number for Attio are withheld (not parked), naming the other form."""
+    sandbox = fresh.sandbox
+    fresh.call(sandbox.declare_attribute, "people:account_no:number:unique")
+    try:
+        dest = destination(fresh)
+        spec = SyncSpec("s", "people", "upsert", "account_no", ["job_title"])
+        assert run_preflight(dest, spec).issues == []
+        keys = ["9007199254740992", "9007199254740993", "1", "1.0", "1e0", "-0", "0", "0.1", "0.10000000000000001",
+                "42", "1e400"]
+        rows = [{"key": k, "job_title": f"row {k}"} for k in keys]
+        prepared = dest.prepare(mapped(rows, "account_no", ["job_title"], {"job_title": "string"}, "string"), spec)
+        check_spec(prepared.requests)
+        assert sorted(r.keys[0] for r in prepared.requests) == ["0.1", "42", "9007199254740992"]
+        why = {r.key: r for r in prepared.rejections}
+        assert sorted(why) == sorted(set(keys) - {"0.1", "42", "9007199254740992"})
+        for key in ("9007199254740993", "0.10000000000000001", "1e400"):
+            assert why[key].park and "is not a 64-bit float" in why[key].reason, why[key]
+        assert "would store it as 9007199254740992.0" in why["9007199254740993"].reason
+        for key in ("1", "1.0", "1e0", "-0", "0"):
+            assert not why[key].park and "is the same number for Attio as" in why[key].reason, why[key]
+        assert "'1.0', '1e0'" in why["1"].reason and "'0'" in why["-0"].reason
+        assert [r.problems for r in deliver_all(dest, prepared.requests)] == [[]] * 3
+        stored = fresh.call(lambda: {sandbox.plain(r)["account_no"]: sandbox.plain(r)["job_title"]
+                                     for r in sandbox.records("people")})
+        assert stored == {9007199254740992: "row 9007199254740992", 0.1: "row 0.1", 42: "row 42"}
+    finally:
+        fresh.call(lambda: sandbox.objects["people"].attributes.pop("account_no"))
+
+
 # ------------------------------------------------------------------ pre-flight
 def test_preflight_names_unknown_read_only_archived_and_closest(fresh):
     dest = destination(fresh)

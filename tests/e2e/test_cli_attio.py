@@ -346,6 +346,25 @@ def test_domains_attio_reads_as_one_company_are_sent_once_the_model_holds_one(at
     assert p.snapshot_keys("attio_companies") == {f"company{i}.com" for i in range(1, 7)}
 
 
+def test_numeric_keys_that_are_one_float_for_attio_are_withheld_or_rejected(attio):
+    p = attio
+    p.thread.call(p.sandbox.declare_attribute, "people:account_no:number:unique")
+    p.sql("create or replace table main.people as select * from (values (1, '7', 'a'), (2, '7.0', 'b'), "
+          "(3, '9007199254740993', 'c'), (4, '9007199254740992', 'd'), (5, '8', 'e')) t(id, acct, first_name)")
+    p.write_sync(match_column="acct", match_field="account_no", fields=("first_name: job_title",))
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (2, 3, 1), run
+    statuses = {k: s for k, (s, _) in p.rejections().items()}
+    assert statuses == {"7": "duplicate", "7.0": "duplicate", "9007199254740993": "rejected"}
+    titles = p.thread.call(lambda: {p.sandbox.plain(r)["account_no"]: p.sandbox.plain(r)["job_title"]
+                                    for r in p.sandbox.records("people")})
+    assert titles == {9007199254740992: "d", 8: "e"}  # 9007199254740993 did not overwrite 9007199254740992
+    p.sql("delete from main.people where acct = '7.0'")
+    fixed = p.run()  # withheld, not parked: sent once the model holds one of them
+    assert (fixed["added"], fixed["acknowledged"], fixed["rejected"]) == (1, 1, 0), fixed
+    assert p.thread.call(p.sandbox.count, "people") == 3
+
+
 def test_a_domain_added_later_in_another_case_does_not_overwrite_the_synced_company(attio):
     p = attio
     p.seed_companies(60)

@@ -49,6 +49,7 @@ from ..base import (
     Transport,
     body_excerpt,
 )
+from .keys import inexact_numbers, same_domain, same_number
 from .schema import NUMERIC_TYPES, SCOPES, AttributeInfo, Schema, check_mapping
 from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
                      stored_match_forms)
@@ -216,8 +217,12 @@ class AttioDestination(Destination):
                                         f'of type {plan.key.type})') for k, i in bad.select("_key", "_id").iter_rows()]
             frame = frame.filter(~key_bad)
         if plan.key.type == "domain":
-            frame, dupes = _same_domain(frame, sync.key_field)
+            frame, dupes = same_domain(frame, sync.key_field)
             rejections += dupes
+        elif plan.key.type in NUMERIC_TYPES:
+            frame, inexact = inexact_numbers(frame, sync.key_field)
+            frame, dupes = same_number(frame, sync.key_field)
+            rejections += inexact + dupes
         region = self.default_region()
         shapers = [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
                    if name != sync.key_field and name in plan.attributes]
@@ -434,24 +439,3 @@ def _auth_reason(status: int, data: Any) -> str:
     what = "refused the access token" if status == 401 else "refused the request"
     return f"Attio {what} ({describe(status, data)}): the token needs the scopes {SCOPE_TEXT}"
 
-
-def _same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Rows of a batch whose domains Attio would read as the same company (e.g. `Acme.com` and
-    `https://acme.com/`): withheld, like duplicated keys, and not parked: once the model holds one
-    of them, the next run sends it (its own values never changed)."""
-    import polars as pl
-
-    from .values import normalise_domain
-
-    ids = frame.get_column("_id")
-    distinct = ids.unique()
-    forms = ids.replace_strict(distinct, pl.Series([normalise_domain(d) for d in distinct.to_list()]),
-                               return_dtype=pl.String)
-    dup = forms.is_duplicated()
-    if not dup.any():
-        return frame, []
-    rejected = [Rejection(k, f'key "{key_field}": {i!r} is the same domain for Attio as another row of the model '
-                             f"({f!r}); make the model's domains unique after lowercasing and trimming scheme "
-                             "and path", park=False)
-                for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup))]
-    return frame.filter(~dup), rejected
