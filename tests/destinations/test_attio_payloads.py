@@ -518,6 +518,49 @@ def test_a_lookup_attio_refuses_for_a_single_key_fails_it_and_never_parks_it():
     assert r.status == "failed"
 
 
+def test_update_mode_keys_resolving_to_one_record_are_withheld():
+    """A person holding two of the model's emails: both rows were written by record id to that one
+    record (the last write winning), both acknowledged. Keys one lookup answer (or one batch) pairs
+    with one record are all withheld; a key whose record another key of the run was prepared for
+    is withheld too. Not parked: the next run plans them again."""
+    d = _dest()
+    email = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    d._plans[("people", "email_addresses", ("job_title",))] = _Plan(email, {"job_title": AttributeInfo(
+        "job_title", "b", "text")})
+    spec = SyncSpec("s", "people", "update", "email_addresses", ["job_title"])
+
+    def record(rid, *emails):
+        return {"id": {"record_id": rid}, "values": {"email_addresses": [{"email_address": e} for e in emails]}}
+
+    def lookup(keys, records):
+        req = d._lookup("people", email, keys, [orjson.dumps({"email_addresses": k}) for k in keys], keys)
+        assert d.parse(req, 200, {}, orjson.dumps({"data": records})).results == []
+
+    def prepare(keys):
+        frame = mapped([{"key": k, "job_title": "x"} for k in keys], "email_addresses", ["job_title"],
+                       {"job_title": "string"}, "email")
+        return d.prepare(frame, spec)
+
+    lookup(["a@x.co", "b@x.co", "c@x.co"], [record("rec-1", "a@x.co", "b@x.co"), record("rec-2", "c@x.co")])
+    first = prepare(["a@x.co"])  # the answer's two keys reach prepare() in different batches
+    assert first.requests == [] and [(r.key, r.park) for r in first.rejections] == [("a@x.co", False)]
+    assert "resolves to the same Attio record as key 'b@x.co' (record rec-1)" in first.rejections[0].reason
+    second = prepare(["b@x.co", "c@x.co"])
+    assert [r.path for r in second.requests] == ["/v2/objects/people/records/rec-2"]
+    [withheld] = second.rejections
+    assert (withheld.key, withheld.park) == ("b@x.co", False) and "'a@x.co'" in withheld.reason
+    # a later lookup: d resolves to the record c was written to; e and f share one in its batch
+    lookup(["d@x.co"], [record("rec-2", "c@x.co", "d@x.co")])
+    lookup(["e@x.co"], [record("rec-3", "e@x.co")])
+    lookup(["f@x.co"], [record("rec-3", "e@x.co", "f@x.co")])
+    third = prepare(["d@x.co", "e@x.co", "f@x.co"])
+    assert third.requests == []
+    why = {r.key: r.reason for r in third.rejections}
+    assert "as key 'c@x.co' (record rec-2)" in why["d@x.co"]
+    assert "as key 'f@x.co'" in why["e@x.co"] and "as key 'e@x.co'" in why["f@x.co"]
+    assert d._record_ids == {} and d._shared == {}
+
+
 def test_parse_schema_read_keeps_the_body():
     d = _dest()
     capture = _Capture("attributes")

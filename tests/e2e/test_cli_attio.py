@@ -19,6 +19,8 @@ from dinsync.errors import ExitCode
 from dinsync.sandbox import AttioSandbox, SandboxThread
 from dinsync.sandbox.faults import error, reset, reset_after_apply, respond, throttle
 
+from tests.sandbox.attio_helpers import ASSERT_PERSON, Client
+
 from .attio_project import CUSTOM_ATTRIBUTES, AttioProject
 
 TOKEN = "attio-e2e-token-51c7a2f0"
@@ -169,6 +171,30 @@ def test_companies_update_mode_by_domain(attio):
     assert (run["acknowledged"], run["not_found"]) == (6, 1)
     assert count(p, "companies") == 6 and company(p, "company1.com")["name"] == "Renamed company1.com"
     assert company(p, "company1.com")["domains"] == ["company1.com"]
+
+
+def test_update_mode_two_keys_of_one_person_are_withheld_not_written_over_each_other(attio):
+    """A person holding two emails that are both keys of the model: both rows were written to that
+    one record by id (the last write winning), both acknowledged."""
+    p = attio
+    assert p.run()["acknowledged"] == 20
+    p.sql("insert into main.people values (21, 'alias1@example.com', 'Alias', 'team', 1, 'c-21')")
+    # the person user1 also gets the address alias1 (the assert adds it to the matching attribute)
+    added = Client(p.base_url, TOKEN).put(ASSERT_PERSON, {"data": {"values": {
+        "email_addresses": ["user1@example.com", "alias1@example.com"], "job_title": ["Original"]}}})
+    assert added.status == 200 and count(p) == 20
+    p.write_sync("attio_people_update", mode="update")
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"], run["failed"]) == (19, 0, 0), run
+    withheld = p.rejections()
+    assert {k: s for k, (s, _) in withheld.items()} == {"user1@example.com": "duplicate",
+                                                        "alias1@example.com": "duplicate"}
+    assert "resolves to the same Attio record as key 'alias1@example.com'" in withheld["user1@example.com"][1]
+    assert person(p, "alias1@example.com")["job_title"] == "Original"  # neither row was written to it
+    p.sql("delete from main.people where id = 21")
+    again = p.run()  # withheld, not parked: sent once the model holds one key for that person
+    assert (again["acknowledged"], again["rejected"]) == (1, 0), again
+    assert person(p, "alias1@example.com")["job_title"] == "Name 1"
 
 
 @pytest.mark.parametrize("status", [400, 404, 409])

@@ -10,7 +10,8 @@
   and overwrites multiselect values like the assert does. The matching attribute is not written
   in update mode (a PUT would replace the record's other emails or domains). A query Attio refuses
   is split to isolate a key; a single key still refused is failed (a read's refusal is no verdict on
-  the row), not parked.
+  the row), not parked. Keys resolved to one record are withheld (`_same_record`), never written
+  over each other.
 - Limits for the whole token: 25 writes/s and 100 reads/s (documented): every write uses the
   endpoint name "write", every read "read", so the sender paces each kind together.
 - Writes are idempotent (assert / PUT by id with the same values), so a retry after a reset whose
@@ -149,6 +150,10 @@ class AttioDestination(Destination):
         super().__init__(base_url, credentials, options)
         self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan] = {}
         self._record_ids: dict[str, str] = {}  # update mode: plan key -> record id found by the lookup
+        # update mode: keys a lookup answer paired with one record (key -> the others), and the key
+        # each record id was first prepared for in this run: one record is never written for two keys
+        self._shared: dict[str, list[str]] = {}
+        self._claimed: dict[str, str] = {}
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self.credentials["api_key"]}
@@ -228,8 +233,12 @@ class AttioDestination(Destination):
                    if name != sync.key_field and name in plan.attributes]
         frame, bad_values = shape_values(frame, shapers)
         rejections += bad_values
+        if update:
+            frame, same = self._same_record(frame, sync.key_field)
+            rejections += same
         for rejection in rejections:  # update mode: their record ids are not needed any more
             self._record_ids.pop(rejection.key or "", None)
+            self._shared.pop(rejection.key or "", None)
         obj = _q(sync.service)
         requests = []
         if update:
@@ -251,6 +260,40 @@ class AttioDestination(Destination):
             for key, text in frame.select("_key", body.alias("_body")).iter_rows():
                 requests.append(Request(WRITE, "PUT", path, text.encode(), keys=[key], context=write))
         return Prepared(requests, rejections)
+
+    def _same_record(self, frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
+        """Update mode: rows whose keys the lookup resolved to one Attio record (a person holding two
+        of the model's emails; `1` and `1.0`) were both written to it, the last write winning, both
+        acknowledged. Withheld, not parked: those of one lookup answer or one batch all, and a key
+        whose record another key of this run was already prepared for. Once the model holds one
+        key per record, the next run sends it."""
+        import polars as pl
+
+        keys = frame.get_column("_key").to_list()
+        records = [self._record_ids.get(k) for k in keys]
+        batch: dict[str | None, list[str]] = {}
+        for key, record in zip(keys, records):
+            batch.setdefault(record, []).append(key)
+        withheld: dict[str, list[str]] = {}
+        for key, record in zip(keys, records):
+            shared = self._shared.pop(key, [])
+            if record is None:
+                continue
+            others = list(dict.fromkeys([k for k in batch[record] if k != key] + shared))
+            if not others and self._claimed.get(record, key) != key:
+                others = [self._claimed[record]]
+            if others:
+                withheld[key] = others
+        for key, record in zip(keys, records):
+            if record is not None:
+                self._claimed.setdefault(record, key)
+        if not withheld:
+            return frame, []
+        rejected = [Rejection(k, f'key "{key_field}": resolves to the same Attio record as key '
+                                 f"{', '.join(repr(o) for o in others[:3])} (record {self._record_ids.get(k)}); "
+                                 "make the model hold one key per Attio record", park=False)
+                    for k, others in withheld.items()]
+        return frame.filter(~pl.col("_key").is_in(list(withheld))), rejected
 
     # --- update mode: which keys exist --------------------------------------------------
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
@@ -321,6 +364,7 @@ class AttioDestination(Destination):
             return Outcome("done", [_bad_number(ctx, k) or RecordResult(k, "failed", reason) for k in request.keys])
         key_attr = ctx.key
         found: set[str] = set()
+        by_record: dict[str, dict[str, None]] = {}
         for record in data["data"]:
             record_id = ((record or {}).get("id") or {}).get("record_id")
             values = ((record or {}).get("values") or {}).get(key_attr.slug) or []
@@ -328,7 +372,11 @@ class AttioDestination(Destination):
                 for form in stored_match_forms(key_attr.type, value):
                     for key in ctx.by_value.get(form, ()):
                         self._record_ids[key] = record_id
+                        by_record.setdefault(record_id, {})[key] = None
                         found.add(key)
+        for keys in by_record.values():  # one record for several keys: prepare() withholds them all
+            for key in keys if len(keys) > 1 else ():
+                self._shared[key] = [k for k in keys if k != key]
         return Outcome("done", [RecordResult(k, "not_found", f"Attio has no {ctx.object} record with this "
                                              f"{key_attr.slug} (update mode never creates)")
                                 for k in request.keys if k not in found])
