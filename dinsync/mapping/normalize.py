@@ -112,6 +112,13 @@ def _e164(value: str, region: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_e164(value: str, region: str | None = None) -> str | None:
+    """One number in E.164 by the phone kind's rule (`normalize_phones`), None when it is not a
+    plausible number: for values a destination shapes itself (e.g. Attio's multiselect phone
+    attributes, which the mapping coerces as `auto`), so they are checked as the mapping checks them."""
+    return _e164(value, region.upper() if region else None)
+
+
 def normalize_phones(series: pl.Series, region: str | None = None) -> pl.Series:
     """E.164 form of each phone number, NULL when it is missing or not a possible number (see the
     module's doc).

@@ -163,6 +163,44 @@ def test_strings_scalars_and_lists_for_structured_and_multiselect_values(fresh):
     assert stored["name"]["first_name"] == "Ada" and stored["phone_numbers"] == ["+442079460958", "+33612345678"]
 
 
+def test_multiselect_phone_numbers_follow_the_mappings_phone_rule(fresh):
+    """People's `phone_numbers` is multiselect (mapped as `auto`): its values were put in E.164 only
+    when libphonenumber called them valid, else sent as written ("(555) 867-5309", "12345"), which
+    Attio refuses (a phone string starts with + and the country code). They follow the phone kind's
+    rule: plausible numbers in E.164 with the default region, the others reject the row, worded
+    as the mapping words it."""
+    sandbox = fresh.sandbox
+    dest = AttioDestination(fresh.url, {"api_key": TOKEN}, {"phone_region": "US"})
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["phone_numbers"])
+    pre = run_preflight(dest, spec)
+    assert pre.kinds == {"phone_numbers": "auto"}
+    rows = [{"key": "a@example.com", "phone_numbers": ["(555) 867-5309"]},
+            {"key": "b@example.com", "phone_numbers": ["+44 20 7946 0958", "415 555 2671"]},
+            {"key": "c@example.com", "phone_numbers": ["12345"]},
+            {"key": "d@example.com", "phone_numbers": ["+14155552671", "not a phone"]}]
+    prepared = dest.prepare(mapped(rows, "email_addresses", ["phone_numbers"], pre.kinds, "email"), spec)
+    check_spec(prepared.requests)
+    sent = {r.keys[0]: orjson.loads(r.body)["data"]["values"]["phone_numbers"] for r in prepared.requests}
+    assert sent == {"a@example.com": ["+15558675309"], "b@example.com": ["+442079460958", "+14155552671"]}
+    why = {r.key: r.reason for r in prepared.rejections}
+    assert why == {"c@example.com": """field "phone_numbers": invalid phone number '12345' (default region US)""",
+                   "d@example.com": """field "phone_numbers": invalid phone number 'not a phone' (default region US)"""}
+    assert [r.problems for r in deliver_all(dest, prepared.requests)] == [[], []]
+    stored = fresh.call(lambda: sandbox.plain(sandbox.find_person("a@example.com")))
+    assert stored["phone_numbers"] == ["+15558675309"]
+
+
+def test_phone_keys_pair_with_the_stored_number_in_e164():
+    d = AttioDestination("http://127.0.0.1:9", {"api_key": "k"}, {"phone_region": "FR"})
+    key = AttributeInfo("mobile", "m", "phone-number", is_unique=True)
+    req = d._lookup("people", key, ["k-us", "k-fr"], [b'{"mobile":"+1 555 867 5309"}', b'{"mobile":"06 12 34 56 78"}'],
+                    ["+1 555 867 5309", "06 12 34 56 78"])
+    answer = {"data": [{"id": {"record_id": "rec-us"}, "values": {"mobile": [{"phone_number": "+15558675309"}]}},
+                       {"id": {"record_id": "rec-fr"}, "values": {"mobile": [{"phone_number": "+33612345678"}]}}]}
+    assert d.parse(req, 200, {}, orjson.dumps(answer)).results == []
+    assert d._record_ids == {"k-us": "rec-us", "k-fr": "rec-fr"}
+
+
 def test_coordinates_are_written_in_decimal_notation(fresh):
     sandbox = fresh.sandbox
     dest = destination(fresh)

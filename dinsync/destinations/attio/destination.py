@@ -314,7 +314,7 @@ class AttioDestination(Destination):
         id_of = dict(zip(keys, ids))
         context = _Lookup(key, obj, ids=id_of)
         for k, i in zip(keys, ids):
-            context.by_value.setdefault(match_form(key.type, i), []).append(k)
+            context.by_value.setdefault(match_form(key.type, i, self.default_region()), []).append(k)
         body = b'{"filter":{"$or":[' + b",".join(items) + b']},"limit":' + str(len(items)).encode() + b"}"
         return Request(READ, "POST", f"/v2/objects/{_q(obj)}/records/query", body, keys=keys, items=items,
                        context=context, rebuild=lambda k, i: self._lookup(obj, key, k, i, [id_of[x] for x in k]))

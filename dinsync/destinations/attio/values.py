@@ -4,7 +4,9 @@ Every value is sent as an array (`"slug": [v]`, and `[]` for NULL, which clears 
 form the OpenAPI file's `values` schema describes, accepted by Attio's type pages for single- and
 multi-value attributes alike. Per type:
   - text, number, checkbox, date, timestamp, rating, select and status (by title), email-address,
-    domain, phone-number (E.164 from the mapping): `[v]`;
+    domain, phone-number (E.164 from the mapping): `[v]`; a multiselect phone-number (People's
+    `phone_numbers`, mapped as `auto`) is put in E.164 here by the mapping's rule, and a value that
+    does not parse rejects the row as the mapping would;
   - currency: `[{"currency_value": n}]`, n rounded to 4 decimal places (the spec's maximum);
   - personal-name: a struct -> `{"first_name", "last_name", "full_name"}` (missing parts "", full name
     computed); a string as is (Attio reads "Last name(s), First name(s)");
@@ -18,11 +20,9 @@ from __future__ import annotations
 
 import decimal
 import re
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
-import phonenumbers
 
 from ..base import Rejection
 from .schema import NUMERIC_TYPES, AttributeInfo
@@ -55,8 +55,9 @@ def normalise_domain(text: str) -> str:
     return re.sub(r":\d*$", "", host).rstrip(".")
 
 
-def match_form(attr_type: str, text: str) -> Any:
-    """A matching key as Attio compares it (to pair records found by a lookup with keys)."""
+def match_form(attr_type: str, text: str, region: str | None = None) -> Any:
+    """A matching key as Attio compares it (to pair records found by a lookup with keys);
+    `region`: the destination's default phone region, for national numbers."""
     if attr_type == "email-address":
         return text.strip().lower()
     if attr_type == "domain":
@@ -67,7 +68,7 @@ def match_form(attr_type: str, text: str) -> Any:
         except ValueError:
             return text
     if attr_type == "phone-number":
-        return _e164(text, None) or text.strip()
+        return _e164(text, region) or text.strip()
     return text
 
 
@@ -123,15 +124,13 @@ def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
 
 
 # ------------------------------------------------------------------------ values
-@lru_cache(maxsize=100_000)
 def _e164(text: str, region: str | None) -> str | None:
-    try:
-        number = phonenumbers.parse(text.strip(), region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    """E.164 by the mapping's phone rule (plausible, not `is_valid_number`: Attio's own example
+    +15558675309 is unassigned for libphonenumber), so a multiselect phone attribute, which the
+    mapping coerces as `auto`, is checked like a single-value one."""
+    from ...mapping.normalize import phone_e164  # (loads polars: only once rows are shaped)
+
+    return phone_e164(text, region)
 
 
 class ValueShaper:
@@ -182,8 +181,13 @@ class ValueShaper:
     def _phone_number(self, item: Any) -> Any:
         if isinstance(item, (str, int)) and not isinstance(item, bool):
             text = str(item)
-            return _e164(text, self.region) or text  # Attio answers for numbers we cannot read
-        return item
+            e164 = _e164(text, self.region)
+            if e164 is None:  # Attio takes "+<country code>..." strings only: as the mapping words it
+                note = f" (default region {self.region})" if self.region else \
+                    " (no default region: write it in international form, +...)"
+                raise ValueError(f"invalid phone number {text[:100]!r}{note}")
+            return e164
+        return item  # {original_phone_number, country_code}: Attio parses it
 
     def _currency(self, item: Any) -> Any:
         if isinstance(item, float):
