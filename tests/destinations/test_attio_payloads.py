@@ -201,6 +201,24 @@ def test_phone_keys_pair_with_the_stored_number_in_e164():
     assert d._record_ids == {"k-us": "rec-us", "k-fr": "rec-fr"}
 
 
+def test_a_name_struct_with_every_part_empty_clears_the_name(fresh):
+    """A struct whose parts are all NULL or empty was sent as one empty name
+    (`[{"first_name": "", "last_name": "", "full_name": ""}]`); it is `[]`, as NULL is."""
+    sandbox = fresh.sandbox
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["name"])
+    pre = run_preflight(dest, spec)
+    parts = [{"first_name": None, "last_name": None}, {"first_name": "", "last_name": "", "full_name": ""},
+             {"first_name": " ", "last_name": None}, {"first_name": "Ada", "last_name": None}]
+    rows = [{"key": f"n{i}@example.com", "name": p} for i, p in enumerate(parts)]
+    prepared = dest.prepare(mapped(rows, "email_addresses", ["name"], pre.kinds, "email"), spec)
+    check_spec(prepared.requests)
+    assert [orjson.loads(r.body)["data"]["values"]["name"] for r in prepared.requests] == [
+        [], [], [], [{"first_name": "Ada", "last_name": "", "full_name": "Ada"}]]
+    assert [r.problems for r in deliver_all(dest, prepared.requests)] == [[]] * 4
+    assert fresh.call(lambda: sandbox.plain(sandbox.find_person("n0@example.com")))["name"] is None
+
+
 def test_coordinates_are_written_in_decimal_notation(fresh):
     sandbox = fresh.sandbox
     dest = destination(fresh)

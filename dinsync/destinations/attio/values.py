@@ -9,7 +9,8 @@ multi-value attributes alike. Per type:
     does not parse rejects the row as the mapping would;
   - currency: `[{"currency_value": n}]`, n rounded to 4 decimal places (the spec's maximum);
   - personal-name: a struct -> `{"first_name", "last_name", "full_name"}` (missing parts "", full name
-    computed); a string as is (Attio reads "Last name(s), First name(s)");
+    computed; a struct with every part NULL or empty is no name: `[]`, as for NULL); a string as is
+    (Attio reads "Last name(s), First name(s)");
   - location: a struct -> every property (missing ones null, coordinates as strings); a string as is;
   - record-reference: a company by domain, a person by email, any record by id (UUID);
   - multiselect (any type): a list column as the list, a scalar as a one-element list, NULL items dropped.
@@ -169,9 +170,11 @@ class ValueShaper:
             if item is None:
                 continue
             try:
-                out.append(item_form(item))
+                form = item_form(item)
             except ValueError as exc:
                 return None, f'field "{self.name}": {exc}'
+            if form is not None:  # None: an item with nothing in it (an empty name), dropped like NULL
+                out.append(form)
         return orjson.dumps(out).decode(), None
 
     # one item -> its write form (ValueError: cannot be written)
@@ -199,6 +202,8 @@ class ValueShaper:
             return item  # a string: Attio reads "Last name(s), First name(s)"
         first, last = (str(item.get(k) or "") for k in ("first_name", "last_name"))
         full = item.get("full_name") or " ".join(p for p in (first, last) if p)
+        if not (first.strip() or last.strip() or str(full).strip()):
+            return None  # every part NULL or empty: `[]` clears the name, as NULL does
         return {"first_name": first, "last_name": last, "full_name": str(full)}
 
     def _location(self, item: Any) -> Any:
