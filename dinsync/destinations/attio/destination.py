@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -48,10 +47,11 @@ from ..base import (
     ServiceSpec,
     SyncSpec,
     Transport,
-    body_excerpt,
 )
+from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
+                      written_record)
 from .keys import inexact_numbers, same_domain, same_number
-from .schema import NUMERIC_TYPES, SCOPES, AttributeInfo, Schema, check_mapping
+from .schema import NUMERIC_TYPES, AttributeInfo, Schema, check_mapping
 from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
                      stored_match_forms)
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 WRITE, READ = "write", "read"  # endpoint names: Attio's two token-wide rate classes
 ATTRIBUTES_PAGE = 100
-SCOPE_TEXT = " and ".join(SCOPES)
 
 
 class AttioSettings(BaseModel):
@@ -321,9 +320,9 @@ class AttioDestination(Destination):
 
     # --- responses ----------------------------------------------------------------------
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
-        data = _json(body)
+        data = read_json(body)
         if status in (401, 403):
-            return Outcome("fatal", reason=_auth_reason(status, data))
+            return Outcome("fatal", reason=auth_reason(status, data))
         ctx = request.context
         if isinstance(ctx, _Lookup):
             return self._parse_lookup(request, ctx, status, data, body)
@@ -333,21 +332,21 @@ class AttioDestination(Destination):
                 return Outcome("done")
             return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data, body))])
         if 200 <= status < 300:
-            if _written_record(data):
+            if written_record(data):
                 return Outcome("done")
             # a captive portal's or a proxy's 200 page is no acknowledgement: the write may never
             # have reached Attio, so it is sent again (then failed, and sent by the next run)
             return Outcome("retry", reason=describe(status, data, body) + " (not Attio's answer to a write: no "
                                                                           "data.id.record_id)")
         reason = describe(status, data, body)
-        if status == 404 and isinstance(ctx, _Write) and ctx.by_id and _record_missing(data):
+        if status == 404 and isinstance(ctx, _Write) and ctx.by_id and record_missing(data):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
                                                  reason + " (deleted since the lookup; update mode never creates)")])
         # Attio's word on the record (its error JSON) rejects it; another 4xx page (a proxy's or a
         # gateway's) says nothing about the record: failed, sent again next run. Except a 413: a
         # record too large for the path would fail alike on every run, so it waits until it changes.
-        kind = "rejected" if 400 <= status < 500 and (_attio_answer(data) or status == 413) else "failed"
-        named = _named_fields(data, request.body) if kind == "rejected" else None
+        kind = "rejected" if 400 <= status < 500 and (attio_answer(data) or status == 413) else "failed"
+        named = named_fields(data, request.body) if kind == "rejected" else None
         return Outcome("done", [RecordResult(k, kind, reason, named) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
@@ -355,7 +354,7 @@ class AttioDestination(Destination):
             reason = describe(status, data, body)
             # e.g. a key Attio cannot filter on: isolate it. A 4xx that is not Attio's JSON (a proxy's
             # or gateway's page) says nothing about the keys: failed, not split down to rejections
-            if 400 <= status < 500 and _attio_answer(data) and request.splittable:
+            if 400 <= status < 500 and attio_answer(data) and request.splittable:
                 return Outcome("split", reason=reason)
             # A lookup is a read: Attio refusing it is no verdict on a write of the row, so a key
             # isolated by the splits is failed (looked up again next run), never parked as rejected
@@ -397,93 +396,3 @@ def _plan_id(sync: SyncSpec) -> tuple[str, str, tuple[str, ...]]:
 
 def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _attio_answer(data: Any) -> bool:
-    """Whether an error body is Attio's JSON (its word on the request), not a proxy's page."""
-    return isinstance(data, dict) and any(k in data for k in ("status_code", "code", "type"))
-
-
-def _written_record(data: Any) -> bool:
-    """Whether a 2xx body is Attio's answer to a write (the assert and the PUT by record id both
-    answer `{"data": {"id": {"record_id": ...}, ...}}`): only that acknowledges the row."""
-    record = data.get("data") if isinstance(data, dict) else None
-    ident = record.get("id") if isinstance(record, dict) else None
-    return isinstance(ident, dict) and isinstance(ident.get("record_id"), str) and bool(ident["record_id"])
-
-
-def _record_missing(data: Any) -> bool:
-    """Whether Attio's 404 to a write by record id says the record is gone (the spec's example for
-    its record endpoints: `Record with ID "…" not found.`; other wordings of it count too), not
-    that the object or an attribute is unknown (`Object with slug/ID "people" not found.`,
-    `Cannot find attribute with slug/ID "x".`), which no later run can mend."""
-    message = data.get("message") if isinstance(data, dict) else None
-    if not isinstance(message, str) or data.get("code", "not_found") != "not_found":
-        return False
-    words = message.lower()
-    return "record" in words and "attribute" not in words and not words.startswith("object")
-
-
-def describe(status: int, data: Any, body: bytes = b"") -> str:
-    """Attio's answer in a rejection reason: status, code, message and validation details; for an
-    answer that is not Attio's JSON (e.g. a proxy's HTML page), the start of its text."""
-    text = f"Attio HTTP {status}"
-    if not isinstance(data, dict):
-        words = body_excerpt(body, 2000, chars=200)
-        return f"{text}: {words}" if words else text
-    if data.get("code"):
-        text += f" {data['code']}"
-    if data.get("message"):
-        text += f": {data['message']}"
-    details = []
-    for issue in data.get("validation_errors") or []:
-        if isinstance(issue, dict) and issue.get("message"):
-            path = ".".join(str(p) for p in issue.get("path") or [])
-            details.append(f"{path}: {issue['message']}" if path else str(issue["message"]))
-    if details:
-        text += " (" + "; ".join(details[:3]) + ")"
-    return text
-
-
-# how Attio's messages name an attribute (`... attribute with slug "phone_numbers".`), or a select
-# option the write sent (`Cannot find select attribute with select option title "platinum".`)
-_NAMED_ATTRIBUTE = re.compile(r'attribute with (?:slug|slug/ID|ID) "([^"]+)"')
-_NAMED_OPTION = re.compile(r'select option title "([^"]*)"')
-
-
-def _named_fields(data: Any, body: bytes | None) -> str | None:
-    """The attributes a rejected write sent that Attio's answer names, for the rejection's field:
-    through its validation errors' paths (`data.values.<slug>...`) or its message (`attribute with
-    slug "<slug>"`, or an unknown select option's title: the attributes the write gave that option).
-    Only slugs the request wrote count (an attribute ID, or a message worded otherwise, names none):
-    the reason keeps Attio's whole answer anyway."""
-    if not isinstance(data, dict) or not body:
-        return None
-    try:
-        written = orjson.loads(body)["data"]["values"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not isinstance(written, dict):
-        return None
-    named = [str(issue["path"][2]) for issue in data.get("validation_errors") or []
-             if isinstance(issue, dict) and isinstance(issue.get("path"), list) and len(issue["path"]) > 2
-             and issue["path"][:2] == ["data", "values"]]
-    if isinstance(data.get("message"), str):
-        named += _NAMED_ATTRIBUTE.findall(data["message"])
-        for title in _NAMED_OPTION.findall(data["message"]):
-            named += [slug for slug, values in written.items() if isinstance(values, list)
-                      and any(v == title or (isinstance(v, dict) and v.get("option") == title) for v in values)]
-    return ", ".join(sorted({n for n in named if n in written})) or None
-
-
-def _auth_reason(status: int, data: Any) -> str:
-    what = "refused the access token" if status == 401 else "refused the request"
-    return f"Attio {what} ({describe(status, data)}): the token needs the scopes {SCOPE_TEXT}"
-
