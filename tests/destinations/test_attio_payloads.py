@@ -617,6 +617,25 @@ def test_update_mode_keys_resolving_to_one_record_are_withheld():
     assert d._record_ids == {} and d._shared == {}
 
 
+def test_update_mode_a_key_rejected_as_inexact_does_not_withhold_the_key_it_reads_as():
+    """9007199254740993 and 9007199254740992 both pair with the record holding 9007199254740992:
+    the first is rejected (no float holds it), so the second is that record's only key: written."""
+    d = _dest()
+    number = AttributeInfo("account_no", "n", "number", is_unique=True)
+    d._plans[("people", "account_no", ("job_title",))] = _Plan(number, {"job_title": AttributeInfo(
+        "job_title", "b", "text")})
+    keys = ["9007199254740992", "9007199254740993"]
+    req = d._lookup("people", number, keys, [orjson.dumps({"account_no": int(k)}) for k in keys], keys)
+    answer = {"data": [{"id": {"record_id": "rec-1"}, "values": {"account_no": [{"value": 9007199254740992}]}}]}
+    assert d.parse(req, 200, {}, orjson.dumps(answer)).results == []
+    frame = mapped([{"key": k, "job_title": "x"} for k in keys], "account_no", ["job_title"],
+                   {"job_title": "string"}, "string")
+    prepared = d.prepare(frame, SyncSpec("s", "people", "update", "account_no", ["job_title"]))
+    assert [(r.keys, r.path) for r in prepared.requests] == [(["9007199254740992"], "/v2/objects/people/records/rec-1")]
+    [rejected] = prepared.rejections
+    assert (rejected.key, rejected.park) == ("9007199254740993", True) and "not a 64-bit float" in rejected.reason
+
+
 def test_parse_schema_read_keeps_the_body():
     d = _dest()
     capture = _Capture("attributes")

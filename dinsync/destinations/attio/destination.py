@@ -232,12 +232,11 @@ class AttioDestination(Destination):
                    if name != sync.key_field and name in plan.attributes]
         frame, bad_values = shape_values(frame, shapers)
         rejections += bad_values
+        self._forget(rejections)
         if update:
             frame, same = self._same_record(frame, sync.key_field)
+            self._forget(same)
             rejections += same
-        for rejection in rejections:  # update mode: their record ids are not needed any more
-            self._record_ids.pop(rejection.key or "", None)
-            self._shared.pop(rejection.key or "", None)
         obj = _q(sync.service)
         requests = []
         if update:
@@ -260,6 +259,12 @@ class AttioDestination(Destination):
                 requests.append(Request(WRITE, "PUT", path, text.encode(), keys=[key], context=write))
         return Prepared(requests, rejections)
 
+    def _forget(self, rejections: list[Rejection]) -> None:
+        """Update mode: rows not written need their record ids no more."""
+        for rejection in rejections:
+            self._record_ids.pop(rejection.key or "", None)
+            self._shared.pop(rejection.key or "", None)
+
     def _same_record(self, frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
         """Update mode: rows whose keys the lookup resolved to one Attio record (a person holding two
         of the model's emails; `1` and `1.0`) were both written to it, the last write winning, both
@@ -275,7 +280,8 @@ class AttioDestination(Destination):
             batch.setdefault(record, []).append(key)
         withheld: dict[str, list[str]] = {}
         for key, record in zip(keys, records):
-            shared = self._shared.pop(key, [])
+            # keys of its lookup answer still to be written (a key rejected for its content is not)
+            shared = [k for k in self._shared.pop(key, []) if k in self._record_ids]
             if record is None:
                 continue
             others = list(dict.fromkeys([k for k in batch[record] if k != key] + shared))
