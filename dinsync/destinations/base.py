@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Seq
 if TYPE_CHECKING:  # polars is imported only when rows are mapped
     import polars as pl
 
+    from ..errors import DinsyncError
     from ..sender.retry import RetryPolicy
 
 RecordStatus = Literal["ok", "rejected", "not_found", "failed"]
@@ -214,17 +215,24 @@ class Outcome:
 class Delivered:
     """What became of records: acknowledged keys, a result for every record refused or lost, and
     the keys whose outcome arrives later (`pending`: token -> keys; no per-record objects, so a
-    large file or job costs one list of keys)."""
+    large file or job costs one list of keys).
+
+    `error` (from `settle` and `resolve` only): the outcomes are valid, but they show something
+    that must fail the run (e.g. Splio created contacts in update mode). The run commits them
+    first, then fails with it: raising instead would leave the records pending, and every later
+    run would read the same outcome and fail again."""
 
     ok: list[str]
     problems: list[RecordResult]
     pending: dict[str, list[str]] = field(default_factory=dict)
+    error: "DinsyncError | None" = None
 
     def merge(self, other: "Delivered") -> "Delivered":
         self.ok.extend(other.ok)
         self.problems.extend(other.problems)
         for token, keys in other.pending.items():
             self.pending.setdefault(token, []).extend(keys)
+        self.error = other.error or self.error
         return self
 
 
@@ -285,7 +293,8 @@ class Transport(Protocol):
     `ready` hands over, without waiting, outcomes of this run's pending records that arrived
     meanwhile (the pipeline commits them at its next checkpoint; a transport that cannot tell
     returns an empty `Delivered`). `ready` and `transport_stats` are optional: without them,
-    outcomes arrive through `settle` only and the run counts no request.
+    outcomes arrive through `settle` only and the run counts no request. An outcome that must
+    fail the run comes back in `Delivered.error` (committed first, then the run fails).
     """
 
     async def __aenter__(self) -> "Transport": ...

@@ -144,6 +144,9 @@ class Pipeline:
                     if self.pending and not self._stopping():
                         settled = await self.transport.settle(self.pending, self.opts.outcome_timeout_seconds)
                         self._settled(settled)
+                        if settled.error is not None and self.fatal is None:  # committed below, then raised
+                            err = settled.error
+                            self.fatal = type(err)(self.redact(err.message), err.hint)
                 # optional for a plugin's transport (the README names deliver, settle and resolve)
                 stats = getattr(self.transport, "transport_stats", TransportStats)()
                 self.s.requests, self.s.throttled = stats.requests, stats.throttled

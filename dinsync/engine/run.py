@@ -354,7 +354,9 @@ class SyncRun:
     def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> None:
         """Records an earlier run sent whose outcome had not arrived (stashed under their tokens):
         read the outcomes the platform has now, before planning (an acknowledged record is then
-        not sent again). Outcomes older than `pending_days` are given up: those rows are sent again."""
+        not sent again). Outcomes older than `pending_days` are given up: those rows are sent again.
+        An outcome that must fail the run (`Delivered.error`) fails it once the outcomes are
+        committed, before anything is planned or sent."""
         tokens = self.planner.pending_tokens()
         if not tokens:
             return
@@ -379,7 +381,9 @@ class SyncRun:
         rejected: list[str] = []
         forget: list[str] = []
         problems = []
+        error = None
         for token, outcomes in asyncio.run(read()):
+            error = outcomes.error or error  # the transport's latest says all it saw
             current = self.planner.pending_keys(token)
             ok.extend(k for k in dict.fromkeys(outcomes.ok) if k in current)
             mine = [r for r in outcomes.problems if r.key in current]
@@ -396,6 +400,8 @@ class SyncRun:
         waiting = sum(self.planner.pending_tokens().values())
         self.progress("note", {"message": f"outcomes of earlier runs: {n_ok} rows acknowledged, {n_parked} rejected, "
                                           f"{len(forget)} to send again; {waiting} rows still awaited"})
+        if error is not None:
+            raise type(error)(self.redact(error.message), error.hint)
 
     async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.

@@ -35,6 +35,18 @@ def test_each_row_status_becomes_a_record_result():
     assert "allow inserts" in by_key["c@x.com"].reason  # insert mode, import not allowed to create
 
 
+def test_a_contact_created_in_update_mode_fails_its_row():
+    """Update mode: the account's import should not create contacts. A created row is not
+    acknowledged (the transport fails the run, and the next run sends the row again), whether the
+    file's keys are known (this run) or not (a later run reading the report from its token)."""
+    data = report(rows=[row(2, "a@x.com", "inserted"), row(3, "b@x.com", "updated")])
+    for keys in (["a@x.com", "b@x.com"], None):
+        results, created = report_results(parse_report(data, FILE), keys, {}, "update")
+        assert statuses(results) == {"a@x.com": "failed", "b@x.com": "ok"} and created == 1
+        [problem] = results.problems
+        assert f"{FILE} line 2" in problem.reason and "update mode" in problem.reason
+
+
 def test_splio_messages_quoting_a_huge_value_are_cut_in_reasons():
     # Splio's message may quote the refused value: a 1 MB language made a 1 MB rejection reason
     # (the HTTP path cuts reasons in the sender; report files do not pass through it).

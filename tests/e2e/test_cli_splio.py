@@ -3,6 +3,7 @@ a real asyncssh SFTP server with an importer that writes reports, and the REST A
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import asyncssh
@@ -113,12 +114,52 @@ def test_sftp_update_mode_updates_existing_contacts_only(make_project):
 
 def test_sftp_update_mode_on_an_account_that_inserts_fails_loudly(make_project):
     p = make_project(insert_allowed=True)
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com", "firstname": "old"} for i in (1, 2)])
     p.configure(transport="sftp", mode="update")
     p.seed(5)
     data = p.sync()
     assert data["exit_code"] == 1
     assert "update mode" in data["output"] and "allows inserts" in data["output"]
-    assert p.snapshot() == set()
+    assert p.snapshot() == {"user1@example.com", "user2@example.com"}  # updated: acknowledged
+    created = {k: (s, r) for k, s, r in p.rejections() if s == "failed"}
+    assert set(created) == {f"user{i}@example.com" for i in (3, 4, 5)}
+    assert all("update mode" in r for _, r in created.values())
+    # as the error says: the created contacts' rows are sent again (they exist now: updated)
+    again = p.sync()["runs"][0]
+    assert (again["status"], again["sent"], again["acknowledged"]) == ("success", 3, 3)
+    assert p.snapshot() == {f"user{i}@example.com" for i in range(1, 6)}
+
+
+def test_sftp_update_mode_creation_reported_after_the_run_fails_the_run_that_reads_it(make_project, monkeypatch):
+    """Reports come on Splio's schedule: the one showing contacts created in update mode often
+    arrives after the run stopped waiting. The next run reads it from the token and must fail as
+    the run itself would have (it ended `success`, the created rows acknowledged)."""
+    p = make_project(insert_allowed=True)
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com", "firstname": "old"} for i in (1, 2)])
+    p.configure(transport="sftp", mode="update")
+    p.seed(5)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 1.5)
+    first = p.sync()["runs"][0]
+    assert (first["status"], first["pending"]) == ("warning", 5)
+    for _ in range(200):  # imported after the run: users 3 to 5 created
+        if p.stats()["files_processed"]:
+            break
+        time.sleep(0.05)
+    assert len(p.contacts()) == 5
+    p.thread.call(setattr, p.sandbox.sftp_faults, "importer_delay", 0.0)
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "20")
+    data = p.sync()
+    assert data["exit_code"] == 1, data["output"]
+    assert "update mode" in data["output"] and "allows inserts" in data["output"]
+    assert data["runs"][0]["sent"] == 0  # stopped before sending: the account creates contacts
+    assert p.snapshot() == {"user1@example.com", "user2@example.com"}
+    created = {k: (s, r) for k, s, r in p.rejections() if s == "failed"}
+    assert set(created) == {f"user{i}@example.com" for i in (3, 4, 5)}
+    assert all("update mode" in r for _, r in created.values())
+    again = p.sync()["runs"][0]  # once: the report's rows are settled, the created ones sent again
+    assert (again["status"], again["sent"], again["acknowledged"]) == ("success", 3, 3)
+    assert p.snapshot() == {f"user{i}@example.com" for i in range(1, 6)}
 
 
 def test_sftp_insert_creates_again_a_contact_deleted_in_splio_with_every_field(make_project):
@@ -292,6 +333,7 @@ def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatc
                                 password=SFTP_PASSWORD, known_hosts=str(p.known_hosts),
                                 reports_directory="/imports/reports")
         async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD) as transport:
+            transport.mode = "insert"  # the sync's (begin_run sets it): created contacts are ok
             for _ in range(100):
                 found = await transport.resolve([token])
                 if found.ok or found.problems:

@@ -8,6 +8,9 @@ in `dinsync/sandbox/splio/importer.py`); what a row's status means:
 * `inserted`, `updated` -> ok (acknowledged), except `inserted` from a file of changed columns
   only (a changed row whose contact was deleted in Splio: created with those columns alone) ->
   not_found, so that the next run sends the row whole;
+* `inserted` while the sync is in update mode -> failed (the account's import creates contacts,
+  which the sync says it must not: the transport fails the run, see sftp.update_mode_error; the
+  row is sent again by the next run, an update of the contact that exists now);
 * `not_found` -> not_found (no such contact and the account's import does not create contacts;
   sent again next run);
 * `rejected` -> rejected with Splio's code and message (parked until the row changes);
@@ -78,6 +81,10 @@ def _cut(text: str) -> str:
 def row_result(key: str, row: Mapping, file_name: str, mode: str, partial: bool = False) -> RecordResult:
     status = row.get("status")
     where = f"{file_name} line {row.get('line')}"
+    if status == "inserted" and mode == "update":
+        return RecordResult(key, "failed", f"Splio import ({where}): created a contact although the sync is in update "
+                            "mode (the account's SFTP import configuration allows inserts); the next run sends the "
+                            "row again")
     if status == "inserted" and partial:
         return RecordResult(key, "not_found", f"Splio import ({where}): no contact with this email (deleted in "
                             "Splio?): created with only the columns of this changed row; the next run sends the "

@@ -44,6 +44,21 @@ class UpdateModeInsertError(DinsyncError):
     """The account's import created contacts while the sync is in update mode."""
 
 
+def update_mode_error(sync: str, created: Mapping[str, int]) -> UpdateModeInsertError | None:
+    """The run's error when import reports (file name -> contacts created) show creations in update
+    mode, whether the report came within the run (`settle`) or later (`resolve`): reports come on
+    Splio's schedule, so a late one is the common case and must fail a run too. The created rows
+    are `failed` (reports.row_result): not committed, sent again by the next run."""
+    if not created:
+        return None
+    total = sum(created.values())
+    return UpdateModeInsertError(
+        f"Splio created {total} contacts from {', '.join(sorted(created))} although sync {sync!r} is in update "
+        "mode: the account's SFTP import configuration allows inserts. Those contacts exist now; their rows are "
+        f"not committed (`dinsync rejections {sync}` lists them) and the next run sends them again",
+        hint="ask Splio to make this import update-only, or set `mode: insert` in the sync")
+
+
 SPOOL_PREFIX = "dinsync-splio-"
 _SPOOL_NAME = re.compile(re.escape(SPOOL_PREFIX) + r"(\d+)-(\d+)-[A-Za-z0-9_]+")
 
@@ -141,6 +156,7 @@ class SftpTransport:
         self.upload_retries = 0
         self.swept: list[str] = []
         self.waiting: list[str] = []  # this sync's files still in the drop folder at begin
+        self.created: dict[str, int] = {}  # update mode: file -> contacts its report says were created
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "SftpTransport":
@@ -423,7 +439,6 @@ class SftpTransport:
     async def settle(self, pending: Mapping[str, Sequence[str]], timeout: float) -> Delivered:
         await self.close_files()
         results = Delivered([], [])
-        inserted: dict[str, int] = {}
         for f in self._files.values():
             if f.state == "failed":
                 results.problems += [RecordResult(k, "failed", f.reason) for k in f.keys]
@@ -445,21 +460,18 @@ class SftpTransport:
                 found, created = report_results(report, f.keys, f.id_to_key, self.mode,
                                                 self._partial(f.header))
                 results.merge(found)
-                if created:
-                    inserted[f.name] = created
+                self._note_created(f.name, created)
                 f.state = "settled"
             if not any(f.state == "uploaded" for f in self._files.values()) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(self.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
-        if inserted and self.mode == "update":
-            total = sum(inserted.values())
-            raise UpdateModeInsertError(
-                f"Splio created {total} contacts from {', '.join(sorted(inserted))} although sync {self.sync!r} is "
-                "in update mode: the account's SFTP import configuration allows inserts. Those contacts exist now; "
-                "this run's rows are sent again by the next run",
-                hint="ask Splio to make this import update-only, or set `mode: insert` in the sync")
         results.pending = {f.name: list(f.keys) for f in self._files.values() if f.state == "uploaded"}
+        results.error = update_mode_error(self.sync, self.created)
         return results
+
+    def _note_created(self, name: str, created: int) -> None:
+        if created and self.mode == "update":
+            self.created[name] = created
 
     async def resolve(self, tokens: Sequence[str]) -> Delivered:
         """Outcomes of earlier runs' files, from their tokens (file names)."""
@@ -479,9 +491,11 @@ class SftpTransport:
                 continue
             known = self._files.get(token)
             columns = known.header if known else report.columns
-            found, _ = report_results(report, known.keys if known else None, known.id_to_key if known else {},
-                                      self.mode, self._partial(columns))
+            found, created = report_results(report, known.keys if known else None,
+                                            known.id_to_key if known else {}, self.mode, self._partial(columns))
             out.merge(found)
+            self._note_created(token, created)
+        out.error = update_mode_error(self.sync, self.created)  # every file this transport read so far
         return out
 
     def _partial(self, columns: Sequence[str] | None) -> bool:
