@@ -396,6 +396,34 @@ def test_dropped_connection_mid_upload_leaves_a_partial_temp_file_and_no_data(ma
     assert runner.call(sandbox.process_now)[0]["counts"]["inserted"] == 2000
 
 
+def test_rename_faults_no_posix_rename_and_a_drop_after_the_rename(make):
+    """A server without the posix-rename extension: plain renames, which never replace a file
+    (SFTP v3); and a connection dropped once a rename is applied, before its answer."""
+    runner, sandbox = make(poll_interval=None)
+    runner.call(setattr, sandbox.sftp_faults, "refuse_posix_rename", True)
+    runner.call(sandbox.sftp_faults.drop_after_rename, 1)
+    drop = sandbox.root / "imports" / "contacts"
+
+    async def steps() -> None:
+        async with connect(sandbox) as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open(f"{DROP}/a.csv.part", "wb") as f:
+                await f.write(b"email\na@example.com\n")
+            with pytest.raises(asyncssh.SFTPOpUnsupported):
+                await sftp.posix_rename(f"{DROP}/a.csv.part", f"{DROP}/a.csv")
+            with pytest.raises((OSError, asyncssh.Error)):  # applied, but the answer never comes
+                await sftp.rename(f"{DROP}/a.csv.part", f"{DROP}/a.csv")
+        async with connect(sandbox) as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open(f"{DROP}/b.csv.part", "wb") as f:
+                await f.write(b"email\nb@example.com\n")
+            with pytest.raises(asyncssh.SFTPFailure):  # the target exists: not replaced
+                await sftp.rename(f"{DROP}/b.csv.part", f"{DROP}/a.csv")
+
+    asyncio.run(steps())
+    assert sorted(os.listdir(drop)) == ["a.csv", "b.csv.part"]
+    assert (drop / "a.csv").read_bytes() == b"email\na@example.com\n"
+    assert runner.stats()["sftp_faults"] == {"drop_after_rename": 1}
+
+
 def test_refused_logins_fault(make):
     runner, sandbox = make()
     runner.call(sandbox.sftp_faults.refuse_logins, 1)

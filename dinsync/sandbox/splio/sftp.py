@@ -7,13 +7,19 @@
   there, but write, rename and remove only files directly in the drop folder (as an import drop
   box would allow); mkdir, rmdir and links are refused.
 * The importer skips a file while an SFTP handle has it open for writing.
+* A plain SFTP rename never replaces an existing file (SFTP v3 says so, and OpenSSH's server
+  refuses); only the `posix-rename@openssh.com` extension does.
 
 Faults (`SftpFaults`, reached as `sandbox.sftp_faults`):
 * `drop_upload_after(n, times)`: the next upload(s) get their first `n` bytes written, then the
   server drops the connection (the partial file stays, as on real servers);
 * `refuse_logins(times)` / `refuse_auth = True`: logins fail as with a wrong password;
 * `importer_delay`: seconds the importer waits before each file (a slow importer);
-* `reject_next_file(reason, times)`: the next file(s) are rejected (reason code `injected`).
+* `reject_next_file(reason, times)`: the next file(s) are rejected (reason code `injected`);
+* `refuse_posix_rename = True`: the server lacks the posix-rename extension (answers "operation
+  unsupported"), as some servers do: clients fall back to a plain rename;
+* `drop_after_rename(times)`: the next rename(s) are applied, then the connection drops before the
+  answer (the client cannot tell whether the file was renamed).
 """
 from __future__ import annotations
 
@@ -39,8 +45,10 @@ class SftpFaults:
 
     importer_delay: float = 0.0
     refuse_auth: bool = False
+    refuse_posix_rename: bool = False
     injected: Counter = field(default_factory=Counter, init=False)
     _drops: deque = field(default_factory=deque, init=False, repr=False)
+    _rename_drops: int = field(default=0, init=False, repr=False)
     _refusals: int = field(default=0, init=False, repr=False)
     _rejections: deque = field(default_factory=deque, init=False, repr=False)
 
@@ -49,6 +57,17 @@ class SftpFaults:
         if nbytes < 0:
             raise ValueError("nbytes must be >= 0")
         self._drops.extend([nbytes] * times)
+
+    def drop_after_rename(self, times: int = 1) -> None:
+        """The next `times` renames: applied, then the connection drops before the answer."""
+        self._rename_drops += times
+
+    def next_rename_dropped(self) -> bool:
+        if self._rename_drops:
+            self._rename_drops -= 1
+            self.injected["drop_after_rename"] += 1
+            return True
+        return False
 
     def refuse_logins(self, times: int = 1) -> None:
         """The next `times` connections cannot log in, whatever their credentials."""
@@ -75,11 +94,13 @@ class SftpFaults:
         return None
 
     def pending(self) -> int:
-        return len(self._drops) + self._refusals + len(self._rejections)
+        return len(self._drops) + self._refusals + len(self._rejections) + self._rename_drops
 
     def clear(self) -> None:
         self.importer_delay = 0.0
         self.refuse_auth = False
+        self.refuse_posix_rename = False
+        self._rename_drops = 0
         self.injected.clear()
         self._drops.clear()
         self._refusals = 0
@@ -258,13 +279,23 @@ class _SftpSession(asyncssh.SFTPServer):
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         self._require_writable(oldpath)
-        self._require_writable(newpath)
+        if os.path.lexists(self._require_writable(newpath)):
+            raise asyncssh.SFTPFailure("rename: the target exists")  # SFTP v3: never replaced
         super().rename(oldpath, newpath)
+        self._renamed()
 
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        if self._server.faults.refuse_posix_rename:
+            raise asyncssh.SFTPOpUnsupported("posix-rename@openssh.com is not supported")
         self._require_writable(oldpath)
         self._require_writable(newpath)
         super().posix_rename(oldpath, newpath)
+        self._renamed()
+
+    def _renamed(self) -> None:
+        if self._server.faults.next_rename_dropped():
+            self.connection.abort()
+            raise asyncssh.SFTPConnectionLost("connection dropped after the rename by an injected fault")
 
     def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         self._require_writable(path)
