@@ -3,14 +3,17 @@ a real asyncssh SFTP server with an importer that writes reports, and the REST A
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import aiohttp
 import asyncssh
 import pytest
 
+from dinsync.destinations.base import Request
 from dinsync.destinations.splio.settings import SftpSettings
 from dinsync.destinations.splio.sftp import SftpTransport
+from dinsync.destinations.splio.values import CsvChunk
 from dinsync.sandbox.faults import error, reset, respond, throttle
 from tests.e2e.splio_project import (API_KEY, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact, make_sandbox,
                                      subset)
@@ -268,6 +271,62 @@ def test_sftp_connection_dropped_mid_upload_is_retried_from_the_spool(make_proje
     assert stats["sftp_uploads"]["dropped"] == 1 and len(stats["files_processed"]) == 1
     assert held(p) == expected(range(1, 51))
     assert p.drop_folder() == []  # the partial upload was overwritten, then renamed
+
+
+@pytest.mark.parametrize("posix_rename", [False, True])
+def test_sftp_connection_dropped_after_the_rename_is_a_delivered_file(make_project, posix_rename):
+    """The rename was applied, its answer lost. The retry must not upload the file again: without
+    posix-rename the plain rename then finds the name taken (4 attempts: the run failed and its rows
+    were sent again, while Splio imported the file); with it, the file was uploaded and renamed
+    twice (Splio's importer may take both)."""
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(50)
+    p.thread.call(setattr, p.sandbox.sftp_faults, "refuse_posix_rename", not posix_rename)
+    p.thread.call(p.sandbox.sftp_faults.drop_after_rename, 1)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["status"], run["acknowledged"]) == (0, "success", 50), data["output"]
+    stats = p.stats()
+    assert stats["sftp_faults"] == {"drop_after_rename": 1}
+    assert stats["sftp_uploads"]["opened"] == 1 and len(stats["files_received"]) == 1
+    assert held(p) == expected(range(1, 51)) and p.drop_folder() == []
+    assert p.sync()["runs"][0]["sent"] == 0
+
+
+@pytest.mark.parametrize("there", [b"email\nsomeone@example.com\n", b"email\na@example.com\n"])
+def test_sftp_a_plain_rename_onto_a_taken_name_compares_the_files(make_project, there):
+    """A plain rename (no posix-rename) refused because the name is taken: by a file that is not
+    ours, the rows fail at once with that reason (not 4 attempts ending "Failure") and the other
+    file stays as it is; by our very bytes (an attempt whose answer was lost), the file is
+    delivered. No `.part` of ours is left behind either way."""
+    p = make_project(insert_allowed=True, poll_interval=None)
+    p.thread.call(setattr, p.sandbox.sftp_faults, "refuse_posix_rename", True)
+    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
+                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
+                            reports_directory="/imports/reports", poll_seconds=0.05)
+    folder = p.sandbox.root / "imports" / "contacts"
+
+    async def upload():
+        async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD) as transport:
+            await transport.begin("people", "insert")
+            name = transport._name(1)
+            (folder / name).write_bytes(there)
+            body = b"a@example.com\n"
+            await transport.deliver(Request("sftp_file", "WRITE", "", body, ["a@example.com"],
+                                            context=CsvChunk(("email",), ["a@example.com"])))
+            settled = await transport.settle({name: ["a@example.com"]}, 0.1)
+            return name, settled, transport.upload_retries
+
+    name, settled, retries = asyncio.run(upload())
+    assert retries == 0 and p.stats()["sftp_uploads"]["opened"] == 1
+    assert os.listdir(folder) == [name] and (folder / name).read_bytes() == there
+    if b"someone" in there:
+        [problem] = settled.problems
+        assert (problem.key, problem.status) == ("a@example.com", "failed") and not settled.ok
+        assert "already holds a different file named" in problem.reason and name in problem.reason
+    else:  # delivered: its report is awaited
+        assert settled.pending == {name: ["a@example.com"]} and not settled.problems
 
 
 def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(make_project):

@@ -5,7 +5,11 @@ each capped at `max_rows_per_file` rows (Splio: 200K lines) and `max_file_bytes`
 uploaded under a temporary name (`<name>.part`, which importers ignore) and renamed when complete,
 so Splio never sees half a file; an upload cut off is retried from the spool (`upload_attempts`),
 and a `.part` left behind by a dropped connection or a killed run is removed by the next run of the
-same sync (begin_run: the sync's lock says no other run of it is writing). Every row is `pending`
+same sync (begin_run: the sync's lock says no other run of it is writing). A rename whose answer
+was lost is not redone: the retry finds the `.part` gone (renamed: delivered, even if Splio's
+importer took the file already) or still there (uploaded again); a plain SFTP rename (servers
+without the posix-rename extension) refused because the name is taken is delivered if that file
+holds our bytes, and fails the file's rows otherwise (the other file is left alone). Every row is `pending`
 with the file name as token until the file's import report says what became of it (`settle` in the
 run, `resolve` from a later run).
 
@@ -16,6 +20,7 @@ configured known_hosts file (an unknown or different key is an error that says h
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -118,6 +123,31 @@ class _File:
     id_to_key: dict[str, str] = field(default_factory=dict)
     state: str = "open"  # open | uploaded | failed | settled
     reason: str | None = None
+
+
+class _NameTaken(Exception):
+    """The drop folder holds another file under the name of the one being uploaded."""
+
+
+async def _same_file(sftp: asyncssh.SFTPClient, remote: str, local: Path) -> bool:
+    """Whether `remote` holds exactly the bytes of `local` (size, then SHA-256 of a read-back): a
+    plain rename refused because its target exists may have met our own file, left by an attempt
+    whose answer was lost (e.g. a server whose rename copies, cut off midway). Reads the file back
+    only in that rare case. A file that vanishes meanwhile is taken as ours: the importer took it,
+    and the name carries this run's random tag."""
+    mine, theirs = hashlib.sha256(), hashlib.sha256()
+    try:
+        if (await sftp.stat(remote)).size != local.stat().st_size:
+            return False
+        with local.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                mine.update(block)
+        async with sftp.open(remote, "rb") as handle:
+            while block := await handle.read(1 << 20):
+                theirs.update(block)
+    except asyncssh.SFTPNoSuchFile:
+        return True
+    return mine.digest() == theirs.digest()
 
 
 def _stamp() -> str:
@@ -393,19 +423,34 @@ class SftpTransport:
         part = final + PART
 
         attempts = 0
+        renaming = False  # a rename was sent whose answer did not come (a dropped connection)
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
-            nonlocal attempts
+            nonlocal attempts, renaming
             attempts += 1
+            if renaming and not await sftp.exists(part):
+                return  # the rename was applied (Splio's importer may have taken the file already)
+            renaming = False
             await sftp.put(str(f.path), part)
+            renaming = True
             try:
                 await sftp.posix_rename(part, final)
             except asyncssh.SFTPOpUnsupported:
-                await sftp.rename(part, final)
+                try:
+                    await sftp.rename(part, final)  # SFTP v3: fails if `final` exists
+                except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+                    renaming = False
+                    if not await sftp.exists(final):
+                        raise
+                    if not await _same_file(sftp, final, f.path):
+                        raise _NameTaken(f"{self.settings.directory} already holds a different file named "
+                                         f"{f.name}; it was left alone and this file not uploaded") from None
+                    await sftp.remove(part)  # ours: delivered by an attempt whose answer was lost
+            renaming = False
 
         try:
             await self._with_client(upload, f"uploading {f.name}", attempts=self.settings.upload_attempts)
-        except ConnectionError as exc:
+        except (ConnectionError, _NameTaken) as exc:
             f.state, f.reason = "failed", f"Splio SFTP: {exc}"
             await self._remove_quietly(part)
         else:
