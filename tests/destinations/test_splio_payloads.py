@@ -159,6 +159,20 @@ def test_a_line_break_rejects_the_row_with_a_reason(text):
     assert len(b"".join(r.body for r in prepared.requests).decode().splitlines()) == 1  # the good row
 
 
+def test_a_nul_character_rejects_the_row_from_files_only():
+    """Written raw into the CSV, a NUL ends the value for C-string readers; JSON escapes it, so the
+    API sends the row as it is."""
+    rows = [dict(ROW, email="ok@example.com"), dict(ROW, email="bad@example.com", plan="a\x00b")]
+    prepared = destination(SFTP).prepare(mapped(rows), spec())
+    [rejection] = prepared.rejections
+    assert (rejection.key, rejection.field) == ("bad@example.com", "plan")
+    assert rejection.reason.startswith('field "plan": the value contains a NUL character')
+    assert [k for r in prepared.requests for k in r.keys] == ["ok@example.com"]
+    assert b"\x00" not in b"".join(r.body for r in prepared.requests)
+    api = api_destination().prepare(mapped(rows), spec("insert"))
+    assert not api.rejections and b"a\\u0000b" in b"".join(r.body for r in api.requests)
+
+
 def test_changed_rows_are_grouped_by_the_fields_they_send():
     rows = [dict(ROW, email=f"u{i}@example.com", _op="changed") for i in range(4)]
     only_plan = [False, False, True, False, False, False]

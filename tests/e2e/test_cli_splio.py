@@ -206,15 +206,18 @@ def test_sftp_hostile_values(make_project):
     for i, v in hostile.items():
         p.sql("update main.people set plan = ? where id = ?", v, i)
     p.sql("update main.people set first_name = repeat('n', 300) where id = 7")  # Splio: max 255
+    p.sql("update main.people set plan = 'nul' || chr(0) || 'byte' where id = 8")  # never written raw into a file
     data = p.sync()
     run = data["runs"][0]
-    assert (run["acknowledged"], run["rejected"]) == (5, 3), data["output"]
+    assert (run["acknowledged"], run["rejected"]) == (4, 4), data["output"]
     for i in (1, 2, 3, 4):
         assert p.contact(f"user{i}@example.com")["custom_fields"]["plan"] == hostile[i]
     assert p.contact("user5@example.com") is None and p.contact("user7@example.com") is None
     reasons = {k: r for k, _, r in p.rejections()}
     assert "line break" in reasons["user5@example.com"] and "line break" in reasons["user6@example.com"]
     assert "firstname is longer than 255" in reasons["user7@example.com"]
+    assert reasons["user8@example.com"].startswith('field "plan": the value contains a NUL character')
+    assert p.contact("user8@example.com") is None
     assert p.stats()["files_rejected"] == {}  # no line break ever reached a file
 
 

@@ -198,7 +198,7 @@ class SplioDestination(Destination):
 
         sftp = self.settings.sftp
         assert sftp is not None
-        frame, rejections = values.multi_line_rejections(frame, columns)
+        frame, rejections = values.file_rejections(frame, columns)
         requests = [Request("sftp_file", "WRITE", "", body, keys, context=chunk)
                     for keys, body, chunk in values.csv_chunks(frame, columns, "email", sftp.separator,
                                                                min(5000, sftp.max_rows_per_file), sftp.max_file_bytes)]

@@ -42,6 +42,9 @@ ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 LINE_BREAK = f"[{LINE_BREAKS}]"
 _LINE_BREAK = re.compile(LINE_BREAK)
+# A NUL byte is written raw into the CSV by Polars: C-string readers end the value (or the line)
+# there, many importers refuse the file. JSON escapes it (\u0000), so only files refuse it.
+UNWRITABLE = f"[{LINE_BREAKS}\x00]"
 EXPONENT = r"^-?\d+(?:\.\d+)?[eE][+-]?\d+$"  # a JSON number in exponent form
 _NULL = pl.lit(None, pl.String)
 
@@ -116,13 +119,14 @@ def _positional_numbers(frame: pl.DataFrame, columns: Sequence[Column]) -> pl.Da
 
 # --- file imports ------------------------------------------------------------------------------
 
-def multi_line_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Rows holding a line break in a value they send: Splio's imports refuse multi-line values
-    (a quoted line break would make Splio skip the whole file), so such rows are rejected here with
-    a reason naming the field, and wait until the value changes."""
+def file_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows holding, in a value they send, what an import file cannot carry: a line break (Splio's
+    imports refuse multi-line values, and a quoted line break would make Splio skip the whole file)
+    or a NUL character (written raw, it ends the value for C-string readers). Such rows are rejected
+    here with a reason naming the field, and wait until the value changes; the others are sent."""
     if not columns or frame.height == 0:
         return frame, []
-    flags = [pl.col(f"_c{c.index}").str.contains(LINE_BREAK).fill_null(False) for c in columns]
+    flags = [pl.col(f"_c{c.index}").str.contains(UNWRITABLE).fill_null(False) for c in columns]
     bad = frame.select(pl.any_horizontal(flags).alias("bad"))["bad"]
     if not bad.any():
         return frame, []
@@ -130,17 +134,24 @@ def multi_line_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tup
     rejections = []
     for row in rejected.select("_key", *[f"_c{c.index}" for c in columns]).iter_rows():
         key, values = row[0], row[1:]
-        field, char = next((c.name, char) for c, v in zip(columns, values) if (char := _line_break(v)))
-        rejections.append(Rejection(key, f'field "{field}": the value contains a line break ({char}); Splio\'s file '
-                                    "imports do not accept multi-line values (replace line breaks in the model, "
-                                    "or use transport: api)", field))
+        field, why = next((c.name, why) for c, v in zip(columns, values) if (why := _unwritable(v)))
+        rejections.append(Rejection(key, f'field "{field}": {why}', field))
     return frame.filter(~bad), rejections
 
 
-def _line_break(value: str | None) -> str | None:
-    """The first line break in `value`, named (`U+2028`), or None."""
-    found = _LINE_BREAK.search(value) if value is not None else None
-    return None if found is None else f"U+{ord(found.group()):04X}"
+def _unwritable(value: str | None) -> str | None:
+    """Why `value` cannot go in an import file (its first line break, named `U+2028`, or a NUL
+    character), or None."""
+    if value is None:
+        return None
+    found = _LINE_BREAK.search(value)
+    if found is not None:
+        return (f"the value contains a line break (U+{ord(found.group()):04X}); Splio's file imports do not accept "
+                "multi-line values (replace line breaks in the model, or use transport: api)")
+    if "\x00" in value:
+        return ("the value contains a NUL character (U+0000), which an import file cannot carry (remove it in the "
+                "model, or use transport: api)")
+    return None
 
 
 @dataclass
