@@ -9,9 +9,11 @@ same sync (begin_run: the sync's lock says no other run of it is writing). A ren
 was lost is not redone: the retry finds the `.part` gone (renamed: delivered, even if Splio's
 importer took the file already) or still there (uploaded again); a plain SFTP rename (servers
 without the posix-rename extension) refused because the name is taken is delivered if that file
-holds our bytes, and fails the file's rows otherwise (the other file is left alone). Every row is `pending`
-with the file name as token until the file's import report says what became of it (`settle` in the
-run, `resolve` from a later run).
+holds our bytes, and fails the file's rows otherwise (the other file is left alone).
+
+Every row is `pending` with the file name as token until the file's import report says what became
+of it (`settle` in the run, `resolve` from a later run). Either way, a report showing contacts
+created in update mode fails the run (update_mode_error).
 
 SSH: asyncssh, password or private-key login, the server's host key checked against the
 configured known_hosts file (an unknown or different key is an error that says how to add it);
