@@ -283,7 +283,7 @@ class Planner(CommitMixin, PendingMixin):
         run (`dinsync plan`) keeps the rows' parking when it adds one: a plan of a branch's files
         must not make the next sync of other files send the parked rows again."""
         with self._lock:
-            self._execute("create_schema")
+            self.warehouse.create_schema(lambda: self._execute("create_schema"), self.spec.state_schema)
             existing = self.warehouse.table_columns(self.spec.state_schema, self.snapshot_table)
             if existing is None:
                 self._execute("create_snapshot")

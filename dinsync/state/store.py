@@ -105,7 +105,7 @@ class StateStore:
         if current == LAYOUT_VERSION:
             return current
         if current == 0:
-            self.wh.execute(self._ddl("CREATE SCHEMA IF NOT EXISTS {s}"))
+            self.wh.create_schema(lambda: self.wh.execute(self._ddl("CREATE SCHEMA IF NOT EXISTS {s}")), self.schema)
             self.wh.execute(self._ddl(layout.META))
         for version in range(current + 1, LAYOUT_VERSION + 1):
             with self.wh.transaction():

@@ -179,6 +179,28 @@ class Warehouse:
         """Column names of an existing table, or None when it does not exist."""
         raise NotImplementedError
 
+    def create_schema(self, create: Callable[[], object], schema: str) -> None:
+        """Run `create` (a CREATE SCHEMA IF NOT EXISTS of `schema`) for a role that may be refused
+        creating schemas although `schema` exists: PostgreSQL checks the database's CREATE
+        privilege before whether the schema exists, so a role given a schema its DBA made was
+        refused every run. On a permission error, the schema's existence decides."""
+        from .errors import WarehousePermissionError
+
+        try:
+            create()
+        except WarehousePermissionError:
+            if not self.schema_exists(schema):
+                raise
+
+    def schema_exists(self, schema: str) -> bool:
+        """Whether `schema` exists (information_schema; False when that cannot be read)."""
+        try:
+            found = self.rows("SELECT 1 AS found FROM information_schema.schemata WHERE schema_name = :s",
+                              {"s": schema})
+        except WarehouseError:
+            return False
+        return bool(found)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """A transaction on the calling thread's session; rolled back if the block raises."""
