@@ -80,7 +80,7 @@ def handled() -> Iterator[None]:
         if debug():
             print_traceback(exc)
         fail(DinsyncError(f"unexpected error: {type(exc).__name__}: {exc}",
-                          f"set {DEBUG_ENV}=1 for a traceback"))
+                          None if debug() else f"set {DEBUG_ENV}=1 for a traceback"))
 
 
 # --- options shared by the commands ------------------------------------------------------------
@@ -178,7 +178,7 @@ def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask t
     with handled(), in_project():
         project, wh = load()
         try:
-            paused = recheck_paused(project, wh)
+            paused = recheck_paused(project, wh, recheck=not offline)
         finally:
             wh.close()
         if not offline:
@@ -372,9 +372,11 @@ def make_operator(project, wh):
     return make(project, wh, log=note)
 
 
-def recheck_paused(project, wh) -> list[dict]:
+def recheck_paused(project, wh, recheck: bool = True) -> list[dict]:
     """`validate`: check the automatically paused syncs again (resuming those that pass) and list
-    every paused one. Reads nothing when the state tables predate pauses."""
+    every paused one. Reads nothing when the state tables predate pauses. `recheck=False`
+    (`--offline`): listed only; a check asks the platform with the credentials, and a resume
+    writes an event and notifies."""
     from .state import StateStore
 
     store = StateStore(wh, project.state_schema)
@@ -385,12 +387,12 @@ def recheck_paused(project, wh) -> list[dict]:
     paused = [s for s in SyncStates(store).all().values() if s.paused and s.sync in project.syncs]
     if not paused:
         return []
-    operator = make_operator(project, wh)
+    operator = make_operator(project, wh) if recheck else None
     report = []
     for st in paused:
         entry = {"sync": st.sync, "paused_by": st.paused_by, "culprit": st.culprit, "reason": st.reason,
                  "resumed": False}
-        if st.auto_paused and operator is not None:
+        if st.auto_paused and operator is not None and recheck:
             result = operator.recheck(st.sync, st)
             entry["resumed"] = result.ok
             if not result.ok:

@@ -160,8 +160,14 @@ def test_rejected_credentials_pause_the_sync_until_they_work(ops, monkeypatch):
     assert ops.requests.requests[-1][:2] == ("GET", "/api/users/getByEmail?email=dinsync-access-check%40example.com")
     assert ops.events() == ["paused"]
 
-    # fixed: validate checks it again and resumes it; the next sync delivers
+    # fixed: `validate --offline` lists it without asking the platform (no request, no resume,
+    # no notification); validate checks it again and resumes it; the next sync delivers
     monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    requests = ops.thread.call(ops.sandbox.stats)["requests"]
+    offline = ops.cli("validate", "--offline")
+    assert offline.exit_code == 0
+    assert json.loads(offline.stdout)["paused"][0]["resumed"] is False
+    assert ops.thread.call(ops.sandbox.stats)["requests"] == requests and ops.events() == ["paused"]
     validated = ops.cli("validate")
     assert validated.exit_code == 0
     assert json.loads(validated.stdout)["paused"][0]["resumed"] is True
