@@ -51,6 +51,7 @@ class ModelCheck:
     tags: list[str]
     keys: list[KeyCheck]
     messages: list[str]
+    message_statuses: list[str] = field(default_factory=list)  # each message's own (its key's) status
 
 
 @dataclass
@@ -83,7 +84,7 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
     codes: list[int] = []
     for model_name, keys in sorted(model_keys(project, names).items()):
         model = project.models[model_name]
-        key_checks, messages = [], []
+        key_checks, messages, statuses = [], [], []
         rows = 0
         for (column, normalization, region), syncs in keys.items():
             try:
@@ -99,11 +100,12 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
             codes.append(code)
             if message:
                 messages.append(message)
+                statuses.append(check.status)
         status = max((k.status for k in key_checks), key=STATUSES.index)
         model_syncs = sorted({s for k in key_checks for s in k.syncs})
         checks.append(ModelCheck(model=model_name, rows=rows, status=status, syncs=model_syncs,
                                  dbt_models=list(model.dbt_models), tags=list(model.tags), keys=key_checks,
-                                 messages=messages))
+                                 messages=messages, message_statuses=statuses))
     from .report import worst_exit_code
 
     return CheckReport(checks, worst_exit_code(codes))

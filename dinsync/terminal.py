@@ -318,5 +318,5 @@ def print_check(models) -> None:
                         f"[{colours[k.status]}]{k.status}[/]", highlight=False, markup=True)
             for sample in k.sample:
                 out().print(f"    {sample['key']!r}: {sample['rows']} rows", markup=False, highlight=False)
-        for message in m.messages:
-            out().print(f"  [{colours[m.status]}]{m.status}:[/] " + escape(message), highlight=False)
+        for message, status in zip(m.messages, m.message_statuses):
+            out().print(f"  [{colours[status]}]{status}:[/] " + escape(message), highlight=False)

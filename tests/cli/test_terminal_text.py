@@ -92,7 +92,7 @@ def test_long_messages_stay_on_one_line_when_piped(capsys):
                "(e.g. 'ada@example.com', 'grace@example.com'), over the 5% limit of sync iterable_customers; "
                "none of the model's syncs matching on email run, nothing was sent")
     model = SimpleNamespace(model="active_customers", dbt_models=[], status="blocked", rows=6,
-                            syncs=["iterable_customers"], keys=[], messages=[message])
+                            syncs=["iterable_customers"], keys=[], messages=[message], message_statuses=["blocked"])
     terminal.print_check([model])
     terminal.note("sync iterable_customers paused (credentials): " + "x" * 250)
     captured = capsys.readouterr()

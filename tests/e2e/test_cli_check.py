@@ -118,6 +118,18 @@ def test_a_declared_primary_key_that_does_not_hold_is_a_warning_only(project):
     assert project.sync()["exit_code"] == 0  # the sync matches on email: nothing is withheld
 
 
+def test_each_message_is_labelled_with_its_own_status_not_the_models(project):
+    """A model blocked by its matching key and whose declared primary key does not hold: the
+    primary key's message is a warning ("never a block"), though the model is blocked."""
+    add_rows(project, *((100 + i, f"user{i}@example.com") for i in range(1, 5)))  # email: 33% duplicated
+    add_rows(project, (1, "other1@example.com"))  # id 1 twice
+    data, code = check(project)
+    assert code == ExitCode.RUN_FAILED and data["models"][0]["message_statuses"] == ["blocked", "warning"]
+    lines = [line.strip() for line in project.cli("check", json_output=False).stdout.splitlines()]
+    assert any(line.startswith("blocked: model customers is blocked") for line in lines), lines
+    assert any(line.startswith("warning: model customers: its declared primary key id") for line in lines), lines
+
+
 def test_sample_keys_are_cut_and_can_be_left_out(project):
     long_email = "a" * 70 + "@example.com"
     add_rows(project, (201, long_email), (202, long_email))
