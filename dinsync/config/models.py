@@ -8,6 +8,7 @@ Line numbers of the source files are kept in private attributes for later checks
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
@@ -499,6 +500,9 @@ def parse_every(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("an interval is a duration such as 15m, 1h30m, 2d or 90s")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value != int(value):  # (1.5 would run every 1.5 s, shown as "every 1s")
+            raise ValueError(f"invalid interval {value!r}: a number of seconds is a whole number (or a duration "
+                             "such as 15m, 1h30m, 2d or 90s)")
         seconds = float(value)
     else:
         m = _EVERY.match(str(value))

@@ -240,12 +240,12 @@ def _refuse_a_file_that_is_not_duckdb(path: str) -> None:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-    except OSError:  # no such file (DuckDB creates it), a folder, ":memory:", an extension's URL
+    except OSError:  # no such file, a folder, ":memory:", an extension's URL
         return
     if head and head[8:12] != b"DUCK":
         raise ConfigError([ConfigIssue(
             f"warehouse.path {path} is not a DuckDB database file",
-            "dinsync.yml", hint="point warehouse.path at a .duckdb file (it is created if missing); "
+            "dinsync.yml", hint="point warehouse.path at a DuckDB database file (one dbt built, say); "
                                 "read data files from the model's SQL, e.g. select * from read_csv('data.csv')")])
 
 

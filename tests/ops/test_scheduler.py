@@ -129,7 +129,7 @@ def test_schedule_forms_and_errors():
     assert Schedule.model_validate({"every": "1h30m"}).every == 5400
     assert Schedule.model_validate({"every": 90}).describe() == "every 1m30s"
     assert DAILY.describe() == "cron '0 6 * * *'"
-    for bad in ({"every": "soon"}, {"every": "0s"}, {"cron": "0 6 * * *", "every": "1h"}, {},
+    for bad in ({"every": "soon"}, {"every": "0s"}, {"every": 1.5}, {"every": float("inf")}, {"every": float("nan")}, {"cron": "0 6 * * *", "every": "1h"}, {},
                 {"cron": "0 6 * * *", "timezone": "Mars/Olympus"}, "61 * * * *"):
         with pytest.raises(ValueError):
             Schedule.model_validate(bad)
