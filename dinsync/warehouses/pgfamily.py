@@ -214,6 +214,7 @@ class PsycopgSessions:
             with self.translating("connecting"):
                 conn = self._connect_psycopg()
             _load_as_text(conn)  # small query results as streams deliver them (jsonb, uuid: text)
+            _load_beyond_calendar(conn)  # (`dinsync plan`'s samples of a date 'infinity', say)
             self._local.conn = conn
             with self._conn_lock:
                 alive = []
@@ -256,7 +257,9 @@ class PsycopgSessions:
                 return pa.table({})
             names = [c.name for c in cur.description]
             types = [arrow_type_of_column(c) for c in cur.description]
-            types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else t
+            types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else
+                     functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
+                     if c.type_code in _CALENDAR_OIDS else t
                      for c, t in zip(cur.description, types)]
             return rows_to_arrow(names, cur.fetchall(), types)
 
