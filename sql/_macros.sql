@@ -38,8 +38,10 @@ FROM {{ model }} AS m
 {% if segment_hashes %}{{ seg }}{% else %}({{ model_hashes(fp) }}){% endif %}
 {%- endmacro %}
 
+{#- The row's fingerprint; a column the warehouse names (f.exact) is hashed in a form that tells
+    apart every two values of different text forms (DINSYNC_EXACT). -#}
 {% macro fingerprint(fields, a) -%}
-DINSYNC_FINGERPRINT({% for f in fields %}{{ a }}.{{ f.col }}{{ ", " if not loop.last }}{% endfor %})
+DINSYNC_FINGERPRINT({% for f in fields %}{% if f.exact %}DINSYNC_EXACT({{ a }}.{{ f.col }}){% else %}{{ a }}.{{ f.col }}{% endif %}{{ ", " if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {#- The rows of the current commit (alias p): `acked`, a copy of their plan rows. which: "all",

@@ -19,6 +19,10 @@ A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
   DINSYNC_TRIM(x)            TRIM(x)
   DINSYNC_DIGITS(x)          x without any character other than ASCII digits
   DINSYNC_PHONECHARS(x)      x without any character other than ASCII digits and '+'
+  DINSYNC_TEXT(x)            x's text form, compared character for character (a key's text)
+  DINSYNC_EXACT(x)           x, or a form of it whose hash tells apart any two values whose text
+                             forms differ (a fingerprint's argument the adapter names: see
+                             Warehouse.exact_hash_columns)
 
 Adding a warehouse (e.g. Redshift, Databricks) means adding one entry here, plus its hash column
 type and its capabilities in its adapter.
@@ -43,19 +47,33 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
                         "THEN {x} ELSE TRIM({x}) END",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+        "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
+        "DINSYNC_EXACT": "{x}",
     },
     "postgres": {
-        "DINSYNC_HASH": "COALESCE(HASHTEXTEXTENDED(CAST({x} AS TEXT), 0), 0)",
+        # COLLATE "C": a text's hash under a nondeterministic collation (ICU `deterministic =
+        # false`, e.g. case-insensitive) is the hash of its sort key, so `Bob` -> `BOB` hashed
+        # the same and was never sent; under a deterministic collation the hash is that of the
+        # bytes, so the values of every other column hash as before
+        "DINSYNC_HASH": "COALESCE(HASHTEXTEXTENDED(CAST({x} AS TEXT) COLLATE \"C\", 0), 0)",
         # || keeps a NULL as NULL (CONCAT would skip it)
         "DINSYNC_ROWHASH": "HASHTEXTEXTENDED(({args_text_concat}), 0)",
         # the row hashed by each column type's own hash function (PostgreSQL 14+): about 3x cheaper
         # than hashing each value's text; a json, xml or geometric column must be cast in the model
-        # (the adapter's error says so)
+        # (the adapter's error says so). The columns whose type's hash may equate values of other
+        # text forms (text under a case-insensitive collation, citext, arrays and composites of
+        # them) arrive wrapped in DINSYNC_EXACT: the adapter names them (exact_hash_columns).
         "DINSYNC_FINGERPRINT": "HASH_RECORD_EXTENDED(ROW({args}), 0)",
         "DINSYNC_DIGEST": "SUM({x})",  # NUMERIC: exact
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+        # a key compares as the text the platform receives: under the column's collation, a
+        # case-insensitive one (ICU, deterministic = false) made u1 and U1 one (duplicated) key.
+        # "default" (the database's, deterministic) rather than "C": LOWER of an email key keeps
+        # lowering non-ASCII letters as before ("C" lowers A-Z only)
+        "DINSYNC_TEXT": "CAST({x} AS TEXT) COLLATE \"default\"",
+        "DINSYNC_EXACT": "CAST({x} AS TEXT) COLLATE \"C\"",
     },
     "snowflake": {
         # Snowflake's HASH is a signed 64-bit NUMBER(19, 0). `% 9223372036854775807` keeps it one
@@ -71,6 +89,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
+        "DINSYNC_EXACT": "{x}",
     },
     "bigquery": {
         "DINSYNC_HASH": "COALESCE(FARM_FINGERPRINT(CAST({x} AS STRING)), 0)",
@@ -80,6 +100,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_TEXT": "CAST({x} AS STRING)",
+        "DINSYNC_EXACT": "{x}",
     },
     "redshift": {
         # FNV_HASH's answer for NULL is undocumented: NULL is decided here
@@ -90,6 +112,11 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        # (a column of Redshift's CASE_INSENSITIVE collation is not handled: Redshift has no
+        # COLLATE clause, and its COLLATE(x, 'cs') function does not run on the PostgreSQL server
+        # Redshift's SQL is tested on; untested whether FNV_HASH and GROUP BY follow that collation)
+        "DINSYNC_TEXT": "CAST({x} AS VARCHAR(65535))",
+        "DINSYNC_EXACT": "{x}",
     },
     "databricks": {
         # XXHASH64 skips NULL arguments (the seed is returned): NULL is decided here
@@ -103,6 +130,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",  # Spark: every match is replaced
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_TEXT": "CAST({x} AS STRING)",
+        "DINSYNC_EXACT": "{x}",
     },
 }
 

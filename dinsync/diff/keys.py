@@ -1,6 +1,8 @@
 """Key normalisations in SQL: what makes two spellings of one key the same key.
 
-Each is applied to the key's text form (CAST AS VARCHAR); an empty result is a NULL key. The
+Each is applied to the key's text form (DINSYNC_TEXT: CAST AS VARCHAR, on PostgreSQL under the
+database's deterministic collation, so that keys compare as the text the platform receives, not
+under a case-insensitive column collation); an empty result is a NULL key. The
 Polars twins (same results on the same input) are in `dinsync.mapping.normalize`.
 
   email  LOWER(TRIM(k))
@@ -34,7 +36,7 @@ def phone_params(region: str | None) -> tuple[str, str]:
 
 def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "")) -> str:
     """The normalised key of `column_sql` (a quoted column reference) in canonical SQL."""
-    text = f"CAST({column_sql} AS VARCHAR)"
+    text = f"DINSYNC_TEXT({column_sql})"
     if normalization in ("email", "lower"):
         return f"NULLIF(LOWER(DINSYNC_TRIM({text})), '')"
     if normalization == "trim":

@@ -148,6 +148,10 @@ class Planner(CommitMixin, PendingMixin):
         # the scratch databases' schema, named in full in the statements (see Capabilities.scratch_schema)
         self._scratch_schema: str | None = getattr(caps, "scratch_schema", None) if self.scratch_database else None
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
+        # mapped columns the fingerprint hashes in their exact form (see Warehouse.exact_hash_columns):
+        # asked each run, since a column's type or collation changes without the model SQL changing
+        exact = getattr(warehouse, "exact_hash_columns", None)
+        self.exact_columns = sorted(exact(spec.model_sql, sorted({c for c, _ in spec.fields}))) if exact else []
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
@@ -155,6 +159,7 @@ class Planner(CommitMixin, PendingMixin):
             "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
+            "exact_columns": self.exact_columns,
         })
         self._cache = RenderCache(key) if cache else RenderCache(key, root=None)
         model = self._cache.get("__model_sql__")
@@ -204,7 +209,8 @@ class Planner(CommitMixin, PendingMixin):
                 "raw_key": f"CAST(m.{ident(spec.key_column)} AS VARCHAR)",
                 "key_expr": key_sql(spec.key_normalization, f"m.{ident(spec.key_column)}", phone),
                 "fields": [FieldRef(i=f.i, col=ident(f.column), snap=ident(f.snap_name), field=f.field,
-                                    snap_name=f.snap_name) for f in self.fields],
+                                    snap_name=f.snap_name, exact=f.column in self.exact_columns)
+                           for f in self.fields],
                 "hash_type": sql_type(self.hash_type, self.dialect),
                 "nbuckets": NBUCKETS,
                 "position": ident(self.row_position) if self.row_position else None,

@@ -209,6 +209,7 @@ class FieldRef:
     snap: str  # quoted snapshot hash column
     field: str  # destination field name (unquoted; for Python only)
     snap_name: str  # unquoted snapshot column name
+    exact: bool = False  # wrapped in DINSYNC_EXACT in the fingerprint (Warehouse.exact_hash_columns)
 
 
 _ENV = None

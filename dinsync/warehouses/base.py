@@ -169,6 +169,13 @@ class Warehouse:
         warehouse, with the fix (a hint), or None when it can."""
         return None
 
+    def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
+        """Of the mapped `columns` of the model `sql`, those whose type's own hash may give two
+        values of different text forms one hash (a case-insensitive collation): the diff's
+        fingerprint hashes them as DINSYNC_EXACT. Only a warehouse whose fingerprint hashes
+        native values (PostgreSQL) has any."""
+        return set()
+
     def send_problem(self, column: str, kind: str) -> str | None:
         """Why values of a mapped column of type `kind` (as `columns` reports it) would not reach a
         destination as they are (read by this warehouse's driver into another value), with the fix

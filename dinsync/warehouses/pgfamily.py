@@ -121,6 +121,24 @@ def extended_hash_problem(column: str, kind: str) -> str | None:
             f"convert it in the model's SQL, e.g. {fix.format(c=name)} AS {name}")
 
 
+# Types whose own (extended) hash gives two values one hash only when their text forms are equal
+# (arrays of them too: `columns` names an array by its element type). A mapped column of any other
+# type (text and varchar, whose collation may be case-insensitive; citext; composites, enums,
+# domains) is hashed in the row fingerprint as its text under the "C" collation (DINSYNC_EXACT):
+# with HASH_RECORD_EXTENDED, `Bob` -> `BOB` in a citext column, or in a text column of an ICU
+# collation with deterministic = false, left the fingerprint as it was, and was never sent.
+NATIVE_HASH_EXACT = frozenset({
+    "int2", "int4", "int8", "oid", "bool", "float4", "float8", "numeric", "date", "time", "timestamp",
+    "timestamptz", "uuid", "jsonb",
+})
+
+
+def exact_hash_columns(kinds: list[tuple[str, str]], columns: list[str]) -> set[str]:
+    """Of `columns`, those whose type (in `kinds`: `columns()`'s answer) is not NATIVE_HASH_EXACT."""
+    found = dict(kinds)
+    return {c for c in columns if found.get(c) not in NATIVE_HASH_EXACT}
+
+
 class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)

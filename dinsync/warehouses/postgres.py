@@ -18,7 +18,8 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions, extended_hash_problem
+from .pgfamily import (AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions, exact_hash_columns,
+                       extended_hash_problem)
 
 DEFAULT_PORT = 5432
 # Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
@@ -195,3 +196,9 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         """The diff's row fingerprint hashes each mapped value with its type's extended hash
         function (HASH_RECORD_EXTENDED): json, money, xml, bit, geometric types have none."""
         return extended_hash_problem(column, kind)
+
+    def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
+        """The fingerprint hashes each value with its type's own hash, which under a case-insensitive
+        collation (or for citext) ignores case: those columns are hashed as text (see
+        pgfamily.NATIVE_HASH_EXACT)."""
+        return exact_hash_columns(self.columns(sql), columns)

@@ -5,10 +5,10 @@ SELECT
   "p"."_fp",
   "p"."_rkh",
   "p"."_prior" OR "a"."_again" = 1 AS "_replace",
-  COALESCE(HASHTEXTEXTENDED(CAST("p"."v0" AS TEXT), 0), 0) AS "h0",
-  COALESCE(HASHTEXTEXTENDED(CAST("p"."v1" AS TEXT), 0), 0) AS "h1",
-  COALESCE(HASHTEXTEXTENDED(CAST("p"."v2" AS TEXT), 0), 0) AS "h2",
-  COALESCE(HASHTEXTEXTENDED(CAST("p"."v3" AS TEXT), 0), 0) AS "h3"
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v0" AS TEXT) COLLATE "C", 0), 0) AS "h0",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v1" AS TEXT) COLLATE "C", 0), 0) AS "h1",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v2" AS TEXT) COLLATE "C", 0), 0) AS "h2",
+  COALESCE(HASHTEXTEXTENDED(CAST("p"."v3" AS TEXT) COLLATE "C", 0), 0) AS "h3"
 FROM "dinsync_state"."plan_people_to_crm" AS "p"
 JOIN (
   SELECT

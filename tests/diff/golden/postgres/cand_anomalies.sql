@@ -13,7 +13,7 @@ FROM (
   SELECT
     CASE
       WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-      THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+      THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)
     END AS "_rkh"
   FROM (
 SELECT id, email, first_name, score FROM analytics.people WHERE active -- only active people

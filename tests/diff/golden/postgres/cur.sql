@@ -1,9 +1,9 @@
 CREATE TABLE "dinsync_state"."cur_people_to_crm" AS
 SELECT
-  NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
+  NULLIF(LOWER(TRIM(CAST("m"."email" AS TEXT) COLLATE "default")), '') AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)
   END AS "_rkh",
   HASH_RECORD_EXTENDED(ROW("m"."email", "m"."first name", "m"."score ""x""", "m"."id"), 0) AS "_fp",
   "m"."email" AS "v0",
@@ -16,7 +16,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+    THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)
   END IN (
     SELECT
       "c"."_rkh"

@@ -14,7 +14,7 @@ WITH "seg" AS (
     SELECT
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)
       END AS "_rkh",
       HASH_RECORD_EXTENDED(ROW("m"."email", "m"."first name", "m"."score ""x""", "m"."id"), 0) AS "_fp"
     FROM (

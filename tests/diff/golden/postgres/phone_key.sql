@@ -1,19 +1,19 @@
 SELECT
   "m"."i",
   CASE
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g') = ''
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') = ''
     THEN NULL
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9+]', '', 'g') LIKE '+%'
-    THEN '+' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g')
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g') LIKE '00%'
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9+]', '', 'g') LIKE '+%'
+    THEN '+' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g')
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') LIKE '00%'
     THEN NULLIF(
-      '+' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g') FROM 3),
+      '+' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') FROM 3),
       '+'
     )
     ELSE CASE
-      WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g') LIKE '0%'
-      THEN '+33' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g') FROM 2)
-      ELSE '+33' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '', 'g')
+      WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') LIKE '0%'
+      THEN '+33' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') FROM 2)
+      ELSE '+33' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g')
     END
   END AS "k"
 FROM "t" AS "m"

@@ -26,10 +26,10 @@ WITH "counts" AS (
 ), "hashed" AS (
   SELECT
     "c".*,
-    COALESCE(HASHTEXTEXTENDED(CAST("c"."v0" AS TEXT), 0), 0) AS "h0",
-    COALESCE(HASHTEXTEXTENDED(CAST("c"."v1" AS TEXT), 0), 0) AS "h1",
-    COALESCE(HASHTEXTEXTENDED(CAST("c"."v2" AS TEXT), 0), 0) AS "h2",
-    COALESCE(HASHTEXTEXTENDED(CAST("c"."v3" AS TEXT), 0), 0) AS "h3"
+    COALESCE(HASHTEXTEXTENDED(CAST("c"."v0" AS TEXT) COLLATE "C", 0), 0) AS "h0",
+    COALESCE(HASHTEXTEXTENDED(CAST("c"."v1" AS TEXT) COLLATE "C", 0), 0) AS "h1",
+    COALESCE(HASHTEXTEXTENDED(CAST("c"."v2" AS TEXT) COLLATE "C", 0), 0) AS "h2",
+    COALESCE(HASHTEXTEXTENDED(CAST("c"."v3" AS TEXT) COLLATE "C", 0), 0) AS "h3"
   FROM "dinsync_state"."cur_people_to_crm" AS "c"
 ), "rows" AS (
   SELECT
@@ -106,7 +106,7 @@ SELECT
     THEN "o"."_op" = 'added' OR "o"."x3"
   END AS "x3",
   CAST(1 AS BIGINT) AS "_n",
-  COALESCE(HASHTEXTEXTENDED(CAST("o"."_key" AS TEXT), 0), 0) AS "_kh",
+  COALESCE(HASHTEXTEXTENDED(CAST("o"."_key" AS TEXT) COLLATE "C", 0), 0) AS "_kh",
   "o"."_rkh",
   "o"."_fp",
   "o"."_prior"
@@ -124,7 +124,7 @@ SELECT
   NULL,
   NULL,
   "k"."_n",
-  COALESCE(HASHTEXTEXTENDED(CAST("k"."_key" AS TEXT), 0), 0),
+  COALESCE(HASHTEXTEXTENDED(CAST("k"."_key" AS TEXT) COLLATE "C", 0), 0),
   NULL,
   NULL,
   NULL

@@ -20,7 +20,7 @@ FROM (
     "j"."_key",
     CASE
       WHEN NOT "j"."_key" IS NULL
-      THEN COALESCE(HASHTEXTEXTENDED(CAST("j"."_key" AS TEXT), 0), 0)
+      THEN COALESCE(HASHTEXTEXTENDED(CAST("j"."_key" AS TEXT) COLLATE "C", 0), 0)
     END AS "_kh",
     "j"."_rkh",
     "j"."_fp",
@@ -30,10 +30,10 @@ FROM (
     "j"."v3"
   FROM (
     SELECT
-      NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
+      NULLIF(LOWER(TRIM(CAST("m"."email" AS TEXT) COLLATE "default")), '') AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
-        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT), 0), 0)
+        THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)
       END AS "_rkh",
       HASH_RECORD_EXTENDED(ROW("m"."email", "m"."first name", "m"."score ""x""", "m"."id"), 0) AS "_fp",
       "m"."email" AS "v0",

@@ -5,7 +5,7 @@ FROM "dinsync_state"."snap_people_to_crm" AS "s"
 WHERE
   "s"."_kh" IN (
     SELECT
-      COALESCE(HASHTEXTEXTENDED(CAST("c"."_key" AS TEXT), 0), 0)
+      COALESCE(HASHTEXTEXTENDED(CAST("c"."_key" AS TEXT) COLLATE "C", 0), 0)
     FROM "dinsync_state"."cur_people_to_crm" AS "c"
     WHERE
       NOT "c"."_key" IS NULL

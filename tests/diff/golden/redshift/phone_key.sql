@@ -1,19 +1,19 @@
 SELECT
   "m"."i",
   CASE
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') = ''
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '') = ''
     THEN NULL
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9+]', '') LIKE '+%'
-    THEN '+' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '')
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') LIKE '00%'
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9+]', '') LIKE '+%'
+    THEN '+' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '')
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '') LIKE '00%'
     THEN NULLIF(
-      '+' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') FROM 3),
+      '+' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '') FROM 3),
       '+'
     )
     ELSE CASE
-      WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') LIKE '0%'
-      THEN '+33' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') FROM 2)
-      ELSE '+33' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '')
+      WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '') LIKE '0%'
+      THEN '+33' || SUBSTRING(REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '') FROM 2)
+      ELSE '+33' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR(65535)), '(0)', ''), '[^0-9]', '')
     END
   END AS "k"
 FROM "t" AS "m"
