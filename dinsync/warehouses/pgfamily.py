@@ -470,12 +470,23 @@ def _text_cast(field: pa.Field) -> str | None:
         return "CAST({c} AS TEXT[])"
     if _pg_type(field) == "money":  # ADBC: an int64 of cents (lc_monetary's minor unit)
         return "CAST({c} AS NUMERIC)"
+    # A composite (`create type comp as (a int, b text)`): ADBC's struct reader misfills it (rows
+    # marked invalid, children shifted: (2,b) read as {"a": null, "b": null}, NULL as {"a": 0,
+    # "b": ""}, {(1,x),NULL,(2,y)} as [{"a":1,"b":"x"},null,null]): read as its text form,
+    # `(2,b)`, as other types ADBC cannot read are. Its fields as fields: `(col).a` in the model;
+    # as an object: `to_jsonb(col)` with `type: json`.
+    if pa.types.is_struct(field.type):
+        return "CAST({c} AS TEXT)"
+    if (pa.types.is_list(field.type) or pa.types.is_large_list(field.type)) and pa.types.is_struct(
+            field.type.value_type):
+        return "CAST({c} AS TEXT[])"
     return None
 
 
 def _with_text_casts(sql: str, schema: pa.Schema) -> str:
     """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
-    `_binary_extension`) or money as cents come out as their text form."""
+    `_binary_extension`), money as cents, or composites misread (see `_text_cast`) come out as their
+    text form."""
     casts = [_text_cast(f) for f in schema]
     if not any(casts):
         return sql
