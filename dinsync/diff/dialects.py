@@ -48,7 +48,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
         "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
-        "DINSYNC_EXACT": "{x}",
+        # a nested column's text form (DuckDBWarehouse.exact_hash_columns): HASH equates [] and NULL
+        "DINSYNC_EXACT": "CAST({x} AS VARCHAR)",
     },
     "postgres": {
         # COLLATE "C": a text's hash under a nondeterministic collation (ICU `deterministic =

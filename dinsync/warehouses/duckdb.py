@@ -147,6 +147,7 @@ _LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.S
 # "A/U="). TIMETZ as a time without its offset (12:34:56+02 was sent as "12:34:56"). BIGNUM
 # (VARINT) as an opaque binary no field kind reads (every row was rejected).
 _TYPE_END = r"(?=\s*(?:[,)\[]|$))"  # a type's name ends there (a STRUCT field's name is followed by its type)
+_NESTED = re.compile(r"\[|\b(STRUCT|MAP|UNION)\(")  # a type name (quoted names taken out) of a nested type
 _SEND_PROBLEMS = (
     (re.compile(r"\bUHUGEINT" + _TYPE_END, re.I), "DuckDB reads UHUGEINT to Arrow as a 128-bit signed decimal (values from "
      "2^127 wrap around to negative numbers): convert it in the model's SQL, e.g. CAST({c} AS HUGEINT) when its "
@@ -542,6 +543,16 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             text = f"SELECT * FROM ({text}) AS _q LIMIT 0"
         rel = self.con.sql(text)
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
+
+    def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
+        """The mapped columns of nested types (LIST, ARRAY, STRUCT, MAP, UNION): DuckDB's HASH gives
+        `[]`, `[NULL]` and a NULL list one hash, a NULL struct and one of NULL members one hash,
+        `[[1], [2]]` and `[[1, 2]]` one hash, so the fingerprint hashes their text form (which
+        quotes strings as needed: `['a, b']` is not `[a, b]`). Scalars keep the native hash."""
+        if not columns:
+            return set()
+        types = dict(self.columns(sql))
+        return {c for c in columns if c in types and _NESTED.search(_QUOTED.sub("", types[c]))}
 
     def send_problem(self, column: str, kind: str) -> str | None:
         """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in
