@@ -173,8 +173,13 @@ def _as_date(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype in (pl.Date, pl.Null):
         return value_json(v, dtype, label)
     if isinstance(dtype, pl.Datetime):
-        utc = v.dt.convert_time_zone("UTC") if dtype.time_zone else v
-        return value_json(utc.dt.date(), pl.Date, label)
+        # an infinity (±INT64_MAX of its unit) is rejected before taking the date, which gave NULL
+        # (sent as null: the platform's value cleared) or a day of 1677 / 2262 for nanoseconds
+        beyond = beyond_calendar(v, dtype)
+        safe = pl.when(beyond).then(None).otherwise(v)
+        utc = safe.dt.convert_time_zone("UTC") if dtype.time_zone else safe
+        enc = value_json(utc.dt.date(), pl.Date, label)
+        return Encoded(enc.text, [*enc.problems, (beyond, pl.lit(BEYOND_CALENDAR.format(label=label)))])
     if _is_text(dtype):
         t = v.cast(pl.String).str.strip_chars()
         d = pl.when(t.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(t.str.to_date("%Y-%m-%d", strict=False))

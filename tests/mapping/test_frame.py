@@ -405,6 +405,30 @@ def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_w
     assert objects(b) == [{"s": "2020-01-01T00:00:00", "ns": None, "list": ["2020-01-01T00:00:00"]}]
 
 
+def test_infinite_timestamps_of_every_unit_reject_the_row_under_type_date():
+    """`type: date` of DuckDB's TIMESTAMP_S / TIMESTAMP_MS '±infinity' sent null (the platform's
+    value cleared) and of TIMESTAMP_NS '±infinity' the days 2262-04-11 and 1677-09-21: rejected for
+    their row, as under the other kinds."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    big = 2**63 - 1
+    keys = [f"u{i}@example.com" for i in range(3)]
+    columns = [pa.array([v, -v, 1577836800 * k], pa.int64()).view(pa.timestamp(unit, tz=tz))
+               for unit, k, v, tz in (("s", 1, big, None), ("ms", 1000, big, None), ("ns", 10**9, big, "UTC"))]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(keys), pa.array(["added"] * 3)] + [a for c in columns for a in (c, pa.array([True] * 3))],
+        names=["_key", "_op", "v0", "x0", "v1", "x1", "v2", "x2"])
+    frame, _ = frame_from_arrow(batch)
+    b = map_batch(frame, EMAIL, fields("s", "ms", "ns", kind="date"))
+    check_shape(b)
+    why = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert sorted(zip(b.rejections["_key"], b.rejections["reason"])) == sorted(
+        (k, f'field "{f}": {why}') for k in keys[:2] for f in ("s", "ms", "ns"))
+    assert objects(b) == [{"s": "2020-01-01", "ms": "2020-01-01", "ns": "2020-01-01"}]
+
+
 def test_a_struct_of_second_and_microsecond_timestamps_keeps_both_values():
     """Only TIMESTAMP_S values are converted to milliseconds (as Polars reads them): a struct holding
     a TIMESTAMP_S and a TIMESTAMP had its microseconds multiplied by 1,000 too (a date beyond year
