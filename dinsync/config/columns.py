@@ -17,7 +17,11 @@ from .yamlfile import did_you_mean
 ColumnsOf = Callable[[Model], list[Any]]
 # Warehouse types whose values cannot reach a destination (Arrow's interval and union types have
 # no Polars counterpart; no field kind writes a map), anywhere in a column's type (e.g. INTERVAL[]).
-_UNSENDABLE_TYPE = re.compile(r"\b(INTERVAL|UNION|MAP)\b", re.IGNORECASE)
+# Searched in the type with its quoted names taken out (a STRUCT field or an ENUM value named
+# "map" or 'interval' is no map or interval); a MAP or UNION is followed by its parameters, and an
+# INTERVAL is not followed by a type (as a field named interval is: `STRUCT(interval INTEGER)`).
+_UNSENDABLE_TYPE = re.compile(r"\b(MAP|UNION)\s*\(|\bINTERVAL\b(?!\s+[A-Z_])", re.IGNORECASE)
+_QUOTED_NAME = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 # Warehouse types whose text form is no identifier: floating point (`1.0`, and digits lost beyond
 # ~15), and decimals with a scale (`1.00`); a matching key of such a type names other records than
 # the integer or text it stands for (a key column turned DOUBLE re-created every user as `1.0`).
@@ -112,7 +116,7 @@ def column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], 
                 message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (e.g. 1.0) "
                            "is no key: it would name other records than the integers or text it stands for")
                 hint = f"cast it in the model's SQL, e.g. CAST({column} AS BIGINT) or CAST({column} AS VARCHAR)"
-            elif column in available and _UNSENDABLE_TYPE.search(kind):
+            elif column in available and _UNSENDABLE_TYPE.search(_QUOTED_NAME.sub("", kind)):
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
                 hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "
                         f"number (EXTRACT(EPOCH FROM {column}): seconds), a map as JSON (to_json({column}))")

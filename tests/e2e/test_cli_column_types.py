@@ -72,3 +72,21 @@ def test_send_problems_name_types_not_field_names_or_enum_values():
                               "INTEGER", "VARCHAR[]") if problem(kind)] == []
     assert all(problem(kind) for kind in ("BIT", "BIT[]", "MAP(VARCHAR, BIT)", "STRUCT(a TIMETZ)",
                                           "TIME WITH TIME ZONE", "UHUGEINT", "VARINT", "BIGNUM"))
+
+
+def test_a_struct_field_or_enum_value_named_like_a_type_is_sent(project):
+    """A billing STRUCT with a field `interval`, an ENUM with the value 'map': named like types
+    that cannot be sent, they are no such types (validate refused them, the sync exited 3); an
+    INTERVAL or a MAP itself, anywhere in a column's type, is still refused."""
+    project.sql("create type plan_kind as enum ('union', 'map', 'x')")
+    _model(project, 'billing STRUCT("interval" VARCHAR, "map" INTEGER), kind plan_kind, s STRUCT(interval INTEGER)',
+           "{'interval': 'monthly', 'map': 2}, 'map', {'interval': 3}", ["billing", "kind", "s"])
+    assert project.cli("validate").exit_code == 0
+    assert project.sync()["exit_code"] == 0
+    assert project.sandbox.users.get("a@example.com")["dataFields"] == {
+        "billing": {"interval": "monthly", "map": 2}, "kind": "map", "s": {"interval": 3}}
+    _model(project, "d STRUCT(x INTERVAL), m MAP(VARCHAR, INTEGER)", "{'x': INTERVAL 1 DAY}, MAP {'a': 1}",
+           ["d", "m"])
+    issues = json.loads(project.cli("validate").stdout)["issues"]
+    assert [i["message"].split()[1] for i in issues] == ["'d'", "'m'"]
+    assert all(i["message"].endswith("which cannot be sent") for i in issues)
