@@ -159,7 +159,7 @@ def _as_number(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
 def _as_boolean(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype in (pl.Boolean, pl.Null):
         return value_json(v, dtype, label)
-    if dtype.is_numeric() and not isinstance(dtype, pl.Decimal):
+    if dtype.is_numeric():  # (decimals too: a HUGEINT or DECIMAL(p, 0) of 0 / 1)
         b = pl.when(v == 1).then(pl.lit("true")).when(v == 0).then(pl.lit("false")).otherwise(_NULL)
     elif _is_text(dtype):
         t = v.cast(pl.String).str.strip_chars().str.to_lowercase()
@@ -272,6 +272,11 @@ def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = 
         ok = s.str.contains(r"^-?\d+(?:\.0*)?$").fill_null(False)
         text = pl.when(ok).then(s.str.replace(r"\.0*$", "")).otherwise(_NULL)
         return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "an integer")])
+    if kind == "boolean":  # 1 / 0 (1.0, 0.00 ...), as for the other numbers
+        s = v.cast(pl.String).str.strip_chars()
+        b = (pl.when(s.str.contains(r"^1(?:\.0*)?$")).then(pl.lit("true"))
+             .when(s.str.contains(r"^-?0(?:\.0*)?$")).then(pl.lit("false")).otherwise(_NULL))
+        return Encoded(b, [_cannot(v, v.is_not_null() & b.is_null(), label, "a boolean")])
     return _wrong_type(v, "numeric", label, kind)  # type: ignore[arg-type]
 
 

@@ -778,7 +778,18 @@ def test_numeric_text_is_sent_with_its_exact_digits():
     integer = numeric_batch(["1234567890123456789012345.000", "12.50"], "integer")
     assert integer.frame["_json"].to_list() == ['{"f":1234567890123456789012345}']
     assert reasons(integer) == ["field \"f\": cannot convert '12.50' to an integer"]
-    assert reasons(numeric_batch(["1.5"], "boolean")) == ['field "f": cannot convert values of type numeric to boolean']
+    # 1 / 0 as booleans, as for the other numbers (every row was rejected: "values of type numeric")
+    flags = numeric_batch(["1", "0.00", "1.0", "-0", "1.5", "2"], "boolean")
+    assert flags.frame["_json"].to_list() == ['{"f":true}', '{"f":false}', '{"f":true}', '{"f":false}']
+    assert reasons(flags) == ["field \"f\": cannot convert '1.5' to a boolean", "field \"f\": cannot convert '2' to a boolean"]
+
+
+def test_decimals_and_hugeints_of_0_and_1_are_booleans():
+    """`type: boolean` of a HUGEINT or DECIMAL(p, 0) column (Polars decimals) of 0 / 1 rejected every
+    row ("cannot convert values of type Decimal(precision=38, scale=0)") and parked them."""
+    b = one([decimal.Decimal(1), decimal.Decimal(0), decimal.Decimal(2), None], "boolean", dtype=pl.Decimal(38, 0))
+    assert b.frame["_json"].to_list() == ['{"f":true}', '{"f":false}', '{"f":null}']
+    assert reasons(b) == ["field \"f\": cannot convert '2' to a boolean"]
 
 
 @pytest.mark.parametrize("kind", ["auto", "number", "string", "json"])
