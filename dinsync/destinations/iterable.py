@@ -260,12 +260,17 @@ class IterableDestination(Destination):
 
     @staticmethod
     def _unread(request: Request, status: int, code: str | None, msg, body: bytes) -> Outcome:
-        """An answer that says nothing about the users' data: every user of the request failed."""
+        """An answer that says nothing about the users' data: every user of the request failed. A
+        2xx that is not Iterable's answer (a proxy's or a captive portal's page, an empty body) is
+        retried first: a glitch of one answer, where the request may never have reached Iterable
+        (sending a bulk update or a lookup again changes nothing)."""
         if code is None:
             text = body_excerpt(body, 1000, chars=120)
             why = f"Iterable HTTP {status} without Iterable's answer" + (f": {text!r}" if text else " (empty body)")
         else:
             why = _describe(status, code, msg)
+        if 200 <= status < 300:
+            return Outcome("retry", reason=why)
         return Outcome("done", [RecordResult(k, "failed", why) for k in request.keys])
 
     def _failed_updates(self, request: Request, data: dict) -> tuple[list[RecordResult], int]:

@@ -319,6 +319,21 @@ def test_lookup_answers():
     assert (bad.status, bad.reason) == ("rejected", "Attentive HTTP 400: email is not a valid email address")
 
 
+def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
+    """A proxy's or a captive portal's 200 page (or no JSON where Attentive answers with it): a
+    glitch of one answer, retried like a 5xx. A subscriptions lookup took any 200 for a known
+    subscriber (a write could then create one); a lookup or a bulk submission failed at once."""
+    page = b"<html><head><title>Portal</title></head><body>sign in</body></html>"
+    part = BulkPart("email", {"a@b.co": "a@b.co"})
+    bulk = destination().bulk_request(["a@b.co"], [b"{}"], part)
+    for request in (lookup(), lookup("subscriptions"), bulk, destination().job_request("job-1")):
+        for body in (page, b""):
+            assert parse(request, 200, body).kind == "retry", (request.path, body)
+    v1 = Request("custom_attributes", "POST", "/v1/attributes/custom", b"{}", ["a@b.co"])
+    assert parse(v1, 200, page).kind == "retry"
+    assert parse(v1, 200).results[0].status == "ok"  # a write's empty 200: Attentive's own answer
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_failures_stop_the_run_naming_the_scopes(status):
     write = Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes", b"{}", ["a"], context=None)

@@ -507,7 +507,10 @@ def test_parse_write_answers():
     # a proxy's page instead of Attio's JSON: its words say what happened
     page = b"<html><head><title>413 Request Entity Too Large</title></head>\n<body><h1>413</h1> nginx</body></html>"
     [too_big] = d.parse(_write(), 413, {}, page).results
-    assert (too_big.status, too_big.reason) == ("rejected", "Attio HTTP 413: 413 Request Entity Too Large (HTML page)")
+    # a proxy's 413 page (its cap, not Attio's): failed, sent again next run; it parked a valid row
+    assert (too_big.status, too_big.reason) == ("failed", "Attio HTTP 413: 413 Request Entity Too Large (HTML page)")
+    [refused] = d.parse(_write(), 413, {}, _body(413, "payload_too_large", "too large")).results
+    assert refused.status == "rejected"  # Attio's own 413: its word on the record
     # other 4xx pages that are not Attio's answer (a gateway's 404, an empty 400): failed, sent again
     # next run, not parked as if Attio had refused the record's values
     for status, body in ((404, b"<html><body>404 Not Found</body></html>"), (400, b""), (400, b'{"error": "x"}')):
@@ -545,6 +548,10 @@ def test_parse_lookup_pairs_records_with_keys_as_attio_normalises_them():
     assert [(r.key, r.status) for r in outcome.results] == [("k-other", "not_found")]
     assert d._record_ids == {"k-acme": "rec-1"}
     assert d.parse(req, 400, {}, _body(400, "filter_error", "bad")).kind == "split"
+    # a 200 page that is no answer to a records query (a proxy's, an empty body): sent again (a
+    # read), not every key failed at once
+    for page in (b"<html>portal</html>", b""):
+        assert d.parse(req, 200, {}, page).kind == "retry"
     halves = req.split()
     assert [h.keys for h in halves] == [["k-acme"], ["k-other"]]
     assert orjson.loads(halves[1].body)["filter"] == {"$or": [{"domains": "other.com"}]}

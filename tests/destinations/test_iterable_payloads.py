@@ -201,11 +201,12 @@ def test_auth_header_and_secrets():
 
 @pytest.mark.parametrize("status,body,kind", [
     (404, b"<html><body>Not Found</body></html>", "failed"),  # a wrong base URL, a proxy's page
-    (200, b"<html>maintenance</html>", "failed"),
+    (200, b"<html>maintenance</html>", "retry"),  # a glitch of one answer: sent again (then failed)
+    (204, b"", "retry"),
     (400, b"<html>Bad Request</html>", "failed"),
     (400, b"", "failed"),
     (400, b'{"msg": "?", "code": "SomethingNew"}', "failed"),  # a code this client does not know
-    (200, b'{"msg": "ok", "code": "Success"}', "failed"),  # not a bulkUpdate answer
+    (200, b'{"msg": "ok", "code": "Success"}', "retry"),  # not a bulkUpdate answer
     (409, b'{"msg": "try again", "code": "GenericError"}', "retry"),
     (400, b'{"msg": "db", "code": "DatabaseError"}', "retry"),
     (400, b'{"msg": "slow down", "code": "RateLimitExceeded"}', "throttled"),

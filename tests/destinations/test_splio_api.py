@@ -116,6 +116,19 @@ def test_an_answer_that_is_not_splios_envelope_fails_the_rows_instead_of_parking
     # a body-size refusal still splits a batch (the batch may be what is too large)
     assert answer(bulk(["a@x.com", "b@x.com"]), 413, NGINX_400).kind == "split"
 
+def test_a_2xx_that_is_not_splios_answer_is_sent_again():
+    """A proxy's or a captive portal's 200 page: a glitch of one answer, retried like a 5xx. A bulk
+    answer without items failed its 1,000 rows at once; a PATCH took the page for Splio's word."""
+    page = b"<html><head><title>Portal</title></head><body>sign in</body></html>"
+    for body in (page, b"", {"message": "ok"}):
+        assert answer(bulk(["a@x.com", "b@x.com"]), 200, body).kind == "retry"
+    assert answer(patch("a@x.com"), 200, page).kind == "retry"
+    assert answer(patch("a@x.com"), 200, {"email": "a@x.com"}).kind == "done"
+    assert answer(patch("a@x.com"), 204, b"").kind == "done"  # (no body: not a page)
+    request = Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ReadContext("fields"))
+    assert answer(request, 200, page).kind == "retry"
+
+
 def test_reads_keep_the_document():
     ctx = ReadContext("fields")
     request = Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)

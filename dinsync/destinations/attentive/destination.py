@@ -298,6 +298,11 @@ class AttentiveDestination(Destination):
                            retry_after=throttle_wait(headers), throttled=True)
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
+        if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None and ctx != ME)):
+            # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
+            # lookup, a bulk submission, a job's status): a glitch of one answer, sent again; a
+            # subscriptions lookup took any 200 for a known subscriber
+            return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
             # never a rejection parked until the row changes, nor `not_found`

@@ -18,7 +18,7 @@
   write was applied, or aiohttp's own silent re-send of a PUT on a reused connection, changes nothing.
 - A 2xx acknowledges a write only if its body is Attio's record (`data.id.record_id`); any other 2xx
   (a captive portal's HTML page) is retried, then failed: sent again by the next run.
-- Per-record answers: 400 / 404 / 409 / 413 reject the row with Attio's message; 401 / 403 stop the run
+- Per-record answers: 400 / 404 / 409 / 413 of Attio's JSON reject the row with Attio's message; 401 / 403 stop the run
   naming the scopes the token needs; 429 (Retry-After as an HTTP date), 5xx and resets are retried.
 """
 from __future__ import annotations
@@ -349,15 +349,17 @@ class AttioDestination(Destination):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
                                                  reason + " (deleted since the lookup; update mode never creates)")])
         # Attio's word on the record (its error JSON) rejects it; another 4xx page (a proxy's or a
-        # gateway's) says nothing about the record: failed, sent again next run. Except a 413: a
-        # record too large for the path would fail alike on every run, so it waits until it changes.
-        kind = "rejected" if 400 <= status < 500 and (attio_answer(data) or status == 413) else "failed"
+        # gateway's, a 413 of a proxy's smaller cap included) says nothing about the record:
+        # failed, sent again next run (a proxy's 413 page parked a valid row for good).
+        kind = "rejected" if 400 <= status < 500 and attio_answer(data) else "failed"
         named = named_fields(data, request.body) if kind == "rejected" else None
         return Outcome("done", [RecordResult(k, kind, reason, named) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
             reason = describe(status, data, body)
+            if 200 <= status < 300:  # a proxy's or a portal's page: the query is sent again (a read)
+                return Outcome("retry", reason=reason + " (not Attio's answer to a records query)")
             # e.g. a key Attio cannot filter on: isolate it. A 4xx that is not Attio's JSON (a proxy's
             # or gateway's page) says nothing about the keys: failed, not split down to rejections
             if 400 <= status < 500 and attio_answer(data) and request.splittable:

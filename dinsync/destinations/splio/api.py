@@ -37,7 +37,7 @@ import orjson
 from ...errors import DestinationAuthError, DinsyncError
 from ...sender import HttpSender
 from ...sender.http import GiveUp, redirect_reason
-from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
+from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt, is_html_page
 
 if TYPE_CHECKING:
     from .destination import SplioDestination
@@ -184,11 +184,18 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         if status == 200 and isinstance(data, dict):
             ctx.data = data
             return Outcome("done")
+        if 200 <= status < 300:  # a proxy's or a portal's page: a glitch of one answer, read again
+            return Outcome("retry", reason=f"reading {ctx.what}: {describe(status, body)} (not Splio's answer)")
         return Outcome("done", [RecordResult(k, "failed", f"reading {ctx.what}: {describe(status, body)}")
                                 for k in request.keys])
     if isinstance(ctx, BulkContext):
-        if status in (200, 201, 207):
-            return Outcome("done", _bulk_items(request, ctx, _json(body)))
+        if 200 <= status < 300:
+            data = _json(body)
+            if not (isinstance(data, dict) and isinstance(data.get("items"), list)):
+                # no items (a proxy's or a portal's page, an empty body): sent again; a create Splio
+                # did apply answers "already exists" then, and its contacts are patched
+                return Outcome("retry", reason=f"{describe(status, body)}: Splio's bulk answer has no items")
+            return Outcome("done", _bulk_items(request, ctx, data))
         if status == 413 or (status in (400, 422) and is_splio_error(body)):
             # one bad contact refuses the whole batch: those the errors name are sent alone
             return Outcome("split", reason=describe(status, body), suspects=_named_contacts(request, body),
@@ -198,6 +205,8 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
     # a PATCH of one contact
     key = request.keys[0]
+    if 200 <= status < 300 and is_html_page(body):  # a portal's page, not Splio's: sent again
+        return Outcome("retry", reason=f"{describe(status, body)} (not Splio's answer to a PATCH)")
     if 200 <= status < 300:
         return Outcome("done")
     if status in (400, 404, 422) and not is_splio_error(body):
