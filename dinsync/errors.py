@@ -85,6 +85,11 @@ class DestinationUnreachableError(DinsyncError):
     sent by the next run. Not a reason to pause the sync."""
 
 
+class SendingStopped(Exception):
+    """A request not sent because the run is stopping (a signal, a lost lock): its records are
+    neither acknowledged nor failed, and the next run plans them again."""
+
+
 class DuplicateKeysError(DinsyncError):
     """Too many duplicated matching keys in the segment: fail before sending."""
 

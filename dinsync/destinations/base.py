@@ -323,6 +323,9 @@ class TransportOptions:
     concurrency: int = 8
     timeout: float = 30.0
     retry_policy: "RetryPolicy | None" = None
+    # the run is stopping: a request that has not left yet (waiting for its rate slot, a retry)
+    # is not sent (SendingStopped) instead of going out after the signal
+    stop: "Callable[[], bool] | None" = None
 
 
 class Destination:
@@ -356,7 +359,7 @@ class Destination:
 
         return HttpSender(self, rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
                           timeout=options.timeout, connections=options.concurrency,
-                          retry_policy=options.retry_policy)
+                          retry_policy=options.retry_policy, stop=options.stop)
 
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError

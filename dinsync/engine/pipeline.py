@@ -21,7 +21,7 @@ import polars as pl
 
 from ..destinations.base import (Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport,
                                  TransportStats)
-from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary
+from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
 from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
 from .commits import Checkpointer
 
@@ -314,7 +314,14 @@ class Pipeline:
             return rows.clear()  # not looked up: not sent
         lookups = self.destination.lookup_requests(rows["_key"].to_list(), rows["_id"].to_list(), self.spec)
         missing: set[str] = set()
-        for delivered in await asyncio.gather(*(self._deliver(r) for r in lookups)):
+        answers = await asyncio.gather(*(self._deliver(r) for r in lookups), return_exceptions=True)
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        if any(isinstance(e, SendingStopped) for e in errors) and all(
+                isinstance(e, (SendingStopped, asyncio.CancelledError)) for e in errors):
+            return rows.clear()  # the run is stopping: not all looked up, none sent
+        if errors:
+            raise errors[0]
+        for delivered in answers:
             for r in delivered.problems:
                 missing.add(r.key)
                 self._note(r)
@@ -340,6 +347,9 @@ class Pipeline:
             self.s.sent += len(request.keys)
             try:
                 delivered = await self._deliver(request)
+            except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
+                self.s.sent -= len(request.keys)
+                return
             except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
                 self.s.sent -= len(request.keys)
                 raise

@@ -411,7 +411,10 @@ class SyncRun:
 
         self.stop.rearm()  # polars' import put its own SIGINT handler in front of ours
 
-        transport = self.destination.make_transport(transport_options(self.dest_cfg))
+        # a request waiting for its rate slot when a signal comes (or the lock is lost) is not sent:
+        # with a platform's pace, the queue's requests left over seconds after the signal
+        stopping = lambda: self.stop.requested or lock.lost.is_set()  # noqa: E731
+        transport = self.destination.make_transport(transport_options(self.dest_cfg, stop=stopping))
         commits = Checkpointer(self.planner, self.state, lock, s.run_id, self.cfg.name,
                                rows=self.opts.checkpoint_rows, seconds=self.opts.checkpoint_seconds,
                                progress=self.progress,
@@ -452,10 +455,10 @@ class SyncRun:
             raise ConfigError(config_issues(self.project, self.cfg, result, self.redact))
 
 
-def transport_options(dest_cfg) -> TransportOptions:
-    """The generic delivery settings of a configured destination."""
+def transport_options(dest_cfg, stop: Callable[[], bool] | None = None) -> TransportOptions:
+    """The generic delivery settings of a configured destination (`stop`: see TransportOptions)."""
     return TransportOptions(rate_overrides=dict(dest_cfg.rate_limits), limits_enabled=dest_cfg.limits_enabled,
-                            concurrency=dest_cfg.concurrency, timeout=dest_cfg.timeout_seconds)
+                            concurrency=dest_cfg.concurrency, timeout=dest_cfg.timeout_seconds, stop=stop)
 
 
 def config_issues(project, cfg, result: Preflight, redact: Callable[[str | None], str | None]) -> list[ConfigIssue]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
@@ -34,7 +34,7 @@ from dinsync.destinations.base import (
     body_excerpt,
 )
 from dinsync import redaction
-from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
+from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
 from .inflight import InFlight
 from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
@@ -121,8 +121,10 @@ class HttpSender:
         connect_timeout: float = 10.0,
         clock: Clock | None = None,
         user_agent: str = USER_AGENT,
+        stop: Callable[[], bool] | None = None,
     ):
         self.destination = destination
+        self.stop = stop  # the run is stopping: what has not left is not sent (SendingStopped)
         self.rate_overrides = dict(rate_overrides or {})
         self.limits_enabled = limits_enabled
         self.headroom = headroom
@@ -340,6 +342,8 @@ class HttpSender:
         async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
             slot = await ep.limiter.acquire()
             self._stop_if_refused_or_down()
+            if self.stop is not None and self.stop():  # a signal came while it waited for its slot
+                raise SendingStopped()
             self._count(ep, "requests")
             self._count(ep, "bytes_sent", len(request.body or b""))
             now = self.clock.now()

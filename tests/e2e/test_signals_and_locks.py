@@ -65,6 +65,32 @@ def test_signal_stops_gracefully_commits_acknowledged_and_rerun_completes(projec
     assert sandbox_users(project) == expected and project.snapshot_keys() == set(expected)
 
 
+def test_requests_waiting_for_their_rate_slot_are_not_sent_after_a_signal(project):
+    """At a platform's pace, the requests taken off the queue wait for their rate slots: after
+    SIGTERM they went out one by one for seconds (48 of a run's 64 bulk requests, ~10 s, seen by
+    an auditor), though "no new batch is sent". Now only the requests in flight finish."""
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: 2}\n")
+    project.seed(600)
+    proc = run_sync_process(project)
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    at_signal = project.thread.stats()["requests"]
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "cancelled"
+    assert project.thread.stats()["requests"] - at_signal <= 1  # (one leaving as the signal came)
+    assert run["sent"] == run["acknowledged"] == len(project.snapshot_keys())
+    rerun = run_sync_process(project)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, (out, err)
+    assert sandbox_users(project) == segment(project) and len(project.snapshot_keys()) == 600
+
+
 def _synced_in_requests_of_50(project) -> None:
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
     project.seed(ROWS)

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from ...errors import DinsyncError
+from ...errors import DinsyncError, SendingStopped
 from ...sender import HttpSender
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
 from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
@@ -84,7 +84,7 @@ class AttentiveTransport:
         self.destination = destination
         self.sender = AttentiveSender(destination, rate_overrides=options.rate_overrides,
                                       limits_enabled=options.limits_enabled, timeout=options.timeout,
-                                      retry_policy=options.retry_policy,
+                                      retry_policy=options.retry_policy, stop=options.stop,
                                       connections=None)  # the per-endpoint caps bound the sockets
         self.timeout = options.timeout
         opts = destination.options
@@ -234,6 +234,8 @@ class AttentiveTransport:
                 if isinstance(error, BaseException):  # e.g. the key was revoked: the job's rows fail
                     if isinstance(error, asyncio.CancelledError):
                         raise error
+                    if isinstance(error, SendingStopped):  # the run is stopping: its jobs stay pending
+                        return
                     self._jobs.pop(job.job_id, None)
                     self._finish(self._all(job, "failed", f"Attentive bulk job {job.job_id}: {error}"), job.unit)
 

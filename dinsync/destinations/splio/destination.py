@@ -118,7 +118,7 @@ class SplioDestination(Destination):
                                    Tokens(self.settings.token_max_age_seconds),
                                    rate_overrides=options.rate_overrides, limits_enabled=options.limits_enabled,
                                    timeout=options.timeout, connections=options.concurrency + 4,
-                                   retry_policy=options.retry_policy)
+                                   retry_policy=options.retry_policy, stop=options.stop)
         return self._api
 
     async def auth_headers(self) -> dict[str, str]:
