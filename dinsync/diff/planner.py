@@ -150,8 +150,7 @@ class Planner(CommitMixin, PendingMixin):
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         # mapped columns the fingerprint hashes in their exact form (see Warehouse.exact_hash_columns):
         # asked each run, since a column's type or collation changes without the model SQL changing
-        exact = getattr(warehouse, "exact_hash_columns", None)
-        self.exact_columns = sorted(exact(spec.model_sql, sorted({c for c, _ in spec.fields}))) if exact else []
+        self.exact_columns = _exact_columns(warehouse, spec)
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
@@ -564,6 +563,19 @@ class Planner(CommitMixin, PendingMixin):
                 "commit_full_refresh_cleanup needs a full-refresh plan",
                 hint="call plan(full_refresh=True) first; a normal plan does not list unchanged keys",
             )
+
+
+def _exact_columns(warehouse: Any, spec: DiffSpec) -> list[str]:
+    """The mapped columns the warehouse hashes in their exact form (Warehouse.exact_hash_columns);
+    none when the model cannot be read yet (a planner made before its table: a run reads the model's
+    columns before it plans, so only a caller of the Python API meets this)."""
+    exact = getattr(warehouse, "exact_hash_columns", None)
+    if exact is None:
+        return []
+    try:
+        return sorted(exact(spec.model_sql, sorted({c for c, _ in spec.fields})))
+    except DinsyncError:  # (a warehouse error)
+        return []
 
 
 def _pylist(table: Any) -> list[dict]:
