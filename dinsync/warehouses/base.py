@@ -172,8 +172,9 @@ class Warehouse:
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
         """Of the mapped `columns` of the model `sql`, those whose type's own hash may give two
         values of different text forms one hash (a case-insensitive collation): the diff's
-        fingerprint hashes them as DINSYNC_EXACT. Only a warehouse whose fingerprint hashes
-        native values (PostgreSQL) has any."""
+        fingerprint hashes them as DINSYNC_EXACT. Only warehouses whose fingerprint hashes native
+        values have any: PostgreSQL (case-insensitive collations, citext), DuckDB (nested types:
+        its HASH gives `[]` and a NULL list one hash)."""
         return set()
 
     def send_problem(self, column: str, kind: str) -> str | None:
