@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__, redaction
-from ..destinations.base import Preflight, TransportOptions
+from ..destinations.base import Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
@@ -421,7 +421,12 @@ class SyncRun:
                                # a first sync's commits only insert: in whole blocks where that counts
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
         async with transport:
-            await self._preflight(transport)
+            try:
+                await self._preflight(transport)
+            except BaseException:  # the run's log counts the check's requests too (an outage, say)
+                stats = getattr(transport, "transport_stats", TransportStats)()
+                s.requests, s.throttled = stats.requests, stats.throttled
+                raise
             # After the pre-flight check: the kinds it learned (e.g. Attio's attribute types) map the values.
             mapping = MappingPlan(
                 key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind,

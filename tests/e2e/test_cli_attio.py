@@ -568,3 +568,20 @@ def test_validate_checks_the_mapping_against_attio_unless_offline(attio):
     assert "lifetime_valeu" in issue["message"] and "lifetime_value" in issue["hint"]
     assert p.thread.stats()["records"]["people"] == 0  # a check reads the schema, writes nothing
     assert p.cli("validate", "--offline").exit_code == 0
+
+
+def test_a_run_whose_pre_flight_check_failed_counts_its_requests(attio, monkeypatch):
+    """The pre-flight check's requests are the run's too: an Attio answering only 503s failed the
+    run after 8 attempts at its attributes, and `runs.requests` said 0."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    p = attio
+    p.thread.set_faults(error_rate=1.0, seed=5)
+    run = p.run()
+    assert run["status"] == "failed" and run["exit_code"] != 0
+    assert run["requests"] == p.thread.stats()["requests"] > 0
+    [(logged,)] = p.sql("select requests from dinsync.runs")
+    assert logged == run["requests"]
