@@ -170,6 +170,9 @@ def _record_lines(node: yaml.Node, path: KeyPath, doc: YamlDoc, issues: list[Con
                 issues.append(ConfigIssue(
                     f"duplicate key {_show_path(path + (key,))!s} (first defined on line {seen[key]})",
                     doc.file, line, "remove one of them; YAML keeps only the last value"))
+                # the value checked is the last one: its problems are located there
+                doc.lines[path + (key,)] = line
+                _record_lines(value_node, path + (key,), doc, issues, merged)
             elif _hashable(key):
                 seen[key] = line
                 doc.lines[path + (key,)] = line

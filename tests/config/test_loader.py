@@ -303,6 +303,16 @@ def test_duplicate_yaml_key(tmp_path):
     assert "duplicate key mode" in issue.message and "line 4" in issue.message
 
 
+def test_a_duplicate_keys_wrong_value_is_located_where_it_is_written(tmp_path):
+    """YAML keeps a duplicated key's last value: its problem is on the last line, not the first
+    (`enabled: true` on line 4, `enabled: nope` on line 12 was reported at line 4)."""
+    yml = SYNC_YML.replace("mode: upsert\n", "mode: upsert\nenabled: true\n") + "enabled: nope\n"
+    issues = issues_of(make(tmp_path, syncs__users_dot_yml=yml))
+    [bad] = [i for i in issues if "boolean" in i.message]
+    [dup] = [i for i in issues if "duplicate key enabled" in i.message]
+    assert bad.line == dup.line == yml.count("\n")
+
+
 def test_missing_project_file(tmp_path):
     issue = only_issue(make(tmp_path, dinsync_dot_yml=None))
     assert issue.file == "dinsync.yml" and issue.line is None and "dinsync init" in issue.hint
