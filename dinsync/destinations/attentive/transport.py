@@ -207,10 +207,14 @@ class AttentiveTransport:
         part = request.context
         if isinstance(part, BulkPart) and part.jobs:
             jobs, part.jobs[:] = list(part.jobs), []  # shared by the write's requests: taken once
-            for job_id, keys, records in jobs:
-                self._follow(_Job(job_id, part.key_field, keys, records, part.sent_ids, self.job_retries, unit,
-                                  interval=self.poll_seconds))
+            self._follow_jobs(part, jobs, self.job_retries, unit)
         return answer
+
+    def _follow_jobs(self, part: BulkPart, jobs: list, retries_left: int, unit: int) -> None:
+        """Follow the bulk jobs a submission of `part` created: (job id, keys, records) each."""
+        for job_id, keys, records in jobs:
+            self._follow(_Job(job_id, part.key_field, keys, records, part.sent_ids, retries_left, unit,
+                              interval=self.poll_seconds))
 
     # --- bulk jobs --------------------------------------------------------------------------
     def _follow(self, job: _Job) -> None:
@@ -287,9 +291,7 @@ class AttentiveTransport:
         part = BulkPart(job.key_field, job.sent_ids)
         answer = await self.sender.deliver(self.destination.bulk_request(job.keys, job.records, part))
         answer.pending.clear()  # the pipeline keeps them under the first token; `_follow` tracks them
-        for job_id, keys, records in part.jobs:
-            self._follow(_Job(job_id, job.key_field, keys, records, job.sent_ids, job.retries_left - 1, job.unit,
-                              interval=self.poll_seconds))
+        self._follow_jobs(part, part.jobs, job.retries_left - 1, job.unit)
         self._finish(answer, job.unit)
 
     @staticmethod
