@@ -392,7 +392,7 @@ def recheck_paused(project, wh, recheck: bool = True) -> list[dict]:
     for st in paused:
         entry = {"sync": st.sync, "paused_by": st.paused_by, "culprit": st.culprit, "reason": st.reason,
                  "resumed": False}
-        if st.auto_paused and operator is not None and recheck:
+        if st.auto_paused and operator is not None:  # (None with recheck=False)
             result = operator.recheck(st.sync, st)
             entry["resumed"] = result.ok
             if not result.ok:
