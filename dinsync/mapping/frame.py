@@ -45,6 +45,7 @@ from dinsync.mapping.json import (
     beyond_calendar,
     json_values_valid,
     numeric_text_json,
+    numeric_text_list_json,
     quote,
     string_json,
     value_json,
@@ -256,10 +257,19 @@ def _as_json(v: pl.Expr, dtype: pl.DataType, ok: pl.Expr | None, label: str) -> 
     return Encoded(s.str.strip_chars(), [(bad, _why(v, f"{label}: invalid JSON "))], s.str.len_bytes())
 
 
-def _as_kind_numeric_text(v: pl.Expr, kind: str, label: str, free_scale: bool = False) -> Encoded:
+def _as_kind_numeric_text(v: pl.Expr, dtype: pl.DataType, kind: str, label: str,
+                          free_scale: bool = False) -> Encoded:
     """A column of decimal numbers as text (`numeric_text`), as a decimal column is coerced:
     NaN / ±Infinity rejected (see numeric_text_json); `free_scale`: each number is written with a
-    fraction (see dinsync.warehouses.numeric_text)."""
+    fraction (see dinsync.warehouses.numeric_text). A list of them (`dtype` a list of strings:
+    `numeric[]`) is coerced as a list of decimals is: a JSON array, or its text for `string`."""
+    if isinstance(dtype, pl.List):
+        if kind in ("auto", "json"):
+            return numeric_text_list_json(v, label)
+        if kind == "string":
+            inner = numeric_text_list_json(v, label)
+            return Encoded(string_json(inner.text), inner.problems, size_of_text=True)
+        return _wrong_type(v, dtype, label, kind)
     if kind in ("auto", "number", "json"):
         return numeric_text_json(v, label, free_scale)
     if kind == "string":
@@ -285,20 +295,35 @@ def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
     """A plan batch (Arrow) as a Polars frame, and its `numeric_text` columns (decimal numbers as
     text: dinsync.warehouses.numeric_text), which the frame holds as strings, each with whether it
     declares no scale: pass them to `map_batch(numeric_text=...)`."""
-    from dinsync.warehouses.numeric_text import free_scale, is_numeric_text
+    from dinsync.warehouses.numeric_text import free_scale, is_numeric_text, is_numeric_text_list
 
     numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
+    numeric.update({f.name: False for f in batch.schema if is_numeric_text_list(f.type)})
     seconds = [f.name for f in batch.schema if _holds(f.type, _is_seconds)]
     midnights = [i for i, (f, c) in enumerate(zip(batch.schema, batch.columns))
                  if _holds(f.type, _is_time) and _end_of_day(c)]
     if numeric or seconds or midnights:
         columns = [c.storage if is_numeric_text(c.type)
+                   else _list_storage(c) if is_numeric_text_list(c.type)
                    else _rebuilt(c, _is_seconds, _seconds_to_ms) if _holds(c.type, _is_seconds) else c
                    for c in batch.columns]
         for i in midnights:
             columns[i] = _rebuilt(columns[i], _is_time, _time_texts)
         batch = type(batch).from_arrays(columns, names=batch.schema.names)
     return pl.from_arrow(batch), numeric
+
+
+def _list_storage(lists: Any) -> Any:
+    """A list array of an extension type's values as a list of their storage (Polars reads no
+    extension type inside a list)."""
+    import pyarrow as pa
+
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    if lists.offset:
+        lists = pa.concat_arrays([lists])
+    kind = pa.LargeListArray if pa.types.is_large_list(lists.type) else pa.ListArray
+    return kind.from_arrays(lists.offsets, lists.values.storage, mask=lists.is_null())
 
 
 _DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
@@ -532,7 +557,7 @@ def map_batch(
         v, dtype = pl.col(f"v{f.index}"), schema[f"v{f.index}"]
         if f"v{f.index}" in numeric_text:
             free = bool(numeric_text.get(f"v{f.index}")) if isinstance(numeric_text, Mapping) else False
-            enc = _as_kind_numeric_text(v, f.kind, label, free)
+            enc = _as_kind_numeric_text(v, dtype, f.kind, label, free)
         elif f.kind == "phone":
             if f"_e164_{f.index}" in added:
                 enc = _as_phone(v, pl.col(f"_e164_{f.index}"), label, phone_region)

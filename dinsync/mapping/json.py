@@ -276,6 +276,21 @@ def numeric_text_json(expr: pl.Expr, label: str, free_scale: bool = False) -> En
     return Encoded(pl.when(ok).then(s).otherwise(_NULL), [(s.is_not_null() & ~ok, reason)])
 
 
+def numeric_text_list_json(expr: pl.Expr, label: str) -> Encoded:
+    """JSON of lists of decimal numbers written as text (PostgreSQL's `numeric[]`: see
+    dinsync.warehouses.numeric_text.numeric_text_list): an array of the digits as JSON numbers,
+    exact; a list holding a NaN, an infinity or a number beyond a 64-bit float's range is rejected
+    for its row, as such a number alone is (numeric_text_json)."""
+    element = pl.element()
+    number = element.str.contains(_JSON_NUMBER) & element.cast(pl.Float64, strict=False).is_finite()
+    bad = expr.list.eval(element.is_not_null() & ~number.fill_null(False)).list.any().fill_null(False)
+    nonfinite = expr.list.eval(element.str.contains(NONFINITE_TEXT).fill_null(False)).list.any().fill_null(False)
+    text = pl.concat_str([pl.lit("["), expr.list.eval(element.fill_null("null")).list.join(","), pl.lit("]")])
+    reason = (pl.when(nonfinite).then(pl.lit(NONFINITE.format(label=label)))
+              .otherwise(pl.lit(f"{label}: an element is not a number within a 64-bit float's range (1.8e308)")))
+    return Encoded(pl.when(expr.is_null() | bad).then(_NULL).otherwise(text), [(bad, reason)], size_of_text=True)
+
+
 def json_values_valid(series: pl.Series) -> pl.Series:
     """Whether each string parses as JSON (NULL stays NULL). Parsed once per distinct value."""
     s = series.cast(pl.String)

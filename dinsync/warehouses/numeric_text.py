@@ -47,6 +47,26 @@ def is_numeric_text(t: pa.DataType) -> bool:
     return isinstance(t, pa.BaseExtensionType) and t.extension_name == NAME
 
 
+def is_numeric_text_list(t: pa.DataType) -> bool:
+    """A list of `numeric_text` (PostgreSQL's `numeric[]`)."""
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and is_numeric_text(t.value_type)
+
+
+def numeric_text_list(lists: pa.Array | pa.ChunkedArray, free_scale: bool = False) -> pa.Array:
+    """A list array whose elements are the text of decimal numbers (strings, or an extension type
+    stored as strings: ADBC's opaque `numeric`) as a list of `numeric_text`: a `numeric[]` whose
+    elements had gone as JSON strings ("1.5", "nan") is sent as numbers, and its NaN rejected."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    if lists.offset:  # (a slice: its offsets point into its parent's values, which a mask cannot take)
+        lists = pa.concat_arrays([lists])
+    values = lists.values
+    if isinstance(values.type, pa.BaseExtensionType):
+        values = values.storage
+    kind = pa.LargeListArray if pa.types.is_large_list(lists.type) else pa.ListArray
+    return kind.from_arrays(lists.offsets, numeric_text(values, free_scale), mask=lists.is_null())
+
+
 def free_scale(t: pa.DataType) -> bool:
     """Whether a `numeric_text` type's column declares no scale (see NumericTextType)."""
     return bool(getattr(t, "free_scale", False))

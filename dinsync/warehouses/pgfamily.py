@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 from . import errors as E
 from .base import PROBE_ROWS, Params, quote_ident, rebatch, rows_to_arrow, rows_within, translated
 from .column_types import POSTGRES_FAMILY
-from .numeric_text import numeric_text
+from .numeric_text import numeric_text, numeric_text_list
 from .params import translate
 
 # ------------------------------------------------------------------------------- errors
@@ -163,6 +163,7 @@ _OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psyco
 
 
 NUMERIC_OID = 1700
+NUMERIC_ARRAY_OID = 1231
 
 
 def arrow_type_of_column(column: Any) -> pa.DataType | None:
@@ -191,6 +192,17 @@ def numeric_array(values: list, t: pa.DataType) -> pa.Array:
             pass
     return numeric_text(pa.array([None if v is None else str(v) for v in values], pa.string()),
                         free_scale=not pa.types.is_decimal(t))
+
+
+def numeric_list_from_text(values: list) -> pa.Array:
+    """PostgreSQL `numeric[]` delivered by the cursor (lists of strings: numerics load as text)
+    -> a list of `numeric_text`, as the ADBC path reads it. A multi-dimensional array (lists of
+    lists) stays as the driver gave it."""
+    try:
+        lists = pa.array(values, pa.list_(pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values)
+    return numeric_text_list(lists)
 
 
 def numeric_from_text(values: pa.Array | list, free_scale: bool = False) -> pa.Array:
@@ -501,7 +513,10 @@ def _adbc_converter(schema: pa.Schema):
     plan = []
     for field in schema:
         meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
-        if isinstance(field.type, pa.BaseExtensionType):
+        if meta.get("POSTGRESQL:type") == "_numeric" and (
+                pa.types.is_list(field.type) or pa.types.is_large_list(field.type)):
+            plan.append(numeric_text_list)  # elements as numbers, not strings (numeric_text_list)
+        elif isinstance(field.type, pa.BaseExtensionType):
             if meta.get("POSTGRESQL:type") == "numeric":
                 typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
                 plan.append(lambda a, free=typmod < 4: numeric_from_text(a.storage, free))
@@ -553,7 +568,8 @@ def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
         if names is None:
             names = [c.name for c in cur.description]
             types = [functools.partial(numeric_from_text, free_scale=c.scale is None)
-                     if c.type_code == NUMERIC_OID else
+                     if c.type_code == NUMERIC_OID else numeric_list_from_text
+                     if c.type_code == NUMERIC_ARRAY_OID else
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else arrow_type_of_column(c)
                      for c in cur.description]

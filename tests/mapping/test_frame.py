@@ -819,6 +819,35 @@ def test_numeric_text_without_a_declared_scale_is_written_with_a_fraction():
     assert numeric_batch(values[:1]).frame["_json"].to_list() == ['{"f":5}']  # numeric(p, 0)
 
 
+@pytest.mark.parametrize("kind", ["auto", "json", "string", "number"])
+def test_numeric_text_lists_are_arrays_of_numbers(kind):
+    """A list of `numeric_text` (PostgreSQL's numeric[]): an array of JSON numbers with their exact
+    digits (`string`: that array's text), a slice of a stream's batch included; an element that is
+    NaN, an infinity or not a number rejects its row. A list is not one number (`number`)."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+    from dinsync.warehouses.numeric_text import numeric_text_list
+
+    lists = [["0"], ["1.50", "12345678901234567890.125"], [None, "-2"], [], None, ["1", "NaN"], ["1e999"]]
+    keys = [f"u{i}@example.com" for i in range(len(lists))]
+    batch = pa.record_batch({"_key": keys, "_op": ["added"] * len(keys),
+                             "v0": numeric_text_list(pa.array(lists, pa.list_(pa.string()))),
+                             "x0": [True] * len(keys)}).slice(1)
+    frame, numeric = frame_from_arrow(batch)
+    assert numeric == {"v0": False} and frame.schema["v0"] == pl.List(pl.String)
+    b = map_batch(frame, EMAIL, fields("f", kind=kind), numeric_text=numeric)
+    check_shape(b)
+    if kind == "number":
+        assert b.frame["_key"].to_list() == ["u4@example.com"] and len(reasons(b)) == 5  # (NULL: null, any kind)
+        return
+    arrays = ["[1.50,12345678901234567890.125]", "[null,-2]", "[]", None]
+    expected = [f'{{"f":{a or "null"}}}' if kind != "string" or a is None else f'{{"f":"{a}"}}' for a in arrays]
+    assert b.frame["_json"].to_list() == expected
+    assert reasons(b) == ['field "f": NaN/infinite is not valid JSON',
+                          'field "f": an element is not a number within a 64-bit float\'s range (1.8e308)']
+
+
 @pytest.mark.parametrize(("values", "kind", "sent"), [
     (["0000-01-01", "2024-01-02"], "date", ["2024-01-02"]),
     (["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "0000-06-01T00:00:00", "2024-01-02T03:04:05Z"],

@@ -140,3 +140,39 @@ def test_a_numeric_beyond_a_float_sent_as_a_string_keeps_its_digits(tmp_path, wh
     assert (r["acknowledged"], r["rejected"]) == (2, 1), r
     users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
     assert users == {"a@example.com": {"big": "1" + "0" * 400}, "c@example.com": {"big": "12.50"}}
+
+
+def test_numeric_arrays_are_sent_as_numbers_and_a_nan_element_rejects_its_row(tmp_path, pg_target, iterable_sandbox,
+                                                                              bodies):
+    """A `numeric[]` is sent as an array of JSON numbers with their exact digits, on both read
+    paths (ADBC, the server-side cursor); an element NaN or ±Infinity rejects its row, as a NaN
+    numeric alone does. Before, the elements went as JSON strings ("1.5") and the NaN as "nan"."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgarr_customers (id int, email text, scores numeric[], '
+                      "prices numeric(10,2)[])")
+    pg_target.execute(f"""INSERT INTO "{schema}".pgarr_customers VALUES
+        (1, 'a@example.com', ARRAY[1.5, 2, 12345678901234567890.125], ARRAY[1.5, 2]),
+        (2, 'b@example.com', ARRAY[1, 'NaN']::numeric[], ARRAY[3]),
+        (3, 'c@example.com', ARRAY[NULL, -0.5]::numeric[], '{{}}'),
+        (4, 'd@example.com', ARRAY['-Infinity']::numeric[], NULL)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url,
+                           "-- primary_key: id\n-- model_type: user\nselect id, email, scores, prices from pgarr_customers\n",
+                           ["scores", "prices"])
+
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    [r] = result["runs"]
+    assert (r["acknowledged"], r["rejected"]) == (2, 2), r
+    code, rejections = run_cli(root, pg_target, "rejections", "users")
+    assert {(x["key"], x["field"], x["reason"]) for x in rejections["rejections"]} == {
+        ("b@example.com", "scores", 'field "scores": NaN/infinite is not valid JSON'),
+        ("d@example.com", "scores", 'field "scores": NaN/infinite is not valid JSON'),
+    }
+    [body] = bodies
+    assert '"scores":[1.5,2,12345678901234567890.125]' in body and '"prices":[1.50,2.00]' in body
+    assert '"scores":[null,-0.5]' in body and '"prices":[]' in body
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users["c@example.com"] == {"scores": [None, -0.5], "prices": []}
+    assert set(users) == {"a@example.com", "c@example.com"}
