@@ -82,6 +82,9 @@ def main() -> None:
                                     "--no-limits"], env=env, stdout=subprocess.PIPE, text=True)
         try:
             url = sandbox.stdout.readline().split()[1]
+            import duckdb  # the warehouse file (dinsync never creates it: `dinsync init` does)
+
+            duckdb.connect(str(root / "warehouse.duckdb")).close()
             (root / "models").mkdir()
             (root / "syncs").mkdir()
             (root / "dinsync.yml").write_text(DINSYNC_YML.format(url=url))
