@@ -62,6 +62,20 @@ SESSION_PARAMETERS = {
     "TIMEZONE": "UTC",  # dinsync writes naive UTC timestamps
     "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
 }
+# The text forms of dates, times and timestamps, which the diff hashes (a value's fingerprint is
+# the HASH of CAST(value AS VARCHAR)) and which a date or timestamp key is: CAST follows the
+# session's output formats, whose defaults cut a timestamp to milliseconds (`...SS.FF3`) and a TIME
+# to seconds (`HH24:MI:SS`), and an account may set coarser ones. A change within the millisecond
+# (03:04:05.123456 -> .123999) hashed the same: it was never sent. Every digit here, whatever the
+# account or the `session_parameters` config say.
+OUTPUT_FORMATS = {
+    "DATE_OUTPUT_FORMAT": "YYYY-MM-DD",
+    "TIME_OUTPUT_FORMAT": "HH24:MI:SS.FF9",
+    "TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
+    "TIMESTAMP_NTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
+    "TIMESTAMP_LTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
+    "TIMESTAMP_TZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
+}
 
 # Creating a schema or database also makes it the session's current one (USE) on Snowflake.
 _CREATES_CONTEXT = re.compile(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?(SCHEMA|DATABASE)\b", re.I)
@@ -257,7 +271,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
-            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {})},
+            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {}), **OUTPUT_FORMATS},
             # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
             # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
             arrow_number_to_decimal=True,

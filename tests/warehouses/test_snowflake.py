@@ -336,3 +336,32 @@ def test_a_mapped_semi_structured_column_is_refused_by_name(wh_snowflake, tmp_pa
     for kind in ("OBJECT", "ARRAY"):  # (fakesnow describes these as VARIANT)
         assert "TO_JSON(c)" in SnowflakeWarehouse.send_problem(None, "c", kind)
     assert SnowflakeWarehouse.send_problem(None, "c", "TEXT") is None
+
+
+def test_sessions_write_every_digit_of_dates_times_and_timestamps(monkeypatch, wh_snowflake):
+    """The diff fingerprints a value by HASH(CAST(value AS VARCHAR)), and CAST follows the session's
+    output formats: Snowflake's defaults cut a timestamp to the millisecond (`SS.FF3`) and a TIME to
+    the second, so 03:04:05.123456 -> 03:04:05.123999 hashed the same and was never sent (an account
+    or `session_parameters` may set coarser formats still). Every session now sets full formats,
+    over the config's. (fakesnow's CAST ignores them: what the connector receives is checked, and
+    that fakesnow takes them.)"""
+    import snowflake.connector
+
+    seen = {}
+    real = snowflake.connector.connect
+
+    def recording(**options):
+        seen.update(options)
+        return real(**options)
+
+    monkeypatch.setattr(snowflake.connector, "connect", recording)
+    options = dict(wh_snowflake.under_test.options(),
+                   session_parameters={"TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI", "QUERY_TAG": "mine"})
+    with connect("snowflake", **options) as wh:
+        assert wh.query("SELECT CAST('2024-01-02 03:04:05.123456'::TIMESTAMP_NTZ AS VARCHAR) AS t").column(0)[0].as_py()
+    params = seen["session_parameters"]
+    assert params["QUERY_TAG"] == "mine"
+    assert params["TIMESTAMP_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM"
+    for kind in ("NTZ", "LTZ", "TZ"):
+        assert "SS.FF9" in params[f"TIMESTAMP_{kind}_OUTPUT_FORMAT"]
+    assert params["TIME_OUTPUT_FORMAT"] == "HH24:MI:SS.FF9" and params["DATE_OUTPUT_FORMAT"] == "YYYY-MM-DD"
