@@ -14,9 +14,11 @@
 
 {#- The hash of each mapped value's text form (h0, h1, ..), from the values v0, v1, .. of alias `a`:
     what the plan compares with the snapshot (plan.sql) and what a commit records (stream_sendable,
-    acked, acked_rest), so that both are the same expression. -#}
+    acked, acked_rest), so that both are the same expression. A column the warehouse names (f.exact)
+    is hashed in its exact form, as in the fingerprint: else a change the fingerprint sees but the
+    value's hash does not is planned as a `refresh`, and never sent. -#}
 {% macro value_hashes(fields, a) -%}
-{% for f in fields %}DINSYNC_HASH({{ a }}.v{{ f.i }}) AS h{{ f.i }}{{ ", " if not loop.last }}{% endfor %}
+{% for f in fields %}DINSYNC_HASH({% if f.exact %}DINSYNC_EXACT({{ a }}.v{{ f.i }}){% else %}{{ a }}.v{{ f.i }}{% endif %}) AS h{{ f.i }}{{ ", " if not loop.last }}{% endfor %}
 {%- endmacro %}
 
 {#- Raw key hash of a model row (alias m): NULL when the key is NULL or empty (as text). -#}

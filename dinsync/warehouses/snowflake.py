@@ -422,6 +422,16 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             types = self._sf.constants.FIELD_ID_TO_NAME
             return [(m.name.lower(), _type_name(types.get(m.type_code, str(m.type_code)), m)) for m in meta]
 
+    def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
+        """The mapped FLOAT columns (FLOAT, DOUBLE, REAL: the connector's REAL). The diff hashes a
+        value's text, and Snowflake writes a FLOAT as text with about 15 significant digits, so
+        1234.5678901234567 -> 1234.5678901234569 (or 0.1 + 0.2 -> 0.3) hashed the same: the change
+        was never sent. Such columns are hashed by their native HASH (dialects: DINSYNC_EXACT)."""
+        if not columns:
+            return set()
+        types = dict(self.columns(sql))
+        return {c for c in columns if str(types.get(c, "")).upper() in _FLOAT_TYPES}
+
     def send_problem(self, column: str, kind: str) -> str | None:
         """VARIANT, OBJECT and ARRAY values reach dinsync as their JSON text (see _SEND_PROBLEMS):
         named at `validate` and before a sync plans, with the cast."""
@@ -446,6 +456,9 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
                 conn.close()
         self._local = threading.local()
 
+
+# The connector's name of FLOAT, DOUBLE and REAL columns (and those names, should it give them).
+_FLOAT_TYPES = frozenset({"REAL", "FLOAT", "DOUBLE", "DOUBLE PRECISION", "FLOAT4", "FLOAT8"})
 
 # Semi-structured types: the connector reads their values as JSON text, so `payload:plan` holding
 # the string pro would be sent as '"pro"' (quotes included), an OBJECT as '{"k": "v"}' text (not an

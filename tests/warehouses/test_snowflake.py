@@ -365,3 +365,46 @@ def test_sessions_write_every_digit_of_dates_times_and_timestamps(monkeypatch, w
     for kind in ("NTZ", "LTZ", "TZ"):
         assert "SS.FF9" in params[f"TIMESTAMP_{kind}_OUTPUT_FORMAT"]
     assert params["TIME_OUTPUT_FORMAT"] == "HH24:MI:SS.FF9" and params["DATE_OUTPUT_FORMAT"] == "YYYY-MM-DD"
+
+
+def test_a_float_change_beyond_its_text_digits_is_sent(tmp_path):
+    """The diff hashed each value's text, and Snowflake writes a FLOAT as text with about 15
+    significant digits (0.1 + 0.2 as 0.3): a change beyond them hashed the same, and was never sent.
+    A mapped FLOAT column is now hashed by its native HASH, in the value hashes that decide what is
+    sent as in the row's fingerprint. (fakesnow's CAST keeps every digit: the SQL that takes the
+    float's exact form is checked, and that it runs.)"""
+    import pyarrow as pa
+
+    from dinsync.diff import DiffSpec, Planner
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        t.wh.execute(f'CREATE TABLE "{t.schema}".people (email VARCHAR, ltv FLOAT, name VARCHAR)')
+        spec = DiffSpec(sync="f1", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                        fields=[("ltv", "ltv"), ("name", "name")], state_schema=t.state_schema)
+        p = Planner(t.wh, spec, cache=False)
+        assert p.exact_columns == ["ltv"]
+        plan_sql = " ".join(p.render("plan").split())
+        assert 'HASH(CAST(HASH("c"."v0") AS VARCHAR))' in plan_sql  # ltv: its exact form
+        assert 'HASH(CAST("c"."v1" AS VARCHAR))' in plan_sql  # name: its text, as before
+        p.ensure_state()
+
+        def plan(ltv):
+            t.wh.execute(f'DELETE FROM "{t.schema}".people')
+            t.wh.write_arrow(t.schema, "people", pa.table({"email": ["a@x.com"], "ltv": [ltv], "name": ["A"]}))
+            p.plan()
+            rows = t.wh.query(f"SELECT _key, _op, x0, x1 FROM {t.wh.table_name(t.state_schema, p.plan_table)}").to_pylist()
+            return [(r["_key"], r["_op"], r["x0"], r["x1"]) for r in rows if r["_op"] in ("added", "changed")]
+
+        def ack_all():
+            keys = [k for b in p.stream_sendable(batch_rows=10) for k in b.column("_key").to_pylist()]
+            p.commit_acknowledged(keys)
+
+        assert plan(0.1 + 0.2) == [("a@x.com", "added", True, True)]
+        ack_all()
+        assert plan(0.1 + 0.2) == []
+        assert plan(0.3) == [("a@x.com", "changed", True, False)]  # 0.30000000000000004 -> 0.3: ltv only
+        ack_all()
+        assert plan(0.3) == []
+    finally:
+        t.close()
