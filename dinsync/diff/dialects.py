@@ -22,7 +22,7 @@ A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
   DINSYNC_TEXT(x)            x's text form, compared character for character (a key's text)
   DINSYNC_EXACT(x)           x, or a form of it whose hash tells apart any two values whose text
                              forms differ, or that differ where the text form does not show it (a
-                             Snowflake FLOAT); the fingerprint's argument and the value hashed for
+                             Snowflake FLOAT or timestamp); the fingerprint's argument and the value hashed for
                              a column the adapter names (see Warehouse.exact_hash_columns)
 
 Adding a warehouse (e.g. Redshift, Databricks) means adding one entry here, plus its hash column
@@ -92,9 +92,10 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
         "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
-        # a FLOAT column (SnowflakeWarehouse.exact_hash_columns): CAST(FLOAT AS VARCHAR) writes about
-        # 15 significant digits, so values differing beyond them had one text and one hash; the
-        # native HASH of the value tells every two floats apart (its number's text is exact)
+        # a FLOAT, timestamp or TIME column (SnowflakeWarehouse.exact_hash_columns): their text has
+        # about 15 significant digits, or the session's output format (milliseconds by default), so
+        # values differing beyond them had one text and one hash; the native HASH of the value
+        # tells them apart (and its number's text is exact)
         "DINSYNC_EXACT": "HASH({x})",
     },
     "bigquery": {

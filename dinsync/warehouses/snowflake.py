@@ -62,20 +62,6 @@ SESSION_PARAMETERS = {
     "TIMEZONE": "UTC",  # dinsync writes naive UTC timestamps
     "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
 }
-# The text forms of dates, times and timestamps, which the diff hashes (a value's fingerprint is
-# the HASH of CAST(value AS VARCHAR)) and which a date or timestamp key is: CAST follows the
-# session's output formats, whose defaults cut a timestamp to milliseconds (`...SS.FF3`) and a TIME
-# to seconds (`HH24:MI:SS`), and an account may set coarser ones. A change within the millisecond
-# (03:04:05.123456 -> .123999) hashed the same: it was never sent. Every digit here, whatever the
-# account or the `session_parameters` config say.
-OUTPUT_FORMATS = {
-    "DATE_OUTPUT_FORMAT": "YYYY-MM-DD",
-    "TIME_OUTPUT_FORMAT": "HH24:MI:SS.FF9",
-    "TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
-    "TIMESTAMP_NTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9",
-    "TIMESTAMP_LTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
-    "TIMESTAMP_TZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM",
-}
 
 # Creating a schema or database also makes it the session's current one (USE) on Snowflake.
 _CREATES_CONTEXT = re.compile(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?(SCHEMA|DATABASE)\b", re.I)
@@ -271,7 +257,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
-            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {}), **OUTPUT_FORMATS},
+            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {})},
             # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
             # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
             arrow_number_to_decimal=True,
@@ -423,14 +409,17 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             return [(m.name.lower(), _type_name(types.get(m.type_code, str(m.type_code)), m)) for m in meta]
 
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
-        """The mapped FLOAT columns (FLOAT, DOUBLE, REAL: the connector's REAL). The diff hashes a
-        value's text, and Snowflake writes a FLOAT as text with about 15 significant digits, so
-        1234.5678901234567 -> 1234.5678901234569 (or 0.1 + 0.2 -> 0.3) hashed the same: the change
-        was never sent. Such columns are hashed by their native HASH (dialects: DINSYNC_EXACT)."""
+        """The mapped columns whose text form, which the diff hashes, is not their whole value:
+        Snowflake writes a FLOAT with about 15 significant digits (0.1 + 0.2 as 0.3), and a
+        timestamp or a TIME in the session's output format, by default to the millisecond (`SS.FF3`)
+        or the second (`HH24:MI:SS`), coarser still where an account sets so. A change beyond them
+        (03:04:05.123456 -> .123999) hashed the same, and was never sent. Such columns are hashed
+        by their native HASH (dialects: DINSYNC_EXACT); the session's formats are left as they are
+        (the model SQL may cast a timestamp to text)."""
         if not columns:
             return set()
         types = dict(self.columns(sql))
-        return {c for c in columns if str(types.get(c, "")).upper() in _FLOAT_TYPES}
+        return {c for c in columns if str(types.get(c, "")).upper() in _INEXACT_TEXT_TYPES}
 
     def send_problem(self, column: str, kind: str) -> str | None:
         """VARIANT, OBJECT and ARRAY values reach dinsync as their JSON text (see _SEND_PROBLEMS):
@@ -457,8 +446,10 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         self._local = threading.local()
 
 
-# The connector's name of FLOAT, DOUBLE and REAL columns (and those names, should it give them).
-_FLOAT_TYPES = frozenset({"REAL", "FLOAT", "DOUBLE", "DOUBLE PRECISION", "FLOAT4", "FLOAT8"})
+# The connector's names of the types whose text form loses part of the value (see
+# exact_hash_columns): FLOAT (its REAL), timestamps and TIME.
+_INEXACT_TEXT_TYPES = frozenset({"REAL", "FLOAT", "DOUBLE", "TIMESTAMP", "TIMESTAMP_NTZ", "TIMESTAMP_LTZ",
+                                 "TIMESTAMP_TZ", "TIME"})
 
 # Semi-structured types: the connector reads their values as JSON text, so `payload:plan` holding
 # the string pro would be sent as '"pro"' (quotes included), an OBJECT as '{"k": "v"}' text (not an

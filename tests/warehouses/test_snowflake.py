@@ -338,73 +338,53 @@ def test_a_mapped_semi_structured_column_is_refused_by_name(wh_snowflake, tmp_pa
     assert SnowflakeWarehouse.send_problem(None, "c", "TEXT") is None
 
 
-def test_sessions_write_every_digit_of_dates_times_and_timestamps(monkeypatch, wh_snowflake):
-    """The diff fingerprints a value by HASH(CAST(value AS VARCHAR)), and CAST follows the session's
-    output formats: Snowflake's defaults cut a timestamp to the millisecond (`SS.FF3`) and a TIME to
-    the second, so 03:04:05.123456 -> 03:04:05.123999 hashed the same and was never sent (an account
-    or `session_parameters` may set coarser formats still). Every session now sets full formats,
-    over the config's. (fakesnow's CAST ignores them: what the connector receives is checked, and
-    that fakesnow takes them.)"""
-    import snowflake.connector
 
-    seen = {}
-    real = snowflake.connector.connect
-
-    def recording(**options):
-        seen.update(options)
-        return real(**options)
-
-    monkeypatch.setattr(snowflake.connector, "connect", recording)
-    options = dict(wh_snowflake.under_test.options(),
-                   session_parameters={"TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI", "QUERY_TAG": "mine"})
-    with connect("snowflake", **options) as wh:
-        assert wh.query("SELECT CAST('2024-01-02 03:04:05.123456'::TIMESTAMP_NTZ AS VARCHAR) AS t").column(0)[0].as_py()
-    params = seen["session_parameters"]
-    assert params["QUERY_TAG"] == "mine"
-    assert params["TIMESTAMP_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM"
-    for kind in ("NTZ", "LTZ", "TZ"):
-        assert "SS.FF9" in params[f"TIMESTAMP_{kind}_OUTPUT_FORMAT"]
-    assert params["TIME_OUTPUT_FORMAT"] == "HH24:MI:SS.FF9" and params["DATE_OUTPUT_FORMAT"] == "YYYY-MM-DD"
-
-
-def test_a_float_change_beyond_its_text_digits_is_sent(tmp_path):
+def test_changes_beyond_a_float_or_timestamp_text_are_sent(tmp_path):
     """The diff hashed each value's text, and Snowflake writes a FLOAT as text with about 15
-    significant digits (0.1 + 0.2 as 0.3): a change beyond them hashed the same, and was never sent.
-    A mapped FLOAT column is now hashed by its native HASH, in the value hashes that decide what is
-    sent as in the row's fingerprint. (fakesnow's CAST keeps every digit: the SQL that takes the
-    float's exact form is checked, and that it runs.)"""
-    import pyarrow as pa
+    significant digits (0.1 + 0.2 as 0.3) and a timestamp in the session's output format, to the
+    millisecond by default (a TIME to the second): a change beyond them hashed the same, and was
+    never sent. Mapped FLOAT, timestamp and TIME columns are now hashed by their native HASH, in the
+    value hashes that decide what is sent as in the row's fingerprint. (fakesnow's CAST keeps every
+    digit: the SQL that takes their exact form is checked, and that it runs.)"""
+    import datetime as dt
 
     from dinsync.diff import DiffSpec, Planner
 
     t = WarehouseUnderTest("snowflake", tmp_path)
     try:
-        t.wh.execute(f'CREATE TABLE "{t.schema}".people (email VARCHAR, ltv FLOAT, name VARCHAR)')
+        t.wh.execute(f'CREATE TABLE "{t.schema}".people (email VARCHAR, ltv FLOAT, ts TIMESTAMP_NTZ, tm TIME, '
+                     "name VARCHAR)")
         spec = DiffSpec(sync="f1", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
-                        fields=[("ltv", "ltv"), ("name", "name")], state_schema=t.state_schema)
+                        fields=[("ltv", "ltv"), ("ts", "ts"), ("tm", "tm"), ("name", "name")],
+                        state_schema=t.state_schema)
         p = Planner(t.wh, spec, cache=False)
-        assert p.exact_columns == ["ltv"]
+        assert p.exact_columns == ["ltv", "tm", "ts"]
         plan_sql = " ".join(p.render("plan").split())
-        assert 'HASH(CAST(HASH("c"."v0") AS VARCHAR))' in plan_sql  # ltv: its exact form
-        assert 'HASH(CAST("c"."v1" AS VARCHAR))' in plan_sql  # name: its text, as before
+        for i in range(3):  # ltv, ts, tm: their exact form
+            assert f'HASH(CAST(HASH("c"."v{i}") AS VARCHAR))' in plan_sql
+        assert 'HASH(CAST("c"."v3" AS VARCHAR))' in plan_sql  # name: its text, as before
         p.ensure_state()
+        base = {"ltv": 0.1 + 0.2, "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 123456), "tm": dt.time(12, 0, 0, 500)}
 
-        def plan(ltv):
+        def plan(**values):
+            row = {**base, **values}
             t.wh.execute(f'DELETE FROM "{t.schema}".people')
-            t.wh.write_arrow(t.schema, "people", pa.table({"email": ["a@x.com"], "ltv": [ltv], "name": ["A"]}))
+            t.wh.execute(f"""INSERT INTO "{t.schema}".people SELECT 'a@x.com', {row['ltv']!r}::FLOAT, """
+                         f"""'{row['ts']}'::TIMESTAMP_NTZ, '{row['tm']}'::TIME, 'A'""")
             p.plan()
-            rows = t.wh.query(f"SELECT _key, _op, x0, x1 FROM {t.wh.table_name(t.state_schema, p.plan_table)}").to_pylist()
-            return [(r["_key"], r["_op"], r["x0"], r["x1"]) for r in rows if r["_op"] in ("added", "changed")]
-
-        def ack_all():
+            rows = t.wh.query(f"SELECT _op, x0, x1, x2, x3 FROM {t.wh.table_name(t.state_schema, p.plan_table)}")
+            found = [(r["_op"], [f for f, x in zip(("ltv", "ts", "tm", "name"), (r["x0"], r["x1"], r["x2"], r["x3"]))
+                                 if x]) for r in rows.to_pylist() if r["_op"] in ("added", "changed")]
             keys = [k for b in p.stream_sendable(batch_rows=10) for k in b.column("_key").to_pylist()]
             p.commit_acknowledged(keys)
+            return found
 
-        assert plan(0.1 + 0.2) == [("a@x.com", "added", True, True)]
-        ack_all()
-        assert plan(0.1 + 0.2) == []
-        assert plan(0.3) == [("a@x.com", "changed", True, False)]  # 0.30000000000000004 -> 0.3: ltv only
-        ack_all()
-        assert plan(0.3) == []
+        assert plan() == [("added", ["ltv", "ts", "tm", "name"])]
+        assert plan() == []
+        assert plan(ltv=0.3) == [("changed", ["ltv"])]  # 0.30000000000000004 -> 0.3
+        assert plan(ltv=0.3, ts=dt.datetime(2024, 1, 2, 3, 4, 5, 123999)) == [("changed", ["ts"])]  # same millisecond
+        assert plan(ltv=0.3, ts=dt.datetime(2024, 1, 2, 3, 4, 5, 123999), tm=dt.time(12, 0, 0, 900)) == [
+            ("changed", ["tm"])]  # same second
+        assert plan(ltv=0.3, ts=dt.datetime(2024, 1, 2, 3, 4, 5, 123999), tm=dt.time(12, 0, 0, 900)) == []
     finally:
         t.close()
