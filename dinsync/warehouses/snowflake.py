@@ -54,7 +54,6 @@ from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, json_object_chunks, slice_batches, translated
 from .params import translate
 from .column_types import SNOWFLAKE
-from .pgfamily import _plain
 
 # Session parameters of every dinsync session (the `session_parameters` config adds to them).
 SESSION_PARAMETERS = {
@@ -198,6 +197,16 @@ def _result_tables(cur: Any, conn: Any) -> Iterator[pa.Table]:
                 continue
             yield from tables
             i += 1
+
+
+def _plain(data: pa.Table) -> pa.Table:
+    """Dictionary columns decoded. (Not PostgreSQL's rule, which removes NUL characters from text:
+    a Snowflake VARCHAR holds them, and a key written without its NUL was not the key planned, so
+    its row was sent again on every run.)"""
+    if not any(pa.types.is_dictionary(t) for t in data.schema.types):
+        return data
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in data.columns]
+    return pa.Table.from_arrays(columns, names=data.column_names)
 
 
 def _lower_names(table):

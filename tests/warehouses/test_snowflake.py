@@ -388,3 +388,38 @@ def test_changes_beyond_a_float_or_timestamp_text_are_sent(tmp_path):
         assert plan(ltv=0.3, ts=dt.datetime(2024, 1, 2, 3, 4, 5, 123999), tm=dt.time(12, 0, 0, 900)) == []
     finally:
         t.close()
+
+
+def test_a_key_with_a_nul_character_is_kept_as_planned(tmp_path):
+    """Snowflake's writes (acknowledged keys, rejections) went through PostgreSQL's preparation,
+    which removes NUL characters from text (PostgreSQL text cannot hold them; a Snowflake VARCHAR
+    does): the key `u\\x001` was recorded as `u1`, not the key planned, so its row was planned as
+    added and sent again on every run (and a rejected one was never parked)."""
+    import pyarrow as pa
+
+    from dinsync.diff import DiffSpec, Planner
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        t.wh.write_arrow(t.schema, "w", pa.table({"k": ["u\x001", "tab\tand\\back"],
+                                                  "d": pa.array(["a\x00b", None]).dictionary_encode()}), mode="replace")
+        assert t.wh.query(f'SELECT k, d FROM "{t.schema}".w ORDER BY k').to_pylist() == [
+            {"k": "tab\tand\\back", "d": None}, {"k": "u\x001", "d": "a\x00b"}]
+
+        t.wh.execute(f'CREATE TABLE "{t.schema}".people (uid VARCHAR, name VARCHAR)')
+        t.wh.execute(f"""INSERT INTO "{t.schema}".people VALUES (:k, 'A'), ('u2', 'B')""", {"k": "u\x001"})
+        spec = DiffSpec(sync="n1", model_sql="SELECT * FROM people", key_column="uid", key_normalization="none",
+                        fields=[("name", "name")], state_schema=t.state_schema)
+        p = Planner(t.wh, spec, cache=False)
+        p.ensure_state()
+
+        def plan():
+            p.plan()
+            keys = [k for b in p.stream_sendable(batch_rows=10) for k in b.column("_key").to_pylist()]
+            p.commit_acknowledged(keys)
+            return sorted(keys)
+
+        assert plan() == ["u\x001", "u2"]
+        assert plan() == []  # (before: ["u\x001"], every run)
+    finally:
+        t.close()
