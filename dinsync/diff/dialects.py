@@ -21,9 +21,10 @@ A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
   DINSYNC_PHONECHARS(x)      x without any character other than ASCII digits and '+'
   DINSYNC_TEXT(x)            x's text form, compared character for character (a key's text)
   DINSYNC_EXACT(x)           x, or a form of it whose hash tells apart any two values whose text
-                             forms differ, or that differ where the text form does not show it (a
-                             Snowflake FLOAT or timestamp); the fingerprint's argument and the value hashed for
-                             a column the adapter names (see Warehouse.exact_hash_columns)
+                             forms differ, or that differ where the text form does not show it
+                             (a Snowflake FLOAT or timestamp): the fingerprint's argument, and the
+                             value hashed, for a column the adapter names (see
+                             Warehouse.exact_hash_columns)
 
 Adding a warehouse (e.g. Redshift, Databricks) means adding one entry here, plus its hash column
 type and its capabilities in its adapter.
