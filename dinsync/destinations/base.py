@@ -326,6 +326,11 @@ class TransportOptions:
     # the run is stopping: a request that has not left yet (waiting for its rate slot, a retry)
     # is not sent (SendingStopped) instead of going out after the signal
     stop: "Callable[[], bool] | None" = None
+    # reading earlier runs' outcomes (`Transport.resolve`): how long, in all, it may wait for one
+    # still being processed (an asynchronous job), so that its rows are not sent again while it can
+    # still apply older values after the newer ones; 0: ask once
+    resolve_wait: float = 0.0
+    resolve_stop: "Callable[[], bool] | None" = None  # the run is stopping: wait no more
 
 
 class Destination:

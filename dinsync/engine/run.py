@@ -373,7 +373,10 @@ class SyncRun:
             # token by token: a key sent again since is pending under its newer token only, and an
             # older token's outcome must not settle it (an import of the old values that succeeded
             # says nothing of the newer send, which may still fail)
-            async with self.destination.make_transport(transport_options(self.dest_cfg)) as transport:
+            options = transport_options(self.dest_cfg)
+            options.resolve_wait = self.opts.outcome_timeout_seconds
+            options.resolve_stop = lambda: self.stop.requested
+            async with self.destination.make_transport(options) as transport:
                 await self.destination.begin_run(transport, self.spec)
                 return [(token, await transport.resolve([token])) for token in tokens]
 

@@ -5,6 +5,7 @@ writes create unknown users (the worst case for an update-only product)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -459,3 +460,28 @@ def test_rows_sharing_an_identifier_they_are_not_matched_on_are_not_bridged(make
     assert (run["acknowledged"], run["rejected"]) == (1, 0)
     assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Row3"
     assert p.thread.stats()["created_users"] == 0
+
+
+def test_an_earlier_runs_job_still_running_is_waited_for_before_its_rows_are_sent_again(attentive, monkeypatch):
+    """A run ended (or was killed) with a bulk job still running; the model then changed back. The
+    next run must not send the row again while that job can still apply its older value after the
+    newer one: Attentive does not promise to finish jobs in the order they were submitted."""
+    p = attentive
+    assert p.run()["status"] == "success"  # every row delivered: firstName 'Name i'
+    p.sql("update main.customers set first_name = 'Changed 0' where id = 0")
+    p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 3.0)  # a slow job
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    first = p.run()
+    assert (first["status"], first["pending"]) == ("warning", 1)
+    p.sql("update main.customers set first_name = 'Name 0' where id = 0")  # back to what Attentive held
+    p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 0.05)  # a quick one
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "60")
+    again = p.run()
+    assert again["status"] == "success" and again["pending"] == 0
+    deadline = time.monotonic() + 10
+    while p.stats()["jobs"].get("COMPLETED", 0) < sum(p.stats()["jobs"].values()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # every job has finished (the slow one too)
+    held = p.subscriber("subscriber0@example.com")["attributes"].get("firstName")
+    print(f"Attentive holds firstName {held!r} for a model saying 'Name 0'")
+    assert held == "Name 0"
+    assert p.run()["sent"] == 0

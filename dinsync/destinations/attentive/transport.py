@@ -87,6 +87,9 @@ class AttentiveTransport:
                                       retry_policy=options.retry_policy, stop=options.stop,
                                       connections=None)  # the per-endpoint caps bound the sockets
         self.timeout = options.timeout
+        self.resolve_wait = options.resolve_wait
+        self._stopping = options.resolve_stop or (lambda: False)
+        self._resolve_deadline: float | None = None  # set by the first resolve()
         opts = destination.options
         self.existence_check = opts.get("existence_check", "custom_attributes")
         self.poll_seconds = float(opts.get("job_poll_seconds", 0.25))
@@ -345,16 +348,32 @@ class AttentiveTransport:
 
     async def resolve(self, tokens: Sequence[str]) -> Delivered:
         """Outcomes of earlier runs' bulk jobs from their tokens alone: results keyed by the
-        identifier each results line carries (the key as sent). Jobs still running, FAILED or no
-        longer kept by Attentive (two weeks) tell nothing: their rows are planned again anyway."""
+        identifier each results line carries (the key as sent). A job still running is polled
+        until it ends, for at most `resolve_wait` seconds over all calls: Attentive does not say
+        that jobs finish in the order they were submitted, so its rows sent again now could get
+        its older values on top of the newer ones (a run killed, or ended by its outcome timeout,
+        with the job running). Jobs still running then, FAILED or no longer kept by Attentive
+        (two weeks) tell nothing: their rows are planned again anyway."""
         out = Delivered([], [])
+        loop = asyncio.get_running_loop()
+        if self._resolve_deadline is None:
+            self._resolve_deadline = loop.time() + self.resolve_wait
         for token in dict.fromkeys(tokens):
             parsed = parse_job_token(token)
             if parsed is None:
                 continue
             key_field, job_id = parsed
-            request = self.destination.job_request(job_id)
-            answer = await self.sender.deliver(request)
+            interval = self.poll_seconds
+            while True:
+                request = self.destination.job_request(job_id)
+                answer = await self.sender.deliver(request)
+                if answer.problems or request.context.phase != "running":
+                    break
+                left = self._resolve_deadline - loop.time()
+                if left <= 0 or self._stopping():
+                    break
+                await asyncio.sleep(min(interval, left))
+                interval = min(interval * 1.5, MAX_POLL_INTERVAL)
             if answer.problems or request.context.phase != "done" or not request.context.url:
                 continue
             lines = await self._results_file(request.context.url)
