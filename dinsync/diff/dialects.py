@@ -19,6 +19,11 @@ A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
   DINSYNC_TRIM(x)            TRIM(x)
   DINSYNC_DIGITS(x)          x without any character other than ASCII digits
   DINSYNC_PHONECHARS(x)      x without any character other than ASCII digits and '+'
+  DINSYNC_PHONEREST(x)       x without ASCII digits and the separators of phone numbers (space,
+                             no-break spaces U+00A0 U+202F, '-', '.', '(', ')', '/', the dashes
+                             U+2010-U+2015 and U+2212; PHONE_KEY_READ below): '+' and what a
+                             phone key may not hold
+  DINSYNC_UNLETTERED(x)      x without ASCII letters and '+'
   DINSYNC_TEXT(x)            x's text form, compared character for character (a key's text)
   DINSYNC_EXACT(x)           x, or a form of it whose hash tells apart any two values whose text
                              forms differ, or that differ where the text form does not show it
@@ -30,6 +35,12 @@ Adding a warehouse (e.g. Redshift, Databricks) means adding one entry here, plus
 type and its capabilities in its adapter.
 """
 from __future__ import annotations
+
+# The separators of a phone number, with the ASCII digits, as a regular-expression class that
+# PostgreSQL/Redshift (POSIX), DuckDB/BigQuery (RE2), Snowflake and Spark read alike; the same as
+# dinsync.mapping.normalize.PHONE_KEY_READ (the Polars twin), which a test checks.
+PHONE_KEY_READ = "[-0-9 ()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+_PHONEREST = "REGEXP_REPLACE({x}, '" + PHONE_KEY_READ + "', ''"
 
 DIALECT_SQL: dict[str, dict[str, str]] = {
     "duckdb": {
@@ -49,6 +60,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
                         "THEN {x} ELSE TRIM({x}) END",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+        "DINSYNC_PHONEREST": _PHONEREST + ", 'g')",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '', 'g')",
         "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
         # a nested column's text form (DuckDBWarehouse.exact_hash_columns): HASH equates [] and NULL
         "DINSYNC_EXACT": "CAST({x} AS VARCHAR)",
@@ -71,6 +84,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '', 'g')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
+        "DINSYNC_PHONEREST": _PHONEREST + ", 'g')",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '', 'g')",
         # a key compares as the text the platform receives: under the column's collation, a
         # case-insensitive one (ICU, deterministic = false) made u1 and U1 one (duplicated) key.
         # "default" (the database's, deterministic) rather than "C": LOWER of an email key keeps
@@ -92,6 +107,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_PHONEREST": _PHONEREST + ")",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '')",
         "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
         # a FLOAT, timestamp or TIME column (SnowflakeWarehouse.exact_hash_columns): their text has
         # about 15 significant digits, or the session's output format (milliseconds by default), so
@@ -107,6 +124,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_PHONEREST": _PHONEREST + ")",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '')",
         "DINSYNC_TEXT": "CAST({x} AS STRING)",
         "DINSYNC_EXACT": "{x}",
     },
@@ -119,6 +138,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_PHONEREST": _PHONEREST + ")",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '')",
         # (a column of Redshift's CASE_INSENSITIVE collation is not handled: Redshift has no
         # COLLATE clause, and its COLLATE(x, 'cs') function does not run on the PostgreSQL server
         # Redshift's SQL is tested on; untested whether FNV_HASH and GROUP BY follow that collation)
@@ -137,6 +158,8 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_TRIM": "TRIM({x})",
         "DINSYNC_DIGITS": "REGEXP_REPLACE({x}, '[^0-9]', '')",  # Spark: every match is replaced
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '')",
+        "DINSYNC_PHONEREST": _PHONEREST + ")",
+        "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '')",
         "DINSYNC_TEXT": "CAST({x} AS STRING)",
         "DINSYNC_EXACT": "{x}",
     },

@@ -14,8 +14,14 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
          (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
          sync's default region (phonenumbers metadata); without a region, '+' is put in front of
          the digits as they are. A trunk prefix written as '(0)' inside a number is dropped first
-         (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Letters are dropped (no
-         vanity-number translation).
+         (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Only the separators people
+         write in numbers are dropped (spaces, no-break spaces, '-', '.', '(', ')', '/', dashes):
+         a value holding anything else with a digit or a non-ASCII character (a non-ASCII digit
+         as in +1201200000\uff18, a letter as in +1 800 FLOWERS or 'ext. 12', '*', '#', a second
+         '+' or one after a digit) keeps its text as written, so that the mapping rejects it
+         quoting the model's value: reduced to its ASCII digits it would be another number. A
+         value with no ASCII digit made only of ASCII letters, '+' and separators ('n/a', 'CALL
+         ME') has no key (NULL: the row is skipped), as a blank one.
 """
 from __future__ import annotations
 
@@ -47,15 +53,20 @@ def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "
         cc, trunk = phone
         if not (_DIGITS.fullmatch(cc) and _DIGITS.fullmatch(trunk)):
             raise ValueError(f"phone parameters must be digits, got {phone!r}")
+        raw = text
         text = f"REPLACE({text}, '(0)', '')"  # +44 (0)20 ...: the trunk prefix E.164 drops
         digits = f"DINSYNC_DIGITS({text})"
         kept = f"DINSYNC_PHONECHARS({text})"
+        rest = f"DINSYNC_PHONEREST({text})"  # '+' and what a phone key may not hold
         national = f"'+{cc}' || {digits}"
         if trunk:
             national = (f"CASE WHEN {digits} LIKE '{trunk}%' THEN '+{cc}' || SUBSTR({digits}, {len(trunk) + 1}) "
                         f"ELSE '+{cc}' || {digits} END")
         return (
-            f"CASE WHEN {digits} = '' THEN NULL "
+            f"CASE WHEN {digits} = '' AND DINSYNC_UNLETTERED({rest}) = '' THEN NULL "
+            # anything but separators, or a '+' not in front: the text as written (rejected by
+            # the mapping), never its ASCII digits, which may be another number
+            f"WHEN {rest} <> '' AND NOT ({rest} = '+' AND {kept} LIKE '+%') THEN {raw} "
             f"WHEN {kept} LIKE '+%' THEN '+' || {digits} "
             f"WHEN {digits} LIKE '00%' THEN NULLIF('+' || SUBSTR({digits}, 3), '+') "
             f"ELSE {national} END"

@@ -50,7 +50,14 @@ from dinsync.mapping.json import (
     string_json,
     value_json,
 )
-from dinsync.mapping.normalize import email_is_valid, email_problem, normalize_email, normalize_phones, preview
+from dinsync.mapping.normalize import (
+    email_is_valid,
+    email_problem,
+    normalize_email,
+    normalize_phones,
+    phone_key_unreadable,
+    preview,
+)
 
 FIELD_KINDS = ("auto", "string", "integer", "number", "boolean", "date", "datetime", "email", "phone", "json")
 KEY_KINDS = ("email", "phone", "string")
@@ -467,13 +474,22 @@ def _key_ident(key: KeyMapping) -> pl.Expr:
     return raw
 
 
+_PHONE_KEY_UNREADABLE = ("is not read as a phone key: it holds characters other than ASCII digits, a leading '+' "
+                         "and the separators (spaces, - . ( ) / and dashes), and its ASCII digits alone could be "
+                         "another number")
+
+
 def _key_checks(key: KeyMapping, region: str | None) -> tuple[pl.Expr, pl.Expr]:
     """Whether the key is bad, and why (evaluated on bad rows only)."""
     raw, ident = pl.col("_key"), pl.col("_id")
     if key.kind == "email":
         checks = [(~email_is_valid(ident), pl.concat_str([pl.lit("is not a valid email: "), email_problem(ident)]))]
     elif key.kind == "phone":
-        checks = [(ident.is_null(), pl.lit("is not a valid phone number" + _phone_note(region)))]
+        # a key holding more than digits and separators arrives as written (dinsync.diff.keys):
+        # phonenumbers would read +1201200000\uff18 or +1 800 FLOWERS, but under a key of its own,
+        # not the one its number has
+        checks = [(phone_key_unreadable(raw), pl.lit(_PHONE_KEY_UNREADABLE)),
+                  (ident.is_null(), pl.lit("is not a valid phone number" + _phone_note(region)))]
     else:
         checks = [(raw == "", pl.lit("is empty")), (raw.str.strip_chars() == "", pl.lit("is blank"))]
     if key.max_length is not None:

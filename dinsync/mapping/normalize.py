@@ -139,7 +139,8 @@ def normalize_phones(series: pl.Series, region: str | None = None) -> pl.Series:
 # --- phone numbers as matching keys -----------------------------------------------------------
 # The same rule as the diff's SQL (dinsync/diff/keys.py), so that two spellings of one number are
 # one key in the warehouse and in Polars. It is a normalisation, not a validation: a value that is
-# not a real number still gets a key (validation of the value sent is `normalize_phones`).
+# not a real number still gets a key (validation of the value sent is `normalize_phones`); one that
+# holds more than digits and separators gets its text as written, which the mapping rejects.
 
 
 def phone_key_params(region: str | None) -> tuple[str, str]:
@@ -158,15 +159,38 @@ def phone_key_params(region: str | None) -> tuple[str, str]:
     return str(cc), trunk
 
 
+# What a phone key is read through: ASCII digits and the separators people write in numbers
+# (space, no-break spaces, '-', '.', '(', ')', '/', dashes), as a regular-expression class; the
+# same class as the SQL's (dinsync.diff.dialects.PHONE_KEY_READ, which a test checks).
+PHONE_KEY_READ = "[-0-9 ()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+
+
+def _phone_key_parts(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(text without '(0)', its ASCII digits, its digits and '+', the rest: '+' and anything but
+    the separators)."""
+    s = expr.cast(pl.String).str.replace_all("(0)", "", literal=True)
+    return (s, s.str.replace_all(r"[^0-9]", ""), s.str.replace_all(r"[^0-9+]", ""),
+            s.str.replace_all(PHONE_KEY_READ, ""))
+
+
+def phone_key_unreadable(expr: pl.Expr) -> pl.Expr:
+    """Whether a phone number holds more than the key reads: anything but ASCII digits, the
+    separators and one '+' in front of them (a non-ASCII digit, a letter, '*', '#', ...). Its key
+    is its text as written (`phone_key_expr`), which the mapping rejects: its ASCII digits alone
+    may be another number. NULL for NULL."""
+    _, _, kept, rest = _phone_key_parts(expr)
+    return (rest != "") & ~((rest == "+") & kept.str.starts_with("+"))
+
+
 def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
     """Matching key of a phone number: keep '+' and ASCII digits; a leading '+' stays; else a
     leading '00' becomes '+'; else '+<country code>' after dropping the trunk prefix of `region`
     (without a region: '+' and the digits); a '(0)' inside is dropped first (the trunk prefix in
-    +44 (0)20 ..., which E.164 drops). No digit at all -> NULL."""
+    +44 (0)20 ..., which E.164 drops). Only separators are dropped: a value holding anything
+    else (`phone_key_unreadable`) keeps its text as written. No ASCII digit, and nothing but ASCII
+    letters, '+' and separators ('', 'n/a', 'CALL ME') -> NULL."""
     cc, trunk = phone_key_params(region)
-    s = expr.cast(pl.String).str.replace_all("(0)", "", literal=True)
-    digits = s.str.replace_all(r"[^0-9]", "")
-    kept = s.str.replace_all(r"[^0-9+]", "")
+    _, digits, kept, rest = _phone_key_parts(expr)
     national = pl.lit("+" + cc) + digits
     if trunk:
         national = (
@@ -176,8 +200,10 @@ def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
         )
     international = pl.lit("+") + digits.str.slice(2)
     return (
-        pl.when(digits.is_null() | (digits == ""))
+        pl.when(digits.is_null() | ((digits == "") & (rest.str.replace_all(r"[A-Za-z+]", "") == "")))
         .then(pl.lit(None, pl.String))
+        .when(phone_key_unreadable(expr))
+        .then(expr.cast(pl.String))
         .when(kept.str.starts_with("+"))
         .then(pl.lit("+") + digits)
         .when(digits.str.starts_with("00"))

@@ -19,6 +19,15 @@ SPELLINGS = [
     "06-12-34-56-78", "(06) 12 34 56 78", " 0612345678 ", "6 12 34 56 78", "+33 (0)6 12 34 56 78",
     "tel: +1 (415) 555-0100", "1-415-555-0100", "415.555.0100", "+1 415 555 0100", "001 415 555 0100",
     "06 12 AB 34", "CALL ME", "", "   ", "+", "00", "0", "+0033 6", "++33 6 12", "6+33", None,
+    # more than digits and separators: kept as written (reduced to their ASCII digits they were
+    # other numbers, e.g. +1 201 555 0123\uff18 -> +12015550123)
+    "+1201200000\uff18", "+1 201 555 0123\uff18", "+1 201 555 \u0660\u0661\u0662\u0663",
+    "\u0660\u0666\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668", "+91 98765 4321\u0966",
+    "+1 800 FLOWERS", "415-555-0100 ext. 12", "415*555*0100", "#31#0612345678", "06 12 34 56 78\n",
+    "n/a", "N/A", "unknown", "-", "( )", "\u00e9", "?",
+    # separators people write: dropped
+    "06\u00a012\u00a034\u00a056\u00a078", "06\u202f12\u202f34\u202f56\u202f78", "06\u201312\u201334\u201356\u201378",
+    "(+33) 6/12/34/56/78",
 ]
 
 
@@ -60,17 +69,52 @@ def test_spellings_of_one_number_are_one_key():
     same = ["+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78", "06 12 34 56 78", "06.12.34.56.78",
             "06-12-34-56-78", "(06) 12 34 56 78", " 0612345678 ", "6 12 34 56 78", "+33 (0)6 12 34 56 78"]
     assert {fr[s] for s in same} == {"+33612345678"}
+    assert {fr[s] for s in ["06\u00a012\u00a034\u00a056\u00a078", "06\u202f12\u202f34\u202f56\u202f78",
+                            "06\u201312\u201334\u201356\u201378", "(+33) 6/12/34/56/78"]} == {"+33612345678"}
     us = dict(zip(SPELLINGS, polars_keys(SPELLINGS, "US")))
-    assert {us[s] for s in ["tel: +1 (415) 555-0100", "1-415-555-0100", "415.555.0100", "+1 415 555 0100",
+    assert {us[s] for s in ["1-415-555-0100", "415.555.0100", "+1 415 555 0100",
                             "001 415 555 0100"]} == {"+14155550100"}
-    for blank in ["", "   ", "+", "00", "CALL ME", None]:
+    for blank in ["", "   ", "+", "00", "CALL ME", None, "n/a", "N/A", "unknown", "-", "( )"]:
         assert fr[blank] is None and us[blank] is None
-    assert fr["06 12 AB 34"] == "+3361234"  # letters are dropped, not translated
     # the '(0)' convention (a trunk prefix inside an international number) is dropped, as E.164
     # drops it: +44 (0)20 7183 8750 and +44 20 7183 8750 were two keys sent as one number, both
     # written to one subscriber in one run
     uk = polars_keys(["+44 (0)20 7183 8750", "+44 20 7183 8750", "020 7183 8750"], "GB")
     assert uk == ["+442071838750"] * 3 == normalize_phones(pl.Series(uk), "GB").to_list()
+
+
+# A value holding more than ASCII digits and separators: its key is its text as written, which
+# the mapping rejects quoting it. Reduced to its ASCII digits it was another number: the audit's
+# +1 201 555 0123\uff18 updated the subscriber of +12015550123.
+UNREAD = ["+1201200000\uff18", "+1 201 555 0123\uff18", "+1 201 555 \u0660\u0661\u0662\u0663",
+          "\u0660\u0666\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668", "+91 98765 4321\u0966",
+          "+1 800 FLOWERS", "415-555-0100 ext. 12", "415*555*0100", "#31#0612345678", "06 12 34 56 78\n",
+          "tel: +1 (415) 555-0100", "06 12 AB 34", "++33 6 12", "6+33", "\u00e9", "?"]
+
+
+def test_a_key_holding_more_than_digits_and_separators_is_kept_as_written(tmp_path):
+    for region in ("US", "FR", None):
+        assert sql_keys(tmp_path, UNREAD, region) == UNREAD == polars_keys(UNREAD, region), region
+    # no digit and only ASCII letters and separators: no number, the row is skipped as before
+    (tmp_path / "words").mkdir()
+    assert sql_keys(tmp_path / "words", ["n/a", "CALL ME", "+", "( )"], "US") == [None] * 4
+
+
+def test_a_key_kept_as_written_is_not_a_duplicate_of_the_number_its_ascii_digits_make(tmp_path):
+    """+1 201 555 0123\uff18 was the key +12015550123: with a row of that number in the model both
+    were withheld as duplicates, without one another subscriber's row got its values."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    try:
+        w.execute("CREATE TABLE t (phone VARCHAR, name VARCHAR)")
+        w.con.executemany("INSERT INTO t VALUES (?, ?)", [("+1 201 555 0123\uff18", "a"), ("+12015550123", "b"),
+                                                          ("+1 800 FLOWERS", "c"), ("n/a", "d")])
+        p = Planner(w, DiffSpec(sync="ph", model_sql="SELECT * FROM t", key_column="phone", key_normalization="phone",
+                                fields=[("name", "name")], phone_region="US"))
+        stats = p.plan()
+        assert (stats.added, stats.duplicate_keys, stats.null_keys) == (3, 0, 1), stats
+        assert {r["key"] for r in p.sample("added")} == {"+1 201 555 0123\uff18", "+12015550123", "+1 800 FLOWERS"}
+    finally:
+        w.close()
 
 
 def test_duplicate_spellings_are_withheld_together(tmp_path):
@@ -167,6 +211,32 @@ def test_every_engine_computes_the_keys_polars_computes(tmp_path, kind):
             assert [r["k"] for r in rows] == polars_keys(SPELLINGS, region), region
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "snowflake"])
+def test_every_engine_keeps_a_key_it_cannot_read_as_written(tmp_path, kind):
+    """PostgreSQL's and Snowflake's (fakesnow) phone key of values holding more than digits and
+    separators: their text as written, never their ASCII digits (+1 201 555 0123\uff18 was the key
+    +12015550123, another subscriber's number)."""
+    from tests.warehouses.support import WarehouseUnderTest
+
+    t = WarehouseUnderTest(kind, tmp_path)
+    try:
+        values = ", ".join(f"({i}, {repr_sql(v)})" for i, v in enumerate(UNREAD + ["n/a", "06\u00a012\u00a034\u00a056\u00a078"]))
+        t.wh.execute(f'CREATE TABLE "{t.schema}".t (i INTEGER, k VARCHAR)')
+        t.wh.execute(f'INSERT INTO "{t.schema}".t VALUES {values}')
+        select = phone_key_select(kind, "FR").replace('"t"', f'"{t.schema}"."t"', 1)
+        rows = sorted(t.wh.query(select).to_pylist(), key=lambda r: r["i"])
+        assert [r["k"] for r in rows] == UNREAD + [None, "+33612345678"]
+    finally:
+        t.close()
+
+
+def test_the_sql_and_polars_read_phone_keys_through_one_class():
+    from dinsync.diff.dialects import PHONE_KEY_READ
+    from dinsync.mapping.normalize import PHONE_KEY_READ as POLARS_READ
+
+    assert PHONE_KEY_READ == POLARS_READ
 
 
 def repr_sql(text: str) -> str:

@@ -122,6 +122,21 @@ def test_phone_keys():
     assert rej[None] == 'key "phone": value is null'
 
 
+def test_phone_keys_holding_more_than_digits_and_separators_are_rejected_as_written():
+    """The diff keeps such a key as the model wrote it (dinsync.diff.keys); phonenumbers reads
+    fullwidth and Arabic-Indic digits and vanity letters, so without a check of its own the
+    mapping sent +1201200000\uff18 as +12012000008 under a key that is not that number's."""
+    keys = ["+1201200000\uff18", "+1 201 555 \u0660\u0661\u0662\u0663", "+1 800 FLOWERS", "415*555*0100",
+            "+12015550123", "06\u00a012\u00a034\u00a056\u00a078"]
+    b = map_batch(plan(keys, [1, 2, 3, 4, 5, 6]), KeyMapping("phone", "phone"), fields("n"), phone_region="FR")
+    assert b.frame["_id"].to_list() == ["+12015550123", "+33612345678"]
+    rej = dict(zip(b.rejections["_key"].to_list(), reasons(b)))
+    assert set(rej) == set(keys[:4])
+    for key in keys[:4]:
+        assert rej[key].startswith(f'key "phone": \'{key}\' is not read as a phone key: it holds characters '
+                                   "other than ASCII digits"), rej[key]
+
+
 def test_phone_keys_without_region_need_international_form():
     b = map_batch(plan(["(415) 555-0100", "+14155550100"], [1, 2]), KeyMapping("phone", "phone"), fields("n"))
     assert b.frame["_id"].to_list() == ["+14155550100"]

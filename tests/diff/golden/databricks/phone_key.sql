@@ -2,7 +2,18 @@ SELECT
   `m`.`i`,
   CASE
     WHEN REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[^0-9]', '') = ''
+    AND REGEXP_REPLACE(
+      REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', ''),
+      '[A-Za-z+]',
+      ''
+    ) = ''
     THEN NULL
+    WHEN REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '') <> ''
+    AND NOT (
+      REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '') = '+'
+      AND REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[^0-9+]', '') LIKE '+%'
+    )
+    THEN CAST(`m`.`k` AS STRING)
     WHEN REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[^0-9+]', '') LIKE '+%'
     THEN '+' || REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[^0-9]', '')
     WHEN REGEXP_REPLACE(REPLACE(CAST(`m`.`k` AS STRING), '(0)', ''), '[^0-9]', '') LIKE '00%'

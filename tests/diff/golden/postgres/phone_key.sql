@@ -2,7 +2,34 @@ SELECT
   "m"."i",
   CASE
     WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') = ''
+    AND REGEXP_REPLACE(
+      REGEXP_REPLACE(
+        REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
+        '[-0-9 ()./  ‐‑‒–—―−]',
+        '',
+        'g'
+      ),
+      '[A-Za-z+]',
+      '',
+      'g'
+    ) = ''
     THEN NULL
+    WHEN REGEXP_REPLACE(
+      REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
+      '[-0-9 ()./  ‐‑‒–—―−]',
+      '',
+      'g'
+    ) <> ''
+    AND NOT (
+      REGEXP_REPLACE(
+        REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
+        '[-0-9 ()./  ‐‑‒–—―−]',
+        '',
+        'g'
+      ) = '+'
+      AND REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9+]', '', 'g') LIKE '+%'
+    )
+    THEN CAST("m"."k" AS TEXT) COLLATE "default"
     WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9+]', '', 'g') LIKE '+%'
     THEN '+' || REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g')
     WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''), '[^0-9]', '', 'g') LIKE '00%'
