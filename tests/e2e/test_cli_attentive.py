@@ -392,6 +392,37 @@ def test_match_on_phone_end_to_end(make_attentive):
     assert p.run()["changed"] == 0
 
 
+@pytest.mark.skipif(not _diff_normalises_phone_keys(),
+                    reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
+def test_a_phone_key_holding_more_than_digits_and_separators_is_rejected_not_read_as_another_number(make_attentive):
+    """The audit's keys: reduced to their ASCII digits by the diff, +1 201 200 0012\u0663 (an
+    Arabic-Indic three) was +12012000012 and updated that subscriber, who is not in the model;
+    +1 201 200 000\uff16 (a fullwidth six) was rejected quoting +1201200000, not the model's value.
+    Now each is rejected quoting the model's value, parked, and nobody else is written."""
+    p = make_attentive(seeded=20)
+    p.sql("delete from main.customers where id >= 10")  # subscribers 10..19 exist, not in the model
+    bad = {5: "+1 201 200 0012\u0663", 6: "+1 201 200 000\uff16", 7: "+1 800 FLOWERS"}
+    for i, phone in bad.items():
+        p.sql("update main.customers set phone = ? where id = ?", phone, i)
+    p.write(match_column="phone", match_field="phone", extra="    phone_region: US\n")
+    before = p.thread.call(p.sandbox.get_subscriber, phone="+12012000012")
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (7, 3), run
+    rejections = p.rejections()
+    assert set(rejections) == set(bad.values()), rejections
+    for phone in bad.values():
+        status, reason = rejections[phone]
+        assert status == "rejected" and f"\'{phone}\' is not read as a phone key" in reason, reason
+    assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000012") == before  # nobody else written
+    assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000004")["attributes"]["firstName"] == "Name 4"
+    sent = {b["user"]["phone"] for b in p.v1_bodies()} | {u.get("phone") for u in p.v2_users()}
+    assert "+12012000012" not in sent and not any(len(s or "") == 11 for s in sent), sent
+    # parked: not sent again until they change
+    p.requests.clear()
+    again = p.run()
+    assert (again["acknowledged"], again["rejected"], again["parked"]) == (0, 0, 3), again
+
+
 def test_writes_begin_after_the_first_slice_of_lookups_not_after_all_of_them(make_attentive):
     """A row is written only once looked up, and lookups and v1 writes have the same rate (150/s): rows
     are looked up about a second's worth (150) at a time, and a slice's writes are queued as soon as
