@@ -1,7 +1,8 @@
 """What a sync's runs remember of its configuration, in the state schema's `meta` table: the mapped
 fields (`mapping:<sync>`), the destination (`destination:<sync>`), the destination field that
-matches its records (`match:<sync>`) and the default region of its phone numbers
-(`phone_region:<sync>`, the destination's `phone_region`).
+matches its records (`match:<sync>`), the default region of its phone numbers
+(`phone_region:<sync>`, the destination's `phone_region`) and the rule its phone keys were read by
+(`phone_keys:<sync>`, PHONE_KEY_RULE).
 
 The snapshot says what was delivered under that configuration. When the sync file changes between
 runs in a way the rows' fingerprints do not show, the snapshot no longer says what the platform
@@ -12,7 +13,9 @@ text is the same, e.g. an email column matched as `userId` instead of `email`): 
 snapshot and sends every row. Another phone region reads the same phone numbers written in national
 form as other numbers: the next run reads every row's key again (a phone key that changed is sent
 as added), sends the phone fields for every row, and the rows parked under the old region once
-more. A dry run (`plan`) only says so in a note: a plan of a branch's files must not change what the
+more. Phone keys read by an older rule (before PHONE_KEY_RULE, a key holding a non-ASCII digit or a
+letter was its ASCII digits: another number) are read again by the next run, once. A dry run
+(`plan`) only says so in a note: a plan of a branch's files must not change what the
 next sync of production's files sends.
 
 The snapshot also says nothing of what *other* syncs wrote to the same records (same destination,
@@ -66,6 +69,13 @@ def resent_fields(known: str, fields) -> list[str]:
             if not isinstance(before.get(f.field), list) or before[f.field][1:] != [f.type, f.custom]]
 
 
+# The rule phone keys are read by (dinsync.diff.keys), recorded per sync once its keys were read by
+# it. "2": only ASCII digits, a leading '+' and separators; a key holding anything else is kept as
+# written (rejected). Before it (no record), such a key was reduced to its ASCII digits, so a
+# snapshot may hold it under another number: the sync reads every row's key again, once.
+PHONE_KEY_RULE = "2"
+
+
 class SyncRecords:
     """The records of one sync (`cfg`, sending to `dest_cfg`), read once a run by `moved_from`."""
 
@@ -100,6 +110,10 @@ class SyncRecords:
     def _region_key(self) -> str:
         return f"phone_region:{self.cfg.name}"
 
+    @property
+    def _phone_keys_key(self) -> str:
+        return f"phone_keys:{self.cfg.name}"
+
     def _wrote_key(self, field: str) -> str:
         return f"wrote:{self.records_id}:{field}"
 
@@ -110,7 +124,8 @@ class SyncRecords:
         hold. Reads the sync's records (one query). A sync recorded before the matching field was
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
-                                             self._region_key, *(self._wrote_key(f.field) for f in self.cfg.fields))
+                                             self._region_key, self._phone_keys_key,
+                                             *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
         self._rematched = False
@@ -195,6 +210,28 @@ class SyncRecords:
                 self.planner.forget_raw_keys()
             self.planner.forget_fingerprints(resend=self.phone_fields)
         self.state.set_meta_value(self._region_key, self.phone_region)
+        return None
+
+    def reread_if_phone_key_rule_changed(self, dry_run: bool = False) -> str | None:
+        """When the sync's phone keys were read by an older rule (PHONE_KEY_RULE): the next plan
+        reads every row's key again, once, so that a key holding a non-ASCII digit or a letter,
+        recorded under the number its ASCII digits made, is kept as written (and rejected) and the
+        other number leaves the snapshot; rows whose key reads the same are compared and cost
+        nothing more (no field is resent). A sync that never ran, or whose key is not a phone
+        number, only records the rule. A dry run changes nothing and returns the note to show."""
+        known = self._known.get(self._phone_keys_key)  # read by moved_from
+        if not self.phone_key or known == PHONE_KEY_RULE:
+            return None
+        before = self._sent_to is not None  # the sync ran: its snapshot's keys were read by an older rule
+        if dry_run:
+            if not before:
+                return None
+            return (f"sync {self.cfg.name}'s phone keys were read by an older rule (a key holding a non-ASCII digit or "
+                    "a letter was its ASCII digits): the next sync reads every row's phone key again "
+                    "(this plan does not count that)")
+        if before:
+            self.planner.forget_raw_keys()
+        self.state.set_meta_value(self._phone_keys_key, PHONE_KEY_RULE)
         return None
 
     def _writers(self, field: str, known: dict[str, str] | None = None) -> dict[str, dict[str, float]]:

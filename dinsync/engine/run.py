@@ -155,7 +155,8 @@ class SyncRun:
             if moved is not None:
                 self.notes.append(self.records.moved_note(moved))
             for note in (self.records.compare_if_remapped(dry_run=True),
-                         self.records.reread_if_region_changed(dry_run=True)):
+                         self.records.reread_if_region_changed(dry_run=True),
+                         self.records.reread_if_phone_key_rule_changed(dry_run=True)):
                 if note:
                     self.notes.append(note)
             shared = None if moved is not None else self.records.resend_if_written_by_others(dry_run=True)
@@ -254,6 +255,7 @@ class SyncRun:
             self.records.forget_old_destination()
         self.records.compare_if_remapped()
         self.records.reread_if_region_changed()
+        self.records.reread_if_phone_key_rule_changed()
         shared = None if self._moved is not None else self.records.resend_if_written_by_others()
         stats = None
         try:

@@ -423,6 +423,40 @@ def test_a_phone_key_holding_more_than_digits_and_separators_is_rejected_not_rea
     assert (again["acknowledged"], again["rejected"], again["parked"]) == (0, 0, 3), again
 
 
+@pytest.mark.skipif(not _diff_normalises_phone_keys(),
+                    reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
+def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, monkeypatch):
+    """A snapshot written before the phone key rule: +1 201 200 0012\u0663 was delivered as
+    +12012000012 (another subscriber). The next run reads every key again, once: that row is
+    rejected quoting the model's value, the other number leaves the snapshot, nothing else is sent;
+    `plan` says so first."""
+    from dinsync.diff.dialects import DIALECT_SQL
+
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", "")  # rendered SQL not cached: the older rule's is rendered
+    p = make_attentive(seeded=20)
+    p.sql("delete from main.customers where id >= 10")
+    p.sql("update main.customers set phone = ? where id = 5", "+1 201 200 0012\u0663")
+    p.write(match_column="phone", match_field="phone", extra="    phone_region: US\n")
+    with monkeypatch.context() as m:  # the older rule: nothing but ASCII digits and '+' was read
+        m.setitem(DIALECT_SQL["duckdb"], "DINSYNC_PHONEREST", "''")
+        first = p.run()
+    assert (first["acknowledged"], first["rejected"]) == (10, 0), p.rejections()
+    assert "+12012000012" in p.snapshot_keys()
+    p.sql("delete from dinsync.meta where key = 'phone_keys:attentive_users'")  # as the older dinsync left it
+    result = p.cli("plan", json_output=False)
+    assert "phone keys were read by an older rule" in result.stdout + result.stderr
+    p.requests.clear()
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (0, 1), run
+    assert "+12012000012" not in p.snapshot_keys() and len(p.snapshot_keys()) == 9
+    [(status, reason)] = [p.rejections()["+1 201 200 0012\u0663"]]
+    assert status == "rejected" and "is not read as a phone key" in reason
+    p.requests.clear()
+    again = p.run()  # once: the rule is recorded
+    assert (again["acknowledged"], again["rejected"], again["parked"]) == (0, 0, 1), again
+    assert p.lookups() == []
+
+
 def test_writes_begin_after_the_first_slice_of_lookups_not_after_all_of_them(make_attentive):
     """A row is written only once looked up, and lookups and v1 writes have the same rate (150/s): rows
     are looked up about a second's worth (150) at a time, and a slice's writes are queued as soon as
