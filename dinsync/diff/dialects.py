@@ -20,8 +20,8 @@ A pattern may use other pseudo-functions (they are replaced in turn). Contracts:
   DINSYNC_DIGITS(x)          x without any character other than ASCII digits
   DINSYNC_PHONECHARS(x)      x without any character other than ASCII digits and '+'
   DINSYNC_PHONEREST(x)       x without ASCII digits and the separators of phone numbers (space,
-                             no-break spaces U+00A0 U+202F, '-', '.', '(', ')', '/', the dashes
-                             U+2010-U+2015 and U+2212; PHONE_KEY_READ below): '+' and what a
+                             tab, CR, LF, no-break spaces U+00A0 U+202F, '-', '.', '(', ')', '/',
+                             the dashes U+2010-U+2015 and U+2212; PHONE_KEY_READ below): '+' and what a
                              phone key may not hold
   DINSYNC_UNLETTERED(x)      x without ASCII letters and '+'
   DINSYNC_TEXT(x)            x's text form, compared character for character (a key's text)
@@ -39,7 +39,7 @@ from __future__ import annotations
 # The separators of a phone number, with the ASCII digits, as a regular-expression class that
 # PostgreSQL/Redshift (POSIX), DuckDB/BigQuery (RE2), Snowflake and Spark read alike; the same as
 # dinsync.mapping.normalize.PHONE_KEY_READ (the Polars twin), which a test checks.
-PHONE_KEY_READ = "[-0-9 ()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+PHONE_KEY_READ = "[-0-9 \\t\\n\\r()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
 _PHONEREST = "REGEXP_REPLACE({x}, '" + PHONE_KEY_READ + "', ''"
 
 DIALECT_SQL: dict[str, dict[str, str]] = {

@@ -15,8 +15,8 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
          sync's default region (phonenumbers metadata); without a region, '+' is put in front of
          the digits as they are. A trunk prefix written as '(0)' inside a number is dropped first
          (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Only the separators people
-         write in numbers are dropped (spaces, no-break spaces, '-', '.', '(', ')', '/', dashes):
-         a value holding anything else with a digit or a non-ASCII character (a non-ASCII digit
+         write in numbers are dropped (spaces, tabs, line breaks, no-break spaces, '-', '.', '(',
+         ')', '/', dashes): a value holding anything else with a digit or a non-ASCII character (a non-ASCII digit
          as in +1201200000\uff18, a letter as in +1 800 FLOWERS or 'ext. 12', '*', '#', a second
          '+' or one after a digit) keeps its text as written, so that the mapping rejects it
          quoting the model's value: reduced to its ASCII digits it would be another number. A

@@ -160,9 +160,9 @@ def phone_key_params(region: str | None) -> tuple[str, str]:
 
 
 # What a phone key is read through: ASCII digits and the separators people write in numbers
-# (space, no-break spaces, '-', '.', '(', ')', '/', dashes), as a regular-expression class; the
-# same class as the SQL's (dinsync.diff.dialects.PHONE_KEY_READ, which a test checks).
-PHONE_KEY_READ = "[-0-9 ()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+# (space, tab, CR, LF, no-break spaces, '-', '.', '(', ')', '/', dashes), as a regular-expression
+# class; the same class as the SQL's (dinsync.diff.dialects.PHONE_KEY_READ, which a test checks).
+PHONE_KEY_READ = "[-0-9 \\t\\n\\r()./\u00a0\u202f\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
 
 
 def _phone_key_parts(expr: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:

@@ -3,15 +3,15 @@ SELECT
   CASE
     WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[^0-9]', '', 'g') = ''
     AND REGEXP_REPLACE(
-      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '', 'g'),
+      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', '', 'g'),
       '[A-Za-z+]',
       '',
       'g'
     ) = ''
     THEN NULL
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '', 'g') <> ''
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', '', 'g') <> ''
     AND NOT (
-      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '', 'g') = '+'
+      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', '', 'g') = '+'
       AND REGEXP_REPLACE(REPLACE(CAST("m"."k" AS TEXT), '(0)', ''), '[^0-9+]', '', 'g') LIKE '+%'
     )
     THEN CAST("m"."k" AS TEXT)

@@ -5,7 +5,7 @@ SELECT
     AND REGEXP_REPLACE(
       REGEXP_REPLACE(
         REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
-        '[-0-9 ()./  ‐‑‒–—―−]',
+        '[-0-9 \t\n\r()./  ‐‑‒–—―−]',
         '',
         'g'
       ),
@@ -16,14 +16,14 @@ SELECT
     THEN NULL
     WHEN REGEXP_REPLACE(
       REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
-      '[-0-9 ()./  ‐‑‒–—―−]',
+      '[-0-9 \t\n\r()./  ‐‑‒–—―−]',
       '',
       'g'
     ) <> ''
     AND NOT (
       REGEXP_REPLACE(
         REPLACE(CAST("m"."k" AS TEXT) COLLATE "default", '(0)', ''),
-        '[-0-9 ()./  ‐‑‒–—―−]',
+        '[-0-9 \t\n\r()./  ‐‑‒–—―−]',
         '',
         'g'
       ) = '+'

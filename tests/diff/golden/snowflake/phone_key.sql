@@ -3,14 +3,14 @@ SELECT
   CASE
     WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9]', '') = ''
     AND REGEXP_REPLACE(
-      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', ''),
+      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', ''),
       '[A-Za-z+]',
       ''
     ) = ''
     THEN NULL
-    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '') <> ''
+    WHEN REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', '') <> ''
     AND NOT (
-      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 ()./  ‐‑‒–—―−]', '') = '+'
+      REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[-0-9 \t\n\r()./  ‐‑‒–—―−]', '') = '+'
       AND REGEXP_REPLACE(REPLACE(CAST("m"."k" AS VARCHAR), '(0)', ''), '[^0-9+]', '') LIKE '+%'
     )
     THEN CAST("m"."k" AS VARCHAR)
