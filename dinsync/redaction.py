@@ -7,6 +7,13 @@ and the sender register what a destination reports as secret (e.g. a token fetch
 reprs and HTML, by `***`. Values shorter than MIN_CHARS are not registered: masking "us" or "8" would
 garble every message and hide nothing.
 
+A secret registered with `partial=True` (a credential: an API key, a password, a token) is also
+masked where only its start appears, from its first PREFIX_CHARS characters on: a platform that
+answers "invalid key sk_live_9f3a7c21..." echoes a prefix of the key, which matches no whole form.
+Only token-like values (no whitespace, no `://`) are masked so: a URL's or a DSN's start
+(`https://hooks.slack.com/`, `host=127.0.0.1`) is not secret, and masking it would garble every
+message naming the host.
+
     from dinsync import redaction
     redaction.register(api_key)
     safe = redaction.redact(message)
@@ -22,9 +29,12 @@ from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_CHARS = 4  # shortest value registered as a secret
+PREFIX_CHARS = 8  # a partial secret's start this long (or longer) is masked (see the docstring)
 
 _lock = threading.Lock()
 _values: set[str] = set()
+_partial: set[str] = set()  # values whose prefixes are masked too
+_prefixes: dict[str, list[str]] = {}  # a form's first PREFIX_CHARS characters -> forms starting so
 _pattern: re.Pattern[str] | None = None  # rebuilt when a value is registered; read without the lock
 _longest = 0  # characters of the longest form of a registered value
 
@@ -38,18 +48,36 @@ def forms(value: str) -> set[str]:
     return {f for f in out if f}
 
 
-def register(*values: str | None, min_chars: int = MIN_CHARS) -> None:
-    """Treat each value (at least `min_chars` long) as a secret from now on, in this process."""
+def token_like(value: str) -> bool:
+    """Whether a partial `value` is masked (see the module's docstring): no whitespace, no `://`."""
+    return len(value) > PREFIX_CHARS and "://" not in value and not any(c.isspace() for c in value)
+
+
+def register(*values: str | None, min_chars: int = MIN_CHARS, partial: bool = False) -> None:
+    """Treat each value (at least `min_chars` long) as a secret from now on, in this process;
+    with `partial`, its prefixes too (credentials, see the module's docstring)."""
     global _pattern, _longest
-    new = {v for v in values if isinstance(v, str) and len(v) >= max(min_chars, 1)} - _values
-    if not new:
+    kept = {v for v in values if isinstance(v, str) and len(v) >= max(min_chars, 1)}
+    new = kept - _values
+    new_partial = {v for v in kept if token_like(v)} - _partial if partial else set()
+    if not new and not new_partial:
         return
     with _lock:
         _values.update(new)
+        _partial.update(new_partial)
         texts = set().union(*(forms(v) for v in _values))
         _longest = max(map(len, texts))
-        # longest first: a secret that contains another is masked whole
-        _pattern = re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+        prefixes: dict[str, set[str]] = {}
+        for value in _partial:
+            for form in forms(value):
+                if len(form) > PREFIX_CHARS:
+                    prefixes.setdefault(form[:PREFIX_CHARS], set()).add(form)
+        _prefixes.clear()
+        _prefixes.update({p: sorted(f, key=len, reverse=True) for p, f in prefixes.items()})
+        # longest first: a secret that contains another is masked whole; then the prefixes of
+        # partial ones (a whole form wins over its own prefix)
+        alternatives = sorted(texts, key=len, reverse=True) + sorted(set(_prefixes) - texts)
+        _pattern = re.compile("|".join(re.escape(t) for t in alternatives))
 
 
 def register_all(values: Iterable[str | None], min_chars: int = MIN_CHARS) -> None:
@@ -65,8 +93,30 @@ def redact(text):  # noqa: E302 - overloads above
     if text is None:
         return None
     text = text if isinstance(text, str) else str(text)
-    pattern = _pattern
-    return pattern.sub(MASK, text) if pattern is not None else text
+    pattern, prefixes = _pattern, _prefixes
+    if pattern is None:
+        return text
+    if not prefixes:
+        return pattern.sub(MASK, text)
+    out, pos = [], 0
+    while (match := pattern.search(text, pos)) is not None:
+        start, end = match.span()
+        if match.group(0) in prefixes:  # a partial secret: as far as it goes on as one
+            end = max(end, start + max(_common(text, start, form) for form in prefixes[match.group(0)]))
+        out += [text[pos:start], MASK]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _common(text: str, start: int, form: str) -> int:
+    """How many characters of `text` from `start` on are the start of `form`."""
+    n = 0
+    for a, b in zip(text[start:start + len(form)], form):
+        if a != b:
+            break
+        n += 1
+    return n
 
 
 def shorten(text: str, chars: int, more: str = "...") -> str:
@@ -92,5 +142,7 @@ def clear() -> None:
     global _pattern, _longest
     with _lock:
         _values.clear()
+        _partial.clear()
+        _prefixes.clear()
         _pattern = None
         _longest = 0

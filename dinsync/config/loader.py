@@ -792,12 +792,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
 def _register_secrets(project: Project) -> None:
     """Every secret setting (also one written in the file, not taken from the environment) is
     masked in all output from now on (see `dinsync.redaction`)."""
-    redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)))
+    redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)),
+                       partial=True)
     for destination in project.destinations.values():
-        redaction.register(*destination.credentials().values())
+        redaction.register(*destination.credentials().values(), partial=True)
     for channel in project.notifications:  # webhook URLs and headers may carry tokens
-        redaction.register(*(v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)))
-        redaction.register(*(v.get_secret_value() for v in getattr(channel, "headers", {}).values()))
+        redaction.register(*(v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)), partial=True)
+        headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
+        # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
+        redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

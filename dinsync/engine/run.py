@@ -87,7 +87,7 @@ class SyncRun:
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
-        redaction.register(*self.destination.secrets())
+        redaction.register(*self.destination.secrets(), partial=True)
         self.redact = redaction.redact
         self.failure: str | None = None  # why the first row that could not be delivered was not
         self.hint: str | None = None  # for a run that ended failed without an exception
@@ -491,7 +491,7 @@ def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
         async with destination.make_transport(transport_options(dest_cfg)) as transport:
             return await destination.preflight(transport, cfg.spec())
 
-    redaction.register(*destination.secrets())
+    redaction.register(*destination.secrets(), partial=True)
     import asyncio
 
     return config_issues(project, cfg, asyncio.run(check()), redaction.redact)

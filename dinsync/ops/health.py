@@ -135,7 +135,7 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
     cfg = project.syncs[name]
     dest_cfg = project.destinations[cfg.destination]
     destination = dest_cfg.make_destination()
-    redaction.register(*destination.secrets())
+    redaction.register(*destination.secrets(), partial=True)
     spec = cfg.spec()
 
     async def check() -> CheckResult:

@@ -205,7 +205,7 @@ class HttpSender:
     def redact(self, text: object) -> str:
         """`text` through the process-wide redactor, cut to ~500 chars. The destination's secrets
         are registered each time (cheap once known): a token fetched during the run is one too."""
-        redaction.register(*self.destination.secrets())
+        redaction.register(*self.destination.secrets(), partial=True)
         out = redaction.redact(text)
         if len(out) > MAX_REASON_CHARS:
             out = out[: MAX_REASON_CHARS - 3] + "..."

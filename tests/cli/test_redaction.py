@@ -95,3 +95,26 @@ def test_a_secret_is_masked_before_rich_wraps_the_line(monkeypatch):
     for part in ("horse", "battery", "staple", "qqqqqqqq"):
         assert part not in text, text
     assert text.count("***") == 5 and "a@x.com" in text and " end" in text
+
+
+def test_the_start_of_a_credential_is_masked_too():
+    """A platform's error may echo a prefix of the key ("invalid key sk9f3a7c21e5..."): masked
+    from its first 8 characters on, as far as it goes, in every form; other text stays readable."""
+    key = "sk9f3a7c21e5b84d06aa/77+e1"
+    redaction.register(key, partial=True)
+    for n in range(8, len(key)):
+        out = redaction.redact(f"invalid key {key[:n]}... (401)")
+        assert out == "invalid key ***... (401)", (n, out)
+    assert redaction.redact(f"key={quote(key[:14], safe='')}&x=1") == "key=***&x=1"
+    assert redaction.redact(f"{key[:12]}zz {key} {key[:7]}") == f"***zz *** {key[:7]}"
+    assert redaction.redact("sk9f3a7 is not it") == "sk9f3a7 is not it"  # 7 characters: not masked
+
+
+def test_the_start_of_a_url_or_a_value_that_is_not_a_credential_is_not_masked():
+    """The start of a webhook URL or of a DSN is not secret: masked, every message naming the
+    host would be garbled. Values not registered as credentials are masked whole only."""
+    redaction.register("https://hooks.example.com/services/T0/B0/xyzzy9f3a", partial=True)
+    redaction.register("host=db.internal password=pw9f3a-very-long", partial=True)
+    redaction.register("analytics_prod_db")  # an ${env:NAME} value, not a secret setting
+    text = "posting to https://hooks.example.com/other; host=db.internal port 5432; analytics_prod_x"
+    assert redaction.redact(text) == text

@@ -16,6 +16,7 @@ notifications:
     url: https://alerts.example.com/dinsync
     headers:
       X-Token: ${env:HOOK_TOKEN}
+      Authorization: ${env:HOOK_BEARER}
     events: [failed, paused]
   - type: slack
     name: data_team
@@ -24,7 +25,7 @@ notifications:
     sync = SYNC_YML + ("schedule: {cron: '0 6 * * 1-5', timezone: Europe/Paris}\n"
                        "thresholds: {max_not_found: 10, max_segment_drop_pct: 20, warn_on_zero_rows: true, "
                        "max_run_minutes: 30}\n")
-    env = {**ENV, "SLACK_WEBHOOK": SLACK, "HOOK_TOKEN": "token-abcdef-123"}
+    env = {**ENV, "SLACK_WEBHOOK": SLACK, "HOOK_TOKEN": "token-abcdef-123", "HOOK_BEARER": "Bearer bt9f3a7c21e5b84d"}
     project = load_project(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=sync,
                                 syncs__every_dot_yml=SYNC_YML + "schedule: {every: 2h}\n"), env=env)
     users = project.syncs["users"]
@@ -38,6 +39,8 @@ notifications:
     assert SLACK not in repr(project) and SLACK in redaction.registered()
     assert "https://alerts.example.com/dinsync" in redaction.registered()  # a URL may carry a token
     assert redaction.redact(f"posting to {SLACK}") == "posting to ***"
+    # the start of a header's token, as an answer may echo it (the token of `Bearer <token>` too)
+    assert redaction.redact("bad token token-abcdef-1..., bad bearer bt9f3a7c2...") == "bad token ***..., bad bearer ***..."
 
 
 def test_operation_issues_are_located(tmp_path):

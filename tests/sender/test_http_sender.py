@@ -417,6 +417,29 @@ def test_retries_exhausted_give_failed_results_not_an_exception():
     assert (s.stats.retries, s.stats.failed_requests) == (2, 1)
 
 
+def test_an_answer_echoing_the_start_of_the_key_shows_none_of_it():
+    """A platform that answers "invalid key sk_live_T0P/SE..." echoes a prefix of the key, which no
+    whole form of it matches: it reached reasons (and from there `runs`, `rejections`) as it was."""
+    answers = {"/a": (500, f"internal error for key {SECRET[:12]}..."),
+               "/b": (429, f"slow down, {SECRET[:-3]}"),
+               "/c": (502, f"<html><title>Bad key {SECRET[:9]}</title></html>")}
+
+    async def handler(request, hit):
+        status, text = answers[request.path]
+        return web.Response(status=status, text=text, headers={"Retry-After": "0"})
+
+    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.02)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy) as s:
+            return [r for path in answers for r in await s.send(batch(["k"], path=path))]
+
+    reasons = [r.reason for r in run(main())]
+    assert all("***" in reason for reason in reasons), reasons
+    assert not any(SECRET[:8] in reason for reason in reasons), reasons
+    assert "for key ***..." in reasons[0] and reasons[1].endswith("slow down, ***"), reasons
+
+
 def test_unreachable_server_fails_records_after_retries():
     policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
 
