@@ -87,6 +87,13 @@ class PostgresConnection:
 
 _URI_PASSWORD = re.compile(r"^[a-z]+://[^/@?#]*?:([^/@?#]*)@", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+# `password:` (or another mark instead of `=`): libpq quotes the whole token it cannot read,
+# `missing "=" after "password:<the password>"`
+_KV_PASSWORD_TYPO = re.compile(r"\bpassword[^\w\s=']+(\S+)", re.IGNORECASE)
+# A URI's port that is not a number (`user@host:<password>/db`, the user's `:` forgotten): libpq
+# quotes it, `invalid integer value "<the password>" for connection option "port"`
+_URI_BAD_PORT = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#\[]*):([^/?#,]*[^\d/?#,][^/?#,]*)",
+                           re.IGNORECASE)
 
 
 # A URI's password as meant when it holds an unescaped `@`, `/`, `?`, `#` or `:`: up to the last `@`
@@ -101,6 +108,8 @@ def _dsn_passwords(dsn: str) -> list[str]:
     password at it and reads the rest as host, port or database, which its messages quote
     ("failed to resolve host 'ss@host'"): each such rest is a secret too."""
     found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)] + [m.group(1) for m in _KV_PASSWORD.finditer(dsn)]
+    found += [m.group(i) for m in _KV_PASSWORD_TYPO.finditer(dsn) for i in (0, 1)]
+    found += [m.group(1) for m in _URI_BAD_PORT.finditer(dsn)]
     meant = _URI_USERINFO.match(dsn)
     if meant:
         raw = meant.group(1)

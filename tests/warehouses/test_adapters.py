@@ -254,6 +254,20 @@ def test_a_malformed_dsn_is_reported_without_its_password(dsn):
     assert "connection info" in str(info.value) or "percent-encoded" in str(info.value) or "sslmode" in str(info.value)
 
 
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 dbname=test user=root password:sekret-pw-123",
+                                 "postgresql://root@127.0.0.1:sekret-pw-123/test",
+                                 "postgresql://root@[::1]:sekret-pw-123/test"])
+def test_a_mistyped_password_in_a_dsn_is_not_reported(dsn):
+    """libpq quotes the token it cannot read: `password:<it>` written for `password=<it>`
+    (`missing "=" after "password:<it>"`), or a URI's password where its port goes, the user's `:`
+    forgotten (`invalid integer value "<it>" for connection option "port"`)."""
+    with pytest.raises((WarehouseSqlError, WarehouseUnavailable)) as info:
+        connect("postgres", dsn=dsn)
+    text = str(info.value) + (info.value.hint or "")
+    assert "sekret" not in text and "pw-123" not in text, text
+    assert "connection info" in text or "port" in text, text
+
+
 @pytest.mark.parametrize("dsn", ["postgresql://root:sekret@pw-123x@127.0.0.1:5432/test",
                                  "postgresql://root:sekret@pw@123x@127.0.0.1:5432/test",
                                  "postgresql://root:sekret:pw-123x@no-such-host.invalid:5432/test"])
