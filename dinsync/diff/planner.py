@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from ..errors import DinsyncError
+from ..errors import ConfigError, ConfigIssue, DinsyncError
 from .cache import RenderCache, cache_key
 from .commit import CommitMixin, StreamedRows
 from .pending import PendingMixin
@@ -53,6 +53,10 @@ from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
+# The columns of the tables a sync's planner creates (snapshot, pending, plan and scratch tables):
+# dinsync's own (`_key`, `_kh`, ...), a field's hash (`f_<16 hex>`) and per-field values (`v0`, `x0`,
+# `h0`). A table of such a name with another column is someone else's (see _refuse_foreign_tables).
+_OWN_COLUMN = re.compile(r"_\w*|f_[0-9a-f]{16}|[a-z][0-9]+")
 # rendered per column, on demand
 COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field", "pending_forget_field"}
 
@@ -172,6 +176,7 @@ class Planner(CommitMixin, PendingMixin):
         self._streamed = StreamedRows()  # streamed, not yet committed rows (see commit.py)
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
+        self._tables_checked = False  # the sync's tables in the state schema are dinsync's (or absent)
         # snapshot columns ensure_state added (all NULL) and whether it forgot the fingerprints,
         # until the next plan: forget_fingerprints then has nothing more to clear
         self._added_columns: set[str] = set()
@@ -260,6 +265,8 @@ class Planner(CommitMixin, PendingMixin):
         return bind(self._sql(statement, column), **params)
 
     def _execute(self, statement: str, **params: Any) -> None:
+        if not self._tables_checked:  # before the first statement that may create, alter or drop one
+            self._refuse_foreign_tables()
         sql = self.render(statement, **params)
         with self._locating(sql):
             self.warehouse.execute(sql)
@@ -276,6 +283,35 @@ class Planner(CommitMixin, PendingMixin):
     def _scalar(self, statement: str, **params: Any) -> int:
         row = self._row(statement, **params)
         return next(iter(row.values()), 0)
+
+    def _refuse_foreign_tables(self) -> None:
+        """The tables of this sync that live in the state schema (its snapshot and pending tables,
+        and its plan and scratch tables where the warehouse has no scratch database of its own),
+        when they exist, must be dinsync's: a state_schema shared with other tables (`public`, a
+        dbt schema) may hold a `plan_users` or `cur_users` of someone else's, which the plan would
+        drop and replace, or alter (a `snap_users`). Raises ConfigError naming them; changes nothing."""
+        schema = self.spec.state_schema
+        names = [self.snapshot_table, self.pending_table]
+        commits = ("acked", "tokens")  # scratch tables of the commits' schema (see _context)
+        if self.plan_schema == schema:
+            names += [self.plan_table, *(name for t, name in self.scratch_tables.items() if t not in commits)]
+        if self.commit_schema == schema:
+            names += [self.ack_table, *(name for t, name in self.scratch_tables.items() if t in commits)]
+        foreign = []
+        for name in dict.fromkeys(names):
+            columns = self.warehouse.table_columns(schema, name)
+            if columns is None:
+                continue
+            theirs = [c for c in columns if not _OWN_COLUMN.fullmatch(str(c).lower())]
+            if theirs or not any(str(c).startswith("_") for c in columns):
+                foreign.append(f"{name} (with {', '.join(map(str, (theirs or columns)[:3]))}"
+                               f"{', …' if len(theirs or columns) > 3 else ''})")
+        if foreign:
+            raise ConfigError([ConfigIssue(
+                f"the state schema {schema} holds tables dinsync did not create: {'; '.join(foreign)}; "
+                f"sync {self.spec.sync} would drop or alter them", "dinsync.yml",
+                hint="set state_schema to a schema of dinsync's own (default: dinsync), or rename those tables")])
+        self._tables_checked = True
 
     def _drop(self, *tables: str) -> None:
         for table in tables:
