@@ -17,6 +17,7 @@ from .errors import (
     WarehouseError,
     WarehouseObjectMissing,
     WarehousePermissionError,
+    WarehouseSettingsError,
     WarehouseSqlError,
     WarehouseUnavailable,
 )
@@ -66,6 +67,6 @@ def require_driver(module: str, kind: str, extra: str | None = None, package: st
 __all__ = [
     "ADAPTERS", "Capabilities", "Warehouse", "WarehouseAuthError", "WarehouseConflict", "WarehouseConstraintViolation",
     "WarehouseDriverMissing",
-    "WarehouseError", "WarehouseObjectMissing", "WarehousePermissionError", "WarehouseSqlError",
+    "WarehouseError", "WarehouseObjectMissing", "WarehousePermissionError", "WarehouseSettingsError", "WarehouseSqlError",
     "WarehouseUnavailable", "adapter_class", "capabilities_of", "connect", "require_driver",
 ]

@@ -48,6 +48,14 @@ class WarehouseUnavailable(WarehouseError):
     retryable = True
 
 
+class WarehouseSettingsError(WarehouseError):
+    """The connection settings themselves are malformed (a DSN the driver cannot parse, a port that
+    is not a number, an unknown sslmode): nothing was reached, and running again cannot help."""
+
+    kind = "settings"
+    exit_code = ExitCode.CONFIG_ERROR
+
+
 class WarehouseConflict(WarehouseError):
     """A concurrent transaction conflicted with this one (serialization failure, deadlock)."""
 
@@ -79,6 +87,8 @@ HINTS = {
                               "write the state schema)",
     WarehouseObjectMissing: "check the names in the model SQL, the database and the state schema",
     WarehouseUnavailable: "the warehouse could not be reached or timed out; run again later",
+    WarehouseSettingsError: "fix the warehouse's connection settings in dinsync.yml or the environment "
+                            "(dsn, host, port, sslmode, ...)",
     WarehouseConflict: "another transaction changed the same tables at the same time; run again",
 }
 

@@ -48,6 +48,15 @@ _SQLSTATES: dict[str, type[E.WarehouseError]] = {
 }
 # libpq connection failures (and ADBC's errors mid-stream) carry no SQLSTATE: their text says what happened.
 _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
+    # libpq cannot parse the connection settings (see conninfo_uri_parse / conninfo_parse): nothing
+    # was reached; these were "could not be reached ... run again later" (exit 1)
+    ("in connection info string", E.WarehouseSettingsError),  # missing "=" after ..., unterminated quote
+    ("for connection option", E.WarehouseSettingsError),  # invalid integer value "x" for connection option "port"
+    ("invalid connection option", E.WarehouseSettingsError),
+    ("invalid uri query parameter", E.WarehouseSettingsError),
+    ("invalid percent-encoded token", E.WarehouseSettingsError),
+    ("unexpected spaces found in", E.WarehouseSettingsError),
+    ("sslmode value", E.WarehouseSettingsError),  # invalid sslmode value: "x"
     ("password authentication failed", E.WarehouseAuthError),
     ("no password supplied", E.WarehouseAuthError),
     ("role \"", E.WarehouseAuthError),  # role "x" does not exist

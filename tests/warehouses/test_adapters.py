@@ -16,6 +16,7 @@ from dinsync.warehouses import (
     WarehouseConflict,
     WarehouseDriverMissing,
     WarehouseObjectMissing,
+    WarehouseSettingsError,
     WarehouseSqlError,
     WarehouseUnavailable,
     capabilities_of,
@@ -248,10 +249,26 @@ def test_connection_errors(tmp_path):
 def test_a_malformed_dsn_is_reported_without_its_password(dsn):
     """libpq's message about a malformed DSN quotes the token it stopped at, which may be the
     password (a URI whose password has a stray %)."""
-    with pytest.raises((WarehouseSqlError, WarehouseUnavailable)) as info:
+    with pytest.raises(WarehouseSettingsError) as info:
         connect("postgres", dsn=dsn)
     assert "sekret" not in str(info.value) + (info.value.hint or "")
     assert "connection info" in str(info.value) or "percent-encoded" in str(info.value) or "sslmode" in str(info.value)
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://root@127.0.0.1:54x32/test",
+                                 "postgresql://root@127.0.0.1:5432/test?sslmode=bogus",
+                                 "postgresql://root@127.0.0.1:5432/test?nosuchoption=1",
+                                 "host=127.0.0.1 port=5432 dbname",
+                                 "host=127.0.0.1 nosuchoption=1"])
+def test_malformed_connection_settings_are_a_configuration_error(dsn):
+    """A DSN libpq cannot parse reached nothing, and running again cannot help: it was reported as
+    a warehouse that "could not be reached or timed out; run again later" (exit 1, retryable)."""
+    from dinsync.errors import ExitCode
+
+    with pytest.raises(WarehouseSettingsError) as info:
+        connect("postgres", dsn=dsn)
+    assert info.value.exit_code == ExitCode.CONFIG_ERROR and not info.value.retryable
+    assert "connection settings" in info.value.hint
 
 
 @pytest.mark.parametrize("dsn", ["host=127.0.0.1 dbname=test user=root password:sekret-pw-123",
@@ -261,7 +278,7 @@ def test_a_mistyped_password_in_a_dsn_is_not_reported(dsn):
     """libpq quotes the token it cannot read: `password:<it>` written for `password=<it>`
     (`missing "=" after "password:<it>"`), or a URI's password where its port goes, the user's `:`
     forgotten (`invalid integer value "<it>" for connection option "port"`)."""
-    with pytest.raises((WarehouseSqlError, WarehouseUnavailable)) as info:
+    with pytest.raises(WarehouseSettingsError) as info:
         connect("postgres", dsn=dsn)
     text = str(info.value) + (info.value.hint or "")
     assert "sekret" not in text and "pw-123" not in text, text
@@ -284,7 +301,7 @@ def test_a_password_with_an_unescaped_delimiter_is_not_reported(dsn):
 def test_a_password_with_two_spaces_is_not_reported(password):
     """libpq quotes a URI's password holding spaces ("unexpected spaces found in ..."); the message's
     spaces were squeezed before the password was masked, which then matched no more."""
-    with pytest.raises(WarehouseSqlError) as info:
+    with pytest.raises(WarehouseSettingsError) as info:
         connect("postgres", dsn=f"postgresql://root:{password}@127.0.0.1:5432/test")
     text = str(info.value)
     assert "sekret" not in text and "unexpected spaces" in text
