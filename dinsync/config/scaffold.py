@@ -149,7 +149,9 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
         names = ", ".join(p.relative_to(root).as_posix() for p in folders_at_files)
         raise ScaffoldExistsError(f"{root} has folders where the project's files go: {names}; nothing was written",
                                   hint="pass another folder to `dinsync init`")
-    existing = [p for p in targets if p.exists()]
+    # a symbolic link counts even when what it points to does not exist: written through, the
+    # file would land wherever it points, outside the project folder
+    existing = [p for p in targets if p.exists() or p.is_symlink()]
     if existing and not force:
         names = ", ".join(p.relative_to(root).as_posix() for p in existing)
         raise ScaffoldExistsError(f"{root} already has {names}", hint="use --force to overwrite them")
@@ -171,7 +173,7 @@ def scaffold_warehouse(root: Path) -> Path | None:
     keeps a warehouse's data and sync state): commands never create the warehouse file (a mistyped
     path would start an empty one). The file created, or None."""
     path = Path(root) / WAREHOUSE_FILE
-    if path.exists():
+    if path.exists() or path.is_symlink():  # (a dangling link: DuckDB would create its target)
         return None
     import duckdb
 

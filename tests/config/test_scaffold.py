@@ -61,6 +61,23 @@ def test_scaffold_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "README.md").read_text() == "mine\n"
 
 
+def test_scaffold_refuses_a_dangling_symbolic_link_where_a_file_goes(tmp_path):
+    """A link whose target does not exist is no file to Path.exists(): init wrote through it,
+    creating the file wherever it pointed, outside the project folder, without --force."""
+    from dinsync.config.scaffold import scaffold_warehouse
+
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (project / "README.md").symlink_to(outside / "notes.md")
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(project)
+    assert "README.md" in info.value.message
+    assert list(outside.iterdir()) == [] and [p.name for p in project.iterdir()] == ["README.md"]
+    (project / "warehouse.duckdb").symlink_to(outside / "w.duckdb")
+    assert scaffold_warehouse(project) is None and list(outside.iterdir()) == []
+
+
 def test_scaffold_force_overwrites(tmp_path):
     (tmp_path / "README.md").write_text("mine\n")
     written = scaffold(tmp_path, force=True)
