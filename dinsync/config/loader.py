@@ -63,6 +63,9 @@ _NAME = re.compile(NAME_PATTERN)
 # Secret settings of a destination whose value may instead be the path of a file holding the secret
 # (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
 _SECRET_OR_PATH_KEYS = ("private_key",)
+# A URL with a password in it (`https://user:password@host`): written in dinsync.yml, the password
+# would live in git; a `base_url` or a webhook's `url` was taken as it was
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@\s:]*:[^/?#\s]+@", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no credential sent in a header or URL holds one
 
 
@@ -136,6 +139,7 @@ class _Loader:
             ProjectFile.model_validate(data)
         except ValidationError as exc:
             self.issues += validation_issues(exc, doc, (), ProjectFile)
+        self._refuse_url_passwords(doc, data)
         self.load_notifications(doc, data.get("notifications"))
         self.project_data = data
         self._load_dbt_settings(doc, data.get("dbt"))
@@ -149,6 +153,26 @@ class _Loader:
                     self.load_destination(doc, str(name), raw)
                 else:
                     self.destination_types[str(name)] = None
+
+    def _refuse_url_passwords(self, doc: YamlDoc, data: Any) -> None:
+        """A URL written in the file with a password in it (`base_url: https://api:pw@host`, a
+        webhook's `url`) is a credential written in the file, as an `api_key` would be. (A
+        PostgreSQL `dsn` has its own issue, see load_warehouse.)"""
+        def walk(value: Any, path: tuple) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, path + (key,))
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    walk(item, path + (i,))
+            elif (isinstance(value, str) and path not in doc.env_paths and path != ("warehouse", "dsn")
+                  and _URL_PASSWORD.match(value)):
+                label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+                self.issues.append(doc.issue(path, f"{label} holds a password (user:password@) written in the file",
+                                             "write the URL as ${env:NAME} (or its password as "
+                                             f"https://user:${{env:NAME}}@...) and export NAME; secrets never live "
+                                             f"in {doc.file}"))
+        walk(data, ())
 
     def load_notifications(self, doc: YamlDoc, raw: Any) -> None:
         """`notifications:` channels, each validated by its type's model; a channel's credential (a

@@ -255,6 +255,21 @@ def test_destination_secret_written_in_the_file_is_refused(tmp_path):
     assert "sk_live_pasted_0123456789" not in issue.format()
 
 
+def test_a_password_inside_a_url_written_in_the_file_is_refused(tmp_path):
+    """`base_url: https://api:<password>@proxy` or a webhook `url` with a password validated ("OK"):
+    the password was committed with the project, whereas an api_key written so is refused."""
+    yml = PROJECT_YML.replace("    region: us\n", "    region: us\n    base_url: https://api:pw-pasted-9f3a@proxy.example.com\n")
+    yml += ("notifications:\n  - type: webhook\n    url: https://hook:pw-pasted-77aa@alerts.example.com/x\n"
+            "  - type: webhook\n    url: https://hook:${env:HOOK_PW}@alerts.example.com/y\n"
+            "  - type: webhook\n    url: https://alerts.example.com/z?user=a:b@c\n")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml), env={**ENV, "HOOK_PW": "from-env-pw-123"})
+    assert where(issues) == [("dinsync.yml", 10), ("dinsync.yml", 13)]
+    assert issues[0].message == "destinations.iterable.base_url holds a password (user:password@) written in the file"
+    assert issues[1].message.startswith("notifications[0].url holds a password") and "${env:NAME}" in issues[1].hint
+    text = str(ConfigError(issues))
+    assert "pw-pasted" not in text
+
+
 def test_env_substitution_inside_strings_and_escape(tmp_path):
     yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "key-${env:ITERABLE_API_KEY}-$${env:LITERAL}")
     yml = yml.replace("path: warehouse.duckdb", "path: ${env:DATA_DIR}/wh.duckdb")
