@@ -298,10 +298,8 @@ class Planner(CommitMixin, PendingMixin):
         if self.commit_schema == schema:
             names += [self.ack_table, *(name for t, name in self.scratch_tables.items() if t in commits)]
         foreign = []
-        for name in dict.fromkeys(names):
-            columns = self.warehouse.table_columns(schema, name)
-            if columns is None:
-                continue
+        found = self.warehouse.tables_columns(schema, list(dict.fromkeys(names)))
+        for name, columns in found.items():
             theirs = [c for c in columns if not _OWN_COLUMN.fullmatch(str(c).lower())]
             if theirs or not any(str(c).startswith("_") for c in columns):
                 foreign.append(f"{name} (with {', '.join(map(str, (theirs or columns)[:3]))}"

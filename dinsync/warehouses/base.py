@@ -187,6 +187,36 @@ class Warehouse:
         """Column names of an existing table, or None when it does not exist."""
         raise NotImplementedError
 
+    def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
+        """{table: its column names} of those of `tables` that exist in `schema` (in the order of
+        `tables`). Adapters whose catalog answers a list at once override it: the planner asks
+        it about a sync's dozen table names every run, one query each was ~0.3 s apiece on a
+        cloud warehouse."""
+        found = {}
+        for table in tables:
+            columns = self.table_columns(schema, table)
+            if columns is not None:
+                found[table] = columns
+        return found
+
+    def _catalog_columns(self, schema: str, tables: list[str], fold: bool = False) -> dict[str, list[str]]:
+        """`tables_columns` in one query of information_schema.columns; `fold`: names compared
+        case-insensitively, columns given lower-cased (Snowflake's catalog holds them upper-cased)."""
+        if not tables:
+            return {}
+        marks = ", ".join((f"UPPER(:t{i})" if fold else f":t{i}") for i in range(len(tables)))
+        where = (f"UPPER(table_schema) = UPPER(:s) AND UPPER(table_name) IN ({marks})" if fold
+                 else f"table_schema = :s AND table_name IN ({marks})")
+        rows = self.rows(f"SELECT table_name, column_name FROM information_schema.columns WHERE {where} "
+                         "ORDER BY table_name, ordinal_position",
+                         {"s": schema, **{f"t{i}": t for i, t in enumerate(tables)}})
+        by_name: dict[str, list[str]] = {}
+        name = (lambda n: n.lower()) if fold else (lambda n: n)
+        for row in rows:
+            row = {k.lower(): v for k, v in row.items()}
+            by_name.setdefault(name(row["table_name"]), []).append(name(row["column_name"]))
+        return {t: by_name[name(t)] for t in tables if name(t) in by_name}
+
     def create_schema(self, create: Callable[[], object], schema: str) -> None:
         """Run `create` (a CREATE SCHEMA IF NOT EXISTS of `schema`) for a role that may be refused
         creating schemas although `schema` exists: PostgreSQL checks the database's CREATE

@@ -313,6 +313,9 @@ class PsycopgSessions:
             return out
 
     @translated("reading the columns of a table")
+    def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
+        return self._catalog_columns(schema, tables)
+
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         rows = self.query(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "

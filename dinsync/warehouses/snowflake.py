@@ -437,6 +437,9 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         return fix.format(c=column, kind=kind.upper()) if fix else None
 
     @translated("reading the columns of a table")
+    def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
+        return self._catalog_columns(schema, tables, fold=True)
+
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         rows = self.query(
             "SELECT column_name FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(:s) "

@@ -107,6 +107,10 @@ def test_columns_and_table_columns(w):
     assert [n for n, _ in cols] == ["id", "email", "one"]
     assert w.table_columns(w.model_schema, "c") == ["id", "email"]
     assert w.table_columns(w.model_schema, "nope") is None
+    # several tables at once (one catalog query where the adapter has one): those that exist only
+    w.execute("CREATE TABLE c2 (k VARCHAR)")
+    assert w.tables_columns(w.model_schema, ["nope", "c2", "c"]) == {"c2": ["k"], "c": ["id", "email"]}
+    assert w.tables_columns(w.model_schema, []) == {}
 
 
 
