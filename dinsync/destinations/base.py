@@ -42,6 +42,9 @@ class EndpointLimit:
     max_concurrency: int = 8
     documented: bool = True  # False: a default we chose, not a documented number
     headroom: float | None = None  # share of `rate` aimed at (None: the sender's default, 98.5%)
+    # the platform's counter this endpoint draws on, when it shares one with another endpoint (None:
+    # its own, `name`); endpoints of one bucket share one pace (the stats stay per endpoint)
+    bucket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -344,6 +347,10 @@ class Destination:
     handles_statuses: frozenset[int] = frozenset()  # statuses parse() sees before the sender's defaults
     phone_region: str | None = None  # default region of national phone numbers (settings may override)
     default_concurrency: int | None = None  # requests in flight when dinsync.yml sets no `concurrency`
+    # Whom the platform's rate limits count: "credentials" (a token, a project's key: the senders of
+    # one process using the same key and base URL share each endpoint's pace, e.g. two syncs running
+    # at once under `serve --parallel`) or "address" (the client's IP: every sender to the base URL).
+    limit_scope: Literal["credentials", "address"] = "credentials"
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")
@@ -351,6 +358,17 @@ class Destination:
         self.options = dict(options or {})
 
     # --- declared data, resolved for one sync ---------------------------------------------
+    def limit_key(self) -> tuple:
+        """What identifies the platform's rate-limit counters this destination draws on (see
+        `limit_scope`); credentials enter it hashed."""
+        who = ""
+        if self.limit_scope == "credentials":
+            import hashlib
+
+            text = "\n".join(f"{k}={v}" for k, v in sorted(self.credentials.items()))
+            who = hashlib.sha256(text.encode()).hexdigest()
+        return (self.type_name or type(self).__name__, self.base_url, who)
+
     def service(self, name: str) -> ServiceSpec:
         return self.services[name]
 

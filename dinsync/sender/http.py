@@ -37,7 +37,7 @@ from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
 from .inflight import InFlight
-from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter
+from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter, shared_pace
 from .retry import RetryPolicy, parse_retry_after
 
 MAX_REASON_CHARS = 500
@@ -187,8 +187,12 @@ class HttpSender:
         rate = self.rate_overrides.get(name, limit.rate)
         if not self.limits_enabled:
             rate = None
-        limiter = RateLimiter(rate, limit.burst, headroom=limit.headroom or self.headroom, clock=self.clock,
-                              cold_margin=COLD_MARGIN)
+        # One pace per platform counter in the process: syncs sending at once to one token (serve
+        # --parallel) share it, as the platform counts them together; so do endpoints of one bucket.
+        headroom = limit.headroom or self.headroom
+        pace = shared_pace((self.destination.limit_key(), limit.bucket or name), rate, limit.burst,
+                           headroom=headroom, clock=self.clock, cold_margin=COLD_MARGIN)
+        limiter = RateLimiter(rate, limit.burst, headroom=headroom, clock=self.clock, pace=pace)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
         ep = _Endpoint(limit, limiter, InFlight(limit.max_concurrency, rate, sockets=self.connections), stats)
         self._endpoints[name] = ep

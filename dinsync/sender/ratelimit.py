@@ -12,7 +12,9 @@ import asyncio
 import heapq
 import itertools
 import math
+import threading
 import time
+import weakref
 from collections import deque
 from typing import Protocol
 
@@ -44,6 +46,9 @@ class MonotonicClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+
+_MONOTONIC = MonotonicClock()
 
 
 class FakeClock:
@@ -93,6 +98,107 @@ class FakeClock:
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
 
+class _Pace:
+    """The schedule of one server-side bucket: GCRA state, the window of recent starts, the pause.
+
+    Every method runs under a threading lock and never awaits, so one pace may be shared by the
+    limiters of several senders, each on an event loop of its own (syncs running at once under
+    `dinsync serve --parallel`, each in its own thread, that write to one token: Attio counts its
+    25 writes/s for the whole token, not per sync). Waiters stay with their own limiter."""
+
+    def __init__(self, rate: float | None, burst: int, headroom: float, cold_margin: float, clock: "Clock"):
+        self.lock = threading.Lock()
+        self.clock = clock  # held: a shared pace is found by its clock's identity (see `shared_pace`)
+        self.rate = rate
+        self.burst = int(burst)
+        self.headroom = headroom
+        if rate is None:
+            self.interval = 0.0
+            self.window: deque[list[float]] | None = None
+        else:
+            self.interval = 1.0 / (rate * headroom)
+            self.window = deque(maxlen=max(self.burst, math.ceil(rate)))
+        self.tolerance = (self.burst - 1) * self.interval
+        self.tat = -math.inf  # theoretical arrival time of the next start (GCRA)
+        self.cold_margin = cold_margin
+        # the first window of starts counts as leaving `cold_margin` later (see COLD_MARGIN)
+        self.cold = self.window.maxlen if self.window is not None and cold_margin > 0 else 0
+        self.paused_until = -math.inf
+
+    def pause_until(self, t: float) -> None:
+        with self.lock:
+            if t > self.paused_until:
+                self.paused_until = t
+
+    def set_rate(self, rate: float | None) -> None:
+        with self.lock:
+            if rate == self.rate:
+                return
+            self.rate = rate
+            recent = list(self.window or ())
+            if rate is None:
+                self.interval, self.window = 0.0, None
+            else:
+                self.interval = 1.0 / (rate * self.headroom)
+                self.window = deque(recent, maxlen=max(self.burst, math.ceil(rate)))
+            self.tolerance = (self.burst - 1) * self.interval
+
+    def ready_at(self) -> float:
+        t = max(self.tat - self.tolerance, self.paused_until)
+        w = self.window
+        if w is not None and len(w) == w.maxlen:
+            t = max(t, w[0][0] + w.maxlen * self.interval)
+        return t
+
+    def try_take(self, now: float) -> tuple[list[float] | None, float]:
+        """The next start slot if it is due at `now` (taken atomically), else (None, seconds to wait)."""
+        with self.lock:
+            wait = self.ready_at() - now
+            if wait > _EPS:
+                return None, wait
+            return self._take(now), 0.0
+
+    def _take(self, now: float) -> list[float]:
+        # A start a little late for its slot (the loop woke us after the deadline, as real event
+        # loops do by a millisecond or so) keeps the schedule: the next slot is one interval after
+        # this one's, not after `now`, else every wake-up's lateness lowers the rate (with burst 1,
+        # 1.3 ms per wake-up cost 13% of 100 requests/s). A start later than a whole interval (an
+        # idle limiter, a pause) starts a new schedule, so idleness is never banked. The window
+        # check of `ready_at` still caps the starts in any `maxlen` run.
+        # Only a wake-up's lateness keeps it: a start held back longer (by the window check, after
+        # a start that left late) starts a new schedule, else the next start would follow it
+        # closely (17 ms apart at 5/s), bunching every window after.
+        late = now - self.tat
+        kept = 0 < late < min(self.interval, max(KEPT_LATENESS * self.interval, KEPT_LATENESS_SECONDS))
+        self.tat = (self.tat if kept else max(self.tat, now)) + self.interval
+        slot = [now]
+        if self.window is not None:
+            if self.cold:
+                self.cold -= 1
+                slot[0] += self.cold_margin
+            self.window.append(slot)
+        return slot
+
+
+_SHARED: "weakref.WeakValueDictionary[tuple, _Pace]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pace(key: tuple, rate: float | None, burst: int = 1, *, headroom: float = DEFAULT_HEADROOM,
+                clock: "Clock | None" = None, cold_margin: float = 0.0) -> _Pace:
+    """The pace of the server-side bucket `key` (e.g. a destination's token and an endpoint), one per
+    process while a limiter uses it: limiters made with it share their starts, their window and
+    their 429 pauses. Real-time clocks share; another clock only with limiters given the same object."""
+    clock = clock or _MONOTONIC
+    full = (key, rate, int(burst), headroom, "monotonic" if isinstance(clock, MonotonicClock) else id(clock))
+    with _SHARED_LOCK:
+        pace = _SHARED.get(full)
+        if pace is None:
+            pace = _Pace(rate, burst, headroom, cold_margin, clock)
+            _SHARED[full] = pace
+        return pace
+
+
 class RateLimiter:
     """At most `rate` request starts per second, `burst` of them back to back, FIFO among waiters.
 
@@ -103,6 +209,9 @@ class RateLimiter:
     starts span at least that many intervals. With `burst=1` this is plain even spacing.
 
     `rate=None` means unlimited, but the limiter still honours pauses (a 429 can come anyway).
+
+    `pace` (from `shared_pace`): the schedule this limiter shares with others counting against the
+    same server-side limit, in this thread or another; by default a schedule of its own.
     """
 
     def __init__(
@@ -113,6 +222,7 @@ class RateLimiter:
         headroom: float = DEFAULT_HEADROOM,
         clock: Clock | None = None,
         cold_margin: float = 0.0,
+        pace: _Pace | None = None,
     ):
         if rate is not None and not rate > 0:
             raise ValueError(f"rate must be > 0 or None, got {rate!r}")
@@ -120,25 +230,31 @@ class RateLimiter:
             raise ValueError(f"burst must be >= 1, got {burst!r}")
         if not 0 < headroom <= 1:
             raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
-        self.rate = rate
-        self.burst = int(burst)
-        self.headroom = headroom
-        self.clock: Clock = clock or MonotonicClock()
-        if rate is None:
-            self._interval = 0.0
-            self._window: deque[list[float]] | None = None
-        else:
-            self._interval = 1.0 / (rate * headroom)
-            self._window = deque(maxlen=max(self.burst, math.ceil(rate)))
-        self._tolerance = (self.burst - 1) * self._interval
-        self._tat = -math.inf  # theoretical arrival time of the next start (GCRA)
-        self.cold_margin = cold_margin
-        # the first window of starts counts as leaving `cold_margin` later (see COLD_MARGIN)
-        self._cold = self._window.maxlen if self._window is not None and cold_margin > 0 else 0
-        self._paused_until = -math.inf
+        self.clock: Clock = clock or (pace.clock if pace is not None else MonotonicClock())
+        self._pace = pace or _Pace(rate, burst, headroom, cold_margin, self.clock)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     # --- state ------------------------------------------------------------------------------
+    @property
+    def rate(self) -> float | None:
+        return self._pace.rate
+
+    @property
+    def burst(self) -> int:
+        return self._pace.burst
+
+    @property
+    def headroom(self) -> float:
+        return self._pace.headroom
+
+    @property
+    def cold_margin(self) -> float:
+        return self._pace.cold_margin
+
+    @property
+    def _interval(self) -> float:
+        return self._pace.interval
+
     @property
     def effective_rate(self) -> float | None:
         """The rate we actually aim at (documented rate x headroom)."""
@@ -150,28 +266,18 @@ class RateLimiter:
 
     @property
     def paused_until(self) -> float:
-        return self._paused_until
+        return self._pace.paused_until
 
     def pause_until(self, t: float) -> None:
         """No start before clock time `t` for anyone (pauses only ever get longer)."""
-        if t > self._paused_until:
-            self._paused_until = t
+        self._pace.pause_until(t)
 
     def set_rate(self, rate: float | None) -> None:
         """Pace at `rate` from now on (e.g. the limit a server announces in its headers); waiters
         keep their place in line and the next start stays where the old pace put it."""
         if rate is not None and not rate > 0:
             raise ValueError(f"rate must be > 0 or None, got {rate!r}")
-        if rate == self.rate:
-            return
-        self.rate = rate
-        recent = list(self._window or ())
-        if rate is None:
-            self._interval, self._window = 0.0, None
-        else:
-            self._interval = 1.0 / (rate * self.headroom)
-            self._window = deque(recent, maxlen=max(self.burst, math.ceil(rate)))
-        self._tolerance = (self.burst - 1) * self._interval
+        self._pace.set_rate(rate)
 
     def penalize(self, seconds: float) -> None:
         """The server asked us to wait `seconds` (429 + Retry-After): pause the whole limiter."""
@@ -179,32 +285,8 @@ class RateLimiter:
 
     # --- acquiring --------------------------------------------------------------------------
     def _ready_at(self) -> float:
-        t = max(self._tat - self._tolerance, self._paused_until)
-        w = self._window
-        if w is not None and len(w) == w.maxlen:
-            t = max(t, w[0][0] + w.maxlen * self._interval)
-        return t
-
-    def _take(self, now: float) -> list[float]:
-        # A start a little late for its slot (the loop woke us after the deadline, as real event
-        # loops do by a millisecond or so) keeps the schedule: the next slot is one interval after
-        # this one's, not after `now`, else every wake-up's lateness lowers the rate (with burst 1,
-        # 1.3 ms per wake-up cost 13% of 100 requests/s). A start later than a whole interval (an
-        # idle limiter, a pause) starts a new schedule, so idleness is never banked. The window
-        # check of `_ready_at` still caps the starts in any `maxlen` run.
-        # Only a wake-up's lateness keeps it: a start held back longer (by the window check, after
-        # a start that left late) starts a new schedule, else the next start would follow it
-        # closely (17 ms apart at 5/s), bunching every window after.
-        late = now - self._tat
-        kept = 0 < late < min(self._interval, max(KEPT_LATENESS * self._interval, KEPT_LATENESS_SECONDS))
-        self._tat = (self._tat if kept else max(self._tat, now)) + self._interval
-        slot = [now]
-        if self._window is not None:
-            if self._cold:
-                self._cold -= 1
-                slot[0] += self.cold_margin
-            self._window.append(slot)
-        return slot
+        with self._pace.lock:
+            return self._pace.ready_at()
 
     @staticmethod
     def started(slot: list[float] | None, t: float) -> None:
@@ -222,9 +304,10 @@ class RateLimiter:
         Cancel-safe: the slot is taken synchronously right before returning, so a waiter that is
         cancelled never holds one, and the next waiter in line is woken in its place.
         """
-        now = self.clock.now()
-        if not self._waiters and self._ready_at() <= now + _EPS:
-            return self._take(now)
+        if not self._waiters:
+            slot, _ = self._pace.try_take(self.clock.now())
+            if slot is not None:
+                return slot
         me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(me)
         try:
@@ -232,11 +315,11 @@ class RateLimiter:
                 if self._waiters[0] is not me:
                     await me  # resolved when we reach the head of the line
                     continue
-                now = self.clock.now()
-                wait = self._ready_at() - now
-                if wait <= _EPS:
-                    return self._take(now)
-                # Re-checked after waking: a pause may have been extended meanwhile.
+                slot, wait = self._pace.try_take(self.clock.now())
+                if slot is not None:
+                    return slot
+                # Re-checked after waking: a pause may have been extended meanwhile, or a limiter
+                # sharing the pace took the slot.
                 await self.clock.sleep(wait)
         finally:
             was_head = bool(self._waiters) and self._waiters[0] is me

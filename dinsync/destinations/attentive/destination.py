@@ -157,8 +157,9 @@ class AttentiveDestination(Destination):
         "bulk_user_attributes": EndpointLimit("bulk_user_attributes", rate=100.0, burst=4, max_concurrency=16),
         "bulk_job": EndpointLimit("bulk_job", rate=100.0, burst=4, max_concurrency=8),
         "me": EndpointLimit("me", rate=150.0, max_concurrency=1),
-        "probe": EndpointLimit("probe", rate=150.0, max_concurrency=1),  # one request per run (same server bucket
-        #   as get_custom_attributes; kept apart so that the lookups' achieved rate is theirs alone)
+        # one request per run, on the lookups' server bucket (GET /v1/attributes/custom): their pace, stats
+        # of its own (so that the lookups' achieved rate is theirs alone)
+        "probe": EndpointLimit("probe", rate=150.0, burst=4, max_concurrency=1, bucket="get_custom_attributes"),
     }
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
