@@ -412,7 +412,8 @@ class HttpSender:
 
     def retry_after(self, headers: Mapping[str, str]) -> float | None:
         """The server's wait hint: `Retry-After`, else `RateLimit-Reset` if given in seconds."""
-        hint = parse_retry_after(headers.get("Retry-After"), cap=self.policy.max_retry_after)
+        hint = parse_retry_after(headers.get("Retry-After"), cap=self.policy.max_retry_after,
+                                 server_date=headers.get("Date"))
         if hint is None:
             reset = headers.get("RateLimit-Reset")
             try:

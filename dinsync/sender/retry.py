@@ -4,10 +4,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 MAX_RETRY_AFTER = 120.0  # seconds; a server asking for more is capped (the run must go on)
+# An HTTP-date Retry-After is read against the server's clock (its Date header) when that clock is
+# off ours by more than this: both are whole seconds, and the answer took a while to arrive.
+CLOCK_SKEW = 2.0
 
 
 def parse_retry_after(
@@ -15,12 +18,17 @@ def parse_retry_after(
     now: datetime | None = None,
     *,
     cap: float = MAX_RETRY_AFTER,
+    server_date: str | None = None,
 ) -> float | None:
     """Seconds to wait from a `Retry-After` value, or None when absent or unreadable.
 
     Accepts delta-seconds ("1", leniently "1.5") and HTTP dates in the three RFC 9110 formats
     (IMF-fixdate, RFC 850, asctime; Attio sends IMF-fixdate). A date in the past means "now" (0).
     The result is capped at `cap`. `now` (aware datetime) defaults to the current UTC time.
+    `server_date`: the answer's `Date` header. A date is the server's clock: when that clock is off
+    ours by more than CLOCK_SKEW seconds, the date is read against it (a client clock 5 s ahead read
+    Attio's "retry at the next second" as a date in the past, and came back at once, every time; one
+    behind waited up to the cap after each 429).
     """
     if value is None:
         return None
@@ -46,7 +54,22 @@ def parse_retry_after(
     now = now or datetime.now(timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
+    server = _http_date(server_date)
+    if server is not None and abs((now - server).total_seconds()) > CLOCK_SKEW:
+        now = server + timedelta(seconds=0.5)  # (a whole second, and the answer's trip: about half)
     return min(max(0.0, (when - now).total_seconds()), cap)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 @dataclass

@@ -277,6 +277,26 @@ def test_429_retry_after_http_date_is_honoured():
     assert srv.hits[1].wall >= reset["at"]  # not one moment before the date the server gave
 
 
+def test_429_http_date_from_a_server_whose_clock_is_behind_ours_still_pauses():
+    """The server's clock is 10 s behind ours: its Retry-After (its next whole second + 1) is in
+    our past. Read against its Date header, the date still means ~1.5 s from now."""
+    async def handler(request, hit):
+        server_now = time.time() - 10.0
+        if hit.n == 0:
+            headers = {"Retry-After": formatdate(math.ceil(server_now) + 1, usegmt=True),
+                       "Date": formatdate(server_now, usegmt=True)}
+            return web.json_response({"error": "rate_limit_exceeded"}, status=429, headers=headers)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
+            return srv, await s.send(batch(["a", "b"]))
+
+    srv, results = run(main())
+    assert statuses(results) == {"a": "ok", "b": "ok"}
+    assert srv.hits[1].at - srv.hits[0].at >= 1.0  # (read against our clock: back at once)
+
+
 def test_5xx_then_success():
     async def handler(request, hit):
         if hit.n < 2:

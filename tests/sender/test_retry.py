@@ -82,3 +82,23 @@ def test_should_retry_counts_the_first_attempt():
     assert [p.should_retry(n) for n in (1, 2, 3)] == [True, True, False]
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+@pytest.mark.parametrize(
+    "skew", [-3600.0, -5.0, 5.0, 3600.0],  # the server's clock behind / ahead of ours
+)
+def test_an_http_date_is_read_against_the_servers_clock_when_ours_is_off(skew):
+    """Attio's Retry-After is the next second of *its* clock. Against our clock alone, one 5 s ahead
+    read it as a date in the past (0: back at once, every 429 of a storm), one behind as a long wait."""
+    server_now = NOW + timedelta(seconds=skew)
+    date = server_now.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    retry_at = (server_now + timedelta(seconds=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert parse_retry_after(retry_at, NOW, server_date=date) == pytest.approx(0.5)
+
+
+def test_a_server_clock_close_to_ours_leaves_the_date_read_against_ours():
+    # Date is whole seconds and the answer took its time: within CLOCK_SKEW, ours is the better reference
+    assert parse_retry_after("Tue, 23 May 2023 14:42:01 GMT", NOW + timedelta(seconds=0.7),
+                             server_date="Tue, 23 May 2023 14:41:59 GMT") == pytest.approx(0.3)
+    assert parse_retry_after("Tue, 23 May 2023 14:42:01 GMT", NOW, server_date="garbage") == 1.0
+    assert parse_retry_after("3", NOW, server_date="Tue, 23 May 2023 10:00:00 GMT") == 3.0  # seconds: no clock
