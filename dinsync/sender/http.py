@@ -249,6 +249,11 @@ class HttpSender:
             # retry
             reason = outcome.reason or "transient failure"
             hint = outcome.retry_after
+            if outcome.throttled and hint is not None and hint <= 0:
+                # A 429 that says "now" (Retry-After 0, a date in the past) names no wait: backoff as
+                # without a hint. Coming back at once kept a throttled Attio at 24 requests/s through a
+                # 30 s storm of such answers (724 429s), and 80 rows used their 8 attempts in it.
+                hint = None
             if outcome.throttled:
                 # Shared backoff: everyone waiting on this endpoint waits, not only us.
                 self._count(ep, "throttled")
@@ -259,7 +264,7 @@ class HttpSender:
                 ep.limiter.penalize(hint)
             if not self.policy.should_retry(attempt):
                 break
-            delay = self.policy.delay(attempt, outcome.retry_after)
+            delay = self.policy.delay(attempt, hint)
             self._count(ep, "retries")
             await self.clock.sleep(delay)
         self._count(ep, "failed_requests")
