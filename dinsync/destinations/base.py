@@ -351,6 +351,9 @@ class Destination:
     # one process using the same key and base URL share each endpoint's pace, e.g. two syncs running
     # at once under `serve --parallel`) or "address" (the client's IP: every sender to the base URL).
     limit_scope: Literal["credentials", "address"] = "credentials"
+    # Headers in which the platform announces a window's limit (header -> the window's seconds): an
+    # endpoint is paced at the lowest announced limit per second, never above its documented rate.
+    announced_limits: Mapping[str, float] = {}
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

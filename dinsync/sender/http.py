@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
@@ -448,9 +449,31 @@ class HttpSender:
             return Outcome("retry", reason=f"HTTP {status}: {_snippet(body)}")
         return None
 
+    def follow_announced_limits(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        """Pace `endpoint` at the lowest limit per second the answer announces in the destination's
+        `announced_limits` headers (never above the documented rate; not when dinsync.yml sets it)."""
+        windows = self.destination.announced_limits
+        if not windows or not self.limits_enabled or endpoint in self.rate_overrides:
+            return
+        ep = self._endpoint(endpoint)
+        rate = ep.limit.rate
+        if rate is None:
+            return
+        seen = False
+        for header, seconds in windows.items():
+            try:
+                value = float(headers.get(header) or "")
+            except ValueError:
+                continue
+            if math.isfinite(value) and value >= 1.0:
+                rate, seen = min(rate, value / seconds), True
+        if seen and rate != ep.limiter.rate:
+            ep.limiter.set_rate(rate)
+
     def classify(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
+        self.follow_announced_limits(request.endpoint, headers)
         outcome = self.default_outcome(request, status, headers, body)
         if outcome is None:
             try:

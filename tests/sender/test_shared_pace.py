@@ -99,3 +99,29 @@ def test_senders_in_threads_of_their_own_share_the_pace():
         t.join(30)
     assert len(starts) == 60
     assert most_in_a_second(starts) <= 40  # (each thread alone paced at 40/s: up to 80)
+
+
+def test_splio_paces_on_the_minute_limit_its_gateway_announces():
+    """Splio's gateway counts per second and per minute (x-rateLimit-limit-minute; the minute's limit
+    is not documented). At 20/s, 480 a minute were spent in 24 s, then 429s for the rest of it."""
+    from multidict import CIMultiDict
+
+    sender = HttpSender(SplioDestination(URL, {"api_key": "k-minute"}, {"transport": "api"}), clock=FakeClock())
+    sender.follow_announced_limits("contacts", CIMultiDict({"x-rateLimit-limit-minute": "480",
+                                                            "x-rateLimit-limit-second": "20"}))
+    assert sender.limiter("contacts").rate == 8.0
+    sender.follow_announced_limits("contacts", CIMultiDict({"X-RateLimit-Limit-Minute": "6000"}))
+    assert sender.limiter("contacts").rate == 20.0  # never above the documented 20/s
+    sender.follow_announced_limits("contacts", CIMultiDict({"x-rateLimit-limit-second": "10"}))
+    assert sender.limiter("contacts").rate == 10.0
+    sender.follow_announced_limits("contacts", CIMultiDict({"x-rateLimit-limit-minute": "soon"}))
+    assert sender.limiter("contacts").rate == 10.0  # nothing readable announced: kept
+
+
+def test_a_rate_set_in_dinsync_yml_is_not_overridden_by_announcements():
+    from multidict import CIMultiDict
+
+    sender = HttpSender(SplioDestination(URL, {"api_key": "k-minute2"}, {"transport": "api"}),
+                        rate_overrides={"contacts": 15.0}, clock=FakeClock())
+    sender.follow_announced_limits("contacts", CIMultiDict({"x-rateLimit-limit-minute": "480"}))
+    assert sender.limiter("contacts").rate == 15.0
