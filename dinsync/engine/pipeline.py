@@ -30,6 +30,7 @@ from .commits import Checkpointer
 LOOKUP_SLICE_SECONDS = 1.0
 LOOKUP_SLICE_MIN_ROWS = 50  # fewer would only mean more, smaller writes (at 10 lookups/s a slice is 5 s)
 LOOKUP_SLICE_ROWS = 1000
+LOOKUP_SLICES = 4  # slices whose lookups are under way at once (the oldest waits for its slowest answer)
 # Rows mapped (and prepared into requests) at once, at most this many bytes of plan rows: mapping
 # makes several copies of each value (its text, the JSON of the row, the request body), so a batch
 # of wide rows (10,000 rows of 100 KB of text) took ~9 GB of RSS where its Arrow batch was 1 GB.
@@ -230,15 +231,15 @@ class Pipeline:
             looked_up, vouched = mapped.filter(added), mapped.filter(~added)
         size = self._lookup_slice_rows(looked_up)
         parts = [looked_up.slice(start, size) for start in range(0, looked_up.height, size)]
-        lookups = [asyncio.ensure_future(self._only_existing(part)) for part in parts[:1]]
+        lookups = [asyncio.ensure_future(self._only_existing(part)) for part in parts[:LOOKUP_SLICES - 1]]
         try:
             if vouched is not None and vouched.height:
                 await self._enqueue(vouched, queue, loop, work_ex)
             for i in range(len(parts)):
                 if self._stopping() or self.fatal is not None:
                     break
-                if i + 1 < len(parts):
-                    lookups.append(asyncio.ensure_future(self._only_existing(parts[i + 1])))
+                if len(lookups) < len(parts):
+                    lookups.append(asyncio.ensure_future(self._only_existing(parts[len(lookups)])))
                 found = await lookups[i]
                 if self._stopping() or self.fatal is not None:
                     break
