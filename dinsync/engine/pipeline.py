@@ -350,7 +350,9 @@ class Pipeline:
                 delivered = await self._deliver(request)
             except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
                 self.s.sent -= len(request.keys)
-                return
+                # and the worker stays, to take (unsent) what is queued until the end: the reader may
+                # be waiting for room in a full queue, and would wait forever once every worker left
+                continue
             except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
                 self.s.sent -= len(request.keys)
                 raise

@@ -91,6 +91,34 @@ def test_requests_waiting_for_their_rate_slot_are_not_sent_after_a_signal(projec
     assert sandbox_users(project) == segment(project) and len(project.snapshot_keys()) == 600
 
 
+def test_a_signal_while_the_request_queue_is_full_stops_the_run(project):
+    """Under a rate limit the reader waits on a full request queue while the senders wait for
+    their rate slots. A signal made each sender give up its request and leave, none taking from
+    the queue any more: the reader waited forever (a 429 storm's 100 s pause, then SIGTERM: still
+    running 10 minutes later). The senders now drain what is queued, unsent."""
+    project.write(destination_extra="    bulk_max_users: 5\n    rate_limits: {bulk_update: 2}\n")
+    project.seed(600)  # 120 requests; 4 senders and a queue of 16
+    proc = run_sync_process(project)
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    project.thread.set_faults(throttle_rate=1.0, throttle_retry_after=3.0)  # every sender waits for the pause
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the run did not stop within 60 s of SIGTERM")
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "cancelled"
+    assert run["sent"] == run["acknowledged"] == len(project.snapshot_keys())
+
+
 def _synced_in_requests_of_50(project) -> None:
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
     project.seed(ROWS)
