@@ -567,6 +567,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables)
 
+    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "

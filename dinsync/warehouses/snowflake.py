@@ -440,6 +440,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables, fold=True)
 
+    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         rows = self.query(
             "SELECT column_name FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(:s) "
