@@ -98,7 +98,8 @@ class GenericDuckDB(DuckDBWarehouse):
     """DuckDB running the SQL written for warehouses without a scratch database or row positions
     (the plan in the state schema, commits joined on the key)."""
 
-    capabilities = Capabilities(dialect="duckdb", hash_type="UBIGINT")
+    capabilities = Capabilities(dialect="duckdb", hash_type="UBIGINT",
+                                paramstyle=DuckDBWarehouse.capabilities.paramstyle)  # (its queries' markers)
 
 
 class Harness:
