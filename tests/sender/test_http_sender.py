@@ -431,8 +431,10 @@ def test_reset_on_a_reused_connection_is_retried_by_us_not_behind_the_limiter():
     srv, s, results = run(main())
     assert results == [[RecordResult("a", "ok")], [RecordResult("b", "ok")]]
     assert len(srv.hits) == s.stats.requests == 3 and s.stats.retries == 1
-    interval = 1 / (10.0 * s.limiter("write").headroom)
-    assert all(b.at - a.at >= interval - 0.005 for a, b in zip(srv.hits, srv.hits[1:]))
+    # each of the three took a start from the limiter (its window holds up to 10 at 10/s): the
+    # retry was paced, as the others (not asserted on the server's arrival times, which a loaded
+    # machine's event loop records late or early by more than the tolerance a spacing check has)
+    assert len(s.limiter("write")._pace.window) == 3
 
 
 def test_timeout_then_success():
