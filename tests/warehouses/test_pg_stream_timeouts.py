@@ -62,7 +62,11 @@ def test_a_slow_reader_outlasts_the_roles_timeouts(impatient_role, path):
 
 def test_the_servers_error_mid_stream_is_a_warehouse_error(impatient_role):
     w = _as(impatient_role, "adbc")
-    stream = w.stream(f"SELECT * FROM {impatient_role}.plan", batch_rows=1_000)
+    # 50 x the table (~500 MB), which the server cannot have sent whole before it is stopped: the
+    # table alone (~10 MB) sometimes reached the socket's and the driver's buffers before the
+    # terminate, and the stream then ended without an error (seen once in CI)
+    stream = w.stream(f"SELECT p.* FROM {impatient_role}.plan AS p CROSS JOIN generate_series(1, 50) AS g",
+                      batch_rows=1_000)
     try:
         next(stream)
         with psycopg.connect(PG_DSN, autocommit=True) as admin:
