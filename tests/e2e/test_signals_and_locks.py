@@ -20,17 +20,22 @@ from tests.toy_destination import OutboxProcessor
 ROWS = 6000
 
 
+def _wait_for_requests(project, proc: subprocess.Popen, n: float) -> None:
+    """Until the sandbox has seen `n` requests in all (the sync still running; at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while project.thread.stats()["requests"] < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
 def _start_slow_sync(project, latency: float = 0.05) -> subprocess.Popen:
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
     project.seed(ROWS)
     project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
     project.thread.set_faults(latency=latency, jitter=0.02)
     proc = run_sync_process(project)
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < 10 * min(1.0, 0.05 / latency):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    _wait_for_requests(project, proc, 10 * min(1.0, 0.05 / latency))
     return proc
 
 
@@ -72,11 +77,7 @@ def test_requests_waiting_for_their_rate_slot_are_not_sent_after_a_signal(projec
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: 2}\n")
     project.seed(600)
     proc = run_sync_process(project)
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    _wait_for_requests(project, proc, 3)
     proc.send_signal(signal.SIGTERM)
     at_signal = project.thread.stats()["requests"]
     out, err = proc.communicate(timeout=60)
@@ -99,11 +100,7 @@ def test_a_signal_while_the_request_queue_is_full_stops_the_run(project):
     project.write(destination_extra="    bulk_max_users: 5\n    rate_limits: {bulk_update: 2}\n")
     project.seed(600)  # 120 requests; 4 senders and a queue of 16
     proc = run_sync_process(project)
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    _wait_for_requests(project, proc, 3)
     project.thread.set_faults(throttle_rate=1.0, throttle_retry_after=3.0)  # every sender waits for the pause
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -132,11 +129,7 @@ def _stopped_after_ten_requests(project, *args: str) -> dict:
     project.thread.set_faults(latency=0.05, jitter=0.02)
     before = project.thread.stats()["requests"]
     proc = run_sync_process(project, *args)
-    deadline = time.monotonic() + 60
-    while project.thread.stats()["requests"] < before + 10:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    _wait_for_requests(project, proc, before + 10)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     [stopped] = json.loads(out)["runs"]
