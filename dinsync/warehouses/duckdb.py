@@ -567,14 +567,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables)
 
-    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
-        rows = self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [schema, table],
-        ).fetchall()
-        return [r[0] for r in rows] or None
+        return self.tables_columns(schema, [table]).get(table)
 
     def _threads_mb(self) -> int:
         """What a plan needs beyond PLAN_BASE_MB for DuckDB's threads (see PLAN_THREADS)."""

@@ -316,15 +316,8 @@ class PsycopgSessions:
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables)
 
-    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
-        rows = self.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
-            "ORDER BY ordinal_position",
-            {"s": schema, "t": table},
-        )
-        names = rows.column(0).to_pylist() if rows.num_rows else []
-        return names or None
+        return self.tables_columns(schema, [table]).get(table)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

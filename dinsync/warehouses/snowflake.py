@@ -440,15 +440,8 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables, fold=True)
 
-    @translated("reading the columns of a table")
     def table_columns(self, schema: str, table: str) -> list[str] | None:
-        rows = self.query(
-            "SELECT column_name FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(:s) "
-            "AND UPPER(table_name) = UPPER(:t) ORDER BY ordinal_position",
-            {"s": schema, "t": table},
-        )
-        names = [n.lower() for n in rows.column(0).to_pylist()] if rows.num_rows else []
-        return names or None
+        return self.tables_columns(schema, [table]).get(table)
 
     def close(self) -> None:
         with self._lock:
