@@ -179,6 +179,11 @@ def phone_key_unreadable(expr: pl.Expr) -> pl.Expr:
     is its text as written (`phone_key_expr`), which the mapping rejects: its ASCII digits alone
     may be another number. NULL for NULL."""
     _, _, kept, rest = _phone_key_parts(expr)
+    return _unreadable(kept, rest)
+
+
+def _unreadable(kept: pl.Expr, rest: pl.Expr) -> pl.Expr:
+    """`phone_key_unreadable` of the parts `_phone_key_parts` made (its digits and '+', the rest)."""
     return (rest != "") & ~((rest == "+") & kept.str.starts_with("+"))
 
 
@@ -202,7 +207,7 @@ def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
     return (
         pl.when(digits.is_null() | ((digits == "") & (rest.str.replace_all(r"[A-Za-z+]", "") == "")))
         .then(pl.lit(None, pl.String))
-        .when(phone_key_unreadable(expr))
+        .when(_unreadable(kept, rest))
         .then(expr.cast(pl.String))
         .when(kept.str.starts_with("+"))
         .then(pl.lit("+") + digits)
