@@ -3,12 +3,15 @@
     python benchmarks/bench_plan.py [--rows 10000000] [--churn 0.02] [--checkpoint-rows 50000]
                                     [--db PATH | --memory] [--memory-limit 192MB]
                                     [--streaming-memory-limit 160MB] [--profile]
-                                    [--no-baseline]
+                                    [--no-baseline] [--one-process]
 
 Builds a table of `--rows` people x 10 columns, plans it (everything added), streams the sendable
 rows and commits their keys from another thread as the engine's checkpoints do (at least
 `--checkpoint-rows` keys a commit, whole row groups in a first sync), changes `--churn` of the
 rows and plans again, then plans twice with nothing changed.
+Each phase runs in a process of its own, as it would for a user: building the model (dbt's work),
+the first `dinsync sync`, changing the model, the next `dinsync sync` (`--one-process`: all in this
+process, as before 2026-12-05).
 Prints seconds and peak RSS per step (Linux), the worst single commit, how much the commits grew
 the database file and the time this disk needs to write that much durably (`commit: disk floor`,
 a probe of 256 MB with a sync every 16 MB), and the peak RSS of the run and of dinsync's own steps;
@@ -24,8 +27,9 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import json
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,11 +152,6 @@ def durable_write_mb_s(folder: str, mb: int = 256) -> float:
     return mb * (1 << 20) / 1e6 / (time.perf_counter() - t0)
 
 
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
 def step_peak_mb() -> float | None:
     """The peak RSS since the last call, and a reset of it (Linux: VmHWM, reset by writing 5 to
     clear_refs), so that each step reports its own: building the model table and mutating it are
@@ -212,38 +211,18 @@ def naive_baseline(w, step) -> None:
     return sql
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--churn", type=float, default=0.02)
-    ap.add_argument("--checkpoint-rows", type=int, default=EngineOptions().checkpoint_rows,
-                    help="a commit starts when at least this many keys wait (the engine's checkpoint_rows); "
-                         "a first sync's commits take whole row groups, as the engine's")
-    ap.add_argument("--db", help="DuckDB file (default: a temporary file)")
-    ap.add_argument("--memory", action="store_true", help="use an in-memory DuckDB")
-    ap.add_argument("--memory-limit", help="DuckDB memory_limit (default: the adapter's default)")
-    ap.add_argument("--streaming-memory-limit", help="DuckDB memory_limit while rows stream out and commits run "
-                                                     "(default: the adapter's default)")
-    ap.add_argument("--profile", action="store_true", help="print the seconds of each SQL statement")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the naive diff")
-    args = ap.parse_args()
+PHASES = ("build", "first", "mutate", "churn", "baseline")
 
-    tmp = None
-    if args.memory:
-        path = ":memory:"
-    elif args.db:
-        path = args.db
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="dinsync-bench-")
-        path = os.path.join(tmp.name, "bench.duckdb")
+
+def run_phase(args, path: str) -> dict:
+    """One phase in this process: its steps' lines are printed here; returns its results (steps'
+    seconds, peaks, the DuckDB settings) for the summary."""
     limits = {"memory_limit": args.memory_limit, "streaming_memory_limit": args.streaming_memory_limit}
     w = connect("duckdb", path=path, **{k: v for k, v in limits.items() if v})
     setting = lambda name: w.query(f"SELECT current_setting('{name}') AS v").column(0)[0].as_py()
-    limit, threads = setting("memory_limit"), setting("threads")
-    results: list[tuple[str, float]] = []
+    out: dict = {"results": [], "peaks": {}, "limit": setting("memory_limit"), "threads": setting("threads")}
+    results, peaks = out["results"], out["peaks"]
     profile = Profile(w) if args.profile else None
-
-    peaks: dict[str, float] = {}
 
     def step(name: str, fn, note=lambda r: ""):
         step_peak_mb()
@@ -260,79 +239,146 @@ def main() -> None:
             profile.report(name)
         return r
 
-    print(f"dinsync plan benchmark: {args.rows:,} rows x {len(COLUMNS)} columns, DuckDB {path}, "
-          f"memory_limit {limit}, threads {threads}")
     # Building and changing the model is the user's work (dbt's, in its own process): it gets a pool
     # of its own, DuckDB's 192 MB (dinsync's default until 2026-12-02). Under the smaller pool that
     # `auto` starts with (114 MB), changing 2% of a 20M-row model ran out of memory, and the
     # adapter's retry of that DELETE failed 1 time in 3 ("Conflict on tuple deletion"). The next
     # plan sets dinsync's own pool again (size_for).
     users_pool = lambda: w.execute("SET memory_limit = '192MB'")
-    step("build model table", lambda: (users_pool(), build(w, args.rows), w.execute("CHECKPOINT")))
-    if profile:
-        profile.report("build")
     spec = DiffSpec(sync="bench", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
                     fields=[(c, c) for c in COLUMNS])
-    planner = Planner(w, spec)
-    step("ensure_state", planner.ensure_state)
     fmt = lambda s: f"added={s.added:,} changed={s.changed:,} removed={s.removed:,} unchanged={s.unchanged:,}"
-    first = step("first plan (all added)", planner.plan, fmt)
-    ck = args.checkpoint_rows
-    # as the engine: the adapter's smaller buffer pool while rows stream out (a first plan's
-    # commits only insert: the inserting pool)
-    step_peak_mb()
-    size = file_mb(path) if path != ":memory:" else None
-    with w.streaming(replacing=False):
-        wall, total, worst, commits, n = commit_all(planner, ck, w.capabilities.insert_block_rows)
-    peaks["stream + commit"] = step_peak_mb() or 0.0
-    results.append(("stream + commit (wall)", wall))
-    results.append(("commit all keys", total))
-    results.append(("worst single commit", worst))
-    print(f"  {'stream + commit (wall)':<36} {wall:8.2f} s  peak RSS {peaks['stream + commit']:.0f} MB")
-    print(f"  {'commit all keys':<36} {total:8.2f} s  {n:,} keys in {commits} commits, worst {worst:.3f} s")
-    if profile:
-        profile.report("commits")
-    step("checkpoint", lambda: w.execute("CHECKPOINT"))
-    if size is not None:
-        # the commits wrote the snapshot to the database file and synced it: at 10 fields ~136
-        # bytes a key (the key and 14 64-bit hashes, which do not compress; 1,364 MB at 10M)
-        grown, speed = file_mb(path) - size, durable_write_mb_s(os.path.dirname(os.path.abspath(path)))
-        results.append(("commit: disk floor", grown / speed))
-        print(f"  {'commit: disk floor':<36} {grown / speed:8.2f} s  the commits grew the database by {grown:,.0f} MB; "
-              f"this disk writes {speed:,.0f} MB/s when synced")
-    step(f"mutate {args.churn:.0%} of rows", lambda: (users_pool(), churn(w, args.rows, args.churn),
-                                                     w.execute("CHECKPOINT"))[1],
-         lambda n: f"{n:,} rows")
-    if profile:
-        profile.report("mutate")
-    # A run's plan lives in DuckDB's in-memory scratch database: the next `dinsync sync` is a new
-    # process that starts without it. Here the same planner plans again, so the first plan is
-    # dropped first, as its own step, instead of inside the churn plan (0.3 s at 10M rows).
-    step("drop the first run's plan", planner.drop_plan)
-    step(f"plan after {args.churn:.0%} churn", planner.plan, fmt)
-    # as the engine before sending: the snapshot rows of the keys to send forget what was delivered
-    # (from the candidates' snapshot rows the plan kept, which go with it)
-    step("unsettle the keys to send", planner.unsettle_sendable)
-    with w.streaming():
-        step("commit changed keys", lambda: commit_all(planner, ck, None)[4], lambda n: f"{n:,} keys")
-    step("commit removed", planner.commit_removed, lambda n: f"{n:,} keys")
-    step("no-op plan", planner.plan, fmt)
-    step("no-op plan (again)", planner.plan, fmt)
-    # before the baseline, which runs without dinsync's memory limit (the per-step resets of the
-    # peak also reset ru_maxrss: the largest step peak is the run's)
-    dinsync_rss = max([peak_rss_mb(), *peaks.values()])
-    if not args.no_baseline:
-        # a naive tool leaves DuckDB's memory limit at its default (80% of RAM): under dinsync's
-        # limit its FULL OUTER JOIN of 10M rows runs out of memory
-        w.execute("RESET memory_limit")
-        sql = naive_baseline(w, step)
-        churn(w, args.rows, args.churn)
-        w.execute("CHECKPOINT")
-        step(f"baseline: naive diff after {args.churn:.0%}", lambda: w.query(sql).column(0)[0].as_py(),
-             lambda n: f"{n:,} rows differ")
-        w.execute(f"SET memory_limit = '{limit}'")
-        planner.drop_plan()
-        step(f"plan after {args.churn:.0%} churn (again)", planner.plan, fmt)
+    phases = PHASES if args.one_process else (args.phase,)
+    planner = None
+    for phase in phases:
+        if phase == "build":
+            step("build model table", lambda: (users_pool(), build(w, args.rows), w.execute("CHECKPOINT")))
+        elif phase == "first":
+            planner = Planner(w, spec)
+            step("ensure_state", planner.ensure_state)
+            step("first plan (all added)", planner.plan, fmt)
+            ck = args.checkpoint_rows
+            # as the engine: the adapter's smaller buffer pool while rows stream out (a first plan's
+            # commits only insert: the inserting pool)
+            step_peak_mb()
+            size = file_mb(path) if path != ":memory:" else None
+            with w.streaming(replacing=False):
+                wall, total, worst, commits, n = commit_all(planner, ck, w.capabilities.insert_block_rows)
+            peaks["stream + commit"] = step_peak_mb() or 0.0
+            results.append(("stream + commit (wall)", wall))
+            results.append(("commit all keys", total))
+            results.append(("worst single commit", worst))
+            print(f"  {'stream + commit (wall)':<36} {wall:8.2f} s  peak RSS {peaks['stream + commit']:.0f} MB")
+            print(f"  {'commit all keys':<36} {total:8.2f} s  {n:,} keys in {commits} commits, worst {worst:.3f} s")
+            if profile:
+                profile.report("commits")
+            step("checkpoint", lambda: w.execute("CHECKPOINT"))
+            if size is not None:
+                # the commits wrote the snapshot to the database file and synced it: at 10 fields
+                # ~136 bytes a key (the key and 14 64-bit hashes, which do not compress; 1,364 MB at 10M)
+                grown, speed = file_mb(path) - size, durable_write_mb_s(os.path.dirname(os.path.abspath(path)))
+                results.append(("commit: disk floor", grown / speed))
+                print(f"  {'commit: disk floor':<36} {grown / speed:8.2f} s  the commits grew the database by "
+                      f"{grown:,.0f} MB; this disk writes {speed:,.0f} MB/s when synced")
+        elif phase == "mutate":
+            step(f"mutate {args.churn:.0%} of rows", lambda: (users_pool(), churn(w, args.rows, args.churn),
+                                                             w.execute("CHECKPOINT"))[1],
+                 lambda n: f"{n:,} rows")
+        elif phase == "churn":
+            if planner is None:  # the next `dinsync sync`: a new process, a new planner
+                planner = Planner(w, spec)
+                step("ensure_state (next run)", planner.ensure_state)
+            else:  # one process: the first run's plan is still in the scratch database
+                step("drop the first run's plan", planner.drop_plan)
+            step(f"plan after {args.churn:.0%} churn", planner.plan, fmt)
+            # as the engine before sending: the snapshot rows of the keys to send forget what was
+            # delivered (from the candidates' snapshot rows the plan kept, which go with it)
+            step("unsettle the keys to send", planner.unsettle_sendable)
+            with w.streaming():
+                step("commit changed keys", lambda: commit_all(planner, args.checkpoint_rows, None)[4],
+                     lambda n: f"{n:,} keys")
+            step("commit removed", planner.commit_removed, lambda n: f"{n:,} keys")
+            step("no-op plan", planner.plan, fmt)
+            step("no-op plan (again)", planner.plan, fmt)
+        elif phase == "baseline" and not args.no_baseline:
+            # a naive tool leaves DuckDB's memory limit at its default (80% of RAM): under dinsync's
+            # limit its FULL OUTER JOIN of 10M rows runs out of memory
+            limit = out["limit"]
+            w.execute("RESET memory_limit")
+            sql = naive_baseline(w, step)
+            churn(w, args.rows, args.churn)
+            w.execute("CHECKPOINT")
+            step(f"baseline: naive diff after {args.churn:.0%}", lambda: w.query(sql).column(0)[0].as_py(),
+                 lambda n: f"{n:,} rows differ")
+            w.execute(f"SET memory_limit = '{limit}'")
+            planner = planner or Planner(w, spec)
+            planner.drop_plan()
+            step(f"plan after {args.churn:.0%} churn (again)", planner.plan, fmt)
+    w.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--churn", type=float, default=0.02)
+    ap.add_argument("--checkpoint-rows", type=int, default=EngineOptions().checkpoint_rows,
+                    help="a commit starts when at least this many keys wait (the engine's checkpoint_rows); "
+                         "a first sync's commits take whole row groups, as the engine's")
+    ap.add_argument("--db", help="DuckDB file (default: a temporary file)")
+    ap.add_argument("--memory", action="store_true", help="use an in-memory DuckDB (implies --one-process)")
+    ap.add_argument("--one-process", action="store_true",
+                    help="every phase in this process (before 2026-12-05, the only way): each phase's peak "
+                         "RSS then starts from what the phases before it left in the process")
+    ap.add_argument("--memory-limit", help="DuckDB memory_limit (default: the adapter's default)")
+    ap.add_argument("--streaming-memory-limit", help="DuckDB memory_limit while rows stream out and commits run "
+                                                     "(default: the adapter's default)")
+    ap.add_argument("--profile", action="store_true", help="print the seconds of each SQL statement")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the naive diff")
+    ap.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # a child process's phase
+    ap.add_argument("--phase-out", help=argparse.SUPPRESS)  # where a child writes its results
+    args = ap.parse_args()
+    args.one_process = args.one_process or args.memory
+
+    if args.phase:  # a child: one phase, its results as JSON
+        out = run_phase(args, args.db)
+        with open(args.phase_out, "w") as f:
+            json.dump(out, f)
+        return
+
+    tmp = None
+    if args.memory:
+        path = ":memory:"
+    elif args.db:
+        path = args.db
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="dinsync-bench-")
+        path = os.path.join(tmp.name, "bench.duckdb")
+    how = "one process" if args.one_process else "each phase in a process of its own, as the user's and dinsync's runs"
+    print(f"dinsync plan benchmark: {args.rows:,} rows x {len(COLUMNS)} columns, DuckDB {path} ({how})", flush=True)
+    if args.one_process:
+        outs = [run_phase(args, path)]
+    else:
+        # Each `dinsync sync` is a process of its own, and so is the user's work (dbt building and
+        # changing the model): a phase's peak RSS does not start from what an earlier one left in
+        # the process (DuckDB's pool filled by the user's 192 MB, freed memory the allocators keep).
+        outs = []
+        with tempfile.TemporaryDirectory(prefix="dinsync-bench-out-") as outdir:
+            for phase in PHASES:
+                if phase == "baseline" and args.no_baseline:
+                    continue
+                out_path = os.path.join(outdir, phase + ".json")
+                argv = [a for a in sys.argv[1:] if a not in ("--memory",)]
+                cmd = [sys.executable, os.path.abspath(__file__), *argv, "--db", path, "--phase", phase,
+                       "--phase-out", out_path]
+                code = subprocess.call(cmd)
+                if code:
+                    raise SystemExit(f"phase {phase} failed (exit {code})")
+                with open(out_path) as f:
+                    outs.append(json.load(f))
+    print(f"DuckDB memory_limit {outs[-1]['limit']}, threads {outs[-1]['threads']} (dinsync's defaults)")
+    results = [tuple(r) for o in outs for r in o["results"]]
+    peaks = {k: v for o in outs for k, v in o["peaks"].items()}
 
     print()
     print(f"{'step':<40}{'seconds':>10}")
@@ -340,13 +386,12 @@ def main() -> None:
     for name, dt in results:
         print(f"{name:<40}{dt:>10.2f}")
     print("-" * 50)
-    print(f"{'peak RSS (MB)':<40}{dinsync_rss:>10.0f}")
+    # (the per-step resets of the peak also reset ru_maxrss: the largest step peak is the run's)
+    print(f"{'peak RSS of every step (MB)':<40}{max(peaks.values(), default=0.0):>10.0f}")
     own = {k: v for k, v in peaks.items() if not k.startswith(("build", "mutate", "baseline"))}
     if own:  # without the steps that build and change the model (the user's work)
         name = max(own, key=own.get)
         print(f"{'peak RSS of dinsync steps (MB)':<40}{own[name]:>10.0f}  ({name})")
-    if not args.no_baseline:
-        print(f"{'peak RSS with the baseline (MB)':<40}{max([peak_rss_mb(), *peaks.values()]):>10.0f}")
     if not args.no_baseline:
         get = dict(results)
         print(f"no-op: naive {get['baseline: naive no-op diff']:.2f} s / dinsync {get['no-op plan (again)']:.2f} s = "
@@ -354,7 +399,6 @@ def main() -> None:
         key = f"baseline: naive diff after {args.churn:.0%}"
         ours = get[f"plan after {args.churn:.0%} churn (again)"]
         print(f"churn: naive {get[key]:.2f} s / dinsync {ours:.2f} s = {get[key] / max(ours, 1e-9):.1f}x")
-    w.close()
     if tmp is not None:
         tmp.cleanup()
 
