@@ -31,6 +31,9 @@ Undocumented behaviour: our choices, all `IterableOptions` fields (default in br
   window [`window="sliding"`, 1 s; or "fixed"].
 * unknown keys in a body (top level or in a bulk user) [`reject_unknown_keys=True`] -> 400
   `BadParams`; the schema does not forbid them, but a strict sandbox catches client bugs.
+* a POST body not sent as `Content-Type: application/json` (text, a form, no header)
+  [`require_json_content_type=True`] -> 400 `BadJsonBody`: the Swagger file's request bodies are
+  JSON schemas, and the Attio and Attentive sandboxes refuse such bodies too.
 * email and userId together [`reject_both_identifiers=False`]: the spec says "not both", the
   support article says "email wins" in email-based projects and hybrid projects need both.
 * userId uniqueness in email-based projects [`unique_user_id_in_email_projects=False`]: Iterable
@@ -134,6 +137,7 @@ class IterableOptions:
     unknown_user_id_list: str = "notFoundUserIds"
     type_mismatch_status: int = 400
     reject_unknown_keys: bool = True
+    require_json_content_type: bool = True
     reject_both_identifiers: bool = False
     unique_user_id_in_email_projects: bool = False
     detect_dates: bool = False
@@ -317,6 +321,10 @@ class IterableSandbox(LoopbackServer):
             if wait is not None:
                 return self._too_many_requests(wait)
         try:
+            if (opts.require_json_content_type and request.method == "POST"
+                    and request.content_type != "application/json"):
+                raise BadRequest("BadJsonBody", f"Expecting an application/json body, got Content-Type "
+                                 f"{request.headers.get('Content-Type', '(none)')[:100]!r}")
             return await handler(request)
         except BadRequest as exc:
             return api_response(exc.status, exc.code, exc.msg, exc.params)

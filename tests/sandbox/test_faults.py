@@ -20,7 +20,7 @@ BULK = "/api/users/bulkUpdate"
 def post(url: str, path: str, body: Any, timeout: float = 10.0) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=timeout)
     try:
-        conn.request("POST", path, body=orjson.dumps(body), headers={"Api-Key": KEY})
+        conn.request("POST", path, body=orjson.dumps(body), headers={"Api-Key": KEY, "Content-Type": "application/json"})
         resp = conn.getresponse()
         return resp.status, dict(resp.headers), resp.read()
     finally:

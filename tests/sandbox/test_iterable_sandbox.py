@@ -184,6 +184,35 @@ def test_malformed_bodies_are_rejected_whole(make, path, raw, code):
     assert users_of(thread) == 0
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_bodies_not_sent_as_json_are_refused(make, content_type):
+    """A JSON body sent as text, as a form or without Content-Type is refused (400 BadJsonBody, nothing
+    written), as the Attio and Attentive sandboxes refuse it: a client that dropped the header passed
+    every test here while a server that reads bodies by their media type would not read its requests."""
+    thread, client = make()
+    headers = {"Content-Type": content_type} if content_type else {}
+    for path, body in ((BULK, {"users": [{"email": "a@b.co", "dataFields": {"x": 1}}]}),
+                       (UPDATE, {"email": "a@b.co", "dataFields": {"x": 1}})):
+        conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+        try:
+            conn.putrequest("POST", path, skip_accept_encoding=True)
+            data = orjson.dumps(body)
+            for name, value in {"Api-Key": KEY, "Content-Length": str(len(data)), **headers}.items():
+                conn.putheader(name, value)
+            conn.endheaders(data)
+            resp = conn.getresponse()
+            got = Resp(resp.status, resp.headers, resp.read())
+        finally:
+            conn.close()
+        assert got.status == 400, (path, got.status, got.body[:120])
+        assert error_code(got) == "BadJsonBody"
+    assert users_of(thread) == 0
+    thread2, client2 = make(require_json_content_type=False)  # the lenient choice stays available
+    assert client2.post(BULK, {"users": [{"email": "a@b.co"}]}, headers={"Content-Type": "text/plain"}).status == 200
+    assert client.post(BULK, {"users": [{"email": "a@b.co"}]}, headers={
+        "Content-Type": "application/json; charset=utf-8"}).status == 200
+
+
 def test_both_identifiers_can_be_refused(make):
     thread, client = make(reject_both_identifiers=True)
     resp = client.post(UPDATE, {"email": "a@b.co", "userId": "u1"})
