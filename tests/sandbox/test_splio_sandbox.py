@@ -460,9 +460,9 @@ def test_slow_importer_writes_the_report_only_after_processing(make):
 
 # ---------------------------------------------------------------- REST helpers
 def http(method: str, url: str, path: str, body: Any = None, *, token: str | None = None,
-         raw: bytes | None = None) -> tuple[int, dict, Any]:
+         raw: bytes | None = None, content_type: str | None = "application/json") -> tuple[int, dict, Any]:
     async def go():
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": content_type} if content_type else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
@@ -562,6 +562,30 @@ def test_an_invalid_item_rejects_the_whole_bulk(make, contacts, status, error_ke
                                token=auth(runner.url))
     assert (got_status, *error_of(body)) == (status, status, error_key, error)
     assert runner.stats()["contacts"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_bodies_not_sent_as_json_are_refused(make, content_type):
+    """A JSON body sent as text, as a form or without Content-Type (aiohttp then says
+    application/octet-stream) is refused with 415 and Splio's envelope, nothing written: it was read
+    and applied, so a client that dropped the header passed every Splio API test."""
+    runner, sandbox = make(insert_allowed=True)
+    runner.call(sandbox.seed, {"email": "a@example.com", "firstname": "A"})
+    token = auth(runner.url)
+    for method, path, body in (("POST", "/authenticate", {"api_key": KEY}),
+                               ("POST", "/data/contacts/bulk", {"contacts": [{"email": "new@example.com"}]}),
+                               ("PATCH", "/data/contacts/a@example.com", {"firstname": "Changed"})):
+        status, _, answer = http(method, runner.url, path, body, token=token, content_type=content_type)
+        assert status == 415, (method, path, status, answer)
+        assert error_of(answer) == (415, "body", "wrong_value")
+    assert runner.call(sandbox.contact, "new@example.com") is None
+    assert runner.call(sandbox.contact, "a@example.com")["firstname"] == "A"
+    status, _, _ = http("PATCH", runner.url, "/data/contacts/a@example.com", {"firstname": "B"}, token=token,
+                        content_type="application/json; charset=utf-8")
+    assert status == 200
+    lenient, lenient_sandbox = make(require_json_content_type=False)  # the lenient choice stays available
+    status, _, _ = http("POST", lenient.url, "/authenticate", {"api_key": KEY}, content_type="text/plain")
+    assert status == 200
 
 
 def test_custom_fields_by_name_option(make):

@@ -49,6 +49,10 @@ Our choices where Splio is silent (all `SplioOptions` fields; default in bracket
   [`unknown_contact_status=404`] with `{"error_key": "id", "error": "wrong_value",
   "error_description": "Contact not found for given identifier."}`.
 * Unknown keys in a contact body [`reject_unknown_keys=True`] -> 400 `wrong_value`.
+* A POST / PATCH / PUT body not sent as `Content-Type: application/json` (text, a form, no
+  header) [`require_json_content_type=True`] -> 415 envelope `wrong_value` at `body`, nothing
+  applied (the Swagger file's bodies are JSON; the Attio and Attentive sandboxes refuse such
+  bodies too).
 * `GET /data/fields/contacts` lists system fields (`is_system: true`) and custom fields
   (`id`, `name`, `field_key: cN`); `data_type` only with [`fields_data_type=False`] (absent
   from Splio's example). Only the `email` unique key is emulated.

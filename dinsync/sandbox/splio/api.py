@@ -156,6 +156,9 @@ class SplioApi:
             remaining, reset = self.limiter.usage(key, limit)
             headers = _limit_headers(limit, remaining, reset)
         try:
+            if (self.options.require_json_content_type and request.method in ("POST", "PATCH", "PUT")
+                    and request.content_type != "application/json"):
+                raise ApiError(415, "body", "wrong_value", "The request body must be sent as application/json.")
             resp = await handler(request)
         except ApiError as exc:
             resp = envelope(exc.status, exc.error_key, exc.error, exc.description)

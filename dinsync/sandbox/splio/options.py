@@ -47,6 +47,7 @@ class SplioOptions:
     unknown_contact_status: int = 404
     fields_data_type: bool = False
     reject_unknown_keys: bool = True
+    require_json_content_type: bool = True  # a POST / PATCH / PUT body not sent as application/json -> 415
     error_index_base: int = 0  # contacts[N] in a refused bulk's error_key: Splio does not document the base
     log_size: int = 100_000
 
