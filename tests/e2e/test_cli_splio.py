@@ -15,8 +15,8 @@ from dinsync.destinations.splio.settings import SftpSettings
 from dinsync.destinations.splio.sftp import SftpTransport
 from dinsync.destinations.splio.values import CsvChunk
 from dinsync.sandbox.faults import error, reset, respond, throttle
-from tests.e2e.splio_project import (API_KEY, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact, make_sandbox,
-                                     subset)
+from tests.e2e.splio_project import (API_KEY, CUSTOM_FIELDS, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact,
+                                     make_sandbox, subset)
 from tests.spec_validation import validate_splio_request
 
 
@@ -652,6 +652,36 @@ def test_api_rate_limit_holds_under_20_per_second(make_project, splio_requests):
     run = p.sync()["runs"][0]
     assert (run["status"], run["acknowledged"]) == ("success", 60)
     assert run["request_rates"]["contacts"] <= 20.0
+
+
+def test_api_reads_the_field_list_without_query_parameters_splio_does_not_list(make_project, splio_requests):
+    """Splio's Swagger lists no query parameter on `GET /data/fields/contacts`: dinsync asked
+    `?per_page=1000&page_number=1` first, so a server held to the spec refused the pre-flight
+    check's read and every API sync failed before sending. The list is read as documented; pages
+    are asked for only when the answer counts more fields than it holds."""
+    p = make_project(fields_list_query="refused")
+    p.configure(transport="api", mode="insert")
+    p.seed(5)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 5), data["output"]
+    reads = [path for m, path, _ in splio_requests if path.startswith("/data/fields/")]
+    assert reads == ["/data/fields/contacts"]
+
+
+def test_api_field_list_pages_are_read_when_the_answer_holds_more(make_project, splio_requests):
+    """A server that pages the list (100 a page by default in the sandbox, as Splio's example
+    answer suggests): a custom field beyond the first page is still found."""
+    extra = [{"id": 100 + i, "name": f"extra{i}", "type": "text"} for i in range(150)]
+    p = make_project(custom_fields=list(CUSTOM_FIELDS) + extra)
+    p.configure(transport="api", mode="insert", fields=FIELDS[:4] + ("  plan: {field: extra149, custom: true}",))
+    p.seed(3)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 3), data["output"]
+    assert p.contact("user2@example.com")["custom_fields"] == {"extra149": "free"}
+    reads = [path for m, path, _ in splio_requests if path.startswith("/data/fields/")]
+    assert reads[0] == "/data/fields/contacts" and len(reads) >= 2
 
 
 def test_api_unknown_custom_field_is_a_preflight_error(make_project):

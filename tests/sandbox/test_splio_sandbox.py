@@ -639,6 +639,19 @@ def test_fields_and_unique_key(make):
     assert status == 400
 
 
+def test_field_list_query_parameters_can_be_refused(make):
+    """Splio's Swagger lists no query parameter on GET /data/fields/contacts: the option holds a client
+    to that (400, and the whole list in one answer)."""
+    runner, sandbox = make(fields_list_query="refused")
+    token = auth(runner.url)
+    status, _, body = http("GET", runner.url, "/data/fields/contacts?per_page=5&page_number=1", token=token)
+    assert status == 400 and error_of(body) == (400, "page_number", "wrong_value")
+    for n in range(120):
+        runner.call(sandbox.add_custom_field, f"f{n}", "text")
+    status, _, body = http("GET", runner.url, "/data/fields/contacts", token=token)
+    assert status == 200 and len(body["elements"]) == body["count_element"] > 120
+
+
 def test_email_case_option_and_field_types_option(make):
     runner, sandbox = make(lowercase_emails=False, fields_data_type=True)
     token = auth(runner.url)

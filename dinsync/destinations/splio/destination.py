@@ -156,17 +156,22 @@ class SplioDestination(Destination):
                                             "ask Splio which key the universe uses"))
         custom: dict[str, dict] = {}
         names: set = set()
-        for page in range(1, MAX_FIELD_PAGES + 1):
-            doc = await api.read(f"/data/fields/contacts?per_page=1000&page_number={page}",
-                                 "the universe's contact fields")
+        # Splio's Swagger lists no query parameter on this endpoint: it is first read as documented.
+        # Only when the answer counts more fields than it holds (its example answer has `per_page`
+        # and `count_element`) are pages asked for, with the sibling field lists' `per_page` and
+        # `page_number`, from the first page again (same page size throughout).
+        for page in range(0, MAX_FIELD_PAGES + 1):
+            query = f"?per_page=1000&page_number={page}" if page else ""
+            doc = await api.read("/data/fields/contacts" + query, "the universe's contact fields")
             elements = [e for e in doc.get("elements") or [] if isinstance(e, dict)]
             new = {(e.get("id"), e.get("name"), e.get("is_system")) for e in elements} - names
             names |= new
             for e in elements:
                 if not e.get("is_system") and isinstance(e.get("name"), str):
                     custom[e["name"]] = e
-            # stop at the last page, or when a page brings nothing new (paging ignored by the server)
-            if not new or len(names) >= int(doc.get("count_element") or 0):
+            # stop at the last page, or when a page brings nothing new (paging ignored by the server);
+            # the first, unpaged read goes on to the pages whatever it brought
+            if (page and not new) or len(names) >= _count(doc.get("count_element")):
                 break
         for n, name in enumerate(sync.fields):
             if not (n < len(sync.custom) and sync.custom[n]):
@@ -260,3 +265,11 @@ class SplioDestination(Destination):
 
         assert self._api is not None
         return parse_answer(request, status, body, self._api.tokens)
+
+
+def _count(value: Any) -> int:
+    """`count_element` of a field list answer as a number (0 when absent or unreadable)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

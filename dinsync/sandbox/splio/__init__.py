@@ -55,7 +55,10 @@ Our choices where Splio is silent (all `SplioOptions` fields; default in bracket
   bodies too).
 * `GET /data/fields/contacts` lists system fields (`is_system: true`) and custom fields
   (`id`, `name`, `field_key: cN`); `data_type` only with [`fields_data_type=False`] (absent
-  from Splio's example). Only the `email` unique key is emulated.
+  from Splio's example). Its paging [`fields_list_query="paged"`]: `per_page` (default 100, at
+  most 1000) and `page_number`, as on the sibling field lists; Splio's Swagger lists no query
+  parameter for this one: "refused" answers any with 400 and the whole list in one answer.
+  Only the `email` unique key is emulated.
 """
 from .contacts import LANGUAGES, ContactStore, CustomField, CustomFields, FieldError
 from .importer import REPORT_SUFFIX, REPORT_VERSION, TEMPORARY_SUFFIXES, is_temporary

@@ -284,8 +284,13 @@ class SplioApi:
         return _json(self._public(rec))
 
     async def _fields(self, request: web.Request) -> web.Response:
-        per_page = _int_query(request, "per_page", 100, 1, 1000)
-        page = _int_query(request, "page_number", 1, 1, None)
+        if self.options.fields_list_query == "refused":
+            if request.query:
+                raise ApiError(400, sorted(request.query)[0], "wrong_value", "Unknown query parameter.")
+            per_page, page = 10_000, 1
+        else:
+            per_page = _int_query(request, "per_page", 100, 1, 1000)
+            page = _int_query(request, "page_number", 1, 1, None)
         elements = [{"intid": None, "id": 0, "is_system": True, "filling": None, "unique_values": None, "name": name,
                      "translation_key": name, "label": label, "field_key": name}
                     for name, label in SYSTEM_FIELD_LABELS.items()]

@@ -46,6 +46,11 @@ class SplioOptions:
     missing_key_status: int = 503
     unknown_contact_status: int = 404
     fields_data_type: bool = False
+    # GET /data/fields/contacts: Splio's Swagger lists no query parameter, yet its answer carries
+    # `per_page` / `current_page` like the sibling field lists that take `per_page` / `page_number`.
+    # "paged": those two are read (100 a page by default); "refused": any query parameter -> 400
+    # (a server held to the Swagger file), and the whole list in one answer.
+    fields_list_query: Literal["paged", "refused"] = "paged"
     reject_unknown_keys: bool = True
     require_json_content_type: bool = True  # a POST / PATCH / PUT body not sent as application/json -> 415
     error_index_base: int = 0  # contacts[N] in a refused bulk's error_key: Splio does not document the base
@@ -62,6 +67,8 @@ class SplioOptions:
             raise ValueError("custom_field_columns must be 'name', 'id' or 'both'")
         if self.window not in ("fixed", "sliding"):
             raise ValueError("window must be 'fixed' or 'sliding'")
+        if self.fields_list_query not in ("paged", "refused"):
+            raise ValueError("fields_list_query must be 'paged' or 'refused'")
         if self.missing_key_status not in (400, 503):
             raise ValueError("missing_key_status must be 400 or 503")
         if self.max_lines < 1 or self.max_bulk_contacts < 1:
