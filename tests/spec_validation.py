@@ -341,20 +341,24 @@ def splio_swagger() -> dict:
     return spec
 
 
-def _splio_operation(path: str, method: str) -> tuple[str, dict]:
+def _splio_operation(raw_path: str, method: str) -> tuple[str, dict]:
+    """The operation a request path names: matched segment by segment on the path as sent, each
+    segment decoded on its own (an escaped `/` in a path parameter, `a%2Fb@x.com`, stays in it)."""
     spec = splio_swagger()
+    segments = [urllib.parse.unquote(p) for p in raw_path.split("/")]
     for template, item in spec["paths"].items():
-        pattern = "^" + "/".join("[^/]+" if p.startswith("{") else p for p in template.split("/")) + "$"
-        if re.match(pattern, path) and method.lower() in item:
+        parts = template.split("/")
+        if len(parts) == len(segments) and method.lower() in item and all(
+                (p.startswith("{") and s != "") or p == s for p, s in zip(parts, segments)):
             return template, item[method.lower()]
-    raise AssertionError(f"{method} {path} is not an operation of Splio's spec excerpt")
+    raise AssertionError(f"{method} {raw_path} is not an operation of Splio's spec excerpt")
 
 
 def validate_splio_request(method: str, url_path: str, body: bytes | None) -> None:
     """Raise AssertionError when a request to Splio does not follow its Swagger file (strictly:
     no body properties beyond those the spec lists)."""
     parsed = urllib.parse.urlsplit(url_path)
-    template, operation = _splio_operation(urllib.parse.unquote(parsed.path), method)
+    template, operation = _splio_operation(parsed.path, method)
     query = set(urllib.parse.parse_qs(parsed.query))
     assert query <= SPLIO_QUERY.get(template, set()), f"unexpected query parameters {query} for {template}"
     bodies = [p for p in operation.get("parameters", []) if p.get("in") == "body"]

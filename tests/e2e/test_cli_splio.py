@@ -583,6 +583,30 @@ def test_api_hostile_values(make_project, splio_requests):
         assert p.contact(f"user{i}@example.com")["custom_fields"]["plan"] == v
 
 
+def test_api_keys_needing_escaping_reach_their_contact(make_project, splio_requests):
+    """Emails holding `/ + % ? # '` are PATCHed at `/data/contacts/<escaped email>` (a `/` as %2F,
+    a `+` as %2B: one path segment, never read as a space) and every request follows Splio's spec
+    (the validator matched `a%2Fb@...` against the spec after decoding the whole path, so a `/`
+    in an email split the segment and a valid request failed the check)."""
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(5)
+    keys = {1: "a/b@example.com", 2: "a+b@example.com", 3: "a%b@example.com", 4: "a?b#c@example.com",
+            5: "o'brien@example.com"}
+    for i, k in keys.items():
+        p.sql("update main.people set email = ? where id = ?", k, i)
+    assert p.sync()["runs"][0]["acknowledged"] == 5
+    p.sql("update main.people set plan = 'pro'")
+    splio_requests.clear()
+    run = p.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (5, 5), run
+    patched = sorted(path for m, path, _ in splio_requests if m == "PATCH")
+    assert patched == ["/data/contacts/a%25b@example.com", "/data/contacts/a%2Bb@example.com",
+                       "/data/contacts/a%2Fb@example.com", "/data/contacts/a%3Fb%23c@example.com",
+                       "/data/contacts/o%27brien@example.com"]
+    assert {k: p.contact(k)["custom_fields"]["plan"] for k in keys.values()} == dict.fromkeys(keys.values(), "pro")
+
+
 def test_api_429_and_5xx_bursts_are_retried(make_project, splio_requests):
     p = make_project()
     p.configure(transport="api", mode="update", extra="    timeout_seconds: 5\n")
