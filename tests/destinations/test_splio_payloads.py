@@ -228,12 +228,31 @@ def test_insert_mode_bulk_creates_added_rows_and_patches_changed_ones():
     assert (bulk.method, bulk.path) == ("POST", "/data/contacts/bulk")
     body = orjson.loads(bulk.body)
     assert body["contacts"][0] == {
-        "email": "u0@example.com", "firstname": "Ann", "cellphone": "0033612345678",
+        "email": "u0@example.com", "firstname": "Ann", "cellphone": "+33612345678",
         "custom_fields": [{"id": 3, "value": "pro"}, {"id": 7, "value": "2024-01-31 10:05:07"},
                           {"id": 5, "value": "12.5"}, {"id": 4, "value": "3"}]}
     assert isinstance(bulk.context, BulkContext) and set(bulk.context.fields) == set(bulk.keys)
     for request in prepared.requests:
         validate_splio_request(request.method, request.path, request.body)
+
+
+def test_cellphone_format_follows_the_transport_unless_set():
+    """The contacts API's own request example writes `"cellphone": "+331122334455"` (E.164); only
+    the file imports document (and Splio displays) the `0033...` form. The API wrote `0033...`, a
+    form its reference never shows; each transport now writes its documented form, and
+    `cellphone_format` still chooses either for both."""
+    def body_of(d: SplioDestination) -> dict:
+        bulk = d.prepare(mapped([dict(ROW, email="u0@example.com")]), spec("insert")).requests[-1]
+        return orjson.loads(bulk.body)["contacts"][0]
+
+    d = destination(API, api_key="k")
+    d.custom_ids.update({"plan": 3, "signup": 7, "ltv": 5, "visits": 4})
+    assert body_of(d)["cellphone"] == "+33612345678"
+    forced = destination({**API, "cellphone_format": "00"}, api_key="k")
+    forced.custom_ids.update(d.custom_ids)
+    assert body_of(forced)["cellphone"] == "0033612345678"
+    [request] = destination(SFTP).prepare(mapped([ROW]), spec()).requests
+    assert b";0033612345678;" in request.body
 
 
 def test_update_mode_patches_every_row():

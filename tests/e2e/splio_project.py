@@ -169,9 +169,11 @@ class SplioProject:
         return sorted(os.listdir(self.sandbox.root / "imports" / "contacts"))
 
 
-def expected_contact(i: int) -> dict:
-    """What the sandbox should hold for seed row i (as Splio stores it)."""
-    return {"firstname": f"Name {i}", "lastname": f"Last {i}", "cellphone": f"00336123456{i % 100:02d}",
+def expected_contact(i: int, api: bool = False) -> dict:
+    """What the sandbox should hold for seed row i (as Splio stores it; cellphones in the form each
+    transport writes by default: `0033...` in files, `+33...` over the API)."""
+    phone = ("+33" if api else "0033") + f"6123456{i % 100:02d}"
+    return {"firstname": f"Name {i}", "lastname": f"Last {i}", "cellphone": phone,
             "language": "fr", "custom_fields": {"plan": "free", "visits": str(i), "ltv": f"{i * 1.5:.2f}",
                                                 "signup": _signup(i)}}
 

@@ -26,8 +26,8 @@ def run_sync(p: SplioProject) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
 
 
-def check_then_rerun(p: SplioProject) -> None:
-    expected = {f"user{i}@example.com": expected_contact(i) for i in range(1, ROWS + 1)}
+def check_then_rerun(p: SplioProject, api: bool = False) -> None:
+    expected = {f"user{i}@example.com": expected_contact(i, api) for i in range(1, ROWS + 1)}
     held = {email: subset(c) for email, c in p.contacts().items()}
     committed = p.snapshot()
     assert committed <= set(held) and len(committed) < ROWS
@@ -79,6 +79,6 @@ def test_sigkill_mid_api_send_then_rerun_converges(tmp_path, client_key, kill_af
         proc = run_sync(p)
         kill_when(proc, lambda: p.stats()["requests_by_endpoint"].get("contacts_bulk", 0) >= kill_after_requests)
         thread.set_faults(latency=0.0, jitter=0.0)
-        check_then_rerun(p)
+        check_then_rerun(p, api=True)
     finally:
         thread.stop()

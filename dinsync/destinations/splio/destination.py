@@ -50,7 +50,7 @@ STANDARD_FIELDS = {
     "lastname": FieldSpec("lastname", "string", description="max 255 characters"),
     "language": FieldSpec("language", "string", description="2-letter lowercase code (en, fr, de, ...)"),
     "cellphone": FieldSpec("cellphone", "phone", description="max 30; E.164 from the model, written as 0033... "
-                                                             "(cellphone_format)"),
+                                                             "in files, +33... over the API (cellphone_format)"),
 }
 
 CONTACTS = ServiceSpec(
@@ -196,7 +196,7 @@ class SplioDestination(Destination):
         if frame.height == 0:
             return Prepared([])
         columns = values.columns_of(sync)
-        frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_format,
+        frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_text_format,
                                        timezone=self.settings.timezone)
         if self.settings.transport == "sftp":
             return self._prepare_files(frame, columns)

@@ -76,6 +76,11 @@ class SftpSettings(BaseModel):
         return value
 
 
+# The cellphone form each transport documents: file imports `0033XXXXXXXXX` (Datahub contacts
+# columns, as Splio shows numbers); the contacts API `+331122334455` (its request examples).
+CELLPHONE_FORMATS = {"sftp": "00", "api": "e164"}
+
+
 class SplioSettings(BaseModel):
     """Splio-specific keys of a destination in dinsync.yml."""
 
@@ -84,7 +89,8 @@ class SplioSettings(BaseModel):
     universe: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the universe's name (file names)
     sftp: SftpSettings | None = None
     api_key: SecretStr | None = None
-    cellphone_format: Literal["00", "e164"] = "00"  # 0033612345678 (as Splio shows numbers) or +33612345678
+    # 0033612345678 (as Splio shows numbers) or +33612345678; unset: the transport's documented form
+    cellphone_format: Literal["00", "e164"] | None = None
     timezone: str | None = None  # IANA zone of the universe: UTC datetimes are written in it
     bulk_max_contacts: int = Field(1000, ge=1, le=1000)
     token_max_age_seconds: float = Field(3000.0, ge=60)  # Splio: "authenticate every 50 minutes"
@@ -104,6 +110,11 @@ class SplioSettings(BaseModel):
         if self.transport == "api" and self.api_key is None:
             raise ValueError("transport api needs api_key (e.g. api_key: ${env:SPLIO_API_KEY})")
         return self
+
+    @property
+    def cellphone_text_format(self) -> str:
+        """How cellphones are written: `cellphone_format`, else the form the transport documents."""
+        return self.cellphone_format or CELLPHONE_FORMATS[self.transport]
 
     @field_validator("timezone")
     @classmethod

@@ -14,8 +14,10 @@ the `_t{n}` columns of `map_batch(..., keep_field_text=True)`:
   (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.f][Z]`) are converted the same way (the model's column
   type is not known here: a text field fed such strings gets them converted too; `type: string`
   on the field sends them as they are);
-* cellphones arrive in E.164 (`+33612345678`); with `cellphone_format: "00"` (the default) they
-  are written as Splio shows them, `0033612345678`;
+* cellphones arrive in E.164 (`+33612345678`); with `cellphone_format: "00"` (the default of
+  file imports, whose columns Splio documents so) they are written as Splio shows them,
+  `0033612345678`; with "e164" (the default of the API, whose request examples write
+  `+331122334455`) as they arrive;
 * numbers the JSON encoder writes in exponent form (`1.5e-7`, `1e+16`) are written out digit for
   digit (`0.00000015`, `10000000000000000`): Splio's number fields take decimal text, and would
   refuse a double written `1.5e-7` ("must be of type double"), parking a valid row.
