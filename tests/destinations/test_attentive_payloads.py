@@ -94,6 +94,18 @@ def test_field_kinds_coerce_text_columns():
     assert record["attributes"]["location"] == {"latitude": "-12.5", "zip": "02134"}
 
 
+def test_coordinates_are_sent_in_decimal_notation_never_with_an_exponent():
+    """The v2 spec types latitude / longitude as strings written in decimal ("40.730610"): a small
+    DOUBLE came out in exponent form ("1e-10", "-1e-7"), which a server reading decimal text refuses."""
+    sync = spec([("latitude", False), ("longitude", False)])
+    frame = mapped(["a@example.com", "b@example.com", "c@example.com"],
+                   {"latitude": [0.00001, -1e-7, 12.5], "longitude": [1e-10, 2.5e-5, -100.25]}, sync)
+    locations = {k: r["attributes"]["location"] for k, r in v2_records(frame, sync).items()}
+    assert locations == {"a@example.com": {"latitude": "0.00001", "longitude": "0.0000000001"},
+                         "b@example.com": {"latitude": "-0.0000001", "longitude": "0.000025"},
+                         "c@example.com": {"latitude": "12.5", "longitude": "-100.25"}}
+
+
 def test_phone_key_is_sent_in_e164_in_both_bodies():
     sync = spec([("firstName", False), ("Tier", True)], key_field="phone")
     frame = mapped(["(201) 555-0123"], {"firstName": ["Ada"], "Tier": ["gold"]}, sync, region="US")

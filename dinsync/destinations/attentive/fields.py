@@ -107,8 +107,24 @@ def _coordinate(bound: float, what: str) -> Callable:
         bad = ~(number.is_finite() & (number.abs() <= bound)).fill_null(False)
         reason = pl.concat_str([pl.lit(f"{label}: "), preview(_inner(text)),
                                 pl.lit(f" is not a {what} between -{bound:g} and {bound:g}")])
-        return _quoted(raw), bad, reason  # Attentive takes coordinates as strings
+        # Attentive takes coordinates as strings, in decimal ("40.730610"): never "1e-07"
+        return _quoted(raw.map_batches(_positional, return_dtype=pl.String)), bad, reason
     return check
+
+
+def _positional(texts: "pl.Series") -> "pl.Series":
+    """Numbers written with an exponent ("1e-07") in decimal notation ("0.0000001"); other texts as
+    they are. Python formats the distinct such values only (rare: coordinates within 1e-4 of 0)."""
+    from decimal import Decimal, InvalidOperation
+
+    found = texts.filter(texts.str.contains("[eE]").fill_null(False)).unique().to_list()
+    plain = {}
+    for text in found:
+        try:
+            plain[text] = format(Decimal(text), "f")
+        except InvalidOperation:
+            continue  # not a number: the range check rejects its row
+    return texts.replace(plain) if plain else texts
 
 
 def _age(text: "pl.Expr", label: str):
