@@ -480,7 +480,7 @@ class SplioTarget(Target):
         out = {}
         for i, email, first, last, plan in self.sql("select id, email, first_name, last_name, plan from main.people "
                                                     "where lang <> 'zz'"):
-            c = expected_contact(i)
+            c = expected_contact(i, api=self.transport == "api")
             c["firstname"], c["lastname"] = first or "", last or ""
             c["custom_fields"]["plan"] = plan
             out[email] = c
