@@ -36,6 +36,7 @@ DEBUG_ENV = "DINSYNC_DEBUG"
 
 class State:
     project_dir: Path = Path(".")
+    project_dir_given: bool = False  # `dinsync -p DIR COMMAND`: init, demo and sandbox refuse it
     json: bool = False
     quiet_progress: bool = False  # `serve`: runs report notes only (the service logs one line per run)
 
@@ -108,6 +109,7 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     state.project_dir = project_dir or Path(".")
+    state.project_dir_given = project_dir is not None
     state.json = json_output
     state.quiet_progress = False
     terminal.reset()
@@ -119,6 +121,22 @@ def use_options(project_dir: Optional[Path], json_output: bool) -> None:
         state.project_dir = project_dir
     if json_output:
         state.json = True
+
+
+class ProjectOptionRefused(DinsyncError):
+    """A project option given to a command that takes none (`dinsync -p DIR init x`): a usage error."""
+
+    exit_code = ExitCode.USAGE
+
+
+def refuse_project_options(command: str, instead: str, *, json_too: bool = False) -> None:
+    """`init`, `demo` (and `sandbox`, which also writes no JSON) take no project folder: given before
+    the subcommand (`dinsync -p DIR init x`), the option was silently ignored (init wrote ./x),
+    where after it (`dinsync init x -p DIR`) it is a usage error. Both are now (exit 2)."""
+    given = (["--project-dir"] if state.project_dir_given else []) + (["--json"] if json_too and state.json else [])
+    if given:
+        with handled():
+            raise ProjectOptionRefused(f"`dinsync {command}` takes no {' or '.join(given)}", instead)
 
 
 # --- the project -------------------------------------------------------------------------------
@@ -630,6 +648,7 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
          force: bool = typer.Option(False, help="Overwrite existing files."),
          json_output: bool = JsonOpt) -> None:
     """Scaffold a project folder with an example model and sync."""
+    refuse_project_options("init", "give the folder to create as its argument: `dinsync init DIR`")
     use_options(None, json_output)
     with handled():
         from .config import scaffold
@@ -660,6 +679,8 @@ def sandbox(ctx: typer.Context) -> None:
     `sandbox-key`."""
     from .sandbox.__main__ import KEY_ENV, main as sandbox_main
 
+    refuse_project_options("sandbox", "the sandbox reads no project and writes no JSON: "
+                           "`dinsync sandbox [PLATFORM] [--port P]`", json_too=True)
     args = list(ctx.args)
     if args and args[0] in ("--help", "-h"):  # the platforms, and how to get each one's options
         argv = ["--help"]
@@ -682,6 +703,7 @@ def demo(path: Path = typer.Option(Path("dinsync_demo"), help="Folder for the de
                                                 "(they may be overwritten or deleted)."),
          json_output: bool = JsonOpt) -> None:
     """Offline demo: sample DuckDB warehouse + Iterable sandbox; sync, change data, sync again."""
+    refuse_project_options("demo", "give the demo's folder as `dinsync demo --path DIR` (default: dinsync_demo)")
     use_options(None, json_output)
     with handled():
         from .demo import run_demo

@@ -41,6 +41,25 @@ def test_global_options_after_the_subcommand_and_positional_names(project):
     assert [p["sync"] for p in json.loads(plan.stdout)["plans"]] == ["other"]
 
 
+def test_project_options_before_init_demo_or_sandbox_are_refused_not_ignored(tmp_path, monkeypatch):
+    # `dinsync -p DIR init x` wrote ./x, ignoring -p (after the subcommand, -p was already a usage
+    # error); `dinsync --json sandbox` started a sandbox that writes no JSON. Both: exit 2, nothing done.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proj").mkdir()
+    runner = CliRunner()
+    for args in (["-p", "proj", "init", "x"], ["--project-dir", "proj", "demo", "--path", "x", "--rows", "5"],
+                 ["-p", "proj", "sandbox", "--port", "0"], ["--json", "sandbox", "--port", "0"]):
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == ExitCode.USAGE, (args, result.output)
+        assert "takes no" in result.output, args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"] and not any((tmp_path / "proj").iterdir())
+    result = runner.invoke(app, ["--json", "-p", "proj", "init", "x"], catch_exceptions=False)
+    assert result.exit_code == ExitCode.USAGE
+    assert json.loads(result.stdout)["error"] == "`dinsync init` takes no --project-dir"
+    result = runner.invoke(app, ["--json", "init", "x"], catch_exceptions=False)  # --json: init takes it
+    assert result.exit_code == 0 and "x/dinsync.yml" in json.loads(result.stdout)["created"]
+
+
 def test_exclude_and_unknown_names(project):
     data = project.sync("--exclude", "iterable_users")
     assert data["runs"] == [] and data["exit_code"] == 0
