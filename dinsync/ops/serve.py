@@ -185,7 +185,8 @@ class Service:
             errors: list = []
             run, code = self.run_one(wh, name, errors)
             operator.after_run(name, run, code, errors[0] if errors else None)
-            self.emit("end", sync=name, exit_code=code, run=run)
+            # `error` on every `end` (the run's own here), as on the ends of runs that did not start
+            self.emit("end", sync=name, exit_code=code, run=run, error=(run or {}).get("error"))
         except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on
             self.emit("end", sync=name, exit_code=1, run=None,
                       error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))

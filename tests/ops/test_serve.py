@@ -71,6 +71,7 @@ def test_serve_catches_up_once_then_follows_the_schedule_and_logs_each_run(sched
     assert kinds(events) == ["start", "end"]  # eight missed slots: one run
     start, end = events
     assert end["exit_code"] == 0 and end["run"]["status"] == "success" and end["run"]["changed"] == 3
+    assert end["error"] is None  # every `end` carries `error` (README), also when the run started
     assert start["at"].endswith("Z") and start["slot"] < start["at"]
     assert format_line(end).split(" ", 1)[1].startswith("end iterable_users success in ")
     assert served.at(1) == [] and served.at(13) == []
@@ -90,6 +91,7 @@ def test_a_missing_column_pauses_its_sync_until_it_is_back(scheduled):
     events = served.at(15)
     assert kinds(events) == ["start", "paused", "end"]
     assert events[2]["run"]["status"] == "failed" and events[2]["exit_code"] == 1
+    assert events[2]["error"] == events[2]["run"]["error"] and "plan" in events[2]["error"]
     assert events[1]["culprit"] == "column" and events[1]["paused_by"] == "auto"
     assert format_line(events[1]).split(" ", 1)[1] == (
         "paused iterable_users (column): column 'plan' (mapped to 'plan') is not a column of model customers")
