@@ -152,6 +152,9 @@ class SyncPlan:
     def from_dict(cls, data: dict) -> "SyncPlan":
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class PlanResult(_Result):

@@ -15,7 +15,7 @@ concerned has `fail_on_warning`), else 0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from .errors import DinsyncError, ExitCode
@@ -40,6 +40,9 @@ class KeyCheck:
     blocks: list[str] = field(default_factory=list)  # syncs that would not run
     sample: list[dict[str, Any]] = field(default_factory=list)  # [{"key", "rows"}], most duplicated first
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class ModelCheck:
@@ -52,6 +55,10 @@ class ModelCheck:
     keys: list[KeyCheck]
     messages: list[str]
     message_statuses: list[str] = field(default_factory=list)  # each message's own (its key's) status
+
+    def as_dict(self) -> dict:
+        """The CLI's JSON object of the model (`dinsync check --json`'s `models` items)."""
+        return asdict(self)
 
 
 @dataclass

@@ -49,6 +49,7 @@ def test_plan_sync_status_check_like_the_cli(project, monkeypatch, tmp_path):
     assert isinstance(plan, dinsync.SyncPlan) and (plan.added, plan.segment_rows, planned.exit_code) == (20, 20, 0)
     cli_plan = json.loads(project.cli("plan").stdout)["plans"][0]
     assert dataclasses.asdict(plan).keys() == cli_plan.keys()
+    assert plan.as_dict() == cli_plan  # like Run.as_dict(): the CLI's JSON object (README)
 
     events, finished = [], []
     result = api.sync(progress=lambda sync, event, data: events.append((sync, event)), on_run=finished.append)
@@ -69,6 +70,8 @@ def test_plan_sync_status_check_like_the_cli(project, monkeypatch, tmp_path):
     assert isinstance(model, dinsync.ModelCheck) and (model.model, model.status, checked.exit_code) == (
         "customers", "ok", 0)
     assert dataclasses.asdict(checked)["models"] == json.loads(project.cli("check").stdout)["models"]
+    assert [model.as_dict()] == json.loads(project.cli("check").stdout)["models"]
+    assert model.keys[0].as_dict() == model.as_dict()["keys"][0]
 
 
 def test_failures_keep_the_cli_exit_codes(project):
