@@ -296,7 +296,7 @@ class SyncRun:
             what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
             self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
             self._record_keyless(s, stats.null_keys)
-        if s.parked and not self.retry_rejected:
+        if s.parked and not self.retry_rejected and not self.full_refresh:  # (those two send them)
             self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
                                               "(--retry-rejected sends them again)"})
         sendable = stats.added + stats.changed
