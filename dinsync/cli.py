@@ -667,6 +667,7 @@ def init(path: Path = typer.Argument(..., help="Folder to create."),
 
 
 SANDBOX_PLATFORMS = ("iterable", "attio", "attentive", "splio")
+SANDBOX_KEY = "sandbox-key"  # the key `dinsync sandbox` accepts without --api-key or $DINSYNC_SANDBOX_API_KEY
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -677,7 +678,7 @@ def sandbox(ctx: typer.Context) -> None:
     `dinsync sandbox attio --port 8766 --no-limits`; `dinsync sandbox --help` lists the platforms,
     `dinsync sandbox attio --help` a platform's options. The accepted API key is `--api-key`, else DINSYNC_SANDBOX_API_KEY, else
     `sandbox-key`."""
-    from .sandbox.__main__ import KEY_ENV, main as sandbox_main
+    from .sandbox.__main__ import main as sandbox_main
 
     refuse_project_options("sandbox", "the sandbox reads no project and writes no JSON: "
                            "`dinsync sandbox [PLATFORM] [--port P]`", json_too=True)
@@ -686,11 +687,9 @@ def sandbox(ctx: typer.Context) -> None:
         argv = ["--help"]
     else:
         platform = args.pop(0) if args and args[0] in SANDBOX_PLATFORMS else "iterable"
-        if "--api-key" not in args and not os.environ.get(KEY_ENV) and not {"--help", "-h"} & set(args):
-            args += ["--api-key", "sandbox-key"]
         argv = [platform, *args]
     try:
-        code = sandbox_main(argv, prog="dinsync sandbox", default_platform="iterable")
+        code = sandbox_main(argv, prog="dinsync sandbox", default_platform="iterable", default_key=SANDBOX_KEY)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         code = exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     raise typer.Exit(code)

@@ -37,9 +37,13 @@ def _port(text: str) -> int:
     return port
 
 
-def _common(sub: argparse.ArgumentParser, port: int) -> None:
-    sub.add_argument("--port", type=_port, default=port, help="port on 127.0.0.1 (0: any free port)")
-    sub.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
+def _key_help(default_key: str | None) -> str:
+    return f"accepted key (repeatable; or ${KEY_ENV}" + (f"; default: {default_key})" if default_key else ")")
+
+
+def _common(sub: argparse.ArgumentParser, port: int, default_key: str | None = None) -> None:
+    sub.add_argument("--port", type=_port, default=port, help="port on 127.0.0.1 (default: %(default)s; 0: any free port)")
+    sub.add_argument("--api-key", action="append", default=[], help=_key_help(default_key))
     sub.add_argument("--no-limits", action="store_true", help="turn rate limits off")
     sub.add_argument("--window", choices=("sliding", "fixed"), default="sliding")
     sub.add_argument("--error-rate", type=float, default=0.0)
@@ -54,15 +58,17 @@ def _common(sub: argparse.ArgumentParser, port: int) -> None:
 PROG = "python -m dinsync.sandbox"
 
 
-def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.ArgumentParser:
-    """The parser, named `prog` in usage and error messages (`dinsync sandbox` from the CLI)."""
+def _parser(prog: str = PROG, default_platform: str | None = None,
+            default_key: str | None = None) -> argparse.ArgumentParser:
+    """The parser, named `prog` in usage and error messages (`dinsync sandbox` from the CLI);
+    `default_key`: the key accepted when neither --api-key nor $DINSYNC_SANDBOX_API_KEY names one."""
     default = f" Without a platform: {default_platform}." if default_platform else ""
     parser = argparse.ArgumentParser(
         prog=prog, description="Serve a platform's sandbox on 127.0.0.1 for manual tries.",
         epilog=f"`{prog} PLATFORM --help` lists a platform's options.{default}")
     platforms = parser.add_subparsers(dest="platform", required=True, title="platforms", metavar="PLATFORM")
     it = platforms.add_parser("iterable", help="Iterable's user API")
-    _common(it, 8765)
+    _common(it, 8765, default_key)
     it.add_argument("--project-type", choices=("email", "userid", "hybrid"), default="email")
     it.add_argument("--drop-new-fields", action="store_true", help="project drops unknown fields by default")
     it.add_argument("--max-users-per-bulk", type=int, default=1000)
@@ -72,7 +78,7 @@ def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.A
     it.add_argument("--detect-dates", action="store_true")
 
     at = platforms.add_parser("attio", help="Attio's REST API v2 (people and companies)")
-    _common(at, 8766)
+    _common(at, 8766, default_key)
     at.add_argument("--custom-attribute", action="append", default=[], metavar="OBJECT:SLUG:TYPE[:OPTIONS][:FLAGS]",
                     help="declare a custom attribute, e.g. people:plan:select:free,pro,team or "
                          "people:customer_id:text:unique (repeatable)")
@@ -90,7 +96,7 @@ def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.A
     at.add_argument("--lenient-filters", action="store_true", help="accept any filter operator on any property")
 
     tv = platforms.add_parser("attentive", help="Attentive's user-attribute API (v1 custom attributes, v2 users)")
-    _common(tv, 8767)
+    _common(tv, 8767, default_key)
     tv.set_defaults(window="fixed")
     tv.add_argument("--scope", action="append", default=[],
                     help=f"scope of the key(s) (repeatable; default: {', '.join(DEFAULT_SCOPES)})")
@@ -104,7 +110,7 @@ def _parser(prog: str = PROG, default_platform: str | None = None) -> argparse.A
     tv.add_argument("--bulk-validation", choices=("request", "record"), default="request")
     tv.add_argument("--bulk-job-seconds", type=float, default=0.2, help="seconds until a bulk job completes")
     tv.add_argument("--retry-after", action="store_true", help="add Retry-After to 429 answers")
-    _splio_parser(platforms)
+    _splio_parser(platforms, default_key)
     return parser
 
 
@@ -133,12 +139,14 @@ def _platform_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _splio_parser(platforms: argparse._SubParsersAction) -> None:
+def _splio_parser(platforms: argparse._SubParsersAction, default_key: str | None = None) -> None:
     sp = platforms.add_parser("splio", help="Splio's SFTP contact imports and contacts API")
     d = SplioOptions()
-    sp.add_argument("--http-port", type=_port, default=8766, help="API port on 127.0.0.1 (0: any free port)")
-    sp.add_argument("--sftp-port", type=_port, default=2222, help="SFTP port on 127.0.0.1 (0: any free port)")
-    sp.add_argument("--api-key", action="append", default=[], help=f"accepted key (repeatable; or ${KEY_ENV})")
+    sp.add_argument("--http-port", type=_port, default=8766,
+                    help="API port on 127.0.0.1 (default: %(default)s; 0: any free port)")
+    sp.add_argument("--sftp-port", type=_port, default=2222,
+                    help="SFTP port on 127.0.0.1 (default: %(default)s; 0: any free port)")
+    sp.add_argument("--api-key", action="append", default=[], help=_key_help(default_key))
     sp.add_argument("--sftp-user", default="dinsync",
                     help="the SFTP login's user name, sftp.username in dinsync.yml (default: dinsync)")
     sp.add_argument("--sftp-password-env", metavar="VAR", help="environment variable holding the SFTP password")
@@ -205,17 +213,21 @@ def _splio(parser: argparse.ArgumentParser, args: argparse.Namespace, keys: list
     return 0
 
 
-def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG, default_platform: str | None = None,
+         default_key: str | None = None) -> int:
     """`prog`: the program's name in usage and error messages; `default_platform`: named in
-    `--help` as the platform used when none is given (the caller supplies it)."""
-    parser = _parser(prog, default_platform)
+    `--help` as the platform used when none is given (the caller supplies it); `default_key`: the
+    key accepted without --api-key or $DINSYNC_SANDBOX_API_KEY (`dinsync sandbox`: sandbox-key),
+    named in `--help`."""
+    parser = _parser(prog, default_platform, default_key)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse's own message, and where the platform's options are listed
         hint = f"; `{prog} {args.platform} --help` lists its options"
         if args.platform == "splio" and any(a.split("=")[0] == "--port" for a in extra):
             hint = "; splio serves two ports: --http-port P (its API) and --sftp-port P (its SFTP server)"
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-    keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])
+    keys = args.api_key or ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else []) or (
+        [default_key] if default_key else [])
     if not keys:
         parser.error(f"give --api-key or set {KEY_ENV}")
     if args.platform == "splio":

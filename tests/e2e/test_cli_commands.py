@@ -179,6 +179,25 @@ def test_sandbox_help_lists_the_platforms_under_the_commands_name():
     assert one.exit_code == 0 and one.output.startswith("usage: dinsync sandbox iterable ") and "--project-type" in one.output
 
 
+def test_sandbox_help_names_the_default_port_and_key():
+    """The README says `dinsync sandbox` serves on 127.0.0.1:8765 and accepts `sandbox-key`; its
+    --help named neither ("port on 127.0.0.1 (0: any free port)", "accepted key (repeatable; or
+    $DINSYNC_SANDBOX_API_KEY)"). `python -m dinsync.sandbox` has no default key, and says none."""
+    import subprocess
+    import sys
+
+    for platform, port in (("iterable", "8765"), ("attio", "8766"), ("attentive", "8767")):
+        text = " ".join(CliRunner().invoke(app, ["sandbox", platform, "--help"]).output.split())
+        assert f"port on 127.0.0.1 (default: {port}; 0: any free port)" in text, text
+        assert "or $DINSYNC_SANDBOX_API_KEY; default: sandbox-key)" in text, text
+    text = " ".join(CliRunner().invoke(app, ["sandbox", "splio", "--help"]).output.split())
+    assert "(default: 8766; 0: any free port)" in text and "(default: 2222; 0: any free port)" in text
+    assert "default: sandbox-key" in text
+    bare = subprocess.run([sys.executable, "-m", "dinsync.sandbox", "iterable", "--help"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "default: 8765" in " ".join(bare.split()) and "sandbox-key" not in bare
+
+
 def test_sandbox_usage_errors_name_the_command():
     result = CliRunner().invoke(app, ["sandbox", "attio", "--no-such-option"])
     assert result.exit_code == ExitCode.USAGE
