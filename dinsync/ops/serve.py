@@ -58,6 +58,7 @@ class Service:
         # The run log is read at start-up; when the warehouse could not be read then, at the first
         # connection that works (the slots missed before start-up still run once).
         self._run_log_read = False
+        self._own_runs: set[str] = set()  # run ids this service started (a slot one covered is not another's)
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
@@ -184,6 +185,9 @@ class Service:
                 return
             errors: list = []
             run, code = self.run_one(wh, name, errors)
+            if run and run.get("run_id"):
+                with self._lock:
+                    self._own_runs.add(run["run_id"])
             operator.after_run(name, run, code, errors[0] if errors else None)
             # `error` on every `end` (the run's own here), as on the ends of runs that did not start
             self.emit("end", sync=name, exit_code=code, run=run, error=(run or {}).get("error"))
@@ -207,7 +211,11 @@ class Service:
         started = last[0]["started_at"] if last else None
         if started is None or as_utc(started) < slot:
             return None
-        return (f"not started: another process started run {last[0]['run_id']} at {utc_iso(started)}, after "
+        with self._lock:
+            own = last[0]["run_id"] in self._own_runs
+        # (this service's own run starts after a slot when it waited for the DuckDB file or ran late)
+        who = "this service's run" if own else "another process started run"
+        return (f"not started: {who} {last[0]['run_id']} {'started ' if own else ''}at {utc_iso(started)}, after "
                 f"this slot ({last[0]['status']})")
 
     def _connect_when_free(self, name: str) -> Any:
@@ -321,7 +329,8 @@ def format_line(event: dict) -> str:
     if kind == "end":
         run = event.get("run")
         if run is None or run.get("run_id") is None:
-            error = event.get("error") or (run or {}).get("error")
+            error = str(event.get("error") or (run or {}).get("error"))
+            error = error[len("not started: "):] if error.startswith("not started: ") else error  # (said once)
             return f"{at} end {name} not started (exit {event.get('exit_code')}): {error}"
         text = (f"{at} end {name} {run['status']} in {run['seconds'] or 0:.2f}s (exit {event.get('exit_code')}): "
                 f"+{run['added']} ~{run['changed']} -{run['removed']}, sent {run['sent']}, acknowledged "

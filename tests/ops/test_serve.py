@@ -324,6 +324,25 @@ def test_a_slot_another_process_already_ran_is_not_run_again(scheduled):
     assert ops.sql("select count(*) from dinsync.runs") == [(3,)]
 
 
+def test_a_slot_this_services_own_late_run_covered_is_not_blamed_on_another_process(scheduled):
+    """A run that waited for the DuckDB file (a `dinsync status`, a dbt build) started after the
+    next slot; that slot was rightly not run again, but its `end` said "another process started run
+    R", naming the service's own run, and its log line "not started (exit 0): not started: ..."."""
+    ops = scheduled
+    served = Served(ops)
+    served.service.run("iterable_users", served.clock.t)  # a run of this service
+    own = [e for e in served.events if e["event"] == "end"][-1]["run"]
+    slot = dt.datetime.fromisoformat(own["started_at"].replace("Z", "+00:00")) - dt.timedelta(seconds=1)
+    served.service.run("iterable_users", slot)  # a slot before that run started: covered by it
+    end = served.events[-1]
+    assert end["event"] == "end" and end["run"] is None and end["exit_code"] == 0, end
+    assert "another process" not in end["error"], end
+    assert f"this service's run {own['run_id']} started at " in end["error"], end
+    assert format_line(end).split(" ", 1)[1].startswith(
+        f"end iterable_users not started (exit 0): this service's run {own['run_id']}"), format_line(end)
+    assert ops.sql("select count(*) from dinsync.runs") == [(1,)]
+
+
 def test_a_run_leaves_no_plan_in_a_duckdb_instance_another_run_keeps_open(scheduled):
     """`serve --parallel`: runs overlap, so the process's DuckDB instance stays open from one run
     to the next, and a scratch database attached to it outlived the run that planned in it: every
