@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from . import __version__, redaction, terminal
-from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
+from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode, LockBusyError
 from .process import exit_now, use_one_blas_thread, use_one_polars_arena, use_system_arrow_pool
 from .terminal import (RedactingStream, emit, err, note, out, print_plan, print_rejections, print_run,
                        print_runs, print_syncs, print_traceback)
@@ -170,7 +170,7 @@ def choose(project, names, select, exclude, *, include_disabled: bool = False) -
     return chosen.names
 
 
-def load_chosen(names, select, exclude, check_models: bool = True):
+def load_chosen(names, select, exclude, check_models: bool = True, connect: bool = True):
     """(project, warehouse, the syncs a command runs): the project validated, model columns checked
     for the chosen syncs' models only (a model only other syncs use, e.g. one not built yet, does
     not stop these); a selection naming nothing is reported also when the project fails to load."""
@@ -180,7 +180,7 @@ def load_chosen(names, select, exclude, check_models: bool = True):
         chosen[:] = choose(project, names, select, exclude)
         return chosen
 
-    project, wh = load(check_models=check_models, syncs=pick)
+    project, wh = load(check_models=check_models, syncs=pick, connect=connect)
     return project, wh, chosen
 
 
@@ -460,8 +460,13 @@ def serve(names: Optional[list[str]] = NamesArg,
 
         line_interval()  # an unusable DINSYNC_PROGRESS_SECONDS stops here, not in each run
         # models are checked per run: one broken model pauses its syncs only
-        project, wh, chosen = load_chosen(names, select, exclude, check_models=False)
-        wh.close()
+        project, _, chosen = load_chosen(names, select, exclude, check_models=False, connect=False)
+        try:  # a warehouse that cannot be opened at all stops the service here
+            connect_existing(project.warehouse, project.root).close()
+        except LockBusyError as exc:
+            # a DuckDB file held just now (a dbt build, a `dinsync status`): the service starts, reads
+            # the run log once the file is free and its runs wait for it, where it exited 5
+            note(f"{exc.message}: serve starts and reads the run log once it is free")
         scheduled = [n for n in chosen if project.syncs[n].schedule is not None]
         for name in chosen:
             if name not in scheduled:

@@ -41,7 +41,7 @@ def working_dir(root: Path) -> Iterator[Path]:
 
 def load(check_models: bool = True, root: Path | None = None,
          syncs: Callable[[Any], list[str]] | None = None, destination_secrets: bool = True,
-         notification_secrets: bool = True):
+         notification_secrets: bool = True, connect: bool = True):
     """Load and fully validate the project in `root` (default: the working directory); open its
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
@@ -51,7 +51,8 @@ def load(check_models: bool = True, root: Path | None = None,
     what is wrong with the selection is reported first, also when the project fails to load (an
     unset secret). `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
     commands that notify nobody (see `load_project`). A DuckDB file that does not exist is a
-    configuration error, never created (a mistyped path would start an empty warehouse and state)."""
+    configuration error, never created (a mistyped path would start an empty warehouse and state).
+    `connect=False` (with `check_models=False`): the warehouse is not opened, (project, None)."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.columns import sort_issues
 
@@ -103,6 +104,8 @@ def load(check_models: bool = True, root: Path | None = None,
         issues = project.dbt_issues_of(chosen) if check_models else []
         if issues:
             raise ConfigError(sort_issues(issues))
+    if not connect and not check_models:
+        return project, None
     wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
         try:

@@ -164,3 +164,31 @@ def test_a_second_signal_exits_at_once_while_a_run_in_flight_stops_gracefully(pr
     assert proc.returncode == 128 + signal.SIGINT, err
     assert "second SIGINT: exiting now" in err
     assert project.snapshot_keys() == set()  # nothing committed that was not acknowledged
+
+
+def test_serve_starts_while_another_process_holds_the_duckdb_file(project):
+    """A dbt build (or a `dinsync status`) holding the DuckDB file when the service starts: serve
+    exited 5 at once, where its runs wait for the file and its run log is read once it is free."""
+    import duckdb
+
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    holder = duckdb.connect(str(project.root / "warehouse.duckdb"))  # another process, for serve
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        holder.close()
+        # (it exited 5, its first line the `{` of {"error": "the DuckDB file ... is in use ...", "exit_code": 5})
+        assert first.startswith('{"at"'), first + "".join(proc.communicate(timeout=60))
+        assert json.loads(first)["event"] == "serve"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "is in use by another process: serve starts and reads the run log once it is free" in err
+    assert [json.loads(line)["event"] for line in out.splitlines()][-1] == "stop"
