@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from . import redaction
-from .errors import ConfigError, DinsyncError, DuplicateKeysError, ExitCode
+from .errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, ExitCode
 
 DEBUG_ENV = "DINSYNC_DEBUG"
 ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
@@ -109,7 +109,7 @@ def load(check_models: bool = True, root: Path | None = None,
     wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
         try:
-            issues = check_columns(project, columns_of(wh), chosen)
+            issues = sort_issues([*_table_name_issues(project, wh, chosen), *check_columns(project, columns_of(wh), chosen)])
         except BaseException:
             wh.close()
             raise
@@ -117,6 +117,25 @@ def load(check_models: bool = True, root: Path | None = None,
             wh.close()
             raise ConfigError(issues)
     return project, wh
+
+
+def _table_name_issues(project, wh, chosen: list[str] | None) -> list[ConfigIssue]:
+    """A sync whose name makes table names longer than the warehouse's identifiers (PostgreSQL:
+    63 bytes), reported at its file before anything is sent."""
+    from .diff.planner import LONGEST_PREFIX, check_table_names
+    from .warehouses.errors import WarehouseSqlError
+
+    issues = []
+    for name in project.syncs if chosen is None else chosen:
+        try:
+            check_table_names(wh, name)
+        except WarehouseSqlError as exc:
+            limit = wh.capabilities.max_identifier_length - len(LONGEST_PREFIX) - 1
+            issues.append(ConfigIssue(f"sync name {name!r} is too long for this warehouse: {exc.message}",
+                                      project.relative(project.syncs[name].path), None,
+                                      f"rename the sync file: a name of at most {limit} characters (it becomes "
+                                      "part of table names)"))
+    return issues
 
 
 def _selection_issues(root: Path, syncs: Callable[[Any], list[str]]) -> list:

@@ -51,6 +51,23 @@ from .render import (
 )
 from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
+# The tables a sync's planner names `<prefix>_<sync>`: its state (snapshot, plan, acknowledged keys,
+# pending outcomes) and its scratch tables (`seg` too, where the warehouse hashes segments).
+STATE_TABLES = ("snap", "plan", "ack", "pend")
+SCRATCH_TABLES = ("buckets", "cand", "cur", "prior", "acked", "unsettle", "tokens")
+LONGEST_PREFIX = max(("seg", *STATE_TABLES, *SCRATCH_TABLES), key=len)
+
+
+def check_table_names(warehouse: Any, sync: str) -> None:
+    """Refuse (the warehouse's error, with its hint) a sync whose table names are longer than the
+    warehouse's identifiers: PostgreSQL truncates such a name to 63 bytes, so two syncs whose names
+    share their first ~55 characters shared one snapshot, and a refused `ack_<sync>` failed each run
+    only after it had sent every row."""
+    check = getattr(warehouse, "check_identifier", None)
+    if check is not None:
+        check(f"{LONGEST_PREFIX}_{sync}", "table name")
+
+
 NBUCKETS = 1 << 14  # buckets of the no-op check (buckets.sql)
 INTERNAL_COLUMNS = ("_kh", "_fp", "_rkh", "_pfp")  # snapshot columns added by later layouts
 # The columns of the tables a sync's planner creates (snapshot, pending, plan and scratch tables):
@@ -137,12 +154,13 @@ class Planner(CommitMixin, PendingMixin):
         self.segment_hashes: bool = bool(getattr(caps, "segment_hashes", False))
         self._acked_view = False  # `acked` is a view over Arrow data (see commit.py)
         sync = spec.sync
+        check_table_names(warehouse, sync)  # never created under a name the warehouse would truncate
         self.snapshot_table = f"snap_{sync}"
         self.plan_table = f"plan_{sync}"
         self.ack_table = f"ack_{sync}"
         self.pending_table = f"pend_{sync}"
         self._pending_ready = False  # pend_<sync> exists with a column per mapped field (pending.py)
-        scratch = ("seg",) * self.segment_hashes + ("buckets", "cand", "cur", "prior", "acked", "unsettle", "tokens")
+        scratch = ("seg",) * self.segment_hashes + SCRATCH_TABLES
         self.scratch_tables = {t: f"{t}_{sync}" for t in scratch}
         # where the plan and the scratch tables live (the state schema unless the warehouse offers
         # a scratch database: DuckDB attaches an in-memory one, never written to the file)
