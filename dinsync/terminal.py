@@ -108,11 +108,16 @@ def emit(data: Any) -> None:
 
 def plain_text(value: Any) -> str:
     """The text of a value JSON has no type for (a decimal, a date): a decimal with its digits
-    (0.000000000, not str()'s 0E-9; 1E+3 as 1000)."""
+    (0.000000000, not str()'s 0E-9; 1E+3 as 1000), bytes (a BLOB, bytea) in base64 as a sync sends
+    them (`qgA=`, not Python's `b'\\xaa\\x00'`)."""
     import decimal
 
     if isinstance(value, decimal.Decimal) and value.is_finite():
         return format(value, "f")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
     return str(value)
 
 

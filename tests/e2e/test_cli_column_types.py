@@ -63,6 +63,20 @@ def test_plan_samples_of_a_nan_and_a_nanosecond_timestamp(project):
     assert fields == {"f": "NaN", "ts": "2024-01-02 03:04:05.123456789"}
 
 
+def test_plan_samples_show_a_blob_as_the_base64_a_sync_sends(project):
+    """plan showed a BLOB as Python's bytes repr (`b'\\xaa\\x00'`) in its table and in --json,
+    where the sync sends (and the platform keeps) its base64, `qgA=`."""
+    _model(project, "bl BLOB, bls BLOB[]", "'\\xAA\\x00'::BLOB, ['abc'::BLOB, NULL]", ["bl", "bls"])
+    result = project.cli("plan", "--samples", "5")
+    assert result.exit_code == 0, result.stdout
+    assert _strict(result.stdout)["plans"][0]["samples"]["added"][0]["fields"] == {"bl": "qgA=", "bls": ["YWJj", None]}
+    table = project.cli("plan", json_output=False)
+    assert 'bl="qgA="' in table.stdout and "\\x" not in table.stdout
+    assert project.sync()["exit_code"] == 0
+    [body] = [b for _, p, b in project.requests.requests if "bulk" in p]
+    assert '"bl":"qgA=","bls":["YWJj",null]' in (body.decode() if isinstance(body, bytes) else body)
+
+
 def test_send_problems_name_types_not_field_names_or_enum_values():
     """A STRUCT field or an ENUM value named like such a type is no such column."""
     from dinsync.warehouses.duckdb import DuckDBWarehouse
