@@ -28,6 +28,13 @@ _QUOTED_NAME = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])\s*$|"
                              r"^\s*(DECIMAL|NUMERIC|NUMBER)\s*\(\s*\d+\s*,\s*[1-9]\d*\s*\)\s*$", re.IGNORECASE)
 
+# Instants whose text form, the key a platform receives, is written in the session's time zone:
+# DuckDB's and PostgreSQL's (Redshift's) TIMESTAMP WITH TIME ZONE, Snowflake's TIMESTAMP_LTZ. The
+# same instant was the key `2024-01-01 00:00:01+00` from a UTC host and `2023-12-31 19:00:01-05`
+# under TZ / PGTZ=America/New_York (or a database's timezone setting): a run from another zone
+# created every record again under its new key and dropped the old ones from the snapshot.
+_ZONED_KEY_TYPE = re.compile(r"^\s*(TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ|TIMESTAMP_LTZ)\s*$", re.IGNORECASE)
+
 
 @dataclass
 class ColumnUse:
@@ -116,6 +123,13 @@ def column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], 
                 message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (e.g. 1.0) "
                            "is no key: it would name other records than the integers or text it stands for")
                 hint = f"cast it in the model's SQL, e.g. CAST({column} AS BIGINT) or CAST({column} AS VARCHAR)"
+            elif column in available and what == "match column" and _ZONED_KEY_TYPE.search(kind):
+                message = (f"{what} {column!r} of model {use.model} is of type {kind}, whose text form (the key "
+                           "sent) is written in the session's time zone: a run from a host or database in "
+                           "another time zone would name other records for the same instants")
+                hint = (f"make it a key of a fixed form in the model's SQL, e.g. epoch seconds "
+                        f"CAST(EXTRACT(EPOCH FROM {column}) AS BIGINT), or its text in UTC "
+                        f"CAST({column} AT TIME ZONE 'UTC' AS VARCHAR)")
             elif column in available and _UNSENDABLE_TYPE.search(_QUOTED_NAME.sub("", kind)):
                 message = f"{what} {column!r} of model {use.model} is of type {kind}, which cannot be sent"
                 hint = (f"convert it in the model's SQL, e.g. CAST({column} AS VARCHAR); an interval as a "

@@ -629,6 +629,24 @@ def test_check_columns_reports_a_used_column_the_model_returns_twice(tmp_path):
     assert where(issues) == [("models/active_users.sql", 1)]
     assert issues[0].message == "primary key 'user_id' is returned 2 times by model active_users (as user_id, USER_ID)"
 
+@pytest.mark.parametrize("kind, refused", [
+    ("TIMESTAMP WITH TIME ZONE", True), ("timestamptz", True), ("TIMESTAMP_LTZ", True),  # DuckDB, PostgreSQL, Snowflake
+    ("TIMESTAMP", False), ("timestamp", False), ("TIMESTAMP_NTZ", False), ("TIMESTAMP_TZ", False),
+    ("timetz", False), ("TIME WITH TIME ZONE", False), ("VARCHAR", False), ("TIMESTAMP WITH TIME ZONE[]", False),
+])
+def test_check_columns_refuses_a_match_column_written_in_the_sessions_time_zone(tmp_path, kind, refused):
+    """A TIMESTAMPTZ key is sent as its text in the session's time zone (`...00:00:01+00` from a
+    UTC host, `...19:00:01-05` under TZ=America/New_York): a run from elsewhere re-created every
+    record under another key. Mapped as a field it is sent in UTC, so only the key is refused."""
+    project = load_project(make(tmp_path), env=ENV)
+    issues = check_columns(project, lambda model: [("user_id", "BIGINT"), ("email", kind), ("first_name", kind),
+                                                   ("plan", "VARCHAR")])
+    assert where(issues) == ([("syncs/users.yml", 6)] if refused else [])
+    if refused:
+        assert f"match column 'email' of model active_users is of type {kind}, whose text form" in issues[0].message
+        assert "time zone" in issues[0].message and "EXTRACT(EPOCH FROM email)" in issues[0].hint
+
+
 # --- load_project(columns_of=...): column checks in the same pass ----------------------------
 
 def issues_with_columns(root: Path, columns_of, env: dict | None = None) -> list[ConfigIssue]:

@@ -172,6 +172,33 @@ def test_a_key_column_turned_double_is_a_config_error_not_new_users(project):
     assert project.thread.call(lambda: len(project.sandbox.users)) == 20
 
 
+def test_a_timestamptz_key_is_a_config_error_not_new_users_from_another_time_zone(project, monkeypatch):
+    """Matched by userId from a TIMESTAMPTZ column: its text, the key, is written in the session's
+    time zone (the host's TZ on DuckDB; PGTZ or the database's setting on PostgreSQL), so the run
+    after a move from UTC to New York removed every user from the snapshot and created them again
+    as `2023-12-31 19:00:01-05`. validate and sync refuse it, naming the casts that fix it."""
+    project.sql("alter table main.customers add column created_at timestamptz")
+    project.sql("update main.customers set created_at = timestamptz '2024-01-01 00:00:00+00' + to_seconds(id)")
+    project.write(match_column="created_at", match_field="userId")
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect * from main.customers\n")
+    for command in ("validate", "sync"):
+        result = project.cli(command)
+        assert result.exit_code == 3, result.stdout
+        [issue] = orjson.loads(result.stdout)["issues"]
+        assert (issue["file"], issue["line"]) == ("syncs/iterable_users.yml", 6)
+        assert "match column 'created_at' of model customers is of type TIMESTAMP WITH TIME ZONE" in issue["message"]
+        assert "CAST(EXTRACT(EPOCH FROM created_at) AS BIGINT)" in issue["hint"]
+    assert users_sent(project) == []
+    (project.root / "models" / "customers.sql").write_text(  # the hint's cast: one key per instant, anywhere
+        "-- primary_key: id\n-- model_type: user\nselect * exclude (created_at), "
+        "CAST(EXTRACT(EPOCH FROM created_at) AS BIGINT) AS created_at from main.customers\n")
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    monkeypatch.setenv("TZ", "America/New_York")
+    run = project.sync()["runs"][0]
+    assert (run["added"], run["removed"], run["sent"]) == (0, 0, 0), run
+
+
 def test_a_field_mapped_again_under_another_type_is_sent_for_every_row_in_that_form(project):
     """signedUp sent as a datetime, then unmapped (or renamed away), then mapped again as a date:
     the snapshot kept its hashes of the datetimes while it was unmapped, and the record of the
