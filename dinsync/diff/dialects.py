@@ -45,7 +45,10 @@ _PHONEREST = "REGEXP_REPLACE({x}, '" + PHONE_KEY_READ + "', ''"
 DIALECT_SQL: dict[str, dict[str, str]] = {
     "duckdb": {
         # DuckDB's hash() maps NULL to a fixed non-NULL value, distinct from '' and 'NULL'.
-        "DINSYNC_HASH": "HASH(CAST({x} AS VARCHAR))",
+        # COLLATE C: a column of a case- or accent-insensitive collation (`VARCHAR COLLATE NOCASE`)
+        # keeps it through the cast, and its hash ignores case, so `Bob` -> `BOB` hashed the same
+        # and was never sent; a text of no collation hashes as before (C is byte for byte)
+        "DINSYNC_HASH": "HASH(CAST({x} AS VARCHAR) COLLATE C)",
         # HASH(a, b) is g(HASH(a)) XOR HASH(b): XOR-linear in b, so in a BIT_XOR digest two rows
         # that swap fingerprints, or make the same change, cancel out ("nothing changed"). Hashing
         # that once more (a multiplying finaliser, not XOR-linear) mixes key and fingerprint.
@@ -62,9 +65,12 @@ DIALECT_SQL: dict[str, dict[str, str]] = {
         "DINSYNC_PHONECHARS": "REGEXP_REPLACE({x}, '[^0-9+]', '', 'g')",
         "DINSYNC_PHONEREST": _PHONEREST + ", 'g')",
         "DINSYNC_UNLETTERED": "REGEXP_REPLACE({x}, '[A-Za-z+]', '', 'g')",
-        "DINSYNC_TEXT": "CAST({x} AS VARCHAR)",
-        # a nested column's text form (DuckDBWarehouse.exact_hash_columns): HASH equates [] and NULL
-        "DINSYNC_EXACT": "CAST({x} AS VARCHAR)",
+        # a key compares as the text the platform receives: under a NOCASE column's collation,
+        # the userIds u1 and U1 were one (duplicated) key, withheld
+        "DINSYNC_TEXT": "CAST({x} AS VARCHAR) COLLATE C",
+        # a nested column's text form (DuckDBWarehouse.exact_hash_columns): HASH equates [] and NULL;
+        # a text column's under no case- or accent-insensitive collation (same hash as its native one)
+        "DINSYNC_EXACT": "CAST({x} AS VARCHAR) COLLATE C",
     },
     "postgres": {
         # COLLATE "C": a text's hash under a nondeterministic collation (ICU `deterministic =

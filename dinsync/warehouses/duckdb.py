@@ -548,11 +548,17 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         """The mapped columns of nested types (LIST, ARRAY, STRUCT, MAP, UNION): DuckDB's HASH gives
         `[]`, `[NULL]` and a NULL list one hash, a NULL struct and one of NULL members one hash,
         `[[1], [2]]` and `[[1, 2]]` one hash, so the fingerprint hashes their text form (which
-        quotes strings as needed: `['a, b']` is not `[a, b]`). Scalars keep the native hash."""
+        quotes strings as needed: `['a, b']` is not `[a, b]`). And the VARCHAR columns: one of a
+        case- or accent-insensitive collation (`COLLATE NOCASE`, which the column's type does not
+        show) hashed `Bob` and `BOB` alike, so the change was never seen; under COLLATE C
+        (DINSYNC_EXACT) a text hashes byte for byte, as any text of no collation already does
+        natively (the same hash: fingerprints stored before stay as they were). Other scalars
+        keep the native hash."""
         if not columns:
             return set()
         types = dict(self.columns(sql))
-        return {c for c in columns if c in types and _NESTED.search(_QUOTED.sub("", types[c]))}
+        return {c for c in columns if c in types
+                and (_NESTED.search(_QUOTED.sub("", types[c])) or types[c].upper() == "VARCHAR")}
 
     def send_problem(self, column: str, kind: str) -> str | None:
         """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in

@@ -104,3 +104,24 @@ def test_a_struct_field_or_enum_value_named_like_a_type_is_sent(project):
     issues = json.loads(project.cli("validate").stdout)["issues"]
     assert [i["message"].split()[1] for i in issues] == ["'d'", "'m'"]
     assert all(i["message"].endswith("which cannot be sent") for i in issues)
+
+
+def test_a_nocase_column_change_of_case_is_sent_and_its_keys_are_apart(project):
+    """DuckDB's NOCASE collation (`VARCHAR COLLATE NOCASE`, a column of dbt's or a DBA's making)
+    made HASH and GROUP BY ignore case: `Bob` -> `BOB` was no change (the row fingerprint and the
+    value's hash alike), never sent, and the userIds `u2` and `U2`, two users on the platform, were
+    one duplicated key, both withheld (PostgreSQL's case-insensitive collations had the same fix)."""
+    project.sql("create or replace table main.customers (id integer, email varchar, user_id varchar collate nocase, "
+                "first_name varchar collate nocase, plan varchar collate noaccent.nocase, ltv double)")
+    project.sql("insert into main.customers values (1, 'a@example.com', 'u1', 'Bob', 'free', 1), "
+                "(2, 'b@example.com', 'u2', 'Ann', 'pro', 2), (3, 'c@example.com', 'U2', 'Eve', 'pro', 3)")
+    project.write(match_column="user_id", match_field="userId")
+    first = project.sync()["runs"][0]
+    assert (first["added"], first["duplicate_keys"], first["acknowledged"]) == (3, 0, 3), first
+    assert project.sync()["runs"][0]["sent"] == 0
+    project.sql("update main.customers set first_name = 'BOB', plan = 'frée' where id = 1")
+    run = project.sync()["runs"][0]
+    assert (run["changed"], run["acknowledged"]) == (1, 1), run
+    user = project.thread.call(project.sandbox.get_user, None, "u1")
+    assert (user["dataFields"]["firstName"], user["dataFields"]["plan"]) == ("BOB", "frée")
+    assert project.sync()["runs"][0]["sent"] == 0

@@ -3,18 +3,18 @@ SELECT
   NULLIF(
     LOWER(
       CASE
-        WHEN CAST("m"."email" AS TEXT) NOT LIKE ' %'
-        AND CAST("m"."email" AS TEXT) NOT LIKE '% '
-        AND STRLEN(CAST("m"."email" AS TEXT)) = LENGTH(CAST("m"."email" AS TEXT))
-        THEN CAST("m"."email" AS TEXT)
-        ELSE TRIM(CAST("m"."email" AS TEXT))
+        WHEN CAST("m"."email" AS TEXT) COLLATE C NOT LIKE ' %'
+        AND CAST("m"."email" AS TEXT) COLLATE C NOT LIKE '% '
+        AND STRLEN(CAST("m"."email" AS TEXT) COLLATE C) = LENGTH(CAST("m"."email" AS TEXT) COLLATE C)
+        THEN CAST("m"."email" AS TEXT) COLLATE C
+        ELSE TRIM(CAST("m"."email" AS TEXT) COLLATE C)
       END
     ),
     ''
   ) AS "_key",
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-    THEN HASH(CAST("m"."email" AS TEXT))
+    THEN HASH(CAST("m"."email" AS TEXT) COLLATE C)
   END AS "_rkh",
   HASH(
     "m"."email",
@@ -39,7 +39,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
 WHERE
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-    THEN HASH(CAST("m"."email" AS TEXT))
+    THEN HASH(CAST("m"."email" AS TEXT) COLLATE C)
   END IN (
     SELECT
       "c"."_rkh"

@@ -26,10 +26,10 @@ WITH "counts" AS (
 ), "hashed" AS (
   SELECT
     "c".*,
-    HASH(CAST("c"."v0" AS TEXT)) AS "h0",
-    HASH(CAST("c"."v1" AS TEXT)) AS "h1",
-    HASH(CAST("c"."v2" AS TEXT)) AS "h2",
-    HASH(CAST("c"."v3" AS TEXT)) AS "h3"
+    HASH(CAST("c"."v0" AS TEXT) COLLATE C) AS "h0",
+    HASH(CAST("c"."v1" AS TEXT) COLLATE C) AS "h1",
+    HASH(CAST("c"."v2" AS TEXT) COLLATE C) AS "h2",
+    HASH(CAST("c"."v3" AS TEXT) COLLATE C) AS "h3"
   FROM "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS "c"
 ), "rows" AS (
   SELECT
@@ -106,7 +106,7 @@ SELECT
     THEN "o"."_op" = 'added' OR "o"."x3"
   END AS "x3",
   CAST(1 AS BIGINT) AS "_n",
-  HASH(CAST("o"."_key" AS TEXT)) AS "_kh",
+  HASH(CAST("o"."_key" AS TEXT) COLLATE C) AS "_kh",
   "o"."_rkh",
   "o"."_fp",
   "o"."_prior"
@@ -124,7 +124,7 @@ SELECT
   NULL,
   NULL,
   "k"."_n",
-  HASH(CAST("k"."_key" AS TEXT)),
+  HASH(CAST("k"."_key" AS TEXT) COLLATE C),
   NULL,
   NULL,
   NULL

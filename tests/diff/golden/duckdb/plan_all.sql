@@ -18,7 +18,7 @@ SELECT
 FROM (
   SELECT
     "j"."_key",
-    CASE WHEN NOT "j"."_key" IS NULL THEN HASH(CAST("j"."_key" AS TEXT)) END AS "_kh",
+    CASE WHEN NOT "j"."_key" IS NULL THEN HASH(CAST("j"."_key" AS TEXT) COLLATE C) END AS "_kh",
     "j"."_rkh",
     "j"."_fp",
     "j"."v0",
@@ -30,18 +30,18 @@ FROM (
       NULLIF(
         LOWER(
           CASE
-            WHEN CAST("m"."email" AS TEXT) NOT LIKE ' %'
-            AND CAST("m"."email" AS TEXT) NOT LIKE '% '
-            AND STRLEN(CAST("m"."email" AS TEXT)) = LENGTH(CAST("m"."email" AS TEXT))
-            THEN CAST("m"."email" AS TEXT)
-            ELSE TRIM(CAST("m"."email" AS TEXT))
+            WHEN CAST("m"."email" AS TEXT) COLLATE C NOT LIKE ' %'
+            AND CAST("m"."email" AS TEXT) COLLATE C NOT LIKE '% '
+            AND STRLEN(CAST("m"."email" AS TEXT) COLLATE C) = LENGTH(CAST("m"."email" AS TEXT) COLLATE C)
+            THEN CAST("m"."email" AS TEXT) COLLATE C
+            ELSE TRIM(CAST("m"."email" AS TEXT) COLLATE C)
           END
         ),
         ''
       ) AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-        THEN HASH(CAST("m"."email" AS TEXT))
+        THEN HASH(CAST("m"."email" AS TEXT) COLLATE C)
       END AS "_rkh",
       HASH(
         "m"."email",

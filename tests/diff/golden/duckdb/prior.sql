@@ -5,7 +5,7 @@ FROM "dinsync_state"."snap_people_to_crm" AS "s"
 WHERE
   "s"."_kh" IN (
     SELECT
-      HASH(CAST("c"."_key" AS TEXT))
+      HASH(CAST("c"."_key" AS TEXT) COLLATE C)
     FROM "dinsync_scratch_people_to_crm"."main"."cur_people_to_crm" AS "c"
     WHERE
       NOT "c"."_key" IS NULL

@@ -2,7 +2,7 @@ CREATE TABLE "dinsync_scratch_people_to_crm"."main"."seg_people_to_crm" AS
 SELECT
   CASE
     WHEN NOT NULLIF(CAST("m"."email" AS TEXT), '') IS NULL
-    THEN HASH(CAST("m"."email" AS TEXT))
+    THEN HASH(CAST("m"."email" AS TEXT) COLLATE C)
   END AS "_rkh",
   HASH(
     "m"."email",

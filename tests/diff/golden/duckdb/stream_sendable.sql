@@ -14,10 +14,10 @@ SELECT
   "p"."_fp",
   "p"."_rkh",
   "p"."_prior",
-  HASH(CAST("p"."v0" AS TEXT)) AS "h0",
-  HASH(CAST("p"."v1" AS TEXT)) AS "h1",
-  HASH(CAST("p"."v2" AS TEXT)) AS "h2",
-  HASH(CAST("p"."v3" AS TEXT)) AS "h3"
+  HASH(CAST("p"."v0" AS TEXT) COLLATE C) AS "h0",
+  HASH(CAST("p"."v1" AS TEXT) COLLATE C) AS "h1",
+  HASH(CAST("p"."v2" AS TEXT) COLLATE C) AS "h2",
+  HASH(CAST("p"."v3" AS TEXT) COLLATE C) AS "h3"
 FROM "dinsync_scratch_people_to_crm"."main"."plan_people_to_crm" AS "p"
 WHERE
   "p"."_op" IN ('added', 'changed')

@@ -8,11 +8,11 @@ FROM (
     NULLIF(
       LOWER(
         CASE
-          WHEN CAST("m"."e-mail ""main""" AS TEXT) NOT LIKE ' %'
-          AND CAST("m"."e-mail ""main""" AS TEXT) NOT LIKE '% '
-          AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT)) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT))
-          THEN CAST("m"."e-mail ""main""" AS TEXT)
-          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT))
+          WHEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE ' %'
+          AND CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE '% '
+          AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
+          THEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C
+          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
         END
       ),
       ''
@@ -25,11 +25,11 @@ SELECT id, email FROM analytics.people WHERE active
     NULLIF(
       LOWER(
         CASE
-          WHEN CAST("m"."e-mail ""main""" AS TEXT) NOT LIKE ' %'
-          AND CAST("m"."e-mail ""main""" AS TEXT) NOT LIKE '% '
-          AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT)) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT))
-          THEN CAST("m"."e-mail ""main""" AS TEXT)
-          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT))
+          WHEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE ' %'
+          AND CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE '% '
+          AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
+          THEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C
+          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
         END
       ),
       ''
