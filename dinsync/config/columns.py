@@ -186,5 +186,18 @@ def _failed_hint(model: Model) -> str:
 
 def _column_hint(column: str, available: list[str]) -> str:
     shown = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
+    lookalike = next((c for c in available if _seen_as(c) == _seen_as(column)), None)
+    if lookalike is not None:  # `did you mean 'prénom'?` for 'prénom' told the user nothing
+        return (f"{column!r} looks like the model's column {lookalike!r} but is not the same text (other Unicode "
+                f"characters: {ascii(column)} vs {ascii(lookalike)}, e.g. a decomposed accent, a no-break space "
+                f"or an invisible character); type the name again. columns: {shown}")
     close = did_you_mean(column, available)
     return f"{close + ' ' if close else ''}columns: {shown}"
+
+
+def _seen_as(name: str) -> str:
+    """A name as a reader sees it: Unicode-normalized (NFKC: `é` decomposed or not, a no-break
+    space as a space), without invisible format characters (zero-width space, BOM)."""
+    import unicodedata
+
+    return "".join(ch for ch in unicodedata.normalize("NFKC", str(name)) if unicodedata.category(ch) != "Cf")

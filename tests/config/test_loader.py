@@ -629,6 +629,22 @@ def test_check_columns_reports_a_used_column_the_model_returns_twice(tmp_path):
     assert where(issues) == [("models/active_users.sql", 1)]
     assert issues[0].message == "primary key 'user_id' is returned 2 times by model active_users (as user_id, USER_ID)"
 
+@pytest.mark.parametrize("written, returned", [
+    ("pre\u0301nom", "pr\u00e9nom"),  # a decomposed accent (NFD, as macOS file names and some editors write it)
+    ("first\u00a0name", "first name"),  # a no-break space, copied from a document
+    ("plan\u200b", "plan"),  # a zero-width space
+])
+def test_a_column_name_that_only_looks_like_the_models_says_how_it_differs(tmp_path, written, returned):
+    """The hint was `did you mean 'prénom'?` for a column written 'prénom': the same to the eye."""
+    sync = SYNC_YML.replace("  plan: plan", f"  \"{written}\": plan")
+    assert sync != SYNC_YML
+    project = load_project(make(tmp_path, syncs__users_dot_yml=sync), env=ENV)
+    [issue] = check_columns(project, lambda model: ["user_id", "email", "first_name", returned])
+    assert issue.message == f"column {written!r} is not a column of model active_users"
+    assert issue.hint.startswith(f"{written!r} looks like the model's column {returned!r} but is not the same text "
+                                 f"(other Unicode characters: {ascii(written)} vs {ascii(returned)}")
+
+
 @pytest.mark.parametrize("kind, refused", [
     ("TIMESTAMP WITH TIME ZONE", True), ("timestamptz", True), ("TIMESTAMP_LTZ", True),  # DuckDB, PostgreSQL, Snowflake
     ("TIMESTAMP", False), ("timestamp", False), ("TIMESTAMP_NTZ", False), ("TIMESTAMP_TZ", False),
