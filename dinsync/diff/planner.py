@@ -705,6 +705,12 @@ def located_in_model(exc: DinsyncError, model: str, file: str, first_line: int |
     """`exc` as an error of the model file's line when it carries `model_line` (see `model_line`):
     "models/x.sql:10: model x failed in the warehouse: ... line 10: ...", with a hint; else `exc`."""
     line = getattr(exc, "model_line", None)
+    if (line is None or first_line is None) and getattr(exc, "model_rows", False):
+        try:  # a data error no line locates (PostgreSQL's `division by zero` names none)
+            return type(exc)(f"{file}: model {model} failed in the warehouse on a value of its rows: {exc.message}",
+                             exc.hint or "run the model's SQL in the warehouse to debug it")
+        except TypeError:
+            return exc
     if line is None or first_line is None:
         return exc
     at = first_line + line - 1
@@ -726,4 +732,8 @@ def locating(sql: str, model_sql: str) -> Iterator[None]:
         line = model_line(getattr(exc, "message", str(exc)), sql, model_sql)
         if line is not None:
             exc.model_line = line  # type: ignore[attr-defined]
+        elif str(getattr(exc, "sqlstate", None) or "").startswith("22") and f"(\n{model_sql}\n)" in sql:
+            # SQLSTATE class 22, a data exception (division by zero, a cast of a value, an
+            # overflow), in a statement reading the model: its rows raised it, not dinsync's SQL
+            exc.model_rows = True  # type: ignore[attr-defined]
         raise
