@@ -237,13 +237,22 @@ class _InstanceSettings:
 def _refuse_a_file_that_is_not_duckdb(path: str) -> None:
     """DuckDB 2.0 opens a CSV, Parquet or JSON file given as the database as a read-only view of it,
     in memory: dinsync's state would then vanish with the process (every run a first sync). A
-    DuckDB file carries "DUCK" at bytes 8-12; an empty file is left to DuckDB (it makes one)."""
+    DuckDB file carries "DUCK" at bytes 8-12. An empty file (`touch warehouse.duckdb`, a copy cut
+    short) DuckDB 2.0 refuses too ("not a valid DuckDB database file"): said here, as a
+    configuration error with its fix, not as a file dinsync could not open (exit 1, "must be
+    readable and writable")."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)
     except OSError:  # no such file, a folder, ":memory:", an extension's URL
         return
-    if head and head[8:12] != b"DUCK":
+    if not head:
+        raise ConfigError([ConfigIssue(
+            f"warehouse.path {path} is an empty file, not a DuckDB database file",
+            "dinsync.yml", hint="delete it and create the database with DuckDB: python -c \"import duckdb; "
+                                f"duckdb.connect({str(path)!r}).close()\" (or point warehouse.path at the file dbt "
+                                "builds)")])
+    if head[8:12] != b"DUCK":
         raise ConfigError([ConfigIssue(
             f"warehouse.path {path} is not a DuckDB database file",
             "dinsync.yml", hint="point warehouse.path at a DuckDB database file (one dbt built, say); "

@@ -437,6 +437,20 @@ def test_duckdb_refuses_a_data_file_as_its_database(tmp_path, name, content):
     connect("duckdb", path=str(tmp_path / "w.duckdb")).close()
 
 
+def test_duckdb_refuses_an_empty_file_as_a_configuration_error_with_its_fix(tmp_path):
+    """`touch warehouse.duckdb`: DuckDB 2.0 opens no empty file ("not a valid DuckDB database
+    file"), and the run failed (exit 1) with "cannot open DuckDB file" and a hint about permissions."""
+    from dinsync.errors import ConfigError
+
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        connect("duckdb", path=str(tmp_path / "warehouse.duckdb"))
+    [issue] = info.value.issues
+    assert issue.message.endswith("warehouse.duckdb is an empty file, not a DuckDB database file")
+    assert "duckdb.connect(" in issue.hint
+    assert (tmp_path / "warehouse.duckdb").read_bytes() == b""
+
+
 def test_duckdb_out_of_memory_says_which_limits_to_raise(tmp_path):
     w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2, memory_limit="96MB")
     w.execute("SET memory_limit = '8MB'")  # (below what the adapter ever sets) for a quick failure
