@@ -109,7 +109,8 @@ def load(check_models: bool = True, root: Path | None = None,
     wh = connect_warehouse(project.warehouse, project.root)
     if check_models:
         try:
-            issues = sort_issues([*_table_name_issues(project, wh, chosen), *check_columns(project, columns_of(wh), chosen)])
+            issues = sort_issues([*_table_name_issues(project, wh, chosen),
+                                  *check_columns(project, columns_of(wh), chosen)])
         except BaseException:
             wh.close()
             raise
