@@ -162,6 +162,12 @@ class SyncRecords:
         self.planner.forget_snapshot()
         self.record_destination()
 
+    def mapping_changed(self) -> bool:
+        """The mapped fields differ from those the sync's last run recorded (a sync without a
+        record: no)."""
+        known = self._known.get(self._mapping_key)
+        return known is not None and known != mapping_record(self.cfg.fields)
+
     def compare_if_remapped(self, dry_run: bool = False) -> str | None:
         """When the mapped fields (column, field, type, custom) changed since the record, every row
         is compared field by field: fields swapped between columns read the same columns, so the

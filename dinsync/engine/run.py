@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__, redaction
-from ..destinations.base import Preflight, TransportOptions, TransportStats
+from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
@@ -91,6 +91,7 @@ class SyncRun:
         self.redact = redaction.redact
         self.failure: str | None = None  # why the first row that could not be delivered was not
         self.hint: str | None = None  # for a run that ended failed without an exception
+        self._checked = False  # the pre-flight check passed (a run whose mapping changed checks it first)
         self.state = StateStore(warehouse, project.state_schema)
         self.spec = self.cfg.spec()
         self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
@@ -253,6 +254,11 @@ class SyncRun:
         self._read_earlier_outcomes(s, lock)
         if self._moved is not None:
             self.records.forget_old_destination()
+        if self.records.mapping_changed():
+            # before the run records the new mapping (and forgets what the rows it sends received): a
+            # field only the platform can refuse (an attribute that does not exist there) fails the run
+            # here, and the mapping fixed again costs nothing; recorded first, every row was resent
+            self._check_first()
         self.records.compare_if_remapped()
         self.records.reread_if_region_changed()
         self.records.reread_if_phone_key_rule_changed()
@@ -427,7 +433,8 @@ class SyncRun:
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
         async with transport:
             try:
-                await self._preflight(transport)
+                if not self._checked:
+                    await self._preflight(transport)
             except BaseException:  # the run's log counts the check's requests too (an outage, say)
                 stats = getattr(transport, "transport_stats", TransportStats)()
                 s.requests, s.throttled = stats.requests, stats.throttled
@@ -463,6 +470,26 @@ class SyncRun:
                 self.spec.kinds[field] = kind
         if result.issues:
             raise ConfigError(config_issues(self.project, self.cfg, result, self.redact))
+        self._checked = True
+
+    def _check_first(self) -> None:
+        """The pre-flight check on a transport of its own, before the run changes any state (only
+        destinations that have one: the default checks nothing)."""
+        if type(self.destination).preflight is Destination.preflight:
+            return
+        import asyncio
+
+        async def check() -> None:
+            transport = self.destination.make_transport(transport_options(self.dest_cfg))
+            async with transport:
+                try:
+                    await self._preflight(transport)
+                finally:  # the run's log counts the check's requests
+                    stats = getattr(transport, "transport_stats", TransportStats)()
+                    self.summary.requests += stats.requests
+                    self.summary.throttled += stats.throttled
+
+        asyncio.run(check())
 
 
 def transport_options(dest_cfg, stop: Callable[[], bool] | None = None) -> TransportOptions:

@@ -585,3 +585,22 @@ def test_a_run_whose_pre_flight_check_failed_counts_its_requests(attio, monkeypa
     assert run["requests"] == p.thread.stats()["requests"] > 0
     [(logged,)] = p.sql("select requests from dinsync.runs")
     assert logged == run["requests"]
+
+
+def test_a_mapping_typo_the_preflight_refuses_costs_no_resend_once_fixed(attio):
+    """A field name only the platform can refuse (an attribute that does not exist) fails the run at
+    the pre-flight check, "nothing was sent"; the run must not record that mapping, nor forget what
+    was delivered: once the typo is fixed, the next run has nothing to send. (The run used to record
+    the typo'd mapping and unsettle every row before the check, so the fixed mapping resent every
+    row with every field.)"""
+    p = attio
+    assert p.run()["acknowledged"] == 20
+    p.write_sync(fields=("first_name: job_title", "plan: plan", "ltv: lifetime_valeu"))
+    failed = p.run()
+    assert failed["exit_code"] == ExitCode.CONFIG_ERROR and failed["sent"] == 0
+    assert "lifetime_valeu" in failed["error"]
+    p.write_sync()  # fixed (the sync, paused by itself for the configuration error, resumes: its checks pass)
+    p.requests.clear()
+    after = p.run()
+    assert (after["status"], after["added"], after["changed"], after["sent"]) == ("success", 0, 0, 0), after
+    assert not any(m == "PUT" for m, _, _ in p.requests.requests)
