@@ -242,6 +242,12 @@ def print_run(r: dict) -> None:
         err().print("  [dim]hint: " + escape(r["hint"]) + "[/]", highlight=False)
 
 
+def run_why(run: dict) -> str:
+    """A run's error (why it failed) first, then its warnings: a failed run's warnings (a few
+    duplicated keys) must not hide its error."""
+    return "; ".join(([run["error"]] if run.get("error") else []) + list(run.get("warnings") or []))
+
+
 def print_syncs(syncs: list[dict]) -> None:
     """`dinsync status`: one line per sync."""
     if not syncs:
@@ -260,7 +266,7 @@ def print_syncs(syncs: list[dict]) -> None:
             why = f"paused {'by hand' if s['paused_by'] == 'hand' else 'by itself (' + str(s['culprit']) + ')'}: " \
                   f"{s['reason'] or ''}"
         else:
-            why = "; ".join(r.get("warnings") or []) or (r.get("error") or "")
+            why = run_why(r)
         if not s["enabled"]:
             why = "(disabled) " + why
         colour = colours.get(s["state"], "white")
@@ -293,10 +299,10 @@ def print_runs(runs: list[dict]) -> None:
     from rich.table import Table
 
     table = Table("run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
-                  "rejected", "not found", "failed", "seconds", "warnings / error")
+                  "rejected", "not found", "failed", "seconds", "error / warnings")
     for r in runs:
         started = (r["started_at"] or "")[:19].replace("T", " ")
-        note_text = "; ".join(r["warnings"]) or (r["error"] or "")
+        note_text = run_why(r)
         table.add_row(r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
             f"{r['seconds'] or 0:.2f}", cell(note_text, 100))

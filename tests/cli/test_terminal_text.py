@@ -99,3 +99,26 @@ def test_long_messages_stay_on_one_line_when_piped(capsys):
     assert f"  blocked: {message}\n" in captured.out
     assert f"note: sync iterable_customers paused (credentials): {'x' * 250}\n" == captured.err
     terminal.reset()
+
+
+def _run(status: str, warnings: list[str], error: str | None) -> dict:
+    counts = dict.fromkeys(("added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found",
+                            "failed"), 0)
+    return {"run_id": "r1", "started_at": "2026-12-05T12:00:00.000Z", "status": status, "seconds": 0.4,
+            "segment_rows": 10, "warnings": warnings, "error": error, **counts}
+
+
+def test_status_and_runs_say_why_a_run_failed_before_its_warnings(capsys):
+    """A failed run's error (401: the key was refused) comes first in `status`'s why and in `runs`:
+    its warnings (a few duplicated keys, common) used to hide it."""
+    from dinsync import terminal
+
+    terminal.reset()
+    run = _run("failed", ["model m: 2 of 300 rows share 1 duplicated matching key"],
+               "attentive: Attentive refused the API key (HTTP 401)")
+    terminal.print_syncs([{"sync": "users", "enabled": True, "paused": False, "paused_by": None, "culprit": None,
+                           "reason": None, "state": "failed", "parked": 0, "last_run": run}])
+    terminal.print_runs([run])
+    out = capsys.readouterr().out
+    assert out.count("Attentive refused the API key") == 2, out
+    terminal.reset()
