@@ -292,6 +292,11 @@ def test_domains_attio_reads_as_the_same_company_are_withheld(fresh):
     assert [r.keys for r in prepared.requests] == [["other.com"]]
     assert sorted(r.key for r in prepared.rejections) == ["Acme.com", "https://acme.com/x"]
     assert "same domain" in prepared.rejections[0].reason
+    # each reason names the other row's domain as the model writes it (it named the normalised form,
+    # so 'initech.com' was "the same domain as another row of the model ('initech.com')")
+    why = {r.key: r.reason for r in prepared.rejections}
+    assert "'https://acme.com/x' on another row" in why["Acme.com"], why
+    assert "'Acme.com' on another row" in why["https://acme.com/x"], why
     assert normalise_domain("HTTPS://user@Sub.Acme.com:8080/path?q=1#f") == "sub.acme.com"
 
 

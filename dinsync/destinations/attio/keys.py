@@ -64,8 +64,8 @@ def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     `https://acme.com/`): withheld, like duplicated keys, and not parked: once the model holds one
     of them, the next run sends it (its own values never changed)."""
     return _withhold_same(frame, normalise_domain, lambda i, form, others: (
-        f'key "{key_field}": {i!r} is the same domain for Attio as another row of the model ({form!r}); make '
-        "the model's domains unique after lowercasing and trimming scheme and path"))
+        f'key "{key_field}": {i!r} is the same domain for Attio ({form!r}) as {others} on another row of the '
+        "model; make the model's domains unique after lowercasing and trimming scheme and path"))
 
 
 def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str],
