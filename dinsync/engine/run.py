@@ -91,7 +91,6 @@ class SyncRun:
         self.redact = redaction.redact
         self.failure: str | None = None  # why the first row that could not be delivered was not
         self.hint: str | None = None  # for a run that ended failed without an exception
-        self._checked = False  # the pre-flight check passed (a run whose mapping changed checks it first)
         self.state = StateStore(warehouse, project.state_schema)
         self.spec = self.cfg.spec()
         self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
@@ -433,8 +432,8 @@ class SyncRun:
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
         async with transport:
             try:
-                if not self._checked:
-                    await self._preflight(transport)
+                # (also after _check_first: a destination may keep what its check learns on the transport)
+                await self._preflight(transport)
             except BaseException:  # the run's log counts the check's requests too (an outage, say)
                 stats = getattr(transport, "transport_stats", TransportStats)()
                 s.requests, s.throttled = stats.requests, stats.throttled
@@ -470,7 +469,6 @@ class SyncRun:
                 self.spec.kinds[field] = kind
         if result.issues:
             raise ConfigError(config_issues(self.project, self.cfg, result, self.redact))
-        self._checked = True
 
     def _check_first(self) -> None:
         """The pre-flight check on a transport of its own, before the run changes any state (only
