@@ -140,12 +140,13 @@ def _verdict(project, model, figures, syncs: list[str],
                    f"{', '.join(syncs)} (under the {min(limits.values()):g}% limit)")
     elif not syncs and (figures.duplicate_rows or figures.null_keys):
         status = "warning"
-        problems = [f"{figures.null_keys:,} of {figures.rows:,} rows have a NULL {figures.column}"] \
+        problems = [f"{figures.null_keys:,} of {figures.rows:,} rows have a NULL or empty {figures.column}"] \
             if figures.null_keys else []
         if figures.duplicate_rows:
             problems.append(figures.describe(redact, what="value"))
         message = (f"model {model.name}: its declared primary key {figures.column} does not hold: "
-                   f"{'; '.join(problems)} (its syncs match on other keys: no row is withheld for it)")
+                   f"{'; '.join(problems)} (syncs withhold rows by their matching keys only: no row is withheld "
+                   "for it)")
     else:
         status = "ok"
     if status == "warning":
