@@ -181,6 +181,19 @@ def _reader_error(exc: OSError) -> duckdb.Error:
 _POOL_EXHAUSTED = re.compile(r"could not allocate block|failed to pin block|out of memory", re.IGNORECASE)
 
 
+# A COMMIT that could not write the file's write-ahead log (`<file>.wal`, next to the file): the
+# folder is read-only, the disk full. DuckDB reports it as a TransactionException ("Failed to
+# commit: Cannot open file \"/p/w.duckdb.wal\": Permission denied"), as it does a write conflict:
+# taken for one, the lock's commit said "already running" (exit 5) when no run was.
+_COMMIT_IO_FAILED = re.compile(r"Failed to commit:.*(cannot open file|could not write|could not truncate|"
+                               r"could not sync|no space left|permission denied|operation not permitted|"
+                               r"read-only file system|disk quota|is a directory)", re.IGNORECASE | re.DOTALL)
+
+
+def _commit_io_failed(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.TransactionException) and bool(_COMMIT_IO_FAILED.search(str(exc)))
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     """Whether DuckDB ran out of its buffer pool: an OutOfMemoryException, or a COMMIT that could
     not allocate or pin a block (DuckDB reports that as a TransactionException, "Failed to commit:
@@ -418,6 +431,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseConstraintViolation
         if _out_of_memory(exc):
             return E.WarehouseUnavailable
+        if _commit_io_failed(exc):
+            return E.WarehouseUnavailable
         if isinstance(exc, duckdb.TransactionException):
             return E.WarehouseConflict
         if isinstance(exc, (duckdb.IOException, duckdb.InterruptException)):
@@ -430,6 +445,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     f"{self.streaming_memory_limit or 'no limit'} while sending, as sized for this sync): raise "
                     "warehouse.memory_limit and warehouse.streaming_memory_limit in dinsync.yml, or lower "
                     "warehouse.threads")
+        if _commit_io_failed(exc):
+            return (f"DuckDB could not write next to the file (its write-ahead log, {self.path}.wal): the "
+                    "folder of warehouse.path must be writable and its disk not full; nothing was committed")
         return None
 
     @translated("running a statement")
