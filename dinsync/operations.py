@@ -55,6 +55,7 @@ def load(check_models: bool = True, root: Path | None = None,
     `connect=False` (with `check_models=False`): the warehouse is not opened, (project, None)."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.columns import sort_issues
+    from .warehouses.errors import WarehouseError
 
     root = Path(".") if root is None else Path(root)
 
@@ -80,6 +81,8 @@ def load(check_models: bool = True, root: Path | None = None,
                                  notification_secrets=notification_secrets, warehouse_must_exist=True)
                 except ConfigError as full:
                     everything = full
+                except WarehouseError:  # a transient failure of the column check: the issues found so far
+                    pass
                 finally:
                     wh.close()
         typos = _selection_issues(root, syncs) if syncs is not None else []

@@ -85,6 +85,11 @@ def column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], 
             problems[name] = {str(c[0]): c[2] for c in found if isinstance(c, tuple) and len(c) > 2 and c[2]}
             send_problems[name] = {str(c[0]): c[3] for c in found if isinstance(c, tuple) and len(c) > 3 and c[3]}
         except Exception as exc:  # the warehouse's message is what the user needs
+            if getattr(exc, "retryable", False):
+                # not the model's fault: the warehouse went away, a statement or a lock timed out
+                # (another transaction holds the model's table). As a configuration error (exit 3,
+                # "debug the model's SQL") an orchestrator would not retry a model with nothing to fix.
+                raise
             columns[name] = None
             message = str(exc).strip() or type(exc).__name__
             line, message = _model_error_line(model, message)

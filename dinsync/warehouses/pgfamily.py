@@ -45,7 +45,22 @@ _SQLSTATES: dict[str, type[E.WarehouseError]] = {
     "3D000": E.WarehouseObjectMissing,  # invalid catalog (database) name
     "42703": E.WarehouseObjectMissing,  # undefined column
     "42501": E.WarehousePermissionError,  # insufficient privilege
+    # lock_timeout: another transaction holds a lock the statement waited for (a dbt run swapping
+    # the model's table in, an ALTER TABLE); class 55 is otherwise a statement to fix
+    "55P03": E.WarehouseConflict,
 }
+# Timeouts the server applies, and what to do about each (the class's hint, "could not be reached
+# ... run again later" or "another transaction changed the same tables", says neither).
+_TIMEOUT_HINTS = (
+    ("canceling statement due to lock timeout",
+     "another transaction holds a lock on a table the statement needed (a dbt run replacing the model's "
+     "table, an ALTER TABLE, a long open transaction: see pg_locks); run again once it ends "
+     "(lock_timeout, in warehouse.settings or the role's defaults, is how long to wait for it)"),
+    ("canceling statement due to statement timeout",
+     "the statement ran longer than statement_timeout (warehouse.settings in dinsync.yml, or the role's "
+     "or database's default): raise it for dinsync, e.g. settings: {statement_timeout: 30min}, or make "
+     "the model faster; as they are, the next runs will time out too"),
+)
 # libpq connection failures (and ADBC's errors mid-stream) carry no SQLSTATE: their text says what happened.
 _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     # libpq cannot parse the connection settings (see conninfo_uri_parse / conninfo_parse): nothing
@@ -154,6 +169,9 @@ class PgErrors:
 
     def hint_for(self, exc: BaseException) -> str | None:
         text = str(exc)
+        for needle, hint in _TIMEOUT_HINTS:
+            if needle in text:
+                return hint
         if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
             kind = text.split("for type", 1)[1].split()[0]
             return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "

@@ -1,0 +1,84 @@
+"""Operational failures of a PostgreSQL warehouse, through the CLI: another transaction holding
+the model's table, a statement timeout. Each fails the run (exit 1) saying what happened and what
+to do, and the next run once it is gone converges."""
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+
+import psycopg
+import pytest
+
+from tests.warehouses.support import PG_DSN, one_sync_project, require_postgres
+
+
+@pytest.fixture
+def schema():
+    require_postgres()
+    name = f"dinsync_ops_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+        admin.execute(f"CREATE TABLE {name}.people AS SELECT 'user' || i || '@x.com' AS email, "
+                      "'Name ' || i AS first_name FROM generate_series(1, 20) AS i")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            admin.execute(f"DROP SCHEMA IF EXISTS {name}_state CASCADE")
+
+
+def _project(tmp_path, schema, base_url, settings):
+    warehouse = textwrap.dedent(f"""\
+        warehouse:
+          type: postgres
+          dsn: ${{env:OPS_TEST_PG_DSN}}
+          settings: {settings}
+        state_schema: {schema}_state
+        """)
+    return one_sync_project(tmp_path / "proj", warehouse, base_url, {"first_name": "firstName"},
+                            {"OPS_TEST_PG_DSN": PG_DSN})
+
+
+def _summary(proc):
+    return json.loads(proc.stdout) if proc.stdout.startswith("{") else None
+
+
+def test_a_lock_held_on_the_models_table_is_no_configuration_error(tmp_path, schema, iterable_sandbox):
+    """With a `lock_timeout`, a model whose table another transaction holds (a dbt run swapping it
+    in, an ALTER TABLE) times out in the command's column check: that was a configuration error
+    (exit 3, "model people failed in the warehouse", "run the model's SQL to debug it"), which an
+    orchestrator does not retry, for a model that has nothing to fix."""
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{lock_timeout: 1s}")
+    select = f"select email, first_name from {schema}.people"
+    with psycopg.connect(PG_DSN) as holder:
+        holder.execute(f"LOCK TABLE {schema}.people IN ACCESS EXCLUSIVE MODE")
+        proc = cli("sync", select)
+        holder.rollback()
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "lock timeout" in proc.stderr and "configuration error" not in proc.stderr, proc.stderr
+    assert "another transaction holds a lock" in proc.stderr, proc.stderr  # not "changed the same tables"
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(sandbox.users) == 0
+    again = cli("sync", select)
+    assert again.returncode == 0 and "+20 " in again.stdout, (again.stdout, again.stderr)
+    assert len(sandbox.users) == 20
+    assert " sent 0," in cli("sync", select).stdout
+
+
+def test_a_statement_timeout_says_which_setting_to_raise(tmp_path, schema, iterable_sandbox):
+    """A plan longer than statement_timeout failed with the hint of a warehouse that could not be
+    reached, "run again later": the next run times out the same way; the setting is what to change."""
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{statement_timeout: 300ms}")
+    slow = f"select email, first_name from {schema}.people, (select pg_sleep(1)) as s"
+    proc = cli("sync", slow)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "statement timeout" in proc.stderr and "statement_timeout" in proc.stderr, proc.stderr
+    assert "run again later" not in proc.stderr, proc.stderr
+    assert len(sandbox.users) == 0
+    fast = f"select email, first_name from {schema}.people"
+    assert cli("sync", fast).returncode == 0 and len(sandbox.users) == 20
+    assert " sent 0," in cli("sync", fast).stdout
