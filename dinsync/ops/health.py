@@ -34,6 +34,7 @@ from .. import redaction
 from ..errors import ConfigError, DestinationAuthError, DinsyncError
 from ..warehouses.errors import (
     WarehouseAuthError,
+    WarehouseConflict,
     WarehouseError,
     WarehousePermissionError,
     WarehouseUnavailable,
@@ -94,7 +95,10 @@ def check_sync(project: Any, name: str, wh: Any, *, destination: bool = True, st
     `stop` (a StopToken): a stop request abandons the check (see the module's docstring)."""
     if stop is not None and stop.requested:
         return CheckResult(inconclusive=ABANDONED, abandoned=True)
-    finding = check_model(project, name, wh)
+    try:
+        finding = check_model(project, name, wh)
+    except WarehouseConflict as exc:  # another transaction holds the model's table: says nothing of the model
+        return CheckResult(inconclusive=_r(f"model {project.syncs[name].model} could not be checked: {exc.message}"))
     if finding is not None:
         return CheckResult(finding)
     if not destination:
@@ -109,6 +113,8 @@ def check_model(project: Any, name: str, wh: Any) -> Finding | None:
         columns = [c for c, _ in wh.columns(model.sql)]
     except (WarehouseUnavailable, WarehouseAuthError, WarehousePermissionError) as exc:
         return Finding("source", _r(f"model {model.name} cannot read its data: {exc.message}"), exc.hint)
+    except WarehouseConflict:  # a lock timeout, a write conflict: the check cannot tell (check_sync)
+        raise
     except WarehouseError as exc:
         return Finding("model", _r(f"model {model.name} failed in the warehouse: {exc.message}"),
                        "run the model's SQL in the warehouse to debug it")

@@ -2,6 +2,8 @@
 is, with the exit code of a failed run, and a run once it is gone converges."""
 from __future__ import annotations
 
+import json
+
 import duckdb
 
 from dinsync.warehouses.duckdb import DuckDBWarehouse
@@ -37,3 +39,40 @@ def test_a_folder_duckdb_cannot_write_its_wal_in_is_no_run_holding_the_lock(proj
     again = project.sync()
     assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 20, again
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_lock_held_while_a_failed_run_is_checked_does_not_pause_the_sync(project, monkeypatch):
+    """A run fails because another transaction holds the model's table (PostgreSQL's lock_timeout,
+    a write conflict), and the check that follows a failed run meets the same lock: that check
+    cannot tell whether the model is broken. It paused the sync, culprit `model` ("model customers
+    failed in the warehouse"), channels heard `paused`, and `dinsync sync` refused it with exit 3
+    until a check passed."""
+    from dinsync.diff.planner import Planner
+    from dinsync.warehouses.errors import WarehouseConflict
+
+    held = WarehouseConflict("PostgreSQL: canceling statement due to lock timeout (while running a query)")
+    calls = {"columns": 0}
+    original_columns = DuckDBWarehouse.columns
+
+    def columns(self, sql):
+        calls["columns"] += 1
+        if calls["columns"] > 1:  # the command's own column check passed: the lock came after it
+            raise held
+        return original_columns(self, sql)
+
+    def plan(self, *args, **kwargs):
+        raise held
+
+    original_plan = Planner.plan
+    monkeypatch.setattr(DuckDBWarehouse, "columns", columns)
+    monkeypatch.setattr(Planner, "plan", plan)
+    out = project.sync()
+    assert out["exit_code"] == 1, out
+    assert calls["columns"] >= 2  # the failed run was checked
+    status = project.cli("status")
+    [sync] = json.loads(status.stdout)["syncs"]
+    assert not sync["paused"] and sync["culprit"] is None, sync
+    monkeypatch.setattr(DuckDBWarehouse, "columns", original_columns)
+    monkeypatch.setattr(Planner, "plan", original_plan)
+    again = project.sync()
+    assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 20, again
