@@ -448,6 +448,10 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         if _commit_io_failed(exc):
             return (f"DuckDB could not write next to the file (its write-ahead log, {self.path}.wal): the "
                     "folder of warehouse.path must be writable and its disk not full; nothing was committed")
+        if isinstance(exc, duckdb.IOException) and f"{self.path}.tmp" in str(exc):
+            return (f"DuckDB writes what does not fit in memory to the folder {self.path}.tmp: the folder of "
+                    "warehouse.path must be writable (and hold no file of that name) and its disk not full; or "
+                    "raise warehouse.memory_limit in dinsync.yml so that less is written there")
         return None
 
     @translated("running a statement")
