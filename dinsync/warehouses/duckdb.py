@@ -190,6 +190,16 @@ _COMMIT_IO_FAILED = re.compile(r"Failed to commit:.*(cannot open file|could not 
                                r"read-only file system|disk quota|is a directory)", re.IGNORECASE | re.DOTALL)
 
 
+# A database file cut short: DuckDB reads a block its header names beyond the file's end.
+_DAMAGED_FILE = re.compile(r"Could not read enough bytes from file", re.IGNORECASE)
+
+
+def _damaged_hint(path: str) -> str:
+    return (f"the DuckDB file {path} is shorter than its own blocks say (cut off by a copy, a full disk, or "
+            "replaced while open): running again fails the same way; restore it or build it again (its state "
+            "schema with it: the next run then sends every row once more)")
+
+
 def _commit_io_failed(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.TransactionException) and bool(_COMMIT_IO_FAILED.search(str(exc)))
 
@@ -322,9 +332,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     hint="DuckDB lets one process open a database file at a time: another dinsync run (or a "
                          "tool such as dbt) holds it; wait for it to finish (status, runs and rejections too)",
                 ) from None
-            raise DinsyncError(f"cannot open DuckDB file {path}: {text}",
-                               hint="warehouse.path in dinsync.yml names it: the file and its folder must be "
-                                    "readable and writable") from None
+            hint = (_damaged_hint(path) if _DAMAGED_FILE.search(text) else
+                    "warehouse.path in dinsync.yml names it: the file and its folder must be readable and writable")
+            raise DinsyncError(f"cannot open DuckDB file {path}: {text}", hint=hint) from None
         self._settings = _InstanceSettings.of(path, self._con)
         self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
@@ -448,6 +458,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         if _commit_io_failed(exc):
             return (f"DuckDB could not write next to the file (its write-ahead log, {self.path}.wal): the "
                     "folder of warehouse.path must be writable and its disk not full; nothing was committed")
+        if isinstance(exc, duckdb.IOException) and _DAMAGED_FILE.search(str(exc)):
+            return _damaged_hint(self.path)
         if isinstance(exc, duckdb.IOException) and f"{self.path}.tmp" in str(exc):
             return (f"DuckDB writes what does not fit in memory to the folder {self.path}.tmp: the folder of "
                     "warehouse.path must be writable (and hold no file of that name) and its disk not full; or "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from dinsync.errors import DinsyncError
 from dinsync.warehouses import WarehouseError
 from dinsync.warehouses.duckdb import DuckDBWarehouse
 
@@ -24,3 +25,20 @@ def test_a_temporary_folder_that_cannot_be_made_is_named_with_what_to_do(tmp_pat
     assert "w.duckdb.tmp" in caught.value.message
     hint = caught.value.hint or ""
     assert "could not be reached" not in hint and "writable" in hint and "disk" in hint, hint
+
+
+def test_a_file_cut_short_is_not_a_warehouse_to_try_again_later(tmp_path):
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t AS SELECT i, repeat('x', 50) AS s FROM range(200000) AS r(i)")
+    con.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a copy that stopped half-way
+    with pytest.raises(DinsyncError) as caught:  # on opening it, or on reading the table
+        w = DuckDBWarehouse(str(path))
+        try:
+            w.query("SELECT count(*), max(s) FROM t")
+        finally:
+            w.close()
+    hint = caught.value.hint or ""
+    assert "could not be reached" not in hint and "restore it" in hint, (caught.value.message, hint)
