@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import LockBusyError
-from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation
+from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation, WarehouseLockTimeout
 from .process import holder_id, holder_is_dead
 
 
@@ -109,6 +109,8 @@ class SyncLock:
                 if held:
                     raise self._busy(sync, held[0])
                 self._insert(sync, run_id, now, ttl, None)
+        except WarehouseLockTimeout:  # another transaction holds the table: no run of this sync
+            raise
         except (WarehouseConstraintViolation, WarehouseConflict):
             held = self.rows(sync)  # a racing run inserted first: the key decided
             raise self._busy(sync, held[0] if held else None) from None
@@ -123,6 +125,8 @@ class SyncLock:
                 if held:
                     raise self._busy(sync, held[0])
                 self._insert(sync, run_id, now, ttl, None)
+        except WarehouseLockTimeout:
+            raise
         except WarehouseConflict:  # serializable isolation (Redshift): the other transaction won
             held = self.rows(sync)
             raise self._busy(sync, held[0] if held else None) from None

@@ -15,6 +15,7 @@ from .errors import (
     WarehouseConstraintViolation,
     WarehouseDriverMissing,
     WarehouseError,
+    WarehouseLockTimeout,
     WarehouseObjectMissing,
     WarehousePermissionError,
     WarehouseSettingsError,
@@ -66,7 +67,7 @@ def require_driver(module: str, kind: str, extra: str | None = None, package: st
 
 __all__ = [
     "ADAPTERS", "Capabilities", "Warehouse", "WarehouseAuthError", "WarehouseConflict", "WarehouseConstraintViolation",
-    "WarehouseDriverMissing",
+    "WarehouseDriverMissing", "WarehouseLockTimeout",
     "WarehouseError", "WarehouseObjectMissing", "WarehousePermissionError", "WarehouseSettingsError", "WarehouseSqlError",
     "WarehouseUnavailable", "adapter_class", "capabilities_of", "connect", "require_driver",
 ]

@@ -63,6 +63,14 @@ class WarehouseConflict(WarehouseError):
     retryable = True
 
 
+class WarehouseLockTimeout(WarehouseConflict):
+    """A statement waited longer than the session's lock timeout for a lock another transaction
+    holds (PostgreSQL's lock_timeout). Unlike a conflict between two inserts of the sync's lock
+    row, it says nothing of another run: the lock's arbiter lets it through."""
+
+    kind = "lock_timeout"
+
+
 class WarehouseSqlError(WarehouseError):
     """The warehouse rejected the statement (syntax, types, constraint...)."""
 
@@ -90,6 +98,7 @@ HINTS = {
     WarehouseSettingsError: "fix the warehouse's connection settings in dinsync.yml or the environment "
                             "(dsn, host, port, sslmode, ...)",
     WarehouseConflict: "another transaction changed the same tables at the same time; run again",
+    WarehouseLockTimeout: "another transaction holds a lock on a table the statement needed; run again once it ends",
 }
 
 

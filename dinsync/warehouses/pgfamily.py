@@ -47,7 +47,7 @@ _SQLSTATES: dict[str, type[E.WarehouseError]] = {
     "42501": E.WarehousePermissionError,  # insufficient privilege
     # lock_timeout: another transaction holds a lock the statement waited for (a dbt run swapping
     # the model's table in, an ALTER TABLE); class 55 is otherwise a statement to fix
-    "55P03": E.WarehouseConflict,
+    "55P03": E.WarehouseLockTimeout,
 }
 # Timeouts the server applies, and what to do about each (the class's hint, "could not be reached
 # ... run again later" or "another transaction changed the same tables", says neither).

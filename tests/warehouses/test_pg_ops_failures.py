@@ -82,3 +82,21 @@ def test_a_statement_timeout_says_which_setting_to_raise(tmp_path, schema, itera
     fast = f"select email, first_name from {schema}.people"
     assert cli("sync", fast).returncode == 0 and len(sandbox.users) == 20
     assert " sent 0," in cli("sync", fast).stdout
+
+
+def test_a_lock_held_on_the_state_is_no_run_holding_the_syncs_lock(tmp_path, schema, iterable_sandbox):
+    """Another transaction holds the state's `locks` table (a DBA's LOCK TABLE, a backup tool): the
+    insert of the sync's lock row times out. No run holds the sync: "already running (another run
+    took its lock just now)", exit 5, would send an operator looking for one."""
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{lock_timeout: 1s}")
+    select = f"select email, first_name from {schema}.people"
+    assert cli("sync", select).returncode == 0
+    with psycopg.connect(PG_DSN) as holder:
+        holder.execute(f"LOCK TABLE {schema}_state.locks IN SHARE MODE")  # reads pass, writes wait
+        proc = cli("sync", select)
+        holder.rollback()
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "lock timeout" in proc.stderr and "already running" not in proc.stderr, proc.stderr
+    again = cli("sync", select)
+    assert again.returncode == 0 and " sent 0," in again.stdout, (again.stdout, again.stderr)
