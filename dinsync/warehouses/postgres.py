@@ -33,12 +33,16 @@ DEFAULT_PORT = 5432
 # the statement of a run killed (`kill -9`, an orchestrator's SIGKILL) went on to its end (the plan
 # of a slow model: minutes), holding its locks: the next run took the dead run's lock over at once,
 # then waited behind it and failed creating the same plan table.
+# idle_session_timeout (PostgreSQL 14+) off: a run's sessions sit idle while the platform answers
+# (the main one, the whole send long); a role's reaper of forgotten sessions ended them, and every
+# run of a send longer than it failed once it had sent everything. A session of a dinsync process
+# that dies is closed with it (the server reads the end of the socket).
 SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off",
-                    "client_connection_check_interval": "1000"}
+                    "client_connection_check_interval": "1000", "idle_session_timeout": "0"}
 # Settings a server may not know (PostgreSQL 13 and older, other servers of its protocol): a
 # connection refused for one of them ("unrecognized configuration parameter") is made again
 # without it, unless the project's `settings:` asked for it.
-OPTIONAL_SETTINGS = ("client_connection_check_interval",)
+OPTIONAL_SETTINGS = ("client_connection_check_interval", "idle_session_timeout")
 # Settings the diff relies on, which neither a `settings:` entry nor a role's default may change:
 # the diff hashes each value's text form, and with extra_float_digits 0 or less a float8 is written
 # with 15 significant digits (1.0000000000000002 as 1): a change of the last digits would be no

@@ -100,3 +100,49 @@ def test_a_lock_held_on_the_state_is_no_run_holding_the_syncs_lock(tmp_path, sch
     assert "lock timeout" in proc.stderr and "already running" not in proc.stderr, proc.stderr
     again = cli("sync", select)
     assert again.returncode == 0 and " sent 0," in again.stdout, (again.stdout, again.stderr)
+
+
+@pytest.fixture
+def reaped_role(schema):
+    """A role whose idle sessions the server ends after 1 s (idle_session_timeout, PostgreSQL 14+:
+    a DBA's reaper of forgotten sessions), owning the test's schema."""
+    name = f"{schema}_reaped"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        if admin.info.server_version < 140000:
+            pytest.skip("idle_session_timeout is PostgreSQL 14+")
+        admin.execute(f"CREATE ROLE {name} LOGIN")
+        admin.execute(f"ALTER ROLE {name} SET idle_session_timeout = '1s'")
+        admin.execute(f"ALTER SCHEMA {schema} OWNER TO {name}")
+        admin.execute(f"ALTER TABLE {schema}.people OWNER TO {name}")
+        admin.execute(f"CREATE SCHEMA {schema}_state AUTHORIZATION {name}")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA IF EXISTS {schema}_state CASCADE")
+            admin.execute(f"DROP OWNED BY {name} CASCADE")
+            admin.execute(f"DROP ROLE {name}")
+
+
+def test_sessions_idle_while_the_platform_answers_are_not_ended_by_the_server(tmp_path, schema, reaped_role,
+                                                                            iterable_sandbox):
+    """A run's own sessions sit idle while the platform answers (between checkpoints, or all the
+    send long): a role's idle_session_timeout ended them, and the run failed after sending
+    everything ("terminating connection due to idle-session timeout"), every run of a long send."""
+    sandbox, thread = iterable_sandbox
+    thread.set_faults(latency=2.5)
+    dsn = " ".join(p for p in PG_DSN.split() if not p.startswith("user=")) + f" user={reaped_role}"
+    warehouse = textwrap.dedent(f"""\
+        warehouse:
+          type: postgres
+          dsn: ${{env:OPS_TEST_PG_DSN}}
+        state_schema: {schema}_state
+        """)
+    cli = one_sync_project(tmp_path / "proj", warehouse, thread.url, {"first_name": "firstName"},
+                           {"OPS_TEST_PG_DSN": dsn})
+    select = f"select email, first_name from {schema}.people"
+    proc = cli("sync", select)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert len(sandbox.users) == 20
+    thread.set_faults(latency=0)
+    assert " sent 0," in cli("sync", select).stdout
