@@ -168,6 +168,20 @@ class StateStore:
         """Take the sync's lock, or raise LockBusyError naming its holder. A lock whose run died
         (expired, or its process on this host is gone, a zombie or a reused PID) is taken over."""
         self.lock.acquire(sync, run_id, ttl_seconds)
+        try:
+            self.abandon_unlocked(sync, run_id)
+        except WarehouseError:  # housekeeping: the run goes on, the next one tries again
+            pass
+
+    def abandon_unlocked(self, sync: str, run_id: str) -> None:
+        """With the sync's lock held (by `run_id`): its other runs still `running` hold no lock, so
+        none is running. A run whose end could not be recorded (the warehouse closed its session)
+        while its lock was released on a new one stayed `running` in the run log for good."""
+        self.wh.execute(
+            f"UPDATE {self.t('runs')} SET status = :status, error = :error WHERE sync = :sync AND status = :running "
+            f"AND run_id <> :run",
+            {"status": "abandoned", "error": ABANDONED, "sync": sync, "running": "running", "run": run_id},
+        )
 
     def clear_stale_lock(self, sync: str) -> None:
         """Release the lock of a run that died (see acquire_lock), marking that run abandoned."""

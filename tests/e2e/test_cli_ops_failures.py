@@ -76,3 +76,26 @@ def test_a_lock_held_while_a_failed_run_is_checked_does_not_pause_the_sync(proje
     monkeypatch.setattr(Planner, "plan", original_plan)
     again = project.sync()
     assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 20, again
+
+
+def test_a_run_whose_end_could_not_be_recorded_is_not_running_for_ever(project, monkeypatch):
+    """The warehouse ended the run's session (an idle-session timeout, a terminated backend): its
+    end could not be written, its lock was released all the same (on a new session). Nothing
+    marked it: the run log said `running` for good (`dinsync runs`, a query for stuck runs)."""
+    from dinsync.state import StateStore
+    from dinsync.warehouses.errors import WarehouseUnavailable
+
+    def session_ended(self, *args, **kwargs):
+        raise WarehouseUnavailable("PostgreSQL: terminating connection due to idle-session timeout")
+
+    original = StateStore.finish_run
+    monkeypatch.setattr(StateStore, "finish_run", session_ended)
+    out = project.sync()
+    assert out["exit_code"] == 1, out
+    [(stuck,)] = project.sql("select run_id from dinsync.runs where status = 'running'")
+    assert project.sql("select count(*) from dinsync.locks") == [(0,)]
+    monkeypatch.setattr(StateStore, "finish_run", original)
+    again = project.sync()
+    assert again["exit_code"] == 0, again
+    assert project.sql("select status from dinsync.runs where run_id = ?", stuck) == [("abandoned",)]
+    assert project.sql("select count(*) from dinsync.runs where status = 'running'") == [(0,)]
