@@ -96,6 +96,15 @@ class Project:
         return self.thread.stats()["requests"]
 
 
+def written_project(tmp_path: Path, target, iterable_sandbox, rows: int) -> "Project":
+    """A written project on `target` whose customers table holds ids 1..rows, syncing to the sandbox."""
+    sandbox, thread = iterable_sandbox
+    p = Project(tmp_path / "project", target, sandbox, thread)
+    p.write()
+    target.load("customers", customers(range(1, rows + 1)))
+    return p
+
+
 @pytest.fixture
 def project(tmp_path, target, iterable_sandbox):
     sandbox, thread = iterable_sandbox

@@ -9,16 +9,12 @@ import pytest
 
 from dinsync.diff import DiffSpec, Planner
 from dinsync.warehouses.errors import WarehouseSqlError
-from tests.warehouses.test_conformance import SYNC, Project, customers
+from tests.warehouses.test_conformance import SYNC, written_project
 
 
 @pytest.fixture
 def project(tmp_path, wh_postgres, iterable_sandbox):
-    sandbox, thread = iterable_sandbox
-    p = Project(tmp_path / "project", wh_postgres, sandbox, thread)
-    p.write()
-    wh_postgres.load("customers", customers(range(1, 6)))
-    return p
+    return written_project(tmp_path, wh_postgres, iterable_sandbox, rows=5)
 
 
 def test_a_sync_name_too_long_for_postgres_table_names_is_refused_before_sending(project, wh_postgres):

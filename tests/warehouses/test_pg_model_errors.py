@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.warehouses.test_conformance import Project, customers
+from tests.warehouses.test_conformance import written_project
 
 
 @pytest.fixture
 def project(tmp_path, wh_postgres, iterable_sandbox):
-    sandbox, thread = iterable_sandbox
-    p = Project(tmp_path / "project", wh_postgres, sandbox, thread)
-    p.write()
-    wh_postgres.load("customers", customers(range(1, 301)))
-    return p
+    return written_project(tmp_path, wh_postgres, iterable_sandbox, rows=300)
 
 
 @pytest.mark.parametrize("expression, error", [
