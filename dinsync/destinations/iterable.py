@@ -82,6 +82,8 @@ class IterableSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     api_key: SecretStr
     region: Literal["us", "eu"] = "us"
+    # for the user's records only: the requests are the same for each type (Iterable's per-user
+    # answers, e.g. an unknown email in a userID-based project, decide)
     project_type: Literal["email", "userid", "hybrid"] = "email"
     create_new_fields: bool = True
     merge_nested_objects: bool = False
