@@ -43,14 +43,9 @@ def parse_retry_after(
         if not math.isfinite(seconds):
             return None
         return min(max(0.0, seconds), cap)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    when = _http_date(value)
+    if when is None:
         return None
-    if when is None:  # older Pythons return None for garbage
-        return None
-    if when.tzinfo is None:  # "-0000" / asctime: UTC per RFC 9110
-        when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
@@ -61,14 +56,17 @@ def parse_retry_after(
 
 
 def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date (any of RFC 9110's three formats) as an aware datetime; None when absent or
+    unreadable."""
     if not value:
         return None
     try:
         when = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:
+    if when is None:  # older Pythons return None for garbage
         return None
+    # "-0000" / asctime: UTC per RFC 9110
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
