@@ -112,13 +112,7 @@ class _Pace:
         self.rate = rate
         self.burst = int(burst)
         self.headroom = headroom
-        if rate is None:
-            self.interval = 0.0
-            self.window: deque[list[float]] | None = None
-        else:
-            self.interval = 1.0 / (rate * headroom)
-            self.window = deque(maxlen=max(self.burst, math.ceil(rate)))
-        self.tolerance = (self.burst - 1) * self.interval
+        self.interval, self.window, self.tolerance = self._schedule(rate, ())
         self.tat = -math.inf  # theoretical arrival time of the next start (GCRA)
         self.cold_margin = cold_margin
         # the first window of starts counts as leaving `cold_margin` later (see COLD_MARGIN)
@@ -135,13 +129,17 @@ class _Pace:
             if rate == self.rate:
                 return
             self.rate = rate
-            recent = list(self.window or ())
-            if rate is None:
-                self.interval, self.window = 0.0, None
-            else:
-                self.interval = 1.0 / (rate * self.headroom)
-                self.window = deque(recent, maxlen=max(self.burst, math.ceil(rate)))
-            self.tolerance = (self.burst - 1) * self.interval
+            self.interval, self.window, self.tolerance = self._schedule(rate, list(self.window or ()))
+
+    def _schedule(self, rate: float | None, recent) -> tuple[float, "deque[list[float]] | None", float]:
+        """(interval between starts, window of the last starts holding `recent`, GCRA tolerance)
+        at `rate` (None: unlimited, no window)."""
+        if rate is None:
+            interval, window = 0.0, None
+        else:
+            interval = 1.0 / (rate * self.headroom)
+            window = deque(recent, maxlen=max(self.burst, math.ceil(rate)))
+        return interval, window, (self.burst - 1) * interval
 
     def ready_at(self) -> float:
         t = max(self.tat - self.tolerance, self.paused_until)
