@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import sys
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -18,6 +19,7 @@ from aiohttp import web
 from dinsync.destinations.base import Destination, EndpointLimit, Outcome, RecordResult, Request
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError
 from dinsync.sender import HttpSender, RetryPolicy
+from dinsync.sandbox.runner import SandboxThread
 from dinsync.sender.http import OUTAGE_REQUESTS
 
 SECRET = "sk_live_T0P/SECRET+key"
@@ -65,18 +67,27 @@ class Server:
         finally:
             self.in_flight -= 1
 
-    async def __aenter__(self) -> "Server":
+    async def start(self, port: int = 0) -> str:
+        """Serve on 127.0.0.1 (`port` 0: any free one); the base URL. With `stop`, what
+        `dinsync.sandbox.runner.SandboxThread` needs to serve it from a thread of its own."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    async def __aenter__(self) -> "Server":
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
+        await self.stop()
 
 
 # --- a minimal destination --------------------------------------------------------------------
@@ -393,15 +404,24 @@ def test_a_request_that_opened_a_slow_connection_counts_from_when_it_left(monkey
     async def handler(request, hit):
         return web.json_response({}, headers={"Connection": "close"} if hit.n == 11 else {})
 
-    async def main():
-        async with Server(handler) as srv:
-            dest = Paced(srv.url.replace("127.0.0.1", "localhost"), {"api_key": SECRET})
-            async with HttpSender(dest) as s:
-                for n in range(25):
-                    await s.send(batch([f"k{n}"]))
-            return [h.at for h in srv.hits]
+    async def main(url):
+        dest = Paced(url.replace("127.0.0.1", "localhost"), {"api_key": SECRET})
+        async with HttpSender(dest) as s:
+            for n in range(25):
+                await s.send(batch([f"k{n}"]))
 
-    arrivals = run(main())
+    # The server stamps arrivals on a loop of its own, in a thread that takes the GIL back within
+    # 0.5 ms: on the sender's loop, a stamp waited for whatever the sender's side was running, and
+    # on a loaded machine two stamps 10 apart came 12 ms closer than the requests arrived.
+    srv = Server(handler)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        with SandboxThread(srv) as served:
+            run(main(served.url))
+    finally:
+        sys.setswitchinterval(interval)
+    arrivals = [h.at for h in srv.hits]
     assert len(arrivals) == 25
     spans = [arrivals[i + 10] - arrivals[i] for i in range(len(arrivals) - 10)]
     assert min(spans) >= 0.995  # never 11 arrivals within a second (10/s)
