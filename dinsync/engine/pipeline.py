@@ -150,7 +150,9 @@ class Pipeline:
                             self.fatal = type(err)(self.redact(err.message), err.hint)
                 # optional for a plugin's transport (the README names deliver, settle and resolve)
                 stats = getattr(self.transport, "transport_stats", TransportStats)()
-                self.s.requests, self.s.throttled = stats.requests, stats.throttled
+                # added: an early pre-flight check (`_check_first`) counted its own requests already
+                self.s.requests += stats.requests
+                self.s.throttled += stats.throttled
                 self.s.request_rates.update(stats.rates)
         finally:
             try:

@@ -436,7 +436,8 @@ class SyncRun:
                 await self._preflight(transport)
             except BaseException:  # the run's log counts the check's requests too (an outage, say)
                 stats = getattr(transport, "transport_stats", TransportStats)()
-                s.requests, s.throttled = stats.requests, stats.throttled
+                s.requests += stats.requests
+                s.throttled += stats.throttled
                 raise
             # After the pre-flight check: the kinds it learned (e.g. Attio's attribute types) map the values.
             mapping = MappingPlan(

@@ -604,3 +604,18 @@ def test_a_mapping_typo_the_preflight_refuses_costs_no_resend_once_fixed(attio):
     after = p.run()
     assert (after["status"], after["added"], after["changed"], after["sent"]) == ("success", 0, 0, 0), after
     assert not any(m == "PUT" for m, _, _ in p.requests.requests)
+
+
+def test_a_run_after_a_mapping_change_counts_the_early_checks_requests(attio):
+    """A changed mapping is checked against Attio before the run records it, on a transport of its
+    own, and again on the transport that sends: `runs.requests` counts both checks' requests and the
+    writes (the send phase's figures used to replace the early check's)."""
+    p = attio
+    assert p.run()["acknowledged"] == 20
+    p.write_sync(fields=("customer_id: job_title", "plan: plan", "ltv: lifetime_value"))  # another column
+    before = p.thread.stats()["requests"]
+    run = p.run()
+    assert run["status"] == "success" and run["sent"] > 0, run
+    assert run["requests"] == p.thread.stats()["requests"] - before
+    [logged] = [r for (r,) in p.sql("select requests from dinsync.runs order by started_at desc limit 1")]
+    assert logged == run["requests"]
