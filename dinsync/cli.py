@@ -92,6 +92,8 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# sample counts become a LIMIT in the warehouse's SQL: a count none of them can take is a usage error
+MAX_SAMPLES = 1_000_000_000
 ProjectDirOpt = typer.Option(None, "--project-dir", "-p", help="Folder holding dinsync.yml (default: here).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 NamesArg = typer.Argument(None, metavar="[SYNC]...", show_default=False,
@@ -243,7 +245,7 @@ def plan(names: Optional[list[str]] = NamesArg,
          select: Optional[list[str]] = SelectOpt,
          exclude: Optional[list[str]] = ExcludeOpt,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Plan as if nothing had been sent."),
-         samples: int = typer.Option(3, min=0, help="Sample rows per kind of change."),
+         samples: int = typer.Option(3, min=0, max=MAX_SAMPLES, help="Sample rows per kind of change."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
     use_options(project_dir, json_output)
@@ -622,7 +624,8 @@ def rejections(name: Optional[str] = OneSyncArg,
 def check(names: Optional[list[str]] = NamesArg,
           select: Optional[list[str]] = SelectOpt,
           exclude: Optional[list[str]] = ExcludeOpt,
-          samples: int = typer.Option(5, min=0, help="Most duplicated keys shown per key (0: none)."),
+          samples: int = typer.Option(5, min=0, max=MAX_SAMPLES,
+                                      help="Most duplicated keys shown per key (0: none)."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Count NULL and duplicated keys of each model of the selected syncs, in the warehouse.
 

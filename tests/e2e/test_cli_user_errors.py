@@ -106,3 +106,20 @@ def test_a_selection_typo_is_reported_with_an_unset_secret_not_hidden_by_it(proj
     result = project.cli(command[0], "iterable_users")
     assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
     assert ["ITERABLE_TEST_KEY is not set" in i["message"] for i in json.loads(result.stdout)["issues"]] == [True]
+
+
+
+# --- counts out of range ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["plan", "--samples"], ["check", "--samples"]])
+def test_a_sample_count_no_query_can_take_is_a_usage_error(project, command):
+    """`plan --samples 100000000000000000000` reached DuckDB as a LIMIT and failed the command with
+    a conversion error (exit 1, "run again later"): a count the option cannot take is the user's typo
+    (exit 2), and a large one that fits shows every row it can."""
+    project.sql("insert into main.customers values (21, 'user1@example.com', 'u-21', 'Again', 'free', 1.0)")
+    result = project.cli(*command, str(10**20), json_output=False)
+    assert result.exit_code == ExitCode.USAGE, (command, result.output)
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "Invalid value for '--samples'" in text and "1000000000" in text, text
+    # as with the default count (`check` fails on the duplicated key either way)
+    assert project.cli(*command, "1000000", json_output=False).exit_code == project.cli(command[0]).exit_code
