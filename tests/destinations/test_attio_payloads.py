@@ -201,6 +201,38 @@ def test_phone_keys_pair_with_the_stored_number_in_e164():
     assert d._record_ids == {"k-us": "rec-us", "k-fr": "rec-fr"}
 
 
+def test_phone_keys_are_sent_in_e164_and_one_number_is_written_once(fresh):
+    """A unique phone-number matching attribute: Attio stores the number in E.164, so keys
+    '+33 6 12 34 56 78' and '+33612345678' are one record. Both were asserted as written, both
+    acknowledged, the last write winning; and a national key ('06 12 34 56 79', phone_region FR)
+    was sent as written, which Attio cannot read without a country code. Keys go in E.164 (the
+    default region for national ones; one that does not parse as written: Attio's answer decides),
+    in the assert and in the lookup's filter; keys of a batch that are one number are withheld."""
+    sandbox = fresh.sandbox
+    fresh.call(sandbox.declare_attribute, "people:mobile:phone-number:unique")
+    try:
+        dest = destination(fresh)  # phone_region FR
+        spec = SyncSpec("s", "people", "upsert", "mobile", ["job_title"])
+        assert run_preflight(dest, spec).issues == []
+        keys = ["+33 6 12 34 56 78", "+33612345678", "06 12 34 56 79", "+1 555 867 5309", "not a phone"]
+        rows = [{"key": k, "job_title": f"row {k}"} for k in keys]
+        prepared = dest.prepare(mapped(rows, "mobile", ["job_title"], {"job_title": "string"}, "string"), spec)
+        check_spec(prepared.requests)
+        sent = {r.keys[0]: orjson.loads(r.body)["data"]["values"]["mobile"] for r in prepared.requests}
+        assert sent == {"06 12 34 56 79": ["+33612345679"], "+1 555 867 5309": ["+15558675309"],
+                        "not a phone": ["not a phone"]}
+        why = {r.key: r for r in prepared.rejections}
+        assert sorted(why) == ["+33 6 12 34 56 78", "+33612345678"]
+        for r in why.values():
+            assert not r.park and "is the same phone number for Attio ('+33612345678')" in r.reason, r
+        update = SyncSpec("s", "people", "update", "mobile", ["job_title"])
+        run_preflight(dest, update)
+        [lookup] = dest.lookup_requests(["k"], ["06 12 34 56 79"], update)
+        assert orjson.loads(lookup.body)["filter"] == {"$or": [{"mobile": "+33612345679"}]}
+    finally:
+        fresh.call(lambda: sandbox.objects["people"].attributes.pop("mobile"))
+
+
 def test_a_name_struct_with_every_part_empty_clears_the_name(fresh):
     """A struct whose parts are all NULL or empty was sent as one empty name
     (`[{"first_name": "", "last_name": "", "full_name": ""}]`); it is `[]`, as NULL is."""

@@ -50,7 +50,7 @@ from ..base import (
 )
 from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
                       written_record)
-from .keys import inexact_numbers, same_domain, same_number
+from .keys import e164_keys, inexact_numbers, same_domain, same_number, same_phone
 from .schema import NUMERIC_TYPES, AttributeInfo, Schema, check_mapping
 from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
                      stored_match_forms)
@@ -220,6 +220,7 @@ class AttioDestination(Destination):
             rejections += [Rejection(k, f'key "{sync.key_field}": {i!r} is not a number (the matching attribute is '
                                         f'of type {plan.key.type})') for k, i in bad.select("_key", "_id").iter_rows()]
             frame = frame.filter(~key_bad)
+        region = self.default_region()
         if plan.key.type == "domain":
             frame, dupes = same_domain(frame, sync.key_field)
             rejections += dupes
@@ -227,7 +228,9 @@ class AttioDestination(Destination):
             frame, inexact = inexact_numbers(frame, sync.key_field)
             frame, dupes = same_number(frame, sync.key_field)
             rejections += inexact + dupes
-        region = self.default_region()
+        elif plan.key.type == "phone-number":
+            frame, dupes = same_phone(e164_keys(frame, region), sync.key_field, region)
+            rejections += dupes
         shapers = [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
                    if name != sync.key_field and name in plan.attributes]
         frame, bad_values = shape_values(frame, shapers)
@@ -308,7 +311,8 @@ class AttioDestination(Destination):
         requests = []
         for start in range(0, len(keys), size):
             chunk_keys = list(keys[start:start + size])
-            items = [orjson.dumps({slug: key_filter_value(plan.key, i)}) for i in ids[start:start + size]]
+            items = [orjson.dumps({slug: key_filter_value(plan.key, i, self.default_region())})
+                     for i in ids[start:start + size]]
             requests.append(self._lookup(sync.service, plan.key, chunk_keys, items, list(ids[start:start + size])))
         return requests
 

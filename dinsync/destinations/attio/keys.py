@@ -8,7 +8,9 @@ once the model holds one). Per key type:
   - number, currency, rating: Attio keeps numbers as 64-bit floats ("Numbers are persisted as 64
     bit floats", spec `input-value`): `1`, `1.0`, `1e0`, `-0` and `0` are one number. A key that is
     not the number its float is (9007199254740993 is stored as 9007199254740992, another row's key)
-    can never be matched as written: rejected for its content (parked until it changes).
+    can never be matched as written: rejected for its content (parked until it changes);
+  - phone-number: Attio stores the number in E.164 (`+33 6 12 34 56 78` and `+33612345678`); keys
+    are sent in that form, national ones with the destination's default region (`e164_keys`).
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import decimal
 import math
 from typing import TYPE_CHECKING, Callable
 
+import orjson
+
 from ..base import Rejection
-from .values import normalise_domain
+from .values import _e164, normalise_domain
 
 if TYPE_CHECKING:
     import polars as pl
@@ -66,6 +70,26 @@ def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     return _withhold_same(frame, normalise_domain, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same domain for Attio ({form!r}) as {others} on another row of the '
         "model; make the model's domains unique after lowercasing and trimming scheme and path"))
+
+
+def e164_keys(frame: pl.DataFrame, region: str | None) -> pl.DataFrame:
+    """`_kjson` of phone keys in E.164, as Attio stores them (a national number read with the default
+    region, which Attio cannot do without a country code); a key that does not parse is sent as
+    written: Attio's answer decides."""
+    import polars as pl
+
+    ids = frame.get_column("_id")
+    distinct = ids.unique()
+    forms = pl.Series([orjson.dumps(_e164(i, region) or i).decode() for i in distinct.to_list()], dtype=pl.String)
+    return frame.with_columns(ids.replace_strict(distinct, forms, return_dtype=pl.String).alias("_kjson"))
+
+
+def same_phone(frame: pl.DataFrame, key_field: str, region: str | None) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows of a batch whose keys are one phone number for Attio (`+33 6 12 34 56 78`,
+    `+33612345678`, `06 12 34 56 78` with region FR): withheld, not parked, like same_domain."""
+    return _withhold_same(frame, lambda i: _e164(i, region) or i, lambda i, form, others: (
+        f'key "{key_field}": {i!r} is the same phone number for Attio ({form!r}) as {others} on another row of '
+        "the model; make the model's phone numbers unique in E.164"))
 
 
 def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str],

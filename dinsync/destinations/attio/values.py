@@ -111,10 +111,12 @@ def is_json_number(text: str) -> bool:
     return re.fullmatch(_JSON_NUMBER, text.strip()) is not None
 
 
-def key_filter_value(attr: AttributeInfo, ident: str) -> Any:
-    """The key as a records-query filter operand (a domain in the form Attio stores)."""
+def key_filter_value(attr: AttributeInfo, ident: str, region: str | None = None) -> Any:
+    """The key as a records-query filter operand (a domain, a phone number in the form Attio stores)."""
     if attr.type == "domain":
         return normalise_domain(ident) or ident
+    if attr.type == "phone-number":
+        return _e164(ident, region) or ident
     if attr.type in NUMERIC_TYPES:
         try:
             number = float(ident)
