@@ -89,6 +89,7 @@ class SyncRecords:
         self._sent_to: str | None = None  # the destination the snapshot was delivered to
         self._matched_by: str | None = None  # ... and the field that matched its records there
         self._rematched = False  # moved_from found only the matching field changed
+        self._recased: str | None = None  # moved_from found only a sync of this name in another case
         self.records_id = f"{self.destination_id} by {cfg.match_field}"  # the records the sync writes
         # when this run started (seconds since the epoch, this host's clock): recorded as the time
         # this sync wrote a field (see record_writes); SyncRun.run sets it as it starts
@@ -129,6 +130,11 @@ class SyncRecords:
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
         self._rematched = False
+        self._recased = None
+        if known is None:
+            self._recased = self._other_case_name()
+            if self._recased is not None:
+                return self._recased
         if known is not None and known != self.destination_id:
             return known
         if known is not None and self._matched_by is not None and self._matched_by != self.cfg.match_field:
@@ -136,7 +142,20 @@ class SyncRecords:
             return self._matched_by
         return None
 
+    def _other_case_name(self) -> str | None:
+        """The sync of this name in another case (its file renamed by case only) that has a
+        destination record, when this sync has none. Where the warehouse's table names ignore case
+        (DuckDB, Snowflake, Databricks), `snap_<sync>` is that sync's table, and this sync's records
+        are none: its first run would find every row "unchanged" and send nothing, even to another
+        destination. So it forgets that snapshot and sends every row, as a new sync does elsewhere."""
+        others = self.state.meta_keys_in_other_case(self._destination_key)
+        return others[0].split(":", 1)[1] if others else None
+
     def moved_note(self, moved: str) -> str:
+        if self._recased is not None:
+            return (f"sync {self.cfg.name} has no record of its own, but sync {moved} (its name in another case) "
+                    "has: a new sync, whose state tables may be that sync's where the warehouse ignores the "
+                    "case of names: every row is sent, as with --full-refresh")
         if self._rematched:
             return (f"sync {self.cfg.name} now matches {self.destination_id} by {self.cfg.match_field}, no longer "
                     f"by {moved}: every row is sent, as with --full-refresh")

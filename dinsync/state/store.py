@@ -124,6 +124,12 @@ class StateStore:
                             {f"k{i}": key for i, key in enumerate(keys)})
         return {str(r["key"]): str(r["value"]) for r in rows if r["value"] is not None}
 
+    def meta_keys_in_other_case(self, key: str) -> list[str]:
+        """The `meta` keys equal to `key` but for the case of their letters (sorted)."""
+        rows = self.wh.rows(f"SELECT key FROM {self.t('meta')} WHERE LOWER(key) = LOWER(:key) AND key <> :key",
+                            {"key": key})
+        return sorted(str(r["key"]) for r in rows)
+
     def set_meta_value(self, key: str, value: str) -> None:
         self.set_meta_values({key: value})
 

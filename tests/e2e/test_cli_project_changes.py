@@ -77,6 +77,31 @@ def test_a_sync_pointed_at_another_destination_sends_it_every_row(project):
     assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
 
 
+def test_a_sync_renamed_by_case_only_and_moved_sends_the_new_destination_every_row(project):
+    """`iterable_users.yml` renamed `Iterable_Users.yml` (and pointed at another destination): a new
+    sync, which sends every row. On DuckDB, whose names ignore case, its `snap_Iterable_Users` is
+    the old name's table, while its records (under its new name) were none: the run found every row
+    "unchanged" and sent nothing to the new destination."""
+    config = project.root / "dinsync.yml"
+    text = config.read_text()
+    config.write_text(text + text.split("destinations:\n")[1].replace("  iterable:", "  iterable_eu:"))
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    old = project.root / "syncs" / "iterable_users.yml"
+    (project.root / "syncs" / "Iterable_Users.yml").write_text(
+        old.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    old.unlink()
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True), plan
+    project.requests.clear()
+    result = project.cli("sync")
+    run = orjson.loads(result.stdout)["runs"][0]
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20), run
+    assert "sync Iterable_Users has no record of its own, but sync iterable_users" in result.stderr
+    assert len(users_sent(project)) == 20
+    project.requests.clear()
+    assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
+
+
 def test_a_row_parked_under_a_fields_old_type_is_sent_again_once_the_type_is_fixed(project):
     """ltv now read from a text column: a changed row goes as a string, which Iterable's double
     field refuses (parked). Declaring `type: number` fixes the mapping, not the row's values: the
