@@ -216,6 +216,24 @@ def test_a_sync_moved_to_another_destination_sends_it_every_row_once(project, ta
     assert project.users() == expected_users(data)
 
 
+def test_a_sync_renamed_by_case_only_and_moved_sends_the_new_destination_every_row(project, target):
+    """Where table names ignore case (DuckDB, Snowflake, Databricks), `Iterable_Users`'s snapshot is
+    `iterable_users`'s table, and its records were none: it sent nothing to its new destination."""
+    data = customers(range(1, 21))
+    target.load("customers", data)
+    assert only_run(project.sync())["acknowledged"] == 20
+    project.write(destination_extra=f"  iterable_eu:\n    type: iterable\n    api_key: ${{env:ITERABLE_TEST_KEY}}\n"
+                                    f"    base_url: {project.thread.url}\n")
+    sync_file = project.root / "syncs" / f"{SYNC}.yml"
+    (project.root / "syncs" / "Iterable_Users.yml").write_text(
+        sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    sync_file.unlink()
+    run = only_run(project.sync())
+    assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20), run
+    run = only_run(project.sync())
+    assert (run["full_refresh"], run["sent"], run["unchanged"]) == (False, 0, 20), run
+
+
 @pytest.mark.slow
 def test_kill_9_mid_sync_then_rerun_converges(project, target):
     rows = 3000
