@@ -434,6 +434,8 @@ class Planner(CommitMixin, PendingMixin):
             self._planned_full_refresh = full_refresh
             self._leaving = counts["removed"] + counts["forget"]
             self.forgotten = counts["forget"]
+            if full_refresh:  # the keys that left the segment leave the snapshot once the refresh succeeds
+                counts["removed"] = self._row("cleanup_count")["gone"]
             # commits replace the snapshot rows of changed keys (a full refresh: of any key) and
             # delete those that left (in parts: see commit_removed)
             deletes = None if full_refresh else counts["changed"] + self._leaving

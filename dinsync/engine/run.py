@@ -169,6 +169,8 @@ class SyncRun:
                 raise located from None
             if shared and not stats.first_sync:  # (a first sync sends every row anyway)
                 self.notes.append(shared)
+            if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
+                stats.removed = 0
             self.planner.drop_prior()  # kept for sending only
             return stats
         finally:
@@ -329,9 +331,11 @@ class SyncRun:
                        "by the next run")
             return
         lock.check()
-        s.removed = self.planner.commit_removed()
-        if self.full_refresh:
+        removed = self.planner.commit_removed()
+        if self.full_refresh:  # (its plan counted the keys that leave the snapshot here)
             self.planner.commit_full_refresh_cleanup()
+        else:
+            s.removed = removed
         # rows sent and not acknowledged were forgotten before sending: the next run sends them
         self.records.record_destination()
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them

@@ -68,13 +68,13 @@ class Reference:
                 elif parked is not None and not retry:
                     unpark.append(k)  # values back to what was delivered: parking ends
         removed, forget = [], []
+        for k in set(self.delivered) | set(self.parked):
+            if k not in groups:
+                if k in self.delivered:
+                    removed.append(k)  # (a full refresh counts them, and they leave once it succeeds)
+                elif not retry and not full_refresh:
+                    forget.append(k)
         if not full_refresh:
-            for k in set(self.delivered) | set(self.parked):
-                if k not in groups:
-                    if k in self.delivered:
-                        removed.append(k)
-                    elif not retry:
-                        forget.append(k)
             for k in removed:
                 plan[k] = ("removed", None, None)
         for k in unpark:

@@ -102,6 +102,33 @@ def test_a_sync_renamed_by_case_only_and_moved_sends_the_new_destination_every_r
     assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
 
 
+def test_a_full_refresh_counts_the_keys_that_left_the_model_as_removed(project):
+    """A full refresh plans every row as added; the keys that left the model leave the snapshot
+    once it succeeds. `plan`, the run and `dinsync runs` said `removed` 0 all the same."""
+    project.sync()
+    project.sql("delete from main.customers where id in (3, 4)")
+    project.sql("insert into main.customers select 99, email, user_id, first_name, plan, ltv from main.customers "
+                "where id = 5")  # a key on two rows: withheld, not removed
+    project.write(max_rejected_pct=50)
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text() + "  max_duplicate_pct: 20\n")
+    plan = orjson.loads(project.cli("plan", "--full-refresh").stdout)["plans"][0]
+    assert (plan["added"], plan["removed"], plan["duplicate_keys"]) == (17, 2, 1), plan
+    run = project.sync("--full-refresh")["runs"][0]
+    assert (run["added"], run["removed"], run["acknowledged"]) == (17, 2, 17), run
+    assert orjson.loads(project.cli("runs").stdout)["runs"][0]["removed"] == 2
+    assert "user3@example.com" not in project.snapshot_keys()
+    # a sync moved to another destination forgets the old one's snapshot: nothing is removed from it
+    project.sql("delete from main.customers where id = 6")
+    config = project.root / "dinsync.yml"
+    config.write_text(config.read_text() + config.read_text().split("destinations:\n")[1].replace("  iterable:",
+                                                                                                  "  iterable_eu:"))
+    sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    run = project.sync()["runs"][0]
+    assert (plan["full_refresh"], plan["removed"], run["full_refresh"], run["removed"]) == (True, 0, True, 0), run
+
+
 def test_a_row_parked_under_a_fields_old_type_is_sent_again_once_the_type_is_fixed(project):
     """ltv now read from a text column: a changed row goes as a string, which Iterable's double
     field refuses (parked). Declaring `type: number` fixes the mapping, not the row's values: the
