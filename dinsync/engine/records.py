@@ -153,9 +153,9 @@ class SyncRecords:
 
     def moved_note(self, moved: str) -> str:
         if self._recased is not None:
-            return (f"sync {self.cfg.name} has no record of its own, but sync {moved} (its name in another case) "
-                    "has: a new sync, whose state tables may be that sync's where the warehouse ignores the "
-                    "case of names: every row is sent, as with --full-refresh")
+            return (f"sync {self.cfg.name} is new, and sync {moved} (its name in another case) may have held its "
+                    "state tables (where the warehouse ignores the case of names): every row is sent, as with "
+                    "--full-refresh")
         if self._rematched:
             return (f"sync {self.cfg.name} now matches {self.destination_id} by {self.cfg.match_field}, no longer "
                     f"by {moved}: every row is sent, as with --full-refresh")
