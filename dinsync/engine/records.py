@@ -44,9 +44,16 @@ repeat) a resend.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import orjson
+
+# The `wrote:` records are shared by the syncs writing the same records, and each write reads them,
+# adds the sync and replaces the row: two syncs doing so at once (`serve --parallel`, the API in
+# threads) lost one's record, or failed the run on the key's uniqueness (DuckDB: "Duplicate key
+# "key: wrote:..." violates primary key constraint"). One at a time in a process.
+_SHARED_WRITES = threading.Lock()
 
 
 def mapping_record(fields) -> str:
@@ -318,16 +325,18 @@ class SyncRecords:
                 if again or self.cfg.name not in self._writers(f)}
         if not keys:
             return
-        fresh = self.state.meta_values(*keys)
-        new = {}
-        for key, field in keys.items():
-            writers = self._writers(field, fresh)
-            mine = writers.get(self.cfg.name)
-            if mine is not None and (not again or mine["last"] == self.run_started):
-                continue
-            writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started, "last": self.run_started}
-            new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()
-        self._known.update(fresh)
-        if new:
-            self.state.set_meta_values(new)
-            self._known.update(new)
+        with _SHARED_WRITES:
+            fresh = self.state.meta_values(*keys)
+            new = {}
+            for key, field in keys.items():
+                writers = self._writers(field, fresh)
+                mine = writers.get(self.cfg.name)
+                if mine is not None and (not again or mine["last"] == self.run_started):
+                    continue
+                writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started,
+                                          "last": self.run_started}
+                new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()
+            self._known.update(fresh)
+            if new:
+                self.state.set_meta_values(new)
+                self._known.update(new)
