@@ -438,7 +438,7 @@ def serve(names: Optional[list[str]] = NamesArg,
           parallel: int = typer.Option(1, min=1, max=64, help="Syncs running at once."),
           recheck_minutes: float = typer.Option(5.0, min=0.01, help="How often paused syncs are checked again."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Run the selected syncs on their schedules until SIGTERM / SIGINT (one log line per run).
+    """Run the selected syncs on their schedules until SIGTERM / SIGINT / SIGHUP (one log line per run).
 
     A signal stops gracefully: no new run starts, runs in flight stop as `dinsync sync` does
     (committed, recorded `cancelled`), then the service exits 0. A second signal exits at once."""
@@ -456,7 +456,7 @@ def serve(names: Optional[list[str]] = NamesArg,
         if service is not None:
             service.wake()
 
-    with handled(), in_project(), stop_on_signals(stop, on_signal):
+    with handled(), in_project(), stop_on_signals(stop, on_signal, hangup=True):
         from .ops.serve import Service, format_line
         from .progress import line_interval
 

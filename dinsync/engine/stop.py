@@ -1,4 +1,4 @@
-"""Graceful stop on SIGTERM / SIGINT (what Airflow, Kubernetes and Ctrl-C send).
+"""Graceful stop on SIGTERM / SIGINT (what Airflow, Kubernetes and Ctrl-C send), and SIGHUP for `serve`.
 
 The first signal asks the running sync to stop: it reads no new batch, lets requests in flight
 finish within a grace period, commits what was acknowledged and records the run as `cancelled`.
@@ -84,8 +84,11 @@ ANNOUNCE_SECONDS = 5.0  # at most this long, a block that ends after a signal wa
 
 
 @contextlib.contextmanager
-def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = None) -> Iterator[StopToken]:
-    """Route SIGTERM and SIGINT to `token` while the block runs (main thread only)."""
+def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = None,
+                    hangup: bool = False) -> Iterator[StopToken]:
+    """Route SIGTERM and SIGINT to `token` while the block runs (main thread only). `hangup`
+    (`serve`): SIGHUP too, unless it is ignored (`nohup`). Its default action ended the service
+    at once, as `kill -9` does, when its terminal closed or someone sent it to reload the files."""
     if threading.current_thread() is not threading.main_thread():
         yield token
         return
@@ -122,7 +125,10 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         told.append(signal.Signals(signum).name)
         announce.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = [signal.SIGTERM, signal.SIGINT]
+    if hangup and hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    for sig in signals:
         previous[sig] = signal.signal(sig, handler)
     token._rearm = lambda: [signal.signal(sig, handler) for sig in previous]
     try:

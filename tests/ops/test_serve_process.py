@@ -90,6 +90,40 @@ def test_sigterm_stops_an_idle_service_with_exit_0(project):
     assert project.sql("select count(*) from dinsync.runs") == [(0,)]
 
 
+def test_sighup_stops_the_service_gracefully_unless_it_is_ignored(project):
+    """SIGHUP (its terminal closed, or sent to reload the files) stops the service as SIGTERM does;
+    its default action ended it at once, with no `stop` line, and a run in flight was left
+    `running` with its lock held until the next start. Under `nohup` (SIGHUP ignored) it goes on."""
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    proc = _start_serve(project)
+    try:
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"at": json.loads(out.splitlines()[0])["at"], "event": "stop", "signal": "SIGHUP"}]
+    assert "SIGHUP: stopping" in err
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    ignored = subprocess.Popen([sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+                                "sys.argv[0] = 'dinsync'; from dinsync.cli import main; main()", "--project-dir",
+                                str(project.root), "--json", "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(ignored.stdout.readline())["event"] == "serve"
+        ignored.send_signal(signal.SIGHUP)
+        ignored.send_signal(signal.SIGTERM)  # (after the SIGHUP: signals to a process arrive in order)
+        out, err = ignored.communicate(timeout=60)
+    finally:
+        if ignored.poll() is None:
+            ignored.kill()
+    assert ignored.returncode == 0, err
+    assert [json.loads(line)["signal"] for line in out.splitlines()] == ["SIGTERM"]
+
+
 def test_sigterm_abandons_a_check_in_flight(project, monkeypatch):
     """An automatically paused sync is checked at start-up; its destination hangs (answers after
     30 s). SIGTERM abandons the check: the service exits 0 at once (it used to wait for the check,
