@@ -492,6 +492,7 @@ def _valid_cron(value: str | None) -> str | None:
     return value
 
 
+MAX_EVERY_SECONDS = 3650 * 86400
 _EVERY = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 
 
@@ -512,6 +513,9 @@ def parse_every(value: Any) -> float:
         seconds = float(((d * 24 + h) * 60 + mi) * 60 + sec)
     if seconds < 1:
         raise ValueError("an interval must be at least 1 second")
+    if seconds > MAX_EVERY_SECONDS:  # (`serve` failed at start-up: OverflowError: date value out of range)
+        raise ValueError(f"invalid interval {value!r}: at most 3650d (ten years; for rarer runs use a cron "
+                         "schedule)")
     return seconds
 
 

@@ -98,3 +98,14 @@ def test_a_cron_that_never_fires_or_has_seconds_is_located(tmp_path):
     issues = issues_of(tmp_path)
     assert where(issues) == [("syncs/never.yml", 11), ("syncs/seconds.yml", 11)]
     assert "never fires" in issues[0].message and "five fields" in issues[1].message
+
+
+def test_an_interval_longer_than_a_date_can_reach_is_located(tmp_path):
+    """`validate` said OK to `every: 3000000d` (or a bare 1e300 seconds), then `serve` failed at
+    start-up with 'unexpected error: OverflowError: date value out of range'."""
+    make(tmp_path, syncs__days_dot_yml=SYNC_YML + "schedule: {every: 3000000d}\n",
+         syncs__seconds_dot_yml=SYNC_YML + "schedule: {every: 1.0e+300}\n",
+         syncs__ten_years_dot_yml=SYNC_YML + "schedule: {every: 3650d}\n")
+    issues = issues_of(tmp_path)
+    assert where(issues) == [("syncs/days.yml", 11), ("syncs/seconds.yml", 11)], issues
+    assert all("at most 3650d" in i.message for i in issues), [i.message for i in issues]
