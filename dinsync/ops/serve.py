@@ -59,6 +59,9 @@ class Service:
         # connection that works (the slots missed before start-up still run once).
         self._run_log_read = False
         self._own_runs: set[str] = set()  # run ids this service started (a slot one covered is not another's)
+        # the last state told to channels per sync, as last read (an outage's `paused` notice says
+        # what it follows: never null, as every notice; "ok" for a sync never told anything)
+        self._told: dict[str, str] = {}
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
@@ -145,6 +148,8 @@ class Service:
         finally:
             wh.close()
         paused = {n: s.paused_by or "auto" for n, s in states.items() if s.paused and n in self.schedules}
+        with self._lock:
+            self._told.update((n, s.notified_state) for n, s in states.items() if s.notified_state)
         return {**paused, **self._memory_pauses()}
 
     def _memory_pauses(self) -> dict[str, str]:
@@ -188,7 +193,10 @@ class Service:
             if run and run.get("run_id"):
                 with self._lock:
                     self._own_runs.add(run["run_id"])
-            operator.after_run(name, run, code, errors[0] if errors else None)
+            told = operator.after_run(name, run, code, errors[0] if errors else None)
+            if told is not None:
+                with self._lock:
+                    self._told[name] = told
             # `error` on every `end` (the run's own here), as on the ends of runs that did not start
             self.emit("end", sync=name, exit_code=code, run=run, error=(run or {}).get("error"))
         except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on
@@ -272,6 +280,9 @@ class Service:
                 self.emit("note", message=f"check of {name} abandoned: a stop was requested")
                 return False
             self.emit("check", sync=name, ok=result.ok, reason=None if result.ok else result.describe())
+            if result.ok:  # resumed: channels were told
+                with self._lock:
+                    self._told[name] = "ok"
             return result.ok
         except Exception as exc:
             self.emit("check", sync=name, ok=False, reason=redaction.redact(f"{type(exc).__name__}: {exc}"))
@@ -292,10 +303,10 @@ class Service:
             for name in names:
                 if name not in self.outages:
                     self.outages[name] = (reason, self.clock.now())
-                    new.append(name)
-        for name in new:
+                    new.append((name, self._told.get(name, "ok")))
+        for name, told in new:
             self.emit("paused", sync=name, culprit="warehouse", reason=reason)
-            self.notifier.send(Notice("paused", name, "paused", None, f"{name} paused by itself: {reason}",
+            self.notifier.send(Notice("paused", name, "paused", told, f"{name} paused by itself: {reason}",
                                       pause={"paused_by": "auto", "culprit": "warehouse", "reason": reason}))
 
     def _end_outage(self, name: str, wh: Any) -> None:
@@ -312,6 +323,8 @@ class Service:
         operator.notify(Notice("resumed", name, "ok", "paused", f"{name} resumed: {detail}",
                                pause={"paused_by": "auto", "culprit": "warehouse", "reason": reason}))
         operator.states.notified(name, "ok")
+        with self._lock:
+            self._told[name] = "ok"
 
 
 def _text(exc: BaseException) -> str:

@@ -168,6 +168,24 @@ def test_an_unreachable_warehouse_pauses_in_memory_and_resumes_when_it_answers(s
     assert [e for e, _ in logged] == ["paused", "resumed"] and logged[0][1].startswith("auto: warehouse: ")
 
 
+def test_an_outages_paused_notice_names_the_state_it_follows(scheduled):
+    """The `paused` notice of an unreachable warehouse had `previous_state` null, where every other
+    notice names the state told last: here `ok`, told by the run that recovered from `failed` (as
+    sync_state said when the service last read it) just before the warehouse went away."""
+    ops = scheduled
+    ops.sync()
+    ops.sql("insert into dinsync.sync_state (sync, paused, notified_state, updated_at) "
+            "values ('iterable_users', false, 'failed', now())")
+    down = [False]
+    served = Served(ops, down=down)
+    assert kinds(served.at(15)) == ["start", "end"]
+    down[0] = True
+    assert kinds(served.at(15))[0] == "paused"
+    hooks = [r["json"] for r in ops.receiver.received if r["path"] == "/hook"]
+    assert [(h["event"], h["state"], h["previous_state"]) for h in hooks] == [
+        ("recovered", "ok", "failed"), ("paused", "paused", "ok")]
+
+
 def test_a_warehouse_file_gone_is_an_outage_not_a_new_empty_file(scheduled):
     """`serve` connected for each run as `sync` does once, with a DuckDB file validated when the
     process started: deleted or moved since, the file was created again, empty, and the run failed
