@@ -313,12 +313,13 @@ def sync(names: Optional[list[str]] = NamesArg,
 
 
 def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False,
-             stop=None, errors: list | None = None) -> tuple[dict, int]:
+             stop=None, errors: list | None = None, refresh_dbt: bool = False) -> tuple[dict, int]:
     """Run one sync; its run object and exit code (see `dinsync.operations.run_sync`)."""
     from .operations import run_sync as run_one
 
     run, code, _ = run_one(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop,
-                           progress_for=progress_for, on_exception=debug_traceback, errors=errors)
+                           progress_for=progress_for, on_exception=debug_traceback, errors=errors,
+                           refresh_dbt=refresh_dbt)
     return run, code
 
 
@@ -486,7 +487,8 @@ def serve(names: Optional[list[str]] = NamesArg,
                 out().print(terminal.visible(format_line(event)), markup=False, highlight=False, soft_wrap=True)
 
         service = Service(project, scheduled, connect=lambda: connect_existing(project.warehouse, project.root),
-                          run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors),
+                          run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors,
+                                                                    refresh_dbt=True),
                           notifier=make_notifier(project), emit=emit_event, stop=stop, parallel=parallel,
                           recheck_seconds=recheck_minutes * 60.0)
         service.serve()

@@ -223,20 +223,45 @@ def _ignore(exc: BaseException) -> None:
     pass
 
 
+def refresh_dbt_model(project, name: str) -> None:
+    """`serve`, before each run of a sync whose model reads dbt models: the dbt project is read
+    again, as every command reads it (the service's project was loaded once): a build since then
+    that failed for the dbt model, skipped it, ran `--empty` or left the manifest stale refuses the
+    run (ConfigError, exit 3, as `dinsync sync` does), and the model's SQL follows the latest
+    manifest. Without it, a `dbt build --empty` under a running service emptied the segment:
+    every delivered key left the snapshot, and all were sent again after the next real build."""
+    from .config import load_project
+    from .config.columns import sort_issues
+
+    model = project.syncs[name].model
+    known = project.models.get(model)
+    if model not in project._dbt_problems and not (known is not None and known.dbt_models):
+        return  # reads no dbt model
+    fresh = load_project(project.root, dbt_strict=False)
+    issues = fresh.dbt_issues_of([name])
+    if issues:
+        raise ConfigError(sort_issues(issues))
+    if model in fresh.models:
+        project.models[model] = fresh.models[model]
+
+
 def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_rejected: bool = False, stop=None,
              progress_for: ProgressFor = _no_progress,
              on_exception: Callable[[BaseException], None] = _ignore,
-             errors: list | None = None) -> tuple[dict, int, Any]:
+             errors: list | None = None, refresh_dbt: bool = False) -> tuple[dict, int, Any]:
     """Run one sync: (run object, exit code, the engine or None). A failure is reported in the
     run object, not raised: the other selected syncs still run. `on_exception` sees the exception
     behind a failure (the CLI prints its traceback with DINSYNC_DEBUG=1); `errors`, when given,
-    receives it (the operator reads why a run failed)."""
+    receives it (the operator reads why a run failed). `refresh_dbt` (`serve`): see
+    `refresh_dbt_model`."""
     from .engine import SyncRun
     from .report import failed_run, run_from_summary, utcnow
 
     started = utcnow()
     engine = None
     try:
+        if refresh_dbt:
+            refresh_dbt_model(project, name)
         with progress_for(name) as progress:
             engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
                              progress=progress, stop=stop)

@@ -414,3 +414,42 @@ def test_dbt_build_then_sync_end_to_end(dbt_project):
     assert sandbox.get_user(email="grace@example.com")["dataFields"]["plan"] == "pro"
     assert sandbox.get_user(email="linus@example.com")["dataFields"] == {"firstName": "Linus", "plan": "free"}
     assert len(sandbox.users) == 9
+
+
+def test_serve_reads_the_dbt_build_again_before_each_run(dbt_project, monkeypatch):
+    """`serve` loads the project once; a `dbt build --empty` after it started was read as a segment
+    that emptied (the run removed all 8 delivered keys from the snapshot, to send them all again
+    after the next real build), where `dinsync sync` refuses it (exit 3). Each run now reads the
+    dbt build again: refused while it stands, and the next build is synced as usual."""
+    import datetime as dt
+
+    from dinsync.cli import load_chosen, run_sync
+    from dinsync.engine import StopToken
+    from dinsync.ops.notify import Notifier
+    from dinsync.ops.serve import Service
+    from dinsync.operations import connect_warehouse
+    from tests.dbt.conftest import run_dbt
+    from tests.ops.test_scheduler import FakeClock, InlineExecutor
+
+    dbt_project.write(syncs={"iterable_active": SYNC.format(model="active", extra="schedule: {every: 15m}\n")})
+    assert dbt_project.cli("sync").exit_code == ExitCode.OK
+    monkeypatch.chdir(dbt_project.dir)
+    project, _, chosen = load_chosen(None, None, None, check_models=False, connect=False)  # as `serve` does
+    events: list[dict] = []
+    stop, clock = StopToken(), FakeClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2))
+    scheduler = Service(project, chosen, connect=lambda: connect_warehouse(project.warehouse, project.root),
+                        run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors,
+                                                                  refresh_dbt=True),
+                        notifier=Notifier(project.notifications), emit=events.append, stop=stop, clock=clock,
+                        executor=InlineExecutor(), recheck_seconds=3600).build()
+    run_dbt("build --empty --select active_customers", dbt_project.dbt_dir)
+    scheduler.step(clock.t)
+    end = [e for e in events if e["event"] == "end"][-1]
+    assert (end["exit_code"], end["run"]["status"]) == (ExitCode.CONFIG_ERROR, "failed"), end
+    assert "built dbt model active_customers with --empty" in end["error"]
+    assert dbt_project.sql("select count(*) from dinsync.snap_iterable_active") == [(8,)]  # nothing left it
+    run_dbt("build --select active_customers", dbt_project.dbt_dir)
+    clock.t += dt.timedelta(minutes=15)
+    scheduler.step(clock.t)
+    end = [e for e in events if e["event"] == "end"][-1]
+    assert (end["exit_code"], end["run"]["status"], end["run"]["removed"], end["run"]["sent"]) == (0, "success", 0, 0), end
