@@ -168,7 +168,11 @@ class Service:
         try:
             wh = self._connect_when_free(name)
         except LockBusyError as exc:
-            self.emit("end", sync=name, exit_code=exc.exit_code, run=None, error=redaction.redact(exc.message))
+            if self.stop.requested:  # the stop ended the wait for the file: it kept the run from starting
+                self.emit("end", sync=name, exit_code=getattr(self.stop, "exit_code", 1), run=None,
+                          error="not started: a stop was requested")
+            else:
+                self.emit("end", sync=name, exit_code=exc.exit_code, run=None, error=redaction.redact(exc.message))
             return
         except Exception as exc:
             self._outage([name], exc)

@@ -319,6 +319,29 @@ def test_a_run_due_while_another_process_holds_the_duckdb_file_waits_for_it(sche
     assert [e["exit_code"] for e in served.events if e["event"] == "end"] == [0, 5]
 
 
+def test_a_stop_while_a_run_waits_for_the_duckdb_file_says_it_did_not_start_for_the_stop(scheduled):
+    """SIGTERM while a run waited for a DuckDB file another process held ended the wait (as it
+    should), but its `end` line said exit 5 with "the DuckDB file ... is in use by another process",
+    as if the hold had refused it, where a run a stop keeps from starting says so (exit 143)."""
+    from dinsync.errors import LockBusyError
+
+    ops = scheduled
+    ops.sync()  # due at once (its last run two hours ago on the test's clock)
+
+    def on_connect(s):
+        if s.connects >= 3:  # the run's second attempt: the file still held, a stop asked meanwhile
+            s.stop.request()
+        if s.connects >= 2:
+            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+
+    served = Starting(ops, on_connect=on_connect)
+    scheduler = served.service.build()
+    scheduler.step(served.service.clock.now())
+    end = [e for e in served.events if e["event"] == "end"]
+    assert [(e["exit_code"], e["error"]) for e in end] == [(143, "not started: a stop was requested")], served.events
+    assert served.runs == []
+
+
 def test_a_slot_another_process_already_ran_is_not_run_again(scheduled):
     """Two services on one project (or a `dinsync sync` by hand after the slot): the second ran the
     sync again in the same slot once the first had finished (on DuckDB always: it waits for the file
