@@ -52,8 +52,11 @@ import orjson
 # The `wrote:` records are shared by the syncs writing the same records, and each write reads them,
 # adds the sync and replaces the row: two syncs doing so at once (`serve --parallel`, the API in
 # threads) lost one's record, or failed the run on the key's uniqueness (DuckDB: "Duplicate key
-# "key: wrote:..." violates primary key constraint"). One at a time in a process.
+# "key: wrote:..." violates primary key constraint"). One at a time in a process; and a write another
+# process made at the same instant (two `dinsync sync` of such syncs on PostgreSQL: the second
+# insert of the key fails on its uniqueness) is read, and the record written again.
 _SHARED_WRITES = threading.Lock()
+SHARED_WRITE_ATTEMPTS = 5
 
 
 def mapping_record(fields) -> str:
@@ -325,18 +328,30 @@ class SyncRecords:
                 if again or self.cfg.name not in self._writers(f)}
         if not keys:
             return
-        with _SHARED_WRITES:
-            fresh = self.state.meta_values(*keys)
-            new = {}
-            for key, field in keys.items():
-                writers = self._writers(field, fresh)
-                mine = writers.get(self.cfg.name)
-                if mine is not None and (not again or mine["last"] == self.run_started):
-                    continue
-                writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started,
-                                          "last": self.run_started}
-                new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()
-            self._known.update(fresh)
-            if new:
-                self.state.set_meta_values(new)
-                self._known.update(new)
+        from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation
+
+        for attempt in range(1, SHARED_WRITE_ATTEMPTS + 1):
+            try:
+                with _SHARED_WRITES:
+                    return self._record_writes(keys, again)
+            except (WarehouseConstraintViolation, WarehouseConflict):
+                if attempt == SHARED_WRITE_ATTEMPTS:
+                    raise
+            time.sleep(0.05 * attempt)
+
+    def _record_writes(self, keys: dict[str, str], again: bool) -> None:
+        """record_writes' read and write (in a process: one at a time)."""
+        fresh = self.state.meta_values(*keys)
+        new = {}
+        for key, field in keys.items():
+            writers = self._writers(field, fresh)
+            mine = writers.get(self.cfg.name)
+            if mine is not None and (not again or mine["last"] == self.run_started):
+                continue
+            writers[self.cfg.name] = {"first": mine["first"] if mine else self.run_started,
+                                      "last": self.run_started}
+            new[key] = orjson.dumps(writers, option=orjson.OPT_SORT_KEYS).decode()
+        self._known.update(fresh)
+        if new:
+            self.state.set_meta_values(new)
+            self._known.update(new)

@@ -53,3 +53,42 @@ def test_two_syncs_recording_a_shared_field_at_once_both_keep_their_record(targe
     value = StateStore(target.wh, target.state_schema).meta_values("wrote:iterable (iterable users) by email:plan")
     writers = orjson.loads(value["wrote:iterable (iterable users) by email:plan"])
     assert sorted(writers) == ["free_users", "paid_users"], writers
+
+
+def test_a_shared_record_another_process_inserts_at_the_same_instant_is_read_and_kept(tmp_path):
+    """Two `dinsync sync` processes (two syncs of the same records, first runs at one instant) on
+    PostgreSQL: the second insert of the `wrote:` key waits for the first's transaction, then
+    failed the run on the key's uniqueness ("duplicate key value violates unique constraint"). It is
+    now read again and the record written with both writers."""
+    import time
+
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        StateStore(t.wh, t.state_schema).migrate()
+        key = "wrote:iterable (iterable users) by email:plan"
+        other, watcher = t.open(), t.open()  # the other process's session, and one to watch the wait
+        free = '{"free_users":{"first":1.0,"last":1.0}}'
+        paid = records(t, t.wh, "paid_users")
+        failures: list[BaseException] = []
+
+        def record() -> None:
+            try:
+                paid.record_writes(["plan"])
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                failures.append(exc)
+
+        writer = threading.Thread(target=record)
+        with other.transaction():
+            other.execute(f'INSERT INTO "{t.state_schema}".meta (key, value) VALUES (:k, :v)', {"k": key, "v": free})
+            writer.start()
+            deadline = time.monotonic() + 30
+            while not watcher.scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND query LIKE '%meta%'"):  # paid_users' insert waits for this one
+                assert writer.is_alive() and time.monotonic() < deadline, failures
+                time.sleep(0.01)
+        writer.join(30)
+        assert failures == [] and not writer.is_alive(), failures
+        writers = orjson.loads(StateStore(t.wh, t.state_schema).meta_values(key)[key])
+        assert sorted(writers) == ["free_users", "paid_users"], writers
+    finally:
+        t.close()
