@@ -37,6 +37,11 @@ _partial: set[str] = set()  # values whose prefixes are masked too
 _prefixes: dict[str, list[str]] = {}  # a form's first PREFIX_CHARS characters -> forms starting so
 _pattern: re.Pattern[str] | None = None  # rebuilt when a value is registered; read without the lock
 _longest = 0  # characters of the longest form of a registered value
+# Credentials obtained at run time (Splio's API token: one a run) are kept registered SESSION_KEEP
+# at a time, newest last: a long-running `serve` fetched one a run, and the pattern was rebuilt
+# from every one it had ever seen (after 1,000 runs, 0.3 s a registration, and growing).
+SESSION_KEEP = 64
+_session: list[str] = []
 
 
 def forms(value: str) -> set[str]:
@@ -56,28 +61,54 @@ def token_like(value: str) -> bool:
 def register(*values: str | None, min_chars: int = MIN_CHARS, partial: bool = False) -> None:
     """Treat each value (at least `min_chars` long) as a secret from now on, in this process;
     with `partial`, its prefixes too (credentials, see the module's docstring)."""
-    global _pattern, _longest
     kept = {v for v in values if isinstance(v, str) and len(v) >= max(min_chars, 1)}
     new = kept - _values
     new_partial = {v for v in kept if token_like(v)} - _partial if partial else set()
+    if _session and not kept.isdisjoint(_session):
+        with _lock:  # registered for good now: never forgotten as a run-time value
+            _session[:] = [v for v in _session if v not in kept]
     if not new and not new_partial:
         return
     with _lock:
         _values.update(new)
         _partial.update(new_partial)
-        texts = set().union(*(forms(v) for v in _values))
-        _longest = max(map(len, texts))
-        prefixes: dict[str, set[str]] = {}
-        for value in _partial:
-            for form in forms(value):
-                if len(form) > PREFIX_CHARS:
-                    prefixes.setdefault(form[:PREFIX_CHARS], set()).add(form)
-        _prefixes.clear()
-        _prefixes.update({p: sorted(f, key=len, reverse=True) for p, f in prefixes.items()})
-        # longest first: a secret that contains another is masked whole; then the prefixes of
-        # partial ones (a whole form wins over its own prefix)
-        alternatives = sorted(texts, key=len, reverse=True) + sorted(set(_prefixes) - texts)
-        _pattern = re.compile("|".join(re.escape(t) for t in alternatives))
+        _rebuild()
+
+
+def register_session(value: str | None) -> None:
+    """A credential obtained at run time (a token), registered as `register(value, partial=True)`
+    does; only the SESSION_KEEP latest of these stay registered (a value also registered otherwise
+    stays)."""
+    if not isinstance(value, str) or len(value) < MIN_CHARS or value in _values:
+        return
+    with _lock:
+        _values.add(value)
+        if token_like(value):
+            _partial.add(value)
+        _session.append(value)
+        for old in _session[:-SESSION_KEEP]:
+            _values.discard(old)
+            _partial.discard(old)
+        del _session[:-SESSION_KEEP]
+        _rebuild()
+
+
+def _rebuild() -> None:
+    """The pattern of the registered values (under the lock)."""
+    global _pattern, _longest
+    texts = set().union(*(forms(v) for v in _values))
+    _longest = max(map(len, texts), default=0)
+    prefixes: dict[str, set[str]] = {}
+    for value in _partial:
+        for form in forms(value):
+            if len(form) > PREFIX_CHARS:
+                prefixes.setdefault(form[:PREFIX_CHARS], set()).add(form)
+    _prefixes.clear()
+    _prefixes.update({p: sorted(f, key=len, reverse=True) for p, f in prefixes.items()})
+    # longest first: a secret that contains another is masked whole; then the prefixes of
+    # partial ones (a whole form wins over its own prefix)
+    alternatives = sorted(texts, key=len, reverse=True) + sorted(set(_prefixes) - texts)
+    _pattern = re.compile("|".join(re.escape(t) for t in alternatives)) if alternatives else None
 
 
 def register_all(values: Iterable[str | None], min_chars: int = MIN_CHARS) -> None:
@@ -143,6 +174,7 @@ def clear() -> None:
     with _lock:
         _values.clear()
         _partial.clear()
+        _session.clear()
         _prefixes.clear()
         _pattern = None
         _longest = 0

@@ -222,3 +222,23 @@ def test_a_redirect_of_authenticate_never_posts_the_api_key_elsewhere():
     [problem] = delivered.problems
     assert problem.status == "failed" and "POST /authenticate: HTTP 307: redirect to http://127.0.0.1:" in problem.reason
     assert "failed after 1 attempt(s)" in problem.reason and key not in problem.reason
+
+
+def test_the_api_tokens_of_many_runs_do_not_pile_up_in_the_redactor():
+    """A long-running `serve` fetches a Splio API token a run, and each was registered as a secret
+    for good: the redactor's pattern was rebuilt from every token ever seen at each new one (after
+    1,000 runs, 0.3 s a registration, and growing). The latest tokens stay masked (the API key for
+    good), the older ones are let go."""
+    from dinsync import redaction
+
+    dest = SplioDestination("http://127.0.0.1:9", {"api_key": "splio-key-0123456789"}, {"transport": "api"})
+    redaction.register(*dest.secrets(), partial=True)
+    dest._api = type("Api", (), {"tokens": Tokens(3000)})()  # (what SplioApiSender holds)
+    before = len(redaction.registered())
+    tokens = [jwt({"iat": 0, "exp": 3600, "run": run}) for run in range(200)]
+    for run, token in enumerate(tokens):  # one run each: fetched, then the sender's redaction sees it
+        dest._api.tokens.store(token, float(run))
+        redaction.register(*dest.secrets(), partial=True)
+        assert redaction.redact(f"token {token} refused") == "token *** refused"
+    assert len(redaction.registered()) - before <= 64  # redaction.SESSION_KEEP
+    assert redaction.redact("key splio-key-0123456789") == "key ***"

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from ... import redaction
 from ...errors import DestinationAuthError, DinsyncError
 from ...sender import HttpSender
 from ...sender.http import GiveUp, redirect_reason
@@ -140,6 +141,7 @@ class Tokens:
         self.issued = 0
 
     def store(self, token: str, now: float) -> None:
+        redaction.register_session(token)  # a secret from now on (the latest tokens: see redaction)
         life = jwt_lifetime(token)
         ttl = self.max_age if life is None else min(self.max_age, life - min(TOKEN_MARGIN, life * 0.1))
         self.token, self.renew_at, self.confirmed = token, now + max(1.0, ttl), False

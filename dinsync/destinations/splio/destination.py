@@ -101,9 +101,7 @@ class SplioDestination(Destination):
         if sftp is not None:
             found += [s.get_secret_value() for s in (sftp.password, sftp.private_key, sftp.private_key_passphrase)
                       if s is not None and s.get_secret_value()]
-        if self._api is not None and self._api.tokens.token:
-            found.append(self._api.tokens.token)
-        return found
+        return found  # (the API token: registered as a run-time secret when it is fetched, Tokens.store)
 
     def make_transport(self, options: TransportOptions):
         if self.settings.transport == "sftp":
