@@ -183,10 +183,14 @@ def csv_chunks(frame: pl.DataFrame, columns: Sequence[Column], key_column: str, 
         # "" is written as an empty cell (Polars would quote it): NULL and "" both clear the field
         table = part.select(pl.col("_id").alias(key_column),
                             *[pl.col(f"_c{c.index}").replace("", None).alias(c.name) for c in chosen])
-        sizes = table.select(pl.sum_horizontal([pl.col(h).str.len_bytes().fill_null(0) + 3 for h in header])
-                             .alias("_bytes"))["_bytes"]
+        # a cell's bytes as written: quoted where needed (+2, with its separator +3), a quote inside
+        # doubled; a file starts with the header (a file of max_bytes held up to twice that before)
+        sizes = table.select(pl.sum_horizontal([pl.col(h).str.len_bytes().fill_null(0)
+                                                + pl.col(h).str.count_matches('"', literal=True).fill_null(0) + 3
+                                                for h in header]).alias("_bytes"))["_bytes"]
+        room = max(1, max_bytes - len(csv_header(header, separator)))
         keys_all, ids_all = part["_key"].to_list(), part["_id"].to_list()
-        for offset, length in batches_by_size(sizes, max_rows, max_bytes):
+        for offset, length in batches_by_size(sizes, max_rows, room):
             buffer = io.BytesIO()
             table.slice(offset, length).write_csv(buffer, separator=separator, quote_style="necessary",
                                                   include_header=False, null_value="", line_terminator="\n")
