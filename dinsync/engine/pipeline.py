@@ -35,6 +35,16 @@ LOOKUP_SLICES = 4  # slices whose lookups are under way at once (the oldest wait
 # makes several copies of each value (its text, the JSON of the row, the request body), so a batch
 # of wide rows (10,000 rows of 100 KB of text) took ~9 GB of RSS where its Arrow batch was 1 GB.
 MAP_BYTES = 32 << 20
+# Bodies of the requests prepared and not yet answered (queued, or held by a sender task waiting for
+# its rate slot) add up to at most about QUEUE_BYTES (plus one request): the queue and the sender
+# tasks bound them in number only, and one sender task per socket (Iterable: 48) each holding a
+# 4 MB bulk body kept ~0.6 GB of requests at once (a first sync of 20,000 rows of 100 KB peaked at
+# 1.9 GB of RSS, 150,000 rows at 2.5 GB). The usual request (a few hundred KB) never reaches it.
+QUEUE_BYTES = 64 << 20
+
+
+def _body_bytes(request) -> int:
+    return len(request.body) if request.body else 0
 
 
 def slices_by_bytes(batch) -> list:
@@ -116,6 +126,8 @@ class Pipeline:
         self.fatal: BaseException | None = None
         self.failure: str | None = None  # why the first row that could not be delivered was not
         self.pending: dict[str, list[str]] = {}  # token -> keys whose outcome arrives later
+        self._held_bytes = 0  # bodies of requests queued or being sent (see QUEUE_BYTES)
+        self._room = asyncio.Event()  # set when held bytes were released
 
     # --- the phase --------------------------------------------------------------------
     async def run(self) -> None:
@@ -261,6 +273,13 @@ class Pipeline:
         for request in prepared.requests:
             if self._stopping() or self.fatal is not None:
                 break
+            size = _body_bytes(request)
+            while self._held_bytes and self._held_bytes + size > QUEUE_BYTES:
+                self._room.clear()
+                await self._room.wait()
+                if self._stopping() or self.fatal is not None:
+                    return
+            self._held_bytes += size
             await queue.put(request)
 
     def _unprepared(self, mapped: pl.DataFrame, prepared) -> None:
@@ -345,19 +364,23 @@ class Pipeline:
             request = await queue.get()
             if request is None:
                 return
-            if self._stopping():
-                continue
-            self.s.sent += len(request.keys)
             try:
-                delivered = await self._deliver(request)
-            except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
-                self.s.sent -= len(request.keys)
-                # and the worker stays, to take (unsent) what is queued until the end: the reader may
-                # be waiting for room in a full queue, and would wait forever once every worker left
-                continue
-            except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
-                self.s.sent -= len(request.keys)
-                raise
+                if self._stopping():
+                    continue
+                self.s.sent += len(request.keys)
+                try:
+                    delivered = await self._deliver(request)
+                except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
+                    self.s.sent -= len(request.keys)
+                    # and the worker stays, to take (unsent) what is queued until the end: the reader may
+                    # be waiting for room in a full queue, and would wait forever once every worker left
+                    continue
+                except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
+                    self.s.sent -= len(request.keys)
+                    raise
+            finally:
+                self._held_bytes -= _body_bytes(request)
+                self._room.set()
             if delivered.ok:
                 self.commits.acknowledged(delivered.ok)
                 self.s.acknowledged += len(delivered.ok)
