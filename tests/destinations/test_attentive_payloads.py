@@ -280,6 +280,22 @@ def test_prepare_splits_rows_into_units_and_bulk_requests_of_at_most_256_users()
     assert len(orjson.loads(half_a.body)["users"]) == 128 and half_b.context is first.v2[0].context
 
 
+def test_a_row_over_the_bulk_body_cap_is_rejected_with_a_reason_not_sent_alone_over_it():
+    # batches_by_size gives a record larger than the cap a request of its own: a 5 MB firstName
+    # went out as a 5 MB bulk request, over the 4 MB cap the README states
+    sync = spec([("firstName", False), ("plan", True)])
+    frame = mapped(["a@example.com", "big@example.com", "c@example.com"],
+                   {"firstName": ["A", "x" * (5 << 20), "C"], "plan": ["p", "q", "r"]}, sync)
+    prepared = destination().prepare(frame, sync)
+    [rejection] = prepared.rejections
+    assert rejection.key == "big@example.com"
+    assert "over the 4,194,304-byte request cap" in rejection.reason
+    [unit] = prepared.requests
+    assert unit.keys == ["a@example.com", "c@example.com"]  # neither its custom attributes are written
+    assert set(unit.context.v1) == {"a@example.com", "c@example.com"}
+    assert max(len(r.body) for r in unit.context.v2) <= 4 << 20
+
+
 def test_prepare_single_mode_builds_one_request_per_row():
     sync = spec([("firstName", False)])
     frame = mapped(["a@example.com", "b@example.com"], {"firstName": ["A", "B"]}, sync)

@@ -220,6 +220,15 @@ class AttentiveDestination(Destination):
         requests = []
         max_users = int(self.options.get("bulk_max_users", BULK_MAX_USERS))
         single = self.options.get("standard_fields_via") == "single"
+        oversized: list[Rejection] = []
+        if not single:  # a record over the bulk cap alone was sent as a request over it (6 MB for 4)
+            room = BULK_MAX_BYTES - len(b'{"users":[]}')
+            too_big = rows.filter(pl.col("_v2_bytes") > room)
+            oversized = [Rejection(k, f"row is {n:,} bytes as a bulk user attributes record, over the "
+                                      f"{BULK_MAX_BYTES:,}-byte request cap") for k, n in too_big.select(
+                                          "_key", "_v2_bytes").iter_rows()]
+            if oversized:
+                rows = rows.filter(pl.col("_v2_bytes") <= room)
         for start in range(0, rows.height, WRITE_BATCH_ROWS):
             chunk = rows.slice(start, WRITE_BATCH_ROWS)
             keys, ids = chunk["_key"].to_list(), chunk["_id"].to_list()
@@ -239,7 +248,7 @@ class AttentiveDestination(Destination):
             noop = [k for k in keys if k not in v1 and k not in in_v2]
             requests.append(Request("write", "WRITE", "", None, keys,
                                     context=WriteBatch(sync.key_field, v1, v2, noop)))
-        return Prepared(requests, built.rejections + bridging)
+        return Prepared(requests, built.rejections + bridging + oversized)
 
     def _withhold_bridging(self, frame: pl.DataFrame, rows: pl.DataFrame,
                            sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
