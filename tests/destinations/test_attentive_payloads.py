@@ -260,6 +260,19 @@ def test_custom_attribute_names_over_200_characters_are_a_mapping_problem():
     assert name == "x" * 201 and "200" in message
 
 
+def test_more_than_100_custom_attributes_through_v2_are_a_mapping_problem():
+    # v2 creates at most 100 custom attributes: with 110 mapped, validate said OK and Attentive
+    # refused every row (`attributes.custom: there is a limit of 100`), each parked until it changed
+    sync = spec([("firstName", False)] + [(f"Attr{i}", True) for i in range(110)])
+    [(name, message)] = custom_name_problems(sync, "v2")
+    assert name == "Attr100" and "110 custom attributes" in message and "v1" in message
+    assert custom_name_problems(sync, "v1") == []  # v1 has no such limit
+    assert custom_name_problems(spec([(f"Attr{i}", True) for i in range(100)]), "v2") == []
+    import asyncio
+    issues = asyncio.run(destination(custom_attributes_via="v2").preflight(None, sync)).issues
+    assert [i.field for i in issues] == ["Attr100"]
+
+
 # --- prepare: units of writes ---------------------------------------------------------------------
 
 def test_prepare_splits_rows_into_units_and_bulk_requests_of_at_most_256_users():

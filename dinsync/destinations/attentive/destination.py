@@ -186,7 +186,8 @@ class AttentiveDestination(Destination):
     async def preflight(self, transport, sync: SyncSpec) -> Preflight:
         from .payloads import custom_name_problems
 
-        issues = [FieldIssue(name, message) for name, message in custom_name_problems(sync)]
+        via = self.options.get("custom_attributes_via", "v1")
+        issues = [FieldIssue(name, message) for name, message in custom_name_problems(sync, via)]
         for name, is_custom in zip(sync.fields, sync.custom or [False] * len(sync.fields)):
             if not is_custom and name == sync.key_field:
                 issues.append(FieldIssue(name, f"{name} is the matching field: its value comes from match.column",

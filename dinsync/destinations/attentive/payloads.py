@@ -27,6 +27,7 @@ from ..base import Rejection, SyncSpec
 from .fields import CHECKS, SECTIONS, STANDARD_FIELDS
 
 NAME_MAX = 200  # "The maximum length for an attribute name is 200 characters."
+V2_CUSTOM_MAX = 100  # v2: "There is a limit of 100 of custom attributes that can be created."
 
 
 @dataclass
@@ -127,9 +128,15 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
     return BuiltRows(out, rejections)
 
 
-def custom_name_problems(sync: SyncSpec) -> list[tuple[str, str]]:
-    """(field, message) for custom attribute names Attentive cannot take."""
+def custom_name_problems(sync: SyncSpec, custom_via: str = "v1") -> list[tuple[str, str]]:
+    """(field, message) for custom attribute names Attentive cannot take; through v2, more custom
+    attributes than v2 can create (each row would be refused, and parked, whatever its values)."""
     problems = []
+    names = [n for n, c in zip(sync.fields, sync.custom or [False] * len(sync.fields)) if c]
+    if custom_via == "v2" and len(names) > V2_CUSTOM_MAX:
+        problems.append((names[V2_CUSTOM_MAX], f"{len(names)} custom attributes are mapped with custom_attributes_via: "
+                                               f"v2, which creates at most {V2_CUSTOM_MAX}: use v1 (no limit), "
+                                               f"or map at most {V2_CUSTOM_MAX}"))
     for name, is_custom in zip(sync.fields, sync.custom or [False] * len(sync.fields)):
         if is_custom and len(name) > NAME_MAX:
             problems.append((name, f"custom attribute name is {len(name)} characters; Attentive allows {NAME_MAX}"))
