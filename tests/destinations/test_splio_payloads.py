@@ -93,6 +93,33 @@ def test_cellphone_in_e164_and_timezone_conversion():
     assert request.body == b"ann@example.com;+33612345678;2024-07-01 12:00:00\n"  # UTC 10:00 is 12:00 in Paris
 
 
+@pytest.mark.parametrize("options", [SFTP, API])
+@pytest.mark.parametrize("zone,instant,beyond", [
+    ("Asia/Tokyo", dt.datetime(9999, 12, 31, 23, 0), True),  # 10000-01-01 08:00 in Tokyo
+    ("America/New_York", dt.datetime(1, 1, 1, 0, 0), True),  # year 0 in New York
+    ("Asia/Tokyo", dt.datetime(9999, 12, 31, 14, 0), False),  # 9999-12-31 23:00 there: still a date
+])
+def test_a_datetime_the_universes_zone_moves_beyond_the_calendar_rejects_its_row(options, zone, instant, beyond):
+    # converted, it was written as "+10000-01-01 08:00:00" or "0000-12-31 19:03:58", no date Splio reads
+    d = destination({**options, "timezone": zone}, api_key="k-123456" if options is API else None)
+    d.custom_ids = {"signup": 7}
+    frame = pl.DataFrame({"_key": ["far@example.com", "ann@example.com"], "_op": ["added"] * 2,
+                          "v0": [instant.replace(tzinfo=dt.timezone.utc), dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)],
+                          "x0": [True, True]})
+    s = SyncSpec("people", "contacts", "insert", "email", ["signup"], [True], {"signup": "auto"})
+    out = map_batch(frame, KeyMapping("email", "email"), [FieldMapping(0, "signup", "auto")], keep_field_text=True)
+    prepared = d.prepare(out.frame, s)
+    sent = [k for r in prepared.requests for k in r.keys]
+    if beyond:
+        [rejection] = prepared.rejections
+        assert (rejection.key, rejection.field) == ("far@example.com", "signup")
+        assert f"outside the years 1 to 9999 in {zone}" in rejection.reason
+        assert sent == ["ann@example.com"]
+    else:
+        assert prepared.rejections == [] and sent == ["far@example.com", "ann@example.com"]
+        assert b"9999-12-31 23:00:00" in prepared.requests[0].body
+
+
 def test_a_date_column_in_an_untyped_custom_field_is_written_as_a_splio_date():
     # A model DATE mapped to a custom field without `type:` went out as `2024-01-31`; Splio's date
     # fields take "YYYY-MM-DD HH:MM:SS" only ("must be of type date"), so every such row was parked.

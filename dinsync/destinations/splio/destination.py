@@ -196,9 +196,11 @@ class SplioDestination(Destination):
         columns = values.columns_of(sync)
         frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_text_format,
                                        timezone=self.settings.timezone)
-        if self.settings.transport == "sftp":
-            return self._prepare_files(frame, columns)
-        return self._prepare_api(frame, columns, sync)
+        frame, beyond = values.zone_rejections(frame, columns, self.settings.timezone)
+        prepared = self._prepare_files(frame, columns) if self.settings.transport == "sftp" else \
+            self._prepare_api(frame, columns, sync)
+        prepared.rejections = beyond + prepared.rejections
+        return prepared
 
     def _prepare_files(self, frame: pl.DataFrame, columns) -> Prepared:
         from . import values

@@ -121,6 +121,37 @@ def _positional_numbers(frame: pl.DataFrame, columns: Sequence[Column]) -> pl.Da
 
 # --- file imports ------------------------------------------------------------------------------
 
+SPLIO_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+
+def zone_rejections(frame: pl.DataFrame, columns: Sequence[Column],
+                    timezone: str | None) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows holding a UTC datetime that the universe's `timezone` moves beyond the years 1 to 9999
+    (9999-12-31 23:00Z is 10000-01-01 in Tokyo, 0001-01-01 00:00Z is year 0 in New York): its text
+    would be `+10000-01-01 08:00:00` or `0000-12-31 19:03:58`, no date Splio reads. Rejected here with a reason naming the field (the mapping rejects such values in
+    UTC already); the others are sent."""
+    if not timezone or not columns or frame.height == 0:
+        return frame, []
+    flags = {c: (pl.col(f"_t{c.index}").str.contains('^"' + ISO_DATETIME[1:-1] + '"$')
+                 & pl.col(f"_t{c.index}").str.ends_with('Z"')
+                 & (~pl.col(f"_c{c.index}").str.contains(SPLIO_DATETIME)
+                    | pl.col(f"_c{c.index}").str.starts_with("0000-"))).fill_null(False)
+             for c in columns if c.kind in ("date", "datetime") or (c.custom and c.kind == "auto")}
+    if not flags:
+        return frame, []
+    bad = frame.select(pl.any_horizontal(list(flags.values())).alias("bad"))["bad"]
+    if not bad.any():
+        return frame, []
+    rejections = []
+    for c, flag in flags.items():
+        for key, value in frame.filter(bad & flag).select("_key", f"_t{c.index}").iter_rows():
+            if key not in {r.key for r in rejections}:
+                rejections.append(Rejection(key, f'field "{c.name}": {value} is outside the years 1 to 9999 in '
+                                                 f"{timezone} (the destination's timezone), which Splio cannot "
+                                                 "store", c.name))
+    return frame.filter(~bad), rejections
+
+
 def file_rejections(frame: pl.DataFrame, columns: Sequence[Column]) -> tuple[pl.DataFrame, list[Rejection]]:
     """Rows holding, in a value they send, what an import file cannot carry: a line break (Splio's
     imports refuse multi-line values, and a quoted line break would make Splio skip the whole file)
