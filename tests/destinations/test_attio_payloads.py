@@ -618,6 +618,24 @@ def test_a_lookup_attio_refuses_for_a_single_key_fails_it_and_never_parks_it():
     assert r.status == "failed"
 
 
+def test_a_lookup_refused_as_too_large_is_split_so_one_huge_key_fails_alone():
+    """A query holding one 1 MB key, refused with a proxy's (or a server's plain) 413: all 50 keys
+    of the query failed, and failed again every run while that key was in the model. The halves are
+    smaller; the key that is still too large alone is failed (a cap is no verdict on the row)."""
+    d = _dest()
+    email = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    keys = ["k-big", "k1", "k2"]
+    ids = ["a" * 1_000_000 + "@b.co", "c@d.co", "e@f.co"]
+    req = d._lookup("people", email, keys, [orjson.dumps({"email_addresses": i}) for i in ids], ids)
+    page = b"<html><head><title>413 Request Entity Too Large</title></head><body>nginx</body></html>"
+    for body in (page, b"Maximum request body size 1048576 exceeded, actual body size 2000110"):
+        assert d.parse(req, 413, {}, body).kind == "split"
+    big = req.split()[0]
+    assert big.keys == ["k-big"]
+    [r] = d.parse(big, 413, {}, page).results
+    assert (r.key, r.status) == ("k-big", "failed")
+
+
 def test_update_mode_keys_resolving_to_one_record_are_withheld():
     """A person holding two of the model's emails: both rows were written by record id to that one
     record (the last write winning), both acknowledged. Keys one lookup answer (or one batch) pairs

@@ -366,7 +366,9 @@ class AttioDestination(Destination):
                 return Outcome("retry", reason=reason + " (not Attio's answer to a records query)")
             # e.g. a key Attio cannot filter on: isolate it. A 4xx that is not Attio's JSON (a proxy's
             # or gateway's page) says nothing about the keys: failed, not split down to rejections
-            if 400 <= status < 500 and attio_answer(data) and request.splittable:
+            # A 413, whoever sent it (a proxy's cap too), is about the query's size: halves are
+            # smaller (one 1 MB key failed the 49 others of its query, every run)
+            if 400 <= status < 500 and (attio_answer(data) or status == 413) and request.splittable:
                 return Outcome("split", reason=reason)
             # A lookup is a read: Attio refusing it is no verdict on a write of the row, so a key
             # isolated by the splits is failed (looked up again next run), never parked as rejected
