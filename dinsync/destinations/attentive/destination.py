@@ -316,7 +316,10 @@ class AttentiveDestination(Destination):
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
-            # never a rejection parked until the row changes, nor `not_found`
+            # never a rejection parked until the row changes, nor `not_found`; but its 413 is about
+            # the body's size: a bulk request is halved (one large record failed 255 others, every run)
+            if status == 413 and isinstance(ctx, BulkPart) and request.splittable:
+                return Outcome("split", reason=_describe(status, message))
             return Outcome("done", [RecordResult(k, "failed", _describe(status, message)) for k in request.keys])
         if isinstance(ctx, Lookup):
             if status == 200 and ctx.kind != "subscriptions" and data == []:
