@@ -164,6 +164,22 @@ _SEND_PROBLEMS = (
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
+# Levels of LIST / ARRAY / STRUCT / UNION (a MAP: two) Arrow's import of a schema allows below its
+# record batch: a column nested deeper failed every run reading the plan (checked: DuckDB 2.0,
+# pyarrow's C data interface; 62 levels read, 63 refused).
+ARROW_MAX_DEPTH = 62
+
+
+def _arrow_depth(t) -> int:
+    """How many Arrow levels a DuckDB type nests (0 for a scalar)."""
+    if t.id in ("list", "array"):
+        return 1 + _arrow_depth(dict(t.children)["child"])
+    if t.id in ("struct", "union"):
+        return 1 + max((_arrow_depth(c) for _, c in t.children), default=0)
+    if t.id == "map":
+        return 2 + max(_arrow_depth(c) for _, c in t.children)
+    return 0
+
 
 def _is_delete(sql: str) -> bool:
     """Whether a statement is a DELETE (its first keyword after comments)."""
@@ -605,11 +621,21 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
 
     def send_problem(self, column: str, kind: str) -> str | None:
         """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in
-        a column's type (e.g. BIT[]): named at `validate` and before a sync plans, with the cast."""
+        a column's type (e.g. BIT[]), or cannot export (nested deeper than ARROW_MAX_DEPTH): named
+        at `validate` and before a sync plans, with the cast."""
         bare = _QUOTED.sub("", kind)  # not in a STRUCT field's or an ENUM value's quoted name
         for pattern, fix in _SEND_PROBLEMS:
             if pattern.search(bare):
                 return fix.format(c=column)
+        if _NESTED.search(bare):
+            try:
+                depth = _arrow_depth(duckdb.sqltype(kind))
+            except (duckdb.Error, ValueError, TypeError, KeyError):
+                return None
+            if depth > ARROW_MAX_DEPTH:
+                return (f"its values nest {depth} levels deep, more than the {ARROW_MAX_DEPTH} Arrow reads (every run "
+                        f"failed with 'ArrowInvalid: Recursion level in ArrowSchema struct exceeded'): send it as "
+                        f"JSON text, e.g. CAST(to_json({column}) AS VARCHAR) mapped with type: json")
         return None
 
     @translated("reading the columns of a table")

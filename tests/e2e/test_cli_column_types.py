@@ -88,6 +88,29 @@ def test_send_problems_name_types_not_field_names_or_enum_values():
                                           "TIME WITH TIME ZONE", "UHUGEINT", "VARINT", "BIGNUM"))
 
 
+def test_a_column_nested_deeper_than_arrow_reads_is_a_configuration_error(project):
+    """A LIST nested 63 levels deep failed every run reading the plan ('unexpected error: ArrowInvalid:
+    Recursion level in ArrowSchema struct exceeded', exit 1): it is named at validate with the cast
+    to JSON text; 62 levels are read and sent."""
+    from dinsync.warehouses.duckdb import DuckDBWarehouse
+
+    deep = lambda n: "INTEGER" + "[]" * n  # noqa: E731
+    literal = lambda n: "[" * n + "1" + "]" * n  # noqa: E731
+    assert DuckDBWarehouse.send_problem(None, "c", deep(62)) is None
+    assert DuckDBWarehouse.send_problem(None, "c", "STRUCT(a " * 63 + "INTEGER" + ")" * 63)
+    _model(project, f"ok {deep(62)}, bad {deep(63)}", f"{literal(62)}, {literal(63)}", ["ok", "bad"])
+    issues = json.loads(project.cli("validate").stdout)["issues"]
+    assert [i["message"].split()[1] for i in issues] == ["'bad'"]
+    assert "63 levels deep" in issues[0]["hint"] and "to_json(bad)" in issues[0]["hint"]
+    assert project.sync()["exit_code"] == 3
+    _model(project, f"ok {deep(62)}", literal(62), ["ok"])
+    assert project.sync()["exit_code"] == 0
+    value = project.sandbox.users.get("a@example.com")["dataFields"]["ok"]
+    for _ in range(61):
+        [value] = value
+    assert value == [1]
+
+
 def test_a_struct_field_or_enum_value_named_like_a_type_is_sent(project):
     """A billing STRUCT with a field `interval`, an ENUM with the value 'map': named like types
     that cannot be sent, they are no such types (validate refused them, the sync exited 3); an
