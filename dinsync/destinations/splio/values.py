@@ -128,8 +128,9 @@ def zone_rejections(frame: pl.DataFrame, columns: Sequence[Column],
                     timezone: str | None) -> tuple[pl.DataFrame, list[Rejection]]:
     """Rows holding a UTC datetime that the universe's `timezone` moves beyond the years 1 to 9999
     (9999-12-31 23:00Z is 10000-01-01 in Tokyo, 0001-01-01 00:00Z is year 0 in New York): its text
-    would be `+10000-01-01 08:00:00` or `0000-12-31 19:03:58`, no date Splio reads. Rejected here with a reason naming the field (the mapping rejects such values in
-    UTC already); the others are sent."""
+    would be `+10000-01-01 08:00:00` or `0000-12-31 19:03:58`, no date Splio reads. Rejected here
+    with a reason naming the field (the mapping rejects such values in UTC already); the others
+    are sent."""
     if not timezone or not columns or frame.height == 0:
         return frame, []
     flags = {c: (pl.col(f"_t{c.index}").str.contains('^"' + ISO_DATETIME[1:-1] + '"$')
