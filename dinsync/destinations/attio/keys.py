@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import orjson
 
 from ..base import Rejection
-from .values import _e164, normalise_domain
+from .values import e164, normalise_domain
 
 if TYPE_CHECKING:
     import polars as pl
@@ -80,14 +80,14 @@ def e164_keys(frame: pl.DataFrame, region: str | None) -> pl.DataFrame:
 
     ids = frame.get_column("_id")
     distinct = ids.unique()
-    forms = pl.Series([orjson.dumps(_e164(i, region) or i).decode() for i in distinct.to_list()], dtype=pl.String)
+    forms = pl.Series([orjson.dumps(e164(i, region) or i).decode() for i in distinct.to_list()], dtype=pl.String)
     return frame.with_columns(ids.replace_strict(distinct, forms, return_dtype=pl.String).alias("_kjson"))
 
 
 def same_phone(frame: pl.DataFrame, key_field: str, region: str | None) -> tuple[pl.DataFrame, list[Rejection]]:
     """Rows of a batch whose keys are one phone number for Attio (`+33 6 12 34 56 78`,
     `+33612345678`, `06 12 34 56 78` with region FR): withheld, not parked, like same_domain."""
-    return _withhold_same(frame, lambda i: _e164(i, region) or i, lambda i, form, others: (
+    return _withhold_same(frame, lambda i: e164(i, region) or i, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same phone number for Attio ({form!r}) as {others} on another row of '
         "the model; make the model's phone numbers unique in E.164"))
 

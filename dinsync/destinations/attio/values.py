@@ -69,7 +69,7 @@ def match_form(attr_type: str, text: str, region: str | None = None) -> Any:
         except ValueError:
             return text
     if attr_type == "phone-number":
-        return _e164(text, region) or text.strip()
+        return e164(text, region) or text.strip()
     return text
 
 
@@ -116,7 +116,7 @@ def key_filter_value(attr: AttributeInfo, ident: str, region: str | None = None)
     if attr.type == "domain":
         return normalise_domain(ident) or ident
     if attr.type == "phone-number":
-        return _e164(ident, region) or ident
+        return e164(ident, region) or ident
     if attr.type in NUMERIC_TYPES:
         try:
             number = float(ident)
@@ -127,7 +127,7 @@ def key_filter_value(attr: AttributeInfo, ident: str, region: str | None = None)
 
 
 # ------------------------------------------------------------------------ values
-def _e164(text: str, region: str | None) -> str | None:
+def e164(text: str, region: str | None) -> str | None:
     """E.164 by the mapping's phone rule (plausible, not `is_valid_number`: Attio's own example
     +15558675309 is unassigned for libphonenumber), so a multiselect phone attribute, which the
     mapping coerces as `auto`, is checked like a single-value one."""
@@ -186,12 +186,12 @@ class ValueShaper:
     def _phone_number(self, item: Any) -> Any:
         if isinstance(item, (str, int)) and not isinstance(item, bool):
             text = str(item)
-            e164 = _e164(text, self.region)
-            if e164 is None:  # Attio takes "+<country code>..." strings only: as the mapping words it
+            number = e164(text, self.region)
+            if number is None:  # Attio takes "+<country code>..." strings only: as the mapping words it
                 note = f" (default region {self.region})" if self.region else \
                     " (no default region: write it in international form, +...)"
                 raise ValueError(f"invalid phone number {text[:100]!r}{note}")
-            return e164
+            return number
         return item  # {original_phone_number, country_code}: Attio parses it
 
     def _currency(self, item: Any) -> Any:
