@@ -257,7 +257,9 @@ class AttentiveDestination(Destination):
         `email` on a phone sync): withheld, not parked. "Sending duplicate values could lead to
         unintentionally bridging users together" (the v2 spec's `identifiers`): two subscribers
         sharing a phone in the model would become one. The first row of the run to send a value
-        keeps it (its subscriber may own it); the others wait until the model tells them apart."""
+        keeps it (its subscriber may own it); the others are withheld in this run. Only this run's rows
+        are compared (the model's other rows are not at hand): a withheld row is sent by a later run in
+        which the first row sends nothing for that field, and Attentive then bridges the two."""
         import polars as pl
 
         fields = [(n, name) for n, name in enumerate(sync.fields) if name != sync.key_field
