@@ -12,8 +12,9 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
   phone  E.164-like: keep '+' and ASCII digits; a leading '+' stays; else a leading '00' becomes
          '+'; else '+<country code>' is put in front, after dropping the national trunk prefix
          (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
-         sync's default region (phonenumbers metadata); without a region, '+' is put in front of
-         the digits as they are. A trunk prefix written as '(0)' inside a number is dropped first
+         sync's default region (phonenumbers metadata); without a region, the digits as they are,
+         without '+' (the mapping rejects them: '+' in front of a national number made another
+         country's, e.g. the US 201 555 0002 as +2015550002, an Egyptian number). A trunk prefix written as '(0)' inside a number is dropped first
          (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Only the separators people
          write in numbers are dropped (spaces, tabs, line breaks, no-break spaces, '-', '.', '(',
          ')', '/', dashes): a value holding anything else with a digit or a non-ASCII character (a non-ASCII digit
@@ -58,7 +59,7 @@ def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "
         digits = f"DINSYNC_DIGITS({text})"
         kept = f"DINSYNC_PHONECHARS({text})"
         rest = f"DINSYNC_PHONEREST({text})"  # '+' and what a phone key may not hold
-        national = f"'+{cc}' || {digits}"
+        national = f"'+{cc}' || {digits}" if cc else digits  # (no region: not read, see above)
         if trunk:
             national = (f"CASE WHEN {digits} LIKE '{trunk}%' THEN '+{cc}' || SUBSTR({digits}, {len(trunk) + 1}) "
                         f"ELSE '+{cc}' || {digits} END")

@@ -83,7 +83,9 @@ def resent_fields(known: str, fields) -> list[str]:
 # it. "2": only ASCII digits, a leading '+' and separators; a key holding anything else is kept as
 # written (rejected). Before it (no record), such a key was reduced to its ASCII digits, so a
 # snapshot may hold it under another number: the sync reads every row's key again, once.
-PHONE_KEY_RULE = "2"
+# "3": without a region, a number in national form keeps its digits without '+' (rejected); under
+# "2" it was '+' and its digits, another country's number (US 201 555 0002 -> +2015550002).
+PHONE_KEY_RULE = "3"
 
 
 class SyncRecords:
@@ -262,7 +264,8 @@ class SyncRecords:
             if not before:
                 return None
             return (f"sync {self.cfg.name}'s phone keys were read by an older rule (a key holding a non-ASCII digit or "
-                    "a letter was its ASCII digits): the next sync reads every row's phone key again "
+                    "a letter was its ASCII digits; without phone_region, a national number was another "
+                    "country's): the next sync reads every row's phone key again "
                     "(this plan does not count that)")
         if before:
             self.planner.forget_raw_keys()

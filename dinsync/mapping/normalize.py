@@ -190,13 +190,14 @@ def _unreadable(kept: pl.Expr, rest: pl.Expr) -> pl.Expr:
 def phone_key_expr(expr: pl.Expr, region: str | None = None) -> pl.Expr:
     """Matching key of a phone number: keep '+' and ASCII digits; a leading '+' stays; else a
     leading '00' becomes '+'; else '+<country code>' after dropping the trunk prefix of `region`
-    (without a region: '+' and the digits); a '(0)' inside is dropped first (the trunk prefix in
+    (without a region: the digits without '+', which the mapping rejects: '+' in front of a
+    national number made another country's); a '(0)' inside is dropped first (the trunk prefix in
     +44 (0)20 ..., which E.164 drops). Only separators are dropped: a value holding anything
     else (`phone_key_unreadable`) keeps its text as written. No ASCII digit, and nothing but ASCII
     letters, '+' and separators ('', 'n/a', 'CALL ME') -> NULL."""
     cc, trunk = phone_key_params(region)
     _, digits, kept, rest = _phone_key_parts(expr)
-    national = pl.lit("+" + cc) + digits
+    national = pl.lit("+" + cc) + digits if cc else digits
     if trunk:
         national = (
             pl.when(digits.str.starts_with(trunk))

@@ -241,3 +241,23 @@ def test_the_sql_and_polars_read_phone_keys_through_one_class():
 
 def repr_sql(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def test_without_a_region_a_national_number_is_not_read_as_another_countrys(tmp_path):
+    """Without `phone_region`, '+' in front of a national number's digits made another country's
+    number: the US (201) 555-0002 became +2015550002, a plausible Egyptian number (about one US
+    number in four so became a plausible foreign one), looked up and written as that subscriber.
+    Without a region only the international forms ('+', '00') are read; the others keep their
+    digits without '+', which the mapping rejects ("no default region: write it in international
+    form"), as it rejects such a number in a field."""
+    from dinsync.mapping import KeyMapping, map_batch
+
+    values = ["201.555.0002", "(201) 555-0002", "12015550002", "+1 201 555 0002", "001 201 555 0002"]
+    keys = sql_keys(tmp_path, values, None)
+    assert keys == polars_keys(values, None)
+    assert keys[:3] == ["2015550002", "2015550002", "12015550002"] and keys[3:] == ["+12015550002"] * 2
+    plan = pl.DataFrame({"_key": list(dict.fromkeys(keys)), "_op": ["added"] * 3})
+    b = map_batch(plan, KeyMapping("phone", "phone"), [])
+    assert b.frame["_id"].to_list() == ["+12015550002"]
+    assert sorted(b.rejections["_key"].to_list()) == ["12015550002", "2015550002"]
+    assert all("international form" in r for r in b.rejections["reason"].to_list())
