@@ -507,13 +507,13 @@ def test_bulk_jobs_are_followed_as_soon_as_submitted_and_their_outcomes_wait_for
 def test_rows_sharing_an_identifier_they_are_not_matched_on_are_not_bridged(make_attentive):
     """Two rows of an email sync with one phone: "Sending duplicate values could lead to
     unintentionally bridging users together" (the v2 spec). The first row of the run keeps it; the
-    other is withheld (not parked: sent once the model tells them apart), its subscriber untouched."""
+    other is parked (sent once its values change: the model tells them apart), its subscriber untouched."""
     p = make_attentive()
     p.sql("update main.customers set phone = '+1 201 200 0002' where id in (2, 3)")
     p.sql("update main.customers set first_name = 'Row' || id")
     p.write(fields=("first_name: firstName", "phone: phone"), extra="    phone_region: US\n")
     run = p.run()
-    withheld = {k: r for k, (s, r) in p.rejections().items() if s == "duplicate"}
+    withheld = {k: r for k, (s, r) in p.rejections().items() if s == "rejected"}
     assert list(withheld) == ["subscriber3@example.com"], p.rejections()
     assert "bridge the two subscribers" in withheld["subscriber3@example.com"]
     assert (run["acknowledged"], run["rejected"]) == (19, 1)
@@ -524,6 +524,21 @@ def test_rows_sharing_an_identifier_they_are_not_matched_on_are_not_bridged(make
     run = p.run()
     assert (run["acknowledged"], run["rejected"]) == (1, 0)
     assert p.subscriber("subscriber3@example.com")["attributes"]["firstName"] == "Row3"
+    assert p.thread.stats()["created_users"] == 0
+
+
+def test_a_row_withheld_for_another_rows_identifier_is_not_sent_by_a_later_run(make_attentive):
+    """Rows 2 and 3 of an email sync share a phone: the run sends row 2's and withholds row 3. The
+    next run, in which row 2 sends nothing (unchanged), must not send row 3's phone either: Attentive
+    would bridge the two subscribers (the audit's strict server did). Row 3 waits until it changes."""
+    p = make_attentive()
+    p.sql("update main.customers set phone = '+1 201 200 0002' where id in (2, 3)")
+    p.write(fields=("first_name: firstName", "phone: phone"), extra="    phone_region: US\n")
+    p.run()
+    p.requests.clear()
+    again = p.run()
+    assert [u for u in p.v2_users() if u["identifiers"].get("phone") == "+12012000002"] == []
+    assert again["sent"] == 0, again
     assert p.thread.stats()["created_users"] == 0
 
 

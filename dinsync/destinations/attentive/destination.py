@@ -254,12 +254,13 @@ class AttentiveDestination(Destination):
     def _withhold_bridging(self, frame: pl.DataFrame, rows: pl.DataFrame,
                            sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
         """Rows that would send another row's identifier (a mapped `phone` on an email sync, or
-        `email` on a phone sync): withheld, not parked. "Sending duplicate values could lead to
+        `email` on a phone sync): withheld and parked. "Sending duplicate values could lead to
         unintentionally bridging users together" (the v2 spec's `identifiers`): two subscribers
         sharing a phone in the model would become one. The first row of the run to send a value
-        keeps it (its subscriber may own it); the others are withheld in this run. Only this run's rows
-        are compared (the model's other rows are not at hand): a withheld row is sent by a later run in
-        which the first row sends nothing for that field, and Attentive then bridges the two."""
+        keeps it (its subscriber may own it); the others are parked until their values change. Not
+        only withheld: only this run's rows are compared (the model's other rows are not at hand), so
+        a later run in which the first row sends nothing for that field (unchanged) would send a
+        merely withheld row, and Attentive would bridge the two."""
         import polars as pl
 
         fields = [(n, name) for n, name in enumerate(sync.fields) if name != sync.key_field
@@ -276,7 +277,7 @@ class AttentiveDestination(Destination):
                 if owner != key:
                     withheld[key] = Rejection(key, f'field "{name}": {text} is also sent for {owner!r} in this run; '
                                                    "Attentive would bridge the two subscribers into one (make "
-                                                   f"the model's {name} values unique)", name, park=False)
+                                                   f"the model's {name} values unique)", name)
         if not withheld:
             return rows, []
         return rows.filter(~pl.col("_key").is_in(list(withheld))), list(withheld.values())
