@@ -14,8 +14,9 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
          (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
          sync's default region (phonenumbers metadata); without a region, the digits as they are,
          without '+' (the mapping rejects them: '+' in front of a national number made another
-         country's, e.g. the US 201 555 0002 as +2015550002, an Egyptian number). A trunk prefix written as '(0)' inside a number is dropped first
-         (+44 (0)20 7183 8750 -> +442071838750, as E.164 has it). Only the separators people
+         country's, e.g. the US 201 555 0002 as +2015550002, an Egyptian number). A trunk prefix
+         written as '(0)' inside a number is dropped first (+44 (0)20 7183 8750 -> +442071838750,
+         as E.164 has it). Only the separators people
          write in numbers are dropped (spaces, tabs, line breaks, no-break spaces, '-', '.', '(',
          ')', '/', dashes): a value holding anything else with a digit or a non-ASCII character (a non-ASCII digit
          as in +1201200000\uff18, a letter as in +1 800 FLOWERS or 'ext. 12', '*', '#', a second
