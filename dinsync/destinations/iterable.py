@@ -377,10 +377,26 @@ def _offending_users(request: Request, data) -> list[tuple[str, str]]:
     for key, item in zip(request.keys, request.items):
         fields = orjson.loads(item).get("dataFields") or {}
         names = sorted({name for name, value in offending
-                        if name in fields and type(fields[name]) is type(value) and fields[name] == value})
+                        if type(held := _value_at(fields, name)) is type(value) and held == value})
         if names:
             guilty.append((key, ", ".join(names)))
     return guilty
+
+
+def _value_at(fields: dict, name: str):
+    """The value a user's dataFields hold at `name`: a field, or a nested one by its dotted path
+    (`meta.a`, as Iterable names it in `validationErrors`); `_MISSING` where they hold none."""
+    if name in fields:
+        return fields[name]
+    value = fields
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+_MISSING = object()
 
 
 def _offending_fields(request: Request, data) -> str | None:

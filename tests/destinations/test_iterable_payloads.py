@@ -300,3 +300,19 @@ def test_a_user_whose_request_would_pass_the_body_cap_is_rejected_not_sent():
     assert [k for r in prepared.requests for k in r.keys] == ["u-2"]
     [rejection] = prepared.rejections
     assert rejection.key == uid and rejection.park and "4000000" in rejection.reason.replace(",", "")
+
+
+def test_a_type_mismatch_of_a_nested_field_names_the_users_holding_its_offending_value():
+    """Iterable names a nested field by its path (`meta.a`): the users whose object holds the
+    offending value there are rejected at once, not found by halving (one bad user in 7 of 2,023
+    cost 2,159 requests, 7 minutes at 5/s, against a strict server)."""
+    d = destination()
+    frame = pl.DataFrame({"_key": ["a@x.com", "b@x.com", "c@x.com"], "_id": ["a@x.com", "b@x.com", "c@x.com"],
+                          "_json": ['{"meta":{"a":1,"b":{"c":2}}}', '{"meta":{"a":"text","b":{"c":2}}}',
+                                    '{"meta":{"a":"1"}}']})
+    req = d.prepare(frame, spec()).requests[0]
+    body = orjson.dumps({"msg": "types", "code": "RequestFieldsTypesMismatched", "params": {"validationErrors": {
+        "p:::meta.a": {"expectedType": "long", "offendingValue": "text"}}}})
+    out = d.parse(req, 400, {}, body)
+    assert out.kind == "split" and out.field == "meta.a"
+    assert [(r.key, r.status, r.field) for r in out.results] == [("b@x.com", "rejected", "meta.a")]
