@@ -60,6 +60,10 @@ FAILED_LISTS: dict[str, tuple[str, str, str | None]] = {
     "notFoundUserIds": ("not_found", "Iterable: user not found", None),
 }
 
+# A lookup's refusal of the identifier itself -> the field its rejection names (as failedUpdates'
+# invalidEmails / invalidUserIds name theirs).
+IDENTIFIER_CODES = {"InvalidEmailAddressError": "email", "InvalidUserIdError": "userId"}
+
 # Iterable's `code` of a whole-request failure (the Swagger file's enum), by what it says:
 # - about the users of the request (one user may be the cause): split, and a single user that
 #   still fails is rejected for its content (parked until it changes);
@@ -226,7 +230,8 @@ class IterableDestination(Destination):
                 return Outcome("done", [RecordResult(request.keys[0], "ok" if found else "not_found",
                                                      None if found else "Iterable: user not found (update mode)")])
             if 400 <= status < 500 and code in SPLIT_CODES:  # e.g. a malformed email
-                return Outcome("done", [RecordResult(request.keys[0], "rejected", _describe(status, code, msg))])
+                return Outcome("done", [RecordResult(request.keys[0], "rejected", _describe(status, code, msg),
+                                                     IDENTIFIER_CODES.get(code))])
             return self._unread(request, status, code, msg, body)
         if status == 200 and isinstance(data, dict) and "successCount" in data:
             results, unlisted = self._failed_updates(request, data)

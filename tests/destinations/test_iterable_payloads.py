@@ -316,3 +316,15 @@ def test_a_type_mismatch_of_a_nested_field_names_the_users_holding_its_offending
     out = d.parse(req, 400, {}, body)
     assert out.kind == "split" and out.field == "meta.a"
     assert [(r.key, r.status, r.field) for r in out.results] == [("b@x.com", "rejected", "meta.a")]
+
+
+def test_a_lookup_refusing_the_identifier_names_it_as_the_rejections_field():
+    """An update-mode lookup of a malformed email or userId is rejected naming that identifier,
+    as the bulk answer's invalidEmails / invalidUserIds name theirs (`dinsync rejections`)."""
+    d = destination()
+    [by_email] = d.lookup_requests(["josé@example.com"], ["josé@example.com"], spec("update"))
+    out = d.parse(by_email, 400, {}, b'{"msg": "Invalid email", "code": "InvalidEmailAddressError"}')
+    assert [(r.status, r.field) for r in out.results] == [("rejected", "email")]
+    [by_id] = d.lookup_requests(["u 1 "], ["u 1 "], spec("update", key_field="userId"))
+    out = d.parse(by_id, 400, {}, b'{"msg": "Invalid userId", "code": "InvalidUserIdError"}')
+    assert [(r.status, r.field) for r in out.results] == [("rejected", "userId")]
