@@ -199,15 +199,20 @@ def test_newly_mapped_field_is_sent_for_every_row(project, target):
     assert project.users() == expected_users(data, {**FIELDS, "vip": "vip"})
 
 
+def _with_iterable_eu(project):
+    """The project with a second Iterable destination, `iterable_eu` (the same sandbox); the sync's file."""
+    project.write(destination_extra=f"  iterable_eu:\n    type: iterable\n    api_key: ${{env:ITERABLE_TEST_KEY}}\n"
+                                    f"    base_url: {project.thread.url}\n")
+    return project.root / "syncs" / f"{SYNC}.yml"
+
+
 def test_a_sync_moved_to_another_destination_sends_it_every_row_once(project, target):
     """The old destination's snapshot is forgotten (forget_snapshot.sql) and the new destination
     recorded before sending: every row goes as added, then nothing until something changes."""
     data = customers(range(1, 21))
     target.load("customers", data)
     assert only_run(project.sync())["acknowledged"] == 20
-    project.write(destination_extra=f"  iterable_eu:\n    type: iterable\n    api_key: ${{env:ITERABLE_TEST_KEY}}\n"
-                                    f"    base_url: {project.thread.url}\n")
-    sync_file = project.root / "syncs" / f"{SYNC}.yml"
+    sync_file = _with_iterable_eu(project)
     sync_file.write_text(sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
     run = only_run(project.sync())
     assert (run["status"], run["full_refresh"], run["added"], run["acknowledged"]) == ("success", True, 20, 20), run
@@ -222,9 +227,7 @@ def test_a_sync_renamed_by_case_only_and_moved_sends_the_new_destination_every_r
     data = customers(range(1, 21))
     target.load("customers", data)
     assert only_run(project.sync())["acknowledged"] == 20
-    project.write(destination_extra=f"  iterable_eu:\n    type: iterable\n    api_key: ${{env:ITERABLE_TEST_KEY}}\n"
-                                    f"    base_url: {project.thread.url}\n")
-    sync_file = project.root / "syncs" / f"{SYNC}.yml"
+    sync_file = _with_iterable_eu(project)
     (project.root / "syncs" / "Iterable_Users.yml").write_text(
         sync_file.read_text().replace("destination: iterable", "destination: iterable_eu"))
     sync_file.unlink()
