@@ -251,6 +251,20 @@ class Rejection:
     park: bool = True
 
 
+def reject_oversized(frame: pl.DataFrame, sizes: str, room: int,
+                     reason: Callable[[int], str]) -> tuple[pl.DataFrame, list[Rejection]]:
+    """The rows whose `sizes` column (bytes as the request carries them) is over `room`: alone, such
+    a row would be a request over the platform's body cap, refused every run. Taken out, each
+    rejected with `reason(its bytes)`; the others are sent."""
+    import polars as pl
+
+    too_big = frame.filter(pl.col(sizes) > room)
+    if too_big.height == 0:
+        return frame, []
+    return (frame.filter(pl.col(sizes) <= room),
+            [Rejection(k, reason(n)) for k, n in too_big.select("_key", sizes).iter_rows()])
+
+
 @dataclass
 class Prepared:
     """A mapped frame turned into requests, plus the rows rejected while doing so."""

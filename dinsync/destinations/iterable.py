@@ -27,11 +27,11 @@ from .base import (
     Outcome,
     Prepared,
     RecordResult,
-    Rejection,
     Request,
     ServiceSpec,
     SyncSpec,
     body_excerpt,
+    reject_oversized,
 )
 
 if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only
@@ -164,11 +164,8 @@ class IterableDestination(Destination):
         # `max_row_bytes` measured dataFields alone: with its key (a userId of 512 escaped control
         # characters is 3 KB) a user may still not fit a request; sent, it would fail every run.
         room = BULK_MAX_BYTES - envelope
-        too_big = users.filter(pl.col("_bytes") > room)
-        rejections = [Rejection(k, f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte "
-                                   "request cap") for k, n in too_big.select("_key", "_bytes").iter_rows()]
-        if rejections:
-            users = users.filter(pl.col("_bytes") <= room)
+        users, rejections = reject_oversized(users, "_bytes", room, lambda n: (
+            f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte request cap"))
         requests = []
         keys_all = users["_key"].to_list()
         items_all = users["_user"].cast(pl.Binary).to_list()  # UTF-8 bytes, without a str.encode a row

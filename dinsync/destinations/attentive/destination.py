@@ -26,6 +26,7 @@ from ..base import (
     TransportOptions,
     body_excerpt,
     is_html_page,
+    reject_oversized,
 )
 from .fields import FIELD_SPECS, IDENTIFIER_FIELDS
 
@@ -221,15 +222,11 @@ class AttentiveDestination(Destination):
         requests = []
         max_users = int(self.options.get("bulk_max_users", BULK_MAX_USERS))
         single = self.options.get("standard_fields_via") == "single"
+        room = BULK_MAX_BYTES - len(b'{"users":[]}')  # what a bulk request's records may take
         oversized: list[Rejection] = []
         if not single:  # a record over the bulk cap alone was sent as a request over it (6 MB for 4)
-            room = BULK_MAX_BYTES - len(b'{"users":[]}')
-            too_big = rows.filter(pl.col("_v2_bytes") > room)
-            oversized = [Rejection(k, f"row is {n:,} bytes as a bulk user attributes record, over the "
-                                      f"{BULK_MAX_BYTES:,}-byte request cap") for k, n in too_big.select(
-                                          "_key", "_v2_bytes").iter_rows()]
-            if oversized:
-                rows = rows.filter(pl.col("_v2_bytes") <= room)
+            rows, oversized = reject_oversized(rows, "_v2_bytes", room, lambda n: (
+                f"row is {n:,} bytes as a bulk user attributes record, over the {BULK_MAX_BYTES:,}-byte request cap"))
         for start in range(0, rows.height, WRITE_BATCH_ROWS):
             chunk = rows.slice(start, WRITE_BATCH_ROWS)
             keys, ids = chunk["_key"].to_list(), chunk["_id"].to_list()
@@ -241,10 +238,8 @@ class AttentiveDestination(Destination):
                 v2 = [self.single_request(k, item) for k, item in zip(v2_keys, v2_items)]
             else:
                 part = BulkPart(sync.key_field, {k: sent[k] for k in v2_keys})
-                envelope = len(b'{"users":[]}')
                 v2 = [self.bulk_request(v2_keys[o:o + n], v2_items[o:o + n], part)
-                      for o, n in batches_by_size(with_v2["_v2_bytes"], max_users, BULK_MAX_BYTES - envelope, 1)] \
-                    if v2_keys else []
+                      for o, n in batches_by_size(with_v2["_v2_bytes"], max_users, room, 1)] if v2_keys else []
             in_v2 = set(v2_keys)
             noop = [k for k in keys if k not in v1 and k not in in_v2]
             requests.append(Request("write", "WRITE", "", None, keys,
