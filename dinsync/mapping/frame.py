@@ -17,7 +17,8 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
   - ``integer``: integers; booleans as 0/1; integral floats/decimals; strings of digits
     (optional sign, surrounding spaces allowed) within 128-bit range.
   - ``number``: integers, floats, decimals; booleans as 0/1; numeric strings (a string already
-    in JSON number syntax is sent digit for digit, others through a float).
+    in JSON number syntax is sent digit for digit, an integral one with a fraction, ``100.0``:
+    others through a float).
   Decimals read as text (``numeric_text``: PostgreSQL's numeric, whatever its precision) are
   coerced as decimals, from their exact digits; a NaN or an infinity among them is rejected.
   - ``boolean``: booleans; 0/1; strings true/false, t/f, yes/no, y/n, 1/0 (any case).
@@ -157,10 +158,14 @@ def _as_number(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype == pl.Boolean:
         return Encoded(v.cast(pl.Int8).cast(pl.String))
     if _is_text(dtype):
+        # an integral text gets a fraction ("100" -> 100.0), as a float column's numbers have: the
+        # column's other rows may hold "99.5", and Iterable types a field by the first number it sees
         t = v.cast(pl.String).str.strip_chars()
         f = t.cast(pl.Float64, strict=False)
         ok = f.is_finite().fill_null(False)
-        text = pl.when(~ok).then(_NULL).when(t.str.contains(_JSON_NUMBER)).then(t).otherwise(f.cast(pl.String))
+        text = (pl.when(~ok).then(_NULL)
+                .when(t.str.contains(r"^-?(?:0|[1-9][0-9]*)$")).then(pl.concat_str([t, pl.lit(".0")]))
+                .when(t.str.contains(_JSON_NUMBER)).then(t).otherwise(f.cast(pl.String)))
         return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "a number")])
     return _wrong_type(v, dtype, label, "number")
 

@@ -148,3 +148,17 @@ def test_a_nocase_column_change_of_case_is_sent_and_its_keys_are_apart(project):
     user = project.thread.call(project.sandbox.get_user, None, "u1")
     assert (user["dataFields"]["firstName"], user["dataFields"]["plan"]) == ("BOB", "frée")
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_text_column_of_numbers_mapped_as_number_keeps_one_field_type(project):
+    """A VARCHAR of "100" and "99.5" mapped `type: number`: "100" went as the integer 100, so Iterable
+    typed the field long by that first user and refused the user holding 99.5 (parked as rejected)."""
+    project.sql("create or replace table main.customers (id integer, email varchar, ltv varchar)")
+    project.sql("insert into main.customers values (1, 'a@example.com', '100'), (2, 'b@example.com', '99.5')")
+    project.write(fields=["- {column: ltv, field: ltv, type: number}"], max_rejected_pct=100)
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect * from main.customers\n")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (2, 0), run
+    assert [project.sandbox.users.get(e)["dataFields"]["ltv"] for e in ("a@example.com", "b@example.com")] == [
+        100.0, 99.5]

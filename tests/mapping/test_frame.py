@@ -577,6 +577,18 @@ def test_number_kind_keeps_digits_of_numeric_strings():
     assert b.frame["_json"].to_list() == ['{"f":12345678901234567890123.000001}']
 
 
+def test_number_kind_writes_integral_numeric_strings_with_a_fraction():
+    """A text column mapped `type: number` holds "100" on one row and "99.5" on the next: "100" was
+    sent as the integer 100, so Iterable, which types a field by its first value, made the field a
+    long and refused the user holding 99.5 (RequestFieldsTypesMismatched: parked). Each is a number
+    with a fraction, as a float column's are (an exponent already makes a JSON number a double)."""
+    b = one(["100", "99.5", " -7 ", "0", "-0", "12345678901234567890123", "1e3", "+2", "007"], kind="number")
+    assert b.frame["_json"].to_list() == [
+        '{"f":100.0}', '{"f":99.5}', '{"f":-7.0}', '{"f":0.0}', '{"f":-0.0}', '{"f":12345678901234567890123.0}',
+        '{"f":1e3}', '{"f":2.0}', '{"f":7.0}']
+    assert one([1, -2], kind="number").frame["_json"].to_list() == ['{"f":1}', '{"f":-2}']  # an integer column
+
+
 def test_string_kind_of_dates_and_lists():
     b = one([dt.date(2024, 1, 2)], kind="string")
     assert objects(b) == [{"f": "2024-01-02"}]
