@@ -754,3 +754,15 @@ def test_currency_amounts_are_rounded_exactly_not_through_a_float():
     out = pl.DataFrame({"t": texts}).select(currency_json(pl.col("t"))).to_series().to_list()
     assert out == ["12345678901234567.1235", "-0.0001", "0.1235", "123456789012345678900", "0",
                    "0.3", "12.5", "null", "1" + "23456" + "0" * 295]
+
+
+def test_date_and_timestamp_keys_compare_as_attio_stores_them():
+    """A warehouse's text of a key and the value Attio returns for it are one form (lookups pair them)."""
+    from dinsync.destinations.attio.values import instant_form
+
+    same = ["2024-01-01 10:00:00.5", "2024-01-01T10:00:00.500000000Z", "2024-01-01T12:00:00.5+02:00",
+            "2024-01-01T05:00:00.5-0500"]
+    assert {instant_form(t, "timestamp") for t in same} == {"2024-01-01T10:00:00.500000000Z"}
+    assert instant_form("2024-01-01", "timestamp") == "2024-01-01T00:00:00.000000000Z"
+    assert instant_form("2024-01-01T23:30:00-01:00", "date") == "2024-01-02"  # a datetime's UTC day
+    assert [instant_form(t, "timestamp") for t in ("soon", "2024-13-01", "10:00", "")] == [None] * 4

@@ -391,6 +391,33 @@ def test_numeric_keys_that_are_one_float_for_attio_are_withheld_or_rejected(atti
     assert p.thread.call(p.sandbox.count, "people") == 3
 
 
+def test_update_mode_finds_records_by_a_timestamp_or_date_matching_attribute(attio):
+    """A TIMESTAMP key's text is DuckDB's, `2024-01-01 10:00:00.5`; Attio returns the value it stores,
+    `2024-01-01T10:00:00.500000000Z`: the lookup never paired them, and every row of an update sync
+    matching on a timestamp attribute was `not_found` though its record existed. The key is sent in
+    ISO 8601 (`T`), and a lookup's records are paired with keys as Attio reads both: one instant,
+    one (UTC) day."""
+    p = attio
+    p.thread.call(p.sandbox.declare_attribute, "people:seen_at:timestamp:unique")
+    p.thread.call(p.sandbox.declare_attribute, "people:signup_day:date:unique")
+    p.sql("create or replace table main.people as select i as id, TIMESTAMP '2024-01-01 10:00:00' + i * "
+          "interval 90 minute + i * interval 500 millisecond as seen_at, CAST(DATE '2024-01-01' + i * "
+          "interval 1 day AS DATE) as day, 't' || i as first_name from range(1, 4) r(i)")
+    p.write_sync("seed", match_column="seen_at", match_field="seen_at",
+                 fields=("first_name: job_title", "day: signup_day"))
+    assert p.run()["acknowledged"] == 3
+    keys = sorted(orjson.loads(b)["data"]["values"]["seen_at"][0] for m, path, b in p.requests.requests
+                  if "matching_attribute=seen_at" in path)
+    assert keys == ["2024-01-01T11:30:00.5", "2024-01-01T13:00:01", "2024-01-01T14:30:01.5"]
+    for match, field in (("seen_at", "seen_at"), ("day", "signup_day")):
+        p.sql("update main.people set first_name = first_name || '!'")
+        p.write_sync(f"by_{match}", mode="update", match_column=match, match_field=field,
+                     fields=("first_name: job_title",))
+        run = p.run()
+        assert (run["acknowledged"], run["not_found"]) == (3, 0), (match, p.rejections())
+    assert p.thread.call(p.sandbox.count, "people") == 3
+
+
 def test_a_domain_added_later_in_another_case_does_not_overwrite_the_synced_company(attio):
     p = attio
     p.seed_companies(60)

@@ -19,6 +19,7 @@ Python once per distinct value.
 """
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import re
 from typing import TYPE_CHECKING, Any, Callable
@@ -43,6 +44,10 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 CURRENCY_DECIMALS = 4
 # a JSON number with more than 4 decimals (or a negative exponent)
 _EXCESS_DECIMALS = r"^-?[0-9]+(?:\.[0-9]{5,}(?:[eE][+-]?[0-9]+)?|(?:\.[0-9]+)?[eE]-[0-9]+)$"
+# An ISO 8601 date or datetime as a warehouse writes it (`2024-01-01 10:00:00.5`, a space for the `T`)
+# or Attio returns it (`2024-01-01T10:00:00.500000000Z`): day, time, fraction (up to ns), zone.
+_ISO = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}))?)?"
+                  r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?", re.I)
 # A record reference by value: the unique attribute used for each target object.
 REFERENCE_BY = {"companies": ("domains", "domain"), "people": ("email_addresses", "email_address")}
 
@@ -56,6 +61,28 @@ def normalise_domain(text: str) -> str:
     return re.sub(r":\d*$", "", host).rstrip(".")
 
 
+def instant_form(text: str, attr_type: str) -> str | None:
+    """A date or timestamp as Attio stores it: a timestamp's instant in UTC to the nanosecond (no
+    zone: UTC, as Attio assumes), a date's day (a datetime's UTC day, as Attio coerces it); None
+    when `text` is neither. Keys written by a warehouse (`2024-01-01 10:00:00.5`) and the values Attio
+    returns (`2024-01-01T10:00:00.500000000Z`) then compare equal."""
+    found = _ISO.fullmatch(text.strip())
+    if found is None:
+        return None
+    day, clock, fraction, zone = found.groups()
+    try:
+        moment = dt.datetime.fromisoformat(f"{day}T{clock or '00:00'}")
+        if zone and zone.upper() != "Z":
+            digits = zone[1:].replace(":", "")
+            offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+            moment = moment - offset if zone[0] == "+" else moment + offset
+    except (ValueError, OverflowError):
+        return None
+    if attr_type == "date":
+        return moment.date().isoformat()
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + "." + (fraction or "").ljust(9, "0") + "Z"
+
+
 def match_form(attr_type: str, text: str, region: str | None = None) -> Any:
     """A matching key as Attio compares it (to pair records found by a lookup with keys);
     `region`: the destination's default phone region, for national numbers."""
@@ -63,6 +90,8 @@ def match_form(attr_type: str, text: str, region: str | None = None) -> Any:
         return text.strip().lower()
     if attr_type == "domain":
         return normalise_domain(text)
+    if attr_type in ("date", "timestamp"):
+        return instant_form(text, attr_type) or text
     if attr_type in NUMERIC_TYPES:
         try:
             return float(text)
@@ -88,6 +117,8 @@ def stored_match_forms(attr_type: str, value: dict) -> list[Any]:
         raw = value.get("value")
     if raw is None:
         return []
+    if attr_type in ("date", "timestamp"):
+        return [instant_form(str(raw), attr_type) or str(raw)]
     if attr_type in NUMERIC_TYPES:
         try:
             return [float(raw)]
@@ -103,6 +134,8 @@ def key_value_json(attr: AttributeInfo, ident: pl.Expr) -> tuple[pl.Expr, pl.Exp
     if attr.type in NUMERIC_TYPES:
         text = ident.str.strip_chars()
         return text, ~text.str.contains(_JSON_NUMBER)
+    if attr.type == "timestamp":  # ISO 8601's `T`, where a warehouse writes a timestamp with a space
+        ident = ident.str.replace(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:)", "${1}T${2}")
     return pl.struct(ident.alias("a")).struct.json_encode().str.slice(5).str.head(-1), None
 
 
@@ -117,6 +150,8 @@ def key_filter_value(attr: AttributeInfo, ident: str, region: str | None = None)
         return normalise_domain(ident) or ident
     if attr.type == "phone-number":
         return e164(ident, region) or ident
+    if attr.type == "timestamp":
+        return re.sub(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:)", r"\1T\2", ident)
     if attr.type in NUMERIC_TYPES:
         try:
             number = float(ident)
