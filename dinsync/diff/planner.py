@@ -634,13 +634,21 @@ def _exact_columns(warehouse: Any, spec: DiffSpec) -> list[str]:
 
 def _pylist(table: Any) -> list[dict]:
     """Rows of an Arrow table as dicts; a value Python cannot hold (DuckDB's date 'infinity', a
-    year before 1 or after 9999) becomes a text saying so instead of failing the whole sample."""
+    year before 1 or after 9999) becomes a text saying so instead of failing the whole sample. A
+    timestamp labelled with a zone Python does not know (DuckDB's session zone under TZ=IST) is
+    shown in UTC."""
     columns = {}
     for name, column in zip(table.column_names, table.columns):
         try:
             columns[name] = column.to_pylist()
-        except (OverflowError, ValueError):
-            columns[name] = [_py_value(v) for v in column]
+        except (KeyError, OverflowError, ValueError):  # (KeyError: pytz's / zoneinfo's unknown zone)
+            from ..mapping.frame import utc_labelled
+
+            column = column.cast(utc_labelled(column.type))
+            try:
+                columns[name] = column.to_pylist()
+            except (OverflowError, ValueError):
+                columns[name] = [_py_value(v) for v in column]
         columns[name] = _end_of_day(column, columns[name])
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 

@@ -314,15 +314,42 @@ def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
     seconds = [f.name for f in batch.schema if _holds(f.type, _is_seconds)]
     midnights = [i for i, (f, c) in enumerate(zip(batch.schema, batch.columns))
                  if _holds(f.type, _is_time) and _end_of_day(c)]
-    if numeric or seconds or midnights:
+    zoned = [i for i, f in enumerate(batch.schema) if _holds(f.type, _is_zoned)]
+    if numeric or seconds or midnights or zoned:
         columns = [c.storage if is_numeric_text(c.type)
                    else _list_storage(c) if is_numeric_text_list(c.type)
                    else _rebuilt(c, _is_seconds, _seconds_to_ms) if _holds(c.type, _is_seconds) else c
                    for c in batch.columns]
         for i in midnights:
             columns[i] = _rebuilt(columns[i], _is_time, _time_texts)
+        for i in zoned:
+            columns[i] = columns[i].cast(utc_labelled(columns[i].type))
         batch = type(batch).from_arrays(columns, names=batch.schema.names)
     return pl.from_arrow(batch), numeric
+
+
+def _is_zoned(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(t) and t.tz is not None and t.tz != "UTC"
+
+
+def utc_labelled(t: Any) -> Any:
+    """An Arrow type with each time zone of its timestamps (at any depth) replaced by UTC. A zoned
+    timestamp holds instants (counted from 1970-01-01 UTC) and its zone is only a label: DuckDB's
+    is the session's, ICU's name for TZ, which Polars and Python may not know (`IST`, `PST`, `JST`:
+    every run of a TIMESTAMPTZ column failed under TZ=IST). A cast to it keeps every value."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return pa.timestamp(t.unit, "UTC") if t.tz is not None else t
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = t.value_field.with_type(utc_labelled(t.value_type))
+        return (pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner) if pa.types.is_large_list(t)
+                else pa.list_(inner, t.list_size))
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(utc_labelled(t.field(i).type)) for i in range(t.num_fields)])
+    return t
 
 
 def _list_storage(lists: Any) -> Any:

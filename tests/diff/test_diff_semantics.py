@@ -495,6 +495,21 @@ def test_sample_rows_with_dates_python_cannot_hold_inside_lists_and_structs(tmp_
     s.w.close()
 
 
+def test_sample_rows_of_timestamps_zoned_in_a_zone_python_does_not_know(tmp_path):
+    # DuckDB labels a TIMESTAMPTZ with the session's zone, ICU's name for TZ: under TZ=IST (PST,
+    # JST...) `dinsync plan --samples` died with "unexpected error: UnknownTimeZoneError: 'IST'"
+    s = Sync(tmp_path, columns="email VARCHAR, ts TIMESTAMPTZ, l TIMESTAMPTZ[]", fields=[("ts", "ts"), ("l", "l")])
+    s.w.execute("SET TimeZone = 'IST'")
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', '2024-01-01 00:00:00+00', ['2024-01-01 00:00:00+00', NULL]), "
+                "('b@x.com', 'infinity', ['-infinity'])")
+    s.p.plan()
+    rows = {r["key"]: r["fields"] for r in s.p.sample("added", limit=10)}
+    utc = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    assert rows["a@x.com"] == {"ts": utc, "l": [utc, None]}
+    assert all("out of range" in v for v in (rows["b@x.com"]["ts"], rows["b@x.com"]["l"][0]))
+    s.w.close()
+
+
 def test_ensure_state_is_repeatable_and_keeps_data(s):
     s.set_rows([("a@x.com", "Ada", 1)])
     s.plan(); s.ack_all()

@@ -420,6 +420,43 @@ def test_infinite_second_and_nanosecond_timestamps_reject_the_row_instead_of_a_w
     assert objects(b) == [{"s": "2020-01-01T00:00:00", "ns": None, "list": ["2020-01-01T00:00:00"]}]
 
 
+def test_timestamps_zoned_in_a_zone_polars_does_not_know_are_sent_in_utc():
+    """DuckDB exports a TIMESTAMPTZ labelled with the session's zone, ICU's name for TZ: under TZ=IST
+    (or PST, JST, BST, CST: ICU's three-letter IDs) Polars refused the label and every run of a model
+    with a TIMESTAMPTZ failed ("unexpected error: ComputeError: unable to parse time zone: 'IST'").
+    The values are instants (UTC-based integers), sent in UTC with Z whatever the label."""
+    import pyarrow as pa
+
+    from dinsync.mapping.frame import frame_from_arrow
+
+    micros = pa.array([1_704_067_200_000_000, None], pa.int64())
+    millis = pa.array([1_704_067_200_500, None], pa.int64())
+    keys = ["u0@example.com", "u1@example.com"]
+    columns = [micros.view(pa.timestamp("us", tz="IST")),
+               pa.ListArray.from_arrays(pa.array([0, 1, 2], pa.int32()), micros.view(pa.timestamp("us", "PST"))),
+               pa.StructArray.from_arrays([millis.view(pa.timestamp("ms", tz="JST"))], ["at"]),
+               micros.view(pa.timestamp("us", tz="Asia/Kolkata"))]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(keys), pa.array(["added"] * 2)] + [a for c in columns for a in (c, pa.array([True] * 2))],
+        names=["_key", "_op", "v0", "x0", "v1", "x1", "v2", "x2", "v3", "x3"])
+    b = map_batch(frame_from_arrow(batch)[0], EMAIL, fields("t", "l", "s", "k"))
+    check_shape(b)
+    assert objects(b) == [
+        {"t": "2024-01-01T00:00:00Z", "l": ["2024-01-01T00:00:00Z"], "s": {"at": "2024-01-01T00:00:00.500000Z"},
+         "k": "2024-01-01T00:00:00Z"},
+        {"t": None, "l": [None], "s": {"at": None}, "k": None}]
+    dates = map_batch(frame_from_arrow(batch)[0], EMAIL, fields("t", kind="date")[:1])
+    assert objects(dates) == [{"t": "2024-01-01"}, {"t": None}]
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'IST'")  # what TZ=IST gives a DuckDB session
+    batch = con.sql("SELECT 'a@b.co' AS _key, 'added' AS _op, TIMESTAMPTZ '2024-06-01 12:00:00+02' AS v0, true AS x0, "
+                    "[TIMESTAMPTZ '2024-06-01 12:00:00+02'] AS v1, true AS x1").to_arrow_table().to_batches()[0]
+    assert objects(map_batch(frame_from_arrow(batch)[0], EMAIL, fields("t", "l"))) == [
+        {"t": "2024-06-01T10:00:00Z", "l": ["2024-06-01T10:00:00Z"]}]
+
+
 def test_infinite_timestamps_of_every_unit_reject_the_row_under_type_date():
     """`type: date` of DuckDB's TIMESTAMP_S / TIMESTAMP_MS '±infinity' sent null (the platform's
     value cleared) and of TIMESTAMP_NS '±infinity' the days 2262-04-11 and 1677-09-21: rejected for
