@@ -418,6 +418,21 @@ def test_update_mode_finds_records_by_a_timestamp_or_date_matching_attribute(att
     assert p.thread.call(p.sandbox.count, "people") == 3
 
 
+def test_timestamp_keys_attio_reads_as_one_instant_are_withheld(attio):
+    """`2024-01-01 10:00:00` and `2024-01-01T12:00:00+02:00` are two keys of the model and one instant
+    for Attio: both rows were written to one record, each over the other, and both acknowledged."""
+    p = attio
+    p.thread.call(p.sandbox.declare_attribute, "people:seen_at:timestamp:unique")
+    p.sql("create or replace table main.people as select * from (values (1, '2024-01-01 10:00:00', 'a'), "
+          "(2, '2024-01-01T12:00:00+02:00', 'b'), (3, '2024-01-02 10:00:00', 'c')) t(id, seen, first_name)")
+    p.write_sync(match_column="seen", match_field="seen_at", fields=("first_name: job_title",))
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (1, 2), run
+    assert {k: s for k, (s, _) in p.rejections().items()} == {
+        "2024-01-01 10:00:00": "duplicate", "2024-01-01T12:00:00+02:00": "duplicate"}
+    assert p.thread.call(p.sandbox.count, "people") == 1
+
+
 def test_a_domain_added_later_in_another_case_does_not_overwrite_the_synced_company(attio):
     p = attio
     p.seed_companies(60)

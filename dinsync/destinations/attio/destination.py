@@ -50,7 +50,7 @@ from ..base import (
 )
 from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
                       written_record)
-from .keys import e164_keys, inexact_numbers, same_domain, same_number, same_phone
+from .keys import e164_keys, inexact_numbers, same_domain, same_instant, same_number, same_phone
 from .schema import NUMERIC_TYPES, AttributeInfo, Schema, check_mapping
 from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
                      stored_match_forms)
@@ -230,6 +230,9 @@ class AttioDestination(Destination):
             rejections += inexact + dupes
         elif plan.key.type == "phone-number":
             frame, dupes = same_phone(e164_keys(frame, region), sync.key_field, region)
+            rejections += dupes
+        elif plan.key.type in ("date", "timestamp"):
+            frame, dupes = same_instant(frame, sync.key_field, plan.key.type)
             rejections += dupes
         shapers = [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
                    if name != sync.key_field and name in plan.attributes]

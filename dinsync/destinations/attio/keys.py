@@ -10,7 +10,9 @@ once the model holds one). Per key type:
     not the number its float is (9007199254740993 is stored as 9007199254740992, another row's key)
     can never be matched as written: rejected for its content (parked until it changes);
   - phone-number: Attio stores the number in E.164 (`+33 6 12 34 56 78` and `+33612345678`); keys
-    are sent in that form, national ones with the destination's default region (`e164_keys`).
+    are sent in that form, national ones with the destination's default region (`e164_keys`);
+  - date, timestamp: Attio stores a day, an instant in UTC (`2024-01-01 10:00:00` and
+    `2024-01-01T12:00:00+02:00`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import orjson
 
 from ..base import Rejection
-from .values import e164, normalise_domain
+from .values import e164, instant_form, normalise_domain
 
 if TYPE_CHECKING:
     import polars as pl
@@ -90,6 +92,15 @@ def same_phone(frame: pl.DataFrame, key_field: str, region: str | None) -> tuple
     return _withhold_same(frame, lambda i: e164(i, region) or i, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same phone number for Attio ({form!r}) as {others} on another row of '
         "the model; make the model's phone numbers unique in E.164"))
+
+
+def same_instant(frame: pl.DataFrame, key_field: str, attr_type: str) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows of a batch whose date or timestamp keys are one value for Attio (one day, one instant):
+    withheld, not parked, like same_domain."""
+    what = "day" if attr_type == "date" else "instant"
+    return _withhold_same(frame, lambda i: instant_form(i, attr_type) or i, lambda i, form, others: (
+        f'key "{key_field}": {i!r} is the same {what} for Attio ({form!r}) as {others} on another row of the '
+        f"model; write the model's keys in one form"))
 
 
 def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str],
