@@ -18,7 +18,15 @@
     is hashed in its exact form, as in the fingerprint: else a change the fingerprint sees but the
     value's hash does not is planned as a `refresh`, and never sent. -#}
 {% macro value_hashes(fields, a) -%}
-{% for f in fields %}DINSYNC_HASH({% if f.exact %}DINSYNC_EXACT({{ a }}.v{{ f.i }}){% else %}{{ a }}.v{{ f.i }}{% endif %}) AS h{{ f.i }}{{ ", " if not loop.last }}{% endfor %}
+{% for f in fields %}DINSYNC_HASH({{ hashed(f, a ~ ".v" ~ f.i) }}) AS h{{ f.i }}{{ ", " if not loop.last }}{% endfor %}
+{%- endmacro %}
+
+{#- A value `x` of field f as its hashes read it: in its exact form (f.exact), and in the form the
+    warehouse names (f.stable: a text written in the session's time zone, DuckDB's TIMESTAMPTZ,
+    as a UTC session writes it), else as it is. -#}
+{% macro hashed(f, x) -%}
+{% set v %}{% if f.stable %}{{ f.stable | replace("@X@", x) }}{% else %}{{ x }}{% endif %}{% endset %}
+{%- if f.exact %}DINSYNC_EXACT({{ v }}){% else %}{{ v }}{% endif %}
 {%- endmacro %}
 
 {#- Raw key hash of a model row (alias m): NULL when the key is NULL or empty (as text). -#}
@@ -43,7 +51,7 @@ FROM {{ model }} AS m
 {#- The row's fingerprint; a column the warehouse names (f.exact) is hashed in a form that tells
     apart every two values of different text forms (DINSYNC_EXACT). -#}
 {% macro fingerprint(fields, a) -%}
-DINSYNC_FINGERPRINT({% for f in fields %}{% if f.exact %}DINSYNC_EXACT({{ a }}.{{ f.col }}){% else %}{{ a }}.{{ f.col }}{% endif %}{{ ", " if not loop.last }}{% endfor %})
+DINSYNC_FINGERPRINT({% for f in fields %}{% if f.exact %}{{ hashed(f, a ~ "." ~ f.col) }}{% else %}{{ a }}.{{ f.col }}{% endif %}{{ ", " if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 {#- The rows of the current commit (alias p): `acked`, a copy of their plan rows. which: "all",

@@ -173,6 +173,7 @@ class Planner(CommitMixin, PendingMixin):
         # mapped columns the fingerprint hashes in their exact form (see Warehouse.exact_hash_columns):
         # asked each run, since a column's type or collation changes without the model SQL changing
         self.exact_columns = _exact_columns(warehouse, spec)
+        self.stable_forms = _stable_forms(warehouse, spec)
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
@@ -180,7 +181,7 @@ class Planner(CommitMixin, PendingMixin):
             "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
-            "exact_columns": self.exact_columns,
+            "exact_columns": self.exact_columns, "stable_forms": self.stable_forms,
         })
         self._cache = RenderCache(key) if cache else RenderCache(key, root=None)
         model = self._cache.get("__model_sql__")
@@ -231,7 +232,8 @@ class Planner(CommitMixin, PendingMixin):
                 "raw_key": f"CAST(m.{ident(spec.key_column)} AS VARCHAR)",
                 "key_expr": key_sql(spec.key_normalization, f"m.{ident(spec.key_column)}", phone),
                 "fields": [FieldRef(i=f.i, col=ident(f.column), snap=ident(f.snap_name), field=f.field,
-                                    snap_name=f.snap_name, exact=f.column in self.exact_columns)
+                                    snap_name=f.snap_name, exact=f.column in self.exact_columns,
+                                    stable=self.stable_forms.get(f.column))
                            for f in self.fields],
                 "hash_type": sql_type(self.hash_type, self.dialect),
                 "nbuckets": NBUCKETS,
@@ -630,6 +632,18 @@ def _exact_columns(warehouse: Any, spec: DiffSpec) -> list[str]:
         return sorted(exact(spec.model_sql, sorted({c for c, _ in spec.fields})))
     except DinsyncError:  # (a warehouse error)
         return []
+
+
+def _stable_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
+    """The mapped columns the warehouse hashes in a form of their own (Warehouse.stable_hash_forms),
+    each with that form; none when the model cannot be read yet (as _exact_columns)."""
+    forms = getattr(warehouse, "stable_hash_forms", None)
+    if forms is None:
+        return {}
+    try:
+        return dict(sorted(forms(spec.model_sql, sorted({c for c, _ in spec.fields})).items()))
+    except DinsyncError:  # (a warehouse error)
+        return {}
 
 
 def _pylist(table: Any) -> list[dict]:

@@ -210,6 +210,8 @@ class FieldRef:
     field: str  # destination field name (unquoted; for Python only)
     snap_name: str  # unquoted snapshot column name
     exact: bool = False  # wrapped in DINSYNC_EXACT in the fingerprint (Warehouse.exact_hash_columns)
+    # the value's form its hashes take, a SQL expression of `@X@` (Warehouse.stable_hash_forms)
+    stable: str | None = None
 
 
 _ENV = None

@@ -11,7 +11,7 @@ import duckdb
 
 from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
 from . import errors as E
-from .base import PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, rows_within, translated
+from .base import PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rows_within, translated
 from .params import translate
 
 if TYPE_CHECKING:
@@ -179,6 +179,28 @@ def _arrow_depth(t) -> int:
     if t.id == "map":
         return 2 + max(_arrow_depth(c) for _, c in t.children)
     return 0
+
+
+def _utc_text(x: str, t: Any, depth: int = 0) -> str | None:
+    """SQL of value `x` of DuckDB type `t` with each TIMESTAMPTZ in it written as a UTC session
+    writes it (as text; an infinity as itself); None when `t` holds no TIMESTAMPTZ."""
+    kind = t.id
+    if kind == "timestamp with time zone":
+        return (f"CASE WHEN isfinite({x}) THEN CAST(timezone('UTC', {x}) AS VARCHAR) || '+00' "
+                f"ELSE CAST({x} AS VARCHAR) END")
+    if kind in ("list", "array"):
+        item = f"_dinsync_e{depth}"
+        inner = _utc_text(item, dict(t.children)["child"], depth + 1)
+        # (a list comprehension: DuckDB 2.0 refuses the `->` lambdas sqlglot writes of the templates)
+        return None if inner is None else f"[{inner} FOR {item} IN {x}]"
+    if kind == "struct":
+        members = [(quote_ident(name), child) for name, child in t.children]
+        forms = [_utc_text(f"{x}.{name}", child, depth) for name, child in members]
+        if all(f is None for f in forms):
+            return None
+        packed = ", ".join(f"{name} := {form or f'{x}.{name}'}" for (name, _), form in zip(members, forms))
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE struct_pack({packed}) END"
+    return None
 
 
 def _is_delete(sql: str) -> bool:
@@ -618,6 +640,25 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         types = dict(self.columns(sql))
         return {c for c in columns if c in types
                 and (_NESTED.search(_QUOTED.sub("", types[c])) or types[c].upper() == "VARCHAR")}
+
+    def stable_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """The mapped columns holding a TIMESTAMPTZ (also in a LIST, ARRAY or STRUCT), whose text is
+        written in the session's time zone (TZ's): from a host in another zone every such value read
+        as changed (a nested one's rows were all sent again). Hashed as the text a UTC session
+        writes (`2024-01-01 10:00:00+00`, as before in UTC), whatever the session's zone."""
+        if not columns:
+            return {}
+        types = dict(self.columns(sql))
+        forms = {}
+        for c in columns:
+            if c in types and "TIME ZONE" in _QUOTED.sub("", types[c]).upper():
+                try:
+                    form = _utc_text("@X@", duckdb.sqltype(types[c]))
+                except (duckdb.Error, ValueError, TypeError, KeyError):
+                    form = None
+                if form is not None:
+                    forms[c] = form
+        return forms
 
     def send_problem(self, column: str, kind: str) -> str | None:
         """DuckDB types its Arrow export turns into other values (see _SEND_PROBLEMS), anywhere in

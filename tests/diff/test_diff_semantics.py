@@ -510,6 +510,39 @@ def test_sample_rows_of_timestamps_zoned_in_a_zone_python_does_not_know(tmp_path
     s.w.close()
 
 
+def test_timestamptz_values_compare_alike_from_every_time_zone(tmp_path):
+    # A TIMESTAMPTZ's text is written in the session's zone (DuckDB's is TZ's): a sync run from a
+    # host in another zone than the last one planned every row holding a TIMESTAMPTZ in a list or
+    # struct as changed (its text differed) and sent them all again, and a scalar one on every
+    # changed row with the other changes; the counts said those fields changed. Also: a run in UTC
+    # after this change finds the hashes a run in UTC stored before (nothing is sent again).
+    s = Sync(tmp_path, columns="email VARCHAR, ts TIMESTAMPTZ, l TIMESTAMPTZ[], "
+             'st STRUCT("at b" TIMESTAMPTZ, n INTEGER)[2], score INTEGER',
+             fields=[("ts", "ts"), ("l", "l"), ("st", "st"), ("score", "score")])
+    s.w.execute("SET TimeZone = 'UTC'")
+    s.w.execute("INSERT INTO people VALUES ('a@x.com', '2024-01-01 10:00:00.5+00', ['2024-01-01 10:00:00+00', NULL], "
+                "[{'at b': '2024-01-01 10:00:00+00', 'n': 1}, NULL], 1), ('b@x.com', 'infinity', [], NULL, 2), "
+                "('c@x.com', NULL, NULL, [{'at b': NULL, 'n': NULL}, {'at b': '-infinity', 'n': 3}], 3)")
+    names = [f for _, f in s.spec.fields]
+
+    def changed() -> dict[str, list[str]]:  # (infinities: the plan's values are not read into Python)
+        s.p.plan()
+        rows = s.w.query(f"SELECT _key, x0, x1, x2, x3 FROM {s.plan_rel} WHERE _op IN ('added', 'changed')")
+        return {r["_key"]: [f for i, f in enumerate(names) if r[f"x{i}"]] for r in rows.to_pylist()}
+
+    assert len(changed()) == 3
+    s.ack_all()
+    for zone in ("UTC", "Asia/Tokyo", "America/St_Johns"):
+        s.w.execute(f"SET TimeZone = '{zone}'")
+        assert changed() == {}, zone
+    s.w.execute("UPDATE people SET score = score + 10")
+    assert changed() == {k: ["score"] for k in ("a@x.com", "b@x.com", "c@x.com")}
+    s.w.execute("UPDATE people SET ts = ts + INTERVAL 1 SECOND, l = [NULL, '2024-01-01 10:00:00+00'] "
+                "WHERE email = 'a@x.com'")
+    assert changed()["a@x.com"] == ["ts", "l", "score"]
+    s.w.close()
+
+
 def test_ensure_state_is_repeatable_and_keeps_data(s):
     s.set_rows([("a@x.com", "Ada", 1)])
     s.plan(); s.ack_all()
