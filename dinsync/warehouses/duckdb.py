@@ -230,6 +230,8 @@ _COMMIT_IO_FAILED = re.compile(r"Failed to commit:.*(cannot open file|could not 
 
 # A database file cut short: DuckDB reads a block its header names beyond the file's end.
 _DAMAGED_FILE = re.compile(r"Could not read enough bytes from file", re.IGNORECASE)
+# What DuckDB says when a table function of the model (read_csv, read_parquet, ...) finds no file.
+_NO_SUCH_FILE = re.compile(r"No files found that match the pattern")
 
 
 def _damaged_hint(path: str) -> str:
@@ -483,6 +485,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseUnavailable
         if isinstance(exc, duckdb.TransactionException):
             return E.WarehouseConflict
+        if isinstance(exc, duckdb.IOException) and _NO_SUCH_FILE.search(str(exc)):
+            return E.WarehouseObjectMissing  # a file the model reads, like a missing table: nothing to retry
         if isinstance(exc, (duckdb.IOException, duckdb.InterruptException)):
             return E.WarehouseUnavailable
         return None

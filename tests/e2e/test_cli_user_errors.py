@@ -123,3 +123,22 @@ def test_a_sample_count_no_query_can_take_is_a_usage_error(project, command):
     assert "Invalid value for '--samples'" in text and "1000000000" in text, text
     # as with the default count (`check` fails on the duplicated key either way)
     assert project.cli(*command, "1000000", json_output=False).exit_code == project.cli(command[0]).exit_code
+
+
+# --- a model reading a file that is not there -------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["validate", "--offline"], ["plan"], ["sync"], ["check"]])
+def test_a_model_reading_a_missing_file_is_a_configuration_error_at_the_model(project, command):
+    """The scaffold's model reads `read_csv('seeds/customers.csv')`; with the file moved or its name
+    mistyped, DuckDB's "No files found that match the pattern" read as a warehouse that "could not
+    be reached or timed out; run again later" (exit 1), naming no file: nothing to retry, the model
+    must be fixed, as for a table that does not exist."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect * from read_csv('seeds/nope.csv')\n")
+    result = project.cli(*command, json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, (command, result.output)
+    text = " ".join(result.output.split())
+    assert "models/customers.sql:3: model customers failed in the warehouse: DuckDB: IO Error: No files found " \
+           'that match the pattern "seeds/nope.csv"' in text, text
+    assert "run again later" not in text, text
+    assert project.requests.requests == []
