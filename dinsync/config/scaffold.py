@@ -158,6 +158,8 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     for path, text in zip(targets, FILES.values()):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink():  # --force replaces the link, not the file it points to outside the project
+                path.unlink()
             path.write_text(text, encoding="utf-8")
         except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
             raise ScaffoldWriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",

@@ -85,6 +85,21 @@ def test_scaffold_force_overwrites(tmp_path):
     assert (tmp_path / "README.md").read_text().startswith("# dinsync project")
 
 
+def test_scaffold_force_replaces_a_link_and_leaves_what_it_points_to(tmp_path):
+    """`init --force` over a project whose dinsync.yml is a symbolic link (a shared config kept
+    elsewhere) wrote the scaffold through the link: the file outside the project folder was
+    overwritten. --force replaces the project's own files, never one outside its folder."""
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "shared.yml").write_text("mine\n")
+    (project / "dinsync.yml").symlink_to(outside / "shared.yml")
+    scaffold(project, force=True)
+    assert (outside / "shared.yml").read_text() == "mine\n"
+    assert not (project / "dinsync.yml").is_symlink()
+    assert (project / "dinsync.yml").read_text().startswith("# dinsync project")
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_scaffold_refuses_a_file_where_a_folder_goes(tmp_path, force):
     (tmp_path / "afile").write_text("mine\n")
