@@ -148,15 +148,23 @@ def prepare_folder(path: Path, force: bool) -> None:
                               hint="pass a --path you can write to") from exc
 
 
+def write_own(path: Path, text: str) -> None:
+    """Write one of the demo's files; a symbolic link there (let through by --force) is replaced,
+    never written through: the file it points to is outside the demo's folder."""
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(text)
+
+
 def write_files(path: Path, files: dict[str, str]) -> None:
     """Write the demo's files and the marker that lists them (with their digests)."""
     for rel, text in files.items():
-        (path / rel).write_text(text)
+        write_own(path / rel, text)
     write_marker(path, list(files))
 
 
 def write_marker(path: Path, written: list[str]) -> None:
-    (path / MARKER).write_text(json.dumps(
+    write_own(path / MARKER, json.dumps(
         {"created_by": "dinsync demo", "files": {rel: _digest(path / rel) for rel in written if (path / rel).is_file()}},
         indent=2) + "\n")
 
@@ -235,7 +243,7 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
     from .demo_attio import run_attio_demo_step
 
     try:
-        report["attio"] = run_attio_demo_step(path / ATTIO_DIR, rows=ATTIO_ROWS, say=say)
+        report["attio"] = run_attio_demo_step(path / ATTIO_DIR, rows=ATTIO_ROWS, say=say, force=force)
     finally:  # the marker lists the Attio step's files too, so the next demo run knows them again
         write_marker(path, [*DEMO_FILES, *ATTIO_FILES])
     say(textwrap.dedent(f"""\

@@ -84,10 +84,13 @@ insert into main.people values ('newcomer@company1.example', 'New', 'Comer', 'en
 """
 
 
-def run_attio_demo_step(path: Path, rows: int = 200, say: Callable[[str], None] | None = None) -> dict:
+def run_attio_demo_step(path: Path, rows: int = 200, say: Callable[[str], None] | None = None, *,
+                        force: bool = False) -> dict:
     """Run the Attio tour in `path` (created if needed; a dinsync.yml there that this step did not
-    write is never overwritten). Returns {"project", "runs": [...], "sandbox": {...}, "sample": {...}}."""
+    write, or a link, is overwritten only with `force`: `demo --force` said so before the Iterable
+    step ran). Returns {"project", "runs": [...], "sandbox": {...}, "sample": {...}}."""
     from .config import load_project
+    from .demo import write_own
     from .engine import SyncRun
     from .sandbox import AttioSandbox, SandboxThread
     from .warehouses import connect
@@ -95,7 +98,7 @@ def run_attio_demo_step(path: Path, rows: int = 200, say: Callable[[str], None] 
     say = say or (lambda text: None)
     path = Path(path).resolve()
     existing = path / "dinsync.yml"
-    if existing.exists() and not existing.read_text().startswith(MARKER):
+    if not force and (existing.is_symlink() or existing.exists() and not existing.read_text().startswith(MARKER)):
         raise DinsyncError(f"{existing} exists and was not written by the demo: not overwriting it",
                            "give the Attio demo step a folder of its own")
     (path / "models").mkdir(parents=True, exist_ok=True)
@@ -107,11 +110,11 @@ def run_attio_demo_step(path: Path, rows: int = 200, say: Callable[[str], None] 
     report: dict = {"project": str(path), "runs": []}
     sandbox = AttioSandbox([token], custom_attributes=CUSTOM_ATTRIBUTES)
     with SandboxThread(sandbox) as runner:
-        (path / "dinsync.yml").write_text(DINSYNC_YML.format(env=TOKEN_ENV, base_url=runner.base_url))
-        (path / "models" / "companies.sql").write_text(COMPANIES_SQL)
-        (path / "models" / "people.sql").write_text(PEOPLE_SQL)
-        (path / "syncs" / "attio_companies.yml").write_text(COMPANIES_SYNC)
-        (path / "syncs" / "attio_people.yml").write_text(PEOPLE_SYNC)
+        write_own(path / "dinsync.yml", DINSYNC_YML.format(env=TOKEN_ENV, base_url=runner.base_url))
+        write_own(path / "models" / "companies.sql", COMPANIES_SQL)
+        write_own(path / "models" / "people.sql", PEOPLE_SQL)
+        write_own(path / "syncs" / "attio_companies.yml", COMPANIES_SYNC)
+        write_own(path / "syncs" / "attio_people.yml", PEOPLE_SYNC)
         db = path / "warehouse.duckdb"
         for suffix in ("", ".wal"):
             Path(str(db) + suffix).unlink(missing_ok=True)

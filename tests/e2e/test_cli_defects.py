@@ -71,6 +71,34 @@ def test_demo_runs_again_in_its_own_folder_but_not_once_it_was_edited(tmp_path):
     assert "-- my edit" in (tmp_path / "d" / "models" / "active_customers.sql").read_text()
 
 
+def test_demo_force_replaces_links_and_leaves_the_files_they_point_to(tmp_path):
+    """`demo --force` over a folder whose dinsync.yml is a symbolic link wrote the demo's file
+    through the link, over the user's file outside the folder (and the Attio step's own check then
+    refused its link after the Iterable step had run: exit 1, half a demo). --force replaces the
+    folder's entries, never a file outside it."""
+    (tmp_path / "d" / "attio").mkdir(parents=True)
+    for rel, target in (("dinsync.yml", "shared.yml"), ("attio/dinsync.yml", "shared_attio.yml")):
+        (tmp_path / target).write_text("mine: 1\n")
+        (tmp_path / "d" / rel).symlink_to(tmp_path / target)
+    result = demo(tmp_path, "--force")
+    assert result.exit_code == 0, result.output
+    for rel, target in (("dinsync.yml", "shared.yml"), ("attio/dinsync.yml", "shared_attio.yml")):
+        assert (tmp_path / target).read_text() == "mine: 1\n", rel
+        assert not (tmp_path / "d" / rel).is_symlink() and "duckdb" in (tmp_path / "d" / rel).read_text()
+
+
+def test_demo_force_overwrites_a_file_of_the_attio_step_as_it_says(tmp_path):
+    """The demo's hint offers --force "to overwrite them"; an attio/dinsync.yml of the user's was
+    let through by --force, then refused by the Attio step after the Iterable step had run: exit 1
+    ("not overwriting it"), the demo half done."""
+    (tmp_path / "d" / "attio").mkdir(parents=True)
+    (tmp_path / "d" / "attio" / "dinsync.yml").write_text("version: 1\n")
+    assert demo(tmp_path).exit_code == ExitCode.USAGE
+    result = demo(tmp_path, "--force")
+    assert result.exit_code == 0, result.output
+    assert "attio/dinsync.yml" in (tmp_path / "d" / ".dinsync-demo.json").read_text()
+
+
 @pytest.mark.parametrize("force", [[], ["--force"]])
 def test_demo_refuses_a_file_as_its_folder(tmp_path, force):
     (tmp_path / "d").write_text("mine\n")
