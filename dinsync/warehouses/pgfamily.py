@@ -72,6 +72,9 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     ("invalid percent-encoded token", E.WarehouseSettingsError),
     ("unexpected spaces found in", E.WarehouseSettingsError),
     ("sslmode value", E.WarehouseSettingsError),  # invalid sslmode value: "x"
+    # the server refuses a session setting (warehouse.settings, sent as -c options): FATAL at connect
+    ("unrecognized configuration parameter", E.WarehouseSettingsError),
+    ("invalid value for parameter", E.WarehouseSettingsError),
     ("password authentication failed", E.WarehouseAuthError),
     ("no password supplied", E.WarehouseAuthError),
     ("role \"", E.WarehouseAuthError),  # role "x" does not exist
@@ -172,6 +175,9 @@ class PgErrors:
         for needle, hint in _TIMEOUT_HINTS:
             if needle in text:
                 return hint
+        if "unrecognized configuration parameter" in text or "invalid value for parameter" in text:
+            return ("fix the setting's name or value under warehouse.settings in dinsync.yml: "
+                    "the server refuses every session with it")
         if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
             kind = text.split("for type", 1)[1].split()[0]
             return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "

@@ -275,6 +275,22 @@ def test_malformed_connection_settings_are_a_configuration_error(dsn):
     assert "connection settings" in info.value.hint
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"work_mem": "lots"}, 'invalid value for parameter "work_mem"'),
+    ({"wrok_mem": "64MB"}, 'unrecognized configuration parameter "wrok_mem"')])
+def test_a_server_setting_the_server_refuses_is_a_configuration_error(settings, message):
+    """`settings: {wrok_mem: 64MB}` (a typo) or a value the server cannot read: PostgreSQL refuses
+    the connection (FATAL), and it was reported as a warehouse that "could not be reached or timed
+    out; run again later" (exit 1): every next run is refused the same way until the file changes."""
+    from dinsync.errors import ExitCode
+
+    require_postgres()
+    with pytest.raises(WarehouseSettingsError) as info:
+        connect("postgres", dsn=PG_DSN, settings=settings)
+    assert info.value.exit_code == ExitCode.CONFIG_ERROR and not info.value.retryable
+    assert message in str(info.value) and "warehouse.settings" in info.value.hint, info.value.hint
+
+
 @pytest.mark.parametrize("dsn", ["host=127.0.0.1 dbname=test user=root password:sekret-pw-123",
                                  "postgresql://root@127.0.0.1:sekret-pw-123/test",
                                  "postgresql://root@[::1]:sekret-pw-123/test"])
