@@ -247,6 +247,30 @@ def test_sftp_wrong_password_is_a_clear_error_and_nothing_is_committed(make_proj
     assert status == "failed" and "login refused" in error
 
 
+def test_sftp_a_sync_paused_for_its_login_stays_paused_until_the_login_works(make_project):
+    """A run refused by the SFTP login pauses the sync (culprit credentials), but the check that
+    lifts the pause asked nothing over SFTP: every next `dinsync sync` said "resumed: its checks
+    pass again", ran, failed and paused the sync again (channels heard paused, resumed, paused),
+    and `dinsync validate` said OK. The pre-flight check logs in and finds the folders."""
+    p = make_project(insert_allowed=True)
+    p.env["SPLIO_SFTP_PASSWORD"] = "wrong-password-123"
+    p.configure(transport="sftp")
+    p.seed(5)
+    assert p.sync()["exit_code"] == 1
+    again = p.sync()
+    assert again["exit_code"] == 1, again["output"]
+    [run] = again["runs"]
+    assert run["status"] == "paused" and "login refused for user 'dinsync'" in run["error"], run
+    assert [r[0] for r in p.sql("select status from dinsync.runs")] == ["failed"]
+    assert [r[0] for r in p.sql("select event from dinsync.events order by event_at")] == ["paused"]
+    checked = p.cli("validate")
+    assert checked.exit_code == 3 and "login refused for user 'dinsync'" in checked.stdout, checked.stdout
+    assert "wrong-password-123" not in again["output"] + checked.stdout
+    p.env["SPLIO_SFTP_PASSWORD"] = SFTP_PASSWORD
+    fixed = p.sync()
+    assert fixed["exit_code"] == 0 and fixed["runs"][0]["acknowledged"] == 5, fixed["output"]
+
+
 @pytest.mark.parametrize("known_hosts", ["other key", "missing file"])
 def test_sftp_unknown_host_key_is_never_trusted(make_project, tmp_path, known_hosts):
     p = make_project(insert_allowed=True)

@@ -141,9 +141,11 @@ class SplioDestination(Destination):
 
     async def preflight(self, transport, sync: SyncSpec) -> Preflight:
         """API: custom fields must exist in the universe (their ids are resolved here) and the
-        universe's unique key must be the email. Over SFTP there is no schema to ask: a file with
-        an unknown column is skipped whole by Splio, and its rows come back failed with that reason."""
+        universe's unique key must be the email. Over SFTP there is no schema to ask (a file with
+        an unknown column is skipped whole by Splio, and its rows come back failed with that reason):
+        the login, host key and folders are checked."""
         if self.settings.transport != "api":
+            await transport.check_access()
             return Preflight()
         api: SplioApiSender = transport
         result = Preflight()

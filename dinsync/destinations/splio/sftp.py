@@ -322,6 +322,21 @@ class SftpTransport:
                 await self._disconnect()
         raise ConnectionError(f"{what} failed after {attempts} attempt(s): {type(last).__name__}: {last}")
 
+    async def check_access(self) -> None:
+        """Log in and find the drop and reports folders, writing nothing: the pre-flight check over
+        SFTP, so that `dinsync validate` and the check of a sync paused for its credentials see a
+        refused login or host key (a check asking nothing lifted such a pause before every run)."""
+        async def run(sftp: asyncssh.SFTPClient) -> None:
+            for folder in (self.settings.directory, self.settings.reports_directory):
+                if not await sftp.isdir(folder):
+                    raise asyncssh.SFTPNoSuchFile(f"no folder {folder}")
+
+        try:
+            await self._with_client(run, f"finding {self.settings.directory} and {self.settings.reports_directory}")
+        except ConnectionError as exc:
+            raise DinsyncError(f"Splio SFTP: {exc}", hint="check sftp.host and sftp.port, and that the server "
+                               "accepts connections from this machine") from None
+
     # --- file names -----------------------------------------------------------------------
     def _file_name(self) -> str:
         self._seq += 1
