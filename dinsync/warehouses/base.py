@@ -349,6 +349,10 @@ class ErrorTranslation:
         """A hint more precise than the error class's, when the driver's message allows one."""
         return None
 
+    def sqlstate_of(self, exc: BaseException) -> str | None:
+        """The error's SQLSTATE (class 22: a data exception, which the model's rows raised)."""
+        return getattr(exc, "sqlstate", None)
+
     def translate(self, exc: BaseException, action: str) -> WarehouseError:
         cls = self.classify(exc) or WarehouseSqlError
         # masked before the spaces are squeezed: a secret holding two spaces or a tab matched no more
@@ -356,7 +360,7 @@ class ErrorTranslation:
         if len(text) > 600:
             text = text[:597] + "..."
         return cls(f"{self.display_name}: {text} (while {action})", self.hint_for(exc) or HINTS.get(cls),
-                   warehouse=self.display_name, sqlstate=getattr(exc, "sqlstate", None))
+                   warehouse=self.display_name, sqlstate=self.sqlstate_of(exc))
 
     @contextlib.contextmanager
     def translating(self, action: str) -> Iterator[None]:

@@ -491,6 +491,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseUnavailable
         return None
 
+    def sqlstate_of(self, exc: BaseException) -> str | None:
+        """DuckDB gives no SQLSTATE; its DataError (a conversion, an overflow: a CSV's `n/a` in a
+        number column) is PostgreSQL's class 22, so the planner names the model whose rows raised it."""
+        return "22000" if isinstance(exc, duckdb.DataError) else None
+
     def hint_for(self, exc: BaseException) -> str | None:
         if _out_of_memory(exc):  # not a warehouse that could not be reached, nor a conflict
             return (f"DuckDB ran out of the memory this run gave it ({self.memory_limit or 'no limit'} to plan, "

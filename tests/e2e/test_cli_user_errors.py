@@ -142,3 +142,24 @@ def test_a_model_reading_a_missing_file_is_a_configuration_error_at_the_model(pr
            'that match the pattern "seeds/nope.csv"' in text, text
     assert "run again later" not in text, text
     assert project.requests.requests == []
+
+
+# --- a model whose rows fail ----------------------------------------------------------------------
+
+def test_a_value_error_in_the_models_rows_names_the_model_on_duckdb(project):
+    """A seed CSV with `n/a` in a number column beyond the rows DuckDB samples for the types: its
+    error names no line of the model, and the run failed with "DuckDB: Conversion Error: CSV Error
+    on Line: ... (while running a statement)", saying neither that it was the model nor which
+    (PostgreSQL's data errors name the model: tests/warehouses/test_pg_model_errors.py)."""
+    rows = [f"{i},user{i}@example.com,{i}.5" for i in range(1, 25_001)] + ["25001,last@example.com,n/a"]
+    (project.root / "people.csv").write_text("id,email,ltv\n" + "\n".join(rows) + "\n")
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select id, email, 'u' || id as user_id, 'N' as first_name, 'free' as plan, ltv from read_csv('people.csv')\n")
+    result = project.sync()
+    assert result["exit_code"] == ExitCode.RUN_FAILED, result
+    [run] = result["runs"]
+    assert run["error"].startswith("models/customers.sql: model customers failed in the warehouse on a value of "
+                                   "its rows: DuckDB: Conversion Error: CSV Error on Line"), run["error"]
+    assert run["hint"] == "run the model's SQL in the warehouse to debug it"
+    assert project.requests.requests == []
