@@ -149,7 +149,7 @@ class IamCredentials:
                 r = self._client("redshift-serverless").get_credentials(
                     workgroupName=self.workgroup, dbName=self.database, durationSeconds=self.duration)
                 user, password, expires = r["dbUser"], r["dbPassword"], r["expiration"]
-        except E.WarehouseError:
+        except (E.WarehouseError, E.WarehouseDriverMissing):  # (boto3 not installed: the extra, not a login)
             raise
         except Exception as exc:  # botocore: no AWS credentials, access denied, endpoint unreachable
             name = type(exc).__name__

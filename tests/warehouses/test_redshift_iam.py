@@ -92,6 +92,22 @@ def test_refused_credentials_say_what_to_check():
     assert "GetClusterCredentials" in info.value.message and "AWS credentials" in info.value.hint
 
 
+def test_iam_without_boto3_names_the_extra(monkeypatch):
+    """Without boto3 (`pip install 'dinsync[postgres]'`, then an IAM config) the missing driver was
+    caught as a refused AWS login: "could not get IAM database credentials: WarehouseDriverMissing",
+    hint "check the AWS credentials", exit 1; a missing driver names its extra (exit 3)."""
+    import sys
+
+    from dinsync.errors import ExitCode
+    from dinsync.warehouses import WarehouseDriverMissing
+
+    require_postgres()
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
+    with pytest.raises(WarehouseDriverMissing) as info:
+        connect("redshift", dsn=PG_DSN, user="dinsync", database="test", iam={"cluster_identifier": "c"})
+    assert info.value.hint == "pip install 'dinsync[redshift]'" and info.value.exit_code == ExitCode.CONFIG_ERROR
+
+
 def test_iam_config():
     cfg = RedshiftConfig(type="redshift", host="h", user="u", database="d",
                          iam={"cluster_identifier": "c", "region": "eu-west-1"})
