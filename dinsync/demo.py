@@ -133,6 +133,14 @@ def foreign_entries(path: Path) -> list[str]:
 def prepare_folder(path: Path, force: bool) -> None:
     if path.exists() and not path.is_dir():  # --force never replaces a file by the demo's folder
         raise DemoFolderError(f"{path} is a file, not a folder", hint="pass another --path")
+    # nor a folder by one of its files, or a file by one of its folders (as `init`)
+    files = (*DEMO_FILES, *WAREHOUSE_FILES, MARKER, *ATTIO_FILES, *(f"{ATTIO_DIR}/{rel}" for rel in WAREHOUSE_FILES))
+    folders = {rel.rsplit("/", 1)[0] for rel in files if "/" in rel} | {ATTIO_DIR}
+    in_the_way = sorted([rel for rel in files if (path / rel).is_dir()]
+                        + [rel for rel in folders if (path / rel).exists() and not (path / rel).is_dir()])
+    if in_the_way:
+        raise DemoFolderError(f"{path} has folders where the demo's files go, or files where its folders go: "
+                              f"{', '.join(in_the_way)}; nothing was written", hint="pass another --path")
     foreign = foreign_entries(path)
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")

@@ -99,6 +99,24 @@ def test_demo_force_overwrites_a_file_of_the_attio_step_as_it_says(tmp_path):
     assert "attio/dinsync.yml" in (tmp_path / "d" / ".dinsync-demo.json").read_text()
 
 
+@pytest.mark.parametrize("in_the_way", ["warehouse.duckdb/", "models", "attio/models", "attio/dinsync.yml/"])
+def test_demo_force_refuses_a_folder_where_its_file_goes_and_a_file_where_its_folder_goes(tmp_path, in_the_way):
+    """--force let them through: "unexpected error: IsADirectoryError" (a folder named
+    warehouse.duckdb) or "FileExistsError" (a file named attio/models) after the Iterable step had
+    run, exit 1. As `init` does, the demo never replaces one by the other, and says so first."""
+    entry = tmp_path / "d" / in_the_way.rstrip("/")
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    if in_the_way.endswith("/"):
+        entry.mkdir()
+    else:
+        entry.write_text("mine\n")
+    result = demo(tmp_path, "--force")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert in_the_way.rstrip("/") in result.stderr and "unexpected error" not in result.stderr, result.stderr
+    assert not (tmp_path / "d" / "dinsync.yml").exists()  # refused before anything was written
+    assert entry.is_dir() == in_the_way.endswith("/")
+
+
 @pytest.mark.parametrize("force", [[], ["--force"]])
 def test_demo_refuses_a_file_as_its_folder(tmp_path, force):
     (tmp_path / "d").write_text("mine\n")
