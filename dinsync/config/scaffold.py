@@ -144,7 +144,7 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
         if folder.exists() and not folder.is_dir():
             raise ScaffoldExistsError(f"{folder} is a file, not a folder; nothing was written",
                                       hint="pass another folder to `dinsync init`")
-    folders_at_files = [p for p in targets if p.is_dir()]
+    folders_at_files = [p for p in [*targets, root / WAREHOUSE_FILE] if p.is_dir()]
     if folders_at_files:
         names = ", ".join(p.relative_to(root).as_posix() for p in folders_at_files)
         raise ScaffoldExistsError(f"{root} has folders where the project's files go: {names}; nothing was written",

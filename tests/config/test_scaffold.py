@@ -126,3 +126,14 @@ def test_scaffold_refuses_a_folder_where_a_file_goes(tmp_path, force):
     assert "README.md" in info.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
     assert (tmp_path / "README.md" / "notes.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_scaffold_refuses_a_folder_where_the_warehouse_file_goes(tmp_path, force):
+    """A folder named warehouse.duckdb: init wrote the project, skipped the warehouse ("exists") and
+    said `next: dinsync validate`, which then refused the folder; nothing of the project works."""
+    (tmp_path / "warehouse.duckdb").mkdir()
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(tmp_path, force=force)
+    assert "warehouse.duckdb" in info.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
