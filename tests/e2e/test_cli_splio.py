@@ -233,6 +233,25 @@ def test_sftp_private_key_login_and_file_size_cap(make_project, client_key, tmp_
     assert held(p) == expected(range(1, 21))
 
 
+def test_sftp_private_key_with_a_passphrase(make_project, client_key):
+    """ssh-keygen's default: an OpenSSH key encrypted with a passphrase (bcrypt KDF). A wrong
+    passphrase says so, and shows neither the passphrase nor the key."""
+    p = make_project(insert_allowed=True)
+    p.env["SPLIO_SFTP_KEY"] = client_key.export_private_key(passphrase="key-pass-8c2e41").decode()
+    p.env["SPLIO_SFTP_KEY_PASSPHRASE"] = "wrong-pass-5a7d09"
+    p.configure(transport="sftp", mode="insert", credential="private_key: ${env:SPLIO_SFTP_KEY}\n"
+                "      private_key_passphrase: ${env:SPLIO_SFTP_KEY_PASSPHRASE}")
+    p.seed(5)
+    data = p.sync()
+    assert data["exit_code"] == 1
+    assert "cannot load sftp.private_key: incorrect passphrase" in data["output"].lower()
+    assert "wrong-pass-5a7d09" not in data["output"] and "BEGIN OPENSSH" not in data["output"]
+    p.env["SPLIO_SFTP_KEY_PASSPHRASE"] = "key-pass-8c2e41"
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 5), run["error"]
+    assert p.stats()["sftp_logins"].get("password", 0) == 0
+
+
 def test_sftp_wrong_password_is_a_clear_error_and_nothing_is_committed(make_project):
     p = make_project(insert_allowed=True)
     p.env["SPLIO_SFTP_PASSWORD"] = "wrong-password-123"

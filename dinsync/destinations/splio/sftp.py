@@ -255,7 +255,10 @@ class SftpTransport:
                 return asyncssh.import_private_key(text, self._passphrase)
             return asyncssh.read_private_key(os.path.expanduser(text), self._passphrase)
         except (OSError, asyncssh.KeyImportError, ValueError) as exc:
-            raise DestinationAuthError(f"Splio SFTP: cannot load sftp.private_key: {type(exc).__name__}",
+            # asyncssh's reason ("Incorrect passphrase") names neither key nor passphrase; an OSError's
+            # text names the path, which may be the key's text taken for one: only its strerror
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise DestinationAuthError(f"Splio SFTP: cannot load sftp.private_key: {why or type(exc).__name__}",
                                        hint="give the key itself (OpenSSH or PEM text) or a readable file path, "
                                             "and private_key_passphrase if it is encrypted") from None
 
