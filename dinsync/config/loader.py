@@ -592,7 +592,7 @@ class _Loader:
         if isinstance(model, str) and model not in self.model_names:
             folder = self.root / "models"
             # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
-            other = [self.rel(p) for p in _files(folder, f"{model}.*") if p.is_file()] if _NAME.match(model) else []
+            other = [self.rel(p) for p in _files(folder, f"{model}.*") if p.is_file()] if _NAME.fullmatch(model) else []
             hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
                     else choice_hint(model, self.model_names, "models"))
             self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
@@ -713,7 +713,7 @@ class _Loader:
         return doc
 
     def _check_name(self, name: str, file: str, what: str) -> bool:
-        if _NAME.match(name):
+        if _NAME.fullmatch(name):
             return True
         self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
                                        "rename the file: letters, digits and underscores only"))

@@ -30,11 +30,12 @@ from .yamlfile import PATTERN_WORDS
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
+# (checked with re.fullmatch: `$` alone also matches before a final line break)
 
 
 
 def _check_name(value: str) -> str:
-    if not re.match(NAME_PATTERN, value):
+    if not re.fullmatch(NAME_PATTERN, value):
         raise ValueError(f"invalid name {value!r}: use letters, digits and underscores only")
     return value
 
@@ -709,7 +710,7 @@ class ProjectFile(_Config):
     @field_validator("state_schema")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
-        if not re.match(IDENTIFIER_PATTERN, value):
+        if not re.fullmatch(IDENTIFIER_PATTERN, value):
             raise ValueError("must be a plain identifier "
                              "(letters, digits and underscores, not starting with a digit)")
         return value

@@ -402,6 +402,16 @@ def test_invalid_state_schema_version_and_names(tmp_path):
     assert "invalid sync name" in issues[3].message
 
 
+def test_a_name_or_state_schema_ending_in_a_line_break_is_refused(tmp_path):
+    """`state_schema: |` (a YAML block scalar) ends in a line break; Python's `$` matched before it,
+    so the schema was accepted and PostgreSQL's statements failed to tokenize at sync time."""
+    yml = PROJECT_YML.replace("  iterable:\n", '  "iterable\\n":\n') + "state_schema: |\n  dinsync\n"
+    issues = [i for i in issues_of(make(tmp_path, dinsync_dot_yml=yml)) if i.file == "dinsync.yml"]
+    assert [i.line for i in issues] == [6, 10], [i.format() for i in issues]
+    assert "invalid name 'iterable\\n'" in issues[0].message
+    assert "plain identifier" in issues[1].message
+
+
 def test_base_url_must_be_http(tmp_path):
     issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + "    base_url: 127.0.0.1:8765\n"))
     assert (issue.line, issue.message) == (10, "destinations.iterable.base_url: base_url must start with http:// or https://")
