@@ -444,8 +444,6 @@ def serve(names: Optional[list[str]] = NamesArg,
     A signal stops gracefully: no new run starts, runs in flight stop as `dinsync sync` does
     (committed, recorded `cancelled`), then the service exits 0. A second signal exits at once."""
     use_options(project_dir, json_output)
-    import json as jsonlib
-
     from .engine import StopToken, stop_on_signals
 
     stop = StopToken()
@@ -481,8 +479,7 @@ def serve(names: Optional[list[str]] = NamesArg,
 
         def emit_event(event: dict) -> None:
             if state.json:
-                out().file.write(jsonlib.dumps(event, default=str) + "\n")
-                out().file.flush()
+                terminal.write_json(terminal.json_line(event) + "\n")
             else:
                 out().print(terminal.visible(format_line(event)), markup=False, highlight=False, soft_wrap=True)
 

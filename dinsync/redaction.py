@@ -24,7 +24,7 @@ import html
 import json
 import re
 import threading
-from typing import Iterable, overload
+from typing import Any, Iterable, overload
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -148,6 +148,19 @@ def _common(text: str, start: int, form: str) -> int:
             break
         n += 1
     return n
+
+
+def redact_document(data: Any) -> Any:
+    """`data` (dicts, lists, scalars) with each string masked, keys too: for a JSON document,
+    masked before it is serialised. Masking the serialised text turned a number that holds a
+    secret ("1234", a test database's password) into `***`, which is no JSON."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_document(k): redact_document(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_document(v) for v in data]
+    return data
 
 
 def shorten(text: str, chars: int, more: str = "...") -> str:

@@ -100,9 +100,26 @@ def err() -> "Console":
 
 def emit(data: Any) -> None:
     """A JSON document on stdout (redacted; without rich: a --json command never imports it)."""
+    write_json(json_text(data, indent=2) + "\n")
+
+
+def json_line(data: Any) -> str:
+    """`data` as one line of JSON, redacted (`serve --json`)."""
+    return json_text(data, indent=None)
+
+
+def json_text(data: Any, indent: int | None) -> str:
+    """`data` as JSON whose strings are redacted one by one (see redaction.redact_document): the
+    text is not masked again, which would turn a number holding a secret into `***`."""
+    return json.dumps(_json_safe(data), indent=indent)
+
+
+def write_json(text: str) -> None:
+    """Already redacted JSON to stdout, past the redacting stream (see json_text)."""
     console = _consoles.get("stdout")
-    stream = console.file if console is not None else RedactingStream(sys.stdout)
-    stream.write(json.dumps(_json_safe(data), default=plain_text, indent=2) + "\n")
+    stream = console.file if console is not None else sys.stdout
+    stream = stream.stream if isinstance(stream, RedactingStream) else stream
+    stream.write(text)
     stream.flush()
 
 
@@ -124,14 +141,17 @@ def plain_text(value: Any) -> str:
 def _json_safe(data: Any) -> Any:
     """`data` with its NaN and infinite floats (a DOUBLE model value in plan samples) as the strings
     "NaN", "Infinity", "-Infinity": json.dumps writes them as bare NaN / Infinity, which is no JSON
-    (strict parsers, jq, refuse the whole document)."""
+    (strict parsers, jq, refuse the whole document); values JSON has no type for as `plain_text`,
+    and every string redacted."""
     if isinstance(data, float) and not math.isfinite(data):
         return "NaN" if math.isnan(data) else ("Infinity" if data > 0 else "-Infinity")
     if isinstance(data, dict):
-        return {k: _json_safe(v) for k, v in data.items()}
+        return {redaction.redact(k) if isinstance(k, str) else k: _json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [_json_safe(v) for v in data]
-    return data
+    if data is None or isinstance(data, (bool, int, float)):
+        return data
+    return redaction.redact(data if isinstance(data, str) else plain_text(data))
 
 
 def note(text: str) -> None:

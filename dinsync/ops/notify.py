@@ -157,7 +157,8 @@ class Notifier:
         else:
             url, payload = channel.url.get_secret_value(), webhook_payload(notice)
             headers = {k: v.get_secret_value() for k, v in channel.headers.items()}
-        body = redaction.redact(orjson.dumps(payload, default=str).decode()).encode()
+        # each string masked before serialising: masking the body's text could leave no JSON
+        body = orjson.dumps(redaction.redact_document(payload), default=lambda v: redaction.redact(str(v)))
         headers = {**headers, "Content-Type": "application/json", "User-Agent": f"dinsync/{__version__}"}
         policy = RetryPolicy(max_attempts=channel.attempts, base=self.backoff_base, cap=self.backoff_cap,
                              max_retry_after=self.backoff_cap)

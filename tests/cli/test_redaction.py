@@ -118,3 +118,27 @@ def test_the_start_of_a_url_or_a_value_that_is_not_a_credential_is_not_masked():
     redaction.register("analytics_prod_db")  # an ${env:NAME} value, not a secret setting
     text = "posting to https://hooks.example.com/other; host=db.internal port 5432; analytics_prod_x"
     assert redaction.redact(text) == text
+
+
+def test_a_json_document_stays_json_when_a_secret_looks_like_a_number(monkeypatch):
+    """`--json` and `serve --json` masked the serialised text: with a credential such as "1234" (a
+    test database's password), `"added": 1234` became `"added": ***`, which no JSON parser reads."""
+    import io
+
+    from dinsync import terminal
+
+    redaction.register("1234", "true-false", partial=True)
+    captured = io.StringIO()
+    monkeypatch.setattr("sys.stdout", captured)
+    terminal.reset()
+    try:
+        run = {"added": 1234, "seconds": 0.1234, "full_refresh": False, "error": "key 1234 refused (true-false)",
+               "warnings": ["1234"], "1234": None}
+        terminal.emit({"runs": [run]})
+        line = terminal.json_line({"event": "end", "run": run})
+    finally:
+        terminal.reset()
+    masked = {"added": 1234, "seconds": 0.1234, "full_refresh": False, "error": "key *** refused (***)",
+              "warnings": ["***"], "***": None}
+    assert json.loads(captured.getvalue()) == {"runs": [masked]}
+    assert "\n" not in line and json.loads(line) == {"event": "end", "run": masked}

@@ -208,3 +208,19 @@ def test_an_error_body_echoing_a_secret_at_the_cut_shows_none_of_it(receiver):
     [d] = Notifier([chan], log=logged.append).send(notice())
     assert d.error.startswith("HTTP 400: ZZZ") and d.error.endswith(" token ***")
     assert "hook-to" not in d.error and "hook-to" not in logged[0]
+
+
+def test_a_payload_stays_json_when_a_secret_looks_like_a_number(receiver):
+    """The body was masked as text after serialisation: with a header token "1234", a count of
+    1234 became `***` and receivers got a body that is no JSON."""
+    rec, thread = receiver
+    redaction.register("1234", partial=True)
+    chan = WebhookChannel(type="webhook", url=f"{thread.url}/hook", headers={"X-Token": "1234"})
+    run = {"sync": "users", "run_id": "r1", "status": "failed", "added": 1234, "error": "token 1234 refused"}
+    [d] = Notifier([chan]).send(notice(run=run, message="users failed: token 1234 refused"))
+    assert d.ok
+    [received] = rec.received
+    body = received["json"]
+    assert body is not None, received["raw"]
+    assert body["run"]["added"] == 1234 and body["run"]["error"] == "token *** refused"
+    assert body["message"] == "users failed: token *** refused"
