@@ -45,11 +45,12 @@ _session: list[str] = []
 
 
 def forms(value: str) -> set[str]:
-    """The texts `value` may appear as: itself, URL-escaped, JSON-escaped, inside a repr, and
-    HTML-escaped (Slack's messages escape `&`, `<` and `>`)."""
-    out = {value, quote(value), quote(value, safe=""), quote_plus(value),
-           json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
-           html.escape(value, quote=False), html.escape(value)}
+    """The texts `value` may appear as: itself, URL-escaped, JSON-escaped (also with `/` as `\\/`, as
+    PHP's json_encode writes it), inside a repr, and HTML-escaped (Slack's messages escape `&`, `<`
+    and `>`)."""
+    in_json = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    out = {value, quote(value), quote(value, safe=""), quote_plus(value), repr(value)[1:-1],
+           html.escape(value, quote=False), html.escape(value), *in_json, *(j.replace("/", "\\/") for j in in_json)}
     return {f for f in out if f}
 
 

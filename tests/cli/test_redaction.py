@@ -142,3 +142,13 @@ def test_a_json_document_stays_json_when_a_secret_looks_like_a_number(monkeypatc
               "warnings": ["***"], "***": None}
     assert json.loads(captured.getvalue()) == {"runs": [masked]}
     assert "\n" not in line and json.loads(line) == {"event": "end", "run": masked}
+
+
+def test_a_secret_echoed_with_escaped_slashes_is_masked():
+    """PHP's json_encode (and other encoders) write `/` as `\\/`: a base64 key echoed in a JSON
+    error body kept everything after its first `/`."""
+    key = "Zm9vYmFy/c2VjcmV0+a2V5/dGV4dA=="
+    redaction.register(key, partial=True)
+    escaped = key.replace("/", "\\/")
+    assert redaction.redact(f'{{"error":"invalid api_key {escaped}"}}') == '{"error":"invalid api_key ***"}'
+    assert redaction.redact(f'{{"error":"invalid api_key {escaped[:20]}..."}}') == '{"error":"invalid api_key ***..."}'
