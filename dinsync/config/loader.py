@@ -819,12 +819,29 @@ def _register_secrets(project: Project) -> None:
     redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)),
                        partial=True)
     for destination in project.destinations.values():
-        redaction.register(*destination.credentials().values(), partial=True)
+        redaction.register(*destination.credentials().values(), _basic_auth(destination.base_url), partial=True)
     for channel in project.notifications:  # webhook URLs and headers may carry tokens
-        redaction.register(*(v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)), partial=True)
+        urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
+        redaction.register(*urls, *map(_basic_auth, urls), partial=True)
         headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
         # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
         redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
+
+
+def _basic_auth(url: str | None) -> str | None:
+    """The `Authorization: Basic` token a URL's `user:password@` is sent as (aiohttp's encoding):
+    a server echoing that header shows it, and it decodes to the password."""
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url or "")
+        if parts.username is None:  # (`https://token@host` is sent too, as `token:`)
+            return None
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        return base64.b64encode(login.encode("latin1")).decode()
+    except (ValueError, UnicodeEncodeError):  # no URL, or credentials aiohttp cannot send either
+        return None
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

@@ -152,3 +152,25 @@ def test_a_secret_echoed_with_escaped_slashes_is_masked():
     escaped = key.replace("/", "\\/")
     assert redaction.redact(f'{{"error":"invalid api_key {escaped}"}}') == '{"error":"invalid api_key ***"}'
     assert redaction.redact(f'{{"error":"invalid api_key {escaped[:20]}..."}}') == '{"error":"invalid api_key ***..."}'
+
+
+def test_the_basic_credentials_of_a_url_with_a_password_are_masked(tmp_path):
+    """`base_url: http://user:${env:PW}@proxy` goes out as `Authorization: Basic base64(user:PW)`; a
+    server echoing that header (Splio's /authenticate sends no other) showed it, which decodes to PW."""
+    import base64
+
+    from dinsync.config import load_project
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "syncs").mkdir()
+    (tmp_path / "dinsync.yml").write_text(
+        "version: 1\nwarehouse: {type: duckdb, path: w.duckdb}\ndestinations:\n  iterable:\n    type: iterable\n"
+        "    api_key: ${env:KEY}\n    base_url: http://proxy-user:${env:PW}@127.0.0.1:8765\nnotifications:\n"
+        "  - type: webhook\n    url: http://hook:${env:HOOK_PW}@127.0.0.1:9/hook\n"
+        "  - type: slack\n    webhook_url: ${env:SLACK}\n")
+    (tmp_path / "w.duckdb").write_bytes(b"")
+    load_project(tmp_path, env={"KEY": "it-key-0f9e8d7c", "PW": "proxy-pw-5b4a39", "HOOK_PW": "hook-pw-2c1d0e",
+                                "SLACK": "http://slack-token-7e6f5a@127.0.0.1:9/hook"})
+    for user, password in (("proxy-user", "proxy-pw-5b4a39"), ("hook", "hook-pw-2c1d0e"), ("slack-token-7e6f5a", "")):
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert redaction.redact(f'refused "Authorization: Basic {basic}"') == 'refused "Authorization: Basic ***"'
