@@ -94,6 +94,9 @@ _KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", re.IGNOR
 # `password:` (or another mark instead of `=`): libpq quotes the whole token it cannot read,
 # `missing "=" after "password:<the password>"`
 _KV_PASSWORD_TYPO = re.compile(r"\bpassword[^\w\s=']+(\S+)", re.IGNORECASE)
+# An unquoted `password=` value holding a space (or a line break): libpq ends it there and quotes
+# the next word, `missing "=" after "<the password's next word>"`: the words up to the next `key=`
+_KV_PASSWORD_REST = re.compile(r"\bpassword\s*=\s*[^\s']\S*((?:\s+(?![^\s=]+\s*=)[^\s=]+)+)", re.IGNORECASE)
 # A URI's port that is not a number (`user@host:<password>/db`, the user's `:` forgotten): libpq
 # quotes it, `invalid integer value "<the password>" for connection option "port"`
 _URI_BAD_PORT = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#\[]*):([^/?#,]*[^\d/?#,][^/?#,]*)",
@@ -113,6 +116,7 @@ def _dsn_passwords(dsn: str) -> list[str]:
     ("failed to resolve host 'ss@host'"): each such rest is a secret too."""
     found = [m.group(1) for m in _URI_PASSWORD.finditer(dsn)] + [m.group(1) for m in _KV_PASSWORD.finditer(dsn)]
     found += [m.group(i) for m in _KV_PASSWORD_TYPO.finditer(dsn) for i in (0, 1)]
+    found += [word for m in _KV_PASSWORD_REST.finditer(dsn) for word in m.group(1).split()]
     found += [m.group(1) for m in _URI_BAD_PORT.finditer(dsn)]
     meant = _URI_USERINFO.match(dsn)
     if meant:

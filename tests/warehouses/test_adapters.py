@@ -327,6 +327,19 @@ def test_a_password_with_two_spaces_is_not_reported(password):
     assert "sekret" not in text and "unexpected spaces" in text
 
 
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 dbname=test user=root password=my sekret-pw-123",
+                                 "host=127.0.0.1 password=my-pw\nsekret-pw-123 dbname=test user=root",
+                                 "password=my sekret pw-123 host=127.0.0.1 dbname=test"])
+def test_an_unquoted_password_with_a_space_in_a_dsn_is_not_reported(dsn):
+    """libpq ends an unquoted `password=` value at a space (or line break) and quotes the next
+    word, which has no `=`: `missing "=" after "<the password's second word>"`."""
+    with pytest.raises(WarehouseSettingsError) as info:
+        connect("postgres", dsn=dsn)
+    text = str(info.value) + (info.value.hint or "")
+    assert "sekret" not in text and "pw-123" not in text, text
+    assert "connection info" in text, text
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
     assert capabilities_of("postgres").dialect == "postgres"  # capabilities need no driver
