@@ -4,7 +4,7 @@
 INSERT INTO {{ snapshot }} (_key, _synced_at, _kh, _fp, _rkh, _pfp, {% for f in fields %}{{ f.snap }}{{ ", " if not loop.last }}{% endfor %})
 SELECT
   p._key,
-  CAST(CURRENT_TIMESTAMP AS TIMESTAMP),
+  CAST({{ param("now") }} AS TIMESTAMP),
   p._kh,
   p._fp,
   p._rkh,

@@ -5,7 +5,7 @@ INSERT INTO {{ pending }} (_key, _token, _stashed_at, _kh, _fp, _rkh, {% for f i
 SELECT
   p._key,
   NULL,
-  CAST(CURRENT_TIMESTAMP AS TIMESTAMP),
+  CAST({{ param("now") }} AS TIMESTAMP),
   p._kh,
   p._fp,
   p._rkh,

@@ -25,6 +25,7 @@ Nothing here prints; errors are `DinsyncError`s.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import threading
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from .render import (
     snapshot_column,
     sql_type,
 )
-from .statements import NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
+from .statements import NEEDS_NOW, NEEDS_POSITION, NEEDS_SEGMENT_HASHES, STATEMENTS
 
 # The tables a sync's planner names `<prefix>_<sync>`: its state (snapshot, plan, acknowledged keys,
 # pending outcomes) and its scratch tables (`seg` too, where the warehouse hashes segments).
@@ -287,6 +288,8 @@ class Planner(CommitMixin, PendingMixin):
     def _execute(self, statement: str, **params: Any) -> None:
         if not self._tables_checked:  # before the first statement that may create, alter or drop one
             self._refuse_foreign_tables()
+        if statement in NEEDS_NOW:
+            params.setdefault("now", dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         sql = self.render(statement, **params)
         with self._locating(sql):
             self.warehouse.execute(sql)

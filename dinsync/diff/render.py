@@ -4,7 +4,7 @@ The files in `sql/` are Jinja2 templates (`StrictUndefined`, no autoescaping) of
 neutral dialect. The context holds prepared fragments only: identifiers from user configuration
 arrive already quoted (`ident`), the mapped fields as a list of `FieldRef` (`f.i`, `f.col`,
 `f.snap`), `{{ model }}` marks where the model query goes, and `{{ param("name") }}` a value bound
-when the statement runs (`bind`: integers and plan operations only).
+when the statement runs (`bind`: integers, plan operations and the time `now` only).
 
 The rendered text is parsed with sqlglot, the `DINSYNC_*` pseudo-functions are replaced by the
 warehouse's own SQL (patterns in `dialects.py`, an AST transform), and sqlglot generates the SQL
@@ -17,6 +17,7 @@ sqlglot and Jinja2 are imported on first use only: a run whose rendered SQL is c
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ _SYNC_RE = re.compile(r"[A-Za-z0-9_]+")
 
 # Values bound when a statement runs: a marker in the rendered SQL, replaced by `bind`.
 PARAMS = {"limit": "9110000000000000003", "op": "'__dinsync_param_op__'", "parts": "9110000000000000004",
-          "part": "9110000000000000005"}
+          "part": "9110000000000000005", "now": "'__dinsync_param_now__'"}
 OPS = ("added", "changed", "removed", "duplicate")
 
 
@@ -79,6 +80,10 @@ def bind(sql: str, **params: Any) -> str:
             if value not in OPS:
                 raise SqlError(f"unknown plan operation {value!r}; expected one of {', '.join(OPS)}")
             text = f"'{value}'"
+        elif name == "now":  # a time the state records: naive UTC, read as TIMESTAMP by every dialect
+            if not isinstance(value, dt.datetime) or value.tzinfo is not None:
+                raise SqlError(f"now must be a naive UTC datetime, got {value!r}")
+            text = f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
         else:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise SqlError(f"{name} must be an integer, got {value!r}")

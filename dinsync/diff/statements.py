@@ -89,5 +89,9 @@ for _table in ("plan", "seg", "buckets", "cand", "cur", "prior", "ack", "acked",
 NEEDS_POSITION = {"acked_rest", "acked_positions", "acked_replace_all"}
 # Statements of the scratch table of the model's hashes (Capabilities.segment_hashes).
 NEEDS_SEGMENT_HASHES = {"seg", "drop_seg"}
+# Statements that record a time (`param("now")`): the host's UTC clock, as the run log and the locks
+# have it; the warehouse's CURRENT_TIMESTAMP is in its session's time zone (a PostgreSQL server's
+# is the host's at initdb, DuckDB's the machine's), so `_synced_at` was local time there.
+NEEDS_NOW = {"commit_insert", "stash_insert", "pending_ok_insert"}
 # Statements with param() markers (bound when they run): sample (op, limit), duplicates_sample
-# (limit).
+# (limit), commit_removed_part (parts, part), NEEDS_NOW (now).

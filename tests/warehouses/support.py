@@ -275,6 +275,17 @@ def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dic
     return cli
 
 
+def ran(sql: str, statements: list[str]) -> bool:
+    """`sql` (a planner's `render`) is among the `statements` run, whatever time its `now` marker
+    was bound to as it ran (statements.NEEDS_NOW)."""
+    import re
+
+    from dinsync.diff.render import PARAMS
+
+    pattern = re.compile(r"'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}'".join(map(re.escape, sql.split(PARAMS["now"]))))
+    return any(pattern.fullmatch(r) for r in statements)
+
+
 def run_cli(root, target, *args, timeout: float = 180) -> tuple[int, dict]:
     """`dinsync --json ARGS` on the project at `root` against `target`: (exit code, its JSON)."""
     from tests.conftest import TEST_KEY

@@ -13,7 +13,7 @@ INSERT INTO `dinsync_state`.`pend_people_to_crm` (
 SELECT
   `p`.`_key`,
   NULL,
-  CAST(CURRENT_TIMESTAMP() AS DATETIME),
+  CAST('__dinsync_param_now__' AS DATETIME),
   `p`.`_kh`,
   `p`.`_fp`,
   `p`.`_rkh`,
