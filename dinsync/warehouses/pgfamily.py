@@ -15,6 +15,7 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import threading
 from typing import Any, ClassVar, Iterator
 
@@ -164,6 +165,92 @@ def exact_hash_columns(kinds: list[tuple[str, str]], columns: list[str]) -> set[
     """Of `columns`, those whose type (in `kinds`: `columns()`'s answer) is not NATIVE_HASH_EXACT."""
     found = dict(kinds)
     return {c for c in columns if found.get(c) not in NATIVE_HASH_EXACT}
+
+
+# Built-in types (by OID, the same on every server of the protocol) whose text form depends on a
+# session setting, each with the SQL of the text ({x}: the value) a session of PostgreSQL's
+# defaults writes: the diff hashes that text instead (Warehouse.stable_hash_forms), so that a run
+# under another setting (a role's or database's default, PGTZ, `settings:`) finds the values it
+# hashed unchanged, and the hashes stored under the defaults stay as they were. A timestamptz is
+# written in the session's TimeZone (UTC's form: `2024-01-01 10:00:00+00`, `... BC` after it).
+SESSION_TEXT_FORMS = {
+    1184: "CASE WHEN ISFINITE({x}) THEN REPLACE(CAST({x} AT TIME ZONE 'UTC' AS TEXT) || '+00', ' BC+00', '+00 BC') "
+          "ELSE CAST({x} AS TEXT) END",
+}
+
+# The types of a query's result columns, with what each holds: (oid, typtype, typcategory,
+# typelem, typbasetype, rngsubtype, [[attname, atttypid], ...] of a composite).
+_TYPE_INFO = """SELECT t.oid::int8, t.typtype::text, t.typcategory::text, t.typelem::int8, t.typbasetype::int8,
+  (SELECT r.rngsubtype::int8 FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid),
+  (SELECT json_agg(json_build_array(a.attname, a.atttypid::int8) ORDER BY a.attnum)::text
+   FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
+FROM pg_catalog.pg_type t WHERE t.oid = ANY(%(oids)s)"""
+
+
+def session_text_form(x: str, oid: int, types: dict[int, tuple], forms: dict[int, str], depth: int = 0) -> str | None:
+    """SQL of value `x` of type `oid` with each value of a type of `forms` in it written as its
+    form (a domain as its base type; an array's, a composite's elements and fields alike), as the
+    text of the whole; None when the type holds none. `types`: _TYPE_INFO's rows by oid."""
+    if oid in forms:
+        return forms[oid].format(x=x)
+    info = types.get(oid)
+    if info is None or depth > 8:
+        return None
+    _, typtype, category, elem, base, sub, attrs = info
+    if typtype == "d":
+        return session_text_form(x, base, types, forms, depth + 1)
+    if typtype == "r" and _base_type(sub, types) in forms:  # tstzrange: `["2024-01-01 10:00:00+00",infinity)`
+        lower, upper = (session_text_form(f"{end}({x})", sub, types, forms, depth + 1) for end in ("LOWER", "UPPER"))
+        # a bound is quoted when its text holds a space (as a finite timestamptz's); none: unbounded
+        bound = "COALESCE(CASE WHEN POSITION(' ' IN {b}) > 0 THEN '\"' || {b} || '\"' ELSE {b} END, '')"
+        return (f"CASE WHEN {x} IS NULL THEN NULL WHEN ISEMPTY({x}) THEN 'empty' ELSE "
+                f"CASE WHEN LOWER_INC({x}) THEN '[' ELSE '(' END || {bound.format(b=lower)} || ',' || "
+                f"{bound.format(b=upper)} || CASE WHEN UPPER_INC({x}) THEN ']' ELSE ')' END END")
+    if category == "A" and elem:
+        e = f"_dinsync_e{depth}"
+        inner = session_text_form(e, elem, types, forms, depth + 1)
+        if inner is None:
+            return None
+        # (UNNEST in the select list: in FROM, a NULL composite element would be read as `(,)`)
+        items = f"CAST(ARRAY(SELECT {inner} FROM (SELECT UNNEST({x}) AS {e}) AS _dinsync_u{depth}) AS TEXT)"
+        # the text of a one-dimensional array from 1 (`{a,b}`); other shapes are told by their
+        # bounds, with the elements in order (`[0:1]={a,b}`, `[1:2][1:1]={a,b}`)
+        return (f"CASE WHEN {x} IS NULL THEN NULL WHEN COALESCE(ARRAY_NDIMS({x}), 1) = 1 "
+                f"AND COALESCE(ARRAY_LOWER({x}, 1), 1) = 1 THEN {items} ELSE ARRAY_DIMS({x}) || '=' || {items} END")
+    if typtype == "c" and attrs:
+        fields = [(quote_ident(name), session_text_form(f"({x}).{quote_ident(name)}", t, types, forms, depth + 1))
+                  for name, t in json.loads(attrs)]
+        if all(form is None for _, form in fields):
+            return None
+        row = ", ".join(form or f"({x}).{name}" for name, form in fields)
+        # (x IS NULL holds for `(,)` too, whose text is not NULL)
+        return f"CASE WHEN CAST({x} AS TEXT) IS NULL THEN NULL ELSE CAST(ROW({row}) AS TEXT) END"
+    return None
+
+
+def _base_type(oid: int, types: dict[int, tuple]) -> int:
+    """The type a domain `oid` is of (through domains of domains), else `oid`."""
+    while oid in types and types[oid][1] == "d":
+        oid = types[oid][4]
+    return oid
+
+
+def type_tree(execute: Any, oids: set[int]) -> dict[int, tuple]:
+    """_TYPE_INFO's rows of the types `oids` and of every type they hold (`execute(sql, params)`
+    gives rows)."""
+    found: dict[int, tuple] = {}
+    todo = set(oids)
+    while todo:
+        rows = execute(_TYPE_INFO, {"oids": sorted(todo)})
+        found.update({r[0]: tuple(r) for r in rows})
+        held = set()
+        for _, _, _, elem, base, sub, attrs in rows:
+            held |= {t for t in (elem, base, sub) if t}
+            held |= {t for _, t in json.loads(attrs or "[]")}
+        todo = held - set(found) - set(SESSION_TEXT_FORMS)
+        if len(found) > 1000:
+            break
+    return found
 
 
 class PgErrors:

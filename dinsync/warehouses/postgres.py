@@ -18,8 +18,8 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import (AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions, exact_hash_columns,
-                       extended_hash_problem)
+from .pgfamily import (SESSION_TEXT_FORMS, AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions,
+                       exact_hash_columns, extended_hash_problem, session_text_form, type_tree)
 
 DEFAULT_PORT = 5432
 # Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
@@ -219,3 +219,16 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         collation (or for citext) ignores case: those columns are hashed as text (see
         pgfamily.NATIVE_HASH_EXACT)."""
         return exact_hash_columns(self.columns(sql), columns)
+
+    def stable_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """The mapped columns holding a type whose text depends on a session setting (a timestamptz,
+        also in an array, a composite or a domain: pgfamily.SESSION_TEXT_FORMS), hashed as the text a
+        session of PostgreSQL's defaults writes, whatever the session's."""
+        if not columns:
+            return {}
+        with self.translating("reading the columns of a query"), self.conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+            oids = {c.name: c.type_code for c in cur.description}
+            types = type_tree(lambda q, p: cur.execute(q, p).fetchall(), {oids[c] for c in columns if c in oids})
+        forms = {c: session_text_form("@X@", oids[c], types, SESSION_TEXT_FORMS) for c in columns if c in oids}
+        return {c: f for c, f in forms.items() if f is not None}
