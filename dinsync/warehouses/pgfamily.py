@@ -172,10 +172,12 @@ def exact_hash_columns(kinds: list[tuple[str, str]], columns: list[str]) -> set[
 # defaults writes: the diff hashes that text instead (Warehouse.stable_hash_forms), so that a run
 # under another setting (a role's or database's default, PGTZ, `settings:`) finds the values it
 # hashed unchanged, and the hashes stored under the defaults stay as they were. A timestamptz is
-# written in the session's TimeZone (UTC's form: `2024-01-01 10:00:00+00`, `... BC` after it).
+# written in the session's TimeZone (UTC's form: `2024-01-01 10:00:00+00`, `... BC` after it); a
+# bytea as bytea_output says (`hex`'s form: `\x0102`; `escape` writes `\001\002`).
 SESSION_TEXT_FORMS = {
     1184: "CASE WHEN ISFINITE({x}) THEN REPLACE(CAST({x} AT TIME ZONE 'UTC' AS TEXT) || '+00', ' BC+00', '+00 BC') "
           "ELSE CAST({x} AS TEXT) END",
+    17: "CHR(92) || 'x' || ENCODE({x}, 'hex')",
 }
 
 # The types of a query's result columns, with what each holds: (oid, typtype, typcategory,

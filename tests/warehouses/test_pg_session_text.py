@@ -96,3 +96,16 @@ def test_timestamptz_values_compare_alike_in_every_time_zone(pg):
                           r = '(,)'
                           WHERE email = 'b@x.com'""")
         assert d.plan(TimeZone="Asia/Tokyo") == {"a@x.com": ["ts"], "b@x.com": ["st", "sts", "r"]}
+
+
+def test_bytea_values_compare_alike_in_every_bytea_output(pg):
+    # bytea_output `escape` (a role's default, `settings:`) writes bytea as `\001\002`, not `\x0102`:
+    # a run under it saw every row holding one as changed and sent them all again
+    s = pg.schema
+    d = Diff(pg, "b bytea, bs bytea[]", ["b", "bs"])
+    pg.wh.execute(f"""INSERT INTO "{s}".people VALUES ('a@x.com', 1, '\\x0102ff', ARRAY['\\x00'::bytea, NULL, '']),
+                      ('b@x.com', 2, '', '{{}}'), ('c@x.com', 3, NULL, NULL)""")
+    assert len(d.plan(ack=True, bytea_output="hex")) == 3
+    assert d.plan(bytea_output="escape") == {}
+    pg.wh.execute(f"UPDATE \"{s}\".people SET b = '\\x0103' WHERE email = 'a@x.com'")
+    assert d.plan(bytea_output="escape") == {"a@x.com": ["b"]}
