@@ -35,7 +35,7 @@ from ..errors import ConfigError, ConfigIssue, DinsyncError
 from .cache import RenderCache, cache_key
 from .commit import CommitMixin, StreamedRows
 from .pending import PendingMixin
-from .dialects import DEFAULT_HASH_TYPES
+from .dialects import DEFAULT_HASH_TYPES, DIALECT_SQL
 from .keys import KEY_NORMALIZATIONS, key_sql, phone_params
 from .render import (
     OPS,
@@ -175,6 +175,10 @@ class Planner(CommitMixin, PendingMixin):
         # asked each run, since a column's type or collation changes without the model SQL changing
         self.exact_columns = _exact_columns(warehouse, spec)
         self.stable_forms = _stable_forms(warehouse, spec)
+        if "{args_hash}" in DIALECT_SQL[self.dialect]["DINSYNC_FINGERPRINT"]:
+            # a fingerprint of the values' text (Redshift's, Snowflake's...) hashes a column of a
+            # stable form in that form too: else a run in another time zone found every row changed
+            self.exact_columns = sorted({*self.exact_columns, *self.stable_forms})
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,

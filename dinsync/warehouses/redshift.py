@@ -96,6 +96,23 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
         conn.execute("SET extra_float_digits TO 2")
         return conn
 
+    def stable_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """The mapped timestamptz columns, whose text is written in the session's TimeZone (a user's
+        default, `ALTER USER .. SET timezone`): hashed as a UTC session writes them. (The diff hashes
+        every value's text: a run in another zone found every row holding one changed, sent again.)"""
+        if not columns:
+            return {}
+        with self.translating("reading the columns of a query"), self.conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+            oids = {c.name: c.type_code for c in cur.description}
+        forms = {c: REDSHIFT_TEXT_FORMS.get(oids.get(c)) for c in columns}
+        return {c: form.format(x="@X@") for c, form in forms.items() if form}
+
+
+# Types whose text depends on a session setting, with the text (of {x}) a UTC session writes (see
+# pgfamily.SESSION_TEXT_FORMS; Redshift has no infinite timestamps, nor ISFINITE)
+REDSHIFT_TEXT_FORMS = {1184: "REPLACE(CAST({x} AT TIME ZONE 'UTC' AS VARCHAR) || '+00', ' BC+00', '+00 BC')"}
+
 
 class IamCredentials:
     """Temporary database credentials from AWS, fetched again shortly before they expire (every
