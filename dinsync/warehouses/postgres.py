@@ -13,6 +13,7 @@ adbc-driver-postgresql). Without ADBC, reads fall back to a server-side cursor.
 """
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from typing import Any, Sequence
@@ -54,6 +55,11 @@ FIXED_SETTINGS = {"extra_float_digits": "3"}
 # idle_in_transaction_session_timeout the server-side cursor's transaction between two fetches;
 # the run then failed, and each next one got as far again.
 STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0"}
+# Settings libpq sends from the client's environment, which the server applies after the `options`
+# a session's settings travel in: PGDATESTYLE=SQL undid DateStyle ISO (the diff then hashed another
+# text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A
+# session set up under one of them sets those settings again.
+LIBPQ_ENV_SETTINGS = {"PGDATESTYLE": "datestyle", "PGTZ": "timezone", "PGGEQO": "geqo"}
 
 
 class PostgresConnection:
@@ -141,6 +147,11 @@ def _iso_dates(settings: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _literal(value: str) -> str:
+    """A SQL string literal (standard_conforming_strings: a backslash is itself)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _escape_option(value: str) -> str:
     """A value inside libpq's `options` (-c name=value): spaces and backslashes escaped."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
@@ -180,6 +191,9 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         except Exception:
             self._adbc = None  # reads fall back to a server-side cursor
         options = _iso_dates({**SESSION_SETTINGS, **(settings or {})}) | FIXED_SETTINGS
+        # settings that libpq's environment variables (PGDATESTYLE, PGTZ) override: set again
+        env = {var: name for var, name in LIBPQ_ENV_SETTINGS.items() if os.environ.get(var)}
+        self._env_overridden = {k: str(v) for k, v in options.items() if k.lower() in env.values()}
         optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
         self._init_sessions()
         while True:
@@ -199,10 +213,18 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
                 del options[unknown[0]]  # a server without it: the sessions go without
 
     def _connect_psycopg(self):
-        return self._psycopg.connect(self._conninfo, autocommit=True)
+        conn = self._psycopg.connect(self._conninfo, autocommit=True)
+        for name, value in self._env_overridden.items():
+            conn.execute(f"SET {name} = {_literal(value)}")
+        return conn
 
     def _adbc_connect(self):
-        return self._adbc.connect(self._conninfo)
+        con = self._adbc.connect(self._conninfo)
+        if self._env_overridden:
+            with con.cursor() as cur:
+                for name, value in self._env_overridden.items():
+                    cur.execute(f"SET {name} = {_literal(value)}")
+        return con
 
     def stream(self, sql, batch_rows=50_000, params=None):
         if self._adbc is None:

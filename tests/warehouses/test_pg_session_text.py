@@ -9,12 +9,14 @@ changed field. Hashes stored by a UTC session are the same as before (nothing is
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dinsync.diff import DiffSpec, Planner
 from dinsync.diff.render import snapshot_column
 from dinsync.warehouses import connect
-from tests.warehouses.support import WarehouseUnderTest
+from tests.warehouses.support import WarehouseUnderTest, run_cli, write_iterable_project
 
 
 @pytest.fixture(params=["postgres", "redshift"])
@@ -111,3 +113,38 @@ def test_bytea_values_compare_alike_in_every_bytea_output(pg):
     assert d.plan(bytea_output="escape") == {}
     pg.wh.execute(f"UPDATE \"{s}\".people SET b = '\\x0103' WHERE email = 'a@x.com'")
     assert d.plan(bytea_output="escape") == {"a@x.com": ["b"]}
+
+
+DATES_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, score, d, ts from pgds_customers
+"""
+
+
+def test_pgdatestyle_in_the_environment_does_not_undo_iso_dates(tmp_path, wh_postgres, iterable_sandbox, bodies,
+                                                                monkeypatch):
+    # libpq sends PGDATESTYLE after the `options` dinsync's settings travel in: it undid DateStyle
+    # ISO, so `plan --samples` failed (psycopg reads a timestamptz in ISO only: NotImplementedError)
+    # and a row changed otherwise was sent with its dates too (their text, hashed, differed)
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgds_customers (email text, score int, d date, ts timestamptz)')
+    wh_postgres.execute(f"INSERT INTO \"{s}\".pgds_customers VALUES "
+                        "('a@x.com', 1, '2024-01-02', '2024-01-01 10:00:00+00')")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, DATES_MODEL, ["score", "d", "ts"])
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+
+    monkeypatch.setenv("PGDATESTYLE", "SQL, DMY")
+    wh_postgres.execute(f'UPDATE "{s}".pgds_customers SET score = 2')
+    code, plan = run_cli(root, wh_postgres, "plan", "--samples", "3")
+    assert code == 0, plan
+    assert plan["plans"][0]["field_changes"] == {"score": 1, "d": 0, "ts": 0}
+    [sample] = plan["plans"][0]["samples"]["changed"]
+    assert sample["fields"]["ts"].startswith("2024-01-01")
+    bodies.clear()
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+    assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [{"score": 2}]
