@@ -175,8 +175,14 @@ class PostgresConfig(_PostgresProtocolConfig):
 
     type: Literal["postgres"]
     # server settings of dinsync's sessions, e.g. {work_mem: 64MB, statement_timeout: 30min}
-    settings: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.]*$")],
+    settings: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")],
                    Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+/-]+$")]] = Field(default_factory=dict)  # /: time zones
+
+    @field_validator("settings")
+    @classmethod
+    def _lower_names(cls, value: dict[str, str]) -> dict[str, str]:
+        """Names as the server reads them, case-insensitively (`TimeZone`, as PostgreSQL spells it)."""
+        return {k.lower(): v for k, v in value.items()}
 
 
 class RedshiftIam(_Config):

@@ -49,6 +49,17 @@ def test_a_time_zone_setting_may_name_a_region(tmp_path):
     assert p.warehouse.settings == {"timezone": "America/Argentina/Buenos_Aires"}
 
 
+def test_settings_may_be_named_as_postgresql_spells_them(tmp_path):
+    """`settings: {TimeZone: UTC}`: PostgreSQL's documentation and `SHOW` spell some settings with
+    capitals (TimeZone, DateStyle, IntervalStyle) and read every name case-insensitively; the name
+    pattern refused them (a configuration error, exit 3). Names are kept lower-cased, as the server
+    reads them."""
+    p = load_project(project(tmp_path, "  type: postgres\n  dsn: ${env:PG_DSN}\n"
+                                       "  settings: {TimeZone: Europe/Paris, DateStyle: DMY, Work_Mem: 64MB}\n"),
+                     env=ENV)
+    assert p.warehouse.settings == {"timezone": "Europe/Paris", "datestyle": "DMY", "work_mem": "64MB"}
+
+
 @pytest.mark.parametrize("block,key", [
     ("  type: postgres\n  host: h\n  password: hunter2-literal\n", "password"),
     ("  type: redshift\n  dsn: postgresql://u:hunter2-literal@h/db\n", "dsn"),
