@@ -348,6 +348,14 @@ class _Loader:
         except ValueError as exc:
             self.issues.append(doc.issue(at, str(exc), "set base_url"))
             return
+        if cls.credential_header == "Authorization" and _has_userinfo(config.base_url):
+            # aiohttp sends a URL's user:password@ as `Authorization: Basic`, which the platform's
+            # bearer token needs: every request failed ("Cannot combine AUTHORIZATION header"), as transient
+            self.issues.append(doc.issue(
+                at + ("base_url",), f"destinations.{name}.base_url: {kind} sends its credentials in the "
+                "Authorization header, so base_url cannot carry a user or password (user:password@)",
+                "leave the user and password out of base_url (a proxy asking for them is not supported here)"))
+            return
         self.destinations[name] = config
 
     # --- models --------------------------------------------------------------------------
@@ -826,6 +834,17 @@ def _register_secrets(project: Project) -> None:
         headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
         # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
         redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
+
+
+def _has_userinfo(url: str | None) -> bool:
+    """Whether `url` names a user or a password before its host (`https://user:pw@host`)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url or "")
+        return parts.username is not None or parts.password is not None
+    except ValueError:
+        return False
 
 
 def _basic_auth(url: str | None) -> str | None:

@@ -368,6 +368,9 @@ class Destination:
     # Headers in which the platform announces a window's limit (header -> the window's seconds): an
     # endpoint is paced at the lowest announced limit per second, never above its documented rate.
     announced_limits: Mapping[str, float] = {}
+    # The header the platform's credentials travel in: "Authorization" (a bearer token) cannot be
+    # sent with a base_url's `user:password@` (aiohttp sends those as `Authorization: Basic` too)
+    credential_header: str | None = None
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

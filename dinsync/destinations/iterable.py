@@ -120,6 +120,7 @@ class IterableDestination(Destination):
     services = {"users": USERS}
     settings_model = IterableSettings
     base_urls = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}
+    credential_header = "Api-Key"
     limits = {
         "bulk_update": EndpointLimit("bulk_update", rate=5.0, max_concurrency=8),
         "get_user": EndpointLimit("get_user", rate=100.0, max_concurrency=16),

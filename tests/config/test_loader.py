@@ -270,6 +270,23 @@ def test_a_password_inside_a_url_written_in_the_file_is_refused(tmp_path):
     assert "pw-pasted" not in text
 
 
+def test_a_user_in_base_url_is_refused_where_the_key_is_a_bearer_token(tmp_path):
+    """aiohttp sends a base_url's `user:password@` as `Authorization: Basic`, the header Attio's
+    bearer token travels in: every request failed ("Cannot combine AUTHORIZATION header"), retried
+    as transient, every run. Iterable's key travels in `Api-Key`: its proxy login goes through."""
+    proxy = "https://proxyuser:${env:PROXY_PW}@proxy.example.com"
+    yml = PROJECT_YML + f"  crm:\n    type: attio\n    api_key: ${{env:ATTIO_KEY}}\n    base_url: {proxy}\n"
+    env = {**ENV, "PROXY_PW": "from-env-pw-123", "ATTIO_KEY": "attio-key-0123456789"}
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml), env=env)
+    assert where(issues) == [("dinsync.yml", 13)]
+    assert issues[0].message == ("destinations.crm.base_url: attio sends its credentials in the Authorization header, "
+                                 "so base_url cannot carry a user or password (user:password@)")
+    assert "from-env-pw-123" not in str(ConfigError(issues))
+    iterable = PROJECT_YML.replace("    region: us\n", f"    region: us\n    base_url: {proxy}\n")
+    project = load_project(make(tmp_path, dinsync_dot_yml=iterable), env=env)
+    assert project.destinations["iterable"].resolved_base_url() == "https://proxyuser:from-env-pw-123@proxy.example.com"
+
+
 def test_env_substitution_inside_strings_and_escape(tmp_path):
     yml = PROJECT_YML.replace("${env:ITERABLE_API_KEY}", "key-${env:ITERABLE_API_KEY}-$${env:LITERAL}")
     yml = yml.replace("path: warehouse.duckdb", "path: ${env:DATA_DIR}/wh.duckdb")

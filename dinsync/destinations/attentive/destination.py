@@ -147,6 +147,7 @@ class AttentiveDestination(Destination):
     services = {"users": USERS}
     settings_model = AttentiveSettings
     base_urls = {"us": "https://api.attentivemobile.com"}
+    credential_header = "Authorization"  # a bearer token
     handles_statuses = frozenset({429})  # read x-ratelimit-* ourselves (no Retry-After is documented)
     # Documented rates; `burst` lets the pacer catch up after a stall of our own process without ever
     # starting more than `rate` requests in any `rate` consecutive intervals (see RateLimiter).

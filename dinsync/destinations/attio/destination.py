@@ -136,6 +136,7 @@ class AttioDestination(Destination):
     services = {"people": PEOPLE, "companies": COMPANIES}
     settings_model = AttioSettings
     base_urls = {"default": "https://api.attio.com"}
+    credential_header = "Authorization"  # a bearer token
     # A write takes 100-300 ms at Attio: 25/s needs ~8 in flight; 16 keeps the rate up to ~640 ms.
     limits = {
         WRITE: EndpointLimit(WRITE, rate=25.0, burst=2, max_concurrency=16, headroom=0.975),

@@ -74,6 +74,7 @@ class SplioDestination(Destination):
     services = {"contacts": CONTACTS}
     settings_model = SplioSettings
     base_urls = {"default": "https://api.splio.com"}
+    credential_header = "Authorization"  # a bearer token
     limits = {
         "contacts": EndpointLimit("contacts", rate=20.0, max_concurrency=8),  # data/contacts: 20 RPS per IP
         "other": EndpointLimit("other", rate=10.0, max_concurrency=2),  # every other endpoint: 10 RPS
