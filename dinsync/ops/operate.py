@@ -107,7 +107,9 @@ class Operator:
         if code in (ExitCode.LOCKED, ExitCode.PAUSED) or status not in STATE_OF_STATUS:
             return None  # another run holds the lock, the sync is paused, the run was cancelled
         try:
-            if status == "failed":
+            # a forced run of a sync paused by hand leaves that pause alone: an automatic pause in its
+            # place would be lifted by the next check, running a sync someone paused
+            if status == "failed" and self.states.get(name).paused_by != "hand":
                 result = self.diagnose(name, error)
                 if result.finding is not None:
                     self.pause(name, by="auto", culprit=result.finding.culprit, reason=result.finding.reason,

@@ -125,6 +125,24 @@ def test_pause_by_hand_refuses_runs_until_resumed(ops):
         [("paused",), ("resumed",)]
 
 
+def test_a_forced_run_that_fails_keeps_a_pause_by_hand(ops, monkeypatch):
+    """A sync paused by hand, run with --force while its credentials are refused: the pause stays
+    by hand (never lifted by a check). It used to become an automatic pause (credentials), which
+    the next plain `dinsync sync` lifted once the key worked, running the sync paused by hand."""
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert ops.cli("pause", "iterable_users", "--reason", "CRM migration").exit_code == 0
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    ops.sql("update main.customers set plan = 'pro' where id = 1")
+    assert ops.sync("--force")["exit_code"] == ExitCode.RUN_FAILED
+    status = ops.status()["iterable_users"]
+    assert (status["paused"], status["paused_by"], status["culprit"], status["reason"]) == \
+        (True, "hand", "hand", "CRM migration")
+    monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    refused = ops.sync()
+    assert refused["exit_code"] == ExitCode.PAUSED and refused["runs"][0]["status"] == "paused"
+    assert ops.status()["iterable_users"]["paused_by"] == "hand" and ops.events() == ["paused"]
+
+
 def test_pause_by_hand_without_a_reason_says_so_once(ops):
     """No --reason: status, the event and the notice say "no reason given", not "paused by hand:
     paused by hand" (the reason used to default to "paused by hand")."""
