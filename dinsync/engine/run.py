@@ -288,6 +288,10 @@ class SyncRun:
         figures = self.key_figures = KeyFigures.from_plan(
             self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
             self.planner.duplicates_sample(5) if stats.duplicate_keys else [])
+        if stats.null_keys:  # (a run blocked by duplicates lists them too)
+            what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
+            self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
+            self._record_keyless(s, stats.null_keys)
         if stats.duplicate_keys:
             self._record_duplicates(s, stats.duplicate_keys)
         if stats.segment_rows and stats.duplicate_rows:
@@ -299,10 +303,6 @@ class SyncRun:
         note = memory_note(self.wh)
         if note:
             self.progress("note", {"message": note})
-        if stats.null_keys:
-            what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
-            self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
-            self._record_keyless(s, stats.null_keys)
         if s.parked and not self.retry_rejected and not self.full_refresh:  # (those two send them)
             self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
                                               "(--retry-rejected sends them again)"})

@@ -212,6 +212,18 @@ def test_too_many_duplicates_fail_before_sending(project):
     assert project.sql("select key, status from dinsync.rejections") == [("user1@example.com", "duplicate")]
 
 
+def test_a_blocked_run_lists_its_rows_without_a_key_as_skipped_too(project):
+    """A run blocked by duplicated keys counts its NULL keys (`null_keys`) and lists its duplicated
+    keys: its `skipped` row was missing, so `dinsync rejections` did not say why those rows were not sent."""
+    project.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
+                "from range(5) t(i)")
+    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
+    [run] = project.sync()["runs"]
+    assert run["status"] == "failed" and run["null_keys"] == 1
+    assert sorted(project.sql("select status, key from dinsync.rejections"), key=str) == \
+        [("duplicate", "user1@example.com"), ("skipped", None)]
+
+
 def test_duplicated_keys_listed_in_rejections_are_capped_most_duplicated_first(project, monkeypatch):
     import dinsync.engine.run as engine_run
 
