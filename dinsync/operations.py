@@ -376,6 +376,8 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
             run = failed_run(name, redaction.redact(blocked_message(figures, limit, name, redaction.redact)),
                              blocked_hint(figures), started_at=utcnow(), full_refresh=full_refresh)
             code = DuplicateKeysError.exit_code
+            if operator is not None:  # its channels hear it failed, as they would from its own run
+                operator.after_run(name, run, code)
         else:
             run, code, engine = operated_run(operator, project, wh, name, full_refresh, retry_rejected=retry_rejected,
                                              stop=stop, force=force, progress_for=progress_for,

@@ -246,6 +246,25 @@ def test_a_failure_that_is_not_a_dependency_notifies_failed_without_pausing(ops)
     assert ops.events() == ["failed", "recovered"]
 
 
+def test_every_sync_blocked_by_duplicated_keys_notifies_failed(ops):
+    """Two syncs of one model matching on the same key, the model blocked: the second fails
+    without being planned again, and its channels hear `failed` too (only the first's used to:
+    the second sync failed, exit 1, and no one was told), then `recovered` once the keys are fixed."""
+    path = ops.root / "syncs" / "iterable_users.yml"
+    (ops.root / "syncs" / "iterable_users_copy.yml").write_text(path.read_text())
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    ops.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
+            "from range(5) t(i)")
+    assert ops.sync()["exit_code"] == ExitCode.RUN_FAILED
+    told = lambda: sorted((r["json"]["sync"], r["json"]["event"]) for r in ops.receiver.received  # noqa: E731
+                          if r["path"] == "/hook")
+    assert told() == [("iterable_users", "failed"), ("iterable_users_copy", "failed")]
+    ops.sql("delete from main.customers where id >= 100")
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    assert told() == [("iterable_users", "failed"), ("iterable_users", "recovered"),
+                      ("iterable_users_copy", "failed"), ("iterable_users_copy", "recovered")]
+
+
 def test_an_outage_notifies_failed_without_pausing(ops, monkeypatch):
     """The platform answering nothing but 503s stops the run (an outage), which is not a reason to
     pause the sync: the next run, once it is back, delivers and recovers."""
