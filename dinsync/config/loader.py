@@ -831,6 +831,7 @@ def _register_secrets(project: Project) -> None:
     for channel in project.notifications:  # webhook URLs and headers may carry tokens
         urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
         redaction.register(*urls, *map(_basic_auth, urls), partial=True)
+        redaction.register(*_url_tokens(channel))
         headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
         # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
         redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
@@ -861,6 +862,21 @@ def _basic_auth(url: str | None) -> str | None:
         return base64.b64encode(login.encode("latin1")).decode()
     except (ValueError, UnicodeEncodeError):  # no URL, or credentials aiohttp cannot send either
         return None
+
+
+def _url_tokens(channel: Any) -> list[str]:
+    """The parts of a channel's URLs an answer may echo without the rest (`Cannot POST /services/...`):
+    the query, and the path of a URL that is the credential itself (Slack's: its path is the token)."""
+    from urllib.parse import urlsplit
+
+    tokens = []
+    for key, value in channel:
+        if isinstance(value, SecretStr):
+            parts = urlsplit(value.get_secret_value())
+            tokens.append(parts.query)
+            if key in CHANNEL_SECRET_KEYS.get(channel.type, ()):
+                tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path]
+    return [t for t in tokens if t.strip("/")]
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

@@ -300,6 +300,18 @@ def test_a_failing_channel_never_fails_the_sync(project):
     assert project.sql("select notified_state from dinsync.sync_state") == [("warning",)]
 
 
+def test_a_channel_answer_echoing_the_slack_urls_path_shows_none_of_it(ops):
+    """A Slack URL is the credential: its path is the token. A proxy's or framework's error page
+    echoing the path (`Cannot POST /services/...`) put it in the log and the `events` table."""
+    path = "/services/T1/B2/slacksecret"
+    ops.receiver.scripts[path] = [(404, {}, f"Cannot POST {path}")] * 2
+    paused = ops.cli("pause", "iterable_users")
+    assert paused.exit_code == 0
+    assert "notification to slack#2" in paused.stderr and "slacksecret" not in paused.stderr
+    details = ops.sql("select detail from dinsync.events where event = 'notify_failed'")
+    assert details and "slacksecret" not in str(details), details
+
+
 def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
     notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
