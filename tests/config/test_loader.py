@@ -1067,3 +1067,23 @@ def test_a_value_not_matching_its_pattern_says_what_is_allowed_not_the_regex(tmp
     assert [(i.line, i.message) for i in issues] == [
         (11, "tags[0]: 'a b' is not allowed: no spaces, commas or colons"),
         (11, "tags[1]: 'tag:x' is not allowed: no spaces, commas or colons")]
+
+
+def test_a_model_the_warehouse_refuses_to_read_names_the_grant_not_the_sql(tmp_path):
+    """A revoked grant (permission denied on the model's table) is a configuration error whose
+    hint is the adapter's (grant the privileges), not "run the model's SQL to debug it": the SQL
+    is fine, the user debugged it for nothing."""
+    from dinsync.config.columns import column_issues
+    from dinsync.config.models import Model
+    from dinsync.warehouses import WarehousePermissionError
+
+    model = Model(name="people", path=tmp_path / "models" / "people.sql", sql="select * from crm.people",
+                  primary_key="id")
+
+    def refused(_model):
+        raise WarehousePermissionError("PostgreSQL: permission denied for table people",
+                                       "grant the dinsync user the privileges it needs")
+
+    [issue] = column_issues({"people": model}, lambda p: "models/people.sql", [], refused)
+    assert "permission denied for table people" in issue.message
+    assert issue.hint == "grant the dinsync user the privileges it needs"
