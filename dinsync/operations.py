@@ -372,7 +372,9 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
         key = sync_key(project, name)
         figures = figures_by_key.get(key)
         limit = project.syncs[name].thresholds.max_duplicate_pct
-        if figures is not None and figures.duplicate_pct > limit:
+        # a paused sync is refused as paused (operated_run's guard), whatever its model holds
+        paused = operator is not None and not force and operator.states.get(name).paused
+        if figures is not None and figures.duplicate_pct > limit and not paused:
             run = failed_run(name, redaction.redact(blocked_message(figures, limit, name, redaction.redact)),
                              blocked_hint(figures), started_at=utcnow(), full_refresh=full_refresh)
             code = DuplicateKeysError.exit_code

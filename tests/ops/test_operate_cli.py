@@ -265,6 +265,20 @@ def test_every_sync_blocked_by_duplicated_keys_notifies_failed(ops):
                       ("iterable_users_copy", "failed"), ("iterable_users_copy", "recovered")]
 
 
+def test_a_paused_sync_of_a_blocked_model_is_refused_as_paused(ops):
+    """The model blocked by the first of its syncs: a later sync of it paused by hand is refused as
+    paused (status `paused`, exit 6 of its own), not reported `failed` for duplicated keys it never planned."""
+    path = ops.root / "syncs" / "iterable_users.yml"
+    (ops.root / "syncs" / "iterable_users_copy.yml").write_text(path.read_text())
+    assert ops.cli("pause", "iterable_users_copy", "--reason", "migration").exit_code == 0
+    ops.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
+            "from range(5) t(i)")
+    runs = {r["sync"]: r for r in ops.sync()["runs"]}
+    assert runs["iterable_users"]["status"] == "failed"
+    assert runs["iterable_users_copy"]["status"] == "paused", runs["iterable_users_copy"]
+    assert "is paused (by hand: migration)" in runs["iterable_users_copy"]["error"]
+
+
 def test_an_outage_notifies_failed_without_pausing(ops, monkeypatch):
     """The platform answering nothing but 503s stops the run (an outage), which is not a reason to
     pause the sync: the next run, once it is back, delivers and recovers."""
