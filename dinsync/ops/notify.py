@@ -82,7 +82,8 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
     context = [f"project {notice.project}"] if notice.project else []
     context.append(f"dinsync {__version__}")
     return {
-        "text": f"dinsync: {notice.sync}{rest}",
+        # the fallback text (push notifications) is mrkdwn too: `<!channel>` in a quoted key would ping everyone
+        "text": f"dinsync: {_mrkdwn(notice.sync)}{_mrkdwn(rest)}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(details)}},

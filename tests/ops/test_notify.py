@@ -224,3 +224,17 @@ def test_a_payload_stays_json_when_a_secret_looks_like_a_number(receiver):
     assert body is not None, received["raw"]
     assert body["run"]["added"] == 1234 and body["run"]["error"] == "token *** refused"
     assert body["message"] == "users failed: token *** refused"
+
+
+def test_slacks_fallback_text_escapes_what_the_data_may_hold(receiver):
+    """The top-level `text` (what Slack shows in its push notifications) is mrkdwn too: a
+    duplicated key `<!channel>` quoted by a blocked model's message pinged the whole channel, and
+    `<https://evil.example|details>` became a link. It is escaped like the blocks."""
+    rec, thread = receiver
+    chan = SlackChannel(type="slack", webhook_url=f"{thread.url}/services/T000/B000/x")
+    message = "users failed: model people is blocked (e.g. '<!channel>', '<https://evil.example|details>') & more"
+    [d] = Notifier([chan]).send(notice(message=message))
+    assert d.ok
+    text = rec.received[0]["json"]["text"]
+    assert text == ("dinsync: users failed: model people is blocked (e.g. '&lt;!channel&gt;', "
+                    "'&lt;https://evil.example|details&gt;') &amp; more")
