@@ -637,7 +637,8 @@ def check(names: Optional[list[str]] = NamesArg,
 
         from .checks import check_models
 
-        project, wh = load(destination_secrets=False, notification_secrets=False)
+        project, wh = load(destination_secrets=False, notification_secrets=False,
+                           selection=lambda p: choose(p, names, select, exclude))
         try:
             report = check_models(project, wh, choose(project, names, select, exclude), samples=samples,
                                   redact=redaction.redact)

@@ -41,7 +41,8 @@ def working_dir(root: Path) -> Iterator[Path]:
 
 def load(check_models: bool = True, root: Path | None = None,
          syncs: Callable[[Any], list[str]] | None = None, destination_secrets: bool = True,
-         notification_secrets: bool = True, connect: bool = True):
+         notification_secrets: bool = True, connect: bool = True,
+         selection: Callable[[Any], list[str]] | None = None):
     """Load and fully validate the project in `root` (default: the working directory); open its
     warehouse. Raises ConfigError with every issue, model columns included (checked in the same
     pass whenever the warehouse can be opened). `check_models=False` (commands that only read the
@@ -52,7 +53,9 @@ def load(check_models: bool = True, root: Path | None = None,
     unset secret). `destination_secrets=False`: for commands that send nothing, `notification_secrets=False`: for
     commands that notify nobody (see `load_project`). A DuckDB file that does not exist is a
     configuration error, never created (a mistyped path would start an empty warehouse and state).
-    `connect=False` (with `check_models=False`): the warehouse is not opened, (project, None)."""
+    `connect=False` (with `check_models=False`): the warehouse is not opened, (project, None).
+    `selection` (as `syncs`, for `check`, which checks every model): only to report what is wrong
+    with it first when the project fails to load."""
     from .config import check_columns, load_project, load_warehouse_config
     from .config.columns import sort_issues
     from .warehouses.errors import WarehouseError
@@ -85,7 +88,8 @@ def load(check_models: bool = True, root: Path | None = None,
                     pass
                 finally:
                     wh.close()
-        typos = _selection_issues(root, syncs) if syncs is not None else []
+        chooser = syncs or selection
+        typos = _selection_issues(root, chooser) if chooser is not None else []
         if typos:  # first: fixing them needs no credentials
             raise ConfigError([*typos, *everything.issues]) from None
         raise everything

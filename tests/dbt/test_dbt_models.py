@@ -453,3 +453,17 @@ def test_serve_reads_the_dbt_build_again_before_each_run(dbt_project, monkeypatc
     scheduler.step(clock.t)
     end = [e for e in events if e["event"] == "end"][-1]
     assert (end["exit_code"], end["run"]["status"], end["run"]["removed"], end["run"]["sent"]) == (0, "success", 0, 0), end
+
+
+def test_check_names_a_selection_that_matches_nothing_with_the_dbt_problems(dbt_project):
+    """`check` reports the dbt problems of every model; a typo in its --select was left out of
+    them (only "no dbt model 'nosuch'" was said), where `sync` names it first."""
+    broken = "-- primary_key: customer_id\n-- model_type: user\nselect * from {{ ref('nosuch') }}\n"
+    dbt_project.write(models={"active": MODEL, "broken": broken}, syncs={
+        "iterable_active": SYNC.format(model="active", extra="tags: [daily]\n"),
+        "iterable_broken": SYNC.format(model="broken", extra="")})
+    data, code = dbt_project.json("check", "--select", "tag:dialy")
+    assert code == ExitCode.CONFIG_ERROR
+    messages = [i["message"] for i in data["issues"]]
+    assert messages[0] == "--select tag:dialy matches no sync", messages
+    assert any("no dbt model 'nosuch'" in m for m in messages)
