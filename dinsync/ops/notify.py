@@ -183,6 +183,9 @@ class Notifier:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            except ValueError as exc:  # the request cannot be built (a line break in a header): this channel only
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                break
             if attempt < attempts:
                 await (self.sleep or asyncio.sleep)(policy.delay(attempt, retry_after))
         error = redaction.redact(error)

@@ -238,3 +238,17 @@ def test_slacks_fallback_text_escapes_what_the_data_may_hold(receiver):
     text = rec.received[0]["json"]["text"]
     assert text == ("dinsync: users failed: model people is blocked (e.g. '&lt;!channel&gt;', "
                     "'&lt;https://evil.example|details&gt;') &amp; more")
+
+
+def test_a_channel_whose_request_cannot_be_built_fails_alone(receiver):
+    """A header value with a line break (an environment variable read from a file with its
+    newline): aiohttp refuses to build the request (ValueError). That failed the whole notice:
+    every channel was reported failed, also those that had received it."""
+    rec, thread = receiver
+    bad = WebhookChannel(type="webhook", name="bad", url=f"{thread.url}/hook",
+                         headers={"Authorization": "Bearer abc123456\nX-Evil: 1"}, attempts=1)
+    good = SlackChannel(type="slack", webhook_url=f"{thread.url}/services/T000/B000/x")
+    deliveries = Notifier([bad, good]).send(notice())
+    assert [(d.channel, d.ok) for d in deliveries] == [("bad", False), ("slack#2", True)]
+    assert "ValueError" in deliveries[0].error and "abc123456" not in deliveries[0].error
+    assert [r["path"] for r in rec.received] == ["/services/T000/B000/x"]
