@@ -5,6 +5,7 @@ import contextlib
 import os
 import re
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
@@ -297,6 +298,15 @@ class _InstanceSettings:
             self.needs.pop(owner, None)
 
 
+# DuckDB files this process holds open, by real path -> connections. A POSIX lock (DuckDB's, on the
+# file) belongs to the process and goes as soon as *any* descriptor of the file is closed: reading
+# the header again for a second connection (`serve --parallel`: one per run) dropped the lock of
+# the first, and another process (dbt) then wrote the file under a running sync (lost writes, a
+# corrupted file). An open file was checked when it was first opened.
+_OPEN_FILES: Counter[str | None] = Counter()
+_OPEN_FILES_GUARD = threading.Lock()
+
+
 def _refuse_a_file_that_is_not_duckdb(path: str) -> None:
     """DuckDB 2.0 opens a CSV, Parquet or JSON file given as the database as a read-only view of it,
     in memory: dinsync's state would then vanish with the process (every run a first sync). A
@@ -361,9 +371,14 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._configured_limits = (memory_limit, streaming_memory_limit)
-        _refuse_a_file_that_is_not_duckdb(path)
+        self._file = None if path == ":memory:" else os.path.realpath(path)
         try:
-            self._con = duckdb.connect(path, read_only=read_only)
+            with _OPEN_FILES_GUARD:
+                if not _OPEN_FILES[self._file]:  # (see _OPEN_FILES)
+                    _refuse_a_file_that_is_not_duckdb(path)
+                self._con = duckdb.connect(path, read_only=read_only)
+                if self._file is not None:
+                    _OPEN_FILES[self._file] += 1
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
@@ -769,3 +784,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._cursors.clear()
         self._settings.leave(id(self))
         self._con.close()
+        with _OPEN_FILES_GUARD:
+            if self._file is not None and _OPEN_FILES[self._file] > 0:
+                _OPEN_FILES[self._file] -= 1
+            self._file = None  # (closed twice: counted once)

@@ -466,6 +466,26 @@ def test_duckdb_refuses_a_data_file_as_its_database(tmp_path, name, content):
     connect("duckdb", path=str(tmp_path / "w.duckdb")).close()
 
 
+def test_duckdb_a_second_connection_of_the_process_keeps_the_file_locked_for_others(tmp_path):
+    """`serve --parallel` opens a connection per run: the second one read the file's header with a
+    file handle of its own, and closing it dropped the process's POSIX lock on the file (fcntl locks
+    go with any descriptor of the file closed): a dbt build then opened the file while a run wrote
+    to it, and the file was corrupted or one side's writes lost."""
+    import subprocess
+
+    path = str(tmp_path / "w.duckdb")
+    first = connect("duckdb", path=path)
+    try:
+        connect("duckdb", path=path).close()
+        second = connect("duckdb", path=path)
+        second.close()
+        other = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({path!r}).close()"],
+                               capture_output=True, text=True)
+        assert other.returncode != 0 and "lock" in other.stderr.lower(), other.stderr[-300:]
+    finally:
+        first.close()
+
+
 def test_duckdb_refuses_an_empty_file_as_a_configuration_error_with_its_fix(tmp_path):
     """`touch warehouse.duckdb`: DuckDB 2.0 opens no empty file ("not a valid DuckDB database
     file"), and the run failed (exit 1) with "cannot open DuckDB file" and a hint about permissions."""
