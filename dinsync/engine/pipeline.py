@@ -155,7 +155,7 @@ class Pipeline:
                 if self.fatal is None:
                     await self.destination.finish_run(self.transport, self.spec)
                     if self.pending and not self._stopping():
-                        settled = await self.transport.settle(self.pending, self.opts.outcome_timeout_seconds)
+                        settled = await self._settle_unless_stopped()
                         self._settled(settled)
                         if settled.error is not None and self.fatal is None:  # committed below, then raised
                             err = settled.error
@@ -178,6 +178,21 @@ class Pipeline:
 
     def _stopping(self) -> bool:
         return self.stop.requested or self.lock.lost.is_set()
+
+    async def _settle_unless_stopped(self) -> Delivered:
+        """The transport's wait for this run's outcomes (an import, a bulk job: minutes), given up
+        at a stop: transports wait on their own, and SIGTERM did nothing until the outcomes came
+        or the outcome timeout (10 minutes) ran out. What has arrived (`ready`, optional for a
+        plugin) is committed; the rest stays pending, read by the next run."""
+        task = asyncio.ensure_future(self.transport.settle(self.pending, self.opts.outcome_timeout_seconds))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done() and self._stopping():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                ready = getattr(self.transport, "ready", None)
+                return ready() if ready is not None else Delivered([], [])
+        return task.result()
 
     @staticmethod
     async def _unless_a_worker_fails(task: asyncio.Future, workers: list[asyncio.Task]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -216,6 +217,41 @@ def test_sigkill_with_outcomes_pending_then_rerun_converges(tmp_path, monkeypatc
         assert platform.snapshot() == expected
         assert p.snapshot() == set(expected)
     assert not list(p.outbox.glob("*.part")), "an unfinished file was left behind"
+
+
+def test_a_signal_while_the_run_waits_for_outcomes_stops_it_and_the_next_run_reads_them(outbox_project):
+    """SIGTERM while a run waited for its pending outcomes (an import, a bulk job: minutes) did
+    nothing until they arrived or DINSYNC_OUTCOME_TIMEOUT_SECONDS (10 minutes) ran out. The run
+    now stops: what arrived is committed, the rest stays pending and the next run reads it."""
+    p = outbox_project
+    with OutboxProcessor(p.outbox) as platform:
+        platform.paused.set()
+        proc = _sync_process(p)
+        deadline = time.monotonic() + 60
+        while not list(p.outbox.glob("*.jsonl")):  # its file is written: the run waits for the outcome
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the sync never wrote its file"
+            time.sleep(0.02)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the run still waited for its outcomes 15 s after SIGTERM")
+        assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+        [run] = json.loads(out)["runs"]
+        assert (run["status"], run["pending"], run["acknowledged"]) == ("cancelled", 30, 0)
+        assert p.snapshot() == set()
+        platform.paused.clear()
+        deadline = time.monotonic() + 10
+        while not platform.processed:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        again = p.sync()["runs"][0]
+        assert (again["status"], again["sent"], again["acknowledged"]) == ("success", 0, 30)
+        assert p.snapshot() == set(p.segment()) and platform.snapshot() == p.segment()
 
 
 def test_a_plugin_that_cannot_be_loaded_is_a_located_configuration_error(outbox_project, monkeypatch):
