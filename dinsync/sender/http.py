@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
@@ -48,6 +48,7 @@ MAX_REASON_CHARS = 500
 OUTAGE_REQUESTS = 3
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
 USER_AGENT = "dinsync/0.1"
+STOP_POLL_SECONDS = 0.1  # how often a request waiting to leave looks at the stop
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
     (aiohttp.NonHttpUrlClientError,) if hasattr(aiohttp, "NonHttpUrlClientError") else ()
 )
@@ -267,7 +268,7 @@ class HttpSender:
                 break
             delay = self.policy.delay(attempt, hint)
             self._count(ep, "retries")
-            await self.clock.sleep(delay)
+            await self._unless_stopped(self.clock.sleep(delay))
         self._count(ep, "failed_requests")
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
         if unanswered:
@@ -350,7 +351,7 @@ class HttpSender:
             raise RuntimeError("HttpSender used outside `async with`")
         self._stop_if_refused_or_down()
         async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
-            slot = await ep.limiter.acquire()
+            slot = await self._unless_stopped(ep.limiter.acquire())
             self._stop_if_refused_or_down()
             if self.stop is not None and self.stop():  # a signal came while it waited for its slot
                 raise SendingStopped()
@@ -381,6 +382,25 @@ class HttpSender:
             except ValueError as exc:  # e.g. a header value aiohttp refuses to send
                 raise _GiveUp(f"invalid request: {exc}") from None
         return self.classify(request, status, resp_headers, body)
+
+    async def _unless_stopped(self, waiting: Any) -> Any:
+        """Await a wait (a retry's backoff, a rate slot behind a 429's pause: up to 120 s), given
+        up once the run stops (SendingStopped): its request would not be sent anyway, and the run
+        waited for it the whole grace period meant for requests in flight."""
+        if self.stop is None:
+            return await waiting
+        task = asyncio.ensure_future(waiting)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+                if done:
+                    return task.result()
+                if self.stop():
+                    raise SendingStopped()
+        finally:
+            if not task.done():  # stopped, or this request cancelled: its wait goes with it
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def _stop_if_refused_or_down(self) -> None:
         if self._fatal is not None:

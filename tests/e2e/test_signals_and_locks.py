@@ -116,6 +116,30 @@ def test_a_signal_while_the_request_queue_is_full_stops_the_run(project):
     assert run["sent"] == run["acknowledged"] == len(project.snapshot_keys())
 
 
+def test_a_signal_while_requests_wait_out_a_429s_pause_stops_the_run_at_once(project):
+    """A 429 asking for a minute's pause: the request waiting out its retry, and those waiting for
+    their rate slot behind the pause, are not sent after SIGTERM, but the run waited for them the
+    whole grace period (20 s) before it stopped. They now give up at the signal."""
+    project.write(destination_extra="    bulk_max_users: 50\n")
+    project.seed(200)
+    project.thread.set_faults(throttle_rate=1.0, throttle_retry_after=60.0)
+    proc = run_sync_process(project)
+    _wait_for_requests(project, proc, 1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert time.monotonic() - signalled < 8
+    [run] = json.loads(out)["runs"]
+    assert (run["status"], run["acknowledged"]) == ("cancelled", 0) and project.snapshot_keys() == set()
+    project.thread.set_faults(throttle_rate=0.0)
+    rerun = run_sync_process(project)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, (out, err)
+    assert sandbox_users(project) == segment(project)
+
+
 def _synced_in_requests_of_50(project) -> None:
     project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
     project.seed(ROWS)
