@@ -160,13 +160,14 @@ class Pipeline:
                         if settled.error is not None and self.fatal is None:  # committed below, then raised
                             err = settled.error
                             self.fatal = type(err)(self.redact(err.message), err.hint)
-                # optional for a plugin's transport (the README names deliver, settle and resolve)
-                stats = getattr(self.transport, "transport_stats", TransportStats)()
-                # added: an early pre-flight check (`_check_first`) counted its own requests already
-                self.s.requests += stats.requests
-                self.s.throttled += stats.throttled
-                self.s.request_rates.update(stats.rates)
         finally:
+            # whatever ended the phase (a destination's start check that failed too): optional for a
+            # plugin's transport (the README names deliver, settle and resolve); added, as an early
+            # pre-flight check (`_check_first`) counted its own requests already
+            stats = getattr(self.transport, "transport_stats", TransportStats)()
+            self.s.requests += stats.requests
+            self.s.throttled += stats.throttled
+            self.s.request_rates.update(stats.rates)
             try:
                 if not self.lock.lost.is_set():
                     await self.commits.checkpoint(force=True)

@@ -565,3 +565,15 @@ def test_an_earlier_runs_job_still_running_is_waited_for_before_its_rows_are_sen
     print(f"Attentive holds firstName {held!r} for a model saying 'Name 0'")
     assert held == "Name 0"
     assert p.run()["sent"] == 0
+
+
+def test_a_run_stopped_by_attentives_start_check_counts_its_requests(make_attentive):
+    """`GET /v1/me` answered with another server's page fails the run before anything is sent: the
+    run's log said `requests 0` though the check had asked (Attio's and Splio's runs counted theirs)."""
+    p = make_attentive()
+    p.thread.script("getMe", respond(404, "<html><body>Not Found</body></html>", {"Content-Type": "text/html"}))
+    result = p.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and "GET /v1/me did not answer" in run["error"]
+    asked = p.stats()["requests_by_endpoint"]["getMe"]
+    assert (run["requests"], asked) == (1, 1)
