@@ -351,7 +351,9 @@ class HttpSender:
             raise RuntimeError("HttpSender used outside `async with`")
         self._stop_if_refused_or_down()
         async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
-            slot = await self._unless_stopped(ep.limiter.acquire())
+            # (the check inside the limiter's wait: a task around every acquire delayed each start by
+            # a few loop turns, and a strict per-second window saw them bunched: 429s of ours)
+            slot = await ep.limiter.acquire(check=self._raise_if_stopped if self.stop is not None else None)
             self._stop_if_refused_or_down()
             if self.stop is not None and self.stop():  # a signal came while it waited for its slot
                 raise SendingStopped()
@@ -384,9 +386,9 @@ class HttpSender:
         return self.classify(request, status, resp_headers, body)
 
     async def _unless_stopped(self, waiting: Any) -> Any:
-        """Await a wait (a retry's backoff, a rate slot behind a 429's pause: up to 120 s), given
-        up once the run stops (SendingStopped): its request would not be sent anyway, and the run
-        waited for it the whole grace period meant for requests in flight."""
+        """Await a retry's backoff (up to 120 s), given up once the run stops (SendingStopped): its
+        request would not be sent anyway, and the run waited for it the whole grace period meant
+        for requests in flight. (A rate slot's wait checks the stop itself: `acquire(check=...)`.)"""
         if self.stop is None:
             return await waiting
         task = asyncio.ensure_future(waiting)
@@ -401,6 +403,10 @@ class HttpSender:
             if not task.done():  # stopped, or this request cancelled: its wait goes with it
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    def _raise_if_stopped(self) -> None:
+        if self.stop is not None and self.stop():
+            raise SendingStopped()
 
     def _stop_if_refused_or_down(self) -> None:
         if self._fatal is not None:

@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
 
 DEFAULT_HEADROOM = 0.985
 # A sender's first starts open connections, which delays their arrival at the server by tens of
@@ -30,6 +30,7 @@ COLD_MARGIN = 0.05
 KEPT_LATENESS = 0.25
 KEPT_LATENESS_SECONDS = 0.005
 _EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
+STOP_POLL_SECONDS = 0.1  # how often a waiter with a `check` looks at it during a long wait
 
 
 class Clock(Protocol):
@@ -296,11 +297,16 @@ class RateLimiter:
         if slot is not None and t > slot[0]:
             slot[0] = t
 
-    async def acquire(self) -> list[float] | None:
+    async def acquire(self, check: Callable[[], None] | None = None,
+                      poll: float = STOP_POLL_SECONDS) -> list[float] | None:
         """Wait for the next start slot; returns it, for `started`.
 
         Cancel-safe: the slot is taken synchronously right before returning, so a waiter that is
         cancelled never holds one, and the next waiter in line is woken in its place.
+
+        `check` (e.g. "the run is stopping"), called before each wait and at least every `poll`
+        seconds of one, gives the wait up by raising (a 429's pause lasts up to minutes); a slot
+        that is free at once is taken without it, as before, on the hot path.
         """
         if not self._waiters:
             slot, _ = self._pace.try_take(self.clock.now())
@@ -310,15 +316,17 @@ class RateLimiter:
         self._waiters.append(me)
         try:
             while True:
+                if check is not None:
+                    check()
                 if self._waiters[0] is not me:
-                    await me  # resolved when we reach the head of the line
+                    await me  # resolved when we reach the head of the line (or the head gave up)
                     continue
                 slot, wait = self._pace.try_take(self.clock.now())
                 if slot is not None:
                     return slot
                 # Re-checked after waking: a pause may have been extended meanwhile, or a limiter
                 # sharing the pace took the slot.
-                await self.clock.sleep(wait)
+                await self.clock.sleep(wait if check is None else min(wait, poll))
         finally:
             was_head = bool(self._waiters) and self._waiters[0] is me
             self._waiters.remove(me)

@@ -138,6 +138,34 @@ def test_pause_holds_every_waiter_then_pacing_resumes():
     assert all(g == pytest.approx(1 / (10 * 0.985)) for g in gaps)
 
 
+def test_a_check_gives_up_every_wait_behind_a_pause_within_a_poll():
+    """`acquire(check=...)`: waiters behind a 30 s pause (a 429's) give up once the check raises,
+    within `poll` seconds, head and queue alike; a free slot is taken without calling the check."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    calls = []
+
+    class Stopped(Exception):
+        pass
+
+    def check():
+        calls.append(clock.now())
+        if clock.now() >= 1.0:
+            raise Stopped
+
+    async def main():
+        await limiter.acquire(check=check)  # a free slot: no check
+        assert calls == []
+        limiter.penalize(30.0)
+        outcomes = await asyncio.gather(*(limiter.acquire(check=check, poll=0.25) for _ in range(3)),
+                                        return_exceptions=True)
+        return outcomes
+
+    outcomes = run(main())
+    assert [type(o) for o in outcomes] == [Stopped] * 3
+    assert 1.0 <= clock.now() <= 1.25 and limiter.waiting == 0
+
+
 def test_pause_applies_to_unlimited_limiters_and_only_extends():
     clock = FakeClock()
     limiter = RateLimiter(None, clock=clock)
