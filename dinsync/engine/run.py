@@ -171,10 +171,21 @@ class SyncRun:
                 self.notes.append(shared)
             if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
                 stats.removed = 0
+            self.notes.extend(self._plan_outlook(stats, moved is not None))
             self.planner.drop_prior()  # kept for sending only
             return stats
         finally:
             lock.release()
+
+    def _plan_outlook(self, stats: PlanStats, moved: bool) -> list[str]:
+        """What the next sync does before sending, which a dry run cannot count: it reads the
+        outcomes of rows an earlier run sent (those acknowledged are not sent again)."""
+        notes = []
+        pending = 0 if moved or self.full_refresh else sum(self.planner.pending_tokens().values())
+        if pending:
+            notes.append(f"{pending:,} rows an earlier run sent await their outcome from the destination: the next "
+                         "sync reads it first and sends only those not acknowledged (this plan counts them all)")
+        return notes
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
         """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast

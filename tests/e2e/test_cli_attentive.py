@@ -283,6 +283,10 @@ def test_jobs_that_do_not_finish_in_time_leave_their_rows_pending(attentive, mon
     p.thread.call(p.sandbox.finish_jobs)
     monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "60")
     p.thread.call(setattr, p.sandbox.options, "bulk_job_seconds", 0.05)
+    # a dry run reads no outcome: it counts the pending rows as to send and says the sync reads them first
+    plan = json.loads(p.cli("plan").stdout)["plans"][0]
+    assert plan["added"] == 20
+    assert any("20 rows an earlier run sent await their outcome" in n for n in plan["notes"]), plan["notes"]
     again = p.run()  # reads the finished jobs' outcomes under their stashed ids: nothing is sent again
     assert (again["status"], again["sent"], again["acknowledged"], again["pending"]) == ("success", 0, 20, 0)
     assert sum(p.stats()["jobs"].values()) == jobs_before and len(p.snapshot_keys()) == 20
