@@ -179,12 +179,20 @@ class SyncRun:
 
     def _plan_outlook(self, stats: PlanStats, moved: bool) -> list[str]:
         """What the next sync does before sending, which a dry run cannot count: it reads the
-        outcomes of rows an earlier run sent (those acknowledged are not sent again)."""
+        outcomes of rows an earlier run sent (those acknowledged are not sent again), and it fails
+        when the model's duplicated keys block it (the plan's counts would otherwise read as sent)."""
         notes = []
         pending = 0 if moved or self.full_refresh else sum(self.planner.pending_tokens().values())
         if pending:
             notes.append(f"{pending:,} rows an earlier run sent await their outcome from the destination: the next "
                          "sync reads it first and sends only those not acknowledged (this plan counts them all)")
+        limit = self.cfg.thresholds.max_duplicate_pct
+        if stats.segment_rows and stats.duplicate_rows:
+            figures = KeyFigures.from_plan(self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
+                                           self.planner.duplicates_sample(5))
+            if figures.duplicate_pct > limit:
+                notes.append(f"the next sync fails before sending anything: model {self.cfg.model} is blocked: "
+                             f"{figures.describe(self.redact)}, over the {limit:g}% limit of sync {self.cfg.name}")
         return notes
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:

@@ -67,6 +67,19 @@ def test_duplicates_under_the_limit_warn_with_the_plans_own_figures(project):
     assert check(project)[1] == 0
 
 
+def test_a_plan_of_a_blocked_model_says_the_sync_would_send_nothing(project):
+    """`dinsync plan` counted the rows the blocked sync would send (+1 added) and said nothing of the
+    block: the sync right after it failed and sent none of them."""
+    project.sync()
+    add_rows(project, (21, "user21@example.com"), *((100 + i, f"user{i}@example.com") for i in range(1, 5)))
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["added"], plan["duplicate_keys"]) == (1, 4)
+    assert any(n.startswith("the next sync fails before sending anything: model customers is blocked: 8 of 25 rows")
+               for n in plan["notes"]), plan["notes"]
+    run = project.sync()["runs"][0]
+    assert (run["status"], run["sent"]) == ("failed", 0)
+
+
 def test_over_the_limit_the_model_is_blocked_and_its_other_syncs_do_not_run(project):
     add_rows(project, *((100 + i, f"user{i}@example.com") for i in range(1, 5)))  # 8 of 24 rows: 33%
     (project.root / "syncs" / "iterable_users_b.yml").write_text(
