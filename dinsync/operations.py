@@ -429,10 +429,10 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     run = SyncRun(project, name, wh, full_refresh=full_refresh)
     try:
         stats = run.plan()
-        note = memory_note(wh)
+        notes = [n for n in (paused_note(project, wh, name), memory_note(wh)) if n]
         return {
             "sync": name, **asdict(stats),
-            "notes": run.notes + ([note] if note else []),
+            "notes": run.notes + notes,
             "field_changes": run.planner.field_change_counts(),
             "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
             if stats.duplicate_keys else [],
@@ -440,6 +440,22 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
         }
     finally:
         run.planner.release()
+
+
+def paused_note(project, wh, name: str) -> str | None:
+    """A paused sync's plan says what the next `dinsync sync` does instead of sending its rows
+    (the plan's counts would otherwise read as what it sends)."""
+    from .state import StateStore
+    from .state.syncstate import SyncStates
+
+    state = SyncStates(StateStore(wh, project.state_schema)).get(name)
+    if not state.paused:
+        return None
+    if state.auto_paused:
+        return (f"sync {name} is paused by itself ({state.culprit}: {state.reason}): the next sync checks that "
+                "cause first and sends nothing unless it passes (or --force)")
+    return (f"sync {name} is paused (by hand: {state.reason or 'no reason given'}): the next sync sends nothing "
+            f"(exit 6) unless run with --force or resumed (`dinsync resume {name}`)")
 
 
 def status_data(project, wh, names: list[str], limit: int = 5) -> dict:

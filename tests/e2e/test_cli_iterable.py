@@ -62,6 +62,20 @@ def test_plan_is_a_dry_run(project):
     assert project.sync()["runs"][0]["added"] == 20  # nothing was committed by plan
 
 
+def test_a_plan_of_a_sync_paused_by_hand_says_the_next_sync_sends_nothing(project):
+    """plan counted the rows of a paused sync (~3 changed, no word of the pause): the sync right after
+    it was refused (exit 6) and sent nothing."""
+    project.sync()
+    project.sql("update main.customers set plan = 'pro' where id <= 3")
+    assert project.cli("pause", "iterable_users", "--reason", "migrating").exit_code == 0
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert plan["changed"] == 3
+    assert "sync iterable_users is paused (by hand: migrating): the next sync sends nothing" in " ".join(plan["notes"])
+    assert project.sync()["exit_code"] == ExitCode.PAUSED
+    assert project.cli("resume", "iterable_users").exit_code == 0
+    assert json.loads(project.cli("plan").stdout)["plans"][0]["notes"] == []
+
+
 def test_newly_mapped_field_is_sent_for_every_row(project):
     project.sync()
     project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))
