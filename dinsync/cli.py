@@ -251,19 +251,37 @@ def plan(names: Optional[list[str]] = NamesArg,
     use_options(project_dir, json_output)
     with handled(), in_project():
         from .operations import plan_sync
+        from .report import worst_exit_code
 
         project, wh, chosen = load_chosen(names, select, exclude)
-        report = []
+        report, errors = [], []
         try:
-            for name in chosen:
-                report.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
+            for name in chosen:  # each sync is planned whatever the others did, as `sync` runs them
+                try:
+                    report.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
+                except DinsyncError as exc:
+                    if len(chosen) == 1:
+                        raise
+                    debug_traceback(exc)
+                    errors.append((name, exc))
         finally:
             wh.close()
+        exit_code = worst_exit_code(exc.exit_code for _, exc in errors)
         if state.json:
-            emit({"plans": report})
-            return
-        for entry in report:
-            print_plan(entry)
+            emit({"plans": report} if not errors else {
+                "plans": report, "exit_code": exit_code,
+                "errors": [{"sync": name, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
+                            **({"issues": [i.as_dict() for i in exc.issues]} if isinstance(exc, ConfigError) else {})}
+                           for name, exc in errors]})
+        else:
+            for entry in report:
+                print_plan(entry)
+            for name, exc in errors:
+                err().print(f"[bold red]error:[/] {terminal.escape(name)}: " + terminal.escape(exc.message),
+                            highlight=False)
+                if exc.hint:
+                    err().print("[dim]hint: " + terminal.escape(exc.hint) + "[/]", highlight=False)
+    raise typer.Exit(exit_code)
 
 
 @app.command()

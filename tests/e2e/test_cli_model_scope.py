@@ -48,3 +48,25 @@ def test_a_sync_runs_when_only_another_syncs_model_fails_in_the_warehouse(projec
     # once dbt has built it, everything runs
     project.sql("create table main.prospects as select 1 as id, 'p1@example.com' as email, 'P' as first_name")
     assert project.sync()["exit_code"] == 0
+
+
+def test_plan_of_every_sync_shows_the_others_when_one_fails_while_planning(project):
+    """A model that fails in the warehouse only on its rows (a cast: its columns check out) failed
+    the whole `dinsync plan`: the plans of the other syncs, built already, were never shown. Each
+    sync is planned whatever the others did, as `sync` runs them; the worst exit code wins."""
+    (project.root / "models" / "prospects.sql").write_text(
+        "-- primary_key: id\nselect * from main.customers where cast(plan as integer) > 0\n")
+    (project.root / "syncs" / "a_prospects.yml").write_text(PROSPECTS_SYNC)
+    result = project.cli("plan")
+    assert result.exit_code == ExitCode.RUN_FAILED, result.stdout
+    data = json.loads(result.stdout)
+    assert [p["sync"] for p in data["plans"]] == ["iterable_users"] and data["plans"][0]["added"] == 20
+    [error] = data["errors"]
+    assert error["sync"] == "a_prospects" and "Could not convert string 'free'" in error["error"]
+    assert data["exit_code"] == ExitCode.RUN_FAILED
+    text = project.cli("plan", json_output=False)
+    assert text.exit_code == ExitCode.RUN_FAILED and "iterable_users: +20 added" in text.stdout
+    assert "a_prospects: models/prospects.sql:2: model prospects failed" in text.stderr
+    # one sync alone fails as before
+    alone = project.cli("plan", "a_prospects")
+    assert alone.exit_code == ExitCode.RUN_FAILED and "plans" not in json.loads(alone.stdout)
