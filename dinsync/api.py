@@ -147,6 +147,7 @@ class SyncPlan:
     duplicates: list[dict]  # the most duplicated keys: {key, rows}
     samples: dict[str, list[dict]]  # added / changed / removed -> sample rows
     notes: list[str] = field(default_factory=list)  # e.g. the plan needed more memory than configured
+    parked: int = 0  # rows parked as rejected, counted unchanged: not sent until their values change
 
     @classmethod
     def from_dict(cls, data: dict) -> "SyncPlan":

@@ -431,7 +431,7 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
         stats = run.plan()
         notes = [n for n in (paused_note(project, wh, name), memory_note(wh)) if n]
         return {
-            "sync": name, **asdict(stats),
+            "sync": name, **asdict(stats), "parked": run.parked,
             "notes": run.notes + notes,
             "field_changes": run.planner.field_change_counts(),
             "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]

@@ -214,7 +214,9 @@ def print_plan(entry: dict) -> None:
     out().print(f"[bold]{entry['sync']}[/]: [green]+{entry['added']:,} added[/], [yellow]~{entry['changed']:,} "
                 f"changed[/], [red]-{entry['removed']:,} removed[/], {entry['unchanged']:,} unchanged; withheld: "
                 f"{plural(entry['null_keys'], 'NULL key')}, {plural(entry['duplicate_rows'], 'row')} of "
-                f"{plural(entry['duplicate_keys'], 'duplicated key')}", highlight=False)
+                f"{plural(entry['duplicate_keys'], 'duplicated key')}"
+                + (f", {plural(entry['parked'], 'parked row')} (rejected earlier)" if entry.get("parked") else ""),
+                highlight=False)
     if entry["changed"]:
         counts = ", ".join(f"{field} {n:,}" for field, n in entry["field_changes"].items())
         out().print(f"  changed rows per field: {visible(counts)}", markup=False, highlight=False)

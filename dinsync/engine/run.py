@@ -84,6 +84,7 @@ class SyncRun:
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self._moved: str | None = None  # the destination a run found recorded, when the file names another
         self.notes: list[str] = []  # of a dry run (plan), for its report
+        self.parked = 0  # of a dry run: rows parked as rejected (counted unchanged unless they changed)
         self.destination = self.dest_cfg.make_destination()
         self.service = self.destination.service(self.cfg.service)
         self.key_spec = self.service.key_fields[self.cfg.match_field]
@@ -180,8 +181,13 @@ class SyncRun:
     def _plan_outlook(self, stats: PlanStats, moved: bool) -> list[str]:
         """What the next sync does before sending, which a dry run cannot count: it reads the
         outcomes of rows an earlier run sent (those acknowledged are not sent again), and it fails
-        when the model's duplicated keys block it (the plan's counts would otherwise read as sent)."""
+        when the model's duplicated keys block it (the plan's counts would otherwise read as sent).
+        Also the parked rows (`self.parked`), which it says it leaves alone, as the run does."""
         notes = []
+        self.parked = self.planner.parked_count()
+        if self.parked and not self.full_refresh and not moved:  # (as the run says it; those two send them)
+            notes.append(f"{self.parked} rejected rows are parked until their values change "
+                         "(sync --retry-rejected sends them again)")
         pending = 0 if moved or self.full_refresh else sum(self.planner.pending_tokens().values())
         if pending:
             notes.append(f"{pending:,} rows an earlier run sent await their outcome from the destination: the next "

@@ -76,6 +76,20 @@ def test_a_plan_of_a_sync_paused_by_hand_says_the_next_sync_sends_nothing(projec
     assert json.loads(project.cli("plan").stdout)["plans"][0]["notes"] == []
 
 
+def test_a_plan_counts_the_parked_rows_the_sync_right_after_it_reports(project):
+    """plan counted a row parked as rejected among the unchanged ones without a word, while the sync
+    right after it reported `parked 1` and noted it."""
+    project.sync()
+    project.sql("update main.customers set ltv = 'nan'::double where id = 5")
+    assert project.sync()["runs"][0]["parked"] == 1
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    run = project.sync()["runs"][0]
+    assert (plan["unchanged"], plan["parked"]) == (run["unchanged"], run["parked"]) == (20, 1)
+    assert any(n.startswith("1 rejected rows are parked until their values change") for n in plan["notes"])
+    text = project.cli("plan", json_output=False).stdout
+    assert "1 parked row (rejected earlier)" in text
+
+
 def test_newly_mapped_field_is_sent_for_every_row(project):
     project.sync()
     project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))
