@@ -21,8 +21,9 @@ def test_escaped_text_prints_as_written_inside_markup():
 
 
 def test_a_plan_prints_its_notes(capsys):
-    from dinsync.terminal import print_plan
+    from dinsync.terminal import print_plan, reset
 
+    reset()  # consoles bound to this test's captured stdout (not to an earlier test's, closed since)
     entry = {"sync": "users", "added": 0, "changed": 0, "removed": 0, "unchanged": 3, "null_keys": 0,
              "duplicate_rows": 0, "duplicate_keys": 0, "field_changes": {}, "duplicates": [],
              "samples": {"added": [], "changed": [], "removed": []},
