@@ -287,6 +287,7 @@ class Project:
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
         _at_least(0, samples=samples)
+        select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         from .operations import plan_sync
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
@@ -308,6 +309,7 @@ class Project:
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
         from .operations import make_operator, run_syncs, sync_exit_code
 
+        select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         notes: list[str] = []
         progress = _guarded(progress, "progress", notes)
         on_run = _guarded(on_run, "on_run", notes)

@@ -318,3 +318,18 @@ def test_arguments_out_of_the_clis_bounds_raise_value_error(project):
             call()
         assert str(exc.value) == message
     assert len(api.plan(samples=0).plans) == 1
+
+
+def test_a_selection_given_as_an_iterator_is_read_once(project):
+    """`select` and `exclude` may be any iterable of names (README); an iterator (a generator, `map`,
+    `filter`) was consumed by the selection checked while loading the project, and the selection of
+    the run itself then read it empty: `exclude=` excluded nothing (the excluded sync was sent)."""
+    (project.root / "syncs" / "iterable_users.yml").rename(project.root / "syncs" / "iterable_a.yml")
+    (project.root / "syncs" / "iterable_b.yml").write_text(
+        (project.root / "syncs" / "iterable_a.yml").read_text())
+    api = dinsync.load_project(project.root)
+    assert [p.sync for p in api.plan(exclude=(n for n in ["iterable_b"])).plans] == ["iterable_a"]
+    assert [p.sync for p in api.plan(select=iter(["iterable_b"])).plans] == ["iterable_b"]
+    result = api.sync(select=map(str, ["iterable_a", "iterable_b"]), exclude=filter(None, ["iterable_b"]))
+    assert [r.sync for r in result.runs] == ["iterable_a"]
+    assert [r.sync for r in api.status(exclude=iter(["iterable_a"])).runs] == []
