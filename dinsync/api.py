@@ -219,13 +219,28 @@ def _off_the_event_loop(method):
             if asyncio is None or not asyncio.get_running_loop():
                 return method(self, *args, **kwargs)
         except RuntimeError:  # no running loop in this thread
-            return method(self, *args, **kwargs)
+            with _keeping_event_loop(asyncio):
+                return method(self, *args, **kwargs)
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
             return helper.submit(method, self, *args, **kwargs).result()
 
     return call
+
+
+@contextlib.contextmanager
+def _keeping_event_loop(asyncio: Any) -> Iterator[None]:
+    """The calling thread's event loop, set again after the call: `asyncio.run` (the sender's, the
+    notifier's) ends by unsetting the thread's loop, and a host that had set one (`set_event_loop`,
+    then `get_event_loop().run_until_complete(...)`) got "There is no current event loop"."""
+    policy_of = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
+    previous = getattr(getattr(policy_of(), "_local", None), "_loop", None)  # (getting it would create one)
+    try:
+        yield
+    finally:
+        if previous is not None and not previous.is_closed():
+            policy_of().set_event_loop(previous)
 
 
 def _at_least(minimum: int, **values: int) -> None:

@@ -333,3 +333,19 @@ def test_a_selection_given_as_an_iterator_is_read_once(project):
     result = api.sync(select=map(str, ["iterable_a", "iterable_b"]), exclude=filter(None, ["iterable_b"]))
     assert [r.sync for r in result.runs] == ["iterable_a"]
     assert [r.sync for r in api.status(exclude=iter(["iterable_a"])).runs] == []
+
+
+def test_the_calling_threads_event_loop_is_kept(project):
+    """The sender runs its own loop with `asyncio.run`, which unsets the thread's event loop when it
+    ends: a host that had set one (`asyncio.set_event_loop(loop)`, later `get_event_loop()`) found
+    none after a sync ("RuntimeError: There is no current event loop in thread 'MainThread'")."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        assert dinsync.load_project(project.root).sync().ok
+        assert asyncio.get_event_loop() is loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
