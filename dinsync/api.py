@@ -252,9 +252,18 @@ def _at_least(minimum: int, **values: int) -> None:
 
 
 def _items(value: Selector) -> list[str]:
+    """A selector as a list of strings; anything else is the caller's mistake (TypeError), not an
+    AttributeError from deep in the selection."""
     if value is None:
         return []
-    return [value] if isinstance(value, str) else list(value)
+    items = [value] if isinstance(value, str) else None
+    if items is None and not isinstance(value, (bytes, bytearray, dict)):
+        with contextlib.suppress(TypeError):
+            items = list(value)
+    if items is None or not all(isinstance(item, str) for item in items):
+        raise TypeError(f"a selection is a sync name, glob, tag: or model: selector, or an iterable of them, "
+                        f"not {value!r}")
+    return items
 
 
 class Project:

@@ -349,3 +349,16 @@ def test_the_calling_threads_event_loop_is_kept(project):
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_a_selection_of_the_wrong_type_is_a_type_error(project):
+    """`select=[None]` or `select=b"name"` raised AttributeError ('NoneType' object has no attribute
+    'split') from inside the selection, after the warehouse was opened."""
+    api = dinsync.load_project(project.root)
+    for bad in (5, [None], b"iterable_users", ["iterable_users", 3]):
+        for call in (lambda: api.plan(select=bad), lambda: api.sync(exclude=bad), lambda: api.status(select=bad),
+                     lambda: api.check(exclude=bad)):
+            with pytest.raises(TypeError) as exc:
+                call()
+            assert str(exc.value).startswith("a selection is a sync name, glob, tag: or model: selector"), exc.value
+    assert api.status(select=("iterable_users",)).syncs[0]["sync"] == "iterable_users"
