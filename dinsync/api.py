@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import signal
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -210,7 +211,8 @@ def _off_the_event_loop(method):
     """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
     from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
     own loop (`asyncio.run`), which cannot start in such a thread, and every run failed with
-    "asyncio.run() cannot be called from a running event loop". The call still blocks its caller."""
+    "asyncio.run() cannot be called from a running event loop". The call still blocks its caller; a
+    KeyboardInterrupt there (Jupyter's interrupt) stops the sync as a `stop.request()` does."""
 
     @functools.wraps(method)
     def call(self, *args: Any, **kwargs: Any):
@@ -223,9 +225,24 @@ def _off_the_event_loop(method):
                 return method(self, *args, **kwargs)
         import concurrent.futures
 
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
-            return helper.submit(method, self, *args, **kwargs).result()
+        stop = None
+        if stoppable:
+            from .engine.stop import StopToken
 
+            stop = kwargs["stop"] = kwargs.get("stop") or StopToken()
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
+            done = helper.submit(method, self, *args, **kwargs)
+            try:
+                while not done.done():  # in short waits: after `import polars` a signal no longer ends a long one
+                    concurrent.futures.wait([done], timeout=0.2)
+                return done.result()
+            except KeyboardInterrupt:
+                # Jupyter's interrupt, in the loop's thread: the sync stops as on SIGINT (else it ran on)
+                if stop is not None:
+                    stop.request(signal.SIGINT)
+                raise
+
+    stoppable = "stop" in inspect.signature(method).parameters
     return call
 
 

@@ -362,3 +362,35 @@ def test_a_selection_of_the_wrong_type_is_a_type_error(project):
                 call()
             assert str(exc.value).startswith("a selection is a sync name, glob, tag: or model: selector"), exc.value
     assert api.status(select=("iterable_users",)).syncs[0]["sync"] == "iterable_users"
+
+
+def test_an_interrupt_of_a_call_from_a_coroutine_stops_its_sync(project):
+    """Jupyter runs a cell's code in a running event loop, so a call runs in a helper thread; the
+    kernel's interrupt (a KeyboardInterrupt in the loop's thread) only ended the wait: the sync went
+    on to its end, or past a second interrupt in the background, holding the working directory and
+    the next call. Now the interrupt stops the sync as `stop.request()` does, then is raised."""
+    import asyncio
+    import signal as signals
+
+    project.seed(20000)
+    sent = []
+
+    def progress(sync, event, data):
+        if event == "sent":
+            sent.append(data)
+            if len(sent) == 1:
+                os.kill(os.getpid(), signals.SIGINT)  # the loop's thread waits: it gets KeyboardInterrupt
+
+    async def main():
+        return api.sync(progress=progress)
+
+    api = dinsync.load_project(project.root)
+    loop = asyncio.new_event_loop()  # (asyncio.run would make the first SIGINT cancel its task instead)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    [run] = api.status(limit=1).runs
+    assert run.status == "cancelled" and run.acknowledged < 20000, run
+    assert not any(t.name.startswith("dinsync-api") for t in threading.enumerate())  # nothing left running
