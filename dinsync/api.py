@@ -44,6 +44,10 @@ class SyncFailed(DinsyncError):
         self.exit_code = result.exit_code
         self.result = result
 
+    def __reduce__(self):
+        # (pickled by process pools, Celery, Ray, Prefect: the default calls __init__(message) alone)
+        return type(self), (self.message, self.result), self.__dict__
+
 
 @dataclass
 class Run:

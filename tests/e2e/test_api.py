@@ -394,3 +394,19 @@ def test_an_interrupt_of_a_call_from_a_coroutine_stops_its_sync(project):
     [run] = api.status(limit=1).runs
     assert run.status == "cancelled" and run.acknowledged < 20000, run
     assert not any(t.name.startswith("dinsync-api") for t in threading.enumerate())  # nothing left running
+
+
+def test_sync_failed_survives_pickling(project):
+    """An orchestrator running the call in another process (a process pool, Celery, Ray) pickles the
+    exception: SyncFailed could not be unpickled ("__init__() missing 1 required positional argument:
+    'result'"), and the task's failure became that TypeError."""
+    import pickle
+
+    project.sql("insert into main.customers select id + 100, email, user_id, first_name, plan, ltv "
+                "from main.customers")  # every key twice: the model is blocked
+    result = dinsync.load_project(project.root).sync()
+    with pytest.raises(dinsync.SyncFailed) as failed:
+        result.raise_for_status()
+    copy = pickle.loads(pickle.dumps(failed.value))
+    assert (copy.message, copy.hint, copy.exit_code) == (failed.value.message, failed.value.hint, 1)
+    assert copy.result == result and str(copy) == str(failed.value)
