@@ -211,6 +211,21 @@ def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable
     return call
 
 
+def _debug_traceback(notes: list[str], exc: BaseException) -> None:
+    """With DINSYNC_DEBUG=1, the (redacted) traceback behind a failed run, in the notes: the run's
+    hint says to set it for one, as the CLI prints it on stderr."""
+    import os
+
+    from .operations import DEBUG_ENV
+
+    if os.environ.get(DEBUG_ENV):
+        import traceback
+
+        from . import redaction
+
+        notes.append(redaction.redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))) or "")
+
+
 def _off_the_event_loop(method):
     """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
     from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
@@ -375,7 +390,8 @@ class Project:
                                 stop=stop, progress_for=progress_for,
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
                                 operator=make_operator(project, wh, log=notes.append), force=force,
-                                log=notes.append)  # pauses, resumes, notifications that failed
+                                log=notes.append,  # pauses, resumes, notifications that failed
+                                on_exception=functools.partial(_debug_traceback, notes))
         result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],
                             exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
         result._selected = len(chosen.names)

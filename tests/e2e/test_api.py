@@ -410,3 +410,22 @@ def test_sync_failed_survives_pickling(project):
     copy = pickle.loads(pickle.dumps(failed.value))
     assert (copy.message, copy.hint, copy.exit_code) == (failed.value.message, failed.value.hint, 1)
     assert copy.result == result and str(copy) == str(failed.value)
+
+
+def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
+    """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
+    then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
+    from dinsync.engine.run import SyncRun
+
+    def broken(self):
+        raise RuntimeError("boom in the engine")
+
+    monkeypatch.setattr(SyncRun, "run", broken)
+    api = dinsync.load_project(project.root)
+    [run] = api.sync().runs
+    assert run.error == "unexpected error: RuntimeError: boom in the engine"
+    assert run.hint == "set DINSYNC_DEBUG=1 for a traceback"
+    monkeypatch.setenv("DINSYNC_DEBUG", "1")
+    result = api.sync()
+    assert any(n.startswith("Traceback (most recent call last)") and "boom in the engine" in n and "in broken" in n
+               for n in result.notes), result.notes
