@@ -235,6 +235,10 @@ def _off_the_event_loop(method):
 
     @functools.wraps(method)
     def call(self, *args: Any, **kwargs: Any):
+        with _keeping_sigint():
+            return in_the_right_thread(self, *args, **kwargs)
+
+    def in_the_right_thread(self, *args: Any, **kwargs: Any):
         asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
         try:
             if asyncio is None or not asyncio.get_running_loop():
@@ -263,6 +267,23 @@ def _off_the_event_loop(method):
 
     stoppable = "stop" in inspect.signature(method).parameters
     return call
+
+
+@contextlib.contextmanager
+def _keeping_sigint() -> Iterator[None]:
+    """The host's SIGINT handler, installed again once a call imported Polars: Polars puts its own
+    in front at import time, and the host's handler (or KeyboardInterrupt) then ran only when the
+    main thread's wait (`Thread.join()`, `Event.wait()`) ended, not when the signal came."""
+    before = "polars" in sys.modules
+    try:
+        yield
+    finally:
+        import threading
+
+        handler = signal.getsignal(signal.SIGINT)
+        if (not before and "polars" in sys.modules and handler is not None
+                and threading.current_thread() is threading.main_thread()):
+            signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager

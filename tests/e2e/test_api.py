@@ -429,3 +429,23 @@ def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, 
     result = api.sync()
     assert any(n.startswith("Traceback (most recent call last)") and "boom in the engine" in n and "in broken" in n
                for n in result.notes), result.notes
+
+
+def test_the_hosts_sigint_handler_still_runs_promptly_after_a_sync(project):
+    """A sync imports Polars, which puts a SIGINT handler of its own in front of the process's at
+    import time: afterwards the host's handler (or its KeyboardInterrupt) ran only once the main
+    thread's wait ended (`Thread.join()`, `Event.wait()`), not when the signal came."""
+    code = f"""
+import os, signal, threading, time, dinsync
+seen = []
+signal.signal(signal.SIGINT, lambda signum, frame: seen.append(time.monotonic()))
+assert dinsync.load_project({str(project.root)!r}).sync().ok
+start, done = time.monotonic(), threading.Event()
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+threading.Timer(3, done.set).start()
+done.wait()
+print(round(seen[0] - start, 1) if seen else None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1, out.stdout
