@@ -240,10 +240,11 @@ def _off_the_event_loop(method):
 
     def in_the_right_thread(self, *args: Any, **kwargs: Any):
         asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        if asyncio is None:
+            return method(self, *args, **kwargs)
         try:
-            if asyncio is None or not asyncio.get_running_loop():
-                return method(self, *args, **kwargs)
-        except RuntimeError:  # no running loop in this thread
+            asyncio.get_running_loop()
+        except RuntimeError:  # no running loop in this thread (the call's own RuntimeError is not this)
             with _keeping_event_loop(asyncio):
                 return method(self, *args, **kwargs)
         import concurrent.futures

@@ -449,3 +449,24 @@ print(round(seen[0] - start, 1) if seen else None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) < 1, out.stdout
+
+
+def test_a_call_that_raises_runtime_error_runs_once(project):
+    """In a process that had not imported asyncio, a call raising RuntimeError (e.g. "can't start
+    new thread") was caught as "no running event loop" and made a second time."""
+    code = f"""
+import sys, dinsync
+from dinsync import operations
+calls = []
+def status_data(*args):
+    calls.append(1)
+    raise RuntimeError("can't start new thread")
+operations.status_data = status_data
+assert "asyncio" not in sys.modules
+try:
+    dinsync.load_project({str(project.root)!r}).status()
+except RuntimeError as exc:
+    print(len(calls), exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1 can't start new thread", (out.stdout, out.stderr[-500:])
