@@ -389,8 +389,11 @@ class Project:
         `stop`: a `dinsync.engine.StopToken`; `stop.request()` (e.g. from the orchestrator's
         kill handler) stops gracefully like SIGTERM does on the command line. `progress(sync,
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
+        from .engine.stop import StopToken
         from .operations import make_operator, run_syncs, sync_exit_code
 
+        if stop is not None and not isinstance(stop, StopToken):  # (an AttributeError from inside, else)
+            raise TypeError(f"stop must be a dinsync.engine.StopToken (stop.request() stops the runs), not {stop!r}")
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         notes: list[str] = []
         progress = _guarded(progress, "progress", notes)

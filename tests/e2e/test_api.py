@@ -470,3 +470,14 @@ except RuntimeError as exc:
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1 can't start new thread", (out.stdout, out.stderr[-500:])
+
+
+def test_a_stop_that_is_not_a_stop_token_is_a_type_error(project):
+    """`stop=threading.Event()` raised AttributeError ('Event' object has no attribute 'requested')
+    from inside the runs' loop."""
+    api = dinsync.load_project(project.root)
+    for stop in (threading.Event(), True):
+        with pytest.raises(TypeError) as exc:
+            api.sync(stop=stop)
+        assert str(exc.value).startswith("stop must be a dinsync.engine.StopToken (stop.request() stops the runs), ")
+    assert api.status().runs == []
