@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -214,8 +215,6 @@ def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable
 def _debug_traceback(notes: list[str], exc: BaseException) -> None:
     """With DINSYNC_DEBUG=1, the (redacted) traceback behind a failed run, in the notes: the run's
     hint says to set it for one, as the CLI prints it on stderr."""
-    import os
-
     from .operations import DEBUG_ENV
 
     if os.environ.get(DEBUG_ENV):
@@ -348,8 +347,12 @@ class Project:
               destination_secrets: bool = True, notification_secrets: bool = True) -> Iterator[tuple[Any, Any]]:
         """The project and its warehouse; `syncs` (project -> the syncs to run): only their models'
         columns are checked; `destination_secrets=False`: nothing is sent (see `load_project`)."""
+        from .errors import ConfigError, ConfigIssue
         from .operations import load, working_dir
 
+        if not self.root.is_dir():  # removed since (an old release): not a FileNotFoundError from chdir
+            raise ConfigError([ConfigIssue(f"project folder {self.root} not found", str(self.root), None,
+                                           "pass the folder that holds dinsync.yml")])
         with working_dir(self.root):
             project, wh = load(check_models, syncs=syncs, destination_secrets=destination_secrets,
                                notification_secrets=notification_secrets)
@@ -457,7 +460,8 @@ def load_project(path: str | Path = ".") -> Project:
     from .operations import WORKING_DIR_LOCK, working_dir
 
     with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
-        root = Path(path).resolve()
+        # (absolute, a symlink kept: each call follows it to the release a deployment switched it to)
+        root = Path(os.path.abspath(path))
     if not (root / "dinsync.yml").is_file():
         from .operations import no_project_hint
 

@@ -481,3 +481,26 @@ def test_a_stop_that_is_not_a_stop_token_is_a_type_error(project):
             api.sync(stop=stop)
         assert str(exc.value).startswith("stop must be a dinsync.engine.StopToken (stop.request() stops the runs), ")
     assert api.status().runs == []
+
+
+def test_a_project_folder_behind_a_symlink_is_followed_at_each_call(project, tmp_path):
+    """Deployments swap a symlink to the new release (git-sync, Capistrano) and remove the old one;
+    `load_project` resolved the link once, so a long-lived Project read the old release's files, then
+    failed with FileNotFoundError (a traceback, not a ConfigError) once it was removed."""
+    import shutil
+
+    current = tmp_path / "current"
+    current.symlink_to(project.root)
+    api = dinsync.load_project(current)
+    assert api.root == current
+    release2 = tmp_path / "release2"
+    shutil.copytree(project.root, release2)
+    (release2 / "syncs" / "iterable_users.yml").rename(release2 / "syncs" / "iterable_people.yml")
+    current.unlink()
+    current.symlink_to(release2)
+    shutil.rmtree(project.root)
+    assert [p.sync for p in api.plan().plans] == ["iterable_people"]
+    shutil.rmtree(release2)
+    with pytest.raises(dinsync.ConfigError) as exc:
+        api.status()
+    assert exc.value.issues[0].message == f"project folder {current} not found"
