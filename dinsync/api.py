@@ -374,10 +374,12 @@ class Project:
         _at_least(0, samples=samples)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         from .operations import plan_sync
+        from .terminal import _json_safe as as_json  # the CLI's JSON values: a decimal's digits, a date's text
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
-            plans = [SyncPlan.from_dict(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
+            plans = [SyncPlan.from_dict(as_json(plan_sync(project, wh, name, full_refresh=full_refresh,
+                                                          samples=samples)))
                      for name in chosen.names]
         return PlanResult(plans=plans, notes=chosen.notes)
 

@@ -504,3 +504,21 @@ def test_a_project_folder_behind_a_symlink_is_followed_at_each_call(project, tmp
     with pytest.raises(dinsync.ConfigError) as exc:
         api.status()
     assert exc.value.issues[0].message == f"project folder {current} not found"
+
+
+def test_plan_samples_hold_the_clis_json_values(project):
+    """README: `as_dict()` gives the CLI's JSON. A plan's samples held Decimal, datetime and date
+    objects (the CLI writes their text): `json.dumps(plan.as_dict())` failed (an orchestrator
+    storing it: Airflow's XCom, Dagster's metadata) and it differed from `dinsync plan --json`."""
+    project.sql("create or replace table main.customers as select i as id, 'user' || i || '@example.com' as email, "
+                "'u' || i as user_id, 'N' as first_name, 'free' as plan, (i * 1.5)::decimal(10, 2) as ltv, "
+                "timestamp '2024-01-01 10:00:00' as seen, date '2024-01-02' as day from range(1, 4) t(i)")
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect id, email, user_id, first_name, plan, ltv, seen, day "
+        "from main.customers\n")
+    sync_file = project.root / "syncs" / "iterable_users.yml"
+    sync_file.write_text(sync_file.read_text().replace("  ltv: ltv\n", "  ltv: ltv\n  seen: seenAt\n  day: day\n"))
+    planned = dinsync.load_project(project.root).plan()
+    sample = planned.plans[0].samples["added"][0]["fields"]
+    assert (sample["ltv"], sample["seenAt"], sample["day"]) == ("1.50", "2024-01-01 10:00:00", "2024-01-02")
+    assert json.loads(json.dumps(planned.as_dict()))["plans"] == json.loads(project.cli("plan").stdout)["plans"]
