@@ -290,14 +290,19 @@ def _keeping_sigint() -> Iterator[None]:
 def _keeping_event_loop(asyncio: Any) -> Iterator[None]:
     """The calling thread's event loop, set again after the call: `asyncio.run` (the sender's, the
     notifier's) ends by unsetting the thread's loop, and a host that had set one (`set_event_loop`,
-    then `get_event_loop().run_until_complete(...)`) got "There is no current event loop"."""
+    then `get_event_loop().run_until_complete(...)`), or that let `get_event_loop()` create it, got
+    "There is no current event loop"."""
     policy_of = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
-    previous = getattr(getattr(policy_of(), "_local", None), "_loop", None)  # (getting it would create one)
+    local = getattr(policy_of(), "_local", None)  # (the thread's state: getting its loop would create one)
+    previous, was_set = getattr(local, "_loop", None), getattr(local, "_set_called", None)
     try:
         yield
     finally:
         if previous is not None and not previous.is_closed():
             policy_of().set_event_loop(previous)
+        elif was_set is False and getattr(local, "_loop", None) is None:
+            # none was set: `asyncio.get_event_loop()` creates one again, as before the call
+            local._set_called = False
 
 
 def _at_least(minimum: int, **values: int) -> None:

@@ -522,3 +522,17 @@ def test_plan_samples_hold_the_clis_json_values(project):
     sample = planned.plans[0].samples["added"][0]["fields"]
     assert (sample["ltv"], sample["seenAt"], sample["day"]) == ("1.50", "2024-01-01 10:00:00", "2024-01-02")
     assert json.loads(json.dumps(planned.as_dict()))["plans"] == json.loads(project.cli("plan").stdout)["plans"]
+
+
+def test_get_event_loop_still_creates_a_loop_after_a_sync(project):
+    """`asyncio.run` (the sender's) marks the thread's loop as set, to none: a host's later
+    `asyncio.get_event_loop()` (the legacy pattern, which creates the main thread's loop) raised
+    "There is no current event loop in thread 'MainThread'"."""
+    code = f"""
+import asyncio, warnings, dinsync
+assert dinsync.load_project({str(project.root)!r}).sync().ok
+warnings.simplefilter("ignore", DeprecationWarning)
+print(asyncio.get_event_loop().run_until_complete(asyncio.sleep(0, "ran")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ran", out.stderr[-300:]
