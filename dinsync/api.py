@@ -26,6 +26,7 @@ import inspect
 import os
 import signal
 import sys
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -188,6 +189,22 @@ class CheckResult(_Result):
         return "; ".join(m for c in self.models for m in c.messages) or f"exit code {self.exit_code}"
 
 
+_in_callback = threading.local()  # set while a caller's callback runs in this thread
+
+
+def _not_from_a_callback_of_another_thread() -> None:
+    """A call from a callback that a run's own thread (its commits') calls would wait for that run,
+    which waits for the thread: it hung for ever. RuntimeError instead (the callback's note says it)."""
+    if not getattr(_in_callback, "active", False):
+        return
+    from .operations import WORKING_DIR_LOCK
+
+    if not WORKING_DIR_LOCK.acquire(blocking=False):
+        raise RuntimeError("a dinsync call from a callback run by another thread of a running sync() would wait "
+                           "for that sync() for ever: make it after sync() returns")
+    WORKING_DIR_LOCK.release()
+
+
 def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable | None:
     """The caller's callback, kept from failing the syncs: an exception it raises (a bug or an outage
     of the orchestrator's own monitoring) is told in the result's `notes` and the callback is not
@@ -201,7 +218,11 @@ def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable
         if broken:
             return
         try:
-            callback(*args)
+            _in_callback.active = True
+            try:
+                callback(*args)
+            finally:
+                _in_callback.active = False
         except Exception as exc:
             from . import redaction
 
@@ -234,6 +255,7 @@ def _off_the_event_loop(method):
 
     @functools.wraps(method)
     def call(self, *args: Any, **kwargs: Any):
+        _not_from_a_callback_of_another_thread()
         with _keeping_sigint():
             return in_the_right_thread(self, *args, **kwargs)
 
@@ -278,8 +300,6 @@ def _keeping_sigint() -> Iterator[None]:
     try:
         yield
     finally:
-        import threading
-
         handler = signal.getsignal(signal.SIGINT)
         if (not before and "polars" in sys.modules and handler is not None
                 and threading.current_thread() is threading.main_thread()):

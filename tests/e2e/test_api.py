@@ -536,3 +536,26 @@ print(asyncio.get_event_loop().run_until_complete(asyncio.sleep(0, "ran")))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ran", out.stderr[-300:]
+
+
+def test_a_call_from_a_callback_of_the_commit_thread_does_not_hang(project):
+    """`checkpoint` events come from the run's commit thread: a progress callback calling the API
+    there (`project.status()`, to report progress) waited for the running sync(), which waited for
+    its commit thread: the process hung for ever. Now that call raises and the callback's note says so."""
+    project.seed(3000)
+    api = dinsync.load_project(project.root)
+
+    def progress(sync, event, data):
+        if event == "checkpoint":
+            api.status(limit=1)
+
+    results = []
+    caller = threading.Thread(target=lambda: results.append(api.sync(progress=progress)), daemon=True)
+    caller.start()
+    caller.join(60)
+    assert not caller.is_alive(), "sync() hung"
+    [result] = results
+    assert result.ok and result.runs[0].acknowledged == 3000
+    assert result.notes == ["the progress callback raised RuntimeError: a dinsync call from a callback run by another "
+                            "thread of a running sync() would wait for that sync() for ever: make it after sync() "
+                            "returns; it was not called again by this sync() call"], result.notes
