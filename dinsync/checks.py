@@ -137,7 +137,7 @@ def _verdict(project, model, figures, syncs: list[str],
     elif syncs and figures.duplicate_rows:
         status = "warning"
         message = (f"model {model.name}: {figures.describe(redact)}; these rows are withheld by "
-                   f"{', '.join(syncs)} (under the {min(limits.values()):g}% limit)")
+                   f"{', '.join(syncs)} (within the {min(limits.values()):g}% limit)")
     elif not syncs and (figures.duplicate_rows or figures.null_keys):
         status = "warning"
         problems = [f"{figures.null_keys:,} of {figures.rows:,} rows have a NULL or empty {figures.column}"] \

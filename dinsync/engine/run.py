@@ -324,7 +324,7 @@ class SyncRun:
                 raise DuplicateKeysError(blocked_message(figures, th.max_duplicate_pct, self.cfg.name, self.redact),
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
-                              f"(under the {th.max_duplicate_pct:g}% limit)")
+                              f"(within the {th.max_duplicate_pct:g}% limit)")
         note = memory_note(self.wh)
         if note:
             self.progress("note", {"message": note})

@@ -55,7 +55,7 @@ def test_duplicates_under_the_limit_warn_with_the_plans_own_figures(project):
     assert model["keys"][1]["status"] == "ok"  # the primary key id is unique
     assert model["messages"] == ["model customers: 4 of 104 rows (3.8%) share 2 duplicated matching keys (email) "
                                  "(e.g. 'user1@example.com', 'user2@example.com'); these rows are withheld by "
-                                 "iterable_users (under the 5% limit)"]
+                                 "iterable_users (within the 5% limit)"]
     plan = json.loads(project.cli("plan").stdout)["plans"][0]
     assert (plan["segment_rows"], plan["null_keys"], plan["duplicate_keys"], plan["duplicate_rows"]) == (104, 2, 2, 4)
     run = project.sync()["runs"][0]

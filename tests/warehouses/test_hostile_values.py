@@ -79,7 +79,7 @@ def test_hostile_values_reach_the_platform_as_the_model_holds_them(kind, request
         return out
 
     code, result = run_cli(root, target, "sync")
-    assert code == 4, result  # a warning: the duplicated key (under the 5% limit)
+    assert code == 4, result  # a warning: the duplicated key (within the 5% limit)
     [run] = result["runs"]
     users = sent(0)
     assert {e: [f["s"] for f in fields] for e, fields in users.items() if e in TEXTS} == {
