@@ -425,6 +425,13 @@ class PsycopgSessions:
                 out.append((c.name, info.name if info else str(c.type_code)))
             return out
 
+    @translated("reading the columns of a query")
+    def column_oids(self, sql: str) -> dict[str, int]:
+        """The type OID of each column of query `sql` (run with LIMIT 0)."""
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
+            return {c.name: c.type_code for c in cur.description}
+
     @translated("reading the columns of a table")
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:
         return self._catalog_columns(schema, tables)

@@ -248,9 +248,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         session of PostgreSQL's defaults writes, whatever the session's."""
         if not columns:
             return {}
+        oids = self.column_oids(sql)
         with self.translating("reading the columns of a query"), self.conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
-            oids = {c.name: c.type_code for c in cur.description}
             types = type_tree(lambda q, p: cur.execute(q, p).fetchall(), {oids[c] for c in columns if c in oids})
         forms = {c: session_text_form("@X@", oids[c], types, SESSION_TEXT_FORMS) for c in columns if c in oids}
         return {c: f for c, f in forms.items() if f is not None}

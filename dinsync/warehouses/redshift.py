@@ -102,9 +102,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
         every value's text: a run in another zone found every row holding one changed, sent again.)"""
         if not columns:
             return {}
-        with self.translating("reading the columns of a query"), self.conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
-            oids = {c.name: c.type_code for c in cur.description}
+        oids = self.column_oids(sql)
         forms = {c: REDSHIFT_TEXT_FORMS.get(oids.get(c)) for c in columns}
         return {c: form.format(x="@X@") for c, form in forms.items() if form}
 
