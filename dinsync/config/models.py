@@ -105,6 +105,7 @@ def refuse_cleartext(url: str, what: str, fix: str = "use https://") -> None:
                          f"network in clear text; {fix}")
 
 
+MAX_DUCKDB_THREADS = 1024
 _POOL_SIZE = re.compile(r"auto|\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 
@@ -114,7 +115,9 @@ class DuckDBConfig(_Config):
     type: Literal["duckdb"]
     reserved_schemas: ClassVar[tuple[str, ...]] = ("information_schema", "pg_catalog", "temp", "system")
     path: str = Field(min_length=1)
-    threads: int | None = Field(default=None, ge=1)
+    # DuckDB's worker threads; far above any machine's cores it only aborts the process (100000:
+    # "cannot allocate memory for thread-local data") after sizing the pools for them
+    threads: int | None = Field(default=None, ge=1, le=MAX_DUCKDB_THREADS)
     # "auto": what the sync is measured to need (dinsync/warehouses/duckdb.py); a size: at least that
     memory_limit: str | None = "auto"
     streaming_memory_limit: str | None = "auto"

@@ -389,6 +389,13 @@ def test_wrong_types(tmp_path):
     assert issues[3].message.startswith("enabled: Input should be a valid boolean")
 
 
+def test_duckdb_threads_far_above_any_machine_are_a_config_error(tmp_path):
+    yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: warehouse.duckdb\n  threads: 100000")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert (issue.file, issue.line) == ("dinsync.yml", 5)
+    assert issue.message.startswith("warehouse.threads: Input should be less than or equal to 1024")
+
+
 def test_bad_enum_values_list_allowed_values(tmp_path):
     yml = PROJECT_YML.replace("region: us", "region: mars")
     sync = SYNC_YML.replace("mode: upsert", "mode: upsrt").split("fields:")[0]
