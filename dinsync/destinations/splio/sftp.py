@@ -34,14 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import asyncssh
-
 from ...errors import DestinationAuthError, DinsyncError
+from ...lazy_imports import asyncssh_module
 from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
 from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
 from .settings import SftpSettings, file_name_fields
 from .values import CsvChunk, csv_header
+
+asyncssh = asyncssh_module()
 
 PART = ".part"
 _NAME_PATTERNS = {"stamp": r"\d{8}T\d{6}Z", "run": r"[0-9a-f]{8}", "seq": r"\d{4,}"}
