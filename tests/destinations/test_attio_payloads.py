@@ -766,3 +766,17 @@ def test_date_and_timestamp_keys_compare_as_attio_stores_them():
     assert instant_form("2024-01-01", "timestamp") == "2024-01-01T00:00:00.000000000Z"
     assert instant_form("2024-01-01T23:30:00-01:00", "date") == "2024-01-02"  # a datetime's UTC day
     assert [instant_form(t, "timestamp") for t in ("soon", "2024-13-01", "10:00", "")] == [None] * 4
+
+
+def test_preflight_refuses_a_standard_matching_attribute_given_by_its_id(fresh):
+    """The diff compares keys by the KeySpec of the name written in `match.field`: given by its ID,
+    `email_addresses` was matched as plain text, so `Case@x.com` and `case@x.com` were two rows'
+    keys asserted to one Attio person (both acknowledged, the last one's values kept)."""
+    dest = destination(fresh)
+    sandbox = fresh.sandbox
+    email_id = fresh.call(lambda: sandbox.objects["people"].attributes["email_addresses"].id)
+    [issue] = run_preflight(dest, SyncSpec("s", "people", "upsert", email_id, ["job_title"])).issues
+    assert issue.field is None and "'email_addresses' given by its ID" in issue.message
+    assert "field: email_addresses" in issue.hint
+    customer_id = fresh.call(lambda: sandbox.objects["people"].attributes["customer_id"].id)
+    assert run_preflight(dest, SyncSpec("s", "people", "upsert", customer_id, ["job_title"])).issues == []

@@ -35,6 +35,7 @@ from ...errors import DinsyncError
 from ..base import (
     Destination,
     EndpointLimit,
+    FieldIssue,
     FieldSpec,
     KeySpec,
     OpenKeyFields,
@@ -185,6 +186,15 @@ class AttioDestination(Destination):
     async def preflight(self, transport: Transport, sync: SyncSpec) -> Preflight:
         schema = await self.read_schema(transport, sync.service)
         issues, found = check_mapping(schema, sync.key_field, sync.fields)
+        key = found.get(sync.key_field)
+        key_fields = self.services[sync.service].key_fields
+        if key is not None and key.slug != sync.key_field and key_fields[key.slug] != key_fields[sync.key_field]:
+            # the diff compared the keys by the name written (its KeySpec), before this check:
+            # `Case@x.com` and `case@x.com` were two keys, both asserted to one person
+            issues.append(FieldIssue(None, f"the matching attribute {sync.key_field!r} is {key.slug!r} given by "
+                                     "its ID: its keys would be compared as written, not as Attio compares them",
+                                     f"match on it by its slug: `field: {key.slug}`"))
+            found.pop(sync.key_field)
         if any(a.type == "record-reference" for a in found.values()):
             objects = await self._read(transport, "/v2/objects", "the workspace's objects")
             slugs = {str((o.get("id") or {}).get("object_id")): str(o.get("api_slug"))
