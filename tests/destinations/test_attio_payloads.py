@@ -780,3 +780,19 @@ def test_preflight_refuses_a_standard_matching_attribute_given_by_its_id(fresh):
     assert "field: email_addresses" in issue.hint
     customer_id = fresh.call(lambda: sandbox.objects["people"].attributes["customer_id"].id)
     assert run_preflight(dest, SyncSpec("s", "people", "upsert", customer_id, ["job_title"])).issues == []
+
+
+def test_a_value_that_cannot_be_written_names_its_field_in_the_rejection(fresh):
+    """A multiselect phone number that does not parse rejected the row with a reason naming the
+    field but no `field`: `dinsync rejections` showed it blank (the mapping's rejections name it)."""
+    dest = AttioDestination(fresh.url, {"api_key": TOKEN})
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["job_title", "phone_numbers"])
+    pre = run_preflight(dest, spec)
+    rows = [{"key": "a@example.com", "job_title": "x", "phone_numbers": ["0612345678"]},
+            {"key": "b@example.com", "job_title": "y", "phone_numbers": ["+33612345678", "not a phone"]},
+            {"key": "c@example.com", "job_title": "z", "phone_numbers": ["+33612345678"]}]
+    frame = mapped(rows, "email_addresses", ["job_title", "phone_numbers"], pre.kinds, "email")
+    prepared = dest.prepare(frame, spec)
+    assert [r.keys for r in prepared.requests] == [["c@example.com"]]
+    assert {r.key: r.field for r in prepared.rejections} == {"a@example.com": "phone_numbers",
+                                                              "b@example.com": "phone_numbers"}

@@ -328,7 +328,7 @@ def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) ->
 
     rejections: list[Rejection] = []
     fragments: list[pl.Expr] = []
-    bad_columns: list[str] = []
+    bad_columns: dict[str, str] = {}  # column of the reasons -> the field they are about
     extra: list[pl.Series] = []
     for n, shaper in shapers:
         col = f"_t{n}"
@@ -344,7 +344,7 @@ def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) ->
             why = texts.replace_strict(source, reasons, default=None, return_dtype=pl.String).alias(f"_why{n}")
             if why.null_count() < why.len():
                 extra.append(why)
-                bad_columns.append(f"_why{n}")
+                bad_columns[f"_why{n}"] = shaper.name
             value = pl.col(f"_s{n}")
         else:
             value = shaper.polars(pl.col(col))
@@ -354,8 +354,9 @@ def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) ->
     if bad_columns:
         bad = pl.any_horizontal([pl.col(c).is_not_null() for c in bad_columns])
         for row in frame.filter(bad).select("_key", *bad_columns).iter_rows(named=True):
-            reasons = [row[c] for c in bad_columns if row[c] is not None]
-            rejections.append(Rejection(row["_key"], "; ".join(reasons)))
+            found = [c for c in bad_columns if row[c] is not None]
+            rejections.append(Rejection(row["_key"], "; ".join(row[c] for c in found),
+                                        ", ".join(bad_columns[c] for c in found)))
         frame = frame.filter(~bad)
     values = pl.concat_str(fragments, separator=",", ignore_nulls=True) if fragments else pl.lit("")
     return frame.with_columns(values.fill_null("").alias("_values")), rejections
