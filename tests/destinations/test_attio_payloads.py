@@ -707,6 +707,20 @@ def test_parse_schema_read_keeps_the_body():
     assert missing.results[0].status == "rejected" and "peeple" in missing.results[0].reason
 
 
+def test_a_2xx_schema_read_answer_that_is_not_attios_list_is_read_again():
+    """A proxy's or a captive portal's 200 page to the attributes read failed the run at once (the
+    same page to a lookup or a write is retried): it says nothing of the workspace."""
+    d = _dest()
+    capture = _Capture("the attributes of people")
+    req = Request("read", "GET", "/v2/objects/people/attributes", None, keys=["attributes"], context=capture)
+    portal = b"<html><body>Sign in to Wi-Fi</body></html>"
+    for status, body in ((200, portal), (200, b""), (204, b""), (200, b'{"ok": true}')):
+        outcome = d.parse(req, status, {}, body)
+        assert (outcome.kind, outcome.results) == ("retry", []), (status, body, outcome)
+        assert capture.data is None
+    assert "Sign in to Wi-Fi" in d.parse(req, 200, {}, portal).reason
+
+
 def test_limits_are_token_wide_buckets_paced_under_the_documented_rates():
     from dinsync.sender import HttpSender
 

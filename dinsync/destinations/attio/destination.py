@@ -351,9 +351,12 @@ class AttioDestination(Destination):
         if isinstance(ctx, _Lookup):
             return self._parse_lookup(request, ctx, status, data, body)
         if isinstance(ctx, _Capture):
-            if status == 200 and isinstance(data, dict):
+            if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
                 ctx.data = data
                 return Outcome("done")
+            if 200 <= status < 300:  # a proxy's or a portal's page: read again, as a lookup is (it failed the run)
+                reason = describe(status, data, body)
+                return Outcome("retry", reason=f"{reason} (not Attio's answer listing {ctx.what})")
             return Outcome("done", [RecordResult(request.keys[0], "rejected", describe(status, data, body))])
         if 200 <= status < 300:
             if written_record(data):
