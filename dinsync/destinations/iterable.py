@@ -5,8 +5,8 @@ Built from Iterable's Swagger file (tests/specs/iterable-swagger.json) and the d
   is not documented: we send at most 1,000 (what RudderStack uses), configurable.
 - `GET /api/users/getByEmail` / `byUserId`: 100 requests/s; an unknown user answers 200 without `user`.
 - Unknown fields are created by Iterable when the request says `"createNewFields": true` (the
-  default here; with false, the project's setting decides and dropped fields come back in
-  `filteredOutFields`: the users that carried them fail, and are sent again by the next run).
+  default here; with false, the flag is left out and the project's setting decides: dropped fields
+  come back in `filteredOutFields`, the users that carried them fail, and are sent again by the next run).
 - Update-only: Iterable has no update-only write. Rows the snapshot already holds were acknowledged
   before, so they are known to exist; rows new to the sync are first looked up (GET, 100/s) and
   only the users found are updated. Unknown ones are reported as "not found", never created.
@@ -180,8 +180,10 @@ class IterableDestination(Destination):
         return Prepared(requests, rejections)
 
     def _envelope(self, users: bytes) -> bytes:
-        create = b"true" if self.options.get("create_new_fields", True) else b"false"
-        return b'{"users":[' + users + b'],"createNewFields":' + create + b"}"
+        # `create_new_fields: false` leaves it to the project's setting: the flag is left out (the
+        # spec drops unknown fields when it is false, "or not set and the project is configured to")
+        create = b',"createNewFields":true' if self.options.get("create_new_fields", True) else b""
+        return b'{"users":[' + users + b"]" + create + b"}"
 
     def _bulk_request(self, keys: list[str], items: list[bytes], id_to_key: dict[str, str]) -> Request:
         return Request(
@@ -337,8 +339,8 @@ def _users_holding(request: Request, unmatched: list[tuple[str, str, str]]) -> d
 
 
 def _dropped_fields(request: Request, data: dict, settled: set[str]) -> list[RecordResult]:
-    """Users whose fields Iterable dropped (`filteredOutFields`: createNewFields false and a
-    project that drops unknown fields; "not added to user profiles", yet the users count as
+    """Users whose fields Iterable dropped (`filteredOutFields`: create_new_fields false, the flag
+    left out, and a project that drops unknown fields; "not added to user profiles", yet the users count as
     successes). Acknowledged, the values would be recorded as delivered and never sent again, even
     once the field exists: such users fail and are sent again by the next run."""
     dropped = data.get("filteredOutFields")

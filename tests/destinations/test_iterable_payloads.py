@@ -42,6 +42,18 @@ def test_bulk_body_follows_the_spec_and_carries_only_flagged_fields():
     assert req.keys == ["a@x.com", "b@x.com"]
 
 
+def test_create_new_fields_false_leaves_the_flag_out_for_the_projects_setting():
+    """`create_new_fields: false` leaves new fields to the project's setting (README): the request
+    must not say `"createNewFields": false`, which the spec reads as "drop them" whatever the project
+    allows (a project accepting new fields had every user's fields dropped, every run)."""
+    frame = mapped(["a@x.com"])
+    [req] = destination(create_new_fields=False).prepare(frame, spec()).requests
+    validate_iterable_request(req.method, req.path, req.body)
+    body = orjson.loads(req.body)
+    assert "createNewFields" not in body
+    assert body["users"] == [{"email": "a@x.com", "dataFields": {"plan": "pro", "ltv": 1.5}}]
+
+
 def test_userid_upsert_sets_prefer_user_id_and_update_does_not():
     frame = mapped(["u-1"], key_kind="userId")
     [up] = destination().prepare(frame, spec("upsert", "userId")).requests

@@ -99,6 +99,18 @@ def test_newly_mapped_field_is_sent_for_every_row(project):
     assert all(set(u["dataFields"]) == {"externalId"} for u in users_sent(project))
 
 
+def test_create_new_fields_false_leaves_new_fields_to_the_projects_setting(project):
+    """README: `create_new_fields: false` leaves it to the project setting. The requests said
+    `"createNewFields": false`, which Iterable reads as "drop unknown fields": in a project that
+    accepts new fields (the sandbox's default) every user's fields were dropped and every row
+    failed, on every run."""
+    project.write(destination_extra="    create_new_fields: false\n")
+    run = project.sync()["runs"][0]
+    assert (run["acknowledged"], run["failed"]) == (20, 0), run
+    assert sandbox_user(project, "user1@example.com")["dataFields"]["plan"] == "free"
+    assert all("createNewFields" not in orjson.loads(b) for b in project.requests.bodies("/api/users/bulkUpdate"))
+
+
 def test_update_mode_never_creates_users(project):
     project.write(mode="update")
     project.sql("update main.customers set plan = 'pro'")
