@@ -149,6 +149,20 @@ def extended_hash_problem(column: str, kind: str) -> str | None:
             f"convert it in the model's SQL, e.g. {fix.format(c=name)} AS {name}")
 
 
+def record_problem(column: str, kind: str) -> str | None:
+    """A mapped column of an anonymous record (`ROW(a, b)`, `(a, b)`, a subquery's row; an array of
+    them, which `columns` names by its element type too): a pseudo-type no table column can hold, so
+    the plan's first statement failed on every run ("column "v0" has pseudo-type record", exit 1,
+    naming none of the model's columns). Named at `validate` and before a sync plans, with the cast.
+    (A match column is read as its text, `(1,x)`, and works as it is.)"""
+    if kind.strip().lower().removesuffix("[]").lstrip("_") != "record":
+        return None
+    name = column if column.isidentifier() and column.islower() else quote_ident(column)
+    return ("an anonymous record (ROW(...), a subquery's row) cannot be held in the plan's table: convert it "
+            f"in the model's SQL, e.g. to_jsonb({name}) AS {name} (an object, with `type: json`) or "
+            f"{name}::text AS {name} (its text form), or map its fields, ({name}).f1")
+
+
 # Types whose own (extended) hash gives two values one hash only when their text forms are equal
 # (arrays of them too: `columns` names an array by its element type). A mapped column of any other
 # type (text and varchar, whose collation may be case-insensitive; citext; composites, enums,

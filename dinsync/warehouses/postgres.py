@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
 from .pgfamily import (SESSION_TEXT_FORMS, AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions,
-                       exact_hash_columns, extended_hash_problem, session_text_form, type_tree)
+                       exact_hash_columns, extended_hash_problem, record_problem, session_text_form,
+                       type_tree)
 
 DEFAULT_PORT = 5432
 # Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
@@ -235,6 +236,10 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         """The diff's row fingerprint hashes each mapped value with its type's extended hash
         function (HASH_RECORD_EXTENDED): json, money, xml, bit, geometric types have none."""
         return extended_hash_problem(column, kind)
+
+    def send_problem(self, column: str, kind: str) -> str | None:
+        """An anonymous record (pgfamily.record_problem) cannot be held in the plan's table."""
+        return record_problem(column, kind)
 
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
         """The fingerprint hashes each value with its type's own hash, which under a case-insensitive

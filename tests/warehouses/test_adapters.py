@@ -642,6 +642,29 @@ def test_a_mapped_column_postgresql_cannot_hash_is_refused_by_name(wh_postgres, 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_mapped_anonymous_record_is_refused_by_name(wh_postgres, tmp_path):
+    """An anonymous record (`ROW(...)`, `(a, b)`, a subquery's row) is a pseudo-type no table column
+    holds: mapped, the plan failed on every run with "column "v0" has pseudo-type record" (exit 1,
+    naming no column of the model). `validate`, `plan` and `sync` name the column and the casts; a
+    record as the match column (read as its text) and a cast one pass."""
+    from dinsync.errors import ExitCode
+    from tests.warehouses.support import one_sync_project
+
+    cli = one_sync_project(tmp_path / "project", wh_postgres.warehouse_yaml(), "http://127.0.0.1:9",
+                           {"pair": "pair", "Pairs": "pairs"}, wh_postgres.env)
+    select = """SELECT 'a@x.com' AS email, ROW(1, 'x') AS pair, ARRAY[(2, 'y')] AS "Pairs" """
+    for command in ("validate", "plan"):
+        refused = cli(command, select)
+        out = " ".join((refused.stdout + refused.stderr).split())
+        assert refused.returncode == ExitCode.CONFIG_ERROR, out
+        assert "column 'pair' of model people is of type record" in out and "to_jsonb(pair) AS pair" in out, out
+        assert "column 'Pairs' of model people is of type record" in out and '"Pairs"::text AS "Pairs"' in out, out
+        assert "pseudo-type" not in out
+    done = cli("validate", """SELECT ROW(1, 'x') AS email, to_jsonb(ROW(1, 'x')) AS pair,
+                              ARRAY[(2, 'y')]::text AS "Pairs" """)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_postgres_connects_without_a_session_setting_the_server_does_not_know(monkeypatch):
     """client_connection_check_interval exists since PostgreSQL 14: an older server refuses the
     whole connection for an unknown setting in `options`. Such a setting is dropped and the
