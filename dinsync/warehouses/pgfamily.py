@@ -619,7 +619,10 @@ def _text_cast(field: pa.Field) -> str | None:
         return "ABBREV({c})" if _pg_type(field) == "inet" else "CAST({c} AS TEXT)"
     if (pa.types.is_list(field.type) or pa.types.is_large_list(field.type)) and _binary_extension(
             field.type.value_type):
-        return "CAST({c} AS TEXT[])"
+        # the array's own text holds each element's output form, read back as text[]: a cast of
+        # the array to text[] casts each element, and inet's cast adds the netmask (['10.0.0.1/32']
+        # where a single inet, and the cursor path, give '10.0.0.1')
+        return "CAST(CAST({c} AS TEXT) AS TEXT[])"
     if _pg_type(field) == "money":  # ADBC: an int64 of cents (lc_monetary's minor unit)
         return "CAST({c} AS NUMERIC)"
     # A composite (`create type comp as (a int, b text)`): ADBC's struct reader misfills it (rows

@@ -199,7 +199,8 @@ def test_numeric_and_json_stream_as_plain_arrow_types(tmp_path, monkeypatch, kin
 def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeypatch, adbc):
     """ADBC delivers uuid as 16 raw bytes and inet, cidr, macaddr, timetz, xml, ... as PostgreSQL's
     binary wire format, money as cents (read as its amount: a numeric, as text); psycopg (the cursor path) as Python objects Arrow cannot hold:
-    what reaches a destination is each value's text form."""
+    what reaches a destination is each value's text form, also an array's elements (an inet[]'s
+    hosts without a /32, as a single inet's: ADBC's elements were cast to text, which adds it)."""
     if not adbc:
         monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
         monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
@@ -209,13 +210,14 @@ def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeyp
                "'::1'::inet AS ip6, '10.0.0.0/8'::cidr AS net, '08:00:2b:01:02:03'::macaddr AS mac, "
                "'12:00:00+02'::timetz AS tz, '<a/>'::xml AS x, 12.34::money AS m, "
                "ARRAY['e8a2996c-0000-4000-8000-000000000002'::uuid, NULL] AS us, 7 AS \"Mixed \"\"Name\", "
-               "NULL::uuid AS nu, ARRAY[1, 2] AS ints WHERE 1 = :one;")
+               "NULL::uuid AS nu, ARRAY[1, 2] AS ints, "
+               "ARRAY['10.0.0.1/32', '::1/128', NULL, '10.0.0.0/8']::inet[] AS ips WHERE 1 = :one;")
         [batch] = list(t.wh.stream(sql, params={"one": 1}))
         [row] = batch.to_pylist()
         assert row == {"u": "e8a2996c-0000-4000-8000-000000000001", "ip": "10.0.0.1/24", "ip6": "::1",
                        "net": "10.0.0.0/8", "mac": "08:00:2b:01:02:03", "tz": "12:00:00+02", "x": "<a/>",
                        "m": "12.34" if adbc else "$12.34", "us": ["e8a2996c-0000-4000-8000-000000000002", None], 'Mixed "Name': 7,
-                       "nu": None, "ints": [1, 2]}
+                       "nu": None, "ints": [1, 2], "ips": ["10.0.0.1", "::1", None, "10.0.0.0/8"]}
     finally:
         t.close()
 
