@@ -12,7 +12,8 @@
   `contacts[3].email`, from a base Splio does not document): the contacts it names are sent alone
   (rejected if refused alone) and the others again together (halved if they are refused again);
   an answer naming none is split in halves until the bad contact is alone.
-* `PATCH /data/contacts/{email}` updates one contact (404: not found, never created).
+* `PATCH /data/contacts/{email}` updates one contact (404: not found, never created; 413: its body is
+  too large, for Splio or a proxy before it: rejected, as a bulk of that one contact is).
 * A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
   (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
   "no Route matched", a proxy's 400 page) fails the rows, which the next run sends again, instead
@@ -211,6 +212,8 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         return Outcome("retry", reason=f"{describe(status, body)} (not Splio's answer to a PATCH)")
     if 200 <= status < 300:
         return Outcome("done")
+    if status == 413:  # its body is too large, whoever says so: the same PATCH is refused again (as a bulk of one)
+        return Outcome("done", [RecordResult(key, "rejected", describe(status, body))])
     if status in (400, 404, 422) and not is_splio_error(body):
         return Outcome("done", [_not_splio(key, status, body)])
     if status == 404:
