@@ -796,6 +796,21 @@ def test_sftp_sweeps_only_its_own_stale_part_files(make_project):
     assert p.drop_folder() == sorted(others)
 
 
+def test_sftp_stale_part_file_that_cannot_be_removed_does_not_stop_the_runs(make_project):
+    # an upload-only drop box (uploads and renames, no removal): a .part left by a dropped upload
+    # stays, and the next runs deliver their own files; the sweep's refused removal failed every
+    # run before ("listing /imports/contacts: Permission denied"), until someone removed the file
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(3)
+    stale = "sandbox_contacts_splio_people_20260101T000000Z_0a1b2c3d_0001.csv.part"
+    (p.sandbox.root / "imports" / "contacts" / stale).write_bytes(b"email;plan\nhalf@example.com;fr")
+    p.thread.call(setattr, p.sandbox.sftp_faults, "refuse_remove", True)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["error"]) == ("success", 3, None)
+    assert held(p) == expected(range(1, 4)) and p.drop_folder() == [stale]
+
+
 def test_sftp_wrong_directory_is_a_clear_error(make_project):
     p = make_project(insert_allowed=True)
     p.configure(transport="sftp")

@@ -365,7 +365,8 @@ class SftpTransport:
 
     async def sweep(self) -> list[str]:
         """Remove this sync's `.part` files left by dropped uploads or killed runs (and note its
-        complete files still waiting to be imported in `waiting`)."""
+        complete files still waiting to be imported in `waiting`). One the server refuses to remove
+        (a drop box allowing no removal) is left: it must not stop this run's own uploads."""
         pattern = self.own_file()
 
         async def run(sftp: asyncssh.SFTPClient) -> list[str]:
@@ -383,6 +384,8 @@ class SftpTransport:
                     removed.append(name)
                 except asyncssh.SFTPNoSuchFile:
                     pass
+                except asyncssh.SFTPPermissionDenied:
+                    pass  # an upload-only drop box: the .part stays (importers skip it), our files go on
             return removed
 
         try:

@@ -19,7 +19,9 @@ Faults (`SftpFaults`, reached as `sandbox.sftp_faults`):
 * `refuse_posix_rename = True`: the server lacks the posix-rename extension (answers "operation
   unsupported"), as some servers do: clients fall back to a plain rename;
 * `drop_after_rename(times)`: the next rename(s) are applied, then the connection drops before the
-  answer (the client cannot tell whether the file was renamed).
+  answer (the client cannot tell whether the file was renamed);
+* `refuse_remove = True`: the drop folder allows uploads and renames but no removal (permission
+  denied), as upload-only drop boxes do.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class SftpFaults:
     importer_delay: float = 0.0
     refuse_auth: bool = False
     refuse_posix_rename: bool = False
+    refuse_remove: bool = False
     injected: Counter = field(default_factory=Counter, init=False)
     _drops: deque = field(default_factory=deque, init=False, repr=False)
     _rename_drops: int = field(default=0, init=False, repr=False)
@@ -101,6 +104,7 @@ class SftpFaults:
         self.importer_delay = 0.0
         self.refuse_auth = False
         self.refuse_posix_rename = False
+        self.refuse_remove = False
         self._rename_drops = 0
         self.injected.clear()
         self._drops.clear()
@@ -276,6 +280,8 @@ class _SftpSession(asyncssh.SFTPServer):
 
     def remove(self, path: bytes) -> None:
         self._require_writable(path)
+        if self._server.faults.refuse_remove:
+            raise asyncssh.SFTPPermissionDenied("Permission denied: files cannot be removed here")
         super().remove(path)
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
