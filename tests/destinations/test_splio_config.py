@@ -114,6 +114,16 @@ def test_file_name_template_must_identify_sync_and_run(tmp_path):
     assert "must contain {sync}, {run} and {seq}" in issues(project(tmp_path, body=body))
 
 
+def test_file_name_placeholders_take_no_format_spec(tmp_path):
+    # validate said OK, then every sync failed at its first file: "ValueError: Unknown format code
+    # 'd' for object of type 'str'" (an unexpected error), as {seq} is formatted as text
+    for n, (template, named) in enumerate((("{universe}_{sync}_{stamp}_{run}_{seq:06d}.csv", "({seq:06d})"),
+                                           ("{universe}_{sync}_{stamp!r}_{run}_{seq}.csv", "({stamp!r})"))):
+        line = f"directory: /imports/contacts\n      file_name: '{template}'"
+        text = issues(project(tmp_path / str(n), body=SFTP.replace("directory: /imports/contacts", line)))
+        assert f"placeholders take no format spec or conversion {named}" in text
+
+
 def test_file_names_must_indicate_the_universe(tmp_path):
     """Splio: "Filenames must indicate the universe": a template with neither {universe} nor the
     universe's name writes files Splio skips."""

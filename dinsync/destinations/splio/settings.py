@@ -67,6 +67,12 @@ class SftpSettings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"invalid template: {exc}") from None
         unknown = names - FILE_NAME_FIELDS
+        # the values are text ({seq} already zero-padded): `{seq:06d}` failed every run's first file
+        styled = [f"{{{f}{'!' + c if c else ''}{':' + spec if spec else ''}}}"
+                  for _, f, spec, c in string.Formatter().parse(value) if f in FILE_NAME_FIELDS and (spec or c)]
+        if styled:
+            raise ValueError(f"placeholders take no format spec or conversion ({', '.join(styled)}): {{seq}} is "
+                             "written with 4 digits (0001), {stamp} as 20250101T060000Z")
         if unknown:
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {sorted(FILE_NAME_FIELDS)}")
         if not {"sync", "run", "seq"} <= names:
