@@ -72,7 +72,7 @@ class PendingMixin:
                 tokens = pa.table({"_key": arr, "_token": pa.array(list(token_of.values()), pa.string())})
         if len(arr) == 0:
             return 0
-        with self._lock:
+        with self._lock, self.warehouse.beyond_inserts():  # (a first sync's pool is for inserts)
             self._ensure_pending()
             try:
                 n = self._collect(arr)
@@ -108,7 +108,7 @@ class PendingMixin:
             return 0, 0
         scratch = self.commit_schema
         counts = [0, 0]
-        with self._lock:
+        with self._lock, self.warehouse.beyond_inserts():  # (a first sync's pool is for inserts)
             self._ensure_pending()  # fields mapped since the records were sent: their columns
             for i, (keys, steps) in enumerate((
                     (ok, ("pending_ok_delete", "pending_ok_insert")),

@@ -284,6 +284,14 @@ class Warehouse:
         snapshot rows (changed rows, a full refresh); False when they only insert (a first sync)."""
         yield
 
+    @contextlib.contextmanager
+    def beyond_inserts(self) -> Iterator[None]:
+        """Around a commit that does more than insert into the snapshot (stashing the records of
+        pending outcomes, applying those outcomes: deletes, updates, joins) while `streaming`
+        with `replacing=False`: an adapter that lowered its memory for inserts gives such a commit
+        the memory of a replacing one meanwhile."""
+        yield
+
     def interrupt(self) -> None:
         """From another thread: cancel the statements this adapter's sessions run now (a stop
         requested while a run plans: a slow model's query may take minutes). Each cancelled

@@ -370,6 +370,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._secrets: list[str] = []
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
+        self._only_inserting = False  # in `streaming(replacing=False)`: the inserting pool
         self._configured_limits = (memory_limit, streaming_memory_limit)
         self._file = None if path == ":memory:" else os.path.realpath(path)
         try:
@@ -764,11 +765,30 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         limit = self.streaming_memory_limit if replacing else self.inserting_memory_limit
         self._scale = 1  # (what the plan's statements needed is not what sending needs)
         self._need(limit, min(self.threads, SEND_THREADS))
+        self._only_inserting = not replacing
         try:
             yield
         finally:
+            self._only_inserting = False
             self._scale = 1
             self._need(self.memory_limit, self.threads)
+
+    @contextlib.contextmanager
+    def beyond_inserts(self):
+        """The streaming pool, instead of the inserting one, for a commit of a first sync that
+        stashes or resolves pending outcomes (Splio's files, Attentive's jobs): its delete, insert
+        and token update ran in one transaction, which may not grow the pool (`_grow`), and a
+        250,000-row first sync over SFTP ran out of the 48 MB inserting pool."""
+        if not self._only_inserting:
+            yield
+            return
+        phase = self._phase
+        self._need(self.streaming_memory_limit, phase[1])
+        try:
+            yield
+        finally:
+            if self._only_inserting:
+                self._need(*phase)
 
     def interrupt(self) -> None:
         for cur in list(self._cursors):

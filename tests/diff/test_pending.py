@@ -155,3 +155,34 @@ def test_stale_pending_records_expire(wh):
     p.stash_pending(keys(p), "t")
     assert p.expire_pending(dt.timedelta(days=1)) == 0
     assert p.expire_pending(dt.timedelta(seconds=-1)) == 1 and p.pending_tokens() == {}
+
+
+def test_a_first_sync_stashes_and_resolves_many_pending_records_beyond_the_inserting_pool(tmp_path):
+    """A first sync's commits only insert, and DuckDB's pool is lowered for that while it sends
+    (`streaming(replacing=False)`); stashing a Splio file's records (a delete, an insert and the
+    tokens' update in one transaction, which may not grow the pool) and applying their outcomes do
+    more than insert: a 250,000-row first sync over SFTP ran out of its 48 MB."""
+    w = connect("duckdb", path=str(tmp_path / "big.duckdb"))
+    try:
+        w.execute("CREATE TABLE people AS SELECT 'user' || i || '@example.com' AS email, 'name ' || i AS name, "
+                  "'plan ' || (i % 7) AS plan FROM range(250000) t(i)")
+        p = planner(w)
+        w.size_for(len(FIELDS))
+        assert p.plan().added == 250_000
+        with w.streaming(replacing=False):
+            sent, waiting = [], []
+            for batch in p.stream_sendable(batch_rows=2000):
+                keys_ = batch.column("_key").to_pylist()
+                sent += keys_
+                waiting += keys_
+                if len(waiting) >= 100_000:  # a checkpoint stashing two files' records
+                    half = len(waiting) // 2
+                    p.stash_pending_many([(f"file-{len(sent)}a", waiting[:half]),
+                                          (f"file-{len(sent)}b", waiting[half:])])
+                    waiting = []
+            p.stash_pending_many([("file-last", waiting), ("file-again", waiting[:1])])
+            assert sum(p.pending_tokens().values()) == 250_000
+            assert p.resolve_pending(ok=sent) == (250_000, 0)
+        assert w.scalar("SELECT COUNT(*) FROM st.snap_s") == 250_000 and p.pending_tokens() == {}
+    finally:
+        w.close()
