@@ -283,8 +283,10 @@ class Pipeline:
         prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
         for rej in prepared.rejections:
             self.commits.rejected(rej.key, rej.field, self.redact(rej.reason), park=rej.park)
-            self.s.rejected += 1
-        if sum(len(r.keys) for r in prepared.requests) + len(prepared.rejections) < mapped.height:
+        rejected = len({rej.key for rej in prepared.rejections})  # a row may be rejected for several fields
+        if rejected:
+            self.s.rejected += rejected
+        if sum(len(r.keys) for r in prepared.requests) + rejected < mapped.height:
             self._unprepared(mapped, prepared)
         for request in prepared.requests:
             if self._stopping() or self.fatal is not None:

@@ -155,6 +155,21 @@ def test_bad_phones_dates_and_coordinates_are_rejected_with_reasons(make_attenti
     assert p.stats()["created_users"] == 0
 
 
+def test_a_row_with_several_bad_values_counts_as_one_rejected_row(make_attentive):
+    """The audit's row with an array and a struct as custom attributes (or here a bad country and
+    a bad region): one rejection per field, and the run counted each, `rejected` 2 for one row
+    ("4 of 2 rows (200.0%) were rejected", a warning over any threshold)."""
+    p = make_attentive()
+    p.sql("update main.customers set city = 'US', tier = 'AU-NSW'")
+    p.sql("update main.customers set city = 'usa', tier = 'nowhere' where id = 3")
+    p.write(fields=("first_name: firstName", "city: country", "tier: region"), max_rejected_pct=5)
+    run = p.run()
+    assert (run["rejected"], run["acknowledged"], run["status"]) == (1, 19, "success"), run
+    fields = {f for (f,) in p.sql("select field from dinsync.rejections where key = 'subscriber3@example.com'")}
+    assert fields == {"country", "region"}  # both reasons kept
+    assert p.run()["parked"] == 1
+
+
 def test_per_row_400s_become_rejections_with_attentives_message(make_attentive):
     """Values our checks let through but this company refuses: the row alone is rejected."""
     for bulk_validation in ("request", "record"):
