@@ -196,6 +196,8 @@ class CommitMixin:
         def write(n: dict[str, int]) -> None:
             if n["replace"]:
                 self._execute("park_update")
+                if not self.row_position:  # a key taken for committed may have no snapshot row
+                    self._execute("park_insert_unfound")
             if n["acknowledged"] > n["replace"]:
                 self._execute("park_insert")
 
