@@ -8,7 +8,7 @@ Polars twins (same results on the same input) are in `dinsync.mapping.normalize`
   email  LOWER(TRIM(k))
   lower  LOWER(TRIM(k)), for keys that are not emails (e.g. Attio's domains)
   trim   TRIM(k)
-  none   k
+  none   k, NULL when it is blank (spaces only)
   phone  E.164-like: keep '+' and ASCII digits; a leading '+' stays; else a leading '00' becomes
          '+'; else '+<country code>' is put in front, after dropping the national trunk prefix
          (e.g. FR: 06 12 34 56 78 -> +33612345678). Country code and trunk prefix come from the
@@ -49,8 +49,8 @@ def key_sql(normalization: str, column_sql: str, phone: tuple[str, str] = ("", "
         return f"NULLIF(LOWER(DINSYNC_TRIM({text})), '')"
     if normalization == "trim":
         return f"NULLIF(DINSYNC_TRIM({text}), '')"
-    if normalization == "none":
-        return f"NULLIF({text}, '')"
+    if normalization == "none":  # kept as written, but a key of spaces only is no key (as trimmed ones)
+        return f"CASE WHEN DINSYNC_TRIM({text}) = '' THEN NULL ELSE {text} END"
     if normalization == "phone":
         cc, trunk = phone
         if not (_DIGITS.fullmatch(cc) and _DIGITS.fullmatch(trunk)):

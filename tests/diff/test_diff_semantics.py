@@ -144,6 +144,17 @@ def test_null_and_empty_keys_are_withheld_and_counted(s):
     assert (s.stats.null_keys, s.stats.unchanged) == (3, 1)
 
 
+@pytest.mark.parametrize("normalization", ["email", "trim", "none"])
+def test_blank_keys_are_null_keys_whatever_the_normalisation(tmp_path, normalization):
+    # a userId (normalisation "none") of spaces only is no key either: many such rows were one
+    # duplicated key '   ', counted against max_duplicate_pct (a model blocked by its blank keys)
+    s = Sync(tmp_path, normalization=normalization)
+    s.set_rows([("a@x.com", "Ada", 1), ("   ", "Blank", 2), ("   ", "Blank", 3), (" ", "Space", 4), ("", "E", 5)])
+    s.plan()
+    assert s.ops() == {"a@x.com": "added"}
+    assert (s.stats.null_keys, s.stats.duplicate_keys, s.stats.duplicate_rows) == (4, 0, 0)
+
+
 def test_duplicate_keys_are_withheld_and_counted(s):
     s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
     s.plan(); s.ack_all()
