@@ -117,6 +117,8 @@ class Checkpointer:
         return whole_blocks(len(batch.acked), self.inserted + len(batch.parked), self.block_rows)
 
     def due(self) -> bool:
+        if len(self._batch.rows) >= self.every_rows:  # rejections (rows rejected before sending) pile up too
+            return True
         n = len(self._batch.acked)
         if self.block_rows and n >= self.every_rows:
             return self._whole_blocks(self._batch) > 0 or self._timed_out()

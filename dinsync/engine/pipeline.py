@@ -246,6 +246,8 @@ class Pipeline:
     async def _map_and_enqueue(self, batch, queue: asyncio.Queue, loop, work_ex) -> None:
         mapped, rejections = await loop.run_in_executor(work_ex, self._map, batch)
         self._record_rejections(rejections)
+        if rejections.height and not self.lock.lost.is_set():  # not only after an answer: a run of rows
+            await self.commits.checkpoint()  # all rejected would hold every one of them until its end
         if not (self.spec.mode == "update" and self.service.update_needs_lookup):
             await self._enqueue(mapped, queue, loop, work_ex)
             return

@@ -202,3 +202,15 @@ def test_plans_and_writes_of_other_syncs_while_one_streams_leave_nothing_behind(
     stream.close()
     busy_wh.close()
     w.close()
+
+
+def test_rejections_piling_up_make_a_checkpoint_due():
+    # rows rejected before sending are committed (recorded, parked) by row count as acknowledged
+    # ones are: a sync whose rows were all rejected held every one of them until its last checkpoint
+    p = Recorder()
+    c = checkpointer(p, block_rows=None, rows=4)
+    for i in range(4):
+        c.rejected(f"k{i}", "ltv", "NaN")
+    asyncio.run(c.checkpoint())
+    assert p.parked == [4]
+    c.close()
