@@ -195,8 +195,10 @@ class CommitMixin:
 
         def write(n: dict[str, int]) -> None:
             if n["replace"]:
-                self._execute("park_update")
-                if not self.row_position:  # a key taken for committed may have no snapshot row
+                updated = self._execute("park_update")
+                # a key taken for committed may have no snapshot row: looked for (an anti-join on
+                # the snapshot) only when the update found fewer rows than keys, or cannot say
+                if not self.row_position and (updated is None or updated < n["replace"]):
                     self._execute("park_insert_unfound")
             if n["acknowledged"] > n["replace"]:
                 self._execute("park_insert")

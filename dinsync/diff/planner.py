@@ -289,14 +289,15 @@ class Planner(CommitMixin, PendingMixin):
                 check_identifier(params.pop("field", self.fields[0].field), "destination field"))
         return bind(self._sql(statement, column), **params)
 
-    def _execute(self, statement: str, **params: Any) -> None:
+    def _execute(self, statement: str, **params: Any) -> int | None:
+        """Run a statement; the number of rows it changed when the driver says."""
         if not self._tables_checked:  # before the first statement that may create, alter or drop one
             self._refuse_foreign_tables()
         if statement in NEEDS_NOW:
             params.setdefault("now", dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         sql = self.render(statement, **params)
         with self._locating(sql):
-            self.warehouse.execute(sql)
+            return self.warehouse.execute(sql)
 
     def _row(self, statement: str, **params: Any) -> dict[str, int]:
         sql = self.render(statement, **params)
