@@ -38,7 +38,8 @@ from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
 from .inflight import InFlight
-from .ratelimit import COLD_MARGIN, DEFAULT_HEADROOM, Clock, MonotonicClock, RateLimiter, shared_pace
+from .ratelimit import (COLD_MARGIN, DEFAULT_HEADROOM, STOP_POLL_SECONDS, Clock, MonotonicClock, RateLimiter,
+                        shared_pace)
 from .retry import RetryPolicy, parse_retry_after
 
 MAX_REASON_CHARS = 500
@@ -48,7 +49,6 @@ MAX_REASON_CHARS = 500
 OUTAGE_REQUESTS = 3
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
 USER_AGENT = "dinsync/0.1"
-STOP_POLL_SECONDS = 0.1  # how often a request waiting to leave looks at the stop
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
     (aiohttp.NonHttpUrlClientError,) if hasattr(aiohttp, "NonHttpUrlClientError") else ()
 )

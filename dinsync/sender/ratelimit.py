@@ -30,7 +30,7 @@ COLD_MARGIN = 0.05
 KEPT_LATENESS = 0.25
 KEPT_LATENESS_SECONDS = 0.005
 _EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
-STOP_POLL_SECONDS = 0.1  # how often a waiter with a `check` looks at it during a long wait
+STOP_POLL_SECONDS = 0.1  # how often a long wait (a rate slot with a `check`, a retry's backoff) looks at the stop
 
 
 class Clock(Protocol):
