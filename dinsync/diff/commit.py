@@ -176,22 +176,23 @@ class StreamedRows:
 class CommitMixin:
     """The commit side of `Planner` (see planner.py for the attributes used here)."""
 
-    def commit_acknowledged(self, keys: Any) -> int:
+    def commit_acknowledged(self, keys: Any, also: Callable[[], None] | None = None) -> int:
         """Record acknowledged added/changed keys in the snapshot, in one transaction: the hashes of
-        the values the plan sent, its fingerprint, no parking. Returns how many plan rows that was."""
+        the values the plan sent, its fingerprint, no parking. Returns how many plan rows that was.
+        `also`: a write run once, in that transaction when there is one (see _commit_keys)."""
 
         def write(n: dict[str, int]) -> None:
             if n["replace"]:
                 self._execute("commit_delete")
             self._execute("commit_insert")
 
-        return self._commit_keys(keys, write)["acknowledged"]
+        return self._commit_keys(keys, write, also)["acknowledged"]
 
-    def commit_rejected(self, keys: Any) -> int:
+    def commit_rejected(self, keys: Any, also: Callable[[], None] | None = None) -> int:
         """Park added/changed keys rejected for their content: the snapshot records the plan's
         fingerprint as parked (what was delivered, if anything, is kept), so the row is not planned
         again until its values change. Not for transient failures (they are retried next run).
-        Returns how many plan rows were parked."""
+        Returns how many plan rows were parked. `also`: as in commit_acknowledged."""
 
         def write(n: dict[str, int]) -> None:
             if n["replace"]:
@@ -203,7 +204,7 @@ class CommitMixin:
             if n["acknowledged"] > n["replace"]:
                 self._execute("park_insert")
 
-        return self._commit_keys(keys, write)["acknowledged"]
+        return self._commit_keys(keys, write, also)["acknowledged"]
 
     def unsettle_sendable(self) -> None:
         """Before sending: the snapshot forgets what it delivered for the keys about to be sent
@@ -225,22 +226,30 @@ class CommitMixin:
                     self._prior_kept = False
                     self._drop("prior")
 
-    def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None]) -> dict[str, int]:
+    def _commit_keys(self, keys: Any, write: Callable[[dict[str, int]], None],
+                     also: Callable[[], None] | None = None) -> dict[str, int]:
         """Collect the plan rows of `keys` (_collect) and `write` them in one transaction; committed
-        rows are remembered (_mark_done). Returns _collect's counts."""
+        rows are remembered (_mark_done). `also` runs once: in that transaction (a statement
+        there costs no commit of its own), or alone when there is nothing to write. Returns
+        _collect's counts."""
         arr = _keys_array(keys)
-        if len(arr) == 0:
-            return {"acknowledged": 0, "replace": 0}
-        with self._lock:
-            try:
-                n = self._collect(arr)
-                if n["acknowledged"]:
-                    with self.warehouse.transaction():
-                        write(n)
-                    self._mark_done()
-            finally:
-                self._release_acked()
-            return n
+        n = {"acknowledged": 0, "replace": 0}
+        if len(arr):
+            with self._lock:
+                try:
+                    n = self._collect(arr)
+                    if n["acknowledged"]:
+                        with self.warehouse.transaction():
+                            write(n)
+                            if also is not None:
+                                also()
+                                also = None
+                        self._mark_done()
+                finally:
+                    self._release_acked()
+        if also is not None:
+            also()
+        return n
 
     def release_streamed(self, keys: Any) -> None:
         """Rows this run will not commit (failed, not found): let go of what the stream carried for

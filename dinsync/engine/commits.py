@@ -19,6 +19,10 @@ last one, commit everything.
 
 Before each commit the run checks it still holds the sync's lock: a run whose lock was taken
 over must not write from a plan table another run may have replaced.
+
+A checkpoint also records the run's counts so far in the run log (`counts`), inside its first
+transaction where it has one, at most every `Capabilities.progress_seconds`: a run killed
+(`kill -9`, OOM) is `abandoned` there with what it had sent and had acknowledged, not with zeros.
 """
 from __future__ import annotations
 
@@ -60,7 +64,8 @@ class Batch:
 
 class Checkpointer:
     def __init__(self, planner, state, lock, run_id: str, sync: str, *, rows: int, seconds: float,
-                 progress: Callable[[str, dict], None], block_rows: int | None = None):
+                 progress: Callable[[str, dict], None], block_rows: int | None = None,
+                 counts: Callable[[], dict[str, int]] | None = None, counts_seconds: float = 0.0):
         self.planner = planner
         self.state = state
         self.lock = lock
@@ -76,6 +81,9 @@ class Checkpointer:
         self.committed = 0
         self.block_rows = block_rows  # a first sync: commits of whole blocks (see the module's doc)
         self.inserted = 0  # rows this run's commits inserted into the snapshot (with block_rows)
+        self.counts = counts  # the run's counts so far, recorded in the run log (see the module's doc)
+        self.counts_seconds = counts_seconds
+        self._counted = -float("inf")  # monotonic time of the last counts taken
 
     # --- what the pipeline reports ------------------------------------------------------
     def acknowledged(self, keys: list[str]) -> None:
@@ -136,17 +144,28 @@ class Checkpointer:
                 batch.acked, self._batch.acked = batch.acked[:n], batch.acked[n:]
             self._last = time.monotonic()
             if batch:
+                counts = self._counts_due()  # taken here, on the loop's thread, which updates them
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._executor, self.commit, batch)
+                await loop.run_in_executor(self._executor, self.commit, batch, counts)
 
-    def commit(self, batch: Batch) -> None:
-        """One checkpoint (on the commit thread, or directly when no loop runs)."""
+    def _counts_due(self) -> dict[str, int] | None:
+        if self.counts is None or time.monotonic() - self._counted < self.counts_seconds:
+            return None
+        self._counted = time.monotonic()
+        return self.counts()
+
+    def commit(self, batch: Batch, counts: dict[str, int] | None = None) -> None:
+        """One checkpoint (on the commit thread, or directly when no loop runs); `counts`: the
+        run's counts to record, in the first transaction that writes the snapshot (else alone)."""
         self.lock.check()
+        record = None if counts is None else (lambda: self.state.record_progress(self.run_id, counts))
         if batch.acked:
-            self.inserted += self.planner.commit_acknowledged(batch.acked)
+            self.inserted += self.planner.commit_acknowledged(batch.acked, also=record)
             self.committed += len(batch.acked)
+            record = None
         if batch.parked:
-            self.inserted += self.planner.commit_rejected(batch.parked)
+            self.inserted += self.planner.commit_rejected(batch.parked, also=record)
+            record = None
         if batch.stash:
             self.planner.stash_pending_many(batch.stash)
         if batch.pending_ok or batch.pending_parked or batch.pending_forget:
@@ -160,6 +179,8 @@ class Checkpointer:
             # write may have been applied all the same: its snapshot row was unsettled before sending)
             self.planner.release_streamed([key for key, _, status, _ in batch.rows
                                            if key is not None and status != "rejected"])
+        if record is not None:
+            record()
         self.progress("checkpoint", {"acknowledged": len(batch.acked) + len(batch.pending_ok),
                                      "committed": self.committed})
 

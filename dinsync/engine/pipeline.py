@@ -114,6 +114,7 @@ class Pipeline:
         self.transport = transport
         self.commits = checkpointer
         self.s = summary
+        self._stats_counted = False  # the transport's requests are in the summary (at the end)
         self.opts = options
         self.stop = stop
         self.lock = lock
@@ -168,6 +169,7 @@ class Pipeline:
             self.s.requests += stats.requests
             self.s.throttled += stats.throttled
             self.s.request_rates.update(stats.rates)
+            self._stats_counted = True
             try:
                 if not self.lock.lost.is_set():
                     await self.commits.checkpoint(force=True)
@@ -176,6 +178,17 @@ class Pipeline:
                 work_ex.shutdown(wait=True, cancel_futures=True)
                 self.commits.close()
         self.s.pending = sum(len(keys) for keys in self.pending.values())
+
+    def counts_so_far(self) -> dict[str, int]:
+        """The run's counts now, as the run log keeps them (see Checkpointer: recorded at checkpoints)."""
+        from ..state.store import RUN_COUNTERS
+
+        counts = {name: int(getattr(self.s, name)) for name in RUN_COUNTERS}
+        if not self._stats_counted:
+            stats = getattr(self.transport, "transport_stats", TransportStats)()
+            counts["requests"] += stats.requests
+            counts["throttled"] += stats.throttled
+        return counts
 
     def _stopping(self) -> bool:
         return self.stop.requested or self.lock.lost.is_set()

@@ -482,6 +482,7 @@ class SyncRun:
                                 summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
                                 redact=self.redact, concurrency=self.dest_cfg.concurrency,
                                 rate_overrides=self.dest_cfg.rate_limits, limits_enabled=self.dest_cfg.limits_enabled)
+            commits.counts, commits.counts_seconds = pipeline.counts_so_far, self.wh.capabilities.progress_seconds
             try:
                 await pipeline.run()
             finally:

@@ -96,6 +96,10 @@ class Capabilities:
     # in parts of about this size, each its own transaction (a part that was not committed is
     # planned as removed again). None: in one transaction.
     delete_part_rows: int | None = None
+    # How often at most a run records its counts so far in the run log, at a checkpoint (inside its
+    # transaction where it has one): 0, at every checkpoint, where a statement costs milliseconds;
+    # more where each is a job of its own (a BigQuery DML: seconds on the commit thread).
+    progress_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.lock_arbiter not in LOCK_ARBITERS:

@@ -353,6 +353,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         delete_part_rows=500_000,
         arrow_views=True,
         segment_hashes=True,
+        progress_seconds=0.0,
     )
     driver_errors = (duckdb.Error,)
 

@@ -175,6 +175,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         unquoted_case="lower",
         quoted_case_sensitive=True,
         paramstyle="pyformat",
+        progress_seconds=0.0,
     )
     stream_settings = STREAM_SETTINGS
 

@@ -53,6 +53,11 @@ def test_sigkill_mid_send_then_rerun_converges(project, kill_after_requests):
     expected = segment(project)
     assert all(delivered[k] == expected[k] for k in committed)
     assert len(committed) < ROWS  # the kill came before the end
+    # the run log has the killed run's counts as of its last checkpoint (taken before that
+    # checkpoint's commit, so they hold every committed row); none before its first checkpoint
+    [(sent, acknowledged, requests)] = project.sql("select sent, acknowledged, requests from dinsync.runs")
+    if committed or sent is not None:
+        assert sent >= acknowledged >= len(committed) and requests >= 1
 
     project.thread.set_faults(latency=0.0, jitter=0.0, reset_after_apply_rate=0.0)
     rerun = run_sync_process(project)

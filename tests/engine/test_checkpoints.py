@@ -17,13 +17,20 @@ class Recorder:
     def __init__(self):
         self.acked: list[int] = []
         self.parked: list[int] = []
+        self.events: list[str] = []  # commits, and the writes run in their transaction ("also")
 
-    def commit_acknowledged(self, keys):
+    def commit_acknowledged(self, keys, also=None):
         self.acked.append(len(keys))
+        self.events.append("acked")
+        if also is not None:
+            also()
         return len(keys)
 
-    def commit_rejected(self, keys):
+    def commit_rejected(self, keys, also=None):
         self.parked.append(len(keys))
+        self.events.append("parked")
+        if also is not None:
+            also()
         return len(keys)
 
     def release_streamed(self, keys):
@@ -36,8 +43,14 @@ class NoLock:
 
 
 class NoState:
+    def __init__(self, events=None):
+        self.events = events if events is not None else []
+
     def add_rejections(self, *a):
-        pass
+        self.events.append("rejections")
+
+    def record_progress(self, run_id, counts):
+        self.events.append(("progress", counts["sent"]))
 
 
 def checkpointer(planner, block_rows, rows=4, seconds=3600.0):
@@ -213,4 +226,24 @@ def test_rejections_piling_up_make_a_checkpoint_due():
         c.rejected(f"k{i}", "ltv", "NaN")
     asyncio.run(c.checkpoint())
     assert p.parked == [4]
+    c.close()
+
+
+def test_checkpoints_record_the_runs_counts_within_their_commit_at_most_every_counts_seconds():
+    p = Recorder()
+    sent = [0]
+    c = Checkpointer(p, NoState(p.events), NoLock(), "run", "s", rows=4, seconds=3600.0, progress=lambda *a: None,
+                     counts=lambda: {"sent": sent[0]}, counts_seconds=0.0)
+    sent[0] = 5
+    ack(c, 5)
+    assert p.events == ["acked", ("progress", 5)]  # inside the commit of the acknowledged rows
+    for i in range(4):  # only rejection rows: recorded on their own, after them
+        c.rejected(None, None, "no key")
+    sent[0] = 9
+    asyncio.run(c.checkpoint())
+    assert p.events[2:] == ["rejections", ("progress", 9)]
+    c.counts_seconds = 3600.0  # recorded less often where a statement is costly
+    ack(c, 5, 5)
+    ack(c, 5, 10)
+    assert p.events[4:] == ["acked", "acked"]
     c.close()

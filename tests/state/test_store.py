@@ -90,6 +90,17 @@ def test_expired_lock_is_taken_over_and_its_run_abandoned(store):
     assert lock_rows(store) == ["run-2"]
 
 
+def test_a_killed_runs_counts_recorded_at_its_checkpoints_stay_when_it_is_abandoned(store):
+    store.start_run(RunSummary(sync="users", run_id="killed"), dt.datetime(2026, 1, 1), False, "0")
+    store.record_progress("killed", {"added": 9, "sent": 7, "acknowledged": 5, "requests": 2})
+    store.acquire_lock("users", "killed", ttl_seconds=-5)
+    store.acquire_lock("users", "run-2")
+    [run] = store.last_runs("users")
+    assert (run["status"], run["added"], run["sent"], run["acknowledged"], run["requests"]) == ("abandoned", 9, 7, 5, 2)
+    store.record_progress("killed", {"sent": 8})  # a run no longer running is never written
+    assert store.last_runs("users")[0]["sent"] == 7
+
+
 def test_release_only_removes_own_lock(store):
     store.acquire_lock("users", "run-1")
     store.release_lock("users", "someone-else")
