@@ -640,3 +640,26 @@ def test_many_rejections_are_written_to_the_state_table_by_insert(bq, fake, monk
     assert sorted((r["key"], r["field"], r["status"], r["reason"]) for r in got) == sorted(rows)
     when = bq.query(f"SELECT MIN(rejected_at) AS a, MAX(rejected_at) AS b FROM `{state}`.`rejections`").to_pylist()[0]
     assert when["a"] == when["b"] and when["a"] is not None
+
+
+def test_a_runs_counts_are_recorded_within_a_commits_transaction(bq, fake):
+    """A checkpoint records the run's counts in its commit's transaction (engine/commits.py): in
+    BigQuery's session, rolled back with it."""
+    import datetime as dt
+
+    from dinsync.errors import RunSummary
+    from dinsync.state import StateStore
+
+    store = StateStore(bq, "bq_progress")
+    store.migrate()
+    store.start_run(RunSummary(sync="users", run_id="r1"), dt.datetime(2026, 1, 1), False, "0")
+    with pytest.raises(RuntimeError):
+        with bq.transaction():
+            store.record_progress("r1", {"sent": 3})
+            raise RuntimeError("the commit failed")
+    assert store.last_runs("users")[0]["sent"] is None  # rolled back with the commit
+    with bq.transaction():
+        store.record_progress("r1", {"sent": 7, "acknowledged": 5})
+    [run] = store.last_runs("users")
+    assert (run["status"], run["sent"], run["acknowledged"]) == ("running", 7, 5)
+    assert fake.sessions == {}

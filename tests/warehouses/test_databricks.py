@@ -286,3 +286,23 @@ def test_an_unreachable_host_fails_the_connection_check_quickly(monkeypatch):
         connect("databricks", host=f"http://127.0.0.1:{port}", token=TOKEN, warehouse_id="abc123", catalog="main")
     assert now[0] - 1_000_000.0 <= 60
     assert f"no connection could be opened to http://127.0.0.1:{port}" in info.value.hint
+
+
+def test_a_runs_counts_are_recorded_within_a_commits_atomic_block(fake, wh):
+    """A checkpoint records the run's counts in its commit's transaction (engine/commits.py): on
+    Databricks one `BEGIN ATOMIC` block with the commit's own statements."""
+    import datetime as dt
+
+    from dinsync.errors import RunSummary
+    from dinsync.state import StateStore
+
+    store = StateStore(wh, "dbx_progress")
+    store.migrate()
+    store.start_run(RunSummary(sync="users", run_id="r1"), dt.datetime(2026, 1, 1), False, "0")
+    wh.execute("CREATE OR REPLACE TABLE dbx_progress.snap (k STRING)")
+    with wh.transaction():
+        wh.execute("INSERT INTO dbx_progress.snap (k) VALUES (:k)", {"k": "a"})
+        store.record_progress("r1", {"sent": 7, "acknowledged": 5})
+    assert fake.log[-1]["statement"].startswith("BEGIN ATOMIC")
+    [run] = store.last_runs("users")
+    assert (run["status"], run["sent"], run["acknowledged"], run["added"]) == ("running", 7, 5, 0)
