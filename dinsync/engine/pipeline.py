@@ -180,10 +180,11 @@ class Pipeline:
         self.s.pending = sum(len(keys) for keys in self.pending.values())
 
     def counts_so_far(self) -> dict[str, int]:
-        """The run's counts now, as the run log keeps them (see Checkpointer: recorded at checkpoints)."""
+        """The run's counts now, as the run log keeps them (see Checkpointer: recorded at checkpoints);
+        not `pending`, known at the end only (an abandoned run's is NULL: unknown)."""
         from ..state.store import RUN_COUNTERS
 
-        counts = {name: int(getattr(self.s, name)) for name in RUN_COUNTERS}
+        counts = {name: int(getattr(self.s, name)) for name in RUN_COUNTERS if name != "pending"}
         if not self._stats_counted:
             stats = getattr(self.transport, "transport_stats", TransportStats)()
             counts["requests"] += stats.requests

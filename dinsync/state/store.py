@@ -237,10 +237,12 @@ class StateStore:
     def record_progress(self, run_id: str, counts: dict[str, int]) -> None:
         """A running run's counts so far (RUN_COUNTERS), written at its checkpoints: a run killed
         (`kill -9`, OOM) is `abandoned` with what it had done, not with zeros. Never touches a run
-        that is no longer `running`."""
-        values = {c: int(counts.get(c, 0)) for c in RUN_COUNTERS}
+        that is no longer `running`. Counters not in `counts` are left as they are."""
+        values = {c: int(counts[c]) for c in RUN_COUNTERS if c in counts}
+        if not values:
+            return
+        sets = ", ".join(f"{c} = :{c}" for c in values)
         values.update(run=run_id, running="running")
-        sets = ", ".join(f"{c} = :{c}" for c in RUN_COUNTERS)
         self.wh.execute(f"UPDATE {self.t('runs')} SET {sets} WHERE run_id = :run AND status = :running", values)
 
     def last_runs(self, sync: str | None = None, limit: int = 5) -> list[dict]:

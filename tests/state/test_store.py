@@ -93,6 +93,7 @@ def test_expired_lock_is_taken_over_and_its_run_abandoned(store):
 def test_a_killed_runs_counts_recorded_at_its_checkpoints_stay_when_it_is_abandoned(store):
     store.start_run(RunSummary(sync="users", run_id="killed"), dt.datetime(2026, 1, 1), False, "0")
     store.record_progress("killed", {"added": 9, "sent": 7, "acknowledged": 5, "requests": 2})
+    store.record_progress("killed", {"sent": 7})  # the counters given only
     store.acquire_lock("users", "killed", ttl_seconds=-5)
     store.acquire_lock("users", "run-2")
     [run] = store.last_runs("users")
