@@ -27,7 +27,7 @@ RUN_COUNTERS = (
 ).split()
 
 ABANDONED = ("the run ended without finishing (killed or crashed); its acknowledged rows up to the last "
-             "checkpoint were kept")
+             "checkpoint were kept, and its counts are those recorded by its last checkpoint (none: NULL)")
 
 
 # Rejections written with one INSERT of parameters, not through Arrow: a run with nothing to send
