@@ -96,9 +96,9 @@ def _version(value: bool) -> None:
 MAX_SAMPLES = 1_000_000_000
 ProjectDirOpt = typer.Option(None, "--project-dir", "-p", help="Folder holding dinsync.yml (default: here).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
-NamesArg = typer.Argument(None, metavar="[SYNC]...", show_default=False,
+NamesArg = typer.Argument(None, metavar="SYNC", show_default=False,
                           help="Sync names or globs (shorthand for --select).")
-OneSyncArg = typer.Argument(None, metavar="[SYNC]", show_default=False,
+OneSyncArg = typer.Argument(None, metavar="SYNC", show_default=False,
                             help="The sync (may be left out in a project of one sync).")
 SelectOpt = typer.Option(None, "--select", "-s", help="Sync names or globs (repeat or comma-separate).")
 ExcludeOpt = typer.Option(None, "--exclude", "-x", help="Leave out these sync names or globs.")
@@ -540,7 +540,7 @@ def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> 
 
 
 @app.command()
-def pause(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync names or globs."),
+def pause(names: list[str] = typer.Argument(..., metavar="SYNC", help="Sync names or globs."),
           reason: Optional[str] = typer.Option(None, "--reason", help="Shown in status and notifications."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Pause syncs by hand: scheduled runs skip them, `sync` refuses them, until `dinsync resume`."""
@@ -549,7 +549,7 @@ def pause(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync n
 
 
 @app.command()
-def resume(names: list[str] = typer.Argument(..., metavar="SYNC...", help="Sync names or globs."),
+def resume(names: list[str] = typer.Argument(..., metavar="SYNC", help="Sync names or globs."),
            project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Resume paused syncs (paused by hand or by themselves)."""
     use_options(project_dir, json_output)
@@ -670,7 +670,7 @@ def check(names: Optional[list[str]] = NamesArg,
 
 
 @app.command()
-def init(path: Path = typer.Argument(..., help="Folder to create."),
+def init(path: Path = typer.Argument(..., metavar="DIR", help="Folder to create."),
          force: bool = typer.Option(False, help="Overwrite existing files."),
          json_output: bool = JsonOpt) -> None:
     """Scaffold a project folder with an example model and sync."""

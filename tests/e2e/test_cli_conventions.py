@@ -243,3 +243,35 @@ def test_the_parked_note_is_left_out_by_runs_that_send_the_parked_rows(project):
     assert "parked until" not in project.last.stderr, project.last.stderr
     assert project.sync("--retry-rejected")["runs"][0]["rejected"] == 1
     assert "parked until" not in project.last.stderr
+
+
+def _readme_commands() -> dict[str, str]:
+    """The README's Commands block: {command: its line} (`dinsync sync [SYNC...] [--select S] ...`)."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Commands", 1)[1].split("```", 2)[1]
+    lines = {}
+    for line in block.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1 and words[0] == "dinsync" and words[1].isalpha():
+            lines[words[1]] = " ".join(words)
+    return lines
+
+
+def test_each_commands_help_names_what_the_readme_lists():
+    # `dinsync plan --help` said `Usage: dinsync plan [OPTIONS] [[SYNC]...]...` (typer wraps an
+    # optional argument's metavar in [...] itself) and `dinsync init [OPTIONS] {path}`, where the
+    # README writes `dinsync plan [SYNC...]` and `dinsync init my_project`.
+    import re
+    commands = _readme_commands()
+    assert {"init", "validate", "plan", "sync", "status", "runs", "rejections", "serve", "pause",
+            "resume", "check", "demo"} <= set(commands)
+    for name, line in commands.items():
+        if name == "sandbox":  # argparse's own help (test_sandbox_cli)
+            continue
+        result = CliRunner().invoke(app, [name, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (name, result.output)
+        usage = next(text.strip() for text in result.output.splitlines() if "Usage:" in text)
+        assert "[[" not in usage and "{path}" not in usage, usage
+        for option in re.findall(r"--[a-z-]+", line):
+            assert option in result.output, (name, option)
