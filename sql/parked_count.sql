@@ -1,4 +1,9 @@
--- Keys parked as rejected (waiting until their values change).
+-- Keys parked as rejected (waiting until their values change). `staying`: of those, the ones the
+-- plan just built keeps, not those that left the segment (removed or forgotten by this run).
 SELECT COUNT(*) AS parked
 FROM {{ snapshot }} AS s
 WHERE s._pfp IS NOT NULL
+{%- if staying %}
+  AND NOT (s._kh IN (SELECT p._kh FROM {{ plan }} AS p WHERE p._op IN ('removed', 'forget'))
+           AND s._key IN (SELECT p._key FROM {{ plan }} AS p WHERE p._op IN ('removed', 'forget')))
+{%- endif %}

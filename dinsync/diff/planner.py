@@ -614,12 +614,13 @@ class Planner(CommitMixin, PendingMixin):
         row = self._row("field_change_counts")
         return {f.field: row.get(f"n{f.i}", 0) for f in self.fields}
 
-    def parked_count(self) -> int:
-        """Keys parked as rejected: not planned again until their values change."""
+    def parked_count(self, staying: bool = False) -> int:
+        """Keys parked as rejected: not planned again until their values change. `staying` (after a
+        plan): only those still in the segment; a parked key that left it leaves the snapshot."""
         with self._lock:
             if not self._state_ready:
                 self.ensure_state()
-            return self._scalar("parked_count")
+            return self._scalar("parked_count_staying" if staying else "parked_count")
 
     def _require_full_refresh_plan(self) -> None:
         if self._planned_full_refresh is not True:

@@ -45,7 +45,8 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sample": ("sample", {}),
     "duplicates_sample": ("duplicates_sample", {}),
     "field_change_counts": ("field_change_counts", {}),
-    "parked_count": ("parked_count", {}),
+    "parked_count": ("parked_count", {"staying": False}),
+    "parked_count_staying": ("parked_count", {"staying": True}),
     # commits
     "acked": ("acked", {}),
     "acked_rest": ("acked_rest", {}),

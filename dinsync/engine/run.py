@@ -184,7 +184,7 @@ class SyncRun:
         when the model's duplicated keys block it (the plan's counts would otherwise read as sent).
         Also the parked rows (`self.parked`), which it says it leaves alone, as the run does."""
         notes = []
-        self.parked = self.planner.parked_count()
+        self.parked = self.planner.parked_count(staying=True)  # (not those that left the model)
         if self.parked and not self.full_refresh and not moved:  # (as the run says it; those two send them)
             notes.append(f"{self.parked} rejected rows are parked until their values change "
                          "(sync --retry-rejected sends them again)")
@@ -306,7 +306,7 @@ class SyncRun:
         s.added, s.changed, s.removed, s.unchanged = stats.added, stats.changed, stats.removed, stats.unchanged
         s.null_keys, s.duplicate_keys = stats.null_keys, stats.duplicate_keys
         s.segment_rows = stats.segment_rows
-        s.parked = self.planner.parked_count()
+        s.parked = self.planner.parked_count(staying=True)  # (those that left the model leave the snapshot)
         if shared and not stats.first_sync:  # (a first sync sends every row anyway)
             self.progress("note", {"message": shared})
         th = self.cfg.thresholds

@@ -90,6 +90,23 @@ def test_a_plan_counts_the_parked_rows_the_sync_right_after_it_reports(project):
     assert "1 parked row (rejected earlier)" in text
 
 
+def test_a_parked_row_that_left_the_model_is_no_longer_counted_parked(project):
+    """plan said `1 parked row (rejected earlier)` and noted it as waiting for its values to change
+    (the sync after it too) for a row that had left the model, which that sync forgets: its run
+    then recorded `parked 0`."""
+    project.sync()
+    project.sql("update main.customers set ltv = 'nan'::double where id = 5")
+    assert project.sync()["runs"][0]["parked"] == 1
+    project.sql("delete from main.customers where id = 5")
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["unchanged"], plan["parked"]) == (19, 0)
+    assert not any("parked" in n for n in plan["notes"]), plan["notes"]
+    assert "parked" not in project.cli("plan", json_output=False).stdout
+    project.cli("sync", json_output=False)
+    assert "parked" not in project.last.stderr
+    assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
+
+
 def test_newly_mapped_field_is_sent_for_every_row(project):
     project.sync()
     project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))

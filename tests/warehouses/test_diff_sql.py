@@ -220,7 +220,13 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.set_rows([("A@x.com ", "Ada", 6)])
     assert s.plan() == {"a@x.com": "changed"}
     assert s.p.commit_rejected(["a@x.com"]) == 1 and s.p.parked_count() == 1
-    assert s.plan() == {} and s.p.parked_count() == 1
+    assert s.plan() == {} and s.p.parked_count() == 1 and s.p.parked_count(staying=True) == 1
+    # once it left the segment, the plan's parked keys are those it keeps (parked_count_staying)
+    s.set_rows([("e@x.com", "E", 1)])
+    assert s.plan() == {"a@x.com": "removed", "e@x.com": "added"}
+    assert s.p.parked_count() == 1 and s.p.parked_count(staying=True) == 0
+    s.set_rows([("A@x.com ", "Ada", 6)])
+    assert s.plan() == {} and s.p.parked_count(staying=True) == 1
     # a dry run (`dinsync plan`) of files mapping one more field adds its column and keeps the
     # parking: a plan of the files before still skips the parked row
     dry = Planner(s.wh, dataclasses.replace(s.spec, fields=s.spec.fields + [("name", "dry_field")]))
