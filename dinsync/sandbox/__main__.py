@@ -142,7 +142,7 @@ def _platform_options(args: argparse.Namespace) -> dict[str, Any]:
 def _splio_parser(platforms: argparse._SubParsersAction, default_key: str | None = None) -> None:
     sp = platforms.add_parser("splio", help="Splio's SFTP contact imports and contacts API")
     d = SplioOptions()
-    sp.add_argument("--http-port", type=_port, default=8766,
+    sp.add_argument("--http-port", type=_port, default=8768,  # (8765-8767: the other platforms, side by side)
                     help="API port on 127.0.0.1 (default: %(default)s; 0: any free port)")
     sp.add_argument("--sftp-port", type=_port, default=2222,
                     help="SFTP port on 127.0.0.1 (default: %(default)s; 0: any free port)")

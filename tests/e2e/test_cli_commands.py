@@ -191,11 +191,24 @@ def test_sandbox_help_names_the_default_port_and_key():
         assert f"port on 127.0.0.1 (default: {port}; 0: any free port)" in text, text
         assert "or $DINSYNC_SANDBOX_API_KEY; default: sandbox-key)" in text, text
     text = " ".join(CliRunner().invoke(app, ["sandbox", "splio", "--help"]).output.split())
-    assert "(default: 8766; 0: any free port)" in text and "(default: 2222; 0: any free port)" in text
+    assert "(default: 8768; 0: any free port)" in text and "(default: 2222; 0: any free port)" in text
     assert "default: sandbox-key" in text
     bare = subprocess.run([sys.executable, "-m", "dinsync.sandbox", "iterable", "--help"], capture_output=True,
                           text=True, check=True).stdout
     assert "default: 8765" in " ".join(bare.split()) and "sandbox-key" not in bare
+
+
+def test_the_four_sandboxes_run_side_by_side_on_their_default_ports():
+    """`dinsync sandbox attio` and `dinsync sandbox splio` both defaulted to 8766: started together
+    (the README's Attio and Splio examples), the second stopped with "port 8766 on 127.0.0.1 is in use"."""
+    import re
+
+    ports = {}
+    for platform in ("iterable", "attio", "attentive", "splio"):
+        text = " ".join(CliRunner().invoke(app, ["sandbox", platform, "--help"]).output.split())
+        ports[platform] = re.findall(r"\(default: (\d+); 0: any free port\)", text)
+    found = [port for each in ports.values() for port in each]
+    assert len(found) == 5 and len(set(found)) == len(found), ports
 
 
 def test_sandbox_usage_errors_name_the_command():
