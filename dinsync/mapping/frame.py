@@ -65,6 +65,8 @@ KEY_KINDS = ("email", "phone", "string")
 
 FRAME_SCHEMA = {"_key": pl.String, "_op": pl.String, "_id": pl.String, "_json": pl.String, "_bytes": pl.Int64}
 REJECTION_SCHEMA = {"_key": pl.String, "field": pl.String, "reason": pl.String}
+# the column of the dimensions of the arrays of more than one dimension of column `name` (frame_from_arrow)
+DIMS_COLUMN = "_dims_{name}"
 
 _NULL = pl.lit(None, pl.String)
 _JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
@@ -303,12 +305,56 @@ def _as_kind_numeric_text(v: pl.Expr, dtype: pl.DataType, kind: str, label: str,
     return _wrong_type(v, "numeric", label, kind)  # type: ignore[arg-type]
 
 
+def _with_dimensions(enc: Encoded, v: pl.Expr, dtype: pl.DataType, f: FieldMapping, label: str, numeric: bool,
+                     dims: pl.Expr) -> Encoded:
+    """`enc` of a column of lists, with the lists of the rows that have dimensions (of an array of
+    more than one: dinsync.warehouses.array_shapes) nested by them ([1,2,3,4] of [2, 2] as
+    [[1,2],[3,4]]), each element written as in a list of one dimension."""
+    if f.kind not in ("auto", "json", "string") or not isinstance(dtype, pl.List):
+        return enc  # (a list is no integer, number, ...: rejected as it is)
+    if f.kind == "string":  # the JSON of the list, nested, as a JSON string
+        inner = numeric_text_list_json(v, label) if numeric else value_json(v, dtype, label)
+        nested = _nested(inner.text, dims)
+        return Encoded(string_json(nested), inner.problems, size_of_text=True)
+    return Encoded(_nested(enc.text, dims), enc.problems, enc.size, enc.size_of_text)
+
+
+def _nested(text: pl.Expr, dims: pl.Expr) -> pl.Expr:
+    """The JSON arrays `text` of the rows with `dims` nested by them; the others as they are. Python
+    only for the rows with dimensions (rare)."""
+    from dinsync.warehouses.array_shapes import json_elements, nested_json
+
+    def nest(pair: pl.Series) -> pl.Series:
+        texts, shapes = pair.struct.field("t"), pair.struct.field("d")
+        rows = shapes.is_not_null() & texts.is_not_null() & (texts != "null")
+        if not rows.any():
+            return texts
+        index = rows.arg_true()
+        nested = [nested_json(json_elements(t), d) for t, d in zip(texts.gather(index).to_list(),
+                                                                   shapes.gather(index).to_list())]
+        return texts.scatter(index, pl.Series(nested, dtype=pl.String))
+
+    return pl.struct(text.cast(pl.String).alias("t"), dims.alias("d")).map_batches(nest, return_dtype=pl.String)
+
+
 def frame_from_arrow(batch: Any) -> tuple[pl.DataFrame, dict[str, bool]]:
     """A plan batch (Arrow) as a Polars frame, and its `numeric_text` columns (decimal numbers as
     text: dinsync.warehouses.numeric_text), which the frame holds as strings, each with whether it
-    declares no scale: pass them to `map_batch(numeric_text=...)`."""
+    declares no scale: pass them to `map_batch(numeric_text=...)`. A column of arrays with their
+    shapes (dinsync.warehouses.array_shapes) is the lists of their elements, and the dimensions of
+    those of more than one in a column of their own (DIMS_COLUMN), which `map_batch` nests them by."""
+    from dinsync.warehouses.array_shapes import is_with_shapes, split
     from dinsync.warehouses.numeric_text import free_scale, is_numeric_text, is_numeric_text_list
 
+    if any(is_with_shapes(f.type) for f in batch.schema):
+        columns, names, shapes = [], [], []
+        for f, c in zip(batch.schema, batch.columns):
+            if is_with_shapes(f.type):
+                c, dims = split(c)
+                shapes.append((DIMS_COLUMN.format(name=f.name), dims))
+            columns.append(c)
+            names.append(f.name)
+        batch = type(batch).from_arrays(columns + [d for _, d in shapes], names=names + [n for n, _ in shapes])
     numeric = {f.name: free_scale(f.type) for f in batch.schema if is_numeric_text(f.type)}
     numeric.update({f.name: False for f in batch.schema if is_numeric_text_list(f.type)})
     seconds = [f.name for f in batch.schema if _holds(f.type, _is_seconds)]
@@ -618,6 +664,9 @@ def map_batch(
             enc = _as_email(v, pl.col(f"_email_{f.index}"), dtype, label)
         else:
             enc = _COERCE[f.kind](v, dtype, label)
+        dims = DIMS_COLUMN.format(name=f"v{f.index}")
+        if dims in schema:  # arrays of more than one dimension among the lists (frame_from_arrow)
+            enc = _with_dimensions(enc, v, dtype, f, label, f"v{f.index}" in numeric_text, pl.col(dims))
         encoded.append(enc)
     lazy = lazy.with_columns([enc.text.cast(pl.String).alias(f"_text_{n}") for n, enc in enumerate(encoded)])
 

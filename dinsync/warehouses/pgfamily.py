@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import errors as E
+from .array_shapes import with_shapes
 from .base import PROBE_ROWS, Params, quote_ident, rebatch, rows_to_arrow, rows_within, translated
 from .column_types import POSTGRES_FAMILY
 from .numeric_text import numeric_text, numeric_text_list
@@ -332,8 +333,8 @@ def numeric_array(values: list, t: pa.DataType) -> pa.Array:
 
 def numeric_list_from_text(values: list) -> pa.Array:
     """PostgreSQL `numeric[]` delivered by the cursor (lists of strings: numerics load as text)
-    -> a list of `numeric_text`, as the ADBC path reads it. A multi-dimensional array (lists of
-    lists) stays as the driver gave it."""
+    -> a list of `numeric_text`, as the ADBC path reads it (an array of more than one dimension
+    arrives as its elements: `one_dimension`)."""
     try:
         lists = pa.array(values, pa.list_(pa.string()))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -425,7 +426,8 @@ class PsycopgSessions:
             types = [arrow_type_of_column(c) for c in cur.description]
             types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
-                     if c.type_code in _CALENDAR_OIDS else t
+                     if c.type_code in _CALENDAR_OIDS else
+                     functools.partial(any_dimensions, convert=t) if _is_array_oid(cur, c.type_code) else t
                      for c, t in zip(cur.description, types)]
             return rows_to_arrow(names, cur.fetchall(), types)
 
@@ -638,21 +640,50 @@ def _text_cast(field: pa.Field) -> str | None:
     return None
 
 
+def _is_array(field: pa.Field) -> bool:
+    return pa.types.is_list(field.type) or pa.types.is_large_list(field.type)
+
+
+_DIMS = "_dinsync_dims_{i}"  # the wrapped query's column of the dimensions of array column i
+# The length of each dimension of an array of more than one (else NULL), in order
+_DIMS_SQL = ("CASE WHEN ARRAY_NDIMS({c}) > 1 THEN ARRAY(SELECT ARRAY_LENGTH({c}, _dinsync_d) "
+             "FROM GENERATE_SERIES(1, ARRAY_NDIMS({c})) AS _dinsync_d ORDER BY _dinsync_d) END")
+
+
 def _with_text_casts(sql: str, schema: pa.Schema) -> str:
     """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
     `_binary_extension`), money as cents, or composites misread (see `_text_cast`) come out as their
-    text form."""
+    text form; each array column's dimensions (of an array of more than one, which ADBC reads as
+    the list of its elements) in a column after the others (`_adbc_converter`: array_shapes)."""
     casts = [_text_cast(f) for f in schema]
-    if not any(casts):
+    arrays = [i for i, f in enumerate(schema) if _is_array(f)]
+    if not any(casts) and not arrays:
         return sql
     cols = []
     for field, cast in zip(schema, casts):
         col = "_dinsync_q." + quote_ident(field.name)
         cols.append(cast.format(c=col) + " AS " + quote_ident(field.name) if cast else col)
+    cols += [_DIMS_SQL.format(c="_dinsync_q." + quote_ident(schema[i].name)) + " AS " + _DIMS.format(i=i)
+             for i in arrays]
     return f"SELECT {', '.join(cols)} FROM (\n{sql.rstrip().rstrip(';')}\n) AS _dinsync_q"
 
 
 def _adbc_converter(schema: pa.Schema):
+    """Each batch's columns as the mapping reads them; each array column with its rows' dimensions
+    (see `_with_text_casts`: array_shapes), the columns of dimensions dropped."""
+    prefix = _DIMS.format(i="")
+    dims = {int(f.name[len(prefix):]): k for k, f in enumerate(schema) if f.name.startswith(prefix)}
+    if dims:
+        keep = len(schema) - len(dims)
+        inner = _adbc_converter(pa.schema(list(schema)[:keep]))
+
+        def with_dimensions(batch: pa.RecordBatch) -> pa.RecordBatch:
+            head = pa.RecordBatch.from_arrays(batch.columns[:keep], schema=pa.schema(list(batch.schema)[:keep]))
+            columns = [with_shapes(c, batch.column(dims[i])) if i in dims else c
+                       for i, c in enumerate(inner(head).columns)]
+            return pa.RecordBatch.from_arrays(columns, names=batch.schema.names[:keep])
+
+        return with_dimensions
     plan = []
     for field in schema:
         meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
@@ -716,11 +747,66 @@ def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else arrow_type_of_column(c)
                      for c in cur.description]
+            types = [functools.partial(one_dimension, convert=t) if _is_array_oid(cur, c.type_code) else t
+                     for c, t in zip(cur.description, types)]
         if not rows:
             return
         table = rows_to_arrow(names, rows, types)
         size = rows_within(batch_rows, table.nbytes / table.num_rows)
         yield from table.to_batches()
+
+
+def _is_array_oid(cur: Any, oid: int) -> bool:
+    info = cur.adapters.types.get(oid)
+    return info is not None and info.array_oid == oid
+
+
+def _flattened(value: Any) -> tuple[list, list[int]]:
+    """The elements of a (rectangular) nested list in order, and the length of each dimension."""
+    dims = []
+    level = value
+    while isinstance(level, list) and level and isinstance(level[0], list):
+        dims.append(len(level))
+        level = level[0]
+    dims.append(len(level))
+    for _ in dims[1:]:
+        value = [e for inner in value for e in inner]
+    return value, dims
+
+
+def one_dimension(values: list, convert: Any) -> pa.Array:
+    """An array column of the cursor (psycopg's lists, nested for more than one dimension) as
+    `convert` (an Arrow type, None, or a function of the values) makes it of the lists of their
+    elements, with the dimensions of each array of more than one (array_shapes), as the ADBC path
+    reads it: a column mixing 1-D and 2-D arrays failed the whole run (ArrowInvalid: cannot mix
+    list and non-list)."""
+    dims: list = [None] * len(values)
+    if any(isinstance(v, list) and v and isinstance(v[0], list) for v in values):
+        values = list(values)
+        for k, v in enumerate(values):
+            if isinstance(v, list) and v and isinstance(v[0], list):
+                values[k], dims[k] = _flattened(v)
+    if callable(convert):
+        array = convert(values)
+    else:
+        try:
+            array = pa.array(values, type=convert)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            array = pa.array(values)
+    return with_shapes(array, pa.array(dims, pa.list_(pa.int32())))
+
+
+def any_dimensions(values: list, convert: Any) -> pa.Array:
+    """An array column of `query` as it is, or, where it holds arrays of more than one dimension
+    (nested lists, which one Arrow list type holds along with others only at one depth: `dinsync
+    plan --samples` failed with ArrowInvalid: cannot mix list and non-list), as `one_dimension`
+    reads it (its `to_pylist` nests them again)."""
+    if not any(isinstance(v, list) and v and isinstance(v[0], list) for v in values):
+        try:
+            return pa.array(values, type=convert)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return pa.array(values)
+    return one_dimension(values, convert)
 
 
 # Types psycopg loads as Python objects that Arrow cannot hold (UUID, IPv4Interface, dict, time

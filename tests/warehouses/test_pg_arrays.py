@@ -1,0 +1,80 @@
+"""PostgreSQL arrays of more than one dimension, on PostgreSQL's path (ADBC) and the cursor path
+(Redshift's, run against PostgreSQL): sent as nested lists, whatever the other rows of the column hold.
+
+A column of type `int[]` holds arrays of any number of dimensions, row by row. Before, ADBC read
+`{{1,2},{3,4}}` as the list of its elements, and the platform received [1,2,3,4]; the cursor path
+failed the whole run on a column mixing 1-D and 2-D arrays (ArrowInvalid: cannot mix list and
+non-list). Now each array is read as its elements and its dimensions (array_shapes), and sent nested.
+"""
+from __future__ import annotations
+
+import pytest
+
+from dinsync.warehouses.array_shapes import split
+from dinsync.warehouses.pgfamily import CursorStream
+from tests.warehouses.support import WarehouseUnderTest, run_cli, write_iterable_project
+
+ARRAYS_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, ints, texts, nums from pgarr_customers
+"""
+ROWS = """
+    ('a@x.com', '{{1,2},{3,4}}', '{{a,b},{c,d}}', '{{1.5,2},{3,4}}'),
+    ('b@x.com', '{1,2}', '{x}', '{1}'),
+    ('c@x.com', '[0:1]={5,6}', '[0:1]={a,b}', NULL),
+    ('d@x.com', '{1,NULL,3}', '{{NULL,"q,]"},{"r\\"",NULL}}', '{{{1}},{{2}}}'),
+    ('e@x.com', NULL, NULL, '{}')"""
+SENT = {
+    "a@x.com": {"ints": [[1, 2], [3, 4]], "texts": [["a", "b"], ["c", "d"]], "nums": [[1.5, 2], [3, 4]]},
+    "b@x.com": {"ints": [1, 2], "texts": ["x"], "nums": [1]},
+    "c@x.com": {"ints": [5, 6], "texts": ["a", "b"], "nums": None},
+    "d@x.com": {"ints": [1, None, 3], "texts": [[None, "q,]"], ['r"', None]], "nums": [[[1]], [[2]]]},
+    "e@x.com": {"ints": None, "texts": None, "nums": []},
+}
+
+
+def _create(execute, schema: str) -> None:
+    execute(f'CREATE TABLE "{schema}".pgarr_customers (email text, ints int[], texts text[], nums numeric[])')
+    execute(f'INSERT INTO "{schema}".pgarr_customers VALUES {ROWS}')
+
+
+@pytest.fixture(params=["postgres", "redshift"])
+def target(request, tmp_path):
+    target = request.getfixturevalue(f"wh_{request.param}")
+    yield target
+
+
+def test_arrays_of_more_than_one_dimension_are_sent_nested(tmp_path, target, iterable_sandbox):
+    sandbox, thread = iterable_sandbox
+    _create(target.execute, target.model_schema)
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, ARRAYS_MODEL, ["ints", "texts", "nums"])
+
+    code, plan = run_cli(root, target, "plan", "--samples", "5")
+    assert code == 0, plan
+    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert samples["a@x.com"]["ints"] == [[1, 2], [3, 4]] and samples["b@x.com"]["ints"] == [1, 2], samples
+    code, result = run_cli(root, target, "sync")
+    assert code == 0, result
+    assert result["runs"][0]["acknowledged"] == 5, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == SENT
+
+
+@pytest.mark.parametrize("path", ["adbc", "cursor"])
+def test_stream_reads_each_array_as_its_elements_and_dimensions(tmp_path, path):
+    pg = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        _create(pg.wh.execute, pg.schema)
+        sql = "SELECT email, ints, texts FROM pgarr_customers ORDER BY email"
+        stream = pg.wh.stream(sql) if path == "adbc" else CursorStream.stream(pg.wh, sql)
+        [batch] = list(stream)
+    finally:
+        pg.close()
+    ints, texts = split(batch.column("ints")), split(batch.column("texts"))
+    assert [ints[0].to_pylist(), ints[1].to_pylist()] == [
+        [[1, 2, 3, 4], [1, 2], [5, 6], [1, None, 3], None], [[2, 2], None, None, None, None]]
+    assert [texts[0].to_pylist(), texts[1].to_pylist()] == [
+        [["a", "b", "c", "d"], ["x"], ["a", "b"], [None, "q,]", 'r"', None], None], [[2, 2], None, None, [2, 2], None]]
+    assert batch.to_pylist()[0] == {"email": "a@x.com", "ints": [[1, 2], [3, 4]], "texts": [["a", "b"], ["c", "d"]]}
