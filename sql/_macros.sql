@@ -48,10 +48,27 @@ FROM {{ model }} AS m
 {% if segment_hashes %}{{ seg }}{% else %}({{ model_hashes(fp) }}){% endif %}
 {%- endmacro %}
 
+{#- What the own hash of value f of alias `a` leaves out (f.shape), NULL where it leaves out nothing. -#}
+{% macro shape(f, a) -%}
+{{ f.shape | replace("@X@", a ~ "." ~ f.col) }}
+{%- endmacro %}
+
 {#- The row's fingerprint; a column the warehouse names (f.exact) is hashed in a form that tells
-    apart every two values of different text forms (DINSYNC_EXACT). -#}
+    apart every two values of different text forms (DINSYNC_EXACT). What a value's own hash leaves
+    out (f.shape: an array's dimensions), where there is any, is hashed along: the other rows keep
+    the fingerprint they had. -#}
 {% macro fingerprint(fields, a) -%}
-DINSYNC_FINGERPRINT({% for f in fields %}{% if f.exact %}{{ hashed(f, a ~ "." ~ f.col) }}{% else %}{{ a }}.{{ f.col }}{% endif %}{{ ", " if not loop.last }}{% endfor %})
+{%- set values -%}
+{% for f in fields %}{% if f.exact %}{{ hashed(f, a ~ "." ~ f.col) }}{% else %}{{ a }}.{{ f.col }}{% endif %}{{ ", " if not loop.last }}{% endfor %}
+{%- endset -%}
+{%- set shaped = fields | selectattr("shape") | list -%}
+{%- if shaped -%}
+CASE WHEN {% for f in shaped %}{{ shape(f, a) }} IS NULL{{ " AND " if not loop.last }}{% endfor %}
+THEN DINSYNC_FINGERPRINT({{ values }})
+ELSE DINSYNC_FINGERPRINT({{ values }}{% for f in shaped %}, {{ shape(f, a) }}{% endfor %}) END
+{%- else -%}
+DINSYNC_FINGERPRINT({{ values }})
+{%- endif %}
 {%- endmacro %}
 
 {#- The rows of the current commit (alias p): `acked`, a copy of their plan rows. which: "all",

@@ -179,6 +179,9 @@ class Planner(CommitMixin, PendingMixin):
             # a fingerprint of the values' text (Redshift's, Snowflake's...) hashes a column of a
             # stable form in that form too: else a run in another time zone found every row changed
             self.exact_columns = sorted({*self.exact_columns, *self.stable_forms})
+        # (a column hashed in its exact or stable form is hashed as its text, which has its shape)
+        self.shape_forms = {c: f for c, f in _shape_forms(warehouse, spec).items()
+                            if c not in self.exact_columns and c not in self.stable_forms}
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
@@ -186,7 +189,7 @@ class Planner(CommitMixin, PendingMixin):
             "sync": sync, "model_sql": spec.model_sql,
             "key_column": spec.key_column, "key_normalization": spec.key_normalization,
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
-            "exact_columns": self.exact_columns, "stable_forms": self.stable_forms,
+            "exact_columns": self.exact_columns, "stable_forms": self.stable_forms, "shape_forms": self.shape_forms,
         })
         self._cache = RenderCache(key) if cache else RenderCache(key, root=None)
         model = self._cache.get("__model_sql__")
@@ -238,7 +241,7 @@ class Planner(CommitMixin, PendingMixin):
                 "key_expr": key_sql(spec.key_normalization, f"m.{ident(spec.key_column)}", phone),
                 "fields": [FieldRef(i=f.i, col=ident(f.column), snap=ident(f.snap_name), field=f.field,
                                     snap_name=f.snap_name, exact=f.column in self.exact_columns,
-                                    stable=self.stable_forms.get(f.column))
+                                    stable=self.stable_forms.get(f.column), shape=self.shape_forms.get(f.column))
                            for f in self.fields],
                 "hash_type": sql_type(self.hash_type, self.dialect),
                 "nbuckets": NBUCKETS,
@@ -647,6 +650,18 @@ def _stable_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
     """The mapped columns the warehouse hashes in a form of their own (Warehouse.stable_hash_forms),
     each with that form; none when the model cannot be read yet (as _exact_columns)."""
     forms = getattr(warehouse, "stable_hash_forms", None)
+    if forms is None:
+        return {}
+    try:
+        return dict(sorted(forms(spec.model_sql, sorted({c for c, _ in spec.fields})).items()))
+    except DinsyncError:  # (a warehouse error)
+        return {}
+
+
+def _shape_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
+    """The mapped columns whose own hash leaves out part of the value, each with the SQL of that part
+    (Warehouse.shape_hash_forms); none when the model cannot be read yet (as _exact_columns)."""
+    forms = getattr(warehouse, "shape_hash_forms", None)
     if forms is None:
         return {}
     try:

@@ -217,6 +217,8 @@ class FieldRef:
     exact: bool = False  # wrapped in DINSYNC_EXACT in the fingerprint (Warehouse.exact_hash_columns)
     # the value's form its hashes take, a SQL expression of `@X@` (Warehouse.stable_hash_forms)
     stable: str | None = None
+    # what the value's own hash leaves out, a SQL expression of `@X@` (Warehouse.shape_hash_forms)
+    shape: str | None = None
 
 
 _ENV = None

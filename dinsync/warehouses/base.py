@@ -187,6 +187,13 @@ class Warehouse:
         expression of `@X@` (the value) the diff hashes instead: one text wherever it runs."""
         return {}
 
+    def shape_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """Of the mapped `columns` of the model `sql`, those whose value's own hash (the diff's row
+        fingerprint hashes native values: PostgreSQL) reads only a part of what is sent (an array's
+        elements, not its dimensions), each with the SQL expression of `@X@` (the value) of the rest,
+        NULL where there is none: the fingerprint of a row with one hashes it too."""
+        return {}
+
     def send_problem(self, column: str, kind: str) -> str | None:
         """Why values of a mapped column of type `kind` (as `columns` reports it) would not reach a
         destination as they are (read by this warehouse's driver into another value), with the fix

@@ -245,6 +245,12 @@ def session_text_form(x: str, oid: int, types: dict[int, tuple], forms: dict[int
     return None
 
 
+# The dimensions of an array of more than one ({x}: the array), else NULL: what the row fingerprint
+# hashes with the array, whose own hash (hash_array_extended) reads its elements only
+# (Warehouse.shape_hash_forms). NULL for the others, so that their fingerprints stay as they were.
+ARRAY_SHAPE = "CASE WHEN ARRAY_NDIMS(@X@) > 1 THEN ARRAY_DIMS(@X@) END"
+
+
 def _base_type(oid: int, types: dict[int, tuple]) -> int:
     """The type a domain `oid` is of (through domains of domains), else `oid`."""
     while oid in types and types[oid][1] == "d":

@@ -19,8 +19,8 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import (SESSION_TEXT_FORMS, AdbcStream, CsvCopyWrite, CursorStream, PgErrors, PsycopgSessions,
-                       exact_hash_columns, extended_hash_problem, record_problem, session_text_form,
+from .pgfamily import (ARRAY_SHAPE, SESSION_TEXT_FORMS, AdbcStream, CsvCopyWrite, CursorStream, PgErrors,
+                       PsycopgSessions, exact_hash_columns, extended_hash_problem, record_problem, session_text_form,
                        type_tree)
 
 DEFAULT_PORT = 5432
@@ -259,3 +259,16 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
             types = type_tree(lambda q, p: cur.execute(q, p).fetchall(), {oids[c] for c in columns if c in oids})
         forms = {c: session_text_form("@X@", oids[c], types, SESSION_TEXT_FORMS) for c in columns if c in oids}
         return {c: f for c, f in forms.items() if f is not None}
+
+    def shape_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """The mapped array columns (a domain's too: a result column names its base type) of a type
+        psycopg knows (built-in: those of a type of the database are hashed as their text, see
+        exact_hash_columns): an array's hash reads its elements only, so `{{1,2},{3,4}}` ->
+        `{1,2,3,4}` left the fingerprint as it was, and the platform kept [[1,2],[3,4]]
+        (pgfamily.ARRAY_SHAPE)."""
+        if not columns:
+            return {}
+        oids = self.column_oids(sql)
+        known = self.conn.adapters.types
+        arrays = {c for c in columns if c in oids and getattr(known.get(oids[c]), "array_oid", 0) == oids[c]}
+        return {c: ARRAY_SHAPE for c in sorted(arrays)}
