@@ -16,6 +16,7 @@ import functools
 import io
 import itertools
 import json
+import re
 import threading
 from typing import Any, ClassVar, Iterator
 
@@ -588,7 +589,8 @@ class AdbcStream:
                 values = None
                 if params is not None:
                     sql, values = translate(sql, params, "numeric_dollar")
-                sql = _with_text_casts(sql, cur.adbc_execute_schema(sql, values))
+                schema = cur.adbc_execute_schema(sql, values)
+                sql = _with_text_casts(sql, schema, _opaque_arrays(cur, schema))
                 if values is not None:
                     cur.execute(sql, values)
                 else:
@@ -619,6 +621,10 @@ def _binary_extension(t: pa.DataType) -> bool:
         pa.types.is_binary(t.storage_type) or pa.types.is_fixed_size_binary(t.storage_type))
 
 
+# the array of text of an array's elements, each in its output form (of any number of dimensions)
+_ELEMENTS_AS_TEXT = "CAST(CAST({c} AS TEXT) AS TEXT[])"
+
+
 def _text_cast(field: pa.Field) -> str | None:
     """The expression ({c}: the column) that makes a result column readable as its value (None:
     read it as it is)."""
@@ -630,7 +636,7 @@ def _text_cast(field: pa.Field) -> str | None:
         # the array's own text holds each element's output form, read back as text[]: a cast of
         # the array to text[] casts each element, and inet's cast adds the netmask (['10.0.0.1/32']
         # where a single inet, and the cursor path, give '10.0.0.1')
-        return "CAST(CAST({c} AS TEXT) AS TEXT[])"
+        return _ELEMENTS_AS_TEXT
     if _pg_type(field) == "money":  # ADBC: an int64 of cents (lc_monetary's minor unit)
         return "CAST({c} AS NUMERIC)"
     # A composite (`create type comp as (a int, b text)`): ADBC's struct reader misfills it (rows
@@ -656,13 +662,31 @@ _DIMS_SQL = ("CASE WHEN ARRAY_NDIMS({c}) > 1 THEN ARRAY(SELECT ARRAY_LENGTH({c},
              "FROM GENERATE_SERIES(1, ARRAY_NDIMS({c})) AS _dinsync_d ORDER BY _dinsync_d) END")
 
 
-def _with_text_casts(sql: str, schema: pa.Schema) -> str:
+_UNNAMED = re.compile(r"unnamed<oid:(\d+)>")
+
+
+def _opaque_arrays(cur: Any, schema: pa.Schema) -> set[int]:
+    """The columns that ADBC hands over as one opaque value although they are arrays (of ranges:
+    `unnamed<oid:3905>`), which the catalog tells (one query, only where there are such columns)."""
+    unnamed = {i: int(m.group(1)) for i, f in enumerate(schema)
+               if _binary_extension(f.type) and (m := _UNNAMED.fullmatch(_pg_type(f)))}
+    if not unnamed:
+        return set()
+    oids = ",".join(str(o) for o in sorted(set(unnamed.values())))
+    cur.execute(f"SELECT oid::int8 FROM pg_catalog.pg_type WHERE oid IN ({oids}) AND typcategory = 'A'")
+    arrays = {row[0] for row in cur.fetchall()}
+    return {i for i, oid in unnamed.items() if oid in arrays}
+
+
+def _with_text_casts(sql: str, schema: pa.Schema, opaque_arrays: set[int] = frozenset()) -> str:
     """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
     `_binary_extension`), money as cents, or composites misread (see `_text_cast`) come out as their
-    text form; each array column's dimensions (of an array of more than one, which ADBC reads as
-    the list of its elements) in a column after the others (`_adbc_converter`: array_shapes)."""
-    casts = [_text_cast(f) for f in schema]
-    arrays = [i for i, f in enumerate(schema) if _is_array(f)]
+    text form, an array it would deliver as one opaque value (`opaque_arrays`: of ranges) as the
+    list of its elements' text; each array column's dimensions (of an array of more than one, which
+    ADBC reads as the list of its elements) in a column after the others (`_adbc_converter`:
+    array_shapes)."""
+    casts = [_ELEMENTS_AS_TEXT if i in opaque_arrays else _text_cast(f) for i, f in enumerate(schema)]
+    arrays = [i for i, f in enumerate(schema) if _is_array(f) or i in opaque_arrays]
     if not any(casts) and not arrays:
         return sql
     cols = []

@@ -147,3 +147,33 @@ def test_fingerprints_of_rows_without_such_arrays_are_as_before(tmp_path, monkey
     finally:
         pg.close()
     assert {k for k in before if before[k] != after[k]} == {"a@x.com", "d@x.com"}
+
+
+RANGES_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, spans, days from pgarr_ranges
+"""
+
+
+def test_arrays_of_ranges_are_sent_as_lists_of_their_text(tmp_path, target, iterable_sandbox):
+    # ADBC reads an array of ranges as an opaque value, which was read as the array's text, one
+    # string: '{"[1,3)",NULL,empty}' where the cursor path sends ["[1,3)", null, "empty"]
+    sandbox, thread = iterable_sandbox
+    s = target.model_schema
+    target.execute(f'CREATE TABLE "{s}".pgarr_ranges (email text, spans int4range[], days daterange[])')
+    target.execute(f"""INSERT INTO "{s}".pgarr_ranges VALUES
+        ('a@x.com', ARRAY['[1,3)'::int4range, NULL, 'empty'], ARRAY['[2024-01-01,2024-02-01)'::daterange]),
+        ('b@x.com', ARRAY[ARRAY['[1,3)'::int4range], ARRAY['[5,7)'::int4range]], NULL),
+        ('c@x.com', NULL, '{{}}')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, RANGES_MODEL, ["spans", "days"])
+
+    code, result = run_cli(root, target, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 3, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {
+        "a@x.com": {"spans": ["[1,3)", None, "empty"], "days": ["[2024-01-01,2024-02-01)"]},
+        "b@x.com": {"spans": [["[1,3)"], ["[5,7)"]], "days": None},
+        "c@x.com": {"spans": None, "days": []},
+    }
