@@ -434,7 +434,8 @@ class PsycopgSessions:
             types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else
-                     functools.partial(any_dimensions, convert=t) if _is_array_oid(cur, c.type_code) else t
+                     functools.partial(any_dimensions, convert=_calendar_list_of(c.type_code, t))
+                     if _is_array_oid(cur, c.type_code) else t
                      for c, t in zip(cur.description, types)]
             return rows_to_arrow(names, cur.fetchall(), types)
 
@@ -777,8 +778,8 @@ def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else arrow_type_of_column(c)
                      for c in cur.description]
-            types = [functools.partial(one_dimension, convert=t) if _is_array_oid(cur, c.type_code) else t
-                     for c, t in zip(cur.description, types)]
+            types = [functools.partial(one_dimension, convert=_calendar_list_of(c.type_code, t))
+                     if _is_array_oid(cur, c.type_code) else t for c, t in zip(cur.description, types)]
         if not rows:
             return
         table = rows_to_arrow(names, rows, types)
@@ -826,17 +827,41 @@ def one_dimension(values: list, convert: Any) -> pa.Array:
     return with_shapes(array, pa.array(dims, pa.list_(pa.int32())))
 
 
+# Arrays of dates and timestamps (their OIDs) -> the OID of their elements (_CALENDAR_OIDS)
+_CALENDAR_ARRAY_OIDS = {1182: 1082, 1115: 1114, 1185: 1184}
+
+
+def _calendar_list_of(oid: int, convert: Any) -> Any:
+    """`convert`, or for an array of dates or timestamps `calendar_list` of its element type."""
+    elem = _CALENDAR_ARRAY_OIDS.get(oid)
+    return convert if elem is None else functools.partial(calendar_list, t=_OID_TYPES[elem])
+
+
+def calendar_list(values: list, t: pa.DataType) -> pa.Array:
+    """Lists of dates / timestamps of a cursor (of one dimension) as lists of `t`, those psycopg
+    could not load ('infinity' in an array failed the whole run: ArrowTypeError) at a day beyond the
+    calendar, as `calendar_array` reads them alone (the mapping rejects their rows)."""
+    offsets, flat = [0], []
+    for v in values:
+        flat.extend(v or ())
+        offsets.append(len(flat))
+    mask = pa.array([v is None for v in values], pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), calendar_array(flat, t), mask=mask)
+
+
 def any_dimensions(values: list, convert: Any) -> pa.Array:
     """An array column of `query` as it is, or, where it holds arrays of more than one dimension
     (nested lists, which one Arrow list type holds along with others only at one depth: `dinsync
     plan --samples` failed with ArrowInvalid: cannot mix list and non-list), as `one_dimension`
     reads it (its `to_pylist` nests them again)."""
-    if not any(isinstance(v, list) and v and isinstance(v[0], list) for v in values):
-        try:
-            return pa.array(values, type=convert)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            return pa.array(values)
-    return one_dimension(values, convert)
+    if any(isinstance(v, list) and v and isinstance(v[0], list) for v in values):
+        return one_dimension(values, convert)
+    if callable(convert):
+        return convert(values)
+    try:
+        return pa.array(values, type=convert)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array(values)
 
 
 # Types psycopg loads as Python objects that Arrow cannot hold (UUID, IPv4Interface, dict, time

@@ -177,3 +177,35 @@ def test_arrays_of_ranges_are_sent_as_lists_of_their_text(tmp_path, target, iter
         "b@x.com": {"spans": [["[1,3)"], ["[5,7)"]], "days": None},
         "c@x.com": {"spans": None, "days": []},
     }
+
+
+DATES_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, days, stamps from pgarr_dates
+"""
+
+
+def test_an_array_holding_an_infinite_date_rejects_its_row_only(tmp_path, target, iterable_sandbox):
+    # psycopg cannot load 'infinity' (pgfamily._load_beyond_calendar reads it as a marker): in an
+    # array, on the cursor path, the marker failed the whole run (ArrowTypeError), where ADBC reads a
+    # day beyond the calendar, whose row the mapping rejects
+    sandbox, thread = iterable_sandbox
+    s = target.model_schema
+    target.execute(f'CREATE TABLE "{s}".pgarr_dates (email text, days date[], stamps timestamp[])')
+    target.execute(f"""INSERT INTO "{s}".pgarr_dates VALUES
+        ('a@x.com', '{{2024-01-02,infinity}}', '{{"2024-01-02 03:04:05"}}'),
+        ('b@x.com', '{{{{2024-01-02}},{{2024-01-03}}}}', '{{{{"2024-01-02 03:04:05",-infinity}}}}'),
+        ('c@x.com', '{{2024-01-02,NULL}}', '{{{{"2024-01-02 03:04:05"}}}}')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, DATES_MODEL, ["days", "stamps"])
+
+    code, result = run_cli(root, target, "sync")
+    assert code == 0, result
+    assert result["runs"][0]["acknowledged"] == 1 and result["runs"][0]["rejected"] == 2, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"c@x.com": {"days": ["2024-01-02", None], "stamps": [["2024-01-02T03:04:05"]]}}
+    code, rejected = run_cli(root, target, "rejections", "users")
+    reasons = {r["key"]: r["reason"] for r in rejected["rejections"]}
+    beyond = "date out of range (years 1 to 9999; an infinity?), which cannot be sent"
+    assert reasons == {"a@x.com": f'field "days": {beyond}', "b@x.com": f'field "stamps": {beyond}'}, rejected
