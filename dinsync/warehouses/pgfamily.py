@@ -370,6 +370,9 @@ class PsycopgSessions:
     _local: threading.local
     _conns: list[tuple[threading.Thread, Any]]
     capabilities: Any
+    # whether the server may hold arrays of types of its database (enums, composites), which the
+    # catalog tells (pg_type.typcategory: PostgreSQL 8.4+): CursorStream reads them as lists
+    database_arrays: ClassVar[bool] = True
 
     def _init_sessions(self) -> None:
         self._conn_lock = threading.Lock()
@@ -757,9 +760,28 @@ class CursorStream:
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 _set_local(conn.execute, self.stream_settings)
                 cur.execute(sql, values)
+                if self.database_arrays:
+                    _load_arrays_of_the_database(conn, cur)
                 yield from rebatch(_fetched(cur, batch_rows), batch_rows)
         finally:
             conn.close()
+
+
+def _load_arrays_of_the_database(conn: Any, cur: Any) -> None:
+    """Loaders on cursor `cur` (executed, not fetched yet) of the arrays among its columns that
+    psycopg knows no type of (of an enum, a composite made in the database), which it read as their
+    text, one string ('{sad,ok}') where ADBC reads a list: their elements are read as their text
+    (a composite's `(1,x)`, as ADBC's path reads it too)."""
+    from psycopg.types import TypeInfo
+
+    unknown = sorted({c.type_code for c in cur.description or () if cur.adapters.types.get(c.type_code) is None})
+    if not unknown:
+        return
+    oids = ", ".join(str(int(o)) for o in unknown)
+    rows = conn.execute("SELECT oid::int8, typelem::int8, typname::text FROM pg_catalog.pg_type "
+                        f"WHERE oid IN ({oids}) AND typcategory = 'A' AND typelem <> 0").fetchall()
+    for oid, elem, name in rows:
+        TypeInfo(name.lstrip("_"), elem, oid).register(cur)
 
 
 def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:

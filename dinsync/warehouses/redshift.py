@@ -59,6 +59,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
         quoted_case_sensitive=False,
         paramstyle="pyformat",
     )
+    database_arrays = False  # no enums nor composites (and its catalog, of PostgreSQL 8.0, predates typcategory)
 
     def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, database: str | None = None,
