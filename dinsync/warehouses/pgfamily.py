@@ -302,7 +302,8 @@ class PgErrors:
 _OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psycopg
     16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 25: pa.string(), 700: pa.float32(),
     701: pa.float64(), 1042: pa.string(), 1043: pa.string(), 19: pa.string(), 1082: pa.date32(),
-    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
+    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"), 17: pa.binary(), 1083: pa.time64("us"),
+    26: pa.int64(),
 }
 
 
@@ -800,13 +801,30 @@ def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else arrow_type_of_column(c)
                      for c in cur.description]
-            types = [functools.partial(one_dimension, convert=_calendar_list_of(c.type_code, t))
-                     if _is_array_oid(cur, c.type_code) else t for c, t in zip(cur.description, types)]
+            types = [functools.partial(one_dimension, convert=_calendar_list_of(c.type_code, t)
+                                       or _read_as(cur, cur.adapters.types.get(c.type_code).oid, list_of=True))
+                     if _is_array_oid(cur, c.type_code) else t if t is not None else _read_as(cur, c.type_code)
+                     for c, t in zip(cur.description, types)]
         if not rows:
             return
         table = rows_to_arrow(names, rows, types)
         size = rows_within(batch_rows, table.nbytes / table.num_rows)
         yield from table.to_batches()
+
+
+def _read_as(cur: Any, oid: int, list_of: bool = False) -> pa.DataType | None:
+    """The Arrow type of the values psycopg reads of type `oid` (a list of them: `list_of`) where
+    every batch must have it: text for a type it reads as text (uuid, jsonb, inet: _TEXT_LOADED; a
+    type it does not know), else None (Arrow infers it from the values). Inferred, a column whose
+    rows of the first fetch were all NULL was `null` there and text later, and the stream failed
+    (ArrowInvalid: Schema at index 1 was different)."""
+    from psycopg import pq
+
+    t = _OID_TYPES.get(oid)
+    if t is None:
+        loader = cur.adapters.get_loader(oid, pq.Format.TEXT)
+        t = pa.string() if loader is None or loader.__name__ == "TextLoader" else None
+    return pa.list_(t) if t is not None and list_of else t
 
 
 def _is_array_oid(cur: Any, oid: int) -> bool:

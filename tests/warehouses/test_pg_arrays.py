@@ -8,6 +8,8 @@ non-list). Now each array is read as its elements and its dimensions (array_shap
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from dinsync.diff import DiffSpec, Planner
@@ -230,3 +232,26 @@ def test_arrays_of_a_type_of_the_database_are_lists_on_both_paths(tmp_path, path
         pg.close()
     assert row == {"moods": ["sad", None, "ok"], "grid": [["sad"], ["ok"]], "comps": ["(1,x)", '(2,"y z")'],
                    "none": None}
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_the_cursor_path_gives_a_column_one_type_when_its_first_rows_are_null(tmp_path, kind):
+    # the cursor path inferred the Arrow type of an array (or a uuid, a jsonb: read as text) from the
+    # rows of each fetch: NULL in all of the first 100 (a sparse column) made it `null` there and
+    # list<int64> later, and the stream failed (ArrowInvalid: Schema at index 1 was different)
+    pg = WarehouseUnderTest(kind, tmp_path)
+    try:
+        sql = ("SELECT g, CASE WHEN g > 3000 THEN ARRAY[g, g] END AS ints, "
+               "CASE WHEN g > 3000 THEN ARRAY[ARRAY['a'], ARRAY['b']] END AS texts, "
+               "CASE WHEN g > 3000 THEN CAST('e8a2996c-0000-4000-8000-000000000001' AS uuid) END AS u, "
+               "CASE WHEN g > 3000 THEN CAST('{\"a\": 1}' AS jsonb) END AS j, "
+               "CASE WHEN g > 3000 THEN ARRAY[CAST('\\x01' AS bytea)] END AS b, "
+               "CASE WHEN g > 3000 THEN CAST('10:00' AS time) END AS t "
+               "FROM generate_series(1, 3500) AS g ORDER BY g")
+        batches = list(CursorStream.stream(pg.wh, sql, batch_rows=100_000))
+    finally:
+        pg.close()
+    assert len(batches) == 1 and batches[0].num_rows == 3500
+    assert batches[0].slice(3499).to_pylist() == [
+        {"g": 3500, "ints": [3500, 3500], "texts": [["a"], ["b"]], "u": "e8a2996c-0000-4000-8000-000000000001",
+         "j": '{"a": 1}', "b": [b"\x01"], "t": dt.time(10)}]
