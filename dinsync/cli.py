@@ -610,7 +610,7 @@ def rejections(name: Optional[str] = OneSyncArg,
     without a key skipped) with their reasons, newest first."""
     use_options(project_dir, json_output)
     with handled(), in_project():
-        from .report import shown_key, utc_iso
+        from .report import utc_iso
         from .state import StateStore
         from .state.syncstate import SyncStates
 
@@ -628,7 +628,6 @@ def rejections(name: Optional[str] = OneSyncArg,
             wh.close()
         for row in rows:
             row["rejected_at"] = utc_iso(row["rejected_at"])
-            row["key"] = shown_key(row["key"])
         if state.json:
             emit({"rejections": rows})
         else:

@@ -62,12 +62,20 @@ def utc_iso(value: dt.datetime | None) -> str | None:
 
 # Longest matching key `dinsync rejections` shows (text and JSON): beyond any platform's identifier
 # (emails 254 bytes, Iterable userIds 52, Attentive's 100), so a real key is shown whole; a longer
-# one (a 1 MB value in the key column) is shown cut, ending with "…". The rejections table keeps it.
+# one (a 1 MB value in the key column) is shown as its first SHOWN_KEY_MAX characters and its length,
+# `kkk… (1,000,012 characters)`: SHORTENED_KEY_MAX characters at most, which a key so shortened is
+# never shortened again.
 SHOWN_KEY_MAX = 1000
+SHORTENED_KEY_MAX = SHOWN_KEY_MAX + 40
 
 
-def shown_key(key: str | None) -> str | None:
-    return key if key is None or len(key) <= SHOWN_KEY_MAX else key[:SHOWN_KEY_MAX - 1] + "…"
+def shown_key(key: str | None, length: int | None = None) -> str | None:
+    """`key`, or its start and its length where it is over SHORTENED_KEY_MAX characters; `length`:
+    the whole key's, where `key` is only its start (as read from the rejections table)."""
+    if key is None:
+        return None
+    length = len(key) if length is None else int(length)
+    return key if length <= SHORTENED_KEY_MAX else f"{key[:SHOWN_KEY_MAX]}… ({length:,} characters)"
 
 
 def utcnow() -> dt.datetime:

@@ -299,6 +299,21 @@ def print_syncs(syncs: list[dict]) -> None:
     out().print(table)
 
 
+# The length `shown_key` gives a key it shortened (`kkk… (1,000,012 characters)`).
+_KEY_LENGTH = re.compile(r"… \(\d[\d,]* characters\)$")
+
+
+def key_cell(key: str | None, limit: int) -> str:
+    """A matching key for a table cell (see `cell`): a key shortened with its length keeps that length."""
+    if key is None:
+        return "(no key)"
+    mark = _KEY_LENGTH.search(key) if len(key) > limit else None
+    if mark is None:
+        return cell(str(key), limit)
+    start = cell(key[:mark.start()], max(8, limit - len(mark.group()) + 1))  # ends with its own "…"
+    return start.removesuffix("…") + mark.group()
+
+
 def print_rejections(rows: list[dict]) -> None:
     if not rows:
         out().print("no rejected rows")
@@ -308,7 +323,7 @@ def print_rejections(rows: list[dict]) -> None:
     table = Table("rejected at (UTC)", "run", "key", "field", "status", "reason")
     for r in rows:
         table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"],
-                      cell("(no key)" if r["key"] is None else str(r["key"]), 60),
+                      key_cell(r["key"], 60),
                       cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120))
     out().print(table)
 

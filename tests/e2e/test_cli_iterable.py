@@ -250,10 +250,33 @@ def test_megabyte_keys_are_shown_cut_by_rejections(project):
     result = project.cli("rejections", "iterable_users")
     assert result.exit_code == 0 and len(result.stdout) < 20_000, len(result.stdout)
     keys = {r["status"]: r["key"] for r in json.loads(result.stdout)["rejections"] if r["key"]}
-    assert keys["rejected"].startswith("kkk") and keys["rejected"].endswith("…") and len(keys["rejected"]) <= 1000
-    assert keys["duplicate"].startswith("ddd") and keys["duplicate"].endswith("…")
+    assert keys["rejected"].startswith("kkk") and keys["rejected"].endswith("… (1,000,012 characters)")
+    assert keys["duplicate"].startswith("ddd") and keys["duplicate"].endswith("… (1,000,012 characters)")
+    assert len(keys["rejected"]) < 1100
     assert sorted(len(k) for (k,) in project.sql("select key from dinsync.rejections where key is not null")) == \
         [len(big)] * 2  # whole in the table
+
+
+def test_rejections_lists_megabyte_keys_an_older_dinsync_kept_whole_shortened_with_their_length(project):
+    """40 rejected keys of 1 MB in the rejections table (kept whole until 2026-12-05): `dinsync
+    rejections` ran out of DuckDB's memory sorting them (`Out of Memory Error: failed to allocate
+    data of size 16.0 MiB`), exit 1, with the default limit and with `--limit 3` alike."""
+    project.sync()
+    [(run_id,)] = project.sql("select run_id from dinsync.runs")
+    project.sql("insert into dinsync.rejections select ?, 'iterable_users', repeat('k', 1000000) || "
+                "lpad(i::varchar, 6, '0') || '@x.com', 'email', 'rejected', 'too long', now()::timestamp "
+                "from range(40) t(i)", run_id)
+    for args in ((), ("--limit", "3")):
+        result = project.cli("rejections", "iterable_users", *args)
+        assert result.exit_code == 0, result.output[-600:]
+        assert len(result.stdout) < 120_000, len(result.stdout)
+        shown = json.loads(result.stdout)["rejections"]
+        assert len(shown) == (3 if args else 40)
+        assert all(r["key"].startswith("kkk") and r["key"].endswith("… (1,000,012 characters)") and
+                   len(r["key"]) < 1100 for r in shown), [r["key"][-40:] for r in shown]
+    text = project.cli("rejections", "iterable_users", json_output=False)
+    assert text.exit_code == 0 and max(len(line) for line in text.stdout.splitlines()) < 400
+    assert "1,000,012 characters" in text.stdout
 
 
 def test_too_many_duplicates_fail_before_sending(project):
