@@ -126,6 +126,44 @@ class ServiceSpec:
         return spec.kind if spec else "auto"
 
 
+class Fragments(Sequence[bytes]):
+    """The per-record fragments of a batch request read from its body, each when it is read: a
+    list beside the body held every record twice (a request's users and its body), and with 1 MB
+    values the requests queued and in flight held ~2 x 100 MB. The fragments lie in `body` from
+    `start` on, of `sizes` bytes (a Polars Series slice is fine: it is read on first use), each
+    followed by a `gap` of bytes (a comma)."""
+
+    __slots__ = ("body", "sizes", "start", "gap", "_bounds")
+
+    def __init__(self, body: bytes, sizes: Sequence[int], start: int, gap: int = 1):
+        self.body, self.sizes, self.start, self.gap = body, sizes, start, gap
+        self._bounds: list[int] | None = None
+
+    def _starts(self) -> list[int]:
+        if self._bounds is None:  # (only a split, or an answer naming records, reads them)
+            bounds, at = [], self.start
+            for size in self.sizes:
+                bounds.append(at)
+                at += int(size) + self.gap
+            self._bounds = bounds
+        return self._bounds
+
+    def _item(self, i: int) -> bytes:
+        at = self._starts()[i]
+        return self.body[at:at + int(self.sizes[i])]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(len(self)))]
+        return self._item(range(len(self))[index])
+
+    def __iter__(self):
+        return (self._item(i) for i in range(len(self)))
+
+
 @dataclass
 class Request:
     """One request (an HTTP exchange, or a unit a non-HTTP transport delivers) carrying records.
@@ -140,8 +178,8 @@ class Request:
     path: str  # relative to the destination's base URL, query string already escaped
     body: bytes | None
     keys: list[str]
-    items: list[bytes] | None = None
-    rebuild: Callable[[list[str], list[bytes]], "Request"] | None = None
+    items: Sequence[bytes] | None = None  # (a list, or Fragments of the body)
+    rebuild: Callable[[list[str], Sequence[bytes]], "Request"] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     context: Any = None  # destination-private data (e.g. the lookup kind)
     resent: bool = False  # the rest of a batch whose guilty records were told apart (see Outcome)

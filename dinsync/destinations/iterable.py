@@ -23,6 +23,7 @@ from .base import (
     Destination,
     EndpointLimit,
     FieldSpec,
+    Fragments,
     KeySpec,
     Outcome,
     Prepared,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # imported where used: the config layer reads this module's d
 # documented body cap of bulkUpdate, "4MB": read as the smaller of 4,000,000 and 4 MiB, so that
 # a server counting in decimal megabytes does not refuse a full batch (413)
 BULK_MAX_BYTES = 4_000_000
+USERS_PREFIX = b'{"users":['  # a bulkUpdate body's start, its users after it
 LOOKUP = "lookup"  # Request.context of update-mode lookups
 # Longest userId sent: escaped (up to 12 bytes a character) it fits a lookup URL under the 8 KB a
 # server reads of a request line; Iterable documents 52 at most, and answers the longer ones itself.
@@ -173,26 +175,30 @@ class IterableDestination(Destination):
         # Iterable reports failures by the identifier it received: map those back to plan keys.
         renamed = users.filter(pl.col("_id") != pl.col("_key"))
         id_to_key = dict(zip(renamed["_id"].to_list(), renamed["_key"].to_list()))
+        sizes = users["_bytes"]
         for offset, length in batches_by_size(users, max_users, room, 1):
             keys = keys_all[offset : offset + length]
             items = items_all[offset : offset + length]
-            requests.append(self._bulk_request(keys, items, id_to_key))
+            requests.append(self._bulk_request(keys, items, id_to_key, sizes.slice(offset, length)))
         return Prepared(requests, rejections)
 
     def _envelope(self, users: bytes) -> bytes:
         # `create_new_fields: false` leaves it to the project's setting: the flag is left out (the
         # spec drops unknown fields when it is false, "or not set and the project is configured to")
         create = b',"createNewFields":true' if self.options.get("create_new_fields", True) else b""
-        return b'{"users":[' + users + b"]" + create + b"}"
+        return USERS_PREFIX + users + b"]" + create + b"}"
 
-    def _bulk_request(self, keys: list[str], items: list[bytes], id_to_key: dict[str, str]) -> Request:
+    def _bulk_request(self, keys: list[str], items: Sequence[bytes], id_to_key: dict[str, str],
+                      sizes: Sequence[int] | None = None) -> Request:
+        """`sizes`: the items' lengths (prepare's `_bytes`); a request rebuilt from a split measures them."""
+        body = self._envelope(b",".join(items))
         return Request(
             endpoint="bulk_update",
             method="POST",
             path="/api/users/bulkUpdate",
-            body=self._envelope(b",".join(items)),
+            body=body,
             keys=keys,
-            items=items,
+            items=Fragments(body, [len(i) for i in items] if sizes is None else sizes, len(USERS_PREFIX)),
             rebuild=lambda k, i: self._bulk_request(k, i, id_to_key),
             context=id_to_key,
         )
