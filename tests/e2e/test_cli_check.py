@@ -153,3 +153,20 @@ def test_sample_keys_are_cut_and_can_be_left_out(project):
     assert len(key) == 60 and key.endswith("…") and long_email.startswith(key[:-1])
     data, _ = check(project, "--samples", "0")
     assert data["models"][0]["keys"][0]["sample"] == [] and data["models"][0]["keys"][0]["duplicate_keys"] == 1
+
+
+def test_megabyte_keys_are_counted_as_the_plan_counts_them(project):
+    """150 matching keys of 1 MB (and a duplicated one): `dinsync check` ran out of DuckDB's memory
+    grouping them (`Out of Memory Error: failed to allocate data of size 128.0 MiB`, exit 1) where
+    the plan of the same model, whose statements grow the pool and run again, counted them."""
+    project.sql("insert into main.customers select 100 + i, repeat('k', 1000000) || i || '@example.com', "
+                "'u', 'x', 'free', 1 from range(150) t(i)")
+    add_rows(project, (300, "k" * 1_000_000 + "0@example.com"))
+    data, code = check(project)
+    assert code == ExitCode.WARNINGS, data
+    email = data["models"][0]["keys"][0]
+    assert (data["models"][0]["rows"], email["duplicate_keys"], email["duplicate_rows"]) == (171, 1, 2)
+    [sample] = email["sample"]
+    assert sample["rows"] == 2 and sample["key"].startswith("kkk") and len(sample["key"]) < 1100
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["segment_rows"], plan["duplicate_keys"], plan["duplicate_rows"]) == (171, 1, 2)
