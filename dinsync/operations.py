@@ -425,18 +425,22 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     """`dinsync plan` of one sync: counts, changed rows per field, duplicated keys, sample rows."""
     from .engine import SyncRun
     from .engine.run import memory_note
+    from .report import shown_key
 
     run = SyncRun(project, name, wh, full_refresh=full_refresh)
     try:
         stats = run.plan()
         notes = [n for n in (paused_note(project, wh, name), memory_note(wh)) if n]
+        sampled = {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")}
+        for row in (r for rows in sampled.values() for r in rows):  # a 1 MB key: not a 1 MB line
+            row["key"] = shown_key(row["key"])
         return {
             "sync": name, **asdict(stats), "parked": run.parked,
             "notes": run.notes + notes,
             "field_changes": run.planner.field_change_counts(),
-            "duplicates": [{"key": k, "rows": n} for k, n in run.planner.duplicates_sample(10)]
+            "duplicates": [{"key": shown_key(k), "rows": n} for k, n in run.planner.duplicates_sample(10)]
             if stats.duplicate_keys else [],
-            "samples": {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")},
+            "samples": sampled,
         }
     finally:
         run.planner.release()

@@ -285,6 +285,21 @@ def test_rejections_lists_megabyte_keys_an_older_dinsync_kept_whole_shortened_wi
     assert "1,000,012 characters" in text.stdout
 
 
+def test_plan_json_shows_megabyte_keys_shortened_with_their_length(project):
+    """`plan --json` printed a 1 MB matching key whole in its sample rows and its most duplicated
+    keys (a 1 MB line each), where `rejections`, `check` and the plan's text cut it."""
+    big, dup = "k" * 1_000_000 + "@example.com", "d" * 1_000_000 + "@example.com"
+    project.sql("insert into main.customers values (101, ?, 'u-101', 'a', 'free', 1), "
+                "(102, ?, 'u-102', 'b', 'free', 1), (103, ?, 'u-103', 'c', 'free', 1)", big, dup, dup)
+    result = project.cli("plan", "--samples", "30")
+    assert result.exit_code == 0 and len(result.stdout) < 60_000, len(result.stdout)
+    [plan] = json.loads(result.stdout)["plans"]
+    [shown] = [r["key"] for r in plan["samples"]["added"] if r["key"].startswith("kkk")]
+    assert shown.endswith("… (1,000,012 characters)") and len(shown) < 1100
+    assert [(d["key"][:3], d["key"][-24:], d["rows"]) for d in plan["duplicates"]] == \
+        [("ddd", "… (1,000,012 characters)", 2)]
+
+
 def test_too_many_duplicates_fail_before_sending(project):
     project.sql("insert into main.customers select 100 + i, 'user1@example.com', 'x', 'd', 'free', 1 "
                 "from range(5) t(i)")
