@@ -222,6 +222,23 @@ def test_run_log_and_rejections(store):
         ({"key": k, "field": f, "status": s, "reason": r} for k, f, s, r in many), key=lambda r: r["reason"])
 
 
+def test_long_keys_are_kept_and_listed_as_their_start_and_length(store):
+    """On every warehouse: a long key is stored as its start and its length, and one an older
+    dinsync stored whole is read (SUBSTR, LENGTH) and listed so too; short keys stay whole."""
+    from dinsync.state.syncstate import SyncStates
+
+    store.add_rejections("r1", "users", [("a" * 3000, "email", "rejected", "too long"),
+                                         ("short@x.com", "email", "rejected", "bad")])
+    store.wh.execute(f"INSERT INTO {store.t('rejections')} (run_id, sync, key, field, status, reason, rejected_at) "
+                     "VALUES (:run, :sync, :key, :field, :status, :reason, :at)",
+                     {"run": "r1", "sync": "users", "key": "b" * 5000, "field": "email", "status": "rejected",
+                      "reason": "too long", "at": dt.datetime(2026, 1, 1)})
+    assert sorted(r["key"] for r in store.rejections("r1")) == ["a" * 1000 + "… (3,000 characters)", "b" * 5000,
+                                                                "short@x.com"]
+    listed = sorted(r["key"] for r in SyncStates(store).rejections("users"))
+    assert listed == ["a" * 1000 + "… (3,000 characters)", "b" * 1000 + "… (5,000 characters)", "short@x.com"]
+
+
 def test_rejections_never_hold_a_registered_secret(store):
     """Every path to the rejections table meets here: a field or a reason quoting a platform's
     answer that echoed the credentials is stored masked."""
