@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import DinsyncError, ExitCode
+from .terminal import plural
 
 DEMO_KEY_ENV = "DINSYNC_DEMO_ITERABLE_KEY"
 
@@ -228,7 +229,7 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
                 summary = SyncRun(project, "iterable_customers", wh, progress=on_event).run()
                 requests = runner.call(lambda: sandbox.stats()["requests"]) - before
                 say(f"[bold]{step}.[/] {title}: [green]+{summary.added}[/] [yellow]~{summary.changed}[/] "
-                    f"[red]-{summary.removed}[/] → sent {summary.sent} rows in {requests} requests, "
+                    f"[red]-{summary.removed}[/] → sent {plural(summary.sent, 'row')} in {plural(requests, 'request')}, "
                     f"acknowledged {summary.acknowledged}, rejected {summary.rejected} "
                     f"({summary.seconds:.2f}s, status {summary.status})")
                 # each rejection once: a row rejected again by the second run (unchanged) is not repeated

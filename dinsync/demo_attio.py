@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import DinsyncError
+from .terminal import plural
 
 TOKEN_ENV = "DINSYNC_DEMO_ATTIO_TOKEN"
 MARKER = "# written by dinsync demo (Attio step)"
@@ -134,7 +135,7 @@ def run_attio_demo_step(path: Path, rows: int = 200, say: Callable[[str], None] 
                 for sync in ("attio_companies", "attio_people"):
                     s = SyncRun(project, sync, wh).run()
                     say(f"   {title}, {sync}: [green]+{s.added}[/] [yellow]~{s.changed}[/] [red]-{s.removed}[/] → "
-                        f"{s.requests} requests, acknowledged {s.acknowledged}, rejected {s.rejected}, "
+                        f"{plural(s.requests, 'request')}, acknowledged {s.acknowledged}, rejected {s.rejected}, "
                         f"{s.throttled} throttled ({s.seconds:.1f}s, {s.status})")
                     report["runs"].append({"step": title, "sync": sync, "added": s.added, "changed": s.changed,
                                            "removed": s.removed, "sent": s.sent, "acknowledged": s.acknowledged,

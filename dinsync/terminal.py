@@ -204,12 +204,14 @@ def escape(text: str) -> str:
     return escape(visible(text))
 
 
+def plural(n: int, word: str) -> str:
+    """`1 request`, `2 requests`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def print_plan(entry: dict) -> None:
     from rich import box
     from rich.table import Table
-
-    def plural(n: int, word: str) -> str:
-        return f"{n:,} {word}{'' if n == 1 else 's'}"
 
     out().print(f"[bold]{entry['sync']}[/]: [green]+{entry['added']:,} added[/], [yellow]~{entry['changed']:,} "
                 f"changed[/], [red]-{entry['removed']:,} removed[/], {entry['unchanged']:,} unchanged; withheld: "
@@ -254,8 +256,8 @@ def print_run(r: dict) -> None:
         out().print(
             f"[bold]{r['sync']}[/] [{colour}]{r['status']}[/] in {r['seconds'] or 0:.2f}s: +{r['added']} "
             f"~{r['changed']} -{r['removed']} | sent {r['sent']}, acknowledged {r['acknowledged']}, "
-            f"rejected {r['rejected']}, not found {r['not_found']}, failed {r['failed']} | {r['requests']} "
-            f"requests, {r['throttled']} throttled (run {r['run_id']})", highlight=False)
+            f"rejected {r['rejected']}, not found {r['not_found']}, failed {r['failed']} | "
+            f"{plural(r['requests'], 'request')}, {r['throttled']} throttled (run {r['run_id']})", highlight=False)
     for w in r["warnings"]:
         out().print("  [yellow]warning:[/] " + escape(w), highlight=False)
     if r["error"]:

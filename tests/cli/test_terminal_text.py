@@ -123,3 +123,14 @@ def test_status_and_runs_say_why_a_run_failed_before_its_warnings(capsys):
     out = capsys.readouterr().out
     assert out.count("Attentive refused the API key") == 2, out
     terminal.reset()
+
+
+def test_a_runs_line_counts_one_request_in_the_singular(capsys):
+    from dinsync import terminal
+
+    terminal.reset()
+    for n in (1, 2):
+        terminal.print_run({**_run("success", [], None), "sync": "users", "requests": n, "throttled": 0, "hint": None})
+    out = capsys.readouterr().out
+    assert "| 1 request, 0 throttled" in out and "| 2 requests, 0 throttled" in out, out
+    terminal.reset()
