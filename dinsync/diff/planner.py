@@ -649,19 +649,18 @@ def _exact_columns(warehouse: Any, spec: DiffSpec) -> list[str]:
 def _stable_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
     """The mapped columns the warehouse hashes in a form of their own (Warehouse.stable_hash_forms),
     each with that form; none when the model cannot be read yet (as _exact_columns)."""
-    forms = getattr(warehouse, "stable_hash_forms", None)
-    if forms is None:
-        return {}
-    try:
-        return dict(sorted(forms(spec.model_sql, sorted({c for c, _ in spec.fields})).items()))
-    except DinsyncError:  # (a warehouse error)
-        return {}
+    return _column_forms(warehouse, spec, "stable_hash_forms")
 
 
 def _shape_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
     """The mapped columns whose own hash leaves out part of the value, each with the SQL of that part
     (Warehouse.shape_hash_forms); none when the model cannot be read yet (as _exact_columns)."""
-    forms = getattr(warehouse, "shape_hash_forms", None)
+    return _column_forms(warehouse, spec, "shape_hash_forms")
+
+
+def _column_forms(warehouse: Any, spec: DiffSpec, method: str) -> dict[str, str]:
+    """What the warehouse's `method` says of the model's mapped columns, by column."""
+    forms = getattr(warehouse, method, None)
     if forms is None:
         return {}
     try:
