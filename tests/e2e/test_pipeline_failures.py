@@ -17,7 +17,7 @@ def test_a_failing_commit_fails_the_run_instead_of_hanging(project, monkeypatch)
     monkeypatch.setenv("DINSYNC_QUEUE_REQUESTS", "1")
     monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
 
-    def out_of_memory(self, keys):
+    def out_of_memory(self, keys, also=None):
         raise WarehouseUnavailable("Out of Memory Error: could not allocate block of size 256 KiB")
 
     original = Planner.commit_acknowledged

@@ -305,4 +305,4 @@ def test_a_runs_counts_are_recorded_within_a_commits_atomic_block(fake, wh):
         store.record_progress("r1", {"sent": 7, "acknowledged": 5})
     assert fake.log[-1]["statement"].startswith("BEGIN ATOMIC")
     [run] = store.last_runs("users")
-    assert (run["status"], run["sent"], run["acknowledged"], run["added"]) == ("running", 7, 5, 0)
+    assert (run["status"], run["sent"], run["acknowledged"], run["added"]) == ("running", 7, 5, None)  # (not given)
