@@ -239,7 +239,7 @@ class CommitMixin:
                 try:
                     n = self._collect(arr)
                     if n["acknowledged"]:
-                        with self.warehouse.transaction():
+                        with self.warehouse.room_for(arr.nbytes), self.warehouse.transaction():
                             write(n)
                             if also is not None:
                                 also()

@@ -303,6 +303,13 @@ class Warehouse:
         the memory of a replacing one meanwhile."""
         yield
 
+    @contextlib.contextmanager
+    def room_for(self, key_bytes: int) -> Iterator[None]:
+        """Around a commit's transaction of keys of `key_bytes` bytes (their text) while the plan
+        streams: an adapter whose stream and commits share one bounded pool gives the commit room
+        there meanwhile."""
+        yield
+
     def interrupt(self) -> None:
         """From another thread: cancel the statements this adapter's sessions run now (a stop
         requested while a run plans: a slow model's query may take minutes). Each cancelled

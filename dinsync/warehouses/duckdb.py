@@ -89,6 +89,18 @@ DELETE_ROW_BYTES = 128
 # deleting the same rows again in this process failed 1 time in 4 ("Conflict on tuple deletion"),
 # so the commits' deletes are sized beforehand instead (expect_deletes).
 GROW_RAM_SHARE = 0.5
+# While the plan streams wide rows (a block pinned for each value of 1 MB it reads), the stream
+# fills the pool it grew to, and a commit's transaction, which may not grow it (_grow), ran out of
+# it: its insert (and then its ROLLBACK: "FATAL Error: Failed to rollback transaction"), or the
+# checkpoint its COMMIT runs once the write-ahead log holds more than DuckDB's checkpoint_threshold
+# (16 MiB): "COMMIT succeeded and is durable, but the autocheckpoint failed", after which the
+# database is invalidated for the process and the run cannot even record its state (3 runs in 12
+# of 5,000 rows with 500 values of 1 MB). So while the stream's rows are wide, a commit gets
+# ROOM_FACTOR x (its keys' bytes + CHECKPOINT_MB) above the pool for its transaction, and the stream
+# reads nothing meanwhile (it would take that room). Measured, a stream of 250 values of 1 MB under
+# 280 MB and commits of 8 keys of 1 MB: 1x or 2x the keys + 16 or 32 MB failed, 2x (keys + 16 MB)
+# passed. Narrow rows (rows_within keeps the batch's rows) get no room: their pools stay as sized.
+ROOM_FACTOR, CHECKPOINT_MB = 2, 16
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -372,6 +384,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._scale = 1  # the pools' multiplier after statements ran out of memory (GROW_RAM_SHARE)
         self._phase: tuple[str | None, int] = (memory_limit, 1)  # the pool and threads asked last
         self._only_inserting = False  # in `streaming(replacing=False)`: the inserting pool
+        self._room = 0  # bytes above the pool for a commit while wide rows stream (room_for)
+        self._wide_stream = False  # a stream of rows wider than rows_within keeps whole is open
+        self._reading = threading.Lock()  # held while a stream reads a batch, and by room_for
         self._configured_limits = (memory_limit, streaming_memory_limit)
         self._file = None if path == ":memory:" else os.path.realpath(path)
         try:
@@ -449,11 +464,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         return cur
 
     def _need(self, pool: str | None, threads: int) -> None:
-        """Ask the instance for `pool` (times the growth of this run) and `threads`."""
+        """Ask the instance for `pool` (times the growth of this run, plus a commit's room) and `threads`."""
         self._phase = (pool, threads)
         size = _bytes(pool) if pool else None
-        if size is not None and self._scale > 1:
-            pool = f"{int(size * self._scale)}B"
+        if size is not None and (self._scale > 1 or self._room):
+            pool = f"{int(size * self._scale + self._room)}B"
         self._settings.need(self._con, id(self), pool, threads)
 
     def _grow(self) -> bool:
@@ -569,7 +584,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         """`within`: the database the query is bound in (its functions are looked for there
         first, not in the database file: see stream_scratch)."""
         sql, values = translate(sql, params, self.capabilities.paramstyle)
-        emitted = False
+        emitted = grown = False
         while True:
             cur = self._con.cursor()  # its own cursor: other statements may run while we stream
             try:
@@ -579,11 +594,19 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     cur.execute(f"USE {self.quote(within)}")
                 try:
                     rows = self._batch_rows_within(cur, sql, values, batch_rows)
-                    for batch in cur.sql(sql, params=values).to_arrow_reader(rows):
+                    wide = self._wide_stream = grown or rows < batch_rows
+                    with self._reading:
+                        batches = iter(cur.sql(sql, params=values).to_arrow_reader(rows))
+                    while True:
+                        with self._reading:  # (not while a commit has room: see room_for)
+                            batch = next(batches, None)
+                        if batch is None:
+                            return
                         if batch.num_rows:
                             emitted = True
+                            if not wide and rows_within(batch_rows, batch.nbytes / batch.num_rows) < batch_rows:
+                                wide = self._wide_stream = True  # wide rows after narrow ones
                             yield batch
-                    return
                 except OSError as exc:
                     error = _reader_error(exc)
                 except duckdb.OutOfMemoryException as exc:
@@ -593,7 +616,9 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 # a larger pool. Later, rows already read would be read twice: the error stands.
                 if emitted or not isinstance(error, duckdb.OutOfMemoryException) or not self._grow():
                     raise error
+                grown = True  # (rows that need a larger pool to be read are wide)
             finally:
+                self._wide_stream = False
                 cur.close()
 
     @staticmethod
@@ -792,6 +817,22 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         finally:
             if self._only_inserting:
                 self._need(*phase)
+
+    @contextlib.contextmanager
+    def room_for(self, key_bytes: int):
+        """Room in the pool for a commit's transaction while the stream's rows are wide (see
+        ROOM_FACTOR), the stream waiting meanwhile; nothing for narrow rows."""
+        if not (self._wide_stream and self._phase[0]):
+            yield
+            return
+        with self._reading:
+            self._room = ROOM_FACTOR * (key_bytes + CHECKPOINT_MB * 1000**2)
+            self._need(*self._phase)
+            try:
+                yield
+            finally:
+                self._room = 0
+                self._need(*self._phase)
 
     def interrupt(self) -> None:
         for cur in list(self._cursors):

@@ -356,3 +356,31 @@ def test_a_stream_of_a_few_megabyte_rows_starts_again_with_a_larger_pool(tmp_pat
         w._need("8MB", 1)  # (what a narrow first sync's inserting pool could be, smaller still)
         rows = sum(b.num_rows for b in w.stream("SELECT id, v FROM t"))
     assert rows == 1030 and w.grown_to is not None
+
+
+def test_commits_of_megabyte_keys_while_megabyte_rows_stream_neither_fail_nor_invalidate_the_file(tmp_path):
+    """600 rows, 100 of them with a key of 1 MB (parked, as rows rejected for their content) and 100
+    with a value of 1 MB (acknowledged), committed batch by batch while the plan streams, as a first
+    sync does. The stream grows the pool until it can read them and fills it; the commits' inserts,
+    and the checkpoint a COMMIT runs once the write-ahead log is full, ran out of it in their
+    transaction, which may not grow it: an out-of-memory error, or a database invalidated for the
+    process (the autocheckpoint failed after the COMMIT). With room for each commit they go through."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute("CREATE TABLE people AS SELECT CASE WHEN i % 3 = 0 AND i % 6 <> 0 THEN repeat('k', 1000000) || i "
+              "ELSE 'u' || i || '@x.com' END AS email, CASE WHEN i % 6 = 0 THEN repeat('v', 1000000) || i "
+              "ELSE 'n' || i END AS name FROM range(600) AS t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="none",
+                    fields=[("name", "name")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    w.size_for(1)
+    assert p.plan().added == 600
+    parked = acknowledged = 0
+    with w.streaming(replacing=False):
+        for batch in p.stream_sendable(10_000):
+            keys = batch.column(0).to_pylist()
+            acknowledged += p.commit_acknowledged([k for k in keys if len(k) < 1000])
+            parked += p.commit_rejected([k for k in keys if len(k) >= 1000])
+    assert (acknowledged, parked) == (500, 100)
+    assert w.query("SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE length(_key) > 1000) AS wide "
+                   f"FROM {p._context()['snapshot']}").to_pylist() == [{"n": 600, "wide": 100}]
