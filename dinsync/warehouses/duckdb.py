@@ -96,11 +96,15 @@ GROW_RAM_SHARE = 0.5
 # (16 MiB): "COMMIT succeeded and is durable, but the autocheckpoint failed", after which the
 # database is invalidated for the process and the run cannot even record its state (3 runs in 12
 # of 5,000 rows with 500 values of 1 MB). So while the stream's rows are wide, a commit gets
-# ROOM_FACTOR x (its keys' bytes + CHECKPOINT_MB) above the pool for its transaction, and the stream
-# reads nothing meanwhile (it would take that room). Measured, a stream of 250 values of 1 MB under
-# 280 MB and commits of 8 keys of 1 MB: 1x or 2x the keys + 16 or 32 MB failed, 2x (keys + 16 MB)
-# passed. Narrow rows (rows_within keeps the batch's rows) get no room: their pools stay as sized.
-ROOM_FACTOR, CHECKPOINT_MB = 2, 16
+# ROOM_FACTOR x (its keys' bytes + the WAL's + CHECKPOINT_MB) above the pool for its transaction,
+# and the stream reads nothing meanwhile (it would take that room). Measured, a stream of 250 values
+# of 1 MB under 280 MB and commits of 8 keys of 1 MB: 1x or 2x the keys + 16 or 32 MB failed,
+# 2x (keys + 16 MB) passed. A checkpoint that runs out of memory invalidates the database wherever it
+# runs (an explicit CHECKPOINT too), and any statement that commits may run one (the run log's,
+# the rejections'): meanwhile DuckDB checkpoints only when asked (HELD_CHECKPOINT_THRESHOLD), and
+# a commit with room does it once the WAL holds CHECKPOINT_MB (DuckDB's own threshold). Narrow rows
+# (rows_within keeps the batch's rows) get neither: their pools and checkpoints stay as they were.
+ROOM_FACTOR, CHECKPOINT_MB, HELD_CHECKPOINT_THRESHOLD = 2, 16, "1TB"
 _UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -387,6 +391,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._room = 0  # bytes above the pool for a commit while wide rows stream (room_for)
         self._wide_stream = False  # a stream of rows wider than rows_within keeps whole is open
         self._reading = threading.Lock()  # held while a stream reads a batch, and by room_for
+        self._threshold: str | None = None  # DuckDB's checkpoint_threshold while it is held
         self._configured_limits = (memory_limit, streaming_memory_limit)
         self._file = None if path == ":memory:" else os.path.realpath(path)
         try:
@@ -595,18 +600,18 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 try:
                     rows = self._batch_rows_within(cur, sql, values, batch_rows)
                     wide = self._wide_stream = grown or rows < batch_rows
+                    if wide:
+                        self._hold_checkpoints(True)
                     with self._reading:
-                        batches = iter(cur.sql(sql, params=values).to_arrow_reader(rows))
-                    while True:
-                        with self._reading:  # (not while a commit has room: see room_for)
-                            batch = next(batches, None)
-                        if batch is None:
-                            return
+                        reader = iter(cur.sql(sql, params=values).to_arrow_reader(rows))
+                    for batch in self._read(reader):
                         if batch.num_rows:
                             emitted = True
                             if not wide and rows_within(batch_rows, batch.nbytes / batch.num_rows) < batch_rows:
                                 wide = self._wide_stream = True  # wide rows after narrow ones
+                                self._hold_checkpoints(True)
                             yield batch
+                    return
                 except OSError as exc:
                     error = _reader_error(exc)
                 except duckdb.OutOfMemoryException as exc:
@@ -619,7 +624,38 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 grown = True  # (rows that need a larger pool to be read are wide)
             finally:
                 self._wide_stream = False
+                self._hold_checkpoints(False)
                 cur.close()
+
+    def _hold_checkpoints(self, held: bool) -> None:
+        """While wide rows stream: DuckDB checkpoints only when room_for asks (see ROOM_FACTOR);
+        after it, at its threshold again."""
+        if self._file is None or held == (self._threshold is not None):
+            return
+        cur = self._con.cursor()
+        try:
+            if held:
+                self._threshold = cur.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+                cur.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+            else:
+                cur.execute("SET checkpoint_threshold = ?", [self._threshold])
+                self._threshold = None
+        finally:
+            cur.close()
+
+    def _wal_bytes(self) -> int:
+        with contextlib.suppress(OSError, TypeError):
+            return os.path.getsize(f"{self._file}.wal")
+        return 0
+
+    def _read(self, reader) -> Iterator[pa.RecordBatch]:
+        """A stream's batches, each read while no commit has room (see room_for)."""
+        while True:
+            with self._reading:
+                batch = next(reader, None)
+            if batch is None:
+                return
+            yield batch
 
     @staticmethod
     def _batch_rows_within(cur, sql: str, values, batch_rows: int) -> int:
@@ -826,10 +862,13 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             yield
             return
         with self._reading:
-            self._room = ROOM_FACTOR * (key_bytes + CHECKPOINT_MB * 1000**2)
+            self._room = ROOM_FACTOR * (key_bytes + self._wal_bytes() + CHECKPOINT_MB * 1000**2)
             self._need(*self._phase)
             try:
                 yield
+                if self._threshold is not None and self._wal_bytes() >= CHECKPOINT_MB << 20:
+                    with contextlib.suppress(duckdb.TransactionException):  # (another write under way)
+                        self.con.execute("CHECKPOINT")
             finally:
                 self._room = 0
                 self._need(*self._phase)

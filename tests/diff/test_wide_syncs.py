@@ -384,3 +384,33 @@ def test_commits_of_megabyte_keys_while_megabyte_rows_stream_neither_fail_nor_in
     assert (acknowledged, parked) == (500, 100)
     assert w.query("SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE length(_key) > 1000) AS wide "
                    f"FROM {p._context()['snapshot']}").to_pylist() == [{"n": 600, "wide": 100}]
+
+
+def test_statements_outside_commits_run_no_checkpoint_while_megabyte_rows_stream(tmp_path):
+    """As above, with a statement of its own after each commit (the engine records rejections and
+    the run's counts so): any statement that commits may run DuckDB's checkpoint once the WAL holds
+    16 MiB, and one run outside a commit's room ran out of the pool the stream filled ("COMMIT
+    succeeded and is durable, but the autocheckpoint failed": the database invalidated for the
+    process). While wide rows stream, DuckDB checkpoints only in a commit's room."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute("CREATE TABLE people AS SELECT CASE WHEN i % 3 = 0 AND i % 6 <> 0 THEN repeat('k', 1000000) || i "
+              "ELSE 'u' || i || '@x.com' END AS email, CASE WHEN i % 6 = 0 THEN repeat('v', 1000000) || i "
+              "ELSE 'n' || i END AS name FROM range(600) AS t(i)")
+    w.execute("CREATE TABLE log (n INTEGER)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="none",
+                    fields=[("name", "name")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    w.size_for(1)
+    p.plan()
+    committed = 0
+    with w.streaming(replacing=False):
+        for batch in p.stream_sendable(10_000):
+            keys = batch.column(0).to_pylist()
+            committed += p.commit_acknowledged([k for k in keys if len(k) < 1000])
+            committed += p.commit_rejected([k for k in keys if len(k) >= 1000])
+            w.execute("INSERT INTO log VALUES (1)")
+    assert committed == 600
+    assert w.query("SELECT current_setting('checkpoint_threshold') AS v").column(0)[0].as_py() == "16.0 MiB"
+    w.execute("CHECKPOINT")
+    assert w.query(f"SELECT COUNT(*) AS n FROM {p._context()['snapshot']}").column(0)[0].as_py() == 600
