@@ -12,7 +12,8 @@ import duckdb
 
 from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
 from . import errors as E
-from .base import PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rows_within, translated
+from .base import (PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rebatch, rows_within,
+                   translated)
 from .params import translate
 
 if TYPE_CHECKING:
@@ -268,6 +269,48 @@ def _out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.OutOfMemoryException):
         return True
     return isinstance(exc, duckdb.TransactionException) and bool(_POOL_EXHAUSTED.search(str(exc)))
+
+
+def _bit_width(kind) -> int:
+    """Bits of a fixed-width Arrow type's value; 0 for any other (pyarrow raises there)."""
+    try:
+        return int(kind.bit_width)
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _widest(cur, sql: str, values, schema: "pa.Schema") -> int | None:
+    """An upper bound of the bytes of one row of `sql` as Arrow, from DuckDB's statistics (a
+    table's columns carry their longest string: a few ms, no scan); None where a column's width is
+    not bounded by them (nested values, strings computed by the query)."""
+    import pyarrow as pa
+
+    widths, strings = 0, []
+    for column in schema:
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+                or pa.types.is_large_binary(kind) or pa.types.is_string_view(kind):
+            strings.append(column.name)
+            widths += 16  # its offset (a view: its header)
+        elif not pa.types.is_nested(kind) and _bit_width(kind):
+            widths += -(-_bit_width(kind) // 8) + 1
+        else:
+            return None
+    if not strings:
+        return widths
+    stats = ", ".join(f"stats({quote_ident(name)})" for name in strings)
+    try:
+        rows = cur.execute(f"SELECT {stats} FROM (\n{sql}\n) AS _widest LIMIT 1", values).fetchall()
+    except duckdb.Error:  # (a DuckDB without stats() as a struct)
+        return None
+    if not rows:
+        return None
+    for column in rows[0]:
+        longest = column.get("max_string_length") if isinstance(column, dict) else None
+        if not isinstance(longest, int):
+            return None
+        widths += longest
+    return widths
 
 
 class _InstanceSettings:
@@ -598,13 +641,14 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                 if within is not None:
                     cur.execute(f"USE {self.quote(within)}")
                 try:
-                    rows = self._batch_rows_within(cur, sql, values, batch_rows)
-                    wide = self._wide_stream = grown or rows < batch_rows
+                    rows, chunk = self._batch_rows_within(cur, sql, values, batch_rows)
+                    wide = self._wide_stream = grown or chunk < batch_rows
                     if wide:
                         self._hold_checkpoints(True)
                     with self._reading:
-                        reader = iter(cur.sql(sql, params=values).to_arrow_reader(rows))
-                    for batch in self._read(reader):
+                        reader = iter(cur.sql(sql, params=values).to_arrow_reader(chunk))
+                    batches = self._read(reader) if chunk == rows else rebatch(self._read(reader), batch_rows)
+                    for batch in batches:
                         if batch.num_rows:
                             emitted = True
                             if not wide and rows_within(batch_rows, batch.nbytes / batch.num_rows) < batch_rows:
@@ -658,15 +702,22 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             yield batch
 
     @staticmethod
-    def _batch_rows_within(cur, sql: str, values, batch_rows: int) -> int:
-        """`batch_rows`, or fewer where the query's rows are wide: its first PROBE_ROWS rows say
-        how wide (a few ms), and a batch holds about BATCH_BYTES. A batch of 10,000 rows of 100 KB of
-        text was 1 GB, held in about three copies while it was sent (a first sync of 30,000 such
-        rows peaked at 3.8 GB of RSS; 1.3 GB in batches of 64 MB)."""
+    def _batch_rows_within(cur, sql: str, values, batch_rows: int) -> tuple[int, int]:
+        """(rows a batch, rows DuckDB converts to Arrow at once): `batch_rows`, or fewer where the
+        query's rows are wide: its first PROBE_ROWS rows say how wide (a few ms), and a batch holds
+        about BATCH_BYTES. A batch of 10,000 rows of 100 KB of text was 1 GB, held in about three
+        copies while it was sent (a first sync of 30,000 such rows peaked at 3.8 GB of RSS; 1.3 GB in
+        batches of 64 MB). Where DuckDB's statistics say that a later row may be far wider (`_widest`:
+        1 MB values after narrow ones), DuckDB converts as many rows at once as the widest fits in
+        BATCH_BYTES, and those are joined into batches of about BATCH_BYTES (`rebatch`, a copy: only
+        then, never on the usual narrow plan)."""
         probe = cur.sql(f"SELECT * FROM (\n{sql}\n) AS _probe LIMIT {PROBE_ROWS}", params=values).to_arrow_table()
         if probe.num_rows == 0:
-            return batch_rows
-        return rows_within(batch_rows, probe.nbytes / probe.num_rows)
+            return batch_rows, batch_rows
+        rows = rows_within(batch_rows, probe.nbytes / probe.num_rows)
+        widest = _widest(cur, sql, values, probe.schema)
+        chunk = rows if widest is None else min(rows, rows_within(batch_rows, widest))
+        return rows, chunk
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:

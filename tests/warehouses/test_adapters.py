@@ -724,3 +724,26 @@ def test_duckdb_streams_wide_rows_in_fewer_rows_a_batch(tmp_path, monkeypatch):
         assert len(wide) >= 25 and max(b.nbytes for b in wide) <= (1 << 20) + 20_000
     finally:
         w.close()
+
+
+def test_duckdb_bounds_batches_by_bytes_where_wide_rows_come_after_narrow_ones(tmp_path, monkeypatch):
+    """The stream's first 100 rows said how wide every batch could be: 300 rows of 100 KB after 3,000
+    narrow ones (a model sorted so) came 10,000 rows a batch (a 5,000-row first sync whose last 500
+    rows held 1 MB values peaked at 2.9 GB of RSS). Where DuckDB's statistics bound every row's
+    width (a table's columns: the plan), no batch holds much more than BATCH_BYTES (here 1 MB);
+    narrow rows still come `batch_rows` at a time."""
+    import dinsync.warehouses.base as base
+
+    monkeypatch.setattr(base, "BATCH_BYTES", 1 << 20)
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    try:
+        w.execute("CREATE TABLE t AS SELECT i, 'n' || i AS v, i * 2 AS n FROM range(3000) AS r(i) "
+                  "UNION ALL SELECT i, repeat('x', 100000) || i, i * 2 FROM range(3000, 3300) AS r(i)")
+        wide = list(w.stream("SELECT * FROM t ORDER BY i", batch_rows=10_000))
+        assert [i for b in wide for i in b.column("i").to_pylist()] == list(range(3300))
+        assert max(b.nbytes for b in wide) <= (1 << 20) + 110_000, [b.nbytes for b in wide]
+        assert len(wide) < 40  # the narrow rows joined, not 100,000-byte batches
+        narrow = [b.num_rows for b in w.stream("SELECT * FROM t WHERE i < 3000 ORDER BY i", batch_rows=1000)]
+        assert narrow == [1000, 1000, 1000]
+    finally:
+        w.close()
