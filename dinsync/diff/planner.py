@@ -565,20 +565,39 @@ class Planner(CommitMixin, PendingMixin):
             return self._stream(sql, batch_rows)
         return self._stream_tracked(sql, batch_rows)
 
-    def _stream(self, sql: str, batch_rows: int) -> Iterator[Any]:
+    def _stream(self, sql: str, batch_rows: int, rest: Callable[[], tuple[str, Any]] | None = None) -> Iterator[Any]:
         """The plan's rows, bound in its scratch database where there is one (Warehouse.stream_scratch)."""
         within = getattr(self.warehouse, "stream_scratch", None)
         if self.scratch_database and within is not None:
-            return within(sql, self.scratch_database, batch_rows)
+            return within(sql, self.scratch_database, batch_rows, **({"rest": rest} if rest else {}))
         return self.warehouse.stream(sql, batch_rows)
 
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:
         """Keep the carried columns of each streamed batch (position, hashes: see StreamedRows)
-        for the commits of its rows, and yield what the destination needs."""
+        for the commits of its rows, and yield what the destination needs. The positions read are
+        remembered (a byte a plan row), so that a stream that failed after some rows can go on with
+        the others (stream_scratch's `rest`)."""
+        import numpy as np
+        import pyarrow as pa
+
+        from ..warehouses.base import STREAM_READ
+
         sent = list(range(1, 3 + 2 * len(self.fields)))  # _key, _op, v0.., x0..
-        batches = self._stream(sql, batch_rows)
+        read = np.zeros(0, dtype=bool)
+
+        def rest() -> tuple[str, Any]:
+            positions = pa.table({"_rn": pa.array(np.flatnonzero(read), type=pa.int64())})
+            return f"SELECT * FROM (\n{sql}\n) AS _rest WHERE _rn NOT IN (SELECT _rn FROM {STREAM_READ})", positions
+
+        batches = self._stream(sql, batch_rows, rest)
         try:
             for batch in batches:
+                positions = batch.column(0).to_numpy()
+                if len(positions):
+                    top = int(positions.max()) + 1
+                    if top > len(read):
+                        read = np.concatenate([read, np.zeros(max(top, 2 * len(read)) - len(read), dtype=bool)])
+                    read[positions] = True
                 self._streamed.add(self.carried(batch))
                 yield batch.select(sent)
         finally:

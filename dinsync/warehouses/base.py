@@ -144,10 +144,13 @@ class Warehouse:
         statements may run on other threads meanwhile."""
         raise NotImplementedError
 
-    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000,
+                       rest: Callable[[], tuple[str, pa.Table]] | None = None) -> Iterator[pa.RecordBatch]:
         """`stream` of a query that reads the scratch database `database` only (a plan). DuckDB
         binds it there, so that the stream holds no transaction on any other database (see
-        Capabilities.scratch_schema)."""
+        Capabilities.scratch_schema). `rest`: where the stream failed after some rows, the query of
+        the rows not read yet and the table it names as STREAM_READ (an adapter that can read them
+        with more memory may call it; the others ignore it)."""
         return self.stream(sql, batch_rows)
 
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
@@ -467,6 +470,8 @@ def json_object_chunks(data: pa.Table, limit: int, values: Callable[[Any], list]
 # engine's 10,000 rows) come in fewer rows a batch. A batch of 10,000 rows of 100 KB of text was
 # 1 GB, held in about three copies while it was mapped and sent.
 BATCH_BYTES, PROBE_ROWS = 64 << 20, 100
+# The name under which stream_scratch's `rest` gives the positions of the rows read already.
+STREAM_READ = "_dinsync_stream_read"
 
 
 def rows_within(batch_rows: int, row_bytes: float) -> int:

@@ -12,8 +12,8 @@ import duckdb
 
 from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
 from . import errors as E
-from .base import (PROBE_ROWS, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rebatch, rows_within,
-                   translated)
+from .base import (PROBE_ROWS, STREAM_READ, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rebatch,
+                   rows_within, translated)
 from .params import translate
 
 if TYPE_CHECKING:
@@ -623,16 +623,19 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        return self.stream(sql, batch_rows, within=database)
+    def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000,
+                       rest: Callable[[], tuple[str, pa.Table]] | None = None) -> Iterator[pa.RecordBatch]:
+        return self.stream(sql, batch_rows, within=database, rest=rest)
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None,
-               within: str | None = None) -> Iterator[pa.RecordBatch]:
+               within: str | None = None, rest: Callable[[], tuple[str, pa.Table]] | None = None,
+               ) -> Iterator[pa.RecordBatch]:
         """`within`: the database the query is bound in (its functions are looked for there
-        first, not in the database file: see stream_scratch)."""
+        first, not in the database file: see stream_scratch). `rest`: see stream_scratch."""
         sql, values = translate(sql, params, self.capabilities.paramstyle)
         emitted = grown = False
+        read = None  # the positions of the rows read before the stream ran out of memory
         while True:
             cur = self._con.cursor()  # its own cursor: other statements may run while we stream
             try:
@@ -640,6 +643,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     cur.execute(f"SET streaming_buffer_size = '{STREAMING_BUFFER}'")
                 if within is not None:
                     cur.execute(f"USE {self.quote(within)}")
+                if read is not None:
+                    cur.register(STREAM_READ, read)
                 try:
                     rows, chunk = self._batch_rows_within(cur, sql, values, batch_rows)
                     wide = self._wide_stream = grown or chunk < batch_rows
@@ -662,13 +667,23 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     error = exc
                 # Out of memory before the first batch (e.g. a few rows of megabytes each, whose
                 # strings a chunk pins at once): nothing was read, so the stream starts again with
-                # a larger pool. Later, rows already read would be read twice: the error stands.
-                if emitted or not isinstance(error, duckdb.OutOfMemoryException) or not self._grow():
+                # a larger pool. Later, rows already read would be read twice: the stream goes on
+                # with the rows not read yet where the caller can say which (`rest`: the plan's,
+                # by their positions; a run after one killed -9 failed so every time, the rows of
+                # 1 MB it had left wider than the pool its first rows needed), else the error stands.
+                if emitted and rest is None or not isinstance(error, duckdb.OutOfMemoryException) \
+                        or not self._grow():
                     raise error
+                if emitted:
+                    sql, read = rest()
+                    sql, values = translate(sql, params, self.capabilities.paramstyle)
                 grown = True  # (rows that need a larger pool to be read are wide)
             finally:
                 self._wide_stream = False
                 self._hold_checkpoints(False)
+                if read is not None:
+                    with contextlib.suppress(duckdb.Error):
+                        cur.unregister(STREAM_READ)
                 cur.close()
 
     def _hold_checkpoints(self, held: bool) -> None:

@@ -414,3 +414,24 @@ def test_statements_outside_commits_run_no_checkpoint_while_megabyte_rows_stream
     assert w.query("SELECT current_setting('checkpoint_threshold') AS v").column(0)[0].as_py() == "16.0 MiB"
     w.execute("CHECKPOINT")
     assert w.query(f"SELECT COUNT(*) AS n FROM {p._context()['snapshot']}").column(0)[0].as_py() == 600
+
+
+def test_a_stream_that_runs_out_of_memory_after_its_first_rows_goes_on_with_the_rest(tmp_path):
+    """200 rows of 1 MB after 19,800 narrow ones: the pool the stream's first rows needed (the send
+    pool of an everyday run) cannot read them, and rows already read cannot be read again. The run
+    after one killed -9 of a model with 500 values of 1 MB failed so every time ("Out of Memory
+    Error ... while streaming a query"). The stream goes on with the plan's rows not read yet
+    (by their positions), with a larger pool: every row once."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute("CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, CASE WHEN i >= 19800 "
+              "THEN repeat('v', 1000000) || i ELSE 'n' || i END AS name FROM range(20000) AS t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("name", "name")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    w.size_for(1)
+    assert p.plan().added == 20_000
+    with w.streaming():
+        keys = [k for batch in p.stream_sendable(10_000) for k in batch.column(0).to_pylist()]
+    assert len(keys) == 20_000 and set(keys) == {f"u{i}@x.com" for i in range(20_000)}
+    assert w.grown_to is not None
