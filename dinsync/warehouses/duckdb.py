@@ -326,6 +326,8 @@ class _InstanceSettings:
     def __init__(self, default_threads: int):
         self.default_threads = default_threads  # DuckDB's own, read before any connection set it
         self.needs: dict[int, tuple[str | None, int]] = {}  # id(connection) -> (pool, threads)
+        self.holding: set[int] = set()  # connections whose wide stream holds checkpoints back
+        self.threshold: str | None = None  # the instance's checkpoint_threshold before they did
         self.lock = threading.Lock()
 
     @classmethod
@@ -351,6 +353,20 @@ class _InstanceSettings:
                 except duckdb.OutOfMemoryException:
                     pass  # DuckDB cannot free enough yet (blocks in use): it keeps the larger pool
             con.execute(f"SET threads = {min(t for _, t in self.needs.values())}")
+
+    def hold_checkpoints(self, con: duckdb.DuckDBPyConnection, owner: int, held: bool) -> None:
+        """checkpoint_threshold at HELD_CHECKPOINT_THRESHOLD while any connection asks (see
+        ROOM_FACTOR), back to what it was once none does: two runs' streams overlap (serve)."""
+        with self.lock:
+            before = bool(self.holding)
+            (self.holding.add if held else self.holding.discard)(owner)
+            if bool(self.holding) == before:
+                return
+            if self.holding:
+                self.threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+                con.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+            else:
+                con.execute("SET checkpoint_threshold = ?", [self.threshold])
 
     def leave(self, owner: int) -> None:
         with self.lock:
@@ -434,7 +450,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         self._room = 0  # bytes above the pool for a commit while wide rows stream (room_for)
         self._wide_stream = False  # a stream of rows wider than rows_within keeps whole is open
         self._reading = threading.Lock()  # held while a stream reads a batch, and by room_for
-        self._threshold: str | None = None  # DuckDB's checkpoint_threshold while it is held
+        self._held = False  # this connection's stream holds checkpoints back (_hold_checkpoints)
         self._configured_limits = (memory_limit, streaming_memory_limit)
         self._file = None if path == ":memory:" else os.path.realpath(path)
         try:
@@ -689,16 +705,12 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
     def _hold_checkpoints(self, held: bool) -> None:
         """While wide rows stream: DuckDB checkpoints only when room_for asks (see ROOM_FACTOR);
         after it, at its threshold again."""
-        if self._file is None or held == (self._threshold is not None):
+        if self._file is None or held == self._held:
             return
         cur = self._con.cursor()
         try:
-            if held:
-                self._threshold = cur.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
-                cur.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
-            else:
-                cur.execute("SET checkpoint_threshold = ?", [self._threshold])
-                self._threshold = None
+            self._settings.hold_checkpoints(cur, id(self), held)
+            self._held = held
         finally:
             cur.close()
 
@@ -932,7 +944,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             self._need(*self._phase)
             try:
                 yield
-                if self._threshold is not None and self._wal_bytes() >= CHECKPOINT_MB << 20:
+                if self._held and self._wal_bytes() >= CHECKPOINT_MB << 20:
                     with contextlib.suppress(duckdb.TransactionException):  # (another write under way)
                         self.con.execute("CHECKPOINT")
             finally:
@@ -951,6 +963,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             with contextlib.suppress(duckdb.Error):
                 cur.close()
         self._cursors.clear()
+        with contextlib.suppress(duckdb.Error):  # (a stream left open: its checkpoints come back)
+            self._hold_checkpoints(False)
         self._settings.leave(id(self))
         self._con.close()
         with _OPEN_FILES_GUARD:

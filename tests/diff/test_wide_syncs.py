@@ -435,3 +435,26 @@ def test_a_stream_that_runs_out_of_memory_after_its_first_rows_goes_on_with_the_
         keys = [k for batch in p.stream_sendable(10_000) for k in batch.column(0).to_pylist()]
     assert len(keys) == 20_000 and set(keys) == {f"u{i}@x.com" for i in range(20_000)}
     assert w.grown_to is not None
+
+
+def test_checkpoints_come_back_once_no_run_of_the_file_streams_wide_rows(tmp_path):
+    """`serve --parallel`: two runs of one DuckDB file share its instance, and each stream of wide
+    rows holds its checkpoints back (see the test above). The second to hold them took the held
+    threshold for DuckDB's own and set it back last: the file was never checkpointed again while the
+    process lived (its WAL growing). Held while any run's stream holds them, back once none does."""
+    path = str(tmp_path / "w.duckdb")
+    a, b = connect("duckdb", path=path, threads=2), connect("duckdb", path=path, threads=2)
+    setting = lambda: a.query("SELECT current_setting('checkpoint_threshold') AS v").column(0)[0].as_py()
+    try:
+        a._hold_checkpoints(True)
+        b._hold_checkpoints(True)
+        assert setting() != "16.0 MiB"
+        a._hold_checkpoints(False)
+        assert setting() != "16.0 MiB"  # b's stream still holds them
+        b._hold_checkpoints(False)
+        assert setting() == "16.0 MiB"
+        a._hold_checkpoints(True)
+        a.close()  # closed with its stream open
+        assert b.query("SELECT current_setting('checkpoint_threshold') AS v").column(0)[0].as_py() == "16.0 MiB"
+    finally:
+        b.close()
