@@ -577,27 +577,27 @@ class Planner(CommitMixin, PendingMixin):
         for the commits of its rows, and yield what the destination needs. The positions read are
         remembered (a byte a plan row), so that a stream that failed after some rows can go on with
         the others (stream_scratch's `rest`)."""
-        import numpy as np
+        import polars as pl
         import pyarrow as pa
 
         from ..warehouses.base import STREAM_READ
 
         sent = list(range(1, 3 + 2 * len(self.fields)))  # _key, _op, v0.., x0..
-        read = np.zeros(0, dtype=bool)
+        read = pl.Series("read", [], dtype=pl.Boolean)  # (Polars, not NumPy: NumPy is not a dependency)
 
         def rest() -> tuple[str, Any]:
-            positions = pa.table({"_rn": pa.array(np.flatnonzero(read), type=pa.int64())})
+            positions = pa.table({"_rn": read.arg_true().cast(pl.Int64).to_arrow()})
             return f"SELECT * FROM (\n{sql}\n) AS _rest WHERE _rn NOT IN (SELECT _rn FROM {STREAM_READ})", positions
 
         batches = self._stream(sql, batch_rows, rest)
         try:
             for batch in batches:
-                positions = batch.column(0).to_numpy()
-                if len(positions):
+                if batch.num_rows:
+                    positions = pl.from_arrow(pa.record_batch([batch.column(0)], names=["_rn"])).to_series()
                     top = int(positions.max()) + 1
                     if top > len(read):
-                        read = np.concatenate([read, np.zeros(max(top, 2 * len(read)) - len(read), dtype=bool)])
-                    read[positions] = True
+                        read = read.extend_constant(False, max(top, 2 * len(read)) - len(read))
+                    read.scatter(positions, True)
                 self._streamed.add(self.carried(batch))
                 yield batch.select(sent)
         finally:
