@@ -229,7 +229,8 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
                 summary = SyncRun(project, "iterable_customers", wh, progress=on_event).run()
                 requests = runner.call(lambda: sandbox.stats()["requests"]) - before
                 say(f"[bold]{step}.[/] {title}: [green]+{summary.added}[/] [yellow]~{summary.changed}[/] "
-                    f"[red]-{summary.removed}[/] → sent {plural(summary.sent, 'row')} in {plural(requests, 'request')}, "
+                    f"[red]-{summary.removed}[/] → sent {plural(summary.sent, 'row')} in "
+                    f"{plural(requests, 'request')}, "
                     f"acknowledged {summary.acknowledged}, rejected {summary.rejected} "
                     f"({summary.seconds:.2f}s, status {summary.status})")
                 # each rejection once: a row rejected again by the second run (unchanged) is not repeated
