@@ -227,24 +227,28 @@ class StateStore:
 
     def finish_run(self, summary: RunSummary) -> None:
         data = asdict(summary)
-        values = {c: int(data[c]) for c in RUN_COUNTERS}
-        values.update(finished=utcnow(), status=summary.status, seconds=round(float(summary.seconds), 3),
-                      error=summary.error, warnings=" | ".join(summary.warnings) or None, run=summary.run_id)
-        sets = [f"{c} = :{c}" for c in RUN_COUNTERS]
-        sets += ["finished_at = :finished", "status = :status", "seconds = :seconds", "error = :error",
-                 "warnings = :warnings"]
-        self.wh.execute(f"UPDATE {self.t('runs')} SET {', '.join(sets)} WHERE run_id = :run", values)
+        columns: dict = {c: int(data[c]) for c in RUN_COUNTERS}
+        columns.update(finished_at=utcnow(), status=summary.status, seconds=round(float(summary.seconds), 3),
+                       error=summary.error, warnings=" | ".join(summary.warnings) or None)
+        self._update_run(summary.run_id, columns)
 
     def record_progress(self, run_id: str, counts: dict[str, int]) -> None:
         """A running run's counts so far (RUN_COUNTERS), written at its checkpoints: a run killed
         (`kill -9`, OOM) is `abandoned` with what it had done, not with zeros. Never touches a run
         that is no longer `running`. Counters not in `counts` are left as they are."""
-        values = {c: int(counts[c]) for c in RUN_COUNTERS if c in counts}
-        if not values:
-            return
-        sets = ", ".join(f"{c} = :{c}" for c in values)
-        values.update(run=run_id, running="running")
-        self.wh.execute(f"UPDATE {self.t('runs')} SET {sets} WHERE run_id = :run AND status = :running", values)
+        columns = {c: int(counts[c]) for c in RUN_COUNTERS if c in counts}
+        if columns:
+            self._update_run(run_id, columns, only_running=True)
+
+    def _update_run(self, run_id: str, columns: dict, only_running: bool = False) -> None:
+        """Set `columns` (column -> value) of run `run_id`'s row (`only_running`: while it is running)."""
+        sets = ", ".join(f"{c} = :{c}" for c in columns)
+        values = {**columns, "run": run_id}
+        where = "run_id = :run"
+        if only_running:
+            where += " AND status = :running"
+            values["running"] = "running"
+        self.wh.execute(f"UPDATE {self.t('runs')} SET {sets} WHERE {where}", values)
 
     def last_runs(self, sync: str | None = None, limit: int = 5) -> list[dict]:
         where = "WHERE sync = :sync" if sync else ""
