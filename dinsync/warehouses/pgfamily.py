@@ -644,6 +644,11 @@ def _text_cast(field: pa.Field) -> str | None:
         return _ELEMENTS_AS_TEXT
     if _pg_type(field) == "money":  # ADBC: an int64 of cents (lc_monetary's minor unit)
         return "CAST({c} AS NUMERIC)"
+    # an oid is unsigned 32-bit, which ADBC reads as int32 (3000000000 as -1294967296)
+    if _pg_type(field) == "oid":
+        return "CAST({c} AS BIGINT)"
+    if _is_array(field) and _pg_type(field) == "_oid":
+        return "CAST({c} AS BIGINT[])"
     # A composite (`create type comp as (a int, b text)`): ADBC's struct reader misfills it (rows
     # marked invalid, children shifted: (2,b) read as {"a": null, "b": null}, NULL as {"a": 0,
     # "b": ""}, {(1,x),NULL,(2,y)} as [{"a":1,"b":"x"},null,null]): read as its text form,

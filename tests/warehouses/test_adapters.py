@@ -222,6 +222,22 @@ def test_types_without_an_arrow_type_stream_as_their_text_form(tmp_path, monkeyp
         t.close()
 
 
+@pytest.mark.parametrize("adbc", [True, False], ids=["adbc", "cursor"])
+def test_oids_above_two_billion_stream_as_their_value(tmp_path, monkeypatch, adbc):
+    """An oid is an unsigned 32-bit number: ADBC read it as int32, so 3000000000::oid went to the
+    platform as -1294967296 (also in an oid[]); the cursor path reads it as it is."""
+    if not adbc:
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+        monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        [batch] = list(t.wh.stream("SELECT 3000000000::oid AS o, 7::oid AS small, NULL::oid AS none, "
+                                   "ARRAY[4294967295, NULL, 1]::oid[] AS os"))
+        assert batch.to_pylist() == [{"o": 3000000000, "small": 7, "none": None, "os": [4294967295, None, 1]}]
+    finally:
+        t.close()
+
+
 @pytest.mark.parametrize("kind", ["postgres", "redshift"])
 def test_small_queries_read_json_uuid_and_interval_as_their_text_form(tmp_path, kind):
     """`query` (the plan's sample rows, `dinsync plan --samples`) read jsonb as Python dicts and
