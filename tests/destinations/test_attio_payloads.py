@@ -509,6 +509,21 @@ def test_a_rejection_names_the_attributes_attio_names_among_those_sent():
         assert r.field is None, (answer, r)
 
 
+def test_a_rejection_names_the_attribute_of_an_unknown_option_whose_title_holds_quotes():
+    """Attio quotes an unknown option's title as it was sent, double quotes included (`title
+    ""q"".`): the title was read up to its first inner quote, an empty title no attribute sent, and
+    the rejection named no field."""
+    d = _dest()
+    for title in ('"q"', 'say "hi"', 'a"b', '"', '"' * 100_000):  # (a title of quotes: no candidate per quote)
+        body = orjson.dumps({"data": {"values": {"email_addresses": ["a@example.com"], "tags": ["x", title],
+                                                 "plan": [{"option": title}]}}})
+        write = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", body,
+                        keys=["k1"], context=_Write(False))
+        answer = _body(400, "value_not_found", f'Cannot find select attribute with select option title "{title}".')
+        [r] = d.parse(write, 400, {}, answer).results
+        assert (r.status, r.field) == ("rejected", "plan, tags"), (title, r)
+
+
 def test_parse_write_answers():
     d = _dest()
     record = b'{"data":{"id":{"workspace_id":"w","object_id":"o","record_id":"r1"},"values":{}}}'

@@ -74,7 +74,17 @@ def describe(status: int, data: Any, body: bytes = b"") -> str:
 # how Attio's messages name an attribute (`... attribute with slug "phone_numbers".`), or a select
 # option the write sent (`Cannot find select attribute with select option title "platinum".`)
 _NAMED_ATTRIBUTE = re.compile(r'attribute with (?:slug|slug/ID|ID) "([^"]+)"')
-_NAMED_OPTION = re.compile(r'select option title "([^"]*)"')
+_OPTION_TITLE = 'select option title "{}"'
+
+
+def _gave_option(message: str, values: Any) -> bool:
+    """Whether an attribute's written values hold the select option an unknown-option message
+    quotes. Attio writes the title as it was sent, its own double quotes included (`title ""q"".`),
+    so each title written is looked for in the message whole (never the message cut at its quotes:
+    a title of a megabyte of quotes would make a million candidates)."""
+    titles = [v if isinstance(v, str) else v.get("option") if isinstance(v, dict) else None
+              for v in (values if isinstance(values, list) else ())]
+    return any(isinstance(t, str) and _OPTION_TITLE.format(t) in message for t in titles)
 
 
 def named_fields(data: Any, body: bytes | None) -> str | None:
@@ -96,9 +106,8 @@ def named_fields(data: Any, body: bytes | None) -> str | None:
              and issue["path"][:2] == ["data", "values"]]
     if isinstance(data.get("message"), str):
         named += _NAMED_ATTRIBUTE.findall(data["message"])
-        for title in _NAMED_OPTION.findall(data["message"]):
-            named += [slug for slug, values in written.items() if isinstance(values, list)
-                      and any(v == title or (isinstance(v, dict) and v.get("option") == title) for v in values)]
+        if _OPTION_TITLE.format("")[:-1] in data["message"]:
+            named += [slug for slug, values in written.items() if _gave_option(data["message"], values)]
     return ", ".join(sorted({n for n in named if n in written})) or None
 
 
