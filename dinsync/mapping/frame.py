@@ -598,6 +598,24 @@ def _check(frame: pl.DataFrame, key: KeyMapping, fields: list[FieldMapping]) -> 
         raise ValueError(f"plan batch lacks columns: {', '.join(missing)}")
 
 
+def _largest_field(fields: list[FieldMapping]) -> tuple[pl.Expr | None, pl.Expr | None]:
+    """The field of a row that takes the most bytes among those it sends, and ` (largest field
+    "f": N bytes)`, for a row over the size cap (evaluated on such rows only): which of its values
+    to shorten, where the reason gave the row's size alone and named no field (a 1 MB text among
+    ten columns). (None, None) without fields."""
+    if not fields:
+        return None, None
+    sizes = [pl.when(pl.col(f"x{f.index}").cast(pl.Boolean).fill_null(False))
+             .then(pl.col(f"_text_{n}").str.len_bytes().fill_null(4)).otherwise(0) for n, f in enumerate(fields)]
+    top = pl.max_horizontal(sizes)
+    name = pl.when(sizes[0] == top).then(pl.lit(fields[0].field))
+    for f, size in zip(fields[1:], sizes[1:]):
+        name = name.when(size == top).then(pl.lit(f.field))
+    name = name.otherwise(_NULL)
+    return name, pl.concat_str([pl.lit(' (largest field "'), name, pl.lit('": '), top.cast(pl.String),
+                                pl.lit(" bytes)")])
+
+
 def map_batch(
     frame: pl.DataFrame,
     key: KeyMapping,
@@ -707,7 +725,9 @@ def map_batch(
     if max_row_bytes is not None:
         row_reason = pl.concat_str([pl.lit("row is "), pl.col("_bytes").cast(pl.String),
                                     pl.lit(f" bytes of JSON, over the limit of {max_row_bytes} bytes")])
-        checks["_bad_row"] = (None, pl.col("_bytes") > max_row_bytes, row_reason)
+        largest, largest_reason = _largest_field(fields)
+        checks["_bad_row"] = (largest, pl.col("_bytes") > max_row_bytes,
+                              row_reason if largest_reason is None else pl.concat_str([row_reason, largest_reason]))
         lazy = lazy.with_columns((pl.col("_bytes") > max_row_bytes).alias("_bad_row"))
     work = lazy.collect()
 
@@ -719,7 +739,8 @@ def map_batch(
         return MappedBatch(valid, pl.DataFrame(schema=REJECTION_SCHEMA))
     rejections = pl.concat([  # one query for all checks
         bad_rows.lazy().filter(pl.col(name)).select(
-            "_key", pl.lit(field_name, pl.String).alias("field"), reason.cast(pl.String).alias("reason"))
+            "_key", (field_name if isinstance(field_name, pl.Expr) else pl.lit(field_name, pl.String)).alias("field"),
+            reason.cast(pl.String).alias("reason"))
         for name, (field_name, _, reason) in checks.items()
     ]).collect()
     return MappedBatch(valid, rejections)

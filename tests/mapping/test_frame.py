@@ -556,7 +556,26 @@ def test_max_row_bytes():
     b = map_batch(plan(["a@b.co", "c@d.co"], ["x" * 50, "y"]), EMAIL, fields("name"), max_row_bytes=30)
     assert b.frame["_key"].to_list() == ["c@d.co"]
     assert b.rejections.to_dicts() == [
-        {"_key": "a@b.co", "field": None, "reason": "row is 61 bytes of JSON, over the limit of 30 bytes"}
+        {"_key": "a@b.co", "field": "name",
+         "reason": 'row is 61 bytes of JSON, over the limit of 30 bytes (largest field "name": 52 bytes)'}
+    ]
+
+
+def test_a_row_over_the_size_cap_names_its_largest_field():
+    """A row over the body cap was rejected with its size alone (field None): with ten columns, which
+    value to shorten was left to guess. Its largest sent field is named, in the reason and as the
+    rejection's field; fields the row does not send do not count."""
+    frame = plan(["a@b.co", "c@d.co", "e@f.co"], (["x" * 40, "y", "z" * 90], [True, True, False]),
+                 (["short", "w" * 60, "v" * 45], [True, True, True]))
+    b = map_batch(frame, EMAIL, fields("name", "note"), max_row_bytes=50)
+    assert b.frame["_key"].to_list() == []
+    assert b.rejections.to_dicts() == [
+        {"_key": "a@b.co", "field": "name",
+         "reason": 'row is 66 bytes of JSON, over the limit of 50 bytes (largest field "name": 42 bytes)'},
+        {"_key": "c@d.co", "field": "note",
+         "reason": 'row is 82 bytes of JSON, over the limit of 50 bytes (largest field "note": 62 bytes)'},
+        {"_key": "e@f.co", "field": "note",
+         "reason": 'row is 56 bytes of JSON, over the limit of 50 bytes (largest field "note": 47 bytes)'},
     ]
 
 
