@@ -226,7 +226,11 @@ def _as_datetime(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     naive = pl.concat_str([day, pl.lit("T"), clock]).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
     digits = zone.str.replace(":", "", literal=True)
     hours = digits.str.slice(1, 2).cast(pl.Int64, strict=False).fill_null(0)
-    minutes = hours * 60 + digits.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+    zone_minutes = digits.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+    # an offset of 24 hours or more, or of 60 minutes or more, is no offset (ISO 8601, RFC 3339):
+    # converted, `+99:99` sent an instant 4 days off; such a value is rejected as unreadable
+    naive = pl.when((hours > 23) | (zone_minutes > 59)).then(None).otherwise(naive)
+    minutes = hours * 60 + zone_minutes
     signed = pl.when(zone.str.starts_with("-")).then(-minutes).otherwise(minutes)
     utc = (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
     local, instant = value_json(naive, pl.Datetime("us"), label), value_json(utc, pl.Datetime("us", "UTC"), label)

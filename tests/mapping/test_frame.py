@@ -652,6 +652,20 @@ def test_string_kind_of_dates_and_lists():
     assert objects(b) == [{"f": '["a","b"]'}]
 
 
+def test_datetime_text_with_an_impossible_offset_is_rejected_not_shifted():
+    """A text datetime whose offset is no offset (minutes of 60 or more, hours of 24 or more) was
+    converted all the same: `+99:99` moved the instant back by 4 days, `-00:75` by 75 minutes,
+    `+2400` by a day, and the wrong instant was sent. Such a value is rejected, quoting it; offsets
+    up to 23:59 (ISO 8601 and RFC 3339's range; real ones reach 14:00) are converted as before."""
+    bad = ["2024-01-01T10:00:00+99:99", "2024-01-01T10:00:00-00:75", "2024-01-01 10:00+2400", "2024-01-01T10:00-24"]
+    good = ["2024-01-01T10:00:00+23:59", "2024-01-01T10:00:00-14:00", "2024-01-01T10:00:00+0545"]
+    b = one(bad + good, kind="datetime")
+    check_shape(b)
+    assert [o["f"] for o in objects(b)] == ["2023-12-31T10:01:00Z", "2024-01-02T00:00:00Z", "2024-01-01T04:15:00Z"]
+    assert sorted(b.rejections["_key"].to_list()) == [f"u{i}@example.com" for i in range(len(bad))]
+    assert all("cannot convert" in r and "to a datetime (ISO 8601)" in r for r in reasons(b)), reasons(b)
+
+
 def test_date_and_datetime_kinds_from_temporal_columns():
     tz = pl.Series([dt.datetime(2024, 1, 1, 23, 30)]).dt.replace_time_zone("America/New_York")
     assert objects(one(tz, kind="date")) == [{"f": "2024-01-02"}]  # UTC date
