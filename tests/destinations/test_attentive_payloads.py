@@ -225,6 +225,25 @@ def test_values_attentive_cannot_take_reject_their_row_with_a_reason(field, valu
     assert built.frame["_key"].to_list() == ["good@example.com"]
 
 
+@pytest.mark.parametrize("field, value", [
+    ("country", "\ufb01"), ("country", "\u0131t"), ("localeCountry", "\u00df"), ("region", "\ufb00-NSW"),
+    ("country", "\uff26\uff32"),
+])
+def test_letters_that_only_upper_case_into_a_code_are_rejected_not_sent_as_one(field, value):
+    """Country and region codes are upper-cased before their shape is checked, and Unicode's upper
+    case turns some non-ASCII letters into ASCII ones: the ligature 'ﬁ' became 'FI' (Finland), the
+    dotless 'ıt' 'IT' (Italy), 'ß' 'SS', and were sent as those codes. A code holding anything but
+    ASCII is rejected with the reason the check gives."""
+    sync = spec([("firstName", False), (field, False)])
+    good = {"country": "fr", "localeCountry": "FR", "region": "fr-75"}
+    frame = mapped(["bad@example.com", "good@example.com"], {"firstName": ["B", "G"], field: [value, good[field]]},
+                   sync)
+    built = build_rows(frame, sync)
+    assert [(r.key, r.field) for r in built.rejections] == [("bad@example.com", field)]
+    assert "is not an ISO-3166" in built.rejections[0].reason
+    assert built.frame["_key"].to_list() == ["good@example.com"]
+
+
 def test_bad_dates_and_phones_are_rejected_by_the_mapping_with_reasons():
     plan = pl.DataFrame({"_key": ["a@example.com", "b@example.com"], "_op": ["added", "added"],
                          "v0": ["1990-02-31", "1990-02-28"], "x0": [True, True],

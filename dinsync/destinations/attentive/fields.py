@@ -91,8 +91,11 @@ def _code(pattern: str, what: str) -> Callable:
     def check(text: "pl.Expr", label: str):
         import polars as pl
 
-        code = _inner(text).str.strip_chars().str.to_uppercase()
-        bad = ~code.str.contains(pattern).fill_null(False)
+        raw = _inner(text).str.strip_chars()
+        code = raw.str.to_uppercase()
+        # Unicode's upper case makes ASCII of some other letters ('ﬁ' -> 'FI', 'ıt' -> 'IT'): a
+        # code holding anything but ASCII is refused before it could pass for another
+        bad = ~code.str.contains(pattern).fill_null(False) | raw.str.contains(r"[^\x00-\x7f]").fill_null(False)
         reason = pl.concat_str([pl.lit(f"{label}: "), preview(_inner(text)), pl.lit(f" is not {what}")])
         return _quoted(code), bad, reason
     return check
