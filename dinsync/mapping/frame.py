@@ -24,7 +24,8 @@ Kind coercions (strict: a value that does not convert is a rejection naming fiel
   - ``boolean``: booleans; 0/1; strings true/false, t/f, yes/no, y/n, 1/0 (any case).
   - ``date``: dates; datetimes (tz-aware ones in UTC) truncated; strings ``YYYY-MM-DD``.
   - ``datetime``: datetimes; dates at midnight; ISO strings ``YYYY-MM-DD[(T| )HH:MM[:SS[.f]]]``
-    with optional ``Z`` / ``±HH[:MM]`` (those are converted to UTC and written with ``Z``).
+    with optional ``Z`` / ``±HH[:MM]`` (those are converted to UTC and written with ``Z``; an
+    offset of 24 hours or more, or of 60 minutes or more, is no offset: the value is rejected).
   - ``email``: trimmed, lowercased, validated (see dinsync.mapping.normalize); blank → NULL.
   - ``phone``: E.164 via phonenumbers with `phone_region` as default region; blank → NULL.
   - ``json``: a string column is embedded as raw JSON after checking it parses; other types
