@@ -332,6 +332,31 @@ def test_domains_attio_reads_as_the_same_company_are_withheld(fresh):
     assert normalise_domain("HTTPS://user@Sub.Acme.com:8080/path?q=1#f") == "sub.acme.com"
 
 
+def test_rows_refused_for_their_key_name_the_matching_attribute_as_their_field(fresh):
+    """Keys Attio reads as one domain or one number, a numeric key no float holds and a key that is
+    not a number were refused with a reason naming the key, but no `field`: `dinsync rejections`
+    showed it blank, where the model's duplicated keys and the mapping's key checks name it."""
+    dest = destination(fresh)
+    spec = SyncSpec("c", "companies", "upsert", "domains", ["name"])
+    pre = run_preflight(dest, spec)
+    rows = [{"key": "Acme.com", "name": "a"}, {"key": "https://acme.com/x", "name": "b"},
+            {"key": "other.com", "name": "c"}]
+    prepared = dest.prepare(mapped(rows, "domains", ["name"], pre.kinds, "string"), spec)
+    assert {r.key: r.field for r in prepared.rejections} == {"Acme.com": "domains", "https://acme.com/x": "domains"}
+    sandbox = fresh.sandbox
+    fresh.call(sandbox.declare_attribute, "people:account_no:number:unique")
+    try:
+        spec = SyncSpec("s", "people", "upsert", "account_no", ["job_title"])
+        assert run_preflight(dest, spec).issues == []
+        rows = [{"key": k, "job_title": "x"} for k in ("1", "1.0", "9007199254740993", "n/a", "42")]
+        prepared = dest.prepare(mapped(rows, "account_no", ["job_title"], {"job_title": "string"}, "string"), spec)
+        assert [r.keys for r in prepared.requests] == [["42"]]
+        assert {r.key: r.field for r in prepared.rejections} == {
+            "1": "account_no", "1.0": "account_no", "9007199254740993": "account_no", "n/a": "account_no"}
+    finally:
+        fresh.call(lambda: sandbox.objects["people"].attributes.pop("account_no"))
+
+
 def test_reference_values_that_cannot_be_built_reject_the_row_only(fresh):
     dest = destination(fresh)
     fresh.call(fresh.sandbox.declare_attribute, "people:manager:record-reference:target=people")

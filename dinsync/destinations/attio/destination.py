@@ -229,7 +229,8 @@ class AttioDestination(Destination):
         if key_bad is not None:
             bad = frame.filter(key_bad)
             rejections += [Rejection(k, f'key "{sync.key_field}": {i!r} is not a number (the matching attribute is '
-                                        f'of type {plan.key.type})') for k, i in bad.select("_key", "_id").iter_rows()]
+                                        f'of type {plan.key.type})', sync.key_field)
+                           for k, i in bad.select("_key", "_id").iter_rows()]
             frame = frame.filter(~key_bad)
         region = self.default_region()
         if plan.key.type == "domain":
@@ -418,7 +419,7 @@ def _bad_number(ctx: _Lookup, key: str) -> RecordResult | None:
     if ctx.key.type not in NUMERIC_TYPES or ident is None or is_json_number(ident):
         return None
     return RecordResult(key, "rejected", f'key "{ctx.key.slug}": {ident!r} is not a number (the matching attribute '
-                                         f"is of type {ctx.key.type})")
+                                         f"is of type {ctx.key.type})", ctx.key.slug)
 
 
 def _plan_id(sync: SyncSpec) -> tuple[str, str, tuple[str, ...]]:

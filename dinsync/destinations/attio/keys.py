@@ -53,7 +53,7 @@ def inexact_numbers(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, 
 
     rejected = [Rejection(k, f'key "{key_field}": {i!r} is not a 64-bit float: Attio keeps numbers as 64-bit '
                              f"floats and would store it as {_stored(i)} (another number); use keys a 64-bit float "
-                             "holds exactly (integers up to 2^53)")
+                             "holds exactly (integers up to 2^53)", key_field)
                 for k, i, b in zip(frame.get_column("_key").to_list(), ids, bad) if b]
     return frame.filter(~pl.Series(bad)), rejected
 
@@ -62,7 +62,7 @@ def same_number(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     """Rows of a batch whose keys are one number for Attio (`1`, `1.0`, `1e0`): withheld, not parked."""
     return _withhold_same(frame, lambda i: repr(float_key(i)), lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same number for Attio as {others} on another row of the model '
-        "(Attio keeps numbers as 64-bit floats); make the model's keys unique as numbers"))
+        "(Attio keeps numbers as 64-bit floats); make the model's keys unique as numbers"), key_field)
 
 
 def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
@@ -71,7 +71,7 @@ def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     of them, the next run sends it (its own values never changed)."""
     return _withhold_same(frame, normalise_domain, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same domain for Attio ({form!r}) as {others} on another row of the '
-        "model; make the model's domains unique after lowercasing and trimming scheme and path"))
+        "model; make the model's domains unique after lowercasing and trimming scheme and path"), key_field)
 
 
 def e164_keys(frame: pl.DataFrame, region: str | None) -> pl.DataFrame:
@@ -91,7 +91,7 @@ def same_phone(frame: pl.DataFrame, key_field: str, region: str | None) -> tuple
     `+33612345678`, `06 12 34 56 78` with region FR): withheld, not parked, like same_domain."""
     return _withhold_same(frame, lambda i: e164(i, region) or i, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same phone number for Attio ({form!r}) as {others} on another row of '
-        "the model; make the model's phone numbers unique in E.164"))
+        "the model; make the model's phone numbers unique in E.164"), key_field)
 
 
 def same_instant(frame: pl.DataFrame, key_field: str, attr_type: str) -> tuple[pl.DataFrame, list[Rejection]]:
@@ -100,12 +100,13 @@ def same_instant(frame: pl.DataFrame, key_field: str, attr_type: str) -> tuple[p
     what = "day" if attr_type == "date" else "instant"
     return _withhold_same(frame, lambda i: instant_form(i, attr_type) or i, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same {what} for Attio ({form!r}) as {others} on another row of the '
-        f"model; write the model's keys in one form"))
+        f"model; write the model's keys in one form"), key_field)
 
 
-def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str],
-                   reason: Callable[[str, str, str], str]) -> tuple[pl.DataFrame, list[Rejection]]:
-    """Take out the rows whose keys share a form; `reason(key text, form, the other rows' key texts)`."""
+def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str], reason: Callable[[str, str, str], str],
+                   key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Take out the rows whose keys share a form; `reason(key text, form, the other rows' key texts)`.
+    Each rejection names the matching attribute as its field, as the model's duplicated keys do."""
     import polars as pl
 
     ids = frame.get_column("_id")
@@ -121,7 +122,7 @@ def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str],
     rejected = []
     for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup)):
         others = ", ".join(repr(o) for o in dict.fromkeys(texts[f]) if o != i) or repr(i)
-        rejected.append(Rejection(k, reason(i, f, others), park=False))
+        rejected.append(Rejection(k, reason(i, f, others), key_field, park=False))
     return frame.filter(~dup), rejected
 
 
