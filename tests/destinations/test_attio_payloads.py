@@ -676,6 +676,24 @@ def test_a_lookup_refused_as_too_large_is_split_so_one_huge_key_fails_alone():
     assert (r.key, r.status) == ("k-big", "failed")
 
 
+def test_update_mode_keys_withheld_for_one_record_name_the_matching_attribute():
+    """Keys a lookup pairs with one record were withheld without a `field` (blank in `dinsync
+    rejections`); they name the matching attribute, as the model's duplicated keys do."""
+    d = _dest()
+    email = AttributeInfo("email_addresses", "a", "email-address", is_unique=True, is_multiselect=True)
+    d._plans[("people", "email_addresses", ("job_title",))] = _Plan(email, {"job_title": AttributeInfo(
+        "job_title", "b", "text")})
+    spec = SyncSpec("s", "people", "update", "email_addresses", ["job_title"])
+    keys = ["a@x.co", "b@x.co"]
+    req = d._lookup("people", email, keys, [orjson.dumps({"email_addresses": k}) for k in keys], keys)
+    answer = {"id": {"record_id": "rec-1"}, "values": {"email_addresses": [{"email_address": k} for k in keys]}}
+    assert d.parse(req, 200, {}, orjson.dumps({"data": [answer]})).results == []
+    frame = mapped([{"key": k, "job_title": "x"} for k in keys], "email_addresses", ["job_title"],
+                   {"job_title": "string"}, "email")
+    prepared = d.prepare(frame, spec)
+    assert {r.key: r.field for r in prepared.rejections} == {"a@x.co": "email_addresses", "b@x.co": "email_addresses"}
+
+
 def test_update_mode_keys_resolving_to_one_record_are_withheld():
     """A person holding two of the model's emails: both rows were written by record id to that one
     record (the last write winning), both acknowledged. Keys one lookup answer (or one batch) pairs
