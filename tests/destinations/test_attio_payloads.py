@@ -840,6 +840,24 @@ def test_date_and_timestamp_keys_compare_as_attio_stores_them():
     assert [instant_form(t, "timestamp") for t in ("soon", "2024-13-01", "10:00", "")] == [None] * 4
 
 
+def test_a_timestamp_key_with_an_impossible_offset_is_no_instant():
+    """`+99:99` was read as an offset of 100 hours 39 minutes: a key written so was the same instant
+    as another row's key of the model, and that good row was withheld with it on every run (and a
+    lookup could pair it with the other key's record). An offset of 24 hours or more, or of 60
+    minutes or more, is no offset: the key is compared as written."""
+    from dinsync.destinations.attio.values import instant_form
+
+    assert instant_form("2024-01-05T10:00:00+99:99", "timestamp") is None
+    assert instant_form("2024-01-01T10:00:00-00:75", "timestamp") is None
+    assert instant_form("2024-01-01T10:00:00+2400", "date") is None
+    assert instant_form("2024-01-01T10:00:00+23:59", "timestamp") == "2023-12-31T10:01:00.000000000Z"
+    from dinsync.destinations.attio.keys import same_instant
+
+    keys = ["2024-01-05T10:00:00+99:99", "2024-01-01T05:21:00Z"]
+    kept, withheld = same_instant(pl.DataFrame({"_key": keys, "_id": keys}), "signed_up_at", "timestamp")
+    assert (kept["_key"].to_list(), withheld) == (keys, [])
+
+
 def test_preflight_refuses_a_standard_matching_attribute_given_by_its_id(fresh):
     """The diff compares keys by the KeySpec of the name written in `match.field`: given by its ID,
     `email_addresses` was matched as plain text, so `Case@x.com` and `case@x.com` were two rows'

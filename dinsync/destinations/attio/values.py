@@ -74,6 +74,8 @@ def instant_form(text: str, attr_type: str) -> str | None:
         moment = dt.datetime.fromisoformat(f"{day}T{clock or '00:00'}")
         if zone and zone.upper() != "Z":
             digits = zone[1:].replace(":", "")
+            if int(digits[:2]) > 23 or int(digits[2:] or 0) > 59:
+                return None  # no offset (ISO 8601, RFC 3339): `+99:99` made another row's instant
             offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
             moment = moment - offset if zone[0] == "+" else moment + offset
     except (ValueError, OverflowError):
