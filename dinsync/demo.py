@@ -228,10 +228,10 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
                 started = utcnow()
                 summary = SyncRun(project, "iterable_customers", wh, progress=on_event).run()
                 requests = runner.call(lambda: sandbox.stats()["requests"]) - before
-                say(f"[bold]{step}.[/] {title}: [green]+{summary.added}[/] [yellow]~{summary.changed}[/] "
-                    f"[red]-{summary.removed}[/] → sent {plural(summary.sent, 'row')} in "
+                say(f"[bold]{step}.[/] {title}: [green]+{summary.added:,}[/] [yellow]~{summary.changed:,}[/] "
+                    f"[red]-{summary.removed:,}[/] → sent {plural(summary.sent, 'row')} in "
                     f"{plural(requests, 'request')}, "
-                    f"acknowledged {summary.acknowledged}, rejected {summary.rejected} "
+                    f"acknowledged {summary.acknowledged:,}, rejected {summary.rejected:,} "
                     f"({summary.seconds:.2f}s, status {summary.status})")
                 # each rejection once: a row rejected again by the second run (unchanged) is not repeated
                 for r in store.rejections(summary.run_id, limit=3):

@@ -20,12 +20,22 @@ from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
 from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
 from ..state import StateStore
+from ..terminal import plural
 from ..warehouses.base import Warehouse
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
 from .stop import StopToken, interrupting
 from .thresholds import sync_warnings
+
+
+def parked_note(n: int, retry: str) -> str:
+    """`1 rejected row is parked until its values change (RETRY sends it again)`, `2 rejected rows are
+    parked until their values change (RETRY sends them again)`."""
+    one = n == 1
+    return (f"{plural(n, 'rejected row')} {'is' if one else 'are'} parked until {'its' if one else 'their'} "
+            f"values change ({retry} sends {'it' if one else 'them'} again)")
+
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -186,8 +196,7 @@ class SyncRun:
         notes = []
         self.parked = self.planner.parked_count(staying=True)  # (not those that left the model)
         if self.parked and not self.full_refresh and not moved:  # (as the run says it; those two send them)
-            notes.append(f"{self.parked} rejected rows are parked until their values change "
-                         "(sync --retry-rejected sends them again)")
+            notes.append(parked_note(self.parked, "sync --retry-rejected"))
         pending = 0 if moved or self.full_refresh else sum(self.planner.pending_tokens().values())
         if pending:
             notes.append(f"{pending:,} rows an earlier run sent await their outcome from the destination: the next "
@@ -269,8 +278,8 @@ class SyncRun:
         (no key to name), with their count and the column, so that every row not sent has a reason
         there. Written by every run that skips them, as long as the model holds them."""
         empty = "NULL, empty or without a digit" if self.key_spec.kind == "phone" else "NULL or empty"
-        reason = (f"skipped: {n:,} rows of model {self.cfg.model} have a {empty} matching key "
-                  f"({self.cfg.match_column}); a row is sent once its key has a value")
+        reason = (f"skipped: {plural(n, 'row')} of model {self.cfg.model} {'has' if n == 1 else 'have'} a {empty} "
+                  f"matching key ({self.cfg.match_column}); a row is sent once its key has a value")
         self.state.add_rejections(s.run_id, self.cfg.name, [(None, self.cfg.match_field, "skipped", reason)])
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
@@ -315,7 +324,8 @@ class SyncRun:
             self.planner.duplicates_sample(5) if stats.duplicate_keys else [])
         if stats.null_keys:  # (a run blocked by duplicates lists them too)
             what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
-            self.progress("note", {"message": f"{stats.null_keys} rows with {what} were skipped"})
+            self.progress("note", {"message": f"{plural(stats.null_keys, 'row')} with {what} "
+                                              f"{'was' if stats.null_keys == 1 else 'were'} skipped"})
             self._record_keyless(s, stats.null_keys)
         if stats.duplicate_keys:
             self._record_duplicates(s, stats.duplicate_keys)
@@ -329,8 +339,7 @@ class SyncRun:
         if note:
             self.progress("note", {"message": note})
         if s.parked and not self.retry_rejected and not self.full_refresh:  # (those two send them)
-            self.progress("note", {"message": f"{s.parked} rejected rows are parked until their values change "
-                                              "(--retry-rejected sends them again)"})
+            self.progress("note", {"message": parked_note(s.parked, "--retry-rejected")})
         sendable = stats.added + stats.changed
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:

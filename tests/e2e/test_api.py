@@ -266,7 +266,7 @@ def test_sync_notes_hold_what_the_cli_prints_on_stderr(project, monkeypatch):
                  for line in cli.stderr.splitlines() if "note: " in line]
     assert any(n.startswith("notification to ops (iterable_users warning) failed after 1 attempt(s)")
                for n in result.notes), result.notes
-    assert "iterable_users: 1 rows with a NULL matching key were skipped" in result.notes, result.notes
+    assert "iterable_users: 1 row with a NULL matching key was skipped" in result.notes, result.notes
     assert [n for n in result.notes if "notification" not in n] == [n for n in cli_notes if "notification" not in n]
 
 

@@ -399,7 +399,7 @@ def test_match_on_phone_end_to_end(make_attentive):
     result = p.cli("sync")
     [run] = json.loads(result.stdout)["runs"]
     assert (run["acknowledged"], run["not_found"], run["rejected"], run["null_keys"]) == (14, 5, 1, 1)
-    assert "1 rows with a NULL phone key (or no digit) were skipped" in result.stderr
+    assert "1 row with a NULL phone key (or no digit) was skipped" in result.stderr
     assert all(path.startswith("/v1/attributes/custom?phone=%2B1201200") for path in p.lookups())
     assert p.thread.call(p.sandbox.get_subscriber, phone="+12012000004")["attributes"]["firstName"] == "Name 4"
     assert {b["user"]["phone"] for b in p.v1_bodies()} >= {"+12012000004"}

@@ -34,7 +34,7 @@ def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, mon
     # the tour names the skipped row as such, not as a rejection of the key None
     told = CliRunner().invoke(app, ["demo", "--path", "demo", "--rows", "50"], catch_exceptions=False)
     assert told.exit_code == 0, told.output
-    assert "rejected None" not in told.output and "   skipped: 1 rows of model active_customers" in told.output
+    assert "rejected None" not in told.output and "   skipped: 1 row of model active_customers" in told.output
     # the demo knows its folder again (the Attio step's files included), but never a file edited since
     assert CliRunner().invoke(app, ["--json", "demo", "--path", "demo", "--rows", "50"]).exit_code == 0
     (tmp_path / "demo" / "attio" / "models" / "people.sql").write_text("select 1 as id\n")

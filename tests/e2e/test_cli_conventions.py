@@ -226,7 +226,7 @@ def test_a_terminal_gets_the_progress_bar(project):
     assert proc.returncode == 0, text
     assert "iterable_users success" in stdout
     assert "\x1b[" in text and "committing" in text and "20/20" in text
-    assert "iterable_users: note: 1 rows with a NULL matching key were skipped" in text
+    assert "iterable_users: note: 1 row with a NULL matching key was skipped" in text
     assert "iterable_users: planning [" not in text  # the log lines are for non-terminals
 
 
@@ -237,7 +237,7 @@ def test_the_parked_note_is_left_out_by_runs_that_send_the_parked_rows(project):
     project.sql("insert into main.customers values (5, 'not-an-email', 'u-5', 'X', 'free', 1.0)")
     assert project.sync()["runs"][0]["rejected"] == 1
     assert project.sync()["runs"][0]["rejected"] == 0  # parked: not sent again, and the run says so
-    assert "1 rejected rows are parked until their values change" in project.last.stderr
+    assert "1 rejected row is parked until its values change" in project.last.stderr
     refresh = project.sync("--full-refresh")["runs"][0]
     assert (refresh["added"], refresh["rejected"]) == (5, 1), refresh  # the parked row was sent again
     assert "parked until" not in project.last.stderr, project.last.stderr

@@ -140,7 +140,7 @@ def test_demo_prints_each_rejection_once_and_its_notes(tmp_path):
     result = demo(tmp_path)
     assert result.exit_code == 0, result.output
     assert result.stdout.count("rejected 'not-an-email'") == 1
-    assert "1 rows with a NULL matching key were skipped" in result.stderr
+    assert "1 row with a NULL matching key was skipped" in result.stderr
 
 
 # --- secrets in debug output ---------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_null_key_note_is_printed(project):
     project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
     text = project.cli("sync", json_output=False)
     assert text.exit_code == 0
-    assert "iterable_users: note: 1 rows with a NULL matching key were skipped" in text.stderr
+    assert "iterable_users: note: 1 row with a NULL matching key was skipped" in text.stderr
     project.sql("insert into main.customers values (51, NULL, 'u-51', 'no key', 'free', 1)")
     as_json = project.cli("sync")
     assert "2 rows with a NULL matching key were skipped" in as_json.stderr

@@ -85,7 +85,7 @@ def test_a_plan_counts_the_parked_rows_the_sync_right_after_it_reports(project):
     plan = json.loads(project.cli("plan").stdout)["plans"][0]
     run = project.sync()["runs"][0]
     assert (plan["unchanged"], plan["parked"]) == (run["unchanged"], run["parked"]) == (20, 1)
-    assert any(n.startswith("1 rejected rows are parked until their values change") for n in plan["notes"])
+    assert any(n.startswith("1 rejected row is parked until its values change") for n in plan["notes"])
     text = project.cli("plan", json_output=False).stdout
     assert "1 parked row (rejected earlier)" in text
 
@@ -231,7 +231,7 @@ def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project
     # the row without a key has its reason there too: one row, with the count and the column
     [(field, reason)] = project.sql("select field, reason from dinsync.rejections "
                                     "where key is null and status = 'skipped'")
-    assert field == "email" and "1 rows of model customers have a NULL or empty matching key (email)" in reason
+    assert field == "email" and "1 row of model customers has a NULL or empty matching key (email)" in reason
     shown = json.loads(project.cli("rejections", "iterable_users").stdout)["rejections"]
     assert {"key": None, "status": "skipped"}.items() <= next(r for r in shown if r["key"] is None).items()
     assert result["exit_code"] == ExitCode.WARNINGS
