@@ -173,14 +173,17 @@ class Planner(CommitMixin, PendingMixin):
         self.fields = [MappedField(i, col, field, snapshot_column(field)) for i, (col, field) in enumerate(spec.fields)]
         # mapped columns the fingerprint hashes in their exact form (see Warehouse.exact_hash_columns):
         # asked each run, since a column's type or collation changes without the model SQL changing
-        self.exact_columns = _exact_columns(warehouse, spec)
-        self.stable_forms = _stable_forms(warehouse, spec)
+        # (one read of the model's columns for the three: see Warehouse.describing)
+        with getattr(warehouse, "describing", contextlib.nullcontext)():
+            self.exact_columns = _exact_columns(warehouse, spec)
+            self.stable_forms = _stable_forms(warehouse, spec)
+            shape_forms = _shape_forms(warehouse, spec)
         if "{args_hash}" in DIALECT_SQL[self.dialect]["DINSYNC_FINGERPRINT"]:
             # a fingerprint of the values' text (Redshift's, Snowflake's...) hashes a column of a
             # stable form in that form too: else a run in another time zone found every row changed
             self.exact_columns = sorted({*self.exact_columns, *self.stable_forms})
         # (a column hashed in its exact or stable form is hashed as its text, which has its shape)
-        self.shape_forms = {c: f for c, f in _shape_forms(warehouse, spec).items()
+        self.shape_forms = {c: f for c, f in shape_forms.items()
                             if c not in self.exact_columns and c not in self.stable_forms}
         key = cache_key({
             "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,

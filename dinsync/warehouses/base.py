@@ -176,6 +176,12 @@ class Warehouse:
         warehouse, with the fix (a hint), or None when it can."""
         return None
 
+    def describing(self) -> contextlib.AbstractContextManager:
+        """A block within which the warehouse may read a query's result columns once for several
+        calls of `columns`, `exact_hash_columns`, `stable_hash_forms` and `shape_hash_forms` (a
+        plan asks each in a row); nothing by default."""
+        return contextlib.nullcontext()
+
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
         """Of the mapped `columns` of the model `sql`, those whose type's own hash may give two
         values of different text forms one hash (a case-insensitive collation): the diff's

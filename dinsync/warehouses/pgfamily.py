@@ -445,20 +445,38 @@ class PsycopgSessions:
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
-        with self.conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
-            out = []
-            for c in cur.description:
-                info = self.conn.adapters.types.get(c.type_code)
-                out.append((c.name, info.name if info else str(c.type_code)))
-            return out
+        types = self.conn.adapters.types
+        return [(name, info.name if (info := types.get(oid)) else str(oid)) for name, oid in self._described(sql)]
 
     @translated("reading the columns of a query")
     def column_oids(self, sql: str) -> dict[str, int]:
         """The type OID of each column of query `sql` (run with LIMIT 0)."""
+        return dict(self._described(sql))
+
+    @contextlib.contextmanager
+    def describing(self) -> Iterator[None]:
+        """Within it, a query's result columns are read once (`columns`, `column_oids`): a plan asks
+        for them three times in a row (Warehouse.exact_hash_columns, stable_hash_forms,
+        shape_hash_forms), each a `LIMIT 0` run of the model, which a view over many joins makes
+        the server plan each time. Outside, always read again: a column's type changes without the
+        model's SQL changing."""
+        self._descriptions: dict[str, list[tuple[str, int]]] | None = {}
+        try:
+            yield
+        finally:
+            self._descriptions = None
+
+    def _described(self, sql: str) -> list[tuple[str, int]]:
+        """(name, type OID) of each column of query `sql`, read with LIMIT 0 (see describing)."""
+        memo = getattr(self, "_descriptions", None)
+        if memo is not None and sql in memo:
+            return memo[sql]
         with self.conn.cursor() as cur:
             cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
-            return {c.name: c.type_code for c in cur.description}
+            described = [(c.name, c.type_code) for c in cur.description]
+        if memo is not None:
+            memo[sql] = described
+        return described
 
     @translated("reading the columns of a table")
     def tables_columns(self, schema: str, tables: list[str]) -> dict[str, list[str]]:

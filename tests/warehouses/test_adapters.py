@@ -570,6 +570,40 @@ def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
         t.close()
 
 
+def test_a_plan_reads_the_model_columns_once(tmp_path, monkeypatch):
+    """The planner asks for the columns' hash forms three times in a row (exact, stable, shape):
+    each was a `LIMIT 0` run of the model, which a view over many joins makes PostgreSQL plan each
+    time. Within `describing()` they read the model once; outside it, every call reads it again (a
+    column's type changes without the model's SQL changing)."""
+    import psycopg
+
+    from dinsync.diff import DiffSpec, Planner
+
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        t.wh.execute("CREATE TABLE d AS SELECT 'a@x.com' AS email, now() AS seen, ARRAY[1, 2] AS tags, 'x' AS name")
+        model = "SELECT * FROM d"
+        reads = []
+        execute = psycopg.Cursor.execute
+
+        def counted(cur, query, *args, **kwargs):
+            if isinstance(query, str) and f"\n{model}\n" in query and query.endswith("LIMIT 0"):
+                reads.append(query)
+            return execute(cur, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        p = Planner(t.wh, DiffSpec(sync="d", model_sql=model, key_column="email", key_normalization="email",
+                                   fields=[("seen", "seen"), ("tags", "tags"), ("name", "name")],
+                                   state_schema=t.state_schema))
+        assert (set(p.stable_forms), set(p.shape_forms)) == ({"seen"}, {"tags"})
+        assert len(reads) == 1, reads
+        t.wh.execute("ALTER TABLE d ALTER COLUMN seen TYPE timestamp")  # read again outside a plan
+        assert t.wh.stable_hash_forms(model, ["seen"]) == {} and len(reads) == 2
+        assert p.plan().added == 1
+    finally:
+        t.close()
+
+
 def test_session_settings(tmp_path):
     require_postgres()
     with connect("postgres", dsn=PG_DSN, settings={"work_mem": "48MB", "statement_timeout": "5min"},
