@@ -119,6 +119,25 @@ def test_attribute_listing_flags_and_paging(api):
     assert client.get("/v2/lists/people/attributes").status == 404
 
 
+def test_a_query_parameter_given_twice_is_refused(api):
+    """The spec declares each query parameter once, as a string, integer or boolean: given twice it is
+    an array (`?matching_attribute=a&matching_attribute=b`), which Attio's validation refuses. The
+    sandbox read the first value and wrote the record, so a client repeating a parameter passed."""
+    thread, client = api
+    resp = client.put(PEOPLE + "?matching_attribute=email_addresses&matching_attribute=email_addresses",
+                      values_body(email_addresses=["twice@acme.com"]))
+    assert resp.body == {"status_code": 400, "type": "invalid_request_error", "code": "validation_type",
+                         "message": "Query params validation error.", "validation_errors": [
+                             {"code": "invalid_type", "path": ["matching_attribute"],
+                              "message": "Expected string, received array", "expected": "string",
+                              "received": "array"}]}
+    assert count(thread) == 0
+    resp = client.get("/v2/objects/people/attributes?limit=2&limit=3")
+    assert (resp.status, resp.code, resp.body["validation_errors"][0]["path"]) == (400, "validation_type", ["limit"])
+    resp = client.get("/v2/objects/people/attributes?show_archived=true&show_archived=true")
+    assert (resp.status, resp.body["validation_errors"][0]["received"]) == (400, "array")
+    assert client.get("/v2/objects/people/attributes?limit=2&offset=1").status == 200
+
 def test_single_attribute_options_and_statuses(api):
     thread, client = api
     plan = client.get("/v2/objects/people/attributes/plan").body["data"]

@@ -104,7 +104,9 @@ def query_body(doc: Any, strict: bool) -> dict:
 
 
 def query_params(query: Mapping[str, str], spec: dict[str, str], required: tuple[str, ...] = ()) -> dict:
-    """Typed query parameters (`spec`: name -> "string" | "integer" | "boolean"); unknown ones ignored."""
+    """Typed query parameters (`spec`: name -> "string" | "integer" | "boolean"); unknown ones ignored.
+    A parameter given twice (`?matching_attribute=a&matching_attribute=b`) reaches the validation as an
+    array, which none of these types is: refused, where reading its first value let such a client pass."""
     issues: list[dict] = []
     out: dict[str, Any] = {}
     for name in required:
@@ -112,6 +114,11 @@ def query_params(query: Mapping[str, str], spec: dict[str, str], required: tuple
             issues.append(zod_type_issue([name], spec[name], MISSING))
     for name, kind in spec.items():
         if name not in query:
+            continue
+        getall = getattr(query, "getall", None)
+        if getall is not None and len(getall(name)) > 1:
+            issues.append({"code": "invalid_type", "path": [name], "message": f"Expected {kind}, received array",
+                           "expected": kind, "received": "array"})
             continue
         raw = query[name]
         if kind == "integer":
