@@ -552,6 +552,11 @@ def test_bulk_is_create_only_with_207_items(make):
      "contacts[0].custom_fields[0].id", "is_blank"),
     ([{"email": "a@example.com", "language": "xx"}], 400, "contacts[0].language", "wrong_value"),
     ([{"email": "a@example.com", "favourite": "red"}], 400, "contacts[0].favourite", "wrong_value"),
+    # the Swagger's custom field and list items hold id, name and value (lists: id, name) only
+    ([{"email": "a@example.com", "custom_fields": [{"id": 3, "value": "x", "field_key": "c3"}]}], 400,
+     "contacts[0].custom_fields[0].field_key", "wrong_value"),
+    ([{"email": "a@example.com", "lists": [{"id": 1, "subscribed": True}]}], 400,
+     "contacts[0].lists[0].subscribed", "wrong_value"),
     ([{"email": "a@example.com"}, {"firstname": "no key"}], 503, "internal_error", "internal_error"),
     ([], 400, "contacts", "wrong_value"),
     ([{"email": f"u{i}@example.com"} for i in range(1001)], 400, "contacts", "wrong_value"),

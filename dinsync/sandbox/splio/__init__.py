@@ -48,7 +48,8 @@ Our choices where Splio is silent (all `SplioOptions` fields; default in bracket
   Splio's own example; 400 `is_blank` otherwise). Unknown contact on GET / PATCH
   [`unknown_contact_status=404`] with `{"error_key": "id", "error": "wrong_value",
   "error_description": "Contact not found for given identifier."}`.
-* Unknown keys in a contact body [`reject_unknown_keys=True`] -> 400 `wrong_value`.
+* Unknown keys in a contact body, or in its custom field and list items [`reject_unknown_keys=True`]
+  -> 400 `wrong_value`.
 * A POST / PATCH / PUT body not sent as `Content-Type: application/json` (text, a form, no
   header) [`require_json_content_type=True`] -> 415 envelope `wrong_value` at `body`, nothing
   applied (the Swagger file's bodies are JSON; the Attio and Attentive sandboxes refuse such

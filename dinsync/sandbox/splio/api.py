@@ -29,6 +29,8 @@ from .options import SplioOptions
 CONTACT_KEYS = frozenset({"email", "cellphone", "firstname", "lastname", "language", "creation_date", "lists",
                           "custom_fields", "double_optin", "tracking_consent"})
 PATCH_KEYS = CONTACT_KEYS | {"key"}
+CUSTOM_FIELD_KEYS = frozenset({"id", "name", "value"})  # the Swagger's CustomFields items
+LIST_KEYS = frozenset({"id", "name"})  # and its Lists items
 SYSTEM_FIELD_LABELS = {"email": "Email", "cellphone": "Cellphone", "firstname": "Firstname",
                        "lastname": "Lastname", "language": "Language", "creation_date": "Creation date"}
 _CONTACTS: Any = web.RequestKey("contacts", int) if hasattr(web, "RequestKey") else "dinsync_contacts"
@@ -387,14 +389,21 @@ class SplioApi:
                            "creation_date must be a date at format YYYY-MM-DD HH:MM:SS.") from None
         return value
 
-    @staticmethod
-    def _lists(prefix: str, value: Any) -> list:
+    def _unknown_item_keys(self, at: str, item: dict, allowed: frozenset[str]) -> None:
+        """Keys the Swagger does not give a list or custom field item (`reject_unknown_keys`), refused
+        as a contact's unknown keys are: read as absent, `{"id": 3, "value": "x", "field_key": "c3"}`
+        passed here and a client sending such items passed every test."""
+        if self.options.reject_unknown_keys and not item.keys() <= allowed:
+            raise ApiError(400, f"{at}.{sorted(set(item) - allowed)[0]}", "wrong_value", "Unknown field.")
+
+    def _lists(self, prefix: str, value: Any) -> list:
         if not isinstance(value, list):
             raise ApiError(400, prefix + "lists", "wrong_type", "lists must be an array.")
         out = []
         for i, item in enumerate(value):
             if type(item) is not dict or type(item.get("id")) is not int:
                 raise ApiError(400, f"{prefix}lists[{i}].id", "wrong_type", "A list is an object with an integer id.")
+            self._unknown_item_keys(f"{prefix}lists[{i}]", item, LIST_KEYS)
             out.append({"id": item["id"], "name": item.get("name", "")})
         return out
 
@@ -409,6 +418,7 @@ class SplioApi:
             at = f"{prefix}custom_fields[{i}]"
             if type(item) is not dict:
                 raise ApiError(400, at, "wrong_type", "A custom field is an object {id, value}.")
+            self._unknown_item_keys(at, item, CUSTOM_FIELD_KEYS)
             field_id, name = item.get("id"), item.get("name")
             if field_id is not None:
                 if type(field_id) is not int:
