@@ -235,7 +235,7 @@ class IterableDestination(Destination):
                 found = isinstance(data.get("user"), dict)
                 return Outcome("done", [RecordResult(request.keys[0], "ok" if found else "not_found",
                                                      None if found else "Iterable: user not found (update mode)")])
-            if 400 <= status < 500 and code in SPLIT_CODES:  # e.g. a malformed email
+            if _refuses(status) and code in SPLIT_CODES:  # e.g. a malformed email
                 return Outcome("done", [RecordResult(request.keys[0], "rejected", _describe(status, code, msg),
                                                      IDENTIFIER_CODES.get(code))])
             return self._unread(request, status, code, msg, body)
@@ -265,7 +265,7 @@ class IterableDestination(Destination):
             return Outcome("done", results + [RecordResult(k, "failed", reason) for k in rest])
         if status == 413 and code is None and len(request.keys) == 1:
             return self._unread(request, status, code, msg, body)  # (a proxy's cap: rows over 4 MB never leave)
-        if status == 413 or (400 <= status < 500 and code in SPLIT_CODES):
+        if status == 413 or (_refuses(status) and code in SPLIT_CODES):
             reason = _describe(status, code, msg)
             guilty = [RecordResult(k, "rejected", reason, fields) for k, fields in _offending_users(request, data)]
             return Outcome("split", guilty, reason=reason, field=_offending_fields(request, data))
@@ -314,6 +314,14 @@ class IterableDestination(Destination):
         fail_count = data.get("failCount")
         fail_count = fail_count if isinstance(fail_count, int) and not isinstance(fail_count, bool) else 0
         return list(results.values()), max(0, fail_count - len(results))
+
+
+def _refuses(status: int) -> bool:
+    """Whether an answer of this status naming a code of SPLIT_CODES is Iterable refusing the users:
+    a 4xx, or a 2xx, since Iterable's answers carry their `code` on 200s too and the status of some
+    (a type mismatch: "presumably 400") is not documented. Read as anything else, such a 200 was
+    retried, then every user of the batch failed, good ones included, every run."""
+    return 200 <= status < 300 or 400 <= status < 500
 
 
 def _count(data: dict, name: str) -> int | None:

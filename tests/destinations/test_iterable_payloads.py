@@ -284,6 +284,23 @@ def test_a_type_mismatch_names_its_field_and_a_lookup_of_a_malformed_email_is_re
     assert [r.status for r in out.results] == ["failed"]
 
 
+
+def test_a_whole_request_failure_answered_with_http_200_is_read_as_with_400():
+    """Iterable's answers carry their `code` whatever the status (the type mismatch's status is not
+    documented): a 200 naming a code about the users splits the batch, and a lookup's 200 refusing
+    the identifier rejects the row, as their 400s do (they were retried, then failed every run)."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    body = orjson.dumps({"msg": "types", "code": "RequestFieldsTypesMismatched", "params": {"validationErrors": {
+        "p:::ltv": {"incomingTypes": ["string"], "expectedType": "double", "offendingValue": "x"}}}})
+    out = d.parse(req, 200, {}, body)
+    assert out.kind == "split" and out.field == "ltv"
+    [lookup] = d.lookup_requests(["no-at-sign"], ["no-at-sign"], spec("update"))
+    out = d.parse(lookup, 200, {}, b'{"msg": "Invalid email", "code": "InvalidEmailAddressError"}')
+    assert [(r.status, r.field) for r in out.results] == [("rejected", "email")]
+    # a 200 with a code of no verdict on the users is still not an acknowledgement
+    assert d.parse(req, 200, {}, b'{"msg": "?", "code": "GenericError"}').kind == "retry"
+
 def test_a_type_mismatch_names_only_fields_the_request_sent():
     """The field of a rejection is Iterable's word: one no user of the request sent (an answer
     that echoed anything, the API key say) is not named, and the users are halved as usual."""
