@@ -97,6 +97,24 @@ def test_patch_answers():
 
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_patch_refused_for_a_contact_not_found_is_not_found_whatever_its_status(status):
+    """Splio documents `Contact not found for given identifier.` at error_key `id` with a 404 on the
+    contact's sub-resources; for PATCH neither is listed. Answered with a 400, an unknown contact of an
+    update sync was rejected and parked (never looked for again until its row changed, even once the
+    contact exists), where update mode reports it not_found and sends it again next run."""
+    missing = {"status": status, "errors": [{"error_key": "id", "error": "wrong_value",
+                                             "error_description": "Contact not found for given identifier."}]}
+    [nf] = answer(patch("a"), status, missing).results
+    assert nf.status == "not_found"
+    # the same status about a value of the contact, or about an id the body sent, is still a rejection
+    for error in ({"error_key": "language", "error": "wrong_value", "error_description": "not found in the list"},
+                  {"error_key": "custom_fields[0].id", "error": "wrong_value",
+                   "error_description": "Custom field not found for id 145."}):
+        [bad] = answer(patch("a"), status, {"status": status, "errors": [error]}).results
+        assert bad.status == "rejected"
+
+
 NGINX_400 = (b"<html><head><title>400 Bad Request</title></head><body><center><h1>400 Bad Request</h1></center>"
              b"<hr><center>nginx</center></body></html>")
 

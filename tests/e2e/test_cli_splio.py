@@ -584,6 +584,22 @@ def test_api_update_mode_never_creates(make_project, splio_requests):
     assert held(p) == expected(range(1, 11), api=True)
 
 
+def test_api_update_mode_unknown_contacts_answered_400_are_not_found(make_project, splio_requests):
+    """PATCH's answer for an unknown contact is not documented (its sub-resources answer 404); a server
+    answering Splio's envelope `Contact not found for given identifier.` with 400 had the 10 unknown
+    contacts parked as rejected: not looked for again until their rows changed."""
+    p = make_project(unknown_contact_status=400)
+    p.thread.call(p.sandbox.seed, *[{"email": f"user{i}@example.com"} for i in range(1, 11)])
+    p.configure(transport="api", mode="update", max_rejected_pct=60)
+    p.seed(20)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["not_found"], run["rejected"]) == ("success", 10, 10, 0)
+    p.thread.call(p.sandbox.seed, {"email": "user11@example.com"})
+    run = p.sync()["runs"][0]  # tried again, as update mode's not_found rows are: the new contact is written
+    assert (run["sent"], run["acknowledged"], run["not_found"]) == (10, 1, 9)
+    assert p.contact("user11@example.com")["firstname"] == "Name 11"
+
+
 def _one_bad_contact_of_40(make_project, error_index_base: int = 0):
     """A first API sync (insert mode) of 40 contacts, user17's language refused by Splio: the
     project, after checking that only user17 was rejected and the 39 others created."""

@@ -12,8 +12,9 @@
   `contacts[3].email`, from a base Splio does not document): the contacts it names are sent alone
   (rejected if refused alone) and the others again together (halved if they are refused again);
   an answer naming none is split in halves until the bad contact is alone.
-* `PATCH /data/contacts/{email}` updates one contact (404: not found, never created; 413: its body is
-  too large, for Splio or a proxy before it: rejected, as a bulk of that one contact is).
+* `PATCH /data/contacts/{email}` updates one contact (404, or Splio's `Contact not found for given
+  identifier.` at `id` with another status: not found, never created; 413: its body is too large, for
+  Splio or a proxy before it: rejected, as a bulk of that one contact is).
 * A 400 / 422 / 404 is Splio's word about the contact only when its body is Splio's error envelope
   (`{"status", "errors": [...]}`): an HTML page, an empty body or a gateway's `{"message"}` (Kong's
   "no Route matched", a proxy's 400 page) fails the rows, which the next run sends again, instead
@@ -216,13 +217,24 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         return Outcome("done", [RecordResult(key, "rejected", describe(status, body))])
     if status in (400, 404, 422) and not is_splio_error(body):
         return Outcome("done", [_not_splio(key, status, body)])
-    if status == 404:
+    if status == 404 or contact_missing(body):
         return Outcome("done", [RecordResult(key, "not_found", "Splio: no contact with this email (not created: "
                                                                 "update mode, or a changed row whose contact was "
                                                                 "deleted in Splio)")])
     if status in (400, 422):
         return Outcome("done", [RecordResult(key, "rejected", describe(status, body), _patched_field(request, body))])
     return Outcome("done", [RecordResult(key, "failed", describe(status, body))])
+
+
+def contact_missing(body: bytes) -> bool:
+    """Whether Splio's envelope says the contact a PATCH names does not exist: `Contact not found for
+    given identifier.` at error_key `id` (the path's identifier), documented with a 404 for the
+    contact's sub-resources; for PATCH neither status nor body is listed, so a 400 or 422 saying so
+    is read the same: not_found (sent again next run), not a rejection parked until the row changes."""
+    data = _json(body)
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return any(isinstance(e, dict) and e.get("error_key") == "id"
+               and "not found" in str(e.get("error_description") or "").lower() for e in errors or ())
 
 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
