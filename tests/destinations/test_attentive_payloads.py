@@ -431,6 +431,18 @@ def test_single_writes_and_bulk_submissions():
     assert parse(bulk, 400, {"error": {"id": 2, "message": "users[1].identifiers.email ..."}}).kind == "split"
 
 
+def test_a_bulk_request_refused_with_422_is_split_as_its_400_is():
+    """A single write refused with 422 (Unprocessable Entity) rejects its record as its 400 does; a
+    bulk request refused with 422 failed all its users, again every run, where its 400 is split until
+    the record refused is alone (rejected) and the others delivered."""
+    part = BulkPart("email", {"a@b.co": "a@b.co", "c@d.co": "c@d.co"})
+    bulk = destination().bulk_request(["a@b.co", "c@d.co"], [b"{}", b"{}"], part)
+    refusal = {"error": {"id": 2, "message": "users[1].attributes.demographic.age must be an integer"}}
+    outcome = parse(bulk, 422, refusal)
+    assert outcome.kind == "split" and "HTTP 422" in outcome.reason
+    assert parse(bulk, 422, b"<html><title>422</title></html>").kind == "done"  # a proxy's page: failed
+
+
 def test_a_proxys_413_page_halves_a_bulk_request_and_fails_a_single_record():
     # a proxy capping bodies below ours answered every bulk request holding one large record with its
     # 413 page: all 256 users failed, again on every run; halves are smaller, and the record still

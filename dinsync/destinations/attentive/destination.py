@@ -374,7 +374,9 @@ def _bulk_outcome(request: Request, part: BulkPart, status: int, data: Any, mess
     if status in (200, 202) and isinstance(job_id, str) and job_id:
         part.jobs.append((job_id, list(request.keys), list(request.items or ())))
         return Outcome("done", pending=job_token(part.key_field, job_id))
-    if status in (400, 413):  # may be one record's fault: halves until it is isolated
+    # may be one record's fault: halves until it is isolated (422 too, which rejects a single write
+    # as 400 does: it failed all 256 users of a bulk request, every run)
+    if status in (400, 413, 422):
         return Outcome("split", reason=f"Attentive HTTP {status}: {message}")
     return Outcome("done", [RecordResult(k, "failed", _describe(status, message)) for k in request.keys])
 
