@@ -886,3 +886,35 @@ def test_a_value_that_cannot_be_written_names_its_field_in_the_rejection(fresh):
     assert [r.keys for r in prepared.requests] == [["c@example.com"]]
     assert {r.key: r.field for r in prepared.rejections} == {"a@example.com": "phone_numbers",
                                                               "b@example.com": "phone_numbers"}
+
+
+def test_attribute_pages_are_read_until_one_adds_nothing(fresh):
+    """The spec gives the attribute listing's `limit` no maximum: a server holding pages to fewer
+    attributes than asked (7 of 100 here) ended the read at its first page, which hid the other
+    attributes (a mapping of one of them was a configuration error). A server ignoring `offset`
+    (the same page again) ends the read too, instead of looping."""
+    import dataclasses
+    import re
+
+    dest = destination(fresh)
+
+    class Rewritten:
+        def __init__(self, transport, rewrite):
+            self.transport, self.rewrite, self.paths = transport, rewrite, []
+
+        async def deliver(self, request):
+            request = dataclasses.replace(request, path=self.rewrite(request.path))
+            self.paths.append(request.path)
+            return await self.transport.deliver(request)
+
+    async def read(transport, rewrite):
+        wrapped = Rewritten(transport, rewrite)
+        return await dest.read_schema(wrapped, "people"), wrapped.paths
+
+    whole, _ = asyncio.run(_with_transport(dest, lambda t: read(t, lambda p: p)))
+    assert len(whole.attributes) > 14 and "old_field" in {a.slug for a in whole.attributes}
+    capped, paths = asyncio.run(_with_transport(dest, lambda t: read(t, lambda p: p.replace("limit=100", "limit=7"))))
+    assert [a.slug for a in capped.attributes] == [a.slug for a in whole.attributes]
+    assert len(paths) == -(-len(whole.attributes) // 7) + 1  # and an empty one
+    same, paths = asyncio.run(_with_transport(dest, lambda t: read(t, lambda p: re.sub(r"offset=\d+", "offset=0", p))))
+    assert [a.slug for a in same.attributes] == [a.slug for a in whole.attributes] and len(paths) == 2

@@ -161,8 +161,12 @@ class AttioDestination(Destination):
 
     # --- pre-flight ---------------------------------------------------------------------
     async def read_schema(self, transport: Transport, object_slug: str) -> Schema:
-        """Every attribute of the object, archived ones included (paged)."""
+        """Every attribute of the object, archived ones included (paged). The pages end with an
+        empty one, or one that adds no attribute (a server ignoring `offset`), not with a page
+        shorter than asked: the spec gives `limit` no maximum, and a server holding pages to fewer
+        than ATTRIBUTES_PAGE hid the other attributes (the mapping's a configuration error)."""
         attributes: list[AttributeInfo] = []
+        seen: set[tuple[str, str]] = set()
         offset = 0
         while True:
             page = await self._read(transport, f"/v2/objects/{_q(object_slug)}/attributes?limit={ATTRIBUTES_PAGE}"
@@ -170,9 +174,12 @@ class AttioDestination(Destination):
             rows = page.get("data") if isinstance(page, dict) else None
             if not isinstance(rows, list):
                 raise DinsyncError(f"attio: unexpected answer listing the attributes of {object_slug}")
-            attributes += [AttributeInfo.from_json(r) for r in rows if isinstance(r, dict)]
-            if len(rows) < ATTRIBUTES_PAGE:
+            new = [a for a in (AttributeInfo.from_json(r) for r in rows if isinstance(r, dict))
+                   if (a.id, a.slug) not in seen]
+            if not new:
                 return Schema(object_slug, attributes)
+            attributes += new
+            seen.update((a.id, a.slug) for a in new)
             offset += len(rows)
 
     async def _read(self, transport: Transport, path: str, what: str) -> Any:
