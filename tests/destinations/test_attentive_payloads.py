@@ -577,3 +577,20 @@ def test_transport_options_reach_the_sender():
     transport = destination().make_transport(TransportOptions(rate_overrides={"bulk_job": 50.0}, timeout=7))
     assert transport.sender.limiter("bulk_job").rate == 50.0
     assert transport.sender.limiter("get_custom_attributes").rate == 150.0
+
+
+def test_job_results_read_a_status_word_and_identifiers_at_the_top_of_a_line():
+    """The results file's format is undocumented: a line naming its identifiers at its top (no
+    `request`), or its status as a word meaning success, or only `{"success": true}`, was not read,
+    so records Attentive applied failed, and were sent again, every run. A word that does not mean
+    success (FAILED, ERROR) is still not read: the record fails and goes again, never assumed done."""
+    keys = ["k0", "k1", "k2", "k3", "k4"]
+    sent = {k: f"{k}@example.com" for k in keys}
+    lines = [{"identifiers": {"email": "k0@example.com"}, "status": "SUCCESS"},
+             {"request": {"identifiers": {"email": "k1@example.com"}}, "response": {"status": "Completed"}},
+             {"identifiers": {"email": "k2@example.com"}, "response": {"body": {"success": True}}},
+             {"identifiers": {"email": "k3@example.com"}, "status": "FAILED"},
+             {"identifiers": {"email": "k4@example.com"}, "response": {"status": True, "body": {"success": False}}}]
+    results = job_results(lines, keys, sent, "email", "job-5")
+    assert sorted(results.ok) == ["k0", "k1", "k2"]
+    assert sorted((r.key, r.status) for r in results.problems) == [("k3", "failed"), ("k4", "failed")]

@@ -440,20 +440,32 @@ def _line_record(line: dict, position: int, sent: str | None, keys: list[str], s
 
 
 def _line_identifier(line: dict, key_field: str) -> str | None:
-    request = line.get("request")
-    if isinstance(request, dict):
-        ids = request.get("identifiers")
-        if isinstance(ids, dict) and isinstance(ids.get(key_field), str):
-            return ids[key_field]
+    """The identifier a results line names: in its `request` (the user as sent), else at its top."""
+    request = line.get("request") if isinstance(line.get("request"), dict) else line
+    ids = request.get("identifiers")
+    if isinstance(ids, dict) and isinstance(ids.get(key_field), str):
+        return ids[key_field]
     return None
 
 
+# a results line's status given as a word (the file's format is undocumented) that can only mean
+# the write was applied; any other word stays unread (the record failed, sent again)
+_APPLIED_WORDS = frozenset({"success", "succeeded", "successful", "ok", "completed", "accepted"})
+
+
 def _line_response(line: dict) -> tuple[int | None, object]:
+    """(HTTP status, body) of a results line: `response.statusCode` (or `status`) as a number or
+    its digits; a word meaning success, or a body `{"success": true}` alone, reads as 202."""
     response = line.get("response") if isinstance(line.get("response"), dict) else line
     status = response.get("statusCode", response.get("status"))
+    body = response.get("body")
     if isinstance(status, str) and status.isdigit():
         status = int(status)
-    return (status if isinstance(status, int) else None), response.get("body")
+    elif isinstance(status, str) and status.strip().lower() in _APPLIED_WORDS:
+        status = 202
+    elif status is None and isinstance(body, dict) and body.get("success") is True:
+        status = 202
+    return (status if type(status) is int else None), body
 
 
 def _query_value(path: str) -> str:
