@@ -355,3 +355,14 @@ def test_wide_numbers_keep_every_digit():
     out = with_splio_text(frame, [Column(0, "plan", True, "auto")])["_c0"].to_list()
     assert out == ["1234567890123456789012345678.1234567890", "170141183460469231731687303715884105727",
                    "18446744073709551615", "1.50", "0.00000015", "1.5e-7", "true", "", "x", "[1.50,2]"]
+
+
+def test_the_language_is_sent_in_lowercase():
+    """Splio documents its languages as 2-letter lowercase codes (en, fr, ...) and refuses others: a
+    model's `FR` or ` De ` was sent as written, refused, and its row parked until it changed. A
+    custom field named language is left as it is."""
+    from dinsync.destinations.splio.values import Column, with_splio_text
+
+    frame = pl.DataFrame({"_t0": ['"FR"', '" De "', '"en"', "null", None], "_t1": ['"FR"'] * 5})
+    out = with_splio_text(frame, [Column(0, "language", False, "string"), Column(1, "language", True, "string")])
+    assert out["_c0"].to_list() == ["fr", "de", "en", "", None] and out["_c1"].to_list() == ["FR"] * 5

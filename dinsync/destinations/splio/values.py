@@ -98,6 +98,8 @@ def with_splio_text(frame: pl.DataFrame, columns: Sequence[Column], *, cellphone
                 .otherwise(t))
         if col.kind in ("date", "datetime") or (col.custom and col.kind == "auto"):
             text = _splio_datetime(text, col.kind, timezone)
+        if not col.custom and col.name == "language":  # Splio takes its 2-letter codes in lowercase only:
+            text = text.str.strip_chars().str.to_lowercase()  # `FR` was refused, its row parked
         if not col.custom and col.name == "cellphone" and cellphone_format == "00":
             text = pl.when(text.str.starts_with("+")).then(pl.concat_str([pl.lit("00"), text.str.slice(1)])) \
                 .otherwise(text)
