@@ -51,6 +51,19 @@ def test_bulk_207_items_become_results():
     assert got["d@x.com"][0] == "failed"  # no item for it: never guessed as acknowledged
 
 
+def test_bulk_item_codes_given_as_digits_are_read_as_numbers():
+    """Splio's examples give an item's `code` as a number; one given as its digits ("201") was read as
+    an unknown status: a contact Splio created failed, and was sent again (and found existing) next
+    run. A code that is neither stays unread (failed), never taken for acknowledged; True is no code."""
+    request = bulk(["a@x.com", "b@x.com", "c@x.com", "d@x.com"])
+    out = answer(request, 207, {"items": [
+        {"contact_id": "a@x.com", "code": "201", "description": ""},
+        {"contact_id": "b@x.com", "code": " 422 ", "description": "Custom field ltv must be of type double."},
+        {"contact_id": "c@x.com", "code": "created"}, {"contact_id": "d@x.com", "code": True}]})
+    got = {r.key: r.status for r in out.results}
+    assert got == {"a@x.com": "ok", "b@x.com": "rejected", "c@x.com": "failed", "d@x.com": "failed"}
+
+
 def test_a_whole_bulk_400_is_split_and_other_answers_fail_the_batch():
     body = {"status": 400, "errors": [{"error_key": "contacts[3].email", "error": "wrong_email",
                                        "error_description": "x is not a valid email address"}]}

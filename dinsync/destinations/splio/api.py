@@ -298,13 +298,15 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordRes
         if key not in wanted or key in results:
             continue
         code = item.get("code")
+        if isinstance(code, str) and code.strip().isdigit():  # (Splio's examples give a number; read its digits too)
+            code = int(code)
         text = str(item.get("description") or "")
-        if isinstance(code, int) and 200 <= code < 300:
+        if type(code) is int and 200 <= code < 300:
             results[key] = RecordResult(key, "ok")
         elif code == 400 and "already exists" in text:
             ctx.existing.add(key)
             results[key] = RecordResult(key, "failed", EXISTS_REASON)
-        elif isinstance(code, int) and 400 <= code < 500:
+        elif type(code) is int and 400 <= code < 500:
             results[key] = RecordResult(key, "rejected", f"Splio HTTP {code}: {text}".rstrip(": "))
         else:
             results[key] = RecordResult(key, "failed", f"Splio item status {code}: {text}".rstrip(": "))
