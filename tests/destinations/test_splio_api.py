@@ -171,6 +171,19 @@ def test_a_2xx_that_is_not_splios_answer_is_sent_again():
     assert answer(request, 200, page).kind == "retry"
 
 
+def test_a_patch_answered_200_without_the_contact_is_sent_again():
+    """Splio answers a PATCH with the contact it edited (200 + the contact). A 2xx without it (an
+    empty body, cut or unreadable JSON, `null`, `{}`, a proxy's plain "OK") is no acknowledgement:
+    the PATCH may never have reached Splio. Taken for one, the row entered the snapshot with values
+    Splio never got, and no later run sent them (nothing changed, as far as the snapshot knew)."""
+    for body in (b"", b'{"email": "a@x.c', b"{not json", b"null", b"{}", b"[]", b"OK", b'"ok"'):
+        outcome = answer(patch("a@x.com"), 200, body)
+        assert outcome.kind == "retry", body
+        assert "not Splio's answer to a PATCH" in outcome.reason
+    assert answer(patch("a@x.com"), 200, {"email": "a@x.com", "firstname": "A"}).kind == "done"
+    assert answer(patch("a@x.com"), 204, b"").kind == "done"  # No Content: a server's word that it is done
+
+
 def test_reads_keep_the_document():
     ctx = ReadContext("fields")
     request = Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)

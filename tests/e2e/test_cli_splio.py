@@ -705,6 +705,24 @@ def test_api_a_proxys_400_or_404_page_is_not_splios_word_on_the_contact(make_pro
     assert [p.contact(f"user{i}@example.com")["custom_fields"]["plan"] for i in (1, 2)] == ["pro", "pro"]
 
 
+def test_api_a_200_without_splios_contact_is_not_an_acknowledgement(make_project, splio_requests):
+    # Something between dinsync and Splio answering 200 with no contact (an empty body, a cut or
+    # unreadable JSON) never showed that Splio edited it: such rows entered the snapshot with values
+    # Splio never got, and no later run sent them. They are sent again now.
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(4)
+    assert p.sync()["runs"][0]["acknowledged"] == 4
+    p.sql("update main.people set plan = 'pro' where id <= 3")
+    for body in (b"", b"{not json", b"null"):
+        p.thread.script("contacts_patch", respond(200, body, {"Content-Type": "application/json"}))
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"], run["failed"], run["parked"]) == ("success", 3, 0, 0), run
+    assert p.stats()["faults"]["respond"] == 3
+    assert [p.contact(f"user{i}@example.com")["custom_fields"]["plan"] for i in (1, 2, 3)] == ["pro"] * 3
+    assert p.sync()["runs"][0]["sent"] == 0
+
+
 @pytest.mark.parametrize("retry_after", ["seconds", "http-date"])
 def test_api_a_429_on_authenticate_is_waited_out(make_project, splio_requests, retry_after):
     # POST /authenticate runs while a request's headers are built: its 429 was retried after the

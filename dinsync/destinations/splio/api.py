@@ -40,7 +40,7 @@ from ... import redaction
 from ...errors import DestinationAuthError, DinsyncError
 from ...sender import HttpSender
 from ...sender.http import GiveUp, redirect_reason
-from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt, is_html_page
+from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
 
 if TYPE_CHECKING:
     from .destination import SplioDestination
@@ -209,7 +209,7 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
     # a PATCH of one contact
     key = request.keys[0]
-    if 200 <= status < 300 and is_html_page(body):  # a portal's page, not Splio's: sent again
+    if 200 <= status < 300 and not _patch_answer(status, body):  # a portal's page, not Splio's: sent again
         return Outcome("retry", reason=f"{describe(status, body)} (not Splio's answer to a PATCH)")
     if 200 <= status < 300:
         return Outcome("done")
@@ -235,6 +235,18 @@ def contact_missing(body: bytes) -> bool:
     errors = data.get("errors") if isinstance(data, dict) else None
     return any(isinstance(e, dict) and e.get("error_key") == "id"
                and "not found" in str(e.get("error_description") or "").lower() for e in errors or ())
+
+
+def _patch_answer(status: int, body: bytes) -> bool:
+    """Whether a 2xx is Splio's answer to a PATCH: the contact it edited (a JSON object), or a 204
+    (No Content: a server's own word that it is done). Anything else (an empty 200, JSON cut short
+    or unreadable, `null`, `{}`, a proxy's or a portal's page) may come from something between
+    dinsync and Splio that never passed the PATCH on: taken for an acknowledgement, the row entered
+    the snapshot with values Splio never got, and no later run sent them (it looked unchanged)."""
+    if status == 204:
+        return not body.strip()
+    data = _json(body)
+    return isinstance(data, dict) and bool(data)
 
 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
