@@ -394,6 +394,20 @@ def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
     assert parse(v1, 200).results[0].status == "ok"  # a write's empty 200: Attentive's own answer
 
 
+def test_a_single_v2_write_is_acknowledged_only_by_attentives_json_answer():
+    """`POST /v2/user/attributes` answers 202 with a JSON object (`{"success": true, "message"}`):
+    an empty, cut or unreadable 2xx may come from something between dinsync and Attentive that never
+    passed the write on. Taken for an acknowledgement, the row entered the snapshot with values
+    Attentive never got, and no later run sent them (it looked unchanged): it is sent again."""
+    v2 = destination().single_request("a@b.co", b'{"user": {"email": "a@b.co"}}')
+    for body in (b"", b"{not json", b'{"success": tr', b"null", b"[]", b"OK"):
+        outcome = parse(v2, 202, body)
+        assert outcome.kind == "retry", body
+        assert "without Attentive's answer" in outcome.reason
+    assert parse(v2, 202, {"success": True, "message": "User attributes accepted"}).results[0].status == "ok"
+    assert parse(v2, 202, {"success": False, "message": "no"}).results[0].status == "rejected"
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_failures_stop_the_run_naming_the_scopes(status):
     write = Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes", b"{}", ["a"], context=None)

@@ -38,6 +38,7 @@ BULK_MAX_BYTES = 4 * 1024 * 1024  # our cap per bulk request (no documented body
 WRITE_BATCH_ROWS = 1024  # rows per unit of work handed to the transport (several bulk requests)
 MESSAGE_CHARS = 300  # of Attentive's error message quoted in a reason
 CONFIRM = "confirm-existence"  # pending token of a lookup answer that does not tell (an empty attribute list)
+V2_SINGLE = "user_attributes"  # the endpoint of a single v2 write (its 202 carries a JSON object)
 
 # Scopes each endpoint needs (OAuth scopes in the specs; private-app keys carry the same permissions).
 SCOPES = {
@@ -282,7 +283,7 @@ class AttentiveDestination(Destination):
         return Request("custom_attributes", "POST", "/v1/attributes/custom", body, [key])
 
     def single_request(self, key: str, item: bytes) -> Request:
-        return Request("user_attributes", "POST", "/v2/user/attributes", item, [key])
+        return Request(V2_SINGLE, "POST", "/v2/user/attributes", item, [key])
 
     def bulk_request(self, keys: list[str], items: list[bytes], part: BulkPart) -> Request:
         return Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes",
@@ -308,10 +309,13 @@ class AttentiveDestination(Destination):
                            retry_after=throttle_wait(headers), throttled=True)
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
-        if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None and ctx != ME)):
+        if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None and ctx != ME)
+                                    or (request.endpoint == V2_SINGLE and not isinstance(data, dict))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
-            # lookup, a bulk submission, a job's status): a glitch of one answer, sent again; a
-            # subscriptions lookup took any 200 for a known subscriber
+            # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
+            # a glitch of one answer, where the request may never have reached Attentive, sent again;
+            # a subscriptions lookup took any 200 for a known subscriber, and a v2 write's empty 202
+            # committed values Attentive never got (v1's answer to a write has no body: any 200)
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
