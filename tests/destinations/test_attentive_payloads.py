@@ -394,6 +394,22 @@ def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
     assert parse(v1, 200).results[0].status == "ok"  # a write's empty 200: Attentive's own answer
 
 
+def test_a_bulk_submission_answered_2xx_without_a_job_id_is_sent_again():
+    """Attentive accepts a bulk submission with 202 `{"message", "batchJobId"}`. A 2xx JSON without
+    the job's id (`{}`, a gateway's `{"message": "ok"}`, a list) is not its answer: a glitch of one
+    answer, sent again like a portal's page (a job submitted twice applies the same values), where
+    it failed every row of the request at once (the run failed, the rows waited for the next)."""
+    part = BulkPart("email", {"a@b.co": "a@b.co", "c@d.co": "c@d.co"})
+    bulk = destination().bulk_request(["a@b.co", "c@d.co"], [b"{}", b"{}"], part)
+    for body in ({}, {"message": "ok"}, [], {"batchJobId": ""}, {"batchJobId": 7}):
+        for status in (200, 202):
+            outcome = parse(bulk, status, body)
+            assert outcome.kind == "retry", (status, body)
+            assert "without a job id" in outcome.reason
+    accepted = parse(bulk, 202, {"message": "Bulk job accepted for processing", "batchJobId": "job-9"})
+    assert (accepted.kind, accepted.pending) == ("done", "attentive-bulk:email:job-9")
+
+
 def test_a_single_v2_write_is_acknowledged_only_by_attentives_json_answer():
     """`POST /v2/user/attributes` answers 202 with a JSON object (`{"success": true, "message"}`):
     an empty, cut or unreadable 2xx may come from something between dinsync and Attentive that never

@@ -378,6 +378,11 @@ def _bulk_outcome(request: Request, part: BulkPart, status: int, data: Any, mess
     if status in (200, 202) and isinstance(job_id, str) and job_id:
         part.jobs.append((job_id, list(request.keys), list(request.items or ())))
         return Outcome("done", pending=job_token(part.key_field, job_id))
+    if 200 <= status < 300:
+        # JSON, but not Attentive's acceptance (`{}`, a gateway's `{"message": "ok"}`): a glitch of
+        # one answer, sent again as a page is (a job submitted twice applies the same values); it
+        # failed every row of the request at once, and the run with them
+        return Outcome("retry", reason=f"Attentive HTTP {status} without a job id: {message}")
     # may be one record's fault: halves until it is isolated (422 too, which rejects a single write
     # as 400 does: it failed all 256 users of a bulk request, every run)
     if status in (400, 413, 422):
