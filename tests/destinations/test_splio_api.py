@@ -184,6 +184,25 @@ def test_a_patch_answered_200_without_the_contact_is_sent_again():
     assert answer(patch("a@x.com"), 204, b"").kind == "done"  # No Content: a server's word that it is done
 
 
+def test_a_field_list_answer_without_its_elements_is_read_again():
+    """Splio lists a universe's contact fields as `{"elements": [...], ...}`. A 200 JSON without that
+    list (`{}`, a gateway's `{"message": "ok"}`) is not its answer: read as an empty list, it failed
+    the run as a configuration error (exit 3, "Splio has no custom contact field 'plan'") over a
+    glitch of one answer. It is read again, as a page is; an answer listing no fields still counts."""
+    def fields() -> Request:
+        ctx = ReadContext("the universe's contact fields", needs="elements")
+        return Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)
+    for body in ({}, {"message": "ok"}, {"elements": None}, {"elements": {"id": 1}}):
+        outcome = answer(fields(), 200, body)
+        assert outcome.kind == "retry", body
+        assert "not Splio's answer" in outcome.reason
+    request = fields()
+    assert answer(request, 200, {"elements": [], "count_element": 0}).kind == "done"
+    assert request.context.data == {"elements": [], "count_element": 0}
+    unique_key = Request("other", "GET", "/universes/unique-key", None, ["key"], context=ReadContext("key"))
+    assert answer(unique_key, 200, {}).kind == "done"  # (no key named: email, the default)
+
+
 def test_reads_keep_the_document():
     ctx = ReadContext("fields")
     request = Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)

@@ -69,10 +69,16 @@ PATCH = PatchContext()
 
 @dataclass
 class ReadContext:
-    """A GET whose JSON answer the destination keeps (`data`)."""
+    """A GET whose JSON answer the destination keeps (`data`). `needs`: the member Splio's answer
+    holds as a list (the fields list's `elements`): a JSON object without it is not Splio's answer
+    (a gateway's `{}` read as "no fields" failed the run as a configuration error)."""
 
     what: str
     data: Any = None
+    needs: str | None = None
+
+    def answered(self, data: Any) -> bool:
+        return isinstance(data, dict) and (self.needs is None or isinstance(data.get(self.needs), list))
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -185,7 +191,7 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
     ctx = request.context
     if isinstance(ctx, ReadContext):
         data = _json(body)
-        if status == 200 and isinstance(data, dict):
+        if status == 200 and ctx.answered(data):
             ctx.data = data
             return Outcome("done")
         if 200 <= status < 300:  # a proxy's or a portal's page: a glitch of one answer, read again
@@ -399,9 +405,10 @@ class SplioApiSender(HttpSender):
         return Delivered(delivered.ok + [k for a in answers for k in a.ok],
                          rest + [p for a in answers for p in a.problems])
 
-    async def read(self, path: str, what: str) -> dict:
-        """GET a JSON document (fields list, unique key) through the limits, retries and token."""
-        ctx = ReadContext(what)
+    async def read(self, path: str, what: str, needs: str | None = None) -> dict:
+        """GET a JSON document (fields list, unique key) through the limits, retries and token;
+        `needs`: the list its answer must hold (see ReadContext)."""
+        ctx = ReadContext(what, needs=needs)
         delivered = await super().deliver(Request("other", "GET", path, None, [what], context=ctx))
         if delivered.problems or ctx.data is None:
             reason = delivered.problems[0].reason if delivered.problems else "no answer"

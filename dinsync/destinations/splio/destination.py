@@ -163,7 +163,7 @@ class SplioDestination(Destination):
         # `page_number`, from the first page again (same page size throughout).
         for page in range(0, MAX_FIELD_PAGES + 1):
             query = f"?per_page=1000&page_number={page}" if page else ""
-            doc = await api.read("/data/fields/contacts" + query, "the universe's contact fields")
+            doc = await api.read("/data/fields/contacts" + query, "the universe's contact fields", needs="elements")
             elements = [e for e in doc.get("elements") or [] if isinstance(e, dict)]
             new = {(e.get("id"), e.get("name"), e.get("is_system")) for e in elements} - names
             names |= new
