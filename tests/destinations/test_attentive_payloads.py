@@ -394,6 +394,18 @@ def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
     assert parse(v1, 200).results[0].status == "ok"  # a write's empty 200: Attentive's own answer
 
 
+def test_a_custom_attributes_lookup_answered_200_json_that_is_not_a_list_is_sent_again():
+    """`GET /v1/attributes/custom` answers a known subscriber with the list of their attributes. A
+    200 JSON that is not a list (a gateway's `{}` or `{"message": "ok"}`) is not that answer: it is
+    read again, as a page or an empty body is, where it failed the row at once ("unreadable lookup
+    answer") and the run with it (exit 1) over a glitch of one answer."""
+    for body in ({}, {"message": "ok"}, "ok", 3):
+        outcome = parse(lookup(), 200, body)
+        assert outcome.kind == "retry", body
+        assert "without Attentive's answer" in outcome.reason
+    assert parse(lookup(), 200, [{"name": "Tier", "value": "gold"}]).results[0].status == "ok"
+
+
 def test_a_bulk_submission_answered_2xx_without_a_job_id_is_sent_again():
     """Attentive accepts a bulk submission with 202 `{"message", "batchJobId"}`. A 2xx JSON without
     the job's id (`{}`, a gateway's `{"message": "ok"}`, a list) is not its answer: a glitch of one

@@ -310,12 +310,14 @@ class AttentiveDestination(Destination):
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
         if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None and ctx != ME)
-                                    or (request.endpoint == V2_SINGLE and not isinstance(data, dict))):
+                                    or (request.endpoint == V2_SINGLE and not isinstance(data, dict))
+                                    or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
             # a glitch of one answer, where the request may never have reached Attentive, sent again;
             # a subscriptions lookup took any 200 for a known subscriber, and a v2 write's empty 202
-            # committed values Attentive never got (v1's answer to a write has no body: any 200)
+            # committed values Attentive never got (v1's answer to a write has no body: any 200); a
+            # custom attributes lookup answers a list: a gateway's `{}` failed the row at once
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
@@ -344,6 +346,11 @@ class AttentiveDestination(Destination):
             return Outcome("done", [RecordResult(ME, "failed", _describe(status, message))])
         # single writes: POST /v1/attributes/custom, POST /v2/user/attributes
         return Outcome("done", [write_result(request.keys[0], status, data, message)])
+
+
+def _custom_lookup(ctx: Any) -> bool:
+    """Whether `ctx` is a custom attributes lookup (answered with a list: the subscriber's attributes)."""
+    return isinstance(ctx, Lookup) and ctx.kind == "custom_attributes"
 
 
 def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) -> RecordResult:
