@@ -178,6 +178,8 @@ class Planner(CommitMixin, PendingMixin):
             self.exact_columns = _exact_columns(warehouse, spec)
             self.stable_forms = _stable_forms(warehouse, spec)
             shape_forms = _shape_forms(warehouse, spec)
+            # the mapped columns' types the fingerprint does not see (SyncRecords.compare_if_retyped)
+            self.column_kinds = _column_kinds(warehouse, spec)
         if "{args_hash}" in DIALECT_SQL[self.dialect]["DINSYNC_FINGERPRINT"]:
             # a fingerprint of the values' text (Redshift's, Snowflake's...) hashes a column of a
             # stable form in that form too: else a run in another time zone found every row changed
@@ -666,6 +668,12 @@ def _exact_columns(warehouse: Any, spec: DiffSpec) -> list[str]:
         return sorted(exact(spec.model_sql, sorted({c for c, _ in spec.fields})))
     except DinsyncError:  # (a warehouse error)
         return []
+
+
+def _column_kinds(warehouse: Any, spec: DiffSpec) -> dict[str, str]:
+    """The mapped columns' types that the engine records (Warehouse.recorded_column_types); none
+    when the model cannot be read yet (as _exact_columns)."""
+    return _column_forms(warehouse, spec, "recorded_column_types")
 
 
 def _stable_forms(warehouse: Any, spec: DiffSpec) -> dict[str, str]:

@@ -120,6 +120,10 @@ class SyncRecords:
         return f"match:{self.cfg.name}"
 
     @property
+    def _types_key(self) -> str:
+        return f"column_types:{self.cfg.name}"
+
+    @property
     def _region_key(self) -> str:
         return f"phone_region:{self.cfg.name}"
 
@@ -137,7 +141,7 @@ class SyncRecords:
         hold. Reads the sync's records (one query). A sync recorded before the matching field was
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
-                                             self._region_key, self._phone_keys_key,
+                                             self._region_key, self._phone_keys_key, self._types_key,
                                              *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
@@ -221,6 +225,35 @@ class SyncRecords:
         if known is not None:
             self.planner.forget_fingerprints(resend=resent_fields(known, self.cfg.fields))
         self.state.set_meta_value(self._mapping_key, mapping)
+        return None
+
+    def compare_if_retyped(self, dry_run: bool = False) -> str | None:
+        """When a mapped column's type in the warehouse changed since the record (the model's SQL
+        and the mapping unchanged: `timestamp` -> `timestamptz`, `real` -> `double precision`),
+        every row is compared field by field. Where the fingerprint hashes values with their type's
+        own hash (PostgreSQL: Warehouse.recorded_column_types) it stayed the same although the text
+        sent did not, so no row was compared and the platform kept the old form until another field
+        of the row changed. Rows whose text is the same cost a refresh; rows parked under the old
+        type are sent once more, as where the fingerprint changes with a type (DuckDB). A sync
+        without a record only records the types. A dry run changes nothing and returns the note."""
+        kinds = getattr(self.planner, "column_kinds", None) or {}
+        record = json.dumps(kinds, sort_keys=True) if kinds else None
+        known = self._known.get(self._types_key)  # read by moved_from
+        if record is None or known == record:
+            return None
+        try:
+            before = json.loads(known) if known else {}
+        except ValueError:
+            before = {}
+        retyped = sorted(c for c in kinds if isinstance(before, dict) and before.get(c, kinds[c]) != kinds[c])
+        if dry_run:
+            return (f"the type of {', '.join(retyped)} in model {self.cfg.model} changed since sync {self.cfg.name}'s "
+                    "last run: the next sync compares every row field by field (this plan does not count "
+                    "that)") if retyped else None
+        if retyped:
+            self.planner.forget_fingerprints()
+        self.state.set_meta_value(self._types_key, record)
+        self._known[self._types_key] = record
         return None
 
     def reread_if_region_changed(self, dry_run: bool = False) -> str | None:

@@ -166,6 +166,7 @@ class SyncRun:
             if moved is not None:
                 self.notes.append(self.records.moved_note(moved))
             for note in (self.records.compare_if_remapped(dry_run=True),
+                         self.records.compare_if_retyped(dry_run=True),
                          self.records.reread_if_region_changed(dry_run=True),
                          self.records.reread_if_phone_key_rule_changed(dry_run=True)):
                 if note:
@@ -295,6 +296,7 @@ class SyncRun:
             # here, and the mapping fixed again costs nothing; recorded first, every row was resent
             self._check_first()
         self.records.compare_if_remapped()
+        self.records.compare_if_retyped()
         self.records.reread_if_region_changed()
         self.records.reread_if_phone_key_rule_changed()
         shared = None if self._moved is not None else self.records.resend_if_written_by_others()

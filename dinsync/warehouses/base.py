@@ -196,6 +196,14 @@ class Warehouse:
         expression of `@X@` (the value) the diff hashes instead: one text wherever it runs."""
         return {}
 
+    def recorded_column_types(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """Of the mapped `columns` of the model `sql`, the types (as `columns` names them) of those
+        whose change of type the row fingerprint may not see: the engine records them per sync, and
+        a change makes the next plan compare every row's values' text (SyncRecords.compare_if_retyped).
+        None by default: a fingerprint of the values' text (Redshift, Snowflake, BigQuery,
+        Databricks) or of their types too (DuckDB) changes with them."""
+        return {}
+
     def shape_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
         """Of the mapped `columns` of the model `sql`, those whose value's own hash (the diff's row
         fingerprint hashes native values: PostgreSQL) reads only a part of what is sent (an array's

@@ -248,6 +248,13 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         pgfamily.NATIVE_HASH_EXACT)."""
         return exact_hash_columns(self.columns(sql), columns)
 
+    def recorded_column_types(self, sql: str, columns: list[str]) -> dict[str, str]:
+        """Every mapped column's type: HASH_RECORD_EXTENDED hashes a value with its type's own hash,
+        which gives a `timestamp` and the `timestamptz` of the same instant, or a `real` and the
+        `double precision` it widens to, one hash although their text (what is sent) differs."""
+        kinds = dict(self.columns(sql))
+        return {c: kinds[c] for c in columns if c in kinds}
+
     def stable_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
         """The mapped columns holding a type whose text depends on a session setting (a timestamptz,
         also in an array, a composite or a domain: pgfamily.SESSION_TEXT_FORMS), hashed as the text a
