@@ -119,6 +119,7 @@ class _Pace:
         # the first window of starts counts as leaving `cold_margin` later (see COLD_MARGIN)
         self.cold = self.window.maxlen if self.window is not None and cold_margin > 0 else 0
         self.paused_until = -math.inf
+        self.created = clock.now()  # (a pace kept for the next sync counts as used from then: `_keep`)
 
     def pause_until(self, t: float) -> None:
         with self.lock:
@@ -181,6 +182,24 @@ class _Pace:
 
 _SHARED: "weakref.WeakValueDictionary[tuple, _Pace]" = weakref.WeakValueDictionary()
 _SHARED_LOCK = threading.Lock()
+# A pace outlives its limiters while the platform's window may still hold its starts: the next sync
+# of a `dinsync sync` or `serve` to the same token starts ~40 ms after the last one's answers, and
+# a pace of its own let 2 writes go at once onto a full window (27 in a second at Attio's 25).
+KEEP_SECONDS = 2.0
+KEEP_PACES = 64  # the most kept that way (a process has a few; a test run makes one per clock)
+_KEPT: "dict[tuple, _Pace]" = {}
+
+
+def _keep(full: tuple, pace: _Pace) -> None:
+    """Hold `pace` strongly (until a later call finds it idle) and let go of the kept paces whose
+    last start is KEEP_SECONDS old."""
+    _KEPT.pop(full, None)
+    for key, kept in list(_KEPT.items()):
+        with kept.lock:
+            last = max(kept.tat, kept.paused_until, kept.created)
+        if last < kept.clock.now() - KEEP_SECONDS or len(_KEPT) >= KEEP_PACES:
+            del _KEPT[key]
+    _KEPT[full] = pace
 
 
 def shared_pace(key: tuple, rate: float | None, burst: int = 1, *, headroom: float = DEFAULT_HEADROOM,
@@ -195,6 +214,7 @@ def shared_pace(key: tuple, rate: float | None, burst: int = 1, *, headroom: flo
         if pace is None:
             pace = _Pace(rate, burst, headroom, cold_margin, clock)
             _SHARED[full] = pace
+        _keep(full, pace)
         return pace
 
 

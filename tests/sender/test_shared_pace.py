@@ -124,3 +124,27 @@ def test_a_rate_set_in_dinsync_yml_is_not_overridden_by_announcements():
                         rate_overrides={"contacts": 15.0}, clock=FakeClock())
     sender.follow_announced_limits("contacts", CIMultiDict({"x-rateLimit-limit-minute": "480"}))
     assert sender.limiter("contacts").rate == 15.0
+
+
+def test_a_sync_right_after_another_on_one_token_counts_the_starts_still_in_the_window():
+    """Syncs of one `dinsync sync` (or one `serve`) run one after the other: the next one's sender
+    starts ~40 ms after the last one's answers came back, while the platform's window still holds
+    the last second of its writes. A pace of its own (the previous one gone with its sender) let 2
+    writes go at once (Attio's burst) onto a full window: 26-27 in a second."""
+    import gc
+
+    async def one_sync(clock, n: int, out: list[float]) -> None:
+        sender = HttpSender(attio(), clock=clock)
+        await _starts(sender.limiter("write"), clock, n, out)
+
+    async def main():
+        clock = FakeClock(start=100.0)
+        starts: list[float] = []
+        await one_sync(clock, 60, starts)
+        gc.collect()
+        clock._now += 0.05  # the last answer, the run's end, the next sync's plan
+        await one_sync(clock, 60, starts)
+        return starts
+
+    starts = asyncio.run(main())
+    assert most_in_a_second(starts) <= 25
