@@ -143,9 +143,14 @@ class Pipeline:
                 producer = asyncio.create_task(self._produce(queue, loop, read_ex, work_ex))
                 try:
                     await self._unless_a_worker_fails(producer, workers)
-                    for _ in workers:
-                        await self._unless_a_worker_fails(asyncio.ensure_future(queue.put(None)), workers)
-                    await self._join(workers)
+                    owed = len(workers)  # end markers, one per sender task
+                    while owed and not self._stopping():  # (a stop: put by _join as room comes)
+                        put = asyncio.ensure_future(queue.put(None))
+                        await self._unless_a_worker_fails(put, workers, stoppable=True)
+                        if put.cancelled():
+                            break
+                        owed -= 1
+                    await self._join(workers, queue, owed)
                 except BaseException:
                     producer.cancel()
                     for w in workers:
@@ -209,35 +214,48 @@ class Pipeline:
                 return ready() if ready is not None else Delivered([], [])
         return task.result()
 
-    @staticmethod
-    async def _unless_a_worker_fails(task: asyncio.Future, workers: list[asyncio.Task]) -> None:
+    async def _unless_a_worker_fails(self, task: asyncio.Future, workers: list[asyncio.Task],
+                                     stoppable: bool = False) -> None:
         """Wait for `task`, but raise at once the error of a sender task that fails meanwhile (a
         commit that fails, a bug): the reader may be blocked on a full queue that no task drains
-        any more, and would wait forever."""
+        any more, and would wait forever. `stoppable`: a stop gives `task` up (cancelled; it may
+        have completed all the same)."""
         while not task.done():
+            if stoppable and self._stopping():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return
             running = [w for w in workers if not w.done()]
-            await asyncio.wait([task, *running], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([task, *running], return_when=asyncio.FIRST_COMPLETED,
+                               timeout=0.2 if stoppable else None)
             for w in workers:
                 if w.done() and not w.cancelled() and w.exception() is not None:
                     task.cancel()
                     w.result()
         task.result()
 
-    async def _join(self, workers: list[asyncio.Task]) -> None:
-        """Wait for the workers; once a stop is requested, give requests in flight a grace period."""
+    async def _join(self, workers: list[asyncio.Task], queue: asyncio.Queue, owed: int = 0) -> None:
+        """Wait for the workers; once a stop is requested, give requests in flight a grace period
+        (counted from then: a full queue waited on sender tasks busy with slow answers, however
+        long they took). `owed`: end markers not queued yet (the queue was full at the stop), put
+        as room comes, so that idle sender tasks end at once."""
+        loop = asyncio.get_running_loop()
         pending = set(workers)
+        deadline = None
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.2)
+            while owed and not queue.full():
+                queue.put_nowait(None)
+                owed -= 1
+            done, pending = await asyncio.wait(pending, timeout=0.05 if owed else 0.2)
             for task in done:
                 task.result()  # re-raise a worker's error
             if pending and self._stopping():
-                done, pending = await asyncio.wait(pending, timeout=self.opts.grace_seconds)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                for task in done:
-                    task.result()
-                return
+                deadline = loop.time() + self.opts.grace_seconds if deadline is None else deadline
+                if loop.time() >= deadline:
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    return
 
     # --- reading and mapping -------------------------------------------------------------
     async def _produce(self, queue: asyncio.Queue, loop, read_ex, work_ex) -> None:
@@ -310,11 +328,29 @@ class Pipeline:
             size = _body_bytes(request)
             while self._held_bytes and self._held_bytes + size > QUEUE_BYTES:
                 self._room.clear()
-                await self._room.wait()
+                if not await self._unless_stopping(self._room.wait()):
+                    return
                 if self._stopping() or self.fatal is not None:
                     return
             self._held_bytes += size
-            await queue.put(request)
+            if not queue.full():
+                queue.put_nowait(request)
+            elif not await self._unless_stopping(queue.put(request)):  # (sender tasks busy with slow answers)
+                self._held_bytes -= size
+                return
+
+    async def _unless_stopping(self, waiting) -> bool:
+        """Await `waiting` (room in the queue); False, given up, once the run stops: the reader
+        waited on sender tasks busy with slow answers, and the grace period never began."""
+        task = asyncio.ensure_future(waiting)
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done() and self._stopping():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return not task.cancelled()
+        task.result()
+        return True
 
     def _unprepared(self, mapped: pl.DataFrame, prepared) -> None:
         """Rows prepare() neither put in a request nor rejected (a plugin's bug): `failed`, planned

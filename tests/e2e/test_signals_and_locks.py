@@ -287,3 +287,22 @@ def test_run_silent_past_the_lock_expiry_keeps_its_lock(tmp_path, monkeypatch):
     summary = result["summary"]
     assert summary.status == "success" and summary.acknowledged == 50
     assert len(p.snapshot()) == 50
+
+
+def test_requests_in_flight_past_the_grace_period_are_given_up(project, monkeypatch):
+    """With every sender busy on a slow answer, the reader waited for room in the full request
+    queue (and the end of sending for room for its end markers) without looking at the stop: the
+    run waited for the answers however long they took (23 s with DINSYNC_GRACE_SECONDS=3, seen by
+    an auditor), past an orchestrator's grace period. Now requests in flight get the grace period,
+    then are given up (not acknowledged: sent again by the next run)."""
+    monkeypatch.setenv("DINSYNC_GRACE_SECONDS", "0.5")
+    proc = _start_slow_sync(project, latency=30)
+    time.sleep(0.5)  # (the queue fills behind the requests in flight)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "cancelled", run
+    assert run["acknowledged"] == 0, run  # given up after the grace period, not waited for
+    assert project.snapshot_keys() == set()
+    assert project.sql("select count(*) from dinsync.locks")[0][0] == 0
