@@ -304,7 +304,10 @@ class Pipeline:
                     break
                 if len(lookups) < len(parts):
                     lookups.append(asyncio.ensure_future(self._only_existing(parts[len(lookups)])))
-                found = await lookups[i]
+                # a stop gives the lookups up: nothing more is written, whatever they answer
+                if not await self._unless_stopping(lookups[i]):
+                    break
+                found = lookups[i].result()
                 if self._stopping() or self.fatal is not None:
                     break
                 await self._enqueue(found, queue, loop, work_ex)
@@ -340,8 +343,9 @@ class Pipeline:
                 return
 
     async def _unless_stopping(self, waiting) -> bool:
-        """Await `waiting` (room in the queue); False, given up, once the run stops: the reader
-        waited on sender tasks busy with slow answers, and the grace period never began."""
+        """Await `waiting` (room in the queue, a slice's lookups); False, given up, once the run
+        stops: the reader waited on sender tasks busy with slow answers (or on slow lookups), and
+        the grace period never began."""
         task = asyncio.ensure_future(waiting)
         while not task.done():
             await asyncio.wait({task}, timeout=0.2)

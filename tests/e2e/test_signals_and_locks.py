@@ -306,3 +306,28 @@ def test_requests_in_flight_past_the_grace_period_are_given_up(project, monkeypa
     assert run["acknowledged"] == 0, run  # given up after the grace period, not waited for
     assert project.snapshot_keys() == set()
     assert project.sql("select count(*) from dinsync.locks")[0][0] == 0
+
+
+def test_lookups_in_flight_do_not_hold_a_stop_past_the_grace_period(project, monkeypatch):
+    """Update mode: the reader waited for its slice of lookups (the record exists?) whatever the
+    stop, so a slow platform's lookups held the run until they were answered or timed out (22 s
+    with DINSYNC_GRACE_SECONDS=2, seen by an auditor): past an orchestrator's grace period. After
+    a stop nothing more is written, so their answers are not waited for."""
+    project.write(destination_extra="    bulk_max_users: 50\n    timeout_seconds: 300\n"
+                                    "    rate_limits: {bulk_update: null, get_user: null}\n")
+    project.seed(400)
+    assert project.sync()["exit_code"] == 0  # the records exist
+    project.write(mode="update", destination_extra="    bulk_max_users: 50\n    timeout_seconds: 300\n"
+                                                   "    rate_limits: {bulk_update: null, get_user: null}\n")
+    project.sql("insert into main.customers select i, 'user' || i || '@example.com', 'u-' || i, 'Name ' || i, "
+                "'free', 1.5 from range(401, 801) t(i)")  # rows the snapshot does not vouch for: looked up
+    monkeypatch.setenv("DINSYNC_GRACE_SECONDS", "0.5")
+    project.thread.set_faults(latency=300, jitter=0.0)
+    proc = run_sync_process(project)
+    _wait_for_requests(project, proc, project.thread.stats()["requests"] + 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=100)  # (the lookups are answered after 300 s)
+    assert proc.returncode == 143, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "cancelled" and run["acknowledged"] == 0, run
+    assert project.sql("select count(*) from dinsync.locks")[0][0] == 0
