@@ -2,8 +2,8 @@
 
 The first signal asks the running sync to stop: it reads no new batch, lets requests in flight
 finish within a grace period, commits what was acknowledged and records the run as `cancelled`.
-A second signal exits at once with the same code: still safe, as after a `kill -9` (the snapshot
-only ever holds acknowledged rows).
+A second signal exits at once, with 128 + that second signal's number (SIGTERM then SIGINT: 130):
+still safe, as after a `kill -9` (the snapshot only ever holds acknowledged rows).
 
 Exit codes follow the shell convention: 128 + signal number (130 for SIGINT, 143 for SIGTERM).
 """
