@@ -347,14 +347,8 @@ class Pipeline:
         stops: the reader waited on sender tasks busy with slow answers (or on slow lookups), and
         the grace period never began."""
         task = asyncio.ensure_future(waiting)
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.2)
-            if not task.done() and self._stopping():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                return not task.cancelled()
-        task.result()
-        return True
+        await self._unless_a_worker_fails(task, [], stoppable=True)
+        return not task.cancelled()
 
     def _unprepared(self, mapped: pl.DataFrame, prepared) -> None:
         """Rows prepare() neither put in a request nor rejected (a plugin's bug): `failed`, planned
