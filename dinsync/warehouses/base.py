@@ -178,8 +178,8 @@ class Warehouse:
 
     def describing(self) -> contextlib.AbstractContextManager:
         """A block within which the warehouse may read a query's result columns once for several
-        calls of `columns`, `exact_hash_columns`, `stable_hash_forms` and `shape_hash_forms` (a
-        plan asks each in a row); nothing by default."""
+        calls of `columns`, `exact_hash_columns`, `stable_hash_forms`, `shape_hash_forms` and
+        `recorded_column_types` (a plan asks each in a row); nothing by default."""
         return contextlib.nullcontext()
 
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
