@@ -10,7 +10,7 @@ The arbiter is a capability of the warehouse (`Capabilities.lock_arbiter`):
   the highest it sees, clears the flag, waits until no other contender is choosing, and wins if
   its (ticket, run_id) is the smallest; a loser deletes its row.
 
-Before arbitration, rows whose expiry passed or whose holder process died on this host (gone,
+Before arbitration, rows whose expiry passed or whose holder process died on this host, in this PID namespace (gone,
 zombie, or its PID reused: see process.py) are removed and their runs marked abandoned; so are the
 rows of runs of this process that ended without being able to delete them (`_ENDED_HERE`).
 """

@@ -1,10 +1,15 @@
 """Who holds a lock, and whether that process still runs.
 
-A holder is written `host:pid:starttime`, where starttime is field 22 of `/proc/<pid>/stat`
-(clock ticks since boot): a PID reused by another process has another start time. A holder on
-this host is dead when its PID is gone, is a zombie (killed but not reaped: common in
-containers whose PID 1 does not reap), or belongs to a process that started at another time.
-Holders on other hosts are never judged here: their locks wait for the expiry.
+A holder is written `host:pid:starttime:pidns<inode>`, where starttime is field 22 of
+`/proc/<pid>/stat` (clock ticks since boot): a PID reused by another process has another start
+time; and pidns names the PID namespace the PID belongs to (the inode of /proc/self/ns/pid).
+A holder on this host, in this PID namespace, is dead when its PID is gone, is a zombie (killed but
+not reaped: common in containers whose PID 1 does not reap), or belongs to a process that started
+at another time. Holders on other hosts are never judged here: their locks wait for the expiry; so
+do holders in another PID namespace under the same host name (containers on the host's network
+take its name, and see other PIDs: a live run there looked dead from here, and its lock was taken
+while it ran). Holders written before the namespace was (`host:pid:starttime`, `host:pid`) are
+judged as before; a dinsync of that time reads the new form as a holder it cannot judge, and waits.
 """
 from __future__ import annotations
 
@@ -37,17 +42,41 @@ def has_proc(proc: str = PROC) -> bool:
     return os.path.exists(f"{proc}/self/stat")
 
 
+NAMESPACE_TAG = "pidns"
+
+
+def pid_namespace(proc: str = PROC) -> str | None:
+    """This process's PID namespace (`pidns<inode>`), or None where /proc does not say."""
+    try:
+        return f"{NAMESPACE_TAG}{os.stat(f'{proc}/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
 def holder_id(pid: int | None = None) -> str:
-    """This process as a lock holder: host:pid:starttime (host:pid where /proc is missing)."""
+    """This process as a lock holder: host:pid:starttime:pidns<inode> (host:pid where /proc is
+    missing)."""
     pid = os.getpid() if pid is None else pid
     stat = read_stat(pid) if has_proc() else None
     host = socket.gethostname()
-    return f"{host}:{pid}:{stat.start_time}" if stat else f"{host}:{pid}"
+    if not stat:
+        return f"{host}:{pid}"
+    namespace = pid_namespace()
+    return f"{host}:{pid}:{stat.start_time}" + (f":{namespace}" if namespace else "")
+
+
+def _split_namespace(holder: str) -> tuple[str, str | None]:
+    """(the holder without its PID namespace, the namespace or None)."""
+    head, _, last = (holder or "").rpartition(":")
+    if head and last.startswith(NAMESPACE_TAG) and last[len(NAMESPACE_TAG):].isdigit():
+        return head, last
+    return holder or "", None
 
 
 def parse_holder(holder: str) -> tuple[str, int | None, int | None]:
     """(host, pid, start time) of a holder text; pid/start None when absent or malformed."""
-    parts = (holder or "").split(":")
+    holder, _ = _split_namespace(holder)
+    parts = holder.split(":")
     if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
         return ":".join(parts[:-2]), int(parts[-2]), int(parts[-1])
     if len(parts) >= 2 and parts[-1].isdigit():  # layout 1: host:pid
@@ -56,10 +85,13 @@ def parse_holder(holder: str) -> tuple[str, int | None, int | None]:
 
 
 def holder_is_dead(holder: str, proc: str = PROC) -> bool:
-    """True when `holder` was a process on this host that no longer runs."""
+    """True when `holder` was a process on this host (and in this PID namespace) that no longer runs."""
     host, pid, start = parse_holder(holder)
     if pid is None or host != socket.gethostname():
         return False
+    _, namespace = _split_namespace(holder)
+    if namespace is not None and namespace != pid_namespace(proc):
+        return False  # the same host name, another PID namespace: its PIDs are not ours to look up
     if has_proc(proc):
         stat = read_stat(pid, proc)
         if stat is None or stat.state in ("Z", "X"):
