@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -817,13 +817,15 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                       models=loader.models, syncs=loader.syncs, notifications=loader.notifications,
                       dbt=loader.dbt_settings[0])
     project._dbt_problems, project._dbt_issues = dict(loader.dbt_problems), list(loader.dbt_issues)
-    _register_secrets(project)
+    _register_secrets(project, loader.secrets)
     return project
 
 
-def _register_secrets(project: Project) -> None:
+def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
     """Every secret setting (also one written in the file, not taken from the environment) is
-    masked in all output from now on (see `dinsync.redaction`)."""
+    masked in all output from now on (see `dinsync.redaction`). `env_values`: the values substituted
+    for `${env:NAME}` (a channel URL given whole so is a credential, see `_url_tokens`)."""
+    env_values = set(env_values)
     redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)),
                        partial=True)
     for destination in project.destinations.values():
@@ -831,7 +833,7 @@ def _register_secrets(project: Project) -> None:
     for channel in project.notifications:  # webhook URLs and headers may carry tokens
         urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
         redaction.register(*urls, *map(_basic_auth, urls), partial=True)
-        redaction.register(*_url_tokens(channel))
+        redaction.register(*_url_tokens(channel, env_values))
         headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
         # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
         redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
@@ -864,9 +866,11 @@ def _basic_auth(url: str | None) -> str | None:
         return None
 
 
-def _url_tokens(channel: Any) -> list[str]:
+def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
     """The parts of a channel's URLs an answer may echo without the rest (`Cannot POST /services/...`):
-    the query, and the path of a URL that is the credential itself (Slack's: its path is the token)."""
+    the query, and the path of a URL that is the credential itself: Slack's (its path is the token),
+    and one given whole as `${env:NAME}` (one of `env_values`), as webhook URLs whose path holds the
+    token are (Zapier's /hooks/catch/<id>/<token>/, Discord's, Teams')."""
     from urllib.parse import urlsplit
 
     tokens = []
@@ -874,8 +878,9 @@ def _url_tokens(channel: Any) -> list[str]:
         if isinstance(value, SecretStr):
             parts = urlsplit(value.get_secret_value())
             tokens.append(parts.query)
-            if key in CHANNEL_SECRET_KEYS.get(channel.type, ()):
-                tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path]
+            if key in CHANNEL_SECRET_KEYS.get(channel.type, ()) or value.get_secret_value() in env_values:
+                # (also without its trailing slash: servers quote the path they routed)
+                tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.path.rstrip("/")]
     return [t for t in tokens if t.strip("/")]
 
 

@@ -326,6 +326,24 @@ def test_a_channel_answer_echoing_the_slack_urls_path_shows_none_of_it(ops):
     assert details and "slacksecret" not in str(details), details
 
 
+def test_a_channel_answer_echoing_the_path_of_a_webhook_url_from_the_environment_shows_none_of_it(
+        project, receiver, monkeypatch):
+    """A webhook `url` given as ${env:NAME} is a credential, and its path is often the token
+    (Zapier's /hooks/catch/<id>/<token>/, Discord's, Teams'). An error page echoing the path
+    (`Cannot POST /hooks/...`) put the token in the log and the `events` table."""
+    rec, thread = receiver
+    path = "/hooks/catch/123456/zapsecrettoken9f3a/"
+    monkeypatch.setenv("DINSYNC_TEST_HOOK_URL", thread.url + path)
+    project.write(destination_extra="notifications:\n  - type: webhook\n    name: zap\n"
+                                    "    url: ${env:DINSYNC_TEST_HOOK_URL}\n")
+    rec.scripts[path] = [(404, {}, f"Cannot POST {path}, nothing at {path.rstrip('/')}")] * 2
+    paused = project.cli("pause", "iterable_users")
+    assert paused.exit_code == 0
+    assert "notification to zap" in paused.stderr and "zapsecrettoken" not in paused.stderr, paused.stderr
+    details = project.sql("select detail from dinsync.events where event = 'notify_failed'")
+    assert details and "zapsecrettoken" not in str(details), details
+
+
 def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
     notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
