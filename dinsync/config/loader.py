@@ -835,8 +835,16 @@ def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
         redaction.register(*urls, *map(_basic_auth, urls), partial=True)
         redaction.register(*_url_tokens(channel, env_values))
         headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
-        # and each word of one: the token of `Bearer <token>`, whose start an answer may echo
-        redaction.register(*headers, *(word for value in headers for word in value.split()), partial=True)
+        # and the token of `Bearer <token>` alone, whose start an answer may echo; not the scheme
+        # word before it (`Bearer`, `Basic`), which masked as a secret garbled every text naming it
+        redaction.register(*headers, *(word for value in headers for word in _credential_words(value)), partial=True)
+
+
+def _credential_words(value: str) -> list[str]:
+    """The words of a header value that may be credentials: all but the first of several (an
+    authentication scheme, `Bearer <token>`, `Basic <base64>`: the scheme is no secret)."""
+    words = value.split()
+    return words[1:] if len(words) > 1 else words
 
 
 def _has_userinfo(url: str | None) -> bool:

@@ -109,3 +109,17 @@ def test_an_interval_longer_than_a_date_can_reach_is_located(tmp_path):
     issues = issues_of(tmp_path)
     assert where(issues) == [("syncs/days.yml", 11), ("syncs/seconds.yml", 11)], issues
     assert all("at most 3650d" in i.message for i in issues), [i.message for i in issues]
+
+
+def test_the_scheme_word_of_an_authorization_header_is_no_secret(tmp_path):
+    """`Authorization: Bearer <token>` masks the value and its token (an answer may echo the token
+    alone), not the word `Bearer` (or `Basic`): registered as a secret, every `Bearer` of every
+    message, payload and reason became `***` (`Authorization: *** ***`, 'expected a *** token')."""
+    hook = ("notifications:\n  - type: webhook\n    url: https://alerts.example.com/hook\n    headers:\n"
+            "      Authorization: ${env:HOOK_BEARER}\n      Proxy-Authorization: ${env:HOOK_BASIC}\n")
+    env = {**ENV, "HOOK_BEARER": "Bearer bz7Qk2mP9xL4", "HOOK_BASIC": "Basic dXNlcjpwYXNzd29yZA=="}
+    load_project(make(tmp_path, dinsync_dot_yml=PROJECT_YML + hook), env=env)
+    assert redaction.redact("refused: expected a Bearer or Basic token") == "refused: expected a Bearer or Basic token"
+    assert redaction.redact("invalid token bz7Qk2mP9xL4; Authorization: Bearer bz7Qk2mP9xL4") == \
+        "invalid token ***; Authorization: ***"
+    assert redaction.redact("Basic dXNlcjpwYXNzd29yZA== refused, dXNlcjpwYXNz...") == "*** refused, ***..."
