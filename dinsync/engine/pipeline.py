@@ -138,7 +138,10 @@ class Pipeline:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.opts.queue_size(self.concurrency))
         try:
             if True:  # the transport is open (entered by the caller, around the pre-flight check too)
-                await self.destination.begin_run(self.transport, self.spec)
+                try:
+                    await self.destination.begin_run(self.transport, self.spec)
+                except SendingStopped:  # stopped while its requests were retried (Attentive's key check):
+                    return  # nothing was sent, and the run ends cancelled (SyncRun._run), not failed
                 workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
                 producer = asyncio.create_task(self._produce(queue, loop, read_ex, work_ex))
                 try:

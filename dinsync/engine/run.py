@@ -18,7 +18,7 @@ from .. import __version__, redaction
 from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
-from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary
+from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary, SendingStopped
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
@@ -474,10 +474,12 @@ class SyncRun:
             try:
                 # (also after _check_first: a destination may keep what its check learns on the transport)
                 await self._preflight(transport)
-            except BaseException:  # the run's log counts the check's requests too (an outage, say)
+            except BaseException as exc:  # the run's log counts the check's requests too (an outage, say)
                 stats = getattr(transport, "transport_stats", TransportStats)()
                 s.requests += stats.requests
                 s.throttled += stats.throttled
+                if isinstance(exc, SendingStopped):  # stopped while its requests were retried: nothing
+                    return  # was sent, and the run ends cancelled (see _run), not failed
                 raise
             # After the pre-flight check: the kinds it learned (e.g. Attio's attribute types) map the values.
             mapping = MappingPlan(

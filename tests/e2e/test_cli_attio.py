@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -547,6 +548,28 @@ def _sync_process(p) -> subprocess.Popen:
     env = dict(os.environ, ATTIO_TEST_TOKEN=TOKEN, DINSYNC_CHECKPOINT_ROWS="25", DINSYNC_CHECKPOINT_SECONDS="0.2")
     return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_signal_while_the_pre_flight_check_is_retried_cancels_the_run(attio):
+    """Attio answering 5xx to the run's pre-flight check (its attribute list, retried with backoff)
+    when SIGTERM comes: the check gives up at the signal (SendingStopped) and the run is `cancelled`
+    with the stop's message, nothing sent. It was recorded `failed`, its error the bare
+    'SendingStopped: ' of an unexpected error."""
+    p = attio
+    assert p.run()["acknowledged"] == 20
+    p.sql("update main.people set plan = 'team'")
+    p.thread.set_faults(error_rate=1.0, seed=3)
+    before = p.thread.stats()["requests"]
+    proc = _sync_process(p)
+    deadline = time.monotonic() + 60
+    while p.thread.stats()["requests"] < before + 2:  # the check is being retried
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert (run["status"], run["sent"], run["error"][:19]) == ("cancelled", 0, "stopped by SIGTERM:"), (run, err)
 
 
 @pytest.mark.slow

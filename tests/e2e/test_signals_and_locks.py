@@ -13,6 +13,7 @@ import pytest
 from dinsync.operations import connect_warehouse
 from dinsync.config import load_project
 from dinsync.engine import SyncRun
+from tests.e2e.attentive_project import make_attentive  # noqa: F401 (fixture)
 from tests.e2e.test_crash import run_sync_process, sandbox_users, segment
 from tests.e2e.test_toy_destination import OutboxProject
 from tests.toy_destination import OutboxProcessor
@@ -331,3 +332,30 @@ def test_lookups_in_flight_do_not_hold_a_stop_past_the_grace_period(project, mon
     [run] = json.loads(out)["runs"]
     assert run["status"] == "cancelled" and run["acknowledged"] == 0, run
     assert project.sql("select count(*) from dinsync.locks")[0][0] == 0
+
+
+def test_a_signal_while_the_start_check_is_retried_cancels_the_run(make_attentive):  # noqa: F811
+    """Attentive answering 5xx to the check that starts a run's sending (`GET /v1/me`, retried with
+    backoff) when SIGTERM comes: the check gives up at the signal (SendingStopped), and the run is
+    `cancelled` with the stop's message, nothing sent. It was recorded `failed`, its error the
+    bare 'SendingStopped: ' (an unexpected error), and the sync counted as failing."""
+    from tests.e2e.test_crash_attentive import sync_process
+
+    p = make_attentive(seeded=10)
+    p.seed(10)
+    p.write()
+    assert p.run()["acknowledged"] == 10
+    p.sql("update main.customers set city = 'Elsewhere'")
+    p.thread.set_faults(error_rate=1.0, seed=3)
+    before = p.stats()["requests"]
+    proc = sync_process(p)
+    deadline = time.monotonic() + 60
+    while p.stats()["requests"] < before + 2:  # the check is being retried
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert (run["status"], run["sent"]) == ("cancelled", 0), (run["error"], err)
+    assert run["error"].startswith("stopped by SIGTERM"), run["error"]
