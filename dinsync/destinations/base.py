@@ -289,18 +289,35 @@ class Rejection:
     park: bool = True
 
 
-def reject_oversized(frame: pl.DataFrame, sizes: str, room: int,
-                     reason: Callable[[int], str]) -> tuple[pl.DataFrame, list[Rejection]]:
+def reject_oversized(frame: pl.DataFrame, sizes: str, room: int, reason: Callable[[int], str],
+                     fields: Mapping[str, str] | None = None,
+                     texts: pl.DataFrame | None = None) -> tuple[pl.DataFrame, list[Rejection]]:
     """The rows whose `sizes` column (bytes as the request carries them) is over `room`: alone, such
     a row would be a request over the platform's body cap, refused every run. Taken out, each
-    rejected with `reason(its bytes)`; the others are sent."""
+    rejected with `reason(its bytes)`; the others are sent.
+
+    `fields`: {column of value texts (`_t{n}`): field name} of the values the size is made of, in
+    `texts` (by `_key`; default `frame`): the rejection names the row's largest, as the mapping's
+    row cap does: which value to shorten (a 3 MB text among ten fields), where the size alone named
+    none."""
     import polars as pl
 
     too_big = frame.filter(pl.col(sizes) > room)
     if too_big.height == 0:
         return frame, []
-    return (frame.filter(pl.col(sizes) <= room),
-            [Rejection(k, reason(n)) for k, n in too_big.select("_key", sizes).iter_rows()])
+    kept = frame.filter(pl.col(sizes) <= room)
+    if not fields:
+        return kept, [Rejection(k, reason(n)) for k, n in too_big.select("_key", sizes).iter_rows()]
+    columns = list(fields)
+    source = (texts if texts is not None else frame).select("_key", *columns)
+    rows = too_big.select("_key", sizes).join(source, on="_key", how="left", maintain_order="left")
+    lengths = rows.select([pl.col(c).str.len_bytes().fill_null(0) for c in columns]).rows()
+    out = []
+    for (key, n), row in zip(rows.select("_key", sizes).iter_rows(), lengths):
+        at = max(range(len(columns)), key=row.__getitem__)
+        name = fields[columns[at]]
+        out.append(Rejection(key, f'{reason(n)} (largest field "{name}": {row[at]:,} bytes)', field=name))
+    return kept, out
 
 
 @dataclass

@@ -328,6 +328,23 @@ def test_a_row_over_the_bulk_body_cap_is_rejected_with_a_reason_not_sent_alone_o
     assert max(len(r.body) for r in unit.context.v2) <= 4 << 20
 
 
+def test_a_row_over_the_bulk_body_cap_names_its_largest_bulk_field():
+    """The rejection named no field (`field` None, the reason only the row's size): which of the
+    row's values to shorten was left to guess. The largest value the bulk record carries is named,
+    not a larger custom attribute that goes through v1 (it is not in the bulk record)."""
+    sync = spec([("firstName", False), ("city", False), ("plan", True)])
+    frame = mapped(["a@example.com", "big@example.com"],
+                   {"firstName": ["A", "x" * (3 << 20)], "city": ["P", "y" * (2 << 20)],
+                    "plan": ["p", "z" * (6 << 20)]}, sync)
+    [rejection] = destination().prepare(frame, sync).rejections
+    assert rejection.key == "big@example.com"
+    assert rejection.field == "firstName"
+    assert rejection.reason.endswith('(largest field "firstName": 3,145,730 bytes)')
+    # through v2, custom attributes are in the bulk record
+    [rejection] = destination(custom_attributes_via="v2").prepare(frame, sync).rejections
+    assert rejection.field == "plan" and '(largest field "plan": 6,291,458 bytes)' in rejection.reason
+
+
 def test_prepare_single_mode_builds_one_request_per_row():
     sync = spec([("firstName", False)])
     frame = mapped(["a@example.com", "b@example.com"], {"firstName": ["A", "B"]}, sync)

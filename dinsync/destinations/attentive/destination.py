@@ -227,8 +227,13 @@ class AttentiveDestination(Destination):
         room = BULK_MAX_BYTES - len(b'{"users":[]}')  # what a bulk request's records may take
         oversized: list[Rejection] = []
         if not single:  # a record over the bulk cap alone was sent as a request over it (6 MB for 4)
+            custom_via = self.options.get("custom_attributes_via", "v1")
+            custom = sync.custom or [False] * len(sync.fields)
+            in_bulk = {f"_t{n}": name for n, (name, is_custom) in enumerate(zip(sync.fields, custom))
+                       if not is_custom or custom_via == "v2"}  # the values of the bulk record
             rows, oversized = reject_oversized(rows, "_v2_bytes", room, lambda n: (
-                f"row is {n:,} bytes as a bulk user attributes record, over the {BULK_MAX_BYTES:,}-byte request cap"))
+                f"row is {n:,} bytes as a bulk user attributes record, over the {BULK_MAX_BYTES:,}-byte request cap"),
+                fields=in_bulk, texts=frame)
         for start in range(0, rows.height, WRITE_BATCH_ROWS):
             chunk = rows.slice(start, WRITE_BATCH_ROWS)
             keys, ids = chunk["_key"].to_list(), chunk["_id"].to_list()
