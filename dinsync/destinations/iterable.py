@@ -167,8 +167,10 @@ class IterableDestination(Destination):
         # `max_row_bytes` measured dataFields alone: with its key (a userId of 512 escaped control
         # characters is 3 KB) a user may still not fit a request; sent, it would fail every run.
         room = BULK_MAX_BYTES - envelope
+        texts = {f"_t{n}": name for n, name in enumerate(sync.fields) if f"_t{n}" in frame.columns}
         users, rejections = reject_oversized(users, "_bytes", room, lambda n: (
-            f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte request cap"))
+            f"row is {n:,} bytes as a bulkUpdate user, over the {BULK_MAX_BYTES:,}-byte request cap"),
+            fields=texts, texts=frame)
         requests = []
         keys_all = users["_key"].to_list()
         items_all = users["_user"].cast(pl.Binary).to_list()  # UTF-8 bytes, without a str.encode a row

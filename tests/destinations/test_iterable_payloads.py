@@ -358,6 +358,24 @@ def test_a_user_whose_request_would_pass_the_body_cap_is_rejected_not_sent():
     assert rejection.key == uid and rejection.park and "4000000" in rejection.reason.replace(",", "")
 
 
+def test_a_user_over_the_body_cap_names_its_largest_field():
+    """That rejection named no field (`field` None, the reason only the user's size), unlike the
+    mapping's row cap: which value to shorten was left to guess."""
+    from dinsync.destinations.iterable import USERS
+
+    uid = "\x01" * 512
+    big = "x" * (USERS.max_row_bytes - len('{"plan":"","note":"n"}'))
+    frame = pl.DataFrame({"_key": [uid, "u-2"], "_op": ["added"] * 2, "v0": [big, "ok"], "x0": [True] * 2,
+                          "v1": ["n", "m"], "x1": [True] * 2})
+    out = map_batch(frame, KeyMapping(field="userId", kind="string", max_length=512),
+                    [FieldMapping(0, "plan"), FieldMapping(1, "note")], max_row_bytes=USERS.max_row_bytes,
+                    keep_field_text=True)  # as the engine maps
+    sync = SyncSpec(name="s", service="users", mode="upsert", key_field="userId", fields=["plan", "note"])
+    [rejection] = destination().prepare(out.frame, sync).rejections
+    assert rejection.key == uid and rejection.field == "plan"
+    assert rejection.reason.endswith(f'(largest field "plan": {len(big) + 2:,} bytes)')
+
+
 def test_a_type_mismatch_of_a_nested_field_names_the_users_holding_its_offending_value():
     """Iterable names a nested field by its path (`meta.a`): the users whose object holds the
     offending value there are rejected at once, not found by halving (one bad user in 7 of 2,023
