@@ -109,6 +109,36 @@ def test_patch_answers():
     assert bad.field is None  # (that PATCH sent no language)
 
 
+def test_a_refused_custom_field_is_named_by_the_id_the_request_sent_it_with():
+    """Splio names a custom field's error by its position (`contacts[0].custom_fields[1].value`):
+    the rejection's field was None, where a standard field's error gave its name. The position
+    is read in the request (the custom field's id there) and the id named by the sync's fields."""
+    custom_ids = {"plan": 3, "ltv": 5}
+    one = orjson.dumps({"contacts": [{"email": "a@x.com", "custom_fields": [{"id": 3, "value": "p"},
+                                                                           {"id": 5, "value": "x"}]}]})
+    single = Request("contacts", "POST", "/data/contacts/bulk", one, ["a@x.com"],
+                     context=BulkContext({}, {"a@x.com": ("a@x.com", "")}))
+    body = {"status": 400, "errors": [{"error_key": "contacts[0].custom_fields[1].value", "error": "wrong_type",
+                                       "error_description": "Custom field with id 5 and name ltv must be of type "
+                                                            "double."}]}
+    tokens = Tokens(3000)
+    tokens.store(jwt({"iat": 0, "exp": 3600}), 0)
+    _token_generation.set(1)
+    out = parse_answer(single, 400, orjson.dumps(body), tokens, custom_ids)
+    assert (out.kind, out.field) == ("split", "ltv")
+    sent = Request("contacts", "PATCH", "/data/contacts/a", orjson.dumps({"custom_fields": [{"id": 5, "value": "x"}]}),
+                   ["a"], context=PATCH)
+    body = {"status": 400, "errors": [{"error_key": "custom_fields[0].value", "error": "wrong_type",
+                                       "error_description": "no"}]}
+    [bad] = parse_answer(sent, 400, orjson.dumps(body), tokens, custom_ids).results
+    assert (bad.status, bad.field) == ("rejected", "ltv")
+    # a position the request does not hold, or an id no mapped field has, names none
+    body["errors"][0]["error_key"] = "custom_fields[4].value"
+    assert parse_answer(sent, 400, orjson.dumps(body), tokens, custom_ids).results[0].field is None
+    assert parse_answer(sent, 400, orjson.dumps({**body, "errors": [{**body["errors"][0], "error_key":
+                        "custom_fields[0].value"}]}), tokens, {"plan": 3}).results[0].field is None
+
+
 
 @pytest.mark.parametrize("status", [400, 422])
 def test_a_patch_refused_for_a_contact_not_found_is_not_found_whatever_its_status(status):

@@ -31,7 +31,7 @@ import contextvars
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import aiohttp
 import orjson
@@ -176,8 +176,10 @@ class Tokens:
         return False
 
 
-def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> Outcome:
-    """What a Splio answer means for the records of `request` (429 / 5xx are the sender's)."""
+def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens,
+                 custom_ids: Mapping[str, int] | None = None) -> Outcome:
+    """What a Splio answer means for the records of `request` (429 / 5xx are the sender's).
+    `custom_ids`: the sync's custom fields' ids by name, to name a custom field Splio refuses."""
     generation = _token_generation.get()
     if status == 401:
         if tokens.refused(generation):
@@ -209,7 +211,7 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
         if status == 413 or (status in (400, 422) and is_splio_error(body)):
             # one bad contact refuses the whole batch: those the errors name are sent alone
             return Outcome("split", reason=describe(status, body), suspects=_named_contacts(request, body),
-                           field=_named_field(body))
+                           field=_named_field(request, body, custom_ids))
         if status in (400, 422):
             return Outcome("done", [_not_splio(k, status, body) for k in request.keys])
         return Outcome("done", [RecordResult(k, "failed", describe(status, body)) for k in request.keys])
@@ -228,7 +230,8 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens) -> 
                                                                 "update mode, or a changed row whose contact was "
                                                                 "deleted in Splio)")])
     if status in (400, 422):
-        return Outcome("done", [RecordResult(key, "rejected", describe(status, body), _patched_field(request, body))])
+        return Outcome("done", [RecordResult(key, "rejected", describe(status, body),
+                                             _patched_field(request, body, custom_ids))])
     return Outcome("done", [RecordResult(key, "failed", describe(status, body))])
 
 
@@ -256,6 +259,7 @@ def _patch_answer(status: int, body: bytes) -> bool:
 
 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
+_CUSTOM_AT = re.compile(r"(?:contacts\[(\d+)\]\.)?custom_fields\[(\d+)\]")
 
 
 def _first_error_key(body: bytes) -> str:
@@ -266,18 +270,46 @@ def _first_error_key(body: bytes) -> str:
     return str(e.get("error_key") or "")
 
 
-def _named_field(body: bytes) -> str | None:
+def _named_field(request: Request, body: bytes, custom_ids: Mapping[str, int] | None) -> str | None:
     """The contact field the first error names (`contacts[0].language` -> language), if any: kept
     with the rejection of a contact refused alone."""
-    m = _CONTACT_AT.match(_first_error_key(body))
-    return m.group(2) if m is not None and m.group(2) != "custom_fields" else None
+    name = _first_error_key(body)
+    m = _CONTACT_AT.match(name)
+    if m is not None and m.group(2) not in (None, "custom_fields"):
+        return m.group(2)
+    # only a contact refused alone keeps the field (a batch is split): its request is read then,
+    # not each half of a 1,000-contact batch on the way down
+    return _custom_field(request, name, custom_ids) if len(request.keys) == 1 else None
 
 
-def _patched_field(request: Request, body: bytes) -> str | None:
+def _patched_field(request: Request, body: bytes, custom_ids: Mapping[str, int] | None) -> str | None:
     """The contact field a refused PATCH's first error names (`language`), when the PATCH sent it:
-    kept with its rejection (a custom field's error names its position, not the field)."""
+    kept with its rejection."""
     sent, name = _json(request.body or b""), _first_error_key(body)
-    return name if isinstance(sent, dict) and name in sent and name != "custom_fields" else None
+    if isinstance(sent, dict) and name in sent and name != "custom_fields":
+        return name
+    return _custom_field(request, name, custom_ids)
+
+
+def _custom_field(request: Request, error_key: str, custom_ids: Mapping[str, int] | None) -> str | None:
+    """The custom field an error names by its position (`contacts[0].custom_fields[1].value`,
+    `custom_fields[1].value` of a PATCH): the id the request sent there, by the sync's name for it.
+    Read only for a refusal (the request's body is parsed again then)."""
+    m = _CUSTOM_AT.match(error_key)
+    if m is None or not custom_ids:
+        return None
+    sent = _json(request.body or b"")
+    if m.group(1) is not None:
+        contacts = sent.get("contacts") if isinstance(sent, dict) else None
+        at = int(m.group(1))
+        sent = contacts[at] if isinstance(contacts, list) and at < len(contacts) else None
+    items = sent.get("custom_fields") if isinstance(sent, dict) else None
+    at = int(m.group(2))
+    item = items[at] if isinstance(items, list) and at < len(items) else None
+    field_id = item.get("id") if isinstance(item, dict) else None
+    if type(field_id) is not int:
+        return None
+    return next((name for name, i in custom_ids.items() if i == field_id), None)
 
 
 def _named_contacts(request: Request, body: bytes) -> list[str]:

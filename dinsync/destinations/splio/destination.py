@@ -267,7 +267,7 @@ class SplioDestination(Destination):
         from .api import parse_answer
 
         assert self._api is not None
-        return parse_answer(request, status, body, self._api.tokens)
+        return parse_answer(request, status, body, self._api.tokens, self.custom_ids)
 
 
 def _count(value: Any) -> int:
