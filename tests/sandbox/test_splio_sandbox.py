@@ -255,6 +255,21 @@ def test_per_line_rejections_keep_the_good_lines(make):
     assert runner.call(sandbox.contact, "ok2@example.com")["custom_fields"] == {"visits": "-3", "ltv": "1.01"}
 
 
+def test_a_quoted_cell_over_128_kb_is_read_like_any_other(make):
+    """Python's csv reader refuses a field over 131,072 characters by default: a text custom field
+    of 200 KB written quoted (it holds a quote or the separator) was rejected as `malformed_line`
+    ("invalid CSV quoting: field larger than field limit"), and one holding an odd number of
+    quotes made the whole file a `multi_line_value`. Splio documents no such limit."""
+    runner, sandbox = make(insert_allowed=True)
+    big = 'say "hi"; ' * 20_000  # 200,000 characters, quoted in the file
+    cell = '"' + big.replace('"', '""') + '"'
+    report = import_file(runner, sandbox, "sandbox_contacts_big.csv",
+                         f"email;plan\nbig@example.com;{cell}\nok@example.com;p\n")
+    assert report["status"] == "processed"
+    assert rows(report) == [(2, "big@example.com", "inserted"), (3, "ok@example.com", "inserted")]
+    assert runner.call(sandbox.contact, "big@example.com")["custom_fields"] == {"plan": big}
+
+
 @pytest.mark.parametrize("name, data, code", [
     ("bom", b"\xef\xbb\xbfemail\na@example.com\n", "bom"),
     ("multiline", b'email;firstname\na@example.com;"two\nlines"\nb@example.com;B\n', "multi_line_value"),

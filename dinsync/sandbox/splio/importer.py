@@ -49,6 +49,11 @@ REPORT_SUFFIX = ".report.json"
 # Names an uploader writes before renaming: never picked up, never reported.
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".temp", ".filepart", ".partial", ".swp", "~")
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
+# Python's csv reader refuses a field over 131,072 characters by default, a limit Splio does not
+# document: a quoted 200 KB text cell was rejected as malformed (and an odd number of quotes in it
+# rejected the whole file). Raised for the process (the limit is global; nothing else here reads
+# CSV); a line is bounded by its file anyway.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 _log = logging.getLogger(__name__)
 
 
