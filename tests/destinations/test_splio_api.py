@@ -51,6 +51,24 @@ def test_bulk_207_items_become_results():
     assert got["d@x.com"][0] == "failed"  # no item for it: never guessed as acknowledged
 
 
+def test_a_bulk_item_refusing_a_custom_field_names_it_by_the_id_in_splios_message():
+    """A 207 item refused for a custom field said which one only in its text ("Custom field with id 5
+    and name ltv ...", Splio's wording): the rejection's field was None. The id is read there and
+    named by the sync's custom field of that id; an id the sync does not map names none."""
+    request = bulk(["a@x.com", "b@x.com", "c@x.com"])
+    tokens = Tokens(3000)
+    tokens.store(jwt({"iat": 0, "exp": 3600}), 0)
+    _token_generation.set(1)
+    out = parse_answer(request, 207, orjson.dumps({"items": [
+        {"contact_id": "a@x.com", "code": 400, "description": "Custom field with id 5 and name ltv must be of type "
+                                                             "double."},
+        {"contact_id": "b@x.com", "code": 400, "description": "Custom field not found for id 145."},
+        {"contact_id": "c@x.com", "code": 400, "description": "Custom field not found for id 3."}]}),
+        tokens, {"plan": 3, "ltv": 5})
+    got = {r.key: (r.status, r.field) for r in out.results}
+    assert got == {"a@x.com": ("rejected", "ltv"), "b@x.com": ("rejected", None), "c@x.com": ("rejected", "plan")}
+
+
 def test_bulk_item_codes_given_as_digits_are_read_as_numbers():
     """Splio's examples give an item's `code` as a number; one given as its digits ("201") was read as
     an unknown status: a contact Splio created failed, and was sent again (and found existing) next

@@ -207,7 +207,7 @@ def parse_answer(request: Request, status: int, body: bytes, tokens: Tokens,
                 # no items (a proxy's or a portal's page, an empty body): sent again; a create Splio
                 # did apply answers "already exists" then, and its contacts are patched
                 return Outcome("retry", reason=f"{describe(status, body)}: Splio's bulk answer has no items")
-            return Outcome("done", _bulk_items(request, ctx, data))
+            return Outcome("done", _bulk_items(request, ctx, data, custom_ids))
         if status == 413 or (status in (400, 422) and is_splio_error(body)):
             # one bad contact refuses the whole batch: those the errors name are sent alone
             return Outcome("split", reason=describe(status, body), suspects=_named_contacts(request, body),
@@ -260,6 +260,9 @@ def _patch_answer(status: int, body: bytes) -> bool:
 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
 _CUSTOM_AT = re.compile(r"(?:contacts\[(\d+)\]\.)?custom_fields\[(\d+)\]")
+# Splio's words for a refused custom field ("Custom field with id 5 and name ltv must be of type
+# double.", "Custom field not found for id 145."): a 207 item names it so only
+_CUSTOM_ID_IN = re.compile(r"\bCustom field (?:with id|not found for id) (\d+)\b")
 
 
 def _first_error_key(body: bytes) -> str:
@@ -289,6 +292,12 @@ def _patched_field(request: Request, body: bytes, custom_ids: Mapping[str, int] 
     if isinstance(sent, dict) and name in sent and name != "custom_fields":
         return name
     return _custom_field(request, name, custom_ids)
+
+
+def _custom_field_in(text: str, custom_ids: Mapping[str, int] | None) -> str | None:
+    """The sync's custom field a refusal's text names by id (`_CUSTOM_ID_IN`), if any."""
+    m = _CUSTOM_ID_IN.search(text) if custom_ids else None
+    return None if m is None else next((n for n, i in custom_ids.items() if i == int(m.group(1))), None)
 
 
 def _custom_field(request: Request, error_key: str, custom_ids: Mapping[str, int] | None) -> str | None:
@@ -327,7 +336,8 @@ def _named_contacts(request: Request, body: bytes) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordResult]:
+def _bulk_items(request: Request, ctx: BulkContext, data: Any,
+                custom_ids: Mapping[str, int] | None = None) -> list[RecordResult]:
     items = data.get("items") if isinstance(data, dict) else None
     if not isinstance(items, list):
         return [RecordResult(k, "failed", "Splio's bulk answer has no items") for k in request.keys]
@@ -357,7 +367,8 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any) -> list[RecordRes
             ctx.existing.add(key)
             results[key] = RecordResult(key, "failed", EXISTS_REASON)
         elif type(code) is int and 400 <= code < 500:
-            results[key] = RecordResult(key, "rejected", f"Splio HTTP {code}: {text}".rstrip(": "))
+            results[key] = RecordResult(key, "rejected", f"Splio HTTP {code}: {text}".rstrip(": "),
+                                        _custom_field_in(text, custom_ids))
         else:
             results[key] = RecordResult(key, "failed", f"Splio item status {code}: {text}".rstrip(": "))
     for key in wanted - results.keys():
