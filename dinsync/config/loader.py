@@ -834,10 +834,22 @@ def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
         urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
         redaction.register(*urls, *map(_basic_auth, urls), partial=True)
         redaction.register(*_url_tokens(channel, env_values))
-        headers = [v.get_secret_value() for v in getattr(channel, "headers", {}).values()]
+        headers = [v.get_secret_value() for name, v in getattr(channel, "headers", {}).items()
+                   if _credential_header(name) or v.get_secret_value() in env_values]
         # and the token of `Bearer <token>` alone, whose start an answer may echo; not the scheme
         # word before it (`Bearer`, `Basic`), which masked as a secret garbled every text naming it
         redaction.register(*headers, *(word for value in headers for word in _credential_words(value)), partial=True)
+
+
+# Header names whose values are credentials even when written in the file (`Authorization: Bearer
+# ...`); any other header's is one only when it comes from `${env:NAME}`: a literal `X-Source:
+# dinsync` registered as a secret masked every "dinsync" of every message (`*** runs SYNC`).
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|key|secret|auth|sign|pass|session|api|bearer|jwt",
+                                re.IGNORECASE)
+
+
+def _credential_header(name: str) -> bool:
+    return _CREDENTIAL_HEADER.search(name) is not None
 
 
 def _credential_words(value: str) -> list[str]:

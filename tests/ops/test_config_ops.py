@@ -123,3 +123,15 @@ def test_the_scheme_word_of_an_authorization_header_is_no_secret(tmp_path):
     assert redaction.redact("invalid token bz7Qk2mP9xL4; Authorization: Bearer bz7Qk2mP9xL4") == \
         "invalid token ***; Authorization: ***"
     assert redaction.redact("Basic dXNlcjpwYXNzd29yZA== refused, dXNlcjpwYXNz...") == "*** refused, ***..."
+
+
+def test_a_literal_header_that_names_no_credential_is_no_secret(tmp_path):
+    """A header written in the file whose name says no credential (`X-Source: dinsync-hooks`) is not
+    masked: registered as a secret, every "dinsync" of every message became `***` (`*** runs SYNC`).
+    One whose name says credential is, written in the file or not; any from `${env:NAME}` is."""
+    hook = ("notifications:\n  - type: webhook\n    url: https://alerts.example.com/hook\n    headers:\n"
+            "      X-Source: dinsync-hooks\n      X-Api-Key: lit3ralKey9q8w7e\n      X-Team: ${env:HOOK_TEAM}\n")
+    env = {**ENV, "HOOK_TEAM": "tm4Rk9zQ2w"}
+    load_project(make(tmp_path, dinsync_dot_yml=PROJECT_YML + hook), env=env)
+    assert redaction.redact("run `dinsync-hooks runs users`") == "run `dinsync-hooks runs users`"
+    assert redaction.redact("key lit3ralKey9q8w7e, team tm4Rk9zQ2w") == "key ***, team ***"
