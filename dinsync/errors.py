@@ -81,8 +81,9 @@ class DestinationAuthError(DinsyncError):
 
 class DestinationUnreachableError(DinsyncError):
     """The destination answered none of several requests in a row, each retried to the end (an
-    outage): the run stops sending and fails; what was acknowledged is committed, the rest is
-    sent by the next run. Not a reason to pause the sync."""
+    outage), or asked for a wait longer than a run waits (a Retry-After over the cap): the run stops
+    sending and fails; what was acknowledged is committed, the rest is sent by the next run. Not a
+    reason to pause the sync."""
 
 
 class SendingStopped(Exception):

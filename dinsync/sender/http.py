@@ -10,7 +10,8 @@ response, an exception or a URL.
 `failed`. It raises `DestinationAuthError` when the destination says credentials are rejected, and
 `DestinationUnreachableError` once OUTAGE_REQUESTS requests in a row used all their attempts
 without the destination answering any request meanwhile (an outage: retrying every request of a
-1M-row sync for ~30 s each would take hours).
+1M-row sync for ~30 s each would take hours), or once it asks for a wait (Retry-After) longer than a
+run waits.
 """
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ class HttpSender:
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
         self._unanswered = 0  # requests that used all their attempts since the destination last answered
         self._down: str | None = None  # once it is found down (see OUTAGE_REQUESTS), nothing more is sent
+        self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
         for name in destination.limits:
             self._endpoint(name)
 
@@ -251,6 +253,19 @@ class HttpSender:
             # retry
             reason = outcome.reason or "transient failure"
             hint = outcome.retry_after
+            if hint is not None and hint > self.policy.max_retry_after:
+                # "Not before an hour" (a 429, a 503 for maintenance): asking again at the cap came back
+                # against the server's word, 7 times a request, and 429s being answers, for every
+                # request of the run (hours). Nothing more is sent; the next run sends these records.
+                if outcome.throttled:
+                    self._count(ep, "throttled")
+                wait = f"{hint:.0f} s" if math.isfinite(hint) else "indefinitely"
+                reason = (f"{reason}; the destination asked to wait {wait} (Retry-After), longer than a run "
+                          f"waits ({self.policy.max_retry_after:g} s)")
+                self._closed = self._closed or self.redact(reason)
+                reason += ": sent by the next run"
+                unanswered = False
+                break
             if outcome.throttled and hint is not None and hint <= 0:
                 # A 429 that says "now" (Retry-After 0, a date in the past) names no wait: backoff as
                 # without a hint. Coming back at once kept a throttled Attio at 24 requests/s through a
@@ -413,6 +428,10 @@ class HttpSender:
             raise self._auth_error()
         if self._down is not None:
             raise self._outage_error()
+        if self._closed is not None:
+            raise DestinationUnreachableError(
+                f"{self._name}: {self._closed}: sending stopped; acknowledged rows were committed, the rest is "
+                "sent by the next run", hint="run the sync again once the destination accepts requests")
 
     # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
     async def settle(self, pending, timeout: float) -> Delivered:
@@ -443,9 +462,9 @@ class HttpSender:
         return Outcome("retry", reason=text)
 
     def retry_after(self, headers: Mapping[str, str]) -> float | None:
-        """The server's wait hint: `Retry-After`, else `RateLimit-Reset` if given in seconds."""
-        hint = parse_retry_after(headers.get("Retry-After"), cap=self.policy.max_retry_after,
-                                 server_date=headers.get("Date"))
+        """The server's wait hint: `Retry-After` (uncapped: one over the policy's cap stops sending),
+        else `RateLimit-Reset` if given in seconds."""
+        hint = parse_retry_after(headers.get("Retry-After"), cap=math.inf, server_date=headers.get("Date"))
         if hint is None:
             reset = headers.get("RateLimit-Reset")
             try:

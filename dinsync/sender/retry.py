@@ -40,8 +40,8 @@ def parse_retry_after(
     except ValueError:
         seconds = None
     if seconds is not None:
-        if not math.isfinite(seconds):
-            return None
+        if not math.isfinite(seconds):  # "inf", "nan"; but RFC 9110's digits, however many, are a delay
+            return cap if seconds > 0 and value.lstrip("+").isdigit() else None
         return min(max(0.0, seconds), cap)
     when = _http_date(value)
     if when is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import orjson
 import pytest
@@ -487,6 +488,20 @@ def test_retry_after_as_http_date_is_honoured(project):
     project.thread.script("bulkUpdate", throttle(1), times=2)
     run = project.sync()["runs"][0]
     assert run["throttled"] == 2 and run["acknowledged"] == 20
+
+
+def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project):
+    """A 429 asking for an hour: the run neither waits 120 s eight times nor asks before then; it
+    fails at once (exit 1, the wait in its error), and the next run delivers everything."""
+    project.thread.script("bulkUpdate", throttle(3600))
+    started = time.monotonic()
+    data = project.sync()
+    run = data["runs"][0]
+    assert data["exit_code"] == 1 and run["status"] == "failed" and run["acknowledged"] == 0, run
+    assert "asked to wait 3600 s (Retry-After)" in run["error"] and time.monotonic() - started < 60
+    assert project.sandbox.stats()["requests"] == 1 and project.snapshot_keys() == set()
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 20, again
 
 
 def test_type_mismatch_isolates_the_bad_user(project):

@@ -340,6 +340,35 @@ def test_a_429_that_says_now_backs_off_as_without_a_hint(retry_after):
     assert clock.now() >= 2.0 + 4.0 + 8.0  # the backoff's ceilings (at once: 3 x 0.25 s)
 
 
+@pytest.mark.parametrize("status,retry_after", [
+    (429, "3600"), (429, "HTTP-DATE"), (503, "86400"), (429, "9" * 400)])
+def test_a_retry_after_longer_than_a_run_waits_is_not_cut_short(status, retry_after):
+    """A server that says "not before an hour" (a 429, a 503 for maintenance) was asked again after
+    120 s (the cap), against its word, 7 times a request; and 429s being answers, never an outage,
+    every request of the run did so (hours). Now nothing more is sent: the request's records are
+    failed (sent by the next run) and the next request raises, unsent."""
+    from dinsync.sender.ratelimit import FakeClock
+
+    async def handler(request, hit):
+        value = formatdate(time.time() + 3600, usegmt=True) if retry_after == "HTTP-DATE" else retry_after
+        if hit.n == 0:
+            return web.Response(status=status, text="come back later", headers={"Retry-After": value})
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), clock=FakeClock()) as s:
+            first = await s.send(batch(["a"]))
+            with pytest.raises(DestinationUnreachableError) as err:
+                await s.send(batch(["b"]))
+            return srv, first, err.value
+
+    srv, (first,), err = run(main())
+    assert first.status == "failed", first
+    assert len(srv.hits) == 1  # neither a retry nor the next request came before the server's time
+    assert "longer than a run waits" in first.reason and "sent by the next run" in err.message
+    assert SECRET not in err.message and err.hint
+
+
 def test_5xx_then_success():
     async def handler(request, hit):
         if hit.n < 2:

@@ -427,8 +427,8 @@ class SplioApiSender(HttpSender):
         outcome = super().exception_outcome(request, exc)
         if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 429:
             hint = self.retry_after(exc.headers or {})
-            if hint is not None:
-                self.limiter("other").penalize(hint)
+            if hint is not None:  # (one longer than a run waits stops sending: HttpSender.deliver)
+                self.limiter("other").penalize(min(hint, self.policy.max_retry_after))
             return Outcome("retry", reason=outcome.reason, retry_after=hint, throttled=True)
         return outcome
 
