@@ -691,7 +691,6 @@ def init(path: Path = typer.Argument(..., metavar="DIR", help="Folder to create.
             out().print(f"next: cd {shlex.quote(str(path))} && dinsync validate", highlight=False, soft_wrap=True)
 
 
-SANDBOX_PLATFORMS = ("iterable", "attio", "attentive", "splio")
 SANDBOX_KEY = "sandbox-key"  # the key `dinsync sandbox` accepts without --api-key or $DINSYNC_SANDBOX_API_KEY
 
 
@@ -711,8 +710,9 @@ def sandbox(ctx: typer.Context) -> None:
     if args and args[0] in ("--help", "-h"):  # the platforms, and how to get each one's options
         argv = ["--help"]
     else:
-        platform = args.pop(0) if args and args[0] in SANDBOX_PLATFORMS else "iterable"
-        argv = [platform, *args]
+        # iterable only when no platform is named: a word that is no option is the platform, so a
+        # mistyped one (`attentiv`) is argparse's "invalid choice", listing the platforms
+        argv = args if args and not args[0].startswith("-") else ["iterable", *args]
     try:
         code = sandbox_main(argv, prog="dinsync sandbox", default_platform="iterable", default_key=SANDBOX_KEY)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)

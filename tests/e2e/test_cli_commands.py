@@ -219,6 +219,17 @@ def test_sandbox_usage_errors_name_the_command():
     assert "`dinsync sandbox attio --help` lists its options" in result.output
 
 
+def test_sandbox_with_a_mistyped_platform_names_the_platforms_not_iterables_options():
+    """`dinsync sandbox attentiv` took the word for an argument of the default platform: "unrecognized
+    arguments: attentiv; `dinsync sandbox iterable --help` lists its options", sending the user to
+    Iterable's options instead of saying the platform is unknown."""
+    result = CliRunner().invoke(app, ["sandbox", "attentiv", "--port", "0"])
+    assert result.exit_code == ExitCode.USAGE
+    text = " ".join(result.output.split())
+    assert "invalid choice: 'attentiv'" in text and "'attentive'" in text, text
+    assert "iterable --help" not in text
+
+
 def test_sandbox_splio_given_port_names_its_two_ports():
     """`dinsync sandbox splio --port 8768`, as for the other platforms: "unrecognized arguments:
     --port 8768" under the top-level usage, no word of the options splio takes instead."""
