@@ -767,9 +767,39 @@ for _command in app.registered_commands:
         _command.callback.__doc__ = _paragraphs(_command.callback.__doc__)
 
 
+def _json_requested(args: list[str]) -> bool:
+    """`--json` among the command line's options (not after `--`, where it would be an argument)."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _run_app_for_json() -> None:
+    """`--json` promises a JSON document on stdout, also for a usage error (an unknown option, a
+    value out of range, a missing argument), which typer prints as boxed text on stderr, leaving
+    stdout empty: such errors are caught and emitted as `{"error", "hint", "exit_code"}`."""
+    try:
+        from typer import TyperException as UsageProblem  # click's exceptions, as typer vendors them
+    except ImportError:  # an older typer, on click itself
+        from click import ClickException as UsageProblem
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # as typer says it in its standalone mode
+        RedactingStream(sys.stderr).write("Aborted!\n")
+        sys.exit(1)
+    except UsageProblem as exc:
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "dinsync"
+        emit({"error": exc.format_message(), "hint": f"`{command} --help` lists the options",
+              "exit_code": exc.exit_code})
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def _run_app() -> None:
     try:
-        app()
+        if _json_requested(sys.argv[1:]):
+            _run_app_for_json()
+        else:
+            app()
     except KeyboardInterrupt:
         RedactingStream(sys.stderr).write("interrupted\n")
         sys.exit(130)

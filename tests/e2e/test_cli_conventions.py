@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from dinsync.cli import app
@@ -24,6 +25,21 @@ def test_python_dash_m_dinsync_is_the_dinsync_command(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "dinsync", "validate", "--project-dir", str(tmp_path)],
                              capture_output=True, text=True)
     assert missing.returncode == ExitCode.CONFIG_ERROR and "no dinsync.yml in" in missing.stderr
+
+
+@pytest.mark.parametrize("args", [["sync", "--json", "--no-such-flag"], ["--json", "status", "--limit", "0"],
+                                  ["pause", "--json"], ["--json", "no-such-command"]])
+def test_a_usage_error_under_json_is_a_json_document_on_stdout(tmp_path, args):
+    """`--json` promises a JSON document on stdout, `{"error", "hint", "exit_code"}` for a command
+    that cannot start; a usage error (an unknown option, a value out of range, a missing argument)
+    printed typer's boxed text on stderr and nothing on stdout: an orchestrator parsing stdout failed
+    on an empty document instead of reading exit_code 2."""
+    done = subprocess.run([sys.executable, "-m", "dinsync", *args, "-p", str(tmp_path)], capture_output=True,
+                          text=True)
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    report = json.loads(done.stdout)
+    assert report["exit_code"] == ExitCode.USAGE and report["error"], report
+    assert "Traceback" not in done.stderr
 
 
 def test_global_options_after_the_subcommand_and_positional_names(project):
