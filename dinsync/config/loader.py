@@ -724,7 +724,7 @@ class _Loader:
         if _NAME.fullmatch(name):
             return True
         self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
-                                       "rename the file: letters, digits and underscores only"))
+                                       "rename the file: ASCII letters, digits and underscores only"))
         return False
 
 

@@ -36,7 +36,7 @@ IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (s
 
 def _check_name(value: str) -> str:
     if not re.fullmatch(NAME_PATTERN, value):
-        raise ValueError(f"invalid name {value!r}: use letters, digits and underscores only")
+        raise ValueError(f"invalid name {value!r}: use ASCII letters, digits and underscores only")
     return value
 
 
@@ -597,7 +597,7 @@ def _tag_list(value: Any) -> Any:
 TAG_PATTERN = r"^[^\s,:]+$"
 Tag = Annotated[str, Field(min_length=1, pattern=TAG_PATTERN)]
 PATTERN_WORDS.update({TAG_PATTERN: "no spaces, commas or colons",
-                      NAME_PATTERN: "letters, digits and underscores only"})
+                      NAME_PATTERN: "ASCII letters, digits and underscores only"})
 
 
 class SyncFile(_Config):
@@ -721,7 +721,7 @@ class ProjectFile(_Config):
     def _plain_identifier(cls, value: str) -> str:
         if not re.fullmatch(IDENTIFIER_PATTERN, value):
             raise ValueError("must be a plain identifier "
-                             "(letters, digits and underscores, not starting with a digit)")
+                             "(ASCII letters, digits and underscores, not starting with a digit)")
         return value
 
 

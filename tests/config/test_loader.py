@@ -426,6 +426,16 @@ def test_invalid_state_schema_version_and_names(tmp_path):
     assert "invalid sync name" in issues[3].message
 
 
+def test_a_name_with_an_accented_letter_is_told_only_ascii_letters_are_allowed(tmp_path):
+    """`syncs/clients_été.yml` was refused with the hint "letters, digits and underscores only":
+    `é` is a letter, so the hint did not say what was wrong with the name."""
+    yml = PROJECT_YML.replace("destinations:\n", "destinations:\n  itérable:\n    type: iterable\n"
+                              "    api_key: ${env:ITERABLE_API_KEY}\n")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, **{"syncs__clients_été_dot_yml": SYNC_YML}))
+    texts = [i.format() for i in issues]
+    assert len(texts) == 2 and all("ASCII letters" in t for t in texts), texts
+
+
 def test_a_name_or_state_schema_ending_in_a_line_break_is_refused(tmp_path):
     """`state_schema: |` (a YAML block scalar) ends in a line break; Python's `$` matched before it,
     so the schema was accepted and PostgreSQL's statements failed to tokenize at sync time."""
