@@ -670,7 +670,8 @@ def check(names: Optional[list[str]] = NamesArg,
 
 @app.command()
 def init(path: Path = typer.Argument(..., metavar="DIR", help="Folder to create."),
-         force: bool = typer.Option(False, help="Overwrite existing files."),
+         force: bool = typer.Option(False, help="Overwrite the scaffold's files where they exist (an existing "
+                                                "warehouse.duckdb is kept)."),
          json_output: bool = JsonOpt) -> None:
     """Scaffold a project folder with an example model and sync."""
     refuse_project_options("init", "give the folder to create as its argument: `dinsync init DIR`")

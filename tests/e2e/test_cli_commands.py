@@ -76,6 +76,18 @@ def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
     assert again.exit_code != 0 and "--force" in again.output
 
 
+def test_init_help_says_force_keeps_an_existing_warehouse(tmp_path):
+    """`dinsync init --help` said `--force`: "Overwrite existing files.", while init --force keeps an
+    existing warehouse.duckdb (README): a user with a warehouse in the folder read that it would go."""
+    helped = " ".join(CliRunner().invoke(app, ["init", "--help"]).output.replace("│", " ").split())
+    assert "warehouse.duckdb is kept" in helped, helped
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "warehouse.duckdb").write_bytes(b"mine")
+    (tmp_path / "p" / "dinsync.yml").write_text("mine\n")
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p"), "--force"]).exit_code == 0
+    assert (tmp_path / "p" / "warehouse.duckdb").read_bytes() == b"mine"
+
+
 def test_init_prints_a_next_step_that_can_be_pasted_into_a_shell(tmp_path):
     folder = tmp_path / "my project (v2)"
     result = CliRunner().invoke(app, ["init", str(folder)], catch_exceptions=False)
