@@ -599,8 +599,10 @@ class _Loader:
         model = data.get("model")
         if isinstance(model, str) and model not in self.model_names:
             folder = self.root / "models"
-            # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so
-            other = [self.rel(p) for p in _files(folder, f"{model}.*") if p.is_file()] if _NAME.fullmatch(model) else []
+            # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so (a <name>.sql
+            # not read is a duplicate of a name in another case, reported at its file: did you mean...)
+            other = [self.rel(p) for p in _files(folder, f"{model}.*")
+                     if p.is_file() and p.suffix != ".sql"] if _NAME.fullmatch(model) else []
             hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
                     else choice_hint(model, self.model_names, "models"))
             self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))

@@ -587,6 +587,17 @@ def test_duplicate_model_names(tmp_path):
     assert "duplicate model name 'active_users'" in issue.message and "models/active_users.sql" in issue.message
 
 
+def test_a_model_name_repeated_in_other_case_is_not_said_to_be_a_file_not_ending_in_sql(tmp_path):
+    """models/Active_Users.sql next to models/active_users.sql: the second is a duplicate (names ignore
+    case) and the sync's `model: active_users` is unknown; its hint said "models/active_users.sql is
+    not read: a model's file name ends in .sql", of a file whose name ends in .sql."""
+    issues = issues_of(make(tmp_path, models__Active_Users_dot_sql=MODEL_SQL))
+    texts = [i.format() for i in issues]
+    assert any("duplicate model name 'active_users'" in t for t in texts), texts
+    unknown = next(t for t in texts if "unknown model 'active_users'" in t)
+    assert "ends in .sql" not in unknown and "Active_Users" in unknown, unknown
+
+
 # --- schedules and thresholds ----------------------------------------------------------------
 
 def test_invalid_schedule_and_thresholds(tmp_path):
