@@ -603,7 +603,11 @@ class _Loader:
             # not read is a duplicate of a name in another case, reported at its file: did you mean...)
             other = [self.rel(p) for p in _files(folder, f"{model}.*")
                      if p.is_file() and p.suffix != ".sql"] if _NAME.fullmatch(model) else []
+            # models/<name>.sql whose name is no valid model name is refused at its file: name it here
+            misnamed = [] if _NAME.fullmatch(model) else [self.rel(p) for p in _files(folder, "*.sql")
+                                                          if p.stem == model]
             hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
+                    else f"{misnamed[0]} is not read: its name is not a valid model name" if misnamed
                     else choice_hint(model, self.model_names, "models"))
             self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
         destination = data.get("destination")

@@ -598,6 +598,16 @@ def test_a_model_name_repeated_in_other_case_is_not_said_to_be_a_file_not_ending
     assert "ends in .sql" not in unknown and "Active_Users" in unknown, unknown
 
 
+def test_a_model_file_with_an_invalid_name_is_named_in_the_syncs_hint(tmp_path):
+    """models/active-users.sql (a dash) is refused at its file; the sync naming `active-users` then
+    got the hint "no models defined", as if the file were not there."""
+    sync = SYNC_YML.replace("model: active_users", "model: active-users")
+    issues = issues_of(make(tmp_path, models__active_users_dot_sql=None, **{"models__active-users_dot_sql": MODEL_SQL},
+                            syncs__users_dot_yml=sync))
+    unknown = next(i.format() for i in issues if "unknown model 'active-users'" in i.message)
+    assert "no models defined" not in unknown and "models/active-users.sql is not read" in unknown, unknown
+
+
 # --- schedules and thresholds ----------------------------------------------------------------
 
 def test_invalid_schedule_and_thresholds(tmp_path):
