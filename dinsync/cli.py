@@ -569,8 +569,11 @@ def _one_sync(project, name: str | None) -> str:
     if name is None:
         if len(project.syncs) == 1:
             return next(iter(project.syncs))
+        if not project.syncs:  # no name would do: a configuration error, as a name that selects nothing
+            raise ConfigError([ConfigIssue("the project has no sync", hint="add one: syncs/<name>.yml (the "
+                                           "runs of a sync removed or renamed stay in the state schema's runs table)")])
         raise SyncNotNamed(f"name a sync: the project has {len(project.syncs)}",
-                           f"syncs: {', '.join(sorted(project.syncs)) or '(none)'}")
+                           f"syncs: {', '.join(sorted(project.syncs))}")
     chosen = choose(project, [name], None, None, include_disabled=True)
     if is_glob(name) or len(chosen) != 1:
         raise ConfigError([ConfigIssue(f"name one sync, not {name!r}", hint=f"syncs: {', '.join(sorted(project.syncs))}")])

@@ -88,6 +88,19 @@ def test_init_help_says_force_keeps_an_existing_warehouse(tmp_path):
     assert (tmp_path / "p" / "warehouse.duckdb").read_bytes() == b"mine"
 
 
+@pytest.mark.parametrize("command", ["runs", "rejections"])
+def test_runs_and_rejections_in_a_project_without_syncs_say_there_is_none(tmp_path, command):
+    """With syncs/ empty, `dinsync runs` said "name a sync: the project has 0" (hint "syncs: (none)"),
+    a usage error asking for a name no sync has; the project has no sync: a configuration error."""
+    assert CliRunner().invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
+    (tmp_path / "p" / "syncs" / "iterable_customers.yml").unlink()
+    result = CliRunner().invoke(app, [command, "-p", str(tmp_path / "p"), "--json"])
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    report = json.loads(result.stdout)
+    assert "the project has no sync" in report["issues"][0]["message"], report
+    assert "syncs/" in report["issues"][0]["hint"], report
+
+
 def test_init_prints_a_next_step_that_can_be_pasted_into_a_shell(tmp_path):
     folder = tmp_path / "my project (v2)"
     result = CliRunner().invoke(app, ["init", str(folder)], catch_exceptions=False)
