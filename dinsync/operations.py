@@ -67,11 +67,17 @@ def load(check_models: bool = True, root: Path | None = None,
         # diff and what its driver reads into other values than the model's
         return lambda model: [(n, k, wh.column_problem(n, k), wh.send_problem(n, k)) for n, k in wh.columns(model.sql)]
 
+    chosen = failure = None
     try:
         project = load_project(root, dbt_strict=check_models and syncs is None, warehouse_must_exist=True,
                                destination_secrets=destination_secrets, notification_secrets=notification_secrets)
     except ConfigError as exc:
-        everything = exc
+        failure = exc  # unless only the secrets of destinations the chosen syncs do not use are missing:
+        scoped = _scoped_to_chosen(root, syncs, notification_secrets) if syncs and destination_secrets else None
+        if scoped is not None:
+            project, chosen = scoped
+    if failure is not None and chosen is None:
+        everything = failure
         if check_models:
             # The rest of the project is broken; its warehouse section alone may still be valid:
             # check the model columns too, so that one pass reports everything. Never create a
@@ -93,10 +99,9 @@ def load(check_models: bool = True, root: Path | None = None,
         if typos:  # first: fixing them needs no credentials
             raise ConfigError([*typos, *everything.issues]) from None
         raise everything
-    chosen = None
     if syncs is not None:
         try:
-            chosen = syncs(project)
+            chosen = syncs(project) if chosen is None else chosen
         except ConfigError as exc:  # e.g. `tag:x` selects nothing: the tags of unresolved models are unknown
             if not check_models:
                 raise
@@ -125,6 +130,25 @@ def load(check_models: bool = True, root: Path | None = None,
             wh.close()
             raise ConfigError(issues)
     return project, wh
+
+
+def _scoped_to_chosen(root: Path, syncs: Callable[[Any], list[str]], notification_secrets: bool):
+    """(project, chosen syncs) loaded with the secrets of the chosen syncs' destinations only, or
+    None: a job holding the Iterable key runs `dinsync sync iterable_users` in a project that also
+    sends to Attio, whose key it does not hold (as a model only other syncs read does not stop it).
+    None when the project has other problems or the chosen syncs lack their own secrets: the
+    command then reports everything, as before."""
+    from .config import load_project
+
+    try:
+        project = load_project(root, dbt_strict=False, warehouse_must_exist=True, destination_secrets=False,
+                               notification_secrets=notification_secrets)
+        chosen = syncs(project)
+        needed = frozenset(project.syncs[name].destination for name in chosen)
+        return load_project(root, dbt_strict=False, warehouse_must_exist=True, destination_secrets=needed,
+                            notification_secrets=notification_secrets), chosen
+    except ConfigError:
+        return None
 
 
 def _table_name_issues(project, wh, chosen: list[str] | None) -> list[ConfigIssue]:

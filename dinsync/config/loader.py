@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any, Container, Iterable, Mapping
+from typing import Any, Collection, Container, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -92,7 +92,7 @@ class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
     def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
-                 destination_secrets: bool = True, notification_secrets: bool = True,
+                 destination_secrets: bool | Collection[str] = True, notification_secrets: bool = True,
                  warehouse_must_exist: bool = False):
         self.root = root
         self.warehouse_must_exist = warehouse_must_exist
@@ -310,7 +310,7 @@ class _Loader:
                 ok = False  # the README's rule, as for warehouse passwords and Slack webhook URLs
                 self.issues.append(doc.issue(where, f"{label} is a credential written in the file",
                                              f"write it as ${{env:NAME}} and export NAME; secrets never live in {doc.file}"))
-            elif (not value and len(path) == 1 and self.destination_secrets  # e.g. ${env:KEY} set to ''
+            elif (not value and len(path) == 1 and self.needs_secrets(name)  # e.g. ${env:KEY} set to ''
                     and where not in doc.missing_env_paths):  # (an unset variable is its own issue)
                 ok = False
                 names = doc.env_names.get(where, [])
@@ -714,10 +714,15 @@ class _Loader:
         if env:
             # a command that sends nothing may run without the destinations' variables
             # (and one that notifies nobody without the notification channels' variables)
-            unset_ok = {("destinations",): not self.destination_secrets,
+            unset_ok = {("destinations",): self.destination_secrets is not True,
                         ("notifications",): not self.notification_secrets}
-            optional = (lambda at: unset_ok.get(at[:1], False)) if any(unset_ok.values()) else None
-            self.issues += substitute_env(doc, self.env, optional)
+
+            def optional(at: tuple) -> bool:
+                if at[:1] == ("destinations",) and len(at) > 1:
+                    return not self.needs_secrets(str(at[1]))
+                return unset_ok.get(at[:1], False)
+
+            self.issues += substitute_env(doc, self.env, optional if any(unset_ok.values()) else None)
             self.secrets += doc.env_values
         if not isinstance(doc.data, dict):
             kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}, not a mapping"
@@ -725,6 +730,13 @@ class _Loader:
                                            "write `key: value` lines at the top level"))
             return None
         return doc
+
+    def needs_secrets(self, destination: str) -> bool:
+        """Whether destination `destination`'s `${env:NAME}` must be set: `destination_secrets` is
+        a bool (every destination, or none) or the names of the destinations a command sends to."""
+        if isinstance(self.destination_secrets, bool):
+            return self.destination_secrets
+        return destination in self.destination_secrets
 
     def _check_name(self, name: str, file: str, what: str) -> bool:
         if _NAME.fullmatch(name):
@@ -784,7 +796,7 @@ def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
                  columns_of: ColumnsOf | None = None, dbt_strict: bool = True,
-                 destination_secrets: bool = True, notification_secrets: bool = True,
+                 destination_secrets: bool | Collection[str] = True, notification_secrets: bool = True,
                  warehouse_must_exist: bool = False) -> Project:
     """Load and validate the project in `root`; raise ConfigError with every issue found.
 
@@ -797,7 +809,8 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     resolved (no manifest, a stale one...) is loaded with its SQL as written, not reported.
     `destination_secrets=False` (commands that send nothing: status, runs, rejections, pause,
     check): a `${env:NAME}` under `destinations:` that is not set is '' instead of an issue; the
-    warehouse's variables are still needed. `notification_secrets=False` (commands that notify
+    warehouse's variables are still needed. A collection of destination names: only theirs are
+    needed (the destinations of the syncs a command runs). `notification_secrets=False` (commands that notify
     nobody: status, runs, rejections, check): a channel under `notifications:` whose `${env:NAME}`
     is not set is left out instead of an issue. `warehouse_must_exist` (commands that open the
     warehouse): a DuckDB file that does not exist is an issue (opening it would create it).

@@ -109,6 +109,26 @@ def test_a_selection_typo_is_reported_with_an_unset_secret_not_hidden_by_it(proj
 
 
 
+@pytest.mark.parametrize("command", ["sync", "plan"])
+def test_a_sync_runs_without_the_secret_of_a_destination_only_other_syncs_use(project, monkeypatch, command):
+    """A project sending to Iterable and Attio, run by a job holding the Iterable key only: `dinsync
+    sync iterable_users` refused (exit 3) because ATTIO_KEY_OF_ANOTHER_JOB was not set, a key that
+    sync never uses (as a model only other syncs read does not stop it). A sync that does use it
+    still needs it."""
+    monkeypatch.delenv("ATTIO_KEY_OF_ANOTHER_JOB", raising=False)
+    with open(project.root / "dinsync.yml", "a") as f:
+        f.write("  attio:\n    type: attio\n    api_key: ${env:ATTIO_KEY_OF_ANOTHER_JOB}\n")
+    (project.root / "syncs" / "attio_people.yml").write_text(
+        "model: customers\ndestination: attio\nservice: people\nmode: upsert\n"
+        "match: {column: email, field: email_addresses}\nfields: {first_name: name}\n")
+    result = project.cli(command, "iterable_users")
+    assert result.exit_code == 0, result.output
+    result = project.cli(command, "attio_people")
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    messages = [i["message"] for i in json.loads(result.stdout)["issues"]]
+    assert any("ATTIO_KEY_OF_ANOTHER_JOB is not set" in m for m in messages), messages
+
+
 # --- counts out of range ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["plan", "--samples"], ["check", "--samples"]])
