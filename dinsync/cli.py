@@ -87,8 +87,11 @@ def handled() -> Iterator[None]:
 # --- options shared by the commands ------------------------------------------------------------
 
 def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"dinsync {__version__}")
+    if value:  # (eager: runs before --json is read, so the command line says whether it was given)
+        if _json_requested(sys.argv[1:]):
+            emit({"version": __version__})
+        else:
+            typer.echo(f"dinsync {__version__}")
         raise typer.Exit()
 
 

@@ -19,6 +19,15 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("dinsync ")
 
 
+def test_version_with_json_is_a_json_document():
+    """`--json` promises JSON on stdout: `dinsync --json --version` printed `dinsync 0.1.0`."""
+    from dinsync import __version__
+
+    for args in (["--json", "--version"], ["--version", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "dinsync", *args], capture_output=True, text=True)
+        assert done.returncode == 0 and json.loads(done.stdout) == {"version": __version__}, done.stdout
+
+
 def test_python_dash_m_dinsync_is_the_dinsync_command(tmp_path):
     version = subprocess.run([sys.executable, "-m", "dinsync", "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("dinsync ")
