@@ -206,8 +206,12 @@ def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask t
             wh.close()
         if not offline:
             issues = preflight_issues(project)
-            if issues:
+            unchecked = [i for i in issues if isinstance(i, UncheckedSync)]
+            if len(unchecked) < len(issues):  # a file to fix (with the syncs not checked, if any)
                 raise ConfigError(issues)
+            if unchecked:  # only platforms that could not answer: nothing is known wrong, try again
+                raise DinsyncError("; ".join(i.message for i in unchecked),
+                                   hint=unchecked[0].hint or "run `dinsync validate` again later, or pass --offline")
         result = {"ok": True, "syncs": sorted(project.syncs), "models": sorted(project.models),
                   "destinations": sorted(project.destinations), "paused": paused}
         if state.json:
@@ -218,9 +222,15 @@ def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask t
             print_paused_checks(paused)
 
 
+class UncheckedSync(ConfigIssue):
+    """A sync whose pre-flight check could not reach its platform (an outage): not known wrong."""
+
+
 def preflight_issues(project) -> list[ConfigIssue]:
-    """Pre-flight checks of the enabled syncs whose destination has one (nothing is sent)."""
+    """Pre-flight checks of the enabled syncs whose destination has one (nothing is sent); those
+    whose platform could not be reached are `UncheckedSync`s."""
     from .destinations.base import Destination
+    from .errors import DestinationUnreachableError
 
     issues: list[ConfigIssue] = []
     for name, cfg in sorted(project.syncs.items()):
@@ -232,7 +242,8 @@ def preflight_issues(project) -> list[ConfigIssue]:
         try:
             issues += preflight_sync(project, name)
         except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
-            issues.append(ConfigIssue(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
+            kind = UncheckedSync if isinstance(exc, DestinationUnreachableError) else ConfigIssue
+            issues.append(kind(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
                                       project.relative(cfg.path), None,
                                       exc.hint or "check the destination's base_url and credentials, or pass --offline"))
         except Exception as exc:  # a bug of the destination's hook (a plugin's): the other syncs are still checked

@@ -684,3 +684,23 @@ def test_a_run_after_a_mapping_change_counts_the_early_checks_requests(attio):
     assert run["requests"] == p.thread.stats()["requests"] - before
     [logged] = [r for (r,) in p.sql("select requests from dinsync.runs order by started_at desc limit 1")]
     assert logged == run["requests"]
+
+
+def test_validate_that_cannot_reach_the_platform_is_a_failure_not_a_configuration_error(attio, monkeypatch):
+    """An Attio answering only 503s leaves the mapping unchecked: `validate` exits 1 (it could not
+    tell, try again), not 3, which says a file is wrong (it exited 3 with a hint calling it transient);
+    a mapping the platform refuses is still 3, also next to an unreachable check."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    p = attio
+    p.thread.set_faults(error_rate=1.0, seed=5)
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.RUN_FAILED, result.stdout
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == ExitCode.RUN_FAILED and "attio_people" in data["error"], data
+    p.thread.set_faults(error_rate=0.0)
+    p.write_sync(fields=("first_name: job_title", "ltv: lifetime_valeu"))
+    assert p.cli("validate").exit_code == ExitCode.CONFIG_ERROR

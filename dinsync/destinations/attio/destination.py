@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ...errors import DinsyncError
+from ...errors import DestinationUnreachableError, DinsyncError
 from ..base import (
     Destination,
     EndpointLimit,
@@ -186,8 +186,11 @@ class AttioDestination(Destination):
         capture = _Capture(what)
         delivered = await transport.deliver(Request(READ, "GET", path, None, keys=[what], context=capture))
         if delivered.problems:
-            raise DinsyncError(f"attio: could not read {what}: {delivered.problems[0].reason}",
-                               "check base_url and the object; a transient failure: run again")
+            problem = delivered.problems[0]
+            # retried to the end without an answer (5xx, resets): nothing is known wrong
+            error = DestinationUnreachableError if problem.status == "failed" else DinsyncError
+            raise error(f"attio: could not read {what}: {problem.reason}",
+                        "check base_url and the object; a transient failure: run again")
         return capture.data
 
     async def preflight(self, transport: Transport, sync: SyncSpec) -> Preflight:

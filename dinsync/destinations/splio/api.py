@@ -37,7 +37,7 @@ import aiohttp
 import orjson
 
 from ... import redaction
-from ...errors import DestinationAuthError, DinsyncError
+from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...sender import HttpSender
 from ...sender.http import GiveUp, redirect_reason
 from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
@@ -455,6 +455,9 @@ class SplioApiSender(HttpSender):
         delivered = await super().deliver(Request("other", "GET", path, None, [what], context=ctx))
         if delivered.problems or ctx.data is None:
             reason = delivered.problems[0].reason if delivered.problems else "no answer"
-            raise DinsyncError(f"Splio: could not read {what}: {reason}",
+            # retried to the end without an answer (5xx, resets): nothing is known wrong
+            failed = bool(delivered.problems) and delivered.problems[0].status == "failed"
+            raise (DestinationUnreachableError if failed else DinsyncError)(
+                f"Splio: could not read {what}: {reason}",
                                hint="check base_url and that the API user may read the universe's fields")
         return ctx.data
