@@ -180,6 +180,9 @@ class Planner(CommitMixin, PendingMixin):
             shape_forms = _shape_forms(warehouse, spec)
             # the mapped columns' types the fingerprint does not see (SyncRecords.compare_if_retyped)
             self.column_kinds = _column_kinds(warehouse, spec)
+            # the plan's v{i} of the mapped numerics that declare a scale (see Warehouse.declared_scales)
+            scales = _column_forms(warehouse, spec, "declared_scales")
+            self.declared_scale_values = {f"v{f.i}" for f in self.fields if f.column in scales}
         if "{args_hash}" in DIALECT_SQL[self.dialect]["DINSYNC_FINGERPRINT"]:
             # a fingerprint of the values' text (Redshift's, Snowflake's...) hashes a column of a
             # stable form in that form too: else a run in another time zone found every row changed

@@ -364,6 +364,9 @@ class Pipeline:
     def _map(self, batch):
         """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""
         frame, numeric_text = frame_from_arrow(batch)
+        # (a numeric(p, 0) whose plan column lost its declared scale is not of a free scale)
+        declared = getattr(self.planner, "declared_scale_values", ())
+        numeric_text = {c: free and c not in declared for c, free in numeric_text.items()}
         out = map_batch(frame, self.mapping.key, self.mapping.fields,
                         max_row_bytes=self.mapping.max_row_bytes, phone_region=self.mapping.region,
                         keep_field_text=True, numeric_text=numeric_text)

@@ -204,6 +204,12 @@ class Warehouse:
         Databricks) or of their types too (DuckDB) changes with them."""
         return {}
 
+    def declared_scales(self, sql: str, columns: list[str]) -> dict[str, int]:
+        """Of the mapped `columns` of the model `sql`, the decimals read as `numeric_text` that
+        declare a scale, with it, where the plan's column does not keep it (PostgreSQL's): the
+        mapping then writes their values as they are, not each with a fraction (free scale)."""
+        return {}
+
     def shape_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
         """Of the mapped `columns` of the model `sql`, those whose value's own hash (the diff's row
         fingerprint hashes native values: PostgreSQL) reads only a part of what is sent (an array's

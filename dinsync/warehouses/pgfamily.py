@@ -453,6 +453,15 @@ class PsycopgSessions:
         """The type OID of each column of query `sql` (run with LIMIT 0)."""
         return dict(self._described(sql))
 
+    @translated("reading the columns of a query")
+    def declared_scales(self, sql: str, columns: list[str]) -> dict[str, int]:
+        """Of the mapped `columns` of the model `sql`, the numerics that declare a scale
+        (`numeric(20,0)`, a domain over one), with it: the plan table's column (a CASE of the model's)
+        has lost it, and read from there a `numeric(p, 0)`'s integers were sent with a fraction
+        (`42.0`, as an unconstrained numeric's are: numeric_text's free scale)."""
+        return {name: scale for name, oid, scale in self._description(sql)
+                if name in columns and oid == NUMERIC_OID and scale is not None}
+
     @contextlib.contextmanager
     def describing(self) -> Iterator[None]:
         """Within it, a query's result columns are read once (`columns`, `column_oids`): a plan asks
@@ -460,7 +469,7 @@ class PsycopgSessions:
         shape_hash_forms), each a `LIMIT 0` run of the model, which a view over many joins makes
         the server plan each time. Outside, always read again: a column's type changes without the
         model's SQL changing."""
-        self._descriptions: dict[str, list[tuple[str, int]]] | None = {}
+        self._descriptions: dict[str, list[tuple[str, int, int | None]]] | None = {}
         try:
             yield
         finally:
@@ -468,12 +477,17 @@ class PsycopgSessions:
 
     def _described(self, sql: str) -> list[tuple[str, int]]:
         """(name, type OID) of each column of query `sql`, read with LIMIT 0 (see describing)."""
+        return [(name, oid) for name, oid, _ in self._description(sql)]
+
+    def _description(self, sql: str) -> list[tuple[str, int, int | None]]:
+        """(name, type OID, declared scale of a numeric or None) of each column of query `sql`."""
         memo = getattr(self, "_descriptions", None)
         if memo is not None and sql in memo:
             return memo[sql]
         with self.conn.cursor() as cur:
             cur.execute(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
-            described = [(c.name, c.type_code) for c in cur.description]
+            described = [(c.name, c.type_code, c.scale if c.type_code == NUMERIC_OID else None)
+                         for c in cur.description]
         if memo is not None:
             memo[sql] = described
         return described

@@ -176,3 +176,31 @@ def test_numeric_arrays_are_sent_as_numbers_and_a_nan_element_rejects_its_row(tm
     users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
     assert users["c@example.com"] == {"scores": [None, -0.5], "prices": []}
     assert set(users) == {"a@example.com", "c@example.com"}
+
+
+def test_a_numeric_of_scale_zero_is_sent_as_an_integer(tmp_path, pg_target, iterable_sandbox, bodies):
+    """A `numeric(p, 0)` declares its scale as `numeric(10, 2)` does: its values are integers and are
+    sent so, as DuckDB's DECIMAL(20, 0) is. The first run read them from a plan column that kept the
+    declared scale; later runs from one (a CASE of the model's) that had lost it, and sent every
+    changed value with a fraction (12345678901234567891.0, 43.0): Iterable, which had typed the
+    field as an integer, refused each such row (RequestFieldsTypesMismatched), parking it; Splio's
+    int fields refuse them too. An unconstrained numeric's integral value still gets its fraction."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgint_customers '
+                      "(id int, email text, n0 numeric(20,0), small numeric(4,0), free numeric)")
+    pg_target.execute(f"""INSERT INTO "{schema}".pgint_customers VALUES
+        (1, 'a@example.com', 12345678901234567890, -42, 7)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url,
+                           "-- primary_key: id\n-- model_type: user\nselect id, email, n0, small, free, "
+                           "n0 + 1 as computed from pgint_customers\n", ["n0", "small", "free", "computed"])
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    [body] = bodies
+    assert '"n0":12345678901234567890,"small":-42,"free":7.0,"computed":12345678901234567891.0' in body, body
+    # a later run plans the changes (a CASE of the model's values: the declared scale is lost there)
+    pg_target.execute(f'UPDATE "{schema}".pgint_customers SET n0 = n0 + 1, small = 43, free = 8')
+    code, result = run_cli(root, pg_target, "sync")
+    assert '"n0":12345678901234567891,"small":43,"free":8.0,"computed":12345678901234567892.0' in bodies[1]
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
