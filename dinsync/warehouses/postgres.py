@@ -54,8 +54,12 @@ FIXED_SETTINGS = {"extra_float_digits": "3"}
 # the platform, so the stream lasts as long as sending does (hours at a platform's rate). A role's
 # (or `settings:`) statement_timeout ended the COPY of the ADBC path once it ran that long, and
 # idle_in_transaction_session_timeout the server-side cursor's transaction between two fetches;
-# the run then failed, and each next one got as far again.
-STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0"}
+# the run then failed, and each next one got as far again. The stream reads the plan (the model's
+# SQL ran when it was planned, in the session's zone): the text of what it casts to text (a range,
+# a composite) is written as the diff hashes it, in UTC and with bytea in hex, as a scalar
+# timestamptz is sent; in the session's zone it was `-05` from one host, `+09` from another.
+STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0",
+                   "TimeZone": "'UTC'", "bytea_output": "hex"}
 # Settings libpq sends from the client's environment, which the server applies after the `options`
 # a session's settings travel in: PGDATESTYLE=SQL undid DateStyle ISO (the diff then hashed another
 # text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A

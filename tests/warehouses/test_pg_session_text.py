@@ -155,3 +155,37 @@ def test_pgdatestyle_in_the_environment_does_not_undo_iso_dates(tmp_path, wh_pos
     code, result = run_cli(root, wh_postgres, "sync")
     assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
     assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [{"score": 2}]
+
+
+ZONED_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, ts, r, st, b from pgzone_customers
+"""
+
+
+@pytest.mark.parametrize("env", [{"PGTZ": "America/New_York"}, {"PGTZ": "Asia/Tokyo"}])
+def test_timestamptz_in_a_range_or_a_composite_is_sent_as_a_utc_session_writes_it(
+        tmp_path, wh_postgres, iterable_sandbox, bodies, monkeypatch, env):
+    """A scalar timestamptz is sent in UTC (`...Z`) and a range's or a composite's is hashed as a UTC
+    session writes it; their text was sent as the stream's session wrote it, in its own zone:
+    `["2024-01-01 05:00:00-05",...)` from one host and `["2024-01-01 19:00:00+09",...)` from another
+    for the same value (a bytea in a composite likewise, under `bytea_output = escape`)."""
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TYPE "{s}".zstamp AS (at timestamptz, raw bytea)')
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgzone_customers (email text, ts timestamptz, r tstzrange, '
+                        f'st "{s}".zstamp, b bytea)')
+    wh_postgres.execute(f"""INSERT INTO "{s}".pgzone_customers VALUES ('a@x.com', '2024-01-01 10:00:00+00',
+        '[2024-01-01 10:00:00+00,2024-02-01 00:00:00+00)', '("2024-01-01 10:00:00+00","\\\\x01ff")', '\\x01ff')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, ZONED_MODEL, ["ts", "r", "st", "b"])
+    (root / "dinsync.yml").write_text((root / "dinsync.yml").read_text().replace(
+        "warehouse:\n", "warehouse:\n  settings: {bytea_output: escape}\n", 1))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+    assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [{
+        "ts": "2024-01-01T10:00:00Z", "r": '["2024-01-01 10:00:00+00","2024-02-01 00:00:00+00")',
+        "st": '("2024-01-01 10:00:00+00","\\\\x01ff")', "b": "Af8="}]
