@@ -627,7 +627,8 @@ class AdbcStream:
                 if params is not None:
                     sql, values = translate(sql, params, "numeric_dollar")
                 schema = cur.adbc_execute_schema(sql, values)
-                sql = _with_text_casts(sql, schema, _opaque_arrays(cur, schema))
+                numeric_arrays = _numeric_domain_arrays(cur, schema)
+                sql = _with_text_casts(sql, schema, _opaque_arrays(cur, schema), numeric_arrays)
                 if values is not None:
                     cur.execute(sql, values)
                 else:
@@ -720,14 +721,40 @@ def _opaque_arrays(cur: Any, schema: pa.Schema) -> set[int]:
     return {i for i, oid in unnamed.items() if oid in arrays}
 
 
-def _with_text_casts(sql: str, schema: pa.Schema, opaque_arrays: set[int] = frozenset()) -> str:
+def _numeric_domain_arrays(cur: Any, schema: pa.Schema) -> set[int]:
+    """The array columns whose elements are of a domain over numeric, which ADBC names by the domain
+    and reads as strings (`["1.50","nan"]`, where a numeric[]'s are numbers and a NaN is refused):
+    the catalog tells (one query, only where an array holds values of a type ADBC does not name)."""
+    named = {i: _pg_type(f.type.value_field) for i, f in enumerate(schema)
+             if _is_array(f) and isinstance(f.type.value_type, pa.BaseExtensionType)
+             and not _binary_extension(f.type.value_type)}
+    named = {i: n for i, n in named.items() if n and n != "numeric"}
+    if not named:
+        return set()
+    names = ", ".join("'" + n.replace("'", "''") + "'" for n in sorted(set(named.values())))
+    # the base type of each type of those names (a domain's, through domains over domains); a name of
+    # several types (in several schemas) only where each is such a domain: the cast must not fail
+    cur.execute(f"""WITH RECURSIVE b(name, typtype, base) AS (
+  SELECT typname::text, typtype::text, typbasetype FROM pg_catalog.pg_type WHERE typname IN ({names})
+  UNION ALL
+  SELECT b.name, t.typtype::text, t.typbasetype FROM b JOIN pg_catalog.pg_type t ON t.oid = b.base
+  WHERE b.typtype = 'd' AND t.typtype = 'd')
+SELECT name FROM b WHERE NOT (typtype = 'd' AND base IN (SELECT oid FROM pg_catalog.pg_type WHERE typtype = 'd'))
+GROUP BY name HAVING BOOL_AND(typtype = 'd' AND base = {NUMERIC_OID})""")
+    numeric = {row[0] for row in cur.fetchall()}
+    return {i for i, n in named.items() if n in numeric}
+
+
+def _with_text_casts(sql: str, schema: pa.Schema, opaque_arrays: set[int] = frozenset(),
+                     numeric_arrays: set[int] = frozenset()) -> str:
     """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
     `_binary_extension`), money as cents, or composites misread (see `_text_cast`) come out as their
     text form, an array it would deliver as one opaque value (`opaque_arrays`: of ranges) as the
-    list of its elements' text; each array column's dimensions (of an array of more than one, which
-    ADBC reads as the list of its elements) in a column after the others (`_adbc_converter`:
-    array_shapes)."""
-    casts = [_ELEMENTS_AS_TEXT if i in opaque_arrays else _text_cast(f) for i, f in enumerate(schema)]
+    list of its elements' text, an array of a numeric domain (`numeric_arrays`) as a numeric[]; each
+    array column's dimensions (of an array of more than one, which ADBC reads as the list of its
+    elements) in a column after the others (`_adbc_converter`: array_shapes)."""
+    casts = [_ELEMENTS_AS_TEXT if i in opaque_arrays else "CAST({c} AS NUMERIC[])" if i in numeric_arrays
+             else _text_cast(f) for i, f in enumerate(schema)]
     arrays = [i for i, f in enumerate(schema) if _is_array(f) or i in opaque_arrays]
     if not any(casts) and not arrays:
         return sql

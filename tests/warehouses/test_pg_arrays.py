@@ -255,3 +255,28 @@ def test_the_cursor_path_gives_a_column_one_type_when_its_first_rows_are_null(tm
     assert batches[0].slice(3499).to_pylist() == [
         {"g": 3500, "ints": [3500, 3500], "texts": [["a"], ["b"]], "u": "e8a2996c-0000-4000-8000-000000000001",
          "j": '{"a": 1}', "b": [b"\x01"], "t": dt.time(10)}]
+
+
+def test_an_array_of_a_numeric_domain_is_an_array_of_numbers(tmp_path, wh_postgres, iterable_sandbox):
+    # ADBC names such an array's elements by their domain and reads them as numeric text: they were
+    # sent as strings (["1.50"]), and a NaN as "nan", where a numeric[]'s are numbers and a NaN
+    # rejects its row
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE DOMAIN "{s}".amount AS numeric(8,2)')
+    wh_postgres.execute(f'CREATE DOMAIN "{s}".big_amount AS "{s}".amount')
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgarr_amounts '
+                        f'(email text, amounts "{s}".amount[], bigs "{s}".big_amount[])')
+    wh_postgres.execute(f"""INSERT INTO "{s}".pgarr_amounts VALUES ('a@x.com', '{{1.5,2}}', '{{{{3}},{{4.25}}}}'),
+        ('b@x.com', '{{1,NaN}}', '{{}}'), ('c@x.com', NULL, '{{NULL}}')""")
+    root = tmp_path / "project"
+    model = "-- primary_key: email\n-- model_type: user\nselect email, amounts, bigs from pgarr_amounts\n"
+    write_iterable_project(root, wh_postgres, thread.url, model, ["amounts", "bigs"])
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"a@x.com": {"amounts": [1.5, 2], "bigs": [[3], [4.25]]},
+                     "c@x.com": {"amounts": None, "bigs": [None]}}
+    code, rejected = run_cli(root, wh_postgres, "rejections", "users")
+    assert {r["key"]: r["reason"] for r in rejected["rejections"]} == {
+        "b@x.com": 'field "amounts": NaN/infinite is not valid JSON'}
