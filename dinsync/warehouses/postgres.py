@@ -49,7 +49,9 @@ OPTIONAL_SETTINGS = ("client_connection_check_interval", "idle_session_timeout")
 # the diff hashes each value's text form, and with extra_float_digits 0 or less a float8 is written
 # with 15 significant digits (1.0000000000000002 as 1): a change of the last digits would be no
 # change. From PostgreSQL 12 any positive value writes the shortest exact form (as the default 1).
-FIXED_SETTINGS = {"extra_float_digits": "3"}
+# IntervalStyle likewise: an interval is refused, but one in a composite is sent as (and hashed
+# in) the composite's text, and under `postgres_verbose` every row holding one was changed.
+FIXED_SETTINGS = {"extra_float_digits": "3", "intervalstyle": "postgres"}
 # Settings of the connection that streams a plan to the platform, over any other: its reader is
 # the platform, so the stream lasts as long as sending does (hours at a platform's rate). A role's
 # (or `settings:`) statement_timeout ended the COPY of the ADBC path once it ran that long, and

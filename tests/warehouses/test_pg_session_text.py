@@ -189,3 +189,29 @@ def test_timestamptz_in_a_range_or_a_composite_is_sent_as_a_utc_session_writes_i
     assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [{
         "ts": "2024-01-01T10:00:00Z", "r": '["2024-01-01 10:00:00+00","2024-02-01 00:00:00+00")',
         "st": '("2024-01-01 10:00:00+00","\\\\x01ff")', "b": "Af8="}]
+
+
+def test_an_interval_in_a_composite_compares_alike_in_every_interval_style(tmp_path, wh_postgres, iterable_sandbox,
+                                                                           bodies):
+    """An interval is refused, but one in a composite is sent as the composite's text, which
+    IntervalStyle writes (a role's default, `settings:`): under `postgres_verbose` every row holding
+    one was changed, and sent again as `(1,"@ 1 day 2 hours")`. dinsync's sessions write intervals
+    in PostgreSQL's default style, whatever the role's or `settings:` say, as they write dates in ISO."""
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TYPE "{s}".span AS (n int, length interval)')
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgiv_customers (email text, score int, sp "{s}".span)')
+    wh_postgres.execute(f"""INSERT INTO "{s}".pgiv_customers VALUES ('a@x.com', 1, '(1,"1 day 02:00:00")')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, score, sp from pgiv_customers\n", ["score", "sp"])
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+    (root / "dinsync.yml").write_text((root / "dinsync.yml").read_text().replace(
+        "warehouse:\n", "warehouse:\n  settings: {IntervalStyle: postgres_verbose}\n", 1))
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["sent"] == 0, (result, bodies[1:])
+    wh_postgres.execute(f'UPDATE "{s}".pgiv_customers SET score = 2')
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [
+        {"score": 1, "sp": '(1,"1 day 02:00:00")'}, {"score": 2}], bodies
