@@ -2,10 +2,14 @@
 one of its statements: the server must not keep running that statement for the dead client."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.conftest import TEST_KEY
 from tests.warehouses.support import admin_execute, one_sync_project
@@ -59,3 +63,41 @@ def test_a_statement_of_a_killed_run_is_not_left_running_on_the_server(wh_postgr
             proc.kill()
         for pid, _ in _backends(schema):  # (before the fix) or the schema's DROP waits for them
             admin_execute(f"SELECT pg_terminate_backend({int(pid)})")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("unshare") and hasattr(os, "geteuid") and os.geteuid() == 0),
+                    reason="needs `unshare --pid` (root)")
+def test_a_live_run_in_another_container_keeps_its_lock(wh_postgres, iterable_sandbox, tmp_path):
+    """A run in a container sharing this host name (host networking: `unshare --pid` here) wrote its
+    holder as host:1:…, which this namespace judged by its own PID 1: dead, so a second run took the
+    live run's lock over at once, sent the whole plan again, and the first failed with 'another run
+    took the lock over'. The second run is now refused (exit 5) and the first completes."""
+    from tests.warehouses.test_conformance import SYNC, Project, customers
+
+    sandbox, thread = iterable_sandbox
+    project = Project(tmp_path / "project", wh_postgres, sandbox, thread)
+    project.write(destination_extra="    bulk_max_users: 2\n")
+    wh_postgres.load("customers", customers(range(1, 81)))
+    thread.set_faults(latency=wh_postgres.lock_test_latency, jitter=0.0)
+    first = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "dinsync.cli",
+                              "--project-dir", str(project.root), "--json", "sync"], env=project.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while thread.stats()["requests"] < 1:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = project.sync()
+        thread.set_faults(latency=0.0)
+        assert second["exit_code"] == 5, second
+        assert "already running" in second["runs"][0]["error"], second
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, (out, err)
+        assert json.loads(out)["runs"][0]["acknowledged"] == 80
+        assert wh_postgres.run_statuses(SYNC) == ["success"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
