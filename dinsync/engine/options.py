@@ -25,7 +25,7 @@ class EngineOptions:
     checkpoint_seconds: float = 5.0  # ... or this often
     queue_requests: int | None = None  # bounded request queue (default 4 x concurrency, at most QUEUE_REQUESTS_MAX)
     lock_ttl_seconds: float = 900.0  # a lock not refreshed for this long is taken over
-    heartbeat_seconds: float = 60.0  # how often a run refreshes its lock, whatever it is doing
+    heartbeat_seconds: float = 60.0  # how often a run refreshes its lock (state.locks.HEARTBEAT_SECONDS)
     grace_seconds: float = 20.0  # on SIGTERM/SIGINT: how long requests in flight may finish
     outcome_timeout_seconds: float = 600.0  # how long a run waits for pending outcomes (imports, bulk jobs)
     pending_days: float = 7.0  # outcomes not read after this long are given up (those rows are sent again)

@@ -23,7 +23,7 @@ from typing import Callable
 
 from ..errors import LockBusyError
 from ..warehouses.errors import WarehouseConflict, WarehouseConstraintViolation, WarehouseLockTimeout
-from .process import holder_id, holder_is_dead
+from .process import holder_id, holder_in_another_namespace, holder_is_dead
 
 
 # Runs of this process that ended without deleting their lock row (the warehouse could not be
@@ -31,6 +31,17 @@ from .process import holder_id, holder_is_dead
 # run of the sync in this process (`dinsync serve`, once the warehouse is back) was refused as
 # "already running" until the lock's expiry (15 minutes).
 _ENDED_HERE: set[str] = set()
+
+
+# How often a run refreshes its lock at most (engine.lock.LockKeeper: every min(60 s, ttl / 3)).
+HEARTBEAT_SECONDS = 60.0
+SILENT_HEARTBEATS = 3
+
+
+def silent_seconds(ttl: float) -> float:
+    """How long a holder whose process cannot be looked up has not refreshed its lock (three
+    heartbeats) before it is taken for dead: never longer than the expiry."""
+    return min(SILENT_HEARTBEATS * HEARTBEAT_SECONDS, ttl)
 
 
 def utcnow() -> dt.datetime:
@@ -67,12 +78,20 @@ class SyncLock:
         )
         return [LockRow(**r) for r in data]
 
-    def clear_stale(self, sync: str, now: dt.datetime) -> None:
-        """Remove the sync's lock rows that expired or whose holder died; their runs are abandoned."""
+    def clear_stale(self, sync: str, now: dt.datetime, ttl: float | None = None) -> None:
+        """Remove the sync's lock rows that expired or whose holder died; their runs are abandoned.
+        With `ttl` (a run's, about to take the lock), a holder on this host in another PID namespace
+        (whose PIDs cannot be looked up from here) is dead once it has not refreshed the lock for
+        three heartbeats (`silent_seconds`): a container restarted in its pod (same host name, new
+        namespace) waited the whole expiry (15 minutes) after its predecessor was killed, and
+        Kubernetes' restart back-off gave up meanwhile. (Its last refresh: `expires_at - ttl`,
+        taking the holder's ttl for ours.)"""
         for row in self.rows(sync):
             expired = row.expires_at is not None and row.expires_at < now
             ended_here = row.run_id in _ENDED_HERE and row.holder == holder_id()
-            if expired or ended_here or self.is_dead(row.holder):
+            silent = (ttl is not None and row.expires_at is not None and holder_in_another_namespace(row.holder)
+                      and row.expires_at <= now + dt.timedelta(seconds=ttl - silent_seconds(ttl)))
+            if expired or ended_here or silent or self.is_dead(row.holder):
                 self.wh.execute(f"DELETE FROM {self.table} WHERE sync = :sync AND run_id = :run",
                                 {"sync": sync, "run": row.run_id})
                 self.store.abandon(row.run_id)
@@ -104,7 +123,7 @@ class SyncLock:
         now = utcnow()
         try:
             with self.wh.transaction():
-                self.clear_stale(sync, now)
+                self.clear_stale(sync, now, ttl)
                 held = self.rows(sync)
                 if held:
                     raise self._busy(sync, held[0])
@@ -120,7 +139,7 @@ class SyncLock:
         try:
             with self.wh.transaction():
                 self.wh.execute(f"LOCK TABLE {self.table}")
-                self.clear_stale(sync, now)
+                self.clear_stale(sync, now, ttl)
                 held = self.rows(sync)
                 if held:
                     raise self._busy(sync, held[0])
@@ -133,7 +152,7 @@ class SyncLock:
 
     def _acquire_insert_verify(self, sync: str, run_id: str, ttl: float) -> None:
         now = utcnow()
-        self.clear_stale(sync, now)
+        self.clear_stale(sync, now, ttl)
         self._insert(sync, run_id, now, ttl, True)
         won = False
         try:

@@ -5,11 +5,12 @@ A holder is written `host:pid:starttime:pidns<inode>`, where starttime is field 
 time; and pidns names the PID namespace the PID belongs to (the inode of /proc/self/ns/pid).
 A holder on this host, in this PID namespace, is dead when its PID is gone, is a zombie (killed but
 not reaped: common in containers whose PID 1 does not reap), or belongs to a process that started
-at another time. Holders on other hosts are never judged here: their locks wait for the expiry; so
-do holders in another PID namespace under the same host name (containers on the host's network
+at another time. Holders on other hosts are never judged here: their locks wait for the expiry;
+nor are holders in another PID namespace under the same host name (containers on the host's network
 take its name, and see other PIDs: a live run there looked dead from here, and its lock was taken
-while it ran). Holders written before the namespace was (`host:pid:starttime`, `host:pid`) are
-judged as before; a dinsync of that time reads the new form as a holder it cannot judge, and waits.
+while it ran): theirs are taken once they stop refreshing them (locks.silent_seconds). Holders
+written before the namespace was (`host:pid:starttime`, `host:pid`) are judged as before; a
+dinsync of that time reads the new form as a holder it cannot judge, and waits.
 """
 from __future__ import annotations
 
@@ -84,6 +85,15 @@ def parse_holder(holder: str) -> tuple[str, int | None, int | None]:
     return holder or "", None, None
 
 
+def holder_in_another_namespace(holder: str) -> bool:
+    """True when `holder` names this host and a PID namespace other than this process's (a
+    container sharing the host's name): whether it runs cannot be told from here."""
+    host, pid, _ = parse_holder(holder)
+    _, namespace = _split_namespace(holder)
+    return (pid is not None and host == socket.gethostname() and namespace is not None
+            and namespace != pid_namespace())
+
+
 def holder_is_dead(holder: str, proc: str = PROC) -> bool:
     """True when `holder` was a process on this host (and in this PID namespace) that no longer runs."""
     host, pid, start = parse_holder(holder)
@@ -92,6 +102,7 @@ def holder_is_dead(holder: str, proc: str = PROC) -> bool:
     _, namespace = _split_namespace(holder)
     if namespace is not None and namespace != pid_namespace(proc):
         return False  # the same host name, another PID namespace: its PIDs are not ours to look up
+        # (its lock is taken once it stops refreshing it: locks.silent_seconds)
     if has_proc(proc):
         stat = read_stat(pid, proc)
         if stat is None or stat.state in ("Z", "X"):

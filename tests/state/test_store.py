@@ -312,3 +312,19 @@ def test_a_lock_this_process_could_not_release_is_taken_over_by_its_next_run(sto
     put_lock(store, "alive", holder_id())  # a live run of this process is still refused
     with pytest.raises(LockBusyError, match="alive"):
         store.acquire_lock("users", "run-3")
+
+
+def test_a_holder_in_another_pid_namespace_is_taken_over_once_it_stops_refreshing(store):
+    """Same host name, another PID namespace (a container on the host's network, or the one a
+    restarted pod container replaced): its PID says nothing here. While it refreshes its lock it
+    is refused; three heartbeats silent (180 s of a 900 s lock), it is taken for dead, not after
+    the whole expiry (a pod's restarted container waited 15 minutes)."""
+    other = f"{socket.gethostname()}:1:12345:pidns1"
+    put_lock(store, "refreshing", other, expires_in=900 - 30)  # refreshed 30 s ago
+    with pytest.raises(LockBusyError, match="refreshing"):
+        store.acquire_lock("users", "run-2")
+    store.wh.execute(f"DELETE FROM {store.t('locks')}")
+    put_lock(store, "silent", other, expires_in=900 - 200)  # silent for 200 s
+    store.acquire_lock("users", "run-2")
+    assert lock_rows(store) == ["run-2"]
+    assert store.last_runs("users")[-1]["status"] == "abandoned"
