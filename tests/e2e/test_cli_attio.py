@@ -559,17 +559,11 @@ def test_a_signal_while_the_pre_flight_check_is_retried_cancels_the_run(attio):
     assert p.run()["acknowledged"] == 20
     p.sql("update main.people set plan = 'team'")
     p.thread.set_faults(error_rate=1.0, seed=3)
+    from tests.e2e.test_signals_and_locks import sigterm_while_retried
+
     before = p.thread.stats()["requests"]
-    proc = _sync_process(p)
-    deadline = time.monotonic() + 60
-    while p.thread.stats()["requests"] < before + 2:  # the check is being retried
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
-    [run] = json.loads(out)["runs"]
-    assert (run["status"], run["sent"], run["error"][:19]) == ("cancelled", 0, "stopped by SIGTERM:"), (run, err)
+    run = sigterm_while_retried(_sync_process(p), lambda: p.thread.stats()["requests"] - before)
+    assert (run["status"], run["sent"], run["error"][:19]) == ("cancelled", 0, "stopped by SIGTERM:"), run
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -348,14 +349,20 @@ def test_a_signal_while_the_start_check_is_retried_cancels_the_run(make_attentiv
     p.sql("update main.customers set city = 'Elsewhere'")
     p.thread.set_faults(error_rate=1.0, seed=3)
     before = p.stats()["requests"]
-    proc = sync_process(p)
+    run = sigterm_while_retried(sync_process(p), lambda: p.stats()["requests"] - before)
+    assert (run["status"], run["sent"]) == ("cancelled", 0), run
+    assert run["error"].startswith("stopped by SIGTERM"), run["error"]
+
+
+def sigterm_while_retried(proc: subprocess.Popen, requests: Callable[[], int]) -> dict:
+    """SIGTERM to a `dinsync --json sync` process once `requests()` says it asked twice (a check
+    being retried); its run, after checking it exited 143."""
     deadline = time.monotonic() + 60
-    while p.stats()["requests"] < before + 2:  # the check is being retried
+    while requests() < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, (out, err)
     [run] = json.loads(out)["runs"]
-    assert (run["status"], run["sent"]) == ("cancelled", 0), (run["error"], err)
-    assert run["error"].startswith("stopped by SIGTERM"), run["error"]
+    return run
