@@ -377,6 +377,9 @@ class DbtProject:
         if results.failed[uid][0] in ("empty", "sample"):
             return reason, ("run `dbt build` without --empty or --sample before syncing: dinsync would take the "
                             "missing rows for rows that left the model")
+        if results.failed[uid][0] == "partial success":
+            return reason, ("run `dbt retry` (it builds the failed batches again) or `dbt build`: dinsync would take "
+                            "the missing rows for rows that left the model")
         return reason, ("fix what dbt reported and run `dbt build` again: until then the relation in the "
                         "warehouse is not what the dbt project's files say")
 

@@ -4,7 +4,9 @@ The manifest says what the dbt project's files are; it is written by every dbt c
 a `dbt build` that failed to build some models (their relations keep the data of an earlier
 build) and by `dbt parse` alone. run_results.json says, per node, how dbt's last run, build,
 seed or snapshot ended: `error` (the model failed), `skipped` (a node upstream failed) or `fail`
-(a data test found rows: `dbt build` skips what reads the model); and whether it built models with
+(a data test found rows: `dbt build` skips what reads the model), `partial success` (a microbatch
+model some of whose batches failed: its relation lacks their rows; dbt skips what reads it and
+`dbt retry` runs them again); and whether it built models with
 `--empty` (no rows) or `--sample` (a sample of them): dinsync then refuses to read the relation as
 if dbt had built it. `dbt parse` does not rewrite the file, so a failure is remembered until a
 later run builds the node.
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = "run_results.json"
-NOT_BUILT = ("error", "skipped", "fail")  # "fail": a data test (severity error) found rows
+# "fail": a data test (severity error) found rows; "partial success": a microbatch model's batches failed
+NOT_BUILT = ("error", "skipped", "fail", "partial success")
 
 
 @dataclass
@@ -36,6 +39,8 @@ class RunResults:
             done = f"built {subject} with --empty (a dry run: no rows, or an incremental model's earlier ones)"
         elif status == "sample":
             done = f"built {subject} with --sample (the rows of {message} only)"
+        elif status == "partial success":  # message: "PARTIAL SUCCESS (2/3)", batches built / run
+            done = f"built only some batches of {subject} ({message or status}: the failed batches' rows are missing)"
         elif status == "skipped" and "fail_fast" in message:  # dbt build --fail-fast: "Skipping due to fail_fast"
             done = f"skipped {subject} (--fail-fast stopped the run at its first failure)"
         elif status == "skipped":

@@ -1,0 +1,67 @@
+"""Models reading dbt models through manifests written by hand as dbt writes them (no dbt run):
+what dbt's artifacts can say that the fixture project does not easily produce."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dinsync.config import load_project
+from dinsync.errors import ConfigError
+
+MODEL_SQL = "select 1 as customer_id, 'a@example.com' as email\n"
+
+
+def hand_project(tmp_path: Path, results: list[dict] | None = None) -> Path:
+    """analytics/ (a dbt project: one table model `customers`, its manifest v12 and, when given,
+    run_results.json) next to activation/ (a dinsync project reading it); returns activation/."""
+    dbt_dir, act = tmp_path / "analytics", tmp_path / "activation"
+    (dbt_dir / "models").mkdir(parents=True)
+    (dbt_dir / "target").mkdir()
+    (dbt_dir / "dbt_project.yml").write_text("name: analytics\nversion: '1.0'\nprofile: analytics\n")
+    (dbt_dir / "models" / "customers.sql").write_text(MODEL_SQL)
+    checksum = hashlib.sha256(MODEL_SQL.strip().encode()).hexdigest()
+    node = {"resource_type": "model", "name": "customers", "package_name": "analytics",
+            "unique_id": "model.analytics.customers", "relation_name": '"warehouse"."analytics"."customers"',
+            "config": {"materialized": "table", "enabled": True}, "tags": ["daily"],
+            "original_file_path": "models/customers.sql", "checksum": {"name": "sha256", "checksum": checksum},
+            "depends_on": {"macros": [], "nodes": []}, "primary_key": ["customer_id"]}
+    (dbt_dir / "target" / "manifest.json").write_text(json.dumps({
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+                     "dbt_version": "1.11.16", "generated_at": "2026-12-06T05:00:00.000000Z",
+                     "project_name": "analytics", "adapter_type": "duckdb"},
+        "nodes": {node["unique_id"]: node}, "sources": {}, "disabled": {}}))
+    if results is not None:
+        (dbt_dir / "target" / "run_results.json").write_text(json.dumps({
+            "metadata": {"dbt_version": "1.11.16", "generated_at": "2026-12-06T05:01:00.000000Z"},
+            "args": {"which": "build"}, "results": results}))
+    (act / "models").mkdir(parents=True)
+    (act / "dinsync.yml").write_text("version: 1\nwarehouse: {type: duckdb, path: ':memory:'}\n"
+                                     "dbt: {project_dir: ../analytics}\ndestinations: {}\n")
+    (act / "models" / "m.sql").write_text("-- model_type: user\nselect * from {{ ref('customers') }}\n")
+    return act
+
+
+def issues_of(project: Path) -> list:
+    with pytest.raises(ConfigError) as exc:
+        load_project(project)
+    return exc.value.issues
+
+
+def test_a_microbatch_model_dbt_built_in_part_is_refused(tmp_path):
+    """A microbatch model some of whose batches failed ends `partial success` (dbt-core 1.9+): its
+    relation lacks the failed batches' rows, dbt skips what reads it and `dbt retry` runs them
+    again. It was read as built: rows of the failed batches seemed to have left the model."""
+    act = hand_project(tmp_path, [{"unique_id": "model.analytics.customers", "status": "partial success",
+                                   "message": "PARTIAL SUCCESS (2/3)", "failures": None}])
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 2)
+    assert issue.message == ("ref('customers'): dbt's last build (run_results.json, 2026-12-06T05:01:00.000000Z) "
+                             "built only some batches of dbt model customers (PARTIAL SUCCESS (2/3): the failed "
+                             "batches' rows are missing)")
+    assert "dbt retry" in issue.hint
+    act = hand_project(tmp_path / "ok", [{"unique_id": "model.analytics.customers", "status": "success",
+                                          "message": "SUCCESS"}])
+    assert load_project(act).models["m"].primary_key == "customer_id"
