@@ -774,7 +774,8 @@ def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:
 def _single_statement(text: str) -> tuple[str, int] | None:
     """Fast path of `_model_sql` without a SQL tokenizer (keeps sqlglot out of start-up): a text
     with no `/*` and no `;` except one closing the last line is at most one statement, starting
-    at its first line that is neither blank nor a `--` comment. None: tokenize it instead."""
+    at its first line that is neither blank nor a `--` comment. None: tokenize it instead (also
+    when a trailing line starting with `--` may be the end of a string spanning lines)."""
     body = text.rstrip()
     if body.endswith(";") and "--" not in body[body.rfind("\n") + 1:]:
         body = body[:-1]
@@ -782,6 +783,8 @@ def _single_statement(text: str) -> tuple[str, int] | None:
         return None
     lines = body.splitlines()
     while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        if lines[-1].strip() and any(q in body for q in "'\"$"):
+            return None  # `'a\n-- b'`: the line is in a string, which the tokenizer sees
         lines.pop()  # trailing comment lines belong to no statement
     for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith("--"):

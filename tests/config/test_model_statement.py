@@ -18,6 +18,7 @@ COMPLEX = [
     "-- primary_key: id\n/* block */ select id from t\n",
     "-- primary_key: id\nselect id from t -- done;\n",
     "-- primary_key: id\nselect 1 as id; select 2\n",
+    "-- primary_key: id\nselect id from t where x = 'a'\n-- trailing comment\n",
 ]
 
 
@@ -48,3 +49,14 @@ def test_a_header_only_model_is_reported_empty():
     issues: list = []
     assert loader._Loader._model_sql("-- primary_key: id\n\n", "m.sql", issues) == ("", None)
     assert [i.message for i in issues] == ["model SQL is empty"]
+
+
+def test_a_string_whose_last_line_starts_like_a_comment_is_kept_whole():
+    """A string literal spanning lines, the last of which begins with `--`: the fast path took that
+    line for a trailing comment and cut the statement inside its string, so a valid model failed in
+    the warehouse with "unterminated string literal"."""
+    text = "-- primary_key: id\nselect id, 'first line\n-- second line' as note from t\n"
+    issues: list = []
+    assert loader._Loader._model_sql(text, "m.sql", issues) == (
+        "select id, 'first line\n-- second line' as note from t", 2)
+    assert issues == [] and tokenized(text) == (("select id, 'first line\n-- second line' as note from t", 2), [])
