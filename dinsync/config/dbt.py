@@ -293,8 +293,8 @@ class DbtProject:
             self.partial[file] = (list(dict.fromkeys(n.name for n in known)), sorted({t for n in known for t in n.tags}))
             return None, issues
         sql, offset = [], 0
-        for ref, node in zip(refs, nodes):
-            sql += [text[offset:ref.start], node.relation]
+        for ref, node in zip(refs, nodes):  # a ref over several lines keeps them: errors' LINE n stay the file's
+            sql += [text[offset:ref.start], node.relation + "\n" * ref.text.count("\n")]
             offset = ref.end
         sql.append(text[offset:])
         tags = sorted({t for n in nodes for t in n.tags})

@@ -65,3 +65,22 @@ def test_a_microbatch_model_dbt_built_in_part_is_refused(tmp_path):
     act = hand_project(tmp_path / "ok", [{"unique_id": "model.analytics.customers", "status": "success",
                                           "message": "SUCCESS"}])
     assert load_project(act).models["m"].primary_key == "customer_id"
+
+
+def test_a_ref_written_over_several_lines_keeps_the_lines_after_it_where_the_file_has_them(tmp_path):
+    """`{{\\n ref('customers')\\n}}` was replaced by the relation on one line: the lines after it
+    moved up, so a warehouse error (`LINE 6:`) was reported two lines above the line at fault."""
+    from dinsync.config import check_columns
+
+    act = hand_project(tmp_path)
+    (act / "models" / "m.sql").write_text(
+        "-- model_type: user\nselect *\nfrom {{\n    ref('customers')\n}} as c\nwhere\n  c.id = = 1\n")
+    model = load_project(act).models["m"]
+    assert model.sql.splitlines()[5] == "  c.id = = 1"  # file line 7, the statement's 6th
+    assert model.sql.startswith('select *\nfrom "warehouse"."analytics"."customers"')
+
+    def columns_of(model):  # what PostgreSQL says (the query starts with a line break: LINE 7 is line 6)
+        raise RuntimeError('syntax error at or near "="\nLINE 7:   c.id = = 1\n                ^')
+
+    issue, = check_columns(load_project(act), columns_of)
+    assert (issue.file, issue.line) == ("models/m.sql", 7) and "line 7:   c.id = = 1" in issue.message
