@@ -115,6 +115,7 @@ class Manifest:
         data = orjson.loads(path.read_bytes())
         meta = data.get("metadata") or {}
         nodes, tests = {}, {}
+        tested = _tested_columns(data.get("nodes") or {})
         for uid, raw in (data.get("nodes") or {}).items():
             if raw.get("resource_type") == "test":
                 tests[uid] = (raw.get("name") or uid, list((raw.get("depends_on") or {}).get("nodes") or []))
@@ -128,7 +129,7 @@ class Manifest:
                 upstream=list((raw.get("depends_on") or {}).get("nodes") or []),
                 version=None if raw.get("version") is None else str(raw["version"]),
                 latest_version=None if raw.get("latest_version") is None else str(raw["latest_version"]),
-                primary_key=list(raw.get("primary_key") or []))
+                primary_key=_key_of(raw, tested.get(uid, {})))
         disabled: dict[str, list[str]] = {}
         for uid, entries in (data.get("disabled") or {}).items():
             for raw in entries or []:
@@ -410,6 +411,41 @@ class DbtProject:
                 return (f"{shown} (dbt {n.resource_type} {n.name}) changed since "
                         f"(modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')})")
         return None
+
+
+KEY_TESTS = {"unique": "unique", "unique_combination_of_columns": "unique", "not_null": "not_null"}
+
+
+def _tested_columns(raw_nodes: dict) -> dict[str, dict[str, set[str]]]:
+    """node id -> column -> the key tests (`unique`, `not_null`) the manifest holds enabled on that
+    column alone (a disabled test is in `disabled`, not among the nodes)."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for raw in raw_nodes.values():
+        meta = raw.get("test_metadata") if raw.get("resource_type") == "test" else None
+        kind = KEY_TESTS.get(meta.get("name")) if isinstance(meta, dict) else None
+        kwargs = meta.get("kwargs") if kind else None
+        if not isinstance(kwargs, dict) or not isinstance(raw.get("attached_node"), str):
+            continue
+        column = kwargs.get("column_name") or kwargs.get("combination_of_columns")
+        column = column[0] if isinstance(column, list) and len(column) == 1 else column
+        if isinstance(column, str):
+            found.setdefault(raw["attached_node"], {}).setdefault(column, set()).add(kind)
+    return found
+
+
+def _key_of(raw: dict, tested: dict[str, set[str]]) -> list[str]:
+    """The node's `primary_key` when a primary_key constraint or enabled `unique` and `not_null`
+    tests make it one. dbt also infers it from a `unique` test alone, or a disabled one (turned off
+    because it failed?): no key then, and the model file says its own."""
+    key = [c for c in raw.get("primary_key") or [] if isinstance(c, str)]
+    constraints = [c for c in raw.get("constraints") or [] if isinstance(c, dict)]
+    if any(c.get("type") == "primary_key" and c.get("columns") == key for c in constraints):
+        return key
+    columns = raw.get("columns") if isinstance(raw.get("columns"), dict) else {}
+    if len(key) == 1 and any(isinstance(c, dict) and c.get("type") == "primary_key"
+                             for c in (columns.get(key[0]) or {}).get("constraints") or []):
+        return key
+    return key if key and all(tested.get(c, set()) >= {"unique", "not_null"} for c in key) else []
 
 
 def _label(node: Node) -> str:

@@ -14,25 +14,30 @@ from dinsync.errors import ConfigError
 MODEL_SQL = "select 1 as customer_id, 'a@example.com' as email\n"
 
 
-def hand_project(tmp_path: Path, results: list[dict] | None = None) -> Path:
+def hand_project(tmp_path: Path, results: list[dict] | None = None, node: dict | None = None,
+                 others: dict | None = None) -> Path:
     """analytics/ (a dbt project: one table model `customers`, its manifest v12 and, when given,
-    run_results.json) next to activation/ (a dinsync project reading it); returns activation/."""
+    run_results.json) next to activation/ (a dinsync project reading it); returns activation/.
+    `node`: keys of the model's manifest node to set; `others`: more manifest nodes (tests)."""
     dbt_dir, act = tmp_path / "analytics", tmp_path / "activation"
     (dbt_dir / "models").mkdir(parents=True)
     (dbt_dir / "target").mkdir()
     (dbt_dir / "dbt_project.yml").write_text("name: analytics\nversion: '1.0'\nprofile: analytics\n")
     (dbt_dir / "models" / "customers.sql").write_text(MODEL_SQL)
     checksum = hashlib.sha256(MODEL_SQL.strip().encode()).hexdigest()
-    node = {"resource_type": "model", "name": "customers", "package_name": "analytics",
-            "unique_id": "model.analytics.customers", "relation_name": '"warehouse"."analytics"."customers"',
-            "config": {"materialized": "table", "enabled": True}, "tags": ["daily"],
-            "original_file_path": "models/customers.sql", "checksum": {"name": "sha256", "checksum": checksum},
-            "depends_on": {"macros": [], "nodes": []}, "primary_key": ["customer_id"]}
+    model = {"resource_type": "model", "name": "customers", "package_name": "analytics",
+             "unique_id": "model.analytics.customers", "relation_name": '"warehouse"."analytics"."customers"',
+             "config": {"materialized": "table", "enabled": True}, "tags": ["daily"],
+             "original_file_path": "models/customers.sql", "checksum": {"name": "sha256", "checksum": checksum},
+             "depends_on": {"macros": [], "nodes": []}, "primary_key": ["customer_id"], "constraints": [],
+             "columns": {}, **(node or {})}
+    nodes = {model["unique_id"]: model, **(others if others is not None else {
+        data_test(test, "customer_id")["unique_id"]: data_test(test, "customer_id") for test in TESTS})}
     (dbt_dir / "target" / "manifest.json").write_text(json.dumps({
         "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
                      "dbt_version": "1.11.16", "generated_at": "2026-12-06T05:00:00.000000Z",
                      "project_name": "analytics", "adapter_type": "duckdb"},
-        "nodes": {node["unique_id"]: node}, "sources": {}, "disabled": {}}))
+        "nodes": nodes, "sources": {}, "disabled": {}}))
     if results is not None:
         (dbt_dir / "target" / "run_results.json").write_text(json.dumps({
             "metadata": {"dbt_version": "1.11.16", "generated_at": "2026-12-06T05:01:00.000000Z"},
@@ -42,6 +47,19 @@ def hand_project(tmp_path: Path, results: list[dict] | None = None) -> Path:
                                      "dbt: {project_dir: ../analytics}\ndestinations: {}\n")
     (act / "models" / "m.sql").write_text("-- model_type: user\nselect * from {{ ref('customers') }}\n")
     return act
+
+
+TESTS = ("unique", "not_null")
+
+
+def data_test(name: str, column: str, model: str = "model.analytics.customers", **config) -> dict:
+    """A generic data test of a column as dbt 1.11 writes it in the manifest's nodes."""
+    return {"resource_type": "test", "name": f"{name}_customers_{column}", "package_name": "analytics",
+            "unique_id": f"test.analytics.{name}_customers_{column}.0", "column_name": column,
+            "attached_node": model, "config": {"enabled": True, "severity": "ERROR", **config},
+            "test_metadata": {"name": name, "kwargs": {"column_name": column,
+                                                       "model": "{{ get_where_subquery(ref('customers')) }}"}},
+            "depends_on": {"macros": [f"macro.dbt.test_{name}"], "nodes": [model]}}
 
 
 def issues_of(project: Path) -> list:
@@ -84,3 +102,24 @@ def test_a_ref_written_over_several_lines_keeps_the_lines_after_it_where_the_fil
 
     issue, = check_columns(load_project(act), columns_of)
     assert (issue.file, issue.line) == ("models/m.sql", 7) and "line 7:   c.id = = 1" in issue.message
+
+
+def test_the_dbt_models_key_is_taken_only_when_its_tests_or_a_constraint_make_it_one(tmp_path):
+    """dbt's inferred `primary_key` also names a column with only a `unique` test, or with a
+    disabled one (a test turned off because it failed): the README promises dbt's key only for a
+    column with enabled `unique` and `not_null` tests or a primary_key constraint, and dinsync took
+    such a column (first_name, say) as the rows' identity without a word."""
+    disabled = data_test("unique", "first_name", enabled=False)  # in `disabled`, not in `nodes`
+    act = hand_project(tmp_path / "a", node={"primary_key": ["first_name"]}, others={})
+    issue, = issues_of(act)
+    assert (issue.file, issue.line, issue.message) == ("models/m.sql", 1, "missing primary key header")
+    only_unique = {disabled["unique_id"]: data_test("unique", "first_name")}
+    act = hand_project(tmp_path / "b", node={"primary_key": ["first_name"]}, others=only_unique)
+    assert issues_of(act)[0].message == "missing primary key header"
+    # enabled unique and not_null tests, a column's or the model's primary_key constraint: dbt's key
+    assert load_project(hand_project(tmp_path / "c")).models["m"].primary_key == "customer_id"
+    constraint = {"type": "primary_key", "columns": ["customer_id"], "name": None, "expression": None}
+    for node in ({"constraints": [constraint]},
+                 {"columns": {"customer_id": {"name": "customer_id", "constraints": [{"type": "primary_key"}]}}}):
+        act = hand_project(tmp_path / str(len(str(node))), node=node, others={})
+        assert load_project(act).models["m"].primary_key == "customer_id"
