@@ -6,7 +6,7 @@ build) and by `dbt parse` alone. run_results.json says, per node, how dbt's last
 seed or snapshot ended: `error` (the model failed), `skipped` (a node upstream failed) or `fail`
 (a data test found rows: `dbt build` skips what reads the model), `partial success` (a microbatch
 model some of whose batches failed: its relation lacks their rows; dbt skips what reads it and
-`dbt retry` runs them again); and whether it built models with
+`dbt retry` runs them again); and whether it built models (and snapshots) with
 `--empty` (no rows) or `--sample` (a sample of them): dinsync then refuses to read the relation as
 if dbt had built it. `dbt parse` does not rewrite the file, so a failure is remembered until a
 later run builds the node.
@@ -75,10 +75,10 @@ def read_run_results(target: Path) -> RunResults | None:
         if isinstance(sample, dict):
             sample = f"{sample.get('start')} to {sample.get('end')}"
         partial = ("empty", "") if args.get("empty") is True else ("sample", str(sample)) if sample else None
-        if partial:
+        if partial:  # models, and snapshots: from empty inputs, `hard_deletes: invalidate` ends every row
             failed.update({r["unique_id"]: partial for r in data.get("results") or []
                            if isinstance(r, dict) and r.get("status") == "success"
-                           and str(r.get("unique_id")).startswith("model.")})
+                           and str(r.get("unique_id")).startswith(("model.", "snapshot."))})
         results = RunResults(str(args.get("which") or "run"), str(meta.get("generated_at") or "?"), failed)
     except (OSError, ValueError, AttributeError, TypeError):
         results = None  # not dbt's file: the manifest's checks still apply

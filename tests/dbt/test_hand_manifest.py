@@ -15,10 +15,11 @@ MODEL_SQL = "select 1 as customer_id, 'a@example.com' as email\n"
 
 
 def hand_project(tmp_path: Path, results: list[dict] | None = None, node: dict | None = None,
-                 others: dict | None = None) -> Path:
+                 others: dict | None = None, args: dict | None = None) -> Path:
     """analytics/ (a dbt project: one table model `customers`, its manifest v12 and, when given,
     run_results.json) next to activation/ (a dinsync project reading it); returns activation/.
-    `node`: keys of the model's manifest node to set; `others`: more manifest nodes (tests)."""
+    `node`: keys of the model's manifest node to set; `others`: more manifest nodes (tests); `args`:
+    run_results.json's args (`{"empty": True}`)."""
     dbt_dir, act = tmp_path / "analytics", tmp_path / "activation"
     (dbt_dir / "models").mkdir(parents=True)
     (dbt_dir / "target").mkdir()
@@ -41,7 +42,7 @@ def hand_project(tmp_path: Path, results: list[dict] | None = None, node: dict |
     if results is not None:
         (dbt_dir / "target" / "run_results.json").write_text(json.dumps({
             "metadata": {"dbt_version": "1.11.16", "generated_at": "2026-12-06T05:01:00.000000Z"},
-            "args": {"which": "build"}, "results": results}))
+            "args": {"which": "build", **(args or {})}, "results": results}))
     (act / "models").mkdir(parents=True)
     (act / "dinsync.yml").write_text("version: 1\nwarehouse: {type: duckdb, path: ':memory:'}\n"
                                      "dbt: {project_dir: ../analytics}\ndestinations: {}\n")
@@ -123,3 +124,19 @@ def test_the_dbt_models_key_is_taken_only_when_its_tests_or_a_constraint_make_it
                  {"columns": {"customer_id": {"name": "customer_id", "constraints": [{"type": "primary_key"}]}}}):
         act = hand_project(tmp_path / str(len(str(node))), node=node, others={})
         assert load_project(act).models["m"].primary_key == "customer_id"
+
+
+@pytest.mark.parametrize("args, said", [({"empty": True}, "with --empty"), ({"sample": "3 days"}, "with --sample")])
+def test_a_snapshot_dbt_built_with_empty_or_sample_is_refused_like_a_model(tmp_path, args, said):
+    """`dbt build --empty` runs snapshots too, from empty inputs: with `hard_deletes: invalidate`
+    every current row gets its dbt_valid_to (dbt-core 1.11: 10 current rows, 0 after), and a model
+    reading `where dbt_valid_to is null` saw every delivered row leave. Only models were refused."""
+    snapshot = {"resource_type": "snapshot", "unique_id": "snapshot.analytics.customers",
+                "config": {"materialized": "snapshot", "enabled": True}}
+    act = hand_project(tmp_path, [{"unique_id": "snapshot.analytics.customers", "status": "success",
+                                   "message": "INSERT 0 10"}], node=snapshot, args=args)
+    (act / "models" / "m.sql").write_text("-- primary_key: customer_id\n-- model_type: user\n"
+                                          "select * from {{ ref('customers') }} where dbt_valid_to is null\n")
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 3)
+    assert f") built dbt snapshot customers {said} " in issue.message
