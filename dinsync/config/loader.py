@@ -468,6 +468,15 @@ class _Loader:
             issues.append(ConfigIssue(f"a model is a SELECT query, not a {verb.group(1).upper()} statement", file,
                                       sql_line or body_line, "write the SELECT whose rows the syncs send; "
                                       "build tables with dbt or in the warehouse"))
+        elif sql and not issues and _WRITE_WORD.search(sql):
+            write = _hidden_write(sql, getattr(self.warehouse, "type", None) or "duckdb")
+            if write:  # `with d as (delete ... returning *) select`: DuckDB deletes as it reads the columns
+                words = [m for m in _WRITE_WORD.finditer(sql) if m.group(1).upper() == write] or [None]
+                line = (sql_line or body_line) + (sql.count("\n", 0, words[0].start()) if words[0] else 0)
+                article = "an" if write[0] in "AEIOU" else "a"
+                issues.append(ConfigIssue(f"a model is a SELECT query, not one holding {article} {write} statement",
+                                          file, line, "write the SELECT whose rows the syncs send; change data "
+                                          "with dbt or in the warehouse"))
         self.issues += issues
         if issues or (not dbt_ok and self.dbt_strict):
             return None
@@ -790,6 +799,33 @@ def _single_statement(text: str) -> tuple[str, int] | None:
         if line.strip() and not line.lstrip().startswith("--"):
             return "\n".join(lines[number - 1:]).strip(), number
     return None  # no statement: the tokenizer path reports it
+
+
+_WRITE_WORD = re.compile(r"\b(insert|update|delete|merge)\b", re.IGNORECASE)
+
+
+def _hidden_write(sql: str, dialect: str) -> str | None:
+    """The write (INSERT, UPDATE, DELETE, MERGE) a SELECT holds, e.g. in a data-modifying CTE; None
+    for a read-only query. DuckDB runs such a CTE when the query is bound, so the column check of
+    `validate` changed the warehouse: refused before the warehouse sees the model. The planner's
+    check (`check_model_sql`) decides, on the tokens where sqlglot cannot parse the dialect."""
+    from ..diff.render import ModelSqlError, check_model_sql
+    from ..lazy_imports import sqlglot_modules
+
+    try:
+        check_model_sql(sql, dialect)
+        return None
+    except ModelSqlError:
+        pass
+    sqlglot, exp = sqlglot_modules()
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+    except sqlglot.errors.TokenError:  # not SQL sqlglot can read (an unterminated string): the warehouse says why
+        return None
+    except sqlglot.errors.ParseError:
+        trees = []
+    kinds = [type(n).__name__.upper() for t in trees for n in t.walk() if isinstance(n, exp.DML)]
+    return kinds[0] if kinds else (_WRITE_WORD.search(sql).group(1).upper())
 
 
 def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:

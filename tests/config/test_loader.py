@@ -1125,3 +1125,36 @@ def test_a_model_the_warehouse_refuses_to_read_names_the_grant_not_the_sql(tmp_p
     [issue] = column_issues({"people": model}, lambda p: "models/people.sql", [], refused)
     assert "permission denied for table people" in issue.message
     assert issue.hint == "grant the dinsync user the privileges it needs"
+
+
+@pytest.mark.parametrize("kind", ["delete from customers where id = 2", "update customers set plan = 'x'",
+                                  "insert into customers values (9, 'e', 'f', 'p', true)"])
+def test_a_model_hiding_a_write_in_a_cte_is_refused_before_the_warehouse_runs_it(tmp_path, kind):
+    """DuckDB runs a data-modifying CTE (`with d as (delete ... returning *) select ...`) as soon as
+    the query is bound: `validate` reading the model's columns deleted the user's rows (3 -> 2),
+    without --force, before the plan refused the model as "a single SELECT query, found SELECT"."""
+    import duckdb
+
+    from dinsync.operations import load, working_dir
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("create table customers as select i as user_id, 'u' || i || '@x.com' as email, 'n' as first_name, "
+                "'p' as plan, true as active from range(3) t(i)")
+    con.close()
+    sql = f"-- primary_key: user_id\n-- model_type: user\nwith d as ({kind} returning *)\nselect * from customers\n"
+    make(tmp_path, models__active_users_dot_sql=sql)
+    issue = only_issue(tmp_path)
+    assert (issue.file, issue.line) == ("models/active_users.sql", 3)
+    write = kind.split()[0].upper()
+    article = "a" if write == "DELETE" else "an"
+    assert issue.message == f"a model is a SELECT query, not one holding {article} {write} statement"
+    with pytest.raises(ConfigError), working_dir(tmp_path):  # what validate, plan and sync do first
+        load(root=tmp_path)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    assert con.execute("select count(*), count(*) filter (where plan = 'p') from customers").fetchall() == [(3, 3)]
+
+
+def test_a_model_sqlglot_cannot_tokenize_is_left_to_the_warehouse_even_with_a_write_word(tmp_path):
+    """(The check for writes above must not fail on SQL it cannot read: the warehouse says what is wrong.)"""
+    make(tmp_path, models__active_users_dot_sql="-- primary_key: user_id\nselect 'last update as user_id\n")
+    assert load_project(tmp_path, env=ENV).models["active_users"].sql == "select 'last update as user_id"
