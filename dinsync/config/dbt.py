@@ -424,24 +424,33 @@ def _tested_columns(raw_nodes: dict) -> dict[str, dict[str, set[str]]]:
         meta = raw.get("test_metadata") if raw.get("resource_type") == "test" else None
         kind = KEY_TESTS.get(meta.get("name")) if isinstance(meta, dict) else None
         kwargs = meta.get("kwargs") if kind else None
-        if not isinstance(kwargs, dict) or not isinstance(raw.get("attached_node"), str):
+        depends = (raw.get("depends_on") or {}).get("nodes") or []
+        node = raw.get("attached_node") or (depends[0] if len(depends) == 1 else None)  # (no attached_node: v10)
+        if not isinstance(kwargs, dict) or not isinstance(node, str):
             continue
         column = kwargs.get("column_name") or kwargs.get("combination_of_columns")
         column = column[0] if isinstance(column, list) and len(column) == 1 else column
         if isinstance(column, str):
-            found.setdefault(raw["attached_node"], {}).setdefault(column, set()).add(kind)
+            found.setdefault(node, {}).setdefault(column, set()).add(kind)
     return found
 
 
 def _key_of(raw: dict, tested: dict[str, set[str]]) -> list[str]:
     """The node's `primary_key` when a primary_key constraint or enabled `unique` and `not_null`
     tests make it one. dbt also infers it from a `unique` test alone, or a disabled one (turned off
-    because it failed?): no key then, and the model file says its own."""
-    key = [c for c in raw.get("primary_key") or [] if isinstance(c, str)]
+    because it failed?): no key then, and the model file says its own. Manifests before v12 (dbt <
+    1.8) hold no `primary_key`: the key is then the constraint's, or the one column so tested."""
     constraints = [c for c in raw.get("constraints") or [] if isinstance(c, dict)]
+    columns = raw.get("columns") if isinstance(raw.get("columns"), dict) else {}
+    key = raw.get("primary_key")
+    if key is None and raw.get("resource_type") == "model":
+        key = next((c.get("columns") for c in constraints if c.get("type") == "primary_key"), None) or [
+            c for c, info in columns.items() if isinstance(info, dict)
+            and any(isinstance(k, dict) and k.get("type") == "primary_key" for k in info.get("constraints") or [])]
+        key = key or [c for c, kinds in tested.items() if kinds >= {"unique", "not_null"}]
+    key = [c for c in key or [] if isinstance(c, str)]
     if any(c.get("type") == "primary_key" and c.get("columns") == key for c in constraints):
         return key
-    columns = raw.get("columns") if isinstance(raw.get("columns"), dict) else {}
     if len(key) == 1 and any(isinstance(c, dict) and c.get("type") == "primary_key"
                              for c in (columns.get(key[0]) or {}).get("constraints") or []):
         return key

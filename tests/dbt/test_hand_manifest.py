@@ -140,3 +140,26 @@ def test_a_snapshot_dbt_built_with_empty_or_sample_is_refused_like_a_model(tmp_p
     issue, = issues_of(act)
     assert (issue.file, issue.line) == ("models/m.sql", 3)
     assert f") built dbt snapshot customers {said} " in issue.message
+
+
+@pytest.mark.parametrize("schema", ["v10", "v11"])
+def test_a_manifest_of_dbt_before_1_8_gives_the_key_its_tests_make(tmp_path, schema):
+    """Manifests v10 and v11 (dbt-core 1.6, 1.7) have no `primary_key` on a node: a model reading a
+    dbt model with `unique` and `not_null` tests on customer_id was refused for its missing header,
+    although the README promises dbt's key from those tests (or a primary_key constraint)."""
+    act = hand_project(tmp_path, node={"primary_key": None})
+    manifest = tmp_path / "analytics" / "target" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["metadata"]["dbt_schema_version"] = f"https://schemas.getdbt.com/dbt/manifest/{schema}.json"
+    del data["nodes"]["model.analytics.customers"]["primary_key"]
+    if schema == "v10":  # a test's model is then only in its depends_on
+        for node in data["nodes"].values():
+            node.pop("attached_node", None)
+    manifest.write_text(json.dumps(data))
+    assert load_project(act).models["m"].primary_key == "customer_id"
+    del data["nodes"][data_test("not_null", "customer_id")["unique_id"]]  # unique alone: no key
+    manifest.write_text(json.dumps(data))
+    assert issues_of(act)[0].message == "missing primary key header"
+    data["nodes"]["model.analytics.customers"]["constraints"] = [{"type": "primary_key", "columns": ["customer_id"]}]
+    manifest.write_text(json.dumps(data))
+    assert load_project(act).models["m"].primary_key == "customer_id"
