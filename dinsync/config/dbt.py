@@ -125,7 +125,7 @@ class Manifest:
                 unique_id=uid, name=raw.get("name") or "", resource_type=raw["resource_type"],
                 package=raw.get("package_name") or "", relation=raw.get("relation_name"),
                 materialized=(raw.get("config") or {}).get("materialized"), tags=list(raw.get("tags") or []),
-                file=raw.get("original_file_path") or "", checksum=raw.get("checksum") or {},
+                file=raw.get("original_file_path") or "", checksum=dict(raw.get("checksum") or {}),
                 upstream=list((raw.get("depends_on") or {}).get("nodes") or []),
                 version=None if raw.get("version") is None else str(raw["version"]),
                 latest_version=None if raw.get("latest_version") is None else str(raw["latest_version"]),
@@ -255,8 +255,12 @@ class DbtProject:
                 try:
                     self._manifest = read_manifest(path)
                     return self._manifest, None
-                except (OSError, ValueError) as exc:
-                    issue = ConfigIssue(f"the dbt manifest {rel} cannot be read: {exc}", file, line,
+                except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+                    import orjson
+
+                    why = str(exc) if isinstance(exc, (OSError, orjson.JSONDecodeError)) else (
+                        f"it is not shaped as dbt writes a manifest ({type(exc).__name__}: {exc})")
+                    issue = ConfigIssue(f"the dbt manifest {rel} cannot be read: {why}", file, line,
                                         "run `dbt parse` or `dbt build` again to rewrite it")
         if self._manifest_issue_shown:
             return None, None

@@ -163,3 +163,18 @@ def test_a_manifest_of_dbt_before_1_8_gives_the_key_its_tests_make(tmp_path, sch
     data["nodes"]["model.analytics.customers"]["constraints"] = [{"type": "primary_key", "columns": ["customer_id"]}]
     manifest.write_text(json.dumps(data))
     assert load_project(act).models["m"].primary_key == "customer_id"
+
+
+@pytest.mark.parametrize("text", ["[]", '{"nodes": {"model.analytics.customers": null}}',
+                                  '{"nodes": {"model.analytics.customers": {"resource_type": "model", '
+                                  '"name": "customers", "relation_name": "x", "checksum": "sha256"}}}'])
+def test_a_manifest_not_shaped_as_dbt_writes_it_is_a_located_error(tmp_path, text):
+    """JSON that is not a dbt manifest (another tool's file at target/manifest.json, a hand edit)
+    failed every command with "unexpected error: AttributeError" (exit 1), a crash to report
+    rather than a file to rewrite."""
+    act = hand_project(tmp_path)
+    (tmp_path / "analytics" / "target" / "manifest.json").write_text(text)
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 2)
+    assert issue.message.startswith("the dbt manifest ../analytics/target/manifest.json cannot be read: ")
+    assert "dbt parse" in issue.hint
