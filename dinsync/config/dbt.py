@@ -471,6 +471,22 @@ def _target_path_of(project_dir: Path) -> str | None:
     return _project_setting(project_dir, "target-path")
 
 
+def dbt_model_paths(folder: Path) -> list[str]:
+    """The model folders of the dbt project in `folder` (`model-paths`, default `models`), as
+    relative paths without `./` or a trailing `/`; [] where `folder` holds no dbt_project.yml."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((folder / "dbt_project.yml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        data = None
+    paths = data.get("model-paths", data.get("source-paths")) if isinstance(data, dict) else None
+    paths = paths if isinstance(paths, list) and paths else ["models"]
+    return [os.path.normpath(p) for p in paths if isinstance(p, str)]
+
+
 def _project_setting(project_dir: Path, key: str, default: str | None = None) -> str | None:
     """A path setting of dbt_project.yml (`target-path`, `packages-install-path`), when set as text."""
     import yaml

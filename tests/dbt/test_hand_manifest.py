@@ -178,3 +178,26 @@ def test_a_manifest_not_shaped_as_dbt_writes_it_is_a_located_error(tmp_path, tex
     assert (issue.file, issue.line) == ("models/m.sql", 2)
     assert issue.message.startswith("the dbt manifest ../analytics/target/manifest.json cannot be read: ")
     assert "dbt parse" in issue.hint
+
+
+def test_a_dinsync_project_in_the_dbt_projects_own_folder_is_told_models_is_dbts(tmp_path):
+    """dinsync.yml next to dbt_project.yml (a place the README says dinsync looks for the dbt
+    project): dinsync read dbt's models/ as its own and reported each dbt model twice ("unsupported
+    Jinja {{ config(...) }}", "missing primary key header"), 14 errors for the fixture project."""
+    act = hand_project(tmp_path)
+    dbt_dir = tmp_path / "analytics"
+    (dbt_dir / "dinsync.yml").write_text((act / "dinsync.yml").read_text().replace("dbt: {project_dir: ../analytics}\n",
+                                                                                  ""))
+    (dbt_dir / "models" / "staged.sql").write_text("{{ config(materialized='view') }}\nselect 1 as id\n")
+    issue, = issues_of(dbt_dir)
+    assert (issue.file, issue.line) == ("dbt_project.yml", None)
+    assert issue.message == ("models/ is the dbt project's model folder (dbt_project.yml here): dinsync would read "
+                             "dbt's models as its own")
+    assert "a folder of its own" in issue.hint
+    (dbt_dir / "dbt_project.yml").write_text("name: analytics\nprofile: analytics\nmodel-paths: [./models/dbt]\n")
+    assert issues_of(dbt_dir)[0].message.startswith("models/ is the dbt project's model folder")  # read at any depth
+    # dbt's models elsewhere (model-paths): the folder is dinsync's
+    (dbt_dir / "dbt_project.yml").write_text("name: analytics\nprofile: analytics\nmodel-paths: [transform]\n")
+    (dbt_dir / "models" / "staged.sql").unlink()
+    (dbt_dir / "models" / "customers.sql").write_text("-- primary_key: id\nselect 1 as id\n")
+    assert load_project(dbt_dir).models["customers"].primary_key == "id"
