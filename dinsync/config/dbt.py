@@ -91,6 +91,18 @@ class Node:
     version: str | None
     latest_version: str | None
     primary_key: list[str]
+    macros: list[str] = field(default_factory=list)  # the macros its SQL calls
+
+
+@dataclass
+class Macro:
+    """A macro of the manifest: its text as dbt read it from its file (`macro_sql`)."""
+
+    name: str
+    package: str
+    file: str
+    sql: str
+    macros: list[str]  # the macros it calls
 
 
 @dataclass
@@ -102,6 +114,7 @@ class Manifest:
     nodes: dict[str, Node]
     disabled: dict[str, list[str]]  # name -> unique ids of disabled nodes
     tests: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # data test id -> (name, nodes tested)
+    macros: dict[str, Macro] = field(default_factory=dict)
     _by_name: dict[str, list[Node]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,14 +142,18 @@ class Manifest:
                 upstream=list((raw.get("depends_on") or {}).get("nodes") or []),
                 version=None if raw.get("version") is None else str(raw["version"]),
                 latest_version=None if raw.get("latest_version") is None else str(raw["latest_version"]),
-                primary_key=_key_of(raw, tested.get(uid, {})))
+                primary_key=_key_of(raw, tested.get(uid, {})),
+                macros=list((raw.get("depends_on") or {}).get("macros") or []))
+        macros = {uid: Macro(raw.get("name") or uid, raw.get("package_name") or "", raw.get("original_file_path") or "",
+                             raw.get("macro_sql") or "", list((raw.get("depends_on") or {}).get("macros") or []))
+                  for uid, raw in (data.get("macros") or {}).items()}
         disabled: dict[str, list[str]] = {}
         for uid, entries in (data.get("disabled") or {}).items():
             for raw in entries or []:
                 if raw.get("resource_type") in REF_TYPES:
                     disabled.setdefault(raw.get("name") or "", []).append(uid)
         return cls(path=path, project_name=meta.get("project_name") or "", generated_at=meta.get("generated_at"),
-                   adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled, tests=tests)
+                   adapter_type=meta.get("adapter_type"), nodes=nodes, disabled=disabled, tests=tests, macros=macros)
 
     def upstream(self, uid: str, through: Callable[[Node], bool] = lambda node: True) -> Iterator[str]:
         """`uid` and what it reads, each once, depth first; a node's inputs are followed when
@@ -391,30 +408,61 @@ class DbtProject:
     def _stale(self, manifest: Manifest, node: Node, project_dir: Path) -> str | None:
         """Why the built relation may not match the dbt project's files: a file of the node, or of
         a node upstream of it (in the project or in a package it installed), whose content differs
-        from the manifest."""
-        installed = None
+        from the manifest; or a macro their SQL calls (`{{ cents_to_dollars('amount') }}`) whose
+        text is no longer in its file (dbt builds what the macro said)."""
+        macros: list[str] = []
         for uid in manifest.upstream(node.unique_id):
             n = manifest.nodes.get(uid)
+            macros += n.macros if n is not None else []
             if n is None or n.checksum.get("name") != "sha256" or not n.file:
                 continue
-            shown = n.file
-            if n.package != manifest.project_name:  # a package's file, where `dbt deps` put it (or linked it)
-                installed = installed or _project_setting(project_dir, "packages-install-path", "dbt_packages")
-                if not (project_dir / installed / n.package).is_dir():
-                    continue
-                shown = f"{installed}/{n.package}/{n.file}"
-            path = project_dir / shown
-            try:  # bytes as dbt reads them: read_text() would turn CRLF into LF and change the hash
-                text = path.read_bytes().decode("utf-8")
-            except FileNotFoundError:
+            shown, text = self._file_of(manifest, n.package, n.file, project_dir)
+            if text is None:
                 return f"{shown} (dbt {n.resource_type} {n.name}) was deleted"
-            except (OSError, UnicodeDecodeError):
+            if text is False or hashlib.sha256(text.strip().encode("utf-8")).hexdigest() == n.checksum.get("checksum"):
                 continue
-            if hashlib.sha256(text.strip().encode("utf-8")).hexdigest() != n.checksum.get("checksum"):
-                modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-                return (f"{shown} (dbt {n.resource_type} {n.name}) changed since "
-                        f"(modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')})")
+            return f"{shown} (dbt {n.resource_type} {n.name}) changed since ({_modified(project_dir / shown)})"
+        seen: set[str] = set()
+        while macros:
+            uid = macros.pop()
+            macro = manifest.macros.get(uid)
+            if uid in seen or macro is None or not macro.file or not macro.sql:
+                continue
+            seen.add(uid)
+            macros += macro.macros
+            shown, text = self._file_of(manifest, macro.package, macro.file, project_dir)
+            if text is None:
+                return f"{shown} (dbt macro {macro.name}) was deleted"
+            if isinstance(text, str) and macro.sql not in text:
+                return f"{shown} (dbt macro {macro.name}) changed since ({_modified(project_dir / shown)})"
         return None
+
+    def _file_of(self, manifest: Manifest, package: str, file: str, project_dir: Path) -> tuple[str, str | bool | None]:
+        """(the file as shown, its text) of a file of the project or of a package `dbt deps`
+        installed (or linked); text None: deleted, False: not readable. ("", False): a package not
+        installed here (dbt's own macros, say), not checked."""
+        shown = file
+        if package != manifest.project_name:  # a package's file, where `dbt deps` put it (or linked it)
+            installed = self.__dict__.get("_installed") or _project_setting(
+                project_dir, "packages-install-path", "dbt_packages")
+            self._installed = installed
+            if not (project_dir / installed / package).is_dir():
+                return "", False
+            shown = f"{installed}/{package}/{file}"
+        try:  # bytes as dbt reads them: read_text() would turn CRLF into LF and change the hash
+            return shown, (project_dir / shown).read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return shown, None
+        except (OSError, UnicodeDecodeError):
+            return shown, False
+
+
+def _modified(path: Path) -> str:
+    try:
+        modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    except OSError:
+        return "modified ?"
+    return f"modified {modified.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
 
 
 KEY_TESTS = {"unique": "unique", "unique_combination_of_columns": "unique", "not_null": "not_null"}

@@ -201,3 +201,34 @@ def test_a_dinsync_project_in_the_dbt_projects_own_folder_is_told_models_is_dbts
     (dbt_dir / "models" / "staged.sql").unlink()
     (dbt_dir / "models" / "customers.sql").write_text("-- primary_key: id\nselect 1 as id\n")
     assert load_project(dbt_dir).models["customers"].primary_key == "id"
+
+
+def test_a_macro_changed_since_the_build_makes_the_manifest_stale(tmp_path):
+    """A model calling a macro (`{{ shout('first_name') }}`) is built from the macro's text: with
+    the macro's file changed and dbt not run again, the relation is what the old macro said, as
+    with a changed model file, but dinsync read it as current."""
+    act = hand_project(tmp_path)
+    dbt_dir = tmp_path / "analytics"
+    (dbt_dir / "macros").mkdir()
+    macro = "{% macro shout(col) -%}\r\n  upper({{ col }})\r\n{%- endmacro %}"
+    (dbt_dir / "macros" / "text.sql").write_text(f"{{# helpers #}}\n{macro}\n", newline="")
+    manifest = dbt_dir / "target" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["nodes"]["model.analytics.customers"]["depends_on"]["macros"] = ["macro.analytics.shout"]
+    data["macros"] = {"macro.analytics.shout": {
+        "name": "shout", "package_name": "analytics", "unique_id": "macro.analytics.shout",
+        "original_file_path": "macros/text.sql", "path": "macros/text.sql", "macro_sql": macro,
+        "depends_on": {"macros": []}, "resource_type": "macro"},
+        "macro.dbt.is_incremental": {"name": "is_incremental", "package_name": "dbt", "macro_sql": "{% macro x %}",
+                                     "original_file_path": "macros/materializations/is_incremental.sql",
+                                     "depends_on": {"macros": []}, "resource_type": "macro"}}
+    data["nodes"]["model.analytics.customers"]["depends_on"]["macros"].append("macro.dbt.is_incremental")
+    manifest.write_text(json.dumps(data))
+    assert load_project(act).models["m"].dbt_models == ("customers",)  # CRLF as dbt read it; dbt's own: not checked
+    (dbt_dir / "macros" / "text.sql").write_text(f"{{# helpers #}}\n{macro.replace('upper', 'lower')}\n")
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 2)
+    assert issue.message.startswith("ref('customers'): the dbt manifest (generated 2026-12-06T05:00:00.000000Z) is "
+                                    "stale: macros/text.sql (dbt macro shout) changed since (modified ")
+    (dbt_dir / "macros" / "text.sql").unlink()
+    assert issues_of(act)[0].message.endswith("stale: macros/text.sql (dbt macro shout) was deleted")
