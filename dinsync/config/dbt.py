@@ -388,7 +388,9 @@ class DbtProject:
         uid = min(sorted(found), key=lambda u: (results.failed[u][0] == "skipped", u != node.unique_id))
         if uid in manifest.tests:
             name, tested = manifest.tests[uid]
-            of = ", ".join(_label(manifest.nodes[t]) for t in tested)
+            # a source's test too (`source.<package>.<source>.<table>` is no node): "source crm.customers"
+            of = ", ".join(_label(manifest.nodes[t]) if t in manifest.nodes else
+                           " ".join([t.split(".")[0], ".".join(t.split(".")[2:])]) for t in tested)
             subject = f"dbt test {name} of {of}" + ("" if node.unique_id in tested else f", upstream of {_label(node)}")
             return (results.describe(uid, subject) + " (`dbt build` skips what reads a model whose test failed)",
                     "fix the data or the test and run `dbt build` again (a test that should not block: "

@@ -232,3 +232,20 @@ def test_a_macro_changed_since_the_build_makes_the_manifest_stale(tmp_path):
                                     "stale: macros/text.sql (dbt macro shout) changed since (modified ")
     (dbt_dir / "macros" / "text.sql").unlink()
     assert issues_of(act)[0].message.endswith("stale: macros/text.sql (dbt macro shout) was deleted")
+
+
+def test_a_failed_test_of_a_source_upstream_is_named_not_a_crash(tmp_path):
+    """`dbt build` skips the models reading a source whose test failed: dinsync refused the model
+    too, but naming what the test tested looked the source up among the manifest's nodes and failed
+    with "unexpected error: KeyError"."""
+    source = "source.analytics.crm.customers"
+    test = {**data_test("not_null", "email", model=source), "unique_id": "test.analytics.source_not_null.1",
+            "name": "source_not_null_crm_customers_email"}
+    act = hand_project(tmp_path, [{"unique_id": test["unique_id"], "status": "fail", "message": "Got 2 results"}],
+                       node={"depends_on": {"macros": [], "nodes": [source]}},
+                       others={test["unique_id"]: test, **{data_test(t, "customer_id")["unique_id"]:
+                                                           data_test(t, "customer_id") for t in TESTS}})
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 2)
+    assert ("failed for dbt test source_not_null_crm_customers_email of source crm.customers, upstream of "
+            "customers: Got 2 results") in issue.message
