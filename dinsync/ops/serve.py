@@ -62,6 +62,9 @@ class Service:
         # the last state told to channels per sync, as last read (an outage's `paused` notice says
         # what it follows: never null, as every notice; "ok" for a sync never told anything)
         self._told: dict[str, str] = {}
+        # the pauses in the state tables as last read: they stand while the tables cannot be read
+        # (a DuckDB file another process holds), else a paused sync was started at its slot
+        self._paused_read: dict[str, str] = {}
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
@@ -128,7 +131,7 @@ class Service:
         try:
             wh = self.connect()
         except LockBusyError:
-            return self._memory_pauses()
+            return self._last_read_pauses()
         except Exception as exc:
             self._outage(list(self.schedules), exc)
             return self._memory_pauses()
@@ -144,13 +147,19 @@ class Service:
             states = SyncStates(StateStore(wh, self.project.state_schema)).all()
         except Exception as exc:
             self.emit("note", message=redaction.redact(f"could not read the paused syncs: {exc}"))
-            states = {}
+            return self._last_read_pauses()
         finally:
             wh.close()
         paused = {n: s.paused_by or "auto" for n, s in states.items() if s.paused and n in self.schedules}
         with self._lock:
+            self._paused_read = paused
             self._told.update((n, s.notified_state) for n, s in states.items() if s.notified_state)
         return {**paused, **self._memory_pauses()}
+
+    def _last_read_pauses(self) -> dict[str, str]:
+        with self._lock:
+            read = dict(self._paused_read)
+        return {**read, **self._memory_pauses()}
 
     def _memory_pauses(self) -> dict[str, str]:
         with self._lock:
@@ -287,6 +296,7 @@ class Service:
             if result.ok:  # resumed: channels were told
                 with self._lock:
                     self._told[name] = "ok"
+                    self._paused_read.pop(name, None)
             return result.ok
         except Exception as exc:
             self.emit("check", sync=name, ok=False, reason=redaction.redact(f"{type(exc).__name__}: {exc}"))

@@ -409,3 +409,37 @@ def test_a_run_leaves_no_plan_in_a_duckdb_instance_another_run_keeps_open(schedu
         assert report["added"] == 0 and scratch() == []
     finally:
         overlapping.close()
+
+
+def test_a_paused_sync_whose_slot_finds_the_duckdb_file_held_is_skipped_not_started(scheduled):
+    """The paused syncs are read at each slot; when another process held the DuckDB file then (a
+    `dinsync status`, a dbt build), the read answered "none paused": a sync paused by hand was
+    started (a `start` line, a wait for the file, then `end ... not started (exit 6)`), and an
+    automatically paused one lost the slot it missed (no catch-up when it resumes). The pauses as
+    last read now stand while the file is held."""
+    from dinsync.errors import LockBusyError
+
+    ops = scheduled
+    ops.sync()
+    busy = [0]
+
+    def on_connect(s):
+        if busy[0] > 0:
+            busy[0] -= 1
+            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+
+    served = Starting(ops, on_connect=on_connect)
+    scheduler = served.service.build()
+    scheduler.step(served.service.clock.now())  # the catch-up run
+    assert served.runs == ["iterable_users"]
+    assert ops.cli("pause", "iterable_users").exit_code == 0
+    served.service.clock.t += dt.timedelta(minutes=15)
+    scheduler.step(served.service.clock.now())  # the pause is read: skipped
+    assert [e["event"] for e in served.events][-1] == "skip"
+    busy[0] = 1  # the next slot's read of the paused syncs finds the file held
+    served.service.clock.t += dt.timedelta(minutes=15)
+    before = len(served.events)
+    scheduler.step(served.service.clock.now())
+    events = served.events[before:]
+    assert [e["event"] for e in events] == ["skip"], events
+    assert served.runs == ["iterable_users"] and scheduler.jobs["iterable_users"].missed
