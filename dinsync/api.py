@@ -333,6 +333,15 @@ def _at_least(minimum: int, **values: int) -> None:
             raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
 
 
+def _flags(**values: Any) -> None:
+    """`full_refresh`, `retry_rejected`, `force` are True or False: a string ("yes") or a number
+    from an orchestrator's config is the caller's mistake (TypeError, before anything runs); the
+    engine asks `is True`, so a truthy other value sent a full refresh, then failed the run."""
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
 def _items(value: Selector) -> list[str]:
     """A selector as a list of strings; anything else is the caller's mistake (TypeError), not an
     AttributeError from deep in the selection."""
@@ -397,6 +406,7 @@ class Project:
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
         _at_least(0, samples=samples)
+        _flags(full_refresh=full_refresh)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         from .operations import plan_sync
         from .terminal import _json_safe as as_json  # the CLI's JSON values: a decimal's digits, a date's text
@@ -424,6 +434,7 @@ class Project:
 
         if stop is not None and not isinstance(stop, StopToken):  # (an AttributeError from inside, else)
             raise TypeError(f"stop must be a dinsync.engine.StopToken (stop.request() stops the runs), not {stop!r}")
+        _flags(full_refresh=full_refresh, retry_rejected=retry_rejected, force=force)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
         notes: list[str] = []
         progress = _guarded(progress, "progress", notes)

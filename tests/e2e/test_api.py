@@ -574,3 +574,18 @@ def test_rows_rejected_before_sending_are_committed_as_the_run_goes(project, mon
     run, = dinsync.load_project(project.root).sync(progress=lambda sync, event, data: events.append(event)).runs
     assert (run.rejected, run.parked, run.sent) == (1000, 1000, 0)
     assert events.count("checkpoint") >= 10, events
+
+
+def test_a_flag_that_is_not_a_bool_is_a_type_error(project):
+    """`sync(full_refresh="yes")` (a string from an orchestrator's config) sent every row again as
+    a full refresh, then failed the run with "commit_full_refresh_cleanup needs a full-refresh
+    plan" (the engine asks `is True`): an exit 1 after the whole segment went out, where a caller's
+    mistake raises before anything runs, as a selection of the wrong type does."""
+    api = dinsync.load_project(project.root)
+    for bad in ("yes", 1, None):
+        for call in (lambda: api.sync(full_refresh=bad), lambda: api.sync(retry_rejected=bad),
+                     lambda: api.sync(force=bad), lambda: api.plan(full_refresh=bad)):
+            with pytest.raises(TypeError) as exc:
+                call()
+            assert " must be True or False, not " in str(exc.value), exc.value
+    assert api.status().runs == []
