@@ -320,6 +320,8 @@ class Service:
                     new.append((name, self._told.get(name, "ok")))
         for name, told in new:
             self.emit("paused", sync=name, culprit="warehouse", reason=reason)
+            if told == "paused":  # channels know it paused (its own culprit): no paused -> paused notice
+                continue
             self.notifier.send(Notice("paused", name, "paused", told, f"{name} paused by itself: {reason}",
                                       pause={"paused_by": "auto", "culprit": "warehouse", "reason": reason}))
 
@@ -330,8 +332,11 @@ class Service:
             return
         reason, since = outage
         detail = f"the warehouse answers again (unreachable since {utc_iso(since)})"
-        self.emit("resumed", sync=name, reason=detail)
         operator = self.operator(wh)
+        if operator.states.get(name).paused:  # paused for its own culprit (or by hand): it stays paused,
+            self.emit("note", message=f"{name}: {detail}; it stays paused")  # and channels were told so
+            return
+        self.emit("resumed", sync=name, reason=detail)
         operator.states.event(name, "paused", None, f"auto: warehouse: {reason}")
         operator.states.event(name, "resumed", None, detail)
         operator.notify(Notice("resumed", name, "ok", "paused", f"{name} resumed: {detail}",

@@ -443,3 +443,29 @@ def test_a_paused_sync_whose_slot_finds_the_duckdb_file_held_is_skipped_not_star
     events = served.events[before:]
     assert [e["event"] for e in events] == ["skip"], events
     assert served.runs == ["iterable_users"] and scheduler.jobs["iterable_users"].missed
+
+
+def test_an_outage_of_a_sync_already_paused_tells_no_resume_while_it_stays_paused(scheduled):
+    """A sync paused by itself (its model broken) when the warehouse went away got a second
+    `paused` notice (paused -> paused), and when the warehouse answered again channels heard
+    `resumed` and sync_state said `ok` told, while the sync stayed paused for its model (the check
+    right after still failed): people were told it runs again. The outage now tells nothing of a
+    sync channels know paused, and its end resumes only what the outage paused."""
+    ops = scheduled
+    ops.sync()
+    down = [False]
+    served = Served(ops, down=down)
+    served.at(0)
+    ops.sql("alter table main.customers rename to customers_old")
+    served.at(15)
+    assert ops.status()["iterable_users"]["culprit"] == "model" and ops.events() == ["paused"]
+    down[0] = True
+    served.at(15)
+    down[0] = False
+    events = served.at(15)
+    assert ops.status()["iterable_users"]["paused"] and "resumed" not in kinds(events), events
+    assert ops.events() == ["paused"]
+    assert ops.status()["iterable_users"]["notified_state"] == "paused"
+    ops.sql("alter table main.customers_old rename to customers")
+    served.at(15)
+    assert ops.events() == ["paused", "resumed"] and not ops.status()["iterable_users"]["paused"]
