@@ -11,7 +11,9 @@ renders it for people; `--json` prints it as is).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sys
 import threading
 from typing import Any, Callable
 
@@ -54,6 +56,7 @@ class Service:
         self.outages: dict[str, tuple[str, dt.datetime]] = {}  # sync -> (reason, since): in memory only
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()
+        self._emit_failed = False  # the log sink failed once (told on stderr)
         self.scheduler: Scheduler | None = None
         # The run log is read at start-up; when the warehouse could not be read then, at the first
         # connection that works (the slots missed before start-up still run once).
@@ -68,8 +71,19 @@ class Service:
 
     # --- wiring ------------------------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
+        """One log line. A line that cannot be written (stdout a pipe whose reader went away) is
+        dropped, stderr says so once: it raised before each run, so the service stayed up running
+        nothing."""
         with self._emit_lock:  # one line at a time from the workers
-            self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
+            try:
+                self._emit({"at": utc_iso(self.clock.now()), "event": event, **data})
+            except (OSError, ValueError) as exc:  # (ValueError: a closed file)
+                if not self._emit_failed:
+                    self._emit_failed = True
+                    with contextlib.suppress(Exception):
+                        sys.stderr.write(f"serve: the service's log lines cannot be written ({type(exc).__name__}: "
+                                         f"{exc}); the syncs keep running, their runs are in `dinsync runs`\n")
+                        sys.stderr.flush()
 
     def operator(self, wh: Any) -> Operator:
         return Operator(self.project, wh, self.notifier, check=self.check_fn, stop=self.stop,

@@ -469,3 +469,25 @@ def test_an_outage_of_a_sync_already_paused_tells_no_resume_while_it_stays_pause
     ops.sql("alter table main.customers_old rename to customers")
     served.at(15)
     assert ops.events() == ["paused", "resumed"] and not ops.status()["iterable_users"]["paused"]
+
+
+def test_a_broken_stdout_does_not_stop_the_runs(scheduled, capsys):
+    """`dinsync serve --json | collector`: once the reader went away (a log shipper restarted, a
+    `| head`), each `start` line raised BrokenPipeError before its run: the service stayed up and
+    ran nothing, silently, then exited 1 on SIGTERM. Lines that cannot be written are dropped
+    (stderr says so once) and the syncs keep running."""
+    ops = scheduled
+    ops.sync()  # due at once (its last run two hours ago on the test's clock)
+    served = Starting(ops)
+
+    def broken(event):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    served.service._emit = broken
+    scheduler = served.service.build()
+    scheduler.step(served.service.clock.now())
+    served.service.clock.t += dt.timedelta(minutes=15)
+    scheduler.step(served.service.clock.now())
+    assert served.runs == ["iterable_users", "iterable_users"]
+    err = capsys.readouterr().err
+    assert err.count("the service's log lines cannot be written") == 1, err
