@@ -133,6 +133,12 @@ class Scheduler:
                 if job is not None and last is not None and not job.busy:
                     job.next_due = min(job.next_due, next_fire(job.schedule, last))
 
+    def mark_missed(self, name: str) -> None:
+        """A run that could not start for a pause found at its start (the warehouse gone between
+        the read of the paused syncs and the run): its slot counts as skipped, run once on resume."""
+        with self._mutex:
+            self.jobs[name].missed = True
+
     # --- one step --------------------------------------------------------------------
     @property
     def active(self) -> int:

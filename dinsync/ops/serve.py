@@ -199,6 +199,10 @@ class Service:
             return
         except Exception as exc:
             self._outage([name], exc)
+            with self._lock:
+                outage = name in self.outages
+            if outage and self.scheduler is not None:  # its slot is missed: it runs once when the warehouse answers
+                self.scheduler.mark_missed(name)
             self.emit("end", sync=name, exit_code=1, run=None, error=redaction.redact(_text(exc)))
             return
         try:

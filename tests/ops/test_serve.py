@@ -491,3 +491,28 @@ def test_a_broken_stdout_does_not_stop_the_runs(scheduled, capsys):
     assert served.runs == ["iterable_users", "iterable_users"]
     err = capsys.readouterr().err
     assert err.count("the service's log lines cannot be written") == 1, err
+
+
+def test_a_slot_whose_run_found_the_warehouse_gone_runs_once_it_answers(scheduled):
+    """The warehouse went away between the read of the paused syncs and the run's connection:
+    the sync was paused in memory (told once), but its slot was not counted as missed, so the
+    resume did not run it and it waited for its next slot (a daily sync: a day), where a slot
+    skipped for the same outage runs once right after it."""
+    ops = scheduled
+    ops.sync()
+    refuse = []
+
+    def on_connect(s):
+        if s.connects in refuse:
+            raise WarehouseUnavailable("PostgreSQL: connection refused (test)")
+
+    served = Starting(ops, on_connect=on_connect)
+    scheduler = served.service.build()
+    refuse.append(served.connects + 2)  # the step's read of the paused syncs works, the run's connection not
+    scheduler.step(served.service.clock.now())
+    assert served.runs == [] and [e["event"] for e in served.events][-2:] == ["paused", "end"]
+    served.service.clock.t += dt.timedelta(minutes=10)  # the recheck: the warehouse answers
+    scheduler.step(served.service.clock.now())
+    assert any(e["event"] == "resumed" for e in served.events)
+    scheduler.step(served.service.clock.now())
+    assert served.runs == ["iterable_users"], served.events
