@@ -228,6 +228,8 @@ class Service:
             if told is not None:
                 with self._lock:
                     self._told[name] = told
+                    if told == "paused":  # (among the pauses as last read until the next read)
+                        self._paused_read[name] = "auto"
             # `error` on every `end` (the run's own here), as on the ends of runs that did not start
             self.emit("end", sync=name, exit_code=code, run=run, error=(run or {}).get("error"))
         except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on

@@ -516,3 +516,29 @@ def test_a_slot_whose_run_found_the_warehouse_gone_runs_once_it_answers(schedule
     assert any(e["event"] == "resumed" for e in served.events)
     scheduler.step(served.service.clock.now())
     assert served.runs == ["iterable_users"], served.events
+
+
+def test_a_sync_a_run_just_paused_is_skipped_when_the_next_read_finds_the_file_held(scheduled):
+    """The pauses as last read stand while the DuckDB file is held; a pause its own run had just
+    made was not among them yet, so the next slot started the sync (a `start`, a wait for the
+    file, a check) as if it were not paused."""
+    from dinsync.errors import LockBusyError
+
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    served.at(0)
+    ops.sql("alter table main.customers rename to customers_old")
+    assert "paused" in kinds(served.at(15))
+    connect = served.service.connect
+    busy = [1]
+
+    def held():
+        if busy[0] > 0:
+            busy[0] -= 1
+            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+        return connect()
+
+    served.service.connect = held
+    events = served.at(15)
+    assert kinds(events)[:1] == ["skip"], events
