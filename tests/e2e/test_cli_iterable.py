@@ -108,6 +108,23 @@ def test_a_parked_row_that_left_the_model_is_no_longer_counted_parked(project):
     assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
 
 
+
+def test_a_parked_row_whose_values_changed_is_counted_as_sent_not_as_parked(project):
+    """plan counted a parked row whose values had changed both `changed` (sent by the next sync) and
+    `parked` ("parked until its values change"), and the sync sending it noted it as parked too,
+    while that sync then reported `parked 0`."""
+    project.sync()
+    project.sql("update main.customers set ltv = 'nan'::double where id = 5")
+    assert project.sync()["runs"][0]["parked"] == 1
+    project.sql("update main.customers set ltv = 7.5 where id = 5")
+    plan = json.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["changed"], plan["unchanged"], plan["parked"]) == (1, 19, 0)
+    assert not any("parked" in n for n in plan["notes"]), plan["notes"]
+    project.cli("sync", json_output=False)
+    assert project.last.exit_code == 0 and "parked" not in project.last.stderr
+    assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
+    assert sandbox_user(project, "user5@example.com")["dataFields"]["ltv"] == 7.5
+
 def test_newly_mapped_field_is_sent_for_every_row(project):
     project.sync()
     project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))

@@ -9,13 +9,13 @@ WHERE
         "p"."_kh"
       FROM "dinsync_state"."plan_people_to_crm" AS "p"
       WHERE
-        "p"."_op" IN ('removed', 'forget')
+        "p"."_op" IN ('removed', 'forget', 'added', 'changed', 'refresh')
     )
     AND "s"."_key" IN (
       SELECT
         "p"."_key"
       FROM "dinsync_state"."plan_people_to_crm" AS "p"
       WHERE
-        "p"."_op" IN ('removed', 'forget')
+        "p"."_op" IN ('removed', 'forget', 'added', 'changed', 'refresh')
     )
   )
