@@ -106,3 +106,12 @@ FROM {{ prior }} AS p
 WHERE NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = p._key)
   AND (p._synced_at IS NOT NULL OR p._rkh IS NULL
        OR p._rkh IN (SELECT c._rkh FROM {{ cand }} AS c WHERE c._in_snap AND NOT c._in_seg))
+{%- if retry %}
+UNION ALL
+-- retrying parked rows, which the candidates leave out of the snapshot's side (cand.sql): those
+-- never delivered whose key no model row holds (a parked key in the model is a candidate) left it
+SELECT s._key, 'forget', {% for f in fields %}NULL, NULL, {% endfor %}CAST(0 AS BIGINT), s._kh, s._rkh, NULL, TRUE
+FROM {{ snapshot }} AS s
+WHERE s._synced_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM counts AS n WHERE n._key = s._key)
+{%- endif %}

@@ -72,7 +72,7 @@ class Reference:
             if k not in groups:
                 if k in self.delivered:
                     removed.append(k)  # (a full refresh counts them, and they leave once it succeeds)
-                elif not retry and not full_refresh:
+                elif not full_refresh:  # (retrying parked rows too: until 2026-12-06 those kept them)
                     forget.append(k)
         if not full_refresh:
             for k in removed:

@@ -153,6 +153,27 @@ def test_parked_keys_that_leave_the_segment_are_forgotten(s):
     assert s.plan() == {"b@x.com": "added"}  # re-enters: planned again, like any new key
 
 
+@pytest.mark.parametrize("d_stays", [True, False])
+def test_parked_keys_that_leave_the_segment_are_forgotten_when_parked_rows_are_retried(s, d_stays):
+    """A retry of the parked rows compared the model with the delivered rows only, so a parked key
+    never delivered that had left the model stayed in the snapshot (counted parked by that run and
+    by `status`) until a run without --retry-rejected; `d_stays`: another parked key is retried (else
+    the model's rows are the delivered ones, and the one-pass check found nothing to plan)."""
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3), ("d@x.com", "Di", 4)])
+    s.plan()
+    s.ack(["a@x.com", "c@x.com"])
+    s.p.commit_rejected(["b@x.com", "d@x.com"])
+    s.set_rows([("a@x.com", "Ada", 1), ("c@x.com", "Cy", 3)] + ([("d@x.com", "Di", 4)] if d_stays else []))
+    assert s.plan(retry_rejected=True) == ({"d@x.com": "added"} if d_stays else {})
+    assert (s.stats.removed, s.stats.unchanged) == (0, 2)
+    s.p.commit_removed()
+    assert s.p.parked_count() == (1 if d_stays else 0)  # b left the model (d too, unless it stays)
+    snap = s.w.query(f'SELECT _key FROM dinsync."{s.p.snapshot_table}" ORDER BY 1').column(0).to_pylist()
+    assert snap == ["a@x.com", "c@x.com"] + (["d@x.com"] if d_stays else [])
+    s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2), ("c@x.com", "Cy", 3)])
+    assert s.plan() == {"b@x.com": "added"}  # re-enters: planned again, like any new key
+
+
 def test_full_refresh_ignores_parking(s):
     s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
     s.plan()

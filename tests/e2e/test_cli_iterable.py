@@ -125,6 +125,18 @@ def test_a_parked_row_whose_values_changed_is_counted_as_sent_not_as_parked(proj
     assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
     assert sandbox_user(project, "user5@example.com")["dataFields"]["ltv"] == 7.5
 
+
+def test_retry_rejected_forgets_the_parked_rows_that_left_the_model(project):
+    """`sync --retry-rejected` kept a parked row never delivered that had left the model: the run and
+    `status` counted it parked (2 for the 1 row of the model), until a run without the option."""
+    project.sql("update main.customers set ltv = 'nan'::double where id in (5, 6)")
+    assert project.sync()["runs"][0]["parked"] == 2
+    project.sql("delete from main.customers where id = 5")
+    run = project.sync("--retry-rejected")["runs"][0]
+    assert (run["added"], run["rejected"], run["removed"], run["parked"]) == (1, 1, 0, 1)
+    assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 1
+    assert project.sql("select _key from dinsync.snap_iterable_users where _pfp is not null") == [("user6@example.com",)]
+
 def test_newly_mapped_field_is_sent_for_every_row(project):
     project.sync()
     project.write(fields=("first_name: firstName", "plan: plan", "ltv: ltv", "user_id: externalId"))

@@ -194,3 +194,30 @@ WHERE
         "c"."_in_snap" AND NOT "c"."_in_seg"
     )
   )
+UNION ALL
+SELECT
+  "s"."_key",
+  'forget',
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  NULL,
+  CAST(0 AS BIGINT),
+  "s"."_kh",
+  "s"."_rkh",
+  NULL,
+  TRUE
+FROM "dinsync_state"."snap_people_to_crm" AS "s"
+WHERE
+  "s"."_synced_at" IS NULL
+  AND NOT EXISTS(
+    SELECT
+      1
+    FROM "counts" AS "n"
+    WHERE
+      "n"."_key" = "s"."_key"
+  )

@@ -55,6 +55,12 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     NOT "s"."_synced_at" IS NULL
+), "waiting" AS (
+  SELECT
+    COUNT(*) AS "_n"
+  FROM "dinsync_state"."snap_people_to_crm" AS "s"
+  WHERE
+    "s"."_synced_at" IS NULL
 )
 SELECT
   "a"."_n" AS "segment_rows",
@@ -64,6 +70,8 @@ SELECT
   CASE
     WHEN "a"."_keyed" <> "b"."_n" OR "b"."_n_rkh" <> "b"."_n" OR "b"."_n_fp" <> "b"."_n"
     THEN 1
+    WHEN "w"."_n" > 0
+    THEN 1
     WHEN "a"."_keyed" = 0
     THEN 0
     WHEN "a"."_d" <> "b"."_d"
@@ -72,3 +80,4 @@ SELECT
   END AS "dirty"
 FROM "seg" AS "a"
 CROSS JOIN "snap" AS "b"
+CROSS JOIN "waiting" AS "w"
