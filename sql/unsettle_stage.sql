@@ -13,8 +13,13 @@
 -- writes the snapshot between the plan and the sending but refresh_snapshot, whose keys are not
 -- sent): reading it instead of the snapshot took ~10 instead of 21-35 ms in a 1M-row sync's 2%
 -- churn run.
+-- refresh: a full refresh's rows (all sent as added) forget that they were delivered too
+-- (_synced_at NULL): one it does not get acknowledged (not found in update mode, failed, cut off
+-- by a stop) is then new to the sync, sent whole and, in update mode, looked up again by the next
+-- run; kept delivered, it was trusted to exist and a user deleted in the platform created again.
 CREATE TABLE {{ unsettle }} AS
-SELECT s._key, s._synced_at, s._kh, s._rkh
+SELECT s._key, {% if refresh %}NULLIF(s._synced_at, s._synced_at) AS _synced_at{% else %}s._synced_at{% endif %},
+  s._kh, s._rkh
 FROM {% if from_prior %}{{ prior }}{% else %}{{ snapshot }}{% endif %} AS s
 WHERE s._kh IN (SELECT p._kh FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)
   AND s._key IN (SELECT p._key FROM {{ plan }} AS p WHERE p._op IN ('added', 'changed') AND p._prior)

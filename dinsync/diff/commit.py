@@ -215,8 +215,10 @@ class CommitMixin:
         with self._lock:
             try:
                 self._drop("unsettle")  # left by a run killed before its `finally` ran
-                # an everyday plan's rows of those keys (prior.sql), else the snapshot's
-                self._execute("unsettle_stage_prior" if self._prior_kept else "unsettle_stage")
+                # an everyday plan's rows of those keys (prior.sql), else the snapshot's; a full
+                # refresh's forget they were delivered (see unsettle_stage.sql)
+                stage = "unsettle_stage_refresh" if self._planned_full_refresh else "unsettle_stage"
+                self._execute("unsettle_stage_prior" if self._prior_kept else stage)
                 with self.warehouse.transaction():
                     self._execute("unsettle_delete")
                     self._execute("unsettle_insert")

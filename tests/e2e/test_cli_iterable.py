@@ -175,6 +175,27 @@ def test_update_mode_never_creates_users(project):
     assert (again["added"], again["acknowledged"], again["not_found"]) == (15, 0, 15)
 
 
+def test_update_mode_never_creates_the_users_a_full_refresh_did_not_find(project):
+    """A full refresh in update mode looks every row up; the users deleted in Iterable since were
+    reported not found, yet their snapshot rows stayed delivered (only their values forgotten), so
+    the next run trusted them as existing and its bulk update created them again."""
+    project.write(mode="update")
+    project.thread.call(lambda: [project.sandbox.users.create(f"user{i}@example.com", None) for i in range(1, 21)])
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+
+    def delete_users():  # (Iterable deleted them: a GDPR request, say)
+        for i in (3, 4):
+            project.sandbox.users._all.remove(project.sandbox.users.by_email.pop(f"user{i}@example.com"))
+
+    project.thread.call(delete_users)
+    run = project.sync("--full-refresh")["runs"][0]
+    assert (run["acknowledged"], run["not_found"]) == (18, 2)
+    project.sql("update main.customers set plan = 'pro'")
+    again = project.sync()["runs"][0]
+    assert (again["acknowledged"], again["not_found"]) == (18, 2)
+    assert project.thread.call(lambda: len(project.sandbox.users)) == 18
+    assert sandbox_user(project, "user3@example.com") is None
+
 def test_update_mode_sends_known_rows_in_whole_requests_and_looks_up_only_new_ones(project):
     """Rows are looked up a slice at a time (100 rows: a second of Iterable's 100 lookups/s) and a
     slice's rows are written once it is looked up. Rows the snapshot vouches for need no lookup: they

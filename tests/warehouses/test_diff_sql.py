@@ -205,6 +205,8 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.set_rows([("A@x.com ", "Ada", 5)])
     assert s.plan(full_refresh=True) == {"a@x.com": "added"}
     s.p.unsettle_sendable()  # from the snapshot: a full refresh keeps no candidates' rows (prior)
+    assert s.plan()["a@x.com"] == "added"  # not acknowledged yet: no longer vouched for as delivered
+    s.plan(full_refresh=True)
     s.ack_all()
     assert s.p.commit_full_refresh_cleanup() == 1
     assert s.snapshot_keys() == ["a@x.com"]
@@ -323,6 +325,9 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     s.p.unsettle_sendable()
     s.set_rows([("A@x.com ", "Ada", 8)])
     assert s.plan()["a@x.com"] == "changed" and s.flags("a@x.com") == ["email", "first_name", "score", "score_copy"]
+    s.p.drop_prior()  # (the candidates' snapshot rows let go of: the snapshot's own are read)
+    s.p.unsettle_sendable()
+    assert s.plan()["a@x.com"] == "changed"
 
     # a sync moved to another destination forgets its whole snapshot (delivered and parked rows):
     # every row is then new to it
