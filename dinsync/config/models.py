@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     SerializeAsAny,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -464,6 +465,18 @@ class Thresholds(_Config):
     max_segment_drop_pct: float | None = Field(default=None, ge=0, le=100)  # vs the last successful run
     warn_on_zero_rows: bool = False  # the model returned no row
     max_run_minutes: float | None = Field(default=None, gt=0)  # a run lasting longer -> warning
+
+    @field_validator("max_rejected_pct", "max_duplicate_pct", "max_not_found", "max_segment_drop_pct",
+                     "max_run_minutes", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """A boolean is no threshold: pydantic read `max_segment_drop_pct: false` (meant: off) as 0,
+        a warning at any drop, and `max_not_found: true` as 1."""
+        if isinstance(value, bool):
+            default = cls.model_fields[info.field_name].default
+            keep = "turn it off" if default is None else f"keep the default, {default:g}"
+            raise ValueError(f"expected a number, got {str(value).lower()} (leave the key out to {keep})")
+        return value
 
 
 class MatchSpec(_Config):

@@ -619,6 +619,18 @@ def test_invalid_schedule_and_thresholds(tmp_path):
     assert issues[2].message == "thresholds.max_duplicate_pct: Input should be greater than or equal to 0"
 
 
+@pytest.mark.parametrize("key", ["max_rejected_pct", "max_duplicate_pct", "max_not_found", "max_segment_drop_pct",
+                                 "max_run_minutes"])
+@pytest.mark.parametrize("value", ["false", "true"])
+def test_a_threshold_given_a_boolean_is_refused_not_read_as_0_or_1(tmp_path, key, value):
+    """`max_segment_drop_pct: false` (meant: off) was read as 0, a warning at any drop (exit 4), and
+    `max_not_found: true` as 1; a number is what a threshold takes, and leaving it out turns it off."""
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=SYNC_YML + f"thresholds:\n  {key}: {value}\n"))
+    assert issue.line == 12 and issue.message.startswith(f"thresholds.{key}: expected a number, got {value} ")
+    off = key not in ("max_rejected_pct", "max_duplicate_pct")
+    assert ("leave the key out to turn it off" if off else "leave the key out to keep the default, 5") in issue.message
+
+
 @pytest.mark.parametrize("value, got", [("5", "the number 5"), ("[a]", "a list"), ("true", "true")])
 def test_a_schedule_of_the_wrong_kind_names_both_forms_it_takes(tmp_path, value, got):
     """`schedule: 5` said "expected a mapping of `key: value` lines" although a cron text (the
