@@ -12,6 +12,7 @@ from dinsync.cli import connect_existing, run_sync
 from dinsync.operations import connect_warehouse
 from dinsync.config import load_project
 from dinsync.engine import StopToken
+from dinsync.errors import LockBusyError
 from dinsync.ops.notify import Notifier
 from dinsync.ops.serve import Service, format_line
 from dinsync.warehouses.errors import WarehouseUnavailable
@@ -236,6 +237,19 @@ class Starting:
         return {"status": "success"}, 0
 
 
+class HeldFile:
+    """Another process (a `dinsync status`, a dbt build) holding the DuckDB file for the next
+    `times` connections: `check` (an `on_connect` hook) refuses them as opening the file would."""
+
+    def __init__(self, times: int = 0):
+        self.times = times
+
+    def check(self, *_) -> None:
+        if self.times > 0:
+            self.times -= 1
+            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+
+
 def test_a_stop_requested_while_loading_the_project_ends_serve_before_it_connects(scheduled):
     served = Starting(scheduled)
     served.stop.request()  # SIGTERM while the CLI loads the project
@@ -291,27 +305,19 @@ def test_a_run_due_while_another_process_holds_the_duckdb_file_waits_for_it(sche
     instant of a slot made the run end at once with exit 5, and the sync waited for its next slot
     (a daily sync: a day) although no other run was doing its work. The run now waits for the file
     (a bounded wait, on the service's clock)."""
-    from dinsync.errors import LockBusyError
-
     ops = scheduled
     ops.sync()  # due at once (its last run two hours ago on the test's clock)
-    busy = [0]
-
-    def on_connect(s):
-        if busy[0] > 0:
-            busy[0] -= 1
-            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
-
-    served = Starting(ops, on_connect=on_connect)
+    held = HeldFile()
+    served = Starting(ops, on_connect=held.check)
     scheduler = served.service.build()
-    busy[0] = 4  # the paused-syncs read and three attempts of the run find the file held
+    held.times = 4  # the paused-syncs read and three attempts of the run find the file held
     scheduler.step(served.service.clock.now())
     assert served.runs == ["iterable_users"], served.events
     end = [e for e in served.events if e["event"] == "end"]
     assert [e["exit_code"] for e in end] == [0]
     assert sum(1 for e in served.events if e["event"] == "note" and "waiting up to" in e["message"]) == 1
 
-    busy[0] = 10 ** 6  # held for good: refused with exit 5 once the wait is over
+    held.times = 10 ** 6  # held for good: refused with exit 5 once the wait is over
     served.service.busy_wait_seconds = 30
     scheduler.jobs["iterable_users"].next_due = served.service.clock.now()
     scheduler.step(served.service.clock.now())
@@ -323,8 +329,6 @@ def test_a_stop_while_a_run_waits_for_the_duckdb_file_says_it_did_not_start_for_
     """SIGTERM while a run waited for a DuckDB file another process held ended the wait (as it
     should), but its `end` line said exit 5 with "the DuckDB file ... is in use by another process",
     as if the hold had refused it, where a run a stop keeps from starting says so (exit 143)."""
-    from dinsync.errors import LockBusyError
-
     ops = scheduled
     ops.sync()  # due at once (its last run two hours ago on the test's clock)
 
@@ -417,18 +421,10 @@ def test_a_paused_sync_whose_slot_finds_the_duckdb_file_held_is_skipped_not_star
     started (a `start` line, a wait for the file, then `end ... not started (exit 6)`), and an
     automatically paused one lost the slot it missed (no catch-up when it resumes). The pauses as
     last read now stand while the file is held."""
-    from dinsync.errors import LockBusyError
-
     ops = scheduled
     ops.sync()
-    busy = [0]
-
-    def on_connect(s):
-        if busy[0] > 0:
-            busy[0] -= 1
-            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
-
-    served = Starting(ops, on_connect=on_connect)
+    held = HeldFile()
+    served = Starting(ops, on_connect=held.check)
     scheduler = served.service.build()
     scheduler.step(served.service.clock.now())  # the catch-up run
     assert served.runs == ["iterable_users"]
@@ -436,7 +432,7 @@ def test_a_paused_sync_whose_slot_finds_the_duckdb_file_held_is_skipped_not_star
     served.service.clock.t += dt.timedelta(minutes=15)
     scheduler.step(served.service.clock.now())  # the pause is read: skipped
     assert [e["event"] for e in served.events][-1] == "skip"
-    busy[0] = 1  # the next slot's read of the paused syncs finds the file held
+    held.times = 1  # the next slot's read of the paused syncs finds the file held
     served.service.clock.t += dt.timedelta(minutes=15)
     before = len(served.events)
     scheduler.step(served.service.clock.now())
@@ -522,23 +518,18 @@ def test_a_sync_a_run_just_paused_is_skipped_when_the_next_read_finds_the_file_h
     """The pauses as last read stand while the DuckDB file is held; a pause its own run had just
     made was not among them yet, so the next slot started the sync (a `start`, a wait for the
     file, a check) as if it were not paused."""
-    from dinsync.errors import LockBusyError
-
     ops = scheduled
     ops.sync()
     served = Served(ops)
     served.at(0)
     ops.sql("alter table main.customers rename to customers_old")
     assert "paused" in kinds(served.at(15))
-    connect = served.service.connect
-    busy = [1]
+    connect, held = served.service.connect, HeldFile(1)
 
-    def held():
-        if busy[0] > 0:
-            busy[0] -= 1
-            raise LockBusyError("the DuckDB file warehouse.duckdb is in use by another process")
+    def held_connect():
+        held.check()
         return connect()
 
-    served.service.connect = held
+    served.service.connect = held_connect
     events = served.at(15)
     assert kinds(events)[:1] == ["skip"], events
