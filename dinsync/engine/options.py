@@ -5,6 +5,8 @@ import math
 import os
 from dataclasses import dataclass, fields
 
+from ..state.locks import HEARTBEAT_SECONDS
+
 # The least value of each knob that a run can work with (a knob not named here: above 0, as a lock
 # that expires at once would let a second run take over a live one, and a heartbeat of 0 spins);
 # whole numbers are 1 or more.
@@ -25,7 +27,7 @@ class EngineOptions:
     checkpoint_seconds: float = 5.0  # ... or this often
     queue_requests: int | None = None  # bounded request queue (default 4 x concurrency, at most QUEUE_REQUESTS_MAX)
     lock_ttl_seconds: float = 900.0  # a lock not refreshed for this long is taken over
-    heartbeat_seconds: float = 60.0  # how often a run refreshes its lock (state.locks.HEARTBEAT_SECONDS)
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # how often a run refreshes its lock, whatever it is doing
     grace_seconds: float = 20.0  # on SIGTERM/SIGINT: how long requests in flight may finish
     outcome_timeout_seconds: float = 600.0  # how long a run waits for pending outcomes (imports, bulk jobs)
     pending_days: float = 7.0  # outcomes not read after this long are given up (those rows are sent again)

@@ -33,7 +33,8 @@ from .process import holder_id, holder_in_another_namespace, holder_is_dead
 _ENDED_HERE: set[str] = set()
 
 
-# How often a run refreshes its lock at most (engine.lock.LockKeeper: every min(60 s, ttl / 3)).
+# How often a run refreshes its lock (EngineOptions.heartbeat_seconds' default; engine.lock.LockKeeper
+# refreshes every min(that, ttl / 3)).
 HEARTBEAT_SECONDS = 60.0
 SILENT_HEARTBEATS = 3
 
