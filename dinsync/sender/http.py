@@ -149,11 +149,14 @@ class HttpSender:
     # --- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> "HttpSender":
         connector = aiohttp.TCPConnector(limit=self.connections or 0, keepalive_timeout=30)
-        # A request's rate slot counts from when its headers left (see RateLimiter.started): a
-        # request that had to open a connection first (the first ones, any after a reset) reaches
-        # the server tens of milliseconds after its slot.
+        # A request's rate slot counts from when it left (see RateLimiter.started): a request that
+        # had to open a connection first (the first ones, any after a reset) reaches the server tens
+        # of milliseconds after its slot. Its headers are only buffered when aiohttp reports them
+        # sent; they leave with the body, which a task of its own writes a loop turn or more later
+        # (before Python 3.12), after whatever else the loop had ready: its write is the leave.
         leaving = aiohttp.TraceConfig()
-        leaving.on_request_headers_sent.append(self._headers_sent)
+        leaving.on_request_headers_sent.append(self._leaving)
+        leaving.on_request_chunk_sent.append(self._leaving)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
@@ -172,7 +175,7 @@ class HttpSender:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _headers_sent(self, session, trace, params) -> None:
+    async def _leaving(self, session, trace, params) -> None:
         RateLimiter.started(trace.trace_request_ctx, self.clock.now())
 
     async def close(self) -> None:
