@@ -77,7 +77,7 @@ class Run:
     parked: int
     requests: int
     throttled: int
-    segment_rows: int  # rows of the model this run saw (thresholds compare it with the last good run)
+    segment_rows: int  # rows of the model this run saw (thresholds compare those with a key with the last good run)
     warnings: list[str]
     error: str | None
     hint: str | None

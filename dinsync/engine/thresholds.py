@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RunSummary
+from ..terminal import plural
 
 
 def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_segment_rows: int | None,
                   elapsed_seconds: float) -> list[str]:
     """The warnings a finished run earns. `th`: the sync's Thresholds; `previous_segment_rows`: the
-    segment size of the last successful run (None when there is none)."""
+    segment size (rows with a key) of the last successful run (None when there is none)."""
     warnings = []
     bad = s.rejected + s.not_found
     if sendable and bad and 100.0 * bad / sendable > th.max_rejected_pct:
@@ -23,13 +24,22 @@ def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_
     if mode == "update" and th.max_not_found is not None and s.not_found > th.max_not_found:
         warnings.append(f"{s.not_found} rows were not found in the destination (update mode; threshold "
                         f"{th.max_not_found})")
+    # the segment is the rows with a key: a key column gone NULL (a dbt bug) empties it as surely as
+    # a model gone empty, and every delivered key is planned removed
+    keyed = max(0, s.segment_rows - s.null_keys)
     if th.warn_on_zero_rows and s.segment_rows == 0:
         warnings.append("the model returned no rows (warn_on_zero_rows)")
+    elif th.warn_on_zero_rows and keyed == 0:
+        warnings.append(f"the model returned {plural(s.segment_rows, 'row')}, none with a key (warn_on_zero_rows)")
     if th.max_segment_drop_pct is not None and previous_segment_rows:
-        drop = 100.0 * (previous_segment_rows - s.segment_rows) / previous_segment_rows
+        drop = 100.0 * (previous_segment_rows - keyed) / previous_segment_rows
         if drop > th.max_segment_drop_pct:
-            warnings.append(f"the segment fell from {previous_segment_rows} to {s.segment_rows} rows ({drop:.1f}% "
-                            f"since the last successful run; threshold {th.max_segment_drop_pct}%)")
+            rows, keyless = "rows", ""
+            if s.null_keys:
+                rows = "rows with a key"
+                keyless = f"; {plural(s.null_keys, 'row')} {'has' if s.null_keys == 1 else 'have'} a NULL or empty key"
+            warnings.append(f"the segment fell from {previous_segment_rows} to {keyed} {rows} ({drop:.1f}% "
+                            f"since the last successful run; threshold {th.max_segment_drop_pct}%{keyless})")
     if th.max_run_minutes is not None and elapsed_seconds > 60.0 * th.max_run_minutes:
         warnings.append(run_time_warning(elapsed_seconds, th.max_run_minutes))
     return warnings

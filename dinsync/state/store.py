@@ -267,9 +267,11 @@ class StateStore:
                               {"sync": sync, "run": run_id}) not in (None, 0)
 
     def last_good_segment_rows(self, sync: str) -> int | None:
-        """The segment size of the sync's last successful (or warning) run, if it was recorded."""
+        """The segment size of the sync's last successful (or warning) run, if it was recorded: its
+        rows with a key (sync_warnings compares those)."""
         value = self.wh.scalar(
-            f"SELECT segment_rows FROM {self.t('runs')} WHERE sync = :sync AND status IN ('success', 'warning') "
+            f"SELECT segment_rows - COALESCE(null_keys, 0) FROM {self.t('runs')} "
+            f"WHERE sync = :sync AND status IN ('success', 'warning') "
             f"AND segment_rows IS NOT NULL ORDER BY started_at DESC LIMIT 1", {"sync": sync})
         return None if value is None else int(value)
 

@@ -75,6 +75,30 @@ def test_segment_drop_zero_rows_and_not_found_thresholds(ops):
     assert "5 rows were not found in the destination (update mode; threshold 2)" in run["warnings"]
 
 
+def test_keys_gone_null_are_a_segment_drop(ops):
+    """A model whose key column went NULL (a dbt bug) lost its segment: the keyless rows are not
+    counted in it for max_segment_drop_pct (they were, and the run that planned every delivered
+    key `removed` passed with exit 0), and the run says how many rows it skipped."""
+    set_sync(ops, thresholds="  max_segment_drop_pct: 30\n")
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    ops.sql("update main.customers set email = NULL where id > 2")  # 18 of 20 keys gone
+    data = ops.sync()
+    [run] = data["runs"]
+    assert run["null_keys"] == 18 and run["removed"] == 18 and run["segment_rows"] == 20
+    assert "18 rows with a NULL matching key were skipped" in ops.last.stderr
+    assert run["status"] == "warning" and data["exit_code"] == ExitCode.WARNINGS
+    assert run["warnings"] == ["the segment fell from 20 to 2 rows with a key (90.0% since the last successful "
+                               "run; threshold 30.0%; 18 rows have a NULL or empty key)"]
+    ops.sql("update main.customers set email = 'user' || id || '@example.com'")  # fixed: the keys return
+    [run] = ops.sync()["runs"]
+    assert run["status"] == "success" and run["added"] == 18 and run["null_keys"] == 0
+    # a few NULL keys among good rows: those go through, the keyless are counted, within the threshold
+    ops.sql("update main.customers set email = NULL where id in (3, 4)")
+    ops.sql("update main.customers set plan = 'pro' where id in (1, 2, 3)")
+    [run] = ops.sync()["runs"]
+    assert (run["status"], run["changed"], run["acknowledged"], run["null_keys"]) == ("success", 2, 2, 2)
+
+
 def test_pause_by_hand_refuses_runs_until_resumed(ops):
     assert ops.sync()["exit_code"] == ExitCode.OK
     paused = ops.cli("pause", "iterable_users", "--reason", "CRM migration this week")

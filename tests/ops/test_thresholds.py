@@ -39,6 +39,19 @@ def test_each_threshold_on_its_own():
     assert warnings(Thresholds(max_run_minutes=30), elapsed=30 * 60) == []
 
 
+def test_rows_without_a_key_are_not_part_of_the_segment():
+    """A key column gone NULL is a drop (the keyless rows counted in the segment kept it whole) and
+    a model of keyless rows only returned nothing to sync."""
+    drop = Thresholds(max_segment_drop_pct=25)
+    assert warnings(drop, segment_rows=100, null_keys=100, previous=100) == \
+        ["the segment fell from 100 to 0 rows with a key (100.0% since the last successful run; threshold 25.0%; "
+         "100 rows have a NULL or empty key)"]
+    assert warnings(drop, segment_rows=101, null_keys=1, previous=100) == []
+    assert warnings(Thresholds(warn_on_zero_rows=True), segment_rows=3, null_keys=3, sendable=0) == \
+        ["the model returned 3 rows, none with a key (warn_on_zero_rows)"]
+    assert warnings(Thresholds(warn_on_zero_rows=True), segment_rows=3, null_keys=2, sendable=1) == []
+
+
 def test_a_short_run_time_threshold_is_told_in_seconds():
     """Under a few minutes, the run's time and the threshold are in seconds (a run of 0.7 s over
     max_run_minutes 0.01 used to read "the run took 0.0 minutes (threshold 0.01)")."""
