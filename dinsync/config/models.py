@@ -21,12 +21,12 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     SerializeAsAny,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ..destinations.base import Destination, SyncSpec
+from ..destinations.settings import Settings
 from .yamlfile import PATTERN_WORDS
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
@@ -47,7 +47,7 @@ SyncMode = Literal["upsert", "update", "insert"]  # each destination service dec
 ModelType = Literal["user", "custom"]
 
 
-class _Config(BaseModel):
+class _Config(Settings):
     # defer_build: a model's validator is built when first used, so the many models a run does
     # not need (other warehouses' and channels' settings) cost nothing at start-up
     # allow_inf_nan=False: `.inf` is no setting (null says "unlimited" where that is meant), and an
@@ -465,18 +465,9 @@ class Thresholds(_Config):
     max_segment_drop_pct: float | None = Field(default=None, ge=0, le=100)  # vs the last successful run
     warn_on_zero_rows: bool = False  # the model returned no row
     max_run_minutes: float | None = Field(default=None, gt=0)  # a run lasting longer -> warning
-
-    @field_validator("max_rejected_pct", "max_duplicate_pct", "max_not_found", "max_segment_drop_pct",
-                     "max_run_minutes", mode="before")
-    @classmethod
-    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """A boolean is no threshold: pydantic read `max_segment_drop_pct: false` (meant: off) as 0,
-        a warning at any drop, and `max_not_found: true` as 1."""
-        if isinstance(value, bool):
-            default = cls.model_fields[info.field_name].default
-            keep = "turn it off" if default is None else f"keep the default, {default:g}"
-            raise ValueError(f"expected a number, got {str(value).lower()} (leave the key out to {keep})")
-        return value
+    # a boolean is no threshold (Settings refuses it: `max_segment_drop_pct: false`, meant as off,
+    # was read as 0); its message says what leaving the key out does
+    unset_means: ClassVar[str] = "turn it off"
 
 
 class MatchSpec(_Config):

@@ -17,7 +17,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Literal, Mapping, Sequence
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from .base import (
     Destination,
@@ -34,6 +34,7 @@ from .base import (
     body_excerpt,
     reject_oversized,
 )
+from .settings import Settings
 
 if TYPE_CHECKING:  # imported where used: the config layer reads this module's declarations only
     import polars as pl
@@ -82,7 +83,7 @@ FATAL_CODES = {"BadApiKey", "BadAuthorizationHeader", "Unauthorized", "Forbidden
 # rejected, and sent again by the next run.
 
 
-class IterableSettings(BaseModel):
+class IterableSettings(Settings):
     """Iterable-specific keys of a destination in dinsync.yml."""
 
     model_config = ConfigDict(extra="forbid")

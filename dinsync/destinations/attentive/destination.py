@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from ... import redaction
 from ..base import (
@@ -28,6 +28,7 @@ from ..base import (
     is_html_page,
     reject_oversized,
 )
+from ..settings import Settings
 from .fields import FIELD_SPECS, IDENTIFIER_FIELDS
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ NOT_FOUND = "Attentive: no subscriber with this {field} (update mode never creat
 _ENDED_BADLY = re.compile(r"FAIL|ERROR|CANCEL|ABORT|REJECT|UNKNOWN", re.I)
 
 
-class AttentiveSettings(BaseModel):
+class AttentiveSettings(Settings):
     """Attentive-specific keys of a destination in dinsync.yml."""
 
     model_config = ConfigDict(extra="forbid")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from ...errors import DestinationUnreachableError, DinsyncError
 from ..base import (
@@ -49,6 +49,7 @@ from ..base import (
     SyncSpec,
     Transport,
 )
+from ..settings import Settings
 from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
                       written_record)
 from .keys import e164_keys, inexact_numbers, same_domain, same_instant, same_number, same_phone
@@ -63,7 +64,7 @@ WRITE, READ = "write", "read"  # endpoint names: Attio's two token-wide rate cla
 ATTRIBUTES_PAGE = 100
 
 
-class AttioSettings(BaseModel):
+class AttioSettings(Settings):
     """Attio-specific keys of a destination in dinsync.yml."""
 
     model_config = ConfigDict(extra="forbid")

@@ -5,7 +5,9 @@ import re
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ..settings import Settings
 
 FILE_NAME_FIELDS = {"universe", "sync", "stamp", "run", "seq"}
 DEFAULT_FILE_NAME = "{universe}_contacts_{sync}_{stamp}_{run}_{seq}.csv"
@@ -18,7 +20,7 @@ def file_name_fields(template: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
 
 
-class SftpSettings(BaseModel):
+class SftpSettings(Settings):
     """`sftp:` of a Splio destination: the automatic-import drop box Splio's project manager set up."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.inf` is no poll interval or timeout
@@ -87,7 +89,7 @@ class SftpSettings(BaseModel):
 CELLPHONE_FORMATS = {"sftp": "00", "api": "e164"}
 
 
-class SplioSettings(BaseModel):
+class SplioSettings(Settings):
     """Splio-specific keys of a destination in dinsync.yml."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `.inf` is no poll interval or timeout
