@@ -102,6 +102,10 @@ class FieldSpec:
     kind: str = "auto"  # a mapping kind: auto, string, integer, number, boolean, date, datetime, email, phone, json
     writable: bool = True
     description: str = ""
+    # characters the platform stores at most, for every account (its documented field size): a
+    # longer value rejects its row before sending, naming the field, rather than by the platform's
+    # answer (for a batch, one refused whole and bisected down to the row). Destinations apply it.
+    max_length: int | None = None
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ def test_sftp_hostile_values(make_project):
     assert p.contact("user5@example.com") is None and p.contact("user7@example.com") is None
     reasons = {k: r for k, _, r in p.rejections()}
     assert "line break" in reasons["user5@example.com"] and "line break" in reasons["user6@example.com"]
-    assert "firstname is longer than 255" in reasons["user7@example.com"]
+    assert reasons["user7@example.com"].startswith('field "firstname": 300 characters, over the 255 Splio accepts')
     assert reasons["user8@example.com"].startswith('field "plan": the value contains a NUL character')
     assert p.contact("user8@example.com") is None
     assert p.stats()["files_rejected"] == {}  # no line break ever reached a file
@@ -627,6 +627,29 @@ def test_api_a_bulk_error_counting_contacts_from_1_parks_no_innocent_contact(mak
     # the bad one, which is delivered when sent alone; the bad one is found among the rest
     p = _one_bad_contact_of_40(make_project, error_index_base=1)
     assert p.contact("user18@example.com") is not None
+
+
+def test_api_names_over_255_characters_are_rejected_before_sending(make_project, splio_requests):
+    """Splio stores firstname and lastname up to 255 characters: a longer one made Splio refuse the
+    whole bulk (3 requests for one bad contact of 40, one more per bad contact); refused before
+    sending, the 38 others go in one request and the two rows are parked with a reason naming
+    their field, until they change."""
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(40)
+    p.sql("update main.people set last_name = repeat('é', 256) where id = 9")
+    p.sql("update main.people set first_name = repeat('😀', 300) where id = 30")
+    p.sql("update main.people set first_name = repeat('😀', 255) where id = 31")  # fits: counted in characters
+    run = p.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (38, 2, 2)
+    assert p.stats()["requests_by_endpoint"]["contacts_bulk"] == 1
+    assert {k: r for k, _, r in p.rejections()} == {
+        "user9@example.com": 'field "lastname": 256 characters, over the 255 Splio accepts (shorten it in the model)',
+        "user30@example.com": 'field "firstname": 300 characters, over the 255 Splio accepts (shorten it in the model)'}
+    assert p.contact("user31@example.com")["firstname"] == "😀" * 255 and p.contact("user9@example.com") is None
+    p.sql("update main.people set last_name = 'Short' where id = 9")
+    run = p.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (1, 0) and p.contact("user9@example.com")["lastname"] == "Short"
 
 
 def test_api_hostile_values(make_project, splio_requests):

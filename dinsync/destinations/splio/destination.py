@@ -41,17 +41,22 @@ if TYPE_CHECKING:  # polars is loaded only when rows are sent
 BULK_MAX_BYTES = 16 * 1024 * 1024  # our cap per bulk request (Splio documents none)
 MAX_ROW_BYTES = 8 * 1024 * 1024  # a contact larger than this is refused before sending (our cap)
 EMAIL_MAX = 100  # Splio: email max 100 characters
+NAME_MAX = 255  # Splio: firstname, lastname max 255 (Datahub contacts)
+CELLPHONE_MAX = 30  # Splio: cellphone max 30
 MAX_FIELD_PAGES = 20  # field list pages read at most (Splio allows 180 custom contact fields)
 # Splio's custom field types (GET /data/fields/contacts `data_type`, when given) -> mapping kinds.
 DATA_TYPE_KINDS = {"text": "string", "string": "string", "int": "integer", "double": "number", "date": "datetime"}
 
 STANDARD_FIELDS = {
-    "firstname": FieldSpec("firstname", "string", description="max 255 characters"),
-    "lastname": FieldSpec("lastname", "string", description="max 255 characters"),
+    "firstname": FieldSpec("firstname", "string", description="max 255 characters", max_length=NAME_MAX),
+    "lastname": FieldSpec("lastname", "string", description="max 255 characters", max_length=NAME_MAX),
     "language": FieldSpec("language", "string", description="2-letter lowercase code (en, fr, de, ...)"),
     "cellphone": FieldSpec("cellphone", "phone", description="max 30; E.164 from the model, written as 0033... "
-                                                             "in files, +33... over the API (cellphone_format)"),
+                                                             "in files, +33... over the API (cellphone_format)",
+                           max_length=CELLPHONE_MAX),
 }
+# the standard fields' sizes, checked on the text Splio receives (values.length_rejections)
+MAX_LENGTHS = {name: spec.max_length for name, spec in STANDARD_FIELDS.items() if spec.max_length}
 
 CONTACTS = ServiceSpec(
     name="contacts",
@@ -200,9 +205,10 @@ class SplioDestination(Destination):
         frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_text_format,
                                        timezone=self.settings.timezone)
         frame, beyond = values.zone_rejections(frame, columns, self.settings.timezone)
+        frame, too_long = values.length_rejections(frame, columns, MAX_LENGTHS)
         prepared = self._prepare_files(frame, columns) if self.settings.transport == "sftp" else \
             self._prepare_api(frame, columns, sync)
-        prepared.rejections = beyond + prepared.rejections
+        prepared.rejections = beyond + too_long + prepared.rejections
         return prepared
 
     def _prepare_files(self, frame: pl.DataFrame, columns) -> Prepared:

@@ -28,7 +28,7 @@ import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import orjson
 import polars as pl
@@ -152,6 +152,30 @@ def zone_rejections(frame: pl.DataFrame, columns: Sequence[Column],
                 rejections.append(Rejection(key, f'field "{c.name}": {value} is outside the years 1 to 9999 in '
                                                  f"{timezone} (the destination's timezone), which Splio cannot "
                                                  "store", c.name))
+    return frame.filter(~bad), rejections
+
+
+def length_rejections(frame: pl.DataFrame, columns: Sequence[Column],
+                      limits: Mapping[str, int]) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows sending a standard field longer than Splio stores (`limits`: field -> characters, e.g.
+    firstname 255), counted on the text Splio receives in code points (an emoji is one): the
+    smallest count of a text's length, so a value over it is over in whatever unit Splio counts.
+    Rejected here with a reason naming the field and its length: Splio's answer
+    said so too, but a bulk create refuses its whole batch for one such contact (each bad row cost
+    a bisection of its batch) and a file import a line. The others are sent."""
+    checked = [(c, limits[c.name]) for c in columns if not c.custom and c.name in limits]
+    if not checked or frame.height == 0:
+        return frame, []
+    flags = [(pl.col(f"_c{c.index}").str.len_chars() > n).fill_null(False) for c, n in checked]
+    bad = frame.select(pl.any_horizontal(flags).alias("bad"))["bad"]
+    if not bad.any():
+        return frame, []
+    rejections = []
+    for row in frame.filter(bad).select("_key", *[f"_c{c.index}" for c, _ in checked]).iter_rows():
+        key, texts = row[0], row[1:]
+        (col, n), text = next((cn, t) for cn, t in zip(checked, texts) if t is not None and len(t) > cn[1])
+        rejections.append(Rejection(key, f'field "{col.name}": {len(text):,} characters, over the {n} Splio accepts '
+                                         "(shorten it in the model)", col.name))
     return frame.filter(~bad), rejections
 
 
