@@ -24,8 +24,10 @@ How it maps onto Snowflake:
   case-insensitively, as on Redshift), and column names come back lower-cased. Consequence: a
   model column is named in the sync config in lower case, and two model columns whose names
   differ only by case cannot both be used (alias one of them).
-- Sessions: one connection per thread (a transaction belongs to its session). DDL commits the
-  open transaction on Snowflake (`transactional_ddl=False`).
+- Sessions: one connection per thread, AUTOCOMMIT on. No transaction is held open between two
+  requests: `transaction()` runs the writes of its block when the block ends, each a statement
+  of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
+  to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
   requested batch size; a chunk whose pre-signed URL expired (6 hours) is downloaded again from
@@ -34,7 +36,7 @@ How it maps onto Snowflake:
   connector reads it as float64, and its 16th digit and beyond are lost).
 - Writes (acknowledged keys, rejections): the rows as JSON text bound to one parameter,
   unpacked by `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`, up to 512 KB
-  of JSON per statement, in one transaction. Not the stage + COPY INTO path of `write_pandas`:
+  of JSON per statement, each committed on its own. Not the stage + COPY INTO path of `write_pandas`:
   it PUTs files to an internal stage, which the test server (fakesnow) cannot serve, so it
   could not be tested here; and not multi-row INSERT ... VALUES, 45x slower through fakesnow
   (its SQL translation parses every literal) and limited by Snowflake's 1 MB statement text.
@@ -61,6 +63,9 @@ SESSION_PARAMETERS = {
     "TIMEZONE": "UTC",  # dinsync writes naive UTC timestamps
     "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
 }
+# Set after the `session_parameters` config: each statement commits on its own (see transaction());
+# with AUTOCOMMIT off, a DML statement opens a transaction that only a COMMIT, never sent, would end.
+FORCED_SESSION_PARAMETERS = {"AUTOCOMMIT": True}
 
 # Creating a schema or database also makes it the session's current one (USE) on Snowflake.
 _CREATES_CONTEXT = re.compile(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?(SCHEMA|DATABASE)\b", re.I)
@@ -266,7 +271,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
-            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {})},
+            session_parameters={**SESSION_PARAMETERS, **(session_parameters or {}), **FORCED_SESSION_PARAMETERS},
             # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
             # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
             arrow_number_to_decimal=True,
@@ -313,47 +318,63 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     # --- SQL -----------------------------------------------------------------------------
     @translated("running a statement")
     def execute(self, sql: str, params: Params = None) -> int | None:
+        writes = getattr(self._local, "writes", None)
+        if writes is not None:
+            if not _DDL.match(sql):  # inside transaction(): run when the block ends
+                writes.append((sql, params))
+                return None
+            self._flush()  # DDL commits what came before it on Snowflake: in that order here too
+        return self._run(sql, params)
+
+    def _run(self, sql: str, params: Params) -> int | None:
         sql, values = self._sql(sql, params)
         with self.conn.cursor() as cur:
             restore = _CREATES_CONTEXT.match(sql) and self._context(cur)
-            ddl = getattr(self._local, "in_transaction", False) and _DDL.match(sql)
-            if ddl:  # Snowflake commits the open transaction before DDL: say so, then go on in a new one
-                cur.execute("COMMIT")
             cur.execute(sql, values)
             count = cur.rowcount
-            if ddl:
-                cur.execute("BEGIN")
             if restore:  # CREATE SCHEMA / DATABASE made the new one current: the model SQL reads the old
                 cur.execute(restore)
             return count if isinstance(count, int) and count >= 0 else None
 
+    def _flush(self) -> None:
+        """Run the writes a transaction() block has collected so far, each on its own, in order."""
+        writes = getattr(self._local, "writes", None)
+        while writes:
+            self._run(*writes.pop(0))
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT on the calling thread's session. DDL inside it commits what came before
-        (Snowflake's rule, made explicit: the rest of the block runs in a new transaction)."""
-        if getattr(self._local, "in_transaction", False):
-            yield  # nested: part of the outer transaction
+        """The writes of the block, run when it ends, each a statement of its own (AUTOCOMMIT): no
+        session holds a transaction between two requests. A client killed (`kill -9`) between the
+        requests of BEGIN ... COMMIT left that transaction open on the server, holding the rows it
+        wrote: Snowflake aborts it once it has blocked another for 5 idle minutes, fakesnow never,
+        and the next run's DELETE of the same keys waited on it. A block that raises writes nothing;
+        a kill or a failure between two of its writes leaves the first applied, which dinsync's
+        writes allow (a snapshot row deleted and not inserted again: the key is sent again). Reads
+        inside the block run at once, after the writes collected before them; DDL too (it commits
+        what came before it on Snowflake)."""
+        if getattr(self._local, "writes", None) is not None:
+            yield  # nested: part of the outer block
             return
-        self.execute("BEGIN")
-        self._local.in_transaction = True
+        self._local.writes = writes = []
         try:
             yield
-        except BaseException:
-            self._local.in_transaction = False
-            with contextlib.suppress(E.WarehouseError):
-                self.execute("ROLLBACK")
-            raise
-        self._local.in_transaction = False
-        self.execute("COMMIT")
+        finally:
+            self._local.writes = None
+        with self.translating("running a statement"):
+            for sql, params in writes:
+                self._run(sql, params)
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
         """Rows as one JSON text per statement, bound as a single value and unpacked by
         `INSERT ... SELECT ... FROM TABLE(FLATTEN(INPUT => PARSE_JSON(...)))`: a statement carries
         up to `json_bytes` of rows (Snowflake's statement text is limited to 1 MB), several
-        statements share a transaction. `replace` re-creates the table first (CREATE OR REPLACE:
-        DDL, outside that transaction). Measured through fakesnow: 40,000 keys in 0.55 s, where
+        statements each commit on their own (see transaction(): a write interrupted midway leaves a
+        part of the rows, which a scratch table or the rejection log allows). `replace` re-creates the
+        table first (CREATE OR REPLACE). Measured through fakesnow: 40,000 keys in 0.55 s, where
         multi-row INSERT ... VALUES of 1,000 rows each took 25 s."""
+        self._flush()
         data = _plain(data)
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
@@ -370,7 +391,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         # each row an object of its non-NULL values ("c0", "c1", ...): an absent key reads as SQL NULL
         values = ", ".join(f"CAST(f.value['c{i}'] AS {t})" for i, t in enumerate(types))
         sql = f"INSERT INTO {target} ({cols}) SELECT {values} FROM TABLE(FLATTEN(INPUT => PARSE_JSON(%s))) AS f"
-        with (self.transaction() if second is not None else contextlib.nullcontext()), self.conn.cursor() as cur:
+        with self.conn.cursor() as cur:
             for text in itertools.chain([first], [second] if second is not None else [], texts):
                 cur.execute(sql, [text])
 
@@ -387,6 +408,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
 
     @translated("running a query")
     def query(self, sql: str, params: Params = None) -> pa.Table:
+        self._flush()  # (a read inside transaction() sees the block's writes before it)
         sql, values = self._sql(sql, params)
         with self.conn.cursor() as cur:
             cur.execute(sql, values)
@@ -412,6 +434,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:
+        self._flush()
         with self.conn.cursor() as cur:
             meta = cur.describe(f"SELECT * FROM (\n{sql}\n) AS _q LIMIT 0")
             types = self._sf.constants.FIELD_ID_TO_NAME

@@ -227,7 +227,7 @@ def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeyp
 
     from dinsync.warehouses.snowflake import SnowflakeWarehouse
 
-    monkeypatch.setattr(SnowflakeWarehouse, "json_bytes", 2000)  # several statements, one transaction
+    monkeypatch.setattr(SnowflakeWarehouse, "json_bytes", 2000)  # several statements
     t = WarehouseUnderTest("snowflake", tmp_path)
     try:
         original = SnowflakeWarehouse.execute
@@ -273,7 +273,9 @@ def test_writes_bind_json_chunks_unpacked_by_flatten(tmp_path, fakesnow, monkeyp
         t.wh.write_arrow(t.schema, "w", data)
         inserts = [s for s in ran if s.startswith("INSERT")]
         assert len(inserts) >= 5 and all("FLATTEN(INPUT => PARSE_JSON(%s))" in s for s in inserts)
-        assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"  # several statements: one transaction
+        # each statement commits on its own: no transaction held open between requests (a kill -9
+        # between two of them left it open on the server, see test_snowflake_killed_run.py)
+        assert not {"BEGIN", "COMMIT"} & {s.strip().upper() for s in statements + ran}
         assert t.wh.scalar("SELECT COUNT(*) FROM w") == 2 * n
     finally:
         t.close()
