@@ -1,9 +1,9 @@
 """Per-sync operating state in the warehouse: paused or not (and why), the last state sent to
 notification channels, and an event log (pauses, resumes, notifications).
 
-Tables (layout 4, in the state schema): `sync_state` holds at most one row per sync (written as
-DELETE + INSERT in one transaction, so no warehouse needs an enforced key); `events` is
-append-only. Texts are redacted by the callers before they get here.
+Tables (layout 4, in the state schema): `sync_state` holds one row per sync (written as INSERT
++ DELETE of the other rows in one transaction, so no warehouse needs an enforced key; the newest
+row is read); `events` is append-only. Texts are redacted by the callers before they get here.
 """
 from __future__ import annotations
 
@@ -65,10 +65,14 @@ class SyncStates:
         state.updated_at = utcnow()
         values = asdict(state)
         table = self.store.t("sync_state")
+        # the new row first, then the others: where the two statements commit on their own (Snowflake),
+        # a run killed between them leaves two rows, the newest of which is read, never none (which
+        # read as not paused)
         with self.wh.transaction():
-            self.wh.execute(f"DELETE FROM {table} WHERE sync = :sync", {"sync": state.sync})
             self.wh.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES "
                             f"({', '.join(':' + c for c in COLUMNS)})", values)
+            self.wh.execute(f"DELETE FROM {table} WHERE sync = :sync AND (updated_at IS NULL OR updated_at <> :at)",
+                            {"sync": state.sync, "at": state.updated_at})
         return state
 
     def pause(self, sync: str, *, by: str, culprit: str, reason: str, run_id: str | None = None) -> SyncState:

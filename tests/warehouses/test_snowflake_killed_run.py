@@ -155,3 +155,43 @@ def test_a_run_killed_inside_a_commit_leaves_nothing_the_next_run_waits_on(tmp_p
         wh.close()
         proxy.stop()
         server.stop()
+
+
+def test_a_pause_survives_a_run_killed_between_the_writes_of_its_state(tmp_path, fakesnow, monkeypatch):
+    """A sync's state is written as two statements, each committed on its own on Snowflake (see
+    above). They were DELETE then INSERT: a run killed between them (here: its second write fails)
+    left no row, and a paused sync read as not paused ran again. The new row is written first."""
+    from dinsync.state import StateStore
+    from dinsync.state.syncstate import SyncStates
+    from dinsync.warehouses import WarehouseUnavailable
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+    from tests.warehouses.support import WarehouseUnderTest
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        store = StateStore(t.wh, t.state_schema)
+        store.migrate()
+        states = SyncStates(store)
+        states.pause("users", by="hand", culprit="hand", reason="held by hand")
+        run = SnowflakeWarehouse._run
+        seen = []
+
+        def dies_after_one_write(self, sql, params):
+            seen.append(sql)
+            if len(seen) == 2:
+                raise WarehouseUnavailable("Snowflake: the process was killed here")
+            return run(self, sql, params)
+
+        monkeypatch.setattr(SnowflakeWarehouse, "_run", dies_after_one_write)
+        try:
+            states.notified("users", "paused")
+        except WarehouseUnavailable:
+            pass
+        monkeypatch.setattr(SnowflakeWarehouse, "_run", run)
+        assert len(seen) == 2
+        after = states.get("users")
+        assert after.paused and after.reason == "held by hand"
+        states.notified("users", "paused")
+        assert len(t.wh.rows(f'SELECT sync FROM "{t.state_schema}".sync_state')) == 1
+    finally:
+        t.close()
