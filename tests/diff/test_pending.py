@@ -186,3 +186,25 @@ def test_a_first_sync_stashes_and_resolves_many_pending_records_beyond_the_inser
         assert w.scalar("SELECT COUNT(*) FROM st.snap_s") == 250_000 and p.pending_tokens() == {}
     finally:
         w.close()
+
+
+def test_a_stash_never_takes_over_records_an_interrupted_stash_left_without_a_token(wh):
+    """A stash is a delete, an insert of the records without a token, and the setting of their token.
+    Where those commit on their own (Snowflake; Databricks with transactions: none), a run killed
+    after the insert left records without a token, and the next stash's `SET _token = :token WHERE
+    _token IS NULL` gave them its own: the outcome of a job they were never part of then settled them
+    (committed as delivered). Records left without a token are dropped instead (not in the snapshot,
+    they are sent again)."""
+    wh.execute("INSERT INTO people VALUES ('a@x.co', 'Ann', 'pro'), ('b@x.co', 'Bob', 'free')")
+    p = planner(wh)
+    p.plan()
+    sent = keys(p)
+    assert p.stash_pending(["a@x.co"], "job-1") == 1
+    wh.execute("UPDATE st.pend_s SET _token = NULL")  # what a run killed before its token was set left
+    later = planner(wh)
+    later.plan()
+    assert later.stash_pending(["b@x.co"], "job-2") == 1 and "b@x.co" in sent
+    assert later.pending_keys("job-2") == {"b@x.co"}
+    assert later.pending_tokens() == {"job-2": 1}
+    assert later.resolve_pending(ok=["a@x.co", "b@x.co"]) == (1, 0)
+    assert snapshot(wh) == {"b@x.co": (True, False)}

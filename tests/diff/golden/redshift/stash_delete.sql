@@ -5,3 +5,4 @@ WHERE
       "k"."_key"
     FROM "dinsync_state"."acked_people_to_crm" AS "k"
   )
+  OR "_token" IS NULL
