@@ -141,10 +141,15 @@ class StateStore:
                 self._write_meta(key, value)
 
     def _write_meta(self, key: str, value: str) -> None:
-        """Replace a `meta` row (inside the caller's transaction)."""
-        self.wh.execute(f"DELETE FROM {self.t('meta')} WHERE key = :key", {"key": key})
-        self.wh.execute(f"INSERT INTO {self.t('meta')} (key, value) VALUES (:key, :value)",
-                        {"key": key, "value": value})
+        """Replace a `meta` row (inside the caller's transaction): UPDATE, then INSERT where no row
+        holds the key. Where the two commit on their own (Snowflake), a run killed between them
+        leaves the old value or the new one; DELETE then INSERT left none (a layout version, a
+        sync's destination or mapping forgotten)."""
+        meta, text = self.t("meta"), self.caps.text_type
+        self.wh.execute(f"UPDATE {meta} SET value = :value WHERE key = :key", {"key": key, "value": value})
+        self.wh.execute(f"INSERT INTO {meta} (key, value) SELECT n.k, n.v FROM (SELECT CAST(:key AS {text}) AS k, "
+                        f"CAST(:value AS {text}) AS v) AS n WHERE NOT EXISTS (SELECT 1 FROM {meta} AS m "
+                        f"WHERE m.key = n.k)", {"key": key, "value": value})
 
     def _refuse_foreign_tables(self, statements: list[str]) -> None:
         """A table the layout would create that already exists without the layout's columns is

@@ -195,3 +195,45 @@ def test_a_pause_survives_a_run_killed_between_the_writes_of_its_state(tmp_path,
         assert len(t.wh.rows(f'SELECT sync FROM "{t.state_schema}".sync_state')) == 1
     finally:
         t.close()
+
+
+def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_replace_it(tmp_path, fakesnow,
+                                                                                      monkeypatch):
+    """A `meta` value (a sync's destination, mapping, layout version) is replaced by two statements,
+    each committed on its own on Snowflake. They were DELETE then INSERT: a run killed between them
+    (here: its second write fails) left the key without a value. UPDATE, then INSERT where no row
+    holds the key, leaves the old value or the new one."""
+    from dinsync.state import StateStore
+    from dinsync.warehouses import WarehouseUnavailable
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+    from tests.warehouses.support import WarehouseUnderTest
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        store = StateStore(t.wh, t.state_schema)
+        store.migrate()
+        store.set_meta_value("sync:users:destination", "iterable:a")
+        run = SnowflakeWarehouse._run
+        seen = []
+
+        def dies_after_one_write(self, sql, params):
+            seen.append(sql)
+            if len(seen) == 2:
+                raise WarehouseUnavailable("Snowflake: the process was killed here")
+            return run(self, sql, params)
+
+        monkeypatch.setattr(SnowflakeWarehouse, "_run", dies_after_one_write)
+        try:
+            store.set_meta_value("sync:users:destination", "iterable:b")
+        except WarehouseUnavailable:
+            pass
+        monkeypatch.setattr(SnowflakeWarehouse, "_run", run)
+        assert len(seen) == 2
+        assert store.meta_values("sync:users:destination") in ({"sync:users:destination": "iterable:a"},
+                                                               {"sync:users:destination": "iterable:b"})
+        store.set_meta_values({"sync:users:destination": "iterable:c", "sync:users:new": "x"})
+        assert store.meta_values("sync:users:destination", "sync:users:new") == {
+            "sync:users:destination": "iterable:c", "sync:users:new": "x"}
+        assert store.layout_version() == 4
+    finally:
+        t.close()
