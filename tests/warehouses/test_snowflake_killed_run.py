@@ -30,6 +30,7 @@ class HoldingProxy:
 
     def __init__(self, port: int):
         self.armed, self.reached, self.release = False, threading.Event(), threading.Event()
+        self.statements: list[str] = []  # the text of every statement run through the proxy
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,9 +42,11 @@ class HoldingProxy:
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hold = False
-                if proxy.armed and not proxy.reached.is_set() and self.path.startswith("/queries/v1/query-request"):
+                if self.path.startswith("/queries/v1/query-request"):
                     raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
-                    hold = bool(COMMIT_DELETE.match(json.loads(raw).get("sqlText", "")))
+                    sql = json.loads(raw).get("sqlText", "")
+                    proxy.statements.append(sql)
+                    hold = proxy.armed and not proxy.reached.is_set() and bool(COMMIT_DELETE.match(sql))
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -148,6 +151,8 @@ def test_a_run_killed_inside_a_commit_leaves_nothing_the_next_run_waits_on(tmp_p
         statuses = [r["status"] for r in wh.query(
             f'SELECT status FROM "{state}".runs WHERE sync = :s ORDER BY started_at', {"s": SYNC}).to_pylist()]
         assert statuses == ["success", "abandoned", "success"]
+        # no run opened a transaction of its own (one is only ever the statement running)
+        assert not [q for q in proxy.statements if re.match(r"\s*(BEGIN|START\s+TRANSACTION|COMMIT)\b", q, re.I)]
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
