@@ -148,6 +148,24 @@ def test_key_pair_authentication_is_what_the_connector_receives(monkeypatch):
     assert "PRIVATE KEY" not in str(info.value)  # the key itself is never echoed
 
 
+def test_every_session_commits_each_statement_whatever_the_config_says(monkeypatch):
+    """dinsync holds no transaction between requests on Snowflake (a killed run left it open):
+    each statement must commit on its own, so AUTOCOMMIT is set over `session_parameters`."""
+    import snowflake.connector
+
+    seen = {}
+
+    def fake_connect(**options):
+        seen.update(options)
+        raise snowflake.connector.errors.DatabaseError(msg="Incorrect username or password", errno=390100)
+
+    monkeypatch.setattr(snowflake.connector, "connect", fake_connect)
+    with pytest.raises(WarehouseAuthError):
+        connect("snowflake", account="a", user="u", password="p",
+                session_parameters={"AUTOCOMMIT": False, "QUERY_TAG": "mine"})
+    assert seen["session_parameters"]["AUTOCOMMIT"] is True and seen["session_parameters"]["QUERY_TAG"] == "mine"
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "snowflake.connector", None)
     assert capabilities_of("snowflake").dialect == "snowflake"  # capabilities need no driver
