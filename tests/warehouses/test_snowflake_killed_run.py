@@ -168,8 +168,6 @@ def test_a_pause_survives_a_run_killed_between_the_writes_of_its_state(tmp_path,
     left no row, and a paused sync read as not paused ran again. The new row is written first."""
     from dinsync.state import StateStore
     from dinsync.state.syncstate import SyncStates
-    from dinsync.warehouses import WarehouseUnavailable
-    from dinsync.warehouses.snowflake import SnowflakeWarehouse
     from tests.warehouses.support import WarehouseUnderTest
 
     t = WarehouseUnderTest("snowflake", tmp_path)
@@ -178,22 +176,7 @@ def test_a_pause_survives_a_run_killed_between_the_writes_of_its_state(tmp_path,
         store.migrate()
         states = SyncStates(store)
         states.pause("users", by="hand", culprit="hand", reason="held by hand")
-        run = SnowflakeWarehouse._run
-        seen = []
-
-        def dies_after_one_write(self, sql, params):
-            seen.append(sql)
-            if len(seen) == 2:
-                raise WarehouseUnavailable("Snowflake: the process was killed here")
-            return run(self, sql, params)
-
-        monkeypatch.setattr(SnowflakeWarehouse, "_run", dies_after_one_write)
-        try:
-            states.notified("users", "paused")
-        except WarehouseUnavailable:
-            pass
-        monkeypatch.setattr(SnowflakeWarehouse, "_run", run)
-        assert len(seen) == 2
+        assert killed_after_one_write(monkeypatch, lambda: states.notified("users", "paused")) == 2
         after = states.get("users")
         assert after.paused and after.reason == "held by hand"
         states.notified("users", "paused")
@@ -209,8 +192,6 @@ def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_repl
     (here: its second write fails) left the key without a value. UPDATE, then INSERT where no row
     holds the key, leaves the old value or the new one."""
     from dinsync.state import StateStore
-    from dinsync.warehouses import WarehouseUnavailable
-    from dinsync.warehouses.snowflake import SnowflakeWarehouse
     from tests.warehouses.support import WarehouseUnderTest
 
     t = WarehouseUnderTest("snowflake", tmp_path)
@@ -218,22 +199,8 @@ def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_repl
         store = StateStore(t.wh, t.state_schema)
         store.migrate()
         store.set_meta_value("sync:users:destination", "iterable:a")
-        run = SnowflakeWarehouse._run
-        seen = []
-
-        def dies_after_one_write(self, sql, params):
-            seen.append(sql)
-            if len(seen) == 2:
-                raise WarehouseUnavailable("Snowflake: the process was killed here")
-            return run(self, sql, params)
-
-        monkeypatch.setattr(SnowflakeWarehouse, "_run", dies_after_one_write)
-        try:
-            store.set_meta_value("sync:users:destination", "iterable:b")
-        except WarehouseUnavailable:
-            pass
-        monkeypatch.setattr(SnowflakeWarehouse, "_run", run)
-        assert len(seen) == 2
+        assert killed_after_one_write(
+            monkeypatch, lambda: store.set_meta_value("sync:users:destination", "iterable:b")) == 2
         assert store.meta_values("sync:users:destination") in ({"sync:users:destination": "iterable:a"},
                                                                {"sync:users:destination": "iterable:b"})
         store.set_meta_values({"sync:users:destination": "iterable:c", "sync:users:new": "x"})
@@ -242,3 +209,27 @@ def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_repl
         assert store.layout_version() == 4
     finally:
         t.close()
+
+
+def killed_after_one_write(monkeypatch, action) -> int:
+    """Run `action` with its second statement on Snowflake failing as a kill would leave it (the
+    first applied, nothing after it); returns how many statements it reached."""
+    from dinsync.warehouses import WarehouseUnavailable
+    from dinsync.warehouses.snowflake import SnowflakeWarehouse
+
+    run = SnowflakeWarehouse._run
+    seen = []
+
+    def dies_after_one_write(self, sql, params):
+        seen.append(sql)
+        if len(seen) == 2:
+            raise WarehouseUnavailable("Snowflake: the process was killed here")
+        return run(self, sql, params)
+
+    monkeypatch.setattr(SnowflakeWarehouse, "_run", dies_after_one_write)
+    try:
+        action()
+    except WarehouseUnavailable:
+        pass
+    monkeypatch.setattr(SnowflakeWarehouse, "_run", run)
+    return len(seen)
