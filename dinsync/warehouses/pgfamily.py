@@ -393,6 +393,7 @@ class PsycopgSessions:
                 conn = self._connect_psycopg()
             _load_as_text(conn)  # small query results as streams deliver them (jsonb, uuid: text)
             _load_beyond_calendar(conn)  # (`dinsync plan`'s samples of a date 'infinity', say)
+            _load_unpadded(conn)
             self._local.conn = conn
             with self._conn_lock:
                 alive = []
@@ -682,6 +683,11 @@ def _text_cast(field: pa.Field) -> str | None:
         return "CAST({c} AS BIGINT)"
     if _is_array(field) and _pg_type(field) == "_oid":
         return "CAST({c} AS BIGINT[])"
+    # char(n)'s text form, without the blanks that pad it to n ('ab'::char(5)::text = 'ab': see _load_unpadded)
+    if _pg_type(field) == "bpchar":
+        return "CAST({c} AS TEXT)"
+    if _is_array(field) and _pg_type(field) == "_bpchar":
+        return "CAST({c} AS TEXT[])"
     # A composite (`create type comp as (a int, b text)`): ADBC's struct reader misfills it (rows
     # marked invalid, children shifted: (2,b) read as {"a": null, "b": null}, NULL as {"a": 0,
     # "b": ""}, {(1,x),NULL,(2,y)} as [{"a":1,"b":"x"},null,null]): read as its text form,
@@ -821,6 +827,7 @@ class CursorStream:
         try:
             _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             _load_beyond_calendar(conn)
+            _load_unpadded(conn)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 _set_local(conn.execute, self.stream_settings)
@@ -980,6 +987,20 @@ def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
     for name in _TEXT_LOADED + also:
         if conn.adapters.types.get(name) is not None:
             conn.adapters.register_loader(name, TextLoader)
+
+
+def _load_unpadded(conn: Any) -> None:
+    """`char(n)` (bpchar) values, and their arrays' elements, without the blanks that pad them to n,
+    as PostgreSQL's text form of them is (`'ab'::char(5)::text = 'ab'`) and DuckDB's CHAR (a VARCHAR)
+    holds them: `ab   ` was sent to the platform."""
+    from psycopg.types.string import TextLoader
+
+    class Unpadded(TextLoader):
+        def load(self, data: Any) -> Any:
+            return super().load(bytes(data).rstrip(b" "))
+
+    if conn.adapters.types.get("bpchar") is not None:
+        conn.adapters.register_loader("bpchar", Unpadded)
 
 
 # Dates and timestamps psycopg cannot load (beyond the years 1 to 9999: ±infinity, 4713 BC,

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.warehouses.support import run_cli, write_iterable_project
 
 COMPOSITE_MODEL = """\
@@ -47,3 +49,47 @@ def test_composites_are_sent_as_their_text_form(tmp_path, wh_postgres, iterable_
     code, again = run_cli(root, wh_postgres, "sync")
     assert code == 0 and again["runs"][0]["acknowledged"] == 1, again
     assert thread.call(lambda: dict(sandbox.users.get("c1@example.com")["dataFields"]))["cmp"] == "(1,A)"
+
+
+CHAR_MODEL = """\
+-- primary_key: email
+-- model_type: user
+select email, code, codes, 'x'::char(3) as lit from pgchar_customers
+"""
+
+
+@pytest.fixture(params=["postgres", "redshift"])
+def pg_target(request):
+    return request.getfixturevalue(f"wh_{request.param}")
+
+
+def test_char_columns_are_sent_without_their_blank_padding(tmp_path, pg_target, iterable_sandbox):
+    """A `char(n)` value is padded with blanks to n characters where it is stored; PostgreSQL's text
+    form of it drops them (`'ab'::char(5)::text = 'ab'`), as DuckDB (whose CHAR is a VARCHAR) does:
+    it is sent, and shown in `dinsync plan`'s samples, as `ab`. Before, `ab   ` reached the platform.
+    A second run finds nothing changed."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgchar_customers (email char(20), code char(5), codes char(4)[])')
+    pg_target.execute(f"""INSERT INTO "{schema}".pgchar_customers VALUES
+        ('a@example.com', 'ab', '{{"x","y z"}}'), ('b@example.com', ' c ', NULL), ('c@example.com', NULL, '{{}}')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url, CHAR_MODEL, ["code", "codes", "lit"])
+
+    code, plan = run_cli(root, pg_target, "plan", "--samples", "5")
+    assert code == 0, plan
+    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert (samples["a@example.com"]["code"], samples["a@example.com"]["lit"]) == ("ab", "x"), samples
+
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    assert result["runs"][0]["acknowledged"] == 3, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {
+        "a@example.com": {"code": "ab", "codes": ["x", "y z"], "lit": "x"},
+        "b@example.com": {"code": " c", "codes": None, "lit": "x"},
+        "c@example.com": {"code": None, "codes": [], "lit": "x"},
+    }
+    code, again = run_cli(root, pg_target, "sync")
+    assert code == 0, again
+    assert (again["runs"][0]["added"], again["runs"][0]["changed"], again["runs"][0]["sent"]) == (0, 0, 0), again
