@@ -63,7 +63,13 @@ class Ref:
 def find_refs(text: str) -> tuple[list[Ref], list[tuple[str, int]]]:
     """The refs of a model file, and any other Jinja (text, line), which dinsync does not run."""
     refs, other = [], []
+    literals = None
     for m in _JINJA.finditer(text):
+        if literals is None:
+            literals = _string_literals(text)
+        value = m.group(0).startswith("{{") and _inside(literals, m.start(), m.end())
+        if value and not _parses_as_jinja(m.group(0)):
+            continue  # a value's text ('{{1,2},{3,4}}': PostgreSQL's form of a 2-D array), not Jinja
         line = text.count("\n", 0, m.start()) + 1
         r = _REF.fullmatch(m.group(0))
         if r is None:
@@ -72,6 +78,54 @@ def find_refs(text: str) -> tuple[list[Ref], list[tuple[str, int]]]:
         package, name = (r["a"], r["b"]) if r["b"] else (None, r["a"])
         refs.append(Ref(m.group(0), name, package, r["v"], line, m.start(), m.end()))
     return refs, other
+
+
+# the start of a string literal (standard, E'' with backslash escapes, $tag$ dollar-quoted), a
+# quoted identifier, a comment, or Jinja (skipped whole: its own quotes open no literal)
+_LEXEME = re.compile(r"""(?P<e>[eE])?'|"|--|/\*|(?<![\w$])\$(?P<tag>[A-Za-z_]\w*)?\$|\{[{%#]""")
+
+
+def _string_literals(sql: str) -> list[tuple[int, int]]:
+    """The (start, end) of the contents of each SQL string literal of `sql`, outside comments."""
+    spans, i = [], 0
+    while (m := _LEXEME.search(sql, i)) is not None:
+        token, start = m.group(0), m.end()
+        if token.endswith("'"):
+            escape = r"\\." if m.group("e") else "(?!)"
+            close = re.compile(rf"(?:''|{escape}|[^'])*", re.S).match(sql, start).end()
+            spans.append((start, close))
+            i = close + 1
+        elif token == '"':
+            i = sql.find('"', start) + 1 or len(sql)
+        elif token == "--":
+            i = sql.find("\n", start) + 1 or len(sql)
+        elif token == "/*":
+            i = sql.find("*/", start) + 2 if sql.find("*/", start) >= 0 else len(sql)
+        elif token.startswith("$"):
+            close = sql.find(token, start)
+            close = len(sql) if close < 0 else close
+            spans.append((start, close))
+            i = close + len(token)
+        else:  # Jinja
+            jinja = _JINJA.match(sql, m.start())
+            i = jinja.end() if jinja else m.start() + 2
+    return spans
+
+
+def _inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(a <= start and end <= b for a, b in spans)
+
+
+def _parses_as_jinja(text: str) -> bool:
+    """Whether Jinja reads `text` (one `{{ ... }}`) as an expression: it cannot read an
+    array's text, `{{1,2},{3,4}}` (`}` before the `}}` that would end it), which dbt leaves as it is."""
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError:
+        return False
+    return True
 
 
 @dataclass
@@ -554,12 +608,19 @@ def resolve_model(dbt: DbtProject, text: str, file: str) -> tuple[Resolved | Non
     Not ok with no issue: the manifest's problem was reported for an earlier model."""
     refs, other = find_refs(text)
     issues = [ConfigIssue(f"unsupported Jinja {_short(t)}", file, line,
-                          "dinsync resolves only {{ ref('model') }}; move other Jinja into a dbt model")
+                          "dinsync resolves only {{ ref('model') }}; move other Jinja into a dbt model"
+                          + (_ARRAY_HINT if _ARRAY_LIKE.fullmatch(t) else ""))
               for t, line in other]
     if issues or not refs:
         return None, issues, not issues
     resolved, issues = dbt.resolve(text, file, refs)
     return resolved, issues, resolved is not None
+
+
+# `{{1}}`, `{{a,b}}`: Jinja that is also an array's text in PostgreSQL's form, as a literal would hold it
+_ARRAY_LIKE = re.compile(r"\{\{[^\s(){}][^(){}]*\}\}")
+_ARRAY_HINT = ("; if it is an array's text in a string literal, write it with a space, '{ {1} }', "
+               "or as ARRAY[[1]]")
 
 
 def _short(text: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from dinsync.config import load_project
-from dinsync.config.dbt import find_refs
+from dinsync.config.dbt import find_refs, resolve_model
 from dinsync.errors import ConfigError, ExitCode
 
 from tests.dbt.conftest import MODEL, SYNC
@@ -467,3 +467,15 @@ def test_check_names_a_selection_that_matches_nothing_with_the_dbt_problems(dbt_
     messages = [i["message"] for i in data["issues"]]
     assert messages[0] == "--select tag:dialy matches no sync", messages
     assert any("no dbt model 'nosuch'" in m for m in messages)
+
+
+def test_braces_in_a_string_literal_are_jinja_only_where_jinja_reads_them():
+    """A string literal holding PostgreSQL's text form of a 2-D array (`'{{1,2},{3,4}}'`) is a value:
+    it was refused as `unsupported Jinja {{1,2},{3,4}}`. Jinja in a literal (`'{{ var("x") }}'`, which
+    dbt renders there too) and anywhere else is still found; a comment's apostrophe opens no literal."""
+    refs, other = find_refs("select '{{1,2},{3,4}}'::int[] a, E'{{\\'a\\',b},{c,d}}' b, $q${{x},{y}}$q$ c\n"
+                            "-- it's {{ var('y') }}\nfrom {{ ref('m') }} where x = '{{ var(\"x\") }}' and y = '{{1}}'")
+    assert [r.name for r in refs] == ["m"]
+    assert other == [("{{ var('y') }}", 2), ('{{ var("x") }}', 3), ("{{1}}", 3)]
+    [issue] = resolve_model(None, "select '{{1}}'::int[]", "models/m.sql")[1]  # (also a 2-D array's text)
+    assert issue.message == "unsupported Jinja {{1}}" and "'{ {1} }', or as ARRAY[[1]]" in issue.hint

@@ -280,3 +280,26 @@ def test_an_array_of_a_numeric_domain_is_an_array_of_numbers(tmp_path, wh_postgr
     code, rejected = run_cli(root, wh_postgres, "rejections", "users")
     assert {r["key"]: r["reason"] for r in rejected["rejections"]} == {
         "b@x.com": 'field "amounts": NaN/infinite is not valid JSON'}
+
+
+LITERALS_MODEL = """\
+-- primary_key: email
+-- model_type: user
+-- arrays written in PostgreSQL's text form: values, not Jinja
+select email, '{{1,2},{3,4}}'::int[] as grid, E'{{a,b},{"c}}",d}}'::text[] as words, $${{x},{y}}$$ as dollars
+from pgarr_customers where email = 'b@x.com'
+"""
+
+
+def test_an_array_literal_in_the_model_is_not_taken_for_jinja(tmp_path, wh_postgres, iterable_sandbox):
+    """PostgreSQL's text form of a 2-D array, `'{{1,2},{3,4}}'`, written as a string literal in the
+    model: the model was refused as `unsupported Jinja {{1,2},{3,4}}` (exit 3) although Jinja
+    cannot parse it; it is a value and is sent as one."""
+    sandbox, thread = iterable_sandbox
+    _create(wh_postgres.execute, wh_postgres.model_schema)
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, LITERALS_MODEL, ["grid", "words", "dollars"])
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == {"b@x.com": {"grid": [[1, 2], [3, 4]], "words": [["a", "b"], ["c}}", "d"]], "dollars": "{{x},{y}}"}}
