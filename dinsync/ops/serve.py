@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .. import redaction
 from ..errors import DinsyncError, LockBusyError
 from ..report import utc_iso
-from ..warehouses.errors import WarehouseAuthError, WarehouseUnavailable
+from ..warehouses.errors import WarehouseAuthError, WarehouseError, WarehouseUnavailable
 from .health import CheckResult, check_sync
 from .notify import Notice, Notifier
 from .operate import Operator
@@ -107,6 +107,10 @@ class Service:
                 if self.stop.requested:  # asked while connecting
                     return None
                 last = self._last_started(wh)
+            except WarehouseError as exc:  # (a lock held on the run log: read again before the first slot)
+                if not exc.retryable:
+                    raise
+                self.emit("note", message=redaction.redact(f"could not read the run log: {exc}"))
             finally:
                 wh.close()
         if self.stop.requested:

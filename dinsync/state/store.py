@@ -7,6 +7,7 @@ credential: callers pass texts through a redactor before they reach these tables
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import time
@@ -41,12 +42,54 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "") if isinstance(value, str) else value
 
 
+class StateSession:
+    """The warehouse as the state's statements use it: each statement and transaction within
+    `Warehouse.state_waits` (a bounded wait for another transaction's lock, on PostgreSQL). A
+    `LOCK TABLE` or an ALTER left open on a state table stalled `dinsync status`, and `serve`'s
+    reads of its syncs' states, for ever."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
+    def __getattr__(self, name: str):
+        return getattr(self.warehouse, name)
+
+    def execute(self, sql: str, params=None):
+        with self.warehouse.state_waits():
+            return self.warehouse.execute(sql, params)
+
+    def query(self, sql: str, params=None):
+        with self.warehouse.state_waits():
+            return self.warehouse.query(sql, params)
+
+    def rows(self, sql: str, params=None):
+        with self.warehouse.state_waits():
+            return self.warehouse.rows(sql, params)
+
+    def scalar(self, sql: str, params=None):
+        with self.warehouse.state_waits():
+            return self.warehouse.scalar(sql, params)
+
+    def write_arrow(self, schema: str, table: str, data, mode: str = "append") -> None:
+        with self.warehouse.state_waits():
+            self.warehouse.write_arrow(schema, table, data, mode)
+
+    def table_columns(self, schema: str, table: str):
+        with self.warehouse.state_waits():
+            return self.warehouse.table_columns(schema, table)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self.warehouse.state_waits(), self.warehouse.transaction():
+            yield
+
+
 class StateStore:
     """`arbiter` overrides the warehouse's lock arbiter (tests); it decides the locks table's
     PRIMARY KEY when the layout is first created."""
 
     def __init__(self, warehouse: Warehouse, schema: str = "dinsync", arbiter: str | None = None):
-        self.wh = warehouse
+        self.wh = StateSession(warehouse)
         self.schema = warehouse.check_identifier(schema, "state schema")
         self.caps = warehouse.capabilities
         self.arbiter = arbiter or self.caps.lock_arbiter

@@ -374,6 +374,8 @@ class PsycopgSessions:
     # whether the server may hold arrays of types of its database (enums, composites), which the
     # catalog tells (pg_type.typcategory: PostgreSQL 8.4+): CursorStream reads them as lists
     database_arrays: ClassVar[bool] = True
+    # lock_timeout, statement_timeout... of statements on the state tables (see state_waits)
+    state_wait_settings: dict[str, str] = {}
 
     def _init_sessions(self) -> None:
         self._conn_lock = threading.Lock()
@@ -499,6 +501,39 @@ class PsycopgSessions:
 
     def table_columns(self, schema: str, table: str) -> list[str] | None:
         return self.tables_columns(schema, [table]).get(table)
+
+    @contextlib.contextmanager
+    def state_waits(self) -> Iterator[None]:
+        """`state_wait_settings` (lock_timeout, statement_timeout) for what runs in the block, as
+        transaction-local settings (a pooler in transaction mode hands a session's SET to its next
+        client): in a transaction of its own where none is open, else in the one open until the
+        block ends, then as they were. Nested blocks keep the outer one's."""
+        settings = self.state_wait_settings
+        if not settings or getattr(self._local, "state_waits", False):
+            yield
+            return
+        from psycopg import pq
+
+        conn = self.conn
+        own = conn.info.transaction_status == pq.TransactionStatus.IDLE
+        with self.transaction() if own else contextlib.nullcontext():
+            before = self._set_local_settings(settings)
+            self._local.state_waits = True
+            try:
+                yield
+            finally:
+                self._local.state_waits = False
+                if not own and not conn.closed and conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+                    self._set_local_settings(before)
+
+    @translated("bounding the waits of the state's statements")
+    def _set_local_settings(self, settings: dict[str, str]) -> dict[str, str]:
+        """SET LOCAL each of `settings` in one statement; returns their values before."""
+        names = list(settings)
+        sql = "SELECT " + ", ".join(f"current_setting(%s), set_config(%s, %s, true)" for _ in names)
+        with self.conn.cursor() as cur:
+            row = cur.execute(sql, [x for n in names for x in (n, n, settings[n])]).fetchone()
+        return dict(zip(names, row[0::2]))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -62,6 +62,12 @@ FIXED_SETTINGS = {"extra_float_digits": "3", "intervalstyle": "postgres"}
 # timestamptz is sent; in the session's zone it was `-05` from one host, `+09` from another.
 STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0",
                    "TimeZone": "'UTC'", "bytea_output": "hex"}
+# Settings of the statements on the state tables (runs, locks, sync_state...: StateStore), where the
+# project's `settings:` do not set them: a LOCK TABLE or an ALTER TABLE left open on one (a DBA's
+# session, a backup tool) made `dinsync status` and `serve` wait for it for ever. Waiting longer
+# than this for a lock fails the command as a transient error (exit 1: "lock timeout"). The plan's
+# statements are not bounded: they may legitimately run long, or wait for a dbt run's swap.
+STATE_WAIT_SETTINGS = {"lock_timeout": "15s", "statement_timeout": "5min"}
 # Settings libpq sends from the client's environment, which the server applies after the `options`
 # a session's settings travel in: PGDATESTYLE=SQL undid DateStyle ISO (the diff then hashed another
 # text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A
@@ -203,6 +209,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         env = {var: name for var, name in LIBPQ_ENV_SETTINGS.items() if os.environ.get(var)}
         self._env_overridden = {k: str(v) for k, v in options.items() if k.lower() in env.values()}
         optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
+        configured = {k.lower() for k in settings or {}}
+        self.state_wait_settings = {k: v for k, v in STATE_WAIT_SETTINGS.items() if k not in configured}
         self._init_sessions()
         while True:
             self.settings = PostgresConnection(

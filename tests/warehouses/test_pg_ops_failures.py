@@ -146,3 +146,108 @@ def test_sessions_idle_while_the_platform_answers_are_not_ended_by_the_server(tm
     assert len(sandbox.users) == 20
     thread.set_faults(latency=0)
     assert " sent 0," in cli("sync", select).stdout
+
+
+def test_a_lock_held_on_a_state_table_bounds_the_wait_of_status(tmp_path, schema, iterable_sandbox):
+    """Another transaction holds the state's `runs` table (an ALTER TABLE, a DBA's LOCK TABLE left
+    open in a session): without a `lock_timeout` of the project's, `dinsync status` waited for it
+    forever. A statement on the state waits a bounded time, then fails as a transient failure (exit 1)
+    saying what holds it; once the lock is gone, status and sync work."""
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{}")
+    select = f"select email, first_name from {schema}.people"
+    assert cli("sync", select).returncode == 0
+    with psycopg.connect(PG_DSN) as holder:
+        holder.execute(f"LOCK TABLE {schema}_state.runs IN ACCESS EXCLUSIVE MODE")
+        try:
+            proc = cli("status", select)
+        finally:
+            holder.rollback()
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "lock timeout" in proc.stderr and "another transaction holds a lock" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert cli("status", select).returncode == 0
+    again = cli("sync", select)
+    assert again.returncode == 0 and " sent 0," in again.stdout, (again.stdout, again.stderr)
+
+
+def test_serve_goes_on_while_a_state_table_is_locked(tmp_path, schema, iterable_sandbox):
+    """A lock held on the state's `sync_state` table (another session's open transaction) stalled
+    `dinsync serve` for ever, at its first read of the syncs' states. Each read of the state now
+    gives up after a bounded wait: the service says so, goes on, and runs the sync once the lock is
+    gone."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tests.conftest import TEST_KEY
+
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{}")
+    select = f"select email, first_name from {schema}.people"
+    assert cli("sync", select).returncode == 0
+    root = tmp_path / "proj"
+    sync = root / "syncs" / "people.yml"
+    sync.write_text(sync.read_text() + "schedule: {every: 1s}\n")
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"UPDATE {schema}.people SET first_name = 'New' WHERE email = 'user1@x.com'")
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, OPS_TEST_PG_DSN=PG_DSN)
+    lines: list[dict] = []
+    with psycopg.connect(PG_DSN) as holder:
+        holder.execute(f"LOCK TABLE {schema}_state.sync_state IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", "serve"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            reader = threading.Thread(target=lambda: lines.extend(json.loads(x) for x in proc.stdout), daemon=True)
+            reader.start()
+            deadline = time.monotonic() + 60
+            while not any(e["event"] in ("note", "end") for e in lines):  # it said it could not read
+                assert proc.poll() is None and time.monotonic() < deadline, (lines, proc.poll())
+                time.sleep(0.1)
+            holder.rollback()
+            while not any(e["event"] == "end" and e["exit_code"] == 0 for e in lines):
+                assert proc.poll() is None and time.monotonic() < deadline, (lines, proc.poll())
+                time.sleep(0.1)
+        finally:
+            holder.rollback()
+            proc.terminate()
+            proc.wait(30)
+    stderr = proc.stderr.read()
+    events = [e["event"] for e in lines]
+    assert events[0] == "serve" and events[1] == "note", lines  # its scheduler went on
+    assert "could not read the paused syncs" in lines[1]["message"] and "lock timeout" in lines[1]["message"]
+    assert "Traceback" not in stderr, stderr
+    assert thread.call(lambda: dict(sandbox.users.get("user1@x.com")["dataFields"]))["firstName"] == "New"
+
+
+def test_the_state_waits_are_bounded_only_around_state_statements():
+    """The bound is transaction-local (a pooler in transaction mode would hand a session's SET to its
+    next client) and ends with the state's statement: the plan's statements, before and after, and
+    in the same transaction as a state write (a checkpoint's), keep the session's own settings."""
+    from dinsync.warehouses import connect
+
+    require_postgres()
+    wh = connect("postgres", dsn=PG_DSN)
+    try:
+        def show() -> tuple:
+            return tuple(wh.scalar(f"SHOW {name}") for name in ("lock_timeout", "statement_timeout"))
+
+        assert show() == ("0", "0")
+        with wh.state_waits():
+            assert show() == ("15s", "5min")
+        assert show() == ("0", "0")
+        with wh.transaction():
+            with wh.state_waits():
+                assert show() == ("15s", "5min")
+            assert show() == ("0", "0")
+        assert show() == ("0", "0")
+    finally:
+        wh.close()
+    wh = connect("postgres", dsn=PG_DSN, settings={"lock_timeout": "2s"})  # the project's own bound wins
+    try:
+        with wh.state_waits():
+            assert (wh.scalar("SHOW lock_timeout"), wh.scalar("SHOW statement_timeout")) == ("2s", "5min")
+    finally:
+        wh.close()
