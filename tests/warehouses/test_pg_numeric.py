@@ -204,3 +204,31 @@ def test_a_numeric_of_scale_zero_is_sent_as_an_integer(tmp_path, pg_target, iter
     code, result = run_cli(root, pg_target, "sync")
     assert '"n0":12345678901234567891,"small":43,"free":8.0,"computed":12345678901234567892.0' in bodies[1]
     assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+
+
+def test_an_unconstrained_numeric_keeps_one_json_type_across_runs_and_type_integer_sends_integers(
+        tmp_path, pg_target, iterable_sandbox, bodies):
+    """An unconstrained numeric (PostgreSQL's `sum(bigint)`, a `numeric` column) may hold `5` on one
+    row and `0.5` on the next: its integral values are sent with a fraction (`7.0`) on every run, so
+    that a platform typing a field by its first number (Iterable) types it as a decimal and refuses
+    none of them; DuckDB's `sum()` of integers is an integer type and sends `7`. `type: integer`
+    sends the integers as integers (a Splio `int` field refuses `7.0`), on the first run and later."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    pg_target.execute(f'CREATE TABLE "{schema}".pgfree_customers (id int, email text, cents bigint, u numeric)')
+    pg_target.execute(f"""INSERT INTO "{schema}".pgfree_customers VALUES
+        (1, 'a@example.com', 7, 5), (2, 'b@example.com', 9, 0.5)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, pg_target, thread.url,
+                           "-- primary_key: id\n-- model_type: user\nselect id, email, u, sum(cents) as total, "
+                           "sum(cents) as total_int from pgfree_customers group by id, email, u\n", [])
+    sync = root / "syncs" / "users.yml"
+    sync.write_text(sync.read_text().replace("fields:\n", "fields: [{column: u, field: u}, {column: total, field: "
+                                             "total}, {column: total_int, field: total_int, type: integer}]\n"))
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    assert '"u":5.0,"total":7.0,"total_int":7}' in bodies[0] and '"u":0.5,"total":9.0,"total_int":9}' in bodies[0]
+    pg_target.execute(f'UPDATE "{schema}".pgfree_customers SET cents = cents + 1')
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    assert '{"total":8.0,"total_int":8}' in bodies[1] and '{"total":10.0,"total_int":10}' in bodies[1]  # (changed)
