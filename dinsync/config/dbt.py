@@ -82,7 +82,7 @@ def find_refs(text: str) -> tuple[list[Ref], list[tuple[str, int]]]:
 
 # the start of a string literal (standard, E'' with backslash escapes, $tag$ dollar-quoted), a
 # quoted identifier, a comment, or Jinja (skipped whole: its own quotes open no literal)
-_LEXEME = re.compile(r"""(?P<e>[eE])?'|"|--|/\*|(?<![\w$])\$(?P<tag>[A-Za-z_]\w*)?\$|\{[{%#]""")
+_LEXEME = re.compile(r"""(?:(?<![\w$])(?P<e>[eE]))?'|"|--|/\*|(?<![\w$])\$(?P<tag>[A-Za-z_]\w*)?\$|\{[{%#]""")
 
 
 def _string_literals(sql: str) -> list[tuple[int, int]]:

@@ -477,5 +477,7 @@ def test_braces_in_a_string_literal_are_jinja_only_where_jinja_reads_them():
                             "-- it's {{ var('y') }}\nfrom {{ ref('m') }} where x = '{{ var(\"x\") }}' and y = '{{1}}'")
     assert [r.name for r in refs] == ["m"]
     assert other == [("{{ var('y') }}", 2), ('{{ var("x") }}', 3), ("{{1}}", 3)]
+    # (a standard literal after a word ending in e is no E'' literal: its backslash escapes nothing)
+    assert find_refs("select 1 where name like'a\\' or x = '{{1,2},{3,4}}'") == ([], [])
     [issue] = resolve_model(None, "select '{{1}}'::int[]", "models/m.sql")[1]  # (also a 2-D array's text)
     assert issue.message == "unsupported Jinja {{1}}" and "'{ {1} }', or as ARRAY[[1]]" in issue.hint
