@@ -18,7 +18,7 @@ from ..errors import ConfigError, ConfigIssue, RunSummary
 from ..redaction import redact
 from ..report import shown_key
 from ..warehouses.base import Warehouse
-from ..warehouses.errors import WarehouseError, WarehouseObjectMissing
+from ..warehouses.errors import WarehouseError, WarehouseLockTimeout, WarehouseObjectMissing
 from . import layout
 from .layout import LAYOUT_VERSION, MIGRATIONS
 from .locks import SyncLock, utcnow
@@ -116,12 +116,13 @@ class StateStore:
     def migrate(self, attempts: int = 6) -> int:
         """Create or upgrade the state tables; returns the layout version now in place. Processes
         migrating at once: a step that collides with another's fails (or finds the work done)
-        and is tried again after a short pause; each failure means another process progressed."""
+        and is tried again after a short pause; each failure means another process progressed. A
+        lock held on a state table (a lock timeout) is no such race: it fails at once."""
         for attempt in range(attempts):
             try:
                 return self._migrate()
-            except WarehouseError:
-                if attempt == attempts - 1:
+            except WarehouseError as exc:
+                if attempt == attempts - 1 or isinstance(exc, WarehouseLockTimeout):
                     raise
                 time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))
         raise AssertionError("unreachable")

@@ -129,3 +129,26 @@ def test_tables_an_interrupted_migration_created_are_taken_as_they_are(tmp_path)
     wh = connect("duckdb", path=str(tmp_path / "w.duckdb"))
     assert StateStore(wh).migrate() == LAYOUT_VERSION
     wh.close()
+
+
+def test_a_lock_timeout_on_the_state_is_not_tried_again_by_migrate(tmp_path, monkeypatch):
+    """`migrate` tries a step again where another process migrating at once made it fail; a lock
+    another transaction holds on a state table (a lock timeout, 15 s on PostgreSQL) is no such race:
+    trying six times made `dinsync sync` wait six lock timeouts before saying so."""
+    from dinsync.warehouses.errors import WarehouseLockTimeout
+
+    wh = connect("duckdb", path=str(tmp_path / "w.duckdb"))
+    try:
+        store = StateStore(wh)
+        calls = []
+
+        def locked():
+            calls.append(1)
+            raise WarehouseLockTimeout("canceling statement due to lock timeout")
+
+        monkeypatch.setattr(store, "_migrate", locked)
+        with pytest.raises(WarehouseLockTimeout):
+            store.migrate()
+        assert len(calls) == 1
+    finally:
+        wh.close()
