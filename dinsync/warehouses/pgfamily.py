@@ -308,6 +308,7 @@ _OID_TYPES = {  # PostgreSQL type OID -> Arrow type, for rows read through psyco
 
 
 NUMERIC_OID = 1700
+BPCHAR_OID = 1042  # char(n)
 NUMERIC_ARRAY_OID = 1231
 
 
@@ -663,8 +664,10 @@ class AdbcStream:
                 if params is not None:
                     sql, values = translate(sql, params, "numeric_dollar")
                 schema = cur.adbc_execute_schema(sql, values)
-                numeric_arrays = _numeric_domain_arrays(cur, schema)
-                sql = _with_text_casts(sql, schema, _opaque_arrays(cur, schema), numeric_arrays)
+                domains = _domain_arrays(cur, schema)
+                sql = _with_text_casts(sql, schema, _opaque_arrays(cur, schema),
+                                       {i for i, base in domains.items() if base == NUMERIC_OID},
+                                       {i for i, base in domains.items() if base == BPCHAR_OID})
                 if values is not None:
                     cur.execute(sql, values)
                 else:
@@ -762,16 +765,22 @@ def _opaque_arrays(cur: Any, schema: pa.Schema) -> set[int]:
     return {i for i, oid in unnamed.items() if oid in arrays}
 
 
-def _numeric_domain_arrays(cur: Any, schema: pa.Schema) -> set[int]:
-    """The array columns whose elements are of a domain over numeric, which ADBC names by the domain
-    and reads as strings (`["1.50","nan"]`, where a numeric[]'s are numbers and a NaN is refused):
-    the catalog tells (one query, only where an array holds values of a type ADBC does not name)."""
+# Element types of arrays that are no domain (the common ones: no catalog query for them)
+_BUILT_IN_ELEMENTS = frozenset("numeric text varchar bpchar name int2 int4 int8 float4 float8 bool date timestamp "
+                               "timestamptz uuid json jsonb bytea".split())
+
+
+def _domain_arrays(cur: Any, schema: pa.Schema) -> dict[int, int]:
+    """The array columns whose elements are of a domain, with the domain's base type (its OID). ADBC
+    names such elements by the domain and reads them as strings: over numeric `["1.50","nan"]`,
+    where a numeric[]'s are numbers and a NaN is refused; over char(n) with their blank padding. The
+    catalog tells (one query, only where an array holds values of a type of another name)."""
     named = {i: _pg_type(f.type.value_field) for i, f in enumerate(schema)
-             if _is_array(f) and isinstance(f.type.value_type, pa.BaseExtensionType)
-             and not _binary_extension(f.type.value_type)}
-    named = {i: n for i, n in named.items() if n and n != "numeric"}
+             if _is_array(f) and not _binary_extension(f.type.value_type)
+             and (isinstance(f.type.value_type, pa.BaseExtensionType) or pa.types.is_string(f.type.value_type))}
+    named = {i: n for i, n in named.items() if n and n not in _BUILT_IN_ELEMENTS}
     if not named:
-        return set()
+        return {}
     names = ", ".join("'" + n.replace("'", "''") + "'" for n in sorted(set(named.values())))
     # the base type of each type of those names (a domain's, through domains over domains); a name of
     # several types (in several schemas) only where each is such a domain: the cast must not fail
@@ -780,22 +789,24 @@ def _numeric_domain_arrays(cur: Any, schema: pa.Schema) -> set[int]:
   UNION ALL
   SELECT b.name, t.typtype::text, t.typbasetype FROM b JOIN pg_catalog.pg_type t ON t.oid = b.base
   WHERE b.typtype = 'd' AND t.typtype = 'd')
-SELECT name FROM b WHERE NOT (typtype = 'd' AND base IN (SELECT oid FROM pg_catalog.pg_type WHERE typtype = 'd'))
-GROUP BY name HAVING BOOL_AND(typtype = 'd' AND base = {NUMERIC_OID})""")
-    numeric = {row[0] for row in cur.fetchall()}
-    return {i for i, n in named.items() if n in numeric}
+SELECT name, MIN(base)::int8 FROM b
+WHERE NOT (typtype = 'd' AND base IN (SELECT oid FROM pg_catalog.pg_type WHERE typtype = 'd'))
+GROUP BY name HAVING BOOL_AND(typtype = 'd') AND COUNT(DISTINCT base) = 1""")
+    bases = {row[0]: row[1] for row in cur.fetchall()}
+    return {i: bases[n] for i, n in named.items() if n in bases}
 
 
 def _with_text_casts(sql: str, schema: pa.Schema, opaque_arrays: set[int] = frozenset(),
-                     numeric_arrays: set[int] = frozenset()) -> str:
+                     numeric_arrays: set[int] = frozenset(), char_arrays: set[int] = frozenset()) -> str:
     """`sql`, wrapped so that the columns ADBC would deliver as binary wire format (see
     `_binary_extension`), money as cents, or composites misread (see `_text_cast`) come out as their
     text form, an array it would deliver as one opaque value (`opaque_arrays`: of ranges) as the
-    list of its elements' text, an array of a numeric domain (`numeric_arrays`) as a numeric[]; each
+    list of its elements' text, an array of a numeric domain (`numeric_arrays`) as a numeric[], of a
+    char(n) domain (`char_arrays`) as a text[] (without the blank padding: `_load_unpadded`); each
     array column's dimensions (of an array of more than one, which ADBC reads as the list of its
     elements) in a column after the others (`_adbc_converter`: array_shapes)."""
     casts = [_ELEMENTS_AS_TEXT if i in opaque_arrays else "CAST({c} AS NUMERIC[])" if i in numeric_arrays
-             else _text_cast(f) for i, f in enumerate(schema)]
+             else "CAST({c} AS TEXT[])" if i in char_arrays else _text_cast(f) for i, f in enumerate(schema)]
     arrays = [i for i, f in enumerate(schema) if _is_array(f) or i in opaque_arrays]
     if not any(casts) and not arrays:
         return sql
@@ -885,10 +896,14 @@ def _load_arrays_of_the_database(conn: Any, cur: Any) -> None:
     if not unknown:
         return
     oids = ", ".join(str(int(o)) for o in unknown)
-    rows = conn.execute("SELECT oid::int8, typelem::int8, typname::text FROM pg_catalog.pg_type "
-                        f"WHERE oid IN ({oids}) AND typcategory = 'A' AND typelem <> 0").fetchall()
-    for oid, elem, name in rows:
+    # (and the base type of elements of a domain over char(n): read without their blank padding)
+    rows = conn.execute("SELECT t.oid::int8, t.typelem::int8, t.typname::text, e.typbasetype::int8 "
+                        "FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type e ON e.oid = t.typelem "
+                        f"WHERE t.oid IN ({oids}) AND t.typcategory = 'A' AND t.typelem <> 0").fetchall()
+    for oid, elem, name, base in rows:
         TypeInfo(name.lstrip("_"), elem, oid).register(cur)
+        if base == BPCHAR_OID:
+            _load_unpadded(cur, elem)
 
 
 def _fetched(cur: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -1024,18 +1039,23 @@ def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
             conn.adapters.register_loader(name, TextLoader)
 
 
-def _load_unpadded(conn: Any) -> None:
+def _load_unpadded(conn: Any, oid: int | str = "bpchar") -> None:
     """`char(n)` (bpchar) values, and their arrays' elements, without the blanks that pad them to n,
     as PostgreSQL's text form of them is (`'ab'::char(5)::text = 'ab'`) and DuckDB's CHAR (a VARCHAR)
-    holds them: `ab   ` was sent to the platform."""
+    holds them: `ab   ` was sent to the platform. `oid`: a domain over char(n) (its arrays' elements)."""
+    if isinstance(oid, int) or conn.adapters.types.get(oid) is not None:
+        conn.adapters.register_loader(oid, _unpadded_loader())
+
+
+@functools.cache
+def _unpadded_loader() -> type:
     from psycopg.types.string import TextLoader
 
     class Unpadded(TextLoader):
         def load(self, data: Any) -> Any:
             return super().load(bytes(data).rstrip(b" "))
 
-    if conn.adapters.types.get("bpchar") is not None:
-        conn.adapters.register_loader("bpchar", Unpadded)
+    return Unpadded
 
 
 # Dates and timestamps psycopg cannot load (beyond the years 1 to 9999: ±infinity, 4713 BC,

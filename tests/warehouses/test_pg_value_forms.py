@@ -54,7 +54,7 @@ def test_composites_are_sent_as_their_text_form(tmp_path, wh_postgres, iterable_
 CHAR_MODEL = """\
 -- primary_key: email
 -- model_type: user
-select email, code, codes, 'x'::char(3) as lit from pgchar_customers
+select email, code, codes, 'x'::char(3) as lit, dcodes from pgchar_customers
 """
 
 
@@ -65,16 +65,22 @@ def pg_target(request):
 
 def test_char_columns_are_sent_without_their_blank_padding(tmp_path, pg_target, iterable_sandbox):
     """A `char(n)` value is padded with blanks to n characters where it is stored; PostgreSQL's text
-    form of it drops them (`'ab'::char(5)::text = 'ab'`), as DuckDB (whose CHAR is a VARCHAR) does:
+    form of it drops them (`'ab'::char(5)::text = 'ab'`), as DuckDB (whose CHAR is a VARCHAR) does
+    (also in an array, of char(n) or of a domain over it):
     it is sent, and shown in `dinsync plan`'s samples, as `ab`. Before, `ab   ` reached the platform.
     A second run finds nothing changed."""
     sandbox, thread = iterable_sandbox
     schema = pg_target.model_schema
-    pg_target.execute(f'CREATE TABLE "{schema}".pgchar_customers (email char(20), code char(5), codes char(4)[])')
+    pg_target.execute(f'CREATE DOMAIN "{schema}".code5 AS char(5)')
+    pg_target.execute(f'CREATE TABLE "{schema}".pgchar_customers '
+                      f'(email char(20), code char(5), codes char(4)[], dcodes "{schema}".code5[])')
     pg_target.execute(f"""INSERT INTO "{schema}".pgchar_customers VALUES
-        ('a@example.com', 'ab', '{{"x","y z"}}'), ('b@example.com', ' c ', NULL), ('c@example.com', NULL, '{{}}')""")
+        ('a@example.com', 'ab', '{{"x","y z"}}', '{{{{p,q}},{{r,NULL}}}}'), ('b@example.com', ' c ', NULL, NULL),
+        ('c@example.com', NULL, '{{}}', '{{}}')""")
     root = tmp_path / "project"
-    write_iterable_project(root, pg_target, thread.url, CHAR_MODEL, ["code", "codes", "lit"])
+    postgres = pg_target.kind == "postgres"  # (Redshift has neither domains nor arrays)
+    model = CHAR_MODEL if postgres else CHAR_MODEL.replace(", dcodes", "")
+    write_iterable_project(root, pg_target, thread.url, model, ["code", "codes", "lit"] + ["dcodes"] * postgres)
 
     code, plan = run_cli(root, pg_target, "plan", "--samples", "5")
     assert code == 0, plan
@@ -85,11 +91,15 @@ def test_char_columns_are_sent_without_their_blank_padding(tmp_path, pg_target, 
     assert code == 0, result
     assert result["runs"][0]["acknowledged"] == 3, result
     users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
-    assert users == {
+    expected = {
         "a@example.com": {"code": "ab", "codes": ["x", "y z"], "lit": "x"},
         "b@example.com": {"code": " c", "codes": None, "lit": "x"},
         "c@example.com": {"code": None, "codes": [], "lit": "x"},
     }
+    if postgres:
+        dcodes = {"a@example.com": [["p", "q"], ["r", None]], "b@example.com": None, "c@example.com": []}
+        expected = {k: {**v, "dcodes": dcodes[k]} for k, v in expected.items()}
+    assert users == expected
     code, again = run_cli(root, pg_target, "sync")
     assert code == 0, again
     assert (again["runs"][0]["added"], again["runs"][0]["changed"], again["runs"][0]["sent"]) == (0, 0, 0), again
