@@ -283,6 +283,7 @@ class SnowflakeConfig(_Config):
     protocol: Literal["https", "http"] | None = None
     login_timeout: int = Field(default=60, ge=1, le=3600)
     network_timeout: int | None = Field(default=None, ge=1, le=86400)
+    retry_seconds: int = Field(default=120, ge=1, le=86400)  # how long a request failing 5xx/reset is retried
     session_parameters: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str | int | bool] = Field(
         default_factory=dict)
 

@@ -13,6 +13,7 @@ Config (dinsync.yml):
       schema: MARTS                  # where the model SQL finds unqualified names
       warehouse: TRANSFORMING
       role: DINSYNC
+      # retry_seconds: 120           # how long a request failing 5xx / cut is retried
       # host / port / protocol: another endpoint (tests: fakesnow on loopback)
 Driver: pip install 'dinsync[snowflake]'.
 
@@ -28,6 +29,8 @@ How it maps onto Snowflake:
   requests: `transaction()` runs the writes of its block when the block ends, each a statement
   of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
   to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
+- Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _bounded_backoff),
+  not without end; `network_timeout` is not set unless configured (it cancels long statements).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
   requested batch size; a chunk whose pre-signed URL expired (6 hours) is downloaded again from
@@ -47,8 +50,10 @@ import contextlib
 import itertools
 import math
 import re
+import sys
 import threading
-from typing import Any, Iterator
+import time
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -133,6 +138,37 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     if isinstance(exc, OSError):
         return E.WarehouseUnavailable
     return None
+
+
+def _bounded_backoff(seconds: float, sf: Any) -> Callable[[], Iterator[int]]:
+    """The connector's backoff policy (exponential, full jitter, at most 16 s), giving up once a
+    request has been retried for `seconds`. Without network_timeout the connector retries a
+    request answered 5xx, or reset, without end (fakesnow answers 500 to a statement it cannot
+    run: the run never ended), and network_timeout would also cancel any statement running longer
+    than it (its "timebomb"). The connector makes a policy anew for each request and advances it
+    after each failed attempt, so this bounds the retries of one request only: a long statement
+    is polled (a request each time) and never cancelled. Giving up raises OperationalError
+    (transient, the run's error), naming the last failure."""
+    from snowflake.connector.backoff_policies import exponential_backoff
+    from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
+
+    def policy() -> Iterator[int]:
+        started, sleeps, retries = time.monotonic(), exponential_backoff()(), 0
+        yield next(sleeps)
+        while True:
+            retries += 1  # advanced after a failed attempt and its sleep: before the next attempt
+            left = seconds - (time.monotonic() - started)
+            if left <= 0:
+                last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
+                cause = last.args[0] if last is not None and last.args else last
+                gave_up = sf.errors.OperationalError(
+                    msg=f"a request kept failing for {seconds:g} s ({retries} attempts), the last time with: "
+                        f"{_no_query(cause) if cause else '?'}", errno=ER_FAILED_TO_REQUEST)
+                gave_up.dinsync_retries_exhausted = True
+                raise gave_up
+            yield max(1, min(next(sleeps), math.ceil(left)))
+
+    return policy
 
 
 class ChunkUnavailable(Exception):
@@ -260,17 +296,21 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
                  private_key: str | None = None, private_key_file: str | None = None,
                  private_key_passphrase: str | None = None, authenticator: str | None = None,
                  host: str | None = None, port: int | None = None, protocol: str | None = None,
-                 login_timeout: int | None = 60, network_timeout: int | None = None,
+                 login_timeout: int | None = 60, network_timeout: int | None = None, retry_seconds: float = 120,
                  session_parameters: dict[str, Any] | None = None):
         from . import require_driver
 
         self._sf = require_driver("snowflake.connector", "snowflake", package="snowflake-connector-python")
         self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
+        # a login is retried for login_timeout, which the budget must not cut short (the policy
+        # cannot tell a login's retries from a statement's)
+        budget = max(float(retry_seconds), float(login_timeout or 0))
         options: dict[str, Any] = dict(
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
+            backoff_policy=_bounded_backoff(budget, self._sf),
             session_parameters={**SESSION_PARAMETERS, **(session_parameters or {}), **FORCED_SESSION_PARAMETERS},
             # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
             # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
@@ -289,6 +329,12 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     # --- sessions ------------------------------------------------------------------------
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_snowflake(exc)
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        if getattr(exc, "dinsync_retries_exhausted", False):
+            return ("Snowflake kept answering with a server error (HTTP 5xx) or dropping the connection; the "
+                    "next run tries again (the warehouse's retry_seconds sets how long a request is retried)")
+        return None
 
     def _connect(self):
         with self.translating("connecting"):

@@ -1,0 +1,262 @@
+"""Snowflake requests that keep failing: the connector retries a request answered 5xx (or reset)
+without end unless `network_timeout` is set, and that option also cancels any statement running
+longer than it. dinsync bounds the retries only (`retry_seconds`, a backoff policy that gives up):
+a failing statement ends the run with a transient error, a long statement the server is running
+(the connector polls its status) is never cancelled.
+
+The warehouse talks to fakesnow through a loopback proxy that can answer a statement's requests
+with HTTP 500, or answer "in progress" to it (and its status polls) for a while before its result."""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.client
+import json
+import subprocess
+import textwrap
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dinsync.warehouses import WarehouseUnavailable, connect
+
+from tests.warehouses.support import SF_DATABASE, SF_PASSWORD, fakesnow_server
+
+
+class FaultyProxy:
+    """HTTP proxy to fakesnow on 127.0.0.1. A statement whose text contains `fail` is answered 500
+    `fail_times` times (None: always), or its connection closed unanswered with `reset`; one
+    containing `slow` is answered "in progress", as Snowflake answers a statement still running,
+    and so are its status polls, until `slow_seconds` have passed."""
+
+    def __init__(self, port: int):
+        self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
+        self.slow, self.slow_seconds, self.polls = None, 0.0, 0
+        self.results: dict[str, tuple[float, bytes]] = {}  # query id -> (ready at, fakesnow's answer)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _answer(self, status: int, data: bytes, headers=()) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?")[0]
+                if path.startswith("/queries/") and path.endswith("/result") and path.split("/")[2] in proxy.results:
+                    proxy.polls += 1
+                    ready_at, data = proxy.results[path.split("/")[2]]
+                    if time.monotonic() < ready_at:
+                        time.sleep(0.5)
+                        return self._answer(200, proxy.in_progress(path.split("/")[2]))
+                    return self._answer(200, data)
+                sql = ""
+                if path.startswith("/queries/v1/query-request"):
+                    raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
+                    sql = json.loads(raw).get("sqlText", "")
+                    if proxy.fail and proxy.fail in sql and (proxy.fail_times is None
+                                                             or proxy.failed < proxy.fail_times):
+                        proxy.failed += 1
+                        if proxy.reset:  # the connection dropped, no answer
+                            self.close_connection = True
+                            return None
+                        return self._answer(500, b"{}")
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if answer.getheader("Content-Encoding") == "gzip":
+                    data = gzip.decompress(data)
+                if proxy.slow and proxy.slow in sql and answer.status == 200:
+                    qid = str(uuid.uuid4())
+                    proxy.results[qid] = (time.monotonic() + proxy.slow_seconds, data)
+                    return self._answer(200, proxy.in_progress(qid))
+                self._answer(answer.status, data, answer.getheaders())
+
+            do_GET = do_POST = _forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def in_progress(qid: str) -> bytes:
+        return json.dumps({"code": "333333", "success": True, "message": "query in progress",
+                           "data": {"queryId": qid, "getResultUrl": f"/queries/{qid}/result"}}).encode()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def proxy():
+    server = fakesnow_server()
+    p = FaultyProxy(server.port)
+    yield p
+    p.stop()
+
+
+def _warehouse(proxy: FaultyProxy, **options):
+    base = {"account": "fakesnow", "user": "dinsync", "password": SF_PASSWORD, "database": SF_DATABASE,
+            "host": "127.0.0.1", "port": proxy.port, "protocol": "http", "login_timeout": 5}
+    return connect("snowflake", **{**base, **options})
+
+
+def _in_thread(fn, seconds: float):
+    """fn's outcome ("ok", value) or ("error", exception), or None when it had not ended in time."""
+    out: list = []
+
+    def run():
+        try:
+            out.append(("ok", fn()))
+        except Exception as exc:  # noqa: BLE001
+            out.append(("error", exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return out[0] if out else None
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["http-500", "reset"])
+def test_a_statement_failing_every_time_fails_within_the_retry_budget(proxy, reset):
+    """Before: with network_timeout unset (the default) the connector retried the request without
+    end, and the run never ended. Now it is retried for `retry_seconds`, then fails as transient."""
+    wh = _warehouse(proxy, retry_seconds=3)
+    try:
+        proxy.fail, proxy.reset = "fail_me", reset
+        started = time.monotonic()
+        outcome = _in_thread(lambda: wh.query("SELECT 1 AS fail_me"), 60)
+        if outcome is None:
+            proxy.fail = None  # let the stuck request end
+        assert outcome is not None, "the statement was still being retried after 60 s"
+        kind, exc = outcome
+        assert kind == "error" and isinstance(exc, WarehouseUnavailable), outcome
+        assert proxy.failed >= 2  # retried, then given up
+        assert time.monotonic() - started < 3 + 20  # the budget, and at most one backoff sleep after it
+        assert "kept failing for 5 s" in str(exc), str(exc)  # 5: login_timeout, which a login may use
+        assert reset or "HTTP 500" in str(exc), str(exc)
+        assert "retry_seconds" in exc.hint
+        assert SF_PASSWORD not in str(exc)
+        proxy.fail = None
+        assert wh.query("SELECT 2 AS fail_me").to_pylist() == [{"fail_me": 2}]  # the session still works
+    finally:
+        proxy.fail = None
+        wh.close()
+
+
+
+def test_a_statement_fakesnow_cannot_run_ends(proxy):
+    """fakesnow answers 500 to a statement it fails on outside its SQL translation (here: PARSE_JSON
+    of text that is not JSON, 0.12.1): the statement ends with an error instead of being retried
+    without end."""
+    wh = _warehouse(proxy, retry_seconds=3, login_timeout=3)
+    try:
+        outcome = _in_thread(lambda: wh.query("SELECT PARSE_JSON('{bad') AS j"), 60)
+        assert outcome is not None, "the statement was still being retried after 60 s"
+        assert outcome[0] == "error", outcome
+        assert wh.query("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+    finally:
+        wh.close()
+
+def test_a_statement_answered_500_a_few_times_is_retried_until_it_succeeds(proxy):
+    wh = _warehouse(proxy, retry_seconds=60)
+    try:
+        proxy.fail, proxy.fail_times = "flaky", 2
+        assert wh.query("SELECT 7 AS flaky").to_pylist() == [{"flaky": 7}]
+        assert proxy.failed == 2
+    finally:
+        wh.close()
+
+
+def test_a_statement_running_longer_than_the_retry_budget_is_not_cancelled(proxy):
+    """A long statement is answered "in progress" and its status polled: each poll is a request of
+    its own, so the retry budget never caps how long a statement runs (network_timeout would: the
+    connector cancels a statement running longer than it)."""
+    wh = _warehouse(proxy, retry_seconds=2)
+    try:
+        proxy.slow, proxy.slow_seconds = "slow_one", 7
+        started = time.monotonic()
+        outcome = _in_thread(lambda: wh.query("SELECT 5 AS slow_one"), 60)
+        assert outcome == ("ok", outcome[1]) and outcome[1].to_pylist() == [{"slow_one": 5}], outcome
+        assert time.monotonic() - started >= 7
+        assert proxy.polls >= 3
+    finally:
+        wh.close()
+
+
+
+def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
+    """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
+    ended (network_timeout unset); now it exits 1 with the retries' error and a hint, and the next
+    run, once Snowflake answers again, delivers everything."""
+    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
+
+    class Target:
+        kind = "snowflake"
+        env = {"DINSYNC_TEST_SF_PASSWORD": SF_PASSWORD}
+
+        def warehouse_yaml(self) -> str:
+            return textwrap.dedent(f"""\
+                warehouse:
+                  type: snowflake
+                  account: fakesnow
+                  user: dinsync
+                  password: ${{env:DINSYNC_TEST_SF_PASSWORD}}
+                  database: {SF_DATABASE}
+                  schema: {schema}
+                  host: 127.0.0.1
+                  port: {proxy.port}
+                  protocol: http
+                  login_timeout: 5
+                  retry_seconds: 5
+                state_schema: {schema}_state
+                """)
+
+    schema = "dsm_retries"
+    sandbox, thread = iterable_sandbox
+    wh = _warehouse(proxy)
+    try:
+        wh.execute(f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{schema}"')
+        wh.write_arrow(schema, "customers", customers(range(1, 21)), mode="replace")
+        project = Project(tmp_path / "project", Target(), sandbox, thread)
+        project.write()
+        proxy.fail = "from customers"
+        try:
+            failed = project.sync(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the sync was still retrying after 90 s") from None
+        assert failed["exit_code"] == 1, failed
+        # (the model is first read before any run starts: the command's error, not a run's)
+        assert "kept failing for 5 s" in json.dumps(failed) and "retry_seconds" in json.dumps(failed), failed
+        assert SF_PASSWORD not in json.dumps(failed) + failed["stderr"]
+        assert proxy.failed >= 2 and project.users() == {}
+        proxy.fail = None
+        again = project.sync(timeout=120)
+        assert again["exit_code"] == 0, only_run(again).get("error")
+        assert project.users() == expected_users(customers(range(1, 21)))
+    finally:
+        proxy.fail = None
+        with contextlib.suppress(Exception):
+            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}" CASCADE')
+            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}_state" CASCADE')
+        wh.close()
