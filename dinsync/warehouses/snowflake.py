@@ -132,8 +132,11 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     for needle, cls in _MESSAGES:
         if needle in text:
             return cls
+    # (the connector raises its retried HTTP failure once network_timeout ends the retries: a 5xx
+    # or 429 answer is transient, never the SQL's fault)
     if type(exc).__name__ in ("OperationalError", "InterfaceError", "ServiceUnavailableError",
-                              "RequestTimeoutError", "GatewayTimeoutError", "BadGatewayError"):
+                              "RequestTimeoutError", "GatewayTimeoutError", "BadGatewayError",
+                              "InternalServerError", "OtherHTTPRetryableError", "TooManyRequests"):
         return E.WarehouseUnavailable
     if isinstance(exc, OSError):
         return E.WarehouseUnavailable

@@ -30,12 +30,13 @@ class FaultyProxy:
     """HTTP proxy to fakesnow on 127.0.0.1. A statement whose text contains `fail` is answered 500
     `fail_times` times (None: always), or its connection closed unanswered with `reset`; one
     containing `slow` is answered "in progress", as Snowflake answers a statement still running,
-    and so are its status polls, until `slow_seconds` have passed."""
+    and so are its status polls, until `slow_seconds` have passed (or the client aborts it)."""
 
     def __init__(self, port: int):
         self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
         self.slow, self.slow_seconds, self.polls = None, 0.0, 0
         self.results: dict[str, tuple[float, bytes]] = {}  # query id -> (ready at, fakesnow's answer)
+        self.cancelled: set[str] = set()  # query ids the client aborted
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,9 +58,17 @@ class FaultyProxy:
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path.split("?")[0]
+                if path.startswith("/queries/v1/abort-request") and proxy.results:
+                    proxy.cancelled.update(proxy.results)  # (fakesnow has nothing running to abort)
+                    return self._answer(200, json.dumps({"success": True, "data": None}).encode())
                 if path.startswith("/queries/") and path.endswith("/result") and path.split("/")[2] in proxy.results:
                     proxy.polls += 1
-                    ready_at, data = proxy.results[path.split("/")[2]]
+                    qid = path.split("/")[2]
+                    ready_at, data = proxy.results[qid]
+                    if qid in proxy.cancelled:
+                        return self._answer(200, json.dumps({
+                            "success": False, "code": "000604", "message": "SQL execution canceled",
+                            "data": {"queryId": qid, "errorCode": "000604", "sqlState": "57014"}}).encode())
                     if time.monotonic() < ready_at:
                         time.sleep(0.5)
                         return self._answer(200, proxy.in_progress(path.split("/")[2]))
@@ -204,6 +213,27 @@ def test_a_statement_running_longer_than_the_retry_budget_is_not_cancelled(proxy
         wh.close()
 
 
+
+def test_network_timeout_still_bounds_the_retries_and_cancels_a_longer_statement(proxy):
+    """What network_timeout does when set is kept: the connector stops retrying after it (sooner
+    than retry_seconds here) and cancels a statement running longer than it. Before, its giving up
+    on HTTP 500 was a WarehouseSqlError ("fix the model's SQL"), not a transient error."""
+    wh = _warehouse(proxy, network_timeout=3, login_timeout=3, retry_seconds=600)
+    try:
+        proxy.fail = "fail_me"
+        outcome = _in_thread(lambda: wh.query("SELECT 1 AS fail_me"), 60)
+        proxy.fail = None
+        assert outcome is not None and outcome[0] == "error", outcome
+        assert isinstance(outcome[1], WarehouseUnavailable), outcome
+        assert "kept failing" not in str(outcome[1])  # the connector's own bound, not retry_seconds
+        proxy.slow, proxy.slow_seconds = "slow_one", 30
+        outcome = _in_thread(lambda: wh.query("SELECT 5 AS slow_one"), 60)
+        assert outcome is not None and outcome[0] == "error", outcome
+        assert "cancelled by the client due to a timeout" in str(outcome[1]), outcome
+        assert proxy.cancelled
+    finally:
+        proxy.fail = proxy.slow = None
+        wh.close()
 
 def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
     """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
