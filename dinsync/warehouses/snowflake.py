@@ -29,7 +29,7 @@ How it maps onto Snowflake:
   requests: `transaction()` runs the writes of its block when the block ends, each a statement
   of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
   to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
-- Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _bounded_backoff),
+- Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _BoundedBackoff),
   not without end; `network_timeout` is not set unless configured (it cancels long statements).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
@@ -53,7 +53,7 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -143,20 +143,24 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     return None
 
 
-def _bounded_backoff(seconds: float, sf: Any) -> Callable[[], Iterator[int]]:
-    """The connector's backoff policy (exponential, full jitter, at most 16 s), giving up once a
-    request has been retried for `seconds`. Without network_timeout the connector retries a
-    request answered 5xx, or reset, without end (fakesnow answers 500 to a statement it cannot
-    run: the run never ended), and network_timeout would also cancel any statement running longer
-    than it (its "timebomb"). The connector makes a policy anew for each request and advances it
-    after each failed attempt, so this bounds the retries of one request only: a long statement
-    is polled (a request each time) and never cancelled. Giving up raises OperationalError
-    (transient, the run's error), naming the last failure."""
-    from snowflake.connector.backoff_policies import exponential_backoff
-    from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
+class _BoundedBackoff:
+    """A connection's backoff policy: the connector's own (exponential, full jitter, at most 16 s),
+    giving up once a request has been retried for `seconds`. Without network_timeout the connector
+    retries a request answered 5xx, or reset, without end (fakesnow answers 500 to a statement it
+    cannot run: the run never ended), and network_timeout would also cancel any statement running
+    longer than it (its "timebomb"). The connector calls the policy anew for each request and
+    advances it after each failed attempt, so this bounds the retries of one request only: a long
+    statement is polled (a request each time) and never cancelled. Giving up raises
+    OperationalError (transient, the run's error), naming the last failure."""
 
-    def policy() -> Iterator[int]:
-        started, sleeps, retries = time.monotonic(), exponential_backoff()(), 0
+    def __init__(self, seconds: float, sf: Any):
+        self.seconds, self._sf = seconds, sf
+
+    def __call__(self) -> Iterator[int]:
+        from snowflake.connector.backoff_policies import exponential_backoff
+        from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
+
+        seconds, started, sleeps, retries = self.seconds, time.monotonic(), exponential_backoff()(), 0
         yield next(sleeps)
         while True:
             retries += 1  # advanced after a failed attempt and its sleep: before the next attempt
@@ -164,14 +168,12 @@ def _bounded_backoff(seconds: float, sf: Any) -> Callable[[], Iterator[int]]:
             if left <= 0:
                 last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
                 cause = last.args[0] if last is not None and last.args else last
-                gave_up = sf.errors.OperationalError(
+                gave_up = self._sf.errors.OperationalError(
                     msg=f"a request kept failing for {seconds:g} s ({retries} attempts), the last time with: "
                         f"{_no_query(cause) if cause else '?'}", errno=ER_FAILED_TO_REQUEST)
                 gave_up.dinsync_retries_exhausted = True
                 raise gave_up
             yield max(1, min(next(sleeps), math.ceil(left)))
-
-    return policy
 
 
 class ChunkUnavailable(Exception):
@@ -306,14 +308,11 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         self._sf = require_driver("snowflake.connector", "snowflake", package="snowflake-connector-python")
         self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
-        # a login is retried for login_timeout, which the budget must not cut short (the policy
-        # cannot tell a login's retries from a statement's)
-        budget = max(float(retry_seconds), float(login_timeout or 0))
+        self._retry_seconds, self._login_seconds = float(retry_seconds), float(login_timeout or 0)
         options: dict[str, Any] = dict(
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
             login_timeout=login_timeout, network_timeout=network_timeout, application="dinsync",
-            backoff_policy=_bounded_backoff(budget, self._sf),
             session_parameters={**SESSION_PARAMETERS, **(session_parameters or {}), **FORCED_SESSION_PARAMETERS},
             # NUMBER(p, s > 0) as decimal128(38, s): Snowflake sends it as unscaled integers, and the
             # connector's default divides them into float64 (12345678.0123456789 sent as 12345678.012345679)
@@ -340,8 +339,13 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         return None
 
     def _connect(self):
+        # the login's retries are bounded by login_timeout (the connector's), which the policy must
+        # not cut short; the session's requests then by retry_seconds
+        policy = _BoundedBackoff(max(self._retry_seconds, self._login_seconds), self._sf)
         with self.translating("connecting"):
-            return self._sf.connect(**self._options)
+            conn = self._sf.connect(**self._options, backoff_policy=policy)
+        policy.seconds = self._retry_seconds
+        return conn
 
     @property
     def conn(self):

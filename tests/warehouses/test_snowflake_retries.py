@@ -34,6 +34,7 @@ class FaultyProxy:
 
     def __init__(self, port: int):
         self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
+        self.fail_logins = 0  # logins to answer 500
         self.slow, self.slow_seconds, self.polls = None, 0.0, 0
         self.results: dict[str, tuple[float, bytes]] = {}  # query id -> (ready at, fakesnow's answer)
         self.cancelled: set[str] = set()  # query ids the client aborted
@@ -73,6 +74,9 @@ class FaultyProxy:
                         time.sleep(0.5)
                         return self._answer(200, proxy.in_progress(path.split("/")[2]))
                     return self._answer(200, data)
+                if path.startswith("/session/v1/login-request") and proxy.fail_logins:
+                    proxy.fail_logins -= 1
+                    return self._answer(500, b"{}")
                 sql = ""
                 if path.startswith("/queries/v1/query-request"):
                     raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
@@ -162,7 +166,7 @@ def test_a_statement_failing_every_time_fails_within_the_retry_budget(proxy, res
         assert kind == "error" and isinstance(exc, WarehouseUnavailable), outcome
         assert proxy.failed >= 2  # retried, then given up
         assert time.monotonic() - started < 3 + 20  # the budget, and at most one backoff sleep after it
-        assert "kept failing for 5 s" in str(exc), str(exc)  # 5: login_timeout, which a login may use
+        assert "kept failing for 3 s" in str(exc), str(exc)  # (login_timeout, 5, bounds the login only)
         assert reset or "HTTP 500" in str(exc), str(exc)
         assert "retry_seconds" in exc.hint
         assert SF_PASSWORD not in str(exc)
@@ -196,6 +200,17 @@ def test_a_statement_answered_500_a_few_times_is_retried_until_it_succeeds(proxy
     finally:
         wh.close()
 
+
+
+def test_a_login_is_retried_for_login_timeout_not_retry_seconds(proxy):
+    """The policy bounds every request of the connection; a login keeps its own bound, login_timeout."""
+    proxy.fail_logins = 1  # (the connector gives a login 2 attempts)
+    wh = _warehouse(proxy, retry_seconds=1, login_timeout=20)
+    try:
+        assert proxy.fail_logins == 0
+        assert wh.query("SELECT 3 AS three").to_pylist() == [{"three": 3}]
+    finally:
+        wh.close()
 
 def test_a_statement_running_longer_than_the_retry_budget_is_not_cancelled(proxy):
     """A long statement is answered "in progress" and its status polled: each poll is a request of
