@@ -394,9 +394,9 @@ class PsycopgSessions:
         if conn is None or conn.closed:
             with self.translating("connecting"):
                 conn = self._connect_psycopg()
-            _load_as_text(conn)  # small query results as streams deliver them (jsonb, uuid: text)
-            _load_beyond_calendar(conn)  # (`dinsync plan`'s samples of a date 'infinity', say)
-            _load_unpadded(conn)
+            # small query results as streams deliver them (jsonb, uuid: text; `dinsync plan`'s samples
+            # of a date 'infinity', say)
+            _load_value_forms(conn)
             self._local.conn = conn
             with self._conn_lock:
                 alive = []
@@ -871,9 +871,7 @@ class CursorStream:
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
         conn = self._connect_psycopg()
         try:
-            _load_as_text(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
-            _load_beyond_calendar(conn)
-            _load_unpadded(conn)
+            _load_value_forms(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             sql, values = self._sql(sql, params)
             with conn.transaction(), conn.cursor(name="dinsync_stream") as cur:
                 _set_local(conn.execute, self.stream_settings)
@@ -1037,6 +1035,14 @@ def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:
     for name in _TEXT_LOADED + also:
         if conn.adapters.types.get(name) is not None:
             conn.adapters.register_loader(name, TextLoader)
+
+
+def _load_value_forms(conn: Any, also: tuple[str, ...] = ()) -> None:
+    """How a session or a stream's connection loads values: as the ADBC path reads them (text forms,
+    `also` as text too, days beyond the calendar, char(n) unpadded)."""
+    _load_as_text(conn, also)
+    _load_beyond_calendar(conn)
+    _load_unpadded(conn)
 
 
 def _load_unpadded(conn: Any, oid: int | str = "bpchar") -> None:

@@ -409,14 +409,13 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         if getattr(self._local, "writes", None) is not None:
             yield  # nested: part of the outer block
             return
-        self._local.writes = writes = []
+        self._local.writes = []
         try:
             yield
+            with self.translating("running a statement"):
+                self._flush()
         finally:
             self._local.writes = None
-        with self.translating("running a statement"):
-            for sql, params in writes:
-                self._run(sql, params)
 
     @translated("writing rows")
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
