@@ -332,6 +332,29 @@ def test_domains_attio_reads_as_the_same_company_are_withheld(fresh):
     assert normalise_domain("HTTPS://user@Sub.Acme.com:8080/path?q=1#f") == "sub.acme.com"
 
 
+def test_emails_attio_stores_as_one_address_are_withheld_not_written_over_each_other(fresh):
+    """Attio stores an email address normalised: its local part in NFC (`café` typed as `e` + a
+    combining accent is `café`), its domain as Unicode (`xn--exmple-cua.com` is `exämple.com`).
+    Both rows of such a pair were asserted, onto one person, the last write winning, and both
+    acknowledged: the record held one row's values while the snapshot said both were delivered
+    (update mode's lookup already withheld them as keys of one record)."""
+    dest = destination(fresh)
+    spec = SyncSpec("p", "people", "upsert", "email_addresses", ["job_title"])
+    pre = run_preflight(dest, spec)
+    keys = ["cafe\u0301@example.com", "caf\u00e9@example.com", "user@ex\u00e4mple.com", "user@xn--exmple-cua.com",
+            "other@example.com", "caf\u00e9@example.org"]
+    rows = [{"key": k, "job_title": f"t{i}"} for i, k in enumerate(keys)]
+    prepared = dest.prepare(mapped(rows, "email_addresses", ["job_title"], pre.kinds, "email"), spec)
+    assert sorted(k for r in prepared.requests for k in r.keys) == ["caf\u00e9@example.org", "other@example.com"]
+    why = {r.key: r for r in prepared.rejections}
+    assert sorted(why) == sorted(keys[:4]), why
+    assert all(not r.park and r.field == "email_addresses" for r in why.values()), why
+    assert "same email address for Attio ('caf\u00e9@example.com')" in why[keys[0]].reason, why
+    assert f"{keys[3]!r} on another row" in why[keys[2]].reason, why
+    deliver_all(dest, prepared.requests)
+    assert len(fresh.call(fresh.sandbox.records, "people")) == 2
+
+
 def test_rows_refused_for_their_key_name_the_matching_attribute_as_their_field(fresh):
     """Keys Attio reads as one domain or one number, a numeric key no float holds and a key that is
     not a number were refused with a reason naming the key, but no `field`: `dinsync rejections`

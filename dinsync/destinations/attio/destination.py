@@ -52,7 +52,7 @@ from ..base import (
 from ..settings import Settings
 from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
                       written_record)
-from .keys import e164_keys, inexact_numbers, same_domain, same_instant, same_number, same_phone
+from .keys import e164_keys, inexact_numbers, same_domain, same_email, same_instant, same_number, same_phone
 from .schema import NUMERIC_TYPES, AttributeInfo, Schema, check_mapping
 from .values import (ValueShaper, is_json_number, key_filter_value, key_value_json, match_form, shape_values,
                      stored_match_forms)
@@ -246,6 +246,9 @@ class AttioDestination(Destination):
         region = self.default_region()
         if plan.key.type == "domain":
             frame, dupes = same_domain(frame, sync.key_field)
+            rejections += dupes
+        elif plan.key.type == "email-address":
+            frame, dupes = same_email(frame, sync.key_field)
             rejections += dupes
         elif plan.key.type in NUMERIC_TYPES:
             frame, inexact = inexact_numbers(frame, sync.key_field)

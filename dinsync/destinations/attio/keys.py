@@ -5,6 +5,8 @@ reads as the same value would be written to one record (each overwriting the oth
 acknowledged), so within a batch they are withheld (`park=False`: the next run plans them again
 once the model holds one). Per key type:
   - domain: Attio lowercases and trims scheme, path and query (`Acme.com`, `https://acme.com/`);
+  - email-address: Attio stores the address normalised, its local part in Unicode NFC and its domain
+    as Unicode (`cafe\u0301@…` and `café@…`; `user@xn--exmple-cua.com` and `user@exämple.com`);
   - number, currency, rating: Attio keeps numbers as 64-bit floats ("Numbers are persisted as 64
     bit floats", spec `input-value`): `1`, `1.0`, `1e0`, `-0` and `0` are one number. A key that is
     not the number its float is (9007199254740993 is stored as 9007199254740992, another row's key)
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import unicodedata
 from typing import TYPE_CHECKING, Callable
 
 import orjson
@@ -72,6 +75,29 @@ def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     return _withhold_same(frame, normalise_domain, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same domain for Attio ({form!r}) as {others} on another row of the '
         "model; make the model's domains unique after lowercasing and trimming scheme and path"), key_field)
+
+
+def email_form(text: str) -> str:
+    """An email key as Attio stores it (see the module docstring): the local part in NFC, the domain
+    read through IDNA (an `xn--` label and its Unicode spelling are one), both lowercased. A domain
+    IDNA cannot read (a label over 63 characters) is kept in NFC: Attio's answer decides that row."""
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return text
+    try:
+        domain = domain.encode("idna").decode("idna")
+    except UnicodeError:
+        domain = unicodedata.normalize("NFC", domain)
+    return f"{unicodedata.normalize('NFC', local).lower()}@{domain.lower()}"
+
+
+def same_email(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Rows of a batch whose email keys are one address for Attio (`email_form`): withheld, not
+    parked, like same_domain."""
+    return _withhold_same(frame, email_form, lambda i, form, others: (
+        f'key "{key_field}": {i!r} is the same email address for Attio ({form!r}) as {others} on another row '
+        "of the model (Attio stores addresses in Unicode NFC, their domains decoded from IDNA); make the "
+        "model's addresses unique in that form"), key_field)
 
 
 def e164_keys(frame: pl.DataFrame, region: str | None) -> pl.DataFrame:
