@@ -490,6 +490,25 @@ def test_single_writes_and_bulk_submissions():
     assert parse(bulk, 400, {"error": {"id": 2, "message": "users[1].identifiers.email ..."}}).kind == "split"
 
 
+def test_a_rejection_names_the_identifier_or_custom_attribute_attentive_refused():
+    """`dinsync rejections` showed no field for Attentive's refusals, where the other platforms'
+    name the attribute their answer names: a lookup refused for its identifier (a trailing-dot
+    email) names the key field; a custom attributes write names the properties sent that the
+    message names (`properties.Tier`, a quoted name) or the identifier (`email is not ...`)."""
+    bad = parse(lookup(), 400, {"error": {"id": 4, "message": "email is not a valid email address"}}).results[0]
+    assert (bad.status, bad.field) == ("rejected", "email")
+    body = orjson.dumps({"properties": {"Tier": "gold", "VIP": True, "T": 1}, "user": {"email": "a@b.co"}})
+    v1 = Request("custom_attributes", "POST", "/v1/attributes/custom", body, ["a@b.co"])
+    cases = {"properties.Tier: the attribute has type NUMBER": "Tier",
+             "Invalid value for attribute 'VIP'": "VIP",
+             "email is not a valid email address": "email",
+             "the attribute has type NUMBER; a STRING value was sent": None,  # names none sent (not T)
+             "properties.Unsent: nope": None}
+    for message, field in cases.items():
+        result = parse(v1, 400, {"error": {"id": 9, "message": message}}).results[0]
+        assert (result.status, result.field) == ("rejected", field), (message, result)
+
+
 def test_a_bulk_request_refused_with_422_is_split_as_its_400_is():
     """A single write refused with 422 (Unprocessable Entity) rejects its record as its 400 does; a
     bulk request refused with 422 failed all its users, again every run, where its 400 is split until

@@ -351,7 +351,10 @@ class AttentiveDestination(Destination):
                 return Outcome("done")
             return Outcome("done", [RecordResult(ME, "failed", _describe(status, message))])
         # single writes: POST /v1/attributes/custom, POST /v2/user/attributes
-        return Outcome("done", [write_result(request.keys[0], status, data, message)])
+        result = write_result(request.keys[0], status, data, message)
+        if result.status == "rejected" and request.endpoint == "custom_attributes":
+            result = replace(result, field=named_properties(request.body, message))
+        return Outcome("done", [result])
 
 
 def _custom_lookup(ctx: Any) -> bool:
@@ -368,8 +371,8 @@ def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) 
         return RecordResult(key, "failed", f"Attentive: unreadable lookup answer: {message}")
     if status == 404:
         return RecordResult(key, "not_found", NOT_FOUND.format(field=ctx.field))
-    if status == 400:
-        return RecordResult(key, "rejected", f"Attentive HTTP 400: {message}")
+    if status == 400:  # a lookup's only input is the identifier: its refusal names the key field
+        return RecordResult(key, "rejected", f"Attentive HTTP 400: {message}", field=ctx.field)
     return RecordResult(key, "failed", _describe(status, message))
 
 
@@ -384,6 +387,29 @@ def write_result(key: str, status: int, data: Any, message: str) -> RecordResult
     if status in (400, 409, 413, 422):
         return RecordResult(key, "rejected", f"Attentive HTTP {status}: {message}")
     return RecordResult(key, "failed", _describe(status, message))
+
+
+def named_properties(body: bytes | None, message: str) -> str | None:
+    """The custom attributes (or the identifier) a refused `POST /v1/attributes/custom` sent that
+    Attentive's message names, for the rejection's field: `properties.<name>` or a quoted name, the
+    identifier as `user.<id>` or at the start of the message (`email is not a valid email address`).
+    Only names the request sent count (the reason keeps the whole message anyway)."""
+    try:
+        doc = orjson.loads(body or b"")
+        properties, user = doc["properties"], doc["user"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(properties, dict) or not isinstance(user, dict):
+        return None
+    named, text = [], message
+    for name in sorted(properties, key=len, reverse=True):  # `properties.Tier` names Tier, not T
+        forms = [form for form in (f"properties.{name}", f"'{name}'", f'"{name}"') if form in text]
+        for form in forms:
+            text = text.replace(form, " ")
+        named += [name] if forms else []
+    ordered = [n for n in properties if n in named]  # in the request's order
+    ordered += [k for k in user if f"user.{k}" in message or message.startswith(f"{k} ")]
+    return ", ".join(ordered) or None
 
 
 def _bulk_outcome(request: Request, part: BulkPart, status: int, data: Any, message: str) -> Outcome:
