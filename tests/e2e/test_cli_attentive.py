@@ -596,3 +596,22 @@ def test_a_run_stopped_by_attentives_start_check_counts_its_requests(make_attent
     assert result["exit_code"] == ExitCode.RUN_FAILED and "GET /v1/me did not answer" in run["error"]
     asked = p.stats()["requests_by_endpoint"]["getMe"]
     assert (run["requests"], asked) == (1, 1)
+
+
+@pytest.mark.parametrize("status, form", [(429, "seconds"), (503, "http-date")])
+def test_a_results_file_answered_with_retry_after_is_fetched_again_no_sooner(attentive, status, form):
+    """The job's `.jsonl` (a pre-signed link, fetched outside the API's sender) answered 429 or 503 with
+    a Retry-After was fetched again after the sender's short backoff (0.5, 1, 2 s at most), before the
+    time its host asked for: a few such answers and the job's rows were failed ("results file
+    unreadable") and written again by the next run. The wait it names (seconds or an HTTP date) is honoured."""
+    import email.utils
+
+    p = attentive
+    page = "<html><body><h1>Slow Down</h1></body></html>"
+    value = "2" if form == "seconds" else email.utils.formatdate(time.time() + 5, usegmt=True)
+    p.thread.script("bulkJobResults", respond(status, page, {"Retry-After": value, "Content-Type": "text/html"}))
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    fetches = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "bulkJobResults"]
+    assert [r.status for r in fetches] == [status, 200]
+    assert fetches[1].ts - fetches[0].ts >= 1.9

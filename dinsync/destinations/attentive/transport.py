@@ -306,6 +306,7 @@ class AttentiveTransport:
         if not url.startswith(("http://", "https://")) or self._downloads is None:
             return None
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            hint = None
             try:
                 async with self._downloads.get(URL(url, encoded=True)) as resp:
                     body = await resp.read()
@@ -314,9 +315,13 @@ class AttentiveTransport:
                         return [orjson.loads(line) for line in body.splitlines() if line.strip()]
                     if resp.status < 500 and resp.status not in (404, 408, 429):
                         return None
+                    hint = self.sender.retry_after(resp.headers)  # the link's host (a CDN's 503, 429) asks
+                    if hint is not None and hint > self.sender.policy.max_retry_after:
+                        return None  # longer than a run waits: the rows are sent by the next run
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError):
                 pass
-            await asyncio.sleep(self.sender.policy.delay(attempt))
+            if attempt < DOWNLOAD_ATTEMPTS:
+                await asyncio.sleep(self.sender.policy.delay(attempt, hint))
         return None
 
     # --- outcomes -----------------------------------------------------------------------------
