@@ -25,7 +25,7 @@ from ..warehouses.base import Warehouse
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
-from .stop import StopToken, interrupting
+from .stop import StopToken, interrupting, within_grace
 from .thresholds import sync_warnings
 
 
@@ -473,7 +473,7 @@ class SyncRun:
         async with transport:
             try:
                 # (also after _check_first: a destination may keep what its check learns on the transport)
-                await self._preflight(transport)
+                await within_grace(self._preflight(transport), self.stop, self.opts.grace_seconds)
             except BaseException as exc:  # the run's log counts the check's requests too (an outage, say)
                 stats = getattr(transport, "transport_stats", TransportStats)()
                 s.requests += stats.requests
@@ -524,8 +524,10 @@ class SyncRun:
         async def check() -> None:
             transport = self.destination.make_transport(transport_options(self.dest_cfg))
             async with transport:
-                try:
-                    await self._preflight(transport)
+                try:  # (stopped: the run plans nothing and ends cancelled, see _run)
+                    await within_grace(self._preflight(transport), self.stop, self.opts.grace_seconds)
+                except SendingStopped:
+                    pass
                 finally:  # the run's log counts the check's requests
                     stats = getattr(transport, "transport_stats", TransportStats)()
                     self.summary.requests += stats.requests

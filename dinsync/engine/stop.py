@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterator
+from typing import Awaitable, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 class StopToken:
@@ -185,3 +187,34 @@ def interrupting(token: StopToken, interrupt: Callable[[], None], every: float =
     finally:
         token.remove_waker(interrupter)
         interrupter.end()
+
+
+async def within_grace(waiting: Awaitable[T], token: StopToken, grace: float, poll: float = 0.1) -> T:
+    """Await `waiting` (a pre-flight check: a login, a schema read); once a stop is requested it may
+    finish within `grace` seconds (counted from then, as requests in flight are), then it is given
+    up. Stopped, given up or failing after the stop: raises SendingStopped (nothing was sent)."""
+    import asyncio
+
+    from ..errors import SendingStopped
+
+    task = asyncio.ensure_future(waiting)
+    loop = asyncio.get_running_loop()
+    deadline = None
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                try:
+                    return task.result()
+                except Exception:
+                    if token.requested:  # (e.g. retries cut short by the stop)
+                        raise SendingStopped() from None
+                    raise
+            if token.requested:
+                deadline = loop.time() + grace if deadline is None else deadline
+                if loop.time() >= deadline:
+                    raise SendingStopped()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -82,3 +82,65 @@ def test_sigkill_mid_api_send_then_rerun_converges(tmp_path, client_key, kill_af
         check_then_rerun(p, api=True)
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never says a word (a firewall's tarpit, a hung server)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["sftp", "api"])
+def test_sigterm_while_the_start_check_waits_on_a_silent_server_cancels_within_the_grace(
+        tmp_path, client_key, silent_server, transport):
+    # The check before sending (SFTP: log in and find the folders; API: /authenticate and the
+    # fields list) ignored a stop: SFTP went through its 3 connection attempts (30 s each by
+    # default) and the run was recorded `failed` with the connection error; the API's request ran
+    # to its timeout (30 s), past the 20 s grace a stop gives requests in flight.
+    import signal
+    import time
+
+    thread, sandbox = make_sandbox(client_key, insert_allowed=True)
+    try:
+        p = SplioProject(tmp_path / "proj", thread, sandbox)
+        p.configure(transport=transport, mode="insert", sftp_extra="      connect_timeout_seconds: 20\n")
+        p.seed(5)
+        config = p.root / "dinsync.yml"
+        silent = f"port: {silent_server}" if transport == "sftp" else f"base_url: http://127.0.0.1:{silent_server}"
+        live = f"port: {sandbox.sftp_port}" if transport == "sftp" else f"base_url: {thread.url}"
+        config.write_text(config.read_text().replace(live, silent))
+        env = dict(os.environ, **p.env, DINSYNC_GRACE_SECONDS="1", PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        time.sleep(3)  # in the check: the process is up and waiting for the silent server
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - started
+        [run] = json.loads(out)["runs"]
+        assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
+        assert took < 8, took
+        assert p.snapshot() == set()
+    finally:
+        thread.stop()
