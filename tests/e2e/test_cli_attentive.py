@@ -615,3 +615,15 @@ def test_a_results_file_answered_with_retry_after_is_fetched_again_no_sooner(att
     fetches = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "bulkJobResults"]
     assert [r.status for r in fetches] == [status, 200]
     assert fetches[1].ts - fetches[0].ts >= 1.9
+
+
+def test_an_empty_results_file_is_fetched_again_not_read_as_no_result_for_every_record(attentive):
+    """A job's `.jsonl` answered 200 with an empty body (a CDN's or a proxy's glitch: a job of records
+    has a line for each) was read as a file without lines: every record of the job `failed` ("no result
+    for this record"), the run failed and the next one wrote them all again. It is fetched again."""
+    p = attentive
+    p.thread.script("bulkJobResults", respond(200, b"", {"Content-Type": "application/octet-stream"}))
+    run = p.run()
+    assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
+    fetches = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "bulkJobResults"]
+    assert [(r.status, r.fault) for r in fetches] == [(200, "respond"), (200, None)]

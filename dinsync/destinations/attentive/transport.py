@@ -310,11 +310,11 @@ class AttentiveTransport:
             try:
                 async with self._downloads.get(URL(url, encoded=True)) as resp:
                     body = await resp.read()
-                    if resp.status == 200:
+                    if resp.status == 200 and body.strip():
                         self.stats.downloads += 1
                         return [orjson.loads(line) for line in body.splitlines() if line.strip()]
-                    if resp.status < 500 and resp.status not in (404, 408, 429):
-                        return None
+                    if resp.status != 200 and resp.status < 500 and resp.status not in (404, 408, 429):
+                        return None  # (an empty 200 is a glitch, fetched again: a job has a line a record)
                     hint = self.sender.retry_after(resp.headers)  # the link's host (a CDN's 503, 429) asks
                     if hint is not None and hint > self.sender.policy.max_retry_after:
                         return None  # longer than a run waits: the rows are sent by the next run
