@@ -627,3 +627,15 @@ def test_an_empty_results_file_is_fetched_again_not_read_as_no_result_for_every_
     assert (run["status"], run["acknowledged"], run["failed"]) == ("success", 20, 0)
     fetches = [r for r in p.thread.call(lambda: list(p.sandbox.log)) if r.endpoint == "bulkJobResults"]
     assert [(r.status, r.fault) for r in fetches] == [(200, "respond"), (200, None)]
+
+
+@pytest.mark.parametrize("body", ["404 page not found\n", ""])
+def test_a_probe_answered_by_a_gateways_404_does_not_make_empty_lookups_known_subscribers(make_attentive, body):
+    """The run's probe (an address nobody has) decides whether an empty attribute list names a known
+    subscriber: a 404 means Attentive tells unknown users apart. A gateway's 404 in plain text or
+    without a body (an HTML page was already ignored) counted as Attentive's: where Attentive answers
+    `[]` for unknown users, every unknown row of the run was then written, and created."""
+    p = make_attentive(seeded=10, unknown_attributes_lookup="empty")
+    p.thread.script("getCustomAttributes", respond(404, body, {"Content-Type": "text/plain"}))
+    run = p.run()
+    assert (run["acknowledged"], run["not_found"], p.stats()["created_users"]) == (10, 10, 0)

@@ -370,6 +370,10 @@ def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) 
             return RecordResult(key, "ok")
         return RecordResult(key, "failed", f"Attentive: unreadable lookup answer: {message}")
     if status == 404:
+        if ctx.kind == "probe" and not isinstance(data, dict):
+            # a gateway's 404 (plain text, no body) tells nothing of unknown users: trusted, it made
+            # every empty list a known subscriber for the whole run (see AttentiveTransport._probe)
+            return RecordResult(key, "failed", _describe(status, message))
         return RecordResult(key, "not_found", NOT_FOUND.format(field=ctx.field))
     if status == 400:  # a lookup's only input is the identifier: its refusal names the key field
         return RecordResult(key, "rejected", f"Attentive HTTP 400: {message}", field=ctx.field)
