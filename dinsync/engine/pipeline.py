@@ -24,6 +24,7 @@ from ..destinations.base import (Delivered, Destination, RecordResult, ServiceSp
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
 from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
 from .commits import Checkpointer
+from .stop import within_grace
 
 # Update-mode lookups: rows are looked up a slice at a time before their writes are queued; a slice
 # holds about LOOKUP_SLICE_SECONDS of lookups at the lookup endpoint's rate, within these bounds.
@@ -139,7 +140,8 @@ class Pipeline:
         try:
             if True:  # the transport is open (entered by the caller, around the pre-flight check too)
                 try:
-                    await self.destination.begin_run(self.transport, self.spec)
+                    await within_grace(self.destination.begin_run(self.transport, self.spec), self.stop,
+                                       self.opts.grace_seconds)
                 except SendingStopped:  # stopped while its requests were retried (Attentive's key check):
                     return  # nothing was sent, and the run ends cancelled (SyncRun._run), not failed
                 workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]

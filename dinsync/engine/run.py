@@ -424,7 +424,11 @@ class SyncRun:
             options.resolve_wait = self.opts.outcome_timeout_seconds
             options.resolve_stop = lambda: self.stop.requested
             async with self.destination.make_transport(options) as transport:
-                await self.destination.begin_run(transport, self.spec)
+                try:  # (stopped: nothing is read, and the run, which then plans nothing, is cancelled)
+                    await within_grace(self.destination.begin_run(transport, self.spec), self.stop,
+                                       self.opts.grace_seconds)
+                except SendingStopped:
+                    return []
                 return [(token, await transport.resolve([token])) for token in tokens]
 
         ok: list[str] = []

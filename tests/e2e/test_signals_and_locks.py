@@ -366,3 +366,31 @@ def sigterm_while_retried(proc: subprocess.Popen, requests: Callable[[], int]) -
     assert proc.returncode == 128 + signal.SIGTERM, (out, err)
     [run] = json.loads(out)["runs"]
     return run
+
+
+def test_a_signal_while_the_start_check_waits_on_a_slow_answer_cancels_within_the_grace(
+        make_attentive, monkeypatch):  # noqa: F811
+    """Attentive slow to answer the check that starts a run's sending (`GET /v1/me`, then the probe)
+    when SIGTERM comes: the check was awaited without looking at the stop, so the run went on until
+    its answer or the request's timeout (30 s by default), past the grace a stop gives requests in
+    flight. It is given up once the grace is over; the run is `cancelled`, nothing sent."""
+    from dinsync.sandbox.faults import delay
+    from tests.e2e.test_crash_attentive import sync_process
+
+    p = make_attentive(seeded=10)
+    p.seed(10)
+    p.thread.script("getMe", delay(25))
+    monkeypatch.setenv("DINSYNC_GRACE_SECONDS", "1")
+    proc = sync_process(p)
+    deadline = time.monotonic() + 60
+    while p.stats()["requests"] < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    [run] = json.loads(out)["runs"]
+    assert (proc.returncode, run["status"], run["sent"]) == (143, "cancelled", 0), (run, err)
+    assert took < 8, took
