@@ -448,6 +448,7 @@ def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
 def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: int = 3) -> dict:
     """`dinsync plan` of one sync: counts, changed rows per field, duplicated keys, sample rows."""
     from .engine import SyncRun
+    from .engine.preview import mapped_samples
     from .engine.run import memory_note
     from .report import shown_key
 
@@ -455,7 +456,7 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     try:
         stats = run.plan()
         notes = [n for n in (paused_note(project, wh, name), memory_note(wh)) if n]
-        sampled = {op: run.planner.sample(op, samples) for op in ("added", "changed", "removed")}
+        sampled = {op: mapped_samples(run, op, samples) for op in ("added", "changed", "removed")}
         for row in (r for rows in sampled.values() for r in rows):  # a 1 MB key: not a 1 MB line
             row["key"] = shown_key(row["key"])
         return {

@@ -224,13 +224,14 @@ def print_plan(entry: dict) -> None:
         out().print(f"  changed rows per field: {visible(counts)}", markup=False, highlight=False)
     rows = [row for op in ("added", "changed", "removed") for row in entry["samples"][op]]
     if rows:
-        table = Table("key", "op", "changed fields (new values)", box=box.SIMPLE, padding=(0, 1))
+        table = Table("key", "op", "changed fields (values as sent)", box=box.SIMPLE, padding=(0, 1))
         for row in rows:
             if row["op"] == "removed":
                 fields = "(leaves the snapshot; nothing is sent)"
             else:
-                fields = ", ".join(f"{f}={json.dumps(row['fields'].get(f), default=plain_text, ensure_ascii=False)}"
-                                   for f in row["changed_fields"])
+                fields = ", ".join([f"rejected ({r['reason']})" for r in row.get("rejected", ())]
+                                   + [f"{f}={sample_text(row['fields'][f])}" for f in row["changed_fields"]
+                                      if f in row["fields"]])
             table.add_row(cell(str(row["key"]), 60), row["op"], cell(fields, 120))
         out().print(table)
         shown = [f"{len(entry['samples'][op]):,} of {entry[op]:,} {op}" for op in ("added", "changed", "removed")
@@ -242,6 +243,16 @@ def print_plan(entry: dict) -> None:
                     markup=False, highlight=False)
     for note in entry.get("notes", ()):
         out().print(f"  note: {visible(note)}", markup=False, highlight=False)
+
+
+def sample_text(value: Any) -> str:
+    """A sample's value as the JSON a sync sends: a Decimal (a number with more digits than a float
+    holds, dinsync.engine.preview) as its digits, unquoted."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return json.dumps(value, default=plain_text, ensure_ascii=False)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -621,11 +621,17 @@ class Planner(CommitMixin, PendingMixin):
         table = self.warehouse.query(self.render("duplicates_sample", limit=limit))
         return [(r["_key"], int(r["_n"])) for r in table.to_pylist()]
 
-    def sample(self, op: str, limit: int = 5) -> list[dict]:
-        """A few plan rows of one kind: {"key", "op", "fields": {field: value}, "changed_fields"}."""
+    def sample_table(self, op: str, limit: int = 5) -> Any:
+        """A few plan rows of one kind as the warehouse holds them: an Arrow table of `_key` and,
+        per field i, `v{i}` and `x{i}` (`sample` reads it as Python values; `dinsync plan` maps it)."""
         if op not in OPS:
             raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
-        table = self.warehouse.query(self.render("sample", op=op, limit=limit))
+        return self.warehouse.query(self.render("sample", op=op, limit=limit))
+
+    def sample(self, op: str, limit: int = 5) -> list[dict]:
+        """A few plan rows of one kind: {"key", "op", "fields": {field: value}, "changed_fields"},
+        values as the warehouse holds them (what a run sends: dinsync.engine.preview)."""
+        table = self.sample_table(op, limit)
         out = []
         for r in _pylist(table):
             if op in ("removed", "duplicate"):

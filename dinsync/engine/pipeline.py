@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import polars as pl
 
 from ..destinations.base import (Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport,
                                  TransportStats)
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
-from ..mapping import FieldMapping, KeyMapping, frame_from_arrow, map_batch
+from ..mapping import FieldMapping, KeyMapping, MappedBatch, frame_from_arrow, map_batch
 from .commits import Checkpointer
 from .stop import within_grace
 
@@ -66,6 +66,19 @@ class MappingPlan:
     fields: list[FieldMapping]
     region: str | None
     max_row_bytes: int | None
+
+
+def map_plan_batch(batch, mapping: MappingPlan, declared_scale: Collection[str] = (),
+                   fields: list[FieldMapping] | None = None, whole_row: bool = True) -> MappedBatch:
+    """An Arrow batch of plan rows (`_key`, `_op`, `v{i}`, `x{i}`) mapped as a run sends them, with
+    the fields' texts (`_t{n}`). `declared_scale`: the planner's `declared_scale_values` (a
+    numeric(p, 0) whose plan column lost its declared scale is not of a free scale). `fields`: a
+    part of the mapping's fields only; without `whole_row`, the row's size is not checked."""
+    frame, numeric_text = frame_from_arrow(batch)
+    numeric_text = {c: free and c not in declared_scale for c, free in numeric_text.items()}
+    return map_batch(frame, mapping.key, mapping.fields if fields is None else fields,
+                     max_row_bytes=mapping.max_row_bytes if whole_row else None, phone_region=mapping.region,
+                     keep_field_text=True, numeric_text=numeric_text)
 
 
 NO_OUTCOME = "the destination gave no outcome for this record"
@@ -365,13 +378,7 @@ class Pipeline:
 
     def _map(self, batch):
         """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""
-        frame, numeric_text = frame_from_arrow(batch)
-        # (a numeric(p, 0) whose plan column lost its declared scale is not of a free scale)
-        declared = getattr(self.planner, "declared_scale_values", ())
-        numeric_text = {c: free and c not in declared for c, free in numeric_text.items()}
-        out = map_batch(frame, self.mapping.key, self.mapping.fields,
-                        max_row_bytes=self.mapping.max_row_bytes, phone_region=self.mapping.region,
-                        keep_field_text=True, numeric_text=numeric_text)
+        out = map_plan_batch(batch, self.mapping, getattr(self.planner, "declared_scale_values", ()))
         return out.frame, out.rejections
 
     def _record_rejections(self, rejections: pl.DataFrame) -> None:

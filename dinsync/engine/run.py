@@ -459,9 +459,8 @@ class SyncRun:
 
     async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.
-        from ..mapping import FieldMapping, KeyMapping
         from .commits import Checkpointer
-        from .pipeline import MappingPlan, Pipeline
+        from .pipeline import Pipeline
 
         self.stop.rearm()  # polars' import put its own SIGINT handler in front of ours
 
@@ -486,14 +485,7 @@ class SyncRun:
                     return  # was sent, and the run ends cancelled (see _run), not failed
                 raise
             # After the pre-flight check: the kinds it learned (e.g. Attio's attribute types) map the values.
-            mapping = MappingPlan(
-                key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind,
-                               max_length=self.key_spec.max_length, planned=True),
-                fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
-                        for i, f in enumerate(self.cfg.fields)],
-                region=self.destination.default_region(),
-                max_row_bytes=self.service.max_row_bytes,
-            )
+            mapping = self.mapping_plan()
             pipeline = Pipeline(planner=self.planner, destination=self.destination, service=self.service,
                                 spec=self.spec, mapping=mapping, transport=transport, checkpointer=commits,
                                 summary=s, options=self.opts, stop=self.stop, lock=lock, progress=self.progress,
@@ -508,6 +500,21 @@ class SyncRun:
             raise pipeline.fatal
         if lock.lost.is_set():
             raise LockLostError(f"sync {self.cfg.name!r}: another run took the lock over; this run stopped")
+
+    def mapping_plan(self):
+        """How this sync's plan rows are mapped (`pipeline.MappingPlan`): the key, each field with
+        its kind (declared, the service's, or learned by the pre-flight check), the region."""
+        from ..mapping import FieldMapping, KeyMapping
+        from .pipeline import MappingPlan
+
+        return MappingPlan(
+            key=KeyMapping(field=self.cfg.match_field, kind=self.key_spec.kind,
+                           max_length=self.key_spec.max_length, planned=True),
+            fields=[FieldMapping(index=i, field=f.field, kind=self.spec.kinds[f.field])
+                    for i, f in enumerate(self.cfg.fields)],
+            region=self.destination.default_region(),
+            max_row_bytes=self.service.max_row_bytes,
+        )
 
     async def _preflight(self, transport) -> None:
         """The destination checks the mapping against the platform's schema before anything is sent."""

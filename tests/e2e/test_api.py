@@ -520,7 +520,7 @@ def test_plan_samples_hold_the_clis_json_values(project):
     sync_file.write_text(sync_file.read_text().replace("  ltv: ltv\n", "  ltv: ltv\n  seen: seenAt\n  day: day\n"))
     planned = dinsync.load_project(project.root).plan()
     sample = planned.plans[0].samples["added"][0]["fields"]
-    assert (sample["ltv"], sample["seenAt"], sample["day"]) == ("1.50", "2024-01-01 10:00:00", "2024-01-02")
+    assert (sample["ltv"], sample["seenAt"], sample["day"]) == (1.5, "2024-01-01T10:00:00", "2024-01-02")  # as sent
     assert json.loads(json.dumps(planned.as_dict()))["plans"] == json.loads(project.cli("plan").stdout)["plans"]
 
 

@@ -55,12 +55,14 @@ def _strict(text: str):
 
 def test_plan_samples_of_a_nan_and_a_nanosecond_timestamp(project):
     """plan --json wrote a DOUBLE NaN as a bare NaN (no JSON: strict parsers refuse the document)
-    and a TIMESTAMP_NS with a nanosecond fraction as "timestamp[ns] out of range (...)"."""
+    and a TIMESTAMP_NS with a nanosecond fraction as "timestamp[ns] out of range (...)". The samples
+    are now the values as sent: the NaN is the row's rejection, the timestamp the sync's text."""
     _model(project, "f DOUBLE, ts TIMESTAMP_NS", "'nan', '2024-01-02 03:04:05.123456789'", ["f", "ts"])
     result = project.cli("plan", "--samples", "5")
     assert result.exit_code == 0, result.stdout
-    fields = _strict(result.stdout)["plans"][0]["samples"]["added"][0]["fields"]
-    assert fields == {"f": "NaN", "ts": "2024-01-02 03:04:05.123456789"}
+    [row] = _strict(result.stdout)["plans"][0]["samples"]["added"]
+    assert row["fields"] == {"ts": "2024-01-02T03:04:05.123456"}
+    assert row["rejected"] == [{"field": "f", "reason": 'field "f": NaN/infinite is not valid JSON'}]
 
 
 def test_plan_samples_show_a_blob_as_the_base64_a_sync_sends(project):

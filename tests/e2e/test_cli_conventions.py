@@ -134,7 +134,7 @@ def test_plan_shows_a_table_and_per_field_change_counts(project):
     assert plan["field_changes"] == {"firstName": 1, "plan": 3, "ltv": 0}
     [third] = [s for s in plan["samples"]["changed"] if s["key"] == "user3@example.com"]
     assert third == {"key": "user3@example.com", "op": "changed", "changed_fields": ["firstName", "plan"],
-                     "fields": {"firstName": "Renamed", "plan": "team", "ltv": 4.5}}
+                     "fields": {"firstName": "Renamed", "plan": "team", "ltv": 4.5}, "rejected": []}
     text = project.cli("plan", json_output=False).stdout
     assert "changed rows per field: firstName 1, plan 3, ltv 0" in text
     assert any("user1@example.com" in line and "changed" in line and 'plan="pro"' in line

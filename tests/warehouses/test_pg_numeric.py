@@ -43,13 +43,15 @@ def test_numeric_nan_is_rejected_and_wide_numerics_keep_their_digits(tmp_path, p
     root = tmp_path / "project"
     write_iterable_project(root, pg_target, thread.url, MODEL, ["price", "big", "wide", "total"])
 
-    # `dinsync plan` shows the values as PostgreSQL holds them (before: it failed on the NaN, ArrowInvalid).
+    # `dinsync plan` shows the values as sent (before: it failed on the NaN, ArrowInvalid), a NaN or
+    # an Infinity as the row's rejection; a number a float cannot hold as its digits
     code, plan = run_cli(root, pg_target, "plan", "--samples", "5")
     assert code == 0, plan
-    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
-    assert samples["b@example.com"]["price"] == "NaN"
-    assert samples["a@example.com"]["big"] == "12345678901234567.89"
-    assert samples["d@example.com"]["big"] == "Infinity"
+    rows = {s["key"]: s for s in plan["plans"][0]["samples"]["added"]}
+    assert "price" not in rows["b@example.com"]["fields"]
+    assert [r["field"] for r in rows["b@example.com"]["rejected"]] == ["price"]
+    assert rows["a@example.com"]["fields"]["big"] == "12345678901234567.89"
+    assert [r["field"] for r in rows["d@example.com"]["rejected"]] == ["big"]
 
     code, result = run_cli(root, pg_target, "sync")
     assert code == 0, result

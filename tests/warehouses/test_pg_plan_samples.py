@@ -31,3 +31,37 @@ def test_samples_of_dates_beyond_the_calendar_say_so(pg):
     assert str(rows["c@x.com"]["born"]) == "2024-05-17" and rows["c@x.com"]["seen"] is None
     for key, field in (("a@x.com", "born"), ("a@x.com", "seen"), ("b@x.com", "born"), ("b@x.com", "seen")):
         assert "out of range" in str(rows[key][field]), (key, field, rows[key][field])
+
+
+def test_cli_plan_samples_are_the_values_the_sync_sends(tmp_path, wh_postgres, iterable_sandbox, bodies):
+    """`dinsync plan` on PostgreSQL showed timestamps and numerics as the warehouse holds them
+    ("2024-01-02 01:04:05+00:00", "12.50") and a NaN as a value, where the sync sends
+    "2024-01-02T01:04:05Z", a JSON number, and rejects the NaN's row."""
+    import json
+
+    from tests.warehouses.support import run_cli, write_iterable_project
+
+    sandbox, thread = iterable_sandbox
+    schema = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{schema}".samples_customers '
+                        "(id int, email text, seen timestamptz, price numeric(10,2), n bigint, ok boolean, doc jsonb)")
+    wh_postgres.execute(f"""INSERT INTO "{schema}".samples_customers VALUES
+        (1, 'a@example.com', '2024-01-02 03:04:05+02', 12.50, 9007199254740993, true, '{{"a": [1, 2]}}'),
+        (2, 'b@example.com', '2024-01-02 03:04:05+00', 'NaN', 1, false, 'null')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, "-- primary_key: id\n-- model_type: user\n"
+                           "select id, email, seen, price, n, ok, doc from samples_customers\n",
+                           ["seen", "price", "n", "ok", "doc"])
+    code, plan = run_cli(root, wh_postgres, "plan", "--samples", "5")
+    assert code == 0, plan
+    rows = {s["key"]: s for s in plan["plans"][0]["samples"]["added"]}
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0, result
+    [body] = bodies
+    sent = {u["email"]: u["dataFields"] for u in json.loads(body)["users"]}
+    assert rows["a@example.com"]["fields"] == sent["a@example.com"]
+    assert rows["a@example.com"]["fields"]["seen"] == "2024-01-02T01:04:05Z"
+    assert rows["a@example.com"]["fields"]["n"] == 9007199254740993
+    assert "b@example.com" not in sent
+    assert rows["b@example.com"]["rejected"] == [{"field": "price",
+                                                  "reason": 'field "price": NaN/infinite is not valid JSON'}]
