@@ -45,7 +45,8 @@ from dinsync.mapping.json import (
     NONFINITE_TEXT,
     Encoded,
     beyond_calendar,
-    json_values_valid,
+    JSON_OVERFLOW,
+    json_value_problems,
     numeric_text_json,
     numeric_text_list_json,
     quote,
@@ -268,12 +269,18 @@ def _as_phone(v: pl.Expr, e164: pl.Expr, label: str, region: str | None) -> Enco
     return Encoded(string_json(e164), [(bad, _why(v, f"{label}: invalid phone number ", _phone_note(region)))])
 
 
-def _as_json(v: pl.Expr, dtype: pl.DataType, ok: pl.Expr | None, label: str) -> Encoded:
-    if ok is None:
+def _as_json(v: pl.Expr, dtype: pl.DataType, why: pl.Expr | None, label: str) -> Encoded:
+    """`why`: the text's problem (json_value_problems), NULL when it parses."""
+    if why is None:
         return value_json(v, dtype, label)
     s = v.cast(pl.String)
-    bad = v.is_not_null() & ~ok.fill_null(False)
-    return Encoded(s.str.strip_chars(), [(bad, _why(v, f"{label}: invalid JSON "))], s.str.len_bytes())
+    overflow = v.is_not_null() & (why == JSON_OVERFLOW).fill_null(False)
+    bad = v.is_not_null() & why.is_not_null()
+    return Encoded(s.str.strip_chars(), [
+        (overflow, _why(v, f"{label}: JSON ", " is valid but holds a number beyond what a 64-bit float holds "
+                                               "(about ±1.8e308), which no platform stores")),
+        (bad, _why(v, f"{label}: invalid JSON ")),
+    ], s.str.len_bytes())
 
 
 def _as_kind_numeric_text(v: pl.Expr, dtype: pl.DataType, kind: str, label: str,
@@ -659,7 +666,7 @@ def map_batch(
         if f.kind == "phone" and (_is_text(col.dtype) or col.dtype.is_integer()):
             extra.append(normalize_phones(col, phone_region).alias(f"_e164_{f.index}"))
         elif f.kind == "json" and _is_text(col.dtype):
-            extra.append(json_values_valid(col).alias(f"_jsonok_{f.index}"))
+            extra.append(json_value_problems(col).alias(f"_jsonwhy_{f.index}"))
         elif f.kind == "email" and _is_text(col.dtype):
             extra.append(_normalised_email(pl.col(f"v{f.index}")).alias(f"_email_{f.index}"))
     if extra:
@@ -681,8 +688,8 @@ def map_batch(
             else:
                 enc = Encoded(v.cast(pl.String)) if dtype == pl.Null else _wrong_type(v, dtype, label, "phone")
         elif f.kind == "json":
-            ok = pl.col(f"_jsonok_{f.index}") if f"_jsonok_{f.index}" in added else None
-            enc = _as_json(v, dtype, ok, label)
+            why = pl.col(f"_jsonwhy_{f.index}") if f"_jsonwhy_{f.index}" in added else None
+            enc = _as_json(v, dtype, why, label)
         elif f.kind == "email":
             enc = _as_email(v, pl.col(f"_email_{f.index}"), dtype, label)
         else:

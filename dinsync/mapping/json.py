@@ -291,20 +291,35 @@ def numeric_text_list_json(expr: pl.Expr, label: str) -> Encoded:
     return Encoded(pl.when(expr.is_null() | bad).then(_NULL).otherwise(text), [(bad, reason)], size_of_text=True)
 
 
-def json_values_valid(series: pl.Series) -> pl.Series:
-    """Whether each string parses as JSON (NULL stays NULL). Parsed once per distinct value."""
+# what a `json` value that does not parse is, by orjson's message (JSON_OVERFLOW: valid JSON holding a
+# number beyond a 64-bit float, `1e400`, which no platform stores; JSON_INVALID: any other error)
+JSON_INVALID = "invalid"
+JSON_OVERFLOW = "overflow"
+_OVERFLOW_MESSAGE = "number is infinity when parsed as double"
+
+
+def json_value_problems(series: pl.Series) -> pl.Series:
+    """Per string, NULL when it parses as JSON (or is NULL), else JSON_INVALID or JSON_OVERFLOW.
+    Parsed once per distinct value."""
     s = series.cast(pl.String)
     distinct = s.drop_nulls().unique()
     if distinct.len() == 0:
-        return pl.Series(series.name, [None] * s.len(), dtype=pl.Boolean)
-    ok = []
+        return pl.Series(series.name, [None] * s.len(), dtype=pl.String)
+    problems: list[str | None] = []
     for text in distinct.to_list():
         try:
             orjson.loads(text)
-            ok.append(True)
-        except orjson.JSONDecodeError:
-            ok.append(False)
-    return s.replace_strict(distinct, pl.Series(ok, dtype=pl.Boolean), default=None, return_dtype=pl.Boolean)
+            problems.append(None)
+        except orjson.JSONDecodeError as exc:
+            problems.append(JSON_OVERFLOW if _OVERFLOW_MESSAGE in str(exc) else JSON_INVALID)
+    return s.replace_strict(distinct, pl.Series(problems, dtype=pl.String), default=None, return_dtype=pl.String)
+
+
+def json_values_valid(series: pl.Series) -> pl.Series:
+    """Whether each string parses as JSON (NULL stays NULL). Parsed once per distinct value."""
+    problems = json_value_problems(series)
+    return pl.select(pl.when(series.cast(pl.String).is_not_null()).then(problems.is_null())).to_series().alias(
+        series.name)
 
 
 # --- request slicing ----------------------------------------------------------------------

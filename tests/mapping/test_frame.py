@@ -697,6 +697,17 @@ def test_json_kind_raw_embedding_rejects_oversize():
     assert "over the limit of 50 bytes" in reasons(b)[0]
 
 
+def test_json_kind_names_a_number_no_float_holds_not_invalid_json():
+    """`1e400` is valid JSON no 64-bit float can hold (no platform stores it): it was rejected as
+    "invalid JSON", which sent the user looking for a syntax error."""
+    b = one(["1e400", '{"a": [1, -2e999]}', "[1,", '{"a": 1}'], kind="json")
+    assert objects(b) == [{"f": {"a": 1}}]
+    assert reasons(b)[0] == ("field \"f\": JSON '1e400' is valid but holds a number beyond what a 64-bit float "
+                             "holds (about ±1.8e308), which no platform stores")
+    assert "holds a number beyond" in reasons(b)[1]
+    assert reasons(b)[2] == "field \"f\": invalid JSON '[1,'"
+
+
 def test_invalid_mappings_raise():
     frame = plan(["a@b.co"], [1])
     with pytest.raises(ValueError, match="unknown kind"):
