@@ -449,6 +449,7 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     """`dinsync plan` of one sync: counts, changed rows per field, duplicated keys, sample rows."""
     from .engine import SyncRun
     from .engine.preview import mapped_samples
+    from .ops.health import check_transport_options
     from .engine.run import memory_note
     from .report import shown_key
 
@@ -456,6 +457,8 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
     try:
         stats = run.plan()
         notes = [n for n in (paused_note(project, wh, name), memory_note(wh)) if n]
+        if samples and (stats.added or stats.changed):  # (a preview: the health check's short retries)
+            notes += [n for n in (run.learn_kinds(check_transport_options(run.dest_cfg)),) if n]
         sampled = {op: mapped_samples(run, op, samples) for op in ("added", "changed", "removed")}
         for row in (r for rows in sampled.values() for r in rows):  # a 1 MB key: not a 1 MB line
             row["key"] = shown_key(row["key"])

@@ -430,6 +430,9 @@ class Destination:
     # The header the platform's credentials travel in: "Authorization" (a bearer token) cannot be
     # sent with a base_url's `user:password@` (aiohttp sends those as `Authorization: Basic` too)
     credential_header: str | None = None
+    # Its pre-flight check learns the mapping kinds of fields from the platform's schema (Preflight.kinds,
+    # e.g. Attio's attribute types): `dinsync plan` asks it too, so that its samples are mapped as sent.
+    learns_kinds: bool = False
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

@@ -516,6 +516,27 @@ class SyncRun:
             max_row_bytes=self.service.max_row_bytes,
         )
 
+    def learn_kinds(self, options: TransportOptions | None = None) -> str | None:
+        """Before `plan` maps its samples: the kinds of the fields no `type:` declares, as the run's
+        pre-flight check learns them from the platform's schema (a destination that `learns_kinds`;
+        read only; `options`: the transport's, default the run's). A note when the check failed:
+        the samples are then mapped without them."""
+        if not self.destination.learns_kinds or all(k != "auto" for k in self.spec.kinds.values()):
+            return None
+        import asyncio
+
+        async def check() -> None:
+            async with self.destination.make_transport(options or transport_options(self.dest_cfg)) as transport:
+                await self._preflight(transport)
+
+        try:
+            asyncio.run(check())
+        except DinsyncError as exc:
+            reason = "; ".join(i.message for i in exc.issues) if isinstance(exc, ConfigError) else exc.message
+            return self.redact(f"the samples are mapped without the types of the platform's schema: its pre-flight "
+                               f"check failed ({reason}); the next sync checks it first")
+        return None
+
     async def _preflight(self, transport) -> None:
         """The destination checks the mapping against the platform's schema before anything is sent."""
         result: Preflight = await self.destination.preflight(transport, self.spec)

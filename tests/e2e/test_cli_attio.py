@@ -698,3 +698,36 @@ def test_validate_that_cannot_reach_the_platform_is_a_failure_not_a_configuratio
     p.thread.set_faults(error_rate=0.0)
     p.write_sync(fields=("first_name: job_title", "ltv: lifetime_valeu"))
     assert p.cli("validate").exit_code == ExitCode.CONFIG_ERROR
+
+
+def test_plan_samples_map_values_by_the_attributes_types(attio):
+    """Attio's attribute types (the kinds a run learns in its pre-flight check) map the values a
+    run sends: `plan` mapped its samples without them, showing a text column's "12" for a number
+    attribute as the string "12" (sent as 12) and "many" as if it would go out (the run rejects it)."""
+    p = attio
+    p.sql("alter table main.people add column visits varchar")
+    p.sql("update main.people set visits = case when id = 2 then 'many' else cast(id * 6 as varchar) end")
+    p.write_sync(fields=("first_name: job_title", "visits: visits"))
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    assert rows["user1@example.com"]["fields"] == {"job_title": "Name 1", "visits": 6}, rows["user1@example.com"]
+    assert rows["user2@example.com"]["rejected"] == [
+        {"field": "visits", "reason": "field \"visits\": cannot convert 'many' to a number"}]
+    assert not [m for m, _, _ in p.requests.requests if m != "GET"]  # a preview: nothing written
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (19, 1), run
+    assert 'field "visits": cannot convert \'many\' to a number' in p.rejections()["user2@example.com"][1]
+
+
+def test_plan_whose_schema_read_fails_still_shows_its_samples_with_a_note(attio, monkeypatch):
+    """A token that cannot read the schema: `plan` (a preview) still plans, maps its samples
+    without the attribute types, and says so; the sync is what stops on it."""
+    p = attio
+    monkeypatch.setenv("ATTIO_TEST_TOKEN", WEAK)
+    result = p.cli("plan", "--samples", "1")
+    assert result.exit_code == 0, result.stdout
+    [plan] = json.loads(result.stdout)["plans"]
+    assert plan["samples"]["added"][0]["fields"]["job_title"] == "Name 10"
+    assert any("mapped without the types of the platform's schema" in n for n in plan["notes"]), plan["notes"]
+    assert WEAK not in result.stdout

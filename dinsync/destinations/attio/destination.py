@@ -139,6 +139,7 @@ class AttioDestination(Destination):
     settings_model = AttioSettings
     base_urls = {"default": "https://api.attio.com"}
     credential_header = "Authorization"  # a bearer token
+    learns_kinds = True  # each attribute's type maps the values (schema.AttributeInfo.kind)
     # A write takes 100-300 ms at Attio: 25/s needs ~8 in flight; 16 keeps the rate up to ~640 ms.
     limits = {
         WRITE: EndpointLimit(WRITE, rate=25.0, burst=2, max_concurrency=16, headroom=0.975),
