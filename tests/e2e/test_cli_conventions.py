@@ -300,3 +300,20 @@ def test_each_commands_help_names_what_the_readme_lists():
         assert "[[" not in usage and "{path}" not in usage, usage
         for option in re.findall(r"--[a-z-]+", line):
             assert option in result.output, (name, option)
+
+
+def test_readme_documents_the_plan_objects_keys(project):
+    """README documented `plan --json`'s samples, field_changes and duplicates in prose, but not the
+    plan object (segment_rows, null_keys, duplicate_rows, first_sync, retry_rejected, notes, ...)."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = [json.loads(block.split("```", 1)[0]) for block in readme.split("```json\n")[1:]
+                  if block.lstrip().startswith('{"sync"') and '"samples"' in block.split("```", 1)[0]]
+    assert documented, "README shows no plan object"
+    project.sync()
+    project.sql("update main.customers set first_name = 'Renamed' where id = 3")
+    project.sql("insert into main.customers values (99, 'new@example.com', 'u-99', 'New', 'pro', 1)")
+    [plan] = json.loads(project.cli("plan").stdout)["plans"]
+    assert list(plan) == list(documented[0])
+    for op in ("added", "changed"):
+        assert list(plan["samples"][op][0]) == list(documented[0]["samples"][op][0]), op
