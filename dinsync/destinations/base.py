@@ -491,6 +491,12 @@ class Destination:
         mapped field i `_t{i}` (the value's JSON text, NULL when not sent)."""
         raise NotImplementedError
 
+    def preview(self, frame: "pl.DataFrame", sync: "SyncSpec") -> tuple["pl.DataFrame", list[Rejection]]:
+        """`dinsync plan`'s samples, without building requests: mapped rows (as `prepare` gets them)
+        with each sent field's `_t{i}` as the JSON value the platform receives, less the rows
+        `prepare` would reject for their content, and those rejections. Default: as mapped."""
+        return frame, []
+
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         raise NotImplementedError
 

@@ -20,6 +20,7 @@ def mapped_samples(run, op: str, limit: int) -> list[dict]:
     field whose value maps (a changed row sends only its `changed_fields`); a field whose own value
     is rejected is left out of it, and `rejected` says why the run would reject the row (those
     fields, the key, the row's size), as `dinsync rejections` would list it."""
+    import polars as pl
     import pyarrow as pa
 
     table = run.planner.sample_table(op, limit)
@@ -37,6 +38,9 @@ def mapped_samples(run, op: str, limit: int) -> list[dict]:
     rejected: dict[str, list[dict]] = {}
     for key, field, reason in whole.rejections.select("_key", "field", "reason").iter_rows():
         rejected.setdefault(key, []).append({"field": field, "reason": run.redact(reason)})
+    _, refused = run.destination.preview(whole.frame, run.spec)  # what prepare() would refuse
+    for r in refused:
+        rejected.setdefault(r.key, []).append({"field": r.field, "reason": run.redact(r.reason)})
     # Each field on its own, for every row, under a key that passes (its position): the values of a
     # row the run rejects for one field, its key or its size are shown too.
     from ..mapping import KeyMapping
@@ -47,9 +51,13 @@ def mapped_samples(run, op: str, limit: int) -> list[dict]:
     columns.update({f"x{f.index}": pa.array([True] * n, pa.bool_()) for f in mapping.fields})
     every = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
     values: list[dict[str, Any]] = [{} for _ in range(n)]
-    for f in mapping.fields:
-        out = map_plan_batch(every, alone, declared, fields=[f], whole_row=False)
-        for position, text in out.frame.select("_key", "_t0").iter_rows():
+    for n, f in enumerate(mapping.fields):
+        out = map_plan_batch(every, alone, declared, fields=[f], whole_row=False).frame
+        # the destination's forms of this field alone (the others not sent), as `prepare` gets them
+        out = out.with_columns([pl.col("_t0").alias(f"_t{n}") if m == n else pl.lit(None, pl.String).alias(f"_t{m}")
+                                for m in range(len(mapping.fields))])
+        out, _ = run.destination.preview(out, run.spec)
+        for position, text in out.select("_key", f"_t{n}").iter_rows():
             values[int(position)][f.field] = sent_value(text)
     out = []
     sent = pa.Table.from_batches([table]).select([f"x{f.index}" for f in mapping.fields]).to_pylist()

@@ -877,3 +877,28 @@ def test_sftp_wrong_directory_is_a_clear_error(make_project):
     data = p.sync()
     assert data["exit_code"] == 1 and "check sftp.directory" in data["output"]
     assert p.snapshot() == set()
+
+
+def test_plan_samples_are_the_texts_splio_receives_and_its_rejections(make_project):
+    """Splio receives every value as text in its own forms (`2024-02-01 10:00:00` for a datetime,
+    `0033612345601` for a cellphone in files) and refuses some values client-side (over 255
+    characters, a line break in a file): `plan` showed the mapping's JSON values instead and
+    those rows as if they would go out."""
+    import json
+
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", mode="insert")
+    p.seed(3)
+    p.sql("update main.people set first_name = repeat('n', 300) where id = 2")
+    p.sql("update main.people set plan = 'multi' || chr(10) || 'line' where id = 3")
+    p.cli("plan", "--samples", "5")
+    assert p.last.exit_code == 0, p.last.stdout
+    rows = {r["key"]: r for r in json.loads(p.last.stdout)["plans"][0]["samples"]["added"]}
+    one = rows["user1@example.com"]
+    assert (one["fields"]["signup"], one["fields"]["cellphone"], one["fields"]["visits"]) == (
+        "2024-02-01 10:00:00", "0033612345601", "1"), one
+    assert one["rejected"] == []
+    assert rows["user2@example.com"]["rejected"][0]["reason"].startswith(
+        'field "firstname": 300 characters, over the 255 Splio accepts')
+    assert "line break" in rows["user3@example.com"]["rejected"][0]["reason"]
+    assert p.stats()["files_rejected"] == {} and not p.contacts()  # a preview: nothing written

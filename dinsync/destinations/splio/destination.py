@@ -25,6 +25,7 @@ from ..base import (
     Outcome,
     Preflight,
     Prepared,
+    Rejection,
     Request,
     ServiceSpec,
     SyncSpec,
@@ -202,14 +203,37 @@ class SplioDestination(Destination):
         if frame.height == 0:
             return Prepared([])
         columns = values.columns_of(sync)
+        frame, rejections = self._texts(frame, columns)
+        prepared = self._prepare_files(frame, columns) if self.settings.transport == "sftp" else \
+            self._prepare_api(frame, columns, sync)
+        prepared.rejections = rejections + prepared.rejections
+        return prepared
+
+    def _texts(self, frame: pl.DataFrame, columns) -> tuple[pl.DataFrame, list[Rejection]]:
+        """The text Splio receives for each value (`_c{n}`), less the rows refused for it."""
+        from . import values
+
         frame = values.with_splio_text(frame, columns, cellphone_format=self.settings.cellphone_text_format,
                                        timezone=self.settings.timezone)
         frame, beyond = values.zone_rejections(frame, columns, self.settings.timezone)
         frame, too_long = values.length_rejections(frame, columns, MAX_LENGTHS)
-        prepared = self._prepare_files(frame, columns) if self.settings.transport == "sftp" else \
-            self._prepare_api(frame, columns, sync)
-        prepared.rejections = beyond + too_long + prepared.rejections
-        return prepared
+        return frame, beyond + too_long
+
+    def preview(self, frame: pl.DataFrame, sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
+        import polars as pl
+
+        from . import values
+
+        if frame.height == 0:
+            return frame, []
+        columns = values.columns_of(sync)
+        frame, rejections = self._texts(frame, columns)
+        if self.settings.transport == "sftp":
+            frame, refused = values.file_rejections(frame, columns)
+            rejections += refused
+        return frame.with_columns(pl.when(pl.col(f"_t{c.index}").is_not_null())
+                                  .then(values.json_string(pl.col(f"_c{c.index}"))).alias(f"_t{c.index}")
+                                  for c in columns), rejections
 
     def _prepare_files(self, frame: pl.DataFrame, columns) -> Prepared:
         from . import values

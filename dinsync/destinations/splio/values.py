@@ -266,7 +266,7 @@ def csv_header(header: Sequence[str], separator: str) -> bytes:
 
 # --- API bodies --------------------------------------------------------------------------------
 
-def _json_string(expr: pl.Expr) -> pl.Expr:
+def json_string(expr: pl.Expr) -> pl.Expr:
     """The JSON text of a string column (escaping by Polars' JSON encoder)."""
     return pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
 
@@ -294,10 +294,10 @@ def _fields_json(columns: Sequence[Column], custom_ids: dict[str, int], *, skip_
         sent = value.is_not_null() & (value != "") if skip_empty else value.is_not_null()
         if c.custom:
             prefix = ',{"id":' + str(int(custom_ids[c.name])) + ',"value":'
-            custom.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), _json_string(value), pl.lit("}")])))
+            custom.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), json_string(value), pl.lit("}")])))
         else:
             prefix = "," + orjson.dumps(c.name).decode() + ":"
-            standard.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), _json_string(value)])))
+            standard.append(pl.when(sent).then(pl.concat_str([pl.lit(prefix), json_string(value)])))
     parts: list[pl.Expr] = list(standard)
     if custom:
         items = pl.concat_str(custom, ignore_nulls=True)
