@@ -711,7 +711,7 @@ def test_plan_samples_map_values_by_the_attributes_types(attio):
     result = p.cli("plan", "--samples", "20")
     assert result.exit_code == 0, result.stdout
     rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
-    assert rows["user1@example.com"]["fields"] == {"job_title": "Name 1", "visits": 6}, rows["user1@example.com"]
+    assert rows["user1@example.com"]["fields"] == {"job_title": ["Name 1"], "visits": [6.0]}, rows["user1@example.com"]
     assert rows["user2@example.com"]["rejected"] == [
         {"field": "visits", "reason": "field \"visits\": cannot convert 'many' to a number"}]
     assert not [m for m, _, _ in p.requests.requests if m != "GET"]  # a preview: nothing written
@@ -731,3 +731,27 @@ def test_plan_whose_schema_read_fails_still_shows_its_samples_with_a_note(attio,
     assert plan["samples"]["added"][0]["fields"]["job_title"] == "Name 10"
     assert any("mapped without the types of the platform's schema" in n for n in plan["notes"]), plan["notes"]
     assert WEAK not in result.stdout
+
+
+def test_plan_samples_are_the_values_attio_receives_and_its_refusals(attio):
+    """Attio receives each value as the array of `values` (`{"plan": ["pro"]}`, a currency rounded
+    to 4 places) and dinsync refuses client-side a value no attribute of that type takes (a phone
+    attribute's `123`): `plan` showed the mapped JSON values and those rows as if they would go out."""
+    p = attio
+    p.sql("alter table main.people add column alt varchar")
+    p.sql("update main.people set alt = case when id = 2 then '123' else '+1 201 555 01' || lpad(id::varchar, 2, '0') end")
+    p.sql("update main.people set ltv = 1.234567 where id = 1")
+    p.write_sync(fields=("first_name: job_title", "plan: plan", "ltv: lifetime_value", "alt: phone_numbers"),
+                 match_column="customer_id", match_field="customer_id")
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (19, 1), run
+    sent = {v["customer_id"][0]: v for v in sent_values(p)}
+    shown = rows["c-1"]["fields"]
+    assert shown == {k: v for k, v in sent["c-1"].items() if k != "customer_id"}, (shown, sent["c-1"])
+    assert shown["plan"] == ["free"] and shown["job_title"] == ["Name 1"]
+    assert shown["phone_numbers"] == ["+12015550101"]
+    assert [r["field"] for r in rows["c-2"]["rejected"]] == ["phone_numbers"]
+    assert rows["c-2"]["rejected"][0]["reason"] == p.rejections()["c-2"][1]

@@ -228,6 +228,28 @@ class AttioDestination(Destination):
         return plan
 
     # --- writes -------------------------------------------------------------------------
+    def _shapers(self, plan: _Plan, sync: SyncSpec) -> list[tuple[int, ValueShaper]]:
+        region = self.default_region()
+        return [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
+                if name != sync.key_field and name in plan.attributes]
+
+    def preview(self, frame: pl.DataFrame, sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
+        """Each value as the array `values` carries it (`["pro"]`), and the rows whose values cannot be
+        written; as mapped when the schema was not read (`plan` says so)."""
+        import polars as pl
+
+        plan = self._plans.get(_plan_id(sync))
+        if plan is None or frame.height == 0:
+            return frame, []
+        shapers = self._shapers(plan, sync)
+        kept, rejections = shape_values(frame, shapers)
+        for n, shaper in shapers:  # one at a time: `_values` holds that member alone, `"name":[...]`
+            one, _ = shape_values(kept.select(pl.exclude("_values")), [(n, shaper)])
+            prefix = len(orjson.dumps(shaper.name).decode()) + 1
+            kept = kept.with_columns(pl.when(pl.col(f"_t{n}").is_not_null())
+                                     .then(one.get_column("_values").str.slice(prefix)).alias(f"_t{n}"))
+        return kept.select(pl.exclude("_values")), rejections
+
     def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
         import polars as pl
 
@@ -261,9 +283,7 @@ class AttioDestination(Destination):
         elif plan.key.type in ("date", "timestamp"):
             frame, dupes = same_instant(frame, sync.key_field, plan.key.type)
             rejections += dupes
-        shapers = [(n, ValueShaper(plan.attributes[name], name, region)) for n, name in enumerate(sync.fields)
-                   if name != sync.key_field and name in plan.attributes]
-        frame, bad_values = shape_values(frame, shapers)
+        frame, bad_values = shape_values(frame, self._shapers(plan, sync))
         rejections += bad_values
         self._forget(rejections)
         if update:
