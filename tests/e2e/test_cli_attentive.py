@@ -639,3 +639,26 @@ def test_a_probe_answered_by_a_gateways_404_does_not_make_empty_lookups_known_su
     p.thread.script("getCustomAttributes", respond(404, body, {"Content-Type": "text/plain"}))
     run = p.run()
     assert (run["acknowledged"], run["not_found"], p.stats()["created_users"]) == (10, 10, 0)
+
+
+def test_plan_samples_show_attentives_forms_and_its_client_side_refusals(make_attentive):
+    """Attentive's standard fields have rules dinsync checks before sending (a country is an
+    ISO-3166-1 alpha-2 code, an age a non-negative integer) and forms it sends (an age as a
+    number): `plan` showed the model's "usa" as if it would go out, and "33" as text."""
+    import json
+
+    p = make_attentive(seeded=20)
+    p.sql("alter table main.customers add column country varchar")
+    p.sql("alter table main.customers add column age varchar")
+    p.sql("update main.customers set country = case when id = 2 then 'usa' else 'US' end, age = cast(30 + id as varchar)")
+    p.write(fields=("first_name: firstName", "country: country", "age: age"))
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    one = rows["subscriber1@example.com"]
+    assert one["fields"] == {"firstName": "Name 1", "country": "US", "age": 31} and one["rejected"] == []
+    [refused] = rows["subscriber2@example.com"]["rejected"]
+    assert refused["field"] == "country" and "'usa' is not an ISO-3166-1 alpha-2 country code" in refused["reason"]
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (19, 1), run
+    assert p.rejections()["subscriber2@example.com"][1] == refused["reason"]

@@ -213,6 +213,19 @@ class AttentiveDestination(Destination):
         return Request(endpoint, "GET", f"{path}?{query}", None, [key], context=Lookup(kind, key_field))
 
     # --- writes ------------------------------------------------------------------------------
+    def preview(self, frame: pl.DataFrame, sync: SyncSpec) -> tuple[pl.DataFrame, list[Rejection]]:
+        """The values of the standard fields as their checks send them, less the rows those checks
+        (and a custom attribute's array or object) refuse."""
+        import polars as pl
+
+        from .payloads import build_rows, sent_values
+
+        built = build_rows(frame, sync, send_nulls=bool(self.options.get("send_nulls")),
+                           custom_via=self.options.get("custom_attributes_via", "v1"))
+        kept = frame.filter(pl.col("_key").is_in(built.frame.get_column("_key").implode()))
+        values = sent_values(sync)
+        return (kept.with_columns(values) if values else kept), built.rejections
+
     def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
         import polars as pl
 

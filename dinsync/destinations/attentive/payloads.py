@@ -54,6 +54,23 @@ def _member(name: str, value: pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit("," + _json_key(name) + ":"), value])
 
 
+def checked(check: str, text: pl.Expr, label: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """A standard field's check (CHECKS) of its JSON text `text`: (the JSON value sent, whether it is
+    bad, why); a blank value (sent only with send_nulls) as it is: not a malformed value."""
+    import polars as pl
+
+    value, bad, reason = CHECKS[check](text, label)
+    return pl.when(text == '""').then(text).otherwise(value), bad, reason
+
+
+def sent_values(sync: SyncSpec) -> list[pl.Expr]:
+    """`_t{n}` of the standard fields with a check, as sent (for `dinsync plan`'s samples)."""
+    custom = sync.custom or [False] * len(sync.fields)
+    return [checked(STANDARD_FIELDS[name].check, pl.col(f"_t{n}"), f'field "{name}"')[0].alias(f"_t{n}")
+            for n, (name, is_custom) in enumerate(zip(sync.fields, custom))
+            if not is_custom and STANDARD_FIELDS[name].check is not None]
+
+
 def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
                custom_via: str = "v1") -> BuiltRows:
     key_field = sync.key_field
@@ -81,10 +98,8 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
         spec = STANDARD_FIELDS[name]
         value = text
         if spec.check is not None:
-            value, bad, reason = CHECKS[spec.check](text, label)
-            blank = text == '""'  # (sent only with send_nulls): not a malformed value
-            value = pl.when(blank).then(text).otherwise(value)
-            checks.append((name, sent & ~blank & bad, reason))
+            value, bad, reason = checked(spec.check, text, label)
+            checks.append((name, sent & ~(text == '""') & bad, reason))
         fragment = pl.when(sent).then(_member(spec.key, value))
         if spec.section is None:
             top.append(fragment)
