@@ -521,8 +521,8 @@ class SyncRun:
         pre-flight check learns them from the platform's schema (a destination that `learns_kinds`;
         read only; `options`: the transport's, default the run's). A note when the check failed:
         the samples are then mapped without them."""
-        if not self.destination.learns_kinds or all(k != "auto" for k in self.spec.kinds.values()):
-            return None
+        if not self.destination.learns_kinds:  # (also with every kind declared: Attio shapes values by
+            return None  # the attribute's type, which the check reads)
         import asyncio
 
         async def check() -> None:

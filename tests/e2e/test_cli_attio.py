@@ -755,3 +755,14 @@ def test_plan_samples_are_the_values_attio_receives_and_its_refusals(attio):
     assert shown["phone_numbers"] == ["+12015550101"]
     assert [r["field"] for r in rows["c-2"]["rejected"]] == ["phone_numbers"]
     assert rows["c-2"]["rejected"][0]["reason"] == p.rejections()["c-2"][1]
+
+
+def test_plan_samples_with_every_kind_declared_are_attios_arrays_too(attio):
+    """With a `type:` on every field, `plan` skipped the schema read that Attio's value shapes need,
+    and showed `"Name 1"` where Attio receives `["Name 1"]`."""
+    p = attio
+    p.write_sync(fields=("first_name: {field: job_title, type: string}",))
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    assert rows["user1@example.com"]["fields"] == {"job_title": ["Name 1"]}
