@@ -51,13 +51,13 @@ def mapped_samples(run, op: str, limit: int) -> list[dict]:
     columns.update({f"x{f.index}": pa.array([True] * n, pa.bool_()) for f in mapping.fields})
     every = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
     values: list[dict[str, Any]] = [{} for _ in range(n)]
-    for n, f in enumerate(mapping.fields):
+    for at, f in enumerate(mapping.fields):
         out = map_plan_batch(every, alone, declared, fields=[f], whole_row=False).frame
         # the destination's forms of this field alone (the others not sent), as `prepare` gets them
-        out = out.with_columns([pl.col("_t0").alias(f"_t{n}") if m == n else pl.lit(None, pl.String).alias(f"_t{m}")
+        out = out.with_columns([pl.col("_t0").alias(f"_t{at}") if m == at else pl.lit(None, pl.String).alias(f"_t{m}")
                                 for m in range(len(mapping.fields))])
         out, _ = run.destination.preview(out, run.spec)
-        for position, text in out.select("_key", f"_t{n}").iter_rows():
+        for position, text in out.select("_key", f"_t{at}").iter_rows():
             values[int(position)][f.field] = sent_value(text)
     out = []
     sent = pa.Table.from_batches([table]).select([f"x{f.index}" for f in mapping.fields]).to_pylist()
