@@ -510,6 +510,13 @@ class Destination:
         `timeout` seconds for the outcomes (token -> keys) through `transport`."""
         return Delivered([], [], {token: list(keys) for token, keys in pending.items()})
 
+    def value_forms(self, sync: "SyncSpec") -> dict[str, tuple[str, list[str]]]:
+        """Settings that shape how values are written, not which records they reach: {setting: (its
+        value, the destination fields of `sync` whose sent form it shapes)}. One that changed since a
+        sync's last run has its fields sent for every row, once: the snapshot hashes the model's
+        values, which did not change. Default: none."""
+        return {}
+
     async def resolve_pending(self, transport: Transport, tokens: Sequence[str]) -> Delivered:
         """The outcomes of earlier runs' tokens, for the keys they can tell about."""
         return Delivered([], [])

@@ -1,8 +1,9 @@
 """What a sync's runs remember of its configuration, in the state schema's `meta` table: the mapped
 fields (`mapping:<sync>`), the destination (`destination:<sync>`), the destination field that
 matches its records (`match:<sync>`), the default region of its phone numbers
-(`phone_region:<sync>`, the destination's `phone_region`) and the rule its phone keys were read by
-(`phone_keys:<sync>`, PHONE_KEY_RULE).
+(`phone_region:<sync>`, the destination's `phone_region`), the rule its phone keys were read by
+(`phone_keys:<sync>`, PHONE_KEY_RULE) and the destination's settings that shape how values are
+written (`forms:<sync>`, Destination.value_forms: another one sends the fields it shapes for every row).
 
 The snapshot says what was delivered under that configuration. When the sync file changes between
 runs in a way the rows' fingerprints do not show, the snapshot no longer says what the platform
@@ -131,6 +132,10 @@ class SyncRecords:
     def _phone_keys_key(self) -> str:
         return f"phone_keys:{self.cfg.name}"
 
+    @property
+    def _forms_key(self) -> str:
+        return f"forms:{self.cfg.name}"
+
     def _wrote_key(self, field: str) -> str:
         return f"wrote:{self.records_id}:{field}"
 
@@ -142,6 +147,7 @@ class SyncRecords:
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
                                              self._region_key, self._phone_keys_key, self._types_key,
+                                             self._forms_key,
                                              *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
@@ -280,6 +286,37 @@ class SyncRecords:
                 self.planner.forget_raw_keys()
             self.planner.forget_fingerprints(resend=self.phone_fields)
         self.state.set_meta_value(self._region_key, self.phone_region)
+        return None
+
+    def resend_if_forms_changed(self, forms: dict[str, tuple[str, list[str]]], dry_run: bool = False) -> str | None:
+        """When a setting of the destination that shapes how values are written (`forms`, from
+        Destination.value_forms: Splio's `timezone`, say) changed since the record: the platform holds
+        the old form of values the model did not change, so the next plan sends the fields it shapes
+        for every row (and the parked rows once more). A sync without a record only records it. A
+        dry run changes nothing and returns the note to show."""
+        if not forms:
+            return None
+        record = json.dumps({k: v for k, (v, _) in forms.items()}, sort_keys=True, separators=(",", ":"))
+        known = self._known.get(self._forms_key)  # read by moved_from
+        if known == record:
+            return None
+        try:
+            before = json.loads(known) if known else {}
+        except ValueError:
+            before = {}
+        before = before if isinstance(before, dict) else {}
+        changed = [k for k in sorted(forms) if k in before and before[k] != forms[k][0]]
+        fields = list(dict.fromkeys(f for k in changed for f in forms[k][1]))
+        if dry_run:
+            if not fields:
+                return None
+            what = ", ".join(f"{k} {before[k] or 'none'} -> {forms[k][0] or 'none'}" for k in changed)
+            return (f"sync {self.cfg.name}'s destination writes values in another form since its last run ({what}): "
+                    f"the next sync sends {', '.join(fields)} for every row (this plan does not count that)")
+        if fields:
+            self.planner.forget_fingerprints(resend=fields)
+        self.state.set_meta_value(self._forms_key, record)
+        self._known[self._forms_key] = record
         return None
 
     def reread_if_phone_key_rule_changed(self, dry_run: bool = False) -> str | None:

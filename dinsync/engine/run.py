@@ -168,6 +168,7 @@ class SyncRun:
             for note in (self.records.compare_if_remapped(dry_run=True),
                          self.records.compare_if_retyped(dry_run=True),
                          self.records.reread_if_region_changed(dry_run=True),
+                         self.records.resend_if_forms_changed(self.destination.value_forms(self.spec), dry_run=True),
                          self.records.reread_if_phone_key_rule_changed(dry_run=True)):
                 if note:
                     self.notes.append(note)
@@ -298,6 +299,7 @@ class SyncRun:
         self.records.compare_if_remapped()
         self.records.compare_if_retyped()
         self.records.reread_if_region_changed()
+        self.records.resend_if_forms_changed(self.destination.value_forms(self.spec))
         self.records.reread_if_phone_key_rule_changed()
         shared = None if self._moved is not None else self.records.resend_if_written_by_others()
         stats = None

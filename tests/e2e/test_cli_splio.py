@@ -8,6 +8,7 @@ import time
 
 import aiohttp
 import asyncssh
+import orjson
 import pytest
 
 from dinsync.destinations.base import Request
@@ -539,6 +540,35 @@ def test_api_insert_first_sync_noop_changed_only_and_rows_leaving(make_project, 
     assert p.contact("user2@example.com")["custom_fields"] == {**expected_contact(2, api=True)["custom_fields"],
                                                                "plan": "pro", "visits": "99"}
     assert p.contact("user30@example.com") is not None and "user30@example.com" not in p.snapshot()
+
+
+def test_api_a_new_timezone_sends_the_datetimes_for_every_row(make_project, splio_requests):
+    """`timezone` (the universe's zone, that UTC datetimes are written in) changes what Splio receives
+    for values that did not change: as with a field's new `type:`, every contact must get the new
+    form. Before, the next run sent nothing: Splio kept each datetime in the old zone until that
+    row's value changed, so contacts held datetimes of two zones."""
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    (p.root / "models" / "people.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect id, email, first_name, last_name, phone, lang, plan, visits, "
+        "ltv, timezone('UTC', signup) as signup from main.people\n")
+    p.seed(5)
+    assert p.sync()["runs"][0]["acknowledged"] == 5
+    assert p.contact("user3@example.com")["custom_fields"]["signup"] == "2024-02-03 10:00:00"
+    p.configure(transport="api", mode="insert", extra="    timezone: Europe/Paris\n")
+    notes = orjson.loads(p.cli("plan").stdout)["plans"][0]["notes"]
+    assert notes == ["sync splio_people's destination writes values in another form since its last run (timezone "
+                     "none -> Europe/Paris): the next sync sends plan, visits, ltv, signup for every row (this "
+                     "plan does not count that)"], notes  # (custom fields without type: may hold ISO datetimes)
+    splio_requests.clear()
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["changed"], run["acknowledged"]) == ("success", 5, 5), run
+    patches = [orjson.loads(body) for m, _, body in splio_requests if m == "PATCH"]
+    assert len(patches) == 5 and all(set(b) == {"custom_fields"} for b in patches), patches
+    assert p.contact("user3@example.com")["custom_fields"]["signup"] == "2024-02-03 11:00:00"
+    assert p.sync()["runs"][0]["sent"] == 0  # once
+    p.configure(transport="api", mode="insert", extra="    timezone: Europe/Paris\n    timeout_seconds: 20\n")
+    assert p.sync()["runs"][0]["sent"] == 0  # another setting: nothing to send
 
 
 def test_api_insert_falls_back_to_patch_for_existing_contacts(make_project, splio_requests):

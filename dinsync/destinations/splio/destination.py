@@ -197,6 +197,17 @@ class SplioDestination(Destination):
         return result
 
     # --- requests -----------------------------------------------------------------------------
+    def value_forms(self, sync: SyncSpec) -> dict[str, tuple[str, list[str]]]:
+        """`timezone` moves the UTC datetimes written to datetime fields (and custom fields without
+        `type:`, whose ISO datetimes are converted too): another zone, other values in Splio."""
+        zoned = []  # (as values.columns_of and with_splio_text read them; no Polars for a no-op run)
+        for n, name in enumerate(sync.fields):
+            custom = bool(sync.custom[n]) if n < len(sync.custom) else False
+            kind = sync.kinds.get(name, "auto")
+            if kind == "datetime" or (custom and kind == "auto"):
+                zoned.append(name)
+        return {"timezone": (self.settings.timezone or "", zoned)}
+
     def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:
         from . import values
 
