@@ -373,7 +373,7 @@ def test_sftp_a_plain_rename_onto_a_taken_name_compares_the_files(make_project, 
         assert (problem.key, problem.status) == ("a@example.com", "failed") and not settled.ok
         assert "already holds a different file named" in problem.reason and name in problem.reason
     else:  # delivered: its report is awaited
-        assert settled.pending == {name: ["a@example.com"]} and not settled.problems
+        assert settled.pending == {f"{name}/insert": ["a@example.com"]} and not settled.problems
 
 
 def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(make_project):
@@ -458,6 +458,38 @@ def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatc
     assert p.stats()["files_received"] == [token]
     assert p.sync()["runs"][0]["sent"] == 0
 
+
+
+def test_sftp_a_file_sent_in_insert_mode_read_after_the_switch_to_update_is_no_insert_error(make_project,
+                                                                                             monkeypatch):
+    """A file written while the sync was in insert mode, whose report a run reads after the sync
+    switched to update mode (the account's import made update-only meanwhile): the contacts it
+    created were meant to be. Before, that run failed before sending anything ("Splio created 5
+    contacts ... although sync 'splio_people' is in update mode: the account's SFTP import
+    configuration allows inserts"), and the rows, acknowledged, were sent again."""
+    monkeypatch.setenv("DINSYNC_OUTCOME_TIMEOUT_SECONDS", "0.3")
+    p = make_project(insert_allowed=True, poll_interval=None)
+    p.configure(transport="sftp", mode="insert")
+    p.seed(5)
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["pending"]) == ("warning", 5), run
+    p.thread.call(p.sandbox.process_now)  # imported once the run stopped waiting: 5 contacts created
+    p.thread.call(setattr, p.sandbox.options, "insert_allowed", False)
+    p.configure(transport="sftp", mode="update")
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["status"], run["error"]) == (0, "success", None), run
+    assert (run["acknowledged"], run["sent"]) == (5, 0), run
+    assert p.snapshot() == {f"user{i}@example.com" for i in range(1, 6)}
+    # a file written in update mode whose report shows creations still fails the run, as it did
+    p.thread.call(setattr, p.sandbox.options, "insert_allowed", True)
+    p.sql("insert into main.people select 6, 'user6@example.com', 'N', 'L', '+33612345606', 'fr', 'free', 6, 9.0, "
+          "timestamp '2024-01-31 10:00:00'")
+    run = p.sync()["runs"][0]
+    assert run["pending"] == 1, run
+    p.thread.call(p.sandbox.process_now)
+    run = p.sync()["runs"][0]
+    assert run["status"] == "failed" and "although sync 'splio_people' is in update mode" in run["error"], run
 
 def test_sftp_an_older_files_outcome_does_not_settle_rows_sent_again_since(make_project, monkeypatch):
     """Two runs whose imports were still awaited, the model changed in between: the first file's

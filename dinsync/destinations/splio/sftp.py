@@ -11,9 +11,11 @@ importer took the file already) or still there (uploaded again); a plain SFTP re
 without the posix-rename extension) refused because the name is taken is delivered if that file
 holds our bytes, and fails the file's rows otherwise (the other file is left alone).
 
-Every row is `pending` with the file name as token until the file's import report says what became
-of it (`settle` in the run, `resolve` from a later run). Either way, a report showing contacts
-created in update mode fails the run (update_mode_error).
+Every row is `pending` with its file's token (`<file name>/<mode>`, the sync's mode when it wrote
+the file) until the file's import report says what became of it (`settle` in the run, `resolve`
+from a later run). Either way, a report showing contacts created by a file written in update mode
+fails the run (update_mode_error); one written in insert mode, read after the sync switched to
+update mode, created them as it was meant to.
 
 SSH: asyncssh, password or private-key login, the server's host key checked against the
 configured known_hosts file (an unknown or different key is an error that says how to add it);
@@ -50,6 +52,20 @@ _NAME_PATTERNS = {"stamp": r"\d{8}T\d{6}Z", "run": r"[0-9a-f]{8}", "seq": r"\d{4
 
 class UpdateModeInsertError(DinsyncError):
     """The account's import created contacts while the sync is in update mode."""
+
+
+def file_token(name: str, mode: str) -> str:
+    """The pending token of a file: its name and the mode it was written in (a name holds no `/`)."""
+    return f"{name}/{mode}"
+
+
+def parse_file_token(token: str) -> tuple[str, str | None] | None:
+    """(file name, mode it was written in) of a token; the mode is None for a token of an older
+    version (the name alone). None for a token that names no file of the drop folder."""
+    name, _, mode = token.partition("/")
+    if not name or (_ and mode not in ("insert", "update")):
+        return None
+    return name, (mode or None)
 
 
 def update_mode_error(sync: str, created: Mapping[str, int]) -> UpdateModeInsertError | None:
@@ -426,7 +442,7 @@ class SftpTransport:
             for i, k in zip(chunk.ids, request.keys):
                 if i != k:
                     f.id_to_key[i] = k
-            token = f.name
+            token = file_token(f.name, self.mode)
             if f.rows >= s.max_rows_per_file:
                 await self._finish(f)
         return Delivered([], [], {token: list(request.keys)})
@@ -529,41 +545,45 @@ class SftpTransport:
                 found, created = report_results(report, f.keys, f.id_to_key, self.mode,
                                                 self._partial(f.header))
                 results.merge(found)
-                self._note_created(f.name, created)
+                self._note_created(f.name, created, self.mode)
                 f.state = "settled"
             if not any(f.state == "uploaded" for f in self._files.values()) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(self.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
-        results.pending = {f.name: list(f.keys) for f in self._files.values() if f.state == "uploaded"}
+        results.pending = {file_token(f.name, self.mode): list(f.keys)
+                           for f in self._files.values() if f.state == "uploaded"}
         results.error = update_mode_error(self.sync, self.created)
         return results
 
-    def _note_created(self, name: str, created: int) -> None:
-        if created and self.mode == "update":
+    def _note_created(self, name: str, created: int, mode: str) -> None:
+        if created and mode == "update":
             self.created[name] = created
 
     async def resolve(self, tokens: Sequence[str]) -> Delivered:
-        """Outcomes of earlier runs' files, from their tokens (file names)."""
+        """Outcomes of earlier runs' files, from their tokens (file_token), each read in the mode its
+        file was written in (a token of an older version: the sync's mode now)."""
         out = Delivered([], [])
         for token in dict.fromkeys(tokens):
-            if "/" in token or not token:
+            parsed = parse_file_token(token)
+            if parsed is None:
                 continue
+            name, mode = parsed[0], parsed[1] or self.mode
             try:
-                data = await self._read_report(token)
+                data = await self._read_report(name)
             except ConnectionError:
                 continue
             if data is None:
                 continue
             try:
-                report = parse_report(data, token)
+                report = parse_report(data, name)
             except ReportError:
                 continue
-            known = self._files.get(token)
+            known = self._files.get(name)
             columns = known.header if known else report.columns
             found, created = report_results(report, known.keys if known else None,
-                                            known.id_to_key if known else {}, self.mode, self._partial(columns))
+                                            known.id_to_key if known else {}, mode, self._partial(columns))
             out.merge(found)
-            self._note_created(token, created)
+            self._note_created(name, created, mode)
         out.error = update_mode_error(self.sync, self.created)  # every file this transport read so far
         return out
 
