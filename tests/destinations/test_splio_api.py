@@ -82,6 +82,20 @@ def test_bulk_item_codes_given_as_digits_are_read_as_numbers():
     assert got == {"a@x.com": "ok", "b@x.com": "rejected", "c@x.com": "failed", "d@x.com": "failed"}
 
 
+@pytest.mark.parametrize("code", [408, 425, 429, "429", 503])
+def test_a_bulk_item_answered_with_a_transient_code_is_failed_not_parked(code):
+    """A 207 item whose code is a "try again" (408 timeout, 425 too early, 429 rate limited) was read
+    as any 4xx: rejected, parked until the row changed, though nothing was wrong with the contact.
+    It is failed (sent again by the next run), as a 5xx item is; a content 4xx stays rejected."""
+    request = bulk(["a@x.com", "b@x.com"])
+    out = answer(request, 207, {"items": [
+        {"contact_id": "a@x.com", "code": code, "description": "Too many requests, try again later"},
+        {"contact_id": "b@x.com", "code": 400, "description": "Custom field ltv must be of type double."}]})
+    got = {r.key: (r.status, r.reason) for r in out.results}
+    assert got["a@x.com"][0] == "failed" and "try again later" in got["a@x.com"][1]
+    assert got["b@x.com"][0] == "rejected"
+
+
 def test_a_whole_bulk_400_is_split_and_other_answers_fail_the_batch():
     body = {"status": 400, "errors": [{"error_key": "contacts[3].email", "error": "wrong_email",
                                        "error_description": "x is not a valid email address"}]}

@@ -790,6 +790,23 @@ def test_api_a_proxys_400_or_404_page_is_not_splios_word_on_the_contact(make_pro
     assert [p.contact(f"user{i}@example.com")["custom_fields"]["plan"] for i in (1, 2)] == ["pro", "pro"]
 
 
+def test_api_a_bulk_item_answered_429_is_sent_again_by_the_next_run_not_parked(make_project, splio_requests):
+    # A 207 item with a "try again" code (429) parked its row as a content rejection: the contact
+    # was never created and no later run sent it. It is failed now, and the next run creates it.
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(2)
+    items = [{"contact_id": "user1@example.com", "code": 429, "description": "Too many requests"},
+             {"contact_id": "user2@example.com", "code": 500, "description": "Internal error"}]
+    p.thread.script("contacts_bulk", respond(207, {"time": 1, "errors": 2, "status": None, "items": items}))
+    run = p.sync()["runs"][0]
+    assert (run["failed"], run["rejected"], run["parked"]) == (2, 0, 0), run
+    assert {(k, s) for k, s, _ in p.rejections()} == {("user1@example.com", "failed"), ("user2@example.com", "failed")}
+    second = p.sync()["runs"][0]
+    assert (second["status"], second["sent"], second["acknowledged"]) == ("success", 2, 2)
+    assert p.contact("user1@example.com") is not None
+
+
 def test_api_a_200_without_splios_contact_is_not_an_acknowledgement(make_project, splio_requests):
     # Something between dinsync and Splio answering 200 with no contact (an empty body, a cut or
     # unreadable JSON) never showed that Splio edited it: such rows entered the snapshot with values

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from .destination import SplioDestination
 
 EXISTS_REASON = "Splio: the contact already exists (updated with PATCH instead)"
+# a 207 item's 4xx codes that say "try again" (timeout, too early, rate limited), not "this contact
+# is wrong": failed (sent again by the next run), never parked as rejected
+TRANSIENT_ITEM_CODES = frozenset({408, 425, 429})
 TOKEN_MARGIN = 300.0  # seconds before `exp` at which a token is renewed (at most 10% of its lifetime)
 _token_generation: contextvars.ContextVar[int | None] = contextvars.ContextVar("splio_token", default=None)
 
@@ -366,7 +369,7 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
         elif code == 400 and "already exists" in text:
             ctx.existing.add(key)
             results[key] = RecordResult(key, "failed", EXISTS_REASON)
-        elif type(code) is int and 400 <= code < 500:
+        elif type(code) is int and 400 <= code < 500 and code not in TRANSIENT_ITEM_CODES:
             results[key] = RecordResult(key, "rejected", f"Splio HTTP {code}: {text}".rstrip(": "),
                                         _custom_field_in(text, custom_ids))
         else:
