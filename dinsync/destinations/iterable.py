@@ -62,6 +62,10 @@ FAILED_LISTS: dict[str, tuple[str, str, str | None]] = {
     "notFoundEmails": ("not_found", "Iterable: user not found", None),
     "notFoundUserIds": ("not_found", "Iterable: user not found", None),
 }
+# A list of another name (e.g. `validEmailFailures`, "not updated due to internal error" in
+# Iterable's bulk subscription answer): its users were not updated, for no reason we can read as
+# their data's fault: failed, sent again next run, never parked.
+UNKNOWN_LIST_REASON = "Iterable: not updated (listed in failedUpdates.{})"
 
 # A lookup's refusal of the identifier itself -> the field its rejection names (as failedUpdates'
 # invalidEmails / invalidUserIds name theirs).
@@ -300,7 +304,7 @@ class IterableDestination(Destination):
         results: dict[str, RecordResult] = {}
         unmatched: list[tuple[str, str, str]] = []  # (member, status, reason)
         for name, members in lists.items():
-            status, reason, field = FAILED_LISTS.get(name, ("rejected", f"Iterable: {name}", None))
+            status, reason, field = FAILED_LISTS.get(name) or ("failed", UNKNOWN_LIST_REASON.format(name), None)
             for member in members or ():
                 if not isinstance(member, str):
                     continue

@@ -144,6 +144,20 @@ def test_failed_updates_become_per_record_results():
     assert {r.key: r.field for r in out.results} == {"b@x.com": "email", "c@x.com": None}
 
 
+def test_users_of_a_failed_updates_list_of_unknown_meaning_are_failed_not_parked():
+    """A `failedUpdates` list the spec does not give bulkUpdate (Iterable's `validEmailFailures`, "not
+    updated due to internal error" in its bulk subscription answer, or a list added later) rejected
+    its users as if their data were wrong: parked until the row changed, though Iterable may only
+    have failed to write them. They are failed (sent again next run); the known lists are read as before."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com", "c@x.com"]), spec()).requests[0]
+    out = d.parse(req, 200, {}, response(1, 2, validEmailFailures=["b@x.com"], someNewEmails=["c@x.com"]))
+    got = {r.key: (r.status, r.reason) for r in out.results}
+    assert got["b@x.com"][0] == "failed" and "validEmailFailures" in got["b@x.com"][1]
+    assert got["c@x.com"][0] == "failed" and "someNewEmails" in got["c@x.com"][1]
+    assert "a@x.com" not in got
+
+
 def test_a_malformed_email_listed_from_datafields_rejects_its_user_only():
     """The spec's `invalidEmails`/`invalidUserIds` list malformed values "found either at the top
     level of a passed-in user object, or in dataFields": such a value is not the user's key. The
