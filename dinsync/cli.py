@@ -601,6 +601,7 @@ def runs(name: Optional[str] = OneSyncArg,
     """A sync's runs, newest first, from the run log."""
     use_options(project_dir, json_output)
     with handled(), in_project():
+        from .ops.status import settle_dead_runs
         from .report import run_from_log
         from .state import StateStore
 
@@ -609,7 +610,10 @@ def runs(name: Optional[str] = OneSyncArg,
             name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
             store.migrate()
-            found = [run_from_log(r) for r in store.last_runs(sync=name, limit=limit)]
+            rows = store.last_runs(sync=name, limit=limit)
+            if rows and settle_dead_runs(store, {name: rows[0]}, [name]):  # `abandoned`, as `status` shows it
+                rows = store.last_runs(sync=name, limit=limit)
+            found = [run_from_log(r) for r in rows]
         finally:
             wh.close()
         if state.json:

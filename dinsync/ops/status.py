@@ -18,13 +18,20 @@ from ..state import StateStore
 from ..state.syncstate import SyncState, SyncStates
 
 
+def settle_dead_runs(store: StateStore, last: dict[str, dict], names: Iterable[str]) -> bool:
+    """Clear the locks of the `names` whose last run (`last`: sync -> run log row) is `running` and
+    whose holder died, so that a run killed (kill -9, OOM) is `abandoned` now, not at the next run.
+    True when some last run was `running` (the caller reads the run log again)."""
+    running = [n for n in names if (last.get(n) or {}).get("status") == "running"]
+    for name in running:
+        store.clear_stale_lock(name)
+    return bool(running)
+
+
 def sync_statuses(project: Any, store: StateStore, names: Iterable[str]) -> list[dict[str, Any]]:
     names = list(names)
     last = {r["sync"]: r for r in store.last_runs(limit=1)}
-    running = [n for n in names if last.get(n, {}).get("status") == "running"]
-    for name in running:  # a run killed (kill -9, OOM) is `abandoned` now, not at the next run
-        store.clear_stale_lock(name)
-    if running:
+    if settle_dead_runs(store, last, names):
         last = {r["sync"]: r for r in store.last_runs(limit=1)}
     states = SyncStates(store).all()
     return [status_entry(project.syncs.get(n), n, states.get(n) or SyncState(n), last.get(n)) for n in names]

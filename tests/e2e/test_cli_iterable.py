@@ -691,6 +691,29 @@ def test_status_shows_a_killed_run_as_abandoned_and_a_live_one_as_running(projec
     assert project.sql("select run_id from dinsync.locks") == [("live-run",)]
 
 
+def test_runs_shows_a_killed_run_as_abandoned_as_status_does(project):
+    """After kill -9, `dinsync runs` showed the dead run `running` until a `status` or the next run
+    cleared its lock, while `status` said `abandoned`: both clear a dead holder's lock first."""
+    import socket
+    import subprocess
+    import sys
+
+    assert project.sync()["runs"][0]["status"] == "success"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    project.sql("delete from dinsync.locks")
+    project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
+                "values ('killed-run', 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')")
+    project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
+                "values ('iterable_users', 'killed-run', ?, now()::timestamp, now()::timestamp + interval 1 hour, "
+                "1, false)", f"{socket.gethostname()}:{dead.pid}:12345")
+    human = project.cli("runs", "iterable_users", "--limit", "1", json_output=False).output
+    assert "abandoned" in human and "running" not in human, human
+    [run, _] = json.loads(project.cli("runs", "iterable_users", "--limit", "2").stdout)["runs"]
+    assert (run["run_id"], run["status"], run["seconds"]) == ("killed-run", "abandoned", None), run
+    assert project.sql("select run_id from dinsync.locks") == []
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
