@@ -283,6 +283,12 @@ def run_why(run: dict) -> str:
     return "; ".join(([run["error"]] if run.get("error") else []) + list(run.get("warnings") or []))
 
 
+def seconds_cell(run: dict | None) -> str:
+    """A run's duration for a table cell: empty when it has none (running, abandoned, no run)."""
+    seconds = (run or {}).get("seconds")
+    return "" if seconds is None else f"{seconds:.2f}"
+
+
 def print_syncs(syncs: list[dict]) -> None:
     """`dinsync status`: one line per sync."""
     if not syncs:
@@ -306,7 +312,7 @@ def print_syncs(syncs: list[dict]) -> None:
             why = "(disabled) " + why
         colour = colours.get(s["state"], "white")
         table.add_row(s["sync"], f"[{colour}]{escape(s['state'])}[/]", started,
-                      f"{r['seconds'] or 0:.2f}" if r else "", counts,
+                      seconds_cell(r), counts,
                       *(f"{r[c]:,}" if r else "" for c in ("sent", "acknowledged", "rejected", "not_found", "failed")),
                       f"{s['parked']:,}", cell(why, 100))
     out().print(table)
@@ -355,7 +361,7 @@ def print_runs(runs: list[dict]) -> None:
         note_text = run_why(r)
         table.add_row(r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
-            f"{r['seconds'] or 0:.2f}", cell(note_text, 100))
+            seconds_cell(r), cell(note_text, 100))
     out().print(table)
 
 

@@ -714,6 +714,23 @@ def test_runs_shows_a_killed_run_as_abandoned_as_status_does(project):
     assert project.sql("select run_id from dinsync.locks") == []
 
 
+def test_a_run_without_a_duration_shows_none_not_zero_seconds(project):
+    """A run still running, or abandoned (killed before its end was written), has no duration
+    (`seconds` null in --json): the tables of `runs` and `status` showed 0.00 seconds for it."""
+    from dinsync.state.process import holder_id
+
+    assert project.sync()["runs"][0]["status"] == "success"
+    project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
+                "values ('live-run', 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')")
+    project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
+                "values ('iterable_users', 'live-run', ?, now()::timestamp, now()::timestamp + interval 1 hour, "
+                "1, false)", holder_id())
+    assert json.loads(project.cli("runs", "--limit", "1").stdout)["runs"][0]["seconds"] is None
+    for command in ("runs", "status"):
+        human = project.cli(command, "--limit", "1", json_output=False).output
+        assert "running" in human and "0.00" not in human, (command, human)
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
