@@ -576,9 +576,16 @@ class SyncNotNamed(DinsyncError):
     exit_code = ExitCode.USAGE
 
 
-def _one_sync(project, name: str | None) -> str:
-    """The sync a command names; left out, the project's only sync."""
+def _one_sync(project, name: str | None, store=None) -> str:
+    """The sync a command names; left out, the project's only sync. With the state `store`, a name
+    that is no sync of the project but has runs in the run log (its file was removed or renamed)
+    is taken, with a note: its history stays reachable."""
     from .selection import is_glob
+
+    if store is not None and name is not None and not is_glob(name) and name not in project.syncs \
+            and store.last_runs(sync=name, limit=1):
+        note(f"sync {name} has no file in syncs/ (removed or renamed): its history from the run log")
+        return name
 
     if name is None:
         if len(project.syncs) == 1:
@@ -607,9 +614,9 @@ def runs(name: Optional[str] = OneSyncArg,
 
         project, wh = load(check_models=False, destination_secrets=False, notification_secrets=False)
         try:
-            name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
             store.migrate()
+            name = _one_sync(project, name, store)
             rows = store.last_runs(sync=name, limit=limit)
             if rows and settle_dead_runs(store, {name: rows[0]}, [name]):  # `abandoned`, as `status` shows it
                 rows = store.last_runs(sync=name, limit=limit)
@@ -637,9 +644,9 @@ def rejections(name: Optional[str] = OneSyncArg,
 
         project, wh = load(check_models=False, destination_secrets=False, notification_secrets=False)
         try:
-            name = _one_sync(project, name)
             store = StateStore(wh, project.state_schema)
             store.migrate()
+            name = _one_sync(project, name, store)
             rows = SyncStates(store).rejections(name, run_id, limit)
             if run_id and not rows and not store.has_run(name, run_id):
                 # like a sync name that selects nothing: a configuration error (exit 3)

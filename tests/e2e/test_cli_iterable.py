@@ -731,6 +731,22 @@ def test_a_run_without_a_duration_shows_none_not_zero_seconds(project):
         assert "running" in human and "0.00" not in human, (command, human)
 
 
+def test_a_removed_syncs_history_stays_reachable(project):
+    """A sync whose file was removed or renamed keeps its runs and rejections in the state schema,
+    but `dinsync runs OLD` and `dinsync rejections OLD` answered only `no sync named 'OLD'` (exit 3),
+    with no word of where its history is: they show it, with a note."""
+    first = project.sync()["runs"][0]
+    assert first["status"] == "success"
+    (project.root / "syncs" / "iterable_users.yml").rename(project.root / "syncs" / "crm_users.yml")
+    result = project.cli("runs", "iterable_users")
+    assert result.exit_code == 0, result.stdout
+    assert [r["run_id"] for r in json.loads(result.stdout)["runs"]] == [first["run_id"]]
+    assert "removed or renamed" in result.stderr
+    result = project.cli("rejections", "iterable_users", "--run", first["run_id"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["rejections"] is not None, result.stdout
+    assert project.cli("runs", "never_was").exit_code == ExitCode.CONFIG_ERROR
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
