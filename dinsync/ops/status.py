@@ -34,7 +34,11 @@ def sync_statuses(project: Any, store: StateStore, names: Iterable[str]) -> list
     if settle_dead_runs(store, last, names):
         last = {r["sync"]: r for r in store.last_runs(limit=1)}
     states = SyncStates(store).all()
-    return [status_entry(project.syncs.get(n), n, states.get(n) or SyncState(n), last.get(n)) for n in names]
+    entries = [status_entry(project.syncs.get(n), n, states.get(n) or SyncState(n), last.get(n)) for n in names]
+    for entry in entries:  # a run killed before its first checkpoint recorded no count: ask the snapshot
+        if entry["last_run"] is not None and last[entry["sync"]].get("parked") is None:
+            entry["parked"] = store.parked_in_snapshot(entry["sync"])
+    return entries
 
 
 def status_entry(cfg: Any, name: str, state: SyncState, last_row: dict | None) -> dict[str, Any]:

@@ -310,6 +310,13 @@ class StateStore:
             row.pop("_n", None)
         return rows
 
+    def parked_in_snapshot(self, sync: str) -> int:
+        """Keys the sync's snapshot holds parked as rejected (0 when it has no snapshot yet)."""
+        table = f"snap_{sync}"
+        if "_pfp" not in (self.wh.table_columns(self.schema, table) or []):
+            return 0
+        return int(self.wh.scalar(f"SELECT COUNT(*) FROM {self.t(table)} WHERE _pfp IS NOT NULL") or 0)
+
     def has_run(self, sync: str, run_id: str) -> bool:
         """Whether the runs table holds run `run_id` of `sync`."""
         return self.wh.scalar(f"SELECT COUNT(*) FROM {self.t('runs')} WHERE sync = :sync AND run_id = :run",

@@ -747,6 +747,20 @@ def test_a_removed_syncs_history_stays_reachable(project):
     assert project.cli("runs", "never_was").exit_code == ExitCode.CONFIG_ERROR
 
 
+def test_status_counts_parked_rows_from_the_snapshot_when_the_last_run_recorded_none(project):
+    """A run killed before its first checkpoint has NULL counts: `status` then said 0 parked rows
+    while the snapshot held the rows parked by earlier runs (and the next plan counted them)."""
+    project.sql("update main.customers set email = 'not-an-email' where id = 1")
+    first = project.sync()["runs"][0]
+    assert first["parked"] == 1, first
+    project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
+                "values ('killed-run', 'iterable_users', now()::timestamp + interval 1 minute, 'abandoned', "
+                "false, '0')")
+    [entry] = json.loads(project.cli("status").stdout)["syncs"]
+    assert entry["last_run"]["run_id"] == "killed-run"
+    assert entry["parked"] == 1, entry
+
+
 def test_secret_never_leaks(project, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     outputs = [project.cli("sync").stdout, project.cli("status").stdout, project.cli("plan").stdout,
