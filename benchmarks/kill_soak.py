@@ -250,6 +250,10 @@ def main() -> None:
     ap.add_argument("--unsettled-first", action="store_true", help="other destinations: a run that ends before "
                     "its outcomes arrived (0.2 s outcome timeout) precedes the killed run")
     args = ap.parse_args()
+    if args.destination != "iterable" and args.warehouse != "duckdb":
+        # (their rounds read the state file of a DuckDB project: they ran on DuckDB whatever was asked)
+        ap.error(f"--destination {args.destination} soaks on DuckDB only; --warehouse {args.warehouse} "
+                 "works with --destination iterable")
     if args.destination != "iterable":
         from kill_soak_destinations import soak
 
