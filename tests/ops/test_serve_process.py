@@ -60,8 +60,11 @@ def test_sigterm_stops_the_run_in_flight_and_the_service(project):
 def _start_serve(project) -> subprocess.Popen:
     """`dinsync --json serve` on the project, once it printed its `serve` line."""
     env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    # SIGHUP at its default action, whatever this process inherited: under `nohup` (a CI started so)
+    # it is ignored, and a service that inherits that goes on after SIGHUP, by design
     proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
-                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         first = json.loads(proc.stdout.readline())
         assert first["event"] == "serve", first
