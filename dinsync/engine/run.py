@@ -527,12 +527,8 @@ class SyncRun:
             return None  # the attribute's type, which the check reads)
         import asyncio
 
-        async def check() -> None:
-            async with self.destination.make_transport(options or transport_options(self.dest_cfg)) as transport:
-                await self._preflight(transport)
-
         try:
-            asyncio.run(check())
+            asyncio.run(self._check_alone(options or transport_options(self.dest_cfg)))
         except DinsyncError as exc:
             reason = "; ".join(i.message for i in exc.issues) if isinstance(exc, ConfigError) else exc.message
             return self.redact(f"the samples are mapped without the types of the platform's schema: its pre-flight "
@@ -556,18 +552,26 @@ class SyncRun:
         import asyncio
 
         async def check() -> None:
-            transport = self.destination.make_transport(transport_options(self.dest_cfg))
-            async with transport:
-                try:  # (stopped: the run plans nothing and ends cancelled, see _run)
-                    await within_grace(self._preflight(transport), self.stop, self.opts.grace_seconds)
-                except SendingStopped:
-                    pass
-                finally:  # the run's log counts the check's requests
-                    stats = getattr(transport, "transport_stats", TransportStats)()
-                    self.summary.requests += stats.requests
-                    self.summary.throttled += stats.throttled
+            try:  # (stopped: the run plans nothing and ends cancelled, see _run)
+                await within_grace(self._check_alone(transport_options(self.dest_cfg), self.summary), self.stop,
+                                   self.opts.grace_seconds)
+            except SendingStopped:
+                pass
 
         asyncio.run(check())
+
+    async def _check_alone(self, options: TransportOptions, summary: RunSummary | None = None) -> None:
+        """The pre-flight check on a transport of its own (`_check_first`, `learn_kinds`); `summary`
+        (a run's) counts its requests, also when it fails or is given up."""
+        transport = self.destination.make_transport(options)
+        async with transport:
+            try:
+                await self._preflight(transport)
+            finally:
+                if summary is not None:
+                    stats = getattr(transport, "transport_stats", TransportStats)()
+                    summary.requests += stats.requests
+                    summary.throttled += stats.throttled
 
 
 def transport_options(dest_cfg, stop: Callable[[], bool] | None = None) -> TransportOptions:
