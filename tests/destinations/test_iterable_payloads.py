@@ -54,6 +54,19 @@ def test_create_new_fields_false_leaves_the_flag_out_for_the_projects_setting():
     assert body["users"] == [{"email": "a@x.com", "dataFields": {"plan": "pro", "ltv": 1.5}}]
 
 
+def test_merge_nested_objects_is_asked_per_user_only_when_set():
+    """`merge_nested_objects: true` (README) sets the spec's per-user `mergeNestedObjects`, so an
+    object field merges one level deep into the profile's; unset, the flag is left out (Iterable's
+    default: the object replaces the stored one)."""
+    frame = mapped(["a@x.com", "b@x.com"])
+    [merged] = destination(merge_nested_objects=True).prepare(frame, spec()).requests
+    [plain] = destination().prepare(frame, spec()).requests
+    for req in (merged, plain):
+        validate_iterable_request(req.method, req.path, req.body)
+    assert [u.get("mergeNestedObjects") for u in orjson.loads(merged.body)["users"]] == [True, True]
+    assert all("mergeNestedObjects" not in u for u in orjson.loads(plain.body)["users"])
+
+
 def test_userid_upsert_sets_prefer_user_id_and_update_does_not():
     frame = mapped(["u-1"], key_kind="userId")
     [up] = destination().prepare(frame, spec("upsert", "userId")).requests
