@@ -986,8 +986,8 @@ def one_dimension(values: list, convert: Any) -> pa.Array:
     return with_shapes(array, pa.array(dims, pa.list_(pa.int32())))
 
 
-# Arrays of dates and timestamps (their OIDs) -> the OID of their elements (_CALENDAR_OIDS)
-_CALENDAR_ARRAY_OIDS = {1182: 1082, 1115: 1114, 1185: 1184}
+# Arrays of dates, timestamps and times (their OIDs) -> the OID of their elements (_CALENDAR_OIDS)
+_CALENDAR_ARRAY_OIDS = {1182: 1082, 1115: 1114, 1185: 1184, 1183: 1083}
 
 
 def _calendar_list_of(oid: int, convert: Any) -> Any:
@@ -1067,14 +1067,14 @@ def _unpadded_loader() -> type:
 # Dates and timestamps psycopg cannot load (beyond the years 1 to 9999: ±infinity, 4713 BC,
 # Redshift's 294276 AD): read as a day just outside that range, which the mapping rejects for its
 # row (BEYOND_CALENDAR), as the ADBC path's extreme values are; psycopg's DataError failed the run.
-_CALENDAR_OIDS = (1082, 1114, 1184)
-_LATE, _EARLY = object(), object()
+_CALENDAR_OIDS = (1082, 1114, 1184, 1083)
+_LATE, _EARLY, _END_OF_DAY = object(), object(), object()
 _LATE_DAY, _EARLY_DAY = 2_932_897, -719_163  # 10000-01-01 and 0000-12-31, days from 1970-01-01
 
 
 def _load_beyond_calendar(conn: Any) -> None:
     from psycopg import DataError
-    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+    from psycopg.types.datetime import DateLoader, TimeLoader, TimestampLoader, TimestamptzLoader
 
     for name, base in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
         class Loader(base):
@@ -1086,9 +1086,29 @@ def _load_beyond_calendar(conn: Any) -> None:
 
         conn.adapters.register_loader(name, Loader)
 
+    class EndOfDay(TimeLoader):
+        # a time of '24:00:00' (PostgreSQL's and Redshift's end of a day), which no datetime.time
+        # holds: psycopg refused it and `dinsync plan`, and every run on Redshift, failed
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except DataError:
+                if bytes(data).startswith(b"24:"):
+                    return _END_OF_DAY
+                raise
+
+    conn.adapters.register_loader("time", EndOfDay)
+
 
 def calendar_array(values: list, t: pa.DataType) -> pa.Array:
-    """Dates / timestamps of a cursor as `t`, those psycopg could not load at a day beyond the calendar."""
+    """Dates / timestamps of a cursor as `t`, those psycopg could not load at a day beyond the calendar;
+    times as `t`, '24:00:00' at the end of the day (as ADBC reads it: the mapping sends "24:00:00")."""
+    if pa.types.is_time(t):
+        if not any(v is _END_OF_DAY for v in values):
+            return pa.array(values, type=t)
+        micros = [None if v is None else 86_400_000_000 if v is _END_OF_DAY else
+                  ((v.hour * 60 + v.minute) * 60 + v.second) * 1_000_000 + v.microsecond for v in values]
+        return pa.array(micros, pa.int64()).view(t)
     if not any(v is _LATE or v is _EARLY for v in values):
         return pa.array(values, type=t)
     import datetime as dt

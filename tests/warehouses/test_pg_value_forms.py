@@ -103,3 +103,40 @@ def test_char_columns_are_sent_without_their_blank_padding(tmp_path, pg_target, 
     code, again = run_cli(root, pg_target, "sync")
     assert code == 0, again
     assert (again["runs"][0]["added"], again["runs"][0]["changed"], again["runs"][0]["sent"]) == (0, 0, 0), again
+
+
+def test_a_time_at_the_end_of_the_day_is_planned_and_sent(tmp_path, pg_target, iterable_sandbox):
+    """A `time` of '24:00:00' (PostgreSQL and Redshift accept it: the end of a day) is read by
+    dinsync's sessions as ADBC reads it: `dinsync plan` (both) and every sync on Redshift failed with
+    "can't parse time '24:00:00': hour must be in 0..23". It is planned and sent as "24:00:00" (also
+    in an array), and a second run sends nothing."""
+    sandbox, thread = iterable_sandbox
+    schema = pg_target.model_schema
+    postgres = pg_target.kind == "postgres"  # (Redshift has no arrays)
+    pg_target.execute(f'CREATE TABLE "{schema}".pgtime_customers (email text, t time'
+                      + (", ts time[])" if postgres else ")"))
+    pg_target.execute(f"""INSERT INTO "{schema}".pgtime_customers VALUES
+        ('a@example.com', '24:00:00'{", '{24:00:00,NULL,01:02:03.5}'" if postgres else ""}),
+        ('b@example.com', '12:00:00'{", '{}'" if postgres else ""}), ('c@example.com', NULL{", NULL" if postgres else ""})""")
+    root = tmp_path / "project"
+    fields = ["t"] + ["ts"] * postgres
+    write_iterable_project(root, pg_target, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           f"select email, {', '.join(fields)} from pgtime_customers\n", fields)
+
+    code, plan = run_cli(root, pg_target, "plan", "--samples", "5")
+    assert code == 0, plan
+    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert samples["a@example.com"]["t"] == "24:00:00", samples
+
+    code, result = run_cli(root, pg_target, "sync")
+    assert code == 0, result
+    assert result["runs"][0]["acknowledged"] == 3, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    expected = {"a@example.com": {"t": "24:00:00"}, "b@example.com": {"t": "12:00:00"}, "c@example.com": {"t": None}}
+    if postgres:
+        arrays = {"a@example.com": ["24:00:00", None, "01:02:03.500000"], "b@example.com": [], "c@example.com": None}
+        expected = {k: {**v, "ts": arrays[k]} for k, v in expected.items()}
+    assert users == expected
+    code, again = run_cli(root, pg_target, "sync")
+    assert code == 0, again
+    assert (again["runs"][0]["added"], again["runs"][0]["changed"], again["runs"][0]["sent"]) == (0, 0, 0), again
