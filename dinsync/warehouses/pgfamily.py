@@ -1026,7 +1026,10 @@ def any_dimensions(values: list, convert: Any) -> pa.Array:
 # Types psycopg loads as Python objects that Arrow cannot hold (UUID, IPv4Interface, dict, time
 # with tzinfo, Range, ...): read as their text form instead, as the ADBC path does.
 _TEXT_LOADED = ("uuid", "inet", "cidr", "json", "jsonb", "timetz", "interval", "money", "int4range", "int8range",
-                "numrange", "daterange", "tsrange", "tstzrange")
+                "numrange", "daterange", "tsrange", "tstzrange",
+                # (PostgreSQL 14+: a Multirange made `dinsync plan` fail, "ArrowInvalid: Could not convert")
+                "int4multirange", "int8multirange", "nummultirange", "datemultirange", "tsmultirange",
+                "tstzmultirange")
 
 
 def _load_as_text(conn: Any, also: tuple[str, ...] = ()) -> None:

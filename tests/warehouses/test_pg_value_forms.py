@@ -140,3 +140,26 @@ def test_a_time_at_the_end_of_the_day_is_planned_and_sent(tmp_path, pg_target, i
     code, again = run_cli(root, pg_target, "sync")
     assert code == 0, again
     assert (again["runs"][0]["added"], again["runs"][0]["changed"], again["runs"][0]["sent"]) == (0, 0, 0), again
+
+
+def test_multiranges_are_planned_and_sent_as_their_text_form(tmp_path, wh_postgres, iterable_sandbox):
+    """A multirange (PostgreSQL 14+) is read as its text form, as a range is: `dinsync plan
+    --samples` failed ("unexpected error: ArrowInvalid: Could not convert Multirange(...)") on a
+    model mapping one."""
+    sandbox, thread = iterable_sandbox
+    schema = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{schema}".pgmr_customers (email text, im int4multirange, dm datemultirange)')
+    wh_postgres.execute(f"""INSERT INTO "{schema}".pgmr_customers VALUES
+        ('a@example.com', '{{[1,3),[5,7)}}', '{{[2024-01-01,2024-02-01)}}'), ('b@example.com', '{{}}', NULL)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, im, dm from pgmr_customers\n", ["im", "dm"])
+    code, plan = run_cli(root, wh_postgres, "plan", "--samples", "5")
+    assert code == 0, plan
+    samples = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert samples == {"a@example.com": {"im": "{[1,3),[5,7)}", "dm": "{[2024-01-01,2024-02-01)}"},
+                       "b@example.com": {"im": "{}", "dm": None}}
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    users = thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in sandbox.users})
+    assert users == samples
