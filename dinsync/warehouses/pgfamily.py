@@ -197,9 +197,13 @@ SESSION_TEXT_FORMS = {
 }
 
 # The types of a query's result columns, with what each holds: (oid, typtype, typcategory,
-# typelem, typbasetype, rngsubtype, [[attname, atttypid], ...] of a composite).
+# typelem, typbasetype, rngsubtype (of a multirange: its range type), [[attname, atttypid], ...]
+# of a composite). (pg_range.rngmultitypid, PostgreSQL 14+, is read through to_jsonb: older
+# servers have no such column.)
 _TYPE_INFO = """SELECT t.oid::int8, t.typtype::text, t.typcategory::text, t.typelem::int8, t.typbasetype::int8,
-  (SELECT r.rngsubtype::int8 FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid),
+  COALESCE((SELECT r.rngsubtype::int8 FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid),
+           (SELECT r.rngtypid::int8 FROM pg_catalog.pg_range r
+            WHERE t.typtype = 'm' AND to_jsonb(r) ->> 'rngmultitypid' = t.oid::text)),
   (SELECT json_agg(json_build_array(a.attname, a.atttypid::int8) ORDER BY a.attnum)::text
    FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
 FROM pg_catalog.pg_type t WHERE t.oid = ANY(%(oids)s)"""
@@ -224,6 +228,13 @@ def session_text_form(x: str, oid: int, types: dict[int, tuple], forms: dict[int
         return (f"CASE WHEN {x} IS NULL THEN NULL WHEN ISEMPTY({x}) THEN 'empty' ELSE "
                 f"CASE WHEN LOWER_INC({x}) THEN '[' ELSE '(' END || {bound.format(b=lower)} || ',' || "
                 f"{bound.format(b=upper)} || CASE WHEN UPPER_INC({x}) THEN ']' ELSE ')' END END")
+    if typtype == "m" and sub:  # tstzmultirange: `{["2024-01-01 10:00:00+00",...),[...)}`, its ranges in order
+        r, o = f"_dinsync_r{depth}", f"_dinsync_o{depth}"
+        inner = session_text_form(r, sub, types, forms, depth + 1)
+        if inner is None:
+            return None
+        ranges = f"SELECT STRING_AGG({inner}, ',' ORDER BY {o}) FROM UNNEST({x}) WITH ORDINALITY AS _dinsync_m{depth}({r}, {o})"
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE '{{' || COALESCE(({ranges}), '') || '}}' END"
     if category == "A" and elem:
         e = f"_dinsync_e{depth}"
         inner = session_text_form(e, elem, types, forms, depth + 1)

@@ -108,6 +108,32 @@ def test_timestamptz_values_compare_alike_in_every_time_zone(pg):
         assert d.plan(TimeZone="Asia/Tokyo") == {"a@x.com": ["ts"], "b@x.com": ["st", "sts", "r"]}
 
 
+def test_timestamptz_multiranges_compare_alike_in_every_time_zone(postgres_only):
+    """A tstzmultirange (PostgreSQL 14+), also in an array or a domain, is hashed as a UTC session
+    writes it, as a tstzrange is: its text is written in the session's TimeZone, and a run under
+    another zone than the last one saw every row holding one as changed and sent them all again."""
+    pg = postgres_only
+    s = pg.schema
+    pg.wh.execute(f'CREATE DOMAIN "{s}".mrd AS tstzmultirange')
+    d = Diff(pg, f'mr tstzmultirange, mrs tstzmultirange[], md "{s}".mrd', ["mr", "mrs", "md"])
+    pg.wh.execute(f"""INSERT INTO "{s}".people VALUES
+        ('a@x.com', 1, '{{[2024-01-01 10:00:00+00,2024-01-02 10:00:00+00),[2024-03-01 00:00:00+00,infinity)}}',
+         ARRAY['{{(,2024-01-01 10:00:00.5+00]}}'::tstzmultirange, NULL, '{{}}'], '{{[2024-01-01 10:00:00+00,)}}'),
+        ('b@x.com', 2, '{{}}', '{{}}', '{{}}'), ('c@x.com', 3, NULL, NULL, NULL)""")
+    assert len(d.plan(ack=True, TimeZone="UTC")) == 3
+    # the hashes stored are those of the values' text in a UTC session
+    pg.wh.execute("SET TimeZone = 'UTC'")
+    differ = " OR ".join(f"s.{snapshot_column(f)} <> COALESCE(HASHTEXTEXTENDED(CAST(m.{f} AS TEXT) COLLATE \"C\", 0), 0)"
+                         for f in d.fields)
+    assert pg.wh.query(f'SELECT m.email FROM "{s}".people m JOIN "{pg.state_schema}".snap_s1 s ON s._key = m.email '
+                       f"WHERE {differ}").num_rows == 0
+    for zone in ZONES:
+        assert d.plan(TimeZone=zone) == {}, zone
+    pg.wh.execute(f"UPDATE \"{s}\".people SET mr = '{{[2024-01-01 10:00:01+00,2024-01-02 10:00:00+00)}}' "
+                  "WHERE email = 'a@x.com'")
+    assert d.plan(TimeZone="Asia/Tokyo") == {"a@x.com": ["mr"]}
+
+
 def test_bytea_values_compare_alike_in_every_bytea_output(postgres_only):
     pg = postgres_only
     # bytea_output `escape` (a role's default, `settings:`) writes bytea as `\001\002`, not `\x0102`:
