@@ -535,6 +535,9 @@ class _Loader:
                                       "a model is a single SELECT; remove the extra statement"))
         first = statements[0]
         start = text.rfind("\n", 0, first[0].start) + 1  # keep comments on the statement's first line
+        prefix = text[start:first[0].start]
+        if "*/" in prefix and "/*" not in prefix[:prefix.find("*/")]:
+            start = first[0].start  # (not the tail of a block comment opened on an earlier line)
         return text[start:first[-1].end + 1].strip(), first[0].line
 
     def check_dbt_adapter(self) -> None:

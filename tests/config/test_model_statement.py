@@ -60,3 +60,21 @@ def test_a_string_whose_last_line_starts_like_a_comment_is_kept_whole():
     assert loader._Loader._model_sql(text, "m.sql", issues) == (
         "select id, 'first line\n-- second line' as note from t", 2)
     assert issues == [] and tokenized(text) == (("select id, 'first line\n-- second line' as note from t", 2), [])
+
+
+@pytest.mark.parametrize("text", [
+    "-- primary_key: id\n/* a comment\n   over two lines */ select 1 as id\n",
+    "-- primary_key: id\n/* multi\nline; */ with x as (select 1 as id) select * from x;\n",
+    "-- primary_key: id\n/* one */ /* two\nthree */ select 1 as id\n",
+])
+def test_a_block_comment_ending_on_the_statement_s_first_line_is_not_cut(text):
+    """The statement was taken from the start of its first token's line, to keep a comment there:
+    where a block comment opened on an earlier line ended on that one, its tail (`line; */ with
+    ...`) began the model's SQL, which no warehouse could run (validate and sync: exit 3)."""
+    import duckdb
+
+    issues: list = []
+    sql, line = loader._Loader._model_sql(text, "m.sql", issues)
+    assert issues == []
+    assert duckdb.sql(sql).fetchall() == [(1,)], sql
+    assert line == text.count("\n", 0, text.rfind("*/")) + 1  # (the first token's line)
