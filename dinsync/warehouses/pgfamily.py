@@ -344,11 +344,27 @@ def numeric_array(values: list, t: pa.DataType) -> pa.Array:
     samples show 'NaN'; before, the whole plan failed with ArrowInvalid)."""
     for attempt in (t, None):
         try:
-            return pa.array(values, type=attempt)
+            array = pa.array(values, type=attempt)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
-            pass
+            continue
+        if pa.types.is_decimal256(array.type):
+            break  # (more than 38 digits: Polars reads no 256-bit decimal, `dinsync plan` panicked)
+        return array
     return numeric_text(pa.array([None if v is None else str(v) for v in values], pa.string()),
                         free_scale=not pa.types.is_decimal(t))
+
+
+def numeric_list_array(values: list) -> pa.Array:
+    """`numeric[]` values of a `query` result (lists of Decimals, of one dimension) as the type
+    Arrow infers from them, else, where that is a 256-bit decimal (more than 38 digits: Polars
+    reads none, and `dinsync plan` panicked) or fails (a NaN), as `numeric_list_from_text`."""
+    try:
+        array = pa.array(values)
+        if not pa.types.is_decimal256(getattr(array.type, "value_type", array.type)):
+            return array
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        pass
+    return numeric_list_from_text([None if v is None else [None if x is None else str(x) for x in v] for v in values])
 
 
 def numeric_list_from_text(values: list) -> pa.Array:
@@ -453,6 +469,8 @@ class PsycopgSessions:
             types = [functools.partial(numeric_array, t=t) if c.type_code == NUMERIC_OID else
                      functools.partial(calendar_array, t=_OID_TYPES[c.type_code])
                      if c.type_code in _CALENDAR_OIDS else
+                     functools.partial(any_dimensions, convert=numeric_list_array)
+                     if c.type_code == NUMERIC_ARRAY_OID else
                      functools.partial(any_dimensions, convert=_calendar_list_of(c.type_code, t))
                      if _is_array_oid(cur, c.type_code) else t
                      for c, t in zip(cur.description, types)]

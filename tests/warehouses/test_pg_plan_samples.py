@@ -65,3 +65,42 @@ def test_cli_plan_samples_are_the_values_the_sync_sends(tmp_path, wh_postgres, i
     assert "b@example.com" not in sent
     assert rows["b@example.com"]["rejected"] == [{"field": "price",
                                                   "reason": 'field "price": NaN/infinite is not valid JSON'}]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_cli_plan_samples_of_numerics_of_more_than_38_digits(kind, request, tmp_path, iterable_sandbox, bodies):
+    """A numeric whose values need more than 38 digits together (`numeric(50,2)`, an unconstrained
+    one holding 1e-30 and a 30-digit integer, a `numeric[]` of both) was read by `dinsync plan` as
+    a 256-bit decimal, which Polars cannot read: the plan panicked (a Rust traceback, no output).
+    Its samples show the digits (as a string where a 64-bit float holds fewer), and the sync sends
+    them as JSON numbers."""
+    import json
+
+    from tests.warehouses.support import run_cli, write_iterable_project
+
+    target = request.getfixturevalue(f"wh_{kind}")
+    sandbox, thread = iterable_sandbox
+    schema = target.model_schema
+    postgres = kind == "postgres"  # (Redshift has no arrays)
+    target.execute(f'CREATE TABLE "{schema}".wide_customers (email text, wide numeric(50,2), free numeric'
+                   + (", arr numeric[])" if postgres else ")"))
+    target.execute(f"""INSERT INTO "{schema}".wide_customers VALUES
+        ('a@example.com', 123456789012345678901234567890123456789012345.5, 1e-30
+         {", ARRAY[1e-30, 123456789012345678901234567890]" if postgres else ""}),
+        ('b@example.com', 1, 123456789012345678901234567890{", ARRAY[1.5]" if postgres else ""})""")
+    fields = ["wide", "free"] + ["arr"] * postgres
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           f"select email, {', '.join(fields)} from wide_customers\n", fields)
+    code, plan = run_cli(root, target, "plan", "--samples", "5")
+    assert code == 0, plan
+    rows = {s["key"]: s["fields"] for s in plan["plans"][0]["samples"]["added"]}
+    assert rows["a@example.com"]["wide"] == "123456789012345678901234567890123456789012345.50"
+    assert rows["b@example.com"]["free"] == "123456789012345678901234567890.0"
+    if postgres:
+        assert rows["a@example.com"]["arr"] == [1e-30, 123456789012345678901234567890]
+    code, result = run_cli(root, target, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    [body] = bodies
+    assert ('"wide":123456789012345678901234567890123456789012345.50,"free":0.000000000000000000000000000001'
+            in body), body
