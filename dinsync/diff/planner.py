@@ -626,7 +626,7 @@ class Planner(CommitMixin, PendingMixin):
         per field i, `v{i}` and `x{i}` (`sample` reads it as Python values; `dinsync plan` maps it)."""
         if op not in OPS:
             raise SqlError(f"unknown plan operation {op!r}; expected one of {', '.join(OPS)}")
-        return self.warehouse.query(self.render("sample", op=op, limit=limit))
+        return self.warehouse.sample_query(self.render("sample", op=op, limit=limit))
 
     def sample(self, op: str, limit: int = 5) -> list[dict]:
         """A few plan rows of one kind: {"key", "op", "fields": {field: value}, "changed_fields"},

@@ -127,6 +127,11 @@ class Warehouse:
         """Run a query whose result is small and return it whole."""
         raise NotImplementedError
 
+    def sample_query(self, sql: str) -> pa.Table:
+        """A few plan rows (`dinsync plan`'s samples), read as the plan's stream reads its rows
+        (in the stream's session settings, where an adapter has such): by default `query`."""
+        return self.query(sql)
+
     def rows(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
         """Run a query whose result is small and return its rows as dicts (column -> value).
         An adapter may read them without Arrow (DuckDB does: a run that has nothing to send

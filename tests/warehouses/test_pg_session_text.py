@@ -241,3 +241,34 @@ def test_an_interval_in_a_composite_compares_alike_in_every_interval_style(tmp_p
     code, result = run_cli(root, wh_postgres, "sync")
     assert code == 0 and [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [
         {"score": 1, "sp": '(1,"1 day 02:00:00")'}, {"score": 2}], bodies
+
+
+def test_plan_samples_are_written_as_the_sync_sends_them_in_every_time_zone(tmp_path, wh_postgres, iterable_sandbox,
+                                                                            bodies, monkeypatch):
+    """`dinsync plan` read its samples in the session's TimeZone (and bytea_output), the sync's
+    stream in UTC: under PGTZ=Asia/Tokyo a range's and a composite's timestamptz showed `+09` where
+    `+00` is sent, and under America/New_York a timestamptz of 0001-01-01 UTC (`... BC` in that
+    zone's text) showed its row as rejected (out of range) where the sync sends it."""
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TYPE "{s}".sstamp AS (at timestamptz, raw bytea)')
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgsample_customers (email text, ts timestamptz, r tstzrange, '
+                        f'st "{s}".sstamp)')
+    wh_postgres.execute(f"""INSERT INTO "{s}".pgsample_customers VALUES ('a@x.com', '0001-01-01 00:00:00+00',
+        '[2024-01-01 10:00:00+00,2024-02-01 00:00:00+00)', '("2024-01-01 10:00:00+00","\\\\x01ff")')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, ts, r, st from pgsample_customers\n", ["ts", "r", "st"])
+    (root / "dinsync.yml").write_text((root / "dinsync.yml").read_text().replace(
+        "warehouse:\n", "warehouse:\n  settings: {bytea_output: escape}\n", 1))
+    expected = {"ts": "0001-01-01T00:00:00Z", "r": '["2024-01-01 10:00:00+00","2024-02-01 00:00:00+00")',
+                "st": '("2024-01-01 10:00:00+00","\\\\x01ff")'}
+    for zone in ("Asia/Tokyo", "America/New_York"):
+        monkeypatch.setenv("PGTZ", zone)
+        code, plan = run_cli(root, wh_postgres, "plan", "--samples", "3")
+        assert code == 0, plan
+        [sample] = plan["plans"][0]["samples"]["added"]
+        assert (sample["fields"], sample["rejected"]) == (expected, []), zone
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
+    assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [expected]
