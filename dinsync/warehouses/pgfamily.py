@@ -477,16 +477,13 @@ class PsycopgSessions:
             return rows_to_arrow(names, cur.fetchall(), types)
 
     def sample_query(self, sql: str) -> pa.Table:
-        """A few plan rows in the stream's settings (`stream_settings`: a UTC TimeZone, bytea in
-        hex), for its transaction only: in the session's zone `dinsync plan` showed a range's or a
-        composite's timestamptz as `+09` where the sync sends `+00`, and a timestamptz of year 1
-        (BC in the text of a zone west of UTC) as out of range where the sync sends it."""
-        settings = getattr(self, "stream_settings", None)
-        if not settings:
-            return self.query(sql)
-        with self.translating("running a query"), self.conn.transaction():
-            _set_local(self.conn.execute, settings)
-            return self.query(sql)
+        """A few plan rows read by the plan's stream (its settings: a UTC TimeZone, bytea in hex;
+        numerics as text): read in the session's zone, `dinsync plan` showed a range's or a
+        composite's timestamptz as `+09` where the sync sends `+00`, a timestamptz of year 1 (BC in
+        the text of a zone west of UTC) as out of range where the sync sends it, and an
+        unconstrained numeric's integral value as `1` where `1.0` is sent."""
+        batches = list(self.stream(sql, batch_rows=1000))
+        return pa.Table.from_batches(batches) if batches else self.query(sql)
 
     @translated("reading the columns of a query")
     def columns(self, sql: str) -> list[tuple[str, str]]:

@@ -104,3 +104,32 @@ def test_cli_plan_samples_of_numerics_of_more_than_38_digits(kind, request, tmp_
     [body] = bodies
     assert ('"wide":123456789012345678901234567890123456789012345.50,"free":0.000000000000000000000000000001'
             in body), body
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_cli_plan_samples_of_an_unconstrained_numeric_s_integers_have_the_fraction_sent(kind, request, tmp_path,
+                                                                                       iterable_sandbox, bodies):
+    """An unconstrained numeric's integral value (PostgreSQL's sum() of a bigint) is sent as `7.0`
+    (README: a platform typing a field by its first number would refuse the others); `dinsync plan`
+    read its samples another way than the sync's stream and showed `7`. The samples are now read
+    by the stream."""
+    import json
+
+    from tests.warehouses.support import run_cli, write_iterable_project
+
+    target = request.getfixturevalue(f"wh_{kind}")
+    sandbox, thread = iterable_sandbox
+    schema = target.model_schema
+    target.execute(f'CREATE TABLE "{schema}".orders_customers (email text, n bigint)')
+    target.execute(f"""INSERT INTO "{schema}".orders_customers VALUES ('a@example.com', 3), ('a@example.com', 4)""")
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, sum(n) as total from orders_customers group by email\n", ["total"])
+    code, plan = run_cli(root, target, "plan", "--samples", "5")
+    assert code == 0, plan
+    [sample] = plan["plans"][0]["samples"]["added"]
+    assert repr(sample["fields"]["total"]) == "7.0", sample
+    code, result = run_cli(root, target, "sync")
+    assert code == 0, result
+    assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [{"total": 7.0}]
+    assert '"total":7.0' in bodies[0]
