@@ -60,6 +60,10 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
         paramstyle="pyformat",
     )
     database_arrays = False  # no enums nor composites (and its catalog, of PostgreSQL 8.0, predates typcategory)
+    # The plan's stream reads timestamptz values in UTC, as PostgreSQL's does (postgres.STREAM_SETTINGS):
+    # under a user's `timezone` (ALTER USER .. SET timezone) or PGTZ west of UTC, 0001-01-01 00:00 UTC
+    # is written `... BC` and was rejected as out of range (east of it, 9999-12-31 23:00 UTC likewise).
+    stream_settings = {"timezone": "'UTC'"}
 
     def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, database: str | None = None,

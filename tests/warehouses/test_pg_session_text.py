@@ -272,3 +272,26 @@ def test_plan_samples_are_written_as_the_sync_sends_them_in_every_time_zone(tmp_
     code, result = run_cli(root, wh_postgres, "sync")
     assert code == 0 and result["runs"][0]["acknowledged"] == 1, result
     assert [json.loads(b)["users"][0]["dataFields"] for b in bodies] == [expected]
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+def test_redshift_sends_timestamptz_at_the_calendar_s_ends_in_every_time_zone(tmp_path, wh_redshift, iterable_sandbox,
+                                                                              bodies, monkeypatch, zone):
+    """Redshift's stream read a timestamptz in the session's zone: west of UTC 0001-01-01 00:00 UTC is
+    `0001-12-31 19:03:58-04:56:02 BC`, east of it 9999-12-31 23:00 UTC is in year 10000; each row was
+    rejected as out of range (and parked), where a UTC session sends it."""
+    sandbox, thread = iterable_sandbox
+    s = wh_redshift.model_schema
+    wh_redshift.execute(f'CREATE TABLE "{s}".rsz_customers (email text, ts timestamptz)')
+    wh_redshift.execute(f"""INSERT INTO "{s}".rsz_customers VALUES ('a@x.com', '0001-01-01 00:00:00+00'),
+                            ('b@x.com', '9999-12-31 23:00:00+00'), ('c@x.com', '2024-01-01 10:00:00+00')""")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_redshift, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, ts from rsz_customers\n", ["ts"])
+    monkeypatch.setenv("PGTZ", zone)
+    code, result = run_cli(root, wh_redshift, "sync")
+    assert code == 0, result
+    assert (result["runs"][0]["acknowledged"], result["runs"][0]["rejected"]) == (3, 0), result
+    sent = {u["email"]: u["dataFields"]["ts"] for b in bodies for u in json.loads(b)["users"]}
+    assert sent == {"a@x.com": "0001-01-01T00:00:00Z", "b@x.com": "9999-12-31T23:00:00Z",
+                    "c@x.com": "2024-01-01T10:00:00Z"}
