@@ -67,6 +67,18 @@ SESSION_PARAMETERS = {
     "QUOTED_IDENTIFIERS_IGNORE_CASE": True,  # see the module docstring
     "TIMEZONE": "UTC",  # dinsync writes naive UTC timestamps
     "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
+    # The text of a DATE or BINARY field is what the diff hashes, and a timestamp key's text is the
+    # key: pinned at Snowflake's documented defaults, so that an account's or user's own output
+    # formats (say DATE_OUTPUT_FORMAT = 'DD/MM/YYYY', set or changed between two runs) neither make
+    # every row look changed nor change the keys. The values sent are read as Arrow, not as text.
+    "DATE_OUTPUT_FORMAT": "YYYY-MM-DD",
+    "TIME_OUTPUT_FORMAT": "HH24:MI:SS",
+    "TIMESTAMP_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM",
+    "TIMESTAMP_NTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF3",
+    # (unset by default, i.e. TIMESTAMP_OUTPUT_FORMAT's: spelled out, as an empty value may not pass)
+    "TIMESTAMP_LTZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM",
+    "TIMESTAMP_TZ_OUTPUT_FORMAT": "YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM",
+    "BINARY_OUTPUT_FORMAT": "HEX",
 }
 # Set after the `session_parameters` config: each statement commits on its own (see transaction());
 # with AUTOCOMMIT off, a DML statement opens a transaction that only a COMMIT, never sent, would end.

@@ -166,6 +166,34 @@ def test_every_session_commits_each_statement_whatever_the_config_says(monkeypat
     assert seen["session_parameters"]["AUTOCOMMIT"] is True and seen["session_parameters"]["QUERY_TAG"] == "mine"
 
 
+def test_every_session_pins_the_output_formats_the_diff_reads_as_text(monkeypatch):
+    """A DATE or BINARY field is hashed as its text, a timestamp key is its text: an account's or
+    user's own output formats (e.g. DATE_OUTPUT_FORMAT = 'DD/MM/YYYY') would make every row look
+    changed, so each session sets Snowflake's defaults; the config's `session_parameters` may still
+    say otherwise, knowingly."""
+    import snowflake.connector
+
+    seen = {}
+
+    def fake_connect(**options):
+        seen.update(options)
+        raise snowflake.connector.errors.DatabaseError(msg="Incorrect username or password", errno=390100)
+
+    monkeypatch.setattr(snowflake.connector, "connect", fake_connect)
+    with pytest.raises(WarehouseAuthError):
+        connect("snowflake", account="a", user="u", password="p")
+    params = seen["session_parameters"]
+    assert (params["DATE_OUTPUT_FORMAT"], params["BINARY_OUTPUT_FORMAT"], params["TIME_OUTPUT_FORMAT"]) == (
+        "YYYY-MM-DD", "HEX", "HH24:MI:SS")
+    assert params["TIMESTAMP_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM"
+    assert params["TIMESTAMP_NTZ_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF3"
+    assert params["TIMESTAMP_LTZ_OUTPUT_FORMAT"] == params["TIMESTAMP_TZ_OUTPUT_FORMAT"] == params["TIMESTAMP_OUTPUT_FORMAT"]
+    seen.clear()
+    with pytest.raises(WarehouseAuthError):
+        connect("snowflake", account="a", user="u", password="p", session_parameters={"DATE_OUTPUT_FORMAT": "DD/MM/YYYY"})
+    assert seen["session_parameters"]["DATE_OUTPUT_FORMAT"] == "DD/MM/YYYY"
+
+
 def test_a_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "snowflake.connector", None)
     assert capabilities_of("snowflake").dialect == "snowflake"  # capabilities need no driver
