@@ -288,9 +288,13 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
                 with open(path, encoding="utf-8") as fh:
                     text = fh.read()
             except OSError as exc:
+                # the value is not named: a key that is no JSON (base64-encoded, say) is read as a path,
+                # and a WarehouseError's message reaches Python API callers as it is
                 raise E.WarehouseAuthError(
-                    f"BigQuery: cannot read the credentials file {path}: {exc.strerror}",
-                    "warehouse.credentials is the service-account JSON, or the path of its file") from None
+                    f"BigQuery: cannot read the credentials file warehouse.credentials names (not JSON, so "
+                    f"read as a path): {exc.strerror}",
+                    "warehouse.credentials is the service-account JSON (not base64-encoded), or the path of "
+                    "its file") from None
             self._secrets.append(text.strip())
         try:
             info = json.loads(text)

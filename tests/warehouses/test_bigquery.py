@@ -663,3 +663,18 @@ def test_a_runs_counts_are_recorded_within_a_commits_transaction(bq, fake):
     [run] = store.last_runs("users")
     assert (run["status"], run["sent"], run["acknowledged"]) == ("running", 7, 5)
     assert fake.sessions == {}
+
+
+def test_credentials_that_are_neither_json_nor_a_file_stay_out_of_the_error(fake):
+    # a service-account JSON stored base64-encoded (as CI secrets often are) is no JSON and no path:
+    # the error said "cannot read the credentials file <the whole key>", and a WarehouseError's
+    # message reaches Python API callers (and their orchestrator's logs) as it is
+    import base64
+
+    secret = base64.b64encode(fake.service_account_json().encode()).decode()
+    with pytest.raises(WarehouseAuthError, match="cannot read the credentials file") as info:
+        open_bq(fake, credentials=secret)
+    assert secret[:12] not in str(info.value) and secret[:12] not in str(info.value.hint)
+    with pytest.raises(WarehouseAuthError) as info:  # a path from ~: expanded, it matched no registered value
+        open_bq(fake, credentials="~/S3CR3T-sa-key-path.json")
+    assert "S3CR3T-sa-key-path" not in str(info.value)
