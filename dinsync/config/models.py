@@ -136,7 +136,9 @@ class DuckDBConfig(_Config):
         return str((Path(root) / self.path).resolve())
 
 
-_DSN_PASSWORD = re.compile(r"^\w+://[^/@:]*:[^/@]+@|(^|\s)password\s*=", re.I)
+# a URI's `user:password@`, a `password=` of a key/value DSN, or of a URI's query (`?password=`: libpq
+# reads a URI's parameters there too)
+_DSN_PASSWORD = re.compile(r"^\w+://[^/@:]*:[^/@]+@|(^|\s|[?&])password\s*=", re.I)
 
 
 class _PostgresProtocolConfig(_Config):

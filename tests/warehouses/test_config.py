@@ -64,6 +64,9 @@ def test_settings_may_be_named_as_postgresql_spells_them(tmp_path):
     ("  type: postgres\n  host: h\n  password: hunter2-literal\n", "password"),
     ("  type: redshift\n  dsn: postgresql://u:hunter2-literal@h/db\n", "dsn"),
     ("  type: postgres\n  dsn: host=h password=hunter2-literal dbname=d\n", "dsn"),
+    # libpq takes a URI's parameters in its query too: the password as well
+    ("  type: postgres\n  dsn: postgresql://u@h/db?password=hunter2-literal\n", "dsn"),
+    ("  type: postgres\n  dsn: 'postgresql://u@h/db?sslmode=disable&PassWord=hunter2-literal'\n", "dsn"),
 ])
 def test_a_password_written_in_the_file_is_refused(tmp_path, block, key):
     with pytest.raises(ConfigError) as info:
