@@ -906,6 +906,9 @@ def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
         urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
         redaction.register(*urls, *map(_basic_auth, urls), partial=True)
         redaction.register(*_url_tokens(channel, env_values))
+        named, long_values = _query_secrets(channel)
+        redaction.register(*named, partial=True)
+        redaction.register(*long_values)  # (whole only: the start of `engineering-alerts` is no secret)
         headers = [v.get_secret_value() for name, v in getattr(channel, "headers", {}).items()
                    if _credential_header(name) or v.get_secret_value() in env_values]
         # and the token of `Bearer <token>` alone, whose start an answer may echo; not the scheme
@@ -974,6 +977,35 @@ def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
                 # (also without its trailing slash: servers quote the path they routed)
                 tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.path.rstrip("/")]
     return [t for t in tokens if t.strip("/")]
+
+
+# Query parameters whose values are credentials, besides the names `_CREDENTIAL_HEADER` matches:
+# Azure Functions' `code`, a signature's `sig`
+_CREDENTIAL_QUERY = re.compile(r"^(code|sig)$", re.IGNORECASE)
+_TOKEN_QUERY_CHARS = 16  # a value this long (no whitespace) is taken for a token whatever its name
+
+
+def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
+    """The values of a channel URL's query parameters that are credentials on their own: an answer
+    may name one alone (`invalid token <it>`, or the parameters echoed back), which the query
+    masked whole (`_url_tokens`) does not match. A parameter's value is one when its name says
+    credential (as a header's: `token`, `key`, `sig`, `code` ...) or when it is token-like and
+    long; `channel=ops` stays readable. (values of credential names, other long values)"""
+    from urllib.parse import parse_qsl, urlsplit
+
+    named, long_values = [], []
+    for _, value in channel:
+        if isinstance(value, SecretStr):
+            try:
+                pairs = parse_qsl(urlsplit(value.get_secret_value()).query, keep_blank_values=False)
+            except ValueError:
+                continue
+            for k, v in pairs:
+                if _credential_header(k) or _CREDENTIAL_QUERY.match(k):
+                    named.append(v)
+                elif len(v) >= _TOKEN_QUERY_CHARS and not any(c.isspace() for c in v):
+                    long_values.append(v)
+    return named, long_values
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

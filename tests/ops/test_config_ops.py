@@ -135,3 +135,21 @@ def test_a_literal_header_that_names_no_credential_is_no_secret(tmp_path):
     load_project(make(tmp_path, dinsync_dot_yml=PROJECT_YML + hook), env=env)
     assert redaction.redact("run `dinsync-hooks runs users`") == "run `dinsync-hooks runs users`"
     assert redaction.redact("key lit3ralKey9q8w7e, team tm4Rk9zQ2w") == "key ***, team ***"
+
+
+def test_query_values_of_a_channel_url_masked_on_their_own(tmp_path):
+    """A webhook URL's query token is masked alone (with its start, as other credentials); a long
+    value of another name is masked whole only, and a short plain one not at all."""
+    from dinsync import redaction
+    from dinsync.config.loader import _register_secrets
+    from dinsync.config.models import WebhookChannel
+
+    redaction.clear()
+    url = "https://hooks.example.com/h?channel=ops&code=azfunckey9f3a2b&room=engineering-alerts-room"
+    project = type("P", (), {"warehouse": [], "destinations": {}, "notifications": [
+        WebhookChannel(type="webhook", url=url)]})()
+    _register_secrets(project)
+    assert redaction.redact("bad code azfunckey9f3a2b; channel ops") == "bad code ***; channel ops"
+    assert redaction.redact("key azfunckey9f3a... refused") == "key ***... refused"
+    assert redaction.redact("room engineering-alerts-room; engineering team") == "room ***; engineering team"
+    redaction.clear()

@@ -368,6 +368,25 @@ def test_a_channel_answer_echoing_the_path_of_a_webhook_url_from_the_environment
     assert details and "zapsecrettoken" not in str(details), details
 
 
+def test_a_channel_answer_echoing_a_token_of_the_webhook_urls_query_shows_none_of_it(project, receiver, monkeypatch):
+    """A webhook `url` given as ${env:NAME} may carry its token in the query (`?token=...`,
+    Azure Functions' `?code=...`). The query was masked only whole: an answer naming the token
+    alone (`invalid token <it>`, or the parameters echoed back) put it in the log and the
+    `events` table."""
+    rec, thread = receiver
+    monkeypatch.setenv("DINSYNC_TEST_HOOK_URL", thread.url + "/hook?channel=ops&token=qrysecrettoken7c1d")
+    project.write(destination_extra="notifications:\n  - type: webhook\n    name: q\n"
+                                    "    url: ${env:DINSYNC_TEST_HOOK_URL}\n")
+    rec.scripts["/hook"] = [(401, {}, '{"error": "invalid token", "args": {"channel": "ops", '
+                                      '"token": "qrysecrettoken7c1d"}}')] * 4
+    paused = project.cli("pause", "iterable_users")
+    assert paused.exit_code == 0
+    assert "notification to q" in paused.stderr and "qrysecrettoken" not in paused.stderr, paused.stderr
+    assert '"channel": "ops"' in paused.stderr  # a short, plain value of the query stays readable
+    details = project.sql("select detail from dinsync.events where event = 'notify_failed'")
+    assert details and "qrysecrettoken" not in str(details), details
+
+
 def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
     notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
