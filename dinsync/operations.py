@@ -83,7 +83,10 @@ def load(check_models: bool = True, root: Path | None = None,
             # check the model columns too, so that one pass reports everything. Never create a
             # warehouse for that.
             cfg = load_warehouse_config(root)
-            wh = connect_warehouse(cfg, root.resolve(), create=False) if cfg is not None else None
+            try:
+                wh = connect_warehouse(cfg, root.resolve(), create=False) if cfg is not None else None
+            except WarehouseError:  # cannot be reached: the issues found so far (a key written in the
+                wh = None           # file, say), not a "run again later" hiding them
             if wh is not None:
                 try:
                     load_project(root, columns_of=columns_of(wh), destination_secrets=destination_secrets,

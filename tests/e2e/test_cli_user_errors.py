@@ -109,6 +109,29 @@ def test_a_selection_typo_is_reported_with_an_unset_secret_not_hidden_by_it(proj
 
 
 
+@pytest.mark.parametrize("command", [["validate", "--offline"], ["plan"], ["sync"]])
+def test_a_key_written_in_the_file_is_reported_when_the_warehouse_cannot_be_reached(project, command):
+    """With the rest of the project broken, `validate`, `plan` and `sync` still connect to the
+    warehouse (its section alone) to check the model columns too. A warehouse that could not be
+    reached then replaced every configuration error by its own: "api_key is a credential written
+    in the file" was never said (exit 1, "run again later"), and the next try failed alike."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yml = project.root / "dinsync.yml"
+    text = yml.read_text().replace("api_key: ${env:ITERABLE_TEST_KEY}", "api_key: literal-key-5e6f7a8b")
+    text = text.replace("type: duckdb", "type: postgres").replace(
+        "path: warehouse.duckdb", f"dsn: postgresql://dinsync@127.0.0.1:{port}/dinsync")
+    yml.write_text(text)
+    result = project.cli(*command)
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.output
+    messages = [i["message"] for i in json.loads(result.stdout)["issues"]]
+    assert "destinations.iterable.api_key is a credential written in the file" in messages, messages
+    assert "literal-key" not in result.output
+
+
 @pytest.mark.parametrize("command", ["sync", "plan"])
 def test_a_sync_runs_without_the_secret_of_a_destination_only_other_syncs_use(project, monkeypatch, command):
     """A project sending to Iterable and Attio, run by a job holding the Iterable key only: `dinsync
