@@ -976,13 +976,17 @@ def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
             if key in CHANNEL_SECRET_KEYS.get(channel.type, ()) or value.get_secret_value() in env_values:
                 # (also without its trailing slash: servers quote the path they routed)
                 tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.path.rstrip("/")]
+                # and its token-like segments alone, which an answer may name without the rest
+                # (`no hook <token>`); short ones (`services`, an id `123456`) stay readable
+                tokens += [s for s in parts.path.split("/")
+                           if len(s) >= _TOKEN_CHARS and not any(c.isspace() for c in s)]
     return [t for t in tokens if t.strip("/")]
 
 
 # Query parameters whose values are credentials, besides the names `_CREDENTIAL_HEADER` matches:
 # Azure Functions' `code`, a signature's `sig`
 _CREDENTIAL_QUERY = re.compile(r"^(code|sig)$", re.IGNORECASE)
-_TOKEN_QUERY_CHARS = 16  # a value this long (no whitespace) is taken for a token whatever its name
+_TOKEN_CHARS = 16  # a query value or path segment this long (no whitespace) is taken for a token
 
 
 def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
@@ -1003,7 +1007,7 @@ def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
             for k, v in pairs:
                 if _credential_header(k) or _CREDENTIAL_QUERY.match(k):
                     named.append(v)
-                elif len(v) >= _TOKEN_QUERY_CHARS and not any(c.isspace() for c in v):
+                elif len(v) >= _TOKEN_CHARS and not any(c.isspace() for c in v):
                     long_values.append(v)
     return named, long_values
 

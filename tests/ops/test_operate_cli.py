@@ -387,6 +387,25 @@ def test_a_channel_answer_echoing_a_token_of_the_webhook_urls_query_shows_none_o
     assert details and "qrysecrettoken" not in str(details), details
 
 
+def test_a_channel_answer_naming_the_token_segment_of_a_credential_urls_path_shows_none_of_it(
+        project, receiver, monkeypatch):
+    """The path of a webhook `url` given as ${env:NAME} (and of a Slack URL) was masked only whole:
+    an answer naming its token segment alone (`no hook <it>`) put the token in the log and the
+    `events` table."""
+    rec, thread = receiver
+    path = "/hooks/catch/123456/zapsecrettoken9f3a2b1c/"
+    monkeypatch.setenv("DINSYNC_TEST_HOOK_URL", thread.url + path)
+    project.write(destination_extra="notifications:\n  - type: webhook\n    name: zap\n"
+                                    "    url: ${env:DINSYNC_TEST_HOOK_URL}\n")
+    rec.scripts[path] = [(404, {}, '{"status": "error", "message": "no hook zapsecrettoken9f3a2b1c for 123456"}')] * 4
+    paused = project.cli("pause", "iterable_users")
+    assert paused.exit_code == 0
+    assert "notification to zap" in paused.stderr and "zapsecrettoken" not in paused.stderr, paused.stderr
+    assert "for 123456" in paused.stderr  # a short segment (an id) stays readable
+    details = project.sql("select detail from dinsync.events where event = 'notify_failed'")
+    assert details and "zapsecrettoken" not in str(details), details
+
+
 def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
     notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
