@@ -901,10 +901,11 @@ def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
     redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)),
                        partial=True)
     for destination in project.destinations.values():
-        redaction.register(*destination.credentials().values(), _basic_auth(destination.base_url), partial=True)
+        redaction.register(*destination.credentials().values(), _basic_auth(destination.base_url),
+                           _url_password(destination.base_url), partial=True)
     for channel in project.notifications:  # webhook URLs and headers may carry tokens
         urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
-        redaction.register(*urls, *map(_basic_auth, urls), partial=True)
+        redaction.register(*urls, *map(_basic_auth, urls), *map(_url_password, urls), partial=True)
         redaction.register(*_url_tokens(channel, env_values))
         named, long_values = _query_secrets(channel)
         redaction.register(*named, partial=True)
@@ -959,6 +960,18 @@ def _basic_auth(url: str | None) -> str | None:
         return base64.b64encode(login.encode("latin1")).decode()
     except (ValueError, UnicodeEncodeError):  # no URL, or credentials aiohttp cannot send either
         return None
+
+
+def _url_password(url: str | None) -> str | None:
+    """The password of a URL's `user:password@` (as sent, percent-decoded): an answer may name it
+    alone, which neither the URL nor its Basic token (`_basic_auth`) matches."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:

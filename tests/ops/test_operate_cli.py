@@ -406,6 +406,23 @@ def test_a_channel_answer_naming_the_token_segment_of_a_credential_urls_path_sho
     assert details and "zapsecrettoken" not in str(details), details
 
 
+def test_a_channel_answer_naming_the_password_of_the_webhook_urls_user_shows_none_of_it(
+        project, receiver, monkeypatch):
+    """A webhook `url` given as ${env:NAME} with `user:password@` (sent as Basic credentials) was
+    masked whole and as its Basic token only: an answer naming the password alone put it in the
+    log and the `events` table."""
+    rec, thread = receiver
+    monkeypatch.setenv("DINSYNC_TEST_HOOK_URL", thread.url.replace("://", "://alerts:hookpw-4d5e6f7a@") + "/hook")
+    project.write(destination_extra="notifications:\n  - type: webhook\n    name: basic\n"
+                                    "    url: ${env:DINSYNC_TEST_HOOK_URL}\n")
+    rec.scripts["/hook"] = [(401, {}, "user alerts: password hookpw-4d5e6f7a is wrong")] * 4
+    paused = project.cli("pause", "iterable_users")
+    assert paused.exit_code == 0
+    assert "notification to basic" in paused.stderr and "hookpw" not in paused.stderr, paused.stderr
+    details = project.sql("select detail from dinsync.events where event = 'notify_failed'")
+    assert details and "hookpw" not in str(details), details
+
+
 def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     """A sync never told anything is `ok` (the states are ok, warning, failed, paused): its first
     notice says so. It used to carry `"previous_state": null` on the webhook and "unknown → paused"
