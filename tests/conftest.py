@@ -98,3 +98,22 @@ def pytest_sessionfinish(session, exitstatus):
     bucket = getattr(sys.modules.get("fakesnow.transforms.stage"), "LOCAL_BUCKET_PATH", None)
     if bucket:
         shutil.rmtree(bucket, ignore_errors=True)
+
+
+@pytest.fixture
+def empty_redactor():
+    """The test starts from an empty redactor (the process's registry of secrets), and what was
+    registered before it comes back after: a test asserting that some text stays readable must not
+    depend on the secrets other tests of its worker left registered (a notification's "1234" header
+    token masked `123456` as `***56`)."""
+    from dinsync import redaction
+
+    saved = set(redaction._values), set(redaction._partial), list(redaction._session)
+    redaction.clear()
+    yield
+    redaction.clear()
+    with redaction._lock:
+        redaction._values.update(saved[0])
+        redaction._partial.update(saved[1])
+        redaction._session.extend(saved[2])
+        redaction._rebuild()

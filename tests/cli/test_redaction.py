@@ -10,18 +10,9 @@ from dinsync import redaction
 
 
 @pytest.fixture(autouse=True)
-def alone():
-    """Each test starts from an empty redactor, and what was registered before it (by other tests of
-    this process: a notification's "1234" header token masked `12345` as `***5` here) comes back."""
-    saved = set(redaction._values), set(redaction._partial), list(redaction._session)
-    redaction.clear()
+def alone(empty_redactor):
+    """Each test starts from an empty redactor (tests/conftest.py)."""
     yield
-    redaction.clear()
-    with redaction._lock:
-        redaction._values.update(saved[0])
-        redaction._partial.update(saved[1])
-        redaction._session.extend(saved[2])
-        redaction._rebuild()
 
 
 def test_every_form_of_a_registered_secret_is_masked():

@@ -388,7 +388,7 @@ def test_a_channel_answer_echoing_a_token_of_the_webhook_urls_query_shows_none_o
 
 
 def test_a_channel_answer_naming_the_token_segment_of_a_credential_urls_path_shows_none_of_it(
-        project, receiver, monkeypatch):
+        project, receiver, monkeypatch, empty_redactor):
     """The path of a webhook `url` given as ${env:NAME} (and of a Slack URL) was masked only whole:
     an answer naming its token segment alone (`no hook <it>`) put the token in the log and the
     `events` table."""
