@@ -97,7 +97,19 @@ def _version(value: bool) -> None:
 
 # sample counts become a LIMIT in the warehouse's SQL: a count none of them can take is a usage error
 MAX_SAMPLES = 1_000_000_000
-ProjectDirOpt = typer.Option(None, "--project-dir", "-p", help="Folder holding dinsync.yml (default: here).")
+
+
+def folder(text: str) -> Path:
+    """A folder argument (`-p`, `init DIR`, `demo --path`): "" (`"$DIR"` with DIR unset) is a usage
+    error, not the current folder, which Path("") would be (`init "" --force` overwrote the files
+    there, `demo --path "" --force` deleted its warehouse.duckdb); `.` names the current folder."""
+    if text == "":
+        raise typer.BadParameter("is empty: name a folder (`.` for the current one)")
+    return Path(text)
+
+
+ProjectDirOpt = typer.Option(None, "--project-dir", "-p", parser=folder,
+                             help="Folder holding dinsync.yml (default: here).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 NamesArg = typer.Argument(None, metavar="SYNC", show_default=False,
                           help="Sync names or globs (shorthand for --select).")
@@ -697,7 +709,7 @@ def check(names: Optional[list[str]] = NamesArg,
 
 
 @app.command()
-def init(path: Path = typer.Argument(..., metavar="DIR", help="Folder to create."),
+def init(path: Path = typer.Argument(..., metavar="DIR", parser=folder, help="Folder to create."),
          force: bool = typer.Option(False, help="Overwrite the scaffold's files where they exist (an existing "
                                                 "warehouse.duckdb is kept)."),
          json_output: bool = JsonOpt) -> None:
@@ -750,7 +762,7 @@ def sandbox(ctx: typer.Context) -> None:
 
 
 @app.command()
-def demo(path: Path = typer.Option(Path("dinsync_demo"), help="Folder for the demo project and warehouse."),
+def demo(path: Path = typer.Option(Path("dinsync_demo"), parser=folder, help="Folder for the demo project and warehouse."),
          rows: int = typer.Option(10_000, min=1, help="Customers in the sample warehouse."),
          force: bool = typer.Option(False, help="Use a folder that holds files the demo did not create "
                                                 "(they may be overwritten or deleted)."),

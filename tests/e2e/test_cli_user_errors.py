@@ -206,3 +206,29 @@ def test_a_value_error_in_the_models_rows_names_the_model_on_duckdb(project):
                                    "its rows: DuckDB: Conversion Error: CSV Error on Line"), run["error"]
     assert run["hint"] == "run the model's SQL in the warehouse to debug it"
     assert project.requests.requests == []
+
+
+# --- an empty folder argument ("$DIR" with DIR unset) ---------------------------------------------
+
+@pytest.mark.parametrize("args", [["init", ""], ["init", "", "--force"], ["demo", "--path", "", "--force"],
+                                  ["--project-dir", "", "status"], ["status", "-p", ""]])
+def test_an_empty_folder_argument_is_a_usage_error_not_the_current_folder(tmp_path, monkeypatch, args):
+    """`dinsync init "$DIR" --force` or `dinsync demo --path "$DIR" --force` with DIR unset took ""
+    for the current folder: init overwrote its README.md and .gitignore, the demo deleted its
+    warehouse.duckdb and wrote its dinsync.yml over the user's; `-p "$PROJECT"` ran the project found
+    here. An empty folder name is a usage error (exit 2), like an empty --select; `.` names this one."""
+    monkeypatch.chdir(tmp_path)
+    mine = {"README.md": "my notes\n", ".gitignore": "secret.txt\n", "dinsync.yml": "version: 1\n"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("create table precious as select 42 as answer")
+    con.close()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == ExitCode.USAGE, (args, result.output)
+    assert "is empty" in " ".join(result.output.split()), result.output
+    assert {name: (tmp_path / name).read_text() for name in mine} == mine
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", "README.md", "dinsync.yml", "warehouse.duckdb"]
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    assert con.execute("select answer from precious").fetchall() == [(42,)]
+    con.close()
