@@ -416,6 +416,11 @@ class ErrorTranslation:
         """The error's SQLSTATE (class 22: a data exception, which the model's rows raised)."""
         return getattr(exc, "sqlstate", None)
 
+    def interrupted(self, exc: BaseException) -> bool:
+        """Whether `exc` is the driver's form of the KeyboardInterrupt that Python's SIGINT handler
+        raised during a statement (Ctrl-C), which `translating` raises again as a KeyboardInterrupt."""
+        return False
+
     def translate(self, exc: BaseException, action: str) -> WarehouseError:
         cls = self.classify(exc) or WarehouseSqlError
         # masked before the spaces are squeezed: a secret holding two spaces or a tab matched no more
@@ -431,8 +436,12 @@ class ErrorTranslation:
             yield
         except WarehouseError:
             raise
-        except self.driver_errors as exc:
-            raise self.translate(exc, action) from None
+        except Exception as exc:
+            if self.interrupted(exc):  # Ctrl-C: the user's, not the warehouse's, failure
+                raise KeyboardInterrupt from None
+            if isinstance(exc, self.driver_errors):
+                raise self.translate(exc, action) from None
+            raise
 
 
 def translated(action: str) -> Callable:

@@ -587,6 +587,13 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseUnavailable
         return None
 
+    def interrupted(self, exc: BaseException) -> bool:
+        """DuckDB (2.0) answers the KeyboardInterrupt that Python's SIGINT handler raises while a
+        statement runs by stopping it with `RuntimeError: Query interrupted`, the KeyboardInterrupt
+        gone: Ctrl-C during `dinsync check` was an "unexpected error", exit 1. (`interrupt()`, which
+        a run's stop calls, raises duckdb.InterruptException instead: a warehouse error.)"""
+        return type(exc) is RuntimeError and str(exc) == "Query interrupted"
+
     def sqlstate_of(self, exc: BaseException) -> str | None:
         """DuckDB gives no SQLSTATE; its DataError (a conversion, an overflow: a CSV's `n/a` in a
         number column) is PostgreSQL's class 22, so the planner names the model whose rows raised it."""

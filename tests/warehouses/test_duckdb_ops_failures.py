@@ -42,3 +42,31 @@ def test_a_file_cut_short_is_not_a_warehouse_to_try_again_later(tmp_path):
             w.close()
     hint = caught.value.hint or ""
     assert "could not be reached" not in hint and "restore it" in hint, (caught.value.message, hint)
+
+
+@pytest.mark.parametrize("method", ["rows", "query"])
+def test_ctrl_c_during_a_query_is_a_keyboard_interrupt_not_an_error(tmp_path, method):
+    """DuckDB turns the KeyboardInterrupt that Python's SIGINT handler raises during a statement into
+    `RuntimeError: Query interrupted`: Ctrl-C during `dinsync check` (or a Python API call) counting a
+    slow model's keys printed "error: unexpected error: RuntimeError: Query interrupted" and exited 1.
+    It stays a KeyboardInterrupt (the CLI: "interrupted", exit 130)."""
+    import os
+    import signal
+    import threading
+
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()
+    w = DuckDBWarehouse(str(path))
+    # one thread: DuckDB then checks for the signal while the statement runs (with more, it may
+    # notice it only once the statement has ended: a KeyboardInterrupt too, seconds later)
+    w.con.execute("SET threads = 1")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):  # the statement would take seconds
+            getattr(w, method)("SELECT count(*) FROM range(2000000000) AS t(i) WHERE i % 7 = 3")
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+        w.close()
