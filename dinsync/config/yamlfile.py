@@ -384,12 +384,13 @@ def _short(value: Any) -> str:
 
 
 def _fields_at(model: Any, loc: KeyPath) -> list[str]:
-    """Field names of the pydantic model reached from `model` by following `loc`."""
+    """Keys of the pydantic model reached from `model` by following `loc`, as the file writes them:
+    a field's alias where it has one (`schema`, not the Python name `schema_`)."""
     tp = model
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            info = tp.model_fields.get(part) if isinstance(part, str) else None
+            info = _keys_of(tp).get(part) if isinstance(part, str) else None
             if info is None:
                 return []
             tp = info.annotation
@@ -398,8 +399,13 @@ def _fields_at(model: Any, loc: KeyPath) -> list[str]:
             tp = args[-1] if args else None
     tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
+        return list(_keys_of(tp))
     return []
+
+
+def _keys_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key a file gives them (alias, else name)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
 def _unwrap(tp: Any) -> Any:

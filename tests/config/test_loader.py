@@ -370,6 +370,23 @@ def test_unknown_keys_with_did_you_mean(tmp_path):
     assert "allowed keys:" in issues[1].hint and "threads" in issues[1].hint
 
 
+@pytest.mark.parametrize("warehouse", [
+    "  type: snowflake\n  account: acme\n  user: u\n  password: ${env:SNOWFLAKE_TEST_PASSWORD}\n  shema: MARTS\n",
+    "  type: databricks\n  host: dbc-1.cloud.databricks.com\n  warehouse_id: abc\n"
+    "  token: ${env:DATABRICKS_TEST_TOKEN}\n  shema: marts\n"])
+def test_an_unknown_key_hint_names_the_key_as_written_not_its_python_name(tmp_path, warehouse):
+    """`shema:` under a Snowflake or Databricks warehouse was answered "did you mean 'schema_'?",
+    listing `schema_` among the allowed keys: the setting's Python name, where the file's key is
+    `schema` (README). The hint names `schema`."""
+    env = {**ENV, "SNOWFLAKE_TEST_PASSWORD": "pw-123456", "DATABRICKS_TEST_TOKEN": "dapi-123456"}
+    yml = PROJECT_YML.replace("  type: duckdb\n  path: warehouse.duckdb\n", warehouse)
+    assert "shema" in yml
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml), env)
+    assert issue.message == "unknown key warehouse.shema", issue
+    assert issue.hint.startswith("did you mean 'schema'?"), issue.hint
+    assert "schema_" not in issue.hint, issue.hint
+
+
 def test_missing_required_top_level_key(tmp_path):
     sync = "\n".join(line for line in SYNC_YML.splitlines() if not line.startswith("mode:"))
     issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
