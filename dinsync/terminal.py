@@ -289,6 +289,36 @@ def seconds_cell(run: dict | None) -> str:
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+def _fitted_table(headers: list[str], rows: list[list[str]], *, whole: tuple[str, ...],
+                  left_out_first: tuple[str, ...]) -> Any:
+    """A table of `rows` that fits the console's width without cutting a word: the columns in
+    `whole` (what names a row: a sync, a run, a state) never wrap, and while the table cannot fit,
+    the columns of `left_out_first` are left out, in that order, and its caption says which (on 80
+    columns rich cut every column of these wide tables alike: `attio_companies` and `attio_people`
+    both read `att…`, a run id `202…`). Piped output (200 columns) keeps every column."""
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    console = out()
+    shown = list(headers)
+    while True:
+        table = Table(*shown, caption=None)
+        for column in table.columns:
+            column.no_wrap = column.header in whole
+        for row in rows:
+            table.add_row(*(value for header, value in zip(headers, row) if header in shown))
+        left_out = [h for h in headers if h not in shown]
+        if left_out:
+            table.caption = f"left out for the terminal's width: {', '.join(left_out)} (--json has every field)"
+        # (measured without the console's width, to which a measurement is clamped)
+        fits = (not console.is_terminal  # piped (200 columns): every column, as before
+                or Measurement.get(console, console.options.update_width(1 << 20), table).minimum <= console.width)
+        more = [h for h in left_out_first if h in shown]
+        if fits or not more:
+            return table
+        shown.remove(more[0])
+
+
 def print_syncs(syncs: list[dict]) -> None:
     """`dinsync status`: one line per sync."""
     if not syncs:
@@ -297,8 +327,9 @@ def print_syncs(syncs: list[dict]) -> None:
     from rich.table import Table
 
     colours = {"success": "green", "warning": "yellow", "failed": "red", "paused": "magenta", "abandoned": "red"}
-    table = Table("sync", "state", "last run (UTC)", "seconds", "+added ~changed -removed", "sent", "acked",
-                  "rejected", "not found", "failed", "parked", "why")
+    headers = ["sync", "state", "last run (UTC)", "seconds", "+added ~changed -removed", "sent", "acked",
+               "rejected", "not found", "failed", "parked", "why"]
+    rows = []
     for s in syncs:
         r = s["last_run"] or {}
         started = (r.get("started_at") or "")[:19].replace("T", " ")
@@ -311,11 +342,12 @@ def print_syncs(syncs: list[dict]) -> None:
         if not s["enabled"]:
             why = "(disabled) " + why
         colour = colours.get(s["state"], "white")
-        table.add_row(s["sync"], f"[{colour}]{escape(s['state'])}[/]", started,
-                      seconds_cell(r), counts,
-                      *(f"{r[c]:,}" if r else "" for c in ("sent", "acknowledged", "rejected", "not_found", "failed")),
-                      f"{s['parked']:,}", cell(why, 100))
-    out().print(table)
+        rows.append([s["sync"], f"[{colour}]{escape(s['state'])}[/]", started,
+                     seconds_cell(r), counts,
+                     *(f"{r[c]:,}" if r else "" for c in ("sent", "acknowledged", "rejected", "not_found", "failed")),
+                     f"{s['parked']:,}", cell(why, 100)])
+    out().print(_fitted_table(headers, rows, whole=("sync", "state"), left_out_first=(
+        "seconds", "not found", "failed", "acked", "sent", "parked", "rejected", "+added ~changed -removed")))
 
 
 # The length `shown_key` gives a key it shortened (`kkk… (1,000,012 characters)`).
@@ -339,12 +371,10 @@ def print_rejections(rows: list[dict]) -> None:
         return
     from rich.table import Table
 
-    table = Table("rejected at (UTC)", "run", "key", "field", "status", "reason")
-    for r in rows:
-        table.add_row((r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"],
-                      key_cell(r["key"], 60),
-                      cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120))
-    out().print(table)
+    headers = ["rejected at (UTC)", "run", "key", "field", "status", "reason"]
+    cells = [[(r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], key_cell(r["key"], 60),
+              cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120)] for r in rows]
+    out().print(_fitted_table(headers, cells, whole=("run", "status"), left_out_first=("rejected at (UTC)", "field")))
 
 
 def print_runs(runs: list[dict]) -> None:
@@ -354,15 +384,17 @@ def print_runs(runs: list[dict]) -> None:
         return
     from rich.table import Table
 
-    table = Table("run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
-                  "rejected", "not found", "failed", "seconds", "error / warnings")
+    headers = ["run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
+               "rejected", "not found", "failed", "seconds", "error / warnings"]
+    rows = []
     for r in runs:
         started = (r["started_at"] or "")[:19].replace("T", " ")
         note_text = run_why(r)
-        table.add_row(r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
+        rows.append([r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
-            seconds_cell(r), cell(note_text, 100))
-    out().print(table)
+            seconds_cell(r), cell(note_text, 100)])
+    out().print(_fitted_table(headers, rows, whole=("run", "status"), left_out_first=(
+        "seconds", "segment", "not found", "failed", "acked", "removed", "changed", "added", "rejected", "sent")))
 
 
 def print_check(models) -> None:

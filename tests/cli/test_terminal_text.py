@@ -134,3 +134,33 @@ def test_a_runs_line_counts_one_request_in_the_singular(capsys):
     out = capsys.readouterr().out
     assert "| 1 request, 0 throttled" in out and "| 2 requests, 0 throttled" in out, out
     terminal.reset()
+
+
+def test_status_runs_and_rejections_keep_names_and_run_ids_whole_on_an_80_column_terminal(monkeypatch):
+    """On a terminal of 80 columns rich cut every column of these wide tables evenly: `dinsync
+    status` showed `att…` for both attio_companies and attio_people and `suc…` / `war…` for their
+    states, `runs` and `rejections` `202…` / `20261206T13…` for the run ids `rejections --run` takes.
+    The columns that name something stay whole; the counts and texts wrap or shrink."""
+    from dinsync import terminal
+
+    buf = io.StringIO()
+    monkeypatch.setitem(terminal._consoles, "stdout", terminal._redacting_console()(
+        file=buf, width=80, force_terminal=True, color_system=None))
+    run = {"sync": "attio_people", "run_id": "20261206T134237-1a2b3c4d", "status": "warning",
+           "started_at": "2026-12-06T13:42:37.123Z", "seconds": 0.48, "added": 1, "changed": 7, "removed": 10,
+           "segment_rows": 50, "sent": 8, "acknowledged": 7, "rejected": 1, "not_found": 0, "failed": 0,
+           "warnings": ["1 of 8 rows (12.5%) were rejected or not found (threshold 5.0%)"], "error": None}
+    syncs = [{"sync": name, "enabled": True, "state": state, "paused": False, "paused_by": None, "culprit": None,
+              "reason": None, "parked": 1, "last_run": {**run, "sync": name, "status": state}}
+             for name, state in (("attio_companies", "success"), ("attio_people", "warning"))]
+    terminal.print_syncs(syncs)
+    terminal.print_runs([run])
+    terminal.print_rejections([{"rejected_at": "2026-12-06T13:42:37", "run_id": run["run_id"],
+                                "key": "newcomer@company1.example", "field": "plan", "status": "rejected",
+                                "reason": "Attio HTTP 400 value_not_found"}])
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    for whole in ("attio_companies", "attio_people", "success", "warning", "20261206T134237-1a2b3c4d", "rejected",
+                  "2026-12-06"):
+        assert whole in text, (whole, text)
+    assert "left out for the terminal's width:" in " ".join(text.split()), text
