@@ -503,7 +503,7 @@ def load_project(path: str | Path = ".") -> Project:
     if not (root / "dinsync.yml").is_file():
         from .operations import no_project_hint
 
-        hint = no_project_hint(root, "run `dinsync init` or pass the project folder", "the project folder")
+        hint = no_project_hint(root, "run `dinsync init` or pass load_project() the project folder", "load_project()")
         raise ConfigError([ConfigIssue(f"no dinsync.yml in {root}", hint=hint)])
     with working_dir(root):
         config = load_config(root, destination_secrets=False, notification_secrets=False)

@@ -364,6 +364,18 @@ def test_a_project_file_that_is_a_folder_or_a_folder_that_does_not_exist_is_name
     with pytest.raises(dinsync.ConfigError, match="is a folder, not a file"):
         dinsync.load_project(project.root)
 
+def test_the_api_names_load_project_in_its_hint_for_a_folder_that_does_not_exist(tmp_path):
+    """`dinsync.load_project("no_such_folder")` hinted "pass the project folder the folder that holds
+    dinsync.yml": the CLI's sentence with its option replaced by words that do not read."""
+    import dinsync
+
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(dinsync.ConfigError) as caught:
+        dinsync.load_project(missing)
+    assert [i.hint for i in caught.value.issues] == [
+        f"the folder {missing} does not exist: pass load_project() the folder that holds dinsync.yml"]
+
+
 def test_a_model_failing_on_its_rows_names_the_files_line(project):
     """A cast that fails on a row passes the columns check (LIMIT 0) and fails while the plan
     runs: `plan` and `sync` said "DuckDB: Conversion Error ... LINE 28: cast(first_name as integer)"
