@@ -794,9 +794,23 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         # model whose last line ends in a `--` comment does not comment out the closing parenthesis.
         text = f"\n{sql}\n"
         statements = self.con.extract_statements(text)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        select = len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+        if not select:
             text = f"SELECT * FROM ({text}) AS _q LIMIT 0"
-        rel = self.con.sql(text)
+        try:
+            rel = self.con.sql(text)
+        except duckdb.Error as exc:
+            if not select or "LINE " in str(exc):
+                raise
+            # A relation's binder error says no `LINE n` ("Referenced column "firstname" not found"),
+            # so the model's first line was named, not the one to fix: the statement prepared (not
+            # run: it failed to bind) says where. Its own error if it says something else.
+            try:
+                self.con.execute(f"SELECT * FROM ({text}) AS _q LIMIT 0")
+            except duckdb.Error as placed:
+                if "LINE " in str(placed) and str(placed).split("\n")[0] == str(exc).split("\n")[0]:
+                    raise placed from None
+            raise
         return [(n, str(t)) for n, t in zip(rel.columns, rel.types)]
 
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:

@@ -445,6 +445,21 @@ def test_a_mistyped_environment_reference_is_named_as_such(project, written):
     assert "credential written in the file" not in text and "hint: write ${env:NAME}" in text, text
 
 
+def test_a_model_naming_a_column_its_table_lacks_is_reported_at_that_line_on_duckdb(project):
+    """`firstname` (a typo of first_name) on line 5 of a model: DuckDB's binder error, read through
+    its lazy relation, carries no `LINE n`, so `validate` named the model's first SQL line (3), not
+    the line to fix."""
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect\n  id, email, user_id,\n  firstname,\n  plan, ltv\n"
+        "from main.customers\n")
+    result = project.cli("validate", "--offline", json_output=False)
+    assert result.exit_code == ExitCode.CONFIG_ERROR
+    text = " ".join(result.output.split())
+    assert 'models/customers.sql:5: model customers failed in the warehouse: DuckDB: Binder Error: Referenced ' \
+           'column "firstname" not found' in text, text
+    assert "line 5: firstname," in text, text
+
+
 def test_a_model_that_is_not_a_select_says_so(project):
     """A model holding `drop table ...` (or an INSERT, a CREATE) was reported as "failed in the
     warehouse: Parser Error: syntax error at or near "table"" (it is read as a subquery)."""
