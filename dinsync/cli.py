@@ -718,7 +718,7 @@ def init(path: Path = typer.Argument(..., metavar="DIR", parser=folder, help="Fo
     use_options(None, json_output)
     with handled():
         from .config import scaffold
-        from .config.scaffold import scaffold_warehouse
+        from .config.scaffold import KEY_ENV, scaffold_warehouse
 
         written = scaffold(path, force=force)
         written += [p for p in (scaffold_warehouse(path),) if p is not None]
@@ -729,6 +729,9 @@ def init(path: Path = typer.Argument(..., metavar="DIR", parser=folder, help="Fo
                 out().print(f"created {p}", highlight=False)
             import shlex
 
+            if not os.environ.get(KEY_ENV):  # else the next step fails on it (exit 3)
+                out().print(f"first: export {KEY_ENV}=<your Iterable API key> (no account? {path / 'README.md'} "
+                            "says how to use the local sandbox)", markup=False, highlight=False, soft_wrap=True)
             out().print(f"next: cd {shlex.quote(str(path))} && dinsync validate", highlight=False, soft_wrap=True)
 
 

@@ -168,6 +168,7 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
 
 
 WAREHOUSE_FILE = "warehouse.duckdb"  # the scaffold's warehouse.path
+KEY_ENV = "ITERABLE_API_KEY"  # the variable the scaffold's api_key reads
 
 
 def scaffold_warehouse(root: Path) -> Path | None:

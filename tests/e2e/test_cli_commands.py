@@ -107,6 +107,21 @@ def test_init_prints_a_next_step_that_can_be_pasted_into_a_shell(tmp_path):
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == f"next: cd '{folder}' && dinsync validate"
 
+def test_init_says_which_variable_its_next_step_needs(tmp_path, monkeypatch):
+    """`init` ended with "next: cd p && dinsync validate", which, followed as printed, failed (exit 3:
+    ITERABLE_API_KEY is not set) for every new user. It says what to export first, and where the
+    sandbox's key is explained; followed so, the next step passes."""
+    monkeypatch.delenv("ITERABLE_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "p")], catch_exceptions=False)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[-2] == (f"first: export ITERABLE_API_KEY=<your Iterable API key> (no account? "
+                         f"{tmp_path / 'p' / 'README.md'} says how to use the local sandbox)"), lines
+    monkeypatch.setenv("ITERABLE_API_KEY", "k-123456")
+    checked = CliRunner().invoke(app, ["--project-dir", str(tmp_path / "p"), "validate", "--offline"])
+    assert checked.exit_code == 0, checked.output
+
+
 @pytest.mark.parametrize("command", [["init", "{folder}"], ["demo", "--path", "{folder}", "--rows", "5"]])
 def test_init_and_demo_in_a_folder_they_cannot_write_say_so(tmp_path, monkeypatch, command):
     """A folder the user cannot write to (permissions, a read-only mount) is one clear usage error
