@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
@@ -131,9 +132,11 @@ class DuckDBConfig(_Config):
         return v
 
     def resolved_path(self, root: Path) -> str:
+        """The file's absolute path: relative to the project folder, `~` the home folder (as DuckDB
+        and dbt-duckdb's profiles read it: it was a folder named `~` in the project)."""
         if self.path == ":memory:":
             return self.path
-        return str((Path(root) / self.path).resolve())
+        return str((Path(root) / os.path.expanduser(self.path)).resolve())
 
 
 # a URI's `user:password@`, a `password=` of a key/value DSN, or of a URI's query (`?password=`: libpq

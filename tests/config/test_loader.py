@@ -387,6 +387,20 @@ def test_an_unknown_key_hint_names_the_key_as_written_not_its_python_name(tmp_pa
     assert "schema_" not in issue.hint, issue.hint
 
 
+def test_a_duckdb_path_under_the_home_folder_is_read_as_duckdb_and_dbt_read_it(tmp_path, monkeypatch):
+    """`path: ~/warehouses/shop.duckdb` (as dbt-duckdb's profiles.yml names the file dbt builds, and
+    DuckDB opens it) was joined to the project folder: "warehouse.path: folder <project>/~/warehouses
+    does not exist"."""
+    home = tmp_path / "home"
+    (home / "warehouses").mkdir(parents=True)
+    import duckdb
+    duckdb.connect(str(home / "warehouses" / "shop.duckdb")).close()
+    monkeypatch.setenv("HOME", str(home))
+    yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: ~/warehouses/shop.duckdb")
+    project = load_project(make(tmp_path / "p", dinsync_dot_yml=yml), env=ENV, warehouse_must_exist=True)
+    assert project.warehouse.resolved_path(project.root) == str(home / "warehouses" / "shop.duckdb")
+
+
 def test_missing_required_top_level_key(tmp_path):
     sync = "\n".join(line for line in SYNC_YML.splitlines() if not line.startswith("mode:"))
     issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync))
