@@ -290,7 +290,7 @@ class DbtProject:
         if self._located is not None:
             return self._located
         if self.settings is not None:
-            project_dir = (self.root / self.settings.project_dir).resolve()
+            project_dir = (self.root / os.path.expanduser(self.settings.project_dir)).resolve()  # `~`: home
             where = ("dinsync.yml", self.settings_line)
             if not (project_dir / "dbt_project.yml").is_file():
                 self._located = (None, None, ConfigIssue(

@@ -249,3 +249,15 @@ def test_a_failed_test_of_a_source_upstream_is_named_not_a_crash(tmp_path):
     assert (issue.file, issue.line) == ("models/m.sql", 2)
     assert ("failed for dbt test source_not_null_crm_customers_email of source crm.customers, upstream of "
             "customers: Got 2 results") in issue.message
+
+
+def test_a_dbt_project_dir_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    """`dbt: {project_dir: ~/analytics}` was joined to the dinsync project's folder: "dbt.project_dir
+    ~/analytics holds no dbt_project.yml (<project>/~/analytics)". `~` is the home folder, as for the
+    DuckDB path."""
+    act = hand_project(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    yml = act / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("project_dir: ../analytics", "project_dir: ~/analytics"))
+    project = load_project(act)
+    assert list(project.models["m"].dbt_models) == ["customers"]
