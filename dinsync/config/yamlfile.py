@@ -311,6 +311,10 @@ def _issue_for(error: dict, doc: YamlDoc, path: KeyPath, loc: KeyPath, model, ex
     from_env = any(path[: len(p)] == p for p in doc.env_paths)
     if kind == "missing":
         return doc.issue(path[:-1], f"missing required key {where}", f"add `{path[-1]}:` here")
+    if "input" in error and error["input"] is None and (kind.endswith("_type") or kind in ("literal_error", "enum")):
+        # `model:` with nothing after the colon (YAML's null): not "a valid string (hint: quote the
+        # value)" nor "invalid value None"
+        return doc.issue(path, f"{where} has no value", "write the value after the colon (nothing there is null)")
     if kind == "extra_forbidden":
         allowed = set(_fields_at(model, loc[:-1]))
         if len(loc) == 1:

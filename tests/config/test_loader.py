@@ -420,6 +420,22 @@ def test_wrong_types(tmp_path):
     assert issues[3].message.startswith("enabled: Input should be a valid boolean")
 
 
+def test_a_key_left_without_a_value_says_so(tmp_path):
+    """`model:` with nothing after the colon (YAML's null) was "model: Input should be a valid string
+    (hint: quote the value)", `mode:` "invalid value None" and `region:` / `concurrency:` likewise:
+    nothing to quote, and None is Python's word. Each says the key has no value."""
+    yml = PROJECT_YML.replace("region: us", "region:") + "    concurrency:\n"
+    sync = SYNC_YML.replace("model: active_users", "model:").replace("mode: upsert", "mode:")
+    assert "model:\n" in sync and "mode:\n" in sync
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    got = [(i.file, i.message, i.hint) for i in issues]
+    hint = "write the value after the colon (nothing there is null)"
+    assert got == [("dinsync.yml", "destinations.iterable.region has no value", hint),
+                   ("dinsync.yml", "destinations.iterable.concurrency has no value", hint),
+                   ("syncs/users.yml", "model has no value", hint),
+                   ("syncs/users.yml", "mode has no value", hint)], got
+
+
 def test_duckdb_threads_far_above_any_machine_are_a_config_error(tmp_path):
     yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: warehouse.duckdb\n  threads: 100000")
     issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
