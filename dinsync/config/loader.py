@@ -39,7 +39,9 @@ from .models import (
     SyncFile,
 )
 from .yamlfile import (
+    ENV_REF,
     YamlDoc,
+    _show_path,
     choice_hint,
     did_you_mean,
     environ,
@@ -593,6 +595,7 @@ class _Loader:
                 else:  # `column: field`: the item's field is the column's value
                     doc.written[("fields", index, "field")] = ("fields", column)
         self._check_references(doc)
+        self._check_no_env_refs(doc)
         try:
             raw = SyncFile.model_validate(data)
         except ValidationError as exc:
@@ -615,6 +618,25 @@ class _Loader:
                     "fields", "schedule", "thresholds", "enabled", "tags"):
             sync._lines[key] = doc.line(tuple(key.split(".")))
         self.syncs[name] = sync
+
+    def _check_no_env_refs(self, doc: YamlDoc) -> None:
+        """`${env:NAME}` is substituted in dinsync.yml only: in a sync file it was taken as written (a
+        field named `${env:PLAN_FIELD}` went to the platform, which may create it)."""
+        def walk(value: Any, path: tuple) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, path + (key,))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, path + (index,))
+            elif isinstance(value, str):
+                ref = next((m for m in ENV_REF.finditer(value) if not m.group(1)), None)
+                if ref is not None:
+                    self.issues.append(doc.issue(path, f"{_show_path(path)}: {ref.group(0)} is not read in a "
+                                                 "sync file", "environment variables are read in dinsync.yml only: "
+                                                 "write the value itself"))
+
+        walk(doc.data, ())
 
     def _check_references(self, doc: YamlDoc) -> None:
         """Cross-file checks on the raw sync data (so they run even when other keys are invalid)."""

@@ -436,6 +436,17 @@ def test_a_key_left_without_a_value_says_so(tmp_path):
                    ("syncs/users.yml", "mode has no value", hint)], got
 
 
+def test_an_environment_reference_in_a_sync_file_is_refused_not_sent_as_a_field_name(tmp_path):
+    """`${env:NAME}` is read in dinsync.yml only: in a sync file, `fields: {plan: "${env:PLAN_FIELD}"}`
+    was taken as written, and the run sent Iterable a field named `${env:PLAN_FIELD}` (created, as
+    Iterable creates fields it does not know). It is a configuration error at its line."""
+    sync = SYNC_YML.replace("  plan: plan", '  plan: "${env:PLAN_FIELD}"')
+    issue = only_issue(make(tmp_path, syncs__users_dot_yml=sync), {**ENV, "PLAN_FIELD": "plan"})
+    assert (issue.file, issue.line) == ("syncs/users.yml", 10), issue
+    assert issue.message == "fields.plan: ${env:PLAN_FIELD} is not read in a sync file", issue
+    assert issue.hint == "environment variables are read in dinsync.yml only: write the value itself", issue
+
+
 def test_duckdb_threads_far_above_any_machine_are_a_config_error(tmp_path):
     yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: warehouse.duckdb\n  threads: 100000")
     issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
