@@ -106,7 +106,14 @@ class _KeysAsText(yaml.SafeLoader):
 
 def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
     """Parse YAML text. Returns (doc, issues); doc is None when the text cannot be parsed."""
-    loader = _KeysAsText(text)
+    try:
+        loader = _KeysAsText(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (NUL, BEL...): checked before parsing
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        code = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return None, [ConfigIssue(f"invalid YAML: the file holds the character {code}, which "
+                                  "YAML does not allow", file, line,
+                                  "delete it (a control character, say, from a copy-paste): YAML files hold text only")]
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

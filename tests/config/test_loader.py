@@ -447,6 +447,22 @@ def test_an_environment_reference_in_a_sync_file_is_refused_not_sent_as_a_field_
     assert issue.hint == "environment variables are read in dinsync.yml only: write the value itself", issue
 
 
+def test_a_control_character_in_a_yaml_file_is_a_located_configuration_error(tmp_path):
+    """A NUL (or another control character YAML refuses, from a bad copy-paste or an editor) in a
+    sync file or dinsync.yml was "error: unexpected error: ReaderError: unacceptable character
+    #x0000", exit 1, naming no file: PyYAML refuses it while setting up its reader, before the
+    parse whose errors are reported at their line."""
+    sync = SYNC_YML.replace("service: users", "service: us\x00ers")
+    yml = PROJECT_YML.replace("region: us", "region: us\x07")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=yml, syncs__users_dot_yml=sync))
+    got = [(i.file, i.line, i.message, i.hint) for i in issues]
+    hint = "delete it (a control character, say, from a copy-paste): YAML files hold text only"
+    assert got == [("dinsync.yml", 9, "invalid YAML: the file holds the character U+0007, which YAML does not allow",
+                    hint),
+                   ("syncs/users.yml", 3, "invalid YAML: the file holds the character U+0000, which YAML does not "
+                                          "allow", hint)], got
+
+
 def test_duckdb_threads_far_above_any_machine_are_a_config_error(tmp_path):
     yml = PROJECT_YML.replace("  path: warehouse.duckdb", "  path: warehouse.duckdb\n  threads: 100000")
     issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
