@@ -148,18 +148,25 @@ def test_key_pair_authentication_is_what_the_connector_receives(monkeypatch):
     assert "PRIVATE KEY" not in str(info.value)  # the key itself is never echoed
 
 
-def test_every_session_commits_each_statement_whatever_the_config_says(monkeypatch):
-    """dinsync holds no transaction between requests on Snowflake (a killed run left it open):
-    each statement must commit on its own, so AUTOCOMMIT is set over `session_parameters`."""
+def refused_logins(monkeypatch) -> dict:
+    """The connector's `connect` replaced by one that keeps the options it was given (returned,
+    updated at each call) and refuses the login, as a wrong password is."""
     import snowflake.connector
 
-    seen = {}
+    seen: dict = {}
 
     def fake_connect(**options):
         seen.update(options)
         raise snowflake.connector.errors.DatabaseError(msg="Incorrect username or password", errno=390100)
 
     monkeypatch.setattr(snowflake.connector, "connect", fake_connect)
+    return seen
+
+
+def test_every_session_commits_each_statement_whatever_the_config_says(monkeypatch):
+    """dinsync holds no transaction between requests on Snowflake (a killed run left it open):
+    each statement must commit on its own, so AUTOCOMMIT is set over `session_parameters`."""
+    seen = refused_logins(monkeypatch)
     with pytest.raises(WarehouseAuthError):
         connect("snowflake", account="a", user="u", password="p",
                 session_parameters={"AUTOCOMMIT": False, "QUERY_TAG": "mine"})
@@ -171,15 +178,7 @@ def test_every_session_pins_the_output_formats_the_diff_reads_as_text(monkeypatc
     user's own output formats (e.g. DATE_OUTPUT_FORMAT = 'DD/MM/YYYY') would make every row look
     changed, so each session sets Snowflake's defaults; the config's `session_parameters` may still
     say otherwise, knowingly."""
-    import snowflake.connector
-
-    seen = {}
-
-    def fake_connect(**options):
-        seen.update(options)
-        raise snowflake.connector.errors.DatabaseError(msg="Incorrect username or password", errno=390100)
-
-    monkeypatch.setattr(snowflake.connector, "connect", fake_connect)
+    seen = refused_logins(monkeypatch)
     with pytest.raises(WarehouseAuthError):
         connect("snowflake", account="a", user="u", password="p")
     params = seen["session_parameters"]
