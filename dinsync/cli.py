@@ -97,6 +97,9 @@ def _version(value: bool) -> None:
 
 # sample counts become a LIMIT in the warehouse's SQL: a count none of them can take is a usage error
 MAX_SAMPLES = 1_000_000_000
+# `serve --recheck-minutes`: at most 3650 days, as a schedule's interval (`inf` or 1e10 passed the
+# option's check and the service failed at its first step: OverflowError, date value out of range)
+MAX_RECHECK_MINUTES = 3650 * 24 * 60
 
 
 def folder(text: str) -> Path:
@@ -481,7 +484,8 @@ def serve(names: Optional[list[str]] = NamesArg,
           select: Optional[list[str]] = SelectOpt,
           exclude: Optional[list[str]] = ExcludeOpt,
           parallel: int = typer.Option(1, min=1, max=64, help="Syncs running at once."),
-          recheck_minutes: float = typer.Option(5.0, min=0.01, help="How often paused syncs are checked again."),
+          recheck_minutes: float = typer.Option(5.0, min=0.01, max=MAX_RECHECK_MINUTES,
+                                                help="How often paused syncs are checked again."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Run the selected syncs on their schedules until SIGTERM / SIGINT / SIGHUP (one log line per run).
 

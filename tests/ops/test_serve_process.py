@@ -229,3 +229,17 @@ def test_serve_starts_while_another_process_holds_the_duckdb_file(project):
     assert proc.returncode == 0, err
     assert "is in use by another process: serve starts and reads the run log once it is free" in err
     assert [json.loads(line)["event"] for line in out.splitlines()][-1] == "stop"
+
+
+@pytest.mark.parametrize("minutes", ["inf", "1e10"])
+def test_a_recheck_interval_no_date_can_reach_is_a_usage_error(project, minutes):
+    """`--recheck-minutes inf` (or 1e10: 19,000 years) passed the option's check, then the service
+    printed its `serve` line and failed at its first step with 'unexpected error: OverflowError'
+    (exit 1), as a broken service would; it is a usage error (exit 2) naming the limit, before
+    anything starts."""
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1h}\n")
+    result = project.cli("serve", "--recheck-minutes", minutes, json_output=False)
+    assert result.exit_code == 2, result.output
+    assert "--recheck-minutes" in result.output and "5256000" in result.output
+    assert "OverflowError" not in result.output and "serve:" not in result.output
