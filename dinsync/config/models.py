@@ -493,6 +493,9 @@ def _fields_as_list(value: Any) -> Any:
     return value
 
 
+_RANDOM_CRON_PART = re.compile(r"^[rR](\(\d+-\d+\))?(/\d+)?$")
+
+
 def _valid_cron(value: str | None) -> str | None:
     if value is None:
         return value
@@ -500,7 +503,11 @@ def _valid_cron(value: str | None) -> str | None:
 
     # croniter also takes a sixth field (seconds) and a seventh (year): `0 6 * * * *` would run
     # every second of 06:00. A schedule is five fields, or a macro such as @daily.
-    if not croniter.is_valid(value) or (len(value.split()) != 5 and not value.strip().startswith("@")):
+    # croniter's `R` is a random value drawn again for each next slot (`R 6 * * *` ran twice one day
+    # and not at all another): no cron has it, like `H`, which croniter refuses without a hash id.
+    random_field = any(_RANDOM_CRON_PART.match(part) for field in value.split() for part in field.split(","))
+    if (not croniter.is_valid(value) or random_field
+            or (len(value.split()) != 5 and not value.strip().startswith("@"))):
         raise ValueError(f"invalid cron expression {value!r} "
                          "(five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
     from croniter import CroniterBadDateError

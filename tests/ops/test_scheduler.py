@@ -145,6 +145,15 @@ def test_a_cron_of_six_or_seven_fields_is_refused(cron):
         Schedule.model_validate(cron)
 
 
+@pytest.mark.parametrize("cron", ["R 6 * * *", "r 6 * * *", "0 R(5-7) * * *", "R/15 * * * *", "0,R 6 * * *"])
+def test_a_random_cron_field_is_refused(cron):
+    """croniter's `R` (a random value, drawn again for every next slot) is no cron: `R 6 * * *` was
+    accepted, and `serve` ran the "daily" sync at 06:44 on Monday then twice on Tuesday (06:40,
+    06:56) or not at all on another day, as each slot drew its minute anew. (`H` was refused.)"""
+    with pytest.raises(ValueError, match="five fields"):
+        Schedule.model_validate(cron)
+
+
 def test_a_time_zone_on_an_interval_is_refused():
     """`{every: 1d, timezone: Europe/Paris}` was accepted and the zone ignored (an interval counts
     from the last run's start): a user expecting a local time of day is told to use cron."""
