@@ -529,7 +529,7 @@ def serve(names: Optional[list[str]] = NamesArg,
             if state.json:
                 terminal.write_json(terminal.json_line(event) + "\n")
             else:
-                out().print(terminal.visible(format_line(event)), markup=False, highlight=False, soft_wrap=True)
+                terminal.write_line(format_line(event))  # (not rich: see write_line)
 
         service = Service(project, scheduled, connect=lambda: connect_existing(project.warehouse, project.root),
                           run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors,

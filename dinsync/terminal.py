@@ -123,6 +123,13 @@ def write_json(text: str) -> None:
     stream.flush()
 
 
+def write_line(text: str) -> None:
+    """One line of text to stdout, redacted, its control characters escaped, without rich (`serve`'s
+    log lines): rich's console turns a write to a closed pipe into SystemExit(1) and drops every
+    later line silently, where `serve` drops the lines, says so once and goes on (an OSError here)."""
+    write_json(redaction.redact(visible(text)) + "\n")
+
+
 def plain_text(value: Any) -> str:
     """The text of a value JSON has no type for (a decimal, a date): a decimal with its digits
     (0.000000000, not str()'s 0E-9; 1E+3 as 1000), bytes (a BLOB, bytea) in base64 as a sync sends

@@ -243,3 +243,37 @@ def test_a_recheck_interval_no_date_can_reach_is_a_usage_error(project, minutes)
     assert result.exit_code == 2, result.output
     assert "--recheck-minutes" in result.output and "5256000" in result.output
     assert "OverflowError" not in result.output and "serve:" not in result.output
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["skips-only", "skips-and-runs"])
+def test_log_lines_to_a_closed_pipe_are_dropped_and_the_service_goes_on(project, running):
+    """`dinsync serve | head -1`: once the reader went away, rich's console (the lines without
+    --json) turned the next line's BrokenPipeError into SystemExit(1): written by the scheduler
+    (a `skip` line) it ended the service with exit 1, without a word on stderr; written by a run
+    (`start`, `end`) it ended that worker's job, and every later line was dropped silently. As with
+    --json, the lines are dropped, stderr says so once, and the syncs keep running."""
+    path = project.root / "syncs" / "iterable_users.yml"
+    (project.root / "syncs" / "paused_users.yml").write_text(path.read_text() + "schedule: {every: 1s}\n")
+    if running:
+        path.write_text(path.read_text() + "schedule: {every: 1s}\n")
+    assert project.cli("pause", "paused_users").exit_code == 0, project.last.output
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "serve"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f" serve: {2 if running else 1} scheduled sync(s)" in proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away: the next line (a skip, a start) finds no reader
+        time.sleep(4)  # a few slots: skipped (paused_users) and run (iterable_users)
+        still_up = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert still_up, (proc.returncode, err)
+    assert proc.returncode == 0, err
+    assert err.count("the service's log lines cannot be written") == 1, err
+    if running:
+        runs = project.sql("select count(*) from dinsync.runs where sync = 'iterable_users'")[0][0]
+        assert runs >= 2, runs
