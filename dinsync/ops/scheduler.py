@@ -139,6 +139,12 @@ class Scheduler:
         with self._mutex:
             self.jobs[name].missed = True
 
+    def defer(self, name: str, due: dt.datetime) -> None:
+        """The next slot of a sync with an interval, counted from a run another process started
+        (`every` counts from the last run's start, whoever started it)."""
+        with self._mutex:
+            self.jobs[name].next_due = as_utc(due)
+
     # --- one step --------------------------------------------------------------------
     @property
     def active(self) -> int:

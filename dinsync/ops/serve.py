@@ -244,7 +244,8 @@ class Service:
 
     def _run_since(self, wh: Any, name: str, slot: dt.datetime) -> str | None:
         """Why this slot needs no run: another process (a second service on the same project, a
-        `dinsync sync` by hand) started a run of the sync at or after it. Without this check, the
+        `dinsync sync` by hand) started a run of the sync at or after it (with an interval: less
+        than one interval before it, which moves the next slot). Without this check, the
         second of two services ran the sync again in the same slot once the first had finished
         (on DuckDB it always did: it waits for the file the first holds, then runs)."""
         from ..state import StateStore
@@ -254,10 +255,26 @@ class Service:
         except Exception:  # (no run log yet, or unreadable: the run reports what is wrong)
             return None
         started = last[0]["started_at"] if last else None
-        if started is None or as_utc(started) < slot:
+        if started is None:
             return None
+        started = as_utc(started)
         with self._lock:
             own = last[0]["run_id"] in self._own_runs
+        every = self.schedules[name].every
+        if started < slot:
+            # An interval counts from the last run's start: a run another process started less than
+            # one interval before this slot (a `dinsync sync` by hand, a second service whose slots
+            # fall a little earlier) covers it, and the next slot is one interval after that run's
+            # start. Before, the service ran the sync again at its own slot (two services on one
+            # project: each once per interval).
+            if own or every is None or started <= slot - dt.timedelta(seconds=float(every)):
+                return None
+            following = started + dt.timedelta(seconds=float(every))
+            if self.scheduler is not None:
+                self.scheduler.defer(name, following)
+            return (f"not started: another process started run {last[0]['run_id']} at {utc_iso(started)}, less than "
+                    f"an interval ({self.schedules[name].describe()}) before this slot; the next one is at "
+                    f"{utc_iso(following)} ({last[0]['status']})")
         # (this service's own run starts after a slot when it waited for the DuckDB file or ran late)
         who = "this service's run" if own else "another process started run"
         return (f"not started: {who} {last[0]['run_id']} {'started ' if own else ''}at {utc_iso(started)}, after "

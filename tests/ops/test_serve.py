@@ -369,6 +369,30 @@ def test_a_slot_another_process_already_ran_is_not_run_again(scheduled):
     assert ops.sql("select count(*) from dinsync.runs") == [(3,)]
 
 
+def test_an_interval_counts_from_a_run_another_process_started_before_the_slot(scheduled):
+    """`every: 15m`: an interval counts from the last run's start (README), but a run another
+    process started shortly before the slot (a `dinsync sync` by hand 5 minutes before it, or a
+    second service whose slots fall a little before this one's) did not count: the service ran the
+    sync again at its own slot, 5 minutes after, and two services on one project each ran it once
+    per interval. Such a run now covers the slot, and the next one is an interval after its start."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    assert kinds(served.at(0)) == ["start", "end"]  # the catch-up run; the next slot in 15 minutes
+    by_hand = (served.clock.t + dt.timedelta(minutes=10)).astimezone(UTC).replace(tzinfo=None)
+    ops.sql("insert into dinsync.runs (run_id, sync, started_at, finished_at, status, full_refresh, tool_version) "
+            f"values ('20990101T000000-0badcafe', 'iterable_users', '{by_hand}', '{by_hand}', 'success', "
+            "false, 'test')")
+    events = served.at(15)  # the slot, 5 minutes after the run by hand
+    assert kinds(events) == ["start", "end"] and events[1]["run"] is None, events
+    assert events[1]["exit_code"] == 0 and "another process started run 20990101T000000-0badcafe" in events[1]["error"]
+    assert ops.sql("select count(*) from dinsync.runs") == [(3,)]  # the sync by hand, ours, theirs: no new run
+    assert served.at(9) == []  # 14 minutes after the run by hand
+    events = served.at(1)  # 15 minutes after it
+    assert kinds(events) == ["start", "end"] and events[1]["run"]["status"] == "success", events
+    assert ops.sql("select count(*) from dinsync.runs") == [(4,)]
+
+
 def test_a_slot_this_services_own_late_run_covered_is_not_blamed_on_another_process(scheduled):
     """A run that waited for the DuckDB file (a `dinsync status`, a dbt build) started after the
     next slot; that slot was rightly not run again, but its `end` said "another process started run
