@@ -234,8 +234,11 @@ class Service:
                     self._told[name] = told
                     if told == "paused":  # (among the pauses as last read until the next read)
                         self._paused_read[name] = "auto"
-            # `error` on every `end` (the run's own here), as on the ends of runs that did not start
-            self.emit("end", sync=name, exit_code=code, run=run, error=(run or {}).get("error"))
+            # `error` on every `end` (the run's own here), as on the ends of runs that did not start;
+            # `run` null for a run never recorded (its lock refused it, a configuration error), as
+            # for the others that did not start
+            self.emit("end", sync=name, exit_code=code, run=run if (run or {}).get("run_id") else None,
+                      error=(run or {}).get("error"))
         except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on
             self.emit("end", sync=name, exit_code=1, run=None,
                       error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))

@@ -393,6 +393,26 @@ def test_an_interval_counts_from_a_run_another_process_started_before_the_slot(s
     assert ops.sql("select count(*) from dinsync.runs") == [(4,)]
 
 
+def test_a_run_the_lock_refused_ends_with_no_run_object(scheduled):
+    """A slot whose run the sync's lock refused (another process's run holds it) is logged `not
+    started (exit 5)`, but its JSON `end` carried a run object (status `failed`, run_id null) where
+    the README says `run` is null when the run did not start and `error` says why: a collector
+    counting the `end` lines with a run counted a failed run that never was."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+    assert kinds(served.at(0)) == ["start", "end"]
+    ops.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) values "
+            "('iterable_users', 'elsewhere-run', 'another-host:4242:1', now()::timestamp, "
+            "now()::timestamp + interval 1 hour, 1, false)")
+    events = served.at(15)
+    assert kinds(events) == ["start", "end"], events
+    end = events[1]
+    assert end["exit_code"] == 5 and "already running" in end["error"], end
+    assert end["run"] is None, end
+    assert format_line(end).split(" ", 1)[1].startswith("end iterable_users not started (exit 5): sync ")
+
+
 def test_a_slot_this_services_own_late_run_covered_is_not_blamed_on_another_process(scheduled):
     """A run that waited for the DuckDB file (a `dinsync status`, a dbt build) started after the
     next slot; that slot was rightly not run again, but its `end` said "another process started run
