@@ -61,7 +61,9 @@ class Service:
         # The run log is read at start-up; when the warehouse could not be read then, at the first
         # connection that works (the slots missed before start-up still run once).
         self._run_log_read = False
-        self._own_runs: set[str] = set()  # run ids this service started (a slot one covered is not another's)
+        # the last run this service started, per sync (a slot it covered is not another's); only the
+        # sync's last run is compared, so only it is kept (every id it started was kept before: a leak)
+        self._own_runs: dict[str, str] = {}
         # the last state told to channels per sync, as last read (an outage's `paused` notice says
         # what it follows: never null, as every notice; "ok" for a sync never told anything)
         self._told: dict[str, str] = {}
@@ -227,7 +229,7 @@ class Service:
             run, code = self.run_one(wh, name, errors)
             if run and run.get("run_id"):
                 with self._lock:
-                    self._own_runs.add(run["run_id"])
+                    self._own_runs[name] = run["run_id"]
             told = operator.after_run(name, run, code, errors[0] if errors else None)
             if told is not None:
                 with self._lock:
@@ -262,7 +264,7 @@ class Service:
             return None
         started = as_utc(started)
         with self._lock:
-            own = last[0]["run_id"] in self._own_runs
+            own = last[0]["run_id"] == self._own_runs.get(name)
         every = self.schedules[name].every
         if started < slot:
             # An interval counts from the last run's start: a run another process started less than

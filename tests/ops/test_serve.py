@@ -432,6 +432,22 @@ def test_a_slot_this_services_own_late_run_covered_is_not_blamed_on_another_proc
     assert ops.sql("select count(*) from dinsync.runs") == [(1,)]
 
 
+def test_the_service_remembers_one_run_of_its_own_per_sync(scheduled):
+    """The service kept the id of every run it started, for as long as it lived (to tell its own
+    late run from another process's): `every: 1s` added 86,400 ids a day, a slow leak in a process
+    meant to run for months. Only a sync's last run is ever compared, so only that one is kept, and
+    a slot its own late run covered is still told apart."""
+    ops = scheduled
+    served = Served(ops)
+    for _ in range(3):
+        served.service.run("iterable_users", served.clock.t)
+    assert len(served.service._own_runs) == 1, served.service._own_runs
+    own = [e for e in served.events if e["event"] == "end"][-1]["run"]
+    slot = dt.datetime.fromisoformat(own["started_at"].replace("Z", "+00:00")) - dt.timedelta(seconds=1)
+    served.service.run("iterable_users", slot)
+    assert f"this service's run {own['run_id']} started at " in served.events[-1]["error"], served.events[-1]
+
+
 def test_a_run_leaves_no_plan_in_a_duckdb_instance_another_run_keeps_open(scheduled):
     """`serve --parallel`: runs overlap, so the process's DuckDB instance stays open from one run
     to the next, and a scratch database attached to it outlived the run that planned in it: every
