@@ -91,6 +91,10 @@ class Operator:
         result = self.recheck(name, state)
         if result.ok:
             return None
+        now = self.states.get(name) if result.finding is None else state
+        if now.paused and now.paused_by == "hand":  # paused by hand while it was checked
+            return Refusal(f"sync {name} is paused (by hand: {now.reason or 'no reason given'}); nothing was sent",
+                           f"`dinsync resume {name}` to resume it, or run it once with --force")
         finding = result.finding
         culprit = finding.culprit if finding else state.culprit
         return Refusal(f"sync {name} is paused by itself ({culprit}: {result.describe()}); nothing was sent",
@@ -189,7 +193,14 @@ class Operator:
         if result.abandoned:
             return result
         if result.ok:
-            self.resume(name, detail="its checks pass again")
+            # the check takes a while (the destination's requests: up to 20 s); a pause by hand made
+            # meanwhile (`dinsync pause` from another shell) is never lifted by a check, and a sync
+            # resumed by hand meanwhile was resumed (and told) already
+            now = self.states.get(name)
+            if now.paused and now.paused_by == "hand":
+                return CheckResult(inconclusive=f"paused by hand meanwhile: {now.reason or 'no reason given'}")
+            if now.auto_paused:
+                self.resume(name, detail="its checks pass again")
         else:
             finding = result.finding
             self.states.checked(name, result.describe(), culprit=finding.culprit if finding else None,

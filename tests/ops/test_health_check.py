@@ -116,3 +116,36 @@ def test_an_abandoned_check_is_not_recorded(ops, monkeypatch):
     assert result.abandoned and seen == [stop]
     assert ops.sql("select paused, checked_at, check_error, culprit, reason from dinsync.sync_state") == before
     assert ops.events() == ["paused"]
+
+
+def test_a_pause_by_hand_made_while_a_check_runs_is_not_lifted_by_it(ops, monkeypatch):
+    """`dinsync pause users --reason "CRM migration"` from another shell while `serve` (or
+    `validate`, or a `dinsync sync` of the sync) checked it again (up to 20 s of the destination's
+    requests): the check passed and resumed the sync, lifting the pause by hand, which no check may
+    lift, and channels heard `resumed`. The pause by hand stays, and a `dinsync sync` is refused
+    as for any sync paused by hand (exit 6)."""
+    from dinsync.operations import connect_warehouse
+    from dinsync.state import StateStore
+    from dinsync.state.syncstate import SyncStates
+
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-key-0000000000")
+    ops.sync()  # paused by itself (credentials)
+    monkeypatch.setenv("ITERABLE_TEST_KEY", TEST_KEY)
+    project = load_project(ops.root)
+
+    def check(project, name, wh, *, destination=True, stop=None):  # another shell pauses it meanwhile
+        SyncStates(StateStore(wh, project.state_schema)).pause(name, by="hand", culprit="hand", reason="CRM migration")
+        return CheckResult()
+
+    wh = connect_warehouse(project.warehouse, project.root)
+    try:
+        operator = Operator(project, wh, Notifier(project.notifications), check=check)
+        result = operator.recheck("iterable_users")
+        state = operator.states.get("iterable_users")
+        refusal = operator.guard("iterable_users")
+    finally:
+        wh.close()
+    assert (state.paused, state.paused_by, state.reason) == (True, "hand", "CRM migration"), state
+    assert not result.ok, result
+    assert "resumed" not in ops.events(), ops.events()
+    assert refusal is not None and refusal.exit_code == 6 and "CRM migration" in refusal.message, refusal
