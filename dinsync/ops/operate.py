@@ -159,6 +159,10 @@ class Operator:
     # --- pause and resume ----------------------------------------------------------------
     def pause(self, name: str, *, by: str, culprit: str, reason: str, run: dict[str, Any] | None = None) -> SyncState:
         before = self.states.get(name)
+        if by == "auto" and before.paused and before.paused_by == "hand":
+            # paused by hand while the run's failure was being diagnosed: that pause stays (an
+            # automatic one in its place would be lifted by the next passing check)
+            return before
         reason = redaction.redact(reason)
         state = self.states.pause(name, by=by, culprit=culprit, reason=reason, run_id=(run or {}).get("run_id"))
         if before.notified_state != "paused" or before.paused_by != by:

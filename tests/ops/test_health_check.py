@@ -149,3 +149,29 @@ def test_a_pause_by_hand_made_while_a_check_runs_is_not_lifted_by_it(ops, monkey
     assert not result.ok, result
     assert "resumed" not in ops.events(), ops.events()
     assert refusal is not None and refusal.exit_code == 6 and "CRM migration" in refusal.message, refusal
+
+
+def test_a_pause_by_hand_made_while_a_failed_run_is_diagnosed_stays_a_pause_by_hand(ops):
+    """A run failed and the check after it found a culprit; meanwhile (the check of the destination
+    takes up to 20 s) someone paused the sync by hand from another shell. The automatic pause was
+    written over it: the pause by hand became `auto`, which the next passing check lifted."""
+    from dinsync.ops.health import Finding
+    from dinsync.operations import connect_warehouse
+    from dinsync.state import StateStore
+    from dinsync.state.syncstate import SyncStates
+
+    ops.sync()
+    project = load_project(ops.root)
+
+    def check(project, name, wh, *, destination=True, stop=None):  # another shell pauses it meanwhile
+        SyncStates(StateStore(wh, project.state_schema)).pause(name, by="hand", culprit="hand", reason="CRM migration")
+        return CheckResult(Finding("column", "column 'plan' is not a column of model customers"))
+
+    wh = connect_warehouse(project.warehouse, project.root)
+    try:
+        operator = Operator(project, wh, Notifier(project.notifications), check=check)
+        operator.after_run("iterable_users", {"run_id": "r1", "status": "failed", "error": "boom"}, 1)
+        state = operator.states.get("iterable_users")
+    finally:
+        wh.close()
+    assert (state.paused, state.paused_by, state.reason) == (True, "hand", "CRM migration"), state
