@@ -41,7 +41,7 @@ from dinsync.errors import DestinationAuthError, DestinationUnreachableError, Di
 from .inflight import InFlight
 from .ratelimit import (COLD_MARGIN, DEFAULT_HEADROOM, STOP_POLL_SECONDS, Clock, MonotonicClock, RateLimiter,
                         shared_pace)
-from .retry import RetryPolicy, parse_retry_after
+from .retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
 
 MAX_REASON_CHARS = 500
 # Requests in a row that used all their attempts while the destination answered nothing (no
@@ -266,6 +266,8 @@ class HttpSender:
                 reason = (f"{reason}; the destination asked to wait {wait} (Retry-After), longer than a run "
                           f"waits ({self.policy.max_retry_after:g} s)")
                 self._closed = self._closed or self.redact(reason)
+                if math.isfinite(hint):  # the later runs of this process (`serve`'s next ticks) wait too
+                    ep.limiter.penalize(hint)
                 reason += ": sent by the next run"
                 unanswered = False
                 break
@@ -368,10 +370,11 @@ class HttpSender:
         if self._session is None:
             raise RuntimeError("HttpSender used outside `async with`")
         self._stop_if_refused_or_down()
+        self._close_if_paused_long(ep)
         async with ep.in_flight:  # concurrency first: a rate slot is only taken to be used now
             # (the check inside the limiter's wait: a task around every acquire delayed each start by
             # a few loop turns, and a strict per-second window saw them bunched: 429s of ours)
-            slot = await ep.limiter.acquire(check=self._raise_if_stopped if self.stop is not None else None)
+            slot = await ep.limiter.acquire(check=lambda: self._check_wait(ep))
             self._stop_if_refused_or_down()
             if self.stop is not None and self.stop():  # a signal came while it waited for its slot
                 raise SendingStopped()
@@ -421,6 +424,25 @@ class HttpSender:
             if not task.done():  # stopped, or this request cancelled: its wait goes with it
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    def _check_wait(self, ep: _Endpoint) -> None:
+        self._raise_if_stopped()
+        self._close_if_paused_long(ep)
+
+    def _close_if_paused_long(self, ep: _Endpoint) -> None:
+        """An endpoint paused longer than a run waits (a Retry-After of 10 minutes answered to an
+        earlier run of this process, or to another run sending to the same token): nothing is sent
+        before the server's time; the run stops as the run that was told does."""
+        # (against what a run waits, also for the health check's short policy: a pause of seconds,
+        # an everyday 429's, is waited for as before, within the check's own time)
+        most = max(self.policy.max_retry_after, MAX_RETRY_AFTER)
+        left = ep.limiter.paused_until - ep.limiter.clock.now()
+        if left > most and self._closed is None:
+            self._closed = self.redact(
+                f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier request "
+                f"of this process), longer than a run waits ({most:g} s)")
+        if left > most:
+            self._stop_if_refused_or_down()
 
     def _raise_if_stopped(self) -> None:
         if self.stop is not None and self.stop():

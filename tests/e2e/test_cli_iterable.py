@@ -550,6 +550,16 @@ def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project):
     assert data["exit_code"] == 1 and run["status"] == "failed" and run["acknowledged"] == 0, run
     assert "asked to wait 3600 s (Retry-After)" in run["error"] and time.monotonic() - started < 60
     assert project.sandbox.stats()["requests"] == 1 and project.snapshot_keys() == set()
+    # a later run of the same process (`serve`'s next tick) does not ask before the server's time
+    soon = project.sync()["runs"][0]
+    assert soon["status"] == "failed" and "more (Retry-After" in soon["error"], soon
+    assert project.sandbox.stats()["requests"] == 1
+    import gc
+
+    from dinsync.sender import ratelimit
+
+    ratelimit._KEPT.clear()  # the next `dinsync sync` is a process of its own: it knows no such wait
+    gc.collect()  # (the first runs' limiters, in reference cycles, held the pace)
     again = project.sync()["runs"][0]
     assert again["status"] == "success" and again["acknowledged"] == 20, again
 

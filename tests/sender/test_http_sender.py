@@ -369,6 +369,43 @@ def test_a_retry_after_longer_than_a_run_waits_is_not_cut_short(status, retry_af
     assert SECRET not in err.message and err.hint
 
 
+def test_a_retry_after_longer_than_a_run_waits_holds_for_the_next_runs_of_the_process():
+    """`dinsync serve` with `every: 1m` (or a `dinsync sync` of several syncs to one token): a
+    platform answering 429 with Retry-After: 600 failed that run's rows, as it should, and the next
+    run, a minute later in the same process, asked again at once, and again every minute, against
+    the server's word. The wait now holds for the process's later runs too: they send nothing
+    before the server's time (each fails at once, saying why), and the first one after it asks."""
+    from dinsync.sender.ratelimit import FakeClock
+
+    async def handler(request, hit):
+        if hit.n == 0:
+            return web.Response(status=429, text="come back later", headers={"Retry-After": "600"})
+        return web.json_response({})
+
+    clock = FakeClock()
+
+    async def main():
+        async with Server(handler) as srv:
+            async with HttpSender(destination(srv), clock=clock) as s:
+                (first,) = await s.send(batch(["a"]))
+            await clock.sleep(60)  # the next tick of the service
+            async with HttpSender(destination(srv), clock=clock) as s:
+                with pytest.raises(DestinationUnreachableError) as err:
+                    await s.send(batch(["a"]))
+            hits_before = len(srv.hits)
+            await clock.sleep(541)  # past the server's 600 s
+            async with HttpSender(destination(srv), clock=clock) as s:
+                (later,) = await s.send(batch(["a"]))
+            return srv, first, err.value, hits_before, later
+
+    srv, first, err, hits_before, later = run(main())
+    assert first.status == "failed" and "longer than a run waits" in first.reason, first
+    assert hits_before == 1, srv.hits  # the run a minute later did not ask
+    assert "Retry-After" in err.message and "sent by the next run" in err.message, err.message
+    assert SECRET not in err.message
+    assert later.status == "ok" and len(srv.hits) == 2
+
+
 def test_5xx_then_success():
     async def handler(request, hit):
         if hit.n < 2:
