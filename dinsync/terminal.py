@@ -50,7 +50,9 @@ _consoles: dict[str, "Console"] = {}
 def reset() -> None:
     """Forget the consoles: the next ones bind to sys.stdout / sys.stderr as they are now
     (called once per command invocation; test runners swap the streams)."""
+    global KEEP_GOING_ON_BROKEN_PIPE
     _consoles.clear()
+    KEEP_GOING_ON_BROKEN_PIPE = False
 
 
 def _console(name: str) -> "Console":
@@ -64,6 +66,9 @@ def _console(name: str) -> "Console":
 
 
 _RedactingConsole: Any = None
+# `serve` sets it: a console whose stream is a closed pipe drops what follows instead of rich's
+# SystemExit(1), which, raised inside a run writing a note, interrupted the run (recorded failed)
+KEEP_GOING_ON_BROKEN_PIPE = False
 
 
 def _redacting_console() -> Any:
@@ -85,6 +90,12 @@ def _redacting_console() -> Any:
                         and all(isinstance(o, str) for o in objects)):
                     kwargs["soft_wrap"] = True
                 super().print(*objects, **kwargs)
+
+            def on_broken_pipe(self) -> None:
+                if KEEP_GOING_ON_BROKEN_PIPE:  # (`serve`: its lines and notes are dropped, the runs go on)
+                    self.quiet = True
+                    return
+                super().on_broken_pipe()
 
         _RedactingConsole = RedactingConsole
     return _RedactingConsole

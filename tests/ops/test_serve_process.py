@@ -277,3 +277,30 @@ def test_log_lines_to_a_closed_pipe_are_dropped_and_the_service_goes_on(project,
     if running:
         runs = project.sql("select count(*) from dinsync.runs where sync = 'iterable_users'")[0][0]
         assert runs >= 2, runs
+
+
+def test_notes_to_a_closed_stderr_do_not_interrupt_the_runs(project):
+    """`dinsync serve 2>&1 | logger` once the reader went away: a run's note on stderr (a row
+    without a key, skipped) met the broken pipe, which rich turns into SystemExit(1): the run was
+    interrupted there and recorded `failed` ("interrupted (SystemExit)"), its rows undelivered.
+    Notes that cannot be written are dropped; the runs go on."""
+    project.sql("insert into main.customers values (999, NULL, 'u-999', 'No key', 'free', 1.0)")
+    path = project.root / "syncs" / "iterable_users.yml"
+    path.write_text(path.read_text() + "schedule: {every: 1s}\n")
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "serve"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert " serve: 1 scheduled sync(s)" in proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away: the runs' notes and lines find no reader
+        time.sleep(4)
+        still_up = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert still_up and proc.returncode == 0, proc.returncode
+    runs = project.sql("select status, error from dinsync.runs")
+    assert not [r for r in runs if r[0] == "failed"], runs
+    assert sum(1 for r in runs if r[0] == "success") >= 2, runs
