@@ -958,6 +958,26 @@ def test_sftp_wrong_directory_is_a_clear_error(make_project):
     assert p.snapshot() == set()
 
 
+def test_sftp_server_out_of_reach_leaves_validate_unchecked_not_a_config_error(make_project):
+    """An SFTP server that cannot be reached (refused, reset, timed out, after the retries) is an
+    outage like an API that cannot be reached: `validate` exits 1 (try again), not 3 (a file to
+    fix), as the README says of a platform its pre-flight check cannot reach."""
+    import socket
+
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(2)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    (p.root / "dinsync.yml").write_text((p.root / "dinsync.yml").read_text().replace(
+        f"port: {p.sandbox.sftp_port}", f"port: {closed}"))
+    checked = p.cli("validate")
+    assert checked.exit_code == 1, (checked.exit_code, checked.stdout)
+    assert f"127.0.0.1:{closed}" in checked.stdout and "check sftp.host and sftp.port" in checked.stdout
+    assert SFTP_PASSWORD not in checked.stdout + checked.stderr
+
+
 def test_plan_samples_are_the_texts_splio_receives_and_its_rejections(make_project):
     """Splio receives every value as text in its own forms (`2024-02-01 10:00:00` for a datetime,
     `0033612345601` for a cellphone in files) and refuses some values client-side (over 255

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ...errors import DestinationAuthError, DinsyncError
+from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...lazy_imports import asyncssh_module
 from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
@@ -353,9 +353,10 @@ class SftpTransport:
 
         try:
             await self._with_client(run, f"finding {self.settings.directory} and {self.settings.reports_directory}")
-        except ConnectionError as exc:
-            raise DinsyncError(f"Splio SFTP: {exc}", hint="check sftp.host and sftp.port, and that the server "
-                               "accepts connections from this machine") from None
+        except ConnectionError as exc:  # refused, reset or timed out after the retries: an outage (or a
+            # wrong host or port) that `validate` reports as unchecked, exit 1, as an API it cannot reach
+            raise DestinationUnreachableError(f"Splio SFTP: {exc}", hint="check sftp.host and sftp.port, and that "
+                                              "the server accepts connections from this machine") from None
 
     # --- file names -----------------------------------------------------------------------
     def _file_name(self) -> str:
