@@ -662,3 +662,28 @@ def test_plan_samples_show_attentives_forms_and_its_client_side_refusals(make_at
     run = p.run()
     assert (run["acknowledged"], run["rejected"]) == (19, 1), run
     assert p.rejections()["subscriber2@example.com"][1] == refused["reason"]
+
+
+def test_plan_samples_show_a_null_standard_field_with_a_check_as_null(make_attentive):
+    """A NULL is not sent (Attentive: "avoid sending null values"), and `plan` shows it as null:
+    the fields with a check (country, region, latitude) showed `country="NULL"` and
+    `latitude="null"`, texts the sync never sends."""
+    import json
+
+    p = make_attentive(seeded=4)
+    p.sql("alter table main.customers add column country varchar")
+    p.sql("alter table main.customers add column region varchar")
+    p.sql("alter table main.customers add column lat double")
+    p.sql("update main.customers set country = case when id = 2 then null else 'us' end, "
+          "region = case when id = 2 then null else 'us-ca' end, lat = case when id = 2 then null else 40.5 end")
+    p.write(fields=("first_name: firstName", "country: country", "region: region", "lat: latitude"))
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    assert rows["subscriber1@example.com"]["fields"] == {"firstName": "Name 1", "country": "US", "region": "US-CA",
+                                                         "latitude": "40.5"}
+    two = rows["subscriber2@example.com"]
+    assert two["fields"] == {"firstName": "Name 2", "country": None, "region": None, "latitude": None}, two
+    assert two["rejected"] == []
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (4, 0), run

@@ -64,9 +64,11 @@ def checked(check: str, text: pl.Expr, label: str) -> tuple[pl.Expr, pl.Expr, pl
 
 
 def sent_values(sync: SyncSpec) -> list[pl.Expr]:
-    """`_t{n}` of the standard fields with a check, as sent (for `dinsync plan`'s samples)."""
+    """`_t{n}` of the standard fields with a check, as sent (for `dinsync plan`'s samples); a NULL
+    stays null (never sent: the checks would show it as the text `"null"`, or `"NULL"` upper-cased)."""
     custom = sync.custom or [False] * len(sync.fields)
-    return [checked(STANDARD_FIELDS[name].check, pl.col(f"_t{n}"), f'field "{name}"')[0].alias(f"_t{n}")
+    return [pl.when(pl.col(f"_t{n}") == "null").then(pl.col(f"_t{n}")).otherwise(
+                checked(STANDARD_FIELDS[name].check, pl.col(f"_t{n}"), f'field "{name}"')[0]).alias(f"_t{n}")
             for n, (name, is_custom) in enumerate(zip(sync.fields, custom))
             if not is_custom and STANDARD_FIELDS[name].check is not None]
 
