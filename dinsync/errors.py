@@ -61,6 +61,11 @@ class ConfigError(DinsyncError):
             f"{len(issues)} configuration error(s):\n" + "\n".join("  - " + i.format() for i in issues)
         )
 
+    def __reduce__(self):
+        # (pickled by process pools, Celery, Ray: the default calls __init__(message), which took
+        # the message for the list of issues)
+        return type(self), (self.issues,), self.__dict__
+
 
 def env_setting_error(name: str, kind: str, value: str, default: float | None) -> ConfigError:
     """A DINSYNC_* tuning variable holding what it cannot: `kind` says what it must be ("a

@@ -412,6 +412,20 @@ def test_sync_failed_survives_pickling(project):
     assert copy.result == result and str(copy) == str(failed.value)
 
 
+def test_config_error_survives_pickling(tmp_path):
+    """A process pool, Celery or Ray pickles the ConfigError a task raised: unpickling called
+    ConfigError(message), which took the message for the list of issues: "190 configuration
+    error(s):" followed by one "issue" per character of the original text."""
+    import pickle
+
+    (tmp_path / "dinsync.yml").write_text("version: 2\n")
+    with pytest.raises(dinsync.ConfigError) as exc:
+        dinsync.load_project(tmp_path)
+    copy = pickle.loads(pickle.dumps(exc.value))
+    assert str(copy) == str(exc.value) and copy.args == exc.value.args
+    assert (copy.issues, copy.message, copy.exit_code) == (exc.value.issues, exc.value.message, 3)
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
