@@ -246,6 +246,30 @@ def _debug_traceback(notes: list[str], exc: BaseException) -> None:
         notes.append(redaction.redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))) or "")
 
 
+_forked_with_polars = False  # this process was forked from one that had imported Polars
+
+
+def _after_fork_in_child() -> None:
+    global _forked_with_polars
+    _forked_with_polars = "polars" in sys.modules
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _not_in_a_child_forked_after_polars() -> None:
+    """Polars' thread pool does not survive a fork: a sync or plan in a process forked (Celery's
+    prefork pool, Airflow's LocalExecutor, multiprocessing's default on Linux) after Polars was
+    used in its parent hung in Polars for ever, holding the sync's lock. RuntimeError instead,
+    before anything runs."""
+    if _forked_with_polars:
+        raise RuntimeError("this process was forked after Polars was loaded in its parent (e.g. by a dinsync "
+                           "sync or plan there), and Polars cannot run in such a child (it hangs): start the "
+                           "worker processes with the 'spawn' or 'forkserver' method "
+                           "(multiprocessing.set_start_method('spawn')), or make the call in the parent")
+
+
 def _off_the_event_loop(method):
     """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
     from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
@@ -405,6 +429,7 @@ class Project:
     def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
+        _not_in_a_child_forked_after_polars()
         _at_least(0, samples=samples)
         _flags(full_refresh=full_refresh)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
@@ -429,6 +454,7 @@ class Project:
         `stop`: a `dinsync.engine.StopToken`; `stop.request()` (e.g. from the orchestrator's
         kill handler) stops gracefully like SIGTERM does on the command line. `progress(sync,
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
+        _not_in_a_child_forked_after_polars()
         from .engine.stop import StopToken
         from .operations import make_operator, run_syncs, sync_exit_code
 

@@ -426,6 +426,38 @@ def test_config_error_survives_pickling(tmp_path):
     assert (copy.issues, copy.message, copy.exit_code) == (exc.value.issues, exc.value.message, 3)
 
 
+def _sync_in_a_child(root, answers):
+    try:
+        dinsync.load_project(root).sync()
+        answers.put(("returned", ""))
+    except BaseException as exc:  # noqa: BLE001 - the test reads what the child saw
+        answers.put((type(exc).__name__, str(exc)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_sync_in_a_process_forked_after_polars_was_used_is_refused_not_hung(project):
+    """Celery's prefork pool, Airflow's LocalExecutor, multiprocessing's default on Linux fork
+    the worker: Polars' thread pool does not survive a fork, and a sync in a child forked after a
+    sync in the parent hung in Polars for ever, holding its sync's lock (its heartbeat went on)."""
+    import multiprocessing
+
+    api = dinsync.load_project(project.root)
+    assert api.plan().plans[0].added == 20  # Polars used in this process
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_sync_in_a_child, args=(project.root, answers))
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung, "the sync in the forked child hung"
+    kind, message = answers.get(timeout=5)
+    assert kind == "RuntimeError" and "spawn" in message, (kind, message)
+    assert api.sync().runs[0].acknowledged == 20  # the parent's next sync: nothing was sent nor locked
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
