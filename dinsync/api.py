@@ -205,6 +205,22 @@ def _not_from_a_callback_of_another_thread() -> None:
     WORKING_DIR_LOCK.release()
 
 
+_runs_going = 0  # runs of a sync() under way in this process (their engines alive): see _not_during_a_run
+
+
+def _not_during_a_run(call: str) -> None:
+    """A sync() or plan() from a progress callback, in the thread that holds the running call's
+    lock, would plan a sync beside a run whose engine is alive: on DuckDB both plan in the same
+    scratch database of that sync, and the inner call's end detached it under the outer run,
+    which failed. RuntimeError instead; on_run (called between runs) may make such calls."""
+    from .operations import WORKING_DIR_LOCK
+
+    with WORKING_DIR_LOCK:  # (another thread's call waits for the running one, as before)
+        if _runs_going:
+            raise RuntimeError(f"{call}() from a progress callback while a sync() run is going would disturb "
+                               "that run: make it from on_run (between runs) or after sync() returns")
+
+
 def _guarded(callback: Callable | None, name: str, notes: list[str]) -> Callable | None:
     """The caller's callback, kept from failing the syncs: an exception it raises (a bug or an outage
     of the orchestrator's own monitoring) is told in the result's `notes` and the callback is not
@@ -430,6 +446,7 @@ class Project:
              samples: int = 3) -> PlanResult:
         """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
         _not_in_a_child_forked_after_polars()
+        _not_during_a_run("plan")
         _at_least(0, samples=samples)
         _flags(full_refresh=full_refresh)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
@@ -455,6 +472,7 @@ class Project:
         kill handler) stops gracefully like SIGTERM does on the command line. `progress(sync,
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
         _not_in_a_child_forked_after_polars()
+        _not_during_a_run("sync")
         from .engine.stop import StopToken
         from .operations import make_operator, run_syncs, sync_exit_code
 
@@ -474,7 +492,12 @@ class Project:
                 if progress:
                     progress(name, event, data)
 
-            yield on_event
+            global _runs_going
+            _runs_going += 1  # (under the call's lock, as every change of it)
+            try:
+                yield on_event
+            finally:
+                _runs_going -= 1
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)

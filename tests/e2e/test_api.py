@@ -458,6 +458,29 @@ def test_a_sync_in_a_process_forked_after_polars_was_used_is_refused_not_hung(pr
     assert api.sync().runs[0].acknowledged == 20  # the parent's next sync: nothing was sent nor locked
 
 
+def test_a_sync_from_a_progress_callback_does_not_break_the_running_one(project):
+    """A sync or plan of the same sync called from a progress callback while its run was going
+    (the callback runs in the calling thread, which holds the call's lock): the inner call found
+    the sync's lock busy, but on its way out detached the DuckDB scratch database the outer run
+    was planning in, and the outer run failed ("Schema ... does not exist")."""
+    api = dinsync.load_project(project.root)
+    inner = []
+
+    def progress(sync, event, data):
+        if event == "plan" and not inner:
+            for call in (api.sync, api.plan):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    inner.append(str(exc))
+
+    result = api.sync(progress=progress)
+    run, = result.runs
+    assert (run.status, run.acknowledged, run.error) == ("success", 20, None)
+    assert len(inner) == 2 and all("on_run" in message for message in inner), inner
+    assert api.status().runs[0].status == "success" and api.sync(on_run=lambda run: api.plan()).ok
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
