@@ -286,6 +286,9 @@ def _not_in_a_child_forked_after_polars() -> None:
                            "(multiprocessing.set_start_method('spawn')), or make the call in the parent")
 
 
+_calls = threading.local()  # depth: API calls under way in this thread (a callback's call nests)
+
+
 def _off_the_event_loop(method):
     """Run the call in a helper thread when the calling thread runs an asyncio event loop (a call
     from a coroutine: an async orchestrator, a web handler): the sender and the notifier run their
@@ -299,15 +302,24 @@ def _off_the_event_loop(method):
         with _keeping_sigint():
             return in_the_right_thread(self, *args, **kwargs)
 
+    def marked(*args: Any, **kwargs: Any):
+        _calls.depth = getattr(_calls, "depth", 0) + 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _calls.depth -= 1
+
     def in_the_right_thread(self, *args: Any, **kwargs: Any):
         asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
-        if asyncio is None:
-            return method(self, *args, **kwargs)
+        if asyncio is None or getattr(_calls, "depth", 0):
+            # (a call from a callback of this thread's running call, e.g. inside the sender's
+            # event loop: a helper thread would wait for ever for the lock this thread holds)
+            return marked(self, *args, **kwargs)
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # no running loop in this thread (the call's own RuntimeError is not this)
             with _keeping_event_loop(asyncio):
-                return method(self, *args, **kwargs)
+                return marked(self, *args, **kwargs)
         import concurrent.futures
 
         stop = None
@@ -316,7 +328,7 @@ def _off_the_event_loop(method):
 
             stop = kwargs["stop"] = kwargs.get("stop") or StopToken()
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
-            done = helper.submit(method, self, *args, **kwargs)
+            done = helper.submit(marked, self, *args, **kwargs)
             try:
                 while not done.done():  # in short waits: after `import polars` a signal no longer ends a long one
                     concurrent.futures.wait([done], timeout=0.2)

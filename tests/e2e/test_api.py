@@ -481,6 +481,27 @@ def test_a_sync_from_a_progress_callback_does_not_break_the_running_one(project)
     assert api.status().runs[0].status == "success" and api.sync(on_run=lambda run: api.plan()).ok
 
 
+def test_a_status_from_a_callback_inside_the_senders_event_loop_does_not_hang(project):
+    """`send` and `sent` events are handed to the progress callback from inside the sender's
+    event loop: a status() there took the loop for the caller's and waited in a helper thread for
+    the call's lock, which its own thread held: it hung for ever, the sync's lock beating on."""
+    api = dinsync.load_project(project.root)
+    seen = []
+
+    def progress(sync, event, data):
+        if event in ("send", "sent") and len(seen) < 2:
+            seen.append((event, [run.status for run in api.status(limit=1).runs], api.check().exit_code))
+
+    outcome = []
+    caller = threading.Thread(target=lambda: outcome.append(api.sync(progress=progress)), daemon=True)
+    caller.start()
+    caller.join(60)
+    assert not caller.is_alive(), "the call hung"
+    run, = outcome[0].runs
+    assert (run.status, run.acknowledged) == ("success", 20) and outcome[0].notes == []
+    assert seen == [("send", ["running"], 0), ("sent", ["running"], 0)]
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
