@@ -262,12 +262,15 @@ def _debug_traceback(notes: list[str], exc: BaseException) -> None:
         notes.append(redaction.redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))) or "")
 
 
-_forked_with_polars = False  # this process was forked from one that had imported Polars
+_used_polars = False  # a sync() or plan() ran in this process: Polars' thread pool is up
+_forked_with_polars = False  # this process was forked from one where _used_polars was True
 
 
 def _after_fork_in_child() -> None:
+    # (a parent that only imported Polars, e.g. a Celery app's task module, forks safely: its
+    # thread pool starts on first use)
     global _forked_with_polars
-    _forked_with_polars = "polars" in sys.modules
+    _forked_with_polars = _used_polars
 
 
 if hasattr(os, "register_at_fork"):
@@ -276,14 +279,16 @@ if hasattr(os, "register_at_fork"):
 
 def _not_in_a_child_forked_after_polars() -> None:
     """Polars' thread pool does not survive a fork: a sync or plan in a process forked (Celery's
-    prefork pool, Airflow's LocalExecutor, multiprocessing's default on Linux) after Polars was
-    used in its parent hung in Polars for ever, holding the sync's lock. RuntimeError instead,
+    prefork pool, Airflow's LocalExecutor, multiprocessing's default on Linux) after a sync or
+    plan in its parent hung in Polars for ever, holding the sync's lock. RuntimeError instead,
     before anything runs."""
+    global _used_polars
     if _forked_with_polars:
-        raise RuntimeError("this process was forked after Polars was loaded in its parent (e.g. by a dinsync "
-                           "sync or plan there), and Polars cannot run in such a child (it hangs): start the "
-                           "worker processes with the 'spawn' or 'forkserver' method "
-                           "(multiprocessing.set_start_method('spawn')), or make the call in the parent")
+        raise RuntimeError("this process was forked after a dinsync sync() or plan() ran in its parent, and "
+                           "Polars cannot run in such a child (it hangs): start the worker processes with the "
+                           "'spawn' or 'forkserver' method (multiprocessing.set_start_method('spawn')), or make "
+                           "the call in the parent")
+    _used_polars = True
 
 
 _calls = threading.local()  # depth: API calls under way in this thread (a callback's call nests)

@@ -502,6 +502,29 @@ def test_a_status_from_a_callback_inside_the_senders_event_loop_does_not_hang(pr
     assert seen == [("send", ["running"], 0), ("sent", ["running"], 0)]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_of_a_host_that_only_imported_polars_may_plan(project):
+    """Polars' thread pool starts on first use: a host that imported Polars (a Celery app's task
+    module) and forks its workers before any sync or plan is not refused."""
+    code = f"""if True:
+        import multiprocessing, polars, dinsync
+        project = dinsync.load_project({str(project.root)!r})
+        def child(answers):
+            try:
+                answers.put(project.plan(samples=0).plans[0].added)
+            except BaseException as exc:
+                answers.put(repr(exc))
+        context = multiprocessing.get_context("fork")
+        answers = context.Queue()
+        process = context.Process(target=child, args=(answers,))
+        process.start()
+        print(answers.get(timeout=60))
+        process.join(10)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "20", (out.stdout, out.stderr[-2000:])
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
