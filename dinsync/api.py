@@ -565,7 +565,12 @@ def load_project(path: str | Path = ".") -> Project:
 
     with WORKING_DIR_LOCK:  # a relative path is the caller's, not that of another thread's call
         # (absolute, a symlink kept: each call follows it to the release a deployment switched it to)
-        root = Path(os.path.abspath(path))
+        try:
+            root = Path(os.path.abspath(path))
+        except FileNotFoundError:  # relative to a working directory that was removed
+            raise ConfigError([ConfigIssue(f"project folder {os.fspath(path)!r} is relative to the working "
+                                           "directory, which was removed",
+                                           hint="pass load_project() the project folder's absolute path")]) from None
     if not (root / "dinsync.yml").is_file():
         from .operations import no_project_hint
 

@@ -31,12 +31,23 @@ def working_dir(root: Path) -> Iterator[Path]:
     """Run with the project folder as working directory (model SQL may read relative files). A
     call from another thread waits until the running one is done (and has moved back)."""
     with WORKING_DIR_LOCK:
-        previous = os.getcwd()
-        os.chdir(root)
+        previous, handle = None, None
         try:
-            yield root
+            previous = os.getcwd()
+        except FileNotFoundError:  # the process's working directory was removed (a long-lived worker
+            handle = os.open(".", os.O_RDONLY)  # after a deployment): moved back to all the same
+        try:
+            os.chdir(root)
+            try:
+                yield root
+            finally:
+                if previous is not None:
+                    os.chdir(previous)
+                else:
+                    os.fchdir(handle)
         finally:
-            os.chdir(previous)
+            if handle is not None:
+                os.close(handle)
 
 
 def load(check_models: bool = True, root: Path | None = None,

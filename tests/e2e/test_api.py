@@ -525,6 +525,23 @@ def test_a_child_of_a_host_that_only_imported_polars_may_plan(project):
     assert out.stdout.strip() == "20", (out.stdout, out.stderr[-2000:])
 
 
+def test_calls_work_when_the_hosts_working_directory_was_removed(project, tmp_path, monkeypatch):
+    """A long-lived worker whose working directory was deleted (a deployment replacing its release
+    folder, a cleaned temporary folder): every call, with an absolute project path, raised a bare
+    FileNotFoundError from reading the working directory it moves back to afterwards."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    api = dinsync.load_project(project.root)
+    assert api.sync().runs[0].acknowledged == 20 and api.status().runs[0].status == "success"
+    with pytest.raises(FileNotFoundError):
+        os.getcwd()  # back where the host was
+    with pytest.raises(dinsync.ConfigError) as exc:
+        dinsync.load_project("relative/path")
+    assert "absolute" in exc.value.issues[0].hint
+
+
 def test_the_debug_traceback_a_failed_runs_hint_offers_is_in_the_notes(project, monkeypatch):
     """A run that failed on an unexpected error says "set DINSYNC_DEBUG=1 for a traceback"; the CLI
     then prints it on stderr, the API gave it nowhere (no `on_exception`): the hint led nowhere."""
