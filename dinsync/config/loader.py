@@ -13,7 +13,7 @@ import fnmatch
 import os
 import re
 from pathlib import Path
-from typing import Any, Collection, Container, Iterable, Mapping
+from typing import Any, Collection, Container, Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -91,6 +91,18 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _texts(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Every string of a parsed YAML document, with its key path (keys and list indexes)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _texts(item, path + (index,))
+    elif isinstance(value, str):
+        yield path, value
+
+
 class _Loader:
     """State of one load: the issues found so far and what each file declared."""
 
@@ -161,21 +173,13 @@ class _Loader:
         """A URL written in the file with a password in it (`base_url: https://api:pw@host`, a
         webhook's `url`) is a credential written in the file, as an `api_key` would be. (A
         PostgreSQL `dsn` has its own issue, see load_warehouse.)"""
-        def walk(value: Any, path: tuple) -> None:
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    walk(item, path + (key,))
-            elif isinstance(value, list):
-                for i, item in enumerate(value):
-                    walk(item, path + (i,))
-            elif (isinstance(value, str) and path not in doc.env_paths and path != ("warehouse", "dsn")
-                  and _URL_PASSWORD.match(value)):
+        for path, value in _texts(data):
+            if path not in doc.env_paths and path != ("warehouse", "dsn") and _URL_PASSWORD.match(value):
                 label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
                 self.issues.append(doc.issue(path, f"{label} holds a password (user:password@) written in the file",
                                              "write the URL as ${env:NAME} (or its password as "
                                              f"https://user:${{env:NAME}}@...) and export NAME; secrets never live "
                                              f"in {doc.file}"))
-        walk(data, ())
 
     def load_notifications(self, doc: YamlDoc, raw: Any) -> None:
         """`notifications:` channels, each validated by its type's model; a channel's credential (a
@@ -622,21 +626,12 @@ class _Loader:
     def _check_no_env_refs(self, doc: YamlDoc) -> None:
         """`${env:NAME}` is substituted in dinsync.yml only: in a sync file it was taken as written (a
         field named `${env:PLAN_FIELD}` went to the platform, which may create it)."""
-        def walk(value: Any, path: tuple) -> None:
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    walk(item, path + (key,))
-            elif isinstance(value, list):
-                for index, item in enumerate(value):
-                    walk(item, path + (index,))
-            elif isinstance(value, str):
-                ref = next((m for m in ENV_REF.finditer(value) if not m.group(1)), None)
-                if ref is not None:
-                    self.issues.append(doc.issue(path, f"{_show_path(path)}: {ref.group(0)} is not read in a "
-                                                 "sync file", "environment variables are read in dinsync.yml only: "
-                                                 "write the value itself"))
-
-        walk(doc.data, ())
+        for path, value in _texts(doc.data):
+            ref = next((m for m in ENV_REF.finditer(value) if not m.group(1)), None)
+            if ref is not None:
+                self.issues.append(doc.issue(path, f"{_show_path(path)}: {ref.group(0)} is not read in a "
+                                             "sync file", "environment variables are read in dinsync.yml only: "
+                                             "write the value itself"))
 
     def _check_references(self, doc: YamlDoc) -> None:
         """Cross-file checks on the raw sync data (so they run even when other keys are invalid)."""
