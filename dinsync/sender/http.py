@@ -437,11 +437,11 @@ class HttpSender:
         # an everyday 429's, is waited for as before, within the check's own time)
         most = max(self.policy.max_retry_after, MAX_RETRY_AFTER)
         left = ep.limiter.paused_until - ep.limiter.clock.now()
-        if left > most and self._closed is None:
-            self._closed = self.redact(
-                f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier request "
-                f"of this process), longer than a run waits ({most:g} s)")
         if left > most:
+            if self._closed is None:
+                self._closed = self.redact(
+                    f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier request "
+                    f"of this process), longer than a run waits ({most:g} s)")
             self._stop_if_refused_or_down()
 
     def _raise_if_stopped(self) -> None:
