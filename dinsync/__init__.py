@@ -13,21 +13,19 @@ aiohttp, sqlglot, the warehouse drivers) only by the calls that need them.
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402  (light: no third-party import)
-    ConfigError,
-    ConfigIssue,
-    DestinationAuthError,
-    DinsyncError,
-    DuplicateKeysError,
-    ExitCode,
-    LockBusyError,
-)
-
+# The errors too are imported on first use: the console script imports this package before it
+# can handle a Ctrl-C (`dinsync.entry`), so the package itself imports nothing.
+_ERRORS = ("ConfigError", "ConfigIssue", "DestinationAuthError", "DinsyncError", "DuplicateKeysError", "ExitCode",
+           "LockBusyError")
 _API = ("CheckResult", "KeyCheck", "ModelCheck", "PlanResult", "Project", "Run", "StatusResult", "SyncFailed",
         "SyncPlan", "SyncResult", "load_project")
 
 
 def __getattr__(name: str):
+    if name in _ERRORS:
+        from . import errors
+
+        return getattr(errors, name)
     if name in _API:
         from . import api
 
@@ -39,5 +37,4 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["ConfigError", "ConfigIssue", "DestinationAuthError", "DinsyncError", "DuplicateKeysError", "ExitCode",
-           "LockBusyError", "__version__", *_API]
+__all__ = [*_ERRORS, "__version__", *_API]

@@ -1,4 +1,4 @@
 """`python -m dinsync`: the same as the `dinsync` command."""
-from dinsync.cli import main
+from dinsync.entry import main
 
 main()

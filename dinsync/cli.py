@@ -852,6 +852,10 @@ def _run_app() -> None:
     except KeyboardInterrupt:
         RedactingStream(sys.stderr).write("interrupted\n")
         sys.exit(130)
+    except SystemExit as done:  # typer turns a Ctrl-C outside a run's graceful stop into exit 130, without a word
+        if done.code == 130 and isinstance(getattr(done.__context__, "__cause__", None), KeyboardInterrupt):
+            RedactingStream(sys.stderr).write("interrupted\n")
+        raise
     except Exception as exc:  # escaped every handler (a bug): never an unredacted traceback
         if debug():
             print_traceback(exc)
