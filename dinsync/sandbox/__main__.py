@@ -154,7 +154,8 @@ def _splio_parser(platforms: argparse._SubParsersAction, default_key: str | None
                     help="OpenSSH public key file accepted for the user (repeatable)")
     sp.add_argument("--host-key", metavar="FILE", help="OpenSSH private host key (default: a new ed25519 key)")
     sp.add_argument("--root", metavar="DIR", help="SFTP root folder (default: a temporary folder)")
-    sp.add_argument("--universe", default=d.universe)
+    sp.add_argument("--universe", default=d.universe,
+                    help="the universe's name, universe: in dinsync.yml (default: %(default)s)")
     sp.add_argument("--insert-allowed", action="store_true", help="imports create unknown contacts")
     sp.add_argument("--custom-field", action="append", default=[], metavar="NAME:TYPE",
                     help="custom contact field, type text|int|double|date (repeatable; ids from 0)")

@@ -785,10 +785,14 @@ def test_module_entry_point_serves_sftp_and_api_and_stops_on_sigterm():
             "--poll-interval", "0.05"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line, host_line = _read_lines(proc, 2)
+        line, host_line, settings_line = _read_lines(proc, 3)
         match = re.fullmatch(r"listening sftp://127\.0\.0\.1:(\d+) (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
         assert host_line.startswith(f"known_hosts [127.0.0.1]:{match.group(1)} ssh-ed25519 ")
+        # what dinsync.yml must say to reach it: a README example's `universe: acme` is refused here
+        assert settings_line == (f"dinsync.yml: universe: sandbox, sftp.username: {USER}, sftp.directory: {DROP}, "
+                                 "sftp.reports_directory: /imports/reports; imports create unknown contacts "
+                                 "(mode: insert or update)\n")
         known_hosts = asyncssh.import_known_hosts(host_line.split(" ", 1)[1])
 
         async def drop() -> None:

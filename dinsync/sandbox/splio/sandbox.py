@@ -95,7 +95,13 @@ class SplioSandbox:
         return [u for u in (self.sftp_url, self.url) if u]
 
     def banner_lines(self) -> list[str]:
-        return [f"known_hosts {self.known_hosts_line()}"]
+        """The host key line, then what dinsync.yml must say to reach this universe."""
+        o = self.options
+        imports = ("imports create unknown contacts (mode: insert or update)" if o.insert_allowed else
+                   "imports only update contacts (mode: update; --insert-allowed for mode: insert)")
+        return [f"known_hosts {self.known_hosts_line()}",
+                f"dinsync.yml: universe: {o.universe}, sftp.username: {', '.join(o.sftp_users) or '(none)'}, "
+                f"sftp.directory: {o.drop_dir}, sftp.reports_directory: {o.reports_dir}; {imports}"]
 
     @property
     def sftp_port(self) -> int | None:
