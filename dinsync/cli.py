@@ -796,6 +796,7 @@ def main() -> None:
     use_system_arrow_pool()
     use_one_polars_arena()
     use_one_blas_thread()
+    terminal.redact_library_output()
     try:
         _run_app()
     except SystemExit as done:

@@ -44,6 +44,51 @@ class RedactingStream:
         return getattr(self.stream, "encoding", None) or "utf-8"
 
 
+class _CurrentStderr:
+    """`sys.stderr` as it is at each write (a live progress display swaps it), through the redactor."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(redaction.redact(text))
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def redact_library_output() -> None:
+    """Route what libraries write to stderr past our consoles through the redactor: logging's
+    last-resort handler (a library's WARNING in a process that configured no logging), warnings,
+    and uncaught exceptions in threads and in `__del__` (Python's default hooks). For the CLI's
+    process only: the Python API leaves a host's logging and hooks alone."""
+    import logging
+    import threading
+    import traceback
+    import warnings
+
+    stream = _CurrentStderr()
+    last_resort = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    last_resort.setLevel(logging.WARNING)
+    logging.lastResort = last_resort
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    def thread_excepthook(args) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else threading.get_ident()
+        stream.write(f"Exception in thread {name}:\n"
+                     + "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+    def unraisablehook(unraisable) -> None:
+        where = f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n"
+        stream.write(where + "".join(traceback.format_exception(unraisable.exc_type, unraisable.exc_value,
+                                                                unraisable.exc_traceback)))
+
+    warnings.showwarning = showwarning
+    threading.excepthook = thread_excepthook
+    sys.unraisablehook = unraisablehook
+
+
 _consoles: dict[str, "Console"] = {}
 
 
