@@ -38,8 +38,10 @@ FEW_REJECTIONS = 10
 
 
 def _text(value: str | None) -> str | None:
-    """Texts as every warehouse can hold them (PostgreSQL text cannot hold NUL)."""
-    return value.replace("\x00", "") if isinstance(value, str) else value
+    """Texts as every warehouse can hold them: PostgreSQL text cannot hold NUL, written as the four
+    characters `\\x00`, as dinsync shows other control characters (dropped, the key
+    'nul\\x00@example.com' was listed as 'nul@example.com', another address)."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value
 
 
 class StateSession:

@@ -149,4 +149,4 @@ def _state(row: dict[str, Any]) -> SyncState:
 
 
 def _text(value: str | None) -> str | None:
-    return value.replace("\x00", "") if isinstance(value, str) else value
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value  # (as store._text)

@@ -213,7 +213,7 @@ def test_run_log_and_rejections(store):
     assert store.rejections("r1") == [
         {"key": "k'1", "field": None, "status": "rejected", "reason": "bad email"},
         {"key": "k2", "field": "plan", "status": "failed", "reason": long_reason},
-        {"key": "k3", "field": "a,b", "status": "rejected", "reason": 'quote " and\nnewline'},
+        {"key": "k3\\x00", "field": "a,b", "status": "rejected", "reason": 'quote " and\nnewline'},
     ]
     # a few rows go in one INSERT of parameters, more through Arrow: both write the same
     many = [(None if i == 0 else f"m{i}'", "f", "failed", f"reason {i}\n") for i in range(FEW_REJECTIONS + 2)]
@@ -328,3 +328,16 @@ def test_a_holder_in_another_pid_namespace_is_taken_over_once_it_stops_refreshin
     store.acquire_lock("users", "run-2")
     assert lock_rows(store) == ["run-2"]
     assert store.last_runs("users")[-1]["status"] == "abandoned"
+
+
+def test_a_nul_character_in_a_rejected_key_is_shown_not_dropped(store):
+    """PostgreSQL text cannot hold NUL, so the rejections table writes it as the four characters
+    `\\x00` (as dinsync shows other control characters). Dropped, the key 'nul\\x00@example.com'
+    was listed as 'nul@example.com', another (valid) address, with a reason saying that one 'is
+    not a valid email: contains whitespace or control characters'."""
+    reason = "key \"email\": 'nul\x00@example.com' is not a valid email: contains whitespace or control characters"
+    store.add_rejections("r1", "users", [("nul\x00@example.com", "email", "rejected", reason)])
+    store.add_rejections("r2", "users", [("nul\x00@example.com", "email", "rejected", reason)] * (FEW_REJECTIONS + 1))
+    for run in ("r1", "r2"):
+        assert {(r["key"], r["reason"]) for r in store.rejections(run)} == {
+            ("nul\\x00@example.com", reason.replace("\x00", "\\x00"))}
