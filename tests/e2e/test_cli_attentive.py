@@ -687,3 +687,29 @@ def test_plan_samples_show_a_null_standard_field_with_a_check_as_null(make_atten
     assert two["rejected"] == []
     run = p.run()
     assert (run["acknowledged"], run["rejected"]) == (4, 0), run
+
+
+@pytest.mark.parametrize("send_nulls", [False, True])
+def test_plan_samples_show_an_empty_string_attentive_is_not_sent_as_null(make_attentive, send_nulls):
+    """An empty string is not sent (Attentive: "avoid sending ... empty strings"), unless `send_nulls`,
+    and `plan` shows it as it shows a NULL: null, never sent. The samples said `firstName=""` and
+    `Tier=""`, values the run left out of its requests (the subscriber kept its first name)."""
+    import json
+
+    p = make_attentive(seeded=4)
+    p.sql("update main.customers set first_name = '', tier = '' where id = 2")
+    p.sql("update main.customers set first_name = null, tier = null where id = 3")
+    p.write(extra="    send_nulls: true\n" if send_nulls else "")
+    result = p.cli("plan", "--samples", "20")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
+    empty, null = rows["subscriber2@example.com"], rows["subscriber3@example.com"]
+    # with send_nulls: "" in standard fields and custom attributes; a NULL custom attribute as null
+    assert empty["fields"] == {"firstName": "" if send_nulls else None, "city": "City 2",
+                               "Tier": "" if send_nulls else None}, empty
+    assert null["fields"] == {"firstName": None, "city": "City 0", "Tier": None}, null
+    p.run()
+    sent = {u["identifiers"]["email"]: u.get("attributes", {}) for u in p.v2_users()}
+    assert ("firstName" in sent["subscriber2@example.com"]) is send_nulls
+    custom = {b["user"]["email"]: b["properties"] for b in p.v1_bodies()}
+    assert ("Tier" in custom.get("subscriber2@example.com", {})) is send_nulls

@@ -223,7 +223,7 @@ class AttentiveDestination(Destination):
         built = build_rows(frame, sync, send_nulls=bool(self.options.get("send_nulls")),
                            custom_via=self.options.get("custom_attributes_via", "v1"))
         kept = frame.filter(pl.col("_key").is_in(built.frame.get_column("_key").implode()))
-        values = sent_values(sync)
+        values = sent_values(sync, bool(self.options.get("send_nulls")))
         return (kept.with_columns(values) if values else kept), built.rejections
 
     def prepare(self, frame: pl.DataFrame, sync: SyncSpec) -> Prepared:

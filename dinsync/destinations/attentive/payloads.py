@@ -63,14 +63,30 @@ def checked(check: str, text: pl.Expr, label: str) -> tuple[pl.Expr, pl.Expr, pl
     return pl.when(text == '""').then(text).otherwise(value), bad, reason
 
 
-def sent_values(sync: SyncSpec) -> list[pl.Expr]:
-    """`_t{n}` of the standard fields with a check, as sent (for `dinsync plan`'s samples); a NULL
-    stays null (never sent: the checks would show it as the text `"null"`, or `"NULL"` upper-cased)."""
+def _sent(text: pl.Expr, send_nulls: bool, is_custom: bool, identifier: bool) -> pl.Expr:
+    """Whether a field's JSON text `text` is sent (see the module docstring)."""
+    sent = text.is_not_null()
+    if not send_nulls or identifier:  # an identifier is never null nor "": "omit the field" (v2 spec)
+        return sent & (text != "null") & (text != '""')
+    if not is_custom:  # the v2 standard fields are typed (string, integer): null is not a value there
+        return sent & (text != "null")
+    return sent
+
+
+def sent_values(sync: SyncSpec, send_nulls: bool = False) -> list[pl.Expr]:
+    """`_t{n}` of every field as sent (for `dinsync plan`'s samples): a standard field with a check in
+    its checked form; a value the requests leave out (a NULL, an empty string unless `send_nulls`)
+    null, as never sent (the checks would show a NULL as the text `"null"`, or `"NULL"` upper-cased,
+    and an empty string showed as `""`, a value the run does not send)."""
     custom = sync.custom or [False] * len(sync.fields)
-    return [pl.when(pl.col(f"_t{n}") == "null").then(pl.col(f"_t{n}")).otherwise(
-                checked(STANDARD_FIELDS[name].check, pl.col(f"_t{n}"), f'field "{name}"')[0]).alias(f"_t{n}")
-            for n, (name, is_custom) in enumerate(zip(sync.fields, custom))
-            if not is_custom and STANDARD_FIELDS[name].check is not None]
+    out = []
+    for n, (name, is_custom) in enumerate(zip(sync.fields, custom)):
+        text = pl.col(f"_t{n}")
+        spec = None if is_custom else STANDARD_FIELDS[name]
+        value = text if spec is None or spec.check is None else checked(spec.check, text, f'field "{name}"')[0]
+        sent = _sent(text, send_nulls, is_custom, spec is not None and spec.section == "identifiers")
+        out.append(pl.when(sent).then(value).alias(f"_t{n}"))
+    return out
 
 
 def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
@@ -84,12 +100,8 @@ def build_rows(frame: pl.DataFrame, sync: SyncSpec, *, send_nulls: bool = False,
     checks: list[tuple[str, pl.Expr, pl.Expr]] = []  # (field, bad, reason)
     for n, (name, is_custom) in enumerate(zip(sync.fields, custom)):
         text = pl.col(f"_t{n}")
-        sent = text.is_not_null()
         identifier = not is_custom and STANDARD_FIELDS[name].section == "identifiers"
-        if not send_nulls or identifier:  # an identifier is never null nor "": "omit the field" (v2 spec)
-            sent = sent & (text != "null") & (text != '""')
-        elif not is_custom:  # the v2 standard fields are typed (string, integer): null is not a value there
-            sent = sent & (text != "null")
+        sent = _sent(text, send_nulls, is_custom, identifier)
         label = f'field "{name}"'
         if is_custom:
             nested = text.str.starts_with("[") | text.str.starts_with("{")
