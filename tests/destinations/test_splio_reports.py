@@ -94,3 +94,22 @@ def test_without_the_file_keys_only_rows_of_the_report_are_resolved():
 def test_unreadable_reports_are_refused(data):
     with pytest.raises(ReportError):
         parse_report(data, FILE)
+
+
+def test_a_rejected_row_names_the_column_splio_refused():
+    """`dinsync rejections` showed no field for a row an import report refused, where the API's
+    answers name it: the field is the file's column the message names (a wrong email: the email),
+    none when the message names no column, or several."""
+    columns = ["email", "firstname", "language", "visits", "plan"]
+    data = report(columns=columns, rows=[
+        row(2, "a@x.com", "rejected", "wrong_value", "language 'french' is not one of ar, br, ca"),
+        row(3, "b@x.com", "rejected", "wrong_type", "Custom field with id 4 and name visits must be of type int."),
+        row(4, "c@x.com", "rejected", "wrong_email", "c@x.com is not a valid email address"),
+        row(5, "d@x.com", "rejected", "wrong_value", "firstname is longer than 255 characters"),
+        row(6, "e@x.com", "rejected", "field_count", "3 cells where the header has 5"),
+        row(7, "f@x.com", "rejected", "wrong_value", "plan and visits disagree"),
+        row(8, "g@x.com", "rejected", "wrong_value", "firstnames are not allowed")])
+    results, _ = report_results(parse_report(data, FILE), [f"{c}@x.com" for c in "abcdefg"], {}, "insert")
+    fields = {r.key: r.field for r in results.problems}
+    assert fields == {"a@x.com": "language", "b@x.com": "visits", "c@x.com": "email", "d@x.com": "firstname",
+                      "e@x.com": None, "f@x.com": None, "g@x.com": None}

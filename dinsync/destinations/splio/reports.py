@@ -20,6 +20,7 @@ in `dinsync/sandbox/splio/importer.py`); what a row's status means:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -78,7 +79,22 @@ def _cut(text: str) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
-def row_result(key: str, row: Mapping, file_name: str, mode: str, partial: bool = False) -> RecordResult:
+def refused_column(row: Mapping, columns: Iterable[str] | None) -> str | None:
+    """The file's column a rejected row's message names (as the API's answers name the field), or
+    None: `email` for a wrong email; else the one column the message names as a word (none, or
+    several: None)."""
+    if row.get("code") == "wrong_email":
+        return "email"
+    message = row.get("message")
+    if not isinstance(message, str) or not columns:
+        return None
+    named = [c for c in dict.fromkeys(columns) if c and c != "email"
+             and re.search(r"(?<![\w])" + re.escape(c) + r"(?![\w])", message[:MESSAGE_CHARS])]
+    return named[0] if len(named) == 1 else None
+
+
+def row_result(key: str, row: Mapping, file_name: str, mode: str, partial: bool = False,
+               columns: Iterable[str] | None = None) -> RecordResult:
     status = row.get("status")
     where = f"{file_name} line {row.get('line')}"
     if status == "inserted" and mode == "update":
@@ -97,7 +113,8 @@ def row_result(key: str, row: Mapping, file_name: str, mode: str, partial: bool 
         return RecordResult(key, "not_found", f"Splio import ({where}): {why}")
     if status == "rejected":
         code, message = row.get("code") or "rejected", row.get("message") or ""
-        return RecordResult(key, "rejected", f"Splio import ({where}): " + _cut(f"{code}: {message}".rstrip(": ")))
+        return RecordResult(key, "rejected", f"Splio import ({where}): " + _cut(f"{code}: {message}".rstrip(": ")),
+                            refused_column(row, columns))
     return RecordResult(key, "failed", f"Splio import ({where}): unknown row status {status!r}")
 
 
@@ -128,7 +145,7 @@ def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mappin
                 continue
         if key in results:
             continue
-        results[key] = row_result(key, row, report.file, mode, partial)
+        results[key] = row_result(key, row, report.file, mode, partial, report.columns)
         inserted += row.get("status") == "inserted"
     if wanted is not None:
         for key in wanted - results.keys():
