@@ -141,8 +141,9 @@ def _as_integer(v: pl.Expr, dtype: pl.DataType, label: str) -> Encoded:
     if dtype == pl.Boolean:
         return Encoded(v.cast(pl.Int8).cast(pl.String))
     if dtype.is_float():
-        ok = (v.is_finite() & (v == v.floor()) & (v.abs() < 2.0**63)).fill_null(False)
-        text = pl.when(ok).then(v.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(_NULL)
+        # within 128 bits, as text of digits and decimals are (an Int64 cast refused 1e19)
+        ok = (v.is_finite() & (v == v.floor()) & (v.abs() < 2.0**127)).fill_null(False)
+        text = pl.when(ok).then(v.cast(pl.Int128, strict=False).cast(pl.String)).otherwise(_NULL)
         return Encoded(text, [_cannot(v, v.is_not_null() & ~ok, label, "an integer")])
     if isinstance(dtype, pl.Decimal):
         s = v.cast(pl.String)

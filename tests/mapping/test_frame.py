@@ -645,6 +645,19 @@ def test_number_kind_writes_integral_numeric_strings_with_a_fraction():
     assert one([1, -2], kind="number").frame["_json"].to_list() == ['{"f":1}', '{"f":-2}']  # an integer column
 
 
+def test_integer_kind_takes_integral_floats_beyond_64_bits_as_it_takes_text_and_decimals():
+    """`type: integer` takes integral floats (README), and text of digits or decimals up to 128 bits:
+    a float column's 1e19 (or -1e20) was rejected, "cannot convert '1e+19' to an integer", where the
+    text "10000000000000000000" and a DECIMAL(38, 0) of it were sent. Beyond 128 bits, as for text,
+    the row is rejected."""
+    b = one([1e19, -1e20, 2.0**126, 9007199254740992.0, 2.0**127, 1e300], kind="integer")
+    check_shape(b)
+    assert b.frame["_json"].to_list() == ['{"f":10000000000000000000}', '{"f":-100000000000000000000}',
+                                          '{"f":' + str(2**126) + '}', '{"f":9007199254740992}']
+    assert reasons(b) == ['field "f": cannot convert \'1.7014118346046923e+38\' to an integer',
+                          'field "f": cannot convert \'1e+300\' to an integer']
+
+
 def test_string_kind_of_dates_and_lists():
     b = one([dt.date(2024, 1, 2)], kind="string")
     assert objects(b) == [{"f": "2024-01-02"}]
