@@ -5,7 +5,7 @@ one pass over the files; `check_columns` runs it alone on a loaded `Project`."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -36,13 +36,51 @@ _NOT_A_KEY_TYPE = re.compile(r"^\s*(FLOAT\d*|DOUBLE( PRECISION)?|REAL|float[48])
 _ZONED_KEY_TYPE = re.compile(r"^\s*(TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ|TIMESTAMP_LTZ)\s*$", re.IGNORECASE)
 
 
+# What a column's values are, by its warehouse type's name, where that name says it for certain (the
+# families `type:` conversions tell apart: dinsync.mapping.frame); other types (text, JSON, UUID,
+# enums, a warehouse's ARRAY or VARIANT read as text...) are not classified, so never refused below.
+_TYPE_FAMILIES = (
+    ("list", re.compile(r"\[\d*\]$|^_(int2|int4|int8|float4|float8|numeric|text|varchar|bpchar|bool|date|timestamp|"
+                        r"timestamptz|time|uuid|jsonb|bytea)$", re.IGNORECASE)),  # (PostgreSQL's arrays: _int4)
+    ("struct", re.compile(r"^STRUCT\s*\(", re.IGNORECASE)),
+    ("binary", re.compile(r"^(BLOB|BYTEA|BINARY|VARBINARY|BYTES)$", re.IGNORECASE)),
+    ("boolean", re.compile(r"^(BOOLEAN|BOOL)$", re.IGNORECASE)),
+    ("date", re.compile(r"^DATE$", re.IGNORECASE)),
+    ("timestamp", re.compile(r"^(TIMESTAMP\b.*|TIMESTAMPTZ|TIMESTAMP_(S|MS|NS|NTZ|LTZ|TZ)|DATETIME)$", re.IGNORECASE)),
+    ("time", re.compile(r"^TIME(\s*\(\d+\))?( WITHOUT TIME ZONE)?$", re.IGNORECASE)),
+    ("number", re.compile(r"^(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|"
+                          r"INT2|INT4|INT8|INT64|FLOAT|FLOAT4|FLOAT8|FLOAT64|DOUBLE|DOUBLE PRECISION|REAL)$",
+                          re.IGNORECASE)),
+    ("decimal", re.compile(r"^(DECIMAL|NUMERIC|NUMBER)(\s*\(\s*\d+\s*(,\s*\d+\s*)?\))?$", re.IGNORECASE)),
+)
+# The families no value of which a field's `type:` converts (map_batch rejects every such value,
+# "cannot convert values of type ... to ..."): such a mapping would reject every row of the model.
+_KIND_REFUSES = {
+    "integer": {"date", "timestamp", "time", "list", "struct", "binary"},
+    "number": {"date", "timestamp", "time", "list", "struct", "binary"},
+    "boolean": {"date", "timestamp", "time", "list", "struct", "binary"},
+    "date": {"number", "decimal", "boolean", "time", "list", "struct", "binary"},
+    "datetime": {"number", "decimal", "boolean", "time", "list", "struct", "binary"},
+    "email": {"number", "decimal", "boolean", "date", "timestamp", "time", "list", "struct", "binary"},
+    # (integers are read as numbers; a decimal of scale 0 may arrive as one)
+    "phone": {"boolean", "date", "timestamp", "time", "list", "struct", "binary"},
+}
+
+
+def _type_family(kind: str) -> str | None:
+    text = _QUOTED_NAME.sub("", kind).strip()
+    return next((family for family, pattern in _TYPE_FAMILIES if pattern.search(text)), None)
+
+
 @dataclass
 class ColumnUse:
-    """The model columns one sync uses: (what, column, line) items, located in `file`."""
+    """The model columns one sync uses: (what, column, line) items, located in `file`; `typed`: the
+    fields given a `type:`, as (column, field, type, line)."""
 
     file: str
     model: str
     uses: list[tuple[str, str, int | None]]
+    typed: list[tuple[str, str, str, int | None]] = field(default_factory=list)
 
 
 def sort_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -63,7 +101,8 @@ def check_columns(project: Project, columns_of: ColumnsOf, syncs: Iterable[str] 
         name: model for name, model in project.models.items() if any(s.model == name for s in chosen)}
     uses = [ColumnUse(project.relative(sync.path), sync.model,
                        [("match column", sync.match_column, sync.line("match.column"))]
-                       + [("column", f.column, f.line("field")) for f in sync.fields])
+                       + [("column", f.column, f.line("field")) for f in sync.fields],
+                       [(f.column, f.field, f.type, f.line("field")) for f in sync.fields])
             for sync in chosen]
     return sort_issues(column_issues(models, project.relative, uses, columns_of))
 
@@ -150,6 +189,29 @@ def column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], 
                 continue
             seen.add((use.file, line, message))
             issues.append(ConfigIssue(message, use.file, line, hint))
+        issues += _typed_issues(use, available, types.get(use.model, {}), problems.get(use.model, {}),
+                                send_problems.get(use.model, {}))
+    return issues
+
+
+def _typed_issues(use: ColumnUse, available: list[str], types: Mapping[str, str], problems: Mapping[str, str],
+                  send_problems: Mapping[str, str]) -> list[ConfigIssue]:
+    """A field whose `type:` takes no value of its column's type (a DATE as `integer`): every row
+    of the model would be rejected by the sync (and parked), so it is a configuration error here.
+    Only columns reported fine otherwise, of a type whose values are known (`_TYPE_FAMILIES`)."""
+    issues = []
+    for column, field_name, kind, line in use.typed:
+        if column not in available or len(_returned(column, available)) > 1 or column in problems \
+                or column in send_problems:
+            continue
+        family = _type_family(types.get(column, ""))
+        if family is None or family not in _KIND_REFUSES.get(kind, ()):
+            continue
+        issues.append(ConfigIssue(
+            f"field {field_name!r}: type: {kind} takes no value of column {column!r} of model {use.model}, of type "
+            f"{types[column]}", use.file, line,
+            f"every row would be rejected: remove `type: {kind}` (or give another type), or convert the column in "
+            f"the model's SQL"))
     return issues
 
 

@@ -715,10 +715,14 @@ class _Loader:
         column = match.get("column")
         if isinstance(column, str) and column:  # else: the schema check reports it
             uses.append(("match column", column, doc.line(("match", "column"))))
-        for index, column, _ in _raw_fields(doc.data):
+        typed: list[tuple[str, str, str, int | None]] = []
+        for index, column, field in _raw_fields(doc.data):
             if isinstance(column, str) and column:
                 uses.append(("column", column, doc.line(("fields", index))))
-        self.column_uses.append(ColumnUse(doc.file, model, uses))
+                kind = _raw_field_type(doc.data, index)
+                if isinstance(field, str) and isinstance(kind, str):  # (an invalid one: the schema check)
+                    typed.append((column, field, kind, doc.line(("fields", index))))
+        self.column_uses.append(ColumnUse(doc.file, model, uses, typed))
 
     def check_columns(self, columns_of: ColumnsOf) -> None:
         self.issues += column_issues(self.models, self.rel, self.column_uses, columns_of)
@@ -857,6 +861,14 @@ def _hidden_write(sql: str, dialect: str) -> str | None:
         trees = []
     kinds = [type(n).__name__.upper() for t in trees for n in t.walk() if isinstance(n, exp.DML)]
     return kinds[0] if kinds else (_WRITE_WORD.search(sql).group(1).upper())
+
+
+def _raw_field_type(data: dict, index: int) -> Any:
+    """The `type:` of entry `index` of a sync's raw `fields` (mapping or list form), None without one."""
+    raw = data.get("fields")
+    items = list(raw.values()) if isinstance(raw, dict) else raw if isinstance(raw, list) else []
+    item = items[index] if index < len(items) else None
+    return item.get("type") if isinstance(item, dict) else None
 
 
 def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:

@@ -164,3 +164,37 @@ def test_a_text_column_of_numbers_mapped_as_number_keeps_one_field_type(project)
     assert (run["acknowledged"], run["rejected"]) == (2, 0), run
     assert [project.sandbox.users.get(e)["dataFields"]["ltv"] for e in ("a@example.com", "b@example.com")] == [
         100.0, 99.5]
+
+
+def test_a_type_no_value_of_its_column_converts_to_is_refused_at_validate(project):
+    """A `type:` that no value of the column's type converts to (a DATE as `integer`, a BOOLEAN as
+    `date`, a DOUBLE as `email`, a TIMESTAMP as `boolean`, a list as `number`) passed `validate`:
+    `sync` then rejected every row of the model (a warning, each row parked). It is a configuration
+    error at the field's line, naming the column's type; types that may convert are not refused."""
+    project.sql("create or replace table main.customers (id integer, email varchar, d DATE, b BOOLEAN, "
+                "f DOUBLE, ts TIMESTAMP, l INTEGER[], t VARCHAR, n BIGINT)")
+    project.sql("insert into main.customers values (1, 'a@example.com', '2024-01-02', true, 1.5, "
+                "'2024-01-02 03:04:05', [1], '2024-01-02', 5)")
+    bad = ["{column: d, field: d, type: integer}", "{column: b, field: b, type: date}",
+           "{column: f, field: f, type: email}", "{column: ts, field: ts, type: boolean}",
+           "{column: l, field: l, type: number}"]
+    good = ["{column: t, field: t, type: date}", "{column: n, field: n, type: phone}",
+            "{column: ts, field: ts2, type: date}", "{column: b, field: b2, type: integer}",
+            "{column: l, field: l2, type: string}", "{column: d, field: d2, type: datetime}"]
+    project.write(fields=[f"- {f}" for f in bad + good], max_rejected_pct=100)
+    (project.root / "models" / "customers.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect * from main.customers\n")
+    result = project.cli("validate")
+    assert result.exit_code == 3, result.stdout
+    issues = json.loads(result.stdout)["issues"]
+    assert [(i["line"], i["message"]) for i in issues] == [
+        (9, "field 'd': type: integer takes no value of column 'd' of model customers, of type DATE"),
+        (10, "field 'b': type: date takes no value of column 'b' of model customers, of type BOOLEAN"),
+        (11, "field 'f': type: email takes no value of column 'f' of model customers, of type DOUBLE"),
+        (12, "field 'ts': type: boolean takes no value of column 'ts' of model customers, of type TIMESTAMP"),
+        (13, "field 'l': type: number takes no value of column 'l' of model customers, of type INTEGER[]"),
+    ], issues
+    assert all("every row would be rejected" in i["hint"] for i in issues)
+    n = len(project.requests.requests)
+    assert project.sync()["exit_code"] == 3
+    assert not [p for _, p, _ in project.requests.requests[n:] if "bulk" in p]
