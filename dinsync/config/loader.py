@@ -691,9 +691,10 @@ class _Loader:
                 f"{' or '.join(service.model_types)}, and model {model} is {model_obj.model_type!r}",
                 f"set `-- model_type: {service.model_types[0]}` in models/{model}.sql if its rows are "
                 f"{service.model_types[0]}s"))
-        for index, _column, field, custom in _raw_field_items(data):
+        for index, _column, field, raw_custom in _raw_field_items(data):
             if not isinstance(field, str):
                 continue
+            custom = _custom_flag(raw_custom)
             if custom is True and not service.custom_fields:
                 self.issues.append(doc.issue(("fields", index), f"{cls.type_name} {service_name} has no custom "
                                              f"attributes: {field!r} cannot be marked custom",
@@ -797,6 +798,19 @@ def _files(folder: Path, *patterns: str) -> list[Path]:
         return []
     return sorted(p for pattern in patterns for p in folder.rglob(pattern)
                   if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _custom_flag(value: Any) -> bool:
+    """A raw field's `custom:` as FieldMap reads it (True for `true`, and for `"true"`, `1`, `"yes"`...,
+    which the run takes for true): the checks of the fields took only `true`, so `custom: "true"` was
+    checked as a standard field (and refused as one Splio lacks) while the run wrote a custom one.
+    A value FieldMap refuses is False here (the schema check reports it)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    try:
+        return FieldMap.model_validate({"column": "c", "field": "f", "custom": value}).custom
+    except ValidationError:
+        return False
 
 
 def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:

@@ -77,6 +77,15 @@ def test_unknown_standard_field_points_to_custom(tmp_path):
     assert "has no field 'plan'" in text and "custom: true" in text
 
 
+@pytest.mark.parametrize("flag", ['"true"', "yes", "1", "on"])
+def test_a_custom_flag_written_otherwise_than_true_is_checked_as_the_run_reads_it(tmp_path, flag):
+    """`custom: "true"` (quoted), `yes` or `1` are read as true (the sync then writes a custom field),
+    but the checks of the fields took only `true` for it: `plan` was refused as a standard field Splio
+    lacks, with the hint to mark it `custom: true`, which it was."""
+    p = load_project(project(tmp_path, plan=f"{{field: plan, custom: {flag}}}"), env=ENV)
+    assert p.syncs["splio_people"].spec().custom == [False, False, True]
+
+
 @pytest.mark.parametrize("body, expected", [
     ("    transport: sftp\n    universe: acme\n", "transport sftp needs an `sftp:` section"),
     ("    transport: api\n", "transport api needs api_key"),
