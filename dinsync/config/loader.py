@@ -30,7 +30,7 @@ from .models import (
     WAREHOUSE_TYPES,
     DestinationConfig,
     DbtSettings,
-    DestinationOptions,
+    destination_options,
     FieldMap,
     Model,
     Project,
@@ -339,12 +339,11 @@ class _Loader:
                     at + ("rate_limits", endpoint), f"{kind} has no endpoint {endpoint!r} (in rate_limits)",
                     choice_hint(endpoint, cls.limits, "endpoints")))
         generic = {k: v for k, v in raw.items() if k in DESTINATION_KEYS and k != "type"}
-        if "concurrency" not in generic and cls.default_concurrency:
-            generic["concurrency"] = cls.default_concurrency  # the platform's own default
+        options_model = destination_options(cls.default_concurrency)  # the platform's own default
         try:
-            options = DestinationOptions.model_validate(generic)
+            options = options_model.model_validate(generic)
         except ValidationError as exc:
-            self.issues += validation_issues(exc, doc, at, DestinationOptions)
+            self.issues += validation_issues(exc, doc, at, options_model)
             return
         if not ok or settings is None:
             return

@@ -8,6 +8,7 @@ Line numbers of the source files are kept in private attributes for later checks
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     SerializeAsAny,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -394,6 +396,16 @@ class DestinationOptions(_Config):
 
 
 DESTINATION_KEYS = ("type",) + tuple(DestinationOptions.model_fields)
+
+
+@functools.cache
+def destination_options(default_concurrency: int | None) -> type[DestinationOptions]:
+    """DestinationOptions whose `concurrency` defaults to a platform's own number, so that the hint
+    of a wrong value names that default (Iterable's 48), not the generic 8."""
+    if not default_concurrency:
+        return DestinationOptions
+    return create_model(f"DestinationOptions{default_concurrency}", __base__=DestinationOptions,
+                        concurrency=(int, Field(default=default_concurrency, ge=1, le=1024)))
 
 
 class DestinationConfig(DestinationOptions):

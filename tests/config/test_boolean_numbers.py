@@ -79,3 +79,10 @@ def test_concurrency_true_is_a_configuration_error_at_its_line(tmp_path):
     assert "expected a number, got false" in issue.message, issue.message
     issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + "    bulk_max_users: true\n"), ENV)
     assert issue.line == 10 and "expected a number, got true" in issue.message, issue.message
+
+
+def test_concurrency_true_names_the_platforms_own_default(tmp_path):
+    """Iterable's sockets default to 48 (the README's `# concurrency: 48`), not the generic 8: the
+    hint told a user to leave the key out "to keep the default, 8"."""
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=PROJECT_YML + "    concurrency: true\n"), ENV)
+    assert issue.message.endswith("(leave the key out to keep the default, 48)"), issue.message
