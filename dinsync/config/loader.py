@@ -190,6 +190,15 @@ class _Loader:
                 continue  # the ProjectFile check reports it
             if not self.notification_secrets and any(p[:2] == at for p in doc.missing_env_paths):
                 continue  # a command that notifies nobody: a channel whose variable is not set is left out
+            empty = [p for p in sorted(doc.env_paths, key=str) if p[:2] == at and _value_at(channel, p[2:]) == ""]
+            if empty:  # set but empty (a CI's secret it does not have): unset for whoever notifies nobody
+                for path in empty if self.notification_secrets else ():
+                    names = doc.env_names.get(path, [])
+                    self.issues.append(doc.issue(
+                        path, f"notifications[{index}].{'.'.join(map(str, path[2:]))} is empty",
+                        f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
+                        if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}"))
+                continue
             kind = channel.get("type")
             cls = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
             if cls is None:
@@ -1014,6 +1023,18 @@ def _url_password(url: str | None) -> str | None:
     except ValueError:
         return None
     return unquote(password) if password else None
+
+
+def _value_at(node: Any, path: tuple) -> Any:
+    """The value at `path` in parsed YAML (None where there is none)."""
+    for key in path:
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
 
 
 def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:

@@ -153,3 +153,19 @@ def test_query_values_of_a_channel_url_masked_on_their_own(tmp_path):
     assert redaction.redact("key azfunckey9f3a... refused") == "key ***... refused"
     assert redaction.redact("room engineering-alerts-room; engineering team") == "room ***; engineering team"
     redaction.clear()
+
+
+def test_a_channel_variable_set_but_empty_is_left_out_by_commands_that_notify_nobody(tmp_path):
+    """CI systems pass a secret they do not have as an empty variable (GitHub Actions'
+    `${{ secrets.SLACK_WEBHOOK }}`): `dinsync status` failed on it (exit 3, "must be an http:// or
+    https:// URL") where an unset one is left out, and `sync` said nothing of the variable."""
+    project_yml = PROJECT_YML + ("notifications:\n  - type: slack\n    webhook_url: ${env:SLACK_WEBHOOK}\n"
+                                 "  - type: webhook\n    url: https://alerts.example.com/x\n")
+    root = make(tmp_path, dinsync_dot_yml=project_yml)
+    env = {**ENV, "SLACK_WEBHOOK": ""}
+    project = load_project(root, env=env, destination_secrets=False, notification_secrets=False)
+    assert [c.type for c in project.notifications] == ["webhook"]
+    issues = issues_of(root, env=env)
+    assert where(issues) == [("dinsync.yml", 12)]
+    assert issues[0].message == "notifications[0].webhook_url is empty"
+    assert issues[0].hint == "environment variable SLACK_WEBHOOK is set but empty: export SLACK_WEBHOOK=<the value>"
