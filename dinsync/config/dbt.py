@@ -273,6 +273,7 @@ class DbtProject:
         self.settings_line = settings_line
         self.env = os.environ if env is None else env
         self._located: tuple[Path | None, Path | None, ConfigIssue | None] | None = None
+        self._target_from = ""  # where the manifest's folder came from (dinsync.yml, the environment, dbt)
         self._manifest: Manifest | None = None
         self._manifest_issue_shown = False
         # model file -> (dbt node names, tags) of the refs found in the manifest, for a file whose
@@ -305,8 +306,12 @@ class DbtProject:
                     "the parent folder)", file, line,
                     "add `dbt: {project_dir: ../your_dbt_project}` to dinsync.yml"))
                 return self._located
-        target = self.settings.target_path if self.settings and self.settings.target_path else None
-        target = target or self.env.get("DBT_TARGET_PATH") or _target_path_of(project_dir) or "target"
+        for target, self._target_from in (
+                (self.settings.target_path if self.settings else None, "dbt.target_path in dinsync.yml"),
+                (self.env.get("DBT_TARGET_PATH"), "$DBT_TARGET_PATH"),
+                (_target_path_of(project_dir), "target-path in dbt_project.yml"), ("target", "dbt's default")):
+            if target:
+                break
         self._located = (project_dir, (project_dir / target / MANIFEST).resolve(), None)
         return self._located
 
@@ -321,7 +326,8 @@ class DbtProject:
                 issue = ConfigIssue(
                     f"the dbt manifest {rel} does not exist", file, line,
                     f"run `dbt parse` or `dbt build` in {os.path.relpath(project_dir, self.root)} first "
-                    "(dinsync reads the relations dbt built from target/manifest.json)")
+                    f"(dinsync reads the relations dbt built from {os.path.relpath(path.parent, project_dir.resolve())}"
+                    f"/{MANIFEST}: {self._target_from})")
             else:
                 try:
                     self._manifest = read_manifest(path)

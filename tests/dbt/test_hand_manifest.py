@@ -261,3 +261,22 @@ def test_a_dbt_project_dir_under_the_home_folder_is_found(tmp_path, monkeypatch)
     yml.write_text(yml.read_text().replace("project_dir: ../analytics", "project_dir: ~/analytics"))
     project = load_project(act)
     assert list(project.models["m"].dbt_models) == ["customers"]
+
+
+def test_a_missing_manifest_names_the_target_path_it_was_looked_for_in(tmp_path):
+    """With `target_path: build` (or $DBT_TARGET_PATH, or dbt_project.yml's target-path), the hint
+    said dinsync reads target/manifest.json: a user running `dbt parse` into target/ was told the
+    wrong folder. It now names the folder and where that came from."""
+    act = hand_project(tmp_path)
+    (act / "dinsync.yml").write_text((act / "dinsync.yml").read_text().replace(
+        "dbt: {project_dir: ../analytics}", "dbt: {project_dir: ../analytics, target_path: build}"))
+    with pytest.raises(ConfigError) as info:
+        load_project(act, env={})
+    issue, = info.value.issues
+    assert issue.message == "the dbt manifest ../analytics/build/manifest.json does not exist"
+    assert issue.hint == ("run `dbt parse` or `dbt build` in ../analytics first (dinsync reads the relations dbt "
+                          "built from build/manifest.json: dbt.target_path in dinsync.yml)")
+    (act / "dinsync.yml").write_text((act / "dinsync.yml").read_text().replace(", target_path: build", ""))
+    with pytest.raises(ConfigError) as info:
+        load_project(act, env={"DBT_TARGET_PATH": "out"})
+    assert info.value.issues[0].hint.endswith("built from out/manifest.json: $DBT_TARGET_PATH)")
