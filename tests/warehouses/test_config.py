@@ -92,3 +92,21 @@ def test_invalid_blocks_are_located(tmp_path, block, needle):
     with pytest.raises(ConfigError) as info:
         load_project(project(tmp_path, block), env=ENV)
     assert any(needle in i.message and i.line for i in info.value.issues), info.value.issues
+
+
+@pytest.mark.parametrize("block, key", [
+    ("  type: postgres\n  dsn: ${env:PG_DSN}\n", "dsn"),
+    ("  type: postgres\n  host: db.internal\n  user: u\n  password: ${env:PG_PASSWORD}\n", "password"),
+    ("  type: redshift\n  dsn: ${env:PG_DSN}\n", "dsn"),
+])
+def test_a_warehouse_setting_from_a_variable_set_but_empty_is_refused(tmp_path, block, key):
+    """A CI passes a secret it does not have as an empty variable: `dsn: ${env:PG_DSN}` with PG_DSN=''
+    made libpq connect to its defaults (here, a database named after the OS user), where `status`
+    said `never run` and created a state schema, and a sync would have sent every row again."""
+    env = {**ENV, "PG_DSN": "", "PG_PASSWORD": ""}
+    with pytest.raises(ConfigError) as info:
+        load_project(project(tmp_path, block), env=env)
+    issue, = info.value.issues
+    assert (issue.file, issue.message) == ("dinsync.yml", f"warehouse.{key} is empty")
+    variable = "PG_DSN" if key == "dsn" else "PG_PASSWORD"
+    assert issue.hint == f"environment variable {variable} is set but empty: export {variable}=<the value>"
