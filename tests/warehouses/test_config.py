@@ -96,17 +96,25 @@ def test_invalid_blocks_are_located(tmp_path, block, needle):
 
 @pytest.mark.parametrize("block, key", [
     ("  type: postgres\n  dsn: ${env:PG_DSN}\n", "dsn"),
-    ("  type: postgres\n  host: db.internal\n  user: u\n  password: ${env:PG_PASSWORD}\n", "password"),
+    ("  type: postgres\n  host: ${env:PG_HOST}\n  user: u\n  password: ${env:PG_PASSWORD}\n", "host"),
     ("  type: redshift\n  dsn: ${env:PG_DSN}\n", "dsn"),
 ])
 def test_a_warehouse_setting_from_a_variable_set_but_empty_is_refused(tmp_path, block, key):
     """A CI passes a secret it does not have as an empty variable: `dsn: ${env:PG_DSN}` with PG_DSN=''
     made libpq connect to its defaults (here, a database named after the OS user), where `status`
     said `never run` and created a state schema, and a sync would have sent every row again."""
-    env = {**ENV, "PG_DSN": "", "PG_PASSWORD": ""}
+    env = {**ENV, "PG_DSN": "", "PG_HOST": "", "PG_PASSWORD": ""}
     with pytest.raises(ConfigError) as info:
         load_project(project(tmp_path, block), env=env)
-    issue, = info.value.issues
+    issue, = info.value.issues  # (not the empty password: see below)
     assert (issue.file, issue.message) == ("dinsync.yml", f"warehouse.{key} is empty")
-    variable = "PG_DSN" if key == "dsn" else "PG_PASSWORD"
+    variable = "PG_DSN" if key == "dsn" else "PG_HOST"
     assert issue.hint == f"environment variable {variable} is set but empty: export {variable}=<the value>"
+
+
+def test_an_empty_password_from_a_variable_is_kept(tmp_path):
+    """An empty password reaches the same database or none: a CI's service container that trusts
+    the host is often given `password: ${env:PGPASSWORD}` with PGPASSWORD=''."""
+    block = "  type: postgres\n  host: 127.0.0.1\n  user: postgres\n  password: ${env:PG_PASSWORD}\n"
+    loaded = load_project(project(tmp_path, block), env={**ENV, "PG_PASSWORD": ""})
+    assert loaded.warehouse.host == "127.0.0.1"
