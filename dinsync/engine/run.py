@@ -221,14 +221,19 @@ class SyncRun:
     def run(self) -> RunSummary:
         started = self._started = time.monotonic()
         self.records.run_started = time.time()  # what the state records as the time of this run's writes
-        self.state.migrate()
         run_id = self.state.new_run_id()
-        s = RunSummary(sync=self.cfg.name, run_id=run_id)
-        self.summary = s
+        lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         self.recorded = False  # the run log has its row (its run_id is worth showing)
         self.end_recorded = False  # ... and its end (status, counts)
-        lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
-        lock.acquire()
+        if not self._begin(lock):
+            s = self.summary = RunSummary(sync=self.cfg.name, run_id=run_id)
+            s.status = "cancelled"
+            s.error = (f"stopped by {self.stop.signal_name} while waiting for a lock on the state tables: nothing "
+                       "was sent; the next run starts again")
+            s.seconds = time.monotonic() - started
+            return s
+        s = RunSummary(sync=self.cfg.name, run_id=run_id)
+        self.summary = s
         try:
             moved = self._moved = self.records.moved_from()
             if moved is not None and not self.full_refresh:
@@ -263,6 +268,23 @@ class SyncRun:
         finally:
             lock.release()
         return s
+
+    def _begin(self, lock: LockKeeper) -> bool:
+        """Migrate the state and take the sync's lock; False when a stop came meanwhile and ended
+        them. Either may wait for another transaction's lock on a state table (a DBA's LOCK TABLE,
+        a backup: up to `lock_timeout`, 15 s by default on PostgreSQL): a stop cancels that wait, as
+        it cancels a plan's statements, instead of failing the run with the lock timeout once the
+        wait has ended. (Taken all the same, the lock is released by the run, which then ends
+        cancelled before planning.)"""
+        try:
+            with interrupting(self.stop, self.wh.interrupt):
+                self.state.migrate(stopped=lambda: self.stop.requested)
+                lock.acquire()
+        except Exception:
+            if not self.stop.requested:
+                raise
+            return False  # (no lock taken: the statement that failed was the one taking it, or before)
+        return True
 
     def _record_duplicates(self, s: RunSummary, n_keys: int) -> None:
         """The duplicated keys in the rejections table (status `duplicate`), the most duplicated

@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from dataclasses import asdict
+from typing import Callable
 
 from ..errors import ConfigError, ConfigIssue, RunSummary
 from ..redaction import redact
@@ -115,16 +116,17 @@ class StateStore:
             return 0
         return int(value) if value is not None else 0
 
-    def migrate(self, attempts: int = 6) -> int:
+    def migrate(self, attempts: int = 6, stopped: Callable[[], bool] | None = None) -> int:
         """Create or upgrade the state tables; returns the layout version now in place. Processes
         migrating at once: a step that collides with another's fails (or finds the work done)
         and is tried again after a short pause; each failure means another process progressed. A
-        lock held on a state table (a lock timeout) is no such race: it fails at once."""
+        lock held on a state table (a lock timeout) is no such race: it fails at once, and so does
+        a step failing once `stopped()` (a run's stop, which cancels the statement)."""
         for attempt in range(attempts):
             try:
                 return self._migrate()
             except WarehouseError as exc:
-                if attempt == attempts - 1 or isinstance(exc, WarehouseLockTimeout):
+                if attempt == attempts - 1 or isinstance(exc, WarehouseLockTimeout) or (stopped and stopped()):
                     raise
                 time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))
         raise AssertionError("unreachable")

@@ -251,3 +251,60 @@ def test_the_state_waits_are_bounded_only_around_state_statements():
             assert (wh.scalar("SHOW lock_timeout"), wh.scalar("SHOW statement_timeout")) == ("2s", "5min")
     finally:
         wh.close()
+
+
+def _waiting_on_a_lock(schema: str) -> bool:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        return bool(conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{schema}_state%",)).fetchone()[0])
+
+
+def test_sigterm_while_the_run_waits_for_a_lock_on_the_state_cancels_it_then(tmp_path, schema, iterable_sandbox):
+    """SIGTERM while a run waited for another transaction's lock on the state's `locks` table (a
+    DBA's LOCK TABLE, a backup) to take the sync's lock: the signal did nothing until the wait ended
+    (lock_timeout, 15 s by default, here 60 s), then the run was reported `failed` with the lock
+    timeout's error and hint (an operator sent looking for a long transaction) while the command
+    exited 143. Now the wait is cancelled at once: the run is `cancelled`, nothing was sent, and the
+    next run converges."""
+    held = "locks"
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import TEST_KEY
+
+    sandbox, thread = iterable_sandbox
+    cli = _project(tmp_path, schema, thread.url, "{lock_timeout: 60s}")
+    select = f"select email, first_name from {schema}.people"
+    assert cli("sync", select).returncode == 0
+    with psycopg.connect(PG_DSN) as holder:
+        holder.execute(f"LOCK TABLE {schema}_state.{held} IN ACCESS EXCLUSIVE MODE")
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(tmp_path / "proj"),
+                                 "--json", "sync"], env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY,
+                                                             OPS_TEST_PG_DSN=PG_DSN),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not _waiting_on_a_lock(schema):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the run went on waiting for the lock after SIGTERM")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            holder.rollback()
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    runs = json.loads(out)["runs"]
+    assert [r["status"] for r in runs] == ["cancelled"], runs
+    assert "lock timeout" not in (runs[0]["error"] or "") and "SIGTERM" in runs[0]["error"], runs
+    assert len(sandbox.users) == 20
+    again = cli("sync", select)
+    assert again.returncode == 0 and " sent 0," in again.stdout, (again.stdout, again.stderr)
