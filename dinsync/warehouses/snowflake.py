@@ -318,6 +318,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         from . import require_driver
 
         self._sf = require_driver("snowflake.connector", "snowflake", package="snowflake-connector-python")
+        _keep_sigint_handler()
         self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
         self._retry_seconds, self._login_seconds = float(retry_seconds), float(login_timeout or 0)
@@ -602,3 +603,30 @@ def _load_private_key(pem: str | None, path: str | None, passphrase: str | None)
                                    warehouse="Snowflake") from None
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+class _SignalsUntouched:
+    """The `signal` module as the connector's cursor sees it: reads pass through, installing a
+    handler does nothing (see `_keep_sigint_handler`)."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+    def signal(self, signalnum, handler):  # noqa: ARG002
+        return self._real.getsignal(signalnum)
+
+
+def _keep_sigint_handler() -> None:
+    """The connector puts a SIGINT handler of its own in front of the process's while each statement
+    runs (it cancels the statement and raises KeyboardInterrupt): a Ctrl-C while a run planned on
+    Snowflake bypassed dinsync's graceful stop, and the run was recorded `failed`, `sync --json`
+    printing nothing. Its cursor module is given a `signal` whose `signal()` installs nothing, so a
+    SIGINT reaches the handler in place (dinsync's: the run stops as on SIGTERM; elsewhere Python's
+    KeyboardInterrupt)."""
+    import snowflake.connector.cursor as cursor_module
+
+    if not isinstance(getattr(cursor_module, "signal", None), _SignalsUntouched):
+        cursor_module.signal = _SignalsUntouched(cursor_module.signal)

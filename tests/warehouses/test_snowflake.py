@@ -470,3 +470,48 @@ def test_a_key_with_a_nul_character_is_kept_as_planned(tmp_path):
         assert plan() == []  # (before: ["u\x001"], every run)
     finally:
         t.close()
+
+
+def test_ctrl_c_during_a_statement_reaches_dinsyncs_stop_not_a_keyboard_interrupt(tmp_path, fakesnow):
+    """The connector puts a SIGINT handler of its own in front of whatever is installed while each
+    statement runs: it cancels the statement and raises KeyboardInterrupt. A Ctrl-C (SIGINT) while a
+    run planned on Snowflake therefore bypassed dinsync's graceful stop: the run was recorded
+    `failed` ("interrupted (KeyboardInterrupt)"), and `sync --json` printed nothing and exited 130.
+    SIGINT now reaches dinsync's handler as SIGTERM does (the run ends `cancelled`)."""
+    import os
+    import signal
+    import threading
+
+    from dinsync.engine.stop import StopToken, stop_on_signals
+
+    t = WarehouseUnderTest("snowflake", tmp_path)
+    slow = ("SELECT SUM(a.v * b.v) AS n FROM (SELECT SEQ4() AS v FROM TABLE(GENERATOR(ROWCOUNT => 30000))) a, "
+            "(SELECT SEQ4() AS v FROM TABLE(GENERATOR(ROWCOUNT => 30000))) b")
+    token = StopToken()
+    started = threading.Event()
+    try:
+        with stop_on_signals(token):
+            ours = signal.getsignal(signal.SIGINT)
+
+            def interrupt_when_running() -> None:
+                started.wait(30)
+                # the statement (~5 s) is under way once the connector's handler replaced ours, or 1 s on
+                for _ in range(200):
+                    if signal.getsignal(signal.SIGINT) is not ours or done.wait(0.005):
+                        break
+                os.kill(os.getpid(), signal.SIGINT)
+
+            done = threading.Event()
+            sender = threading.Thread(target=interrupt_when_running, daemon=True)
+            sender.start()
+            started.set()
+            try:
+                t.wh.query(slow)
+            except KeyboardInterrupt:
+                pytest.fail("Ctrl-C during the statement raised KeyboardInterrupt, bypassing dinsync's stop")
+            finally:
+                done.set()
+                sender.join(30)
+        assert token.requested and token.signum == signal.SIGINT
+    finally:
+        t.close()
