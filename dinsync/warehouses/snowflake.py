@@ -626,7 +626,9 @@ def _keep_sigint_handler() -> None:
     printing nothing. Its cursor module is given a `signal` whose `signal()` installs nothing, so a
     SIGINT reaches the handler in place (dinsync's: the run stops as on SIGTERM; elsewhere Python's
     KeyboardInterrupt)."""
+    import signal
+
     import snowflake.connector.cursor as cursor_module
 
-    if not isinstance(getattr(cursor_module, "signal", None), _SignalsUntouched):
-        cursor_module.signal = _SignalsUntouched(cursor_module.signal)
+    if getattr(cursor_module, "signal", None) is signal:  # (a connector that imports it otherwise: left as it is)
+        cursor_module.signal = _SignalsUntouched(signal)
