@@ -181,6 +181,22 @@ def test_a_base_url_that_is_not_attentive_stops_the_run_before_any_lookup(sandbo
     assert thread.stats()["requests_by_endpoint"].get("getCustomAttributes", 0) == 0
 
 
+# A proxy's empty 200 (or a text page) answered to the first request is a glitch, as on every other
+# request: asked again, not the end of the run (it failed every run it met, exit 1, nothing sent)
+@pytest.mark.parametrize("body", [b"", b"OK"])
+def test_a_glitch_answering_the_me_request_is_asked_again(sandbox, body):
+    sb, thread = sandbox
+    thread.script("getMe", respond(200, body, {"Content-Type": "text/plain"}))
+
+    async def start():
+        async with destination(thread.url).make_transport(TransportOptions()) as t:
+            await t.start(SYNC)
+            return t.stats.probe
+
+    assert run(start()) == "404 for unknown users"
+    assert thread.stats()["requests_by_endpoint"]["getMe"] == 2
+
+
 def test_the_sender_paces_on_the_limit_the_sandbox_announces(sandbox):
     sb, thread = sandbox
     thread.call(lambda: sb.options.rate_limits.__setitem__("getSubscriptions", 25))

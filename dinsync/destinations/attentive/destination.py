@@ -328,12 +328,13 @@ class AttentiveDestination(Destination):
                            retry_after=throttle_wait(headers), throttled=True)
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
-        if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None and ctx != ME)
+        if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None)
                                     or (request.endpoint == V2_SINGLE and not isinstance(data, dict))
                                     or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
-            # a glitch of one answer, where the request may never have reached Attentive, sent again;
+            # a glitch of one answer, where the request may never have reached Attentive, sent again
+            # (also `GET /v1/me`'s: an empty 200 failed the run before anything was sent);
             # a subscriptions lookup took any 200 for a known subscriber, and a v2 write's empty 202
             # committed values Attentive never got (v1's answer to a write has no body: any 200); a
             # custom attributes lookup answers a list: a gateway's `{}` failed the row at once
