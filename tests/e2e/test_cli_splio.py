@@ -392,6 +392,31 @@ def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(m
     assert p.drop_folder() == []  # the .part left behind was swept
 
 
+# A drop folder that refuses a file (permission denied, or the disk full: SSH_FX_FAILURE) fails
+# that file's rows with the server's reason: counted failed, listed by `dinsync rejections`, sent
+# again by the next run. A refused permission used to stop the run with the file's rows counted
+# neither failed nor pending, none listed, and stashed as awaiting the report of a file that never
+# reached Splio ("20 rows still awaited", said the next run).
+@pytest.mark.parametrize("kind, reason", [("permission", "Permission denied"),
+                                          ("disk_full", "No space left on device")])
+def test_sftp_a_file_the_drop_folder_refuses_fails_its_rows_with_the_reason(make_project, kind, reason):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", sftp_extra="      upload_attempts: 2\n")
+    p.seed(20)
+    p.thread.call(p.sandbox.sftp_faults.refuse_uploads, kind, 2)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["sent"], run["failed"], run["pending"], run["acknowledged"]) == (1, 20, 20, 0, 0)
+    assert reason in run["error"]
+    assert p.snapshot() == set() and p.stats()["files_received"] == []
+    assert p.sql("select count(*) from dinsync.pend_splio_people") == [(0,)]
+    assert p.sql("select count(*) from dinsync.rejections where status = 'failed' and reason like ?",
+                 f"%{reason}%") == [(20,)]
+    again = p.sync()
+    assert again["runs"][0]["acknowledged"] == 20 and "still awaited" not in again["output"]
+    assert held(p) == expected(range(1, 21))
+
+
 def test_sftp_rejected_import_fails_its_rows_then_they_are_resent(make_project):
     p = make_project(insert_allowed=True)
     p.configure(transport="sftp")

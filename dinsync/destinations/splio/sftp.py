@@ -144,6 +144,10 @@ class _File:
     reason: str | None = None
 
 
+class _Refused(DinsyncError):
+    """The server refused an operation on a path (no such file, permission denied): not retried."""
+
+
 class _NameTaken(Exception):
     """The drop folder holds another file under the name of the one being uploaded."""
 
@@ -333,8 +337,8 @@ class SftpTransport:
                 return await action(await self._client())
             except asyncssh.SFTPError as exc:
                 if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_PERMISSION_DENIED):
-                    raise DinsyncError(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
-                                       hint="check sftp.directory and sftp.reports_directory with Splio") from None
+                    raise _Refused(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
+                                   hint="check sftp.directory and sftp.reports_directory with Splio") from None
                 last = exc
                 await self._disconnect()
             except (ConnectionError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
@@ -493,6 +497,12 @@ class SftpTransport:
             await self._with_client(upload, f"uploading {f.name}", attempts=self.settings.upload_attempts)
         except (ConnectionError, _NameTaken) as exc:
             f.state, f.reason = "failed", f"Splio SFTP: {exc}"
+            await self._remove_quietly(part)
+        except _Refused as exc:
+            # the drop folder refused this file (permission denied, or gone): its rows fail with the
+            # server's reason, as a file that could not be uploaded (it stopped the run with its rows
+            # counted neither failed nor pending, stashed as awaiting a report that never comes)
+            f.state, f.reason = "failed", f"{exc.message} ({exc.hint})"
             await self._remove_quietly(part)
         else:
             f.state = "uploaded"

@@ -55,6 +55,7 @@ class SftpFaults:
     _rename_drops: int = field(default=0, init=False, repr=False)
     _refusals: int = field(default=0, init=False, repr=False)
     _rejections: deque = field(default_factory=deque, init=False, repr=False)
+    _refused_uploads: deque = field(default_factory=deque, init=False, repr=False)
 
     def drop_upload_after(self, nbytes: int, times: int = 1) -> None:
         """The next `times` uploads: write `nbytes` bytes, then drop the connection."""
@@ -72,6 +73,22 @@ class SftpFaults:
             self.injected["drop_after_rename"] += 1
             return True
         return False
+
+    def refuse_uploads(self, kind: str = "permission", times: int = 1) -> None:
+        """The next `times` uploads are refused when opened: "permission" (the drop folder refuses
+        writes: SSH_FX_PERMISSION_DENIED) or "disk_full" (OpenSSH's answer to ENOSPC: SSH_FX_FAILURE)."""
+        if kind not in ("permission", "disk_full"):
+            raise ValueError("kind must be 'permission' or 'disk_full'")
+        self._refused_uploads.extend([kind] * times)
+
+    def next_upload_refusal(self) -> Exception | None:
+        if not self._refused_uploads:
+            return None
+        kind = self._refused_uploads.popleft()
+        self.injected["refuse_upload"] += 1
+        if kind == "permission":
+            return asyncssh.SFTPPermissionDenied("Permission denied")
+        return asyncssh.SFTPFailure("No space left on device")
 
     def refuse_logins(self, times: int = 1) -> None:
         """The next `times` connections cannot log in, whatever their credentials."""
@@ -110,6 +127,7 @@ class SftpFaults:
         self._drops.clear()
         self._refusals = 0
         self._rejections.clear()
+        self._refused_uploads.clear()
 
 
 @dataclass
@@ -230,6 +248,9 @@ class _SftpSession(asyncssh.SFTPServer):
         local = self.map_path(path)
         if os.path.dirname(local) != self._drop or not os.path.basename(local):
             raise asyncssh.SFTPPermissionDenied("Permission denied: only the drop folder is writable")
+        refused = self._server.faults.next_upload_refusal()
+        if refused is not None:
+            raise refused
         return local
 
     def _opened(self, file_obj: Any, local: bytes) -> Any:
