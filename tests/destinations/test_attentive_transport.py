@@ -197,6 +197,28 @@ def test_a_glitch_answering_the_me_request_is_asked_again(sandbox, body):
     assert thread.stats()["requests_by_endpoint"]["getMe"] == 2
 
 
+# Attentive answering nothing but 5xx to GET /v1/me (an outage) is no sign of a wrong base_url or
+# key: the run says the platform could not be reached (DestinationUnreachableError: `validate`
+# leaves the mapping unchecked), not "did not answer as Attentive does ... a private-app key?"
+def test_an_outage_on_the_me_request_says_attentive_could_not_be_reached(sandbox):
+    sb, thread = sandbox
+    from dinsync.errors import DestinationUnreachableError
+    from dinsync.sandbox.faults import error
+    from dinsync.sender.retry import RetryPolicy
+
+    thread.script("getMe", error(503), times=3)
+
+    async def start():
+        options = TransportOptions(retry_policy=RetryPolicy(max_attempts=3, base=0.01, cap=0.02))
+        async with destination(thread.url).make_transport(options) as t:
+            await t.start(SYNC)
+
+    with pytest.raises(DestinationUnreachableError, match="could not reach Attentive") as raised:
+        run(start())
+    assert "private-app key" not in (raised.value.hint or "")
+    assert "HTTP 503" in raised.value.message
+
+
 def test_the_sender_paces_on_the_limit_the_sandbox_announces(sandbox):
     sb, thread = sandbox
     thread.call(lambda: sb.options.rate_limits.__setitem__("getSubscriptions", 25))

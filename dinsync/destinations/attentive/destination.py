@@ -363,7 +363,9 @@ class AttentiveDestination(Destination):
         if ctx == ME:
             if 200 <= status < 300 and isinstance(data, dict):
                 return Outcome("done")
-            return Outcome("done", [RecordResult(ME, "failed", _describe(status, message))])
+            # an answer, but not Attentive's (a 404 of another server): rejected; `failed` is left
+            # to the sender's retries used up without one (an outage, see AttentiveTransport.start)
+            return Outcome("done", [RecordResult(ME, "rejected", _describe(status, message))])
         # single writes: POST /v1/attributes/custom, POST /v2/user/attributes
         result = write_result(request.keys[0], status, data, message)
         if result.status == "rejected" and request.endpoint == "custom_attributes":

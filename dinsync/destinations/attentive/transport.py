@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from ...errors import DinsyncError, SendingStopped
+from ...errors import DestinationUnreachableError, DinsyncError, SendingStopped
 from ...sender import HttpSender
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
 from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
@@ -128,7 +128,12 @@ class AttentiveTransport:
         then what an unknown user's custom-attribute lookup answers (see `_probe`)."""
         delivered = await self.sender.deliver(self.destination.me_request())
         if delivered.problems:
-            reason = delivered.problems[0].reason
+            problem = delivered.problems[0]
+            reason = problem.reason
+            if problem.status == "failed":  # retried to the end without Attentive's answer (5xx, timeouts)
+                raise DestinationUnreachableError(
+                    f"attentive: could not reach Attentive (GET /v1/me {reason}); nothing was sent",
+                    hint="check that Attentive is reachable (base_url, the network, its status page); run again")
             raise DinsyncError(f"attentive: GET /v1/me did not answer as Attentive does ({reason})",
                                hint="check base_url and that the API key is a private-app key of this company")
         if self.existence_check == "custom_attributes":
