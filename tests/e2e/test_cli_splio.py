@@ -417,6 +417,22 @@ def test_sftp_a_file_the_drop_folder_refuses_fails_its_rows_with_the_reason(make
     assert held(p) == expected(range(1, 21))
 
 
+# A server stuck on a write (its disk, an NFS mount) while the connection stays up and answers SSH
+# keepalives: the upload is given up once the server has not answered for `timeout_seconds`, and
+# tried again on a new connection. The run used to wait for that answer forever.
+def test_sftp_a_server_that_stops_answering_mid_upload_is_given_up_then_retried(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp", extra="    timeout_seconds: 2\n")
+    p.seed(20)
+    p.thread.call(p.sandbox.sftp_faults.stall_uploads, 1)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["acknowledged"], run["failed"]) == (0, 20, 0)
+    assert p.stats()["sftp_faults"]["stall_upload"] == 1
+    assert "Traceback" not in data["output"] and "never retrieved" not in data["output"]
+    assert held(p) == expected(range(1, 21))
+
+
 def test_sftp_rejected_import_fails_its_rows_then_they_are_resent(make_project):
     p = make_project(insert_allowed=True)
     p.configure(transport="sftp")

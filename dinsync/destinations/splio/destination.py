@@ -119,7 +119,8 @@ class SplioDestination(Destination):
             secret = lambda s: s.get_secret_value() if s is not None else None  # noqa: E731
             return SftpTransport(sftp, self.settings.universe, password=secret(sftp.password),
                                  private_key=secret(sftp.private_key), passphrase=secret(sftp.private_key_passphrase),
-                                 rows_per_request=min(5000, sftp.max_rows_per_file))
+                                 rows_per_request=min(5000, sftp.max_rows_per_file),
+                                 stall_seconds=options.timeout)
         from .api import SplioApiSender, Tokens
 
         assert self.settings.api_key is not None

@@ -152,7 +152,7 @@ class _NameTaken(Exception):
     """The drop folder holds another file under the name of the one being uploaded."""
 
 
-async def _same_file(sftp: asyncssh.SFTPClient, remote: str, local: Path) -> bool:
+async def _same_file(sftp: asyncssh.SFTPClient, remote: str, local: Path, progressed=lambda: None) -> bool:
     """Whether `remote` holds exactly the bytes of `local` (size, then SHA-256 of a read-back): a
     plain rename refused because its target exists may have met our own file, left by an attempt
     whose answer was lost (e.g. a server whose rename copies, cut off midway). Reads the file back
@@ -168,6 +168,7 @@ async def _same_file(sftp: asyncssh.SFTPClient, remote: str, local: Path) -> boo
         async with sftp.open(remote, "rb") as handle:
             while block := await handle.read(1 << 20):
                 theirs.update(block)
+                progressed()  # (each block is an answer: see SftpTransport._watched)
     except asyncssh.SFTPNoSuchFile:
         return True
     return mine.digest() == theirs.digest()
@@ -186,8 +187,13 @@ class SftpTransport:
     """The `Transport` of `transport: sftp` (see the module docstring)."""
 
     def __init__(self, settings: SftpSettings, universe: str, *, password: str | None = None,
-                 private_key: str | None = None, passphrase: str | None = None, rows_per_request: int = 5000):
+                 private_key: str | None = None, passphrase: str | None = None, rows_per_request: int = 5000,
+                 stall_seconds: float = 30.0):
         self.settings = settings
+        # an SFTP operation is given up (and retried on a new connection) once the server has not
+        # answered for this long: a server stuck on a write keeps the connection and its keepalives up
+        self.stall_seconds = stall_seconds
+        self._progress_at = 0.0
         self.universe = universe
         self._password = password
         self._private_key = private_key
@@ -334,7 +340,7 @@ class SftpTransport:
             if attempt:
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             try:
-                return await action(await self._client())
+                return await self._watched(action(await self._client()), what)
             except asyncssh.SFTPError as exc:
                 if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_PERMISSION_DENIED):
                     raise _Refused(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
@@ -345,6 +351,34 @@ class SftpTransport:
                 last = exc
                 await self._disconnect()
         raise ConnectionError(f"{what} failed after {attempts} attempt(s): {type(last).__name__}: {last}")
+
+    def _progressed(self, *_: object) -> None:
+        """The server answered (a block of an upload written): the watchdog's clock starts again."""
+        self._progress_at = asyncio.get_running_loop().time()
+
+    async def _watched(self, action, what: str):
+        """Await `action`, cancelled once the server has not answered for `stall_seconds` (an upload
+        reports each block written through `_progressed`): until 2026-12-06 a server that stopped
+        answering a write, its connection up, held the run forever."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(action)
+        self._progress_at = loop.time()
+        try:
+            while True:
+                left = self._progress_at + self.stall_seconds - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError(f"{what}: no answer from the server for {self.stall_seconds:g} s")
+                done, _ = await asyncio.wait({task}, timeout=left)
+                if done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                if self._conn is not None:  # its requests in flight end with the connection, never answered
+                    self._conn.abort()
+                await asyncio.wait({task}, timeout=5)
+                if task.done() and not task.cancelled():
+                    task.exception()  # (it ended with the connection: retrieved, never logged as lost)
 
     async def check_access(self) -> None:
         """Log in and find the drop and reports folders, writing nothing: the pre-flight check over
@@ -476,7 +510,7 @@ class SftpTransport:
             if renaming and not await sftp.exists(part):
                 return  # the rename was applied (Splio's importer may have taken the file already)
             renaming = False
-            await sftp.put(str(f.path), part)
+            await sftp.put(str(f.path), part, progress_handler=self._progressed)
             renaming = True
             try:
                 await sftp.posix_rename(part, final)
@@ -487,7 +521,7 @@ class SftpTransport:
                     renaming = False
                     if not await sftp.exists(final):
                         raise
-                    if not await _same_file(sftp, final, f.path):
+                    if not await _same_file(sftp, final, f.path, self._progressed):
                         raise _NameTaken(f"{self.settings.directory} already holds a different file named "
                                          f"{f.name}; it was left alone and this file not uploaded") from None
                     await sftp.remove(part)  # ours: delivered by an attempt whose answer was lost

@@ -25,6 +25,8 @@ Faults (`SftpFaults`, reached as `sandbox.sftp_faults`):
 """
 from __future__ import annotations
 
+import asyncio
+
 import hmac
 import os
 from collections import Counter, deque
@@ -56,6 +58,7 @@ class SftpFaults:
     _refusals: int = field(default=0, init=False, repr=False)
     _rejections: deque = field(default_factory=deque, init=False, repr=False)
     _refused_uploads: deque = field(default_factory=deque, init=False, repr=False)
+    _stalls: int = field(default=0, init=False, repr=False)
 
     def drop_upload_after(self, nbytes: int, times: int = 1) -> None:
         """The next `times` uploads: write `nbytes` bytes, then drop the connection."""
@@ -71,6 +74,18 @@ class SftpFaults:
         if self._rename_drops:
             self._rename_drops -= 1
             self.injected["drop_after_rename"] += 1
+            return True
+        return False
+
+    def stall_uploads(self, times: int = 1) -> None:
+        """The next `times` uploads: the first write is never answered (a server stuck on its disk),
+        while the connection stays up and answers keepalives."""
+        self._stalls += times
+
+    def next_write_stalled(self) -> bool:
+        if self._stalls:
+            self._stalls -= 1
+            self.injected["stall_upload"] += 1
             return True
         return False
 
@@ -128,6 +143,7 @@ class SftpFaults:
         self._refusals = 0
         self._rejections.clear()
         self._refused_uploads.clear()
+        self._stalls = 0
 
 
 @dataclass
@@ -272,8 +288,10 @@ class _SftpSession(asyncssh.SFTPServer):
         local = self._require_writable(path)
         return self._opened(super().open56(path, desired_access, flags, attrs), local)
 
-    def write(self, file_obj: Any, offset: int, data: bytes) -> int:
+    def write(self, file_obj: Any, offset: int, data: bytes) -> Any:
         upload = self._uploads.get(id(file_obj))
+        if upload is not None and self._server.faults.next_write_stalled():
+            return asyncio.sleep(10**9)  # never answered (until the client gives up and disconnects)
         if upload is not None and upload.limit is not None and offset + len(data) > upload.limit:
             keep = max(0, upload.limit - offset)
             if keep:
