@@ -888,6 +888,23 @@ def test_api_a_429_on_authenticate_is_waited_out(make_project, splio_requests, r
     else:
         assert log[0].ts < until <= log[1].ts
 
+
+# A 503 with Retry-After (a proxy or a maintenance page: "unavailable for that long", RFC 9110)
+# answered to POST /authenticate is waited out as on any other request: it was asked again after
+# the sender's short backoff, against the server's word.
+def test_api_a_503_with_retry_after_on_authenticate_is_waited_out(make_project, splio_requests):
+    p = make_project()
+    p.configure(transport="api", mode="insert")
+    p.seed(3)
+    p.thread.script("authenticate", respond(503, "<html><body>maintenance</body></html>",
+                                            {"Retry-After": "2", "Content-Type": "text/html"}))
+    run = p.sync()["runs"][0]
+    assert (run["status"], run["acknowledged"]) == ("success", 3)
+    log = [r for r in p.thread.call(lambda: list(p.sandbox.api.log)) if r.endpoint == "authenticate"]
+    assert [r.status for r in log] == [503, 200]
+    assert log[1].ts - log[0].ts >= 2.0
+
+
 def test_api_rate_limit_holds_under_20_per_second(make_project, splio_requests):
     p = make_project()
     p.configure(transport="api", mode="update")

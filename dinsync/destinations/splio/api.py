@@ -426,13 +426,16 @@ class SplioApiSender(HttpSender):
     def exception_outcome(self, request: Request, exc: BaseException) -> Outcome:
         """A 429 of `POST /authenticate` (raised by `_authenticate` while the request's headers are
         built) is throttling like any other: the wait Splio (`rateLimit-reset`) or a proxy
-        (`Retry-After`, seconds or HTTP date) asks for is honoured, and authentication pauses."""
+        (`Retry-After`, seconds or HTTP date) asks for is honoured, and authentication pauses; so is
+        the Retry-After of a 408 or 5xx answered to it."""
         outcome = super().exception_outcome(request, exc)
-        if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 429:
+        if isinstance(exc, aiohttp.ClientResponseError) and (exc.status in (408, 429) or exc.status >= 500):
+            # (a 503's Retry-After too: "unavailable for that long", RFC 9110; it was asked again
+            # after the short backoff)
             hint = self.retry_after(exc.headers or {})
             if hint is not None:  # (one longer than a run waits stops sending: HttpSender.deliver)
                 self.limiter("other").penalize(min(hint, self.policy.max_retry_after))
-            return Outcome("retry", reason=outcome.reason, retry_after=hint, throttled=True)
+            return Outcome("retry", reason=outcome.reason, retry_after=hint, throttled=exc.status == 429)
         return outcome
 
     async def deliver(self, request: Request) -> Delivered:
