@@ -433,6 +433,26 @@ def test_sftp_a_server_that_stops_answering_mid_upload_is_given_up_then_retried(
     assert held(p) == expected(range(1, 21))
 
 
+# A report the server refuses to let us read (permission denied) fails the run with that reason and
+# the hint, but the file was delivered: its rows stay pending (counted so), and once the report can
+# be read the next run settles them without sending them again. The run used to count them neither
+# pending nor failed.
+def test_sftp_a_report_that_cannot_be_read_leaves_its_rows_pending(make_project):
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(20)
+    p.thread.call(p.sandbox.sftp_faults.refuse_reads, 1)
+    data = p.sync()
+    run = data["runs"][0]
+    assert (data["exit_code"], run["sent"], run["pending"], run["failed"], run["acknowledged"]) == (1, 20, 20, 0, 0)
+    assert "Permission denied" in run["error"] and "sftp.reports_directory" in run["hint"]
+    assert p.snapshot() == set()
+    again = p.sync()["runs"][0]
+    assert (again["status"], again["acknowledged"], again["sent"]) == ("success", 20, 0)
+    assert len(p.stats()["files_received"]) == 1
+    assert held(p) == expected(range(1, 21))
+
+
 def test_sftp_rejected_import_fails_its_rows_then_they_are_resent(make_project):
     p = make_project(insert_allowed=True)
     p.configure(transport="sftp")

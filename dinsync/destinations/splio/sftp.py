@@ -574,6 +574,7 @@ class SftpTransport:
                 results.problems += [RecordResult(k, "failed", f.reason) for k in f.keys]
                 f.state = "settled"
         deadline = time.monotonic() + timeout
+        refused: _Refused | None = None
         while True:
             waiting = [f for f in self._files.values() if f.state == "uploaded"]
             for f in waiting:
@@ -581,6 +582,11 @@ class SftpTransport:
                     data = await self._read_report(f.name)
                 except ConnectionError:
                     break  # try again at the next poll
+                except _Refused as exc:
+                    # (a report we may not read: the run fails saying so, its files' rows stay
+                    # pending, read by the next run; raised here, the run counted them nowhere)
+                    refused = exc
+                    break
                 if data is None:
                     continue
                 try:
@@ -592,12 +598,13 @@ class SftpTransport:
                 results.merge(found)
                 self._note_created(f.name, created, self.mode)
                 f.state = "settled"
-            if not any(f.state == "uploaded" for f in self._files.values()) or time.monotonic() >= deadline:
+            if refused is not None or not any(f.state == "uploaded" for f in self._files.values()) \
+                    or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(self.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
         results.pending = {file_token(f.name, self.mode): list(f.keys)
                            for f in self._files.values() if f.state == "uploaded"}
-        results.error = update_mode_error(self.sync, self.created)
+        results.error = update_mode_error(self.sync, self.created) or refused
         return results
 
     def _note_created(self, name: str, created: int, mode: str) -> None:

@@ -59,6 +59,7 @@ class SftpFaults:
     _rejections: deque = field(default_factory=deque, init=False, repr=False)
     _refused_uploads: deque = field(default_factory=deque, init=False, repr=False)
     _stalls: int = field(default=0, init=False, repr=False)
+    _refused_reads: int = field(default=0, init=False, repr=False)
 
     def drop_upload_after(self, nbytes: int, times: int = 1) -> None:
         """The next `times` uploads: write `nbytes` bytes, then drop the connection."""
@@ -74,6 +75,17 @@ class SftpFaults:
         if self._rename_drops:
             self._rename_drops -= 1
             self.injected["drop_after_rename"] += 1
+            return True
+        return False
+
+    def refuse_reads(self, times: int = 1) -> None:
+        """The next `times` files opened for reading (import reports) answer permission denied."""
+        self._refused_reads += times
+
+    def next_read_refused(self) -> bool:
+        if self._refused_reads:
+            self._refused_reads -= 1
+            self.injected["refuse_read"] += 1
             return True
         return False
 
@@ -144,6 +156,7 @@ class SftpFaults:
         self._rejections.clear()
         self._refused_uploads.clear()
         self._stalls = 0
+        self._refused_reads = 0
 
 
 @dataclass
@@ -278,6 +291,8 @@ class _SftpSession(asyncssh.SFTPServer):
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Any:
         if not pflags & _WRITE_FLAGS:
+            if self._server.faults.next_read_refused():
+                raise asyncssh.SFTPPermissionDenied("Permission denied")
             return super().open(path, pflags, attrs)
         local = self._require_writable(path)
         return self._opened(super().open(path, pflags, attrs), local)
