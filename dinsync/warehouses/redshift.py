@@ -111,10 +111,24 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
         forms = {c: REDSHIFT_TEXT_FORMS.get(oids.get(c)) for c in columns}
         return {c: form.format(x="@X@") for c, form in forms.items() if form}
 
+    def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
+        """The mapped columns Redshift cannot cast to VARCHAR (BOOLEAN): the row fingerprint hashes
+        them in their text form (stable_hash_forms) too, not with the CAST it gives other values."""
+        if not columns:
+            return set()
+        oids = self.column_oids(sql)
+        return {c for c in columns if oids.get(c) in NO_TEXT_CAST}
+
 
 # Types whose text depends on a session setting, with the text (of {x}) a UTC session writes (see
 # pgfamily.SESSION_TEXT_FORMS; Redshift has no infinite timestamps, nor ISFINITE)
-REDSHIFT_TEXT_FORMS = {1184: "REPLACE(CAST({x} AT TIME ZONE 'UTC' AS VARCHAR) || '+00', ' BC+00', '+00 BC')"}
+# A BOOLEAN has no cast to a character type on Redshift (CAST and TRY_CAST permit BOOL only to
+# SMALLINT, INTEGER, BIGINT and SUPER: "TRY_CAST function", usage notes), where PostgreSQL casts it
+# to 'true' / 'false': its text is written so here, the text whose hashes PostgreSQL stores.
+REDSHIFT_TEXT_FORMS = {1184: "REPLACE(CAST({x} AT TIME ZONE 'UTC' AS VARCHAR) || '+00', ' BC+00', '+00 BC')",
+                       16: "CASE WHEN {x} THEN 'true' WHEN NOT {x} THEN 'false' END"}
+# Types Redshift cannot CAST to VARCHAR: hashed in their REDSHIFT_TEXT_FORMS everywhere (exact_hash_columns).
+NO_TEXT_CAST = {16}
 
 
 class IamCredentials:
