@@ -4,21 +4,13 @@ WHERE
     SELECT
       "p"."_kh"
     FROM "dinsync_state"."pend_people_to_crm" AS "p"
-    WHERE
-      "p"."_key" IN (
-        SELECT
-          "a"."_key"
-        FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
-      )
+    JOIN "dinsync_commits"."main"."ack_people_to_crm" AS "a"
+      ON "a"."_key" = "p"."_key"
   )
   AND "_key" IN (
     SELECT
       "p"."_key"
     FROM "dinsync_state"."pend_people_to_crm" AS "p"
-    WHERE
-      "p"."_key" IN (
-        SELECT
-          "a"."_key"
-        FROM "dinsync_commits"."main"."ack_people_to_crm" AS "a"
-      )
+    JOIN "dinsync_commits"."main"."ack_people_to_crm" AS "a"
+      ON "a"."_key" = "p"."_key"
   )
