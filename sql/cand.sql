@@ -3,6 +3,7 @@
 -- by raw key hash. Kept: model rows whose raw key the snapshot does not hold or whose fingerprint differs
 -- (_in_seg), and snapshot rows no model row matches (_in_snap only: gone, or renamed by
 -- normalisation; with their key hash). cur.sql reads the candidates' model rows again, with values.
+-- (_here is 1, not TRUE: Redshift takes no IS comparison of a boolean value in a SELECT list.)
 CREATE TABLE {{ cand }} AS
 WITH seg AS (
   SELECT r._rkh, r._fp
@@ -10,7 +11,7 @@ WITH seg AS (
   WHERE r._rkh IS NOT NULL
 ),
 snap AS (
-  SELECT s._rkh, s._kh, {{ expected_fp("s", retry) }} AS _efp, TRUE AS _here
+  SELECT s._rkh, s._kh, {{ expected_fp("s", retry) }} AS _efp, 1 AS _here
   FROM {{ snapshot }} AS s
   WHERE {{ expected_rows("s", retry) }}
 )

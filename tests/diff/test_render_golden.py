@@ -225,3 +225,20 @@ def test_good_models_are_embedded_as_written(dialect, sql, kept):
     spec = DiffSpec(sync="s", model_sql=sql, key_column="k", key_normalization="none", fields=[("a", "a")])
     rendered = planner(dialect, spec).render("cur")
     assert "(\n" + (kept if kept is not None else sql) + "\n)" in rendered
+
+
+@pytest.mark.parametrize("statement", sorted(planner("redshift").statements()))
+def test_redshift_select_lists_compare_no_boolean_with_is(statement):
+    """Redshift: "You can use an IS comparison to check a Boolean value only as a predicate in the
+    WHERE clause. You can't use the IS comparison with a Boolean value in the SELECT list"
+    (https://docs.aws.amazon.com/redshift/latest/dg/r_Boolean_type.html). The tests run Redshift's
+    SQL on PostgreSQL, which takes it: a column made of a boolean literal (cand's snapshot-side
+    marker was `TRUE AS _here`, read as `_here IS NOT NULL` in the select list) must not be."""
+    tree = sqlglot.parse_one(planner("redshift").render(statement), read="redshift")
+    booleans = {a.alias for a in tree.find_all(exp.Alias) if isinstance(a.this, exp.Boolean)}
+    for select in tree.find_all(exp.Select):
+        for projection in select.expressions:
+            for test in projection.find_all(exp.Is):
+                column = test.this
+                assert not (isinstance(column, exp.Column) and column.name in booleans), \
+                    f"{statement}: {projection.sql(dialect='redshift')}"

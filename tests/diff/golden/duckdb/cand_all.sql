@@ -11,7 +11,7 @@ WITH "seg" AS (
     "s"."_rkh",
     "s"."_kh",
     COALESCE("s"."_pfp", "s"."_fp") AS "_efp",
-    TRUE AS "_here"
+    1 AS "_here"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     TRUE

@@ -26,7 +26,7 @@ SELECT id, email, first_name, score FROM analytics.people WHERE active -- only a
     "s"."_rkh",
     "s"."_kh",
     "s"."_fp" AS "_efp",
-    TRUE AS "_here"
+    1 AS "_here"
   FROM "dinsync_state"."snap_people_to_crm" AS "s"
   WHERE
     NOT "s"."_synced_at" IS NULL
