@@ -133,24 +133,26 @@ class StateStore:
 
     def check_tables(self) -> int:
         """The layout version in place, after refusing (ConfigError) tables of the layout's names
-        that dinsync did not create (see _refuse_foreign_tables). Changes nothing."""
+        that dinsync did not create (see _refuse_foreign_tables) and a layout a newer dinsync wrote
+        (its tables may mean what this version cannot read, and its writes would undo what the
+        newer one relies on). Changes nothing."""
         try:
             current = self.layout_version()
         except WarehouseError:  # e.g. a `meta` table without dinsync's columns
             self._refuse_foreign_tables([layout.META])
             raise
+        if current > LAYOUT_VERSION:
+            raise ConfigError([ConfigIssue(
+                f"the state schema {self.schema} has layout version {current}, newer than this dinsync "
+                f"({LAYOUT_VERSION}): a newer dinsync migrated it, and this one neither reads nor writes it",
+                "dinsync.yml", hint="upgrade dinsync to the version that migrated it")])
         if current < LAYOUT_VERSION:  # the tables about to be created or altered (none once in place)
             self._refuse_foreign_tables([layout.META] * (current == 0) + [
                 statement for version in range(current + 1, LAYOUT_VERSION + 1) for statement in MIGRATIONS[version]])
         return current
 
     def _migrate(self) -> int:
-        current = self.check_tables()
-        if current > LAYOUT_VERSION:
-            raise RuntimeError(
-                f"the state schema {self.schema} has layout version {current}, newer than this dinsync "
-                f"({LAYOUT_VERSION}); upgrade dinsync"
-            )
+        current = self.check_tables()  # (a newer layout is refused there)
         if current == LAYOUT_VERSION:
             return current
         if current == 0:

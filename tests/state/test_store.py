@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dinsync.errors import LockBusyError, RunSummary
+from dinsync.errors import ConfigError, LockBusyError, RunSummary
 from dinsync.state import LAYOUT_VERSION, StateStore
 from dinsync.state.process import holder_id, read_stat
 from dinsync.state.store import FEW_REJECTIONS
@@ -65,7 +65,7 @@ def test_migrate_is_idempotent_and_records_version(store):
 
 def test_newer_layout_is_refused(store):
     store.wh.execute(f"update {store.t('meta')} set value = '99' where key = 'layout_version'")
-    with pytest.raises(RuntimeError, match="newer than this dinsync"):
+    with pytest.raises(ConfigError, match="newer than this dinsync"):
         store.migrate()
 
 
