@@ -13,13 +13,20 @@ rejected earlier for their content, not planned again until they change).
 Layout 4: runs gain `segment_rows` (rows the model returned); `sync_state` (one row per sync:
 paused or not and why, the last state sent to notification channels) and `events` (pauses,
 resumes, notifications sent or failed) are created.
+Layout 5 (no DDL): state written by a dinsync that keeps per-sync records in `meta` (`mapping:`,
+`destination:`, `match:`, `phone_region:`, `phone_keys:`, `column_types:`, `forms:`, `wrote:`),
+fingerprints nested DuckDB columns by their text form and waits for a pending bulk job still
+running. Layout 4's dinsync ignores those records and would leave them stale (phone keys read by
+its older rule under a record saying the new one read them: this version would never read them
+again), so it must refuse this state, which it does for any layout newer than its own. A change of
+what the state means that an older dinsync would misread or undo is a new layout, even without DDL.
 """
 from __future__ import annotations
 
 import functools
 import re
 
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 
 META = "CREATE TABLE IF NOT EXISTS {s}.meta (key VARCHAR NOT NULL{pk_meta}, value VARCHAR)"
 
@@ -51,6 +58,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE IF NOT EXISTS {s}.events (event_at TIMESTAMP, sync VARCHAR, event VARCHAR, run_id VARCHAR, "
         "detail VARCHAR)",
     ],
+    5: [],  # (see above: the version alone, which layout 4's dinsync refuses)
 }
 
 _ADD_COLUMN = re.compile(r"ALTER TABLE \{s\}\.(\w+) ADD COLUMN (\w+) ")

@@ -33,7 +33,7 @@ def test_layout_3_upgrades_to_4_and_keeps_its_runs(tmp_path):
     try:
         store = StateStore(wh, "dinsync")
         assert store.layout_version() == 3
-        assert store.migrate() == LAYOUT_VERSION == 4
+        assert store.migrate() == LAYOUT_VERSION == 5
         assert "segment_rows" in wh.table_columns("dinsync", "runs")
         assert wh.table_columns("dinsync", "sync_state")[:3] == ["sync", "paused", "paused_by"]
         assert wh.table_columns("dinsync", "events") == ["event_at", "sync", "event", "run_id", "detail"]

@@ -60,7 +60,7 @@ def test_layout_1_migrates_and_its_killed_run_is_taken_over(tmp_path):
     try:
         store = StateStore(wh, "dinsync")
         assert store.layout_version() == 1
-        assert store.migrate() == LAYOUT_VERSION == 4
+        assert store.migrate() == LAYOUT_VERSION == 5
         assert {"ticket", "choosing"} <= set(wh.table_columns("dinsync", "locks"))
         # everything 0.1 wrote is still there
         assert [r["run_id"] for r in store.last_runs("users")] == ["old-killed", "old-ok"]
@@ -150,5 +150,36 @@ def test_a_lock_timeout_on_the_state_is_not_tried_again_by_migrate(tmp_path, mon
         with pytest.raises(WarehouseLockTimeout):
             store.migrate()
         assert len(calls) == 1
+    finally:
+        wh.close()
+
+
+def test_state_this_dinsync_migrated_is_refused_by_a_layout_4_dinsync(tmp_path, monkeypatch):
+    """Layout 4's dinsync (up to 2026-12-06) keeps no `meta` records of a sync (mapping:, match:,
+    phone_keys:, wrote:...), hashes nested DuckDB columns natively and takes a pending Attentive job
+    still running for lost: run on state this dinsync wrote, it went ahead, sent again what this one
+    waits for, and left the records stale for this one's next run (phone keys it read by its older
+    rule under a `phone_keys:` record saying they were read by the new one: never read again). The
+    state this dinsync migrates is a layout that dinsync refuses ("newer than this dinsync")."""
+    from dinsync.errors import ConfigError
+    from dinsync.state import layout, store as store_module
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute('CREATE SCHEMA "dinsync"')
+    con.execute(layout.render(layout.META, "dinsync", "duckdb", "VARCHAR", True))
+    for version in (1, 2, 3, 4):
+        for statement in layout.MIGRATIONS[version]:
+            con.execute(layout.render(statement, "dinsync", "duckdb", "VARCHAR", True))
+    con.execute("INSERT INTO dinsync.meta VALUES ('layout_version', '4')")
+    con.close()
+    wh = connect("duckdb", path=str(path))
+    try:
+        assert StateStore(wh).migrate() == LAYOUT_VERSION
+        # the layout-4 dinsync's own check: its version and migrations
+        monkeypatch.setattr(store_module, "LAYOUT_VERSION", 4)
+        monkeypatch.setattr(store_module, "MIGRATIONS", {v: layout.MIGRATIONS[v] for v in (1, 2, 3, 4)})
+        with pytest.raises(ConfigError, match="newer than this dinsync"):
+            StateStore(wh).migrate()
     finally:
         wh.close()

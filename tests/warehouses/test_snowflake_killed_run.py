@@ -191,7 +191,7 @@ def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_repl
     each committed on its own on Snowflake. They were DELETE then INSERT: a run killed between them
     (here: its second write fails) left the key without a value. UPDATE, then INSERT where no row
     holds the key, leaves the old value or the new one."""
-    from dinsync.state import StateStore
+    from dinsync.state import LAYOUT_VERSION, StateStore
     from tests.warehouses.support import WarehouseUnderTest
 
     t = WarehouseUnderTest("snowflake", tmp_path)
@@ -206,7 +206,7 @@ def test_a_value_of_the_state_survives_a_run_killed_between_the_writes_that_repl
         store.set_meta_values({"sync:users:destination": "iterable:c", "sync:users:new": "x"})
         assert store.meta_values("sync:users:destination", "sync:users:new") == {
             "sync:users:destination": "iterable:c", "sync:users:new": "x"}
-        assert store.layout_version() == 4
+        assert store.layout_version() == LAYOUT_VERSION
     finally:
         t.close()
 
