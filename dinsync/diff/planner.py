@@ -408,6 +408,13 @@ class Planner(CommitMixin, PendingMixin):
                         self._execute("pending_forget_field", column=f.snap_name)
                 self._execute("pending_forget_fingerprints")
 
+    def holds_rows(self) -> bool:
+        """The snapshot holds a row (delivered or parked): the sync ran before."""
+        with self._lock:
+            if not self._state_ready:
+                self.ensure_state()
+            return not self._scalar("snapshot_empty")
+
     def forget_raw_keys(self) -> None:
         """Make the next plan read every model row's key again (the key normalisation changed: a
         phone key's default region), also for records awaiting their outcome (see

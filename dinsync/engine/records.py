@@ -329,7 +329,9 @@ class SyncRecords:
         known = self._known.get(self._phone_keys_key)  # read by moved_from
         if not self.phone_key or known == PHONE_KEY_RULE:
             return None
-        before = self._sent_to is not None  # the sync ran: its snapshot's keys were read by an older rule
+        # the sync ran: its snapshot's keys were read by an older rule (a dinsync before 2026-12-04
+        # recorded no destination either: its snapshot says it ran)
+        before = self._sent_to is not None or self.planner.holds_rows()
         if dry_run:
             if not before:
                 return None

@@ -444,11 +444,14 @@ def test_a_phone_key_holding_more_than_digits_and_separators_is_rejected_not_rea
 
 @pytest.mark.skipif(not _diff_normalises_phone_keys(),
                     reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
-def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, monkeypatch):
+@pytest.mark.parametrize("records_left", ["key = 'phone_keys:attentive_users'", "key <> 'layout_version'"],
+                         ids=["without-the-rule", "without-any-record"])
+def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, monkeypatch, records_left):
     """A snapshot written before the phone key rule: +1 201 200 0012\u0663 was delivered as
     +12012000012 (another subscriber). The next run reads every key again, once: that row is
     rejected quoting the model's value, the other number leaves the snapshot, nothing else is sent;
-    `plan` says so first."""
+    `plan` says so first. Also where the older dinsync kept no record of the sync at all (before
+    2026-12-04: no `destination:` record either), which the rule took for a sync that never ran."""
     from dinsync.diff.dialects import DIALECT_SQL
 
     monkeypatch.setenv("DINSYNC_CACHE_DIR", "")  # rendered SQL not cached: the older rule's is rendered
@@ -461,7 +464,7 @@ def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, m
         first = p.run()
     assert (first["acknowledged"], first["rejected"]) == (10, 0), p.rejections()
     assert "+12012000012" in p.snapshot_keys()
-    p.sql("delete from dinsync.meta where key = 'phone_keys:attentive_users'")  # as the older dinsync left it
+    p.sql(f"delete from dinsync.meta where {records_left}")  # as the older dinsync left it
     result = p.cli("plan", json_output=False)
     assert "phone keys were read by an older rule" in result.stdout + result.stderr
     p.requests.clear()
