@@ -418,7 +418,9 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
         paused = operator is not None and not force and operator.states.get(name).paused
         if figures is not None and figures.duplicate_pct > limit and not paused:
             run = failed_run(name, redaction.redact(blocked_message(figures, limit, name, redaction.redact)),
-                             blocked_hint(figures), started_at=utcnow(), full_refresh=full_refresh)
+                             blocked_hint(figures), started_at=utcnow(), full_refresh=full_refresh,
+                             counts={"segment_rows": figures.rows, "null_keys": figures.null_keys,
+                                     "duplicate_keys": figures.duplicate_keys})  # what the message is about
             code = DuplicateKeysError.exit_code
             if operator is not None:  # its channels hear it failed, as they would from its own run
                 operator.after_run(name, run, code)

@@ -139,9 +139,10 @@ def run_from_summary(summary: Any, logged: Mapping[str, Any] | None, *, full_ref
 
 
 def failed_run(sync: str, error: str, hint: str | None, *, started_at: dt.datetime,
-               full_refresh: bool = False) -> dict[str, Any]:
-    """The run object of a sync that failed before the engine had a run summary."""
+               full_refresh: bool = False, counts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run object of a sync that failed before the engine had a run summary (`counts`: those
+    already known, e.g. the model's rows and keys that blocked it)."""
     finished = utcnow()
     return run_object(sync=sync, status="failed", started_at=started_at, finished_at=finished,
-                      seconds=(finished - started_at).total_seconds(), full_refresh=full_refresh, error=error,
-                      hint=hint, tool_version=__version__)
+                      seconds=(finished - started_at).total_seconds(), full_refresh=full_refresh, counts=counts,
+                      error=error, hint=hint, tool_version=__version__)

@@ -116,6 +116,24 @@ def test_over_the_limit_the_model_is_blocked_and_its_other_syncs_do_not_run(proj
     assert len(project.sandbox.users) == 5  # only the leads were delivered
 
 
+def test_a_sync_blocked_by_an_earlier_syncs_figures_reports_the_models_counts(project):
+    """The later syncs of a blocked model fail without planning it again: their run object said
+    `segment_rows` 0 and `duplicate_keys` 0 while its error named 4 duplicated keys in 24 rows (a job
+    alerting on `duplicate_keys` missed them); it now carries the figures the error is about."""
+    add_rows(project, *((100 + i, f"user{i}@example.com") for i in range(1, 5)))  # 8 of 24 rows: 33%
+    (project.root / "syncs" / "iterable_users_b.yml").write_text(
+        (project.root / "syncs" / "iterable_users.yml").read_text())
+
+    result = project.sync()
+    assert result["exit_code"] == ExitCode.RUN_FAILED
+    first, other = result["runs"]
+    assert (first["sync"], other["sync"], other["run_id"]) == ("iterable_users", "iterable_users_b", None)
+    counts = ("segment_rows", "null_keys", "duplicate_keys")
+    assert {k: other[k] for k in counts} == {k: first[k] for k in counts} == {
+        "segment_rows": 24, "null_keys": 0, "duplicate_keys": 4}
+    assert other["sent"] == other["added"] == 0
+
+
 def test_a_declared_primary_key_that_does_not_hold_is_a_warning_only(project):
     add_rows(project, (1, "other1@example.com"), (None, "other2@example.com"))
     data, code = check(project)
