@@ -941,3 +941,41 @@ def test_attribute_pages_are_read_until_one_adds_nothing(fresh):
     assert len(paths) == -(-len(whole.attributes) // 7) + 1  # and an empty one
     same, paths = asyncio.run(_with_transport(dest, lambda t: read(t, lambda p: re.sub(r"offset=\d+", "offset=0", p))))
     assert [a.slug for a in same.attributes] == [a.slug for a in whole.attributes] and len(paths) == 2
+
+
+def test_a_person_whose_company_does_not_exist_yet_is_not_found_then_delivered(fresh):
+    """A write whose referenced record does not exist (Attio's `value_not_found`) has nothing in the
+    row's values to fix: it was parked until they changed, so people written before their company
+    (`serve --parallel`, syncs selected apart) stayed unlinked for good. It is now `not_found`, sent
+    again by the next run, which delivers it once the company exists."""
+    dest = destination(fresh)
+    spec = SyncSpec("s", "people", "upsert", "email_addresses", ["job_title", "company"])
+    pre = run_preflight(dest, spec)
+    assert pre.issues == []
+    frame = mapped([{"key": "ada@example.com", "job_title": "CTO", "company": "newco.example"}],
+                   "email_addresses", ["job_title", "company"], pre.kinds, "email")
+    first = deliver_all(dest, dest.prepare(frame, spec).requests)[0]
+    assert [(p.key, p.status, p.field) for p in first.problems] == [("ada@example.com", "not_found", "company")]
+    assert "sent again by the next run" in first.problems[0].reason
+    company = Request("write", "PUT", "/v2/objects/companies/records?matching_attribute=domains",
+                      b'{"data":{"values":{"domains":["newco.example"]}}}', keys=["newco"], context=_Write(False))
+    assert deliver_all(dest, [company])[0].ok == ["newco"]
+    again = deliver_all(dest, dest.prepare(frame, spec).requests)[0]
+    assert (again.ok, again.problems) == (["ada@example.com"], [])
+
+
+def test_an_unknown_select_option_stays_a_rejection_beside_a_reference():
+    """value_not_found naming another attribute (an unknown select option) is the row's content:
+    rejected and parked, as before, even when the write also references a record."""
+    d = _dest()
+    body = orjson.dumps({"data": {"values": {"email_addresses": ["a@example.com"], "plan": ["platinum"],
+                                             "company": [{"target_object": "companies", "domains": ["b.com"]}]}}})
+    write = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", body,
+                    keys=["k1"], context=_Write(False, frozenset({"company"})))
+    option = d.parse(write, 400, {}, _body(400, "value_not_found", 'Cannot find select attribute with select '
+                                           'option title "platinum".')).results[0]
+    missing = d.parse(write, 400, {}, _body(400, "value_not_found", "No companies record was found with domains "
+                                            'matching the value provided for attribute with slug "company".')).results[0]
+    by_id = d.parse(write, 400, {}, _body(400, "value_not_found", 'Record with ID "x" not found in companies.')).results[0]
+    assert [(r.status, r.field) for r in (option, missing, by_id)] == [
+        ("rejected", "plan"), ("not_found", "company"), ("not_found", "company")]

@@ -111,6 +111,25 @@ def named_fields(data: Any, body: bytes | None) -> str | None:
     return ", ".join(sorted({n for n in named if n in written})) or None
 
 
+def missing_reference(status: int, data: Any, body: bytes | None, references: frozenset) -> str | None:
+    """The record-reference attributes (of `references`) whose referenced record a rejected write
+    did not find: Attio's `value_not_found` for a write that gave one of them a value, naming no
+    other attribute (an unknown select option names its attribute: rejected, as it is). None
+    otherwise."""
+    if status != 400 or not references or not isinstance(data, dict) or data.get("code") != "value_not_found" \
+            or not body:
+        return None
+    try:
+        written = orjson.loads(body)["data"]["values"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    sent = sorted(slug for slug in references if isinstance(written, dict) and written.get(slug))
+    named = set((named_fields(data, body) or "").split(", ")) - {""}
+    if not sent or not named <= set(sent):
+        return None
+    return ", ".join(sorted(named) or sent)
+
+
 def auth_reason(status: int, data: Any) -> str:
     what = "refused the access token" if status == 401 else "refused the request"
     return f"Attio {what} ({describe(status, data)}): the token needs the scopes {SCOPE_TEXT}"

@@ -50,7 +50,7 @@ from ..base import (
     Transport,
 )
 from ..settings import Settings
-from .answers import (attio_answer, auth_reason, describe, named_fields, read_json, record_missing,
+from .answers import (attio_answer, auth_reason, describe, missing_reference, named_fields, read_json, record_missing,
                       written_record)
 from .keys import e164_keys, inexact_numbers, same_domain, same_email, same_instant, same_number, same_phone
 from .schema import NUMERIC_TYPES, AttributeInfo, Schema, check_mapping
@@ -120,9 +120,11 @@ class _Lookup:
 
 @dataclass
 class _Write:
-    """Request.context of a write; `by_id`: a PUT by record id (update mode)."""
+    """Request.context of a write; `by_id`: a PUT by record id (update mode); `references`: the
+    sync's fields that are record-reference attributes."""
 
     by_id: bool
+    references: frozenset = frozenset()
 
 
 @dataclass
@@ -291,6 +293,7 @@ class AttioDestination(Destination):
             self._forget(same)
             rejections += same
         obj = _q(sync.service)
+        references = frozenset(n for n, a in plan.attributes.items() if a.type == "record-reference")
         requests = []
         if update:
             body = pl.concat_str([pl.lit('{"data":{"values":{'), pl.col("_values"), pl.lit("}}}")])
@@ -299,7 +302,7 @@ class AttioDestination(Destination):
                 if record_id is None:  # every row reaching here was found by the lookup
                     raise RuntimeError(f"attio: no record id for key {key!r} (update mode)")
                 requests.append(Request(WRITE, "PUT", f"/v2/objects/{obj}/records/{_q(record_id)}", text.encode(),
-                                        keys=[key], context=_Write(by_id=True)))
+                                        keys=[key], context=_Write(by_id=True, references=references)))
         else:
             member = pl.concat_str([pl.lit(orjson.dumps(sync.key_field).decode() + ":["), pl.col("_kjson"),
                                     pl.lit("]")])
@@ -307,7 +310,7 @@ class AttioDestination(Destination):
                 pl.concat_str([member, pl.lit(","), pl.col("_values")]))
             body = pl.concat_str([pl.lit('{"data":{"values":{'), values, pl.lit("}}}")])
             path = f"/v2/objects/{obj}/records?matching_attribute={_q(sync.key_field)}"
-            write = _Write(by_id=False)
+            write = _Write(by_id=False, references=references)
             for key, text in frame.select("_key", body.alias("_body")).iter_rows():
                 requests.append(Request(WRITE, "PUT", path, text.encode(), keys=[key], context=write))
         return Prepared(requests, rejections)
@@ -405,6 +408,14 @@ class AttioDestination(Destination):
         if status == 404 and isinstance(ctx, _Write) and ctx.by_id and record_missing(data):
             return Outcome("done", [RecordResult(request.keys[0], "not_found",
                                                  reason + " (deleted since the lookup; update mode never creates)")])
+        missing = missing_reference(status, data, request.body, ctx.references) if isinstance(ctx, _Write) else None
+        if missing:
+            # the record it references does not exist (yet): nothing of this row's values to fix, so
+            # not parked until they change; sent again by the next run (the companies' sync may
+            # not have run yet: `serve --parallel`, or syncs selected apart)
+            return Outcome("done", [RecordResult(k, "not_found", f"{reason} (the record {missing} references does "
+                                                 "not exist in Attio: sent again by the next run)", missing)
+                                    for k in request.keys])
         # Attio's word on the record (its error JSON) rejects it; another 4xx page (a proxy's or a
         # gateway's, a 413 of a proxy's smaller cap included) says nothing about the record:
         # failed, sent again next run (a proxy's 413 page parked a valid row for good).
