@@ -26,7 +26,6 @@ Faults (`SftpFaults`, reached as `sandbox.sftp_faults`):
 from __future__ import annotations
 
 import asyncio
-
 import hmac
 import os
 from collections import Counter, deque
@@ -54,12 +53,20 @@ class SftpFaults:
     refuse_remove: bool = False
     injected: Counter = field(default_factory=Counter, init=False)
     _drops: deque = field(default_factory=deque, init=False, repr=False)
-    _rename_drops: int = field(default=0, init=False, repr=False)
-    _refusals: int = field(default=0, init=False, repr=False)
     _rejections: deque = field(default_factory=deque, init=False, repr=False)
     _refused_uploads: deque = field(default_factory=deque, init=False, repr=False)
-    _stalls: int = field(default=0, init=False, repr=False)
-    _refused_reads: int = field(default=0, init=False, repr=False)
+    # faults armed `times` times, by kind (the kind `injected` counts them under): drop_after_rename,
+    # refuse_read, stall_upload, refuse_login
+    _armed: Counter = field(default_factory=Counter, init=False, repr=False)
+
+    def _take(self, kind: str, counted: bool = True) -> bool:
+        """Whether a fault of `kind` is armed; if so, one is used (and counted in `injected`)."""
+        if self._armed[kind] <= 0:
+            return False
+        self._armed[kind] -= 1
+        if counted:
+            self.injected[kind] += 1
+        return True
 
     def drop_upload_after(self, nbytes: int, times: int = 1) -> None:
         """The next `times` uploads: write `nbytes` bytes, then drop the connection."""
@@ -69,37 +76,25 @@ class SftpFaults:
 
     def drop_after_rename(self, times: int = 1) -> None:
         """The next `times` renames: applied, then the connection drops before the answer."""
-        self._rename_drops += times
+        self._armed["drop_after_rename"] += times
 
     def next_rename_dropped(self) -> bool:
-        if self._rename_drops:
-            self._rename_drops -= 1
-            self.injected["drop_after_rename"] += 1
-            return True
-        return False
+        return self._take("drop_after_rename")
 
     def refuse_reads(self, times: int = 1) -> None:
         """The next `times` files opened for reading (import reports) answer permission denied."""
-        self._refused_reads += times
+        self._armed["refuse_read"] += times
 
     def next_read_refused(self) -> bool:
-        if self._refused_reads:
-            self._refused_reads -= 1
-            self.injected["refuse_read"] += 1
-            return True
-        return False
+        return self._take("refuse_read")
 
     def stall_uploads(self, times: int = 1) -> None:
         """The next `times` uploads: the first write is never answered (a server stuck on its disk),
         while the connection stays up and answers keepalives."""
-        self._stalls += times
+        self._armed["stall_upload"] += times
 
     def next_write_stalled(self) -> bool:
-        if self._stalls:
-            self._stalls -= 1
-            self.injected["stall_upload"] += 1
-            return True
-        return False
+        return self._take("stall_upload")
 
     def refuse_uploads(self, kind: str = "permission", times: int = 1) -> None:
         """The next `times` uploads are refused when opened: "permission" (the drop folder refuses
@@ -119,7 +114,7 @@ class SftpFaults:
 
     def refuse_logins(self, times: int = 1) -> None:
         """The next `times` connections cannot log in, whatever their credentials."""
-        self._refusals += times
+        self._armed["refuse_login"] += times
 
     def reject_next_file(self, reason: str = "rejected by an injected fault", times: int = 1) -> None:
         self._rejections.extend([reason] * times)
@@ -128,12 +123,7 @@ class SftpFaults:
         return self._drops.popleft() if self._drops else None
 
     def next_login_refused(self) -> bool:
-        if self.refuse_auth:
-            return True
-        if self._refusals:
-            self._refusals -= 1
-            return True
-        return False
+        return self.refuse_auth or self._take("refuse_login", counted=False)
 
     def next_file_rejection(self) -> str | None:
         if self._rejections:
@@ -142,21 +132,18 @@ class SftpFaults:
         return None
 
     def pending(self) -> int:
-        return len(self._drops) + self._refusals + len(self._rejections) + self._rename_drops
+        return len(self._drops) + len(self._rejections) + len(self._refused_uploads) + sum(self._armed.values())
 
     def clear(self) -> None:
         self.importer_delay = 0.0
         self.refuse_auth = False
         self.refuse_posix_rename = False
         self.refuse_remove = False
-        self._rename_drops = 0
         self.injected.clear()
         self._drops.clear()
-        self._refusals = 0
         self._rejections.clear()
         self._refused_uploads.clear()
-        self._stalls = 0
-        self._refused_reads = 0
+        self._armed.clear()
 
 
 @dataclass
