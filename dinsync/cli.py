@@ -553,7 +553,7 @@ def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> 
                 raise DinsyncError("the state tables cannot be read", "check the warehouse and the state schema")
             for name in chosen:
                 current = operator.states.get(name)
-                if pausing and reason is None and current.paused and current.paused_by == "hand":
+                if pausing and reason is None and current.hand_paused:
                     note(f"sync {name} is already paused by hand: {current.reason}")  # keep its reason
                 elif pausing:
                     operator.pause(name, by="hand", culprit="hand", reason=reason or "no reason given")

@@ -92,7 +92,7 @@ class Operator:
         if result.ok:
             return None
         now = self.states.get(name) if result.finding is None else state
-        if now.paused and now.paused_by == "hand":  # paused by hand while it was checked
+        if now.hand_paused:  # paused by hand while it was checked
             return Refusal(f"sync {name} is paused (by hand: {now.reason or 'no reason given'}); nothing was sent",
                            f"`dinsync resume {name}` to resume it, or run it once with --force")
         finding = result.finding
@@ -159,7 +159,7 @@ class Operator:
     # --- pause and resume ----------------------------------------------------------------
     def pause(self, name: str, *, by: str, culprit: str, reason: str, run: dict[str, Any] | None = None) -> SyncState:
         before = self.states.get(name)
-        if by == "auto" and before.paused and before.paused_by == "hand":
+        if by == "auto" and before.hand_paused:
             # paused by hand while the run's failure was being diagnosed: that pause stays (an
             # automatic one in its place would be lifted by the next passing check)
             return before
@@ -201,7 +201,7 @@ class Operator:
             # meanwhile (`dinsync pause` from another shell) is never lifted by a check, and a sync
             # resumed by hand meanwhile was resumed (and told) already
             now = self.states.get(name)
-            if now.paused and now.paused_by == "hand":
+            if now.hand_paused:
                 return CheckResult(inconclusive=f"paused by hand meanwhile: {now.reason or 'no reason given'}")
             if now.auto_paused:
                 self.resume(name, detail="its checks pass again")

@@ -40,6 +40,10 @@ class SyncState:
     def auto_paused(self) -> bool:
         return self.paused and self.paused_by == "auto"
 
+    @property
+    def hand_paused(self) -> bool:
+        return self.paused and self.paused_by == "hand"
+
 
 COLUMNS = [f.name for f in fields(SyncState)]
 
