@@ -175,8 +175,8 @@ class _Loader:
         PostgreSQL `dsn` has its own issue, see load_warehouse.)"""
         for path, value in _texts(data):
             if path not in doc.env_paths and path != ("warehouse", "dsn") and _URL_PASSWORD.match(value):
-                label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-                self.issues.append(doc.issue(path, f"{label} holds a password (user:password@) written in the file",
+                self.issues.append(doc.issue(path, f"{_show_path(path)} holds a password (user:password@) written "
+                                             "in the file",
                                              "write the URL as ${env:NAME} (or its password as "
                                              f"https://user:${{env:NAME}}@...) and export NAME; secrets never live "
                                              f"in {doc.file}"))
@@ -190,14 +190,10 @@ class _Loader:
                 continue  # the ProjectFile check reports it
             if not self.notification_secrets and any(p[:2] == at for p in doc.missing_env_paths):
                 continue  # a command that notifies nobody: a channel whose variable is not set is left out
-            empty = [p for p in sorted(doc.env_paths, key=str) if p[:2] == at and _value_at(channel, p[2:]) == ""]
+            empty = _empty_env_values(doc, at)
             if empty:  # set but empty (a CI's secret it does not have): unset for whoever notifies nobody
-                for path in empty if self.notification_secrets else ():
-                    names = doc.env_names.get(path, [])
-                    self.issues.append(doc.issue(
-                        path, f"notifications[{index}].{'.'.join(map(str, path[2:]))} is empty",
-                        f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
-                        if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}"))
+                if self.notification_secrets:
+                    self.issues += [_empty_value_issue(doc, path) for path in empty]
                 continue
             kind = channel.get("type")
             cls = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
@@ -253,15 +249,9 @@ class _Loader:
         # A value set but empty (a CI's secret it does not have): an empty dsn is libpq's defaults,
         # another database; empty credentials, ADC. Not a password: an empty one reaches the same
         # database or none (a server that trusts the host, as a CI's service container often does).
-        empty = [p for p in sorted(doc.env_paths, key=str) if p[:1] == ("warehouse",) and p[-1] != "password"
-                 and _value_at(doc.data, p) == ""]
-        for where in empty:
-            names = doc.env_names.get(where, [])
-            self.issues.append(doc.issue(
-                where, f"warehouse.{'.'.join(map(str, where[1:]))} is empty",
-                f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
-                if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}"))
+        empty = [path for path in _empty_env_values(doc, ("warehouse",)) if path[-1] != "password"]
         if empty:
+            self.issues += [_empty_value_issue(doc, path) for path in empty]
             return
         try:
             self.warehouse = cls.model_validate(raw)
@@ -1038,6 +1028,18 @@ def _url_password(url: str | None) -> str | None:
     return unquote(password) if password else None
 
 
+def _empty_env_values(doc: YamlDoc, under: tuple) -> list[tuple]:
+    """The paths under `under` whose `${env:NAME}` value is set but empty."""
+    return [p for p in sorted(doc.env_paths, key=str) if p[:len(under)] == under and _value_at(doc.data, p) == ""]
+
+
+def _empty_value_issue(doc: YamlDoc, path: tuple) -> ConfigIssue:
+    names = doc.env_names.get(path, [])
+    return doc.issue(path, f"{_show_path(path)} is empty",
+                     f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
+                     if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}")
+
+
 def _value_at(node: Any, path: tuple) -> Any:
     """The value at `path` in parsed YAML (None where there is none)."""
     for key in path:
@@ -1067,8 +1069,7 @@ def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
                 tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.path.rstrip("/")]
                 # and its token-like segments alone, which an answer may name without the rest
                 # (`no hook <token>`); short ones (`services`, an id `123456`) stay readable
-                tokens += [s for s in parts.path.split("/")
-                           if len(s) >= _TOKEN_CHARS and not any(c.isspace() for c in s)]
+                tokens += [s for s in parts.path.split("/") if _long_token(s)]
     return [t for t in tokens if t.strip("/")]
 
 
@@ -1076,6 +1077,10 @@ def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
 # Azure Functions' `code`, a signature's `sig`
 _CREDENTIAL_QUERY = re.compile(r"^(code|sig)$", re.IGNORECASE)
 _TOKEN_CHARS = 16  # a query value or path segment this long (no whitespace) is taken for a token
+
+
+def _long_token(text: str) -> bool:
+    return len(text) >= _TOKEN_CHARS and not any(c.isspace() for c in text)
 
 
 def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
@@ -1096,7 +1101,7 @@ def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
             for k, v in pairs:
                 if _credential_header(k) or _CREDENTIAL_QUERY.match(k):
                     named.append(v)
-                elif len(v) >= _TOKEN_CHARS and not any(c.isspace() for c in v):
+                elif _long_token(v):
                     long_values.append(v)
     return named, long_values
 
