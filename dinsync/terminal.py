@@ -387,8 +387,6 @@ def print_syncs(syncs: list[dict]) -> None:
     if not syncs:
         out().print("no syncs")
         return
-    from rich.table import Table
-
     colours = {"success": "green", "warning": "yellow", "failed": "red", "paused": "magenta", "abandoned": "red"}
     headers = ["sync", "state", "last run (UTC)", "seconds", "+added ~changed -removed", "sent", "acked",
                "rejected", "not found", "failed", "parked", "why"]
@@ -432,8 +430,6 @@ def print_rejections(rows: list[dict]) -> None:
     if not rows:
         out().print("no rejected rows")
         return
-    from rich.table import Table
-
     headers = ["rejected at (UTC)", "run", "key", "field", "status", "reason"]
     cells = [[(r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], key_cell(r["key"], 60),
               cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120)] for r in rows]
@@ -445,8 +441,6 @@ def print_runs(runs: list[dict]) -> None:
     if not runs:
         out().print("no runs yet")
         return
-    from rich.table import Table
-
     headers = ["run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
                "rejected", "not found", "failed", "seconds", "error / warnings"]
     rows = []

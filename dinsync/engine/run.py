@@ -225,15 +225,13 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         self.recorded = False  # the run log has its row (its run_id is worth showing)
         self.end_recorded = False  # ... and its end (status, counts)
+        s = self.summary = RunSummary(sync=self.cfg.name, run_id=run_id)
         if not self._begin(lock):
-            s = self.summary = RunSummary(sync=self.cfg.name, run_id=run_id)
             s.status = "cancelled"
             s.error = (f"stopped by {self.stop.signal_name} while waiting for a lock on the state tables: nothing "
                        "was sent; the next run starts again")
             s.seconds = time.monotonic() - started
             return s
-        s = RunSummary(sync=self.cfg.name, run_id=run_id)
-        self.summary = s
         try:
             moved = self._moved = self.records.moved_from()
             if moved is not None and not self.full_refresh:

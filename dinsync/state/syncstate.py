@@ -13,7 +13,7 @@ from typing import Any
 
 from ..report import SHORTENED_KEY_MAX, shown_key
 from .locks import utcnow
-from .store import StateStore
+from .store import StateStore, _text  # (NUL as `\x00`: what every warehouse holds)
 
 PAUSED_BY = ("auto", "hand")
 # What a pause names as its cause (`culprit`): see dinsync.ops.health.
@@ -150,7 +150,3 @@ def _state(row: dict[str, Any]) -> SyncState:
     data = {c: row.get(c) for c in COLUMNS}
     data["paused"] = bool(data["paused"])
     return SyncState(**data)
-
-
-def _text(value: str | None) -> str | None:
-    return value.replace("\x00", "\\x00") if isinstance(value, str) else value  # (as store._text)
