@@ -122,15 +122,7 @@ class SyncResult(_Result):
 
     def _failure(self) -> str:
         bad = [r for r in self.runs if r.status != "success"]
-        parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]
-        selected = getattr(self, "_selected", None)  # (not a field: as_dict() stays the CLI's JSON)
-        if self.exit_code >= 128 and (selected is None or len(self.runs) < selected):
-            # a stop was requested: the selected syncs after it did not run
-            try:
-                name = signal.Signals(self.exit_code - 128).name
-            except ValueError:
-                name = f"signal {self.exit_code - 128}"
-            parts.append(f"stopped by {name} before {'the remaining syncs' if self.runs else 'any sync'} ran")
+        parts = [f"{r.sync} {r.status}" + (f": {r.error}" if r.error else "") for r in bad]  # (not started ones too)
         return f"{len(bad)} of {len(self.runs)} syncs did not succeed (exit code {self.exit_code}): " + "; ".join(parts)
 
 
@@ -526,7 +518,6 @@ class Project:
                                 on_exception=functools.partial(_debug_traceback, notes))
         result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],
                             exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
-        result._selected = len(chosen.names)
         return result
 
     @_off_the_event_loop

@@ -408,8 +408,12 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
 
     figures_by_key: dict[tuple, Any] = {}
     results: list[tuple[dict, int]] = []
-    for name in names:
+    for i, name in enumerate(names):
         if stop is not None and stop.requested:
+            for later in names[i:]:  # listed, so that `sync --json` accounts for every selected sync
+                results.append((not_started_run(later, stop, full_refresh), stop.exit_code))
+                if on_run is not None:
+                    on_run(results[-1][0])
             break
         key = sync_key(project, name)
         figures = figures_by_key.get(key)
@@ -436,10 +440,28 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
     return results
 
 
+def not_started_run(name: str, stop, full_refresh: bool = False) -> dict:
+    """The run object of a sync a stop request kept from starting: `cancelled`, never recorded
+    (no run id, no lock taken, nothing planned or sent); the next command runs it."""
+    import signal
+
+    from . import __version__
+    from .report import run_object
+
+    try:
+        why = signal.Signals(stop.signum).name
+    except (TypeError, ValueError):
+        why = "a stop request"
+    return run_object(sync=name, status="cancelled", full_refresh=full_refresh,
+                      error=f"not started: stopped by {why} before this sync's turn",
+                      hint="nothing was planned or sent for it; the next `dinsync sync` runs it",
+                      tool_version=__version__)
+
+
 def sync_exit_code(results: list[tuple[dict, int]], stop=None) -> int:
     """The exit code of `run_syncs`'s results: the worst one, or the signal's when a stop was
-    requested, even one that came before any run started (the syncs it kept from running are
-    not in `results`: a stopped command must not exit 0 as if everything had run)."""
+    requested, even one that came before any run started (a stopped command must not exit 0 as if
+    everything had run)."""
     from .report import worst_exit_code
 
     codes = [code for _, code in results]

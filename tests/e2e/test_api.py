@@ -108,7 +108,8 @@ def test_a_stop_requested_before_starts_nothing(project):
     stop = StopToken()
     stop.request()
     result = dinsync.load_project(project.root).sync(stop=stop)
-    assert result.runs == [] and result.exit_code == 143  # stopped: not a success
+    run, = result.runs  # listed as not started: stopped, not a success
+    assert (run.status, run.run_id, result.exit_code) == ("cancelled", None, 143)
 
 
 def test_check_counts_in_the_warehouse_without_pulling_rows(project, monkeypatch):

@@ -225,9 +225,45 @@ def test_a_signal_before_the_first_run_exits_with_the_signal_not_0(project, monk
     monkeypatch.setattr(cli, "load_chosen", load_then_signal)
     result = project.cli("sync")
     assert result.exit_code == 128 + signal.SIGTERM, result.stdout
-    assert json.loads(result.stdout) == {"runs": [], "exit_code": 128 + signal.SIGTERM}
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == 128 + signal.SIGTERM
+    run, = data["runs"]  # listed, never recorded
+    assert (run["sync"], run["status"], run["run_id"], run["sent"]) == ("iterable_users", "cancelled", None, 0)
+    assert run["error"] == "not started: stopped by SIGTERM before this sync's turn"
     assert project.sql("select count(*) from dinsync.runs") == [(0,)]
     assert project.thread.stats()["requests"] == 0
+
+
+def test_syncs_a_signal_kept_from_starting_are_listed_as_not_started(project, monkeypatch):
+    """SIGTERM during the first of two syncs: the second never starts, and `sync --json` lists it
+    (`cancelled`, no run id) instead of leaving it out, so an orchestrator reading the document
+    sees every selected sync's fate; the next command runs it."""
+    import os
+
+    import dinsync.operations as operations
+
+    (project.root / "syncs" / "iterable_users_2.yml").write_text(
+        (project.root / "syncs" / "iterable_users.yml").read_text())
+    operated_run = operations.operated_run
+
+    def run_then_signal(*args, **kwargs):
+        outcome = operated_run(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # after the first run: only the token is set
+        return outcome
+
+    monkeypatch.setattr(operations, "operated_run", run_then_signal)
+    result = project.cli("sync")
+    data = json.loads(result.stdout)
+    assert result.exit_code == data["exit_code"] == 128 + signal.SIGTERM
+    first, second = data["runs"]
+    assert (first["sync"], first["status"], first["sent"]) == ("iterable_users", "success", 20)
+    assert (second["sync"], second["status"], second["run_id"], second["sent"]) == (
+        "iterable_users_2", "cancelled", None, 0)
+    assert second["error"] == "not started: stopped by SIGTERM before this sync's turn"
+    assert project.sql("select sync from dinsync.runs") == [("iterable_users",)]
+    monkeypatch.setattr(operations, "operated_run", operated_run)
+    text = project.cli("sync", json_output=False)
+    assert text.exit_code == 0 and "iterable_users_2 success" in text.stdout
 
 
 @pytest.mark.slow
