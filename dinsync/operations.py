@@ -251,7 +251,7 @@ def select(project, names=None, select=None, exclude=None, *, include_disabled: 
     from .selection import select_syncs
 
     return select_syncs(project.syncs, [*(names or ()), *(select or ())], exclude,
-                        include_disabled=include_disabled, models=project.models)
+                        include_disabled=include_disabled, models=project.models, named=names or ())
 
 
 # --- sync ----------------------------------------------------------------------------------------

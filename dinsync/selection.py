@@ -79,14 +79,16 @@ def _known(method: str, syncs: Mapping[str, Any], models: Mapping[str, Any]) -> 
 
 def select_syncs(syncs: Mapping[str, Any], select: Iterable[str] | None = None,
                  exclude: Iterable[str] | None = None, *, include_disabled: bool = False,
-                 models: Mapping[str, Any] | None = None) -> Selection:
+                 models: Mapping[str, Any] | None = None, named: Iterable[str] = ()) -> Selection:
     """`syncs`: name -> an object with `enabled` (and, for methods, `model` and `tags`);
-    `models`: model name -> an object with `tags` and `dbt_models`. Raises ConfigError for an
-    item that selects nothing. `include_disabled`: plain selection, globs and methods also take
+    `models`: model name -> an object with `tags` and `dbt_models`; `named`: those of `select`'s
+    items given as the command's arguments, not `--select` (messages name them as written).
+    Raises ConfigError for an item that selects nothing. `include_disabled`: plain selection, globs and methods also take
     disabled syncs (for read-only commands such as `status`)."""
     models = models or {}
     select = list(select or ())
     patterns, excluded = split_items(select), split_items(exclude)
+    as_arguments = set(split_items(named))
     usable = {n for n, s in syncs.items() if include_disabled or getattr(s, "enabled", True)}
     notes: list[str] = []
     issues: list[ConfigIssue] = []
@@ -112,7 +114,8 @@ def select_syncs(syncs: Mapping[str, Any], select: Iterable[str] | None = None,
                     disabled = sorted(_hits(pattern, set(syncs) - usable, syncs, models))
                     hint = (f"it only matches disabled syncs ({', '.join(disabled)}); name one to run it"
                             if disabled else _known(method, syncs, models) if method else _listing(syncs))
-                    issues.append(ConfigIssue(f"--select {pattern} matches no sync", hint=hint))
+                    said = pattern if pattern in as_arguments else f"--select {pattern}"
+                    issues.append(ConfigIssue(f"{said} matches no sync", hint=hint))
                 chosen |= hits
             elif pattern in syncs:
                 chosen.add(pattern)

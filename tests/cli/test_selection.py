@@ -44,6 +44,14 @@ def test_every_item_must_select_something():
     assert messages[1][0] == "--select zz* matches no sync"
 
 
+def test_an_argument_that_matches_nothing_is_named_as_written_not_as_select():
+    # `dinsync pause 'zz*'` has no --select: the message named an option the user never gave
+    with pytest.raises(ConfigError) as exc:
+        select_syncs(SYNCS, ["zz*", "tag:x,yy*"], named=["zz*"])
+    assert [i.message for i in exc.value.issues] == [
+        "zz* matches no sync", "--select tag:x matches no sync", "--select yy* matches no sync"]
+
+
 
 @pytest.mark.parametrize("select", [[""], [" "], [","], ["", " , "]])
 def test_a_selection_that_names_nothing_is_an_error_not_every_sync(select):
