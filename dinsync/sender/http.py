@@ -43,6 +43,8 @@ from .ratelimit import (COLD_MARGIN, DEFAULT_HEADROOM, STOP_POLL_SECONDS, Clock,
                         shared_pace)
 from .retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
 
+EPOCH_LIKE = 1e8  # a RateLimit-Reset this large (3 years of seconds) is a timestamp, not a delay
+
 MAX_REASON_CHARS = 500
 # Requests in a row that used all their attempts while the destination answered nothing (no
 # response but 5xx/408, timeouts, refused or reset connections; a 429 is an answer): then it is
@@ -488,7 +490,7 @@ class HttpSender:
 
     def retry_after(self, headers: Mapping[str, str]) -> float | None:
         """The server's wait hint: `Retry-After` (uncapped: one over the policy's cap stops sending),
-        else `RateLimit-Reset` if given in seconds."""
+        else `RateLimit-Reset` if given in seconds (as uncapped)."""
         hint = parse_retry_after(headers.get("Retry-After"), cap=math.inf, server_date=headers.get("Date"))
         if hint is None:
             reset = headers.get("RateLimit-Reset")
@@ -496,8 +498,10 @@ class HttpSender:
                 value = float(reset) if reset is not None else None
             except ValueError:
                 value = None
-            # Some APIs send an epoch timestamp here; only a small delta is a usable hint.
-            if value is not None and 0 <= value <= self.policy.max_retry_after:
+            # Seconds until the window or quota resets (Splio; the IETF draft), uncapped as a
+            # Retry-After: a reset longer than a run waits stops sending. Some APIs send an epoch
+            # timestamp here instead (GitHub's 1.7e9...): not a delay, no hint.
+            if value is not None and 0 <= value < EPOCH_LIKE:
                 hint = value
         return hint
 

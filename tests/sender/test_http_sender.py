@@ -341,18 +341,23 @@ def test_a_429_that_says_now_backs_off_as_without_a_hint(retry_after):
 
 
 @pytest.mark.parametrize("status,retry_after", [
-    (429, "3600"), (429, "HTTP-DATE"), (503, "86400"), (429, "9" * 400)])
+    (429, "3600"), (429, "HTTP-DATE"), (503, "86400"), (429, "9" * 400), (429, "RESET 3600")])
 def test_a_retry_after_longer_than_a_run_waits_is_not_cut_short(status, retry_after):
     """A server that says "not before an hour" (a 429, a 503 for maintenance) was asked again after
     120 s (the cap), against its word, 7 times a request; and 429s being answers, never an outage,
     every request of the run did so (hours). Now nothing more is sent: the request's records are
-    failed (sent by the next run) and the next request raises, unsent."""
+    failed (sent by the next run) and the next request raises, unsent. Splio says it with
+    `rateLimit-reset` (seconds) and no Retry-After ("RESET 3600"): a reset over 120 s was taken for
+    an epoch and ignored, and the sender's own backoff asked again after seconds, 429 after 429."""
     from dinsync.sender.ratelimit import FakeClock
 
     async def handler(request, hit):
         value = formatdate(time.time() + 3600, usegmt=True) if retry_after == "HTTP-DATE" else retry_after
+        header = "Retry-After"
+        if value.startswith("RESET "):
+            header, value = "rateLimit-reset", value.split()[1]
         if hit.n == 0:
-            return web.Response(status=status, text="come back later", headers={"Retry-After": value})
+            return web.Response(status=status, text="come back later", headers={header: value})
         return web.json_response({})
 
     async def main():
@@ -962,6 +967,8 @@ def test_auth_error_raised_by_parse_is_redacted_too():
         ({"Retry-After": "2", "RateLimit-Reset": "5"}, 2.0),
         ({"RateLimit-Reset": "5"}, 5.0),  # Splio: seconds until the window resets
         ({"RateLimit-Reset": "1700000000"}, None),  # an epoch timestamp: not a delay
+        ({"RateLimit-Reset": "3600"}, 3600.0),  # a quota's reset an hour away: longer than a run waits
+        ({"RateLimit-Reset": "-3"}, None),
         ({"Retry-After": "later"}, None),
         ({}, None),
     ],
