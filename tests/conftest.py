@@ -2,11 +2,22 @@
 the client sends to them against the platform's specification file."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import aiohttp
 import pytest
 
 from dinsync.sandbox import AttioSandbox, IterableSandbox, SandboxThread
 from tests.spec_validation import validate_attio_request, validate_iterable_request
+
+# The rate-limit paces that processes share (dinsync.sender.pacefile) live in a folder of this test
+# process (each xdist worker's own, and the commands its tests start), not the machine's: a pause a
+# sandbox asked for must not reach a test of another worker whose sandbox got the same port.
+os.environ["DINSYNC_PACE_DIR"] = tempfile.mkdtemp(prefix="dinsync-test-paces-")
+atexit.register(shutil.rmtree, os.environ["DINSYNC_PACE_DIR"], True)
 
 TEST_KEY = "itbl-test-key-7f3a9c2e51d04b"
 

@@ -9,6 +9,7 @@ The clock is injectable so tests run on virtual time (`FakeClock`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
@@ -16,7 +17,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+
+if TYPE_CHECKING:
+    from .pacefile import PaceFile
 
 DEFAULT_HEADROOM = 0.985
 # A sender's first starts open connections, which delays their arrival at the server by tens of
@@ -107,8 +111,10 @@ class _Pace:
     `dinsync serve --parallel`, each in its own thread, that write to one token: Attio counts its
     25 writes/s for the whole token, not per sync). Waiters stay with their own limiter."""
 
-    def __init__(self, rate: float | None, burst: int, headroom: float, cold_margin: float, clock: "Clock"):
+    def __init__(self, rate: float | None, burst: int, headroom: float, cold_margin: float, clock: "Clock",
+                 file: "PaceFile | None" = None):
         self.lock = threading.Lock()
+        self.file = file  # shared with the other processes of this machine (see pacefile); None: not
         self.clock = clock  # held: a shared pace is found by its clock's identity (see `shared_pace`)
         self.rate = rate
         self.burst = int(burst)
@@ -121,13 +127,65 @@ class _Pace:
         self.paused_until = -math.inf
         self.created = clock.now()  # (a pace kept for the next sync counts as used from then: `_keep`)
 
-    def pause_until(self, t: float) -> None:
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """The pace's lock, its state the latest of every process sharing its file (read under the
+        file's lock and written back on leaving). A file that fails is let go: this process then
+        paces alone, as before it was shared."""
         with self.lock:
+            file = self.file
+            if file is None:
+                yield
+                return
+            try:
+                file.lock()
+            except OSError:
+                self.file = None
+                yield
+                return
+            done = False
+            try:
+                try:
+                    state = file.read()
+                except OSError:
+                    state, self.file = None, None
+                if state is not None:
+                    self._adopt(state)
+                yield
+                done = True
+            finally:
+                if done and self.file is not None:
+                    try:
+                        file.write(self.tat, self.paused_until, [s[0] for s in self.window or ()])
+                    except OSError:
+                        self.file = None
+                try:
+                    file.unlock()
+                except OSError:
+                    self.file = None
+
+    def _adopt(self, state) -> None:
+        self.tat, self.paused_until = state.tat, state.paused_until
+        if self.window is not None:
+            self.window = deque((_Slot(t) for t in state.window[-self.window.maxlen:]), maxlen=self.window.maxlen)
+
+    def pause_until(self, t: float) -> None:
+        with self.shared():
             if t > self.paused_until:
                 self.paused_until = t
 
+    def moved(self, slot: "_Slot", t: float) -> None:
+        """The start of `slot` left at `t`, later than its slot: counted from then (RateLimiter.started)."""
+        with self.shared():
+            if self.window is not None:
+                for entry in reversed(self.window):
+                    if entry[0] == slot[0]:
+                        entry[0] = t
+                        break
+            slot[0] = t
+
     def set_rate(self, rate: float | None) -> None:
-        with self.lock:
+        with self.shared():
             if rate == self.rate:
                 return
             self.rate = rate
@@ -152,7 +210,7 @@ class _Pace:
 
     def try_take(self, now: float) -> tuple[list[float] | None, float]:
         """The next start slot if it is due at `now` (taken atomically), else (None, seconds to wait)."""
-        with self.lock:
+        with self.shared():
             wait = self.ready_at() - now
             if wait > _EPS:
                 return None, wait
@@ -171,13 +229,24 @@ class _Pace:
         late = now - self.tat
         kept = 0 < late < min(self.interval, max(KEPT_LATENESS * self.interval, KEPT_LATENESS_SECONDS))
         self.tat = (self.tat if kept else max(self.tat, now)) + self.interval
-        slot = [now]
+        slot = _Slot(now, self if self.file is not None else None)
         if self.window is not None:
             if self.cold:
                 self.cold -= 1
                 slot[0] += self.cold_margin
             self.window.append(slot)
         return slot
+
+
+class _Slot(list):
+    """A start's slot: [its time], and the pace whose file holds it (None: a pace of this process
+    alone, whose window holds the slot itself)."""
+
+    __slots__ = ("pace",)
+
+    def __init__(self, t: float, pace: "_Pace | None" = None):
+        super().__init__((t,))
+        self.pace = pace
 
 
 _SHARED: "weakref.WeakValueDictionary[tuple, _Pace]" = weakref.WeakValueDictionary()
@@ -212,7 +281,12 @@ def shared_pace(key: tuple, rate: float | None, burst: int = 1, *, headroom: flo
     with _SHARED_LOCK:
         pace = _SHARED.get(full)
         if pace is None:
-            pace = _Pace(rate, burst, headroom, cold_margin, clock)
+            file = None
+            if isinstance(clock, MonotonicClock):  # the system's clock: the same in every process
+                from .pacefile import PaceFile
+
+                file = PaceFile.open(full[:4])
+            pace = _Pace(rate, burst, headroom, cold_margin, clock, file)
             _SHARED[full] = pace
         _keep(full, pace)
         return pace
@@ -304,7 +378,7 @@ class RateLimiter:
 
     # --- acquiring --------------------------------------------------------------------------
     def _ready_at(self) -> float:
-        with self._pace.lock:
+        with self._pace.shared():
             return self._pace.ready_at()
 
     @staticmethod
@@ -315,7 +389,11 @@ class RateLimiter:
         second less than a second after it (Attio's sliding window: 1-2 429s in 750 writes, from
         sends 90 ms late)."""
         if slot is not None and t > slot[0]:
-            slot[0] = t
+            pace = getattr(slot, "pace", None)
+            if pace is None:
+                slot[0] = t
+            else:
+                pace.moved(slot, t)
 
     async def acquire(self, check: Callable[[], None] | None = None,
                       poll: float = STOP_POLL_SECONDS) -> list[float] | None:

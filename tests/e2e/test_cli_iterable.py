@@ -540,7 +540,7 @@ def test_retry_after_as_http_date_is_honoured(project):
     assert run["throttled"] == 2 and run["acknowledged"] == 20
 
 
-def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project):
+def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project, monkeypatch, tmp_path):
     """A 429 asking for an hour: the run neither waits 120 s eight times nor asks before then; it
     fails at once (exit 1, the wait in its error), and the next run delivers everything."""
     project.thread.script("bulkUpdate", throttle(3600))
@@ -558,8 +558,14 @@ def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project):
 
     from dinsync.sender import ratelimit
 
-    ratelimit._KEPT.clear()  # the next `dinsync sync` is a process of its own: it knows no such wait
+    ratelimit._KEPT.clear()  # the next `dinsync sync` is a process of its own: its pace is new...
     gc.collect()  # (the first runs' limiters, in reference cycles, held the pace)
+    other = project.sync()["runs"][0]  # ...and reads the wait from the pace file the processes share
+    assert other["status"] == "failed" and "more (Retry-After" in other["error"], other
+    assert project.sandbox.stats()["requests"] == 1
+    ratelimit._KEPT.clear()
+    gc.collect()
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(tmp_path / "an-hour-later"))  # (no pause there)
     again = project.sync()["runs"][0]
     assert again["status"] == "success" and again["acknowledged"] == 20, again
 

@@ -1,0 +1,106 @@
+"""A pace shared by processes through a locked file (dinsync.sender.pacefile): two `dinsync sync`
+processes sending to one token pace as one. Two open files of one path stand for two processes
+here (flock excludes open files, not processes); the CLI test is in tests/e2e/test_shared_pace.py."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from dinsync.sender import pacefile
+from dinsync.sender.pacefile import PaceFile
+from dinsync.sender.ratelimit import FakeClock, RateLimiter, _Pace
+
+BOOT = b"b" * 16
+
+
+def opened(path, boot=BOOT) -> PaceFile:
+    return PaceFile(path, pacefile._open(path), boot)
+
+
+def two_paces(tmp_path, clock, rate=5.0):
+    path = tmp_path / "x.pace"
+    return [_Pace(rate, 1, 1.0, 0.0, clock, opened(path)) for _ in range(2)]
+
+
+def test_two_processes_sharing_a_pace_file_start_at_its_rate_together(tmp_path):
+    clock = FakeClock()
+    a, b = (RateLimiter(5.0, 1, headroom=1.0, clock=clock, pace=p) for p in two_paces(tmp_path, clock))
+    starts = []
+
+    async def send(limiter, n):
+        for _ in range(n):
+            await limiter.acquire()
+            starts.append(clock.now())
+
+    async def main():
+        await asyncio.gather(send(a, 10), send(b, 10))
+
+    asyncio.run(main())
+    starts.sort()
+    gaps = [round(y - x, 6) for x, y in zip(starts, starts[1:])]
+    assert len(starts) == 20 and min(gaps) >= 0.2 - 1e-6, gaps  # one start every 1/5 s, both senders together
+    assert max(sum(1 for t in starts if s <= t < s + 1) for s in starts) == 5
+
+
+def test_alone_each_would_start_at_the_whole_rate():
+    """What sharing prevents: two paces of their own (before) let 2 x 5 starts into a second."""
+    clock = FakeClock()
+    a, b = (_Pace(5.0, 1, 1.0, 0.0, clock) for _ in range(2))
+    taken = [p.try_take(0.0)[0] for p in (a, b)]
+    assert all(slot is not None for slot in taken)  # both at t=0: 2 starts where 1 may go
+
+
+def test_a_429_pause_reaches_the_other_process(tmp_path):
+    clock = FakeClock()
+    a, b = two_paces(tmp_path, clock)
+    a.pause_until(600.0)  # a Retry-After: 600 answered to the other process
+    slot, wait = b.try_take(0.0)
+    assert slot is None and wait == pytest.approx(600.0)
+
+
+def test_a_late_start_moves_its_slot_for_every_process(tmp_path):
+    clock = FakeClock()
+    a, b = (_Pace(5.0, 1, 1.0, 0.0, clock, opened(tmp_path / "x.pace")) for _ in range(2))
+    slots = [a.try_take(0.2 * i)[0] for i in range(5)]  # a full window: 5 starts 0.2 s apart
+    RateLimiter.started(slots[0], 0.15)  # the first left 150 ms late
+    slot, wait = b.try_take(1.0)
+    assert slot is None and wait == pytest.approx(0.15)  # the window counts it from when it left
+
+
+def test_a_file_of_another_boot_or_garbage_is_read_as_empty(tmp_path):
+    path = tmp_path / "x.pace"
+    old = opened(path, boot=b"o" * 16)
+    old.write(1e9, 1e9, [1e9])  # a pause from before a restart: its clock is not ours
+    assert opened(path).read() is None
+    path.write_bytes(b"not a pace file at all" * 10)
+    assert opened(path).read() is None
+    clock = FakeClock()
+    pace = _Pace(5.0, 1, 1.0, 0.0, clock, opened(path))
+    assert pace.try_take(0.0)[0] is not None
+
+
+def test_a_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
+    folder = tmp_path / "paces"
+    folder.mkdir(mode=0o777)
+    os.chmod(folder, 0o777)
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(folder))
+    assert pacefile.pace_dir() is None  # another user could forge a pause, or read nothing of ours
+    os.chmod(folder, 0o700)
+    assert pacefile.pace_dir() == folder
+    assert PaceFile.open(("iterable", "http://127.0.0.1:1", "h", "bulkUpdate", 5.0, 1, 0.985)) is not None
+    assert [p.suffix for p in folder.iterdir()] == [".pace"]
+    assert (folder.stat().st_mode & 0o777, next(folder.iterdir()).stat().st_mode & 0o777) == (0o700, 0o600)
+
+
+def test_a_failing_file_is_let_go_and_the_pace_goes_on_alone(tmp_path):
+    class Failing(PaceFile):
+        def lock(self):
+            raise OSError(5, "Input/output error")
+
+    clock = FakeClock()
+    path = tmp_path / "x.pace"
+    pace = _Pace(5.0, 1, 1.0, 0.0, clock, Failing(path, pacefile._open(path), BOOT))
+    assert pace.try_take(0.0)[0] is not None and pace.file is None
+    assert pace.try_take(0.0)[0] is None  # still paced, by itself
