@@ -151,6 +151,7 @@ class Notifier:
         import aiohttp
 
         from ..sender.http import redirect_reason
+        from ..sender.proxy import proxy_for
         from ..sender.retry import RetryPolicy, parse_retry_after
 
         if channel.type == "slack":
@@ -171,7 +172,7 @@ class Notifier:
             try:
                 # a redirect is not followed: the URL's token or a header (e.g. X-Token) would go with it
                 async with session.post(url, data=body, headers=headers, timeout=timeout,
-                                        allow_redirects=False) as resp:
+                                        allow_redirects=False, **proxy_for(url)) as resp:
                     text = redaction.shorten(await resp.text(errors="replace"), 200)
                     if 200 <= resp.status < 300:
                         self._down.discard(name)

@@ -39,6 +39,7 @@ from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
 from .inflight import InFlight
+from .proxy import proxy_for
 from .ratelimit import (COLD_MARGIN, DEFAULT_HEADROOM, STOP_POLL_SECONDS, Clock, MonotonicClock, RateLimiter,
                         shared_pace)
 from .retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
@@ -144,6 +145,7 @@ class HttpSender:
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
         self._unanswered = 0  # requests that used all their attempts since the destination last answered
         self._down: str | None = None  # once it is found down (see OUTAGE_REQUESTS), nothing more is sent
+        self._proxies: dict[str, dict] = {}  # origin -> proxy arguments (_proxy)
         self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
         for name in destination.limits:
             self._endpoint(name)
@@ -395,7 +397,7 @@ class HttpSender:
                 ep.limiter.started(slot, sent_at)  # later than its slot when the loop was busy
                 async with self._session.request(
                     request.method, url, data=request.body, headers=headers, allow_redirects=False,
-                    trace_request_ctx=slot,
+                    trace_request_ctx=slot, **self._proxy(url),
                 ) as resp:
                     body = await resp.read()
                     status, resp_headers = resp.status, resp.headers
@@ -407,6 +409,13 @@ class HttpSender:
             except ValueError as exc:  # e.g. a header value aiohttp refuses to send
                 raise _GiveUp(f"invalid request: {exc}") from None
         return self.classify(request, status, resp_headers, body)
+
+    def _proxy(self, url: URL) -> dict:
+        """The environment's proxy for `url` (HTTPS_PROXY...: proxy.py), read once a host."""
+        origin = f"{url.scheme}://{url.host}"
+        if origin not in self._proxies:
+            self._proxies[origin] = proxy_for(url)
+        return self._proxies[origin]
 
     async def _unless_stopped(self, waiting: Any) -> Any:
         """Await a retry's backoff (up to 120 s), given up once the run stops (SendingStopped): its

@@ -25,6 +25,7 @@ from yarl import URL
 
 from ...errors import DestinationUnreachableError, DinsyncError, SendingStopped
 from ...sender import HttpSender
+from ...sender.proxy import proxy_for
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
 from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
 
@@ -313,7 +314,8 @@ class AttentiveTransport:
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             hint = None
             try:
-                async with self._downloads.get(URL(url, encoded=True)) as resp:
+                link = URL(url, encoded=True)
+                async with self._downloads.get(link, **proxy_for(link)) as resp:
                     body = await resp.read()
                     if resp.status == 200 and body.strip():
                         self.stats.downloads += 1

@@ -1,0 +1,58 @@
+"""HttpSender at HTTP's edges: proxies from the environment, odd but valid answers, huge bodies."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+from yarl import URL
+
+from dinsync.sender import HttpSender
+from dinsync.sender.proxy import proxy_for
+
+from .test_http_sender import FAST, SECRET, FakeDestination, Server, batch, run, statuses
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD")
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_requests_go_through_the_proxy_the_environment_names(no_env_proxy, tmp_path):
+    """HTTP_PROXY/HTTPS_PROXY were ignored: behind a company's egress proxy every request timed out
+    (the warehouses' drivers honour them). A ~/.netrc entry is not sent along (aiohttp's trust_env
+    would send its `default` login to the API, and fail a request carrying Authorization)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login me password netrc-pw\n")
+    netrc.chmod(0o600)
+    no_env_proxy.setenv("NETRC", str(netrc))
+
+    async def main():
+        async with Server() as proxy:
+            host, port = URL(proxy.url).host, URL(proxy.url).port
+            no_env_proxy.setenv("HTTP_PROXY", f"http://corp:pr%40xy-pw@{host}:{port}")
+            dest = FakeDestination("http://api.example.invalid", {"api_key": SECRET})
+            async with HttpSender(dest, retry_policy=FAST, connect_timeout=5) as s:
+                return proxy, await s.send(batch(["a", "b"]))
+
+    proxy, results = run(main())
+    assert statuses(results) == {"a": "ok", "b": "ok"}
+    (hit,) = proxy.hits
+    assert hit.headers["Host"] == "api.example.invalid" and hit.keys == ["a", "b"]
+    assert hit.headers["Proxy-Authorization"] == "Basic " + base64.b64encode(b"corp:pr@xy-pw").decode()
+    assert hit.headers["Authorization"] == f"Bearer {SECRET}"  # the destination's, not netrc's
+
+
+def test_no_proxy_and_loopback_addresses_go_direct(no_env_proxy):
+    no_env_proxy.setenv("HTTPS_PROXY", "proxy.corp:3128")
+    no_env_proxy.setenv("NO_PROXY", "internal.example,.eu.iterable.com")
+    assert proxy_for("https://api.iterable.com/api") == {"proxy": URL("http://proxy.corp:3128")}
+    assert proxy_for("https://api.eu.iterable.com/api") == {}
+    assert proxy_for("https://internal.example/x") == {}
+    assert proxy_for("http://api.iterable.com/api") == {}  # HTTPS_PROXY only: http:// goes direct
+    for local in ("https://127.0.0.1:8765", "https://[::1]:8765", "https://localhost:8765"):
+        assert proxy_for(local) == {}  # a sandbox on loopback is never proxied
