@@ -47,6 +47,9 @@ from .retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
 EPOCH_LIKE = 1e8  # a RateLimit-Reset this large (3 years of seconds) is a timestamp, not a delay
 
 MAX_REASON_CHARS = 500
+# Bytes of an answer that is not a 2xx read at most: more than an error the platforms answer (Iterable's
+# for a request of its 4 MB cap included); the rest of, say, a gateway's 50 MB page is not read.
+MAX_ERROR_BODY = 4 * 2**20
 # Requests in a row that used all their attempts while the destination answered nothing (no
 # response but 5xx/408, timeouts, refused or reset connections; a 429 is an answer): then it is
 # down and sending stops. Sporadic failures never add up to it: any answer starts the count again.
@@ -399,7 +402,7 @@ class HttpSender:
                     request.method, url, data=request.body, headers=headers, allow_redirects=False,
                     trace_request_ctx=slot, **self._proxy(url),
                 ) as resp:
-                    body = await resp.read()
+                    body = await _read_body(resp)
                     status, resp_headers = resp.status, resp.headers
                 ep.in_flight.observe(self.clock.now() - sent_at)
             except _BAD_URL as exc:  # a configuration problem: retrying won't help
@@ -606,6 +609,21 @@ def redirect_reason(status: int, headers: Mapping[str, str], setting: str = "bas
     across hosts, or a key in the body) and the rows to whatever host `Location` names."""
     return (f"HTTP {status}: redirect to {headers.get('Location') or '(no Location)'} not followed "
             f"(credentials are never sent to another address; set {setting} to the address it points to)")
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The answer's body; of one that is not a 2xx, its first MAX_ERROR_BODY bytes (decompressed).
+    (Read whole, a 50 MB error page took that much memory for each request in flight, to quote 500
+    characters; the connection of an answer not read to its end is closed, not reused.)"""
+    if 200 <= resp.status < 300:
+        return await resp.read()
+    parts, size = [], 0
+    async for chunk in resp.content.iter_chunked(2**16):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= MAX_ERROR_BODY:
+            break
+    return b"".join(parts)[:MAX_ERROR_BODY]
 
 
 def _snippet(body: bytes) -> str:

@@ -1,15 +1,19 @@
 """HttpSender at HTTP's edges: proxies from the environment, odd but valid answers, huge bodies."""
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
+from aiohttp import web
 from yarl import URL
 
-from dinsync.sender import HttpSender
+from dinsync.sender import HttpSender, RetryPolicy
 from dinsync.sender.proxy import proxy_for
 
-from .test_http_sender import FAST, SECRET, FakeDestination, Server, batch, run, statuses
+from .test_http_sender import FAST, SECRET, FakeDestination, Server, batch, destination, run, statuses
+
+ONCE = RetryPolicy(max_attempts=1)
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "REQUEST_METHOD")
 
@@ -56,3 +60,37 @@ def test_no_proxy_and_loopback_addresses_go_direct(no_env_proxy):
     assert proxy_for("http://api.iterable.com/api") == {}  # HTTPS_PROXY only: http:// goes direct
     for local in ("https://127.0.0.1:8765", "https://[::1]:8765", "https://localhost:8765"):
         assert proxy_for(local) == {}  # a sandbox on loopback is never proxied
+
+
+def test_a_huge_error_page_is_read_only_as_far_as_its_reason_needs():
+    """A gateway's 50 MB error page was read whole by every request in flight (48 sockets of
+    Iterable: gigabytes) to quote 500 characters of it; its start, with the key echoed, still
+    gives the reason, masked and cut short."""
+    written = []
+
+    async def huge(request, hit):
+        resp = web.StreamResponse(status=500, headers={"Content-Type": "text/plain",
+                                                       "Content-Length": str(50 * 2**20)})
+        await resp.prepare(request)
+        sent = 0
+        try:
+            await resp.write(f"upstream refused Api-Key {SECRET}\n".encode().ljust(2**16, b"x"))
+            sent += 2**16
+            while sent < 50 * 2**20:
+                await resp.write(b"x" * 2**16)
+                sent += 2**16
+        except (ConnectionError, RuntimeError):
+            pass
+        written.append(sent)
+        return resp
+
+    async def main():
+        async with Server(huge) as srv, HttpSender(destination(srv), retry_policy=ONCE) as s:
+            results = await s.send(batch(["a"]))
+            await asyncio.sleep(0.2)  # the handler's write fails once the client has closed
+            return results
+
+    (result,) = run(main())
+    assert result.status == "failed" and result.reason.startswith("failed after 1 attempt(s): HTTP 500: upstream")
+    assert SECRET not in result.reason and "***" in result.reason and len(result.reason) <= 500
+    assert written and max(written) < 20 * 2**20  # the client stopped reading (socket buffers aside)
