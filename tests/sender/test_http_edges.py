@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import orjson
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -94,3 +95,20 @@ def test_a_huge_error_page_is_read_only_as_far_as_its_reason_needs():
     assert result.status == "failed" and result.reason.startswith("failed after 1 attempt(s): HTTP 500: upstream")
     assert SECRET not in result.reason and "***" in result.reason and len(result.reason) <= 500
     assert written and max(written) < 20 * 2**20  # the client stopped reading (socket buffers aside)
+
+
+def test_an_answer_opening_with_a_byte_order_mark_is_read():
+    """A UTF-8 BOM before the JSON (some gateways and Windows stacks add one; RFC 8259 lets a reader
+    ignore it, as Python's json and requests do) made every answer unreadable: every row failed,
+    every run. It is dropped before the destination reads the answer."""
+    async def bom(request, hit):
+        return web.Response(body=b"\xef\xbb\xbf" + orjson.dumps({"failed": {"b": "invalid email"}}),
+                            content_type="application/json", charset="utf-8")
+
+    async def main():
+        async with Server(bom) as srv, HttpSender(destination(srv), retry_policy=ONCE) as s:
+            return await s.send(batch(["a", "b"]))
+
+    results = run(main())
+    assert statuses(results) == {"a": "ok", "b": "rejected"}, results
+    assert results[1].reason == "invalid email"
