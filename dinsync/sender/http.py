@@ -402,7 +402,7 @@ class HttpSender:
                     request.method, url, data=request.body, headers=headers, allow_redirects=False,
                     trace_request_ctx=slot, **self._proxy(url),
                 ) as resp:
-                    body = await _read_body(resp)
+                    body = await read_body(resp)
                     status, resp_headers = resp.status, resp.headers
                 ep.in_flight.observe(self.clock.now() - sent_at)
             except _BAD_URL as exc:  # a configuration problem: retrying won't help
@@ -611,7 +611,7 @@ def redirect_reason(status: int, headers: Mapping[str, str], setting: str = "bas
             f"(credentials are never sent to another address; set {setting} to the address it points to)")
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def read_body(resp: aiohttp.ClientResponse) -> bytes:
     """The answer's body; of one that is not a 2xx, its first MAX_ERROR_BODY bytes (decompressed).
     (Read whole, a 50 MB error page took that much memory for each request in flight, to quote 500
     characters; the connection of an answer not read to its end is closed, not reused.) A UTF-8 byte

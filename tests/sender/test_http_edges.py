@@ -112,3 +112,29 @@ def test_an_answer_opening_with_a_byte_order_mark_is_read():
     results = run(main())
     assert statuses(results) == {"a": "ok", "b": "rejected"}, results
     assert results[1].reason == "invalid email"
+
+
+def test_splios_authentication_goes_through_the_proxy_too(no_env_proxy):
+    """`POST /authenticate`, which Splio's API sender sends itself, went direct past the proxy."""
+    from dinsync.destinations.base import TransportOptions
+    from dinsync.destinations.splio import SplioDestination
+
+    from ..destinations.test_splio_api import bulk, jwt
+
+    async def splio(request, hit):
+        if request.path == "/authenticate":  # (hit.path: the absolute URL a proxy is sent)
+            return web.json_response({"token": jwt({"iat": 0, "exp": 3600})})
+        return web.json_response({"items": [{"contact_id": "a@x.com", "code": 201}]}, status=207)
+
+    async def main():
+        async with Server(splio) as proxy:
+            no_env_proxy.setenv("HTTP_PROXY", proxy.url)
+            dest = SplioDestination("http://splio.example.invalid", {"api_key": "splio-key-5e4d3c2b1a"},
+                                    {"transport": "api"})
+            async with dest.make_transport(TransportOptions(retry_policy=ONCE)) as sender:
+                return proxy, await sender.deliver(bulk(["a@x.com"]))
+
+    proxy, delivered = run(main())
+    assert (delivered.ok, delivered.problems) == (["a@x.com"], []), delivered.problems
+    assert [h.path for h in proxy.hits] == [
+        "http://splio.example.invalid/authenticate", "http://splio.example.invalid/data/contacts/bulk"]

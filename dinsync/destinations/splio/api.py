@@ -35,11 +35,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ... import redaction
 from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...sender import HttpSender
-from ...sender.http import GiveUp, redirect_reason
+from ...sender.http import GiveUp, read_body, redirect_reason
 from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
 
 if TYPE_CHECKING:
@@ -405,10 +406,11 @@ class SplioApiSender(HttpSender):
         if self._session is None:
             raise RuntimeError("SplioApiSender used outside `async with`")
         await self.limiter("other").acquire()
-        url = self.destination.base_url + "/authenticate"
+        url = URL(self.destination.base_url + "/authenticate", encoded=True)
         async with self._session.request("POST", url, data=orjson.dumps({"api_key": self._api_key}),
-                                      headers={"Content-Type": "application/json"}, allow_redirects=False) as resp:
-            body = await resp.read()
+                                         headers={"Content-Type": "application/json"}, allow_redirects=False,
+                                         **self._proxy(url)) as resp:
+            body = await read_body(resp)
             status = resp.status
         if 300 <= status < 400:  # the key is in the body: never posted again to where Location points
             raise GiveUp(f"POST /authenticate: {self.redact(redirect_reason(status, resp.headers))}")
