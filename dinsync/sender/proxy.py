@@ -4,7 +4,7 @@
 aiohttp's own `trust_env` is not used: it also sends the `~/.netrc` entry of a host (or its
 `default` entry, for any host) as Basic credentials, a password of the user's handed to the API,
 and a request already carrying an `Authorization` header (Attio's, Attentive's) then fails. A
-loopback address (a sandbox) is never reached through a proxy.
+loopback address (a sandbox, which a key may reach over plain http://) is never reached through a proxy.
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def _loopback(host: str) -> bool:
     if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return False
+    # 0.0.0.0 and :: reach this machine too, and the configuration lets http:// carry a key to them
+    return address.is_loopback or address.is_unspecified

@@ -59,8 +59,9 @@ def test_no_proxy_and_loopback_addresses_go_direct(no_env_proxy):
     assert proxy_for("https://api.eu.iterable.com/api") == {}
     assert proxy_for("https://internal.example/x") == {}
     assert proxy_for("http://api.iterable.com/api") == {}  # HTTPS_PROXY only: http:// goes direct
-    for local in ("https://127.0.0.1:8765", "https://[::1]:8765", "https://localhost:8765"):
-        assert proxy_for(local) == {}  # a sandbox on loopback is never proxied
+    no_env_proxy.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+    for local in ("http://127.0.0.1:8765", "http://[::1]:8765", "http://localhost:8765", "http://0.0.0.0:8765"):
+        assert proxy_for(local) == {}  # a sandbox on this machine is never proxied (a key in clear text)
 
 
 def test_a_huge_error_page_is_read_only_as_far_as_its_reason_needs():
