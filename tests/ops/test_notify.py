@@ -252,3 +252,17 @@ def test_a_channel_whose_request_cannot_be_built_fails_alone(receiver):
     assert [(d.channel, d.ok) for d in deliveries] == [("bad", False), ("slack#2", True)]
     assert "ValueError" in deliveries[0].error and "abc123456" not in deliveries[0].error
     assert [r["path"] for r in rec.received] == ["/services/T000/B000/x"]
+
+
+def test_a_notice_goes_through_the_proxy_the_environment_names(receiver, monkeypatch):
+    """Behind an egress proxy (HTTPS_PROXY / HTTP_PROXY), notices were sent direct and never arrived."""
+    rec, thread = receiver
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", thread.url)  # the receiver plays the proxy
+    chan = WebhookChannel(type="webhook", url="http://hooks.example.invalid/hook", attempts=1)
+    [d] = Notifier([chan]).send(notice())
+    assert d.ok, d.error
+    [got] = rec.received
+    assert got["path"] == "/hook" and got["headers"]["Host"] == "hooks.example.invalid"

@@ -139,3 +139,24 @@ def test_splios_authentication_goes_through_the_proxy_too(no_env_proxy):
     assert (delivered.ok, delivered.problems) == (["a@x.com"], []), delivered.problems
     assert [h.path for h in proxy.hits] == [
         "http://splio.example.invalid/authenticate", "http://splio.example.invalid/data/contacts/bulk"]
+
+
+def test_attentives_results_files_are_fetched_through_the_proxy(no_env_proxy):
+    """A bulk job's results file (a pre-signed link, fetched on a session of its own) went direct
+    past the proxy: behind one, every job's rows stayed pending until the outcome timeout."""
+    from dinsync.destinations.attentive import AttentiveDestination
+    from dinsync.destinations.base import TransportOptions
+
+    async def results(request, hit):
+        return web.Response(text='{"email": "a@x.com", "status": "SUCCESS"}\n')
+
+    async def main():
+        async with Server(results) as proxy:
+            no_env_proxy.setenv("HTTP_PROXY", proxy.url)
+            dest = AttentiveDestination("http://127.0.0.1:9", {"api_key": "attn-key-5e4d3c2b1a"}, {})
+            async with dest.make_transport(TransportOptions(retry_policy=ONCE)) as transport:
+                return proxy, await transport._results_file("http://files.example.invalid/job-1.jsonl?sig=x")
+
+    proxy, lines = run(main())
+    assert lines == [{"email": "a@x.com", "status": "SUCCESS"}]
+    assert [h.path for h in proxy.hits] == ["http://files.example.invalid/job-1.jsonl?sig=x"]
