@@ -29,7 +29,12 @@ def proxy_for(url: URL | str) -> dict:
         return {}
     if "://" not in proxy:  # `HTTPS_PROXY=proxy:3128`, as curl reads it
         proxy = "http://" + proxy
-    proxy_url = URL(proxy)
+    try:
+        proxy_url = URL(proxy)
+        if proxy_url.scheme not in ("http", "https") or not proxy_url.host:
+            raise ValueError("an http:// or https:// proxy with a host is needed (SOCKS is not supported)")
+    except ValueError as exc:  # (its value is not quoted: it may hold the proxy's password)
+        raise ValueError(f"{url.scheme.upper()}_PROXY is not a proxy dinsync can use: {exc}") from None
     if proxy_url.user is not None:  # aiohttp sends them as Proxy-Authorization (CONNECT's for https)
         token = base64.b64encode(f"{proxy_url.user}:{proxy_url.password or ''}".encode("latin1", "replace")).decode()
         redaction.register(proxy_url.password, token, partial=True)  # never shown in a reason

@@ -64,6 +64,24 @@ def test_no_proxy_and_loopback_addresses_go_direct(no_env_proxy):
         assert proxy_for(local) == {}  # a sandbox on this machine is never proxied (a key in clear text)
 
 
+@pytest.mark.parametrize("value", ["socks5://corp:pw-7f3e@127.0.0.1:1080", "http://proxy.corp:port", "http://[bad"])
+def test_a_proxy_that_cannot_be_used_is_named_not_tried(no_env_proxy, value):
+    """A SOCKS proxy was spoken to as an HTTP one (every attempt refused, retried to the end), an
+    unreadable one failed the rows as 'invalid request: Invalid URL: ...', naming no variable."""
+    no_env_proxy.setenv("HTTPS_PROXY", value)
+
+    async def main():
+        dest = FakeDestination("https://api.example.invalid", {"api_key": SECRET})
+        async with HttpSender(dest, retry_policy=FAST) as s:
+            return s, await s.send(batch(["a"]))
+
+    s, (result,) = run(main())
+    assert result.status == "failed" and s.stats.requests == 1
+    assert result.reason.startswith("failed after 1 attempt(s): invalid request: HTTPS_PROXY is not a proxy dinsync "
+                                    "can use: "), result.reason
+    assert "pw-7f3e" not in result.reason
+
+
 def test_a_huge_error_page_is_read_only_as_far_as_its_reason_needs():
     """A gateway's 50 MB error page was read whole by every request in flight (48 sockets of
     Iterable: gigabytes) to quote 500 characters of it; its start, with the key echoed, still
