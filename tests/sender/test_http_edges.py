@@ -178,3 +178,24 @@ def test_attentives_results_files_are_fetched_through_the_proxy(no_env_proxy):
     proxy, lines = run(main())
     assert lines == [{"email": "a@x.com", "status": "SUCCESS"}]
     assert [h.path for h in proxy.hits] == ["http://files.example.invalid/job-1.jsonl?sig=x"]
+
+
+def test_a_proxys_credentials_never_show_in_a_reason(no_env_proxy):
+    """A proxy answering 502 with the request's Proxy-Authorization echoed (and its URL named):
+    neither the password nor its Basic token shows in the rows' reason."""
+    async def echo(request, hit):
+        return web.Response(status=502, text=f"bad gateway; you sent {request.headers.get('Proxy-Authorization')}"
+                                             f" via http://corp:S3cret-proxy-pw@proxy")
+
+    async def main():
+        async with Server(echo) as proxy:
+            host, port = URL(proxy.url).host, URL(proxy.url).port
+            no_env_proxy.setenv("HTTP_PROXY", f"http://corp:S3cret-proxy-pw@{host}:{port}")
+            dest = FakeDestination("http://api.example.invalid", {"api_key": SECRET})
+            async with HttpSender(dest, retry_policy=ONCE) as s:
+                return await s.send(batch(["a"]))
+
+    (result,) = run(main())
+    token = base64.b64encode(b"corp:S3cret-proxy-pw").decode()
+    assert result.status == "failed" and "HTTP 502: bad gateway; you sent Basic ***" in result.reason, result.reason
+    assert "S3cret-proxy-pw" not in result.reason and token not in result.reason
