@@ -18,6 +18,12 @@ from tests.spec_validation import validate_attio_request, validate_iterable_requ
 # sandbox asked for must not reach a test of another worker whose sandbox got the same port.
 os.environ["DINSYNC_PACE_DIR"] = tempfile.mkdtemp(prefix="dinsync-test-paces-")
 atexit.register(shutil.rmtree, os.environ["DINSYNC_PACE_DIR"], True)
+# Every test talks to 127.0.0.1 (sandboxes go direct anyway) or to hosts it expects unreachable: a
+# machine's proxy variables (which pip may need) must not route those through its proxy. The proxy
+# tests set their own.
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.lower(), None)
 
 TEST_KEY = "itbl-test-key-7f3a9c2e51d04b"
 
