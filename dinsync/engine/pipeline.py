@@ -46,6 +46,14 @@ QUEUE_BYTES = 64 << 20
 COMPACT_MIN_STALE = 10_000
 
 
+def waiting_note(rows: int, timeout: float) -> str:
+    """Said before a run waits for the outcomes of its rows (an import report, bulk jobs): the
+    wait may last minutes, and the last line of a log said "sent N/N rows, 0 acknowledged"."""
+    return (f"waiting for the destination's outcome of {rows:,} {'row' if rows == 1 else 'rows'} sent (an import "
+            f"report, bulk jobs), at most {timeout:g} s (DINSYNC_OUTCOME_TIMEOUT_SECONDS); rows still without "
+            "one stay pending, read by the next run")
+
+
 def _body_bytes(request) -> int:
     return len(request.body) if request.body else 0
 
@@ -183,6 +191,8 @@ class Pipeline:
                 if self.fatal is None:
                     await self.destination.finish_run(self.transport, self.spec)
                     if self._token_of and not self._stopping():
+                        self.progress("note", {"message": waiting_note(len(self._token_of),
+                                                                       self.opts.outcome_timeout_seconds)})
                         settled = await self._settle_unless_stopped()
                         self._settled(settled)
                         if settled.error is not None and self.fatal is None:  # committed below, then raised

@@ -482,6 +482,21 @@ def test_sftp_unknown_custom_column_skips_the_file_with_a_reason(make_project):
     assert "4 rows could not be delivered" in error and "unknown_column" in error, error
 
 
+def test_sftp_a_run_says_when_it_waits_for_the_import_reports(make_project):
+    """The wait for import reports (or bulk jobs) may last minutes after the last "sent N/N rows,
+    0 acknowledged" line: the run says what it waits for, in logs and beside --json alike."""
+    p = make_project(insert_allowed=True)
+    p.configure(transport="sftp")
+    p.seed(6)
+    data = p.sync()
+    assert data["runs"][0]["acknowledged"] == 6
+    assert ("splio_people: note: waiting for the destination's outcome of 6 rows sent (an import report, bulk "
+            "jobs), at most 20 s") in data["output"]  # (the fixture's DINSYNC_OUTCOME_TIMEOUT_SECONDS)
+    p.sql("update main.people set plan = 'pro' where id = 1")
+    assert "waiting for the destination's outcome of 1 row sent" in p.sync()["output"]
+    assert "waiting for" not in p.sync()["output"]  # nothing sent
+
+
 def test_sftp_outcome_late_then_resolved_from_the_token(make_project, monkeypatch):
     p = make_project(insert_allowed=True)
     p.configure(transport="sftp")
