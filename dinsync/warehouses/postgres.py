@@ -84,10 +84,13 @@ class PostgresConnection:
                  connect_timeout: int | None = 10, application_name: str = "dinsync",
                  options: dict[str, str] | None = None):
         self.dsn = dsn or ""
+        # client_encoding: UTF-8 whatever PGCLIENTENCODING says (a keyword wins over libpq's
+        # environment): ADBC reads text as UTF-8, so under LATIN1 `café` was sent as `caf\xe9`
         self.params: dict[str, Any] = {
             k: v for k, v in dict(host=host, port=port, user=user, password=password, dbname=database,
                                   sslmode=sslmode, connect_timeout=connect_timeout,
-                                  application_name=application_name).items() if v is not None
+                                  application_name=application_name, client_encoding="UTF8").items()
+            if v is not None
         }
         settings = dict(options or {})
         if search_path:

@@ -295,3 +295,28 @@ def test_redshift_sends_timestamptz_at_the_calendar_s_ends_in_every_time_zone(tm
     sent = {u["email"]: u["dataFields"]["ts"] for b in bodies for u in json.loads(b)["users"]}
     assert sent == {"a@x.com": "0001-01-01T00:00:00Z", "b@x.com": "9999-12-31T23:00:00Z",
                     "c@x.com": "2024-01-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "WIN1252"])
+def test_pgclientencoding_in_the_environment_does_not_change_the_text_sent(tmp_path, wh_postgres, iterable_sandbox,
+                                                                           bodies, monkeypatch, encoding):
+    """libpq takes the client encoding from PGCLIENTENCODING (a laptop set up for Latin-1, a Windows
+    code page): the stream's ADBC driver reads text as UTF-8 whatever it is, so `café` was sent as the
+    bytes `caf\\xe9`, not JSON's UTF-8 (the platform refused it, its row parked until it changed),
+    and a value the encoding has no character for (`İ`, an emoji) failed the run. dinsync's sessions
+    talk UTF-8."""
+    sandbox, thread = iterable_sandbox
+    s = wh_postgres.model_schema
+    wh_postgres.execute(f'CREATE TABLE "{s}".pgenc_customers (email text, name text, tags text[])')
+    wh_postgres.execute(f"INSERT INTO \"{s}\".pgenc_customers VALUES ('a@x.com', 'café', ARRAY['é']), "
+                        "('b@x.com', 'İsmail 🎉', ARRAY['ı'])")
+    root = tmp_path / "project"
+    write_iterable_project(root, wh_postgres, thread.url, "-- primary_key: email\n-- model_type: user\n"
+                           "select email, name, tags from pgenc_customers\n", ["name", "tags"])
+    monkeypatch.setenv("PGCLIENTENCODING", encoding)
+    code, result = run_cli(root, wh_postgres, "sync")
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    sent = {u["email"]: u["dataFields"] for b in bodies for u in json.loads(b)["users"]}
+    assert sent == {"a@x.com": {"name": "café", "tags": ["é"]}, "b@x.com": {"name": "İsmail 🎉", "tags": ["ı"]}}
+    code, plan = run_cli(root, wh_postgres, "plan", "--samples", "3")
+    assert code == 0 and plan["plans"][0]["unchanged"] == 2, plan
