@@ -797,6 +797,7 @@ def main() -> None:
     use_one_polars_arena()
     use_one_blas_thread()
     terminal.redact_library_output()
+    terminal.replace_unwritable_characters()
     try:
         _run_app()
     except SystemExit as done:

@@ -89,6 +89,18 @@ def redact_library_output() -> None:
     sys.unraisablehook = unraisablehook
 
 
+def replace_unwritable_characters() -> None:
+    """Write a character the terminal's encoding has no byte for (an emoji of the data under
+    LANG=fr_FR.ISO-8859-1, the `…` rich ends a cut cell with) as `?`: Python's strict default made
+    the command fail with UnicodeEncodeError and print nothing. For the CLI's process only."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # (a closed or detached stream)
+                pass
+
+
 _consoles: dict[str, "Console"] = {}
 
 

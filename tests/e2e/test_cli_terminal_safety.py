@@ -27,3 +27,31 @@ def test_hostile_control_characters_are_shown_escaped(project):
     # the JSON document keeps the exact key
     rows = json.loads(project.cli("rejections", "iterable_users").stdout)
     assert EVIL in [r["key"] for r in rows["rejections"]]
+
+
+def test_text_output_on_a_terminal_that_cannot_write_a_character_does_not_fail(project):
+    """A terminal in a non-UTF-8 locale (LANG=fr_FR.ISO-8859-1; PYTHONIOENCODING=latin-1 stands for
+    it here) cannot write an emoji of the data, nor the `…` rich ends a cut cell with: `plan`,
+    `runs` and `status` failed with 'unexpected error: UnicodeEncodeError' (exit 1) and printed
+    nothing. Such a character is shown as `?`; --json output is ASCII and unchanged."""
+    import os
+    import subprocess
+    import sys
+
+    project.sql("insert into main.customers values (90, 'zoe@example.com', 'u-90', 'Zoë 🎉', 'free', 1)")
+    env = dict(os.environ, PYTHONIOENCODING="latin-1")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), *args],
+                              env=env, capture_output=True, timeout=120)
+
+    plan = cli("plan", "--samples", "30")
+    assert plan.returncode == 0, plan.stderr
+    assert 'firstName="Zoë ?"'.encode("latin-1") in plan.stdout
+    project.sql("insert into main.customers select 100 + i, 'dup@example.com', 'u', 'n', 'free', 1 from range(5) t(i)")
+    sync = cli("sync")  # fails (duplicated keys), with an error the run log's table cuts with `…`
+    assert sync.returncode == 1 and b"unexpected error" not in sync.stderr, sync.stderr
+    for command in ("runs", "status"):
+        shown = cli(command)
+        assert shown.returncode == 0 and b"duplicated" in shown.stdout, (command, shown.stderr)
+    assert json.loads(cli("--json", "plan", "--samples", "30").stdout)["plans"][0]["added"] >= 21
