@@ -262,7 +262,7 @@ class _Loader:
         if (hasattr(self.warehouse, "resolved_path") and isinstance(path, str) and path != ":memory:"
                 and "://" not in path and not path.startswith("md:")):
             file = Path(self.warehouse.resolved_path(self.root))
-            if not_utf8(str(file)):  # a folder named in Latin-1, say
+            if not_utf8(os.fsencode(file).decode("utf-8", "surrogateescape")):  # a folder named in Latin-1, say
                 self.issues.append(doc.issue(("warehouse", "path"), "warehouse.path: the file's path is not valid "
                                              "UTF-8, which DuckDB cannot open", "rename the folder, or give "
                                              "warehouse.path as an absolute path whose names are UTF-8"))

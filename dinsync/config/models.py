@@ -138,7 +138,10 @@ class DuckDBConfig(_Config):
         and dbt-duckdb's profiles read it: it was a folder named `~` in the project)."""
         if self.path == ":memory:":
             return self.path
-        return str((Path(root) / os.path.expanduser(self.path)).resolve())
+        # the file's name as UTF-8 bytes, as DuckDB writes every name: under a locale whose file
+        # system encoding is not UTF-8 (Latin-1, ASCII) Python would write `entrepôt` otherwise
+        name = os.fsdecode(os.path.expanduser(self.path).encode("utf-8", "surrogateescape"))
+        return str((Path(root) / name).resolve())
 
 
 # a URI's `user:password@`, a `password=` of a key/value DSN, or of a URI's query (`?password=`: libpq

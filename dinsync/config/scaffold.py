@@ -180,8 +180,10 @@ def scaffold_warehouse(root: Path) -> Path | None:
         return None
     import duckdb
 
+    from ..warehouses.duckdb import duckdb_name
+
     try:
-        duckdb.connect(str(path)).close()
+        duckdb.connect(duckdb_name(str(path))).close()
     except duckdb.Error as exc:
         raise ScaffoldWriteError(f"cannot create {path}: {exc}",
                                  hint="pass `dinsync init` a folder you can write to") from exc

@@ -382,6 +382,16 @@ _OPEN_FILES: Counter[str | None] = Counter()
 _OPEN_FILES_GUARD = threading.Lock()
 
 
+def duckdb_name(path: str) -> str:
+    """The name DuckDB opens `path` by: it writes every name as UTF-8, where Python writes a path in
+    the file system encoding, which a locale such as fr_FR.ISO-8859-1 (or C without UTF-8 mode)
+    makes Latin-1 or ASCII: a folder named `Équipe` (UTF-8 on disk) was another folder to DuckDB."""
+    try:
+        return os.fsencode(path).decode("utf-8")
+    except (UnicodeError, TypeError):  # (refused at validation: not UTF-8 on disk)
+        return path
+
+
 def _refuse_a_file_that_is_not_duckdb(path: str) -> None:
     """DuckDB 2.0 opens a CSV, Parquet or JSON file given as the database as a read-only view of it,
     in memory: dinsync's state would then vanish with the process (every run a first sync). A
@@ -457,7 +467,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             with _OPEN_FILES_GUARD:
                 if not _OPEN_FILES[self._file]:  # (see _OPEN_FILES)
                     _refuse_a_file_that_is_not_duckdb(path)
-                self._con = duckdb.connect(path, read_only=read_only)
+                self._con = duckdb.connect(duckdb_name(path), read_only=read_only)
                 if self._file is not None:
                     _OPEN_FILES[self._file] += 1
         except duckdb.IOException as exc:

@@ -1,0 +1,53 @@
+"""The machine's locale does not change what dinsync reads or sends: a project and its DuckDB file
+in folders with non-ASCII names work under a locale whose file system encoding is not UTF-8."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+# Python's file system encoding is ASCII under the C locale when neither UTF-8 mode nor locale
+# coercion applies (as under a locale such as fr_FR.ISO-8859-1 it is Latin-1): a name's UTF-8
+# bytes are decoded one by one, which DuckDB, taking every path as UTF-8, read as other names
+NOT_UTF8_FS = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+
+
+def _sync(root, env_over):
+    env = dict(os.environ, **env_over)
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", os.fsencode(root), "--json", "sync"],
+                          env=env, capture_output=True, timeout=120)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_non_ascii_folder_and_file_names_under_a_file_system_encoding_that_is_not_utf8(project, tmp_path):
+    """Under such a locale, `dinsync -p "Équipe data"` failed: 'the file's path is not valid UTF-8'
+    (exit 3) or 'cannot open DuckDB file' (exit 1), and a warehouse.path holding a character the
+    encoding has none for failed with 'unexpected error: UnicodeEncodeError'."""
+    root = tmp_path / "Équipe data" / "réverse ETL 🎉"
+    root.parent.mkdir()
+    shutil.move(str(project.root), str(root))
+    (root / "warehouse.duckdb").rename(root / "entrepôt 🎉.duckdb")
+    yml = root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: entrepôt 🎉.duckdb"))
+    code, result = _sync(root, NOT_UTF8_FS)
+    assert code == 0 and result["runs"][0]["acknowledged"] == 20, result
+    code, result = _sync(root, {})  # the same file, from a UTF-8 locale: nothing to send
+    assert code == 0 and result["runs"][0]["sent"] == 0 and result["runs"][0]["added"] == 0, result
+    assert sorted(p.name for p in root.iterdir() if p.suffix == ".duckdb") == ["entrepôt 🎉.duckdb"]
+
+
+def test_init_in_a_non_ascii_folder_under_a_file_system_encoding_that_is_not_utf8(tmp_path):
+    # `dinsync init "Équipe"` wrote the project, then failed on its warehouse file:
+    # 'unexpected error: RuntimeError: std::bad_cast' (exit 1)
+    root = tmp_path / "Équipe data"
+    env = dict(os.environ, **NOT_UTF8_FS)
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "init", os.fsencode(root)], env=env,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "warehouse.duckdb").stat().st_size > 0
+    env["ITERABLE_API_KEY"] = "k"
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", os.fsencode(root), "validate"],
+                          env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
