@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import ConfigIssue
 from .models import DbtSettings  # noqa: F401 (defined there: the config schema needs it, not this module)
+from .yamlfile import fs_path
 
 MANIFEST = "manifest.json"
 REF_TYPES = ("model", "seed", "snapshot")  # what dbt's ref() may point at
@@ -291,7 +292,7 @@ class DbtProject:
         if self._located is not None:
             return self._located
         if self.settings is not None:
-            project_dir = (self.root / os.path.expanduser(self.settings.project_dir)).resolve()  # `~`: home
+            project_dir = (self.root / os.path.expanduser(fs_path(self.settings.project_dir))).resolve()  # `~`: home
             where = ("dinsync.yml", self.settings_line)
             if not (project_dir / "dbt_project.yml").is_file():
                 self._located = (None, None, ConfigIssue(
@@ -312,7 +313,7 @@ class DbtProject:
                 (_target_path_of(project_dir), "target-path in dbt_project.yml"), ("target", "dbt's default")):
             if target:
                 break
-        self._located = (project_dir, (project_dir / target / MANIFEST).resolve(), None)
+        self._located = (project_dir, (project_dir / fs_path(target) / MANIFEST).resolve(), None)
         return self._located
 
     def manifest(self, file: str, line: int) -> tuple[Manifest | None, ConfigIssue | None]:

@@ -30,7 +30,7 @@ from pydantic import (
 
 from ..destinations.base import Destination, SyncSpec
 from ..destinations.settings import Settings
-from .yamlfile import PATTERN_WORDS
+from .yamlfile import PATTERN_WORDS, fs_path
 
 NAME_PATTERN = r"^[A-Za-z0-9_]+$"  # sync, model and destination names
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # SQL identifiers we create (state schema)
@@ -138,10 +138,7 @@ class DuckDBConfig(_Config):
         and dbt-duckdb's profiles read it: it was a folder named `~` in the project)."""
         if self.path == ":memory:":
             return self.path
-        # the file's name as UTF-8 bytes, as DuckDB writes every name: under a locale whose file
-        # system encoding is not UTF-8 (Latin-1, ASCII) Python would write `entrepôt` otherwise
-        name = os.fsdecode(os.path.expanduser(self.path).encode("utf-8", "surrogateescape"))
-        return str((Path(root) / name).resolve())
+        return str((Path(root) / os.path.expanduser(fs_path(self.path))).resolve())
 
 
 # a URI's `user:password@`, a `password=` of a key/value DSN, or of a URI's query (`?password=`: libpq

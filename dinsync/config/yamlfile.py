@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -462,5 +463,17 @@ def read_text(path: Path, file: str) -> tuple[str | None, ConfigIssue | None]:
     return text.replace("\r\n", "\n").replace("\r", "\n"), None  # universal newlines, as open() reads
 
 
+def fs_path(text: str) -> str:
+    """A path written as text (dinsync.yml, an environment value: UTF-8) as Python names the file:
+    the same under a UTF-8 locale; under one whose file system encoding is Latin-1 or ASCII, the
+    str whose bytes are the text's UTF-8, as the folders' names are on disk (`Équipe`)."""
+    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+
+
 def environ() -> Mapping[str, str]:
-    return os.environ
+    """The environment, its values as the UTF-8 text they hold: under a locale whose file system
+    encoding is not UTF-8 (fr_FR.ISO-8859-1, C without UTF-8 mode) Python decodes them in it, so
+    `entrepôt` read as `entrepÃ´t` (another file, a wrong password) or as 'not valid UTF-8'."""
+    if sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return os.environ
+    return {name: os.fsencode(value).decode("utf-8", "surrogateescape") for name, value in os.environ.items()}

@@ -51,3 +51,16 @@ def test_init_in_a_non_ascii_folder_under_a_file_system_encoding_that_is_not_utf
     proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", os.fsencode(root), "validate"],
                           env=env, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_environment_value_holding_non_ascii_text_under_a_file_system_encoding_that_is_not_utf8(project, tmp_path):
+    """Python decodes the environment in the file system encoding: `${env:WAREHOUSE}` holding
+    `entrepôt.duckdb` was 'environment variable WAREHOUSE is not valid UTF-8' (exit 3) under such a
+    locale (and `entrepÃ´t.duckdb`, another file, under a Latin-1 one). Its value is the UTF-8 text
+    it holds, as under a UTF-8 locale."""
+    db = tmp_path / "entrepôt.duckdb"
+    (project.root / "warehouse.duckdb").rename(db)
+    yml = project.root / "dinsync.yml"
+    yml.write_text(yml.read_text().replace("path: warehouse.duckdb", "path: ${env:WAREHOUSE}"))
+    code, result = _sync(project.root, {**NOT_UTF8_FS, "WAREHOUSE": str(db)})
+    assert code == 0 and result["runs"][0]["acknowledged"] == 20, result
