@@ -106,6 +106,16 @@ def attio_sandbox():
     runner.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sql_cache_dir(tmp_path_factory):
+    """The rendered-SQL cache of the suite (its CLI runs' subprocesses too) lives in pytest's
+    temporary folder, never in the user's ~/.cache/dinsync, where it left files behind and pruned
+    the user's own (256 files at most)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DINSYNC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dinsync-cache"))
+        yield
+
+
 def pytest_sessionfinish(session, exitstatus):
     """fakesnow, once imported, leaves a folder of its own in the temporary folder (its stage
     bucket, made at import and never removed): removed with the test process."""

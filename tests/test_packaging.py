@@ -32,3 +32,13 @@ def test_oldest_admitted_python_can_install_every_dependency():
         if needs and floor not in SpecifierSet(needs):
             refused[name] = needs
     assert not refused, f"requires-python admits {floor}, which these dependencies do not: {refused}"
+
+
+def test_the_suite_keeps_rendered_sql_out_of_the_home_folder(tmp_path_factory):
+    """`pytest` (the README's second command) wrote the rendered SQL of its runs into the user's
+    ~/.cache/dinsync/sql (7 files after tests/e2e/test_cli_iterable.py alone): it left them behind
+    and pruned the user's own entries there. Its cache is pytest's temporary folder."""
+    from dinsync.diff.cache import cache_root
+
+    root = cache_root()
+    assert root is not None and root.is_relative_to(tmp_path_factory.getbasetemp()), root
