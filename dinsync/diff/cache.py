@@ -10,7 +10,8 @@ a missing, unreadable or corrupt file just means rendering again, and so does on
 user owns or may write (its statements would run with this user's credentials).
 
 Location: $DINSYNC_CACHE_DIR, else $XDG_CACHE_HOME/dinsync, else ~/.cache/dinsync (a `sql`
-folder inside). DINSYNC_CACHE_DIR set to an empty string turns the cache off.
+folder inside). DINSYNC_CACHE_DIR set to an empty string turns the cache off, as does a user with
+no home folder (no HOME and no passwd entry).
 """
 from __future__ import annotations
 
@@ -32,8 +33,12 @@ def cache_root() -> Path | None:
     if env is not None:
         return Path(env) / "sql" if env.strip() else None
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "dinsync" / "sql"
+    if xdg:
+        return Path(xdg) / "dinsync" / "sql"
+    try:
+        return Path.home() / ".cache" / "dinsync" / "sql"
+    except RuntimeError:  # no HOME and no passwd entry (`env -i`, a container's arbitrary uid): no cache
+        return None
 
 
 _SOURCES: str | None = None

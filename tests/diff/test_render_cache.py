@@ -83,6 +83,25 @@ def test_a_cache_file_others_may_write_is_not_used(tmp_path):
     assert again["sqlglot"] and again["unchanged"] == 1  # rendered again, not read from the file
 
 
+def test_no_home_folder_turns_the_cache_off(tmp_path):
+    """Neither HOME nor a passwd entry for the user (`env -i`, a container's arbitrary uid): every
+    `plan` and `sync` failed with "unexpected error: RuntimeError: Could not determine home
+    directory." (Path.home()). There is no cache folder then: the SQL is rendered every run."""
+    blocker = tmp_path / "no_home"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import pwd\n\ndef getpwuid(uid):\n    raise KeyError(f'getpwuid(): uid not found: {uid}')\n\n"
+        "pwd.getpwuid = getpwuid\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "DINSYNC_CACHE_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), *filter(None, [os.environ.get("PYTHONPATH")])])
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "w.duckdb"), "SELECT * FROM people"],
+                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1])["sqlglot"]  # rendered: nothing cached
+    assert not (tmp_path / "cache").exists()
+
+
 def test_importing_the_diff_does_not_import_sqlglot():
     code = "import sys, dinsync.diff, dinsync.diff.planner; print('sqlglot' in sys.modules, 'jinja2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
