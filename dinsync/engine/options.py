@@ -31,6 +31,7 @@ class EngineOptions:
     grace_seconds: float = 20.0  # on SIGTERM/SIGINT: how long requests in flight may finish
     outcome_timeout_seconds: float = 600.0  # how long a run waits for pending outcomes (imports, bulk jobs)
     pending_days: float = 7.0  # outcomes not read after this long are given up (those rows are sent again)
+    rejections_days: float = 30.0  # rejection rows older than this are deleted (each parked key keeps its newest)
 
     def queue_size(self, concurrency: int) -> int:
         """Requests the send queue holds (DINSYNC_QUEUE_REQUESTS, else 4 per socket up to

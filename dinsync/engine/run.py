@@ -22,6 +22,7 @@ from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError,
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
+from ..warehouses.errors import WarehouseError
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
@@ -263,6 +264,7 @@ class SyncRun:
                 s.seconds = time.monotonic() - started
                 self.state.finish_run(s)
                 self.end_recorded = True
+                self._prune_rejections()
         finally:
             lock.release()
         return s
@@ -413,6 +415,16 @@ class SyncRun:
                                     previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
                                     elapsed_seconds=time.monotonic() - self._started)
         s.status = "warning" if s.warnings else "success"
+
+    def _prune_rejections(self) -> None:
+        """Housekeeping once the run is recorded (its own rows supersede a key's older reasons): the
+        sync's rejection rows past `rejections_days` (see StateStore.prune_rejections). A failure
+        is a note, never the run's outcome: the next run tries again."""
+        try:
+            self.state.prune_rejections(self.cfg.name, dt.timedelta(days=self.opts.rejections_days))
+        except WarehouseError as exc:
+            self.progress("note", {"message": self.redact(f"could not delete rejection rows older than "
+                                                          f"{self.opts.rejections_days:g} days: {exc}")})
 
     def _fields_sent(self, stats: PlanStats) -> list[str]:
         """The fields the plan sends: every mapped field (to added rows), else the changed ones."""

@@ -377,6 +377,20 @@ class StateStore:
         )
         self.wh.write_arrow(self.schema, "rejections", table, mode="append")
 
+    def prune_rejections(self, sync: str, older_than: dt.timedelta) -> None:
+        """Forget the sync's rejection rows older than `older_than`, but for each key's newest row
+        when it is `rejected`: the reason a row is parked for, however old, until the key has a
+        newer row. Rows of the other statuses are written again by every run while their cause
+        lasts (a key not found in update mode, a duplicated key, the rows without a key), so a sync
+        run every 15 minutes that kept them all grew the table by its count of such rows each run."""
+        rej = self.t("rejections")
+        cutoff = utcnow() - older_than
+        self.wh.execute(
+            f"DELETE FROM {rej} AS r WHERE r.sync = :sync AND r.rejected_at < :cutoff AND (r.status <> :parked "
+            f"OR r.key IS NULL OR EXISTS (SELECT 1 FROM {rej} AS n WHERE n.sync = r.sync AND n.key = r.key "
+            f"AND n.rejected_at > r.rejected_at))",
+            {"sync": sync, "cutoff": cutoff, "parked": "rejected"})
+
     def rejections(self, run_id: str, limit: int = 1000) -> list[dict]:
         return self.wh.rows(
             f"SELECT key, field, status, reason FROM {self.t('rejections')} WHERE run_id = :run "

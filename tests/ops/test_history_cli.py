@@ -105,3 +105,28 @@ def test_parked_count_follows_rows_that_leave_or_change(project):
     fixed = project.sync()["runs"][0]
     assert (fixed["acknowledged"], fixed["parked"]) == (1, 0), fixed
     assert json.loads(project.cli("status").stdout)["syncs"][0]["parked"] == 0
+
+
+def test_rejection_rows_are_kept_for_30_days_and_a_parked_keys_newest_reason_for_good(project):
+    """A sync run every 15 minutes writes its rows without a key, its duplicated keys (and in update
+    mode its unknown people) into `rejections` again each run: kept whole, the table grew by those
+    rows each run, 35,000 runs a year. Rows older than `rejections_days` (30) are deleted at the end
+    of the sync's next run, but for a parked key's newest reason."""
+    project.seed(100)  # (2 rows of a duplicated key: under the 5% that blocks the model)
+    project.sql("insert into main.customers values (1001, null, 'u-101', 'x', 'free', 1), "
+                "(1002, 'dup@example.com', 'u-102', 'x', 'free', 1), (1003, 'dup@example.com', 'u-103', 'y', 'free', 1), "
+                "(1004, 'bad-0', 'u-104', 'x', 'free', 1), (1005, 'bad-kept', 'u-105', 'x', 'free', 1)")
+    for i in range(1, 4):  # the rejected row changes each run: rejected again each time
+        run = project.sync()
+        assert run["exit_code"] == 4, (i, run["runs"][0]["error"])
+        project.sql("update main.customers set first_name = ? where id = 1004", f"v{i}")
+    rows = lambda: project.sql("select key, status from dinsync.rejections order by all")  # noqa: E731
+    assert len(rows()) == 3 * 3 + 1  # runs x (skipped, duplicate, bad-0) + bad-kept once (parked)
+    project.sql("update dinsync.rejections set rejected_at = rejected_at - interval 31 day")
+    last = project.sync()
+    assert last["exit_code"] == 4 and last["runs"][0]["parked"] == 2
+    # this run's rows (bad-0 changed once more), and bad-kept's only reason, however old
+    assert rows() == [("bad-0", "rejected"), ("bad-kept", "rejected"),
+                      ("dup@example.com", "duplicate"), (None, "skipped")], rows()
+    assert {r["key"] for r in json.loads(project.cli("rejections").stdout)["rejections"]} == \
+        {None, "bad-0", "bad-kept", "dup@example.com"}

@@ -253,6 +253,24 @@ def test_rejections_never_hold_a_registered_secret(store):
         assert {(r["field"], r["reason"]) for r in store.rejections(run)} == {("proj:::***", "HTTP 400: key ***")}
 
 
+def test_old_rejection_rows_are_deleted_but_a_parked_keys_newest_reason(store):
+    """On every warehouse: rows past the retention go, per sync, but for a key's newest `rejected`
+    row (the reason it is parked for); a newer row of the key supersedes the older ones."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    rows = [("users", "k-parked", "rejected", 40), ("users", "k-changed", "rejected", 40),
+            ("users", "k-changed", "rejected", 35), ("users", "k-retried", "not_found", 40),
+            ("users", "k-retried", "not_found", 1), ("users", "k-dup", "duplicate", 40), ("users", None, "skipped", 40),
+            ("users", "k-fixed", "rejected", 40), ("users", "k-fixed", "failed", 33), ("other", "k-retried", "not_found", 40)]
+    for i, (sync, key, status, days) in enumerate(rows):
+        store.wh.execute(f"INSERT INTO {store.t('rejections')} (run_id, sync, key, field, status, reason, rejected_at) "
+                         "VALUES (:run, :sync, :key, :field, :status, :reason, :at)",
+                         {"run": f"r{i}", "sync": sync, "key": key, "field": "email", "status": status,
+                          "reason": "why", "at": now - dt.timedelta(days=days)})
+    store.prune_rejections("users", dt.timedelta(days=30))
+    left = store.wh.rows(f"SELECT run_id FROM {store.t('rejections')} ORDER BY run_id")
+    assert [r["run_id"] for r in left] == ["r0", "r2", "r4", "r9"]
+
+
 def test_last_runs_limits_per_sync(store):
     for i in range(4):
         store.start_run(RunSummary(sync="a", run_id=f"a{i}"), dt.datetime(2026, 1, 1, 0, i), False, "0")
