@@ -22,7 +22,6 @@ from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError,
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
-from ..warehouses.errors import WarehouseError
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
@@ -419,10 +418,11 @@ class SyncRun:
     def _prune_rejections(self) -> None:
         """Housekeeping once the run is recorded (its own rows supersede a key's older reasons): the
         sync's rejection rows past `rejections_days` (see StateStore.prune_rejections). A failure
-        is a note, never the run's outcome: the next run tries again."""
+        is a note, never the run's outcome (nor, raised in its `finally`, in place of the run's own
+        error): the next run tries again."""
         try:
             self.state.prune_rejections(self.cfg.name, dt.timedelta(days=self.opts.rejections_days))
-        except WarehouseError as exc:
+        except Exception as exc:  # (a driver's error the adapter does not translate, too)
             self.progress("note", {"message": self.redact(f"could not delete rejection rows older than "
                                                           f"{self.opts.rejections_days:g} days: {exc}")})
 

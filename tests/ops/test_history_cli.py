@@ -130,3 +130,15 @@ def test_rejection_rows_are_kept_for_30_days_and_a_parked_keys_newest_reason_for
                       ("dup@example.com", "duplicate"), (None, "skipped")], rows()
     assert {r["key"] for r in json.loads(project.cli("rejections").stdout)["rejections"]} == \
         {None, "bad-0", "bad-kept", "dup@example.com"}
+
+
+def test_a_failed_deletion_of_old_rejection_rows_is_a_note_not_the_runs_outcome(project, monkeypatch):
+    from dinsync.state.store import StateStore
+
+    def refuse(self, sync, older_than):
+        raise RuntimeError("permission denied for table rejections")
+
+    monkeypatch.setattr(StateStore, "prune_rejections", refuse)
+    data = project.sync()
+    assert data["exit_code"] == 0 and data["runs"][0]["status"] == "success"
+    assert "could not delete rejection rows older than 30 days: permission denied" in project.last.stderr
