@@ -1114,9 +1114,19 @@ _LATE_DAY, _EARLY_DAY = 2_932_897, -719_163  # 10000-01-01 and 0000-12-31, days 
 
 
 def _load_beyond_calendar(conn: Any) -> None:
+    for name, loader in _beyond_calendar_loaders():
+        conn.adapters.register_loader(name, loader)
+
+
+@functools.cache
+def _beyond_calendar_loaders() -> tuple[tuple[str, type], ...]:
+    """The loaders, defined once: psycopg keeps every loader class it is given (its
+    `AdaptersMap._optimised`), and classes defined by each connection grew a long-lived process
+    (`serve`, the Python API) by four classes a connection."""
     from psycopg import DataError
     from psycopg.types.datetime import DateLoader, TimeLoader, TimestampLoader, TimestamptzLoader
 
+    loaders: list[tuple[str, type]] = []
     for name, base in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
         class Loader(base):
             def load(self, data: Any) -> Any:
@@ -1125,7 +1135,7 @@ def _load_beyond_calendar(conn: Any) -> None:
                 except DataError as e:
                     return _EARLY if "too small" in str(e) or b"BC" in bytes(data) or bytes(data).startswith(b"-") else _LATE
 
-        conn.adapters.register_loader(name, Loader)
+        loaders.append((name, Loader))
 
     class EndOfDay(TimeLoader):
         # a time of '24:00:00' (PostgreSQL's and Redshift's end of a day), which no datetime.time
@@ -1138,7 +1148,8 @@ def _load_beyond_calendar(conn: Any) -> None:
                     return _END_OF_DAY
                 raise
 
-    conn.adapters.register_loader("time", EndOfDay)
+    loaders.append(("time", EndOfDay))
+    return tuple(loaders)
 
 
 def calendar_array(values: list, t: pa.DataType) -> pa.Array:
