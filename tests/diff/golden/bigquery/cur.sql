@@ -1,6 +1,6 @@
 CREATE TABLE `dinsync_scratch`.`cur_people_to_crm` AS
 SELECT
-  NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
+  NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING), '\t\n\v\f\r                  　')), '') AS `_key`,
   CASE
     WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
     THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)

@@ -30,7 +30,7 @@ FROM (
     `j`.`v3`
   FROM (
     SELECT
-      NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING))), '') AS `_key`,
+      NULLIF(LOWER(TRIM(CAST(`m`.`email` AS STRING), '\t\n\v\f\r                  　')), '') AS `_key`,
       CASE
         WHEN NOT NULLIF(CAST(`m`.`email` AS STRING), '') IS NULL
         THEN COALESCE(FARM_FINGERPRINT(CAST(`m`.`email` AS STRING)), 0)

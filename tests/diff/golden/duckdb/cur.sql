@@ -3,11 +3,16 @@ SELECT
   NULLIF(
     LOWER(
       CASE
-        WHEN CAST("m"."email" AS TEXT) COLLATE C NOT LIKE ' %'
-        AND CAST("m"."email" AS TEXT) COLLATE C NOT LIKE '% '
+        WHEN ASCII(CAST("m"."email" AS TEXT) COLLATE C) > 32
+        AND ASCII(RIGHT(CAST("m"."email" AS TEXT) COLLATE C, 1)) > 32
         AND STRLEN(CAST("m"."email" AS TEXT) COLLATE C) = LENGTH(CAST("m"."email" AS TEXT) COLLATE C)
         THEN CAST("m"."email" AS TEXT) COLLATE C
-        ELSE TRIM(CAST("m"."email" AS TEXT) COLLATE C)
+        ELSE REGEXP_REPLACE(
+          CAST("m"."email" AS TEXT) COLLATE C,
+          '^[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+|[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+$',
+          '',
+          'g'
+        )
       END
     ),
     ''

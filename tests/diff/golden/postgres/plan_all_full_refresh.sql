@@ -30,7 +30,12 @@ FROM (
     "j"."v3"
   FROM (
     SELECT
-      NULLIF(LOWER(TRIM(CAST("m"."email" AS TEXT) COLLATE "default")), '') AS "_key",
+      NULLIF(
+        LOWER(
+          TRIM(BOTH CHR(  9) || CHR(  10) || CHR(  11) || CHR(  12) || CHR(  13) || '                  　' FROM CAST("m"."email" AS TEXT) COLLATE "default")
+        ),
+        ''
+      ) AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
         THEN COALESCE(HASHTEXTEXTENDED(CAST("m"."email" AS TEXT) COLLATE "C", 0), 0)

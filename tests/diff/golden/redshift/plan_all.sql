@@ -34,7 +34,12 @@ FROM (
     "j"."v3"
   FROM (
     SELECT
-      NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR(65535)))), '') AS "_key",
+      NULLIF(
+        LOWER(
+          TRIM(BOTH CHR(  9) || CHR(  10) || CHR(  11) || CHR(  12) || CHR(  13) || '                  　' FROM CAST("m"."email" AS VARCHAR(65535)))
+        ),
+        ''
+      ) AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR(65535)), '') IS NULL
         THEN CASE

@@ -30,7 +30,15 @@ FROM (
     "j"."v3"
   FROM (
     SELECT
-      NULLIF(LOWER(TRIM(CAST("m"."email" AS VARCHAR))), '') AS "_key",
+      NULLIF(
+        LOWER(
+          TRIM(
+            CAST("m"."email" AS VARCHAR),
+            CHR(  9) || CHR(  10) || CHR(  11) || CHR(  12) || CHR(  13) || '                  　'
+          )
+        ),
+        ''
+      ) AS "_key",
       CASE
         WHEN NOT NULLIF(CAST("m"."email" AS VARCHAR), '') IS NULL
         THEN COALESCE(HASH(CAST("m"."email" AS VARCHAR)) % 9223372036854775807, 0)

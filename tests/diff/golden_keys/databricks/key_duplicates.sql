@@ -3,13 +3,23 @@ SELECT
   `g`.`_n`
 FROM (
   SELECT
-    NULLIF(LOWER(TRIM(CAST(`m`.`e-mail "main"` AS STRING))), '') AS `_key`,
+    NULLIF(
+      LOWER(
+        TRIM(BOTH CHR(  9) || CHR(  10) || CHR(  11) || CHR(  12) || CHR(  13) || '                  　' FROM CAST(`m`.`e-mail "main"` AS STRING))
+      ),
+      ''
+    ) AS `_key`,
     COUNT(*) AS `_n`
   FROM (
 SELECT id, email FROM analytics.people WHERE active
 ) AS `m`
   GROUP BY
-    NULLIF(LOWER(TRIM(CAST(`m`.`e-mail "main"` AS STRING))), '')
+    NULLIF(
+      LOWER(
+        TRIM(BOTH CHR(  9) || CHR(  10) || CHR(  11) || CHR(  12) || CHR(  13) || '                  　' FROM CAST(`m`.`e-mail "main"` AS STRING))
+      ),
+      ''
+    )
 ) AS `g`
 WHERE
   NOT `g`.`_key` IS NULL AND `g`.`_n` > 1

@@ -6,11 +6,16 @@ FROM (
     NULLIF(
       LOWER(
         CASE
-          WHEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE ' %'
-          AND CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE '% '
+          WHEN ASCII(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) > 32
+          AND ASCII(RIGHT(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C, 1)) > 32
           AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
           THEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C
-          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
+          ELSE REGEXP_REPLACE(
+            CAST("m"."e-mail ""main""" AS TEXT) COLLATE C,
+            '^[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+|[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+$',
+            '',
+            'g'
+          )
         END
       ),
       ''
@@ -23,11 +28,16 @@ SELECT id, email FROM analytics.people WHERE active
     NULLIF(
       LOWER(
         CASE
-          WHEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE ' %'
-          AND CAST("m"."e-mail ""main""" AS TEXT) COLLATE C NOT LIKE '% '
+          WHEN ASCII(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) > 32
+          AND ASCII(RIGHT(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C, 1)) > 32
           AND STRLEN(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C) = LENGTH(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
           THEN CAST("m"."e-mail ""main""" AS TEXT) COLLATE C
-          ELSE TRIM(CAST("m"."e-mail ""main""" AS TEXT) COLLATE C)
+          ELSE REGEXP_REPLACE(
+            CAST("m"."e-mail ""main""" AS TEXT) COLLATE C,
+            '^[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+|[\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+$',
+            '',
+            'g'
+          )
         END
       ),
       ''
