@@ -271,6 +271,32 @@ def test_old_rejection_rows_are_deleted_but_a_parked_keys_newest_reason(store):
     assert [r["run_id"] for r in left] == ["r0", "r2", "r4", "r9"]
 
 
+def test_the_deletion_of_old_rejection_rows_is_no_correlated_subquery_per_row(tmp_path):
+    """PostgreSQL: an EXISTS inside an OR cannot become a join, so it ran once per old row, each a
+    scan of the table: 400 s for 1M rows (23,334 old `rejected` rows). No statement's plan may hold
+    a SubPlan; what the statements delete is test_old_rejection_rows_are_deleted_but_..."""
+    t = WarehouseUnderTest("postgres", tmp_path)
+    try:
+        store = StateStore(t.wh, t.state_schema)
+        store.migrate()
+        deletes: list = []
+        execute = store.wh.execute
+
+        def spy(sql, params=None, *args, **kwargs):
+            if sql.lstrip().upper().startswith("DELETE"):
+                deletes.append((sql, params))
+            return execute(sql, params, *args, **kwargs)
+
+        store.wh.execute = spy
+        store.prune_rejections("users", dt.timedelta(days=30))
+        assert deletes
+        for sql, params in deletes:
+            plan = "\n".join(str(next(iter(r.values()))) for r in store.wh.rows("EXPLAIN " + sql, params))
+            assert "SubPlan" not in plan, plan
+    finally:
+        t.close()
+
+
 def test_last_runs_limits_per_sync(store):
     for i in range(4):
         store.start_run(RunSummary(sync="a", run_id=f"a{i}"), dt.datetime(2026, 1, 1, 0, i), False, "0")
