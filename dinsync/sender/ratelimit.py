@@ -149,7 +149,7 @@ class _Pace:
                     state = file.read()
                 except OSError:
                     state, self.file = None, None
-                if state is not None:
+                if state is not None and state is not file.UNCHANGED:
                     self._adopt(state)
                 yield
                 done = True
@@ -159,6 +159,8 @@ class _Pace:
                         file.write(self.tat, self.paused_until, [s[0] for s in self.window or ()])
                     except OSError:
                         self.file = None
+                elif not done:
+                    file.seen = b""  # this process's state may differ from the file's: read it next time
                 try:
                     file.unlock()
                 except OSError:
