@@ -453,9 +453,12 @@ class HttpSender:
         left = ep.limiter.paused_until - ep.limiter.clock.now()
         if left > most:
             if self._closed is None:
+                folder = ep.limiter.shared_in
+                asked = "this process" if folder is None else \
+                    f"this process or another on this machine, which share it in {folder} until it ends"
                 self._closed = self.redact(
                     f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier request "
-                    f"of this process), longer than a run waits ({most:g} s)")
+                    f"of {asked}), longer than a run waits ({most:g} s)")
             self._stop_if_refused_or_down()
 
     def _raise_if_stopped(self) -> None:

@@ -363,6 +363,12 @@ class RateLimiter:
     def paused_until(self) -> float:
         return self._pace.paused_until
 
+    @property
+    def shared_in(self) -> str | None:
+        """The folder of the file through which other processes share this pace (None: not shared)."""
+        file = self._pace.file
+        return None if file is None else str(file.path.parent)
+
     def pause_until(self, t: float) -> None:
         """No start before clock time `t` for anyone (pauses only ever get longer)."""
         self._pace.pause_until(t)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import orjson
@@ -562,6 +563,8 @@ def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project, mo
     gc.collect()  # (the first runs' limiters, in reference cycles, held the pace)
     other = project.sync()["runs"][0]  # ...and reads the wait from the pace file the processes share
     assert other["status"] == "failed" and "more (Retry-After" in other["error"], other
+    # which it says, and where that wait is kept: this process asked nothing
+    assert "of this process)" not in other["error"] and os.environ["DINSYNC_PACE_DIR"] in other["error"], other
     assert project.sandbox.stats()["requests"] == 1
     ratelimit._KEPT.clear()
     gc.collect()
