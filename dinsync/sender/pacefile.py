@@ -5,7 +5,7 @@ sync, two cron entries that overlap) each paced themselves at the platform's who
 twice what it allows, and a 429 for every request over it. `shared_pace` shares a pace between the
 threads of one process; this file shares its state (the next start's time, the window of recent
 starts, a 429's pause) with the other processes: each take of a start slot reads it and writes it
-back under an exclusive `flock`, a few microseconds a request.
+back under an exclusive `flock`, 10-100 microseconds a request.
 
 Times are `time.monotonic()`, which on Linux is the system's CLOCK_MONOTONIC, the same in every
 process until the machine restarts; the file carries the boot's id, and a file from another boot
