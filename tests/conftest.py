@@ -116,6 +116,14 @@ def _sql_cache_dir(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _pace_dir_of_the_test(tmp_path_factory, monkeypatch):
+    """Each test's shared paces (dinsync.sender.pacefile) in a folder of its own: a pause a sandbox
+    asked for in one test is kept in a file keyed by its URL, and a later test whose sandbox got the
+    same port would have waited for it."""
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(tmp_path_factory.mktemp("paces")))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """fakesnow, once imported, leaves a folder of its own in the temporary folder (its stage
     bucket, made at import and never removed): removed with the test process."""
