@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,7 +66,9 @@ class SyncLock:
     choosing_wait_seconds = 5.0  # insert_verify: longest wait for another contender's ticket
 
     def __init__(self, store, arbiter: str, is_dead: Callable[[str], bool] = holder_is_dead):
-        self.store = store
+        # weakly: the store holds its lock; a cycle kept both (a state connection's session, its
+        # warehouse) after each run until a full collection
+        self.store = weakref.proxy(store)
         self.wh = store.wh
         self.arbiter = arbiter
         self.is_dead = is_dead

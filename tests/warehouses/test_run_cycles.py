@@ -1,0 +1,101 @@
+"""What a run leaves to the cycle collector in a long-lived process (`dinsync serve`, the Python
+API): nothing of its own. Objects in a reference cycle outlive the run until a full collection,
+which a process with few new objects between runs reaches late: `serve` of a sync every second with
+a few rows changed each run grew from 237 to 478 MB of RSS over 409 runs on PostgreSQL (~211 objects
+a run: the run, its planner, state store, pipeline, sender, session and sockets).
+
+The fixture runs the sync in process with the collector off and DEBUG_SAVEALL, then collects: what
+the collection finds is what only it could free. (CPython 3.11's own socket transport keeps a cycle
+with its bound method: closed, small, not ours.)"""
+from __future__ import annotations
+
+import collections
+import gc
+import os
+
+import pyarrow as pa
+import pytest
+
+import dinsync
+from dinsync.sandbox import IterableSandbox, SandboxThread
+from tests.conftest import TEST_KEY
+from tests.warehouses.conftest import DuckDBTarget, PostgresTarget
+from tests.warehouses.support import write_iterable_project
+
+RUNS = 3
+
+
+def _name(o) -> str:
+    """A garbage object as `module.qualname` of its type; a function by its own name, a bound
+    method by its owner's type."""
+    if type(o).__name__ == "function":
+        return f"{o.__module__}.{o.__qualname__}"
+    if type(o).__name__ == "method":
+        return f"{type(o.__self__).__module__}.{type(o.__self__).__qualname__}.{o.__func__.__name__}"
+    return f"{type(o).__module__}.{type(o).__qualname__}"
+
+
+def _in_cycles(garbage: list) -> collections.Counter:
+    """The names of the objects of `garbage` that are on a reference cycle (not merely reachable
+    from one): those whose referents lead back to them."""
+    among = {id(o): o for o in garbage}
+    names = collections.Counter()
+    for o in garbage:
+        seen, todo = set(), [r for r in gc.get_referents(o) if id(r) in among]
+        while todo:
+            r = todo.pop()
+            if r is o:
+                names[_name(o)] += 1
+                break
+            if id(r) not in seen:
+                seen.add(id(r))
+                todo.extend(x for x in gc.get_referents(r) if id(x) in among)
+    return names
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def left_behind(request, tmp_path_factory) -> collections.Counter:
+    """Of RUNS runs with changes (after a first one): the objects on a reference cycle, by name."""
+    tmp_path = tmp_path_factory.mktemp(request.param)
+    target = DuckDBTarget(tmp_path) if request.param == "duckdb" else PostgresTarget(tmp_path)
+    sandbox = SandboxThread(IterableSandbox([TEST_KEY]))
+    sandbox.start()
+    saved = os.environ.get("ITERABLE_TEST_KEY")
+    os.environ.update(ITERABLE_TEST_KEY=TEST_KEY, **target.env)
+    try:
+        target.load("customers", pa.table({"email": [f"u{i}@example.com" for i in range(20)],
+                                           "n": list(range(20))}))
+        root = tmp_path / "project"
+        write_iterable_project(root, target, sandbox.base_url,
+                               "-- primary_key: email\n-- model_type: user\nselect email, n from customers\n", ["n"])
+        project = dinsync.load_project(root)
+        project.sync().raise_for_status()
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for i in range(RUNS):
+                target.execute(f"UPDATE customers SET n = n + 100 WHERE n % 5 = {i}")
+                assert project.sync().runs[0].sent >= 4
+            gc.collect()
+            names = _in_cycles(gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        yield names
+    finally:
+        if saved is None:
+            os.environ.pop("ITERABLE_TEST_KEY", None)
+        else:
+            os.environ["ITERABLE_TEST_KEY"] = saved
+        sandbox.stop()
+        target.close()
+
+
+def _of(names: collections.Counter, *prefixes: str) -> dict[str, int]:
+    return {name: n for name, n in names.items() if name.startswith(prefixes)}
+
+
+def test_a_run_leaves_no_state_store_in_a_cycle(left_behind):
+    assert _of(left_behind, "dinsync.state.") == {}
