@@ -123,14 +123,16 @@ class SyncRun:
                                    phone_key=self.key_spec.kind == "phone",
                                    phone_fields=tuple(f for f, kind in self.spec.kinds.items() if kind == "phone"))
 
-    def _preload(self) -> None:
+    @staticmethod
+    def _preload() -> None:
         """The plan has rows to look at: import Polars, the HTTP client, phone parsing and, last,
         pyarrow (what the stream's first batch needs) in the background while the warehouse builds
         it (DuckDB releases the GIL), so that sending starts without waiting for them (~0.15-0.3 s;
         pyarrow too: 1M rows, 2% churn, median 0.949 vs 0.984 s over eight pairs, 2026-12-02).
         Polars' import puts a SIGINT handler of its own in front of ours, from any thread; until
         the main thread installs ours again when sending starts (`StopToken.rearm`), Polars'
-        handler hands the signal on to ours."""
+        handler hands the signal on to ours. (Static: the planner keeps it, and a bound method made
+        the run and its planner a cycle, freed only by a full collection, after every run.)"""
         import threading
 
         def load() -> None:

@@ -99,3 +99,7 @@ def _of(names: collections.Counter, *prefixes: str) -> dict[str, int]:
 
 def test_a_run_leaves_no_state_store_in_a_cycle(left_behind):
     assert _of(left_behind, "dinsync.state.") == {}
+
+
+def test_a_run_leaves_no_run_or_planner_in_a_cycle(left_behind):
+    assert _of(left_behind, "dinsync.engine.run.", "dinsync.diff.") == {}
