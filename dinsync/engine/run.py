@@ -532,6 +532,7 @@ class SyncRun:
                 await pipeline.run()
             finally:
                 self.failure = pipeline.failure
+                commits.counts = None  # a method of the pipeline, which holds the checkpointer: no cycle left
         if pipeline.fatal is not None:
             raise pipeline.fatal
         if lock.lost.is_set():

@@ -103,3 +103,7 @@ def test_a_run_leaves_no_state_store_in_a_cycle(left_behind):
 
 def test_a_run_leaves_no_run_or_planner_in_a_cycle(left_behind):
     assert _of(left_behind, "dinsync.engine.run.", "dinsync.diff.") == {}
+
+
+def test_a_run_leaves_no_pipeline_in_a_cycle(left_behind):
+    assert _of(left_behind, "dinsync.engine.pipeline.", "dinsync.engine.commits.") == {}
