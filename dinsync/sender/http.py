@@ -16,6 +16,7 @@ run waits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field, replace
@@ -104,6 +105,25 @@ class _Endpoint:
     stats: EndpointStats
 
 
+async def _leaving(session, trace, params) -> None:
+    """A request left: its rate slot counts from now (`trace_request_ctx`: the slot and the clock;
+    None for a request a destination makes on the session itself, e.g. Splio's authentication)."""
+    if trace.trace_request_ctx is not None:
+        slot, clock = trace.trace_request_ctx
+        RateLimiter.started(slot, clock.now())
+
+
+@functools.cache
+def _leaving_trace() -> aiohttp.TraceConfig:
+    """One TraceConfig for every session: aiohttp's TraceConfig and its signals refer to each other,
+    so one made per session (with a bound method of the sender in it) kept the sender, its session
+    and its connections in a cycle after every run, until a full collection."""
+    leaving = aiohttp.TraceConfig()
+    leaving.on_request_headers_sent.append(_leaving)
+    leaving.on_request_chunk_sent.append(_leaving)
+    return leaving
+
+
 class HttpSender:
     """`async with HttpSender(destination) as s: results = await s.send(request)`.
 
@@ -161,15 +181,12 @@ class HttpSender:
         # of milliseconds after its slot. Its headers are only buffered when aiohttp reports them
         # sent; they leave with the body, which a task of its own writes a loop turn or more later
         # (before Python 3.12), after whatever else the loop had ready: its write is the leave.
-        leaving = aiohttp.TraceConfig()
-        leaving.on_request_headers_sent.append(self._leaving)
-        leaving.on_request_chunk_sent.append(self._leaving)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
             auto_decompress=True,
             headers={"User-Agent": self.user_agent},
-            trace_configs=[leaving],
+            trace_configs=[_leaving_trace()],
         )
         # aiohttp re-sends an idempotent request (PUT, PATCH, GET) at once on a new connection when
         # a kept-alive one is reset: an attempt outside the limiter, the retry policy and the stats
@@ -181,9 +198,6 @@ class HttpSender:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def _leaving(self, session, trace, params) -> None:
-        RateLimiter.started(trace.trace_request_ctx, self.clock.now())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -400,7 +414,7 @@ class HttpSender:
                 ep.limiter.started(slot, sent_at)  # later than its slot when the loop was busy
                 async with self._session.request(
                     request.method, url, data=request.body, headers=headers, allow_redirects=False,
-                    trace_request_ctx=slot, **self._proxy(url),
+                    trace_request_ctx=(slot, self.clock), **self._proxy(url),
                 ) as resp:
                     body = await read_body(resp)
                     status, resp_headers = resp.status, resp.headers

@@ -107,3 +107,7 @@ def test_a_run_leaves_no_run_or_planner_in_a_cycle(left_behind):
 
 def test_a_run_leaves_no_pipeline_in_a_cycle(left_behind):
     assert _of(left_behind, "dinsync.engine.pipeline.", "dinsync.engine.commits.") == {}
+
+
+def test_a_run_leaves_no_sender_or_trace_config_in_a_cycle(left_behind):
+    assert _of(left_behind, "dinsync.sender.", "aiohttp.", "aiosignal.") == {}
