@@ -251,7 +251,10 @@ def substitute_env(doc: YamlDoc, env: Mapping[str, str],
 
         return ENV_REF.sub(replace, text)
 
-    doc.data = walk(doc.data, ())
+    try:
+        doc.data = walk(doc.data, ())
+    finally:  # a nested function that calls itself is a cycle (it, its cell), which kept the document,
+        del walk  # the environment and the issues after each load until a full collection
     return issues
 
 

@@ -111,3 +111,8 @@ def test_a_run_leaves_no_pipeline_in_a_cycle(left_behind):
 
 def test_a_run_leaves_no_sender_or_trace_config_in_a_cycle(left_behind):
     assert _of(left_behind, "dinsync.sender.", "aiohttp.", "aiosignal.") == {}
+
+
+def test_loading_the_project_leaves_no_configuration_in_a_cycle(left_behind):
+    """(The Python API reads the project again for each call.)"""
+    assert _of(left_behind, "dinsync.config.") == {}
