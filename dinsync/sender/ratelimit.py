@@ -236,7 +236,9 @@ class _Pace:
             if self.cold:
                 self.cold -= 1
                 slot[0] += self.cold_margin
-            self.window.append(slot)
+            # a slot naming this pace is held by its caller only (`moved` finds it here by its time):
+            # in the window too, it made the pace a cycle, its file kept open until a full collection
+            self.window.append(slot if slot.pace is None else _Slot(slot[0]))
         return slot
 
 

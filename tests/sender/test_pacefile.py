@@ -124,3 +124,23 @@ def test_a_process_alone_on_its_file_does_not_rebuild_its_window_at_each_start(t
     assert b.try_take(t)[0] is not None and adopted == [b]  # the other process reads it
     slot, wait = a.try_take(t)
     assert slot is None and wait > 0 and adopted == [b, a]  # and this one reads b's start back
+
+
+def test_a_pace_let_go_closes_its_file_without_waiting_for_the_cycle_collector(tmp_path):
+    """A pace whose window held its own slots (each naming the pace) was a reference cycle: let go
+    after a run (see `_keep`), it kept its open file until a full collection."""
+    import gc
+    import weakref
+
+    clock = FakeClock()
+    pace = _Pace(5.0, 1, 1.0, 0.0, clock, opened(tmp_path / "x.pace"))
+    slot = pace.try_take(0.0)[0]
+    gone, fd = weakref.ref(pace), pace.file.fd
+    gc.disable()
+    try:
+        del pace, slot
+        assert gone() is None
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    finally:
+        gc.enable()
