@@ -19,6 +19,7 @@ import asyncio
 import functools
 import inspect
 import math
+import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
@@ -111,6 +112,18 @@ async def _leaving(session, trace, params) -> None:
     if trace.trace_request_ctx is not None:
         slot, clock = trace.trace_request_ctx
         RateLimiter.started(slot, clock.now())
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Empty the ended frames `exc` (and what caused it) went through. aiohttp and aiohappyeyeballs
+    keep the exception they raise in a local of the frame raising it (`last_exc`, `first_exception`):
+    exception, traceback and frame were a cycle holding every frame above it (the sender's, the
+    run's) after each failed attempt, until a full collection. (A frame still running is skipped.)"""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 @functools.cache
@@ -422,7 +435,9 @@ class HttpSender:
             except _BAD_URL as exc:  # a configuration problem: retrying won't help
                 raise _GiveUp(f"invalid URL: {exc}") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                return self.exception_outcome(request, exc)
+                outcome = self.exception_outcome(request, exc)
+                _clear_frames(exc)
+                return outcome
             except ValueError as exc:  # e.g. a header value aiohttp refuses to send
                 raise _GiveUp(f"invalid request: {exc}") from None
         return self.classify(request, status, resp_headers, body)

@@ -978,3 +978,32 @@ def test_retry_after_hint_from_headers(headers, expected):
 
     s = HttpSender(FakeDestination("http://127.0.0.1:9", {"api_key": SECRET}))
     assert s.retry_after(CIMultiDict(headers)) == expected
+
+
+def test_a_refused_connection_leaves_no_exception_cycle_behind():
+    """aiohttp and aiohappyeyeballs keep the exception they raise in a local of the frame raising it:
+    exception, traceback and frame made a cycle holding every frame under it (the sender's, the run's)
+    after each refused attempt, until a full collection (~470 objects an attempt)."""
+    import gc
+
+    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
+
+    async def main():
+        async with Server() as srv:
+            url = srv.url
+        dest = FakeDestination(url, {"api_key": SECRET})  # the port is closed now
+        async with HttpSender(dest, retry_policy=policy) as s:
+            return await s.send(batch(["a"]))
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        (result,) = run(main())
+        gc.collect()
+        left = sorted({type(o).__name__ for o in gc.garbage if issubclass(type(o), BaseException)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert result.status == "failed" and left == []
