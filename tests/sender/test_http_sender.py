@@ -628,17 +628,17 @@ def test_an_answer_echoing_the_start_of_the_key_shows_none_of_it():
     assert "for key ***..." in reasons[0] and reasons[1].endswith("slow down, ***"), reasons
 
 
+async def _send_to_a_closed_port():
+    """One record sent, with 2 attempts, to a port nothing listens on any more."""
+    async with Server() as srv:
+        url = srv.url
+    dest = FakeDestination(url, {"api_key": SECRET})  # the port is closed now
+    async with HttpSender(dest, retry_policy=RetryPolicy(max_attempts=2, base=0.01, cap=0.01)) as s:
+        return await s.send(batch(["a"]))
+
+
 def test_unreachable_server_fails_records_after_retries():
-    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
-
-    async def main():
-        async with Server() as srv:
-            url = srv.url
-        dest = FakeDestination(url, {"api_key": SECRET})  # the port is closed now
-        async with HttpSender(dest, retry_policy=policy) as s:
-            return await s.send(batch(["a"]))
-
-    (result,) = run(main())
+    (result,) = run(_send_to_a_closed_port())
     assert result.status == "failed" and "2 attempt" in result.reason
 
 
@@ -986,20 +986,11 @@ def test_a_refused_connection_leaves_no_exception_cycle_behind():
     after each refused attempt, until a full collection (~470 objects an attempt)."""
     import gc
 
-    policy = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
-
-    async def main():
-        async with Server() as srv:
-            url = srv.url
-        dest = FakeDestination(url, {"api_key": SECRET})  # the port is closed now
-        async with HttpSender(dest, retry_policy=policy) as s:
-            return await s.send(batch(["a"]))
-
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        (result,) = run(main())
+        (result,) = run(_send_to_a_closed_port())
         gc.collect()
         left = sorted({type(o).__name__ for o in gc.garbage if issubclass(type(o), BaseException)})
     finally:
