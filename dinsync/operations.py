@@ -443,17 +443,11 @@ def run_syncs(project, wh, names: list[str], *, full_refresh: bool = False, retr
 def not_started_run(name: str, stop, full_refresh: bool = False) -> dict:
     """The run object of a sync a stop request kept from starting: `cancelled`, never recorded
     (no run id, no lock taken, nothing planned or sent); the next command runs it."""
-    import signal
-
     from . import __version__
     from .report import run_object
 
-    try:
-        why = signal.Signals(stop.signum).name
-    except (TypeError, ValueError):
-        why = "a stop request"
     return run_object(sync=name, status="cancelled", full_refresh=full_refresh,
-                      error=f"not started: stopped by {why} before this sync's turn",
+                      error=f"not started: stopped by {stop.signal_name} before this sync's turn",
                       hint="nothing was planned or sent for it; the next `dinsync sync` runs it",
                       tool_version=__version__)
 
