@@ -125,6 +125,10 @@ class SyncRecords:
         return f"column_types:{self.cfg.name}"
 
     @property
+    def _pruned_key(self) -> str:
+        return f"rejections_pruned:{self.cfg.name}"
+
+    @property
     def _region_key(self) -> str:
         return f"phone_region:{self.cfg.name}"
 
@@ -147,7 +151,7 @@ class SyncRecords:
         (no `match:` record) is taken as matching by the field its file names."""
         self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
                                              self._region_key, self._phone_keys_key, self._types_key,
-                                             self._forms_key,
+                                             self._forms_key, self._pruned_key,
                                              *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
@@ -391,6 +395,23 @@ class SyncRecords:
     def unrecorded(self) -> set[str]:
         """The mapped fields this sync has no record of writing (as read by moved_from)."""
         return {f.field for f in self.cfg.fields if self.cfg.name not in self._writers(f.field)}
+
+    def prune_due(self, every: float) -> bool:
+        """Whether the sync's old rejection rows are due for deletion: not deleted within the last
+        `every` seconds (as recorded by `pruned`, read by moved_from). Deleting them is two DML
+        statements, milliseconds on DuckDB or PostgreSQL but seconds and a quota's share on
+        BigQuery: once a day is enough for rows kept 30 days. A clock set back is due at once."""
+        try:
+            last = float(self._known[self._pruned_key])
+        except (KeyError, ValueError):
+            return True
+        return not 0 <= time.time() - last < every
+
+    def pruned(self) -> None:
+        """Record that the sync's old rejection rows were deleted now (see prune_due)."""
+        now = repr(time.time())
+        self.state.set_meta_value(self._pruned_key, now)
+        self._known[self._pruned_key] = now
 
     def record_writes(self, fields, again: bool = False) -> None:
         """This sync is about to write `fields` to its records: record it as their writer since this

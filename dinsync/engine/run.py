@@ -421,9 +421,13 @@ class SyncRun:
         """Housekeeping once the run is recorded (its own rows supersede a key's older reasons): the
         sync's rejection rows past `rejections_days` (see StateStore.prune_rejections). A failure
         is a note, never the run's outcome (nor, raised in its `finally`, in place of the run's own
-        error): the next run tries again."""
+        error): the next run tries again. At most once a day (or every `rejections_days`, if shorter)."""
+        keep = dt.timedelta(days=self.opts.rejections_days)
+        if not self.records.prune_due(min(keep, dt.timedelta(days=1)).total_seconds()):
+            return
         try:
-            self.state.prune_rejections(self.cfg.name, dt.timedelta(days=self.opts.rejections_days))
+            self.state.prune_rejections(self.cfg.name, keep)
+            self.records.pruned()
         except Exception as exc:  # (a driver's error the adapter does not translate, too)
             self.progress("note", {"message": self.redact(f"could not delete rejection rows older than "
                                                           f"{self.opts.rejections_days:g} days: {exc}")})

@@ -123,6 +123,9 @@ def test_rejection_rows_are_kept_for_30_days_and_a_parked_keys_newest_reason_for
     rows = lambda: project.sql("select key, status from dinsync.rejections order by all")  # noqa: E731
     assert len(rows()) == 3 * 3 + 1  # runs x (skipped, duplicate, bad-0) + bad-kept once (parked)
     project.sql("update dinsync.rejections set rejected_at = rejected_at - interval 31 day")
+    # ... and the last deletion a day ago (they are deleted at most once a day: see the next test)
+    project.sql("update dinsync.meta set value = cast(cast(value as double) - 86400 as varchar) "
+                "where key = 'rejections_pruned:iterable_users'")
     last = project.sync()
     assert last["exit_code"] == 4 and last["runs"][0]["parked"] == 2
     # this run's rows (bad-0 changed once more), and bad-kept's only reason, however old
@@ -130,6 +133,39 @@ def test_rejection_rows_are_kept_for_30_days_and_a_parked_keys_newest_reason_for
                       ("dup@example.com", "duplicate"), (None, "skipped")], rows()
     assert {r["key"] for r in json.loads(project.cli("rejections").stdout)["rejections"]} == \
         {None, "bad-0", "bad-kept", "dup@example.com"}
+
+
+def test_old_rejection_rows_are_deleted_once_a_day_not_by_every_run(project, monkeypatch):
+    """Deleting them is two DML statements: milliseconds here, but on BigQuery seconds each and a
+    share of the table's daily DML quota, for a sync run every 15 minutes. A failed deletion, a
+    clock set back, or a day gone by: the next run deletes them."""
+    from dinsync.state.store import StateStore
+
+    calls = []
+    real = StateStore.prune_rejections
+
+    def counted(self, sync, older_than):
+        calls.append(sync)
+        if len(calls) == 3:
+            raise RuntimeError("permission denied for table rejections")
+        return real(self, sync, older_than)
+
+    monkeypatch.setattr(StateStore, "prune_rejections", counted)
+    project.seed(20)
+    shift = lambda seconds: project.sql(  # noqa: E731
+        "update dinsync.meta set value = cast(cast(value as double) + ? as varchar) "
+        "where key = 'rejections_pruned:iterable_users'", seconds)
+    for _ in range(3):
+        assert project.sync()["exit_code"] == 0
+    assert calls == ["iterable_users"]
+    shift(-86400)  # a day later: deleted again
+    assert project.sync()["exit_code"] == 0 and calls == ["iterable_users"] * 2
+    shift(-86400)  # a day later, the deletion fails: the next run tries again
+    assert project.sync()["exit_code"] == 0 and len(calls) == 3
+    assert project.sync()["exit_code"] == 0 and len(calls) == 4
+    shift(3600)  # the clock set back an hour: due at once
+    assert project.sync()["exit_code"] == 0 and len(calls) == 5
+    assert project.sync()["exit_code"] == 0 and len(calls) == 5
 
 
 def test_a_failed_deletion_of_old_rejection_rows_is_a_note_not_the_runs_outcome(project, monkeypatch):
