@@ -128,6 +128,11 @@ class PaceFile:
         self.seen = data + entries
         return PaceState(tat, paused, list(struct.unpack(f"<{n}d", entries)))
 
+    def forget(self) -> None:
+        """Read the file in full next time (`read` never answers UNCHANGED to the next call): this
+        process's own state may no longer be what the file holds."""
+        self.seen = b""
+
     def write(self, tat: float, paused_until: float, window: list[float]) -> None:
         window = window[-MAX_WINDOW:]
         data = _HEADER.pack(_MAGIC, self.boot, tat, paused_until, len(window))

@@ -160,7 +160,7 @@ class _Pace:
                     except OSError:
                         self.file = None
                 elif not done:
-                    file.seen = b""  # this process's state may differ from the file's: read it next time
+                    file.forget()  # this process's state may differ from the file's
                 try:
                     file.unlock()
                 except OSError:
