@@ -261,6 +261,27 @@ def _no_progress(name: str) -> Iterator[Callable]:
     yield lambda event, data: None
 
 
+def _let_go(exc: BaseException) -> BaseException:
+    """`exc`, its tracebacks dropped (its own and those of the exceptions it was raised from) once
+    `on_exception` has seen it: a traceback holds the frames it went through, and they held the
+    exception again (the caller's list of why runs failed, contextlib's `value`), so each failed
+    run stayed in a reference cycle with its engine, planner and connection until a full collection
+    (`serve`, the Python API). What is kept is the exceptions' types and messages."""
+    import traceback
+
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)  # (skips the frames still running)
+            e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+    return exc
+
+
 def _ignore(exc: BaseException) -> None:
     pass
 
@@ -312,10 +333,10 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             finally:
                 engine.planner.release()
     except DinsyncError as exc:
-        if errors is not None:
-            errors.append(exc)
         if exc.__cause__ is not None:
             on_exception(exc)
+        if errors is not None:
+            errors.append(_let_go(exc))
         summary = getattr(engine, "summary", None)
         if summary is None:
             run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
@@ -330,9 +351,9 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             run["issues"] = [issue.as_dict() for issue in exc.issues]
         return run, exc.exit_code, engine
     except Exception as exc:  # a bug: this sync fails, the others still run
-        if errors is not None:
-            errors.append(exc)
         on_exception(exc)
+        if errors is not None:
+            errors.append(_let_go(exc))
         message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
         return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
                           full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
