@@ -11,6 +11,9 @@ Rules:
 - A paused sync is skipped at its slot (and remembered as having missed one); paused syncs are
   checked again every `recheck_seconds` (automatic pauses only: `hooks.check`); one that resumes
   after missing a slot runs once right away.
+- The wall clock stepped back (an NTP step, a time set by hand): intervals (`every`) and rechecks
+  count elapsed time, so their next slots move back with it; a cron's slots stay wall times, as
+  cron's do.
 - `stop` (SIGTERM/SIGINT through a StopToken): no new run starts; running ones get the engine's
   graceful stop (they share the token); `run` returns when they are done. The request wakes the
   loop's wait (the token's waker), so an idle loop returns at once.
@@ -122,6 +125,7 @@ class Scheduler:
             last = last_started.get(name)
             self.jobs[name] = Job(name, schedule, next_fire(schedule, last if last is not None else now))
         self.next_recheck = now  # paused syncs are checked at start-up
+        self.seen = now  # the latest time a step was given (see `_follow_step_back`)
         self.check_due: set[str] = set()  # paused syncs to check this recheck, waiting for a free worker
 
     def learn_last_started(self, last_started: Mapping[str, dt.datetime | None]) -> None:
@@ -155,6 +159,7 @@ class Scheduler:
         of the runs started."""
         started = []
         with self._mutex:
+            self._follow_step_back(now)
             idle = [j for j in self.jobs.values() if not j.busy]
             recheck = now >= self.next_recheck
             checks_waiting = bool(self.check_due) and self.active < self.max_parallel
@@ -186,6 +191,18 @@ class Scheduler:
                     self.check_due.discard(name)
                     self._submit(job, self._check, job)
         return started
+
+    def _follow_step_back(self, now: dt.datetime) -> None:
+        """A `now` earlier than a step's before it: the wall clock went back. Without this, a sync
+        `every: 15m` waited for the wall clock to reach its slot again (an hour's step: no run for
+        an hour and a quarter), and so did the rechecks of paused syncs."""
+        back, self.seen = self.seen - now, now
+        if back <= dt.timedelta(0):
+            return
+        self.next_recheck -= back
+        for job in self.jobs.values():
+            if job.schedule.every is not None:
+                job.next_due -= back
 
     def _check(self, job: Job) -> None:
         if self.hooks.check(job.name) and job.missed:

@@ -62,8 +62,10 @@ class Service:
         # connection that works (the slots missed before start-up still run once).
         self._run_log_read = False
         # the last run this service started, per sync (a slot it covered is not another's); only the
-        # sync's last run is compared, so only it is kept (every id it started was kept before: a leak)
-        self._own_runs: dict[str, str] = {}
+        # sync's last run is compared, so only it is kept (every id it started was kept before: a leak).
+        # (id, start): the last in the run log's order, by start, which a run after a step back of the
+        # wall clock does not replace (the run log's last run stays the one before the step)
+        self._own_runs: dict[str, tuple[str, str | None]] = {}
         # the last state told to channels per sync, as last read (an outage's `paused` notice says
         # what it follows: never null, as every notice; "ok" for a sync never told anything)
         self._told: dict[str, str] = {}
@@ -229,7 +231,9 @@ class Service:
             run, code = self.run_one(wh, name, errors)
             if run and run.get("run_id"):
                 with self._lock:
-                    self._own_runs[name] = run["run_id"]
+                    start, kept = run.get("started_at"), self._own_runs.get(name)
+                    if kept is None or start is None or kept[1] is None or start >= kept[1]:  # (ISO, UTC)
+                        self._own_runs[name] = (run["run_id"], start)
             told = operator.after_run(name, run, code, errors[0] if errors else None)
             if told is not None:
                 with self._lock:
@@ -264,8 +268,12 @@ class Service:
             return None
         started = as_utc(started)
         with self._lock:
-            own = last[0]["run_id"] == self._own_runs.get(name)
+            own = last[0]["run_id"] == self._own_runs.get(name, (None,))[0]
         every = self.schedules[name].every
+        if own and started > self.clock.now():
+            # Its own run recorded later than now: the wall clock went back since (an NTP step). The
+            # slot follows that run by the time that passed (the scheduler's), not covered by it.
+            return None
         if started < slot:
             # An interval counts from the last run's start: a run another process started less than
             # one interval before this slot (a `dinsync sync` by hand, a second service whose slots

@@ -385,3 +385,24 @@ def test_paused_syncs_a_full_pool_could_not_check_are_checked_when_a_worker_free
     finally:
         release.set()
         s.executor.shutdown(wait=True)
+
+
+# --- the wall clock stepped back -------------------------------------------------------------
+
+def test_an_interval_and_the_rechecks_go_on_when_the_wall_clock_steps_back():
+    """An NTP step of an hour back: a sync `every: 15m` waited for the wall clock to reach its
+    slot again, an hour and a quarter without a run, and the rechecks of paused syncs as long. An
+    interval counts elapsed time; a cron's slots stay wall times (as cron's)."""
+    clock, hooks = FakeClock(at(6)), Hooks()
+    hooks.paused_syncs = {"auto": "auto"}
+    s = make({"b": EVERY_15M, "auto": EVERY_15M, "daily": DAILY}, clock, hooks,
+             last={"b": at(5, 45), "auto": at(5, 45), "daily": at(6)}, recheck_seconds=600)
+    assert s.step(at(6)) == ["b"] and hooks.checks == ["auto"]
+    assert s.step(at(6, 5)) == []
+    back = dt.timedelta(hours=1)  # 06:05 becomes 05:05
+    assert s.step(at(6, 5) - back) == []
+    assert s.jobs["b"].next_due == at(6, 15) - back
+    assert s.jobs["daily"].next_due == at(6, day=2)  # a wall time: not run again today
+    assert s.step(at(6, 10) - back) == [] and hooks.checks == ["auto", "auto"]  # 10 minutes after the first
+    assert s.step(at(6, 15) - back) == ["b"]  # 15 minutes after its run
+    assert s.jobs["b"].next_due == at(6, 30) - back

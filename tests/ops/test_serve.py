@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import types
 
 import pytest
 
@@ -593,3 +594,26 @@ def test_a_sync_a_run_just_paused_is_skipped_when_the_next_read_finds_the_file_h
     served.service.connect = held_connect
     events = served.at(15)
     assert kinds(events)[:1] == ["skip"], events
+
+
+def test_an_interval_goes_on_after_the_wall_clock_steps_back(scheduled, monkeypatch):
+    """An NTP step back of an hour: the scheduler waited for the wall clock to reach its slot
+    again, and at each slot the service took its run recorded before the step (the run log's last
+    for an hour) for a run that covered it: no run for the whole step."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+
+    class Wall(dt.datetime):  # the time the engine records a run's start at: the service's clock
+        @classmethod
+        def now(cls, tz=None):
+            return served.clock.t.astimezone(tz)
+
+    monkeypatch.setattr("dinsync.engine.run.dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    assert kinds(served.at(0)) == ["start", "end"]  # the catch-up run
+    served.clock.t -= dt.timedelta(hours=1)  # the step back
+    assert served.at(0) == []
+    for _ in range(2):  # 15 minutes after the run, by the time that passed; and again
+        events = served.at(15)
+        assert kinds(events) == ["start", "end"], events
+        assert (events[1]["run"] or {}).get("status") == "success", events[1]["error"]
