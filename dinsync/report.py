@@ -82,6 +82,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def wall_seconds(started_at: dt.datetime, finished_at: dt.datetime) -> float:
+    """Seconds between two wall-clock times, never below 0: the clock may have stepped back between
+    them (an NTP step), and a run does not end before it begins. (The engine measures a run's
+    duration in elapsed time: where it did, that one is used.)"""
+    return max(0.0, (finished_at - started_at).total_seconds())
+
+
 def run_object(*, sync: str, status: str, run_id: str | None = None, started_at: dt.datetime | None = None,
                finished_at: dt.datetime | None = None, seconds: float | None = None, full_refresh: bool = False,
                counts: Mapping[str, Any] | None = None, warnings: Iterable[str] = (), error: str | None = None,
@@ -127,9 +134,10 @@ def run_from_summary(summary: Any, logged: Mapping[str, Any] | None, *, full_ref
     data = asdict(summary)
     status = data["status"] if data["status"] != "running" else "failed"
     if logged is None:
+        finished = utcnow()
         return run_object(sync=data["sync"], run_id=data["run_id"] if recorded else None, status=status,
-                          started_at=started_at, finished_at=utcnow(),
-                          seconds=(utcnow() - started_at).total_seconds(), full_refresh=full_refresh,
+                          started_at=started_at, finished_at=finished,
+                          seconds=data["seconds"] or wall_seconds(started_at, finished), full_refresh=full_refresh,
                           counts=data, warnings=data["warnings"], error=data["error"], hint=hint,
                           request_rates=data["request_rates"], tool_version=__version__)
     return run_object(sync=data["sync"], run_id=data["run_id"], status=status, started_at=logged.get("started_at"),
@@ -144,5 +152,5 @@ def failed_run(sync: str, error: str, hint: str | None, *, started_at: dt.dateti
     already known, e.g. the model's rows and keys that blocked it)."""
     finished = utcnow()
     return run_object(sync=sync, status="failed", started_at=started_at, finished_at=finished,
-                      seconds=(finished - started_at).total_seconds(), full_refresh=full_refresh, counts=counts,
+                      seconds=wall_seconds(started_at, finished), full_refresh=full_refresh, counts=counts,
                       error=error, hint=hint, tool_version=__version__)

@@ -39,3 +39,16 @@ def test_one_shape_from_the_log_from_a_summary_and_from_an_error():
     assert from_log["started_at"] == from_summary["started_at"] == "2025-01-02T03:04:05.000Z"
     assert (failed["status"], failed["run_id"], failed["error"], failed["hint"]) == ("failed", None, "boom", "fix it")
     assert failed["started_at"].endswith("Z") and failed["warnings"] == []
+
+
+def test_a_run_the_wall_clock_stepped_back_during_has_no_negative_duration():
+    """The wall clock stepped back an hour during a run (an NTP step) whose log row could not be
+    read back (the warehouse went away): its report said `"seconds": -3588.0`, a run that ended
+    before it began. Its duration is the engine's (elapsed time), that of a run that failed before
+    the engine measured one never below 0."""
+    started = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)  # the start, before the step back
+    summary = RunSummary(sync="s", run_id="r1", status="failed", error="warehouse gone", seconds=12.0)
+    run = run_from_summary(summary, None, full_refresh=False, started_at=started, recorded=True)
+    assert run["seconds"] == 12.0, run
+    failed = failed_run("s", "boom", None, started_at=started)
+    assert failed["seconds"] >= 0, failed
