@@ -297,14 +297,17 @@ class Service:
         """Connect for a run; a warehouse file another process holds (LockBusyError at connect:
         DuckDB lets one process open it) is waited for up to `busy_wait_seconds`, a stop request
         ending the wait. Without it, a `dinsync status` run at the instant of a slot cost the
-        sync that slot (a daily sync, a day)."""
-        deadline = self.clock.now() + dt.timedelta(seconds=self.busy_wait_seconds)
+        sync that slot (a daily sync, a day). The time waited adds the clock's moves forward only: a
+        deadline on the wall clock moved away with a step back (an NTP step of an hour: an hour's wait)."""
+        seen, waited = self.clock.now(), 0.0
         told = False
         while True:
             try:
                 return self.connect()
             except LockBusyError as exc:
-                left = (deadline - self.clock.now()).total_seconds()
+                now = self.clock.now()
+                waited, seen = waited + max(0.0, (now - seen).total_seconds()), now
+                left = self.busy_wait_seconds - waited
                 if left <= 0 or self.stop.requested:
                     raise
                 if not told:

@@ -617,3 +617,26 @@ def test_an_interval_goes_on_after_the_wall_clock_steps_back(scheduled, monkeypa
         events = served.at(15)
         assert kinds(events) == ["start", "end"], events
         assert (events[1]["run"] or {}).get("status") == "success", events[1]["error"]
+
+
+def test_the_wait_for_a_held_duckdb_file_stays_bounded_when_the_wall_clock_steps_back(scheduled):
+    """The wall clock stepped back an hour (an NTP step) while a run waited for the DuckDB file
+    another process held: its deadline, a wall time, moved an hour away, and the run waited (and
+    tried to open the file each second) an hour and 30 s instead of 30 s."""
+    ops = scheduled
+    ops.sync()  # due at once (its last run two hours ago on the test's clock)
+    held = HeldFile(10 ** 6)
+    served = Starting(ops)
+    scheduler = served.service.build()
+    served.on_connect = held.check
+    served.service.busy_wait_seconds = 30
+    clock = served.service.clock
+
+    def step_back_once(c):
+        c.on_wait = None
+        c.t -= dt.timedelta(hours=1)
+
+    clock.on_wait = step_back_once
+    scheduler.step(clock.now())
+    assert served.runs == [] and [e["exit_code"] for e in served.events if e["event"] == "end"] == [5]
+    assert sum(clock.waits) <= 31, (len(clock.waits), sum(clock.waits))
