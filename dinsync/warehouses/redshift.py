@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from . import errors as E
@@ -151,7 +152,7 @@ class IamCredentials:
         self.auto_create = bool(options.get("auto_create", False))
         self.secrets = secrets
         self._client_factory = aws_client
-        self._cached: tuple[str, str, dt.datetime] | None = None
+        self._cached: tuple[str, str, float] | None = None  # user, password, good until (time.monotonic())
         self._lock = threading.Lock()
 
     def _client(self, service: str):
@@ -165,10 +166,16 @@ class IamCredentials:
     def login(self) -> dict[str, str]:
         """{"user", "password", "sslmode"} for a new session."""
         with self._lock:
-            now = dt.datetime.now(dt.timezone.utc)
-            if self._cached is None or self._cached[2] - self.margin <= now:
-                self._cached = self._fetch()
-                self.secrets.append(self._cached[1])
+            now = time.monotonic()
+            if self._cached is None or self._cached[2] - self.margin.total_seconds() <= now:
+                asked = dt.datetime.now(dt.timezone.utc)
+                user, password, expires = self._fetch()
+                # AWS's expiry is on AWS's clock, and the wall clock may step: with ours 10 minutes
+                # behind AWS's, credentials were kept 10 minutes after they expired. They are good for
+                # the duration asked for at most, counted in elapsed time.
+                life = min((expires - asked).total_seconds(), float(self.duration))
+                self._cached = (user, password, now + life)
+                self.secrets.append(password)
             user, password, _ = self._cached
         return {"user": user, "password": password, "sslmode": "require"}
 

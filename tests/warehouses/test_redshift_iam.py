@@ -116,3 +116,35 @@ def test_iam_config():
                 {"iam": {"cluster_identifier": "c"}, "password": "p"}, {"iam": {"cluster_identifier": "c"}, "user": None}):
         with pytest.raises(ValueError):
             RedshiftConfig(**{"type": "redshift", "host": "h", "user": "u", "database": "d", **bad})
+
+
+def test_credentials_are_fetched_again_by_their_duration_when_aws_clock_is_ahead_of_ours(monkeypatch):
+    """AWS's clock 10 minutes ahead of this host's: credentials of 900 s said `expiration` 25 minutes
+    ahead of our clock, and were kept (new sessions logging in with them) 10 minutes after they had
+    expired; as long again after the wall clock stepped back. They are good for the duration asked
+    for at most, in elapsed time."""
+    import types
+
+    from dinsync.warehouses import redshift
+
+    aws = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+    ask = {"workgroupName": "my-wg", "dbName": "analytics", "durationSeconds": 900}
+    client, stub = stubbed("redshift-serverless", "get_credentials", [
+        (ask, {"dbUser": "IAMR:d", "dbPassword": "tmp-1", "expiration": aws + dt.timedelta(seconds=900)}),
+        (ask, {"dbUser": "IAMR:d", "dbPassword": "tmp-2", "expiration": aws + dt.timedelta(seconds=1900)}),
+    ])
+    ours, elapsed = [aws - dt.timedelta(minutes=10)], [1000.0]  # this host's wall clock and time.monotonic()
+
+    class Wall(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return ours[0].astimezone(tz)
+
+    monkeypatch.setattr(redshift, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    monkeypatch.setattr(redshift, "time", types.SimpleNamespace(monotonic=lambda: elapsed[0]), raising=False)
+    creds = redshift.IamCredentials({"workgroup": "my-wg"}, None, "analytics", [], aws_client=lambda service: client)
+    assert creds.login()["password"] == "tmp-1"
+    ours[0] += dt.timedelta(minutes=14)  # 14 minutes in: 900 s less the 60 s margin have passed
+    elapsed[0] += 14 * 60
+    assert creds.login()["password"] == "tmp-2"
+    stub.assert_no_pending_responses()
