@@ -534,9 +534,11 @@ class HttpSender:
 
     def retry_after(self, headers: Mapping[str, str]) -> float | None:
         """The server's wait hint: `Retry-After` (uncapped: one over the policy's cap stops sending),
-        else `RateLimit-Reset` if given in seconds (as uncapped)."""
+        else `RateLimit-Reset` if given in seconds (as uncapped). One that says "now" (0, a date in
+        the past) names no wait: none, the backoff's then, as without one (a 503 with `Retry-After:
+        0` was asked again within 0.25 s each time, a request's 8 attempts in a second)."""
         hint = parse_retry_after(headers.get("Retry-After"), cap=math.inf, server_date=headers.get("Date"))
-        if hint is None:
+        if not hint:
             reset = headers.get("RateLimit-Reset")
             try:
                 value = float(reset) if reset is not None else None
@@ -547,7 +549,7 @@ class HttpSender:
             # timestamp here instead (GitHub's 1.7e9...): not a delay, no hint.
             if value is not None and 0 <= value < EPOCH_LIKE:
                 hint = value
-        return hint
+        return hint or None
 
     def default_outcome(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes

@@ -340,6 +340,32 @@ def test_a_429_that_says_now_backs_off_as_without_a_hint(retry_after):
     assert clock.now() >= 2.0 + 4.0 + 8.0  # the backoff's ceilings (at once: 3 x 0.25 s)
 
 
+@pytest.mark.parametrize("retry_after", ["0", "Tue, 23 May 2023 14:42:01 GMT", "-5"])
+def test_a_503_that_says_now_backs_off_as_without_a_hint(retry_after):
+    """A 503 (a maintenance, a load balancer with no backend) with Retry-After 0, or a date in the
+    past (a server clock behind ours, no Date header), was asked again within 0.25 s each time: a
+    request used its 8 attempts in about a second, and three such requests stopped the run as an
+    outage, where the backoff rides out half a minute of it."""
+    from dinsync.sender.ratelimit import FakeClock
+
+    async def handler(request, hit):
+        if hit.n < 3:
+            return web.Response(status=503, text="no backend", headers={"Retry-After": retry_after})
+        return web.json_response({})
+
+    clock = FakeClock()
+    policy = RetryPolicy(base=2.0, cap=8.0, rng=_Highest())
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy, clock=clock) as s:
+            return s, await s.send(batch(["a"]))
+
+    s, results = run(main())
+    assert statuses(results) == {"a": "ok"}
+    assert s.stats.retries == 3
+    assert clock.now() >= 2.0 + 4.0 + 8.0, clock.sleeps  # the backoff's ceilings (at once: 3 x 0.25 s)
+
+
 @pytest.mark.parametrize("status,retry_after", [
     (429, "3600"), (429, "HTTP-DATE"), (503, "86400"), (429, "9" * 400), (429, "RESET 3600")])
 def test_a_retry_after_longer_than_a_run_waits_is_not_cut_short(status, retry_after):
