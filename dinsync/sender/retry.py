@@ -51,7 +51,10 @@ def parse_retry_after(
         now = now.replace(tzinfo=timezone.utc)
     server = _http_date(server_date)
     if server is not None and abs((now - server).total_seconds()) > CLOCK_SKEW:
-        now = server + timedelta(seconds=0.5)  # (a whole second, and the answer's trip: about half)
+        # the server's time cut to whole seconds: its clock read that and an unknown fraction more,
+        # so a wait read from `Date` itself is never early, and at most a second late (read as
+        # `Date` + 0.5 s, a retry came before the date whenever that fraction was under a half)
+        now = server
     return min(max(0.0, (when - now).total_seconds()), cap)
 
 

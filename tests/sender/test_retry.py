@@ -93,7 +93,22 @@ def test_an_http_date_is_read_against_the_servers_clock_when_ours_is_off(skew):
     server_now = NOW + timedelta(seconds=skew)
     date = server_now.strftime("%a, %d %b %Y %H:%M:%S GMT")
     retry_at = (server_now + timedelta(seconds=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert parse_retry_after(retry_at, NOW, server_date=date) == pytest.approx(0.5)
+    assert parse_retry_after(retry_at, NOW, server_date=date) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5, 0.7, 0.99])
+@pytest.mark.parametrize("skew", [-600.0, 600.0])
+def test_a_retry_read_against_the_servers_date_never_comes_before_the_date(fraction, skew):
+    """`Date` is the server's time cut to whole seconds: when it answered, its clock read `Date` and
+    a fraction more, unknown. Read as `Date` + 0.5 s, a retry came early whenever the fraction was
+    under a half (Attio's "the next second": another 429); read as `Date`, never (at most a second late)."""
+    server_now = NOW + timedelta(seconds=skew + fraction)
+    date = server_now.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    retry_at = server_now.replace(microsecond=0) + timedelta(seconds=1)
+    ours = NOW + timedelta(seconds=fraction)  # when the answer arrived, on our clock
+    wait = parse_retry_after(retry_at.strftime("%a, %d %b %Y %H:%M:%S GMT"), ours, server_date=date)
+    assert server_now + timedelta(seconds=wait) >= retry_at
+    assert wait <= 1.0
 
 
 def test_a_server_clock_close_to_ours_leaves_the_date_read_against_ours():
