@@ -6,44 +6,56 @@ matching field). Given `columns_of`, it also checks in the same pass that the co
 uses (and each model's primary key) exist in the model's output. All issues are collected, sorted
 by file then line, and raised together as one `ConfigError`. `check_columns` runs that column
 check alone on an already loaded `Project` (both in `columns.py`).
+
+dinsync.yml (warehouse, destinations, notifications) is read here; models/ by `model_files.py`,
+syncs/ by `sync_files.py`; what counts as a credential written in the file, and what is masked in
+output, is in `secrets_check.py`.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from pathlib import Path
-from typing import Any, Collection, Container, Iterable, Iterator, Mapping
+from typing import Any, Collection, Mapping
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .. import redaction
 from ..destinations import PluginError, registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
-from .columns import ColumnsOf, ColumnUse, column_issues, sort_issues
+from .columns import ColumnsOf, ColumnUse, sort_issues
+from .model_files import _ModelFiles
 from .models import (
     CHANNEL_SECRET_KEYS,
     CHANNEL_TYPES,
     DESTINATION_KEYS,
-    NAME_PATTERN,
     WAREHOUSE_TYPES,
     DestinationConfig,
     DbtSettings,
     destination_options,
-    FieldMap,
     Model,
     Project,
     ProjectFile,
     SyncConfig,
-    SyncFile,
 )
+from .project_files import _NAME, PROJECT_FILE
+from .secrets_check import (
+    _CONTROL,
+    _SECRET_OR_PATH_KEYS,
+    _URL_PASSWORD,
+    _empty_env_values,
+    _empty_value_issue,
+    _has_userinfo,
+    _looks_like_key_text,
+    _register_secrets,
+    _secret_settings,
+    _texts,
+)
+from .sync_files import _SyncFiles
 from .yamlfile import (
-    ENV_REF,
     YamlDoc,
     _show_path,
     choice_hint,
-    did_you_mean,
     environ,
     load_yaml,
     not_utf8,
@@ -53,37 +65,6 @@ from .yamlfile import (
     validation_issues,
 )
 
-PROJECT_FILE = "dinsync.yml"
-HEADER_KEYS = ("primary_key", "model_type")
-MODEL_TYPES = ("user", "custom")
-# a model's statement that writes (or sets up the session) instead of selecting rows
-_WRITE_VERB = re.compile(r"\(*\s*(insert|update|delete|merge|create|drop|alter|truncate|grant|revoke|copy|call|"
-                         r"attach|detach|install|load|set|pragma|export|import|vacuum|checkpoint|begin|commit)\b",
-                         re.IGNORECASE)
-_HEADER_LINE = re.compile(r"^\s*--\s*([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*?)\s*$")
-_NAME = re.compile(NAME_PATTERN)
-
-# Secret settings of a destination whose value may instead be the path of a file holding the secret
-# (Splio's sftp.private_key: "the key itself or a file path"): written in the file, a path is fine.
-_SECRET_OR_PATH_KEYS = ("private_key",)
-# A URL with a password in it (`https://user:password@host`): written in dinsync.yml, the password
-# would live in git; a `base_url` or a webhook's `url` was taken as it was
-_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@\s:]*:[^/?#\s]+@", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no credential sent in a header or URL holds one
-
-
-def _secret_settings(settings: Any, at: tuple = ()) -> Iterable[tuple[tuple, str]]:
-    """(key path, value) of every SecretStr in a destination's validated settings, nested ones too."""
-    for key, value in settings:
-        if isinstance(value, SecretStr):
-            yield at + (key,), value.get_secret_value()
-        elif isinstance(value, BaseModel):
-            yield from _secret_settings(value, at + (key,))
-
-
-def _looks_like_key_text(value: str) -> bool:
-    return "\n" in value.strip() or "PRIVATE KEY" in value or value.lstrip().startswith("-----")
-
 
 class NoSettings(BaseModel):
     """The settings of a destination that declares no `settings_model`: no key of its own."""
@@ -91,19 +72,7 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _texts(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
-    """Every string of a parsed YAML document, with its key path (keys and list indexes)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _texts(item, path + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _texts(item, path + (index,))
-    elif isinstance(value, str):
-        yield path, value
-
-
-class _Loader:
+class _Loader(_ModelFiles, _SyncFiles):
     """State of one load: the issues found so far and what each file declared."""
 
     def __init__(self, root: Path, env: Mapping[str, str], dbt_strict: bool = True,
@@ -376,7 +345,8 @@ class _Loader:
             return
         self.destinations[name] = config
 
-    # --- models --------------------------------------------------------------------------
+
+    # --- helpers -------------------------------------------------------------------------
     def check_folder(self, name: str, holds: str) -> None:
         """A project folder that is a file, or missing next to a folder of a close name (`Syncs/`,
         `sync/`): said, not read as a project without syncs ("OK: 0 sync(s)")."""
@@ -391,372 +361,9 @@ class _Loader:
                 self.issues.append(ConfigIssue(f"no folder {name}/, but {close[0]}/: rename it to {name}", close[0],
                                                None, f"dinsync reads {name}/ only, in lower case"))
 
-    def load_models(self) -> None:
-        self.check_folder("models", ".sql files, one per model (the file name is the model name)")
-        folder = self.root / "models"
-        from .dbt import dbt_model_paths
-
-        # dinsync.yml beside dbt_project.yml: one folder (models/ is read at any depth), two tools
-        if any(p == "models" or p.startswith("models" + os.sep) for p in dbt_model_paths(self.root)):
-            self.issues.append(ConfigIssue(
-                "models/ is the dbt project's model folder (dbt_project.yml here): dinsync would read dbt's models "
-                "as its own", "dbt_project.yml", None, "keep the dinsync project in a folder of its own inside the "
-                "dbt project (dinsync.yml, models/, syncs/ in e.g. activation/: the dbt project is found in its "
-                "parent folder)"))
-            return
-        first: dict[str, str] = {}
-        for path in _files(folder, "*.sql"):
-            file, name = self.rel(path), path.stem
-            if not self._check_name(name, file, "model"):
-                continue
-            if name.lower() in first:
-                self.issues.append(ConfigIssue(f"duplicate model name {name!r} (also {first[name.lower()]})",
-                                               file, 1, "model names must be unique; rename one of the files"))
-                continue
-            first[name.lower()] = file
-            self.model_names.add(name)
-            text, problem = read_text(path, file)
-            if problem:
-                self.issues.append(problem)
-                continue
-            model = self._parse_model(name, path, file, text)
-            if model is not None:
-                self.models[name] = model
-
-    def _parse_model(self, name: str, path: Path, file: str, text: str) -> Model | None:
-        issues: list[ConfigIssue] = []
-        header: dict[str, tuple[str, int]] = {}
-        lines = text.splitlines()
-        body_line = len(lines) + 1
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            if not line.strip().startswith("--"):
-                body_line = number
-                break
-            match = _HEADER_LINE.match(line)
-            if not match:
-                continue
-            key, value = match.groups()
-            if key in HEADER_KEYS:
-                if key in header:
-                    issues.append(ConfigIssue(f"{key} declared twice (first on line {header[key][1]})", file, number,
-                                              "keep one header line per key"))
-                else:
-                    header[key] = (value, number)
-            elif did_you_mean(key, HEADER_KEYS):
-                issues.append(ConfigIssue(f"unknown header key {key!r}", file, number,
-                                          choice_hint(key, HEADER_KEYS, "header keys")))
-
-        if "{{" in text or "{%" in text:  # refs to dbt models (or Jinja dinsync refuses)
-            from .dbt import resolve_model
-
-            resolved, dbt_issues, dbt_ok = resolve_model(self.dbt, text, file)
-        else:
-            resolved, dbt_issues, dbt_ok = None, [], True
-        self.dbt_issues += dbt_issues
-        if self.dbt_strict:
-            issues += dbt_issues
-        if resolved is not None:
-            text = resolved.sql
-        # its refs are fine but dbt's manifest is missing, stale or says a model was not built: the
-        # dbt model's primary key is not known, and the issue already reported says why
-        dbt_issues_only = not dbt_ok and not any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
-        primary_key, model_type, key_of_dbt_model = None, "custom", None
-        if "primary_key" not in header and resolved is not None and resolved.primary_key:
-            primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)
-            key_of_dbt_model = resolved.dbt_models[0]
-        elif "primary_key" not in header and not dbt_ok and (not self.dbt_strict or dbt_issues_only):
-            primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
-        elif "primary_key" not in header:
-            hint = "start the file with `-- primary_key: <column>`"
-            if resolved is not None:
-                hint += " (or give the dbt model `unique` and `not_null` tests on one column)"
-            issues.append(ConfigIssue("missing primary key header", file, 1, hint))
-        else:
-            value, number = header["primary_key"]
-            quoted = len(value) > 2 and value[0] == value[-1] == '"'
-            primary_key = value[1:-1].replace('""', '"') if quoted else value
-            if not primary_key or (not quoted and re.search(r"[\s,]", primary_key)):
-                hint = "write `-- primary_key: <column>` (composite keys are not supported)"
-                if primary_key and "," not in primary_key:
-                    hint = f"a column name holding spaces goes in double quotes: `-- primary_key: \"{primary_key}\"`"
-                issues.append(ConfigIssue(f"primary_key must name one column, got {value!r}", file, number, hint))
-                primary_key = None
-        if "model_type" in header:
-            value, number = header["model_type"]
-            if value not in MODEL_TYPES:
-                issues.append(ConfigIssue(f"invalid model_type {value!r}", file, number,
-                                          choice_hint(value, MODEL_TYPES, "expected one of")))
-            model_type = value
-
-        sql, sql_line = self._model_sql(text, file, issues)
-        verb = _WRITE_VERB.match(sql)
-        if verb:  # the warehouse would answer "syntax error at or near ..." (the model is read as a subquery)
-            issues.append(ConfigIssue(f"a model is a SELECT query, not a {verb.group(1).upper()} statement", file,
-                                      sql_line or body_line, "write the SELECT whose rows the syncs send; "
-                                      "build tables with dbt or in the warehouse"))
-        elif sql and not issues and _WRITE_WORD.search(sql):
-            write = _hidden_write(sql, getattr(self.warehouse, "type", None) or "duckdb")
-            if write:  # `with d as (delete ... returning *) select`: DuckDB deletes as it reads the columns
-                words = [m for m in _WRITE_WORD.finditer(sql) if m.group(1).upper() == write] or [None]
-                line = (sql_line or body_line) + (sql.count("\n", 0, words[0].start()) if words[0] else 0)
-                article = "an" if write[0] in "AEIOU" else "a"
-                issues.append(ConfigIssue(f"a model is a SELECT query, not one holding {article} {write} statement",
-                                          file, line, "write the SELECT whose rows the syncs send; change data "
-                                          "with dbt or in the warehouse"))
-        self.issues += issues
-        if issues or (not dbt_ok and self.dbt_strict):
-            return None
-        dbt_models, tags = (resolved.dbt_models, resolved.tags) if resolved else ((), ())
-        if not dbt_ok:  # (not strict) known from the manifest as far as it goes, for `model:`/`tag:`
-            self.dbt_problems[name] = dbt_issues
-            dbt_models, tags = self._dbt.partial.get(file, ((), ())) if self._dbt is not None else ((), ())
-        model = Model(name=name, path=path, sql=sql, primary_key=primary_key, model_type=model_type,
-                      dbt_models=tuple(dbt_models), tags=tuple(tags))
-        model._dbt_primary_key = key_of_dbt_model
-        model._lines.update({"sql": sql_line or body_line,
-                             "primary_key": header["primary_key"][1] if "primary_key" in header else 1})
-        if "model_type" in header:
-            model._lines["model_type"] = header["model_type"][1]
-        return model
-
-    @staticmethod
-    def _model_sql(text: str, file: str, issues: list[ConfigIssue]) -> tuple[str, int | None]:
-        """The single statement of a model (without its trailing semicolon) and its first line."""
-        simple = _single_statement(text)
-        if simple is not None:
-            return simple
-        from ..lazy_imports import sqlglot_modules  # only for models with `;` or `/*` inside
-
-        sqlglot, _ = sqlglot_modules()
-        Dialect, TokenType = sqlglot.Dialect, sqlglot.TokenType
-
-        try:
-            tokens = Dialect.get_or_raise("duckdb").tokenize(text)
-        except Exception:  # unterminated string, ...: the warehouse reports it (check_columns)
-            return text.strip().rstrip(";").strip(), None
-        statements: list[list] = [[]]
-        for token in tokens:
-            if token.token_type == TokenType.SEMICOLON:
-                statements.append([])
-            else:
-                statements[-1].append(token)
-        statements = [s for s in statements if s]
-        if not statements:
-            issues.append(ConfigIssue("model SQL is empty", file, len(text.splitlines()) or 1,
-                                      "write one SELECT after the header comments"))
-            return "", None
-        if len(statements) > 1:
-            issues.append(ConfigIssue("more than one SQL statement in a model", file, statements[1][0].line,
-                                      "a model is a single SELECT; remove the extra statement"))
-        first = statements[0]
-        start = text.rfind("\n", 0, first[0].start) + 1  # keep comments on the statement's first line
-        prefix = text[start:first[0].start]
-        if "*/" in prefix and "/*" not in prefix[:prefix.find("*/")]:
-            start = first[0].start  # (not the tail of a block comment opened on an earlier line)
-        return text[start:first[-1].end + 1].strip(), first[0].line
-
-    def check_dbt_adapter(self) -> None:
-        """The relations in the manifest are only readable from a warehouse of dbt's type."""
-        if self._dbt is None:
-            return  # no model reads dbt
-        manifest = self.dbt.loaded_manifest
-        kind = getattr(self.warehouse, "type", None)
-        if manifest is None or not manifest.adapter_type or kind is None or manifest.adapter_type == kind:
-            return
-        issue = ConfigIssue(f"the dbt project builds into {manifest.adapter_type} (manifest adapter_type) but "
-                            f"the warehouse is {kind}", PROJECT_FILE, self.project_data_line("warehouse"),
-                            "dinsync must read the warehouse dbt builds into: point warehouse at dbt's target")
-        self.dbt_issues.append(issue)
-        if self.dbt_strict:
-            self.issues.append(issue)
-
     def project_data_line(self, key: str) -> int | None:
         return self.project_doc.line((key,)) if self.project_doc is not None else None
 
-    # --- syncs ---------------------------------------------------------------------------
-    def load_syncs(self) -> None:
-        self.check_folder("syncs", ".yml files, one per sync (the file name is the sync name)")
-        folder = self.root / "syncs"
-        paths = _files(folder, "*.yml", "*.yaml")
-        for path in _files(folder, "*.[yY][mM][lL]", "*.[yY][aA][mM][lL]"):
-            if path.suffix not in (".yml", ".yaml"):  # `leads.YML`: never read, the sync never ran
-                self.issues.append(ConfigIssue(f"{self.rel(path)} is not read: a sync file's name ends in .yml or "
-                                               ".yaml", self.rel(path), None, f"rename it to {path.stem}.yml"))
-        first: dict[str, str] = {}
-        for path in paths:
-            file, name = self.rel(path), path.stem
-            if not self._check_name(name, file, "sync"):
-                continue
-            if name.lower() in first:
-                self.issues.append(ConfigIssue(f"duplicate sync name {name!r} (also {first[name.lower()]})",
-                                               file, 1, "sync names must be unique; rename one of the files"))
-                continue
-            first[name.lower()] = file
-            doc = self._read_yaml(path, env=False)
-            if doc is not None:
-                self._load_sync(name, path, doc)
-
-    def _load_sync(self, name: str, path: Path, doc: YamlDoc) -> None:
-        data = doc.data
-        if isinstance(data.get("fields"), dict):  # mapping form: item i is the i-th key
-            for index, (column, value) in enumerate(data["fields"].items()):
-                doc.lines[("fields", index)] = doc.line(("fields", column))
-                doc.written[("fields", index)] = ("fields", column)
-                if isinstance(value, dict):  # `column: {field: ..., type: ...}`: each key on its line
-                    for key in value:
-                        doc.lines[("fields", index, key)] = doc.line(("fields", column, key))
-                else:  # `column: field`: the item's field is the column's value
-                    doc.written[("fields", index, "field")] = ("fields", column)
-        self._check_references(doc)
-        self._check_no_env_refs(doc)
-        try:
-            raw = SyncFile.model_validate(data)
-        except ValidationError as exc:
-            self.issues += validation_issues(exc, doc, (), SyncFile)
-            return
-        if not raw.fields:  # the diff has nothing to compare nor the platform to receive
-            self.issues.append(doc.issue(("fields",), "the sync maps no field",
-                                         "map model columns to destination fields, e.g. `fields: {first_name: "
-                                         "firstName}`"))
-        fields = []
-        for index, item in enumerate(raw.fields):
-            field = FieldMap(column=item.column, field=item.field, type=item.type, custom=item.custom)
-            field._lines["field"] = doc.line(("fields", index))
-            fields.append(field)
-        sync = SyncConfig(name=name, path=path, model=raw.model, destination=raw.destination,
-                          service=raw.service, mode=raw.mode, match_column=raw.match.column,
-                          match_field=raw.match.field, fields=fields, schedule=raw.schedule,
-                          thresholds=raw.thresholds, enabled=raw.enabled, tags=tuple(raw.tags))
-        for key in ("model", "destination", "service", "mode", "match", "match.column", "match.field",
-                    "fields", "schedule", "thresholds", "enabled", "tags"):
-            sync._lines[key] = doc.line(tuple(key.split(".")))
-        self.syncs[name] = sync
-
-    def _check_no_env_refs(self, doc: YamlDoc) -> None:
-        """`${env:NAME}` is substituted in dinsync.yml only: in a sync file it was taken as written (a
-        field named `${env:PLAN_FIELD}` went to the platform, which may create it)."""
-        for path, value in _texts(doc.data):
-            ref = next((m for m in ENV_REF.finditer(value) if not m.group(1)), None)
-            if ref is not None:
-                self.issues.append(doc.issue(path, f"{_show_path(path)}: {ref.group(0)} is not read in a "
-                                             "sync file", "environment variables are read in dinsync.yml only: "
-                                             "write the value itself"))
-
-    def _check_references(self, doc: YamlDoc) -> None:
-        """Cross-file checks on the raw sync data (so they run even when other keys are invalid)."""
-        data = doc.data
-        model = data.get("model")
-        if isinstance(model, str) and model not in self.model_names:
-            folder = self.root / "models"
-            # models/<name>.SQL, .sql.txt, ...: not read (a model is a .sql file); say so (a <name>.sql
-            # not read is a duplicate of a name in another case, reported at its file: did you mean...)
-            other = [self.rel(p) for p in _files(folder, f"{model}.*")
-                     if p.is_file() and p.suffix != ".sql"] if _NAME.fullmatch(model) else []
-            # models/<name>.sql whose name is no valid model name is refused at its file: name it here
-            misnamed = [] if _NAME.fullmatch(model) else [self.rel(p) for p in _files(folder, "*.sql")
-                                                          if p.stem == model]
-            hint = (f"{other[0]} is not read: a model's file name ends in .sql" if other
-                    else f"{misnamed[0]} is not read: its name is not a valid model name" if misnamed
-                    else choice_hint(model, self.model_names, "models"))
-            self.issues.append(doc.issue(("model",), f"unknown model {model!r}", hint))
-        destination = data.get("destination")
-        cls = None
-        if isinstance(destination, str) and self.destination_types is not None:
-            if destination not in self.destination_types:
-                self.issues.append(doc.issue(("destination",), f"unknown destination {destination!r}",
-                                             choice_hint(destination, self.destination_types,
-                                                         f"destinations in {PROJECT_FILE}")))
-            cls = self.destination_types.get(destination)
-        match = data.get("match") if isinstance(data.get("match"), dict) else {}
-        if cls is not None:
-            self._check_service(doc, cls, model, match)
-        self._check_field_targets(doc, match)
-        if isinstance(model, str) and model in self.model_names:  # unknown model: reported above
-            self._record_column_uses(doc, model, match)
-
-    def _check_service(self, doc: YamlDoc, cls: type[Destination], model: Any, match: dict) -> None:
-        """What the destination's service declares: modes, matching fields, model types, fields."""
-        data = doc.data
-        service_name, mode, key = data.get("service"), data.get("mode"), match.get("field")
-        if not isinstance(service_name, str):
-            return  # the schema check reports it
-        service = cls.services.get(service_name)
-        if service is None:
-            self.issues.append(doc.issue(("service",), f"{cls.type_name} has no service {service_name!r}",
-                                         choice_hint(service_name, cls.services, "services")))
-            return
-        if mode in ("upsert", "update", "insert") and mode not in service.modes:  # else: schema error
-            why = service.mode_notes.get(mode)
-            self.issues.append(doc.issue(("mode",), f"{cls.type_name} {service_name} does not support mode {mode!r}"
-                                         + (f": {why}" if why else ""),
-                                         choice_hint(mode, service.modes, "supported modes")))
-        if isinstance(key, str) and key not in service.key_fields:
-            self.issues.append(doc.issue(("match", "field"), f"{cls.type_name} {service_name} cannot match on {key!r}",
-                                         choice_hint(key, service.key_fields, "matching fields")))
-        model_obj = self.models.get(model) if isinstance(model, str) else None
-        if model_obj is not None and model_obj.model_type not in service.model_types:
-            self.issues.append(doc.issue(
-                ("model",), f"{cls.type_name} {service_name} takes models of type "
-                f"{' or '.join(service.model_types)}, and model {model} is {model_obj.model_type!r}",
-                f"set `-- model_type: {service.model_types[0]}` in models/{model}.sql if its rows are "
-                f"{service.model_types[0]}s"))
-        for index, _column, field, raw_custom in _raw_field_items(data):
-            if not isinstance(field, str):
-                continue
-            custom = _custom_flag(raw_custom)
-            if custom is True and not service.custom_fields:
-                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} {service_name} has no custom "
-                                             f"attributes: {field!r} cannot be marked custom",
-                                             "remove `custom: true`"))
-            elif custom is not True and not service.open_fields and field not in service.fields \
-                    and field != key:
-                hint = choice_hint(field, service.fields, "fields")
-                if service.custom_fields:
-                    hint += "; or mark it `custom: true` to send it as a custom attribute"
-                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} {service_name} has no field "
-                                             f"{field!r}", hint))
-            elif custom is not True and field in service.fields and not service.fields[field].writable:
-                self.issues.append(doc.issue(("fields", index), f"{cls.type_name} field {field!r} is read-only",
-                                             "remove it from the mapping"))
-
-    def _record_column_uses(self, doc: YamlDoc, model: str, match: dict) -> None:
-        """Remember the columns this sync uses, for the column check (`columns_of`)."""
-        uses: list[tuple[str, str, int | None]] = []
-        column = match.get("column")
-        if isinstance(column, str) and column:  # else: the schema check reports it
-            uses.append(("match column", column, doc.line(("match", "column"))))
-        typed: list[tuple[str, str, str, int | None]] = []
-        for index, column, field in _raw_fields(doc.data):
-            if isinstance(column, str) and column:
-                uses.append(("column", column, doc.line(("fields", index))))
-                kind = _raw_field_type(doc.data, index)
-                if isinstance(field, str) and isinstance(kind, str):  # (an invalid one: the schema check)
-                    typed.append((column, field, kind, doc.line(("fields", index))))
-        self.column_uses.append(ColumnUse(doc.file, model, uses, typed))
-
-    def check_columns(self, columns_of: ColumnsOf) -> None:
-        self.issues += column_issues(self.models, self.rel, self.column_uses, columns_of)
-
-    def _check_field_targets(self, doc: YamlDoc, match: dict) -> None:
-        seen: dict[str, tuple[Any, int]] = {}
-        for index, column, field in _raw_fields(doc.data):
-            if not isinstance(field, str):
-                continue
-            line = doc.line(("fields", index))
-            if field in seen:
-                self.issues.append(doc.issue(("fields", index), f"destination field {field!r} is mapped twice "
-                                             f"(from {seen[field][0]!r} on line {seen[field][1]} and {column!r})",
-                                             "map each destination field from one column"))
-                continue
-            seen[field] = (column, line)
-            if field == match.get("field") and column != match.get("column"):
-                self.issues.append(doc.issue(("fields", index), f"field {field!r} is the matching key, set from "
-                                             f"match.column {match.get('column')!r}, not from {column!r}",
-                                             "remove this mapping or match on another field"))
-
-    # --- helpers -------------------------------------------------------------------------
     def _read_yaml(self, path: Path, env: bool) -> YamlDoc | None:
         file = self.rel(path)
         text, problem = read_text(path, file)
@@ -800,105 +407,6 @@ class _Loader:
         self.issues.append(ConfigIssue(f"invalid {what} name {name!r}", file, None,
                                        "rename the file: ASCII letters, digits and underscores only"))
         return False
-
-
-def _files(folder: Path, *patterns: str) -> list[Path]:
-    """The files of `folder` (at any depth) matching `patterns`, but none hidden or in a hidden
-    folder: editors' lock files (`.#customers.sql`), macOS's `._customers.sql`, `.ipynb_checkpoints`."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for pattern in patterns for p in folder.rglob(pattern)
-                  if not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _custom_flag(value: Any) -> bool:
-    """A raw field's `custom:` as FieldMap reads it (True for `true`, and for `"true"`, `1`, `"yes"`...,
-    which the run takes for true): the checks of the fields took only `true`, so `custom: "true"` was
-    checked as a standard field (and refused as one Splio lacks) while the run wrote a custom one.
-    A value FieldMap refuses is False here (the schema check reports it)."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    try:
-        return FieldMap.model_validate({"column": "c", "field": "f", "custom": value}).custom
-    except ValidationError:
-        return False
-
-
-def _raw_field_items(data: dict) -> list[tuple[int, Any, Any, Any]]:
-    """(index, column, field, custom) of each entry of a sync's raw `fields`."""
-    raw = data.get("fields")
-    items = []
-    if isinstance(raw, dict):
-        for i, (column, value) in enumerate(raw.items()):
-            if isinstance(value, dict):
-                items.append((i, column, value.get("field"), value.get("custom")))
-            else:
-                items.append((i, column, value, None))
-    elif isinstance(raw, list):
-        items = [(i, item.get("column"), item.get("field"), item.get("custom"))
-                 for i, item in enumerate(raw) if isinstance(item, dict)]
-    return items
-
-
-def _single_statement(text: str) -> tuple[str, int] | None:
-    """Fast path of `_model_sql` without a SQL tokenizer (keeps sqlglot out of start-up): a text
-    with no `/*` and no `;` except one closing the last line is at most one statement, starting
-    at its first line that is neither blank nor a `--` comment. None: tokenize it instead (also
-    when a trailing line starting with `--` may be the end of a string spanning lines)."""
-    body = text.rstrip()
-    if body.endswith(";") and "--" not in body[body.rfind("\n") + 1:]:
-        body = body[:-1]
-    if ";" in body or "/*" in body:
-        return None
-    lines = body.splitlines()
-    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
-        if lines[-1].strip() and any(q in body for q in "'\"$"):
-            return None  # `'a\n-- b'`: the line is in a string, which the tokenizer sees
-        lines.pop()  # trailing comment lines belong to no statement
-    for number, line in enumerate(lines, 1):
-        if line.strip() and not line.lstrip().startswith("--"):
-            return "\n".join(lines[number - 1:]).strip(), number
-    return None  # no statement: the tokenizer path reports it
-
-
-_WRITE_WORD = re.compile(r"\b(insert|update|delete|merge)\b", re.IGNORECASE)
-
-
-def _hidden_write(sql: str, dialect: str) -> str | None:
-    """The write (INSERT, UPDATE, DELETE, MERGE) a SELECT holds, e.g. in a data-modifying CTE; None
-    for a read-only query. DuckDB runs such a CTE when the query is bound, so the column check of
-    `validate` changed the warehouse: refused before the warehouse sees the model. The planner's
-    check (`check_model_sql`) decides, on the tokens where sqlglot cannot parse the dialect."""
-    from ..diff.render import ModelSqlError, check_model_sql
-    from ..lazy_imports import sqlglot_modules
-
-    try:
-        check_model_sql(sql, dialect)
-        return None
-    except ModelSqlError:
-        pass
-    sqlglot, exp = sqlglot_modules()
-    try:
-        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
-    except sqlglot.errors.TokenError:  # not SQL sqlglot can read (an unterminated string): the warehouse says why
-        return None
-    except sqlglot.errors.ParseError:
-        trees = []
-    kinds = [type(n).__name__.upper() for t in trees for n in t.walk() if isinstance(n, exp.DML)]
-    return kinds[0] if kinds else (_WRITE_WORD.search(sql).group(1).upper())
-
-
-def _raw_field_type(data: dict, index: int) -> Any:
-    """The `type:` of entry `index` of a sync's raw `fields` (mapping or list form), None without one."""
-    raw = data.get("fields")
-    items = list(raw.values()) if isinstance(raw, dict) else raw if isinstance(raw, list) else []
-    item = items[index] if index < len(items) else None
-    return item.get("type") if isinstance(item, dict) else None
-
-
-def _raw_fields(data: dict) -> list[tuple[int, Any, Any]]:
-    """(index, column, field) of each entry of a sync's raw `fields` (mapping or list form)."""
-    return [(i, column, field) for i, column, field, _ in _raw_field_items(data)]
 
 
 def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
@@ -945,165 +453,6 @@ def load_project(root: str | Path, env: Mapping[str, str] | None = None, *,
     project._dbt_problems, project._dbt_issues = dict(loader.dbt_problems), list(loader.dbt_issues)
     _register_secrets(project, loader.secrets)
     return project
-
-
-def _register_secrets(project: Project, env_values: Iterable[str] = ()) -> None:
-    """Every secret setting (also one written in the file, not taken from the environment) is
-    masked in all output from now on (see `dinsync.redaction`). `env_values`: the values substituted
-    for `${env:NAME}` (a channel URL given whole so is a credential, see `_url_tokens`)."""
-    env_values = set(env_values)
-    redaction.register(*(v.get_secret_value() for _, v in project.warehouse if isinstance(v, SecretStr)),
-                       partial=True)
-    for destination in project.destinations.values():
-        redaction.register(*destination.credentials().values(), _basic_auth(destination.base_url),
-                           _url_password(destination.base_url), partial=True)
-    for channel in project.notifications:  # webhook URLs and headers may carry tokens
-        urls = [v.get_secret_value() for _, v in channel if isinstance(v, SecretStr)]
-        redaction.register(*urls, *map(_basic_auth, urls), *map(_url_password, urls), partial=True)
-        redaction.register(*_url_tokens(channel, env_values))
-        named, long_values = _query_secrets(channel)
-        redaction.register(*named, partial=True)
-        redaction.register(*long_values)  # (whole only: the start of `engineering-alerts` is no secret)
-        headers = [v.get_secret_value() for name, v in getattr(channel, "headers", {}).items()
-                   if _credential_header(name) or v.get_secret_value() in env_values]
-        # and the token of `Bearer <token>` alone, whose start an answer may echo; not the scheme
-        # word before it (`Bearer`, `Basic`), which masked as a secret garbled every text naming it
-        redaction.register(*headers, *(word for value in headers for word in _credential_words(value)), partial=True)
-
-
-# Header names whose values are credentials even when written in the file (`Authorization: Bearer
-# ...`); any other header's is one only when it comes from `${env:NAME}`: a literal `X-Source:
-# dinsync` registered as a secret masked every "dinsync" of every message (`*** runs SYNC`).
-_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|key|secret|auth|sign|pass|session|api|bearer|jwt",
-                                re.IGNORECASE)
-
-
-def _credential_header(name: str) -> bool:
-    return _CREDENTIAL_HEADER.search(name) is not None
-
-
-def _credential_words(value: str) -> list[str]:
-    """The words of a header value that may be credentials: all but the first of several (an
-    authentication scheme, `Bearer <token>`, `Basic <base64>`: the scheme is no secret)."""
-    words = value.split()
-    return words[1:] if len(words) > 1 else words
-
-
-def _has_userinfo(url: str | None) -> bool:
-    """Whether `url` names a user or a password before its host (`https://user:pw@host`)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url or "")
-        return parts.username is not None or parts.password is not None
-    except ValueError:
-        return False
-
-
-def _basic_auth(url: str | None) -> str | None:
-    """The `Authorization: Basic` token a URL's `user:password@` is sent as (aiohttp's encoding):
-    a server echoing that header shows it, and it decodes to the password."""
-    import base64
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        parts = urlsplit(url or "")
-        if parts.username is None:  # (`https://token@host` is sent too, as `token:`)
-            return None
-        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        return base64.b64encode(login.encode("latin1")).decode()
-    except (ValueError, UnicodeEncodeError):  # no URL, or credentials aiohttp cannot send either
-        return None
-
-
-def _url_password(url: str | None) -> str | None:
-    """The password of a URL's `user:password@` (as sent, percent-decoded): an answer may name it
-    alone, which neither the URL nor its Basic token (`_basic_auth`) matches."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url or "").password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
-
-
-def _empty_env_values(doc: YamlDoc, under: tuple) -> list[tuple]:
-    """The paths under `under` whose `${env:NAME}` value is set but empty."""
-    return [p for p in sorted(doc.env_paths, key=str) if p[:len(under)] == under and _value_at(doc.data, p) == ""]
-
-
-def _empty_value_issue(doc: YamlDoc, path: tuple) -> ConfigIssue:
-    names = doc.env_names.get(path, [])
-    return doc.issue(path, f"{_show_path(path)} is empty",
-                     f"environment variable {names[0]} is set but empty: export {names[0]}=<the value>"
-                     if len(names) == 1 else "set it, e.g. from an environment variable: ${env:NAME}")
-
-
-def _value_at(node: Any, path: tuple) -> Any:
-    """The value at `path` in parsed YAML (None where there is none)."""
-    for key in path:
-        if isinstance(node, dict):
-            node = node.get(key)
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            node = node[key]
-        else:
-            return None
-    return node
-
-
-def _url_tokens(channel: Any, env_values: Container[str] = ()) -> list[str]:
-    """The parts of a channel's URLs an answer may echo without the rest (`Cannot POST /services/...`):
-    the query, and the path of a URL that is the credential itself: Slack's (its path is the token),
-    and one given whole as `${env:NAME}` (one of `env_values`), as webhook URLs whose path holds the
-    token are (Zapier's /hooks/catch/<id>/<token>/, Discord's, Teams')."""
-    from urllib.parse import urlsplit
-
-    tokens = []
-    for key, value in channel:
-        if isinstance(value, SecretStr):
-            parts = urlsplit(value.get_secret_value())
-            tokens.append(parts.query)
-            if key in CHANNEL_SECRET_KEYS.get(channel.type, ()) or value.get_secret_value() in env_values:
-                # (also without its trailing slash: servers quote the path they routed)
-                tokens += [parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.path.rstrip("/")]
-                # and its token-like segments alone, which an answer may name without the rest
-                # (`no hook <token>`); short ones (`services`, an id `123456`) stay readable
-                tokens += [s for s in parts.path.split("/") if _long_token(s)]
-    return [t for t in tokens if t.strip("/")]
-
-
-# Query parameters whose values are credentials, besides the names `_CREDENTIAL_HEADER` matches:
-# Azure Functions' `code`, a signature's `sig`
-_CREDENTIAL_QUERY = re.compile(r"^(code|sig)$", re.IGNORECASE)
-_TOKEN_CHARS = 16  # a query value or path segment this long (no whitespace) is taken for a token
-
-
-def _long_token(text: str) -> bool:
-    return len(text) >= _TOKEN_CHARS and not any(c.isspace() for c in text)
-
-
-def _query_secrets(channel: Any) -> tuple[list[str], list[str]]:
-    """The values of a channel URL's query parameters that are credentials on their own: an answer
-    may name one alone (`invalid token <it>`, or the parameters echoed back), which the query
-    masked whole (`_url_tokens`) does not match. A parameter's value is one when its name says
-    credential (as a header's: `token`, `key`, `sig`, `code` ...) or when it is token-like and
-    long; `channel=ops` stays readable. (values of credential names, other long values)"""
-    from urllib.parse import parse_qsl, urlsplit
-
-    named, long_values = [], []
-    for _, value in channel:
-        if isinstance(value, SecretStr):
-            try:
-                pairs = parse_qsl(urlsplit(value.get_secret_value()).query, keep_blank_values=False)
-            except ValueError:
-                continue
-            for k, v in pairs:
-                if _credential_header(k) or _CREDENTIAL_QUERY.match(k):
-                    named.append(v)
-                elif _long_token(v):
-                    long_values.append(v)
-    return named, long_values
 
 
 def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dinsync.config import loader
+from dinsync.config import loader, model_files
 
 SIMPLE = [
     "-- primary_key: id\nselect id, email from t\n",
@@ -24,17 +24,17 @@ COMPLEX = [
 
 def tokenized(text: str):
     issues: list = []
-    original = loader._single_statement
-    loader._single_statement = lambda text: None
+    original = model_files._single_statement
+    model_files._single_statement = lambda text: None
     try:
         return loader._Loader._model_sql(text, "m.sql", issues), issues
     finally:
-        loader._single_statement = original
+        model_files._single_statement = original
 
 
 @pytest.mark.parametrize("text", SIMPLE)
 def test_fast_path_agrees_with_the_tokenizer(text):
-    assert loader._single_statement(text) is not None
+    assert model_files._single_statement(text) is not None
     issues: list = []
     assert loader._Loader._model_sql(text, "m.sql", issues) == tokenized(text)[0]
     assert issues == []
@@ -42,7 +42,7 @@ def test_fast_path_agrees_with_the_tokenizer(text):
 
 @pytest.mark.parametrize("text", COMPLEX)
 def test_anything_else_goes_to_the_tokenizer(text):
-    assert loader._single_statement(text) is None
+    assert model_files._single_statement(text) is None
 
 
 def test_a_header_only_model_is_reported_empty():
