@@ -288,7 +288,7 @@ class Warehouse:
     def state_waits(self) -> Iterator[None]:
         """Around a statement (or transaction) on the state tables (dinsync.state.store): a warehouse
         whose sessions can bound how long a statement waits for another transaction's lock bounds it
-        there (PostgreSQL: pgfamily.PsycopgSessions.state_waits), so that a lock held on a state table
+        there (PostgreSQL: pg_sessions.PsycopgSessions.state_waits), so that a lock held on a state table
         fails the command as a transient error instead of stalling `status` or `serve` for ever. The
         plan's own statements are not bounded: they may legitimately run long."""
         yield

@@ -19,9 +19,12 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import (ARRAY_SHAPE, SESSION_TEXT_FORMS, AdbcStream, CsvCopyWrite, CursorStream, PgErrors,
-                       PsycopgSessions, exact_hash_columns, extended_hash_problem, record_problem, session_text_form,
-                       type_tree)
+from .pg_errors import PgErrors
+from .pg_hash_forms import (ARRAY_SHAPE, SESSION_TEXT_FORMS, exact_hash_columns, extended_hash_problem, record_problem,
+                            session_text_form, type_tree)
+from .pg_sessions import PsycopgSessions
+from .pg_streams import AdbcStream, CursorStream
+from .pg_writes import CsvCopyWrite
 
 DEFAULT_PORT = 5432
 # Settings of dinsync's own sessions (the `settings` config overrides them). The plan's statements
@@ -256,13 +259,13 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         return extended_hash_problem(column, kind)
 
     def send_problem(self, column: str, kind: str) -> str | None:
-        """An anonymous record (pgfamily.record_problem) cannot be held in the plan's table."""
+        """An anonymous record (pg_hash_forms.record_problem) cannot be held in the plan's table."""
         return record_problem(column, kind)
 
     def exact_hash_columns(self, sql: str, columns: list[str]) -> set[str]:
         """The fingerprint hashes each value with its type's own hash, which under a case-insensitive
         collation (or for citext) ignores case: those columns are hashed as text (see
-        pgfamily.NATIVE_HASH_EXACT)."""
+        pg_hash_forms.NATIVE_HASH_EXACT)."""
         return exact_hash_columns(self.columns(sql), columns)
 
     def recorded_column_types(self, sql: str, columns: list[str]) -> dict[str, str]:
@@ -274,7 +277,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
 
     def stable_hash_forms(self, sql: str, columns: list[str]) -> dict[str, str]:
         """The mapped columns holding a type whose text depends on a session setting (a timestamptz,
-        also in an array, a composite or a domain: pgfamily.SESSION_TEXT_FORMS), hashed as the text a
+        also in an array, a composite or a domain: pg_hash_forms.SESSION_TEXT_FORMS), hashed as the text a
         session of PostgreSQL's defaults writes, whatever the session's."""
         if not columns:
             return {}
@@ -289,7 +292,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         psycopg knows (built-in: those of a type of the database are hashed as their text, see
         exact_hash_columns): an array's hash reads its elements only, so `{{1,2},{3,4}}` ->
         `{1,2,3,4}` left the fingerprint as it was, and the platform kept [[1,2],[3,4]]
-        (pgfamily.ARRAY_SHAPE)."""
+        (pg_hash_forms.ARRAY_SHAPE)."""
         if not columns:
             return {}
         oids = self.column_oids(sql)

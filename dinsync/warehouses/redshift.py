@@ -36,7 +36,10 @@ from typing import Any, Callable, Sequence
 
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Warehouse
-from .pgfamily import CursorStream, MultiRowInsertWrite, PgErrors, PsycopgSessions
+from .pg_errors import PgErrors
+from .pg_sessions import PsycopgSessions
+from .pg_streams import CursorStream
+from .pg_writes import MultiRowInsertWrite
 from .postgres import PostgresConnection
 
 DEFAULT_PORT = 5439
@@ -122,7 +125,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
 
 
 # Types whose text depends on a session setting, with the text (of {x}) a UTC session writes (see
-# pgfamily.SESSION_TEXT_FORMS; Redshift has no infinite timestamps, nor ISFINITE)
+# pg_hash_forms.SESSION_TEXT_FORMS; Redshift has no infinite timestamps, nor ISFINITE)
 # A BOOLEAN has no cast to a character type on Redshift (CAST and TRY_CAST permit BOOL only to
 # SMALLINT, INTEGER, BIGINT and SUPER: "TRY_CAST function", usage notes), where PostgreSQL casts it
 # to 'true' / 'false': its text is written so here, the text whose hashes PostgreSQL stores.

@@ -557,7 +557,7 @@ def test_a_column_type_without_hash_function_gets_a_hint(tmp_path):
         with pytest.raises(WarehouseSqlError) as info:
             t.wh.execute("SELECT HASH_RECORD_EXTENDED(ROW(payload), 0) FROM j")
         assert "json" in info.value.hint and "::text" in info.value.hint
-        # the diff's fingerprint hashes such a column as its text (pgfamily.NATIVE_HASH_EXACT), so a
+        # the diff's fingerprint hashes such a column as its text (pg_hash_forms.NATIVE_HASH_EXACT), so a
         # plan that skipped `validate`'s refusal of it no longer fails
         p = Planner(t.wh, DiffSpec(sync="j", model_sql="SELECT * FROM j", key_column="email", key_normalization="email",
                                    fields=[("payload", "payload")], state_schema=t.state_schema))

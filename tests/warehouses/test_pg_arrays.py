@@ -189,7 +189,7 @@ select email, days, stamps from pgarr_dates
 
 
 def test_an_array_holding_an_infinite_date_rejects_its_row_only(tmp_path, target, iterable_sandbox):
-    # psycopg cannot load 'infinity' (pgfamily._load_beyond_calendar reads it as a marker): in an
+    # psycopg cannot load 'infinity' (pg_values._load_beyond_calendar reads it as a marker): in an
     # array, on the cursor path, the marker failed the whole run (ArrowTypeError), where ADBC reads a
     # day beyond the calendar, whose row the mapping rejects
     sandbox, thread = iterable_sandbox

@@ -16,7 +16,7 @@ from tests.warehouses.support import WarehouseUnderTest
 def _our_loader_classes() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if isinstance(o, type) and issubclass(o, Loader)
-               and o.__module__ == "dinsync.warehouses.pgfamily")
+               and o.__module__ == "dinsync.warehouses.pg_values")
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redshift"])

@@ -2,7 +2,7 @@
 (real CLI, PostgreSQL on 127.0.0.1, the Iterable sandbox): what the platform receives.
 
 - A composite (`create type comp as (a int, b text)`) and an array of composites are sent as their
-  text form, `(2,b)`, as other types ADBC cannot read are (pgfamily._text_cast). Before, ADBC's
+  text form, `(2,b)`, as other types ADBC cannot read are (pg_streams._text_cast). Before, ADBC's
   struct reader misfilled them: `(2,b)` sent as {"a":null,"b":null}, NULL as {"a":0,"b":""},
   {(1,x),NULL,(2,y)} as [{"a":1,"b":"x"},null,null].
 """

@@ -1,0 +1,123 @@
+"""Errors of the warehouses that speak the PostgreSQL protocol, translated: a SQLSTATE (psycopg's,
+or the one in ADBC's message) or, for libpq's connection failures that carry none, the message's
+words -> the WarehouseError class (`classify_pg`); the `PgErrors` mixin adds the hints for server
+timeouts, refused session settings and types the diff cannot hash.
+"""
+from __future__ import annotations
+
+from . import errors as E
+
+
+_SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
+    "28": E.WarehouseAuthError,  # invalid authorization specification
+    "08": E.WarehouseUnavailable,  # connection exception
+    "53": E.WarehouseUnavailable,  # insufficient resources
+    "57": E.WarehouseUnavailable,  # operator intervention (statement timeout, shutdown)
+    "58": E.WarehouseUnavailable,  # system error (I/O)
+    "40": E.WarehouseConflict,  # transaction rollback (serialization failure, deadlock)
+    "23": E.WarehouseConstraintViolation,  # integrity constraint violation
+}
+_SQLSTATES: dict[str, type[E.WarehouseError]] = {
+    "42P01": E.WarehouseObjectMissing,  # undefined table
+    "3F000": E.WarehouseObjectMissing,  # invalid schema name
+    "3D000": E.WarehouseObjectMissing,  # invalid catalog (database) name
+    "42703": E.WarehouseObjectMissing,  # undefined column
+    "42501": E.WarehousePermissionError,  # insufficient privilege
+    # lock_timeout: another transaction holds a lock the statement waited for (a dbt run swapping
+    # the model's table in, an ALTER TABLE); class 55 is otherwise a statement to fix
+    "55P03": E.WarehouseLockTimeout,
+}
+# Timeouts the server applies, and what to do about each (the class's hint, "could not be reached
+# ... run again later" or "another transaction changed the same tables", says neither).
+_TIMEOUT_HINTS = (
+    ("canceling statement due to lock timeout",
+     "another transaction holds a lock on a table the statement needed (a dbt run replacing the model's "
+     "table, an ALTER TABLE, a long open transaction: see pg_locks); run again once it ends "
+     "(lock_timeout, in warehouse.settings or the role's defaults, is how long to wait for it)"),
+    ("canceling statement due to statement timeout",
+     "the statement ran longer than statement_timeout (warehouse.settings in dinsync.yml, or the role's "
+     "or database's default): raise it for dinsync, e.g. settings: {statement_timeout: 30min}, or make "
+     "the model faster; as they are, the next runs will time out too"),
+)
+# libpq connection failures (and ADBC's errors mid-stream) carry no SQLSTATE: their text says what happened.
+_CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
+    # libpq cannot parse the connection settings (see conninfo_uri_parse / conninfo_parse): nothing
+    # was reached; these were "could not be reached ... run again later" (exit 1)
+    ("in connection info string", E.WarehouseSettingsError),  # missing "=" after ..., unterminated quote
+    ("for connection option", E.WarehouseSettingsError),  # invalid integer value "x" for connection option "port"
+    ("invalid connection option", E.WarehouseSettingsError),
+    ("invalid uri query parameter", E.WarehouseSettingsError),
+    ("invalid percent-encoded token", E.WarehouseSettingsError),
+    ("unexpected spaces found in", E.WarehouseSettingsError),
+    ("sslmode value", E.WarehouseSettingsError),  # invalid sslmode value: "x"
+    # the server refuses a session setting (warehouse.settings, sent as -c options): FATAL at connect
+    ("unrecognized configuration parameter", E.WarehouseSettingsError),
+    ("invalid value for parameter", E.WarehouseSettingsError),
+    ("password authentication failed", E.WarehouseAuthError),
+    ("no password supplied", E.WarehouseAuthError),
+    ("role \"", E.WarehouseAuthError),  # role "x" does not exist
+    ("no pg_hba.conf entry", E.WarehouseAuthError),
+    ("authentication failed", E.WarehouseAuthError),
+    ("database \"", E.WarehouseObjectMissing),  # database "x" does not exist
+    ("permission denied", E.WarehousePermissionError),
+    ("connection refused", E.WarehouseUnavailable),
+    ("timeout expired", E.WarehouseUnavailable),
+    ("could not translate host name", E.WarehouseUnavailable),
+    ("server closed the connection", E.WarehouseUnavailable),
+    ("connection is closed", E.WarehouseUnavailable),
+    ("the connection is lost", E.WarehouseUnavailable),
+    ("could not receive data", E.WarehouseUnavailable),
+    ("could not send data", E.WarehouseUnavailable),
+    ("no route to host", E.WarehouseUnavailable),
+    ("network is unreachable", E.WarehouseUnavailable),
+    # operator intervention (SQLSTATE class 57), as ADBC's errors mid-stream say it, without a state
+    ("terminating connection due to", E.WarehouseUnavailable),
+    ("canceling statement due to", E.WarehouseUnavailable),
+)
+
+
+def classify_pg(exc: BaseException) -> type[E.WarehouseError] | None:
+    state = getattr(exc, "sqlstate", None) or _adbc_sqlstate(exc)
+    if state:
+        if state in _SQLSTATES:
+            return _SQLSTATES[state]
+        if state[:2] in _SQLSTATE_CLASSES:
+            return _SQLSTATE_CLASSES[state[:2]]
+        return None
+    text = str(exc).lower()
+    for needle, cls in _CONNECT_MESSAGES:
+        if needle in text:
+            return cls
+    if type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        return E.WarehouseUnavailable
+    return None
+
+
+def _adbc_sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state
+    text = str(exc)
+    marker = "SQLSTATE: "
+    if marker in text:
+        return text.split(marker, 1)[1][:5]
+    return None
+
+
+class PgErrors:
+    def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        return classify_pg(exc)
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        text = str(exc)
+        for needle, hint in _TIMEOUT_HINTS:
+            if needle in text:
+                return hint
+        if "unrecognized configuration parameter" in text or "invalid value for parameter" in text:
+            return ("fix the setting's name or value under warehouse.settings in dinsync.yml: "
+                    "the server refuses every session with it")
+        if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
+            kind = text.split("for type", 1)[1].split()[0]
+            return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "
+                    f"cast that column in the model SQL (e.g. col::jsonb or col::text)")
+        return None
