@@ -248,6 +248,21 @@ _COMMIT_IO_FAILED = re.compile(r"Failed to commit:.*(cannot open file|could not 
 
 # A database file cut short: DuckDB reads a block its header names beyond the file's end.
 _DAMAGED_FILE = re.compile(r"Could not read enough bytes from file", re.IGNORECASE)
+# The process holding a DuckDB file's lock, as DuckDB names it ("Could not set lock on file ...:
+# Conflicting lock is held in /usr/bin/python3 (PID 4242) by user ann"): said with dinsync's
+# refusal, so the user need not look for it (lsof); absent where DuckDB cannot tell.
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)(?: by user (\S+?))?(?=[.\s]|$)")
+
+
+def _lock_holder(text: str) -> str:
+    """` (PID 4242: /usr/bin/python3, user ann)` for DuckDB's lock error `text`, else ''."""
+    found = _LOCK_HOLDER.search(text)
+    if found is None:
+        return ""
+    program, pid, user = found.groups()
+    return f" (PID {pid}: {program}{f', user {user}' if user else ''})"
+
+
 # What DuckDB says when a table function of the model (read_csv, read_parquet, ...) finds no file.
 _NO_SUCH_FILE = re.compile(r"No files found that match the pattern")
 
@@ -474,7 +489,7 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
             text = str(exc)
             if "lock" in text.lower():
                 raise LockBusyError(
-                    f"the DuckDB file {path} is in use by another process",
+                    f"the DuckDB file {path} is in use by another process{_lock_holder(text)}",
                     hint="DuckDB lets one process open a database file at a time: another dinsync run (or a "
                          "tool such as dbt) holds it; wait for it to finish (status, runs and rejections too)",
                 ) from None

@@ -430,3 +430,36 @@ def test_a_signal_while_the_start_check_waits_on_a_slow_answer_cancels_within_th
     [run] = json.loads(out)["runs"]
     assert (proc.returncode, run["status"], run["sent"]) == (143, "cancelled", 0), (run, err)
     assert took < 8, took
+
+
+HOLD_THE_FILE = """\
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+con.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["rw", "ro"])
+def test_a_duckdb_file_another_process_holds_is_refused_naming_that_process(project, mode):
+    """A dbt build (or a notebook, read-write or read-only) holding the DuckDB file: `sync` exits 5
+    naming the file, as it did, but not the process holding it, which DuckDB names ("Conflicting
+    lock is held in /usr/bin/python3 (PID 4242)"): the user had to find it with lsof."""
+    import sys
+
+    path = project.root / "warehouse.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_FILE, str(path), mode], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        result = project.cli("sync")
+    finally:
+        holder.communicate(timeout=30)
+    out = json.loads(result.stdout)
+    assert result.exit_code == 5, result.output
+    assert out["exit_code"] == 5 and "Traceback" not in result.output
+    assert out["error"].startswith(f"the DuckDB file {path} is in use by another process")
+    assert f"PID {holder.pid}" in out["error"], out["error"]
+    assert project.requests.requests == []  # nothing sent
+    assert project.sql("select count(*) from information_schema.schemata where schema_name = 'dinsync'") == [(0,)]
