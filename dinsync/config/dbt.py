@@ -430,9 +430,15 @@ class DbtProject:
         failed or was skipped (target/run_results.json); or why dbt would not build what reads it:
         a data test of it (or of what it reads) failed, and `dbt build` skips what is downstream of
         a failed test (a test of several models: only what reads all of them)."""
-        from .dbt_runs import read_run_results
+        from .dbt_runs import RESULTS, read_run_results
 
         results = read_run_results(manifest.path.parent)
+        if results is not None and results.unreadable is not None:
+            where = os.path.relpath(manifest.path.parent / RESULTS, self.root)
+            return (f"dbt's last results ({where}) cannot be read ({results.unreadable}): whether dbt built "
+                    f"dbt {node.resource_type} {_label(node)} is unknown",
+                    "dbt writes the file at the end of a command: if dbt is writing it now, run dinsync once dbt "
+                    "has finished; otherwise run `dbt build` again to rewrite it")
         if results is None or not results.failed:
             return None
         seen = set(manifest.upstream(node.unique_id))  # with the sources it reads, whose tests count too

@@ -26,6 +26,9 @@ class RunResults:
     command: str  # build, run, seed, snapshot, compile...
     generated_at: str
     failed: dict[str, tuple[str, str]]  # unique_id -> (status, message) of nodes not built
+    # why the file could not be read (empty, cut short: dbt writes it in place, at the end of a
+    # command), where it exists: what dbt's last run built is then unknown
+    unreadable: str | None = None
 
     def describe(self, unique_id: str, subject: str) -> str | None:
         """Why dbt did not build `unique_id` (called `subject` in the message), or None."""
@@ -54,7 +57,8 @@ _cache: dict[tuple[str, int, int], RunResults | None] = {}
 
 
 def read_run_results(target: Path) -> RunResults | None:
-    """The nodes dbt's last run did not build (None without a readable run_results.json)."""
+    """The nodes dbt's last run did not build (None without run_results.json, or with one not
+    shaped as dbt writes it; `unreadable` set for one that cannot be read or parsed)."""
     import orjson
 
     path = target / RESULTS
@@ -67,6 +71,18 @@ def read_run_results(target: Path) -> RunResults | None:
         return _cache[key]
     try:
         data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:  # empty, cut short: not a run that failed nothing
+        results = RunResults("run", "?", {}, unreadable=str(exc) or type(exc).__name__)
+    else:
+        results = _results_of(data)
+    _cache.clear()
+    _cache[key] = results
+    return results
+
+
+def _results_of(data: object) -> RunResults | None:
+    """The results in run_results.json's parsed `data` (None: not shaped as dbt writes it)."""
+    try:
         meta, args = data.get("metadata") or {}, data.get("args") or {}
         failed = {r["unique_id"]: (r["status"], r.get("message") or "") for r in data.get("results") or []
                   if isinstance(r, dict) and r.get("status") in NOT_BUILT and isinstance(r.get("unique_id"), str)}
@@ -79,9 +95,6 @@ def read_run_results(target: Path) -> RunResults | None:
             failed.update({r["unique_id"]: partial for r in data.get("results") or []
                            if isinstance(r, dict) and r.get("status") == "success"
                            and str(r.get("unique_id")).startswith(("model.", "snapshot."))})
-        results = RunResults(str(args.get("which") or "run"), str(meta.get("generated_at") or "?"), failed)
-    except (OSError, ValueError, AttributeError, TypeError):
-        results = None  # not dbt's file: the manifest's checks still apply
-    _cache.clear()
-    _cache[key] = results
-    return results
+        return RunResults(str(args.get("which") or "run"), str(meta.get("generated_at") or "?"), failed)
+    except (ValueError, AttributeError, TypeError):
+        return None  # not dbt's file: the manifest's checks still apply

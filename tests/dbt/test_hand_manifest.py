@@ -280,3 +280,25 @@ def test_a_missing_manifest_names_the_target_path_it_was_looked_for_in(tmp_path)
     with pytest.raises(ConfigError) as info:
         load_project(act, env={"DBT_TARGET_PATH": "out"})
     assert info.value.issues[0].hint.endswith("built from out/manifest.json: $DBT_TARGET_PATH)")
+
+
+@pytest.mark.parametrize("cut", [0, 40, -3])
+def test_run_results_cut_short_while_dbt_writes_it_is_not_read_as_a_clean_build(tmp_path, cut):
+    """dbt writes target/run_results.json in place at the end of a command: read meanwhile (dinsync
+    started beside a `dbt build`, or a dbt killed mid-write) it is empty or cut short. It was read as
+    "no results": the model dbt had just failed to build was read as built, its earlier build's
+    rows sent. Now the model is refused saying the file cannot be read, until dbt finished it."""
+    act = hand_project(tmp_path, [{"unique_id": "model.analytics.customers", "status": "error",
+                                   "message": "Database Error: no such column"}])
+    path = tmp_path / "analytics" / "target" / "run_results.json"
+    whole = path.read_bytes()
+    path.write_bytes(whole[:cut])
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 2)
+    assert issue.message.startswith("ref('customers'): dbt's last results (../analytics/target/run_results.json) "
+                                    "cannot be read ("), issue.message
+    assert "whether dbt built dbt model customers is unknown" in issue.message
+    assert "dbt is writing it" in issue.hint and "dbt build" in issue.hint
+    path.write_bytes(whole)  # dbt finished writing it: its failure is read
+    issue, = issues_of(act)
+    assert "failed for dbt model customers: Database Error: no such column" in issue.message
