@@ -338,8 +338,11 @@ class DbtProject:
 
                     why = str(exc) if isinstance(exc, (OSError, orjson.JSONDecodeError)) else (
                         f"it is not shaped as dbt writes a manifest ({type(exc).__name__}: {exc})")
-                    issue = ConfigIssue(f"the dbt manifest {rel} cannot be read: {why}", file, line,
-                                        "run `dbt parse` or `dbt build` again to rewrite it")
+                    rewrite = "run `dbt parse` or `dbt build` again to rewrite it"
+                    if isinstance(exc, orjson.JSONDecodeError):  # empty or cut short, as while dbt writes it
+                        rewrite = ("dbt writes it in place at the start of a command: if a dbt command is writing it "
+                                   f"now, run dinsync once it has finished; otherwise {rewrite}")
+                    issue = ConfigIssue(f"the dbt manifest {rel} cannot be read: {why}", file, line, rewrite)
         if self._manifest_issue_shown:
             return None, None
         self._manifest_issue_shown = True

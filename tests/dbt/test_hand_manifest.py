@@ -302,3 +302,17 @@ def test_run_results_cut_short_while_dbt_writes_it_is_not_read_as_a_clean_build(
     path.write_bytes(whole)  # dbt finished writing it: its failure is read
     issue, = issues_of(act)
     assert "failed for dbt model customers: Database Error: no such column" in issue.message
+
+
+def test_a_manifest_cut_short_while_dbt_writes_it_says_so_not_only_to_rewrite_it(tmp_path):
+    """dbt writes target/manifest.json in place at the start of each command: read meanwhile it is cut
+    short, and the hint said only to run `dbt parse` or `dbt build` again, a second dbt command
+    beside the one writing the file. It now says to wait for that command first."""
+    act = hand_project(tmp_path)
+    path = tmp_path / "analytics" / "target" / "manifest.json"
+    path.write_bytes(path.read_bytes()[:100])
+    issue, = issues_of(act)
+    assert issue.message.startswith("the dbt manifest ../analytics/target/manifest.json cannot be read: "
+                                    "unexpected end of data"), issue.message
+    assert "if a dbt command is writing it now, run dinsync once it has finished" in issue.hint, issue.hint
+    assert "dbt parse" in issue.hint
