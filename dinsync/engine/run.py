@@ -22,6 +22,7 @@ from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError,
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
+from ..warehouses.errors import WarehouseObjectMissing
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
@@ -216,8 +217,17 @@ class SyncRun:
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
         """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
-        that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line."""
-        return located_in_model(exc, self.model.name, self.project.relative(self.model.path), self.model.line("sql"))
+        that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line.
+        A relation or column of dbt models gone since validation (a dbt run rebuilding them drops
+        them) is dbt's to build again: "check the names in the model SQL" sent the user to names
+        that came from dbt's manifest and were right a moment before."""
+        located = located_in_model(exc, self.model.name, self.project.relative(self.model.path),
+                                   self.model.line("sql"))
+        if located is not exc and isinstance(exc, WarehouseObjectMissing) and self.model.dbt_models:
+            located.hint = (f"dbt models {', '.join(self.model.dbt_models)}: if a dbt run is rebuilding them, run "
+                            "again once it has finished; otherwise run `dbt build` (dinsync reads the relations "
+                            "dbt built in the warehouse of dinsync.yml)")
+        return located
 
     # --- a full run --------------------------------------------------------------------
     def run(self) -> RunSummary:
