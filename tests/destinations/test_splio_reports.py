@@ -1,6 +1,8 @@
 """Reading Splio import reports (the format the sandbox's importer writes) into per-row results."""
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 import pytest
 
@@ -113,3 +115,22 @@ def test_a_rejected_row_names_the_column_splio_refused():
     fields = {r.key: r.field for r in results.problems}
     assert fields == {"a@x.com": "language", "b@x.com": "visits", "c@x.com": "email", "d@x.com": "firstname",
                       "e@x.com": None, "f@x.com": None, "g@x.com": None}
+
+
+def test_acknowledged_keys_hold_no_copy_of_their_text_from_the_report():
+    """A run keeps its files' acknowledged keys until their outcomes are committed (every file of
+    a 1M-row sync at once): until 2026-12-06 each was the report's own copy of the email (~70 bytes
+    a key, beside the run's copy of the same key), where the file's key object costs a pointer."""
+    n = 50_000
+    keys = [f"user{i}@example.com" for i in range(n)]
+    data = report(rows=[row(i + 2, k, "inserted") for i, k in enumerate(keys)])
+    tracemalloc.start()
+    try:
+        parsed = parse_report(data, FILE)
+        results, created = report_results(parsed, keys, {}, "insert")
+        del parsed  # (what the run keeps of a file: its results)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sorted(results.ok) == sorted(keys) and results.problems == [] and created == n
+    assert kept / n < 24, f"{kept / n:.0f} bytes kept a key"

@@ -131,29 +131,35 @@ def report_results(report: Report, keys: Iterable[str] | None, id_to_key: Mappin
     if report.status == "rejected":
         why = f"Splio skipped the whole file {report.file}: {report.reason}"
         return Delivered([], [RecordResult(k, "failed", why) for k in keys or ()]), 0
-    wanted = set(keys) if keys is not None else None
-    results: dict[str, RecordResult] = {}
+    # each key as the file holds it: an acknowledged key is the run's own object, not the report's
+    # copy of its text (~70 bytes a key, kept with a 1M-row run's outcomes until they are committed)
+    wanted = {k: k for k in keys} if keys is not None else None
+    results: dict[str, RecordResult | None] = {}  # None: acknowledged (no object a row)
     inserted = 0
     for row in report.rows:
         email = row.get("email")
         if not isinstance(email, str):
             continue
         key = id_to_key.get(email, email)
-        if wanted is not None and key not in wanted:
-            key = id_to_key.get(email.lower(), email.lower())
-            if key not in wanted:
-                continue
+        if wanted is not None:
+            own = wanted.get(key)
+            if own is None:
+                own = wanted.get(id_to_key.get(email.lower(), email.lower()))
+                if own is None:
+                    continue
+            key = own
         if key in results:
             continue
-        results[key] = row_result(key, row, report.file, mode, partial, report.columns)
+        result = row_result(key, row, report.file, mode, partial, report.columns)
+        results[key] = None if result.status == "ok" else result
         inserted += row.get("status") == "inserted"
     if wanted is not None:
-        for key in wanted - results.keys():
+        for key in wanted.keys() - results.keys():
             results[key] = RecordResult(key, "failed", f"Splio's import report of {report.file} does not mention "
                                                        "this row")
     out = Delivered([], [])
     for key, r in results.items():
-        if r.status == "ok":
+        if r is None:
             out.ok.append(key)
         else:
             out.problems.append(r)
