@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import tracemalloc
 
 import aiohttp
 import asyncssh
@@ -1094,3 +1095,44 @@ def test_plan_samples_are_the_texts_splio_receives_and_its_rejections(make_proje
         'field "firstname": 300 characters, over the 255 Splio accepts')
     assert "line break" in rows["user3@example.com"]["rejected"][0]["reason"]
     assert p.stats()["files_rejected"] == {} and not p.contacts()  # a preview: nothing written
+
+
+def test_sftp_a_files_report_is_let_go_before_the_next_one_is_read(make_project):
+    """A run reads its files' import reports one after the other (five of 200K rows at the end of a
+    1M-row run). Until 2026-12-06 the last report read and parsed (~400 bytes a row) was still held
+    while the next one was read and parsed: two reports at the run's peak of memory. What a file's
+    outcomes keep once its report is read is a list of its keys."""
+    p = make_project(insert_allowed=True, poll_interval=None)  # files imported on demand
+    rows, files = 10_000, 3
+    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
+                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
+                            reports_directory="/imports/reports", poll_seconds=0.05, max_rows_per_file=rows)
+    held: list[int] = []  # bytes traced as each report is read
+
+    class Watched(SftpTransport):
+        async def _read_report(self, name):
+            held.append(tracemalloc.get_traced_memory()[0])
+            return await super()._read_report(name)
+
+    keys = [f"user{i}@example.com" for i in range(rows * files)]
+
+    async def run():
+        async with Watched(settings, "sandbox", password=SFTP_PASSWORD) as transport:
+            await transport.begin("people", "insert", ["email"])
+            for start in range(0, len(keys), 1000):
+                part = keys[start:start + 1000]
+                await transport.deliver(Request("sftp_file", "WRITE", "", "".join(f"{k}\n" for k in part).encode(),
+                                                part, context=CsvChunk(("email",), part)))
+            await transport.close_files()
+            await asyncio.to_thread(p.thread.call, p.sandbox.process_now)
+            tracemalloc.start()
+            try:
+                return await transport.settle({}, 20)
+            finally:
+                tracemalloc.stop()
+
+    settled = asyncio.run(run())
+    assert sorted(settled.ok) == sorted(keys) and not settled.problems and not settled.pending
+    assert len(held) == files
+    per_row = (held[-1] - held[0]) / (rows * (files - 1))  # kept of the files read before the last one
+    assert per_row < 64, f"{per_row:.0f} bytes a row of the reports read before"
