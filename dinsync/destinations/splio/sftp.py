@@ -24,6 +24,7 @@ configured known_hosts file (an unknown or different key is an error that says h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -130,6 +131,10 @@ def sweep_dead_spools(root: str | None = None) -> list[str]:
     return removed
 
 
+SPOOL_HINT = ("the temporary folder (TMPDIR) must be writable, its disk not full, and a file of "
+              "sftp.max_file_bytes within the file size limit (ulimit -f)")
+
+
 @dataclass
 class _File:
     name: str  # final name in the drop folder
@@ -220,13 +225,18 @@ class SftpTransport:
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> "SftpTransport":
         sweep_dead_spools()
-        self._spool = Path(tempfile.mkdtemp(prefix=_spool_prefix()))
+        try:
+            self._spool = Path(tempfile.mkdtemp(prefix=_spool_prefix()))
+        except OSError as exc:
+            raise DinsyncError(f"Splio SFTP: could not create a local spool folder in {tempfile.gettempdir()} "
+                               f"({exc.strerror or exc})", hint=SPOOL_HINT) from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for f in self._open.values():  # an unfinished file is never handed over
             if f.handle is not None:
-                f.handle.close()
+                with contextlib.suppress(OSError):
+                    f.handle.close()
         self._open.clear()
         await self._disconnect()
         if self._spool is not None:
@@ -454,14 +464,43 @@ class SftpTransport:
     def _new_file(self, header: tuple[str, ...]) -> _File:
         assert self._spool is not None, "SftpTransport used outside `async with`"
         name = self._file_name()
-        path = self._spool / name
-        handle = path.open("wb")
-        head = csv_header(header, self.settings.separator)
-        handle.write(head)
-        f = _File(name, header, path, handle, size=len(head))
+        f = _File(name, header, self._spool / name, None)
         self._open[header] = f
         self._files[name] = f
+        try:
+            f.handle = f.path.open("wb")
+        except OSError as exc:
+            self._spool_failed(f, exc)
+            return f
+        head = csv_header(header, self.settings.separator)
+        self._write(f, head)
+        f.size = len(head)
         return f
+
+    def _write(self, f: _File, data: bytes) -> None:
+        if f.state == "failed":
+            return
+        try:
+            f.handle.write(data)
+        except OSError as exc:
+            self._spool_failed(f, exc)
+
+    def _spool_failed(self, f: _File, exc: OSError) -> None:
+        """The spool file could not be written (the disk full, a file size limit): it is never
+        uploaded, and its rows fail with the reason, as a file the drop folder refuses (they are
+        sent again by the next run); the next rows of its columns go to a new file. It used to stop
+        the run as an unexpected error ("OSError: [Errno 27] File too large")."""
+        f.state = "failed"
+        f.reason = (f"Splio SFTP: could not write {f.name} to the local spool folder {self._spool} "
+                    f"({exc.strerror or exc}) ({SPOOL_HINT})")
+        if f.handle is not None:
+            handle, f.handle = f.handle, None
+            with contextlib.suppress(OSError):
+                handle.close()
+        with contextlib.suppress(OSError):
+            f.path.unlink(missing_ok=True)
+        if self._open.get(f.header) is f:
+            del self._open[f.header]
 
     async def deliver(self, request: Request) -> Delivered:
         chunk: CsvChunk = request.context
@@ -474,7 +513,7 @@ class SftpTransport:
                 f = None
             if f is None:
                 f = self._new_file(chunk.header)
-            f.handle.write(body)
+            self._write(f, body)
             f.rows += len(request.keys)
             f.size += len(body)
             f.keys.extend(request.keys)
@@ -494,9 +533,15 @@ class SftpTransport:
 
     async def _finish(self, f: _File) -> None:
         """Close the spool file and upload it (temporary name, then rename). Caller holds the lock."""
+        if f.state == "failed":
+            return  # never uploaded: see _spool_failed
         self._open.pop(f.header, None)
         if f.handle is not None:
-            f.handle.close()
+            try:
+                f.handle.close()  # writes what the buffer still held
+            except OSError as exc:
+                self._spool_failed(f, exc)
+                return
             f.handle = None
         final = f"{self.settings.directory}/{f.name}"
         part = final + PART
