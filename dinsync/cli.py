@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from . import __version__, redaction, terminal
-from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode, LockBusyError
+from .errors import ConfigError, ConfigIssue, DinsyncError, ExitCode, LockBusyError, is_panic, resource_hint
 from .process import exit_now, use_one_blas_thread, use_one_polars_arena, use_system_arrow_pool
 from .terminal import (RedactingStream, emit, err, note, out, print_plan, print_rejections, print_run,
                        print_runs, print_syncs, print_traceback)
@@ -77,11 +77,13 @@ def handled() -> Iterator[None]:
         if debug() and exc.__cause__ is not None:
             print_traceback(exc)
         fail(exc)
-    except Exception as exc:  # a bug or an environment problem: one clean line, traceback on demand
+    except BaseException as exc:  # a bug or an environment problem: one clean line, traceback on demand
+        if not (isinstance(exc, Exception) or is_panic(exc)):
+            raise
         if debug():
             print_traceback(exc)
         fail(DinsyncError(f"unexpected error: {type(exc).__name__}: {exc}",
-                          None if debug() else f"set {DEBUG_ENV}=1 for a traceback"))
+                          resource_hint(exc) or (None if debug() else f"set {DEBUG_ENV}=1 for a traceback")))
 
 
 # --- options shared by the commands ------------------------------------------------------------
@@ -858,12 +860,14 @@ def _run_app() -> None:
         if done.code == 130 and isinstance(getattr(done.__context__, "__cause__", None), KeyboardInterrupt):
             RedactingStream(sys.stderr).write("interrupted\n")
         raise
-    except Exception as exc:  # escaped every handler (a bug): never an unredacted traceback
+    except BaseException as exc:  # escaped every handler (a bug): never an unredacted traceback
+        if not (isinstance(exc, Exception) or is_panic(exc)):
+            raise
         if debug():
             print_traceback(exc)
         else:
             RedactingStream(sys.stderr).write(f"error: unexpected {type(exc).__name__}: {exc}\n"
-                                            f"hint: set {DEBUG_ENV}=1 for a traceback\n")
+                                            f"hint: {resource_hint(exc) or f'set {DEBUG_ENV}=1 for a traceback'}\n")
         sys.exit(ExitCode.RUN_FAILED)
 
 

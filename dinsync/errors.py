@@ -4,6 +4,8 @@ Nothing below the CLI prints; layers raise these and the CLI maps them to exit c
 """
 from __future__ import annotations
 
+import errno
+import re
 from dataclasses import dataclass, field
 
 
@@ -26,6 +28,48 @@ class DinsyncError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+def is_panic(exc: BaseException) -> bool:
+    """pyo3's PanicException: a Rust library (Polars) that could not start a thread or open a file.
+    It derives from BaseException, so `except Exception` let it through as a raw traceback."""
+    return type(exc).__name__ == "PanicException"
+
+
+# What the system answers when it refuses a process memory or a thread: Python's MemoryError,
+# DuckDB's "Allocation failure" / "bad allocation" (not its pool's "could not allocate block ...
+# (x/y used)"), Polars' "could not spawn threads: ... WouldBlock" (EAGAIN), Python's "can't start
+# new thread".
+_SYSTEM_REFUSED = re.compile(r"allocation failure|bad allocation|could not spawn thread|WouldBlock|"
+                             r"can't start new thread", re.IGNORECASE)
+_NO_DESCRIPTORS = re.compile(r"TooManyOpenFiles|too many open files", re.IGNORECASE)
+
+
+def _limit(name: str, unit: int = 1) -> str:
+    try:
+        import resource
+
+        soft = resource.getrlimit(getattr(resource, name))[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        return "unknown"
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft // unit)
+
+
+def system_memory_refused(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or bool(_SYSTEM_REFUSED.search(str(exc)))
+
+
+def resource_hint(exc: BaseException) -> str | None:
+    """What to raise when the system, not dinsync's own settings, ran out: memory or threads (the
+    process's address-space limit), file descriptors. None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE) or _NO_DESCRIPTORS.search(str(exc)):
+        return (f"this process ran out of file descriptors (its limit of open files, ulimit -n, is "
+                f"{_limit('RLIMIT_NOFILE')}): raise it, or lower the destination's concurrency")
+    if system_memory_refused(exc):
+        return (f"the system refused this process memory or a thread (its address-space limit, ulimit -v, is "
+                f"{_limit('RLIMIT_AS', 1024)} KB; or the machine's memory is used up): raise that limit or free "
+                "memory; raising warehouse.memory_limit would not help")
+    return None
 
 
 @dataclass

@@ -18,7 +18,8 @@ from .. import __version__, redaction
 from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
-from ..errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary, SendingStopped
+from ..errors import (ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary, SendingStopped,
+                      is_panic, resource_hint)
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
@@ -261,12 +262,14 @@ class SyncRun:
                 exc = self._in_model(exc)
                 s.status, s.error = "failed", self.redact(exc.message)
                 raise type(exc)(s.error, exc.hint) from None
-            except Exception as exc:
-                s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
-                # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
-                raise DinsyncError(s.error, "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc
-            except BaseException as exc:  # KeyboardInterrupt without our handler, SystemExit (rich's, on a
-                # closed output pipe): recorded as such, never left "running" by the finally below
+            except BaseException as exc:
+                if isinstance(exc, Exception) or is_panic(exc):
+                    s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
+                    # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
+                    raise DinsyncError(s.error, resource_hint(exc) or
+                                       "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc
+                # KeyboardInterrupt without our handler, SystemExit (rich's, on a closed output pipe):
+                # recorded as such, never left "running" by the finally below
                 s.status = "failed"
                 s.error = (f"interrupted ({type(exc).__name__}): what was acknowledged up to the last checkpoint "
                            "is committed; the rest is sent by the next run")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
 
-from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError
+from ..errors import ConfigError, ConfigIssue, DinsyncError, LockBusyError, resource_hint, system_memory_refused
 from . import errors as E
 from .base import (PROBE_ROWS, STREAM_READ, Capabilities, ErrorTranslation, Params, Warehouse, quote_ident, rebatch,
                    rows_within, translated)
@@ -625,6 +625,8 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
         return "22000" if isinstance(exc, duckdb.DataError) else None
 
     def hint_for(self, exc: BaseException) -> str | None:
+        if _out_of_memory(exc) and system_memory_refused(exc):  # the system's limit, not the pool's
+            return resource_hint(exc)
         if _out_of_memory(exc):  # not a warehouse that could not be reached, nor a conflict
             return (f"DuckDB ran out of the memory this run gave it ({self.memory_limit or 'no limit'} to plan, "
                     f"{self.streaming_memory_limit or 'no limit'} while sending, as sized for this sync): raise "
