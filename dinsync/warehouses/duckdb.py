@@ -633,8 +633,11 @@ class DuckDBWarehouse(ErrorTranslation, Warehouse):
                     "warehouse.memory_limit and warehouse.streaming_memory_limit in dinsync.yml, or lower "
                     "warehouse.threads")
         if _commit_io_failed(exc):
+            # Not "nothing was committed": a run's checkpoints before this commit stay committed.
+            too_large = " and the file within the file size limit (ulimit -f)" if "too large" in str(exc).lower() else ""
             return (f"DuckDB could not write next to the file (its write-ahead log, {self.path}.wal): the "
-                    "folder of warehouse.path must be writable and its disk not full; nothing was committed")
+                    f"folder of warehouse.path must be writable, its disk not full{too_large}; this commit was "
+                    "rolled back (what was committed before it stays)")
         if isinstance(exc, duckdb.IOException) and _DAMAGED_FILE.search(str(exc)):
             return _damaged_hint(self.path)
         if isinstance(exc, duckdb.IOException) and f"{self.path}.tmp" in str(exc):

@@ -33,8 +33,8 @@ def splio(tmp_path, client_key):
     thread.stop()
 
 
-def sync(p: SplioProject, file_size_limit: int | None = None,
-         address_space: int | None = None) -> tuple[int, dict, str]:
+def sync(p: SplioProject, file_size_limit: int | None = None, address_space: int | None = None,
+         **settings: str) -> tuple[int, dict, str]:
     """`dinsync sync --json` in a process of its own, under `file_size_limit` bytes a file and
     `address_space` bytes of memory (virtual: what `ulimit -v` limits)."""
     def limit() -> None:
@@ -44,7 +44,7 @@ def sync(p: SplioProject, file_size_limit: int | None = None,
             resource.setrlimit(resource.RLIMIT_AS, (address_space, resource.RLIM_INFINITY))
 
     env = dict(os.environ, **p.env, DINSYNC_CHECKPOINT_SECONDS="0", DINSYNC_OUTCOME_TIMEOUT_SECONDS="30",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), **settings)
     proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
                           env=env, capture_output=True, text=True, cwd=ROOT, preexec_fn=limit, timeout=120)
     data = json.loads(proc.stdout)
@@ -104,3 +104,34 @@ def test_a_process_memory_limit_is_named_as_the_cause_and_the_next_run_converges
     code, run, err = sync(p)
     assert (code, run["status"], run["acknowledged"]) == (0, "success", 50), err
     assert len(p.snapshot()) == 50 and len(p.contacts()) == 50
+
+
+# The state's write-ahead log (`warehouse.duckdb.wal`) that stops growing mid-run (a full disk, here
+# a file size limit): the checkpoints before it stay committed (rows Splio acknowledged only; the
+# next run sends the others again) and the run fails saying what to fix. The hint used to say
+# "nothing was committed" while 1,000 of the 3,000 rows were, and named only a full disk for
+# "File too large".
+def test_a_state_file_that_stops_growing_mid_run_keeps_the_earlier_commits_and_says_so(tmp_path, client_key):
+    thread, sandbox = make_sandbox(client_key, insert_allowed=True, limits=False)  # (no 429s: a fast test)
+    try:
+        _state_file_stops_growing(SplioProject(tmp_path / "proj", thread, sandbox))
+    finally:
+        thread.stop()
+
+
+def _state_file_stops_growing(p: SplioProject) -> None:
+    p.configure(transport="api", fields=("  plan: {field: plan, custom: true}",))
+    p.seed(0)
+    (p.root / "models" / "people.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\n"
+        "select i as id, 'user' || i || '@example.com' as email, 'plan ' || i as plan from range(1, 3001) t(i)\n")
+
+    code, run, err = sync(p, file_size_limit=100_000, DINSYNC_CHECKPOINT_ROWS="300")
+    assert (code, run["status"]) == (1, "failed")
+    assert "warehouse.duckdb.wal" in run["error"] and "File too large" in run["error"]
+    committed = len(p.snapshot())
+    assert 0 < committed < 3000 and committed <= run["acknowledged"]  # only acknowledged rows, some
+    assert "nothing was committed" not in run["hint"] and "ulimit -f" in run["hint"]
+
+    held = {e: c["custom_fields"]["plan"] for e, c in p.contacts().items()}
+    assert all(held.get(key) == f"plan {key[4:-12]}" for key in p.snapshot())  # committed: what Splio holds
