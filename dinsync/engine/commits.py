@@ -45,6 +45,22 @@ def whole_blocks(n: int, inserted: int, block: int) -> int:
     return 0 if n < need else need + (n - need) // block * block
 
 
+def _slices_of_stashes(stashes: list[tuple[str, list[str]]], most: int) -> list[list[tuple[str, list[str]]]]:
+    """`stashes` ((token, keys), in order) cut into groups of at most `most` keys, in order (a key
+    in several takes the last one's token, as stashing them in one group did)."""
+    groups: list[list[tuple[str, list[str]]]] = [[]]
+    room = most
+    for token, keys in stashes:
+        while keys:
+            if room == 0:
+                groups.append([])
+                room = most
+            part, keys = keys[:room], keys[room:]
+            groups[-1].append((token, part))
+            room -= len(part)
+    return [g for g in groups if g]
+
+
 @dataclass
 class Batch:
     """What one checkpoint commits, applied in this order."""
@@ -56,6 +72,11 @@ class Batch:
     pending_parked: list[str] = field(default_factory=list)  # pending rows rejected for their content
     pending_forget: list[str] = field(default_factory=list)  # pending rows failed / not found
     rows: list[RejectionRow] = field(default_factory=list)  # rejections table
+    stashed: int = 0  # keys in `stash`
+
+    def awaiting(self) -> int:
+        """Keys of records awaiting their outcome, or whose outcome came, that this batch holds."""
+        return self.stashed + len(self.pending_ok) + len(self.pending_parked) + len(self.pending_forget)
 
     def __bool__(self) -> bool:
         return any((self.acked, self.parked, self.stash, self.pending_ok, self.pending_parked,
@@ -104,6 +125,7 @@ class Checkpointer:
     def pending(self, token: str, keys: list[str]) -> None:
         """Records whose outcome comes later (under `token`): stashed at the next checkpoint."""
         self._batch.stash.append((token, list(keys)))
+        self._batch.stashed += len(self._batch.stash[-1][1])
 
     def settled(self, ok: list[str], problems: list[RecordResult]) -> None:
         """Outcomes of stashed records (this run's or an earlier one's)."""
@@ -126,6 +148,8 @@ class Checkpointer:
 
     def due(self) -> bool:
         if len(self._batch.rows) >= self.every_rows:  # rejections (rows rejected before sending) pile up too
+            return True
+        if self._batch.awaiting() >= self.every_rows:  # so do records handed over as pending, and outcomes
             return True
         n = len(self._batch.acked)
         if self.block_rows and n >= self.every_rows:
@@ -166,13 +190,19 @@ class Checkpointer:
         if batch.parked:
             self.inserted += self.planner.commit_rejected(batch.parked, also=record)
             record = None
-        if batch.stash:
-            self.planner.stash_pending_many(batch.stash)
-        if batch.pending_ok or batch.pending_parked or batch.pending_forget:
-            ok, _ = self.planner.resolve_pending(ok=batch.pending_ok, rejected=batch.pending_parked,
-                                                 forget=batch.pending_forget)
-            self.committed += ok
-            self.inserted += ok
+        # Records awaiting their outcome and the outcomes, `every_rows` keys a transaction: a file
+        # hands over its rows whole (Splio: up to 199,999), and a run's last outcomes come at once
+        # (all of a 1M-row SFTP run's); in one transaction they ran DuckDB's pool of a first sync out
+        # of memory. Each is atomic; keys not yet resolved stay pending, for the next run to read.
+        for stashes in _slices_of_stashes(batch.stash, self.every_rows):
+            self.planner.stash_pending_many(stashes)
+        n = self.every_rows
+        for outcome, keys in (("ok", batch.pending_ok), ("rejected", batch.pending_parked),
+                              ("forget", batch.pending_forget)):
+            for i in range(0, len(keys), n):
+                ok, _ = self.planner.resolve_pending(**{outcome: keys[i:i + n]})
+                self.committed += ok
+                self.inserted += ok
         if batch.rows:
             self.state.add_rejections(self.run_id, self.sync, batch.rows)
             # failed / not found: sent again by the next run, never committed by this one (a failed

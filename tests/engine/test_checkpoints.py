@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from dinsync.destinations.base import RecordResult
 from dinsync.diff import DiffSpec, Planner
 from dinsync.engine.commits import Checkpointer
 from dinsync.warehouses import connect
@@ -246,4 +247,44 @@ def test_checkpoints_record_the_runs_counts_within_their_commit_at_most_every_co
     ack(c, 5, 5)
     ack(c, 5, 10)
     assert p.events[4:] == ["acked", "acked"]
+    c.close()
+
+
+class PendingRecorder(Recorder):
+    """Also records the sizes of the stashes and of the pending outcomes each statement got."""
+
+    def __init__(self):
+        super().__init__()
+        self.stashed: list[int] = []
+        self.resolved: list[tuple[int, int, int]] = []
+
+    def stash_pending_many(self, stashes):
+        self.stashed.append(sum(len(keys) for _, keys in stashes))
+        return self.stashed[-1]
+
+    def resolve_pending(self, ok=(), rejected=(), forget=()):
+        self.resolved.append((len(ok), len(rejected), len(forget)))
+        return len(ok), len(rejected)
+
+
+def test_records_awaiting_their_outcome_are_stashed_and_resolved_a_checkpoints_rows_at_a_time():
+    """A 1M-row Splio run over SFTP hands over every row as pending (a file's rows, up to 199,999)
+    and, at its end, every outcome at once: stashes were due by time only (150-195K keys a
+    transaction) and the outcomes resolved in one, and DuckDB's pool of a first sync (~100 MB) ran
+    out in 4 runs of 7 ("could not allocate block", a failed autocheckpoint invalidating the
+    database). Each transaction now holds at most `checkpoint_rows` keys; each is atomic, and keys
+    not yet resolved stay pending, read by the next run."""
+    p = PendingRecorder()
+    c = checkpointer(p, block_rows=None, rows=100)
+    for f in range(3):  # three files of 90 rows: due once 100 keys wait
+        c.pending(f"file{f}", [f"k{f}-{i}" for i in range(90)])
+        asyncio.run(c.checkpoint())
+    c.pending("big", [f"b{i}" for i in range(250)])  # one file handed over whole
+    asyncio.run(c.checkpoint())
+    assert p.stashed and max(p.stashed) <= 100 and sum(p.stashed) == 520
+    ok = [f"b{i}" for i in range(230)]
+    c.settled(ok, [RecordResult(f"b{i}", "rejected", "bad") for i in range(230, 250)])
+    asyncio.run(c.checkpoint(force=True))
+    assert all(sum(r) <= 100 for r in p.resolved), p.resolved
+    assert [sum(col) for col in zip(*p.resolved)] == [230, 20, 0]
     c.close()
