@@ -85,7 +85,7 @@ def check_models(project, wh, names: list[str], *, samples: int = 5,
                  redact: Callable[[str], str] = lambda s: s) -> CheckReport:
     """Count the keys of the models of the syncs `names` in the warehouse; the verdicts."""
     from .diff.keycheck import KeyCounter
-    from .diff.planner import located_in_model
+    from .diff.model_errors import located_in_model
 
     checks: list[ModelCheck] = []
     codes: list[int] = []

@@ -168,7 +168,7 @@ def _scoped_to_chosen(root: Path, syncs: Callable[[Any], list[str]], notificatio
 def _table_name_issues(project, wh, chosen: list[str] | None) -> list[ConfigIssue]:
     """A sync whose name makes table names longer than the warehouse's identifiers (PostgreSQL:
     63 bytes), reported at its file before anything is sent."""
-    from .diff.planner import LONGEST_PREFIX, check_table_names
+    from .diff.spec import LONGEST_PREFIX, check_table_names
     from .warehouses.errors import WarehouseSqlError
 
     issues = []

@@ -96,7 +96,7 @@ class KeyCounter:
         return render_template(statement, {**self._ctx, "limit": limit}, self.dialect, self.model_sql)
 
     def count(self, samples: int = 5) -> KeyFigures:
-        from .planner import locating
+        from .model_errors import locating
 
         sql = self.render("key_counts")
         with locating(sql, self.model_sql):  # an error in the model's rows: its line (see located_in_model)
