@@ -37,7 +37,7 @@ _ZONED_KEY_TYPE = re.compile(r"^\s*(TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ|TIMESTA
 
 
 # What a column's values are, by its warehouse type's name, where that name says it for certain (the
-# families `type:` conversions tell apart: dinsync.mapping.frame); other types (text, JSON, UUID,
+# families `type:` conversions tell apart: dinsync.mapping.field_kinds); other types (text, JSON, UUID,
 # enums, a warehouse's ARRAY or VARIANT read as text...) are not classified, so never refused below.
 _TYPE_FAMILIES = (
     ("list", re.compile(r"\[\d*\]$|^_(int2|int4|int8|float4|float8|numeric|text|varchar|bpchar|bool|date|timestamp|"

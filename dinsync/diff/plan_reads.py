@@ -120,7 +120,7 @@ def _pylist(table: Any) -> list[dict]:
         try:
             columns[name] = column.to_pylist()
         except (KeyError, OverflowError, ValueError):  # (KeyError: pytz's / zoneinfo's unknown zone)
-            from ..mapping.frame import utc_labelled
+            from ..mapping.arrow_frames import utc_labelled
 
             column = column.cast(utc_labelled(column.type))
             try:
