@@ -8,16 +8,9 @@ In dinsync.yml, `${env:NAME}` in a string value is replaced by the environment v
 """
 from .columns import check_columns
 from .loader import load_project, load_warehouse_config
-from .models import (
-    DestinationConfig,
-    DuckDBConfig,
-    FieldMap,
-    Model,
-    Project,
-    SyncConfig,
-    Thresholds,
-    WarehouseConfig,
-)
+from .models import DestinationConfig, Model, Project
+from .sync_config import FieldMap, SyncConfig, Thresholds
+from .warehouse_config import DuckDBConfig, WarehouseConfig
 from .scaffold import ScaffoldExistsError, scaffold
 
 __all__ = [

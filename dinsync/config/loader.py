@@ -29,14 +29,12 @@ from .models import (
     CHANNEL_SECRET_KEYS,
     CHANNEL_TYPES,
     DESTINATION_KEYS,
-    WAREHOUSE_TYPES,
     DestinationConfig,
     DbtSettings,
     destination_options,
     Model,
     Project,
     ProjectFile,
-    SyncConfig,
 )
 from .project_files import _NAME, PROJECT_FILE
 from .secrets_check import (
@@ -51,7 +49,9 @@ from .secrets_check import (
     _secret_settings,
     _texts,
 )
+from .sync_config import SyncConfig
 from .sync_files import _SyncFiles
+from .warehouse_config import WAREHOUSE_TYPES
 from .yamlfile import (
     YamlDoc,
     _show_path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .models import NAME_PATTERN
+from .base_models import NAME_PATTERN
 
 PROJECT_FILE = "dinsync.yml"
 _NAME = re.compile(NAME_PATTERN)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ..destinations.base import Destination
 from ..errors import ConfigIssue
 from .columns import ColumnsOf, ColumnUse, column_issues
-from .models import FieldMap, SyncConfig, SyncFile
+from .sync_config import FieldMap, SyncConfig, SyncFile
 from .project_files import _NAME, PROJECT_FILE, _files
 from .secrets_check import _texts
 from .yamlfile import ENV_REF, YamlDoc, _show_path, choice_hint, validation_issues

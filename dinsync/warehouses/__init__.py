@@ -23,7 +23,7 @@ from .errors import (
     WarehouseUnavailable,
 )
 
-# type -> (module, class). Add a warehouse: its module here, its config model in config/models.py.
+# type -> (module, class). Add a warehouse: its module here, its config model in config/warehouse_config.py.
 ADAPTERS: dict[str, tuple[str, str]] = {
     "duckdb": ("dinsync.warehouses.duckdb", "DuckDBWarehouse"),
     "postgres": ("dinsync.warehouses.postgres", "PostgresWarehouse"),
