@@ -50,7 +50,8 @@ def sources_digest() -> str:
     if _SOURCES is None:
         here = Path(__file__).resolve().parent
         h = hashlib.sha256()
-        modules = ("render.py", "dialects.py", "statements.py", "keys.py", "planner.py")
+        # (spec.py: the tables' names; column_forms.py: how mapped columns are read)
+        modules = ("render.py", "dialects.py", "statements.py", "keys.py", "planner.py", "spec.py", "column_forms.py")
         files = sorted((here.parent / "sql").glob("*.sql")) + [here / n for n in modules]
         for path in files:
             h.update(path.name.encode())
