@@ -181,7 +181,9 @@ class Notifier:
                              else f"HTTP {resp.status}" + (f": {text}" if text else ""))
                     if resp.status not in RETRYABLE_STATUSES:
                         break
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    # one that says "now" (0, a date in the past) names no wait: the backoff's then, as
+                    # the sender's (asked again within 0.25 s, a channel's attempts went in a second)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After")) or None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             except ValueError as exc:  # the request cannot be built (a line break in a header): this channel only

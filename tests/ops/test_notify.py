@@ -107,6 +107,23 @@ def test_retries_with_backoff_then_delivers(receiver):
     assert len(sleeps) == 3 and all(0 <= s <= 0.3 for s in sleeps)
 
 
+def test_a_retry_after_that_says_now_backs_off_as_without_one(receiver):
+    """A 503 (or 429) whose Retry-After says "now" (0, a date in the past: a receiver's clock
+    behind ours) names no wait: the backoff applies, as the sender does for a platform's answers.
+    It was asked again within 0.25 s each time, a channel's attempts spent in under a second."""
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(503, {"Retry-After": "0"}), (503, {"Retry-After": "Thu, 01 Jan 2026 00:00:00 GMT"})]
+    sleeps = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    [d] = Notifier(channels(thread.url)[:1], sleep=sleep, backoff_base=1000.0, backoff_cap=1e6).send(notice())
+    assert (d.ok, d.attempts) == (True, 3)
+    # the backoff's full jitter: uniform up to 1000 s, then 2000 s (both under 0.25 s: odds ~3e-8)
+    assert len(sleeps) == 2 and max(sleeps) > 0.25, sleeps
+
+
 def test_a_failing_channel_never_raises_and_is_logged(receiver):
     rec, thread = receiver
     rec.scripts["/hook"] = [(500, {})] * 5
