@@ -182,8 +182,10 @@ class Notifier:
                     if resp.status not in RETRYABLE_STATUSES:
                         break
                     # one that says "now" (0, a date in the past) names no wait: the backoff's then, as
-                    # the sender's (asked again within 0.25 s, a channel's attempts went in a second)
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After")) or None
+                    # the sender's (asked again within 0.25 s, a channel's attempts went in a second); a
+                    # date read against the receiver's clock (its Date), as the sender reads one
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                                    server_date=resp.headers.get("Date")) or None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             except ValueError as exc:  # the request cannot be built (a line break in a header): this channel only

@@ -124,6 +124,26 @@ def test_a_retry_after_that_says_now_backs_off_as_without_one(receiver):
     assert len(sleeps) == 2 and max(sleeps) > 0.25, sleeps
 
 
+def test_a_retry_after_date_is_read_against_the_receivers_clock(receiver):
+    """A Retry-After date is the receiver's clock (its `Date`): one 10 minutes ahead of ours asking
+    for 2 s was waited the cap (30 s) before each attempt; read against its `Date`, as the sender does."""
+    import datetime as dt
+    from email.utils import format_datetime
+
+    rec, thread = receiver
+    theirs = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=10)
+    rec.scripts["/hook"] = [(503, {"Date": format_datetime(theirs, usegmt=True),
+                                   "Retry-After": format_datetime(theirs + dt.timedelta(seconds=2), usegmt=True)})]
+    sleeps = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    [d] = Notifier(channels(thread.url)[:1], sleep=sleep).send(notice())
+    assert (d.ok, d.attempts) == (True, 2)
+    assert len(sleeps) == 1 and 2 <= sleeps[0] <= 2.25, sleeps
+
+
 def test_a_failing_channel_never_raises_and_is_logged(receiver):
     rec, thread = receiver
     rec.scripts["/hook"] = [(500, {})] * 5
