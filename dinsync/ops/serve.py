@@ -69,6 +69,8 @@ class Service:
         # the last state told to channels per sync, as last read (an outage's `paused` notice says
         # what it follows: never null, as every notice; "ok" for a sync never told anything)
         self._told: dict[str, str] = {}
+        # per sync, the run of another process recorded later than now that covered a slot (see _run_since)
+        self._covered: dict[str, str] = {}
         # the pauses in the state tables as last read: they stand while the tables cannot be read
         # (a DuckDB file another process holds), else a paused sync was started at its slot
         self._paused_read: dict[str, str] = {}
@@ -274,6 +276,14 @@ class Service:
             # Its own run recorded later than now: the wall clock went back since (an NTP step). The
             # slot follows that run by the time that passed (the scheduler's), not covered by it.
             return None
+        if not own and started > self.clock.now():
+            # Another process's run recorded later than now (the wall clock went back since, or its
+            # host's clock is ahead): it covers one slot, as a run after a slot does, not every slot
+            # until the clock reaches its start (an hour's step after a run by hand: no run for an hour).
+            with self._lock:
+                if self._covered.get(name) == last[0]["run_id"]:
+                    return None
+                self._covered[name] = last[0]["run_id"]
         if started < slot:
             # An interval counts from the last run's start: a run another process started less than
             # one interval before this slot (a `dinsync sync` by hand, a second service whose slots

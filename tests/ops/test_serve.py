@@ -619,6 +619,33 @@ def test_an_interval_goes_on_after_the_wall_clock_steps_back(scheduled, monkeypa
         assert (events[1]["run"] or {}).get("status") == "success", events[1]["error"]
 
 
+def test_a_run_by_hand_before_the_wall_clock_steps_back_covers_one_slot_not_the_whole_step(scheduled, monkeypatch):
+    """A `dinsync sync` by hand, then an NTP step back of an hour: the run log's last run (the one
+    by hand) started later than now, and each slot of the hour took it for a run of another process
+    after the slot: no run for the whole step. It covers one slot, as any run after a slot does."""
+    ops = scheduled
+    ops.sync()
+    served = Served(ops)
+
+    class Wall(dt.datetime):  # the time the engine records a run's start at: the service's clock
+        @classmethod
+        def now(cls, tz=None):
+            return served.clock.t.astimezone(tz)
+
+    monkeypatch.setattr("dinsync.engine.run.dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    assert kinds(served.at(0)) == ["start", "end"]  # the catch-up run
+    assert served.at(5) == []
+    assert ops.sync()["exit_code"] == 0  # by hand, 5 minutes after the service's run
+    served.clock.t -= dt.timedelta(hours=1)  # the step back
+    assert served.at(0) == []
+    events = served.at(10)  # the slot 15 minutes after the service's run: covered by the run by hand
+    assert kinds(events) == ["start", "end"] and "another process started run" in events[1]["error"], events
+    assert events[1]["run"] is None
+    events = served.at(15)  # the next one runs
+    assert kinds(events) == ["start", "end"], events
+    assert (events[1]["run"] or {}).get("status") == "success", events[1]["error"]
+
+
 def test_the_wait_for_a_held_duckdb_file_stays_bounded_when_the_wall_clock_steps_back(scheduled):
     """The wall clock stepped back an hour (an NTP step) while a run waited for the DuckDB file
     another process held: its deadline, a wall time, moved an hour away, and the run waited (and
