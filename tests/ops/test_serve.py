@@ -596,20 +596,26 @@ def test_a_sync_a_run_just_paused_is_skipped_when_the_next_read_finds_the_file_h
     assert kinds(events)[:1] == ["skip"], events
 
 
+def _served_on_the_wall_clock(ops, monkeypatch) -> "Served":
+    """A service whose clock is also the wall clock the engine records a run's start at."""
+    served = Served(ops)
+
+    class Wall(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return served.clock.t.astimezone(tz)
+
+    monkeypatch.setattr("dinsync.engine.run.dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    return served
+
+
 def test_an_interval_goes_on_after_the_wall_clock_steps_back(scheduled, monkeypatch):
     """An NTP step back of an hour: the scheduler waited for the wall clock to reach its slot
     again, and at each slot the service took its run recorded before the step (the run log's last
     for an hour) for a run that covered it: no run for the whole step."""
     ops = scheduled
     ops.sync()
-    served = Served(ops)
-
-    class Wall(dt.datetime):  # the time the engine records a run's start at: the service's clock
-        @classmethod
-        def now(cls, tz=None):
-            return served.clock.t.astimezone(tz)
-
-    monkeypatch.setattr("dinsync.engine.run.dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    served = _served_on_the_wall_clock(ops, monkeypatch)
     assert kinds(served.at(0)) == ["start", "end"]  # the catch-up run
     served.clock.t -= dt.timedelta(hours=1)  # the step back
     assert served.at(0) == []
@@ -625,14 +631,7 @@ def test_a_run_by_hand_before_the_wall_clock_steps_back_covers_one_slot_not_the_
     after the slot: no run for the whole step. It covers one slot, as any run after a slot does."""
     ops = scheduled
     ops.sync()
-    served = Served(ops)
-
-    class Wall(dt.datetime):  # the time the engine records a run's start at: the service's clock
-        @classmethod
-        def now(cls, tz=None):
-            return served.clock.t.astimezone(tz)
-
-    monkeypatch.setattr("dinsync.engine.run.dt", types.SimpleNamespace(**{**vars(dt), "datetime": Wall}))
+    served = _served_on_the_wall_clock(ops, monkeypatch)
     assert kinds(served.at(0)) == ["start", "end"]  # the catch-up run
     assert served.at(5) == []
     assert ops.sync()["exit_code"] == 0  # by hand, 5 minutes after the service's run
