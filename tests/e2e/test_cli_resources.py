@@ -94,7 +94,10 @@ def test_a_process_memory_limit_is_named_as_the_cause_and_the_next_run_converges
     p.configure(transport="sftp")
     p.seed(50)
 
-    for megabytes in (400, 600):  # (DuckDB refused memory opening the file; Python's MemoryError)
+    # 600 MB: Python's MemoryError, or DuckDB's refusal. (Not 400 MB: there, about one run in 16 died
+    # in glibc's loader, "cannot allocate memory for thread-local data: ABORT", exit 127, before any
+    # of the program's code could answer; the fresh-clone CI met it once.)
+    for megabytes in (600,):
         code, run, err = sync(p, address_space=megabytes * 1024**2)
         assert code == 1 and run.get("status", "failed") == "failed" and run.get("acknowledged", 0) == 0
         assert "Traceback" not in err and "panicked" not in err
