@@ -29,16 +29,26 @@ def _plain(data: pa.Table) -> pa.Table:
 
 
 class _TableWrites:
-    def _prepare_table(self, schema: str, table: str, data: pa.Table, mode: str) -> str:
+    """What both ways of writing share: NULs removed, the table created (`replace`) or appended
+    to, in one transaction; `_write_rows` sends the rows."""
+
+    @translated("writing rows")
+    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
         if mode not in ("append", "replace"):
             raise ValueError(f"write mode must be append or replace, got {mode!r}")
-        target = self.table_name(schema, table)
-        if mode == "replace":
-            text = self.capabilities.text_type
-            cols = ", ".join(f"{self.quote(f.name)} {POSTGRES_FAMILY.of(f.type, text)}" for f in data.schema)
-            self.execute(f"DROP TABLE IF EXISTS {target}")
-            self.execute(f"CREATE TABLE {target} ({cols})")
-        return target
+        data = _plain(data)
+        with self.transaction():
+            target = self.table_name(schema, table)
+            if mode == "replace":
+                text = self.capabilities.text_type
+                cols = ", ".join(f"{self.quote(f.name)} {POSTGRES_FAMILY.of(f.type, text)}" for f in data.schema)
+                self.execute(f"DROP TABLE IF EXISTS {target}")
+                self.execute(f"CREATE TABLE {target} ({cols})")
+            if data.num_rows:
+                self._write_rows(target, ", ".join(self.quote(n) for n in data.column_names), data)
+
+    def _write_rows(self, target: str, cols: str, data: pa.Table) -> None:
+        raise NotImplementedError
 
 
 class CsvCopyWrite(_TableWrites):
@@ -47,20 +57,13 @@ class CsvCopyWrite(_TableWrites):
 
     copy_rows = 200_000
 
-    @translated("writing rows")
-    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
-        data = _plain(data)
-        with self.transaction():
-            target = self._prepare_table(schema, table, data, mode)
-            if data.num_rows == 0:
-                return
-            cols = ", ".join(self.quote(n) for n in data.column_names)
-            options = pacsv.WriteOptions(include_header=False)
-            with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-                for offset in range(0, data.num_rows, self.copy_rows):
-                    buf = io.BytesIO()
-                    pacsv.write_csv(data.slice(offset, self.copy_rows), buf, options)
-                    copy.write(buf.getbuffer())
+    def _write_rows(self, target: str, cols: str, data: pa.Table) -> None:
+        options = pacsv.WriteOptions(include_header=False)
+        with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            for offset in range(0, data.num_rows, self.copy_rows):
+                buf = io.BytesIO()
+                pacsv.write_csv(data.slice(offset, self.copy_rows), buf, options)
+                copy.write(buf.getbuffer())
 
 
 class MultiRowInsertWrite(_TableWrites):
@@ -70,20 +73,13 @@ class MultiRowInsertWrite(_TableWrites):
     insert_rows = 1000
     max_params = 32_000
 
-    @translated("writing rows")
-    def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:
-        data = _plain(data)
-        with self.transaction():
-            target = self._prepare_table(schema, table, data, mode)
-            if data.num_rows == 0:
-                return
-            ncols = data.num_columns
-            per = max(1, min(self.insert_rows, self.max_params // max(1, ncols)))
-            cols = ", ".join(self.quote(n) for n in data.column_names)
-            row = "(" + ", ".join(["%s"] * ncols) + ")"
-            with self.conn.cursor() as cur:
-                for offset in range(0, data.num_rows, per):
-                    chunk = data.slice(offset, per)
-                    values = list(itertools.chain.from_iterable(zip(*(c.to_pylist() for c in chunk.columns))))
-                    sql = f"INSERT INTO {target} ({cols}) VALUES " + ", ".join([row] * chunk.num_rows)
-                    cur.execute(sql, values)
+    def _write_rows(self, target: str, cols: str, data: pa.Table) -> None:
+        ncols = data.num_columns
+        per = max(1, min(self.insert_rows, self.max_params // max(1, ncols)))
+        row = "(" + ", ".join(["%s"] * ncols) + ")"
+        with self.conn.cursor() as cur:
+            for offset in range(0, data.num_rows, per):
+                chunk = data.slice(offset, per)
+                values = list(itertools.chain.from_iterable(zip(*(c.to_pylist() for c in chunk.columns))))
+                sql = f"INSERT INTO {target} ({cols}) VALUES " + ", ".join([row] * chunk.num_rows)
+                cur.execute(sql, values)

@@ -70,13 +70,18 @@ class Commits:
         pass
 
 
+def _pipeline(transport, commits, summary) -> Pipeline:
+    """A pipeline with only what `_worker` and `_settled` use: the transport, the commits, the summary."""
+    return Pipeline(planner=None, destination=None, service=None, spec=None, mapping=None, transport=transport,
+                    checkpointer=commits, summary=summary, options=None, stop=SimpleNamespace(requested=False),
+                    lock=SimpleNamespace(lost=asyncio.Event()), progress=lambda *a: None, redact=lambda text: text,
+                    concurrency=1)
+
+
 def test_outcomes_of_lagging_jobs_cost_their_own_size_not_the_pending_rows():
     commits = Commits()
     summary = SimpleNamespace(sent=0, acknowledged=0, rejected=0, failed=0, not_found=0)
-    p = Pipeline(planner=None, destination=None, service=None, spec=None, mapping=None, transport=LaggingJobs(),
-                 checkpointer=commits, summary=summary, options=None, stop=SimpleNamespace(requested=False),
-                 lock=SimpleNamespace(lost=asyncio.Event()), progress=lambda *a: None, redact=lambda text: text,
-                 concurrency=1)
+    p = _pipeline(LaggingJobs(), commits, summary)
     rows = JOBS * ROWS_PER_JOB
 
     async def main():
@@ -114,10 +119,7 @@ def test_a_files_outcomes_are_applied_without_copies_of_its_keys():
     n = 50_000
     commits = Commits()
     summary = SimpleNamespace(sent=0, acknowledged=0, rejected=0, failed=0, not_found=0)
-    p = Pipeline(planner=None, destination=None, service=None, spec=None, mapping=None, transport=OneFile(),
-                 checkpointer=commits, summary=summary, options=None, stop=SimpleNamespace(requested=False),
-                 lock=SimpleNamespace(lost=asyncio.Event()), progress=lambda *a: None, redact=lambda text: text,
-                 concurrency=1)
+    p = _pipeline(OneFile(), commits, summary)
     keys = [f"user{i}@example.com" for i in range(n)]
 
     async def main():
