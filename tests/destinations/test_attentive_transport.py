@@ -233,3 +233,44 @@ def test_the_sender_paces_on_the_limit_the_sandbox_announces(sandbox):
             return t.sender.limiter("get_subscriptions").rate
 
     assert run(lookups()) == 25.0  # the documented 10/s gave way to what the server says it allows
+
+
+@pytest.mark.parametrize("concurrency", [2, 5])
+def test_concurrency_in_dinsync_yml_caps_the_requests_attentive_sees_at_once(sandbox, concurrency):
+    """`concurrency` (dinsync.yml) is the sockets of every destination; Attentive's transport ignored
+    it (each endpoint's own cap alone: 32 lookups at once against a proxy or a company that asked for 2)."""
+    sb, thread = sandbox
+    now = {"at_once": 0, "most": 0}
+    guarded = sb._guarded
+
+    async def counting(request, handler, endpoint):
+        now["at_once"] += 1
+        now["most"] = max(now["most"], now["at_once"])
+        try:
+            await asyncio.sleep(0.1)  # a slow answer: the client would start more meanwhile
+            return await guarded(request, handler, endpoint)
+        finally:
+            now["at_once"] -= 1
+
+    thread.call(setattr, sb, "_guarded", counting)
+    d = destination(thread.url)
+    n = 24
+
+    async def lookups():
+        async with d.make_transport(TransportOptions(concurrency=concurrency)) as t:
+            await t.start(SYNC)
+            requests = d.lookup_requests([f"k{i}" for i in range(n)], [f"subscriber{i}@example.com" for i in range(n)],
+                                         SYNC)
+            return await asyncio.gather(*(t.deliver(r) for r in requests))
+
+    delivered = run(lookups())
+    assert len(delivered) == n and thread.call(lambda: sb.requests["getCustomAttributes"]) >= n
+    assert 1 < now["most"] <= concurrency, now
+
+
+def test_the_default_sockets_leave_room_for_the_endpoints_of_an_update_run_to_follow_the_latency():
+    from dinsync.sender.inflight import CEILING_FACTOR
+
+    caps = AttentiveDestination.limits
+    at_once = ("get_custom_attributes", "bulk_user_attributes", "bulk_job")  # lookups, bulk writes, job polls
+    assert AttentiveDestination.default_concurrency >= CEILING_FACTOR * sum(caps[e].max_concurrency for e in at_once)

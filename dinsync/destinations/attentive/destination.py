@@ -150,6 +150,9 @@ class AttentiveDestination(Destination):
     settings_model = AttentiveSettings
     base_urls = {"us": "https://api.attentivemobile.com"}
     credential_header = "Authorization"  # a bearer token
+    # sockets (dinsync.yml's `concurrency`): room for every endpoint a run uses at once to grow to its
+    # ceiling (4x its cap, see sender/inflight.py) when answers are slow; a smaller number caps them all
+    default_concurrency = 256
     handles_statuses = frozenset({429})  # read x-ratelimit-* ourselves (no Retry-After is documented)
     # Documented rates; `burst` lets the pacer catch up after a stall of our own process without ever
     # starting more than `rate` requests in any `rate` consecutive intervals (see RateLimiter).

@@ -86,7 +86,7 @@ class AttentiveTransport:
         self.sender = AttentiveSender(destination, rate_overrides=options.rate_overrides,
                                       limits_enabled=options.limits_enabled, timeout=options.timeout,
                                       retry_policy=options.retry_policy, stop=options.stop,
-                                      connections=None)  # the per-endpoint caps bound the sockets
+                                      connections=options.concurrency)
         self.timeout = options.timeout
         self.resolve_wait = options.resolve_wait
         self._stopping = options.resolve_stop or (lambda: False)
