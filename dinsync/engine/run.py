@@ -28,7 +28,7 @@ from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
 from .stop import StopToken, interrupting, within_grace
-from .thresholds import sync_warnings
+from .thresholds import segment_warnings, sync_warnings
 
 
 def parked_note(n: int, retry: str) -> str:
@@ -214,6 +214,15 @@ class SyncRun:
             if figures.duplicate_pct > limit:
                 notes.append(f"the next sync fails before sending anything: model {self.cfg.model} is blocked: "
                              f"{figures.describe(self.redact)}, over the {limit:g}% limit of sync {self.cfg.name}")
+                return notes  # (a run that fails earns no warning)
+        # the segment's size warns whatever the sync sends: a model gone (nearly) empty is told here,
+        # not only by the sync after it (its removals leave the snapshot: every row is sent again,
+        # whole, once the model is back)
+        th = self.cfg.thresholds
+        outcome = "exit 4, fail_on_warning" if th.fail_on_warning else "exit 0, fail_on_warning false"
+        notes += [f"the next sync warns ({outcome}): {warning}"
+                  for warning in segment_warnings(th, stats.segment_rows, stats.null_keys,
+                                                  self.state.last_good_segment_rows(self.cfg.name))]
         return notes
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:

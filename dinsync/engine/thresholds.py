@@ -24,24 +24,32 @@ def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_
     if mode == "update" and th.max_not_found is not None and s.not_found > th.max_not_found:
         warnings.append(f"{s.not_found} rows were not found in the destination (update mode; threshold "
                         f"{th.max_not_found})")
+    warnings += segment_warnings(th, s.segment_rows, s.null_keys, previous_segment_rows)
+    if th.max_run_minutes is not None and elapsed_seconds > 60.0 * th.max_run_minutes:
+        warnings.append(run_time_warning(elapsed_seconds, th.max_run_minutes))
+    return warnings
+
+
+def segment_warnings(th: Any, segment_rows: int, null_keys: int, previous_segment_rows: int | None) -> list[str]:
+    """The warnings of the segment's size (`warn_on_zero_rows`, `max_segment_drop_pct`): a run's,
+    and those `dinsync plan` foretells from its own counts."""
+    warnings = []
     # the segment is the rows with a key: a key column gone NULL (a dbt bug) empties it as surely as
     # a model gone empty, and every delivered key is planned removed
-    keyed = max(0, s.segment_rows - s.null_keys)
-    if th.warn_on_zero_rows and s.segment_rows == 0:
+    keyed = max(0, segment_rows - null_keys)
+    if th.warn_on_zero_rows and segment_rows == 0:
         warnings.append("the model returned no rows (warn_on_zero_rows)")
     elif th.warn_on_zero_rows and keyed == 0:
-        warnings.append(f"the model returned {plural(s.segment_rows, 'row')}, none with a key (warn_on_zero_rows)")
+        warnings.append(f"the model returned {plural(segment_rows, 'row')}, none with a key (warn_on_zero_rows)")
     if th.max_segment_drop_pct is not None and previous_segment_rows:
         drop = 100.0 * (previous_segment_rows - keyed) / previous_segment_rows
         if drop > th.max_segment_drop_pct:
             rows, keyless = "rows", ""
-            if s.null_keys:
+            if null_keys:
                 rows = "rows with a key"
-                keyless = f"; {plural(s.null_keys, 'row')} {'has' if s.null_keys == 1 else 'have'} a NULL or empty key"
+                keyless = f"; {plural(null_keys, 'row')} {'has' if null_keys == 1 else 'have'} a NULL or empty key"
             warnings.append(f"the segment fell from {previous_segment_rows} to {keyed} {rows} ({drop:.1f}% "
                             f"since the last successful run; threshold {th.max_segment_drop_pct}%{keyless})")
-    if th.max_run_minutes is not None and elapsed_seconds > 60.0 * th.max_run_minutes:
-        warnings.append(run_time_warning(elapsed_seconds, th.max_run_minutes))
     return warnings
 
 

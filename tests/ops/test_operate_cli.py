@@ -75,6 +75,37 @@ def test_segment_drop_zero_rows_and_not_found_thresholds(ops):
     assert "5 rows were not found in the destination (update mode; threshold 2)" in run["warnings"]
 
 
+def test_plan_says_the_next_sync_warns_of_a_segment_drop(ops):
+    """`plan` of a model that lost most of its rows (a dbt filter bug, a half-built model) showed the
+    removed count and exit 0, not that the sync right after it would warn and exit 4: the thresholds
+    the plan's figures already breach are its notes, as a blocked model is."""
+    set_sync(ops, thresholds="  max_segment_drop_pct: 30\n  warn_on_zero_rows: true\n")
+    assert ops.sync()["exit_code"] == ExitCode.OK
+    # 20 -> 4 rows, 2 of them on one key: blocked, the sync fails before sending (no warning)
+    ops.sql("delete from main.customers where id > 3")
+    ops.sql("insert into main.customers select * from main.customers where id = 1")
+    [plan] = json.loads(ops.cli("plan").stdout)["plans"]
+    assert len(plan["notes"]) == 1 and plan["notes"][0].startswith("the next sync fails before sending anything")
+
+    ops.sql("delete from main.customers where id > 2 or rowid = (select max(rowid) from main.customers)")
+    [plan] = json.loads(ops.cli("plan").stdout)["plans"]
+    assert plan["removed"] == 18
+    assert plan["notes"] == ["the next sync warns (exit 4, fail_on_warning): the segment fell from 20 to 2 rows "
+                             "(90.0% since the last successful run; threshold 30.0%)"]
+    assert "the next sync warns" in ops.cli("plan", json_output=False).stdout
+    [run] = ops.sync()["runs"]  # and it does
+    assert run["warnings"] == ["the segment fell from 20 to 2 rows (90.0% since the last successful run; "
+                               "threshold 30.0%)"]
+    ops.sql("delete from main.customers")
+    [plan] = json.loads(ops.cli("plan").stdout)["plans"]
+    assert plan["notes"] == ["the next sync warns (exit 4, fail_on_warning): the model returned no rows "
+                             "(warn_on_zero_rows)",
+                             "the next sync warns (exit 4, fail_on_warning): the segment fell from 2 to 0 rows "
+                             "(100.0% since the last successful run; threshold 30.0%)"]
+    set_sync(ops)  # no threshold: no note
+    assert json.loads(ops.cli("plan").stdout)["plans"][0]["notes"] == []
+
+
 def test_keys_gone_null_are_a_segment_drop(ops):
     """A model whose key column went NULL (a dbt bug) lost its segment: the keyless rows are not
     counted in it for max_segment_drop_pct (they were, and the run that planned every delivered
