@@ -144,6 +144,11 @@ class DuplicateKeysError(DinsyncError):
     """Too many duplicated matching keys in the segment: fail before sending."""
 
 
+class MassChangeError(DinsyncError):
+    """More of the rows delivered before changed than the sync's `max_changed_pct`: fail before
+    sending (unless `sync --force`)."""
+
+
 @dataclass
 class RunSummary:
     sync: str

@@ -311,12 +311,12 @@ def refresh_dbt_model(project, name: str) -> None:
 def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_rejected: bool = False, stop=None,
              progress_for: ProgressFor = _no_progress,
              on_exception: Callable[[BaseException], None] = _ignore,
-             errors: list | None = None, refresh_dbt: bool = False) -> tuple[dict, int, Any]:
+             errors: list | None = None, refresh_dbt: bool = False, force: bool = False) -> tuple[dict, int, Any]:
     """Run one sync: (run object, exit code, the engine or None). A failure is reported in the
     run object, not raised: the other selected syncs still run. `on_exception` sees the exception
     behind a failure (the CLI prints its traceback with DINSYNC_DEBUG=1); `errors`, when given,
     receives it (the operator reads why a run failed). `refresh_dbt` (`serve`): see
-    `refresh_dbt_model`."""
+    `refresh_dbt_model`. `force`: past the sync's `max_changed_pct`."""
     from .engine import SyncRun
     from .report import failed_run, run_from_summary, utcnow
 
@@ -327,7 +327,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             refresh_dbt_model(project, name)
         with progress_for(name) as progress:
             engine = SyncRun(project, name, wh, full_refresh=full_refresh, retry_rejected=retry_rejected,
-                             progress=progress, stop=stop)
+                             progress=progress, stop=stop, force=force)
             try:
                 summary = engine.run()
             finally:
@@ -406,7 +406,7 @@ def operated_run(operator, project, wh, name: str, full_refresh: bool = False, *
             return run, refusal.exit_code, None
     errors: list = []
     run, code, engine = run_sync(project, wh, name, full_refresh, retry_rejected=retry_rejected, stop=stop,
-                                 progress_for=progress_for, on_exception=on_exception, errors=errors)
+                                 progress_for=progress_for, on_exception=on_exception, errors=errors, force=force)
     if operator is not None and operator.after_run(name, run, code, errors[0] if errors else None) == "paused":
         log(f"sync {name} is now paused; it resumes by itself once its checks pass (`dinsync status` says why)")
     return run, code, engine

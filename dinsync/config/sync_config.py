@@ -33,6 +33,9 @@ class Thresholds(_Config):
     example: ClassVar[str] = "thresholds: {max_rejected_pct: 5, max_duplicate_pct: 5}"
     max_rejected_pct: float = Field(default=5.0, ge=0, le=100)  # above: the run is a "warning"
     max_duplicate_pct: float = Field(default=5.0, ge=0, le=100)  # above: fail before sending
+    # a share of the rows delivered before whose values changed; above: fail before sending (a broken
+    # transform overwriting the audience), unless `sync --force`; off unless set
+    max_changed_pct: float | None = Field(default=None, ge=0, le=100)
     fail_on_warning: bool = True  # a warning run exits non-zero
     # --- sync warnings (dinsync.engine.thresholds); each is off unless set
     max_not_found: int | None = Field(default=None, ge=0)  # update mode: more rows not found -> warning

@@ -18,8 +18,8 @@ from .. import __version__, redaction
 from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
-from ..errors import (ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, RunSummary, SendingStopped,
-                      is_panic, resource_hint)
+from ..errors import (ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, MassChangeError, RunSummary,
+                      SendingStopped, is_panic, resource_hint)
 from ..state import StateStore
 from ..terminal import plural
 from ..warehouses.base import Warehouse
@@ -28,7 +28,7 @@ from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
 from .stop import StopToken, interrupting, within_grace
-from .thresholds import segment_warnings, sync_warnings
+from .thresholds import mass_change, mass_change_hint, segment_warnings, sync_warnings
 
 
 def parked_note(n: int, retry: str) -> str:
@@ -82,6 +82,7 @@ class SyncRun:
         progress: Progress | None = None,
         options: EngineOptions | None = None,
         stop: StopToken | None = None,
+        force: bool = False,
     ):
         self.project = project
         self.cfg = project.syncs[sync_name]
@@ -90,6 +91,7 @@ class SyncRun:
         self.wh = warehouse
         self.full_refresh = full_refresh
         self.retry_rejected = retry_rejected
+        self.force = force  # `sync --force`: past `max_changed_pct`
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
@@ -215,6 +217,10 @@ class SyncRun:
                 notes.append(f"the next sync fails before sending anything: model {self.cfg.model} is blocked: "
                              f"{figures.describe(self.redact)}, over the {limit:g}% limit of sync {self.cfg.name}")
                 return notes  # (a run that fails earns no warning)
+        blocked = None if self.full_refresh else mass_change(self.cfg.thresholds, stats, self.cfg.name)
+        if blocked:
+            notes.append(f"the next sync fails before sending anything: {blocked} ({mass_change_hint(self.cfg.name)})")
+            return notes
         # the segment's size warns whatever the sync sends: a model gone (nearly) empty is told here,
         # not only by the sync after it (its removals leave the snapshot: every row is sent again,
         # whole, once the model is back)
@@ -384,6 +390,9 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(within the {th.max_duplicate_pct:g}% limit)")
+        blocked = None if self.force or self.full_refresh else mass_change(th, stats, self.cfg.name)
+        if blocked:
+            raise MassChangeError(f"nothing was sent: {blocked}", hint=mass_change_hint(self.cfg.name))
         note = memory_note(self.wh)
         if note:
             self.progress("note", {"message": note})

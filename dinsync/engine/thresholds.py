@@ -12,6 +12,27 @@ from ..errors import RunSummary
 from ..terminal import plural
 
 
+def mass_change(th: Any, stats: Any, sync: str) -> str | None:
+    """What a plan whose changed rows are over `max_changed_pct` of the rows delivered before (the
+    snapshot's keys still in the model: changed + unchanged) would change; None within it, when it
+    is off, or for a first sync. Such a run fails before sending: a broken transform (a column gone
+    NULL, a join that lost its matches) would otherwise overwrite the audience at the platform."""
+    limit = th.max_changed_pct
+    base = stats.changed + stats.unchanged
+    if limit is None or stats.first_sync or not base:
+        return None
+    pct = 100.0 * stats.changed / base
+    if pct <= limit:
+        return None
+    return (f"{stats.changed:,} of the {plural(base, 'row')} delivered before would change ({pct:.1f}%), over the "
+            f"{limit:g}% max_changed_pct of sync {sync}")
+
+
+def mass_change_hint(sync: str) -> str:
+    return (f"if the change is meant (a field newly mapped, a transform changed on purpose), `dinsync sync {sync} "
+            "--force` sends it; otherwise fix the model and run again (nothing was sent)")
+
+
 def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_segment_rows: int | None,
                   elapsed_seconds: float) -> list[str]:
     """The warnings a finished run earns. `th`: the sync's Thresholds; `previous_segment_rows`: the

@@ -1,0 +1,75 @@
+"""`thresholds.max_changed_pct`: a plan that would change more of the rows delivered before than
+this share fails before sending (a broken transform overwriting the audience), `plan` says so, and
+`sync --force` sends it once."""
+from __future__ import annotations
+
+import json
+
+import dinsync
+from dinsync.config.models import Thresholds
+from dinsync.diff.spec import PlanStats
+from dinsync.engine.thresholds import mass_change
+from dinsync.errors import ExitCode
+from tests.ops.conftest import set_sync
+
+
+def stats(changed: int, unchanged: int, *, added: int = 0, first_sync: bool = False) -> PlanStats:
+    return PlanStats(segment_rows=changed + unchanged + added, null_keys=0, duplicate_keys=0, duplicate_rows=0,
+                     added=added, changed=changed, removed=0, unchanged=unchanged, full_refresh=False,
+                     first_sync=first_sync)
+
+
+def test_the_share_is_of_the_rows_delivered_before_and_a_first_sync_is_never_blocked():
+    th = Thresholds(max_changed_pct=50)
+    assert mass_change(th, stats(11, 9), "s") == \
+        "11 of the 20 rows delivered before would change (55.0%), over the 50% max_changed_pct of sync s"
+    assert mass_change(th, stats(10, 10), "s") is None  # at the limit: within it
+    assert mass_change(th, stats(1, 9, added=1000), "s") is None  # newcomers are not changes
+    assert mass_change(th, stats(0, 0, added=1000, first_sync=True), "s") is None
+    assert mass_change(Thresholds(), stats(20, 0), "s") is None  # off unless set
+    assert mass_change(Thresholds(max_changed_pct=0), stats(1, 999), "s").startswith("1 of the 1,000 rows")
+
+
+def sent_users(project) -> int:
+    return sum(len(json.loads(body)["users"]) for body in project.requests.bodies("/api/users/bulkUpdate"))
+
+
+def test_a_broken_transform_is_stopped_before_sending_and_force_sends_it(project):
+    set_sync(project, thresholds="  max_changed_pct: 50\n")
+    assert project.sync()["exit_code"] == ExitCode.OK
+    first = sent_users(project)
+    assert first == 20
+    before = project.sql("select _key, _fp from dinsync.snap_iterable_users order by _key")
+
+    project.sql("update main.customers set plan = NULL")  # a join that lost its matches
+    [plan] = json.loads(project.cli("plan").stdout)["plans"]
+    assert plan["changed"] == 20
+    assert plan["notes"] == ["the next sync fails before sending anything: 20 of the 20 rows delivered before would "
+                             "change (100.0%), over the 50% max_changed_pct of sync iterable_users (if the change "
+                             "is meant (a field newly mapped, a transform changed on purpose), `dinsync sync "
+                             "iterable_users --force` sends it; otherwise fix the model and run again (nothing was "
+                             "sent))"]
+    result = project.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed"
+    assert run["error"].startswith("nothing was sent: 20 of the 20 rows delivered before would change (100.0%)")
+    assert "--force" in run["hint"]
+    assert sent_users(project) == first  # nothing travelled
+    assert project.sql("select _key, _fp from dinsync.snap_iterable_users order by _key") == before
+    assert project.sync()["exit_code"] == ExitCode.RUN_FAILED  # every run, until fixed or forced
+
+    # the Python API is held the same way, and lets `force` through as the CLI does
+    api = dinsync.load_project(project.root)
+    assert api.sync("iterable_users").exit_code == ExitCode.RUN_FAILED and sent_users(project) == first
+    result = project.sync("--force")
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.OK and run["acknowledged"] == 20
+    assert sent_users(project) == first + 20
+    assert project.sync()["runs"][0]["changed"] == 0  # delivered: the next run is a no-op
+
+    project.sql("update main.customers set plan = 'pro' where id <= 10")  # half: within 50%
+    result = project.sync()
+    assert result["exit_code"] == ExitCode.OK and result["runs"][0]["changed"] == 10
+    project.sql("update main.customers set plan = 'team'")  # all again, but asked for in full
+    result = project.sync("--full-refresh")
+    assert result["exit_code"] == ExitCode.OK and result["runs"][0]["acknowledged"] == 20
