@@ -716,3 +716,29 @@ def test_plan_samples_show_an_empty_string_attentive_is_not_sent_as_null(make_at
     assert ("firstName" in sent["subscriber2@example.com"]) is send_nulls
     custom = {b["user"]["email"]: b["properties"] for b in p.v1_bodies()}
     assert ("Tier" in custom.get("subscriber2@example.com", {})) is send_nulls
+
+
+def test_send_nulls_turned_on_clears_the_values_left_out_before(make_attentive):
+    """A NULL and an empty string were left out of the requests (the subscriber kept "gold" and
+    "Name 2") and recorded as delivered. Turning `send_nulls` on to clear them sent nothing, ever:
+    the snapshot holds the same values. The fields it shapes are sent for every row once (not the
+    identifiers), and turning it off again sends nothing."""
+    p = make_attentive(seeded=4, null_values="unset")
+    p.sql("delete from main.customers where id >= 4")
+    assert p.run()["acknowledged"] == 4
+    p.sql("update main.customers set tier = null, first_name = '' where id = 2")
+    assert p.run()["acknowledged"] == 1
+    assert p.subscriber("subscriber2@example.com")["custom"] == {"Tier": "gold"}  # left out: kept
+    p.write(extra="    send_nulls: true\n")
+    plan = json.loads(p.cli("plan").stdout)["plans"][0]
+    assert any("send_nulls false -> true" in n and "firstName, city, Tier for every row" in n
+               for n in plan["notes"]), plan["notes"]
+    p.requests.requests.clear()
+    run = p.run()
+    assert (run["status"], run["changed"], run["acknowledged"]) == ("success", 4, 4), run
+    subscriber = p.subscriber("subscriber2@example.com")
+    assert subscriber["custom"] == {} and subscriber["attributes"]["firstName"] == "", subscriber
+    p.requests.requests.clear()
+    assert p.run()["sent"] == 0
+    p.write()  # off again: what was sent stays; nothing to send
+    assert (p.run()["sent"], p.v2_users(), p.v1_bodies()) == (0, [], [])

@@ -204,6 +204,15 @@ class AttentiveDestination(Destination):
     async def begin_run(self, transport, sync: SyncSpec) -> None:
         await transport.start(sync)
 
+    def value_forms(self, sync: SyncSpec) -> dict[str, tuple[str, list[str]]]:
+        """`send_nulls` turned on writes the NULLs and empty strings the requests left out before
+        (the subscriber kept its old value, the snapshot the model's): the fields it shapes, all but
+        the identifiers, go for every row, once. Turned off, nothing: what was sent stays."""
+        on = bool(self.options.get("send_nulls"))
+        custom = sync.custom or [False] * len(sync.fields)
+        shaped = [name for name, is_custom in zip(sync.fields, custom) if is_custom or name not in IDENTIFIER_FIELDS]
+        return {"send_nulls": ("true" if on else "false", shaped if on else [])}
+
     # --- existence checks ------------------------------------------------------------------
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: SyncSpec) -> list[Request]:
         kind = self.options.get("existence_check", "custom_attributes")
