@@ -10,8 +10,10 @@ runs in a way the rows' fingerprints do not show, the snapshot no longer says wh
 holds: fields renamed, swapped between columns or given another `type:` (the next run compares
 every row field by field, and sends a retyped field for every row), or another destination or
 service, or another matching field (`match.field`: the keys name other records, even where their
-text is the same, e.g. an email column matched as `userId` instead of `email`): the run forgets the
-snapshot and sends every row. Another phone region reads the same phone numbers written in national
+text is the same, e.g. an email column matched as `userId` instead of `email`), or a destination
+that now reaches another address (`account:<sync>`, Destination.account: a `base_url` or `region`
+moved from a sandbox to the platform, Splio's `universe`): the run forgets the snapshot and sends
+every row. Another phone region reads the same phone numbers written in national
 form as other numbers: the next run reads every row's key again (a phone key that changed is sent
 as added), sends the phone fields for every row, and the rows parked under the old region once
 more. Phone keys read by an older rule (before PHONE_KEY_RULE, a key holding a non-ASCII digit or a
@@ -93,8 +95,11 @@ class SyncRecords:
     """The records of one sync (`cfg`, sending to `dest_cfg`), read once a run by `moved_from`."""
 
     def __init__(self, state, planner, cfg, dest_cfg, phone_region: str | None = None, phone_key: bool = False,
-                 phone_fields: tuple[str, ...] = ()):
+                 phone_fields: tuple[str, ...] = (), account: str | None = None):
         self.state, self.planner, self.cfg = state, planner, cfg
+        self.account = account  # where the destination's writes land (Destination.account)
+        self._account: str | None = None  # ... as recorded: the snapshot was delivered there
+        self._reaccounted = False  # moved_from found only the destination's address changed
         self.phone_region = phone_region or ""  # "" (no region) as recorded
         self.phone_key, self.phone_fields = phone_key, list(phone_fields)
         self.destination_id = f"{cfg.destination} ({dest_cfg.type} {cfg.service})"
@@ -115,6 +120,10 @@ class SyncRecords:
     @property
     def _mapping_key(self) -> str:
         return f"mapping:{self.cfg.name}"
+
+    @property
+    def _account_key(self) -> str:
+        return f"account:{self.cfg.name}"
 
     @property
     def _match_key(self) -> str:
@@ -149,13 +158,14 @@ class SyncRecords:
         returned then as that field): the snapshot says nothing of what the records now matched
         hold. Reads the sync's records (one query). A sync recorded before the matching field was
         (no `match:` record) is taken as matching by the field its file names."""
-        self._known = self.state.meta_values(self._destination_key, self._mapping_key, self._match_key,
-                                             self._region_key, self._phone_keys_key, self._types_key,
+        self._known = self.state.meta_values(self._destination_key, self._account_key, self._mapping_key,
+                                             self._match_key, self._region_key, self._phone_keys_key, self._types_key,
                                              self._forms_key, self._pruned_key,
                                              *(self._wrote_key(f.field) for f in self.cfg.fields))
         known = self._sent_to = self._known.get(self._destination_key)
         self._matched_by = self._known.get(self._match_key)
-        self._rematched = False
+        self._account = self._known.get(self._account_key)
+        self._rematched = self._reaccounted = False
         self._recased = None
         if known is None:
             self._recased = self._other_case_name()
@@ -163,6 +173,9 @@ class SyncRecords:
                 return self._recased
         if known is not None and known != self.destination_id:
             return known
+        if known is not None and None not in (self._account, self.account) and self._account != self.account:
+            self._reaccounted = True
+            return self._account
         if known is not None and self._matched_by is not None and self._matched_by != self.cfg.match_field:
             self._rematched = True
             return self._matched_by
@@ -182,6 +195,9 @@ class SyncRecords:
             return (f"sync {self.cfg.name} is new, and sync {moved} (its name in another case) may have held its "
                     "state tables (where the warehouse ignores the case of names): every row is sent, as with "
                     "--full-refresh")
+        if self._reaccounted:
+            return (f"sync {self.cfg.name}'s destination {self.cfg.destination} now reaches {self.account}, no longer "
+                    f"{moved}: every row is sent, as with --full-refresh")
         if self._rematched:
             return (f"sync {self.cfg.name} now matches {self.destination_id} by {self.cfg.match_field}, no longer "
                     f"by {moved}: every row is sent, as with --full-refresh")
@@ -197,6 +213,9 @@ class SyncRecords:
         if self._matched_by != self.cfg.match_field:
             self.state.set_meta_value(self._match_key, self.cfg.match_field)
             self._matched_by = self.cfg.match_field
+        if self.account is not None and self._account != self.account:
+            self.state.set_meta_value(self._account_key, self.account)
+            self._account = self.account
 
     def forget_old_destination(self) -> None:
         """A moved sync (or one matching by another field) forgets the old destination's snapshot,

@@ -123,6 +123,7 @@ class SyncRun:
             ),
         )
         self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg,
+                                   account=self.destination.account(),
                                    phone_region=self.destination.default_region(),
                                    phone_key=self.key_spec.kind == "phone",
                                    phone_fields=tuple(f for f, kind in self.spec.kinds.items() if kind == "phone"))

@@ -153,3 +153,14 @@ def test_the_api_sends_24_requests_at_once_by_default_and_dinsync_yml_still_deci
     assert p.destinations["splio"].concurrency == SplioDestination.default_concurrency == 24
     p = load_project(project(tmp_path / "b", body=api + "    concurrency: 6\n"), env=ENV)
     assert p.destinations["splio"].concurrency == 6
+
+
+def test_the_account_a_sync_reaches_is_the_universe_whichever_transport(tmp_path):
+    """What a sync records as the place its snapshot was delivered to (another one: every row is
+    sent): the universe, over SFTP or the API alike, never a credential."""
+    api = "    transport: api\n    universe: acme\n    api_key: ${env:SPLIO_API_KEY}\n"
+    accounts = [load_project(project(tmp_path / name, body=body), env=ENV).destinations["splio"]
+                .make_destination().account() for name, body in (("sftp", SFTP), ("api", api))]
+    assert accounts == ["universe acme", "universe acme"]
+    other = load_project(project(tmp_path / "other", body=SFTP.replace("acme", "acme_eu")), env=ENV)
+    assert other.destinations["splio"].make_destination().account() == "universe acme_eu"

@@ -421,3 +421,39 @@ def test_a_new_phone_region_sends_the_phone_fields_again_and_the_rows_parked_und
     assert sandbox_user(project, "user2@example.com")["dataFields"]["phoneNumber"] == "+14155550102"
     project.requests.clear()
     assert project.sync()["runs"][0]["sent"] == 0
+
+
+def test_a_destination_pointed_at_another_address_sends_it_every_row(project, monkeypatch):
+    """The destination's `base_url` (or `region`) changed: tried against the sandbox, then pointed at
+    the platform; or moved from one Iterable data center to the other. The snapshot says what the
+    old address holds, nothing of the new one: the run after the edit found every row unchanged and
+    sent nothing there (README: "not noticed: run --full-refresh")."""
+    from dinsync.sandbox import IterableSandbox, SandboxThread
+    from tests.conftest import TEST_KEY
+
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    other = IterableSandbox([TEST_KEY])
+    thread = SandboxThread(other)
+    thread.start()
+    try:
+        config = project.root / "dinsync.yml"
+        config.write_text(config.read_text().replace(project.base_url, thread.url))
+        plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+        assert (plan["added"], plan["unchanged"], plan["full_refresh"]) == (20, 0, True), plan
+        assert plan["notes"] == [f"sync iterable_users's destination iterable now reaches {thread.url}, no longer "
+                                 f"{project.base_url}: every row is sent, as with --full-refresh"], plan["notes"]
+        result = project.cli("sync")
+        run = orjson.loads(result.stdout)["runs"][0]
+        assert (run["status"], run["full_refresh"], run["acknowledged"]) == ("success", True, 20), run
+        assert f"now reaches {thread.url}" in result.stderr
+        assert thread.call(lambda: len(other.users)) == 20
+        assert project.sync()["runs"][0]["sent"] == 0  # then only changes again
+        # the same address written otherwise (a trailing slash, a proxy's password) is the same address,
+        # and the state never holds that password
+        monkeypatch.setenv("PROXY_PASSWORD", "proxy-pw-8c1f27")
+        proxied = thread.url.replace("http://", "http://api:${env:PROXY_PASSWORD}@") + "/"
+        config.write_text(config.read_text().replace(thread.url, proxied))
+        assert project.sync()["runs"][0]["sent"] == 0
+        assert project.sql("select value from dinsync.meta where key = 'account:iterable_users'") == [(thread.url,)]
+    finally:
+        thread.stop()

@@ -101,6 +101,10 @@ class SplioDestination(Destination):
         self.custom_ids: dict[str, int] = {}  # custom field name -> Splio id (API; from the pre-flight check)
         self._api: SplioApiSender | None = None
 
+    def account(self) -> str:
+        """The universe, whichever transport reaches it (the API's base URL when none is named)."""
+        return f"universe {self.settings.universe}" if self.settings.universe else super().account()
+
     # --- secrets and transports ----------------------------------------------------------------
     def secrets(self) -> list[str]:
         found = [v for v in self.credentials.values() if v]
