@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Collection
 
 import orjson
 
@@ -410,6 +411,22 @@ class SyncRecords:
         self.planner.forget_fingerprints(resend=list(others))
         self.record_writes(list(others), again=True)
         return what + "sending them for every row"
+
+    def renamed_note(self, syncs: Collection[str]) -> str | None:
+        """For a new sync (its first run, or a plan of it): the syncs not among `syncs` (the
+        project's) that wrote fields it maps to its records, as read by moved_from. It may be one of
+        them renamed, which starts anew (every row is sent) and leaves the old name's state. None for
+        a sync that delivered before (a destination record: its snapshot emptied by its model, say)."""
+        if self._sent_to is not None:
+            return None
+        gone = sorted({other for f in self.cfg.fields for other in self._writers(f.field)
+                       if other != self.cfg.name and other not in syncs})
+        if not gone:
+            return None
+        who = f"sync {gone[0]}, which is" if len(gone) == 1 else f"syncs {', '.join(gone)}, which are"
+        return (f"sync {self.cfg.name} is new: every row is sent; {who} not in this project, wrote the same records "
+                f"({self.records_id}): a sync renamed starts anew, and the old name's state stays "
+                f"({', '.join(f'snap_{g}' for g in gone)} in the state schema: drop it once it is not wanted)")
 
     def unrecorded(self) -> set[str]:
         """The mapped fields this sync has no record of writing (as read by moved_from)."""

@@ -189,6 +189,9 @@ class SyncRun:
                 raise located from None
             if shared and not stats.first_sync:  # (a first sync sends every row anyway)
                 self.notes.append(shared)
+            renamed = self.records.renamed_note(self.project.syncs) if stats.first_sync and moved is None else None
+            if renamed:
+                self.notes.append(renamed)
             if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
                 stats.removed = 0
             self.notes.extend(self._plan_outlook(stats, moved is not None))
@@ -374,6 +377,9 @@ class SyncRun:
         s.parked = self.planner.parked_count(staying=True)  # (those that left the model leave the snapshot)
         if shared and not stats.first_sync:  # (a first sync sends every row anyway)
             self.progress("note", {"message": shared})
+        renamed = self.records.renamed_note(self.project.syncs) if stats.first_sync and self._moved is None else None
+        if renamed:
+            self.progress("note", {"message": renamed})
         th = self.cfg.thresholds
         figures = self.key_figures = KeyFigures.from_plan(
             self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,

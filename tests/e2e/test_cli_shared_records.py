@@ -200,3 +200,26 @@ def test_the_other_syncs_run_that_failed_after_the_platform_applied_its_rows_cou
     run = project.sync("iterable_users")["runs"][0]
     assert (run["status"], run["changed"], run["acknowledged"]) == ("success", 20, 20), run
     assert plan_of(project, "user6@example.com") == "free"
+
+
+def test_a_renamed_sync_says_it_sends_every_row_and_names_the_old_name_left_behind(project):
+    """A sync file renamed is a new sync, which sends every row (README): `plan` and the run said
+    nothing of it (first_sync, no note), so a rename in a pull request resent a whole segment
+    unannounced and left the old name's snapshot behind for good."""
+    assert project.sync()["runs"][0]["acknowledged"] == 20
+    rename(project, "iterable_users", "customers")
+    note = ("sync customers is new: every row is sent; sync iterable_users, which is not in this project, wrote the "
+            "same records (iterable (iterable users) by email): a sync renamed starts anew, and the old name's state "
+            "stays (snap_iterable_users in the state schema: drop it once it is not wanted)")
+    plan = orjson.loads(project.cli("plan").stdout)["plans"][0]
+    assert (plan["first_sync"], plan["added"], plan["notes"]) == (True, 20, [note]), plan
+    result = project.cli("sync")
+    assert orjson.loads(result.stdout)["runs"][0]["acknowledged"] == 20
+    assert note in result.stderr
+    assert "is new" not in project.cli("sync").stderr  # said once
+    # a new sync of other records (users found by userId) is just new
+    (project.root / "syncs" / "by_user_id.yml").write_text((project.root / "syncs" / "customers.yml").read_text()
+                                                           .replace("column: email", "column: user_id")
+                                                           .replace("field: email", "field: userId"))
+    plan = orjson.loads(project.cli("plan", "by_user_id").stdout)["plans"][0]
+    assert (plan["first_sync"], plan["notes"]) == (True, []), plan
