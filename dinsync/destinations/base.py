@@ -457,18 +457,19 @@ class Destination:
     def account(self) -> str:
         """Where its writes land, as far as the settings tell without the credentials (a new key is
         often the same project's): a sync whose destination now reaches another sends it every row.
-        Default: the base URL (the region's, or `base_url`), without a `user:password@` or a query,
-        its scheme and host in lower case."""
+        Default: the base URL (the region's, or `base_url`), without a `user:password@`, a query or
+        the scheme's default port, its scheme and host in lower case."""
         import urllib.parse
 
         url = urllib.parse.urlsplit(self.base_url)
         host = (url.hostname or "").lower()
         host = f"[{host}]" if ":" in host else host
+        scheme = url.scheme.lower()
         try:
-            port = f":{url.port}" if url.port else ""
+            port = f":{url.port}" if url.port and (scheme, url.port) not in (("https", 443), ("http", 80)) else ""
         except ValueError:  # (not a port: the request fails, saying so)
             port = ""
-        return f"{url.scheme.lower()}://{host}{port}{url.path.rstrip('/')}"
+        return f"{scheme}://{host}{port}{url.path.rstrip('/')}"
 
     def default_region(self) -> str | None:
         return self.options.get("phone_region") or self.phone_region

@@ -429,3 +429,18 @@ def test_a_lookup_refusing_the_identifier_names_it_as_the_rejections_field():
     [by_id] = d.lookup_requests(["u 1 "], ["u 1 "], spec("update", key_field="userId"))
     out = d.parse(by_id, 400, {}, b'{"msg": "Invalid userId", "code": "InvalidUserIdError"}')
     assert [(r.status, r.field) for r in out.results] == [("rejected", "userId")]
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("https://api.iterable.com", "https://API.Iterable.com:443/", True),
+    ("https://api.iterable.com", "https://user:pw-5e1c@api.iterable.com", True),
+    ("http://127.0.0.1:8765", "http://127.0.0.1:8765/?debug=1", True),
+    ("https://api.iterable.com", "https://api.eu.iterable.com", False),
+    ("http://127.0.0.1:8765", "http://127.0.0.1:8766", False),
+    ("https://proxy.example.com/iterable", "https://proxy.example.com/other", False),
+])
+def test_the_account_a_sync_reaches_is_its_address_written_either_way_and_never_a_credential(a, b, same):
+    """What a sync records as where its snapshot was delivered (another: every row is sent)."""
+    accounts = [IterableDestination(url, {"api_key": KEY}).account() for url in (a, b)]
+    assert (accounts[0] == accounts[1]) is same, accounts
+    assert all("pw-5e1c" not in x and KEY not in x for x in accounts)
