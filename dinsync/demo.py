@@ -259,8 +259,7 @@ def run_demo(path: Path, rows: int, say: Callable[[str], None] | None = None, *,
     say(textwrap.dedent(f"""\
         Try it yourself: start `dinsync sandbox --port 8765` in another terminal, point base_url in
         {path / 'dinsync.yml'} at http://127.0.0.1:8765, export {DEMO_KEY_ENV}=sandbox-key and run
-        `dinsync --project-dir {path} plan --full-refresh` / `sync --full-refresh` (that sandbox
-        starts empty and dinsync does not notice a new base_url: without --full-refresh it sends only
-        what changed since the demo). (A demo folder whose files you edited is yours: the demo then
-        refuses it without --force.)"""))
+        `dinsync --project-dir {path} plan` / `sync` (that sandbox starts empty: dinsync notices the
+        new base_url and sends it every row). (A demo folder whose files you edited is yours: the demo
+        then refuses it without --force.)"""))
     return report

@@ -44,8 +44,9 @@ def test_demo_runs_offline_and_only_changes_travel_the_second_time(tmp_path, mon
 
 def test_demo_try_it_yourself_hint_fills_a_new_sandbox(tmp_path, monkeypatch, iterable_sandbox):
     """The demo ends with "Try it yourself": point base_url at a new (empty) sandbox and run the
-    command it names. That command must deliver the demo's customers there: dinsync does not notice
-    a base_url change, so a plain `sync` would send nothing (the snapshot holds the demo's syncs)."""
+    command it names. That command must deliver the demo's customers there (the snapshot holds the
+    demo's syncs: it named `sync --full-refresh` while dinsync did not notice a new base_url; a plain
+    `sync` does, since 2026-12-07, and says so)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DINSYNC_DEMO_ITERABLE_KEY", raising=False)
     result = CliRunner().invoke(app, ["demo", "--path", "demo", "--rows", "60"], catch_exceptions=False)
@@ -62,6 +63,7 @@ def test_demo_try_it_yourself_hint_fills_a_new_sandbox(tmp_path, monkeypatch, it
     assert synced.exit_code == 0, synced.output
     run = json.loads(synced.stdout)["runs"][0]
     assert run["acknowledged"] >= 55 and len(sandbox.users) == run["acknowledged"]  # every customer, not 0
+    assert sync_args == ["sync"] and "now reaches" in synced.output
 
 
 def test_init_scaffolds_a_project_that_validates(tmp_path, monkeypatch):
