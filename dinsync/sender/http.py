@@ -52,6 +52,10 @@ MAX_REASON_CHARS = 500
 # Bytes of an answer that is not a 2xx read at most: more than an error the platforms answer (Iterable's
 # for a request of its 4 MB cap included); the rest of, say, a gateway's 50 MB page is not read.
 MAX_ERROR_BODY = 4 * 2**20
+# Bytes of a 2xx answer read at most, decompressed: well above the platforms' largest (an Attio records
+# query of 500 records, a few MB). A longer one (a proxy's or CDN's endless 200, a gzip bomb) is no
+# platform's answer: not read further, its request is retried (AnswerTooLarge, a transport failure).
+MAX_ANSWER_BODY = 64 * 2**20
 # Requests in a row that used all their attempts while the destination answered nothing (no
 # response but 5xx/408, timeouts, refused or reset connections; a 429 is an answer): then it is
 # down and sending stops. Sporadic failures never add up to it: any answer starts the count again.
@@ -85,6 +89,10 @@ class EndpointStats:
 @dataclass
 class SenderStats(EndpointStats):
     endpoints: dict[str, EndpointStats] = field(default_factory=dict)
+
+
+class AnswerTooLarge(aiohttp.ClientPayloadError):
+    """A 2xx answer longer than MAX_ANSWER_BODY: not read to its end, nothing in it acknowledged."""
 
 
 class _GiveUp(Exception):
@@ -646,21 +654,25 @@ def redirect_reason(status: int, headers: Mapping[str, str], setting: str = "bas
 
 
 async def read_body(resp: aiohttp.ClientResponse) -> bytes:
-    """The answer's body; of one that is not a 2xx, its first MAX_ERROR_BODY bytes (decompressed).
+    """The answer's body (decompressed); of one that is not a 2xx, its first MAX_ERROR_BODY bytes.
     (Read whole, a 50 MB error page took that much memory for each request in flight, to quote 500
-    characters; the connection of an answer not read to its end is closed, not reused.) A UTF-8 byte
-    order mark before it is dropped: RFC 8259 lets a reader ignore one, the destinations' JSON
-    reader refused it (every row of every run failed on a gateway adding one)."""
-    if 200 <= resp.status < 300:
-        body = await resp.read()
-    else:
-        parts, size = [], 0
-        async for chunk in resp.content.iter_chunked(2**16):
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= MAX_ERROR_BODY:
-                break
-        body = b"".join(parts)[:MAX_ERROR_BODY]
+    characters; the connection of an answer not read to its end is closed, not reused.) A 2xx longer
+    than MAX_ANSWER_BODY raises AnswerTooLarge once that much is read (read whole, a proxy's endless
+    200 or a gzip bomb took gigabytes). A UTF-8 byte order mark before it is dropped: RFC 8259 lets a
+    reader ignore one, the destinations' JSON reader refused it (every row of every run failed on a
+    gateway adding one)."""
+    answer = 200 <= resp.status < 300
+    most = MAX_ANSWER_BODY if answer else MAX_ERROR_BODY
+    parts, size = [], 0
+    async for chunk in resp.content.iter_chunked(2**16):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= most and not answer:
+            break
+        if size > most:
+            raise AnswerTooLarge(f"HTTP {resp.status} answer over {most / 2**20:g} MiB not read (no platform's "
+                                 "answer is so long: a proxy's or a CDN's?)")
+    body = b"".join(parts)[:most]
     return body[3:] if body.startswith(b"\xef\xbb\xbf") else body
 
 

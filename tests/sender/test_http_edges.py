@@ -199,3 +199,85 @@ def test_a_proxys_credentials_never_show_in_a_reason(no_env_proxy):
     token = base64.b64encode(b"corp:S3cret-proxy-pw").decode()
     assert result.status == "failed" and "HTTP 502: bad gateway; you sent Basic ***" in result.reason, result.reason
     assert "S3cret-proxy-pw" not in result.reason and token not in result.reason
+
+
+def _gzip_bomb(expanded: int) -> bytes:
+    """A gzip body of a few KB that expands to `expanded` bytes (JSON the destination would read)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(b'{"failed": {}, "pad": "')]
+    parts += [packer.compress(b"0" * 2**20) for _ in range(expanded // 2**20)]
+    parts += [packer.compress(b'"}'), packer.flush()]
+    return b"".join(parts)
+
+
+def test_a_huge_2xx_answer_is_not_read_whole(monkeypatch):
+    """A 2xx was read whole: a proxy's or CDN's endless 200 (300 MB: 874 MB of RSS for one request)
+    or a gzip bomb (1 MB expanding to 1 GB: 3.1 GB) took as much memory per request in flight. It
+    is read up to MAX_ANSWER_BODY; a larger one is no platform's answer: not acknowledged, sent again."""
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "MAX_ANSWER_BODY", 2**20, raising=False)
+    written, seen = [], []
+
+    class Recording(FakeDestination):
+        def parse(self, request, status, headers, body):
+            seen.append(len(body))
+            return super().parse(request, status, headers, body)
+
+    async def endless(request, hit):
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                       "Content-Length": str(64 * 2**20)})
+        await resp.prepare(request)
+        sent = 0
+        try:
+            await resp.write(b'{"failed": {}, "pad": "')
+            while sent < 64 * 2**20:
+                await resp.write(b"0" * 2**16)
+                sent += 2**16
+        except (ConnectionError, RuntimeError):
+            pass
+        written.append(sent)
+        return resp
+
+    bomb = _gzip_bomb(16 * 2**20)
+
+    async def gzip_bomb(request, hit):
+        return web.Response(body=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    async def main(handler):
+        async with Server(handler) as srv, HttpSender(Recording(srv.url, {"api_key": SECRET}), retry_policy=ONCE) as s:
+            results = await s.send(batch(["a", "b"]))
+            await asyncio.sleep(0.2)  # the handler's write fails once the client has closed
+            return results
+
+    for handler in (endless, gzip_bomb):
+        results = run(main(handler))
+        assert statuses(results) == {"a": "failed", "b": "failed"}, (handler.__name__, results)
+        assert "HTTP 200 answer over 1 MiB not read" in results[0].reason, results[0].reason
+    assert not seen  # no part of either was handed to the destination as its answer
+    assert written and max(written) < 16 * 2**20  # the client stopped reading (socket buffers aside)
+
+
+def test_attentives_results_file_is_not_read_whole_past_the_cap(monkeypatch):
+    """A results file link answering without end (a CDN's) was read whole too: it is given up
+    at MAX_ANSWER_BODY, as an answer that is not the file (the job's rows are not settled by it)."""
+    import dinsync.sender.http as http
+    from dinsync.destinations.attentive import AttentiveDestination
+    from dinsync.destinations.base import TransportOptions
+
+    monkeypatch.setattr(http, "MAX_ANSWER_BODY", 2**20, raising=False)
+    monkeypatch.setattr("dinsync.destinations.attentive.transport.DOWNLOAD_ATTEMPTS", 1)
+    line = b'{"email": "a@x.com", "status": "SUCCESS"}\n'
+
+    async def endless(request, hit):
+        return web.Response(body=line * (2 * 2**20 // len(line)), content_type="application/x-ndjson")
+
+    async def main():
+        async with Server(endless) as files:
+            dest = AttentiveDestination("http://127.0.0.1:9", {"api_key": "attn-key-5e4d3c2b1a"}, {})
+            async with dest.make_transport(TransportOptions(retry_policy=ONCE)) as transport:
+                return await transport._results_file(files.url + "/job-1.jsonl?sig=x")
+
+    assert run(main()) is None

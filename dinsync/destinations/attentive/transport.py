@@ -25,6 +25,7 @@ from yarl import URL
 
 from ...errors import DestinationUnreachableError, DinsyncError, SendingStopped
 from ...sender import HttpSender
+from ...sender.http import read_body
 from ...sender.proxy import proxy_for
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
 from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
@@ -316,7 +317,7 @@ class AttentiveTransport:
             try:
                 link = URL(url, encoded=True)
                 async with self._downloads.get(link, **proxy_for(link)) as resp:
-                    body = await resp.read()
+                    body = await read_body(resp)  # (at most MAX_ANSWER_BODY)
                     if resp.status == 200 and body.strip():
                         self.stats.downloads += 1
                         return [orjson.loads(line) for line in body.splitlines() if line.strip()]
