@@ -378,3 +378,17 @@ def test_the_api_tokens_of_many_runs_do_not_pile_up_in_the_redactor():
         assert redaction.redact(f"token {token} refused") == "token *** refused"
     assert len(redaction.registered()) - before <= 64  # redaction.SESSION_KEEP
     assert redaction.redact("key splio-key-0123456789") == "key ***"
+
+
+def test_bulk_items_naming_contacts_never_sent_acknowledge_none_of_ours():
+    """A 207 whose items name other contacts (another request's answer, a gateway's replay) as many
+    as the request's were taken by position: each of ours was acknowledged on the word about another
+    contact, and entered the snapshot though Splio never said it got it. An item without a
+    contact_id is still read by its position."""
+    request = bulk(["a@x.com", "b@x.com"])
+    out = answer(request, 207, {"time": 5, "errors": 0, "items": [
+        {"contact_id": "x@other.com", "code": 201, "description": ""},
+        {"contact_id": "y@other.com", "code": 201, "description": ""}]})
+    assert {r.key: r.status for r in out.results} == {"a@x.com": "failed", "b@x.com": "failed"}
+    out = answer(bulk(["a@x.com", "b@x.com"]), 207, {"items": [{"code": 201}, {"contact_id": None, "code": 201}]})
+    assert {r.key: r.status for r in out.results} == {"a@x.com": "ok", "b@x.com": "ok"}

@@ -357,7 +357,7 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
             key = ctx.id_to_key.get(contact, contact)
             if key not in wanted:
                 key = ctx.id_to_key.get(contact.lower(), contact.lower())
-        if key not in wanted and positional:
+        if key is None and positional:  # (an item naming another contact says nothing of ours)
             key = request.keys[i]
         if key not in wanted or key in results:
             continue
