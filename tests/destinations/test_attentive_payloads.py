@@ -453,6 +453,18 @@ def test_a_single_v2_write_is_acknowledged_only_by_attentives_json_answer():
     assert parse(v2, 202, {"success": False, "message": "no"}).results[0].status == "rejected"
 
 
+def test_a_single_v2_write_is_not_acknowledged_by_json_of_another_shape():
+    """A JSON object without Attentive's `success` (a gateway's or a mock's `{}`, `{"message": "ok"}`,
+    `{"data": null}`) acknowledged the row: it entered the snapshot with values Attentive may never
+    have got. Only `success` says what became of the write; without it, the write is sent again."""
+    v2 = destination().single_request("a@b.co", b'{"user": {"email": "a@b.co"}}')
+    for body in ({}, {"message": "ok"}, {"data": None}, {"status": "ok"}, {"success": "true"}, {"success": None}):
+        outcome = parse(v2, 202, body)
+        assert outcome.kind == "retry", body
+        assert "without Attentive's answer" in outcome.reason
+    assert parse(v2, 202, {"success": True}).results[0].status == "ok"
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_failures_stop_the_run_naming_the_scopes(status):
     write = Request("bulk_user_attributes", "POST", "/v2/bulk/user/attributes", b"{}", ["a"], context=None)

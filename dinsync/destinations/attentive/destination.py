@@ -341,7 +341,7 @@ class AttentiveDestination(Destination):
         if status == 408 or status >= 500:
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
         if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None)
-                                    or (request.endpoint == V2_SINGLE and not isinstance(data, dict))
+                                    or (request.endpoint == V2_SINGLE and not _v2_answer(data))
                                     or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
@@ -383,6 +383,12 @@ class AttentiveDestination(Destination):
         if result.status == "rejected" and request.endpoint == "custom_attributes":
             result = replace(result, field=named_properties(request.body, message))
         return Outcome("done", [result])
+
+
+def _v2_answer(data: Any) -> bool:
+    """Whether a single v2 write's 2xx body is Attentive's answer, `{"success": true|false, "message"}`:
+    a JSON object without `success` (a gateway's `{}` or `{"message": "ok"}`) says nothing of the write."""
+    return isinstance(data, dict) and isinstance(data.get("success"), bool)
 
 
 def _custom_lookup(ctx: Any) -> bool:
