@@ -392,3 +392,14 @@ def test_bulk_items_naming_contacts_never_sent_acknowledge_none_of_ours():
     assert {r.key: r.status for r in out.results} == {"a@x.com": "failed", "b@x.com": "failed"}
     out = answer(bulk(["a@x.com", "b@x.com"]), 207, {"items": [{"code": 201}, {"contact_id": None, "code": 201}]})
     assert {r.key: r.status for r in out.results} == {"a@x.com": "ok", "b@x.com": "ok"}
+
+
+def test_a_patch_answered_with_json_that_is_no_contact_is_sent_again():
+    """A 2xx JSON object that is no contact (a gateway's `{"message": "ok"}`, `{"status": "ok"}`,
+    `{"data": null}`) acknowledged the PATCH: the row entered the snapshot with values Splio may never
+    have got. Splio answers with the contact it edited: an object holding a contact's members."""
+    for body in ({"message": "ok"}, {"status": "ok"}, {"data": None}, {"success": True}):
+        outcome = answer(patch("a@x.com"), 200, body)
+        assert outcome.kind == "retry", body
+        assert "not Splio's answer to a PATCH" in outcome.reason
+    assert answer(patch("a@x.com"), 200, {"id": 7, "email": "a@x.com", "custom_fields": []}).kind == "done"

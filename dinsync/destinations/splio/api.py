@@ -50,6 +50,9 @@ EXISTS_REASON = "Splio: the contact already exists (updated with PATCH instead)"
 # a 207 item's 4xx codes that say "try again" (timeout, too early, rate limited), not "this contact
 # is wrong": failed (sent again by the next run), never parked as rejected
 TRANSIENT_ITEM_CODES = frozenset({408, 425, 429})
+# members of the contact Splio answers a PATCH with (its GET /data/contacts/{id} shape): one at least
+CONTACT_MEMBERS = frozenset({"id", "email", "cellphone", "firstname", "lastname", "language", "creation_date",
+                             "custom_fields", "lists"})
 TOKEN_MARGIN = 300.0  # seconds before `exp` at which a token is renewed (at most 10% of its lifetime)
 _token_generation: contextvars.ContextVar[int | None] = contextvars.ContextVar("splio_token", default=None)
 
@@ -253,13 +256,14 @@ def contact_missing(body: bytes) -> bool:
 def _patch_answer(status: int, body: bytes) -> bool:
     """Whether a 2xx is Splio's answer to a PATCH: the contact it edited (a JSON object), or a 204
     (No Content: a server's own word that it is done). Anything else (an empty 200, JSON cut short
-    or unreadable, `null`, `{}`, a proxy's or a portal's page) may come from something between
+    or unreadable, `null`, `{}`, an object holding no contact member, a proxy's or a portal's page) may come from something between
     dinsync and Splio that never passed the PATCH on: taken for an acknowledgement, the row entered
     the snapshot with values Splio never got, and no later run sent them (it looked unchanged)."""
     if status == 204:
         return not body.strip()
     data = _json(body)
-    return isinstance(data, dict) and bool(data)
+    # (a gateway's `{"message": "ok"}` or `{"status": "ok"}` is a JSON object too, but no contact)
+    return isinstance(data, dict) and not CONTACT_MEMBERS.isdisjoint(data)
 
 
 _CONTACT_AT = re.compile(r"contacts\[(\d+)\](?:\.([a-z_]+)$)?")
