@@ -396,6 +396,17 @@ def test_lookup_answers():
     assert (bad.status, bad.reason) == ("rejected", "Attentive HTTP 400: email is not a valid email address")
 
 
+def test_a_subscriptions_lookup_answered_with_json_that_is_no_object_is_asked_again():
+    """`GET /v1/subscriptions` answers a known subscriber with an object (GetSubscriptionsResponseDto,
+    `{"subscriptionEligibilities": [...]}`). A gateway's `[]`, `"ok"` or `true` was taken for a known
+    subscriber: update mode wrote to a user the lookup never found, and acknowledged the row."""
+    for body in ([], "ok", True, 1):
+        outcome = parse(lookup("subscriptions"), 200, body)
+        assert outcome.kind == "retry", body
+        assert "without Attentive's answer" in outcome.reason
+    assert parse(lookup("subscriptions"), 200, {}).results[0].status == "ok"  # (the DTO requires no member)
+
+
 def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
     """A proxy's or a captive portal's 200 page (or no JSON where Attentive answers with it): a
     glitch of one answer, retried like a 5xx. A subscriptions lookup took any 200 for a known

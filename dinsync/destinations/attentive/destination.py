@@ -342,14 +342,17 @@ class AttentiveDestination(Destination):
             return Outcome("retry", reason=f"Attentive HTTP {status}: {message}")
         if 200 <= status < 300 and (is_html_page(body) or (data is None and ctx is not None)
                                     or (request.endpoint == V2_SINGLE and not _v2_answer(data))
-                                    or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))):
+                                    or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))
+                                    or (_lookup_of(ctx, "subscriptions") and status == 200
+                                        and not isinstance(data, dict))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
             # a glitch of one answer, where the request may never have reached Attentive, sent again
             # (also `GET /v1/me`'s: an empty 200 failed the run before anything was sent);
             # a subscriptions lookup took any 200 for a known subscriber, and a v2 write's empty 202
             # committed values Attentive never got (v1's answer to a write has no body: any 200); a
-            # custom attributes lookup answers a list: a gateway's `{}` failed the row at once
+            # custom attributes lookup answers a list: a gateway's `{}` failed the row at once; a
+            # subscriptions lookup an object: a gateway's `[]` was a known subscriber
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
@@ -393,7 +396,11 @@ def _v2_answer(data: Any) -> bool:
 
 def _custom_lookup(ctx: Any) -> bool:
     """Whether `ctx` is a custom attributes lookup (answered with a list: the subscriber's attributes)."""
-    return isinstance(ctx, Lookup) and ctx.kind == "custom_attributes"
+    return _lookup_of(ctx, "custom_attributes")
+
+
+def _lookup_of(ctx: Any, kind: str) -> bool:
+    return isinstance(ctx, Lookup) and ctx.kind == kind
 
 
 def _lookup_result(key: str, ctx: Lookup, status: int, data: Any, message: str) -> RecordResult:
