@@ -979,3 +979,33 @@ def test_an_unknown_select_option_stays_a_rejection_beside_a_reference():
     by_id = d.parse(write, 400, {}, _body(400, "value_not_found", 'Record with ID "x" not found in companies.')).results[0]
     assert [(r.status, r.field) for r in (option, missing, by_id)] == [
         ("rejected", "plan"), ("not_found", "company"), ("not_found", "company")]
+
+
+@pytest.mark.parametrize("junk", [{"data": [{"id": "x", "api_slug": "name"}]},
+                                  {"data": [{"id": {"attribute_id": "a1"}, "api_slug": "email_addresses",
+                                             "config": {"record_reference": "x"}}]},  # (read, without targets)
+                                  {"data": [None, 1, "x"]}])
+def test_a_schema_read_answered_with_items_of_another_shape_is_read_again(junk):
+    """Attributes that are no attribute objects (`id` a string, a `record_reference` that is no object,
+    items that are no objects), from a gateway or a cache between dinsync and Attio: the run failed as
+    an unexpected error ("AttributeError: 'str' object has no attribute 'get'"), or took the workspace
+    for one without attributes (a configuration error, exit 3). Such a page is read again."""
+    from dinsync.sender import HttpSender, RetryPolicy
+    from tests.sender.test_http_sender import Server
+
+    good = {"data": [{"id": {"attribute_id": "a1"}, "api_slug": "email_addresses", "type": "email-address",
+                      "is_unique": True, "is_multiselect": True}]}
+    answers = [junk, good, {"data": []}]
+
+    async def handler(request, hit):
+        from aiohttp import web
+        return web.json_response(answers.pop(0))
+
+    async def main():
+        async with Server(handler) as srv:
+            d = AttioDestination(srv.url, {"api_key": "k"})
+            async with HttpSender(d, retry_policy=RetryPolicy(base=0.01, cap=0.02)) as sender:
+                return await d.read_schema(sender, "people")
+
+    schema = asyncio.run(main())
+    assert [a.slug for a in schema.attributes] == ["email_addresses"]

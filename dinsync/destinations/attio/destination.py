@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import orjson
 from pydantic import ConfigDict, Field, SecretStr
@@ -101,10 +101,18 @@ COMPANIES = _service("companies", "domains", KeySpec("string", normalization="lo
 
 @dataclass
 class _Capture:
-    """Request.context of a schema read: parse() keeps the body here."""
+    """Request.context of a schema read: parse() keeps the body here. `item`: what each of its `data`
+    must be to make it Attio's answer (a page of anything else is read again)."""
 
     what: str
     data: Any = None
+    item: Callable[[Any], bool] | None = None
+
+
+def _identified(item: Any, member: str) -> bool:
+    """Whether an item of a list Attio answers is an object identified as Attio identifies it:
+    `{"id": {member: ...}, ...}` (an attribute's `attribute_id`, an object's `object_id`)."""
+    return isinstance(item, dict) and isinstance(item.get("id"), dict) and isinstance(item["id"].get(member), str)
 
 
 @dataclass
@@ -174,7 +182,8 @@ class AttioDestination(Destination):
         offset = 0
         while True:
             page = await self._read(transport, f"/v2/objects/{_q(object_slug)}/attributes?limit={ATTRIBUTES_PAGE}"
-                                    f"&offset={offset}&show_archived=true", f"the attributes of {object_slug}")
+                                    f"&offset={offset}&show_archived=true", f"the attributes of {object_slug}",
+                                    lambda a: _identified(a, "attribute_id") and isinstance(a.get("api_slug"), str))
             rows = page.get("data") if isinstance(page, dict) else None
             if not isinstance(rows, list):
                 raise DinsyncError(f"attio: unexpected answer listing the attributes of {object_slug}")
@@ -186,8 +195,9 @@ class AttioDestination(Destination):
             seen.update((a.id, a.slug) for a in new)
             offset += len(rows)
 
-    async def _read(self, transport: Transport, path: str, what: str) -> Any:
-        capture = _Capture(what)
+    async def _read(self, transport: Transport, path: str, what: str,
+                    item: Callable[[Any], bool] | None = None) -> Any:
+        capture = _Capture(what, item=item)
         delivered = await transport.deliver(Request(READ, "GET", path, None, keys=[what], context=capture))
         if delivered.problems:
             problem = delivered.problems[0]
@@ -210,7 +220,8 @@ class AttioDestination(Destination):
                                      f"match on it by its slug: `field: {key.slug}`"))
             found.pop(sync.key_field)
         if any(a.type == "record-reference" for a in found.values()):
-            objects = await self._read(transport, "/v2/objects", "the workspace's objects")
+            objects = await self._read(transport, "/v2/objects", "the workspace's objects",
+                                       lambda o: _identified(o, "object_id"))
             slugs = {str((o.get("id") or {}).get("object_id")): str(o.get("api_slug"))
                      for o in (objects or {}).get("data", []) if isinstance(o, dict)}
             for name, attr in found.items():
@@ -390,7 +401,8 @@ class AttioDestination(Destination):
         if isinstance(ctx, _Lookup):
             return self._parse_lookup(request, ctx, status, data, body)
         if isinstance(ctx, _Capture):
-            if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
+            if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list) \
+                    and (ctx.item is None or all(ctx.item(i) for i in data["data"])):
                 ctx.data = data
                 return Outcome("done")
             if 200 <= status < 300:  # a proxy's or a portal's page: read again, as a lookup is (it failed the run)

@@ -53,7 +53,8 @@ class AttributeInfo:
     def from_json(cls, data: dict[str, Any]) -> "AttributeInfo":
         config = data.get("config") or {}
         ref = (config.get("record_reference") or {}) if isinstance(config, dict) else {}
-        allowed = ref.get("allowed_object_ids") or ()
+        allowed = ref.get("allowed_object_ids") if isinstance(ref, dict) else None
+        allowed = allowed if isinstance(allowed, list) else ()
         return cls(slug=str(data.get("api_slug") or ""), id=str((data.get("id") or {}).get("attribute_id") or ""),
                    type=str(data.get("type") or ""), title=str(data.get("title") or ""),
                    is_unique=bool(data.get("is_unique")), is_multiselect=bool(data.get("is_multiselect")),
