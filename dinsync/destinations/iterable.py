@@ -229,9 +229,12 @@ class IterableDestination(Destination):
         code = code if isinstance(code, str) else None
         msg = data.get("msg") if isinstance(data, dict) else None
         if status in (401, 403) or code in FATAL_CODES:
+            # (a page of a proxy or a WAF before Iterable is quoted: the key may be fine)
+            text = "" if code else body_excerpt(body, 1000, chars=120)
+            said = f", {code}" if code else f" without Iterable's answer: {text!r}" if text else ""
             return Outcome(
                 "fatal",
-                reason=f"Iterable refused the API key (HTTP {status}{', ' + code if code else ''}): check that "
+                reason=f"Iterable refused the API key (HTTP {status}{said}): check that "
                 "the key is a server-side key of this project and data centre (region)",
             )
         if status == 429 or status >= 500 or status == 408 or code in TRANSIENT_CODES:

@@ -444,3 +444,17 @@ def test_the_account_a_sync_reaches_is_its_address_written_either_way_and_never_
     accounts = [IterableDestination(url, {"api_key": KEY}).account() for url in (a, b)]
     assert (accounts[0] == accounts[1]) is same, accounts
     assert all("pw-5e1c" not in x and KEY not in x for x in accounts)
+
+
+def test_a_401_or_403_that_is_not_iterables_answer_is_quoted_in_the_error():
+    """A proxy's or a WAF's 403 page stopped the run as "Iterable refused the API key (HTTP 403)",
+    quoting nothing: the user was sent to rotate a key Iterable never refused. The run still stops,
+    and the error now quotes the page, saying it is not Iterable's answer."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com"]), spec()).requests[0]
+    page = b"<html><head><title>Access Denied by Corporate Policy</title></head><body>blocked</body></html>"
+    out = d.parse(req, 403, {}, page)
+    assert out.kind == "fatal"
+    assert "without Iterable's answer: 'Access Denied by Corporate Policy (HTML page)'" in out.reason, out.reason
+    out = d.parse(req, 401, {}, orjson.dumps({"msg": "Invalid API key", "code": "BadApiKey"}))
+    assert out.kind == "fatal" and "(HTTP 401, BadApiKey)" in out.reason and "without Iterable's answer" not in out.reason
