@@ -1009,3 +1009,14 @@ def test_a_schema_read_answered_with_items_of_another_shape_is_read_again(junk):
 
     schema = asyncio.run(main())
     assert [a.slug for a in schema.attributes] == ["email_addresses"]
+
+
+def test_a_401_or_403_that_is_not_attios_answer_is_quoted_in_the_error():
+    """A proxy's or a WAF's 403 page stopped the run as "Attio refused the request (Attio HTTP 403)",
+    quoting nothing of it (the token was blamed for a page Attio never sent): the page is quoted."""
+    d = _dest()
+    write = Request("write", "PUT", "/v2/objects/people/records?matching_attribute=email_addresses", b"{}",
+                    keys=["k1"], context=_Write(False))
+    page = b"<html><head><title>Access Denied by Corporate Policy</title></head><body>blocked</body></html>"
+    out = d.parse(write, 403, {}, page)
+    assert out.kind == "fatal" and "Access Denied by Corporate Policy (HTML page)" in out.reason, out.reason

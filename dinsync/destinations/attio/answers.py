@@ -130,7 +130,8 @@ def missing_reference(status: int, data: Any, body: bytes | None, references: fr
     return ", ".join(sorted(named) or sent)
 
 
-def auth_reason(status: int, data: Any) -> str:
+def auth_reason(status: int, data: Any, body: bytes = b"") -> str:
+    """(An answer that is not Attio's JSON, a proxy's or a WAF's page, is quoted: the token may be fine.)"""
     what = "refused the access token" if status == 401 else "refused the request"
-    return f"Attio {what} ({describe(status, data)}): the token needs the scopes {SCOPE_TEXT}"
+    return f"Attio {what} ({describe(status, data, body)}): the token needs the scopes {SCOPE_TEXT}"
 

@@ -396,7 +396,7 @@ class AttioDestination(Destination):
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         data = read_json(body)
         if status in (401, 403):
-            return Outcome("fatal", reason=auth_reason(status, data))
+            return Outcome("fatal", reason=auth_reason(status, data, body))
         ctx = request.context
         if isinstance(ctx, _Lookup):
             return self._parse_lookup(request, ctx, status, data, body)
