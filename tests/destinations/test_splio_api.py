@@ -403,3 +403,19 @@ def test_a_patch_answered_with_json_that_is_no_contact_is_sent_again():
         assert outcome.kind == "retry", body
         assert "not Splio's answer to a PATCH" in outcome.reason
     assert answer(patch("a@x.com"), 200, {"id": 7, "email": "a@x.com", "custom_fields": []}).kind == "done"
+
+
+def test_bulk_items_giving_one_contact_two_results_acknowledge_it_on_neither():
+    """A 207 naming a contact twice, once created and once refused (a gateway's merged or replayed
+    answer), acknowledged it on the first item read. An answer that contradicts itself says nothing
+    of that contact: it fails, and is sent again; one said twice alike is read once."""
+    request = bulk(["a@x.com", "b@x.com", "c@x.com"])
+    out = answer(request, 207, {"items": [
+        {"contact_id": "a@x.com", "code": 201, "description": ""},
+        {"contact_id": "b@x.com", "code": 201, "description": ""},
+        {"contact_id": "a@x.com", "code": 400, "description": "Custom field with id 5 and name ltv must be of type double."},
+        {"contact_id": "b@x.com", "code": 201, "description": ""},
+        {"contact_id": "c@x.com", "code": 201, "description": ""}]})
+    got = {r.key: r for r in out.results}
+    assert {k: r.status for k, r in got.items()} == {"a@x.com": "failed", "b@x.com": "ok", "c@x.com": "ok"}
+    assert "two different results" in got["a@x.com"].reason

@@ -352,6 +352,7 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
     wanted = set(request.keys)
     positional = len(items) == len(request.keys)
     results: dict[str, RecordResult] = {}
+    torn: set[str] = set()  # contacts the answer gave two different results: failed, whatever either said
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
@@ -363,8 +364,9 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
                 key = ctx.id_to_key.get(contact.lower(), contact.lower())
         if key is None and positional:  # (an item naming another contact says nothing of ours)
             key = request.keys[i]
-        if key not in wanted or key in results:
+        if key not in wanted or key in torn:
             continue
+        earlier = results.get(key)
         code = item.get("code")
         if isinstance(code, str) and code.strip().isdigit():  # (Splio's examples give a number; read its digits too)
             code = int(code)
@@ -379,6 +381,10 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
                                         _custom_field_in(text, custom_ids))
         else:
             results[key] = RecordResult(key, "failed", f"Splio item status {code}: {text}".rstrip(": "))
+        if earlier is not None and (earlier.status, earlier.reason) != (results[key].status, results[key].reason):
+            torn.add(key)
+            ctx.existing.discard(key)
+            results[key] = RecordResult(key, "failed", "Splio's bulk answer gave this contact two different results")
     for key in wanted - results.keys():
         results[key] = RecordResult(key, "failed", "no result for this contact in Splio's bulk answer")
     return list(results.values())
