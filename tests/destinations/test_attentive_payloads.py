@@ -695,3 +695,23 @@ def test_job_results_read_a_status_word_and_identifiers_at_the_top_of_a_line():
     results = job_results(lines, keys, sent, "email", "job-5")
     assert sorted(results.ok) == ["k0", "k1", "k2"]
     assert sorted((r.key, r.status) for r in results.problems) == [("k3", "failed"), ("k4", "failed")]
+
+
+def test_job_results_giving_one_record_two_results_acknowledge_it_on_neither():
+    """A results file naming one record twice, applied then refused (a replayed or merged file),
+    acknowledged it on its first line. A file that contradicts itself says nothing of that record:
+    it fails and is sent again; a line repeated alike is read once."""
+    keys = ["k0", "k1"]
+    sent = {"k0": "a@example.com", "k1": "b@example.com"}
+    ok = {"statusCode": 202, "body": {"success": True}}
+    refused = {"statusCode": 400, "body": {"error": {"id": 3, "message": "a is refused"}}}
+    lines = [{"request": {"identifiers": {"email": "a@example.com"}}, "response": ok},
+             {"request": {"identifiers": {"email": "b@example.com"}}, "response": ok},
+             {"request": {"identifiers": {"email": "a@example.com"}}, "response": refused},
+             {"request": {"identifiers": {"email": "b@example.com"}}, "response": ok}]
+    for later in (False, True):
+        results = job_results(lines, None if later else keys, None if later else sent, "email", "job-5")
+        a, b = ("a@example.com", "b@example.com") if later else ("k0", "k1")
+        assert results.ok == [b], results
+        [(key, status, reason)] = [(r.key, r.status, r.reason) for r in results.problems]
+        assert (key, status) == (a, "failed") and "two different results" in reason

@@ -408,6 +408,7 @@ def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, s
     again), never assumed delivered.
     """
     results: dict[str, RecordResult] = {}
+    torn: set[str] = set()  # records the file gave two different results: failed, whatever either said
     named: dict[str, list[str]] = {}  # identifier as sent -> our records sent with it
     if keys is not None:
         for key in keys:
@@ -425,9 +426,14 @@ def job_results(lines: list[dict], keys: list[str] | None, sent_ids: dict[str, s
         else:
             key = sent
         status, data = _line_response(line)
-        if status is None:
+        if status is None or key in torn:
             continue
-        results.setdefault(key, write_result(key, status, data, error_message(data, b"")))
+        result = write_result(key, status, data, error_message(data, b""))
+        earlier = results.setdefault(key, result)
+        if (earlier.status, earlier.reason) != (result.status, result.reason):  # the file contradicts itself
+            torn.add(key)
+            results[key] = RecordResult(key, "failed", f"Attentive bulk job {job_id}: its results gave this "
+                                        "record two different results")
     if keys is not None:
         for key in keys:
             if key not in results:
