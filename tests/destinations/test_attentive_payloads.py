@@ -422,6 +422,21 @@ def test_a_2xx_that_is_not_attentives_answer_is_sent_again():
     assert parse(v1, 200).results[0].status == "ok"  # a write's empty 200: Attentive's own answer
 
 
+def test_a_v1_custom_attributes_write_answered_with_text_that_is_no_answer_is_sent_again():
+    """`POST /v1/attributes/custom` answers 200 with no body (none documented). A 2xx body that is
+    neither empty nor a JSON object (a proxy's plain "OK", JSON cut short, `null`, `[]`) acknowledged
+    the row: its custom attributes entered the snapshot though Attentive may never have got them
+    (seen through a fault proxy: 3-15 of 120 rows acknowledged with Attentive holding no `Tier`).
+    Such an answer is sent again; an empty body (and a JSON object) is still Attentive's answer."""
+    v1 = Request("custom_attributes", "POST", "/v1/attributes/custom", b"{}", ["a@b.co"])
+    for body in (b"OK", b"{", b'{"success": tr', b"null", b"[]", b'"ok"', b"true"):
+        outcome = parse(v1, 200, body)
+        assert outcome.kind == "retry", body
+        assert "without Attentive's answer" in outcome.reason
+    for body in (b"", b"  \r\n", b"{}"):
+        assert parse(v1, 200, body).results[0].status == "ok", body
+
+
 def test_a_custom_attributes_lookup_answered_200_json_that_is_not_a_list_is_sent_again():
     """`GET /v1/attributes/custom` answers a known subscriber with the list of their attributes. A
     200 JSON that is not a list (a gateway's `{}` or `{"message": "ok"}`) is not that answer: it is

@@ -344,6 +344,8 @@ class AttentiveDestination(Destination):
                                     or (request.endpoint == V2_SINGLE and not _v2_answer(data))
                                     or (_custom_lookup(ctx) and status == 200 and not isinstance(data, list))
                                     or (_lookup_of(ctx, "subscriptions") and status == 200
+                                        and not isinstance(data, dict))
+                                    or (request.endpoint == "custom_attributes" and body.strip()
                                         and not isinstance(data, dict))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
@@ -352,7 +354,8 @@ class AttentiveDestination(Destination):
             # a subscriptions lookup took any 200 for a known subscriber, and a v2 write's empty 202
             # committed values Attentive never got (v1's answer to a write has no body: any 200); a
             # custom attributes lookup answers a list: a gateway's `{}` failed the row at once; a
-            # subscriptions lookup an object: a gateway's `[]` was a known subscriber
+            # subscriptions lookup an object: a gateway's `[]` was a known subscriber; a v1 write
+            # answers no body (or, at most, an object): a proxy's plain "OK" acknowledged its row
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
