@@ -183,7 +183,7 @@ def test_a_base_url_that_is_not_attentive_stops_the_run_before_any_lookup(sandbo
 
 # A proxy's empty 200 (or a text page) answered to the first request is a glitch, as on every other
 # request: asked again, not the end of the run (it failed every run it met, exit 1, nothing sent)
-@pytest.mark.parametrize("body", [b"", b"OK"])
+@pytest.mark.parametrize("body", [b"", b"OK", b"[]", b"null", b'"ok"'])
 def test_a_glitch_answering_the_me_request_is_asked_again(sandbox, body):
     sb, thread = sandbox
     thread.script("getMe", respond(200, body, {"Content-Type": "text/plain"}))

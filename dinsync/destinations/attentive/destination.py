@@ -346,7 +346,8 @@ class AttentiveDestination(Destination):
                                     or (_lookup_of(ctx, "subscriptions") and status == 200
                                         and not isinstance(data, dict))
                                     or (request.endpoint == "custom_attributes" and body.strip()
-                                        and not isinstance(data, dict))):
+                                        and not isinstance(data, dict))
+                                    or (ctx == ME and not isinstance(data, dict))):
             # a proxy's or a captive portal's page (or no JSON where Attentive answers with it: a
             # lookup, a bulk submission, a job's status, a single v2 write's `{"success", "message"}`):
             # a glitch of one answer, where the request may never have reached Attentive, sent again
@@ -355,7 +356,8 @@ class AttentiveDestination(Destination):
             # committed values Attentive never got (v1's answer to a write has no body: any 200); a
             # custom attributes lookup answers a list: a gateway's `{}` failed the row at once; a
             # subscriptions lookup an object: a gateway's `[]` was a known subscriber; a v1 write
-            # answers no body (or, at most, an object): a proxy's plain "OK" acknowledged its row
+            # answers no body (or, at most, an object): a proxy's plain "OK" acknowledged its row;
+            # `GET /v1/me` an object: a gateway's `[]` failed the run before anything was sent
             return Outcome("retry", reason=f"Attentive HTTP {status} without Attentive's answer: {message}")
         if 400 <= status < 500 and is_html_page(body) and isinstance(ctx, (Lookup, BulkPart, type(None))):
             # a proxy's or gateway's page says nothing about the users: failed (sent again next run),
