@@ -254,13 +254,12 @@ def contact_missing(body: bytes) -> bool:
 
 
 def _patch_answer(status: int, body: bytes) -> bool:
-    """Whether a 2xx is Splio's answer to a PATCH: the contact it edited (a JSON object), or a 204
-    (No Content: a server's own word that it is done). Anything else (an empty 200, JSON cut short
-    or unreadable, `null`, `{}`, an object holding no contact member, a proxy's or a portal's page) may come from something between
-    dinsync and Splio that never passed the PATCH on: taken for an acknowledgement, the row entered
-    the snapshot with values Splio never got, and no later run sent them (it looked unchanged)."""
-    if status == 204:
-        return not body.strip()
+    """Whether a 2xx is Splio's answer to a PATCH: the contact it edited (a JSON object holding a
+    contact's members; Splio documents no other answer, a 204 neither). Anything else (an empty 200
+    or 204, JSON cut short or unreadable, `null`, `{}`, `{"message": "ok"}`, a proxy's or a portal's
+    page) may come from something between dinsync and Splio that never passed the PATCH on: taken for
+    an acknowledgement, the row entered the snapshot with values Splio never got, and no later run
+    sent them (it looked unchanged)."""
     data = _json(body)
     # (a gateway's `{"message": "ok"}` or `{"status": "ok"}` is a JSON object too, but no contact)
     return isinstance(data, dict) and not CONTACT_MEMBERS.isdisjoint(data)
