@@ -150,7 +150,7 @@ class Notifier:
 
         import aiohttp
 
-        from ..sender.http import redirect_reason
+        from ..sender.http import read_body, redirect_reason
         from ..sender.proxy import proxy_for
         from ..sender.retry import RetryPolicy, parse_retry_after
 
@@ -173,10 +173,11 @@ class Notifier:
                 # a redirect is not followed: the URL's token or a header (e.g. X-Token) would go with it
                 async with session.post(url, data=body, headers=headers, timeout=timeout,
                                         allow_redirects=False, **proxy_for(url)) as resp:
-                    text = redaction.shorten(await resp.text(errors="replace"), 200)
-                    if 200 <= resp.status < 300:
+                    if 200 <= resp.status < 300:  # (its body is not read: a receiver's endless one neither)
                         self._down.discard(name)
                         return Delivery(name, True, attempt)
+                    # an error's first MAX_ERROR_BODY bytes at most (read whole, a 50 MB page took 50 MB)
+                    text = redaction.shorten((await read_body(resp)).decode("utf-8", "replace"), 200)
                     error = (redirect_reason(resp.status, resp.headers, "the channel's url") if 300 <= resp.status < 400
                              else f"HTTP {resp.status}" + (f": {text}" if text else ""))
                     if resp.status not in RETRYABLE_STATUSES:

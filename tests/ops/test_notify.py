@@ -303,3 +303,49 @@ def test_a_notice_goes_through_the_proxy_the_environment_names(receiver, monkeyp
     assert d.ok, d.error
     [got] = rec.received
     assert got["path"] == "/hook" and got["headers"]["Host"] == "hooks.example.invalid"
+
+
+def test_a_huge_answer_of_a_channel_is_not_read_whole():
+    """A channel's answer was read whole to quote 200 characters of it: a receiver's (or a proxy's)
+    50 MB error page, or an endless body, took that much memory and the time to download it on
+    every attempt. At most the sender's MAX_ERROR_BODY of it is read; a 2xx is not read at all."""
+    import asyncio
+
+    from aiohttp import web
+
+    from dinsync.sandbox.runner import SandboxThread
+    from tests.sender.test_http_sender import Server
+
+    written = []
+
+    async def huge(request, hit):
+        status = 200 if request.path == "/ok" else 500
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "text/plain",
+                                                          "Content-Length": str(50 * 2**20)})
+        await resp.prepare(request)
+        sent = 0
+        try:
+            await resp.write(b"receiver broke ".ljust(2**16, b"x"))
+            sent += 2**16
+            while sent < 50 * 2**20:
+                await resp.write(b"x" * 2**16)
+                sent += 2**16
+                await asyncio.sleep(0)
+        except (ConnectionError, RuntimeError):
+            pass
+        written.append(sent)
+        return resp
+
+    thread = SandboxThread(Server(huge))
+    thread.start()
+    try:
+        chans = [WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=1, name="bad"),
+                 WebhookChannel(type="webhook", url=f"{thread.url}/ok", attempts=1, name="good")]
+        deliveries = Notifier(chans, log=lambda line: None).send(notice())
+        import time
+        time.sleep(0.3)  # the handlers' writes fail once the client has closed
+    finally:
+        thread.stop()
+    assert [(d.channel, d.ok) for d in deliveries] == [("bad", False), ("good", True)]
+    assert deliveries[0].error.startswith("HTTP 500: receiver broke xxx")
+    assert len(written) == 2 and max(written) < 20 * 2**20, written  # neither was read to its end
