@@ -253,6 +253,12 @@ class IterableDestination(Destination):
             results, unlisted = self._failed_updates(request, data)
             results += _dropped_fields(request, data, {r.key for r in results})
             succeeded = _count(data, "successCount")
+            counted = (succeeded or 0) + (_count(data, "failCount") or 0)
+            if counted > len(request.keys):
+                # more users than the request carried: another request's answer (replayed or cached
+                # by something in between), not this one's; it acknowledged every user of it
+                return Outcome("retry", reason=f"Iterable counted {succeeded or 0} updated and "
+                                               f"{data.get('failCount')} failed of {len(request.keys)} users sent")
             # users the answer counts neither as updated nor as failed (its counts fall short of the
             # request's users): not acknowledged on a guess either
             unaccounted = len(request.keys) - (succeeded or 0) - max(_count(data, "failCount") or 0, len(results))

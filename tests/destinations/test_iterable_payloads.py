@@ -458,3 +458,16 @@ def test_a_401_or_403_that_is_not_iterables_answer_is_quoted_in_the_error():
     assert "without Iterable's answer: 'Access Denied by Corporate Policy (HTML page)'" in out.reason, out.reason
     out = d.parse(req, 401, {}, orjson.dumps({"msg": "Invalid API key", "code": "BadApiKey"}))
     assert out.kind == "fatal" and "(HTTP 401, BadApiKey)" in out.reason and "without Iterable's answer" not in out.reason
+
+
+def test_counts_over_the_users_sent_are_not_this_requests_answer():
+    """A 200 counting more users than the request carried (`successCount` 5 for 2 users: another
+    request's answer, replayed or cached by something in between) acknowledged every user of it.
+    It is no answer to this request: sent again, then failed (sent again by the next run)."""
+    d = destination()
+    req = d.prepare(mapped(["a@x.com", "b@x.com"]), spec()).requests[0]
+    for body in (response(5, 0), response(2, 1), response(2, 2, invalidEmails=["a@x.com"])):
+        out = d.parse(req, 200, {}, body)
+        assert out.kind == "retry", (body, out)
+        assert "Iterable counted" in out.reason and "of 2 users sent" in out.reason
+    assert d.parse(req, 200, {}, response(1, 1, invalidEmails=["a@x.com"])).kind == "done"  # all counted once
