@@ -653,16 +653,16 @@ def redirect_reason(status: int, headers: Mapping[str, str], setting: str = "bas
             f"(credentials are never sent to another address; set {setting} to the address it points to)")
 
 
-async def read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def read_body(resp: aiohttp.ClientResponse, most: int | None = None) -> bytes:
     """The answer's body (decompressed); of one that is not a 2xx, its first MAX_ERROR_BODY bytes.
     (Read whole, a 50 MB error page took that much memory for each request in flight, to quote 500
     characters; the connection of an answer not read to its end is closed, not reused.) A 2xx longer
     than MAX_ANSWER_BODY raises AnswerTooLarge once that much is read (read whole, a proxy's endless
     200 or a gzip bomb took gigabytes). A UTF-8 byte order mark before it is dropped: RFC 8259 lets a
     reader ignore one, the destinations' JSON reader refused it (every row of every run failed on a
-    gateway adding one)."""
+    gateway adding one). `most`: a 2xx's cap when the answer is known to be smaller than any."""
     answer = 200 <= resp.status < 300
-    most = MAX_ANSWER_BODY if answer else MAX_ERROR_BODY
+    most = (most or MAX_ANSWER_BODY) if answer else MAX_ERROR_BODY
     parts, size = [], 0
     async for chunk in resp.content.iter_chunked(2**16):
         parts.append(chunk)

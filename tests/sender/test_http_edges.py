@@ -260,22 +260,22 @@ def test_a_huge_2xx_answer_is_not_read_whole(monkeypatch):
     assert written and max(written) < 16 * 2**20  # the client stopped reading (socket buffers aside)
 
 
-def test_attentives_results_file_is_not_read_whole_past_the_cap(monkeypatch):
-    """A results file link answering without end (a CDN's) was read whole too: it is given up
-    at MAX_ANSWER_BODY, as an answer that is not the file (the job's rows are not settled by it)."""
-    import dinsync.sender.http as http
+def test_attentives_results_file_is_read_no_further_than_a_job_can_need(monkeypatch):
+    """A job's results file has a line per record of one bulk request (256 at most, a 4 MB request):
+    a link answering 20 MiB of tiny lines (a CDN's or a proxy's) was read and parsed whole, a dict a
+    line (at the 64 MiB cap of any answer: 8 million dicts, gigabytes). It is given up past
+    RESULTS_FILE_MAX, as an answer that is not the file."""
     from dinsync.destinations.attentive import AttentiveDestination
     from dinsync.destinations.base import TransportOptions
 
-    monkeypatch.setattr(http, "MAX_ANSWER_BODY", 2**20, raising=False)
     monkeypatch.setattr("dinsync.destinations.attentive.transport.DOWNLOAD_ATTEMPTS", 1)
-    line = b'{"email": "a@x.com", "status": "SUCCESS"}\n'
+    line = b'{"a":1}\n'
 
-    async def endless(request, hit):
-        return web.Response(body=line * (2 * 2**20 // len(line)), content_type="application/x-ndjson")
+    async def tiny_lines(request, hit):
+        return web.Response(body=line * (20 * 2**20 // len(line)), content_type="application/x-ndjson")
 
     async def main():
-        async with Server(endless) as files:
+        async with Server(tiny_lines) as files:
             dest = AttentiveDestination("http://127.0.0.1:9", {"api_key": "attn-key-5e4d3c2b1a"}, {})
             async with dest.make_transport(TransportOptions(retry_policy=ONCE)) as transport:
                 return await transport._results_file(files.url + "/job-1.jsonl?sig=x")

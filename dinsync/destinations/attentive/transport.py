@@ -28,10 +28,15 @@ from ...sender import HttpSender
 from ...sender.http import read_body
 from ...sender.proxy import proxy_for
 from ..base import Delivered, RecordResult, Request, SyncSpec, TransportOptions, TransportStats
-from .destination import CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token, write_result
+from .destination import (BULK_MAX_BYTES, CONFIRM, BulkPart, WriteBatch, error_message, parse_job_token,
+                          write_result)
 
 MAX_POLL_INTERVAL = 10.0
 DOWNLOAD_ATTEMPTS = 5
+# A results file holds a line per record of one bulk request (each line its request and response):
+# 4 times the request cap is far more than one needs. A longer answer is not the file (a CDN's or a
+# proxy's): read further and parsed a dict a line, it took gigabytes.
+RESULTS_FILE_MAX = 4 * BULK_MAX_BYTES
 
 
 class AttentiveSender(HttpSender):
@@ -317,7 +322,7 @@ class AttentiveTransport:
             try:
                 link = URL(url, encoded=True)
                 async with self._downloads.get(link, **proxy_for(link)) as resp:
-                    body = await read_body(resp)  # (at most MAX_ANSWER_BODY)
+                    body = await read_body(resp, RESULTS_FILE_MAX)
                     if resp.status == 200 and body.strip():
                         self.stats.downloads += 1
                         return [orjson.loads(line) for line in body.splitlines() if line.strip()]
