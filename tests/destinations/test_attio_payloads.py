@@ -1020,3 +1020,17 @@ def test_a_401_or_403_that_is_not_attios_answer_is_quoted_in_the_error():
     page = b"<html><head><title>Access Denied by Corporate Policy</title></head><body>blocked</body></html>"
     out = d.parse(write, 403, {}, page)
     assert out.kind == "fatal" and "Access Denied by Corporate Policy (HTML page)" in out.reason, out.reason
+
+
+def test_a_records_query_answered_with_records_of_another_shape_is_sent_again():
+    """A 200 to a records query whose records are no Attio records (`id` a string, a record that is
+    no object, `values` that is no object), from a gateway or a cache between dinsync and Attio:
+    reading it raised, and every key of the query failed at once ("unreadable response (HTTP 200):
+    AttributeError: 'str' object has no attribute 'get'"). It is sent again, as a page is (a read)."""
+    d = _dest()
+    key = AttributeInfo("domains", "a", "domain", is_unique=True, is_multiselect=True)
+    req = d._lookup("companies", key, ["k-acme"], [b'{"domains":"acme.com"}'], ["acme.com"])
+    for records in ([{"id": "rec-1", "values": {}}], [None], ["rec-1"], [{"id": {"record_id": "r"}, "values": []}]):
+        outcome = d.parse(req, 200, {}, orjson.dumps({"data": records}))
+        assert outcome.kind == "retry", records
+        assert "not Attio's answer to a records query" in outcome.reason

@@ -436,7 +436,8 @@ class AttioDestination(Destination):
         return Outcome("done", [RecordResult(k, kind, reason, named) for k in request.keys])  # type: ignore[arg-type]
 
     def _parse_lookup(self, request: Request, ctx: _Lookup, status: int, data: Any, body: bytes = b"") -> Outcome:
-        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list) \
+                or not all(_a_record(r, ctx.key.slug) for r in data["data"]):
             reason = describe(status, data, body)
             if 200 <= status < 300:  # a proxy's or a portal's page: the query is sent again (a read)
                 return Outcome("retry", reason=reason + " (not Attio's answer to a records query)")
@@ -455,8 +456,8 @@ class AttioDestination(Destination):
         found: set[str] = set()
         by_record: dict[str, dict[str, None]] = {}
         for record in data["data"]:
-            record_id = ((record or {}).get("id") or {}).get("record_id")
-            values = ((record or {}).get("values") or {}).get(key_attr.slug) or []
+            record_id = record["id"]["record_id"]
+            values = record["values"].get(key_attr.slug) or []
             for value in values if record_id else ():
                 for form in stored_match_forms(key_attr.type, value):
                     for key in ctx.by_value.get(form, ()):
@@ -469,6 +470,13 @@ class AttioDestination(Destination):
         return Outcome("done", [RecordResult(k, "not_found", f"Attio has no {ctx.object} record with this "
                                              f"{key_attr.slug} (update mode never creates)")
                                 for k in request.keys if k not in found])
+
+
+def _a_record(record: Any, slug: str) -> bool:
+    """Whether an item of a records query's answer is an Attio record: `{"id": {"record_id"}, "values":
+    {slug: [...]}}` (anything else, from a gateway or a cache, is no answer to the query)."""
+    return _identified(record, "record_id") and isinstance(record.get("values"), dict) \
+        and isinstance(record["values"].get(slug) or [], list)
 
 
 def _bad_number(ctx: _Lookup, key: str) -> RecordResult | None:
