@@ -9,7 +9,7 @@ from multidict import CIMultiDict
 
 from dinsync.destinations.base import Request
 from dinsync.destinations.splio.api import (EXISTS_REASON, PATCH, BulkContext, ReadContext, Tokens, _token_generation,
-                                            describe, jwt_lifetime, parse_answer)
+                                            describe, field_element, jwt_lifetime, parse_answer)
 from dinsync.destinations.splio import SplioDestination
 from dinsync.sender import HttpSender
 
@@ -426,3 +426,20 @@ def test_a_patch_answered_204_is_sent_again():
     contacts that did not exist). It is sent again, as an empty 200 is."""
     outcome = answer(patch("a@x.com"), 204, b"")
     assert outcome.kind == "retry" and "not Splio's answer to a PATCH" in outcome.reason
+
+
+def test_a_field_list_whose_elements_are_not_fields_is_read_again():
+    """A fields list whose elements are no fields (an id that is no number, a list, an element that is
+    no object; from a gateway or a cache between dinsync and Splio) was taken for Splio's answer: the
+    pre-flight check then failed as an unexpected error (`int()` of the id, an unhashable id). It is
+    read again, as a page is; ids given as digits still count."""
+    def fields() -> Request:
+        ctx = ReadContext("the universe's contact fields", needs="elements", item=field_element)
+        return Request("other", "GET", "/data/fields/contacts", None, ["fields"], context=ctx)
+    for elements in ([{"id": "abc", "name": "plan"}], [{"id": [5], "name": "plan"}], ["plan"], [None],
+                     [{"id": 5, "name": ["plan"]}], [{"id": 5, "name": "plan", "is_system": []}]):
+        outcome = answer(fields(), 200, {"elements": elements})
+        assert outcome.kind == "retry", elements
+        assert "not Splio's answer" in outcome.reason
+    for elements in ([{"id": 5, "name": "plan"}], [{"id": "5", "name": "plan"}], []):
+        assert answer(fields(), 200, {"elements": elements}).kind == "done", elements

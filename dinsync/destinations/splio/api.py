@@ -31,7 +31,7 @@ import contextvars
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import aiohttp
 import orjson
@@ -83,9 +83,23 @@ class ReadContext:
     what: str
     data: Any = None
     needs: str | None = None
+    item: Callable[[Any], bool] | None = None  # what each item of that list must be (else: not Splio's)
 
     def answered(self, data: Any) -> bool:
-        return isinstance(data, dict) and (self.needs is None or isinstance(data.get(self.needs), list))
+        if not isinstance(data, dict) or self.needs is None:
+            return isinstance(data, dict)
+        items = data.get(self.needs)
+        return isinstance(items, list) and (self.item is None or all(self.item(i) for i in items))
+
+
+def field_element(element: Any) -> bool:
+    """Whether an item of the fields list is a field as Splio lists one: an object whose `id` is a
+    number (or its digits), with a text `name` and a scalar `is_system`."""
+    if not isinstance(element, dict) or not isinstance(element.get("name"), str) \
+            or not isinstance(element.get("is_system"), (bool, int, str, type(None))):
+        return False
+    ident = element.get("id")
+    return (type(ident) is int) or (isinstance(ident, str) and ident.isdigit())
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -465,10 +479,11 @@ class SplioApiSender(HttpSender):
         return Delivered(delivered.ok + [k for a in answers for k in a.ok],
                          rest + [p for a in answers for p in a.problems])
 
-    async def read(self, path: str, what: str, needs: str | None = None) -> dict:
+    async def read(self, path: str, what: str, needs: str | None = None,
+                   item: Callable[[Any], bool] | None = None) -> dict:
         """GET a JSON document (fields list, unique key) through the limits, retries and token;
-        `needs`: the list its answer must hold (see ReadContext)."""
-        ctx = ReadContext(what, needs=needs)
+        `needs`: the list its answer must hold, `item`: what each of its items must be (see ReadContext)."""
+        ctx = ReadContext(what, needs=needs, item=item)
         delivered = await super().deliver(Request("other", "GET", path, None, [what], context=ctx))
         if delivered.problems or ctx.data is None:
             reason = delivered.problems[0].reason if delivered.problems else "no answer"

@@ -159,6 +159,8 @@ class SplioDestination(Destination):
         if self.settings.transport != "api":
             await transport.check_access()
             return Preflight()
+        from .api import field_element
+
         api: SplioApiSender = transport
         result = Preflight()
         unique = (await api.read("/universes/unique-key", "the universe's unique key")).get("unique_key")
@@ -174,7 +176,8 @@ class SplioDestination(Destination):
         # `page_number`, from the first page again (same page size throughout).
         for page in range(0, MAX_FIELD_PAGES + 1):
             query = f"?per_page=1000&page_number={page}" if page else ""
-            doc = await api.read("/data/fields/contacts" + query, "the universe's contact fields", needs="elements")
+            doc = await api.read("/data/fields/contacts" + query, "the universe's contact fields", needs="elements",
+                                 item=field_element)
             elements = [e for e in doc.get("elements") or [] if isinstance(e, dict)]
             new = {(e.get("id"), e.get("name"), e.get("is_system")) for e in elements} - names
             names |= new
