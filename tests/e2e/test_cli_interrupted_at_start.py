@@ -45,10 +45,10 @@ def test_the_package_imports_nothing_before_the_entry_can_handle_ctrl_c():
 # without a word; the command says it was interrupted, as everywhere else.
 IN_COMMAND = """
 import sys
-import dinsync.cli
+import dinsync.cli.state_commands  # where `status` looks use_options up
 def interrupted(*args, **kwargs):
     raise KeyboardInterrupt
-dinsync.cli.use_options = interrupted
+dinsync.cli.state_commands.use_options = interrupted
 sys.argv = ["dinsync", "status"]
 from dinsync.entry import main
 main()

@@ -11,7 +11,7 @@ SECRET = "sk_live_library_leak_0123456789"
 
 DRIVER = """
 import gc, logging, sys, threading, warnings
-import dinsync.cli
+import dinsync.cli.state_commands  # where `status` looks use_options up
 from dinsync import redaction
 SECRET = sys.argv[1]
 
@@ -31,7 +31,7 @@ def noisy(*args, **kwargs):
     gc.collect()
     raise KeyboardInterrupt
 
-dinsync.cli.use_options = noisy
+dinsync.cli.state_commands.use_options = noisy
 sys.argv = ["dinsync", "status"]
 from dinsync.entry import main
 main()

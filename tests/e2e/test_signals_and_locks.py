@@ -213,16 +213,16 @@ def test_a_signal_before_the_first_run_exits_with_the_signal_not_0(project, monk
     stopped (it exited 0 with no run, as if every sync had run)."""
     import os
 
-    import dinsync.cli as cli
+    from dinsync.cli import sync_commands  # where `sync` looks load_chosen up
 
-    load_chosen = cli.load_chosen
+    load_chosen = sync_commands.load_chosen
 
     def load_then_signal(*args, **kwargs):
         loaded = load_chosen(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)  # the handler of `sync` is installed: it only sets the token
         return loaded
 
-    monkeypatch.setattr(cli, "load_chosen", load_then_signal)
+    monkeypatch.setattr(sync_commands, "load_chosen", load_then_signal)
     result = project.cli("sync")
     assert result.exit_code == 128 + signal.SIGTERM, result.stdout
     data = json.loads(result.stdout)
