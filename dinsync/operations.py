@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from . import redaction
-from .errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, ExitCode
+from .errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, ExitCode, resource_hint
 
 DEBUG_ENV = "DINSYNC_DEBUG"
 ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
@@ -355,8 +355,8 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         if errors is not None:
             errors.append(_let_go(exc))
         message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
-        return failed_run(name, message, f"set {DEBUG_ENV}=1 for a traceback", started_at=started,
-                          full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
+        return failed_run(name, message, resource_hint(exc) or f"set {DEBUG_ENV}=1 for a traceback",
+                          started_at=started, full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
     # (engine.full_refresh: also a run that sends everything to a sync's new destination)
     run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=engine.full_refresh,
                            started_at=started, hint=engine.hint, recorded=getattr(engine, "recorded", False))
