@@ -33,6 +33,10 @@ def splio(tmp_path, client_key):
     thread.stop()
 
 
+# glibc's loader, out of memory for a thread's thread-local data, aborts the process (exit 127)
+GLIBC_TLS_ABORT = "cannot allocate memory for thread-local data: ABORT"
+
+
 def sync(p: SplioProject, file_size_limit: int | None = None, address_space: int | None = None,
          **settings: str) -> tuple[int, dict, str]:
     """`dinsync sync --json` in a process of its own, under `file_size_limit` bytes a file and
@@ -47,6 +51,8 @@ def sync(p: SplioProject, file_size_limit: int | None = None, address_space: int
                PYTHONPATH=str(ROOT), **settings)
     proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(p.root), "--json", "sync"],
                           env=env, capture_output=True, text=True, cwd=ROOT, preexec_fn=limit, timeout=120)
+    if proc.returncode == 127 and GLIBC_TLS_ABORT in proc.stderr:  # (no code of the process could answer)
+        return proc.returncode, {}, proc.stderr
     data = json.loads(proc.stdout)
     [run] = data["runs"] if "runs" in data else [data]  # (a command that could not start: its error)
     return proc.returncode, run, proc.stderr
@@ -96,9 +102,13 @@ def test_a_process_memory_limit_is_named_as_the_cause_and_the_next_run_converges
 
     # 600 MB: Python's MemoryError, or DuckDB's refusal. (Not 400 MB: there, about one run in 16 died
     # in glibc's loader, "cannot allocate memory for thread-local data: ABORT", exit 127, before any
-    # of the program's code could answer; the fresh-clone CI met it once.)
+    # of the program's code could answer; the fresh-clone CI met it once. Under 600 MB too, on a
+    # loaded machine: 9 runs of 84, so such a run is made again, up to 5 times.)
     for megabytes in (600,):
-        code, run, err = sync(p, address_space=megabytes * 1024**2)
+        for _ in range(5):
+            code, run, err = sync(p, address_space=megabytes * 1024**2)
+            if not (code == 127 and GLIBC_TLS_ABORT in err):
+                break
         assert code == 1 and run.get("status", "failed") == "failed" and run.get("acknowledged", 0) == 0
         assert "Traceback" not in err and "panicked" not in err
         assert "ulimit -v" in run["hint"] and "warehouse.memory_limit and" not in run["hint"]
