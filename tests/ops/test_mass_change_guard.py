@@ -73,3 +73,8 @@ def test_a_broken_transform_is_stopped_before_sending_and_force_sends_it(project
     project.sql("update main.customers set plan = 'team'")  # all again, but asked for in full
     result = project.sync("--full-refresh")
     assert result["exit_code"] == ExitCode.OK and result["runs"][0]["acknowledged"] == 20
+
+
+def test_sync_help_says_force_sends_a_change_over_the_guard(project):
+    helped = " ".join(project.cli("sync", "--help", json_output=False).output.replace("│", " ").split())
+    assert "max_changed_pct" in helped and "--force" in helped, helped
