@@ -66,14 +66,14 @@ def sync(names: Optional[list[str]] = NamesArg,
          retry_rejected: bool = typer.Option(False, "--retry-rejected",
                                              help="Send rows parked as rejected again, even if unchanged."),
          force: bool = typer.Option(False, "--force", help="Run paused syncs too (their pause stays), and send "
-                                                           "a change over thresholds.max_changed_pct."),
+                                                           "a change over thresholds.max_changed_pct or max_removed_pct."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Bring each selected destination up to date with its model.
 
     A paused sync is refused (exit 6) unless --force; an automatically paused one is checked
     first and runs when its checks pass again (see `dinsync pause`). A sync whose plan would change
-    more of the rows delivered before than its thresholds.max_changed_pct fails before sending
-    (exit 1) unless --force.
+    or remove more of the rows delivered before than its thresholds.max_changed_pct or
+    max_removed_pct fails before sending (exit 1) unless --force.
 
     SIGTERM / SIGINT stop gracefully: no new batch is read, requests in flight finish (at most
     DINSYNC_GRACE_SECONDS), acknowledged rows are committed, the run is recorded as `cancelled`

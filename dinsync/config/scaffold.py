@@ -74,6 +74,7 @@ thresholds:
   max_rejected_pct: 5         # more rejected rows than this share: the run is a warning
   max_duplicate_pct: 5        # more duplicated keys than this share: the run fails before sending
   # max_changed_pct: 50       # more of the rows delivered before changed: the run fails before sending
+  # max_removed_pct: 50       # more of them left the model (an empty model, rewritten keys): the same
   fail_on_warning: true
 enabled: true
 """

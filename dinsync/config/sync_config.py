@@ -36,6 +36,7 @@ class Thresholds(_Config):
     # a share of the rows delivered before whose values changed; above: fail before sending (a broken
     # transform overwriting the audience), unless `sync --force`; off unless set
     max_changed_pct: float | None = Field(default=None, ge=0, le=100)
+    max_removed_pct: float | None = Field(default=None, ge=0, le=100)  # ... that left the model; as above
     fail_on_warning: bool = True  # a warning run exits non-zero
     # --- sync warnings (dinsync.engine.thresholds); each is off unless set
     max_not_found: int | None = Field(default=None, ge=0)  # update mode: more rows not found -> warning

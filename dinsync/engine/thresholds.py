@@ -13,24 +13,28 @@ from ..terminal import plural
 
 
 def mass_change(th: Any, stats: Any, sync: str) -> str | None:
-    """What a plan whose changed rows are over `max_changed_pct` of the rows delivered before (the
-    snapshot's keys still in the model: changed + unchanged) would change; None within it, when it
-    is off, or for a first sync. Such a run fails before sending: a broken transform (a column gone
-    NULL, a join that lost its matches) would otherwise overwrite the audience at the platform."""
-    limit = th.max_changed_pct
-    base = stats.changed + stats.unchanged
-    if limit is None or stats.first_sync or not base:
+    """What a plan would change or remove over `max_changed_pct` / `max_removed_pct` of the rows
+    delivered before (the snapshot's keys: changed + unchanged + removed); None within them, when
+    they are off, or for a first sync. Such a run fails before sending and commits nothing: a broken
+    transform (a column gone NULL, a join that lost its matches) would otherwise overwrite the
+    audience at the platform, and a model gone empty or a key rewritten (every key removed, and as
+    many added: new records at the platform) would empty the snapshot, all of it sent again once
+    the model is back."""
+    base = stats.changed + stats.unchanged + stats.removed
+    if stats.first_sync or not base:
         return None
-    pct = 100.0 * stats.changed / base
-    if pct <= limit:
-        return None
-    return (f"{stats.changed:,} of the {plural(base, 'row')} delivered before would change ({pct:.1f}%), over the "
-            f"{limit:g}% max_changed_pct of sync {sync}")
+    over = []
+    for count, limit, verb, setting in ((stats.changed, th.max_changed_pct, "change", "max_changed_pct"),
+                                        (stats.removed, th.max_removed_pct, "leave the model", "max_removed_pct")):
+        if limit is not None and 100.0 * count / base > limit:
+            over.append(f"{count:,} of the {plural(base, 'row')} delivered before would {verb} "
+                        f"({100.0 * count / base:.1f}%), over the {limit:g}% {setting} of sync {sync}")
+    return "; ".join(over) or None
 
 
 def mass_change_hint(sync: str) -> str:
-    return (f"if the change is meant (a field newly mapped, a transform changed on purpose), `dinsync sync {sync} "
-            "--force` sends it; otherwise fix the model and run again (nothing was sent)")
+    return (f"if the change is meant (a field newly mapped, a transform changed on purpose, rows that left for good), "
+            f"`dinsync sync {sync} --force` runs it; otherwise fix the model and run again (nothing was sent)")
 
 
 def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_segment_rows: int | None,

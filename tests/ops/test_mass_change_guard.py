@@ -13,9 +13,9 @@ from dinsync.errors import ExitCode
 from tests.ops.conftest import set_sync
 
 
-def stats(changed: int, unchanged: int, *, added: int = 0, first_sync: bool = False) -> PlanStats:
+def stats(changed: int, unchanged: int, *, added: int = 0, removed: int = 0, first_sync: bool = False) -> PlanStats:
     return PlanStats(segment_rows=changed + unchanged + added, null_keys=0, duplicate_keys=0, duplicate_rows=0,
-                     added=added, changed=changed, removed=0, unchanged=unchanged, full_refresh=False,
+                     added=added, changed=changed, removed=removed, unchanged=unchanged, full_refresh=False,
                      first_sync=first_sync)
 
 
@@ -28,6 +28,20 @@ def test_the_share_is_of_the_rows_delivered_before_and_a_first_sync_is_never_blo
     assert mass_change(th, stats(0, 0, added=1000, first_sync=True), "s") is None
     assert mass_change(Thresholds(), stats(20, 0), "s") is None  # off unless set
     assert mass_change(Thresholds(max_changed_pct=0), stats(1, 999), "s").startswith("1 of the 1,000 rows")
+
+
+def test_rows_that_leave_the_model_count_against_max_removed_pct():
+    th = Thresholds(max_removed_pct=30)
+    assert mass_change(th, stats(0, 0, removed=20), "s") == \
+        "20 of the 20 rows delivered before would leave the model (100.0%), over the 30% max_removed_pct of sync s"
+    # a key rewritten: every key leaves, as many come
+    assert mass_change(th, stats(0, 0, added=20, removed=20), "s").startswith("20 of the 20 rows")
+    assert mass_change(th, stats(0, 7, removed=3), "s") is None
+    both = Thresholds(max_changed_pct=30, max_removed_pct=30)
+    assert mass_change(both, stats(4, 2, removed=4), "s") == (
+        "4 of the 10 rows delivered before would change (40.0%), over the 30% max_changed_pct of sync s; "
+        "4 of the 10 rows delivered before would leave the model (40.0%), over the 30% max_removed_pct of sync s")
+    assert mass_change(Thresholds(max_changed_pct=30), stats(0, 0, removed=20), "s") is None  # each its own
 
 
 def sent_users(project) -> int:
@@ -46,8 +60,8 @@ def test_a_broken_transform_is_stopped_before_sending_and_force_sends_it(project
     assert plan["changed"] == 20
     assert plan["notes"] == ["the next sync fails before sending anything: 20 of the 20 rows delivered before would "
                              "change (100.0%), over the 50% max_changed_pct of sync iterable_users (if the change "
-                             "is meant (a field newly mapped, a transform changed on purpose), `dinsync sync "
-                             "iterable_users --force` sends it; otherwise fix the model and run again (nothing was "
+                             "is meant (a field newly mapped, a transform changed on purpose, rows that left for good), `dinsync sync "
+                             "iterable_users --force` runs it; otherwise fix the model and run again (nothing was "
                              "sent))"]
     result = project.sync()
     [run] = result["runs"]
@@ -78,3 +92,24 @@ def test_a_broken_transform_is_stopped_before_sending_and_force_sends_it(project
 def test_sync_help_says_force_sends_a_change_over_the_guard(project):
     helped = " ".join(project.cli("sync", "--help", json_output=False).output.replace("│", " ").split())
     assert "max_changed_pct" in helped and "--force" in helped, helped
+
+
+def test_a_model_gone_empty_keeps_its_snapshot_until_forced(project):
+    """With max_removed_pct, a model built empty (a failed upstream) fails before its removals leave the
+    snapshot: once the model is back, nothing is sent again."""
+    set_sync(project, thresholds="  max_removed_pct: 50\n")
+    assert project.sync()["exit_code"] == ExitCode.OK
+    project.sql("create table main.kept as select * from main.customers")
+    project.sql("delete from main.customers")
+    result = project.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED
+    assert run["error"] == ("nothing was sent: 20 of the 20 rows delivered before would leave the model (100.0%), "
+                            "over the 50% max_removed_pct of sync iterable_users")
+    assert len(project.snapshot_keys()) == 20
+    project.sql("insert into main.customers select * from main.kept")
+    [run] = project.sync()["runs"]
+    assert (run["status"], run["added"], run["changed"], run["removed"]) == ("success", 0, 0, 0)
+    project.sql("delete from main.customers where id > 5")  # they left for good: forced
+    [run] = project.sync("--force")["runs"]
+    assert (run["status"], run["removed"]) == ("success", 15) and len(project.snapshot_keys()) == 5
