@@ -409,6 +409,22 @@ class TransportOptions:
     resolve_stop: "Callable[[], bool] | None" = None  # the run is stopping: wait no more
 
 
+def url_address(base_url: str) -> str:
+    """A base URL as Destination.account reads it: without a `user:password@`, a query or the
+    scheme's default port, its scheme and host in lower case."""
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(base_url)
+    host = (url.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    scheme = url.scheme.lower()
+    try:
+        port = f":{url.port}" if url.port and (scheme, url.port) not in (("https", 443), ("http", 80)) else ""
+    except ValueError:  # (not a port: the request fails, saying so)
+        port = ""
+    return f"{scheme}://{host}{port}{url.path.rstrip('/')}"
+
+
 class Destination:
     """Base class. Subclasses fill in the class-level data and implement the hooks."""
 
@@ -459,17 +475,7 @@ class Destination:
         often the same project's): a sync whose destination now reaches another sends it every row.
         Default: the base URL (the region's, or `base_url`), without a `user:password@`, a query or
         the scheme's default port, its scheme and host in lower case."""
-        import urllib.parse
-
-        url = urllib.parse.urlsplit(self.base_url)
-        host = (url.hostname or "").lower()
-        host = f"[{host}]" if ":" in host else host
-        scheme = url.scheme.lower()
-        try:
-            port = f":{url.port}" if url.port and (scheme, url.port) not in (("https", 443), ("http", 80)) else ""
-        except ValueError:  # (not a port: the request fails, saying so)
-            port = ""
-        return f"{scheme}://{host}{port}{url.path.rstrip('/')}"
+        return url_address(self.base_url)
 
     def default_region(self) -> str | None:
         return self.options.get("phone_region") or self.phone_region

@@ -164,3 +164,18 @@ def test_the_account_a_sync_reaches_is_the_universe_whichever_transport(tmp_path
     assert accounts == ["universe acme", "universe acme"]
     other = load_project(project(tmp_path / "other", body=SFTP.replace("acme", "acme_eu")), env=ENV)
     assert other.destinations["splio"].make_destination().account() == "universe acme_eu"
+
+
+def test_the_api_of_another_address_is_another_account_though_the_universe_is_the_same(tmp_path):
+    """A universe's sync tried against the sandbox (`base_url` of `dinsync sandbox splio`), then
+    pointed at Splio's API under the same universe name: the snapshot says what the sandbox holds,
+    so the address is part of where the writes land (else nothing would ever reach Splio); Splio's
+    own API address is the universe alone, as SFTP is (a change of transport resends nothing)."""
+    api = "    transport: api\n    universe: acme\n    api_key: ${env:SPLIO_API_KEY}\n"
+    sandbox = api + "    base_url: http://127.0.0.1:18400/\n"
+    accounts = [load_project(project(tmp_path / name, body=body), env=ENV).destinations["splio"]
+                .make_destination().account() for name, body in (("api", api), ("sandbox", sandbox))]
+    assert accounts == ["universe acme", "universe acme at http://127.0.0.1:18400"]
+    default = api + "    base_url: https://API.splio.com:443/\n"
+    assert load_project(project(tmp_path / "default", body=default), env=ENV).destinations["splio"] \
+        .make_destination().account() == "universe acme"

@@ -30,6 +30,7 @@ from ..base import (
     ServiceSpec,
     SyncSpec,
     TransportOptions,
+    url_address,
 )
 from .settings import SplioSettings
 
@@ -102,8 +103,15 @@ class SplioDestination(Destination):
         self._api: SplioApiSender | None = None
 
     def account(self) -> str:
-        """The universe, whichever transport reaches it (the API's base URL when none is named)."""
-        return f"universe {self.settings.universe}" if self.settings.universe else super().account()
+        """The universe, whichever transport reaches it (the API's base URL when none is named); over
+        the API at another address than Splio's (the sandbox's), the universe at that address: a sync
+        moved from the sandbox to Splio under the same universe name sends Splio every row."""
+        address = super().account()
+        if not self.settings.universe:
+            return address
+        at = "" if self.settings.transport != "api" or address == url_address(self.base_urls["default"]) \
+            else f" at {address}"
+        return f"universe {self.settings.universe}{at}"
 
     # --- secrets and transports ----------------------------------------------------------------
     def secrets(self) -> list[str]:
