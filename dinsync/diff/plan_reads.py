@@ -101,13 +101,15 @@ class PlanReadMixin:
         row = self._row("field_change_counts")
         return {f.field: row.get(f"n{f.i}", 0) for f in self.fields}
 
-    def parked_count(self, staying: bool = False) -> int:
+    def parked_count(self, staying: bool = False, undelivered: bool = False) -> int:
         """Keys parked as rejected: not planned again until their values change. `staying` (after a
-        plan): only those still in the segment; a parked key that left it leaves the snapshot."""
+        plan): only those still in the segment; a parked key that left it leaves the snapshot.
+        `undelivered` (staying too): only those never delivered."""
         with self._lock:
             if not self._state_ready:
                 self.ensure_state()
-            return self._scalar("parked_count_staying" if staying else "parked_count")
+            name = "parked_count_undelivered" if undelivered else "parked_count_staying" if staying else "parked_count"
+            return self._scalar(name)
 
 
 def _pylist(table: Any) -> list[dict]:

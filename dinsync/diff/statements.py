@@ -45,8 +45,9 @@ STATEMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sample": ("sample", {}),
     "duplicates_sample": ("duplicates_sample", {}),
     "field_change_counts": ("field_change_counts", {}),
-    "parked_count": ("parked_count", {"staying": False}),
-    "parked_count_staying": ("parked_count", {"staying": True}),
+    "parked_count": ("parked_count", {"staying": False, "undelivered": False}),
+    "parked_count_staying": ("parked_count", {"staying": True, "undelivered": False}),
+    "parked_count_undelivered": ("parked_count", {"staying": True, "undelivered": True}),
     # commits
     "acked": ("acked", {}),
     "acked_rest": ("acked_rest", {}),

@@ -221,7 +221,8 @@ class SyncRun:
                 notes.append(f"the next sync fails before sending anything: model {self.cfg.model} is blocked: "
                              f"{figures.describe(self.redact)}, over the {limit:g}% limit of sync {self.cfg.name}")
                 return notes  # (a run that fails earns no warning)
-        blocked = None if self.full_refresh else mass_change(self.cfg.thresholds, stats, self.cfg.name)
+        blocked = None if self.full_refresh else mass_change(self.cfg.thresholds, stats, self.cfg.name,
+                                                            self._undelivered)
         if blocked:
             notes.append(f"the next sync fails before sending anything: {blocked} ({mass_change_hint(self.cfg.name)})")
             return notes
@@ -234,6 +235,10 @@ class SyncRun:
                   for warning in segment_warnings(th, stats.segment_rows, stats.null_keys,
                                                   self.state.last_good_segment_rows(self.cfg.name))]
         return notes
+
+    def _undelivered(self) -> int:
+        """Parked rows never delivered that the plan just built counts unchanged (max_changed_pct)."""
+        return self.planner.parked_count(undelivered=True)
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
         """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
@@ -397,7 +402,7 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(within the {th.max_duplicate_pct:g}% limit)")
-        blocked = None if self.force or self.full_refresh else mass_change(th, stats, self.cfg.name)
+        blocked = None if self.force or self.full_refresh else mass_change(th, stats, self.cfg.name, self._undelivered)
         if blocked:
             raise MassChangeError(f"nothing was sent: {blocked}", hint=mass_change_hint(self.cfg.name))
         note = memory_note(self.wh)

@@ -6,23 +6,26 @@ configured are off, except the rejected share (5% by default).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import RunSummary
 from ..terminal import plural
 
 
-def mass_change(th: Any, stats: Any, sync: str) -> str | None:
+def mass_change(th: Any, stats: Any, sync: str, undelivered: Callable[[], int] = lambda: 0) -> str | None:
     """What a plan would change or remove over `max_changed_pct` / `max_removed_pct` of the rows
-    delivered before (the snapshot's keys: changed + unchanged + removed); None within them, when
-    they are off, or for a first sync. Such a run fails before sending and commits nothing: a broken
-    transform (a column gone NULL, a join that lost its matches) would otherwise overwrite the
-    audience at the platform, and a model gone empty or a key rewritten (every key removed, and as
-    many added: new records at the platform) would empty the snapshot, all of it sent again once
-    the model is back."""
-    base = stats.changed + stats.unchanged + stats.removed
-    if stats.first_sync or not base:
+    delivered before (the snapshot's keys: changed + unchanged + removed, but for the
+    `undelivered()` parked rows the plan counts unchanged, which the platform never got); None
+    within them, when they are off, or for a first sync. Such a run fails before sending and
+    commits nothing: a broken transform (a column gone NULL, a join that lost its matches) would
+    otherwise overwrite the audience at the platform, and a model gone empty or a key rewritten
+    (every key removed, and as many added: new records at the platform) would empty the snapshot,
+    all of it sent again once the model is back."""
+    limits = (th.max_changed_pct, th.max_removed_pct)
+    if stats.first_sync or limits == (None, None) or not (stats.changed or stats.removed):
         return None
+    touched = stats.changed + stats.removed
+    base = max(touched, touched + stats.unchanged - undelivered())
     over = []
     for count, limit, verb, setting in ((stats.changed, th.max_changed_pct, "change", "max_changed_pct"),
                                         (stats.removed, th.max_removed_pct, "leave the model", "max_removed_pct")):

@@ -113,3 +113,21 @@ def test_a_model_gone_empty_keeps_its_snapshot_until_forced(project):
     project.sql("delete from main.customers where id > 5")  # they left for good: forced
     [run] = project.sync("--force")["runs"]
     assert (run["status"], run["removed"]) == ("success", 15) and len(project.snapshot_keys()) == 5
+
+
+def test_rows_parked_and_never_delivered_are_not_counted_as_delivered_before(project):
+    """12 of 20 rows refused (parked, never delivered), the 8 delivered all changed: 100% of the rows
+    delivered before, not 8 of 20 (40%, within a 50% limit, and sent)."""
+    set_sync(project, thresholds="  max_changed_pct: 50\n")
+    project.sql("update main.customers set email = 'bad' || id || '@@x' where id > 8")
+    [run] = project.sync()["runs"]
+    assert (run["acknowledged"], run["parked"]) == (8, 12)
+    sent = sent_users(project)
+    project.sql("update main.customers set plan = NULL where id <= 8")
+    [plan] = json.loads(project.cli("plan").stdout)["plans"]
+    assert any(n.startswith("the next sync fails before sending anything: 8 of the 8 rows delivered before would "
+                            "change (100.0%)") for n in plan["notes"]), plan["notes"]
+    result = project.sync()
+    assert result["exit_code"] == ExitCode.RUN_FAILED, result["runs"][0]
+    assert result["runs"][0]["error"].startswith("nothing was sent: 8 of the 8 rows delivered before")
+    assert sent_users(project) == sent

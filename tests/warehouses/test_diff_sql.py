@@ -223,6 +223,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     assert s.plan() == {"a@x.com": "changed"}
     assert s.p.commit_rejected(["a@x.com"]) == 1 and s.p.parked_count() == 1
     assert s.plan() == {} and s.p.parked_count() == 1 and s.p.parked_count(staying=True) == 1
+    assert s.p.parked_count(undelivered=True) == 0  # (delivered before: in max_changed_pct's base)
     # once it left the segment, the plan's parked keys are those it keeps (parked_count_staying)
     s.set_rows([("e@x.com", "E", 1)])
     assert s.plan() == {"a@x.com": "removed", "e@x.com": "added"}
