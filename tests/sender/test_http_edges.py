@@ -262,7 +262,7 @@ def test_a_huge_2xx_answer_is_not_read_whole(monkeypatch):
 
 def test_attentives_results_file_is_read_no_further_than_a_job_can_need(monkeypatch):
     """A job's results file has a line per record of one bulk request (256 at most, a 4 MB request):
-    a link answering 20 MiB of tiny lines (a CDN's or a proxy's) was read and parsed whole, a dict a
+    a link answering 40 MiB of tiny lines (a CDN's or a proxy's) was read and parsed whole, a dict a
     line (at the 64 MiB cap of any answer: 8 million dicts, gigabytes). It is given up past
     RESULTS_FILE_MAX, as an answer that is not the file."""
     from dinsync.destinations.attentive import AttentiveDestination
@@ -272,7 +272,7 @@ def test_attentives_results_file_is_read_no_further_than_a_job_can_need(monkeypa
     line = b'{"a":1}\n'
 
     async def tiny_lines(request, hit):
-        return web.Response(body=line * (20 * 2**20 // len(line)), content_type="application/x-ndjson")
+        return web.Response(body=line * (40 * 2**20 // len(line)), content_type="application/x-ndjson")
 
     async def main():
         async with Server(tiny_lines) as files:
