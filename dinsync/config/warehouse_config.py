@@ -29,7 +29,7 @@ class DuckDBConfig(_Config):
     # DuckDB's worker threads; far above any machine's cores it only aborts the process (100000:
     # "cannot allocate memory for thread-local data") after sizing the pools for them
     threads: int | None = Field(default=None, ge=1, le=MAX_DUCKDB_THREADS)
-    # "auto": what the sync is measured to need (dinsync/warehouses/duckdb.py); a size: at least that
+    # "auto": what the sync is measured to need (dinsync/warehouses/duckdb_memory.py); a size: at least that
     memory_limit: str | None = "auto"
     streaming_memory_limit: str | None = "auto"
 
