@@ -198,7 +198,7 @@ def test_commits_that_delete_snapshot_rows_get_room_for_their_version_records(tm
     send pool in every run. Here a 2M-row snapshot of one field under a send pool shrunk to 24 MB
     (its base patched out) stands for it: its deletes need ~31-35 MB, and get the delete base (or
     the width's share when that is more) and 16 MB of version records: 72 MB."""
-    import dinsync.warehouses.duckdb as adapter
+    import dinsync.warehouses.duckdb_memory as adapter
 
     rows = 2_000_000
     spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"})  # (no version record left)
@@ -232,7 +232,7 @@ def test_a_plan_that_needs_more_memory_runs_again_with_more(tmp_path, monkeypatc
     242-248 MB, more than the default 192 MB, and such a sync failed every run. A statement that
     runs out of memory outside a transaction runs again with the pools doubled. Here 200k changed
     rows under a pool shrunk to 16 MB (base and width shares patched out)."""
-    import dinsync.warehouses.duckdb as adapter
+    import dinsync.warehouses.duckdb_memory as adapter
 
     rows = 200_000
     columns = {f"c{j}": f"'value{j}_' || (i % {97 + j})" for j in range(9)}
@@ -267,7 +267,7 @@ def test_keys_leaving_in_numbers_are_deleted_in_parts(tmp_path, monkeypatch):
     that DuckDB cannot shrink to (its blocks are in use) is kept, not fatal."""
     import dataclasses
 
-    import dinsync.warehouses.duckdb as adapter
+    import dinsync.warehouses.duckdb_memory as adapter
 
     rows = 2_000_000
     spec = _synced_people(str(tmp_path / "w.duckdb"), rows, {"score": "i % 97"},
