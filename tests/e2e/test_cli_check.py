@@ -173,7 +173,7 @@ def test_sample_keys_are_cut_and_can_be_left_out(project):
     assert data["models"][0]["keys"][0]["sample"] == [] and data["models"][0]["keys"][0]["duplicate_keys"] == 1
 
 
-def test_megabyte_keys_are_counted_as_the_plan_counts_them(project):
+def test_megabyte_keys_are_counted_as_the_plan_counts_them(project, empty_redactor):
     """150 matching keys of 1 MB (and a duplicated one): `dinsync check` ran out of DuckDB's memory
     grouping them (`Out of Memory Error: failed to allocate data of size 128.0 MiB`, exit 1) where
     the plan of the same model, whose statements grow the pool and run again, counted them."""

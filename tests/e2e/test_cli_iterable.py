@@ -289,7 +289,7 @@ def test_hostile_rows_are_rejected_with_reasons_and_good_rows_go_through(project
     assert result["exit_code"] == ExitCode.WARNINGS
 
 
-def test_megabyte_keys_are_shown_cut_by_rejections(project):
+def test_megabyte_keys_are_shown_cut_by_rejections(project, empty_redactor):
     """A 1 MB matching key (rejected: too long for an email; or on two rows: withheld) was printed
     whole by `dinsync rejections --json` (2 MB of JSON for two keys), where its table, the run's
     warning and `check --json` cut it. The rejections table kept it whole too (a run's 166 such keys:
@@ -337,7 +337,7 @@ def test_rejections_lists_megabyte_keys_an_older_dinsync_kept_whole_shortened_wi
     assert "1,000,012 characters" in text.stdout
 
 
-def test_plan_json_shows_megabyte_keys_shortened_with_their_length(project):
+def test_plan_json_shows_megabyte_keys_shortened_with_their_length(project, empty_redactor):
     """`plan --json` printed a 1 MB matching key whole in its sample rows and its most duplicated
     keys (a 1 MB line each), where `rejections`, `check` and the plan's text cut it."""
     big, dup = "k" * 1_000_000 + "@example.com", "d" * 1_000_000 + "@example.com"
