@@ -139,7 +139,8 @@ class Scenario:
                  for r in plan_rows if r["_op"] == "changed"}
         extra = {"field_changes": self.p.field_change_counts(), "duplicates": self.p.duplicates_sample(5),
                  "sample": [self.p.sample(op, limit=20) for op in ("added", "changed")],
-                 "parked_staying": self.p.parked_count(staying=True)}  # (of the plan: before the commits)
+                 "parked_staying": self.p.parked_count(staying=True),  # (of the plan: before the commits)
+                 "parked_undelivered": self.p.parked_count(undelivered=True)}  # (max_changed_pct's base)
         sendable = [k for b in self.p.stream_sendable(batch_rows=2) for k in b.column("_key").to_pylist()]
         if sendable and not stats.first_sync:  # as a run does before sending
             if from_snapshot:
