@@ -107,8 +107,9 @@ class AttentiveProject:
 
     def rejections(self) -> dict[str, tuple[str, str]]:
         """key -> (status, reason) of the latest run's rejections."""
+        # (the latest by its start: run ids order by the second, then at random)
         rows = self.sql("select key, status, reason from dinsync.rejections where run_id = "
-                        "(select max(run_id) from dinsync.runs)")
+                        "(select run_id from dinsync.runs order by started_at desc limit 1)")
         return {k: (s, r) for k, s, r in rows}
 
     def subscriber(self, email: str) -> dict | None:

@@ -446,8 +446,7 @@ def test_a_phone_key_holding_more_than_digits_and_separators_is_rejected_not_rea
                     reason="phone matching keys need the warehouse diff's phone normalisation (branch diff)")
 @pytest.mark.parametrize("records_left", ["key = 'phone_keys:attentive_users'", "key <> 'layout_version'"],
                          ids=["without-the-rule", "without-any-record"])
-def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, monkeypatch, records_left,
-                                                                empty_redactor):
+def test_phone_keys_read_by_the_older_rule_are_read_again_once(make_attentive, monkeypatch, records_left):
     """A snapshot written before the phone key rule: +1 201 200 0012\u0663 was delivered as
     +12012000012 (another subscriber). The next run reads every key again, once: that row is
     rejected quoting the model's value, the other number leaves the snapshot, nothing else is sent;
