@@ -30,6 +30,7 @@ import base64
 import contextvars
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -357,6 +358,26 @@ def _named_contacts(request: Request, body: bytes) -> list[str]:
     return list(dict.fromkeys(named))
 
 
+def _address_form(address: str) -> str:
+    """An email address as it compares with another spelling of it: NFC, lower case, trimmed, its
+    domain in IDNA (punycode) form."""
+    text = unicodedata.normalize("NFC", address).strip().lower()
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return text
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:  # (not a domain IDNA can write: compared as it is)
+        pass
+    return f"{local}@{domain}"
+
+
+def same_address(named: Any, key: str) -> bool:
+    """Whether a bulk item's `contact_id` is `key` written another way (Splio may give the domain
+    in punycode, another Unicode form or case): that contact's, never another's."""
+    return isinstance(named, str) and _address_form(named) == _address_form(key)
+
+
 def _bulk_items(request: Request, ctx: BulkContext, data: Any,
                 custom_ids: Mapping[str, int] | None = None) -> list[RecordResult]:
     items = data.get("items") if isinstance(data, dict) else None
@@ -375,7 +396,9 @@ def _bulk_items(request: Request, ctx: BulkContext, data: Any,
             key = ctx.id_to_key.get(contact, contact)
             if key not in wanted:
                 key = ctx.id_to_key.get(contact.lower(), contact.lower())
-        if key is None and positional:  # (an item naming another contact says nothing of ours)
+        if positional and (key is None or key not in wanted and same_address(contact, request.keys[i])):
+            # an item without a name, or naming the contact at its position in another spelling (an
+            # item naming another contact says nothing of ours)
             key = request.keys[i]
         if key not in wanted or key in torn:
             continue
