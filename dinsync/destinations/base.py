@@ -449,6 +449,9 @@ class Destination:
     # Its pre-flight check learns the mapping kinds of fields from the platform's schema (Preflight.kinds,
     # e.g. Attio's attribute types): `dinsync plan` asks it too, so that its samples are mapped as sent.
     learns_kinds: bool = False
+    # Bytes of a 2xx answer read at most (decompressed; None: the sender's MAX_ANSWER_BODY): a
+    # platform whose answers are small caps what a hostile proxy's endless 200 costs a request in flight
+    max_answer_bytes: int | None = None
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # imported where used: the config layer reads this module's d
 # documented body cap of bulkUpdate, "4MB": read as the smaller of 4,000,000 and 4 MiB, so that
 # a server counting in decimal megabytes does not refuse a full batch (413)
 BULK_MAX_BYTES = 4_000_000
+# its answers list some of the users a request sent (a bulk request is at most BULK_MAX_BYTES; a user
+# lookup returns one profile): 16 MiB is far above any
+MAX_ANSWER_BYTES = 16 * 2**20
 USERS_PREFIX = b'{"users":['  # a bulkUpdate body's start, its users after it
 LOOKUP = "lookup"  # Request.context of update-mode lookups
 # Longest userId sent: escaped (up to 12 bytes a character) it fits a lookup URL under the 8 KB a
@@ -124,6 +127,7 @@ USERS = ServiceSpec(
 
 class IterableDestination(Destination):
     type_name = "iterable"
+    max_answer_bytes = MAX_ANSWER_BYTES
     services = {"users": USERS}
     settings_model = IterableSettings
     base_urls = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}

@@ -437,7 +437,7 @@ class HttpSender:
                     request.method, url, data=request.body, headers=headers, allow_redirects=False,
                     trace_request_ctx=(slot, self.clock), **self._proxy(url),
                 ) as resp:
-                    body = await read_body(resp)
+                    body = await read_body(resp, getattr(self.destination, "max_answer_bytes", None))
                     status, resp_headers = resp.status, resp.headers
                 ep.in_flight.observe(self.clock.now() - sent_at)
             except _BAD_URL as exc:  # a configuration problem: retrying won't help

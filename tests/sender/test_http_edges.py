@@ -281,3 +281,32 @@ def test_attentives_results_file_is_read_no_further_than_a_job_can_need(monkeypa
                 return await transport._results_file(files.url + "/job-1.jsonl?sig=x")
 
     assert run(main()) is None
+
+
+def test_a_destination_whose_answers_are_small_caps_them_lower(monkeypatch):
+    """The cap of a 2xx answer is a platform's (Destination.max_answer_bytes), 64 MiB when it names
+    none: 64 MiB a request in flight was ~3 GB at worst over Iterable's 48 sockets behind a hostile
+    proxy, where its answers are a few MB at most (they list some of the users its 4 MB request sent)."""
+    from dinsync.destinations.attentive import AttentiveDestination
+    from dinsync.destinations.iterable import IterableDestination
+    from dinsync.destinations.splio import SplioDestination
+    from dinsync.sender.http import MAX_ANSWER_BODY
+
+    class Small(FakeDestination):
+        max_answer_bytes = 2**20
+
+    async def long_answer(request, hit):
+        return web.Response(body=b'{"failed": {}, "pad": "' + b"0" * (2 * 2**20) + b'"}',
+                            content_type="application/json")
+
+    async def main(dest_class):
+        async with Server(long_answer) as srv, HttpSender(dest_class(srv.url, {"api_key": SECRET}),
+                                                          retry_policy=ONCE) as s:
+            return await s.send(batch(["a", "b"]))
+
+    results = run(main(Small))
+    assert statuses(results) == {"a": "failed", "b": "failed"}
+    assert "HTTP 200 answer over 1 MiB not read" in results[0].reason, results[0].reason
+    assert statuses(run(main(FakeDestination))) == {"a": "ok", "b": "ok"}  # 2 MiB: within the default
+    for platform in (IterableDestination, SplioDestination, AttentiveDestination):
+        assert 4 * 2**20 < platform.max_answer_bytes < MAX_ANSWER_BODY, platform

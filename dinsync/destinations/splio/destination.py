@@ -78,6 +78,9 @@ CONTACTS = ServiceSpec(
 
 class SplioDestination(Destination):
     type_name = "splio"
+    # a bulk answer has an item per contact of a request of at most BULK_MAX_BYTES; the others are
+    # one contact, a fields list or a token
+    max_answer_bytes = 2 * BULK_MAX_BYTES
     services = {"contacts": CONTACTS}
     settings_model = SplioSettings
     base_urls = {"default": "https://api.splio.com"}
