@@ -145,8 +145,8 @@ class DuplicateKeysError(DinsyncError):
 
 
 class MassChangeError(DinsyncError):
-    """More of the rows delivered before changed than the sync's `max_changed_pct`: fail before
-    sending (unless `sync --force`)."""
+    """More of the rows delivered before would change or leave the model than the sync's
+    `max_changed_pct` / `max_removed_pct`: fail before sending (unless `sync --force`)."""
 
 
 @dataclass

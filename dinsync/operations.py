@@ -316,7 +316,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
     run object, not raised: the other selected syncs still run. `on_exception` sees the exception
     behind a failure (the CLI prints its traceback with DINSYNC_DEBUG=1); `errors`, when given,
     receives it (the operator reads why a run failed). `refresh_dbt` (`serve`): see
-    `refresh_dbt_model`. `force`: past the sync's `max_changed_pct`."""
+    `refresh_dbt_model`. `force`: past the sync's `max_changed_pct` and `max_removed_pct`."""
     from .engine import SyncRun
     from .report import failed_run, run_from_summary, utcnow
 

@@ -91,7 +91,7 @@ class SyncRun:
         self.wh = warehouse
         self.full_refresh = full_refresh
         self.retry_rejected = retry_rejected
-        self.force = force  # `sync --force`: past `max_changed_pct`
+        self.force = force  # `sync --force`: past `max_changed_pct` and `max_removed_pct`
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
@@ -189,7 +189,7 @@ class SyncRun:
                 raise located from None
             if shared and not stats.first_sync:  # (a first sync sends every row anyway)
                 self.notes.append(shared)
-            renamed = self.records.renamed_note(self.project.syncs) if stats.first_sync and moved is None else None
+            renamed = self._renamed_note(stats, moved)
             if renamed:
                 self.notes.append(renamed)
             if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
@@ -221,8 +221,7 @@ class SyncRun:
                 notes.append(f"the next sync fails before sending anything: model {self.cfg.model} is blocked: "
                              f"{figures.describe(self.redact)}, over the {limit:g}% limit of sync {self.cfg.name}")
                 return notes  # (a run that fails earns no warning)
-        blocked = None if self.full_refresh else mass_change(self.cfg.thresholds, stats, self.cfg.name,
-                                                            self._undelivered)
+        blocked = self._mass_change(stats)
         if blocked:
             notes.append(f"the next sync fails before sending anything: {blocked} ({mass_change_hint(self.cfg.name)})")
             return notes
@@ -235,6 +234,17 @@ class SyncRun:
                   for warning in segment_warnings(th, stats.segment_rows, stats.null_keys,
                                                   self.state.last_good_segment_rows(self.cfg.name))]
         return notes
+
+    def _renamed_note(self, stats: PlanStats, moved: str | None) -> str | None:
+        """A first sync's note naming the syncs not in the project that wrote its records (a rename)."""
+        return self.records.renamed_note(self.project.syncs) if stats.first_sync and moved is None else None
+
+    def _mass_change(self, stats: PlanStats) -> str | None:
+        """Why this plan fails before sending (`max_changed_pct`, `max_removed_pct`), for the run and
+        for `plan` alike; None past them (`--force`, `--full-refresh`) or within them."""
+        if self.force or self.full_refresh:
+            return None
+        return mass_change(self.cfg.thresholds, stats, self.cfg.name, self._undelivered)
 
     def _undelivered(self) -> int:
         """Parked rows never delivered that the plan just built counts unchanged (max_changed_pct)."""
@@ -382,7 +392,7 @@ class SyncRun:
         s.parked = self.planner.parked_count(staying=True)  # (those that left the model leave the snapshot)
         if shared and not stats.first_sync:  # (a first sync sends every row anyway)
             self.progress("note", {"message": shared})
-        renamed = self.records.renamed_note(self.project.syncs) if stats.first_sync and self._moved is None else None
+        renamed = self._renamed_note(stats, self._moved)
         if renamed:
             self.progress("note", {"message": renamed})
         th = self.cfg.thresholds
@@ -402,7 +412,7 @@ class SyncRun:
                                          hint=blocked_hint(figures))
             s.warnings.append(f"model {self.cfg.model}: {figures.describe(self.redact)}; these rows were withheld "
                               f"(within the {th.max_duplicate_pct:g}% limit)")
-        blocked = None if self.force or self.full_refresh else mass_change(th, stats, self.cfg.name, self._undelivered)
+        blocked = self._mass_change(stats)
         if blocked:
             raise MassChangeError(f"nothing was sent: {blocked}", hint=mass_change_hint(self.cfg.name))
         note = memory_note(self.wh)
