@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import aiohttp
@@ -24,6 +25,12 @@ atexit.register(shutil.rmtree, os.environ["DINSYNC_PACE_DIR"], True)
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
     os.environ.pop(_name, None)
     os.environ.pop(_name.lower(), None)
+
+# A suite started in the background of a script (`bash .ci/run &`) inherits SIGINT ignored, and so
+# would every command its tests start: dinsync then leaves Ctrl-C alone, by design, and the tests
+# of what SIGINT does would test nothing. The suite behaves the same however it was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_KEY = "itbl-test-key-7f3a9c2e51d04b"
 

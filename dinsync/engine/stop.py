@@ -88,8 +88,8 @@ ANNOUNCE_SECONDS = 5.0  # at most this long, a block that ends after a signal wa
 @contextlib.contextmanager
 def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = None,
                     hangup: bool = False) -> Iterator[StopToken]:
-    """Route SIGTERM and SIGINT to `token` while the block runs (main thread only). `hangup`
-    (`serve`): SIGHUP too, unless it is ignored (`nohup`). Its default action ended the service
+    """Route SIGTERM and SIGINT (unless it is ignored) to `token` while the block runs (main thread
+    only). `hangup` (`serve`): SIGHUP too, unless it is ignored (`nohup`). Its default action ended the service
     at once, as `kill -9` does, when its terminal closed or someone sent it to reload the files."""
     if threading.current_thread() is not threading.main_thread():
         yield token
@@ -127,9 +127,13 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         told.append(signal.Signals(signum).name)
         announce.set()
 
+    # SIGINT and SIGHUP inherited as ignored stay ignored: a shell script's `dinsync sync &` (and
+    # `nohup`) asks that Ctrl-C (or the terminal closing) leave the command alone. SIGTERM, what
+    # orchestrators send before SIGKILL, always stops the run gracefully.
     signals = [signal.SIGTERM, signal.SIGINT]
-    if hangup and hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+    if hangup and hasattr(signal, "SIGHUP"):
         signals.append(signal.SIGHUP)
+    signals = [sig for sig in signals if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN]
     for sig in signals:
         previous[sig] = signal.signal(sig, handler)
     token._rearm = lambda: [signal.signal(sig, handler) for sig in previous]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,11 +29,14 @@ def sandbox_users(project) -> dict[str, dict]:
     return project.thread.call(lambda: {u["email"]: dict(u["dataFields"]) for u in project.sandbox.users})
 
 
-def run_sync_process(project, *args: str) -> subprocess.Popen:
+def run_sync_process(project, *args: str, ignore_sigint: bool = False) -> subprocess.Popen:
+    """`dinsync sync` in a process of its own; `ignore_sigint`: started as a script's `cmd &` is."""
     env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_CHECKPOINT_ROWS="300",
                DINSYNC_CHECKPOINT_SECONDS="0.2")
+    ignoring = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), "--json",
-                             "sync", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "sync", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=ignoring)
 
 
 @pytest.mark.slow

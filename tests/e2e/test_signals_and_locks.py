@@ -463,3 +463,24 @@ def test_a_duckdb_file_another_process_holds_is_refused_naming_that_process(proj
     assert f"PID {holder.pid}" in out["error"], out["error"]
     assert project.requests.requests == []  # nothing sent
     assert project.sql("select count(*) from information_schema.schemata where schema_name = 'dinsync'") == [(0,)]
+
+
+def test_a_sync_started_with_sigint_ignored_leaves_ctrl_c_alone(project):
+    """A script's `dinsync sync &` starts it with SIGINT ignored, so that a Ctrl-C meant for the
+    script leaves the command alone. dinsync put its own handler in place of that: a SIGINT in its
+    first second was ignored, a later one cancelled the run. An inherited SIG_IGN is kept now
+    (SIGTERM still stops the run gracefully, as the test above shows)."""
+    project.write(destination_extra="    bulk_max_users: 50\n    rate_limits: {bulk_update: null}\n")
+    project.seed(ROWS)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    project.thread.set_faults(latency=0.02, jitter=0.01)
+    proc = run_sync_process(project, ignore_sigint=True)
+    _wait_for_requests(project, proc, 10)
+    proc.send_signal(signal.SIGINT)
+    _wait_for_requests(project, proc, 20)  # still sending
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    [run] = json.loads(out)["runs"]
+    assert run["status"] == "success" and run["acknowledged"] == ROWS
+    assert sandbox_users(project) == segment(project)
