@@ -119,8 +119,10 @@ class Checkpointer:
             self._batch.parked.append(key)
 
     def not_delivered(self, result: RecordResult) -> None:
-        """`not_found` or `failed`: recorded, and sent again by the next run (nothing parked)."""
-        self._batch.rows.append((result.key, None, result.status, result.reason or result.status))
+        """`not_found` or `failed`: recorded (with the field the destination named, if any: an
+        Attio record-reference whose record does not exist yet), and sent again by the next run
+        (nothing parked)."""
+        self._batch.rows.append((result.key, result.field, result.status, result.reason or result.status))
 
     def pending(self, token: str, keys: list[str]) -> None:
         """Records whose outcome comes later (under `token`): stashed at the next checkpoint."""

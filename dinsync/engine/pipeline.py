@@ -500,7 +500,7 @@ class Pipeline:
         if r.status == "rejected":
             self.commits.rejected(r.key, r.field, self.redact(r.reason) or "rejected")
         elif r.status != "ok":  # ok: e.g. a lookup that found the record
-            self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason)))
+            self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason), self.redact(r.field)))
             if r.status == "failed" and self.failure is None:
                 self.failure = self.redact(r.reason)
 

@@ -766,3 +766,18 @@ def test_plan_samples_with_every_kind_declared_are_attios_arrays_too(attio):
     assert result.exit_code == 0, result.stdout
     rows = {r["key"]: r for r in json.loads(result.stdout)["plans"][0]["samples"]["added"]}
     assert rows["user1@example.com"]["fields"] == {"job_title": ["Name 1"]}
+
+
+def test_a_person_whose_company_does_not_exist_is_listed_not_found_naming_the_attribute(attio):
+    """The README: a row whose referenced record does not exist is reported `not_found` with that
+    attribute. The destination named it (`company`), but the run recorded `not_found` and `failed`
+    rows without their field: `dinsync rejections` showed none."""
+    p = attio
+    p.sql("create or replace table main.people as select 1 as id, 'ada@example.com' as email, "
+          "'nowhere.example' as company_domain")
+    p.write_sync(fields=("company_domain: company",))
+    run = p.run()
+    assert (run["not_found"], run["acknowledged"]) == (1, 0), run
+    listed = p.cli("rejections", "attio_people")
+    assert [(r["key"], r["status"], r["field"]) for r in json.loads(listed.stdout)["rejections"]] == [
+        ("ada@example.com", "not_found", "company")]
