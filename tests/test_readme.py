@@ -1,0 +1,208 @@
+"""README.md against the code: a user copies its config examples, commands and exit codes verbatim.
+
+- every ```yaml block (dinsync.yml and sync files) loads with the real loader, as written and with
+  each commented-out option (`# key: value`) switched on alone;
+- the exit codes and their precedence it states are the code's;
+- every option of a `dinsync ...` command it quotes exists on that command.
+Cheap (no warehouse is opened, no command is run): a few seconds."""
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+
+from dinsync.cli import app
+from dinsync.config.loader import load_project
+from dinsync.errors import ConfigError, ExitCode
+from dinsync.report import EXIT_PRECEDENCE
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TEXT = README.read_text(encoding="utf-8")
+
+BASE_PROJECT = {
+    "version": 1,
+    "warehouse": {"type": "duckdb", "path": "warehouse.duckdb"},
+    "state_schema": "dinsync",
+    "destinations": {"iterable": {"type": "iterable", "api_key": "${env:ITERABLE_API_KEY}"}},
+}
+BASE_SYNC = ("model: active_customers\ndestination: iterable\nservice: users\nmode: upsert\n"
+             "match: {column: email, field: email}\nfields: {first_name: firstName}\n")
+MODEL = "-- primary_key: customer_id\n-- model_type: user\nselect 1 as customer_id\n"
+# a commented option the README offers instead of one written above it
+INSTEAD_OF = {"private_key": "password"}
+
+
+class _Env(dict):
+    """Every `${env:NAME}` is set: a URL where the setting takes one, else a token."""
+
+    def __missing__(self, name: str) -> str:
+        return "https://hooks.example.com/services/T0/B0/abcdefghijklmnop" if "WEBHOOK" in name \
+            else f"readme-{name.lower()}-value"
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def get(self, name, default=None):
+        return self[name]
+
+
+def _blocks(lang: str) -> list[tuple[int, list[str]]]:
+    """(first line number, lines) of each fenced block of `lang`."""
+    found, inside = [], None
+    for number, line in enumerate(TEXT.splitlines(), 1):
+        if line.startswith("```"):
+            if inside is None:
+                inside = (line[3:].strip(), number + 1, [])
+            else:
+                if inside[0] == lang:
+                    found.append((inside[1], inside[2]))
+                inside = None
+        elif inside is not None:
+            inside[2].append(line)
+    return found
+
+
+def _documents(lines: list[str]) -> list[tuple[str | None, str]]:
+    """A block split at its `# dinsync.yml` / `# syncs/NAME.yml` headers: (header, text)."""
+    docs: list[list] = []
+    for line in lines:
+        header = re.match(r"# (dinsync\.yml|syncs/\S+\.yml.*)$", line)
+        if header or not docs:
+            docs.append([header.group(1) if header else None, []])
+            if header:
+                continue
+        docs[-1][1].append(line)
+    return [(h, "\n".join(body)) for h, body in docs]
+
+
+def _variants(text: str) -> list[tuple[str, str]]:
+    """The text as written, then with each commented option (`# key: value`) switched on alone; a
+    comment holding several (`# attempts: 4   timeout_seconds: 10`) gives one line each."""
+    out = [("as written", text)]
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)# ([a-z_]+: .*)$", line)
+        if not m:
+            continue
+        indent, option = m.groups()
+        parts = re.split(r"\s{3,}(?=[a-z_]+: )", option.split("  #")[0].strip())
+        variant = lines[:i] + [indent + p for p in parts] + lines[i + 1:]
+        key = parts[0].split(":")[0]
+        if key in INSTEAD_OF:
+            variant = [v for v in variant if not re.match(rf"^{indent}{INSTEAD_OF[key]}:", v)]
+        try:
+            yaml.safe_load("\n".join(variant))
+        except yaml.YAMLError:  # prose after a `#`, not an option
+            continue
+        out.append((line.strip(), "\n".join(variant)))
+    return out
+
+
+def _cases() -> list:
+    blocks = _blocks("yaml")
+    assert len(blocks) >= 10, "the README's yaml blocks were not found"
+    # every destination any block declares, for the sync files that name them
+    destinations = copy.deepcopy(BASE_PROJECT["destinations"])
+    for _, lines in blocks:
+        for header, text in _documents(lines):
+            data = yaml.safe_load(text) if header in (None, "dinsync.yml") else None
+            if isinstance(data, dict) and isinstance(data.get("destinations"), dict):
+                destinations.update(data["destinations"])
+    cases = []
+    for start, lines in blocks:
+        for header, text in _documents(lines):
+            if header and "one of" in header:  # alternatives, one a line
+                for line in filter(None, (ln.split("  #")[0].strip() for ln in text.split("\n"))):
+                    cases.append(pytest.param("sync", BASE_SYNC + line + "\n", destinations,
+                                              id=f"L{start}-{line}"))
+                continue
+            for label, variant in _variants(text):
+                data = yaml.safe_load(variant)
+                kind = "sync" if (header or "").startswith("syncs/") or "model" in data else "project"
+                cases.append(pytest.param(kind, variant, destinations, id=f"L{start}-{header or kind}-{label}"))
+    return cases
+
+
+@pytest.mark.parametrize("kind, text, destinations", _cases())
+def test_every_config_example_loads(tmp_path, kind, text, destinations):
+    project = copy.deepcopy(BASE_PROJECT)
+    project["destinations"] = copy.deepcopy(destinations)
+    sync = BASE_SYNC
+    if kind == "sync":
+        sync = text
+    else:
+        for key, value in yaml.safe_load(text).items():
+            if key == "destinations":
+                project["destinations"].update(value)
+            else:
+                project[key] = value
+    (tmp_path / "models").mkdir()
+    (tmp_path / "syncs").mkdir()
+    (tmp_path / "dinsync.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+    (tmp_path / "models" / "active_customers.sql").write_text(MODEL)
+    (tmp_path / "syncs" / "example.yml").write_text(sync)
+    try:
+        load_project(tmp_path, _Env())
+    except ConfigError as exc:
+        pytest.fail("README example refused: " + "; ".join(f"{i.file}:{i.line}: {i.message}" for i in exc.issues))
+
+
+def test_the_exit_codes_are_the_codes():
+    codes = {v for k, v in vars(ExitCode).items() if k.isupper()}
+    table = TEXT.split("**Exit codes.**", 1)[1].split("\n\n", 1)[0]
+    stated = {int(c) for c in re.findall(r"`(\d+)`", table)}
+    assert stated == codes
+    order = " > ".join(str(c) for c in EXIT_PRECEDENCE)
+    precedences = {" ".join(p.split()) for p in re.findall(r"\d(?:\s+>\s+\d)+", TEXT)}
+    assert precedences == {order}
+
+
+def _options(command) -> set[str]:
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
+
+
+def _sandbox_options() -> set[str]:
+    from dinsync.sandbox.__main__ import _parser
+
+    options = set()
+    for action in _parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                options.update(o for a in sub._actions for o in a.option_strings)
+    return options
+
+
+def _quoted_commands() -> list[tuple[int, str, str | None]]:
+    """(line, text, subcommand) of each `dinsync ...` the README quotes, inline or in the command
+    list (a `#` comment line there continues the command above it)."""
+    root = typer.main.get_command(app)
+    quoted = []
+    for m in re.finditer(r"`((?:\.venv/bin/)?dinsync(?: [^`]*)?)`", TEXT):
+        words = m.group(1).split()
+        quoted.append((TEXT.count("\n", 0, m.start()) + 1, m.group(1),
+                       next((w for w in words[1:] if w in root.commands), None)))
+    listing = TEXT.split("## Commands", 1)[1].split("```", 2)[1]
+    command = None
+    for line in listing.splitlines():
+        words = line.split()
+        if words and words[0] == "dinsync":
+            command = next((w for w in words[1:2] if w in root.commands), None)
+        quoted.append((0, line, command))
+    return quoted
+
+
+def test_every_option_the_readme_quotes_exists():
+    root = typer.main.get_command(app)
+    general = _options(root) | {"--help"}
+    sandbox = _sandbox_options()
+    missing = []
+    for line, text, command in _quoted_commands():
+        options = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-z])\b", text))
+        known = sandbox if command == "sandbox" else general | (_options(root.commands[command]) if command else set())
+        missing += [(line, text, o) for o in sorted(options - known)]
+    assert missing == []
