@@ -206,3 +206,15 @@ def test_every_option_the_readme_quotes_exists():
         known = sandbox if command == "sandbox" else general | (_options(root.commands[command]) if command else set())
         missing += [(line, text, o) for o in sorted(options - known)]
     assert missing == []
+
+
+def test_every_run_knob_is_named():
+    """Each EngineOptions field is read from DINSYNC_<FIELD> (an error hint names DINSYNC_LOCK_TTL_SECONDS):
+    the README names each one."""
+    from dataclasses import fields
+
+    from dinsync.engine.options import EngineOptions
+
+    knobs = {f.name.upper() for f in fields(EngineOptions)}
+    tuning = TEXT.partition("- **Tuning.**")[2].split("\n- ", 1)[0]
+    assert {k for k in knobs if f"`{k}`" not in tuning and f"DINSYNC_{k}" not in TEXT} == set()
