@@ -218,3 +218,42 @@ def test_every_run_knob_is_named():
     knobs = {f.name.upper() for f in fields(EngineOptions)}
     tuning = TEXT.partition("- **Tuning.**")[2].split("\n- ", 1)[0]
     assert {k for k in knobs if f"`{k}`" not in tuning and f"DINSYNC_{k}" not in TEXT} == set()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def state(request, tmp_path):
+    """A migrated, empty state schema (the README's queries are PostgreSQL's syntax, which DuckDB reads)."""
+    from dinsync.state import StateStore
+    from tests.warehouses.support import WarehouseUnderTest
+
+    target = WarehouseUnderTest(request.param, tmp_path)
+    StateStore(target.wh, target.state_schema).migrate()
+    yield target
+    target.close()
+
+
+def test_the_state_queries_run(state):
+    block = next(lines for _, lines in _blocks("sql") if any("dinsync.runs" in ln for ln in lines))
+    statements = [s for s in "\n".join(block).replace("dinsync.", f'"{state.state_schema}".').split(";") if s.strip()]
+    assert len(statements) >= 3
+    for sql in statements:
+        state.wh.query(sql)
+
+
+def test_every_state_column_is_documented(state):
+    """Each column of the state tables is named in the README's State tables section (the runs
+    table's rows, the other tables' paragraphs)."""
+    section = TEXT.split("### State tables", 1)[1].split("\n## ", 1)[0]
+    undocumented = {}
+    for table in ("runs", "rejections", "sync_state", "events", "locks", "meta"):
+        start = section.index(f"**`{table}`**")
+        end = section.find("**`", start + 5)
+        documented = set(re.findall(r"`([a-z_]+)`", section[start:end if end > 0 else None]))
+        columns = state.wh.query(
+            "select column_name from information_schema.columns where table_schema = "
+            f"'{state.state_schema}' and table_name = '{table}'").column(0).to_pylist()
+        assert columns, table
+        missing = set(columns) - documented - ({"key", "value"} if table == "meta" else set())
+        if missing:
+            undocumented[table] = sorted(missing)
+    assert undocumented == {}
