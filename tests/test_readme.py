@@ -257,3 +257,21 @@ def test_every_state_column_is_documented(state):
         if missing:
             undocumented[table] = sorted(missing)
     assert undocumented == {}
+
+
+def test_the_json_examples_have_the_objects_fields():
+    """The run and plan objects the README shows carry exactly the fields of dinsync.Run and
+    dinsync.SyncPlan (the CLI's JSON objects)."""
+    import dataclasses
+    import json
+
+    import dinsync
+
+    shown = {}
+    for _, lines in _blocks("json"):
+        data = json.loads("\n".join(lines).replace("{run object}", "null"))
+        shown["plan" if "samples" in data else "run" if "run_id" in data else "event"] = data
+    assert set(shown["run"]) == {f.name for f in dataclasses.fields(dinsync.Run)}
+    assert set(shown["plan"]) == {f.name for f in dataclasses.fields(dinsync.SyncPlan)}
+    sample = shown["plan"]["samples"]["added"][0]
+    assert set(sample) == {"key", "op", "fields", "changed_fields", "rejected"}
