@@ -123,7 +123,7 @@ def _cases() -> list:
                 continue
             for label, variant in _variants(text):
                 data = yaml.safe_load(variant)
-                kind = "sync" if (header or "").startswith("syncs/") or "model" in data else "project"
+                kind = "sync" if (header or "").startswith("syncs/") or "model" in (data or {}) else "project"
                 cases.append(pytest.param(kind, variant, destinations, id=f"L{start}-{header or kind}-{label}"))
     return cases
 
