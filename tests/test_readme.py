@@ -20,6 +20,9 @@ from dinsync.cli import app
 from dinsync.config.loader import load_project
 from dinsync.errors import ConfigError, ExitCode
 from dinsync.report import EXIT_PRECEDENCE
+# a migrated, empty state schema on DuckDB and PostgreSQL (the README's queries are PostgreSQL's
+# syntax, which DuckDB reads)
+from tests.state.test_shared_records import target  # noqa: F401
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
@@ -220,27 +223,15 @@ def test_every_run_knob_is_named():
     assert {k for k in knobs if f"`{k}`" not in tuning and f"DINSYNC_{k}" not in TEXT} == set()
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def state(request, tmp_path):
-    """A migrated, empty state schema (the README's queries are PostgreSQL's syntax, which DuckDB reads)."""
-    from dinsync.state import StateStore
-    from tests.warehouses.support import WarehouseUnderTest
-
-    target = WarehouseUnderTest(request.param, tmp_path)
-    StateStore(target.wh, target.state_schema).migrate()
-    yield target
-    target.close()
-
-
-def test_the_state_queries_run(state):
+def test_the_state_queries_run(target):
     block = next(lines for _, lines in _blocks("sql") if any("dinsync.runs" in ln for ln in lines))
-    statements = [s for s in "\n".join(block).replace("dinsync.", f'"{state.state_schema}".').split(";") if s.strip()]
+    statements = [s for s in "\n".join(block).replace("dinsync.", f'"{target.state_schema}".').split(";") if s.strip()]
     assert len(statements) >= 3
     for sql in statements:
-        state.wh.query(sql)
+        target.wh.query(sql)
 
 
-def test_every_state_column_is_documented(state):
+def test_every_state_column_is_documented(target):
     """Each column of the state tables is named in the README's State tables section (the runs
     table's rows, the other tables' paragraphs)."""
     section = TEXT.split("### State tables", 1)[1].split("\n## ", 1)[0]
@@ -249,9 +240,9 @@ def test_every_state_column_is_documented(state):
         start = section.index(f"**`{table}`**")
         end = section.find("**`", start + 5)
         documented = set(re.findall(r"`([a-z_]+)`", section[start:end if end > 0 else None]))
-        columns = state.wh.query(
+        columns = target.wh.query(
             "select column_name from information_schema.columns where table_schema = "
-            f"'{state.state_schema}' and table_name = '{table}'").column(0).to_pylist()
+            f"'{target.state_schema}' and table_name = '{table}'").column(0).to_pylist()
         assert columns, table
         missing = set(columns) - documented - ({"key", "value"} if table == "meta" else set())
         if missing:
