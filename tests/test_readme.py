@@ -266,3 +266,10 @@ def test_the_json_examples_have_the_objects_fields():
     assert set(shown["plan"]) == {f.name for f in dataclasses.fields(dinsync.SyncPlan)}
     sample = shown["plan"]["samples"]["added"][0]
     assert set(sample) == {"key", "op", "fields", "changed_fields", "rejected"}
+
+
+def test_the_command_list_has_every_command():
+    root = typer.main.get_command(app)
+    listing = TEXT.split("## Commands", 1)[1].split("```", 2)[1]
+    listed = {line.split()[1] for line in listing.splitlines() if line.startswith("dinsync ")}
+    assert set(root.commands) <= listed, set(root.commands) - listed
