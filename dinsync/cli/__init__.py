@@ -74,7 +74,9 @@ def _run_app_for_json() -> None:
         sys.exit(1)
     except UsageProblem as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "dinsync"
-        emit({"error": exc.format_message(), "hint": f"`{command} --help` lists the options",
+        top = getattr(exc, "ctx", None) is None or exc.ctx.parent is None
+        listed = "commands and options" if top else "options"  # (the top level's help lists the commands)
+        emit({"error": exc.format_message(), "hint": f"`{command} --help` lists the {listed}",
               "exit_code": exc.exit_code})
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -49,6 +49,8 @@ def test_a_usage_error_under_json_is_a_json_document_on_stdout(tmp_path, args):
     report = json.loads(done.stdout)
     assert report["exit_code"] == ExitCode.USAGE and report["error"], report
     assert "Traceback" not in done.stderr
+    # the top level's help lists its commands; a command's, its options
+    assert report["hint"].endswith("commands and options" if "no-such-command" in args else "lists the options")
 
 
 def test_global_options_after_the_subcommand_and_positional_names(project):
