@@ -185,6 +185,15 @@ class Checkpointer:
         run's counts to record, in the first transaction that writes the snapshot (else alone)."""
         self.lock.check()
         record = None if counts is None else (lambda: self.state.record_progress(self.run_id, counts))
+        if batch.rows:
+            # the reasons before the parking: a run that dies between the two (kill -9, the warehouse
+            # gone) leaves a reason for a row it did not park (sent again, refused and parked again),
+            # never a row parked that `dinsync rejections` has no word about (until 2026-12-07)
+            self.state.add_rejections(self.run_id, self.sync, batch.rows)
+            # failed / not found: sent again by the next run, never committed by this one (a failed
+            # write may have been applied all the same: its snapshot row was unsettled before sending)
+            self.planner.release_streamed([key for key, _, status, _ in batch.rows
+                                           if key is not None and status != "rejected"])
         if batch.acked:
             self.inserted += self.planner.commit_acknowledged(batch.acked, also=record)
             self.committed += len(batch.acked)
@@ -205,12 +214,6 @@ class Checkpointer:
                 ok, _ = self.planner.resolve_pending(**{outcome: keys[i:i + n]})
                 self.committed += ok
                 self.inserted += ok
-        if batch.rows:
-            self.state.add_rejections(self.run_id, self.sync, batch.rows)
-            # failed / not found: sent again by the next run, never committed by this one (a failed
-            # write may have been applied all the same: its snapshot row was unsettled before sending)
-            self.planner.release_streamed([key for key, _, status, _ in batch.rows
-                                           if key is not None and status != "rejected"])
         if record is not None:
             record()
         self.progress("checkpoint", {"acknowledged": len(batch.acked) + len(batch.pending_ok),

@@ -538,12 +538,12 @@ class SyncRun:
             forget.extend(r.key for r in mine if r.status != "rejected")
             problems.extend(mine)
         lock.check()
+        rows = [(r.key, r.field, r.status, self.redact(r.reason) or r.status) for r in problems]
+        if rows:  # the reasons before the parking (see Checkpointer.commit)
+            self.state.add_rejections(s.run_id, self.cfg.name, rows)
         n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
         s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
         s.rejected += n_parked
-        rows = [(r.key, r.field, r.status, self.redact(r.reason) or r.status) for r in problems]
-        if rows:
-            self.state.add_rejections(s.run_id, self.cfg.name, rows)
         waiting = sum(self.planner.pending_tokens().values())
         self.progress("note", {"message": f"outcomes of earlier runs: {n_ok} rows acknowledged, {n_parked} rejected, "
                                           f"{len(forget)} to send again; {waiting} rows still awaited"})
