@@ -67,6 +67,10 @@ def utc_iso(value: dt.datetime | None) -> str | None:
 # never shortened again.
 SHOWN_KEY_MAX = 1000
 SHORTENED_KEY_MAX = SHOWN_KEY_MAX + 40
+# The statuses of the rejections table (`dinsync rejections --status`): refused for its content
+# (parked), unknown to an update-only platform, not delivered after retries, a key on several
+# rows (withheld), rows without a key (one row a run, with their count).
+REJECTION_STATUSES = ("rejected", "not_found", "failed", "duplicate", "skipped")
 
 
 def shown_key(key: str | None, length: int | None = None) -> str | None:

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
+from ..report import REJECTION_STATUSES
 from ..terminal import emit, note, print_rejections, print_runs, print_syncs
 from .shared import (ExcludeOpt, JsonOpt, NamesArg, OneSyncArg, ProjectDirOpt, SelectOpt, app, choose, handled,
                      in_project, load, make_operator, state, use_options)
@@ -144,9 +145,13 @@ def runs(name: Optional[str] = OneSyncArg,
 def rejections(name: Optional[str] = OneSyncArg,
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
                limit: int = typer.Option(100, min=1, help="Newest rows to show."),
+               status: Optional[list[str]] = typer.Option(
+                   None, "--status", metavar="STATUS",
+                   help=f"Only rows of this status (repeat or comma-separate): {', '.join(REJECTION_STATUSES)}."),
                project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Rows a sync could not deliver (rejected, not found, failed, duplicate keys withheld, rows
     without a key skipped) with their reasons, newest first."""
+    statuses = _statuses(status)
     use_options(project_dir, json_output)
     with handled(), in_project():
         from ..report import utc_iso
@@ -158,7 +163,7 @@ def rejections(name: Optional[str] = OneSyncArg,
             store = StateStore(wh, project.state_schema)
             store.migrate()
             name = _one_sync(project, name, store)
-            rows = SyncStates(store).rejections(name, run_id, limit)
+            rows = SyncStates(store).rejections(name, run_id, limit, statuses)
             if run_id and not rows and not store.has_run(name, run_id):
                 # like a sync name that selects nothing: a configuration error (exit 3)
                 raise ConfigError([ConfigIssue(f"sync {name} has no run {run_id!r}",
@@ -171,3 +176,15 @@ def rejections(name: Optional[str] = OneSyncArg,
             emit({"rejections": rows})
         else:
             print_rejections(rows)
+
+
+def _statuses(given: Optional[list[str]]) -> tuple[str, ...]:
+    """`--status`, repeated or comma-separated: the statuses of the rejections table (every run
+    lists its duplicated keys and keyless rows again, so the rows parked for their content, listed
+    once by the run that refused them, are soon far down); another word is a usage error (exit 2)."""
+    picked = [s.strip() for text in given or () for s in text.split(",") if s.strip()]
+    unknown = [s for s in picked if s not in REJECTION_STATUSES]
+    if unknown:
+        raise typer.BadParameter(f"unknown status {', '.join(map(repr, unknown))}: one of "
+                                 f"{', '.join(REJECTION_STATUSES)}", param_hint="'--status'")
+    return tuple(dict.fromkeys(picked))

@@ -130,14 +130,18 @@ class SyncStates:
                             f"ORDER BY event_at DESC LIMIT :limit", params)
 
     # --- history read by the CLI ---------------------------------------------------------
-    def rejections(self, sync: str, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Rejected, not-found and failed rows of a sync (of one run), newest first, a key longer
-        than SHORTENED_KEY_MAX shown as its start and its length: the table may hold keys of 1 MB
-        (whole until 2026-12-05), and sorting 40 of them ran DuckDB's pool out of memory."""
+    def rejections(self, sync: str, run_id: str | None = None, limit: int = 100,
+                   statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Rejected, not-found and failed rows of a sync (of one run; of these `statuses`), newest
+        first, a key longer than SHORTENED_KEY_MAX shown as its start and its length: the table may
+        hold keys of 1 MB (whole until 2026-12-05), and sorting 40 of them ran DuckDB's pool out of memory."""
         where = "sync = :sync" + (" AND run_id = :run" if run_id else "")
         params: dict[str, Any] = {"sync": sync, "limit": int(limit)}
         if run_id:
             params["run"] = run_id
+        if statuses:
+            where += f" AND status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})"
+            params.update({f"s{i}": status for i, status in enumerate(statuses)})
         rows = self.wh.rows(f"SELECT run_id, sync, SUBSTR(key, 1, {SHORTENED_KEY_MAX}) AS key_start, "
                             f"LENGTH(key) AS key_length, field, status, reason, rejected_at FROM "
                             f"{self.store.t('rejections')} WHERE {where} ORDER BY rejected_at DESC, key_start "

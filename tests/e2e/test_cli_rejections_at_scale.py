@@ -2,6 +2,8 @@
 (the rejectscale audit's findings, scaled down to a few hundred rows)."""
 from __future__ import annotations
 
+import orjson
+
 from dinsync.state.store import StateStore
 
 ROWS = 300
@@ -41,3 +43,33 @@ def test_a_row_is_never_parked_without_its_reason_in_rejections(project, monkeyp
     assert parked_keys(project) == bad
     assert {k for (k,) in project.sql("select key from dinsync.rejections where status = 'rejected'")} == bad
     assert run["parked"] == len(bad)
+
+
+def test_rejections_lists_the_parked_rows_behind_the_duplicates_every_run_writes_again(project):
+    """Every run lists again the keys it withheld as duplicated (up to 1,000) and its keyless rows;
+    the rows parked for their content are listed once, by the run that refused them. After a few
+    runs `dinsync rejections` showed only duplicates: the reasons of 40,000 parked rows sat behind
+    1,000 rows a run (100,000 after 100 hourly runs). `--status` picks the statuses to list."""
+    bad = seed_with_bad_rows(project)
+    project.sql("update main.customers set email = 'dup' || (id % 3) || '@example.com' where id % 50 = 1")
+    project.sql("update main.customers set email = null where id % 5 = 2 and id < 20")
+    project.write(max_rejected_pct=100)
+    for _ in range(4):
+        project.sync()
+    newest = project.cli("rejections", "--limit", "12")  # the 3 duplicated keys and the keyless rows of 3 runs
+    assert {r["status"] for r in json_rows(newest)} == {"duplicate", "skipped"}  # (why the option)
+    shown = project.cli("rejections", "--status", "rejected", "--limit", "1000")
+    assert shown.exit_code == 0, shown.output
+    rows = json_rows(shown)
+    assert {r["key"] for r in rows} == bad and {r["status"] for r in rows} == {"rejected"}
+    both = json_rows(project.cli("rejections", "--status", "rejected", "--status", "skipped", "--limit", "1000"))
+    assert {r["status"] for r in both} == {"rejected", "skipped"} and len(both) == len(bad) + 4  # (a keyless row a run)
+    text = project.cli("rejections", "--status", "rejected", "--limit", "3", json_output=False)
+    assert text.exit_code == 0 and text.stdout.count("@nodot") == 3
+    wrong = project.cli("rejections", "--status", "parked")
+    assert wrong.exit_code == 2 and "unknown status 'parked'" in wrong.output and "not_found" in wrong.output
+
+
+def json_rows(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)["rejections"]
