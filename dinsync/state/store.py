@@ -380,17 +380,22 @@ class StateStore:
     def prune_rejections(self, sync: str, older_than: dt.timedelta) -> None:
         """Forget the sync's rejection rows older than `older_than`, but for each key's newest row
         when it is `rejected`: the reason a row is parked for, however old, until the key has a
-        newer row. Rows of the other statuses are written again by every run while their cause
-        lasts (a key not found in update mode, a duplicated key, the rows without a key), so a sync
-        run every 15 minutes that kept them all grew the table by its count of such rows each run."""
+        newer row, but for a `duplicate` one. Rows of the other statuses are written again by every
+        run while their cause lasts (a key not found in update mode, a duplicated key, the rows
+        without a key), so a sync run every 15 minutes that kept them all grew the table by its
+        count of such rows each run. A key withheld as duplicated was not sent, so it is still
+        parked for its reason (until 2026-12-07 a `duplicate` row superseded it too: a parked key
+        duplicated in the model for a day lost its reason, then those rows were pruned in turn,
+        and on one row again the key stayed parked with no reason left)."""
         rej = self.t("rejections")
         params = {"sync": sync, "cutoff": utcnow() - older_than, "parked": "rejected"}
         old = f"DELETE FROM {rej} AS r WHERE r.sync = :sync AND r.rejected_at < :cutoff AND "
         # Two statements: PostgreSQL makes a join of an EXISTS only outside an OR; inside one it ran
         # the subquery (a scan of the table) once per old row: 400 s for 1M rows. The superseded rows
-        # go first, while the newer rows that supersede them (of any status) are still there.
+        # go first, while the newer rows that supersede them are still there.
         self.wh.execute(old + f"EXISTS (SELECT 1 FROM {rej} AS n WHERE n.sync = r.sync AND n.key = r.key "
-                        f"AND n.rejected_at > r.rejected_at)", params)
+                        f"AND n.status <> :withheld AND n.rejected_at > r.rejected_at)",
+                        {**params, "withheld": "duplicate"})
         self.wh.execute(old + "(r.status <> :parked OR r.key IS NULL)", params)
 
     def rejections(self, run_id: str, limit: int = 1000) -> list[dict]:

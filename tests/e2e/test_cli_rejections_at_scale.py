@@ -2,6 +2,8 @@
 (the rejectscale audit's findings, scaled down to a few hundred rows)."""
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from dinsync.state.store import StateStore
@@ -73,3 +75,24 @@ def test_rejections_lists_the_parked_rows_behind_the_duplicates_every_run_writes
 def json_rows(result) -> list[dict]:
     assert result.exit_code == 0, result.output
     return orjson.loads(result.stdout)["rejections"]
+
+
+def test_a_parked_row_keeps_its_reason_after_a_spell_as_a_duplicated_key(project, monkeypatch):
+    """Pruning kept a key's newest row when it was `rejected`, and deleted an older one as soon as
+    any newer row of the key came: a parked key duplicated in the model for a while (a fan-out
+    join for a day) had its `duplicate` rows supersede its reason, then those were pruned in turn,
+    and once on one row again it stayed parked with no reason left in `dinsync rejections`."""
+    monkeypatch.setenv("DINSYNC_REJECTIONS_DAYS", "0.00001")  # (0.864 s)
+    project.sql("update main.customers set email = 'bad7@nodot' where id = 7")
+    assert project.sync()["runs"][0]["parked"] == 1
+    project.sql("insert into main.customers select 77, email, user_id, 'twin', plan, ltv from main.customers where id = 7")
+    for _ in range(2):
+        time.sleep(1)
+        project.sync()
+    project.sql("delete from main.customers where id = 77")
+    for _ in range(2):
+        time.sleep(1)
+        run = project.sync()["runs"][0]
+    assert run["parked"] == 1 and parked_keys(project) == {"bad7@nodot"}
+    shown = json_rows(project.cli("rejections", "--status", "rejected"))
+    assert [(r["key"], r["reason"]) for r in shown] == [("bad7@nodot", "Iterable: invalid email address")]

@@ -255,12 +255,14 @@ def test_rejections_never_hold_a_registered_secret(store):
 
 def test_old_rejection_rows_are_deleted_but_a_parked_keys_newest_reason(store):
     """On every warehouse: rows past the retention go, per sync, but for a key's newest `rejected`
-    row (the reason it is parked for); a newer row of the key supersedes the older ones."""
+    row (the reason it is parked for); a newer row of the key supersedes the older ones, but for a
+    `duplicate` row."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rows = [("users", "k-parked", "rejected", 40), ("users", "k-changed", "rejected", 40),
             ("users", "k-changed", "rejected", 35), ("users", "k-retried", "not_found", 40),
             ("users", "k-retried", "not_found", 1), ("users", "k-dup", "duplicate", 40), ("users", None, "skipped", 40),
-            ("users", "k-fixed", "rejected", 40), ("users", "k-fixed", "failed", 33), ("other", "k-retried", "not_found", 40)]
+            ("users", "k-fixed", "rejected", 40), ("users", "k-fixed", "failed", 33), ("other", "k-retried", "not_found", 40),
+            ("users", "k-parked-dup", "rejected", 40), ("users", "k-parked-dup", "duplicate", 35)]
     for i, (sync, key, status, days) in enumerate(rows):
         store.wh.execute(f"INSERT INTO {store.t('rejections')} (run_id, sync, key, field, status, reason, rejected_at) "
                          "VALUES (:run, :sync, :key, :field, :status, :reason, :at)",
@@ -268,7 +270,8 @@ def test_old_rejection_rows_are_deleted_but_a_parked_keys_newest_reason(store):
                           "reason": "why", "at": now - dt.timedelta(days=days)})
     store.prune_rejections("users", dt.timedelta(days=30))
     left = store.wh.rows(f"SELECT run_id FROM {store.t('rejections')} ORDER BY run_id")
-    assert [r["run_id"] for r in left] == ["r0", "r2", "r4", "r9"]
+    # (a key withheld as duplicated was not sent: still parked for its reason)
+    assert [r["run_id"] for r in left] == ["r0", "r10", "r2", "r4", "r9"]
 
 
 def test_the_deletion_of_old_rejection_rows_is_no_correlated_subquery_per_row(tmp_path):
