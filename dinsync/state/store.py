@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..errors import ConfigError, ConfigIssue, RunSummary
 from ..redaction import redact
-from ..report import shown_key
+from ..report import SHOWN_KEY_MAX, shown_key
 from ..warehouses.base import Warehouse
 from ..warehouses.errors import WarehouseError, WarehouseLockTimeout, WarehouseObjectMissing
 from . import layout
@@ -386,7 +386,8 @@ class StateStore:
         count of such rows each run. A key withheld as duplicated was not sent, so it is still
         parked for its reason (until 2026-12-07 a `duplicate` row superseded it too: a parked key
         duplicated in the model for a day lost its reason, then those rows were pruned in turn,
-        and on one row again the key stayed parked with no reason left)."""
+        and on one row again the key stayed parked with no reason left). Nor is a reason kept once
+        its key is no longer parked in the sync's snapshot."""
         rej = self.t("rejections")
         params = {"sync": sync, "cutoff": utcnow() - older_than, "parked": "rejected"}
         old = f"DELETE FROM {rej} AS r WHERE r.sync = :sync AND r.rejected_at < :cutoff AND "
@@ -397,6 +398,15 @@ class StateStore:
                         f"AND n.status <> :withheld AND n.rejected_at > r.rejected_at)",
                         {**params, "withheld": "duplicate"})
         self.wh.execute(old + "(r.status <> :parked OR r.key IS NULL)", params)
+        # A reason outlives the retention only while its key is parked: a refused key that left the
+        # model (an address replaced by a good one) is forgotten by the snapshot, and its newest
+        # row, kept until 2026-12-07, stayed forever (every address ever refused).
+        # (A key over SHOWN_KEY_MAX characters may be kept shortened here, and is then no snapshot
+        # key: it is kept.)
+        snap = f"snap_{sync}"
+        if "_pfp" in (self.wh.table_columns(self.schema, snap) or []):
+            self.wh.execute(old + f"LENGTH(r.key) <= {SHOWN_KEY_MAX} AND NOT EXISTS (SELECT 1 FROM "
+                            f"{self.t(snap)} AS s WHERE s._key = r.key AND s._pfp IS NOT NULL)", params)
 
     def rejections(self, run_id: str, limit: int = 1000) -> list[dict]:
         return self.wh.rows(
