@@ -8,8 +8,8 @@ response, an exception or a URL.
 
 `send()` never raises for a transient failure: records that could not be delivered come back as
 `failed`. It raises `DestinationAuthError` when the destination says credentials are rejected, and
-`DestinationUnreachableError` once OUTAGE_REQUESTS requests in a row used all their attempts
-without the destination answering any request meanwhile (an outage: retrying every request of a
+`DestinationUnreachableError` once the destination is found down (breaker.py: requests in a row
+that used all their attempts, or no answer to any request for 30 s; retrying every request of a
 1M-row sync for ~30 s each would take hours), or once it asks for a wait (Retry-After) longer than a
 run waits.
 """
@@ -40,6 +40,7 @@ from dinsync.destinations.base import (
 from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
+from .breaker import Breaker, OutageLimits
 from .inflight import InFlight
 from .proxy import proxy_for
 from .ratelimit import (COLD_MARGIN, DEFAULT_HEADROOM, STOP_POLL_SECONDS, Clock, MonotonicClock, RateLimiter,
@@ -56,10 +57,10 @@ MAX_ERROR_BODY = 4 * 2**20
 # query of 500 records, a few MB). A longer one (a proxy's or CDN's endless 200, a gzip bomb) is no
 # platform's answer: not read further, its request is retried (AnswerTooLarge, a transport failure).
 MAX_ANSWER_BODY = 64 * 2**20
-# Requests in a row that used all their attempts while the destination answered nothing (no
-# response but 5xx/408, timeouts, refused or reset connections; a 429 is an answer): then it is
-# down and sending stops. Sporadic failures never add up to it: any answer starts the count again.
-OUTAGE_REQUESTS = 3
+# When the destination is down and sending stops (breaker.py); OUTAGE_REQUESTS: requests in a row that
+# used all their attempts while it answered nothing (no response but 5xx/408, timeouts, refused or
+# reset connections; a 429 is an answer).
+OUTAGE_REQUESTS = OutageLimits.requests
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
 USER_AGENT = "dinsync/0.1"
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
@@ -172,6 +173,7 @@ class HttpSender:
         clock: Clock | None = None,
         user_agent: str = USER_AGENT,
         stop: Callable[[], bool] | None = None,
+        outage_limits: OutageLimits | None = None,
     ):
         self.destination = destination
         self.stop = stop  # the run is stopping: what has not left is not sent (SendingStopped)
@@ -187,8 +189,7 @@ class HttpSender:
         self._endpoints: dict[str, _Endpoint] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
-        self._unanswered = 0  # requests that used all their attempts since the destination last answered
-        self._down: str | None = None  # once it is found down (see OUTAGE_REQUESTS), nothing more is sent
+        self._breaker = Breaker(outage_limits or OutageLimits.from_env())  # once it trips, nothing more is sent
         self._proxies: dict[str, dict] = {}  # origin -> proxy arguments (_proxy)
         self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
         for name in destination.limits:
@@ -287,7 +288,7 @@ class HttpSender:
                 reason, unanswered = exc.reason, False
                 break
             if outcome.kind != "retry" or outcome.throttled:
-                self._unanswered = 0  # the destination answered
+                self._breaker.answered()
             if outcome.kind == "done":
                 return self._results(request, outcome)
             if outcome.kind == "fatal":
@@ -326,7 +327,10 @@ class HttpSender:
                 # A server that says when to come back (e.g. 503 + Retry-After: "unavailable for
                 # that long", RFC 9110) is not asked again by anyone before then.
                 ep.limiter.penalize(hint)
-            if not self.policy.should_retry(attempt):
+            if not outcome.throttled:  # no answer: enough of them and the destination is down
+                self._breaker.attempt_unanswered(attempt, self.clock.now(), self._name,
+                                                 self.redact(f"attempt {attempt}: {reason}"))
+            if not self.policy.should_retry(attempt) or self._breaker.trip_reason is not None:
                 break
             delay = self.policy.delay(attempt, hint)
             self._count(ep, "retries")
@@ -334,9 +338,7 @@ class HttpSender:
         self._count(ep, "failed_requests")
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
         if unanswered:
-            self._unanswered += 1
-            if self._unanswered >= OUTAGE_REQUESTS and self._down is None:
-                self._down = why
+            self._breaker.request_unanswered(self._name, why)
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
@@ -392,8 +394,8 @@ class HttpSender:
 
     def _outage_error(self) -> DestinationUnreachableError:
         return DestinationUnreachableError(
-            f"{self._name} answered none of {OUTAGE_REQUESTS} requests in a row, each tried to the end (last: "
-            f"{self._down}): sending stopped; acknowledged rows were committed, the rest is sent by the next run",
+            f"{self._breaker.trip_reason}: sending stopped; acknowledged rows were committed, the rest is sent "
+            "by the next run",
             hint="check that the destination is reachable and up (its base_url, the network, the platform's status)",
         )
 
@@ -460,17 +462,17 @@ class HttpSender:
     async def _unless_stopped(self, waiting: Any) -> Any:
         """Await a retry's backoff (up to 120 s), given up once the run stops (SendingStopped): its
         request would not be sent anyway, and the run waited for it the whole grace period meant
-        for requests in flight. (A rate slot's wait checks the stop itself: `acquire(check=...)`.)"""
-        if self.stop is None:
-            return await waiting
+        for requests in flight; or once sending stopped (an outage found by another request, refused
+        credentials): its next attempt would raise, after up to 30 s of backoff for nothing.
+        (A rate slot's wait checks the stop itself: `acquire(check=...)`.)"""
         task = asyncio.ensure_future(waiting)
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
                 if done:
                     return task.result()
-                if self.stop():
-                    raise SendingStopped()
+                self._raise_if_stopped()
+                self._stop_if_refused_or_down()
         finally:
             if not task.done():  # stopped, or this request cancelled: its wait goes with it
                 task.cancel()
@@ -505,7 +507,7 @@ class HttpSender:
     def _stop_if_refused_or_down(self) -> None:
         if self._fatal is not None:
             raise self._auth_error()
-        if self._down is not None:
+        if self._breaker.trip_reason is not None:
             raise self._outage_error()
         if self._closed is not None:
             raise DestinationUnreachableError(

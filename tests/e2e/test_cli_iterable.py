@@ -404,6 +404,38 @@ def test_throttling_5xx_and_resets_are_retried_until_delivered(project):
     assert len(project.snapshot_keys()) == 200
 
 
+def test_a_destination_that_never_answers_stops_the_run_within_its_outage_seconds(project, monkeypatch):
+    """Every bulkUpdate accepted and never answered in time: after DINSYNC_OUTAGE_SECONDS of no
+    answer, with 3 requests tried twice each, the run stops (until 2026-12-07 it waited for 3 requests
+    to use their 8 attempts of `timeout_seconds` each: ~6 minutes at the default 30 s); it fails
+    saying so, commits nothing, parks nothing, and the next run delivers every row once."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "1")
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n"
+                                    "    timeout_seconds: 0.3\n")
+    project.seed(300)
+    project.thread.set_faults(latency=2.0)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "answered no request for" in run["error"] and "timeout after 0.3s" in run["error"], run
+    assert run["hint"] and run["acknowledged"] == 0 and run["parked"] == 0 and run["rejected"] == 0, run
+    assert run["requests"] < 3 * 8, run  # no request used its 8 attempts
+    assert project.snapshot_keys() == set()
+    assert project.sql("select distinct status from dinsync.rejections") == [("failed",)]  # none parked
+    project.thread.set_faults(latency=0.0)
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 300 and again["sent"] == 300, again
+    assert len(project.snapshot_keys()) == 300
+    users = project.thread.call(lambda: {e: dict(u["dataFields"]) for e, u in project.sandbox.users.by_email.items()})
+    assert len(users) == 300 and users["user7@example.com"]["firstName"] == "Name 7", users["user7@example.com"]
+    assert users["user7@example.com"]["ltv"] == 10.5
+
+
 def test_an_outage_stops_the_run_soon_and_the_next_run_sends_everything(project, monkeypatch):
     """Every bulkUpdate answered by a 503 page: after 3 requests used all their attempts (the
     platform answering nothing meanwhile) the run stops, instead of retrying each of its 30

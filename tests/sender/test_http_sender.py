@@ -20,6 +20,7 @@ from dinsync.destinations.base import Destination, EndpointLimit, Outcome, Recor
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError
 from dinsync.sender import HttpSender, RetryPolicy
 from dinsync.sandbox.runner import SandboxThread
+from dinsync.sender.breaker import OutageLimits
 from dinsync.sender.http import OUTAGE_REQUESTS
 
 SECRET = "sk_live_T0P/SECRET+key"
@@ -715,6 +716,35 @@ def test_sporadic_failures_never_add_up_to_an_outage():
             return [(await s.send(batch([f"k{i}"])))[0].status for i in range(12)]
 
     assert run(main()) == ["failed", "failed", "ok"] * 4
+
+
+def test_a_silent_destination_stops_sending_before_any_request_used_its_attempts():
+    """A server that accepts and never answers in time: once it answered nothing for the limits'
+    `silent_seconds` while 3 requests were each tried twice, sending stops (the requests waiting
+    for their next attempt too) instead of each timing out 8 times; a server answering some
+    requests meanwhile is not down: every request is tried to its end."""
+    async def handler(request, hit):
+        if hit.keys[0].startswith(("slow", "all")):
+            await asyncio.sleep(2)
+        return web.json_response({})
+
+    policy = RetryPolicy(max_attempts=8, base=0.01, cap=0.02)
+    limits = OutageLimits(silent_seconds=0.5)
+
+    async def main(prefix):
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy, timeout=0.2,
+                                                      outage_limits=limits) as s:
+            keys = [f"{prefix}{i}" if prefix or i % 2 else f"slow{i}" for i in range(8)]
+            got = await asyncio.gather(*(s.send(batch([k])) for k in keys), return_exceptions=True)
+            return srv, got
+
+    srv, got = run(main("all"))
+    assert all(isinstance(g, DestinationUnreachableError) or g[0].status == "failed" for g in got), got
+    errors = [g for g in got if isinstance(g, DestinationUnreachableError)]
+    assert errors and "fake answered no request for" in errors[0].message and "timeout after 0.2s" in errors[0].message
+    assert len(srv.hits) < 8 * 8 / 2, len(srv.hits)
+    srv, got = run(main(""))
+    assert [g[0].status for g in got] == ["failed", "ok"] * 4, got  # the slow ones each used their 8 attempts
 
 
 def test_throttling_is_an_answer_not_an_outage():
