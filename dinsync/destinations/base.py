@@ -254,6 +254,7 @@ class Outcome:
     pending: str | None = None  # done: records without a result await the outcome named by this token
     suspects: list[str] = field(default_factory=list)  # split: keys to send alone (see above)
     field: str | None = None  # split: the field the rejection names, if it names one
+    error_answer: bool = False  # set by the sender: the answer was not a 2xx (see sender/breaker.py)
 
 
 @dataclass

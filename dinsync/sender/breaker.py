@@ -1,8 +1,10 @@
 """When a destination is down or refuses every request: the sender's circuit breaker.
 
-A run sending 1M rows to an address that answers nothing must notice within a minute,
-stop sending and fail, not retry every remaining request for hours. Sporadic failures never add up
-to a trip: every answer (any answer, a 429 included) starts the count again.
+A run sending 1M rows to an address that answers nothing, or answers every request with an error
+that is not the platform's (a 404 of a wrong path, a 405, a 410, a proxy's 400 page), must notice
+within a minute, stop sending and fail, not retry or send every remaining request for hours.
+Sporadic failures never add up to a trip: every answer (any answer, a 429 included) starts the
+silence's count again, and a request with a row acknowledged or judged starts the refusals' again.
 
 The thresholds are data (`OutageLimits`), the same for every destination:
   * `requests`: requests in a row that used all their attempts without an answer (5xx, 408,
@@ -10,7 +12,12 @@ The thresholds are data (`OutageLimits`), the same for every destination:
   * `silent_seconds` with `retried_requests`: no answer at all for that long since the first
     unanswered attempt, while that many distinct requests failed at least twice each (a server that
     never answers: 8 attempts of 30 s each were ~6 minutes before the first rule tripped);
-    DINSYNC_OUTAGE_SECONDS sets `silent_seconds` (more to ride out longer blackouts in one run).
+    DINSYNC_OUTAGE_SECONDS sets `silent_seconds` (more to ride out longer blackouts in one run);
+  * `refused_requests`: requests in a row answered with an error (not a 2xx) that failed every row
+    of the request and judged none (the destination's word that the answer is not the platform's
+    on the rows, e.g. a 404 page): each fails at once, so every row of the run was sent, one request
+    a row for Attio (~1 hour for 100k rows), to fail them all. (Parts of a split batch are not
+    counted: a platform's refusals of single records isolated by halving are its word on them.)
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ class OutageLimits:
     requests: int = 3
     silent_seconds: float = 30.0
     retried_requests: int = 3
+    refused_requests: int = 10
 
     @classmethod
     def from_env(cls) -> "OutageLimits":
@@ -45,20 +53,32 @@ class OutageLimits:
 
 
 class Breaker:
-    """Counts the failures since the destination last answered; `trip_reason`
-    is the sender's message once a limit is reached (None before)."""
+    """Counts the failures since the destination last answered (or last judged a row);
+    `trip_reason` is the sender's message once a limit is reached (None before)."""
 
     def __init__(self, limits: OutageLimits | None = None):
         self.limits = limits or OutageLimits()
         self.unanswered = 0  # requests that used all their attempts since the last answer
         self.retried = 0  # requests whose second attempt (or a later one) went unanswered since then
         self.silent_since: float | None = None  # clock time of the first unanswered attempt since then
+        self.refused = 0  # requests failed as a whole by an error answer since a row was last judged
         self.trip_reason: str | None = None
 
     def answered(self) -> None:
         """The destination answered an attempt (its words may still be a failure)."""
         self.unanswered = self.retried = 0
         self.silent_since = None
+
+    def judged(self) -> None:
+        """A request came back with a row acknowledged, judged by the platform, or pending."""
+        self.refused = 0
+
+    def request_refused(self, name: str, why: str) -> None:
+        """A request was answered with an error that failed all its rows and judged none."""
+        self.refused += 1
+        if self.refused >= self.limits.refused_requests:
+            self._trip(f"{name} refused {self.refused} requests in a row as a whole, with an answer that is not "
+                       f"the platform's word on any row (last: {why})")
 
     def attempt_unanswered(self, attempt: int, now: float, name: str, why: str) -> None:
         """Attempt number `attempt` (1-based) of a request got no answer."""

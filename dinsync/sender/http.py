@@ -16,6 +16,7 @@ run waits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import math
@@ -61,6 +62,9 @@ MAX_ANSWER_BODY = 64 * 2**20
 # used all their attempts while it answered nothing (no response but 5xx/408, timeouts, refused or
 # reset connections; a 429 is an answer).
 OUTAGE_REQUESTS = OutageLimits.requests
+# A delivery that is a part of a split batch (its refusal as a whole is the platform's word on the
+# records it isolates, not a sign that the destination refuses everything: see breaker.py)
+_SPLIT_PART: contextvars.ContextVar[bool] = contextvars.ContextVar("split_part", default=False)
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
 USER_AGENT = "dinsync/0.1"
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
@@ -290,11 +294,12 @@ class HttpSender:
             if outcome.kind != "retry" or outcome.throttled:
                 self._breaker.answered()
             if outcome.kind == "done":
-                return self._results(request, outcome)
+                return self._judged(request, self._results(request, outcome), outcome.error_answer)
             if outcome.kind == "fatal":
                 self._fatal = self._fatal or self.redact(outcome.reason or "credentials rejected")
                 raise self._auth_error()
             if outcome.kind == "split":
+                self._breaker.judged()
                 return await self._split(request, ep, outcome)
             # retry
             reason = outcome.reason or "transient failure"
@@ -341,6 +346,17 @@ class HttpSender:
             self._breaker.request_unanswered(self._name, why)
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
+    def _judged(self, request: Request, delivered: Delivered, error_answer: bool) -> Delivered:
+        """`delivered`, counted by the breaker: an error answer that failed every record of a request
+        (not a part of a split batch) and judged none is a refusal; anything else, a judgement."""
+        refused = error_answer and delivered.problems and not delivered.ok and not delivered.pending \
+            and all(p.status == "failed" for p in delivered.problems)
+        if not refused:
+            self._breaker.judged()
+        elif not _SPLIT_PART.get():
+            self._breaker.request_refused(self._name, delivered.problems[0].reason or "failed")
+        return delivered
+
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
         if not request.splittable:
             why = self.redact(outcome.reason or "rejected by the destination")
@@ -366,8 +382,12 @@ class HttpSender:
 
     @staticmethod
     async def _gather(coroutines) -> list[Delivered]:
-        """Await deliveries together; if one raises, the others are cancelled."""
-        tasks = [asyncio.ensure_future(c) for c in coroutines]
+        """Await deliveries together, the parts of a split batch; if one raises, the others are cancelled."""
+        token = _SPLIT_PART.set(True)  # (each task runs in a copy of the context as it is here)
+        try:
+            tasks = [asyncio.ensure_future(c) for c in coroutines]
+        finally:
+            _SPLIT_PART.reset(token)
         try:
             return await asyncio.gather(*tasks)
         except BaseException:
@@ -615,6 +635,8 @@ class HttpSender:
                 raise
             except Exception as exc:  # a body the destination could not read: not transient
                 raise _GiveUp(f"unreadable response (HTTP {status}): {type(exc).__name__}: {exc}") from None
+        if outcome.kind == "done" and not 200 <= status < 300:
+            outcome = replace(outcome, error_answer=True)
         if outcome.kind == "retry" and outcome.retry_after is None:
             hint = self.retry_after(headers)
             if hint is not None:

@@ -478,6 +478,28 @@ def test_a_200_page_that_is_not_attios_answer_is_retried_not_acknowledged(attio,
         assert [person(p, f"user{i}@example.com")["plan"] for i in range(1, 21)] == ["team"] * 20
 
 
+@pytest.mark.parametrize("status", [404, 405, 410, 400])
+def test_writes_refused_by_a_page_that_is_not_attios_stop_the_run(attio, status):
+    """Every write answered by a page that is not Attio's (a wrong path's 404, a 405, a 410, a
+    proxy's 400) while reads work: each request failed its row at once and the run sent every row,
+    one request each (~1 hour for 100k rows at 25/s), to fail them all. Now the run stops after 10
+    such requests in a row, fails saying why, parks nothing, and the next run delivers every row."""
+    p = attio
+    p.seed_people(300)
+    p.thread.script("assert", respond(status, "<html><body><h1>Not here</h1></body></html>",
+                                      {"Content-Type": "text/html"}), times=10_000)
+    run = p.run()
+    assert run["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "refused 10 requests in a row" in run["error"] and f"HTTP {status}" in run["error"], run
+    assert run["hint"] and (run["acknowledged"], run["rejected"], run["parked"]) == (0, 0, 0), run
+    assert run["requests"] < 60, run  # not one request for each of the 300 rows
+    assert {s for s, _ in p.rejections().values()} <= {"failed"} and p.snapshot_keys() == set()
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["status"], again["acknowledged"], again["sent"], again["failed"]) == ("success", 300, 300, 0), again
+    assert count(p) == 300 and person(p, "user7@example.com")["job_title"] == "Name 7"
+
+
 def test_retry_after_date_is_honoured(attio):
     p = attio
     p.write_config(extra="    rate_limits: {write: null, read: null}\n    concurrency: 1\n")  # one in flight
