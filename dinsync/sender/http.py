@@ -117,6 +117,7 @@ class _Endpoint:
     limiter: RateLimiter
     in_flight: InFlight
     stats: EndpointStats
+    breaker: Breaker
 
 
 async def _leaving(session, trace, params) -> None:
@@ -193,7 +194,7 @@ class HttpSender:
         self._endpoints: dict[str, _Endpoint] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
-        self._breaker = Breaker(outage_limits or OutageLimits.from_env())  # once it trips, nothing more is sent
+        self._outage_limits = outage_limits or OutageLimits.from_env()  # an endpoint's breaker trips: nothing more is sent
         self._proxies: dict[str, dict] = {}  # origin -> proxy arguments (_proxy)
         self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
         for name in destination.limits:
@@ -248,7 +249,8 @@ class HttpSender:
                            headroom=headroom, clock=self.clock, cold_margin=COLD_MARGIN)
         limiter = RateLimiter(rate, limit.burst, headroom=headroom, clock=self.clock, pace=pace)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
-        ep = _Endpoint(limit, limiter, InFlight(limit.max_concurrency, rate, sockets=self.connections), stats)
+        ep = _Endpoint(limit, limiter, InFlight(limit.max_concurrency, rate, sockets=self.connections), stats,
+                       Breaker(self._outage_limits, self._name, name))
         self._endpoints[name] = ep
         return ep
 
@@ -292,14 +294,14 @@ class HttpSender:
                 reason, unanswered = exc.reason, False
                 break
             if outcome.kind != "retry" or outcome.throttled:
-                self._breaker.answered()
+                ep.breaker.answered()
             if outcome.kind == "done":
-                return self._judged(request, self._results(request, outcome), outcome.error_answer)
+                return self._judged(ep, self._results(request, outcome), outcome.error_answer)
             if outcome.kind == "fatal":
                 self._fatal = self._fatal or self.redact(outcome.reason or "credentials rejected")
                 raise self._auth_error()
             if outcome.kind == "split":
-                self._breaker.judged()
+                ep.breaker.judged()
                 return await self._split(request, ep, outcome)
             # retry
             reason = outcome.reason or "transient failure"
@@ -333,9 +335,8 @@ class HttpSender:
                 # that long", RFC 9110) is not asked again by anyone before then.
                 ep.limiter.penalize(hint)
             if not outcome.throttled:  # no answer: enough of them and the destination is down
-                self._breaker.attempt_unanswered(attempt, self.clock.now(), self._name,
-                                                 self.redact(f"attempt {attempt}: {reason}"))
-            if not self.policy.should_retry(attempt) or self._breaker.trip_reason is not None:
+                ep.breaker.attempt_unanswered(attempt, self.clock.now(), self.redact(f"attempt {attempt}: {reason}"))
+            if not self.policy.should_retry(attempt) or ep.breaker.trip_reason is not None:
                 break
             delay = self.policy.delay(attempt, hint)
             self._count(ep, "retries")
@@ -343,18 +344,18 @@ class HttpSender:
         self._count(ep, "failed_requests")
         why = self.redact(f"failed after {attempt} attempt(s): {reason}")
         if unanswered:
-            self._breaker.request_unanswered(self._name, why)
+            ep.breaker.request_unanswered(why)
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])
 
-    def _judged(self, request: Request, delivered: Delivered, error_answer: bool) -> Delivered:
+    def _judged(self, ep: _Endpoint, delivered: Delivered, error_answer: bool) -> Delivered:
         """`delivered`, counted by the breaker: an error answer that failed every record of a request
         (not a part of a split batch) and judged none is a refusal; anything else, a judgement."""
         refused = error_answer and delivered.problems and not delivered.ok and not delivered.pending \
             and all(p.status == "failed" for p in delivered.problems)
         if not refused:
-            self._breaker.judged()
+            ep.breaker.judged()
         elif not _SPLIT_PART.get():
-            self._breaker.request_refused(self._name, delivered.problems[0].reason or "failed")
+            ep.breaker.request_refused(delivered.problems[0].reason or "failed")
         return delivered
 
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
@@ -407,6 +408,11 @@ class HttpSender:
         """The destination's name in errors."""
         return self.destination.type_name or type(self.destination).__name__
 
+    @property
+    def _down(self) -> str | None:
+        """Why sending stopped, once an endpoint's breaker tripped (breaker.py)."""
+        return next((ep.breaker.trip_reason for ep in self._endpoints.values() if ep.breaker.trip_reason), None)
+
     def _auth_error(self) -> DestinationAuthError:
         return DestinationAuthError(
             f"{self._name}: {self._fatal}", hint="check the destination's credentials and their scopes"
@@ -414,7 +420,7 @@ class HttpSender:
 
     def _outage_error(self) -> DestinationUnreachableError:
         return DestinationUnreachableError(
-            f"{self._breaker.trip_reason}: sending stopped; acknowledged rows were committed, the rest is sent "
+            f"{self._down}: sending stopped; acknowledged rows were committed, the rest is sent "
             "by the next run",
             hint="check that the destination is reachable and up (its base_url, the network, the platform's status)",
         )
@@ -527,7 +533,7 @@ class HttpSender:
     def _stop_if_refused_or_down(self) -> None:
         if self._fatal is not None:
             raise self._auth_error()
-        if self._breaker.trip_reason is not None:
+        if self._down is not None:
             raise self._outage_error()
         if self._closed is not None:
             raise DestinationUnreachableError(

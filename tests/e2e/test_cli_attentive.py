@@ -259,6 +259,36 @@ def test_bursts_of_429s_and_random_server_errors(make_attentive):
     assert len(p.snapshot_keys()) == 200
 
 
+def test_job_statuses_that_never_answer_stop_the_run_while_lookups_answer(make_attentive, monkeypatch):
+    """Every bulk job's status answered by a 500 page while lookups and submissions answer: the
+    lookups' answers started the outage's count again, so every row was sent and failed ("status
+    unreadable"), whatever the run's size. Each endpoint now counts for itself: the run stops once
+    the job statuses answered nothing for DINSYNC_OUTAGE_SECONDS, saying so, nothing parked, and the
+    next run delivers every row once (rows left pending: read, not sent again)."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    p = make_attentive(limits=False, seeded=1500)
+    p.write(extra="    limits_enabled: false\n")
+    p.seed(1500)
+    p.thread.script("getBulkJobStatus", error(500), times=100_000)
+    result = p.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "answered no request for" in run["error"] and "bulk_job" in run["error"], run
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (0, 0, 0), run
+    assert p.snapshot_keys() == set() and {s for s, _ in p.rejections().values()} <= {"failed"}
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["status"], again["acknowledged"], again["failed"]) == ("success", 1500, 0), again
+    assert again["sent"] == 1500 - run["pending"], again  # rows left pending are read, not sent again
+    assert len(p.snapshot_keys()) == 1500 and p.stats()["created_users"] == 0
+    assert p.subscriber("subscriber1234@example.com")["attributes"]["firstName"] == "Name 1234"
+
+
 def test_a_failed_bulk_job_is_submitted_again(attentive):
     p = attentive
     p.thread.call(p.sandbox.script_job_failure, 1)
