@@ -14,7 +14,8 @@ The thresholds are data (`OutageLimits`), the same for every destination:
     timeouts, refused or reset connections, a name that does not resolve);
   * `silent_seconds` with `retried_requests`: no answer at all for that long since the first
     unanswered attempt, while that many distinct requests failed at least twice each (a server that
-    never answers: 8 attempts of 30 s each were ~6 minutes before the first rule tripped);
+    never answers: 8 attempts of 30 s each were ~6 minutes before the first rule tripped; an attempt
+    answered with a Retry-After within what a run waits is not silence: the server said when);
     DINSYNC_OUTAGE_SECONDS sets `silent_seconds` (more to ride out longer blackouts in one run);
   * `refused_requests`: requests in a row answered with an error (not a 2xx) that failed every row
     of the request and judged none (the destination's word that the answer is not the platform's

@@ -334,7 +334,9 @@ class HttpSender:
                 # A server that says when to come back (e.g. 503 + Retry-After: "unavailable for
                 # that long", RFC 9110) is not asked again by anyone before then.
                 ep.limiter.penalize(hint)
-            if not outcome.throttled:  # no answer: enough of them and the destination is down
+            if not outcome.throttled and hint is None:  # no answer: enough of them and the destination is down
+                # (a server saying when to come back, within what a run waits, is waited for: the
+                # requests in a row that used all their attempts still count it)
                 ep.breaker.attempt_unanswered(attempt, self.clock.now(), self.redact(f"attempt {attempt}: {reason}"))
             if not self.policy.should_retry(attempt) or ep.breaker.trip_reason is not None:
                 break

@@ -747,6 +747,36 @@ def test_a_silent_destination_stops_sending_before_any_request_used_its_attempts
     assert [g[0].status for g in got] == ["failed", "ok"] * 4, got  # the slow ones each used their 8 attempts
 
 
+def test_a_server_saying_when_to_come_back_is_waited_for_not_taken_for_silent():
+    """503s with a Retry-After within what a run waits (a short maintenance): the server says when,
+    and is asked again then; the waits it asked for do not count as silence (they stopped the run
+    once `silent_seconds` passed, though each request got through on its third attempt)."""
+    async def handler(request, hit):
+        tries = sum(1 for h in srv.hits if h.keys == hit.keys)
+        if tries <= 2:
+            return web.Response(status=503, text="maintenance", headers={"Retry-After": "0.3"})
+        return web.json_response({})
+
+    policy = RetryPolicy(max_attempts=4, base=0.01, cap=0.02, retry_after_jitter=0.01)
+
+    async def main():
+        async with HttpSender(destination(srv), retry_policy=policy,
+                              outage_limits=OutageLimits(silent_seconds=0.2)) as s:
+            return await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(4)))
+
+    async def serve():
+        await srv.start()
+        try:
+            return await main()
+        finally:
+            await srv.stop()
+
+    srv = Server(handler)
+    got = run(serve())
+    assert [r[0].status for r in got] == ["ok"] * 4, got
+    assert len(srv.hits) == 3 * 4
+
+
 def test_throttling_is_an_answer_not_an_outage():
     """429s all the way: the destination is up and says when to come back; requests fail after their
     attempts but sending goes on."""
