@@ -278,7 +278,10 @@ def test_job_statuses_that_never_answer_stop_the_run_while_lookups_answer(make_a
     result = p.sync()
     [run] = result["runs"]
     assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
-    assert "answered no request for" in run["error"] and "bulk_job" in run["error"], run
+    # the breaker's silence rule or its requests-in-a-row rule, whichever the machine's pace trips first
+    # (8 attempts 0.01-0.02 s apart may use up 3 requests before 0.5 s of silence), on the job statuses
+    assert any(words in run["error"] for words in ("answered no request for", "answered none of 3 requests")), run
+    assert "(bulk_job" in run["error"], run
     assert (run["acknowledged"], run["rejected"], run["parked"]) == (0, 0, 0), run
     assert p.snapshot_keys() == set() and {s for s, _ in p.rejections().values()} <= {"failed"}
     p.thread.call(p.sandbox.faults.clear)
