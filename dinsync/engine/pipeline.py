@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, get_args
 
 import polars as pl
 
-from ..destinations.base import (Delivered, Destination, RecordResult, ServiceSpec, SyncSpec, Transport,
-                                 TransportStats)
+from ..destinations.base import (Delivered, Destination, RecordResult, RecordStatus, ServiceSpec, SyncSpec,
+                                 Transport, TransportStats)
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
 from ..mapping import FieldMapping, KeyMapping, MappedBatch, frame_from_arrow, map_batch
 from .commits import Checkpointer
@@ -91,6 +91,7 @@ def map_plan_batch(batch, mapping: MappingPlan, declared_scale: Collection[str] 
                      keep_field_text=True, numeric_text=numeric_text)
 
 
+RECORD_STATUSES = get_args(RecordStatus)
 NO_OUTCOME = "the destination gave no outcome for this record"
 NOT_PREPARED = "the destination's prepare() made no request for this row and did not reject it"
 
@@ -496,6 +497,7 @@ class Pipeline:
 
     def _note(self, r: RecordResult) -> None:
         """Count and record a record that was not acknowledged."""
+        r = self._checked(r)
         self._count(r)
         if r.status == "rejected":
             self.commits.rejected(r.key, r.field, self.redact(r.reason) or "rejected")
@@ -503,6 +505,16 @@ class Pipeline:
             self.commits.not_delivered(RecordResult(r.key, r.status, self.redact(r.reason), self.redact(r.field)))
             if r.status == "failed" and self.failure is None:
                 self.failure = self.redact(r.reason)
+
+    def _checked(self, r: RecordResult) -> RecordResult:
+        """`r`, but `failed` naming its status when that is none of the documented ones (a plugin's
+        bug): counted nowhere, the row was lost from the run's figures (sent, but neither
+        acknowledged, refused nor failed) and the run said success."""
+        if r.status in RECORD_STATUSES:
+            return r
+        who = self.destination.type_name or type(self.destination).__name__
+        return RecordResult(r.key, "failed", f"{who} gave the record status {str(r.status)!r}, none of "
+                            f"{', '.join(RECORD_STATUSES)} (reason: {r.reason or 'none'})", r.field)
 
     def _count(self, r: RecordResult) -> None:
         if r.status == "rejected":
@@ -540,6 +552,7 @@ class Pipeline:
         problems = []
         for r in settled.problems:
             if waiting.pop(r.key, None) is not None:
+                r = self._checked(r)
                 problems.append(RecordResult(r.key, r.status, self.redact(r.reason), self.redact(r.field)))
                 self._count(r)
                 if r.status == "failed" and self.failure is None:  # the run's error gives an example

@@ -39,7 +39,8 @@ class Transport:
         answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
         if answer is None:
             return Delivered(list(request.keys), [])
-        return Delivered(answer.get("ok", []), [RecordResult(k, "failed", "boom") for k in answer.get("failed", [])])
+        return Delivered(answer.get("ok", []), [RecordResult(k, answer.get("status", "failed"), "boom")
+                                                     for k in answer.get("failed", [])])
 
     async def settle(self, pending, timeout):
         return Delivered([], [], dict(pending))
@@ -184,6 +185,20 @@ def test_a_record_said_both_acknowledged_and_failed_is_not_committed(project, mo
     run = project.sync()["run"]
     assert (run["acknowledged"], run["failed"]) == (3, 1)
     assert "p5@example.com" not in project.acknowledged()
+
+
+def test_a_record_given_a_status_that_is_none_of_the_documented_ones_fails_and_is_sent_again(project, monkeypatch):
+    """Before, p4's "OK!" (neither ok, rejected, not_found nor failed) was counted nowhere: the run
+    said success, sent 4 with 3 acknowledged, and no rejection row told of the fourth."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p4@example.com": {"failed": ["p4@example.com"], "status": "OK!"}}))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["failed"]) == ("failed", 4, 3, 1)
+    assert data["exit_code"] == 1
+    [(key, status, reason)] = project.sql("select key, status, reason from dinsync.rejections where status = 'failed'")
+    assert (key, status) == ("p4@example.com", "failed")
+    assert "'OK!'" in reason and "onebyone" in reason
+    assert "p4@example.com" not in project.acknowledged()
 
 
 def _validate(project) -> tuple[int, list[dict]]:
