@@ -658,8 +658,10 @@ class HttpSender:
                        field=None if r.field is None else self.redact(r.field))
 
     def _results(self, request: Request, outcome: Outcome) -> Delivered:
-        """The destination's result where given (first wins, unknown keys ignored); the others are
-        `ok`, or pending under `outcome.pending` when the destination says their outcome comes later."""
+        """The destination's result where given (its first refusal of a key wins over any `ok` of
+        it: a record said both acknowledged and refused is not acknowledged; unknown keys ignored);
+        the others are `ok`, or pending under `outcome.pending` when the destination says their
+        outcome comes later."""
         if not outcome.results:
             if outcome.pending is not None:
                 return Delivered([], [], {outcome.pending: list(request.keys)})
@@ -667,8 +669,8 @@ class HttpSender:
         wanted = set(request.keys)
         first: dict[str, RecordResult] = {}
         for r in outcome.results:
-            if r.key in wanted:
-                first.setdefault(r.key, r)
+            if r.key in wanted and (r.key not in first or (first[r.key].status == "ok" and r.status != "ok")):
+                first[r.key] = r
         problems = [self._redacted(r) for r in first.values() if r.status != "ok"]
         bad = {p.key for p in problems}
         rest = [k for k in request.keys if k not in bad]

@@ -208,6 +208,24 @@ def test_per_record_results_one_per_key_in_order():
     ]
 
 
+def test_a_record_an_answer_says_both_acknowledged_and_refused_is_not_acknowledged():
+    """A plugin's parse() read an answer listing "b" twice, ok then rejected: the first won, and
+    "b" entered the snapshot though the platform refused it (the README: a record said both
+    acknowledged and refused is not acknowledged)."""
+    class TwiceDestination(FakeDestination):
+        def parse(self, request, status, headers, body):
+            return Outcome("done", [RecordResult("b", "ok"), RecordResult("a", "ok"),
+                                    RecordResult("b", "rejected", "bad email"), RecordResult("b", "failed", "x")])
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, TwiceDestination)) as s:
+            return await s.deliver(batch(["a", "b", "c"]))
+
+    delivered = run(main())
+    assert delivered.ok == ["a", "c"]
+    assert delivered.problems == [RecordResult("b", "rejected", "bad email")]
+
+
 def test_a_per_record_rejection_keeps_the_field_it_names():
     """RecordResult.field (the field at fault) reaches the engine, which records it in `rejections`."""
     class FieldDestination(FakeDestination):
