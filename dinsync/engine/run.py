@@ -532,8 +532,9 @@ class SyncRun:
         for token, outcomes in asyncio.run(read()):
             error = outcomes.error or error  # the transport's latest says all it saw
             current = self.planner.pending_keys(token)
-            ok.extend(k for k in dict.fromkeys(outcomes.ok) if k in current)
             mine = [r for r in outcomes.problems if r.key in current]
+            refused = {r.key for r in mine}  # said both acknowledged and refused: not acknowledged
+            ok.extend(k for k in dict.fromkeys(outcomes.ok) if k in current and k not in refused)
             rejected.extend(r.key for r in mine if r.status == "rejected")
             forget.extend(r.key for r in mine if r.status != "rejected")
             problems.extend(mine)

@@ -39,17 +39,25 @@ class Transport:
         answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
         if answer is None:
             return Delivered(list(request.keys), [])
+        if "pending" in answer:
+            return Delivered([], [], {answer["pending"]: list(request.keys)})
         return Delivered(answer.get("ok", []), [RecordResult(k, answer.get("status", "failed"), "boom")
                                                      for k in answer.get("failed", [])])
 
     async def settle(self, pending, timeout):
-        return Delivered([], [], dict(pending))
+        import json
+        told = json.loads(os.environ.get("JUDGE_SETTLED", "null"))
+        if told is None:
+            return Delivered([], [], dict(pending))
+        return Delivered(told.get("ok", []), [RecordResult(k, "rejected", "refused later") for k in told.get("rejected", [])])
 
     def ready(self):
         return Delivered([], [])
 
     async def resolve(self, tokens):
-        return Delivered([], [])
+        import json
+        told = json.loads(os.environ.get("JUDGE_SETTLED", "null")) or {}
+        return Delivered(told.get("ok", []), [RecordResult(k, "rejected", "refused later") for k in told.get("rejected", [])])
 
     def transport_stats(self):
         return TransportStats(requests=self.requests)
@@ -199,6 +207,25 @@ def test_a_record_given_a_status_that_is_none_of_the_documented_ones_fails_and_i
     assert (key, status) == ("p4@example.com", "failed")
     assert "'OK!'" in reason and "onebyone" in reason
     assert "p4@example.com" not in project.acknowledged()
+
+
+def test_a_record_settled_both_acknowledged_and_refused_is_not_committed(project, monkeypatch):
+    """Before, an outcome arriving later (settle) that said p4 both ok and rejected committed it:
+    the acknowledgement was read first, and the refusal of a record no longer awaited was dropped."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p4@example.com": {"pending": "job-1"}}))
+    monkeypatch.setenv("JUDGE_SETTLED", json.dumps({"ok": ["p4@example.com"], "rejected": ["p4@example.com"]}))
+    run = project.sync()["run"]
+    assert (run["acknowledged"], run["rejected"], run["pending"]) == (3, 2, 0)
+    assert "p4@example.com" not in project.acknowledged()
+
+
+def test_a_record_resolved_by_a_later_run_both_acknowledged_and_refused_is_not_committed(project, monkeypatch):
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p4@example.com": {"pending": "job-1"}}))
+    assert project.sync()["run"]["pending"] == 1
+    monkeypatch.setenv("JUDGE_SETTLED", json.dumps({"ok": ["p4@example.com"], "rejected": ["p4@example.com"]}))
+    project.sync()
+    assert "p4@example.com" not in project.acknowledged()
+    assert project.sql("select count(*) from dinsync.rejections where key = 'p4@example.com' and status = 'rejected'") == [(1,)]
 
 
 def _validate(project) -> tuple[int, list[dict]]:
