@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from . import redaction
+from .destinations import describe_error
 from .errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, ExitCode, resource_hint
 
 DEBUG_ENV = "DINSYNC_DEBUG"
@@ -351,10 +352,10 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
             run["issues"] = [issue.as_dict() for issue in exc.issues]
         return run, exc.exit_code, engine
     except Exception as exc:  # a bug: this sync fails, the others still run
+        message = redaction.redact(f"unexpected error: {describe_error(exc)}")  # (before its traceback goes)
         on_exception(exc)
         if errors is not None:
             errors.append(_let_go(exc))
-        message = redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}")
         return failed_run(name, message, resource_hint(exc) or f"set {DEBUG_ENV}=1 for a traceback",
                           started_at=started, full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
     # (engine.full_refresh: also a run that sends everything to a sync's new destination)

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from .. import __version__, terminal
+from ..destinations import describe_error
 from ..errors import ConfigError, ConfigIssue, DinsyncError, ExitCode, is_panic, resource_hint
 from ..terminal import emit, err, note, print_traceback
 
@@ -71,7 +72,7 @@ def handled() -> Iterator[None]:
             raise
         if debug():
             print_traceback(exc)
-        fail(DinsyncError(f"unexpected error: {type(exc).__name__}: {exc}",
+        fail(DinsyncError(f"unexpected error: {describe_error(exc)}",
                           resource_hint(exc) or (None if debug() else f"set {DEBUG_ENV}=1 for a traceback")))
 
 

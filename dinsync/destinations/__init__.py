@@ -58,6 +58,35 @@ def _plugins() -> tuple[type[Destination], ...]:
     return tuple(found)
 
 
+def plugin_at_fault(exc: BaseException) -> str | None:
+    """`destination plugin NAME (module.Class)` when a loaded plugin's code raised `exc` (the
+    innermost frame of its traceback in a plugin's package), else None: an unexpected error then
+    names who to ask, not just `ValueError: ...` with every installed plugin a suspect."""
+    if not _plugins.cache_info().currsize:
+        return None  # no plugin loaded
+    try:
+        plugins = [cls for cls in _plugins() if isinstance(cls, type)]
+    except PluginError:
+        return None
+    packages = {cls.__module__.partition(".")[0]: cls for cls in plugins}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        cls = packages.get(str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0])
+        found = cls or found
+        tb = tb.tb_next
+    if found is None:
+        return None
+    return f"destination plugin {getattr(found, 'type_name', '') or found.__name__} ({_qualname(found)})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Type: message` of an unexpected error, said to be a destination plugin's when its code raised it."""
+    text = f"{type(exc).__name__}: {exc}"
+    plugin = plugin_at_fault(exc)
+    return f"{plugin} raised {text}" if plugin else text
+
+
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 

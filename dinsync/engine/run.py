@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__, redaction
+from ..destinations import describe_error
 from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
@@ -298,7 +299,7 @@ class SyncRun:
                 raise type(exc)(s.error, exc.hint) from None
             except BaseException as exc:
                 if isinstance(exc, Exception) or is_panic(exc):
-                    s.status, s.error = "failed", self.redact(f"{type(exc).__name__}: {exc}")
+                    s.status, s.error = "failed", self.redact(describe_error(exc))
                     # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
                     raise DinsyncError(s.error, resource_hint(exc) or
                                        "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc

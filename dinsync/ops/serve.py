@@ -18,6 +18,7 @@ import threading
 from typing import Any, Callable
 
 from .. import redaction
+from ..destinations import describe_error
 from ..errors import DinsyncError, LockBusyError
 from ..report import utc_iso
 from ..warehouses.errors import WarehouseAuthError, WarehouseError, WarehouseUnavailable
@@ -249,7 +250,7 @@ class Service:
                       error=(run or {}).get("error"))
         except Exception as exc:  # a bug or a state table that failed: this run's report, the service goes on
             self.emit("end", sync=name, exit_code=1, run=None,
-                      error=redaction.redact(f"unexpected error: {type(exc).__name__}: {exc}"))
+                      error=redaction.redact(f"unexpected error: {describe_error(exc)}"))
         finally:
             wh.close()
 

@@ -71,7 +71,14 @@ class OneByOne(Destination):
     def make_transport(self, options):
         return Transport()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if os.environ.get("JUDGE_RAISES") == "init":
+            raise RuntimeError("no luck")
+
     def prepare(self, frame, sync):
+        if os.environ.get("JUDGE_RAISES") == "prepare":
+            raise ValueError("no luck")
         keys = frame["_key"].to_list()
         refused = [Rejection(k, "refused by prepare") for k in keys if k == "p1@example.com"]
         return Prepared([Request("w", "POST", "", b"{}", [k]) for k in keys if k != "p1@example.com"], refused)
@@ -226,6 +233,23 @@ def test_a_record_resolved_by_a_later_run_both_acknowledged_and_refused_is_not_c
     project.sync()
     assert "p4@example.com" not in project.acknowledged()
     assert project.sql("select count(*) from dinsync.rejections where key = 'p4@example.com' and status = 'rejected'") == [(1,)]
+
+
+@pytest.mark.parametrize("hook", ["init", "prepare"])
+def test_an_error_raised_by_a_plugin_names_the_plugin(project, monkeypatch, hook):
+    """Before: `ValueError: no luck` (or `unexpected error: RuntimeError: no luck`), which of the
+    installed plugins (or dinsync itself) raised it left to guess."""
+    monkeypatch.setenv("JUDGE_RAISES", hook)
+    data = project.sync()
+    assert data["exit_code"] == 1
+    assert "destination plugin onebyone (judge_plugin.OneByOne) raised" in data["run"]["error"], data["run"]["error"]
+    assert "no luck" in data["run"]["error"]
+    if hook != "init":  # (plan builds no request)
+        return
+    sys.modules.pop("judge_plugin", None)
+    destinations._plugins.cache_clear()
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "plan"])
+    assert "destination plugin onebyone (judge_plugin.OneByOne) raised" in result.output, result.output
 
 
 def _validate(project) -> tuple[int, list[dict]]:
