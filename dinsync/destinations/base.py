@@ -494,7 +494,12 @@ class Destination:
                           retry_policy=options.retry_policy, stop=options.stop)
 
     def auth_headers(self) -> dict[str, str]:
-        raise NotImplementedError
+        """Headers carrying the credentials on every request (may be awaitable). Default: none."""
+        return {}
+
+    def _missing(self, hook: str, what: str) -> NotImplementedError:
+        return NotImplementedError(f"destination {self.type_name or '?'} ({type(self).__module__}."
+                                   f"{type(self).__qualname__}) does not implement {hook}(), {what}")
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, errors or state tables."""
@@ -516,7 +521,7 @@ class Destination:
         """Build requests for mapped rows: `_key` (plan key), `_op`, `_id` (identifier as sent),
         `_json` (JSON object of the fields to send for the row), `_bytes` (its size), and per
         mapped field i `_t{i}` (the value's JSON text, NULL when not sent)."""
-        raise NotImplementedError
+        raise self._missing("prepare", "which turns mapped rows into requests")
 
     def preview(self, frame: "pl.DataFrame", sync: "SyncSpec") -> tuple["pl.DataFrame", list[Rejection]]:
         """`dinsync plan`'s samples, without building requests: mapped rows (as `prepare` gets them)
@@ -525,7 +530,8 @@ class Destination:
         return frame, []
 
     def parse(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
-        raise NotImplementedError
+        """An HTTP answer to `request` read into an Outcome (see it)."""
+        raise self._missing("parse", "which reads an HTTP answer into per-record outcomes")
 
     def lookup_requests(self, keys: Sequence[str], ids: Sequence[str], sync: "SyncSpec") -> list[Request]:
         """Update mode without an update-only write: requests that find which keys exist."""

@@ -226,6 +226,34 @@ def test_a_record_an_answer_says_both_acknowledged_and_refused_is_not_acknowledg
     assert delivered.problems == [RecordResult("b", "rejected", "bad email")]
 
 
+def test_a_plugin_whose_requests_carry_no_credentials_need_not_write_auth_headers():
+    """The README names no `auth_headers` hook: a plugin for an endpoint without credentials (or
+    with them in its requests' headers) failed every run with a bare `NotImplementedError: `."""
+    class NoAuth(Destination):
+        type_name = "noauth"
+        limits = {"write": EndpointLimit("write", rate=None)}
+
+        def parse(self, request, status, headers, body):
+            return Outcome("done")
+
+    async def main():
+        async with Server() as srv, HttpSender(NoAuth(srv.url, {})) as s:
+            return await s.deliver(batch(["a", "b"]))
+
+    delivered = run(main())
+    assert delivered.ok == ["a", "b"] and delivered.problems == []
+
+
+@pytest.mark.parametrize("hook", ["prepare", "parse"])
+def test_a_plugin_without_a_required_hook_is_told_which(hook):
+    class Bare(Destination):
+        type_name = "bare"
+
+    call = {"prepare": lambda d: d.prepare(None, None), "parse": lambda d: d.parse(batch(["a"]), 200, {}, b"")}[hook]
+    with pytest.raises(NotImplementedError, match=f"Bare\\) does not implement {hook}\\(\\)"):
+        call(Bare("http://127.0.0.1:1", {}))
+
+
 def test_a_per_record_rejection_keeps_the_field_it_names():
     """RecordResult.field (the field at fault) reaches the engine, which records it in `rejections`."""
     class FieldDestination(FakeDestination):
