@@ -197,6 +197,7 @@ class HttpSender:
         self._outage_limits = outage_limits or OutageLimits.from_env()  # an endpoint's breaker trips: nothing more is sent
         self._proxies: dict[str, dict] = {}  # origin -> proxy arguments (_proxy)
         self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
+        self._tls: str | None = None  # once a TLS handshake or certificate fails, nothing more is sent
         for name in destination.limits:
             self._endpoint(name)
 
@@ -472,6 +473,12 @@ class HttpSender:
                 ep.in_flight.observe(self.clock.now() - sent_at)
             except _BAD_URL as exc:  # a configuration problem: retrying won't help
                 raise _GiveUp(f"invalid URL: {exc}") from None
+            except aiohttp.ClientSSLError as exc:  # a certificate or handshake refused: no retry mends it
+                # (was retried as a transport failure, ~30 s until the breaker found the destination
+                # down, hinting at the network, not at the scheme or the certificate)
+                self._tls = self._tls or self.redact(f"TLS with {url.host}:{url.port} failed: {exc}")
+                _clear_frames(exc)
+                raise _GiveUp(self._tls) from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 outcome = self.exception_outcome(request, exc)
                 _clear_frames(exc)
@@ -541,6 +548,12 @@ class HttpSender:
             raise DestinationUnreachableError(
                 f"{self._name}: {self._closed}: sending stopped; acknowledged rows were committed, the rest is "
                 "sent by the next run", hint="run the sync again once the destination accepts requests")
+        if self._tls is not None:
+            raise DestinationUnreachableError(
+                f"{self._name}: {self._tls}: sending stopped; acknowledged rows were committed, the rest is "
+                "sent by the next run",
+                hint="check base_url's scheme (https:// to a server speaking plain HTTP fails the handshake) and "
+                     "host (the certificate's name); a private CA's certificates: SSL_CERT_FILE")
 
     # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
     async def settle(self, pending, timeout: float) -> Delivered:

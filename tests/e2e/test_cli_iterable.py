@@ -979,3 +979,54 @@ def test_wide_rows_are_mapped_a_few_megabytes_at_a_time(project, monkeypatch):
     assert all(size <= (1 << 20) + 210_000 for _, size in mapped), mapped  # the limit, or one row past it
     user = project.thread.call(lambda: project.sandbox.get_user(email="user7@example.com"))
     assert user["dataFields"]["firstName"] == "G" * 200000 + "7"
+
+
+@pytest.fixture
+def self_signed_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose certificate no CA signed (made by `openssl`)."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("where", ["https-to-a-plain-http-port", "self-signed-certificate"])
+def test_a_tls_failure_stops_the_run_at_once_naming_tls(project, request, where):
+    """https:// to a server speaking plain HTTP, or a certificate no CA signed: no retry mends
+    either, yet each request was retried as a transport failure (8 attempts) until the outage
+    breaker found the destination down (~30 s), with a hint at the network. The first such failure
+    stops the run now, naming TLS, the address and what to check; nothing is parked, and the run
+    against the right address delivers every row."""
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(200)
+    plain = project.base_url
+    project.base_url = (plain.replace("http://", "https://") if where.startswith("https")
+                        else request.getfixturevalue("self_signed_server"))
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "TLS with 127.0.0.1:" in run["error"], run
+    assert ("CERTIFICATE_VERIFY_FAILED" if where.startswith("self") else "WRONG_VERSION_NUMBER") in run["error"], run
+    assert "scheme" in run["hint"] and "SSL_CERT_FILE" in run["hint"], run
+    assert run["requests"] <= 8, run  # (the first requests, concurrently in flight; no retries)
+    assert run["acknowledged"] == 0 and run["parked"] == 0 and project.snapshot_keys() == set()
+    project.base_url = plain
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    again = project.sync()["runs"][0]
+    assert again["status"] == "success" and again["acknowledged"] == 200, again
