@@ -142,20 +142,44 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(bucket, ignore_errors=True)
 
 
-@pytest.fixture
-def empty_redactor():
-    """The test starts from an empty redactor (the process's registry of secrets), and what was
-    registered before it comes back after: a test asserting that some text stays readable must not
-    depend on the secrets other tests of its worker left registered (a notification's "1234" header
-    token masked `123456` as `***56`)."""
+def _redactor_state() -> tuple:
     from dinsync import redaction
 
-    saved = set(redaction._values), set(redaction._partial), list(redaction._session)
-    redaction.clear()
-    yield
+    with redaction._lock:
+        return set(redaction._values), set(redaction._partial), list(redaction._session)
+
+
+def _restore_redactor(saved: tuple) -> None:
+    from dinsync import redaction
+
     redaction.clear()
     with redaction._lock:
         redaction._values.update(saved[0])
         redaction._partial.update(saved[1])
         redaction._session.extend(saved[2])
         redaction._rebuild()
+
+
+@pytest.fixture(autouse=True)
+def _redactor_of_the_test():
+    """What a test registers as secret (the process's registry, which its in-process CLI runs and
+    API calls fill too) is forgotten after it: a notification test's header token "1234" stayed
+    registered in its xdist worker, and later tests there saw `123456` as `***56` in their plan
+    samples (a cellphone `0033612345601` as `00336***5601`), or not, as xdist dealt the tests."""
+    saved = _redactor_state()
+    yield
+    if _redactor_state() != saved:
+        _restore_redactor(saved)
+
+
+@pytest.fixture
+def empty_redactor():
+    """The test starts from an empty redactor (the process's registry of secrets), and what was
+    registered before it comes back after: a test asserting that some text stays readable must not
+    depend on the secrets registered before it (those of higher-scoped fixtures included)."""
+    from dinsync import redaction
+
+    saved = _redactor_state()
+    redaction.clear()
+    yield
+    _restore_redactor(saved)
