@@ -410,6 +410,22 @@ class TransportOptions:
     resolve_stop: "Callable[[], bool] | None" = None  # the run is stopping: wait no more
 
 
+def email_form(text: str) -> str:
+    """An email address as a platform compares it with another spelling of it: the local part in
+    NFC, the domain read through IDNA (an `xn--` label and its Unicode spelling are one), both
+    lowercased. A domain IDNA cannot read (a label over 63 characters) is kept in NFC."""
+    import unicodedata
+
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return text
+    try:
+        domain = domain.encode("idna").decode("idna")
+    except UnicodeError:
+        domain = unicodedata.normalize("NFC", domain)
+    return f"{unicodedata.normalize('NFC', local).lower()}@{domain.lower()}"
+
+
 def url_address(base_url: str) -> str:
     """A base URL as Destination.account reads it: without a `user:password@`, a query or the
     scheme's default port, its scheme and host in lower case."""

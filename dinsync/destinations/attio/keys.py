@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import decimal
 import math
-import unicodedata
 from typing import TYPE_CHECKING, Callable
 
 import orjson
 
-from ..base import Rejection
+from ..base import Rejection, email_form
 from .values import e164, instant_form, normalise_domain
 
 if TYPE_CHECKING:
@@ -75,20 +74,6 @@ def same_domain(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list
     return _withhold_same(frame, normalise_domain, lambda i, form, others: (
         f'key "{key_field}": {i!r} is the same domain for Attio ({form!r}) as {others} on another row of the '
         "model; make the model's domains unique after lowercasing and trimming scheme and path"), key_field)
-
-
-def email_form(text: str) -> str:
-    """An email key as Attio stores it (see the module docstring): the local part in NFC, the domain
-    read through IDNA (an `xn--` label and its Unicode spelling are one), both lowercased. A domain
-    IDNA cannot read (a label over 63 characters) is kept in NFC: Attio's answer decides that row."""
-    local, at, domain = text.rpartition("@")
-    if not at:
-        return text
-    try:
-        domain = domain.encode("idna").decode("idna")
-    except UnicodeError:
-        domain = unicodedata.normalize("NFC", domain)
-    return f"{unicodedata.normalize('NFC', local).lower()}@{domain.lower()}"
 
 
 def same_email(frame: pl.DataFrame, key_field: str) -> tuple[pl.DataFrame, list[Rejection]]:

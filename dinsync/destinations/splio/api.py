@@ -30,7 +30,6 @@ import base64
 import contextvars
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -42,7 +41,7 @@ from ... import redaction
 from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...sender import HttpSender
 from ...sender.http import GiveUp, read_body, redirect_reason
-from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt
+from ..base import Delivered, Outcome, RecordResult, Request, body_excerpt, email_form
 
 if TYPE_CHECKING:
     from .destination import SplioDestination
@@ -358,24 +357,10 @@ def _named_contacts(request: Request, body: bytes) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def _address_form(address: str) -> str:
-    """An email address as it compares with another spelling of it: NFC, lower case, trimmed, its
-    domain in IDNA (punycode) form."""
-    text = unicodedata.normalize("NFC", address).strip().lower()
-    local, at, domain = text.rpartition("@")
-    if not at:
-        return text
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:  # (not a domain IDNA can write: compared as it is)
-        pass
-    return f"{local}@{domain}"
-
-
 def same_address(named: Any, key: str) -> bool:
     """Whether a bulk item's `contact_id` is `key` written another way (Splio may give the domain
     in punycode, another Unicode form or case): that contact's, never another's."""
-    return isinstance(named, str) and _address_form(named) == _address_form(key)
+    return isinstance(named, str) and email_form(named.strip()) == email_form(key.strip())
 
 
 def _bulk_items(request: Request, ctx: BulkContext, data: Any,
