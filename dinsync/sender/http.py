@@ -66,6 +66,10 @@ OUTAGE_REQUESTS = OutageLimits.requests
 # records it isolates, not a sign that the destination refuses everything: see breaker.py)
 _SPLIT_PART: contextvars.ContextVar[bool] = contextvars.ContextVar("split_part", default=False)
 DEFAULT_MAX_CONCURRENCY = 8  # for an endpoint the destination did not declare
+# What to do once sending stopped for a wait longer than a run waits, or for a TLS failure
+WAIT_HINT = "run the sync again once the destination accepts requests"
+TLS_HINT = ("check base_url's scheme (https:// to a server speaking plain HTTP fails the handshake) and host (the "
+            "certificate's name); a private CA's certificates: SSL_CERT_FILE")
 USER_AGENT = "dinsync/0.1"
 _BAD_URL: tuple[type[Exception], ...] = (aiohttp.InvalidURL,) + (
     (aiohttp.NonHttpUrlClientError,) if hasattr(aiohttp, "NonHttpUrlClientError") else ()
@@ -196,8 +200,9 @@ class HttpSender:
         self._fatal: str | None = None  # once credentials are rejected, nothing more is sent
         self._outage_limits = outage_limits or OutageLimits.from_env()  # an endpoint's breaker trips: nothing more is sent
         self._proxies: dict[str, dict] = {}  # origin -> proxy arguments (_proxy)
-        self._closed: str | None = None  # once it asks for a wait longer than a run waits, nothing more is sent
-        self._tls: str | None = None  # once a TLS handshake or certificate fails, nothing more is sent
+        # (why, hint) once it asks for a wait longer than a run waits, or a TLS handshake or certificate
+        # fails: nothing more is sent
+        self._closed: tuple[str, str] | None = None
         for name in destination.limits:
             self._endpoint(name)
 
@@ -316,7 +321,7 @@ class HttpSender:
                 wait = f"{hint:.0f} s" if math.isfinite(hint) else "indefinitely"
                 reason = (f"{reason}; the destination asked to wait {wait} (Retry-After), longer than a run "
                           f"waits ({self.policy.max_retry_after:g} s)")
-                self._closed = self._closed or self.redact(reason)
+                self._close(reason, WAIT_HINT)
                 if math.isfinite(hint):  # the later runs of this process (`serve`'s next ticks) wait too
                     ep.limiter.penalize(hint)
                 reason += ": sent by the next run"
@@ -476,9 +481,10 @@ class HttpSender:
             except aiohttp.ClientSSLError as exc:  # a certificate or handshake refused: no retry mends it
                 # (was retried as a transport failure, ~30 s until the breaker found the destination
                 # down, hinting at the network, not at the scheme or the certificate)
-                self._tls = self._tls or self.redact(f"TLS with {url.host}:{url.port} failed: {exc}")
+                why = self.redact(f"TLS with {url.host}:{url.port} failed: {exc}")
+                self._close(why, TLS_HINT)
                 _clear_frames(exc)
-                raise _GiveUp(self._tls) from None
+                raise _GiveUp(why) from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 outcome = self.exception_outcome(request, exc)
                 _clear_frames(exc)
@@ -530,9 +536,8 @@ class HttpSender:
                 folder = ep.limiter.shared_in
                 asked = "this process" if folder is None else \
                     f"this process or another on this machine, which share it in {folder} until it ends"
-                self._closed = self.redact(
-                    f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier request "
-                    f"of {asked}), longer than a run waits ({most:g} s)")
+                self._close(f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier "
+                            f"request of {asked}), longer than a run waits ({most:g} s)", WAIT_HINT)
             self._stop_if_refused_or_down()
 
     def _raise_if_stopped(self) -> None:
@@ -545,15 +550,14 @@ class HttpSender:
         if self._down is not None:
             raise self._outage_error()
         if self._closed is not None:
+            why, hint = self._closed
             raise DestinationUnreachableError(
-                f"{self._name}: {self._closed}: sending stopped; acknowledged rows were committed, the rest is "
-                "sent by the next run", hint="run the sync again once the destination accepts requests")
-        if self._tls is not None:
-            raise DestinationUnreachableError(
-                f"{self._name}: {self._tls}: sending stopped; acknowledged rows were committed, the rest is "
-                "sent by the next run",
-                hint="check base_url's scheme (https:// to a server speaking plain HTTP fails the handshake) and "
-                     "host (the certificate's name); a private CA's certificates: SSL_CERT_FILE")
+                f"{self._name}: {why}: sending stopped; acknowledged rows were committed, the rest is "
+                "sent by the next run", hint=hint)
+
+    def _close(self, why: str, hint: str) -> None:
+        """Nothing more is sent (the first reason stays): `_stop_if_refused_or_down` raises."""
+        self._closed = self._closed or (self.redact(why), hint)
 
     # --- the rest of the Transport protocol: HTTP answers at once, nothing stays pending -------
     async def settle(self, pending, timeout: float) -> Delivered:
