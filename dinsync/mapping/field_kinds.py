@@ -199,14 +199,27 @@ def _normalised_email(v: pl.Expr) -> pl.Expr:
     return pl.when(s == "").then(_NULL).otherwise(s)
 
 
-def _phone_note(region: str | None) -> str:
-    return f" (default region {region})" if region else " (no default region: write it in international form, +...)"
+def phone_note(text: str, region: str | None) -> str:
+    """What follows "not a valid phone number": the default region it was read in; without one,
+    the hint to write it in international form, unless it is written so, with its '+' (then it is
+    no plausible number of its country, and the hint misled: a phone key's '00' is read as that
+    '+', and its national numbers get theirs from the region)."""
+    if region:
+        return f" (default region {region})"
+    return "" if text.strip().startswith("+") else " (no default region: write it in international form, +...)"
+
+
+def _phone_note(v: pl.Expr, region: str | None) -> pl.Expr:
+    """`phone_note` of each value of `v`."""
+    international = v.cast(pl.String).str.strip_chars().str.starts_with("+")
+    return pl.when(international).then(pl.lit(phone_note("+", region))).otherwise(pl.lit(phone_note("", region)))
 
 
 def _as_phone(v: pl.Expr, e164: pl.Expr, label: str, region: str | None) -> Encoded:
     blank = v.cast(pl.String).str.strip_chars() == ""
     bad = v.is_not_null() & ~blank & e164.is_null()
-    return Encoded(string_json(e164), [(bad, _why(v, f"{label}: invalid phone number ", _phone_note(region)))])
+    return Encoded(string_json(e164), [(bad, pl.concat_str([_why(v, f"{label}: invalid phone number "),
+                                                            _phone_note(v, region)]))])
 
 
 def _as_json(v: pl.Expr, dtype: pl.DataType, why: pl.Expr | None, label: str) -> Encoded:

@@ -122,7 +122,7 @@ def _key_checks(key: KeyMapping, region: str | None) -> tuple[pl.Expr, pl.Expr]:
         # phonenumbers would read +1201200000\uff18 or +1 800 FLOWERS, but under a key of its own,
         # not the one its number has
         checks = [(phone_key_unreadable(raw), pl.lit(_PHONE_KEY_UNREADABLE)),
-                  (ident.is_null(), pl.lit("is not a valid phone number" + _phone_note(region)))]
+                  (ident.is_null(), pl.concat_str([pl.lit("is not a valid phone number"), _phone_note(raw, region)]))]
     else:
         checks = [(raw == "", pl.lit("is empty")), (raw.str.strip_chars() == "", pl.lit("is blank"))]
     if key.max_length is not None:

@@ -143,6 +143,31 @@ def test_phone_keys_without_region_need_international_form():
     assert "international form" in reasons(b)[0]
 
 
+def test_a_number_written_in_international_form_is_not_told_to_be_written_so():
+    """Without phone_region, a number written with its '+' that is no plausible number (too short,
+    too long, no such country) was rejected with the hint for national numbers: '+1201555012' is
+    not a valid phone number (no default region: write it in international form, +...), which it
+    is. The hint now follows only a number written without '+' (a key's '00' is read as '+'), for
+    keys and field kinds alike (and Attio's phone attributes, which share phone_note); with a
+    region, the region it was read in follows every one, as before."""
+    bad = ["+1201555012", "+1201555012345678", "+999 1234 5678", "+0"]
+    hint = " (no default region: write it in international form, +...)"
+    b = map_batch(plan(bad + ["201555012"], [1, 2, 3, 4, 5]), KeyMapping("phone", "phone"), fields("n"))
+    rej = dict(zip(b.rejections["_key"].to_list(), reasons(b)))
+    assert [rej[k] for k in bad] == [f"key \"phone\": {k!r} is not a valid phone number" for k in bad]
+    assert rej["201555012"] == "key \"phone\": '201555012' is not a valid phone number" + hint
+    f = one(bad + [" +1 201 ", "555"], kind="phone")
+    assert reasons(f) == [f"field \"f\": invalid phone number {k!r}" for k in bad + [" +1 201 "]] + [
+        "field \"f\": invalid phone number '555'" + hint]
+    f = one(bad, kind="phone", phone_region="US")
+    assert reasons(f) == [f"field \"f\": invalid phone number {k!r} (default region US)" for k in bad]
+
+    from dinsync.mapping.field_kinds import phone_note
+
+    assert [phone_note(k, None) for k in ["+1201555012", " +0 ", "0612", "0033612"]] == ["", "", hint, hint]
+    assert phone_note("+1201555012", "US") == " (default region US)"
+
+
 def test_string_keys():
     key = KeyMapping("userId", "string", max_length=10)
     keys = ["u1", "", "   ", "héllo", "tab\there", "trailing ", "x" * 11, " lead", None]

@@ -225,9 +225,9 @@ class ValueShaper:
             text = str(item)
             number = e164(text, self.region)
             if number is None:  # Attio takes "+<country code>..." strings only: as the mapping words it
-                note = f" (default region {self.region})" if self.region else \
-                    " (no default region: write it in international form, +...)"
-                raise ValueError(f"invalid phone number {text[:100]!r}{note}")
+                from ...mapping.field_kinds import phone_note
+
+                raise ValueError(f"invalid phone number {text[:100]!r}{phone_note(text, self.region)}")
             return number
         return item  # {original_phone_number, country_code}: Attio parses it
 
