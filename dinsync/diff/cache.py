@@ -7,7 +7,9 @@ the warehouse capabilities used, the mapping, the model SQL and the state schema
 checked model SQL and the statements rendered so far. Files are written atomically (a temporary
 file renamed over the target, readable by this user only, in a folder created for this user only);
 a missing, unreadable or corrupt file just means rendering again, and so does one that another
-user owns or may write (its statements would run with this user's credentials).
+user owns or may write (its statements would run with this user's credentials). A `sql` folder that
+is not this user's alone (a link, one another user owns or may write: created first in a shared
+/tmp) is not used at all, and pruning removes only files named as the cache names them.
 
 Location: $DINSYNC_CACHE_DIR, else $XDG_CACHE_HOME/dinsync, else ~/.cache/dinsync (a `sql`
 folder inside). DINSYNC_CACHE_DIR set to an empty string turns the cache off, as does a user with
@@ -19,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any
 
 FORMAT = 1
 MAX_FILES = 256  # oldest files beyond this are removed when a new one is written
+_FILE_NAME = re.compile(r"[0-9a-f]{32}\.json")  # a cache file's name (cache_key's 32 hex digits)
 
 
 def cache_root() -> Path | None:
@@ -73,12 +77,13 @@ def cache_key(inputs: dict[str, Any]) -> str:
 _DEFAULT = object()
 
 
-def _ours(path: Path) -> bool:
-    """Whether `path` is a regular file of this user that no one else may write. The statements it
-    holds are run against the warehouse with this user's credentials: one planted or edited by
-    another account (a shared DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
+def _ours(path: Path, kind=stat.S_ISREG) -> bool:
+    """Whether `path` is a regular file (or of `kind`: stat.S_ISDIR, the cache's folder; never a
+    link) of this user that no one else may write. The statements a file holds are run against the
+    warehouse with this user's credentials, and the folder is written and pruned: one planted or
+    edited by another account (a shared DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
     st = os.stat(path, follow_symlinks=False)
-    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
+    if not kind(st.st_mode) or st.st_mode & 0o022:
         return False
     return not hasattr(os, "getuid") or st.st_uid == os.getuid()
 
@@ -93,7 +98,7 @@ class RenderCache:
         self.entries: dict[str, str] = {}
         if self.path is not None:
             try:
-                if not _ours(self.path):
+                if not _ours(self.root, stat.S_ISDIR) or not _ours(self.path):
                     raise OSError("not a file of this user that only this user can write")
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
@@ -118,6 +123,8 @@ class RenderCache:
             return
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _ours(self.root, stat.S_ISDIR):
+                return  # (not ours alone: the SQL stays in memory)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -132,11 +139,12 @@ class RenderCache:
             pass  # a cache that cannot be written is no cache; rendering still works
 
     def _prune(self) -> None:
-        files = [p for p in self.root.glob("*.json")]
+        files = [p for p in self.root.iterdir() if _FILE_NAME.fullmatch(p.name)]
         if len(files) <= MAX_FILES:
             return
         files.sort(key=lambda p: p.stat().st_mtime)
         for p in files[: len(files) - MAX_FILES]:
             with contextlib.suppress(OSError):
-                p.unlink()
+                if _ours(p):
+                    p.unlink()
 

@@ -139,3 +139,47 @@ def test_templates_are_strict(tmp_path):
 
     with pytest.raises(Exception, match="undefined"):
         render_template("plan_stats", {}, "duckdb")
+
+
+def test_pruning_removes_only_the_caches_own_files(tmp_path):
+    """The folder may hold files of the user's (DINSYNC_CACHE_DIR set to a folder of theirs whose
+    `sql` holds reports): pruning the oldest beyond MAX_FILES removed any `*.json` there (45 of 300
+    reports, as old as they were, for one cache file written)."""
+    from dinsync.diff import cache
+
+    root = tmp_path / "sql"
+    root.mkdir(mode=0o700)
+    theirs = [root / f"report_{i}.json" for i in range(cache.MAX_FILES + 44)]
+    for i, path in enumerate(theirs):
+        path.write_text("{}", encoding="utf-8")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    ours = RenderCache("0" * 32, root=root)
+    ours.put("plan_all", "SELECT 1")
+    assert all(path.exists() for path in theirs)
+    assert (root / f"{'0' * 32}.json").exists()
+    for i in range(cache.MAX_FILES + 4):  # the cache's own files beyond the cap still go, oldest first
+        RenderCache(f"{i:032x}", root=root).put("plan_all", "SELECT 1")
+    kept = sorted(p.name for p in root.glob("*.json") if not p.name.startswith("report_"))
+    assert len(kept) == cache.MAX_FILES and f"{'0' * 32}.json" not in kept
+    assert all(path.exists() for path in theirs)
+
+
+@pytest.mark.parametrize("folder", ["symlink", "others_may_write"])
+def test_a_cache_folder_that_is_not_the_users_alone_is_not_used(tmp_path, folder):
+    """A shared DINSYNC_CACHE_DIR (/tmp/...) where another account created `sql` first, as a link to
+    a folder of this user's or as a folder anyone may write: the cache wrote its files through the
+    link (and pruned the folder it points to) or into the folder others control. Neither is used:
+    the SQL is rendered in memory, nothing is written there."""
+    target = tmp_path / "users_own"
+    target.mkdir(mode=0o700)
+    root = tmp_path / "shared" / "sql"
+    root.parent.mkdir()
+    if folder == "symlink":
+        root.symlink_to(target)
+    else:
+        root.mkdir()
+        root.chmod(0o777)
+    cache = RenderCache("1" * 32, root=root)
+    cache.put("plan_all", "SELECT 1")
+    assert cache.get("plan_all") == "SELECT 1"  # (kept in memory)
+    assert list(target.iterdir()) == [] and list(root.iterdir()) == []
