@@ -41,6 +41,11 @@ class PaceState:
         self.tat, self.paused_until, self.window = tat, paused_until, window or []
 
 
+def _time(t: float) -> bool:
+    """Whether `t` is a time a pace writes: a clock time, or -inf for none yet."""
+    return math.isfinite(t) or t == -math.inf
+
+
 def _boot_id() -> bytes | None:
     try:
         text = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -111,7 +116,8 @@ class PaceFile:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def read(self) -> PaceState | None:
-        """The state the processes left (None: none yet, or of another boot, or unreadable), or
+        """The state the processes left (None: none yet, or of another boot, or unreadable, or
+        holding times no pace writes), or
         UNCHANGED when it is what this process last read or wrote: its own state is that one, and
         rebuilding the window from the file cost O(window) each request (660 us at 1,000/s)."""
         data = os.pread(self.fd, _HEADER.size, 0)
@@ -125,8 +131,11 @@ class PaceFile:
             return None
         if data + entries == self.seen:
             return self.UNCHANGED
+        window = list(struct.unpack(f"<{n}d", entries))
+        if not (_time(tat) and _time(paused) and all(math.isfinite(t) for t in window)):
+            return None  # no pace writes NaN or infinity ahead (a file corrupted in place)
         self.seen = data + entries
-        return PaceState(tat, paused, list(struct.unpack(f"<{n}d", entries)))
+        return PaceState(tat, paused, window)
 
     def forget(self) -> None:
         """Read the file in full next time (`read` never answers UNCHANGED to the next call): this

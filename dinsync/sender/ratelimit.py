@@ -34,6 +34,8 @@ COLD_MARGIN = 0.05
 KEPT_LATENESS = 0.25
 KEPT_LATENESS_SECONDS = 0.005
 _EPS = 1e-9  # float slack when comparing a wake-up time with a slot time
+MAX_AHEAD_SECONDS = 60.0  # a shared pace file's next start further ahead than this (and a pace's own
+# interval and tolerance) is no pace's: the file is corrupted (see _Pace._adopt)
 STOP_POLL_SECONDS = 0.1  # how often a long wait (a rate slot with a `check`, a retry's backoff) looks at the stop
 
 
@@ -167,6 +169,12 @@ class _Pace:
                     self.file = None
 
     def _adopt(self, state) -> None:
+        # A next start or a start further ahead than any pace puts one is no pace's (a file
+        # corrupted in place): kept, it held every process's sending until killed. This process's
+        # own state stands and is written over it. (A pause may be long: a long one stops a run.)
+        latest = self.clock.now() + max(self.tolerance + self.interval, MAX_AHEAD_SECONDS)
+        if state.tat > latest or any(t > latest for t in state.window):
+            return
         self.tat, self.paused_until = state.tat, state.paused_until
         if self.window is not None:
             self.window = deque((_Slot(t) for t in state.window[-self.window.maxlen:]), maxlen=self.window.maxlen)

@@ -4,6 +4,7 @@ here (flock excludes open files, not processes); the CLI test is in tests/e2e/te
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 import pytest
@@ -79,6 +80,32 @@ def test_a_file_of_another_boot_or_garbage_is_read_as_empty(tmp_path):
     clock = FakeClock()
     pace = _Pace(5.0, 1, 1.0, 0.0, clock, opened(path))
     assert pace.try_take(0.0)[0] is not None
+
+
+@pytest.mark.parametrize("tat, paused, window", [
+    (math.nan, -math.inf, []),  # every take let through: no pace at all, for every process
+    (math.inf, -math.inf, []),  # no take ever: a sync sending nothing until killed
+    (1e300, -math.inf, []),
+    (-math.inf, math.nan, []),  # no 429's pause could be set any more (t > nan is false)
+    (-math.inf, math.inf, []),
+    (0.0, -math.inf, [math.nan] * 5),
+    (0.0, -math.inf, [1e300] * 5),
+], ids=["nan-next", "inf-next", "far-next", "nan-pause", "inf-pause", "nan-window", "far-window"])
+def test_a_file_whose_times_are_no_paces_is_rebuilt(tmp_path, tat, paused, window):
+    """A pace file of the right boot whose times no pace writes (corrupted in place): a NaN next
+    start let every process start at once, a next start at infinity (or far ahead) held a sync
+    sending nothing until it was killed (58 s of `dinsync sync` with 4 rows, then SIGTERM), a NaN
+    pause kept every later 429's pause from being set; and each process wrote it back as it read
+    it. Such a file is read as empty, and the next write makes it a pace's again."""
+    path = tmp_path / "x.pace"
+    opened(path).write(tat, paused, window)
+    clock = FakeClock()
+    pace = _Pace(5.0, 1, 1.0, 0.0, clock, opened(path))
+    assert pace.try_take(0.0)[0] is not None
+    assert pace.try_take(0.0) == (None, pytest.approx(0.2))  # paced at its rate
+    pace.pause_until(600.0)
+    other = _Pace(5.0, 1, 1.0, 0.0, clock, opened(path))
+    assert other.try_take(1.0) == (None, pytest.approx(599.0))  # the file holds a pace's state again
 
 
 def test_a_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
