@@ -137,7 +137,8 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     """Write the example project into `root` (created if needed); return the files written.
 
     Refuses (ScaffoldExistsError, nothing written) when any of the files exists, unless `force`, and
-    always when a file stands where a folder goes (or a folder where a file goes).
+    always when a file stands where a folder goes (or a folder where a file goes), or when the
+    warehouse's write-ahead log is there without it.
     """
     root = Path(root)
     targets = [root / name for name in FILES]
@@ -151,6 +152,12 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
         names = ", ".join(p.relative_to(root).as_posix() for p in folders_at_files)
         raise ScaffoldExistsError(f"{root} has folders where the project's files go: {names}; nothing was written",
                                   hint="pass another folder to `dinsync init`")
+    wal = root / (WAREHOUSE_FILE + ".wal")  # a log without its database: DuckDB deletes it creating one
+    if not (root / WAREHOUSE_FILE).exists() and (wal.exists() or wal.is_symlink()):
+        raise ScaffoldExistsError(
+            f"{root} has {wal.name} without {WAREHOUSE_FILE} (the log of a database's last changes); "
+            "nothing was written", hint=f"creating {WAREHOUSE_FILE} would delete it: put back the database it "
+            "belongs to, or move the log away")
     # a symbolic link counts even when what it points to does not exist: written through, the
     # file would land wherever it points, outside the project folder
     existing = [p for p in targets if p.exists() or p.is_symlink()]

@@ -137,3 +137,30 @@ def test_scaffold_refuses_a_folder_where_the_warehouse_file_goes(tmp_path, force
         scaffold(tmp_path, force=force)
     assert "warehouse.duckdb" in info.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_scaffold_refuses_a_write_ahead_log_without_its_warehouse(tmp_path, force):
+    """warehouse.duckdb.wal without warehouse.duckdb (the database moved away alone, the log of its
+    last changes left behind): DuckDB deleted the log creating the scaffold's empty warehouse, and
+    `init` (without --force) said only "created warehouse.duckdb": a table committed into the log
+    was gone for good. init now writes nothing there."""
+    from dinsync.config.scaffold import scaffold_warehouse
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("CREATE TABLE precious AS SELECT 42 AS x")
+    log = (tmp_path / "old.duckdb.wal").read_bytes()
+    assert log  # (the table is in the log alone)
+    con.close()
+    (tmp_path / "old.duckdb.wal").unlink(missing_ok=True)
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "warehouse.duckdb.wal").write_bytes(log)
+    with pytest.raises(ScaffoldExistsError) as info:
+        scaffold(project, force=force)
+        scaffold_warehouse(project)
+    assert "warehouse.duckdb.wal" in info.value.message
+    assert sorted(p.name for p in project.iterdir()) == ["warehouse.duckdb.wal"]  # nothing written
+    assert (project / "warehouse.duckdb.wal").read_bytes() == log
