@@ -558,6 +558,11 @@ class SyncRun:
         from .pipeline import Pipeline
 
         self.stop.rearm()  # polars' import put its own SIGINT handler in front of ours
+        from ..sender.pacefile import unshared_reason
+
+        unshared = unshared_reason()
+        if unshared:
+            self.progress("note", {"message": unshared})
 
         # a request waiting for its rate slot when a signal comes (or the lock is lost) is not sent:
         # with a platform's pace, the queue's requests left over seconds after the signal

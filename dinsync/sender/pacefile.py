@@ -56,6 +56,29 @@ def _boot_id() -> bytes | None:
 
 def pace_dir() -> Path | None:
     """The folder of this user's pace files (created), or None when it cannot be private."""
+    return _pace_folder()[0]
+
+
+def unshared_reason() -> str | None:
+    """Why this process's paces cannot be shared with the other processes of this machine (for a
+    note: each then paces alone at the platform's whole rate), or None when they can be, or where
+    nothing is shared (not Linux)."""
+    if not sys.platform.startswith("linux") or _boot_id() is None:
+        return None
+    folder, why = _pace_folder()
+    if folder is not None and not os.access(folder, os.W_OK):
+        why = f"{folder} cannot be written"
+    if why is None:
+        return None
+    return (f"rate-limit paces are not shared with other dinsync processes of this machine ({why}): two "
+            "at once may each send at the platform's whole rate; DINSYNC_PACE_DIR names the folder, which "
+            "must be this user's alone (mode 0700)")
+
+
+def _pace_folder() -> tuple[Path | None, str | None]:
+    """(the folder of this user's pace files, created; None and why when it cannot be private)."""
+    import stat
+
     chosen = os.environ.get("DINSYNC_PACE_DIR")
     if chosen:
         folder = Path(chosen)
@@ -66,13 +89,15 @@ def pace_dir() -> Path | None:
     try:
         folder.mkdir(mode=0o700, parents=bool(chosen), exist_ok=True)
         st = os.lstat(folder)
-    except OSError:
-        return None
-    import stat
-
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return folder
+    except OSError as exc:
+        return None, f"cannot create {folder}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return None, f"{folder} is a link or a file, not a folder"
+    if st.st_uid != os.getuid():
+        return None, f"{folder} belongs to another user"
+    if st.st_mode & 0o077:
+        return None, f"{folder} is open to other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    return folder, None
 
 
 def _open(path: Path) -> int:

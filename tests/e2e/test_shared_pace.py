@@ -44,3 +44,19 @@ def test_two_processes_on_one_key_provoke_no_429(project, tmp_path, shared, monk
         assert stats["responses_429"] == 0 and sum(r["throttled"] for r in runs) == 0, stats
     else:
         assert stats["responses_429"] > 0, stats  # the case the shared pace exists for
+
+
+def test_a_pace_folder_that_cannot_be_shared_is_noted(project, tmp_path, monkeypatch):
+    """DINSYNC_PACE_DIR made with a plain `mkdir` (0755): the sync paced alone and said nothing, so
+    two of them at once drew 429s with no hint why."""
+    folder = tmp_path / "paces"
+    folder.mkdir()
+    folder.chmod(0o755)
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(folder))
+    project.write()
+    project.seed(3)
+    out, err = start_sync(project).communicate(timeout=120)
+    assert json.loads(out)["runs"][0]["acknowledged"] == 3
+    assert f"rate-limit paces are not shared with other dinsync processes of this machine ({folder} is open " \
+           "to other users (mode 0755))" in " ".join(err.split()), err
+    assert list(folder.iterdir()) == []

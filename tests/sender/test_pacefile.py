@@ -171,3 +171,20 @@ def test_a_pace_let_go_closes_its_file_without_waiting_for_the_cycle_collector(t
             os.fstat(fd)  # closed
     finally:
         gc.enable()
+
+
+def test_a_pace_folder_that_cannot_be_used_is_named_in_a_note(tmp_path, monkeypatch):
+    """DINSYNC_PACE_DIR set to a folder made with a plain `mkdir` (mode 0755), or one that cannot be
+    made: each process paced alone, at the platform's whole rate, and nothing said so."""
+    folder = tmp_path / "paces"
+    folder.mkdir()
+    folder.chmod(0o755)
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(folder))
+    note = pacefile.unshared_reason()
+    assert note is not None and f"{folder} is open to other users (mode 0755)" in note and "DINSYNC_PACE_DIR" in note
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(tmp_path / "afile" / "paces"))
+    assert f"cannot create {tmp_path / 'afile' / 'paces'}: Not a directory" in pacefile.unshared_reason()
+    folder.chmod(0o700)
+    monkeypatch.setenv("DINSYNC_PACE_DIR", str(folder))
+    assert pacefile.unshared_reason() is None
