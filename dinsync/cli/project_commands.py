@@ -160,10 +160,9 @@ def init(path: Path = typer.Argument(..., metavar="DIR", parser=folder, help="Fo
     use_options(None, json_output)
     with handled():
         from ..config import scaffold
-        from ..config.scaffold import KEY_ENV, scaffold_warehouse
+        from ..config.scaffold import KEY_ENV
 
-        written = scaffold(path, force=force)
-        written += [p for p in (scaffold_warehouse(path),) if p is not None]
+        written = scaffold(path, force=force, warehouse=True)
         if state.json:
             emit({"created": [str(p) for p in written]})
         else:

@@ -133,8 +133,9 @@ class ScaffoldWriteError(DinsyncError):
     exit_code = ExitCode.USAGE
 
 
-def scaffold(root: Path, *, force: bool = False) -> list[Path]:
-    """Write the example project into `root` (created if needed); return the files written.
+def scaffold(root: Path, *, force: bool = False, warehouse: bool = False) -> list[Path]:
+    """Write the example project into `root` (created if needed), and with `warehouse` its empty
+    warehouse file (`scaffold_warehouse`); return the files written.
 
     Refuses (ScaffoldExistsError, nothing written) when any of the files exists, unless `force`, and
     always when a file stands where a folder goes (or a folder where a file goes), or when the
@@ -164,6 +165,10 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
     if existing and not force:
         names = ", ".join(p.relative_to(root).as_posix() for p in existing)
         raise ScaffoldExistsError(f"{root} already has {names}", hint="use --force to overwrite them")
+    # what this call creates, removed again should a write fail (a full disk): else the next `init`,
+    # space freed, refused them all as existing files
+    created = [p for p in sorted(folders, key=lambda p: len(p.parts)) if not p.exists()]
+    created += [p for p in targets if p not in existing]
     for path, text in zip(targets, FILES.values()):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,9 +176,26 @@ def scaffold(root: Path, *, force: bool = False) -> list[Path]:
                 path.unlink()
             path.write_text(text, encoding="utf-8")
         except OSError as exc:  # a folder the user cannot write to: one clear line, not "unexpected error"
+            _remove(created)
             raise ScaffoldWriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}",
-                                      hint="pass `dinsync init` a folder you can write to") from exc
+                                      hint=f"pass `dinsync init` a folder you can write to{REMOVED}") from exc
+    if warehouse:
+        try:
+            targets += [p for p in (scaffold_warehouse(root),) if p is not None]
+        except ScaffoldWriteError:
+            _remove(created)
+            raise
     return targets
+
+
+def _remove(created: list[Path]) -> None:
+    """Remove the files and (then empty) folders of `created`, last first; what is gone or not
+    empty stays as it is."""
+    for path in reversed(created):
+        try:
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:
+            pass
 
 
 WAREHOUSE_FILE = "warehouse.duckdb"  # the scaffold's warehouse.path
@@ -193,7 +215,11 @@ def scaffold_warehouse(root: Path) -> Path | None:
 
     try:
         duckdb.connect(duckdb_name(str(path))).close()
-    except duckdb.Error as exc:
+    except duckdb.Error as exc:  # (a full disk): what DuckDB began is no database
+        _remove([path, Path(str(path) + ".wal")])
         raise ScaffoldWriteError(f"cannot create {path}: {exc}",
-                                 hint="pass `dinsync init` a folder you can write to") from exc
+                                 hint=f"pass `dinsync init` a folder you can write to{REMOVED}") from exc
     return path
+
+
+REMOVED = " (the files this run created were removed)"

@@ -5,6 +5,7 @@ import duckdb
 import pytest
 
 from dinsync.config import ScaffoldExistsError, check_columns, load_project, scaffold
+from dinsync.config.scaffold import ScaffoldWriteError
 from dinsync.destinations.iterable import IterableDestination
 from dinsync.errors import ConfigError
 
@@ -164,3 +165,33 @@ def test_scaffold_refuses_a_write_ahead_log_without_its_warehouse(tmp_path, forc
     assert "warehouse.duckdb.wal" in info.value.message
     assert sorted(p.name for p in project.iterdir()) == ["warehouse.duckdb.wal"]  # nothing written
     assert (project / "warehouse.duckdb.wal").read_bytes() == log
+
+
+def test_a_scaffold_cut_short_by_a_full_disk_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A disk that filled up after 5 of the 6 files (seen on a 20 KB tmpfs): init failed (exit 2)
+    leaving the 5 files and an empty README.md, and the run after freeing space refused them all
+    ("already has dinsync.yml, ... README.md; use --force"). What init created is removed; files
+    that were there before stay as they were."""
+    from pathlib import Path
+
+    from dinsync.config.scaffold import ScaffoldWriteError
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine\n")
+    real = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        if self.name == "README.md":
+            self.touch()  # (created, then the disk is full)
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(ScaffoldWriteError) as info:
+        scaffold(project)
+    assert "No space left on device" in info.value.message
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
+    monkeypatch.setattr(Path, "write_text", real)
+    assert [p.relative_to(project).as_posix() for p in scaffold(project)] == EXPECTED  # no --force needed
+

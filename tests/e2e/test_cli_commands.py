@@ -322,3 +322,26 @@ def test_help_texts_are_paragraphs_and_name_the_exit_codes():
     assert ("Exit codes: 0 ok, 1 a run failed, 2 usage error, 3 configuration error, 4 warnings, "
             "5 another run holds the lock, 6 paused by hand") in text, text
     assert "stopped by SIGTERM or Ctrl-C: 143 or 130" in text, text
+
+
+def test_init_cut_short_by_a_full_disk_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The six files fit, the warehouse did not (a 28 KB tmpfs): init failed (exit 2) leaving them
+    and a warehouse.duckdb DuckDB had begun; the next `init` refused the files ("use --force") and
+    `init --force` kept that warehouse (an existing one), which every command then refused as no
+    database. What init created is removed."""
+    import duckdb
+
+    folder = tmp_path / "proj"
+
+    def connect(name, *args, **kwargs):
+        open(name, "wb").write(b"\0" * 4096)
+        raise duckdb.IOException(f'Could not write file "{name}": No space left on device')
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    result = CliRunner().invoke(app, ["init", str(folder)])
+    assert result.exit_code == ExitCode.USAGE and "No space left on device" in result.output, result.output
+    assert not folder.exists()
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["init", str(folder)])  # space freed: no --force needed
+    assert result.exit_code == 0, result.output
+    duckdb.connect(str(folder / "warehouse.duckdb")).close()
