@@ -77,12 +77,13 @@ def cache_key(inputs: dict[str, Any]) -> str:
 _DEFAULT = object()
 
 
-def _ours(path: Path, kind=stat.S_ISREG) -> bool:
-    """Whether `path` is a regular file (or of `kind`: stat.S_ISDIR, the cache's folder; never a
-    link) of this user that no one else may write. The statements a file holds are run against the
-    warehouse with this user's credentials, and the folder is written and pruned: one planted or
-    edited by another account (a shared DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
-    st = os.stat(path, follow_symlinks=False)
+def _ours(path: "Path | os.stat_result", kind=stat.S_ISREG) -> bool:
+    """Whether `path` (or what an open file's `os.fstat` gave) is a regular file (or of `kind`:
+    stat.S_ISDIR, the cache's folder; never a link) of this user that no one else may write. The
+    statements a file holds are run against the warehouse with this user's credentials, and the
+    folder is written and pruned: one planted or edited by another account (a shared
+    DINSYNC_CACHE_DIR, say /tmp/...) must not be."""
+    st = path if isinstance(path, os.stat_result) else os.stat(path, follow_symlinks=False)
     if not kind(st.st_mode) or st.st_mode & 0o022:
         return False
     return not hasattr(os, "getuid") or st.st_uid == os.getuid()
@@ -98,9 +99,16 @@ class RenderCache:
         self.entries: dict[str, str] = {}
         if self.path is not None:
             try:
-                if not _ours(self.root, stat.S_ISDIR) or not _ours(self.path):
-                    raise OSError("not a file of this user that only this user can write")
-                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if not _ours(self.root, stat.S_ISDIR):
+                    raise OSError("not a folder of this user that only this user can write")
+                # the file read is the one checked (its descriptor's): a folder swapped between a
+                # check by name and the read (by the owner of a shared DINSYNC_CACHE_DIR) is not
+                # read from, nor a FIFO waited on
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+                with os.fdopen(fd, "rb") as fh:
+                    if not _ours(os.fstat(fh.fileno())):
+                        raise OSError("not a file of this user that only this user can write")
+                    data = json.loads(fh.read().decode("utf-8"))
                 if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
                     self.entries = {k: v for k, v in data["entries"].items()
                                     if isinstance(k, str) and isinstance(v, str)}

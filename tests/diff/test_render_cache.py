@@ -183,3 +183,31 @@ def test_a_cache_folder_that_is_not_the_users_alone_is_not_used(tmp_path, folder
     cache.put("plan_all", "SELECT 1")
     assert cache.get("plan_all") == "SELECT 1"  # (kept in memory)
     assert list(target.iterdir()) == [] and list(root.iterdir()) == []
+
+
+def test_the_file_read_is_the_one_checked(tmp_path, monkeypatch):
+    """The owner of a shared DINSYNC_CACHE_DIR (/tmp/...) can rename this user's `sql` away and put
+    a folder of theirs in its place: swapped between the file's check by name and its read, the
+    planted statements were read and run with this user's credentials. The check is now of the
+    file read (its descriptor), so a swap after it reads this user's own file, and one before it
+    the planted file, which is refused."""
+    from dinsync.diff import cache
+
+    root = tmp_path / "shared" / "sql"
+    RenderCache("2" * 32, root=root).put("plan_all", "SELECT 'ours'")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / f"{'2' * 32}.json").write_text(json.dumps({"format": 1, "entries": {"plan_all": "SELECT 'planted'"}}))
+    (planted / f"{'2' * 32}.json").chmod(0o666)  # (as another account's file)
+    real, calls = cache._ours, []
+
+    def ours_then_swapped(path, *args):
+        verdict = real(path, *args)
+        calls.append(path)
+        if len(calls) == 2:  # after the file's check: the folder is swapped
+            root.rename(tmp_path / "shared" / "sql.ours")
+            planted.rename(root)
+        return verdict
+
+    monkeypatch.setattr(cache, "_ours", ours_then_swapped)
+    assert RenderCache("2" * 32, root=root).get("plan_all") == "SELECT 'ours'"
