@@ -101,7 +101,17 @@ def _pace_folder() -> tuple[Path | None, str | None]:
 
 
 def _open(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """The pace file at `path`, opened (created 0600); OSError unless the file opened is this
+    user's alone: checked on its descriptor, as the folder checked by `pace_dir` may have been
+    swapped since by the owner of its parent (a forged pause would stop our sending)."""
+    import stat
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise OSError(f"{path} is not a file of this user's alone")
+    return fd
 
 
 class PaceFile:

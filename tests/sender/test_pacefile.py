@@ -188,3 +188,23 @@ def test_a_pace_folder_that_cannot_be_used_is_named_in_a_note(tmp_path, monkeypa
     folder.chmod(0o700)
     monkeypatch.setenv("DINSYNC_PACE_DIR", str(folder))
     assert pacefile.unshared_reason() is None
+
+
+def test_a_pace_file_that_is_not_the_users_alone_is_not_used(tmp_path, monkeypatch):
+    """The folder is checked first, the file opened after: the owner of the folder's parent (a
+    DINSYNC_PACE_DIR under a shared /tmp folder) could swap in a folder of theirs in between, whose
+    file, theirs or anyone's to write, forged a pause that stopped every sync to the token (or no
+    pace). The file opened is checked too (its descriptor): such a one is not used."""
+    folder = tmp_path / "paces"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr(pacefile, "pace_dir", lambda: folder)  # (checked; then swapped)
+    key = ("iterable", "http://127.0.0.1:1", "h", "bulkUpdate", 5.0, 1, 0.985)
+    opened_file = PaceFile.open(key)
+    assert opened_file is not None
+    path = opened_file.path
+    opened_file.close()
+    path.chmod(0o666)  # (as another account's, or anyone's to write)
+    assert PaceFile.open(key) is None
+    path.unlink()
+    os.mkfifo(path)  # nor waited on
+    assert PaceFile.open(key) is None
