@@ -5,6 +5,7 @@ data (updates, deletions, new customers), syncs again and shows that only the ch
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -162,7 +163,13 @@ def write_own(path: Path, text: str) -> None:
     never written through: the file it points to is outside the demo's folder."""
     if path.is_symlink():
         path.unlink()
-    path.write_text(text)
+    try:
+        path.write_text(text)
+    except OSError as exc:  # a full disk, say: one clear line naming the file, and no file cut short
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise DemoFolderError(f"cannot write {path}: {exc.strerror or exc}",
+                              hint="free some space, or pass a --path you can write to") from exc
 
 
 def write_files(path: Path, files: dict[str, str]) -> None:

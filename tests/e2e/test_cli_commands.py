@@ -345,3 +345,29 @@ def test_init_cut_short_by_a_full_disk_leaves_nothing_behind(tmp_path, monkeypat
     result = CliRunner().invoke(app, ["init", str(folder)])  # space freed: no --force needed
     assert result.exit_code == 0, result.output
     duckdb.connect(str(folder / "warehouse.duckdb")).close()
+
+
+@pytest.mark.parametrize("full_at", ["dinsync.yml", "attio/dinsync.yml"])
+def test_demo_on_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch, full_at):
+    """A disk that filled up while the demo wrote its project (an 8 KB tmpfs: its first file; a
+    400 KB one: the Attio step's) ended in "unexpected error: OSError: [Errno 28] No space left on
+    device" (exit 1), naming no file, with a traceback hint. It is the folder's usage error (exit
+    2), as a folder the demo cannot write is, naming the file; the file cut short is not left."""
+    from pathlib import Path
+
+    folder = tmp_path / "demo"
+    real = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        if self == folder / full_at:
+            real(self, text[:10], *args, **kwargs)  # (a part, then the disk is full)
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--path", str(folder), "--rows", "20"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"cannot write {folder / full_at}: No space left on device" in text and "unexpected" not in text, text
+    assert not (folder / full_at).exists()
