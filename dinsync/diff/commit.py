@@ -219,7 +219,7 @@ class CommitMixin:
                 # refresh's forget they were delivered (see unsettle_stage.sql)
                 stage = "unsettle_stage_refresh" if self._planned_full_refresh else "unsettle_stage"
                 self._execute("unsettle_stage_prior" if self._prior_kept else stage)
-                with self.warehouse.transaction():
+                with self._writing_state():
                     self._execute("unsettle_delete")
                     self._execute("unsettle_insert")
             finally:
@@ -241,7 +241,7 @@ class CommitMixin:
                 try:
                     n = self._collect(arr)
                     if n["acknowledged"]:
-                        with self.warehouse.room_for(arr.nbytes), self.warehouse.transaction():
+                        with self.warehouse.room_for(arr.nbytes), self._writing_state():
                             write(n)
                             if also is not None:
                                 also()
@@ -356,13 +356,13 @@ class CommitMixin:
                 return 0  # nothing left the segment: no statement at all
             parts = self._removal_parts()
             if parts == 1:
-                with self.warehouse.transaction():
+                with self._writing_state():
                     n = self._scalar("removed_count")
                     self._execute("commit_removed")
             else:  # each part its own transaction: a part not committed is planned as removed again
                 n = 0
                 for part in range(parts):
-                    with self.warehouse.transaction():
+                    with self._writing_state():
                         n += self._scalar("removed_count_part", parts=parts, part=part)
                         self._execute("commit_removed_part", parts=parts, part=part)
             self._leaving = 0
@@ -377,7 +377,7 @@ class CommitMixin:
         """After a successful full-refresh run: delete snapshot rows whose key left the segment."""
         with self._lock:
             self._require_full_refresh_plan()
-            with self.warehouse.transaction():
+            with self._writing_state():
                 n = self._scalar("cleanup_count")
                 if n:
                     self._execute("commit_full_refresh_cleanup")

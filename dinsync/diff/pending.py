@@ -81,7 +81,7 @@ class PendingMixin:
                         self.warehouse.write_arrow(self.commit_schema, self.scratch_tables["tokens"], tokens,
                                                    mode="replace")
                     try:
-                        with self.warehouse.transaction():
+                        with self._writing_state():
                             self._execute("stash_delete")
                             self._execute("stash_insert")
                             if tokens is not None:
@@ -120,7 +120,7 @@ class PendingMixin:
                                            pa.table({"_key": pa.array(list(dict.fromkeys(keys)), pa.string())}),
                                            mode="replace")
                 try:
-                    with self.warehouse.transaction():
+                    with self._writing_state():
                         if i < 2:
                             counts[i] = self._pending_matches()
                         for step in steps:

@@ -258,6 +258,16 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         for table in tables:
             self._execute(f"drop_{table}")
 
+    @contextlib.contextmanager
+    def _writing_state(self):
+        """A transaction that writes the snapshot or the pending records: it waits for another
+        transaction's lock on them as long as the state's statements do (`Warehouse.state_waits`,
+        the lock only: how long it runs depends on the run's changes), then fails as a lock
+        timeout. A checkpoint's commit waited for ever behind a lock held on the snapshot (a
+        VACUUM FULL, an open DELETE), the run with it, deaf to SIGTERM."""
+        with self.warehouse.state_waits(locks_only=True), self.warehouse.transaction():
+            yield
+
     # ------------------------------------------------------------------ plan
 
     def plan(self, full_refresh: bool = False, retry_rejected: bool = False, dry_run: bool = False) -> PlanStats:

@@ -125,5 +125,5 @@ class SnapshotStateMixin:
         with self._lock:
             if not self._state_ready:
                 self.ensure_state()
-            with self.warehouse.transaction():
+            with self._writing_state():
                 self._execute("forget_snapshot")

@@ -285,12 +285,14 @@ class Warehouse:
         return bool(found)
 
     @contextlib.contextmanager
-    def state_waits(self) -> Iterator[None]:
+    def state_waits(self, locks_only: bool = False) -> Iterator[None]:
         """Around a statement (or transaction) on the state tables (dinsync.state.store): a warehouse
         whose sessions can bound how long a statement waits for another transaction's lock bounds it
         there (PostgreSQL: pg_sessions.PsycopgSessions.state_waits), so that a lock held on a state table
         fails the command as a transient error instead of stalling `status` or `serve` for ever. The
-        plan's own statements are not bounded: they may legitimately run long."""
+        plan's own statements are not bounded: they may legitimately run long. `locks_only`: only
+        the wait for a lock, not the statement's time (the planner's writes of the snapshot, whose
+        size the run's changes decide)."""
         yield
 
     @contextlib.contextmanager

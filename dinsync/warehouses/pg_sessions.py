@@ -181,12 +181,14 @@ class PsycopgSessions:
         return self.tables_columns(schema, [table]).get(table)
 
     @contextlib.contextmanager
-    def state_waits(self) -> Iterator[None]:
-        """`state_wait_settings` (lock_timeout, statement_timeout) for what runs in the block, as
-        transaction-local settings (a pooler in transaction mode hands a session's SET to its next
-        client): in a transaction of its own where none is open, else in the one open until the
-        block ends, then as they were. Nested blocks keep the outer one's."""
+    def state_waits(self, locks_only: bool = False) -> Iterator[None]:
+        """`state_wait_settings` (lock_timeout, statement_timeout; `locks_only`: lock_timeout alone)
+        for what runs in the block, as transaction-local settings (a pooler in transaction mode hands
+        a session's SET to its next client): in a transaction of its own where none is open, else in
+        the one open until the block ends, then as they were. Nested blocks keep the outer one's."""
         settings = self.state_wait_settings
+        if locks_only:
+            settings = {k: v for k, v in settings.items() if k == "lock_timeout"}
         if not settings or getattr(self._local, "state_waits", False):
             yield
             return

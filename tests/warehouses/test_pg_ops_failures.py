@@ -308,3 +308,50 @@ def test_sigterm_while_the_run_waits_for_a_lock_on_the_state_cancels_it_then(tmp
     assert len(sandbox.users) == 20
     again = cli("sync", select)
     assert again.returncode == 0 and " sent 0," in again.stdout, (again.stdout, again.stderr)
+
+
+def test_a_lock_held_on_the_snapshot_bounds_the_wait_of_a_commit(tmp_path):
+    """Another transaction holds the sync's snapshot table (a DBA's VACUUM FULL or LOCK TABLE, an
+    analyst's DELETE left open): a checkpoint's commit of acknowledged rows waited for it for ever,
+    the run (and its lock) with it, and a SIGTERM could not end the run (its last commit waited
+    too: 90 s, as long as the lock was held). The commit waits as long as the state's statements
+    do (lock_timeout, 15 s by default; 1 s here), then fails as a lock timeout: nothing of it is
+    committed, and the rows are sent again by the next run."""
+    import threading
+
+    from dinsync.diff import DiffSpec, Planner
+    from dinsync.warehouses.errors import WarehouseLockTimeout
+    from tests.warehouses.support import WarehouseUnderTest
+
+    target = WarehouseUnderTest("postgres", tmp_path)
+    wh = target.wh
+    try:
+        wh.state_wait_settings = {"lock_timeout": "1s"}  # (the adapter's 15 s, shortened)
+        wh.execute(f'CREATE TABLE "{target.schema}".people AS SELECT \'u\' || i || \'@x.com\' AS email, '
+                   "'n' || i AS name FROM generate_series(1, 5) AS i")
+        planner = Planner(wh, DiffSpec(sync="s1", model_sql="SELECT * FROM people", key_column="email",
+                                       key_normalization="email", fields=[("email", "email"), ("name", "name")],
+                                       state_schema=target.state_schema))
+        planner.ensure_state()
+        planner.plan()
+        keys = [k for b in planner.stream_sendable(batch_rows=10) for k in b.column("_key").to_pylist()]
+        snapshot = wh.table_name(target.state_schema, planner.snapshot_table)
+        with psycopg.connect(PG_DSN) as holder:
+            holder.execute(f"LOCK TABLE {snapshot} IN ACCESS EXCLUSIVE MODE")
+            # (so that the test ends if the commit waits for ever: its statement is cancelled after 30 s)
+            waiter = threading.Timer(30, lambda: psycopg.connect(PG_DSN, autocommit=True).execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE %s", (f"%{target.state_schema}%",)))
+            waiter.start()
+            try:
+                with pytest.raises(WarehouseLockTimeout, match="lock timeout"):
+                    planner.commit_acknowledged(keys[:3])
+            finally:
+                waiter.cancel()
+                holder.rollback()
+        assert wh.scalar(f"SELECT count(*) FROM {snapshot}") == 0  # nothing of it committed
+        assert wh.scalar("SHOW lock_timeout") == "0"  # (the bound ended with the commit)
+        assert planner.commit_acknowledged(keys) == 5  # once the lock is gone
+        assert wh.scalar(f"SELECT count(*) FROM {snapshot}") == 5
+    finally:
+        target.close()
