@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..destinations.base import RecordResult
+from ..warehouses.base import doing
 
 # (key, field, status, reason)
 RejectionRow = tuple[str | None, str | None, str, str]
@@ -183,6 +184,10 @@ class Checkpointer:
     def commit(self, batch: Batch, counts: dict[str, int] | None = None) -> None:
         """One checkpoint (on the commit thread, or directly when no loop runs); `counts`: the
         run's counts to record, in the first transaction that writes the snapshot (else alone)."""
+        with doing("committing acknowledged rows"):
+            self._commit(batch, counts)
+
+    def _commit(self, batch: Batch, counts: dict[str, int] | None) -> None:
         self.lock.check()
         record = None if counts is None else (lambda: self.state.record_progress(self.run_id, counts))
         if batch.rows:

@@ -23,6 +23,7 @@ from ..destinations.base import (Delivered, Destination, RecordResult, RecordSta
                                  Transport, TransportStats)
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
 from ..mapping import FieldMapping, KeyMapping, MappedBatch, frame_from_arrow, map_batch
+from ..warehouses.base import doing
 from .commits import Checkpointer
 from .stop import within_grace
 
@@ -52,6 +53,12 @@ def waiting_note(rows: int, timeout: float) -> str:
     return (f"waiting for the destination's outcome of {rows:,} {'row' if rows == 1 else 'rows'} sent (an import "
             f"report, bulk jobs), at most {timeout:g} s (DINSYNC_OUTCOME_TIMEOUT_SECONDS); rows still without "
             "one stay pending, read by the next run")
+
+
+def _read(batches):
+    """The plan's next batch (on the reading thread), None at its end."""
+    with doing("reading the plan's rows to send"):
+        return next(batches, None)
 
 
 def _body_bytes(request) -> int:
@@ -296,7 +303,7 @@ class Pipeline:
         batches = self.planner.stream_sendable(self.opts.batch_rows)
         try:
             while not self._stopping() and self.fatal is None:
-                batch = await loop.run_in_executor(read_ex, next, batches, None)
+                batch = await loop.run_in_executor(read_ex, _read, batches)
                 if batch is None:
                     break
                 for part in slices_by_bytes(batch):

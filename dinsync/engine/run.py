@@ -23,7 +23,7 @@ from ..errors import (ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError
                       SendingStopped, is_panic, resource_hint)
 from ..state import StateStore
 from ..terminal import plural
-from ..warehouses.base import Warehouse
+from ..warehouses.base import Warehouse, doing
 from ..warehouses.errors import WarehouseObjectMissing
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
@@ -289,7 +289,8 @@ class SyncRun:
                                  __version__)
             self.recorded = True
             try:
-                self._run(s, lock)
+                with doing("planning"):  # (sending and after: see _run)
+                    self._run(s, lock)
             except ConfigError as exc:  # e.g. the pre-flight check: already located and redacted
                 s.status, s.error = "failed", exc.message
                 raise
@@ -311,11 +312,13 @@ class SyncRun:
                 raise
             finally:
                 s.seconds = time.monotonic() - started
-                self.state.finish_run(s)
+                with doing("recording its end in the run log"):
+                    self.state.finish_run(s)
                 self.end_recorded = True
                 self._prune_rejections()
         finally:
-            lock.release()
+            with doing("releasing the sync's lock"):
+                lock.release()
         return s
 
     def _begin(self, lock: LockKeeper) -> bool:
@@ -327,8 +330,10 @@ class SyncRun:
         cancelled before planning.)"""
         try:
             with interrupting(self.stop, self.wh.interrupt):
-                self.state.migrate(stopped=lambda: self.stop.requested)
-                lock.acquire()
+                with doing("migrating the state tables"):
+                    self.state.migrate(stopped=lambda: self.stop.requested)
+                with doing("taking the sync's lock"):
+                    lock.acquire()
         except Exception:
             if not self.stop.requested:
                 raise
@@ -432,7 +437,8 @@ class SyncRun:
             with self.wh.streaming(replacing=not stats.first_sync):
                 import asyncio  # only when something is sent
 
-                asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
+                with doing("sending"):  # (its checkpoints: see Checkpointer.commit)
+                    asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
         else:
             self.planner.drop_prior()  # kept for unsettle_sendable
         self.progress("finish", {})
@@ -445,14 +451,15 @@ class SyncRun:
             s.error = (f"stopped by {self.stop.signal_name}: acknowledged rows were committed; the rest is sent "
                        "by the next run")
             return
-        lock.check()
-        removed = self.planner.commit_removed()
-        if self.full_refresh:  # (its plan counted the keys that leave the snapshot here)
-            self.planner.commit_full_refresh_cleanup()
-        else:
-            s.removed = removed
-        # rows sent and not acknowledged were forgotten before sending: the next run sends them
-        self.records.record_destination()
+        with doing("committing the rows that left the model"):
+            lock.check()
+            removed = self.planner.commit_removed()
+            if self.full_refresh:  # (its plan counted the keys that leave the snapshot here)
+                self.planner.commit_full_refresh_cleanup()
+            else:
+                s.removed = removed
+            # rows sent and not acknowledged were forgotten before sending: the next run sends them
+            self.records.record_destination()
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:

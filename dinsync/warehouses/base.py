@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
@@ -397,6 +398,22 @@ def quote_ident(name: str) -> str:
 
 # ------------------------------------------------------------------------------- error mixin
 
+_DOING = threading.local()  # what the calling thread's run is doing (`doing`)
+
+
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Within the block, a warehouse error of this thread names what the run was doing ("planning",
+    "committing acknowledged rows"): the adapter's own action alone ("while running a statement")
+    did not say whether a run whose connection was ended had committed what it sent. The innermost
+    block's wins."""
+    outer = getattr(_DOING, "what", None)
+    _DOING.what = what
+    try:
+        yield
+    finally:
+        _DOING.what = outer
+
 
 class ErrorTranslation:
     """Turns driver exceptions into WarehouseErrors. An adapter implements `classify(exc)`
@@ -429,7 +446,9 @@ class ErrorTranslation:
         text = " ".join(scrub(str(exc), getattr(self, "_secrets", [])).split()) or type(exc).__name__
         if len(text) > 600:
             text = text[:597] + "..."
-        return cls(f"{self.display_name}: {text} (while {action})", self.hint_for(exc) or HINTS.get(cls),
+        run = getattr(_DOING, "what", None)
+        where = f"while {action}" + (f"; the run was {run}" if run else "")
+        return cls(f"{self.display_name}: {text} ({where})", self.hint_for(exc) or HINTS.get(cls),
                    warehouse=self.display_name, sqlstate=self.sqlstate_of(exc))
 
     @contextlib.contextmanager

@@ -355,3 +355,43 @@ def test_a_lock_held_on_the_snapshot_bounds_the_wait_of_a_commit(tmp_path):
         assert wh.scalar(f"SELECT count(*) FROM {snapshot}") == 5
     finally:
         target.close()
+
+
+def test_a_warehouse_error_names_what_the_run_was_doing(tmp_path, schema, iterable_sandbox):
+    """A checkpoint's commit that failed (its connection ended, a lock timeout) said "PostgreSQL:
+    ... (while running a statement)", as a failure of the plan did: nothing told whether the rows
+    sent had been committed. The error names the run's phase; the rows are sent again next run."""
+    import threading
+    import time
+
+    sandbox, thread = iterable_sandbox
+    thread.set_faults(latency=1.5)  # the lock below is taken while the platform answers
+    cli = _project(tmp_path, schema, thread.url, "{lock_timeout: 1s}")
+    select = f"select email, first_name from {schema}.people"
+    done = threading.Event()
+    holder = psycopg.connect(PG_DSN)
+
+    def lock_once_sending() -> None:
+        while not done.is_set() and not thread.stats()["requests"]:
+            time.sleep(0.01)
+        if not done.is_set():
+            holder.execute(f"LOCK TABLE {schema}_state.snap_people IN ACCESS EXCLUSIVE MODE")
+
+    locker = threading.Thread(target=lock_once_sending)
+    locker.start()
+    try:
+        proc = cli("sync", select)
+    finally:
+        done.set()
+        locker.join()
+        holder.rollback()
+        holder.close()
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "PostgreSQL: canceling statement due to lock timeout" in proc.stderr, proc.stderr
+    assert "the run was committing acknowledged rows" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(sandbox.users) == 20  # delivered, not committed
+    thread.set_faults(latency=0)
+    again = cli("sync", select)
+    assert again.returncode == 0 and " sent 20," in again.stdout, (again.stdout, again.stderr)
+    assert " sent 0," in cli("sync", select).stdout
