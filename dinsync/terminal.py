@@ -107,9 +107,9 @@ _consoles: dict[str, "Console"] = {}
 def reset() -> None:
     """Forget the consoles: the next ones bind to sys.stdout / sys.stderr as they are now
     (called once per command invocation; test runners swap the streams)."""
-    global KEEP_GOING_ON_BROKEN_PIPE
+    global KEEP_GOING_ON_BROKEN_PIPE, _told_stdout_closed
     _consoles.clear()
-    KEEP_GOING_ON_BROKEN_PIPE = False
+    KEEP_GOING_ON_BROKEN_PIPE = _told_stdout_closed = False
 
 
 def _console(name: str) -> "Console":
@@ -123,9 +123,33 @@ def _console(name: str) -> "Console":
 
 
 _RedactingConsole: Any = None
-# `serve` sets it: a console whose stream is a closed pipe drops what follows instead of rich's
-# SystemExit(1), which, raised inside a run writing a note, interrupted the run (recorded failed)
+# `sync` and `serve` set it (keep_going_on_broken_pipe): a console whose stream is a closed pipe
+# drops what follows instead of rich's SystemExit(1), which, raised inside a run writing a note,
+# interrupted the run (recorded failed), and between two syncs skipped the later ones
 KEEP_GOING_ON_BROKEN_PIPE = False
+_told_stdout_closed = False
+
+
+def keep_going_on_broken_pipe() -> None:
+    """For the commands whose work must not stop when their output's reader goes away (`dinsync
+    sync | head -1`, `2>&1 | head`, a log shipper restarted): what cannot be written is dropped,
+    stderr says so once (`output_dropped`), and the runs go on."""
+    global KEEP_GOING_ON_BROKEN_PIPE
+    KEEP_GOING_ON_BROKEN_PIPE = True
+
+
+def output_dropped(exc: BaseException) -> None:
+    """Say once, on stderr if it can still be written, that stdout's reader went away."""
+    global _told_stdout_closed
+    if _told_stdout_closed:
+        return
+    _told_stdout_closed = True
+    try:
+        sys.stderr.write(f"note: stdout is a closed pipe ({type(exc).__name__}): the rest of the output is "
+                         "dropped; the runs go on (`dinsync runs` lists them)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # (stderr is gone too)
+        pass
 
 
 def _redacting_console() -> Any:
@@ -149,8 +173,10 @@ def _redacting_console() -> Any:
                 super().print(*objects, **kwargs)
 
             def on_broken_pipe(self) -> None:
-                if KEEP_GOING_ON_BROKEN_PIPE:  # (`serve`: its lines and notes are dropped, the runs go on)
+                if KEEP_GOING_ON_BROKEN_PIPE:  # (`sync`, `serve`: lines and notes are dropped, the runs go on)
                     self.quiet = True
+                    if self is _consoles.get("stdout"):
+                        output_dropped(BrokenPipeError())
                     return
                 super().on_broken_pipe()
 
@@ -167,8 +193,15 @@ def err() -> "Console":
 
 
 def emit(data: Any) -> None:
-    """A JSON document on stdout (redacted; without rich: a --json command never imports it)."""
-    write_json(json_text(data, indent=2) + "\n")
+    """A JSON document on stdout (redacted; without rich: a --json command never imports it). With
+    `keep_going_on_broken_pipe`, a document stdout cannot take is dropped (said once on stderr):
+    `sync --json` exits with its runs' code, not 1 for the output."""
+    try:
+        write_json(json_text(data, indent=2) + "\n")
+    except (OSError, ValueError) as exc:  # (ValueError: a closed file)
+        if not KEEP_GOING_ON_BROKEN_PIPE:
+            raise
+        output_dropped(exc)
 
 
 def json_line(data: Any) -> str:

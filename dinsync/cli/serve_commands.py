@@ -65,7 +65,7 @@ def serve(names: Optional[list[str]] = NamesArg,
             raise ConfigError([ConfigIssue("no selected sync has a schedule", hint='add `schedule: "0 6 * * *"` '
                                            "or `schedule: {every: 15m}` to a sync file")])
         state.quiet_progress = True
-        terminal.KEEP_GOING_ON_BROKEN_PIPE = True  # a note to a closed stderr must not end a run
+        terminal.keep_going_on_broken_pipe()  # a note to a closed stderr must not end a run
 
         def emit_event(event: dict) -> None:
             if state.json:

@@ -79,6 +79,7 @@ def sync(names: Optional[list[str]] = NamesArg,
     DINSYNC_GRACE_SECONDS), acknowledged rows are committed, the run is recorded as `cancelled`
     and the command exits 128 + the signal number. A second signal exits at once (still safe)."""
     use_options(project_dir, json_output)
+    terminal.keep_going_on_broken_pipe()  # `dinsync sync | head -1`: the output is cut, not the runs
     from ..engine import StopToken, stop_on_signals
 
     stop = StopToken()
