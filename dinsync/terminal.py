@@ -89,12 +89,18 @@ def redact_library_output() -> None:
     sys.unraisablehook = unraisablehook
 
 
+# Error handlers that fail on a character the encoding has no byte for: Python's default, and the
+# one it gives stdout in the C locale without UTF-8 mode (LC_ALL=C PYTHONUTF8=0), which writes back
+# only the undecodable bytes of a file name and fails on 'ë' as the strict one does
+_FAILING_ERRORS = ("strict", "surrogateescape")
+
+
 def replace_unwritable_characters() -> None:
     """Write a character the terminal's encoding has no byte for (an emoji of the data under
-    LANG=fr_FR.ISO-8859-1, the `…` rich ends a cut cell with) as `?`: Python's strict default made
-    the command fail with UnicodeEncodeError and print nothing. For the CLI's process only."""
+    LANG=fr_FR.ISO-8859-1 or LC_ALL=C, the `…` rich ends a cut cell with) as `?`: Python's default
+    made the command fail with UnicodeEncodeError and print nothing. For the CLI's process only."""
     for stream in (sys.stdout, sys.stderr):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        if getattr(stream, "errors", None) in _FAILING_ERRORS and hasattr(stream, "reconfigure"):
             try:
                 stream.reconfigure(errors="replace")
             except (ValueError, OSError):  # (a closed or detached stream)

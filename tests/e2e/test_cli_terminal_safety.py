@@ -55,3 +55,30 @@ def test_text_output_on_a_terminal_that_cannot_write_a_character_does_not_fail(p
         shown = cli(command)
         assert shown.returncode == 0 and b"duplicated" in shown.stdout, (command, shown.stderr)
     assert json.loads(cli("--json", "plan", "--samples", "30").stdout)["plans"][0]["added"] >= 21
+
+
+def test_text_output_in_the_c_locale_without_utf8_mode_does_not_fail(project):
+    """LC_ALL=C with Python's UTF-8 mode off (PYTHONUTF8=0, as some images and wrappers set it):
+    stdout is ASCII with the `surrogateescape` error handler, which fails on any other character
+    like the strict one: `plan`, `rejections` and `runs` of data holding 'Zoë 🎉' or an accented
+    key ended with 'unexpected error: UnicodeEncodeError' (exit 1). Such a character is `?` there too."""
+    import os
+    import subprocess
+    import sys
+
+    project.sql("insert into main.customers values (90, 'zoë@@exämple', 'u-90', 'Zoë 🎉', 'free', 1)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(project.root), *args],
+                              env=env, capture_output=True, timeout=120)
+
+    plan = cli("plan", "--samples", "30")
+    assert plan.returncode == 0, plan.stderr
+    assert b'firstName="Zo? ?"' in plan.stdout
+    assert cli("sync").returncode == 0  # its key is no valid email: rejected, with a reason quoting it
+    for command in ("rejections", "runs", "status"):
+        shown = cli(command)
+        assert shown.returncode == 0 and b"unexpected" not in shown.stderr, (command, shown.stderr)
+    assert b"zo?@@ex?mple" in cli("rejections").stdout
