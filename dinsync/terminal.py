@@ -403,13 +403,21 @@ def seconds_cell(run: dict | None) -> str:
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+# The least a column that is not kept whole must get for a table to be worth showing: narrower than
+# this beside the whole ones, the rows are listed field by field (`_records`).
+MIN_CELL_WIDTH = 8
+
+
 def _fitted_table(headers: list[str], rows: list[list[str]], *, whole: tuple[str, ...],
                   left_out_first: tuple[str, ...]) -> Any:
     """A table of `rows` that fits the console's width without cutting a word: the columns in
     `whole` (what names a row: a sync, a run, a state) never wrap, and while the table cannot fit,
     the columns of `left_out_first` are left out, in that order, and its caption says which (on 80
     columns rich cut every column of these wide tables alike: `attio_companies` and `attio_people`
-    both read `att…`, a run id `202…`). Piped output (200 columns) keeps every column."""
+    both read `att…`, a run id `202…`). A terminal too narrow for the whole columns and
+    MIN_CELL_WIDTH of each other one left gets the rows field by field (`_records`): on 40 columns
+    the whole columns took it all, and `rejections` showed no key and no reason. Piped output
+    (200 columns) keeps every column."""
     from rich.measure import Measurement
     from rich.table import Table
 
@@ -428,9 +436,39 @@ def _fitted_table(headers: list[str], rows: list[list[str]], *, whole: tuple[str
         fits = (not console.is_terminal  # piped (200 columns): every column, as before
                 or Measurement.get(console, console.options.update_width(1 << 20), table).minimum <= console.width)
         more = [h for h in left_out_first if h in shown]
-        if fits or not more:
+        if fits:
             return table
+        if not more:
+            return table if _whole_columns_leave_room(console, headers, rows, shown, whole) else _records(headers, rows)
         shown.remove(more[0])
+
+
+def _whole_columns_leave_room(console: Any, headers: list[str], rows: list[list[str]], shown: list[str],
+                              whole: tuple[str, ...]) -> bool:
+    """Whether the `shown` columns of `whole`, at their widest, leave MIN_CELL_WIDTH to each other one
+    (a table's borders and padding: 3 a column, and 1)."""
+    from rich.text import Text
+
+    def widest(header: str) -> int:
+        i = headers.index(header)
+        return max([len(header)] + [Text.from_markup(row[i]).cell_len for row in rows])
+
+    needed = sum(widest(h) if h in whole else MIN_CELL_WIDTH for h in shown) + 3 * len(shown) + 1
+    return needed <= console.width
+
+
+def _records(headers: list[str], rows: list[list[str]]) -> Any:
+    """Each row as `field: value` lines (every field but the empty ones), a blank line between rows."""
+    from rich.console import Group
+    from rich.text import Text
+
+    lines: list[Any] = []
+    for i, row in enumerate(rows):
+        if i:
+            lines.append(Text(""))
+        lines += [Text.assemble((f"{header}: ", "bold"), Text.from_markup(value))
+                  for header, value in zip(headers, row) if value != ""]
+    return Group(*lines)
 
 
 def print_syncs(syncs: list[dict]) -> None:

@@ -136,31 +136,54 @@ def test_a_runs_line_counts_one_request_in_the_singular(capsys):
     terminal.reset()
 
 
+def _history_on_a_terminal(monkeypatch, width: int, status: str, error: str | None, syncs: list[tuple[str, str]]):
+    """What `status` (of `syncs`: (name, state)), `runs` and `rejections` print on a terminal of `width` columns."""
+    from dinsync import terminal
+
+    buf = io.StringIO()
+    monkeypatch.setitem(terminal._consoles, "stdout", terminal._redacting_console()(
+        file=buf, width=width, force_terminal=True, color_system=None))
+    run = {"sync": "attio_people", "run_id": "20261206T134237-1a2b3c4d", "status": status,
+           "started_at": "2026-12-06T13:42:37.123Z", "seconds": 0.48, "added": 1, "changed": 7, "removed": 10,
+           "segment_rows": 50, "sent": 8, "acknowledged": 7, "rejected": 1, "not_found": 0, "failed": 0,
+           "warnings": [] if error else ["1 of 8 rows (12.5%) were rejected or not found (threshold 5.0%)"],
+           "error": error}
+    terminal.print_syncs([{"sync": name, "enabled": True, "state": state, "paused": False, "paused_by": None,
+                           "culprit": None, "reason": None, "parked": 3, "last_run": {**run, "sync": name, "status": state}}
+                          for name, state in syncs])
+    terminal.print_runs([run])
+    terminal.print_rejections([{"rejected_at": "2026-12-06T13:42:37", "run_id": run["run_id"],
+                                "key": "newcomer@company1.example", "field": "plan", "status": "rejected",
+                                "reason": "Attio HTTP 400 value_not_found"}])
+    return buf.getvalue()
+
+
 def test_status_runs_and_rejections_keep_names_and_run_ids_whole_on_an_80_column_terminal(monkeypatch):
     """On a terminal of 80 columns rich cut every column of these wide tables evenly: `dinsync
     status` showed `att…` for both attio_companies and attio_people and `suc…` / `war…` for their
     states, `runs` and `rejections` `202…` / `20261206T13…` for the run ids `rejections --run` takes.
     The columns that name something stay whole; the counts and texts wrap or shrink."""
-    from dinsync import terminal
-
-    buf = io.StringIO()
-    monkeypatch.setitem(terminal._consoles, "stdout", terminal._redacting_console()(
-        file=buf, width=80, force_terminal=True, color_system=None))
-    run = {"sync": "attio_people", "run_id": "20261206T134237-1a2b3c4d", "status": "warning",
-           "started_at": "2026-12-06T13:42:37.123Z", "seconds": 0.48, "added": 1, "changed": 7, "removed": 10,
-           "segment_rows": 50, "sent": 8, "acknowledged": 7, "rejected": 1, "not_found": 0, "failed": 0,
-           "warnings": ["1 of 8 rows (12.5%) were rejected or not found (threshold 5.0%)"], "error": None}
-    syncs = [{"sync": name, "enabled": True, "state": state, "paused": False, "paused_by": None, "culprit": None,
-              "reason": None, "parked": 1, "last_run": {**run, "sync": name, "status": state}}
-             for name, state in (("attio_companies", "success"), ("attio_people", "warning"))]
-    terminal.print_syncs(syncs)
-    terminal.print_runs([run])
-    terminal.print_rejections([{"rejected_at": "2026-12-06T13:42:37", "run_id": run["run_id"],
-                                "key": "newcomer@company1.example", "field": "plan", "status": "rejected",
-                                "reason": "Attio HTTP 400 value_not_found"}])
-    text = buf.getvalue()
+    text = _history_on_a_terminal(monkeypatch, 80, "warning", None,
+                                  [("attio_companies", "success"), ("attio_people", "warning")])
     assert max(len(line) for line in text.splitlines()) <= 80, text
     for whole in ("attio_companies", "attio_people", "success", "warning", "20261206T134237-1a2b3c4d", "rejected",
                   "2026-12-06"):
         assert whole in text, (whole, text)
     assert "left out for the terminal's width:" in " ".join(text.split()), text
+
+
+def test_a_terminal_too_narrow_for_any_table_lists_each_row_field_by_field(monkeypatch):
+    """On 40 columns, the columns that stay whole (a run id, a sync name, a state) took the whole
+    width even once every other column that may be left out was: rich gave the rest none, and
+    `dinsync rejections` showed run ids and statuses with no key and no reason (their columns 0
+    wide), `status` no last run and `runs` no error. A terminal too narrow for the whole columns and
+    a few characters of each other one gets each row as `field: value` lines, every field shown."""
+    text = _history_on_a_terminal(monkeypatch, 40, "failed", "Attio refused the API key",
+                                  [("attio_people", "failed")])
+    assert max(len(line) for line in text.splitlines()) <= 40, text
+    flat = " ".join(text.split())
+    for shown in ("newcomer@company1.example", "reason: Attio HTTP 400 value_not_found", "field: plan",
+                  "20261206T134237-1a2b3c4d", "why: Attio refused the API key", "parked: 3",
+                  "error / warnings: Attio refused the API key", "started (UTC): 2026-12-06 13:42:37"):
+        assert shown in flat, (shown, text)
+    assert "left out" not in flat, text
