@@ -375,11 +375,13 @@ def _keeping_event_loop(asyncio: Any) -> Iterator[None]:
 
 
 def _at_least(minimum: int, **values: int) -> None:
-    """The CLI's bounds of `--limit` (1) and `--samples` (0): a value below is the caller's mistake
-    (ValueError, before anything runs), not a warehouse error or an empty answer."""
+    """The CLI's bounds of `--limit` (1) and `--samples` (0), up to MAX_COUNT: a value outside is the
+    caller's mistake (ValueError, before anything runs), not a warehouse error or an empty answer."""
+    from .operations import MAX_COUNT
+
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_COUNT:
+            raise ValueError(f"{name} must be an integer from {minimum} to {MAX_COUNT:,}, not {value!r}")
 
 
 def _flags(**values: Any) -> None:

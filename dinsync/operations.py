@@ -21,6 +21,10 @@ from .destinations import describe_error
 from .errors import ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError, ExitCode, resource_hint
 
 DEBUG_ENV = "DINSYNC_DEBUG"
+# The largest count of rows to show (`--samples`, `--limit`, the API's `samples` and `limit`): each
+# becomes a LIMIT in the warehouse's SQL, and a count none of them takes (`plan --samples 10**20`,
+# `rejections --limit 2**63`) failed there with a conversion error (exit 1)
+MAX_COUNT = 1_000_000_000
 ProgressFor = Callable[[str], ContextManager[Any]]  # sync name -> context yielding a progress callback
 
 

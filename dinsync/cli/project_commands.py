@@ -10,7 +10,7 @@ import typer
 from .. import redaction, terminal
 from ..errors import ConfigError, ConfigIssue, DinsyncError
 from ..terminal import emit, err, out
-from .shared import (MAX_SAMPLES, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, SelectOpt, app, choose, folder,
+from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, SelectOpt, app, choose, folder,
                      handled, in_project, load, make_operator, refuse_project_options, state, use_options)
 
 
@@ -122,7 +122,7 @@ def print_paused_checks(paused: list[dict]) -> None:
 def check(names: Optional[list[str]] = NamesArg,
           select: Optional[list[str]] = SelectOpt,
           exclude: Optional[list[str]] = ExcludeOpt,
-          samples: int = typer.Option(5, min=0, max=MAX_SAMPLES,
+          samples: int = typer.Option(5, min=0, max=MAX_COUNT,
                                       help="Most duplicated keys shown per key (0: none)."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Count NULL and duplicated keys of each model of the selected syncs, in the warehouse.

@@ -87,8 +87,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-# sample counts become a LIMIT in the warehouse's SQL: a count none of them can take is a usage error
-MAX_SAMPLES = 1_000_000_000
 # `serve --recheck-minutes`: at most 3650 days, as a schedule's interval (`inf` or 1e10 passed the
 # option's check and the service failed at its first step: OverflowError, date value out of range)
 MAX_RECHECK_MINUTES = 3650 * 24 * 60
@@ -169,7 +167,7 @@ def in_project() -> Iterator[Path]:
 
 
 # load() and connect_existing() live in dinsync.operations (shared with the Python API)
-from ..operations import connect_existing, load  # noqa: E402
+from ..operations import MAX_COUNT, connect_existing, load  # noqa: E402,F401 (MAX_COUNT: the options' bound)
 
 
 def choose(project, names, select, exclude, *, include_disabled: bool = False) -> list[str]:

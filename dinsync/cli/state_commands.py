@@ -9,7 +9,7 @@ import typer
 from ..errors import ConfigError, ConfigIssue, DinsyncError, ExitCode
 from ..report import REJECTION_STATUSES
 from ..terminal import emit, note, print_rejections, print_runs, print_syncs
-from .shared import (ExcludeOpt, JsonOpt, NamesArg, OneSyncArg, ProjectDirOpt, SelectOpt, app, choose, handled,
+from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, OneSyncArg, ProjectDirOpt, SelectOpt, app, choose, handled,
                      in_project, load, make_operator, state, use_options)
 
 
@@ -17,7 +17,7 @@ from .shared import (ExcludeOpt, JsonOpt, NamesArg, OneSyncArg, ProjectDirOpt, S
 def status(names: Optional[list[str]] = NamesArg,
            select: Optional[list[str]] = SelectOpt,
            exclude: Optional[list[str]] = ExcludeOpt,
-           limit: int = typer.Option(5, min=1, help="Runs per sync in --json's `runs`."),
+           limit: int = typer.Option(5, min=1, max=MAX_COUNT, help="Runs per sync in --json's `runs`."),
            project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """One line per sync (disabled ones included): its state, last run, counts, parked rows, and
     why it is paused or warned, from the state tables in the warehouse."""
@@ -115,7 +115,7 @@ def _one_sync(project, name: str | None, store=None) -> str:
 
 @app.command()
 def runs(name: Optional[str] = OneSyncArg,
-         limit: int = typer.Option(20, min=1, help="Newest runs to show."),
+         limit: int = typer.Option(20, min=1, max=MAX_COUNT, help="Newest runs to show."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """A sync's runs, newest first, from the run log."""
     use_options(project_dir, json_output)
@@ -144,7 +144,7 @@ def runs(name: Optional[str] = OneSyncArg,
 @app.command()
 def rejections(name: Optional[str] = OneSyncArg,
                run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
-               limit: int = typer.Option(100, min=1, help="Newest rows to show."),
+               limit: int = typer.Option(100, min=1, max=MAX_COUNT, help="Newest rows to show."),
                status: Optional[list[str]] = typer.Option(
                    None, "--status", metavar="STATUS",
                    help=f"Only rows of this status (repeat or comma-separate): {', '.join(REJECTION_STATUSES)}."),

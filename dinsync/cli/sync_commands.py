@@ -10,7 +10,7 @@ import typer
 from .. import terminal
 from ..errors import ConfigError, ConfigIssue, DinsyncError
 from ..terminal import emit, err, note, print_plan, print_run, print_traceback
-from .shared import (MAX_SAMPLES, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, SelectOpt, app, debug, handled,
+from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, SelectOpt, app, debug, handled,
                      in_project, load_chosen, make_operator, state, use_options)
 
 
@@ -19,7 +19,7 @@ def plan(names: Optional[list[str]] = NamesArg,
          select: Optional[list[str]] = SelectOpt,
          exclude: Optional[list[str]] = ExcludeOpt,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Plan as if nothing had been sent."),
-         samples: int = typer.Option(3, min=0, max=MAX_SAMPLES, help="Sample rows per kind of change."),
+         samples: int = typer.Option(3, min=0, max=MAX_COUNT, help="Sample rows per kind of change."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
     use_options(project_dir, json_output)

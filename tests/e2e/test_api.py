@@ -307,14 +307,17 @@ def test_a_stop_during_the_last_sync_does_not_speak_of_remaining_syncs(project):
 
 
 def test_arguments_out_of_the_clis_bounds_raise_value_error(project):
-    """`--limit` is at least 1 and `--samples` at least 0 on the command line; through the API,
-    plan(samples=-1) raised a WarehouseSqlError ("LIMIT/OFFSET cannot be negative") after opening
-    the warehouse, and status(limit=-1) answered no run at all."""
+    """`--limit` is at least 1 and `--samples` at least 0 on the command line, both at most
+    1,000,000,000; through the API, plan(samples=-1) raised a WarehouseSqlError ("LIMIT/OFFSET
+    cannot be negative") after opening the warehouse, status(limit=-1) answered no run at all, and
+    plan(samples=10**20) failed in DuckDB ('Type INT128 ... out of range')."""
     api = dinsync.load_project(project.root)
-    for call, message in ((lambda: api.plan(samples=-1), "samples must be an integer >= 0, not -1"),
-                          (lambda: api.check(samples=-2), "samples must be an integer >= 0, not -2"),
-                          (lambda: api.status(limit=0), "limit must be an integer >= 1, not 0"),
-                          (lambda: api.status(limit=-1), "limit must be an integer >= 1, not -1")):
+    for call, message in ((lambda: api.plan(samples=-1), "samples must be an integer from 0 to 1,000,000,000, not -1"),
+                          (lambda: api.check(samples=-2), "samples must be an integer from 0 to 1,000,000,000, not -2"),
+                          (lambda: api.status(limit=0), "limit must be an integer from 1 to 1,000,000,000, not 0"),
+                          (lambda: api.status(limit=-1), "limit must be an integer from 1 to 1,000,000,000, not -1"),
+                          (lambda: api.plan(samples=10**20),
+                           f"samples must be an integer from 0 to 1,000,000,000, not {10**20}")):
         with pytest.raises(ValueError) as exc:
             call()
         assert str(exc.value) == message

@@ -154,16 +154,20 @@ def test_a_sync_runs_without_the_secret_of_a_destination_only_other_syncs_use(pr
 
 # --- counts out of range ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [["plan", "--samples"], ["check", "--samples"]])
+@pytest.mark.parametrize("command", [["plan", "--samples"], ["check", "--samples"], ["rejections", "--limit"],
+                                     ["runs", "--limit"], ["status", "--limit"]])
 def test_a_sample_count_no_query_can_take_is_a_usage_error(project, command):
     """`plan --samples 100000000000000000000` reached DuckDB as a LIMIT and failed the command with
-    a conversion error (exit 1, "run again later"): a count the option cannot take is the user's typo
-    (exit 2), and a large one that fits shows every row it can."""
+    a conversion error (exit 1, "run again later"), and so did `rejections --limit` of such a count
+    (even of 2**63: 'Type UINT64 ... out of range for the destination type INT64'): a count the
+    option cannot take is the user's typo (exit 2), and a large one that fits shows every row it can."""
     project.sql("insert into main.customers values (21, 'user1@example.com', 'u-21', 'Again', 'free', 1.0)")
+    if command[0] in ("rejections", "runs", "status"):
+        project.cli("sync")  # (the duplicated key is listed in rejections)
     result = project.cli(*command, str(10**20), json_output=False)
     assert result.exit_code == ExitCode.USAGE, (command, result.output)
     text = " ".join(result.output.replace("│", " ").split())
-    assert "Invalid value for '--samples'" in text and "1000000000" in text, text
+    assert f"Invalid value for '{command[1]}'" in text and "1000000000" in text, text
     # as with the default count (`check` fails on the duplicated key either way)
     assert project.cli(*command, "1000000", json_output=False).exit_code == project.cli(command[0]).exit_code
 
