@@ -58,6 +58,22 @@ for _command in app.registered_commands:
         _command.callback.__doc__ = _paragraphs(_command.callback.__doc__)
 
 
+def _flags_show_no_value(callback) -> None:
+    """A flag's help shows no value: typer 0.29 shows each option's Python type, and a flag read
+    `--offline <bool>`, `--json <bool>`, as if it took one (`--offline true` selects a sync named
+    `true`). The options that take one name it as the README does (`--limit N`, `-p DIR`)."""
+    import inspect
+
+    for parameter in inspect.signature(callback).parameters.values():
+        info = parameter.default
+        if isinstance(info, typer.models.OptionInfo) and isinstance(info.default, bool) and info.metavar is None:
+            info.metavar = ""
+
+
+for _callback in [c.callback for c in app.registered_commands] + [app.registered_callback.callback]:
+    _flags_show_no_value(_callback)
+
+
 def _run_app_for_json() -> None:
     """`--json` promises a JSON document on stdout, also for a usage error (an unknown option, a
     value out of range, a missing argument), which typer prints as boxed text on stderr, leaving

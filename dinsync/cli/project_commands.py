@@ -122,7 +122,7 @@ def print_paused_checks(paused: list[dict]) -> None:
 def check(names: Optional[list[str]] = NamesArg,
           select: Optional[list[str]] = SelectOpt,
           exclude: Optional[list[str]] = ExcludeOpt,
-          samples: int = typer.Option(5, min=0, max=MAX_COUNT,
+          samples: int = typer.Option(5, min=0, max=MAX_COUNT, metavar="N",
                                       help="Most duplicated keys shown per key (0: none)."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Count NULL and duplicated keys of each model of the selected syncs, in the warehouse.
@@ -177,8 +177,8 @@ def init(path: Path = typer.Argument(..., metavar="DIR", parser=folder, help="Fo
 
 
 @app.command()
-def demo(path: Path = typer.Option(Path("dinsync_demo"), parser=folder, help="Folder for the demo project and warehouse."),
-         rows: int = typer.Option(10_000, min=1, help="Customers in the sample warehouse."),
+def demo(path: Path = typer.Option(Path("dinsync_demo"), parser=folder, metavar="DIR", help="Folder for the demo project and warehouse."),
+         rows: int = typer.Option(10_000, min=1, metavar="N", help="Customers in the sample warehouse."),
          force: bool = typer.Option(False, help="Use a folder that holds files the demo did not create "
                                                 "(they may be overwritten or deleted)."),
          json_output: bool = JsonOpt) -> None:

@@ -24,8 +24,8 @@ def make_notifier(project):
 def serve(names: Optional[list[str]] = NamesArg,
           select: Optional[list[str]] = SelectOpt,
           exclude: Optional[list[str]] = ExcludeOpt,
-          parallel: int = typer.Option(1, min=1, max=64, help="Syncs running at once."),
-          recheck_minutes: float = typer.Option(5.0, min=0.01, max=MAX_RECHECK_MINUTES,
+          parallel: int = typer.Option(1, min=1, max=64, metavar="N", help="Syncs running at once."),
+          recheck_minutes: float = typer.Option(5.0, min=0.01, max=MAX_RECHECK_MINUTES, metavar="M",
                                                 help="How often paused syncs are checked again."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Run the selected syncs on their schedules until SIGTERM / SIGINT / SIGHUP (one log line per run).

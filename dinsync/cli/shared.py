@@ -101,15 +101,15 @@ def folder(text: str) -> Path:
     return Path(text)
 
 
-ProjectDirOpt = typer.Option(None, "--project-dir", "-p", parser=folder,
+ProjectDirOpt = typer.Option(None, "--project-dir", "-p", parser=folder, metavar="DIR",
                              help="Folder holding dinsync.yml (default: here).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 NamesArg = typer.Argument(None, metavar="SYNC", show_default=False,
                           help="Sync names or globs (shorthand for --select).")
 OneSyncArg = typer.Argument(None, metavar="SYNC", show_default=False,
                             help="The sync (may be left out in a project of one sync).")
-SelectOpt = typer.Option(None, "--select", "-s", help="Sync names or globs (repeat or comma-separate).")
-ExcludeOpt = typer.Option(None, "--exclude", "-x", help="Leave out these sync names or globs.")
+SelectOpt = typer.Option(None, "--select", "-s", metavar="S", help="Sync names or globs (repeat or comma-separate).")
+ExcludeOpt = typer.Option(None, "--exclude", "-x", metavar="S", help="Leave out these sync names or globs.")
 
 
 @app.callback()

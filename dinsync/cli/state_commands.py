@@ -17,7 +17,7 @@ from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, OneSyncArg, Proje
 def status(names: Optional[list[str]] = NamesArg,
            select: Optional[list[str]] = SelectOpt,
            exclude: Optional[list[str]] = ExcludeOpt,
-           limit: int = typer.Option(5, min=1, max=MAX_COUNT, help="Runs per sync in --json's `runs`."),
+           limit: int = typer.Option(5, min=1, max=MAX_COUNT, metavar="N", help="Runs per sync in --json's `runs`."),
            project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """One line per sync (disabled ones included): its state, last run, counts, parked rows, and
     why it is paused or warned, from the state tables in the warehouse."""
@@ -67,7 +67,7 @@ def _pause_or_resume(names: list[str], reason: Optional[str], pausing: bool) -> 
 
 @app.command()
 def pause(names: list[str] = typer.Argument(..., metavar="SYNC", help="Sync names or globs."),
-          reason: Optional[str] = typer.Option(None, "--reason", help="Shown in status and notifications."),
+          reason: Optional[str] = typer.Option(None, "--reason", metavar="TEXT", help="Shown in status and notifications."),
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Pause syncs by hand: scheduled runs skip them, `sync` refuses them, until `dinsync resume`."""
     use_options(project_dir, json_output)
@@ -115,7 +115,7 @@ def _one_sync(project, name: str | None, store=None) -> str:
 
 @app.command()
 def runs(name: Optional[str] = OneSyncArg,
-         limit: int = typer.Option(20, min=1, max=MAX_COUNT, help="Newest runs to show."),
+         limit: int = typer.Option(20, min=1, max=MAX_COUNT, metavar="N", help="Newest runs to show."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """A sync's runs, newest first, from the run log."""
     use_options(project_dir, json_output)
@@ -143,10 +143,10 @@ def runs(name: Optional[str] = OneSyncArg,
 
 @app.command()
 def rejections(name: Optional[str] = OneSyncArg,
-               run_id: Optional[str] = typer.Option(None, "--run", help="Only this run's rows."),
-               limit: int = typer.Option(100, min=1, max=MAX_COUNT, help="Newest rows to show."),
+               run_id: Optional[str] = typer.Option(None, "--run", metavar="RUN_ID", help="Only this run's rows."),
+               limit: int = typer.Option(100, min=1, max=MAX_COUNT, metavar="N", help="Newest rows to show."),
                status: Optional[list[str]] = typer.Option(
-                   None, "--status", metavar="STATUS",
+                   None, "--status", metavar="S",
                    help=f"Only rows of this status (repeat or comma-separate): {', '.join(REJECTION_STATUSES)}."),
                project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Rows a sync could not deliver (rejected, not found, failed, duplicate keys withheld, rows

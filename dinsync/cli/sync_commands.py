@@ -19,7 +19,7 @@ def plan(names: Optional[list[str]] = NamesArg,
          select: Optional[list[str]] = SelectOpt,
          exclude: Optional[list[str]] = ExcludeOpt,
          full_refresh: bool = typer.Option(False, "--full-refresh", help="Plan as if nothing had been sent."),
-         samples: int = typer.Option(3, min=0, max=MAX_COUNT, help="Sample rows per kind of change."),
+         samples: int = typer.Option(3, min=0, max=MAX_COUNT, metavar="N", help="Sample rows per kind of change."),
          project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
     use_options(project_dir, json_output)

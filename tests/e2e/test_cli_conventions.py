@@ -319,3 +319,21 @@ def test_readme_documents_the_plan_objects_keys(project):
     assert list(plan) == list(documented[0])
     for op in ("added", "changed"):
         assert list(plan["samples"][op][0]) == list(documented[0]["samples"][op][0]), op
+
+
+def test_each_commands_help_shows_the_readmes_value_names_and_no_value_for_a_flag():
+    """typer 0.29 shows each option's Python type in --help: `--json <bool>`, `--offline <bool>`,
+    `--force <bool>` (flags, which take no value: `--offline true` selects a sync named `true`),
+    `--select <list[str]>`, `--limit <int range> [x>=1]`, `--run <str>`, `-p <Path>`. A flag now
+    shows none, and an option the value name the README's command list gives it (`--limit N`,
+    `--select S`, `--run RUN_ID`, `--path DIR`)."""
+    import re
+    for name, line in _readme_commands().items():
+        if name == "sandbox":  # argparse's own help (test_sandbox_cli)
+            continue
+        help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+        rows = {m.group(1): m.group(0) for m in re.finditer(r"(--[a-z-]+)\b[^\n]*", help_text)}
+        assert not [row for option, row in rows.items() if "<bool>" in row and option != "--help"], (name, rows)
+        for option, value in re.findall(r"\[(--[a-z-]+) ([A-Z_]+)\]", line):
+            assert re.search(rf"\s{value}\b", rows[option]), (name, option, value, rows[option])
+        assert re.search(r"\sDIR\b", rows["--project-dir"] if "--project-dir" in rows else "-p DIR"), rows
