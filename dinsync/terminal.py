@@ -515,7 +515,13 @@ def key_cell(key: str | None, limit: int) -> str:
     return start.removesuffix("…") + mark.group()
 
 
-def print_rejections(rows: list[dict]) -> None:
+def print_limited(count: int, word: str, more: bool) -> None:
+    """Under a list `--limit` cut (`more`: the command read one row past it), say so and how to see more."""
+    if more:
+        out().print(f"shown: the newest {plural(count, word)} (--limit N shows more)", markup=False, highlight=False)
+
+
+def print_rejections(rows: list[dict], more: bool = False) -> None:
     if not rows:
         out().print("no rejected rows")
         return
@@ -523,9 +529,10 @@ def print_rejections(rows: list[dict]) -> None:
     cells = [[(r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], key_cell(r["key"], 60),
               cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120)] for r in rows]
     out().print(_fitted_table(headers, cells, whole=("run", "status"), left_out_first=("rejected at (UTC)", "field")))
+    print_limited(len(rows), "row", more)
 
 
-def print_runs(runs: list[dict]) -> None:
+def print_runs(runs: list[dict], more: bool = False) -> None:
     """`dinsync runs NAME`: one line per run, newest first."""
     if not runs:
         out().print("no runs yet")
@@ -541,6 +548,7 @@ def print_runs(runs: list[dict]) -> None:
             seconds_cell(r), cell(note_text, 100)])
     out().print(_fitted_table(headers, rows, whole=("run", "status"), left_out_first=(
         "seconds", "segment", "not found", "failed", "acked", "removed", "changed", "added", "rejected", "sent")))
+    print_limited(len(runs), "run", more)
 
 
 def print_check(models) -> None:

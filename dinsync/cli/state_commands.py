@@ -129,16 +129,16 @@ def runs(name: Optional[str] = OneSyncArg,
             store = StateStore(wh, project.state_schema)
             store.migrate()
             name = _one_sync(project, name, store)
-            rows = store.last_runs(sync=name, limit=limit)
+            rows = store.last_runs(sync=name, limit=limit + 1)  # (one more: whether the limit left some out)
             if rows and settle_dead_runs(store, {name: rows[0]}, [name]):  # `abandoned`, as `status` shows it
-                rows = store.last_runs(sync=name, limit=limit)
-            found = [run_from_log(r) for r in rows]
+                rows = store.last_runs(sync=name, limit=limit + 1)
+            found = [run_from_log(r) for r in rows[:limit]]
         finally:
             wh.close()
         if state.json:
             emit({"runs": found})
         else:
-            print_runs(found)
+            print_runs(found, more=len(rows) > limit)
 
 
 @app.command()
@@ -163,7 +163,8 @@ def rejections(name: Optional[str] = OneSyncArg,
             store = StateStore(wh, project.state_schema)
             store.migrate()
             name = _one_sync(project, name, store)
-            rows = SyncStates(store).rejections(name, run_id, limit, statuses)
+            rows = SyncStates(store).rejections(name, run_id, limit + 1, statuses)  # (as runs)
+            more, rows = len(rows) > limit, rows[:limit]
             if run_id and not rows and not store.has_run(name, run_id):
                 # like a sync name that selects nothing: a configuration error (exit 3)
                 raise ConfigError([ConfigIssue(f"sync {name} has no run {run_id!r}",
@@ -175,7 +176,7 @@ def rejections(name: Optional[str] = OneSyncArg,
         if state.json:
             emit({"rejections": rows})
         else:
-            print_rejections(rows)
+            print_rejections(rows, more)
 
 
 def _statuses(given: Optional[list[str]]) -> tuple[str, ...]:

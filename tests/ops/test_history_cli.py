@@ -90,6 +90,26 @@ def test_runs_and_rejections_of_the_only_sync_need_no_name(project):
         assert "name a sync: the project has 2" in result.output and "syncs: iterable_users, other" in result.output
 
 
+def test_runs_and_rejections_say_when_their_limit_left_rows_out(project):
+    """`dinsync rejections` shows the newest 100 rows and `runs` the newest 20, and said nothing of
+    the others: after 600 runs of 1,000 duplicated keys (600,000 rows) the table looked like the
+    whole story. A line under the table says the limit left rows out and how to see more; none when
+    every row is shown. --json is unchanged (the caller chose the limit)."""
+    project.sql("insert into main.customers values (101, 'not an email', 'u-101', 'x', 'free', 1), "
+                "(102, 'nor this', 'u-102', 'y', 'free', 1)")
+    project.sync()
+    project.sql("update main.customers set plan = 'pro'")
+    project.sync()  # 2 runs, each refusing the 2 rows (changed, so sent again)
+    total = len(json.loads(project.cli("rejections").stdout)["rejections"])
+    assert total == 4, total
+    for command, limit, more, rows in (("runs", 1, True, "run"), ("runs", 2, False, "runs"),
+                                       ("rejections", 3, True, "rows"), ("rejections", 4, False, "rows")):
+        text = " ".join(project.cli(command, "--limit", str(limit), json_output=False).stdout.split())
+        assert (f"shown: the newest {limit} {rows} (--limit N shows more)" in text) is more, (command, limit, text)
+    assert len(json.loads(project.cli("rejections", "--limit", "1").stdout)["rejections"]) == 1
+    assert len(json.loads(project.cli("runs", "--limit", "1").stdout)["runs"]) == 1
+
+
 def test_parked_count_follows_rows_that_leave_or_change(project):
     """A run's `parked` is counted when it ends: a parked row that leaves the segment (forgotten by
     the run's removals) or is fixed and delivered is no longer counted; a no-op keeps the count."""
