@@ -337,3 +337,22 @@ def test_each_commands_help_shows_the_readmes_value_names_and_no_value_for_a_fla
         for option, value in re.findall(r"\[(--[a-z-]+) ([A-Z_]+)\]", line):
             assert re.search(rf"\s{value}\b", rows[option]), (name, option, value, rows[option])
         assert re.search(r"\sDIR\b", rows["--project-dir"] if "--project-dir" in rows else "-p DIR"), rows
+
+
+def test_readme_documents_the_json_of_validate_and_init(project, tmp_path):
+    """The README gave the --json document of sync, status, runs, rejections, plan, check, pause and
+    serve, not that of validate (`{"ok", "syncs", "models", "destinations", "paused"}`) nor init's
+    (`{"created"}`), whose field names an orchestrator reads all the same."""
+    import re
+    from pathlib import Path
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    project.cli("pause", "iterable_users")
+    validated = json.loads(project.cli("validate", "--offline").stdout)
+    created = json.loads(CliRunner().invoke(app, ["--json", "init", str(tmp_path / "new")]).stdout)
+    for command, document in (("validate", validated), ("init", created)):
+        sentence = re.search(rf"`{command} --json` prints (`[^`]*`)", readme)
+        assert sentence, command
+        keys = set(document) | {k for v in document.values() if isinstance(v, list) for d in v
+                                if isinstance(d, dict) for k in d}
+        assert validated["paused"] and keys, document
+        assert not [k for k in keys if f'"{k}"' not in sentence.group(1)], (command, keys, sentence.group(1))
