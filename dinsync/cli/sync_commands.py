@@ -144,7 +144,8 @@ def progress_for(name: str):
 
     if state.json or state.quiet_progress:
         yield LineProgress(name, write, notes_only=True)
-    elif err().file.isatty():  # a real terminal (rich's is_terminal also says yes to FORCE_COLOR in CI)
+    elif err().file.isatty() and not err().is_dumb_terminal:  # a real terminal (rich's is_terminal also
+        # says yes to FORCE_COLOR in CI); on TERM=dumb rich draws no live bar: no progress was shown at all
         with bar_progress(name, err()) as on_event:
             yield on_event
     else:

@@ -216,16 +216,15 @@ def test_a_sync_with_changes_imports_no_sqlglot_nor_arrow_compute_once_its_sql_i
     assert "pyarrow.compute" not in heavy and "pyarrow" in heavy, heavy
 
 
-def test_a_terminal_gets_the_progress_bar(project):
-    """stderr on a pseudo-terminal: the rich bar (not the log lines), notes above it, and the run
-    ends (the bar's stream redirection must not loop back into our redacting console)."""
+def _sync_with_stderr_on_a_terminal(project, **env_changes: str) -> tuple[int, str, str]:
+    """`dinsync sync` with stderr on a pseudo-terminal: (exit code, stdout, what the terminal got)."""
     import os
     import pty
     import select
     import time
 
-    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    env.update(env_changes)
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "-p", str(project.root), "sync"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
@@ -249,12 +248,31 @@ def test_a_terminal_gets_the_progress_bar(project):
         if proc.poll() is None:
             proc.kill()
         os.close(master)
-    text = terminal.decode("utf-8", "replace")
-    assert proc.returncode == 0, text
+    return proc.returncode, stdout, terminal.decode("utf-8", "replace")
+
+
+def test_a_terminal_gets_the_progress_bar(project):
+    """stderr on a pseudo-terminal: the rich bar (not the log lines), notes above it, and the run
+    ends (the bar's stream redirection must not loop back into our redacting console)."""
+    project.sql("insert into main.customers values (50, NULL, 'u-50', 'no key', 'free', 1)")
+    code, stdout, text = _sync_with_stderr_on_a_terminal(project)
+    assert code == 0, text
     assert "iterable_users success" in stdout
     assert "\x1b[" in text and "committing" in text and "20/20" in text
     assert "iterable_users: note: 1 row with a NULL matching key was skipped" in text
     assert "iterable_users: planning [" not in text  # the log lines are for non-terminals
+
+
+def test_a_dumb_terminal_gets_the_progress_lines(project):
+    """TERM=dumb (Emacs' shell, an editor's or CI's pseudo-terminal): rich draws no live bar on
+    such a terminal, so `sync` showed no progress at all, only blank lines where the bar would
+    have been. It gets the log lines, as a pipe does."""
+    code, stdout, text = _sync_with_stderr_on_a_terminal(project, TERM="dumb")
+    assert code == 0, text
+    assert "iterable_users success" in stdout
+    for line in ("iterable_users: planning [", "iterable_users: sending 20 rows [", "committing ["):
+        assert line in text, (line, text)
+    assert "\x1b[" not in text, text
 
 
 def test_the_parked_note_is_left_out_by_runs_that_send_the_parked_rows(project):
