@@ -325,6 +325,7 @@ def plural(n: int, word: str) -> str:
 
 def print_plan(entry: dict) -> None:
     from rich import box
+    from rich.measure import Measurement
     from rich.table import Table
 
     out().print(f"[bold]{entry['sync']}[/]: [green]+{entry['added']:,} added[/], [yellow]~{entry['changed']:,} "
@@ -338,7 +339,8 @@ def print_plan(entry: dict) -> None:
         out().print(f"  changed rows per field: {visible(counts)}", markup=False, highlight=False)
     rows = [row for op in ("added", "changed", "removed") for row in entry["samples"][op]]
     if rows:
-        table = Table("key", "op", "changed fields (values as sent)", box=box.SIMPLE, padding=(0, 1))
+        headers = ["key", "op", "changed fields (values as sent)"]
+        cells = []
         for row in rows:
             if row["op"] == "removed":
                 fields = "(leaves the snapshot; nothing is sent)"
@@ -346,8 +348,15 @@ def print_plan(entry: dict) -> None:
                 fields = ", ".join([f"rejected ({r['reason']})" for r in row.get("rejected", ())]
                                    + [f"{f}={sample_text(row['fields'][f])}" for f in row["changed_fields"]
                                       if f in row["fields"]])
-            table.add_row(cell(str(row["key"]), 60), row["op"], cell(fields, 120))
-        out().print(table)
+            cells.append([cell(str(row["key"]), 60), row["op"], cell(fields, 120)])
+        table = Table(*headers, box=box.SIMPLE, padding=(0, 1))
+        for values in cells:
+            table.add_row(*values)
+        # a terminal too narrow for the table's words (40 columns) cut every key and value to a few
+        # characters (`firstName="A…`): the samples are listed field by field there
+        narrow = out().is_terminal and Measurement.get(out(), out().options.update_width(1 << 20),
+                                                       table).minimum > out().width
+        out().print(_records(headers, cells) if narrow else table)
         shown = [f"{len(entry['samples'][op]):,} of {entry[op]:,} {op}" for op in ("added", "changed", "removed")
                  if entry[op] > len(entry["samples"][op])]
         if shown:

@@ -212,3 +212,23 @@ def test_piped_history_is_one_line_per_row_with_every_column(monkeypatch):
         assert f"{'k' * 40}{i}@example.com  plan" in line and line.endswith(f"{reason}{i}"[:119] + "…"), line
     assert lines[1].index("plan") == lines[0].index("field")  # aligned under their header
     assert not set("│┃━─") & set(buf.getvalue())
+
+
+def test_a_plans_samples_on_a_narrow_terminal_are_listed_field_by_field(monkeypatch):
+    """On 40 columns plan's sample table cut every key and value to a few characters (`ada@example…`,
+    `firstName="A…`, `signedUpAt="…`): the values the sync would send, the point of the samples,
+    could not be read. A terminal too narrow for the table lists each sample field by field."""
+    from dinsync import terminal
+
+    buf = io.StringIO()
+    monkeypatch.setitem(terminal._consoles, "stdout", terminal._redacting_console()(
+        file=buf, width=40, force_terminal=True, color_system=None))
+    fields = {"firstName": "Ada", "lastName": "Lovelace", "signedUpAt": "2024-01-15"}
+    terminal.print_plan(_plan_entry([{"key": "ada@example.com", "op": "added", "fields": fields,
+                                      "changed_fields": list(fields)}]))
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 40, text
+    flat = " ".join(text.split())
+    for shown in ("key: ada@example.com", "op: added", 'firstName="Ada"', 'lastName="Lovelace"',
+                  'signedUpAt="2024-01-15"'):
+        assert shown in flat, (shown, text)
