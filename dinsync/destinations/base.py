@@ -190,7 +190,7 @@ class Request:
 
     @property
     def splittable(self) -> bool:
-        return self.rebuild is not None and len(self.keys) > 1
+        return self.rebuild is not None and self.items is not None and len(self.keys) > 1
 
     def split(self) -> list["Request"]:
         """Two halves of a batch request (used when a batch is rejected as a whole)."""

@@ -367,13 +367,21 @@ class HttpSender:
         return delivered
 
     async def _split(self, request: Request, ep: _Endpoint, outcome: Outcome) -> Delivered:
-        if not request.splittable:
-            why = self.redact(outcome.reason or "rejected by the destination")
-            field = None if outcome.field is None else self.redact(outcome.field)
-            return Delivered([], [RecordResult(k, "rejected", why, field) for k in request.keys])
-        self._count(ep, "splits")
         keys = set(request.keys)
         guilty = {r.key for r in outcome.results if r.key in keys}
+        if not request.splittable:
+            why = self.redact(outcome.reason or "rejected by the destination")
+            if len(keys) == 1 and not guilty:  # a record refused alone: the platform's word on it
+                field = None if outcome.field is None else self.redact(outcome.field)
+                return Delivered([], [RecordResult(k, "rejected", why, field) for k in request.keys])
+            # a batch a plugin built without rebuild() and items: only the records the answer named
+            # were judged; rejecting the others parked them until their values changed, never sent
+            why += (f"; the destination asked to split this batch of {len(request.keys)} records to find the refused "
+                    "one, but its request cannot be split (no rebuild() and items): not judged, sent again by the "
+                    "next run")
+            told = [self._redacted(r) for r in outcome.results if r.key in guilty]
+            return Delivered([], told + [RecordResult(k, "failed", why) for k in request.keys if k not in guilty])
+        self._count(ep, "splits")
         suspects = [k for k in dict.fromkeys(outcome.suspects) if k in keys and k not in guilty]
         if not guilty and not suspects:
             return await self._halves(request)

@@ -861,16 +861,34 @@ def test_split_batch_isolates_the_bad_record():
     assert s.stats.splits == 3
 
 
-def test_split_of_an_unsplittable_request_rejects_its_records():
-    async def handler(request, hit):
-        return web.json_response({"split": True, "error": "bad batch"}, status=400)
+def test_split_of_an_unsplittable_batch_parks_only_the_records_the_platform_judged():
+    """A plugin's batch request without `rebuild` (and items) cannot be split: its records were
+    all rejected (parked until their values change) though the platform judged none of them, or
+    only the one its answer named. Now a record the answer names is rejected, the others fail
+    (sent again next run, the reason saying why); a request of one record is still rejected."""
+    class Namer(FakeDestination):
+        def parse(self, request, status, headers, body):
+            named = [RecordResult("y", "rejected", "y: bad phone")] if "y" in request.keys else []
+            return Outcome("split", named, reason="bad batch", suspects=["z"] if "z" in request.keys else [])
 
     async def main():
-        async with Server(handler) as srv, HttpSender(destination(srv)) as s:
-            req = Request("write", "POST", "/batch", b'{"items":[]}', ["x", "y"])  # no rebuild
-            return await s.send(req)
+        async with Server() as srv, HttpSender(destination(srv, Namer)) as s:
+            alone = await s.send(Request("write", "POST", "/batch", b'{"items":[]}', ["w"]))
+            blind = await s.send(Request("write", "POST", "/batch", b'{"items":[]}', ["a", "b"]))  # no rebuild
+            named = await s.send(Request("write", "POST", "/batch", b'{"items":[]}', ["x", "y", "z"]))
+            no_items = Request("write", "POST", "/batch", b'{"items":[]}', ["c", "d"], rebuild=lambda k, i: None)
+            return srv, alone, blind, named, await s.send(no_items)
 
-    assert run(main()) == [RecordResult("x", "rejected", "bad batch"), RecordResult("y", "rejected", "bad batch")]
+    srv, alone, blind, named, no_items = run(main())
+    assert alone == [RecordResult("w", "rejected", "bad batch")]
+    assert [(r.key, r.status) for r in blind + named + no_items] == [
+        ("a", "failed"), ("b", "failed"), ("x", "failed"), ("y", "rejected"), ("z", "failed"),
+        ("c", "failed"), ("d", "failed")]
+    assert named[1].reason == "y: bad phone"
+    assert blind[0].reason == ("bad batch; the destination asked to split this batch of 2 records to find the "
+                               "refused one, but its request cannot be split (no rebuild() and items): "
+                               "not judged, sent again by the next run")
+    assert len(srv.hits) == 4  # nothing sent again within the run
 
 
 def test_401_raises_auth_error_without_the_secret_and_stops_sending():
