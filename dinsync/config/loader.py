@@ -265,12 +265,12 @@ class _Loader(_ModelFiles, _SyncFiles):
         try:  # (a type that is not built in loads the plugins)
             if kind is None:
                 self.issues.append(doc.issue(at, f"missing required key destinations.{name}.type",
-                                             choice_hint("", types, "supported types")))
+                                             _type_hint("", types)))
                 return
             cls = types.get(kind) if isinstance(kind, str) else None
             if cls is None:
                 self.issues.append(doc.issue(at + ("type",), f"unknown destination type {kind!r}",
-                                             choice_hint(kind, types, "supported types")))
+                                             _type_hint(kind, types)))
                 return
         except PluginError as exc:
             self.issues.append(doc.issue(at + ("type",) if kind is not None else at, str(exc), exc.hint))
@@ -469,3 +469,10 @@ def load_warehouse_config(root: str | Path, env: Mapping[str, str] | None = None
         return None
     loader.load_warehouse(section, section.data["warehouse"])
     return None if loader.issues else loader.warehouse
+
+
+def _type_hint(kind: object, types) -> str:
+    """The destination types to choose from, and the plugins that cannot be loaded, with their errors."""
+    hint = choice_hint(kind, types, "supported types")
+    broken = types.broken()
+    return hint + ("; plugins that cannot be loaded: " + "; ".join(broken) if broken else "")

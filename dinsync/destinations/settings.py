@@ -14,6 +14,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ..pydantic_plugins import look_up
+
+look_up()  # before the first model of dinsync is built (see the module)
+
 
 def _kinds(annotation: Any) -> tuple[frozenset, frozenset]:
     """(the plain types an annotation accepts, those of a mapping's values), through Optional,
