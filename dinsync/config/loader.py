@@ -20,7 +20,7 @@ from typing import Any, Collection, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..destinations import PluginError, registry
+from ..destinations import PluginError, hooks, registry
 from ..destinations.base import Destination
 from ..errors import ConfigError, ConfigIssue
 from .columns import ColumnsOf, ColumnUse, sort_issues
@@ -286,11 +286,15 @@ class _Loader(_ModelFiles, _SyncFiles):
                                              choice_hint(key, DESTINATION_KEYS + setting_keys, "allowed keys")))
         settings = None
         if settings_model is not None:
-            try:
-                settings = settings_model.model_validate({k: v for k, v in raw.items() if k in setting_keys})
+            try:  # (a plugin's validators within its time limit: destinations/hooks.py)
+                settings = hooks.call_blocking(cls, "the validators of its settings_model", settings_model.model_validate,
+                                               {k: v for k, v in raw.items() if k in setting_keys})
             except ValidationError as exc:
                 ok = False
                 self.issues += validation_issues(exc, doc, at, settings_model)
+            except hooks.HookTimeoutError as exc:
+                self.issues.append(doc.issue(at, exc.message, exc.hint))
+                return
         for path, value in _secret_settings(settings) if settings is not None else ():
             where, label = at + path, f"destinations.{name}.{'.'.join(map(str, path))}"
             if (value and where not in doc.env_paths and where not in doc.missing_env_paths

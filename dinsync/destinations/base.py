@@ -469,6 +469,9 @@ class Destination:
     # Bytes of a 2xx answer read at most (decompressed; None: the sender's MAX_ANSWER_BODY): a
     # platform whose answers are small caps what a hostile proxy's endless 200 costs a request in flight
     max_answer_bytes: int | None = None
+    # Seconds a hook may take before the run stops, naming it (see destinations/hooks.py; None: no
+    # limit, the built-in destinations'); DINSYNC_HOOK_SECONDS overrides it
+    hook_seconds: float | None = 300.0
 
     def __init__(self, base_url: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")

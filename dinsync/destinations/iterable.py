@@ -127,6 +127,7 @@ USERS = ServiceSpec(
 
 class IterableDestination(Destination):
     type_name = "iterable"
+    hook_seconds = None  # dinsync's own hooks: no thread hop, their waits have limits of their own
     max_answer_bytes = MAX_ANSWER_BYTES
     services = {"users": USERS}
     settings_model = IterableSettings

@@ -19,6 +19,7 @@ from typing import Any, Callable, Collection, Mapping, get_args
 
 import polars as pl
 
+from ..destinations import hooks
 from ..destinations.base import (Delivered, Destination, RecordResult, RecordStatus, ServiceSpec, SyncSpec,
                                  Transport, TransportStats)
 from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
@@ -173,8 +174,9 @@ class Pipeline:
         try:
             if True:  # the transport is open (entered by the caller, around the pre-flight check too)
                 try:
-                    await within_grace(self.destination.begin_run(self.transport, self.spec), self.stop,
-                                       self.opts.grace_seconds)
+                    await within_grace(hooks.limited(self.destination, "begin_run",
+                                                     self.destination.begin_run(self.transport, self.spec)),
+                                       self.stop, self.opts.grace_seconds)
                 except SendingStopped:  # stopped while its requests were retried (Attentive's key check):
                     return  # nothing was sent, and the run ends cancelled (SyncRun._run), not failed
                 workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
@@ -197,7 +199,8 @@ class Pipeline:
                     if self.fatal is None:
                         raise
                 if self.fatal is None:
-                    await self.destination.finish_run(self.transport, self.spec)
+                    await hooks.limited(self.destination, "finish_run",
+                                        self.destination.finish_run(self.transport, self.spec))
                     if self._token_of and not self._stopping():
                         self.progress("note", {"message": waiting_note(len(self._token_of),
                                                                        self.opts.outcome_timeout_seconds)})
@@ -245,7 +248,9 @@ class Pipeline:
         or the outcome timeout (10 minutes) ran out. What has arrived (`ready`, optional for a
         plugin) is committed; the rest stays pending, read by the next run."""
         self._compact()
-        task = asyncio.ensure_future(self.transport.settle(self.pending, self.opts.outcome_timeout_seconds))
+        timeout = self.opts.outcome_timeout_seconds
+        task = asyncio.ensure_future(hooks.limited(self.destination, hooks.transport_hook(self.transport, "settle"),
+                                                   self.transport.settle(self.pending, timeout), extra=timeout))
         while not task.done():
             await asyncio.wait({task}, timeout=0.2)
             if not task.done() and self._stopping():
@@ -334,7 +339,7 @@ class Pipeline:
         else:
             added = pl.col("_op") == "added"
             looked_up, vouched = mapped.filter(added), mapped.filter(~added)
-        size = self._lookup_slice_rows(looked_up)
+        size = await self._lookup_slice_rows(looked_up)
         parts = [looked_up.slice(start, size) for start in range(0, looked_up.height, size)]
         lookups = [asyncio.ensure_future(self._only_existing(part)) for part in parts[:LOOKUP_SLICES - 1]]
         try:
@@ -358,7 +363,10 @@ class Pipeline:
             await asyncio.gather(*lookups, return_exceptions=True)
 
     async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
-        prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
+        if hooks.hook_seconds(self.destination) is None:  # (dinsync's own: on the mapping thread)
+            prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
+        else:
+            prepared = await hooks.call(self.destination, "prepare", self.destination.prepare, mapped, self.spec)
         for rej in prepared.rejections:
             self.commits.rejected(rej.key, rej.field, self.redact(rej.reason), park=rej.park)
         rejected = len({rej.key for rej in prepared.rejections})  # a row may be rejected for several fields
@@ -411,7 +419,7 @@ class Pipeline:
         for key, field, reason in rejections.select("_key", "field", "reason").iter_rows():
             self.commits.rejected(key, field, self.redact(reason))
 
-    def _lookup_slice_rows(self, mapped: pl.DataFrame) -> int:
+    async def _lookup_slice_rows(self, mapped: pl.DataFrame) -> int:
         """Rows per lookup slice: about LOOKUP_SLICE_SECONDS of lookups at the lookup endpoint's rate
         (its rows per request times its requests/s; LOOKUP_SLICE_ROWS when it has no limit). A slice's
         rows are written once its last lookup answered: with slices of 1000 rows at Attentive's 150
@@ -420,7 +428,8 @@ class Pipeline:
         rate never made that up."""
         if self._slice_rows is None:
             sample = mapped.head(LOOKUP_SLICE_ROWS)
-            requests = self.destination.lookup_requests(sample["_key"].to_list(), sample["_id"].to_list(), self.spec)
+            requests = await hooks.call(self.destination, "lookup_requests", self.destination.lookup_requests,
+                                        sample["_key"].to_list(), sample["_id"].to_list(), self.spec)
             if not requests:  # no row to look up in this batch: decided by the next one that has some
                 return LOOKUP_SLICE_ROWS
             endpoint = requests[0].endpoint
@@ -440,7 +449,8 @@ class Pipeline:
             return rows
         if self._stopping():
             return rows.clear()  # not looked up: not sent
-        lookups = self.destination.lookup_requests(rows["_key"].to_list(), rows["_id"].to_list(), self.spec)
+        lookups = await hooks.call(self.destination, "lookup_requests", self.destination.lookup_requests,
+                                   rows["_key"].to_list(), rows["_id"].to_list(), self.spec)
         missing: set[str] = set()
         answers = await asyncio.gather(*(self._deliver(r) for r in lookups), return_exceptions=True)
         errors = [a for a in answers if isinstance(a, BaseException)]
@@ -460,7 +470,8 @@ class Pipeline:
     # --- sending -----------------------------------------------------------------------
     async def _deliver(self, request):
         try:
-            return held_to(request, await self.transport.deliver(request))
+            return held_to(request, await hooks.limited(self.destination, hooks.transport_hook(self.transport, "deliver"),
+                                                        self.transport.deliver(request)))
         except (DestinationAuthError, DestinationUnreachableError) as exc:  # nothing more is sent
             self.fatal = self.fatal or type(exc)(self.redact(exc.message), exc.hint)
             raise

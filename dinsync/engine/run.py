@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__, redaction
-from ..destinations import describe_error
+from ..destinations import describe_error, hooks
 from ..destinations.base import Destination, Preflight, TransportOptions, TransportStats
 from ..diff.keycheck import KeyFigures, blocked_hint, blocked_message
 from ..diff.planner import DiffSpec, Planner, PlanStats, located_in_model
@@ -526,11 +526,14 @@ class SyncRun:
             options.resolve_stop = lambda: self.stop.requested
             async with self.destination.make_transport(options) as transport:
                 try:  # (stopped: nothing is read, and the run, which then plans nothing, is cancelled)
-                    await within_grace(self.destination.begin_run(transport, self.spec), self.stop,
-                                       self.opts.grace_seconds)
+                    await within_grace(hooks.limited(self.destination, "begin_run",
+                                                     self.destination.begin_run(transport, self.spec)),
+                                       self.stop, self.opts.grace_seconds)
                 except SendingStopped:
                     return []
-                return [(token, await transport.resolve([token])) for token in tokens]
+                resolve = hooks.transport_hook(transport, "resolve")
+                return [(token, await hooks.limited(self.destination, resolve, transport.resolve([token]),
+                                                    extra=options.resolve_wait)) for token in tokens]
 
         ok: list[str] = []
         rejected: list[str] = []
@@ -643,7 +646,8 @@ class SyncRun:
 
     async def _preflight(self, transport) -> None:
         """The destination checks the mapping against the platform's schema before anything is sent."""
-        result: Preflight = await self.destination.preflight(transport, self.spec)
+        result: Preflight = await hooks.limited(self.destination, "preflight",
+                                                self.destination.preflight(transport, self.spec))
         for field, kind in result.kinds.items():
             if self.spec.kinds.get(field, "auto") == "auto":
                 self.spec.kinds[field] = kind
@@ -704,7 +708,7 @@ def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
 
     async def check() -> Preflight:
         async with destination.make_transport(transport_options(dest_cfg)) as transport:
-            return await destination.preflight(transport, cfg.spec())
+            return await hooks.limited(destination, "preflight", destination.preflight(transport, cfg.spec()))
 
     redaction.register(*destination.secrets(), partial=True)
     import asyncio

@@ -41,6 +41,7 @@ from dinsync.destinations.base import (
 from dinsync import redaction
 from dinsync.errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, SendingStopped
 
+from ..destinations import hooks
 from .breaker import Breaker, OutageLimits
 from .inflight import InFlight
 from .proxy import proxy_for
@@ -442,9 +443,9 @@ class HttpSender:
         )
 
     async def _headers(self, request: Request) -> CIMultiDict[str]:
-        auth = self.destination.auth_headers()
+        auth = await hooks.call(self.destination, "auth_headers", self.destination.auth_headers)
         if inspect.isawaitable(auth):  # a destination may need to fetch a token first
-            auth = await auth
+            auth = await hooks.limited(self.destination, "auth_headers", auth)
         headers: CIMultiDict[str] = CIMultiDict(auth)
         headers.update(request.headers)
         if request.body is not None and "Content-Type" not in headers:
@@ -499,7 +500,7 @@ class HttpSender:
                 return outcome
             except ValueError as exc:  # e.g. a header value aiohttp refuses to send
                 raise _GiveUp(f"invalid request: {exc}") from None
-        return self.classify(request, status, resp_headers, body)
+        return await self.classify(request, status, resp_headers, body)
 
     def _proxy(self, url: URL) -> dict:
         """The environment's proxy for `url` (HTTPS_PROXY...: proxy.py), read once a host."""
@@ -653,14 +654,15 @@ class HttpSender:
         if seen and rate != ep.limiter.rate:
             ep.limiter.set_rate(rate)
 
-    def classify(
+    async def classify(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
         self.follow_announced_limits(request.endpoint, headers)
         outcome = self.default_outcome(request, status, headers, body)
         if outcome is None:
-            try:
-                outcome = self.destination.parse(request, status, headers, body)
+            try:  # (a plugin's parse within its time limit: hooks.py)
+                outcome = await hooks.call(self.destination, "parse", self.destination.parse, request, status,
+                                           headers, body)
             except DestinationAuthError as exc:
                 self._fatal = self._fatal or self.redact(exc.message)
                 raise self._auth_error() from None

@@ -2,6 +2,8 @@
 value checks with reasons, response and bulk-job result parsing, tokens, the rate header."""
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 
 import orjson
@@ -680,12 +682,12 @@ def test_sender_follows_x_ratelimit_limit_unless_the_user_set_the_rate():
     sender = AttentiveSender(d)
     request = Request("get_subscriptions", "GET", "/v1/subscriptions?email=a%40b.co", None, ["a"],
                       context=Lookup("subscriptions", "email"))
-    sender.classify(request, 200, {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "149"}, b"{}")
+    asyncio.run(sender.classify(request, 200, {"x-ratelimit-limit": "150", "x-ratelimit-remaining": "149"}, b"{}"))
     assert sender.limiter("get_subscriptions").rate == 150.0
-    sender.classify(request, 200, {"x-ratelimit-limit": "nonsense"}, b"{}")
+    asyncio.run(sender.classify(request, 200, {"x-ratelimit-limit": "nonsense"}, b"{}"))
     assert sender.limiter("get_subscriptions").rate == 150.0
     pinned = AttentiveSender(d, rate_overrides={"get_subscriptions": 5.0})
-    pinned.classify(request, 200, {"x-ratelimit-limit": "150"}, b"{}")
+    asyncio.run(pinned.classify(request, 200, {"x-ratelimit-limit": "150"}, b"{}"))
     assert pinned.limiter("get_subscriptions").rate == 5.0
 
 

@@ -1,6 +1,8 @@
 """Splio API answers -> outcomes, JWT renewal rules, and the sender's reading of Splio's 429."""
 from __future__ import annotations
 
+import asyncio
+
 import base64
 
 import orjson
@@ -306,7 +308,7 @@ def test_the_sender_waits_for_splio_ratelimit_reset_on_a_429_without_retry_after
     destination = SplioDestination("http://127.0.0.1:1", {"api_key": "k-123456"}, {"transport": "api"})
     sender = HttpSender(destination)
     headers = CIMultiDict({"rateLimit-limit": "20", "rateLimit-remaining": "0", "rateLimit-reset": "1"})
-    outcome = sender.classify(patch("a"), 429, headers, b'{"message": "API rate limit exceeded"}')
+    outcome = asyncio.run(sender.classify(patch("a"), 429, headers, b'{"message": "API rate limit exceeded"}'))
     assert (outcome.kind, outcome.throttled, outcome.retry_after) == ("retry", True, 1.0)
 
 

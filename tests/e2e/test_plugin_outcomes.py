@@ -21,6 +21,16 @@ from dinsync.destinations.base import (Delivered, Destination, KeySpec, Prepared
                                        Request, ServiceSpec, TransportStats)
 
 
+def hangs(hook, key=None):
+    """JUDGE_HANGS names a hook (`hook:key`: for that key's request only) that never returns."""
+    return os.environ.get("JUDGE_HANGS") in (hook, f"{hook}:{key}")
+
+
+async def forever():
+    import asyncio
+    await asyncio.sleep(3600)
+
+
 class Transport:
     """Answers from JUDGE_ANSWERS: {key sent: {"ok": [...], "failed": [...]}}; default: ok."""
 
@@ -35,6 +45,8 @@ class Transport:
 
     async def deliver(self, request):
         self.requests += 1
+        if hangs("deliver", request.keys[0]):
+            await forever()
         import json
         answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
         if answer is None:
@@ -46,6 +58,8 @@ class Transport:
 
     async def settle(self, pending, timeout):
         import json
+        if hangs("settle"):
+            await forever()
         told = json.loads(os.environ.get("JUDGE_SETTLED", "null"))
         if told is None:
             return Delivered([], [], dict(pending))
@@ -56,6 +70,8 @@ class Transport:
 
     async def resolve(self, tokens):
         import json
+        if hangs("resolve"):
+            await forever()
         told = json.loads(os.environ.get("JUDGE_SETTLED", "null")) or {}
         return Delivered(told.get("ok", []), [RecordResult(k, "rejected", "refused later") for k in told.get("rejected", [])])
 
@@ -79,9 +95,21 @@ class OneByOne(Destination):
     def prepare(self, frame, sync):
         if os.environ.get("JUDGE_RAISES") == "prepare":
             raise ValueError("no luck")
+        if hangs("prepare"):  # (a loop that never ends, in the test's time)
+            import time
+            time.sleep(float(os.environ.get("JUDGE_HANG_SECONDS", "10")))
         keys = frame["_key"].to_list()
         refused = [Rejection(k, "refused by prepare") for k in keys if k == "p1@example.com"]
         return Prepared([Request("w", "POST", "", b"{}", [k]) for k in keys if k != "p1@example.com"], refused)
+
+
+    async def begin_run(self, transport, sync):
+        if hangs("begin_run"):
+            await forever()
+
+    async def finish_run(self, transport, sync):
+        if hangs("finish_run"):
+            await forever()
 
 
 DESTINATIONS = [OneByOne]

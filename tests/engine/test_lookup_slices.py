@@ -5,6 +5,7 @@ LOOKUP_SLICE_ROWS; a rate set in dinsync.yml counts, and without a rate the slic
 snapshot vouches for are not sliced: tests/e2e/test_cli_iterable.py.)"""
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import polars as pl
@@ -38,7 +39,7 @@ def frame(rows: int) -> pl.DataFrame:
 
 
 def slice_rows(destination, rows: int = 5000, rate_overrides=None, limits_enabled=True) -> int:
-    return pipeline_for(destination, rate_overrides, limits_enabled)._lookup_slice_rows(frame(rows))
+    return asyncio.run(pipeline_for(destination, rate_overrides, limits_enabled)._lookup_slice_rows(frame(rows)))
 
 
 def test_a_slice_holds_about_a_second_of_lookups():
@@ -64,9 +65,9 @@ def test_a_batch_without_rows_to_look_up_decides_nothing():
     """A first batch whose rows the snapshot all vouches for has nothing to look up: the slice is
     sized by the next batch that has some, not left at the largest for the rest of the run."""
     pipeline = pipeline_for(Looker(150.0, 1))
-    assert pipeline._lookup_slice_rows(frame(0)) == LOOKUP_SLICE_ROWS
-    assert pipeline._lookup_slice_rows(frame(500)) == 150
-    assert pipeline._lookup_slice_rows(frame(0)) == 150
+    assert asyncio.run(pipeline._lookup_slice_rows(frame(0))) == LOOKUP_SLICE_ROWS
+    assert asyncio.run(pipeline._lookup_slice_rows(frame(500))) == 150
+    assert asyncio.run(pipeline._lookup_slice_rows(frame(0))) == 150
 
 
 def test_a_slow_answer_in_one_slice_does_not_stop_the_next_slices_lookups():

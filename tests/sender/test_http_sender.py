@@ -1126,3 +1126,37 @@ def test_a_refused_connection_leaves_no_exception_cycle_behind():
         gc.garbage.clear()
         gc.enable()
     assert result.status == "failed" and left == []
+
+
+@pytest.mark.parametrize("hook", ["parse", "auth_headers", "async auth_headers"])
+def test_a_plugin_hook_that_never_returns_is_given_up_naming_it(hook):
+    """A plugin's parse() or auth_headers() stuck in a loop (here: a sleep) blocked the event loop,
+    and the run, forever; within Destination.hook_seconds, it is given up naming the hook."""
+    from dinsync.destinations.hooks import HookTimeoutError
+
+    class Stuck(FakeDestination):
+        hook_seconds = 0.3
+
+        def parse(self, request, status, headers, body):
+            if hook == "parse":
+                time.sleep(3)
+            return super().parse(request, status, headers, body)
+
+        def auth_headers(self):
+            if hook == "auth_headers":
+                time.sleep(3)
+            if hook == "async auth_headers":
+                return asyncio.sleep(3600)
+            return super().auth_headers()
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, Stuck), retry_policy=FAST) as s:
+            with pytest.raises(HookTimeoutError) as raised:
+                await s.send(batch(["a", "b"]))
+            return raised.value
+
+    error = run(main())
+    name = hook.split()[-1]
+    assert error.message.startswith("destination plugin fake (tests.sender.test_http_sender.")
+    assert error.message.endswith(f".Stuck): its {name}() did not return within 0.3 s, given up")
+    assert "DINSYNC_HOOK_SECONDS" in error.hint

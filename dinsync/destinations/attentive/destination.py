@@ -146,6 +146,7 @@ ME = "me"
 
 class AttentiveDestination(Destination):
     type_name = "attentive"
+    hook_seconds = None  # dinsync's own hooks: no thread hop, their waits have limits of their own
     # its JSON answers are a lookup's attributes, a job's id or status, a write's `success`: small
     # (a bulk job's results file, downloaded apart, has a cap of its own: RESULTS_FILE_MAX)
     max_answer_bytes = 16 * 2**20

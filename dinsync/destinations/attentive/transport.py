@@ -48,9 +48,9 @@ class AttentiveSender(HttpSender):
         super().__init__(destination, **kwargs)
         self.announced: dict[str, float] = {}  # endpoint -> x-ratelimit-limit last seen
 
-    def classify(self, request: Request, status: int, headers: Mapping[str, str], body: bytes):
+    async def classify(self, request: Request, status: int, headers: Mapping[str, str], body: bytes):
         self._follow_announced_limit(request.endpoint, headers)
-        return super().classify(request, status, headers, body)
+        return await super().classify(request, status, headers, body)
 
     def _follow_announced_limit(self, endpoint: str, headers: Mapping[str, str]) -> None:
         raw = headers.get("x-ratelimit-limit")

@@ -145,6 +145,7 @@ class _Plan:
 
 class AttioDestination(Destination):
     type_name = "attio"
+    hook_seconds = None  # dinsync's own hooks: no thread hop, their waits have limits of their own
     services = {"people": PEOPLE, "companies": COMPANIES}
     settings_model = AttioSettings
     base_urls = {"default": "https://api.attio.com"}

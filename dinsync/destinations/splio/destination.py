@@ -78,6 +78,7 @@ CONTACTS = ServiceSpec(
 
 class SplioDestination(Destination):
     type_name = "splio"
+    hook_seconds = None  # dinsync's own hooks: no thread hop, their waits have limits of their own
     # a bulk answer has an item per contact of a request of at most BULK_MAX_BYTES; the others are
     # one contact, a fields list or a token
     max_answer_bytes = 2 * BULK_MAX_BYTES
