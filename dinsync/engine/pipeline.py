@@ -104,13 +104,13 @@ NO_OUTCOME = "the destination gave no outcome for this record"
 NOT_PREPARED = "the destination's prepare() made no request for this row and did not reject it"
 
 
-def held_to(request, delivered: Delivered) -> Delivered:
-    """What a transport said of `request`, held to the request's records: one outcome per key
+def held_to(keys: list[str], delivered: Delivered) -> Delivered:
+    """What a transport said of a request, held to the request's records (`keys`, as they were
+    when it was handed over: a plugin may change the request's own list): one outcome per key
     (a refusal first, then pending, then acknowledged; a key said both ok and rejected is not
     acknowledged), keys the request did not carry ignored (an acknowledgement of another row must
     not commit it), and a key the transport said nothing of `failed` (sent again next run) rather
     than silently neither committed nor reported. A transport is a plugin's code too."""
-    keys = request.keys
     if delivered.ok is keys and not delivered.problems and not delivered.pending:
         return delivered  # the whole request acknowledged (the HTTP sender's usual answer)
     wanted = set(keys)
@@ -469,9 +469,12 @@ class Pipeline:
 
     # --- sending -----------------------------------------------------------------------
     async def _deliver(self, request):
+        # a plugin's transport, or its parse(), may change the list of keys it is handed (a destination
+        # whose hooks have no time limit, a built-in one, is trusted to keep it: no copy on its hot path)
+        keys = request.keys if hooks.hook_seconds(self.destination) is None else list(request.keys)
         try:
-            return held_to(request, await hooks.limited(self.destination, hooks.transport_hook(self.transport, "deliver"),
-                                                        self.transport.deliver(request)))
+            return held_to(keys, await hooks.limited(self.destination, hooks.transport_hook(self.transport, "deliver"),
+                                                     self.transport.deliver(request)))
         except (DestinationAuthError, DestinationUnreachableError) as exc:  # nothing more is sent
             self.fatal = self.fatal or type(exc)(self.redact(exc.message), exc.hint)
             raise
@@ -481,22 +484,23 @@ class Pipeline:
             request = await queue.get()
             if request is None:
                 return
+            rows, size = len(request.keys), _body_bytes(request)  # (as queued: a plugin may change the request)
             try:
                 if self._stopping():
                     continue
-                self.s.sent += len(request.keys)
+                self.s.sent += rows
                 try:
                     delivered = await self._deliver(request)
                 except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
-                    self.s.sent -= len(request.keys)
+                    self.s.sent -= rows
                     # and the worker stays, to take (unsent) what is queued until the end: the reader may
                     # be waiting for room in a full queue, and would wait forever once every worker left
                     continue
                 except BaseException:  # sending stopped (credentials, an outage, a signal): not sent
-                    self.s.sent -= len(request.keys)
+                    self.s.sent -= rows
                     raise
             finally:
-                self._held_bytes -= _body_bytes(request)
+                self._held_bytes -= size
                 self._room.set()
             if delivered.ok:
                 self.commits.acknowledged(delivered.ok)
@@ -509,7 +513,7 @@ class Pipeline:
                 self._token_of.update(dict.fromkeys(keys, token))
                 self.commits.pending(token, keys)
             self._collect_ready()
-            self.progress("sent", {"rows": len(request.keys)})
+            self.progress("sent", {"rows": rows})
             if not self.lock.lost.is_set():
                 await self.commits.checkpoint()
 

@@ -16,6 +16,7 @@ from dinsync import destinations
 from dinsync.cli import app
 
 PLUGIN = '''
+import json
 import os
 from dinsync.destinations.base import (Delivered, Destination, KeySpec, Prepared, RecordResult, Rejection,
                                        Request, ServiceSpec, TransportStats)
@@ -47,7 +48,11 @@ class Transport:
         self.requests += 1
         if hangs("deliver", request.keys[0]):
             await forever()
-        import json
+        mutates = json.loads(os.environ.get("JUDGE_MUTATES", "{}")).get(request.keys[0])
+        if mutates is not None:  # the request's own list of keys, changed and answered as acknowledged
+            request.keys.pop()
+            request.keys.extend(mutates)
+            return Delivered(request.keys, [])
         answer = json.loads(os.environ.get("JUDGE_ANSWERS", "{}")).get(request.keys[0])
         if answer is None:
             return Delivered(list(request.keys), [])
@@ -344,3 +349,19 @@ def test_a_row_prepare_neither_sends_nor_rejects_is_failed_not_ignored(project):
     assert project.sql("select key, reason from dinsync.rejections where status = 'failed'") == [
         ("p3@example.com", "the destination's prepare() made no request for this row and did not reject it")]
     assert "p3@example.com" not in project.acknowledged()
+
+
+def test_a_plugin_that_changes_the_keys_of_the_request_it_was_given_commits_only_what_it_was_sent(project, monkeypatch):
+    """A transport (or a parse()) may change the request it is handed: before, its answer was held
+    to the keys as it left them, so p3 (whose own request failed), added to p2's list and
+    acknowledged with it, entered the snapshot, and p4, taken out of its own, was neither
+    acknowledged nor failed (sent 4, acknowledged 3, failed 0: a success run)."""
+    monkeypatch.setenv("JUDGE_ANSWERS", json.dumps({"p3@example.com": {"failed": ["p3@example.com"]}}))
+    monkeypatch.setenv("JUDGE_MUTATES", json.dumps({"p2@example.com": ["p2@example.com", "p3@example.com"],
+                                                    "p4@example.com": []}))
+    data = project.sync()
+    run = data["run"]
+    assert (run["sent"], run["acknowledged"], run["failed"]) == (4, 2, 2), run["error"]
+    assert project.acknowledged() == {"p2@example.com", "p5@example.com"}
+    assert sorted(k for k, in project.sql("select key from dinsync.rejections where status = 'failed'")) == [
+        "p3@example.com", "p4@example.com"]
