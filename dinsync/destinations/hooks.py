@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import os
 import queue
 import threading
@@ -73,7 +74,10 @@ def timed_out(destination: Any, hook: str, seconds: float) -> HookTimeoutError:
 
 async def limited(destination: Any, hook: str | None, waiting: Awaitable[T], extra: float = 0.0) -> T:
     """Await an async hook of `destination` within its limit (+ `extra` seconds of a wait by design;
-    `hook` None: no hook's, awaited as it is)."""
+    `hook` None: no hook's, awaited as it is). A plugin's hook written as a plain def where the
+    README has an async one returned its result already: taken as it is."""
+    if not inspect.isawaitable(waiting):
+        return waiting
     seconds = hook_seconds(destination) if hook is not None else None
     if seconds is None:
         return await waiting
@@ -85,16 +89,18 @@ async def limited(destination: Any, hook: str | None, waiting: Awaitable[T], ext
 
 async def call(destination: Any, hook: str, fn: Callable[..., T], *args: Any) -> T:
     """A sync hook of `destination`, on its hook thread, awaited within its limit (no limit:
-    called here, as before)."""
+    called here, as before). One written as an async def is awaited (within the limit too)."""
     seconds = hook_seconds(destination)
     if seconds is None:
-        return fn(*args)
-    future = _thread_of(destination).submit(fn, *args)
-    try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), seconds)
-    except asyncio.TimeoutError:
-        _abandon(destination)
-        raise timed_out(destination, hook, seconds) from None
+        result = fn(*args)
+    else:
+        future = _thread_of(destination).submit(fn, *args)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), seconds)
+        except asyncio.TimeoutError:
+            _abandon(destination)
+            raise timed_out(destination, hook, seconds) from None
+    return await limited(destination, hook, result) if inspect.isawaitable(result) else result
 
 
 def call_blocking(destination: Any, hook: str, fn: Callable[..., T], *args: Any) -> T:

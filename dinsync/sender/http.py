@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import math
 import traceback
 from dataclasses import dataclass, field, replace
@@ -443,9 +442,8 @@ class HttpSender:
         )
 
     async def _headers(self, request: Request) -> CIMultiDict[str]:
+        # (awaited when it is a coroutine: a destination may need to fetch a token first)
         auth = await hooks.call(self.destination, "auth_headers", self.destination.auth_headers)
-        if inspect.isawaitable(auth):  # a destination may need to fetch a token first
-            auth = await hooks.limited(self.destination, "auth_headers", auth)
         headers: CIMultiDict[str] = CIMultiDict(auth)
         headers.update(request.headers)
         if request.body is not None and "Content-Type" not in headers:

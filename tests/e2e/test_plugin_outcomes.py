@@ -365,3 +365,29 @@ def test_a_plugin_that_changes_the_keys_of_the_request_it_was_given_commits_only
     assert project.acknowledged() == {"p2@example.com", "p5@example.com"}
     assert sorted(k for k, in project.sql("select key from dinsync.rejections where status = 'failed'")) == [
         "p3@example.com", "p4@example.com"]
+
+
+@pytest.mark.parametrize("change", [
+    "OneByOne.prepare = prepare_async",  # an async def where the README's hook is a def
+    "OneByOne.begin_run = lambda self, transport, sync: None",  # a def where it is an async def
+    "Transport.deliver = deliver_sync",
+])
+def test_a_hook_written_async_where_it_is_sync_or_the_reverse_works(project, change):
+    """Before: 'AttributeError: 'coroutine' object has no attribute 'rejections'' (and a coroutine
+    never awaited), or 'TypeError: object NoneType can't be used in 'await' expression', naming
+    no plugin and no hook."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(PLUGIN + f'''
+
+async def prepare_async(self, frame, sync):
+    return Prepared([Request("w", "POST", "", b"{{}}", [k]) for k in frame["_key"].to_list()])
+
+
+def deliver_sync(self, request):
+    return Delivered(list(request.keys), [])
+
+
+{change}
+''')
+    data = project.sync()
+    assert (data["exit_code"], data["run"]["error"]) == (0, None), data["run"]["error"]
+    assert len(project.acknowledged()) >= 4
