@@ -661,6 +661,9 @@ class HttpSender:
             try:  # (a plugin's parse within its time limit: hooks.py)
                 outcome = await hooks.call(self.destination, "parse", self.destination.parse, request, status,
                                            headers, body)
+                if not (isinstance(outcome.results, list) and isinstance(outcome.suspects, list)):
+                    # (a generator, say: read once, here; a split reads its results twice)
+                    outcome = replace(outcome, results=list(outcome.results), suspects=list(outcome.suspects))
             except DestinationAuthError as exc:
                 self._fatal = self._fatal or self.redact(exc.message)
                 raise self._auth_error() from None

@@ -1160,3 +1160,21 @@ def test_a_plugin_hook_that_never_returns_is_given_up_naming_it(hook):
     assert error.message.startswith("destination plugin fake (tests.sender.test_http_sender.")
     assert error.message.endswith(f".Stuck): its {name}() did not return within 0.3 s, given up")
     assert "DINSYNC_HOOK_SECONDS" in error.hint
+
+
+def test_results_given_as_a_generator_are_read_once_each_in_a_split():
+    """A plugin's parse() may give its results as a generator: a split read them twice (the
+    guilty keys, then their results), the second time empty, and the record the platform named
+    came back with no outcome at all (neither rejected nor acknowledged)."""
+    class Lazy(FakeDestination):
+        def parse(self, request, status, headers, body):
+            if request.keys == ["d"]:
+                return Outcome("done", (r for r in []))
+            return Outcome("split", (r for r in [RecordResult("c", "rejected", "c: bad")]), reason="bad")
+
+    async def main():
+        async with Server() as srv, HttpSender(destination(srv, Lazy)) as s:
+            return await s.deliver(batch(["c", "d"]))
+
+    delivered = run(main())
+    assert (delivered.ok, [(p.key, p.status, p.reason) for p in delivered.problems]) == (["d"], [("c", "rejected", "c: bad")])
