@@ -363,6 +363,7 @@ class Pipeline:
             await asyncio.gather(*lookups, return_exceptions=True)
 
     async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
+        keys = mapped.get_column("_key")  # (held here: a plugin's prepare() may change the frame it is given)
         if hooks.hook_seconds(self.destination) is None:  # (dinsync's own: on the mapping thread)
             prepared = await loop.run_in_executor(work_ex, self.destination.prepare, mapped, self.spec)
         else:
@@ -372,8 +373,8 @@ class Pipeline:
         rejected = len({rej.key for rej in prepared.rejections})  # a row may be rejected for several fields
         if rejected:
             self.s.rejected += rejected
-        if sum(len(r.keys) for r in prepared.requests) + rejected < mapped.height:
-            self._unprepared(mapped, prepared)
+        if sum(len(r.keys) for r in prepared.requests) + rejected < keys.len():
+            self._unprepared(keys, prepared)
         for request in prepared.requests:
             if self._stopping() or self.fatal is not None:
                 break
@@ -399,12 +400,12 @@ class Pipeline:
         await self._unless_a_worker_fails(task, [], stoppable=True)
         return not task.cancelled()
 
-    def _unprepared(self, mapped: pl.DataFrame, prepared) -> None:
+    def _unprepared(self, keys: pl.Series, prepared) -> None:
         """Rows prepare() neither put in a request nor rejected (a plugin's bug): `failed`, planned
         again next run, instead of left out of the run's counts and rejections without a word."""
         told = {k for r in prepared.requests for k in r.keys}
         told.update(r.key for r in prepared.rejections)
-        for key in mapped.filter(~pl.col("_key").is_in(list(told)))["_key"].to_list():
+        for key in keys.filter(~keys.is_in(list(told))).to_list():
             self._note(RecordResult(key, "failed", NOT_PREPARED))
 
     def _map(self, batch):

@@ -391,3 +391,17 @@ def deliver_sync(self, request):
     data = project.sync()
     assert (data["exit_code"], data["run"]["error"]) == (0, None), data["run"]["error"]
     assert len(project.acknowledged()) >= 4
+
+
+def test_a_prepare_that_changes_the_frame_it_was_given_fails_only_the_rows_it_left_out(project):
+    """prepare() may change the frame it is handed (Polars has in-place methods): the rows it left
+    out were read from the frame as it left it, here without `_key`: 'unexpected error:
+    ColumnNotFoundError' where p3 was to be failed and sent again."""
+    (project.root / "plugin" / "judge_plugin.py").write_text(PLUGIN.replace(
+        '        keys = frame["_key"].to_list()\n',
+        '        keys = frame["_key"].to_list()\n        frame.drop_in_place("_key")\n').replace(
+        'if k != "p1@example.com"]', 'if k not in ("p1@example.com", "p3@example.com")]'))
+    data = project.sync()
+    run = data["run"]
+    assert (run["status"], run["sent"], run["acknowledged"], run["failed"]) == ("failed", 3, 3, 1), run["error"]
+    assert project.sql("select key from dinsync.rejections where status = 'failed'") == [("p3@example.com",)]
