@@ -87,6 +87,28 @@ async def limited(destination: Any, hook: str | None, waiting: Awaitable[T], ext
         raise timed_out(destination, hook, seconds + extra) from None
 
 
+class opened:
+    """`async with hooks.opened(destination, transport) as t:` is `async with transport as t:`, a
+    plugin's own transport entered and left within its hooks' limit (an SFTP login that never
+    answers); the HTTP sender as it is."""
+
+    def __init__(self, destination: Any, transport: Any):
+        self.destination, self.transport = destination, transport
+        self.timed = transport_hook(transport, "deliver") is not None
+
+    async def __aenter__(self) -> Any:
+        entering = self.transport.__aenter__()
+        if not self.timed:
+            return await entering
+        return await limited(self.destination, "its transport's __aenter__()", entering)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        leaving = self.transport.__aexit__(*exc)
+        if not self.timed:
+            return await leaving
+        return await limited(self.destination, "its transport's __aexit__()", leaving)
+
+
 async def call(destination: Any, hook: str, fn: Callable[..., T], *args: Any) -> T:
     """A sync hook of `destination`, on its hook thread, awaited within its limit (no limit:
     called here, as before). One written as an async def is awaited (within the limit too)."""

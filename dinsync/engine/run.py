@@ -524,7 +524,7 @@ class SyncRun:
             options = transport_options(self.dest_cfg)
             options.resolve_wait = self.opts.outcome_timeout_seconds
             options.resolve_stop = lambda: self.stop.requested
-            async with self.destination.make_transport(options) as transport:
+            async with hooks.opened(self.destination, self.destination.make_transport(options)) as transport:
                 try:  # (stopped: nothing is read, and the run, which then plans nothing, is cancelled)
                     await within_grace(hooks.limited(self.destination, "begin_run",
                                                      self.destination.begin_run(transport, self.spec)),
@@ -583,7 +583,7 @@ class SyncRun:
                                progress=self.progress,
                                # a first sync's commits only insert: in whole blocks where that counts
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
-        async with transport:
+        async with hooks.opened(self.destination, transport):
             try:
                 # (also after _check_first: a destination may keep what its check learns on the transport)
                 await within_grace(self._preflight(transport), self.stop, self.opts.grace_seconds)
@@ -674,7 +674,7 @@ class SyncRun:
         """The pre-flight check on a transport of its own (`_check_first`, `learn_kinds`); `summary`
         (a run's) counts its requests, also when it fails or is given up."""
         transport = self.destination.make_transport(options)
-        async with transport:
+        async with hooks.opened(self.destination, transport):
             try:
                 await self._preflight(transport)
             finally:
@@ -707,7 +707,7 @@ def preflight_sync(project, sync_name: str) -> list[ConfigIssue]:
     destination = dest_cfg.make_destination()
 
     async def check() -> Preflight:
-        async with destination.make_transport(transport_options(dest_cfg)) as transport:
+        async with hooks.opened(destination, destination.make_transport(transport_options(dest_cfg))) as transport:
             return await hooks.limited(destination, "preflight", destination.preflight(transport, cfg.spec()))
 
     redaction.register(*destination.secrets(), partial=True)

@@ -63,6 +63,16 @@ def test_a_settle_that_never_returns_leaves_its_rows_pending(project, monkeypatc
     assert project.acknowledged() == ALL
 
 
+def test_a_transport_that_never_opens_stops_the_run_naming_it(project, monkeypatch):
+    """Before, `async with transport` waited forever for a plugin's __aenter__ (an SFTP login)."""
+    monkeypatch.setenv("JUDGE_HANGS", "__aenter__")
+    data = project.sync()
+    assert (data["exit_code"], data["run"]["error"]) == (1, (
+        "destination plugin onebyone (judge_plugin.OneByOne): its transport's __aenter__() did not return "
+        "within 1 s, given up"))
+    assert project.acknowledged() == set()
+
+
 def _validate(project) -> tuple[int, list[dict]]:
     sys.modules.pop("judge_plugin", None)
     destinations._plugins.cache_clear()
