@@ -147,7 +147,10 @@ class DestinationConfig(DestinationOptions):
         options = self.options()
         if self.phone_region:
             options["phone_region"] = self.phone_region
-        return self.destination_class(self.resolved_base_url(), self.credentials(), options)
+        from ..destinations import hooks  # (a plugin's constructor within its hooks' limit)
+
+        cls = self.destination_class
+        return hooks.call_blocking(cls, "__init__", cls, self.resolved_base_url(), self.credentials(), options)
 
 
 # --- models ----------------------------------------------------------------------------------

@@ -98,6 +98,9 @@ class OneByOne(Destination):
         super().__init__(*args, **kwargs)
         if os.environ.get("JUDGE_RAISES") == "init":
             raise RuntimeError("no luck")
+        if hangs("__init__"):
+            import time
+            time.sleep(float(os.environ.get("JUDGE_HANG_SECONDS", "10")))
 
     def prepare(self, frame, sync):
         if os.environ.get("JUDGE_RAISES") == "prepare":
