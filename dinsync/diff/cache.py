@@ -30,6 +30,9 @@ from typing import Any
 FORMAT = 1
 MAX_FILES = 256  # oldest files beyond this are removed when a new one is written
 _FILE_NAME = re.compile(r"[0-9a-f]{32}\.json")  # a cache file's name (cache_key's 32 hex digits)
+_TEMP_NAME = re.compile(r"\.tmp-[0-9a-z_]+\.json")  # a save's temporary file (tempfile.mkstemp's)
+# a temporary file older than this is a killed save's, not one under way: removed by the next save
+STALE_TEMP_SECONDS = 3600.0
 
 
 def cache_root() -> Path | None:
@@ -147,7 +150,13 @@ class RenderCache:
             pass  # a cache that cannot be written is no cache; rendering still works
 
     def _prune(self) -> None:
-        files = [p for p in self.root.iterdir() if _FILE_NAME.fullmatch(p.name)]
+        files, temporary = [], []
+        for p in self.root.iterdir():
+            if _FILE_NAME.fullmatch(p.name):
+                files.append(p)
+            elif _TEMP_NAME.fullmatch(p.name):
+                temporary.append(p)
+        self._remove_stale(temporary)
         if len(files) <= MAX_FILES:
             return
         files.sort(key=lambda p: p.stat().st_mtime)
@@ -156,3 +165,16 @@ class RenderCache:
                 if _ours(p):
                     p.unlink()
 
+    @staticmethod
+    def _remove_stale(temporary: list[Path]) -> None:
+        """Remove the temporary files of saves killed before their rename (kill -9 mid-write: else
+        kept for good), this user's own and older than STALE_TEMP_SECONDS (a newer one may be a
+        save under way in another process)."""
+        import time
+
+        now = time.time()
+        for p in temporary:
+            with contextlib.suppress(OSError):
+                st = os.stat(p, follow_symlinks=False)
+                if _ours(st) and now - st.st_mtime > STALE_TEMP_SECONDS:
+                    p.unlink()

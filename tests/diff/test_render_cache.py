@@ -211,3 +211,29 @@ def test_the_file_read_is_the_one_checked(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache, "_ours", ours_then_swapped)
     assert RenderCache("2" * 32, root=root).get("plan_all") == "SELECT 'ours'"
+
+
+def test_a_temporary_file_left_by_a_killed_save_is_removed_once_stale(tmp_path):
+    """A run killed while the cache saved (the file is written as `.tmp-*.json`, then renamed over
+    the cache's) left its temporary file for good: nothing ever removed it. A save now removes
+    such files of this user's once older than STALE_TEMP_SECONDS; a fresh one (another process's
+    save under way) and a link of that name stay."""
+    from dinsync.diff import cache
+
+    root = tmp_path / "sql"
+    root.mkdir(mode=0o700)
+    stale, fresh = root / ".tmp-k1ll3d_x.json", root / ".tmp-wr1t1ng.json"
+    for path in (stale, fresh):
+        path.write_text('{"format": 1, "entr', encoding="utf-8")
+        path.chmod(0o600)
+    old = stale.stat().st_mtime - cache.STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    outside = tmp_path / "users_file.json"
+    outside.write_text("{}", encoding="utf-8")
+    os.utime(outside, (old, old))
+    link = root / ".tmp-l1nk.json"
+    link.symlink_to(outside)
+    RenderCache("3" * 32, root=root).put("plan_all", "SELECT 1")
+    assert not stale.exists()
+    assert fresh.exists() and link.is_symlink() and outside.exists()
+    assert (root / f"{'3' * 32}.json").exists()
