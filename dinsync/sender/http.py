@@ -543,8 +543,12 @@ class HttpSender:
                 folder = ep.limiter.shared_in
                 asked = "this process" if folder is None else \
                     f"this process or another on this machine, which share it in {folder} until it ends"
+                # (the wait is the pace folder's: where a user knows the platform takes requests again
+                # sooner, say after a quota was raised, the hint names what ends it)
+                hint = WAIT_HINT if folder is None else \
+                    f"{WAIT_HINT}, or, if it already does, remove the files in {folder} (the wait is kept there)"
                 self._close(f"the destination asked to wait {left:.0f} s more (Retry-After, answered to an earlier "
-                            f"request of {asked}), longer than a run waits ({most:g} s)", WAIT_HINT)
+                            f"request of {asked}), longer than a run waits ({most:g} s)", hint)
             self._stop_if_refused_or_down()
 
     def _raise_if_stopped(self) -> None:

@@ -597,6 +597,8 @@ def test_a_retry_after_longer_than_a_run_waits_fails_the_run_at_once(project, mo
     assert other["status"] == "failed" and "more (Retry-After" in other["error"], other
     # which it says, and where that wait is kept: this process asked nothing
     assert "of this process)" not in other["error"] and os.environ["DINSYNC_PACE_DIR"] in other["error"], other
+    # and how to end it where the user knows better (a quota raised): the hint names that folder too
+    assert f"remove the files in {os.environ['DINSYNC_PACE_DIR']}" in other["hint"], other
     assert project.sandbox.stats()["requests"] == 1
     ratelimit._KEPT.clear()
     gc.collect()
