@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import select
 import threading
 from typing import Any, ClassVar, Iterator
 
@@ -28,6 +29,31 @@ from .pg_values import (
     numeric_array,
     numeric_list_array,
 )
+
+
+def _ended_while_idle(conn) -> bool:
+    """Whether the server ended session `conn` while it sat idle, outside a transaction: a DBA's
+    reaper of idle sessions (pg_terminate_backend), a failover, idle_session_timeout. The server
+    then writes its FATAL message and closes the socket, which psycopg learns only from the next
+    statement's failure ("consuming input failed", "server closed the connection"): the end-of-run
+    write of a run that delivered every row failed it. An idle session of dinsync expects nothing
+    from the server (no LISTEN), so a socket readable then is one the server has ended; checked
+    before sending (a poll, no round trip), the statement never reached the server, and runs on a
+    new session. In a transaction (INTRANS, INERROR) nothing is checked: what it wrote is lost, and
+    the statement fails as before (a transaction is retried from its start, if at all, by its caller)."""
+    from psycopg import pq
+
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    try:
+        fd = conn.fileno()
+        if hasattr(select, "poll"):  # (select.select refuses a descriptor above 1023: a long `serve`)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):  # the socket is gone already
+        return True
 
 
 class PsycopgSessions:
@@ -54,9 +80,12 @@ class PsycopgSessions:
 
     @property
     def conn(self):
-        """The calling thread's connection (opened on first use; connections of threads that
-        ended are closed)."""
+        """The calling thread's connection (opened on first use, and again when the server ended it
+        while idle: `_ended_while_idle`; connections of threads that ended are closed)."""
         conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed and _ended_while_idle(conn):
+            with contextlib.suppress(Exception):
+                conn.close()
         if conn is None or conn.closed:
             with self.translating("connecting"):
                 conn = self._connect_psycopg()
@@ -67,7 +96,7 @@ class PsycopgSessions:
             with self._conn_lock:
                 alive = []
                 for thread, other in self._conns:
-                    if thread.is_alive():
+                    if thread.is_alive() and not other.closed:
                         alive.append((thread, other))
                     else:
                         other.close()
