@@ -30,7 +30,8 @@ How it maps onto Snowflake:
   of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
   to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
 - Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _BoundedBackoff),
-  not without end; `network_timeout` is not set unless configured (it cancels long statements).
+  not without end, once per outage: after one gave up, failing ones are tried once (see _Outage);
+  `network_timeout` is not set unless configured (it cancels long statements).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
   requested batch size; a chunk whose pre-signed URL expired (6 hours) is downloaded again from
@@ -155,6 +156,22 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     return None
 
 
+class _Outage:
+    """Whether the warehouse's requests gave up lately (a request retried for the whole budget),
+    shared by all the sessions of a warehouse. Until one of its requests gets through again (or one
+    budget has passed), a failing request is not retried: before, each later write of a failed run
+    (the checkpoint, the run log's end, the sync's state, the lock's release) was retried for the
+    whole budget again, and a run whose warehouse went away (retry_seconds: 10) ended 70 s after it,
+    about 14 minutes with the default 120 s."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # time.monotonic() of the last giving up
+
+    def ongoing(self, seconds: float) -> bool:
+        since = self.since
+        return since is not None and time.monotonic() - since < max(seconds, 1)
+
+
 class _BoundedBackoff:
     """A connection's backoff policy: the connector's own (exponential, full jitter, at most 16 s),
     giving up once a request has been retried for `seconds`. Without network_timeout the connector
@@ -163,29 +180,38 @@ class _BoundedBackoff:
     longer than it (its "timebomb"). The connector calls the policy anew for each request and
     advances it after each failed attempt, so this bounds the retries of one request only: a long
     statement is polled (a request each time) and never cancelled. Giving up raises
-    OperationalError (transient, the run's error), naming the last failure."""
+    OperationalError (transient, the run's error), naming the last failure. While the warehouse's
+    `outage` is ongoing (a request of any session gave up), a request gives up at its first
+    failure; a request that gets through (the generator closed before giving up) ends the outage."""
 
-    def __init__(self, seconds: float, sf: Any):
-        self.seconds, self._sf = seconds, sf
+    def __init__(self, seconds: float, sf: Any, outage: _Outage | None = None):
+        self.seconds, self._sf, self.outage = seconds, sf, outage or _Outage()
 
     def __call__(self) -> Iterator[int]:
         from snowflake.connector.backoff_policies import exponential_backoff
         from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
 
         seconds, started, sleeps, retries = self.seconds, time.monotonic(), exponential_backoff()(), 0
-        yield next(sleeps)
-        while True:
-            retries += 1  # advanced after a failed attempt and its sleep: before the next attempt
-            left = seconds - (time.monotonic() - started)
-            if left <= 0:
-                last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
-                cause = last.args[0] if last is not None and last.args else last
-                gave_up = self._sf.errors.OperationalError(
-                    msg=f"a request kept failing for {seconds:g} s ({retries} attempts), the last time with: "
-                        f"{_no_query(cause) if cause else '?'}", errno=ER_FAILED_TO_REQUEST)
-                gave_up.dinsync_retries_exhausted = True
-                raise gave_up
-            yield max(1, min(next(sleeps), math.ceil(left)))
+        try:
+            yield next(sleeps)
+            while True:
+                retries += 1  # advanced after a failed attempt and its sleep: before the next attempt
+                left, again = seconds - (time.monotonic() - started), self.outage.ongoing(seconds)
+                if left <= 0 or again:
+                    last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
+                    cause = last.args[0] if last is not None and last.args else last
+                    self.outage.since = time.monotonic()
+                    spent = (f"was not retried (an earlier request had kept failing for {seconds:g} s)"
+                             if again and retries == 1 else f"kept failing for {seconds:g} s ({retries} attempts)")
+                    gave_up = self._sf.errors.OperationalError(
+                        msg=f"a request {spent}, the last time with: {_no_query(cause) if cause else '?'}",
+                        errno=ER_FAILED_TO_REQUEST)
+                    gave_up.dinsync_retries_exhausted = True
+                    raise gave_up
+                yield max(1, min(next(sleeps), math.ceil(left)))
+        except GeneratorExit:  # the request got through (or failed in a way not retried): reachable
+            self.outage.since = None
+            raise
 
 
 class ChunkUnavailable(Exception):
@@ -322,6 +348,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
         self._retry_seconds, self._login_seconds = float(retry_seconds), float(login_timeout or 0)
+        self._outage = _Outage()  # see _BoundedBackoff: one budget per outage, not per request
         options: dict[str, Any] = dict(
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,
@@ -354,7 +381,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
     def _connect(self):
         # the login's retries are bounded by login_timeout (the connector's), which the policy must
         # not cut short; the session's requests then by retry_seconds
-        policy = _BoundedBackoff(max(self._retry_seconds, self._login_seconds), self._sf)
+        policy = _BoundedBackoff(max(self._retry_seconds, self._login_seconds), self._sf, self._outage)
         with self.translating("connecting"):
             conn = self._sf.connect(**self._options, backoff_policy=policy)
         policy.seconds = self._retry_seconds

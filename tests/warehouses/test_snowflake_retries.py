@@ -35,6 +35,8 @@ class FaultyProxy:
     def __init__(self, port: int):
         self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
         self.fail_logins = 0  # logins to answer 500
+        self.gone_after, self.gone = None, False  # once a statement contains gone_after: every request 500
+        self.gone_requests: dict[str, int] = {}  # while gone: request id -> attempts
         self.slow, self.slow_seconds, self.polls = None, 0.0, 0
         self.results: dict[str, tuple[float, bytes]] = {}  # query id -> (ready at, fakesnow's answer)
         self.cancelled: set[str] = set()  # query ids the client aborted
@@ -56,6 +58,12 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _gone(self):
+                rid = next((q[len("requestId="):] for q in self.path.partition("?")[2].split("&")
+                            if q.startswith("requestId=")), self.path)
+                proxy.gone_requests[rid] = proxy.gone_requests.get(rid, 0) + 1
+                return self._answer(500, b"{}")
+
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path.split("?")[0]
@@ -74,6 +82,8 @@ class FaultyProxy:
                         time.sleep(0.5)
                         return self._answer(200, proxy.in_progress(path.split("/")[2]))
                     return self._answer(200, data)
+                if proxy.gone:
+                    return self._gone()
                 if path.startswith("/session/v1/login-request") and proxy.fail_logins:
                     proxy.fail_logins -= 1
                     return self._answer(500, b"{}")
@@ -81,6 +91,9 @@ class FaultyProxy:
                 if path.startswith("/queries/v1/query-request"):
                     raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
                     sql = json.loads(raw).get("sqlText", "")
+                    if proxy.gone_after and proxy.gone_after in sql:
+                        proxy.gone = True
+                        return self._gone()
                     if proxy.fail and proxy.fail in sql and (proxy.fail_times is None
                                                              or proxy.failed < proxy.fail_times):
                         proxy.failed += 1
@@ -304,4 +317,87 @@ def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(t
         with contextlib.suppress(Exception):
             wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}" CASCADE')
             wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}_state" CASCADE')
+        wh.close()
+
+
+def test_after_a_request_gave_up_the_next_failing_ones_are_not_retried_until_one_gets_through(proxy):
+    """Before: each request retried for the whole budget, also after an earlier one had given up; a
+    run whose warehouse went away (retry_seconds: 10) ended 70 s after it, its later writes (the
+    checkpoint, the run log's end, the sync's state, the lock's release) each retried 10 s again.
+    Counted in attempts: the first request is retried, the next failing ones are tried once, and
+    once a request gets through a failing one is retried again."""
+    wh = _warehouse(proxy, retry_seconds=2)
+    try:
+        proxy.fail = "fail_me"
+        with pytest.raises(WarehouseUnavailable, match="kept failing for 2 s"):
+            wh.query("SELECT 1 AS fail_me")
+        assert proxy.failed >= 2  # retried for the budget
+        for sql in ("SELECT 2 AS fail_me", "INSERT INTO fail_me VALUES (1)"):
+            proxy.failed = 0
+            with pytest.raises(WarehouseUnavailable, match="was not retried") as caught:
+                wh.execute(sql)
+            assert proxy.failed == 1, (sql, proxy.failed)  # tried once
+            assert "retry_seconds" in caught.value.hint
+        proxy.fail = None
+        assert wh.query("SELECT 3 AS three").to_pylist() == [{"three": 3}]  # the warehouse is back
+        proxy.fail, proxy.failed = "fail_me", 0
+        with pytest.raises(WarehouseUnavailable, match="kept failing for 2 s"):
+            wh.query("SELECT 4 AS fail_me")
+        assert proxy.failed >= 2  # a new outage: the budget again
+    finally:
+        proxy.fail = None
+        wh.close()
+
+
+def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_write(tmp_path, iterable_sandbox, proxy):
+    """Snowflake gone for good mid-run (every request answered 500 from the first write of the
+    acknowledged keys on). Before: the write gave up after the budget, then each later write of the
+    run (the checkpoint, the run log's end, the sync's state, the lock's release) was retried for
+    the budget again (retry_seconds: 10, the process ended 70 s after; 14 minutes with the default).
+    Now only the first failing request is retried; the run fails with its error. Counted in
+    attempts per request (the connector keeps a request's id across its retries)."""
+    from tests.warehouses.test_conformance import Project, customers
+
+    class Target:
+        kind = "snowflake"
+        env = {"DINSYNC_TEST_SF_PASSWORD": SF_PASSWORD}
+
+        def warehouse_yaml(self) -> str:
+            return textwrap.dedent(f"""\
+                warehouse:
+                  type: snowflake
+                  account: fakesnow
+                  user: dinsync
+                  password: ${{env:DINSYNC_TEST_SF_PASSWORD}}
+                  database: {SF_DATABASE}
+                  schema: {schema}
+                  host: 127.0.0.1
+                  port: {proxy.port}
+                  protocol: http
+                  login_timeout: 5
+                  retry_seconds: 3
+                state_schema: {schema}_state
+                """)
+
+    schema = "dsm_gone"
+    sandbox, thread = iterable_sandbox
+    wh = _warehouse(proxy)
+    try:
+        wh.execute(f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{schema}"')
+        wh.write_arrow(schema, "customers", customers(range(1, 21)), mode="replace")
+        project = Project(tmp_path / "project", Target(), sandbox, thread)
+        project.write()
+        proxy.gone_after = "FLATTEN"  # the first write of acknowledged keys
+        try:
+            failed = project.sync(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the sync was still retrying after 120 s") from None
+        assert proxy.gone, "the run never wrote acknowledged keys"
+        assert failed["exit_code"] != 0, failed
+        assert "kept failing for 3 s" in json.dumps(failed), failed  # the first failure's error
+        assert SF_PASSWORD not in json.dumps(failed) + failed["stderr"]
+        retried = {rid: n for rid, n in proxy.gone_requests.items() if n > 1}
+        assert len(retried) == 1, proxy.gone_requests  # the first failing request only
+    finally:
+        proxy.gone_after, proxy.gone = None, False
         wh.close()
