@@ -104,6 +104,13 @@ NO_OUTCOME = "the destination gave no outcome for this record"
 NOT_PREPARED = "the destination's prepare() made no request for this row and did not reject it"
 
 
+def outside_note(who: str, key: str) -> str:
+    """Said once a run: a plugin's prepare() put in a request keys of rows it was not given."""
+    return (f"{who}'s prepare() put in its requests keys outside the rows it was given (e.g. {key!r}: another "
+            "batch's row, or no row of the plan): whatever the destination answers of them is ignored (not "
+            "committed, not counted); each request's own rows are judged as usual")
+
+
 def held_to(keys: list[str], delivered: Delivered) -> Delivered:
     """What a transport said of a request, held to the request's records (`keys`, as they were
     when it was handed over: a plugin may change the request's own list): one outcome per key
@@ -164,6 +171,7 @@ class Pipeline:
         self._stale = 0  # entries of `pending` settled (or re-sent under another token) since _compact
         self._held_bytes = 0  # bodies of requests queued or being sent (see QUEUE_BYTES)
         self._room = asyncio.Event()  # set when held bytes were released
+        self._outside_noted = False  # `outside_note` said (once a run)
 
     # --- the phase --------------------------------------------------------------------
     async def run(self) -> None:
@@ -373,9 +381,13 @@ class Pipeline:
         rejected = len({rej.key for rej in prepared.rejections})  # a row may be rejected for several fields
         if rejected:
             self.s.rejected += rejected
-        if sum(len(r.keys) for r in prepared.requests) + rejected < keys.len():
-            self._unprepared(keys, prepared)
-        for request in prepared.requests:
+        # each request's keys as the pipeline holds them: a plugin's held to the frame it was given
+        # (a built-in destination is trusted: its requests' own lists, no copy on the hot path)
+        held = ([r.keys for r in prepared.requests] if hooks.hook_seconds(self.destination) is None
+                else self._held_to_frame(keys, prepared.requests))
+        if sum(map(len, held)) + rejected < keys.len():
+            self._unprepared(keys, held, prepared.rejections)
+        for request, request_keys in zip(prepared.requests, held):
             if self._stopping() or self.fatal is not None:
                 break
             size = _body_bytes(request)
@@ -387,8 +399,8 @@ class Pipeline:
                     return
             self._held_bytes += size
             if not queue.full():
-                queue.put_nowait(request)
-            elif not await self._unless_stopping(queue.put(request)):  # (sender tasks busy with slow answers)
+                queue.put_nowait((request, request_keys))
+            elif not await self._unless_stopping(queue.put((request, request_keys))):  # (sender tasks busy with slow answers)
                 self._held_bytes -= size
                 return
 
@@ -400,11 +412,28 @@ class Pipeline:
         await self._unless_a_worker_fails(task, [], stoppable=True)
         return not task.cancelled()
 
-    def _unprepared(self, keys: pl.Series, prepared) -> None:
+    def _held_to_frame(self, keys: pl.Series, requests) -> list[list[str]]:
+        """The keys of each of a plugin's `requests` that are keys of the frame its prepare() was
+        given (`keys`), in order, copied (its transport may change a request's own list): a key of
+        another batch's row, or of no row, acknowledged with the request, entered the snapshot (a
+        row whose own request failed, never sent again) and counted as acknowledged."""
+        frame = set(keys.to_list())
+        held = []
+        for request in requests:
+            own = [k for k in request.keys if k in frame]
+            if len(own) < len(request.keys) and not self._outside_noted:
+                self._outside_noted = True
+                outside = next(k for k in request.keys if k not in frame)
+                who = self.destination.type_name or type(self.destination).__name__
+                self.progress("note", {"message": self.redact(outside_note(who, str(outside)))})
+            held.append(own)
+        return held
+
+    def _unprepared(self, keys: pl.Series, held: list[list[str]], rejections) -> None:
         """Rows prepare() neither put in a request nor rejected (a plugin's bug): `failed`, planned
         again next run, instead of left out of the run's counts and rejections without a word."""
-        told = {k for r in prepared.requests for k in r.keys}
-        told.update(r.key for r in prepared.rejections)
+        told = {k for request_keys in held for k in request_keys}
+        told.update(r.key for r in rejections)
         for key in keys.filter(~keys.is_in(list(told))).to_list():
             self._note(RecordResult(key, "failed", NOT_PREPARED))
 
@@ -469,10 +498,12 @@ class Pipeline:
         return rows.filter(~pl.col("_key").is_in(list(missing))) if missing else rows
 
     # --- sending -----------------------------------------------------------------------
-    async def _deliver(self, request):
+    async def _deliver(self, request, keys: list[str] | None = None):
         # a plugin's transport, or its parse(), may change the list of keys it is handed (a destination
-        # whose hooks have no time limit, a built-in one, is trusted to keep it: no copy on its hot path)
-        keys = request.keys if hooks.hook_seconds(self.destination) is None else list(request.keys)
+        # whose hooks have no time limit, a built-in one, is trusted to keep it: no copy on its hot path);
+        # `keys`: the request's keys as held when it was prepared (see `_held_to_frame`)
+        if keys is None:
+            keys = request.keys if hooks.hook_seconds(self.destination) is None else list(request.keys)
         try:
             return held_to(keys, await hooks.limited(self.destination, hooks.transport_hook(self.transport, "deliver"),
                                                      self.transport.deliver(request)))
@@ -482,16 +513,17 @@ class Pipeline:
 
     async def _worker(self, queue: asyncio.Queue) -> None:
         while True:
-            request = await queue.get()
-            if request is None:
+            item = await queue.get()
+            if item is None:
                 return
-            rows, size = len(request.keys), _body_bytes(request)  # (as queued: a plugin may change the request)
+            request, keys = item  # keys: as held when prepared (a plugin's: those of its frame, copied)
+            rows, size = len(keys), _body_bytes(request)  # (as queued: a plugin may change the request)
             try:
                 if self._stopping():
                     continue
                 self.s.sent += rows
                 try:
-                    delivered = await self._deliver(request)
+                    delivered = await self._deliver(request, keys)
                 except SendingStopped:  # a signal while it waited for its rate slot: not sent, planned again
                     self.s.sent -= rows
                     # and the worker stays, to take (unsent) what is queued until the end: the reader may

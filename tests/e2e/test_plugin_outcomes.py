@@ -410,3 +410,38 @@ def test_a_prepare_that_changes_the_frame_it_was_given_fails_only_the_rows_it_le
     run = data["run"]
     assert (run["status"], run["sent"], run["acknowledged"], run["failed"]) == ("failed", 3, 3, 1), run["error"]
     assert project.sql("select key from dinsync.rejections where status = 'failed'") == [("p3@example.com",)]
+
+
+def test_keys_a_request_carries_from_outside_the_frame_prepare_was_given_commit_nothing(project, monkeypatch):
+    """prepare() (a plugin's) may put in its requests keys of rows it was not given: rows of an
+    earlier batch (here the first row sent, whose own request failed) and keys of no row at all.
+    Before, the transport's answer was held to the request's keys only: they were counted and
+    handed to the snapshot's commit as acknowledged (sent 16, acknowledged 14, failed 2 for the 4
+    rows sent, 1 refused)."""
+    monkeypatch.setenv("DINSYNC_BATCH_ROWS", "2")
+    monkeypatch.setenv("JUDGE_FAIL_FIRST", "1")
+    (project.root / "plugin" / "judge_plugin.py").write_text(PLUGIN.replace(
+        "    async def deliver(self, request):\n        self.requests += 1\n",
+        "    async def deliver(self, request):\n        self.requests += 1\n"
+        "        global FIRST\n"
+        "        if FIRST is None and os.environ.get('JUDGE_FAIL_FIRST'):  # the first request sent fails\n"
+        "            FIRST = request.keys[0]\n"
+        "            return Delivered([], [RecordResult(FIRST, 'failed', 'boom')])\n").replace(
+        "        return Prepared([Request(\"w\", \"POST\", \"\", b\"{}\", [k]) for k in keys if k != \"p1@example.com\"], refused)\n",
+        "        carried = [*SEEN, 'ghost@example.com']  # earlier batches' rows, and a key of no row\n"
+        "        SEEN.extend(keys)\n"
+        "        return Prepared([Request('w', 'POST', '', b'{}', [k, *carried]) for k in keys if k != 'p1@example.com'],"
+        " refused)\n") + "\nSEEN = []\nFIRST = None\n")
+    sys.modules.pop("judge_plugin", None)
+    destinations._plugins.cache_clear()
+    result = CliRunner().invoke(app, ["--project-dir", str(project.root), "--json", "sync"], catch_exceptions=False)
+    run, = json.loads(result.stdout)["runs"]
+    assert (run["sent"], run["acknowledged"], run["failed"], run["rejected"]) == (4, 3, 1, 1), run
+    failed, = [k for k, in project.sql("select key from dinsync.rejections where status = 'failed'")]
+    assert failed not in project.acknowledged() and len(project.acknowledged()) == 3
+    assert "ghost@example.com" not in project.acknowledged()
+    notes = [line for line in result.stderr.splitlines() if "outside the rows" in line]
+    assert len(notes) == 1 and "ghost@example.com" in notes[0], result.stderr
+    monkeypatch.delenv("JUDGE_FAIL_FIRST")
+    again = project.sync()["run"]
+    assert (again["status"], again["sent"], again["acknowledged"]) == ("success", 1, 1), again

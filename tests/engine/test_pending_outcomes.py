@@ -88,7 +88,7 @@ def test_outcomes_of_lagging_jobs_cost_their_own_size_not_the_pending_rows():
         queue: asyncio.Queue = asyncio.Queue()
         for j in range(JOBS):
             keys = [Key(f"user{j * ROWS_PER_JOB + i}@example.com") for i in range(ROWS_PER_JOB)]
-            queue.put_nowait(Request("bulk", "POST", "/bulk", b"{}", keys))
+            queue.put_nowait((Request("bulk", "POST", "/bulk", b"{}", keys), keys))
         queue.put_nowait(None)
         Key.hashes = 0
         await p._worker(queue)
@@ -125,7 +125,8 @@ def test_a_files_outcomes_are_applied_without_copies_of_its_keys():
     async def main():
         queue: asyncio.Queue = asyncio.Queue()
         for start in range(0, n, 5000):
-            queue.put_nowait(Request("import", "PUT", "/file", b"", keys[start:start + 5000]))
+            part = keys[start:start + 5000]
+            queue.put_nowait((Request("import", "PUT", "/file", b"", part), part))
         queue.put_nowait(None)
         await p._worker(queue)
 
