@@ -284,14 +284,23 @@ class Delivered:
 
 @dataclass
 class Rejection:
-    """A row prepare() refused. `park`: refused for its own content (parked until its values
-    change); False for a row withheld because of another row (e.g. two keys the platform reads
-    as one): recorded, and planned again by the next run."""
+    """A row prepare() refused. `duplicate`: withheld because of another row (two keys the platform
+    reads as one record): recorded with status `duplicate` and counted with the run's duplicated
+    keys, never parked (planned again by the next run, sent once the model holds one of them);
+    otherwise refused for its own content: status `rejected`, parked until its values change."""
 
     key: str | None
     reason: str
     field: str | None = None
-    park: bool = True
+    duplicate: bool = False
+
+    @property
+    def park(self) -> bool:
+        return not self.duplicate
+
+    @property
+    def status(self) -> str:
+        return "duplicate" if self.duplicate else "rejected"
 
 
 def reject_oversized(frame: pl.DataFrame, sizes: str, room: int, reason: Callable[[int], str],

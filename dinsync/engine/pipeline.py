@@ -379,8 +379,12 @@ class Pipeline:
         for rej in prepared.rejections:
             self.commits.rejected(rej.key, rej.field, self.redact(rej.reason), park=rej.park)
         rejected = len({rej.key for rej in prepared.rejections})  # a row may be rejected for several fields
+        # keys withheld as duplicates (the platform reads them as one record) count with the model's
+        # duplicated keys, not as rejected (a row both refused and withheld counts as refused)
         if rejected:
-            self.s.rejected += rejected
+            refused = len({rej.key for rej in prepared.rejections if not rej.duplicate})
+            self.s.rejected += refused
+            self.s.duplicate_keys += rejected - refused
         # each request's keys as the pipeline holds them: a plugin's held to the frame it was given
         # (a built-in destination is trusted: its requests' own lists, no copy on the hot path)
         held = ([r.keys for r in prepared.requests] if hooks.hook_seconds(self.destination) is None

@@ -475,7 +475,8 @@ class SyncRun:
                               "reads their outcome")
         s.warnings += sync_warnings(th, s, mode=self.cfg.mode, sendable=sendable,
                                     previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
-                                    elapsed_seconds=time.monotonic() - self._started)
+                                    elapsed_seconds=time.monotonic() - self._started,
+                                    withheld_duplicates=s.duplicate_keys - stats.duplicate_keys)
         s.status = "warning" if s.warnings else "success"
 
     def _prune_rejections(self) -> None:

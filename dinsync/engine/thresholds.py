@@ -41,10 +41,20 @@ def mass_change_hint(sync: str) -> str:
 
 
 def sync_warnings(th: Any, s: RunSummary, *, mode: str, sendable: int, previous_segment_rows: int | None,
-                  elapsed_seconds: float) -> list[str]:
+                  elapsed_seconds: float, withheld_duplicates: int = 0) -> list[str]:
     """The warnings a finished run earns. `th`: the sync's Thresholds; `previous_segment_rows`: the
-    segment size (rows with a key) of the last successful run (None when there is none)."""
+    segment size (rows with a key) of the last successful run (None when there is none);
+    `withheld_duplicates`: keys withheld while sending because the destination reads them as one
+    record with another key (counted in `s.duplicate_keys`, not in `s.rejected`)."""
     warnings = []
+    if withheld_duplicates:  # withheld like the model's duplicated keys, which warn under the limit
+        pct = 100.0 * withheld_duplicates / s.segment_rows if s.segment_rows else 100.0
+        limit = th.max_duplicate_pct
+        warnings.append(f"{plural(withheld_duplicates, 'key')} ({pct:.1f}% of the model's rows) "
+                        f"{'was' if withheld_duplicates == 1 else 'were'} withheld as duplicates: the destination "
+                        f"reads each as one record with another key ({'within' if pct <= limit else 'over'} "
+                        f"the {limit:g}% max_duplicate_pct; `dinsync rejections {s.sync} --status duplicate` "
+                        f"lists them; they are sent once the model holds one key per record)")
     bad = s.rejected + s.not_found
     if sendable and bad and 100.0 * bad / sendable > th.max_rejected_pct:
         warnings.append(f"{bad} of {sendable} rows ({100.0 * bad / sendable:.1f}%) were rejected or not found "

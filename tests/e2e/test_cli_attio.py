@@ -359,12 +359,21 @@ def test_domains_attio_reads_as_one_company_are_sent_once_the_model_holds_one(at
                  match_field="domains", fields=COMPANY_FIELDS)
     p.sql("insert into main.companies values ('https://company1.com/', 'Shouting', 1, 'gold')")
     run = p.run()
-    assert (run["acknowledged"], run["rejected"]) == (5, 2)
+    # counted as duplicated keys, as the model's own are, not as rejected: they counted in `rejected`
+    # (and so against max_rejected_pct) though nothing is parked
+    assert (run["acknowledged"], run["rejected"], run["duplicate_keys"], run["parked"]) == (5, 0, 2, 0), run
     assert set(p.rejections()) == {"company1.com", "https://company1.com/"}
     # recorded as withheld for another row (`duplicate`), not as refused for their content (`rejected`:
     # parked until they change, which these are not)
     assert {status for status, _ in p.rejections().values()} == {"duplicate"}
     assert company(p, "company1.com") is None
+    # a run that changes nothing plans them again: duplicated keys again, never `rejected 2`
+    again = p.run()
+    assert (again["added"], again["acknowledged"], again["rejected"], again["duplicate_keys"]) == (2, 0, 0, 2), again
+    assert again["status"] == "warning" and not any("rejected or not found" in w for w in again["warnings"])
+    assert any("2 keys (28.6% of the model's rows) were withheld as duplicates" in w
+               and "over the 5% max_duplicate_pct" in w for w in again["warnings"]), again["warnings"]
+    assert p.sql("select rejected, duplicate_keys from dinsync.runs where run_id = ?", again["run_id"]) == [(0, 2)]
     # the model is fixed: the row left standing never changed, yet it is sent (withheld, not parked)
     p.sql("delete from main.companies where domain = 'https://company1.com/'")
     fixed = p.run()
@@ -380,7 +389,8 @@ def test_numeric_keys_that_are_one_float_for_attio_are_withheld_or_rejected(atti
           "(3, '9007199254740993', 'c'), (4, '9007199254740992', 'd'), (5, '8', 'e')) t(id, acct, first_name)")
     p.write_sync(match_column="acct", match_field="account_no", fields=("first_name: job_title",))
     run = p.run()
-    assert (run["acknowledged"], run["rejected"], run["parked"]) == (2, 3, 1), run
+    # 7 and 7.0 withheld (duplicated keys for Attio), 9007199254740993 rejected for its content (parked)
+    assert (run["acknowledged"], run["rejected"], run["duplicate_keys"], run["parked"]) == (2, 1, 2, 1), run
     statuses = {k: s for k, (s, _) in p.rejections().items()}
     assert statuses == {"7": "duplicate", "7.0": "duplicate", "9007199254740993": "rejected"}
     titles = p.thread.call(lambda: {p.sandbox.plain(r)["account_no"]: p.sandbox.plain(r)["job_title"]
@@ -428,7 +438,7 @@ def test_timestamp_keys_attio_reads_as_one_instant_are_withheld(attio):
           "(2, '2024-01-01T12:00:00+02:00', 'b'), (3, '2024-01-02 10:00:00', 'c')) t(id, seen, first_name)")
     p.write_sync(match_column="seen", match_field="seen_at", fields=("first_name: job_title",))
     run = p.run()
-    assert (run["acknowledged"], run["rejected"]) == (1, 2), run
+    assert (run["acknowledged"], run["rejected"], run["duplicate_keys"]) == (1, 0, 2), run
     assert {k: s for k, (s, _) in p.rejections().items()} == {
         "2024-01-01 10:00:00": "duplicate", "2024-01-01T12:00:00+02:00": "duplicate"}
     assert p.thread.call(p.sandbox.count, "people") == 1

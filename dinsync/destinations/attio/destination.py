@@ -364,7 +364,7 @@ class AttioDestination(Destination):
             return frame, []
         rejected = [Rejection(k, f'key "{key_field}": resolves to the same Attio record as key '
                                  f"{', '.join(repr(o) for o in others[:3])} (record {self._record_ids.get(k)}); "
-                                 "make the model hold one key per Attio record", key_field, park=False)
+                                 "make the model hold one key per Attio record", key_field, duplicate=True)
                     for k, others in withheld.items()]
         return frame.filter(~pl.col("_key").is_in(list(withheld))), rejected
 

@@ -2,7 +2,7 @@
 
 The diff tells keys apart by their text; Attio by the value it stores. Two rows whose keys Attio
 reads as the same value would be written to one record (each overwriting the other, both
-acknowledged), so within a batch they are withheld (`park=False`: the next run plans them again
+acknowledged), so within a batch they are withheld (`duplicate=True`: the next run plans them again
 once the model holds one). Per key type:
   - domain: Attio lowercases and trims scheme, path and query (`Acme.com`, `https://acme.com/`);
   - email-address: Attio stores the address normalised, its local part in Unicode NFC and its domain
@@ -133,7 +133,7 @@ def _withhold_same(frame: pl.DataFrame, form_of: Callable[[str], str], reason: C
     rejected = []
     for k, i, f in zip(frame.filter(dup)["_key"], frame.filter(dup)["_id"], forms.filter(dup)):
         others = ", ".join(repr(o) for o in dict.fromkeys(texts[f]) if o != i) or repr(i)
-        rejected.append(Rejection(k, reason(i, f, others), key_field, park=False))
+        rejected.append(Rejection(k, reason(i, f, others), key_field, duplicate=True))
     return frame.filter(~dup), rejected
 
 
