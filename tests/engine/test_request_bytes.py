@@ -62,6 +62,9 @@ def test_requests_waiting_to_be_sent_hold_at_most_the_byte_budget(monkeypatch):
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             producer = asyncio.create_task(p._enqueue(rows, queue, asyncio.get_running_loop(), ex))
             while transport.started == 0:  # prepare() runs on the executor's thread
+                if producer.done():  # (it failed: its error, not a wait for ever)
+                    producer.result()
+                    raise AssertionError("every request was prepared and none was sent")
                 await asyncio.sleep(0.01)
             for _ in range(200):  # everything else happens on this loop: let it settle
                 await asyncio.sleep(0)
