@@ -263,11 +263,10 @@ def test_network_timeout_still_bounds_the_retries_and_cancels_a_longer_statement
         proxy.fail = proxy.slow = None
         wh.close()
 
-def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
-    """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
-    ended (network_timeout unset); now it exits 1 with the retries' error and a hint, and the next
-    run, once Snowflake answers again, delivers everything."""
-    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
+
+def _proxied_target(proxy: FaultyProxy, schema: str, retry_seconds: float) -> type:
+    """A conformance Project's target: Snowflake (fakesnow) through `proxy`, in `schema`, its
+    requests retried for `retry_seconds`."""
 
     class Target:
         kind = "snowflake"
@@ -286,11 +285,21 @@ def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(t
                   port: {proxy.port}
                   protocol: http
                   login_timeout: 5
-                  retry_seconds: 5
+                  retry_seconds: {retry_seconds:g}
                 state_schema: {schema}_state
                 """)
 
+    return Target
+
+
+def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
+    """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
+    ended (network_timeout unset); now it exits 1 with the retries' error and a hint, and the next
+    run, once Snowflake answers again, delivers everything."""
+    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
+
     schema = "dsm_retries"
+    Target = _proxied_target(proxy, schema, retry_seconds=5)
     sandbox, thread = iterable_sandbox
     wh = _warehouse(proxy)
     try:
@@ -358,28 +367,8 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
     attempts per request (the connector keeps a request's id across its retries)."""
     from tests.warehouses.test_conformance import Project, customers
 
-    class Target:
-        kind = "snowflake"
-        env = {"DINSYNC_TEST_SF_PASSWORD": SF_PASSWORD}
-
-        def warehouse_yaml(self) -> str:
-            return textwrap.dedent(f"""\
-                warehouse:
-                  type: snowflake
-                  account: fakesnow
-                  user: dinsync
-                  password: ${{env:DINSYNC_TEST_SF_PASSWORD}}
-                  database: {SF_DATABASE}
-                  schema: {schema}
-                  host: 127.0.0.1
-                  port: {proxy.port}
-                  protocol: http
-                  login_timeout: 5
-                  retry_seconds: 3
-                state_schema: {schema}_state
-                """)
-
     schema = "dsm_gone"
+    Target = _proxied_target(proxy, schema, retry_seconds=3)
     sandbox, thread = iterable_sandbox
     wh = _warehouse(proxy)
     try:
