@@ -16,7 +16,6 @@ a daemon thread is not waited for when the process exits.
 """
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import inspect
 import os
@@ -81,6 +80,9 @@ async def limited(destination: Any, hook: str | None, waiting: Awaitable[T], ext
     seconds = hook_seconds(destination) if hook is not None else None
     if seconds is None:
         return await waiting
+    import asyncio  # (here, not at the top: the config's loader imports this module, and `status` or a
+    # no-op sync never starts an event loop: start-up imports no asyncio, tests/e2e/test_cli_conventions.py)
+
     try:
         return await asyncio.wait_for(waiting, seconds + extra)
     except asyncio.TimeoutError:
@@ -116,6 +118,8 @@ async def call(destination: Any, hook: str, fn: Callable[..., T], *args: Any) ->
     if seconds is None:
         result = fn(*args)
     else:
+        import asyncio  # (see `limited`)
+
         future = _thread_of(destination).submit(fn, *args)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), seconds)
