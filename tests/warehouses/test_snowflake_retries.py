@@ -264,9 +264,12 @@ def test_network_timeout_still_bounds_the_retries_and_cancels_a_longer_statement
         wh.close()
 
 
-def _proxied_target(proxy: FaultyProxy, schema: str, retry_seconds: float) -> type:
-    """A conformance Project's target: Snowflake (fakesnow) through `proxy`, in `schema`, its
-    requests retried for `retry_seconds`."""
+@contextlib.contextmanager
+def _proxied_project(proxy: FaultyProxy, tmp_path, iterable_sandbox, schema: str, retry_seconds: float):
+    """A conformance Project of 20 customers on Snowflake (fakesnow) through `proxy`, in `schema`,
+    its requests retried for `retry_seconds`; its schemas dropped and the proxy's faults cleared
+    after."""
+    from tests.warehouses.test_conformance import Project, customers
 
     class Target:
         kind = "snowflake"
@@ -289,17 +292,6 @@ def _proxied_target(proxy: FaultyProxy, schema: str, retry_seconds: float) -> ty
                 state_schema: {schema}_state
                 """)
 
-    return Target
-
-
-def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
-    """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
-    ended (network_timeout unset); now it exits 1 with the retries' error and a hint, and the next
-    run, once Snowflake answers again, delivers everything."""
-    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
-
-    schema = "dsm_retries"
-    Target = _proxied_target(proxy, schema, retry_seconds=5)
     sandbox, thread = iterable_sandbox
     wh = _warehouse(proxy)
     try:
@@ -307,6 +299,22 @@ def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(t
         wh.write_arrow(schema, "customers", customers(range(1, 21)), mode="replace")
         project = Project(tmp_path / "project", Target(), sandbox, thread)
         project.write()
+        yield project
+    finally:
+        proxy.fail, proxy.gone_after, proxy.gone = None, None, False
+        with contextlib.suppress(Exception):
+            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}" CASCADE')
+            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}_state" CASCADE')
+        wh.close()
+
+
+def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(tmp_path, iterable_sandbox, proxy):
+    """`dinsync sync` through the proxy, its model's statements answered 500: before, the run never
+    ended (network_timeout unset); now it exits 1 with the retries' error and a hint, and the next
+    run, once Snowflake answers again, delivers everything."""
+    from tests.warehouses.test_conformance import customers, expected_users, only_run
+
+    with _proxied_project(proxy, tmp_path, iterable_sandbox, "dsm_retries", retry_seconds=5) as project:
         proxy.fail = "from customers"
         try:
             failed = project.sync(timeout=90)
@@ -321,12 +329,6 @@ def test_a_sync_whose_model_query_fails_every_time_ends_with_a_transient_error(t
         again = project.sync(timeout=120)
         assert again["exit_code"] == 0, only_run(again).get("error")
         assert project.users() == expected_users(customers(range(1, 21)))
-    finally:
-        proxy.fail = None
-        with contextlib.suppress(Exception):
-            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}" CASCADE')
-            wh.execute(f'DROP SCHEMA IF EXISTS {SF_DATABASE}."{schema}_state" CASCADE')
-        wh.close()
 
 
 def test_after_a_request_gave_up_the_next_failing_ones_are_not_retried_until_one_gets_through(proxy):
@@ -365,17 +367,7 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
     the budget again (retry_seconds: 10, the process ended 70 s after; 14 minutes with the default).
     Now only the first failing request is retried; the run fails with its error. Counted in
     attempts per request (the connector keeps a request's id across its retries)."""
-    from tests.warehouses.test_conformance import Project, customers
-
-    schema = "dsm_gone"
-    Target = _proxied_target(proxy, schema, retry_seconds=3)
-    sandbox, thread = iterable_sandbox
-    wh = _warehouse(proxy)
-    try:
-        wh.execute(f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{schema}"')
-        wh.write_arrow(schema, "customers", customers(range(1, 21)), mode="replace")
-        project = Project(tmp_path / "project", Target(), sandbox, thread)
-        project.write()
+    with _proxied_project(proxy, tmp_path, iterable_sandbox, "dsm_gone", retry_seconds=3) as project:
         proxy.gone_after = "FLATTEN"  # the first write of acknowledged keys
         try:
             failed = project.sync(timeout=120)
@@ -387,6 +379,3 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
         assert SF_PASSWORD not in json.dumps(failed) + failed["stderr"]
         retried = {rid: n for rid, n in proxy.gone_requests.items() if n > 1}
         assert len(retried) == 1, proxy.gone_requests  # the first failing request only
-    finally:
-        proxy.gone_after, proxy.gone = None, False
-        wh.close()
