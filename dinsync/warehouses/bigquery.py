@@ -41,7 +41,9 @@ How the sync's path maps onto BigQuery:
   runs outside it, on its own (Capabilities.transactional_ddl is False). A transaction that
   collides with another's writes is aborted by BigQuery: a WarehouseConflict (retryable).
 - Locks: BigQuery enforces no PRIMARY KEY: the lock is arbitrated by insert-then-verify.
-- Retries: the client's own retries of transient errors apply up to `retry_seconds` (0: none).
+- Retries: the client's own retries of transient errors (5xx, a dropped connection) apply up to
+  `retry_seconds` (0: none), once per outage: after one request gave up, failing ones are tried
+  once until one gets through (see outage.py and _outage_retry).
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -61,6 +64,7 @@ import pyarrow as pa
 
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, json_object_chunks, slice_batches, translated
+from .outage import Outage
 from .params import _split
 
 SCRATCH_DATASET = "dinsync_scratch"
@@ -126,6 +130,39 @@ def bind(sql: str, params: Params) -> tuple[str, list[tuple[str, str, Any]]]:
             used[name] = (name, _bq_type(value), value)
         out.append(text)
     return "".join(out), list(used.values())
+
+
+def _outage_retry(base: Any, seconds: float, outage: Outage) -> Any:
+    """`base` (a google.api_core Retry: the client's DEFAULT_RETRY of a request, DEFAULT_JOB_RETRY of
+    a query job) retrying for `seconds`, once per outage: while `outage` is ongoing a failing call is
+    not retried; a call whose retries ran out (RetryError), or failing then, starts (or extends) it,
+    and one that gets through ends it. Such a failure is marked `dinsync_retries_exhausted`."""
+    from google.api_core.exceptions import RetryError
+    from google.api_core.retry import Retry
+
+    transient = base._predicate
+
+    class OutageRetry(Retry):
+        def __call__(self, func, on_error=None):
+            retried = super().__call__(func, on_error)
+
+            @functools.wraps(func)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    result = retried(*args, **kwargs)
+                except Exception as exc:
+                    if isinstance(exc, RetryError) or transient(exc):
+                        outage.gave_up()
+                        exc.dinsync_retries_exhausted = True
+                    raise
+                outage.reached()
+                return result
+
+            return call
+
+    return OutageRetry(predicate=lambda exc: transient(exc) and not outage.ongoing(seconds),
+                       initial=base._initial, maximum=base._maximum, multiplier=base._multiplier,
+                       timeout=float(seconds))
 
 
 def _plain(data: pa.Table) -> pa.Table:
@@ -249,11 +286,13 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         self.scratch_expiration_ms = int(float(scratch_expiration_hours) * 3_600_000) or None
         self.http_timeout = float(http_timeout_seconds)
         self.maximum_bytes_billed = maximum_bytes_billed
-        if retry_seconds and retry_seconds > 0:
+        self.retry_seconds = float(retry_seconds or 0)
+        self._outage = Outage()  # one budget per outage, not per request (see _outage_retry)
+        if self.retry_seconds > 0:
             from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
-            self._retry = DEFAULT_RETRY.with_deadline(float(retry_seconds))
-            self._job_retry = DEFAULT_JOB_RETRY.with_deadline(float(retry_seconds))
+            self._retry = _outage_retry(DEFAULT_RETRY, self.retry_seconds, self._outage)
+            self._job_retry = _outage_retry(DEFAULT_JOB_RETRY, self.retry_seconds, self._outage)
         else:
             self._retry = self._job_retry = None
         with self.translating("connecting"):
@@ -349,6 +388,12 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             return E.WarehouseObjectMissing
         if isinstance(exc, (api.ServerError, api.TooManyRequests, api.RetryError, api.DeadlineExceeded)):
             return E.WarehouseUnavailable
+        return None
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        if getattr(exc, "dinsync_retries_exhausted", False):
+            return ("BigQuery kept answering with a server error (HTTP 5xx) or dropping the connection; the next "
+                    "run tries again (the warehouse's retry_seconds sets how long a request is retried)")
         return None
 
     # --- jobs ----------------------------------------------------------------------------
@@ -486,7 +531,8 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
                                 else bq.CreateDisposition.CREATE_NEVER),
         )
         job = self.client.load_table_from_file(
-            buf, ref, job_config=config, location=self.location, num_retries=0 if self._retry is None else 6,
+            buf, ref, job_config=config, location=self.location,
+            num_retries=0 if self._retry is None or self._outage.ongoing(self.retry_seconds) else 6,
             job_id=f"dinsync_load_{uuid.uuid4().hex}", timeout=self.http_timeout)
         job.result(retry=self._retry, timeout=None)
 

@@ -30,7 +30,7 @@ How it maps onto Snowflake:
   of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
   to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
 - Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _BoundedBackoff),
-  not without end, once per outage: after one gave up, failing ones are tried once (see _Outage);
+  not without end, once per outage: after one gave up, failing ones are tried once (see outage.py);
   `network_timeout` is not set unless configured (it cancels long statements).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
@@ -60,6 +60,7 @@ import pyarrow as pa
 
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, json_object_chunks, slice_batches, translated
+from .outage import Outage
 from .params import translate
 from .column_types import SNOWFLAKE
 
@@ -156,22 +157,6 @@ def classify_snowflake(exc: BaseException) -> type[E.WarehouseError] | None:
     return None
 
 
-class _Outage:
-    """Whether the warehouse's requests gave up lately (a request retried for the whole budget),
-    shared by all the sessions of a warehouse. Until one of its requests gets through again (or one
-    budget has passed), a failing request is not retried: before, each later write of a failed run
-    (the checkpoint, the run log's end, the sync's state, the lock's release) was retried for the
-    whole budget again, and a run whose warehouse went away (retry_seconds: 10) ended 70 s after it,
-    about 14 minutes with the default 120 s."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None  # time.monotonic() of the last giving up
-
-    def ongoing(self, seconds: float) -> bool:
-        since = self.since
-        return since is not None and time.monotonic() - since < max(seconds, 1)
-
-
 class _BoundedBackoff:
     """A connection's backoff policy: the connector's own (exponential, full jitter, at most 16 s),
     giving up once a request has been retried for `seconds`. Without network_timeout the connector
@@ -184,8 +169,8 @@ class _BoundedBackoff:
     `outage` is ongoing (a request of any session gave up), a request gives up at its first
     failure; a request that gets through (the generator closed before giving up) ends the outage."""
 
-    def __init__(self, seconds: float, sf: Any, outage: _Outage | None = None):
-        self.seconds, self._sf, self.outage = seconds, sf, outage or _Outage()
+    def __init__(self, seconds: float, sf: Any, outage: Outage | None = None):
+        self.seconds, self._sf, self.outage = seconds, sf, outage or Outage()
 
     def __call__(self) -> Iterator[int]:
         from snowflake.connector.backoff_policies import exponential_backoff
@@ -200,7 +185,7 @@ class _BoundedBackoff:
                 if left <= 0 or again:
                     last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
                     cause = last.args[0] if last is not None and last.args else last
-                    self.outage.since = time.monotonic()
+                    self.outage.gave_up()
                     spent = (f"was not retried (an earlier request had kept failing for {seconds:g} s)"
                              if again and retries == 1 else f"kept failing for {seconds:g} s ({retries} attempts)")
                     gave_up = self._sf.errors.OperationalError(
@@ -210,7 +195,7 @@ class _BoundedBackoff:
                     raise gave_up
                 yield max(1, min(next(sleeps), math.ceil(left)))
         except GeneratorExit:  # the request got through (or failed in a way not retried): reachable
-            self.outage.since = None
+            self.outage.reached()
             raise
 
 
@@ -348,7 +333,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         self.driver_errors = (self._sf.errors.Error, ChunkUnavailable)
         self._secrets = [s for s in (password, private_key, private_key_passphrase) if s]
         self._retry_seconds, self._login_seconds = float(retry_seconds), float(login_timeout or 0)
-        self._outage = _Outage()  # see _BoundedBackoff: one budget per outage, not per request
+        self._outage = Outage()  # see _BoundedBackoff: one budget per outage, not per request
         options: dict[str, Any] = dict(
             account=account, user=user, password=password, database=database, schema=schema, warehouse=warehouse,
             role=role, authenticator=authenticator, host=host, port=port, protocol=protocol,

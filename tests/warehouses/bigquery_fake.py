@@ -250,6 +250,12 @@ class FakeBigQuery:
         self.load_jobs: dict[tuple[str, str], list[float]] = {}  # (dataset, table) -> times of its load jobs
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.pages: list[int] = []  # rows in each page of results answered
+        # BigQuery going away mid-run: once a request's body contains `gone_after` (or `gone` is set),
+        # every request is answered 503 (with `gone_reset`: its connection closed unanswered), and
+        # its attempts are counted per request (see _request_id)
+        self.gone_after: str | None = None
+        self.gone, self.gone_reset = False, False
+        self.gone_requests: dict[str, int] = {}
         self.url: str | None = None
         self._runner = None
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -295,6 +301,10 @@ class FakeBigQuery:
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
         self.requests.append((request.method, request.path))
+        if self.gone_after is not None and not self.gone and request.body_exists:
+            self.gone = self.gone_after.encode() in await request.read()
+        if self.gone:
+            return await self._gone(request)
         if request.path != "/token":
             auth = request.headers.get("Authorization", "")
             if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
@@ -313,6 +323,26 @@ class FakeBigQuery:
             return _error(400, "invalid", str(exc))
         except Exception as exc:  # a bug of the fake: a 400 (never a 5xx, which the client would retry)
             return _error(400, "invalid", f"the fake failed: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    async def _request_id(request: web.Request) -> str:
+        """What names one request across the client's retries of it: jobs.query's requestId, a job's
+        jobId (both made by the client once per request), else the method and URL."""
+        if request.body_exists and not request.path.startswith("/upload/"):
+            with contextlib.suppress(ValueError):
+                body = json.loads(await request.read())
+                if isinstance(body, dict):
+                    named = body.get("requestId") or (body.get("jobReference") or {}).get("jobId")
+                    if named:
+                        return str(named)
+        return f"{request.method} {request.path_qs}"
+
+    async def _gone(self, request: web.Request) -> web.StreamResponse:
+        rid = await self._request_id(request)
+        self.gone_requests[rid] = self.gone_requests.get(rid, 0) + 1
+        if self.gone_reset and request.transport is not None:
+            request.transport.abort()  # the connection dropped, no answer
+        return web.Response(status=503, text="Service Unavailable")
 
     async def _json(self, request: web.Request) -> dict:
         raw = await request.read()

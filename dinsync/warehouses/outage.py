@@ -1,0 +1,31 @@
+"""One retry budget per outage of a warehouse, shared by all its sessions and clients.
+
+A request whose warehouse answers 5xx (or drops the connection) is retried for the adapter's
+`retry_seconds`. Before, every request got the whole budget anew, also after an earlier one had
+given up: each later write of a failed run (the checkpoint, the run log's end, the sync's state,
+the lock's release) was retried for the budget again, and a run whose warehouse went away
+(retry_seconds: 10) ended 70 s after it, about 14 minutes with the default 120 s. An adapter's
+retry policy therefore asks `Outage.ongoing` before retrying: once a request gave up, failing
+ones are tried once, until one gets through again (or one budget has passed)."""
+from __future__ import annotations
+
+import time
+
+
+class Outage:
+    """Whether a warehouse's requests gave up lately (a request retried for the whole budget, or a
+    failing one not retried since)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # time.monotonic() of the last giving up
+
+    def ongoing(self, seconds: float) -> bool:
+        since = self.since
+        return since is not None and time.monotonic() - since < max(seconds, 1)
+
+    def gave_up(self) -> None:
+        self.since = time.monotonic()
+
+    def reached(self) -> None:
+        """A request got through: the warehouse is reachable, the next failure has a budget again."""
+        self.since = None
