@@ -68,6 +68,9 @@ class _PostgresProtocolConfig(_Config):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     search_path: list[Annotated[str, Field(min_length=1)]] | None = None  # schemas the model SQL reads unqualified
     connect_timeout: int = Field(default=10, ge=1, le=3600)
+    # seconds after which a connection the server stopped answering (packets dropped, no reset) is
+    # given up: TCP keepalives and tcp_user_timeout (postgres.tcp_bounds); 0: the system's defaults
+    tcp_timeout: int = Field(default=60, ge=0, le=86400)
 
     @field_validator("search_path", mode="before")
     @classmethod

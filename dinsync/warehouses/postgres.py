@@ -76,6 +76,24 @@ STATE_WAIT_SETTINGS = {"lock_timeout": "15s", "statement_timeout": "5min"}
 # text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A
 # session set up under one of them sets those settings again.
 LIBPQ_ENV_SETTINGS = {"PGDATESTYLE": "datestyle", "PGTZ": "timezone", "PGGEQO": "geqo"}
+# How long a connection whose server stopped answering at the TCP level is kept (the `tcp_timeout`
+# config, seconds; 0: the system's). A NAT, firewall or load balancer that drops a connection's
+# packets sends no reset: a statement then waited for the kernel's retransmission timeout (~15
+# minutes) and an idle session for its keepalive default (2 hours and more), the run stuck
+# meanwhile. libpq's TCP keepalives (probes after half the bound idle, three more a sixth apart)
+# and tcp_user_timeout (data unacknowledged that long) end it instead, as "connection timed out";
+# a statement the server is still running answers the probes, so it is never cut.
+DEFAULT_TCP_TIMEOUT = 60
+
+
+def tcp_bounds(seconds: float | None) -> dict[str, int]:
+    """libpq's parameters that give up a silent connection after about `seconds`."""
+    if not seconds or seconds <= 0:
+        return {}
+    seconds = int(seconds)
+    interval = max(1, seconds // 6)
+    return {"keepalives": 1, "keepalives_idle": max(1, seconds - 3 * interval), "keepalives_interval": interval,
+            "keepalives_count": 3, "tcp_user_timeout": seconds * 1000}
 
 
 class PostgresConnection:
@@ -85,7 +103,7 @@ class PostgresConnection:
                  user: str | None = None, password: str | None = None, database: str | None = None,
                  sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
                  connect_timeout: int | None = 10, application_name: str = "dinsync",
-                 options: dict[str, str] | None = None):
+                 options: dict[str, str] | None = None, tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT):
         self.dsn = dsn or ""
         # client_encoding: UTF-8 whatever PGCLIENTENCODING says (a keyword wins over libpq's
         # environment): ADBC reads text as UTF-8, so under LATIN1 `café` was sent as `caf\xe9`
@@ -95,6 +113,7 @@ class PostgresConnection:
                                   application_name=application_name, client_encoding="UTF8").items()
             if v is not None
         }
+        self.params.update(tcp_bounds(tcp_timeout))
         settings = dict(options or {})
         if search_path:
             paths = [search_path] if isinstance(search_path, str) else list(search_path)
@@ -200,7 +219,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
     def __init__(self, dsn: str | None = None, host: str | None = None, port: int | None = None,
                  user: str | None = None, password: str | None = None, database: str | None = None,
                  sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
-                 connect_timeout: int | None = 10, settings: dict[str, str] | None = None):
+                 connect_timeout: int | None = 10, settings: dict[str, str] | None = None,
+                 tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT):
         from . import require_driver
 
         self._psycopg = require_driver("psycopg", "postgres", package="psycopg")
@@ -221,7 +241,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         while True:
             self.settings = PostgresConnection(
                 dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
-                search_path=search_path, connect_timeout=connect_timeout, options=options)
+                search_path=search_path, connect_timeout=connect_timeout, options=options, tcp_timeout=tcp_timeout)
             self._secrets = self.settings.secrets
             with self.translating("connecting"):
                 self._conninfo = self.settings.conninfo()

@@ -40,7 +40,7 @@ from .pg_errors import PgErrors
 from .pg_sessions import PsycopgSessions
 from .pg_streams import CursorStream
 from .pg_writes import MultiRowInsertWrite
-from .postgres import PostgresConnection
+from .postgres import DEFAULT_TCP_TIMEOUT, PostgresConnection
 
 DEFAULT_PORT = 5439
 
@@ -73,7 +73,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
                  user: str | None = None, password: str | None = None, database: str | None = None,
                  sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
                  connect_timeout: int | None = 10, iam: dict[str, Any] | None = None,
-                 aws_client: Callable[[str], Any] | None = None):
+                 aws_client: Callable[[str], Any] | None = None, tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT):
         """`iam`: {cluster_identifier | workgroup, region, profile, duration_seconds, auto_create};
         `aws_client(service)` builds the boto3 client (tests pass a stubbed one)."""
         from . import require_driver
@@ -84,7 +84,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
             port = DEFAULT_PORT
         self.settings = PostgresConnection(
             dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
-            search_path=search_path, connect_timeout=connect_timeout)
+            search_path=search_path, connect_timeout=connect_timeout, tcp_timeout=tcp_timeout)
         self._secrets = self.settings.secrets
         self._iam = IamCredentials(iam, user, database, self._secrets, aws_client) if iam else None
         self._init_sessions()

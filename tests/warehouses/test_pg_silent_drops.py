@@ -1,0 +1,106 @@
+"""PostgreSQL (and Redshift, which shares its sessions) when the network drops a connection's
+packets without a reset (a NAT, firewall or load balancer timeout): before, dinsync set none of
+libpq's TCP bounds, so a statement waited for the kernel's retransmission timeout (~15 minutes)
+and an idle session for its keepalive default (2 hours), the run stuck meanwhile. Now every
+connection (the sessions, the plan's stream) gives such a server up after `tcp_timeout` seconds.
+
+What is checked is what the kernel is told: the socket options of every connection of a warehouse
+(through a loopback proxy, tests/warehouses/pg_proxy.py, whose port tells them apart). A blackhole
+on loopback cannot show the bound at work: the proxy's kernel acknowledges the client's statement
+and answers its keepalive probes, whatever the proxy forwards (a dropped packet needs a firewall
+rule, i.e. privileges the suite does not take)."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from dinsync.warehouses import connect
+from tests.warehouses.pg_proxy import PgProxy
+from tests.warehouses.support import require_postgres
+
+
+@pytest.fixture
+def proxy():
+    require_postgres()
+    p = PgProxy()
+    yield p
+    p.stop()
+
+
+def _tcp_options_to(port: int) -> list[dict[str, int]]:
+    """The TCP options of every socket of this process connected to 127.0.0.1:`port`."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            dup = os.dup(int(name))
+        except OSError:
+            continue
+        try:
+            s = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        with s:
+            try:
+                if s.family != socket.AF_INET or s.type != socket.SOCK_STREAM or s.getpeername()[1] != port:
+                    continue
+            except OSError:
+                continue
+            found.append({
+                "keepalive": s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                "idle": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                "interval": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                "count": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                "user_timeout": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            })
+    return found
+
+
+def _in_thread(fn, seconds: float):
+    """fn's outcome ("ok", value) or ("error", exception), or None when it had not ended in time."""
+    out: list = []
+
+    def run():
+        try:
+            out.append(("ok", fn()))
+        except Exception as exc:  # noqa: BLE001
+            out.append(("error", exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return out[0] if out else None
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_every_connection_gives_up_a_silent_server_after_tcp_timeout(proxy, kind):
+    """The sessions of two threads and the plan's stream (ADBC's connection on PostgreSQL, a psycopg
+    one on Redshift): keepalive probes after a part of the bound, and unacknowledged data given up
+    after it. Before: keepalives after the system's 7,200 s, no user timeout (0)."""
+    wh = connect(kind, dsn=proxy.dsn(), tcp_timeout=12)
+    try:
+        assert wh.query("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+        assert _in_thread(lambda: wh.query("SELECT 2 AS two").to_pylist(), 30) == ("ok", [{"two": 2}])
+        stream = wh.stream("SELECT g FROM generate_series(1, 5000) AS g", batch_rows=100)
+        assert next(stream).num_rows == 100  # (the stream's connection is open)
+        options = _tcp_options_to(proxy.port)
+        stream.close()
+        assert proxy.connects >= 3 and len(options) >= 2, (proxy.connects, options)
+        for o in options:
+            assert o["keepalive"] == 1, options
+            assert o["idle"] + o["interval"] * o["count"] <= 12, options
+            assert o["user_timeout"] == 12_000, options
+    finally:
+        wh.close()
+
+
+def test_tcp_timeout_0_leaves_the_systems_defaults(proxy):
+    wh = connect("postgres", dsn=proxy.dsn(), tcp_timeout=0)
+    try:
+        wh.query("SELECT 1")
+        assert [o["user_timeout"] for o in _tcp_options_to(proxy.port)] == [0]
+    finally:
+        wh.close()
