@@ -9,11 +9,14 @@ import contextlib
 import functools
 import select
 import threading
-from typing import Any, ClassVar, Iterator
+import time
+from typing import Any, Callable, ClassVar, Iterator
 
 import pyarrow as pa
 
+from . import errors as E
 from .base import Params, rows_to_arrow, translated
+from .outage import Outage
 from .params import translate
 from .pg_values import (
     _CALENDAR_OIDS,
@@ -70,10 +73,39 @@ class PsycopgSessions:
     # lock_timeout, statement_timeout... of statements on the state tables (see state_waits)
     state_wait_settings: dict[str, str] = {}
 
+    # after a connection failed to reach the server (connect_timeout expired, refused), how long
+    # the warehouse's next ones fail at once with its error instead of waiting again (see _reach)
+    unreachable_seconds: ClassVar[float] = 30
+
     def _init_sessions(self) -> None:
         self._conn_lock = threading.Lock()
         self._local = threading.local()
         self._conns = []
+        self._unreachable = Outage()
+        self._unreachable_error: E.WarehouseError | None = None
+
+    def _reach(self, connect: Callable[[], Any]) -> Any:
+        """connect() (a new session, the stream's connection), unless one of this warehouse's failed
+        to reach the server lately: then its error again, at once. connect_timeout bounds one
+        connection, and a run opens several (a thread's session, the plan's stream, a session opened
+        again after the server ended one): once the host stopped answering, each waited it anew, and
+        a failed run's last writes (the run log's end, the sync's state, the lock's release) each
+        waited it again. A failure that is not the server's absence (a password refused) is not kept."""
+        if self._unreachable.ongoing(self.unreachable_seconds) and self._unreachable_error is not None:
+            first = self._unreachable_error
+            ago = time.monotonic() - (self._unreachable.since or time.monotonic())
+            raise E.WarehouseUnavailable(f"{first} (an earlier connection failed so {ago:.0f} s ago: not tried "
+                                         f"again)", first.hint, warehouse=first.warehouse, sqlstate=first.sqlstate)
+        try:
+            conn = connect()
+        except Exception as exc:
+            error = self.translate(exc, "connecting") if isinstance(exc, self.driver_errors) else exc
+            if isinstance(error, E.WarehouseUnavailable):
+                self._unreachable_error = error
+                self._unreachable.gave_up()
+            raise
+        self._unreachable.reached()
+        return conn
 
     def _connect_psycopg(self):  # pragma: no cover - implemented by adapters
         raise NotImplementedError
@@ -88,7 +120,7 @@ class PsycopgSessions:
                 conn.close()
         if conn is None or conn.closed:
             with self.translating("connecting"):
-                conn = self._connect_psycopg()
+                conn = self._reach(self._connect_psycopg)
             # small query results as streams deliver them (jsonb, uuid: text; `dinsync plan`'s samples
             # of a date 'infinity', say)
             _load_value_forms(conn)

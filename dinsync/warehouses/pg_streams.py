@@ -55,7 +55,7 @@ class AdbcStream:
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
-        con = self._adbc_connect()
+        con = self._reach(self._adbc_connect)
         try:
             cur = con.cursor()
             try:
@@ -271,7 +271,7 @@ class CursorStream:
 
     @translated("streaming a query")
     def stream(self, sql: str, batch_rows: int = 50_000, params: Params = None) -> Iterator[pa.RecordBatch]:
-        conn = self._connect_psycopg()
+        conn = self._reach(self._connect_psycopg)
         try:
             _load_value_forms(conn, ("numeric",))  # numerics as PostgreSQL writes them (numeric_text)
             sql, values = self._sql(sql, params)

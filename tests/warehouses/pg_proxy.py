@@ -6,7 +6,8 @@
   stays unacknowledged, as the packets of a dropped connection do.)
 - silent (`silent = True`): new connections are accepted and never answered, counted in
   `silent_connects`, as a host that does not answer (libpq waits for connect_timeout); `cut()`
-  resets the connections forwarded so far.
+  resets the connections forwarded so far; `cut_after`: bytes that, once a client sends them, cut
+  every connection and make the proxy silent (a host going away mid-run).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class PgProxy:
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432), rcvbuf: int | None = None):
         self.target = target
         self.forwarding, self.silent = True, False
+        self.cut_after: bytes | None = None
         self.connects = self.silent_connects = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._held: list[socket.socket] = []
@@ -71,10 +73,10 @@ class PgProxy:
                 client.close()
                 continue
             self._pairs.append((client, server))
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, watch in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, watch), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, watch: bool) -> None:
         try:
             while not self._stopped.is_set():
                 if not self.forwarding:
@@ -85,8 +87,12 @@ class PgProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if watch and self.cut_after is not None and self.cut_after in data:
+                    self.silent = True
+                    self.cut()
+                    break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # (a socket cut meanwhile: its fileno is -1)
             pass
         for s in (src, dst):
             try:

@@ -11,13 +11,15 @@ and answers its keepalive probes, whatever the proxy forwards (a dropped packet 
 rule, i.e. privileges the suite does not take)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
+import time
 
 import pytest
 
-from dinsync.warehouses import connect
+from dinsync.warehouses import WarehouseUnavailable, connect
 from tests.warehouses.pg_proxy import PgProxy
 from tests.warehouses.support import require_postgres
 
@@ -104,3 +106,74 @@ def test_tcp_timeout_0_leaves_the_systems_defaults(proxy):
         assert [o["user_timeout"] for o in _tcp_options_to(proxy.port)] == [0]
     finally:
         wh.close()
+
+
+# An unreachable host: libpq's connect_timeout bounds one connection, and a run opens several (the
+# sessions of its threads, the plan's stream, a session opened again after the server ended one).
+# Before, each waited connect_timeout anew once the host stopped answering: a failed run's last
+# writes (the run log's end, the sync's state, the lock's release) each waited it again.
+
+def _raised(outcome):
+    assert outcome is not None and outcome[0] == "error", outcome
+    raise outcome[1]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_after_a_connect_failed_the_next_ones_fail_without_trying_again(proxy, kind):
+    """Counted in connection attempts the silent host received (it accepts and never answers)."""
+    wh = connect(kind, dsn=proxy.dsn(), connect_timeout=2)
+    try:
+        assert wh.query("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+        proxy.silent = True
+        proxy.cut()  # the session is reset, its host stops answering
+        time.sleep(0.2)  # (the reset reaches the session's socket)
+        with pytest.raises(WarehouseUnavailable, match="timeout expired") as first:
+            wh.query("SELECT 2")  # a new session: waits connect_timeout
+        assert proxy.silent_connects == 1
+        later = [lambda: wh.execute("SELECT 3"),
+                 lambda: _raised(_in_thread(lambda: wh.query("SELECT 4"), 30)),  # another thread's session
+                 lambda: next(wh.stream("SELECT 5 AS five", batch_rows=10))]  # the stream's connection
+        for i, call in enumerate(later):
+            with pytest.raises(WarehouseUnavailable) as caught:
+                call()
+            assert proxy.silent_connects == 1, (i, proxy.silent_connects)  # not tried again
+            assert "timeout expired" in str(caught.value) and caught.value.retryable, str(caught.value)
+        assert first.value.retryable
+        proxy.silent = False
+        wh._unreachable.since -= 3600  # (a while later: tried again)
+        assert wh.query("SELECT 6 AS six").to_pylist() == [{"six": 6}]
+    finally:
+        wh.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_a_run_whose_host_stops_answering_waits_connect_timeout_once(tmp_path, iterable_sandbox, proxy, kind):
+    """`dinsync sync` through the proxy; from the first write of acknowledged keys on, the host
+    resets the run's connections and answers no new one. Before: each later write of the run opened
+    a session and waited connect_timeout for it. Now the first one does; the run fails with its
+    error, and the next run, the host back, delivers everything."""
+    from tests.warehouses.conftest import PostgresTarget
+    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
+
+    target = PostgresTarget(tmp_path, kind)
+    try:
+        target.env = {"DINSYNC_TEST_PG_DSN": proxy.dsn()}
+        yaml = target.warehouse_yaml().replace("  search_path:", "  connect_timeout: 2\n  search_path:")
+        target.warehouse_yaml = lambda: yaml
+        sandbox, thread = iterable_sandbox
+        project = Project(tmp_path / "project", target, sandbox, thread)
+        project.write()
+        target.load("customers", customers(range(1, 21)))
+        proxy.cut_after = b"FROM STDIN" if kind == "postgres" else b'INSERT INTO "' + target.state_schema.encode()
+        failed = project.sync(timeout=120)
+        assert proxy.silent, "the run never wrote acknowledged keys"
+        assert failed["exit_code"] != 0, failed
+        assert proxy.silent_connects == 1, proxy.silent_connects  # the first new session only
+        assert "connection timeout expired" in json.dumps(failed), failed
+        proxy.silent, proxy.cut_after = False, None
+        again = project.sync(timeout=120)
+        assert again["exit_code"] == 0, only_run(again).get("error")
+        assert project.users() == expected_users(customers(range(1, 21)))
+    finally:
+        proxy.silent, proxy.cut_after = False, None
+        target.close()
