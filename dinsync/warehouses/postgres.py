@@ -113,7 +113,7 @@ class PostgresConnection:
                                   application_name=application_name, client_encoding="UTF8").items()
             if v is not None
         }
-        self.params.update(tcp_bounds(tcp_timeout))
+        self.tcp_params = tcp_bounds(tcp_timeout)  # (those the DSN sets itself win: see conninfo)
         settings = dict(options or {})
         if search_path:
             paths = [search_path] if isinstance(search_path, str) else list(search_path)
@@ -126,7 +126,9 @@ class PostgresConnection:
     def conninfo(self) -> str:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        info = make_conninfo(self.dsn, **self.params)
+        given = conninfo_to_dict(self.dsn) if self.dsn else {}
+        tcp = {k: v for k, v in self.tcp_params.items() if k not in given}
+        info = make_conninfo(self.dsn, **self.params, **tcp)
         password = conninfo_to_dict(info).get("password")
         if password:
             self.secrets.append(str(password))

@@ -31,6 +31,10 @@ What it serves (everything else: 400 `invalid`, as BigQuery answers a bad reques
   (`load_jobs_per_table_day` sets it lower for a test). A request body other than an upload's
   holds at most 10 MB (MAX_REQUEST_BYTES), as BigQuery's API takes.
 
+BigQuery going away (`gone_after`, `gone`, `gone_reset`): from a request whose body holds a marker
+on, every request is answered 503 (or its connection dropped), and the attempts of each request
+are counted (`gone_requests`, by its requestId or jobId: the client keeps them across its retries).
+
 Sessions (`createSession`, then the connection property `session_id`; `CALL BQ.ABORT_SESSION()`
 ends one) hold a DuckDB cursor of their own, so `BEGIN TRANSACTION` ... `COMMIT TRANSACTION` span
 jobs as in BigQuery. Enforced as BigQuery does: transaction statements only in a session, no

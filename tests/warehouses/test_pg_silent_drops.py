@@ -99,11 +99,18 @@ def test_every_connection_gives_up_a_silent_server_after_tcp_timeout(proxy, kind
         wh.close()
 
 
-def test_tcp_timeout_0_leaves_the_systems_defaults(proxy):
+def test_tcp_timeout_0_leaves_the_systems_defaults_and_the_dsn_keeps_its_own(proxy):
     wh = connect("postgres", dsn=proxy.dsn(), tcp_timeout=0)
     try:
         wh.query("SELECT 1")
         assert [o["user_timeout"] for o in _tcp_options_to(proxy.port)] == [0]
+    finally:
+        wh.close()
+    wh = connect("postgres", dsn=proxy.dsn(keepalives_idle=7, tcp_user_timeout=9000), tcp_timeout=60)
+    try:
+        wh.query("SELECT 1")
+        [o] = _tcp_options_to(proxy.port)
+        assert (o["idle"], o["interval"], o["user_timeout"]) == (7, 10, 9000), o
     finally:
         wh.close()
 
