@@ -136,11 +136,19 @@ def _outage_retry(base: Any, seconds: float, outage: Outage) -> Any:
     """`base` (a google.api_core Retry: the client's DEFAULT_RETRY of a request, DEFAULT_JOB_RETRY of
     a query job) retrying for `seconds`, once per outage: while `outage` is ongoing a failing call is
     not retried; a call whose retries ran out (RetryError), or failing then, starts (or extends) it,
-    and one that gets through ends it. Such a failure is marked `dinsync_retries_exhausted`."""
+    and one that gets through ends it. Such a failure is marked `dinsync_retries_exhausted`. While an
+    outage whose requests got no answer at all (a timeout) lasts, a call is not even sent: each
+    would wait http_timeout_seconds (60 s) for nothing, a failed run's every last write."""
     from google.api_core.exceptions import RetryError
     from google.api_core.retry import Retry
+    from requests.exceptions import Timeout
 
     transient = base._predicate
+
+    def unanswered(exc: BaseException | None) -> bool:
+        while isinstance(exc, RetryError):
+            exc = exc.cause
+        return isinstance(exc, Timeout)
 
     class OutageRetry(Retry):
         def __call__(self, func, on_error=None):
@@ -148,11 +156,15 @@ def _outage_retry(base: Any, seconds: float, outage: Outage) -> Any:
 
             @functools.wraps(func)
             def call(*args: Any, **kwargs: Any) -> Any:
+                if outage.ongoing(seconds) and unanswered(outage.cause):
+                    unsent = RetryError(f"not sent: earlier requests got no answer for {seconds:g} s", outage.cause)
+                    unsent.dinsync_retries_exhausted = True
+                    raise unsent
                 try:
                     result = retried(*args, **kwargs)
                 except Exception as exc:
                     if isinstance(exc, RetryError) or transient(exc):
-                        outage.gave_up()
+                        outage.gave_up(exc)
                         exc.dinsync_retries_exhausted = True
                     raise
                 outage.reached()

@@ -18,13 +18,14 @@ class Outage:
 
     def __init__(self) -> None:
         self.since: float | None = None  # time.monotonic() of the last giving up
+        self.cause: BaseException | None = None  # its error
 
     def ongoing(self, seconds: float) -> bool:
         since = self.since
         return since is not None and time.monotonic() - since < max(seconds, 1)
 
-    def gave_up(self) -> None:
-        self.since = time.monotonic()
+    def gave_up(self, cause: BaseException | None = None) -> None:
+        self.since, self.cause = time.monotonic(), cause
 
     def reached(self) -> None:
         """A request got through: the warehouse is reachable, the next failure has a budget again."""

@@ -32,7 +32,7 @@ What it serves (everything else: 400 `invalid`, as BigQuery answers a bad reques
   holds at most 10 MB (MAX_REQUEST_BYTES), as BigQuery's API takes.
 
 BigQuery going away (`gone_after`, `gone`, `gone_reset`): from a request whose body holds a marker
-on, every request is answered 503 (or its connection dropped), and the attempts of each request
+on, every request is answered 503 (or its connection dropped, or never answered), and the attempts of each request
 are counted (`gone_requests`, by its requestId or jobId: the client keeps them across its retries).
 
 Sessions (`createSession`, then the connection property `session_id`; `CALL BQ.ABORT_SESSION()`
@@ -47,6 +47,7 @@ update.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -258,7 +259,7 @@ class FakeBigQuery:
         # every request is answered 503 (with `gone_reset`: its connection closed unanswered), and
         # its attempts are counted per request (see _request_id)
         self.gone_after: str | None = None
-        self.gone, self.gone_reset = False, False
+        self.gone, self.gone_reset, self.gone_hang = False, False, False  # gone_hang: never answered
         self.gone_requests: dict[str, int] = {}
         self.url: str | None = None
         self._runner = None
@@ -344,6 +345,8 @@ class FakeBigQuery:
     async def _gone(self, request: web.Request) -> web.StreamResponse:
         rid = await self._request_id(request)
         self.gone_requests[rid] = self.gone_requests.get(rid, 0) + 1
+        if self.gone_hang:
+            await asyncio.sleep(3600)
         if self.gone_reset and request.transport is not None:
             request.transport.abort()  # the connection dropped, no answer
         return web.Response(status=503, text="Service Unavailable")

@@ -69,6 +69,34 @@ def test_after_a_request_gave_up_the_next_failing_ones_are_not_retried_until_one
         wh.close()
 
 
+def test_after_requests_kept_timing_out_the_next_ones_are_not_sent_until_a_budget_passed(fake):
+    """BigQuery (or the way to it) stops answering at all: each attempt waits http_timeout_seconds.
+    Before: once the first request had given up, each later write of the run was still sent once
+    and waited http_timeout_seconds (60 s by default) for nothing. Now, while such an outage lasts
+    (retry_seconds), they fail at once, unsent; then a request is sent again."""
+    dataset = unique_dataset("m")
+    wh = open_bq(fake, dataset=dataset, retry_seconds=2, http_timeout_seconds=1)
+    try:
+        wh.execute(f"CREATE SCHEMA `{dataset}`")
+        fake.gone_hang, fake.gone_after = True, "hang_me"
+        with pytest.raises(WarehouseUnavailable) as first:
+            wh.query("SELECT 1 AS hang_me")
+        assert _attempts(fake)[0] >= 2, fake.gone_requests  # retried for the budget
+        assert "retry_seconds" in first.value.hint
+        for i, call in enumerate([lambda: wh.execute("SELECT 2"), lambda: wh.table_columns(dataset, "t")]):
+            fake.gone_requests.clear()
+            with pytest.raises(WarehouseUnavailable, match="not sent") as caught:
+                call()
+            assert fake.gone_requests == {}, (i, fake.gone_requests)  # not sent
+            assert "retry_seconds" in caught.value.hint
+        fake.gone, fake.gone_after, fake.gone_hang = False, None, False
+        wh._outage.since -= 3600  # (a budget later: sent again)
+        assert wh.query("SELECT 3 AS three").to_pylist() == [{"three": 3}]
+    finally:
+        fake.gone, fake.gone_after, fake.gone_hang = False, None, False
+        wh.close()
+
+
 def test_a_statement_answered_503_a_few_times_is_still_retried(fake):
     wh = open_bq(fake, retry_seconds=30)
     try:
