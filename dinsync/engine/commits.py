@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -106,6 +107,10 @@ class Checkpointer:
         self.counts = counts  # the run's counts so far, recorded in the run log (see the module's doc)
         self.counts_seconds = counts_seconds
         self._counted = -float("inf")  # monotonic time of the last counts taken
+        # set on the commit thread the moment a commit fails: the run is lost, and the sender tasks
+        # and the reader check it before each request (the event loop learns of the failure later:
+        # sender tasks meanwhile started requests whose rows no commit would record)
+        self.failed = threading.Event()
 
     # --- what the pipeline reports ------------------------------------------------------
     def acknowledged(self, keys: list[str]) -> None:
@@ -184,8 +189,12 @@ class Checkpointer:
     def commit(self, batch: Batch, counts: dict[str, int] | None = None) -> None:
         """One checkpoint (on the commit thread, or directly when no loop runs); `counts`: the
         run's counts to record, in the first transaction that writes the snapshot (else alone)."""
-        with doing("committing acknowledged rows"):
-            self._commit(batch, counts)
+        try:
+            with doing("committing acknowledged rows"):
+                self._commit(batch, counts)
+        except BaseException:
+            self.failed.set()
+            raise
 
     def _commit(self, batch: Batch, counts: dict[str, int] | None) -> None:
         self.lock.check()

@@ -248,7 +248,9 @@ class Pipeline:
         return counts
 
     def _stopping(self) -> bool:
-        return self.stop.requested or self.lock.lost.is_set()
+        """Nothing more is started: a stop, a lost lock, or a checkpoint whose commit failed (the
+        run fails with that error, raised by the sender task that awaited the commit)."""
+        return self.stop.requested or self.lock.lost.is_set() or self.commits.failed.is_set()
 
     async def _settle_unless_stopped(self) -> Delivered:
         """The transport's wait for this run's outcomes (an import, a bulk job: minutes), given up

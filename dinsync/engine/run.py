@@ -575,15 +575,16 @@ class SyncRun:
         if unshared:
             self.progress("note", {"message": unshared})
 
-        # a request waiting for its rate slot when a signal comes (or the lock is lost) is not sent:
-        # with a platform's pace, the queue's requests left over seconds after the signal
-        stopping = lambda: self.stop.requested or lock.lost.is_set()  # noqa: E731
-        transport = self.destination.make_transport(transport_options(self.dest_cfg, stop=stopping))
         commits = Checkpointer(self.planner, self.state, lock, s.run_id, self.cfg.name,
                                rows=self.opts.checkpoint_rows, seconds=self.opts.checkpoint_seconds,
                                progress=self.progress,
                                # a first sync's commits only insert: in whole blocks where that counts
                                block_rows=self.wh.capabilities.insert_block_rows if first_sync else None)
+        # a request waiting for its rate slot when a signal comes (or the lock is lost, or a commit
+        # failed) is not sent: with a platform's pace, the queue's requests left over seconds after it
+        failed = commits.failed
+        stopping = lambda: self.stop.requested or lock.lost.is_set() or failed.is_set()  # noqa: E731
+        transport = self.destination.make_transport(transport_options(self.dest_cfg, stop=stopping))
         async with hooks.opened(self.destination, transport):
             try:
                 # (also after _check_first: a destination may keep what its check learns on the transport)

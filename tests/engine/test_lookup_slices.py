@@ -83,6 +83,7 @@ def test_a_slow_answer_in_one_slice_does_not_stop_the_next_slices_lookups():
         p.service = SimpleNamespace(update_needs_lookup=True, lookup_rows="all")
         p.stop = SimpleNamespace(requested=False)
         p.lock = SimpleNamespace(lost=threading.Event())
+        p.commits = SimpleNamespace(failed=threading.Event())
         rows = frame(100 * 6)
         p._map = lambda batch: (rows, pl.DataFrame({"_key": []}))
         first_answered = asyncio.Event()

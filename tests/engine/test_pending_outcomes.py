@@ -6,6 +6,7 @@ counted here as hashes of the keys, never timed."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import tracemalloc
 from types import SimpleNamespace
 
@@ -50,6 +51,7 @@ class LaggingJobs:
 
 class Commits:
     def __init__(self):
+        self.failed = threading.Event()  # (never set: no commit fails here)
         self.ok: list[str] = []
         self.problems: list[RecordResult] = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from types import SimpleNamespace
 
 import polars as pl
@@ -40,6 +41,8 @@ class Held:
 
 
 class Commits:
+    failed = threading.Event()  # (never set: no commit fails here)
+
     def acknowledged(self, keys):
         pass
 
