@@ -445,7 +445,8 @@ class Pipeline:
 
     def _map(self, batch):
         """Map an Arrow batch of the plan (converted here, off the event loop: ~2 ms a batch)."""
-        out = map_plan_batch(batch, self.mapping, getattr(self.planner, "declared_scale_values", ()))
+        with doing("mapping the plan's rows to send"):
+            out = map_plan_batch(batch, self.mapping, getattr(self.planner, "declared_scale_values", ()))
         return out.frame, out.rejections
 
     def _record_rejections(self, rejections: pl.DataFrame) -> None:

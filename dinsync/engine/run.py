@@ -23,7 +23,7 @@ from ..errors import (ConfigError, ConfigIssue, DinsyncError, DuplicateKeysError
                       SendingStopped, is_panic, resource_hint)
 from ..state import StateStore
 from ..terminal import plural
-from ..warehouses.base import Warehouse, doing
+from ..warehouses.base import Warehouse, doing, what_failed
 from ..warehouses.errors import WarehouseObjectMissing
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
@@ -300,7 +300,9 @@ class SyncRun:
                 raise type(exc)(s.error, exc.hint) from None
             except BaseException as exc:
                 if isinstance(exc, Exception) or is_panic(exc):
-                    s.status, s.error = "failed", self.redact(describe_error(exc))
+                    phase = what_failed(exc)
+                    s.status = "failed"
+                    s.error = self.redact(describe_error(exc) + (f" (the run was {phase})" if phase else ""))
                     # chained: with DINSYNC_DEBUG=1 the CLI prints the (redacted) traceback
                     raise DinsyncError(s.error, resource_hint(exc) or
                                        "an unexpected error; set DINSYNC_DEBUG=1 for a traceback") from exc

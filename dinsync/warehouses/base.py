@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
+from ..errors import DinsyncError
 from .errors import HINTS, WarehouseError, WarehouseSqlError, scrub
 
 if TYPE_CHECKING:
@@ -406,13 +407,26 @@ def doing(what: str) -> Iterator[None]:
     """Within the block, a warehouse error of this thread names what the run was doing ("planning",
     "committing acknowledged rows"): the adapter's own action alone ("while running a statement")
     did not say whether a run whose connection was ended had committed what it sent. The innermost
-    block's wins."""
+    block's wins. An unexpected error (not a DinsyncError: a bug, in mapping say) leaving the block
+    carries it too, as `what_failed(exc)`, for the run's error to name."""
     outer = getattr(_DOING, "what", None)
     _DOING.what = what
     try:
         yield
+    except Exception as exc:
+        if not isinstance(exc, DinsyncError) and what_failed(exc) is None:
+            try:
+                exc.dinsync_doing = what  # type: ignore[attr-defined]
+            except AttributeError:  # (an exception type without attributes of its own)
+                pass
+        raise
     finally:
         _DOING.what = outer
+
+
+def what_failed(exc: BaseException) -> str | None:
+    """What the run was doing when unexpected error `exc` left a `doing` block (the innermost)."""
+    return getattr(exc, "dinsync_doing", None)
 
 
 class ErrorTranslation:

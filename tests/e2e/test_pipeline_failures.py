@@ -117,3 +117,37 @@ def test_no_request_starts_once_a_checkpoints_commit_failed(project, monkeypatch
     monkeypatch.setattr(Checkpointer, "commit", commit)
     again = project.sync()
     assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 3000, again
+
+
+def test_an_unexpected_error_while_mapping_names_what_the_run_was_doing(project, monkeypatch):
+    """A bug in mapping one batch (a Polars error on a value no test met): the run failed saying
+    only "ValueError: ...", as a failed plan or a failed commit would, with nothing telling whether
+    what had been sent was committed. It names the phase; what was acknowledged is committed and
+    the next run sends the rest."""
+    from dinsync.engine import pipeline as pipeline_module
+
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(3000)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    monkeypatch.setenv("DINSYNC_BATCH_ROWS", "500")
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
+    batches: list[int] = []
+    original = pipeline_module.map_plan_batch
+
+    def fails_third(batch, *args, **kwargs):
+        batches.append(batch.num_rows)
+        if len(batches) == 3:
+            raise ValueError("cannot cast the value of row 7")
+        return original(batch, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "map_plan_batch", fails_third)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 1 and run["status"] == "failed", run
+    assert run["error"] == "ValueError: cannot cast the value of row 7 (the run was mapping the plan's rows to send)"
+    # (of the two batches mapped before it: requests not answered yet were given up)
+    assert 0 < len(project.snapshot_keys()) == run["acknowledged"] <= 1000, run
+    monkeypatch.setattr(pipeline_module, "map_plan_batch", original)
+    again = project.sync()
+    assert again["exit_code"] == 0 and again["runs"][0]["sent"] == 3000 - run["acknowledged"], again
+    assert len(project.snapshot_keys()) == 3000
