@@ -19,10 +19,10 @@ from typing import Any, Callable, Collection, Mapping, get_args
 
 import polars as pl
 
-from ..destinations import hooks
+from ..destinations import describe_error, hooks
 from ..destinations.base import (Delivered, Destination, RecordResult, RecordStatus, ServiceSpec, SyncSpec,
                                  Transport, TransportStats)
-from ..errors import DestinationAuthError, DestinationUnreachableError, RunSummary, SendingStopped
+from ..errors import DestinationAuthError, DestinationUnreachableError, DinsyncError, RunSummary, SendingStopped
 from ..mapping import FieldMapping, KeyMapping, MappedBatch, frame_from_arrow, map_batch
 from ..warehouses.base import doing
 from .commits import Checkpointer
@@ -179,6 +179,7 @@ class Pipeline:
         read_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-read")
         work_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-map")
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.opts.queue_size(self.concurrency))
+        failure: BaseException | None = None
         try:
             if True:  # the transport is open (entered by the caller, around the pre-flight check too)
                 try:
@@ -217,6 +218,9 @@ class Pipeline:
                         if settled.error is not None and self.fatal is None:  # committed below, then raised
                             err = settled.error
                             self.fatal = type(err)(self.redact(err.message), err.hint)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             # whatever ended the phase (a destination's start check that failed too): optional for a
             # plugin's transport (the README names deliver, settle and resolve); added, as an early
@@ -228,12 +232,27 @@ class Pipeline:
             self._stats_counted = True
             try:
                 if not self.lock.lost.is_set():
-                    await self.commits.checkpoint(force=True)
+                    await self._last_checkpoint(failure or self.fatal)
             finally:
                 read_ex.shutdown(wait=True, cancel_futures=True)
                 work_ex.shutdown(wait=True, cancel_futures=True)
                 self.commits.close()
         self.s.pending = len(self._token_of)
+
+    async def _last_checkpoint(self, failure: BaseException | None) -> None:
+        """Commit what was acknowledged since the last checkpoint. When the run failed already
+        (`failure`: a commit, the destination, a bug) and this commit fails too, the run's error
+        stays the first one, which ended it (the warehouse gone after a failed commit said only
+        that); this one is a note."""
+        try:
+            await self.commits.checkpoint(force=True)
+        except Exception as exc:
+            if failure is None:
+                raise
+            why = describe_error(exc) if not isinstance(exc, DinsyncError) else exc.message
+            self.progress("note", {"message": self.redact(
+                f"the last checkpoint failed too ({why}): the rows acknowledged since the one before are sent "
+                "again by the next run")})
 
     def counts_so_far(self) -> dict[str, int]:
         """The run's counts now, as the run log keeps them (see Checkpointer: recorded at checkpoints);

@@ -151,3 +151,44 @@ def test_an_unexpected_error_while_mapping_names_what_the_run_was_doing(project,
     again = project.sync()
     assert again["exit_code"] == 0 and again["runs"][0]["sent"] == 3000 - run["acknowledged"], again
     assert len(project.snapshot_keys()) == 3000
+
+
+def test_a_run_whose_last_checkpoint_fails_too_keeps_the_first_error(project, monkeypatch):
+    """A checkpoint's commit fails (the warehouse ran out of memory); the run still commits what
+    was acknowledged since, at its last checkpoint, which fails too (the warehouse is gone by then).
+    The run's error was the last checkpoint's, and the failure that ended the run was nowhere."""
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(3000)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
+    from dinsync.engine.commits import Checkpointer
+
+    commits: list[int] = []
+    answers = threading.Semaphore(0)  # a request acknowledged (on the event loop's thread)
+    acknowledged = Checkpointer.acknowledged
+
+    def counted(self, keys):
+        acknowledged(self, keys)
+        answers.release()
+
+    def fails_from_the_third(self, keys, also=None):
+        commits.append(len(keys))
+        if len(commits) == 3:  # once more rows were acknowledged, for the last checkpoint
+            assert answers.acquire(timeout=30) and answers.acquire(timeout=30)
+            raise WarehouseUnavailable("Out of Memory Error: could not allocate block of size 256 KiB")
+        if len(commits) > 3:
+            raise WarehouseUnavailable("DuckDB: the database file is gone")
+        return original(self, keys, also)
+
+    original = Planner.commit_acknowledged
+    monkeypatch.setattr(Planner, "commit_acknowledged", fails_from_the_third)
+    monkeypatch.setattr(Checkpointer, "acknowledged", counted)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 1 and run["status"] == "failed", run
+    assert len(commits) == 4, commits  # the last checkpoint was tried
+    assert run["error"].startswith("Out of Memory Error"), run
+    assert "the last checkpoint failed too (DuckDB: the database file is gone)" in project.last.stderr
+    monkeypatch.setattr(Planner, "commit_acknowledged", original)
+    again = project.sync()
+    assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 3000, again
