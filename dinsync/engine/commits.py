@@ -167,7 +167,9 @@ class Checkpointer:
     async def checkpoint(self, force: bool = False) -> None:
         if self._busy is None:
             self._busy = asyncio.Lock()
-        if not force and (self._busy.locked() or not self.due()):
+        # (after a failed commit, only the run's last checkpoint commits: sender tasks that had not
+        # learnt of it yet started commits of their own, each failing in turn)
+        if not force and (self._busy.locked() or self.failed.is_set() or not self.due()):
             return
         async with self._busy:
             batch, self._batch = self._batch, Batch()

@@ -243,7 +243,13 @@ class Pipeline:
         """Commit what was acknowledged since the last checkpoint. When the run failed already
         (`failure`: a commit, the destination, a bug) and this commit fails too, the run's error
         stays the first one, which ended it (the warehouse gone after a failed commit said only
-        that); this one is a note."""
+        that); this one is a note. A stop after a commit failed commits nothing more: a second commit
+        is as likely to fail, and as slowly (a lock held on the snapshot: lock_timeout), while the
+        orchestrator's grace period runs out before the run records its end."""
+        if self.commits.failed.is_set() and self.stop.requested:
+            self.progress("note", {"message": "stopped after a checkpoint's commit failed: the rows acknowledged "
+                                              "since are not committed; the next run sends them again"})
+            return
         try:
             await self.commits.checkpoint(force=True)
         except Exception as exc:

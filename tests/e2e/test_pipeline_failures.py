@@ -7,6 +7,31 @@ from dinsync.diff.planner import Planner
 from dinsync.warehouses.errors import WarehouseUnavailable
 
 
+class Acknowledgements:
+    """Counts the checkpointer's acknowledged() calls (on the event loop's thread); `wait(n)`: until
+    n more than when it was called came (rows for a later checkpoint than the one committing)."""
+
+    def __init__(self, monkeypatch):
+        from dinsync.engine.commits import Checkpointer
+
+        self.count = 0
+        self.changed = threading.Condition()
+        acknowledged = Checkpointer.acknowledged
+
+        def counted(checkpointer, keys):
+            acknowledged(checkpointer, keys)
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+
+        monkeypatch.setattr(Checkpointer, "acknowledged", counted)
+
+    def wait(self, n: int) -> None:
+        with self.changed:
+            target = self.count + n
+            assert self.changed.wait_for(lambda: self.count >= target, timeout=30)
+
+
 def test_a_failing_commit_fails_the_run_instead_of_hanging(project, monkeypatch):
     """Every sender task commits; when commits fail (here: DuckDB out of memory), the tasks end
     while the reader still has batches for a request queue that nobody drains any more."""
@@ -161,20 +186,13 @@ def test_a_run_whose_last_checkpoint_fails_too_keeps_the_first_error(project, mo
     project.seed(3000)
     project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
     monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
-    from dinsync.engine.commits import Checkpointer
-
     commits: list[int] = []
-    answers = threading.Semaphore(0)  # a request acknowledged (on the event loop's thread)
-    acknowledged = Checkpointer.acknowledged
-
-    def counted(self, keys):
-        acknowledged(self, keys)
-        answers.release()
+    answers = Acknowledgements(monkeypatch)
 
     def fails_from_the_third(self, keys, also=None):
         commits.append(len(keys))
-        if len(commits) == 3:  # once more rows were acknowledged, for the last checkpoint
-            assert answers.acquire(timeout=30) and answers.acquire(timeout=30)
+        if len(commits) == 3:
+            answers.wait(2)  # rows acknowledged for a later checkpoint
             raise WarehouseUnavailable("Out of Memory Error: could not allocate block of size 256 KiB")
         if len(commits) > 3:
             raise WarehouseUnavailable("DuckDB: the database file is gone")
@@ -182,7 +200,6 @@ def test_a_run_whose_last_checkpoint_fails_too_keeps_the_first_error(project, mo
 
     original = Planner.commit_acknowledged
     monkeypatch.setattr(Planner, "commit_acknowledged", fails_from_the_third)
-    monkeypatch.setattr(Checkpointer, "acknowledged", counted)
     out = project.sync()
     [run] = out["runs"]
     assert out["exit_code"] == 1 and run["status"] == "failed", run
@@ -192,3 +209,42 @@ def test_a_run_whose_last_checkpoint_fails_too_keeps_the_first_error(project, mo
     monkeypatch.setattr(Planner, "commit_acknowledged", original)
     again = project.sync()
     assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 3000, again
+
+
+def test_sigterm_while_a_checkpoint_fails_tries_no_further_commit(project, monkeypatch):
+    """SIGTERM comes while a checkpoint's commit is failing (here: out of memory; on PostgreSQL a
+    lock held on the snapshot fails it after lock_timeout, 15 s): the run went on to its last
+    checkpoint, a second commit as likely to fail, and as long, while the orchestrator's grace
+    period (Kubernetes: 30 s) ran out before the run recorded its end. The run is lost already:
+    it ends at once, `failed` with the commit's error, and the next run sends what was not committed."""
+    import os
+    import signal
+
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(3000)
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    monkeypatch.setenv("DINSYNC_CHECKPOINT_ROWS", "10")
+    commits: list[int] = []
+    answers = Acknowledgements(monkeypatch)
+
+    def fails_third_after_sigterm(self, keys, also=None):
+        commits.append(len(keys))
+        if len(commits) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler of `sync` is installed: it only sets the token
+            answers.wait(2)  # rows acknowledged for a later checkpoint
+            raise WarehouseUnavailable("Out of Memory Error: could not allocate block of size 256 KiB")
+        return original(self, keys, also)
+
+    original = Planner.commit_acknowledged
+    monkeypatch.setattr(Planner, "commit_acknowledged", fails_third_after_sigterm)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 128 + signal.SIGTERM and run["status"] == "failed", run
+    assert run["error"].startswith("Out of Memory Error"), run
+    assert len(commits) == 3, commits  # no commit tried after the failed one
+    committed = project.snapshot_keys()
+    assert len(committed) == commits[0] + commits[1]
+    monkeypatch.setattr(Planner, "commit_acknowledged", original)
+    again = project.sync()
+    assert again["exit_code"] == 0 and again["runs"][0]["sent"] == 3000 - len(committed), again
+    assert len(project.snapshot_keys()) == 3000
