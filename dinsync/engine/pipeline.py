@@ -172,6 +172,7 @@ class Pipeline:
         self._held_bytes = 0  # bodies of requests queued or being sent (see QUEUE_BYTES)
         self._room = asyncio.Event()  # set when held bytes were released
         self._outside_noted = False  # `outside_note` said (once a run)
+        self._task_failed = False  # a sender task failed (see _worker)
 
     # --- the phase --------------------------------------------------------------------
     async def run(self) -> None:
@@ -273,9 +274,10 @@ class Pipeline:
         return counts
 
     def _stopping(self) -> bool:
-        """Nothing more is started: a stop, a lost lock, or a checkpoint whose commit failed (the
-        run fails with that error, raised by the sender task that awaited the commit)."""
-        return self.stop.requested or self.lock.lost.is_set() or self.commits.failed.is_set()
+        """Nothing more is started: a stop, a lost lock, a checkpoint whose commit failed or a sender
+        task that failed (the run fails with that error, raised by the sender task)."""
+        return (self.stop.requested or self.lock.lost.is_set() or self.commits.failed.is_set()
+                or self._task_failed)
 
     async def _settle_unless_stopped(self) -> Delivered:
         """The transport's wait for this run's outcomes (an import, a bulk job: minutes), given up
@@ -327,7 +329,8 @@ class Pipeline:
             while owed and not queue.full():
                 queue.put_nowait(None)
                 owed -= 1
-            done, pending = await asyncio.wait(pending, timeout=0.05 if owed else 0.2)
+            done, pending = await asyncio.wait(pending, timeout=0.05 if owed else 0.2,
+                                               return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # re-raise a worker's error
             if pending and self._stopping():
@@ -544,6 +547,17 @@ class Pipeline:
             raise
 
     async def _worker(self, queue: asyncio.Queue) -> None:
+        """A sender task. One that fails (a bug, a plugin's transport raising) fails the run, which
+        learns of it only when the event loop next runs it: the others start no request meanwhile."""
+        try:
+            await self._send_queued(queue)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._task_failed = True
+            raise
+
+    async def _send_queued(self, queue: asyncio.Queue) -> None:
         while True:
             item = await queue.get()
             if item is None:

@@ -248,3 +248,33 @@ def test_sigterm_while_a_checkpoint_fails_tries_no_further_commit(project, monke
     again = project.sync()
     assert again["exit_code"] == 0 and again["runs"][0]["sent"] == 3000 - len(committed), again
     assert len(project.snapshot_keys()) == 3000
+
+
+def test_no_request_starts_once_a_sender_task_failed(project, monkeypatch):
+    """A sender task fails on an unexpected error (a bug; a plugin's transport raising) after the
+    reader has queued every request: the other sender tasks went on taking requests from the queue
+    and sending them until the run noticed (up to 0.2 s later: every request left, here). Counted:
+    requests started (client side) once the task had failed."""
+    from dinsync.engine.pipeline import Pipeline
+
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(300)  # 30 requests: the reader has queued them all by the 20th answer
+    project.thread.call(lambda: project.sandbox.options.__setattr__("limits", False))
+    started = project.requests.requests
+    at_failure: list[int] = []
+    original = Pipeline._collect_ready
+
+    def fails_twentieth(self):
+        at_failure.append(len(started))
+        if len(at_failure) == 20:
+            raise RuntimeError("a bug after the 20th answer")
+        return original(self)
+
+    monkeypatch.setattr(Pipeline, "_collect_ready", fails_twentieth)
+    out = project.sync()
+    [run] = out["runs"]
+    assert out["exit_code"] == 1 and run["status"] == "failed" and "a bug after the 20th answer" in run["error"], run
+    assert len(started) - at_failure[19] == 0, (at_failure[19], len(started))
+    monkeypatch.setattr(Pipeline, "_collect_ready", original)
+    again = project.sync()
+    assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 300, again
