@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 import aiohttp
@@ -158,6 +159,18 @@ def _restore_redactor(saved: tuple) -> None:
         redaction._partial.update(saved[1])
         redaction._session.extend(saved[2])
         redaction._rebuild()
+
+
+@pytest.fixture(autouse=True)
+def _no_plugin_left_loaded():
+    """The destination plugins a test loaded (the toy plugin, in this `tests` package) are forgotten
+    after it: left in the process's cache, a later test of its xdist worker whose own code (in
+    `tests` too) raised had its error blamed on "destination plugin outbox" (plugin_at_fault goes
+    by the top-level package), or not, as xdist dealt the tests."""
+    yield
+    destinations = sys.modules.get("dinsync.destinations")
+    if destinations is not None and destinations._plugins.cache_info().currsize:
+        destinations._plugins.cache_clear()
 
 
 @pytest.fixture(autouse=True)
