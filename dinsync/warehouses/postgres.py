@@ -257,7 +257,11 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
                 del options[unknown[0]]  # a server without it: the sessions go without
 
     def _connect_psycopg(self):
-        conn = self._psycopg.connect(self._conninfo, autocommit=True)
+        # prepare_threshold None: psycopg prepared a statement run 5 times (a lock's refresh, a
+        # checkpoint's) as a named statement of the session, which a pooler in transaction mode
+        # (PgBouncer before 1.21) does not carry to the next transaction's server session: the run
+        # failed with 'prepared statement "_pg3_0" does not exist'
+        conn = self._psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None)
         for name, value in self._env_overridden.items():
             conn.execute(f"SET {name} = {_literal(value)}")
         return conn

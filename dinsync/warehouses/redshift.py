@@ -94,7 +94,7 @@ class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowIns
 
     def _connect_psycopg(self):
         extra = self._iam.login() if self._iam else {}
-        conn = self._psycopg.connect(self._conninfo, autocommit=True, **extra)
+        conn = self._psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None, **extra)  # (see postgres.py)
         # psycopg parses dates and timestamps in the ISO DateStyle only: a user's or database's
         # default (`ALTER USER .. SET datestyle`) would fail every read of one. Setting the format
         # alone keeps its day/month order. (No startup `options` here, as PostgreSQL's sessions use.)
