@@ -39,7 +39,7 @@ def settings_not_in_force(conn: Any, wanted: dict[str, str]) -> tuple[str, dict[
     with conn.transaction(force_rollback=True):
         rows = conn.execute(
             "SELECT s.n, current_setting(s.n, true), "
-            "(SELECT context FROM pg_catalog.pg_settings WHERE name = lower(s.n)), "
+            "(SELECT context FROM pg_catalog.pg_settings WHERE lower(name) = lower(s.n)), "
             "current_schemas(false)::text, current_user::text FROM unnest(%s::text[]) WITH ORDINALITY AS s(n, i) "
             "ORDER BY s.i", [names]).fetchall()
         role = rows[0][4] if rows else ""

@@ -19,10 +19,12 @@ import urllib.parse
 from typing import Any, Sequence
 
 from .base import Capabilities, ErrorTranslation, Warehouse
+from .errors import WarehouseSettingsError, scrub
 from .pg_errors import PgErrors
 from .pg_hash_forms import (ARRAY_SHAPE, SESSION_TEXT_FORMS, exact_hash_columns, extended_hash_problem, record_problem,
                             session_text_form, type_tree)
 from .pg_sessions import PsycopgSessions
+from .pg_settings_check import SEARCH_PATH, literal, options_refused, quote_role, settings_not_in_force
 from .pg_streams import AdbcStream, CursorStream
 from .pg_writes import CsvCopyWrite
 
@@ -116,8 +118,7 @@ class PostgresConnection:
         self.tcp_params = tcp_bounds(tcp_timeout)  # (those the DSN sets itself win: see conninfo)
         settings = dict(options or {})
         if search_path:
-            paths = [search_path] if isinstance(search_path, str) else list(search_path)
-            settings["search_path"] = ",".join('"' + p.replace('"', '""') + '"' for p in paths)
+            settings[SEARCH_PATH] = search_path_setting(search_path)
         if settings:
             self.params["options"] = " ".join(
                 f"-c {k}={_escape_option(str(v))}" for k, v in settings.items())
@@ -133,6 +134,11 @@ class PostgresConnection:
         if password:
             self.secrets.append(str(password))
         return info
+
+
+def search_path_setting(search_path: Sequence[str] | str) -> str:
+    paths = [search_path] if isinstance(search_path, str) else list(search_path)
+    return ",".join('"' + p.replace('"', '""') + '"' for p in paths)
 
 
 _URI_PASSWORD = re.compile(r"^[a-z]+://[^/@?#]*?:([^/@?#]*)@", re.IGNORECASE)
@@ -239,11 +245,20 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
         configured = {k.lower() for k in settings or {}}
         self.state_wait_settings = {k: v for k, v in STATE_WAIT_SETTINGS.items() if k not in configured}
+        # what a session must run with, checked on the first one (_check_settings): all but the
+        # defaults of SESSION_SETTINGS, which make statements faster or a killed run's end quicker
+        self._required_settings = {k: str(v) for k, v in options.items()
+                                   if k not in SESSION_SETTINGS or k.lower() in configured}
+        if search_path:
+            self._required_settings[SEARCH_PATH] = search_path_setting(search_path)
+        self._settings_checked = False
+        send_options = True
         self._init_sessions()
         while True:
             self.settings = PostgresConnection(
                 dsn=dsn, host=host, port=port, user=user, password=password, database=database, sslmode=sslmode,
-                search_path=search_path, connect_timeout=connect_timeout, options=options, tcp_timeout=tcp_timeout)
+                search_path=search_path if send_options else None, connect_timeout=connect_timeout,
+                options=options if send_options else None, tcp_timeout=tcp_timeout)
             self._secrets = self.settings.secrets
             with self.translating("connecting"):
                 self._conninfo = self.settings.conninfo()
@@ -251,6 +266,9 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
                 self.conn  # connect now: a wrong password or host fails here, with a clear error
                 return
             except Exception as exc:
+                if send_options and options_refused(exc):
+                    send_options = False  # a pooler's refusal: the role's defaults may hold them (checked)
+                    continue
                 unknown = [k for k in optional if k in options and f'parameter "{k}"' in str(exc)]
                 if not unknown:
                     raise
@@ -264,7 +282,30 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         conn = self._psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None)
         for name, value in self._env_overridden.items():
             conn.execute(f"SET {name} = {_literal(value)}")
+        if not self._settings_checked:
+            try:
+                self._check_settings(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._settings_checked = True
         return conn
+
+    def _check_settings(self, conn) -> None:
+        """Fail (a configuration error) unless session `conn` runs with the settings dinsync needs:
+        a connection pooler may refuse or drop the startup `options` they travel in
+        (pg_settings_check). Checked once: every session is made alike."""
+        role, missing = settings_not_in_force(conn, self._required_settings)
+        if not missing:
+            return
+        listed = ", ".join(f"{n} = {want} (the session has {have})" for n, (want, have) in missing.items())
+        fix = "; ".join(f"ALTER ROLE {quote_role(role)} SET {n} = {literal(want)}" for n, (want, _) in missing.items())
+        raise WarehouseSettingsError(scrub(
+            f"PostgreSQL: dinsync's session does not run with the settings it sent when connecting: {listed}. "
+            "A connection pooler (PgBouncer) refused or dropped the connection's `options` parameter they "
+            "travel in (PgBouncer's ignore_startup_parameters = options)", self._secrets),
+            hint=scrub(f"connect dinsync to PostgreSQL directly, or make them the defaults of its role: {fix}",
+                       self._secrets), warehouse=self.display_name)
 
     def _adbc_connect(self):
         con = self._adbc.connect(self._conninfo)

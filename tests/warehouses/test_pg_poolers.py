@@ -5,9 +5,77 @@ tests/warehouses/startup_proxy.py (refusing or dropping `options`) and by the se
 session's prepared statements are what transaction pooling loses): no pooler need be installed."""
 from __future__ import annotations
 
+import psycopg
+import pytest
 
-from dinsync.warehouses import connect
-from tests.warehouses.support import PG_DSN, require_postgres
+from dinsync.warehouses import WarehouseSettingsError, connect
+from tests.warehouses.startup_proxy import StartupProxy
+from tests.warehouses.support import PG_DSN, admin_execute, require_postgres, unique_name
+
+
+@pytest.fixture
+def role():
+    """A login role (`<name>`) whose own schema holds table `people` (one row, 'theirs'), with
+    `public.<name>_people` beside it."""
+    require_postgres()
+    name = unique_name("dinsync_pooled")
+    admin_execute(f"CREATE ROLE {name} LOGIN", f"CREATE SCHEMA {name} AUTHORIZATION {name}",
+                  f"CREATE TABLE {name}.people AS SELECT 'theirs' AS who",
+                  f"GRANT SELECT ON {name}.people TO {name}")
+    try:
+        yield name
+    finally:
+        admin_execute(f"DROP SCHEMA {name} CASCADE", f"DROP OWNED BY {name}", f"DROP ROLE {name}")
+
+
+@pytest.fixture
+def proxy(request):
+    p = StartupProxy(request.param)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("proxy", ["drop", "refuse"], indirect=True)
+def test_a_pooler_losing_the_session_settings_fails_the_connection_naming_them(proxy, role):
+    """With PgBouncer's `ignore_startup_parameters = options` the session ran with the server's
+    defaults, silently: the configured search_path gone, the model's unqualified `people` was read
+    from wherever the default path found one. By default PgBouncer refuses `options`, which failed
+    as an unreachable warehouse ('run again later'). Now the connection fails at once as a
+    configuration error naming each missing setting and the ALTER ROLE that would supply it."""
+    with pytest.raises(WarehouseSettingsError) as caught:
+        connect("postgres", dsn=proxy.dsn(user=role), search_path=[role], settings={"work_mem": "7MB"})
+    message = str(caught.value) + " " + (caught.value.hint or "")
+    assert "search_path" in message and "work_mem = 7MB" in message and "pooler" in message
+    assert f'ALTER ROLE "{role}" SET search_path' in message
+    assert "extra_float_digits" not in message  # the server's default (1) writes floats exactly as well
+    assert "jit" not in message  # a default of dinsync's for speed, not needed
+
+
+@pytest.mark.parametrize("proxy", ["drop", "refuse"], indirect=True)
+def test_a_pooler_losing_the_session_settings_is_fine_when_the_role_has_them(proxy, role):
+    """The remedy the error names: the settings as defaults of dinsync's role, which every server
+    session of a pool starts with (transaction pooling included). A refused `options` is left out
+    of the next attempt."""
+    admin_execute(f"ALTER ROLE {role} SET search_path = {role}", f"ALTER ROLE {role} SET work_mem = '7MB'")
+    wh = connect("postgres", dsn=proxy.dsn(user=role), search_path=[role], settings={"work_mem": "7MB"})
+    try:
+        assert wh.rows("SELECT who FROM people") == [{"who": "theirs"}]
+    finally:
+        wh.close()
+    if proxy.mode == "refuse":
+        assert "options" not in proxy.startups[-1]
+
+
+def test_a_direct_connection_runs_with_its_settings_whatever_the_role_says(role):
+    """The check does not get in the way of a direct connection: `options` win over a role's
+    defaults."""
+    admin_execute(f"ALTER ROLE {role} SET search_path = public", f"ALTER ROLE {role} SET extra_float_digits = 0")
+    wh = connect("postgres", dsn=f"{PG_DSN} user={role}", search_path=[role])
+    try:
+        assert wh.rows("SELECT who FROM people") == [{"who": "theirs"}]
+        assert wh.scalar("SELECT current_setting('extra_float_digits')") == "3"
+    finally:
+        wh.close()
 
 
 def test_no_statement_is_left_prepared_on_the_session():
@@ -24,3 +92,17 @@ def test_no_statement_is_left_prepared_on_the_session():
         assert wh.scalar("SELECT COUNT(*) FROM pg_prepared_statements") == 0
     finally:
         wh.close()
+
+
+def test_the_settings_check_reads_values_as_the_server_writes_them(role):
+    """A setting's value is compared as the server writes it (`64MB` and `65536kB` alike), and a
+    search_path by the schemas it finds (the role's `x` is the `"x"` dinsync sends)."""
+    from dinsync.warehouses.pg_settings_check import settings_not_in_force
+
+    admin_execute(f"ALTER ROLE {role} SET work_mem = '65536kB'", f"ALTER ROLE {role} SET search_path = {role}")
+    with psycopg.connect(f"{PG_DSN} user={role}", autocommit=True) as conn:
+        name, missing = settings_not_in_force(conn, {"work_mem": "64MB", "search_path": f'"{role}"'})
+        assert (name, missing) == (role, {})
+        _, missing = settings_not_in_force(conn, {"work_mem": "32MB", "search_path": '"public"', "jit": "off"})
+        assert missing == {"work_mem": ("32MB", "64MB"), "search_path": ('"public"', role), "jit": ("off", "on")}
+        assert conn.execute("SELECT current_setting('work_mem')").fetchone()[0] == "64MB"  # (all rolled back)
