@@ -23,6 +23,7 @@ _SQLSTATES: dict[str, type[E.WarehouseError]] = {
     "3D000": E.WarehouseObjectMissing,  # invalid catalog (database) name
     "42703": E.WarehouseObjectMissing,  # undefined column
     "42501": E.WarehousePermissionError,  # insufficient privilege
+    "25006": E.WarehousePermissionError,  # read-only transaction: a role's default, a standby server
     # lock_timeout: another transaction holds a lock the statement waited for (a dbt run swapping
     # the model's table in, an ALTER TABLE); class 55 is otherwise a statement to fix
     "55P03": E.WarehouseLockTimeout,
@@ -116,6 +117,10 @@ class PgErrors:
         if "unrecognized configuration parameter" in text or "invalid value for parameter" in text:
             return ("fix the setting's name or value under warehouse.settings in dinsync.yml: "
                     "the server refuses every session with it")
+        if getattr(exc, "sqlstate", None) == "25006" or "read-only transaction" in text:
+            return ("dinsync writes its state and plan tables in the warehouse, and this session's transactions "
+                    "are read-only: the role's or database's default_transaction_read_only (ALTER ROLE <role> "
+                    "RESET default_transaction_read_only), or a standby server (connect to the primary)")
         if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
             kind = text.split("for type", 1)[1].split()[0]
             return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "

@@ -106,3 +106,20 @@ def test_the_settings_check_reads_values_as_the_server_writes_them(role):
         _, missing = settings_not_in_force(conn, {"work_mem": "32MB", "search_path": '"public"', "jit": "off"})
         assert missing == {"work_mem": ("32MB", "64MB"), "search_path": ('"public"', role), "jit": ("off", "on")}
         assert conn.execute("SELECT current_setting('work_mem')").fetchone()[0] == "64MB"  # (all rolled back)
+
+
+def test_a_read_only_role_is_refused_as_a_permission_naming_the_setting(role):
+    """A DBA's `default_transaction_read_only = on` for a role that reads models (or a standby
+    server): dinsync cannot write its state. It failed as a SQL error with no hint; it is now a
+    permission error saying which setting (or server) makes the session read-only."""
+    from dinsync.state import StateStore
+    from dinsync.warehouses import WarehousePermissionError
+
+    admin_execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
+    wh = connect("postgres", dsn=f"{PG_DSN} user={role}")
+    try:
+        with pytest.raises(WarehousePermissionError) as caught:
+            StateStore(wh, role).migrate()
+        assert "read-only" in str(caught.value) and "default_transaction_read_only" in caught.value.hint
+    finally:
+        wh.close()
