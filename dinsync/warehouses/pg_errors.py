@@ -77,7 +77,16 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
 )
 
 
+# A connection pooler's refusal of what dinsync does, whatever SQLSTATE it carries (PgBouncer's is
+# 08P01, a connection exception: "could not be reached ... run again later", and every run alike)
+_POOL_MODE_REFUSED = "not allowed in statement pooling mode"  # transaction blocks, prepared statements...
+POOL_MODE_HINT = ("dinsync runs transactions (its lock, its state's writes, the plan's stream): connect it to "
+                  "PostgreSQL directly, or through a pool in session or transaction mode (PgBouncer's pool_mode)")
+
+
 def classify_pg(exc: BaseException) -> type[E.WarehouseError] | None:
+    if _POOL_MODE_REFUSED in str(exc):
+        return E.WarehouseSettingsError
     state = getattr(exc, "sqlstate", None) or _adbc_sqlstate(exc)
     if state:
         if state in _SQLSTATES:
@@ -117,6 +126,8 @@ class PgErrors:
         if "unrecognized configuration parameter" in text or "invalid value for parameter" in text:
             return ("fix the setting's name or value under warehouse.settings in dinsync.yml: "
                     "the server refuses every session with it")
+        if _POOL_MODE_REFUSED in text:
+            return POOL_MODE_HINT
         if getattr(exc, "sqlstate", None) == "25006" or "read-only transaction" in text:
             return ("dinsync writes its state and plan tables in the warehouse, and this session's transactions "
                     "are read-only: the role's or database's default_transaction_read_only (ALTER ROLE <role> "

@@ -123,3 +123,18 @@ def test_a_read_only_role_is_refused_as_a_permission_naming_the_setting(role):
         assert "read-only" in str(caught.value) and "default_transaction_read_only" in caught.value.hint
     finally:
         wh.close()
+
+
+def test_a_pool_in_statement_mode_is_a_settings_error_naming_the_pool_mode():
+    """PgBouncer in statement mode refuses every transaction block (SQLSTATE 08P01): dinsync
+    reported it as an unreachable warehouse, 'run again later', and each run failed alike. (The
+    error as psycopg raises PgBouncer's, measured through PgBouncer 1.18.)"""
+    require_postgres()
+    wh = connect("postgres", dsn=PG_DSN)
+    try:
+        exc = psycopg.errors.lookup("08P01")("transaction blocks not allowed in statement pooling mode")
+        err = wh.translate(exc, "connecting")
+        assert isinstance(err, WarehouseSettingsError) and err.exit_code == 3
+        assert "pool_mode" in err.hint and "run again later" not in err.hint
+    finally:
+        wh.close()
