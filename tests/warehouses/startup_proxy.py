@@ -1,7 +1,8 @@
-"""A loopback proxy to the test PostgreSQL that treats the startup packet's `options` parameter as
-a connection pooler does (PgBouncer): `refuse` it ("unsupported startup parameter: options", its
-default) or `drop` it (`ignore_startup_parameters = options`). Everything after the startup packet
-is relayed unchanged, so the tests need no pooler installed.
+"""Loopback proxies to the test PostgreSQL that behave as a connection pooler (PgBouncer) does, so
+the tests need no pooler installed. `StartupProxy` treats the startup packet's `options` parameter
+as PgBouncer does: `refuse` it ("unsupported startup parameter: options", its default) or `drop` it
+(`ignore_startup_parameters = options`), then relays everything unchanged. `TransactionPool` runs
+each client's consecutive transactions on two server sessions in turn (transaction pooling).
 """
 from __future__ import annotations
 
@@ -92,6 +93,102 @@ class StartupProxy:
             return
         threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
         _pump(client, upstream)
+
+    def close(self) -> None:
+        self.server.close()
+        for s in self._sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _message(sock: socket.socket) -> bytes:
+    """One protocol message (type byte, length, body), whole."""
+    head = _read(sock, 5)
+    return head + _read(sock, struct.unpack("!I", head[1:])[0] - 4)
+
+
+class TransactionPool:
+    """A loopback proxy emulating a pooler in transaction mode: each client gets two server
+    sessions, and after every transaction (a ReadyForQuery saying idle) its next statements go to
+    the other one, as PgBouncer may hand it another server session. The startup packet (its
+    `options` included) goes to both, as a role's defaults would apply to both."""
+
+    def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 5432)):
+        self.upstream = upstream
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.switches = 0  # transactions after which a client's next ones went to its other session
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname=test sslmode=disable gssencmode=disable"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            while True:
+                length = struct.unpack("!I", _read(client, 4))[0]
+                body = _read(client, length - 4)
+                code = struct.unpack("!I", body[:4])[0]
+                if code in (SSL_REQUEST, GSSENC_REQUEST):
+                    client.sendall(b"N")
+                    continue
+                if code == CANCEL_REQUEST:  # (to the first session only)
+                    with socket.create_connection(self.upstream) as upstream:
+                        upstream.sendall(struct.pack("!I", length) + body)
+                    client.close()
+                    return
+                break
+            sessions = [socket.create_connection(self.upstream) for _ in range(2)]
+            self._sockets += sessions
+            for s in (client, *sessions):  # (each message is sent alone: no wait for an ACK)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for s in sessions:
+                s.sendall(struct.pack("!I", length) + body)
+            while (m := _message(sessions[1]))[:1] != b"Z":  # the second's start, unseen by the client
+                if m[:1] == b"E":
+                    raise ConnectionError("the second session failed to start")
+            current = [0]
+            lock = threading.Lock()
+
+            def relay(i: int) -> None:
+                try:
+                    while True:
+                        m = _message(sessions[i])
+                        if m[:1] == b"Z" and m[5:6] == b"I":  # idle: the transaction is over
+                            with lock:
+                                current[0] = 1 - i
+                                self.switches += 1
+                        client.sendall(m)
+                except (OSError, ConnectionError):
+                    client.close()
+
+            for i in (0, 1):
+                threading.Thread(target=relay, args=(i,), daemon=True).start()
+            while True:
+                m = _message(client)
+                if m[:1] == b"X":  # Terminate: both sessions end
+                    for s in sessions:
+                        s.sendall(m)
+                    return
+                with lock:
+                    target = sessions[current[0]]
+                target.sendall(m)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            client.close()
 
     def close(self) -> None:
         self.server.close()

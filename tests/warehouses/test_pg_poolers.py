@@ -138,3 +138,27 @@ def test_a_pool_in_statement_mode_is_a_settings_error_naming_the_pool_mode():
         assert "pool_mode" in err.hint and "run again later" not in err.hint
     finally:
         wh.close()
+
+
+def test_a_sync_runs_through_a_pool_in_transaction_mode(wh_postgres, iterable_sandbox, tmp_path):
+    """Through a pooler in transaction mode each transaction may run on another server session:
+    what a session keeps between transactions (a prepared statement, a SET, a temporary table, an
+    advisory lock) is not there for the next one. A first sync, a change and a no-op sync run
+    through such a pool (TransactionPool: two server sessions in turn) as they do directly."""
+    from tests.warehouses.startup_proxy import TransactionPool
+    from tests.warehouses.support import one_sync_project
+
+    sandbox, thread = iterable_sandbox
+    pool = TransactionPool()
+    try:
+        env = {"DINSYNC_TEST_PG_DSN": pool.dsn()}
+        cli = one_sync_project(tmp_path / "project", wh_postgres.warehouse_yaml(), thread.url, {"plan": "plan"}, env)
+        people = "SELECT 'u' || i || '@x.com' AS email, {plan} AS plan FROM generate_series(1, 30) AS i"
+        for plan in ("'free'", "'free'", "'pro'", "'pro'"):  # a first sync, no change, a change, no change
+            run = cli("sync", people.format(plan=plan))
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert wh_postgres.run_statuses("people") == ["success"] * 4
+        assert sandbox.users.get("u7@x.com")["dataFields"]["plan"] == "pro"
+        assert pool.switches > 20
+    finally:
+        pool.close()
