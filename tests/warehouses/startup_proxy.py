@@ -1,8 +1,9 @@
 """Loopback proxies to the test PostgreSQL that behave as a connection pooler (PgBouncer) does, so
 the tests need no pooler installed. `StartupProxy` treats the startup packet's `options` parameter
-as PgBouncer does: `refuse` it ("unsupported startup parameter: options", its default) or `drop` it
-(`ignore_startup_parameters = options`), then relays everything unchanged. `TransactionPool` runs
-each client's consecutive transactions on two server sessions in turn (transaction pooling).
+as PgBouncer does: `refuse` it ("unsupported startup parameter: options", its default before 1.20;
+`refuse-setting`: "... in options: <a setting>", 1.20+) or `drop` it (`ignore_startup_parameters =
+options`), then relays everything unchanged. `TransactionPool` runs each client's consecutive
+transactions on two server sessions in turn (transaction pooling).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
 
 class StartupProxy:
     def __init__(self, mode: str, upstream: tuple[str, int] = ("127.0.0.1", 5432)):
-        assert mode in ("refuse", "drop")
+        assert mode in ("refuse", "refuse-setting", "drop")
         self.mode = mode
         self.upstream = upstream
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -78,8 +79,11 @@ class StartupProxy:
             version, words = body[:4], body[4:].split(b"\0")
             params = dict(zip(words[0:-2:2], words[1:-2:2]))
             self.startups.append({k.decode(): v.decode() for k, v in params.items()})
-            if b"options" in params and self.mode == "refuse":
-                fields = b"SFATAL\0VFATAL\0C08P01\0Munsupported startup parameter: options\0\0"
+            if b"options" in params and self.mode.startswith("refuse"):
+                # PgBouncer before 1.20; 1.20+ (Neon's, Supabase's poolers) name a setting it does not track
+                said = (b"unsupported startup parameter: options" if self.mode == "refuse" else
+                        b"unsupported startup parameter in options: parallel_setup_cost")
+                fields = b"SFATAL\0VFATAL\0C08P01\0M" + said + b"\0\0"
                 client.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
                 client.close()
                 return
