@@ -162,3 +162,21 @@ def test_a_sync_runs_through_a_pool_in_transaction_mode(wh_postgres, iterable_sa
         assert pool.switches > 20
     finally:
         pool.close()
+
+
+def test_a_role_defaulting_to_serializable_runs_dinsync_at_read_committed(role):
+    """A DBA's `default_transaction_isolation = serializable` for the role: two syncs checkpointing
+    at once on the shared state tables failed a run with 'could not serialize access' (one run of
+    three, measured). dinsync's sessions run at READ COMMITTED, unless `settings:` say otherwise."""
+    admin_execute(f"ALTER ROLE {role} SET default_transaction_isolation = serializable")
+    wh = connect("postgres", dsn=f"{PG_DSN} user={role}")
+    configured = connect("postgres", dsn=f"{PG_DSN} user={role}",
+                         settings={"default_transaction_isolation": "repeatable read"})
+    try:
+        with wh.transaction():
+            assert wh.scalar("SELECT current_setting('transaction_isolation')") == "read committed"
+        with configured.transaction():
+            assert configured.scalar("SELECT current_setting('transaction_isolation')") == "repeatable read"
+    finally:
+        wh.close()
+        configured.close()
