@@ -84,8 +84,15 @@ POOL_MODE_HINT = ("dinsync runs transactions (its lock, its state's writes, the 
                   "PostgreSQL directly, or through a pool in session or transaction mode (PgBouncer's pool_mode)")
 
 
+# A pooler's refusal of a startup parameter ("unsupported startup parameter: options", "...
+# in options: jit"): the server was reached, and what to send must change (postgres.py then connects
+# without `options`). As a connection failure it was taken for the server's absence, and the
+# warehouse's next connections of the following 30 s, that one included, failed at once unsent.
+_STARTUP_PARAMETER_REFUSED = "unsupported startup parameter"
+
+
 def classify_pg(exc: BaseException) -> type[E.WarehouseError] | None:
-    if _POOL_MODE_REFUSED in str(exc):
+    if _POOL_MODE_REFUSED in str(exc) or _STARTUP_PARAMETER_REFUSED in str(exc):
         return E.WarehouseSettingsError
     state = getattr(exc, "sqlstate", None) or _adbc_sqlstate(exc)
     if state:
@@ -128,6 +135,9 @@ class PgErrors:
                     "the server refuses every session with it")
         if _POOL_MODE_REFUSED in text:
             return POOL_MODE_HINT
+        if _STARTUP_PARAMETER_REFUSED in text:
+            return ("a connection pooler (PgBouncer) refuses a parameter of the connection: connect dinsync to "
+                    "PostgreSQL directly, or list the parameter in the pooler's ignore_startup_parameters")
         if getattr(exc, "sqlstate", None) == "25006" or "read-only transaction" in text:
             return ("dinsync writes its state and plan tables in the warehouse, and this session's transactions "
                     "are read-only: the role's or database's default_transaction_read_only (ALTER ROLE <role> "
