@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-MAX_FILES = 256  # oldest files beyond this are removed when a new one is written
+# least recently used files beyond this (plus one per sync of the project running: RenderCache's
+# `room`) are removed when a new one is written
+MAX_FILES = 256
 _FILE_NAME = re.compile(r"[0-9a-f]{32}\.json")  # a cache file's name (cache_key's 32 hex digits)
 _TEMP_NAME = re.compile(r"\.tmp-[0-9a-z_]+\.json")  # a save's temporary file (tempfile.mkstemp's)
 # a temporary file older than this is a killed save's, not one under way: removed by the next save
@@ -94,10 +96,14 @@ def _ours(path: "Path | os.stat_result", kind=stat.S_ISREG) -> bool:
 
 class RenderCache:
     """Rendered statements of one Planner, loaded at start and saved when something was added.
-    root: the folder (default `cache_root()`); None keeps the cache in memory only."""
+    root: the folder (default `cache_root()`); None keeps the cache in memory only. room: files kept
+    beyond MAX_FILES, one per sync of the project (a file per sync: a project of more syncs than the
+    cap pruned, at each file written, the file the next sync was about to read, and every run
+    rendered every sync again)."""
 
-    def __init__(self, key: str, root: Any = _DEFAULT):
+    def __init__(self, key: str, root: Any = _DEFAULT, room: int = 0):
         self.root = cache_root() if root is _DEFAULT else root
+        self.room = max(0, room)
         self.path = self.root / f"{key}.json" if self.root is not None else None
         self.entries: dict[str, str] = {}
         if self.path is not None:
@@ -112,6 +118,8 @@ class RenderCache:
                     if not _ours(os.fstat(fh.fileno())):
                         raise OSError("not a file of this user that only this user can write")
                     data = json.loads(fh.read().decode("utf-8"))
+                    with contextlib.suppress(OSError):  # read is used: pruned after the files unused longer
+                        os.utime(fh.fileno())
                 if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
                     self.entries = {k: v for k, v in data["entries"].items()
                                     if isinstance(k, str) and isinstance(v, str)}
@@ -157,10 +165,11 @@ class RenderCache:
             elif _TEMP_NAME.fullmatch(p.name):
                 temporary.append(p)
         self._remove_stale(temporary)
-        if len(files) <= MAX_FILES:
+        keep = MAX_FILES + self.room
+        if len(files) <= keep:
             return
         files.sort(key=lambda p: p.stat().st_mtime)
-        for p in files[: len(files) - MAX_FILES]:
+        for p in files[: len(files) - keep]:
             with contextlib.suppress(OSError):
                 if _ours(p):
                     p.unlink()

@@ -67,7 +67,8 @@ COLUMN_STATEMENTS = {"add_snapshot_column", "add_pending_column", "forget_field"
 
 
 class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
-    def __init__(self, warehouse: Any, spec: DiffSpec, *, cache: bool = True):
+    def __init__(self, warehouse: Any, spec: DiffSpec, *, cache: bool = True, cache_room: int = 0):
+        """cache_room: the number of syncs of the project (see RenderCache's `room`)."""
         self.warehouse = warehouse
         self.spec = spec
         caps = warehouse.capabilities
@@ -130,7 +131,7 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
             "phone_region": spec.phone_region, "fields": spec.fields, "state_schema": spec.state_schema,
             "exact_columns": self.exact_columns, "stable_forms": self.stable_forms, "shape_forms": self.shape_forms,
         })
-        self._cache = RenderCache(key) if cache else RenderCache(key, root=None)
+        self._cache = RenderCache(key, room=cache_room) if cache else RenderCache(key, root=None)
         model = self._cache.get("__model_sql__")
         if model is None:
             model = check_model_sql(spec.model_sql, self.dialect)

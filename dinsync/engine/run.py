@@ -122,6 +122,7 @@ class SyncRun:
                 state_schema=project.state_schema,
                 phone_region=self.destination.default_region() if self.key_spec.kind == "phone" else None,
             ),
+            cache_room=len(project.syncs),
         )
         self.records = SyncRecords(self.state, self.planner, self.cfg, self.dest_cfg,
                                    account=self.destination.account(),

@@ -1,0 +1,45 @@
+"""A project of many syncs (one per segment and destination): what each run costs per sync."""
+from __future__ import annotations
+
+from tests.e2e.conftest import SYNC
+
+
+def write_syncs(project, count: int) -> list[str]:
+    """`count` syncs of the one model, each writing a field of its own (no shared-field resends)."""
+    names = []
+    for i in range(count):
+        name = f"seg_{i:02d}"
+        (project.root / "syncs" / f"{name}.yml").write_text(SYNC.format(
+            mode="upsert", match_column="email", match_field="email",
+            fields=f"  first_name: name{i}", max_rejected_pct=50))
+        names.append(name)
+    return names
+
+
+def test_a_project_of_more_syncs_than_the_render_cache_held_renders_nothing_once_cached(project, monkeypatch, tmp_path):
+    """The rendered-SQL cache kept its 256 newest files (one per sync) and pruned by the time each was
+    written: in a project of 300 syncs every run pruned the files the syncs after it were about to
+    read, so every no-op run rendered every statement of every sync again (24,000 renders, ~25% of
+    its time). The cache now keeps a file per sync of the project beyond its 256, and a file read is
+    as recent as one written."""
+    from dinsync.diff import cache, planner
+
+    monkeypatch.setenv("DINSYNC_CACHE_DIR", str(tmp_path / "own-cache"))
+    monkeypatch.setattr(cache, "MAX_FILES", 4)  # as 256 is to 300 syncs
+    (project.root / "syncs" / "iterable_users.yml").unlink()
+    names = write_syncs(project, 10)
+    rendered: list[str] = []
+    original = planner.Planner._render_template
+
+    def counted(self, statement, column=None):
+        rendered.append(self.spec.sync)
+        return original(self, statement, column)
+
+    monkeypatch.setattr(planner.Planner, "_render_template", counted)
+    first = project.sync()
+    assert first["exit_code"] == 0 and [r["sync"] for r in first["runs"]] == names
+    assert set(rendered) == set(names)
+    rendered.clear()
+    again = project.sync()
+    assert again["exit_code"] == 0 and all(r["sent"] == 0 for r in again["runs"])
+    assert rendered == []
