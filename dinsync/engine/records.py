@@ -61,6 +61,7 @@ import orjson
 # insert of the key fails on its uniqueness) is read, and the record written again.
 _SHARED_WRITES = threading.Lock()
 SHARED_WRITE_ATTEMPTS = 5
+NOTE_WRITERS = 5  # the other syncs a note names (then "and N more")
 
 
 def mapping_record(fields) -> str:
@@ -403,7 +404,11 @@ class SyncRecords:
         if not others:
             return None
         writers = sorted({sync for syncs in others.values() for sync in syncs})
-        who = f"sync {writers[0]}" if len(writers) == 1 else f"syncs {', '.join(writers)}"
+        # (a project of one sync per segment: a new one is a later writer of 150 others' records;
+        # naming every writer made each of their notes a few KB)
+        named = ", ".join(writers[:NOTE_WRITERS]) + (f" and {len(writers) - NOTE_WRITERS} more"
+                                                      if len(writers) > NOTE_WRITERS else "")
+        who = f"sync {writers[0]}" if len(writers) == 1 else f"syncs {named}"
         what = (f"{who} wrote {', '.join(others)} to the same records ({self.records_id}) after this sync's "
                 "last run: ")
         if dry_run:
