@@ -71,10 +71,10 @@ def _method_hits(method: str, value: str, names: Iterable[str], syncs: Mapping[s
 def _known(method: str, syncs: Mapping[str, Any], models: Mapping[str, Any]) -> str:
     if method == "tag":
         tags = sorted({t for s in syncs.values() for t in sync_tags(s, models)})
-        return f"tags: {', '.join(tags) or 'none'}"
+        return _listing(tags, "tags")
     names = {getattr(s, "model", None) for s in syncs.values()} - {None}
     names |= {d for n in names for d in getattr(models.get(n), "dbt_models", ()) or ()}
-    return f"models: {', '.join(sorted(names)) or 'none'}"
+    return _listing(names, "models")
 
 
 def select_syncs(syncs: Mapping[str, Any], select: Iterable[str] | None = None,
@@ -172,5 +172,8 @@ def _hits(pattern: str, names: set[str], syncs: Mapping[str, Any], models: Mappi
     return {n for n in names if fnmatch.fnmatchcase(n, pattern)}
 
 
-def _listing(syncs: Mapping[str, Any]) -> str:
-    return f"syncs: {', '.join(sorted(syncs)) or 'none'}"
+def _listing(names: Iterable[str], what: str = "syncs") -> str:
+    from .config.yamlfile import listing
+
+    names = sorted(names)
+    return listing(names, what) if names else f"{what}: none"

@@ -1,6 +1,8 @@
 """A project of many syncs (one per segment and destination): what each run costs per sync."""
 from __future__ import annotations
 
+import json
+
 from tests.e2e.conftest import SYNC
 
 
@@ -60,3 +62,21 @@ def test_a_note_of_many_other_writers_names_a_few(project):
     assert result.exit_code == 0, result.output
     note = next(line for line in result.output.splitlines() if line.startswith("seg_00: note:"))
     assert "syncs seg_01, seg_02, seg_03, seg_04, seg_05 and 3 more wrote firstName" in note, note
+
+
+def test_a_typo_in_a_big_project_gets_a_short_hint(project):
+    """`dinsync sync seg_07x` in a project of 300 syncs: the hint listed every sync
+    (5 KB on one line); a sync file naming an unknown model listed all 150 models. Now the
+    did-you-mean and the first 20, and how many more."""
+    (project.root / "syncs" / "iterable_users.yml").unlink()
+    write_syncs(project, 40)
+    result = project.cli("sync", "seg_07x")
+    assert result.exit_code == 3
+    hint = json.loads(result.stdout)["issues"][0]["hint"]
+    assert hint.startswith("did you mean 'seg_07'? syncs: seg_00, seg_01,") and hint.endswith("seg_19 and 20 more"), hint
+    for i in range(30):
+        (project.root / "models" / f"segment_{i:02d}.sql").write_text((project.root / "models" / "customers.sql").read_text())
+    sync = project.root / "syncs" / "seg_00.yml"
+    sync.write_text(sync.read_text().replace("model: customers", "model: segment_10x"))
+    hint = json.loads(project.cli("validate", "--offline").stdout)["issues"][0]["hint"]
+    assert hint.startswith("did you mean 'segment_10'? models: customers, segment_00,") and hint.endswith(" and 11 more"), hint
