@@ -105,7 +105,27 @@ def sync(names: Optional[list[str]] = NamesArg,
         exit_code = sync_exit_code(results, stop)
         if state.json:
             emit({"runs": runs, "exit_code": exit_code})
+        elif (told := not_succeeded_note(runs)) is not None:
+            note(told)
     raise typer.Exit(exit_code)
+
+
+def not_succeeded_note(runs: list[dict]) -> str | None:
+    """Of several syncs, those that did not succeed, by status: in a project of 300 syncs, the one
+    that failed is one line among 300 (None when every one succeeded, or only one ran)."""
+    from ..config.yamlfile import listing
+
+    if len(runs) < 2:
+        return None
+    by_status: dict[str, list[str]] = {}
+    for run in runs:
+        if run.get("status") != "success":
+            by_status.setdefault(str(run.get("status")), []).append(str(run.get("sync")))
+    if not by_status:
+        return None
+    count = sum(len(names) for names in by_status.values())
+    return (f"{count} of {len(runs)} syncs did not succeed: "
+            + "; ".join(listing(names, status) for status, names in sorted(by_status.items())))
 
 
 def run_sync(project, wh, name: str, full_refresh: bool, *, retry_rejected: bool = False,

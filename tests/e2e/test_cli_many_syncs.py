@@ -80,3 +80,20 @@ def test_a_typo_in_a_big_project_gets_a_short_hint(project):
     sync.write_text(sync.read_text().replace("model: customers", "model: segment_10x"))
     hint = json.loads(project.cli("validate", "--offline").stdout)["issues"][0]["hint"]
     assert hint.startswith("did you mean 'segment_10'? models: customers, segment_00,") and hint.endswith(" and 11 more"), hint
+
+
+def test_the_syncs_that_did_not_succeed_among_many_are_named_at_the_end(project):
+    """A sync failing among many: every other one runs and the exit code is 1, but its line was one
+    among 300 on stdout, with nothing at the end to say which ones to look at."""
+    (project.root / "syncs" / "iterable_users.yml").unlink()
+    write_syncs(project, 12)
+    (project.root / "models" / "dup.sql").write_text(
+        "-- primary_key: id\n-- model_type: user\nselect id, 'dup@example.com' as email, first_name from main.customers\n")
+    for name in ("seg_03", "seg_07"):
+        path = project.root / "syncs" / f"{name}.yml"
+        path.write_text(path.read_text().replace("model: customers", "model: dup"))
+    result = project.cli("sync", json_output=False)
+    assert result.exit_code == 1
+    assert result.stdout.count(" success in ") == 10
+    assert "note: 2 of 12 syncs did not succeed: failed: seg_03, seg_07" in " ".join(result.stderr.split())
+    assert "did not succeed" not in project.cli("sync", "seg_00", "seg_01", json_output=False).stderr
