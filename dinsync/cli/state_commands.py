@@ -92,6 +92,7 @@ def _one_sync(project, name: str | None, store=None) -> str:
     """The sync a command names; left out, the project's only sync. With the state `store`, a name
     that is no sync of the project but has runs in the run log (its file was removed or renamed)
     is taken, with a note: its history stays reachable."""
+    from ..config.yamlfile import listing
     from ..selection import is_glob
 
     if store is not None and name is not None and not is_glob(name) and name not in project.syncs \
@@ -105,11 +106,10 @@ def _one_sync(project, name: str | None, store=None) -> str:
         if not project.syncs:  # no name would do: a configuration error, as a name that selects nothing
             raise ConfigError([ConfigIssue("the project has no sync", hint="add one: syncs/<name>.yml (the "
                                            "runs of a sync removed or renamed stay in the state schema's runs table)")])
-        raise SyncNotNamed(f"name a sync: the project has {len(project.syncs)}",
-                           f"syncs: {', '.join(sorted(project.syncs))}")
+        raise SyncNotNamed(f"name a sync: the project has {len(project.syncs)}", listing(project.syncs, "syncs"))
     chosen = choose(project, [name], None, None, include_disabled=True)
     if is_glob(name) or len(chosen) != 1:
-        raise ConfigError([ConfigIssue(f"name one sync, not {name!r}", hint=f"syncs: {', '.join(sorted(project.syncs))}")])
+        raise ConfigError([ConfigIssue(f"name one sync, not {name!r}", hint=listing(project.syncs, "syncs"))])
     return chosen[0]
 
 

@@ -97,3 +97,13 @@ def test_the_syncs_that_did_not_succeed_among_many_are_named_at_the_end(project)
     assert result.stdout.count(" success in ") == 10
     assert "note: 2 of 12 syncs did not succeed: failed: seg_03, seg_07" in " ".join(result.stderr.split())
     assert "did not succeed" not in project.cli("sync", "seg_00", "seg_01", json_output=False).stderr
+
+
+def test_runs_without_a_sync_in_a_big_project_lists_a_few(project):
+    """`dinsync runs` in a project of several syncs is a usage error listing them: all 300 (5.7 KB)."""
+    (project.root / "syncs" / "iterable_users.yml").unlink()
+    write_syncs(project, 30)
+    for command in ("runs", "rejections"):
+        result = project.cli(command)
+        assert result.exit_code == 2
+        assert json.loads(result.stdout)["hint"].endswith("seg_19 and 10 more")
