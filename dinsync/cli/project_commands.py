@@ -56,9 +56,18 @@ def preflight_issues(project) -> list[ConfigIssue]:
     from ..errors import DestinationUnreachableError
 
     issues: list[ConfigIssue] = []
+    # a destination found unreachable, and the sync that found it: its other syncs are not checked
+    # (each waited out every retry again: 300 syncs of a platform that does not answer, hours)
+    unreachable: dict[str, str] = {}
     for name, cfg in sorted(project.syncs.items()):
         dest_cfg = project.destinations[cfg.destination]
         if not cfg.enabled or dest_cfg.destination_class.preflight is Destination.preflight:
+            continue
+        if cfg.destination in unreachable:
+            issues.append(UncheckedSync(
+                f"pre-flight check of sync {name} not run: destination {cfg.destination} could not be "
+                f"reached for sync {unreachable[cfg.destination]}", project.relative(cfg.path), None,
+                "check the destination's base_url and the platform's status, or pass --offline"))
             continue
         from ..engine import preflight_sync  # only when a platform has something to check
 
@@ -66,6 +75,8 @@ def preflight_issues(project) -> list[ConfigIssue]:
             issues += preflight_sync(project, name)
         except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
             kind = UncheckedSync if isinstance(exc, DestinationUnreachableError) else ConfigIssue
+            if kind is UncheckedSync:
+                unreachable[cfg.destination] = name
             issues.append(kind(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
                                       project.relative(cfg.path), None,
                                       exc.hint or "check the destination's base_url and credentials, or pass --offline"))

@@ -813,3 +813,28 @@ def test_a_person_whose_company_does_not_exist_is_listed_not_found_naming_the_at
     listed = p.cli("rejections", "attio_people")
     assert [(r["key"], r["status"], r["field"]) for r in json.loads(listed.stdout)["rejections"]] == [
         ("ada@example.com", "not_found", "company")]
+
+
+def test_validate_asks_an_unreachable_platform_once_not_once_per_sync(attio, monkeypatch):
+    """`validate` ran each sync's pre-flight check with a run's retries (8 attempts, backoff up to
+    30 s), one sync after the other: a platform that does not answer made it wait them out for every
+    sync of the destination (4 syncs against a host that accepts and never answers: over 14 minutes;
+    300 syncs: hours). The first sync that finds it unreachable stands for the destination's others."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    p = attio
+    one = (p.root / "syncs" / "attio_people.yml").read_text()
+    for i in range(5):
+        (p.root / "syncs" / f"attio_people_{i}.yml").write_text(one)
+    p.thread.set_faults(error_rate=1.0, seed=5)
+    p.requests.clear()
+    result = p.cli("validate")
+    assert result.exit_code == ExitCode.RUN_FAILED, result.stdout
+    attempts = len([r for r in p.requests.requests if r[1].startswith("/v2/")])
+    assert attempts <= 8, attempts  # one sync's retries, not six syncs'
+    assert "failed after 8 attempt(s)" in json.loads(result.stdout)["error"]
+    text = " ".join(p.cli("validate", json_output=False).output.split())
+    assert text.count("not run: destination attio could not be reached for sync attio_people") == 5, text
