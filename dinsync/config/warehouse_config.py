@@ -238,6 +238,7 @@ class DatabricksConfig(_Config):
     transactions: Literal["atomic", "none"] = "atomic"  # none: no BEGIN ATOMIC blocks (see warehouses/databricks.py)
     wait_timeout: int = Field(default=10, ge=0, le=50)
     statement_timeout: float = Field(default=3600, gt=0)
+    retry_seconds: int = Field(default=120, ge=1, le=86400)  # how long a request failing 429/5xx/reset is retried
 
     @field_validator("host")
     @classmethod

@@ -9,6 +9,7 @@ Config (dinsync.yml):
       catalog: main
       schema: analytics          # default schema of the model SQL
       transactions: atomic       # atomic | none (see below)
+      retry_seconds: 120         # how long a request answered 429/5xx, or cut, is retried
 
 The driver is the `databricks` extra: pip install 'dinsync[databricks]' (databricks-sdk).
 
@@ -39,6 +40,10 @@ How each part maps onto the API (POST /api/2.0/sql/statements and its polls):
   `transactions: none` runs each write as its own transaction instead (a crash between two
   writes of a commit then leaves acknowledged rows out of the snapshot: they are sent again).
 - Delta enforces no PRIMARY KEY: the sync lock uses the insert-then-verify arbiter.
+- Retries: the SDK retries a request answered 429/503 (or whose connection dropped, or a GET
+  unanswered) for `retry_seconds` (its retry_timeout_seconds; 120 s by default), once per outage:
+  after one gave up, failing ones are tried once, and while its requests got no answer at all they
+  are not sent, until one gets through (see outage.py and _outage_transport).
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ import contextlib
 import datetime as dt
 import decimal
 import http.client
+import inspect
 import re
 import shutil
 import tempfile
@@ -60,6 +66,7 @@ import pyarrow as pa
 from . import errors as E
 from .base import Capabilities, ErrorTranslation, Params, Warehouse, slice_batches, translated
 from .column_types import DATABRICKS
+from .outage import Outage
 from .params import _split
 
 _HTTP_PATH = re.compile(r"^/?sql/1\.0/(?:warehouses|endpoints)/([0-9A-Za-z_-]+)/?$")
@@ -67,7 +74,7 @@ _SQLSTATE = re.compile(r"SQLSTATE:\s*([0-9A-Z]{5})")
 _ERROR_CLASS = re.compile(r"^\[([A-Z0-9_]+)(?:\.[A-Z0-9_]+)*\]")
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT)\b", re.I)
 # seconds the connection check lets the SDK retry a connection it cannot open (a run keeps the
-# configured retry_timeout_seconds, 300 s by default, for a network that fails midway)
+# configured retry_seconds, for a network that fails midway)
 CONNECT_RETRY_SECONDS = 20
 # A chunk's download: kept in memory up to SPOOL_BYTES, beyond it in a temporary file; tried
 # DOWNLOAD_ATTEMPTS times (fresh links each time after the first).
@@ -134,6 +141,55 @@ class StatementFailed(Exception):
         self.sqlstate = sqlstate or (m.group(1) if m else None)
         m = _ERROR_CLASS.match(message)
         self.error_class = m.group(1) if m else None
+
+
+class GaveUp(Exception):
+    """A request retried for retry_seconds in vain (the SDK's TimeoutError, from the last failure),
+    or not retried (not sent) because the warehouse's outage is ongoing (see _outage_transport).
+    The SDK retries no exception but its own and requests' connection errors and timeouts, so it
+    gives up at once on this one."""
+
+
+def _outage_transport(outage: Outage, seconds: float) -> Any:
+    """The requests transport of one SDK client of a warehouse whose clients share `outage`
+    (outage.py). The SDK retries each request for `seconds` on its own: before, every request got
+    the whole budget anew (the SDK's 300 s), also after an earlier one had given up, so each later
+    write of a failed run (checkpoint, run log end, sync state, lock release) waited it again. While
+    the outage is ongoing an attempt that fails (429, 5xx, a dropped connection, no answer) raises
+    GaveUp instead, and while its requests got no answer at all a request is not even sent (it
+    would wait http_timeout_seconds, 60 s, for nothing); an attempt answered otherwise ends the
+    outage. A request whose retries ran out starts it (DatabricksWarehouse._watching)."""
+    import requests
+
+    def unanswered(exc: BaseException | None) -> bool:
+        return isinstance(exc, requests.Timeout)
+
+    class OutageTransport(requests.adapters.HTTPAdapter):
+        def send(self, request, *args: Any, **kwargs: Any):
+            ongoing = outage.ongoing(seconds)
+            if ongoing and unanswered(outage.cause):
+                raise GaveUp(f"a request was not sent (earlier requests got no answer for {seconds:g} s, "
+                             f"the last time: {outage.cause})")
+            try:
+                response = super().send(request, *args, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if ongoing:
+                    outage.gave_up(exc)
+                    raise GaveUp(f"a request was not retried (an earlier request had kept failing for "
+                                 f"{seconds:g} s): {exc}") from exc
+                raise
+            if response.status_code == 429 or response.status_code >= 500:
+                if ongoing:
+                    response.close()
+                    failed = GaveUp(f"a request was not retried (an earlier request had kept failing for "
+                                    f"{seconds:g} s): HTTP {response.status_code} {response.reason}")
+                    outage.gave_up(failed)
+                    raise failed
+            else:
+                outage.reached()
+            return response
+
+    return OutageTransport(pool_connections=20, pool_maxsize=20, pool_block=True)
 
 
 def parameter(name: str, value: Any, sql_type: str | None = None) -> dict[str, Any]:
@@ -203,17 +259,19 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         paramstyle="colon",
     )
 
+    sdk_takes_transports = True  # (tests: False, for the older databricks-sdk's way; see _client)
     insert_params = 2000  # parameters per multi-row INSERT
     insert_bytes = 4 << 20  # SQL text + parameter values per statement (the API takes up to 16 MiB)
 
     def __init__(self, host: str, token: str | None = None, warehouse_id: str | None = None,
                  http_path: str | None = None, catalog: str | None = None, schema: str | None = None,
                  transactions: str = "atomic", wait_timeout: int = 10, statement_timeout: float = 3600,
-                 retry_timeout_seconds: int | None = None, client_config: dict[str, Any] | None = None,
+                 retry_seconds: int = 120, client_config: dict[str, Any] | None = None,
                  schema_: str | None = None):
         """`wait_timeout`: seconds a submit waits for the answer (0, or 5 to 50) before polling;
         `statement_timeout`: a statement still running after it is cancelled;
-        `retry_timeout_seconds`: how long the SDK retries 429/503 answers (tests: a few seconds);
+        `retry_seconds`: how long the SDK retries a request answered 429/503 or cut (tests: a few
+        seconds), once per outage (see _outage_transport); `client_config`: more SDK Config options;
         `schema_`: `schema` as the config model names it."""
         from . import require_driver
 
@@ -222,8 +280,9 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         errors = require_driver("databricks.sdk.errors", "databricks", package="databricks-sdk")
         import requests
 
-        self.driver_errors = (errors.DatabricksError, StatementFailed, requests.RequestException, OSError,
-                              pa.ArrowInvalid)
+        self.driver_errors = (errors.DatabricksError, StatementFailed, GaveUp, requests.RequestException,
+                              OSError, pa.ArrowInvalid)
+        self._timeouts = requests.Timeout
         self._secrets = [token] if token else []
         if transactions not in ("atomic", "none"):
             raise E.WarehouseSqlError(f"transactions must be atomic or none, got {transactions!r}")
@@ -244,20 +303,23 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         self.atomic = transactions == "atomic"
         self.wait_timeout = f"{int(wait_timeout)}s"
         self.statement_timeout = statement_timeout
+        self.retry_seconds = max(1, int(retry_seconds))  # (the SDK takes whole seconds, 0 as its 300)
+        self._outage = Outage()  # one budget per outage, shared by the clients of all threads
         self._config = dict(host=self.host, token=token, auth_type="pat" if token else None,
-                            retry_timeout_seconds=retry_timeout_seconds, **(client_config or {}))
+                            retry_timeout_seconds=self.retry_seconds, **(client_config or {}))
         self._local = threading.local()
         # A wrong token, host or warehouse fails here, with a clear error. The SDK retries a connection
         # it cannot open (a DNS error, a refused port) for its retry budget, 300 s by default, twice
         # (the host's metadata, then the statement): the check gets a short budget of its own, so a
         # mistyped host is reported within a minute; later calls have the configured one.
-        budget = min(retry_timeout_seconds or CONNECT_RETRY_SECONDS, CONNECT_RETRY_SECONDS)
+        budget = min(self.retry_seconds, CONNECT_RETRY_SECONDS)
         self._local.api = self._client(retry_timeout_seconds=budget)
+        self._retrying, self._checking = budget, True  # seconds a request is retried; the check runs
         try:
             with self.translating("connecting"):
                 self.scalar("SELECT 1")
         finally:
-            self._local.api = None
+            self._local.api, self._retrying, self._checking = None, self.retry_seconds, False
 
     # --- the API ---------------------------------------------------------------------
     @property
@@ -272,7 +334,34 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
     def _client(self, **overrides: Any):
         """A new statement API client (`overrides`: Config options for this one)."""
         options = {k: v for k, v in {**self._config, **overrides}.items() if v is not None}
-        return self._sdk.WorkspaceClient(config=self._sdk.core.Config(**options)).statement_execution
+        transport = _outage_transport(self._outage, options["retry_timeout_seconds"])
+        config = self._sdk.core.Config
+        if self.sdk_takes_transports and "http_adapter" in inspect.signature(config).parameters:
+            return self._sdk.WorkspaceClient(config=config(http_adapter=transport, **options)).statement_execution
+        # databricks-sdk before 0.16x takes no transport (its Config ignores one): mounted on the session
+        api = self._sdk.WorkspaceClient(config=config(**options)).statement_execution
+        session = api._api._api_client._session
+        for scheme in ("https://", "http://"):
+            session.mount(scheme, transport)
+        return api
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """Around the SDK's calls: one whose retries ran out (its TimeoutError "Timed out after
+        0:02:00", from the last failure: raised as GaveUp naming it), or a submit that got no answer
+        (a POST is not sent again), starts the warehouse's outage (see _outage_transport)."""
+        try:
+            yield
+        except TimeoutError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            self._outage.gave_up(cause)
+            last = (str(cause).splitlines() or ["?"])[0]
+            raise GaveUp(f"a request kept failing for {self._retrying:g} s, the last time with: "
+                         f"{type(cause).__name__}: {last}") from cause
+        except self._timeouts as exc:
+            self._outage.gave_up(exc)
+            exc.dinsync_retries_exhausted = True
+            raise
 
     def _run(self, sql: str, params: Params, arrow: bool):
         """Submit a statement (values as typed parameters), poll until it ends; the SUCCEEDED
@@ -287,6 +376,10 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         return self._submit(sql, items, arrow)
 
     def _submit(self, sql: str, items: list[dict] | None, arrow: bool):
+        with self._watching():
+            return self._submitted(sql, items, arrow)
+
+    def _submitted(self, sql: str, items: list[dict] | None, arrow: bool):
         svc = self._sql_service
         api = self._api
         st = api.execute_statement(
@@ -327,7 +420,8 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
             nxt = links[-1].next_chunk_index if links else result.next_chunk_index
             if nxt is None:
                 return
-            result = self._api.get_statement_result_chunk_n(st.statement_id, nxt)
+            with self._watching():
+                result = self._api.get_statement_result_chunk_n(st.statement_id, nxt)
 
     @contextlib.contextmanager
     def _downloaded(self, statement_id: str, link) -> Iterator[Any]:
@@ -335,7 +429,8 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         sent) into a spooled temporary file, positioned at its start (see the module's docstring)."""
         for attempt in range(DOWNLOAD_ATTEMPTS):
             if attempt:  # the links again: they expire
-                again = self._api.get_statement_result_chunk_n(statement_id, link.chunk_index)
+                with self._watching():
+                    again = self._api.get_statement_result_chunk_n(statement_id, link.chunk_index)
                 link = next(x for x in again.external_links or [] if x.chunk_index == link.chunk_index)
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
             try:
@@ -469,6 +564,8 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
 
     # --- errors ----------------------------------------------------------------------
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
+        if isinstance(exc, GaveUp):
+            return E.WarehouseUnavailable
         if isinstance(exc, StatementFailed):
             if exc.state in ("CANCELED", "CLOSED"):
                 return E.WarehouseUnavailable
@@ -492,10 +589,14 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
                     "for the state schema, or set `transactions: none` in dinsync.yml")
         if type(exc).__name__ == "Unauthenticated":
             return "check the Databricks token (warehouse.token from ${env:...}): it may be wrong or expired"
-        cause = exc.__cause__ if isinstance(exc, TimeoutError) else None  # the SDK's retries gave up
-        if cause is not None and type(cause).__name__ == "ConnectionError":
+        retried = "the warehouse's retry_seconds sets how long a request is retried"
+        cause = exc.__cause__ if isinstance(exc, GaveUp) else None
+        if self._checking and type(cause).__name__ == "ConnectionError":
             return (f"no connection could be opened to {self.host} (the last try: {type(cause).__name__}): "
                     "check warehouse.host and that this machine can reach it")
+        if isinstance(exc, GaveUp) or getattr(exc, "dinsync_retries_exhausted", False):
+            return ("Databricks kept answering with a server error (HTTP 429/5xx), dropping the connection or not "
+                    f"answering; the next run tries again ({retried})")
         return None
 
     def close(self) -> None:

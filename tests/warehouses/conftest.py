@@ -250,7 +250,7 @@ class DatabricksTarget(ConformanceTarget):
 
     def connect(self):
         return connect("databricks", host=self.url, token=self.fake.token, warehouse_id=self.fake.warehouse_id,
-                       catalog=self.fake.catalog, schema=self.model_schema, retry_timeout_seconds=5)
+                       catalog=self.fake.catalog, schema=self.model_schema, retry_seconds=5)
 
     def load(self, table: str, data: pa.Table) -> None:
         self.fake.load(self.model_schema, table, data)  # fixture data straight into the fake's tables

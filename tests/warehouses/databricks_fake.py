@@ -19,6 +19,11 @@ connection; off unless set), and the next `cut_downloads` downloads are cut half
 reset). A SQL error is HTTP 200 with `status.state: FAILED` and a
 Databricks-style message (`[ERROR_CLASS] ... SQLSTATE: xxxxx`).
 
+Databricks going away (`gone_after`, `gone`, `gone_reset`, `gone_hang`): from a request whose body
+holds a marker on, every request is answered 503 (or its connection dropped, or never answered),
+and the attempts of each request are counted (`gone_requests`, by its method, path and body: the
+SDK sends the same request again when it retries).
+
 The SQL (Databricks dialect) is transpiled to DuckDB with sqlglot. XXHASH64 becomes DuckDB's
 HASH (twice: see _xxhash64) mapped onto the signed 64-bit range (a stable 64-bit hash, not the
 same values), as the Redshift tests do with FNV_HASH. `BEGIN ATOMIC ... END;` runs its statements in one DuckDB
@@ -30,6 +35,7 @@ import asyncio
 import datetime as dt
 import functools
 import decimal
+import hashlib
 import re
 import threading
 import time
@@ -194,12 +200,16 @@ class DatabricksFake:
         self.statements: dict[str, Statement] = {}
         self.log: list[dict] = []  # submitted statements (SQL, parameters, format, disposition)
         self.link_gets = 0
+        # the warehouse going away mid-run (see the module's docstring)
+        self.gone_after: str | None = None
+        self.gone, self.gone_reset, self.gone_hang = False, False, False
+        self.gone_requests: dict[str, int] = {}
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     # --- server --------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
-        app = web.Application(client_max_size=MAX_STATEMENT_BYTES + (1 << 20))
+        app = web.Application(client_max_size=MAX_STATEMENT_BYTES + (1 << 20), middlewares=[self._going_away])
         app.router.add_get("/.well-known/databricks-config", self.well_known)
         app.router.add_post("/api/2.0/sql/statements", self.submit)
         app.router.add_post("/api/2.0/sql/statements/", self.submit)
@@ -219,6 +229,24 @@ class DatabricksFake:
             await self._runner.cleanup()
         with self.lock:  # a statement still running on a worker thread finishes first (DuckDB 2
             self.con.close()  # refuses to close a connection that is busy in another thread)
+
+    @web.middleware
+    async def _going_away(self, request: web.Request, handler):
+        body = await request.read() if request.body_exists else b""
+        if self.gone_after is not None and not self.gone:
+            self.gone = self.gone_after.encode() in body
+        if not self.gone:
+            return await handler(request)
+        return await self._gone(request, body)
+
+    async def _gone(self, request: web.Request, body: bytes) -> web.Response:
+        rid = f"{request.method} {request.path_qs} {hashlib.sha256(body).hexdigest()[:12]}"
+        self.gone_requests[rid] = self.gone_requests.get(rid, 0) + 1
+        while self.gone_hang:  # (until the test brings the fake back: its server stops at once then)
+            await asyncio.sleep(0.05)
+        if self.gone_reset and request.transport is not None:
+            request.transport.abort()  # the connection dropped, no answer
+        return self._error(503, "TEMPORARILY_UNAVAILABLE", "The service is temporarily unavailable.")
 
     async def well_known(self, request: web.Request) -> web.Response:
         return web.json_response({})

@@ -33,7 +33,7 @@ def fake():
 
 def open_wh(fake, **options):
     args = dict(host=fake.url, token=TOKEN, warehouse_id=fake.warehouse_id, catalog=fake.catalog, schema="main",
-                retry_timeout_seconds=5)
+                retry_seconds=5)
     return connect("databricks", **{**args, **options})
 
 

@@ -110,7 +110,7 @@ class DatabricksUnderTest:
         self.thread = SandboxThread(self.fake)
         url = self.thread.start()
         self.wh = connect("databricks", host=url, token=self.fake.token, warehouse_id=self.fake.warehouse_id,
-                          catalog=self.fake.catalog, schema=self.schema, retry_timeout_seconds=5)
+                          catalog=self.fake.catalog, schema=self.schema, retry_seconds=5)
 
     def close(self):
         self.wh.close()
