@@ -19,6 +19,7 @@ Cost proportional to the keys committed, not to the plan or the snapshot:
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Callable
 
@@ -247,8 +248,13 @@ class CommitMixin:
                                 also()
                                 also = None
                         self._mark_done()
-                finally:
-                    self._release_acked()
+                except BaseException:
+                    # the commit's error is the run's: dropping the scratch tables fails too when the
+                    # warehouse went away, and took its place (the next run drops them)
+                    with contextlib.suppress(Exception):
+                        self._release_acked()
+                    raise
+                self._release_acked()
         if also is not None:
             also()
         return n

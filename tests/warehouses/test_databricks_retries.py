@@ -153,6 +153,8 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
         assert target.fake.gone, "the run never wrote acknowledged keys"
         assert failed["exit_code"] != 0, failed
         assert "retry_seconds" in json.dumps(failed), failed
+        error = only_run(failed)["error"]
+        assert "a request kept failing for 3 s" in error, error  # the first failure's error
         retried = {rid: n for rid, n in target.fake.gone_requests.items() if n > 1}
         assert len(retried) == 1, target.fake.gone_requests  # the first failing request only
         _back(target.fake)
