@@ -30,7 +30,8 @@ How it maps onto Snowflake:
   of its own, so that a run killed (`kill -9`) leaves nothing open on the server for the next run
   to wait on (see transaction()). DDL is not transactional on Snowflake (`transactional_ddl=False`).
 - Retries: a request answered 5xx or cut is retried for `retry_seconds` (see _BoundedBackoff),
-  not without end, once per outage: after one gave up, failing ones are tried once (see outage.py);
+  not without end, once per outage: after one gave up, failing ones are tried once (see outage.py),
+  and while its requests got no answer at all none is sent (see _unanswered);
   `network_timeout` is not set unless configured (it cancels long statements).
 - PRIMARY KEY is not enforced: the sync lock is arbitrated by insert-then-verify (locks.py).
 - Reads: the result's chunks (`get_result_batches()`, one downloaded ahead), re-cut to the
@@ -185,7 +186,7 @@ class _BoundedBackoff:
                 if left <= 0 or again:
                     last = sys.exc_info()[1]  # the connector's RetryRequest (its cause: the failure)
                     cause = last.args[0] if last is not None and last.args else last
-                    self.outage.gave_up()
+                    self.outage.gave_up(cause)
                     spent = (f"was not retried (an earlier request had kept failing for {seconds:g} s)"
                              if again and retries == 1 else f"kept failing for {seconds:g} s ({retries} attempts)")
                     gave_up = self._sf.errors.OperationalError(
@@ -372,9 +373,27 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         policy.seconds = self._retry_seconds
         return conn
 
+    def _unanswered(self) -> None:
+        """While an outage whose requests got no answer at all lasts (retry_seconds), raise instead
+        of sending a statement: each would wait the connector's socket timeout (60 s) for nothing,
+        a failed run's every last write (checkpoint, run log end, sync state, lock release)."""
+        from snowflake.connector.vendored.requests.exceptions import Timeout
+
+        outage = self._outage
+        if outage.ongoing(self._retry_seconds) and isinstance(outage.cause, Timeout):
+            from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
+
+            unsent = self._sf.errors.OperationalError(
+                msg=f"a request was not sent (earlier requests got no answer for {self._retry_seconds:g} s, the "
+                    f"last time with: {_no_query(outage.cause)})", errno=ER_FAILED_TO_REQUEST)
+            unsent.dinsync_retries_exhausted = True
+            raise unsent
+
     @property
     def conn(self):
-        """The calling thread's connection (opened on first use; those of ended threads closed)."""
+        """The calling thread's connection (opened on first use; those of ended threads closed);
+        none while its requests would go unanswered (see _unanswered)."""
+        self._unanswered()
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.is_closed():
             conn = self._connect()

@@ -34,6 +34,7 @@ class FaultyProxy:
 
     def __init__(self, port: int):
         self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
+        self.hang = False  # with `fail`: the request is never answered (until hang is cleared)
         self.fail_logins = 0  # logins to answer 500
         self.gone_after, self.gone = None, False  # once a statement contains gone_after: every request 500
         self.gone_requests: dict[str, int] = {}  # while gone: request id -> attempts
@@ -97,6 +98,8 @@ class FaultyProxy:
                     if proxy.fail and proxy.fail in sql and (proxy.fail_times is None
                                                              or proxy.failed < proxy.fail_times):
                         proxy.failed += 1
+                        while proxy.hang:  # no answer at all
+                            time.sleep(0.05)
                         if proxy.reset:  # the connection dropped, no answer
                             self.close_connection = True
                             return None
@@ -357,6 +360,36 @@ def test_after_a_request_gave_up_the_next_failing_ones_are_not_retried_until_one
         assert proxy.failed >= 2  # a new outage: the budget again
     finally:
         proxy.fail = None
+        wh.close()
+
+
+def test_after_requests_got_no_answer_the_next_ones_are_not_sent_until_a_budget_passed(proxy, monkeypatch):
+    """Snowflake (or the way to it) stops answering at all: each attempt waits the connector's
+    socket timeout (60 s). Before: once the first request had given up, each later write of the run
+    (the checkpoint, the run log's end, the sync's state, the lock's release) was still sent once
+    and waited 60 s for nothing. Now, while such an outage lasts (retry_seconds), they fail at once,
+    unsent; then a request is sent again. (The socket timeout is cut to 2 s here.)"""
+    import snowflake.connector.network as network
+
+    wh = _warehouse(proxy, retry_seconds=2)
+    monkeypatch.setattr(network, "DEFAULT_SOCKET_CONNECT_TIMEOUT", 2)
+    try:
+        proxy.fail, proxy.hang = "hang_me", True
+        with pytest.raises(WarehouseUnavailable, match="kept failing for 2 s") as first:
+            wh.query("SELECT 1 AS hang_me")
+        assert proxy.failed >= 1
+        assert "retry_seconds" in first.value.hint
+        for sql in ("SELECT 2 AS hang_me", "INSERT INTO hang_me VALUES (1)"):
+            proxy.failed = 0
+            with pytest.raises(WarehouseUnavailable, match="not sent") as caught:
+                wh.execute(sql)
+            assert proxy.failed == 0, (sql, proxy.failed)  # not sent
+            assert "retry_seconds" in caught.value.hint
+        proxy.fail, proxy.hang = None, False
+        wh._outage.since -= 3600  # (a budget later: sent again)
+        assert wh.query("SELECT 3 AS three").to_pylist() == [{"three": 3}]
+    finally:
+        proxy.fail, proxy.hang = None, False
         wh.close()
 
 
