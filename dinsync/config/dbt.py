@@ -262,6 +262,7 @@ class Resolved:
     dbt_models: list[str]  # names of the dbt nodes it reads
     tags: list[str]
     primary_key: str | None  # the dbt model's single-column primary key, when it reads exactly one
+    composite_key: tuple[str, ...] = ()  # the key of the one dbt model it reads, when it has several columns
 
 
 class DbtProject:
@@ -387,7 +388,9 @@ class DbtProject:
         names = list(dict.fromkeys(n.name for n in nodes))
         single = len({n.unique_id for n in nodes}) == 1 and len(nodes[0].primary_key) == 1
         primary_key = nodes[0].primary_key[0] if single else None
-        return Resolved("".join(sql), names, tags, primary_key), []
+        one_node = len({n.unique_id for n in nodes}) == 1
+        composite = tuple(nodes[0].primary_key) if one_node and len(nodes[0].primary_key) > 1 else ()
+        return Resolved("".join(sql), names, tags, primary_key, composite), []
 
     def _node(self, manifest: Manifest, ref: Ref, file: str) -> tuple[Node | None, ConfigIssue | None]:
         found = manifest.candidates(ref)

@@ -108,10 +108,17 @@ class _ModelFiles:
         elif "primary_key" not in header and not dbt_ok and (not self.dbt_strict or dbt_issues_only):
             primary_key = ""  # unknown until the dbt manifest can be read (not used by this command)
         elif "primary_key" not in header:
-            hint = "start the file with `-- primary_key: <column>`"
-            if resolved is not None:
+            message, hint = "missing primary key header", "start the file with `-- primary_key: <column>`"
+            if resolved is not None and resolved.composite_key:
+                columns = resolved.composite_key
+                message += (f": the primary key of dbt model {resolved.dbt_models[0]} has {len(columns)} columns "
+                            f"({', '.join(columns)}), and dinsync needs one")
+                concatenated = " || '-' || ".join(columns)
+                hint += (" naming a column unique on its own (composite keys are not supported), e.g. one the model"
+                         f" selects as `{concatenated} as {columns[0]}_key`")
+            elif resolved is not None:
                 hint += " (or give the dbt model `unique` and `not_null` tests on one column)"
-            issues.append(ConfigIssue("missing primary key header", file, 1, hint))
+            issues.append(ConfigIssue(message, file, 1, hint))
         else:
             value, number = header["primary_key"]
             quoted = len(value) > 2 and value[0] == value[-1] == '"'

@@ -316,3 +316,17 @@ def test_a_manifest_cut_short_while_dbt_writes_it_says_so_not_only_to_rewrite_it
                                     "unexpected end of data"), issue.message
     assert "if a dbt command is writing it now, run dinsync once it has finished" in issue.hint, issue.hint
     assert "dbt parse" in issue.hint
+
+
+def test_a_dbt_model_with_a_composite_key_is_named_as_such(tmp_path):
+    """A dbt model whose primary key has two columns (a `primary_key` constraint over both) gives
+    dinsync no key: the issue said "missing primary key header" and hinted at `unique` + `not_null`
+    tests, as if dbt knew no key at all, when it knows one dinsync cannot use."""
+    key = ["customer_id", "email"]
+    act = hand_project(tmp_path, node={"primary_key": key, "constraints": [{"type": "primary_key", "columns": key}]},
+                       others={})
+    issue, = issues_of(act)
+    assert (issue.file, issue.line) == ("models/m.sql", 1)
+    assert issue.message == ("missing primary key header: the primary key of dbt model customers has 2 columns "
+                             "(customer_id, email), and dinsync needs one")
+    assert "`-- primary_key: <column>`" in issue.hint and "customer_id || '-' || email" in issue.hint
