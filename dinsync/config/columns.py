@@ -134,8 +134,10 @@ def column_issues(models: Mapping[str, Model], relative: Callable[[Path], str], 
             line, message = _model_error_line(model, message)
             # refused to read its data (a revoked grant): the adapter's hint says what to grant; the SQL is fine
             access = getattr(exc, "kind", None) in ("permission", "credentials") and getattr(exc, "hint", None)
+            # the warehouse's own word on this error (a table not in the search_path), unless dbt built it
+            precise = not model.dbt_models and getattr(exc, "precise_hint", False) and getattr(exc, "hint", None)
             issues.append(ConfigIssue(f"model {name} failed in the warehouse: {message}", file,
-                                      line, access or _failed_hint(model)))
+                                      line, access or precise or _failed_hint(model)))
             continue
         if len(twice := _returned(model.primary_key, columns[name])) > 1:
             issues.append(_returned_twice("primary key", model.primary_key, name, twice, file, model.line("primary_key")))

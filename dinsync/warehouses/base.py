@@ -462,8 +462,11 @@ class ErrorTranslation:
             text = text[:597] + "..."
         run = getattr(_DOING, "what", None)
         where = f"while {action}" + (f"; the run was {run}" if run else "")
-        return cls(f"{self.display_name}: {text} ({where})", self.hint_for(exc) or HINTS.get(cls),
-                   warehouse=self.display_name, sqlstate=self.sqlstate_of(exc))
+        precise = self.hint_for(exc)
+        error = cls(f"{self.display_name}: {text} ({where})", precise or HINTS.get(cls),
+                    warehouse=self.display_name, sqlstate=self.sqlstate_of(exc))
+        error.precise_hint = precise is not None  # said of this error, not of its class
+        return error
 
     @contextlib.contextmanager
     def translating(self, action: str) -> Iterator[None]:

@@ -5,6 +5,8 @@ timeouts, refused session settings and types the diff cannot hash.
 """
 from __future__ import annotations
 
+import re
+
 from . import errors as E
 
 
@@ -121,6 +123,9 @@ def _adbc_sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+_UNQUALIFIED_RELATION = re.compile(r'relation "[^".]+" does not exist')
+
+
 class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)
@@ -142,6 +147,11 @@ class PgErrors:
             return ("dinsync writes its state and plan tables in the warehouse, and this session's transactions "
                     "are read-only: the role's or database's default_transaction_read_only (ALTER ROLE <role> "
                     "RESET default_transaction_read_only), or a standby server (connect to the primary)")
+        if classify_pg(exc) is E.WarehouseObjectMissing and _UNQUALIFIED_RELATION.search(text):
+            # runs in the user's SQL editor, whose search_path holds the table's schema
+            search_path = getattr(self, "_required_settings", {}).get("search_path") or "the server's default"
+            return (f"names without a schema are looked up in the session's search_path ({search_path}): write the "
+                    "table's schema (schema.table), or list it in warehouse.search_path in dinsync.yml")
         if "could not identify an extended hash function for type" in text:  # the diff's row fingerprint
             kind = text.split("for type", 1)[1].split()[0]
             return (f"the diff hashes each mapped column with its type's hash function, and {kind} has none: "

@@ -395,3 +395,26 @@ def test_a_warehouse_error_names_what_the_run_was_doing(tmp_path, schema, iterab
     again = cli("sync", select)
     assert again.returncode == 0 and " sent 20," in again.stdout, (again.stdout, again.stderr)
     assert " sent 0," in cli("sync", select).stdout
+
+
+def test_a_table_named_without_its_schema_outside_the_search_path_names_the_search_path(tmp_path, schema,
+                                                                                        iterable_sandbox):
+    """A model reading `people` unqualified, whose schema is not in `warehouse.search_path`, failed
+    with `relation "people" does not exist` and the hint "run the model's SQL in the warehouse to
+    debug it": in the user's SQL editor, whose search_path holds the schema, it runs. The hint now
+    says where the session looked and how to point it at the table."""
+    sandbox, thread = iterable_sandbox
+    warehouse = textwrap.dedent(f"""\
+        warehouse:
+          type: postgres
+          dsn: ${{env:OPS_TEST_PG_DSN}}
+          search_path: [{schema}_state]
+        state_schema: {schema}_state
+        """)
+    cli = one_sync_project(tmp_path / "proj", warehouse, thread.url, {"first_name": "firstName"},
+                           {"OPS_TEST_PG_DSN": PG_DSN})
+    proc = cli("validate", "select email, first_name from people")
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
+    assert 'relation "people" does not exist' in proc.stderr, proc.stderr
+    assert (f"names without a schema are looked up in the session's search_path (\"{schema}_state\"): write the "
+            "table's schema (schema.table), or list it in warehouse.search_path in dinsync.yml") in proc.stderr, proc.stderr
