@@ -4,15 +4,13 @@ the warehouse, as on Snowflake: once a request gave up, the next failing ones ar
 until one gets through. Counted in attempts per request (the fake's `gone_requests`), not time."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from dinsync.sandbox.runner import SandboxThread
 from dinsync.warehouses import WarehouseUnavailable, connect
 from tests.warehouses.bq_support import PROJECT, FakeBigQuery, unique_dataset
 from tests.warehouses.conftest import BigQueryTarget
+from tests.warehouses.outage_support import sync_through_an_outage
 
 
 @pytest.fixture
@@ -137,27 +135,10 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
     acknowledged keys on). Before: each later write of the run was retried for the budget again
     (and a query job once more by job_retry). Now only the first failing request is retried; the
     run fails with its error, and the next run, BigQuery back, delivers everything."""
-    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
+
+    def back():
+        target.fake.gone, target.fake.gone_after = False, None
 
     target = _RetryingTarget(tmp_path)
-    try:
-        sandbox, thread = iterable_sandbox
-        project = Project(tmp_path / "project", target, sandbox, thread)
-        project.write()
-        target.load("customers", customers(range(1, 21)))
-        target.fake.gone_after = "JSON_QUERY_ARRAY"  # the first write of rows (acknowledged keys)
-        try:
-            failed = project.sync(timeout=120)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the sync was still retrying after 120 s") from None
-        assert target.fake.gone, "the run never wrote acknowledged keys"
-        assert failed["exit_code"] != 0, failed
-        assert "retry_seconds" in json.dumps(failed), failed
-        retried = {rid: n for rid, n in target.fake.gone_requests.items() if n > 1}
-        assert len(retried) == 1, target.fake.gone_requests  # the first failing request only
-        target.fake.gone, target.fake.gone_after = False, None
-        again = project.sync(timeout=120)
-        assert again["exit_code"] == 0, only_run(again).get("error")
-        assert project.users() == expected_users(customers(range(1, 21)))
-    finally:
-        target.close()
+    # (JSON_QUERY_ARRAY: the first write of rows, the acknowledged keys)
+    sync_through_an_outage(target, tmp_path, iterable_sandbox, "JSON_QUERY_ARRAY", back)

@@ -4,14 +4,12 @@ Snowflake and BigQuery: once a request gave up, the next failing ones are tried 
 through. Counted in attempts per request (the fake's `gone_requests`), not time."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from dinsync.sandbox.runner import SandboxThread
 from dinsync.warehouses import WarehouseUnavailable, connect
 from tests.warehouses.conftest import DatabricksTarget
+from tests.warehouses.outage_support import sync_through_an_outage
 from tests.warehouses.databricks_fake import DatabricksFake
 
 
@@ -137,30 +135,8 @@ def test_a_run_whose_warehouse_goes_away_retries_for_one_budget_not_one_per_writ
     acknowledged keys on). Before: each later write of the run was retried for the budget again
     (the SDK's 300 s each). Now only the first failing request is retried; the run fails with its
     error, and the next run, Databricks back, delivers everything."""
-    from tests.warehouses.test_conformance import Project, customers, expected_users, only_run
-
     target = _RetryingTarget(tmp_path)
-    try:
-        sandbox, thread = iterable_sandbox
-        project = Project(tmp_path / "project", target, sandbox, thread)
-        project.write()
-        target.load("customers", customers(range(1, 21)))
-        target.fake.gone_after = f"INSERT INTO `{target.state_schema}`.`ack_"  # the acknowledged keys' first write
-        try:
-            failed = project.sync(timeout=120)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the sync was still retrying after 120 s") from None
-        assert target.fake.gone, "the run never wrote acknowledged keys"
-        assert failed["exit_code"] != 0, failed
-        assert "retry_seconds" in json.dumps(failed), failed
-        error = only_run(failed)["error"]
-        assert "a request kept failing for 3 s" in error, error  # the first failure's error
-        retried = {rid: n for rid, n in target.fake.gone_requests.items() if n > 1}
-        assert len(retried) == 1, target.fake.gone_requests  # the first failing request only
-        _back(target.fake)
-        again = project.sync(timeout=120)
-        assert again["exit_code"] == 0, only_run(again).get("error")
-        assert project.users() == expected_users(customers(range(1, 21)))
-    finally:
-        target.close()
+    sync_through_an_outage(target, tmp_path, iterable_sandbox,
+                           f"INSERT INTO `{target.state_schema}`.`ack_",  # the acknowledged keys' first write
+                           lambda: _back(target.fake), first_error="a request kept failing for 3 s")
 
