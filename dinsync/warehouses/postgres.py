@@ -85,6 +85,10 @@ STATE_WAIT_SETTINGS = {"lock_timeout": "15s", "statement_timeout": "5min"}
 # text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A
 # session set up under one of them sets those settings again.
 LIBPQ_ENV_SETTINGS = {"PGDATESTYLE": "datestyle", "PGTZ": "timezone", "PGGEQO": "geqo"}
+# Settings libpq sends as keywords of its own (PostgresConnection), which win over a `-c` in
+# `options`: not checked against the session (see _check_settings). application_name takes the
+# configured value; client_encoding stays UTF-8, as dinsync reads text.
+LIBPQ_KEYWORD_SETTINGS = frozenset({"application_name", "client_encoding"})
 # How long a connection whose server stopped answering at the TCP level is kept (the `tcp_timeout`
 # config, seconds; 0: the system's). A NAT, firewall or load balancer that drops a connection's
 # packets sends no reset: a statement then waited for the kernel's retransmission timeout (~15
@@ -114,6 +118,10 @@ class PostgresConnection:
                  connect_timeout: int | None = 10, application_name: str = "dinsync",
                  options: dict[str, str] | None = None, tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT):
         self.dsn = dsn or ""
+        options = dict(options or {})
+        # a `settings:` application_name is the keyword's: libpq's keyword wins over the `-c` in
+        # `options`, and the session was silently named dinsync
+        application_name = options.pop("application_name", None) or application_name
         # client_encoding: UTF-8 whatever PGCLIENTENCODING says (a keyword wins over libpq's
         # environment): ADBC reads text as UTF-8, so under LATIN1 `café` was sent as `caf\xe9`
         self.params: dict[str, Any] = {
@@ -255,7 +263,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         # what a session must run with, checked on the first one (_check_settings): all but the
         # defaults of SESSION_SETTINGS, which make statements faster or a killed run's end quicker
         self._required_settings = {k: str(v) for k, v in options.items()
-                                   if k not in SESSION_SETTINGS or k.lower() in configured}
+                                   if (k not in SESSION_SETTINGS or k.lower() in configured)
+                                   and k.lower() not in LIBPQ_KEYWORD_SETTINGS}
         if search_path:
             self._required_settings[SEARCH_PATH] = search_path_setting(search_path)
         self._settings_checked = False

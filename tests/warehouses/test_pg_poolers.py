@@ -180,3 +180,18 @@ def test_a_role_defaulting_to_serializable_runs_dinsync_at_read_committed(role):
     finally:
         wh.close()
         configured.close()
+
+
+def test_an_application_name_in_settings_names_the_session_and_is_not_refused():
+    """`settings: {application_name: ...}` (a DBA's monitoring reads it) passes the config check, but
+    libpq's own `application_name` keyword ("dinsync") overrode the `-c` sent in `options`: the
+    session was silently named dinsync, and since the settings check (this session) every command
+    failed, exit 3, blaming a connection pooler on a direct connection. The configured name is now
+    the keyword's; client_encoding (UTF-8, which dinsync reads) stays dinsync's and is not checked."""
+    require_postgres()
+    wh = connect("postgres", dsn=PG_DSN, settings={"application_name": "reporting", "client_encoding": "LATIN1"})
+    try:
+        assert wh.rows("SELECT current_setting('application_name') AS a, current_setting('client_encoding') AS e") \
+            == [{"a": "reporting", "e": "UTF8"}]
+    finally:
+        wh.close()
