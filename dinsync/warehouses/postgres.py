@@ -144,7 +144,14 @@ class PostgresConnection:
 
         given = conninfo_to_dict(self.dsn) if self.dsn else {}
         tcp = {k: v for k, v in self.tcp_params.items() if k not in given}
-        info = make_conninfo(self.dsn, **self.params, **tcp)
+        params = dict(self.params)
+        # the user's own `options` (the DSN's, else PGOPTIONS) go first: dinsync's replaced them, and
+        # a DSN's `-c search_path=analytics` was dropped without a word (the model read elsewhere);
+        # on a clash dinsync's, later, win
+        theirs = given.get("options") if "options" in given else os.environ.get("PGOPTIONS")
+        if theirs and params.get("options"):
+            params["options"] = f"{theirs} {params['options']}"
+        info = make_conninfo(self.dsn, **params, **tcp)
         password = conninfo_to_dict(info).get("password")
         if password:
             self.secrets.append(str(password))

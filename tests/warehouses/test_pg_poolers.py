@@ -195,3 +195,25 @@ def test_an_application_name_in_settings_names_the_session_and_is_not_refused():
             == [{"a": "reporting", "e": "UTF8"}]
     finally:
         wh.close()
+
+
+@pytest.mark.parametrize("where", ["dsn", "PGOPTIONS"])
+def test_the_users_own_connection_options_are_kept(where, monkeypatch):
+    """A DSN's `options=-c search_path=...` (or PGOPTIONS) was replaced by dinsync's own `options`
+    (its session settings, always sent): the session ran with the default search_path, and the
+    model's unqualified names were read from another schema, without a word. The user's come first
+    now, dinsync's after them (a clash: dinsync's, later, win)."""
+    require_postgres()
+    theirs = "-c search_path=information_schema -c statement_timeout=123s"
+    if where == "dsn":
+        dsn = f"{PG_DSN} options='{theirs}'"
+    else:
+        dsn = PG_DSN
+        monkeypatch.setenv("PGOPTIONS", theirs)
+    wh = connect("postgres", dsn=dsn)
+    try:
+        got = wh.rows("SELECT current_setting('search_path') AS p, current_setting('statement_timeout') AS t, "
+                      "current_setting('jit') AS j")
+        assert got == [{"p": "information_schema", "t": "123s", "j": "off"}]
+    finally:
+        wh.close()
