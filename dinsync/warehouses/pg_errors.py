@@ -56,6 +56,10 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     # the server refuses a session setting (warehouse.settings, sent as -c options): FATAL at connect
     ("unrecognized configuration parameter", E.WarehouseSettingsError),
     ("invalid value for parameter", E.WarehouseSettingsError),
+    ("must be called before any query", E.WarehouseSettingsError),  # settings: {transaction_isolation: ...}
+    # a role's CONNECTION LIMIT (or the server's max_connections) reached: busy, not refused (before
+    # `role "` below, which read it as a wrong user or password)
+    ("too many connections", E.WarehouseUnavailable),
     ("password authentication failed", E.WarehouseAuthError),
     ("no password supplied", E.WarehouseAuthError),
     ("role \"", E.WarehouseAuthError),  # role "x" does not exist

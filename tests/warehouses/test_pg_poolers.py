@@ -217,3 +217,22 @@ def test_the_users_own_connection_options_are_kept(where, monkeypatch):
         assert got == [{"p": "information_schema", "t": "123s", "j": "off"}]
     finally:
         wh.close()
+
+
+def test_a_role_out_of_connections_is_unavailable_and_a_startup_only_setting_is_a_settings_error(role):
+    """`too many connections for role "x"` (a role's CONNECTION LIMIT, a pool's) read as an
+    authentication error ('check the warehouse user and password': not retried by an orchestrator),
+    its `role "` matched first; it is the warehouse being busy, a transient error. And a setting the
+    server refuses at connect only by when it is set (`transaction_isolation`: "SET TRANSACTION
+    ISOLATION LEVEL must be called before any query") read as an unreachable warehouse ('run again
+    later'), whose memo then failed the next connections of 30 s unsent: it is a settings error."""
+    from dinsync.warehouses import WarehouseAuthError, WarehouseUnavailable
+
+    admin_execute(f"ALTER ROLE {role} CONNECTION LIMIT 1")
+    with psycopg.connect(f"{PG_DSN} user={role}", autocommit=True):
+        with pytest.raises(WarehouseUnavailable) as caught:
+            connect("postgres", dsn=f"{PG_DSN} user={role}")
+        assert not isinstance(caught.value, WarehouseAuthError)
+        assert "too many connections" in str(caught.value)
+    with pytest.raises(WarehouseSettingsError, match="must be called before any query"):
+        connect("postgres", dsn=PG_DSN, settings={"transaction_isolation": "serializable"})
