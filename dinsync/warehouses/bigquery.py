@@ -145,18 +145,13 @@ def _outage_retry(base: Any, seconds: float, outage: Outage) -> Any:
 
     transient = base._predicate
 
-    def unanswered(exc: BaseException | None) -> bool:
-        while isinstance(exc, RetryError):
-            exc = exc.cause
-        return isinstance(exc, Timeout)
-
     class OutageRetry(Retry):
         def __call__(self, func, on_error=None):
             retried = super().__call__(func, on_error)
 
             @functools.wraps(func)
             def call(*args: Any, **kwargs: Any) -> Any:
-                if outage.ongoing(seconds) and unanswered(outage.cause):
+                if outage.unanswered(seconds, Timeout):
                     unsent = RetryError(f"not sent: earlier requests got no answer for {seconds:g} s", outage.cause)
                     unsent.dinsync_retries_exhausted = True
                     raise unsent

@@ -161,13 +161,10 @@ def _outage_transport(outage: Outage, seconds: float) -> Any:
     outage. A request whose retries ran out starts it (DatabricksWarehouse._watching)."""
     import requests
 
-    def unanswered(exc: BaseException | None) -> bool:
-        return isinstance(exc, requests.Timeout)
-
     class OutageTransport(requests.adapters.HTTPAdapter):
         def send(self, request, *args: Any, **kwargs: Any):
             ongoing = outage.ongoing(seconds)
-            if ongoing and unanswered(outage.cause):
+            if outage.unanswered(seconds, requests.Timeout):
                 raise GaveUp(f"a request was not sent (earlier requests got no answer for {seconds:g} s, "
                              f"the last time: {outage.cause})")
             try:

@@ -24,6 +24,15 @@ class Outage:
         since = self.since
         return since is not None and time.monotonic() - since < max(seconds, 1)
 
+    def unanswered(self, seconds: float, timeouts: type | tuple[type, ...]) -> bool:
+        """Whether it is ongoing and its requests got no answer at all: the last one gave up on one
+        of `timeouts` (or on a retry error whose `cause` is one). While so, a request is not even
+        sent: it would wait its socket timeout (60 s) for nothing, a failed run's every last write."""
+        cause = self.cause
+        while cause is not None and not isinstance(cause, timeouts):
+            cause = getattr(cause, "cause", None)  # google.api_core's RetryError
+        return cause is not None and self.ongoing(seconds)
+
     def gave_up(self, cause: BaseException | None = None) -> None:
         self.since, self.cause = time.monotonic(), cause
 

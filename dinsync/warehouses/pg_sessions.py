@@ -81,8 +81,7 @@ class PsycopgSessions:
         self._conn_lock = threading.Lock()
         self._local = threading.local()
         self._conns = []
-        self._unreachable = Outage()
-        self._unreachable_error: E.WarehouseError | None = None
+        self._unreachable = Outage()  # its cause: the E.WarehouseUnavailable the connection failed with
 
     def _reach(self, connect: Callable[[], Any]) -> Any:
         """connect() (a new session, the stream's connection), unless one of this warehouse's failed
@@ -91,8 +90,8 @@ class PsycopgSessions:
         again after the server ended one): once the host stopped answering, each waited it anew, and
         a failed run's last writes (the run log's end, the sync's state, the lock's release) each
         waited it again. A failure that is not the server's absence (a password refused) is not kept."""
-        if self._unreachable.ongoing(self.unreachable_seconds) and self._unreachable_error is not None:
-            first = self._unreachable_error
+        first = self._unreachable.cause
+        if isinstance(first, E.WarehouseUnavailable) and self._unreachable.ongoing(self.unreachable_seconds):
             ago = time.monotonic() - (self._unreachable.since or time.monotonic())
             raise E.WarehouseUnavailable(f"{first} (an earlier connection failed so {ago:.0f} s ago: not tried "
                                          f"again)", first.hint, warehouse=first.warehouse, sqlstate=first.sqlstate)
@@ -101,8 +100,7 @@ class PsycopgSessions:
         except Exception as exc:
             error = self.translate(exc, "connecting") if isinstance(exc, self.driver_errors) else exc
             if isinstance(error, E.WarehouseUnavailable):
-                self._unreachable_error = error
-                self._unreachable.gave_up()
+                self._unreachable.gave_up(error)
             raise
         self._unreachable.reached()
         return conn

@@ -380,7 +380,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         from snowflake.connector.vendored.requests.exceptions import Timeout
 
         outage = self._outage
-        if outage.ongoing(self._retry_seconds) and isinstance(outage.cause, Timeout):
+        if outage.unanswered(self._retry_seconds, Timeout):
             from snowflake.connector.errorcode import ER_FAILED_TO_REQUEST
 
             unsent = self._sf.errors.OperationalError(
