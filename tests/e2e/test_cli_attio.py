@@ -340,6 +340,34 @@ def test_text_columns_are_coerced_by_the_attribute_types_attio_lists(attio):
                                                       "phone_numbers": ["+14155552671"]}.items()
 
 
+def test_numbers_a_64_bit_float_would_change_are_rejected_not_stored_changed(attio):
+    """Attio keeps numbers (and currency amounts) as 64-bit floats: a BIGINT id of 19 digits sent to a
+    number attribute was acknowledged and stored as 1234567890123456768, another number, without a word.
+    At the limit (2^53, and larger integers a float holds exactly) values are delivered; past it, the
+    row is rejected naming the field, and the other rows go through."""
+    p = attio
+    p.sql("alter table main.people add column visits hugeint")
+    p.sql("update main.people set visits = case id when 1 then 9007199254740992 when 2 then 9007199254740993 "
+          "when 3 then 1234567890123456789 when 4 then 1152921504606846976 when 5 then -9007199254740993 "
+          "else id end")
+    p.sql("alter table main.people alter column ltv type decimal(38, 2)")
+    p.sql("update main.people set ltv = case id when 6 then 12345678901234567.5 when 7 then 9007199254740992 "
+          "else ltv end")
+    p.write_sync(fields=("visits: visits", "ltv: lifetime_value"))
+    run = p.run()
+    assert (run["acknowledged"], run["rejected"]) == (16, 4), p.rejections()
+    rejected = p.rejections()
+    assert set(rejected) == {"user2@example.com", "user3@example.com", "user5@example.com", "user6@example.com"}
+    assert 'field "visits": 1234567890123456789 is beyond what a 64-bit float holds exactly' \
+        in rejected["user3@example.com"][1]
+    assert "1234567890123456768" in rejected["user3@example.com"][1]
+    assert 'field "lifetime_value": 12345678901234567.50 is beyond' in rejected["user6@example.com"][1]
+    assert person(p, "user1@example.com")["visits"] == 9007199254740992
+    assert person(p, "user4@example.com")["visits"] == 1152921504606846976
+    assert person(p, "user7@example.com")["lifetime_value"] == 9007199254740992
+    assert person(p, "user8@example.com")["visits"] == 8
+
+
 def test_duplicate_matching_keys_are_withheld(attio):
     p = attio
     p.seed_people(60)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -42,8 +43,12 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 CURRENCY_DECIMALS = 4
+FLOAT_TYPES = ("number", "currency")  # kept as 64-bit floats (a rating is 0..5)
 # a JSON number with more than 4 decimals (or a negative exponent)
 _EXCESS_DECIMALS = r"^-?[0-9]+(?:\.[0-9]{5,}(?:[eE][+-]?[0-9]+)?|(?:\.[0-9]+)?[eE]-[0-9]+)$"
+# a JSON number that may be 2^53 or more: 16 digits or more before the point, or an exponent
+_LARGE_NUMBER = r"^-?(?:[0-9]{16,}|[0-9]+(?:\.[0-9]+)?[eE]\+?[0-9]+)"
+FLOAT_EXACT_INTEGERS = 2**53  # from here on, a 64-bit float no longer holds every integer
 # An ISO 8601 date or datetime as a warehouse writes it (`2024-01-01 10:00:00.5`, a space for the `T`)
 # or Attio returns it (`2024-01-01T10:00:00.500000000Z`): day, time, fraction (up to ns), zone.
 _ISO = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}))?)?"
@@ -273,6 +278,43 @@ class ValueShaper:
         return {"target_object": target, slug: [{prop: item.strip()}]}
 
 
+def float_stored(text: str) -> str | None:
+    """The number Attio would store instead of `text` ("Numbers are persisted as 64 bit floats", spec
+    `input-value`; currency amounts alike) when its float changes the number's integer part (2^53 or
+    more: 1234567890123456789 -> 1234567890123456768); None when the float holds it (2^60, 1e20), or
+    only rounds its 16th or later significant digit after the point, as any number column would."""
+    try:
+        exact = decimal.Decimal(text.strip())
+        number = float(exact)
+    except (decimal.InvalidOperation, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number) or abs(exact) < FLOAT_EXACT_INTEGERS:
+        return None
+    if decimal.Decimal(number) == exact or decimal.Decimal(repr(number)) == exact:
+        return None
+    return format(decimal.Decimal(number), "f") if abs(number) < 1e21 else repr(number)
+
+
+def float_change_reasons(texts: pl.Series, name: str) -> pl.Series | None:
+    """Per row, why its number cannot be written as it is (see `float_stored`), or None; None when no
+    row's number changes (the usual case: a regex pass, no Python per row)."""
+    import polars as pl
+
+    candidates = texts.filter(texts.str.contains(_LARGE_NUMBER).fill_null(False)).unique().to_list()
+    reasons = {}
+    for text in candidates:
+        stored = float_stored(text)
+        if stored is not None:
+            reasons[text] = (f'field "{name}": {text[:100]} is beyond what a 64-bit float holds exactly: Attio keeps '
+                             f"numbers as 64-bit floats and would store {stored}, another number (send it to a "
+                             "text attribute)")
+    if not reasons:
+        return None
+    return texts.replace_strict(pl.Series(list(reasons), dtype=pl.String),
+                                pl.Series(list(reasons.values()), dtype=pl.String), default=None,
+                                return_dtype=pl.String)
+
+
 def currency_json(t: pl.Expr) -> pl.Expr:
     """JSON text of a currency amount, rounded to the 4 decimal places Attio takes ("A decimal
     with a max of 4 decimal places", spec `currency_value`): a computed DOUBLE such as 1.0 / 3 or
@@ -350,6 +392,13 @@ def shape_values(frame: pl.DataFrame, shapers: list[tuple[int, ValueShaper]]) ->
             value = pl.col(f"_s{n}")
         else:
             value = shaper.polars(pl.col(col))
+            if shaper.attr.type in FLOAT_TYPES:  # an amount as rounded to Attio's 4 decimals
+                amounts = frame.select(currency_json(pl.col(col)) if shaper.attr.type == "currency"
+                                       else pl.col(col)).to_series()
+                why = float_change_reasons(amounts, shaper.name)
+                if why is not None:
+                    extra.append(why.alias(f"_why{n}"))
+                    bad_columns[f"_why{n}"] = shaper.name
         fragments.append(pl.when(pl.col(col).is_not_null()).then(pl.concat_str([prefix, value])))
     if extra:
         frame = frame.with_columns(extra)
