@@ -9,7 +9,10 @@ Documented behaviour it follows:
 * update / bulkUpdate upsert; data is merged (omitted fields kept, `null` sets null);
   `mergeNestedObjects` merges top-level objects one level deep.
 * A field's type is fixed by its first value; a mismatch rejects the WHOLE request with
-  `RequestFieldsTypesMismatched` and `params.validationErrors` (nothing is written).
+  `RequestFieldsTypesMismatched` and `params.validationErrors` (nothing is written). A field is
+  its name and position: the fields of an object (or of the objects of an array) are fields of
+  their own, `address.zip`, typed and counted apart ("uniqueness determined by its name and
+  position on the user profile"; "across all data fields in the project").
 * `createNewFields` (default: the project's `allow_new_fields`) creates unknown fields
   (`createdFields`) or drops them (`filteredOutFields`).
 * bulkUpdate body capped at 4 MB; per-user failures in `failedUpdates.*` + deprecated top-level
@@ -43,7 +46,8 @@ Undocumented behaviour: our choices, all `IterableOptions` fields (default in br
 * date detection [`detect_dates=False`]: strings are type "string"; when on, "YYYY-MM-DD",
   "YYYY-MM-DD HH:MM:SS[ +HH:MM]" and ISO-8601 strings are "date" (a date field refuses other
   strings; a string field accepts date-looking ones). A long is accepted in a double field.
-* soft limit of unique fields [`max_fields=1000`] -> 400 `UniqueFieldsLimitExceeded`.
+* soft limit of unique fields, nested positions included [`max_fields=1000`] -> 400
+  `UniqueFieldsLimitExceeded`.
 * a bulk user without email and userId, or with wrongly typed members -> 400 `BadParams` for the
   whole request (failures are reported by identifier, so there is nothing to list it under).
 * emails and userIds match exactly (case-sensitive, no normalisation).
@@ -397,8 +401,8 @@ class IterableSandbox(LoopbackServer):
             found = self._check_types(data, create_new, new_types)
             if found:
                 errors.update(found)
-            elif shapes_ok is not None:
-                shapes_ok.add(shape)
+            elif shapes_ok is not None and dict not in shape[1] and list not in shape[1]:
+                shapes_ok.add(shape)  # (an object's shape is not its fields' types: checked each time)
         if errors:
             raise self._mismatch(errors)
         self._check_field_count(new_types)
@@ -471,12 +475,25 @@ class IterableSandbox(LoopbackServer):
 
         Hot path (runs for every field of every user): keep it to dict lookups.
         """
+        return self._check_fields(data, create_new, new_types, "", None)
+
+    def _check_fields(self, data: dict, create_new: bool, new_types: dict[str, str], prefix: str,
+                      errors: dict | None) -> dict | None:
+        """`_check_types` for the fields of one object, named by their position (`prefix`: the
+        object's own path and a dot): a nested field is a field of its own ("a field's uniqueness
+        determined by its name and position on the user profile"), with a type of its own."""
         known = self.fields
         dates = self.options.detect_dates
-        errors = None
-        for name, value in data.items():
+        for key, value in data.items():
             if value is None:  # a null matches any type
                 continue
+            name = prefix + key if prefix else key
+            if type(value) is dict:
+                errors = self._check_fields(value, create_new, new_types, name + ".", errors)
+            elif type(value) is list:
+                for item in value:
+                    if type(item) is dict:  # an array of objects: their fields are positions too
+                        errors = self._check_fields(item, create_new, new_types, name + ".", errors)
             incoming = _TYPES.get(type(value), "string")
             if dates and incoming == "string" and _DATE_RE.fullmatch(value):
                 incoming = "date"
@@ -570,8 +587,8 @@ class IterableSandbox(LoopbackServer):
             return
         known = self.fields
         target = rec["dataFields"]
-        if not merge and data.keys() <= known.keys():  # the common case: plain overwrite of known fields
-            target.update(data)
+        if not merge and data.keys() <= known.keys() and not any(type(v) in (dict, list) for v in data.values()):
+            target.update(data)  # the common case: plain overwrite of known fields
             return
         for name, value in data.items():
             if name not in known:
@@ -582,11 +599,28 @@ class IterableSandbox(LoopbackServer):
                 if kind is not None:  # a null alone does not give a field a type
                     known[name] = kind
                     created[name] = None
+            if create_new and type(value) in (dict, list):
+                for path in _nested_paths(name, value):
+                    kind = new_types.get(path)
+                    if path not in known and kind is not None:
+                        known[path] = kind
+                        created[path] = None
             if merge and type(value) is dict:
                 old = target.get(name)
                 if type(old) is dict:
                     value = {**old, **value}
             target[name] = value
+
+
+def _nested_paths(name: str, value: Any):
+    """The positions of the fields inside an object (or an array of objects), `name.child...`."""
+    for item in (value if type(value) is list else [value]):
+        if type(item) is dict:
+            for key, child in item.items():
+                path = f"{name}.{key}"
+                yield path
+                if type(child) in (dict, list):
+                    yield from _nested_paths(path, child)
 
 
 def _malformed_in_data(data: dict | None) -> tuple[str, str] | None:

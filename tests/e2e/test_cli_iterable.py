@@ -1032,3 +1032,21 @@ def test_a_tls_failure_stops_the_run_at_once_naming_tls(project, request, where)
     project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
     again = project.sync()["runs"][0]
     assert again["status"] == "success" and again["acknowledged"] == 200, again
+
+
+def test_a_nested_field_of_another_type_rejects_its_row_alone(project):
+    """Iterable types every field by its name and position, nested ones included: a row sending
+    `address.zip` as text after it was created as a number is refused, with the field named, while
+    the other changed rows go through. The sandbox typed top-level fields only and took it."""
+    p = project
+    p.sql("""update main.customers set plan = '{"zip": ' || id || ', "city": "C' || id || '"}'""")
+    p.write(fields=("first_name: firstName", "plan: {field: address, type: json}"))
+    assert p.sync()["runs"][0]["acknowledged"] == 20
+    p.sql("""update main.customers set plan = '{"zip": "AB1 2CD", "city": "X"}' where id = 3""")
+    p.sql("""update main.customers set plan = '{"zip": 99, "city": "Y"}' where id = 4""")
+    run = p.sync()["runs"][0]
+    assert (run["acknowledged"], run["rejected"]) == (1, 1), run
+    [(key, field, reason)] = p.sql("select key, field, reason from dinsync.rejections")
+    assert (key, field) == ("user3@example.com", "address.zip") and "RequestFieldsTypesMismatched" in reason
+    assert sandbox_user(p, "user4@example.com")["dataFields"]["address"] == {"zip": 99, "city": "Y"}
+    assert sandbox_user(p, "user3@example.com")["dataFields"]["address"] == {"zip": 3, "city": "C3"}

@@ -411,7 +411,7 @@ def test_fields_are_typed_and_listed(make):
     fields = client.get("/api/users/getFields").json()
     spec_validate(fields, "GetUserFieldsResponse")
     assert fields == {"fields": {"s": "string", "n": "long", "d": "double", "b": "boolean", "o": "object",
-                                 "a": "array"}}
+                                 "o.k": "long", "a": "array"}}
 
 
 def test_date_detection_is_optional(make):
@@ -460,6 +460,34 @@ def test_unique_fields_soft_limit(make):
     assert client.post(UPDATE, {"email": "a@b.co", "dataFields": {"f1": 1, "f2": 2}}).status == 200
     resp = client.post(BULK, {"users": [{"email": "a@b.co", "dataFields": {"f3": 3}}]})
     assert (resp.status, error_code(resp)) == (400, "UniqueFieldsLimitExceeded")
+
+
+def test_nested_fields_count_and_are_typed_by_their_position(make):
+    """Iterable: the soft limit counts fields with "a field's uniqueness determined by its name and
+    position on the user profile", and "Types of data fields must match the types sent in previous
+    requests, across all data fields". The sandbox counted and typed top-level names only: an object
+    of 5 fields was one field, and {"address": {"zip": "AB1 2CD"}} after {"address": {"zip": 75001}}
+    was taken."""
+    thread, client = make(max_fields=3)
+    body = {"email": "a@b.co", "dataFields": {"address": {"zip": 75001, "city": "Paris"}}}
+    assert client.post(UPDATE, body).json()["params"]["createdFields"] == ["address", "address.zip", "address.city"]
+    assert fields_of(thread) == {"address": "object", "address.zip": "long", "address.city": "string"}
+    resp = client.post(BULK, {"users": [{"email": "b@b.co", "dataFields": {"address": {"zip": "AB1 2CD"}}}]})
+    assert (resp.status, error_code(resp)) == (400, "RequestFieldsTypesMismatched")
+    assert list(resp.json()["params"]["validationErrors"]) == ["project_1:::address.zip"]
+    assert client.post(BULK, {"users": [{"email": "b@b.co", "dataFields": {"address": {"zip": 75002}}}]}).status == 200
+    resp = client.post(BULK, {"users": [{"email": "a@b.co", "dataFields": {"address": {"country": "FR"}}}]})
+    assert (resp.status, error_code(resp)) == (400, "UniqueFieldsLimitExceeded")  # a 4th field
+    # users of one batch with the same top-level shape, their objects' fields typed apart
+    thread, client = make()
+    resp = client.post(BULK, {"users": [{"email": "a@b.co", "dataFields": {"address": {"zip": 1}}},
+                                        {"email": "b@b.co", "dataFields": {"address": {"zip": "x"}}}]})
+    assert (resp.status, error_code(resp)) == (400, "RequestFieldsTypesMismatched")
+    # the objects of an array hold positions too
+    client.post(UPDATE, {"email": "a@b.co", "dataFields": {"orders": [{"sku": "x1", "qty": 2}]}})
+    assert fields_of(thread) == {"orders": "array", "orders.sku": "string", "orders.qty": "long"}
+    resp = client.post(BULK, {"users": [{"email": "a@b.co", "dataFields": {"orders": [{"qty": "two"}]}}]})
+    assert (resp.status, error_code(resp)) == (400, "RequestFieldsTypesMismatched")
 
 
 # ------------------------------------------------------------------ caps
