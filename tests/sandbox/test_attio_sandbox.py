@@ -375,6 +375,19 @@ def test_bad_values_are_refused_and_nothing_is_written(api, slug, value, code):
     assert count(thread) == 0
 
 
+def test_text_values_are_limited_to_10_mb_of_utf_8(api):
+    """The spec: "A raw text field. Values are limited to 10MB." Read in decimal, the stricter
+    reading (as the Iterable sandbox reads "4MB"), counted in UTF-8 bytes: the sandbox took up to
+    10 MiB (10,485,760 bytes), values Attio may refuse."""
+    thread, client = api
+    at_limit = "é" * 5_000_000  # 10,000,000 bytes
+    assert client.assert_person("t@acme.com", job_title=at_limit).status == 200
+    assert person(thread, "t@acme.com")["job_title"] == at_limit
+    resp = client.assert_person("u@acme.com", job_title=at_limit + "a")
+    assert resp.status == 400 and resp.code == "validation_type"
+    assert "10 MB" in str(resp.body["validation_errors"]) and count(thread) == 1
+
+
 def test_select_unknown_option_creates_no_option(api):
     thread, client = api
     resp = client.assert_person("s@acme.com", plan="enterprise")

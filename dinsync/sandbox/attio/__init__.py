@@ -17,11 +17,12 @@ Documented behaviour it follows:
   `multiple_match_results`. A multiselect matching attribute gets the new values added; other
   multiselect attributes are overwritten. PATCH prepends new multiselect values, PUT overwrites them.
   POST fails on a unique value held by another record; so do updates.
-* Values per attribute type as the type pages document them: text (<= 10 MB), number, checkbox (also
-  "true"/"false"), currency (number, numeric string or `{"currency_value"}`, code from the attribute),
-  date and timestamp (ISO 8601 prefixes, zones converted to UTC, nanosecond timestamps), rating 0..5,
-  select/status by title or id (unknown -> 400 `value_not_found`, never a new option), email (shape
-  checked, lower-cased), domain (scheme/path/query trimmed, root domain from the public suffix list),
+* Values per attribute type as the type pages document them: text (<= 10 MB: 10,000,000 bytes of
+  UTF-8, the stricter reading), number, checkbox (also "true"/"false"), currency (number, numeric
+  string or `{"currency_value"}`, code from the attribute), date and timestamp (ISO 8601 prefixes,
+  zones converted to UTC, nanosecond timestamps), rating 0..5, select/status by title or id
+  (unknown -> 400 `value_not_found`, never a new option), email (shape checked, lower-cased), domain
+  (scheme/path/query trimmed, root domain from the public suffix list),
   phone (a "+" string, or `{original_phone_number, country_code}`; checked with `phonenumbers`),
   personal name (object with all three properties, or "Last, First"), location (every property, null
   allowed), record reference (`target_record_id`, a unique attribute of the target, or a string: a domain

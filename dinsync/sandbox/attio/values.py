@@ -30,7 +30,7 @@ LOCATION_KEYS = ("line_1", "line_2", "line_3", "line_4", "locality", "region", "
 # The spec's patterns for a location's coordinates (`input-value`, location: latitude, longitude).
 COORDINATES = {"latitude": re.compile(r"^[-+]?([1-8]?\d(\.\d+)?|90(\.0+)?)$"),
                "longitude": re.compile(r"^[-+]?(180(\.0+)?|((1[0-7]\d)|([1-9]?\d))(\.\d+)?)$")}
-TEXT_MAX_BYTES = 10 * 1024 * 1024  # "They have a max size of 10mb"
+TEXT_MAX_BYTES = 10_000_000  # "Values are limited to 10MB" (spec), read in decimal: the stricter reading
 _ISO = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?)?)?"
                   r"(Z|z|[+-]\d{2}(?::?\d{2})?)?")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
