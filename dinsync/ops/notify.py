@@ -150,6 +150,7 @@ class Notifier:
 
         import aiohttp
 
+        from ..destinations.base import body_excerpt
         from ..sender.http import read_body, redirect_reason
         from ..sender.proxy import proxy_for
         from ..sender.retry import RetryPolicy, parse_retry_after
@@ -176,8 +177,9 @@ class Notifier:
                     if 200 <= resp.status < 300:  # (its body is not read: a receiver's endless one neither)
                         self._down.discard(name)
                         return Delivery(name, True, attempt)
-                    # an error's first MAX_ERROR_BODY bytes at most (read whole, a 50 MB page took 50 MB)
-                    text = redaction.shorten((await read_body(resp)).decode("utf-8", "replace"), 200)
+                    # an error's first MAX_ERROR_BODY bytes at most (read whole, a 50 MB page took 50 MB),
+                    # on one line, a proxy's HTML page by its title (its markup went whole into the log)
+                    text = body_excerpt(await read_body(resp), chars=200)
                     error = (redirect_reason(resp.status, resp.headers, "the channel's url") if 300 <= resp.status < 400
                              else f"HTTP {resp.status}" + (f": {text}" if text else ""))
                     if resp.status not in RETRYABLE_STATUSES:

@@ -349,3 +349,29 @@ def test_a_huge_answer_of_a_channel_is_not_read_whole():
     assert [(d.channel, d.ok) for d in deliveries] == [("bad", False), ("good", True)]
     assert deliveries[0].error.startswith("HTTP 500: receiver broke xxx")
     assert len(written) == 2 and max(written) < 20 * 2**20, written  # neither was read to its end
+
+
+def test_a_channels_html_error_page_is_named_by_its_title_on_one_line(receiver):
+    """A proxy's or load balancer's HTML page in front of a channel (nginx's 502, a captive portal)
+    went whole into the log line and the `events` row, over several lines of markup; a run's error
+    and `dinsync rejections` name such a page by its title. So does a notification's failure now,
+    and a multi-line JSON error is read on one line too."""
+    rec, thread = receiver
+    page = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+            "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    rec.scripts["/hook"] = [(502, {"Content-Type": "text/html"}, page)] * 2
+    rec.scripts["/json"] = [(400, {"Content-Type": "application/json"}, '{\n  "error": "invalid_payload"\n}\n')]
+    logged = []
+
+    async def sleep(seconds):
+        pass
+
+    chans = [WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=2, name="ops"),
+             WebhookChannel(type="webhook", url=f"{thread.url}/json", attempts=2, name="js")]
+    deliveries = Notifier(chans, log=logged.append, sleep=sleep).send(notice())
+    assert [d.error for d in deliveries] == ["HTTP 502: 502 Bad Gateway (HTML page)",
+                                             'HTTP 400: { "error": "invalid_payload" }']
+    assert sorted(logged) == ["notification to js (users failed) failed after 1 attempt(s): HTTP 400: { \"error\": "
+                              '"invalid_payload" }',
+                              "notification to ops (users failed) failed after 2 attempt(s): HTTP 502: 502 Bad Gateway "
+                              "(HTML page)"]
