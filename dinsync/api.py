@@ -515,7 +515,7 @@ class Project:
             results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
                                 stop=stop, progress_for=progress_for,
                                 on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
-                                operator=make_operator(project, wh, log=notes.append), force=force,
+                                operator=make_operator(project, wh, log=notes.append, stop=stop), force=force,
                                 log=notes.append,  # pauses, resumes, notifications that failed
                                 on_exception=functools.partial(_debug_traceback, notes))
         result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],

@@ -374,15 +374,16 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
     return run, ExitCode.OK, engine
 
 
-def make_operator(project, wh, log: Callable[[str], None] = _ignore):
+def make_operator(project, wh, log: Callable[[str], None] = _ignore, stop=None):
     """The project's operating state (pauses, notifications: dinsync.ops.operate), or None when
     the state tables cannot be read: the runs then go ahead unguarded and report the
-    warehouse's error themselves."""
+    warehouse's error themselves. `stop` (a StopToken) ends the notifications' retries."""
     from .ops.notify import Notifier
     from .ops.operate import Operator
 
     try:
-        return Operator(project, wh, Notifier(project.notifications, project=project.root.name, log=log), log=log)
+        return Operator(project, wh, Notifier(project.notifications, project=project.root.name, log=log, stop=stop),
+                        log=log)
     except ConfigError:  # e.g. the state schema holds tables that are not dinsync's: nothing may run
         raise
     except Exception as exc:

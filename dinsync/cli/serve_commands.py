@@ -14,10 +14,10 @@ from .shared import (MAX_RECHECK_MINUTES, ExcludeOpt, JsonOpt, NamesArg, Project
 from .sync_commands import run_sync
 
 
-def make_notifier(project):
+def make_notifier(project, stop=None):
     from ..ops.notify import Notifier
 
-    return Notifier(project.notifications, project=project.root.name, log=note)
+    return Notifier(project.notifications, project=project.root.name, log=note, stop=stop)
 
 
 @app.command()
@@ -76,7 +76,7 @@ def serve(names: Optional[list[str]] = NamesArg,
         service = Service(project, scheduled, connect=lambda: connect_existing(project.warehouse, project.root),
                           run_one=lambda wh, name, errors: run_sync(project, wh, name, False, stop=stop, errors=errors,
                                                                     refresh_dbt=True),
-                          notifier=make_notifier(project), emit=emit_event, stop=stop, parallel=parallel,
+                          notifier=make_notifier(project, stop), emit=emit_event, stop=stop, parallel=parallel,
                           recheck_seconds=recheck_minutes * 60.0)
         service.serve()
     raise typer.Exit(ExitCode.OK)

@@ -194,11 +194,11 @@ def load_chosen(names, select, exclude, check_models: bool = True, connect: bool
     return project, wh, chosen
 
 
-def make_operator(project, wh):
+def make_operator(project, wh, stop=None):
     """The project's operating state (see `dinsync.operations.make_operator`), notes on stderr."""
     from ..operations import make_operator as make
 
-    return make(project, wh, log=note)
+    return make(project, wh, log=note, stop=stop)
 
 
 def _json_requested(args: list[str]) -> bool:

@@ -98,7 +98,7 @@ def sync(names: Optional[list[str]] = NamesArg,
             results = run_syncs(project, wh, chosen, full_refresh=full_refresh,
                                 retry_rejected=retry_rejected, stop=stop, progress_for=progress_for,
                                 on_exception=debug_traceback, on_run=print_run_and_issues,
-                                operator=make_operator(project, wh), force=force, log=note)
+                                operator=make_operator(project, wh, stop), force=force, log=note)
         finally:
             wh.close()
         runs = [run for run, _ in results]

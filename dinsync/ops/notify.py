@@ -31,6 +31,7 @@ from .. import __version__, redaction
 EVENT_ICONS = {"warning": ":warning:", "failed": ":red_circle:", "recovered": ":large_green_circle:",
                "paused": ":double_vertical_bar:", "resumed": ":arrow_forward:"}
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+STOP_POLL_SECONDS = 0.1  # how soon a backoff sees a stop request
 
 
 @dataclass
@@ -108,8 +109,11 @@ class Notifier:
     def __init__(self, channels: Sequence[Any], *, project: str | None = None,
                  log: Callable[[str], None] = lambda text: None,
                  sleep: Callable[[float], Awaitable[None]] | None = None, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0):
+                 backoff_cap: float = 30.0, stop: Any = None):
         self.channels = list(channels)
+        # a StopToken: once a stop is requested (SIGTERM), a notice is not tried again (its backoff ends
+        # at once) and later ones are tried once: a graceful stop does not wait for a failing channel
+        self.stop = stop
         self.project = project
         self.log = log
         self.sleep = sleep
@@ -166,8 +170,8 @@ class Notifier:
         policy = RetryPolicy(max_attempts=channel.attempts, base=self.backoff_base, cap=self.backoff_cap,
                              max_retry_after=self.backoff_cap)
         timeout = aiohttp.ClientTimeout(total=channel.timeout_seconds)
-        attempts = 1 if name in self._down else channel.attempts
-        error = None
+        attempts = 1 if name in self._down or self._stopping() else channel.attempts
+        error, stopped = None, False
         for attempt in range(1, attempts + 1):
             retry_after = None
             try:
@@ -194,11 +198,31 @@ class Notifier:
             except ValueError as exc:  # the request cannot be built (a line break in a header): this channel only
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 break
-            if attempt < attempts:
-                await (self.sleep or asyncio.sleep)(policy.delay(attempt, retry_after))
+            if attempt < attempts and not await self._backoff(policy.delay(attempt, retry_after)):
+                stopped = True
+                break
         error = redaction.redact(error)
-        down = " (it failed the notice before too: tried once)" if name in self._down else ""
+        down = (" (a stop was requested: not tried again)" if stopped or (attempts == 1 < channel.attempts
+                                                                          and self._stopping())
+                else " (it failed the notice before too: tried once)" if name in self._down else "")
         self._down.add(name)
         self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s){down}: "
                  f"{error}")
         return Delivery(name, False, attempt, error)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
+
+    async def _backoff(self, seconds: float) -> bool:
+        """Wait `seconds` before the next attempt; False when a stop request ended the wait."""
+        import asyncio
+
+        sleep = self.sleep or asyncio.sleep
+        if self.stop is None:
+            await sleep(seconds)
+            return True
+        while seconds > 0 and not self._stopping():
+            step = min(seconds, STOP_POLL_SECONDS)
+            await sleep(step)
+            seconds -= step
+        return not self._stopping()

@@ -375,3 +375,30 @@ def test_a_channels_html_error_page_is_named_by_its_title_on_one_line(receiver):
                               '"invalid_payload" }',
                               "notification to ops (users failed) failed after 2 attempt(s): HTTP 502: 502 Bad Gateway "
                               "(HTML page)"]
+
+
+def test_a_stop_request_ends_a_channels_retries(receiver):
+    """SIGTERM to a `dinsync sync` (or `serve`) whose channel hangs or fails: the notice went on
+    with its attempts and backoffs (4 x 10 s by default, up to 30 s of Retry-After between them),
+    so a graceful stop still took ~40 s more, past a supervisor's patience. A stop request now ends
+    the wait before the next attempt, and a notice sent after it is tried once."""
+    from dinsync.engine import StopToken
+
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(503, {"Retry-After": "20"})] * 6
+    stop, sleeps, logged = StopToken(), [], []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+        stop.request()  # SIGTERM during the backoff
+
+    notifier = Notifier([WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=4, name="ops")],
+                        log=logged.append, sleep=sleep, stop=stop)
+    [d] = notifier.send(notice())
+    assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 1
+    assert sum(sleeps) < 1, sleeps  # the wait ended with the stop request, not after 20 s
+    assert logged[0].startswith("notification to ops (users failed) failed after 1 attempt(s) "
+                                "(a stop was requested: not tried again): HTTP 503"), logged
+    notifier._down.clear()
+    [d] = notifier.send(notice())  # a notice after the stop request: one attempt, no wait
+    assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 2 and len(sleeps) == 1
