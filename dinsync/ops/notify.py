@@ -21,6 +21,7 @@ in bold), details section, context]}. The message starts with the sync's name, s
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -31,6 +32,7 @@ from .. import __version__, redaction
 EVENT_ICONS = {"warning": ":warning:", "failed": ":red_circle:", "recovered": ":large_green_circle:",
                "paused": ":double_vertical_bar:", "resumed": ":arrow_forward:"}
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+SLACK_TEXT_LIMIT = 3000  # characters of a section's text: Slack refuses a longer one (invalid_blocks)
 STOP_POLL_SECONDS = 0.1  # how soon a backoff sees a stop request
 
 
@@ -70,7 +72,8 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
     # The message names the sync itself ("users failed: ..."): each text says it once.
     named = notice.message.startswith(f"{notice.sync} ")
     rest = notice.message[len(notice.sync):] if named else f" {notice.event}: {notice.message}"
-    headline = f"{icon} dinsync: *{_mrkdwn(notice.sync)}*{_mrkdwn(rest)}".strip()
+    named_as = f"{icon} dinsync: *{_mrkdwn(notice.sync)}*"
+    headline = f"{named_as}{_mrkdwn(rest, SLACK_TEXT_LIMIT - len(named_as))}".strip()
     details = [f"*state*: {notice.previous_state or 'unknown'} → {notice.state}"]
     run = notice.run or {}
     if run.get("run_id"):
@@ -93,10 +96,14 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
     }
 
 
-def _mrkdwn(text: str) -> str:
-    """Slack's three escapes (its messages are not HTML, but these three are)."""
+def _mrkdwn(text: str, limit: int = 2900) -> str:
+    """Slack's three escapes (its messages are not HTML, but these three are), cut to `limit`
+    characters (an escape is not cut in two: `&am` would show as such)."""
     text = redaction.redact(text)  # before the cut: a secret cut in two is masked by neither half
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:2900]
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(text) <= limit:
+        return text
+    return re.sub(r"&[a-z]{0,3}$", "", text[:limit - 1]) + "…"
 
 
 def channel_name(channel: Any, index: int) -> str:

@@ -402,3 +402,23 @@ def test_a_stop_request_ends_a_channels_retries(receiver):
     notifier._down.clear()
     [d] = notifier.send(notice())  # a notice after the stop request: one attempt, no wait
     assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 2 and len(sleeps) == 1
+
+
+def test_a_huge_message_of_a_long_named_sync_stays_within_slacks_limits():
+    """Slack refuses a section whose text passes 3,000 characters (`invalid_blocks`: nothing
+    posted). The message was cut to 2,900 characters, but the headline adds the icon and the sync's
+    name before it: a sync named with 70 characters or more and a long message (a pause reason of
+    100 KB) made a headline over the limit. And the cut fell inside an escape (`&am`)."""
+    from dinsync.ops.notify import slack_payload
+
+    sync = "attio_companies_enterprise_accounts_emea_with_open_opportunities_q4_2026"
+    reason = "<&>" * 40_000
+    payload = slack_payload(Notice("paused", sync, "paused", "ok", f"{sync} paused by hand: {reason}",
+                                   pause={"paused_by": "hand", "culprit": "hand", "reason": reason}))
+    blocks = payload["blocks"]
+    assert len(blocks) <= 50
+    texts = [b["text"]["text"] for b in blocks if "text" in b] + [e["text"] for b in blocks for e in b.get("elements", [])]
+    assert all(0 < len(t) <= 3000 for t in texts), [len(t) for t in texts]
+    assert blocks[0]["text"]["text"].startswith(f":double_vertical_bar: dinsync: *{sync}* paused by hand: &lt;&amp;")
+    for text in (blocks[0]["text"]["text"], payload["text"]):
+        assert text.endswith("&gt;…") or text.endswith("&lt;…") or text.endswith("&amp;…"), text[-12:]
