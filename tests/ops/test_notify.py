@@ -422,3 +422,32 @@ def test_a_huge_message_of_a_long_named_sync_stays_within_slacks_limits():
     assert blocks[0]["text"]["text"].startswith(f":double_vertical_bar: dinsync: *{sync}* paused by hand: &lt;&amp;")
     for text in (blocks[0]["text"]["text"], payload["text"]):
         assert text.endswith("&gt;…") or text.endswith("&lt;…") or text.endswith("&amp;…"), text[-12:]
+
+
+def test_a_channels_stalled_name_lookup_does_not_hold_the_notice_past_its_timeout(monkeypatch):
+    """aiohttp resolves a channel's host in a thread of the event loop's executor: its timeout
+    abandons the lookup, but `asyncio.run` then waited for that thread to end. A resolver that
+    does not answer (a DNS outage: 5 s per try and server, more with search domains) held the
+    notice, hence the sync, well past `attempts` x `timeout_seconds`. The lookup is now left
+    behind in a daemon thread."""
+    import socket
+    import threading
+
+    real, released, blocked = socket.getaddrinfo, threading.Event(), []
+
+    def stalled(host, *args, **kwargs):
+        if host == "hooks.stalled.invalid":
+            blocked.append(host)
+            released.wait(10)
+            blocked.remove(host)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    try:
+        chan = WebhookChannel(type="webhook", url="https://hooks.stalled.invalid/x", timeout_seconds=0.2, attempts=1)
+        [d] = Notifier([chan], log=lambda line: None).send(notice())
+        assert not d.ok and d.error == "TimeoutError"
+        assert blocked == ["hooks.stalled.invalid"]  # returned while the lookup was still stalled
+    finally:
+        released.set()
