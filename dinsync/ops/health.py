@@ -164,10 +164,10 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
 
     if stop is not None and stop.requested:
         return CheckResult(inconclusive=ABANDONED, abandoned=True)
-    import asyncio
+    from ..sender.lookups import run_leaving_lookups
 
-    try:
-        return asyncio.run(_bounded(check(), stop))
+    try:  # (a host-name lookup the bound gave up on is not waited for)
+        return run_leaving_lookups(_bounded(check(), stop))
     except _Abandoned:
         return CheckResult(inconclusive=ABANDONED, abandoned=True)
     except _TimedOut:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -108,28 +106,6 @@ def _mrkdwn(text: str, limit: int = 2900) -> str:
     return re.sub(r"&[a-z]{0,3}$", "", text[:limit - 1]) + "…"
 
 
-class _LeftBehind(ThreadPoolExecutor):
-    """The notices' event loop executor (aiohttp resolves host names in it): each call in a daemon
-    thread of its own, never waited for. A lookup that outlived a channel's timeout (a DNS server
-    that does not answer) held `asyncio.run`'s end, and the sync with it, until it gave up."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
-
-        def call() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:  # (the future carries it to whoever still awaits it)
-                    future.set_exception(exc)
-
-        threading.Thread(target=call, name="dinsync-notify-lookup", daemon=True).start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        pass
-
-
 def channel_name(channel: Any, index: int) -> str:
     return channel.name or f"{channel.type}#{index + 1}"
 
@@ -163,12 +139,11 @@ class Notifier:
         if not targets:
             return []
         notice.project = notice.project or self.project
-        import asyncio  # loaded only when something is to be sent
+        from ..sender.lookups import run_leaving_lookups  # loaded only when something is to be sent
 
         try:
-            with asyncio.Runner() as runner:
-                runner.get_loop().set_default_executor(_LeftBehind())
-                return runner.run(self._send_all(notice, targets))
+            # (a channel's host-name lookup that outlived its timeout is not waited for: see lookups)
+            return run_leaving_lookups(self._send_all(notice, targets))
         except Exception as exc:  # a bug here must not fail a sync either
             text = redaction.redact(f"{type(exc).__name__}: {exc}")
             self.log(f"notification of {notice.sync} {notice.event} failed: {text}")
