@@ -129,6 +129,9 @@ class Notifier:
         # channels whose last notice failed every attempt: later notices try them once until one gets
         # through (a receiver that is down or hangs costs one timeout per notice, not `attempts` of them)
         self._down: set[str] = set()
+        # channels that failed a notice after the stop request: not tried again (`serve` stopped
+        # during a warehouse outage tells every sync; each would cost one timeout before it exits)
+        self._failed_stopping: set[str] = set()
 
     def wants(self, event: str) -> bool:
         return any(event in c.events for c in self.channels)
@@ -178,6 +181,10 @@ class Notifier:
         policy = RetryPolicy(max_attempts=channel.attempts, base=self.backoff_base, cap=self.backoff_cap,
                              max_retry_after=self.backoff_cap)
         timeout = aiohttp.ClientTimeout(total=channel.timeout_seconds)
+        if self._stopping() and name in self._failed_stopping:
+            error = "not sent: a stop was requested and the channel failed a notice since"
+            self.log(f"notification to {name} ({notice.sync} {notice.event}) {error}")
+            return Delivery(name, False, 0, error)
         attempts = 1 if name in self._down or self._stopping() else channel.attempts
         error, stopped = None, False
         for attempt in range(1, attempts + 1):
@@ -214,6 +221,8 @@ class Notifier:
                                                                           and self._stopping())
                 else " (it failed the notice before too: tried once)" if name in self._down else "")
         self._down.add(name)
+        if self._stopping():
+            self._failed_stopping.add(name)
         self.log(f"notification to {name} ({notice.sync} {notice.event}) failed after {attempt} attempt(s){down}: "
                  f"{error}")
         return Delivery(name, False, attempt, error)

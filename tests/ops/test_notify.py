@@ -399,9 +399,6 @@ def test_a_stop_request_ends_a_channels_retries(receiver):
     assert sum(sleeps) < 1, sleeps  # the wait ended with the stop request, not after 20 s
     assert logged[0].startswith("notification to ops (users failed) failed after 1 attempt(s) "
                                 "(a stop was requested: not tried again): HTTP 503"), logged
-    notifier._down.clear()
-    [d] = notifier.send(notice())  # a notice after the stop request: one attempt, no wait
-    assert (d.ok, d.attempts) == (False, 1) and len(rec.received) == 2 and len(sleeps) == 1
 
 
 def test_a_huge_message_of_a_long_named_sync_stays_within_slacks_limits():
@@ -451,3 +448,24 @@ def test_a_channels_stalled_name_lookup_does_not_hold_the_notice_past_its_timeou
         assert blocked == ["hooks.stalled.invalid"]  # returned while the lookup was still stalled
     finally:
         released.set()
+
+
+def test_after_a_stop_a_channel_that_failed_is_not_tried_again(receiver):
+    """`serve` stopped while the warehouse is away: its outage tells every scheduled sync's
+    `paused`, one notice after the other. After the stop, each notice still tried the failing
+    channel once: one `timeout_seconds` per sync (100 syncs, a receiver that hangs: 1,000 s) before
+    the service could exit. Once a notice failed after the stop, later ones skip that channel."""
+    from dinsync.engine import StopToken
+
+    rec, thread = receiver
+    rec.scripts["/hook"] = [(503, {})] * 10
+    stop, logged = StopToken(), []
+    stop.request()
+    notifier = Notifier([WebhookChannel(type="webhook", url=f"{thread.url}/hook", attempts=4, name="ops")],
+                        log=logged.append, stop=stop)
+    deliveries = [d for sync in ("a", "b", "c") for d in notifier.send(notice(sync=sync, message=f"{sync} failed"))]
+    assert [(d.ok, d.attempts) for d in deliveries] == [(False, 1), (False, 0), (False, 0)]
+    assert len(rec.received) == 1
+    assert deliveries[1].error == "not sent: a stop was requested and the channel failed a notice since"
+    assert logged[1] == ("notification to ops (b failed) not sent: a stop was requested and the channel "
+                         "failed a notice since")
