@@ -201,9 +201,14 @@ class WebhookChannel(_Channel):
     _check_url = field_validator("url")(_http_secret_url)
 
     @model_validator(mode="after")
-    def _headers_encrypted(self):
+    def _credentials_encrypted(self):
+        from .secrets_check import url_credential
+
+        url = self.url.get_secret_value()
         if self.headers:
-            refuse_cleartext(self.url.get_secret_value(), "the headers (credentials)")
+            refuse_cleartext(url, "the headers (credentials)")
+        if (carried := url_credential(url)) is not None:
+            refuse_cleartext(url, carried)
         return self
 
 

@@ -95,6 +95,22 @@ def _credential_words(value: str) -> list[str]:
     return words[1:] if len(words) > 1 else words
 
 
+def url_credential(url: str) -> str | None:
+    """What credential a channel's URL carries, as masked (see `_register_secrets`): its
+    `user:password@`, sent as Basic credentials, or a query parameter whose name says credential
+    (`?token=`, Azure Functions' `?code=`); None when none."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if _has_userinfo(url):
+        return "the URL's user:password@ (sent as Basic credentials)"
+    try:
+        names = [k for k, _ in parse_qsl(urlsplit(url).query)]
+    except ValueError:
+        return None
+    named = next((k for k in names if _credential_header(k) or _CREDENTIAL_QUERY.match(k)), None)
+    return None if named is None else f"the URL's token (query parameter {named!r})"
+
+
 def _has_userinfo(url: str | None) -> bool:
     """Whether `url` names a user or a password before its host (`https://user:pw@host`)."""
     from urllib.parse import urlsplit

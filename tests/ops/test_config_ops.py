@@ -90,6 +90,24 @@ def test_a_webhook_sending_headers_in_clear_text_to_another_machine_is_refused(t
     assert project.notifications[0].headers == {}
 
 
+def test_a_webhook_url_carrying_credentials_in_clear_text_to_another_machine_is_refused(tmp_path):
+    """A webhook `url` (from the environment) with `user:password@`, sent as Basic credentials, or
+    with a token in its query (`?token=`, Azure's `?code=`) crossed the network in clear text over
+    http://, where headers are refused; both are masked as the credentials they are. Refused alike;
+    a plain http:// receiver without them (an internal relay) is still accepted."""
+    hook = "notifications:\n  - type: webhook\n    url: ${env:HOOK_URL}\n"
+    for n, url in enumerate(["http://alerts:hookpw-4d5e6f7a@alerts.example.com/hook",
+                             "http://alerts.example.com/hook?channel=ops&token=qrysecret7c1d",
+                             "http://alerts.example.com/api/hook?code=azsecret99"]):
+        issues = issues_of(make(tmp_path / str(n), dinsync_dot_yml=PROJECT_YML + hook), env={**ENV, "HOOK_URL": url})
+        assert where(issues) == [("dinsync.yml", 11)] and "clear text" in issues[0].message, (url, issues)
+        assert not any(s in issues[0].message for s in ("hookpw", "qrysecret", "azsecret")), issues[0].message
+    for n, url in enumerate(["http://alerts.internal/dinsync?channel=ops", "https://alerts:pw-4d5e6f7a@alerts.example.com/",
+                             "http://127.0.0.1:9000/hook?token=local"]):
+        project = load_project(make(tmp_path / f"ok{n}", dinsync_dot_yml=PROJECT_YML + hook), env={**ENV, "HOOK_URL": url})
+        assert project.notifications[0].url.get_secret_value() == url
+
+
 def test_a_cron_that_never_fires_or_has_seconds_is_located(tmp_path):
     """`serve` failed at start-up with 'unexpected error: CroniterBadDateError' (31 February),
     and a six-field cron ran every second of its minute; both are configuration errors."""
