@@ -177,9 +177,12 @@ NOTIFY_EVENTS: tuple[str, ...] = ("warning", "failed", "recovered", "paused", "r
 
 
 def _http_secret_url(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value().startswith(("http://", "https://")):
+    """The URL without the whitespace around it (a secret file's or a variable's last newline was
+    sent as `%0A`: Slack answered 404 no_service), which must be http:// or https://."""
+    url = value.get_secret_value().strip()
+    if not url.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
-    return value
+    return SecretStr(url) if url != value.get_secret_value() else value
 
 
 class _Channel(_Config):

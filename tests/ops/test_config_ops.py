@@ -187,3 +187,22 @@ def test_a_channel_variable_set_but_empty_is_left_out_by_commands_that_notify_no
     assert where(issues) == [("dinsync.yml", 12)]
     assert issues[0].message == "notifications[0].webhook_url is empty"
     assert issues[0].hint == "environment variable SLACK_WEBHOOK is set but empty: export SLACK_WEBHOOK=<the value>"
+
+
+def test_a_channel_url_with_surrounding_whitespace_is_used_without_it(tmp_path):
+    """A webhook URL read from a secret file or a variable often ends with a newline: it was sent
+    as `%0A` (Slack answers 404 no_service, every notice lost), and a leading space was refused as
+    "must be an http:// or https:// URL". Whitespace around a URL is no part of it."""
+    project_yml = PROJECT_YML + """\
+notifications:
+  - type: webhook
+    url: ${env:HOOK_URL}
+  - type: slack
+    webhook_url: ${env:SLACK_WEBHOOK}
+"""
+    env = {**ENV, "SLACK_WEBHOOK": f" {SLACK}\n", "HOOK_URL": "https://alerts.example.com/dinsync \n"}
+    project = load_project(make(tmp_path, dinsync_dot_yml=project_yml, syncs__users_dot_yml=SYNC_YML), env=env)
+    hook, slack = project.notifications
+    assert hook.url.get_secret_value() == "https://alerts.example.com/dinsync"
+    assert slack.webhook_url.get_secret_value() == SLACK
+    assert redaction.redact(f"posting to {SLACK}") == "posting to ***"
