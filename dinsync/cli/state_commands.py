@@ -71,6 +71,9 @@ def pause(names: list[str] = typer.Argument(..., metavar="SYNC", help="Sync name
           project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
     """Pause syncs by hand: scheduled runs skip them, `sync` refuses them, until `dinsync resume`."""
     use_options(project_dir, json_output)
+    if reason is not None:  # bytes of another encoding (a Latin-1 terminal's é) arrive as lone
+        # surrogates, which no warehouse stores: each shown as U+FFFD instead
+        reason = reason.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     _pause_or_resume(names, reason, pausing=True)
 
 

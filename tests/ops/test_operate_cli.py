@@ -463,3 +463,14 @@ def test_the_first_notice_of_a_sync_names_ok_as_its_previous_state(ops):
     assert hook["event"] == "paused" and hook["previous_state"] == "ok" and hook["state"] == "paused"
     [slack] = [r["json"] for r in ops.receiver.received if r["path"].startswith("/services/")]
     assert "unknown" not in json.dumps(slack) and "ok → paused" in json.dumps(slack, ensure_ascii=False)
+
+
+def test_a_pause_reason_with_bytes_not_utf_8_is_kept_readable(ops):
+    """`dinsync pause SYNC --reason "$TEXT"` typed in a Latin-1 terminal: Python reads the byte of
+    `é` (0xE9) as a lone surrogate, which the warehouse could not store: the command failed with
+    "cannot encode str as UTF-8" (exit 1), the sync not paused."""
+    paused = ops.cli("pause", "iterable_users", "--reason", "migration d\udce9cembre")
+    assert paused.exit_code == 0, paused.stderr
+    [entry] = json.loads(paused.stdout)["syncs"]
+    assert (entry["state"], entry["reason"]) == ("paused", "migration d\ufffdcembre")
+    assert ops.sync()["exit_code"] == ExitCode.PAUSED
