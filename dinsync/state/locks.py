@@ -157,9 +157,10 @@ class SyncLock:
     def _acquire_insert_verify(self, sync: str, run_id: str, ttl: float) -> None:
         now = utcnow()
         self.clear_stale(sync, now, ttl)
-        self._insert(sync, run_id, now, ttl, True)
         won = False
         try:
+            # (in the try: an insert whose answer was lost may have been applied, its row is deleted)
+            self._insert(sync, run_id, now, ttl, True)
             highest = self.wh.scalar(f"SELECT MAX(ticket) FROM {self.table} WHERE sync = :sync", {"sync": sync})
             ticket = int(highest or 0) + 1
             self.wh.execute(f"UPDATE {self.table} SET ticket = :ticket, choosing = FALSE "

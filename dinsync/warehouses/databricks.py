@@ -44,6 +44,11 @@ How each part maps onto the API (POST /api/2.0/sql/statements and its polls):
   unanswered) for `retry_seconds` (its retry_timeout_seconds; 120 s by default), once per outage:
   after one gave up, failing ones are tried once, and while its requests got no answer at all they
   are not sent, until one gets through (see outage.py and _outage_transport).
+- A write is never sent twice: the API has no idempotency key (a statement submitted again runs
+  again), and the SDK retries a POST whose connection dropped, also after the warehouse ran it (its
+  answer lost): a commit's rows entered the snapshot twice, the run log held the run twice. A write
+  whose connection dropped once sent fails instead (AnswerLost: transient, the next run plans from
+  what the warehouse holds); reads are retried.
 """
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -143,6 +148,25 @@ class StatementFailed(Exception):
         self.error_class = m.group(1) if m else None
 
 
+class AnswerLost(Exception):
+    """A write's connection dropped after it was sent, before its answer: Databricks may have run it.
+    Not sent again (see the module's docstring); the SDK retries no exception but its own and
+    requests' connection errors and timeouts, so it gives up at once on this one."""
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a request that failed with `exc` (a requests error) may have reached the server: all
+    but a connection that could not be opened (refused, unresolved, timed out connecting)."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # (urllib3's MaxRetryError around it)
+    return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
 class GaveUp(Exception):
     """A request retried for retry_seconds in vain (the SDK's TimeoutError, from the last failure),
     or not retried (not sent) because the warehouse's outage is ongoing (see _outage_transport).
@@ -150,7 +174,7 @@ class GaveUp(Exception):
     gives up at once on this one."""
 
 
-def _outage_transport(outage: Outage, seconds: float) -> Any:
+def _outage_transport(outage: Outage, seconds: float, writing: Callable[[], bool] = lambda: False) -> Any:
     """The requests transport of one SDK client of a warehouse whose clients share `outage`
     (outage.py). The SDK retries each request for `seconds` on its own: before, every request got
     the whole budget anew (the SDK's 300 s), also after an earlier one had given up, so each later
@@ -158,7 +182,8 @@ def _outage_transport(outage: Outage, seconds: float) -> Any:
     the outage is ongoing an attempt that fails (429, 5xx, a dropped connection, no answer) raises
     GaveUp instead, and while its requests got no answer at all a request is not even sent (it
     would wait http_timeout_seconds, 60 s, for nothing); an attempt answered otherwise ends the
-    outage. A request whose retries ran out starts it (DatabricksWarehouse._watching)."""
+    outage. A request whose retries ran out starts it (DatabricksWarehouse._watching). While
+    `writing()`, a request whose connection dropped once sent raises AnswerLost: not sent again."""
     import requests
 
     class OutageTransport(requests.adapters.HTTPAdapter):
@@ -174,6 +199,10 @@ def _outage_transport(outage: Outage, seconds: float) -> Any:
                     outage.gave_up(exc)
                     raise GaveUp(f"a request was not retried (an earlier request had kept failing for "
                                  f"{seconds:g} s): {exc}") from exc
+                if writing() and isinstance(exc, requests.ConnectionError) and _maybe_sent(exc):
+                    raise AnswerLost(f"the connection dropped after a write was sent, before its answer: it may "
+                                     f"have been applied, and was not sent again (a statement submitted again "
+                                     f"runs again): {exc}") from exc
                 raise
             if response.status_code == 429 or response.status_code >= 500:
                 if ongoing:
@@ -277,7 +306,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         errors = require_driver("databricks.sdk.errors", "databricks", package="databricks-sdk")
         import requests
 
-        self.driver_errors = (errors.DatabricksError, StatementFailed, GaveUp, requests.RequestException,
+        self.driver_errors = (errors.DatabricksError, StatementFailed, GaveUp, AnswerLost, requests.RequestException,
                               OSError, pa.ArrowInvalid)
         self._timeouts = requests.Timeout
         self._secrets = [token] if token else []
@@ -331,7 +360,8 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
     def _client(self, **overrides: Any):
         """A new statement API client (`overrides`: Config options for this one)."""
         options = {k: v for k, v in {**self._config, **overrides}.items() if v is not None}
-        transport = _outage_transport(self._outage, options["retry_timeout_seconds"])
+        transport = _outage_transport(self._outage, options["retry_timeout_seconds"],
+                                      lambda: getattr(self._local, "writing", False))
         config = self._sdk.core.Config
         if self.sdk_takes_transports and "http_adapter" in inspect.signature(config).parameters:
             return self._sdk.WorkspaceClient(config=config(http_adapter=transport, **options)).statement_execution
@@ -379,12 +409,16 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
     def _submitted(self, sql: str, items: list[dict] | None, arrow: bool):
         svc = self._sql_service
         api = self._api
-        st = api.execute_statement(
-            statement=sql, warehouse_id=self.warehouse_id, catalog=self.catalog, schema=self.schema,
-            parameters=[svc.StatementParameterListItem.from_dict(p) for p in items] if items else None,
-            wait_timeout=self.wait_timeout, on_wait_timeout=svc.ExecuteStatementRequestOnWaitTimeout.CONTINUE,
-            disposition=svc.Disposition.EXTERNAL_LINKS if arrow else svc.Disposition.INLINE,
-            format=svc.Format.ARROW_STREAM if arrow else svc.Format.JSON_ARRAY)
+        self._local.writing = not arrow  # (reads ask for Arrow: a write's submit is not sent twice)
+        try:
+            st = api.execute_statement(
+                statement=sql, warehouse_id=self.warehouse_id, catalog=self.catalog, schema=self.schema,
+                parameters=[svc.StatementParameterListItem.from_dict(p) for p in items] if items else None,
+                wait_timeout=self.wait_timeout, on_wait_timeout=svc.ExecuteStatementRequestOnWaitTimeout.CONTINUE,
+                disposition=svc.Disposition.EXTERNAL_LINKS if arrow else svc.Disposition.INLINE,
+                format=svc.Format.ARROW_STREAM if arrow else svc.Format.JSON_ARRAY)
+        finally:
+            self._local.writing = False
         deadline = time.monotonic() + self.statement_timeout
         delay = 0.05
         while st.status is not None and st.status.state in (svc.StatementState.PENDING, svc.StatementState.RUNNING):
@@ -561,7 +595,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
 
     # --- errors ----------------------------------------------------------------------
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
-        if isinstance(exc, GaveUp):
+        if isinstance(exc, (GaveUp, AnswerLost)):
             return E.WarehouseUnavailable
         if isinstance(exc, StatementFailed):
             if exc.state in ("CANCELED", "CLOSED"):
@@ -586,6 +620,9 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
                     "for the state schema, or set `transactions: none` in dinsync.yml")
         if type(exc).__name__ == "Unauthenticated":
             return "check the Databricks token (warehouse.token from ${env:...}): it may be wrong or expired"
+        if isinstance(exc, AnswerLost):
+            return ("the connection to Databricks dropped before it answered; the next run tries again, from what "
+                    "the warehouse holds (a row whose commit was lost is sent again)")
         retried = "the warehouse's retry_seconds sets how long a request is retried"
         cause = exc.__cause__ if isinstance(exc, GaveUp) else None
         if self._checking and type(cause).__name__ == "ConnectionError":

@@ -24,6 +24,11 @@ holds a marker on, every request is answered 503 (or its connection dropped, or 
 and the attempts of each request are counted (`gone_requests`, by its method, path and body: the
 SDK sends the same request again when it retries).
 
+The answer lost (`cut_after`, `cut_times`): a submitted statement whose text (white space runs as
+one space) holds the marker runs to its end, then its connection is dropped instead of answered
+(`cut_times` times); the statements it applied are listed in `cut_statements`. The API has no
+idempotency key: a submit sent again runs again, as on Databricks.
+
 The SQL (Databricks dialect) is transpiled to DuckDB with sqlglot. XXHASH64 becomes DuckDB's
 HASH (twice: see _xxhash64) mapped onto the signed 64-bit range (a stable 64-bit hash, not the
 same values), as the Redshift tests do with FNV_HASH. `BEGIN ATOMIC ... END;` runs its statements in one DuckDB
@@ -204,6 +209,10 @@ class DatabricksFake:
         self.gone_after: str | None = None
         self.gone, self.gone_reset, self.gone_hang = False, False, False
         self.gone_requests: dict[str, int] = {}
+        # the answer of an applied statement lost (see the module's docstring)
+        self.cut_after: str | None = None
+        self.cut_times = 1
+        self.cut_statements: list[str] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -308,6 +317,12 @@ class DatabricksFake:
             except asyncio.TimeoutError:
                 if body.get("on_wait_timeout") == "CANCEL":
                     st.state = "CANCELED"
+        if (self.cut_after is not None and self.cut_times > 0 and self.cut_after in " ".join(sql.split())
+                and request.transport):
+            await st.done.wait()  # applied; its answer never arrives
+            self.cut_times -= 1
+            self.cut_statements.append(sql)
+            request.transport.abort()
         return web.json_response(self._response(st, request))
 
     async def poll(self, request: web.Request) -> web.Response:
