@@ -35,6 +35,16 @@ BigQuery going away (`gone_after`, `gone`, `gone_reset`): from a request whose b
 on, every request is answered 503 (or its connection dropped, or never answered), and the attempts of each request
 are counted (`gone_requests`, by its requestId or jobId: the client keeps them across its retries).
 
+A request sent again (the client's retries): jobs.insert of a jobId that exists answers 409
+`duplicate` (the client then gets that job), and jobs.query of a `requestId` seen in the last 15
+minutes with the same request (query, parameters, connection properties, default dataset) answers
+the earlier query's first page without running it again, as BigQuery documents requestId ("to
+ensure idempotent behavior ... its lifetime is limited to 15 minutes"; `dedup_request_ids` False:
+as a server without it). The answer lost (`cut_after`, `cut_times`): a query (jobs.query or
+jobs.insert) whose text holds the marker runs, then its connection is dropped instead of answered
+(`cut_times` times); `cut_statements` lists them, `query_request_ids` the requestId of every
+jobs.query, in order, with its query text.
+
 Sessions (`createSession`, then the connection property `session_id`; `CALL BQ.ABORT_SESSION()`
 ends one) hold a DuckDB cursor of their own, so `BEGIN TRANSACTION` ... `COMMIT TRANSACTION` span
 jobs as in BigQuery. Enforced as BigQuery does: transaction statements only in a session, no
@@ -261,6 +271,13 @@ class FakeBigQuery:
         self.gone_after: str | None = None
         self.gone, self.gone_reset, self.gone_hang = False, False, False  # gone_hang: never answered
         self.gone_requests: dict[str, int] = {}
+        # requests sent again (see the module's docstring)
+        self.dedup_request_ids = True
+        self.request_ids: dict[str, tuple[str, float, str]] = {}  # requestId -> (request, time, job id)
+        self.query_request_ids: list[tuple[str, str]] = []  # (requestId, query) of every jobs.query
+        self.cut_after: str | None = None
+        self.cut_times = 1
+        self.cut_statements: list[str] = []
         self.url: str | None = None
         self._runner = None
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -433,7 +450,15 @@ class FakeBigQuery:
             self._fail(job, exc)
             if config.get("dryRun"):  # a dry run's error is the HTTP answer itself
                 return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)
+        self._cut(request, query["query"])
         return web.json_response(job)
+
+    def _cut(self, request: web.Request, query: str) -> None:
+        """The answer of a query that ran lost (see the module's docstring)."""
+        if self.cut_after is not None and self.cut_times > 0 and self.cut_after in query and request.transport:
+            self.cut_times -= 1
+            self.cut_statements.append(query)
+            request.transport.abort()
 
     # --- sessions ----------------------------------------------------------------------------
     def _session(self, job: dict, create: Any, properties: Any) -> dict | None:
@@ -572,6 +597,16 @@ class FakeBigQuery:
             raise BadRequest("this fake runs GoogleSQL only: set useLegacySql to false")
         if body.get("dryRun"):
             raise BadRequest("dinsync dry-runs through jobs.insert; this fake does not take dryRun here")
+        request_id = body.get("requestId")
+        self.query_request_ids.append((request_id, body["query"]))
+        same = json.dumps([body.get(k) for k in ("query", "queryParameters", "connectionProperties", "defaultDataset",
+                                                  "useLegacySql", "createSession")], sort_keys=True)
+        earlier = self.request_ids.get(request_id) if request_id and self.dedup_request_ids else None
+        if earlier is not None and earlier[0] == same and time.time() - earlier[1] < 15 * 60:
+            page = self._page(self.jobs[earlier[2]], 0, int(body["maxResults"]) if "maxResults" in body else 100_000,
+                              (body.get("formatOptions") or {}).get("useInt64Timestamp") is True)
+            page["kind"] = "bigquery#queryResponse"
+            return web.json_response(page)  # not run again
         job = self._new_job({"jobReference": {"location": body.get("location")},
                              "configuration": {"query": {k: body[k] for k in ("query", "useLegacySql", "defaultDataset",
                                                                               "queryParameters") if k in body}}})
@@ -583,6 +618,9 @@ class FakeBigQuery:
         except JobError as exc:
             self._fail(job, exc)
             return _error(404 if exc.reason == "notFound" else 400, exc.reason, exc.message)
+        if request_id:
+            self.request_ids[request_id] = (same, time.time(), job["jobReference"]["jobId"])
+        self._cut(request, body["query"])
         page = self._page(job, 0, int(body["maxResults"]) if "maxResults" in body else 100_000,
                           (body.get("formatOptions") or {}).get("useInt64Timestamp") is True)
         page["kind"] = "bigquery#queryResponse"
