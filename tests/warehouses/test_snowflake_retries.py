@@ -30,7 +30,12 @@ class FaultyProxy:
     """HTTP proxy to fakesnow on 127.0.0.1. A statement whose text contains `fail` is answered 500
     `fail_times` times (None: always), or its connection closed unanswered with `reset`; one
     containing `slow` is answered "in progress", as Snowflake answers a statement still running,
-    and so are its status polls, until `slow_seconds` have passed (or the client aborts it)."""
+    and so are its status polls, until `slow_seconds` have passed (or the client aborts it).
+    One containing `cut_after` is run by fakesnow, then its connection closed unanswered (`cut_times`
+    times; `cut_statements` lists them): its answer lost. The connector sends a request again with
+    its requestId (and `retryCount`); with `dedup` (as Snowflake: fakesnow has no such memory) a
+    requestId answered before is answered the same again, not run again. `query_requests`: the
+    (requestId, retryCount, SQL) of every statement."""
 
     def __init__(self, port: int):
         self.fail, self.fail_times, self.failed, self.reset = None, None, 0, False
@@ -41,6 +46,9 @@ class FaultyProxy:
         self.slow, self.slow_seconds, self.polls = None, 0.0, 0
         self.results: dict[str, tuple[float, bytes]] = {}  # query id -> (ready at, fakesnow's answer)
         self.cancelled: set[str] = set()  # query ids the client aborted
+        self.cut_after, self.cut_times, self.cut_statements = None, 1, []  # the answer lost (see above)
+        self.dedup, self.answered = True, {}  # requestId -> (status, answer, headers) of fakesnow
+        self.query_requests: list[tuple[str, str | None, str]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,10 +96,15 @@ class FaultyProxy:
                 if path.startswith("/session/v1/login-request") and proxy.fail_logins:
                     proxy.fail_logins -= 1
                     return self._answer(500, b"{}")
-                sql = ""
+                sql, rid = "", None
                 if path.startswith("/queries/v1/query-request"):
                     raw = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
                     sql = json.loads(raw).get("sqlText", "")
+                    query = dict(q.partition("=")[::2] for q in self.path.partition("?")[2].split("&"))
+                    rid = query.get("requestId")
+                    proxy.query_requests.append((rid, query.get("retryCount"), sql))
+                    if proxy.dedup and rid in proxy.answered:  # sent again: answered, not run again
+                        return self._answer(*proxy.answered[rid])
                     if proxy.gone_after and proxy.gone_after in sql:
                         proxy.gone = True
                         return self._gone()
@@ -112,6 +125,13 @@ class FaultyProxy:
                 conn.close()
                 if answer.getheader("Content-Encoding") == "gzip":
                     data = gzip.decompress(data)
+                if rid is not None:
+                    proxy.answered[rid] = (answer.status, data, answer.getheaders())
+                if proxy.cut_after and proxy.cut_after in sql and proxy.cut_times > 0:
+                    proxy.cut_times -= 1
+                    proxy.cut_statements.append(sql)
+                    self.close_connection = True  # run; its answer lost
+                    return None
                 if proxy.slow and proxy.slow in sql and answer.status == 200:
                     qid = str(uuid.uuid4())
                     proxy.results[qid] = (time.monotonic() + proxy.slow_seconds, data)
