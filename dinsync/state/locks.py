@@ -157,7 +157,6 @@ class SyncLock:
     def _acquire_insert_verify(self, sync: str, run_id: str, ttl: float) -> None:
         now = utcnow()
         self.clear_stale(sync, now, ttl)
-        won = False
         try:
             # (in the try: an insert whose answer was lost may have been applied, its row is deleted)
             self._insert(sync, run_id, now, ttl, True)
@@ -174,11 +173,13 @@ class SyncLock:
                 ahead = [r for r in others if r.choosing or (r.ticket or 0, r.run_id) < (ticket, run_id)]
                 if ahead:
                     raise self._busy(sync, min(ahead, key=lambda r: (r.ticket or 0, r.run_id)))
-                won = True
                 return
-        finally:
-            if not won:
+        except BaseException:
+            try:
                 self.release(sync, run_id)
+            except Exception:  # (the warehouse gone: the take's own error says so, not the release's)
+                pass
+            raise
 
     # --- refresh / release -------------------------------------------------------------
     def refresh(self, sync: str, run_id: str, ttl: float) -> bool:

@@ -407,3 +407,29 @@ def test_a_nul_character_in_a_rejected_key_is_shown_not_dropped(store):
     for run in ("r1", "r2"):
         assert {(r["key"], r["reason"]) for r in store.rejections(run)} == {
             ("nul\\x00@example.com", reason.replace("\x00", "\\x00"))}
+
+
+def test_a_lock_take_failing_with_the_warehouse_gone_reports_its_own_error(tmp_path, monkeypatch):
+    """Insert-then-verify (Snowflake, BigQuery, Databricks): the take's insert failing with the
+    warehouse gone, the clean-up of the row it may have written fails too; the run's error is the
+    take's, not the clean-up's (which replaced it, once the insert moved inside the clean-up's scope)."""
+    from dinsync.state.locks import SyncLock
+    from dinsync.warehouses import errors as E
+
+    t = WarehouseUnderTest("duckdb", tmp_path)
+    try:
+        store = StateStore(t.wh, t.state_schema, arbiter="insert_verify")
+        store.migrate()
+
+        def insert(*args, **kwargs):
+            raise E.WarehouseUnavailable("the take's insert: connection reset")
+
+        def release(*args, **kwargs):
+            raise E.WarehouseUnavailable("the release: a request was not sent")
+
+        monkeypatch.setattr(SyncLock, "_insert", insert)
+        monkeypatch.setattr(SyncLock, "release", release)
+        with pytest.raises(E.WarehouseUnavailable, match="the take's insert"):
+            store.acquire_lock("users", "run-1")
+    finally:
+        t.close()
