@@ -141,6 +141,7 @@ class RedshiftConfig(_PostgresProtocolConfig):
 
 
 _DATASET = r"^[A-Za-z0-9_]{1,1024}$"
+QUERY_DEDUP_SECONDS = 900  # BigQuery runs a jobs.query resent with the same requestId once, within this
 
 
 class BigQueryConfig(_Config):
@@ -157,9 +158,19 @@ class BigQueryConfig(_Config):
     scratch_dataset: str = Field(default="dinsync_scratch", pattern=_DATASET)
     scratch_expiration_hours: float = Field(default=24, gt=0, le=24 * 30)
     api_endpoint: str | None = Field(default=None, pattern=r"^https?://")  # e.g. a private endpoint
-    retry_seconds: float = Field(default=120, ge=0, le=3600)  # the client's retries of transient errors
+    retry_seconds: float = Field(default=120, ge=0)  # the client's retries of transient errors
     http_timeout_seconds: float = Field(default=60, gt=0, le=3600)
     maximum_bytes_billed: int | None = Field(default=None, ge=1)
+
+    @field_validator("retry_seconds")
+    @classmethod
+    def _within_the_dedup_window(cls, value: float) -> float:
+        # a query resent with its requestId (its answer lost, the connection cut) runs once only
+        # within 15 minutes: a write resent later (a commit's rows, the run log) would run twice
+        if value > QUERY_DEDUP_SECONDS:
+            raise ValueError(f"at most {QUERY_DEDUP_SECONDS} (BigQuery runs a query resent after its answer was "
+                             "lost only once within 15 minutes; a write retried later could run twice)")
+        return value
 
     @field_validator("api_endpoint")
     @classmethod

@@ -493,6 +493,22 @@ def test_config_block_refuses_an_api_endpoint_in_clear_text_to_another_machine(t
     assert any("warehouse.api_endpoint" in i.message and "clear text" in i.message for i in info.value.issues)
 
 
+def test_config_block_refuses_retries_past_the_window_bigquery_deduplicates_a_query_in(tmp_path):
+    """A query resent with its requestId after its answer was lost runs once within 15 minutes
+    (jobs.query's requestId); `retry_seconds` up to 3600 let a resent write (a commit's rows, the run
+    log) run a second time."""
+    from dinsync.config import load_project
+    from dinsync.errors import ConfigError
+
+    env = {"ITERABLE_API_KEY": "k" * 12}
+    block = "  type: bigquery\n  project: my-project-1\n  retry_seconds: {}\n"
+    assert load_project(_project_dir(tmp_path / "a", block.format(900)), env=env).warehouse.retry_seconds == 900
+    with pytest.raises(ConfigError) as info:
+        load_project(_project_dir(tmp_path / "b", block.format(901)), env=env)
+    assert any("warehouse.retry_seconds" in i.message and "15 minutes" in i.message for i in info.value.issues), \
+        info.value.issues
+
+
 def test_config_block_refuses_a_key_written_in_the_file_but_takes_a_path(tmp_path):
     from dinsync.config import load_project
     from dinsync.errors import ConfigError
