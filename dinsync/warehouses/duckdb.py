@@ -108,6 +108,11 @@ class DuckDBWarehouse(DuckDBErrors, ErrorTranslation, DuckDBMemory, DuckDBStream
             hint = (_damaged_hint(path) if _DAMAGED_FILE.search(text) else
                     "warehouse.path in dinsync.yml names it: the file and its folder must be readable and writable")
             raise DinsyncError(f"cannot open DuckDB file {path}: {text}", hint=hint) from None
+        # One connection object per thread: a DuckDB connection must not run two statements at
+        # once, and the engine streams the plan while it commits acknowledged rows. (Before
+        # size_for: it checkpoints the log a killed run left.)
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._settings = _InstanceSettings.of(path, self._con)
         self.grown_to: str | None = None  # the pool after statements ran out of memory, if they did
         self.threads = int(threads) if threads else self._settings.default_threads
@@ -124,10 +129,6 @@ class DuckDBWarehouse(DuckDBErrors, ErrorTranslation, DuckDBMemory, DuckDBStream
         # The commits' scratch tables (Capabilities.commit_scratch_database); a sync's plan and
         # scratch tables get a database of their own (attach_scratch).
         self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(COMMIT_SCRATCH_DATABASE)}")
-        # One connection object per thread: a DuckDB connection must not run two statements at
-        # once, and the engine streams the plan while it commits acknowledged rows.
-        self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def attach_scratch(self, name: str) -> None:
         """The plan and the scratch tables of a sync: an in-memory database shared by every cursor

@@ -53,3 +53,25 @@ def test_no_checkpoint_while_a_stream_holds_them_back(tmp_path, monkeypatch):
         assert wal_bytes(path) == before
     finally:
         w.close()
+
+
+def test_a_file_whose_log_a_killed_run_left_opens(tmp_path):
+    """A run killed mid-send (`kill -9`, an orchestrator's SIGKILL, OOM) leaves what it wrote in the
+    log: the next run, checkpointing it before it sizes its pool, failed to open the warehouse with
+    "unexpected error: AttributeError: 'DuckDBWarehouse' object has no attribute '_local'" (exit 1,
+    nothing recorded: an orchestrator's retry failed too)."""
+    import duckdb
+
+    path = tmp_path / "w.duckdb"
+    killed = duckdb.connect(str(path))
+    killed.execute("PRAGMA disable_checkpoint_on_shutdown")  # as a killed process leaves it
+    killed.execute("SET checkpoint_threshold = '1GB'")
+    killed.execute("CREATE TABLE snap AS SELECT range AS k, repeat('x', 40) || range AS v FROM range(20000)")
+    killed.close()
+    assert wal_bytes(path) >= duckdb_memory.CHECKPOINT_EARLIER_BYTES
+    w = DuckDBWarehouse(str(path))
+    try:
+        assert wal_bytes(path) < duckdb_memory.CHECKPOINT_EARLIER_BYTES
+        assert w.rows("SELECT count(*) AS n FROM snap")[0]["n"] == 20000
+    finally:
+        w.close()
