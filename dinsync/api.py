@@ -484,7 +484,7 @@ class Project:
         event, data)` receives the engine's progress events; `on_run(run)` each finished run."""
         _not_in_a_child_forked_after_polars()
         _not_during_a_run("sync")
-        from .engine.stop import StopToken
+        from .engine.stop import StopToken, stop_on_host_exceptions
         from .operations import make_operator, run_syncs, sync_exit_code
 
         if stop is not None and not isinstance(stop, StopToken):  # (an AttributeError from inside, else)
@@ -510,16 +510,25 @@ class Project:
             finally:
                 _runs_going -= 1
 
-        with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
-            chosen = self._select(project, select, exclude)
-            results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh, retry_rejected=retry_rejected,
-                                stop=stop, progress_for=progress_for,
-                                on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
-                                operator=make_operator(project, wh, log=notes.append, stop=stop), force=force,
-                                log=notes.append,  # pauses, resumes, notifications that failed
-                                on_exception=functools.partial(_debug_traceback, notes))
+        stop = stop or StopToken()
+        try:
+            with stop_on_host_exceptions(stop), \
+                    self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
+                chosen = self._select(project, select, exclude)
+                results = run_syncs(project, wh, chosen.names, full_refresh=full_refresh,
+                                    retry_rejected=retry_rejected, stop=stop, progress_for=progress_for,
+                                    on_run=(lambda run: on_run(Run.from_dict(run))) if on_run else None,
+                                    operator=make_operator(project, wh, log=notes.append, stop=stop), force=force,
+                                    log=notes.append,  # pauses, resumes, notifications that failed
+                                    on_exception=functools.partial(_debug_traceback, notes))
+        except BaseException:
+            if stop.interruption is None:
+                raise
+            raise stop.interruption  # (not what it became on the way: a driver's "interrupted", a KeyboardInterrupt)
         result = SyncResult(runs=[Run.from_dict(run) for run, _ in results],
                             exit_code=sync_exit_code(results, stop), notes=[*chosen.notes, *notes])
+        if stop.interruption is not None:  # the host's handler meant to end the call: its runs are recorded
+            raise stop.interruption
         return result
 
     @_off_the_event_loop

@@ -291,7 +291,7 @@ class SyncRun:
             self.recorded = True
             try:
                 with doing("planning"):  # (sending and after: see _run)
-                    self._run(s, lock)
+                    self._run_unless_interrupted(s, lock)
             except ConfigError as exc:  # e.g. the pre-flight check: already located and redacted
                 s.status, s.error = "failed", exc.message
                 raise
@@ -362,6 +362,24 @@ class SyncRun:
         reason = (f"skipped: {plural(n, 'row')} of model {self.cfg.model} {'has' if n == 1 else 'have'} a {empty} "
                   f"matching key ({self.cfg.match_column}); a row is sent once its key has a value")
         self.state.add_rejections(s.run_id, self.cfg.name, [(None, self.cfg.match_field, "skipped", reason)])
+
+    def _run_unless_interrupted(self, s: RunSummary, lock: LockKeeper) -> None:
+        """`_run`; an exception of the host's signal handler (an orchestrator's timeout: see
+        stop.stop_on_host_exceptions) cancels the run, as its signal would on the command line:
+        what was acknowledged is committed (the pipeline's last checkpoint), the rest is sent by
+        the next run. The API raises it again once the run is recorded. Whatever exception ends
+        the run once it came is its consequence (a DuckDB statement it cut short raises
+        "interrupted", read as a KeyboardInterrupt)."""
+        try:
+            self._run(s, lock)
+        except BaseException:
+            if self.stop.interruption is None:
+                raise
+            raised = self.stop.interruption
+            what = type(raised).__name__ + (f": {raised}" if str(raised) else "")
+            s.status = "cancelled"
+            s.error = self.redact(f"stopped by {self.stop.signal_name} ({what}): acknowledged rows were committed; "
+                                  "the rest is sent by the next run")
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})

@@ -28,6 +28,7 @@ class StopToken:
         self._rearm: Callable[[], None] | None = None
         self._wakers: list[threading.Event] = []  # set on a stop request (e.g. `serve`'s idle wait)
         self._wakers_lock = threading.Lock()
+        self.interruption: BaseException | None = None  # what a host's handler raised (see stop_on_host_exceptions)
 
     def add_waker(self, event: threading.Event) -> None:
         """Set `event` when a stop is requested (at once if it already was): whoever waits on it
@@ -146,6 +147,49 @@ def stop_on_signals(token: StopToken, on_first: Callable[[str], None] | None = N
         announce.set()  # (no signal came: the announcer ends without a word)
         if told:  # the block may end before the announcer's turn came (a busy machine): its message first
             announcing.join(ANNOUNCE_SECONDS)
+
+
+HOST_SIGNALS = tuple(getattr(signal, name) for name in ("SIGALRM", "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                     if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stop_on_host_exceptions(token: StopToken) -> Iterator[None]:
+    """While the block runs (main thread): an exception a host's own signal handler raises requests a
+    stop (by that signal) and is kept as `token.interruption`, then goes on. The API installs no
+    handler, but an orchestrator's raise to end its task: Airflow's `execution_timeout` (SIGALRM:
+    AirflowTaskTimeout, an Exception), Airflow 2's SIGTERM (AirflowTaskTerminated). Raised in the
+    middle of a run, such an exception was taken for the run's own failure: the later syncs all
+    ran, past the timeout, and the call returned. With the stop requested, the run ends `cancelled`
+    (committing what was acknowledged), the later syncs do not start, and the caller raises it
+    again. Python's own SIGINT handler (KeyboardInterrupt) is left alone: it stops the call already."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wrapped = {}
+
+    def wrapping(host):
+        def handler(signum, frame):
+            try:
+                host(signum, frame)
+            except BaseException as exc:
+                token._flag(signum)  # (no wake: see StopToken.wake; the exception unwinds the main thread)
+                if token.interruption is None:
+                    token.interruption = exc
+                raise
+        return handler
+
+    for sig in HOST_SIGNALS:
+        host = signal.getsignal(sig)
+        if callable(host) and host is not signal.default_int_handler:
+            wrapped[sig] = (host, wrapping(host))
+            signal.signal(sig, wrapped[sig][1])
+    try:
+        yield
+    finally:
+        for sig, (host, handler) in wrapped.items():
+            if signal.getsignal(sig) is handler:  # (unless the host installed another meanwhile)
+                signal.signal(sig, host)
 
 
 class _Interrupter:
