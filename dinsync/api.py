@@ -314,7 +314,10 @@ def _off_the_event_loop(method):
             return marked(self, *args, **kwargs)
         try:
             asyncio.get_running_loop()
-        except RuntimeError:  # no running loop in this thread (the call's own RuntimeError is not this)
+            running = True
+        except RuntimeError:  # no running loop in this thread
+            running = False
+        if not running:  # (called outside the `except`: its errors are not chained to that RuntimeError)
             with _keeping_event_loop(asyncio):
                 return marked(self, *args, **kwargs)
         import concurrent.futures

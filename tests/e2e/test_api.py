@@ -723,3 +723,20 @@ def test_a_flag_that_is_not_a_bool_is_a_type_error(project):
                 call()
             assert " must be True or False, not " in str(exc.value), exc.value
     assert api.status().runs == []
+
+
+def test_an_error_of_a_call_is_not_shown_as_raised_while_handling_another(project, monkeypatch):
+    """In a process that imported asyncio (Airflow, Dagster, a web framework), every exception a call
+    raised was chained to the RuntimeError("no running event loop") of the API's check for a running
+    loop: the task's log began with that error, then "During handling of the above exception,
+    another exception occurred", then the real one."""
+    import asyncio  # noqa: F401  (as any orchestrator has)
+
+    monkeypatch.delenv("ITERABLE_TEST_KEY")
+    with pytest.raises(dinsync.ConfigError) as raised:
+        dinsync.load_project(project.root).sync()
+    chain, exc = [], raised.value
+    while exc is not None:
+        chain.append(repr(exc))
+        exc = exc.__context__
+    assert not any("no running event loop" in text for text in chain), chain
