@@ -53,10 +53,10 @@ DEFAULT_PORT = 5432
 SESSION_SETTINGS = {"parallel_setup_cost": "100", "parallel_tuple_cost": "0.01", "jit": "off",
                     "client_connection_check_interval": "1000", "idle_session_timeout": "0",
                     "default_transaction_isolation": "read committed"}
-# Settings a server may not know (PostgreSQL 13 and older, other servers of its protocol): a
-# connection refused for one of them ("unrecognized configuration parameter") is made again
-# without it, unless the project's `settings:` asked for it.
-OPTIONAL_SETTINGS = ("client_connection_check_interval", "idle_session_timeout")
+# Settings a server may not know (PostgreSQL 13 and older; 11 and older for tcp_user_timeout; other
+# servers of its protocol): a connection refused for one of them ("unrecognized configuration
+# parameter") is made again without it, unless the project's `settings:` asked for it.
+OPTIONAL_SETTINGS = ("client_connection_check_interval", "idle_session_timeout", "tcp_user_timeout")
 # Settings the diff relies on, which neither a `settings:` entry nor a role's default may change:
 # the diff hashes each value's text form, and with extra_float_digits 0 or less a float8 is written
 # with 15 significant digits (1.0000000000000002 as 1): a change of the last digits would be no
@@ -107,6 +107,19 @@ def tcp_bounds(seconds: float | None) -> dict[str, int]:
     interval = max(1, seconds // 6)
     return {"keepalives": 1, "keepalives_idle": max(1, seconds - 3 * interval), "keepalives_interval": interval,
             "keepalives_count": 3, "tcp_user_timeout": seconds * 1000}
+
+
+def server_tcp_bounds(seconds: float | None) -> dict[str, str]:
+    """The same bounds on the server's side of a session (its settings): after a blackhole the
+    server kept a run's sessions, and their locks, for its keepalive default (2 hours and more); the
+    plan's stream, idle in its transaction, held the plan table, and the next run waited behind it."""
+    client = tcp_bounds(seconds)
+    if not client:
+        return {}
+    return {"tcp_keepalives_idle": str(client["keepalives_idle"]),
+            "tcp_keepalives_interval": str(client["keepalives_interval"]),
+            "tcp_keepalives_count": str(client["keepalives_count"]),
+            "tcp_user_timeout": str(client["tcp_user_timeout"])}
 
 
 class PostgresConnection:
@@ -260,7 +273,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
             self.driver_errors += (self._adbc.Error,)
         except Exception:
             self._adbc = None  # reads fall back to a server-side cursor
-        options = _iso_dates({**SESSION_SETTINGS, **(settings or {})}) | FIXED_SETTINGS
+        server_tcp = server_tcp_bounds(tcp_timeout)
+        options = _iso_dates({**SESSION_SETTINGS, **server_tcp, **(settings or {})}) | FIXED_SETTINGS
         # settings that libpq's environment variables (PGDATESTYLE, PGTZ) override: set again
         env = {var: name for var, name in LIBPQ_ENV_SETTINGS.items() if os.environ.get(var)}
         self._env_overridden = {k: str(v) for k, v in options.items() if k.lower() in env.values()}
@@ -270,7 +284,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         # what a session must run with, checked on the first one (_check_settings): all but the
         # defaults of SESSION_SETTINGS, which make statements faster or a killed run's end quicker
         self._required_settings = {k: str(v) for k, v in options.items()
-                                   if (k not in SESSION_SETTINGS or k.lower() in configured)
+                                   if (k not in SESSION_SETTINGS and k not in server_tcp or k.lower() in configured)
                                    and k.lower() not in LIBPQ_KEYWORD_SETTINGS}
         if search_path:
             self._required_settings[SEARCH_PATH] = search_path_setting(search_path)

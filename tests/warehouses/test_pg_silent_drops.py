@@ -99,6 +99,38 @@ def test_every_connection_gives_up_a_silent_server_after_tcp_timeout(proxy, kind
         wh.close()
 
 
+SERVER_TCP_SETTINGS = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout")
+
+
+def _server_tcp_settings(rows) -> dict[str, int]:
+    return {r["name"]: int(r["setting"]) for r in rows}
+
+
+def test_the_server_gives_up_a_silent_client_after_tcp_timeout_too(proxy):
+    """The server's side of every session (the sessions, the plan's stream): after a blackhole the
+    server keeps a run's sessions, and their locks, until its own TCP gives them up. Before: its
+    keepalive default (2 hours and more): the plan's stream, idle in its transaction, held its
+    AccessShareLock on the plan table, and the next run, once the network was back, waited behind it
+    dropping that table (measured through a network namespace whose link went down: 14 minutes and
+    on, until killed)."""
+    query = ("SELECT name, setting FROM pg_settings WHERE name IN "
+             + "(" + ", ".join(f"'{n}'" for n in SERVER_TCP_SETTINGS) + ") ORDER BY name")
+    wh = connect("postgres", dsn=proxy.dsn(), tcp_timeout=12)
+    try:
+        seen = [_server_tcp_settings(wh.query(query).to_pylist()),
+                _server_tcp_settings(next(wh.stream(query, batch_rows=10)).to_pylist())]
+    finally:
+        wh.close()
+    for s in seen:
+        assert s["tcp_keepalives_idle"] + s["tcp_keepalives_interval"] * s["tcp_keepalives_count"] <= 12, seen
+        assert s["tcp_keepalives_idle"] > 0 and s["tcp_user_timeout"] == 12_000, seen
+    wh = connect("postgres", dsn=proxy.dsn(), tcp_timeout=12, settings={"tcp_keepalives_idle": "5"})
+    try:
+        assert _server_tcp_settings(wh.query(query).to_pylist())["tcp_keepalives_idle"] == 5  # `settings:` win
+    finally:
+        wh.close()
+
+
 def test_tcp_timeout_0_leaves_the_systems_defaults_and_the_dsn_keeps_its_own(proxy):
     wh = connect("postgres", dsn=proxy.dsn(), tcp_timeout=0)
     try:
