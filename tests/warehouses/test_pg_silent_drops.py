@@ -7,8 +7,8 @@ connection (the sessions, the plan's stream) gives such a server up after `tcp_t
 What is checked is what the kernel is told: the socket options of every connection of a warehouse
 (through a loopback proxy, tests/warehouses/pg_proxy.py, whose port tells them apart). A blackhole
 on loopback cannot show the bound at work: the proxy's kernel acknowledges the client's statement
-and answers its keepalive probes, whatever the proxy forwards (a dropped packet needs a firewall
-rule, i.e. privileges the suite does not take)."""
+and answers its keepalive probes, whatever the proxy forwards; tests/warehouses/test_pg_blackhole.py
+shows it through network namespaces (root only)."""
 from __future__ import annotations
 
 import json
