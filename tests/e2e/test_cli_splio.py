@@ -16,6 +16,7 @@ from dinsync.destinations.base import Request
 from dinsync.destinations.splio.settings import SftpSettings
 from dinsync.destinations.splio.sftp import SftpTransport
 from dinsync.destinations.splio.values import CsvChunk
+from dinsync.errors import DestinationUnreachableError
 from dinsync.sandbox.faults import error, reset, respond, throttle
 from tests.e2e.splio_project import (API_KEY, CUSTOM_FIELDS, FIELDS, SFTP_PASSWORD, SplioProject, expected_contact,
                                      make_sandbox, subset)
@@ -375,6 +376,35 @@ def test_sftp_a_plain_rename_onto_a_taken_name_compares_the_files(make_project, 
         assert "already holds a different file named" in problem.reason and name in problem.reason
     else:  # delivered: its report is awaited
         assert settled.pending == {f"{name}/insert": ["a@example.com"]} and not settled.problems
+
+
+def test_sftp_a_server_gone_while_its_reports_are_awaited_stops_the_wait(make_project, monkeypatch):
+    """Once the file is delivered the SFTP server stops answering (a blackhole, a network cut): the
+    wait for its import report stops once no poll has reached the server for DINSYNC_OUTAGE_SECONDS,
+    a transient error naming the server, the rows pending for the next run. Before: the run polled
+    the gone server until the outcome timeout (600 s by default, measured through a network namespace
+    whose link went down: 602 s) and ended a `warning` blaming "an import still being processed"."""
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    p = make_project(insert_allowed=True, poll_interval=None)  # (no report is ever written)
+    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
+                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
+                            reports_directory="/imports/reports", poll_seconds=0.05)
+
+    async def deliver_then_lose_the_server():
+        async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD, stall_seconds=2) as transport:
+            await transport.begin("people", "insert")
+            name = transport._name(1)
+            await transport.deliver(Request("sftp_file", "WRITE", "", b"a@example.com\n", ["a@example.com"],
+                                            context=CsvChunk(("email",), ["a@example.com"])))
+            await transport.close_files()
+            p.thread.call(p.sandbox.sftp.stop)
+            await transport._disconnect()  # (the session went with the network: new ones are not answered)
+            return name, await transport.settle({name: ["a@example.com"]}, 8.0)
+
+    name, settled = asyncio.run(deliver_then_lose_the_server())
+    assert settled.pending == {f"{name}/insert": ["a@example.com"]} and not settled.problems
+    assert isinstance(settled.error, DestinationUnreachableError), settled.error
+    assert f"127.0.0.1:{p.sandbox.sftp_port}" in str(settled.error) and "next run" in str(settled.error)
 
 
 def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(make_project):

@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 
 from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...lazy_imports import asyncssh_module
+from ...sender.breaker import OutageLimits
 from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
 from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
@@ -620,29 +621,40 @@ class SftpTransport:
                 f.state = "settled"
         deadline = time.monotonic() + timeout
         refused: _Refused | None = None
+        # a server that answers no poll for the outage bound is gone (a network cut, a blackhole):
+        # the wait stops, its rows stay pending; until 2026-12-07 it was polled to the deadline
+        # (600 s) and the run ended a warning blaming "an import still being processed"
+        silent, answered = OutageLimits.from_env().silent_seconds, time.monotonic()
+        gone: DestinationUnreachableError | None = None
         while True:
             waiting = [f for f in self._files.values() if f.state == "uploaded"]
             for f in waiting:
                 try:
                     found = await self._outcomes(f.name, self.mode, f)
-                except ConnectionError:
-                    break  # try again at the next poll
+                except ConnectionError as exc:
+                    if time.monotonic() - answered >= silent:
+                        gone = DestinationUnreachableError(
+                            f"Splio SFTP on {self._where()} answered no poll of the import reports for "
+                            f"{time.monotonic() - answered:.0f} s ({exc}): the outcomes of the files sent are "
+                            "read by the next run", hint="run the sync again once the server answers")
+                    break  # else try again at the next poll
                 except _Refused as exc:
                     # (a report we may not read: the run fails saying so, its files' rows stay
                     # pending, read by the next run; raised here, the run counted them nowhere)
                     refused = exc
                     break
+                answered = time.monotonic()
                 if found is None:
                     continue
                 results.merge(found)
                 f.state = "settled"
-            if refused is not None or not any(f.state == "uploaded" for f in self._files.values()) \
-                    or time.monotonic() >= deadline:
+            if refused is not None or gone is not None \
+                    or not any(f.state == "uploaded" for f in self._files.values()) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(self.settings.poll_seconds, max(0.0, deadline - time.monotonic())))
         results.pending = {file_token(f.name, self.mode): list(f.keys)
                            for f in self._files.values() if f.state == "uploaded"}
-        results.error = update_mode_error(self.sync, self.created) or refused
+        results.error = update_mode_error(self.sync, self.created) or refused or gone
         return results
 
     async def _outcomes(self, name: str, mode: str, known: _File | None) -> Delivered | None:
