@@ -324,20 +324,28 @@ def _off_the_event_loop(method):
 
         stop = None
         if stoppable:
-            from .engine.stop import StopToken
+            from .engine.stop import StopToken, stop_on_host_exceptions
 
             stop = kwargs["stop"] = kwargs.get("stop") or StopToken()
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dinsync-api") as helper:
             done = helper.submit(marked, self, *args, **kwargs)
             try:
-                while not done.done():  # in short waits: after `import polars` a signal no longer ends a long one
-                    concurrent.futures.wait([done], timeout=0.2)
-                return done.result()
+                # (the host's handlers run in this thread: what they raise is kept, see stop_on_host_exceptions)
+                with stop_on_host_exceptions(stop) if stop is not None else contextlib.nullcontext():
+                    while not done.done():  # in short waits: after `import polars` a signal no longer ends a long one
+                        concurrent.futures.wait([done], timeout=0.2)
             except KeyboardInterrupt:
                 # Jupyter's interrupt, in the loop's thread: the sync stops as on SIGINT (else it ran on)
                 if stop is not None:
                     stop.request(signal.SIGINT)
                 raise
+            except BaseException:
+                # an orchestrator's timeout (its handler's exception), in the loop's thread: the sync stops
+                # as on that signal (else the run and every later sync ran on, the helper waited for)
+                if stop is not None and stop.interruption is not None:
+                    stop.request(stop.signum or signal.SIGTERM)
+                raise
+            return done.result()
 
     stoppable = "stop" in inspect.signature(method).parameters
     return call

@@ -57,3 +57,39 @@ def test_an_orchestrators_timeout_ends_the_call_and_cancels_the_run(project, ala
     project.thread.set_faults(latency=0.0)
     assert api.sync().ok  # the lock was released: the next call converges
     assert len(project.snapshot_keys()) == 20 and len(project.sandbox.users) == 20
+
+
+def test_an_orchestrators_timeout_ends_a_call_from_a_coroutine(project, alarm_raises):
+    """From async code the call runs in a helper thread, and the handler's exception, raised in the
+    loop's thread, only ended that thread's wait: the helper ran the run under way and the later
+    syncs to their end (the call waited for it before raising), past the timeout. It now stops
+    them as in a call from plain code."""
+    import asyncio
+
+    (project.root / "syncs" / "iterable_users_2.yml").write_text(
+        (project.root / "syncs" / "iterable_users.yml").read_text())
+    project.thread.set_faults(latency=3.0)
+
+    def alarm_once_a_request_is_in_flight():
+        while not any(path.startswith("/api/users/bulkUpdate") for _, path, _ in list(project.requests.requests)):
+            time.sleep(0.01)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)  # the loop's thread
+
+    def on_send(sync, event, data):
+        if event == "send":
+            threading.Thread(target=alarm_once_a_request_is_in_flight, daemon=True).start()
+
+    async def main():
+        return api.sync(progress=on_send)
+
+    api = dinsync.load_project(project.root)
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TaskTimeout):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    runs = api.status(limit=10).runs
+    assert [(r.sync, r.status) for r in runs] == [("iterable_users", "cancelled")], runs
+    assert "stopped by SIGALRM" in runs[0].error, runs[0].error
+    assert not any(t.name.startswith("dinsync-api") for t in threading.enumerate())  # nothing left running
