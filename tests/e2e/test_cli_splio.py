@@ -12,7 +12,7 @@ import asyncssh
 import orjson
 import pytest
 
-from dinsync.destinations.base import Request
+from dinsync.destinations.base import Delivered, Request
 from dinsync.destinations.splio.settings import SftpSettings
 from dinsync.destinations.splio.sftp import SftpTransport
 from dinsync.destinations.splio.values import CsvChunk
@@ -405,6 +405,39 @@ def test_sftp_a_server_gone_while_its_reports_are_awaited_stops_the_wait(make_pr
     assert settled.pending == {f"{name}/insert": ["a@example.com"]} and not settled.problems
     assert isinstance(settled.error, DestinationUnreachableError), settled.error
     assert f"127.0.0.1:{p.sandbox.sftp_port}" in str(settled.error) and "next run" in str(settled.error)
+
+
+def test_sftp_one_failed_poll_of_a_slow_poller_does_not_end_the_wait(make_project, monkeypatch):
+    """poll_seconds over DINSYNC_OUTAGE_SECONDS (reports polled once a minute, the bound 30 s): the
+    silence was counted from the last poll answered, so the first poll that failed (a connection
+    reset; the next one gets through) ended the wait, the run failed as "answered no poll of the
+    import reports for 60 s". It counts from the first poll not answered."""
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    p = make_project(insert_allowed=True, poll_interval=None)
+    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
+                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
+                            reports_directory="/imports/reports", poll_seconds=0.7)
+    polls = []
+
+    async def outcomes(name, mode, known):  # no report yet, a reset, then the report
+        polls.append(name)
+        if len(polls) == 2:
+            raise ConnectionError(f"reading the report of {name} failed after 1 attempt(s): ConnectionResetError")
+        return Delivered(["a@example.com"], []) if len(polls) == 3 else None
+
+    async def deliver_then_poll():
+        async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD, stall_seconds=2) as transport:
+            await transport.begin("people", "insert")
+            name = transport._name(1)
+            await transport.deliver(Request("sftp_file", "WRITE", "", b"a@example.com\n", ["a@example.com"],
+                                            context=CsvChunk(("email",), ["a@example.com"])))
+            await transport.close_files()
+            transport._outcomes = outcomes
+            return await transport.settle({name: ["a@example.com"]}, 8.0)
+
+    settled = asyncio.run(deliver_then_poll())
+    assert settled.error is None, settled.error
+    assert (settled.ok, settled.pending, len(polls)) == (["a@example.com"], {}, 3)
 
 
 def test_sftp_upload_that_keeps_failing_commits_nothing_and_is_resent_next_run(make_project):

@@ -623,27 +623,31 @@ class SftpTransport:
         refused: _Refused | None = None
         # a server that answers no poll for the outage bound is gone (a network cut, a blackhole):
         # the wait stops, its rows stay pending; until 2026-12-07 it was polled to the deadline
-        # (600 s) and the run ended a warning blaming "an import still being processed"
-        silent, answered = OutageLimits.from_env().silent_seconds, time.monotonic()
+        # (600 s) and the run ended a warning blaming "an import still being processed". The
+        # silence counts from the first poll not answered, not from the last one answered: with
+        # poll_seconds over the bound, one failed poll was silence enough to end the wait.
+        silent, unanswered_since = OutageLimits.from_env().silent_seconds, None
         gone: DestinationUnreachableError | None = None
         while True:
             waiting = [f for f in self._files.values() if f.state == "uploaded"]
             for f in waiting:
+                asked = time.monotonic()
                 try:
                     found = await self._outcomes(f.name, self.mode, f)
                 except ConnectionError as exc:
-                    if time.monotonic() - answered >= silent:
+                    unanswered_since = asked if unanswered_since is None else unanswered_since
+                    if time.monotonic() - unanswered_since >= silent:
                         gone = DestinationUnreachableError(
                             f"Splio SFTP on {self._where()} answered no poll of the import reports for "
-                            f"{time.monotonic() - answered:.0f} s ({exc}): the outcomes of the files sent are "
-                            "read by the next run", hint="run the sync again once the server answers")
+                            f"{time.monotonic() - unanswered_since:.0f} s ({exc}): the outcomes of the files sent "
+                            "are read by the next run", hint="run the sync again once the server answers")
                     break  # else try again at the next poll
                 except _Refused as exc:
                     # (a report we may not read: the run fails saying so, its files' rows stay
                     # pending, read by the next run; raised here, the run counted them nowhere)
                     refused = exc
                     break
-                answered = time.monotonic()
+                unanswered_since = None
                 if found is None:
                     continue
                 results.merge(found)
