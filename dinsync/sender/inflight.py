@@ -8,6 +8,10 @@ the cap of an endpoint with a rate follows the latency of its recent answers: at
 `ceiling`, which is also the cap until the first answer (a floor there cost a whole latency of
 sending at the start: Splio's 20/s at 1 s an answer began at 8/s). More in flight never means more
 requests per second: the rate limiter still spaces the starts.
+
+A request's next attempt waits ahead of the requests not tried yet (`retrying`), else a destination
+that stopped answering is found down only once every request waiting had timed out once (see
+HttpSender._attempt); a place that frees while it backs off still goes to whoever waits.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class InFlight:
         self.latency: float | None = None  # moving average of the answers' seconds
         self.active = 0
         self._waiters: deque[asyncio.Future] = deque()
+        self._retries: deque[asyncio.Future] = deque()  # next attempts of requests: served first
 
     @property
     def capacity(self) -> int:
@@ -53,29 +58,51 @@ class InFlight:
         place that frees is handed to the first waiter (counted for it before it runs), so that no
         newcomer takes it meanwhile. (Letting newcomers in sent a run's next slice of lookups ahead
         of the rest of the current one, whose writes then waited for both.)"""
-        if not self._waiters and self.active < self.capacity:
+        await self._enter(self._waiters)
+        return self
+
+    def retrying(self) -> "_Retrying":
+        """`async with in_flight.retrying():` a place for a request's next attempt, ahead of the
+        requests not tried yet (first come, first in among next attempts)."""
+        return _Retrying(self)
+
+    async def _enter(self, queue: deque[asyncio.Future]) -> None:
+        if not self._retries and (queue is self._retries or not self._waiters) and self.active < self.capacity:
             self.active += 1
-            return self
+            return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        queue.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # handed a place, then cancelled: the
                 self.active -= 1  # place goes to the next one
                 self._wake()
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
+            elif waiter in queue:
+                queue.remove(waiter)
             raise
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.active -= 1
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.active < self.capacity:
-            waiter = self._waiters.popleft()
+        while (self._retries or self._waiters) and self.active < self.capacity:
+            waiter = (self._retries or self._waiters).popleft()
             if not waiter.done():
                 self.active += 1
                 waiter.set_result(None)
+
+
+class _Retrying:
+    """InFlight.retrying's context."""
+
+    def __init__(self, in_flight: InFlight):
+        self.in_flight = in_flight
+
+    async def __aenter__(self) -> InFlight:
+        await self.in_flight._enter(self.in_flight._retries)
+        return self.in_flight
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.in_flight.__aexit__(*exc)

@@ -292,6 +292,38 @@ def test_job_statuses_that_never_answer_stop_the_run_while_lookups_answer(make_a
     assert p.subscriber("subscriber1234@example.com")["attributes"]["firstName"] == "Name 1234"
 
 
+def test_lookups_that_never_answer_stop_the_run_before_every_row_was_looked_up(make_attentive, monkeypatch):
+    """The network drops every lookup after the run's probe (`timeout_seconds` short): each lookup's
+    retry queued for a place in flight behind every lookup not yet tried, so the breaker's 3 requests
+    tried twice came only after every row of the slices under way had timed out once: 486 s after the
+    cut at `timeout_seconds: 5`, where Iterable's writes stopped in ~40 s. A lookup's next attempt now
+    waits ahead of the lookups not tried yet: the run stops on the lookups' silence before most rows
+    were looked up, writes nothing, parks nothing, and the next run delivers every row."""
+    import functools
+
+    import dinsync.sender.http as http
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    p = make_attentive(seeded=300)
+    p.write(extra="    limits_enabled: false\n    timeout_seconds: 0.2\n")
+    p.seed(300)
+    p.thread.script("getCustomAttributes", delay(0))  # the probe is answered
+    p.thread.script("getCustomAttributes", delay(2), times=100_000)  # (never within timeout_seconds)
+    result = p.sync()
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "answered no request for" in run["error"] and "(get_custom_attributes" in run["error"], run
+    looked_up = set(p.lookups())
+    assert len(looked_up) < 300, f"all 300 rows were looked up before the lookups were found silent ({run})"
+    assert (run["acknowledged"], run["rejected"], run["parked"]) == (0, 0, 0), run
+    assert p.v1_bodies() == [] and p.v2_users() == [] and p.snapshot_keys() == set()
+    p.thread.call(p.sandbox.faults.clear)
+    again = p.run()
+    assert (again["status"], again["acknowledged"], again["failed"]) == ("success", 300, 0), again
+    assert p.stats()["created_users"] == 0
+
+
 def test_a_failed_bulk_job_is_submitted_again(attentive):
     p = attentive
     p.thread.call(p.sandbox.script_job_failure, 1)

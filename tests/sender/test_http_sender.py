@@ -793,6 +793,31 @@ def test_a_silent_destination_stops_sending_before_any_request_used_its_attempts
     assert [g[0].status for g in got] == ["failed", "ok"] * 4, got  # the slow ones each used their 8 attempts
 
 
+def test_a_retry_waits_for_its_place_in_flight_ahead_of_untried_requests_so_silence_is_found_soon():
+    """40 requests for an endpoint of 4 in flight, to a server that never answers in time: a retry
+    queued again for a place, behind every request not yet tried, so the silence rule's 3 requests
+    tried twice came only once all 40 had timed out once (Attentive's hundreds of lookups at
+    `timeout_seconds: 5`: the run gave up 486 s after the network dropped). A request's next attempt
+    now waits ahead of the requests not tried yet: sending stops before most of them were ever sent."""
+    async def handler(request, hit):
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=RetryPolicy(base=0.01, cap=0.02),
+                                                      timeout=0.2, outage_limits=OutageLimits(silent_seconds=0.5)) as s:
+            got = await asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(40)), return_exceptions=True)
+            return srv, got
+
+    srv, got = run(main())
+    errors = [g for g in got if isinstance(g, DestinationUnreachableError)]
+    assert errors and "fake answered no request for" in errors[0].message, got
+    assert all(isinstance(g, DestinationUnreachableError) or g[0].status == "failed" for g in got), got
+    sent = {h.keys[0] for h in srv.hits}
+    assert len(sent) < 40, f"every request was sent before the destination was found down ({len(srv.hits)} attempts)"
+    assert len(srv.hits) < 3 * 8  # no request used its 8 attempts
+
+
 def test_a_server_saying_when_to_come_back_is_waited_for_not_taken_for_silent():
     """503s with a Retry-After within what a run waits (a short maintenance): the server says when,
     and is asked again then; the waits it asked for do not count as silence (they stopped the run

@@ -103,6 +103,34 @@ def test_a_freed_place_goes_to_the_first_waiter_not_to_a_newcomer():
     run(main())
 
 
+def test_a_next_attempt_enters_ahead_of_requests_not_tried_yet():
+    """A request's retry waits for a place ahead of the requests not tried yet (behind them, Attentive's
+    hundreds of lookups, a silent destination was found down only once each of them had timed out);
+    retries among themselves, first come, first in."""
+
+    async def main():
+        cap = InFlight(1, rate=10.0)
+        cap.observe(0.0)  # quick answers: 1 in flight
+        order = []
+
+        async def enter(name, place):
+            async with place:
+                order.append(name)
+                await asyncio.sleep(0)
+
+        await cap.__aenter__()  # A holds the one place
+        fresh = [asyncio.create_task(enter(name, cap)) for name in "BC"]
+        await asyncio.sleep(0)
+        retries = [asyncio.create_task(enter(name, cap.retrying())) for name in ("a2", "b2")]
+        await asyncio.sleep(0)
+        assert order == [] and len(cap._waiters) == 2 and len(cap._retries) == 2
+        await cap.__aexit__(None, None, None)
+        await asyncio.gather(*fresh, *retries)
+        assert order == ["a2", "b2", "B", "C"] and cap.active == 0 and not cap._waiters and not cap._retries
+
+    run(main())
+
+
 def test_a_waiter_handed_a_place_and_cancelled_passes_it_on():
     async def main():
         cap = InFlight(1, rate=10.0)
