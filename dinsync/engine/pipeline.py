@@ -140,6 +140,22 @@ def held_to(keys: list[str], delivered: Delivered) -> Delivered:
     return Delivered(ok, problems, pending)
 
 
+CANCEL_AGAIN_SECONDS = 0.5
+
+
+async def _cancelled(tasks: Collection[asyncio.Future]) -> None:
+    """Cancel `tasks` and wait until each has ended. A task may swallow its cancellation: one that
+    lands as aiohttp's own request timeout fires becomes that timeout's error (a retry outcome), and
+    the sender task went back to the queue, empty with the reader cancelled, to wait on it forever,
+    and the run with it. Such a task is cancelled again until it ends."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)  # (their errors retrieved)
+
+
 class Pipeline:
     def __init__(self, *, planner, destination: Destination, service: ServiceSpec, spec: SyncSpec,
                  mapping: MappingPlan, transport: Transport, checkpointer: Checkpointer, summary: RunSummary,
@@ -202,10 +218,7 @@ class Pipeline:
                         owed -= 1
                     await self._join(workers, queue, owed)
                 except BaseException:
-                    producer.cancel()
-                    for w in workers:
-                        w.cancel()
-                    await asyncio.gather(producer, *workers, return_exceptions=True)
+                    await _cancelled([producer, *workers])
                     if self.fatal is None:
                         raise
                 if self.fatal is None:
@@ -336,9 +349,7 @@ class Pipeline:
             if pending and self._stopping():
                 deadline = loop.time() + self.opts.grace_seconds if deadline is None else deadline
                 if loop.time() >= deadline:
-                    for task in pending:
-                        task.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
+                    await _cancelled(pending)
                     return
 
     # --- reading and mapping -------------------------------------------------------------

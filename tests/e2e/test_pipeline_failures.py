@@ -280,3 +280,45 @@ def test_no_request_starts_once_a_sender_task_failed(project, monkeypatch):
     monkeypatch.setattr(Pipeline, "_collect_ready", original)
     again = project.sync()
     assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 300, again
+
+
+def test_a_sender_task_that_swallows_its_cancellation_does_not_hang_the_run(project, monkeypatch):
+    """A sender task fails (the destination found down); the run cancels the others and waits for
+    them. A cancellation that lands as aiohttp's own request timeout fires is swallowed (it becomes
+    that timeout's TimeoutError, a retry outcome): that task went back to the queue, empty with the
+    reader cancelled, and waited on it forever, and the run with it (seen in CI, 1 run in ~10 of
+    tests/e2e/test_cli_iterable.py's never-answering destination under load)."""
+    import asyncio
+    import threading
+
+    from dinsync.engine.pipeline import Pipeline
+    from dinsync.errors import DestinationUnreachableError
+
+    project.write(destination_extra="    bulk_max_users: 10\n    rate_limits: {bulk_update: null}\n")
+    project.seed(300)
+    original = Pipeline._deliver
+    calls = []
+
+    async def deliver(self, request, keys=None):
+        calls.append(request)
+        if len(calls) == 4:
+            await asyncio.sleep(0.2)  # (the others are in flight by then)
+            raise DestinationUnreachableError("iterable answered no request for 35 s")
+        if len(calls) < 4:
+            try:
+                await asyncio.sleep(30)  # an answer that does not come
+            except asyncio.CancelledError:  # as aiohttp's timeout swallowing a cancellation
+                pass
+        return await original(self, request, keys)
+
+    monkeypatch.setattr(Pipeline, "_deliver", deliver)
+    done: list[dict] = []
+    runner = threading.Thread(target=lambda: done.append(project.sync()), daemon=True)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive(), "the run still waited for a sender task that had swallowed its cancellation"
+    [run] = done[0]["runs"]
+    assert done[0]["exit_code"] == 1 and run["status"] == "failed" and "answered no request" in run["error"], run
+    monkeypatch.setattr(Pipeline, "_deliver", original)
+    again = project.sync()
+    assert again["exit_code"] == 0 and len(project.snapshot_keys()) == 300, again
