@@ -26,7 +26,7 @@ from ..errors import DestinationAuthError, DestinationUnreachableError, DinsyncE
 from ..mapping import FieldMapping, KeyMapping, MappedBatch, frame_from_arrow, map_batch
 from ..warehouses.base import doing
 from .commits import Checkpointer
-from .stop import within_grace
+from .stop import cancel_and_wait, within_grace
 
 # Update-mode lookups: rows are looked up a slice at a time before their writes are queued; a slice
 # holds about LOOKUP_SLICE_SECONDS of lookups at the lookup endpoint's rate, within these bounds.
@@ -140,22 +140,6 @@ def held_to(keys: list[str], delivered: Delivered) -> Delivered:
     return Delivered(ok, problems, pending)
 
 
-CANCEL_AGAIN_SECONDS = 0.5
-
-
-async def _cancelled(tasks: Collection[asyncio.Future]) -> None:
-    """Cancel `tasks` and wait until each has ended. A task may swallow its cancellation: one that
-    lands as aiohttp's own request timeout fires becomes that timeout's error (a retry outcome), and
-    the sender task went back to the queue, empty with the reader cancelled, to wait on it forever,
-    and the run with it. Such a task is cancelled again until it ends."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
-    await asyncio.gather(*tasks, return_exceptions=True)  # (their errors retrieved)
-
-
 class Pipeline:
     def __init__(self, *, planner, destination: Destination, service: ServiceSpec, spec: SyncSpec,
                  mapping: MappingPlan, transport: Transport, checkpointer: Checkpointer, summary: RunSummary,
@@ -218,7 +202,7 @@ class Pipeline:
                         owed -= 1
                     await self._join(workers, queue, owed)
                 except BaseException:
-                    await _cancelled([producer, *workers])
+                    await cancel_and_wait([producer, *workers])
                     if self.fatal is None:
                         raise
                 if self.fatal is None:
@@ -304,8 +288,7 @@ class Pipeline:
         while not task.done():
             await asyncio.wait({task}, timeout=0.2)
             if not task.done() and self._stopping():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await cancel_and_wait([task])
                 ready = getattr(self.transport, "ready", None)
                 return ready() if ready is not None else Delivered([], [])
         return task.result()
@@ -318,8 +301,7 @@ class Pipeline:
         have completed all the same)."""
         while not task.done():
             if stoppable and self._stopping():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await cancel_and_wait([task])
                 return
             running = [w for w in workers if not w.done()]
             await asyncio.wait([task, *running], return_when=asyncio.FIRST_COMPLETED,
@@ -349,7 +331,7 @@ class Pipeline:
             if pending and self._stopping():
                 deadline = loop.time() + self.opts.grace_seconds if deadline is None else deadline
                 if loop.time() >= deadline:
-                    await _cancelled(pending)
+                    await cancel_and_wait(pending)
                     return
 
     # --- reading and mapping -------------------------------------------------------------
@@ -407,9 +389,7 @@ class Pipeline:
                     break
                 await self._enqueue(found, queue, loop, work_ex)
         finally:
-            for task in lookups:
-                task.cancel()
-            await asyncio.gather(*lookups, return_exceptions=True)
+            await cancel_and_wait(lookups)
 
     async def _enqueue(self, mapped: pl.DataFrame, queue: asyncio.Queue, loop, work_ex) -> None:
         keys = mapped.get_column("_key")  # (held here: a plugin's prepare() may change the frame it is given)

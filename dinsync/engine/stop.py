@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Awaitable, Callable, Iterator, TypeVar
+from typing import Awaitable, Callable, Collection, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -237,6 +237,26 @@ def interrupting(token: StopToken, interrupt: Callable[[], None], every: float =
         interrupter.end()
 
 
+CANCEL_AGAIN_SECONDS = 0.5
+
+
+async def cancel_and_wait(tasks: Collection[asyncio.Future]) -> None:
+    """Cancel `tasks` and wait until each has ended. A task may swallow its cancellation: one that
+    lands as aiohttp's own request timeout fires becomes that timeout's error (a retry outcome), and
+    the sender task went back to the queue, empty with the reader cancelled, to wait on it forever,
+    and the run with it. Such a task is cancelled again until it ends. (Every place the engine gives
+    tasks up goes through here: sender tasks, lookups, a transport's wait for outcomes, a pre-flight
+    check.)"""
+    import asyncio
+
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)  # (their errors retrieved)
+
+
 async def within_grace(waiting: Awaitable[T], token: StopToken, grace: float, poll: float = 0.1) -> T:
     """Await `waiting` (a pre-flight check: a login, a schema read); once a stop is requested it may
     finish within `grace` seconds (counted from then, as requests in flight are), then it is given
@@ -263,6 +283,4 @@ async def within_grace(waiting: Awaitable[T], token: StopToken, grace: float, po
                 if loop.time() >= deadline:
                     raise SendingStopped()
     finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])

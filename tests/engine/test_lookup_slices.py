@@ -110,3 +110,45 @@ def test_a_slow_answer_in_one_slice_does_not_stop_the_next_slices_lookups():
     under_way, started = asyncio.run(main())
     assert under_way[:3] == ["k0", "k100", "k200"]  # (one slice ahead only: k0, k100)
     assert started == [f"k{i}" for i in range(0, 600, 100)]
+
+
+def test_a_lookup_that_swallows_its_cancellation_does_not_hold_a_stopped_run():
+    """A stop gives the slices' lookups up. A lookup whose cancellation lands as aiohttp's own
+    request timeout fires swallows it (that timeout's error is a retry outcome) and goes on to its
+    next attempt: cancelled once, the run waited for every attempt of that lookup (minutes at the
+    default timeout; for ever here). It is cancelled again until it ends."""
+    import threading
+
+    async def main():
+        p = pipeline_for(Looker(100.0, 1))
+        p.spec = SimpleNamespace(mode="update")
+        p.service = SimpleNamespace(update_needs_lookup=True, lookup_rows="all")
+        p.stop = SimpleNamespace(requested=False)
+        p.lock = SimpleNamespace(lost=threading.Event())
+        p.commits = SimpleNamespace(failed=threading.Event())
+        rows = frame(100 * 3)
+        p._map = lambda batch: (rows, pl.DataFrame({"_key": []}))
+        swallowed: list[str] = []
+
+        async def only_existing(part):
+            while True:  # attempts that never get an answer
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if swallowed:  # (a second cancellation ends it)
+                        raise
+                    swallowed.append(part["_key"][0])  # the first one: swallowed, next attempt
+
+        async def enqueue(found, queue, loop, work_ex):
+            raise AssertionError("nothing is written once the run stopped")
+
+        p._only_existing, p._enqueue = only_existing, enqueue
+        task = asyncio.ensure_future(p._map_and_enqueue(None, None, asyncio.get_running_loop(), None))
+        await asyncio.sleep(0.3)
+        p.stop.requested = True
+        done, _ = await asyncio.wait({task}, timeout=20)
+        return bool(done) and task.exception() is None, swallowed
+
+    ended, swallowed = asyncio.run(main())
+    assert swallowed, "no lookup swallowed its cancellation: the test proves nothing"
+    assert ended, "the stopped run still waited for a lookup that had swallowed its cancellation"
