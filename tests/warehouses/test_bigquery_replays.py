@@ -10,25 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from dinsync.sandbox.runner import SandboxThread
-from dinsync.warehouses import WarehouseUnavailable, connect
-from tests.warehouses.bq_support import PROJECT, FakeBigQuery, unique_dataset
-from tests.warehouses.test_bigquery_retries import _RetryingTarget
+from dinsync.warehouses import WarehouseUnavailable
+from tests.warehouses.bq_support import unique_dataset
+from tests.warehouses.test_bigquery_retries import _RetryingTarget, fake, open_bq  # noqa: F401 (fake: a fixture)
 from tests.warehouses.test_conformance import SYNC, Project, customers, expected_users, only_run
-
-
-@pytest.fixture
-def fake():
-    server = FakeBigQuery()
-    with SandboxThread(server) as thread:
-        server.thread = thread
-        yield server
-
-
-def open_bq(fake, **options):
-    defaults = dict(project=PROJECT, credentials=fake.service_account_json(), api_endpoint=fake.url,
-                    retry_seconds=5, http_timeout_seconds=10)
-    return connect("bigquery", **{**defaults, **options})
 
 
 def _sent(fake, marker: str) -> list[str]:
@@ -39,7 +24,7 @@ def _sent(fake, marker: str) -> list[str]:
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["alone", "in-transaction"])
 def test_a_write_whose_answer_was_lost_is_sent_again_with_its_request_id(fake, in_transaction):
     dataset = unique_dataset("r")
-    wh = open_bq(fake, dataset=dataset)
+    wh = open_bq(fake, dataset=dataset, retry_seconds=5)
     try:
         wh.execute(f"CREATE SCHEMA `{dataset}`")
         wh.execute(f"CREATE TABLE `{dataset}`.x (a INT64)")
@@ -63,7 +48,7 @@ def test_a_write_whose_answer_was_lost_during_an_outage_is_not_sent_again(fake):
     """While an outage is ongoing (_outage_retry), a failing request is not retried, and the query
     not run again by job_retry (a new requestId): the write fails as transient, applied once."""
     dataset = unique_dataset("r")
-    wh = open_bq(fake, dataset=dataset)
+    wh = open_bq(fake, dataset=dataset, retry_seconds=5)
     try:
         wh.execute(f"CREATE SCHEMA `{dataset}`")
         wh.execute(f"CREATE TABLE `{dataset}`.x (a INT64)")
@@ -81,7 +66,7 @@ def test_a_job_whose_answer_was_lost_is_inserted_again_with_its_job_id(fake):
     """jobs.insert (a transaction's BEGIN, which opens its session): the client sends the same
     jobId again, BigQuery answers 409 (the job exists), and the client gets that job."""
     dataset = unique_dataset("r")
-    wh = open_bq(fake, dataset=dataset)
+    wh = open_bq(fake, dataset=dataset, retry_seconds=5)
     try:
         wh.execute(f"CREATE SCHEMA `{dataset}`")
         wh.execute(f"CREATE TABLE `{dataset}`.x (a INT64)")

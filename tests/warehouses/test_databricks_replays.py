@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from dinsync.sandbox.runner import SandboxThread
-from dinsync.warehouses import WarehouseUnavailable, connect
+from dinsync.warehouses import WarehouseUnavailable
 from tests.warehouses.conftest import DatabricksTarget
-from tests.warehouses.databricks_fake import DatabricksFake
+from tests.warehouses.test_databricks_retries import fake, open_wh  # noqa: F401 (fake: a fixture)
 from tests.warehouses.test_conformance import SYNC, Project, customers, expected_users, only_run
-
-
-@pytest.fixture
-def fake():
-    server = DatabricksFake()
-    with SandboxThread(server):
-        yield server
-
-
-def open_wh(fake, **options):
-    args = dict(host=fake.url, token=fake.token, warehouse_id=fake.warehouse_id, catalog=fake.catalog,
-                schema="main", retry_seconds=5)
-    return connect("databricks", **{**args, **options})
 
 
 @pytest.mark.parametrize("atomic", ["atomic", "none"])
 def test_a_write_whose_answer_was_lost_is_not_applied_twice(fake, atomic):
     """Before: the SDK sent the INSERT again and the table held its row twice."""
-    wh = open_wh(fake, transactions=atomic)
+    wh = open_wh(fake, transactions=atomic, retry_seconds=5)
     try:
         wh.execute("CREATE SCHEMA IF NOT EXISTS t")
         wh.execute("CREATE TABLE t.x (a BIGINT)")
@@ -48,7 +34,7 @@ def test_a_write_whose_answer_was_lost_is_not_applied_twice(fake, atomic):
 
 
 def test_a_read_whose_answer_was_lost_is_retried(fake):
-    wh = open_wh(fake)
+    wh = open_wh(fake, retry_seconds=5)
     try:
         fake.cut_after = "cut_me"
         assert wh.query("SELECT 7 AS cut_me").to_pylist() == [{"cut_me": 7}]
@@ -79,7 +65,7 @@ def test_a_lock_whose_take_lost_its_answer_does_not_block_the_next_run(fake):
     run of the sync in the same process (`dinsync serve`, whose holder is alive) takes the lock."""
     from dinsync.state.store import StateStore
 
-    wh = open_wh(fake)
+    wh = open_wh(fake, retry_seconds=5)
     try:
         store = StateStore(wh, "dinsync")
         store.migrate()
