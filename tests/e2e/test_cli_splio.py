@@ -343,6 +343,23 @@ def test_sftp_connection_dropped_after_the_rename_is_a_delivered_file(make_proje
     assert p.sync()["runs"][0]["sent"] == 0
 
 
+def report_polling_settings(p, poll_seconds: float, **extra) -> SftpSettings:
+    """The project's SFTP server, its import reports polled every `poll_seconds`."""
+    return SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
+                        known_hosts=str(p.known_hosts), directory="/imports/contacts",
+                        reports_directory="/imports/reports", poll_seconds=poll_seconds, **extra)
+
+
+async def deliver_one_file(transport) -> str:
+    """One contact delivered in one file, closed: the file's name, whose report is then awaited."""
+    await transport.begin("people", "insert")
+    name = transport._name(1)
+    await transport.deliver(Request("sftp_file", "WRITE", "", b"a@example.com\n", ["a@example.com"],
+                                    context=CsvChunk(("email",), ["a@example.com"])))
+    await transport.close_files()
+    return name
+
+
 @pytest.mark.parametrize("there", [b"email\nsomeone@example.com\n", b"email\na@example.com\n"])
 def test_sftp_a_plain_rename_onto_a_taken_name_compares_the_files(make_project, there):
     """A plain rename (no posix-rename) refused because the name is taken: by a file that is not
@@ -351,9 +368,7 @@ def test_sftp_a_plain_rename_onto_a_taken_name_compares_the_files(make_project, 
     delivered. No `.part` of ours is left behind either way."""
     p = make_project(insert_allowed=True, poll_interval=None)
     p.thread.call(setattr, p.sandbox.sftp_faults, "refuse_posix_rename", True)
-    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
-                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
-                            reports_directory="/imports/reports", poll_seconds=0.05)
+    settings = report_polling_settings(p, poll_seconds=0.05)
     folder = p.sandbox.root / "imports" / "contacts"
 
     async def upload():
@@ -386,17 +401,11 @@ def test_sftp_a_server_gone_while_its_reports_are_awaited_stops_the_wait(make_pr
     whose link went down: 602 s) and ended a `warning` blaming "an import still being processed"."""
     monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
     p = make_project(insert_allowed=True, poll_interval=None)  # (no report is ever written)
-    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
-                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
-                            reports_directory="/imports/reports", poll_seconds=0.05)
+    settings = report_polling_settings(p, poll_seconds=0.05)
 
     async def deliver_then_lose_the_server():
         async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD, stall_seconds=2) as transport:
-            await transport.begin("people", "insert")
-            name = transport._name(1)
-            await transport.deliver(Request("sftp_file", "WRITE", "", b"a@example.com\n", ["a@example.com"],
-                                            context=CsvChunk(("email",), ["a@example.com"])))
-            await transport.close_files()
+            name = await deliver_one_file(transport)
             p.thread.call(p.sandbox.sftp.stop)
             await transport._disconnect()  # (the session went with the network: new ones are not answered)
             return name, await transport.settle({name: ["a@example.com"]}, 8.0)
@@ -414,9 +423,7 @@ def test_sftp_one_failed_poll_of_a_slow_poller_does_not_end_the_wait(make_projec
     import reports for 60 s". It counts from the first poll not answered."""
     monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
     p = make_project(insert_allowed=True, poll_interval=None)
-    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
-                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
-                            reports_directory="/imports/reports", poll_seconds=0.7)
+    settings = report_polling_settings(p, poll_seconds=0.7)
     polls = []
 
     async def outcomes(name, mode, known):  # no report yet, a reset, then the report
@@ -427,11 +434,7 @@ def test_sftp_one_failed_poll_of_a_slow_poller_does_not_end_the_wait(make_projec
 
     async def deliver_then_poll():
         async with SftpTransport(settings, "sandbox", password=SFTP_PASSWORD, stall_seconds=2) as transport:
-            await transport.begin("people", "insert")
-            name = transport._name(1)
-            await transport.deliver(Request("sftp_file", "WRITE", "", b"a@example.com\n", ["a@example.com"],
-                                            context=CsvChunk(("email",), ["a@example.com"])))
-            await transport.close_files()
+            name = await deliver_one_file(transport)
             transport._outcomes = outcomes
             return await transport.settle({name: ["a@example.com"]}, 8.0)
 
@@ -1167,9 +1170,7 @@ def test_sftp_a_files_report_is_let_go_before_the_next_one_is_read(make_project)
     outcomes keep once its report is read is a list of its keys."""
     p = make_project(insert_allowed=True, poll_interval=None)  # files imported on demand
     rows, files = 10_000, 3
-    settings = SftpSettings(host="127.0.0.1", port=p.sandbox.sftp_port, username="dinsync", password=SFTP_PASSWORD,
-                            known_hosts=str(p.known_hosts), directory="/imports/contacts",
-                            reports_directory="/imports/reports", poll_seconds=0.05, max_rows_per_file=rows)
+    settings = report_polling_settings(p, poll_seconds=0.05, max_rows_per_file=rows)
     held: list[int] = []  # bytes traced as each report is read
 
     class Watched(SftpTransport):

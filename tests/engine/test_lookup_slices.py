@@ -38,6 +38,21 @@ def frame(rows: int) -> pl.DataFrame:
     return pl.DataFrame({"_key": keys, "_id": keys}, schema={"_key": pl.String, "_id": pl.String})
 
 
+def update_mode_pipeline(slices: int) -> Pipeline:
+    """An update-mode run whose one batch maps to `slices` slices of 100 rows to look up (100/s)."""
+    import threading
+
+    p = pipeline_for(Looker(100.0, 1))
+    p.spec = SimpleNamespace(mode="update")
+    p.service = SimpleNamespace(update_needs_lookup=True, lookup_rows="all")
+    p.stop = SimpleNamespace(requested=False)
+    p.lock = SimpleNamespace(lost=threading.Event())
+    p.commits = SimpleNamespace(failed=threading.Event())
+    rows = frame(100 * slices)
+    p._map = lambda batch: (rows, pl.DataFrame({"_key": []}))
+    return p
+
+
 def slice_rows(destination, rows: int = 5000, rate_overrides=None, limits_enabled=True) -> int:
     return asyncio.run(pipeline_for(destination, rate_overrides, limits_enabled)._lookup_slice_rows(frame(rows)))
 
@@ -74,18 +89,9 @@ def test_a_slow_answer_in_one_slice_does_not_stop_the_next_slices_lookups():
     """A slice's rows are written once its slowest lookup answered; meanwhile the lookups of the
     slices after it go on. With one slice ahead only, 3% of answers taking 2 s (and 2% of resets)
     held Iterable's lookups at 69.7/s of 100/s; with LOOKUP_SLICES under way, 90.6/s."""
-    import asyncio
-    import threading
 
     async def main():
-        p = pipeline_for(Looker(100.0, 1))
-        p.spec = SimpleNamespace(mode="update")
-        p.service = SimpleNamespace(update_needs_lookup=True, lookup_rows="all")
-        p.stop = SimpleNamespace(requested=False)
-        p.lock = SimpleNamespace(lost=threading.Event())
-        p.commits = SimpleNamespace(failed=threading.Event())
-        rows = frame(100 * 6)
-        p._map = lambda batch: (rows, pl.DataFrame({"_key": []}))
+        p = update_mode_pipeline(slices=6)
         first_answered = asyncio.Event()
         started: list[str] = []
 
@@ -117,17 +123,9 @@ def test_a_lookup_that_swallows_its_cancellation_does_not_hold_a_stopped_run():
     request timeout fires swallows it (that timeout's error is a retry outcome) and goes on to its
     next attempt: cancelled once, the run waited for every attempt of that lookup (minutes at the
     default timeout; for ever here). It is cancelled again until it ends."""
-    import threading
 
     async def main():
-        p = pipeline_for(Looker(100.0, 1))
-        p.spec = SimpleNamespace(mode="update")
-        p.service = SimpleNamespace(update_needs_lookup=True, lookup_rows="all")
-        p.stop = SimpleNamespace(requested=False)
-        p.lock = SimpleNamespace(lost=threading.Event())
-        p.commits = SimpleNamespace(failed=threading.Event())
-        rows = frame(100 * 3)
-        p._map = lambda batch: (rows, pl.DataFrame({"_key": []}))
+        p = update_mode_pipeline(slices=3)
         swallowed: list[str] = []
 
         async def only_existing(part):

@@ -24,6 +24,7 @@ from dinsync.ops.operate import Operator
 from dinsync.sender import HttpSender
 from dinsync.sender.retry import RetryPolicy
 from tests.conftest import TEST_KEY
+from tests.stalled_dns import stalled_name_lookups
 
 
 def test_the_check_gets_a_short_retry_policy_and_a_run_the_full_one(project):
@@ -182,25 +183,10 @@ def test_a_stalled_name_lookup_does_not_hold_the_check_past_its_bound(project, m
     then waited for the thread still resolving the destination's host name: a DNS server that
     does not answer held the check (and `serve`'s stop, `dinsync sync` of a paused sync) for as
     long as the resolver kept trying. The lookup is now left behind in a daemon thread."""
-    import socket
-
-    real, released, blocked = socket.getaddrinfo, threading.Event(), []
-
-    def stalled(host, *args, **kwargs):
-        if host == "api.stalled.invalid":
-            blocked.append(host)
-            released.wait(10)
-            blocked.remove(host)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return real(host, *args, **kwargs)
-
     config = project.root / "dinsync.yml"
     config.write_text(config.read_text().replace(project.base_url, "https://api.stalled.invalid"))
-    monkeypatch.setattr(socket, "getaddrinfo", stalled)
     monkeypatch.setattr(health, "CHECK_SECONDS", 0.3)
-    try:
+    with stalled_name_lookups(monkeypatch, "api.stalled.invalid") as blocked:
         result = check_destination(load_project(project.root), "iterable_users")
         assert result.inconclusive == "iterable could not be checked: no answer within 0.3 s", result
         assert blocked == ["api.stalled.invalid"]  # returned while the lookup was still stalled
-    finally:
-        released.set()

@@ -8,6 +8,7 @@ from dinsync import redaction
 from dinsync.config.models import SlackChannel, WebhookChannel
 from dinsync.ops.notify import Notice, Notifier
 from tests.ops.receiver import start_receiver
+from tests.stalled_dns import stalled_name_lookups
 
 SECRET = "hook-token-9f8e7d6c5b"
 
@@ -427,27 +428,11 @@ def test_a_channels_stalled_name_lookup_does_not_hold_the_notice_past_its_timeou
     does not answer (a DNS outage: 5 s per try and server, more with search domains) held the
     notice, hence the sync, well past `attempts` x `timeout_seconds`. The lookup is now left
     behind in a daemon thread."""
-    import socket
-    import threading
-
-    real, released, blocked = socket.getaddrinfo, threading.Event(), []
-
-    def stalled(host, *args, **kwargs):
-        if host == "hooks.stalled.invalid":
-            blocked.append(host)
-            released.wait(10)
-            blocked.remove(host)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", stalled)
-    try:
+    with stalled_name_lookups(monkeypatch, "hooks.stalled.invalid") as blocked:
         chan = WebhookChannel(type="webhook", url="https://hooks.stalled.invalid/x", timeout_seconds=0.2, attempts=1)
         [d] = Notifier([chan], log=lambda line: None).send(notice())
         assert not d.ok and d.error == "TimeoutError"
         assert blocked == ["hooks.stalled.invalid"]  # returned while the lookup was still stalled
-    finally:
-        released.set()
 
 
 def test_after_a_stop_a_channel_that_failed_is_not_tried_again(receiver):

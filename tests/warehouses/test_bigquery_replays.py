@@ -13,7 +13,8 @@ import pytest
 from dinsync.warehouses import WarehouseUnavailable
 from tests.warehouses.bq_support import unique_dataset
 from tests.warehouses.test_bigquery_retries import _RetryingTarget, fake, open_bq  # noqa: F401 (fake: a fixture)
-from tests.warehouses.test_conformance import SYNC, Project, customers, expected_users, only_run
+from tests.warehouses.replay_support import first_sync_losing_an_answer
+from tests.warehouses.test_conformance import SYNC, customers, expected_users, only_run
 
 
 def _sent(fake, marker: str) -> list[str]:
@@ -107,14 +108,7 @@ WRITES = {
 def test_a_sync_whose_write_lost_its_answer_applies_it_once(tmp_path, iterable_sandbox, write):
     target = _RetryingTarget(tmp_path)
     try:
-        sandbox, thread = iterable_sandbox
-        project = Project(tmp_path / "project", target, sandbox, thread)
-        project.write()
-        data = customers(range(1, 21))
-        target.load("customers", data)
-        target.fake.cut_after = WRITES[write]
-        first = project.sync()
-        assert target.fake.cut_statements, "the write was never made"
+        project, first = first_sync_losing_an_answer(tmp_path, target, iterable_sandbox, WRITES[write])
         sent = _sent(target.fake, target.fake.cut_statements[0][:60])
         assert first["exit_code"] == 0, first
         assert only_run(first)["acknowledged"] == 20
@@ -130,6 +124,6 @@ def test_a_sync_whose_write_lost_its_answer_applies_it_once(tmp_path, iterable_s
         assert again["exit_code"] == 0, again
         assert (only_run(again)["status"], only_run(again)["sent"]) == ("success", 0)
         assert project.requests() == requests
-        assert project.users() == expected_users(data)
+        assert project.users() == expected_users(customers(range(1, 21)))
     finally:
         target.close()

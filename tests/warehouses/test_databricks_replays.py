@@ -9,6 +9,7 @@ import pytest
 from dinsync.warehouses import WarehouseUnavailable
 from tests.warehouses.conftest import DatabricksTarget
 from tests.warehouses.test_databricks_retries import fake, open_wh  # noqa: F401 (fake: a fixture)
+from tests.warehouses.replay_support import first_sync_losing_an_answer
 from tests.warehouses.test_conformance import SYNC, Project, customers, expected_users, only_run
 
 
@@ -91,14 +92,7 @@ def test_a_sync_whose_write_lost_its_answer_keeps_one_row_per_key(tmp_path, iter
     delivers what is missing and sends nothing it committed."""
     target = DatabricksTarget(tmp_path)
     try:
-        sandbox, thread = iterable_sandbox
-        project = Project(tmp_path / "project", target, sandbox, thread)
-        project.write()
-        data = customers(range(1, 21))
-        target.load("customers", data)
-        target.fake.cut_after = WRITES[write]
-        first = project.sync()
-        assert target.fake.cut_statements, "the write was never made"
+        project, first = first_sync_losing_an_answer(tmp_path, target, iterable_sandbox, WRITES[write])
         if first["exit_code"] != 0:
             error = only_run(first)["error"] if first.get("runs") else str(first)
             assert "may have been applied" in error, error
@@ -115,8 +109,8 @@ def test_a_sync_whose_write_lost_its_answer_keeps_one_row_per_key(tmp_path, iter
         run = only_run(again)
         assert run["status"] == "success", run
         assert run["sent"] == 20 - len(committed), (run, len(committed))  # nothing committed is sent again
-        assert project.users() == expected_users(data)
-        assert target.snapshot_keys(SYNC) == set(expected_users(data))
+        assert project.users() == expected_users(customers(range(1, 21)))
+        assert target.snapshot_keys(SYNC) == set(expected_users(customers(range(1, 21))))
         snap = target.rows(f"SELECT COUNT(*) AS n FROM {target.state('snap_' + SYNC)}")
         assert snap[0]["n"] == 20, snap
         if run["sent"] == 0:
