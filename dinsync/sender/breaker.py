@@ -2,7 +2,8 @@
 
 A run sending 1M rows to an address that answers nothing, or answers every request with an error
 that is not the platform's (a 404 of a wrong path, a 405, a 410, a proxy's 400 page), must notice
-within a minute, stop sending and fail, not retry or send every remaining request for hours.
+in about a minute (two timeouts of an attempt, 30 s each by default), stop sending and fail, not
+retry or send every remaining request for hours.
 Sporadic failures never add up to a trip: every answer (any answer, a 429 included) starts the
 silence's count again, and a request with a row acknowledged or judged starts the refusals' again.
 Each endpoint counts for itself (one breaker each): a destination whose writes all fail while its
@@ -13,9 +14,14 @@ The thresholds are data (`OutageLimits`), the same for every destination:
   * `requests`: requests in a row that used all their attempts without an answer (5xx, 408,
     timeouts, refused or reset connections, a name that does not resolve);
   * `silent_seconds` with `retried_requests`: no answer at all for that long since the first
-    unanswered attempt, while that many distinct requests failed at least twice each (a server that
-    never answers: 8 attempts of 30 s each were ~6 minutes before the first rule tripped; an attempt
-    answered with a Retry-After within what a run waits is not silence: the server said when);
+    unanswered attempt, while that many distinct requests failed at least `retried_attempts` times
+    each, or, when the endpoint has fewer requests under way (a phase of one request: Attentive's
+    `GET /v1/me`, Attio's schema read, a job's status poll; the last requests of a run), as many as
+    are under way (a lone request: itself tried twice through that silence; a slow request of a busy
+    run is not alone, and the others' answers start the count again) (a server that never answers:
+    8 attempts of 30 s each were ~6 minutes before the first rule tripped, ~4.5 minutes for a lone
+    request, which neither rule could trip; an attempt answered with a Retry-After within what a
+    run waits is not silence: the server said when);
     DINSYNC_OUTAGE_SECONDS sets `silent_seconds` (more to ride out longer blackouts in one run);
   * `refused_requests`: requests in a row answered with an error (not a 2xx) that failed every row
     of the request and judged none (the destination's word that the answer is not the platform's
@@ -39,6 +45,7 @@ class OutageLimits:
     requests: int = 3
     silent_seconds: float = 30.0
     retried_requests: int = 3
+    retried_attempts: int = 2  # unanswered attempts that make a request count as retried
     refused_requests: int = 10
 
     @classmethod
@@ -65,8 +72,16 @@ class Breaker:
         self.unanswered = 0  # requests that used all their attempts since the last answer
         self.retried = 0  # requests whose second attempt (or a later one) went unanswered since then
         self.silent_since: float | None = None  # clock time of the first unanswered attempt since then
+        self.under_way = 0  # requests of the endpoint being delivered (trying, backing off or queued)
         self.refused = 0  # requests failed as a whole by an error answer since a row was last judged
         self.trip_reason: str | None = None
+
+    def started(self) -> None:
+        """A request is being delivered (until `ended`: its attempts, their waits and backoffs)."""
+        self.under_way += 1
+
+    def ended(self) -> None:
+        self.under_way -= 1
 
     def answered(self) -> None:
         """The destination answered an attempt (its words may still be a failure)."""
@@ -88,13 +103,18 @@ class Breaker:
         """Attempt number `attempt` (1-based) of a request got no answer."""
         if self.silent_since is None:
             self.silent_since = now
-        if attempt == 2:
+        lim = self.limits
+        if attempt == lim.retried_attempts:
             self.retried += 1
         silent = now - self.silent_since
-        lim = self.limits
-        if self.retried >= lim.retried_requests and silent >= lim.silent_seconds:
+        # (every request under way retried, when fewer than `retried_requests` are: a lone request
+        # is the whole of what the endpoint could answer; this one is under way, so at least 1)
+        enough = min(lim.retried_requests, max(1, self.under_way))
+        if self.retried >= enough and silent >= lim.silent_seconds:
+            times = "twice" if lim.retried_attempts == 2 else f"{lim.retried_attempts} times"
+            requests = "request" if self.retried == 1 else "requests"
             self._trip(f"{self.name} answered no request for {silent:.0f} s ({self.endpoint}: {self.retried} "
-                       f"requests tried twice or more; last: {why})")
+                       f"{requests} tried {times} or more; last: {why})")
 
     def request_unanswered(self, why: str) -> None:
         """A request used all its attempts without an answer."""

@@ -289,6 +289,19 @@ class HttpSender:
 
         The hot path of the engine: no per-record objects for acknowledged records."""
         ep = self._endpoint(request.endpoint)
+        # (under way for the breaker while tried: a batch split in parts is its parts from then on)
+        ep.breaker.started()
+        try:
+            tried = await self._tried(request, ep)
+        finally:
+            ep.breaker.ended()
+        if isinstance(tried, Outcome):
+            return await self._split(request, ep, tried)
+        return tried
+
+    async def _tried(self, request: Request, ep: _Endpoint) -> Delivered | Outcome:
+        """`request` tried until answered or given up: its records' results, or the answer that asks
+        to split it (an Outcome)."""
         reason = "not sent"
         attempt = 0
         unanswered = True  # (a request given up at once says nothing about an outage)
@@ -308,7 +321,7 @@ class HttpSender:
                 raise self._auth_error()
             if outcome.kind == "split":
                 ep.breaker.judged()
-                return await self._split(request, ep, outcome)
+                return outcome
             # retry
             reason = outcome.reason or "transient failure"
             hint = outcome.retry_after
@@ -350,7 +363,11 @@ class HttpSender:
             self._count(ep, "retries")
             await self._unless_stopped(self.clock.sleep(delay))
         self._count(ep, "failed_requests")
-        why = self.redact(f"failed after {attempt} attempt(s): {reason}")
+        # (attempts left when the breaker tripped: the destination was found down, say so; for the last
+        # request of a phase or a run, the only word of it the run has)
+        down = ep.breaker.trip_reason if unanswered and self.policy.should_retry(attempt) else None
+        why = self.redact(f"failed after {attempt} attempt(s): {reason}" if down is None else
+                          f"failed after {attempt} attempt(s), not tried again: {down}")
         if unanswered:
             ep.breaker.request_unanswered(why)
         return Delivered([], [RecordResult(k, "failed", why) for k in request.keys])

@@ -666,6 +666,39 @@ def test_a_run_stopped_by_attentives_start_check_counts_its_requests(make_attent
     assert (run["requests"], asked) == (1, 1)
 
 
+def test_a_start_check_to_a_server_that_never_answers_stops_within_the_outage_seconds(make_attentive, monkeypatch):
+    """`GET /v1/me`, the run's only request until it is answered, to a server that accepts the
+    connection and never answers: neither outage rule could trip on one request, so it used its 8
+    attempts (~4.5 minutes at the default `timeout_seconds: 30`). Tried twice through
+    DINSYNC_OUTAGE_SECONDS of silence it stops: the run fails naming Attentive's silence, nothing
+    sent, and the next run, the server answering, delivers every row."""
+    import functools
+
+    import dinsync.sender.http as http
+    from tests.mute_server import MuteServer
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    p = make_attentive()
+    p.write(extra="    timeout_seconds: 0.2\n")
+    config = p.root / "dinsync.yml"
+    answering = config.read_text()
+    with MuteServer() as mute:
+        config.write_text(answering.replace(p.thread.url, mute.url))
+        result = p.sync()
+        accepted = mute.accepted
+    [run] = result["runs"]
+    assert result["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "could not reach Attentive (GET /v1/me" in run["error"], run
+    assert "attentive answered no request for" in run["error"] and "timeout after 0.2s" in run["error"], run
+    assert run["requests"] == accepted < 8, run  # tried twice or more, not 8 times
+    assert p.v2_users() == [] and p.snapshot_keys() == set()
+    config.write_text(answering)
+    again = p.run()
+    assert (again["status"], again["acknowledged"], again["failed"]) == ("success", 20, 0), again
+    assert len(p.snapshot_keys()) == 20
+
+
 @pytest.mark.parametrize("status, form", [(429, "seconds"), (503, "http-date")])
 def test_a_results_file_answered_with_retry_after_is_fetched_again_no_sooner(attentive, status, form):
     """The job's `.jsonl` (a pre-signed link, fetched outside the API's sender) answered 429 or 503 with

@@ -436,6 +436,41 @@ def test_a_destination_that_never_answers_stops_the_run_within_its_outage_second
     assert users["user7@example.com"]["ltv"] == 10.5
 
 
+def test_a_run_of_one_request_to_a_server_that_never_answers_stops_within_its_outage_seconds(project, monkeypatch):
+    """A run whose rows fit one bulkUpdate, to a server that accepts the connection and never answers:
+    neither outage rule could trip on one request (3 requests tried twice, 3 tried to the end), so it
+    used its 8 attempts (~4.5 minutes at the default `timeout_seconds: 30`, where the README promises
+    an outage noticed within about a minute). Tried twice through DINSYNC_OUTAGE_SECONDS of silence,
+    the lone request now stops: the run fails naming the destination's silence, commits and parks
+    nothing, and the next run, the server answering, delivers every row."""
+    import functools
+
+    import dinsync.sender.http as http
+    from tests.mute_server import MuteServer
+
+    monkeypatch.setattr(http, "RetryPolicy", functools.partial(http.RetryPolicy, base=0.01, cap=0.02))
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "0.5")
+    project.seed(5)
+    answering = project.base_url
+    with MuteServer() as mute:
+        project.base_url = mute.url
+        project.write(destination_extra="    timeout_seconds: 0.2\n")
+        out = project.sync()
+        accepted = mute.accepted
+    [run] = out["runs"]
+    assert out["exit_code"] == ExitCode.RUN_FAILED and run["status"] == "failed", run
+    assert "iterable answered no request for" in run["error"] and "timeout after 0.2s" in run["error"], run
+    assert run["requests"] == accepted < 8, run  # tried twice or more, not 8 times
+    assert (run["acknowledged"], run["rejected"], run["parked"], run["failed"]) == (0, 0, 0, 5), run
+    assert project.snapshot_keys() == set()
+    assert project.sql("select distinct status from dinsync.rejections") == [("failed",)]  # none parked
+    project.base_url = answering
+    project.write()
+    again = project.sync()["runs"][0]
+    assert (again["status"], again["acknowledged"], again["sent"]) == ("success", 5, 5), again
+    assert len(project.snapshot_keys()) == 5
+
+
 def test_an_outage_stops_the_run_soon_and_the_next_run_sends_everything(project, monkeypatch):
     """Every bulkUpdate answered by a 503 page: after 3 requests used all their attempts (the
     platform answering nothing meanwhile) the run stops, instead of retrying each of its 30

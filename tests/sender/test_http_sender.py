@@ -22,6 +22,7 @@ from dinsync.sender import HttpSender, RetryPolicy
 from dinsync.sandbox.runner import SandboxThread
 from dinsync.sender.breaker import OutageLimits
 from dinsync.sender.http import OUTAGE_REQUESTS
+from tests.mute_server import MuteServer
 
 SECRET = "sk_live_T0P/SECRET+key"
 FAST = RetryPolicy(base=0.01, cap=0.05)
@@ -791,6 +792,50 @@ def test_a_silent_destination_stops_sending_before_any_request_used_its_attempts
     assert len(srv.hits) < 8 * 8 / 2, len(srv.hits)
     srv, got = run(main(""))
     assert [g[0].status for g in got] == ["failed", "ok"] * 4, got  # the slow ones each used their 8 attempts
+
+
+@pytest.mark.parametrize("alone", [1, 2])
+def test_a_phase_of_one_or_two_requests_to_a_silent_destination_is_found_down_without_every_attempt(alone):
+    """A phase that sends one request (Attentive's `GET /v1/me`, Attio's schema read, a job's status
+    poll) or two (a run's last batches) to a server that accepts and never answers: the silence rule
+    waited for 3 requests tried twice and the other for 3 tried to the end, so neither tripped and each
+    request used its 8 attempts (~4.5 minutes at the default 30 s timeout). With fewer requests under
+    way than that, every one of them tried twice through `silent_seconds` of silence is enough."""
+    policy = RetryPolicy(max_attempts=8, base=0.01, cap=0.02)
+
+    async def main():
+        with MuteServer() as mute:
+            dest = FakeDestination(mute.url, {"api_key": SECRET})
+            async with HttpSender(dest, retry_policy=policy, timeout=0.2,
+                                  outage_limits=OutageLimits(silent_seconds=0.5)) as s:
+                got = await asyncio.wait_for(asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(alone))), 60)
+                tried = mute.accepted
+                with pytest.raises(DestinationUnreachableError) as err:
+                    await s.send(batch(["next"]))
+                return got, tried, mute.accepted, err.value
+
+    got, tried, accepted, err = run(main())
+    assert [r.status for results in got for r in results] == ["failed"] * alone, got
+    assert tried < 8 * alone, f"{tried} attempts: every request used its 8 attempts"
+    assert accepted == tried  # the next request was not sent
+    assert "fake answered no request for" in err.message and "timeout after 0.2s" in err.message, err.message
+    assert SECRET not in err.message
+
+
+def test_a_lone_request_answered_on_its_second_attempt_is_not_an_outage():
+    """One request whose first attempt outlives the timeout and whose second is answered (slow, not
+    down), then another lone request: both delivered, nothing stops."""
+    async def handler(request, hit):
+        if hit.n == 0:
+            await asyncio.sleep(1)
+        return web.json_response({})
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=FAST, timeout=0.3,
+                                                      outage_limits=OutageLimits(silent_seconds=0.01)) as s:
+            return [(await s.send(batch([k])))[0].status for k in ("a", "b")], len(srv.hits)
+
+    assert run(main()) == (["ok", "ok"], 3)
 
 
 def test_a_retry_waits_for_its_place_in_flight_ahead_of_untried_requests_so_silence_is_found_soon():
