@@ -498,6 +498,24 @@ class Pipeline:
             self._slice_rows = max(LOOKUP_SLICE_MIN_ROWS, min(LOOKUP_SLICE_ROWS, rows))
         return self._slice_rows
 
+    async def _lookups_answered(self, lookups: list) -> list:
+        """Each lookup's Delivered, or what it raised (as `gather(return_exceptions=True)`). Once one
+        raises that nothing more is sent (an outage found, credentials refused), the lookups still in
+        flight are cancelled: their answers would not be used, and waiting for them held the run up to
+        a timeout more (Attentive's lookups cut at the default 30 s: found down after ~60 s, the run
+        ended after 93 s). (A read: a cancelled lookup changed nothing at the destination.)"""
+        tasks = [asyncio.ensure_future(self._deliver(r)) for r in lookups]
+        try:
+            waiting = set(tasks)
+            while waiting:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
+                if any(not t.cancelled() and isinstance(t.exception(), (DestinationAuthError, DestinationUnreachableError))
+                       for t in done):
+                    break
+        finally:
+            await cancel_and_wait(tasks)  # (a task done already is left as it is)
+        return [asyncio.CancelledError() if t.cancelled() else t.exception() or t.result() for t in tasks]
+
     async def _only_existing(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Update mode without an update-only write: `rows` (a slice of those the snapshot does not
         vouch for, see `_map_and_enqueue`) are looked up, and only records that exist are kept."""
@@ -508,13 +526,13 @@ class Pipeline:
         lookups = await hooks.call(self.destination, "lookup_requests", self.destination.lookup_requests,
                                    rows["_key"].to_list(), rows["_id"].to_list(), self.spec)
         missing: set[str] = set()
-        answers = await asyncio.gather(*(self._deliver(r) for r in lookups), return_exceptions=True)
+        answers = await self._lookups_answered(lookups)
         errors = [a for a in answers if isinstance(a, BaseException)]
         if any(isinstance(e, SendingStopped) for e in errors) and all(
                 isinstance(e, (SendingStopped, asyncio.CancelledError)) for e in errors):
             return rows.clear()  # the run is stopping: not all looked up, none sent
         if errors:
-            raise errors[0]
+            raise next((e for e in errors if not isinstance(e, asyncio.CancelledError)), errors[0])
         for delivered in answers:
             for r in delivered.problems:
                 missing.add(r.key)

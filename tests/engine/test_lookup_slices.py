@@ -9,6 +9,7 @@ import asyncio
 from types import SimpleNamespace
 
 import polars as pl
+import pytest
 
 from dinsync.destinations.base import EndpointLimit, Request
 from dinsync.engine.pipeline import LOOKUP_SLICE_MIN_ROWS, LOOKUP_SLICE_ROWS, Pipeline
@@ -150,3 +151,40 @@ def test_a_lookup_that_swallows_its_cancellation_does_not_hold_a_stopped_run():
     ended, swallowed = asyncio.run(main())
     assert swallowed, "no lookup swallowed its cancellation: the test proves nothing"
     assert ended, "the stopped run still waited for a lookup that had swallowed its cancellation"
+
+
+def test_lookups_in_flight_are_not_waited_for_once_one_finds_the_destination_down():
+    """A slice's lookups were gathered to the last: once one raised that the destination is down (the
+    breaker tripped), the others in flight were still waited for, each up to its timeout (Attentive's
+    lookups cut at the default 30 s: found down after ~60 s, the run ended after 93 s). They are
+    cancelled now, and the run's error is the outage, not the cancellation."""
+    import threading
+
+    from dinsync.errors import DestinationUnreachableError
+
+    never = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def deliver(request, keys=None):
+        if request.keys == ["k0"]:
+            await asyncio.sleep(0.01)
+            raise DestinationUnreachableError("fake answered no request for 30 s (lookup): sending stopped")
+        try:
+            await never.wait()  # in flight, its timeout far off
+        except asyncio.CancelledError:
+            cancelled.append(request.keys[0])
+            raise
+
+    async def main():
+        p = pipeline_for(Looker(None, 1))
+        p.stop = SimpleNamespace(requested=False)
+        p.lock = SimpleNamespace(lost=threading.Event())
+        p.commits = SimpleNamespace(failed=threading.Event())
+        p._deliver = deliver
+        with pytest.raises(DestinationUnreachableError) as err:
+            await asyncio.wait_for(p._only_existing(frame(5)), 60)  # (a hang guard)
+        return err.value
+
+    err = asyncio.run(main())
+    assert "answered no request" in err.message
+    assert sorted(cancelled) == ["k1", "k2", "k3", "k4"]
