@@ -345,23 +345,36 @@ class SftpTransport:
                 pass
 
     async def _with_client(self, action, what: str, attempts: int = 3):
-        """Run `action(sftp)`, reconnecting on a dropped connection (auth errors are not retried)."""
+        """Run `action(sftp)`, reconnecting on a dropped connection (auth errors are not retried).
+        Attempts without an answer (a connection or login timed out, refused, cut, an operation
+        stalled) stop once the server has answered nothing for DINSYNC_OUTAGE_SECONDS after the
+        first of them, with 2 tried, as the HTTP sender's breaker does for a lone request (a server
+        that accepts and never answers held the pre-flight check for 3 connect timeouts: ~92 s at
+        the default 30 s, an upload for 4)."""
+        loop = asyncio.get_running_loop()
+        silent, unanswered_since = OutageLimits.from_env().silent_seconds, None
         last: BaseException | None = None
+        tried = 0
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+            tried += 1
             try:
                 return await self._watched(action(await self._client()), what)
             except asyncssh.SFTPError as exc:
                 if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_PERMISSION_DENIED):
                     raise _Refused(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
                                    hint="check sftp.directory and sftp.reports_directory with Splio") from None
-                last = exc
+                last, unanswered_since = exc, None  # (the server's answer)
                 await self._disconnect()
             except (ConnectionError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
                 last = exc
                 await self._disconnect()
-        raise ConnectionError(f"{what} failed after {attempts} attempt(s): {type(last).__name__}: {last}")
+                now = loop.time()
+                unanswered_since = now if unanswered_since is None else unanswered_since
+                if tried >= OutageLimits.retried_attempts and now - unanswered_since >= silent:
+                    break
+        raise ConnectionError(f"{what} failed after {tried} attempt(s): {type(last).__name__}: {last}")
 
     def _progressed(self, *_: object) -> None:
         """The server answered (a block of an upload written): the watchdog's clock starts again."""
