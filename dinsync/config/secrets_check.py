@@ -151,8 +151,10 @@ def _url_password(url: str | None) -> str | None:
 
 
 def _empty_env_values(doc: YamlDoc, under: tuple) -> list[tuple]:
-    """The paths under `under` whose `${env:NAME}` value is set but empty."""
-    return [p for p in sorted(doc.env_paths, key=str) if p[:len(under)] == under and _value_at(doc.data, p) == ""]
+    """The paths under `under` whose `${env:NAME}` value is set but empty (not one whose variable is
+    not set, or not UTF-8: that is its own issue, which said "not set" before "set but empty")."""
+    return [p for p in sorted(doc.env_paths, key=str)
+            if p[:len(under)] == under and p not in doc.missing_env_paths and _value_at(doc.data, p) == ""]
 
 
 def _empty_value_issue(doc: YamlDoc, path: tuple) -> ConfigIssue:

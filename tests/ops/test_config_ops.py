@@ -206,3 +206,21 @@ notifications:
     assert hook.url.get_secret_value() == "https://alerts.example.com/dinsync"
     assert slack.webhook_url.get_secret_value() == SLACK
     assert redaction.redact(f"posting to {SLACK}") == "posting to ***"
+
+
+def test_a_variable_not_set_is_one_issue_not_also_set_but_empty(tmp_path):
+    """An unset `${env:NAME}` of a channel or of the warehouse was reported twice, the second time
+    as the opposite of the truth: `environment variable SLACK_WEBHOOK is not set` then
+    `notifications[0].webhook_url is empty (hint: environment variable SLACK_WEBHOOK is set but
+    empty ...)`, and likewise for `warehouse.dsn`."""
+    project_yml = PROJECT_YML + ("notifications:\n  - type: slack\n    webhook_url: ${env:SLACK_WEBHOOK}\n"
+                                 "  - type: webhook\n    url: http://127.0.0.1:9/x\n"
+                                 "    headers: {Authorization: '${env:ALERT_TOKEN}'}\n")
+    issues = issues_of(make(tmp_path, dinsync_dot_yml=project_yml))
+    assert [(i.line, i.message) for i in issues] == [
+        (12, "environment variable SLACK_WEBHOOK is not set (used by notifications[0].webhook_url)"),
+        (15, "environment variable ALERT_TOKEN is not set (used by notifications[1].headers.Authorization)")]
+    warehouse_yml = PROJECT_YML.replace("warehouse:\n  type: duckdb\n", "warehouse:\n  type: postgres\n  dsn: ${env:PG_DSN}\n")
+    warehouse_yml = "\n".join(line for line in warehouse_yml.splitlines() if not line.startswith("  path:")) + "\n"
+    issues = issues_of(make(tmp_path / "pg", dinsync_dot_yml=warehouse_yml))
+    assert [i.message for i in issues] == ["environment variable PG_DSN is not set (used by warehouse.dsn)"]
