@@ -87,10 +87,12 @@ class _ModelFiles:
                 issues.append(ConfigIssue(f"unknown header key {key!r}", file, number,
                                           choice_hint(key, HEADER_KEYS, "header keys")))
 
+        reads_dbt = False
         if "{{" in text or "{%" in text:  # refs to dbt models (or Jinja dinsync refuses)
-            from .dbt import resolve_model
+            from .dbt import find_refs, resolve_model
 
             resolved, dbt_issues, dbt_ok = resolve_model(self.dbt, text, file)
+            reads_dbt = bool(find_refs(text)[0])
         else:
             resolved, dbt_issues, dbt_ok = None, [], True
         self.dbt_issues += dbt_issues
@@ -98,9 +100,11 @@ class _ModelFiles:
             issues += dbt_issues
         if resolved is not None:
             text = resolved.sql
-        # its refs are fine but dbt's manifest is missing, stale or says a model was not built: the
-        # dbt model's primary key is not known, and the issue already reported says why
-        dbt_issues_only = not dbt_ok and not any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
+        # its refs are fine but dbt's manifest is missing, stale or says a model was not built (or
+        # other Jinja beside its refs kept them from being resolved): the dbt model's primary key is
+        # not known, and the issue already reported says why
+        jinja_refused = any(i.message.startswith("unsupported Jinja") for i in dbt_issues)
+        dbt_issues_only = not dbt_ok and (not jinja_refused or reads_dbt)
         primary_key, model_type, key_of_dbt_model = None, "custom", None
         if "primary_key" not in header and resolved is not None and resolved.primary_key:
             primary_key = resolved.primary_key  # the dbt model's (its unique + not_null tests, or constraint)

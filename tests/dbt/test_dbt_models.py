@@ -481,3 +481,12 @@ def test_braces_in_a_string_literal_are_jinja_only_where_jinja_reads_them():
     assert find_refs("select 1 where name like'a\\' or x = '{{1,2},{3,4}}'") == ([], [])
     [issue] = resolve_model(None, "select '{{1}}'::int[]", "models/m.sql")[1]  # (also a 2-D array's text)
     assert issue.message == "unsupported Jinja {{1}}" and "'{ {1} }', or as ARRAY[[1]]" in issue.hint
+
+
+def test_other_jinja_beside_a_ref_is_not_also_a_missing_primary_key(dbt_project):
+    """The README's model without a `-- primary_key:` line (dbt knows the key) given a `var()` was
+    refused twice: `unsupported Jinja {{ var("p") }}` and, at line 1, `missing primary key header`,
+    though the header is optional there: fixing the Jinja is all the model needs."""
+    dbt_project.write(models={"active": "-- model_type: user\nselect * from {{ ref('active_customers') }}\n"
+                                        "where plan = '{{ var(\"p\") }}'\n"}, syncs={})
+    assert [(i.line, i.message) for i in issues_of(dbt_project)] == [(3, 'unsupported Jinja {{ var("p") }}')]
