@@ -121,7 +121,11 @@ def load_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[ConfigIssue]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # Only problem/context, never the snippet of the line (it may hold a secret).
-        message = "invalid YAML: " + " ".join(p for p in (exc.context, exc.problem) if p)
+        context = exc.context
+        if context and exc.context_mark and mark and exc.context_mark.line != mark.line:
+            # (the parser finds an unclosed `{`, `[` or quote lines later: name where it began)
+            context += f" begun on line {exc.context_mark.line + 1},"
+        message = "invalid YAML: " + " ".join(p for p in (context, exc.problem) if p)
         hint = next((h for words, h in _YAML_HINTS if words in (exc.problem or "")), _YAML_HINT)
         return None, [ConfigIssue(message, file, mark.line + 1 if mark else None, hint)]
     except RecursionError:  # PyYAML composes nested lists and mappings recursively

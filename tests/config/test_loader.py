@@ -1244,3 +1244,17 @@ def test_a_model_sqlglot_cannot_tokenize_is_left_to_the_warehouse_even_with_a_wr
     """(The check for writes above must not fail on SQL it cannot read: the warehouse says what is wrong.)"""
     make(tmp_path, models__active_users_dot_sql="-- primary_key: user_id\nselect 'last update as user_id\n")
     assert load_project(tmp_path, env=ENV).models["active_users"].sql == "select 'last update as user_id"
+
+
+def test_yaml_error_names_the_line_where_the_unclosed_construct_began(tmp_path):
+    """A `{` or `[` left open, or a quote, is found by the parser lines later (at the next item, or
+    past the file's end): the issue named only that line, which holds nothing wrong, so a user
+    looked for the mistake where there was none. The message names the line it began on."""
+    yml = PROJECT_YML.replace("region: us", "region: [us")
+    issue = only_issue(make(tmp_path, dinsync_dot_yml=yml))
+    assert issue.line == 10
+    assert issue.message == ("invalid YAML: while parsing a flow sequence begun on line 9, "
+                             "expected ',' or ']', but got '<stream end>'")
+    sync = SYNC_YML.replace("first_name: firstName", "first_name: \"firstName")
+    issue = only_issue(make(tmp_path / "b", syncs__users_dot_yml=sync))
+    assert "begun on line 9," in issue.message
