@@ -273,3 +273,16 @@ def test_the_command_list_has_every_command():
     listing = TEXT.split("## Commands", 1)[1].split("```", 2)[1]
     listed = {line.split()[1] for line in listing.splitlines() if line.startswith("dinsync ")}
     assert set(root.commands) <= listed, set(root.commands) - listed
+
+
+def test_the_project_layout_says_which_file_names_are_names():
+    """`syncs/iterable-customers.yml` (or a name with a space) is refused, exit 3, but the README's
+    project layout said only that the file name is the sync name: a new user found the rule in the
+    error. The layout states it, as the code checks it."""
+    from dinsync.config.base_models import NAME_PATTERN
+
+    assert re.fullmatch(NAME_PATTERN, "Iterable_customers2")
+    assert not any(re.fullmatch(NAME_PATTERN, name) for name in ("iterable-customers", "my customers", "café"))
+    layout = " ".join(TEXT.split("## A project", 1)[1].split("`dinsync.yml`:", 1)[0].split())
+    assert ("names of models and syncs (and destinations) are ASCII letters, digits and underscores "
+            "(`iterable_customers`, not `iterable-customers`)") in layout
