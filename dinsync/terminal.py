@@ -558,13 +558,25 @@ def print_limited(count: int, word: str, more: bool) -> None:
         out().print(f"shown: the newest {plural(count, word)} (--limit N shows more)", markup=False, highlight=False)
 
 
+# Piped or redirected (files, grep, awk), a table's texts are printed whole up to this many characters
+# (keys are kept up to 1,040, a destination's reason up to 500): cut to a terminal's widths, a key
+# of 61 characters was not found by grep, and a reason lost its end, often the part that says why.
+PIPED_CELL_CHARS = 4_000
+
+
+def cell_chars(on_a_terminal: int) -> int:
+    """How many characters of a table's text to show: `on_a_terminal` there, else PIPED_CELL_CHARS."""
+    return on_a_terminal if out().is_terminal else PIPED_CELL_CHARS
+
+
 def print_rejections(rows: list[dict], more: bool = False) -> None:
     if not rows:
         out().print("no rejected rows")
         return
     headers = ["rejected at (UTC)", "run", "key", "field", "status", "reason"]
-    cells = [[(r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], key_cell(r["key"], 60),
-              cell(r["field"] or "", 60), r["status"], cell(r["reason"] or "", 120)] for r in rows]
+    key_chars, field_chars, reason_chars = cell_chars(60), cell_chars(60), cell_chars(120)
+    cells = [[(r["rejected_at"] or "")[:19].replace("T", " "), r["run_id"], key_cell(r["key"], key_chars),
+              cell(r["field"] or "", field_chars), r["status"], cell(r["reason"] or "", reason_chars)] for r in rows]
     print_table(headers, cells, whole=("run", "status"), left_out_first=("rejected at (UTC)", "field"))
     print_limited(len(rows), "row", more)
 
@@ -577,12 +589,13 @@ def print_runs(runs: list[dict], more: bool = False) -> None:
     headers = ["run", "started (UTC)", "status", "segment", "added", "changed", "removed", "sent", "acked",
                "rejected", "not found", "failed", "seconds", "error / warnings"]
     rows = []
+    note_chars = cell_chars(100)
     for r in runs:
         started = (r["started_at"] or "")[:19].replace("T", " ")
         note_text = run_why(r)
         rows.append([r["run_id"] or "", started, r["status"], *(f"{r[c]:,}" for c in (
             "segment_rows", "added", "changed", "removed", "sent", "acknowledged", "rejected", "not_found", "failed")),
-            seconds_cell(r), cell(note_text, 100)])
+            seconds_cell(r), cell(note_text, note_chars)])
     print_table(headers, rows, whole=("run", "status"), left_out_first=(
         "seconds", "segment", "not found", "failed", "acked", "removed", "changed", "added", "rejected", "sent"))
     print_limited(len(runs), "run", more)

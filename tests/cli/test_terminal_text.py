@@ -209,7 +209,7 @@ def test_piped_history_is_one_line_per_row_with_every_column(monkeypatch):
     assert len(lines) == 4, lines
     for i, line in enumerate(lines[1:]):
         assert line.startswith("2026-12-06 13:42:37  20261206T134237-1a2b3c4d  k"), line
-        assert f"{'k' * 40}{i}@example.com  plan" in line and line.endswith(f"{reason}{i}"[:119] + "…"), line
+        assert f"{'k' * 40}{i}@example.com  plan" in line and line.endswith(f"{reason}{i}"), line  # whole (see below)
     assert lines[1].index("plan") == lines[0].index("field")  # aligned under their header
     assert not set("│┃━─") & set(buf.getvalue())
 
@@ -232,3 +232,27 @@ def test_a_plans_samples_on_a_narrow_terminal_are_listed_field_by_field(monkeypa
     for shown in ("key: ada@example.com", "op: added", 'firstName="Ada"', 'lastName="Lovelace"',
                   'signedUpAt="2024-01-15"'):
         assert shown in flat, (shown, text)
+
+
+def test_piped_rejections_and_runs_keep_long_keys_reasons_and_errors_whole(capsys):
+    """Piped or redirected, `rejections` cut a key at 60 characters and a reason at 120, and `runs`
+    an error at 100, as on a terminal: `dinsync rejections | grep KEY` did not find a key of 61
+    characters, and a destination's reason lost its end, often the part that says why."""
+    from dinsync import terminal
+
+    terminal.reset()
+    key = "a-rather-long-local-part-of-an-address." + "x" * 40 + "@example.com"
+    reason = ("Iterable HTTP 400 InvalidEmailAddressError: " + "the address was refused by the platform; " * 4
+              + "the end that says why: domain has no MX record")
+    terminal.print_rejections([{"rejected_at": "2026-12-07T10:00:00", "run_id": "r1", "key": key, "field": "email",
+                                "status": "rejected", "reason": reason}])
+    error = "could not reach Attentive (GET /v1/me failed after 2 attempt(s), not tried again: " + "y" * 150 + ") END"
+    terminal.print_runs([{"sync": "s", "run_id": "20261207T100000-1a2b3c4d", "status": "failed",
+                          "started_at": "2026-12-07T10:00:00Z", "seconds": 1.0, "added": 1, "changed": 0, "removed": 0,
+                          "segment_rows": 1, "sent": 1, "acknowledged": 0, "rejected": 0, "not_found": 0, "failed": 1,
+                          "warnings": [], "error": error}])
+    out = capsys.readouterr().out
+    assert len(key) > 60 and len(reason) > 120 and len(error) > 100
+    [line] = [line for line in out.splitlines() if line.startswith("2026-12-07 10:00:00")]
+    assert key in line and line.endswith(reason), line
+    assert error in out, out
