@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import phonenumbers
 import polars as pl
+
+if TYPE_CHECKING:
+    import phonenumbers
 
 EMAIL_MAX = 254
 LOCAL_MAX = 64
@@ -81,9 +84,19 @@ def email_problem(expr: pl.Expr) -> pl.Expr:
     return chain.otherwise(pl.lit(None, pl.String))
 
 
+def _phonenumbers():
+    """phonenumbers, imported when a phone is first parsed: 58 modules and ~30 ms of CPU that a
+    sync without phone values (every email-keyed sync to Iterable, say) never needs; its mapping
+    imports this module all the same."""
+    import phonenumbers
+
+    return phonenumbers
+
+
 @lru_cache(maxsize=None)
 def _national_shape(country_code: int) -> re.Pattern[str] | None:
     """The general pattern of a country calling code's national numbers (None: no metadata)."""
+    phonenumbers = _phonenumbers()
     region = phonenumbers.region_code_for_country_code(country_code)
     meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
     pattern = meta.general_desc.national_number_pattern if meta and meta.general_desc else None
@@ -92,6 +105,7 @@ def _national_shape(country_code: int) -> re.Pattern[str] | None:
 
 def _plausible(number: phonenumbers.PhoneNumber) -> bool:
     """Possible length and the general shape of the country's numbers (see the module's doc)."""
+    phonenumbers = _phonenumbers()
     if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return False
     shape = _national_shape(number.country_code)
@@ -103,6 +117,7 @@ def _e164(value: str, region: str | None) -> str | None:
     text = value.strip()
     if not text:
         return None
+    phonenumbers = _phonenumbers()
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
@@ -149,6 +164,7 @@ def phone_key_params(region: str | None) -> tuple[str, str]:
     if not region:
         return "", ""
     code = region.strip().upper()
+    phonenumbers = _phonenumbers()
     cc = phonenumbers.country_code_for_region(code)
     if not cc:
         raise ValueError(f"unknown phone region {region!r} (expected an ISO 3166 alpha-2 code such as US or FR)")
