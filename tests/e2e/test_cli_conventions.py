@@ -155,7 +155,8 @@ def test_logs_get_one_line_per_phase(project):
     assert "iterable_users success" in result.stdout
 
 
-HEAVY = ("polars", "aiohttp", "sqlglot", "pyarrow", "pyarrow.compute", "asyncio", "phonenumbers")
+# (and dinsync's dbt support, ~21M instructions, in a project without dbt_project.yml)
+HEAVY = ("polars", "aiohttp", "sqlglot", "pyarrow", "pyarrow.compute", "asyncio", "phonenumbers", "dinsync.config.dbt")
 PROBE = """\
 import atexit, json, sys
 from dinsync import cli
