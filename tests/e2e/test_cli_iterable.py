@@ -333,7 +333,8 @@ def test_rejections_lists_megabyte_keys_an_older_dinsync_kept_whole_shortened_wi
         assert all(r["key"].startswith("kkk") and r["key"].endswith("… (1,000,012 characters)") and
                    len(r["key"]) < 1100 for r in shown), [r["key"][-40:] for r in shown]
     text = project.cli("rejections", "iterable_users", json_output=False)
-    assert text.exit_code == 0 and max(len(line) for line in text.stdout.splitlines()) < 400
+    # (piped: each key as the JSON shows it, under 1,100 characters, with the other columns)
+    assert text.exit_code == 0 and max(len(line) for line in text.stdout.splitlines()) < 1_300
     assert "1,000,012 characters" in text.stdout
 
 
