@@ -14,11 +14,12 @@ The thresholds are data (`OutageLimits`), the same for every destination:
   * `requests`: requests in a row that used all their attempts without an answer (5xx, 408,
     timeouts, refused or reset connections, a name that does not resolve);
   * `silent_seconds` with `retried_requests`: no answer at all for that long since the first
-    unanswered attempt, while that many distinct requests failed at least `retried_attempts` times
-    each, or, when the endpoint has fewer requests under way (a phase of one request: Attentive's
-    `GET /v1/me`, Attio's schema read, a job's status poll; the last requests of a run), as many as
-    are under way (a lone request: itself tried twice through that silence; a slow request of a busy
-    run is not alone, and the others' answers start the count again) (a server that never answers:
+    unanswered attempt, while that many distinct requests went unanswered `retried_attempts` times
+    in a row each, or, when the endpoint has fewer requests under way (a phase of one request:
+    Attentive's `GET /v1/me`, Attio's schema read, a job's status poll; the last requests of a run)
+    or a lower cap of requests in flight (the others wait for a place, untried), as many as are under
+    way or can be in flight (a lone request: itself tried twice through that silence; a slow request
+    of a busy run is not alone, and the others' answers start the count again) (a server that never answers:
     8 attempts of 30 s each were ~6 minutes before the first rule tripped, ~4.5 minutes for a lone
     request, which neither rule could trip; an attempt answered with a Retry-After within what a
     run waits is not silence: the server said when);
@@ -67,8 +68,9 @@ class Breaker:
     """Counts the failures of one endpoint's requests since it last answered (or last judged a row);
     `trip_reason` is the sender's message once a limit is reached (None before)."""
 
-    def __init__(self, limits: OutageLimits, name: str, endpoint: str):
+    def __init__(self, limits: OutageLimits, name: str, endpoint: str, max_in_flight: int | None = None):
         self.limits, self.name, self.endpoint = limits, name, endpoint
+        self.max_in_flight = max_in_flight  # the endpoint's cap of requests in flight (None: none)
         self.unanswered = 0  # requests that used all their attempts since the last answer
         self.retried = 0  # requests whose second attempt (or a later one) went unanswered since then
         self.silent_since: float | None = None  # clock time of the first unanswered attempt since then
@@ -99,17 +101,19 @@ class Breaker:
             self._trip(f"{self.name} refused {self.refused} requests in a row as a whole ({self.endpoint}), with an "
                        f"answer that is not the platform's word on any row (last: {why})")
 
-    def attempt_unanswered(self, attempt: int, now: float, why: str) -> None:
-        """Attempt number `attempt` (1-based) of a request got no answer."""
+    def attempt_unanswered(self, silent_attempts: int, now: float, why: str) -> None:
+        """An attempt of a request got no answer: its `silent_attempts`-th in a row (counted since the
+        request's last attempt that was answered, a 429 or a Retry-After included)."""
         if self.silent_since is None:
             self.silent_since = now
         lim = self.limits
-        if attempt == lim.retried_attempts:
+        if silent_attempts == lim.retried_attempts:
             self.retried += 1
         silent = now - self.silent_since
-        # (every request under way retried, when fewer than `retried_requests` are: a lone request
-        # is the whole of what the endpoint could answer; this one is under way, so at least 1)
-        enough = min(lim.retried_requests, max(1, self.under_way))
+        # (every request that can be in flight retried, when fewer than `retried_requests` can: a
+        # lone request is the whole of what the endpoint could answer, and so are the ones in flight
+        # under its cap while the others wait for a place; this one is under way, so at least 1)
+        enough = min(lim.retried_requests, max(1, self.under_way), self.max_in_flight or lim.retried_requests)
         if self.retried >= enough and silent >= lim.silent_seconds:
             times = "twice" if lim.retried_attempts == 2 else f"{lim.retried_attempts} times"
             requests = "request" if self.retried == 1 else "requests"

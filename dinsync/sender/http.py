@@ -256,7 +256,7 @@ class HttpSender:
         limiter = RateLimiter(rate, limit.burst, headroom=headroom, clock=self.clock, pace=pace)
         stats = self.stats.endpoints.setdefault(name, EndpointStats())
         ep = _Endpoint(limit, limiter, InFlight(limit.max_concurrency, rate, sockets=self.connections), stats,
-                       Breaker(self._outage_limits, self._name, name))
+                       Breaker(self._outage_limits, self._name, name, limit.max_concurrency))
         self._endpoints[name] = ep
         return ep
 
@@ -305,6 +305,7 @@ class HttpSender:
         reason = "not sent"
         attempt = 0
         unanswered = True  # (a request given up at once says nothing about an outage)
+        silent_attempts = 0  # its attempts in a row that got no answer (for the breaker)
         while True:
             attempt += 1
             try:
@@ -356,7 +357,11 @@ class HttpSender:
             if not outcome.throttled and hint is None:  # no answer: enough of them and the destination is down
                 # (a server saying when to come back, within what a run waits, is waited for: the
                 # requests in a row that used all their attempts still count it)
-                ep.breaker.attempt_unanswered(attempt, self.clock.now(), self.redact(f"attempt {attempt}: {reason}"))
+                silent_attempts += 1
+                ep.breaker.attempt_unanswered(silent_attempts, self.clock.now(),
+                                              self.redact(f"attempt {attempt}: {reason}"))
+            else:
+                silent_attempts = 0
             if not self.policy.should_retry(attempt) or ep.breaker.trip_reason is not None:
                 break
             delay = self.policy.delay(attempt, hint)

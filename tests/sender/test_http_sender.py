@@ -822,6 +822,57 @@ def test_a_phase_of_one_or_two_requests_to_a_silent_destination_is_found_down_wi
     assert SECRET not in err.message
 
 
+@pytest.mark.parametrize("answer", ["429", "503-retry-after"])
+def test_a_lone_request_answered_once_between_silent_attempts_is_still_found_down(answer):
+    """A lone request whose second attempt was answered (a 429, a 503 with a Retry-After) and whose
+    others all time out: the silence rule counted a request as tried twice at its attempt number 2
+    only, so this one never counted and used its 8 attempts. It counts its unanswered attempts in a
+    row since its last answer: the two after the answer are enough."""
+    async def handler(request, hit):
+        if hit.n == 1:
+            headers = {"Retry-After": "1"} if answer == "429" else {"Retry-After": "0.05"}
+            return web.Response(status=int(answer[:3]), text="later", headers=headers)
+        await asyncio.sleep(2)  # (past the 0.2 s timeout: no answer)
+        return web.json_response({})
+
+    policy = RetryPolicy(max_attempts=8, base=0.01, cap=0.02, retry_after_jitter=0.01)
+
+    async def main():
+        async with Server(handler) as srv, HttpSender(destination(srv), retry_policy=policy, timeout=0.2,
+                                                      outage_limits=OutageLimits(silent_seconds=0.3)) as s:
+            got = await asyncio.wait_for(s.send(batch(["k"])), 60)
+            with pytest.raises(DestinationUnreachableError):
+                await s.send(batch(["next"]))
+            return got, len(srv.hits)
+
+    got, attempts = run(main())
+    assert [r.status for r in got] == ["failed"], got
+    assert attempts < 8, f"{attempts} attempts: the request used every one of its 8"
+
+
+def test_requests_waiting_for_the_one_place_in_flight_do_not_hide_a_silent_destination():
+    """Six requests to an endpoint of one request in flight, to a server that never answers: five
+    wait for the place, untried, so "3 requests tried twice" came only once three had used all
+    their attempts one after the other (19 attempts; ~9.5 minutes at the default 30 s timeout).
+    Under such a cap, the requests that can be in flight are what the endpoint could answer."""
+    policy = RetryPolicy(max_attempts=8, base=0.01, cap=0.02)
+
+    class OneAtATime(FakeDestination):
+        limits = {"write": EndpointLimit("write", rate=None, max_concurrency=1)}
+
+    async def main():
+        with MuteServer() as mute:
+            async with HttpSender(OneAtATime(mute.url, {"api_key": SECRET}), retry_policy=policy, timeout=0.2,
+                                  outage_limits=OutageLimits(silent_seconds=0.3)) as s:
+                got = await asyncio.wait_for(asyncio.gather(*(s.send(batch([f"k{i}"])) for i in range(6)),
+                                                            return_exceptions=True), 60)
+                return got, mute.accepted
+
+    got, attempts = run(main())
+    assert any(isinstance(g, DestinationUnreachableError) for g in got), got
+    assert attempts < 8, f"{attempts} attempts before the destination was found down"
+
+
 def test_a_lone_request_answered_on_its_second_attempt_is_not_an_outage():
     """One request whose first attempt outlives the timeout and whose second is answered (slow, not
     down), then another lone request: both delivered, nothing stops."""
