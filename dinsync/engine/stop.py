@@ -246,15 +246,26 @@ async def cancel_and_wait(tasks: Collection[asyncio.Future]) -> None:
     the sender task went back to the queue, empty with the reader cancelled, to wait on it forever,
     and the run with it. Such a task is cancelled again until it ends. (Every place the engine gives
     tasks up goes through here: sender tasks, lookups, a transport's wait for outcomes, a pre-flight
-    check.)"""
+    check.) The caller cancelled meanwhile (a nested give-up cancelling again every 0.5 s) still
+    waits for `tasks` to end, then its cancellation is raised: leaving them would leave a request
+    retrying after the run had moved on."""
     import asyncio
 
+    interrupted: BaseException | None = None
     pending = {t for t in tasks if not t.done()}
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
-    await asyncio.gather(*tasks, return_exceptions=True)  # (their errors retrieved)
+        try:
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+            pending = {t for t in pending if not t.done()}
+    for task in tasks:  # (their errors retrieved, without giving the loop a turn)
+        if not task.cancelled():
+            task.exception()
+    if interrupted is not None:
+        raise interrupted
 
 
 async def within_grace(waiting: Awaitable[T], token: StopToken, grace: float, poll: float = 0.1) -> T:
