@@ -348,7 +348,8 @@ class SftpTransport:
         """Run `action(sftp)`, reconnecting on a dropped connection (auth errors are not retried).
         Attempts without an answer (a connection or login timed out, refused, cut, an operation
         stalled) stop once the server has answered nothing for DINSYNC_OUTAGE_SECONDS after the
-        first of them, with 2 tried, as the HTTP sender's breaker does for a lone request (a server
+        first of them (an attempt that connected or wrote a block before it was cut starts that count
+        again), with 2 tried, as the HTTP sender's breaker does for a lone request (a server
         that accepts and never answers held the pre-flight check for 3 connect timeouts: ~92 s at
         the default 30 s, an upload for 4)."""
         loop = asyncio.get_running_loop()
@@ -359,6 +360,7 @@ class SftpTransport:
             if attempt:
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             tried += 1
+            began = loop.time()
             try:
                 return await self._watched(action(await self._client()), what)
             except asyncssh.SFTPError as exc:
@@ -371,7 +373,10 @@ class SftpTransport:
                 last = exc
                 await self._disconnect()
                 now = loop.time()
-                unanswered_since = now if unanswered_since is None else unanswered_since
+                # (a connection made or a block written during the attempt: the server answered until
+                # it was cut, and its silence, if any, begins now)
+                heard = self._progress_at > began
+                unanswered_since = now if unanswered_since is None or heard else unanswered_since
                 if tried >= OutageLimits.retried_attempts and now - unanswered_since >= silent:
                     break
         raise ConnectionError(f"{what} failed after {tried} attempt(s): {type(last).__name__}: {last}")
