@@ -174,6 +174,11 @@ def bq_value(value: Any, kind: str, int64_timestamp: bool) -> Any:
 
 
 # --- SQL -------------------------------------------------------------------------------------------
+def _first_word(sql: str) -> str:
+    """The statement's first keyword, past its leading comments (an analyst's query starts with one)."""
+    return re.sub(r"^(\s*(--[^\n]*(\n|$)|/\*.*?\*/))*", "", sql, flags=re.S).lstrip().split(None, 1)[0].upper()
+
+
 
 def farm_fingerprint(value: str) -> int:
     """BigQuery's FARM_FINGERPRINT: farmhash Fingerprint64 as a signed INT64 (NULL stays NULL)."""
@@ -534,7 +539,7 @@ class FakeBigQuery:
                     if cur.description is not None:
                         cur.fetchall()
                     continue
-                first = sql.lstrip().split(None, 1)[0].upper()
+                first = _first_word(sql)
                 if cur.description is None:
                     fields, rows = [], []
                 else:
