@@ -83,9 +83,10 @@ def created_table(statement: str) -> tuple[str, list[str]] | None:
 
 
 @functools.lru_cache(maxsize=256)
-def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool) -> str:
+def render(statement: str, schema: str, dialect: str, text_type: str, primary_keys: bool,
+           timestamp_type: str = "TIMESTAMP") -> str:
     """A layout statement in `dialect`, for the state schema `schema` (sqlglot is loaded only
-    when a layout is created or migrated)."""
+    when a layout is created or migrated); its times as `timestamp_type` (a zone-less type)."""
     from ..lazy_imports import sqlglot_modules
 
     sqlglot, exp = sqlglot_modules()
@@ -96,7 +97,10 @@ def render(statement: str, schema: str, dialect: str, text_type: str, primary_ke
     )
     tree = sqlglot.parse_one(text)
     unbounded = exp.DataType.build(text_type, dialect=dialect)
+    zoneless = exp.DataType.build(timestamp_type, dialect=dialect)
     for node in list(tree.find_all(exp.DataType)):
         if node.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT) and not node.expressions:
             node.replace(unbounded.copy())
+        elif node.this == exp.DataType.Type.TIMESTAMP and timestamp_type != "TIMESTAMP":
+            node.replace(zoneless.copy())
     return tree.sql(dialect=dialect, identify=True)

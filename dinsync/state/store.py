@@ -106,7 +106,7 @@ class StateStore:
     # --- layout ----------------------------------------------------------------------
     def _ddl(self, statement: str) -> str:
         return layout.render(statement, self.schema, self.caps.dialect, self.caps.text_type,
-                             self.arbiter == "primary_key")
+                             self.arbiter == "primary_key", self.caps.timestamp_type)
 
     def layout_version(self) -> int:
         """The layout version in place (0: no state yet)."""

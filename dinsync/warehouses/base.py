@@ -44,6 +44,9 @@ class Capabilities:
     enforces_primary_key: bool = True  # inserting a duplicate PRIMARY KEY fails
     lock_arbiter: str = "primary_key"  # primary_key | table_lock | insert_verify (dinsync/state/locks.py)
     text_type: str = "VARCHAR"  # DDL type of text of any length
+    # DDL type of the state tables' times, UTC without a zone (README, State tables): on Snowflake a
+    # bare TIMESTAMP is whatever the account's TIMESTAMP_TYPE_MAPPING says (TIMESTAMP_LTZ on some)
+    timestamp_type: str = "TIMESTAMP"
     identifier_quote: str = '"'  # quote character of identifiers (doubled inside)
     max_identifier_length: int | None = None  # in bytes (UTF-8); longer names are refused, not truncated
     unquoted_case: str = "preserve"  # how unquoted names are folded: lower | upper | preserve

@@ -313,6 +313,7 @@ class SnowflakeWarehouse(ErrorTranslation, Warehouse):
         enforces_primary_key=False,
         lock_arbiter="insert_verify",
         text_type="VARCHAR",
+        timestamp_type="TIMESTAMP_NTZ",
         max_identifier_length=255,
         unquoted_case="upper",
         quoted_case_sensitive=False,  # QUOTED_IDENTIFIERS_IGNORE_CASE (see the docstring)
