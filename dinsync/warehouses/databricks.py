@@ -231,8 +231,9 @@ def parameter(name: str, value: Any, sql_type: str | None = None) -> dict[str, A
     if isinstance(value, decimal.Decimal):
         return {"name": name, "value": str(value), "type": sql_type or "DECIMAL(38, 18)"}
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        # naive: UTC (the state store's times). Sent with its offset: a TIMESTAMP without one is read
+        # in the SQL warehouse's TIMEZONE, which a workspace may set (stored hours off, locks included)
+        value = value.astimezone(dt.timezone.utc) if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
         return {"name": name, "value": value.isoformat(sep=" "), "type": "TIMESTAMP"}
     if isinstance(value, dt.date):
         return {"name": name, "value": value.isoformat(), "type": "DATE"}

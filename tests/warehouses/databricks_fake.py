@@ -201,6 +201,9 @@ class DatabricksFake:
         self.chunk_gets = 0  # GETs of a chunk's links (/result/chunks/{n})
         self.con = duckdb.connect(path)
         self.con.execute("SET TimeZone = 'UTC'")
+        # the SQL warehouse's TIMEZONE (a workspace's SQL configuration parameter; UTC by default): a
+        # TIMESTAMP parameter without a zone is read in it, as on Databricks
+        self.time_zone = "UTC"
         self.lock = threading.Lock()
         self.statements: dict[str, Statement] = {}
         self.log: list[dict] = []  # submitted statements (SQL, parameters, format, disposition)
@@ -406,7 +409,7 @@ class DatabricksFake:
             with self.lock:
                 cur = self.con.cursor()
                 try:
-                    cur.execute("SET TimeZone = 'UTC'")
+                    cur.execute(f"SET TimeZone = '{self.time_zone}'")
                     if schema:
                         if not cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
                                            [schema]).fetchall():

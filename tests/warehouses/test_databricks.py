@@ -166,6 +166,22 @@ def test_bulk_writes_are_multi_row_inserts_of_bounded_size(fake, wh, monkeypatch
     assert wh.scalar("SELECT COUNT(*) FROM t.keys") == 100
 
 
+def test_state_times_are_utc_whatever_the_warehouses_time_zone(fake, wh):
+    """A SQL warehouse whose TIMEZONE is America/New_York (a workspace setting) read the state
+    store's naive UTC times as New York's: `runs.started_at` and `locks.expires_at` were stored
+    5 hours late (a dead run's lock held 5 hours past its TTL), and analysts saw every run shifted."""
+    import datetime as dt
+
+    wh.execute("CREATE OR REPLACE TABLE t.times (ts TIMESTAMP)")
+    when = dt.datetime(2026, 12, 7, 17, 0, 0)
+    fake.time_zone = "America/New_York"
+    try:
+        wh.execute("INSERT INTO t.times (ts) VALUES (:ts)", {"ts": when})
+    finally:
+        fake.time_zone = "UTC"
+    assert wh.rows("SELECT ts FROM t.times") == [{"ts": when}]
+
+
 def test_failed_statements_are_translated(wh):
     with pytest.raises(WarehouseObjectMissing) as info:
         wh.query("SELECT * FROM t.no_such_table")
