@@ -319,6 +319,9 @@ def test_the_state_tables_hold_what_the_readme_says(kind, request, tmp_path, mon
     for prefix in ("mapping", "destination", "account", "match", "rejections_pruned"):
         assert f"{prefix}:iterable_users" in meta, (prefix, sorted(meta))
     assert float(meta["rejections_pruned:iterable_users"]) > 1.7e9, meta
+    meta_text = SECTION.split("**`meta`**", 1)[1].split("**`snap_", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+):", meta_text)) | {"layout_version"}
+    assert {k.split(":", 1)[0] for k in meta} - documented == set(), (sorted(meta), documented)
 
     # --- the declared types, where information_schema tells them ------------------------------------
     if kind in ("duckdb", "postgres", "redshift", "snowflake"):
