@@ -379,11 +379,16 @@ class SyncRun:
         except BaseException:
             if self.stop.interruption is None:
                 raise
-            raised = self.stop.interruption
-            what = type(raised).__name__ + (f": {raised}" if str(raised) else "")
             s.status = "cancelled"
-            s.error = self.redact(f"stopped by {self.stop.signal_name} ({what}): acknowledged rows were committed; "
-                                  "the rest is sent by the next run")
+            s.error = self._stopped_message()
+
+    def _stopped_message(self) -> str:
+        """The error of a run a stop cancelled, naming the host's exception when one stopped it
+        (whether it ended `_run` or landed in an event loop's callback, which logs and drops it)."""
+        raised = self.stop.interruption
+        what = "" if raised is None else " (" + type(raised).__name__ + (f": {raised}" if str(raised) else "") + ")"
+        return self.redact(f"stopped by {self.stop.signal_name}{what}: acknowledged rows were committed; the rest "
+                           "is sent by the next run")
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
@@ -474,8 +479,7 @@ class SyncRun:
             s.parked = self.planner.parked_count()
         if self.stop.requested:
             s.status = "cancelled"
-            s.error = (f"stopped by {self.stop.signal_name}: acknowledged rows were committed; the rest is sent "
-                       "by the next run")
+            s.error = self._stopped_message()
             return
         with doing("committing the rows that left the model"):
             lock.check()
@@ -589,12 +593,24 @@ class SyncRun:
         if error is not None:
             raise type(error)(self.redact(error.message), error.hint)
 
+    def _unless_the_hosts_interruption(self, loop, context: dict) -> None:
+        """The loop's exception handler: a host's exception raised in one of its callbacks (the
+        alarm landing as a timer fires) stopped the run already (stop.stop_on_host_exceptions); it
+        is named in the run's error and raised again by the API, not logged as a crash of asyncio."""
+        if self.stop.interruption is not None and context.get("exception") is self.stop.interruption:
+            return
+        loop.default_exception_handler(context)
+
     async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.
         from .commits import Checkpointer
         from .pipeline import Pipeline
 
+        import asyncio
+
         self.stop.rearm()  # polars' import put its own SIGINT handler in front of ours
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._unless_the_hosts_interruption)
         from ..sender.pacefile import unshared_reason
 
         unshared = unshared_reason()

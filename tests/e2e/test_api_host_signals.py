@@ -93,3 +93,39 @@ def test_an_orchestrators_timeout_ends_a_call_from_a_coroutine(project, alarm_ra
     assert [(r.sync, r.status) for r in runs] == [("iterable_users", "cancelled")], runs
     assert "stopped by SIGALRM" in runs[0].error, runs[0].error
     assert not any(t.name.startswith("dinsync-api") for t in threading.enumerate())  # nothing left running
+
+
+def test_an_orchestrators_timeout_landing_in_an_event_loop_callback_is_named_and_not_logged(
+        project, alarm_raises, monkeypatch, caplog):
+    """The alarm can land while the run's event loop runs a callback (a timer firing), not a task:
+    asyncio logged the handler's exception as "Exception in callback ..." with its traceback and
+    dropped it; the stop it requested ended the run all the same, but its error said only "stopped
+    by SIGALRM", without the exception (1 run in ~40 of the test above under load)."""
+    import asyncio
+    import logging
+
+    from dinsync.engine.pipeline import Pipeline
+
+    project.thread.set_faults(latency=3.0)
+    original = Pipeline._deliver
+    scheduled: list[int] = []
+
+    async def deliver(self, request, keys=None):
+        if not scheduled:
+            scheduled.append(1)
+            asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGALRM)  # (in a callback)
+        return await original(self, request, keys)
+
+    monkeypatch.setattr(Pipeline, "_deliver", deliver)
+    api = dinsync.load_project(project.root)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(TaskTimeout):
+            api.sync()
+    assert scheduled
+    runs = api.status(limit=1).runs
+    assert [(r.sync, r.status) for r in runs] == [("iterable_users", "cancelled")], runs
+    assert "stopped by SIGALRM (TaskTimeout: Timeout, PID: 1234)" in runs[0].error, runs[0].error
+    assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records]
+    monkeypatch.setattr(Pipeline, "_deliver", original)
+    project.thread.set_faults(latency=0.0)
+    assert api.sync().ok and len(project.snapshot_keys()) == 20
