@@ -616,7 +616,7 @@ def print_check(models) -> None:
             if k.syncs:
                 role = (role + ", " if role else "") + "matched by " + ", ".join(k.syncs)
             limit = f" (limit {k.limit_pct:g}%)" if k.limit_pct is not None else ""
-            out().print(f"  {escape(k.column)} {escape('(' + role + ')')}: {k.null_keys:,} NULL, {k.duplicate_keys:,} duplicated keys on "
+            out().print(f"  {escape(k.column)} {escape('(' + role + ')')}: {k.null_keys:,} NULL, {plural(k.duplicate_keys, 'duplicated key')} on "
                         f"{k.duplicate_rows:,} rows = {k.duplicate_pct:.1f}%{limit} "
                         f"[{colours[k.status]}]{k.status}[/]", highlight=False, markup=True)
             for sample in k.sample:

@@ -256,3 +256,22 @@ def test_piped_rejections_and_runs_keep_long_keys_reasons_and_errors_whole(capsy
     [line] = [line for line in out.splitlines() if line.startswith("2026-12-07 10:00:00")]
     assert key in line and line.endswith(reason), line
     assert error in out, out
+
+
+def test_check_says_one_duplicated_key_in_the_singular(capsys):
+    """`dinsync check` of a model with one key on two rows printed "1 duplicated keys on 2 rows"."""
+    from types import SimpleNamespace
+
+    from dinsync import terminal
+
+    terminal.reset()
+    key = lambda dups, rows: SimpleNamespace(column="email", primary_key=False, syncs=["iterable_users"], null_keys=0,
+                                             duplicate_keys=dups, duplicate_rows=rows, duplicate_pct=50.0, limit_pct=5,
+                                             status="blocked", sample=[])
+    for dups, rows in ((1, 2), (2, 4)):
+        model = SimpleNamespace(model="people", dbt_models=[], status="blocked", rows=4, syncs=["iterable_users"],
+                                keys=[key(dups, rows)], messages=[], message_statuses=[])
+        terminal.print_check([model])
+    out = capsys.readouterr().out
+    assert "0 NULL, 1 duplicated key on 2 rows = 50.0%" in out, out
+    assert "0 NULL, 2 duplicated keys on 4 rows = 50.0%" in out, out
