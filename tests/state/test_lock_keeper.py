@@ -28,20 +28,29 @@ class CountingState:
         pass
 
 
-def test_a_recent_confirmation_is_trusted_an_older_one_is_checked():
+def test_a_recent_confirmation_is_trusted_an_older_one_is_checked(monkeypatch):
+    """(On a clock the test moves: a pause of the test's thread of 0.2 s between two checks, under
+    load, made the second one ask the warehouse too.)"""
+    from types import SimpleNamespace
+
+    from dinsync.engine import lock
+
+    now = [1000.0]
+    monkeypatch.setattr(lock, "time", SimpleNamespace(monotonic=lambda: now[0]))
     state = CountingState()
     keeper = LockKeeper(state, "s", "run-1", ttl_seconds=2.0, heartbeat_seconds=3600)
     assert keeper.trust_seconds == pytest.approx(0.2)  # ttl / 10
     keeper.check()  # never confirmed: asks
     assert state.refreshes == 1
+    now[0] += 0.1
     keeper.check()
     keeper.check()  # confirmed a moment ago: no question to the warehouse
     assert state.refreshes == 1
-    time.sleep(0.25)
+    now[0] += 0.15
     keeper.check()
     assert state.refreshes == 2
     state.ours = False  # another run took the lock over after an expiry
-    time.sleep(0.25)
+    now[0] += 0.25
     with pytest.raises(LockLostError):
         keeper.check()
     assert keeper.lost.is_set()
