@@ -64,6 +64,30 @@ class OutageLimits:
         return cls(silent_seconds=seconds)
 
 
+class Silence:
+    """How long a server has answered nothing: from the first attempt since its last answer that got
+    none (`unanswered(at)`, `at` its start or its end), until an answer (`answered()`). The breaker's
+    silence rule counts it, and so do Splio SFTP's connections and report polls."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds  # how long is an outage
+        self.since: float | None = None
+
+    def answered(self) -> None:
+        self.since = None
+
+    def unanswered(self, at: float) -> None:
+        if self.since is None:
+            self.since = at
+
+    def lasted(self, now: float) -> float:
+        return 0.0 if self.since is None else now - self.since
+
+    def over(self, now: float) -> bool:
+        """Silent for `seconds` or more by `now`."""
+        return self.since is not None and now - self.since >= self.seconds
+
+
 class Breaker:
     """Counts the failures of one endpoint's requests since it last answered (or last judged a row);
     `trip_reason` is the sender's message once a limit is reached (None before)."""
@@ -73,7 +97,7 @@ class Breaker:
         self.max_in_flight = max_in_flight  # the endpoint's cap of requests in flight (None: none)
         self.unanswered = 0  # requests that used all their attempts since the last answer
         self.retried = 0  # requests whose second attempt (or a later one) went unanswered since then
-        self.silent_since: float | None = None  # clock time of the first unanswered attempt since then
+        self.silence = Silence(limits.silent_seconds)  # since the first unanswered attempt since then
         self.under_way = 0  # requests of the endpoint being delivered (trying, backing off or queued)
         self.refused = 0  # requests failed as a whole by an error answer since a row was last judged
         self.trip_reason: str | None = None
@@ -88,7 +112,7 @@ class Breaker:
     def answered(self) -> None:
         """The destination answered an attempt (its words may still be a failure)."""
         self.unanswered = self.retried = 0
-        self.silent_since = None
+        self.silence.answered()
 
     def judged(self) -> None:
         """A request came back with a row acknowledged, judged by the platform, or pending."""
@@ -104,20 +128,19 @@ class Breaker:
     def attempt_unanswered(self, silent_attempts: int, now: float, why: str) -> None:
         """An attempt of a request got no answer: its `silent_attempts`-th in a row (counted since the
         request's last attempt that was answered, a 429 or a Retry-After included)."""
-        if self.silent_since is None:
-            self.silent_since = now
+        self.silence.unanswered(now)
         lim = self.limits
         if silent_attempts == lim.retried_attempts:
             self.retried += 1
-        silent = now - self.silent_since
         # (every request that can be in flight retried, when fewer than `retried_requests` can: a
         # lone request is the whole of what the endpoint could answer, and so are the ones in flight
         # under its cap while the others wait for a place; this one is under way, so at least 1)
         enough = min(lim.retried_requests, max(1, self.under_way), self.max_in_flight or lim.retried_requests)
-        if self.retried >= enough and silent >= lim.silent_seconds:
+        if self.retried >= enough and self.silence.over(now):
             times = "twice" if lim.retried_attempts == 2 else f"{lim.retried_attempts} times"
             requests = "request" if self.retried == 1 else "requests"
-            self._trip(f"{self.name} answered no request for {silent:.0f} s ({self.endpoint}: {self.retried} "
+            self._trip(f"{self.name} answered no request for {self.silence.lasted(now):.0f} s ({self.endpoint}: "
+                       f"{self.retried} "
                        f"{requests} tried {times} or more; last: {why})")
 
     def request_unanswered(self, why: str) -> None:

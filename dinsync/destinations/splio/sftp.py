@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 
 from ...errors import DestinationAuthError, DestinationUnreachableError, DinsyncError
 from ...lazy_imports import asyncssh_module
-from ...sender.breaker import OutageLimits
+from ...sender.breaker import OutageLimits, Silence
 from ...state.process import holder_id, holder_is_dead, parse_holder
 from ..base import Delivered, RecordResult, Request, TransportStats
 from .reports import REPORT_SUFFIX, ReportError, parse_report, report_results
@@ -353,7 +353,7 @@ class SftpTransport:
         that accepts and never answers held the pre-flight check for 3 connect timeouts: ~92 s at
         the default 30 s, an upload for 4)."""
         loop = asyncio.get_running_loop()
-        silent, unanswered_since = OutageLimits.from_env().silent_seconds, None
+        silence = Silence(OutageLimits.from_env().silent_seconds)
         last: BaseException | None = None
         tried = 0
         for attempt in range(attempts):
@@ -367,7 +367,8 @@ class SftpTransport:
                 if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_PERMISSION_DENIED):
                     raise _Refused(f"Splio SFTP on {self._where()}: {what}: {exc.reason}",
                                    hint="check sftp.directory and sftp.reports_directory with Splio") from None
-                last, unanswered_since = exc, None  # (the server's answer)
+                last = exc
+                silence.answered()
                 await self._disconnect()
             except (ConnectionError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
                 last = exc
@@ -375,9 +376,10 @@ class SftpTransport:
                 now = loop.time()
                 # (a connection made or a block written during the attempt: the server answered until
                 # it was cut, and its silence, if any, begins now)
-                heard = self._progress_at > began
-                unanswered_since = now if unanswered_since is None or heard else unanswered_since
-                if tried >= OutageLimits.retried_attempts and now - unanswered_since >= silent:
+                if self._progress_at > began:
+                    silence.answered()
+                silence.unanswered(now)
+                if tried >= OutageLimits.retried_attempts and silence.over(now):
                     break
         raise ConnectionError(f"{what} failed after {tried} attempt(s): {type(last).__name__}: {last}")
 
@@ -644,7 +646,7 @@ class SftpTransport:
         # (600 s) and the run ended a warning blaming "an import still being processed". The
         # silence counts from the first poll not answered, not from the last one answered: with
         # poll_seconds over the bound, one failed poll was silence enough to end the wait.
-        silent, unanswered_since = OutageLimits.from_env().silent_seconds, None
+        silence = Silence(OutageLimits.from_env().silent_seconds)
         gone: DestinationUnreachableError | None = None
         while True:
             waiting = [f for f in self._files.values() if f.state == "uploaded"]
@@ -653,11 +655,11 @@ class SftpTransport:
                 try:
                     found = await self._outcomes(f.name, self.mode, f)
                 except ConnectionError as exc:
-                    unanswered_since = asked if unanswered_since is None else unanswered_since
-                    if time.monotonic() - unanswered_since >= silent:
+                    silence.unanswered(asked)
+                    if silence.over(time.monotonic()):
                         gone = DestinationUnreachableError(
                             f"Splio SFTP on {self._where()} answered no poll of the import reports for "
-                            f"{time.monotonic() - unanswered_since:.0f} s ({exc}): the outcomes of the files sent "
+                            f"{silence.lasted(time.monotonic()):.0f} s ({exc}): the outcomes of the files sent "
                             "are read by the next run", hint="run the sync again once the server answers")
                     break  # else try again at the next poll
                 except _Refused as exc:
@@ -665,7 +667,7 @@ class SftpTransport:
                     # pending, read by the next run; raised here, the run counted them nowhere)
                     refused = exc
                     break
-                unanswered_since = None
+                silence.answered()
                 if found is None:
                     continue
                 results.merge(found)
