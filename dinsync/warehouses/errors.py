@@ -29,6 +29,14 @@ class WarehouseAuthError(WarehouseError):
     kind = "credentials"
 
 
+class WarehouseLoginRefused(WarehouseAuthError):
+    """The server refused the login its connection settings ask for (PostgreSQL: a role that does not
+    exist, a wrong password, which is how it answers an unknown role under password authentication,
+    no pg_hba.conf entry): a configuration error, as running again with the same settings cannot help."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+
 class WarehousePermissionError(WarehouseError):
     """Logged in, but not allowed to do this (read the model, create the state schema...)."""
 
@@ -39,6 +47,13 @@ class WarehouseObjectMissing(WarehouseError):
     """A table, schema or database that the statement names does not exist."""
 
     kind = "missing"
+
+
+class WarehouseDatabaseMissing(WarehouseObjectMissing):
+    """The database the connection settings name does not exist (nothing was reached in it): a
+    configuration error, not a run to try again."""
+
+    exit_code = ExitCode.CONFIG_ERROR
 
 
 class WarehouseUnavailable(WarehouseError):
@@ -91,6 +106,9 @@ class WarehouseDriverMissing(DinsyncError):
 
 HINTS = {
     WarehouseAuthError: "check the warehouse user and password (or token) in dinsync.yml and the environment",
+    WarehouseLoginRefused: "check the warehouse user and password (or token) in dinsync.yml and the environment",
+    WarehouseDatabaseMissing: "the database named by the connection settings (dsn or database, in dinsync.yml or "
+                              "the environment) does not exist: fix its name, or create it",
     WarehousePermissionError: "grant the dinsync user the privileges it needs (read the models; create and "
                               "write the state schema)",
     WarehouseObjectMissing: "check the names in the model SQL, the database and the state schema",

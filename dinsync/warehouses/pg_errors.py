@@ -11,7 +11,7 @@ from . import errors as E
 
 
 _SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
-    "28": E.WarehouseAuthError,  # invalid authorization specification
+    "28": E.WarehouseLoginRefused,  # invalid authorization specification (28P01: invalid password)
     "08": E.WarehouseUnavailable,  # connection exception
     "53": E.WarehouseUnavailable,  # insufficient resources
     "57": E.WarehouseUnavailable,  # operator intervention (statement timeout, shutdown)
@@ -22,7 +22,7 @@ _SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
 _SQLSTATES: dict[str, type[E.WarehouseError]] = {
     "42P01": E.WarehouseObjectMissing,  # undefined table
     "3F000": E.WarehouseObjectMissing,  # invalid schema name
-    "3D000": E.WarehouseObjectMissing,  # invalid catalog (database) name
+    "3D000": E.WarehouseDatabaseMissing,  # invalid catalog (database) name
     "42703": E.WarehouseObjectMissing,  # undefined column
     "42501": E.WarehousePermissionError,  # insufficient privilege
     "25006": E.WarehousePermissionError,  # read-only transaction: a role's default, a standby server
@@ -60,12 +60,13 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     # a role's CONNECTION LIMIT (or the server's max_connections) reached: busy, not refused (before
     # `role "` below, which read it as a wrong user or password)
     ("too many connections", E.WarehouseUnavailable),
-    ("password authentication failed", E.WarehouseAuthError),
-    ("no password supplied", E.WarehouseAuthError),
-    ("role \"", E.WarehouseAuthError),  # role "x" does not exist
-    ("no pg_hba.conf entry", E.WarehouseAuthError),
-    ("authentication failed", E.WarehouseAuthError),
-    ("database \"", E.WarehouseObjectMissing),  # database "x" does not exist
+    # the login refused, a database that does not exist: settings to fix (exit 3), not to try again
+    ("password authentication failed", E.WarehouseLoginRefused),
+    ("no password supplied", E.WarehouseLoginRefused),
+    ("role \"", E.WarehouseLoginRefused),  # role "x" does not exist
+    ("no pg_hba.conf entry", E.WarehouseLoginRefused),
+    ("authentication failed", E.WarehouseLoginRefused),
+    ("database \"", E.WarehouseDatabaseMissing),  # database "x" does not exist
     ("permission denied", E.WarehousePermissionError),
     ("connection refused", E.WarehouseUnavailable),
     ("timeout expired", E.WarehouseUnavailable),

@@ -1,0 +1,90 @@
+"""A PostgreSQL (or Redshift) server that refuses the connection's settings: a database or a role
+that does not exist is a configuration error (exit 3: nothing was sent, and running again as is
+cannot help), not a warehouse to try again later (exit 1, which orchestrators retry for an hour);
+a server that does not answer stays exit 1. Through the CLI, with `--json` carrying the same code."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from dinsync.errors import ExitCode
+from tests.warehouses.support import PG_DSN, require_postgres
+
+
+def _dsn(**parts: str) -> str:
+    """PG_DSN (key=value form) with some parts replaced."""
+    kept = [p for p in PG_DSN.split() if p.split("=", 1)[0] not in parts]
+    return " ".join(kept + [f"{k}={v}" for k, v in parts.items()])
+
+
+def _cli(tmp_path, kind: str, dsn: str, *command: str) -> tuple[int, dict, str]:
+    from tests.conftest import TEST_KEY
+
+    root = tmp_path / "proj"
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "syncs").mkdir(exist_ok=True)
+    (root / "dinsync.yml").write_text(
+        f"version: 1\nwarehouse:\n  type: {kind}\n  dsn: ${{env:AUD_PG_DSN}}\nstate_schema: dinsync_refusals\n"
+        "destinations:\n  iterable: {type: iterable, api_key: \"${env:ITERABLE_TEST_KEY}\", "
+        "base_url: \"http://127.0.0.1:9\"}\n")
+    (root / "models" / "people.sql").write_text("-- primary_key: email\nselect 'a@x.com' as email, 'A' as first_name\n")
+    (root / "syncs" / "people.yml").write_text(
+        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
+        "match: {column: email, field: email}\nfields: {first_name: firstName}\n")
+    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--json", "--project-dir", str(root), *command],
+                          env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, AUD_PG_DSN=dsn),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+@pytest.mark.parametrize("command", [("validate", "--offline"), ("sync",), ("plan",)])
+def test_a_database_that_does_not_exist_is_a_configuration_error(tmp_path, kind, command):
+    require_postgres()
+    missing = f"dinsync_missing_{uuid.uuid4().hex[:8]}"
+    code, out, _ = _cli(tmp_path, kind, _dsn(dbname=missing), *command)
+    assert (code, out["exit_code"]) == (ExitCode.CONFIG_ERROR, ExitCode.CONFIG_ERROR), out
+    assert f'database "{missing}" does not exist' in out["error"]
+    assert "database" in out["hint"] and "connection settings" in out["hint"]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_a_role_that_does_not_exist_is_a_configuration_error(tmp_path, kind):
+    require_postgres()
+    role = f"dinsync_nobody_{uuid.uuid4().hex[:8]}"
+    code, out, _ = _cli(tmp_path, kind, _dsn(user=role), "sync")
+    assert (code, out["exit_code"]) == (ExitCode.CONFIG_ERROR, ExitCode.CONFIG_ERROR), out
+    assert f'role "{role}" does not exist' in out["error"]
+    assert "user and password" in out["hint"]
+
+
+def test_a_server_that_does_not_answer_is_still_worth_another_try(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, _ = _cli(tmp_path, "postgres", _dsn(host="127.0.0.1", port=str(port)), "sync")
+    assert (code, out["exit_code"]) == (ExitCode.RUN_FAILED, ExitCode.RUN_FAILED), out
+    assert "Connection refused" in out["error"] and "run again later" in out["hint"]
+
+
+@pytest.mark.parametrize("message", [
+    'connection to server at "db", port 5432 failed: FATAL:  password authentication failed for user "dinsync"',
+    'connection to server at "db", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "x"',
+    'connection to server at "db", port 5432 failed: fe_sendauth: no password supplied',
+])
+def test_a_refused_login_is_a_configuration_error(message):
+    """With password authentication PostgreSQL answers a role that does not exist with "password
+    authentication failed" (it does not tell which): a wrong password, a missing role and a
+    connection pg_hba.conf does not allow are the same mistake, in the connection settings."""
+    import psycopg
+
+    from dinsync.warehouses.pg_errors import classify_pg
+
+    cls = classify_pg(psycopg.OperationalError(message))
+    assert cls.exit_code == ExitCode.CONFIG_ERROR and cls.kind == "credentials", cls
