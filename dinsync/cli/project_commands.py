@@ -50,18 +50,30 @@ class UncheckedSync(ConfigIssue):
 
 
 def preflight_issues(project) -> list[ConfigIssue]:
-    """Pre-flight checks of the enabled syncs whose destination has one (nothing is sent); those
+    """Pre-flight checks of the enabled syncs whose destination has one and, once per destination
+    with lookups, the health check's read-only lookup for its credentials (nothing is sent); those
     whose platform could not be reached are `UncheckedSync`s."""
     from ..destinations.base import Destination
     from ..errors import DestinationUnreachableError
+    from ..ops.health import validate_access
 
     issues: list[ConfigIssue] = []
     # a destination found unreachable, and the sync that found it: its other syncs are not checked
     # (each waited out every retry again: 300 syncs of a platform that does not answer, hours)
     unreachable: dict[str, str] = {}
+    accessed: set[str] = set()  # destinations whose credentials were checked (by a sync's lookup)
     for name, cfg in sorted(project.syncs.items()):
         dest_cfg = project.destinations[cfg.destination]
-        if not cfg.enabled or dest_cfg.destination_class.preflight is Destination.preflight:
+        if not cfg.enabled:
+            continue
+        checks = []
+        if dest_cfg.destination_class.preflight is not Destination.preflight:
+            from ..engine import preflight_sync  # only when a platform has something to check
+
+            checks.append(preflight_sync)
+        if cfg.destination not in accessed:
+            checks.append(validate_access)
+        if not checks:
             continue
         if cfg.destination in unreachable:
             issues.append(UncheckedSync(
@@ -69,14 +81,17 @@ def preflight_issues(project) -> list[ConfigIssue]:
                 f"reached for sync {unreachable[cfg.destination]}", project.relative(cfg.path), None,
                 "check the destination's base_url and the platform's status, or pass --offline"))
             continue
-        from ..engine import preflight_sync  # only when a platform has something to check
-
         try:
-            issues += preflight_sync(project, name)
+            for check in checks:
+                issues += check(project, name) or []
+                if check is validate_access:
+                    accessed.add(cfg.destination)
         except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
             kind = UncheckedSync if isinstance(exc, DestinationUnreachableError) else ConfigIssue
             if kind is UncheckedSync:
                 unreachable[cfg.destination] = name
+            else:
+                accessed.add(cfg.destination)  # (said once, for the first of its syncs)
             issues.append(kind(f"pre-flight check of sync {name} failed: {redaction.redact(exc.message)}",
                                       project.relative(cfg.path), None,
                                       exc.hint or "check the destination's base_url and credentials, or pass --offline"))

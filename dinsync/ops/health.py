@@ -184,6 +184,37 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
         return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {type(exc).__name__}: {exc}"))
 
 
+def validate_access(project: Any, name: str) -> None:
+    """`dinsync validate`: the check's read-only lookup of a key no record has (Iterable:
+    `GET /api/users/getByEmail`), for the credentials of a destination whose pre-flight check does
+    not ask the platform (one where it does, Attio's, was refused there already). A refusal raises
+    DestinationAuthError, no answer after the retries DestinationUnreachableError; nothing is sent
+    for a destination without lookups."""
+    import asyncio
+
+    from ..destinations import hooks
+    from ..engine.run import transport_options
+    from ..errors import DestinationUnreachableError
+
+    cfg = project.syncs[name]
+    dest_cfg = project.destinations[cfg.destination]
+    destination = dest_cfg.make_destination()
+    redaction.register(*destination.secrets(), partial=True)
+    probe = _probe(destination, cfg, cfg.spec())
+    if probe is None:
+        return
+
+    async def check() -> None:
+        async with hooks.opened(destination, destination.make_transport(transport_options(dest_cfg))) as transport:
+            delivered = await transport.deliver(probe)
+        lost = next((r for r in delivered.problems if r.status == "failed"), None)
+        if lost is not None:
+            raise DestinationUnreachableError(_r(f"{cfg.destination} could not be reached: {lost.reason}"),
+                                              "check the destination's base_url and the platform's status")
+
+    asyncio.run(check())
+
+
 class _Abandoned(Exception):
     """The check was cancelled by a stop request."""
 

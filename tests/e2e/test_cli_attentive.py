@@ -432,7 +432,8 @@ def test_validate_checks_the_mapping_before_any_run(attentive):
     issues = {i["line"]: i["message"] for i in json.loads(result.stdout)["issues"]}
     assert "is the matching field" in issues[8]
     assert "201 characters; Attentive allows 200" in issues[9]
-    assert p.stats()["requests"] == 0  # the mapping checks need no request
+    # the mapping checks need no request; the key's check is one read
+    assert p.stats()["requests"] == 1 and [m for m, _, _ in p.requests.requests] == ["GET"]
 
 
 def test_trusting_the_snapshot_skips_lookups_of_known_rows(attentive):
