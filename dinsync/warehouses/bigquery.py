@@ -306,7 +306,7 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             creds, default_project = self._credentials(credentials)
             self.project = project or default_project
             if not self.project:
-                raise E.WarehouseAuthError(
+                raise E.WarehouseCredentialsUnusable(
                     "BigQuery: no project: set warehouse.project (the credentials name none)")
             options = {"api_endpoint": api_endpoint} if api_endpoint else None
             default = self._bq.QueryJobConfig()
@@ -336,7 +336,7 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
             except OSError as exc:
                 # the value is not named: a key that is no JSON (base64-encoded, say) is read as a path,
                 # and a WarehouseError's message reaches Python API callers as it is
-                raise E.WarehouseAuthError(
+                raise E.WarehouseCredentialsUnusable(
                     f"BigQuery: cannot read the credentials file warehouse.credentials names (not JSON, so "
                     f"read as a path): {exc.strerror}",
                     "warehouse.credentials is the service-account JSON (not base64-encoded), or the path of "
@@ -345,11 +345,11 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
         try:
             info = json.loads(text)
         except ValueError:
-            raise E.WarehouseAuthError("BigQuery: the credentials are not valid JSON",
+            raise E.WarehouseCredentialsUnusable("BigQuery: the credentials are not valid JSON",
                                        "warehouse.credentials is the service-account JSON, or the path "
                                        "of its file") from None
         if not isinstance(info, dict):
-            raise E.WarehouseAuthError("BigQuery: the credentials JSON is not an object")
+            raise E.WarehouseCredentialsUnusable("BigQuery: the credentials JSON is not an object")
         self._secrets += [str(info[k]) for k in ("private_key", "private_key_id", "client_secret", "refresh_token")
                           if info.get(k)]
         kind = info.get("type")
@@ -363,11 +363,12 @@ class BigQueryWarehouse(ErrorTranslation, Warehouse):
 
                 creds = user_credentials.Credentials.from_authorized_user_info(info, scopes=list(SCOPES))
             else:
-                raise E.WarehouseAuthError(
+                raise E.WarehouseCredentialsUnusable(
                     f"BigQuery: credentials of type {kind!r} are not supported",
                     "use a service-account key (type service_account) or an authorized-user JSON")
         except (ValueError, KeyError) as exc:
-            raise E.WarehouseAuthError(f"BigQuery: the credentials JSON is incomplete ({type(exc).__name__})") from None
+            raise E.WarehouseCredentialsUnusable(
+                f"BigQuery: the credentials JSON is incomplete ({type(exc).__name__})") from None
         return creds, info.get("project_id") or info.get("quota_project_id")
 
     # --- errors --------------------------------------------------------------------------

@@ -37,6 +37,14 @@ class WarehouseLoginRefused(WarehouseAuthError):
     exit_code = ExitCode.CONFIG_ERROR
 
 
+class WarehouseCredentialsUnusable(WarehouseAuthError):
+    """The credentials the settings give cannot be used as they are, before any server is asked
+    (BigQuery: a key file that cannot be read, text that is no JSON key of a supported type, no
+    project): a configuration error."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+
 class WarehousePermissionError(WarehouseError):
     """Logged in, but not allowed to do this (read the model, create the state schema...)."""
 
@@ -107,6 +115,7 @@ class WarehouseDriverMissing(DinsyncError):
 HINTS = {
     WarehouseAuthError: "check the warehouse user and password (or token) in dinsync.yml and the environment",
     WarehouseLoginRefused: "check the warehouse user and password (or token) in dinsync.yml and the environment",
+    WarehouseCredentialsUnusable: "fix the warehouse's credentials in dinsync.yml or the environment",
     WarehouseDatabaseMissing: "the database named by the connection settings (dsn or database, in dinsync.yml or "
                               "the environment) does not exist: fix its name, or create it",
     WarehousePermissionError: "grant the dinsync user the privileges it needs (read the models; create and "
