@@ -252,7 +252,8 @@ def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dic
                      env: dict[str, str]) -> Callable[[str, str], subprocess.CompletedProcess]:
     """A project folder with one Iterable users sync (match on `email`, `fields`: model column ->
     field) of model `people` on the given warehouse. Returns `cli(command, select)`: writes the
-    model's SELECT and runs `dinsync <command>` in a subprocess (the Iterable sandbox's key set)."""
+    model's SELECT and runs `dinsync <command>` in a subprocess (the Iterable sandbox's key set;
+    `command` may hold options: "validate --offline")."""
     from tests.conftest import TEST_KEY
 
     (root / "models").mkdir(parents=True)
@@ -268,7 +269,7 @@ def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dic
 
     def cli(command: str, select: str) -> subprocess.CompletedProcess:
         (root / "models" / "people.sql").write_text(f"-- primary_key: email\n-- model_type: user\n{select}\n")
-        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), command],
+        return subprocess.run([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), *command.split()],
                               env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **env),
                               capture_output=True, text=True, timeout=120)
 
