@@ -94,13 +94,15 @@ _DDL = re.compile(r"\s*(CREATE|ALTER|DROP|TRUNCATE)\b", re.I)
 
 # Snowflake error numbers (errno) -> what failed.
 _ERRNOS: dict[int, type[E.WarehouseError]] = {
-    390100: E.WarehouseAuthError,  # incorrect username or password
+    # the login refused for what the settings say (exit 3: running again as is cannot help)
+    390100: E.WarehouseLoginRefused,  # incorrect username or password
+    390102: E.WarehouseLoginRefused,  # user disabled
+    390144: E.WarehouseLoginRefused,  # JWT token invalid (key pair)
+    390189: E.WarehouseLoginRefused,  # the connect string's role does not exist or not authorized
+    390201: E.WarehouseDatabaseMissing,  # the connect string's database does not exist or not authorized
+    # ... or for a while (exit 1)
     390101: E.WarehouseAuthError,  # user temporarily locked
-    390102: E.WarehouseAuthError,  # user disabled
-    390144: E.WarehouseAuthError,  # JWT token invalid (key pair)
     390114: E.WarehouseAuthError,  # authentication token expired
-    390189: E.WarehouseObjectMissing,  # role does not exist or not authorized
-    390201: E.WarehouseObjectMissing,  # database does not exist or not authorized
     2003: E.WarehouseObjectMissing,  # object does not exist or not authorized
     2043: E.WarehouseObjectMissing,  # object does not exist, or operation cannot be performed
     904: E.WarehouseObjectMissing,  # invalid identifier (a column)
@@ -112,8 +114,8 @@ _ERRNOS: dict[int, type[E.WarehouseError]] = {
     625: E.WarehouseConflict,  # deadlock / lock wait timeout
     250001: E.WarehouseUnavailable,  # could not connect
     250003: E.WarehouseUnavailable,  # failed to get a response
-    251005: E.WarehouseAuthError,  # user is empty
-    251006: E.WarehouseAuthError,  # password is empty
+    251005: E.WarehouseLoginRefused,  # user is empty
+    251006: E.WarehouseLoginRefused,  # password is empty
 }
 _SQLSTATE_CLASSES = {"08": E.WarehouseUnavailable, "28": E.WarehouseAuthError, "40": E.WarehouseConflict,
                      "57": E.WarehouseUnavailable, "23": E.WarehouseConstraintViolation}
@@ -123,8 +125,8 @@ _MESSAGES = (
     ("does not exist", E.WarehouseObjectMissing),
     ("not found", E.WarehouseObjectMissing),
     ("insufficient privileges", E.WarehousePermissionError),
-    ("incorrect username or password", E.WarehouseAuthError),
-    ("jwt token is invalid", E.WarehouseAuthError),
+    ("incorrect username or password", E.WarehouseLoginRefused),
+    ("jwt token is invalid", E.WarehouseLoginRefused),
     ("connection refused", E.WarehouseUnavailable),
     ("max retries exceeded", E.WarehouseUnavailable),
     ("timed out", E.WarehouseUnavailable),

@@ -20,6 +20,7 @@ from dinsync.warehouses import (
     capabilities_of,
     connect,
 )
+from dinsync.warehouses.errors import WarehouseLoginRefused
 from tests.warehouses.support import WarehouseUnderTest
 from tests.warehouses.test_config import project
 
@@ -83,8 +84,8 @@ def _error(cls_name: str, msg: str, errno: int, sqlstate: str | None):
 
 
 @pytest.mark.parametrize("cls_name,msg,errno,sqlstate,expected", [
-    ("DatabaseError", "Incorrect username or password was specified.", 390100, "08004", WarehouseAuthError),
-    ("DatabaseError", "JWT token is invalid.", 390144, "08004", WarehouseAuthError),
+    ("DatabaseError", "Incorrect username or password was specified.", 390100, "08004", WarehouseLoginRefused),
+    ("DatabaseError", "JWT token is invalid.", 390144, "08004", WarehouseLoginRefused),
     ("ProgrammingError", "Object 'X' does not exist or not authorized.", 2003, "42S02", WarehouseObjectMissing),
     ("ProgrammingError", "Schema 'DB.NOPE' does not exist or not authorized.", 2003, "02000", WarehouseObjectMissing),
     ("ProgrammingError", "invalid identifier 'EMAIL'", 904, "42000", WarehouseObjectMissing),
