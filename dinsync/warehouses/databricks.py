@@ -114,7 +114,7 @@ _SQLSTATE_CLASSES: dict[str, type[E.WarehouseError]] = {
 }
 # databricks-sdk exception class names (HTTP answers of the API) -> dinsync errors
 _SDK_ERRORS: dict[str, type[E.WarehouseError]] = {
-    "Unauthenticated": E.WarehouseAuthError,
+    "Unauthenticated": E.WarehouseLoginRefused,  # a token wrong or expired (the SDK renews OAuth ones): exit 3
     "PermissionDenied": E.WarehousePermissionError,
     "NotFound": E.WarehouseObjectMissing,
     "ResourceDoesNotExist": E.WarehouseObjectMissing,

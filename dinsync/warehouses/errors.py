@@ -33,7 +33,7 @@ class WarehouseLoginRefused(WarehouseAuthError):
     """The server refused the login its connection settings ask for (PostgreSQL: a role that does not
     exist, a wrong password, which is how it answers an unknown role under password authentication,
     no pg_hba.conf entry; Snowflake: a wrong password or key pair, a disabled user, the connect
-    string's role): a configuration error, as running again with the same settings cannot help."""
+    string's role; Databricks: a token wrong or expired): a configuration error, as running again with the same settings cannot help."""
 
     exit_code = ExitCode.CONFIG_ERROR
 
