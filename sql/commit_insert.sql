@@ -4,7 +4,7 @@
 INSERT INTO {{ snapshot }} (_key, _synced_at, _kh, _fp, _rkh, _pfp, {% for f in fields %}{{ f.snap }}{{ ", " if not loop.last }}{% endfor %})
 SELECT
   p._key,
-  CAST({{ param("now") }} AS TIMESTAMP),
+  CAST({{ param("now") }} AS {{ timestamp_type }}),
   p._kh,
   p._fp,
   p._rkh,

@@ -5,7 +5,7 @@
 CREATE TABLE IF NOT EXISTS {{ pending }} (
   _key VARCHAR NOT NULL,
   _token VARCHAR,
-  _stashed_at TIMESTAMP,
+  _stashed_at {{ timestamp_type }},
   _kh {{ hash_type }},
   _fp {{ hash_type }},
   _rkh {{ hash_type }},

@@ -5,7 +5,7 @@
 INSERT INTO {{ snapshot }} (_key, _synced_at, _kh, _fp, _rkh, _pfp, {% for f in fields %}{{ f.snap }}{{ ", " if not loop.last }}{% endfor %})
 SELECT
   p._key,
-  CAST({{ param("now") }} AS TIMESTAMP),
+  CAST({{ param("now") }} AS {{ timestamp_type }}),
   p._kh,
   CASE WHEN {% for f in fields %}p.{{ f.snap }} IS NULL{{ " OR " if not loop.last }}{% endfor %} THEN NULL ELSE p._fp END,
   p._rkh,

@@ -5,7 +5,7 @@ INSERT INTO {{ pending }} (_key, _token, _stashed_at, _kh, _fp, _rkh, {% for f i
 SELECT
   p._key,
   NULL,
-  CAST({{ param("now") }} AS TIMESTAMP),
+  CAST({{ param("now") }} AS {{ timestamp_type }}),
   p._kh,
   p._fp,
   p._rkh,

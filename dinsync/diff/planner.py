@@ -74,6 +74,9 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         caps = warehouse.capabilities
         self.dialect: str = getattr(caps, "dialect", None) or warehouse.dialect
         self.hash_type: str = getattr(caps, "hash_type", None) or DEFAULT_HASH_TYPES.get(self.dialect, "BIGINT")
+        # the times the snapshot and pending tables hold: the state tables' zone-less type (a bare
+        # TIMESTAMP is TIMESTAMP_TYPE_MAPPING's on Snowflake, TIMESTAMP_LTZ on some accounts)
+        self.timestamp_type: str = getattr(caps, "timestamp_type", None) or "TIMESTAMP"
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
         # a scratch database of this sync's own, attached now and let go of by release()
         self._own_scratch = bool(self.scratch_database and getattr(caps, "scratch_per_sync", False))
@@ -123,7 +126,8 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         self.shape_forms = {c: f for c, f in shape_forms.items()
                             if c not in self.exact_columns and c not in self.stable_forms}
         key = cache_key({
-            "dialect": self.dialect, "hash_type": self.hash_type, "scratch_database": self.scratch_database,
+            "dialect": self.dialect, "hash_type": self.hash_type, "timestamp_type": self.timestamp_type,
+            "scratch_database": self.scratch_database,
             "commit_schema": self.commit_schema, "scratch_schema": self._scratch_schema,
             "row_position": self.row_position, "segment_hashes": self.segment_hashes, "nbuckets": NBUCKETS,
             "sync": sync, "model_sql": spec.model_sql,
@@ -184,6 +188,9 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
                                     stable=self.stable_forms.get(f.column), shape=self.shape_forms.get(f.column))
                            for f in self.fields],
                 "hash_type": sql_type(self.hash_type, self.dialect),
+                # (the default as the neutral dialect's TIMESTAMP: BigQuery's own names an instant)
+                "timestamp_type": ("TIMESTAMP" if self.timestamp_type == "TIMESTAMP"
+                                   else sql_type(self.timestamp_type, self.dialect)),
                 "nbuckets": NBUCKETS,
                 "position": ident(self.row_position) if self.row_position else None,
                 "segment_hashes": self.segment_hashes,

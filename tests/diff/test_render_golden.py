@@ -34,12 +34,14 @@ SPEC = DiffSpec(
 
 def capabilities(dialect: str) -> Capabilities:
     """What the golden files are rendered for: the adapters of DuckDB and BigQuery (their scratch
-    tables live apart from the state schema), defaults elsewhere."""
+    tables live apart from the state schema), defaults elsewhere (but Snowflake's time type)."""
     if dialect == "duckdb":
         return DuckDBWarehouse.capabilities
     if dialect == "bigquery":
         return BigQueryWarehouse.capabilities
-    return Capabilities(dialect=dialect, hash_type=DEFAULT_HASH_TYPES[dialect])
+    # (Snowflake: its zone-less time type, which its snapshot and pending tables hold)
+    timestamp_type = "TIMESTAMP_NTZ" if dialect == "snowflake" else "TIMESTAMP"
+    return Capabilities(dialect=dialect, hash_type=DEFAULT_HASH_TYPES[dialect], timestamp_type=timestamp_type)
 
 
 def fake_warehouse(dialect: str):

@@ -12,7 +12,7 @@ INSERT INTO "dinsync_state"."snap_people_to_crm" (
 )
 SELECT
   "p"."_key",
-  CAST('__dinsync_param_now__' AS TIMESTAMP),
+  CAST('__dinsync_param_now__' AS TIMESTAMPNTZ),
   "p"."_kh",
   "p"."_fp",
   "p"."_rkh",

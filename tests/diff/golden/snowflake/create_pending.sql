@@ -1,7 +1,7 @@
 CREATE TABLE IF NOT EXISTS "dinsync_state"."pend_people_to_crm" (
   "_key" VARCHAR NOT NULL,
   "_token" VARCHAR,
-  "_stashed_at" TIMESTAMP,
+  "_stashed_at" TIMESTAMPNTZ,
   "_kh" BIGINT,
   "_fp" BIGINT,
   "_rkh" BIGINT,

@@ -1,6 +1,6 @@
 CREATE TABLE IF NOT EXISTS "dinsync_state"."snap_people_to_crm" (
   "_key" VARCHAR NOT NULL,
-  "_synced_at" TIMESTAMP,
+  "_synced_at" TIMESTAMPNTZ,
   "_kh" BIGINT,
   "_fp" BIGINT,
   "_rkh" BIGINT,
