@@ -77,6 +77,7 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         # the times the snapshot and pending tables hold: the state tables' zone-less type (a bare
         # TIMESTAMP is TIMESTAMP_TYPE_MAPPING's on Snowflake, TIMESTAMP_LTZ on some accounts)
         self.timestamp_type: str = getattr(caps, "timestamp_type", None) or "TIMESTAMP"
+        self.timestamp_is_instant = bool(getattr(caps, "timestamp_is_instant", False))
         self.scratch_database: str | None = getattr(caps, "scratch_database", None)
         # a scratch database of this sync's own, attached now and let go of by release()
         self._own_scratch = bool(self.scratch_database and getattr(caps, "scratch_per_sync", False))
@@ -244,7 +245,10 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         if not self._tables_checked:  # before the first statement that may create, alter or drop one
             self._refuse_foreign_tables()
         if statement in NEEDS_NOW:
-            params.setdefault("now", dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+            # (with its offset where TIMESTAMP is an instant: Databricks read the time without one in
+            # the SQL warehouse's TIMEZONE, `_synced_at` and `_stashed_at` hours off where one is set)
+            now = dt.datetime.now(dt.timezone.utc)
+            params.setdefault("now", now if self.timestamp_is_instant else now.replace(tzinfo=None))
         sql = self.render(statement, **params)
         with self._locating(sql):
             return self.warehouse.execute(sql)

@@ -80,9 +80,10 @@ def bind(sql: str, **params: Any) -> str:
             if value not in OPS:
                 raise SqlError(f"unknown plan operation {value!r}; expected one of {', '.join(OPS)}")
             text = f"'{value}'"
-        elif name == "now":  # a time the state records: naive UTC, read as TIMESTAMP by every dialect
-            if not isinstance(value, dt.datetime) or value.tzinfo is not None:
-                raise SqlError(f"now must be a naive UTC datetime, got {value!r}")
+        elif name == "now":  # a time the state records: naive UTC, read as TIMESTAMP by every dialect;
+            # in UTC with its offset where TIMESTAMP is an instant (Capabilities.timestamp_is_instant)
+            if not isinstance(value, dt.datetime) or value.utcoffset() not in (None, dt.timedelta(0)):
+                raise SqlError(f"now must be a UTC datetime, got {value!r}")
             text = f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
         else:
             if not isinstance(value, int) or isinstance(value, bool):

@@ -47,6 +47,9 @@ class Capabilities:
     # DDL type of the state tables' times, UTC without a zone (README, State tables): on Snowflake a
     # bare TIMESTAMP is whatever the account's TIMESTAMP_TYPE_MAPPING says (TIMESTAMP_LTZ on some)
     timestamp_type: str = "TIMESTAMP"
+    # That type is an instant (Databricks): a time written without an offset is read in the session's
+    # time zone (a SQL warehouse's TIMEZONE), so the UTC times written in SQL text carry `+00:00`
+    timestamp_is_instant: bool = False
     identifier_quote: str = '"'  # quote character of identifiers (doubled inside)
     max_identifier_length: int | None = None  # in bytes (UTF-8); longer names are refused, not truncated
     unquoted_case: str = "preserve"  # how unquoted names are folded: lower | upper | preserve

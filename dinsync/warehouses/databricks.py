@@ -279,6 +279,7 @@ class DatabricksWarehouse(ErrorTranslation, Warehouse):
         enforces_primary_key=False,  # Delta constraints are informational
         lock_arbiter="insert_verify",
         text_type="STRING",
+        timestamp_is_instant=True,  # (TIMESTAMP is Spark's TIMESTAMP_LTZ)
         identifier_quote="`",
         max_identifier_length=255,
         unquoted_case="lower",

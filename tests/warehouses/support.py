@@ -283,7 +283,9 @@ def ran(sql: str, statements: list[str]) -> bool:
 
     from dinsync.diff.render import PARAMS
 
-    pattern = re.compile(r"'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}'".join(map(re.escape, sql.split(PARAMS["now"]))))
+    # (with its UTC offset where TIMESTAMP is an instant: Capabilities.timestamp_is_instant)
+    pattern = re.compile(r"'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}(\+00:00)?'".join(
+        map(re.escape, sql.split(PARAMS["now"]))))
     return any(pattern.fullmatch(r) for r in statements)
 
 

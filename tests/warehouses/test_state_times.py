@@ -8,6 +8,7 @@ Pacific/Kiritimati, and pending outcomes were given up that much late (or early,
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -36,3 +37,55 @@ def test_synced_at_is_utc_whatever_the_sessions_time_zone(kind, request, tmp_pat
     assert len(synced) == 2 and all(before - slack <= t <= after + slack for t in synced), (synced, before, after)
     started = target.rows(f"SELECT started_at FROM {target.state('runs')}")[0]["started_at"]
     assert all(abs(t - started) < dt.timedelta(minutes=1) for t in synced), (synced, started)
+
+
+LOS_ANGELES = "America/Los_Angeles"
+DEAD_HOLDER = "another-host:4242:1:pidns4026531836"  # (not this host's: its PID is not looked up)
+
+
+def _zoned(kind: str, target) -> None:
+    """Every zone a run of `kind` could take its times from set to Los Angeles: the process's (DuckDB,
+    the BigQuery client), libpq's, the Snowflake session's, the Databricks SQL warehouse's."""
+    target.env.update({"TZ": LOS_ANGELES, "PGTZ": LOS_ANGELES})
+    if kind == "databricks":
+        target.fake.time_zone = LOS_ANGELES
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres", "redshift", "snowflake", "bigquery", "databricks"])
+def test_a_sync_under_los_angeles_stores_utc_and_honours_a_locks_ttl(kind, request, tmp_path, iterable_sandbox):
+    """A run under America/Los_Angeles records its times in UTC (the run log, the snapshot), and a dead
+    run's lock holds exactly until its expiry, not 8 hours more or less."""
+    import pyarrow as pa
+
+    target = request.getfixturevalue(f"wh_{kind}")
+    _, thread = iterable_sandbox
+    target.load("zoned_people", pa.table({"email": ["a@x.co", "b@x.co"], "plan": ["pro", "free"]}))
+    root = tmp_path / "project"
+    write_iterable_project(root, target, thread.url, MODEL, ["plan"])
+    _zoned(kind, target)
+
+    def utcnow() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+    before = utcnow()
+    code, result = run_cli(root, target, "sync")
+    after = utcnow()
+    assert code == 0 and result["runs"][0]["acknowledged"] == 2, result
+    slack = dt.timedelta(seconds=5)
+    synced = [r["_synced_at"] for r in target.rows(f"SELECT _synced_at FROM {target.state('snap_users')}")]
+    [run] = target.rows(f"SELECT started_at, finished_at FROM {target.state('runs')}")
+    for t in [*synced, run["started_at"], run["finished_at"]]:
+        assert before - slack <= t <= after + slack, (t, before, after, synced, run)
+
+    # a dead run's lock, valid 10 more minutes: held
+    target.execute(f"INSERT INTO {target.state('locks')} (sync, run_id, holder, acquired_at, expires_at) "
+                   f"VALUES (:s, :r, :h, :a, :e)", {"s": "users", "r": "20261207T000000-deadbeef", "h": DEAD_HOLDER,
+                                                    "a": utcnow(), "e": utcnow() + dt.timedelta(minutes=10)})
+    code, result = run_cli(root, target, "sync")
+    assert code != 0 and "already running" in json.dumps(result), result
+    # ...and once its expiry passed (a minute ago): taken over
+    target.execute(f"UPDATE {target.state('locks')} SET expires_at = :e WHERE sync = :s",
+                   {"e": utcnow() - dt.timedelta(minutes=1), "s": "users"})
+    code, result = run_cli(root, target, "sync")
+    assert code == 0, result
+    assert target.rows(f"SELECT COUNT(*) AS n FROM {target.state('locks')}")[0]["n"] == 0
