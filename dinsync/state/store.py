@@ -45,11 +45,34 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\\x00") if isinstance(value, str) else value
 
 
+def _naive_utc(value):
+    """A time read from the state as naive UTC, as the state works in: a table an earlier dinsync
+    created with a zoned type (Snowflake's TIMESTAMP_LTZ, where the account maps TIMESTAMP to it)
+    gives its times with a zone, and a lock's expiry so read, compared with the naive clock, failed
+    the next run instead of being taken over."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _naive_utc_table(data):
+    """An Arrow result's zoned timestamp columns as naive UTC (see _naive_utc)."""
+    import pyarrow as pa
+
+    zoned = [i for i, f in enumerate(data.schema) if pa.types.is_timestamp(f.type) and f.type.tz]
+    for i in zoned:
+        column = data.column(i)
+        data = data.set_column(i, data.schema.field(i).with_type(pa.timestamp(column.type.unit)),
+                               column.cast(pa.timestamp(column.type.unit, "UTC")).cast(pa.timestamp(column.type.unit)))
+    return data
+
+
 class StateSession:
     """The warehouse as the state's statements use it: each statement and transaction within
     `Warehouse.state_waits` (a bounded wait for another transaction's lock, on PostgreSQL). A
     `LOCK TABLE` or an ALTER left open on a state table stalled `dinsync status`, and `serve`'s
-    reads of its syncs' states, for ever."""
+    reads of its syncs' states, for ever. Times are read as naive UTC, whatever the column's type
+    (see _naive_utc)."""
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
@@ -63,15 +86,16 @@ class StateSession:
 
     def query(self, sql: str, params=None):
         with self.warehouse.state_waits():
-            return self.warehouse.query(sql, params)
+            return _naive_utc_table(self.warehouse.query(sql, params))
 
     def rows(self, sql: str, params=None):
         with self.warehouse.state_waits():
-            return self.warehouse.rows(sql, params)
+            rows = self.warehouse.rows(sql, params)
+        return [{k: _naive_utc(v) for k, v in row.items()} for row in rows]
 
     def scalar(self, sql: str, params=None):
         with self.warehouse.state_waits():
-            return self.warehouse.scalar(sql, params)
+            return _naive_utc(self.warehouse.scalar(sql, params))
 
     def write_arrow(self, schema: str, table: str, data, mode: str = "append") -> None:
         with self.warehouse.state_waits():

@@ -89,3 +89,40 @@ def test_a_sync_under_los_angeles_stores_utc_and_honours_a_locks_ttl(kind, reque
     code, result = run_cli(root, target, "sync")
     assert code == 0, result
     assert target.rows(f"SELECT COUNT(*) AS n FROM {target.state('locks')}")[0]["n"] == 0
+
+
+def test_snowflake_state_tables_of_an_earlier_dinsync_as_timestamp_ltz_still_work(tmp_path, monkeypatch):
+    """State tables an earlier dinsync created on an account mapping TIMESTAMP to TIMESTAMP_LTZ keep
+    that type (README, State tables): their times read back with a zone, and a dead run's lock,
+    compared with the naive UTC clock, failed the next run ("can't compare offset-naive and
+    offset-aware datetimes") instead of being taken over."""
+    from dataclasses import replace
+
+    from dinsync.errors import LockBusyError
+    from dinsync.state import StateStore
+    from tests.warehouses.support import WarehouseUnderTest
+
+    under_test = WarehouseUnderTest("snowflake", tmp_path)
+    try:
+        earlier = StateStore(under_test.wh, under_test.state_schema)
+        monkeypatch.setattr(earlier, "caps", replace(earlier.caps, timestamp_type="TIMESTAMP_LTZ"))
+        earlier.migrate()
+        store = StateStore(under_test.open(), under_test.state_schema)
+        assert store.migrate() == earlier.migrate()
+        types = {r["data_type"] for r in store.wh.rows(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = 'LOCKS' "
+            "AND column_name = 'EXPIRES_AT'", {"s": under_test.state_schema})}
+        assert types != {"TIMESTAMP_NTZ"}, types  # (fakesnow names TIMESTAMP_LTZ TIMESTAMP_TZ)
+
+        store.acquire_lock("users", "20261207T100000-aaaaaaaa", ttl_seconds=600)
+        with pytest.raises(LockBusyError):  # held: refused, naming its expiry
+            store.acquire_lock("users", "20261207T100001-bbbbbbbb", ttl_seconds=600)
+        [held] = store.lock_holders("users")
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        assert held["expires_at"].tzinfo is None and abs(held["expires_at"] - now - dt.timedelta(minutes=10)) < dt.timedelta(minutes=1)
+        store.wh.execute(f"UPDATE {store.t('locks')} SET expires_at = :e WHERE sync = :s",
+                         {"e": now - dt.timedelta(minutes=1), "s": "users"})
+        store.acquire_lock("users", "20261207T100002-cccccccc", ttl_seconds=600)  # expired: taken over
+        assert [h["run_id"] for h in store.lock_holders("users")] == ["20261207T100002-cccccccc"]
+    finally:
+        under_test.close()
