@@ -126,3 +126,33 @@ def test_snowflake_state_tables_of_an_earlier_dinsync_as_timestamp_ltz_still_wor
         assert [h["run_id"] for h in store.lock_holders("users")] == ["20261207T100002-cccccccc"]
     finally:
         under_test.close()
+
+
+@pytest.mark.parametrize("kind", ["snowflake", "databricks"])
+def test_pending_records_expire_by_their_utc_age(kind, tmp_path):
+    """`pend_<sync>._stashed_at` is the UTC time of the stash, and a pending outcome is given up once
+    it is older than its expiry, not 13 hours early under a SQL warehouse's Pacific/Auckland (UTC+13)."""
+    from tests.warehouses.support import WarehouseUnderTest
+    from tests.warehouses.test_diff_sql import DatabricksUnderTest, Recording, Sync
+
+    target = DatabricksUnderTest() if kind == "databricks" else WarehouseUnderTest(kind, tmp_path)
+    try:
+        if kind == "databricks":
+            target.fake.time_zone = "Pacific/Auckland"
+        s = Sync(Recording(target.wh), target.state_schema)
+        s.model_schema = target.schema
+        s.set_rows([("a@x.com", "Ada", 1), ("b@x.com", "Bob", 2)])
+        s.plan()
+        before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        assert s.p.stash_pending(["a@x.com", "b@x.com"], "job-1") == 2
+        after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        pend = s.wh.table_name(s.state_schema, s.p.pending_table)
+        stashed = [r["_stashed_at"] for r in s.wh.rows(f"SELECT _stashed_at FROM {pend}")]
+        slack = dt.timedelta(seconds=5)
+        assert len(stashed) == 2 and all(before - slack <= t.replace(tzinfo=None) <= after + slack for t in stashed), (
+            stashed, before, after)
+        assert s.p.expire_pending(dt.timedelta(hours=1)) == 0  # an hour's expiry: still awaited
+        assert s.p.pending_tokens() == {"job-1": 2}
+        assert s.p.expire_pending(dt.timedelta(seconds=-5)) == 2 and s.p.pending_tokens() == {}
+    finally:
+        target.close()
