@@ -76,6 +76,10 @@ def test_a_sync_under_los_angeles_stores_utc_and_honours_a_locks_ttl(kind, reque
     [run] = target.rows(f"SELECT started_at, finished_at FROM {target.state('runs')}")
     for t in [*synced, run["started_at"], run["finished_at"]]:
         assert before - slack <= t <= after + slack, (t, before, after, synced, run)
+    code, shown = run_cli(root, target, "runs", "users")  # (read back under the zone too)
+    assert code == 0 and [r["started_at"][-1] for r in shown["runs"]] == ["Z"], shown
+    shown_start = dt.datetime.fromisoformat(shown["runs"][0]["started_at"][:-1])
+    assert abs(shown_start - run["started_at"]) < dt.timedelta(milliseconds=1), (shown, run)
 
     # a dead run's lock, valid 10 more minutes: held
     target.execute(f"INSERT INTO {target.state('locks')} (sync, run_id, holder, acquired_at, expires_at) "
