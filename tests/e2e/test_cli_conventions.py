@@ -116,8 +116,8 @@ def test_a_run_is_one_json_shape_in_sync_status_and_failure(project):
         assert ran[key] == logged[key], key
     assert ran["started_at"].endswith("Z") and ran["finished_at"].endswith("Z") and ran["warnings"] == []
     project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at) "
-                "values ('iterable_users', 'other-run', 'host:1', now(), "
-                "now() + interval 1 hour)")
+                "values ('iterable_users', 'other-run', 'host:1', timezone('UTC', now()), "
+                "timezone('UTC', now()) + interval 1 hour)")
     failed = project.sync()
     assert failed["exit_code"] == ExitCode.LOCKED
     [refused] = failed["runs"]

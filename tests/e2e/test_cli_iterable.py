@@ -322,7 +322,7 @@ def test_rejections_lists_megabyte_keys_an_older_dinsync_kept_whole_shortened_wi
     project.sync()
     [(run_id,)] = project.sql("select run_id from dinsync.runs")
     project.sql("insert into dinsync.rejections select ?, 'iterable_users', repeat('k', 1000000) || "
-                "lpad(i::varchar, 6, '0') || '@x.com', 'email', 'rejected', 'too long', now()::timestamp "
+                "lpad(i::varchar, 6, '0') || '@x.com', 'email', 'rejected', 'too long', timezone('UTC', now()) "
                 "from range(40) t(i)", run_id)
     for args in ((), ("--limit", "3")):
         result = project.cli("rejections", "iterable_users", *args)
@@ -770,9 +770,9 @@ def test_status_shows_a_killed_run_as_abandoned_and_a_live_one_as_running(projec
     for run_id, holder in (("killed-run", f"{socket.gethostname()}:{dead.pid}:12345"), ("live-run", holder_id())):
         project.sql("delete from dinsync.locks")
         project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
-                    "values (?, 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')", run_id)
+                    "values (?, 'iterable_users', timezone('UTC', now()) + interval 1 minute, 'running', false, '0')", run_id)
         project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
-                    "values ('iterable_users', ?, ?, now()::timestamp, now()::timestamp + interval 1 hour, 1, false)",
+                    "values ('iterable_users', ?, ?, timezone('UTC', now()), timezone('UTC', now()) + interval 1 hour, 1, false)",
                     run_id, holder)
         [entry] = json.loads(project.cli("status").stdout)["syncs"]
         assert entry["last_run"]["run_id"] == run_id
@@ -792,9 +792,9 @@ def test_runs_shows_a_killed_run_as_abandoned_as_status_does(project):
     dead.wait()
     project.sql("delete from dinsync.locks")
     project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
-                "values ('killed-run', 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')")
+                "values ('killed-run', 'iterable_users', timezone('UTC', now()) + interval 1 minute, 'running', false, '0')")
     project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
-                "values ('iterable_users', 'killed-run', ?, now()::timestamp, now()::timestamp + interval 1 hour, "
+                "values ('iterable_users', 'killed-run', ?, timezone('UTC', now()), timezone('UTC', now()) + interval 1 hour, "
                 "1, false)", f"{socket.gethostname()}:{dead.pid}:12345")
     human = project.cli("runs", "iterable_users", "--limit", "1", json_output=False).output
     assert "abandoned" in human and "running" not in human, human
@@ -810,9 +810,9 @@ def test_a_run_without_a_duration_shows_none_not_zero_seconds(project):
 
     assert project.sync()["runs"][0]["status"] == "success"
     project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
-                "values ('live-run', 'iterable_users', now()::timestamp + interval 1 minute, 'running', false, '0')")
+                "values ('live-run', 'iterable_users', timezone('UTC', now()) + interval 1 minute, 'running', false, '0')")
     project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) "
-                "values ('iterable_users', 'live-run', ?, now()::timestamp, now()::timestamp + interval 1 hour, "
+                "values ('iterable_users', 'live-run', ?, timezone('UTC', now()), timezone('UTC', now()) + interval 1 hour, "
                 "1, false)", holder_id())
     assert json.loads(project.cli("runs", "--limit", "1").stdout)["runs"][0]["seconds"] is None
     for command in ("runs", "status"):
@@ -843,7 +843,7 @@ def test_status_counts_parked_rows_from_the_snapshot_when_the_last_run_recorded_
     first = project.sync()["runs"][0]
     assert first["parked"] == 1, first
     project.sql("insert into dinsync.runs (run_id, sync, started_at, status, full_refresh, tool_version) "
-                "values ('killed-run', 'iterable_users', now()::timestamp + interval 1 minute, 'abandoned', "
+                "values ('killed-run', 'iterable_users', timezone('UTC', now()) + interval 1 minute, 'abandoned', "
                 "false, '0')")
     [entry] = json.loads(project.cli("status").stdout)["syncs"]
     assert entry["last_run"]["run_id"] == "killed-run"
@@ -870,12 +870,12 @@ def test_secret_never_leaks(project, monkeypatch, caplog):
 def test_lock_held_by_another_run_refuses(project):
     project.sync()
     project.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at) "
-                "values ('iterable_users', 'other-run', 'host:1', now(), now() + interval 1 hour)")
+                "values ('iterable_users', 'other-run', 'host:1', timezone('UTC', now()), timezone('UTC', now()) + interval 1 hour)")
     result = project.cli("sync")
     assert result.exit_code == ExitCode.LOCKED
     [run] = json.loads(result.stdout)["runs"]
     assert run["status"] == "failed" and run["run_id"] is None and "already running" in run["error"]
-    project.sql("update dinsync.locks set expires_at = now() - interval 1 hour")
+    project.sql("update dinsync.locks set expires_at = timezone('UTC', now()) - interval 1 hour")
     assert project.cli("sync").exit_code == 0  # a stale lock expires
 
 

@@ -177,7 +177,7 @@ def test_an_outages_paused_notice_names_the_state_it_follows(scheduled):
     ops = scheduled
     ops.sync()
     ops.sql("insert into dinsync.sync_state (sync, paused, notified_state, updated_at) "
-            "values ('iterable_users', false, 'failed', now())")
+            "values ('iterable_users', false, 'failed', timezone('UTC', now()))")
     down = [False]
     served = Served(ops, down=down)
     assert kinds(served.at(15)) == ["start", "end"]
@@ -404,8 +404,8 @@ def test_a_run_the_lock_refused_ends_with_no_run_object(scheduled):
     served = Served(ops)
     assert kinds(served.at(0)) == ["start", "end"]
     ops.sql("insert into dinsync.locks (sync, run_id, holder, acquired_at, expires_at, ticket, choosing) values "
-            "('iterable_users', 'elsewhere-run', 'another-host:4242:1', now()::timestamp, "
-            "now()::timestamp + interval 1 hour, 1, false)")
+            "('iterable_users', 'elsewhere-run', 'another-host:4242:1', timezone('UTC', now()), "
+            "timezone('UTC', now()) + interval 1 hour, 1, false)")
     events = served.at(15)
     assert kinds(events) == ["start", "end"], events
     end = events[1]

@@ -41,7 +41,7 @@ def release_01_state(path, holder: str) -> None:
     con.execute("INSERT INTO dinsync.rejections VALUES ('old-ok', 'users', 'a@x.com', NULL, 'rejected', 'bad', "
                 "TIMESTAMP '2026-01-01 00:00:01')")
     con.execute("INSERT INTO dinsync.locks VALUES ('users', 'old-killed', ?, TIMESTAMP '2026-01-02 00:00:00', "
-                "now() + INTERVAL 1 HOUR)", [holder])
+                "timezone('UTC', now()) + INTERVAL 1 HOUR)", [holder])
     con.execute("CREATE TABLE dinsync.snap_users (_key VARCHAR NOT NULL, _synced_at TIMESTAMP)")
     con.execute("INSERT INTO dinsync.snap_users VALUES ('a@x.com', NULL)")
     con.close()
