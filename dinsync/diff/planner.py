@@ -149,6 +149,7 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         self._done = None  # positions committed by this run (a Polars Boolean Series), see commit.py
         self._state_ready = False
         self._tables_checked = False  # the sync's tables in the state schema are dinsync's (or absent)
+        self._leftover_scratch: list[str] = []  # scratch tables of a killed run (see drop_leftover_scratch)
         # snapshot columns ensure_state added (all NULL) and whether it forgot the fingerprints,
         # until the next plan: forget_fingerprints then has nothing more to clear
         self._added_columns: set[str] = set()
@@ -296,6 +297,7 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
                 self.ensure_state()
             self._planned_full_refresh = None
             self.drop_prior()  # of a plan before this one that sent nothing
+            self.drop_leftover_scratch()
             with self._done_lock:
                 self._done = None
             self.drop_plan()

@@ -37,17 +37,29 @@ class SnapshotStateMixin:
             names += [self.ack_table, *(name for t, name in self.scratch_tables.items() if t in commits)]
         foreign = []
         found = self.warehouse.tables_columns(schema, list(dict.fromkeys(names)))
+        scratch = {name: kind for kind, name in (*self.scratch_tables.items(), ("ack", self.ack_table))}
         for name, columns in found.items():
             theirs = [c for c in columns if not _OWN_COLUMN.fullmatch(str(c).lower())]
             if theirs or not any(str(c).startswith("_") for c in columns):
                 foreign.append(f"{name} (with {', '.join(map(str, (theirs or columns)[:3]))}"
                                f"{', …' if len(theirs or columns) > 3 else ''})")
+            elif name in scratch:  # a killed run's: the next plan drops them (drop_leftover_scratch)
+                self._leftover_scratch.append(scratch[name])
         if foreign:
             raise ConfigError([ConfigIssue(
                 f"the state schema {schema} holds tables dinsync did not create: {'; '.join(foreign)}; "
                 f"sync {self.spec.sync} would drop or alter them", "dinsync.yml",
                 hint="set state_schema to a schema of dinsync's own (default: dinsync), or rename those tables")])
         self._tables_checked = True
+
+    def drop_leftover_scratch(self) -> None:
+        """Drop the scratch tables a run killed midway left in the state schema (found by
+        _refuse_foreign_tables): a run drops its own when the step that made them ends, and a
+        dead run's only went with the next run that reached the same step (one that had rows to
+        send for `unsettle_<sync>`, to commit for `ack_<sync>`), so a next run with nothing to
+        send left them there. Called under the sync's lock (by `plan`)."""
+        leftover, self._leftover_scratch = self._leftover_scratch, []
+        self._drop(*dict.fromkeys(leftover))
 
     def ensure_state(self, dry_run: bool = False) -> None:
         """Create the schema and snapshot table if missing; add hash columns for new fields. A dry

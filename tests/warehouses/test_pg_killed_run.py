@@ -104,3 +104,81 @@ def test_a_live_run_in_another_container_keeps_its_lock(wh_postgres, iterable_sa
         if first.poll() is None:
             first.kill()
             first.wait(10)
+
+
+def _blocked_on(schema: str) -> list[str]:
+    """The statements of the test's state schema waiting for a lock (a run blocked on the test's)."""
+    import psycopg
+
+    from tests.warehouses.support import PG_DSN
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        return [q for (q,) in conn.execute("SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                           "AND wait_event_type = 'Lock' AND query LIKE %s", (f"%{schema}%",))]
+
+
+def _state_tables(schema: str) -> set[str]:
+    import psycopg
+
+    from tests.warehouses.support import PG_DSN
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        return {t for (t,) in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                                           (schema,))}
+
+
+def _people(plan: str) -> str:
+    return " UNION ALL ".join(f"SELECT 'u{i}@x.com' AS email, '{plan}' AS plan" for i in range(1, 6))
+
+
+@pytest.mark.parametrize("statement", ["unsettle", "commit"])
+def test_the_scratch_tables_of_a_run_killed_midway_are_dropped_by_the_next_run(
+        wh_postgres, iterable_sandbox, tmp_path, statement):
+    """A run killed while it forgot what the rows it sends had received (unsettle_<sync>) or while
+    it committed a checkpoint (ack_<sync>, acked_<sync>) left those tables in the state schema,
+    and a next run that had nothing to send (the model went back) never dropped them: only a
+    run reaching the same step did. Every run now drops a dead run's scratch tables first. The
+    kill lands at that statement: the test holds a SHARE lock on the snapshot, which the
+    statement's write waits for."""
+    import psycopg
+
+    from tests.warehouses.support import PG_DSN
+
+    _, thread = iterable_sandbox
+    root = tmp_path / "project"
+    cli = one_sync_project(root, wh_postgres.warehouse_yaml(), thread.url, {"plan": "plan"}, wh_postgres.env)
+    schema = wh_postgres.state_schema
+    assert cli("sync", _people("free")).returncode == 0
+    (root / "models" / "people.sql").write_text(f"-- primary_key: email\n{_people('pro')}\n")
+    scratch = {"unsettle": {"unsettle_people"}, "commit": {"ack_people", "acked_people"}}[statement]
+    with psycopg.connect(PG_DSN) as blocker:
+        blocker.execute(f'LOCK TABLE "{schema}".snap_people IN SHARE MODE')
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "sync"],
+                                env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # the unsettle's DELETE is the run's first write to the snapshot, a commit's next
+                assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote its snapshot"
+                blocked = _blocked_on(schema)
+                if blocked and (statement == "unsettle") == ("unsettle_people" in blocked[0]):
+                    break
+                if blocked:  # the unsettle: let it through to the commit
+                    blocker.rollback()
+                    while _blocked_on(schema):
+                        time.sleep(0.01)
+                    blocker.execute(f'LOCK TABLE "{schema}".snap_people IN SHARE MODE')
+                time.sleep(0.01)
+            proc.kill()
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            blocker.rollback()
+    assert scratch <= _state_tables(schema)  # (what the killed run left)
+
+    # nothing to send: back to what was delivered (the unsettle did not commit), or the rows whose
+    # commit was cut short (forgotten, sent again if they stay) left the model
+    rerun = cli("sync", _people("free") if statement == "unsettle" else f"{_people('free')} LIMIT 0")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _state_tables(schema) & scratch == set(), "a dead run's scratch tables are still there"
