@@ -463,7 +463,8 @@ class SyncRun:
             if self.records.unrecorded():  # before sending: a run killed midway wrote some
                 self.records.record_writes(self._fields_sent(stats))
             if not stats.first_sync:  # (a first sync's snapshot holds none of the keys)
-                self.planner.unsettle_sendable()
+                self._unsettle_unless_stopped()
+        if sendable and not self.stop.requested:
             # a first sync's commits only insert: the adapter may lower its memory meanwhile
             with self.wh.streaming(replacing=not stats.first_sync):
                 import asyncio  # only when something is sent
@@ -600,6 +601,18 @@ class SyncRun:
         if self.stop.interruption is not None and context.get("exception") is self.stop.interruption:
             return
         loop.default_exception_handler(context)
+
+    def _unsettle_unless_stopped(self) -> None:
+        """The planner's unsettle_sendable, which a stop cancels as it does the plan: its write waits
+        for any other transaction's lock on the snapshot, and a run stopped there waited for the
+        lock timeout, then was recorded `failed` with it. Cut short, it changed nothing (one
+        transaction) and the run sends nothing: it ends `cancelled`."""
+        try:
+            with interrupting(self.stop, self.wh.interrupt):
+                self.planner.unsettle_sendable()
+        except Exception:
+            if not self.stop.requested:
+                raise
 
     async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.

@@ -182,3 +182,49 @@ def test_the_scratch_tables_of_a_run_killed_midway_are_dropped_by_the_next_run(
     rerun = cli("sync", _people("free") if statement == "unsettle" else f"{_people('free')} LIMIT 0")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert _state_tables(schema) & scratch == set(), "a dead run's scratch tables are still there"
+
+
+def test_a_sigterm_while_the_run_waits_to_unsettle_the_rows_it_sends_cancels_it(wh_postgres, iterable_sandbox, tmp_path):
+    """Before sending, a run makes the snapshot forget what it delivered for the rows it is about to
+    send (one DELETE + INSERT on the snapshot). A SIGTERM while that write waited for another
+    transaction's lock on the snapshot (a VACUUM FULL, an analyst's open transaction) was not
+    heard: the run waited for the state's lock_timeout, then was recorded `failed` with the lock
+    timeout's error and hint while exiting 143. It is cancelled now, nothing sent, as a stop while
+    planning is (the statement is cancelled)."""
+    import json
+    import signal
+
+    import psycopg
+
+    from tests.warehouses.support import PG_DSN
+
+    _, thread = iterable_sandbox
+    root = tmp_path / "project"
+    cli = one_sync_project(root, wh_postgres.warehouse_yaml(), thread.url, {"plan": "plan"}, wh_postgres.env)
+    schema = wh_postgres.state_schema
+    assert cli("sync", _people("free")).returncode == 0
+    requests = thread.stats()["requests"]
+    (root / "models" / "people.sql").write_text(f"-- primary_key: email\n{_people('pro')}\n")
+    with psycopg.connect(PG_DSN) as blocker:
+        blocker.execute(f'LOCK TABLE "{schema}".snap_people IN SHARE MODE')  # held until the run has ended
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", "sync"],
+                                env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any("unsettle_people" in q for q in _blocked_on(schema)):
+                assert proc.poll() is None and time.monotonic() < deadline, "the run never waited to unsettle"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            blocker.rollback()
+    [run] = json.loads(out)["runs"]
+    assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
+    assert run["error"].startswith("stopped by SIGTERM"), run["error"]
+    assert thread.stats()["requests"] == requests  # nothing was sent
+    rerun = cli("sync", _people("pro"))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert wh_postgres.run_statuses("people") == ["success", "cancelled", "success"]
