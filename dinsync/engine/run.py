@@ -484,13 +484,15 @@ class SyncRun:
             return
         with doing("committing the rows that left the model"):
             lock.check()
-            removed = self.planner.commit_removed()
-            if self.full_refresh:  # (its plan counted the keys that leave the snapshot here)
-                self.planner.commit_full_refresh_cleanup()
-            else:
+            removed = self._commit_removed_unless_stopped()
+            if removed is not None and not self.full_refresh:  # (a refresh's plan counted them)
                 s.removed = removed
             # rows sent and not acknowledged were forgotten before sending: the next run sends them
             self.records.record_destination()
+        if removed is None:  # stopped while it waited for the snapshot: the next run removes them
+            s.status = "cancelled"
+            s.error = self._stopped_message()
+            return
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
         if s.failed:
@@ -601,6 +603,22 @@ class SyncRun:
         if self.stop.interruption is not None and context.get("exception") is self.stop.interruption:
             return
         loop.default_exception_handler(context)
+
+    def _commit_removed_unless_stopped(self) -> int | None:
+        """The planner's commit_removed (and a full refresh's cleanup), which a stop cancels as it
+        does the unsettle: a run stopped while that write waited for another transaction's lock on
+        the snapshot waited for the lock timeout, then was recorded `failed`. None when cut short
+        (its transaction changed nothing: the next run plans those keys removed again)."""
+        try:
+            with interrupting(self.stop, self.wh.interrupt):
+                removed = self.planner.commit_removed()
+                if self.full_refresh:
+                    self.planner.commit_full_refresh_cleanup()
+                return removed
+        except Exception:
+            if not self.stop.requested:
+                raise
+            return None
 
     def _unsettle_unless_stopped(self) -> None:
         """The planner's unsettle_sendable, which a stop cancels as it does the plan: its write waits

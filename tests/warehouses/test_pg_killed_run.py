@@ -184,13 +184,16 @@ def test_the_scratch_tables_of_a_run_killed_midway_are_dropped_by_the_next_run(
     assert _state_tables(schema) & scratch == set(), "a dead run's scratch tables are still there"
 
 
-def test_a_sigterm_while_the_run_waits_to_unsettle_the_rows_it_sends_cancels_it(wh_postgres, iterable_sandbox, tmp_path):
+@pytest.mark.parametrize("write", ["unsettle", "removed"])
+def test_a_sigterm_while_a_write_to_the_snapshot_waits_for_a_lock_cancels_the_run(
+        wh_postgres, iterable_sandbox, tmp_path, write):
     """Before sending, a run makes the snapshot forget what it delivered for the rows it is about to
-    send (one DELETE + INSERT on the snapshot). A SIGTERM while that write waited for another
-    transaction's lock on the snapshot (a VACUUM FULL, an analyst's open transaction) was not
-    heard: the run waited for the state's lock_timeout, then was recorded `failed` with the lock
-    timeout's error and hint while exiting 143. It is cancelled now, nothing sent, as a stop while
-    planning is (the statement is cancelled)."""
+    send (`unsettle`: one DELETE + INSERT on the snapshot); after sending, it removes the rows that
+    left the model (`removed`). A SIGTERM while either write waited for another transaction's lock
+    on the snapshot (a VACUUM FULL, an analyst's open transaction) was not heard: the run waited
+    for the state's lock_timeout, then was recorded `failed` with the lock timeout's error and hint
+    while exiting 143. Such a run is cancelled now, as a stop while planning is (the statement is
+    cancelled, its transaction changed nothing): nothing sent, the removed rows left for the next run."""
     import json
     import signal
 
@@ -204,7 +207,8 @@ def test_a_sigterm_while_the_run_waits_to_unsettle_the_rows_it_sends_cancels_it(
     schema = wh_postgres.state_schema
     assert cli("sync", _people("free")).returncode == 0
     requests = thread.stats()["requests"]
-    (root / "models" / "people.sql").write_text(f"-- primary_key: email\n{_people('pro')}\n")
+    model = _people("pro") if write == "unsettle" else f"SELECT * FROM ({_people('free')}) AS p WHERE email <> 'u1@x.com'"
+    (root / "models" / "people.sql").write_text(f"-- primary_key: email\n{model}\n")
     with psycopg.connect(PG_DSN) as blocker:
         blocker.execute(f'LOCK TABLE "{schema}".snap_people IN SHARE MODE')  # held until the run has ended
         proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", "sync"],
@@ -212,8 +216,8 @@ def test_a_sigterm_while_the_run_waits_to_unsettle_the_rows_it_sends_cancels_it(
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
-            while not any("unsettle_people" in q for q in _blocked_on(schema)):
-                assert proc.poll() is None and time.monotonic() < deadline, "the run never waited to unsettle"
+            while not _blocked_on(schema):  # (the run's first write to the snapshot, either way)
+                assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote its snapshot"
                 time.sleep(0.01)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=120)
@@ -225,6 +229,8 @@ def test_a_sigterm_while_the_run_waits_to_unsettle_the_rows_it_sends_cancels_it(
     assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
     assert run["error"].startswith("stopped by SIGTERM"), run["error"]
     assert thread.stats()["requests"] == requests  # nothing was sent
-    rerun = cli("sync", _people("pro"))
+    assert len(wh_postgres.snapshot_keys("people")) == 5  # (nothing forgotten, nothing removed)
+    rerun = cli("sync", model)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert wh_postgres.run_statuses("people") == ["success", "cancelled", "success"]
+    assert len(wh_postgres.snapshot_keys("people")) == (5 if write == "unsettle" else 4)
