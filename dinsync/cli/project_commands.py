@@ -15,11 +15,12 @@ from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, Se
 
 
 @app.command()
-def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask the platforms to check mappings."),
+def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask the platforms to check mappings and credentials."),
              project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Check every project file, model columns in the warehouse, and each mapping against its
-    platform's schema (destinations with a pre-flight check, e.g. Attio attributes, Splio fields);
-    report all errors at once."""
+    """Check every project file, model columns in the warehouse, each mapping against its
+    platform's schema (destinations with a pre-flight check, e.g. Attio attributes, Splio fields)
+    and each destination's credentials (a read-only lookup where it has one); report all errors at
+    once."""
     use_options(project_dir, json_output)
     with handled(), in_project():
         project, wh = load()
