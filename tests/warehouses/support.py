@@ -276,6 +276,19 @@ def one_sync_project(root: Path, warehouse_yaml: str, base_url: str, fields: dic
     return cli
 
 
+def cli_on_warehouse(root: Path, warehouse_yaml: str, env: dict[str, str], *command: str) -> tuple[int, dict, str]:
+    """`dinsync --json COMMAND` on a one-sync project (one_sync_project) on the given warehouse,
+    whose Iterable destination is a closed port (nothing can be sent): (exit code, its JSON, all it
+    printed: stdout and stderr).
+    For the failures found before anything is sent (a login refused, credentials unusable)."""
+    cli = one_sync_project(root, warehouse_yaml, "http://127.0.0.1:9", {"first_name": "firstName"}, env)
+    proc = cli(" ".join(("--json", *command)), "select 'a@x.com' as email, 'A' as first_name")
+    try:
+        return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
+    except ValueError:
+        raise AssertionError(f"no JSON from dinsync {command} (exit {proc.returncode}): {proc.stdout!r} {proc.stderr!r}")
+
+
 def ran(sql: str, statements: list[str]) -> bool:
     """`sql` (a planner's `render`) is among the `statements` run, whatever time its `now` marker
     was bound to as it ran (statements.NEEDS_NOW)."""

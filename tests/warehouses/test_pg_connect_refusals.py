@@ -4,17 +4,13 @@ cannot help), not a warehouse to try again later (exit 1, which orchestrators re
 a server that does not answer stays exit 1. Through the CLI, with `--json` carrying the same code."""
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from dinsync.errors import ExitCode
-from tests.warehouses.support import PG_DSN, require_postgres
+from tests.warehouses.support import PG_DSN, cli_on_warehouse, require_postgres
 
 
 def _dsn(**parts: str) -> str:
@@ -24,23 +20,8 @@ def _dsn(**parts: str) -> str:
 
 
 def _cli(tmp_path, kind: str, dsn: str, *command: str) -> tuple[int, dict, str]:
-    from tests.conftest import TEST_KEY
-
-    root = tmp_path / "proj"
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    (root / "syncs").mkdir(exist_ok=True)
-    (root / "dinsync.yml").write_text(
-        f"version: 1\nwarehouse:\n  type: {kind}\n  dsn: ${{env:AUD_PG_DSN}}\nstate_schema: dinsync_refusals\n"
-        "destinations:\n  iterable: {type: iterable, api_key: \"${env:ITERABLE_TEST_KEY}\", "
-        "base_url: \"http://127.0.0.1:9\"}\n")
-    (root / "models" / "people.sql").write_text("-- primary_key: email\nselect 'a@x.com' as email, 'A' as first_name\n")
-    (root / "syncs" / "people.yml").write_text(
-        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\nfields: {first_name: firstName}\n")
-    proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--json", "--project-dir", str(root), *command],
-                          env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, AUD_PG_DSN=dsn),
-                          capture_output=True, text=True, timeout=120)
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
+    return cli_on_warehouse(tmp_path / "proj", f"warehouse:\n  type: {kind}\n  dsn: ${{env:AUD_PG_DSN}}\n"
+                            "state_schema: dinsync_refusals\n", {"AUD_PG_DSN": dsn}, *command)
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redshift"])

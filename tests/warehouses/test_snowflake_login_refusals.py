@@ -6,15 +6,13 @@ and message, `success: false`); the password never reaches the output."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from dinsync.errors import ExitCode
+from tests.warehouses.support import cli_on_warehouse
 
 PASSWORD = "sf-aud-Secr3t-Passw0rd"
 
@@ -50,24 +48,14 @@ def _login_refused_by(code: str, message: str) -> ThreadingHTTPServer:
 def test_a_refused_login_exits_as_its_cause(tmp_path, code, message, exit_code):
     pytest.importorskip("snowflake.connector")
     server = _login_refused_by(code, message)
-    root = tmp_path / "proj"
-    (root / "models").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    (root / "dinsync.yml").write_text(
-        "version: 1\nwarehouse:\n  type: snowflake\n  account: fakesnow\n  user: dinsync\n"
-        "  password: ${env:AUD_SF_PASSWORD}\n  database: DB\n  host: 127.0.0.1\n"
-        f"  port: {server.server_address[1]}\n  protocol: http\n  login_timeout: 10\n"
-        "destinations:\n  iterable: {type: iterable, api_key: \"${env:AUD_KEY}\", base_url: \"http://127.0.0.1:9\"}\n")
-    (root / "models" / "people.sql").write_text("-- primary_key: email\nselect 'a@x.com' as email, 'A' as first_name\n")
-    (root / "syncs" / "people.yml").write_text(
-        "model: people\ndestination: iterable\nservice: users\nmode: upsert\n"
-        "match: {column: email, field: email}\nfields: {first_name: firstName}\n")
     try:
-        proc = subprocess.run([sys.executable, "-m", "dinsync.cli", "--json", "--project-dir", str(root), "sync"],
-                              env=dict(os.environ, AUD_SF_PASSWORD=PASSWORD, AUD_KEY="key-123456"),
-                              capture_output=True, text=True, timeout=120)
+        status, out, printed = cli_on_warehouse(
+            tmp_path / "proj",
+            "warehouse:\n  type: snowflake\n  account: fakesnow\n  user: dinsync\n"
+            "  password: ${env:AUD_SF_PASSWORD}\n  database: DB\n  host: 127.0.0.1\n"
+            f"  port: {server.server_address[1]}\n  protocol: http\n  login_timeout: 10\n",
+            {"AUD_SF_PASSWORD": PASSWORD}, "sync")
     finally:
         server.shutdown()
-    out = json.loads(proc.stdout)
-    assert (proc.returncode, out["exit_code"]) == (exit_code, exit_code), out
-    assert message in out["error"] and PASSWORD not in proc.stdout + proc.stderr
+    assert (status, out["exit_code"]) == (exit_code, exit_code), out
+    assert message in out["error"] and PASSWORD not in printed
