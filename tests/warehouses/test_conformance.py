@@ -48,8 +48,14 @@ def expected_users(table: pa.Table, fields=FIELDS) -> dict[str, dict]:
 
 
 class Project:
-    def __init__(self, root: Path, target, sandbox, thread):
+    """A project syncing the target's `customers` to the Iterable sandbox. `sync` runs the CLI in a
+    process of its own; with `in_process`, in this one (typer's runner: same arguments, environment,
+    JSON and exit code), for tests about what a run writes, not about the process: each new process
+    imports the warehouse's client again (databricks-sdk alone: 1-3 s, more on a loaded machine)."""
+
+    def __init__(self, root: Path, target, sandbox, thread, in_process: bool = False):
         self.root, self.target, self.sandbox, self.thread = root, target, sandbox, thread
+        self.in_process = in_process
         (root / "models").mkdir(parents=True)
         (root / "syncs").mkdir()
         (root / "models" / "customers.sql").write_text(
@@ -71,14 +77,19 @@ class Project:
             f"match: {{column: email, field: email}}\nfields:\n{lines}\nthresholds: {thresholds}\n")
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_CHECKPOINT_ROWS="300",
-                    DINSYNC_CHECKPOINT_SECONDS="0.2", **self.target.env)
+        return dict(os.environ, **self.own_env())
+
+    def own_env(self) -> dict[str, str]:
+        return dict(ITERABLE_TEST_KEY=TEST_KEY, DINSYNC_CHECKPOINT_ROWS="300", DINSYNC_CHECKPOINT_SECONDS="0.2",
+                    **self.target.env)
 
     def start(self) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(self.root), "--json", "sync"],
                                 env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def sync(self, timeout: float = 120) -> dict:
+        if self.in_process:
+            return self._sync_in_process()
         proc = self.start()
         out, err = proc.communicate(timeout=timeout)
         try:
@@ -87,6 +98,22 @@ class Project:
             raise AssertionError(f"no JSON from dinsync sync (exit {proc.returncode}): {out!r} {err!r}") from None
         data["exit_code"] = proc.returncode
         data["stderr"] = err
+        return data
+
+    def _sync_in_process(self) -> dict:
+        from typer.testing import CliRunner
+
+        from dinsync.cli import app
+
+        result = CliRunner().invoke(app, ["--project-dir", str(self.root), "--json", "sync"], env=self.own_env(),
+                                    catch_exceptions=False)
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON from dinsync sync (exit {result.exit_code}): {result.stdout!r} "
+                                 f"{result.stderr!r}") from None
+        data["exit_code"] = result.exit_code
+        data["stderr"] = result.stderr
         return data
 
     def users(self) -> dict[str, dict]:

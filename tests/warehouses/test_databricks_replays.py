@@ -134,7 +134,7 @@ def test_a_sync_whose_parking_lost_its_answer_parks_each_row_once(tmp_path, iter
     target = DatabricksTarget(tmp_path)
     try:
         sandbox, thread = iterable_sandbox
-        project = Project(tmp_path / "project", target, sandbox, thread)
+        project = Project(tmp_path / "project", target, sandbox, thread, in_process=True)
         project.write()
         data = customers(range(1, 21), email=lambda i: f"not an email {i}" if i in (4, 5) else f"user{i}@example.com")
         target.load("customers", data)
