@@ -58,7 +58,7 @@ def test_a_sync_whose_write_lost_its_answer_applies_it_once(tmp_path, iterable_s
     from tests.warehouses.test_conformance import SYNC, customers, expected_users, only_run
 
     schema = f"rp_{write.replace('-', '_')}"
-    with _proxied_project(proxy, tmp_path, iterable_sandbox, schema, retry_seconds=10) as project:
+    with _proxied_project(proxy, tmp_path, iterable_sandbox, schema, retry_seconds=10, in_process=True) as project:
         proxy.cut_after = WRITES[write].format(state=f"{schema}_state")
         first = project.sync(timeout=120)
         assert proxy.cut_statements, [sql[:80] for _, _, sql in proxy.query_requests if "INSERT" in sql]

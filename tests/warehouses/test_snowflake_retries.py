@@ -288,10 +288,11 @@ def test_network_timeout_still_bounds_the_retries_and_cancels_a_longer_statement
 
 
 @contextlib.contextmanager
-def _proxied_project(proxy: FaultyProxy, tmp_path, iterable_sandbox, schema: str, retry_seconds: float):
+def _proxied_project(proxy: FaultyProxy, tmp_path, iterable_sandbox, schema: str, retry_seconds: float,
+                     in_process: bool = False):
     """A conformance Project of 20 customers on Snowflake (fakesnow) through `proxy`, in `schema`,
-    its requests retried for `retry_seconds`; its schemas dropped and the proxy's faults cleared
-    after."""
+    its requests retried for `retry_seconds` (its syncs in this process with `in_process`: see
+    Project); its schemas dropped and the proxy's faults cleared after."""
     from tests.warehouses.test_conformance import Project, customers
 
     class Target:
@@ -320,7 +321,7 @@ def _proxied_project(proxy: FaultyProxy, tmp_path, iterable_sandbox, schema: str
     try:
         wh.execute(f'CREATE SCHEMA IF NOT EXISTS {SF_DATABASE}."{schema}"')
         wh.write_arrow(schema, "customers", customers(range(1, 21)), mode="replace")
-        project = Project(tmp_path / "project", Target(), sandbox, thread)
+        project = Project(tmp_path / "project", Target(), sandbox, thread, in_process=in_process)
         project.write()
         yield project
     finally:
