@@ -118,15 +118,17 @@ def test_a_signal_while_the_request_queue_is_full_stops_the_run(project):
     assert run["sent"] == run["acknowledged"] == len(project.snapshot_keys())
 
 
-def test_a_signal_while_requests_wait_out_a_429s_pause_stops_the_run_at_once(project):
+def test_a_signal_while_requests_wait_out_a_429s_pause_stops_the_run_at_once(project, monkeypatch):
     """A 429 asking for a minute's pause: the request waiting out its retry, and those waiting for
     their rate slot behind the pause, are not sent after SIGTERM, but the run waited for them the
-    whole grace period (20 s) before it stopped. They now give up at the signal. The pause (25 s)
-    outlasts the grace period, as a minute's would; no longer, as the rerun waits out what is left
+    whole grace period (20 s by default) before it stopped. They now give up at the signal. The
+    grace period is 10 s here (DINSYNC_GRACE_SECONDS), still past the stop's bound (8 s), and the
+    pause (15 s) outlasts it, as a minute's would; no longer, as the rerun waits out what is left
     of it (the pace is shared)."""
+    monkeypatch.setenv("DINSYNC_GRACE_SECONDS", "10")
     project.write(destination_extra="    bulk_max_users: 50\n")
     project.seed(200)
-    project.thread.set_faults(throttle_rate=1.0, throttle_retry_after=25.0)
+    project.thread.set_faults(throttle_rate=1.0, throttle_retry_after=15.0)
     proc = run_sync_process(project)
     _wait_for_requests(project, proc, 1)
     time.sleep(1.0)
