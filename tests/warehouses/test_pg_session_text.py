@@ -50,7 +50,7 @@ class Diff:
         try:
             for name, value in settings.items():
                 wh.execute(f"SET {name} = '{value}'")
-            p = Planner(wh, self.spec, cache=False)
+            p = Planner(wh, self.spec)  # (its rendered SQL cached, as in a run: the same for every session)
             p.ensure_state()
             p.plan()
             xs = ", ".join(f"x{i}" for i in range(len(self.fields)))
