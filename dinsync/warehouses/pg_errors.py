@@ -66,6 +66,10 @@ _CONNECT_MESSAGES: tuple[tuple[str, type[E.WarehouseError]], ...] = (
     ("role \"", E.WarehouseLoginRefused),  # role "x" does not exist
     ("no pg_hba.conf entry", E.WarehouseLoginRefused),
     ("authentication failed", E.WarehouseLoginRefused),
+    # a database that exists, refused for a while (ALLOW_CONNECTIONS false: maintenance, a restore)
+    # or to this role (no CONNECT privilege): neither is a name to fix (before `database "` below)
+    ("is not currently accepting connections", E.WarehouseUnavailable),
+    ("permission denied for database", E.WarehousePermissionError),
     ("database \"", E.WarehouseDatabaseMissing),  # database "x" does not exist
     ("permission denied", E.WarehousePermissionError),
     ("connection refused", E.WarehouseUnavailable),

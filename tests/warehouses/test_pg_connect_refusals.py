@@ -69,3 +69,39 @@ def test_a_refused_login_is_a_configuration_error(message):
 
     cls = classify_pg(psycopg.OperationalError(message))
     assert cls.exit_code == ExitCode.CONFIG_ERROR and cls.kind == "credentials", cls
+
+
+@pytest.mark.parametrize("message, exit_code, kind", [
+    # ALLOW_CONNECTIONS false (maintenance, a restore): the database is there, for later (SQLSTATE 55000)
+    ('connection to server at "db", port 5432 failed: FATAL:  database "analytics" is not currently '
+     'accepting connections', ExitCode.RUN_FAILED, "unavailable"),
+    # no CONNECT privilege on a database that exists (42501): a grant, as any other permission error
+    ('connection to server at "db", port 5432 failed: FATAL:  permission denied for database "analytics"\n'
+     'DETAIL:  User does not have CONNECT privilege.', ExitCode.RUN_FAILED, "permission"),
+])
+def test_a_database_that_exists_is_not_said_missing(message, exit_code, kind):
+    """Only `database "x" does not exist` is a database missing (exit 3, "fix its name, or create
+    it"): the other connection failures naming a database were read as it, one a state that ends
+    by itself, the other a grant to give, both told the database does not exist."""
+    import psycopg
+
+    from dinsync.warehouses.pg_errors import classify_pg
+
+    cls = classify_pg(psycopg.OperationalError(message))
+    assert (cls.exit_code, cls.kind) == (exit_code, kind), cls
+
+
+def test_a_database_not_accepting_connections_is_worth_another_try(tmp_path):
+    """Through the CLI against a database whose ALLOW_CONNECTIONS is false, as during maintenance."""
+    require_postgres()
+    import psycopg
+
+    name = f"dinsync_closed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            code, out, _ = _cli(tmp_path, "postgres", _dsn(dbname=name), "sync")
+        finally:
+            admin.execute(f'DROP DATABASE "{name}"')
+    assert (code, out["exit_code"]) == (ExitCode.RUN_FAILED, ExitCode.RUN_FAILED), out
+    assert "not currently accepting connections" in out["error"] and "does not exist" not in out["hint"], out
