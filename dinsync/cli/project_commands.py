@@ -52,8 +52,9 @@ class UncheckedSync(ConfigIssue):
 
 def preflight_issues(project) -> list[ConfigIssue]:
     """Pre-flight checks of the enabled syncs whose destination has one and, once per destination
-    with lookups, the health check's read-only lookup for its credentials (nothing is sent); those
-    whose platform could not be reached are `UncheckedSync`s."""
+    with lookups (Iterable, Attentive), the health check's read-only lookup for its credentials, by
+    the first of its syncs that can make one (nothing is sent); those whose platform could not be
+    reached are `UncheckedSync`s."""
     from ..destinations.base import Destination
     from ..errors import DestinationUnreachableError
     from ..ops.health import validate_access
@@ -84,8 +85,9 @@ def preflight_issues(project) -> list[ConfigIssue]:
             continue
         try:
             for check in checks:
-                issues += check(project, name) or []
-                if check is validate_access:
+                if check is not validate_access:
+                    issues += check(project, name)
+                elif validate_access(project, name):  # (a sync that can make no lookup checked nothing)
                     accessed.add(cfg.destination)
         except DinsyncError as exc:  # unreachable platform, refused credentials: say which sync
             kind = UncheckedSync if isinstance(exc, DestinationUnreachableError) else ConfigIssue

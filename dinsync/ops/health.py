@@ -184,12 +184,12 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
         return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: {type(exc).__name__}: {exc}"))
 
 
-def validate_access(project: Any, name: str) -> None:
+def validate_access(project: Any, name: str) -> bool:
     """`dinsync validate`: the check's read-only lookup of a key no record has (Iterable:
-    `GET /api/users/getByEmail`), for the credentials of a destination whose pre-flight check does
-    not ask the platform (one where it does, Attio's, was refused there already). A refusal raises
-    DestinationAuthError, no answer after the retries DestinationUnreachableError; nothing is sent
-    for a destination without lookups."""
+    `GET /api/users/getByEmail`), for the credentials of a destination with lookups (Attio's and
+    Splio's pre-flight checks read with theirs, and make none). A refusal raises
+    DestinationAuthError, no answer after the retries DestinationUnreachableError. False when the
+    sync can make no lookup (nothing was asked)."""
     import asyncio
 
     from ..destinations import hooks
@@ -202,7 +202,7 @@ def validate_access(project: Any, name: str) -> None:
     redaction.register(*destination.secrets(), partial=True)
     probe = _probe(destination, cfg, cfg.spec())
     if probe is None:
-        return
+        return False
 
     async def check() -> None:
         async with hooks.opened(destination, destination.make_transport(transport_options(dest_cfg))) as transport:
@@ -213,6 +213,7 @@ def validate_access(project: Any, name: str) -> None:
                                               "check the destination's base_url and the platform's status")
 
     asyncio.run(check())
+    return True
 
 
 class _Abandoned(Exception):

@@ -67,3 +67,18 @@ def test_a_wrong_attentive_key_fails_validate(make_attentive, monkeypatch):  # n
     assert "Attentive refused the API key (HTTP 401" in issue["message"] and wrong not in result.stdout
     monkeypatch.setenv("ATTENTIVE_TEST_KEY", ATTENTIVE_KEY)
     assert p.cli("validate").exit_code == 0
+
+
+def test_a_sync_that_can_make_no_lookup_leaves_the_key_to_the_next_one(project, monkeypatch):
+    """The first sync (by name) of a destination whose service can build no lookup checks nothing:
+    the destination's credentials are checked by the next sync's lookup, not taken for checked."""
+    from dinsync.ops import health
+
+    (project.root / "syncs" / "a_first.yml").write_text((project.root / "syncs" / "iterable_users.yml").read_text())
+    probe = health._probe
+    monkeypatch.setattr(health, "_probe", lambda d, cfg, spec: None if cfg.name == "a_first" else probe(d, cfg, spec))
+    monkeypatch.setenv("ITERABLE_TEST_KEY", "wrong-iterable-key-1b2c3d4e")
+    result = project.cli("validate")
+    assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
+    [issue] = json.loads(result.stdout)["issues"]
+    assert issue["file"] == "syncs/iterable_users.yml" and "refused the API key" in issue["message"]
