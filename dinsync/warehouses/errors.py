@@ -118,7 +118,8 @@ HINTS = {
     WarehouseLoginRefused: "check the warehouse user and password (or token) in dinsync.yml and the environment",
     WarehouseCredentialsUnusable: "fix the warehouse's credentials in dinsync.yml or the environment",
     WarehouseDatabaseMissing: "the database named by the connection settings (dsn or database, in dinsync.yml or "
-                              "the environment) does not exist: fix its name, or create it",
+                              "the environment), or by the model's SQL (Redshift: database.schema.table), does not "
+                              "exist: fix its name, or create it",
     WarehousePermissionError: "grant the dinsync user the privileges it needs (read the models; create and "
                               "write the state schema)",
     WarehouseObjectMissing: "check the names in the model SQL, the database and the state schema",
