@@ -382,13 +382,13 @@ class SyncRun:
             s.status = "cancelled"
             s.error = self._stopped_message()
 
-    def _stopped_message(self) -> str:
+    def _stopped_message(self, rest: str = "acknowledged rows were committed; the rest is sent by the next run") -> str:
         """The error of a run a stop cancelled, naming the host's exception when one stopped it
-        (whether it ended `_run` or landed in an event loop's callback, which logs and drops it)."""
+        (whether it ended `_run` or landed in an event loop's callback, which logs and drops it),
+        then what is left for the next run (`rest`)."""
         raised = self.stop.interruption
         what = "" if raised is None else " (" + type(raised).__name__ + (f": {raised}" if str(raised) else "") + ")"
-        return self.redact(f"stopped by {self.stop.signal_name}{what}: acknowledged rows were committed; the rest "
-                           "is sent by the next run")
+        return self.redact(f"stopped by {self.stop.signal_name}{what}: {rest}")
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
         self.progress("plan", {"sync": self.cfg.name})
@@ -491,7 +491,8 @@ class SyncRun:
             self.records.record_destination()
         if removed is None:  # stopped while it waited for the snapshot: the next run removes them
             s.status = "cancelled"
-            s.error = self._stopped_message()
+            s.error = self._stopped_message("sending was over and its answers committed; the rows that left the "
+                                            "model are removed from the snapshot by the next run")
             return
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()

@@ -228,6 +228,8 @@ def test_a_sigterm_while_a_write_to_the_snapshot_waits_for_a_lock_cancels_the_ru
     [run] = json.loads(out)["runs"]
     assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
     assert run["error"].startswith("stopped by SIGTERM"), run["error"]
+    left = "the rest is sent by" if write == "unsettle" else "the rows that left the model are removed from the snapshot by"
+    assert f"{left} the next run" in run["error"], run["error"]
     assert thread.stats()["requests"] == requests  # nothing was sent
     assert len(wh_postgres.snapshot_keys("people")) == 5  # (nothing forgotten, nothing removed)
     rerun = cli("sync", model)
