@@ -108,6 +108,7 @@ class SyncRun:
         self.redact = redaction.redact
         self.failure: str | None = None  # why the first row that could not be delivered was not
         self.hint: str | None = None  # for a run that ended failed without an exception
+        self.uncommitted: str | None = None  # why a stopped run's commit failed (see _send)
         self.state = StateStore(warehouse, project.state_schema)
         self.spec = self.cfg.spec()
         self.spec.kinds = {f.field: (f.type if f.type != "auto" else self.service.field_kind(f.field, f.custom))
@@ -388,6 +389,9 @@ class SyncRun:
         then what is left for the next run (`rest`)."""
         raised = self.stop.interruption
         what = "" if raised is None else " (" + type(raised).__name__ + (f": {raised}" if str(raised) else "") + ")"
+        if self.uncommitted is not None:
+            rest = (f"a checkpoint's commit was cut short ({self.uncommitted}): the rows acknowledged since the last "
+                    "one committed are sent again by the next run")
         return self.redact(f"stopped by {self.stop.signal_name}{what}: {rest}")
 
     def _run(self, s: RunSummary, lock: LockKeeper) -> None:
@@ -469,7 +473,9 @@ class SyncRun:
             with self.wh.streaming(replacing=not stats.first_sync):
                 import asyncio  # only when something is sent
 
-                with doing("sending"):  # (its checkpoints: see Checkpointer.commit)
+                # a stop cancels the checkpoints' statements that wait for another transaction's
+                # lock (the snapshot's, `pend_<sync>`'s): see _unbounded_commit
+                with doing("sending"), interrupting(self.stop, self.wh.interrupt_lock_waits):
                     asyncio.run(self._send(s, lock, first_sync=stats.first_sync))
         else:
             self.planner.drop_prior()  # kept for unsettle_sendable
@@ -680,6 +686,13 @@ class SyncRun:
             commits.counts, commits.counts_seconds = pipeline.counts_so_far, self.wh.capabilities.progress_seconds
             try:
                 await pipeline.run()
+            except Exception as exc:
+                if not (self.stop.requested and commits.failed.is_set()):
+                    raise
+                # a commit cut short by the stop (waiting for another transaction's lock) or failing
+                # meanwhile: the run is cancelled all the same, and its rows acknowledged since the
+                # last checkpoint are sent again by the next run (unsettled before sending)
+                self.uncommitted = self.redact(exc.message if isinstance(exc, DinsyncError) else describe_error(exc))
             finally:
                 self.failure = pipeline.failure
                 commits.counts = None  # a method of the pipeline, which holds the checkpointer: no cycle left

@@ -363,6 +363,12 @@ class Warehouse:
         statement raises its warehouse error in the thread that ran it. An adapter that cannot
         keeps this no-op: its statements run to their end."""
 
+    def interrupt_lock_waits(self) -> None:
+        """From another thread: cancel those of this adapter's statements that wait for another
+        transaction's lock (a stopped run's commits: each would wait for the lock_timeout, past an
+        orchestrator's grace period; statements that run are left to end). An adapter that cannot
+        tell which statements wait keeps this no-op."""
+
     def close(self) -> None:
         pass
 

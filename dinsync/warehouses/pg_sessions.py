@@ -72,6 +72,10 @@ class PsycopgSessions:
     database_arrays: ClassVar[bool] = True
     # lock_timeout, statement_timeout... of statements on the state tables (see state_waits)
     state_wait_settings: dict[str, str] = {}
+    # which of the given backend PIDs run a statement waiting for another transaction's lock (see
+    # interrupt_lock_waits); None: the server cannot tell (Redshift's pg_stat_activity has no wait events)
+    lock_waits_sql: ClassVar[str | None] = ("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s) "
+                                            "AND wait_event_type = 'Lock'")
 
     # after a connection failed to reach the server (connect_timeout expired, refused), how long
     # the warehouse's next ones fail at once with its error instead of waiting again (see _reach)
@@ -143,6 +147,26 @@ class PsycopgSessions:
                 try:
                     (getattr(conn, "cancel_safe", None) or conn.cancel)()
                 except Exception:  # the statement ends on its own
+                    pass
+
+    def interrupt_lock_waits(self) -> None:
+        """A cancel request for each session whose statement waits for a lock (`lock_waits_sql`,
+        run on the calling thread's own session)."""
+        if self.lock_waits_sql is None:
+            return
+        with self._conn_lock:
+            conns = {conn.info.backend_pid: conn for _, conn in self._conns if not conn.closed}
+        try:
+            with self.conn.cursor() as cur:
+                waiting = [pid for (pid,) in cur.execute(self.lock_waits_sql, (list(conns),)).fetchall()]
+        except Exception:  # (the server gone: the statements end on their own)
+            return
+        for pid in waiting:
+            conn = conns.get(pid)
+            if conn is not None and not conn.closed:
+                try:
+                    (getattr(conn, "cancel_safe", None) or conn.cancel)()
+                except Exception:
                     pass
 
     def _sql(self, sql: str, params: Params) -> tuple[str, Any]:

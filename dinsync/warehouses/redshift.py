@@ -48,6 +48,7 @@ DEFAULT_PORT = 5439
 class RedshiftWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, MultiRowInsertWrite, CursorStream, Warehouse):
     type_name = "redshift"
     display_name = "Redshift"
+    lock_waits_sql = None  # (no wait events in its pg_stat_activity: a stopped run's commit waits for its lock)
     extra = "redshift"
     capabilities = Capabilities(
         dialect="redshift",
