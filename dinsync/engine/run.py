@@ -399,7 +399,11 @@ class SyncRun:
         phones = self.key_spec.kind == "phone" or "phone" in self.spec.kinds.values()
         self.planner.on_changes = functools.partial(self._preload, phones)
         self.planner.ensure_state()
-        self._read_earlier_outcomes(s, lock)
+        if not self._earlier_outcomes_unless_stopped(s, lock):
+            s.status = "cancelled"
+            s.error = (f"stopped by {self.stop.signal_name} while committing the outcomes of earlier runs: nothing "
+                       "was sent; the next run reads them again")
+            return
         if self._moved is not None:
             self.records.forget_old_destination()
         if self.records.mapping_changed():
@@ -540,6 +544,21 @@ class SyncRun:
             return [f.field for f in self.cfg.fields]
         return [field for field, n in self.planner.field_change_counts().items() if n]
 
+    def _earlier_outcomes_unless_stopped(self, s: RunSummary, lock: LockKeeper) -> bool:
+        """`_read_earlier_outcomes`, whose writes (to `pend_<sync>`, the snapshot) a stop cancels
+        when they wait for another transaction's lock: a run stopped there waited for the
+        lock_timeout. False when cut short (each of its transactions is whole: what was not
+        committed stays pending, read by the next run); an outcome's own error is raised."""
+        self.outcomes_committed = False
+        try:
+            with interrupting(self.stop, self.wh.interrupt_lock_waits):
+                self._read_earlier_outcomes(s, lock)
+        except Exception:
+            if not self.stop.requested or self.outcomes_committed:
+                raise
+            return False
+        return True
+
     def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> None:
         """Records an earlier run sent whose outcome had not arrived (stashed under their tokens):
         read the outcomes the platform has now, before planning (an acknowledged record is then
@@ -595,6 +614,7 @@ class SyncRun:
         if rows:  # the reasons before the parking (see Checkpointer.commit)
             self.state.add_rejections(s.run_id, self.cfg.name, rows)
         n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
+        self.outcomes_committed = True  # (an outcome's error, raised below, is the run's)
         s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
         s.rejected += n_parked
         waiting = sum(self.planner.pending_tokens().values())

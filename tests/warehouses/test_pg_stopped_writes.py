@@ -171,3 +171,36 @@ def test_a_sigterm_while_the_stash_of_pending_records_waits_for_a_lock_cancels_t
     assert wh_postgres.run_statuses("people") == ["success", "cancelled", "success"]
     assert p.first_names() == ["Bob"] * 5
     assert len(wh_postgres.snapshot_keys("people")) == 5
+
+
+def test_a_sigterm_while_the_outcomes_of_an_earlier_run_wait_for_a_lock_cancels_the_run(
+        wh_postgres, splio_sftp, tmp_path):
+    """A run first commits the outcomes an earlier run did not wait for (Splio's import reports):
+    SIGTERM while that commit waited for another transaction's lock on the snapshot waited for the
+    lock_timeout. It is cancelled now, before planning: nothing sent, the outcomes left pending
+    for the next run."""
+    thread, sandbox = splio_sftp
+    p = SplioOnPostgres(tmp_path / "project", wh_postgres, thread, sandbox)
+    p.load("Ann")
+    thread.call(setattr, sandbox.sftp_faults, "importer_delay", 3.0)
+    p.env["DINSYNC_OUTCOME_TIMEOUT_SECONDS"] = "0.5"
+    first = p.sync()
+    assert first.returncode == 4, first.stdout + first.stderr  # (a warning)
+    assert "had not arrived" in first.stdout + first.stderr
+    assert len(wh_postgres.rows(f"SELECT _key FROM {wh_postgres.state('pend_people')}")) == 5, first.stderr
+    thread.call(setattr, sandbox.sftp_faults, "importer_delay", 0.0)
+    deadline = time.monotonic() + 30
+    while not thread.call(sandbox.stats)["files_processed"]:  # the import is done: its report is there to read
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    files = len(thread.call(sandbox.stats)["files_received"])
+    code, run, err = _stop_while_blocked(["--project-dir", str(p.root)], p.env, wh_postgres.state_schema,
+                                         "snap_people")
+    assert (code, run["status"]) == (143, "cancelled"), (run["error"], err)
+    assert run["error"].startswith("stopped by SIGTERM"), run["error"]
+    assert len(thread.call(sandbox.stats)["files_received"]) == files  # nothing was sent
+    rerun = p.sync()
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "5 rows acknowledged" in rerun.stdout + rerun.stderr
+    assert wh_postgres.run_statuses("people") == ["warning", "cancelled", "success"]
+    assert len(wh_postgres.snapshot_keys("people")) == 5
