@@ -281,18 +281,20 @@ class SyncRun:
         self.end_recorded = False  # ... and its end (status, counts)
         s = self.summary = RunSummary(sync=self.cfg.name, run_id=run_id)
         if not self._begin(lock):
-            s.status = "cancelled"
-            s.error = (f"stopped by {self.stop.signal_name} while waiting for a lock on the state tables: nothing "
-                       "was sent; the next run starts again")
-            s.seconds = time.monotonic() - started
-            return s
+            return self._cancelled_before_start(s)
         try:
             moved = self._moved = self.records.moved_from()
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
                 self.progress("note", {"message": self.records.moved_note(moved)})
-            self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh,
-                                 __version__)
+            try:  # (its INSERT into `runs` may wait for another transaction's lock there: see _begin)
+                with interrupting(self.stop, self.wh.interrupt_lock_waits):
+                    self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                                         self.full_refresh, __version__)
+            except Exception:
+                if not self.stop.requested:
+                    raise
+                return self._cancelled_before_start(s)  # (the sync's lock is released below)
             self.recorded = True
             try:
                 with doing("planning"):  # (sending and after: see _run)
@@ -327,6 +329,14 @@ class SyncRun:
         finally:
             with doing("releasing the sync's lock"):
                 lock.release()
+        return s
+
+    def _cancelled_before_start(self, s: RunSummary) -> RunSummary:
+        """The summary of a run a stop cancelled before the run log had its row."""
+        s.status = "cancelled"
+        s.error = (f"stopped by {self.stop.signal_name} while waiting for a lock on the state tables: nothing "
+                   "was sent; the next run starts again")
+        s.seconds = time.monotonic() - self._started
         return s
 
     def _begin(self, lock: LockKeeper) -> bool:

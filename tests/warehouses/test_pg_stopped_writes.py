@@ -93,6 +93,30 @@ def test_a_sigterm_while_a_checkpoint_waits_for_a_lock_on_the_snapshot_cancels_t
     assert len(wh_postgres.snapshot_keys("people")) == 5
 
 
+def test_a_sigterm_while_the_run_log_waits_for_a_lock_cancels_the_run(wh_postgres, iterable_sandbox, tmp_path):
+    """A run records its start in the state's `runs` table once it holds the sync's lock: a SIGTERM
+    while that INSERT waited for another transaction's lock on the table (a DBA's LOCK TABLE, a
+    backup) waited for the lock_timeout, then failed. The run is cancelled now, nothing sent, its
+    lock released (the next run starts at once)."""
+    _, thread = iterable_sandbox
+    root = tmp_path / "project"
+    cli = one_sync_project(root, wh_postgres.warehouse_yaml().replace("state_schema", SETTINGS + "state_schema"),
+                           thread.url, {"plan": "plan"}, wh_postgres.env)
+    assert cli("sync", _people("free")).returncode == 0
+    (root / "models" / "people.sql").write_text(f"-- primary_key: email\n{_people('pro')}\n")
+    sent = thread.stats()["requests"]
+    code, run, err = _stop_while_blocked(
+        ["--project-dir", str(root)], dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env),
+        wh_postgres.state_schema, "runs")
+    assert (code, run["status"]) == (143, "cancelled"), (run["error"], err)
+    assert "nothing was sent" in run["error"], run["error"]
+    assert thread.stats()["requests"] == sent
+    assert wh_postgres.run_statuses("people") == ["success"]  # (the cancelled run had no row yet)
+    rerun = cli("sync", _people("pro"))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert wh_postgres.run_statuses("people") == ["success", "success"]
+
+
 SPLIO_YML = """\
 version: 1
 {warehouse}destinations:
