@@ -323,13 +323,30 @@ class SyncRun:
             finally:
                 s.seconds = time.monotonic() - started
                 with doing("recording its end in the run log"):
-                    self.state.finish_run(s)
-                self.end_recorded = True
+                    self.end_recorded = self._record_end(s)
                 self._prune_rejections()
         finally:
             with doing("releasing the sync's lock"):
                 lock.release()
         return s
+
+    def _record_end(self, s: RunSummary) -> bool:
+        """The run's end in the run log, which a stop cancels when it waits for another transaction's
+        lock on `runs` (a stopped run waited for the lock_timeout there, past the grace period).
+        False when cut short: the run stays `running` there until the sync's next run, holding
+        the lock, records it `abandoned` (StateStore.abandon_unlocked)."""
+        try:
+            with interrupting(self.stop, self.wh.interrupt_lock_waits):
+                self.state.finish_run(s)
+        except Exception:
+            if not self.stop.requested:
+                raise
+            s.status = "cancelled"
+            s.error = "; ".join(filter(None, (s.error, (
+                f"stopped by {self.stop.signal_name} while recording the run's end behind another transaction's "
+                "lock on the run log: what was committed stays; the next run records this one `abandoned`"))))
+            return False
+        return True
 
     def _cancelled_before_start(self, s: RunSummary) -> RunSummary:
         """The summary of a run a stop cancelled before the run log had its row."""

@@ -117,6 +117,52 @@ def test_a_sigterm_while_the_run_log_waits_for_a_lock_cancels_the_run(wh_postgre
     assert wh_postgres.run_statuses("people") == ["success", "success"]
 
 
+def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_run_log_cancels_the_run(
+        wh_postgres, iterable_sandbox, tmp_path):
+    """A run records its end in `runs` last: a SIGTERM while that UPDATE waited for another
+    transaction's lock on the table waited for the lock_timeout. It is cancelled now; the run log
+    keeps it `running` until the next run, which records it `abandoned`."""
+    import psycopg
+
+    _, thread = iterable_sandbox
+    root = tmp_path / "project"
+    cli = one_sync_project(root, wh_postgres.warehouse_yaml().replace("state_schema", SETTINGS + "state_schema"),
+                           thread.url, {"plan": "plan"}, wh_postgres.env)
+    model = f"SELECT p.* FROM ({_people('free')}) AS p, (SELECT pg_sleep(1)) AS s"  # (time to take the lock)
+    assert cli("sync", model).returncode == 0
+    schema = wh_postgres.state_schema
+    with psycopg.connect(PG_DSN) as blocker:
+        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", "sync"],
+                                env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not wh_postgres.rows(f"SELECT 1 FROM {wh_postgres.state('runs')} WHERE status = 'running'"):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            blocker.execute(f'LOCK TABLE "{schema}".runs IN SHARE MODE')  # (the run is planning)
+            while not _blocked_on(schema, "runs"):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"the stopped run still waited for the lock 60 s after the SIGTERM: {proc.communicate()}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            blocker.rollback()
+    [run] = json.loads(out)["runs"]
+    assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
+    assert "records this one `abandoned`" in run["error"], run["error"]
+    assert wh_postgres.run_statuses("people") == ["success", "running"]
+    rerun = cli("sync", model)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert wh_postgres.run_statuses("people") == ["success", "abandoned", "success"]
+
+
 SPLIO_YML = """\
 version: 1
 {warehouse}destinations:
