@@ -327,8 +327,21 @@ class SyncRun:
                 self._prune_rejections()
         finally:
             with doing("releasing the sync's lock"):
-                lock.release()
+                self._release_unless_stopped(lock)
         return s
+
+    def _release_unless_stopped(self, lock: LockKeeper) -> None:
+        """The sync's lock released, which a stop cancels when its DELETE waits for another
+        transaction's lock on `locks` (a stopped run waited for the lock_timeout there): the next
+        run takes the lock of a run that ended over at once (see state.locks)."""
+        try:
+            with interrupting(self.stop, self.wh.interrupt_lock_waits):
+                lock.release()
+        except Exception:
+            if not self.stop.requested:
+                raise
+            self.progress("note", {"message": f"stopped by {self.stop.signal_name} while releasing the sync's lock "
+                                              "behind another transaction's lock: the next run takes it over"})
 
     def _record_end(self, s: RunSummary) -> bool:
         """The run's end in the run log, which a stop cancels when it waits for another transaction's

@@ -117,11 +117,13 @@ def test_a_sigterm_while_the_run_log_waits_for_a_lock_cancels_the_run(wh_postgre
     assert wh_postgres.run_statuses("people") == ["success", "success"]
 
 
-def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_run_log_cancels_the_run(
-        wh_postgres, iterable_sandbox, tmp_path):
-    """A run records its end in `runs` last: a SIGTERM while that UPDATE waited for another
-    transaction's lock on the table waited for the lock_timeout. It is cancelled now; the run log
-    keeps it `running` until the next run, which records it `abandoned`."""
+@pytest.mark.parametrize("table", ["runs", "locks"])
+def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_state_ends_it(
+        wh_postgres, iterable_sandbox, tmp_path, table):
+    """A run records its end in `runs`, then releases the sync's lock (`locks`): a SIGTERM while
+    either waited for another transaction's lock on the table waited for the lock_timeout. The
+    run ends now: cut short in `runs`, it is cancelled and the run log keeps it `running` until
+    the next run records it `abandoned`; in `locks`, the next run takes the lock over at once."""
     import psycopg
 
     _, thread = iterable_sandbox
@@ -140,8 +142,8 @@ def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_run_log_canc
             while not wh_postgres.rows(f"SELECT 1 FROM {wh_postgres.state('runs')} WHERE status = 'running'"):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
-            blocker.execute(f'LOCK TABLE "{schema}".runs IN SHARE MODE')  # (the run is planning)
-            while not _blocked_on(schema, "runs"):
+            blocker.execute(f'LOCK TABLE "{schema}".{table} IN SHARE MODE')  # (the run is planning)
+            while not _blocked_on(schema, table):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
             proc.send_signal(signal.SIGTERM)
@@ -155,12 +157,16 @@ def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_run_log_canc
                 proc.kill()
             blocker.rollback()
     [run] = json.loads(out)["runs"]
-    assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
-    assert "records this one `abandoned`" in run["error"], run["error"]
-    assert wh_postgres.run_statuses("people") == ["success", "running"]
     rerun = cli("sync", model)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert wh_postgres.run_statuses("people") == ["success", "abandoned", "success"]
+    if table == "runs":
+        assert (proc.returncode, run["status"]) == (143, "cancelled"), (run["error"], err)
+        assert "records this one `abandoned`" in run["error"], run["error"]
+        assert wh_postgres.run_statuses("people") == ["success", "abandoned", "success"]
+    else:  # (its end recorded before: it had planned nothing to send)
+        assert (proc.returncode, run["status"]) == (143, "success"), (run["error"], err)
+        assert "the next run takes it over" in err, err
+        assert wh_postgres.run_statuses("people") == ["success", "success", "success"]
 
 
 SPLIO_YML = """\
