@@ -332,8 +332,9 @@ class SyncRun:
 
     def _release_unless_stopped(self, lock: LockKeeper) -> None:
         """The sync's lock released, which a stop cancels when its DELETE waits for another
-        transaction's lock on `locks` (a stopped run waited for the lock_timeout there): the next
-        run takes the lock of a run that ended over at once (see state.locks)."""
+        transaction's lock on `locks` (a stopped run waited for the lock_timeout there): a next run
+        on this machine takes the lock of a run that ended over at once, one elsewhere once it
+        expires (see state.locks)."""
         try:
             with interrupting(self.stop, self.wh.interrupt_lock_waits):
                 lock.release()
@@ -341,7 +342,8 @@ class SyncRun:
             if not self.stop.requested:
                 raise
             self.progress("note", {"message": f"stopped by {self.stop.signal_name} while releasing the sync's lock "
-                                              "behind another transaction's lock: the next run takes it over"})
+                                              "behind another transaction's lock: a next run on this machine takes "
+                                              "it over at once, one elsewhere once it expires"})
 
     def _record_end(self, s: RunSummary) -> bool:
         """The run's end in the run log, which a stop cancels when it waits for another transaction's
