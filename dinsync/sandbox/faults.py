@@ -14,6 +14,13 @@ Faults emulate what sits in front of a real API (load balancer, proxy, flaky net
 Random faults draw from a seeded `random.Random`, so a run is reproducible. Tests can also
 queue scripted faults: `faults.script("bulkUpdate", throttle(retry_after=1), times=2)`.
 Scripted faults run before random ones, in order, endpoint queue first, then the "*" queue.
+
+Holding: `faults.hold()` stops every request at the door (before latency and faults) until
+`faults.release()`; `faults.held` counts the requests waiting. A test then knows a client is
+mid-send for as long as it needs (e.g. while a second run meets the first one's lock), however
+slow the machine, instead of guessing a latency. Released requests go on through faults, auth,
+limits and validation as any other. The gate is an `asyncio.Event` of the sandbox's own loop:
+call these there (`SandboxThread.hold()` / `release()` / `held()` do).
 """
 from __future__ import annotations
 
@@ -96,6 +103,8 @@ class Faults:
     injected: Counter = field(default_factory=Counter, init=False)  # kind -> count
     rng: random.Random = field(init=False, repr=False)
     _scripts: dict[str, deque[Fault]] = field(default_factory=dict, init=False, repr=False)
+    held: int = field(default=0, init=False)  # requests waiting at the gate now (see `hold`)
+    _gate: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -113,7 +122,7 @@ class Faults:
     def update(self, **changes: Any) -> "Faults":
         """Change several settings at once, all or none (e.g. `faults.update(error_rate=0.1)`)."""
         for name in changes:
-            if name not in self.__dataclass_fields__ or name in ("injected", "rng", "_scripts"):
+            if name not in self.__dataclass_fields__ or name in ("injected", "rng", "_scripts", "held", "_gate"):
                 raise AttributeError(f"unknown fault setting {name!r}")
         before = {name: getattr(self, name) for name in changes}
         for name, value in changes.items():
@@ -140,8 +149,31 @@ class Faults:
             return len(self._scripts.get(endpoint, ()))
         return sum(len(q) for q in self._scripts.values())
 
+    def hold(self) -> None:
+        """Keep every request from now on waiting at the door until `release` (on the sandbox's loop)."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Let the held requests (and every later one) through."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
+
+    async def wait_at_gate(self) -> None:
+        """Wait while requests are held (at once when they are not)."""
+        gate = self._gate
+        if gate is None:
+            return
+        self.held += 1
+        try:
+            await gate.wait()
+        finally:
+            self.held -= 1
+
     def clear(self) -> None:
-        """Forget scripted faults and counters, and restart the random sequence."""
+        """Forget scripted faults and counters, restart the random sequence, release held requests."""
+        self.release()
         self._scripts.clear()
         self.injected.clear()
         self.rng = random.Random(self.seed)
@@ -215,6 +247,7 @@ async def run_with_faults(
     throttled: Callable[[float | None], web.StreamResponse],
 ) -> tuple[web.StreamResponse, str | None]:
     """Handle one request through the fault settings; returns (response, fault kind or None)."""
+    await faults.wait_at_gate()
     wait = faults.latency_seconds()
     if wait > 0:
         await asyncio.sleep(wait)

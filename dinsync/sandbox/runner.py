@@ -130,6 +130,17 @@ class SandboxThread:
         """Queue scripted faults for the next requests to `endpoint` (None: any)."""
         self.call(self.sandbox.faults.script, endpoint, *faults, times=times)
 
+    def hold(self) -> None:
+        """Hold every request from now on until `release()` (see faults.Faults.hold)."""
+        self.call(self.sandbox.faults.hold)
+
+    def release(self) -> None:
+        self.call(self.sandbox.faults.release)
+
+    def held(self) -> int:
+        """How many requests are waiting to be released now."""
+        return self.call(lambda: self.sandbox.faults.held)
+
     def stats(self) -> dict:
         return self.call(self.sandbox.stats)
 

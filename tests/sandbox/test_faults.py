@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
+import time
 from typing import Any
 
 import aiohttp
@@ -192,3 +193,27 @@ def test_scripted_delay_trips_a_client_timeout(runner):
     with pytest.raises(socket.timeout):
         post(runner.url, BULK, bulk("slow@b.co"), timeout=0.1)
     assert runner.call(lambda: runner.sandbox.faults.injected["delay"]) == 1
+
+
+def test_held_requests_wait_for_release_and_then_meet_the_apis_rules():
+    """`hold` keeps requests waiting (counted in `held`, nothing written) until `release`; released,
+    they meet the rate limiter and validation as any other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with SandboxThread(IterableSandbox(KEY)) as thread, ThreadPoolExecutor(8) as pool:
+        thread.hold()
+        sent = [pool.submit(post, thread.url, BULK, bulk(f"u{i}@b.co")) for i in range(6)]  # bulkUpdate: 5/s
+        sent.append(pool.submit(post, thread.url, "/api/users/update", {"email": "v@b.co", "unknown": 1}))
+        deadline = time.monotonic() + 30
+        while thread.held() < 7:
+            assert time.monotonic() < deadline, f"{thread.held()} requests held"
+            time.sleep(0.01)
+        assert not any(f.done() for f in sent)
+        assert thread.call(lambda: len(thread.sandbox.users)) == 0
+        thread.release()
+        statuses = [f.result(timeout=10)[0] for f in sent]
+        assert thread.held() == 0
+        users = thread.call(lambda: len(thread.sandbox.users))
+        assert post(thread.url, BULK, bulk("late@b.co"))[0] in (200, 429)  # not held any more
+    assert statuses[-1] == 400, statuses  # the unknown key
+    assert sorted(statuses[:6]) == [200] * users + [429] * (6 - users) and 1 <= users <= 5, statuses

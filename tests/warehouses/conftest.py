@@ -31,7 +31,6 @@ class ConformanceTarget:
     state_schema: str = "dinsync"
     env: dict[str, str]
     busy_message = "already running"  # what a second concurrent run is refused with
-    lock_test_latency = 0.8  # seconds per destination answer while the lock test's first run sends
 
     def warehouse_yaml(self) -> str:
         raise NotImplementedError
@@ -116,7 +115,6 @@ class BigQueryTarget(ConformanceTarget):
     service-account key of the fake given as ${env:...}. A private model and state dataset per test."""
 
     kind = "bigquery"
-    lock_test_latency = 2.5  # a run starts slower (client import, token, jobs) than on PostgreSQL
 
     def __init__(self, tmp_path):
         from dinsync.sandbox.runner import SandboxThread
@@ -172,7 +170,6 @@ class SnowflakeTarget(ConformanceTarget):
     model schema (the session's current schema) and state schema per test."""
 
     kind = "snowflake"
-    lock_test_latency = 3.0  # through fakesnow, a second CLI run takes seconds more to reach the lock
 
     def __init__(self, tmp_path):
         self.under_test = WarehouseUnderTest("snowflake", tmp_path)
@@ -225,7 +222,6 @@ class DatabricksTarget(ConformanceTarget):
 
     kind = "databricks"
     model_schema = "main"
-    lock_test_latency = 5.0  # importing databricks-sdk alone takes 1-3 s (up to 8 s on a loaded machine)
 
     def __init__(self, tmp_path):
         from dinsync.sandbox.runner import SandboxThread

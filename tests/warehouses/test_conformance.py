@@ -91,7 +91,12 @@ class Project:
         if self.in_process:
             return self._sync_in_process()
         proc = self.start()
-        out, err = proc.communicate(timeout=timeout)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"dinsync sync did not end in {timeout} s: {err[-2000:]!r}") from None
         try:
             data = json.loads(out)
         except ValueError:
@@ -320,31 +325,36 @@ def test_scratch_table_left_by_a_killed_run_does_not_fail_the_next_one(project, 
 
 @pytest.mark.slow
 def test_concurrent_run_is_refused_by_the_lock(project, target):
-    # 40 requests, 4 in flight, each held `lock_test_latency` (0.8 s): the first run lasts ~8 s,
-    # however slow the machine is to start the second process; once the second is refused, the
-    # rest of the first goes fast
+    # the sandbox holds the first run's requests (5 of them, 4 in flight) until the second run has
+    # been refused: the first is provably mid-send, its lock taken, however slow the machine is to
+    # start the second process; then the first ends within bulkUpdate's 5 requests a second
     project.write(destination_extra="    bulk_max_users: 2\n")
-    target.load("customers", customers(range(1, 81)))
-    # the first run must still be sending when the second reaches the lock: a warehouse whose runs
-    # start slower (more round trips before the lock) gets slower destination answers
-    project.thread.set_faults(latency=target.lock_test_latency, jitter=0.0)
-
+    target.load("customers", customers(range(1, 11)))
+    project.thread.hold()
     first = project.start()
-    deadline = time.monotonic() + 60
-    while project.requests() < 1:
-        assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    second = project.sync()
-    project.thread.set_faults(latency=0.0)  # the first may finish now
+    try:
+        deadline = time.monotonic() + 60
+        while project.thread.held() < 1:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first run sent nothing in 60 s"
+            time.sleep(0.01)
+        try:
+            second = project.sync(timeout=60)
+        except AssertionError as exc:  # a second run that sends is held too
+            raise AssertionError(f"the second run was not refused ({project.thread.held()} requests held): {exc}")
+        assert first.poll() is None  # the refusal came while the first run held the lock
+    except BaseException:
+        project.thread.release()
+        first.kill()
+        first.communicate()
+        raise
+    project.thread.release()  # the first may finish now
     assert second["exit_code"] == ExitCode.LOCKED, second
     # DuckDB: the file itself is busy (the command cannot open the warehouse); elsewhere the lock says so
     error = second["runs"][0]["error"] if "runs" in second else second["error"]
     assert re.search(target.busy_message, error), second
-    assert first.poll() is None  # the refusal came while the first run held the lock
-    project.thread.set_faults(latency=0.0)
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, (out, err)
-    assert only_run(json.loads(out))["acknowledged"] == 80
+    assert only_run(json.loads(out))["acknowledged"] == 10
     assert only_run(project.sync())["sent"] == 0
     assert target.run_statuses(SYNC) == ["success", "success"]

@@ -81,26 +81,27 @@ def test_a_live_run_in_another_container_keeps_its_lock(wh_postgres, iterable_sa
     sandbox, thread = iterable_sandbox
     project = Project(tmp_path / "project", wh_postgres, sandbox, thread)
     project.write(destination_extra="    bulk_max_users: 2\n")
-    wh_postgres.load("customers", customers(range(1, 81)))
-    thread.set_faults(latency=wh_postgres.lock_test_latency, jitter=0.0)
+    wh_postgres.load("customers", customers(range(1, 11)))
+    thread.hold()  # the first run's requests wait until the second has been refused
     first = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "dinsync.cli",
                               "--project-dir", str(project.root), "--json", "sync"], env=project.env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while thread.stats()["requests"] < 1:
+        while thread.held() < 1:
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        second = project.sync()
-        thread.set_faults(latency=0.0)
+        second = project.sync(timeout=60)
+        thread.release()
         assert second["exit_code"] == 5, second
         assert "already running" in second["runs"][0]["error"], second
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, (out, err)
-        assert json.loads(out)["runs"][0]["acknowledged"] == 80
+        assert json.loads(out)["runs"][0]["acknowledged"] == 10
         assert wh_postgres.run_statuses(SYNC) == ["success"]
     finally:
+        thread.release()
         if first.poll() is None:
             first.kill()
             first.wait(10)
