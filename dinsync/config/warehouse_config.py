@@ -98,6 +98,9 @@ class PostgresConfig(_PostgresProtocolConfig):
     # server settings of dinsync's sessions, e.g. {work_mem: 64MB, statement_timeout: 30min}
     settings: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")],
                    Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:+/-]+$")]] = Field(default_factory=dict)  # /: time zones
+    # seconds dinsync's statements on its state tables wait for another transaction's lock (a BI
+    # tool's long transaction, a backup) before failing as a lock timeout; settings' lock_timeout wins
+    state_lock_timeout: int = Field(default=15, ge=1, le=86400)
 
     @field_validator("settings")
     @classmethod

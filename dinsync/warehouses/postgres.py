@@ -77,9 +77,11 @@ STREAM_SETTINGS = {"statement_timeout": "0", "idle_in_transaction_session_timeou
 # Settings of the statements on the state tables (runs, locks, sync_state...: StateStore), where the
 # project's `settings:` do not set them: a LOCK TABLE or an ALTER TABLE left open on one (a DBA's
 # session, a backup tool) made `dinsync status` and `serve` wait for it for ever. Waiting longer
-# than this for a lock fails the command as a transient error (exit 1: "lock timeout"). The plan's
-# statements are not bounded: they may legitimately run long, or wait for a dbt run's swap.
-STATE_WAIT_SETTINGS = {"lock_timeout": "15s", "statement_timeout": "5min"}
+# than this for a lock (`state_lock_timeout` seconds, the config's) fails the command as a transient
+# error (exit 1: "lock timeout"). The plan's statements are not bounded: they may legitimately run
+# long, or wait for a dbt run's swap.
+STATE_WAIT_SETTINGS = {"statement_timeout": "5min"}
+DEFAULT_STATE_LOCK_TIMEOUT = 15
 # Settings libpq sends from the client's environment, which the server applies after the `options`
 # a session's settings travel in: PGDATESTYLE=SQL undid DateStyle ISO (the diff then hashed another
 # text of every date, and psycopg failed to read a timestamptz); PGTZ a `settings:` TimeZone. A
@@ -263,7 +265,7 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
                  user: str | None = None, password: str | None = None, database: str | None = None,
                  sslmode: str | None = None, search_path: Sequence[str] | str | None = None,
                  connect_timeout: int | None = 10, settings: dict[str, str] | None = None,
-                 tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT):
+                 tcp_timeout: float | None = DEFAULT_TCP_TIMEOUT, state_lock_timeout: int = DEFAULT_STATE_LOCK_TIMEOUT):
         from . import require_driver
 
         self._psycopg = require_driver("psycopg", "postgres", package="psycopg")
@@ -280,7 +282,8 @@ class PostgresWarehouse(PgErrors, ErrorTranslation, PsycopgSessions, CsvCopyWrit
         self._env_overridden = {k: str(v) for k, v in options.items() if k.lower() in env.values()}
         optional = [k for k in OPTIONAL_SETTINGS if k not in (settings or {})]
         configured = {k.lower() for k in settings or {}}
-        self.state_wait_settings = {k: v for k, v in STATE_WAIT_SETTINGS.items() if k not in configured}
+        state_waits = {"lock_timeout": f"{int(state_lock_timeout)}s", **STATE_WAIT_SETTINGS}
+        self.state_wait_settings = {k: v for k, v in state_waits.items() if k not in configured}
         # what a session must run with, checked on the first one (_check_settings): all but the
         # defaults of SESSION_SETTINGS, which make statements faster or a killed run's end quicker
         self._required_settings = {k: str(v) for k, v in options.items()

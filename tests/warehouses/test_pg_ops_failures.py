@@ -29,7 +29,7 @@ def schema():
             admin.execute(f"DROP SCHEMA IF EXISTS {name}_state CASCADE")
 
 
-def _project(tmp_path, schema, base_url, settings):
+def _project(tmp_path, schema, base_url, settings, state_lock_timeout=None):
     warehouse = textwrap.dedent(f"""\
         warehouse:
           type: postgres
@@ -37,6 +37,8 @@ def _project(tmp_path, schema, base_url, settings):
           settings: {settings}
         state_schema: {schema}_state
         """)
+    if state_lock_timeout is not None:  # (the test's wait for the lock, shorter than the default 15 s)
+        warehouse = warehouse.replace("  settings:", f"  state_lock_timeout: {state_lock_timeout}\n  settings:")
     return one_sync_project(tmp_path / "proj", warehouse, base_url, {"first_name": "firstName"},
                             {"OPS_TEST_PG_DSN": PG_DSN})
 
@@ -154,7 +156,7 @@ def test_a_lock_held_on_a_state_table_bounds_the_wait_of_status(tmp_path, schema
     forever. A statement on the state waits a bounded time, then fails as a transient failure (exit 1)
     saying what holds it; once the lock is gone, status and sync work."""
     sandbox, thread = iterable_sandbox
-    cli = _project(tmp_path, schema, thread.url, "{}")
+    cli = _project(tmp_path, schema, thread.url, "{}", state_lock_timeout=1)
     select = f"select email, first_name from {schema}.people"
     assert cli("sync", select).returncode == 0
     with psycopg.connect(PG_DSN) as holder:
@@ -185,7 +187,7 @@ def test_serve_goes_on_while_a_state_table_is_locked(tmp_path, schema, iterable_
     from tests.conftest import TEST_KEY
 
     sandbox, thread = iterable_sandbox
-    cli = _project(tmp_path, schema, thread.url, "{}")
+    cli = _project(tmp_path, schema, thread.url, "{}", state_lock_timeout=1)
     select = f"select email, first_name from {schema}.people"
     assert cli("sync", select).returncode == 0
     root = tmp_path / "proj"
@@ -245,7 +247,13 @@ def test_the_state_waits_are_bounded_only_around_state_statements():
         assert show() == ("0", "0")
     finally:
         wh.close()
-    wh = connect("postgres", dsn=PG_DSN, settings={"lock_timeout": "2s"})  # the project's own bound wins
+    wh = connect("postgres", dsn=PG_DSN, state_lock_timeout=3)  # the config's state_lock_timeout
+    try:
+        with wh.state_waits():
+            assert (wh.scalar("SHOW lock_timeout"), wh.scalar("SHOW statement_timeout")) == ("3s", "5min")
+    finally:
+        wh.close()
+    wh = connect("postgres", dsn=PG_DSN, settings={"lock_timeout": "2s"}, state_lock_timeout=3)  # the project's own bound wins
     try:
         with wh.state_waits():
             assert (wh.scalar("SHOW lock_timeout"), wh.scalar("SHOW statement_timeout")) == ("2s", "5min")
