@@ -249,7 +249,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
 
     # most buckets dirty: candidates by a direct join (one bucket: any change makes it dirty)
     monkeypatch.setattr(planner_module, "NBUCKETS", 1)
-    wide = Planner(s.wh, s.spec, cache=False)
+    wide = Planner(s.wh, s.spec)  # (its cache key holds NBUCKETS: its own SQL)
     s.planners.append(wide)
     s.set_rows([("A@x.com ", "Ada", 7), ("z@x.com", "Zed", 1)])
     assert {k: r.added + r.changed for k, r in [("all", wide.plan())]} == {"all": 2}
@@ -260,7 +260,7 @@ def test_every_statement_runs_with_the_documented_meaning(s, monkeypatch):
     # and a rejected key it wrongly takes for one (a tiny filter here), which the snapshot does not
     # hold, is parked all the same (park_insert_unfound, run when park_update finds fewer rows)
     monkeypatch.setattr(Planner, "AGAIN_BITS", 8)
-    tiny = Planner(s.wh, s.spec, cache=False)
+    tiny = Planner(s.wh, s.spec)  # (AGAIN_BITS is no input of the SQL: wide's statements)
     s.planners.append(tiny)
     new = [f"n{i}@x.com" for i in range(40)]
     s.set_rows([("A@x.com ", "Ada", 7)] + [(k, "N", i) for i, k in enumerate(new)])

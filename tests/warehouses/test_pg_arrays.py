@@ -135,7 +135,7 @@ def test_fingerprints_of_rows_without_such_arrays_are_as_before(tmp_path, monkey
 
         def sync() -> dict[str, int]:
             """{key: its fingerprint in the snapshot} once the plan's rows are acknowledged."""
-            p = Planner(pg.wh, spec, cache=False)
+            p = Planner(pg.wh, spec)
             p.ensure_state()
             p.plan()
             p.commit_acknowledged([k for b in p.stream_sendable(batch_rows=10) for k in b.column("_key").to_pylist()])

@@ -49,7 +49,7 @@ class Diff:
         self.wh.execute(f'CREATE TABLE "{pg.schema}".people ({columns})')
         spec = DiffSpec(sync="s1", model_sql="SELECT * FROM people", key_column=key,
                         key_normalization=normalization, fields=list(fields), state_schema=pg.state_schema)
-        self.p = Planner(self.wh, spec, cache=False)
+        self.p = Planner(self.wh, spec)
         self.p.ensure_state()
         self.plans = 0
 

@@ -50,7 +50,7 @@ def test_a_mapped_boolean_is_never_cast_to_a_character_type(rs):
     sent = _recording(rs.wh)
 
     def plan(ack: bool = False) -> dict[str, list[str]]:
-        p = Planner(rs.wh, spec, cache=False)
+        p = Planner(rs.wh, spec)
         p.ensure_state()
         p.plan()
         rows = rs.wh.query(f"SELECT _key, x0, x1 FROM {rs.wh.table_name(rs.state_schema, p.plan_table)} "

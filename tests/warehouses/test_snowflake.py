@@ -406,7 +406,7 @@ def test_changes_beyond_a_float_or_timestamp_text_are_sent(tmp_path):
         spec = DiffSpec(sync="f1", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
                         fields=[("ltv", "ltv"), ("ts", "ts"), ("tm", "tm"), ("name", "name")],
                         state_schema=t.state_schema)
-        p = Planner(t.wh, spec, cache=False)
+        p = Planner(t.wh, spec)
         assert p.exact_columns == ["ltv", "tm", "ts"]
         plan_sql = " ".join(p.render("plan").split())
         for i in range(3):  # ltv, ts, tm: their exact form
@@ -459,7 +459,7 @@ def test_a_key_with_a_nul_character_is_kept_as_planned(tmp_path):
         t.wh.execute(f"""INSERT INTO "{t.schema}".people VALUES (:k, 'A'), ('u2', 'B')""", {"k": "u\x001"})
         spec = DiffSpec(sync="n1", model_sql="SELECT * FROM people", key_column="uid", key_normalization="none",
                         fields=[("name", "name")], state_schema=t.state_schema)
-        p = Planner(t.wh, spec, cache=False)
+        p = Planner(t.wh, spec)
         p.ensure_state()
 
         def plan():
