@@ -108,6 +108,15 @@ def _duck_type(name: str) -> exp.DataType:
 def to_duckdb(sql: str, params: dict[str, tuple[str, Any]] | None = None) -> list[str]:
     """Databricks SQL (one statement, or a `BEGIN ATOMIC ... END;` block) as DuckDB statements;
     `params`: name -> (DuckDB type, value), placeholders become typed DuckDB parameters."""
+    types = None if params is None else tuple(sorted((name, duck) for name, (duck, _) in params.items()))
+    return list(_transpiled(sql, types))
+
+
+@functools.lru_cache(maxsize=4096)  # a planner runs the same statements run after run (as bigquery_fake)
+def _transpiled(sql: str, types: tuple[tuple[str, str], ...] | None) -> tuple[str, ...]:
+    """to_duckdb's work, by the text and the parameters' types (their values are bound apart);
+    a refusal (SqlFailure) is raised again each time, never cached."""
+    params = None if types is None else dict(types)
     text = sql.strip()
     atomic = re.match(r"^BEGIN\s+ATOMIC\b(.*)\bEND\s*;?\s*$", text, re.S | re.I)
     trees = [t for t in sqlglot.parse(atomic.group(1) if atomic else text, read="databricks") if t is not None]
@@ -120,9 +129,9 @@ def to_duckdb(sql: str, params: dict[str, tuple[str, Any]] | None = None) -> lis
             name = node.name
             if params is None or name not in params:
                 raise SqlFailure(f"[UNBOUND_SQL_PARAMETER] Found the unbound parameter: {name}. SQLSTATE: 42P02")
-            node.replace(exp.Cast(this=node.copy(), to=_duck_type(params[name][0])))
+            node.replace(exp.Cast(this=node.copy(), to=_duck_type(params[name])))
         out.append(tree.sql("duckdb"))
-    return out
+    return tuple(out)
 
 
 def duckdb_params(items: list[dict] | None) -> dict[str, tuple[str, Any]]:
