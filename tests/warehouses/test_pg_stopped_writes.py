@@ -47,19 +47,25 @@ def _stop_while_blocked(args: list[str], env: dict, schema: str, table: str) -> 
                     proc.kill()
                     pytest.fail(f"the run never waited for the lock: {proc.communicate()}")
                 time.sleep(0.02)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                out, err = proc.communicate(timeout=60)  # (waiting for the lock_timeout: 10 minutes)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-                pytest.fail(f"the stopped run still waited for the lock 60 s after the SIGTERM: {err[-2000:]}")
+            out, err = _terminated(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
             blocker.rollback()
     [run] = json.loads(out)["runs"]
     return proc.returncode, run, err
+
+
+def _terminated(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM to the run, then its output; the test fails when the run still waits 60 s later (for
+    the lock_timeout: 10 minutes)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the stopped run still waited for the lock 60 s after the SIGTERM: {err[-2000:]}")
 
 
 def _people(plan: str, n: int = 5) -> str:
@@ -146,12 +152,7 @@ def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_state_ends_i
             while not _blocked_on(schema, table):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.02)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                out, err = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                pytest.fail(f"the stopped run still waited for the lock 60 s after the SIGTERM: {proc.communicate()}")
+            out, err = _terminated(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
