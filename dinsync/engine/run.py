@@ -287,12 +287,13 @@ class SyncRun:
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
                 self.progress("note", {"message": self.records.moved_note(moved)})
+            before = self.wh.lock_waits_cancelled
             try:  # (its INSERT into `runs` may wait for another transaction's lock there: see _begin)
                 with interrupting(self.stop, self.wh.interrupt_lock_waits):
                     self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
                                          self.full_refresh, __version__)
             except Exception:
-                if not self.stop.requested:
+                if not self._cut_short(before):
                     raise
                 return self._cancelled_before_start(s)  # (the sync's lock is released below)
             self.recorded = True
@@ -335,11 +336,12 @@ class SyncRun:
         transaction's lock on `locks` (a stopped run waited for the lock_timeout there): a next run
         on this machine takes the lock of a run that ended over at once, one elsewhere once it
         expires (see state.locks)."""
+        before = self.wh.lock_waits_cancelled
         try:
             with interrupting(self.stop, self.wh.interrupt_lock_waits):
                 lock.release()
         except Exception:
-            if not self.stop.requested:
+            if not self._cut_short(before):
                 raise
             self.progress("note", {"message": f"stopped by {self.stop.signal_name} while releasing the sync's lock "
                                               "behind another transaction's lock: a next run on this machine takes "
@@ -350,11 +352,12 @@ class SyncRun:
         lock on `runs` (a stopped run waited for the lock_timeout there, past the grace period).
         False when cut short: the run stays `running` there until the sync's next run, holding
         the lock, records it `abandoned` (StateStore.abandon_unlocked)."""
+        before = self.wh.lock_waits_cancelled
         try:
             with interrupting(self.stop, self.wh.interrupt_lock_waits):
                 self.state.finish_run(s)
         except Exception:
-            if not self.stop.requested:
+            if not self._cut_short(before):
                 raise
             s.status = "cancelled"
             s.error = "; ".join(filter(None, (s.error, (
@@ -362,6 +365,12 @@ class SyncRun:
                 "lock on the run log: what was committed stays; the next run records this one `abandoned`"))))
             return False
         return True
+
+    def _cut_short(self, before: int) -> bool:
+        """Whether a stop cancelled a statement of the run's that waited for another transaction's
+        lock since the warehouse had cancelled `before` (Warehouse.lock_waits_cancelled): the error
+        that followed is the stop's. One failing on its own (out of memory) is the run's error."""
+        return self.stop.requested and self.wh.lock_waits_cancelled > before
 
     def _cancelled_before_start(self, s: RunSummary) -> RunSummary:
         """The summary of a run a stop cancelled before the run log had its row."""
@@ -592,11 +601,12 @@ class SyncRun:
         lock_timeout. False when cut short (each of its transactions is whole: what was not
         committed stays pending, read by the next run); an outcome's own error is raised."""
         self.outcomes_committed = False
+        before = self.wh.lock_waits_cancelled
         try:
             with interrupting(self.stop, self.wh.interrupt_lock_waits):
                 self._read_earlier_outcomes(s, lock)
         except Exception:
-            if not self.stop.requested or self.outcomes_committed:
+            if not self._cut_short(before) or self.outcomes_committed:
                 raise
             return False
         return True
@@ -746,14 +756,15 @@ class SyncRun:
                                 redact=self.redact, concurrency=self.dest_cfg.concurrency,
                                 rate_overrides=self.dest_cfg.rate_limits, limits_enabled=self.dest_cfg.limits_enabled)
             commits.counts, commits.counts_seconds = pipeline.counts_so_far, self.wh.capabilities.progress_seconds
+            before = self.wh.lock_waits_cancelled
             try:
                 await pipeline.run()
             except Exception as exc:
-                if not (self.stop.requested and commits.failed.is_set()):
-                    raise
-                # a commit cut short by the stop (waiting for another transaction's lock) or failing
-                # meanwhile: the run is cancelled all the same, and its rows acknowledged since the
-                # last checkpoint are sent again by the next run (unsettled before sending)
+                if not (self._cut_short(before) and commits.failed.is_set()):
+                    raise  # (a commit failing on its own, out of memory say, fails the run: stopped or not)
+                # a commit cut short by the stop (waiting for another transaction's lock): the run is
+                # cancelled, and its rows acknowledged since the last checkpoint are sent again by the
+                # next run (unsettled before sending)
                 self.uncommitted = self.redact(exc.message if isinstance(exc, DinsyncError) else describe_error(exc))
             finally:
                 self.failure = pipeline.failure

@@ -363,11 +363,15 @@ class Warehouse:
         statement raises its warehouse error in the thread that ran it. An adapter that cannot
         keeps this no-op: its statements run to their end."""
 
+    # statements interrupt_lock_waits cancelled (so far, on any thread): a stopped run's write that
+    # then failed was cut short by the stop, not failing on its own (an out-of-memory commit is)
+    lock_waits_cancelled: int = 0
+
     def interrupt_lock_waits(self) -> None:
         """From another thread: cancel those of this adapter's statements that wait for another
         transaction's lock (a stopped run's commits: each would wait for the lock_timeout, past an
-        orchestrator's grace period; statements that run are left to end). An adapter that cannot
-        tell which statements wait keeps this no-op."""
+        orchestrator's grace period; statements that run are left to end), counting them in
+        `lock_waits_cancelled`. An adapter that cannot tell which statements wait keeps this no-op."""
 
     def close(self) -> None:
         pass

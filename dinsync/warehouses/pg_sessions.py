@@ -167,7 +167,8 @@ class PsycopgSessions:
                 try:
                     (getattr(conn, "cancel_safe", None) or conn.cancel)()
                 except Exception:
-                    pass
+                    continue
+                self.lock_waits_cancelled += 1
 
     def _sql(self, sql: str, params: Params) -> tuple[str, Any]:
         return translate(sql, params, "pyformat") if params is not None else (sql, None)
