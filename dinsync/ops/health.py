@@ -188,12 +188,11 @@ def validate_access(project: Any, name: str) -> bool:
     """`dinsync validate`: the check's read-only lookup of a key no record has (Iterable:
     `GET /api/users/getByEmail`), for the credentials of a destination with lookups (Attio's and
     Splio's pre-flight checks read with theirs, and make none). A refusal raises
-    DestinationAuthError, no answer after the retries DestinationUnreachableError. False when the
-    sync can make no lookup (nothing was asked)."""
+    DestinationAuthError, no answer after the check's short retries DestinationUnreachableError.
+    False when the sync can make no lookup (nothing was asked)."""
     import asyncio
 
     from ..destinations import hooks
-    from ..engine.run import transport_options
     from ..errors import DestinationUnreachableError
 
     cfg = project.syncs[name]
@@ -205,7 +204,9 @@ def validate_access(project: Any, name: str) -> bool:
         return False
 
     async def check() -> None:
-        async with hooks.opened(destination, destination.make_transport(transport_options(dest_cfg))) as transport:
+        # (the check's short retries: a closed port or a silent host is told in seconds, not a run's
+        # 8 attempts with backoff; it answers "try again" all the same: exit 1)
+        async with hooks.opened(destination, destination.make_transport(check_transport_options(dest_cfg))) as transport:
             delivered = await transport.deliver(probe)
         lost = next((r for r in delivered.problems if r.status == "failed"), None)
         if lost is not None:
