@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import re
+import socket
 import sys
 import textwrap
 import threading
@@ -35,8 +36,6 @@ from tests.warehouses.conftest import (fakesnow, wh_bigquery, wh_databricks, wh_
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = README.read_text(encoding="utf-8").split("### State tables", 1)[1].split("\n## ", 1)[0]
 # this test's loopback webhooks (nothing listens on the second), a pair per xdist worker
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-RECEIVER_PORT, DEAD_PORT = 42010 + 2 * _WORKER, 42011 + 2 * _WORKER
 
 PLUGIN = '''
 import json
@@ -110,10 +109,11 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), Receiver)
+    """The webhook receiver's port (any free one: a fixed port met a connection's local port in CI)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield
+    yield server.server_address[1]
     server.shutdown()
     server.server_close()
     thread.join(10)
@@ -134,7 +134,14 @@ MESSY = [(1, "p1@example.com", "M1"), (2, "p2@example.com", "M2"), (3, "p3@examp
          (9, "dup@example.com", "D2"), (10, None, "nobody")]
 
 
-def _project(root: Path, target, monkeypatch) -> None:
+def _dead_port() -> int:
+    """A port nothing listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _project(root: Path, target, monkeypatch, receiver_port: int) -> None:
     (root / "models").mkdir(parents=True)
     (root / "syncs").mkdir()
     (root / "plugin").mkdir()
@@ -157,10 +164,10 @@ def _project(root: Path, target, monkeypatch) -> None:
         notifications:
           - type: webhook
             name: ops
-            url: http://127.0.0.1:{RECEIVER_PORT}/hook
+            url: http://127.0.0.1:{receiver_port}/hook
             attempts: 1
           - type: webhook
-            url: http://127.0.0.1:{DEAD_PORT}/hook
+            url: http://127.0.0.1:{_dead_port()}/hook
             attempts: 1
             timeout_seconds: 5
         """))
@@ -242,7 +249,7 @@ def _naive(value) -> bool:
 def test_the_state_tables_hold_what_the_readme_says(kind, request, tmp_path, monkeypatch, receiver):
     target = request.getfixturevalue(f"wh_{kind}")
     root = tmp_path / "project"
-    _project(root, target, monkeypatch)
+    _project(root, target, monkeypatch, receiver)
     before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=5)
     seen = _the_runs(root, target, monkeypatch)
     after = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=5)
