@@ -29,7 +29,7 @@ from ..warehouses.errors import WarehouseObjectMissing
 from .lock import LockKeeper, LockLostError
 from .options import EngineOptions
 from .records import SyncRecords
-from .stop import StopToken, interrupting, within_grace
+from .stop import StopToken, StoppableWrites, interrupting, within_grace
 from .thresholds import mass_change, mass_change_hint, segment_warnings, sync_warnings
 
 
@@ -97,6 +97,7 @@ class SyncRun:
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
         self.stop = stop or StopToken()
+        self.writes = StoppableWrites(self.stop, warehouse)  # what a stop may cut short
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned
         self._moved: str | None = None  # the destination a run found recorded, when the file names another
         self.notes: list[str] = []  # of a dry run (plan), for its report
@@ -287,14 +288,10 @@ class SyncRun:
             if moved is not None and not self.full_refresh:
                 self.full_refresh = True
                 self.progress("note", {"message": self.records.moved_note(moved)})
-            before = self.wh.lock_waits_cancelled
-            try:  # (its INSERT into `runs` may wait for another transaction's lock there: see _begin)
-                with interrupting(self.stop, self.wh.interrupt_lock_waits):
-                    self.state.start_run(s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-                                         self.full_refresh, __version__)
-            except Exception:
-                if not self._cut_short(before):
-                    raise
+            # (its INSERT into `runs` may wait for another transaction's lock there: see _begin)
+            started_run, _ = self.writes.run(lambda: self.state.start_run(
+                s, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), self.full_refresh, __version__))
+            if not started_run:
                 return self._cancelled_before_start(s)  # (the sync's lock is released below)
             self.recorded = True
             try:
@@ -336,13 +333,8 @@ class SyncRun:
         transaction's lock on `locks` (a stopped run waited for the lock_timeout there): a next run
         on this machine takes the lock of a run that ended over at once, one elsewhere once it
         expires (see state.locks)."""
-        before = self.wh.lock_waits_cancelled
-        try:
-            with interrupting(self.stop, self.wh.interrupt_lock_waits):
-                lock.release()
-        except Exception:
-            if not self._cut_short(before):
-                raise
+        released, _ = self.writes.run(lock.release)
+        if not released:
             self.progress("note", {"message": f"stopped by {self.stop.signal_name} while releasing the sync's lock "
                                               "behind another transaction's lock: a next run on this machine takes "
                                               "it over at once, one elsewhere once it expires"})
@@ -352,25 +344,14 @@ class SyncRun:
         lock on `runs` (a stopped run waited for the lock_timeout there, past the grace period).
         False when cut short: the run stays `running` there until the sync's next run, holding
         the lock, records it `abandoned` (StateStore.abandon_unlocked)."""
-        before = self.wh.lock_waits_cancelled
-        try:
-            with interrupting(self.stop, self.wh.interrupt_lock_waits):
-                self.state.finish_run(s)
-        except Exception:
-            if not self._cut_short(before):
-                raise
+        recorded, _ = self.writes.run(lambda: self.state.finish_run(s))
+        if not recorded:
             s.status = "cancelled"
             s.error = "; ".join(filter(None, (s.error, (
                 f"stopped by {self.stop.signal_name} while recording the run's end behind another transaction's "
                 "lock on the run log: what was committed stays; the next run records this one `abandoned`"))))
             return False
         return True
-
-    def _cut_short(self, before: int) -> bool:
-        """Whether a stop cancelled a statement of the run's that waited for another transaction's
-        lock since the warehouse had cancelled `before` (Warehouse.lock_waits_cancelled): the error
-        that followed is the stop's. One failing on its own (out of memory) is the run's error."""
-        return self.stop.requested and self.wh.lock_waits_cancelled > before
 
     def _cancelled_before_start(self, s: RunSummary) -> RunSummary:
         """The summary of a run a stop cancelled before the run log had its row."""
@@ -387,17 +368,14 @@ class SyncRun:
         it cancels a plan's statements, instead of failing the run with the lock timeout once the
         wait has ended. (Taken all the same, the lock is released by the run, which then ends
         cancelled before planning.)"""
-        try:
-            with interrupting(self.stop, self.wh.interrupt):
-                with doing("migrating the state tables"):
-                    self.state.migrate(stopped=lambda: self.stop.requested)
-                with doing("taking the sync's lock"):
-                    lock.acquire()
-        except Exception:
-            if not self.stop.requested:
-                raise
-            return False  # (no lock taken: the statement that failed was the one taking it, or before)
-        return True
+        def begin() -> None:
+            with doing("migrating the state tables"):
+                self.state.migrate(stopped=lambda: self.stop.requested)
+            with doing("taking the sync's lock"):
+                lock.acquire()
+
+        # (cut short, no lock was taken: the statement that failed was the one taking it, or before)
+        return self.writes.run(begin, whole=True)[0]
 
     def _record_duplicates(self, s: RunSummary, n_keys: int) -> None:
         """The duplicated keys in the rejections table (status `duplicate`), the most duplicated
@@ -469,15 +447,11 @@ class SyncRun:
         self.records.reread_if_phone_key_rule_changed()
         shared = None if self._moved is not None else self.records.resend_if_written_by_others()
         stats = None
-        try:
-            if not self.stop.requested:
-                # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
-                # would keep the run (and its lock) going for minutes
-                with interrupting(self.stop, self.wh.interrupt):
-                    stats = self.planner.plan(full_refresh=self.full_refresh, retry_rejected=self.retry_rejected)
-        except Exception:
-            if not self.stop.requested:
-                raise
+        if not self.stop.requested:
+            # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
+            # would keep the run (and its lock) going for minutes
+            _, stats = self.writes.run(lambda: self.planner.plan(full_refresh=self.full_refresh,
+                                                                 retry_rejected=self.retry_rejected), whole=True)
         if stats is None:  # stopped before or while planning
             s.status = "cancelled"
             s.error = f"stopped by {self.stop.signal_name} while planning: nothing was sent; the next run plans again"
@@ -599,34 +573,29 @@ class SyncRun:
         """`_read_earlier_outcomes`, whose writes (to `pend_<sync>`, the snapshot) a stop cancels
         when they wait for another transaction's lock: a run stopped there waited for the
         lock_timeout. False when cut short (each of its transactions is whole: what was not
-        committed stays pending, read by the next run); an outcome's own error is raised."""
-        self.outcomes_committed = False
-        before = self.wh.lock_waits_cancelled
-        try:
-            with interrupting(self.stop, self.wh.interrupt_lock_waits):
-                self._read_earlier_outcomes(s, lock)
-        except Exception:
-            if not self._cut_short(before) or self.outcomes_committed:
-                raise
-            return False
-        return True
+        committed stays pending, read by the next run); an outcome's own error is raised, once its
+        outcomes are committed."""
+        read, error = self.writes.run(lambda: self._read_earlier_outcomes(s, lock))
+        if error is not None:
+            raise type(error)(self.redact(error.message), error.hint)
+        return read
 
-    def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> None:
+    def _read_earlier_outcomes(self, s: RunSummary, lock: LockKeeper) -> DinsyncError | None:
         """Records an earlier run sent whose outcome had not arrived (stashed under their tokens):
         read the outcomes the platform has now, before planning (an acknowledged record is then
         not sent again). Outcomes older than `pending_days` are given up: those rows are sent again.
         An outcome that must fail the run (`Delivered.error`) fails it once the outcomes are
-        committed, before anything is planned or sent."""
+        committed, before anything is planned or sent: returned, for the caller to raise."""
         tokens = self.planner.pending_tokens()
         if not tokens:
-            return
+            return None
         expired = self.planner.expire_pending(dt.timedelta(days=self.opts.pending_days))
         if expired:
             self.progress("note", {"message": f"gave up waiting for the outcome of {expired} rows sent more than "
                                               f"{self.opts.pending_days:g} days ago: they are sent again"})
             tokens = self.planner.pending_tokens()
             if not tokens:
-                return
+                return None
         import asyncio
 
         async def read():
@@ -666,14 +635,12 @@ class SyncRun:
         if rows:  # the reasons before the parking (see Checkpointer.commit)
             self.state.add_rejections(s.run_id, self.cfg.name, rows)
         n_ok, n_parked = self.planner.resolve_pending(ok=ok, rejected=rejected, forget=forget)
-        self.outcomes_committed = True  # (an outcome's error, raised below, is the run's)
         s.acknowledged += n_ok  # this run learnt of them: they count with its own acknowledgements
         s.rejected += n_parked
         waiting = sum(self.planner.pending_tokens().values())
         self.progress("note", {"message": f"outcomes of earlier runs: {n_ok} rows acknowledged, {n_parked} rejected, "
                                           f"{len(forget)} to send again; {waiting} rows still awaited"})
-        if error is not None:
-            raise type(error)(self.redact(error.message), error.hint)
+        return error  # (the run's error, not a stop's: the caller raises it)
 
     def _unless_the_hosts_interruption(self, loop, context: dict) -> None:
         """The loop's exception handler: a host's exception raised in one of its callbacks (the
@@ -688,28 +655,20 @@ class SyncRun:
         does the unsettle: a run stopped while that write waited for another transaction's lock on
         the snapshot waited for the lock timeout, then was recorded `failed`. None when cut short
         (its transaction changed nothing: the next run plans those keys removed again)."""
-        try:
-            with interrupting(self.stop, self.wh.interrupt):
-                removed = self.planner.commit_removed()
-                if self.full_refresh:
-                    self.planner.commit_full_refresh_cleanup()
-                return removed
-        except Exception:
-            if not self.stop.requested:
-                raise
-            return None
+        def commit() -> int:
+            removed = self.planner.commit_removed()
+            if self.full_refresh:
+                self.planner.commit_full_refresh_cleanup()
+            return removed
+
+        return self.writes.run(commit, whole=True)[1]
 
     def _unsettle_unless_stopped(self) -> None:
         """The planner's unsettle_sendable, which a stop cancels as it does the plan: its write waits
         for any other transaction's lock on the snapshot, and a run stopped there waited for the
         lock timeout, then was recorded `failed` with it. Cut short, it changed nothing (one
         transaction) and the run sends nothing: it ends `cancelled`."""
-        try:
-            with interrupting(self.stop, self.wh.interrupt):
-                self.planner.unsettle_sendable()
-        except Exception:
-            if not self.stop.requested:
-                raise
+        self.writes.run(self.planner.unsettle_sendable, whole=True)
 
     async def _send(self, s: RunSummary, lock: LockKeeper, first_sync: bool = False) -> None:
         # Imported here: a run with nothing to send never loads polars or aiohttp.
@@ -760,7 +719,7 @@ class SyncRun:
             try:
                 await pipeline.run()
             except Exception as exc:
-                if not (self._cut_short(before) and commits.failed.is_set()):
+                if not (self.writes.cut_short(before) and commits.failed.is_set()):
                     raise  # (a commit failing on its own, out of memory say, fails the run: stopped or not)
                 # a commit cut short by the stop (waiting for another transaction's lock): the run is
                 # cancelled, and its rows acknowledged since the last checkpoint are sent again by the

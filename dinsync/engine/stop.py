@@ -237,6 +237,39 @@ def interrupting(token: StopToken, interrupt: Callable[[], None], every: float =
         interrupter.end()
 
 
+class StoppableWrites:
+    """The warehouse writes of a run that a stop may cut short, and how to tell a write the stop cut
+    from one failing on its own (out of memory, say: the run's error, stopped or not).
+
+    `whole`: the stop cancels any statement in flight (`Warehouse.interrupt`), for writes that are
+    one transaction a stop may abandon (a plan, an unsettle); a failure after the stop is the
+    stop's. Otherwise only statements waiting for another transaction's lock are cancelled
+    (`Warehouse.interrupt_lock_waits`: a stopped run waited for the lock_timeout there, past the
+    grace period), and a failure is the stop's only when one such wait was cancelled meanwhile
+    (`Warehouse.lock_waits_cancelled`)."""
+
+    def __init__(self, token: StopToken, warehouse) -> None:
+        self.token = token
+        self.wh = warehouse
+
+    def cut_short(self, before: int) -> bool:
+        """Whether the stop cancelled a statement waiting for a lock since the warehouse had
+        cancelled `before`: the error that followed is the stop's."""
+        return self.token.requested and self.wh.lock_waits_cancelled > before
+
+    def run(self, write: Callable[[], T], whole: bool = False) -> tuple[bool, T | None]:
+        """(True, what `write` returned), or (False, None) when the stop cut it short; its own
+        error is raised."""
+        before = self.wh.lock_waits_cancelled
+        try:
+            with interrupting(self.token, self.wh.interrupt if whole else self.wh.interrupt_lock_waits):
+                return True, write()
+        except Exception:
+            if not (self.token.requested if whole else self.cut_short(before)):
+                raise
+            return False, None
+
+
 CANCEL_AGAIN_SECONDS = 0.5
 
 

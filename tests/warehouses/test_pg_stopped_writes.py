@@ -4,6 +4,7 @@ recorded `cancelled` and what could not be committed is sent again by the next r
 lock_timeout is 10 minutes here: a run that waited for it would outlast the test's bound."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,30 @@ def _blocked_on(schema: str, table: str) -> bool:
                                  "'Lock' AND query LIKE %s", (f"%{schema}%{table}%",)).fetchall())
 
 
+@contextlib.contextmanager
+def _sync_beside(blocker, args: list[str], env: dict):
+    """`dinsync --json sync` running beside `blocker` (a connection whose transaction takes locks):
+    killed if still running when the block ends, and the blocker's transaction rolled back."""
+    proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", *args, "--json", "sync"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        blocker.rollback()
+
+
+def _until(proc: subprocess.Popen, condition, deadline: float, what: str) -> None:
+    """Poll `condition` while the run goes on; the test fails when the run ended or `deadline`
+    passed first."""
+    while not condition():
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            proc.kill()
+            pytest.fail(f"the run never {what}: {proc.communicate()}")
+        time.sleep(0.02)
+
+
 def _stop_while_blocked(args: list[str], env: dict, schema: str, table: str) -> tuple[int, dict, str]:
     """Run `dinsync sync` with a SHARE lock on `table` (held until the run has ended); SIGTERM once a
     statement of the run waits for it."""
@@ -38,20 +63,9 @@ def _stop_while_blocked(args: list[str], env: dict, schema: str, table: str) -> 
 
     with psycopg.connect(PG_DSN) as blocker:
         blocker.execute(f'LOCK TABLE "{schema}"."{table}" IN SHARE MODE')
-        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", *args, "--json", "sync"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 90
-            while not _blocked_on(schema, table):
-                if proc.poll() is not None or time.monotonic() >= deadline:
-                    proc.kill()
-                    pytest.fail(f"the run never waited for the lock: {proc.communicate()}")
-                time.sleep(0.02)
+        with _sync_beside(blocker, args, env) as proc:
+            _until(proc, lambda: _blocked_on(schema, table), time.monotonic() + 90, "waited for the lock")
             out, err = _terminated(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            blocker.rollback()
     [run] = json.loads(out)["runs"]
     return proc.returncode, run, err
 
@@ -139,24 +153,14 @@ def test_a_sigterm_while_the_end_of_the_run_waits_for_a_lock_on_the_state_ends_i
     model = f"SELECT p.* FROM ({_people('free')}) AS p, (SELECT pg_sleep(1)) AS s"  # (time to take the lock)
     assert cli("sync", model).returncode == 0
     schema = wh_postgres.state_schema
-    with psycopg.connect(PG_DSN) as blocker:
-        proc = subprocess.Popen([sys.executable, "-m", "dinsync.cli", "--project-dir", str(root), "--json", "sync"],
-                                env=dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while not wh_postgres.rows(f"SELECT 1 FROM {wh_postgres.state('runs')} WHERE status = 'running'"):
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            blocker.execute(f'LOCK TABLE "{schema}".{table} IN SHARE MODE')  # (the run is planning)
-            while not _blocked_on(schema, table):
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            out, err = _terminated(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            blocker.rollback()
+    running = f"SELECT 1 FROM {wh_postgres.state('runs')} WHERE status = 'running'"
+    env = dict(os.environ, ITERABLE_TEST_KEY=TEST_KEY, **wh_postgres.env)
+    with psycopg.connect(PG_DSN) as blocker, _sync_beside(blocker, ["--project-dir", str(root)], env) as proc:
+        deadline = time.monotonic() + 60
+        _until(proc, lambda: wh_postgres.rows(running), deadline, "recorded its start")
+        blocker.execute(f'LOCK TABLE "{schema}".{table} IN SHARE MODE')  # (the run is planning)
+        _until(proc, lambda: _blocked_on(schema, table), deadline, "waited for the lock")
+        out, err = _terminated(proc)
     [run] = json.loads(out)["runs"]
     rerun = cli("sync", model)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
