@@ -209,9 +209,11 @@ def validate_access(project: Any, name: str) -> bool:
         async with hooks.opened(destination, destination.make_transport(check_transport_options(dest_cfg))) as transport:
             delivered = await transport.deliver(probe)
         lost = next((r for r in delivered.problems if r.status == "failed"), None)
-        if lost is not None:
-            raise DestinationUnreachableError(_r(f"{cfg.destination} could not be reached: {lost.reason}"),
-                                              "check the destination's base_url and the platform's status")
+        if lost is not None:  # (no answer, or one asking to wait: the sender's reason, told for a run's rows)
+            reason = (lost.reason or "no answer").removesuffix(": sent by the next run")
+            raise DestinationUnreachableError(_r(f"the credentials of {cfg.destination} were not checked: {reason}"),
+                                              "check the destination's base_url and the platform's status, then run "
+                                              "validate again")
 
     asyncio.run(check())
     return True

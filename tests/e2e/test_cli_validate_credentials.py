@@ -54,7 +54,7 @@ def test_an_iterable_that_does_not_answer_leaves_the_key_unchecked(project):
     result = project.cli("validate")
     out = json.loads(result.stdout)
     assert (result.exit_code, out["exit_code"]) == (ExitCode.RUN_FAILED, ExitCode.RUN_FAILED), out
-    assert "iterable could not be reached" in out["error"]
+    assert "the credentials of iterable were not checked" in out["error"]
 
 
 def test_a_wrong_attentive_key_fails_validate(make_attentive, monkeypatch):  # noqa: F811
@@ -82,3 +82,18 @@ def test_a_sync_that_can_make_no_lookup_leaves_the_key_to_the_next_one(project, 
     assert result.exit_code == ExitCode.CONFIG_ERROR, result.stdout
     [issue] = json.loads(result.stdout)["issues"]
     assert issue["file"] == "syncs/iterable_users.yml" and "refused the API key" in issue["message"]
+
+
+def test_a_platform_that_asks_validate_to_wait_hours_says_so_not_that_a_run_sends_it(project):
+    """A 429 whose Retry-After is longer than a run waits: validate says the key is unchecked
+    (exit 1) and why, in its own words: "sent by the next run" is the sender's word for the rows of
+    a run, and validate sends none."""
+    from dinsync.sandbox.faults import throttle
+
+    project.thread.call(project.sandbox.faults.script, "getByEmail", throttle(retry_after=7200))
+    result = project.cli("validate")
+    out = json.loads(result.stdout)
+    assert (result.exit_code, out["exit_code"]) == (ExitCode.RUN_FAILED, ExitCode.RUN_FAILED), out
+    assert "the credentials of iterable were not checked" in out["error"], out
+    assert "asked to wait 7200 s (Retry-After)" in out["error"], out
+    assert "next run" not in out["error"], out["error"]
