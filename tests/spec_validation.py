@@ -22,6 +22,25 @@ SPEC_PATH = SPECS / "iterable-swagger.json"
 ATTENTIVE_SPECS = {"v1": SPECS / "attentive-v1-openapi.yaml", "v2": SPECS / "attentive-v2-openapi.yaml"}
 
 
+def request_json(body: bytes | str):
+    """A request body parsed as the platforms' JSON parsers read it (RFC 8259): UTF-8, no NaN or
+    Infinity (Python's json module takes them, and a client sending one would pass unseen), no
+    object repeating a key (which parsers resolve differently: first, last, or an error)."""
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    text = raw.decode("utf-8")
+
+    def constant(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    def pairs(items):
+        names = [k for k, _ in items]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        assert not repeated, f"an object repeats a key: {repeated}"
+        return dict(items)
+
+    return json.loads(text, parse_constant=constant, object_pairs_hook=pairs)
+
+
 def _strict(node):
     if isinstance(node, dict):
         if "properties" in node and "additionalProperties" not in node:
@@ -59,13 +78,14 @@ def validate_iterable_request(method: str, url_path: str, body: bytes | None) ->
     assert path in spec["paths"], f"{path} is not an Iterable API path"
     assert method.lower() in spec["paths"][path], f"{method} {path} is not in the spec"
     validator, params = _validator(path, method)
-    query = urllib.parse.parse_qs(parsed.query)
+    query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
     allowed = {p["name"] for p in params if p.get("in") == "query"}
     assert set(query) <= allowed, f"unknown query parameters {set(query) - allowed} for {path}"
+    assert all(len(v) == 1 for v in query.values()), f"repeated query parameters for {path}"
     if validator is None:
         assert not body, f"{method} {path} takes no body"
         return
-    document = json.loads(body)
+    document = request_json(body)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     assert not errors, f"{path}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
     for user in document.get("users", [document]):
@@ -190,7 +210,7 @@ def validate_attio_request(method: str, path_with_query: str, body: bytes | str 
     if absent:
         assert not request_body.get("required"), f"{method} {template} needs a body"
         return
-    document = body if isinstance(body, dict) else json.loads(body)
+    document = body if isinstance(body, dict) else request_json(body)
     pointer = _pointer("paths", template, verb, "requestBody", "content", "application/json", "schema")
     errors = _errors(_attio_validator(pointer, values_must_be_arrays), document)
     assert not errors, f"{method} {template}: " + "; ".join(errors)
@@ -322,7 +342,7 @@ def validate_attentive_request(method: str, path_with_query: str, body: bytes | 
         required = operation["requestBody"].get("required", False)
         assert not required, f"{op_id} requires a JSON body"
         return
-    document = body if isinstance(body, dict) else json.loads(body)
+    document = body if isinstance(body, dict) else request_json(body)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     messages = [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]] + _attentive_rules(op_id, document)
     assert not messages, f"{op_id}: " + "; ".join(messages)
@@ -368,5 +388,5 @@ def validate_splio_request(method: str, url_path: str, body: bytes | None) -> No
     assert body, f"{method} {template} needs a body"
     schema = {"definitions": _strict(copy.deepcopy(splio_swagger()["definitions"])),
               **_strict(copy.deepcopy(bodies[0]["schema"]))}
-    errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(json.loads(body)), key=lambda e: list(e.path))
+    errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(request_json(body)), key=lambda e: list(e.path))
     assert not errors, f"{template}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
