@@ -286,3 +286,62 @@ def test_the_project_layout_says_which_file_names_are_names():
     layout = " ".join(TEXT.split("## A project", 1)[1].split("`dinsync.yml`:", 1)[0].split())
     assert ("names of models and syncs (and destinations) are ASCII letters, digits and underscores "
             "(`iterable_customers`, not `iterable-customers`)") in layout
+
+
+def test_every_environment_variable_the_code_reads_is_named():
+    """Each DINSYNC_* variable a module of dinsync reads (its name written whole in a module that
+    reads the environment; the run's knobs, DINSYNC_<FIELD>, are the test above's) is named in the
+    README: a user finds what the process reads without reading the code."""
+    import ast
+
+    package = README.parent / "dinsync"
+    read = {}
+    for path in package.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        if "os.environ" not in source and "getenv" not in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and re.fullmatch(r"DINSYNC_[A-Z_]+", node.value):
+                read.setdefault(node.value, path.relative_to(package.parent).as_posix())
+    assert len(read) >= 8, read  # the scan found the names (DINSYNC_DEBUG, DINSYNC_CACHE_DIR, ...)
+    assert {name: where for name, where in read.items() if f"`{name}" not in TEXT} == {}
+
+
+def _config_models() -> dict[str, type]:
+    """Every pydantic model of dinsync.yml and the sync files: warehouses, destinations (generic
+    keys, each built-in platform's settings, Splio's sftp block), notifications, dbt, sync files."""
+    from pydantic import BaseModel
+
+    from dinsync.config import models, sync_config, warehouse_config
+    from dinsync.destinations import registry
+    from dinsync.destinations.splio.settings import SftpSettings
+
+    found = {name: cls for module in (warehouse_config, sync_config) for name, cls in vars(module).items()
+             if isinstance(cls, type) and issubclass(cls, BaseModel) and cls.__module__ == module.__name__}
+    del found["SyncConfig"]  # the loaded sync (the SyncFile's keys, resolved), not a file's keys
+    for name in ("ProjectFile", "DestinationOptions", "DbtSettings", "WebhookChannel", "SlackChannel"):
+        found[name] = getattr(models, name)
+    destinations = registry()
+    for name in destinations:
+        if destinations[name].settings_model is not None:
+            found[f"destination {name}"] = destinations[name].settings_model
+    found["SftpSettings"] = SftpSettings
+    return found
+
+
+def test_every_config_key_is_documented():
+    """Each key dinsync.yml or a sync file accepts is in the README: in a yaml example (as a key, or
+    named in its comments) or quoted (`key`). (That each key the README shows exists is
+    test_every_config_example_loads.)"""
+    examples = "\n".join("\n".join(lines) for _, lines in _blocks("yaml"))
+    models = _config_models()
+    assert len(models) >= 15, sorted(models)
+    undocumented = []
+    for name, cls in models.items():
+        for field, info in cls.model_fields.items():
+            key = info.alias or field
+            if not (re.search(rf"(?<![\w.-]){re.escape(key)}(?![\w-])", examples)
+                    or f"`{key}`" in TEXT or f"`{key}:" in TEXT):
+                undocumented.append(f"{name}.{key}")
+    assert undocumented == []
