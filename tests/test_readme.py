@@ -345,3 +345,14 @@ def test_every_config_key_is_documented():
                     or f"`{key}`" in TEXT or f"`{key}:" in TEXT):
                 undocumented.append(f"{name}.{key}")
     assert undocumented == []
+
+
+def test_every_table_a_sync_creates_is_named():
+    """The tables a sync's planner names `<prefix>_<sync>` (its state, and the scratch tables that
+    live in the state schema where the warehouse has no scratch database) are those the README says
+    dinsync refuses when it did not create them, and the longest prefix is the one it names."""
+    from dinsync.diff.spec import LONGEST_PREFIX, SCRATCH_TABLES, STATE_TABLES
+
+    section = TEXT.split("- **State in the warehouse**", 1)[1].split("\n- **", 1)[0].split("\n## ", 1)[0]
+    assert [p for p in (*STATE_TABLES, *SCRATCH_TABLES) if f"`{p}_<sync>`" not in section] == []
+    assert f"(`{LONGEST_PREFIX}_<sync>` is the longest)" in TEXT
