@@ -356,3 +356,32 @@ def test_every_table_a_sync_creates_is_named():
     section = TEXT.split("- **State in the warehouse**", 1)[1].split("\n- **", 1)[0].split("\n## ", 1)[0]
     assert [p for p in (*STATE_TABLES, *SCRATCH_TABLES) if f"`{p}_<sync>`" not in section] == []
     assert f"(`{LONGEST_PREFIX}_<sync>` is the longest)" in TEXT
+
+
+def test_every_meta_key_is_documented():
+    """Each kind of key a run records in the `meta` table (`<kind>:<sync>`, engine/records.py) is in
+    the State tables section's paragraph on `meta`."""
+    import ast
+
+    source = (README.parent / "dinsync" / "engine" / "records.py").read_text(encoding="utf-8")
+    kinds = {node.values[0].value.rstrip(":") for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant)
+             and re.fullmatch(r"[a-z_]+:", str(node.values[0].value))}
+    assert len(kinds) >= 8, kinds
+    section = TEXT.split("### State tables", 1)[1].split("\n## ", 1)[0]
+    meta = section[section.index("**`meta`**"):]
+    assert {k for k in kinds if f"`{k}:<" not in meta} == set()
+
+
+def test_every_serve_event_is_listed():
+    """The JSON lines of `dinsync serve` carry the events the README lists, and only those."""
+    import ast
+
+    events = set()
+    for path in (README.parent / "dinsync" / "ops").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "emit" and node.args \
+                    and isinstance(node.args[0], ast.Constant):
+                events.add(node.args[0].value)
+    listed = TEXT.split('JSON lines: `{"at", "event": ', 1)[1].split(",", 1)[0]
+    assert events == set(re.findall(r'"([a-z_]+)"', listed))
