@@ -70,3 +70,28 @@ def _setting(name: str, value: str, default: float | None) -> float:
     if must is not None:
         raise env_setting_error(f"DINSYNC_{name.upper()}", must, value, default)
     return number
+
+
+OUTAGE_SECONDS_ENV = "DINSYNC_OUTAGE_SECONDS"
+OUTAGE_SECONDS = 30.0  # its default: sender/breaker.py's OutageLimits.silent_seconds
+
+
+def outage_seconds(default: float) -> float:
+    """DINSYNC_OUTAGE_SECONDS, the silence after which the sender's breaker (and Splio SFTP's
+    connections and report polls) give a server up (sender/breaker.py), else `default`: a number of
+    seconds above 0, anything else a ConfigError. A run reads it as it starts (SyncRun), as it reads
+    its knobs above: read first by the breaker once the run sent, an unusable value failed the run
+    after planning, and the automatic pause's check, reading it again, paused the sync blaming its
+    destination."""
+    value = os.environ.get(OUTAGE_SECONDS_ENV)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        from ..errors import env_setting_error
+
+        raise env_setting_error(OUTAGE_SECONDS_ENV, "a number of seconds above 0", value, default)
+    return seconds

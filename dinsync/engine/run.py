@@ -27,7 +27,7 @@ from ..terminal import plural
 from ..warehouses.base import Warehouse, doing, what_failed
 from ..warehouses.errors import WarehouseObjectMissing
 from .lock import LockKeeper, LockLostError
-from .options import EngineOptions
+from .options import OUTAGE_SECONDS, EngineOptions, outage_seconds
 from .records import SyncRecords
 from .stop import StopToken, StoppableWrites, interrupting, within_grace
 from .thresholds import mass_change, mass_change_hint, segment_warnings, sync_warnings
@@ -96,6 +96,7 @@ class SyncRun:
         self.force = force  # `sync --force`: past `max_changed_pct` and `max_removed_pct`
         self.progress = progress or (lambda event, data: None)
         self.opts = options or EngineOptions.from_env()
+        outage_seconds(OUTAGE_SECONDS)  # an unusable DINSYNC_OUTAGE_SECONDS stops the run here (its sender reads it)
         self.stop = stop or StopToken()
         self.writes = StoppableWrites(self.stop, warehouse)  # what a stop may cut short
         self.key_figures: KeyFigures | None = None  # the matching key's figures, once planned

@@ -164,6 +164,13 @@ def check_destination(project: Any, name: str, *, stop: Any = None) -> CheckResu
 
     if stop is not None and stop.requested:
         return CheckResult(inconclusive=ABANDONED, abandoned=True)
+    from ..engine.options import OUTAGE_SECONDS, outage_seconds
+
+    try:  # read by the transports: an unusable value is the environment's, nothing of the destination's
+        outage_seconds(OUTAGE_SECONDS)
+    except ConfigError as exc:
+        return CheckResult(inconclusive=_r(f"{cfg.destination} could not be checked: "
+                                           + "; ".join(i.message for i in exc.issues)))
     from ..sender.lookups import run_leaving_lookups
 
     try:  # (a host-name lookup the bound gave up on is not waited for)

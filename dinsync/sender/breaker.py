@@ -32,36 +32,24 @@ The thresholds are data (`OutageLimits`), the same for every destination:
 """
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
-
-from dinsync.errors import env_setting_error
-
-OUTAGE_SECONDS_ENV = "DINSYNC_OUTAGE_SECONDS"
 
 
 @dataclass(frozen=True)
 class OutageLimits:
     requests: int = 3
-    silent_seconds: float = 30.0
+    silent_seconds: float = 30.0  # DINSYNC_OUTAGE_SECONDS (engine/options.py: OUTAGE_SECONDS, this default)
     retried_requests: int = 3
     retried_attempts: int = 2  # unanswered attempts that make a request count as retried
     refused_requests: int = 10
 
     @classmethod
     def from_env(cls) -> "OutageLimits":
-        """The defaults, `silent_seconds` from DINSYNC_OUTAGE_SECONDS when set."""
-        value = os.environ.get(OUTAGE_SECONDS_ENV)
-        if not value:
-            return cls()
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise env_setting_error(OUTAGE_SECONDS_ENV, "a number of seconds above 0", value, cls.silent_seconds)
-        return cls(silent_seconds=seconds)
+        """The defaults, `silent_seconds` from DINSYNC_OUTAGE_SECONDS when set (read, and refused when
+        unusable, as a run starts: engine/options.py)."""
+        from ..engine.options import outage_seconds
+
+        return cls(silent_seconds=outage_seconds(cls.silent_seconds))
 
 
 class Silence:

@@ -259,6 +259,28 @@ def test_an_unusable_progress_interval_is_a_configuration_error(project, monkeyp
     assert project.cli("sync", json_output=False).exit_code == 0
 
 
+
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_an_unusable_outage_seconds_is_a_configuration_error_before_the_run_and_pauses_nothing(project, monkeypatch,
+                                                                                                 value):
+    """DINSYNC_OUTAGE_SECONDS was read once the run sent (by the sender's breaker): a value it cannot
+    take failed the run after planning, and the automatic pause's check, reading it again, blamed the
+    destination: the sync paused itself (culprit `destination`) for a setting of the environment.
+    It is read as the run starts, with the run's other knobs: exit 3, nothing sent, nothing paused."""
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", value)
+    data = project.sync()
+    assert data["exit_code"] == ExitCode.CONFIG_ERROR, data
+    [run] = data["runs"]
+    assert run["sent"] == 0 and run["run_id"] is None, run
+    assert "environment variable DINSYNC_OUTAGE_SECONDS must be a number of seconds above 0, got " \
+        f"{value!r}" in run["issues"][0]["message"], run
+    assert project.requests.requests == []
+    [state] = json.loads(project.cli("status").stdout)["syncs"]
+    assert (state["paused"], state["culprit"]) == (False, None), state
+    monkeypatch.setenv("DINSYNC_OUTAGE_SECONDS", "30")
+    again = project.sync()
+    assert again["exit_code"] == 0 and again["runs"][0]["acknowledged"] == 20, again
+
 # --- model SQL -----------------------------------------------------------------------------------
 
 def test_a_model_whose_last_line_ends_in_a_comment_validates_and_syncs(project):
