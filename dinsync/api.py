@@ -159,8 +159,15 @@ class SyncPlan:
 @dataclass
 class PlanResult(_Result):
     plans: list[SyncPlan]
-    exit_code: int = ExitCode.OK
+    exit_code: int = ExitCode.OK  # the worst of `errors` (the CLI's)
+    # the selected syncs that could not be planned (a model failing on its rows, a lock held), as
+    # `dinsync plan --json` lists them: {"sync", "error", "hint", "exit_code"[, "issues"]}
+    errors: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def _failure(self) -> str:
+        return (f"{len(self.errors)} of {len(self.plans) + len(self.errors)} syncs could not be planned (exit code "
+                f"{self.exit_code}): " + "; ".join(f"{e['sync']}: {e['error']}" for e in self.errors))
 
 
 @dataclass
@@ -466,21 +473,23 @@ class Project:
     @_off_the_event_loop
     def plan(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,
              samples: int = 3) -> PlanResult:
-        """What each selected sync would send. Raises DinsyncError when a plan cannot be built."""
+        """What each selected sync would send: each is planned whatever the others did, those that
+        could not be in `errors` (the worst one's `exit_code`), as `dinsync plan`; a sync selected
+        alone that cannot be planned raises its DinsyncError."""
         _not_in_a_child_forked_after_polars()
         _not_during_a_run("plan")
         _at_least(0, samples=samples)
         _flags(full_refresh=full_refresh)
         select, exclude = _items(select), _items(exclude)  # read once: an iterator is read empty the second time
-        from .operations import plan_sync
+        from .operations import plan_syncs
         from .terminal import _json_safe as as_json  # the CLI's JSON values: a decimal's digits, a date's text
 
         with self._open(syncs=lambda project: self._select(project, select, exclude).names) as (project, wh):
             chosen = self._select(project, select, exclude)
-            plans = [SyncPlan.from_dict(as_json(plan_sync(project, wh, name, full_refresh=full_refresh,
-                                                          samples=samples)))
-                     for name in chosen.names]
-        return PlanResult(plans=plans, notes=chosen.notes)
+            plans, errors, exit_code = plan_syncs(project, wh, list(chosen.names), full_refresh=full_refresh,
+                                                  samples=samples)
+        return PlanResult(plans=[SyncPlan.from_dict(as_json(plan)) for plan in plans], exit_code=exit_code,
+                          errors=errors, notes=chosen.notes)
 
     @_off_the_event_loop
     def sync(self, select: Selector = None, exclude: Selector = None, *, full_refresh: bool = False,

@@ -533,6 +533,29 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
         run.planner.release()
 
 
+
+def plan_syncs(project, wh, names: list[str], *, full_refresh: bool = False, samples: int = 3,
+               on_exception: Callable[[BaseException], None] | None = None) -> tuple[list[dict], list[dict], int]:
+    """`dinsync plan` (and the API's `plan`) of the selected syncs: each is planned whatever the others
+    did, as `sync` runs them. (plans, errors: {"sync", "error", "hint", "exit_code"[, "issues"]} of
+    those that could not be planned, the worst exit code); one sync alone raises its error."""
+    from .report import worst_exit_code
+
+    plans, failed = [], []
+    for name in names:
+        try:
+            plans.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
+        except DinsyncError as exc:
+            if len(names) == 1:
+                raise
+            if on_exception is not None:
+                on_exception(exc)
+            failed.append((name, exc))
+    errors = [{"sync": name, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
+               **({"issues": [i.as_dict() for i in exc.issues]} if isinstance(exc, ConfigError) else {})}
+              for name, exc in failed]
+    return plans, errors, worst_exit_code(exc.exit_code for _, exc in failed)
+
 def paused_note(project, wh, name: str) -> str | None:
     """A paused sync's plan says what the next `dinsync sync` does instead of sending its rows
     (the plan's counts would otherwise read as what it sends)."""

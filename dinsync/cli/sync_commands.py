@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .. import terminal
-from ..errors import ConfigError, ConfigIssue, DinsyncError
+from ..errors import ConfigIssue
 from ..terminal import emit, err, note, print_plan, print_run, print_traceback
 from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, SelectOpt, app, debug, handled,
                      in_project, load_chosen, make_operator, state, use_options)
@@ -24,37 +24,24 @@ def plan(names: Optional[list[str]] = NamesArg,
     """Dry run: what each sync would send, per field. Nothing is sent, nothing is committed."""
     use_options(project_dir, json_output)
     with handled(), in_project():
-        from ..operations import plan_sync
-        from ..report import worst_exit_code
+        from ..operations import plan_syncs
 
         project, wh, chosen = load_chosen(names, select, exclude)
-        report, errors = [], []
-        try:
-            for name in chosen:  # each sync is planned whatever the others did, as `sync` runs them
-                try:
-                    report.append(plan_sync(project, wh, name, full_refresh=full_refresh, samples=samples))
-                except DinsyncError as exc:
-                    if len(chosen) == 1:
-                        raise
-                    debug_traceback(exc)
-                    errors.append((name, exc))
+        try:  # each sync is planned whatever the others did, as `sync` runs them
+            report, errors, exit_code = plan_syncs(project, wh, list(chosen), full_refresh=full_refresh,
+                                                   samples=samples, on_exception=debug_traceback)
         finally:
             wh.close()
-        exit_code = worst_exit_code(exc.exit_code for _, exc in errors)
         if state.json:
-            emit({"plans": report} if not errors else {
-                "plans": report, "exit_code": exit_code,
-                "errors": [{"sync": name, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
-                            **({"issues": [i.as_dict() for i in exc.issues]} if isinstance(exc, ConfigError) else {})}
-                           for name, exc in errors]})
+            emit({"plans": report} if not errors else {"plans": report, "exit_code": exit_code, "errors": errors})
         else:
             for entry in report:
                 print_plan(entry)
-            for name, exc in errors:
-                err().print(f"[bold red]error:[/] {terminal.escape(name)}: " + terminal.escape(exc.message),
+            for error in errors:
+                err().print(f"[bold red]error:[/] {terminal.escape(error['sync'])}: " + terminal.escape(error["error"]),
                             highlight=False)
-                if exc.hint:
-                    err().print("[dim]hint: " + terminal.escape(exc.hint) + "[/]", highlight=False)
+                if error["hint"]:
+                    err().print("[dim]hint: " + terminal.escape(error["hint"]) + "[/]", highlight=False)
     raise typer.Exit(exit_code)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import dinsync
 from dinsync.errors import ExitCode
 
@@ -70,3 +72,27 @@ def test_plan_of_every_sync_shows_the_others_when_one_fails_while_planning(proje
     # one sync alone fails as before
     alone = project.cli("plan", "a_prospects")
     assert alone.exit_code == ExitCode.RUN_FAILED and "plans" not in json.loads(alone.stdout)
+
+
+def test_the_apis_plan_of_every_sync_shows_the_others_when_one_fails_while_planning(project):
+    """`dinsync plan` plans each sync whatever the others did (4ad7c2c1), but the API's `plan()`, which
+    the README says runs the same functions and gives the CLI's JSON, still raised the first failure:
+    the plans of the other syncs were lost. It gives them, the failures in `errors` (the CLI's), the
+    worst `exit_code`; one sync alone raises its error, as the CLI fails with it."""
+    (project.root / "models" / "prospects.sql").write_text(
+        "-- primary_key: id\nselect * from main.customers where cast(plan as integer) > 0\n")
+    (project.root / "syncs" / "a_prospects.yml").write_text(PROSPECTS_SYNC)
+    api = dinsync.load_project(project.root)
+    result = api.plan()
+    assert [p.sync for p in result.plans] == ["iterable_users"] and result.plans[0].added == 20
+    assert result.exit_code == ExitCode.RUN_FAILED and not result.ok
+    cli = json.loads(project.cli("plan").stdout)
+    assert result.errors == cli["errors"] and result.errors[0]["sync"] == "a_prospects", result.errors
+    assert {k: v for k, v in result.as_dict().items() if k != "notes"} == cli
+    with pytest.raises(dinsync.SyncFailed):
+        result.raise_for_status()
+    with pytest.raises(dinsync.DinsyncError, match="Could not convert string 'free'"):
+        api.plan(select="a_prospects")
+    (project.root / "syncs" / "a_prospects.yml").unlink()
+    alone = api.plan()
+    assert (alone.exit_code, alone.errors) == (ExitCode.OK, [])
