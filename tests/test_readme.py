@@ -385,3 +385,23 @@ def test_every_serve_event_is_listed():
                 events.add(node.args[0].value)
     listed = TEXT.split('JSON lines: `{"at", "event": ', 1)[1].split(",", 1)[0]
     assert events == set(re.findall(r'"([a-z_]+)"', listed))
+
+
+def test_every_option_of_a_command_is_in_the_command_list():
+    """The reverse of test_every_option_the_readme_quotes_exists: each option of each command is in
+    the Commands list (the global --project-dir and --json, and --help, are in the text below it;
+    a `--no-` flag's negation goes with its flag; the sandboxes' fault options are `dinsync sandbox
+    PLATFORM --help`'s, as the README says)."""
+    root = typer.main.get_command(app)
+    listing = TEXT.split("## Commands", 1)[1].split("```", 2)[1]
+    general = TEXT.split("## Commands", 1)[1].split("**Choosing syncs.**", 1)[0]
+    missing = {}
+    for name, command in root.commands.items():
+        if name == "sandbox":
+            continue
+        options = {o for p in command.params for o in p.opts if o.startswith("--")}
+        absent = sorted(o for o in options if o not in listing and not (o in ("--project-dir", "--json", "--help")
+                                                                          and f"`{o}" in general))
+        if absent:
+            missing[name] = absent
+    assert missing == {}
