@@ -533,7 +533,6 @@ def plan_sync(project, wh, name: str, *, full_refresh: bool = False, samples: in
         run.planner.release()
 
 
-
 def plan_syncs(project, wh, names: list[str], *, full_refresh: bool = False, samples: int = 3,
                on_exception: Callable[[BaseException], None] | None = None) -> tuple[list[dict], list[dict], int]:
     """`dinsync plan` (and the API's `plan`) of the selected syncs: each is planned whatever the others
@@ -555,6 +554,7 @@ def plan_syncs(project, wh, names: list[str], *, full_refresh: bool = False, sam
                **({"issues": [i.as_dict() for i in exc.issues]} if isinstance(exc, ConfigError) else {})}
               for name, exc in failed]
     return plans, errors, worst_exit_code(exc.exit_code for _, exc in failed)
+
 
 def paused_note(project, wh, name: str) -> str | None:
     """A paused sync's plan says what the next `dinsync sync` does instead of sending its rows
