@@ -380,12 +380,13 @@ def make_operator(project, wh, log: Callable[[str], None] = _ignore, stop=None):
     warehouse's error themselves. `stop` (a StopToken) ends the notifications' retries."""
     from .ops.notify import Notifier
     from .ops.operate import Operator
+    from .warehouses.errors import WarehouseStateRefused
 
     try:
         return Operator(project, wh, Notifier(project.notifications, project=project.root.name, log=log, stop=stop),
                         log=log)
-    except ConfigError:  # e.g. the state schema holds tables that are not dinsync's: nothing may run
-        raise
+    except (ConfigError, WarehouseStateRefused):  # e.g. the state schema holds tables that are not
+        raise  # dinsync's, or dinsync's role may not use it (a grant to give): nothing may run
     except Exception as exc:
         log(redaction.redact(f"could not read the syncs' operating state: {type(exc).__name__}: {exc}"))
         return None

@@ -23,6 +23,7 @@ from ..warehouses.errors import WarehouseError, WarehouseLockTimeout, WarehouseO
 from . import layout
 from .layout import LAYOUT_VERSION, MIGRATIONS
 from .locks import SyncLock, utcnow
+from .refusals import Refusals
 
 RUN_COUNTERS = (
     "added changed removed unchanged null_keys duplicate_keys sent acknowledged rejected "
@@ -72,42 +73,45 @@ class StateSession:
     `Warehouse.state_waits` (a bounded wait for another transaction's lock, on PostgreSQL). A
     `LOCK TABLE` or an ALTER left open on a state table stalled `dinsync status`, and `serve`'s
     reads of its syncs' states, for ever. Times are read as naive UTC, whatever the column's type
-    (see _naive_utc)."""
+    (see _naive_utc). A permission refused is a configuration error naming the state schema and
+    what to grant (dinsync.state.refusals)."""
 
-    def __init__(self, warehouse: Warehouse):
+    def __init__(self, warehouse: Warehouse, schema: str):
         self.warehouse = warehouse
+        self.refusals = Refusals(warehouse, schema)
 
     def __getattr__(self, name: str):
         return getattr(self.warehouse, name)
 
     def execute(self, sql: str, params=None):
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             return self.warehouse.execute(sql, params)
 
     def query(self, sql: str, params=None):
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             return _naive_utc_table(self.warehouse.query(sql, params))
 
     def rows(self, sql: str, params=None):
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             rows = self.warehouse.rows(sql, params)
         return [{k: _naive_utc(v) for k, v in row.items()} for row in rows]
 
     def scalar(self, sql: str, params=None):
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             return _naive_utc(self.warehouse.scalar(sql, params))
 
     def write_arrow(self, schema: str, table: str, data, mode: str = "append") -> None:
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             self.warehouse.write_arrow(schema, table, data, mode)
 
     def table_columns(self, schema: str, table: str):
-        with self.warehouse.state_waits():
+        with self.refusals.around(), self.warehouse.state_waits():
             return self.warehouse.table_columns(schema, table)
 
     @contextlib.contextmanager
     def transaction(self):
-        with self.warehouse.state_waits(), self.warehouse.transaction():
+        with self.refusals.around(), self.warehouse.state_waits(), self.warehouse.transaction(), \
+                self.refusals.transaction():
             yield
 
 
@@ -116,8 +120,8 @@ class StateStore:
     PRIMARY KEY when the layout is first created."""
 
     def __init__(self, warehouse: Warehouse, schema: str = "dinsync", arbiter: str | None = None):
-        self.wh = StateSession(warehouse)
         self.schema = warehouse.check_identifier(schema, "state schema")
+        self.wh = StateSession(warehouse, self.schema)
         self.caps = warehouse.capabilities
         self.arbiter = arbiter or self.caps.lock_arbiter
         self.s = warehouse.quote(schema)

@@ -20,6 +20,7 @@ from .errors import (
     WarehousePermissionError,
     WarehouseSettingsError,
     WarehouseSqlError,
+    WarehouseStateRefused,
     WarehouseUnavailable,
 )
 
@@ -69,5 +70,6 @@ __all__ = [
     "ADAPTERS", "Capabilities", "Warehouse", "WarehouseAuthError", "WarehouseConflict", "WarehouseConstraintViolation",
     "WarehouseDriverMissing", "WarehouseLockTimeout",
     "WarehouseError", "WarehouseObjectMissing", "WarehousePermissionError", "WarehouseSettingsError", "WarehouseSqlError",
+    "WarehouseStateRefused",
     "WarehouseUnavailable", "adapter_class", "capabilities_of", "connect", "require_driver",
 ]

@@ -52,6 +52,15 @@ class WarehousePermissionError(WarehouseError):
     kind = "permission"
 
 
+class WarehouseStateRefused(WarehousePermissionError):
+    """dinsync's role may not use its state schema: no USAGE or CREATE on it, or it does not exist
+    and the role may not create it (dinsync.state.refusals). A grant to give, not a run to try
+    again: a configuration error, as the same grant missing on the model's schema (until 2026-12-07
+    exit 1, which orchestrators retry)."""
+
+    exit_code = ExitCode.CONFIG_ERROR
+
+
 class WarehouseObjectMissing(WarehouseError):
     """A table, schema or database that the statement names does not exist."""
 

@@ -135,9 +135,33 @@ def _adbc_sqlstate(exc: BaseException) -> str | None:
 _UNQUALIFIED_RELATION = re.compile(r'relation "[^".]+" does not exist')
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class PgErrors:
     def classify(self, exc: BaseException) -> type[E.WarehouseError] | None:
         return classify_pg(exc)
+
+    def state_refusal(self, schema: str, exc: E.WarehouseError) -> tuple[str, str]:
+        """What dinsync's role lacks on its state schema, and the GRANT that gives it (named with the
+        session's role and database; placeholders when they cannot be read)."""
+        try:
+            found = self.rows("SELECT current_user AS role, current_database() AS db")[0]  # type: ignore[attr-defined]
+            role, database = _ident(str(found["role"])), _ident(str(found["db"]))
+        except Exception:  # (the statement that failed may have been the session's last)
+            role, database = "<dinsync's role>", "<the database>"
+        text = str(exc)
+        if "permission denied for database" in text:  # CREATE SCHEMA of a schema that does not exist
+            return (f"the CREATE privilege on database {database} to create it (it does not exist)",
+                    f"GRANT CREATE ON DATABASE {database} TO {role}; or create it for that role: "
+                    f"CREATE SCHEMA {_ident(schema)} AUTHORIZATION {role}")
+        if "permission denied for schema" in text:
+            return (f"the USAGE and CREATE privileges on schema {schema} (it reads its tables and creates "
+                    "tables there)", f"GRANT USAGE, CREATE ON SCHEMA {_ident(schema)} TO {role}")
+        return (f"the SELECT, INSERT, UPDATE and DELETE privileges on the tables in schema {schema} (another role "
+                "created them)", f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {_ident(schema)} "
+                f"TO {role}; or make {role} their owner")
 
     def hint_for(self, exc: BaseException) -> str | None:
         text = str(exc)
