@@ -17,7 +17,8 @@ from .shared import (MAX_COUNT, ExcludeOpt, JsonOpt, NamesArg, ProjectDirOpt, Se
 @app.command()
 def validate(offline: bool = typer.Option(False, "--offline", help="Do not ask the platforms to check mappings and credentials."),
              project_dir: Optional[Path] = ProjectDirOpt, json_output: bool = JsonOpt) -> None:
-    """Check every project file, model columns in the warehouse, each mapping against its
+    """Check every project file, model columns in the warehouse, that the state schema can be used
+    (created where missing, tables created in it: tried and rolled back), each mapping against its
     platform's schema (destinations with a pre-flight check, e.g. Attio attributes, Splio fields)
     and each destination's credentials (a read-only lookup where it has one); report all errors at
     once."""
@@ -107,14 +108,18 @@ def preflight_issues(project) -> list[ConfigIssue]:
 
 
 def recheck_paused(project, wh, recheck: bool = True) -> list[dict]:
-    """`validate`: check the automatically paused syncs again (resuming those that pass) and list
-    every paused one. Reads nothing when the state tables predate pauses. `recheck=False`
-    (`--offline`): listed only; a check asks the platform with the credentials, and a resume
-    writes an event and notifies."""
+    """`validate`: check that dinsync's role can use the state schema as a run would (create it
+    where it does not exist, and tables in it: tried in a transaction rolled back, see
+    StateStore.try_writes; a refusal is exit 3, as the run's), then check the automatically paused
+    syncs again (resuming those that pass) and list every paused one. Reads nothing when the state
+    tables predate pauses. `recheck=False` (`--offline`): listed only; a check asks the platform
+    with the credentials, and a resume writes an event and notifies."""
     from ..state import StateStore
 
     store = StateStore(wh, project.state_schema)
-    if store.check_tables() < 4:  # tables of the state layout's names that are not dinsync's: exit 3
+    layout = store.check_tables()  # tables of the state layout's names that are not dinsync's: exit 3
+    store.try_writes()
+    if layout < 4:
         return []
     from ..state.syncstate import SyncStates
 

@@ -68,6 +68,10 @@ def _naive_utc_table(data):
     return data
 
 
+class _Tried(Exception):
+    """Rolls back StateStore.try_writes's transaction."""
+
+
 class StateSession:
     """The warehouse as the state's statements use it: each statement and transaction within
     `Warehouse.state_waits` (a bounded wait for another transaction's lock, on PostgreSQL). A
@@ -178,6 +182,25 @@ class StateStore:
             self._refuse_foreign_tables([layout.META] * (current == 0) + [
                 statement for version in range(current + 1, LAYOUT_VERSION + 1) for statement in MIGRATIONS[version]])
         return current
+
+    def try_writes(self) -> None:
+        """`dinsync validate`: what a run's first statements on the state need of dinsync's role,
+        tried in a transaction that is rolled back (nothing is left, nothing is seen by others): create
+        the state schema where it does not exist, and a table in it (a first run creates the state
+        tables there, every run its scratch tables). A refusal raises WarehouseStateRefused, as the
+        run would. Where DDL is not transactional (Snowflake, BigQuery, Databricks) it could not be
+        rolled back: only what `check_tables` reads is checked there."""
+        if not self.caps.transactional_ddl:
+            return
+        exists = self.wh.schema_exists(self.schema)  # (before: a failed statement aborts the transaction)
+        try:
+            with self.wh.transaction():
+                if not exists:
+                    self.wh.execute(self._ddl("CREATE SCHEMA IF NOT EXISTS {s}"))
+                self.wh.execute(f"CREATE TABLE {self.t('tried_' + uuid.uuid4().hex[:12])} (k {self.caps.text_type})")
+                raise _Tried()
+        except _Tried:
+            pass
 
     def _migrate(self) -> int:
         current = self.check_tables()  # (a newer layout is refused there)

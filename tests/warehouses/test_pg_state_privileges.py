@@ -3,7 +3,8 @@ no USAGE or CREATE on a schema another role owns, or a schema that does not exis
 where the role may not create one. A grant that is missing does not come back by running again: a
 configuration error (exit 3), as the same grant missing on the model's schema, naming the schema,
 what the role lacks and the GRANT to run. Until 2026-12-07 `sync` failed with exit 1 (orchestrators
-retry it)."""
+retry it) and `validate` passed where the schema was missing or only readable. `validate` tries it
+in a transaction it rolls back: nothing is left behind."""
 from __future__ import annotations
 
 import json
@@ -109,7 +110,7 @@ CASES = {
 
 @pytest.mark.parametrize("kind", ["postgres", "redshift"])
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("command", [("sync",), ("plan",), ("status",)])
+@pytest.mark.parametrize("command", [("validate", "--offline"), ("validate",), ("sync",), ("plan",), ("status",)])
 def test_a_state_schema_the_role_may_not_use_is_a_configuration_error(tmp_path, place, kind, case, command):
     setup, grant = CASES[case]
     setup(place)
@@ -131,3 +132,39 @@ def test_the_models_schema_refused_is_the_same_exit_code(tmp_path, place, kind):
     code, out, _ = place.json_cli(tmp_path / "proj", kind, "sync")
     assert (code, out.get("exit_code")) == (ExitCode.CONFIG_ERROR, ExitCode.CONFIG_ERROR), out
     assert f"permission denied for schema {place.model}" in out["issues"][0]["message"], out
+
+
+def test_validate_tries_the_state_schema_and_leaves_nothing_behind(tmp_path, place, iterable_sandbox):
+    """Once granted, `validate` passes, and its rolled-back try created nothing: the first `sync`
+    creates the state tables and sends."""
+    sandbox, thread = iterable_sandbox
+    admin_execute(f"CREATE SCHEMA {place.state}", f"GRANT USAGE ON SCHEMA {place.state} TO {place.role}")
+    cli = place.cli(tmp_path / "proj", "postgres", thread.url)
+    refused = cli("validate")
+    assert refused.returncode == ExitCode.CONFIG_ERROR, (refused.stdout, refused.stderr)
+    assert f'GRANT USAGE, CREATE ON SCHEMA "{place.state}" TO "{place.role}"' in refused.stderr
+    admin_execute(f"GRANT CREATE ON SCHEMA {place.state} TO {place.role}")
+    before = place.state_left()  # the schema's owner, no table
+    for command in ("validate --offline", "validate"):
+        proc = cli(command)
+        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+        assert place.state_left() == before, command
+    proc = cli("sync")
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert len(sandbox.users) == 1
+    assert ("meta",) in place.state_left()
+
+
+def test_validate_creates_no_missing_state_schema(tmp_path, place, iterable_sandbox):
+    """A role that may create the state schema (here the server's superuser) passes `validate`,
+    which does not create it: the first `sync` does."""
+    sandbox, thread = iterable_sandbox
+    cli = place.cli(tmp_path / "proj", "postgres", thread.url, dsn=PG_DSN)
+    for command in ("validate --offline", "validate"):
+        proc = cli(command)
+        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+        assert place.state_left() == [], command
+    proc = cli("sync")
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert len(sandbox.users) == 1
+    assert ("meta",) in place.state_left()
