@@ -346,7 +346,7 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         if summary is None:
             run = failed_run(name, exc.message, exc.hint, started_at=started, full_refresh=full_refresh)
         else:
-            run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id),
+            run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id, engine.stop),
                                    full_refresh=engine.full_refresh, started_at=started, hint=exc.hint,
                                    recorded=getattr(engine, "recorded", False))
             run["error"] = run["error"] or redaction.redact(exc.message)
@@ -363,7 +363,8 @@ def run_sync(project, wh, name: str, full_refresh: bool = False, *, retry_reject
         return failed_run(name, message, resource_hint(exc) or f"set {DEBUG_ENV}=1 for a traceback",
                           started_at=started, full_refresh=full_refresh), ExitCode.RUN_FAILED, engine
     # (engine.full_refresh: also a run that sends everything to a sync's new destination)
-    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id), full_refresh=engine.full_refresh,
+    run = run_from_summary(summary, logged_run(project, wh, name, summary.run_id, engine.stop),
+                           full_refresh=engine.full_refresh,
                            started_at=started, hint=engine.hint, recorded=getattr(engine, "recorded", False))
     if summary.status == "cancelled":
         return run, stop.exit_code, engine
@@ -492,13 +493,17 @@ def sync_exit_code(results: list[tuple[dict, int]], stop=None) -> int:
     return worst_exit_code(codes)
 
 
-def logged_run(project, wh, name: str, run_id: str | None) -> dict | None:
-    """The run log's row of `run_id` (None when the run was never recorded)."""
+def logged_run(project, wh, name: str, run_id: str | None, stop=None) -> dict | None:
+    """The run log's row of `run_id` (None when the run was never recorded). A `stop` (the run's)
+    cancels the read while it waits for another transaction's lock on `runs` (an ACCESS EXCLUSIVE
+    one: a stopped run's report waited for the lock_timeout there, past the grace period)."""
+    from .engine.stop import interrupting
     from .state import StateStore
 
     try:
-        rows = StateStore(wh, project.state_schema).last_runs(sync=name, limit=1)
-    except Exception:  # the warehouse failed: the run object is built without its row
+        with interrupting(stop, wh.interrupt_lock_waits) if stop is not None else contextlib.nullcontext():
+            rows = StateStore(wh, project.state_schema).last_runs(sync=name, limit=1)
+    except Exception:  # the warehouse failed (or the stop cut the read short): the run object is built without its row
         return None
     return rows[0] if rows and rows[0].get("run_id") == run_id else None
 

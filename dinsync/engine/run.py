@@ -354,6 +354,12 @@ class SyncRun:
             return False
         return True
 
+    def _cut_before_sending(self, s: RunSummary) -> None:
+        """A stop cut short a write to the state tables before anything was sent (StoppableWrites.cut)."""
+        s.status = "cancelled"
+        s.error = (f"stopped by {self.stop.signal_name} while writing to the state tables behind another "
+                   "transaction's lock: nothing was sent; the next run plans again")
+
     def _cancelled_before_start(self, s: RunSummary) -> RunSummary:
         """The summary of a run a stop cancelled before the run log had its row."""
         s.status = "cancelled"
@@ -428,25 +434,31 @@ class SyncRun:
         self.progress("plan", {"sync": self.cfg.name})
         phones = self.key_spec.kind == "phone" or "phone" in self.spec.kinds.values()
         self.planner.on_changes = functools.partial(self._preload, phones)
-        self.planner.ensure_state()
+        with self.writes.cut() as cut:  # (a new field's column waits for the snapshot's readers)
+            self.planner.ensure_state()
+        if cut.short:
+            return self._cut_before_sending(s)
         if not self._earlier_outcomes_unless_stopped(s, lock):
             s.status = "cancelled"
             s.error = (f"stopped by {self.stop.signal_name} while committing the outcomes of earlier runs: nothing "
                        "was sent; the next run reads them again")
             return
-        if self._moved is not None:
-            self.records.forget_old_destination()
-        if self.records.mapping_changed():
-            # before the run records the new mapping (and forgets what the rows it sends received): a
-            # field only the platform can refuse (an attribute that does not exist there) fails the run
-            # here, and the mapping fixed again costs nothing; recorded first, every row was resent
-            self._check_first()
-        self.records.compare_if_remapped()
-        self.records.compare_if_retyped()
-        self.records.reread_if_region_changed()
-        self.records.resend_if_forms_changed(self.destination.value_forms(self.spec))
-        self.records.reread_if_phone_key_rule_changed()
-        shared = None if self._moved is not None else self.records.resend_if_written_by_others()
+        with self.writes.cut() as cut:  # (the records in `meta`, the snapshot's forgetting)
+            if self._moved is not None:
+                self.records.forget_old_destination()
+            if self.records.mapping_changed():
+                # before the run records the new mapping (and forgets what the rows it sends received): a
+                # field only the platform can refuse (an attribute that does not exist there) fails the run
+                # here, and the mapping fixed again costs nothing; recorded first, every row was resent
+                self._check_first()
+            self.records.compare_if_remapped()
+            self.records.compare_if_retyped()
+            self.records.reread_if_region_changed()
+            self.records.resend_if_forms_changed(self.destination.value_forms(self.spec))
+            self.records.reread_if_phone_key_rule_changed()
+            shared = None if self._moved is not None else self.records.resend_if_written_by_others()
+        if cut.short:
+            return self._cut_before_sending(s)
         stats = None
         if not self.stop.requested:
             # a stop cancels the plan's statements: nothing is sent yet, and a slow model's query
@@ -470,13 +482,16 @@ class SyncRun:
         figures = self.key_figures = KeyFigures.from_plan(
             self.cfg.model, self.cfg.match_column, self._key_normalization(), stats,
             self.planner.duplicates_sample(5) if stats.duplicate_keys else [])
-        if stats.null_keys:  # (a run blocked by duplicates lists them too)
-            what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
-            self.progress("note", {"message": f"{plural(stats.null_keys, 'row')} with {what} "
-                                              f"{'was' if stats.null_keys == 1 else 'were'} skipped"})
-            self._record_keyless(s, stats.null_keys)
-        if stats.duplicate_keys:
-            self._record_duplicates(s, stats.duplicate_keys)
+        with self.writes.cut() as cut:  # (`rejections` behind another transaction's lock)
+            if stats.null_keys:  # (a run blocked by duplicates lists them too)
+                what = "a NULL phone key (or no digit)" if self.key_spec.kind == "phone" else "a NULL matching key"
+                self.progress("note", {"message": f"{plural(stats.null_keys, 'row')} with {what} "
+                                                  f"{'was' if stats.null_keys == 1 else 'were'} skipped"})
+                self._record_keyless(s, stats.null_keys)
+            if stats.duplicate_keys:
+                self._record_duplicates(s, stats.duplicate_keys)
+        if cut.short:
+            return self._cut_before_sending(s)
         if stats.segment_rows and stats.duplicate_rows:
             if figures.duplicate_pct > th.max_duplicate_pct:  # the model is blocked (see dinsync check)
                 raise DuplicateKeysError(blocked_message(figures, th.max_duplicate_pct, self.cfg.name, self.redact),
@@ -495,7 +510,10 @@ class SyncRun:
         self.progress("send", {"total": sendable})
         if sendable and not self.stop.requested:
             if self.records.unrecorded():  # before sending: a run killed midway wrote some
-                self.records.record_writes(self._fields_sent(stats))
+                with self.writes.cut() as cut:
+                    self.records.record_writes(self._fields_sent(stats))
+                if cut.short:
+                    return self._cut_before_sending(s)
             if not stats.first_sync:  # (a first sync's snapshot holds none of the keys)
                 self._unsettle_unless_stopped()
         if sendable and not self.stop.requested:
@@ -518,17 +536,24 @@ class SyncRun:
             s.status = "cancelled"
             s.error = self._stopped_message()
             return
-        with doing("committing the rows that left the model"):
+        removed = previous = None
+        # (the lock's confirmation, the records in `meta`, the read of `runs`: behind another transaction's lock)
+        with doing("committing the rows that left the model"), self.writes.cut() as cut:
             lock.check()
             removed = self._commit_removed_unless_stopped()
             if removed is not None and not self.full_refresh:  # (a refresh's plan counted them)
                 s.removed = removed
             # rows sent and not acknowledged were forgotten before sending: the next run sends them
             self.records.record_destination()
+            previous = None if s.failed else self.state.last_good_segment_rows(self.cfg.name)  # (for the warnings)
         if removed is None:  # stopped while it waited for the snapshot: the next run removes them
             s.status = "cancelled"
             s.error = self._stopped_message("sending was over and its answers committed; the rows that left the "
                                             "model are removed from the snapshot by the next run")
+            return
+        if cut.short:  # (the destination's records: the next run writes them; no warnings read)
+            s.status = "cancelled"
+            s.error = self._stopped_message("sending was over and its answers committed")
             return
         if s.removed or self.planner.forgotten or self.full_refresh:  # parked keys may have left with them
             s.parked = self.planner.parked_count()
@@ -544,7 +569,7 @@ class SyncRun:
                               "import still being processed): nothing of them is committed yet; the next run "
                               "reads their outcome")
         s.warnings += sync_warnings(th, s, mode=self.cfg.mode, sendable=sendable,
-                                    previous_segment_rows=self.state.last_good_segment_rows(self.cfg.name),
+                                    previous_segment_rows=previous,
                                     elapsed_seconds=time.monotonic() - self._started,
                                     withheld_duplicates=s.duplicate_keys - stats.duplicate_keys)
         s.status = "warning" if s.warnings else "success"
@@ -558,8 +583,12 @@ class SyncRun:
         if not self.records.prune_due(min(keep, dt.timedelta(days=1)).total_seconds()):
             return
         try:
-            self.state.prune_rejections(self.cfg.name, keep)
-            self.records.pruned()
+            with self.writes.cut() as cut:
+                self.state.prune_rejections(self.cfg.name, keep)
+                self.records.pruned()
+            if cut.short:
+                self.progress("note", {"message": f"stopped by {self.stop.signal_name} while deleting old rejection "
+                                                  "rows behind another transaction's lock: the next run deletes them"})
         except Exception as exc:  # (a driver's error the adapter does not translate, too)
             self.progress("note", {"message": self.redact(f"could not delete rejection rows older than "
                                                           f"{self.opts.rejections_days:g} days: {exc}")})

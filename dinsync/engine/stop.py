@@ -237,16 +237,23 @@ def interrupting(token: StopToken, interrupt: Callable[[], None], every: float =
         interrupter.end()
 
 
+class Cut:
+    """What `StoppableWrites.cut` yields: `short` once the stop cut its block short."""
+
+    short = False
+
+
 class StoppableWrites:
     """The warehouse writes of a run that a stop may cut short, and how to tell a write the stop cut
-    from one failing on its own (out of memory, say: the run's error, stopped or not).
+    from one failing on its own (out of memory, the warehouse gone: the run's error, stopped or not).
 
-    `whole`: the stop cancels any statement in flight (`Warehouse.interrupt`), for writes that are
-    one transaction a stop may abandon (a plan, an unsettle); a failure after the stop is the
-    stop's. Otherwise only statements waiting for another transaction's lock are cancelled
-    (`Warehouse.interrupt_lock_waits`: a stopped run waited for the lock_timeout there, past the
-    grace period), and a failure is the stop's only when one such wait was cancelled meanwhile
-    (`Warehouse.lock_waits_cancelled`)."""
+    By default only statements waiting for another transaction's lock are cancelled
+    (`Warehouse.interrupt_lock_waits`: a stopped run's write to the state tables, or its DDL, which
+    has no lock_timeout of dinsync's, waited for that lock past an orchestrator's grace period), and
+    an error is the stop's only when one such wait was cancelled meanwhile
+    (`Warehouse.lock_waits_cancelled` grew). `whole`: the stop cancels any statement in flight
+    (`Warehouse.interrupt`), for work that is one transaction a stop may abandon (a plan, an
+    unsettle); any error after the stop is the stop's."""
 
     def __init__(self, token: StopToken, warehouse) -> None:
         self.token = token
@@ -257,17 +264,25 @@ class StoppableWrites:
         cancelled `before`: the error that followed is the stop's."""
         return self.token.requested and self.wh.lock_waits_cancelled > before
 
-    def run(self, write: Callable[[], T], whole: bool = False) -> tuple[bool, T | None]:
-        """(True, what `write` returned), or (False, None) when the stop cut it short; its own
-        error is raised."""
+    @contextlib.contextmanager
+    def cut(self, whole: bool = False) -> Iterator[Cut]:
+        """The block under the stop: an error that is the stop's ends it and sets the yielded
+        `Cut.short`; any other is raised."""
+        cut = Cut()
         before = self.wh.lock_waits_cancelled
         try:
             with interrupting(self.token, self.wh.interrupt if whole else self.wh.interrupt_lock_waits):
-                return True, write()
+                yield cut
         except Exception:
             if not (self.token.requested if whole else self.cut_short(before)):
                 raise
-            return False, None
+            cut.short = True
+
+    def run(self, write: Callable[[], T], whole: bool = False) -> tuple[bool, T | None]:
+        """(True, what `write` returned), or (False, None) when the stop cut it short."""
+        with self.cut(whole):
+            return True, write()
+        return False, None
 
 
 CANCEL_AGAIN_SECONDS = 0.5

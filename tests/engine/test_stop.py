@@ -123,3 +123,61 @@ def test_a_waker_may_be_any_object_with_set():
     token.request()
     token.add_waker(Waker("after"))
     assert calls == ["before", "after"]
+
+
+class _LockWaits:
+    """A warehouse whose interrupt_lock_waits cancels `waiting` statements (each counted)."""
+
+    def __init__(self, waiting: int):
+        self.waiting = waiting
+        self.lock_waits_cancelled = 0
+        self.cancelled = threading.Event()
+
+    def interrupt_lock_waits(self) -> None:
+        if self.waiting:
+            self.waiting -= 1
+            self.lock_waits_cancelled += 1
+            self.cancelled.set()
+
+
+def test_a_write_cut_short_by_the_stop_ends_its_block_and_says_so():
+    """StoppableWrites.cut: a stop cancels the block's statement waiting for a lock; the error that
+    follows is the stop's (the block ends, `short`), not the run's. `run` says so of a function."""
+    from dinsync.engine.stop import StoppableWrites
+
+    token, wh = StopToken(), _LockWaits(waiting=1)
+    with StoppableWrites(token, wh).cut() as cut:
+        token.request()
+        assert wh.cancelled.wait(10)
+        raise RuntimeError("canceling statement due to user request")
+    assert cut.short
+
+    def cancelled_write():
+        token2.request()
+        assert wh2.cancelled.wait(10)
+        raise RuntimeError("canceling statement due to user request")
+
+    token2, wh2 = StopToken(), _LockWaits(waiting=1)
+    assert StoppableWrites(token2, wh2).run(cancelled_write) == (False, None)
+    assert StoppableWrites(StopToken(), _LockWaits(waiting=0)).run(lambda: 5) == (True, 5)
+
+
+def test_a_write_failing_on_its_own_is_raised_stopped_or_not():
+    """An error of the block's own (no statement waited for a lock: out of memory, the warehouse
+    gone) is raised, also once a stop was requested: it is the run's outcome (`failed`), not a
+    cancellation."""
+    import pytest
+
+    from dinsync.engine.stop import StoppableWrites
+
+    for stopped in (False, True):
+        token, wh = StopToken(), _LockWaits(waiting=0)
+        if stopped:
+            token.request()
+        with pytest.raises(MemoryError):
+            with StoppableWrites(token, wh).cut() as cut:
+                raise MemoryError("out of memory")
+        assert not cut.short
+    with StoppableWrites(StopToken(), _LockWaits(waiting=1)).cut() as cut:
+        pass  # (no stop, no error: nothing is cancelled)
+    assert not cut.short

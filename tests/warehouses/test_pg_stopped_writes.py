@@ -56,13 +56,15 @@ def _until(proc: subprocess.Popen, condition, deadline: float, what: str) -> Non
         time.sleep(0.02)
 
 
-def _stop_while_blocked(args: list[str], env: dict, schema: str, table: str) -> tuple[int, dict, str]:
-    """Run `dinsync sync` with a SHARE lock on `table` (held until the run has ended); SIGTERM once a
-    statement of the run waits for it."""
+def _stop_while_blocked(args: list[str], env: dict, schema: str, table: str,
+                        hold: str = "LOCK TABLE {table} IN SHARE MODE") -> tuple[int, dict, str]:
+    """Run `dinsync sync` with a SHARE lock on `table` (`hold`: another statement taking a lock on
+    it, e.g. an analyst's read) held until the run has ended; SIGTERM once a statement of the run
+    waits for it."""
     import psycopg
 
     with psycopg.connect(PG_DSN) as blocker:
-        blocker.execute(f'LOCK TABLE "{schema}"."{table}" IN SHARE MODE')
+        blocker.execute(hold.format(table=f'"{schema}"."{table}"'))
         with _sync_beside(blocker, args, env) as proc:
             _until(proc, lambda: _blocked_on(schema, table), time.monotonic() + 90, "waited for the lock")
             out, err = _terminated(proc)
