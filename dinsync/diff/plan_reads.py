@@ -25,10 +25,11 @@ class PlanReadMixin:
         return self._stream_tracked(sql, batch_rows)
 
     def _stream(self, sql: str, batch_rows: int, rest: Callable[[], tuple[str, Any]] | None = None) -> Iterator[Any]:
-        """The plan's rows, bound in its scratch database where there is one (Warehouse.stream_scratch)."""
+        """The plan's rows, bound in its scratch database where there is one (Warehouse.stream_scratch;
+        with `rest`, each row's position is the column `_rn`)."""
         within = getattr(self.warehouse, "stream_scratch", None)
         if self.scratch_database and within is not None:
-            return within(sql, self.scratch_database, batch_rows, **({"rest": rest} if rest else {}))
+            return within(sql, self.scratch_database, batch_rows, **({"rest": rest, "position": "_rn"} if rest else {}))
         return self.warehouse.stream(sql, batch_rows)
 
     def _stream_tracked(self, sql: str, batch_rows: int) -> Iterator[Any]:

@@ -158,12 +158,15 @@ class Warehouse:
         raise NotImplementedError
 
     def stream_scratch(self, sql: str, database: str, batch_rows: int = 50_000,
-                       rest: Callable[[], tuple[str, pa.Table]] | None = None) -> Iterator[pa.RecordBatch]:
+                       rest: Callable[[], tuple[str, pa.Table]] | None = None,
+                       position: str | None = None) -> Iterator[pa.RecordBatch]:
         """`stream` of a query that reads the scratch database `database` only (a plan). DuckDB
         binds it there, so that the stream holds no transaction on any other database (see
         Capabilities.scratch_schema). `rest`: where the stream failed after some rows, the query of
         the rows not read yet and the table it names as STREAM_READ (an adapter that can read them
-        with more memory may call it; the others ignore it)."""
+        with more memory may call it; the others ignore it). `position`: the query's column holding
+        each row's position in the table it reads (Capabilities.row_position), ascending in the
+        table's order, by which an adapter may read wide rows in ranges (DuckDB: RANGE_BYTES)."""
         return self.stream(sql, batch_rows)
 
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from dinsync.diff import DiffSpec, Planner
 from dinsync.warehouses import WarehouseUnavailable, connect
+from dinsync.warehouses.base import BATCH_BYTES
 
 
 def test_limits_grow_with_the_width_and_come_back_for_a_narrow_sync(tmp_path):
@@ -458,3 +459,33 @@ def test_checkpoints_come_back_once_no_run_of_the_file_streams_wide_rows(tmp_pat
         assert b.query("SELECT current_setting('checkpoint_threshold') AS v").column(0)[0].as_py() == "16.0 MiB"
     finally:
         b.close()
+
+
+def test_a_plan_of_wide_rows_streams_within_the_send_phase_pool(tmp_path):
+    """1,500 rows of 100 KB (a plan of 150 MB) streamed under a first sync's inserting pool (29 MB
+    at one field). DuckDB reads a table 2,048 rows at a time, pinning every value of them: the
+    stream ran out of the pool, and started again with it doubled until a chunk fitted (to 232 MB
+    here; 1 GB for 200 KB values, 4 GB for rows of 1 MB, and a first sync of 20,000 rows of 200 KB
+    to Iterable peaked at 2.2 GB of RSS). The plan is read in ranges of its row positions, a few MB
+    at a time: the pool stays the send phase's, every row comes once, in order, and no batch holds
+    much more than BATCH_BYTES."""
+    w = connect("duckdb", path=str(tmp_path / "w.duckdb"), threads=2)
+    w.execute("CREATE TABLE people AS SELECT 'u' || i || '@x.com' AS email, repeat(md5(i::VARCHAR), 3125) AS notes "
+              "FROM range(1500) AS t(i)")
+    spec = DiffSpec(sync="people", model_sql="SELECT * FROM people", key_column="email", key_normalization="email",
+                    fields=[("notes", "notes")])
+    p = Planner(w, spec)
+    p.ensure_state()
+    w.size_for(1)
+    assert p.plan().added == 1500
+    setting = "SELECT current_setting('memory_limit') AS v"
+    keys, pools, sizes = [], set(), []
+    with w.streaming(replacing=False):
+        pools.add(w.query(setting).column(0)[0].as_py())
+        for batch in p.stream_sendable(10_000):
+            keys += batch.column(0).to_pylist()
+            sizes.append(batch.nbytes)
+            pools.add(w.query(setting).column(0)[0].as_py())
+    assert keys == [f"u{i}@x.com" for i in range(1500)]
+    assert len(pools) == 1, pools
+    assert max(sizes) <= BATCH_BYTES + 200_000, sizes
