@@ -1,4 +1,4 @@
-CREATE TABLE "dinsync_state"."acked_people_to_crm" AS
+CREATE UNLOGGED TABLE "dinsync_state"."acked_people_to_crm" AS
 SELECT
   "p"."_key",
   "p"."_kh",
