@@ -177,37 +177,40 @@ class SyncRun:
         lock = LockKeeper(self.state, self.cfg.name, run_id, self.opts.lock_ttl_seconds, self.opts.heartbeat_seconds)
         lock.acquire()
         try:
-            self.planner.ensure_state(dry_run=True)
-            moved = self.records.moved_from()  # a new destination holds none of the rows
-            if moved is not None:
-                self.notes.append(self.records.moved_note(moved))
-            for note in (self.records.compare_if_remapped(dry_run=True),
-                         self.records.compare_if_retyped(dry_run=True),
-                         self.records.reread_if_region_changed(dry_run=True),
-                         self.records.resend_if_forms_changed(self.destination.value_forms(self.spec), dry_run=True),
-                         self.records.reread_if_phone_key_rule_changed(dry_run=True)):
-                if note:
-                    self.notes.append(note)
-            shared = None if moved is not None else self.records.resend_if_written_by_others(dry_run=True)
-            try:
-                stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
-            except DinsyncError as exc:
-                located = self._in_model(exc)
-                if located is exc:
-                    raise
-                raise located from None
-            if shared and not stats.first_sync:  # (a first sync sends every row anyway)
-                self.notes.append(shared)
-            renamed = self._renamed_note(stats, moved)
-            if renamed:
-                self.notes.append(renamed)
-            if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
-                stats.removed = 0
-            self.notes.extend(self._plan_outlook(stats, moved is not None))
-            self.planner.drop_prior()  # kept for sending only
-            return stats
+            return self._dry_plan()
+        except DinsyncError as exc:
+            located = self._located(exc)
+            if located is exc:
+                raise
+            raise located from None
         finally:
             lock.release()
+
+    def _dry_plan(self) -> PlanStats:
+        """plan()'s work, under the sync's lock."""
+        self.planner.ensure_state(dry_run=True)
+        moved = self.records.moved_from()  # a new destination holds none of the rows
+        if moved is not None:
+            self.notes.append(self.records.moved_note(moved))
+        for note in (self.records.compare_if_remapped(dry_run=True),
+                     self.records.compare_if_retyped(dry_run=True),
+                     self.records.reread_if_region_changed(dry_run=True),
+                     self.records.resend_if_forms_changed(self.destination.value_forms(self.spec), dry_run=True),
+                     self.records.reread_if_phone_key_rule_changed(dry_run=True)):
+            if note:
+                self.notes.append(note)
+        shared = None if moved is not None else self.records.resend_if_written_by_others(dry_run=True)
+        stats = self.planner.plan(full_refresh=self.full_refresh or moved is not None, dry_run=True)
+        if shared and not stats.first_sync:  # (a first sync sends every row anyway)
+            self.notes.append(shared)
+        renamed = self._renamed_note(stats, moved)
+        if renamed:
+            self.notes.append(renamed)
+        if moved is not None:  # the run forgets the old destination's snapshot first: nothing leaves it
+            stats.removed = 0
+        self.notes.extend(self._plan_outlook(stats, moved is not None))
+        self.planner.drop_prior()  # kept for sending only
+        return stats
 
     def _plan_outlook(self, stats: PlanStats, moved: bool) -> list[str]:
         """What the next sync does before sending, which a dry run cannot count: it reads the
@@ -259,6 +262,17 @@ class SyncRun:
         """Parked rows never delivered that the plan just built counts unchanged (max_changed_pct)."""
         return self.planner.parked_count(undelivered=True)
 
+    def _located(self, exc: DinsyncError) -> DinsyncError:
+        """A planner's error as the run reports it: refused on the sync's own tables in the state
+        schema (state.refusals.naming: exit 3, naming what to grant), else found in the model's SQL
+        (_in_model)."""
+        from ..diff.spec import SCRATCH_TABLES, STATE_TABLES
+        from ..state.refusals import naming
+
+        tables = [f"{prefix}_{self.cfg.name}" for prefix in ("seg", *STATE_TABLES, *SCRATCH_TABLES)]
+        refused = naming(self.wh, self.project.state_schema, tables, exc)
+        return refused if refused is not exc else self._in_model(exc)
+
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
         """A warehouse error the planner found inside the model's SQL (`model_line`, e.g. a cast
         that fails on a row: `LIMIT 0` at validation cannot see it), named at the model file's line.
@@ -302,7 +316,7 @@ class SyncRun:
                 s.status, s.error = "failed", exc.message
                 raise
             except DinsyncError as exc:  # the run log records every failure, then the CLI reports it
-                exc = self._in_model(exc)
+                exc = self._located(exc)
                 s.status, s.error = "failed", self.redact(exc.message)
                 raise type(exc)(s.error, exc.hint) from None
             except BaseException as exc:

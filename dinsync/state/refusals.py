@@ -13,6 +13,7 @@ error and hint.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from typing import Any, Iterator
 
@@ -38,6 +39,19 @@ def refused(warehouse: Any, schema: str, exc: WarehousePermissionError) -> Wareh
         scrub(f"dinsync's role may not use its state schema {schema}: it needs {what} ({exc.message})", secrets),
         scrub(f"{grant} (as a role that may grant it), then run dinsync again", secrets),
         warehouse=exc.warehouse, sqlstate=exc.sqlstate)
+
+
+def naming(warehouse: Any, schema: str, tables: list[str], exc: Exception) -> Exception:
+    """`exc` as a WarehouseStateRefused when it is a permission error naming the state schema or
+    one of `tables` (a sync's own tables there: its snapshot, plan, pending and scratch tables,
+    which its planner writes without a StateSession), else `exc` as it is: a table another role
+    took over failed the run with exit 1, which orchestrators retry."""
+    if not isinstance(exc, WarehousePermissionError) or isinstance(exc, WarehouseStateRefused):
+        return exc
+    text = exc.message.lower()
+    if any(re.search(rf"(?<![\w$]){re.escape(name.lower())}(?![\w$])", text) for name in (schema, *tables)):
+        return refused(warehouse, schema, exc)
+    return exc
 
 
 class Refusals:

@@ -135,6 +135,10 @@ def _adbc_sqlstate(exc: BaseException) -> str | None:
 _UNQUALIFIED_RELATION = re.compile(r'relation "[^".]+" does not exist')
 
 
+# the table a refusal names ("permission denied for table x", "must be owner of table x")
+_REFUSED_TABLE = re.compile(r'(?:permission denied for|must be owner of) (?:table|relation) "?([^\s".]+)"?')
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -159,9 +163,15 @@ class PgErrors:
         if "permission denied for schema" in text:
             return (f"the USAGE and CREATE privileges on schema {schema} (it reads its tables and creates "
                     "tables there)", f"GRANT USAGE, CREATE ON SCHEMA {_ident(schema)} TO {role}")
-        return (f"the SELECT, INSERT, UPDATE and DELETE privileges on the tables in schema {schema} (another role "
-                "created them)", f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {_ident(schema)} "
-                f"TO {role}; or make {role} their owner")
+        grant = f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {_ident(schema)} TO {role}"
+        table = _REFUSED_TABLE.search(text)
+        if table is None:
+            return (f"the SELECT, INSERT, UPDATE and DELETE privileges on the tables in schema {schema} (another "
+                    "role created them)", f"{grant}; or make {role} their owner")
+        # (a sync's snapshot, plan and scratch tables are altered and dropped too: only their owner may)
+        return (f"to own table {schema}.{table[1]}, which another role owns now, or at least the SELECT, INSERT, "
+                f"UPDATE and DELETE privileges on the tables in schema {schema}",
+                f"ALTER TABLE {_ident(schema)}.{_ident(table[1])} OWNER TO {role}; or {grant}")
 
     def hint_for(self, exc: BaseException) -> str | None:
         text = str(exc)

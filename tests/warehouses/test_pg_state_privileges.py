@@ -168,3 +168,27 @@ def test_validate_creates_no_missing_state_schema(tmp_path, place, iterable_sand
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert len(sandbox.users) == 1
     assert ("meta",) in place.state_left()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+@pytest.mark.parametrize("command", ["sync", "plan"])
+def test_a_sync_table_another_role_owns_is_the_same_configuration_error(tmp_path, place, kind, command):
+    """The sync's own tables in the state schema (its snapshot, plan, pending and scratch tables)
+    are written by the planner, not through the state's statements: the snapshot handed to another
+    role after the first run failed `sync` and `plan` with exit 1 (orchestrators retry it) and the
+    generic hint. It is the state's refusal: exit 3, naming the table and how to give it back."""
+    admin_execute(f"CREATE SCHEMA {place.state} AUTHORIZATION {place.role}")
+    cli = place.cli(tmp_path / "proj", kind)
+    first = cli("--json sync")  # (a closed port: the tables are created, nothing sent)
+    assert first.returncode == ExitCode.RUN_FAILED, (first.stdout, first.stderr)
+    [snap] = [t for (t,) in place.state_left()[1:] if t.startswith("snap_")]
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"ALTER TABLE {place.state}.{snap} OWNER TO CURRENT_USER")
+    proc = cli(f"--json {command}")
+    code, out, said = proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
+    error = out.get("error") or out["runs"][0]["error"]
+    hint = out.get("hint") or out["runs"][0]["hint"]
+    assert (code, out.get("exit_code")) == (ExitCode.CONFIG_ERROR, ExitCode.CONFIG_ERROR), out
+    assert f"state schema {place.state}" in error and snap in error, out
+    assert f'ALTER TABLE "{place.state}"."{snap}" OWNER TO "{place.role}"' in hint, out
+    assert "Traceback" not in said
