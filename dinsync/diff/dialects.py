@@ -197,14 +197,6 @@ UNBOUNDED_TEXT = {"redshift": "VARCHAR(65535)"}
 # one row of the target: a MERGE fails rather than pick one of several).
 UPDATE_FROM_AS_MERGE = {"databricks"}
 
-# Dialects whose tables created from a query (`CREATE TABLE x AS SELECT`: the plan and the run's
-# other scratch tables, never the state's, which are created with their columns) are UNLOGGED: no
-# write-ahead log for rows read back by the same run and dropped. PostgreSQL empties such a table
-# after a crash, which a scratch table survives (a killed run's are dropped by the next; `acked_`
-# rows lost before their commit are sent again, as any acknowledged row not committed). A 1M-row
-# CREATE TABLE AS took 1.44-1.75 s logged, 0.79-0.91 s unlogged here.
-UNLOGGED_SCRATCH = {"postgres"}
-
 # Type of the hash columns when no warehouse says otherwise (golden tests, `render`).
 DEFAULT_HASH_TYPES = {"duckdb": "UBIGINT", "postgres": "BIGINT", "snowflake": "BIGINT", "bigquery": "INT64",
                       "redshift": "BIGINT", "databricks": "BIGINT"}

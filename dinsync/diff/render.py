@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import DinsyncError, ExitCode
 from ..lazy_imports import sqlglot_modules as _sqlglot  # (sqlglot itself: on first call)
-from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT, UNLOGGED_SCRATCH, UPDATE_FROM_AS_MERGE
+from .dialects import DIALECT_SQL, DIALECTS, TEXT_TYPES, UNBOUNDED_TEXT, UPDATE_FROM_AS_MERGE
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _MODEL_MARKER = "__DINSYNC_MODEL__"
@@ -257,11 +257,6 @@ def render_template(name: str, ctx: dict[str, Any], dialect: str, model_sql: str
     tree = replace_pseudo(statements[0], dialect)
     if dialect in UPDATE_FROM_AS_MERGE and isinstance(tree, exp.Update) and tree.args.get("from_"):
         tree = _update_as_merge(tree, dialect)
-    if (dialect in UNLOGGED_SCRATCH and isinstance(tree, exp.Create) and tree.kind == "TABLE"
-            and tree.expression is not None):
-        properties = tree.args.get("properties") or exp.Properties(expressions=[])
-        properties.append("expressions", exp.UnloggedProperty())
-        tree.set("properties", properties)
     if dialect in UNBOUNDED_TEXT:
         unbounded = exp.DataType.build(UNBOUNDED_TEXT[dialect], dialect=dialect)
         for node in list(tree.find_all(exp.DataType)):

@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."acked_people_to_crm" AS
+CREATE TABLE "dinsync_state"."acked_people_to_crm" AS
 SELECT
   "p"."_key",
   "p"."_kh",

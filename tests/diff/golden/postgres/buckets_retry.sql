@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."buckets_people_to_crm" AS
+CREATE TABLE "dinsync_state"."buckets_people_to_crm" AS
 WITH "seg" AS (
   SELECT
     COALESCE("r"."_rkh" % 16384, 16384) AS "_b",

@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."cand_people_to_crm" AS
+CREATE TABLE "dinsync_state"."cand_people_to_crm" AS
 WITH "seg" AS (
   SELECT
     "r"."_rkh",

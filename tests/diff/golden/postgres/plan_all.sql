@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."plan_people_to_crm" AS
+CREATE TABLE "dinsync_state"."plan_people_to_crm" AS
 SELECT
   "k"."_key",
   CASE WHEN "k"."_key" IS NULL THEN 'skipped' ELSE 'added' END AS "_op",

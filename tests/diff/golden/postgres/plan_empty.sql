@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."plan_people_to_crm" AS
+CREATE TABLE "dinsync_state"."plan_people_to_crm" AS
 SELECT
   CAST(NULL AS VARCHAR) AS "_key",
   CAST(NULL AS VARCHAR) AS "_op",

@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."plan_people_to_crm" AS
+CREATE TABLE "dinsync_state"."plan_people_to_crm" AS
 WITH "counts" AS (
   SELECT
     "c"."_key",

@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."prior_people_to_crm" AS
+CREATE TABLE "dinsync_state"."prior_people_to_crm" AS
 SELECT
   "s".*
 FROM "dinsync_state"."snap_people_to_crm" AS "s"

@@ -1,4 +1,4 @@
-CREATE UNLOGGED TABLE "dinsync_state"."unsettle_people_to_crm" AS
+CREATE TABLE "dinsync_state"."unsettle_people_to_crm" AS
 SELECT
   "s"."_key",
   "s"."_synced_at",
