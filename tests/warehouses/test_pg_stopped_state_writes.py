@@ -40,39 +40,23 @@ def _map_tier(root) -> None:
     sync.write_text(sync.read_text() + "  tier: tier\n")
 
 
-def test_a_sigterm_while_a_new_snapshot_column_waits_for_an_analysts_read_cancels_the_run(
-        wh_postgres, iterable_sandbox, tmp_path):
+@pytest.mark.parametrize("table, hold", [("snap_people", "SELECT count(*) FROM {table}"),
+                                         ("meta", "LOCK TABLE {table} IN SHARE MODE")],
+                         ids=["snapshot column behind an analyst's read", "mapping record behind a lock"])
+def test_a_sigterm_while_a_new_mapping_waits_for_a_lock_cancels_the_run(
+        wh_postgres, iterable_sandbox, tmp_path, table, hold):
     """A field newly mapped adds its column to the snapshot (ALTER TABLE) before planning, which waits
     for every other transaction that read the snapshot (an analyst's session left open in a BI
-    tool). A SIGTERM then was not heard: the ALTER has no bound of dinsync's (only the settings'
-    lock_timeout, if any). The run is cancelled now, nothing sent; the next run adds the column."""
+    tool), then the run records the new mapping in `meta`. A SIGTERM while either waited was not
+    heard: the ALTER has no bound of dinsync's (only the settings' lock_timeout, if any), the
+    record waited for the lock_timeout, then the run failed with it. The run is cancelled now,
+    nothing sent; the next run adds the column and sends the new field."""
     sandbox, thread = iterable_sandbox
     root = tmp_path / "project"
     cli, args, env = _project(wh_postgres, thread, root)
     assert cli("sync", _tiered("free")).returncode == 0
     _map_tier(root)
-    code, run, err = _stop_while_blocked(args, env, wh_postgres.state_schema, "snap_people",
-                                         hold="SELECT count(*) FROM {table}")
-    assert (code, run["status"]) == (143, "cancelled"), (run["error"], err)
-    assert "nothing was sent" in run["error"], run["error"]
-    assert all("tier" not in fields for fields in _users(sandbox, thread).values())
-    assert wh_postgres.run_statuses("people") == ["success", "cancelled"]
-    rerun = cli("sync", _tiered("free"))
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert _users(sandbox, thread) == {f"u{i}@x.com": {"plan": "free", "tier": "gold"} for i in range(1, 6)}
-
-
-def test_a_sigterm_while_the_sync_records_its_new_mapping_behind_a_lock_cancels_the_run(
-        wh_postgres, iterable_sandbox, tmp_path):
-    """Before planning, a run whose mapping changed records the new one in `meta`: a SIGTERM while
-    that write waited for another transaction's lock on the table waited for the lock_timeout, then
-    the run failed with it. It is cancelled now, nothing sent; the next run sends the new field."""
-    sandbox, thread = iterable_sandbox
-    root = tmp_path / "project"
-    cli, args, env = _project(wh_postgres, thread, root)
-    assert cli("sync", _tiered("free")).returncode == 0
-    _map_tier(root)
-    code, run, err = _stop_while_blocked(args, env, wh_postgres.state_schema, "meta")
+    code, run, err = _stop_while_blocked(args, env, wh_postgres.state_schema, table, hold=hold)
     assert (code, run["status"]) == (143, "cancelled"), (run["error"], err)
     assert "nothing was sent" in run["error"], run["error"]
     assert all("tier" not in fields for fields in _users(sandbox, thread).values())
