@@ -163,6 +163,11 @@ class Planner(CommitMixin, PendingMixin, SnapshotStateMixin, PlanReadMixin):
         # at, before the statements that find them: the engine starts loading what sending needs
         self.on_changes: Callable[[], None] | None = None
 
+    def table_names(self) -> list[str]:
+        """The names of the tables this sync's planner creates (its state and its scratch tables)."""
+        return [self.snapshot_table, self.plan_table, self.ack_table, self.pending_table,
+                *self.scratch_tables.values()]
+
     # ------------------------------------------------------------------ SQL
 
     def _context(self) -> dict[str, Any]:

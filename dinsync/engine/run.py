@@ -266,11 +266,9 @@ class SyncRun:
         """A planner's error as the run reports it: refused on the sync's own tables in the state
         schema (state.refusals.naming: exit 3, naming what to grant), else found in the model's SQL
         (_in_model)."""
-        from ..diff.spec import SCRATCH_TABLES, STATE_TABLES
         from ..state.refusals import naming
 
-        tables = [f"{prefix}_{self.cfg.name}" for prefix in ("seg", *STATE_TABLES, *SCRATCH_TABLES)]
-        refused = naming(self.wh, self.project.state_schema, tables, exc)
+        refused = naming(self.wh, self.project.state_schema, self.planner.table_names(), exc)
         return refused if refused is not exc else self._in_model(exc)
 
     def _in_model(self, exc: DinsyncError) -> DinsyncError:
